@@ -1,0 +1,91 @@
+import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+
+/** Names of gRPC status codes, as they travel in messages (`ItemError.code`, `SubtaskResult.error_code`). */
+export type StatusName = keyof typeof status;
+
+/**
+ * A domain error that knows its gRPC status and whether retrying can help.
+ * Everything a client or worker should see as a specific status is thrown as one of these.
+ */
+export class TesseraError extends Error {
+  /** gRPC status code sent to the caller. */
+  readonly code: status;
+  /** True when running the same work again (elsewhere, later) may succeed. */
+  readonly retryable: boolean;
+  /** The input (file name) the error is about, when there is one. */
+  readonly input: string | undefined;
+
+  constructor(code: status, message: string, options: { retryable?: boolean; input?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TesseraError';
+    this.code = code;
+    this.retryable = options.retryable ?? defaultRetryable(code);
+    this.input = options.input;
+  }
+
+  get codeName(): StatusName {
+    return statusName(this.code);
+  }
+}
+
+export const invalidArgument = (message: string, input?: string): TesseraError =>
+  new TesseraError(status.INVALID_ARGUMENT, message, { input, retryable: false });
+export const failedPrecondition = (message: string, input?: string): TesseraError =>
+  new TesseraError(status.FAILED_PRECONDITION, message, { input, retryable: false });
+export const notFound = (message: string): TesseraError => new TesseraError(status.NOT_FOUND, message, { retryable: false });
+export const resourceExhausted = (message: string, input?: string): TesseraError =>
+  new TesseraError(status.RESOURCE_EXHAUSTED, message, { input, retryable: false });
+export const unavailable = (message: string, cause?: unknown): TesseraError =>
+  new TesseraError(status.UNAVAILABLE, message, { retryable: true, cause });
+export const dataLoss = (message: string): TesseraError => new TesseraError(status.DATA_LOSS, message, { retryable: true });
+
+function defaultRetryable(code: status): boolean {
+  return code === status.UNAVAILABLE || code === status.DATA_LOSS || code === status.DEADLINE_EXCEEDED || code === status.INTERNAL || code === status.ABORTED;
+}
+
+export function statusName(code: number): StatusName {
+  const name = (Object.keys(status) as StatusName[]).find((k) => status[k] === code);
+  return name ?? 'UNKNOWN';
+}
+
+export function statusFromName(name: string): status {
+  const code = (status as unknown as Record<string, number>)[name];
+  return code === undefined ? status.UNKNOWN : code;
+}
+
+/** True for an AbortError / an error raised because a signal was aborted. */
+export function isAbortError(err: unknown): boolean {
+  return err instanceof Error && (err.name === 'AbortError' || (err as NodeJS.ErrnoException).code === 'ABORT_ERR');
+}
+
+/**
+ * The one error boundary: maps any thrown value to a gRPC ServiceError.
+ * Typed errors keep their code and message; aborts become CANCELLED; anything else is logged with
+ * its stack and sent as INTERNAL with a generic message, so stacks never reach a client.
+ */
+export function toServiceError(err: unknown, log?: Logger): Partial<ServiceError> & { code: status; details: string } {
+  if (err instanceof TesseraError) {
+    return withMetadata(err.code, err.message);
+  }
+  if (isAbortError(err)) return withMetadata(status.CANCELLED, 'cancelled');
+  const maybe = err as { code?: unknown; details?: unknown };
+  if (typeof maybe?.code === 'number' && typeof maybe.details === 'string' && maybe.code in status) {
+    // Already a gRPC error (for example from a nested call): pass it through unchanged.
+    return withMetadata(maybe.code, maybe.details);
+  }
+  log?.error({ err }, 'internal error');
+  return withMetadata(status.INTERNAL, 'internal error (see the coordinator log)');
+}
+
+function withMetadata(code: status, details: string): Partial<ServiceError> & { code: status; details: string } {
+  return { code, details, message: details, metadata: new Metadata() };
+}
+
+/** Wraps an error thrown by a grpc-js client call so callers can branch on `code`. */
+export function describeError(err: unknown): string {
+  if (err instanceof TesseraError) return `${err.codeName}: ${err.message}`;
+  const e = err as { code?: number; details?: string; message?: string };
+  if (typeof e?.code === 'number' && typeof e.details === 'string') return `${statusName(e.code)}: ${e.details}`;
+  return e?.message ?? String(err);
+}

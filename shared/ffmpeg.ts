@@ -1,0 +1,200 @@
+/**
+ * ffmpeg/ffprobe resolution and a runner that every processor uses.
+ *
+ * Resolution order: FFMPEG_PATH / FFPROBE_PATH, then `ffmpeg` / `ffprobe` on PATH, then the binaries
+ * shipped in npm packages (@ffmpeg-installer/ffmpeg, @ffprobe-installer/ffprobe), so `npm install`
+ * alone is enough. Every run gets `-nostdin` and `-protocol_whitelist file,pipe` before each input,
+ * so a crafted playlist can neither read arbitrary local files over other protocols nor reach the network;
+ * an aborted signal kills the process at once.
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import { accessSync, chmodSync, constants, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { TesseraError } from './errors.js';
+
+const require = createRequire(import.meta.url);
+
+export interface FfmpegBinaries {
+  ffmpeg: string;
+  ffprobe: string;
+}
+
+let resolved: FfmpegBinaries | undefined;
+
+/** Resolves the ffmpeg and ffprobe binaries once per process. */
+export function ffmpegBinaries(): FfmpegBinaries {
+  resolved ??= {
+    ffmpeg: resolveBinary('ffmpeg', process.env['FFMPEG_PATH'], '@ffmpeg-installer/ffmpeg'),
+    ffprobe: resolveBinary('ffprobe', process.env['FFPROBE_PATH'], '@ffprobe-installer/ffprobe'),
+  };
+  return resolved;
+}
+
+function resolveBinary(name: string, fromEnv: string | undefined, npmPackage: string): string {
+  if (fromEnv) return fromEnv;
+  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, name);
+    if (isExecutable(candidate)) return candidate;
+  }
+  try {
+    const pkg = require(npmPackage) as { path: string };
+    // npm 11 may skip the package's chmod postinstall: make the shipped binary executable ourselves.
+    if (!isExecutable(pkg.path)) chmodSync(pkg.path, 0o755);
+    return pkg.path;
+  } catch {
+    throw new TesseraError(status.FAILED_PRECONDITION, `${name} not found: set ${name.toUpperCase()}_PATH, install ${name}, or run npm install`);
+  }
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+export interface FfmpegInfo {
+  version: string;
+  /** Major version number (4, 5, 6, 7...). */
+  major: number;
+  encoders: string[];
+}
+
+let info: FfmpegInfo | undefined;
+
+/** Version and encoder list of the resolved ffmpeg (probed once per process). */
+export function ffmpegInfo(): FfmpegInfo {
+  if (!info) {
+    const { ffmpeg } = ffmpegBinaries();
+    const versionText = execFileSync(ffmpeg, ['-hide_banner', '-version'], { encoding: 'utf8' });
+    const version = /ffmpeg version (\S+)/.exec(versionText)?.[1] ?? 'unknown';
+    const major = Number(/^n?(\d+)/.exec(version)?.[1] ?? 0);
+    const encText = execFileSync(ffmpeg, ['-hide_banner', '-encoders'], { encoding: 'utf8' });
+    const encoders = [...encText.matchAll(/^\s[VAS][F.][S.][X.][B.][D.]\s+(\S+)/gm)].map((m) => m[1]!).filter((e) => e !== '=');
+    info = { version, major, encoders };
+  }
+  return info;
+}
+
+/** Frame-rate mode flag: `-fps_mode` on ffmpeg >= 5.1, `-vsync` before. */
+export function fpsModeFlag(): string {
+  const { version, major } = ffmpegInfo();
+  if (major > 5) return '-fps_mode';
+  if (major === 5) return /^n?5\.0/.test(version) ? '-vsync' : '-fps_mode';
+  return '-vsync';
+}
+
+export interface RunOptions {
+  signal?: AbortSignal | undefined;
+  cwd?: string;
+  /** Called with the output time in seconds as ffmpeg reports it (`-progress`). */
+  onProgress?: (outTimeSeconds: number) => void;
+  /** Name of the input, for error messages. */
+  input?: string;
+  /** Collect stdout (for `-f null -` analyses that print there, or raw pipes). */
+  captureStdout?: boolean;
+}
+
+export interface RunResult {
+  stderr: string;
+  stdout: string;
+}
+
+/** Adds `-protocol_whitelist file,pipe` before every `-i` that lacks one. */
+export function hardenArgs(args: readonly string[]): string[] {
+  const out: string[] = ['-hide_banner', '-nostdin'];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '-i' && args[i - 2] !== '-protocol_whitelist') out.push('-protocol_whitelist', 'file,pipe');
+    out.push(a);
+  }
+  return out;
+}
+
+/** Runs ffmpeg with hardened arguments; rejects with a TesseraError naming the input on failure. */
+export function runFfmpeg(args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  const full = hardenArgs(args);
+  if (options.onProgress) full.splice(2, 0, '-progress', 'pipe:1', '-nostats');
+  return runProcess(ffmpegBinaries().ffmpeg, full, options);
+}
+
+/** Runs ffprobe (hardened) and parses its JSON output. */
+export async function runFfprobe<T = unknown>(args: readonly string[], options: RunOptions = {}): Promise<T> {
+  const full = ['-v', 'error', '-of', 'json', ...hardenArgs(args).slice(2)];
+  const { stdout } = await runProcess(ffmpegBinaries().ffprobe, ['-hide_banner', ...full], { ...options, captureStdout: true });
+  return JSON.parse(stdout) as T;
+}
+
+function runProcess(bin: string, args: string[], options: RunOptions): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    if (options.signal?.aborted) {
+      reject(options.signal.reason ?? abortError());
+      return;
+    }
+    const child = spawn(bin, args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    const stdoutChunks: Buffer[] = [];
+    let progressBuf = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => {
+      // Keep only the tail: ffmpeg can print megabytes of warnings for a broken file.
+      stderr = (stderr + d).slice(-16_384);
+    });
+    child.stdout.on('data', (d: Buffer) => {
+      if (options.onProgress) {
+        progressBuf += d.toString('utf8');
+        let nl;
+        while ((nl = progressBuf.indexOf('\n')) >= 0) {
+          const line = progressBuf.slice(0, nl);
+          progressBuf = progressBuf.slice(nl + 1);
+          const m = /^out_time_us=(\d+)/.exec(line);
+          if (m) options.onProgress(Number(m[1]) / 1e6);
+        }
+      } else if (options.captureStdout) {
+        stdoutChunks.push(d);
+      }
+    });
+    const onAbort = (): void => {
+      child.kill('SIGKILL');
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    child.on('error', (err) => {
+      options.signal?.removeEventListener('abort', onAbort);
+      reject(new TesseraError(status.FAILED_PRECONDITION, `cannot run ${path.basename(bin)}: ${err.message}`));
+    });
+    child.on('close', (code, sig) => {
+      options.signal?.removeEventListener('abort', onAbort);
+      if (options.signal?.aborted) {
+        reject(options.signal.reason ?? abortError());
+        return;
+      }
+      const stdout = Buffer.concat(stdoutChunks).toString('utf8');
+      if (code === 0) {
+        resolve({ stderr, stdout });
+        return;
+      }
+      const what = options.input ? `${options.input}: ` : '';
+      const reason = summariseStderr(stderr) || `exited with ${code ?? sig}`;
+      // A failing ffmpeg almost always means the input is bad; crashes by signal may be transient.
+      reject(new TesseraError(sig ? status.INTERNAL : status.INVALID_ARGUMENT, `${what}${path.basename(bin)} failed: ${reason}`, { input: options.input, retryable: Boolean(sig) }));
+    });
+  });
+}
+
+/** The most telling line of an ffmpeg error log (the last non-empty one, without paths). */
+export function summariseStderr(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l.length > 0 && !/^(Conversion failed!|Exiting normally)/.test(l));
+  const last = lines.slice(-2).join('; ');
+  return last.replace(/\/[^\s:'"]*\//g, '').slice(0, 400);
+}
+
+function abortError(): Error {
+  const e = new Error('aborted');
+  e.name = 'AbortError';
+  return e;
+}

@@ -1,0 +1,187 @@
+/**
+ * The job-kind contract: the extension point of Tessera.
+ *
+ * A kind is three functions and a validator, split over the two sides:
+ *  - coordinator side ({@link CoordinatorKind}): `validate` typed params, `plan` the first phase of
+ *    subtasks (cutting the input bytes each one needs), `merge` the results of a phase into the job's
+ *    outputs or into the next phase's subtasks;
+ *  - worker side ({@link WorkerProcessor}): `process` one subtask, cancellable through an AbortSignal.
+ *
+ * Adding a kind means one module in `coordinator/kinds/` and one in `worker/processors/`, each added to
+ * its registry (`coordinator/kinds/index.ts`, `worker/processors/index.ts`). Nothing else changes.
+ */
+import type { JobSpec__Output } from './proto/generated/tessera/v1/JobSpec.js';
+import type { Logger } from './logger.js';
+
+/** Names of the kinds; also the field names of `JobSpec.params`. */
+export type KindName = 'image' | 'video' | 'thumbnails' | 'audio' | 'passthrough';
+
+/** A file in the coordinator's spool. */
+export interface SpoolFile {
+  /** Logical name (the client's file name for job inputs). */
+  name: string;
+  /** Absolute path on the coordinator. */
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+/** What the cluster tells a planner about itself. */
+export interface ClusterView {
+  /** Active workers that can run this kind. */
+  workers: number;
+  /** Total free + busy slots of those workers. */
+  slots: number;
+  /** Union of ffmpeg encoders the workers advertise. */
+  encoders: ReadonlySet<string>;
+}
+
+/** One piece of work the planner (or a merge that starts a new phase) asks for. */
+export interface SubtaskPlan {
+  /** Shown in listings and the dashboard, e.g. "images 1-8" or "segment 3 (12.0s-24.0s)". */
+  label: string;
+  /** Files the worker needs, fetched over FetchTaskInput (or inline when tiny). Names must be unique within the subtask. */
+  inputs: SpoolFile[];
+  /** Kind-specific description of the piece; must be JSON-serialisable. The worker receives it as `plan`. */
+  plan: unknown;
+  /** Relative cost (bytes, seconds, pixels): larger subtasks are scheduled first. */
+  weight: number;
+  /** Job inputs (client file names) this subtask covers: a failure of the subtask is reported against them. */
+  items: string[];
+  /** Worker capabilities required, e.g. `{ encoders: ['libx264'] }`. */
+  requires?: { encoders?: string[] };
+  /** Per-attempt timeout in ms (default from config). */
+  timeoutMs?: number;
+}
+
+/** A finished subtask as the merge step sees it. */
+export interface SubtaskOutcome {
+  index: number;
+  phase: number;
+  label: string;
+  plan: unknown;
+  items: string[];
+  ok: boolean;
+  /** Output files spooled on the coordinator, by name. */
+  outputs: SpoolFile[];
+  /** Per-input errors the worker reported (other inputs of the subtask succeeded). */
+  itemErrors: ItemFailure[];
+  /** Error when `ok` is false (after all attempts). */
+  error?: ItemFailure;
+  /** The kind's small result (parsed JSON), e.g. frame counts or loudness block energies. */
+  result: unknown;
+  worker: string;
+}
+
+export interface ItemFailure {
+  /** The job input this is about ("" = the whole job). */
+  input: string;
+  /** gRPC status name, e.g. "INVALID_ARGUMENT". */
+  code: string;
+  message: string;
+}
+
+export interface PlanContext<P> {
+  jobId: string;
+  params: P;
+  spec: JobSpec__Output;
+  inputs: SpoolFile[];
+  cluster: ClusterView;
+  /** A private scratch folder of the job on the coordinator (kept until the job's outputs verify). */
+  workDir: string;
+  signal: AbortSignal;
+  log: Logger;
+}
+
+export interface MergeContext<P> extends PlanContext<P> {
+  /** The phase that just finished (0 = the planner's subtasks). */
+  phase: number;
+  /** Outcomes of the phase that just finished, in index order. */
+  results: SubtaskOutcome[];
+  /** Outcomes of all earlier phases, in phase then index order. */
+  history: SubtaskOutcome[];
+  /** Folder the merge writes final outputs into; each file written there must be returned in `outputs`. */
+  outputDir: string;
+}
+
+export interface FinalOutput {
+  /** Safe file name (no directories). */
+  name: string;
+  /** Path of the finished file (inside `outputDir` or in a subtask's spool). */
+  path: string;
+  /** The job input it was made from ("" for job-wide outputs). */
+  source: string;
+  contentType?: string;
+}
+
+export type MergeResult =
+  | { outputs: FinalOutput[]; errors?: ItemFailure[]; next?: undefined }
+  | { next: SubtaskPlan[]; outputs?: FinalOutput[]; errors?: ItemFailure[] };
+
+/** Coordinator side of a kind. */
+export interface CoordinatorKind<P = unknown> {
+  name: KindName;
+  /**
+   * Checks the typed params (the `JobSpec.params` member for this kind, defaults applied by the proto
+   * loader) and returns the normalised params. Throws `invalidArgument('<field>: <why>')` on bad input.
+   * Pure: no I/O.
+   */
+  validate(params: unknown, spec: JobSpec__Output): P;
+  /** Optional checks of the uploaded inputs before planning (per-input failures go to `errors`). */
+  plan(ctx: PlanContext<P>): Promise<{ subtasks: SubtaskPlan[]; errors?: ItemFailure[] }>;
+  /** Called when every subtask of a phase has finished (succeeded or failed for good). */
+  merge(ctx: MergeContext<P>): Promise<MergeResult>;
+}
+
+/** A local file handed to a processor. */
+export interface LocalFile {
+  name: string;
+  path: string;
+  size: number;
+}
+
+export interface ProcessContext<P> {
+  jobId: string;
+  subtaskId: string;
+  attempt: number;
+  phase: number;
+  params: P;
+  spec: JobSpec__Output;
+  /** The `plan` the coordinator attached to this subtask. */
+  plan: unknown;
+  /** Inputs, already fetched and verified, as local files. */
+  inputs: LocalFile[];
+  /** Private temp folder of this attempt; removed by the worker afterwards. Write outputs here. */
+  workDir: string;
+  /** Aborted when the coordinator cancels the subtask, the lease is lost or the timeout fires. */
+  signal: AbortSignal;
+  /** Report progress (0..1); it reaches `tessera watch` and the dashboard. */
+  progress(fraction: number, message?: string): void;
+  /** Number of threads this subtask may use (cores / slots). */
+  threads: number;
+  log: Logger;
+}
+
+export interface ProcessOutput {
+  /** Safe file name, unique within the subtask. */
+  name: string;
+  path: string;
+  /** The job input it belongs to ("" for none). */
+  source?: string;
+}
+
+export interface ProcessResult {
+  outputs: ProcessOutput[];
+  /** Inputs that failed while the others succeeded. */
+  itemErrors?: ItemFailure[];
+  /** Small JSON-serialisable result for the merge step. */
+  result?: unknown;
+}
+
+/** Worker side of a kind. */
+export interface WorkerProcessor<P = unknown> {
+  name: KindName;
+  /** Converts the typed `JobSpec` params for this kind (already validated by the coordinator). */
+  params(spec: JobSpec__Output): P;
+  process(ctx: ProcessContext<P>): Promise<ProcessResult>;
+}

@@ -1,0 +1,41 @@
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import type { ProtoGrpcType as JobsProto } from './proto/generated/jobs.js';
+import type { ProtoGrpcType as WorkerProto } from './proto/generated/worker.js';
+
+/**
+ * Options for @grpc/proto-loader. They MUST match the flags of the `gen` script in package.json
+ * (`--keepCase --longs=String --enums=String --defaults --oneofs`), or the generated types lie.
+ */
+export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+
+export const PROTO_FILES = ['tessera/v1/jobs.proto', 'tessera/v1/worker.proto', 'tessera/v1/params.proto'];
+
+/** The one place where the loaded package is cast to the generated root type. */
+export type TesseraProto = JobsProto & WorkerProto;
+
+let cached: { packageDefinition: protoLoader.PackageDefinition; proto: TesseraProto } | undefined;
+
+export function loadTesseraProto(): { packageDefinition: protoLoader.PackageDefinition; proto: TesseraProto } {
+  if (!cached) {
+    const packageDefinition = protoLoader.loadSync(PROTO_FILES, { ...PROTO_LOADER_OPTIONS, includeDirs: [resolveProtoDir()] });
+    const proto = grpc.loadPackageDefinition(packageDefinition) as unknown as TesseraProto;
+    cached = { packageDefinition, proto };
+  }
+  return cached;
+}
+
+/** Directory holding `tessera/v1/*.proto`. */
+export function resolveProtoDir(): string {
+  // Compiled code lives in dist/shared, sources in shared/: the proto folder is at the package root.
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  const root = here.includes('/dist/') ? new URL('../../', import.meta.url) : new URL('../', import.meta.url);
+  return fileURLToPath(new URL('proto', root));
+}
