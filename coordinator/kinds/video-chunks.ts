@@ -1,0 +1,50 @@
+/**
+ * Coordinator-side stream-copy cutting for the video kind: the video stream into keyframe-aligned
+ * chunks (segment muxer, original timestamps kept) and the first audio track into its own file.
+ * Both are cheap (no decoding) and let each worker fetch only the bytes its range needs.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { dataLoss } from '../../shared/errors.js';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
+import type { SpoolFile } from '../../shared/job-kind.js';
+
+/** Cuts stream `streamIndex` of `src` at `cutTimes` into `dir/chunkNNNNN.mkv` files (in order). */
+export async function cutVideoChunks(src: string, input: string, streamIndex: number, cutTimes: number[], dir: string, signal: AbortSignal): Promise<SpoolFile[]> {
+  await mkdir(dir, { recursive: true });
+  // The segment muxer splits at the first keyframe presenting at or after each time: aim just before it.
+  const times = cutTimes.map((t) => (t - 0.0005).toFixed(6));
+  const args = ['-copyts', '-i', src, '-map', `0:${streamIndex}`, '-c', 'copy', '-f', 'segment', '-segment_format', 'matroska', '-reset_timestamps', '0'];
+  if (times.length > 0) args.push('-segment_times', times.join(','));
+  else args.push('-segment_time', '1000000000');
+  args.push(path.join(dir, 'chunk%05d.mkv'));
+  await runFfmpeg(args, { signal, input });
+  const names = (await readdir(dir)).filter((f) => /^chunk\d{5}\.mkv$/.test(f)).sort();
+  if (names.length !== cutTimes.length + 1) {
+    throw dataLoss(`${input}: stream-copy split made ${names.length} chunks where ${cutTimes.length + 1} were planned`);
+  }
+  return Promise.all(names.map((n) => spoolFile(path.join(dir, n), `${path.basename(dir)}-${n}`)));
+}
+
+/** Where the chunk spooled as `name` (e.g. "in0-chunk00003.mkv") lives under the job's workDir. */
+export function chunkPath(workDir: string, name: string): string {
+  const m = /^(in\d+)-(.+)$/.exec(name);
+  if (!m) throw new Error(`not a chunk name: ${name}`);
+  return path.join(workDir, m[1]!, m[2]!);
+}
+
+/** Copies audio stream `streamIndex` of `src` into `dest` (Matroska holds any codec), timestamps kept. */
+export async function extractAudio(src: string, input: string, streamIndex: number, dest: string, name: string, signal: AbortSignal): Promise<SpoolFile> {
+  await mkdir(path.dirname(dest), { recursive: true });
+  await runFfmpeg(['-y', '-copyts', '-i', src, '-map', `0:${streamIndex}`, '-c', 'copy', '-f', 'matroska', dest], { signal, input });
+  return spoolFile(dest, name);
+}
+
+/** Describes a file on the coordinator's disk as a spool entry (size and sha256 for the transfer check). */
+export async function spoolFile(file: string, name: string): Promise<SpoolFile> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return { name, path: file, size: (await stat(file)).size, sha256: hash.digest('hex') };
+}

@@ -1,0 +1,156 @@
+/**
+ * Merge step of the `video` kind: checks each encoded segment, stitches them with the concat demuxer
+ * (stream copy; each segment's exact duration given so VFR timing survives), muxes the audio, then
+ * verifies the result before it is published. A segment that fails its check is planned again as a
+ * new phase (up to twice); the output is only returned once it verifies.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { FinalOutput, ItemFailure, MergeContext, MergeResult, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
+import { dataLoss, TesseraError } from '../../shared/errors.js';
+import { chunkPath, spoolFile } from './video-chunks.js';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
+import type { VideoJobParams } from '../../shared/kinds/video-params.js';
+import { countVideoPackets, decodeCheck, probeMedia } from '../../shared/media/probe.js';
+import type { VideoSegmentPlan, VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+
+/** Plan-time facts about one input that the merge needs (written to the job's workDir). */
+export interface InputPlanRecord {
+  /** Index of the job input, and its client name and spooled path. */
+  inputIndex: number;
+  input: string;
+  inputPath: string;
+  container: VideoJobParams['container'];
+  codec: VideoJobParams['codec'];
+  /** Start of the first video frame relative to the container start (kept in the output). */
+  videoOffset: number;
+  audio: { mode: 'copy' | 'encode'; streamIndex: number; offset: number; sourceGap: number } | null;
+  segments: Array<{ frames: number; duration: number }>;
+  expectedFrames: number;
+  expectedDuration: number;
+  /** Longest frame interval: the duration tolerance. */
+  frameDuration: number;
+  width: number;
+  height: number;
+}
+
+const MUXER: Record<VideoJobParams['container'], string> = { mp4: 'mp4', mkv: 'matroska', webm: 'webm' };
+const CONTENT_TYPE: Record<VideoJobParams['container'], string> = { mp4: 'video/mp4', mkv: 'video/x-matroska', webm: 'video/webm' };
+const MAX_RERUN_PHASES = 2;
+
+/** Merges one finished phase of a video job. */
+export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<MergeResult> {
+  const records = JSON.parse(await readFile(path.join(ctx.workDir, 'video-plan.json'), 'utf8')) as InputPlanRecord[];
+  // Latest successful outcome of each subtask, by input/type/segment, across phases (re-runs win).
+  const latest = new Map<string, SubtaskOutcome>();
+  for (const o of [...ctx.history, ...ctx.results]) latest.set(keyOf(o.plan as VideoSubtaskPlan), o);
+
+  const outputs: FinalOutput[] = [];
+  const errors: ItemFailure[] = [];
+  const rerun: SubtaskPlan[] = [];
+  const usedNames = new Set<string>();
+  for (const rec of records) {
+    const mine = [...latest.values()].filter((o) => (o.plan as VideoSubtaskPlan).input === rec.inputIndex);
+    const failed = mine.find((o) => !o.ok);
+    if (failed) {
+      errors.push(failed.error ?? { input: rec.input, code: 'INTERNAL', message: `${rec.input}: ${failed.label} failed` });
+      continue;
+    }
+    // A segment whose bytes do not hold the planned frames is encoded again (the worker checked it too;
+    // this catches anything that went wrong on the way).
+    const segs = mine.filter((o) => (o.plan as VideoSubtaskPlan).type === 'segment').sort((a, b) => (a.plan as VideoSegmentPlan).segment - (b.plan as VideoSegmentPlan).segment);
+    const bad: SubtaskOutcome[] = [];
+    for (const s of segs) {
+      const file = s.outputs[0];
+      const frames = file ? await countVideoPackets(file.path, { signal: ctx.signal, input: rec.input }).catch(() => -1) : -1;
+      if (frames !== (s.plan as VideoSegmentPlan).frames) bad.push(s);
+    }
+    if (bad.length > 0) {
+      if (ctx.phase >= MAX_RERUN_PHASES) {
+        errors.push({ input: rec.input, code: 'DATA_LOSS', message: `${rec.input}: ${bad[0]!.label} kept failing its frame-count check` });
+        continue;
+      }
+      for (const b of bad) rerun.push(await resubmit(b, ctx.workDir));
+      continue;
+    }
+    try {
+      outputs.push(await stitch(ctx, rec, segs, mine.find((o) => (o.plan as VideoSubtaskPlan).type === 'audio'), usedNames));
+    } catch (err) {
+      if (!(err instanceof TesseraError)) throw err;
+      errors.push({ input: rec.input, code: err.codeName, message: err.message });
+    }
+  }
+  if (rerun.length > 0) return { next: rerun, outputs, errors };
+  return { outputs, errors };
+}
+
+async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, segs: SubtaskOutcome[], audio: SubtaskOutcome | undefined, usedNames: Set<string>): Promise<FinalOutput> {
+  const { signal } = ctx;
+  const inputIdx = (segs[0]!.plan as VideoSegmentPlan).input;
+  const list = path.join(ctx.workDir, `concat-${inputIdx}.txt`);
+  // Each segment's duration is given, so the next one starts exactly where the source's next frame did.
+  const lines = ['ffconcat version 1.0'];
+  segs.forEach((s, k) => {
+    lines.push(`file '${s.outputs[0]!.path.replace(/'/g, "'\\''")}'`);
+    if (k < segs.length - 1) lines.push(`duration ${rec.segments[(s.plan as VideoSegmentPlan).segment]!.duration.toFixed(6)}`);
+  });
+  await writeFile(list, lines.join('\n') + '\n');
+
+  let name = `${path.parse(rec.input).name}.${rec.container}`;
+  for (let n = 2; usedNames.has(name); n++) name = `${path.parse(rec.input).name}-${n}.${rec.container}`;
+  usedNames.add(name);
+  const out = path.join(ctx.outputDir, name);
+  const args = ['-y', '-itsoffset', rec.videoOffset.toFixed(6), '-f', 'concat', '-safe', '0', '-i', list];
+  let hasAudio = false;
+  if (rec.audio?.mode === 'copy') {
+    args.push('-i', rec.inputPath, '-map', '0:v:0', '-map', `1:${rec.audio.streamIndex}`);
+    hasAudio = true;
+  } else if (rec.audio && audio?.outputs[0]) {
+    args.push('-itsoffset', rec.audio.offset.toFixed(6), '-i', audio.outputs[0].path, '-map', '0:v:0', '-map', '1:a:0');
+    hasAudio = true;
+  } else {
+    args.push('-map', '0:v:0');
+  }
+  args.push('-c', 'copy');
+  if (rec.container === 'mp4') {
+    if (rec.codec === 'h265') args.push('-tag:v', 'hvc1'); // players (Apple) only take hvc1 in MP4
+    args.push('-movflags', '+faststart');
+  }
+  args.push('-f', MUXER[rec.container], out);
+  await runFfmpeg(args, { signal, input: rec.input });
+  await verifyOutput(out, rec, hasAudio, signal);
+  return { name, path: out, source: rec.input, contentType: CONTENT_TYPE[rec.container] };
+}
+
+/** Checks the stitched file before it is published: frames, duration, A/V alignment, clean decode. */
+async function verifyOutput(file: string, rec: InputPlanRecord, hasAudio: boolean, signal: AbortSignal): Promise<void> {
+  const fail = (why: string): TesseraError => dataLoss(`${rec.input}: stitched output failed verification: ${why}`);
+  const info = await probeMedia(file, { signal, input: rec.input });
+  if (!info.video) throw fail('no video stream');
+  if (info.video.width !== rec.width || info.video.height !== rec.height) throw fail(`size ${info.video.width}x${info.video.height}, planned ${rec.width}x${rec.height}`);
+  const decoded = await decodeCheck(file, { signal, input: rec.input });
+  if (decoded.errors.length > 0) throw fail(`decode errors: ${decoded.errors.slice(0, 3).join('; ')}`);
+  if (decoded.frames !== rec.expectedFrames) throw fail(`${decoded.frames} frames, expected ${rec.expectedFrames}`);
+  const vDur = info.video.duration;
+  if (Number.isFinite(vDur) && Math.abs(vDur - rec.expectedDuration) > rec.frameDuration + 0.002) {
+    throw fail(`video lasts ${vDur.toFixed(3)} s, expected ${rec.expectedDuration.toFixed(3)} s`);
+  }
+  if (hasAudio) {
+    const a = info.audio[0];
+    if (!a) throw fail('the audio track is missing');
+    if (Number.isFinite(a.duration) && Number.isFinite(vDur) && Math.abs(a.duration - vDur) > (rec.audio?.sourceGap ?? 0) + 0.05) {
+      throw fail(`audio lasts ${a.duration.toFixed(3)} s, video ${vDur.toFixed(3)} s`);
+    }
+  }
+}
+
+function keyOf(p: VideoSubtaskPlan): string {
+  return p.type === 'segment' ? `${p.input}/s/${p.segment}` : `${p.input}/a`;
+}
+
+/** A bad segment planned again: same plan, its chunks described afresh from the job's scratch folder. */
+async function resubmit(bad: SubtaskOutcome, workDir: string): Promise<SubtaskPlan> {
+  const plan = bad.plan as VideoSegmentPlan;
+  const inputs = await Promise.all(plan.chunks.map((name) => spoolFile(chunkPath(workDir, name), name)));
+  return { label: `${bad.label} (re-run)`, inputs, plan, weight: 1, items: bad.items, requires: { encoders: [plan.encoder] } };
+}

@@ -1,0 +1,155 @@
+/**
+ * Coordinator side of the `video` kind: split-and-stitch transcoding.
+ *
+ * plan: probe once, choose frame ranges (keyframe-snapped where keyframes are dense enough), cut the
+ * video stream into keyframe-aligned chunks by stream copy, and emit one encode subtask per range
+ * plus one audio subtask (audio is encoded once: chunked AAC clicks at the joins).
+ * merge: check every segment, concat them by stream copy, mux the audio, verify, publish.
+ */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { CoordinatorKind, ItemFailure, PlanContext, SubtaskPlan } from '../../shared/job-kind.js';
+import { invalidArgument, TesseraError } from '../../shared/errors.js';
+import { parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, CONTAINER_COPY_AUDIO, type VideoJobParams } from '../../shared/kinds/video-params.js';
+import { probeMedia, probeVideoIndex } from '../../shared/media/probe.js';
+import { outputSize } from '../../shared/media/video-encode.js';
+import type { VideoAudioPlan, VideoSegmentPlan } from '../../shared/media/video-plan.js';
+import { cutVideoChunks, extractAudio } from './video-chunks.js';
+import { planSegments, segmentCount } from './video-segments.js';
+import { mergeVideo, type InputPlanRecord } from './video-merge.js';
+
+/** The `video` kind as the coordinator registry sees it. */
+export const videoKind: CoordinatorKind<VideoJobParams> = {
+  name: 'video',
+  validate: (params) => parseVideoParams(params as Parameters<typeof parseVideoParams>[0]),
+  async plan(ctx) {
+    const subtasks: SubtaskPlan[] = [];
+    const errors: ItemFailure[] = [];
+    const records: InputPlanRecord[] = [];
+    for (let i = 0; i < ctx.inputs.length; i++) {
+      try {
+        const planned = await planInput(ctx, i);
+        subtasks.push(...planned.subtasks);
+        records.push(planned.record);
+      } catch (err) {
+        if (!(err instanceof TesseraError) || err.retryable) throw err;
+        errors.push({ input: ctx.inputs[i]!.name, code: err.codeName, message: err.message });
+      }
+    }
+    // Merge needs the plan-time facts (offsets, expected counts); keep them beside the job's scratch files.
+    await writeFile(path.join(ctx.workDir, 'video-plan.json'), JSON.stringify(records));
+    return { subtasks, errors };
+  },
+  merge: mergeVideo,
+};
+
+async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): Promise<{ subtasks: SubtaskPlan[]; record: InputPlanRecord }> {
+  const { params, signal } = ctx;
+  const input = ctx.inputs[inputIndex]!;
+  const name = input.name;
+  const info = await probeMedia(input.path, { signal, input: name });
+  const video = info.video;
+  if (!video) throw invalidArgument(`${name}: has no video stream`, name);
+  if (!video.width || !video.height) throw invalidArgument(`${name}: the video stream has no picture size`, name);
+  const index = await probeVideoIndex(input.path, { signal, input: name });
+  const audio = params.audioCodec === 'none' ? undefined : info.audio[0];
+  if (audio && params.audioCodec === 'copy') {
+    const allowed = CONTAINER_COPY_AUDIO[params.container];
+    if (allowed !== 'any' && !allowed.includes(audio.codec)) {
+      throw invalidArgument(`${name}: its ${audio.codec} audio cannot be copied into ${params.container}; choose an audio codec such as ${params.container === 'webm' ? 'opus' : 'aac'}`, name);
+    }
+  }
+
+  const encoder = VIDEO_ENCODERS[params.codec].find((e) => ctx.cluster.encoders.has(e)) ?? VIDEO_ENCODERS[params.codec][0]!;
+  const size = outputSize(video.width, video.height, video.rotation, params.width, params.height);
+  const first = index.frameTimes[0]!;
+  const span = Math.max(index.end - first, 1e-3);
+  const count = segmentCount(span, ctx.cluster.slots, params.segmentSeconds);
+  const layout = planSegments(index, { count, snapTolerance: (0.15 * span) / count });
+  const chunkDir = path.join(ctx.workDir, `in${inputIndex}`);
+  const chunks = await cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal);
+
+  const rate = params.fps;
+  const slotOf = (t: number): number => Math.max(0, Math.ceil((t - first) * rate - 1e-6));
+  const subtasks: SubtaskPlan[] = [];
+  const segments: InputPlanRecord['segments'] = [];
+  for (const seg of layout.segments) {
+    const fromSlot = rate ? slotOf(seg.start) : 0;
+    const frames = rate ? slotOf(seg.end) - fromSlot : seg.to - seg.from;
+    // With a lower output rate a short range can own no output frame at all: nothing to encode.
+    if (frames <= 0) continue;
+    const number = segments.length;
+    const plan: VideoSegmentPlan = {
+      type: 'segment',
+      input: inputIndex,
+      source: name,
+      segment: number,
+      chunks: chunks.slice(seg.firstChunk, seg.lastChunk + 1).map((c) => c.name),
+      lo: seg.lo,
+      hi: rate ? null : seg.hi,
+      first: seg.start,
+      duration: rate ? frames / rate : seg.end - seg.start,
+      frames,
+      fps: rate ? { rate, firstSlot: first + fromSlot / rate } : null,
+      rotation: video.rotation,
+      width: size.width,
+      height: size.height,
+      encoder,
+    };
+    // In resampling mode a range reads on into the next chunk so the last slots see the frames after it.
+    if (rate && seg.lastChunk + 1 < chunks.length) plan.chunks.push(chunks[seg.lastChunk + 1]!.name);
+    const inputs = chunks.filter((c) => plan.chunks.includes(c.name));
+    segments.push({ frames, duration: rate ? frames / rate : seg.end - seg.start });
+    subtasks.push({
+      label: `${name} segment ${number + 1} (${(seg.start - first).toFixed(1)}s-${(seg.end - first).toFixed(1)}s)`,
+      inputs,
+      plan,
+      weight: (frames * size.width * size.height) / 1e6,
+      items: [name],
+      requires: { encoders: [encoder] },
+      // Generous: a veryslow 4K encode runs far below real time; the runtime's default may not fit.
+      timeoutMs: Math.max(600_000, (seg.end - seg.start) * 60_000),
+    });
+  }
+
+  let audioEncoder: string | undefined;
+  if (audio && params.audioCodec !== 'copy') {
+    audioEncoder = AUDIO_ENCODERS[params.audioCodec as keyof typeof AUDIO_ENCODERS];
+    const file = await extractAudio(input.path, name, audio.index, path.join(chunkDir, 'audio.mka'), `in${inputIndex}-audio.mka`, signal);
+    const plan: VideoAudioPlan = { type: 'audio', input: inputIndex, source: name, file: file.name, encoder: audioEncoder, channels: 0, duration: Number.isFinite(audio.duration) ? audio.duration : span };
+    subtasks.push({
+      label: `${name} audio`,
+      inputs: [file],
+      plan,
+      // Audio is a small job: schedule it first so it overlaps the video segments instead of trailing them.
+      weight: Math.max(...subtasks.map((s) => s.weight), 0) + 1,
+      items: [name],
+      requires: { encoders: [audioEncoder] },
+      timeoutMs: Math.max(600_000, span * 10_000),
+    });
+  }
+
+  const expectedFrames = segments.reduce((a, s) => a + s.frames, 0);
+  const record: InputPlanRecord = {
+    inputIndex,
+    input: name,
+    inputPath: input.path,
+    container: params.container,
+    codec: params.codec,
+    videoOffset: first - info.startTime,
+    audio: audio ? { mode: params.audioCodec === 'copy' ? 'copy' : 'encode', streamIndex: audio.index, offset: audio.startTime - info.startTime, sourceGap: Number.isFinite(audio.duration) ? Math.abs(audio.duration - (index.end - first)) : 0 } : null,
+    segments,
+    expectedFrames,
+    expectedDuration: rate ? expectedFrames / rate : index.end - first,
+    frameDuration: rate ? 1 / rate : longestInterval(index.frameTimes, span),
+    width: size.width,
+    height: size.height,
+  };
+  return { subtasks, record };
+}
+
+function longestInterval(times: readonly number[], span: number): number {
+  let longest = times.length > 1 ? 0 : span;
+  for (let k = 1; k < times.length; k++) longest = Math.max(longest, times[k]! - times[k - 1]!);
+  return longest;
+}

@@ -1,0 +1,143 @@
+/**
+ * Validation and normalisation of `VideoParams` (kind `video`), shared by the coordinator's `validate`
+ * and the worker's `params`. Pure: no I/O. Defaults are applied here, in one place.
+ */
+import { invalidArgument } from '../errors.js';
+import type { VideoParams__Output } from '../proto/generated/tessera/v1/VideoParams.js';
+
+export type VideoCodec = 'h264' | 'h265' | 'vp9' | 'av1';
+export type AudioCodecChoice = 'aac' | 'opus' | 'mp3' | 'copy' | 'none';
+export type VideoContainer = 'mp4' | 'mkv' | 'webm';
+
+/** Normalised video params: every field has its final value. */
+export interface VideoJobParams {
+  codec: VideoCodec;
+  /** Constant quality; undefined when a bitrate is set. */
+  crf: number | undefined;
+  /** Target bitrate in bits/s; undefined in CRF mode. */
+  bitrate: number | undefined;
+  /** Encoder speed preset in x264 names (ultrafast..veryslow), mapped per encoder by the worker. */
+  preset: string;
+  /** Requested box (0 = unconstrained); aspect is kept and dimensions are even. */
+  width: number;
+  height: number;
+  /** Output frame rate (0 = keep source timing, VFR passthrough). */
+  fps: number;
+  audioCodec: AudioCodecChoice;
+  /** Audio bitrate in bits/s (lossy codecs). */
+  audioBitrate: number;
+  container: VideoContainer;
+  /** Target segment length in seconds (0 = chosen by the planner). */
+  segmentSeconds: number;
+}
+
+/**
+ * Encoders that can produce each codec, in order of preference. The planner picks the first one the
+ * cluster has and pins it on every segment, so all segments share identical settings.
+ */
+export const VIDEO_ENCODERS: Readonly<Record<VideoCodec, readonly string[]>> = {
+  h264: ['libx264'],
+  h265: ['libx265'],
+  vp9: ['libvpx-vp9'],
+  av1: ['libsvtav1', 'libaom-av1'],
+};
+
+/** Encoders for the lossy audio codecs. */
+export const AUDIO_ENCODERS: Readonly<Record<'aac' | 'opus' | 'mp3', string>> = {
+  aac: 'aac',
+  opus: 'libopus',
+  mp3: 'libmp3lame',
+};
+
+/** x264-style preset names, slowest last; other encoders map them to their speed scales. */
+export const PRESETS = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow'] as const;
+
+const CRF_MAX: Record<VideoCodec, number> = { h264: 51, h265: 51, vp9: 63, av1: 63 };
+/** Codec defaults when neither crf nor bitrate is given (each encoder's usual default quality). */
+const CRF_DEFAULT: Record<VideoCodec, number> = { h264: 23, h265: 28, vp9: 31, av1: 35 };
+
+/** Video codecs and audio codecs each container can hold (audio `copy` is checked against the source at plan time). */
+const CONTAINER_VIDEO: Record<VideoContainer, readonly VideoCodec[]> = {
+  mp4: ['h264', 'h265', 'vp9', 'av1'],
+  mkv: ['h264', 'h265', 'vp9', 'av1'],
+  webm: ['vp9', 'av1'],
+};
+const CONTAINER_AUDIO: Record<VideoContainer, readonly AudioCodecChoice[]> = {
+  mp4: ['aac', 'mp3', 'opus', 'copy', 'none'],
+  mkv: ['aac', 'mp3', 'opus', 'copy', 'none'],
+  webm: ['opus', 'copy', 'none'],
+};
+
+/** Source audio codecs a container accepts by stream copy. */
+export const CONTAINER_COPY_AUDIO: Record<VideoContainer, readonly string[] | 'any'> = {
+  mp4: ['aac', 'mp3', 'opus', 'alac', 'flac', 'ac3', 'eac3'],
+  mkv: 'any',
+  webm: ['opus', 'vorbis'],
+};
+
+const MAX_DIMENSION = 8192;
+
+/** Parses "2M", "800k", "1.5m", "128000" into bits/s; NaN when malformed. */
+export function parseBitrate(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$/.exec(text);
+  if (!m) return Number.NaN;
+  const mult = m[2] === '' ? 1 : m[2]!.toLowerCase() === 'k' ? 1e3 : 1e6;
+  return Math.round(Number(m[1]) * mult);
+}
+
+/** Validates raw `VideoParams` (proto defaults applied) and returns normalised params. */
+export function parseVideoParams(raw: Partial<VideoParams__Output> | null | undefined): VideoJobParams {
+  const p = raw ?? {};
+  const codec = (p.codec || 'h264').toLowerCase();
+  if (!isOneOf(codec, ['h264', 'h265', 'vp9', 'av1'] as const)) throw invalidArgument(`codec: "${p.codec}" is not one of h264, h265, vp9, av1`);
+
+  const crfRaw = p.crf ?? 0;
+  const bitrateText = (p.bitrate ?? '').trim();
+  if (crfRaw && bitrateText) throw invalidArgument('crf and bitrate: give one or the other, not both');
+  let crf: number | undefined;
+  let bitrate: number | undefined;
+  if (bitrateText) {
+    bitrate = parseBitrate(bitrateText);
+    if (!Number.isFinite(bitrate)) throw invalidArgument(`bitrate: "${bitrateText}" is not a rate such as 2M or 800k`);
+    if (bitrate < 16e3 || bitrate > 500e6) throw invalidArgument(`bitrate: ${bitrateText} is outside 16k..500M`);
+  } else {
+    crf = crfRaw || CRF_DEFAULT[codec];
+    if (!Number.isInteger(crf) || crf < 1 || crf > CRF_MAX[codec]) throw invalidArgument(`crf: ${crfRaw} is outside 1..${CRF_MAX[codec]} for ${codec}`);
+  }
+
+  const preset = (p.preset || 'medium').toLowerCase();
+  if (!isOneOf(preset, PRESETS)) throw invalidArgument(`preset: "${p.preset}" is not one of ${PRESETS.join(', ')}`);
+
+  const width = p.width ?? 0;
+  const height = p.height ?? 0;
+  for (const [name, v] of [['width', width], ['height', height]] as const) {
+    if (!Number.isInteger(v) || v < 0 || v > MAX_DIMENSION) throw invalidArgument(`${name}: ${v} is outside 0..${MAX_DIMENSION}`);
+    if (v > 0 && v < 16) throw invalidArgument(`${name}: ${v} is below the 16-pixel minimum`);
+  }
+
+  const fps = Number(p.fps ?? 0);
+  if (!Number.isFinite(fps) || fps < 0 || fps > 240 || (fps > 0 && fps < 1)) throw invalidArgument(`fps: ${p.fps} is outside 1..240 (0 keeps the source timing)`);
+
+  const audioCodec = (p.audio_codec || 'aac').toLowerCase();
+  if (!isOneOf(audioCodec, ['aac', 'opus', 'mp3', 'copy', 'none'] as const)) throw invalidArgument(`audio_codec: "${p.audio_codec}" is not one of aac, opus, mp3, copy, none`);
+  const audioBitrateText = (p.audio_bitrate ?? '').trim();
+  const audioBitrate = audioBitrateText ? parseBitrate(audioBitrateText) : 128e3;
+  if (!Number.isFinite(audioBitrate) || audioBitrate < 8e3 || audioBitrate > 1e6) throw invalidArgument(`audio_bitrate: "${audioBitrateText}" is not a rate within 8k..1M`);
+  if (audioBitrateText && (audioCodec === 'copy' || audioCodec === 'none')) throw invalidArgument(`audio_bitrate: has no meaning with audio_codec ${audioCodec}`);
+
+  const container = (p.container || 'mp4').toLowerCase();
+  if (!isOneOf(container, ['mp4', 'mkv', 'webm'] as const)) throw invalidArgument(`container: "${p.container}" is not one of mp4, mkv, webm`);
+  if (!CONTAINER_VIDEO[container].includes(codec)) throw invalidArgument(`container: ${container} cannot hold ${codec} video (use ${CONTAINER_VIDEO[container].join(' or ')})`);
+  if (!CONTAINER_AUDIO[container].includes(audioCodec)) throw invalidArgument(`audio_codec: ${container} cannot hold ${audioCodec} audio (use ${CONTAINER_AUDIO[container].join(', ')})`);
+
+  const segmentSeconds = Number(p.segment_seconds ?? 0);
+  if (!Number.isFinite(segmentSeconds) || segmentSeconds < 0 || (segmentSeconds > 0 && segmentSeconds < 1) || segmentSeconds > 3600) {
+    throw invalidArgument(`segment_seconds: ${p.segment_seconds} is outside 1..3600 (0 = automatic)`);
+  }
+
+  return { codec, crf, bitrate, preset, width, height, fps, audioCodec, audioBitrate, container, segmentSeconds };
+}
+
+function isOneOf<T extends string>(value: string, options: readonly T[]): value is T {
+  return (options as readonly string[]).includes(value);
+}

@@ -1,0 +1,246 @@
+/**
+ * ffprobe-based media probing: streams, duration, start time, frame rate, rotation, the video packet
+ * index (keyframes, presentation times, open-GOP leading frames) and frame counting.
+ *
+ * Used by the video and thumbnails kinds (and read-only by others). Every function takes the input's
+ * client-facing name so a failure reads "clip.mov: ffprobe failed: ..." (INVALID_ARGUMENT).
+ */
+import { invalidArgument } from '../errors.js';
+import { runFfmpeg, runFfprobe } from '../ffmpeg.js';
+
+export interface ProbeOptions {
+  signal?: AbortSignal | undefined;
+  /** Client-facing name of the file, for error messages. */
+  input?: string | undefined;
+}
+
+export interface VideoStreamInfo {
+  /** Absolute stream index in the file. */
+  index: number;
+  codec: string;
+  width: number;
+  height: number;
+  pixFmt: string;
+  /** Average frame rate (frames / duration), 0 when unknown. */
+  avgFps: number;
+  /** Container/codec nominal rate (r_frame_rate), 0 when unknown. */
+  rFps: number;
+  /** Clockwise degrees (0, 90, 180, 270) a player turns the picture to display it. */
+  rotation: number;
+  /** Stream start time in seconds (0 when unknown). */
+  startTime: number;
+  /** Stream duration in seconds (NaN when the container does not say). */
+  duration: number;
+  /** Stream time base as [num, den]. */
+  timeBase: [number, number];
+}
+
+export interface AudioStreamInfo {
+  index: number;
+  codec: string;
+  channels: number;
+  channelLayout: string;
+  sampleRate: number;
+  startTime: number;
+  duration: number;
+}
+
+export interface MediaInfo {
+  /** Demuxer names, e.g. "mov,mp4,m4a,3gp,3g2,mj2" or "mpegts". */
+  formatName: string;
+  /** Container duration in seconds (NaN when unknown). */
+  duration: number;
+  /** Container start time in seconds (the smallest stream start). */
+  startTime: number;
+  video: VideoStreamInfo | undefined;
+  audio: AudioStreamInfo[];
+}
+
+interface RawStream {
+  index: number;
+  codec_type?: string;
+  codec_name?: string;
+  width?: number;
+  height?: number;
+  pix_fmt?: string;
+  avg_frame_rate?: string;
+  r_frame_rate?: string;
+  time_base?: string;
+  start_time?: string;
+  duration?: string;
+  channels?: number;
+  channel_layout?: string;
+  sample_rate?: string;
+  tags?: Record<string, string>;
+  side_data_list?: Array<{ side_data_type?: string; rotation?: number }>;
+  disposition?: { attached_pic?: number };
+}
+
+/** Probes container and streams. Throws INVALID_ARGUMENT naming the input when it is not media. */
+export async function probeMedia(file: string, opts: ProbeOptions = {}): Promise<MediaInfo> {
+  const raw = await runFfprobe<{ format?: { format_name?: string; duration?: string; start_time?: string }; streams?: RawStream[] }>(
+    ['-show_format', '-show_streams', '-i', file],
+    { signal: opts.signal, input: opts.input },
+  );
+  if (!raw.format) throw invalidArgument(`${opts.input ?? file}: not a media file ffprobe can read`, opts.input);
+  const streams = raw.streams ?? [];
+  // Cover art is a video stream of one frame: never the picture track we transcode.
+  const v = streams.find((s) => s.codec_type === 'video' && !s.disposition?.attached_pic);
+  return {
+    formatName: raw.format.format_name ?? '',
+    duration: num(raw.format.duration),
+    startTime: num(raw.format.start_time) || 0,
+    video: v ? videoInfo(v) : undefined,
+    audio: streams.filter((s) => s.codec_type === 'audio').map((s) => ({
+      index: s.index,
+      codec: s.codec_name ?? '',
+      channels: s.channels ?? 0,
+      channelLayout: s.channel_layout ?? '',
+      sampleRate: Number(s.sample_rate ?? 0),
+      startTime: num(s.start_time) || 0,
+      duration: num(s.duration),
+    })),
+  };
+}
+
+function videoInfo(s: RawStream): VideoStreamInfo {
+  const tb = (s.time_base ?? '1/1').split('/').map(Number);
+  return {
+    index: s.index,
+    codec: s.codec_name ?? '',
+    width: s.width ?? 0,
+    height: s.height ?? 0,
+    pixFmt: s.pix_fmt ?? '',
+    avgFps: rate(s.avg_frame_rate),
+    rFps: rate(s.r_frame_rate),
+    rotation: rotationOf(s),
+    startTime: num(s.start_time) || 0,
+    duration: num(s.duration),
+    timeBase: [tb[0] || 1, tb[1] || 1],
+  };
+}
+
+/** Clockwise display rotation from the display matrix (ffmpeg >= 5) or the legacy `rotate` tag. */
+function rotationOf(s: RawStream): number {
+  const matrix = s.side_data_list?.find((d) => d.side_data_type === 'Display Matrix' && typeof d.rotation === 'number');
+  // The display matrix angle is counter-clockwise; players turn the picture the other way.
+  const deg = matrix ? -(matrix.rotation ?? 0) : Number(s.tags?.['rotate'] ?? 0);
+  const norm = ((Math.round(deg / 90) * 90) % 360 + 360) % 360;
+  return norm;
+}
+
+/** One video packet = one frame (for the codecs Tessera transcodes). */
+export interface VideoPacket {
+  /** Presentation time in seconds. */
+  pts: number;
+  /** Duration in seconds (0 when unknown). */
+  duration: number;
+  keyframe: boolean;
+}
+
+export interface VideoIndex {
+  /** Packets in decode (file) order. */
+  packets: VideoPacket[];
+  /** Presentation times of all frames, sorted. */
+  frameTimes: number[];
+  /**
+   * Decode-order indexes of keyframes where a stream-copy cut is safe for the frames that follow:
+   * every later packet of that GOP presents at or after the keyframe. A keyframe followed by packets
+   * that present before it (open-GOP leading B-frames) is listed in `openKeyframes` instead.
+   */
+  cleanKeyframes: number[];
+  openKeyframes: number[];
+  /** End of the last frame (last pts + its duration) in seconds. */
+  end: number;
+  /** True when frame intervals vary by more than 1% (variable frame rate). */
+  vfr: boolean;
+}
+
+/** Reads the packet index of the first video stream (demux only, no decoding: fast). */
+export async function probeVideoIndex(file: string, opts: ProbeOptions = {}): Promise<VideoIndex> {
+  const raw = await runFfprobe<{ packets?: Array<{ pts_time?: string; dts_time?: string; duration_time?: string; flags?: string }> }>(
+    ['-select_streams', 'v:0', '-show_entries', 'packet=pts_time,dts_time,duration_time,flags', '-i', file],
+    { signal: opts.signal, input: opts.input },
+  );
+  const packets: VideoPacket[] = [];
+  for (const p of raw.packets ?? []) {
+    const pts = num(p.pts_time ?? p.dts_time);
+    if (!Number.isFinite(pts)) continue; // packets without timestamps cannot be placed; the decoder drops them too
+    packets.push({ pts, duration: num(p.duration_time) || 0, keyframe: (p.flags ?? '').includes('K') });
+  }
+  if (packets.length === 0) throw invalidArgument(`${opts.input ?? file}: the video stream has no frames`, opts.input);
+  const frameTimes = packets.map((p) => p.pts).sort((a, b) => a - b);
+  const cleanKeyframes: number[] = [];
+  const openKeyframes: number[] = [];
+  for (let i = 0; i < packets.length; i++) {
+    if (!packets[i]!.keyframe) continue;
+    let leading = false;
+    for (let j = i + 1; j < packets.length && !packets[j]!.keyframe; j++) {
+      if (packets[j]!.pts < packets[i]!.pts) {
+        leading = true;
+        break;
+      }
+      // Leading frames come right after their keyframe in decode order; once past a few, stop looking.
+      if (j - i > 16) break;
+    }
+    (leading ? openKeyframes : cleanKeyframes).push(i);
+  }
+  const last = frameTimes[frameTimes.length - 1]!;
+  const intervals = frameTimes.slice(1).map((t, i) => t - frameTimes[i]!);
+  const lastDuration = packets.reduce((d, p) => (p.pts === last ? p.duration : d), 0) || median(intervals) || 0;
+  const lo = intervals.reduce((a, b) => Math.min(a, b), Infinity);
+  const hi = intervals.reduce((a, b) => Math.max(a, b), 0);
+  // Millisecond containers (mkv, webm) jitter by 1 ms: that is rounding, not a variable rate.
+  const vfr = intervals.length > 1 && hi - lo > 0.0015 + 0.01 * hi;
+  return { packets, frameTimes, cleanKeyframes, openKeyframes, end: last + lastDuration, vfr };
+}
+
+/** Number of video packets in the first video stream (demux only). */
+export async function countVideoPackets(file: string, opts: ProbeOptions = {}): Promise<number> {
+  const raw = await runFfprobe<{ streams?: Array<{ nb_read_packets?: string }> }>(
+    ['-select_streams', 'v:0', '-count_packets', '-show_entries', 'stream=nb_read_packets', '-i', file],
+    { signal: opts.signal, input: opts.input },
+  );
+  return Number(raw.streams?.[0]?.nb_read_packets ?? 0);
+}
+
+export interface DecodeCheck {
+  /** Decoded video frames. */
+  frames: number;
+  /** Error lines ffmpeg printed while decoding (empty = clean). */
+  errors: string[];
+}
+
+/** Decodes every stream of a file, counting video frames and collecting decoder errors. */
+export async function decodeCheck(file: string, opts: ProbeOptions & { threads?: number } = {}): Promise<DecodeCheck> {
+  const threads = String(opts.threads ?? 0);
+  const { stderr, stdout } = await runFfmpeg(
+    ['-v', 'error', '-threads', threads, '-i', file, '-map', '0:v:0?', '-map', '0:a?', '-f', 'framemd5', '-'],
+    { signal: opts.signal, input: opts.input, captureStdout: true },
+  );
+  // framemd5 prints one line per frame: "stream_index, dts, pts, duration, size, hash".
+  const videoStream = '0';
+  let frames = 0;
+  for (const line of stdout.split('\n')) {
+    if (line.startsWith('#') || !line.trim()) continue;
+    if (line.split(',')[0]!.trim() === videoStream) frames++;
+  }
+  return { frames, errors: stderr.split('\n').filter((l) => l.trim().length > 0) };
+}
+
+function num(v: string | number | undefined): number {
+  if (v === undefined || v === 'N/A') return Number.NaN;
+  return Number(v);
+}
+
+function rate(r: string | undefined): number {
+  if (!r) return 0;
+  const [n, d] = r.split('/').map(Number);
+  return n && d ? n / d : 0;
+}
+
+function median(xs: number[]): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}

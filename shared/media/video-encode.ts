@@ -1,0 +1,67 @@
+/**
+ * Encoder arguments for each video/audio encoder, in one place. Workers use them for every segment
+ * (identical settings across segments is what makes a stitched file match a single-process encode),
+ * and tests and the benchmark use them for the single-process baseline.
+ */
+import { PRESETS, type VideoJobParams } from '../kinds/video-params.js';
+
+/** Speed settings of encoders that do not take x264 preset names, indexed like {@link PRESETS}. */
+const VPX_CPU_USED = [8, 7, 6, 5, 4, 3, 2, 1, 0];
+const AOM_CPU_USED = [8, 8, 7, 6, 5, 4, 3, 2, 1];
+const SVT_PRESET = [12, 11, 10, 9, 8, 7, 5, 4, 2];
+
+/** Output arguments (after `-map`) that encode video with `encoder` at the job's settings. */
+export function videoEncoderArgs(params: VideoJobParams, encoder: string, threads: number): string[] {
+  const speed = Math.max(0, PRESETS.indexOf(params.preset as (typeof PRESETS)[number]));
+  const t = String(Math.max(1, threads));
+  const quality = (crfFlag: string[]): string[] =>
+    params.bitrate !== undefined ? ['-b:v', String(params.bitrate)] : [...crfFlag, String(params.crf)];
+  // 8-bit 4:2:0 plays everywhere; every encoder gets the same pixel format.
+  const common = ['-pix_fmt', 'yuv420p'];
+  switch (encoder) {
+    case 'libx264':
+      // Closed GOPs are x264's default; said explicitly because segments are cut right after them.
+      return ['-c:v', 'libx264', '-preset', params.preset, ...quality(['-crf']), '-threads', t, '-x264-params', 'open-gop=0', ...common];
+    case 'libx265':
+      return ['-c:v', 'libx265', '-preset', params.preset, ...quality(['-crf']), '-x265-params', `open-gop=0:pools=${t}:log-level=error`, ...common];
+    case 'libvpx-vp9':
+      return ['-c:v', 'libvpx-vp9', '-deadline', 'good', '-cpu-used', String(VPX_CPU_USED[speed]), ...quality(['-b:v', '0', '-crf']), '-row-mt', '1', '-threads', t, ...common];
+    case 'libaom-av1':
+      return ['-c:v', 'libaom-av1', '-cpu-used', String(AOM_CPU_USED[speed]), ...quality(['-b:v', '0', '-crf']), '-row-mt', '1', '-threads', t, ...common];
+    case 'libsvtav1':
+      return ['-c:v', 'libsvtav1', '-preset', String(SVT_PRESET[speed]), ...quality(['-crf']), ...common];
+    default:
+      throw new Error(`no settings for video encoder ${encoder}`);
+  }
+}
+
+/** Output arguments that encode the audio track (`aac`, `libopus`, `libmp3lame`). */
+export function audioEncoderArgs(encoder: string, bitrate: number, sourceChannels: number): string[] {
+  const args = ['-c:a', encoder, '-b:a', String(bitrate)];
+  if (encoder === 'libmp3lame' && sourceChannels > 2) args.push('-ac', '2'); // MP3 holds at most stereo
+  if (encoder === 'libopus' && sourceChannels > 2) args.push('-mapping_family', '1'); // surround Opus
+  return args;
+}
+
+/** Output picture size: rotation applied, then fitted into the requested box (aspect kept), even. */
+export function outputSize(srcWidth: number, srcHeight: number, rotation: number, boxWidth: number, boxHeight: number): { width: number; height: number } {
+  const [w, h] = rotation === 90 || rotation === 270 ? [srcHeight, srcWidth] : [srcWidth, srcHeight];
+  let scale = 1;
+  if (boxWidth && boxHeight) scale = Math.min(boxWidth / w, boxHeight / h);
+  else if (boxWidth) scale = boxWidth / w;
+  else if (boxHeight) scale = boxHeight / h;
+  // Rounded down to even: 4:2:0 needs even edges, and rounding down never upscales an odd source.
+  const even = (x: number): number => Math.max(2, 2 * Math.floor(x / 2 + 1e-6));
+  // An exact requested edge stays exact (when even); only the derived edge is rounded.
+  const width = boxWidth && (!boxHeight || boxWidth / w <= boxHeight / h) ? even(boxWidth) : even(w * scale);
+  const height = boxHeight && (!boxWidth || boxHeight / h < boxWidth / w) ? even(boxHeight) : even(h * scale);
+  return { width, height };
+}
+
+/** Filters that turn the picture by a clockwise display rotation. */
+export function rotationFilters(rotation: number): string[] {
+  if (rotation === 90) return ['transpose=clock'];
+  if (rotation === 180) return ['hflip', 'vflip'];
+  if (rotation === 270) return ['transpose=cclock'];
+  return [];
+}

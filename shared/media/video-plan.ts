@@ -1,0 +1,60 @@
+/**
+ * The JSON the video planner attaches to each subtask (`SubtaskPlan.plan`) and the small results
+ * workers send back. Shared by coordinator/kinds/video.ts and worker/processors/video.ts.
+ */
+
+/** Encodes the frames of one time range of the video stream. */
+export interface VideoSegmentPlan {
+  type: 'segment';
+  /** Index and client name of the job input this segment belongs to. */
+  input: number;
+  source: string;
+  /** Segment number within that input (0-based, in presentation order). */
+  segment: number;
+  /** Names of the stream-copied chunk files (the subtask's inputs), in decode order. */
+  chunks: string[];
+  /**
+   * Keep frames presenting in [lo, hi) seconds, in the source's own timestamps (hi = null: to the end).
+   * Bounds sit half-way between frames so millisecond rounding of timestamps cannot move a frame.
+   */
+  lo: number;
+  hi: number | null;
+  /** Presentation time of the segment's first source frame (source timestamps). */
+  first: number;
+  /** Length of the range in seconds (for progress). */
+  duration: number;
+  /** Frames the encoded segment must contain. */
+  frames: number;
+  /** Output frame-rate resampling: first grid time (source timestamps) and rate; null = keep timing. */
+  fps: { rate: number; firstSlot: number } | null;
+  /** Clockwise rotation to apply (source display matrix), 0/90/180/270. */
+  rotation: number;
+  /** Output picture size (after rotation and scaling), even. */
+  width: number;
+  height: number;
+  /** The one encoder every segment uses (e.g. libx264). */
+  encoder: string;
+}
+
+/** Encodes the whole (first) audio track once. */
+export interface VideoAudioPlan {
+  type: 'audio';
+  input: number;
+  source: string;
+  /** Name of the stream-copied audio file among the subtask's inputs. */
+  file: string;
+  encoder: string;
+  /** Down-mix to this many channels (0 = keep). */
+  channels: number;
+  /** Expected duration in seconds, for progress. */
+  duration: number;
+}
+
+export type VideoSubtaskPlan = VideoSegmentPlan | VideoAudioPlan;
+
+/** What a worker reports for a segment (checked again at merge). */
+export interface VideoSegmentResult {
+  frames: number;
+  /** Name of the output file. */
+  file: string;
+}

@@ -1,0 +1,115 @@
+/**
+ * Worker side of the `video` kind: encodes one frame range (a segment) or the audio track.
+ *
+ * A segment decodes its keyframe-aligned chunks as one stream (concat demuxer, durations given so the
+ * timeline is continuous), keeps the frames of its range by presentation time, turns/scales them and
+ * encodes them as one closed GOP sequence starting on an IDR, with the same settings on every worker.
+ * The result is checked (frame count as planned) before it is returned; a mismatch is a retryable
+ * DATA_LOSS so the runtime runs it again.
+ */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { dataLoss, invalidArgument } from '../../shared/errors.js';
+import { fpsModeFlag, runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
+import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
+import { parseVideoParams, type VideoJobParams } from '../../shared/kinds/video-params.js';
+import { countVideoPackets, probeMedia } from '../../shared/media/probe.js';
+import { audioEncoderArgs, rotationFilters, videoEncoderArgs } from '../../shared/media/video-encode.js';
+import type { VideoAudioPlan, VideoSegmentPlan, VideoSegmentResult, VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+
+/** The `video` kind as the worker registry sees it. */
+export const videoProcessor: WorkerProcessor<VideoJobParams> = {
+  name: 'video',
+  params: (spec) => parseVideoParams(spec.video),
+  async process(ctx) {
+    const plan = ctx.plan as VideoSubtaskPlan;
+    return plan.type === 'audio' ? encodeAudio(ctx, plan) : encodeSegment(ctx, plan);
+  },
+};
+
+/** Encodes one segment; exported for in-process tests. */
+export async function encodeSegment(ctx: ProcessContext<VideoJobParams>, plan: VideoSegmentPlan): Promise<ProcessResult> {
+  const { signal } = ctx;
+  const chunks = plan.chunks.map((name) => fileNamed(ctx.inputs, name));
+  const label = `segment ${plan.segment + 1}`;
+  // The concat demuxer shifts the chunks so the first one starts at 0; it uses each file's own start
+  // time, so we read the same numbers here and give each chunk's exact duration.
+  const starts = await Promise.all(
+    chunks.map(async (c) => {
+      const r = await runFfprobe<{ format?: { start_time?: string } }>(['-show_entries', 'format=start_time', '-i', c.path], { signal, input: label });
+      return Number(r.format?.start_time ?? 0);
+    }),
+  );
+  const base = starts[0]!;
+  const list = path.join(ctx.workDir, 'chunks.txt');
+  const lines = ['ffconcat version 1.0'];
+  chunks.forEach((c, i) => {
+    lines.push(`file '${c.path.replace(/'/g, "'\\''")}'`);
+    if (i + 1 < chunks.length) lines.push(`duration ${(starts[i + 1]! - starts[i]!).toFixed(6)}`);
+  });
+  await writeFile(list, lines.join('\n') + '\n');
+
+  const rel = (t: number): string => Math.max(0, t - base).toFixed(6);
+  const filters: string[] = [];
+  filters.push(plan.hi === null ? `trim=start=${rel(plan.lo)}` : `trim=start=${rel(plan.lo)}:end=${rel(plan.hi)}`);
+  filters.push(...rotationFilters(plan.rotation));
+  filters.push(`scale=${plan.width}:${plan.height}`);
+  if (plan.fps) {
+    // Frames are sampled on the job-wide grid (first slot given), holding the last frame shown.
+    filters.push(`fps=fps=${plan.fps.rate}:start_time=${rel(plan.fps.firstSlot)}:round=up`);
+    // At the very end of the video the last frame is held until every planned slot is filled.
+    filters.push(`tpad=stop_mode=clone:stop_duration=${(2 / plan.fps.rate).toFixed(6)}`);
+  }
+  filters.push('format=yuv420p');
+
+  const out = path.join(ctx.workDir, `segment-${plan.input}-${String(plan.segment).padStart(5, '0')}.mkv`);
+  const expectedSpan = plan.frames;
+  const args = [
+    '-y', '-noautorotate', '-f', 'concat', '-safe', '0', '-i', list,
+    '-map', '0:v:0', '-an', '-sn', '-dn', '-vf', filters.join(','),
+    // Source timestamps pass through untouched (VFR stays VFR); resampling, when asked, is the fps filter's.
+    fpsModeFlag(), 'passthrough', '-frames:v', String(plan.frames),
+    ...videoEncoderArgs(ctx.params, plan.encoder, ctx.threads),
+    '-f', 'matroska', out,
+  ];
+  const t0 = plan.first - base;
+  await runFfmpeg(args, {
+    signal,
+    input: label,
+    onProgress: (t) => {
+      if (plan.duration > 0) ctx.progress(Math.min(1, Math.max(0, (t - t0) / plan.duration)), `encoding ${label}`);
+    },
+  }).catch((err: unknown) => {
+    // The coordinator cut and checked this input already: a failure here is this machine's problem.
+    throw err instanceof Error && !signal.aborted ? dataLoss(`${label}: encode failed: ${err.message}`) : err;
+  });
+  const frames = await countVideoPackets(out, { signal, input: label });
+  if (frames !== expectedSpan) throw dataLoss(`${label}: encoded ${frames} frames where ${expectedSpan} were planned`);
+  ctx.progress(1, `${label} done`);
+  const result: VideoSegmentResult = { frames, file: path.basename(out) };
+  return { outputs: [{ name: path.basename(out), path: out, source: plan.source }], result };
+}
+
+/** Encodes the audio track once; exported for in-process tests. */
+export async function encodeAudio(ctx: ProcessContext<VideoJobParams>, plan: VideoAudioPlan): Promise<ProcessResult> {
+  const { signal } = ctx;
+  const src = fileNamed(ctx.inputs, plan.file);
+  const info = await probeMedia(src.path, { signal, input: 'audio' });
+  const channels = info.audio[0]?.channels ?? 2;
+  // MP4-family files carry the encoder delay in an edit list, so the track starts at 0 when demuxed.
+  const out = path.join(ctx.workDir, `audio-${plan.input}.${plan.encoder === 'libopus' ? 'mka' : 'm4a'}`);
+  const args = ['-y', '-i', src.path, '-map', '0:a:0', '-vn', ...audioEncoderArgs(plan.encoder, ctx.params.audioBitrate, channels), out];
+  await runFfmpeg(args, {
+    signal,
+    input: 'audio',
+    onProgress: (t) => ctx.progress(plan.duration > 0 ? Math.min(1, t / plan.duration) : 0, 'encoding audio'),
+  });
+  ctx.progress(1, 'audio done');
+  return { outputs: [{ name: path.basename(out), path: out, source: plan.source }], result: { channels } };
+}
+
+function fileNamed(files: LocalFile[], name: string): LocalFile {
+  const f = files.find((x) => x.name === name);
+  if (!f) throw invalidArgument(`subtask input ${name} is missing`);
+  return f;
+}
