@@ -1,0 +1,155 @@
+/**
+ * Validation and defaults of the `audio` kind's params (AudioParams in params.proto). Pure; used by the
+ * coordinator's `validate` and the worker's `params`, so both sides agree on every default.
+ */
+import { invalidArgument } from '../errors.js';
+import type { AudioParams__Output } from '../proto/generated/tessera/v1/AudioParams.js';
+import type { JobSpec__Output } from '../proto/generated/tessera/v1/JobSpec.js';
+
+/** Output codecs of the audio kind. */
+export type AudioCodec = 'aac' | 'mp3' | 'opus' | 'flac' | 'wav';
+
+/** What the kind needs to know about each output codec. */
+export interface AudioCodecInfo {
+  /** ffmpeg encoder name (also the worker capability required). */
+  encoder: string;
+  /** File extension of the output, without the dot. */
+  extension: string;
+  contentType: string;
+  lossy: boolean;
+  /** Default bitrate in bits/s for lossy codecs. */
+  defaultBitrate: number;
+  /** Sample rates the encoder accepts (empty = any). */
+  sampleRates: number[];
+  /** Extra muxer/encoder arguments. */
+  extraArgs: string[];
+}
+
+export const AUDIO_CODECS: Readonly<Record<AudioCodec, AudioCodecInfo>> = {
+  aac: { encoder: 'aac', extension: 'm4a', contentType: 'audio/mp4', lossy: true, defaultBitrate: 128_000, sampleRates: [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000], extraArgs: ['-movflags', '+faststart'] },
+  mp3: { encoder: 'libmp3lame', extension: 'mp3', contentType: 'audio/mpeg', lossy: true, defaultBitrate: 128_000, sampleRates: [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000], extraArgs: [] },
+  opus: { encoder: 'libopus', extension: 'opus', contentType: 'audio/ogg', lossy: true, defaultBitrate: 96_000, sampleRates: [8000, 12000, 16000, 24000, 48000], extraArgs: [] },
+  flac: { encoder: 'flac', extension: 'flac', contentType: 'audio/flac', lossy: false, defaultBitrate: 0, sampleRates: [], extraArgs: [] },
+  wav: { encoder: 'pcm_s16le', extension: 'wav', contentType: 'audio/wav', lossy: false, defaultBitrate: 0, sampleRates: [], extraArgs: [] },
+};
+
+/** Normalised params of an audio job. */
+export interface AudioJobParams {
+  codec: AudioCodec;
+  /** Bits per second for lossy codecs (0 for lossless). */
+  bitrate: number;
+  /** Output sample rate in Hz (0 = keep the source's, unless the codec cannot take it). */
+  sampleRate: number;
+  /** Output channel count (0 = keep). */
+  channels: number;
+  /** Keep only [start, end) seconds; `end` 0 = to the end. Null = no trim. */
+  trim: { start: number; end: number } | null;
+  /** Fade-in length in seconds (0 = none), from the start of the (trimmed) output. */
+  fadeIn: number;
+  /** Fade-out length in seconds (0 = none), ending at the end of the output. */
+  fadeOut: number;
+  normalize: boolean;
+  /** Target integrated loudness, LUFS. */
+  loudness: number;
+  /** True-peak ceiling, dBTP. */
+  truePeak: number;
+  waveform: boolean;
+  /** Files longer than this (seconds) are split into segments of about this length. */
+  segmentSeconds: number;
+}
+
+/** Default split length: files longer than three minutes are processed in parallel segments. */
+export const DEFAULT_SEGMENT_SECONDS = 180;
+/** Channel counts we can down-mix to (ffmpeg's default layouts for them). */
+export const CHANNEL_LAYOUTS: Readonly<Record<number, string>> = { 1: 'mono', 2: 'stereo', 4: 'quad', 6: '5.1', 8: '7.1' };
+
+/** Validates raw AudioParams (defaults from the proto loader applied) and returns the normalised params. */
+export function validateAudioParams(raw: unknown): AudioJobParams {
+  const p = (raw ?? {}) as Partial<AudioParams__Output>;
+  const codec = (p.codec || 'aac').toLowerCase();
+  if (!(codec in AUDIO_CODECS)) throw invalidArgument(`codec: "${codec}" is not one of aac, mp3, opus, flac, wav`);
+  const info = AUDIO_CODECS[codec as AudioCodec];
+  let bitrate = 0;
+  if (p.bitrate) {
+    if (!info.lossy) throw invalidArgument(`bitrate: ${codec} is lossless and takes no bitrate`);
+    bitrate = parseBitrate(p.bitrate);
+  } else if (info.lossy) {
+    bitrate = info.defaultBitrate;
+  }
+  const sampleRate = num(p.sample_rate);
+  if (sampleRate !== 0 && (!Number.isInteger(sampleRate) || sampleRate < 8000 || sampleRate > 192_000)) {
+    throw invalidArgument(`sample_rate: ${sampleRate} Hz is outside 8000..192000`);
+  }
+  if (sampleRate !== 0 && info.sampleRates.length > 0 && !info.sampleRates.includes(sampleRate)) {
+    throw invalidArgument(`sample_rate: ${codec} cannot encode ${sampleRate} Hz (use one of ${info.sampleRates.join(', ')})`);
+  }
+  const channels = num(p.channels);
+  if (channels !== 0 && !(channels in CHANNEL_LAYOUTS)) throw invalidArgument(`channels: ${channels} is not one of 1, 2, 4, 6, 8`);
+  if (codec === 'mp3' && channels > 2) throw invalidArgument(`channels: mp3 holds at most 2 channels`);
+  let trim: AudioJobParams['trim'] = null;
+  if (p.trim) {
+    const start = num(p.trim.start);
+    const end = num(p.trim.end);
+    if (!Number.isFinite(start) || start < 0) throw invalidArgument(`trim.start: ${start} must be >= 0`);
+    if (!Number.isFinite(end) || end < 0) throw invalidArgument(`trim.end: ${end} must be >= 0 (0 = to the end)`);
+    if (end !== 0 && end <= start) throw invalidArgument(`trim.end: ${end} must be after trim.start ${start}`);
+    if (start > 0 || end > 0) trim = { start, end };
+  }
+  const fadeIn = seconds('fade_in', p.fade_in);
+  const fadeOut = seconds('fade_out', p.fade_out);
+  const normalize = Boolean(p.normalize);
+  const loudness = num(p.loudness) || -16;
+  if (loudness < -70 || loudness > -5) throw invalidArgument(`loudness: ${loudness} LUFS is outside -70..-5`);
+  const truePeak = num(p.true_peak) || -1.5;
+  if (truePeak < -9 || truePeak > 0) throw invalidArgument(`true_peak: ${truePeak} dBTP is outside -9..0`);
+  if (!normalize && (num(p.loudness) !== 0 || num(p.true_peak) !== 0)) {
+    throw invalidArgument('loudness/true_peak: set normalize to use a loudness target');
+  }
+  const segmentSeconds = num(p.segment_seconds) || DEFAULT_SEGMENT_SECONDS;
+  if (!Number.isInteger(segmentSeconds) || segmentSeconds < 2 || segmentSeconds > 3600) {
+    throw invalidArgument(`segment_seconds: ${segmentSeconds} must be a whole number of seconds in 2..3600`);
+  }
+  return { codec: codec as AudioCodec, bitrate, sampleRate, channels, trim, fadeIn, fadeOut, normalize, loudness, truePeak, waveform: Boolean(p.waveform), segmentSeconds };
+}
+
+/** Params of an audio job spec (worker side: already validated by the coordinator, validated again cheaply). */
+export function audioParamsFromSpec(spec: JobSpec__Output): AudioJobParams {
+  return validateAudioParams(spec.audio);
+}
+
+/** Parses "128k", "1.5M" or "96000" into bits per second (8k..512k). */
+export function parseBitrate(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)([kKmM]?)$/.exec(text.trim());
+  if (!m) throw invalidArgument(`bitrate: "${text}" is not a bitrate such as 128k`);
+  const unit = m[2]!.toLowerCase();
+  const bps = Math.round(Number(m[1]) * (unit === 'k' ? 1000 : unit === 'm' ? 1_000_000 : 1));
+  if (bps < 8000 || bps > 512_000) throw invalidArgument(`bitrate: ${text} is outside 8k..512k`);
+  return bps;
+}
+
+function num(v: unknown): number {
+  const n = typeof v === 'string' ? Number(v) : typeof v === 'number' ? v : 0;
+  return Number.isNaN(n) ? NaN : n;
+}
+
+function seconds(field: string, v: unknown): number {
+  const s = num(v);
+  if (!Number.isFinite(s) || s < 0 || s > 3600) throw invalidArgument(`${field}: ${String(v)} must be 0..3600 seconds`);
+  return s;
+}
+
+/** The sample rate the output will have for a source rate (the codec may force a supported one). */
+export function outputSampleRate(params: AudioJobParams, sourceRate: number): number {
+  const want = params.sampleRate || sourceRate;
+  const allowed = AUDIO_CODECS[params.codec].sampleRates;
+  if (allowed.length === 0 || allowed.includes(want)) return want;
+  // The codec cannot take the source's rate (e.g. opus at 44.1 kHz): use 48 kHz, which all of them take.
+  return 48_000;
+}
+
+/** The channel count of the output for a source count (mp3 cannot hold more than two). */
+export function outputChannels(params: AudioJobParams, sourceChannels: number): number {
+  if (params.channels) return params.channels;
+  if (params.codec === 'mp3' && sourceChannels > 2) return 2;
+  return sourceChannels;
+}

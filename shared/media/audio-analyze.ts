@@ -1,0 +1,145 @@
+/**
+ * One streaming pass over a stage-A WAV: K-weighted sub-block energies (for the global loudness gate),
+ * sample and true peak (for the limiter decision), waveform min/max bins, and optionally a copy of the
+ * piece's body (pre-roll and post-roll dropped) as the intermediate the coordinator joins.
+ */
+import { open } from 'node:fs/promises';
+import { KWeightedMeter, type SubBlocks } from './loudness.js';
+import { forEachFrameChunk, readWavInfo, toFloat32, wavHeader } from './audio-wav.js';
+
+/** Min/max waveform bins of `spp` output samples each, all channels together. */
+export interface WaveformBins {
+  spp: number;
+  min: number[];
+  max: number[];
+}
+
+/** What a piece reports to the merge step. */
+export interface PieceStats {
+  /** Body frames (output samples per channel). */
+  frames: number;
+  sampleRate: number;
+  channels: number;
+  subBlocks: SubBlocks & { partial: { energy: number; samples: number } };
+  /** Largest absolute sample value (linear). */
+  samplePeak: number;
+  /** Largest 4x-oversampled value (linear), BS.1770 Annex 2 style. */
+  truePeak: number;
+  waveform?: WaveformBins | undefined;
+}
+
+export interface AnalyzeOptions {
+  /** Frames at the start that only warm the filters up. */
+  preRoll: number;
+  /** Frames that belong to the piece (after the pre-roll); the rest (post-roll) is ignored. */
+  body: number;
+  /** Channel layout name for the BS.1770 channel weights. */
+  layout?: string | undefined;
+  /** Waveform bin size in samples, if a waveform is wanted. */
+  waveformSpp?: number | undefined;
+  /** Write the body as a WAV here (same sample format as the source). */
+  writeBodyTo?: string | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+/** 4x oversampling interpolator: 3 fractional phases x 12 taps of a Hann-windowed sinc. */
+const TAPS = 12;
+const PHASES: Float64Array[] = [1, 2, 3].map((p) => {
+  const h = new Float64Array(TAPS);
+  let sum = 0;
+  for (let k = 0; k < TAPS; k++) {
+    const t = k - 5 - p / 4;
+    const sinc = Math.sin(Math.PI * t) / (Math.PI * t);
+    const w = 0.5 + 0.5 * Math.cos((Math.PI * t) / 6.5);
+    h[k] = sinc * w;
+    sum += h[k]!;
+  }
+  for (let k = 0; k < TAPS; k++) h[k]! /= sum;
+  return h;
+});
+
+/** Analyses `wavPath` (any PCM WAV; stage A writes float). */
+export async function analyzePiece(wavPath: string, o: AnalyzeOptions): Promise<PieceStats> {
+  const info = await readWavInfo(wavPath);
+  const ch = info.channels;
+  if (o.preRoll + o.body > info.frames) throw new Error(`piece has ${info.frames} frames, expected at least ${o.preRoll + o.body}`);
+  const meter = new KWeightedMeter(info.sampleRate, ch, o.layout);
+  let samplePeak = 0;
+  let truePeak = 0;
+  const spp = o.waveformSpp;
+  const wf: WaveformBins | undefined = spp ? { spp, min: [], max: [] } : undefined;
+  // Carry 11 frames between chunks so that each interpolated interval sees 5 samples before and 6 after.
+  const carry = TAPS - 1;
+  let tail = new Float32Array(carry * ch);
+  let frameIndex = 0; // frame index (in the file) of the first frame of the current chunk
+  const out = o.writeBodyTo ? await open(o.writeBodyTo, 'w') : undefined;
+  const fh = await open(wavPath, 'r');
+  try {
+    if (out) await out.write(wavHeader(info.format, info.sampleRate, ch, o.body, info.channelMask));
+    await forEachFrameChunk(fh, info, 0, o.preRoll + o.body, async (bytes, n) => {
+      const x = toFloat32(bytes, info.format);
+      const bodyStart = Math.max(0, o.preRoll - frameIndex); // first body frame within the chunk
+      const bodyEnd = Math.min(n, o.preRoll + o.body - frameIndex);
+      if (bodyStart > 0) meter.push(x.subarray(0, Math.min(bodyStart, n) * ch), false);
+      if (bodyEnd > bodyStart) {
+        const body = x.subarray(bodyStart * ch, bodyEnd * ch);
+        meter.push(body);
+        for (let i = 0; i < body.length; i++) {
+          const a = Math.abs(body[i]!);
+          if (a > samplePeak) samplePeak = a;
+        }
+        if (wf) binWaveform(wf, body, ch, frameIndex + bodyStart - o.preRoll);
+        if (out) await out.write(bytes.subarray(bodyStart * info.blockAlign, bodyEnd * info.blockAlign));
+      }
+      // True peak over the intervals whose left sample lies in the body.
+      const buf = new Float32Array(tail.length + x.length);
+      buf.set(tail);
+      buf.set(x, tail.length);
+      const frames = buf.length / ch;
+      const first = frameIndex - carry; // file frame index of buf's frame 0
+      for (let f = 5; f + 6 < frames; f++) {
+        const fi = first + f;
+        if (fi < o.preRoll || fi >= o.preRoll + o.body) continue;
+        for (let c = 0; c < ch; c++) {
+          const a = Math.max(Math.abs(buf[f * ch + c]!), Math.abs(buf[(f + 1) * ch + c]!));
+          // Inter-sample overs only matter near the loudest samples: skip quiet intervals (a big saving).
+          if (a < 0.5 * truePeak) continue;
+          if (a > truePeak) truePeak = a;
+          for (const h of PHASES) {
+            let y = 0;
+            for (let k = 0; k < TAPS; k++) y += h[k]! * buf[(f - 5 + k) * ch + c]!;
+            const ay = Math.abs(y);
+            if (ay > truePeak) truePeak = ay;
+          }
+        }
+      }
+      tail = buf.slice(buf.length - carry * ch);
+      frameIndex += n;
+    }, o.signal);
+  } finally {
+    await fh.close();
+    await out?.close();
+  }
+  truePeak = Math.max(truePeak, samplePeak);
+  return { frames: o.body, sampleRate: info.sampleRate, channels: ch, subBlocks: meter.subBlocks(), samplePeak, truePeak, waveform: wf };
+}
+
+function binWaveform(wf: WaveformBins, body: Float32Array, ch: number, firstBodyFrame: number): void {
+  const frames = body.length / ch;
+  for (let f = 0; f < frames; f++) {
+    const bin = Math.floor((firstBodyFrame + f) / wf.spp);
+    while (wf.min.length <= bin) {
+      wf.min.push(0);
+      wf.max.push(0);
+    }
+    let lo = wf.min[bin]!;
+    let hi = wf.max[bin]!;
+    for (let c = 0; c < ch; c++) {
+      const v = body[f * ch + c]!;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    wf.min[bin] = lo;
+    wf.max[bin] = hi;
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * The audio kind's filter chains, built from typed values only (never from client strings).
+ *
+ * Stage A is sample-local and runs in parallel, per segment: format/rate/channel conversion, then fades
+ * positioned on the global output timeline. Stage B is global and runs once over the joined PCM: the
+ * loudness gain and, when needed, the true-peak limiter, followed by the single encode. A single-process
+ * run of the same filters is `stageA(whole) + "," + stageB` on the source; tests compare against it.
+ */
+import { AUDIO_CODECS, type AudioCodec } from '../kinds/audio-params.js';
+
+/** Fade in or out, in output samples on the global timeline. */
+export interface FadeSamples {
+  start: number;
+  length: number;
+}
+
+/** Everything stage A needs to know about one piece (a whole file or a segment with its pre-roll). */
+export interface StageAOptions {
+  /** Source trim in source samples (whole-file pieces only; segments arrive already cut). */
+  trim?: { startSample: number; endSample: number } | undefined;
+  /** Output sample rate; differs from the source's when resampling. */
+  outRate: number;
+  /** Output channel layout name when down/up-mixing ("" = keep). */
+  outLayout: string;
+  /** Output-timeline position (in output samples) of the piece's first sample, pre-roll included. */
+  offset: number;
+  fadeIn?: FadeSamples | undefined;
+  fadeOut?: FadeSamples | undefined;
+  /** Output samples of the piece (pre-roll included); fades that do not reach the piece are left out. */
+  pieceLength?: number | undefined;
+}
+
+/** The stage-A filter chain. It always ends in packed float at the output rate. */
+export function stageAChain(o: StageAOptions): string {
+  const f: string[] = [];
+  if (o.trim) f.push(`atrim=start_sample=${o.trim.startSample}:end_sample=${o.trim.endSample}`, 'asetpts=PTS-STARTPTS');
+  f.push(`aformat=sample_fmts=flt:sample_rates=${o.outRate}${o.outLayout ? `:channel_layouts=${o.outLayout}` : ''}`);
+  // Fades position themselves from timestamps: give the piece its place on the global output timeline.
+  f.push(`asettb=1/${o.outRate}`, `asetpts=N+${o.offset}`);
+  const end = o.pieceLength === undefined ? Infinity : o.offset + o.pieceLength;
+  if (o.fadeIn && o.fadeIn.length > 0 && o.offset < o.fadeIn.start + o.fadeIn.length) {
+    f.push(`afade=t=in:ss=${o.fadeIn.start}:ns=${o.fadeIn.length}`);
+  }
+  if (o.fadeOut && o.fadeOut.length > 0 && end > o.fadeOut.start) {
+    f.push(`afade=t=out:ss=${o.fadeOut.start}:ns=${o.fadeOut.length}`);
+  }
+  return f.join(',');
+}
+
+/** Settings of the global stage. */
+export interface StageBOptions {
+  /** Gain in dB (0 = none). */
+  gainDb: number;
+  /** Sample-peak limit (linear, 0.0625..1) of the lookahead limiter, or undefined for none. */
+  limit?: number | undefined;
+  /** ffmpeg major version (alimiter's latency compensation exists from 5 on). */
+  ffmpegMajor: number;
+}
+
+/** Limiter lookahead in ms: long enough for a smooth gain change, short enough to keep transients. */
+export const LIMITER_ATTACK_MS = 5;
+export const LIMITER_RELEASE_MS = 100;
+
+/** The stage-B filter chain, or "" when it is the identity. */
+export function stageBChain(o: StageBOptions): string {
+  const f: string[] = [];
+  if (o.gainDb !== 0) f.push(`volume=${o.gainDb.toFixed(4)}dB`);
+  if (o.limit !== undefined) {
+    // level=disabled: alimiter would otherwise re-normalise the output to the limit and undo the gain.
+    const latency = o.ffmpegMajor >= 5 ? ':latency=1' : '';
+    f.push(`alimiter=limit=${o.limit.toFixed(6)}:attack=${LIMITER_ATTACK_MS}:release=${LIMITER_RELEASE_MS}:level=disabled${latency}`);
+  }
+  return f.join(',');
+}
+
+/** Encoder and muxer arguments of the final output. `bits` is the PCM depth for flac/wav (16 or 24). */
+export function encoderArgs(codec: AudioCodec, bitrate: number, bits: 16 | 24): string[] {
+  const info = AUDIO_CODECS[codec];
+  const args = ['-c:a', info.encoder];
+  if (codec === 'wav') args.splice(1, 1, bits === 24 ? 'pcm_s24le' : 'pcm_s16le');
+  if (codec === 'flac') args.push('-sample_fmt', bits === 24 ? 's32' : 's16');
+  if (info.lossy) args.push('-b:a', String(bitrate));
+  // bitexact: no encoder-version tags, so identical samples give identical lossless files.
+  if (!info.lossy) args.push('-flags', '+bitexact', '-fflags', '+bitexact');
+  args.push(...info.extraArgs, '-f', codec === 'aac' ? 'mp4' : codec === 'opus' ? 'ogg' : codec);
+  return args;
+}
+
+/** PCM depth of a lossless output for a source sample format: 16-bit sources stay 16-bit. */
+export function losslessBits(sourceSampleFormat: string): 16 | 24 {
+  return /^(s16|s16p|u8|u8p)$/.test(sourceSampleFormat) ? 16 : 24;
+}

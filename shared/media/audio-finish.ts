@@ -1,0 +1,112 @@
+/**
+ * The global step of one file: gated loudness over all of its sub-blocks, the gain / limiter decision,
+ * the single encode over the joined pieces, and the waveform. Runs on a worker for a whole small file
+ * and on the coordinator (in `merge`) for a segmented long one, so both paths produce the same bytes.
+ */
+import path from 'node:path';
+import { ffmpegInfo } from '../ffmpeg.js';
+import { AUDIO_CODECS, type AudioJobParams } from '../kinds/audio-params.js';
+import type { PieceStats } from './audio-analyze.js';
+import { encoderArgs, stageBChain } from './audio-filters.js';
+import { decideLoudness, type FileRender, type LoudnessDecision } from './audio-pieces.js';
+import { encodeFinal } from './audio-render.js';
+import { joinBins, waveformJson, writeWaveform } from './audio-waveform.js';
+import { integratedLoudness } from './loudness.js';
+
+/** What a finished file reports (also the per-file entry of the job's result). */
+export interface FileReport {
+  input: string;
+  output: string;
+  frames: number;
+  sampleRate: number;
+  channels: number;
+  /** Integrated loudness of the stage-A signal (before gain), LUFS; null when all blocks are gated out. */
+  loudness: number | null;
+  gainDb: number;
+  /** True peak before gain, dBTP. */
+  truePeak: number;
+  limited: boolean;
+  pieces: number;
+  /** Names of the waveform files, when asked for. */
+  waveform?: { json: string; png: string } | undefined;
+}
+
+/**
+ * Joins the complete sub-blocks of consecutive pieces. Every piece but the last ends on a whole second;
+ * the last one's trailing partial sub-block is left out, as ffmpeg's ebur128 forms no block from it.
+ */
+export function joinStats(stats: PieceStats[]): { energy: number[]; samples: number[]; truePeak: number; frames: number } {
+  const energy: number[] = [];
+  const samples: number[] = [];
+  let truePeak = 0;
+  let frames = 0;
+  for (const s of stats) {
+    energy.push(...s.subBlocks.energy);
+    samples.push(...s.subBlocks.samples);
+    truePeak = Math.max(truePeak, s.truePeak);
+    frames += s.frames;
+  }
+  return { energy, samples, truePeak, frames };
+}
+
+export interface FinishOptions {
+  params: AudioJobParams;
+  file: FileRender;
+  /** Stage-A WAVs of the pieces, in timeline order. */
+  pieces: string[];
+  stats: PieceStats[];
+  /** Folder the output (and waveform) files are written to. */
+  outDir: string;
+  /** Scratch folder. */
+  workDir: string;
+  threads?: number | undefined;
+  signal?: AbortSignal | undefined;
+  onProgress?: ((fraction: number) => void) | undefined;
+}
+
+/** Measures, decides, encodes once and draws the waveform. */
+export async function finishFile(o: FinishOptions): Promise<{ report: FileReport; decision: LoudnessDecision; files: string[] }> {
+  const joined = joinStats(o.stats);
+  const loud = integratedLoudness({ energy: joined.energy, samples: joined.samples });
+  const decision = decideLoudness(o.params, loud.lufs, joined.truePeak);
+  const chain = stageBChain({ gainDb: decision.gainDb, limit: decision.limit, ffmpegMajor: ffmpegInfo().major });
+  const seconds = joined.frames / o.file.outRate;
+  await encodeFinal({
+    pieces: o.pieces,
+    input: o.file.input,
+    chain,
+    encoder: encoderArgs(o.params.codec, o.params.bitrate, o.file.bits),
+    out: path.join(o.outDir, o.file.output),
+    workDir: o.workDir,
+    threads: o.threads,
+    signal: o.signal,
+    onProgress: o.onProgress && seconds > 0 ? (t) => o.onProgress!(Math.min(1, t / seconds)) : undefined,
+  });
+  const files = [o.file.output];
+  let waveform: FileReport['waveform'];
+  const bins = o.stats.map((s) => s.waveform).filter((w) => w !== undefined);
+  if (o.params.waveform && bins.length === o.stats.length && bins.length > 0) {
+    const stem = o.file.output.slice(0, -(AUDIO_CODECS[o.params.codec].extension.length + 1));
+    waveform = await writeWaveform(o.outDir, stem, waveformJson(joinBins(bins), o.file.outRate, decision.gainDb, decision.limit));
+    files.push(waveform.json, waveform.png);
+  }
+  const report: FileReport = {
+    input: o.file.input,
+    output: o.file.output,
+    frames: joined.frames,
+    sampleRate: o.file.outRate,
+    channels: o.stats[0]?.channels ?? 0,
+    loudness: Number.isFinite(loud.lufs) ? round(loud.lufs, 3) : null,
+    gainDb: round(decision.gainDb, 3),
+    truePeak: round(20 * Math.log10(Math.max(joined.truePeak, 1e-10)), 3),
+    limited: decision.limit !== undefined,
+    pieces: o.pieces.length,
+    waveform,
+  };
+  return { report, decision, files };
+}
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}

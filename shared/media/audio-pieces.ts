@@ -1,0 +1,157 @@
+/**
+ * Pure planning math of the audio kind, shared by the coordinator (which plans) and the worker (which
+ * reads the plans): the subtask plan shapes, whole-second segmentation with pre/post-roll, fades in
+ * output samples, waveform bin size, and the loudness gain / limiter decision.
+ */
+import type { AudioJobParams } from '../kinds/audio-params.js';
+import type { FadeSamples } from './audio-filters.js';
+
+/** How one input file is rendered (the same for all of its pieces). */
+export interface FileRender {
+  /** Job input name (client file name). */
+  input: string;
+  /** Output file name (unique in the job). */
+  output: string;
+  sourceRate: number;
+  outRate: number;
+  /** Output channel layout when converting channels ("" = keep the source's). */
+  outLayout: string;
+  /** Layout name used for the BS.1770 channel weights. */
+  weightLayout: string;
+  /** PCM depth of flac/wav outputs. */
+  bits: 16 | 24;
+  /** Output frames expected for the whole file (exact for WAV-cut files, estimated for others). */
+  totalFrames: number;
+  fadeIn?: FadeSamples | undefined;
+  fadeOut?: FadeSamples | undefined;
+  /** Waveform bin size in output samples (absent = no waveform). */
+  waveformSpp?: number | undefined;
+}
+
+/** A subtask that renders whole (small) files, start to finish, on one worker. */
+export interface WholeFilesPlan {
+  type: 'whole';
+  files: Array<FileRender & { trim?: { startSample: number; endSample: number } | undefined }>;
+}
+
+/** A subtask that runs stage A and the analysis over one segment of a long file. */
+export interface SegmentPlan {
+  type: 'segment';
+  file: FileRender;
+  /** Name of the segment WAV among the subtask's inputs. */
+  segmentInput: string;
+  index: number;
+  count: number;
+  /** Output-timeline position of the body's first sample. */
+  offset: number;
+  /** Pre-roll in output samples (stage A output frames before the body). */
+  preRoll: number;
+  /** Body length in output samples (undefined for the last segment: all that stage A produces after the pre-roll). */
+  body?: number | undefined;
+}
+
+export type AudioSubtaskPlan = WholeFilesPlan | SegmentPlan;
+
+/** A cut of the source (in source frames) and where its body lands in output frames. */
+export interface SegmentCut {
+  /** First source frame of the cut (pre-roll included). */
+  from: number;
+  /** Source frames in the cut (pre-roll + body + post-roll). */
+  frames: number;
+  offset: number;
+  preRoll: number;
+  body?: number | undefined;
+}
+
+/** Seconds of context each segment gets on both sides: warms up the resampler and the K-weighting filters. */
+export const ROLL_SECONDS = 1;
+
+/**
+ * Splits `frames` source frames (starting at source frame `start`) into whole-second segments of about
+ * `segmentSeconds`. Boundaries are whole seconds from the start, so they are whole samples at both rates
+ * and on the 100 ms loudness grid; the last segment is never shorter than half a segment.
+ */
+export function segmentCuts(start: number, frames: number, sourceRate: number, outRate: number, segmentSeconds: number): SegmentCut[] {
+  const seconds = frames / sourceRate;
+  const count = Math.max(1, Math.round(seconds / segmentSeconds));
+  const len = Math.max(1, Math.floor(seconds / count));
+  const cuts: SegmentCut[] = [];
+  for (let k = 0; k < count; k++) {
+    const last = k === count - 1;
+    const bodyFrom = k * len * sourceRate;
+    const bodyTo = last ? frames : (k + 1) * len * sourceRate;
+    const pre = k === 0 ? 0 : ROLL_SECONDS * sourceRate;
+    const post = last ? 0 : Math.min(ROLL_SECONDS * sourceRate, frames - bodyTo);
+    cuts.push({
+      from: start + bodyFrom - pre,
+      frames: pre + (bodyTo - bodyFrom) + post,
+      offset: k * len * outRate,
+      preRoll: k === 0 ? 0 : ROLL_SECONDS * outRate,
+      body: last ? undefined : len * outRate,
+    });
+  }
+  return cuts;
+}
+
+/** Output frames for `frames` source frames after resampling (what ffmpeg's resampler emits). */
+export function resampledFrames(frames: number, sourceRate: number, outRate: number): number {
+  return sourceRate === outRate ? frames : Math.ceil((frames * outRate) / sourceRate);
+}
+
+/** Fade positions in output samples for an output of `totalFrames` frames. */
+export function fadeSamples(params: AudioJobParams, outRate: number, totalFrames: number): { fadeIn?: FadeSamples; fadeOut?: FadeSamples } {
+  const r: { fadeIn?: FadeSamples; fadeOut?: FadeSamples } = {};
+  if (params.fadeIn > 0) r.fadeIn = { start: 0, length: Math.min(totalFrames, Math.max(1, Math.round(params.fadeIn * outRate))) };
+  if (params.fadeOut > 0) {
+    const length = Math.min(totalFrames, Math.max(1, Math.round(params.fadeOut * outRate)));
+    r.fadeOut = { start: totalFrames - length, length };
+  }
+  return r;
+}
+
+/** Waveform bin size: the finest whole-sample bins (up to 100 per second) giving at most ~20000 bins. */
+export function waveformSpp(outRate: number, totalFrames: number): number {
+  const seconds = totalFrames / outRate;
+  for (const pps of [100, 50, 25, 20, 10, 5, 4, 2, 1]) {
+    if (outRate % pps === 0 && seconds * pps <= 20_000) return outRate / pps;
+  }
+  return outRate;
+}
+
+/** The loudness correction of one file. */
+export interface LoudnessDecision {
+  /** Measured integrated loudness before correction, LUFS. */
+  measured: number;
+  gainDb: number;
+  /** Sample-peak limit (linear) when the gain would push the true peak over the ceiling. */
+  limit?: number | undefined;
+  /** True peak after the gain, before limiting, dBTP. */
+  peakAfterGain: number;
+}
+
+/**
+ * Inter-sample margin under the ceiling for alimiter (a sample-peak limiter): lossy codecs and the
+ * reconstruction filter add up to about a dB on loud material.
+ */
+export const LIMITER_MARGIN_DB = 1;
+
+/** Decides gain and limiter from the measured loudness and true peak (linear). */
+export function decideLoudness(params: AudioJobParams, measured: number, truePeak: number): LoudnessDecision {
+  const peakDb = truePeak > 0 ? 20 * Math.log10(truePeak) : -Infinity;
+  if (!params.normalize || !Number.isFinite(measured)) return { measured, gainDb: 0, peakAfterGain: peakDb };
+  // Silence-like material (gated out entirely) gets no gain rather than +inf.
+  const gainDb = Math.max(-60, Math.min(60, params.loudness - measured));
+  const peakAfterGain = peakDb + gainDb;
+  const limit = peakAfterGain > params.truePeak ? Math.max(0.0625, 10 ** ((params.truePeak - LIMITER_MARGIN_DB) / 20)) : undefined;
+  return { measured, gainDb, limit, peakAfterGain };
+}
+
+/** A unique output name for an input, with the codec's extension. */
+export function outputName(input: string, extension: string, taken: Set<string>): string {
+  const base = input.replace(/^.*[\\/]/, '');
+  const stem = (base.includes('.') ? base.slice(0, base.lastIndexOf('.')) : base).replace(/[^\w.+-]/g, '_') || 'audio';
+  let name = `${stem}.${extension}`;
+  for (let i = 2; taken.has(name); i++) name = `${stem}-${i}.${extension}`;
+  taken.add(name);
+  return name;
+}

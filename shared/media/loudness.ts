@@ -1,0 +1,224 @@
+/**
+ * EBU R128 / ITU-R BS.1770 loudness, split so that it can be computed across segments.
+ *
+ * A segment measures K-weighted, channel-weighted energy per 100 ms sub-block ({@link KWeightedMeter});
+ * the coordinator concatenates the sub-blocks of all segments in timeline order and calls
+ * {@link integratedLoudness}, which forms the 400 ms blocks (75 % overlap = 100 ms hop) and applies the
+ * absolute (-70 LUFS) and relative (-10 LU) gates over the whole file. Blocks that span a segment join
+ * are therefore computed exactly; averaging per-segment LUFS would not be.
+ *
+ * Pure: no I/O. Coefficients follow libebur128 (valid for any sample rate); channel weights follow
+ * ffmpeg's `ebur128` filter (surround channels 1.41, LFE excluded).
+ */
+
+/** Loudness of a mean-square energy, in LUFS (BS.1770: -0.691 + 10 log10). */
+export function energyToLufs(energy: number): number {
+  return energy > 0 ? -0.691 + 10 * Math.log10(energy) : -Infinity;
+}
+
+/** Mean-square energy that has the given loudness. */
+export function lufsToEnergy(lufs: number): number {
+  return 10 ** ((lufs + 0.691) / 10);
+}
+
+/** Absolute gate of BS.1770-4, LUFS. */
+export const ABSOLUTE_GATE_LUFS = -70;
+/** Relative gate below the absolute-gated loudness, LU. */
+export const RELATIVE_GATE_LU = -10;
+
+/** Sub-blocks of one measurement: per 100 ms, the channel-weighted sum of squared K-weighted samples. */
+export interface SubBlocks {
+  /** Sum over channels of weight x sum of squares, one per sub-block. */
+  energy: number[];
+  /** Samples (per channel) in each sub-block; equal except where the rate is not a multiple of 10. */
+  samples: number[];
+}
+
+/** Result of the gated measurement. */
+export interface IntegratedLoudness {
+  /** Integrated loudness in LUFS (-Infinity when every block is gated out, e.g. silence). */
+  lufs: number;
+  /** 400 ms blocks formed. */
+  blocks: number;
+  /** Blocks that passed both gates. */
+  gatedBlocks: number;
+  /** Relative gate threshold used, LUFS. */
+  relativeGate: number;
+}
+
+/**
+ * Gated integrated loudness over consecutive sub-blocks (in timeline order, all segments concatenated).
+ * Only complete 400 ms blocks count, as in ffmpeg's ebur128 and libebur128.
+ */
+export function integratedLoudness(sub: SubBlocks, subBlocksPerBlock = 4): IntegratedLoudness {
+  const n = sub.energy.length - subBlocksPerBlock + 1;
+  const blockEnergy: number[] = [];
+  for (let i = 0; i < n; i++) {
+    let e = 0;
+    let s = 0;
+    for (let j = 0; j < subBlocksPerBlock; j++) {
+      e += sub.energy[i + j]!;
+      s += sub.samples[i + j]!;
+    }
+    blockEnergy.push(s > 0 ? e / s : 0);
+  }
+  const absGate = lufsToEnergy(ABSOLUTE_GATE_LUFS);
+  const aboveAbs = blockEnergy.filter((e) => e >= absGate);
+  if (aboveAbs.length === 0) return { lufs: -Infinity, blocks: blockEnergy.length, gatedBlocks: 0, relativeGate: -Infinity };
+  const relativeGate = energyToLufs(mean(aboveAbs)) + RELATIVE_GATE_LU;
+  const relEnergy = lufsToEnergy(relativeGate);
+  const gated = aboveAbs.filter((e) => e >= relEnergy);
+  return { lufs: energyToLufs(mean(gated)), blocks: blockEnergy.length, gatedBlocks: gated.length, relativeGate };
+}
+
+function mean(xs: number[]): number {
+  let s = 0;
+  for (const x of xs) s += x;
+  return xs.length ? s / xs.length : 0;
+}
+
+/** Biquad coefficients (a0 normalised to 1). */
+export interface Biquad {
+  b0: number;
+  b1: number;
+  b2: number;
+  a1: number;
+  a2: number;
+}
+
+/** The two BS.1770 K-weighting stages (high-shelf "pre-filter", then RLB high-pass) for a sample rate. */
+export function kWeightingFilters(sampleRate: number): [Biquad, Biquad] {
+  let f0 = 1681.974450955533;
+  const G = 3.999843853973347;
+  let Q = 0.7071752369554196;
+  let K = Math.tan((Math.PI * f0) / sampleRate);
+  const Vh = 10 ** (G / 20);
+  const Vb = Vh ** 0.4996667741545416;
+  let a0 = 1 + K / Q + K * K;
+  const shelf: Biquad = {
+    b0: (Vh + (Vb * K) / Q + K * K) / a0,
+    b1: (2 * (K * K - Vh)) / a0,
+    b2: (Vh - (Vb * K) / Q + K * K) / a0,
+    a1: (2 * (K * K - 1)) / a0,
+    a2: (1 - K / Q + K * K) / a0,
+  };
+  f0 = 38.13547087602444;
+  Q = 0.5003270373238773;
+  K = Math.tan((Math.PI * f0) / sampleRate);
+  a0 = 1 + K / Q + K * K;
+  const highPass: Biquad = { b0: 1, b1: -2, b2: 1, a1: (2 * (K * K - 1)) / a0, a2: (1 - K / Q + K * K) / a0 };
+  return [shelf, highPass];
+}
+
+/**
+ * BS.1770 channel weights for an ffmpeg channel layout name / channel count, matching ffmpeg's ebur128:
+ * LFE is excluded (0), surround (side/back) channels weigh 1.41, the rest 1.
+ */
+export function channelWeights(channels: number, layout?: string): number[] {
+  const names = layoutChannelNames(channels, layout);
+  return names.map((n) => (n === 'LFE' ? 0 : /^(SL|SR|BL|BR|BC|TBL|TBR|TBC)$/.test(n) ? 1.41 : 1));
+}
+
+/** Channel names (ffmpeg order) of the common layouts; unknown layouts weigh every channel 1. */
+export function layoutChannelNames(channels: number, layout?: string): string[] {
+  const known: Record<string, string[]> = {
+    mono: ['FC'],
+    stereo: ['FL', 'FR'],
+    '2.1': ['FL', 'FR', 'LFE'],
+    '3.0': ['FL', 'FR', 'FC'],
+    quad: ['FL', 'FR', 'BL', 'BR'],
+    '4.0': ['FL', 'FR', 'FC', 'BC'],
+    '5.0': ['FL', 'FR', 'FC', 'BL', 'BR'],
+    '5.0(side)': ['FL', 'FR', 'FC', 'SL', 'SR'],
+    '5.1': ['FL', 'FR', 'FC', 'LFE', 'BL', 'BR'],
+    '5.1(side)': ['FL', 'FR', 'FC', 'LFE', 'SL', 'SR'],
+    '7.1': ['FL', 'FR', 'FC', 'LFE', 'BL', 'BR', 'SL', 'SR'],
+  };
+  const names = layout ? known[layout] : undefined;
+  if (names && names.length === channels) return names;
+  // No layout (e.g. a WAV without a channel mask): ffmpeg assumes the default layout for the count.
+  const byCount: Record<number, string> = { 1: 'mono', 2: 'stereo', 3: '2.1', 4: 'quad', 5: '5.0', 6: '5.1', 8: '7.1' };
+  const fallback = known[byCount[channels] ?? ''];
+  return fallback ?? Array.from({ length: channels }, (_, i) => `C${i}`);
+}
+
+/**
+ * Streaming K-weighted meter for interleaved float samples. Feed it the samples of a segment in order
+ * (optionally first a pre-roll with `counting = false`, which only warms the filters up), then read
+ * {@link KWeightedMeter.subBlocks}. Sub-block boundaries are at floor(k * rate / 10) samples from the
+ * first counted sample, so segments that start on whole seconds line up with the global grid.
+ */
+export class KWeightedMeter {
+  private readonly stages: [Biquad, Biquad];
+  private readonly weights: number[];
+  /** Filter state per channel: [s1, s2] for each of the two stages. */
+  private readonly state: Float64Array;
+  private readonly energy: number[] = [];
+  private readonly samples: number[] = [];
+  private current = 0;
+  private currentSamples = 0;
+  /** Counted samples per channel so far. */
+  private counted = 0;
+  private nextBoundary: number;
+  private subIndex = 0;
+
+  constructor(
+    private readonly sampleRate: number,
+    private readonly channels: number,
+    layout?: string,
+  ) {
+    this.stages = kWeightingFilters(sampleRate);
+    this.weights = channelWeights(channels, layout);
+    this.state = new Float64Array(channels * 4);
+    this.nextBoundary = Math.floor(sampleRate / 10);
+  }
+
+  /** Filters `frames` interleaved frames of `data`; when `counting`, accumulates sub-block energies. */
+  push(data: Float32Array, counting = true): void {
+    const ch = this.channels;
+    const frames = Math.floor(data.length / ch);
+    const [s, h] = this.stages;
+    const st = this.state;
+    for (let f = 0; f < frames; f++) {
+      let acc = 0;
+      for (let c = 0; c < ch; c++) {
+        const x = data[f * ch + c]!;
+        const o = c * 4;
+        // Transposed direct form II, two stages in cascade, in double precision.
+        const y1 = s.b0 * x + st[o]!;
+        st[o] = s.b1 * x - s.a1 * y1 + st[o + 1]!;
+        st[o + 1] = s.b2 * x - s.a2 * y1;
+        const y2 = h.b0 * y1 + st[o + 2]!;
+        st[o + 2] = h.b1 * y1 - h.a1 * y2 + st[o + 3]!;
+        st[o + 3] = h.b2 * y1 - h.a2 * y2;
+        acc += this.weights[c]! * y2 * y2;
+      }
+      if (!counting) continue;
+      this.current += acc;
+      this.currentSamples++;
+      this.counted++;
+      if (this.counted === this.nextBoundary) this.closeSubBlock();
+    }
+  }
+
+  private closeSubBlock(): void {
+    this.energy.push(this.current);
+    this.samples.push(this.currentSamples);
+    this.current = 0;
+    this.currentSamples = 0;
+    this.subIndex++;
+    this.nextBoundary = Math.floor(((this.subIndex + 1) * this.sampleRate) / 10);
+  }
+
+  /** Complete sub-blocks so far, plus the trailing partial one (only the file's last segment has one). */
+  subBlocks(): SubBlocks & { partial: { energy: number; samples: number } } {
+    return { energy: [...this.energy], samples: [...this.samples], partial: { energy: this.current, samples: this.currentSamples } };
+  }
+}
+
+/** Integrated loudness of one whole interleaved signal (convenience for single-piece files and tests). */
+export function measureIntegrated(data: Float32Array, sampleRate: number, channels: number, layout?: string): IntegratedLoudness {
+  const meter = new KWeightedMeter(sampleRate, channels, layout);
+  meter.push(data);
+  return integratedLoudness(meter.subBlocks());
+}

@@ -1,0 +1,128 @@
+/**
+ * Worker side of the `audio` kind. Two subtask shapes (see shared/media/audio-pieces.ts):
+ *  - `whole`: one or a few small files, each rendered start to finish here (stage A, loudness, encode);
+ *  - `segment`: one segment of a long file: stage A over the segment and its pre/post-roll, then the
+ *    analysis pass, which returns the body as a float WAV plus its sub-block energies and peaks; the
+ *    coordinator gates the loudness over the whole file and encodes once.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { invalidArgument, TesseraError } from '../../shared/errors.js';
+import type { ItemFailure, ProcessContext, ProcessOutput, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
+import { audioParamsFromSpec, type AudioJobParams } from '../../shared/kinds/audio-params.js';
+import { analyzePiece } from '../../shared/media/audio-analyze.js';
+import { stageAChain } from '../../shared/media/audio-filters.js';
+import { finishFile, type FileReport } from '../../shared/media/audio-finish.js';
+import type { AudioSubtaskPlan, SegmentPlan, WholeFilesPlan } from '../../shared/media/audio-pieces.js';
+import { renderStageA } from '../../shared/media/audio-render.js';
+import { readWavInfo } from '../../shared/media/audio-wav.js';
+
+/** Name of the per-segment statistics file a segment subtask returns next to its PCM body. */
+export const SEGMENT_STATS = 'stats.json';
+/** Name of the PCM body a segment subtask returns. */
+export const SEGMENT_BODY = 'body.wav';
+
+export const audioProcessor: WorkerProcessor<AudioJobParams> = {
+  name: 'audio',
+  params: audioParamsFromSpec,
+  async process(ctx) {
+    const plan = ctx.plan as AudioSubtaskPlan;
+    return plan.type === 'segment' ? processSegment(ctx, plan) : processWhole(ctx, plan);
+  },
+};
+
+async function processSegment(ctx: ProcessContext<AudioJobParams>, plan: SegmentPlan): Promise<ProcessResult> {
+  const src = ctx.inputs.find((i) => i.name === plan.segmentInput);
+  if (!src) throw new TesseraError(status.INTERNAL, `segment input ${plan.segmentInput} missing`, { retryable: true });
+  const f = plan.file;
+  const stageA = path.join(ctx.workDir, 'stage-a.wav');
+  await renderStageA({
+    source: src.path,
+    input: f.input,
+    chain: stageAChain({ outRate: f.outRate, outLayout: f.outLayout, offset: plan.offset - plan.preRoll, fadeIn: f.fadeIn, fadeOut: f.fadeOut }),
+    out: stageA,
+    threads: ctx.threads,
+    signal: ctx.signal,
+  });
+  const info = await readWavInfo(stageA, f.input);
+  const body = plan.body ?? info.frames - plan.preRoll;
+  const bodyPath = path.join(ctx.workDir, SEGMENT_BODY);
+  ctx.progress(0.5, `segment ${plan.index + 1}/${plan.count}: analysing`);
+  const stats = await analyzePiece(stageA, { preRoll: plan.preRoll, body, layout: f.weightLayout, waveformSpp: f.waveformSpp, writeBodyTo: bodyPath, signal: ctx.signal });
+  const statsPath = path.join(ctx.workDir, SEGMENT_STATS);
+  await writeFile(statsPath, JSON.stringify(stats));
+  return {
+    outputs: [
+      { name: SEGMENT_BODY, path: bodyPath, source: f.input },
+      { name: SEGMENT_STATS, path: statsPath, source: f.input },
+    ],
+    result: { index: plan.index, frames: stats.frames },
+  };
+}
+
+async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFilesPlan): Promise<ProcessResult> {
+  const outputs: ProcessOutput[] = [];
+  const itemErrors: ItemFailure[] = [];
+  const reports: FileReport[] = [];
+  for (const [i, f] of plan.files.entries()) {
+    ctx.signal.throwIfAborted();
+    const src = ctx.inputs.find((x) => x.name === f.input);
+    const step = (frac: number): void => ctx.progress((i + frac) / plan.files.length, f.input);
+    try {
+      if (!src) throw new TesseraError(status.INTERNAL, `input ${f.input} missing`, { retryable: true });
+      const dir = path.join(ctx.workDir, String(i));
+      await mkdir(dir, { recursive: true });
+      const stageA = path.join(dir, 'stage-a.wav');
+      await renderStageA({
+        source: src.path,
+        input: f.input,
+        chain: stageAChain({ trim: f.trim, outRate: f.outRate, outLayout: f.outLayout, offset: 0, fadeIn: f.fadeIn, fadeOut: f.fadeOut }),
+        out: stageA,
+        threads: ctx.threads,
+        signal: ctx.signal,
+      });
+      const info = await readWavInfo(stageA, f.input);
+      checkNotTruncated(f.input, info.frames, f.totalFrames, f.outRate);
+      step(0.3);
+      const stats = await analyzePiece(stageA, { preRoll: 0, body: info.frames, layout: f.weightLayout, waveformSpp: f.waveformSpp, signal: ctx.signal });
+      const done = await finishFile({
+        params: ctx.params,
+        file: f,
+        pieces: [stageA],
+        stats: [stats],
+        outDir: ctx.workDir,
+        workDir: dir,
+        threads: ctx.threads,
+        signal: ctx.signal,
+        onProgress: (x) => step(0.4 + 0.6 * x),
+      });
+      for (const name of done.files) outputs.push({ name, path: path.join(ctx.workDir, name), source: f.input });
+      reports.push(done.report);
+    } catch (err) {
+      // A bad file fails alone; anything retryable (or a cancel) fails the whole subtask.
+      if (err instanceof TesseraError && !err.retryable) {
+        itemErrors.push({ input: f.input, code: err.codeName, message: err.message });
+        continue;
+      }
+      throw err;
+    }
+  }
+  if (outputs.length === 0 && itemErrors.length > 0 && plan.files.length === 1) {
+    // A subtask with nothing but a bad input: report it as the subtask's error so it is not retried.
+    const e = itemErrors[0]!;
+    throw invalidArgument(e.message, e.input);
+  }
+  return { outputs, itemErrors, result: { files: reports } };
+}
+
+/**
+ * A container can claim more audio than its file holds (e.g. an MP3 whose tail was cut off decodes
+ * cleanly to half its announced length). Less than 90 % of the expected frames (and over a second
+ * missing) means a truncated file.
+ */
+function checkNotTruncated(input: string, frames: number, expected: number, rate: number): void {
+  if (expected > 0 && frames < expected * 0.9 && expected - frames > rate) {
+    throw invalidArgument(`${input}: truncated file: decoded ${(frames / rate).toFixed(2)} s of the ${(expected / rate).toFixed(2)} s it announces`, input);
+  }
+}
