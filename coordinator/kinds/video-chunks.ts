@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { dataLoss } from '../../shared/errors.js';
-import { runFfmpeg } from '../../shared/ffmpeg.js';
+import { runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
 import type { SpoolFile } from '../../shared/job-kind.js';
 
 /** Cuts stream `streamIndex` of `src` at `cutTimes` into `dir/chunkNNNNN.mkv` files (in order). */
@@ -26,6 +26,19 @@ export async function cutVideoChunks(src: string, input: string, streamIndex: nu
     throw dataLoss(`${input}: stream-copy split made ${names.length} chunks where ${cutTimes.length + 1} were planned`);
   }
   return Promise.all(names.map((n) => spoolFile(path.join(dir, n), `${path.basename(dir)}-${n}`)));
+}
+
+/**
+ * How far the muxer moved timestamps while cutting (seconds): Matroska refuses negative decode times,
+ * so a stream with B-frame delay is shifted by that delay. Compared on the first packet of chunk 0.
+ */
+export async function chunkTimeShift(chunk0: string, sourceFirstPts: number, input: string, signal: AbortSignal): Promise<number> {
+  const r = await runFfprobe<{ packets?: Array<{ pts_time?: string }> }>(
+    ['-select_streams', 'v:0', '-read_intervals', '%+#1', '-show_entries', 'packet=pts_time', '-i', chunk0],
+    { signal, input },
+  );
+  const first = Number(r.packets?.[0]?.pts_time);
+  return Number.isFinite(first) ? first - sourceFirstPts : 0;
 }
 
 /** Where the chunk spooled as `name` (e.g. "in0-chunk00003.mkv") lives under the job's workDir. */

@@ -14,7 +14,7 @@ import { parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, CONTAINER_COPY_AUDIO,
 import { probeMedia, probeVideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
 import type { VideoAudioPlan, VideoSegmentPlan } from '../../shared/media/video-plan.js';
-import { cutVideoChunks, extractAudio } from './video-chunks.js';
+import { chunkTimeShift, cutVideoChunks, extractAudio } from './video-chunks.js';
 import { planSegments, segmentCount } from './video-segments.js';
 import { mergeVideo, type InputPlanRecord } from './video-merge.js';
 
@@ -68,6 +68,8 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   const layout = planSegments(index, { count, snapTolerance: (0.15 * span) / count });
   const chunkDir = path.join(ctx.workDir, `in${inputIndex}`);
   const chunks = await cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal);
+  // Workers see chunk timestamps: every time in a segment plan is moved by the muxer's shift.
+  const shift = await chunkTimeShift(chunks[0]!.path, index.packets[0]!.pts, name, signal);
 
   const rate = params.fps;
   const slotOf = (t: number): number => Math.max(0, Math.ceil((t - first) * rate - 1e-6));
@@ -85,12 +87,12 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
       source: name,
       segment: number,
       chunks: chunks.slice(seg.firstChunk, seg.lastChunk + 1).map((c) => c.name),
-      lo: seg.lo,
-      hi: rate ? null : seg.hi,
-      first: seg.start,
+      lo: seg.lo + shift,
+      hi: rate || seg.hi === null ? null : seg.hi + shift,
+      first: seg.start + shift,
       duration: rate ? frames / rate : seg.end - seg.start,
       frames,
-      fps: rate ? { rate, firstSlot: first + fromSlot / rate } : null,
+      fps: rate ? { rate, firstSlot: first + fromSlot / rate + shift } : null,
       rotation: video.rotation,
       width: size.width,
       height: size.height,

@@ -14,7 +14,7 @@ export interface VideoSegmentPlan {
   /** Names of the stream-copied chunk files (the subtask's inputs), in decode order. */
   chunks: string[];
   /**
-   * Keep frames presenting in [lo, hi) seconds, in the source's own timestamps (hi = null: to the end).
+   * Keep frames presenting in [lo, hi) seconds, in the chunk files' timestamps (hi = null: to the end).
    * Bounds sit half-way between frames so millisecond rounding of timestamps cannot move a frame.
    */
   lo: number;

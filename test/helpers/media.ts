@@ -52,7 +52,7 @@ export async function makeVideo(dir: string, name: string, f: VideoFixture): Pro
       srcs.push(`testsrc2=size=${w}x${h}:rate=24:duration=1[a${i}]`, `testsrc2=size=${w}x${h}:rate=60:duration=1[b${i}]`);
     }
     const inputs = Array.from({ length: parts }, (_, i) => `[a${i}][b${i}]`).join('');
-    args.push('-f', 'lavfi', '-i', `${srcs.join(';')};${inputs}concat=n=${parts * 2}:v=1:a=0,settb=1/1000[v]`);
+    args.push('-f', 'lavfi', '-i', `${srcs.join(';')};${inputs}concat=n=${parts * 2}:v=1:a=0,settb=1/1000[out0]`);
   } else {
     args.push('-f', 'lavfi', '-i', `testsrc2=size=${w}x${h}:rate=${fps}:duration=${f.duration}`);
   }
