@@ -3,7 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { videoKind } from '../coordinator/kinds/video.js';
+import { runFfmpeg } from '../shared/ffmpeg.js';
+import { parseVideoParams } from '../shared/kinds/video-params.js';
 import { decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
+import { videoEncoderArgs } from '../shared/media/video-encode.js';
 import { videoProcessor } from '../worker/processors/video.js';
 import { makeVideo, runKindInProcess, specOf, type VideoFixture } from './helpers/media.js';
 
@@ -66,5 +69,52 @@ describe('video kind (plan -> process -> merge in-process)', () => {
       expect(Math.abs(r.outInfo.audio[0]!.duration - r.outInfo.video!.duration)).toBeLessThan(0.05);
     }
   });
+
+  it('applies rotation metadata, scales to an even box and resamples to a requested fps', async () => {
+    const r = await transcode('rotated.mp4', { duration: 3, width: 160, height: 90, fps: 24, rotate: 90, audioChannels: 1 }, { width: 45, fps: 10, segment_seconds: 1 });
+    // The 160x90 picture displays as 90x160; fitted to width 45 -> 44x80 (even, aspect kept).
+    expect([r.outInfo.video!.width, r.outInfo.video!.height]).toEqual([44, 80]);
+    expect(r.outInfo.video!.rotation).toBe(0);
+    expect(r.decoded.errors).toEqual([]);
+    expect(r.decoded.frames).toBe(30);
+    expect(r.outIndex.vfr).toBe(false);
+  });
+
+  it('matches a single-process encode in quality (SSIM within 0.005, h264)', async () => {
+    const fixture: VideoFixture = { duration: 4, width: 320, height: 180, crf: 18 };
+    const r = await transcode('quality.mp4', fixture, { crf: 28, preset: 'veryfast', audio_codec: 'none', segment_seconds: 1 });
+    const single = path.join(dir, 'single.mp4');
+    const params = parseVideoParams({ crf: 28, preset: 'veryfast' });
+    await runFfmpeg(['-y', '-i', r.src, '-map', '0:v:0', ...videoEncoderArgs(params, 'libx264', 1), single]);
+    const [split, whole] = await Promise.all([ssim(r.out.path, r.src), ssim(single, r.src)]);
+    expect(whole).toBeGreaterThan(0.9);
+    expect(Math.abs(split - whole)).toBeLessThan(0.005);
+  });
+
+  it('encodes h265, vp9 and av1 into the containers that hold them', async () => {
+    for (const [codec, container] of [['h265', 'mp4'], ['vp9', 'webm'], ['av1', 'mkv']] as const) {
+      const r = await transcode(`codec-${codec}.mp4`, { duration: 2, width: 128, height: 72, audioChannels: 2 }, { codec, container, audio_codec: container === 'webm' ? 'opus' : 'aac', crf: 40, segment_seconds: 1 });
+      expect(r.out.name).toBe(`codec-${codec}.${container}`);
+      expect(r.outInfo.video!.codec).toBe(codec === 'h265' ? 'hevc' : codec);
+      expect(r.decoded.errors).toEqual([]);
+      expect(r.decoded.frames).toBe(r.srcIndex.frameTimes.length);
+    }
+  });
+
+  it('rejects audio copy into a container that cannot hold it, naming the input', async () => {
+    const src = await makeVideo(dir, 'aac-source.mp4', { duration: 1, audioChannels: 2 });
+    const run = runKindInProcess(videoKind, videoProcessor, specOf('video', { codec: 'vp9', container: 'webm', audio_codec: 'copy' }), [src], { dir });
+    const { errors, outputs } = await run;
+    expect(outputs).toEqual([]);
+    expect(errors).toEqual([{ input: 'aac-source.mp4', code: 'INVALID_ARGUMENT', message: expect.stringContaining('aac-source.mp4: its aac audio cannot be copied into webm') }]);
+  });
 });
+
+/** Mean SSIM of `file` against `reference` (ffmpeg's ssim filter, all frames). */
+async function ssim(file: string, reference: string): Promise<number> {
+  const { stderr } = await runFfmpeg(['-i', file, '-i', reference, '-lavfi', '[0:v][1:v]ssim', '-f', 'null', '-'], {});
+  const m = /SSIM .*All:([0-9.]+)/.exec(stderr);
+  if (!m) throw new Error(`no SSIM in ffmpeg output: ${stderr.slice(-300)}`);
+  return Number(m[1]);
+}
 

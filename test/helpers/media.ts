@@ -3,7 +3,7 @@
  * Each returns the path it wrote; callers put it under a temp folder they remove afterwards.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pino } from 'pino';
 import type { TesseraError } from '../../shared/errors.js';
@@ -75,11 +75,16 @@ export async function makeVideo(dir: string, name: string, f: VideoFixture): Pro
   args.push(...vcodec);
   if (channels > 0) args.push('-c:a', container === 'webm' ? 'libopus' : 'aac', '-b:a', '96k');
   if (f.vfr) args.push(fpsModeFlag(), 'vfr');
-  if (f.rotate) args.push('-metadata:s:v:0', `rotate=${f.rotate}`);
   if (f.startOffset) args.push('-output_ts_offset', String(f.startOffset));
   if (container === 'ts') args.push('-f', 'mpegts');
-  args.push(file);
+  // ffmpeg 5.1 writes the legacy `rotate` tag as a display matrix only when stream copying.
+  const encoded = f.rotate ? `${file}.norotate${path.extname(file)}` : file;
+  args.push(encoded);
   await runFfmpeg(args);
+  if (f.rotate) {
+    await runFfmpeg(['-y', '-v', 'error', '-i', encoded, '-map', '0', '-c', 'copy', '-metadata:s:v:0', `rotate=${f.rotate}`, file]);
+    await rm(encoded);
+  }
   return file;
 }
 

@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { TesseraError } from '../errors.js';
+import { parseBitrate, parseVideoParams } from './video-params.js';
+
+function rejection(raw: Record<string, unknown>): TesseraError {
+  try {
+    parseVideoParams(raw);
+  } catch (err) {
+    return err as TesseraError;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('parseVideoParams', () => {
+  it('applies defaults: h264 crf 23 medium, aac 128k, mp4, automatic segments', () => {
+    expect(parseVideoParams({})).toEqual({
+      codec: 'h264', crf: 23, bitrate: undefined, preset: 'medium', width: 0, height: 0, fps: 0,
+      audioCodec: 'aac', audioBitrate: 128000, container: 'mp4', segmentSeconds: 0,
+    });
+  });
+
+  it('takes a bitrate instead of a crf', () => {
+    const p = parseVideoParams({ codec: 'vp9', bitrate: '1.5M', container: 'webm', audio_codec: 'opus', audio_bitrate: '96k' });
+    expect([p.crf, p.bitrate, p.audioBitrate]).toEqual([undefined, 1_500_000, 96_000]);
+    expect(parseBitrate('800k')).toBe(800_000);
+    expect(parseBitrate('2 M')).toBe(2_000_000);
+    expect(parseBitrate('fast')).toBeNaN();
+  });
+
+  it.each([
+    [{ codec: 'mpeg2' }, 'codec: "mpeg2" is not one of h264, h265, vp9, av1'],
+    [{ crf: 20, bitrate: '2M' }, 'crf and bitrate: give one or the other, not both'],
+    [{ crf: 60 }, 'crf: 60 is outside 1..51 for h264'],
+    [{ bitrate: 'lots' }, 'bitrate: "lots" is not a rate such as 2M or 800k'],
+    [{ preset: 'insane' }, 'preset: "insane" is not one of ultrafast'],
+    [{ width: 9000 }, 'width: 9000 is outside 0..8192'],
+    [{ height: 8 }, 'height: 8 is below the 16-pixel minimum'],
+    [{ fps: 0.5 }, 'fps: 0.5 is outside 1..240'],
+    [{ audio_codec: 'flac' }, 'audio_codec: "flac" is not one of aac, opus, mp3, copy, none'],
+    [{ audio_codec: 'none', audio_bitrate: '96k' }, 'audio_bitrate: has no meaning with audio_codec none'],
+    [{ container: 'webm' }, 'container: webm cannot hold h264 video (use vp9 or av1)'],
+    [{ codec: 'vp9', container: 'webm', audio_codec: 'aac' }, 'audio_codec: webm cannot hold aac audio'],
+    [{ container: 'avi' }, 'container: "avi" is not one of mp4, mkv, webm'],
+    [{ segment_seconds: 0.2 }, 'segment_seconds: 0.2 is outside 1..3600'],
+  ])('rejects %j naming the field', (raw, message) => {
+    const err = rejection(raw);
+    expect(err).toBeInstanceOf(TesseraError);
+    expect(err.codeName).toBe('INVALID_ARGUMENT');
+    expect(err.message).toContain(message);
+  });
+});
