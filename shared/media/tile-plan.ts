@@ -1,0 +1,45 @@
+/**
+ * The JSON a tile subtask carries between the coordinator's planner/merger and the worker.
+ */
+import type { TileImageParams, TiledOutput } from './tile-pipeline.js';
+import type { TiledFormat } from './tile-stitch.js';
+import type { Orientation, Rect } from './tiling.js';
+
+/** The `plan` of a tile subtask (JSON). The worker recognises it by `type: 'tile'`. */
+export interface TilePlan {
+  type: 'tile';
+  /** Job input (client file name) the tile belongs to. */
+  source: string;
+  index: number;
+  /** Number of tiles of this input. */
+  count: number;
+  /** Where the cut sits in the intermediate, and the core inside the cut (cut-relative). */
+  cut: Rect;
+  coreInCut: Rect;
+  /** Where the processed core lands in the output. */
+  out: Rect;
+  /** Output canvas size. */
+  outWidth: number;
+  outHeight: number;
+  orientation: Orientation;
+  /** Pipeline params for the tile (prefix ops neutralised). */
+  params: TileImageParams;
+  format: TiledFormat;
+  output: TiledOutput;
+  quality: number;
+  channels: number;
+  limitInputPixels: number;
+}
+
+/** What the worker returns for a tile. */
+export interface TileResult {
+  index: number;
+  width: number;
+  height: number;
+  channels: number;
+}
+
+/** True for a subtask plan made by {@link planTiles}. */
+export function isTilePlan(plan: unknown): plan is TilePlan {
+  return typeof plan === 'object' && plan !== null && (plan as { type?: unknown }).type === 'tile';
+}

@@ -1,0 +1,159 @@
+/**
+ * Stitching processed tiles into one output with bounded memory.
+ *
+ * The tiles are libvips `.v` files (raw pixels plus a header, read through mmap windows) joined with
+ * libvips arrayjoin: the encoder pulls scanlines top to bottom and arrayjoin fetches only the tiles
+ * those lines cross, so memory is about one row of tiles, not the image. JPEG is written with
+ * standard Huffman tables: libjpeg's Huffman optimisation keeps the whole image's DCT coefficients in
+ * memory (measured here: 1.5 GB and +3 s for 16,000 x 16,000), for a file a few percent smaller.
+ * Decoded pixels are the same either way.
+ */
+import sharp from 'sharp';
+import type { Sharp } from 'sharp';
+import { invalidArgument } from '../errors.js';
+import type { Rect } from './tiling.js';
+import type { TiledOutput } from './tile-pipeline.js';
+
+/** A processed tile on disk and where it goes in the output. */
+export interface PlacedTile {
+  path: string;
+  rect: Rect;
+}
+
+/** Output formats of the tiled path. */
+export type TiledFormat = 'jpeg' | 'png' | 'webp' | 'avif' | 'tiff';
+
+/** Largest width/height each format can hold. */
+export const FORMAT_MAX_EDGE: Record<TiledFormat, number> = {
+  jpeg: 65_535,
+  png: 2 ** 31 - 1,
+  webp: 16_383,
+  avif: 16_384,
+  tiff: 2 ** 31 - 1,
+};
+
+/** Picks the output format: the requested one, else the input's family, else JPEG. */
+export function tiledFormat(requested: string, inputFormat: string | undefined): TiledFormat {
+  const f = (requested || inputFormat || 'jpeg').toLowerCase();
+  switch (f) {
+    case 'jpg':
+    case 'jpeg':
+      return 'jpeg';
+    case 'png':
+    case 'webp':
+    case 'avif':
+    case 'tiff':
+      return f;
+    case 'tif':
+      return 'tiff';
+    default:
+      // Inputs such as GIF or raw .v have no tiled output of their own family.
+      if (requested) throw invalidArgument(`format: "${requested}" is not available for tiled output (jpeg, png, webp, avif, tiff)`);
+      return 'jpeg';
+  }
+}
+
+/** File extension for a tiled output. */
+export function tiledExtension(format: TiledFormat, output: TiledOutput): string {
+  if (output !== 'image') return 'zip';
+  return format === 'jpeg' ? 'jpg' : format === 'tiff' ? 'tif' : format;
+}
+
+/** Throws INVALID_ARGUMENT when a width x height image cannot be written as `format`. */
+export function checkFormatFits(format: TiledFormat, output: TiledOutput, width: number, height: number, input: string): void {
+  if (output !== 'image') return;
+  const max = FORMAT_MAX_EDGE[format];
+  if (width > max || height > max) {
+    throw invalidArgument(
+      `format: ${format} holds at most ${max} x ${max} pixels, the result would be ${width} x ${height}; use tiff or tiled_output deepzoom`,
+      input,
+    );
+  }
+}
+
+/** Applies the encoder for `format` (and the pyramid layout for deepzoom/iiif). */
+export function encodeTiled(img: Sharp, format: TiledFormat, output: TiledOutput, quality: number, width: number, height: number, channels: number): Sharp {
+  const q = quality > 0 ? { quality } : {};
+  switch (format) {
+    case 'jpeg':
+      img = img.jpeg({ ...q, optimiseCoding: false });
+      break;
+    case 'png':
+      img = img.png();
+      break;
+    case 'webp':
+      img = img.webp(q);
+      break;
+    case 'avif':
+      img = img.avif(q);
+      break;
+    case 'tiff':
+      // Lossless, tiled, and BigTIFF once the raw data nears classic TIFF's 4 GiB offsets.
+      img = img.tiff({
+        compression: 'lzw',
+        predictor: 'horizontal',
+        tile: true,
+        tileWidth: 256,
+        tileHeight: 256,
+        bigtiff: width * height * channels > 3.5 * 2 ** 30,
+      });
+      break;
+  }
+  if (output === 'deepzoom') img = img.tile({ size: 256, layout: 'dz' });
+  if (output === 'iiif') img = img.tile({ size: 256, layout: 'iiif3' });
+  return img;
+}
+
+/**
+ * Checks that `tiles` cover a width x height canvas as a grid and returns them in row-major output
+ * order with the number of columns. Throws when they do not (a planning or worker bug).
+ */
+export function gridOrder(tiles: readonly PlacedTile[], width: number, height: number): { ordered: PlacedTile[]; across: number } {
+  const ordered = [...tiles].sort((a, b) => a.rect.y - b.rect.y || a.rect.x - b.rect.x);
+  const across = ordered.filter((t) => t.rect.y === 0).length;
+  if (across === 0 || ordered.length % across !== 0) throw new Error(`tile grid: ${ordered.length} tiles do not form rows of ${across}`);
+  let y = 0;
+  for (let r = 0; r < ordered.length / across; r++) {
+    let x = 0;
+    const rowH = ordered[r * across]!.rect.h;
+    for (let c = 0; c < across; c++) {
+      const t = ordered[r * across + c]!;
+      if (t.rect.x !== x || t.rect.y !== y || t.rect.h !== rowH) throw new Error(`tile grid: tile at ${t.rect.x},${t.rect.y} breaks the grid`);
+      x += t.rect.w;
+    }
+    if (x !== width) throw new Error(`tile grid: row ${r} is ${x} pixels wide, expected ${width}`);
+    y += rowH;
+  }
+  if (y !== height) throw new Error(`tile grid: ${y} pixels tall, expected ${height}`);
+  return { ordered, across };
+}
+
+/** Joins the tiles into `outPath` (a `.zip` for pyramids). Returns the output's dimensions as read back. */
+export async function stitchTiles(opts: {
+  tiles: readonly PlacedTile[];
+  width: number;
+  height: number;
+  channels: number;
+  format: TiledFormat;
+  output: TiledOutput;
+  quality: number;
+  outPath: string;
+  limitInputPixels: number;
+}): Promise<{ width: number; height: number }> {
+  const { ordered, across } = gridOrder(opts.tiles, opts.width, opts.height);
+  const paths = ordered.map((t) => t.path);
+  let img =
+    paths.length === 1
+      ? sharp(paths[0]!, { limitInputPixels: opts.limitInputPixels })
+      : sharp(paths, { join: { across }, limitInputPixels: opts.limitInputPixels }).extract({
+          // arrayjoin pads every cell to the largest tile; the short last row/column are at the
+          // bottom/right, so the padding lies outside this rectangle.
+          left: 0,
+          top: 0,
+          width: opts.width,
+          height: opts.height,
+        });
+  img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels);
+  const info = await img.toFile(opts.outPath);
+  return { width: info.width, height: info.height };
+}

@@ -1,0 +1,107 @@
+/**
+ * Helpers of the tiled-image tests: generated sources, an in-process run of plan -> process -> merge,
+ * and pixel comparison.
+ */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import sharp from 'sharp';
+import type { SpoolFile, SubtaskOutcome } from '../shared/job-kind.js';
+import { mergeTiles, planTiles } from '../coordinator/kinds/image-tiles.js';
+import { processTile } from '../worker/processors/image-tile.js';
+import { referencePipeline, type PipelineFn, type TileImageParams } from '../shared/media/tile-pipeline.js';
+import type { TilePlan } from '../shared/media/tile-plan.js';
+
+/**
+ * Writes a width x height RGB PNG with detail at every scale (noise on top of gradients and hard
+ * edges), so that any halo or placement error changes pixels.
+ */
+export async function makeSource(file: string, width: number, height: number, format: 'png' | 'jpeg' = 'png'): Promise<string> {
+  const noise = await sharp({ create: { width, height, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 60 } } })
+    .raw()
+    .toBuffer();
+  // Overlay a gradient and a grid of hard edges so the content is not isotropic.
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 3;
+      const edge = (Math.floor(x / 37) + Math.floor(y / 23)) % 2 === 0 ? 40 : -40;
+      noise[i] = clamp(noise[i]! * 0.5 + (x * 255) / width * 0.5 + edge);
+      noise[i + 1] = clamp(noise[i + 1]! * 0.5 + (y * 255) / height * 0.5);
+      noise[i + 2] = clamp(noise[i + 2]! * 0.7 + edge);
+    }
+  }
+  const img = sharp(noise, { raw: { width, height, channels: 3 } });
+  await (format === 'png' ? img.png({ compressionLevel: 1 }) : img.jpeg({ quality: 92 })).toFile(file);
+  return file;
+}
+
+function clamp(v: number): number {
+  return Math.max(0, Math.min(255, Math.round(v)));
+}
+
+/** Runs the tiled path in-process: plan, every tile through the worker's processor, merge. */
+export async function runTiledInProcess(
+  src: string,
+  params: TileImageParams,
+  dir: string,
+  opts: { slots?: number; pipeline?: PipelineFn } = {},
+): Promise<{ output: string; plans: TilePlan[] }> {
+  const signal = new AbortController().signal;
+  const input: SpoolFile = { name: path.basename(src), path: src, size: 0, sha256: '' };
+  const plans = await planTiles({ input, params, workDir: path.join(dir, 'job'), slots: opts.slots ?? 2, signal, pipeline: opts.pipeline });
+  const outcomes: SubtaskOutcome[] = [];
+  for (const [index, sub] of plans.entries()) {
+    const workDir = path.join(dir, `sub-${index}`);
+    await mkdir(workDir, { recursive: true });
+    const inputs = sub.inputs.map((f) => ({ name: f.name, path: f.path, size: f.size }));
+    const r = await processTile({ plan: sub.plan as TilePlan, inputs, workDir, signal }, opts.pipeline);
+    outcomes.push({
+      index,
+      phase: 0,
+      label: sub.label,
+      plan: sub.plan,
+      items: sub.items,
+      ok: true,
+      outputs: r.outputs.map((o) => ({ name: o.name, path: o.path, size: 0, sha256: '' })),
+      itemErrors: [],
+      result: r.result,
+      worker: 'in-process',
+    });
+  }
+  const outDir = path.join(dir, 'out');
+  await mkdir(outDir, { recursive: true });
+  const merged = await mergeTiles(outcomes, outDir, signal);
+  if (merged.errors.length > 0) throw new Error(merged.errors.map((e) => e.message).join('; '));
+  return { output: merged.outputs[0]!.path, plans: plans.map((p) => p.plan as TilePlan) };
+}
+
+/** The same pipeline on the whole image in one sharp call, written as PNG (lossless). */
+export async function runWhole(src: string, params: TileImageParams, out: string, pipeline: PipelineFn = referencePipeline): Promise<string> {
+  await pipeline(sharp(src, { limitInputPixels: 1e9 }), params).png({ compressionLevel: 1 }).toFile(out);
+  return out;
+}
+
+/** Decoded pixels of two images: dimensions, channels, max absolute difference and PSNR (dB). */
+export async function comparePixels(a: string, b: string): Promise<{ width: number; height: number; channels: number; maxDiff: number; psnr: number }> {
+  const [ra, rb] = await Promise.all([
+    sharp(a, { limitInputPixels: 1e9 }).raw().toBuffer({ resolveWithObject: true }),
+    sharp(b, { limitInputPixels: 1e9 }).raw().toBuffer({ resolveWithObject: true }),
+  ]);
+  if (ra.info.width !== rb.info.width || ra.info.height !== rb.info.height || ra.info.channels !== rb.info.channels) {
+    throw new Error(`size mismatch: ${ra.info.width}x${ra.info.height}x${ra.info.channels} vs ${rb.info.width}x${rb.info.height}x${rb.info.channels}`);
+  }
+  let maxDiff = 0;
+  let se = 0;
+  for (let i = 0; i < ra.data.length; i++) {
+    const d = Math.abs(ra.data[i]! - rb.data[i]!);
+    if (d > maxDiff) maxDiff = d;
+    se += d * d;
+  }
+  const mse = se / ra.data.length;
+  return {
+    width: ra.info.width,
+    height: ra.info.height,
+    channels: ra.info.channels,
+    maxDiff,
+    psnr: mse === 0 ? Infinity : 10 * Math.log10((255 * 255) / mse),
+  };
+}

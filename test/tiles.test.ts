@@ -1,0 +1,124 @@
+/**
+ * Tiled huge-image path, in-process: the real planner, worker processor and merger on generated
+ * images, compared pixel by pixel with the same pipeline run on the whole image in one sharp call.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultImageParams, type TileImageParams } from '../shared/media/tile-pipeline.js';
+import { comparePixels, makeSource, runTiledInProcess, runWhole } from './tiles-helpers.js';
+
+let dir: string;
+let src: string;
+let run = 0;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-tiles-'));
+  // Odd sizes: no tile size used below divides them.
+  src = await makeSource(path.join(dir, 'source.png'), 1501, 1097);
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function tiledVsWhole(params: TileImageParams, slots = 2) {
+  const d = path.join(dir, `run-${run++}`);
+  const tiled = await runTiledInProcess(src, params, d, { slots });
+  const whole = await runWhole(src, params, path.join(d, 'whole.png'));
+  return { ...(await comparePixels(tiled.output, whole)), tiles: tiled.plans.length, plans: tiled.plans };
+}
+
+describe('tiled vs whole image, pixel-exact', () => {
+  it.each([128, 300, 512])('blur(3) + sharpen with %i px tiles', async (tile) => {
+    const r = await tiledVsWhole(defaultImageParams({ blur: 3, sharpen: true, tile_size: tile }));
+    expect(r.tiles).toBe(Math.ceil(1501 / tile) * Math.ceil(1097 / tile));
+    expect([r.width, r.height, r.channels]).toEqual([1501, 1097, 3]);
+    expect(r.maxDiff).toBe(0);
+  });
+
+  it('a chain of two Gaussian widths plus sharpen: blur(7.5) then sharpen, 200 px tiles (halo wider than a quarter tile)', async () => {
+    const r = await tiledVsWhole(defaultImageParams({ blur: 7.5, sharpen: true, tile_size: 200 }));
+    expect(r.plans[0]!.cut.w - r.plans[0]!.coreInCut.w).toBeGreaterThanOrEqual(14);
+    expect(r.maxDiff).toBe(0);
+  });
+
+  it('rotate 90 + flop + blur + modulate: tiles land transposed and mirrored', async () => {
+    const r = await tiledVsWhole(defaultImageParams({ rotate: 90, flop: true, blur: 2, brightness: 1.2, saturation: 0.8, hue: 30, tile_size: 256 }));
+    expect([r.width, r.height]).toEqual([1097, 1501]);
+    expect(r.maxDiff).toBe(0);
+  });
+
+  it('rotate 270 + flip + greyscale + blur + sharpen', async () => {
+    const r = await tiledVsWhole(defaultImageParams({ rotate: 270, flip: true, grayscale: true, blur: 1.2, sharpen: true, tile_size: 320 }));
+    expect([r.width, r.height]).toEqual([1097, 1501]);
+    expect(r.maxDiff).toBe(0);
+  });
+
+  it('rotate 180 + crop (extract) + blur: the crop edge is the image border', async () => {
+    const r = await tiledVsWhole(
+      defaultImageParams({ rotate: 180, crop: { left: 101, top: 57, width: 999, height: 777 }, blur: 1.5, sharpen: true, tile_size: 256 }),
+    );
+    expect([r.width, r.height]).toEqual([999, 777]);
+    expect(r.maxDiff).toBe(0);
+  });
+
+  it('resize (non-integer scale) + blur is exact: resize runs in the decode pass', async () => {
+    const r = await tiledVsWhole(defaultImageParams({ width: 1013, blur: 2.5, sharpen: true, tile_size: 256 }));
+    expect([r.width, r.height]).toEqual([1013, Math.round((1097 * 1013) / 1501)]);
+    expect(r.maxDiff).toBe(0);
+  });
+});
+
+describe('tiled outputs and refusals', () => {
+  it('JPEG output decodes to the same pixels as the whole-image JPEG', async () => {
+    const params = defaultImageParams({ blur: 2, format: 'jpeg', quality: 85, tile_size: 400 });
+    const d = path.join(dir, `run-${run++}`);
+    const tiled = await runTiledInProcess(src, params, d);
+    const whole = path.join(d, 'whole.jpg');
+    // Same encoder settings as the batch path's default (Huffman optimisation only changes the entropy coding).
+    await sharp(src).blur(2).jpeg({ quality: 85 }).toFile(whole);
+    expect((await sharp(tiled.output).metadata()).format).toBe('jpeg');
+    const r = await comparePixels(tiled.output, whole);
+    expect(r.maxDiff).toBe(0);
+  });
+
+  it('deepzoom output is a zip pyramid of the stitched image', async () => {
+    const d = path.join(dir, `run-${run++}`);
+    const tiled = await runTiledInProcess(src, defaultImageParams({ blur: 1, tile_size: 512, tiled_output: 'deepzoom', format: 'png' }), d);
+    expect(tiled.output.endsWith('.zip')).toBe(true);
+    const { readFile } = await import('node:fs/promises');
+    const zip = await readFile(tiled.output);
+    // A DeepZoom descriptor names the full size.
+    expect(zip.includes(Buffer.from('Width="1501"'))).toBe(true);
+    expect(zip.includes(Buffer.from('Height="1097"'))).toBe(true);
+  });
+
+  it('refuses an arbitrary rotation with a message naming the field', async () => {
+    await expect(runTiledInProcess(src, defaultImageParams({ rotate: 45, tile_size: 256 }), path.join(dir, `run-${run++}`))).rejects.toMatchObject({
+      codeName: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/^rotate: tiled processing supports multiples of 90 degrees/),
+    });
+  });
+
+  it('refuses WebP beyond its 16383 px limit, naming the input', async () => {
+    const p = defaultImageParams({ width: 17000, height: 100, fit: 'fill', format: 'webp', tile_size: 4096 });
+    await expect(runTiledInProcess(src, p, path.join(dir, `run-${run++}`))).rejects.toMatchObject({
+      codeName: 'INVALID_ARGUMENT',
+      input: 'source.png',
+      message: expect.stringContaining('webp holds at most 16383'),
+    });
+  });
+
+  it('a corrupt input fails with INVALID_ARGUMENT naming it', async () => {
+    const bad = path.join(dir, 'broken.png');
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(bad, Buffer.from('\x89PNG\r\n\x1a\nnot really a png'));
+    await expect(runTiledInProcess(bad, defaultImageParams({ tile_size: 256 }), path.join(dir, `run-${run++}`))).rejects.toMatchObject({
+      codeName: 'INVALID_ARGUMENT',
+      message: expect.stringContaining('broken.png'),
+    });
+  });
+});
