@@ -8,7 +8,10 @@ import sharp from 'sharp';
 import type { SpoolFile, SubtaskOutcome } from '../shared/job-kind.js';
 import { mergeTiles, planTiles } from '../coordinator/kinds/image-tiles.js';
 import { processTile } from '../worker/processors/image-tile.js';
-import { referencePipeline, type PipelineFn, type TileImageParams } from '../shared/media/tile-pipeline.js';
+import type { PipelineFn, TileImageParams } from '../shared/media/tile-pipeline.js';
+import { applyPipeline } from '../shared/media/image-pipeline.js';
+import { validateImageParams } from '../shared/kinds/image-params.js';
+import type { ImageParams__Output } from '../shared/proto/generated/tessera/v1/ImageParams.js';
 import type { TilePlan } from '../shared/media/tile-plan.js';
 
 /**
@@ -75,7 +78,7 @@ export async function runTiledInProcess(
 }
 
 /** The same pipeline on the whole image in one sharp call, written as PNG (lossless). */
-export async function runWhole(src: string, params: TileImageParams, out: string, pipeline: PipelineFn = referencePipeline): Promise<string> {
+export async function runWhole(src: string, params: TileImageParams, out: string, pipeline: PipelineFn = applyPipeline): Promise<string> {
   await pipeline(sharp(src, { limitInputPixels: 1e9 }), params).png({ compressionLevel: 1 }).toFile(out);
   return out;
 }
@@ -104,4 +107,9 @@ export async function comparePixels(a: string, b: string): Promise<{ width: numb
     maxDiff,
     psnr: mse === 0 ? Infinity : 10 * Math.log10((255 * 255) / mse),
   };
+}
+
+/** Image params as a client would send them (proto field names), through the kind's own validation. */
+export function imageParams(p: Partial<ImageParams__Output>): TileImageParams {
+  return validateImageParams(p);
 }

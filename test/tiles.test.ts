@@ -7,8 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultImageParams, type TileImageParams } from '../shared/media/tile-pipeline.js';
-import { comparePixels, makeSource, runTiledInProcess, runWhole } from './tiles-helpers.js';
+import type { TileImageParams } from '../shared/media/tile-pipeline.js';
+import { applyEncoding, applyPipeline } from '../shared/media/image-pipeline.js';
+import { comparePixels, imageParams, makeSource, runTiledInProcess, runWhole } from './tiles-helpers.js';
 
 let dir: string;
 let src: string;
@@ -33,40 +34,40 @@ async function tiledVsWhole(params: TileImageParams, slots = 2) {
 
 describe('tiled vs whole image, pixel-exact', () => {
   it.each([128, 300, 512])('blur(3) + sharpen with %i px tiles', async (tile) => {
-    const r = await tiledVsWhole(defaultImageParams({ blur: 3, sharpen: true, tile_size: tile }));
+    const r = await tiledVsWhole(imageParams({ blur: 3, sharpen: true, tile_size: tile }));
     expect(r.tiles).toBe(Math.ceil(1501 / tile) * Math.ceil(1097 / tile));
     expect([r.width, r.height, r.channels]).toEqual([1501, 1097, 3]);
     expect(r.maxDiff).toBe(0);
   });
 
-  it('a chain of two Gaussian widths plus sharpen: blur(7.5) then sharpen, 200 px tiles (halo wider than a quarter tile)', async () => {
-    const r = await tiledVsWhole(defaultImageParams({ blur: 7.5, sharpen: true, tile_size: 200 }));
+  it('wide halo: blur(7.5) + sharpen on 200 px tiles', async () => {
+    const r = await tiledVsWhole(imageParams({ blur: 7.5, sharpen: true, tile_size: 200 }));
     expect(r.plans[0]!.cut.w - r.plans[0]!.coreInCut.w).toBeGreaterThanOrEqual(14);
     expect(r.maxDiff).toBe(0);
   });
 
   it('rotate 90 + flop + blur + modulate: tiles land transposed and mirrored', async () => {
-    const r = await tiledVsWhole(defaultImageParams({ rotate: 90, flop: true, blur: 2, brightness: 1.2, saturation: 0.8, hue: 30, tile_size: 256 }));
+    const r = await tiledVsWhole(imageParams({ rotate: 90, flop: true, blur: 2, brightness: 1.2, saturation: 0.8, hue: 30, tile_size: 256 }));
     expect([r.width, r.height]).toEqual([1097, 1501]);
     expect(r.maxDiff).toBe(0);
   });
 
   it('rotate 270 + flip + greyscale + blur + sharpen', async () => {
-    const r = await tiledVsWhole(defaultImageParams({ rotate: 270, flip: true, grayscale: true, blur: 1.2, sharpen: true, tile_size: 320 }));
+    const r = await tiledVsWhole(imageParams({ rotate: 270, flip: true, grayscale: true, blur: 1.2, sharpen: true, tile_size: 320 }));
     expect([r.width, r.height]).toEqual([1097, 1501]);
     expect(r.maxDiff).toBe(0);
   });
 
   it('rotate 180 + crop (extract) + blur: the crop edge is the image border', async () => {
     const r = await tiledVsWhole(
-      defaultImageParams({ rotate: 180, crop: { left: 101, top: 57, width: 999, height: 777 }, blur: 1.5, sharpen: true, tile_size: 256 }),
+      imageParams({ rotate: 180, crop: { left: 101, top: 57, width: 999, height: 777 }, blur: 1.5, sharpen: true, tile_size: 256 }),
     );
     expect([r.width, r.height]).toEqual([999, 777]);
     expect(r.maxDiff).toBe(0);
   });
 
   it('resize (non-integer scale) + blur is exact: resize runs in the decode pass', async () => {
-    const r = await tiledVsWhole(defaultImageParams({ width: 1013, blur: 2.5, sharpen: true, tile_size: 256 }));
+    const r = await tiledVsWhole(imageParams({ width: 1013, blur: 2.5, sharpen: true, tile_size: 256 }));
     expect([r.width, r.height]).toEqual([1013, Math.round((1097 * 1013) / 1501)]);
     expect(r.maxDiff).toBe(0);
   });
@@ -74,12 +75,12 @@ describe('tiled vs whole image, pixel-exact', () => {
 
 describe('tiled outputs and refusals', () => {
   it('JPEG output decodes to the same pixels as the whole-image JPEG', async () => {
-    const params = defaultImageParams({ blur: 2, format: 'jpeg', quality: 85, tile_size: 400 });
+    const params = imageParams({ blur: 2, format: 'jpeg', quality: 85, tile_size: 400 });
     const d = path.join(dir, `run-${run++}`);
     const tiled = await runTiledInProcess(src, params, d);
     const whole = path.join(d, 'whole.jpg');
-    // Same encoder settings as the batch path's default (Huffman optimisation only changes the entropy coding).
-    await sharp(src).blur(2).jpeg({ quality: 85 }).toFile(whole);
+    // The batch path's pipeline and encoder (with Huffman optimisation, which only changes the entropy coding).
+    await applyEncoding(applyPipeline(sharp(src), params), params, 'jpeg').toFile(whole);
     expect((await sharp(tiled.output).metadata()).format).toBe('jpeg');
     const r = await comparePixels(tiled.output, whole);
     expect(r.maxDiff).toBe(0);
@@ -87,7 +88,7 @@ describe('tiled outputs and refusals', () => {
 
   it('deepzoom output is a zip pyramid of the stitched image', async () => {
     const d = path.join(dir, `run-${run++}`);
-    const tiled = await runTiledInProcess(src, defaultImageParams({ blur: 1, tile_size: 512, tiled_output: 'deepzoom', format: 'png' }), d);
+    const tiled = await runTiledInProcess(src, imageParams({ blur: 1, tile_size: 512, tiled_output: 'deepzoom', format: 'png' }), d);
     expect(tiled.output.endsWith('.zip')).toBe(true);
     const { readFile } = await import('node:fs/promises');
     const zip = await readFile(tiled.output);
@@ -97,14 +98,14 @@ describe('tiled outputs and refusals', () => {
   });
 
   it('refuses an arbitrary rotation with a message naming the field', async () => {
-    await expect(runTiledInProcess(src, defaultImageParams({ rotate: 45, tile_size: 256 }), path.join(dir, `run-${run++}`))).rejects.toMatchObject({
+    await expect(runTiledInProcess(src, imageParams({ rotate: 45, tile_size: 256 }), path.join(dir, `run-${run++}`))).rejects.toMatchObject({
       codeName: 'INVALID_ARGUMENT',
       message: expect.stringMatching(/^rotate: tiled processing supports multiples of 90 degrees/),
     });
   });
 
   it('refuses WebP beyond its 16383 px limit, naming the input', async () => {
-    const p = defaultImageParams({ width: 17000, height: 100, fit: 'fill', format: 'webp', tile_size: 4096 });
+    const p = imageParams({ width: 17000, height: 100, fit: 'fill', format: 'webp', tile_size: 4096 });
     await expect(runTiledInProcess(src, p, path.join(dir, `run-${run++}`))).rejects.toMatchObject({
       codeName: 'INVALID_ARGUMENT',
       input: 'source.png',
@@ -116,7 +117,7 @@ describe('tiled outputs and refusals', () => {
     const bad = path.join(dir, 'broken.png');
     const { writeFile } = await import('node:fs/promises');
     await writeFile(bad, Buffer.from('\x89PNG\r\n\x1a\nnot really a png'));
-    await expect(runTiledInProcess(bad, defaultImageParams({ tile_size: 256 }), path.join(dir, `run-${run++}`))).rejects.toMatchObject({
+    await expect(runTiledInProcess(bad, imageParams({ tile_size: 256 }), path.join(dir, `run-${run++}`))).rejects.toMatchObject({
       codeName: 'INVALID_ARGUMENT',
       message: expect.stringContaining('broken.png'),
     });

@@ -15,8 +15,10 @@ import sharp from 'sharp';
 import type { FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
 import { invalidArgument, TesseraError } from '../../shared/errors.js';
 import { tileConfig, type TileConfig } from '../../shared/media/tile-config.js';
-import { referencePipeline, splitForTiles, type PipelineFn, type TileImageParams } from '../../shared/media/tile-pipeline.js';
-import { checkFormatFits, stitchTiles, tiledExtension, tiledFormat, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
+import { splitForTiles, type PipelineFn, type TileImageParams } from '../../shared/media/tile-pipeline.js';
+import { checkFormatFits, stitchTiles, tiledExtension, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
+import { applyPipeline, outputFormat } from '../../shared/media/image-pipeline.js';
+import { withExtension } from '../../shared/names.js';
 import { isTilePlan, type TilePlan, type TileResult } from '../../shared/media/tile-plan.js';
 import { chooseTileSize, grow, mapSize, tileGrid, unmapRect } from '../../shared/media/tiling.js';
 
@@ -28,7 +30,7 @@ export { isTilePlan, type TilePlan, type TileResult };
  * its own message.
  */
 export async function needsTiling(input: SpoolFile, params: TileImageParams, config: TileConfig = tileConfig()): Promise<boolean> {
-  if (params.tile_size > 0) return true;
+  if (params.tileSize > 0) return true;
   try {
     const m = await sharp(input.path, { limitInputPixels: false }).metadata();
     return (m.width ?? 0) * (m.height ?? 0) > config.thresholdPixels;
@@ -46,6 +48,9 @@ export interface PlanTilesOptions {
   /** Worker slots, to size tiles when `tile_size` is 0. */
   slots: number;
   signal: AbortSignal;
+  /** Output file name the image kind chose for this input (its extension is replaced to match the format). */
+  outputName?: string;
+  /** The image kind's pipeline; tests may pass another. */
   pipeline?: PipelineFn;
   config?: TileConfig;
 }
@@ -53,16 +58,15 @@ export interface PlanTilesOptions {
 /** Decodes `input` once (running the pipeline's prefix), cuts it into halo'd tiles and returns one subtask per tile. */
 export async function planTiles(o: PlanTilesOptions): Promise<SubtaskPlan[]> {
   const config = o.config ?? tileConfig();
-  const pipeline = o.pipeline ?? referencePipeline;
+  const pipeline = o.pipeline ?? applyPipeline;
   const p = o.params;
-  if (p.tile_size !== 0 && p.tile_size < 64) throw invalidArgument(`tile_size: at least 64 pixels, got ${p.tile_size}`);
   const split = splitForTiles(p);
   const name = o.input.name;
   const dir = path.join(o.workDir, `tiles-${safeStem(name)}-${createHash('sha256').update(name).digest('hex').slice(0, 8)}`);
   await mkdir(dir, { recursive: true });
 
   const inputMeta = await readMeta(o.input.path, config, name);
-  const format = tiledFormat(p.format, inputMeta.format);
+  const format = outputFormat(p, inputMeta.format);
 
   // One decode pass: auto-orient, crop, greyscale and resize as the whole-image pipeline would do them.
   const intermediate = path.join(dir, 'decoded.v');
@@ -75,7 +79,7 @@ export async function planTiles(o: PlanTilesOptions): Promise<SubtaskPlan[]> {
   const channels = decoded.channels;
   const out = mapSize(width, height, split.orientation);
   checkFormatFits(format, split.output, out.width, out.height, name);
-  const tileSize = chooseTileSize(width, height, o.slots, p.tile_size);
+  const tileSize = chooseTileSize(width, height, o.slots, p.tileSize);
   // The grid is laid on the *output* canvas so that its short last row and column end up at the
   // bottom and right whatever the rotation: arrayjoin pads every cell to the largest, and padding
   // there is cropped off in one extract.
@@ -106,6 +110,7 @@ export async function planTiles(o: PlanTilesOptions): Promise<SubtaskPlan[]> {
       format,
       output: split.output,
       quality: p.quality,
+      outputName: withExtension(o.outputName ?? name, tiledExtension(format, split.output)),
       channels,
       limitInputPixels: config.limitInputPixels,
     };
@@ -176,8 +181,7 @@ async function stitchSource(source: string, list: SubtaskOutcome[], outputDir: s
     }
     tiles.push({ path: file.path, rect: plan.out });
   }
-  const stem = path.basename(source, path.extname(source));
-  const name = `${safeStem(stem)}.${tiledExtension(first.format, first.output)}`;
+  const name = first.outputName;
   const outPath = path.join(outputDir, name);
   const got = await stitchTiles({
     tiles,

@@ -10,16 +10,16 @@
  *    mostly-shrinking pass next to the decode, which dominates anyway;
  *  - the **tile ops** (flip, flop, rotate by right angles, blur, modulate, sharpen) run per tile on
  *    the workers, each tile cut with a halo covering the chain's neighbourhood radius.
- * Both halves call the same pipeline function as the whole-image path, with the other half's fields
- * neutralised, so the per-pixel arithmetic is the same code.
+ * Both halves call the image kind's own pipeline function (`applyPipeline` in image-pipeline.ts) with
+ * the other half's fields neutralised, so the per-pixel arithmetic is the same code as the batch path.
  */
 import type { Sharp } from 'sharp';
-import type { ImageParams__Output } from '../proto/generated/tessera/v1/ImageParams.js';
+import type { ImageParams } from '../kinds/image-params.js';
 import { invalidArgument } from '../errors.js';
 import { chainHalo, type NeighbourhoodOp, type Orientation } from './tiling.js';
 
-/** The image params the tiled path reads (the proto's ImageParams, defaults applied). */
-export type TileImageParams = ImageParams__Output;
+/** The image params the tiled path reads: the image kind's normalised params. */
+export type TileImageParams = ImageParams;
 
 /** A pipeline builder: applies `params` to `img` (no encoding) and returns it. */
 export type PipelineFn = (img: Sharp, params: TileImageParams) => Sharp;
@@ -52,7 +52,7 @@ export function splitForTiles(p: TileImageParams): TileSplit {
       `rotate: tiled processing supports multiples of 90 degrees only, got ${p.rotate} (rotate the image in a non-tiled job, or rotate by a right angle)`,
     );
   }
-  const output = tiledOutputOf(p.tiled_output);
+  const output = tiledOutputOf(p.tiledOutput);
   const ops: NeighbourhoodOp[] = [];
   if (p.blur > 0) ops.push({ op: 'blur', sigma: p.blur });
   if (p.sharpen) ops.push({ op: 'sharpen' });
@@ -70,8 +70,8 @@ export function splitForTiles(p: TileImageParams): TileSplit {
   const tile: TileImageParams = {
     ...p,
     // The intermediate is already upright, cropped, resized and (if asked) grey.
-    no_auto_orient: true,
-    crop: null,
+    autoOrient: false,
+    crop: undefined,
     width: 0,
     height: 0,
     grayscale: false,
@@ -99,67 +99,4 @@ function tiledOutputOf(v: string): TiledOutput {
     default:
       throw invalidArgument(`tiled_output: expected "", "deepzoom" or "iiif", got "${v}"`);
   }
-}
-
-/** True when the tile ops do any pixel work (else the stitch is a plain re-encode of the intermediate). */
-export function hasTileWork(s: TileSplit): boolean {
-  const t = s.tile;
-  return s.ops.length > 0 || s.orientation.angle !== 0 || t.flip || t.flop || t.brightness > 0 || t.saturation > 0 || t.hue !== 0;
-}
-
-/**
- * Reference pipeline in the documented ImageParams order. It mirrors the batch image kind's pipeline
- * call for call; tiled functions take the pipeline as a parameter so that the image kind passes its
- * own and the two cannot drift.
- */
-export const referencePipeline: PipelineFn = (img, p) => {
-  if (!p.no_auto_orient) img = img.autoOrient();
-  if (p.crop && p.crop.width > 0 && p.crop.height > 0) {
-    img = img.extract({ left: p.crop.left, top: p.crop.top, width: p.crop.width, height: p.crop.height });
-  }
-  if (p.width > 0 || p.height > 0) {
-    img = img.resize({
-      width: p.width || undefined,
-      height: p.height || undefined,
-      fit: (p.fit || 'cover') as 'cover',
-      withoutEnlargement: p.no_enlarge,
-    });
-  }
-  if (p.rotate % 360 !== 0) img = img.rotate(p.rotate);
-  if (p.flip) img = img.flip();
-  if (p.flop) img = img.flop();
-  if (p.blur > 0) img = img.blur(p.blur);
-  if (p.sharpen) img = img.sharpen();
-  if (p.grayscale) img = img.grayscale();
-  if (p.brightness > 0 || p.saturation > 0 || p.hue !== 0) {
-    img = img.modulate({ brightness: p.brightness || 1, saturation: p.saturation || 1, hue: p.hue || 0 });
-  }
-  return img;
-};
-
-/** Proto-default image params (every op off), for tests and callers that build params by hand. */
-export function defaultImageParams(over: Partial<TileImageParams> = {}): TileImageParams {
-  return {
-    width: 0,
-    height: 0,
-    fit: '',
-    no_enlarge: false,
-    crop: null,
-    rotate: 0,
-    flip: false,
-    flop: false,
-    blur: 0,
-    sharpen: false,
-    grayscale: false,
-    brightness: 0,
-    saturation: 0,
-    hue: 0,
-    format: '',
-    quality: 0,
-    keep_metadata: false,
-    no_auto_orient: false,
-    tile_size: 0,
-    tiled_output: '',
-    ...over,
-  };
 }

@@ -27,6 +27,8 @@ export interface TilePlan {
   format: TiledFormat;
   output: TiledOutput;
   quality: number;
+  /** Name of the stitched output. */
+  outputName: string;
   channels: number;
   limitInputPixels: number;
 }

@@ -11,6 +11,8 @@
 import sharp from 'sharp';
 import type { Sharp } from 'sharp';
 import { invalidArgument } from '../errors.js';
+import type { ImageFormat } from '../kinds/image-params.js';
+import { FORMAT_EXTENSION } from './image-pipeline.js';
 import type { Rect } from './tiling.js';
 import type { TiledOutput } from './tile-pipeline.js';
 
@@ -20,8 +22,8 @@ export interface PlacedTile {
   rect: Rect;
 }
 
-/** Output formats of the tiled path. */
-export type TiledFormat = 'jpeg' | 'png' | 'webp' | 'avif' | 'tiff';
+/** Output formats of the tiled path: the image kind's. */
+export type TiledFormat = ImageFormat;
 
 /** Largest width/height each format can hold. */
 export const FORMAT_MAX_EDGE: Record<TiledFormat, number> = {
@@ -32,31 +34,9 @@ export const FORMAT_MAX_EDGE: Record<TiledFormat, number> = {
   tiff: 2 ** 31 - 1,
 };
 
-/** Picks the output format: the requested one, else the input's family, else JPEG. */
-export function tiledFormat(requested: string, inputFormat: string | undefined): TiledFormat {
-  const f = (requested || inputFormat || 'jpeg').toLowerCase();
-  switch (f) {
-    case 'jpg':
-    case 'jpeg':
-      return 'jpeg';
-    case 'png':
-    case 'webp':
-    case 'avif':
-    case 'tiff':
-      return f;
-    case 'tif':
-      return 'tiff';
-    default:
-      // Inputs such as GIF or raw .v have no tiled output of their own family.
-      if (requested) throw invalidArgument(`format: "${requested}" is not available for tiled output (jpeg, png, webp, avif, tiff)`);
-      return 'jpeg';
-  }
-}
-
-/** File extension for a tiled output. */
+/** File extension for a tiled output: the format's, or `zip` for a pyramid. */
 export function tiledExtension(format: TiledFormat, output: TiledOutput): string {
-  if (output !== 'image') return 'zip';
-  return format === 'jpeg' ? 'jpg' : format === 'tiff' ? 'tif' : format;
+  return output === 'image' ? FORMAT_EXTENSION[format] : 'zip';
 }
 
 /** Throws INVALID_ARGUMENT when a width x height image cannot be written as `format`. */
@@ -71,12 +51,16 @@ export function checkFormatFits(format: TiledFormat, output: TiledOutput, width:
   }
 }
 
-/** Applies the encoder for `format` (and the pyramid layout for deepzoom/iiif). */
+/**
+ * Applies the encoder for `format` (and the pyramid layout for deepzoom/iiif), with the batch path's
+ * settings (image-pipeline.ts `applyEncoding`) except JPEG Huffman optimisation (see the file's
+ * comment) and tiled BigTIFF for TIFF.
+ */
 export function encodeTiled(img: Sharp, format: TiledFormat, output: TiledOutput, quality: number, width: number, height: number, channels: number): Sharp {
   const q = quality > 0 ? { quality } : {};
   switch (format) {
     case 'jpeg':
-      img = img.jpeg({ ...q, optimiseCoding: false });
+      img = img.jpeg({ ...q, mozjpeg: false, optimiseCoding: false });
       break;
     case 'png':
       img = img.png();
@@ -85,7 +69,7 @@ export function encodeTiled(img: Sharp, format: TiledFormat, output: TiledOutput
       img = img.webp(q);
       break;
     case 'avif':
-      img = img.avif(q);
+      img = img.avif({ ...q, effort: 2 });
       break;
     case 'tiff':
       // Lossless, tiled, and BigTIFF once the raw data nears classic TIFF's 4 GiB offsets.

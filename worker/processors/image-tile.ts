@@ -9,7 +9,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { LocalFile, ProcessResult } from '../../shared/job-kind.js';
 import { failedPrecondition } from '../../shared/errors.js';
-import { referencePipeline, type PipelineFn } from '../../shared/media/tile-pipeline.js';
+import { applyPipeline } from '../../shared/media/image-pipeline.js';
+import type { PipelineFn } from '../../shared/media/tile-pipeline.js';
 import { mapRect, mapSize } from '../../shared/media/tiling.js';
 import type { TilePlan, TileResult } from '../../shared/media/tile-plan.js';
 
@@ -23,7 +24,7 @@ export interface TileProcessContext {
 }
 
 /** Processes one tile; returns `tile-<index>.v` (the output-oriented core) and its size as the result. */
-export async function processTile(ctx: TileProcessContext, pipeline: PipelineFn = referencePipeline): Promise<ProcessResult> {
+export async function processTile(ctx: TileProcessContext, pipeline: PipelineFn = applyPipeline): Promise<ProcessResult> {
   const plan = ctx.plan;
   const input = ctx.inputs[0];
   if (!input) throw failedPrecondition(`${plan.source}: tile ${plan.index + 1} has no input file`, plan.source);
