@@ -22,7 +22,10 @@ export interface FileReport {
   channels: number;
   /** Integrated loudness of the stage-A signal (before gain), LUFS; null when all blocks are gated out. */
   loudness: number | null;
+  /** Gain applied, dB (exactly as written in the filter). */
   gainDb: number;
+  /** Sample-peak limit of the limiter (linear), when it was needed. */
+  limit?: number | undefined;
   /** True peak before gain, dBTP. */
   truePeak: number;
   limited: boolean;
@@ -97,7 +100,8 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
     sampleRate: o.file.outRate,
     channels: o.stats[0]?.channels ?? 0,
     loudness: Number.isFinite(loud.lufs) ? round(loud.lufs, 3) : null,
-    gainDb: round(decision.gainDb, 3),
+    gainDb: decision.gainDb,
+    limit: decision.limit,
     truePeak: round(20 * Math.log10(Math.max(joined.truePeak, 1e-10)), 3),
     limited: decision.limit !== undefined,
     pieces: o.pieces.length,

@@ -140,9 +140,10 @@ export function decideLoudness(params: AudioJobParams, measured: number, truePea
   const peakDb = truePeak > 0 ? 20 * Math.log10(truePeak) : -Infinity;
   if (!params.normalize || !Number.isFinite(measured)) return { measured, gainDb: 0, peakAfterGain: peakDb };
   // Silence-like material (gated out entirely) gets no gain rather than +inf.
-  const gainDb = Math.max(-60, Math.min(60, params.loudness - measured));
+  // Rounded as the filter string writes it, so the report states the exact gain that was applied.
+  const gainDb = Math.round(Math.max(-60, Math.min(60, params.loudness - measured)) * 1e4) / 1e4;
   const peakAfterGain = peakDb + gainDb;
-  const limit = peakAfterGain > params.truePeak ? Math.max(0.0625, 10 ** ((params.truePeak - LIMITER_MARGIN_DB) / 20)) : undefined;
+  const limit = peakAfterGain > params.truePeak ? Math.round(Math.max(0.0625, 10 ** ((params.truePeak - LIMITER_MARGIN_DB) / 20)) * 1e6) / 1e6 : undefined;
   return { measured, gainDb, limit, peakAfterGain };
 }
 

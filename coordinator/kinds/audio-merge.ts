@@ -1,0 +1,122 @@
+/**
+ * Merge of an audio job. Whole-file subtasks already hold finished outputs. For each segmented file the
+ * merge checks every segment (frame counts against the plan and against the WAV that crossed the wire),
+ * joins the 100 ms sub-block energies in timeline order and gates them once over the whole file, then
+ * joins the PCM bodies and encodes once (gain + true-peak limiter) — no encoder sees a join.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { dataLoss, TesseraError } from '../../shared/errors.js';
+import type { FinalOutput, ItemFailure, MergeContext, MergeResult, SubtaskOutcome } from '../../shared/job-kind.js';
+import { AUDIO_CODECS, type AudioJobParams } from '../../shared/kinds/audio-params.js';
+import type { PieceStats } from '../../shared/media/audio-analyze.js';
+import { finishFile, type FileReport } from '../../shared/media/audio-finish.js';
+import type { AudioSubtaskPlan, SegmentPlan, WholeFilesPlan } from '../../shared/media/audio-pieces.js';
+import { probeAudio } from '../../shared/media/audio-probe.js';
+import { readWavInfo } from '../../shared/media/audio-wav.js';
+
+/** Job-wide output: per file, measured loudness, gain, true peak, frames. */
+export const AUDIO_REPORT = 'audio-report.json';
+
+export async function mergeAudio(ctx: MergeContext<AudioJobParams>): Promise<MergeResult> {
+  const outputs: FinalOutput[] = [];
+  const errors: ItemFailure[] = [];
+  const reports: FileReport[] = [];
+  const segmented = new Map<string, SubtaskOutcome[]>();
+  for (const r of ctx.results) {
+    const plan = r.plan as AudioSubtaskPlan;
+    if (plan.type === 'segment') {
+      const list = segmented.get(plan.file.input) ?? [];
+      list.push(r);
+      segmented.set(plan.file.input, list);
+      continue;
+    }
+    collectWhole(r, plan, outputs, errors, reports);
+  }
+  for (const [input, segs] of segmented) {
+    try {
+      const failed = segs.find((s) => !s.ok);
+      if (failed) {
+        errors.push(failed.error ?? { input, code: 'INTERNAL', message: `${input}: segment ${failed.label} failed` });
+        continue;
+      }
+      const done = await finishSegmented(ctx, input, segs);
+      reports.push(done.report);
+      for (const name of done.files) outputs.push({ name, path: path.join(ctx.outputDir, name), source: input, contentType: contentType(name, ctx.params) });
+    } catch (err) {
+      // A segment that does not verify fails its file only; the rest of the batch is published.
+      if (err instanceof TesseraError) errors.push({ input, code: err.codeName, message: err.message });
+      else throw err;
+    }
+  }
+  if (reports.length > 0) {
+    const file = path.join(ctx.outputDir, AUDIO_REPORT);
+    await writeFile(file, JSON.stringify({ files: reports }, null, 2));
+    outputs.push({ name: AUDIO_REPORT, path: file, source: '', contentType: 'application/json' });
+  }
+  return { outputs, errors };
+}
+
+function collectWhole(r: SubtaskOutcome, plan: WholeFilesPlan, outputs: FinalOutput[], errors: ItemFailure[], reports: FileReport[]): void {
+  errors.push(...r.itemErrors);
+  if (!r.ok) {
+    // The subtask failed for good: every one of its files that has no specific error fails with it.
+    for (const f of plan.files) {
+      if (!r.itemErrors.some((e) => e.input === f.input)) errors.push({ ...(r.error ?? { code: 'INTERNAL', message: 'subtask failed' }), input: f.input });
+    }
+    return;
+  }
+  const result = r.result as { files?: FileReport[] } | undefined;
+  for (const rep of result?.files ?? []) reports.push(rep);
+  for (const o of r.outputs) {
+    const owner = plan.files.find((f) => o.name === f.output || o.name.startsWith(`${f.output.replace(/\.[^.]+$/, '')}.waveform.`));
+    outputs.push({ name: o.name, path: o.path, source: owner?.input ?? '', contentType: contentTypeByName(o.name) });
+  }
+}
+
+async function finishSegmented(ctx: MergeContext<AudioJobParams>, input: string, segs: SubtaskOutcome[]): Promise<{ report: FileReport; files: string[] }> {
+  const ordered = [...segs].sort((a, b) => (a.plan as SegmentPlan).index - (b.plan as SegmentPlan).index);
+  const first = ordered[0]!.plan as SegmentPlan;
+  if (ordered.length !== first.count || ordered.some((s, i) => (s.plan as SegmentPlan).index !== i)) {
+    throw dataLoss(`${input}: expected ${first.count} segments, got ${ordered.length}`);
+  }
+  const pieces: string[] = [];
+  const stats: PieceStats[] = [];
+  let expectOffset = 0;
+  for (const s of ordered) {
+    const plan = s.plan as SegmentPlan;
+    const body = s.outputs.find((o) => o.name === 'body.wav');
+    const st = s.outputs.find((o) => o.name === 'stats.json');
+    if (!body || !st) throw dataLoss(`${input}: segment ${plan.index} returned no body or statistics`);
+    const stat = JSON.parse(await readFile(st.path, 'utf8')) as PieceStats;
+    const info = await readWavInfo(body.path, input);
+    // Verify before joining: the body that crossed the wire has the frames the plan and the analysis say.
+    if (info.frames !== stat.frames || (plan.body !== undefined && stat.frames !== plan.body) || plan.offset !== expectOffset) {
+      throw dataLoss(`${input}: segment ${plan.index} has ${info.frames} frames (analysis ${stat.frames}, plan ${plan.body ?? 'rest'}) at ${plan.offset}, expected ${expectOffset}`);
+    }
+    if (info.sampleRate !== plan.file.outRate) throw dataLoss(`${input}: segment ${plan.index} is at ${info.sampleRate} Hz, expected ${plan.file.outRate}`);
+    expectOffset += stat.frames;
+    pieces.push(body.path);
+    stats.push(stat);
+  }
+  const done = await finishFile({ params: ctx.params, file: first.file, pieces, stats, outDir: ctx.outputDir, workDir: ctx.workDir, signal: ctx.signal });
+  // Check the encoded output before publishing it: it must hold the joined duration.
+  const out = await probeAudio(path.join(ctx.outputDir, first.file.output), first.file.output, ctx.signal);
+  const want = expectOffset / first.file.outRate;
+  if (out.duration > 0 && Math.abs(out.duration - want) > 0.1) {
+    throw dataLoss(`${input}: encoded output lasts ${out.duration.toFixed(3)} s, expected ${want.toFixed(3)} s`);
+  }
+  ctx.log.info({ input, loudness: done.report.loudness, gainDb: done.report.gainDb, segments: ordered.length }, 'audio file merged');
+  return done;
+}
+
+function contentType(name: string, p: AudioJobParams): string {
+  return name.endsWith(`.${AUDIO_CODECS[p.codec].extension}`) ? AUDIO_CODECS[p.codec].contentType : contentTypeByName(name);
+}
+
+function contentTypeByName(name: string): string {
+  if (name.endsWith('.png')) return 'image/png';
+  if (name.endsWith('.json')) return 'application/json';
+  const codec = Object.values(AUDIO_CODECS).find((c) => name.endsWith(`.${c.extension}`));
+  return codec?.contentType ?? 'application/octet-stream';
+}

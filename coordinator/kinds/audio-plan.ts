@@ -1,0 +1,170 @@
+/**
+ * Planning of an audio job: probe every input (bad ones fail alone), group small files into `whole`
+ * subtasks, and cut long files into whole-second WAV segments with 1 s of pre/post-roll (`segment`
+ * subtasks). Non-WAV long files are decoded once here to a WAV in the decoder's own sample format, so
+ * the cut is sample-exact whatever the source codec.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { invalidArgument, TesseraError } from '../../shared/errors.js';
+import type { ItemFailure, PlanContext, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
+import { AUDIO_CODECS, CHANNEL_LAYOUTS, outputChannels, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
+import { losslessBits } from '../../shared/media/audio-filters.js';
+import { fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
+import { isCuttableWav, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
+import { decodeToWav } from '../../shared/media/audio-render.js';
+import { readWavInfo, wavHeader, type WavInfo } from '../../shared/media/audio-wav.js';
+
+/** Small files are grouped into one subtask up to this many seconds of audio... */
+const GROUP_SECONDS = 60;
+/** ...and this many files. */
+const GROUP_FILES = 16;
+
+interface Probed {
+  file: SpoolFile;
+  probe: AudioProbe;
+}
+
+/** Plans the job's first phase. */
+export async function planAudio(ctx: PlanContext<AudioJobParams>): Promise<{ subtasks: SubtaskPlan[]; errors: ItemFailure[] }> {
+  const p = ctx.params;
+  const errors: ItemFailure[] = [];
+  const subtasks: SubtaskPlan[] = [];
+  const taken = new Set<string>(['audio-report.json']);
+  const probed: Probed[] = [];
+  for (const file of ctx.inputs) {
+    try {
+      probed.push({ file, probe: await probeAudio(file.path, file.name, ctx.signal) });
+    } catch (err) {
+      errors.push(itemFailure(err, file.name));
+    }
+  }
+  const encoder = AUDIO_CODECS[p.codec].encoder;
+  let group: { files: WholeFilesPlan['files']; inputs: SpoolFile[]; seconds: number } = { files: [], inputs: [], seconds: 0 };
+  const flush = (): void => {
+    if (group.files.length === 0) return;
+    const names = group.files.map((f) => f.input);
+    subtasks.push({
+      label: names.length === 1 ? `file ${names[0]}` : `files ${names[0]} .. ${names[names.length - 1]} (${names.length})`,
+      inputs: group.inputs,
+      plan: { type: 'whole', files: group.files } satisfies WholeFilesPlan,
+      weight: Math.max(1, Math.round(group.seconds * 10)),
+      items: names,
+      requires: { encoders: [encoder] },
+    });
+    group = { files: [], inputs: [], seconds: 0 };
+  };
+  for (const { file, probe } of probed) {
+    try {
+      const outRate = outputSampleRate(p, probe.sampleRate);
+      const channels = outputChannels(p, probe.channels);
+      const outLayout = channels !== probe.channels ? CHANNEL_LAYOUTS[channels] ?? '' : '';
+      const base = {
+        input: file.name,
+        output: '',
+        sourceRate: probe.sampleRate,
+        outRate,
+        outLayout,
+        weightLayout: outLayout || probe.layout,
+        bits: losslessBits(probe.sampleFormat),
+      };
+      const startSec = p.trim?.start ?? 0;
+      const endSec = p.trim?.end ? Math.min(p.trim.end, probe.duration || p.trim.end) : probe.duration;
+      if (probe.duration > 0 && startSec >= probe.duration) throw invalidArgument(`${file.name}: trim.start ${startSec} s is past the end (${probe.duration.toFixed(2)} s)`, file.name);
+      const seconds = Math.max(0, endSec - startSec);
+      if (seconds > p.segmentSeconds) {
+        base.output = reserveOutput(file.name, p, taken);
+        subtasks.push(...(await planSegments(ctx, file, probe, base)));
+        continue;
+      }
+      const startSample = Math.round(startSec * probe.sampleRate);
+      const endSample = p.trim?.end ? Math.round(p.trim.end * probe.sampleRate) : undefined;
+      const srcFrames = Math.round(seconds * probe.sampleRate);
+      const totalFrames = resampledFrames(srcFrames, probe.sampleRate, outRate);
+      const render: WholeFilesPlan['files'][number] = {
+        ...base,
+        output: reserveOutput(file.name, p, taken),
+        totalFrames,
+        ...fadeSamples(p, outRate, totalFrames),
+        waveformSpp: p.waveform ? waveformSpp(outRate, totalFrames) : undefined,
+        trim: p.trim ? { startSample, endSample: endSample ?? Number.MAX_SAFE_INTEGER } : undefined,
+      };
+      if (group.files.length > 0 && (group.seconds + seconds > GROUP_SECONDS || group.files.length >= GROUP_FILES)) flush();
+      group.files.push(render);
+      group.inputs.push(file);
+      group.seconds += seconds;
+    } catch (err) {
+      errors.push(itemFailure(err, file.name));
+    }
+  }
+  flush();
+  return { subtasks, errors };
+}
+
+async function planSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe: AudioProbe, base: Omit<FileRender, 'totalFrames'>): Promise<SubtaskPlan[]> {
+  const p = ctx.params;
+  let wavPath = file.path;
+  if (!isCuttableWav(probe)) {
+    wavPath = path.join(ctx.workDir, `decoded-${createHash('sha1').update(file.name).digest('hex').slice(0, 12)}.wav`);
+    await decodeToWav(file.path, file.name, probe.sampleFormat, wavPath, ctx.signal);
+  }
+  const info = await readWavInfo(wavPath, file.name);
+  // A streamed WAV may declare 0 or 0xFFFFFFFF bytes; any other shortfall means the file was cut off.
+  if (wavPath === file.path && info.declaredBytes > info.dataBytes + info.blockAlign && info.declaredBytes < 0xfffffff0) {
+    throw invalidArgument(`${file.name}: truncated file: ${(info.frames / info.sampleRate).toFixed(2)} s present of the ${(info.declaredBytes / info.blockAlign / info.sampleRate).toFixed(2)} s its header declares`, file.name);
+  }
+  const start = Math.min(info.frames, Math.round((p.trim?.start ?? 0) * info.sampleRate));
+  const end = p.trim?.end ? Math.min(info.frames, Math.round(p.trim.end * info.sampleRate)) : info.frames;
+  const frames = end - start;
+  const totalFrames = resampledFrames(frames, info.sampleRate, base.outRate);
+  const render: FileRender = { ...base, totalFrames, ...fadeSamples(p, base.outRate, totalFrames), waveformSpp: p.waveform ? waveformSpp(base.outRate, totalFrames) : undefined };
+  const cuts = segmentCuts(start, frames, info.sampleRate, base.outRate, p.segmentSeconds);
+  const subtasks: SubtaskPlan[] = [];
+  for (const [k, cut] of cuts.entries()) {
+    ctx.signal.throwIfAborted();
+    const segPath = path.join(ctx.workDir, `${path.basename(wavPath, '.wav')}-${createHash('sha1').update(file.name).digest('hex').slice(0, 8)}-seg${k}.wav`);
+    const seg = await cutWav(wavPath, info, cut.from, cut.frames, segPath);
+    const plan: SegmentPlan = { type: 'segment', file: render, segmentInput: 'segment.wav', index: k, count: cuts.length, offset: cut.offset, preRoll: cut.preRoll, body: cut.body };
+    const a = cut.offset / base.outRate;
+    const b = (cut.body === undefined ? totalFrames : cut.offset + cut.body) / base.outRate;
+    subtasks.push({
+      label: `${file.name} segment ${k + 1}/${cuts.length} (${a.toFixed(1)}s-${b.toFixed(1)}s)`,
+      inputs: [{ name: 'segment.wav', path: segPath, size: seg.size, sha256: seg.sha256 }],
+      plan,
+      weight: Math.max(1, Math.round((b - a) * 10)),
+      items: [file.name],
+    });
+  }
+  return subtasks;
+}
+
+/** A unique output name for the input; its waveform names are reserved with it. */
+function reserveOutput(input: string, p: AudioJobParams, taken: Set<string>): string {
+  const name = outputName(input, AUDIO_CODECS[p.codec].extension, taken);
+  const stem = name.slice(0, name.lastIndexOf('.'));
+  if (p.waveform) for (const ext of ['waveform.json', 'waveform.png']) taken.add(`${stem}.${ext}`);
+  return name;
+}
+
+/** Writes frames [from, from + frames) of a WAV as a WAV of its own, hashing it on the way. */
+async function cutWav(src: string, info: WavInfo, from: number, frames: number, out: string): Promise<{ size: number; sha256: string }> {
+  const hash = createHash('sha256');
+  const ws = createWriteStream(out);
+  const header = wavHeader(info.format, info.sampleRate, info.channels, frames, info.channelMask);
+  hash.update(header);
+  ws.write(header);
+  const start = info.dataOffset + from * info.blockAlign;
+  const rs = createReadStream(src, { start, end: start + frames * info.blockAlign - 1 });
+  rs.on('data', (d) => hash.update(d));
+  await pipeline(rs, ws);
+  return { size: (await stat(out)).size, sha256: hash.digest('hex') };
+}
+
+/** The per-input failure of an error (bad input), or rethrows what is not about the input. */
+export function itemFailure(err: unknown, input: string): ItemFailure {
+  if (err instanceof TesseraError && !err.retryable) return { input, code: err.codeName, message: err.message };
+  throw err;
+}

@@ -1,0 +1,172 @@
+/**
+ * The audio kind end to end in one process (real planner, real worker processor, real merge, files
+ * copied between separate coordinator and worker folders), on generated audio:
+ * segmented lossless output is bit-identical to one ffmpeg run of the same filters, lossy output is
+ * identical to a single-process encode around every join, the loudness gated across segments matches
+ * ffmpeg's ebur128, and bad inputs fail alone.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { ffmpegInfo, runFfmpeg } from '../shared/ffmpeg.js';
+import { validateAudioParams } from '../shared/kinds/audio-params.js';
+import { encoderArgs, stageAChain, stageBChain } from '../shared/media/audio-filters.js';
+import type { FileReport } from '../shared/media/audio-finish.js';
+import { fadeSamples, type SegmentPlan } from '../shared/media/audio-pieces.js';
+import { decodedMd5, decodeFloat, ebur128, generateAudio, runAudioInProcess, type InProcessResult } from './helpers/audio-media.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-audio-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function report(r: InProcessResult): Promise<FileReport[]> {
+  const out = r.outputs.find((o) => o.name === 'audio-report.json');
+  expect(out, 'audio-report.json').toBeDefined();
+  return (JSON.parse(await readFile(out!.path, 'utf8')) as { files: FileReport[] }).files;
+}
+
+/** One ffmpeg run over the whole source with the same stage A + stage B filters and encoder. */
+async function singleProcess(src: string, raw: Record<string, unknown>, rep: FileReport, out: string, opts: { outLayout?: string; bits?: 16 | 24 } = {}): Promise<string> {
+  const params = validateAudioParams(raw);
+  const a = stageAChain({ outRate: rep.sampleRate, outLayout: opts.outLayout ?? '', offset: 0, ...fadeSamples(params, rep.sampleRate, rep.frames) });
+  const b = stageBChain({ gainDb: rep.gainDb, limit: rep.limit, ffmpegMajor: ffmpegInfo().major });
+  await runFfmpeg(['-i', src, '-map', '0:a:0', '-map_metadata', '-1', '-af', b ? `${a},${b}` : a, ...encoderArgs(params.codec, params.bitrate, opts.bits ?? 16), '-y', out]);
+  return out;
+}
+
+function segmentOffsets(r: InProcessResult): number[] {
+  return r.subtasks.map((s) => s.plan as SegmentPlan).filter((p) => p.type === 'segment' && p.index > 0).map((p) => p.offset);
+}
+
+describe('audio kind (in process)', () => {
+  test('flac: 5.1 at 44.1 kHz, segmented with fades, down-mix and normalisation, is bit-identical to one ffmpeg run', async () => {
+    const src = await generateAudio(path.join(dir, 'surround.wav'), { source: 'speech', seconds: 13, rate: 44100, layout: '5.1', ext: 'wav' });
+    const raw = { codec: 'flac', channels: 2, fade_in: 2.5, fade_out: 3.3, normalize: true, segment_seconds: 4 };
+    const r = await runAudioInProcess(raw, [src], dir);
+    expect(r.errors).toEqual([]);
+    expect(segmentOffsets(r).length).toBeGreaterThanOrEqual(2);
+    const [rep] = await report(r);
+    expect(rep!.frames).toBe(13 * 44100);
+    const out = r.outputs.find((o) => o.name === 'surround.flac')!.path;
+    const ref = await singleProcess(src, raw, rep!, path.join(dir, 'ref.flac'), { outLayout: 'stereo' });
+    expect(await decodedMd5(out)).toBe(await decodedMd5(ref));
+    const decoded = await decodeFloat(out, dir);
+    expect(decoded.channels).toBe(2);
+    expect(decoded.samples.length / 2).toBe(13 * 44100);
+    // The fades are on the global timeline: silence at the very start and end, full level in the middle.
+    expect(Math.abs(decoded.samples[0]!)).toBeLessThan(1e-4);
+    expect(Math.abs(decoded.samples[decoded.samples.length - 1]!)).toBeLessThan(1e-3);
+  });
+
+  test('wav: resampling 48 kHz -> 44.1 kHz across segments gives the exact sample count and the same samples as one run', async () => {
+    const src = await generateAudio(path.join(dir, 'noise.flac'), { source: 'noise', seconds: 10.5, rate: 48000, layout: 'stereo', ext: 'flac' });
+    const raw = { codec: 'wav', sample_rate: 44100, segment_seconds: 3 };
+    const r = await runAudioInProcess(raw, [src], dir);
+    expect(r.errors).toEqual([]);
+    const [rep] = await report(r);
+    const out = r.outputs.find((o) => o.name === 'noise.wav')!.path;
+    // The generated noise is a 24-bit FLAC, so the output keeps 24 bits.
+    const ref = await singleProcess(src, raw, rep!, path.join(dir, 'ref.wav'), { bits: 24 });
+    const a = await decodeFloat(out, dir);
+    const b = await decodeFloat(ref, dir);
+    expect(a.samples.length).toBe(b.samples.length);
+    expect(a.samples.length / 2).toBe(Math.round(10.5 * 44100));
+    expect(await decodedMd5(out)).toBe(await decodedMd5(ref));
+  });
+
+  test('loudness gated across segments equals ffmpeg ebur128 within 0.1 LU; output within 0.5 LU of target and under the ceiling', async () => {
+    const src = await generateAudio(path.join(dir, 'speech.wav'), { source: 'speech', seconds: 14, rate: 48000, layout: 'mono', ext: 'wav', amplitude: 0.05 });
+    const raw = { codec: 'flac', normalize: true, loudness: -16, true_peak: -1.5, segment_seconds: 3 };
+    const r = await runAudioInProcess(raw, [src], dir);
+    expect(r.errors).toEqual([]);
+    expect(segmentOffsets(r).length).toBeGreaterThanOrEqual(3);
+    const [rep] = await report(r);
+    const before = await ebur128(src);
+    expect(Math.abs(rep!.loudness! - before.integrated)).toBeLessThanOrEqual(0.1);
+    const after = await ebur128(r.outputs.find((o) => o.name === 'speech.flac')!.path);
+    expect(Math.abs(after.integrated - -16)).toBeLessThanOrEqual(0.5);
+    expect(after.truePeak).toBeLessThanOrEqual(-1.5 + 0.2);
+  });
+
+  test('loud material is true-peak limited and still lands within 0.5 LU of the target', async () => {
+    const src = await generateAudio(path.join(dir, 'loud.wav'), { source: 'speech', seconds: 12, rate: 48000, layout: 'stereo', ext: 'wav', amplitude: 0.2 });
+    const raw = { codec: 'flac', normalize: true, loudness: -9, true_peak: -1, segment_seconds: 4 };
+    const r = await runAudioInProcess(raw, [src], dir);
+    expect(r.errors).toEqual([]);
+    const [rep] = await report(r);
+    expect(rep!.limited).toBe(true);
+    const after = await ebur128(r.outputs.find((o) => o.name === 'loud.flac')!.path);
+    expect(Math.abs(after.integrated - -9)).toBeLessThanOrEqual(0.5);
+    expect(after.truePeak).toBeLessThanOrEqual(-1 + 0.2);
+  });
+
+  for (const codec of ['aac', 'mp3', 'opus'] as const) {
+    test(`${codec}: decoded output equals a single-process encode around every join (no gap, no click)`, async () => {
+      const src = await generateAudio(path.join(dir, 'tone.flac'), { source: 'sine', seconds: 11, rate: 48000, layout: 'stereo', ext: 'flac' });
+      const raw = { codec, normalize: true, segment_seconds: 3 };
+      const r = await runAudioInProcess(raw, [src], dir);
+      expect(r.errors).toEqual([]);
+      const [rep] = await report(r);
+      const name = r.outputs.find((o) => o.name.startsWith('tone.'))!;
+      const ext = name.name.split('.').pop()!;
+      const ref = await singleProcess(src, raw, rep!, path.join(dir, `ref.${ext}`));
+      const a = await decodeFloat(name.path, dir);
+      const b = await decodeFloat(ref, dir);
+      expect(a.samples.length).toBe(b.samples.length);
+      // Measure: max |tessera - single-process| over +-4096 samples around each join. Threshold 1e-4
+      // (-80 dBFS); an encoder restart, a gap or a dropped sample gives differences near full scale.
+      const offsets = segmentOffsets(r);
+      expect(offsets.length).toBeGreaterThanOrEqual(2);
+      for (const j of offsets) {
+        let max = 0;
+        for (let i = Math.max(0, j - 4096) * 2; i < Math.min(a.samples.length, (j + 4096) * 2); i++) max = Math.max(max, Math.abs(a.samples[i]! - b.samples[i]!));
+        expect(max, `join at ${j}`).toBeLessThanOrEqual(1e-4);
+      }
+      // Decoded length: the source's 11 s; the container trims the priming, ffmpeg may keep the last frame's padding.
+      const extra = a.samples.length / 2 - 11 * 48000;
+      expect(extra).toBeGreaterThanOrEqual(0);
+      expect(extra).toBeLessThan({ aac: 1024, mp3: 1152, opus: 960 }[codec]);
+    });
+  }
+
+  test('a batch spreads small files over subtasks; bad inputs fail alone with messages naming them', async () => {
+    const good = await generateAudio(path.join(dir, 'good.mp3'), { source: 'speech', seconds: 3, rate: 44100, layout: 'stereo', ext: 'mp3' });
+    const good2 = await generateAudio(path.join(dir, 'good2.m4a'), { source: 'sine', seconds: 2, rate: 48000, layout: 'mono', ext: 'm4a' });
+    const noAudio = path.join(dir, 'picture.mkv');
+    await runFfmpeg(['-f', 'lavfi', '-i', 'testsrc=d=1:s=64x48:r=5', '-c:v', 'mpeg4', '-y', noAudio]);
+    const junk = path.join(dir, 'notes.txt');
+    await writeFile(junk, 'this is not audio\n'.repeat(200));
+    const full = await generateAudio(path.join(dir, 'full.flac'), { source: 'noise', seconds: 4, rate: 44100, layout: 'stereo', ext: 'flac' });
+    const truncated = path.join(dir, 'cut.flac');
+    const bytes = await readFile(full);
+    await writeFile(truncated, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    const raw = { codec: 'opus', waveform: true };
+    const r = await runAudioInProcess(raw, [good, noAudio, junk, truncated, good2], dir);
+    const byInput = new Map(r.errors.map((e) => [e.input, e]));
+    expect([...byInput.keys()].sort()).toEqual(['cut.flac', 'notes.txt', 'picture.mkv']);
+    for (const [input, e] of byInput) {
+      expect(e.code).toBe('INVALID_ARGUMENT');
+      expect(e.message).toContain(input);
+    }
+    expect(byInput.get('picture.mkv')!.message).toMatch(/no audio stream/);
+    expect(byInput.get('cut.flac')!.message).toMatch(/truncated|corrupt/);
+    const names = r.outputs.map((o) => o.name).sort();
+    expect(names).toEqual(['audio-report.json', 'good.opus', 'good.waveform.json', 'good.waveform.png', 'good2.opus', 'good2.waveform.json', 'good2.waveform.png']);
+    const decoded = await decodeFloat(r.outputs.find((o) => o.name === 'good2.opus')!.path, dir);
+    // 2 s of mono at 48 kHz, plus at most the padding of the last 20 ms opus frame.
+    expect(decoded.samples.length - 2 * 48000).toBeGreaterThanOrEqual(0);
+    expect(decoded.samples.length - 2 * 48000).toBeLessThan(960);
+    const wf = JSON.parse(await readFile(r.outputs.find((o) => o.name === 'good.waveform.json')!.path, 'utf8')) as { length: number; data: number[]; samples_per_pixel: number; sample_rate: number };
+    expect(wf.sample_rate).toBe(48000);
+    expect(wf.data.length).toBe(2 * wf.length);
+    expect(wf.length).toBe(Math.ceil((3 * 48000) / wf.samples_per_pixel));
+    // Speech-like bursts: loud bins while the burst is on (first 0.7 s), near-silent ones in the pauses.
+    const bin = (t: number): number => wf.data[2 * Math.floor((t * 48000) / wf.samples_per_pixel) + 1]!;
+    expect(bin(0.3)).toBeGreaterThan(8 * bin(0.95));
+  });
+});
