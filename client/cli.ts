@@ -1,0 +1,269 @@
+#!/usr/bin/env node
+/** The `tessera` command: coordinator, worker, job submission and inspection, demo. */
+import { Command, Option } from 'commander';
+import { status } from '@grpc/grpc-js';
+import { coordinatorAddress } from '../shared/config.js';
+import { describeError } from '../shared/errors.js';
+import { TesseraClient } from './client.js';
+import { runCoordinator, runWorker } from './commands/servers.js';
+import { audioSpec, cropOption, imageSpec, int, num, passthroughSpec, thumbnailsSpec, trimOption, videoSpec } from './commands/specs.js';
+import { UsageError, exitCodeFor, runSubmit } from './commands/submit.js';
+import { jobToJson, printJobHuman, printJobsTable, printWorkersTable, ProgressView } from './commands/output.js';
+import { runDemo } from './commands/demo.js';
+import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
+
+const program = new Command('tessera')
+  .description('Distributed media processing: a coordinator, workers, and jobs of images, video and audio.')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+const coordinatorOpt = (): Option => new Option('--coordinator <host:port>', 'coordinator address').env('TESSERA_COORDINATOR').default('127.0.0.1:7700');
+
+function withClient<T>(cmd: { coordinator?: string }, fn: (c: TesseraClient) => Promise<T>): Promise<T> {
+  const client = new TesseraClient({ address: coordinatorAddress(cmd.coordinator) });
+  return fn(client).finally(() => client.close());
+}
+
+program
+  .command('coordinator')
+  .description('run the coordinator')
+  .option('--listen <host:port>', 'gRPC listen address', '0.0.0.0:7700')
+  .option('--data-dir <dir>', 'job store and spool', '.tessera')
+  .option('--heartbeat-ms <ms>', 'worker heartbeat interval', int('--heartbeat-ms'), 1000)
+  .option('--ttl-ms <ms>', 'a worker silent this long is lost', int('--ttl-ms'), 5000)
+  .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'), 3)
+  .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').env('TESSERA_LOG_LEVEL'))
+  .action(async (o) => runCoordinator(o));
+
+program
+  .command('worker')
+  .description('run a worker')
+  .addOption(coordinatorOpt())
+  .option('--slots <n>', 'concurrent subtasks (default: one per core)', int('--slots'))
+  .option('--name <name>', 'worker name (default: host-pid)')
+  .option('--label <key=value...>', 'labels advertised to the coordinator')
+  .option('--drain-grace-ms <ms>', 'how long SIGTERM waits for running subtasks', int('--drain-grace-ms'), 30_000)
+  .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').env('TESSERA_LOG_LEVEL'))
+  .action(async (o) => runWorker(o));
+
+const submit = program.command('submit').description('submit a job, wait for it and download its outputs');
+
+function submitCommand(name: string, description: string, configure: (c: Command) => Command, build: (o: Record<string, unknown>) => JobSpec, argName = 'files...'): void {
+  const c = submit.command(`${name} <${argName}>`).description(description);
+  configure(c)
+    .addOption(coordinatorOpt())
+    .option('-o, --output <dir>', 'folder for the outputs')
+    .option('--json', 'print the finished job as one JSON object')
+    .option('--no-wait', 'print the job id and return at once')
+    .option('--no-progress', 'no progress display')
+    .option('--label <text>', 'job label')
+    .option('--priority <n>', 'higher runs first', int('--priority'))
+    .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'))
+    .action(async (files: string | string[], o: Record<string, unknown>) => {
+      process.exitCode = await runSubmit(build(o), Array.isArray(files) ? files : [files], o);
+    });
+}
+
+submitCommand(
+  'image',
+  'resize, crop, rotate, filter and re-encode a batch of images',
+  (c) =>
+    c
+      .option('--width <px>', 'target width', int('--width'))
+      .option('--height <px>', 'target height', int('--height'))
+      .addOption(new Option('--fit <fit>', 'how to fit both dimensions').choices(['cover', 'contain', 'fill', 'inside', 'outside']))
+      .option('--no-enlarge', 'never upscale')
+      .option('--crop <l,t,w,h>', 'extract a region first', cropOption)
+      .option('--rotate <deg>', 'rotate clockwise', int('--rotate'))
+      .option('--flip', 'mirror vertically')
+      .option('--flop', 'mirror horizontally')
+      .option('--blur <sigma>', 'Gaussian blur', num('--blur'))
+      .option('--sharpen', 'sharpen')
+      .option('--grayscale', 'convert to grayscale')
+      .option('--brightness <x>', 'brightness multiplier', num('--brightness'))
+      .option('--saturation <x>', 'saturation multiplier', num('--saturation'))
+      .option('--hue <deg>', 'hue rotation', int('--hue'))
+      .addOption(new Option('--format <fmt>', 'output format').choices(['jpeg', 'jpg', 'png', 'webp', 'avif', 'tiff']))
+      .option('--quality <q>', 'encoder quality 1-100', int('--quality'))
+      .option('--keep-metadata', 'keep EXIF/ICC metadata')
+      .option('--no-auto-orient', 'do not apply EXIF orientation')
+      .option('--tile <size>', 'process as tiles of SIZE px (huge images)', int('--tile'))
+      .addOption(new Option('--pyramid <kind>', 'tiled output instead of one image').choices(['deepzoom', 'iiif'])),
+  imageSpec,
+);
+
+submitCommand(
+  'video',
+  'transcode a video across workers (split at keyframes, encode in parallel, stitch)',
+  (c) =>
+    c
+      .addOption(new Option('--codec <codec>', 'video codec').choices(['h264', 'h265', 'vp9', 'av1']))
+      .option('--crf <n>', 'constant quality', int('--crf'))
+      .option('--bitrate <rate>', 'target bitrate, e.g. 2M')
+      .option('--preset <p>', 'encoder preset')
+      .option('--width <px>', 'scale to width', int('--width'))
+      .option('--height <px>', 'scale to height', int('--height'))
+      .option('--fps <f>', 'output frame rate', num('--fps'))
+      .addOption(new Option('--audio-codec <codec>', 'audio codec').choices(['aac', 'opus', 'mp3', 'copy', 'none']))
+      .option('--audio-bitrate <rate>', 'audio bitrate, e.g. 128k')
+      .addOption(new Option('--container <c>', 'output container').choices(['mp4', 'mkv', 'webm']))
+      .option('--segment-seconds <s>', 'target segment length', num('--segment-seconds')),
+  videoSpec,
+  'input',
+);
+
+submitCommand(
+  'thumbnails',
+  'extract thumbnails (and optionally sprite sheets with a WebVTT index) from a video',
+  (c) =>
+    c
+      .option('--every <seconds>', 'one thumbnail every N seconds', num('--every'))
+      .option('--count <n>', 'N evenly spaced thumbnails', int('--count'))
+      .option('--width <px>', 'thumbnail width', int('--width'))
+      .addOption(new Option('--format <fmt>', 'image format').choices(['jpeg', 'webp']))
+      .option('--sprite <COLSxROWS>', 'also build sprite sheets and a WebVTT file'),
+  thumbnailsSpec,
+  'input',
+);
+
+submitCommand(
+  'audio',
+  'transcode, trim, fade and loudness-normalise audio across workers',
+  (c) =>
+    c
+      .addOption(new Option('--codec <codec>', 'output codec').choices(['aac', 'mp3', 'opus', 'flac', 'wav']))
+      .option('--bitrate <rate>', 'bitrate, e.g. 128k')
+      .option('--sample-rate <hz>', 'output sample rate', int('--sample-rate'))
+      .option('--channels <n>', 'down-mix to N channels', int('--channels'))
+      .option('--trim <start,end>', 'keep only [start, end) seconds', trimOption)
+      .option('--fade-in <s>', 'fade-in seconds', num('--fade-in'))
+      .option('--fade-out <s>', 'fade-out seconds', num('--fade-out'))
+      .option('--normalize', 'loudness-normalise (default target -16 LUFS)')
+      .option('--loudness <lufs>', 'target integrated loudness (implies --normalize)', num('--loudness'))
+      .option('--true-peak <dbtp>', 'true-peak ceiling', num('--true-peak'))
+      .option('--waveform', 'also produce a PNG waveform and JSON peaks')
+      .option('--segment-seconds <s>', 'split long files into segments of this length', num('--segment-seconds')),
+  audioSpec,
+);
+
+submitCommand(
+  'passthrough',
+  'DIAGNOSTIC: send files through the cluster unchanged (with optional no-op subtasks)',
+  (c) =>
+    c
+      .option('--subtasks <n>', 'number of subtasks', int('--subtasks'))
+      .option('--work-ms <ms>', 'simulated work per subtask', int('--work-ms'))
+      .option('--fail-first-attempts <n>', 'fail each subtask this many times first', int('--fail-first-attempts')),
+  passthroughSpec,
+);
+
+program
+  .command('jobs')
+  .description('list recent jobs')
+  .addOption(coordinatorOpt())
+  .option('--json', 'JSON output')
+  .option('--state <state>', 'only jobs in this state')
+  .option('--limit <n>', 'how many', int('--limit'), 50)
+  .action(async (o) =>
+    withClient(o, async (c) => {
+      const jobs = await c.listJobs({ limit: o.limit, state: o.state });
+      if (o.json) process.stdout.write(`${JSON.stringify(jobs.map((j) => jobToJson(j)))}\n`);
+      else printJobsTable(jobs);
+    }),
+  );
+
+program
+  .command('job <id>')
+  .description('show one job')
+  .addOption(coordinatorOpt())
+  .option('--json', 'JSON output')
+  .action(async (id: string, o) =>
+    withClient(o, async (c) => {
+      const job = await c.getJob(id);
+      if (o.json) process.stdout.write(`${JSON.stringify(jobToJson(job))}\n`);
+      else printJobHuman(job);
+    }),
+  );
+
+program
+  .command('watch <id>')
+  .description("follow a job's events until it ends")
+  .addOption(coordinatorOpt())
+  .option('--json', 'one JSON event per line')
+  .option('--after <seq>', 'resume after this event sequence number', int('--after'), 0)
+  .action(async (id: string, o) =>
+    withClient(o, async (c) => {
+      const view = new ProgressView(process.stderr, !o.json);
+      if (!o.json) view.start(`job ${id.slice(0, 8)}`);
+      for await (const e of c.watch(id, { afterSeq: o.after })) {
+        if (o.json) process.stdout.write(`${JSON.stringify(e)}\n`);
+        else view.event(e);
+      }
+      view.stop();
+      const job = await c.getJob(id);
+      if (!o.json) printJobHuman(job);
+      process.exitCode = exitCodeFor(job);
+    }),
+  );
+
+program
+  .command('cancel <id>')
+  .description('cancel a job')
+  .addOption(coordinatorOpt())
+  .option('--json', 'JSON output')
+  .action(async (id: string, o) =>
+    withClient(o, async (c) => {
+      const job = await c.cancel(id);
+      if (o.json) process.stdout.write(`${JSON.stringify(jobToJson(job))}\n`);
+      else printJobHuman(job);
+    }),
+  );
+
+program
+  .command('download <id>')
+  .description("download a finished job's outputs")
+  .addOption(coordinatorOpt())
+  .requiredOption('-o, --output <dir>', 'destination folder')
+  .option('--json', 'JSON output')
+  .action(async (id: string, o) =>
+    withClient(o, async (c) => {
+      const paths = await c.download(id, o.output);
+      const job = await c.getJob(id);
+      if (o.json) process.stdout.write(`${JSON.stringify(jobToJson(job, paths))}\n`);
+      else printJobHuman(job, paths);
+    }),
+  );
+
+program
+  .command('workers')
+  .description('list workers')
+  .addOption(coordinatorOpt())
+  .option('--json', 'JSON output')
+  .action(async (o) =>
+    withClient(o, async (c) => {
+      const workers = await c.listWorkers();
+      if (o.json) process.stdout.write(`${JSON.stringify(workers.map((w) => ({ id: w.id, name: w.name, state: w.state, address: w.address, slots: w.slots, slots_used: w.slots_used, subtasks_done: Number(w.subtasks_done), subtasks_failed: Number(w.subtasks_failed), load: w.load, last_heartbeat_ms: Number(w.last_heartbeat_ms), kinds: w.capabilities?.kinds ?? [], encoders: w.capabilities?.encoders.length ?? 0 })))}\n`);
+      else printWorkersTable(workers);
+    }),
+  );
+
+program
+  .command('demo')
+  .description('start a coordinator and two workers on loopback, process sample images, print a summary')
+  .option('-o, --output <dir>', 'where to write the outputs', 'tessera-demo-output')
+  .option('--images <n>', 'number of sample images', int('--images'), 12)
+  .action(async (o) => {
+    process.exitCode = await runDemo(o);
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof UsageError) {
+    process.stderr.write(`tessera: ${err.message}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const code = (err as { code?: number }).code;
+  process.stderr.write(`tessera: ${describeError(err)}\n`);
+  if (code === status.UNAVAILABLE) process.stderr.write(`tessera: is a coordinator running at ${coordinatorAddress((program.opts() as { coordinator?: string }).coordinator)}?\n`);
+  process.exitCode = code === status.INVALID_ARGUMENT || code === status.NOT_FOUND ? 2 : 1;
+});

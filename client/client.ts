@@ -1,0 +1,214 @@
+/**
+ * Typed client library for Tessera's JobService. The `tessera` CLI is built on it.
+ *
+ * Every unary call has a deadline; uploads and downloads stream in chunks with backpressure and
+ * are verified with SHA-256; `watch` re-attaches after a lost connection from the last event seen.
+ */
+import { createReadStream } from 'node:fs';
+import { mkdir, rename, rm, stat, open } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import * as grpc from '@grpc/grpc-js';
+import { CHUNK_SIZE, CLIENT_CHANNEL_OPTIONS, UNARY_DEADLINE_MS, coordinatorAddress } from '../shared/config.js';
+import { TesseraError, dataLoss } from '../shared/errors.js';
+import { deadline } from '../shared/grpc-handlers.js';
+import { safeFileName } from '../shared/names.js';
+import { loadTesseraProto } from '../shared/proto.js';
+import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
+import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobEvent.js';
+import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
+import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
+import type { OutputChunk__Output } from '../shared/proto/generated/tessera/v1/OutputChunk.js';
+import type { WorkerInfo__Output } from '../shared/proto/generated/tessera/v1/WorkerInfo.js';
+import { newSha256, writeWithBackpressure } from '../shared/streams.js';
+
+export type { Job__Output as Job, JobEvent__Output as JobEvent, JobSpec, WorkerInfo__Output as WorkerInfo };
+
+export interface ClientOptions {
+  /** host:port (default: TESSERA_COORDINATOR or 127.0.0.1:7700). */
+  address?: string;
+  credentials?: grpc.ChannelCredentials;
+  /** Bearer token sent as `authorization` metadata. */
+  token?: string;
+  /** Deadline of unary calls in ms. */
+  deadlineMs?: number;
+}
+
+export interface UploadProgress {
+  file: string;
+  sentBytes: number;
+  totalBytes: number;
+}
+
+export const TERMINAL_STATES = new Set(['JOB_STATE_SUCCEEDED', 'JOB_STATE_PARTIALLY_SUCCEEDED', 'JOB_STATE_FAILED', 'JOB_STATE_CANCELLED']);
+
+export class TesseraClient {
+  readonly address: string;
+  private readonly client: JobServiceClient;
+  private readonly deadlineMs: number;
+
+  constructor(private readonly opts: ClientOptions = {}) {
+    this.address = coordinatorAddress(opts.address);
+    const { proto } = loadTesseraProto();
+    this.client = new proto.tessera.v1.JobService(this.address, opts.credentials ?? grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
+    this.deadlineMs = opts.deadlineMs ?? UNARY_DEADLINE_MS;
+  }
+
+  private md(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    if (this.opts.token) md.set('authorization', `Bearer ${this.opts.token}`);
+    return md;
+  }
+
+  private unaryCall<Req, Res>(method: (req: Req, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown, req: Req): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      method.call(this.client, req, this.md(), { deadline: deadline(this.deadlineMs) }, (err, res) => (err || res === undefined ? reject(err) : resolve(res)));
+    });
+  }
+
+  /** Uploads `files` with `spec` and returns the accepted job (it then runs on the cluster). */
+  async submit(spec: JobSpec, files: string[], options: { onUpload?: (p: UploadProgress) => void; signal?: AbortSignal; names?: string[] } = {}): Promise<Job__Output> {
+    const sizes = await Promise.all(files.map(async (f) => (await stat(f)).size));
+    return new Promise<Job__Output>((resolve, reject) => {
+      const call = this.client.SubmitJob(this.md(), (err, job) => (err || !job ? reject(err) : resolve(job)));
+      const onAbort = (): void => call.cancel();
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      void (async () => {
+        try {
+          call.write({ spec });
+          for (const [i, file] of files.entries()) {
+            const name = safeFileName(options.names?.[i] ?? path.basename(file), 'input name');
+            const total = sizes[i]!;
+            call.write({ input: { name, size: String(total) } });
+            const hash = newSha256();
+            let sent = 0;
+            for await (const chunk of createReadStream(file, { highWaterMark: CHUNK_SIZE })) {
+              const buf = chunk as Buffer;
+              hash.update(buf);
+              sent += buf.length;
+              await writeWithBackpressure(call, { data: buf }, options.signal);
+              options.onUpload?.({ file: name, sentBytes: sent, totalBytes: total });
+            }
+            call.write({ input_end: { sha256: hash.digest('hex') } });
+          }
+          call.end();
+        } catch (err) {
+          call.cancel();
+          reject(err);
+        } finally {
+          options.signal?.removeEventListener('abort', onAbort);
+        }
+      })();
+    });
+  }
+
+  getJob(jobId: string): Promise<Job__Output> {
+    return this.unaryCall(this.client.GetJob, { job_id: jobId, include_subtasks: true });
+  }
+
+  async listJobs(opts: { limit?: number; state?: string } = {}): Promise<Job__Output[]> {
+    const res = await this.unaryCall<unknown, { jobs: Job__Output[] }>(this.client.ListJobs as never, { limit: opts.limit ?? 50, state: opts.state ?? '' });
+    return res.jobs;
+  }
+
+  cancel(jobId: string): Promise<Job__Output> {
+    return this.unaryCall(this.client.CancelJob, { job_id: jobId });
+  }
+
+  async listWorkers(): Promise<WorkerInfo__Output[]> {
+    const res = await this.unaryCall<unknown, { workers: WorkerInfo__Output[] }>(this.client.ListWorkers as never, {});
+    return res.workers;
+  }
+
+  /**
+   * Streams a job's events after `afterSeq` until its final event. If the connection drops (for
+   * example while the coordinator restarts), re-attaches from the last sequence seen.
+   */
+  async *watch(jobId: string, opts: { afterSeq?: number; signal?: AbortSignal; reconnectForMs?: number } = {}): AsyncGenerator<JobEvent__Output> {
+    let last = opts.afterSeq ?? 0;
+    let downSince = 0;
+    for (;;) {
+      const call = this.client.WatchJob({ job_id: jobId, after_seq: String(last) }, this.md());
+      const onAbort = (): void => call.cancel();
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        for await (const e of call as AsyncIterable<JobEvent__Output>) {
+          downSince = 0;
+          last = Number(e.seq);
+          yield e;
+          if (e.final) return;
+        }
+        return;
+      } catch (err) {
+        const code = (err as grpc.ServiceError).code;
+        if (opts.signal?.aborted || code !== grpc.status.UNAVAILABLE) throw err;
+        downSince ||= Date.now();
+        if (Date.now() - downSince > (opts.reconnectForMs ?? 120_000)) throw err;
+        await sleep(500, undefined, opts.signal ? { signal: opts.signal } : {});
+      } finally {
+        opts.signal?.removeEventListener('abort', onAbort);
+      }
+    }
+  }
+
+  /** Waits for a job to finish, calling `onEvent` for each event; returns the final job. */
+  async wait(jobId: string, onEvent?: (e: JobEvent__Output) => void, signal?: AbortSignal): Promise<Job__Output> {
+    for await (const e of this.watch(jobId, signal ? { signal } : {})) onEvent?.(e);
+    return this.getJob(jobId);
+  }
+
+  /**
+   * Downloads every output (or those named) of a finished job into `dir`. A partial file from an
+   * earlier attempt (`NAME.part`) is resumed from its size; each file is verified before it is
+   * renamed into place. Returns the paths written, by output name.
+   */
+  async download(jobId: string, dir: string, opts: { names?: string[]; signal?: AbortSignal } = {}): Promise<Map<string, string>> {
+    const job = await this.getJob(jobId);
+    await mkdir(dir, { recursive: true });
+    const written = new Map<string, string>();
+    for (const o of job.outputs) {
+      if (opts.names && !opts.names.includes(o.name)) continue;
+      // Never trust a name to stay inside `dir`.
+      const name = safeFileName(o.name, 'output name');
+      const dest = path.join(dir, name);
+      await this.downloadOne(jobId, name, dest, o.sha256, opts.signal);
+      written.set(name, dest);
+    }
+    return written;
+  }
+
+  private async downloadOne(jobId: string, name: string, dest: string, expected: string, signal?: AbortSignal): Promise<void> {
+    const part = `${dest}.part`;
+    let offset = await stat(part).then((s) => s.size, () => 0);
+    const fh = await open(part, offset > 0 ? 'a' : 'w');
+    try {
+      const call = this.client.DownloadOutput({ job_id: jobId, name, offset: String(offset) }, this.md());
+      const onAbort = (): void => call.cancel();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        for await (const chunk of call as AsyncIterable<OutputChunk__Output>) {
+          if (Number(chunk.offset) !== offset) throw dataLoss(`${name}: chunk at offset ${chunk.offset}, expected ${offset}`);
+          await fh.write(chunk.data);
+          offset += chunk.data.length;
+        }
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
+    } finally {
+      await fh.close();
+    }
+    // Verify the whole file (including a resumed prefix) before publishing it.
+    const hash = newSha256();
+    for await (const c of createReadStream(part, { highWaterMark: CHUNK_SIZE })) hash.update(c as Buffer);
+    const got = hash.digest('hex');
+    if (expected && got !== expected) {
+      await rm(part, { force: true });
+      throw new TesseraError(grpc.status.DATA_LOSS, `${name}: checksum mismatch after download`);
+    }
+    await rename(part, dest);
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

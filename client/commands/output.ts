@@ -1,0 +1,121 @@
+/** How the CLI shows jobs, events and progress: JSON for scripts, a bar or plain lines for people. */
+import cliProgress from 'cli-progress';
+import type { Job, JobEvent, WorkerInfo } from '../client.js';
+
+/** Lower-case state without the enum prefix: JOB_STATE_SUCCEEDED -> succeeded. */
+export const shortState = (s: string): string => s.replace(/^(JOB|SUBTASK)_STATE_/, '').toLowerCase();
+
+export interface JobJson {
+  id: string;
+  kind: string;
+  state: string;
+  message: string;
+  progress: number;
+  created_at: string;
+  finished_at: string | null;
+  inputs: { name: string; size: number }[];
+  outputs: { name: string; size: number; sha256: string; source: string; path: string | null }[];
+  subtasks: { id: string; label: string; state: string; worker: string; attempt: number; duration_ms: number; error: string }[];
+  errors: { input: string; code: string; message: string }[];
+}
+
+export function jobToJson(job: Job, paths?: Map<string, string>): JobJson {
+  return {
+    id: job.id,
+    kind: job.kind,
+    state: shortState(job.state),
+    message: job.message,
+    progress: job.progress,
+    created_at: new Date(Number(job.created_at_ms)).toISOString(),
+    finished_at: Number(job.finished_at_ms) ? new Date(Number(job.finished_at_ms)).toISOString() : null,
+    inputs: job.inputs.map((i) => ({ name: i.name, size: Number(i.size) })),
+    outputs: job.outputs.map((o) => ({ name: o.name, size: Number(o.size), sha256: o.sha256, source: o.source, path: paths?.get(o.name) ?? null })),
+    subtasks: job.subtasks.map((s) => ({ id: s.id, label: s.label, state: shortState(s.state), worker: s.worker, attempt: s.attempt, duration_ms: Number(s.duration_ms), error: s.error })),
+    errors: job.errors.map((e) => ({ input: e.input, code: e.code, message: e.message })),
+  };
+}
+
+export function printJobHuman(job: Job, paths?: Map<string, string>, out = process.stdout): void {
+  const secs = Number(job.finished_at_ms) && Number(job.created_at_ms) ? ((Number(job.finished_at_ms) - Number(job.created_at_ms)) / 1000).toFixed(2) : '-';
+  out.write(`job ${job.id}  ${job.kind}  ${shortState(job.state)}  (${secs} s)\n`);
+  if (job.message) out.write(`  ${job.message}\n`);
+  for (const o of job.outputs) out.write(`  output ${o.name}  ${fmtBytes(Number(o.size))}${paths?.get(o.name) ? `  -> ${paths.get(o.name)}` : ''}\n`);
+  const byWorker = new Map<string, number>();
+  for (const s of job.subtasks) if (s.worker) byWorker.set(s.worker, (byWorker.get(s.worker) ?? 0) + 1);
+  if (byWorker.size > 0) out.write(`  subtasks: ${job.subtasks.length} (${[...byWorker].map(([w, n]) => `${w}: ${n}`).join(', ')})\n`);
+  for (const e of job.errors) out.write(`  error ${e.input ? `${e.input}: ` : ''}${e.code}: ${e.message}\n`);
+}
+
+export function printJobsTable(jobs: Job[], out = process.stdout): void {
+  out.write(`${'ID'.padEnd(38)}${'KIND'.padEnd(12)}${'STATE'.padEnd(22)}${'PROGRESS'.padEnd(10)}CREATED\n`);
+  for (const j of jobs) {
+    out.write(`${j.id.padEnd(38)}${j.kind.padEnd(12)}${shortState(j.state).padEnd(22)}${`${Math.round(j.progress * 100)}%`.padEnd(10)}${new Date(Number(j.created_at_ms)).toISOString()}\n`);
+  }
+}
+
+export function printWorkersTable(workers: WorkerInfo[], out = process.stdout): void {
+  out.write(`${'NAME'.padEnd(28)}${'STATE'.padEnd(13)}${'SLOTS'.padEnd(8)}${'DONE'.padEnd(7)}${'FAILED'.padEnd(8)}${'LOAD'.padEnd(7)}KINDS\n`);
+  for (const w of workers) {
+    out.write(
+      `${w.name.padEnd(28)}${w.state.padEnd(13)}${`${w.slots_used}/${w.slots}`.padEnd(8)}${String(w.subtasks_done).padEnd(7)}${String(w.subtasks_failed).padEnd(8)}${w.load.toFixed(2).padEnd(7)}${w.capabilities?.kinds.join(',') ?? ''}\n`,
+    );
+  }
+}
+
+export function fmtBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+/** Progress display: a bar on a terminal, plain lines otherwise (logs, CI, pipes). */
+export class ProgressView {
+  private bar: cliProgress.SingleBar | undefined;
+  private lastLine = 0;
+  private lastPct = -1;
+
+  constructor(private readonly stream: NodeJS.WriteStream = process.stderr, private readonly enabled = true) {}
+
+  private get tty(): boolean {
+    return Boolean(this.stream.isTTY) && this.enabled;
+  }
+
+  start(label: string): void {
+    if (!this.enabled) return;
+    if (this.tty) {
+      this.bar = new cliProgress.SingleBar({ format: `${label} [{bar}] {percentage}% | {status}`, stream: this.stream, hideCursor: true }, cliProgress.Presets.shades_classic);
+      this.bar.start(100, 0, { status: 'starting' });
+    } else {
+      this.stream.write(`${label}\n`);
+    }
+  }
+
+  update(fraction: number, status: string): void {
+    if (!this.enabled) return;
+    const pct = Math.round(fraction * 100);
+    if (this.bar) {
+      this.bar.update(pct, { status: status.slice(0, 60) });
+      return;
+    }
+    // Plain lines: at most one per second, or on a 10% step.
+    const now = Date.now();
+    if (pct !== this.lastPct && (now - this.lastLine > 1000 || Math.floor(pct / 10) !== Math.floor(this.lastPct / 10))) {
+      this.stream.write(`progress ${pct}% ${status}\n`);
+      this.lastLine = now;
+      this.lastPct = pct;
+    }
+  }
+
+  event(e: JobEvent): void {
+    if (e.type === 'progress' || e.type === 'subtask_state' || e.type === 'job_state') {
+      const status = e.subtask ? `${e.subtask.label} ${shortState(e.subtask.state)}${e.subtask.worker ? ` @${e.subtask.worker}` : ''}` : e.message;
+      this.update(e.type === 'job_state' && e.final ? 1 : e.progress || this.lastPct / 100 || 0, status);
+    }
+  }
+
+  stop(): void {
+    this.bar?.stop();
+    this.bar = undefined;
+  }
+}

@@ -1,0 +1,133 @@
+/** Builds typed job specs from CLI flags. No raw ffmpeg arguments or filter strings, ever. */
+import { InvalidArgumentError } from 'commander';
+import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
+
+export const num = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
+  return n;
+};
+
+export const int = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be a whole number, got "${v}"`);
+  return n;
+};
+
+function pair(name: string, v: string, sep: RegExp): [number, number] {
+  const parts = v.split(sep).map(Number);
+  if (parts.length !== 2 || parts.some((n) => !Number.isFinite(n))) throw new InvalidArgumentError(`${name} must look like A,B, got "${v}"`);
+  return [parts[0]!, parts[1]!];
+}
+
+export function cropOption(v: string): { left: number; top: number; width: number; height: number } {
+  const parts = v.split(',').map(Number);
+  if (parts.length !== 4 || parts.some((n) => !Number.isInteger(n) || n < 0)) throw new InvalidArgumentError(`--crop must be LEFT,TOP,WIDTH,HEIGHT, got "${v}"`);
+  const [left, top, width, height] = parts as [number, number, number, number];
+  return { left, top, width, height };
+}
+
+export function trimOption(v: string): { start: number; end: number } {
+  const [start, end] = pair('--trim', v, /,/);
+  return { start, end };
+}
+
+type Opts = Record<string, unknown>;
+
+const common = (o: Opts): Pick<JobSpec, 'label' | 'priority' | 'max_attempts'> => ({
+  label: (o['label'] as string | undefined) ?? '',
+  priority: (o['priority'] as number | undefined) ?? 0,
+  max_attempts: (o['maxAttempts'] as number | undefined) ?? 0,
+});
+
+export function imageSpec(o: Opts): JobSpec {
+  return {
+    ...common(o),
+    image: {
+      width: o['width'] as number | undefined,
+      height: o['height'] as number | undefined,
+      fit: o['fit'] as string | undefined,
+      no_enlarge: o['enlarge'] === false,
+      crop: o['crop'] as JobSpec['image'] extends infer T ? (T extends { crop?: infer C } ? C : never) : never,
+      rotate: o['rotate'] as number | undefined,
+      flip: Boolean(o['flip']),
+      flop: Boolean(o['flop']),
+      blur: o['blur'] as number | undefined,
+      sharpen: Boolean(o['sharpen']),
+      grayscale: Boolean(o['grayscale']),
+      brightness: o['brightness'] as number | undefined,
+      saturation: o['saturation'] as number | undefined,
+      hue: o['hue'] as number | undefined,
+      format: o['format'] as string | undefined,
+      quality: o['quality'] as number | undefined,
+      keep_metadata: Boolean(o['keepMetadata']),
+      no_auto_orient: o['autoOrient'] === false,
+      tile_size: o['tile'] as number | undefined,
+      tiled_output: o['pyramid'] as string | undefined,
+    },
+  };
+}
+
+export function videoSpec(o: Opts): JobSpec {
+  return {
+    ...common(o),
+    video: {
+      codec: o['codec'] as string | undefined,
+      crf: o['crf'] as number | undefined,
+      bitrate: o['bitrate'] as string | undefined,
+      preset: o['preset'] as string | undefined,
+      width: o['width'] as number | undefined,
+      height: o['height'] as number | undefined,
+      fps: o['fps'] as number | undefined,
+      audio_codec: o['audioCodec'] as string | undefined,
+      audio_bitrate: o['audioBitrate'] as string | undefined,
+      container: o['container'] as string | undefined,
+      segment_seconds: o['segmentSeconds'] as number | undefined,
+    },
+  };
+}
+
+export function thumbnailsSpec(o: Opts): JobSpec {
+  return {
+    ...common(o),
+    thumbnails: {
+      every: o['every'] as number | undefined,
+      count: o['count'] as number | undefined,
+      width: o['width'] as number | undefined,
+      format: o['format'] as string | undefined,
+      sprite: o['sprite'] as string | undefined,
+    },
+  };
+}
+
+export function audioSpec(o: Opts): JobSpec {
+  const loudness = o['loudness'] as number | undefined;
+  return {
+    ...common(o),
+    audio: {
+      codec: o['codec'] as string | undefined,
+      bitrate: o['bitrate'] as string | undefined,
+      sample_rate: o['sampleRate'] as number | undefined,
+      channels: o['channels'] as number | undefined,
+      trim: o['trim'] as { start: number; end: number } | undefined,
+      fade_in: o['fadeIn'] as number | undefined,
+      fade_out: o['fadeOut'] as number | undefined,
+      normalize: loudness !== undefined || Boolean(o['normalize']),
+      loudness,
+      true_peak: o['truePeak'] as number | undefined,
+      waveform: Boolean(o['waveform']),
+      segment_seconds: o['segmentSeconds'] as number | undefined,
+    },
+  };
+}
+
+export function passthroughSpec(o: Opts): JobSpec {
+  return {
+    ...common(o),
+    passthrough: {
+      subtasks: o['subtasks'] as number | undefined,
+      work_ms: o['workMs'] as number | undefined,
+      fail_first_attempts: o['failFirstAttempts'] as number | undefined,
+    },
+  };
+}

@@ -1,0 +1,64 @@
+/** `tessera submit KIND ...`: upload, watch with progress, download, report. */
+import path from 'node:path';
+import { stat } from 'node:fs/promises';
+import { TesseraClient, type Job } from '../client.js';
+import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
+import { ProgressView, jobToJson, printJobHuman, shortState } from './output.js';
+
+export interface SubmitFlags {
+  coordinator?: string;
+  json?: boolean;
+  wait?: boolean;
+  output?: string;
+  progress?: boolean;
+}
+
+/** Exit codes: 0 succeeded, 1 failed or cancelled, 2 usage or connection error, 3 partially succeeded. */
+export function exitCodeFor(job: Job): number {
+  const s = shortState(job.state);
+  if (s === 'succeeded') return 0;
+  if (s === 'partially_succeeded') return 3;
+  return 1;
+}
+
+export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFlags): Promise<number> {
+  for (const f of files) {
+    const st = await stat(f).catch(() => undefined);
+    if (!st?.isFile()) throw new UsageError(`${f}: no such file`);
+  }
+  if (flags.wait !== false && !flags.output) throw new UsageError('-o, --output DIR is required (or use --no-wait)');
+  const client = new TesseraClient(flags.coordinator ? { address: flags.coordinator } : {});
+  const view = new ProgressView(process.stderr, !flags.json && flags.progress !== false);
+  try {
+    view.start(`uploading ${files.length} file(s)`);
+    const total = (await Promise.all(files.map((f) => stat(f)))).reduce((n, s) => n + s.size, 0);
+    let done = 0;
+    let last = '';
+    const job = await client.submit(spec, files, {
+      onUpload: (p) => {
+        if (p.file !== last) last = p.file;
+        done += 0;
+        view.update(Math.min(1, (done + p.sentBytes) / Math.max(1, total)), `upload ${p.file}`);
+        if (p.sentBytes === p.totalBytes) done += p.totalBytes;
+      },
+    });
+    view.stop();
+    if (flags.wait === false) {
+      process.stdout.write(flags.json ? `${JSON.stringify(jobToJson(job))}\n` : `${job.id}\n`);
+      return 0;
+    }
+    view.start(`job ${job.id.slice(0, 8)} (${job.kind})`);
+    const finished = await client.wait(job.id, (e) => view.event(e));
+    view.stop();
+    const outDir = path.resolve(flags.output!);
+    const paths = finished.outputs.length > 0 ? await client.download(finished.id, outDir) : new Map<string, string>();
+    if (flags.json) process.stdout.write(`${JSON.stringify(jobToJson(finished, paths))}\n`);
+    else printJobHuman(finished, paths);
+    return exitCodeFor(finished);
+  } finally {
+    view.stop();
+    client.close();
+  }
+}
+
+export class UsageError extends Error {}

@@ -1,0 +1,127 @@
+/**
+ * Starts a real coordinator and real worker processes on loopback (ephemeral ports), as separate
+ * OS processes running this package's CLI. Used by `tessera demo`, the tests and the benchmarks.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TesseraClient } from './client.js';
+
+/** Path of the compiled CLI entry point (dist/client/cli.js). */
+export const CLI_PATH = fileURLToPath(new URL('./cli.js', import.meta.url));
+
+export interface LocalClusterOptions {
+  workers?: number;
+  slots?: number;
+  /** Extra coordinator flags, e.g. ['--ttl-ms', '2000']. */
+  coordinatorArgs?: string[];
+  workerArgs?: string[];
+  dataDir?: string;
+  env?: NodeJS.ProcessEnv;
+  logLevel?: string;
+  /** Where child stderr goes: 'ignore' (default), 'inherit', or a callback per line. */
+  onLog?: (who: string, line: string) => void;
+}
+
+export interface ManagedProcess {
+  name: string;
+  child: ChildProcess;
+  exited: Promise<number | null>;
+}
+
+export class LocalCluster {
+  address = '';
+  dataDir = '';
+  coordinator: ManagedProcess | undefined;
+  readonly workers: ManagedProcess[] = [];
+  client!: TesseraClient;
+  private ownsDataDir = false;
+  private workerSeq = 0;
+
+  constructor(private readonly opts: LocalClusterOptions = {}) {}
+
+  async start(): Promise<this> {
+    this.ownsDataDir = !this.opts.dataDir;
+    this.dataDir = this.opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'tessera-cluster-')));
+    await this.startCoordinator();
+    this.client = new TesseraClient({ address: this.address });
+    for (let i = 0; i < (this.opts.workers ?? 2); i++) this.startWorker();
+    await this.waitForWorkers(this.opts.workers ?? 2);
+    return this;
+  }
+
+  /** Starts (or restarts, on the same data dir and port) the coordinator. */
+  async startCoordinator(listen = this.address || '127.0.0.1:0'): Promise<void> {
+    const proc = this.spawn('coordinator', ['coordinator', '--listen', listen, '--data-dir', this.dataDir, ...(this.opts.coordinatorArgs ?? [])]);
+    this.coordinator = proc;
+    this.address = await new Promise<string>((resolve, reject) => {
+      let buf = '';
+      const onData = (d: Buffer): void => {
+        buf += d.toString();
+        const m = /listening on (\S+)/.exec(buf);
+        if (m) {
+          proc.child.stdout?.off('data', onData);
+          resolve(m[1]!);
+        }
+      };
+      proc.child.stdout?.on('data', onData);
+      void proc.exited.then((code) => reject(new Error(`coordinator exited with ${code} before listening`)));
+    });
+  }
+
+  startWorker(name = `worker-${++this.workerSeq}`, extra: string[] = []): ManagedProcess {
+    const proc = this.spawn(name, ['worker', '--coordinator', this.address, '--name', name, '--slots', String(this.opts.slots ?? 1), ...(this.opts.workerArgs ?? []), ...extra]);
+    this.workers.push(proc);
+    return proc;
+  }
+
+  /** Waits until `n` workers are active. */
+  async waitForWorkers(n: number, timeoutMs = 30_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const workers = await this.client.listWorkers().catch(() => []);
+      if (workers.filter((w) => w.state === 'active').length >= n) return;
+      if (Date.now() > until) throw new Error(`only ${workers.length} of ${n} workers registered within ${timeoutMs} ms`);
+      await sleep(100);
+    }
+  }
+
+  private spawn(name: string, args: string[]): ManagedProcess {
+    const child = spawn(process.execPath, [CLI_PATH, ...args], {
+      env: { ...process.env, TESSERA_LOG_LEVEL: this.opts.logLevel ?? 'warn', ...this.opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let buf = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      if (!this.opts.onLog) return;
+      buf += d.toString();
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        this.opts.onLog(name, buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+      }
+    });
+    child.stdout?.resume();
+    return { name, child, exited };
+  }
+
+  /** Stops every process (SIGKILL after a short grace) and removes the data dir it created. */
+  async stop(): Promise<void> {
+    this.client?.close();
+    const all = [...this.workers, ...(this.coordinator ? [this.coordinator] : [])];
+    await Promise.all(
+      all.map(async (p) => {
+        if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+        p.child.kill('SIGTERM');
+        const t = setTimeout(() => p.child.kill('SIGKILL'), 3000);
+        await p.exited;
+        clearTimeout(t);
+      }),
+    );
+    if (this.ownsDataDir) await rm(this.dataDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,146 @@
+/** The coordinator process: gRPC server, job store, spool, registry, scheduler. */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import { HEARTBEAT_MS, MAX_ATTEMPTS, SERVER_CHANNEL_OPTIONS, SUBTASK_TIMEOUT_MS, WORKER_TTL_MS } from '../shared/config.js';
+import type { Logger } from '../shared/logger.js';
+import { loadTesseraProto } from '../shared/proto.js';
+import { JobManager } from './job-manager.js';
+import { jobServiceHandlers } from './job-service.js';
+import { Spool } from './spool.js';
+import { JobStore } from './store.js';
+import { WorkerRegistry } from './worker-registry.js';
+import { workerServiceHandlers } from './worker-service.js';
+
+export interface CoordinatorOptions {
+  /** host:port to listen on (port 0 = any free port). */
+  listen: string;
+  dataDir: string;
+  log: Logger;
+  heartbeatMs?: number;
+  ttlMs?: number;
+  maxAttempts?: number;
+  subtaskTimeoutMs?: number;
+  retryBaseMs?: number;
+  maxFileBytes?: number;
+  maxJobBytes?: number;
+  maxInputs?: number;
+  /** How long `close()` waits for in-flight calls before forcing. */
+  shutdownGraceMs?: number;
+}
+
+type Lifecycle = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+const SERVICES = ['tessera.v1.JobService', 'tessera.v1.WorkerService'];
+
+export class Coordinator {
+  private state: Lifecycle = 'new';
+  private server: grpc.Server | undefined;
+  private store: JobStore | undefined;
+  private jobs: JobManager | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+  private readonly health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(SERVICES.map((s) => [s, 'NOT_SERVING'])) });
+  /** The bound address, e.g. 127.0.0.1:41234. */
+  address = '';
+
+  constructor(private readonly opts: CoordinatorOptions) {}
+
+  get manager(): JobManager {
+    if (!this.jobs) throw new Error('coordinator not started');
+    return this.jobs;
+  }
+
+  async start(): Promise<string> {
+    if (this.state !== 'new') throw new Error(`cannot start a coordinator that is ${this.state}`);
+    this.state = 'starting';
+    const { opts } = this;
+    const log = opts.log;
+    await mkdir(opts.dataDir, { recursive: true });
+    this.store = new JobStore(path.join(opts.dataDir, 'tessera.db'));
+    const spool = new Spool(path.join(opts.dataDir, 'spool'));
+    const registry = new WorkerRegistry();
+    const ttlMs = opts.ttlMs ?? WORKER_TTL_MS;
+    const heartbeatMs = opts.heartbeatMs ?? HEARTBEAT_MS;
+    this.jobs = new JobManager(this.store, spool, registry, log, {
+      maxAttempts: opts.maxAttempts ?? MAX_ATTEMPTS,
+      subtaskTimeoutMs: opts.subtaskTimeoutMs ?? SUBTASK_TIMEOUT_MS,
+      retryBaseMs: opts.retryBaseMs ?? 500,
+    });
+    const { proto, packageDefinition } = loadTesseraProto();
+    const server = new grpc.Server(SERVER_CHANNEL_OPTIONS);
+    this.server = server;
+    const limits = {
+      maxFileBytes: opts.maxFileBytes ?? 64 * 1024 ** 3,
+      maxJobBytes: opts.maxJobBytes ?? 256 * 1024 ** 3,
+      maxInputs: opts.maxInputs ?? 10_000,
+    };
+    server.addService(proto.tessera.v1.JobService.service, jobServiceHandlers(this.jobs, spool, log, limits, () => 'local'));
+    server.addService(proto.tessera.v1.WorkerService.service, workerServiceHandlers(this.jobs, spool, log, { heartbeatMs, ttlMs, maxOutputBytes: limits.maxJobBytes }, () => undefined));
+    this.health.addToServer(server);
+    new ReflectionService(packageDefinition).addToServer(server);
+
+    const port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(opts.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    });
+    const host = opts.listen.slice(0, opts.listen.lastIndexOf(':'));
+    this.address = `${host}:${port}`;
+    const resumed = this.jobs.resume();
+    // Failure detection: a worker silent past the TTL is lost and its leases go back to the queue.
+    this.sweepTimer = setInterval(() => {
+      const jobs = this.jobs!;
+      for (const w of registry.expired(ttlMs)) jobs.onWorkerLost(w, `no heartbeat for ${ttlMs} ms`);
+      registry.prune(10 * 60_000);
+    }, Math.min(500, Math.max(50, Math.floor(ttlMs / 5))));
+    this.sweepTimer.unref();
+    this.setServing(true);
+    this.state = 'running';
+    log.info({ address: this.address, dataDir: opts.dataDir, resumed }, 'coordinator listening');
+    return this.address;
+  }
+
+  private setServing(serving: boolean): void {
+    const s = serving ? 'SERVING' : 'NOT_SERVING';
+    this.health.setStatus('', s);
+    for (const name of SERVICES) this.health.setStatus(name, s);
+  }
+
+  /** Stops accepting work, persists, and shuts the server down (forcing after the grace period). Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.state = 'stopping';
+      this.setServing(false);
+      if (this.sweepTimer) clearInterval(this.sweepTimer);
+      const steps: [string, () => Promise<void> | void][] = [
+        ['job manager', () => this.jobs?.close()],
+        ['server', () => shutdown(this.server, this.opts.shutdownGraceMs ?? 5000)],
+        ['store', () => this.store?.close()],
+      ];
+      for (const [name, step] of steps) {
+        try {
+          await step();
+        } catch (err) {
+          this.opts.log.error({ err, step: name }, 'shutdown step failed');
+        }
+      }
+      this.state = 'stopped';
+    })();
+    return this.closing;
+  }
+}
+
+function shutdown(server: grpc.Server | undefined, graceMs: number): Promise<void> {
+  if (!server) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,63 @@
+/** Per-job event log with live subscribers; persisted through the store. */
+import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
+import type { JobStore } from './store.js';
+import { jobStateEnum, toSubtaskInfo, type JobRecord, type SubtaskRecord } from './model.js';
+
+type Listener = (event: JobEvent) => void;
+
+export class EventLog {
+  private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly global = new Set<Listener>();
+  /** Last progress event time per subtask, to throttle progress events. */
+  private readonly lastProgress = new Map<string, number>();
+
+  constructor(private readonly store: JobStore) {}
+
+  subscribe(jobId: string, listener: Listener): () => void {
+    let set = this.listeners.get(jobId);
+    if (!set) this.listeners.set(jobId, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.listeners.delete(jobId);
+    };
+  }
+
+  /** Every event of every job (metrics, dashboard). Returns the unsubscribe function. */
+  subscribeAll(listener: Listener): () => void {
+    this.global.add(listener);
+    return () => this.global.delete(listener);
+  }
+
+  private emit(job: JobRecord, partial: Omit<JobEvent, 'seq' | 'time_ms' | 'job_id'>): JobEvent {
+    job.seq += 1;
+    const event: JobEvent = { seq: String(job.seq), time_ms: String(Date.now()), job_id: job.id, job_state: jobStateEnum(job.state), ...partial };
+    this.store.appendEvent(event);
+    this.store.saveJob(job);
+    const set = this.listeners.get(job.id);
+    if (set) for (const l of [...set]) l(event);
+    for (const l of this.global) l(event);
+    return event;
+  }
+
+  jobState(job: JobRecord, message: string, final = false): void {
+    this.emit(job, { type: 'job_state', message, final, progress: final ? 1 : 0 });
+  }
+
+  subtaskState(job: JobRecord, s: SubtaskRecord, message = '', progress = 0): void {
+    this.lastProgress.delete(s.id);
+    this.emit(job, { type: 'subtask_state', subtask: toSubtaskInfo(s), message, progress });
+  }
+
+  /** Progress events, at most 4 per second per subtask. */
+  progress(job: JobRecord, s: SubtaskRecord, jobProgress: number, message: string): void {
+    const now = Date.now();
+    if (now - (this.lastProgress.get(s.id) ?? 0) < 250) return;
+    this.lastProgress.set(s.id, now);
+    this.emit(job, { type: 'progress', subtask: toSubtaskInfo(s), progress: jobProgress, message });
+  }
+
+  log(job: JobRecord, message: string): void {
+    this.emit(job, { type: 'log', message });
+  }
+}

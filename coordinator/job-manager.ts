@@ -1,0 +1,590 @@
+/**
+ * Job lifecycle on the coordinator: plan -> schedule -> collect results -> merge (-> next phase)
+ * -> publish. Owns the in-memory records, persists them through the store, emits events.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir, rename, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { TesseraError, describeError, isAbortError, notFound, failedPrecondition } from '../shared/errors.js';
+import type { CoordinatorKind, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../shared/job-kind.js';
+import type { Logger } from '../shared/logger.js';
+import { safeFileName } from '../shared/names.js';
+import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
+import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
+import { sha256File } from '../shared/streams.js';
+import { EventLog } from './events.js';
+import { coordinatorKinds } from './kinds/index.js';
+import { TERMINAL_JOB_STATES, jobProgress, type JobRecord, type JobState, type SubtaskRecord } from './model.js';
+import { Scheduler } from './scheduler.js';
+import type { Spool } from './spool.js';
+import type { JobStore } from './store.js';
+import { WorkerRegistry, type WorkerSession } from './worker-registry.js';
+
+export interface JobManagerOptions {
+  maxAttempts: number;
+  subtaskTimeoutMs: number;
+  /** Base of the exponential retry backoff. */
+  retryBaseMs: number;
+}
+
+interface ActiveJob {
+  record: JobRecord;
+  kind: CoordinatorKind;
+  params: unknown;
+  subtasks: SubtaskRecord[];
+  controller: AbortController;
+  /** Highest phase whose merge has started (guards against merging a phase twice). */
+  mergedPhase: number;
+}
+
+export class JobManager {
+  readonly scheduler = new Scheduler();
+  readonly events: EventLog;
+  private readonly jobs = new Map<string, JobRecord>();
+  private readonly active = new Map<string, ActiveJob>();
+  private readonly subtasks = new Map<string, SubtaskRecord>();
+  private dispatchScheduled = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: JobStore,
+    private readonly spool: Spool,
+    readonly registry: WorkerRegistry,
+    private readonly log: Logger,
+    private readonly opts: JobManagerOptions,
+  ) {
+    this.events = new EventLog(store);
+  }
+
+  /** Validates a spec: known kind, typed params. Returns the kind and normalised params. */
+  validateSpec(spec: JobSpec__Output): { kind: CoordinatorKind; params: unknown } {
+    const kindName = spec.params;
+    if (!kindName) throw new TesseraError(status.INVALID_ARGUMENT, 'spec.params: no job kind given (set one of image, video, thumbnails, audio, passthrough)');
+    const kind = coordinatorKinds.get(kindName);
+    if (!kind) throw new TesseraError(status.INVALID_ARGUMENT, `spec.params: job kind "${kindName}" is not supported by this coordinator`);
+    if (spec.max_attempts > 20) throw new TesseraError(status.INVALID_ARGUMENT, 'spec.max_attempts: must be at most 20');
+    const params = kind.validate((spec as unknown as Record<string, unknown>)[kindName], spec);
+    return { kind, params };
+  }
+
+  newJob(spec: JobSpec__Output, owner: string): JobRecord {
+    const { kind } = this.validateSpec(spec);
+    const now = Date.now();
+    return {
+      id: randomUUID(),
+      kind: kind.name,
+      state: 'queued',
+      spec,
+      inputs: [],
+      outputs: [],
+      errors: [],
+      createdAt: now,
+      startedAt: 0,
+      finishedAt: 0,
+      message: 'receiving inputs',
+      owner,
+      phase: 0,
+      seq: 0,
+      maxAttempts: spec.max_attempts || this.opts.maxAttempts,
+    };
+  }
+
+  /** Registers an accepted job (inputs already spooled) and starts planning it. */
+  accept(job: JobRecord): void {
+    this.jobs.set(job.id, job);
+    job.message = 'planning';
+    this.events.jobState(job, `accepted ${job.inputs.length} input(s)`);
+    void this.start(job);
+  }
+
+  get(jobId: string): JobRecord {
+    const job = this.jobs.get(jobId);
+    if (!job) throw notFound(`job ${jobId} not found`);
+    return job;
+  }
+
+  subtasksOf(jobId: string): SubtaskRecord[] {
+    return this.active.get(jobId)?.subtasks ?? this.store.subtasksOf(jobId);
+  }
+
+  /** Logged events of a job after `afterSeq`, oldest first. */
+  eventsAfter(jobId: string, afterSeq: number): JobEvent[] {
+    return this.store.eventsAfter(jobId, afterSeq);
+  }
+
+  list(): JobRecord[] {
+    return [...this.jobs.values()];
+  }
+
+  private async start(job: JobRecord, resumeSubtasks?: SubtaskRecord[]): Promise<void> {
+    let kind: CoordinatorKind;
+    let params: unknown;
+    try {
+      ({ kind, params } = this.validateSpec(job.spec));
+    } catch (err) {
+      this.finish(job, 'failed', describeError(err));
+      return;
+    }
+    const active: ActiveJob = { record: job, kind, params, subtasks: resumeSubtasks ?? [], controller: new AbortController(), mergedPhase: -1 };
+    this.active.set(job.id, active);
+    this.scheduler.addJob(job.id, kind.name, job.spec.priority, job.createdAt);
+    if (resumeSubtasks && resumeSubtasks.length > 0) {
+      for (const s of resumeSubtasks) this.subtasks.set(s.id, s);
+      const current = resumeSubtasks.filter((s) => s.phase === job.phase);
+      const pending = current.filter((s) => s.state === 'pending' || s.state === 'running');
+      for (const s of pending) {
+        s.state = 'pending';
+        s.workerId = '';
+        this.store.saveSubtask(s);
+      }
+      if (pending.length > 0) {
+        this.scheduler.enqueue(pending);
+        this.requestDispatch();
+      } else {
+        void this.phaseDone(active);
+      }
+      return;
+    }
+    try {
+      const ctx = this.planContext(active);
+      const { subtasks, errors } = await kind.plan(ctx);
+      if (errors) job.errors.push(...errors);
+      if (subtasks.length === 0) {
+        await this.finishWithOutputs(active, []);
+        return;
+      }
+      this.addSubtasks(active, subtasks, 0);
+    } catch (err) {
+      this.failJob(active, err, 'planning failed');
+    }
+  }
+
+  private planContext(active: ActiveJob) {
+    const job = active.record;
+    const cluster = this.registry.activeCount(job.kind);
+    return {
+      jobId: job.id,
+      params: active.params,
+      spec: job.spec,
+      inputs: job.inputs,
+      cluster: { workers: cluster.workers, slots: cluster.slots, encoders: cluster.encoders },
+      workDir: this.spool.workDir(job.id),
+      signal: active.controller.signal,
+      log: this.log.child({ job: job.id }),
+    };
+  }
+
+  private addSubtasks(active: ActiveJob, plans: SubtaskPlan[], phase: number): void {
+    const job = active.record;
+    job.phase = phase;
+    const created: SubtaskRecord[] = plans.map((p, index) => ({
+      ...p,
+      id: `${job.id.slice(0, 8)}-${phase}-${index}-${randomUUID().slice(0, 6)}`,
+      jobId: job.id,
+      index,
+      phase,
+      state: 'pending',
+      attempt: 0,
+      workerId: '',
+      worker: '',
+      progress: 0,
+      startedAt: 0,
+      durationMs: 0,
+      notBefore: 0,
+      itemErrors: [],
+      outputs: [],
+      result: undefined,
+      speculative: false,
+      timeoutMs: p.timeoutMs ?? this.opts.subtaskTimeoutMs,
+    }));
+    for (const s of created) {
+      active.subtasks.push(s);
+      this.subtasks.set(s.id, s);
+      this.store.saveSubtask(s);
+    }
+    job.message = `phase ${phase}: ${created.length} subtask(s)`;
+    this.events.log(job, job.message);
+    this.scheduler.enqueue(created);
+    this.requestDispatch();
+  }
+
+  /** Coalesces dispatch requests into one pass per event-loop turn. */
+  requestDispatch(): void {
+    if (this.dispatchScheduled) return;
+    this.dispatchScheduled = true;
+    setImmediate(() => {
+      this.dispatchScheduled = false;
+      this.dispatch();
+    });
+  }
+
+  private dispatch(): void {
+    const now = Date.now();
+    const workers = this.registry.schedulable(now);
+    if (workers.length > 0) {
+      const assignments = this.scheduler.dispatch(workers, now, (w, s, kind) => canRun(w, s, kind));
+      for (const { subtask, worker } of assignments) this.assign(subtask, worker);
+    }
+    this.armRetryTimer(now);
+  }
+
+  private armRetryTimer(now: number): void {
+    const next = this.scheduler.nextRetryAt(now);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (next !== Infinity) {
+      this.retryTimer = setTimeout(() => this.requestDispatch(), Math.max(5, next - now));
+      this.retryTimer.unref();
+    }
+  }
+
+  private assign(s: SubtaskRecord, w: WorkerSession): void {
+    const active = this.active.get(s.jobId);
+    if (!active || s.state !== 'pending') return;
+    const job = active.record;
+    s.attempt += 1;
+    s.state = 'running';
+    s.workerId = w.id;
+    s.worker = w.name;
+    s.progress = 0;
+    s.startedAt = Date.now();
+    w.leases.set(s.id, s.attempt);
+    if (job.state === 'queued') {
+      job.state = 'running';
+      job.startedAt = Date.now();
+      this.events.jobState(job, 'running');
+    }
+    this.store.saveSubtask(s);
+    this.events.subtaskState(job, s, `attempt ${s.attempt} on ${w.name}`, jobProgress(job, active.subtasks));
+    const sent = this.registry.send(w, {
+      assign: {
+        subtask_id: s.id,
+        job_id: s.jobId,
+        attempt: s.attempt,
+        kind: job.kind,
+        spec: job.spec,
+        plan_json: JSON.stringify(s.plan ?? null),
+        inputs: s.inputs.map((f) => ({ name: f.name, size: String(f.size), sha256: f.sha256, inline: false })),
+        timeout_ms: s.timeoutMs ?? this.opts.subtaskTimeoutMs,
+        phase: s.phase,
+      },
+    });
+    if (!sent) this.releaseLease(w, s, 'worker unreachable', true);
+  }
+
+  /** Current lease check (fencing): is `attempt` the live attempt of `subtaskId` held by `workerId`? */
+  leaseIsCurrent(subtaskId: string, attempt: number, workerId: string): SubtaskRecord | undefined {
+    const s = this.subtasks.get(subtaskId);
+    if (!s || s.state !== 'running' || s.attempt !== attempt || s.workerId !== workerId) return undefined;
+    return s;
+  }
+
+  onProgress(w: WorkerSession, subtaskId: string, attempt: number, fraction: number, message: string): void {
+    const s = this.leaseIsCurrent(subtaskId, attempt, w.id);
+    if (!s) return;
+    s.progress = Math.max(0, Math.min(1, fraction));
+    const active = this.active.get(s.jobId);
+    if (active) this.events.progress(active.record, s, jobProgress(active.record, active.subtasks), message);
+  }
+
+  /** A worker reported the end of an attempt. Stale attempts are discarded (fencing). */
+  onResult(
+    w: WorkerSession,
+    r: { subtaskId: string; attempt: number; ok: boolean; outputs: SpoolFile[]; itemErrors: ItemFailure[]; error?: ItemFailure; retryable: boolean; result: unknown },
+  ): void {
+    const s = this.leaseIsCurrent(r.subtaskId, r.attempt, w.id);
+    if (w.leases.get(r.subtaskId) === r.attempt) w.leases.delete(r.subtaskId);
+    if (!s) {
+      this.log.warn({ worker: w.name, subtask: r.subtaskId, attempt: r.attempt }, 'discarded result of a stale attempt');
+      this.requestDispatch();
+      return;
+    }
+    const active = this.active.get(s.jobId)!;
+    s.durationMs = Date.now() - s.startedAt;
+    if (r.ok) {
+      w.done++;
+      s.state = 'succeeded';
+      s.progress = 1;
+      s.outputs = r.outputs;
+      s.itemErrors = r.itemErrors;
+      s.result = r.result;
+      s.error = undefined;
+      this.store.saveSubtask(s);
+      this.events.subtaskState(active.record, s, 'done', jobProgress(active.record, active.subtasks));
+    } else {
+      w.failed++;
+      this.noteWorkerFailure(w);
+      this.retryOrFail(active, s, r.error ?? { input: '', code: 'UNKNOWN', message: 'failed' }, r.retryable);
+    }
+    this.requestDispatch();
+    this.checkPhase(active);
+  }
+
+  private noteWorkerFailure(w: WorkerSession): void {
+    const now = Date.now();
+    w.recentFailures = w.recentFailures.filter((t) => now - t < 60_000);
+    w.recentFailures.push(now);
+    if (w.recentFailures.length >= 5 && w.state === 'active') {
+      w.state = 'quarantined';
+      w.quarantinedUntil = now + 30_000;
+      w.recentFailures = [];
+      this.log.warn({ worker: w.name }, 'worker quarantined for 30 s after 5 failures in a minute');
+    }
+  }
+
+  private retryOrFail(active: ActiveJob, s: SubtaskRecord, error: ItemFailure, retryable: boolean): void {
+    const job = active.record;
+    if (retryable && s.attempt < job.maxAttempts) {
+      s.state = 'pending';
+      s.workerId = '';
+      s.error = error;
+      // Exponential backoff with full jitter.
+      const backoff = this.opts.retryBaseMs * 2 ** (s.attempt - 1);
+      s.notBefore = Date.now() + Math.round(backoff * (0.5 + Math.random() * 0.5));
+      this.store.saveSubtask(s);
+      this.events.subtaskState(job, s, `attempt ${s.attempt} failed (${error.code}: ${error.message}); retrying`);
+      this.scheduler.enqueue([s]);
+      return;
+    }
+    s.state = 'failed';
+    s.error = error;
+    this.store.saveSubtask(s);
+    this.events.subtaskState(job, s, `failed: ${error.code}: ${error.message}`);
+  }
+
+  /** Takes a lease back from a worker (lost, unreachable, draining past its grace). */
+  releaseLease(w: WorkerSession, s: SubtaskRecord, reason: string, retryable: boolean): void {
+    w.leases.delete(s.id);
+    const active = this.active.get(s.jobId);
+    if (!active || s.state !== 'running' || s.workerId !== w.id) return;
+    this.retryOrFail(active, s, { input: s.items.length === 1 ? s.items[0]! : '', code: 'UNAVAILABLE', message: reason }, retryable);
+    this.checkPhase(active);
+    this.requestDispatch();
+  }
+
+  onWorkerLost(w: WorkerSession, reason: string): void {
+    if (w.state === 'lost') return;
+    w.state = 'lost';
+    w.lostAt = Date.now();
+    w.call = undefined;
+    this.log.warn({ worker: w.name, leases: w.leases.size, reason }, 'worker lost');
+    for (const [subtaskId] of [...w.leases]) {
+      const s = this.subtasks.get(subtaskId);
+      if (s) this.releaseLease(w, s, `worker ${w.name} lost: ${reason}`, true);
+    }
+    w.leases.clear();
+  }
+
+  private checkPhase(active: ActiveJob): void {
+    const current = active.subtasks.filter((s) => s.phase === active.record.phase);
+    if (current.every((s) => s.state === 'succeeded' || s.state === 'failed')) void this.phaseDone(active);
+  }
+
+  private async phaseDone(active: ActiveJob): Promise<void> {
+    const job = active.record;
+    if (TERMINAL_JOB_STATES.has(job.state)) return;
+    const phase = job.phase;
+    if (active.mergedPhase >= phase) return;
+    active.mergedPhase = phase;
+    const outcomes = active.subtasks.map((s) => toOutcome(s));
+    const results = outcomes.filter((o) => o.phase === phase);
+    for (const o of results) {
+      job.errors.push(...o.itemErrors);
+      if (!o.ok && o.error) {
+        const items = o.items.length > 0 ? o.items : [''];
+        for (const input of items) job.errors.push({ ...o.error, input: o.error.input || input });
+      }
+    }
+    job.errors = dedupeErrors(job.errors);
+    job.message = `merging phase ${phase}`;
+    this.store.saveJob(job);
+    try {
+      const outputDir = this.spool.outputDir(job.id);
+      await mkdir(outputDir, { recursive: true });
+      const merged = await active.kind.merge({ ...this.planContext(active), phase, results, history: outcomes.filter((o) => o.phase < phase), outputDir });
+      if (TERMINAL_JOB_STATES.has(job.state)) return;
+      if (merged.errors) job.errors = dedupeErrors([...job.errors, ...merged.errors]);
+      if (merged.next && merged.next.length > 0) {
+        this.addSubtasks(active, merged.next, phase + 1);
+        return;
+      }
+      await this.finishWithOutputs(active, merged.outputs ?? []);
+    } catch (err) {
+      this.failJob(active, err, 'merge failed');
+    }
+  }
+
+  private async finishWithOutputs(active: ActiveJob, outputs: { name: string; path: string; source: string; contentType?: string }[]): Promise<void> {
+    const job = active.record;
+    try {
+      const seen = new Set<string>();
+      for (const o of outputs) {
+        const name = safeFileName(o.name, 'output name');
+        if (seen.has(name)) throw new TesseraError(status.INTERNAL, `two outputs are named ${name}`);
+        seen.add(name);
+        // Outputs live in the job's output folder: intermediates (subtask spools) are removed later.
+        const dest = path.join(this.spool.outputDir(job.id), name);
+        if (path.resolve(o.path) !== dest) await rename(o.path, dest);
+        // Verify before publishing: the file exists, and its checksum is what downloads will carry.
+        const st = await stat(dest);
+        job.outputs.push({ name, path: dest, size: st.size, sha256: await sha256File(dest), source: o.source, contentType: o.contentType ?? contentTypeOf(name) });
+      }
+    } catch (err) {
+      this.failJob(active, err, 'publishing outputs failed');
+      return;
+    }
+    const state: JobState = job.outputs.length === 0 && job.errors.length > 0 ? 'failed' : job.errors.length > 0 ? 'partially_succeeded' : 'succeeded';
+    const message =
+      state === 'succeeded'
+        ? `${job.outputs.length} output(s)`
+        : state === 'failed'
+          ? job.errors.map((e) => (e.input ? `${e.input}: ${e.message}` : e.message)).join('; ') || 'no outputs'
+          : `${job.outputs.length} output(s), ${job.errors.length} error(s)`;
+    this.finish(job, state, message);
+  }
+
+  private failJob(active: ActiveJob, err: unknown, what: string): void {
+    const job = active.record;
+    if (TERMINAL_JOB_STATES.has(job.state)) return;
+    if (isAbortError(err)) return;
+    const e = err instanceof TesseraError ? err : undefined;
+    if (!e) this.log.error({ err, job: job.id }, what);
+    const message = e ? e.message : `${what}: internal error (see the coordinator log)`;
+    job.errors.push({ input: e?.input ?? '', code: e ? e.codeName : 'INTERNAL', message });
+    this.finish(job, 'failed', message);
+  }
+
+  private finish(job: JobRecord, state: JobState, message: string): void {
+    if (TERMINAL_JOB_STATES.has(job.state)) return;
+    const active = this.active.get(job.id);
+    job.state = state;
+    job.message = message;
+    job.finishedAt = Date.now();
+    this.scheduler.removeJob(job.id);
+    if (active) {
+      for (const s of active.subtasks) {
+        this.cancelRunning(s, `job ${state}`);
+        this.subtasks.delete(s.id);
+      }
+      active.controller.abort(new DOMException(`job ${state}`, 'AbortError'));
+      this.active.delete(job.id);
+    }
+    this.events.jobState(job, message, true);
+    this.store.flush();
+    this.log.info({ job: job.id, state, outputs: job.outputs.length, errors: job.errors.length }, 'job finished');
+    if (state === 'succeeded' || state === 'partially_succeeded' || state === 'cancelled' || state === 'failed') {
+      void this.spool.removeIntermediates(job.id).catch(() => undefined);
+    }
+  }
+
+  private cancelRunning(s: SubtaskRecord, reason: string): void {
+    if (s.state === 'pending') {
+      s.state = 'cancelled';
+      this.store.saveSubtask(s);
+      return;
+    }
+    if (s.state !== 'running') return;
+    const w = this.registry.get(s.workerId);
+    if (w) {
+      w.leases.delete(s.id);
+      this.registry.send(w, { cancel: { subtask_id: s.id, attempt: s.attempt, reason } });
+    }
+    s.state = 'cancelled';
+    this.store.saveSubtask(s);
+  }
+
+  cancel(jobId: string): JobRecord {
+    const job = this.get(jobId);
+    if (TERMINAL_JOB_STATES.has(job.state)) throw failedPrecondition(`job ${jobId} has already ${job.state === 'cancelled' ? 'been cancelled' : 'finished'}`);
+    this.finish(job, 'cancelled', 'cancelled by the client');
+    this.requestDispatch();
+    return job;
+  }
+
+  /** Restores jobs from the store after a restart and resumes the unfinished ones. */
+  resume(): number {
+    const { jobs, subtasks } = this.store.loadAll();
+    let resumed = 0;
+    for (const job of jobs) {
+      this.jobs.set(job.id, job);
+      if (TERMINAL_JOB_STATES.has(job.state)) continue;
+      resumed++;
+      this.events.log(job, 'coordinator restarted: resuming');
+      void this.start(job, subtasks.get(job.id) ?? []);
+    }
+    return resumed;
+  }
+
+  outputPath(jobId: string, name: string): { path: string; size: number; sha256: string } {
+    const job = this.get(jobId);
+    const out = job.outputs.find((o) => o.name === name);
+    if (!out) {
+      if (!TERMINAL_JOB_STATES.has(job.state)) throw failedPrecondition(`job ${jobId} is ${job.state}: outputs are available when it has finished`);
+      throw notFound(`job ${jobId} has no output named ${name}`);
+    }
+    return out;
+  }
+
+  /** Spool path of a subtask input, if the attempt is current. */
+  taskInput(subtaskId: string, attempt: number, workerId: string, name: string): SpoolFile {
+    const s = this.leaseIsCurrent(subtaskId, attempt, workerId);
+    if (!s) throw new TesseraError(status.FAILED_PRECONDITION, `subtask ${subtaskId} attempt ${attempt} is not leased to this worker`, { retryable: false });
+    const f = s.inputs.find((i) => i.name === name);
+    if (!f) throw notFound(`subtask ${subtaskId} has no input named ${name}`);
+    return f;
+  }
+
+  subtaskOutputPath(s: SubtaskRecord, name: string): string {
+    return path.join(this.spool.subtaskDir(s.jobId, s.id), `a${s.attempt}`, safeFileName(name, 'output name'));
+  }
+
+  close(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    for (const a of this.active.values()) a.controller.abort(new DOMException('coordinator shutting down', 'AbortError'));
+  }
+}
+
+function canRun(w: WorkerSession, s: SubtaskRecord, kind: string): boolean {
+  if (!w.kinds.has(kind)) return false;
+  const enc = s.requires?.encoders;
+  if (enc) for (const e of enc) if (!w.encoders.has(e)) return false;
+  return true;
+}
+
+function toOutcome(s: SubtaskRecord): SubtaskOutcome {
+  return {
+    index: s.index,
+    phase: s.phase,
+    label: s.label,
+    plan: s.plan,
+    items: s.items,
+    ok: s.state === 'succeeded',
+    outputs: s.outputs,
+    itemErrors: s.itemErrors,
+    ...(s.state === 'succeeded' ? {} : { error: s.error ?? { input: '', code: 'UNKNOWN', message: 'did not finish' } }),
+    result: s.result,
+    worker: s.worker,
+  };
+}
+
+function dedupeErrors(errors: ItemFailure[]): ItemFailure[] {
+  const seen = new Set<string>();
+  return errors.filter((e) => {
+    const key = `${e.input}\u0000${e.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  jpg: 'image/jpeg', jpeg: 'image/jpeg', png: 'image/png', webp: 'image/webp', avif: 'image/avif', tif: 'image/tiff', tiff: 'image/tiff', gif: 'image/gif',
+  mp4: 'video/mp4', mkv: 'video/x-matroska', webm: 'video/webm', mov: 'video/quicktime',
+  m4a: 'audio/mp4', aac: 'audio/aac', mp3: 'audio/mpeg', opus: 'audio/ogg', ogg: 'audio/ogg', flac: 'audio/flac', wav: 'audio/wav',
+  json: 'application/json', vtt: 'text/vtt', dzi: 'application/xml', zip: 'application/zip',
+};
+
+function contentTypeOf(name: string): string {
+  return CONTENT_TYPES[name.slice(name.lastIndexOf('.') + 1).toLowerCase()] ?? 'application/octet-stream';
+}

@@ -1,0 +1,168 @@
+/** JobService: the client-facing gRPC API. */
+import type * as grpc from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
+import { TesseraError, invalidArgument, failedPrecondition } from '../shared/errors.js';
+import { clientStream, serverStream, unary } from '../shared/grpc-handlers.js';
+import type { Logger } from '../shared/logger.js';
+import { safeFileName } from '../shared/names.js';
+import type { JobServiceHandlers } from '../shared/proto/generated/tessera/v1/JobService.js';
+import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
+import type { OutputChunk } from '../shared/proto/generated/tessera/v1/OutputChunk.js';
+import type { SubmitJobRequest__Output } from '../shared/proto/generated/tessera/v1/SubmitJobRequest.js';
+import { readChunks } from '../shared/streams.js';
+import type { JobManager } from './job-manager.js';
+import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord } from './model.js';
+import type { Spool } from './spool.js';
+
+export interface JobServiceLimits {
+  maxFileBytes: number;
+  maxJobBytes: number;
+  maxInputs: number;
+}
+
+export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, limits: JobServiceLimits, identify: (md: grpc.Metadata) => string): JobServiceHandlers {
+  return {
+    SubmitJob: clientStream<SubmitJobRequest__Output, ReturnType<typeof toJobMessage>>(log, async (messages, ctx) => {
+      const owner = identify(ctx.metadata);
+      const iterator = messages[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      if (first.done || first.value.msg !== 'spec' || !first.value.spec) throw invalidArgument('the first SubmitJob message must be the job spec');
+      const job = jobs.newJob(first.value.spec, owner);
+      await spool.prepareJob(job.id);
+      try {
+        await receiveInputs(job, iterator, spool, limits, ctx.signal);
+      } catch (err) {
+        await spool.removeJob(job.id);
+        throw err;
+      }
+      if (job.inputs.length === 0 && job.kind !== 'passthrough') throw invalidArgument('a job needs at least one input file');
+      jobs.accept(job);
+      log.info({ job: job.id, kind: job.kind, inputs: job.inputs.length, owner }, 'job accepted');
+      return toJobMessage(job, jobs.subtasksOf(job.id));
+    }),
+
+    WatchJob: serverStream(log, (req: { job_id: string; after_seq: string }, ctx) => watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal)),
+
+    GetJob: unary(log, async (req: { job_id: string; include_subtasks: boolean }) => {
+      const job = jobs.get(req.job_id);
+      return toJobMessage(job, jobs.subtasksOf(job.id));
+    }),
+
+    ListJobs: unary(log, async (req: { limit: number; state: string }) => {
+      const wanted = req.state ? jobStateFromEnum(req.state) : undefined;
+      if (req.state && !wanted) throw invalidArgument(`state: unknown job state "${req.state}"`);
+      const list = jobs
+        .list()
+        .filter((j) => !wanted || j.state === wanted)
+        .sort((a, b) => b.createdAt - a.createdAt)
+        .slice(0, req.limit || 50);
+      return { jobs: list.map((j) => toJobMessage(j, undefined)) };
+    }),
+
+    CancelJob: unary(log, async (req: { job_id: string }) => {
+      const job = jobs.cancel(req.job_id);
+      return toJobMessage(job, jobs.subtasksOf(job.id));
+    }),
+
+    DownloadOutput: serverStream(log, (req: { job_id: string; name: string; offset: string }, ctx) => download(jobs, req, ctx.signal)),
+
+    ListWorkers: unary(log, async () => ({ workers: jobs.registry.all().map((w) => jobs.registry.toInfo(w)) })),
+  };
+}
+
+async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRequest__Output>, spool: Spool, limits: JobServiceLimits, signal: AbortSignal): Promise<void> {
+  let total = 0;
+  let next = await iterator.next();
+  while (!next.done) {
+    const msg = next.value;
+    if (msg.msg !== 'input' || !msg.input) throw invalidArgument(`expected an input header, got "${msg.msg ?? 'nothing'}"`);
+    const name = safeFileName(msg.input.name, 'input name');
+    if (job.inputs.some((i) => i.name === name)) throw invalidArgument(`input name "${name}" is used twice in this job`);
+    if (job.inputs.length >= limits.maxInputs) throw new TesseraError(status.RESOURCE_EXHAUSTED, `a job may have at most ${limits.maxInputs} inputs`);
+    const declared = Number(msg.input.size || 0);
+    if (declared > limits.maxFileBytes) throw new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: ${declared} bytes is over the per-file limit of ${limits.maxFileBytes} bytes`, { input: name });
+    let trailer: string | undefined;
+    let pendingHeader: IteratorResult<SubmitJobRequest__Output> | undefined;
+    async function* chunks(): AsyncGenerator<Buffer> {
+      for (;;) {
+        const r = await iterator.next();
+        if (r.done) {
+          pendingHeader = r;
+          return;
+        }
+        if (r.value.msg === 'data' && r.value.data) {
+          total += r.value.data.length;
+          if (total > limits.maxJobBytes) throw new TesseraError(status.RESOURCE_EXHAUSTED, `the job's inputs are over the per-job limit of ${limits.maxJobBytes} bytes`, { input: name });
+          yield r.value.data;
+        } else if (r.value.msg === 'input_end') {
+          trailer = r.value.input_end?.sha256 || undefined;
+          return;
+        } else {
+          // A new header without an input_end: the previous input is complete.
+          pendingHeader = r;
+          return;
+        }
+      }
+    }
+    const file = spool.inputPath(job.id, name);
+    const { size, sha256 } = await spool.writeAtomic(file, chunks(), { maxBytes: limits.maxFileBytes, expectedSha256: () => trailer, what: `input ${name}`, signal });
+    if (declared && declared !== size) throw invalidArgument(`input ${name}: header said ${declared} bytes but ${size} arrived`, name);
+    job.inputs.push({ name, path: file, size, sha256 });
+    next = pendingHeader ?? (await iterator.next());
+  }
+}
+
+async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal: AbortSignal): AsyncGenerator<JobEvent> {
+  const job = jobs.get(jobId);
+  // Subscribe before replaying so nothing falls between the replay and the live stream.
+  const queue: JobEvent[] = [];
+  let wake: (() => void) | undefined;
+  const unsubscribe = jobs.events.subscribe(jobId, (e) => {
+    queue.push(e);
+    wake?.();
+  });
+  const onAbort = (): void => wake?.();
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    let last = afterSeq;
+    for (const e of jobs.eventsAfter(jobId, afterSeq)) {
+      last = Number(e.seq);
+      yield e;
+      if (e.final) return;
+    }
+    if (TERMINAL_JOB_STATES.has(job.state) && last >= job.seq) return;
+    for (;;) {
+      while (queue.length > 0) {
+        const e = queue.shift()!;
+        if (Number(e.seq) <= last) continue;
+        last = Number(e.seq);
+        yield e;
+        if (e.final) return;
+      }
+      if (signal.aborted) return;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      wake = undefined;
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    unsubscribe();
+  }
+}
+
+async function* download(jobs: JobManager, req: { job_id: string; name: string; offset: string }, signal: AbortSignal): AsyncGenerator<OutputChunk> {
+  const out = jobs.outputPath(req.job_id, req.name);
+  const offset = Number(req.offset || 0);
+  if (offset > out.size) throw failedPrecondition(`offset ${offset} is past the end of ${req.name} (${out.size} bytes)`);
+  let position = offset;
+  if (offset === out.size) {
+    yield { data: Buffer.alloc(0), offset: String(offset), total_size: String(out.size), sha256: out.sha256 };
+    return;
+  }
+  for await (const chunk of readChunks(out.path, offset, signal)) {
+    const end = position + chunk.length;
+    yield { data: chunk, offset: String(position), total_size: String(out.size), sha256: end >= out.size ? out.sha256 : '' };
+    position = end;
+  }
+}

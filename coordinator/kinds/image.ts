@@ -1,0 +1,87 @@
+/**
+ * `image` — one pipeline applied to each of N images. The planner groups images into subtasks by
+ * count and bytes so that both small and large batches spread evenly over the workers.
+ */
+import type { CoordinatorKind, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
+import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
+import { withExtension } from '../../shared/names.js';
+
+/** What a batch subtask is told: which inputs, and the output name of each. */
+export interface ImageBatchPlan {
+  type: 'batch';
+  items: { input: string; output: string }[];
+}
+
+const MAX_ITEMS_PER_SUBTASK = 16;
+const MAX_BYTES_PER_SUBTASK = 48 * 1024 * 1024;
+
+/**
+ * Output names: the input's base name with the new extension; when two inputs would collide
+ * (`a.png`, `a.jpg` -> `a.webp`), the full input name is kept as the base (`a.png.webp`).
+ */
+export function outputNames(inputs: string[], ext: (input: string) => string): Map<string, string> {
+  const proposed = inputs.map((i) => withExtension(i, ext(i)));
+  const counts = new Map<string, number>();
+  for (const n of proposed) counts.set(n, (counts.get(n) ?? 0) + 1);
+  return new Map(inputs.map((i, k) => [i, counts.get(proposed[k]!)! > 1 ? `${i}.${ext(i)}` : proposed[k]!]));
+}
+
+/** Groups files into subtasks: bounded by count and bytes, at least ~2 per slot, balanced by size (LPT). */
+export function groupBatches(files: SpoolFile[], slots: number): SpoolFile[][] {
+  if (files.length === 0) return [];
+  const bytes = files.reduce((n, f) => n + f.size, 0);
+  const groups = Math.min(
+    files.length,
+    Math.max(Math.ceil(files.length / MAX_ITEMS_PER_SUBTASK), Math.ceil(bytes / MAX_BYTES_PER_SUBTASK), Math.max(1, slots) * 2),
+  );
+  const bins = Array.from({ length: groups }, () => ({ files: [] as SpoolFile[], bytes: 0 }));
+  for (const f of [...files].sort((a, b) => b.size - a.size)) {
+    let best = bins[0]!;
+    for (const b of bins) if (b.bytes < best.bytes || (b.bytes === best.bytes && b.files.length < best.files.length)) best = b;
+    best.files.push(f);
+    best.bytes += f.size;
+  }
+  return bins.filter((b) => b.files.length > 0).map((b) => b.files);
+}
+
+const EXT_BY_FORMAT: Record<string, string> = { jpeg: 'jpg', png: 'png', webp: 'webp', avif: 'avif', tiff: 'tif' };
+
+export const imageKind: CoordinatorKind<ImageParams> = {
+  name: 'image',
+  validate: (params) => validateImageParams(params),
+  async plan({ params, inputs, cluster }) {
+    // Without an explicit format the worker keeps the input's family; the name follows the same rule.
+    const ext = (input: string): string => EXT_BY_FORMAT[params.format] ?? guessExtension(input);
+    const names = outputNames(inputs.map((i) => i.name), ext);
+    const subtasks: SubtaskPlan[] = groupBatches(inputs, cluster.slots).map((group) => {
+      const plan: ImageBatchPlan = { type: 'batch', items: group.map((f) => ({ input: f.name, output: names.get(f.name)! })) };
+      const first = group[0]!.name;
+      return {
+        label: group.length === 1 ? first : `${group.length} images (${first}, ...)`,
+        inputs: group,
+        plan,
+        weight: group.reduce((n, f) => n + f.size, 0),
+        items: group.map((f) => f.name),
+      };
+    });
+    return { subtasks };
+  },
+  async merge({ results }) {
+    const outputs = results.flatMap((r) => r.outputs.map((o) => ({ name: o.name, path: o.path, source: sourceOf(r.plan as ImageBatchPlan, o.name) })));
+    return { outputs };
+  },
+};
+
+function sourceOf(plan: ImageBatchPlan, output: string): string {
+  return plan.items.find((i) => i.output === output)?.input ?? '';
+}
+
+/** The extension the worker will produce when no format is requested (it keeps the input's family). */
+function guessExtension(input: string): string {
+  const ext = input.slice(input.lastIndexOf('.') + 1).toLowerCase();
+  if (ext === 'jpeg' || ext === 'jpg') return 'jpg';
+  if (ext === 'png' || ext === 'webp' || ext === 'avif') return ext;
+  if (ext === 'tif' || ext === 'tiff') return 'tif';
+  if (ext === 'heic' || ext === 'heif') return 'avif';
+  return 'jpg';
+}

@@ -1,0 +1,127 @@
+/** The coordinator's records of jobs and subtasks, and their conversion to wire messages. */
+import type { ItemFailure, SpoolFile, SubtaskPlan } from '../shared/job-kind.js';
+import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
+import type { Job } from '../shared/proto/generated/tessera/v1/Job.js';
+import type { SubtaskInfo } from '../shared/proto/generated/tessera/v1/SubtaskInfo.js';
+
+export type JobState = 'queued' | 'running' | 'succeeded' | 'partially_succeeded' | 'failed' | 'cancelled';
+export type SubtaskState = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+export const TERMINAL_JOB_STATES: ReadonlySet<JobState> = new Set(['succeeded', 'partially_succeeded', 'failed', 'cancelled']);
+
+export interface OutputRecord {
+  name: string;
+  path: string;
+  size: number;
+  sha256: string;
+  source: string;
+  contentType: string;
+}
+
+export interface JobRecord {
+  id: string;
+  kind: string;
+  state: JobState;
+  spec: JobSpec__Output;
+  inputs: SpoolFile[];
+  outputs: OutputRecord[];
+  errors: ItemFailure[];
+  createdAt: number;
+  startedAt: number;
+  finishedAt: number;
+  message: string;
+  owner: string;
+  /** Current phase (0 = the planner's subtasks). */
+  phase: number;
+  /** Last event sequence number. */
+  seq: number;
+  maxAttempts: number;
+}
+
+export interface SubtaskRecord extends Omit<SubtaskPlan, 'plan'> {
+  id: string;
+  jobId: string;
+  index: number;
+  phase: number;
+  plan: unknown;
+  state: SubtaskState;
+  /** Current attempt number (the fencing token); 0 = never assigned. */
+  attempt: number;
+  /** Worker id and name holding the current lease. */
+  workerId: string;
+  worker: string;
+  progress: number;
+  startedAt: number;
+  durationMs: number;
+  /** Earliest time of the next attempt (retry backoff). */
+  notBefore: number;
+  error?: ItemFailure | undefined;
+  itemErrors: ItemFailure[];
+  outputs: SpoolFile[];
+  result: unknown;
+  /** Finished durations of earlier attempts, for straggler detection. */
+  speculative: boolean;
+}
+
+const JOB_STATE_ENUM: Record<JobState, Job['state']> = {
+  queued: 'JOB_STATE_QUEUED',
+  running: 'JOB_STATE_RUNNING',
+  succeeded: 'JOB_STATE_SUCCEEDED',
+  partially_succeeded: 'JOB_STATE_PARTIALLY_SUCCEEDED',
+  failed: 'JOB_STATE_FAILED',
+  cancelled: 'JOB_STATE_CANCELLED',
+};
+
+export const jobStateEnum = (s: JobState): NonNullable<Job['state']> => JOB_STATE_ENUM[s]!;
+
+export function jobStateFromEnum(name: string): JobState | undefined {
+  const found = (Object.entries(JOB_STATE_ENUM) as [JobState, string][]).find(([, v]) => v === name || v === `JOB_STATE_${name.toUpperCase()}`);
+  return found?.[0];
+}
+
+export function toSubtaskInfo(s: SubtaskRecord): SubtaskInfo {
+  return {
+    id: s.id,
+    index: s.index,
+    phase: s.phase,
+    state: `SUBTASK_STATE_${s.state.toUpperCase()}` as SubtaskInfo['state'],
+    worker: s.worker,
+    attempt: s.attempt,
+    label: s.label,
+    progress: s.progress,
+    duration_ms: String(s.durationMs),
+    speculative: s.speculative,
+    error: s.error ? `${s.error.code}: ${s.error.message}` : '',
+  };
+}
+
+export function toJobMessage(job: JobRecord, subtasks: SubtaskRecord[] | undefined): Job {
+  return {
+    id: job.id,
+    kind: job.kind,
+    state: jobStateEnum(job.state),
+    spec: job.spec,
+    inputs: job.inputs.map((i) => ({ name: i.name, size: String(i.size), sha256: i.sha256 })),
+    outputs: job.outputs.map((o) => ({ name: o.name, size: String(o.size), sha256: o.sha256, source: o.source, content_type: o.contentType })),
+    subtasks: subtasks?.map(toSubtaskInfo) ?? [],
+    errors: job.errors.map((e) => ({ input: e.input, code: e.code, message: e.message })),
+    progress: jobProgress(job, subtasks),
+    created_at_ms: String(job.createdAt),
+    started_at_ms: String(job.startedAt),
+    finished_at_ms: String(job.finishedAt),
+    message: job.message,
+    last_event_seq: String(job.seq),
+    owner: job.owner,
+  };
+}
+
+export function jobProgress(job: JobRecord, subtasks: SubtaskRecord[] | undefined): number {
+  if (TERMINAL_JOB_STATES.has(job.state)) return job.state === 'cancelled' ? 0 : 1;
+  if (!subtasks || subtasks.length === 0) return 0;
+  const current = subtasks.filter((s) => s.phase === job.phase);
+  if (current.length === 0) return 0;
+  let sum = 0;
+  for (const s of current) sum += s.state === 'succeeded' || s.state === 'failed' ? 1 : s.progress;
+  // Later phases (merges) are usually short: the current phase carries 95% of the bar.
+  return Math.min(0.99, (sum / current.length) * 0.95);
+}

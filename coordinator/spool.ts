@@ -1,0 +1,86 @@
+/**
+ * The coordinator's spool: job inputs, subtask outputs and job outputs as files in the data dir.
+ * Writes are atomic (temp file + rename), so a crash never leaves a half-written file under a
+ * final name.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { finished } from 'node:stream/promises';
+import { status } from '@grpc/grpc-js';
+import { TesseraError, dataLoss } from '../shared/errors.js';
+import { newSha256, writeWithBackpressure } from '../shared/streams.js';
+
+export class Spool {
+  constructor(readonly root: string) {}
+
+  jobDir(jobId: string): string {
+    return path.join(this.root, 'jobs', jobId);
+  }
+  inputPath(jobId: string, name: string): string {
+    return path.join(this.jobDir(jobId), 'in', name);
+  }
+  subtaskDir(jobId: string, subtaskId: string): string {
+    return path.join(this.jobDir(jobId), 'st', subtaskId);
+  }
+  outputDir(jobId: string): string {
+    return path.join(this.jobDir(jobId), 'out');
+  }
+  workDir(jobId: string): string {
+    return path.join(this.jobDir(jobId), 'work');
+  }
+
+  async prepareJob(jobId: string): Promise<void> {
+    await Promise.all(['in', 'st', 'out', 'work'].map((d) => mkdir(path.join(this.jobDir(jobId), d), { recursive: true })));
+  }
+
+  async removeJob(jobId: string): Promise<void> {
+    await rm(this.jobDir(jobId), { recursive: true, force: true });
+  }
+
+  /** Removes intermediates once the job's outputs are published (inputs and outputs stay). */
+  async removeIntermediates(jobId: string): Promise<void> {
+    await Promise.all(['st', 'work'].map((d) => rm(path.join(this.jobDir(jobId), d), { recursive: true, force: true })));
+  }
+
+  /**
+   * Streams chunks into `dest` atomically, hashing on the way. Enforces `maxBytes`; when
+   * `expectedSha256` is given, a mismatch is a retryable DATA_LOSS and nothing is kept.
+   */
+  async writeAtomic(
+    dest: string,
+    chunks: AsyncIterable<Buffer>,
+    opts: { maxBytes?: number; expectedSha256?: () => string | undefined; what: string; signal?: AbortSignal },
+  ): Promise<{ size: number; sha256: string }> {
+    await mkdir(path.dirname(dest), { recursive: true });
+    const tmp = `${dest}.${randomUUID().slice(0, 8)}.tmp`;
+    const out = createWriteStream(tmp);
+    const hash = newSha256();
+    let size = 0;
+    try {
+      for await (const chunk of chunks) {
+        size += chunk.length;
+        if (opts.maxBytes !== undefined && size > opts.maxBytes) {
+          throw new TesseraError(status.RESOURCE_EXHAUSTED, `${opts.what} is larger than the limit of ${opts.maxBytes} bytes`, { retryable: false });
+        }
+        hash.update(chunk);
+        await writeWithBackpressure(out, chunk, opts.signal);
+      }
+      out.end();
+      await finished(out);
+      const sha256 = hash.digest('hex');
+      const expected = opts.expectedSha256?.();
+      if (expected && expected !== sha256) throw dataLoss(`${opts.what}: checksum mismatch (sent ${expected}, received ${sha256})`);
+      await rename(tmp, dest);
+      return { size, sha256 };
+    } catch (err) {
+      out.destroy();
+      await rm(tmp, { force: true });
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
+        throw new TesseraError(status.RESOURCE_EXHAUSTED, `${opts.what}: the coordinator's disk is full`, { retryable: true });
+      }
+      throw err;
+    }
+  }
+}

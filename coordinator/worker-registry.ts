@@ -1,0 +1,108 @@
+/** Registered workers: sessions, heartbeats, leases and failure detection. */
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { Capabilities__Output } from '../shared/proto/generated/tessera/v1/Capabilities.js';
+import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
+import type { WorkerMessage__Output } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
+import type { WorkerInfo } from '../shared/proto/generated/tessera/v1/WorkerInfo.js';
+
+export type WorkerState = 'active' | 'draining' | 'lost' | 'quarantined';
+
+export interface WorkerSession {
+  id: string;
+  name: string;
+  instanceId: string;
+  address: string;
+  slots: number;
+  capabilities: Capabilities__Output;
+  kinds: ReadonlySet<string>;
+  encoders: ReadonlySet<string>;
+  state: WorkerState;
+  lastHeartbeat: number;
+  connectedAt: number;
+  /** subtask id -> attempt currently leased to this worker. */
+  leases: Map<string, number>;
+  call: ServerDuplexStream<WorkerMessage__Output, CoordinatorMessage> | undefined;
+  load: number;
+  done: number;
+  failed: number;
+  /** Times of recent failures, for quarantine. */
+  recentFailures: number[];
+  quarantinedUntil: number;
+  lostAt: number;
+}
+
+export class WorkerRegistry {
+  private readonly sessions = new Map<string, WorkerSession>();
+
+  add(session: WorkerSession): void {
+    this.sessions.set(session.id, session);
+  }
+
+  get(id: string): WorkerSession | undefined {
+    return this.sessions.get(id);
+  }
+
+  all(): WorkerSession[] {
+    return [...this.sessions.values()];
+  }
+
+  /** Workers that can take new work now. */
+  schedulable(now = Date.now()): WorkerSession[] {
+    const out: WorkerSession[] = [];
+    for (const w of this.sessions.values()) {
+      if (w.state === 'quarantined' && w.quarantinedUntil <= now) w.state = 'active';
+      if (w.state === 'active' && w.leases.size < w.slots) out.push(w);
+    }
+    return out;
+  }
+
+  /** Workers silent for longer than ttlMs (still marked active or draining). */
+  expired(ttlMs: number, now = Date.now()): WorkerSession[] {
+    return this.all().filter((w) => w.state !== 'lost' && now - w.lastHeartbeat > ttlMs);
+  }
+
+  /** Forgets lost workers after a while so listings stay short. */
+  prune(keepLostMs: number, now = Date.now()): void {
+    for (const [id, w] of this.sessions) if (w.state === 'lost' && now - w.lostAt > keepLostMs) this.sessions.delete(id);
+  }
+
+  activeCount(kind?: string): { workers: number; slots: number; encoders: Set<string> } {
+    let workers = 0;
+    let slots = 0;
+    const encoders = new Set<string>();
+    for (const w of this.sessions.values()) {
+      if (w.state === 'lost') continue;
+      if (kind && !w.kinds.has(kind)) continue;
+      workers++;
+      slots += w.slots;
+      for (const e of w.encoders) encoders.add(e);
+    }
+    return { workers, slots, encoders };
+  }
+
+  send(w: WorkerSession, msg: CoordinatorMessage): boolean {
+    if (!w.call || w.state === 'lost') return false;
+    try {
+      w.call.write(msg);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  toInfo(w: WorkerSession): WorkerInfo {
+    return {
+      id: w.id,
+      name: w.name,
+      address: w.address,
+      state: w.state,
+      slots: w.slots,
+      slots_used: w.leases.size,
+      last_heartbeat_ms: String(w.lastHeartbeat),
+      capabilities: w.capabilities,
+      subtasks_done: String(w.done),
+      subtasks_failed: String(w.failed),
+      load: w.load,
+    };
+  }
+}

@@ -1,0 +1,220 @@
+/** WorkerService: registration, heartbeats and assignments on `Connect`; bulk bytes on side streams. */
+import { randomUUID } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
+import { TesseraError, dataLoss, invalidArgument } from '../shared/errors.js';
+import { clientStream, serverStream } from '../shared/grpc-handlers.js';
+import type { SpoolFile } from '../shared/job-kind.js';
+import type { Logger } from '../shared/logger.js';
+import { safeFileName } from '../shared/names.js';
+import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
+import type { DataChunk } from '../shared/proto/generated/tessera/v1/DataChunk.js';
+import type { SubtaskResult__Output } from '../shared/proto/generated/tessera/v1/SubtaskResult.js';
+import type { UploadTaskOutputRequest__Output } from '../shared/proto/generated/tessera/v1/UploadTaskOutputRequest.js';
+import type { WorkerMessage__Output } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
+import type { WorkerServiceHandlers } from '../shared/proto/generated/tessera/v1/WorkerService.js';
+import { readChunks, sha256 } from '../shared/streams.js';
+import type { JobManager } from './job-manager.js';
+import type { Spool } from './spool.js';
+import type { WorkerSession } from './worker-registry.js';
+
+export const WORKER_ID_HEADER = 'x-tessera-worker-id';
+
+export interface WorkerServiceOptions {
+  heartbeatMs: number;
+  ttlMs: number;
+  maxOutputBytes: number;
+}
+
+export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, opts: WorkerServiceOptions, authorize: (md: grpc.Metadata) => void): WorkerServiceHandlers {
+  const registry = jobs.registry;
+  /** Files uploaded per (subtask, attempt), waiting for the result message that names them. */
+  const uploaded = new Map<string, Map<string, SpoolFile>>();
+  const uploadKey = (subtaskId: string, attempt: number): string => `${subtaskId}#${attempt}`;
+
+  function sessionOf(md: grpc.Metadata): WorkerSession {
+    authorize(md);
+    const id = String(md.get(WORKER_ID_HEADER)[0] ?? '');
+    const w = registry.get(id);
+    if (!w || w.state === 'lost') throw new TesseraError(status.UNAUTHENTICATED, 'unknown or expired worker session: reconnect first', { retryable: false });
+    return w;
+  }
+
+  async function handleResult(w: WorkerSession, r: SubtaskResult__Output): Promise<void> {
+    const key = uploadKey(r.subtask_id, r.attempt);
+    const files = uploaded.get(key) ?? new Map<string, SpoolFile>();
+    uploaded.delete(key);
+    const s = jobs.leaseIsCurrent(r.subtask_id, r.attempt, w.id);
+    const outputs: SpoolFile[] = [];
+    let ok = r.ok;
+    let error = r.ok ? undefined : { input: '', code: r.error_code || 'UNKNOWN', message: r.error_message || 'failed' };
+    let retryable = r.retryable;
+    if (s && r.ok) {
+      try {
+        for (const o of r.outputs) {
+          const name = safeFileName(o.name, 'output name');
+          if (o.inline) {
+            const data = o.inline_data;
+            if (o.sha256 && sha256(data) !== o.sha256) throw dataLoss(`output ${name} of subtask ${s.id}: checksum mismatch`);
+            const file = jobs.subtaskOutputPath(s, name);
+            await mkdir(path.dirname(file), { recursive: true });
+            await writeFile(file, data);
+            outputs.push({ name, path: file, size: data.length, sha256: o.sha256 || sha256(data) });
+          } else {
+            const f = files.get(name);
+            if (!f) throw dataLoss(`output ${name} of subtask ${s.id} was announced but never uploaded`);
+            if (o.sha256 && o.sha256 !== f.sha256) throw dataLoss(`output ${name} of subtask ${s.id}: checksum mismatch`);
+            outputs.push(f);
+          }
+        }
+      } catch (err) {
+        ok = false;
+        const e = err instanceof TesseraError ? err : dataLoss(String(err));
+        error = { input: '', code: e.codeName, message: e.message };
+        retryable = e.retryable;
+      }
+    }
+    let result: unknown;
+    try {
+      result = r.result_json ? JSON.parse(r.result_json) : undefined;
+    } catch {
+      result = undefined;
+    }
+    jobs.onResult(w, {
+      subtaskId: r.subtask_id,
+      attempt: r.attempt,
+      ok,
+      outputs,
+      itemErrors: r.item_errors.map((e) => ({ input: e.input, code: e.code, message: e.message })),
+      ...(error ? { error } : {}),
+      retryable,
+      result,
+    });
+  }
+
+  return {
+    Connect: (call) => {
+      let session: WorkerSession | undefined;
+      const peer = call.getPeer();
+      const close = (reason: string): void => {
+        if (session && session.call === call) jobs.onWorkerLost(session, reason);
+      };
+      try {
+        authorize(call.metadata);
+      } catch (err) {
+        call.destroy(Object.assign(new Error((err as Error).message), { code: (err as TesseraError).code ?? status.UNAUTHENTICATED, details: (err as Error).message }));
+        return;
+      }
+      call.on('data', (msg: WorkerMessage__Output) => {
+        try {
+          if (msg.msg === 'register' && msg.register) {
+            const r = msg.register;
+            if (session) return;
+            const slots = Math.max(1, Math.min(256, r.slots || 1));
+            session = {
+              id: randomUUID(),
+              name: r.name || peer,
+              instanceId: r.instance_id,
+              address: peer,
+              slots,
+              capabilities: r.capabilities ?? { kinds: [], encoders: [], cpu_count: 0, ffmpeg_version: '', sharp_version: '', libvips_version: '', labels: {}, memory_bytes: '0' },
+              kinds: new Set(r.capabilities?.kinds ?? []),
+              encoders: new Set(r.capabilities?.encoders ?? []),
+              state: 'active',
+              lastHeartbeat: Date.now(),
+              connectedAt: Date.now(),
+              leases: new Map(),
+              call,
+              load: 0,
+              done: 0,
+              failed: 0,
+              recentFailures: [],
+              quarantinedUntil: 0,
+              lostAt: 0,
+            };
+            registry.add(session);
+            const reply: CoordinatorMessage = { registered: { worker_id: session.id, heartbeat_ms: opts.heartbeatMs, ttl_ms: opts.ttlMs } };
+            call.write(reply);
+            log.info({ worker: session.name, slots, kinds: [...session.kinds], address: peer }, 'worker registered');
+            jobs.requestDispatch();
+            return;
+          }
+          if (!session) throw invalidArgument('the first message on Connect must be register');
+          session.lastHeartbeat = Date.now();
+          switch (msg.msg) {
+            case 'heartbeat':
+              session.load = msg.heartbeat?.load ?? 0;
+              break;
+            case 'progress':
+              if (msg.progress) jobs.onProgress(session, msg.progress.subtask_id, msg.progress.attempt, msg.progress.fraction, msg.progress.message);
+              break;
+            case 'result':
+              if (msg.result) {
+                const w = session;
+                handleResult(w, msg.result).catch((err: unknown) => log.error({ err }, 'handling a result failed'));
+              }
+              break;
+            case 'drain':
+              session.state = 'draining';
+              log.info({ worker: session.name }, 'worker draining');
+              break;
+            default:
+              break;
+          }
+        } catch (err) {
+          call.destroy(err as Error);
+        }
+      });
+      call.on('end', () => {
+        close('disconnected');
+        call.end();
+      });
+      call.on('error', (err) => close(`stream error: ${err.message}`));
+      call.on('cancelled', () => close('connection cancelled'));
+    },
+
+    FetchTaskInput: serverStream(log, async function* (req: { subtask_id: string; attempt: number; name: string; offset: string }, ctx): AsyncGenerator<DataChunk> {
+      const w = sessionOf(ctx.metadata);
+      const f = jobs.taskInput(req.subtask_id, req.attempt, w.id, req.name);
+      let offset = Number(req.offset || 0);
+      for await (const chunk of readChunks(f.path, offset, ctx.signal)) {
+        yield { data: chunk, offset: String(offset) };
+        offset += chunk.length;
+      }
+    }),
+
+    UploadTaskOutput: clientStream(log, async (messages: AsyncIterable<UploadTaskOutputRequest__Output>, ctx) => {
+      const w = sessionOf(ctx.metadata);
+      const iterator = messages[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      if (first.done || first.value.msg !== 'header' || !first.value.header) throw invalidArgument('the first UploadTaskOutput message must be the header');
+      const h = first.value.header;
+      const name = safeFileName(h.name, 'output name');
+      const s = jobs.leaseIsCurrent(h.subtask_id, h.attempt, w.id);
+      if (!s) throw new TesseraError(status.FAILED_PRECONDITION, `subtask ${h.subtask_id} attempt ${h.attempt} is no longer leased to this worker`, { retryable: false });
+      let trailer: string | undefined;
+      async function* chunks(): AsyncGenerator<Buffer> {
+        for (;;) {
+          const r = await iterator.next();
+          if (r.done) return;
+          if (r.value.msg === 'data' && r.value.data) yield r.value.data;
+          else if (r.value.msg === 'sha256') trailer = r.value.sha256;
+        }
+      }
+      const file = jobs.subtaskOutputPath(s, name);
+      const { size, sha256: digest } = await spool.writeAtomic(file, chunks(), {
+        maxBytes: opts.maxOutputBytes,
+        expectedSha256: () => trailer,
+        what: `output ${name} of subtask ${s.id}`,
+        signal: ctx.signal,
+      });
+      const key = uploadKey(s.id, h.attempt);
+      let files = uploaded.get(key);
+      if (!files) uploaded.set(key, (files = new Map()));
+      files.set(name, { name, path: file, size, sha256: digest });
+      return { size: String(size), sha256: digest };
+    }),
+  };
+}

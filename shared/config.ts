@@ -1,0 +1,56 @@
+/** Defaults shared by the coordinator, workers and clients. */
+
+export const DEFAULT_COORDINATOR_ADDRESS = '127.0.0.1:7700';
+
+/** Address from `--coordinator`, else TESSERA_COORDINATOR, else the default. */
+export function coordinatorAddress(flag?: string): string {
+  return flag || process.env['TESSERA_COORDINATOR'] || DEFAULT_COORDINATOR_ADDRESS;
+}
+
+/** Bytes per chunk on every bulk stream (DESIGN: 64 KiB..1 MiB). */
+export const CHUNK_SIZE = 256 * 1024;
+
+/** Inputs and outputs at most this large ride inline in control messages (one round trip, not three). */
+export const INLINE_LIMIT = 64 * 1024;
+
+/** Largest gRPC message either side accepts (a chunk plus headroom, or a batch of inline payloads). */
+export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+export const HEARTBEAT_MS = 1000;
+export const WORKER_TTL_MS = 5000;
+export const MAX_ATTEMPTS = 3;
+export const SUBTASK_TIMEOUT_MS = 30 * 60 * 1000;
+
+/** Deadline of unary client calls. */
+export const UNARY_DEADLINE_MS = 15_000;
+
+/**
+ * Keepalive settings. The server's minimum ping interval must not exceed the clients' keepalive
+ * time, or grpc-js closes connections with `too_many_pings`.
+ */
+export const CLIENT_CHANNEL_OPTIONS = {
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+  'grpc.initial_reconnect_backoff_ms': 200,
+  'grpc.max_reconnect_backoff_ms': 2_000,
+} as const;
+
+export const SERVER_CHANNEL_OPTIONS = {
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+} as const;
+
+/** Reads a positive integer from the environment, else the fallback. */
+export function envInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  return Number.isFinite(n) && n >= 0 ? n : fallback;
+}

@@ -1,0 +1,73 @@
+/**
+ * Thin adapters from grpc-js callback handlers to `async` functions and async generators
+ * (in the manner of nice-grpc), so every handler has one error boundary and an AbortSignal.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { toServiceError } from './errors.js';
+import type { Logger } from './logger.js';
+import { writeWithBackpressure } from './streams.js';
+
+/** A per-call AbortController tied to the call's 'cancelled' event. */
+function callSignal(call: { on(event: 'cancelled', cb: () => void): unknown; removeListener?: unknown }): AbortController {
+  const controller = new AbortController();
+  call.on('cancelled', () => controller.abort(new DOMException('call cancelled by the client', 'AbortError')));
+  return controller;
+}
+
+export function unary<Req, Res>(
+  log: Logger,
+  fn: (req: Req, ctx: { signal: AbortSignal; metadata: grpc.Metadata; peer: string }) => Promise<Res>,
+): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    const controller = callSignal(call);
+    fn(call.request, { signal: controller.signal, metadata: call.metadata, peer: call.getPeer() }).then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(toServiceError(err, log)),
+    );
+  };
+}
+
+export function serverStream<Req, Res>(
+  log: Logger,
+  fn: (req: Req, ctx: { signal: AbortSignal; metadata: grpc.Metadata; peer: string }) => AsyncIterable<Res>,
+): grpc.handleServerStreamingCall<Req, Res> {
+  return (call) => {
+    const controller = callSignal(call);
+    const signal = controller.signal;
+    void (async () => {
+      try {
+        for await (const msg of fn(call.request, { signal, metadata: call.metadata, peer: call.getPeer() })) {
+          if (signal.aborted) return;
+          await writeWithBackpressure(call, msg, signal);
+        }
+        call.end();
+      } catch (err) {
+        if (signal.aborted) return;
+        // grpc-js turns an 'error' event on a server stream into the call's status.
+        call.emit('error', toServiceError(err, log));
+      }
+    })();
+  };
+}
+
+export function clientStream<Req, Res>(
+  log: Logger,
+  fn: (messages: AsyncIterable<Req>, ctx: { signal: AbortSignal; metadata: grpc.Metadata; peer: string }) => Promise<Res>,
+): grpc.handleClientStreamingCall<Req, Res> {
+  return (call, callback) => {
+    const controller = callSignal(call);
+    fn(call as unknown as AsyncIterable<Req>, { signal: controller.signal, metadata: call.metadata, peer: call.getPeer() }).then(
+      (res) => callback(null, res),
+      (err: unknown) => {
+        // Stop reading the rest of an upload we have rejected.
+        call.removeAllListeners('data');
+        callback(toServiceError(err, log));
+      },
+    );
+  };
+}
+
+/** A deadline `ms` from now, for client calls. */
+export function deadline(ms: number): Date {
+  return new Date(Date.now() + ms);
+}

@@ -1,0 +1,33 @@
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import { CHUNK_SIZE } from './config.js';
+
+/** SHA-256 of a file, streamed. */
+export async function sha256File(file: string, signal?: AbortSignal): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file, { highWaterMark: CHUNK_SIZE, signal })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export function sha256(data: Buffer | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export type { Hash };
+export const newSha256 = (): Hash => createHash('sha256');
+
+/**
+ * Writes one message and, when the stream's buffer is full, waits for 'drain' (or the signal).
+ * Every streaming writer goes through this so backpressure is always honoured.
+ */
+export async function writeWithBackpressure<T>(stream: Writable & { write(chunk: T): boolean }, chunk: T, signal?: AbortSignal): Promise<void> {
+  if (stream.write(chunk)) return;
+  await once(stream, 'drain', signal ? { signal } : {});
+}
+
+/** Reads a file in CHUNK_SIZE pieces from `offset`. */
+export async function* readChunks(file: string, offset = 0, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  for await (const chunk of createReadStream(file, { start: offset, highWaterMark: CHUNK_SIZE, signal })) yield chunk as Buffer;
+}

@@ -1,0 +1,169 @@
+/**
+ * Runs one assigned subtask: fetch its inputs (verified), call the kind's processor with an
+ * AbortSignal, upload the outputs (verified), and build the result message.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { finished } from 'node:stream/promises';
+import type * as grpc from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
+import { INLINE_LIMIT, UNARY_DEADLINE_MS } from '../shared/config.js';
+import { TesseraError, dataLoss, isAbortError, statusName } from '../shared/errors.js';
+import { deadline } from '../shared/grpc-handlers.js';
+import type { LocalFile, ProcessResult, WorkerProcessor } from '../shared/job-kind.js';
+import type { Logger } from '../shared/logger.js';
+import { safeFileName } from '../shared/names.js';
+import type { Assignment__Output } from '../shared/proto/generated/tessera/v1/Assignment.js';
+import type { OutputRef } from '../shared/proto/generated/tessera/v1/OutputRef.js';
+import type { SubtaskResult } from '../shared/proto/generated/tessera/v1/SubtaskResult.js';
+import type { UploadTaskOutputResponse__Output } from '../shared/proto/generated/tessera/v1/UploadTaskOutputResponse.js';
+import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
+import { newSha256, readChunks, sha256, writeWithBackpressure } from '../shared/streams.js';
+
+export interface ExecutorDeps {
+  client: WorkerServiceClient;
+  metadata: () => grpc.Metadata;
+  processors: ReadonlyMap<string, WorkerProcessor>;
+  threads: number;
+  tempRoot: string;
+  log: Logger;
+  progress: (subtaskId: string, attempt: number, fraction: number, message: string) => void;
+}
+
+/** Executes an assignment and returns the result message to send (never throws). */
+export async function executeSubtask(a: Assignment__Output, signal: AbortSignal, deps: ExecutorDeps): Promise<SubtaskResult> {
+  const started = Date.now();
+  const log = deps.log.child({ job: a.job_id, subtask: a.subtask_id, attempt: a.attempt });
+  await mkdir(deps.tempRoot, { recursive: true });
+  const workDir = await mkdtemp(path.join(deps.tempRoot, `st-${a.subtask_id.slice(0, 24)}-`));
+  const base = { subtask_id: a.subtask_id, attempt: a.attempt };
+  try {
+    const processor = deps.processors.get(a.kind);
+    if (!processor) throw new TesseraError(status.FAILED_PRECONDITION, `this worker cannot run ${a.kind} subtasks`, { retryable: true });
+    if (!a.spec) throw new TesseraError(status.INVALID_ARGUMENT, 'assignment without a job spec', { retryable: false });
+    const inputs = await fetchInputs(a, workDir, signal, deps);
+    const result: ProcessResult = await processor.process({
+      jobId: a.job_id,
+      subtaskId: a.subtask_id,
+      attempt: a.attempt,
+      phase: a.phase,
+      params: processor.params(a.spec),
+      spec: a.spec,
+      plan: JSON.parse(a.plan_json || 'null') as unknown,
+      inputs,
+      workDir,
+      signal,
+      progress: (fraction, message = '') => deps.progress(a.subtask_id, a.attempt, fraction, message),
+      threads: deps.threads,
+      log,
+    });
+    signal.throwIfAborted();
+    const outputs: OutputRef[] = [];
+    for (const o of result.outputs) outputs.push(await uploadOutput(a, o, signal, deps));
+    return {
+      ...base,
+      ok: true,
+      outputs,
+      item_errors: (result.itemErrors ?? []).map((e) => ({ input: e.input, code: e.code, message: e.message })),
+      result_json: result.result === undefined ? '' : JSON.stringify(result.result),
+      duration_ms: String(Date.now() - started),
+    };
+  } catch (err) {
+    return { ...base, ok: false, ...describeFailure(err, signal, log), duration_ms: String(Date.now() - started) };
+  } finally {
+    await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+function describeFailure(err: unknown, signal: AbortSignal, log: Logger): Pick<SubtaskResult, 'error_code' | 'error_message' | 'retryable'> {
+  if (signal.aborted || isAbortError(err)) {
+    const reason = signal.reason as unknown;
+    if (reason instanceof TesseraError) return { error_code: reason.codeName, error_message: reason.message, retryable: reason.retryable };
+    return { error_code: 'CANCELLED', error_message: 'cancelled', retryable: true };
+  }
+  if (err instanceof TesseraError) return { error_code: err.codeName, error_message: err.message, retryable: err.retryable };
+  const e = err as { code?: unknown; details?: unknown };
+  if (typeof e?.code === 'number' && typeof e.details === 'string') {
+    // A gRPC call of ours failed (fetch/upload): transport trouble is worth another try.
+    return { error_code: statusName(e.code), error_message: e.details, retryable: e.code !== status.INVALID_ARGUMENT && e.code !== status.FAILED_PRECONDITION };
+  }
+  log.error({ err }, 'processor crashed');
+  return { error_code: 'INTERNAL', error_message: `processor error: ${(err as Error)?.message ?? String(err)}`, retryable: true };
+}
+
+async function fetchInputs(a: Assignment__Output, workDir: string, signal: AbortSignal, deps: ExecutorDeps): Promise<LocalFile[]> {
+  const dir = path.join(workDir, 'in');
+  await mkdir(dir, { recursive: true });
+  const files: LocalFile[] = [];
+  for (const input of a.inputs) {
+    const name = safeFileName(input.name, 'input name');
+    const file = path.join(dir, name);
+    const hash = newSha256();
+    let size = 0;
+    if (input.inline) {
+      hash.update(input.inline_data);
+      size = input.inline_data.length;
+      await writeFile(file, input.inline_data);
+    } else {
+      const out = createWriteStream(file);
+      const call = deps.client.FetchTaskInput({ subtask_id: a.subtask_id, attempt: a.attempt, name: input.name, offset: 0 }, deps.metadata());
+      const onAbort = (): void => call.cancel();
+      signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        for await (const chunk of call as AsyncIterable<{ data: Buffer }>) {
+          hash.update(chunk.data);
+          size += chunk.data.length;
+          await writeWithBackpressure(out, chunk.data, signal);
+        }
+        out.end();
+        await finished(out);
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+        out.destroy();
+      }
+    }
+    const digest = hash.digest('hex');
+    if (input.sha256 && digest !== input.sha256) throw dataLoss(`input ${name}: checksum mismatch after transfer`);
+    files.push({ name, path: file, size });
+  }
+  return files;
+}
+
+async function uploadOutput(a: Assignment__Output, o: { name: string; path: string; source?: string }, signal: AbortSignal, deps: ExecutorDeps): Promise<OutputRef> {
+  const name = safeFileName(o.name, 'output name');
+  const { size } = await stat(o.path);
+  if (size <= INLINE_LIMIT) {
+    const data = await readFile(o.path);
+    return { name, size: String(size), sha256: sha256(data), inline: true, inline_data: data, source: o.source ?? '' };
+  }
+  const hash = newSha256();
+  const response = await new Promise<UploadTaskOutputResponse__Output>((resolve, reject) => {
+    const call = deps.client.UploadTaskOutput(deps.metadata(), { deadline: deadline(UNARY_DEADLINE_MS * 40) }, (err, res) => (err || !res ? reject(err) : resolve(res)));
+    const onAbort = (): void => call.cancel();
+    signal.addEventListener('abort', onAbort, { once: true });
+    void (async () => {
+      try {
+        call.write({ header: { subtask_id: a.subtask_id, attempt: a.attempt, name, size: String(size) } });
+        for await (const chunk of readChunks(o.path, 0, signal)) {
+          hash.update(chunk);
+          await writeWithBackpressure(call, { data: chunk }, signal);
+        }
+        call.write({ sha256: hash.digest('hex') });
+        call.end();
+      } catch (err) {
+        call.cancel();
+        reject(err);
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+      }
+    })();
+  });
+  return { name, size: response.size, sha256: response.sha256, inline: false, source: o.source ?? '' };
+}
+
+/** A temp root private to this worker process. */
+export function defaultTempRoot(name: string): string {
+  return path.join(os.tmpdir(), `tessera-worker-${name.replace(/[^\w.-]/g, '_')}-${process.pid}`);
+}

@@ -1,0 +1,77 @@
+/** Worker side of `image`: runs the pipeline on each image of a batch; a bad image fails only itself. */
+import path from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { TesseraError, isAbortError } from '../../shared/errors.js';
+import type { ItemFailure, ProcessOutput, WorkerProcessor } from '../../shared/job-kind.js';
+import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
+import { FORMAT_EXTENSION, applyEncoding, applyPipeline, maxInputPixels, openImage, outputFormat } from '../../shared/media/image-pipeline.js';
+
+interface BatchPlan {
+  type: 'batch';
+  items: { input: string; output: string }[];
+}
+
+export interface ImageItemResult {
+  input: string;
+  output: string;
+  width: number;
+  height: number;
+  format: string;
+  size: number;
+}
+
+export const imageProcessor: WorkerProcessor<ImageParams> = {
+  name: 'image',
+  params: (spec) => validateImageParams(spec.image),
+  async process(ctx) {
+    const plan = ctx.plan as BatchPlan;
+    const outputs: ProcessOutput[] = [];
+    const itemErrors: ItemFailure[] = [];
+    const items: ImageItemResult[] = [];
+    for (const [k, item] of plan.items.entries()) {
+      ctx.signal.throwIfAborted();
+      const input = ctx.inputs.find((i) => i.name === item.input);
+      if (!input) throw new TesseraError(status.INTERNAL, `input ${item.input} missing from the assignment`);
+      try {
+        const r = await processOne(input.path, item.output, ctx.params, ctx.workDir, ctx.signal);
+        outputs.push({ name: r.name, path: r.path, source: item.input });
+        items.push({ input: item.input, output: r.name, width: r.width, height: r.height, format: r.format, size: r.size });
+      } catch (err) {
+        if (isAbortError(err) || ctx.signal.aborted) throw err;
+        itemErrors.push({ input: item.input, code: 'INVALID_ARGUMENT', message: `${item.input}: ${describeSharpError(err)}` });
+      }
+      ctx.progress((k + 1) / plan.items.length, item.input);
+    }
+    // If every image of the subtask failed, the subtask still succeeded: the failures are the items'.
+    return { outputs, itemErrors, result: { items } };
+  },
+};
+
+async function processOne(file: string, outputName: string, p: ImageParams, workDir: string, signal: AbortSignal) {
+  const meta = await openImage(file).metadata();
+  const pixels = (meta.width ?? 0) * (meta.height ?? 0) * (meta.pages ?? 1);
+  if (pixels > maxInputPixels()) throw new Error(`image of ${meta.width}x${meta.height} is over the limit of ${maxInputPixels()} pixels`);
+  const format = outputFormat(p, meta.format);
+  const name = outputName.endsWith(`.${FORMAT_EXTENSION[format]}`) ? outputName : `${outputName}.${FORMAT_EXTENSION[format]}`;
+  const dest = path.join(workDir, name);
+  const pipeline = applyEncoding(applyPipeline(openImage(file), p), p, format);
+  const onAbort = (): void => {
+    // sharp has no cancellation: destroying the stream stops libvips at the next region.
+    pipeline.destroy();
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    const info = await pipeline.toFile(dest);
+    return { name, path: dest, width: info.width, height: info.height, format: info.format, size: info.size };
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
+function describeSharpError(err: unknown): string {
+  const msg = (err as Error)?.message ?? String(err);
+  if (/unsupported image format|Input file contains unsupported|Input buffer contains unsupported/i.test(msg)) return 'not a decodable image (unsupported or unrecognised format)';
+  if (/premature end|truncated|VipsJpeg|read error|corrupt|Invalid|bad/i.test(msg)) return `not a decodable image (${msg.split('\n')[0]})`;
+  if (/extract_area|bad extract area/i.test(msg)) return 'crop region lies outside the image';
+  return msg.split('\n')[0] ?? msg;
+}

@@ -1,0 +1,27 @@
+/** Worker side of the diagnostic `passthrough` kind: copy the input, optionally sleep or fail. */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { status } from '@grpc/grpc-js';
+import { TesseraError } from '../../shared/errors.js';
+import type { WorkerProcessor } from '../../shared/job-kind.js';
+import { validatePassthroughParams, type PassthroughParams } from '../../shared/kinds/passthrough-params.js';
+
+interface Plan {
+  input: number;
+  workMs: number;
+  failFirstAttempts: number;
+}
+
+export const passthroughProcessor: WorkerProcessor<PassthroughParams> = {
+  name: 'passthrough',
+  params: (spec) => validatePassthroughParams(spec.passthrough),
+  async process(ctx) {
+    const plan = ctx.plan as Plan;
+    if (ctx.attempt <= plan.failFirstAttempts) {
+      throw new TesseraError(status.UNAVAILABLE, `diagnostic failure of attempt ${ctx.attempt}`, { retryable: true });
+    }
+    if (plan.workMs > 0) await sleep(plan.workMs, undefined, { signal: ctx.signal });
+    const input = ctx.inputs[0];
+    // The fetched input file is handed back as the output: no copy needed.
+    return { outputs: input ? [{ name: input.name, path: input.path, source: input.name }] : [] };
+  },
+};

@@ -1,0 +1,232 @@
+/**
+ * The worker process: registers with the coordinator, heartbeats, runs assignments up to its
+ * slots, reconnects with backoff and jitter when the coordinator goes away, drains on request.
+ */
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import { rm } from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
+import pLimit from 'p-limit';
+import sharp from 'sharp';
+import { CLIENT_CHANNEL_OPTIONS, HEARTBEAT_MS } from '../shared/config.js';
+import { TesseraError } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import { loadTesseraProto } from '../shared/proto.js';
+import type { Assignment__Output } from '../shared/proto/generated/tessera/v1/Assignment.js';
+import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
+import type { WorkerMessage } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
+import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
+import { detectCapabilities } from './capabilities.js';
+import { defaultTempRoot, executeSubtask } from './executor.js';
+import { workerProcessors } from './processors/index.js';
+
+export interface WorkerOptions {
+  coordinator: string;
+  name?: string;
+  /** Concurrent subtasks (default: one per core). */
+  slots?: number;
+  labels?: Record<string, string>;
+  log: Logger;
+  /** How long a drain waits for in-flight subtasks before aborting them. */
+  drainGraceMs?: number;
+  credentials?: grpc.ChannelCredentials;
+}
+
+type Lifecycle = 'new' | 'running' | 'draining' | 'stopped';
+
+interface Running {
+  attempt: number;
+  controller: AbortController;
+}
+
+const WORKER_ID_HEADER = 'x-tessera-worker-id';
+
+export class Worker {
+  readonly name: string;
+  readonly slots: number;
+  private state: Lifecycle = 'new';
+  private readonly instanceId = randomUUID();
+  private readonly client: WorkerServiceClient;
+  private call: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output> | undefined;
+  private workerId = '';
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private reconnectAttempt = 0;
+  private readonly running = new Map<string, Running>();
+  private readonly limit;
+  private readonly threads: number;
+  private readonly tempRoot: string;
+  private closing: Promise<void> | undefined;
+  private idle: (() => void) | undefined;
+  /** Resolves the first time the worker is registered (tests and the demo wait on it). */
+  readonly registered: Promise<void>;
+  private markRegistered!: () => void;
+
+  constructor(private readonly opts: WorkerOptions) {
+    const cores = os.availableParallelism();
+    this.slots = Math.max(1, opts.slots ?? cores);
+    // Slots x libvips threads should not exceed the cores.
+    this.threads = Math.max(1, Math.floor(cores / this.slots));
+    sharp.concurrency(this.threads);
+    this.name = opts.name ?? `${os.hostname()}-${process.pid}`;
+    this.limit = pLimit(this.slots);
+    this.tempRoot = defaultTempRoot(this.name);
+    const { proto } = loadTesseraProto();
+    this.client = new proto.tessera.v1.WorkerService(opts.coordinator, opts.credentials ?? grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
+    this.registered = new Promise((resolve) => (this.markRegistered = resolve));
+  }
+
+  start(): void {
+    if (this.state !== 'new') throw new Error(`cannot start a worker that is ${this.state}`);
+    this.state = 'running';
+    this.connect();
+  }
+
+  private metadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    if (this.workerId) md.set(WORKER_ID_HEADER, this.workerId);
+    return md;
+  }
+
+  private connect(): void {
+    if (this.state === 'stopped') return;
+    const log = this.opts.log;
+    const call = this.client.Connect(this.metadata());
+    this.call = call;
+    call.on('data', (msg: CoordinatorMessage__Output) => this.onMessage(msg));
+    call.on('error', (err: grpc.ServiceError) => {
+      if (this.call === call) this.onDisconnect(`${err.code === grpc.status.UNAVAILABLE ? 'coordinator unavailable' : err.message}`);
+    });
+    call.on('end', () => {
+      if (this.call === call) this.onDisconnect('coordinator closed the stream');
+    });
+    const caps = detectCapabilities([...workerProcessors.keys()], this.opts.labels ?? {}, log);
+    call.write({ register: { name: this.name, slots: this.slots, capabilities: caps, instance_id: this.instanceId } });
+  }
+
+  private onMessage(msg: CoordinatorMessage__Output): void {
+    switch (msg.msg) {
+      case 'registered': {
+        const r = msg.registered!;
+        this.workerId = r.worker_id;
+        this.reconnectAttempt = 0;
+        this.opts.log.info({ worker: this.name, id: r.worker_id, slots: this.slots }, 'registered with coordinator');
+        if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+        this.heartbeatTimer = setInterval(() => this.heartbeat(), r.heartbeat_ms || HEARTBEAT_MS);
+        this.markRegistered();
+        if (this.state === 'draining') this.send({ drain: { grace_ms: this.opts.drainGraceMs ?? 30_000 } });
+        break;
+      }
+      case 'assign':
+        if (msg.assign) this.accept(msg.assign);
+        break;
+      case 'cancel': {
+        const c = msg.cancel!;
+        const r = this.running.get(c.subtask_id);
+        if (r && r.attempt === c.attempt) r.controller.abort(new TesseraError(grpc.status.CANCELLED, c.reason || 'cancelled by the coordinator', { retryable: false }));
+        break;
+      }
+      case 'drain':
+        void this.drain();
+        break;
+      default:
+        break;
+    }
+  }
+
+  private send(msg: WorkerMessage): void {
+    try {
+      this.call?.write(msg);
+    } catch {
+      // The stream is gone; the reconnect path takes over.
+    }
+  }
+
+  private heartbeat(): void {
+    this.send({
+      heartbeat: {
+        slots_used: this.running.size,
+        load: os.loadavg()[0] ?? 0,
+        rss_bytes: String(process.memoryUsage.rss()),
+        running: [...this.running].map(([id, r]) => ({ subtask_id: id, attempt: r.attempt })),
+      },
+    });
+  }
+
+  private accept(a: Assignment__Output): void {
+    const controller = new AbortController();
+    this.running.set(a.subtask_id, { attempt: a.attempt, controller });
+    const timeout = setTimeout(
+      () => controller.abort(new TesseraError(grpc.status.DEADLINE_EXCEEDED, `subtask timed out after ${a.timeout_ms} ms`, { retryable: true })),
+      a.timeout_ms || 30 * 60_000,
+    );
+    void this.limit(async () => {
+      const result = await executeSubtask(a, controller.signal, {
+        client: this.client,
+        metadata: () => this.metadata(),
+        processors: workerProcessors,
+        threads: this.threads,
+        tempRoot: this.tempRoot,
+        log: this.opts.log,
+        progress: (subtaskId, attempt, fraction, message) => this.send({ progress: { subtask_id: subtaskId, attempt, fraction, message } }),
+      });
+      clearTimeout(timeout);
+      const current = this.running.get(a.subtask_id);
+      if (current?.controller === controller) this.running.delete(a.subtask_id);
+      // A subtask cancelled by the coordinator needs no result: its lease is already gone.
+      if (!(controller.signal.aborted && result.error_code === 'CANCELLED' && !result.retryable)) this.send({ result });
+      if (this.running.size === 0) this.idle?.();
+    });
+  }
+
+  private onDisconnect(reason: string): void {
+    this.call = undefined;
+    this.workerId = '';
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    // The coordinator re-queues our leases when it loses us: stop working on them.
+    for (const r of this.running.values()) r.controller.abort(new TesseraError(grpc.status.UNAVAILABLE, 'lost the coordinator', { retryable: true }));
+    if (this.state === 'stopped') return;
+    if (this.state === 'draining') {
+      void this.close();
+      return;
+    }
+    // Exponential backoff with jitter, capped at 5 s, so a restarted coordinator is not stampeded.
+    const delay = Math.min(5000, 200 * 2 ** this.reconnectAttempt) * (0.5 + Math.random() * 0.5);
+    this.reconnectAttempt++;
+    this.opts.log.warn({ reason, retryInMs: Math.round(delay) }, 'disconnected from coordinator; reconnecting');
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  /** Stops taking work, lets in-flight subtasks finish (bounded by the grace period), then closes. */
+  async drain(graceMs = this.opts.drainGraceMs ?? 30_000): Promise<void> {
+    if (this.state !== 'running') return this.closing;
+    this.state = 'draining';
+    this.opts.log.info({ running: this.running.size, graceMs }, 'draining');
+    this.send({ drain: { grace_ms: graceMs } });
+    if (this.running.size > 0) {
+      await new Promise<void>((resolve) => {
+        this.idle = resolve;
+        setTimeout(resolve, graceMs).unref();
+      });
+    }
+    return this.close();
+  }
+
+  /** Closes the connection and aborts anything still running. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.state = 'stopped';
+      if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+      if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+      for (const r of this.running.values()) r.controller.abort(new TesseraError(grpc.status.UNAVAILABLE, 'worker shutting down', { retryable: true }));
+      try {
+        this.call?.end();
+      } catch {
+        // already closed
+      }
+      this.client.close();
+      await rm(this.tempRoot, { recursive: true, force: true }).catch(() => undefined);
+    })();
+    return this.closing;
+  }
+}
