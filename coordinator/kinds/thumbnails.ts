@@ -1,0 +1,118 @@
+/**
+ * Coordinator side of the `thumbnails` kind: picks the thumbnail times (every T seconds, or N evenly
+ * spaced), partitions them into time ranges across workers (each worker seeks in the whole input),
+ * then collects the images and, when asked, builds sprite sheets plus a WebVTT index.
+ */
+import { copyFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { CoordinatorKind, FinalOutput, ItemFailure, SubtaskPlan } from '../../shared/job-kind.js';
+import { invalidArgument, TesseraError } from '../../shared/errors.js';
+import { MAX_THUMBNAILS, parseThumbnailParams, type ThumbnailJobParams } from '../../shared/kinds/thumbnails-params.js';
+import { probeMedia, probeVideoIndex } from '../../shared/media/probe.js';
+import { thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
+import { writeSprites } from './video-sprite.js';
+
+/** Thumbnails per subtask at least: fewer would spend more on process start-up and transfer than on work. */
+const MIN_PER_SUBTASK = 4;
+
+/** The `thumbnails` kind as the coordinator registry sees it. */
+export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
+  name: 'thumbnails',
+  validate: (params) => parseThumbnailParams(params as Parameters<typeof parseThumbnailParams>[0]),
+  async plan(ctx) {
+    const subtasks: SubtaskPlan[] = [];
+    const errors: ItemFailure[] = [];
+    for (const input of ctx.inputs) {
+      try {
+        const info = await probeMedia(input.path, { signal: ctx.signal, input: input.name });
+        const v = info.video;
+        if (!v || !v.width || !v.height) throw invalidArgument(`${input.name}: has no video stream`, input.name);
+        const index = await probeVideoIndex(input.path, { signal: ctx.signal, input: input.name });
+        const first = index.frameTimes[0]!;
+        const last = index.frameTimes[index.frameTimes.length - 1]!;
+        const duration = Math.max(index.end - first, 1e-3);
+        const times = thumbnailTimes(ctx.params, duration);
+        const cues = thumbnailCues(ctx.params, times, duration);
+        const [w, h] = v.rotation === 90 || v.rotation === 270 ? [v.height, v.width] : [v.width, v.height];
+        const width = ctx.params.width;
+        const height = Math.max(2, 2 * Math.round((width * h) / w / 2));
+        const parts = Math.max(1, Math.min(2 * Math.max(1, ctx.cluster.slots), Math.ceil(times.length / MIN_PER_SUBTASK)));
+        const per = Math.ceil(times.length / parts);
+        for (let p = 0; p * per < times.length; p++) {
+          const slice = times.slice(p * per, (p + 1) * per);
+          const plan: ThumbnailRangePlan = {
+            source: input.name,
+            // Seek targets are relative to the container start; never past the last frame.
+            times: slice.map((t) => Math.min(first + t, last) - info.startTime),
+            numbers: slice.map((_, k) => p * per + k + 1),
+            cues: cues.slice(p * per, (p + 1) * per),
+            width,
+            height,
+          };
+          subtasks.push({
+            label: `${input.name} thumbnails ${plan.numbers[0]}-${plan.numbers[plan.numbers.length - 1]} (${slice[0]!.toFixed(1)}s-${slice[slice.length - 1]!.toFixed(1)}s)`,
+            inputs: [input],
+            plan,
+            weight: slice.length,
+            items: [input.name],
+          });
+        }
+      } catch (err) {
+        if (!(err instanceof TesseraError) || err.retryable) throw err;
+        errors.push({ input: input.name, code: err.codeName, message: err.message });
+      }
+    }
+    return { subtasks, errors };
+  },
+  async merge(ctx) {
+    const outputs: FinalOutput[] = [];
+    const errors: ItemFailure[] = [];
+    const multi = ctx.inputs.length > 1;
+    for (const input of ctx.inputs) {
+      const mine = ctx.results.filter((r) => r.items.includes(input.name));
+      if (mine.length === 0) continue; // rejected at planning; its error is already reported
+      const failed = mine.find((r) => !r.ok);
+      if (failed) {
+        errors.push(failed.error ?? { input: input.name, code: 'INTERNAL', message: `${input.name}: ${failed.label} failed` });
+        continue;
+      }
+      const prefix = multi ? `${path.parse(input.name).name}-` : '';
+      const plans = mine.map((r) => r.plan as ThumbnailRangePlan);
+      const count = plans.reduce((a, p) => a + p.times.length, 0);
+      const files: string[] = [];
+      for (let n = 1; n <= count; n++) {
+        const name = thumbnailName(n, ctx.params.format);
+        const file = mine.flatMap((r) => r.outputs).find((o) => o.name === name);
+        if (!file) {
+          errors.push({ input: input.name, code: 'DATA_LOSS', message: `${input.name}: ${name} is missing` });
+          break;
+        }
+        files.push(file.path);
+        const dest = path.join(ctx.outputDir, prefix + name);
+        await copyFile(file.path, dest);
+        outputs.push({ name: prefix + name, path: dest, source: input.name, contentType: ctx.params.format === 'jpeg' ? 'image/jpeg' : 'image/webp' });
+      }
+      if (files.length !== count || !ctx.params.sprite) continue;
+      const { width, height } = plans[0]!;
+      const cues = plans.flatMap((p) => p.cues);
+      const names = await writeSprites(ctx.outputDir, { files, cues, width, height, ...ctx.params.sprite, format: ctx.params.format, prefix }, ctx.signal);
+      for (const n of names) outputs.push({ name: n, path: path.join(ctx.outputDir, n), source: input.name, contentType: n.endsWith('.vtt') ? 'text/vtt' : ctx.params.format === 'jpeg' ? 'image/jpeg' : 'image/webp' });
+    }
+    return { outputs, errors };
+  },
+};
+
+/** Thumbnail times in seconds from the first frame: every T (from 0), or N centred in equal slices. */
+export function thumbnailTimes(params: ThumbnailJobParams, duration: number): number[] {
+  if (params.count) return Array.from({ length: params.count }, (_, i) => ((i + 0.5) * duration) / params.count);
+  const n = Math.min(MAX_THUMBNAILS, Math.max(1, Math.ceil(duration / params.every - 1e-9)));
+  return Array.from({ length: n }, (_, i) => i * params.every);
+}
+
+/** The span each thumbnail previews: from its time to the next one's (count mode: its equal slice). */
+export function thumbnailCues(params: ThumbnailJobParams, times: number[], duration: number): Array<[number, number]> {
+  return times.map((t, i) => {
+    if (params.count) return [(i * duration) / times.length, ((i + 1) * duration) / times.length];
+    return [t, i + 1 < times.length ? times[i + 1]! : duration];
+  });
+}

@@ -1,0 +1,74 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { thumbnailsKind } from '../coordinator/kinds/thumbnails.js';
+import { runFfmpeg } from '../shared/ffmpeg.js';
+import { thumbnailsProcessor } from '../worker/processors/thumbnails.js';
+import { makeVideo, runKindInProcess, specOf } from './helpers/media.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-thumbs-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Mean absolute difference (0..255) between two images of the same size. */
+async function difference(a: Buffer | string, b: Buffer | string, width: number, height: number): Promise<number> {
+  const [x, y] = await Promise.all([a, b].map((img) => sharp(img).resize(width, height, { fit: 'fill' }).removeAlpha().raw().toBuffer()));
+  let sum = 0;
+  for (let i = 0; i < x!.length; i++) sum += Math.abs(x![i]! - y![i]!);
+  return sum / x!.length;
+}
+
+describe('thumbnails kind (plan -> process -> merge in-process)', () => {
+  it('grabs one frame every T seconds across several subtasks, plus a sprite sheet and its WebVTT index', async () => {
+    const src = await makeVideo(dir, 'clip.mp4', { duration: 6, width: 320, height: 180 });
+    const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { every: 0.5, width: 96, sprite: '4x2' }), [src], { dir, slots: 2 });
+    expect(run.errors).toEqual([]);
+    expect(run.outcomes.length).toBeGreaterThan(1);
+    const thumbs = run.outputs.filter((o) => o.name.startsWith('thumb-'));
+    expect(thumbs.map((t) => t.name)).toEqual(Array.from({ length: 12 }, (_, i) => `thumb-${String(i + 1).padStart(5, '0')}.jpg`));
+    for (const t of thumbs) expect(await sharp(t.path).metadata()).toMatchObject({ format: 'jpeg', width: 96, height: 54 });
+    // Thumbnail 5 is the frame at 2.0 s: compare with that frame decoded directly.
+    const ref = path.join(dir, 'ref.png');
+    await runFfmpeg(['-y', '-ss', '2', '-i', src, '-frames:v', '1', ref]);
+    const diffs = await Promise.all(thumbs.map((t) => difference(t.path, ref, 96, 54)));
+    expect(diffs.indexOf(Math.min(...diffs))).toBe(4);
+
+    const sheets = run.outputs.filter((o) => o.name.startsWith('sprite'));
+    expect(sheets.map((s) => s.name)).toEqual(['sprite-1.jpg', 'sprite-2.jpg']);
+    expect(await sharp(sheets[0]!.path).metadata()).toMatchObject({ width: 4 * 96, height: 2 * 54 });
+    expect(await sharp(sheets[1]!.path).metadata()).toMatchObject({ width: 4 * 96, height: 54 });
+    // Thumbnail 6 sits at column 2, row 2 of the first sheet.
+    const cell = await sharp(sheets[0]!.path).extract({ left: 96, top: 54, width: 96, height: 54 }).png().toBuffer();
+    const cellDiffs = await Promise.all(thumbs.map((t) => difference(cell, t.path, 96, 54)));
+    expect(cellDiffs.indexOf(Math.min(...cellDiffs))).toBe(5);
+
+    const vtt = await readFile(run.outputs.find((o) => o.name === 'thumbnails.vtt')!.path, 'utf8');
+    const cues = vtt.split('\n\n').slice(1).map((c) => c.trim()).filter((c) => c);
+    expect(vtt.startsWith('WEBVTT')).toBe(true);
+    expect(cues).toHaveLength(12);
+    expect(cues[5]).toBe('00:00:02.500 --> 00:00:03.000\nsprite-1.jpg#xywh=96,54,96,54');
+    expect(cues[11]).toBe('00:00:05.500 --> 00:00:06.000\nsprite-2.jpg#xywh=288,0,96,54');
+  });
+
+  it('takes N evenly spaced WebP thumbnails, upright for rotated sources', async () => {
+    const src = await makeVideo(dir, 'portrait.mp4', { duration: 2, width: 160, height: 90, rotate: 90 });
+    const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { count: 5, width: 45, format: 'webp' }), [src], { dir });
+    expect(run.errors).toEqual([]);
+    expect(run.outputs).toHaveLength(5);
+    for (const t of run.outputs) expect(await sharp(t.path).metadata()).toMatchObject({ format: 'webp', width: 45, height: 80 });
+  });
+
+  it('reports a file without video against that input', async () => {
+    const wav = path.join(dir, 'tone.wav');
+    await runFfmpeg(['-y', '-f', 'lavfi', '-i', 'sine=duration=1', wav]);
+    const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { count: 3 }), [wav], { dir });
+    expect(run.outputs).toEqual([]);
+    expect(run.errors).toEqual([{ input: 'tone.wav', code: 'INVALID_ARGUMENT', message: 'tone.wav: has no video stream' }]);
+  });
+});
