@@ -126,6 +126,33 @@ export async function planTiles(o: PlanTilesOptions): Promise<SubtaskPlan[]> {
 }
 
 /**
+ * The image kind's entry point: picks the inputs that go down the tiled path and plans their tiles.
+ * A tiled input that cannot be planned (bad file, refused op) becomes a per-input error, so the
+ * other inputs of the job still run.
+ */
+export async function planTiledInputs(
+  inputs: readonly SpoolFile[],
+  params: TileImageParams,
+  o: { workDir: string; slots: number; signal: AbortSignal; outputNames?: ReadonlyMap<string, string>; config?: TileConfig },
+): Promise<{ tiled: Set<string>; subtasks: SubtaskPlan[]; errors: ItemFailure[] }> {
+  const config = o.config ?? tileConfig();
+  const tiled = new Set<string>();
+  const subtasks: SubtaskPlan[] = [];
+  const errors: ItemFailure[] = [];
+  for (const input of inputs) {
+    if (!(await needsTiling(input, params, config))) continue;
+    tiled.add(input.name);
+    try {
+      subtasks.push(...(await planTiles({ input, params, workDir: o.workDir, slots: o.slots, signal: o.signal, outputName: o.outputNames?.get(input.name), config })));
+    } catch (err) {
+      if (!(err instanceof TesseraError) || o.signal.aborted) throw err;
+      errors.push({ input: input.name, code: err.codeName, message: err.message });
+    }
+  }
+  return { tiled, subtasks, errors };
+}
+
+/**
  * Stitches the tile outcomes of every tiled input into outputs in `outputDir`. Each tile is checked
  * (succeeded, right size, all present) before stitching; an input with a bad tile gets an error, not
  * an output with a hole.

@@ -1,0 +1,140 @@
+/**
+ * `npm run bench -- tiles`: one huge image through blur(8) + sharpen, tiled on a real cluster
+ * (coordinator + 2 workers x 1 slot, separate processes) vs the same pipeline in one sharp process
+ * (a child process, so its peak RSS is its own). Prints the wall-time ratio and each process's
+ * VmHWM, and checks that both outputs decode to the same pixels.
+ */
+import { spawn } from 'node:child_process';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+import type { BenchContext, BenchResult, BenchScenario } from '../types.js';
+import { LocalCluster } from '../../client/local-cluster.js';
+
+const PIPELINE_MODULE = fileURLToPath(new URL('../../shared/media/image-pipeline.js', import.meta.url));
+const PARAMS_MODULE = fileURLToPath(new URL('../../shared/kinds/image-params.js', import.meta.url));
+const LIMIT = 2_000_000_000;
+
+/** Peak resident set (VmHWM) of a live process, in MiB. */
+async function peakRssMiB(pid: number | undefined): Promise<number> {
+  if (!pid) return NaN;
+  const m = /VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : NaN;
+}
+
+/**
+ * A size x size JPEG with detail everywhere, generated fast: a 1000 px noise block repeated by
+ * arrayjoin (libvips' Gaussian noise generator needs a minute for 256 Mpx on this machine).
+ */
+async function makeSource(file: string, size: number): Promise<void> {
+  const block = 1000;
+  const noise = await sharp({ create: { width: block, height: block, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 50 } } })
+    .blur(1.2)
+    .png({ compressionLevel: 0 })
+    .toBuffer();
+  const n = Math.ceil(size / block);
+  await sharp(Array.from({ length: n * n }, () => noise), { join: { across: n }, limitInputPixels: LIMIT })
+    .extract({ left: 0, top: 0, width: size, height: size })
+    .jpeg({ quality: 90 })
+    .toFile(file);
+}
+
+/** Runs the image kind's pipeline on the whole image in a fresh Node process; returns its wall time and VmHWM. */
+async function runSingleProcess(src: string, out: string, params: Record<string, unknown>): Promise<{ seconds: number; rssMiB: number }> {
+  const code = `
+    import sharp from 'sharp';
+    import { readFileSync } from 'node:fs';
+    import { applyPipeline, applyEncoding } from ${JSON.stringify(PIPELINE_MODULE)};
+    import { validateImageParams } from ${JSON.stringify(PARAMS_MODULE)};
+    const p = validateImageParams(${JSON.stringify(params)});
+    const t0 = performance.now();
+    await applyEncoding(applyPipeline(sharp(${JSON.stringify(src)}, { limitInputPixels: ${LIMIT} }), p), p, 'jpeg').toFile(${JSON.stringify(out)});
+    const seconds = (performance.now() - t0) / 1000;
+    const hwm = /VmHWM:\\s+(\\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))[1];
+    console.log(JSON.stringify({ seconds, rssMiB: Math.round(Number(hwm) / 1024) }));
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: path.dirname(PIPELINE_MODULE), stdio: ['ignore', 'pipe', 'inherit'] });
+  let stdout = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  const exit = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (exit !== 0) throw new Error(`single-process baseline exited with ${exit}`);
+  return JSON.parse(stdout.trim().split('\n').pop()!) as { seconds: number; rssMiB: number };
+}
+
+/** Max absolute difference of two images' decoded pixels, compared in horizontal bands to bound memory. */
+async function maxPixelDiff(a: string, b: string): Promise<number> {
+  const [ma, mb] = await Promise.all([sharp(a, { limitInputPixels: LIMIT }).metadata(), sharp(b, { limitInputPixels: LIMIT }).metadata()]);
+  if (ma.width !== mb.width || ma.height !== mb.height) return Infinity;
+  const band = 1024;
+  let max = 0;
+  for (let top = 0; top < ma.height!; top += band) {
+    const region = { left: 0, top, width: ma.width!, height: Math.min(band, ma.height! - top) };
+    const [ra, rb] = await Promise.all([
+      sharp(a, { limitInputPixels: LIMIT }).extract(region).raw().toBuffer(),
+      sharp(b, { limitInputPixels: LIMIT }).extract(region).raw().toBuffer(),
+    ]);
+    for (let i = 0; i < ra.length; i++) max = Math.max(max, Math.abs(ra[i]! - rb[i]!));
+  }
+  return max;
+}
+
+export const tilesScenario: BenchScenario = {
+  name: 'tiles',
+  description: 'huge image, blur(8) + sharpen: tiled on coordinator + 2 workers vs one sharp process',
+  command: 'npm run bench -- tiles',
+  async run(ctx: BenchContext): Promise<BenchResult> {
+    const size = ctx.smoke ? 2000 : 16_000;
+    const src = path.join(ctx.workDir, `huge-${size}.jpg`);
+    ctx.log(`generating ${size}x${size} JPEG`);
+    await makeSource(src, size);
+    // The smoke image is under the automatic threshold: force tiles so the same path runs.
+    const params = { blur: 8, sharpen: true, format: 'jpeg', ...(ctx.smoke ? { tile_size: 512 } : {}) };
+
+    ctx.log('single sharp process');
+    const baseOut = path.join(ctx.workDir, 'single.jpg');
+    const base = await runSingleProcess(src, baseOut, params);
+
+    ctx.log('cluster: coordinator + 2 workers x 1 slot');
+    const cluster = await new LocalCluster({ workers: 2, slots: 1 }).start();
+    try {
+      const t0 = performance.now();
+      const job = await cluster.client.submit({ label: 'bench tiles', image: params }, [src]);
+      const done = await cluster.client.wait(job.id);
+      const files = await cluster.client.download(job.id, path.join(ctx.workDir, 'cluster'));
+      const seconds = (performance.now() - t0) / 1000;
+      const out = [...files.values()][0];
+      if (done.state !== 'JOB_STATE_SUCCEEDED' || !out) throw new Error(`cluster job ended ${done.state}: ${JSON.stringify(done.errors)}`);
+      const workers = new Set(done.subtasks.map((s) => s.worker));
+      const rss: Record<string, number> = { coordinator: await peakRssMiB(cluster.coordinator?.child.pid) };
+      for (const w of cluster.workers) rss[w.name] = await peakRssMiB(w.child.pid);
+      const diff = await maxPixelDiff(out, baseOut);
+      const ratio = seconds / base.seconds;
+      ctx.log(`single ${base.seconds.toFixed(2)} s (${base.rssMiB} MiB), cluster ${seconds.toFixed(2)} s (${JSON.stringify(rss)}), ratio ${ratio.toFixed(2)}, max pixel diff ${diff}`);
+      const maxRss = Math.max(...Object.values(rss));
+      return {
+        scenario: 'tiles',
+        inputs: `${size}x${size} JPEG q90, blur(8) + sharpen, JPEG out; cluster time includes upload and download`,
+        baseline: { label: 'one sharp process (image kind pipeline)', seconds: base.seconds, peakRssMiB: { single: base.rssMiB } },
+        tessera: {
+          label: 'cluster (coordinator + 2 workers x 1 slot), tiled',
+          seconds,
+          peakRssMiB: rss,
+          figures: { tiles: done.subtasks.length, workersUsed: workers.size, outputBytes: (await stat(out)).size, maxPixelDiff: diff },
+        },
+        ratio,
+        ratioMeaning: 'cluster seconds / single-process seconds (lower is better)',
+        target: { value: 1.1, better: 'lower' },
+        checks: {
+          pixelIdentical: diff === 0,
+          tilesOnBothWorkers: workers.size === 2,
+          ...(ctx.smoke ? {} : { rssBelowSingleProcess: maxRss < base.rssMiB }),
+        },
+      };
+    } finally {
+      await cluster.stop();
+    }
+  },
+};
+
+export default tilesScenario;
