@@ -1,0 +1,82 @@
+/**
+ * The video and thumbnails kinds on a real cluster: a coordinator and two 1-slot worker processes
+ * (built dist/; run `npm run build` first), driven through the client library.
+ */
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { LocalCluster } from '../client/local-cluster.js';
+import { decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
+import { makeVideo } from './helpers/media.js';
+
+let dir: string;
+let cluster: LocalCluster;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-video-cluster-'));
+  cluster = await new LocalCluster({ workers: 2, slots: 1 }).start();
+});
+afterEach(async () => {
+  await cluster.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Process ids of the ffmpeg children of the worker processes. */
+async function workerFfmpegs(): Promise<number[]> {
+  const workerPids = new Set(cluster.workers.map((w) => w.child.pid));
+  const found: number[] = [];
+  for (const pid of await readdir('/proc').catch(() => [])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    const m = /^\d+ \((.*)\) \S+ (\d+)/.exec(stat);
+    if (m && m[1] === 'ffmpeg' && workerPids.has(Number(m[2]))) found.push(Number(pid));
+  }
+  return found;
+}
+
+describe('video on a cluster of 2 workers', () => {
+  it('encodes segments on both workers and stitches a file with every frame and the audio', async () => {
+    const src = await makeVideo(dir, 'clip.mkv', { duration: 4, openGop: true, gop: 12, audioChannels: 2 });
+    const job = await cluster.client.submit({ video: { preset: 'ultrafast', segment_seconds: 1, container: 'mp4' } }, [src]);
+    const done = await cluster.client.wait(job.id);
+    expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+    const segments = done.subtasks.filter((s) => s.label.includes('segment'));
+    expect(segments.length).toBeGreaterThanOrEqual(4);
+    expect(new Set(segments.map((s) => s.worker)).size).toBe(2);
+    const files = await cluster.client.download(job.id, path.join(dir, 'out'));
+    const out = files.get('clip.mp4')!;
+    const [srcIndex, decoded, info] = await Promise.all([probeVideoIndex(src), decodeCheck(out), probeMedia(out)]);
+    expect(decoded.errors).toEqual([]);
+    expect(decoded.frames).toBe(srcIndex.frameTimes.length);
+    expect(Math.abs(info.video!.duration - (srcIndex.end - srcIndex.frameTimes[0]!))).toBeLessThan(0.041);
+    expect(Math.abs(info.audio[0]!.duration - info.video!.duration)).toBeLessThan(0.05);
+  });
+
+  it('makes thumbnails and a sprite sheet across both workers', async () => {
+    const src = await makeVideo(dir, 'thumbs.mp4', { duration: 8 });
+    const job = await cluster.client.submit({ thumbnails: { every: 0.5, width: 64, sprite: '4x4' } }, [src]);
+    const done = await cluster.client.wait(job.id);
+    expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+    expect(new Set(done.subtasks.map((s) => s.worker)).size).toBe(2);
+    const names = done.outputs.map((o) => o.name).sort();
+    expect(names.filter((n) => n.startsWith('thumb-'))).toHaveLength(16);
+    expect(names).toContain('sprite.jpg');
+    expect(names).toContain('thumbnails.vtt');
+  });
+
+  it('cancel stops the ffmpeg processes on the workers within a second', async () => {
+    const src = await makeVideo(dir, 'long.mp4', { duration: 20, width: 640, height: 360 });
+    const job = await cluster.client.submit({ video: { preset: 'veryslow', segment_seconds: 10, audio_codec: 'none' } }, [src]);
+    // Wait until both workers run an encoder.
+    const until = Date.now() + 30_000;
+    while ((await workerFfmpegs()).length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect((await workerFfmpegs()).length).toBeGreaterThanOrEqual(2);
+    const t0 = Date.now();
+    await cluster.client.cancel(job.id);
+    while ((await workerFfmpegs()).length > 0 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
+    expect(await workerFfmpegs()).toEqual([]);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    const final = await cluster.client.wait(job.id);
+    expect(final.state).toBe('JOB_STATE_CANCELLED');
+  });
+});
