@@ -9,7 +9,7 @@ import { AUDIO_CODECS, type AudioJobParams } from '../kinds/audio-params.js';
 import type { PieceStats } from './audio-analyze.js';
 import { encoderArgs, stageBChain } from './audio-filters.js';
 import { decideLoudness, type FileRender, type LoudnessDecision } from './audio-pieces.js';
-import { encodeFinal } from './audio-render.js';
+import { encodeFinal, measureEncodedLoudness } from './audio-render.js';
 import { joinBins, waveformJson, writeWaveform } from './audio-waveform.js';
 import { integratedLoudness } from './loudness.js';
 
@@ -29,6 +29,8 @@ export interface FileReport {
   /** True peak before gain, dBTP. */
   truePeak: number;
   limited: boolean;
+  /** Gain added after measuring the encoded output (lossy codecs that lose treble energy), dB. */
+  codecCorrectionDb: number;
   pieces: number;
   /** Names of the waveform files, when asked for. */
   waveform?: { json: string; png: string } | undefined;
@@ -71,20 +73,35 @@ export interface FinishOptions {
 export async function finishFile(o: FinishOptions): Promise<{ report: FileReport; decision: LoudnessDecision; files: string[] }> {
   const joined = joinStats(o.stats);
   const loud = integratedLoudness({ energy: joined.energy, samples: joined.samples });
-  const decision = decideLoudness(o.params, loud.lufs, joined.truePeak);
-  const chain = stageBChain({ gainDb: decision.gainDb, limit: decision.limit, ffmpegMajor: ffmpegInfo().major });
+  let decision = decideLoudness(o.params, loud.lufs, joined.truePeak);
   const seconds = joined.frames / o.file.outRate;
-  await encodeFinal({
-    pieces: o.pieces,
-    input: o.file.input,
-    chain,
-    encoder: encoderArgs(o.params.codec, o.params.bitrate, o.file.bits),
-    out: path.join(o.outDir, o.file.output),
-    workDir: o.workDir,
-    threads: o.threads,
-    signal: o.signal,
-    onProgress: o.onProgress && seconds > 0 ? (t) => o.onProgress!(Math.min(1, t / seconds)) : undefined,
-  });
+  const out = path.join(o.outDir, o.file.output);
+  const encode = (d: LoudnessDecision, share: [number, number]): Promise<void> =>
+    encodeFinal({
+      pieces: o.pieces,
+      input: o.file.input,
+      chain: stageBChain({ gainDb: d.gainDb, limit: d.limit, ffmpegMajor: ffmpegInfo().major }),
+      encoder: encoderArgs(o.params.codec, o.params.bitrate, o.file.bits),
+      out,
+      workDir: o.workDir,
+      threads: o.threads,
+      signal: o.signal,
+      onProgress: o.onProgress && seconds > 0 ? (t) => o.onProgress!(share[0] + share[1] * Math.min(1, t / seconds)) : undefined,
+    });
+  await encode(decision, [0, 0.8]);
+  let corrected = 0;
+  if (o.params.normalize && AUDIO_CODECS[o.params.codec].lossy && Number.isFinite(loud.lufs)) {
+    // A lossy encoder's low-pass removes K-weighted (boosted) treble energy: on bright material the
+    // output can read several tenths of a LU low. Measure the encoded file; if it misses by more than
+    // 0.2 LU, encode once more with the gain corrected by the miss.
+    const measured = await measureEncodedLoudness(out, o.file.input, o.signal);
+    const miss = o.params.loudness - measured;
+    if (Number.isFinite(measured) && Math.abs(miss) > 0.2) {
+      corrected = miss;
+      decision = decideLoudness(o.params, loud.lufs - miss, joined.truePeak);
+      await encode(decision, [0.8, 0.2]);
+    }
+  }
   const files = [o.file.output];
   let waveform: FileReport['waveform'];
   const bins = o.stats.map((s) => s.waveform).filter((w) => w !== undefined);
@@ -104,6 +121,7 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
     limit: decision.limit,
     truePeak: round(20 * Math.log10(Math.max(joined.truePeak, 1e-10)), 3),
     limited: decision.limit !== undefined,
+    codecCorrectionDb: corrected,
     pieces: o.pieces.length,
     waveform,
   };

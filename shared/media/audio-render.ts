@@ -86,3 +86,11 @@ export async function decodeToWav(source: string, input: string, sampleFormat: s
     throw err;
   }
 }
+
+/** Integrated loudness of an encoded file by ffmpeg's ebur128 (0.1 LU resolution), -Infinity for silence. */
+export async function measureEncodedLoudness(file: string, input: string, signal?: AbortSignal): Promise<number> {
+  const { stderr } = await runFfmpeg(['-i', file, '-map', '0:a:0', '-af', 'ebur128=framelog=verbose', '-f', 'null', '-'], { signal, input });
+  const summary = stderr.slice(stderr.lastIndexOf('Summary:'));
+  const m = /I:\s+(-?[\d.]+|-inf) LUFS/.exec(summary);
+  return m && m[1] !== '-inf' ? Number(m[1]) : -Infinity;
+}

@@ -1,0 +1,93 @@
+/**
+ * The audio kind on a real cluster (coordinator + 2 worker processes from dist/, `npm run build` first):
+ * a long file's segments run on both workers and the result is bit-identical to one ffmpeg run of the
+ * same filters, loudness matches ffmpeg's ebur128; a CLI batch with bad inputs still delivers the rest.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { ffmpegInfo, runFfmpeg } from '../shared/ffmpeg.js';
+import { validateAudioParams } from '../shared/kinds/audio-params.js';
+import { encoderArgs, stageAChain, stageBChain } from '../shared/media/audio-filters.js';
+import type { FileReport } from '../shared/media/audio-finish.js';
+import { fadeSamples } from '../shared/media/audio-pieces.js';
+import { decodedMd5, decodeFloat, ebur128, generateAudio } from './helpers/audio-media.js';
+import { startCluster, type TestCluster } from './helpers/cluster.js';
+
+let dir: string;
+let cluster: TestCluster | undefined;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-audio-cluster-'));
+});
+afterEach(async () => {
+  await cluster?.stop();
+  cluster = undefined;
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('audio on a cluster of two workers', () => {
+  test('a long 5.1 file is segmented over both workers; flac output equals one ffmpeg run; loudness matches ebur128', async () => {
+    cluster = await startCluster({ workers: 2, slots: 1 });
+    const src = await generateAudio(path.join(dir, 'lecture.wav'), { source: 'speech', seconds: 16, rate: 44100, layout: '5.1', ext: 'wav', amplitude: 0.08 });
+    const raw = { codec: 'flac', channels: 2, fade_in: 1, fade_out: 2, normalize: true, loudness: -18, segment_seconds: 4 };
+    const job = await cluster.client.submit({ audio: raw }, [src]);
+    const done = await cluster.client.wait(job.id);
+    expect(done.errors).toEqual([]);
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    const segments = done.subtasks.filter((s) => /segment/.test(s.label));
+    expect(segments.length).toBe(4);
+    expect(new Set(segments.map((s) => s.worker)).size).toBe(2);
+    const files = await cluster.client.download(job.id, path.join(dir, 'out'));
+    const rep = (JSON.parse(await readFile(files.get('audio-report.json')!, 'utf8')) as { files: FileReport[] }).files[0]!;
+    expect(rep.frames).toBe(16 * 44100);
+    expect(rep.pieces).toBe(4);
+    // The same filters in one process: stage A over the whole file, then the gain the coordinator chose.
+    const params = validateAudioParams(raw);
+    const a = stageAChain({ outRate: 44100, outLayout: 'stereo', offset: 0, ...fadeSamples(params, 44100, rep.frames) });
+    const b = stageBChain({ gainDb: rep.gainDb, limit: rep.limit, ffmpegMajor: ffmpegInfo().major });
+    const ref = path.join(dir, 'ref.flac');
+    await runFfmpeg(['-i', src, '-map', '0:a:0', '-af', b ? `${a},${b}` : a, ...encoderArgs('flac', 0, 16), '-y', ref]);
+    const out = files.get('lecture.flac')!;
+    expect(await decodedMd5(out)).toBe(await decodedMd5(ref));
+    // Loudness gated over all segments' blocks vs ffmpeg's single pass over the same (pre-gain) signal.
+    const single = await ebur128(src, a);
+    expect(Math.abs(rep.loudness! - single.integrated)).toBeLessThanOrEqual(0.1);
+    const after = await ebur128(out);
+    expect(Math.abs(after.integrated - -18)).toBeLessThanOrEqual(0.5);
+    expect(after.truePeak).toBeLessThanOrEqual(-1.5 + 0.2);
+  });
+
+  test('CLI batch: files spread over workers as mp3 with waveforms; a non-media file and a file without audio fail alone', async () => {
+    cluster = await startCluster({ workers: 2, slots: 1 });
+    const inputs = [
+      await generateAudio(path.join(dir, 'a.flac'), { source: 'speech', seconds: 40, rate: 48000, layout: 'stereo', ext: 'flac' }),
+      await generateAudio(path.join(dir, 'b.wav'), { source: 'sine', seconds: 30, rate: 44100, layout: 'mono', ext: 'wav' }),
+      await generateAudio(path.join(dir, 'c.m4a'), { source: 'noise', seconds: 35, rate: 44100, layout: 'stereo', ext: 'm4a' }),
+    ];
+    const video = path.join(dir, 'clip.mkv');
+    await runFfmpeg(['-f', 'lavfi', '-i', 'testsrc=d=1:s=64x48:r=5', '-c:v', 'mpeg4', '-y', video]);
+    const junk = path.join(dir, 'readme.mp3');
+    await writeFile(junk, 'not an mp3 at all\n'.repeat(100));
+    const outDir = path.join(dir, 'out');
+    const res = await cluster.runCli(['submit', 'audio', '--codec', 'mp3', '--bitrate', '96k', '--normalize', '--waveform', ...inputs, video, junk, '-o', outDir, '--json']);
+    const json = JSON.parse(res.stdout) as { state: string; outputs: Array<{ name: string; path: string }>; subtasks: Array<{ worker: string }>; errors: Array<{ input: string; code: string; message: string }> };
+    expect(json.errors.map((e) => e.input).sort()).toEqual(['clip.mkv', 'readme.mp3']);
+    for (const e of json.errors) {
+      expect(e.code).toBe('INVALID_ARGUMENT');
+      expect(e.message).toContain(e.input);
+    }
+    expect(new Set(json.subtasks.map((s) => s.worker)).size).toBe(2);
+    const names = json.outputs.map((o) => o.name);
+    for (const stem of ['a', 'b', 'c']) expect(names).toEqual(expect.arrayContaining([`${stem}.mp3`, `${stem}.waveform.png`, `${stem}.waveform.json`]));
+    const expected: Record<string, number> = { a: 40 * 48000, b: 30 * 44100, c: 35 * 44100 };
+    for (const [stem, frames] of Object.entries(expected)) {
+      const out = json.outputs.find((o) => o.name === `${stem}.mp3`)!.path;
+      const { samples, channels } = await decodeFloat(out, dir);
+      // The LAME header lets ffmpeg trim priming and padding: within one 1152-sample frame of the source.
+      expect(Math.abs(samples.length / channels - frames)).toBeLessThan(1152);
+      const loud = await ebur128(out);
+      expect(Math.abs(loud.integrated - -16)).toBeLessThanOrEqual(0.5);
+    }
+  });
+});
