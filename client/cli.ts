@@ -48,8 +48,8 @@ program
 
 const submit = program.command('submit').description('submit a job, wait for it and download its outputs');
 
-function submitCommand(name: string, description: string, configure: (c: Command) => Command, build: (o: Record<string, unknown>) => JobSpec, argName = 'files...'): void {
-  const c = submit.command(`${name} <${argName}>`).description(description);
+function submitCommand(name: string, description: string, configure: (c: Command) => Command, build: (o: Record<string, unknown>) => JobSpec, args = '<files...>'): void {
+  const c = submit.command(`${name} ${args}`).description(description);
   configure(c)
     .addOption(coordinatorOpt())
     .option('-o, --output <dir>', 'folder for the outputs')
@@ -109,7 +109,7 @@ submitCommand(
       .addOption(new Option('--container <c>', 'output container').choices(['mp4', 'mkv', 'webm']))
       .option('--segment-seconds <s>', 'target segment length', num('--segment-seconds')),
   videoSpec,
-  'input',
+  '<input>',
 );
 
 submitCommand(
@@ -123,7 +123,7 @@ submitCommand(
       .addOption(new Option('--format <fmt>', 'image format').choices(['jpeg', 'webp']))
       .option('--sprite <COLSxROWS>', 'also build sprite sheets and a WebVTT file'),
   thumbnailsSpec,
-  'input',
+  '<input>',
 );
 
 submitCommand(
@@ -155,6 +155,7 @@ submitCommand(
       .option('--work-ms <ms>', 'simulated work per subtask', int('--work-ms'))
       .option('--fail-first-attempts <n>', 'fail each subtask this many times first', int('--fail-first-attempts')),
   passthroughSpec,
+  '[files...]',
 );
 
 program

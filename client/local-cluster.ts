@@ -10,8 +10,10 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TesseraClient } from './client.js';
 
-/** Path of the compiled CLI entry point (dist/client/cli.js). */
-export const CLI_PATH = fileURLToPath(new URL('./cli.js', import.meta.url));
+/** Path of the compiled CLI entry point (dist/client/cli.js), also when this module runs from source (tests). */
+export const CLI_PATH = import.meta.url.endsWith('.ts')
+  ? fileURLToPath(new URL('../dist/client/cli.js', import.meta.url))
+  : fileURLToPath(new URL('./cli.js', import.meta.url));
 
 export interface LocalClusterOptions {
   workers?: number;

@@ -314,7 +314,8 @@ export class JobManager {
       this.events.subtaskState(active.record, s, 'done', jobProgress(active.record, active.subtasks));
     } else {
       w.failed++;
-      this.noteWorkerFailure(w);
+      // Bad input is not the worker's fault: only retryable failures count towards quarantine.
+      if (r.retryable) this.noteWorkerFailure(w);
       this.retryOrFail(active, s, r.error ?? { input: '', code: 'UNKNOWN', message: 'failed' }, r.retryable);
     }
     this.requestDispatch();
@@ -325,7 +326,9 @@ export class JobManager {
     const now = Date.now();
     w.recentFailures = w.recentFailures.filter((t) => now - t < 60_000);
     w.recentFailures.push(now);
-    if (w.recentFailures.length >= 5 && w.state === 'active') {
+    // Never quarantine the last active worker: a cluster that stops itself helps nobody.
+    const others = this.registry.all().filter((o) => o !== w && o.state === 'active').length;
+    if (w.recentFailures.length >= 5 && w.state === 'active' && others > 0) {
       w.state = 'quarantined';
       w.quarantinedUntil = now + 30_000;
       w.recentFailures = [];

@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import type { SubtaskRecord } from './model.js';
+import { Scheduler } from './scheduler.js';
+import type { WorkerSession } from './worker-registry.js';
+
+const worker = (name: string, slots: number, kinds = ['image']): WorkerSession =>
+  ({ id: name, name, slots, leases: new Map(), kinds: new Set(kinds), encoders: new Set(), state: 'active' }) as unknown as WorkerSession;
+
+const subtask = (jobId: string, index: number, weight = 1): SubtaskRecord => ({ id: `${jobId}-${index}`, jobId, index, weight, notBefore: 0, state: 'pending' }) as SubtaskRecord;
+
+const canRun = (w: WorkerSession, _s: SubtaskRecord, kind: string): boolean => w.kinds.has(kind);
+
+describe('Scheduler', () => {
+  it('never assigns more than a worker has free slots (credit)', () => {
+    const s = new Scheduler();
+    s.addJob('a', 'image', 0, 1);
+    s.enqueue(Array.from({ length: 10 }, (_, i) => subtask('a', i)));
+    const w1 = worker('w1', 2);
+    const w2 = worker('w2', 1);
+    w2.leases.set('x', 1);
+    const out = s.dispatch([w1, w2], Date.now(), canRun);
+    expect(out.map((a) => a.worker.name)).toEqual(['w1', 'w1']);
+    expect(s.pendingCount('a')).toBe(8);
+  });
+
+  it('is fair across jobs of the same priority and serves higher priority first', () => {
+    const s = new Scheduler();
+    s.addJob('old', 'image', 0, 1);
+    s.addJob('new', 'image', 0, 2);
+    s.addJob('urgent', 'image', 5, 3);
+    s.enqueue([...Array.from({ length: 4 }, (_, i) => subtask('old', i)), ...Array.from({ length: 4 }, (_, i) => subtask('new', i)), subtask('urgent', 0)]);
+    const out = s.dispatch([worker('w', 5)], Date.now(), canRun);
+    expect(out.map((a) => a.subtask.jobId)).toEqual(['urgent', 'old', 'new', 'old', 'new']);
+  });
+
+  it('runs the heaviest subtask of a job first and respects capabilities and backoff', () => {
+    const s = new Scheduler();
+    s.addJob('a', 'video', 0, 1);
+    const late = subtask('a', 0, 100);
+    late.notBefore = Date.now() + 60_000;
+    s.enqueue([subtask('a', 1, 5), subtask('a', 2, 50), late]);
+    expect(s.dispatch([worker('img', 4, ['image'])], Date.now(), canRun)).toEqual([]);
+    const out = s.dispatch([worker('vid', 4, ['video'])], Date.now(), canRun);
+    expect(out.map((a) => a.subtask.index)).toEqual([2, 1]);
+    expect(s.nextRetryAt(Date.now())).toBe(late.notBefore);
+  });
+});
