@@ -77,6 +77,7 @@ export async function planTiles(o: PlanTilesOptions): Promise<SubtaskPlan[]> {
 
   const { width, height } = decoded;
   const channels = decoded.channels;
+  const depth = (await sharp(intermediate, { limitInputPixels: config.limitInputPixels }).metadata()).depth ?? 'uchar';
   const out = mapSize(width, height, split.orientation);
   checkFormatFits(format, split.output, out.width, out.height, name);
   const tileSize = chooseTileSize(width, height, o.slots, p.tileSize);
@@ -112,6 +113,7 @@ export async function planTiles(o: PlanTilesOptions): Promise<SubtaskPlan[]> {
       quality: p.quality,
       outputName: withExtension(o.outputName ?? name, tiledExtension(format, split.output)),
       channels,
+      depth,
       limitInputPixels: config.limitInputPixels,
     };
     plans.push({

@@ -30,6 +30,8 @@ export interface TilePlan {
   /** Name of the stitched output. */
   outputName: string;
   channels: number;
+  /** Band format of the intermediate (sharp's `depth`, e.g. "uchar"). */
+  depth: string;
   limitInputPixels: number;
 }
 

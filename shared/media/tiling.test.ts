@@ -1,0 +1,81 @@
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import { applyPipeline } from './image-pipeline.js';
+import { validateImageParams } from '../kinds/image-params.js';
+import { chainHalo, gaussMaskRadius, mapRect, mapSize, opRadius, tileGrid, unmapRect, type Orientation } from './tiling.js';
+
+const ORIENTATIONS: Orientation[] = [0, 90, 180, 270].flatMap((angle) =>
+  [false, true].flatMap((flip) => [false, true].map((flop) => ({ flip, flop, angle: angle as Orientation['angle'] }))),
+);
+
+describe('tile grid', () => {
+  it('covers an odd-sized image exactly once, halos clipped at the border', () => {
+    const tiles = tileGrid(1001, 777, 256, 10);
+    const seen = new Uint8Array(1001 * 777);
+    for (const t of tiles) {
+      for (let y = t.core.y; y < t.core.y + t.core.h; y++) for (let x = t.core.x; x < t.core.x + t.core.w; x++) seen[y * 1001 + x]!++;
+      expect(t.cut.x).toBe(Math.max(0, t.core.x - 10));
+      expect(t.cut.x + t.cut.w).toBe(Math.min(1001, t.core.x + t.core.w + 10));
+    }
+    expect(tiles).toHaveLength(4 * 4);
+    expect(seen.every((v) => v === 1)).toBe(true);
+  });
+});
+
+describe('orientation mapping', () => {
+  it.each(ORIENTATIONS)('unmapRect inverts mapRect for %o', (o) => {
+    const r = { x: 13, y: 7, w: 40, h: 21 };
+    const out = mapSize(300, 200, o);
+    const m = mapRect(r, 300, 200, o);
+    expect(m.x + m.w).toBeLessThanOrEqual(out.width);
+    expect(m.y + m.h).toBeLessThanOrEqual(out.height);
+    expect(unmapRect(m, 300, 200, o)).toEqual(r);
+  });
+
+  it.each(ORIENTATIONS)('mapRect puts a marked pixel where sharp does, %o', async (o) => {
+    const [w, h] = [7, 5];
+    const px = Buffer.alloc(w * h);
+    px[2 * w + 5] = 255; // (5, 2)
+    const p = validateImageParams({ rotate: o.angle, flip: o.flip, flop: o.flop, no_auto_orient: true });
+    const { data, info } = await applyPipeline(sharp(px, { raw: { width: w, height: h, channels: 1 } }), p).raw().toBuffer({ resolveWithObject: true });
+    const at = Math.floor(data.indexOf(255) / info.channels);
+    const m = mapRect({ x: 5, y: 2, w: 1, h: 1 }, w, h, o);
+    expect({ x: at % info.width, y: Math.floor(at / info.width) }).toEqual({ x: m.x, y: m.y });
+  });
+});
+
+describe('halo', () => {
+  it('Gaussian mask radius is about 1.8 sigma (min_ampl 0.2)', () => {
+    expect(gaussMaskRadius(8)).toBe(15);
+    expect(gaussMaskRadius(1)).toBe(2);
+    expect(chainHalo([{ op: 'blur', sigma: 8 }, { op: 'sharpen' }])).toBe(16);
+  });
+
+  // The real kernel extent, measured: a vertical step edge (50 | 200, so sharpening overshoot is not
+  // clipped) through the image kind's pipeline changes pixels exactly as far as the chain reaches;
+  // the halo must be at least that.
+  it.each([
+    [{ blur: 0.5 }, [{ op: 'blur', sigma: 0.5 }]],
+    [{ blur: 3 }, [{ op: 'blur', sigma: 3 }]],
+    [{ blur: 8 }, [{ op: 'blur', sigma: 8 }]],
+    [{ sharpen: true }, [{ op: 'sharpen' }]],
+    [{ blur: 4, sharpen: true }, [{ op: 'blur', sigma: 4 }, { op: 'sharpen' }]],
+  ] as const)('halo >= measured reach of %o', async (params, ops) => {
+    const n = 101;
+    const edge = 50;
+    const px = Buffer.alloc(n * n);
+    for (let y = 0; y < n; y++) for (let x = 0; x < n; x++) px[y * n + x] = x < edge ? 50 : 200;
+    const p = validateImageParams({ ...params, no_auto_orient: true });
+    const { data, info } = await applyPipeline(sharp(px, { raw: { width: n, height: n, channels: 1 } }), p).raw().toBuffer({ resolveWithObject: true });
+    let reach = 0;
+    const row = 50;
+    // Far from the edge each side settles to its flat-field response (integer masks may shift it by one).
+    const flat = (x: number): number => data[(row * n + (x < edge ? 0 : n - 1)) * info.channels]!;
+    for (let x = 0; x < n; x++) {
+      if (data[(row * n + x) * info.channels] !== flat(x)) reach = Math.max(reach, x < edge ? edge - 1 - x : x - edge);
+    }
+    const halo = chainHalo(ops as never);
+    expect(halo).toBeGreaterThanOrEqual(reach + 1);
+    expect(ops.every((op) => opRadius(op as never) >= 1)).toBe(true);
+  });
+});
