@@ -5,6 +5,7 @@
 import type { CoordinatorKind, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
 import { withExtension } from '../../shared/names.js';
+import { isTilePlan, mergeTiles, planTiledInputs } from './image-tiles.js';
 
 /** What a batch subtask is told: which inputs, and the output name of each. */
 export interface ImageBatchPlan {
@@ -49,11 +50,14 @@ const EXT_BY_FORMAT: Record<string, string> = { jpeg: 'jpg', png: 'png', webp: '
 export const imageKind: CoordinatorKind<ImageParams> = {
   name: 'image',
   validate: (params) => validateImageParams(params),
-  async plan({ params, inputs, cluster }) {
+  async plan({ params, inputs, cluster, workDir, signal }) {
     // Without an explicit format the worker keeps the input's family; the name follows the same rule.
     const ext = (input: string): string => EXT_BY_FORMAT[params.format] ?? guessExtension(input);
     const names = outputNames(inputs.map((i) => i.name), ext);
-    const subtasks: SubtaskPlan[] = groupBatches(inputs, cluster.slots).map((group) => {
+    // Huge images (or --tile) go down the tiled path: one subtask per tile, stitched in merge.
+    const tiles = await planTiledInputs(inputs, params, { workDir, slots: cluster.slots, signal, outputNames: names });
+    const batched = inputs.filter((f) => !tiles.tiled.has(f.name));
+    const subtasks: SubtaskPlan[] = groupBatches(batched, cluster.slots).map((group) => {
       const plan: ImageBatchPlan = { type: 'batch', items: group.map((f) => ({ input: f.name, output: names.get(f.name)! })) };
       const first = group[0]!.name;
       return {
@@ -64,11 +68,13 @@ export const imageKind: CoordinatorKind<ImageParams> = {
         items: group.map((f) => f.name),
       };
     });
-    return { subtasks };
+    return { subtasks: [...subtasks, ...tiles.subtasks], errors: tiles.errors };
   },
-  async merge({ results }) {
-    const outputs = results.flatMap((r) => r.outputs.map((o) => ({ name: o.name, path: o.path, source: sourceOf(r.plan as ImageBatchPlan, o.name) })));
-    return { outputs };
+  async merge({ results, outputDir, signal }) {
+    const tiled = await mergeTiles(results, outputDir, signal);
+    const batches = results.filter((r) => !isTilePlan(r.plan));
+    const outputs = batches.flatMap((r) => r.outputs.map((o) => ({ name: o.name, path: o.path, source: sourceOf(r.plan as ImageBatchPlan, o.name) })));
+    return { outputs: [...outputs, ...tiled.outputs], errors: tiled.errors };
   },
 };
 

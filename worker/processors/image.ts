@@ -4,6 +4,8 @@ import { status } from '@grpc/grpc-js';
 import { TesseraError, isAbortError } from '../../shared/errors.js';
 import type { ItemFailure, ProcessOutput, WorkerProcessor } from '../../shared/job-kind.js';
 import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
+import { isTilePlan } from '../../shared/media/tile-plan.js';
+import { processTile } from './image-tile.js';
 import { FORMAT_EXTENSION, applyEncoding, applyPipeline, maxInputPixels, openImage, outputFormat } from '../../shared/media/image-pipeline.js';
 
 interface BatchPlan {
@@ -24,6 +26,7 @@ export const imageProcessor: WorkerProcessor<ImageParams> = {
   name: 'image',
   params: (spec) => validateImageParams(spec.image),
   async process(ctx) {
+    if (isTilePlan(ctx.plan)) return processTile({ ...ctx, plan: ctx.plan });
     const plan = ctx.plan as BatchPlan;
     const outputs: ProcessOutput[] = [];
     const itemErrors: ItemFailure[] = [];
