@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { videoKind } from '../coordinator/kinds/video.js';
-import { runFfmpeg } from '../shared/ffmpeg.js';
+import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
 import { parseVideoParams } from '../shared/kinds/video-params.js';
 import { decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
 import { videoEncoderArgs } from '../shared/media/video-encode.js';
@@ -99,6 +99,19 @@ describe('video kind (plan -> process -> merge in-process)', () => {
       expect(r.decoded.errors).toEqual([]);
       expect(r.decoded.frames).toBe(r.srcIndex.frameTimes.length);
     }
+  });
+
+  it('copies the source audio untouched with audio_codec copy, and drops it with none', async () => {
+    const copied = await transcode('copy.mp4', { duration: 2, audioChannels: 2 }, { audio_codec: 'copy', container: 'mkv', segment_seconds: 1 });
+    expect(copied.out.name).toBe('copy.mkv');
+    const srcInfo = await probeMedia(copied.src);
+    expect(copied.outInfo.audio.map((a) => [a.codec, a.channels])).toEqual([[srcInfo.audio[0]!.codec, 2]]);
+    // Stream copy keeps every audio packet: same count as the source.
+    const packets = async (f: string) => (await runFfprobe<{ streams: Array<{ nb_read_packets: string }> }>(['-select_streams', 'a:0', '-count_packets', '-show_entries', 'stream=nb_read_packets', '-i', f])).streams[0]!.nb_read_packets;
+    expect(await packets(copied.out.path)).toBe(await packets(copied.src));
+    const dropped = await transcode('drop.mp4', { duration: 2, audioChannels: 2 }, { audio_codec: 'none' });
+    expect(dropped.outInfo.audio).toEqual([]);
+    expect(dropped.decoded.frames).toBe(dropped.srcIndex.frameTimes.length);
   });
 
   it('rejects audio copy into a container that cannot hold it, naming the input', async () => {

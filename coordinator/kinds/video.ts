@@ -65,7 +65,9 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   const first = index.frameTimes[0]!;
   const span = Math.max(index.end - first, 1e-3);
   const count = segmentCount(span, ctx.cluster.slots, params.segmentSeconds);
-  const layout = planSegments(index, { count, snapTolerance: (0.15 * span) / count });
+  // Snap to a keyframe only when it is close: an uneven split costs encode time on the critical path,
+  // while a range that starts between keyframes only decodes (much cheaper) a few frames it drops.
+  const layout = planSegments(index, { count, snapTolerance: (0.03 * span) / count });
   const chunkDir = path.join(ctx.workDir, `in${inputIndex}`);
   const chunks = await cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal);
   // Workers see chunk timestamps: every time in a segment plan is moved by the muxer's shift.
