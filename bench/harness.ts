@@ -1,0 +1,119 @@
+/**
+ * The benchmark harness: runs scenarios one after another (each with its own scratch folder),
+ * collects their results, renders the ratio table and the JSON record. `bench/run.ts` is the CLI
+ * over it; the smoke test calls it in-process.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { hardware, round } from './proc-stats.js';
+import type { BenchResult, BenchScenario } from './types.js';
+
+/** One scenario's outcome: its result, or the error that stopped it. */
+export interface ScenarioOutcome {
+  name: string;
+  command: string;
+  wallSeconds: number;
+  result?: BenchResult;
+  error?: string;
+  /** Whether the ratio met its target (undefined in smoke runs or on error). */
+  targetMet?: boolean;
+  /** Names of checks that failed. */
+  failedChecks: string[];
+}
+
+/** Everything one run records (written as JSON). */
+export interface BenchReport {
+  startedAt: string;
+  smoke: boolean;
+  hardware: Record<string, string | number>;
+  command: string;
+  outcomes: ScenarioOutcome[];
+}
+
+/**
+ * Scenarios matching `names`: a name selects the scenario of that name and every scenario named
+ * `NAME-...` (so `scheduler` runs `scheduler-1job` and `scheduler-200jobs`). No names: all.
+ */
+export function selectScenarios(all: readonly BenchScenario[], names: readonly string[]): BenchScenario[] {
+  if (names.length === 0) return [...all];
+  const unknown = names.filter((n) => !all.some((s) => s.name === n || s.name.startsWith(`${n}-`)));
+  if (unknown.length > 0) throw new Error(`unknown scenario(s): ${unknown.join(', ')} (known: ${all.map((s) => s.name).join(', ')})`);
+  return all.filter((s) => names.some((n) => s.name === n || s.name.startsWith(`${n}-`)));
+}
+
+export function targetMet(r: BenchResult): boolean {
+  return r.target.better === 'lower' ? r.ratio <= r.target.value : r.ratio >= r.target.value;
+}
+
+/** Runs the scenarios in order; a scenario that throws is recorded and the next one still runs. */
+export async function runScenarios(
+  scenarios: readonly BenchScenario[],
+  opts: { smoke: boolean; log?: (line: string) => void; command?: string },
+): Promise<BenchReport> {
+  const log = opts.log ?? ((line: string) => console.error(line));
+  const report: BenchReport = { startedAt: new Date().toISOString(), smoke: opts.smoke, hardware: hardware(), command: opts.command ?? '', outcomes: [] };
+  for (const scenario of scenarios) {
+    const workDir = await mkdtemp(path.join(os.tmpdir(), `tessera-bench-${scenario.name}-`));
+    const t0 = performance.now();
+    const outcome: ScenarioOutcome = { name: scenario.name, command: scenario.command, wallSeconds: 0, failedChecks: [] };
+    log(`== ${scenario.name}: ${scenario.description}`);
+    try {
+      const result = await scenario.run({ workDir, smoke: opts.smoke, log: (m) => log(`   [${scenario.name}] ${m}`) });
+      outcome.result = result;
+      outcome.failedChecks = Object.entries(result.checks ?? {})
+        .filter(([, ok]) => !ok)
+        .map(([name]) => name);
+      if (!opts.smoke) outcome.targetMet = targetMet(result);
+    } catch (err) {
+      outcome.error = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      log(`   [${scenario.name}] FAILED: ${outcome.error}`);
+    } finally {
+      outcome.wallSeconds = round((performance.now() - t0) / 1000, 1);
+      await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
+    }
+    report.outcomes.push(outcome);
+  }
+  return report;
+}
+
+function fmt(n: number): string {
+  if (!Number.isFinite(n)) return 'n/a';
+  return Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(2);
+}
+
+/** A markdown table of every outcome (also readable on a terminal). */
+export function formatTable(report: BenchReport): string {
+  const rows = [
+    ['scenario', 'baseline', 'tessera', 'ratio', 'target', 'met', 'checks'],
+    ...report.outcomes.map((o) => {
+      const r = o.result;
+      if (!r) return [o.name, '-', '-', '-', '-', 'ERROR', (o.error ?? '').split('\n')[0]!.slice(0, 60)];
+      const side = (s: BenchResult['baseline']): string => `${s.label}: ${fmt(s.seconds)} s`;
+      const met = o.targetMet === undefined ? '(smoke)' : o.targetMet ? 'yes' : 'NO';
+      const checks = o.failedChecks.length === 0 ? 'ok' : `FAILED ${o.failedChecks.join(', ')}`;
+      return [o.name, side(r.baseline), side(r.tessera), fmt(r.ratio), `${r.target.better === 'lower' ? '<=' : '>='} ${r.target.value}`, met, checks];
+    }),
+  ];
+  const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
+  const out = [line(rows[0]!), line(rows[0]!.map(() => '---')), ...rows.slice(1).map(line)];
+  const details = report.outcomes
+    .filter((o) => o.result)
+    .map((o) => `- ${o.name}: ${o.result!.ratioMeaning}; inputs: ${o.result!.inputs}; reproduce: \`${o.command}\``);
+  const hw = report.hardware;
+  return [...out, '', `Hardware: ${hw['cpu']} x ${hw['cores']}, ${hw['memoryGiB']} GiB, ${hw['os']}, Node ${hw['node']}`, ...details].join('\n');
+}
+
+/** The figures of each side, one line per scenario (for the console). */
+export function formatFigures(report: BenchReport): string {
+  const lines: string[] = [];
+  for (const o of report.outcomes) {
+    const r = o.result;
+    if (!r) continue;
+    for (const [which, s] of [['baseline', r.baseline], ['tessera', r.tessera]] as const) {
+      const figs = { ...(s.figures ?? {}), ...(s.peakRssMiB ? Object.fromEntries(Object.entries(s.peakRssMiB).map(([k, v]) => [`rssMiB.${k}`, v])) : {}) };
+      lines.push(`${o.name} ${which}: ${Object.entries(figs).map(([k, v]) => `${k}=${typeof v === 'number' ? fmt(v) : v}`).join(' ')}`);
+    }
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,63 @@
+/**
+ * Process figures the benchmarks record, read from /proc (Linux): peak RSS (VmHWM) and CPU time
+ * (utime + stime). Elsewhere they read as NaN and the scenarios print "n/a".
+ */
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+
+const CLOCK_TICKS = 100; // USER_HZ: 100 on every Linux Node supports.
+
+/** Peak resident set (VmHWM) of a live process, in MiB. */
+export async function peakRssMiB(pid: number | undefined): Promise<number> {
+  if (!pid) return NaN;
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Peak RSS of this process in MiB (getrusage maxrss). */
+export function selfPeakRssMiB(): number {
+  return Math.round(process.resourceUsage().maxRSS / 1024);
+}
+
+/** CPU seconds (user + system) a live process has used so far. */
+export async function cpuSeconds(pid: number | undefined): Promise<number> {
+  if (!pid) return NaN;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Percentile (0..100) of a list of numbers, nearest-rank; NaN for an empty list. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+/** The machine, for every result: CPU model and count, memory, OS, Node. */
+export function hardware(): Record<string, string | number> {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model.trim() ?? 'unknown',
+    cores: cpus.length,
+    memoryGiB: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+  };
+}
+
+/** Rounds to `digits` significant decimals for printing and JSON. */
+export function round(n: number, digits = 2): number {
+  if (!Number.isFinite(n)) return n;
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}

@@ -1,0 +1,8 @@
+/**
+ * Every benchmark scenario, in the order `npm run bench` runs them. Each module is imported
+ * statically so the build compiles it; adding a scenario means adding it here.
+ */
+import type { BenchScenario } from '../types.js';
+import { schedulerManyJobs, schedulerOneJob } from './scheduler.js';
+
+export const scenarios: readonly BenchScenario[] = [schedulerOneJob, schedulerManyJobs];
