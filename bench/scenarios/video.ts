@@ -25,6 +25,10 @@ async function makeSource(file: string, seconds: number): Promise<void> {
   ]);
 }
 
+function round(figures: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(figures).map(([k, v]) => [k, Math.round(v * 100) / 100]));
+}
+
 export const videoScenario: BenchScenario = {
   name: 'video',
   description: '60 s 720p x264 transcode: split-and-stitch on coordinator + 2 workers vs one ffmpeg -threads 2',
@@ -48,16 +52,22 @@ export const videoScenario: BenchScenario = {
     try {
       const t0 = performance.now();
       const job = await cluster.client.submit({ label: 'bench video', video: raw }, [src]);
+      const t1 = performance.now();
       const done = await cluster.client.wait(job.id);
+      const t2 = performance.now();
       const files = await cluster.client.download(job.id, path.join(ctx.workDir, 'cluster'));
       const clusterSeconds = (performance.now() - t0) / 1000;
+      // Where the time went: upload, plan+encode+merge on the cluster, download; busiest worker's subtask time.
+      const busy = new Map<string, number>();
+      for (const s of done.subtasks) busy.set(s.worker, (busy.get(s.worker) ?? 0) + Number(s.duration_ms) / 1000);
+      const phases = { uploadSeconds: (t1 - t0) / 1000, jobSeconds: (t2 - t1) / 1000, downloadSeconds: (performance.now() - t2) / 1000, busiestWorkerSeconds: Math.max(...busy.values()) };
       const out = [...files.values()][0];
       if (done.state !== 'JOB_STATE_SUCCEEDED' || !out) throw new Error(`cluster job ended ${done.state}: ${JSON.stringify(done.errors)}`);
       const [srcFrames, baseFrames, outFrames, outInfo] = await Promise.all([countVideoPackets(src), countVideoPackets(baseOut), countVideoPackets(out), probeMedia(out)]);
       const segments = done.subtasks.filter((s) => s.label.includes('segment'));
       const workers = new Set(segments.map((s) => s.worker));
       const ratio = clusterSeconds / baseSeconds;
-      ctx.log(`ffmpeg ${baseSeconds.toFixed(2)} s, cluster ${clusterSeconds.toFixed(2)} s, ratio ${ratio.toFixed(3)}; frames ${srcFrames}/${baseFrames}/${outFrames}`);
+      ctx.log(`ffmpeg ${baseSeconds.toFixed(2)} s, cluster ${clusterSeconds.toFixed(2)} s ${JSON.stringify(round(phases))}, ratio ${ratio.toFixed(3)}; frames ${srcFrames}/${baseFrames}/${outFrames}`);
       return {
         scenario: 'video',
         inputs: `${seconds} s 1280x720 30 fps testsrc2 + stereo AAC; x264 ${PRESET} crf ${CRF}, AAC 128k, mp4; cluster time includes upload and download`,
@@ -65,7 +75,7 @@ export const videoScenario: BenchScenario = {
         tessera: {
           label: 'cluster (coordinator + 2 workers x 1 slot), split-and-stitch',
           seconds: clusterSeconds,
-          figures: { frames: outFrames, segments: segments.length, workersUsed: workers.size, audioTracks: outInfo.audio.length },
+          figures: { frames: outFrames, segments: segments.length, workersUsed: workers.size, audioTracks: outInfo.audio.length, ...round(phases) },
         },
         ratio,
         ratioMeaning: 'cluster seconds / ffmpeg seconds (lower is better)',

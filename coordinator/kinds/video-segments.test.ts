@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import type { VideoIndex, VideoPacket } from '../../shared/media/probe.js';
+import { planSegments, segmentCount } from './video-segments.js';
+
+/** 100 frames at 25 fps, keyframe every 25 frames; `openAt` keyframes are followed by two leading B-frames. */
+function index(openAt: number[] = []): VideoIndex {
+  const packets: VideoPacket[] = [];
+  const t = (i: number): number => i * 0.04;
+  for (let i = 0; i < 100; i++) {
+    if (openAt.includes(i)) continue; // placed after the keyframe below
+    if (i % 25 === 0 && openAt.includes(i + 2)) continue;
+    packets.push({ pts: t(i), duration: 0.04, keyframe: i % 25 === 0 });
+  }
+  // Decode order for an open GOP at keyframe k (frame k+2 displayed after leading k, k+1): I(k+2), B(k), B(k+1).
+  for (const k of openAt) {
+    const at = packets.findIndex((p) => p.pts > t(k + 2) - 1e-9);
+    packets.splice(at, 0, { pts: t(k + 2), duration: 0.04, keyframe: true }, { pts: t(k), duration: 0.04, keyframe: false });
+  }
+  const frameTimes = packets.map((p) => p.pts).sort((a, b) => a - b);
+  return { packets, frameTimes, cleanKeyframes: [], openKeyframes: [], end: 4, vfr: false };
+}
+
+describe('planSegments', () => {
+  it('covers every frame exactly once and snaps boundaries to nearby keyframes', () => {
+    const layout = planSegments(index(), { count: 4, snapTolerance: 0.1 });
+    expect(layout.segments.map((s) => [s.from, s.to])).toEqual([[0, 25], [25, 50], [50, 75], [75, 100]]);
+    expect(layout.cutTimes.map((x) => +x.toFixed(2))).toEqual([1, 2, 3]);
+    expect(layout.segments.map((s) => [s.firstChunk, s.lastChunk])).toEqual([[0, 0], [1, 1], [2, 2], [3, 3]]);
+  });
+
+  it('cuts between keyframes when none is near, decoding from the previous keyframe', () => {
+    const layout = planSegments(index(), { count: 3, snapTolerance: 0.01 });
+    expect(layout.segments.map((s) => s.to - s.from)).toEqual([34, 33, 33]);
+    // Segment 2 (frames 34-66) decodes from the keyframe at 1.0 s (chunk 1) and reads on into chunk 2,
+    // which starts at the keyframe (2.0 s) segment 3 decodes from.
+    expect(layout.cutTimes.map((x) => +x.toFixed(2))).toEqual([1, 2]);
+    expect(layout.segments[1]).toMatchObject({ from: 34, start: 1.36, firstChunk: 1, lastChunk: 2 });
+    expect(layout.segments[1]!.lo).toBeCloseTo(1.34, 6);
+    expect(layout.segments[1]!.hi).toBeCloseTo(2.66, 6);
+  });
+
+  it('gives a range the next chunk when its last frames are leading B-frames of an open GOP', () => {
+    const layout = planSegments(index([25]), { count: 4, snapTolerance: 0.1 });
+    // Keyframe at frame 27 (1.08 s) has frames 25 and 26 after it in decode order.
+    expect(layout.segments[0]).toMatchObject({ from: 0, to: 27, firstChunk: 0, lastChunk: 1 });
+    expect(layout.segments[1]).toMatchObject({ from: 27, firstChunk: 1 });
+  });
+});
+
+describe('segmentCount', () => {
+  it('uses two segments per slot between 2 s and 60 s long, or the requested length', () => {
+    expect(segmentCount(60, 2, 0)).toBe(4);
+    expect(segmentCount(3, 2, 0)).toBe(2);
+    expect(segmentCount(1, 8, 0)).toBe(1);
+    expect(segmentCount(3600, 2, 0)).toBe(60);
+    expect(segmentCount(60, 2, 10)).toBe(6);
+  });
+});
