@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -112,6 +112,31 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     const dropped = await transcode('drop.mp4', { duration: 2, audioChannels: 2 }, { audio_codec: 'none' });
     expect(dropped.outInfo.audio).toEqual([]);
     expect(dropped.decoded.frames).toBe(dropped.srcIndex.frameTimes.length);
+  });
+
+  it('encodes a segment again when its file arrives damaged', async () => {
+    const src = await makeVideo(dir, 'damaged.mp4', { duration: 3 });
+    let damaged = 0;
+    // Damage the bytes of segment 2's first result after the worker checked it (as a bad disk or copy would).
+    const flaky: typeof videoProcessor = {
+      ...videoProcessor,
+      async process(ctx) {
+        const res = await videoProcessor.process(ctx);
+        const plan = ctx.plan as { type: string; segment: number };
+        if (plan.type === 'segment' && plan.segment === 1 && damaged++ === 0) {
+          const file = res.outputs[0]!.path;
+          await writeFile(file, (await readFile(file)).subarray(0, 2000));
+        }
+        return res;
+      },
+    };
+    const run = await runKindInProcess(videoKind, flaky, specOf('video', { preset: 'ultrafast', segment_seconds: 1 }), [src], { dir });
+    expect(run.errors).toEqual([]);
+    expect(damaged).toBe(2);
+    expect(run.outcomes.filter((o) => o.phase === 1).map((o) => o.label)).toEqual([expect.stringContaining('segment 2')]);
+    const decoded = await decodeCheck(run.outputs[0]!.path);
+    expect(decoded.errors).toEqual([]);
+    expect(decoded.frames).toBe(75);
   });
 
   it('rejects audio copy into a container that cannot hold it, naming the input', async () => {
