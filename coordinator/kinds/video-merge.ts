@@ -59,12 +59,8 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
     // A segment whose bytes do not hold the planned frames is encoded again (the worker checked it too;
     // this catches anything that went wrong on the way).
     const segs = mine.filter((o) => (o.plan as VideoSubtaskPlan).type === 'segment').sort((a, b) => (a.plan as VideoSegmentPlan).segment - (b.plan as VideoSegmentPlan).segment);
-    const bad: SubtaskOutcome[] = [];
-    for (const s of segs) {
-      const file = s.outputs[0];
-      const frames = file ? await countVideoPackets(file.path, { signal: ctx.signal, input: rec.input }).catch(() => -1) : -1;
-      if (frames !== (s.plan as VideoSegmentPlan).frames) bad.push(s);
-    }
+    const counts = await Promise.all(segs.map((s) => (s.outputs[0] ? countVideoPackets(s.outputs[0].path, { signal: ctx.signal, input: rec.input }).catch(() => -1) : -1)));
+    const bad = segs.filter((s, k) => counts[k] !== (s.plan as VideoSegmentPlan).frames);
     if (bad.length > 0) {
       if (ctx.phase >= MAX_RERUN_PHASES) {
         errors.push({ input: rec.input, code: 'DATA_LOSS', message: `${rec.input}: ${bad[0]!.label} kept failing its frame-count check` });
@@ -125,12 +121,10 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
 /** Checks the stitched file before it is published: frames, duration, A/V alignment, clean joins. */
 async function verifyOutput(file: string, rec: InputPlanRecord, hasAudio: boolean, signal: AbortSignal): Promise<void> {
   const fail = (why: string): TesseraError => dataLoss(`${rec.input}: stitched output failed verification: ${why}`);
-  const info = await probeMedia(file, { signal, input: rec.input });
+  const [info, frames, errors] = await Promise.all([probeMedia(file, { signal, input: rec.input }), countVideoPackets(file, { signal, input: rec.input }), checkJoins(file, rec, signal)]);
   if (!info.video) throw fail('no video stream');
   if (info.video.width !== rec.width || info.video.height !== rec.height) throw fail(`size ${info.video.width}x${info.video.height}, planned ${rec.width}x${rec.height}`);
-  const frames = await countVideoPackets(file, { signal, input: rec.input });
   if (frames !== rec.expectedFrames) throw fail(`${frames} frames, expected ${rec.expectedFrames}`);
-  const errors = await checkJoins(file, rec, signal);
   if (errors.length > 0) throw fail(`errors at the segment joins: ${errors.slice(0, 3).join('; ')}`);
   const vDur = info.video.duration;
   if (Number.isFinite(vDur) && Math.abs(vDur - rec.expectedDuration) > rec.frameDuration + 0.002) {

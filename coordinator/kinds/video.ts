@@ -47,11 +47,15 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   const { params, signal } = ctx;
   const input = ctx.inputs[inputIndex]!;
   const name = input.name;
-  const info = await probeMedia(input.path, { signal, input: name });
+  // Both probes read the file independently; running them together saves a process round trip.
+  const [info, index] = await Promise.all([
+    probeMedia(input.path, { signal, input: name }),
+    probeVideoIndex(input.path, { signal, input: name }).catch((err: unknown) => err as Error),
+  ]);
   const video = info.video;
   if (!video) throw invalidArgument(`${name}: has no video stream`, name);
   if (!video.width || !video.height) throw invalidArgument(`${name}: the video stream has no picture size`, name);
-  const index = await probeVideoIndex(input.path, { signal, input: name });
+  if (index instanceof Error) throw index;
   const audio = params.audioCodec === 'none' ? undefined : info.audio[0];
   if (audio && params.audioCodec === 'copy') {
     const allowed = CONTAINER_COPY_AUDIO[params.container];
@@ -69,7 +73,12 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   // while a range that starts between keyframes only decodes (much cheaper) a few frames it drops.
   const layout = planSegments(index, { count, snapTolerance: (0.03 * span) / count });
   const chunkDir = path.join(ctx.workDir, `in${inputIndex}`);
-  const chunks = await cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal);
+  const encodeAudio = audio && params.audioCodec !== 'copy';
+  // The audio copy and the video split are independent stream copies: run them together.
+  const [chunks, audioFile] = await Promise.all([
+    cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal),
+    encodeAudio ? extractAudio(input.path, name, audio.index, path.join(chunkDir, 'audio.mka'), `in${inputIndex}-audio.mka`, signal) : undefined,
+  ]);
   // Workers see chunk timestamps: every time in a segment plan is moved by the muxer's shift.
   const shift = await chunkTimeShift(chunks[0]!.path, index.packets[0]!.pts, name, signal);
 
@@ -117,9 +126,9 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   }
 
   let audioEncoder: string | undefined;
-  if (audio && params.audioCodec !== 'copy') {
+  if (encodeAudio && audioFile) {
     audioEncoder = AUDIO_ENCODERS[params.audioCodec as keyof typeof AUDIO_ENCODERS];
-    const file = await extractAudio(input.path, name, audio.index, path.join(chunkDir, 'audio.mka'), `in${inputIndex}-audio.mka`, signal);
+    const file = audioFile;
     const plan: VideoAudioPlan = { type: 'audio', input: inputIndex, source: name, file: file.name, encoder: audioEncoder, channels: 0, duration: Number.isFinite(audio.duration) ? audio.duration : span };
     subtasks.push({
       label: `${name} audio`,
