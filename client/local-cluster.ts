@@ -36,6 +36,8 @@ export interface ManagedProcess {
 
 export class LocalCluster {
   address = '';
+  /** Dashboard and /metrics address (host:port), learnt from the coordinator's stdout. */
+  httpAddress = '';
   dataDir = '';
   coordinator: ManagedProcess | undefined;
   readonly workers: ManagedProcess[] = [];
@@ -57,14 +59,19 @@ export class LocalCluster {
 
   /** Starts (or restarts, on the same data dir and port) the coordinator. */
   async startCoordinator(listen = this.address || '127.0.0.1:0'): Promise<void> {
-    const proc = this.spawn('coordinator', ['coordinator', '--listen', listen, '--data-dir', this.dataDir, ...(this.opts.coordinatorArgs ?? [])]);
+    const proc = this.spawn('coordinator', ['coordinator', '--listen', listen, '--http', '127.0.0.1:0', '--data-dir', this.dataDir, ...(this.opts.coordinatorArgs ?? [])]);
     this.coordinator = proc;
+    const extra = this.opts.coordinatorArgs ?? [];
+    const httpOff = extra.some((arg, i) => arg === '--http' && extra[i + 1] === 'off');
     this.address = await new Promise<string>((resolve, reject) => {
       let buf = '';
       const onData = (d: Buffer): void => {
         buf += d.toString();
         const m = /listening on (\S+)/.exec(buf);
-        if (m) {
+        // The dashboard line follows the gRPC one (when the HTTP server is on).
+        const h = /dashboard on http:\/\/(\S+?)\//.exec(buf);
+        if (h) this.httpAddress = h[1]!;
+        if (m && (h || httpOff)) {
           proc.child.stdout?.off('data', onData);
           resolve(m[1]!);
         }
@@ -74,8 +81,9 @@ export class LocalCluster {
     });
   }
 
-  startWorker(name = `worker-${++this.workerSeq}`, extra: string[] = []): ManagedProcess {
-    const proc = this.spawn(name, ['worker', '--coordinator', this.address, '--name', name, '--slots', String(this.opts.slots ?? 1), ...(this.opts.workerArgs ?? []), ...extra]);
+  /** Starts one more worker; `via` overrides the address it dials (e.g. a fault-injecting proxy). */
+  startWorker(name = `worker-${++this.workerSeq}`, extra: string[] = [], opts: { env?: NodeJS.ProcessEnv; via?: string } = {}): ManagedProcess {
+    const proc = this.spawn(name, ['worker', '--coordinator', opts.via ?? this.address, '--name', name, '--slots', String(this.opts.slots ?? 1), ...(this.opts.workerArgs ?? []), ...extra], opts.env);
     this.workers.push(proc);
     return proc;
   }
@@ -91,9 +99,9 @@ export class LocalCluster {
     }
   }
 
-  private spawn(name: string, args: string[]): ManagedProcess {
+  private spawn(name: string, args: string[], env?: NodeJS.ProcessEnv): ManagedProcess {
     const child = spawn(process.execPath, [CLI_PATH, ...args], {
-      env: { ...process.env, TESSERA_LOG_LEVEL: this.opts.logLevel ?? 'warn', ...this.opts.env },
+      env: { ...process.env, TESSERA_LOG_LEVEL: this.opts.logLevel ?? 'warn', ...this.opts.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

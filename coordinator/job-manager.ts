@@ -45,6 +45,9 @@ export class JobManager {
   private readonly active = new Map<string, ActiveJob>();
   private readonly subtasks = new Map<string, SubtaskRecord>();
   private dispatchScheduled = false;
+  /** Counters for metrics. */
+  leaseExpiries = 0;
+  speculativeCopies = 0;
   private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -95,6 +98,8 @@ export class JobManager {
     this.jobs.set(job.id, job);
     job.message = 'planning';
     this.events.jobState(job, `accepted ${job.inputs.length} input(s)`);
+    // The client is told the job exists only once it is on disk.
+    this.store.flush();
     void this.start(job);
   }
 
@@ -136,6 +141,8 @@ export class JobManager {
       for (const s of pending) {
         s.state = 'pending';
         s.workerId = '';
+        s.leases = [];
+        s.speculative = false;
         this.store.saveSubtask(s);
       }
       if (pending.length > 0) {
@@ -196,6 +203,8 @@ export class JobManager {
       outputs: [],
       result: undefined,
       speculative: false,
+      leases: [],
+      failures: 0,
       timeoutMs: p.timeoutMs ?? this.opts.subtaskTimeoutMs,
     }));
     for (const s of created) {
@@ -239,16 +248,21 @@ export class JobManager {
     }
   }
 
-  private assign(s: SubtaskRecord, w: WorkerSession): void {
+  private assign(s: SubtaskRecord, w: WorkerSession, speculative = false): void {
     const active = this.active.get(s.jobId);
-    if (!active || s.state !== 'pending') return;
+    if (!active || s.state !== (speculative ? 'running' : 'pending')) return;
     const job = active.record;
+    const now = Date.now();
     s.attempt += 1;
     s.state = 'running';
     s.workerId = w.id;
     s.worker = w.name;
-    s.progress = 0;
-    s.startedAt = Date.now();
+    s.speculative = speculative;
+    if (!speculative) {
+      s.progress = 0;
+      s.startedAt = now;
+    }
+    s.leases.push({ attempt: s.attempt, workerId: w.id, worker: w.name, startedAt: now, speculative });
     w.leases.set(s.id, s.attempt);
     if (job.state === 'queued') {
       job.state = 'running';
@@ -256,7 +270,7 @@ export class JobManager {
       this.events.jobState(job, 'running');
     }
     this.store.saveSubtask(s);
-    this.events.subtaskState(job, s, `attempt ${s.attempt} on ${w.name}`, jobProgress(job, active.subtasks));
+    this.events.subtaskState(job, s, `${speculative ? 'speculative copy, ' : ''}attempt ${s.attempt} on ${w.name}`, jobProgress(job, active.subtasks));
     const sent = this.registry.send(w, {
       assign: {
         subtask_id: s.id,
@@ -270,13 +284,13 @@ export class JobManager {
         phase: s.phase,
       },
     });
-    if (!sent) this.releaseLease(w, s, 'worker unreachable', true);
+    if (!sent) this.releaseLease(w, s, s.attempt, 'worker unreachable', true);
   }
 
   /** Current lease check (fencing): is `attempt` the live attempt of `subtaskId` held by `workerId`? */
   leaseIsCurrent(subtaskId: string, attempt: number, workerId: string): SubtaskRecord | undefined {
     const s = this.subtasks.get(subtaskId);
-    if (!s || s.state !== 'running' || s.attempt !== attempt || s.workerId !== workerId) return undefined;
+    if (!s || s.state !== 'running' || !s.leases.some((l) => l.attempt === attempt && l.workerId === workerId)) return undefined;
     return s;
   }
 
@@ -301,9 +315,17 @@ export class JobManager {
       return;
     }
     const active = this.active.get(s.jobId)!;
-    s.durationMs = Date.now() - s.startedAt;
+    const lease = s.leases.find((l) => l.attempt === r.attempt)!;
+    s.leases = s.leases.filter((l) => l !== lease);
     if (r.ok) {
       w.done++;
+      // First valid result wins: the other copy (if any) is cancelled.
+      for (const other of s.leases) this.revokeLease(s, other, 'a copy of this subtask finished first');
+      s.leases = [];
+      s.durationMs = Date.now() - lease.startedAt;
+      s.worker = lease.worker;
+      s.workerId = lease.workerId;
+      s.speculative = false;
       s.state = 'succeeded';
       s.progress = 1;
       s.outputs = r.outputs;
@@ -316,7 +338,16 @@ export class JobManager {
       w.failed++;
       // Bad input is not the worker's fault: only retryable failures count towards quarantine.
       if (r.retryable) this.noteWorkerFailure(w);
-      this.retryOrFail(active, s, r.error ?? { input: '', code: 'UNKNOWN', message: 'failed' }, r.retryable);
+      const error = r.error ?? { input: '', code: 'UNKNOWN', message: 'failed' };
+      if (r.retryable && s.leases.length > 0) {
+        // The other copy is still running: let it finish rather than start a third.
+        this.log.info({ subtask: s.id, attempt: r.attempt }, 'one copy failed; the other copy continues');
+      } else {
+        for (const other of s.leases) this.revokeLease(s, other, 'subtask failed');
+        s.leases = [];
+        s.durationMs = Date.now() - s.startedAt;
+        this.retryOrFail(active, s, error, r.retryable);
+      }
     }
     this.requestDispatch();
     this.checkPhase(active);
@@ -338,12 +369,14 @@ export class JobManager {
 
   private retryOrFail(active: ActiveJob, s: SubtaskRecord, error: ItemFailure, retryable: boolean): void {
     const job = active.record;
-    if (retryable && s.attempt < job.maxAttempts) {
+    s.failures += 1;
+    s.speculative = false;
+    if (retryable && s.failures < job.maxAttempts) {
       s.state = 'pending';
       s.workerId = '';
       s.error = error;
-      // Exponential backoff with full jitter.
-      const backoff = this.opts.retryBaseMs * 2 ** (s.attempt - 1);
+      // Exponential backoff with jitter.
+      const backoff = this.opts.retryBaseMs * 2 ** (s.failures - 1);
       s.notBefore = Date.now() + Math.round(backoff * (0.5 + Math.random() * 0.5));
       this.store.saveSubtask(s);
       this.events.subtaskState(job, s, `attempt ${s.attempt} failed (${error.code}: ${error.message}); retrying`);
@@ -357,10 +390,18 @@ export class JobManager {
   }
 
   /** Takes a lease back from a worker (lost, unreachable, draining past its grace). */
-  releaseLease(w: WorkerSession, s: SubtaskRecord, reason: string, retryable: boolean): void {
-    w.leases.delete(s.id);
+  releaseLease(w: WorkerSession, s: SubtaskRecord, attempt: number, reason: string, retryable: boolean): void {
+    if (w.leases.get(s.id) === attempt) w.leases.delete(s.id);
     const active = this.active.get(s.jobId);
-    if (!active || s.state !== 'running' || s.workerId !== w.id) return;
+    const before = s.leases.length;
+    s.leases = s.leases.filter((l) => !(l.attempt === attempt && l.workerId === w.id));
+    if (!active || s.state !== 'running' || s.leases.length === before) return;
+    this.log.warn({ job: s.jobId, subtask: s.id, attempt, worker: w.name, reason }, 'lease expired');
+    this.leaseExpiries++;
+    if (s.leases.length > 0) {
+      this.store.saveSubtask(s);
+      return;
+    }
     this.retryOrFail(active, s, { input: s.items.length === 1 ? s.items[0]! : '', code: 'UNAVAILABLE', message: reason }, retryable);
     this.checkPhase(active);
     this.requestDispatch();
@@ -372,9 +413,9 @@ export class JobManager {
     w.lostAt = Date.now();
     w.call = undefined;
     this.log.warn({ worker: w.name, leases: w.leases.size, reason }, 'worker lost');
-    for (const [subtaskId] of [...w.leases]) {
+    for (const [subtaskId, attempt] of [...w.leases]) {
       const s = this.subtasks.get(subtaskId);
-      if (s) this.releaseLease(w, s, `worker ${w.name} lost: ${reason}`, true);
+      if (s) this.releaseLease(w, s, attempt, `worker ${w.name} lost: ${reason}`, true);
     }
     w.leases.clear();
   }
@@ -488,13 +529,53 @@ export class JobManager {
       return;
     }
     if (s.state !== 'running') return;
-    const w = this.registry.get(s.workerId);
-    if (w) {
-      w.leases.delete(s.id);
-      this.registry.send(w, { cancel: { subtask_id: s.id, attempt: s.attempt, reason } });
-    }
+    for (const lease of s.leases) this.revokeLease(s, lease, reason);
+    s.leases = [];
     s.state = 'cancelled';
     this.store.saveSubtask(s);
+  }
+
+  /** Tells a lease holder to stop, and frees its slot. */
+  private revokeLease(s: SubtaskRecord, lease: { attempt: number; workerId: string }, reason: string): void {
+    const w = this.registry.get(lease.workerId);
+    if (!w) return;
+    if (w.leases.get(s.id) === lease.attempt) w.leases.delete(s.id);
+    this.registry.send(w, { cancel: { subtask_id: s.id, attempt: lease.attempt, reason } });
+  }
+
+  /**
+   * Straggler rule (Spark's): once 75% of a phase's subtasks are done, a subtask running longer
+   * than 1.5x the median of the finished ones gets a speculative copy on another idle worker. Only
+   * idle capacity is used (no pending work anywhere), and copies stay a small share of running work.
+   */
+  speculate(now = Date.now()): void {
+    if (this.scheduler.pendingCount() > 0) return;
+    const idle = this.registry.schedulable(now);
+    if (idle.length === 0) return;
+    let running = 0;
+    let copies = 0;
+    for (const w of this.registry.all()) running += w.leases.size;
+    for (const s of this.subtasks.values()) if (s.state === 'running' && s.leases.length > 1) copies++;
+    const maxCopies = Math.max(1, Math.floor(running * 0.1));
+    for (const active of this.active.values()) {
+      const current = active.subtasks.filter((s) => s.phase === active.record.phase);
+      const finished = current.filter((s) => s.state === 'succeeded');
+      if (finished.length === 0 || finished.length < current.length * 0.75) continue;
+      const durations = finished.map((s) => s.durationMs).sort((a, b) => a - b);
+      const median = durations[Math.floor(durations.length / 2)]!;
+      for (const s of current) {
+        if (copies >= maxCopies) return;
+        if (s.state !== 'running' || s.leases.length !== 1) continue;
+        const lease = s.leases[0]!;
+        if (now - lease.startedAt <= Math.max(1.5 * median, 200)) continue;
+        const w = idle.find((x) => x.id !== lease.workerId && x.leases.size < x.slots && canRun(x, s, active.record.kind));
+        if (!w) continue;
+        this.log.info({ job: s.jobId, subtask: s.id, runningMs: now - lease.startedAt, medianMs: median, worker: w.name }, 'straggler: starting a speculative copy');
+        this.speculativeCopies++;
+        copies++;
+        this.assign(s, w, true);
+      }
+    }
   }
 
   cancel(jobId: string): JobRecord {
@@ -538,8 +619,9 @@ export class JobManager {
     return f;
   }
 
-  subtaskOutputPath(s: SubtaskRecord, name: string): string {
-    return path.join(this.spool.subtaskDir(s.jobId, s.id), `a${s.attempt}`, safeFileName(name, 'output name'));
+  /** Where an attempt's uploaded output is spooled (one folder per attempt, so copies never collide). */
+  subtaskOutputPath(s: SubtaskRecord, attempt: number, name: string): string {
+    return path.join(this.spool.subtaskDir(s.jobId, s.id), `a${attempt}`, safeFileName(name, 'output name'));
   }
 
   close(): void {

@@ -59,7 +59,20 @@ export interface SubtaskRecord extends Omit<SubtaskPlan, 'plan'> {
   itemErrors: ItemFailure[];
   outputs: SpoolFile[];
   result: unknown;
-  /** Finished durations of earlier attempts, for straggler detection. */
+  /** True while a speculative copy of a straggler runs beside the original attempt. */
+  speculative: boolean;
+  /** Live leases: the original attempt and, for a straggler, its speculative copy. */
+  leases: Lease[];
+  /** Failed attempts so far (bounded by the job's max attempts). */
+  failures: number;
+}
+
+/** One attempt of a subtask on one worker; `attempt` is the fencing token. */
+export interface Lease {
+  attempt: number;
+  workerId: string;
+  worker: string;
+  startedAt: number;
   speculative: boolean;
 }
 

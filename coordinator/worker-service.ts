@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { TesseraError, dataLoss, invalidArgument } from '../shared/errors.js';
 import { clientStream, serverStream } from '../shared/grpc-handlers.js';
@@ -58,7 +58,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
           if (o.inline) {
             const data = o.inline_data;
             if (o.sha256 && sha256(data) !== o.sha256) throw dataLoss(`output ${name} of subtask ${s.id}: checksum mismatch`);
-            const file = jobs.subtaskOutputPath(s, name);
+            const file = jobs.subtaskOutputPath(s, r.attempt, name);
             await mkdir(path.dirname(file), { recursive: true });
             await writeFile(file, data);
             outputs.push({ name, path: file, size: data.length, sha256: o.sha256 || sha256(data) });
@@ -104,7 +104,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       try {
         authorize(call.metadata);
       } catch (err) {
-        call.destroy(Object.assign(new Error((err as Error).message), { code: (err as TesseraError).code ?? status.UNAUTHENTICATED, details: (err as Error).message }));
+        call.emit('error', { code: (err as TesseraError).code ?? status.UNAUTHENTICATED, details: (err as Error).message, metadata: new grpc.Metadata() });
         return;
       }
       call.on('data', (msg: WorkerMessage__Output) => {
@@ -142,6 +142,12 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
             return;
           }
           if (!session) throw invalidArgument('the first message on Connect must be register');
+          if (session.state === 'lost') {
+            // A worker back from a pause or a partition: its leases are gone. End the stream so it
+            // registers afresh; any late result it still sends on this stream is never looked at.
+            call.emit('error', { code: status.UNAVAILABLE, details: 'session expired: register again', metadata: new grpc.Metadata() });
+            return;
+          }
           session.lastHeartbeat = Date.now();
           switch (msg.msg) {
             case 'heartbeat':
@@ -164,7 +170,8 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
               break;
           }
         } catch (err) {
-          call.destroy(err as Error);
+          const e = err instanceof TesseraError ? err : invalidArgument(String(err));
+          call.emit('error', { code: e.code, details: e.message, metadata: new grpc.Metadata() });
         }
       });
       call.on('end', () => {
@@ -203,7 +210,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
           else if (r.value.msg === 'sha256') trailer = r.value.sha256;
         }
       }
-      const file = jobs.subtaskOutputPath(s, name);
+      const file = jobs.subtaskOutputPath(s, h.attempt, name);
       const { size, sha256: digest } = await spool.writeAtomic(file, chunks(), {
         maxBytes: opts.maxOutputBytes,
         expectedSha256: () => trailer,

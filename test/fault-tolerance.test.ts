@@ -1,0 +1,203 @@
+/**
+ * Fault tolerance with real processes: hung workers, stragglers, partitions, coordinator crashes,
+ * graceful drains. Each test checks the job completes with outputs identical to the inputs
+ * (passthrough) and reports the detection time and the delay the fault added.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Job } from '../client/client.js';
+import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { TcpProxy } from './helpers/tcp-proxy.js';
+
+let cluster: TestCluster | undefined;
+let proxy: TcpProxy | undefined;
+let dir: string;
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-ft-'));
+});
+
+afterEach(async () => {
+  await proxy?.stop();
+  proxy = undefined;
+  await cluster?.stop();
+  cluster = undefined;
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function blobs(n: number, size = 150_000): Promise<string[]> {
+  const files: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const f = path.join(dir, `blob-${i}.bin`);
+    await writeFile(f, randomBytes(size + i));
+    files.push(f);
+  }
+  return files;
+}
+
+async function expectIdenticalOutputs(c: TestCluster, job: Job, files: string[]): Promise<void> {
+  expect(job.state).toBe('JOB_STATE_SUCCEEDED');
+  const out = path.join(dir, `out-${job.id.slice(0, 8)}`);
+  const paths = await c.client.download(job.id, out);
+  expect(paths.size).toBe(files.length);
+  for (const f of files) expect(await readFile(paths.get(path.basename(f))!)).toEqual(await readFile(f));
+}
+
+function report(what: string, figures: Record<string, number>): void {
+  process.stdout.write(`[fault] ${what}: ${Object.entries(figures).map(([k, v]) => `${k}=${Math.round(v)}ms`).join(' ')}\n`);
+}
+
+async function waitForWorkerState(c: TestCluster, name: string, state: string, timeoutMs = 20_000): Promise<number> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < timeoutMs) {
+    const w = (await c.client.listWorkers()).filter((x) => x.name === name);
+    if (w.some((x) => x.state === state)) return Date.now() - t0;
+    await sleep(50);
+  }
+  throw new Error(`${name} never became ${state}`);
+}
+
+describe('fault tolerance', () => {
+  it('a hung worker (SIGSTOP) is lost after the TTL, its work reruns, and its late result is rejected after SIGCONT', async () => {
+    cluster = await startCluster({ workers: 2, slots: 1, coordinatorArgs: ['--ttl-ms', '2000'] });
+    const files = await blobs(4);
+    const job = await cluster.client.submit({ passthrough: { work_ms: 600 } }, files);
+    const victim = cluster.workers[0]!;
+    let stoppedAt = 0;
+    const donePromise = cluster.client.wait(job.id, (e) => {
+      if (!stoppedAt && e.type === 'subtask_state' && e.subtask?.worker === victim.name && e.subtask.state === 'SUBTASK_STATE_RUNNING') {
+        stoppedAt = Date.now();
+        victim.child.kill('SIGSTOP');
+      }
+    });
+    const detection = await waitForWorkerState(cluster, victim.name, 'lost');
+    const done = await donePromise;
+    const finishedAt = Date.now();
+    victim.child.kill('SIGCONT');
+    await expectIdenticalOutputs(cluster, done, files);
+    // The subtask the hung worker held was completed by the other worker on a later attempt.
+    expect(done.subtasks.every((s) => s.worker === 'worker-2' || s.attempt === 1)).toBe(true);
+    expect(done.subtasks.some((s) => s.attempt >= 2 && s.worker === 'worker-2')).toBe(true);
+    // After SIGCONT the worker's stale session is refused and it registers again by itself.
+    await waitForWorkerState(cluster, victim.name, 'active');
+    const again = await cluster.client.getJob(job.id);
+    expect(again.subtasks.map((s) => [s.id, s.attempt, s.worker])).toEqual(done.subtasks.map((s) => [s.id, s.attempt, s.worker]));
+    report('SIGSTOP worker', { detection, jobAfterStop: finishedAt - stoppedAt });
+  });
+
+  it('a straggler gets a speculative copy on an idle worker and the first result wins', async () => {
+    cluster = await startCluster({ workers: 1, slots: 1 });
+    const slow = cluster.startWorker('slow', [], { env: { TESSERA_DIAG_DELAY_MS: '6000' } });
+    await cluster.waitForWorkers(2);
+    const files = await blobs(10, 20_000);
+    const t0 = Date.now();
+    const job = await cluster.client.submit({ passthrough: { work_ms: 150 } }, files);
+    const done = await cluster.client.wait(job.id);
+    const elapsed = Date.now() - t0;
+    await expectIdenticalOutputs(cluster, done, files);
+    // The slow worker's subtask was finished by its copy on worker-1 well before the slow one could.
+    expect(elapsed).toBeLessThan(6000);
+    expect(done.subtasks.every((s) => s.worker === 'worker-1')).toBe(true);
+    expect(done.subtasks.some((s) => s.attempt === 2)).toBe(true);
+    expect(slow.child.exitCode).toBeNull();
+    report('straggler', { jobTotal: elapsed, slowWorkerDelay: 6000 });
+  });
+
+  it('a network partition between a worker and the coordinator, healed after the TTL, loses nothing', async () => {
+    cluster = await startCluster({ workers: 1, slots: 1, coordinatorArgs: ['--ttl-ms', '2000'] });
+    const [host, port] = [cluster.address.split(':')[0]!, Number(cluster.address.split(':')[1])];
+    proxy = new TcpProxy({ host, port });
+    const via = await proxy.start();
+    cluster.startWorker('remote', [], { via });
+    await cluster.waitForWorkers(2);
+    const files = await blobs(6);
+    const job = await cluster.client.submit({ passthrough: { work_ms: 500 } }, files);
+    let cutAt = 0;
+    const donePromise = cluster.client.wait(job.id, (e) => {
+      if (!cutAt && e.type === 'subtask_state' && e.subtask?.worker === 'remote' && e.subtask.state === 'SUBTASK_STATE_RUNNING') {
+        cutAt = Date.now();
+        proxy!.partition();
+      }
+    });
+    const detection = await waitForWorkerState(cluster, 'remote', 'lost');
+    const done = await donePromise;
+    proxy.heal();
+    await expectIdenticalOutputs(cluster, done, files);
+    expect(done.subtasks.some((s) => s.attempt >= 2)).toBe(true);
+    await waitForWorkerState(cluster, 'remote', 'active', 30_000);
+    report('partition', { detection, jobAfterCut: Date.now() - cutAt });
+  });
+
+  it('the coordinator SIGKILLed mid-job and restarted on the same data dir resumes the job; workers and the watcher reconnect', async () => {
+    cluster = await startCluster({ workers: 2, slots: 1 });
+    const files = await blobs(8);
+    const job = await cluster.client.submit({ passthrough: { work_ms: 500 } }, files);
+    let succeeded = 0;
+    let killedAt = 0;
+    const seen: number[] = [];
+    const c = cluster;
+    const donePromise = c.client.wait(job.id, (e) => {
+      seen.push(Number(e.seq));
+      if (e.type === 'subtask_state' && e.subtask?.state === 'SUBTASK_STATE_SUCCEEDED') succeeded++;
+      if (succeeded === 3 && !killedAt) {
+        killedAt = Date.now();
+        c.coordinator!.child.kill('SIGKILL');
+        void c.coordinator!.exited.then(() => c.startCoordinator());
+      }
+    });
+    const done = await donePromise;
+    await expectIdenticalOutputs(cluster, done, files);
+    // Subtasks finished before the crash were not run again.
+    expect(done.subtasks.filter((s) => s.attempt === 1).length).toBeGreaterThanOrEqual(3);
+    // The watcher saw every event exactly once, in order, across the restart.
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+    expect(new Set(seen).size).toBe(seen.length);
+    await cluster.waitForWorkers(2);
+    report('coordinator SIGKILL + restart', { jobAfterKill: Date.now() - killedAt });
+  });
+
+  it('SIGTERM drains a worker: its running subtask finishes, it takes no new work, and it exits', async () => {
+    cluster = await startCluster({ workers: 2, slots: 1 });
+    const files = await blobs(6);
+    const job = await cluster.client.submit({ passthrough: { work_ms: 800 } }, files);
+    const victim = cluster.workers[0]!;
+    let termAt = 0;
+    let drainingSeen = false;
+    const donePromise = cluster.client.wait(job.id, (e) => {
+      if (!termAt && e.type === 'subtask_state' && e.subtask?.worker === victim.name && e.subtask.state === 'SUBTASK_STATE_RUNNING') {
+        termAt = Date.now();
+        victim.child.kill('SIGTERM');
+      }
+    });
+    while (!termAt) await sleep(20);
+    drainingSeen = (await waitForWorkerState(cluster, victim.name, 'draining', 5000)) >= 0;
+    expect(await victim.exited).toBe(0);
+    const done = await donePromise;
+    await expectIdenticalOutputs(cluster, done, files);
+    expect(drainingSeen).toBe(true);
+    // Nothing had to be retried: the drained worker finished what it had.
+    expect(done.subtasks.every((s) => s.attempt === 1)).toBe(true);
+    expect(done.subtasks.filter((s) => s.worker === victim.name).length).toBeGreaterThanOrEqual(1);
+    // Its temp folder is gone.
+    expect((await readdir(os.tmpdir())).filter((n) => n.startsWith(`tessera-worker-${victim.name}-${victim.child.pid}`))).toEqual([]);
+  });
+});
+
+describe('resumable download', () => {
+  it('a half-finished download continues from where it stopped and is verified', async () => {
+    cluster = await startCluster({ workers: 1, slots: 1 });
+    const files = await blobs(1, 3_000_000);
+    const job = await cluster.client.wait((await cluster.client.submit({ passthrough: {} }, files)).id);
+    const out = path.join(dir, 'resume');
+    const original = await readFile(files[0]!);
+    const name = path.basename(files[0]!);
+    await import('node:fs/promises').then((fs) => fs.mkdir(out, { recursive: true }));
+    await writeFile(path.join(out, `${name}.part`), original.subarray(0, 1_234_567));
+    const paths = await cluster.client.download(job.id, out);
+    expect(await readFile(paths.get(name)!)).toEqual(original);
+  });
+});
