@@ -70,6 +70,20 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     }
   });
 
+  it('handles an MPEG-TS that starts in the middle of an open GOP like ffmpeg does', async () => {
+    const whole = await makeVideo(dir, 'whole.ts', { duration: 3, openGop: true, gop: 25 });
+    const src = path.join(dir, 'midgop.ts');
+    // Output-side seek with -copyinkf keeps the non-keyframes before the first keyframe.
+    await runFfmpeg(['-y', '-i', whole, '-ss', '0.5', '-c', 'copy', '-copyinkf', '-f', 'mpegts', src]);
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', segment_seconds: 1 }), [src], { dir });
+    expect(run.errors).toEqual([]);
+    const single = path.join(dir, 'midgop-single.mp4');
+    await runFfmpeg(['-y', '-i', src, '-c:v', 'libx264', '-preset', 'ultrafast', '-fps_mode', 'passthrough', single]);
+    const [ours, theirs] = await Promise.all([decodeCheck(run.outputs[0]!.path), decodeCheck(single)]);
+    expect(ours.errors).toEqual([]);
+    expect(ours.frames).toBe(theirs.frames);
+  });
+
   it('applies rotation metadata, scales to an even box and resamples to a requested fps', async () => {
     const r = await transcode('rotated.mp4', { duration: 3, width: 160, height: 90, fps: 24, rotate: 90, audioChannels: 1 }, { width: 45, fps: 10, segment_seconds: 1 });
     // The 160x90 picture displays as 90x160; fitted to width 45 -> 44x80 (even, aspect kept).

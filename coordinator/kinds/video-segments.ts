@@ -87,7 +87,8 @@ export function planSegments(index: VideoIndex, opts: SegmentOptions): SegmentLa
     const to = bounds[s + 1]!;
     const start = times[from]!;
     const end = to < n ? times[to]! : index.end;
-    const lo = from === 0 ? start - 1 : (times[from - 1]! + start) / 2;
+    // Half a frame before the first frame: undecodable leading frames of an open first GOP stay out.
+    const lo = from === 0 ? start - (n > 1 ? (times[1]! - start) / 2 : 0.001) : (times[from - 1]! + start) / 2;
     const hi = to < n ? (times[to - 1]! + times[to]!) / 2 : null;
     let lastChunk = chunkOfPacket(startPacket[s]!);
     let keysPast = 0;

@@ -168,7 +168,14 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions = {}): Pr
     if (!Number.isFinite(pts)) continue; // packets without timestamps cannot be placed; the decoder drops them too
     packets.push({ pts, duration: num(p.duration_time) || 0, keyframe: (p.flags ?? '').includes('K') });
   }
-  if (packets.length === 0) throw invalidArgument(`${opts.input ?? file}: the video stream has no frames`, opts.input);
+  // Frames before the first keyframe (a stream cut mid-GOP), and leading frames that reference
+  // pictures before it, cannot be decoded: ffmpeg drops them, so they are not part of the video.
+  const firstKey = packets.findIndex((p) => p.keyframe);
+  if (firstKey > 0 || (firstKey === 0 && packets.some((p) => p.pts < packets[0]!.pts))) {
+    const keyPts = packets[firstKey]!.pts;
+    packets.splice(0, packets.length, ...packets.slice(firstKey).filter((p) => p.pts >= keyPts));
+  }
+  if (packets.length === 0 || firstKey < 0) throw invalidArgument(`${opts.input ?? file}: the video stream has no decodable frames`, opts.input);
   const frameTimes = packets.map((p) => p.pts).sort((a, b) => a - b);
   const cleanKeyframes: number[] = [];
   const openKeyframes: number[] = [];
