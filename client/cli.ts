@@ -10,6 +10,7 @@ import { audioSpec, cropOption, imageSpec, int, num, passthroughSpec, thumbnails
 import { UsageError, exitCodeFor, runSubmit } from './commands/submit.js';
 import { jobToJson, printJobHuman, printJobsTable, printWorkersTable, ProgressView } from './commands/output.js';
 import { runDemo } from './commands/demo.js';
+import { clientSecurityOptions, coordinatorSecurityOptions, workerSecurityOptions } from './commands/security-options.js';
 import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 
 const program = new Command('tessera')
@@ -27,13 +28,14 @@ function withClient<T>(cmd: { coordinator?: string }, fn: (c: TesseraClient) => 
 program
   .command('coordinator')
   .description('run the coordinator')
-  .option('--listen <host:port>', 'gRPC listen address', '0.0.0.0:7700')
+  .option('--listen <host:port>', 'gRPC listen address (non-loopback needs TLS or --insecure)', '127.0.0.1:7700')
   .option('--data-dir <dir>', 'job store and spool', '.tessera')
   .option('--heartbeat-ms <ms>', 'worker heartbeat interval', int('--heartbeat-ms'), 1000)
   .option('--ttl-ms <ms>', 'a worker silent this long is lost', int('--ttl-ms'), 5000)
   .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'), 3)
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').env('TESSERA_LOG_LEVEL'))
   .action(async (o) => runCoordinator(o));
+coordinatorSecurityOptions(program.commands.at(-1)!);
 
 program
   .command('worker')
@@ -45,6 +47,7 @@ program
   .option('--drain-grace-ms <ms>', 'how long SIGTERM waits for running subtasks', int('--drain-grace-ms'), 30_000)
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').env('TESSERA_LOG_LEVEL'))
   .action(async (o) => runWorker(o));
+workerSecurityOptions(program.commands.at(-1)!);
 
 const submit = program.command('submit').description('submit a job, wait for it and download its outputs');
 
@@ -257,6 +260,7 @@ program
     process.exitCode = await runDemo(o);
   });
 
+clientSecurityOptions(program);
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof UsageError) {
     process.stderr.write(`tessera: ${err.message}\n`);

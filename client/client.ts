@@ -21,6 +21,8 @@ import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import type { OutputChunk__Output } from '../shared/proto/generated/tessera/v1/OutputChunk.js';
 import type { WorkerInfo__Output } from '../shared/proto/generated/tessera/v1/WorkerInfo.js';
 import { newSha256, writeWithBackpressure } from '../shared/streams.js';
+import { clientTokenFromEnv } from '../shared/auth.js';
+import { clientCredentialsFromEnv } from '../shared/tls.js';
 
 export type { Job__Output as Job, JobEvent__Output as JobEvent, JobSpec, WorkerInfo__Output as WorkerInfo };
 
@@ -28,7 +30,7 @@ export interface ClientOptions {
   /** host:port (default: TESSERA_COORDINATOR or 127.0.0.1:7700). */
   address?: string;
   credentials?: grpc.ChannelCredentials;
-  /** Bearer token sent as `authorization` metadata. */
+  /** Bearer token sent as `authorization` metadata (default: TESSERA_TOKEN or the file TESSERA_TOKEN_FILE names). */
   token?: string;
   /** Deadline of unary calls in ms. */
   deadlineMs?: number;
@@ -46,17 +48,20 @@ export class TesseraClient {
   readonly address: string;
   private readonly client: JobServiceClient;
   private readonly deadlineMs: number;
+  private readonly token: string | undefined;
 
-  constructor(private readonly opts: ClientOptions = {}) {
+  constructor(opts: ClientOptions = {}) {
     this.address = coordinatorAddress(opts.address);
     const { proto } = loadTesseraProto();
-    this.client = new proto.tessera.v1.JobService(this.address, opts.credentials ?? grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
+    this.client = new proto.tessera.v1.JobService(this.address, opts.credentials ?? clientCredentialsFromEnv(), CLIENT_CHANNEL_OPTIONS);
+    // Read once: the token may come from a file (TESSERA_TOKEN_FILE).
+    this.token = opts.token ?? clientTokenFromEnv();
     this.deadlineMs = opts.deadlineMs ?? UNARY_DEADLINE_MS;
   }
 
   private md(): grpc.Metadata {
     const md = new grpc.Metadata();
-    if (this.opts.token) md.set('authorization', `Bearer ${this.opts.token}`);
+    if (this.token) md.set('authorization', `Bearer ${this.token}`);
     return md;
   }
 

@@ -13,6 +13,9 @@ import { Spool } from './spool.js';
 import { JobStore } from './store.js';
 import { WorkerRegistry } from './worker-registry.js';
 import { workerServiceHandlers } from './worker-service.js';
+import { CoordinatorAuth, type AuthConfig } from './auth.js';
+import { resolveLimits, type Limits } from '../shared/limits.js';
+import { assertSecureListen, serverCredentials, type ServerTlsFiles } from '../shared/tls.js';
 
 export interface CoordinatorOptions {
   /** host:port to listen on (port 0 = any free port). */
@@ -27,6 +30,14 @@ export interface CoordinatorOptions {
   maxFileBytes?: number;
   maxJobBytes?: number;
   maxInputs?: number;
+  /** Serve TLS with these files (a CA also verifies client certificates). */
+  tls?: ServerTlsFiles | undefined;
+  /** Allow plaintext on a non-loopback address, and client tokens without a worker token. */
+  insecure?: boolean | undefined;
+  /** Worker join token, client tokens, worker certificates. Without tokens the cluster runs open. */
+  auth?: AuthConfig | undefined;
+  /** Limits (unset ones come from TESSERA_MAX_* or the defaults in shared/limits.ts). */
+  limits?: Partial<Limits> | undefined;
   /** How long `close()` waits for in-flight calls before forcing. */
   shutdownGraceMs?: number;
 }
@@ -58,6 +69,10 @@ export class Coordinator {
     this.state = 'starting';
     const { opts } = this;
     const log = opts.log;
+    assertSecureListen(opts.listen, Boolean(opts.tls), Boolean(opts.insecure));
+    const auth = new CoordinatorAuth(opts.auth ?? {}, log);
+    // Client tokens without a worker token would let anyone join as a worker and read every job's inputs.
+    if (!auth.clientsOpen && auth.workersOpen && !opts.insecure) throw new Error('client tokens are set but no worker token: set --worker-token (or TESSERA_WORKER_TOKEN), or pass --insecure');
     await mkdir(opts.dataDir, { recursive: true });
     this.store = new JobStore(path.join(opts.dataDir, 'tessera.db'));
     const spool = new Spool(path.join(opts.dataDir, 'spool'));
@@ -70,20 +85,16 @@ export class Coordinator {
       retryBaseMs: opts.retryBaseMs ?? 500,
     });
     const { proto, packageDefinition } = loadTesseraProto();
-    const server = new grpc.Server(SERVER_CHANNEL_OPTIONS);
+    const server = new grpc.Server({ ...SERVER_CHANNEL_OPTIONS, interceptors: [auth.interceptor()] });
     this.server = server;
-    const limits = {
-      maxFileBytes: opts.maxFileBytes ?? 64 * 1024 ** 3,
-      maxJobBytes: opts.maxJobBytes ?? 256 * 1024 ** 3,
-      maxInputs: opts.maxInputs ?? 10_000,
-    };
-    server.addService(proto.tessera.v1.JobService.service, jobServiceHandlers(this.jobs, spool, log, limits, () => 'local'));
+    const limits = resolveLimits({ maxFileBytes: opts.maxFileBytes, maxJobBytes: opts.maxJobBytes, maxInputs: opts.maxInputs, ...opts.limits });
+    server.addService(proto.tessera.v1.JobService.service, jobServiceHandlers(this.jobs, spool, log, limits, auth));
     server.addService(proto.tessera.v1.WorkerService.service, workerServiceHandlers(this.jobs, spool, log, { heartbeatMs, ttlMs, maxOutputBytes: limits.maxJobBytes }, () => undefined));
     this.health.addToServer(server);
     new ReflectionService(packageDefinition).addToServer(server);
 
     const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(opts.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      server.bindAsync(opts.listen, opts.tls ? serverCredentials(opts.tls) : grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
     });
     const host = opts.listen.slice(0, opts.listen.lastIndexOf(':'));
     this.address = `${host}:${port}`;

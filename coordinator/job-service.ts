@@ -1,7 +1,7 @@
 /** JobService: the client-facing gRPC API. */
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import { TesseraError, invalidArgument, failedPrecondition } from '../shared/errors.js';
+import { TesseraError, invalidArgument, failedPrecondition, statusFromName } from '../shared/errors.js';
 import { clientStream, serverStream, unary } from '../shared/grpc-handlers.js';
 import type { Logger } from '../shared/logger.js';
 import { safeFileName } from '../shared/names.js';
@@ -13,17 +13,30 @@ import { readChunks } from '../shared/streams.js';
 import type { JobManager } from './job-manager.js';
 import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord } from './model.js';
 import type { Spool } from './spool.js';
+import type { Caller } from './auth.js';
+import { checkInputs } from './input-check.js';
+import type { Limits } from '../shared/limits.js';
 
-export interface JobServiceLimits {
-  maxFileBytes: number;
-  maxJobBytes: number;
-  maxInputs: number;
+export type JobServiceLimits = Limits;
+
+/** Who is calling, and whether they may touch a job (coordinator/auth.ts). */
+export interface JobAccess {
+  identify(md: grpc.Metadata): Caller;
+  assertOwner(caller: Caller, owner: string, jobId: string): void;
 }
 
-export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, limits: JobServiceLimits, identify: (md: grpc.Metadata) => string): JobServiceHandlers {
+export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, limits: JobServiceLimits, access: JobAccess): JobServiceHandlers {
+  /** The job, if the caller may read, watch, cancel or download it. */
+  const owned = (md: grpc.Metadata, jobId: string): JobRecord => {
+    const job = jobs.get(jobId);
+    access.assertOwner(access.identify(md), job.owner, jobId);
+    return job;
+  };
   return {
     SubmitJob: clientStream<SubmitJobRequest__Output, ReturnType<typeof toJobMessage>>(log, async (messages, ctx) => {
-      const owner = identify(ctx.metadata);
+      const owner = access.identify(ctx.metadata).id;
+      const unfinished = jobs.list().filter((j) => j.owner === owner && !TERMINAL_JOB_STATES.has(j.state)).length;
+      if (unfinished >= limits.maxJobsPerClient) throw new TesseraError(status.RESOURCE_EXHAUSTED, `${unfinished} unfinished jobs: over the limit --max-jobs-per-client=${limits.maxJobsPerClient}; wait for some to finish`);
       const iterator = messages[Symbol.asyncIterator]();
       const first = await iterator.next();
       if (first.done || first.value.msg !== 'spec' || !first.value.spec) throw invalidArgument('the first SubmitJob message must be the job spec');
@@ -31,6 +44,14 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       await spool.prepareJob(job.id);
       try {
         await receiveInputs(job, iterator, spool, limits, ctx.signal);
+        // Formats by content and header limits, before anything decodes an input: a refused input fails as its own item.
+        const checked = await checkInputs(job.kind, job.inputs, limits, ctx.signal);
+        if (checked.accepted.length === 0 && checked.errors.length > 0) {
+          const first = checked.errors[0]!;
+          throw new TesseraError(statusFromName(first.code), checked.errors.map((e) => e.message).join('; '), { input: first.input, retryable: false });
+        }
+        job.inputs = checked.accepted;
+        job.errors.push(...checked.errors);
       } catch (err) {
         await spool.removeJob(job.id);
         throw err;
@@ -41,30 +62,38 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       return toJobMessage(job, jobs.subtasksOf(job.id));
     }),
 
-    WatchJob: serverStream(log, (req: { job_id: string; after_seq: string }, ctx) => watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal)),
+    WatchJob: serverStream(log, (req: { job_id: string; after_seq: string }, ctx) => {
+      owned(ctx.metadata, req.job_id);
+      return watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal);
+    }),
 
-    GetJob: unary(log, async (req: { job_id: string; include_subtasks: boolean }) => {
-      const job = jobs.get(req.job_id);
+    GetJob: unary(log, async (req: { job_id: string; include_subtasks: boolean }, ctx) => {
+      const job = owned(ctx.metadata, req.job_id);
       return toJobMessage(job, jobs.subtasksOf(job.id));
     }),
 
-    ListJobs: unary(log, async (req: { limit: number; state: string }) => {
+    ListJobs: unary(log, async (req: { limit: number; state: string }, ctx) => {
+      const caller = access.identify(ctx.metadata);
       const wanted = req.state ? jobStateFromEnum(req.state) : undefined;
       if (req.state && !wanted) throw invalidArgument(`state: unknown job state "${req.state}"`);
       const list = jobs
         .list()
-        .filter((j) => !wanted || j.state === wanted)
+        .filter((j) => (caller.admin || j.owner === caller.id) && (!wanted || j.state === wanted))
         .sort((a, b) => b.createdAt - a.createdAt)
         .slice(0, req.limit || 50);
       return { jobs: list.map((j) => toJobMessage(j, undefined)) };
     }),
 
-    CancelJob: unary(log, async (req: { job_id: string }) => {
+    CancelJob: unary(log, async (req: { job_id: string }, ctx) => {
+      owned(ctx.metadata, req.job_id);
       const job = jobs.cancel(req.job_id);
       return toJobMessage(job, jobs.subtasksOf(job.id));
     }),
 
-    DownloadOutput: serverStream(log, (req: { job_id: string; name: string; offset: string }, ctx) => download(jobs, req, ctx.signal)),
+    DownloadOutput: serverStream(log, (req: { job_id: string; name: string; offset: string }, ctx) => {
+      owned(ctx.metadata, req.job_id);
+      return download(jobs, req, ctx.signal);
+    }),
 
     ListWorkers: unary(log, async () => ({ workers: jobs.registry.all().map((w) => jobs.registry.toInfo(w)) })),
   };

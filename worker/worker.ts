@@ -30,6 +30,8 @@ export interface WorkerOptions {
   /** How long a drain waits for in-flight subtasks before aborting them. */
   drainGraceMs?: number;
   credentials?: grpc.ChannelCredentials;
+  /** Join token, sent as `authorization: Bearer` on every call. */
+  token?: string;
 }
 
 type Lifecycle = 'new' | 'running' | 'draining' | 'stopped';
@@ -85,6 +87,7 @@ export class Worker {
   private metadata(): grpc.Metadata {
     const md = new grpc.Metadata();
     if (this.workerId) md.set(WORKER_ID_HEADER, this.workerId);
+    if (this.opts.token) md.set('authorization', `Bearer ${this.opts.token}`);
     return md;
   }
 

@@ -5,10 +5,11 @@ import { Coordinator } from '../../coordinator/coordinator.js';
 import { createLogger } from '../../shared/logger.js';
 import { Worker } from '../../worker/worker.js';
 import { coordinatorAddress } from '../../shared/config.js';
+import { coordinatorSecurity, workerSecurity } from './security-options.js';
 
 export async function runCoordinator(o: { listen: string; dataDir: string; heartbeatMs: number; ttlMs: number; maxAttempts: number; logLevel: LevelWithSilent }): Promise<void> {
   const log = createLogger('coordinator', o.logLevel);
-  const coordinator = new Coordinator({ listen: o.listen, dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts });
+  const coordinator = new Coordinator({ listen: o.listen, dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...coordinatorSecurity(o) });
   const address = await coordinator.start();
   // One plain line on stdout so scripts (and the test harness) learn the bound port.
   process.stdout.write(`tessera coordinator listening on ${address}\n`);
@@ -30,6 +31,7 @@ export async function runWorker(o: { coordinator?: string; slots?: number; name?
     labels,
     log,
     drainGraceMs: o.drainGraceMs,
+    ...workerSecurity(o),
   });
   worker.start();
   process.stdout.write(`tessera worker ${worker.name} (${worker.slots} slots) connecting to ${coordinatorAddress(o.coordinator)}\n`);

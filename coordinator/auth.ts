@@ -1,0 +1,133 @@
+/**
+ * Who may call what on the coordinator. One server interceptor authenticates every Tessera call
+ * before its handler runs (health and reflection stay open, for probes): the worker join token (and,
+ * with `requireWorkerCert`, a client certificate signed by the CA) for WorkerService, a client token
+ * for JobService. Failures are rate-limited per peer host and logged without the secret. Handlers then
+ * ask {@link CoordinatorAuth.identify} who the caller is, to check job ownership.
+ *
+ * With no tokens configured the cluster runs open (the loopback demo): every caller is `local`, an admin.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
+import { TokenTable, bearerToken, tokenFingerprint, type Principal, type TokenEntry } from '../shared/auth.js';
+import { TesseraError } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import { FailureRateLimiter, peerHost, type RateLimitOptions } from './auth-rate-limit.js';
+
+/** TLS facts of a call (grpc-js does not export the type by name). */
+type AuthContext = ReturnType<grpc.ServerUnaryCall<unknown, unknown>['getAuthContext']>;
+
+/** Token and certificate settings of the coordinator. */
+export interface AuthConfig {
+  /** The join token every worker presents. */
+  workerToken?: string | undefined;
+  /** Client API tokens (identity, token, role). */
+  clientTokens?: readonly TokenEntry[] | undefined;
+  /** Workers must present a client certificate signed by the coordinator's `--tls-ca`. */
+  requireWorkerCert?: boolean | undefined;
+  rateLimit?: RateLimitOptions | undefined;
+}
+
+/** The caller of a JobService method. */
+export interface Caller {
+  id: string;
+  /** Admins may read and cancel every job. */
+  admin: boolean;
+}
+
+const OPEN_CALLER: Caller = { id: 'local', admin: true };
+const WORKER_PREFIX = '/tessera.v1.WorkerService/';
+const JOB_PREFIX = '/tessera.v1.JobService/';
+
+export class CoordinatorAuth {
+  private readonly tokens: TokenTable;
+  private readonly limiter: FailureRateLimiter;
+  /** True when client calls need no token. */
+  readonly clientsOpen: boolean;
+  /** True when worker calls need no token. */
+  readonly workersOpen: boolean;
+
+  constructor(
+    private readonly config: AuthConfig,
+    private readonly log: Logger,
+  ) {
+    const entries: TokenEntry[] = [...(config.clientTokens ?? [])];
+    if (config.workerToken) entries.push({ id: 'worker', role: 'worker', token: config.workerToken });
+    this.tokens = new TokenTable(entries);
+    this.clientsOpen = (config.clientTokens ?? []).length === 0;
+    this.workersOpen = !config.workerToken;
+    this.limiter = new FailureRateLimiter(config.rateLimit);
+  }
+
+  /** The caller of a JobService call (the interceptor has already authenticated it). */
+  identify(md: grpc.Metadata): Caller {
+    if (this.clientsOpen) return OPEN_CALLER;
+    const token = bearerToken(md);
+    const p = token === undefined ? undefined : this.tokens.lookup(token);
+    if (!p || p.role === 'worker') throw new TesseraError(status.UNAUTHENTICATED, 'missing or unknown client token', { retryable: false });
+    return { id: p.id, admin: p.role === 'admin' };
+  }
+
+  /** Throws PERMISSION_DENIED unless `caller` may read, watch, cancel or download a job of `owner`. */
+  assertOwner(caller: Caller, owner: string, jobId: string): void {
+    if (caller.admin || caller.id === owner) return;
+    throw new TesseraError(status.PERMISSION_DENIED, `job ${jobId} belongs to another client`, { retryable: false });
+  }
+
+  /** Checks one call; returns a status to refuse it with, or undefined to let it through. */
+  check(path: string, md: grpc.Metadata, peer: string, authContext: AuthContext | undefined): { code: status; details: string } | undefined {
+    const isWorker = path.startsWith(WORKER_PREFIX);
+    const isJob = path.startsWith(JOB_PREFIX);
+    if (!isWorker && !isJob) return undefined;
+    const host = peerHost(peer);
+    const wait = this.limiter.retryAfterMs(host);
+    if (wait > 0) return { code: status.RESOURCE_EXHAUSTED, details: `too many failed authentications from ${host}: retry in ${Math.ceil(wait / 1000)} s` };
+    const refusal = isWorker ? this.checkWorker(md, authContext) : this.checkClient(md);
+    if (refusal) {
+      this.limiter.fail(host);
+      const token = bearerToken(md);
+      // The fingerprint lets an operator tell "an old token" from "random guesses" without logging a secret.
+      this.log.warn({ peer, method: path, code: grpc.status[refusal.code], reason: refusal.details, ...(token ? { tokenFingerprint: tokenFingerprint(token) } : {}) }, 'authentication failed');
+    }
+    return refusal;
+  }
+
+  private checkWorker(md: grpc.Metadata, authContext: AuthContext | undefined): { code: status; details: string } | undefined {
+    if (this.config.requireWorkerCert && !authContext?.sslPeerCertificate) {
+      return { code: status.UNAUTHENTICATED, details: 'workers must present a client certificate signed by the coordinator CA' };
+    }
+    if (this.workersOpen) return undefined;
+    const p = this.principal(md);
+    if (!p) return { code: status.UNAUTHENTICATED, details: bearerToken(md) ? 'unknown worker token' : 'missing worker token (authorization: Bearer <token>)' };
+    if (p.role !== 'worker') return { code: status.PERMISSION_DENIED, details: 'a client token cannot be used by a worker' };
+    return undefined;
+  }
+
+  private checkClient(md: grpc.Metadata): { code: status; details: string } | undefined {
+    if (this.clientsOpen) return undefined;
+    const p = this.principal(md);
+    if (!p) return { code: status.UNAUTHENTICATED, details: bearerToken(md) ? 'unknown client token' : 'missing client token (authorization: Bearer <token>)' };
+    if (p.role === 'worker') return { code: status.PERMISSION_DENIED, details: 'the worker join token cannot be used by a client' };
+    return undefined;
+  }
+
+  private principal(md: grpc.Metadata): Principal | undefined {
+    const token = bearerToken(md);
+    return token === undefined ? undefined : this.tokens.lookup(token);
+  }
+
+  /** A grpc-js server interceptor that runs {@link check} on each call's metadata. */
+  interceptor(): grpc.ServerInterceptor {
+    return (method, call) => {
+      const listener = new grpc.ServerListenerBuilder()
+        .withOnReceiveMetadata((md, next) => {
+          const refusal = this.check(method.path, md, call.getPeer(), call.getAuthContext());
+          if (refusal) call.sendStatus({ ...refusal, metadata: new grpc.Metadata() });
+          else next(md);
+        })
+        .build();
+      const responder = new grpc.ResponderBuilder().withStart((next) => next(listener)).build();
+      return new grpc.ServerInterceptingCall(call, responder);
+    };
+  }
+}

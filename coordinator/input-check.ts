@@ -1,0 +1,131 @@
+/**
+ * Checks every uploaded input before a job is planned: its format by content against the kind's
+ * allow-list, then its declared size (pixels, frames, duration) from the header alone, so that a
+ * decompression bomb is refused before anything decodes it. A refused input fails as its own item,
+ * with a message naming the file and the limit; the other inputs of the job go ahead.
+ */
+import pLimit from 'p-limit';
+import sharp from 'sharp';
+import { runFfprobe, summariseStderr } from '../shared/ffmpeg.js';
+import type { ItemFailure, SpoolFile } from '../shared/job-kind.js';
+import { describeLimit, type Limits } from '../shared/limits.js';
+import { refusalFor, sniffFile, type SniffedFormat } from '../shared/media/sniff.js';
+
+/** ffmpeg demuxer names per sniffed container: ffprobe may use only the demuxer the bytes claim. */
+const DEMUXERS: Partial<Record<SniffedFormat, string>> = {
+  mp4: 'mov,mp4,m4a,3gp,3g2,mj2',
+  matroska: 'matroska,webm',
+  avi: 'avi',
+  mpegts: 'mpegts',
+  mpegps: 'mpeg',
+  flv: 'flv',
+  ogg: 'ogg',
+  y4m: 'yuv4mpegpipe',
+  wav: 'wav',
+  mp3: 'mp3',
+  aac: 'aac',
+  flac: 'flac',
+  aiff: 'aiff',
+};
+
+/** What became of the inputs: those accepted, and one failure per refused input. */
+export interface InputCheckResult {
+  accepted: SpoolFile[];
+  errors: ItemFailure[];
+}
+
+/** Checks `inputs` of a job of `kind` (a few at a time: ffprobe is a process per file). */
+export async function checkInputs(kind: string, inputs: readonly SpoolFile[], limits: Limits, signal?: AbortSignal): Promise<InputCheckResult> {
+  const limit = pLimit(4);
+  const verdicts = await Promise.all(inputs.map((f) => limit(() => checkInput(kind, f, limits, signal))));
+  const accepted: SpoolFile[] = [];
+  const errors: ItemFailure[] = [];
+  inputs.forEach((f, i) => {
+    const v = verdicts[i];
+    if (v) errors.push(v);
+    else accepted.push(f);
+  });
+  return { accepted, errors };
+}
+
+/** Checks one input; returns its failure, or undefined when it may be planned. */
+export async function checkInput(kind: string, file: SpoolFile, limits: Limits, signal?: AbortSignal): Promise<ItemFailure | undefined> {
+  const fail = (code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED', why: string): ItemFailure => ({ input: file.name, code, message: `${file.name}: ${why}` });
+  const format = await sniffFile(file.path);
+  const refusal = refusalFor(kind, format);
+  if (refusal) return fail('INVALID_ARGUMENT', refusal);
+  if (kind === 'image') return checkImage(file, limits, fail);
+  if (kind === 'video' || kind === 'thumbnails' || kind === 'audio') return checkMedia(file, format, limits, fail, signal);
+  return undefined;
+}
+
+type Fail = (code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED', why: string) => ItemFailure;
+
+async function checkImage(file: SpoolFile, limits: Limits, fail: Fail): Promise<ItemFailure | undefined> {
+  let meta: sharp.Metadata;
+  try {
+    // metadata() reads the header only; the pixel limit is ours to apply, below, with the limit named.
+    meta = await sharp(file.path, { limitInputPixels: false }).metadata();
+  } catch (err) {
+    return fail('INVALID_ARGUMENT', `not a decodable image (${String((err as Error).message ?? err).slice(0, 200)})`);
+  }
+  const width = meta.width ?? 0;
+  const height = meta.pageHeight ?? meta.height ?? 0;
+  const frames = Math.max(1, meta.pages ?? 1);
+  if (width <= 0 || height <= 0) return fail('INVALID_ARGUMENT', 'not a decodable image (no dimensions in its header)');
+  if (frames > limits.maxFrames) return fail('RESOURCE_EXHAUSTED', `${frames} frames is over the limit ${describeLimit(limits, 'maxFrames')}`);
+  const pixels = width * height * frames;
+  if (pixels > limits.maxPixels) {
+    return fail('RESOURCE_EXHAUSTED', `${width}x${height}${frames > 1 ? `x${frames} frames` : ''} = ${pixels} pixels is over the limit ${describeLimit(limits, 'maxPixels')}`);
+  }
+  return undefined;
+}
+
+interface ProbeStream {
+  codec_type?: string;
+  width?: number;
+  height?: number;
+  nb_frames?: string;
+  avg_frame_rate?: string;
+  duration?: string;
+}
+
+interface Probe {
+  format?: { format_name?: string; duration?: string };
+  streams?: ProbeStream[];
+}
+
+async function checkMedia(file: SpoolFile, format: SniffedFormat, limits: Limits, fail: Fail, signal?: AbortSignal): Promise<ItemFailure | undefined> {
+  const demuxer = DEMUXERS[format];
+  if (!demuxer) return fail('INVALID_ARGUMENT', `no demuxer is allowed for ${format}`);
+  let probe: Probe;
+  try {
+    probe = await runFfprobe<Probe>(
+      ['-format_whitelist', demuxer, '-show_entries', 'format=format_name,duration:stream=codec_type,width,height,nb_frames,avg_frame_rate,duration', '-i', file.path],
+      { signal, input: file.name },
+    );
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    const msg = (err as Error).message ?? String(err);
+    return fail('INVALID_ARGUMENT', `not a readable media file (${summariseStderr(msg.replace(`${file.name}: `, ''))})`);
+  }
+  const streams = probe.streams ?? [];
+  const durations = [probe.format?.duration, ...streams.map((s) => s.duration)].map(Number).filter((d) => Number.isFinite(d) && d > 0);
+  const duration = durations.length > 0 ? Math.max(...durations) : 0;
+  if (duration > limits.maxMediaSeconds) return fail('RESOURCE_EXHAUSTED', `duration ${duration.toFixed(1)} s is over the limit ${describeLimit(limits, 'maxMediaSeconds')} (seconds)`);
+  for (const s of streams) {
+    if (s.codec_type !== 'video') continue;
+    const w = s.width ?? 0;
+    const h = s.height ?? 0;
+    if (w * h > limits.maxVideoPixels) return fail('RESOURCE_EXHAUSTED', `${w}x${h} video is over the limit ${describeLimit(limits, 'maxVideoPixels')} (pixels per frame)`);
+    const fps = rate(s.avg_frame_rate);
+    const frames = Number(s.nb_frames) > 0 ? Number(s.nb_frames) : Math.ceil(duration * fps);
+    if (frames > limits.maxVideoFrames) return fail('RESOURCE_EXHAUSTED', `${frames} frames is over the limit ${describeLimit(limits, 'maxVideoFrames')}`);
+  }
+  return undefined;
+}
+
+function rate(text: string | undefined): number {
+  const [n, d] = (text ?? '0/1').split('/').map(Number);
+  return n && d ? n / d : 0;
+}

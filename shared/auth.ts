@@ -1,0 +1,115 @@
+/**
+ * Bearer tokens: where they come from (flag, environment, file), how they travel (`authorization:
+ * Bearer <token>` metadata) and how they are compared (SHA-256 of both sides, `timingSafeEqual`
+ * over every known token, so neither the length nor the position of a match leaks through timing).
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Metadata } from '@grpc/grpc-js';
+
+/** What a token lets its holder do. */
+export type Role = 'client' | 'admin' | 'worker';
+
+/** Who a request comes from, once its token is known. */
+export interface Principal {
+  /** Identity that owns the jobs it submits ("alice", "admin", "worker"). */
+  id: string;
+  role: Role;
+}
+
+/** A configured token (the secret itself never leaves this module's table in clear). */
+export interface TokenEntry extends Principal {
+  token: string;
+}
+
+/** Shortest token accepted: anything shorter is guessable. */
+export const MIN_TOKEN_LENGTH = 16;
+
+const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+
+/** A set of tokens, looked up in constant time. */
+export class TokenTable {
+  private readonly entries: { hash: Buffer; principal: Principal }[];
+
+  constructor(entries: readonly TokenEntry[]) {
+    for (const e of entries) {
+      if (e.token.length < MIN_TOKEN_LENGTH) throw new Error(`the token of "${e.id}" is shorter than ${MIN_TOKEN_LENGTH} characters`);
+    }
+    this.entries = entries.map((e) => ({ hash: digest(e.token), principal: { id: e.id, role: e.role } }));
+  }
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /** The principal holding `presented`, or undefined. Compares against every entry, without early exit. */
+  lookup(presented: string): Principal | undefined {
+    const h = digest(presented);
+    let found: Principal | undefined;
+    for (const e of this.entries) {
+      // Hashing first makes both buffers 32 bytes, which timingSafeEqual requires.
+      if (timingSafeEqual(h, e.hash) && !found) found = e.principal;
+    }
+    return found;
+  }
+}
+
+/** The bearer token of a call, or undefined when there is none. */
+export function bearerToken(md: Metadata): string | undefined {
+  const raw = md.get('authorization')[0];
+  if (typeof raw !== 'string') return undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(raw);
+  return m?.[1];
+}
+
+/** A fingerprint of a token that is safe to log (it cannot be turned back into the token). */
+export function tokenFingerprint(token: string): string {
+  return digest(token).toString('hex').slice(0, 8);
+}
+
+/** Sources of one secret, in order of precedence. */
+export interface SecretSources {
+  /** Given directly (a flag). */
+  value?: string | undefined;
+  /** A file holding it (a flag). */
+  file?: string | undefined;
+  /** Environment variable holding it. */
+  env?: string;
+  /** Environment variable naming a file holding it. */
+  fileEnv?: string;
+}
+
+/** Reads a secret from a flag, a file, the environment or a file named there; trims surrounding whitespace. */
+export function readSecret(s: SecretSources, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const fromFile = (f: string): string => readFileSync(f, 'utf8').trim();
+  if (s.value) return s.value.trim();
+  if (s.file) return fromFile(s.file);
+  if (s.env && env[s.env]) return env[s.env]!.trim();
+  if (s.fileEnv && env[s.fileEnv]) return fromFile(env[s.fileEnv]!);
+  return undefined;
+}
+
+/**
+ * Parses client tokens: one per line (or comma-separated) as `NAME:TOKEN` or `NAME:TOKEN:admin`;
+ * blank lines and `#` comments are ignored. NAME is the identity that owns the jobs submitted with it.
+ */
+export function parseClientTokens(text: string): TokenEntry[] {
+  const out: TokenEntry[] = [];
+  for (const [i, raw] of text.split(/[\n,]/).entries()) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const parts = line.split(':');
+    const [id, token, role] = parts;
+    if (parts.length < 2 || parts.length > 3 || !id || !token || (role !== undefined && role !== 'admin')) {
+      throw new Error(`client tokens, entry ${i + 1}: expected NAME:TOKEN or NAME:TOKEN:admin`);
+    }
+    if (!/^[\w.@-]{1,64}$/.test(id)) throw new Error(`client tokens, entry ${i + 1}: name "${id.slice(0, 64)}" may only use letters, digits and . @ _ -`);
+    out.push({ id, token, role: role === 'admin' ? 'admin' : 'client' });
+  }
+  return out;
+}
+
+/** The client's API token from TESSERA_TOKEN or the file named by TESSERA_TOKEN_FILE. */
+export function clientTokenFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return readSecret({ env: 'TESSERA_TOKEN', fileEnv: 'TESSERA_TOKEN_FILE' }, env);
+}
