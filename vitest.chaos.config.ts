@@ -1,0 +1,10 @@
+import { defineConfig } from 'vitest/config';
+
+/** `npm run test:chaos`: the bounded chaos run (under 5 minutes), kept out of the default suite. */
+export default defineConfig({
+  test: {
+    include: ['test/chaos/**/*.test.ts'],
+    testTimeout: 290_000,
+    hookTimeout: 120_000,
+  },
+});
