@@ -3,7 +3,7 @@
  * AbortSignal, upload the outputs (verified), and build the result message.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -163,7 +163,33 @@ async function uploadOutput(a: Assignment__Output, o: { name: string; path: stri
   return { name, size: response.size, sha256: response.sha256, inline: false, source: o.source ?? '' };
 }
 
-/** A temp root private to this worker process. */
+const TEMP_PREFIX = 'tessera-worker-';
+
+/** A temp root private to this worker process (its pid is the last part of the name). */
 export function defaultTempRoot(name: string): string {
-  return path.join(os.tmpdir(), `tessera-worker-${name.replace(/[^\w.-]/g, '_')}-${process.pid}`);
+  return path.join(os.tmpdir(), `${TEMP_PREFIX}${name.replace(/[^\w.-]/g, '_')}-${process.pid}`);
+}
+
+/**
+ * Removes temp roots left by worker processes that died without cleaning up (SIGKILL, OOM): any
+ * `tessera-worker-*-PID` folder whose PID is no longer alive. Returns how many were removed.
+ */
+export async function removeStaleTempRoots(): Promise<number> {
+  let removed = 0;
+  for (const entry of await readdir(os.tmpdir()).catch(() => [] as string[])) {
+    const m = new RegExp(`^${TEMP_PREFIX}.*-(\\d+)$`).exec(entry);
+    if (!m || Number(m[1]) === process.pid || isAlive(Number(m[1]))) continue;
+    await rm(path.join(os.tmpdir(), entry), { recursive: true, force: true });
+    removed++;
+  }
+  return removed;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

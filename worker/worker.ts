@@ -17,7 +17,7 @@ import type { CoordinatorMessage__Output } from '../shared/proto/generated/tesse
 import type { WorkerMessage } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
 import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
 import { detectCapabilities } from './capabilities.js';
-import { defaultTempRoot, executeSubtask } from './executor.js';
+import { defaultTempRoot, executeSubtask, removeStaleTempRoots } from './executor.js';
 import { workerProcessors } from './processors/index.js';
 
 export interface WorkerOptions {
@@ -81,6 +81,10 @@ export class Worker {
   start(): void {
     if (this.state !== 'new') throw new Error(`cannot start a worker that is ${this.state}`);
     this.state = 'running';
+    void removeStaleTempRoots().then(
+      (n) => n > 0 && this.opts.log.info({ removed: n }, 'removed temp folders of dead workers'),
+      () => undefined,
+    );
     this.connect();
   }
 
