@@ -79,7 +79,7 @@ describe('audio kind (in process)', () => {
     expect(await decodedMd5(out)).toBe(await decodedMd5(ref));
   });
 
-  test('loudness gated across segments equals ffmpeg ebur128 within 0.1 LU; output within 0.5 LU of target and under the ceiling', async () => {
+  test('identity stage A: loudness gated across segments equals ffmpeg ebur128 within 0.1 LU; output within 0.5 LU of target and under the ceiling', async () => {
     const src = await generateAudio(path.join(dir, 'speech.wav'), { source: 'speech', seconds: 14, rate: 48000, layout: 'mono', ext: 'wav', amplitude: 0.05 });
     const raw = { codec: 'flac', normalize: true, loudness: -16, true_peak: -1.5, segment_seconds: 3 };
     const r = await runAudioInProcess(raw, [src], dir);
@@ -88,7 +88,10 @@ describe('audio kind (in process)', () => {
     const [rep] = await report(r);
     const before = await ebur128(src);
     expect(Math.abs(rep!.loudness! - before.integrated)).toBeLessThanOrEqual(0.1);
-    const after = await ebur128(r.outputs.find((o) => o.name === 'speech.flac')!.path);
+    const out = r.outputs.find((o) => o.name === 'speech.flac')!.path;
+    // No sample-changing stage A here: segments travel as 16-bit PCM, and the result is still exact.
+    expect(await decodedMd5(out)).toBe(await decodedMd5(await singleProcess(src, raw, rep!, path.join(dir, 'ref.flac'))));
+    const after = await ebur128(out);
     expect(Math.abs(after.integrated - -16)).toBeLessThanOrEqual(0.5);
     expect(after.truePeak).toBeLessThanOrEqual(-1.5 + 0.2);
   });
@@ -133,6 +136,20 @@ describe('audio kind (in process)', () => {
       expect(extra).toBeLessThan({ aac: 1024, mp3: 1152, opus: 960 }[codec]);
     });
   }
+
+  test('trim and fade-out on an MP3 source: exact trimmed length, fade ends on the last decoded sample', async () => {
+    const src = await generateAudio(path.join(dir, 'song.mp3'), { source: 'sine', seconds: 6, rate: 44100, layout: 'stereo', ext: 'mp3' });
+    const r = await runAudioInProcess({ codec: 'wav', trim: { start: 1, end: 4.5 }, fade_out: 1 }, [src], dir);
+    expect(r.errors).toEqual([]);
+    const { samples, channels } = await decodeFloat(r.outputs.find((o) => o.name === 'song.wav')!.path, dir);
+    expect(samples.length / channels).toBe(3.5 * 44100);
+    const at = (t: number): number => Math.max(...Array.from({ length: 200 }, (_, i) => Math.abs(samples[(Math.round(t * 44100) + i) * channels]!)));
+    // Full level before the fade, half-way down 0.5 s before the end, about nothing in the last 200 samples.
+    expect(at(1.0)).toBeGreaterThan(0.03);
+    expect(at(3.0) / at(1.0)).toBeGreaterThan(0.45);
+    expect(at(3.0) / at(1.0)).toBeLessThan(0.55);
+    expect(at(3.5 - 200 / 44100) / at(1.0)).toBeLessThan(0.01);
+  });
 
   test('a batch spreads small files over subtasks; bad inputs fail alone with messages naming them', async () => {
     const good = await generateAudio(path.join(dir, 'good.mp3'), { source: 'speech', seconds: 3, rate: 44100, layout: 'stereo', ext: 'mp3' });

@@ -3,6 +3,7 @@
  * the single encode over the joined pieces, and the waveform. Runs on a worker for a whole small file
  * and on the coordinator (in `merge`) for a segmented long one, so both paths produce the same bytes.
  */
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ffmpegInfo } from '../ffmpeg.js';
 import { AUDIO_CODECS, type AudioJobParams } from '../kinds/audio-params.js';
@@ -73,7 +74,12 @@ export interface FinishOptions {
 export async function finishFile(o: FinishOptions): Promise<{ report: FileReport; decision: LoudnessDecision; files: string[] }> {
   const joined = joinStats(o.stats);
   const loud = integratedLoudness({ energy: joined.energy, samples: joined.samples });
-  let decision = decideLoudness(o.params, loud.lufs, joined.truePeak);
+  const lossyNormalize = o.params.normalize && AUDIO_CODECS[o.params.codec].lossy && Number.isFinite(loud.lufs);
+  // A lossy encoder's low-pass removes K-weighted (boosted) treble energy: on bright material the output
+  // reads several tenths of a LU low. For a long file, learn that loss from one piece first (encode it
+  // alone, measure it) so that the whole file is still encoded once.
+  let corrected = lossyNormalize && o.pieces.length > 1 ? await pieceCodecLoss(o, loud.lufs, joined.truePeak) : 0;
+  let decision = decideLoudness(o.params, loud.lufs - corrected, joined.truePeak);
   const seconds = joined.frames / o.file.outRate;
   const out = path.join(o.outDir, o.file.output);
   const encode = (d: LoudnessDecision, share: [number, number]): Promise<void> =>
@@ -89,16 +95,13 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
       onProgress: o.onProgress && seconds > 0 ? (t) => o.onProgress!(share[0] + share[1] * Math.min(1, t / seconds)) : undefined,
     });
   await encode(decision, [0, 0.8]);
-  let corrected = 0;
-  if (o.params.normalize && AUDIO_CODECS[o.params.codec].lossy && Number.isFinite(loud.lufs)) {
-    // A lossy encoder's low-pass removes K-weighted (boosted) treble energy: on bright material the
-    // output can read several tenths of a LU low. Measure the encoded file; if it misses by more than
-    // 0.2 LU, encode once more with the gain corrected by the miss.
+  if (lossyNormalize) {
+    // Check the encoded file; if it still misses by more than 0.3 LU, encode once more corrected by the miss.
     const measured = await measureEncodedLoudness(out, o.file.input, o.signal);
     const miss = o.params.loudness - measured;
-    if (Number.isFinite(measured) && Math.abs(miss) > 0.2) {
-      corrected = miss;
-      decision = decideLoudness(o.params, loud.lufs - miss, joined.truePeak);
+    if (Number.isFinite(measured) && Math.abs(miss) > 0.3) {
+      corrected += miss;
+      decision = decideLoudness(o.params, loud.lufs - corrected, joined.truePeak);
       await encode(decision, [0.8, 0.2]);
     }
   }
@@ -126,6 +129,34 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
     waveform,
   };
   return { report, decision, files };
+}
+
+/**
+ * Loudness the lossy encoder takes away, in dB, measured on the middle piece: its own gated loudness
+ * (from its sub-blocks) plus the gain, against ffmpeg's measurement of the piece encoded alone.
+ */
+async function pieceCodecLoss(o: FinishOptions, lufs: number, truePeak: number): Promise<number> {
+  const i = Math.floor(o.pieces.length / 2);
+  const piece = o.stats[i]!;
+  const before = integratedLoudness({ energy: piece.subBlocks.energy, samples: piece.subBlocks.samples }).lufs;
+  if (!Number.isFinite(before)) return 0;
+  const d = decideLoudness(o.params, lufs, truePeak);
+  const probe = path.join(o.workDir, `codec-probe.${AUDIO_CODECS[o.params.codec].extension}`);
+  await encodeFinal({
+    pieces: [o.pieces[i]!],
+    input: o.file.input,
+    chain: stageBChain({ gainDb: d.gainDb, limit: d.limit, ffmpegMajor: ffmpegInfo().major }),
+    encoder: encoderArgs(o.params.codec, o.params.bitrate, o.file.bits),
+    out: probe,
+    workDir: o.workDir,
+    threads: o.threads,
+    signal: o.signal,
+  });
+  const after = await measureEncodedLoudness(probe, o.file.input, o.signal);
+  await rm(probe, { force: true });
+  const loss = before + d.gainDb - after;
+  // Only a plausible codec loss is trusted (a limiter-heavy piece could mislead it).
+  return Number.isFinite(after) && Math.abs(loss) < 3 ? Math.round(loss * 100) / 100 : 0;
 }
 
 function round(x: number, digits: number): number {

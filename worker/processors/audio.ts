@@ -14,7 +14,7 @@ import { audioParamsFromSpec, type AudioJobParams } from '../../shared/kinds/aud
 import { analyzePiece } from '../../shared/media/audio-analyze.js';
 import { stageAChain } from '../../shared/media/audio-filters.js';
 import { finishFile, type FileReport } from '../../shared/media/audio-finish.js';
-import type { AudioSubtaskPlan, SegmentPlan, WholeFilesPlan } from '../../shared/media/audio-pieces.js';
+import { fadeSamples, type AudioSubtaskPlan, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
 import { renderStageA } from '../../shared/media/audio-render.js';
 import { readWavInfo } from '../../shared/media/audio-wav.js';
 
@@ -36,15 +36,18 @@ async function processSegment(ctx: ProcessContext<AudioJobParams>, plan: Segment
   const src = ctx.inputs.find((i) => i.name === plan.segmentInput);
   if (!src) throw new TesseraError(status.INTERNAL, `segment input ${plan.segmentInput} missing`, { retryable: true });
   const f = plan.file;
-  const stageA = path.join(ctx.workDir, 'stage-a.wav');
-  await renderStageA({
-    source: src.path,
-    input: f.input,
-    chain: stageAChain({ outRate: f.outRate, outLayout: f.outLayout, offset: plan.offset - plan.preRoll, fadeIn: f.fadeIn, fadeOut: f.fadeOut }),
-    out: stageA,
-    threads: ctx.threads,
-    signal: ctx.signal,
-  });
+  let stageA = src.path;
+  if (!isIdentity(f)) {
+    stageA = path.join(ctx.workDir, 'stage-a.wav');
+    await renderStageA({
+      source: src.path,
+      input: f.input,
+      chain: stageAChain({ outRate: f.outRate, outLayout: f.outLayout, offset: plan.offset - plan.preRoll, fadeIn: f.fadeIn, fadeOut: f.fadeOut }),
+      out: stageA,
+      threads: ctx.threads,
+      signal: ctx.signal,
+    });
+  }
   const info = await readWavInfo(stageA, f.input);
   const body = plan.body ?? info.frames - plan.preRoll;
   const bodyPath = path.join(ctx.workDir, SEGMENT_BODY);
@@ -61,6 +64,16 @@ async function processSegment(ctx: ProcessContext<AudioJobParams>, plan: Segment
   };
 }
 
+/**
+ * Stage A changes no sample value when the file keeps its rate and channels and has no fade: its float
+ * conversion is exact for PCM. Then the segment WAV is analysed as it came, and its body is returned in
+ * the source's sample format (half the bytes of float for 16-bit sources); the final encode converts it
+ * to float exactly as stage A would have.
+ */
+function isIdentity(f: FileRender): boolean {
+  return !f.outLayout && f.outRate === f.sourceRate && !f.fadeIn && !f.fadeOut;
+}
+
 async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFilesPlan): Promise<ProcessResult> {
   const outputs: ProcessOutput[] = [];
   const itemErrors: ItemFailure[] = [];
@@ -74,16 +87,24 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
       const dir = path.join(ctx.workDir, String(i));
       await mkdir(dir, { recursive: true });
       const stageA = path.join(dir, 'stage-a.wav');
-      await renderStageA({
-        source: src.path,
-        input: f.input,
-        chain: stageAChain({ trim: f.trim, outRate: f.outRate, outLayout: f.outLayout, offset: 0, fadeIn: f.fadeIn, fadeOut: f.fadeOut }),
-        out: stageA,
-        threads: ctx.threads,
-        signal: ctx.signal,
-      });
-      const info = await readWavInfo(stageA, f.input);
+      const render = (fades: Pick<FileRender, 'fadeIn' | 'fadeOut'>): Promise<void> =>
+        renderStageA({
+          source: src.path,
+          input: f.input,
+          chain: stageAChain({ trim: f.trim, outRate: f.outRate, outLayout: f.outLayout, offset: 0, ...fades }),
+          out: stageA,
+          threads: ctx.threads,
+          signal: ctx.signal,
+        });
+      await render(f);
+      let info = await readWavInfo(stageA, f.input);
       checkNotTruncated(f.input, info.frames, f.totalFrames, f.outRate);
+      if (f.fadeOut && info.frames !== f.totalFrames) {
+        // The planner's length came from the container's duration (an estimate for MP3 and friends):
+        // place the fade-out on the decoded end instead, so it ends exactly on the last sample.
+        await render(fadeSamples(ctx.params, f.outRate, info.frames));
+        info = await readWavInfo(stageA, f.input);
+      }
       step(0.3);
       const stats = await analyzePiece(stageA, { preRoll: 0, body: info.frames, layout: f.weightLayout, waveformSpp: f.waveformSpp, signal: ctx.signal });
       const done = await finishFile({
