@@ -49,6 +49,7 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
   const errors: ItemFailure[] = [];
   const rerun: SubtaskPlan[] = [];
   const usedNames = new Set<string>();
+  const ready: Array<{ rec: InputPlanRecord; segs: SubtaskOutcome[]; audio: SubtaskOutcome | undefined }> = [];
   for (const rec of records) {
     const mine = [...latest.values()].filter((o) => (o.plan as VideoSubtaskPlan).input === rec.inputIndex);
     const failed = mine.find((o) => !o.ok);
@@ -61,22 +62,23 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
     const segs = mine.filter((o) => (o.plan as VideoSubtaskPlan).type === 'segment').sort((a, b) => (a.plan as VideoSegmentPlan).segment - (b.plan as VideoSegmentPlan).segment);
     const counts = await Promise.all(segs.map((s) => (s.outputs[0] ? countVideoPackets(s.outputs[0].path, { signal: ctx.signal, input: rec.input }).catch(() => -1) : -1)));
     const bad = segs.filter((s, k) => counts[k] !== (s.plan as VideoSegmentPlan).frames);
-    if (bad.length > 0) {
-      if (ctx.phase >= MAX_RERUN_PHASES) {
-        errors.push({ input: rec.input, code: 'DATA_LOSS', message: `${rec.input}: ${bad[0]!.label} kept failing its frame-count check` });
-        continue;
-      }
-      for (const b of bad) rerun.push(await resubmit(b, ctx.workDir));
+    if (bad.length > 0 && ctx.phase >= MAX_RERUN_PHASES) {
+      errors.push({ input: rec.input, code: 'DATA_LOSS', message: `${rec.input}: ${bad[0]!.label} kept failing its frame-count check` });
       continue;
     }
+    for (const b of bad) rerun.push(await resubmit(b, ctx.workDir));
+    ready.push({ rec, segs, audio: mine.find((o) => (o.plan as VideoSubtaskPlan).type === 'audio') });
+  }
+  // Outputs and errors are reported once, by the last phase: a re-run phase defers every input's stitch.
+  if (rerun.length > 0) return { next: rerun };
+  for (const { rec, segs, audio } of ready) {
     try {
-      outputs.push(await stitch(ctx, rec, segs, mine.find((o) => (o.plan as VideoSubtaskPlan).type === 'audio'), usedNames));
+      outputs.push(await stitch(ctx, rec, segs, audio, usedNames));
     } catch (err) {
       if (!(err instanceof TesseraError)) throw err;
       errors.push({ input: rec.input, code: err.codeName, message: err.message });
     }
   }
-  if (rerun.length > 0) return { next: rerun, outputs, errors };
   return { outputs, errors };
 }
 
