@@ -5,7 +5,9 @@ import { status } from '@grpc/grpc-js';
 import { coordinatorAddress } from '../shared/config.js';
 import { describeError } from '../shared/errors.js';
 import { TesseraClient } from './client.js';
-import { runCoordinator, runWorker } from './commands/servers.js';
+import { runCoordinator, runHealth, runWorker } from './commands/servers.js';
+import { configurable } from './commands/config.js';
+import { LOG_FORMATS, LOG_LEVELS } from '../shared/logger.js';
 import { audioSpec, cropOption, imageSpec, int, num, passthroughSpec, thumbnailsSpec, trimOption, videoSpec } from './commands/specs.js';
 import { UsageError, exitCodeFor, runSubmit } from './commands/submit.js';
 import { jobToJson, printJobHuman, printJobsTable, printWorkersTable, ProgressView } from './commands/output.js';
@@ -25,17 +27,23 @@ function withClient<T>(cmd: { coordinator?: string }, fn: (c: TesseraClient) => 
   return fn(client).finally(() => client.close());
 }
 
+const logOptions = (c: Command): Command =>
+  c
+    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info').env('TESSERA_LOG_LEVEL'))
+    .addOption(new Option('--log-format <format>', 'json, pretty, or auto (pretty on a terminal)').choices(LOG_FORMATS).default('auto').env('TESSERA_LOG_FORMAT'));
+
 program
   .command('coordinator')
   .description('run the coordinator')
   .option('--listen <host:port>', 'gRPC listen address (non-loopback needs TLS or --insecure)', '127.0.0.1:7700')
+  .option('--http <host:port>', "dashboard and /metrics address ('off' for none)", '127.0.0.1:7780')
   .option('--data-dir <dir>', 'job store and spool', '.tessera')
   .option('--heartbeat-ms <ms>', 'worker heartbeat interval', int('--heartbeat-ms'), 1000)
   .option('--ttl-ms <ms>', 'a worker silent this long is lost', int('--ttl-ms'), 5000)
   .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'), 3)
-  .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').env('TESSERA_LOG_LEVEL'))
   .action(async (o) => runCoordinator(o));
 coordinatorSecurityOptions(program.commands.at(-1)!);
+configurable(logOptions(program.commands.at(-1)!));
 
 program
   .command('worker')
@@ -45,9 +53,20 @@ program
   .option('--name <name>', 'worker name (default: host-pid)')
   .option('--label <key=value...>', 'labels advertised to the coordinator')
   .option('--drain-grace-ms <ms>', 'how long SIGTERM waits for running subtasks', int('--drain-grace-ms'), 30_000)
-  .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').env('TESSERA_LOG_LEVEL'))
   .action(async (o) => runWorker(o));
 workerSecurityOptions(program.commands.at(-1)!);
+configurable(logOptions(program.commands.at(-1)!));
+
+program
+  .command('health')
+  .description('check a coordinator through grpc.health.v1 (exit 0 when SERVING): for Docker and scripts')
+  .addOption(coordinatorOpt())
+  .option('--service <name>', "service to check ('' = the whole server)", '')
+  .option('--timeout-ms <ms>', 'deadline of the check', int('--timeout-ms'), 3000)
+  .option('--json', 'JSON output')
+  .action(async (o) => {
+    process.exitCode = await runHealth(o);
+  });
 
 const submit = program.command('submit').description('submit a job, wait for it and download its outputs');
 

@@ -16,6 +16,7 @@ import { workerServiceHandlers } from './worker-service.js';
 import { CoordinatorAuth, type AuthConfig } from './auth.js';
 import { resolveLimits, type Limits } from '../shared/limits.js';
 import { assertSecureListen, serverCredentials, type ServerTlsFiles } from '../shared/tls.js';
+import { startObservability, type Observability } from './http/index.js';
 
 export interface CoordinatorOptions {
   /** host:port to listen on (port 0 = any free port). */
@@ -40,6 +41,8 @@ export interface CoordinatorOptions {
   limits?: Partial<Limits> | undefined;
   /** How long `close()` waits for in-flight calls before forcing. */
   shutdownGraceMs?: number;
+  /** host:port of the dashboard and /metrics ('' or undefined: none). */
+  http?: string;
 }
 
 type Lifecycle = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -53,9 +56,15 @@ export class Coordinator {
   private jobs: JobManager | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
+  private observability: Observability | undefined;
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(SERVICES.map((s) => [s, 'NOT_SERVING'])) });
   /** The bound address, e.g. 127.0.0.1:41234. */
   address = '';
+
+  /** The bound dashboard/metrics address ('' when off). */
+  get httpAddress(): string {
+    return this.observability?.httpAddress ?? '';
+  }
 
   constructor(private readonly opts: CoordinatorOptions) {}
 
@@ -104,8 +113,10 @@ export class Coordinator {
       const jobs = this.jobs!;
       for (const w of registry.expired(ttlMs)) jobs.onWorkerLost(w, `no heartbeat for ${ttlMs} ms`);
       registry.prune(10 * 60_000);
+      jobs.speculate();
     }, Math.min(500, Math.max(50, Math.floor(ttlMs / 5))));
     this.sweepTimer.unref();
+    this.observability = await startObservability({ http: opts.http, manager: this.jobs, log, serving: () => this.state === 'running' });
     this.setServing(true);
     this.state = 'running';
     log.info({ address: this.address, dataDir: opts.dataDir, resumed }, 'coordinator listening');
@@ -126,6 +137,7 @@ export class Coordinator {
       if (this.sweepTimer) clearInterval(this.sweepTimer);
       const steps: [string, () => Promise<void> | void][] = [
         ['job manager', () => this.jobs?.close()],
+        ['http', () => this.observability?.close()],
         ['server', () => shutdown(this.server, this.opts.shutdownGraceMs ?? 5000)],
         ['store', () => this.store?.close()],
       ];

@@ -1,11 +1,33 @@
 import pino, { type Logger, type LevelWithSilent } from 'pino';
+import pretty from 'pino-pretty';
 
 export type { Logger } from 'pino';
 
+/** The log levels `--log-level` accepts. */
+export const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** `json`: one JSON object a line; `pretty`: coloured, human-readable; `auto`: pretty on a terminal. */
+export type LogFormat = 'auto' | 'json' | 'pretty';
+
+export const LOG_FORMATS: readonly LogFormat[] = ['auto', 'json', 'pretty'];
+
 /**
- * Structured JSON logs on stderr (stdout stays free for command output such as `--json`).
- * Set TESSERA_LOG_LEVEL or `--log-level`; `silent` turns logging off.
+ * Structured logs on stderr (stdout stays free for command output such as `--json`).
+ * Every line carries `component` and `pid`; callers add `job`, `subtask`, `attempt` and `worker`
+ * through child loggers. On a terminal the lines are pretty-printed; piped or redirected they stay
+ * JSON, so that log shippers (Loki, Elasticsearch, `jq`) get one object per line.
  */
-export function createLogger(name: string, level: LevelWithSilent = (process.env['TESSERA_LOG_LEVEL'] as LevelWithSilent | undefined) ?? 'info'): Logger {
-  return pino({ name, level, base: { pid: process.pid, component: name } }, pino.destination({ fd: 2, sync: false }));
+export function createLogger(
+  name: string,
+  level: LevelWithSilent = (process.env['TESSERA_LOG_LEVEL'] as LevelWithSilent | undefined) ?? 'info',
+  format: LogFormat = (process.env['TESSERA_LOG_FORMAT'] as LogFormat | undefined) ?? 'auto',
+): Logger {
+  const options = { name, level, base: { pid: process.pid, component: name } };
+  const usePretty = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true);
+  if (usePretty) {
+    // In-process pretty stream (not a worker-thread transport): no extra thread per process, and
+    // lines written just before exit are not lost.
+    return pino(options, pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY === true, ignore: 'pid,hostname,component', messageKey: 'msg' }));
+  }
+  return pino(options, pino.destination({ fd: 2, sync: false }));
 }

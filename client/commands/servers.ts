@@ -1,18 +1,35 @@
-/** `tessera coordinator` and `tessera worker`: long-running processes with signal handling. */
+/** `tessera coordinator`, `tessera worker` (long-running, with signal handling) and `tessera health`. */
+import os from 'node:os';
 import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
 import type { LevelWithSilent } from 'pino';
 import { Coordinator } from '../../coordinator/coordinator.js';
-import { createLogger } from '../../shared/logger.js';
+import { createLogger, type LogFormat } from '../../shared/logger.js';
 import { Worker } from '../../worker/worker.js';
 import { coordinatorAddress } from '../../shared/config.js';
 import { coordinatorSecurity, workerSecurity } from './security-options.js';
+import { PROTO_LOADER_OPTIONS } from '../../shared/proto.js';
 
-export async function runCoordinator(o: { listen: string; dataDir: string; heartbeatMs: number; ttlMs: number; maxAttempts: number; logLevel: LevelWithSilent }): Promise<void> {
-  const log = createLogger('coordinator', o.logLevel);
-  const coordinator = new Coordinator({ listen: o.listen, dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...coordinatorSecurity(o) });
+export interface CoordinatorCommandOptions {
+  listen: string;
+  http?: string;
+  dataDir: string;
+  heartbeatMs: number;
+  ttlMs: number;
+  maxAttempts: number;
+  logLevel: LevelWithSilent;
+  logFormat?: LogFormat;
+}
+
+export async function runCoordinator(o: CoordinatorCommandOptions): Promise<void> {
+  const log = createLogger('coordinator', o.logLevel, o.logFormat);
+  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...coordinatorSecurity(o) });
   const address = await coordinator.start();
-  // One plain line on stdout so scripts (and the test harness) learn the bound port.
+  // Plain lines on stdout so scripts (and the test harness) learn the bound ports.
   process.stdout.write(`tessera coordinator listening on ${address}\n`);
+  if (coordinator.httpAddress) process.stdout.write(`tessera dashboard on http://${coordinator.httpAddress}/\n`);
   const stop = (signal: string): void => {
     log.info({ signal }, 'shutting down');
     void coordinator.close().then(() => process.exit(0));
@@ -21,13 +38,25 @@ export async function runCoordinator(o: { listen: string; dataDir: string; heart
   process.once('SIGINT', () => stop('SIGINT'));
 }
 
-export async function runWorker(o: { coordinator?: string; slots?: number; name?: string; label?: string[]; drainGraceMs: number; logLevel: LevelWithSilent }): Promise<void> {
-  const log = createLogger('worker', o.logLevel);
-  const labels = Object.fromEntries((o.label ?? []).map((l) => [l.split('=')[0] ?? l, l.split('=').slice(1).join('=')]));
+export interface WorkerCommandOptions {
+  coordinator?: string;
+  slots?: number;
+  name?: string;
+  label?: string[];
+  drainGraceMs: number;
+  logLevel: LevelWithSilent;
+  logFormat?: LogFormat;
+}
+
+export async function runWorker(o: WorkerCommandOptions): Promise<void> {
+  // The name is decided here (same default as the Worker's) so that every log line carries it.
+  const name = o.name || `${os.hostname()}-${process.pid}`;
+  const log = createLogger('worker', o.logLevel, o.logFormat).child({ worker: name });
+  const labels = Object.fromEntries((o.label ?? []).flatMap((l) => l.split(',')).filter(Boolean).map((l) => [l.split('=')[0] ?? l, l.split('=').slice(1).join('=')]));
   const worker = new Worker({
     coordinator: coordinatorAddress(o.coordinator),
     ...(o.slots ? { slots: o.slots } : {}),
-    ...(o.name ? { name: o.name } : {}),
+    name,
     labels,
     log,
     drainGraceMs: o.drainGraceMs,
@@ -44,4 +73,40 @@ export async function runWorker(o: { coordinator?: string; slots?: number; name?
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+interface HealthClient extends grpc.Client {
+  Check(req: { service: string }, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void;
+}
+
+/**
+ * One grpc.health.v1 Check against a coordinator (the Docker HEALTHCHECK and a handy probe).
+ * Returns the serving status (`SERVING`, `NOT_SERVING`, `SERVICE_UNKNOWN`, ...).
+ */
+export async function checkHealth(address: string, service = '', timeoutMs = 3000, credentials = grpc.credentials.createInsecure()): Promise<string> {
+  const def = loadSync(healthProtoPath, PROTO_LOADER_OPTIONS);
+  const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: new (addr: string, creds: grpc.ChannelCredentials) => HealthClient } } } };
+  const client = new pkg.grpc.health.v1.Health(address, credentials);
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      client.Check({ service }, { deadline: Date.now() + timeoutMs }, (err, res) => {
+        if (err) {
+          // grpc.health.v1 answers NOT_FOUND for a service it does not know.
+          if (err.code === grpc.status.NOT_FOUND) resolve('SERVICE_UNKNOWN');
+          else reject(err);
+        } else resolve(res?.status ?? 'UNKNOWN');
+      });
+    });
+  } finally {
+    client.close();
+  }
+}
+
+/** `tessera health`: prints the status; exit 0 when SERVING, 1 otherwise. */
+export async function runHealth(o: { coordinator?: string; service: string; timeoutMs: number; json?: boolean }): Promise<number> {
+  const address = coordinatorAddress(o.coordinator);
+  const status = await checkHealth(address, o.service, o.timeoutMs);
+  if (o.json) process.stdout.write(`${JSON.stringify({ address, service: o.service, status })}\n`);
+  else process.stdout.write(`${status}\n`);
+  return status === 'SERVING' ? 0 : 1;
 }

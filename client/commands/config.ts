@@ -1,0 +1,123 @@
+/**
+ * Configuration of the long-running commands (`tessera coordinator`, `tessera worker`): every
+ * option is a flag, an environment variable (TESSERA_ + the flag in upper snake case) and a key of
+ * an optional config file (`--config FILE`, JSON or YAML, keys as the flags: `data-dir` or `dataDir`).
+ * Precedence, highest first: flag, environment, config file, default (as in Docker, systemd units
+ * and twelve-factor apps: the file is the base, the environment overrides it per deployment).
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Option, type Command } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import { UsageError } from './submit.js';
+
+/** Environment variable of a flag: `--data-dir` -> `TESSERA_DATA_DIR`. */
+export function envVarOf(option: Option): string {
+  return `TESSERA_${option.attributeName().replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+/** Options that are about the command line itself, not the service. */
+const NOT_CONFIGURABLE = new Set(['help', 'version', 'config', 'printConfig']);
+
+/** Reads a JSON or YAML object from `file` (by extension; YAML is a superset of JSON otherwise). */
+export function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = path.extname(file).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new UsageError(`config file ${file} is not valid ${path.extname(file) === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message}`);
+  }
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data)) throw new UsageError(`config file ${file} must hold an object of option: value`);
+  return data as Record<string, unknown>;
+}
+
+/** Turns a value from a config file into what the option's parser would have produced. */
+function coerce(option: Option, key: string, value: unknown, file: string): unknown {
+  const where = `config file ${file}, key "${key}"`;
+  if (option.isBoolean()) {
+    if (typeof value !== 'boolean') throw new UsageError(`${where}: expected true or false`);
+    // `--no-x` sets `x` too, so `x: false` in a file means the same for either spelling.
+    return value;
+  }
+  const values = Array.isArray(value) ? value : [value];
+  if (!option.variadic && values.length !== 1) throw new UsageError(`${where}: expected one value`);
+  const parsed = values.map((v) => {
+    if (v === null || typeof v === 'object') throw new UsageError(`${where}: expected a string or number`);
+    const raw = String(v);
+    if (option.argChoices && !option.argChoices.includes(raw)) throw new UsageError(`${where}: "${raw}" is not one of ${option.argChoices.join(', ')}`);
+    // Same parser as the flag, so a config file cannot smuggle in what the flag would refuse.
+    const parseArg = (option as Option & { parseArg?: (value: string, previous: unknown) => unknown }).parseArg;
+    return parseArg ? parseArg(raw, undefined) : raw;
+  });
+  return option.variadic ? parsed.flat() : parsed[0];
+}
+
+/**
+ * Adds `--config FILE` (env TESSERA_CONFIG), an environment variable for every option that has
+ * none yet, and `--print-config` (prints the resolved options as JSON and exits: for checking a
+ * deployment's flags, environment and file without starting anything). Call after the command's
+ * options are defined.
+ */
+export function configurable(cmd: Command): Command {
+  for (const option of cmd.options) {
+    if (NOT_CONFIGURABLE.has(option.attributeName()) || option.envVar) continue;
+    option.env(envVarOf(option));
+    // Commander wires environment handling in addOption(); for an option that gained its variable
+    // afterwards, listen for the same event it emits and parse the value as the flag would be.
+    cmd.on(`optionEnv:${option.name()}`, (raw: string | undefined) => {
+      const key = option.attributeName();
+      const parseArg = (option as Option & { parseArg?: (value: string, previous: unknown) => unknown }).parseArg;
+      let value: unknown = raw;
+      if (raw === undefined) value = !option.negate;
+      else if (option.variadic) value = raw.split(',').filter(Boolean).map((v) => (parseArg ? parseArg(v, undefined) : v)).flat();
+      else if (parseArg) {
+        try {
+          value = parseArg(raw, undefined);
+        } catch (err) {
+          throw new UsageError(`${option.envVar}=${raw}: ${(err as Error).message}`);
+        }
+      }
+      if (option.argChoices && typeof value === 'string' && !option.argChoices.includes(value)) throw new UsageError(`${option.envVar}=${raw}: must be one of ${option.argChoices.join(', ')}`);
+      cmd.setOptionValueWithSource(key, value, 'env');
+    });
+  }
+  cmd.addOption(new Option('--config <file>', 'read options from a JSON or YAML file (flags and environment override it)').env('TESSERA_CONFIG'));
+  cmd.option('--print-config', 'print the resolved options as JSON and exit');
+  cmd.hook('preAction', (command) => {
+    const file = command.getOptionValue('config') as string | undefined;
+    if (file) applyConfigFile(command, file);
+    if (command.getOptionValue('printConfig')) {
+      const { printConfig: _p, ...resolved } = command.opts();
+      const sources = Object.fromEntries(Object.keys(resolved).map((k) => [k, command.getOptionValueSource(k) ?? 'unset']));
+      process.stdout.write(`${JSON.stringify({ command: command.name(), options: resolved, sources })}\n`);
+      process.exit(0);
+    }
+  });
+  return cmd;
+}
+
+/** Applies the file's values to options that were neither given as flags nor in the environment. */
+export function applyConfigFile(cmd: Command, file: string): void {
+  const data = readConfigFile(file);
+  const byKey = new Map<string, Option>();
+  for (const o of cmd.options) {
+    if (NOT_CONFIGURABLE.has(o.attributeName())) continue;
+    byKey.set(o.attributeName(), o);
+    byKey.set(o.long?.replace(/^--(no-)?/, '') ?? o.attributeName(), o);
+  }
+  for (const [key, value] of Object.entries(data)) {
+    const option = byKey.get(key);
+    // Refuse unknown keys: a typo ("slot: 4") must not silently fall back to the default.
+    if (!option) throw new UsageError(`config file ${file}: unknown option "${key}" for \`tessera ${cmd.name()}\` (known: ${[...new Set([...byKey.values()].map((o) => o.long?.slice(2)))].join(', ')})`);
+    const source = cmd.getOptionValueSource(option.attributeName());
+    if (source === 'cli' || source === 'env') continue;
+    cmd.setOptionValueWithSource(option.attributeName(), coerce(option, key, value, file), 'config');
+  }
+}

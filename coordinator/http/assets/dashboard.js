@@ -1,0 +1,122 @@
+/**
+ * The Tessera dashboard: one EventSource to /events (plus ?job=ID for the selected job's subtasks).
+ * The server coalesces changes, so the page never polls and never floods.
+ */
+import { drawChart } from './chart.js';
+import { fmtDuration, renderJobs, renderLegend, renderMosaic, renderWorkers } from './render.js';
+
+const CHART_SECONDS = 180;
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  workers: [],
+  jobs: new Map(),
+  subtasks: new Map(),
+  throughput: [],
+  selected: decodeURIComponent(location.hash.slice(1)),
+  /** Server clock minus ours, so "last heartbeat" is right on a machine with a skewed clock. */
+  skew: 0,
+  source: undefined,
+};
+
+const now = () => Date.now() + state.skew;
+
+function connect() {
+  state.source?.close();
+  const url = state.selected ? `/events?job=${encodeURIComponent(state.selected)}` : '/events';
+  const es = new EventSource(url);
+  state.source = es;
+  es.addEventListener('open', () => setConn('live', 'live'));
+  es.addEventListener('error', () => setConn('reconnecting', 'reconnecting…'));
+  es.addEventListener('snapshot', (e) => {
+    const d = JSON.parse(e.data);
+    state.skew = d.now - Date.now();
+    state.workers = d.workers;
+    state.jobs = new Map(d.jobs.map((j) => [j.id, j]));
+    state.throughput = d.throughput;
+    render();
+  });
+  es.addEventListener('jobs', (e) => {
+    for (const j of JSON.parse(e.data).jobs) state.jobs.set(j.id, j);
+    renderJobTable();
+    renderJobMeta();
+  });
+  es.addEventListener('subtasks', (e) => {
+    const d = JSON.parse(e.data);
+    if (d.job !== state.selected) return;
+    if (d.full) state.subtasks = new Map();
+    for (const s of d.subtasks) state.subtasks.set(s.id, s);
+    renderSubtasks();
+  });
+  es.addEventListener('tick', (e) => {
+    const d = JSON.parse(e.data);
+    state.skew = d.now - Date.now();
+    state.workers = d.workers;
+    state.throughput.push(d.sample);
+    if (state.throughput.length > CHART_SECONDS) state.throughput.shift();
+    renderWorkers($('workers').tBodies[0], state.workers, now());
+    renderJobTable();
+    renderSummary();
+    drawChart($('chart'), state.throughput, CHART_SECONDS);
+  });
+}
+
+function setConn(s, text) {
+  const el = $('conn');
+  el.dataset.state = s;
+  el.textContent = text;
+}
+
+function select(id) {
+  if (id === state.selected) return;
+  state.selected = id;
+  state.subtasks = new Map();
+  history.replaceState(null, '', `#${id}`);
+  connect();
+  render();
+}
+
+function renderJobTable() {
+  renderJobs($('jobs').tBodies[0], state.jobs.values(), now(), state.selected, select);
+}
+
+function renderSummary() {
+  const active = state.workers.filter((w) => w.state !== 'lost');
+  const slots = active.reduce((n, w) => n + w.slots, 0);
+  const used = active.reduce((n, w) => n + w.slotsUsed, 0);
+  const running = [...state.jobs.values()].filter((j) => j.state === 'running' || j.state === 'queued').length;
+  $('summary').textContent = `${active.length} worker(s) · ${used}/${slots} slots busy · ${running} job(s) in progress`;
+}
+
+function renderJobMeta() {
+  const job = state.jobs.get(state.selected);
+  $('job-panel').hidden = !state.selected;
+  if (!job) {
+    $('job-title').textContent = state.selected.slice(0, 8);
+    $('job-meta').textContent = state.selected ? 'unknown job' : '';
+    return;
+  }
+  $('job-title').textContent = `${job.id.slice(0, 8)} (${job.kind})`;
+  $('job-panel').dataset.state = job.state;
+  $('job-meta').textContent = `${job.state.replace('_', ' ')} · ${Math.round(job.progress * 100)}% · ${job.inputs} input(s) · ${fmtDuration((job.finishedAt || now()) - (job.startedAt || job.createdAt))} · ${job.message}`;
+}
+
+function renderSubtasks() {
+  renderMosaic($('mosaic'), state.subtasks, (id) => {
+    const s = state.subtasks.get(id);
+    if (s) $('tile-info').textContent = `${s.label || `subtask ${s.index}`} — ${s.state}${s.worker ? ` on ${s.worker}` : ''}, attempt ${s.attempt}${s.speculative ? ', speculative copy' : ''}${s.durationMs ? `, ${fmtDuration(s.durationMs)}` : ''}${s.error ? ` — ${s.error}` : ''}`;
+  });
+  renderLegend($('mosaic-legend'), state.subtasks);
+}
+
+function render() {
+  renderWorkers($('workers').tBodies[0], state.workers, now());
+  renderJobTable();
+  renderSummary();
+  renderJobMeta();
+  renderSubtasks();
+  drawChart($('chart'), state.throughput, CHART_SECONDS);
+}
+
+window.addEventListener('hashchange', () => select(decodeURIComponent(location.hash.slice(1))));
+connect();

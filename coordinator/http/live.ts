@@ -1,0 +1,165 @@
+/**
+ * Server-sent events for the dashboard. Job events are coalesced: a flush every 250 ms sends the
+ * rows that changed, so a job of 5,000 tiles costs each browser a few messages a second, not one
+ * per event (no polling and no event storms). Workers are sent once a second (heartbeats move
+ * their "last seen"), and a throughput sample once a second.
+ */
+import type { ServerResponse } from 'node:http';
+import type { JobEvent } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
+import type { JobManager } from '../job-manager.js';
+import { fromInfo, jobView, recentJobs, subtaskView, workerView, type SubtaskView } from './views.js';
+
+/** Jobs listed in the snapshot. */
+const JOB_LIMIT = 100;
+/** Seconds of throughput history kept for new browsers. */
+const HISTORY = 180;
+
+/** One throughput sample: what finished during one second. */
+export interface ThroughputSample {
+  t: number;
+  subtasks: number;
+  jobs: number;
+  failures: number;
+}
+
+interface Client {
+  res: ServerResponse;
+  /** The job whose subtasks this browser shows ('' = none). */
+  job: string;
+}
+
+export class LiveHub {
+  private readonly clients = new Set<Client>();
+  private readonly dirtyJobs = new Set<string>();
+  /** job id -> subtask id -> latest view, since the last flush. */
+  private readonly dirtySubtasks = new Map<string, Map<string, SubtaskView>>();
+  private readonly history: ThroughputSample[] = [];
+  private current: ThroughputSample = { t: Math.floor(Date.now() / 1000), subtasks: 0, jobs: 0, failures: 0 };
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly unsubscribe: () => void;
+
+  constructor(private readonly manager: JobManager) {
+    this.unsubscribe = manager.events.subscribeAll((e) => this.onEvent(e));
+    const flush = setInterval(() => this.flush(), 250);
+    const second = setInterval(() => this.tick(), 1000);
+    const ping = setInterval(() => this.broadcast(': ping\n\n'), 15_000);
+    for (const t of [flush, second, ping]) t.unref();
+    this.timers.push(flush, second, ping);
+  }
+
+  private onEvent(e: JobEvent): void {
+    const jobId = e.job_id ?? '';
+    this.dirtyJobs.add(jobId);
+    if (e.type === 'job_state' && e.final) {
+      this.current.jobs++;
+      if (e.job_state === 'JOB_STATE_FAILED') this.current.failures++;
+    }
+    if ((e.type === 'subtask_state' || e.type === 'progress') && e.subtask) {
+      const view = fromInfo(e.subtask);
+      if (e.type === 'subtask_state' && view.state === 'succeeded') this.current.subtasks++;
+      if (e.type === 'subtask_state' && (view.state === 'failed' || (view.state === 'pending' && view.attempt > 0))) this.current.failures++;
+      let m = this.dirtySubtasks.get(jobId);
+      if (!m) this.dirtySubtasks.set(jobId, (m = new Map()));
+      m.set(view.id, view);
+    }
+  }
+
+  /** Registers a browser: sends the full picture at once, then deltas. */
+  attach(res: ServerResponse, job: string): void {
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      // Reverse proxies (nginx) would otherwise buffer the stream.
+      'x-accel-buffering': 'no',
+    });
+    const client: Client = { res, job };
+    this.clients.add(client);
+    res.on('close', () => this.clients.delete(client));
+    // Browsers reconnect on their own after a drop; tell them not to wait long.
+    res.write('retry: 1000\n\n');
+    send(res, 'snapshot', {
+      now: Date.now(),
+      workers: this.manager.registry.all().map(workerView),
+      jobs: recentJobs(this.manager, JOB_LIMIT).map((j) => jobView(this.manager, j)),
+      throughput: this.history,
+    });
+    if (job) {
+      let subtasks: SubtaskView[] = [];
+      try {
+        this.manager.get(job);
+        subtasks = this.manager.subtasksOf(job).map(subtaskView);
+      } catch {
+        // Unknown job: the page shows an empty mosaic and a message.
+      }
+      send(res, 'subtasks', { job, full: true, subtasks });
+    }
+  }
+
+  private flush(): void {
+    if (this.dirtyJobs.size === 0) return;
+    const jobs = [];
+    for (const id of this.dirtyJobs) {
+      try {
+        jobs.push(jobView(this.manager, this.manager.get(id)));
+      } catch {
+        // The job vanished (not expected; jobs are kept): nothing to show.
+      }
+    }
+    this.dirtyJobs.clear();
+    const subtasks = new Map(this.dirtySubtasks);
+    this.dirtySubtasks.clear();
+    if (this.clients.size === 0) return;
+    const jobsMsg = frame('jobs', { jobs });
+    for (const c of this.clients) {
+      write(c, jobsMsg);
+      const changed = c.job ? subtasks.get(c.job) : undefined;
+      if (changed) write(c, frame('subtasks', { job: c.job, full: false, subtasks: [...changed.values()] }));
+    }
+  }
+
+  private tick(): void {
+    const now = Math.floor(Date.now() / 1000);
+    this.history.push(this.current);
+    if (this.history.length > HISTORY) this.history.shift();
+    const sample = this.current;
+    this.current = { t: now, subtasks: 0, jobs: 0, failures: 0 };
+    if (this.clients.size === 0) return;
+    this.broadcast(frame('tick', { now: Date.now(), sample, workers: this.manager.registry.all().map(workerView) }));
+  }
+
+  private broadcast(text: string): void {
+    for (const c of this.clients) write(c, text);
+  }
+
+  /** Number of connected browsers. */
+  get size(): number {
+    return this.clients.size;
+  }
+
+  close(): void {
+    this.unsubscribe();
+    for (const t of this.timers) clearInterval(t);
+    for (const c of this.clients) c.res.end();
+    this.clients.clear();
+  }
+}
+
+function frame(event: string, data: unknown): string {
+  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+/** Most a browser may fall behind before it is dropped (it reconnects and gets a fresh snapshot). */
+const MAX_BACKLOG = 4 * 1024 * 1024;
+
+function write(c: Client, text: string): void {
+  if (c.res.writableLength > MAX_BACKLOG) {
+    c.res.destroy();
+    return;
+  }
+  c.res.write(text);
+}
+
+function send(res: ServerResponse, event: string, data: unknown): void {
+  res.write(frame(event, data));
+}

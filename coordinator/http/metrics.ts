@@ -1,0 +1,182 @@
+/**
+ * Prometheus metrics of a coordinator. Counters are derived from the job event stream
+ * (`EventLog.subscribeAll`), gauges are read from the job manager and worker registry at scrape
+ * time, so nothing in the scheduling path has to know that metrics exist.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { JobEvent } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
+import type { JobManager } from '../job-manager.js';
+import { TERMINAL_JOB_STATES, type JobState, type SubtaskState } from '../model.js';
+import type { WorkerState } from '../worker-registry.js';
+
+const JOB_STATES: JobState[] = ['queued', 'running', 'succeeded', 'partially_succeeded', 'failed', 'cancelled'];
+const SUBTASK_STATES: SubtaskState[] = ['pending', 'running', 'succeeded', 'failed', 'cancelled'];
+const WORKER_STATES: WorkerState[] = ['active', 'draining', 'lost', 'quarantined'];
+
+/** Lower-case state name from a wire enum such as `SUBTASK_STATE_RUNNING`. */
+export function stateName(wire: string | number | undefined, prefix: string): string {
+  return String(wire ?? '').replace(prefix, '').toLowerCase();
+}
+
+/** The coordinator's metric registry; `render()` is the body of `GET /metrics`. */
+export class CoordinatorMetrics {
+  readonly registry = new Registry();
+  private readonly kindOf = new Map<string, string>();
+  private readonly unsubscribe: () => void;
+
+  private readonly jobsSubmitted = new Counter({ name: 'tessera_jobs_submitted_total', help: 'Jobs accepted, by kind', labelNames: ['kind'], registers: [this.registry] });
+  private readonly jobsFinished = new Counter({ name: 'tessera_jobs_finished_total', help: 'Jobs that reached a final state, by kind and state', labelNames: ['kind', 'state'], registers: [this.registry] });
+  private readonly subtaskTransitions = new Counter({
+    name: 'tessera_subtask_transitions_total',
+    help: 'Subtask state changes (one per attempt start, success, failure, retry), by kind and new state',
+    labelNames: ['kind', 'state'],
+    registers: [this.registry],
+  });
+  private readonly retries = new Counter({ name: 'tessera_subtask_retries_total', help: 'Subtask attempts that failed and were queued again', labelNames: ['kind'], registers: [this.registry] });
+  private readonly duration = new Histogram({
+    name: 'tessera_subtask_duration_seconds',
+    help: 'Duration of finished subtask attempts, by kind and outcome',
+    labelNames: ['kind', 'outcome'],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900],
+    registers: [this.registry],
+  });
+  private readonly bytesIn = new Counter({ name: 'tessera_input_bytes_total', help: 'Bytes of job inputs accepted from clients', labelNames: ['kind'], registers: [this.registry] });
+  private readonly bytesOut = new Counter({ name: 'tessera_output_bytes_total', help: 'Bytes of job outputs published', labelNames: ['kind'], registers: [this.registry] });
+
+  constructor(private readonly manager: JobManager) {
+    collectDefaultMetrics({ register: this.registry });
+    const m = manager;
+    new Gauge({
+      name: 'tessera_jobs',
+      help: 'Jobs known to the coordinator, by state',
+      labelNames: ['state'],
+      registers: [this.registry],
+      collect() {
+        const counts = new Map<string, number>(JOB_STATES.map((s) => [s, 0]));
+        for (const j of m.list()) counts.set(j.state, (counts.get(j.state) ?? 0) + 1);
+        for (const [state, n] of counts) this.set({ state }, n);
+      },
+    });
+    new Gauge({
+      name: 'tessera_subtasks',
+      help: 'Subtasks of unfinished jobs, by state',
+      labelNames: ['state'],
+      registers: [this.registry],
+      collect() {
+        const counts = new Map<string, number>(SUBTASK_STATES.map((s) => [s, 0]));
+        for (const j of m.list()) {
+          if (TERMINAL_JOB_STATES.has(j.state)) continue;
+          for (const s of m.subtasksOf(j.id)) counts.set(s.state, (counts.get(s.state) ?? 0) + 1);
+        }
+        for (const [state, n] of counts) this.set({ state }, n);
+      },
+    });
+    new Gauge({
+      name: 'tessera_queue_depth',
+      help: 'Subtasks waiting for a worker (pending, including those in retry backoff)',
+      registers: [this.registry],
+      collect() {
+        let n = 0;
+        for (const j of m.list()) if (!TERMINAL_JOB_STATES.has(j.state)) for (const s of m.subtasksOf(j.id)) if (s.state === 'pending') n++;
+        this.set(n);
+      },
+    });
+    new Gauge({
+      name: 'tessera_workers',
+      help: 'Workers by state',
+      labelNames: ['state'],
+      registers: [this.registry],
+      collect() {
+        const counts = new Map<string, number>(WORKER_STATES.map((s) => [s, 0]));
+        for (const w of m.registry.all()) counts.set(w.state, (counts.get(w.state) ?? 0) + 1);
+        for (const [state, n] of counts) this.set({ state }, n);
+      },
+    });
+    new Gauge({
+      name: 'tessera_worker_slots',
+      help: 'Slots of workers that are not lost: total, and in use',
+      labelNames: ['use'],
+      registers: [this.registry],
+      collect() {
+        let total = 0;
+        let used = 0;
+        for (const w of m.registry.all()) {
+          if (w.state === 'lost') continue;
+          total += w.slots;
+          used += w.leases.size;
+        }
+        this.set({ use: 'total' }, total);
+        this.set({ use: 'used' }, used);
+      },
+    });
+    // The job manager counts these itself: a lease taken back while another copy of the subtask
+    // keeps running emits no event, so the events alone would undercount.
+    new Counter({
+      name: 'tessera_speculative_copies_total',
+      help: 'Speculative copies of straggling subtasks started',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(m.speculativeCopies);
+      },
+    });
+    new Counter({
+      name: 'tessera_lease_expiries_total',
+      help: 'Leases taken back from a worker that was lost, unreachable or draining past its grace',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(m.leaseExpiries);
+      },
+    });
+    this.unsubscribe = manager.events.subscribeAll((e) => this.onEvent(e));
+  }
+
+  private kind(jobId: string): string {
+    let k = this.kindOf.get(jobId);
+    if (k === undefined) {
+      try {
+        k = this.manager.get(jobId).kind;
+      } catch {
+        k = 'unknown';
+      }
+      this.kindOf.set(jobId, k);
+    }
+    return k;
+  }
+
+  private onEvent(e: JobEvent): void {
+    const kind = this.kind(e.job_id ?? '');
+    if (e.type === 'job_state') {
+      const state = stateName(e.job_state, 'JOB_STATE_');
+      if (state === 'queued' && Number(e.seq) === 1) {
+        this.jobsSubmitted.inc({ kind });
+        const job = this.manager.get(e.job_id ?? '');
+        this.bytesIn.inc({ kind }, job.inputs.reduce((n, i) => n + i.size, 0));
+      }
+      if (e.final) {
+        this.jobsFinished.inc({ kind, state });
+        const job = this.manager.get(e.job_id ?? '');
+        this.bytesOut.inc({ kind }, job.outputs.reduce((n, o) => n + o.size, 0));
+        this.kindOf.delete(e.job_id ?? '');
+      }
+      return;
+    }
+    if (e.type !== 'subtask_state' || !e.subtask) return;
+    const s = e.subtask;
+    const state = stateName(s.state, 'SUBTASK_STATE_');
+    this.subtaskTransitions.inc({ kind, state });
+    if (state === 'succeeded' || state === 'failed') this.duration.observe({ kind, outcome: state }, Number(s.duration_ms) / 1000);
+    // A subtask back in `pending` after an attempt is a retry.
+    if (state === 'pending' && (s.attempt ?? 0) > 0) this.retries.inc({ kind });
+  }
+
+  /** The exposition text and its content type. */
+  async render(): Promise<{ body: string; contentType: string }> {
+    return { body: await this.registry.metrics(), contentType: this.registry.contentType };
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * The coordinator's HTTP side: the dashboard (static files + server-sent events), Prometheus
+ * `/metrics`, JSON snapshots under `/api/`, and `/healthz` for load balancers and Docker.
+ * Plain `node:http`: a handful of routes does not need a framework.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '../../shared/logger.js';
+import type { JobManager } from '../job-manager.js';
+import { LiveHub } from './live.js';
+import { CoordinatorMetrics } from './metrics.js';
+import { jobView, recentJobs, subtaskView, workerView } from './views.js';
+
+export interface HttpServerOptions {
+  /** host:port (port 0 = any free port). */
+  listen: string;
+  manager: JobManager;
+  log: Logger;
+  /** Whether the coordinator accepts work (false while starting or draining): drives /healthz. */
+  serving: () => boolean;
+}
+
+/**
+ * The dashboard's files live in the source tree (coordinator/http/assets), not in dist/: `tsc`
+ * compiles TypeScript only, and the page needs no build step. From dist/coordinator/http/ the
+ * source folder is three levels up.
+ */
+function assetsDir(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const inDist = here.split(path.sep).includes('dist');
+  return inDist ? path.resolve(here, '../../../coordinator/http/assets') : path.join(here, 'assets');
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+};
+
+/** Starts on `listen`; `close()` stops it and the live feeds. */
+export class CoordinatorHttpServer {
+  readonly metrics: CoordinatorMetrics;
+  readonly live: LiveHub;
+  private readonly server: http.Server;
+  private readonly assets = assetsDir();
+  /** The bound address, e.g. 127.0.0.1:7780. */
+  address = '';
+
+  constructor(private readonly opts: HttpServerOptions) {
+    this.metrics = new CoordinatorMetrics(opts.manager);
+    this.live = new LiveHub(opts.manager);
+    this.server = http.createServer((req, res) => {
+      this.route(req, res).catch((err: unknown) => {
+        opts.log.error({ err, url: req.url }, 'http request failed');
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end('internal error\n');
+      });
+    });
+    // SSE streams are long-lived: no request timeout, but keep idle keep-alive sockets short.
+    this.server.requestTimeout = 0;
+    this.server.keepAliveTimeout = 5000;
+  }
+
+  async start(): Promise<string> {
+    const i = this.opts.listen.lastIndexOf(':');
+    const host = this.opts.listen.slice(0, i).replace(/^\[|\]$/g, '');
+    const port = Number(this.opts.listen.slice(i + 1));
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    const a = this.server.address() as AddressInfo;
+    this.address = `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+    return this.address;
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://dashboard');
+    const { manager } = this.opts;
+    if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n');
+    switch (url.pathname) {
+      case '/':
+        return this.file(res, 'index.html');
+      case '/metrics': {
+        const { body, contentType } = await this.metrics.render();
+        res.writeHead(200, { 'content-type': contentType });
+        res.end(body);
+        return;
+      }
+      case '/events':
+        this.live.attach(res, url.searchParams.get('job') ?? '');
+        return;
+      case '/healthz':
+        return this.opts.serving() ? text(res, 200, 'ok\n') : text(res, 503, 'not serving\n');
+      case '/api/workers':
+        return json(res, manager.registry.all().map(workerView));
+      case '/api/jobs':
+        return json(res, recentJobs(manager, 100).map((j) => jobView(manager, j)));
+    }
+    const jobMatch = /^\/api\/jobs\/([\w-]+)$/.exec(url.pathname);
+    if (jobMatch) {
+      let job;
+      try {
+        job = manager.get(jobMatch[1]!);
+      } catch {
+        return text(res, 404, 'no such job\n');
+      }
+      return json(res, { ...jobView(manager, job), subtaskList: manager.subtasksOf(job.id).map(subtaskView) });
+    }
+    const assetMatch = /^\/assets\/([\w-]+\.(?:js|css|svg))$/.exec(url.pathname);
+    if (assetMatch) return this.file(res, assetMatch[1]!);
+    return text(res, 404, 'not found\n');
+  }
+
+  private async file(res: ServerResponse, name: string): Promise<void> {
+    // `name` matched a strict pattern above: no path separators, so no traversal.
+    const file = path.join(this.assets, name);
+    const st = await stat(file).catch(() => undefined);
+    if (!st?.isFile()) return text(res, 404, 'not found\n');
+    res.writeHead(200, { 'content-type': CONTENT_TYPES[path.extname(name)] ?? 'application/octet-stream', 'content-length': st.size, 'cache-control': 'no-cache' });
+    createReadStream(file).pipe(res);
+  }
+
+  /** Stops the feeds and the server; open event streams are ended. Idempotent. */
+  async close(): Promise<void> {
+    this.live.close();
+    this.metrics.close();
+    if (!this.server.listening) return;
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}
+
+function text(res: ServerResponse, code: number, body: string): void {
+  res.writeHead(code, { 'content-type': 'text/plain; charset=utf-8' });
+  res.end(body);
+}
+
+function json(res: ServerResponse, body: unknown): void {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}

@@ -1,0 +1,34 @@
+/**
+ * One structured log line per job and subtask transition, carrying `job`, `subtask`, `attempt`
+ * and `worker`, so that `jq 'select(.job == "...")'` over the coordinator's log tells a job's whole
+ * story (which worker ran which attempt, why it was retried) without reading the job's event log.
+ * Fed by the same event stream as the dashboard and metrics.
+ */
+import type { Logger } from '../../shared/logger.js';
+import type { JobEvent } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
+import type { JobManager } from '../job-manager.js';
+import { stateName } from './metrics.js';
+
+export class SubtaskLogger {
+  private readonly unsubscribe: () => void;
+
+  constructor(manager: JobManager, log: Logger) {
+    this.unsubscribe = manager.events.subscribeAll((e: JobEvent) => {
+      const job = e.job_id ?? '';
+      if (e.type === 'subtask_state' && e.subtask) {
+        const s = e.subtask;
+        const state = stateName(s.state, 'SUBTASK_STATE_');
+        const fields = { job, subtask: s.id, attempt: s.attempt, worker: s.worker || undefined, state, label: s.label || undefined, phase: s.phase };
+        if (state === 'failed' || (state === 'pending' && (s.attempt ?? 0) > 0)) log.warn({ ...fields, error: s.error }, e.message || `subtask ${state}`);
+        else if (state === 'succeeded') log.info({ ...fields, durationMs: Number(s.duration_ms) }, 'subtask succeeded');
+        else log.info(fields, e.message || `subtask ${state}`);
+      } else if (e.type === 'job_state') {
+        log.info({ job, state: stateName(e.job_state, 'JOB_STATE_'), final: e.final || undefined }, e.message || 'job state');
+      }
+    });
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+}

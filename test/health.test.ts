@@ -1,0 +1,118 @@
+/**
+ * Standard probes against a real coordinator process: grpc.health.v1 through a client generated
+ * from the grpc-health-check package's own health.proto (per service and overall, NOT_SERVING when
+ * the coordinator drains), server reflection listing both Tessera services (what grpcurl uses),
+ * `tessera health`, and /healthz.
+ */
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
+
+const LOADER = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
+
+interface HealthClient extends grpc.Client {
+  Check(req: { service: string }, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void;
+  Watch(req: { service: string }): grpc.ClientReadableStream<{ status: string }>;
+}
+type Ctor<T> = new (address: string, creds: grpc.ChannelCredentials) => T;
+
+function healthClient(address: string): HealthClient {
+  const pkg = grpc.loadPackageDefinition(loadSync(healthProtoPath, LOADER)) as unknown as { grpc: { health: { v1: { Health: Ctor<HealthClient> } } } };
+  return new pkg.grpc.health.v1.Health(address, grpc.credentials.createInsecure());
+}
+
+function check(client: HealthClient, service: string): Promise<string> {
+  return new Promise((resolve, reject) =>
+    client.Check({ service }, { deadline: Date.now() + 5000 }, (err, res) => (err ? (err.code === grpc.status.NOT_FOUND ? resolve('NOT_FOUND') : reject(err)) : resolve(res!.status))),
+  );
+}
+
+/** Names of the services the server's reflection lists (grpc.reflection.v1, as grpcurl asks). */
+function listServices(address: string): Promise<string[]> {
+  const require = createRequire(import.meta.url);
+  const proto = path.join(path.dirname(require.resolve('@grpc/reflection/package.json')), 'build/proto/grpc/reflection/v1/reflection.proto');
+  type Stream = grpc.ClientDuplexStream<{ list_services: string }, { list_services_response?: { service: { name: string }[] }; error_response?: { error_message: string } }>;
+  const pkg = grpc.loadPackageDefinition(loadSync(proto, LOADER)) as unknown as { grpc: { reflection: { v1: { ServerReflection: Ctor<grpc.Client & { ServerReflectionInfo(): Stream }> } } } };
+  const client = new pkg.grpc.reflection.v1.ServerReflection(address, grpc.credentials.createInsecure());
+  return new Promise((resolve, reject) => {
+    const call = client.ServerReflectionInfo();
+    call.on('data', (msg) => {
+      call.end();
+      client.close();
+      if (msg.list_services_response) resolve(msg.list_services_response.service.map((s: { name: string }) => s.name));
+      else reject(new Error(msg.error_response?.error_message ?? 'no list_services_response'));
+    });
+    call.on('error', reject);
+    call.write({ list_services: '' });
+  });
+}
+
+let cluster: TestCluster;
+
+beforeAll(async () => {
+  cluster = await startCluster({ workers: 1 });
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+describe('probes', () => {
+  it('grpc.health.v1 reports SERVING overall and per service, NOT_FOUND for an unknown one', async () => {
+    const client = healthClient(cluster.address);
+    try {
+      expect(await check(client, '')).toBe('SERVING');
+      expect(await check(client, 'tessera.v1.JobService')).toBe('SERVING');
+      expect(await check(client, 'tessera.v1.WorkerService')).toBe('SERVING');
+      expect(await check(client, 'tessera.v1.NoSuchService')).toBe('NOT_FOUND');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('server reflection lists both Tessera services', async () => {
+    const names = await listServices(cluster.address);
+    expect(names).toEqual(expect.arrayContaining(['tessera.v1.JobService', 'tessera.v1.WorkerService']));
+  });
+
+  it('`tessera health` exits 0 and prints SERVING; /healthz answers ok', async () => {
+    const r = await cluster.runCli(['health', '--json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: 'SERVING', service: '' });
+    const one = await cluster.runCli(['health', '--service', 'tessera.v1.WorkerService']);
+    expect(one.stdout.trim()).toBe('SERVING');
+    const res = await fetch(`http://${cluster.httpAddress}/healthz`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('ok\n');
+  });
+
+  it('`tessera health` exits 1 when nothing answers', async () => {
+    // Port 9 (discard) on loopback: nothing listens there.
+    const r = await runCli(['health', '--timeout-ms', '500', '--coordinator', '127.0.0.1:9']);
+    expect(r.code).toBe(1);
+  });
+
+  // Last: it stops the coordinator.
+  it('Watch turns NOT_SERVING as soon as the coordinator starts draining (SIGTERM)', async () => {
+    const client = healthClient(cluster.address);
+    const seen: string[] = [];
+    const call = client.Watch({ service: 'tessera.v1.JobService' });
+    const notServing = new Promise<void>((resolve, reject) => {
+      call.on('data', (m: { status: string }) => {
+        seen.push(m.status);
+        if (m.status === 'SERVING') cluster.coordinator!.child.kill('SIGTERM');
+        if (m.status === 'NOT_SERVING') resolve();
+      });
+      call.on('error', (err: grpc.ServiceError) => (seen.includes('NOT_SERVING') ? resolve() : reject(err)));
+    });
+    await notServing;
+    call.cancel();
+    client.close();
+    expect(seen.slice(0, 2)).toEqual(['SERVING', 'NOT_SERVING']);
+    expect(await cluster.coordinator!.exited).toBe(0);
+  });
+});

@@ -1,0 +1,107 @@
+/**
+ * Prometheus /metrics of a real coordinator: scraped before and after real jobs on real workers,
+ * the counters move by what the jobs did (subtasks, retries, bytes, a lease taken back from a
+ * SIGKILLed worker), the gauges reflect the workers, and Node's process metrics are there.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCluster, type TestCluster } from './helpers/cluster.js';
+
+/** Parsed exposition text: `name{labels}` -> value. */
+type Samples = Map<string, number>;
+
+async function scrape(cluster: TestCluster): Promise<Samples> {
+  const res = await fetch(`http://${cluster.httpAddress}/metrics`);
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+  const out: Samples = new Map();
+  for (const line of (await res.text()).split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+const get = (s: Samples, key: string): number => s.get(key) ?? 0;
+const delta = (a: Samples, b: Samples, key: string): number => get(b, key) - get(a, key);
+
+let cluster: TestCluster;
+let dir: string;
+
+beforeAll(async () => {
+  // A short TTL so that the SIGKILLed worker is declared lost quickly.
+  cluster = await startCluster({ workers: 2, slots: 1, coordinatorArgs: ['--ttl-ms', '1500'] });
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-metrics-'));
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('/metrics', () => {
+  it('exposes Node process metrics and the workers by state', async () => {
+    const m = await scrape(cluster);
+    expect(get(m, 'process_cpu_seconds_total')).toBeGreaterThan(0);
+    expect(get(m, 'nodejs_heap_size_used_bytes')).toBeGreaterThan(0);
+    expect(get(m, 'tessera_workers{state="active"}')).toBe(2);
+    expect(get(m, 'tessera_worker_slots{use="total"}')).toBe(2);
+    expect(m.has('tessera_queue_depth')).toBe(true);
+  });
+
+  it('counts jobs, subtasks, retries, durations and bytes of a job', async () => {
+    const files: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const f = path.join(dir, `in-${i}.bin`);
+      await writeFile(f, randomBytes(10_000 + i));
+      files.push(f);
+    }
+    const before = await scrape(cluster);
+    // Each of the 3 subtasks fails once (retryable), then succeeds: 3 retries, 6 attempts.
+    const job = await cluster.client.submit({ passthrough: { subtasks: 3, fail_first_attempts: 1 } }, files);
+    const done = await cluster.client.wait(job.id);
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    const after = await scrape(cluster);
+    const k = 'kind="passthrough"';
+    expect(delta(before, after, `tessera_jobs_submitted_total{${k}}`)).toBe(1);
+    expect(delta(before, after, `tessera_jobs_finished_total{${k},state="succeeded"}`)).toBe(1);
+    // 6 attempts, plus any speculative copy the straggler rule chose to start.
+    const copies = delta(before, after, 'tessera_speculative_copies_total');
+    expect(delta(before, after, `tessera_subtask_transitions_total{${k},state="running"}`)).toBe(6 + copies);
+    expect(delta(before, after, `tessera_subtask_transitions_total{${k},state="succeeded"}`)).toBe(3);
+    expect(delta(before, after, `tessera_subtask_retries_total{${k}}`)).toBe(3);
+    expect(delta(before, after, `tessera_subtask_duration_seconds_count{${k},outcome="succeeded"}`)).toBe(3);
+    expect(delta(before, after, `tessera_subtask_duration_seconds_sum{${k},outcome="succeeded"}`)).toBeGreaterThan(0);
+    expect(delta(before, after, 'tessera_lease_expiries_total')).toBe(0);
+    // Passthrough returns its inputs unchanged: bytes in = bytes out = the files' sizes.
+    const size = 10_000 + 10_001 + 10_002;
+    expect(delta(before, after, `tessera_input_bytes_total{${k}}`)).toBe(size);
+    expect(delta(before, after, `tessera_output_bytes_total{${k}}`)).toBe(size);
+    expect(get(after, 'tessera_jobs{state="succeeded"}')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('counts a lease taken back from a worker killed mid-subtask, and shows the worker lost', async () => {
+    const before = await scrape(cluster);
+    const victim = cluster.workers[0]!;
+    const job = await cluster.client.submit({ passthrough: { subtasks: 4, work_ms: 600 } }, []);
+    let killed = false;
+    const done = await cluster.client.wait(job.id, (e) => {
+      if (!killed && e.type === 'subtask_state' && e.subtask?.worker === victim.name && e.subtask.state === 'SUBTASK_STATE_RUNNING') {
+        killed = true;
+        victim.child.kill('SIGKILL');
+      }
+    });
+    expect(killed).toBe(true);
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    const after = await scrape(cluster);
+    expect(delta(before, after, 'tessera_lease_expiries_total')).toBeGreaterThanOrEqual(1);
+    expect(delta(before, after, 'tessera_subtask_retries_total{kind="passthrough"}')).toBeGreaterThanOrEqual(1);
+    expect(get(after, 'tessera_workers{state="lost"}')).toBe(1);
+    expect(get(after, 'tessera_workers{state="active"}')).toBe(1);
+    expect(get(after, 'tessera_queue_depth')).toBe(0);
+  });
+});
