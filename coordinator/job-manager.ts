@@ -421,8 +421,14 @@ export class JobManager {
   }
 
   private checkPhase(active: ActiveJob): void {
-    const current = active.subtasks.filter((s) => s.phase === active.record.phase);
-    if (current.every((s) => s.state === 'succeeded' || s.state === 'failed')) void this.phaseDone(active);
+    // Called on every result: scan from the end (the current phase is appended last, and subtasks
+    // finish roughly in order), so an unfinished one is usually found at once, not after O(n).
+    const phase = active.record.phase;
+    for (let i = active.subtasks.length - 1; i >= 0; i--) {
+      const s = active.subtasks[i]!;
+      if (s.phase === phase && s.state !== 'succeeded' && s.state !== 'failed') return;
+    }
+    void this.phaseDone(active);
   }
 
   private async phaseDone(active: ActiveJob): Promise<void> {

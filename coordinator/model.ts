@@ -128,13 +128,30 @@ export function toJobMessage(job: JobRecord, subtasks: SubtaskRecord[] | undefin
   };
 }
 
+/** Last computed progress per job: progress is a display figure, recomputed at most every PROGRESS_TTL_MS. */
+const progressCache = new WeakMap<JobRecord, { at: number; phase: number; count: number; value: number }>();
+const PROGRESS_TTL_MS = 200;
+
+/**
+ * Fraction done of a job, for progress bars and events. Summing over every subtask is O(n), and
+ * it is asked on every subtask event: with 20,000 subtasks that made the coordinator O(n^2)
+ * (20 s of CPU for 5,000 no-op subtasks). So the sum is cached per job for PROGRESS_TTL_MS.
+ */
 export function jobProgress(job: JobRecord, subtasks: SubtaskRecord[] | undefined): number {
   if (TERMINAL_JOB_STATES.has(job.state)) return job.state === 'cancelled' ? 0 : 1;
   if (!subtasks || subtasks.length === 0) return 0;
-  const current = subtasks.filter((s) => s.phase === job.phase);
-  if (current.length === 0) return 0;
+  const now = Date.now();
+  const cached = progressCache.get(job);
+  if (cached && cached.phase === job.phase && cached.count === subtasks.length && now - cached.at < PROGRESS_TTL_MS) return cached.value;
+  let n = 0;
   let sum = 0;
-  for (const s of current) sum += s.state === 'succeeded' || s.state === 'failed' ? 1 : s.progress;
+  for (const s of subtasks) {
+    if (s.phase !== job.phase) continue;
+    n++;
+    sum += s.state === 'succeeded' || s.state === 'failed' ? 1 : s.progress;
+  }
   // Later phases (merges) are usually short: the current phase carries 95% of the bar.
-  return Math.min(0.99, (sum / current.length) * 0.95);
+  const value = n === 0 ? 0 : Math.min(0.99, (sum / n) * 0.95);
+  progressCache.set(job, { at: now, phase: job.phase, count: subtasks.length, value });
+  return value;
 }

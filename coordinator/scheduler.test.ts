@@ -44,4 +44,28 @@ describe('Scheduler', () => {
     expect(out.map((a) => a.subtask.index)).toEqual([2, 1]);
     expect(s.nextRetryAt(Date.now())).toBe(late.notBefore);
   });
+
+  it('resumes the round robin where the previous dispatch stopped', () => {
+    const s = new Scheduler();
+    for (const [i, id] of ['a', 'b', 'c'].entries()) s.addJob(id, 'image', 0, i);
+    s.enqueue(['a', 'b', 'c'].flatMap((id) => Array.from({ length: 3 }, (_, i) => subtask(id, i))));
+    const first = s.dispatch([worker('w', 2)], Date.now(), canRun).map((a) => a.subtask.jobId);
+    const second = s.dispatch([worker('w', 4)], Date.now(), canRun).map((a) => a.subtask.jobId);
+    expect([...first, ...second]).toEqual(['a', 'b', 'c', 'a', 'b', 'c']);
+  });
+
+  it('tracks retry backoff without scanning every pending subtask, and forgets dispatched retries', () => {
+    const s = new Scheduler();
+    s.addJob('a', 'image', 0, 1);
+    s.enqueue(Array.from({ length: 1000 }, (_, i) => subtask('a', i)));
+    const retry = subtask('a', 1000, 1000);
+    retry.notBefore = Date.now() + 50;
+    s.enqueue([retry]);
+    expect(s.nextRetryAt(Date.now())).toBe(retry.notBefore);
+    // Once its time has come it is dispatched like any other, and no longer holds a timer.
+    const out = s.dispatch([worker('w', 1)], retry.notBefore, canRun);
+    expect(out[0]!.subtask).toBe(retry);
+    retry.state = 'running';
+    expect(s.nextRetryAt(Date.now())).toBe(Infinity);
+  });
 });

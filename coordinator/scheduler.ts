@@ -26,6 +26,11 @@ export class Scheduler {
   private readonly queues = new Map<string, JobQueue>();
   /** Round-robin cursor per priority tier. */
   private readonly cursor = new Map<number, number>();
+  /**
+   * Subtasks enqueued with a retry backoff (`notBefore` in the future). Kept apart so that
+   * `nextRetryAt`, asked after every dispatch, looks at the few retries, not every pending subtask.
+   */
+  private readonly delayed = new Set<SubtaskRecord>();
 
   addJob(jobId: string, kind: string, priority: number, createdAt: number): void {
     if (!this.queues.has(jobId)) this.queues.set(jobId, { jobId, kind, priority, createdAt, pending: [] });
@@ -33,6 +38,7 @@ export class Scheduler {
 
   removeJob(jobId: string): void {
     this.queues.delete(jobId);
+    for (const s of this.delayed) if (s.jobId === jobId) this.delayed.delete(s);
   }
 
   enqueue(subtasks: SubtaskRecord[]): void {
@@ -41,6 +47,7 @@ export class Scheduler {
       const q = this.queues.get(s.jobId);
       if (!q) continue;
       q.pending.push(s);
+      if (s.notBefore > 0) this.delayed.add(s);
       touched.add(q);
     }
     for (const q of touched) q.pending.sort((a, b) => b.weight - a.weight || a.index - b.index);
@@ -52,6 +59,7 @@ export class Scheduler {
     if (!q) return;
     const i = q.pending.indexOf(subtask);
     if (i >= 0) q.pending.splice(i, 1);
+    this.delayed.delete(subtask);
   }
 
   pendingCount(jobId?: string): number {
@@ -64,7 +72,10 @@ export class Scheduler {
   /** Earliest retry time among pending subtasks held back by backoff (Infinity when none). */
   nextRetryAt(now: number): number {
     let t = Infinity;
-    for (const q of this.queues.values()) for (const s of q.pending) if (s.notBefore > now && s.notBefore < t) t = s.notBefore;
+    for (const s of this.delayed) {
+      if (s.notBefore <= now || s.state !== 'pending') this.delayed.delete(s);
+      else if (s.notBefore < t) t = s.notBefore;
+    }
     return t;
   }
 
@@ -76,26 +87,38 @@ export class Scheduler {
   dispatch(workers: WorkerSession[], now: number, canRun: (w: WorkerSession, s: SubtaskRecord, kind: string) => boolean): Assignment[] {
     const out: Assignment[] = [];
     const credit = new Map<WorkerSession, number>();
-    for (const w of workers) credit.set(w, w.slots - w.leases.size);
+    // Total free credit, so "anyone left?" is O(1) rather than a scan of every worker per pick.
+    let total = 0;
+    for (const w of workers) {
+      const c = w.slots - w.leases.size;
+      if (c <= 0) continue;
+      credit.set(w, c);
+      total += c;
+    }
+    if (total === 0) return out;
     const tiers = [...new Set([...this.queues.values()].filter((q) => q.pending.length > 0).map((q) => q.priority))].sort((a, b) => b - a);
     for (const priority of tiers) {
+      if (total === 0) break;
       const jobs = [...this.queues.values()].filter((q) => q.priority === priority && q.pending.length > 0).sort((a, b) => a.createdAt - b.createdAt);
-      let start = (this.cursor.get(priority) ?? 0) % Math.max(1, jobs.length);
-      let progressed = true;
-      while (progressed && hasCredit(credit)) {
-        progressed = false;
-        for (let k = 0; k < jobs.length && hasCredit(credit); k++) {
-          const q = jobs[(start + k) % jobs.length]!;
-          const picked = this.pickFrom(q, credit, now, canRun);
-          if (picked) {
-            out.push(picked);
-            credit.set(picked.worker, credit.get(picked.worker)! - 1);
-            progressed = true;
-          }
+      // Round robin: one subtask per job in turn, resuming after the job served last time; stop
+      // when credit runs out or a whole round picks nothing (all held back or not runnable).
+      let pos = (this.cursor.get(priority) ?? 0) % jobs.length;
+      let misses = 0;
+      while (total > 0 && misses < jobs.length) {
+        const picked = this.pickFrom(jobs[pos]!, credit, now, canRun);
+        pos = (pos + 1) % jobs.length;
+        if (!picked) {
+          misses++;
+          continue;
         }
-        start = (start + 1) % Math.max(1, jobs.length);
+        misses = 0;
+        out.push(picked);
+        total--;
+        const left = credit.get(picked.worker)! - 1;
+        if (left > 0) credit.set(picked.worker, left);
+        else credit.delete(picked.worker);
       }
-      this.cursor.set(priority, start);
+      this.cursor.set(priority, pos);
     }
     return out;
   }
@@ -120,9 +143,4 @@ export class Scheduler {
     }
     return undefined;
   }
-}
-
-function hasCredit(credit: Map<WorkerSession, number>): boolean {
-  for (const c of credit.values()) if (c > 0) return true;
-  return false;
 }
