@@ -75,7 +75,11 @@ export function configurable(cmd: Command): Command {
       const key = option.attributeName();
       const parseArg = (option as Option & { parseArg?: (value: string, previous: unknown) => unknown }).parseArg;
       let value: unknown = raw;
-      if (raw === undefined) value = !option.negate;
+      if (raw === undefined) {
+        // A switch: commander passes no value; unlike commander, TESSERA_X=false means off.
+        const on = !/^(0|false|no|off)$/i.test(process.env[option.envVar!] ?? '');
+        value = option.negate ? !on : on;
+      }
       else if (option.variadic) value = raw.split(',').filter(Boolean).map((v) => (parseArg ? parseArg(v, undefined) : v)).flat();
       else if (parseArg) {
         try {

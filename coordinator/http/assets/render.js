@@ -3,9 +3,10 @@
 /** A stable colour per worker name, so a worker's tiles share a stripe colour. */
 export function workerColor(name) {
   if (!name) return 'transparent';
-  let h = 0;
-  for (const c of name) h = (h * 31 + c.charCodeAt(0)) >>> 0;
-  return `hsl(${h % 360} 70% 60%)`;
+  // FNV-1a, then golden-angle steps: names that differ by one character still get distant hues.
+  let h = 0x811c9dc5;
+  for (const c of name) h = Math.imul(h ^ c.charCodeAt(0), 0x01000193) >>> 0;
+  return `hsl(${Math.round((h % 64) * 137.508) % 360} 75% 60%)`;
 }
 
 export function fmtDuration(ms) {

@@ -1,0 +1,87 @@
+/**
+ * A small private network of "hosts" on this machine: one Linux network namespace per host, each
+ * with its own eth0 and address from 10.200.N.0/24, all plugged into a bridge that lives in a
+ * namespace of its own (so the machine's own network is never touched). Needs CAP_NET_ADMIN;
+ * `createLab` returns undefined where namespaces cannot be made. Traffic stays inside these
+ * namespaces: nothing routes out of them.
+ */
+import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface Host {
+  name: string;
+  /** Network namespace name. */
+  ns: string;
+  /** IPv4 address on the lab network. */
+  address: string;
+}
+
+export interface Lab {
+  hosts: Host[];
+  /** Spawns `command args` inside `host`'s namespace. */
+  spawn(host: Host, command: string, args: string[], opts?: SpawnOptions): ChildProcess;
+  /** Runs a command inside `host`'s namespace and returns its stdout. */
+  exec(host: Host, command: string, args: string[]): Promise<string>;
+  /** Deletes every namespace (and with them the veth pairs and the bridge). Idempotent. */
+  close(): Promise<void>;
+}
+
+async function ip(...args: string[]): Promise<void> {
+  await run('ip', args);
+}
+
+/** Creates one namespace per name, e.g. ['coordinator', 'worker-a', 'worker-b', 'client']. */
+export async function createLab(names: string[]): Promise<Lab | undefined> {
+  // Unique per test process: parallel runs (and leftovers of a killed run) do not collide.
+  const tag = `ts${process.pid % 100_000}`;
+  const subnet = `10.200.${(process.pid % 250) + 1}`;
+  const bridgeNs = `${tag}-br`;
+  const created: string[] = [];
+  const close = async (): Promise<void> => {
+    for (const ns of created.splice(0).reverse()) await ip('netns', 'del', ns).catch(() => undefined);
+  };
+  try {
+    await ip('netns', 'add', bridgeNs);
+  } catch {
+    return undefined;
+  }
+  created.push(bridgeNs);
+  const onExit = (): void => {
+    for (const ns of created) spawn('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+  };
+  process.once('exit', onExit);
+  try {
+    await ip('-n', bridgeNs, 'link', 'add', 'br0', 'type', 'bridge');
+    await ip('-n', bridgeNs, 'link', 'set', 'br0', 'up');
+    const hosts: Host[] = [];
+    for (const [i, name] of names.entries()) {
+      const ns = `${tag}-h${i}`;
+      await ip('netns', 'add', ns);
+      created.push(ns);
+      // The pair is created straight inside the two namespaces: the host namespace never sees it.
+      await ip('link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', 'name', `p${i}`, 'netns', bridgeNs);
+      await ip('-n', bridgeNs, 'link', 'set', `p${i}`, 'master', 'br0');
+      await ip('-n', bridgeNs, 'link', 'set', `p${i}`, 'up');
+      const address = `${subnet}.${i + 1}`;
+      await ip('-n', ns, 'addr', 'add', `${address}/24`, 'dev', 'eth0');
+      await ip('-n', ns, 'link', 'set', 'eth0', 'up');
+      await ip('-n', ns, 'link', 'set', 'lo', 'up');
+      hosts.push({ name, ns, address });
+    }
+    return {
+      hosts,
+      spawn: (host, command, args, opts = {}) => spawn('ip', ['netns', 'exec', host.ns, command, ...args], opts),
+      exec: async (host, command, args) => (await run('ip', ['netns', 'exec', host.ns, command, ...args])).stdout,
+      async close() {
+        process.off('exit', onExit);
+        await close();
+      },
+    };
+  } catch (err) {
+    process.off('exit', onExit);
+    await close();
+    throw err;
+  }
+}
