@@ -4,5 +4,6 @@
  */
 import type { BenchScenario } from '../types.js';
 import { schedulerManyJobs, schedulerOneJob } from './scheduler.js';
+import { transportScenario } from './transport.js';
 
-export const scenarios: readonly BenchScenario[] = [schedulerOneJob, schedulerManyJobs];
+export const scenarios: readonly BenchScenario[] = [schedulerOneJob, schedulerManyJobs, transportScenario];

@@ -1,0 +1,116 @@
+/**
+ * `npm run bench -- transport`: one 2 GiB input through a diagnostic `passthrough` job on a real
+ * cluster (coordinator + 2 workers, separate processes): client -> coordinator -> worker ->
+ * coordinator -> client, every hop streamed in chunks with SHA-256 checks. Figures: end-to-end
+ * MiB/s (submit start to verified download) and the peak RSS (VmHWM) of every process.
+ *
+ * Baseline, same run: `cat` copying the same bytes 4 times (file -> a -> b -> c -> d), the disk
+ * passes the cluster cannot avoid (coordinator spool in, worker copy, coordinator output, client).
+ * Headline ratio: cluster MiB/s / 150 MiB/s (the issue's target); the same-run ratio to the
+ * copies is recorded as `vsCopy4x`.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { LocalCluster } from '../../client/local-cluster.js';
+import { newSha256, writeWithBackpressure } from '../../shared/streams.js';
+import { peakRssMiB, round, selfPeakRssMiB } from '../proc-stats.js';
+import type { BenchContext, BenchResult, BenchScenario } from '../types.js';
+
+const TARGET_MIB_S = 150;
+const RSS_LIMIT_MIB = 256;
+const MiB = 1024 * 1024;
+
+/** A file of `bytes` incompressible bytes (a 16 MiB random block repeated), and its SHA-256. */
+async function makeInput(file: string, bytes: number): Promise<string> {
+  const block = randomBytes(16 * MiB);
+  const out = createWriteStream(file);
+  const hash = newSha256();
+  for (let written = 0; written < bytes; ) {
+    const piece = block.subarray(0, Math.min(block.length, bytes - written));
+    hash.update(piece);
+    await writeWithBackpressure(out, piece);
+    written += piece.length;
+  }
+  out.end();
+  await new Promise<void>((resolve, reject) => out.once('finish', resolve).once('error', reject));
+  return hash.digest('hex');
+}
+
+async function cat(src: string, dest: string): Promise<void> {
+  const child = spawn('sh', ['-c', 'cat "$0" > "$1"', src, dest], { stdio: 'ignore' });
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`cat exited with ${code}`);
+}
+
+async function sha256Of(file: string): Promise<string> {
+  const hash = newSha256();
+  for await (const c of createReadStream(file, { highWaterMark: MiB })) hash.update(c as Buffer);
+  return hash.digest('hex');
+}
+
+export const transportScenario: BenchScenario = {
+  name: 'transport',
+  description: '2 GiB passthrough job client -> coordinator -> worker -> coordinator -> client vs 4 x cat of the same bytes',
+  command: 'npm run bench -- transport',
+  async run(ctx: BenchContext): Promise<BenchResult> {
+    const bytes = ctx.smoke ? 20 * MiB : 2 * 1024 * MiB;
+    const src = path.join(ctx.workDir, 'input.bin');
+    ctx.log(`generating ${bytes / MiB} MiB input`);
+    const digest = await makeInput(src, bytes);
+
+    ctx.log('baseline: cat x 4');
+    const copies = ['a', 'b', 'c', 'd'].map((n) => path.join(ctx.workDir, `copy-${n}.bin`));
+    const b0 = performance.now();
+    let from = src;
+    for (const to of copies) {
+      await cat(from, to);
+      if (from !== src) await rm(from);
+      from = to;
+    }
+    const baseSeconds = (performance.now() - b0) / 1000;
+    await rm(from, { force: true });
+
+    ctx.log('cluster: coordinator + 2 workers x 1 slot');
+    const cluster = await new LocalCluster({ workers: 2, slots: 1 }).start();
+    try {
+      const t0 = performance.now();
+      const job = await cluster.client.submit({ label: 'bench transport', passthrough: {} }, [src]);
+      const done = await cluster.client.wait(job.id);
+      const files = await cluster.client.download(job.id, path.join(ctx.workDir, 'out'));
+      const seconds = (performance.now() - t0) / 1000;
+      const out = files.get('input.bin');
+      if (done.state !== 'JOB_STATE_SUCCEEDED' || !out) throw new Error(`transport job ended ${done.state}: ${JSON.stringify(done.errors)}`);
+      const rss: Record<string, number> = { coordinator: await peakRssMiB(cluster.coordinator?.child.pid), client: selfPeakRssMiB() };
+      for (const w of cluster.workers) rss[w.name] = await peakRssMiB(w.child.pid);
+      const same = (await stat(out)).size === bytes && (await sha256Of(out)) === digest;
+      const rate = bytes / MiB / seconds;
+      const baseRate = bytes / MiB / baseSeconds;
+      ctx.log(`cluster ${round(rate, 1)} MiB/s (${seconds.toFixed(2)} s), cat x4 ${round(baseRate, 1)} MiB/s; RSS ${JSON.stringify(rss)}`);
+      const serverRss = Object.entries(rss).filter(([k]) => k !== 'client');
+      return {
+        scenario: 'transport',
+        inputs: `one ${bytes / MiB} MiB incompressible file, passthrough kind (1 subtask); time = submit start to verified download`,
+        baseline: { label: 'cat x 4 (same bytes, same disk passes)', seconds: baseSeconds, figures: { MiBps: round(baseRate, 1) } },
+        tessera: {
+          label: 'cluster (coordinator + 2 workers x 1 slot), 4 gRPC hops',
+          seconds,
+          peakRssMiB: rss,
+          figures: { MiBps: round(rate, 1), vsCopy4x: round(rate / baseRate, 3) },
+        },
+        ratio: rate / TARGET_MIB_S,
+        ratioMeaning: `cluster MiB/s / ${TARGET_MIB_S} MiB/s (the issue's target; higher is better)`,
+        target: { value: 1, better: 'higher' },
+        checks: {
+          bytesIdentical: same,
+          // Streams, not buffers: the servers' memory must not grow with the input.
+          ...(ctx.smoke ? {} : Object.fromEntries(serverRss.map(([k, v]) => [`rss.${k}<=${RSS_LIMIT_MIB}MiB`, v <= RSS_LIMIT_MIB]))),
+        },
+      };
+    } finally {
+      await cluster.stop();
+    }
+  },
+};
