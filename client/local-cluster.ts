@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TesseraClient } from './client.js';
+import { TesseraClient, type ClientOptions } from './client.js';
 
 /** Path of the compiled CLI entry point (dist/client/cli.js), also when this module runs from source (tests). */
 export const CLI_PATH = import.meta.url.endsWith('.ts')
@@ -26,6 +26,8 @@ export interface LocalClusterOptions {
   logLevel?: string;
   /** Where child stderr goes: 'ignore' (default), 'inherit', or a callback per line. */
   onLog?: (who: string, line: string) => void;
+  /** Credentials and token of `client` (TLS and token clusters). */
+  clientOptions?: Omit<ClientOptions, 'address'>;
 }
 
 export interface ManagedProcess {
@@ -51,7 +53,7 @@ export class LocalCluster {
     this.ownsDataDir = !this.opts.dataDir;
     this.dataDir = this.opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'tessera-cluster-')));
     await this.startCoordinator();
-    this.client = new TesseraClient({ address: this.address });
+    this.client = new TesseraClient({ address: this.address, ...this.opts.clientOptions });
     for (let i = 0; i < (this.opts.workers ?? 2); i++) this.startWorker();
     await this.waitForWorkers(this.opts.workers ?? 2);
     return this;

@@ -30,12 +30,14 @@ class StaticCertificateProvider implements grpc.experimental.CertificateProvider
     private readonly ca: Buffer | null,
     private readonly identity: { certificate: Buffer; privateKey: Buffer } | null,
   ) {}
+  // Listeners are called on a later tick: grpc-js registers the server's watcher only after adding
+  // these listeners, so a synchronous update would be lost and every connection dropped.
   addCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {
-    l(this.ca ? { caCertificate: this.ca } : null);
+    setImmediate(() => l(this.ca ? { caCertificate: this.ca } : null));
   }
   removeCaCertificateListener(): void {}
   addIdentityCertificateListener(l: grpc.experimental.IdentityCertificateUpdateListener): void {
-    l(this.identity);
+    setImmediate(() => l(this.identity));
   }
   removeIdentityCertificateListener(): void {}
 }

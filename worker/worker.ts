@@ -19,6 +19,7 @@ import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/W
 import { detectCapabilities } from './capabilities.js';
 import { defaultTempRoot, executeSubtask, removeStaleTempRoots } from './executor.js';
 import { workerProcessors } from './processors/index.js';
+import { ProcessorIsolation, defaultMemoryLimitMb } from './isolation.js';
 
 export interface WorkerOptions {
   coordinator: string;
@@ -32,6 +33,8 @@ export interface WorkerOptions {
   credentials?: grpc.ChannelCredentials;
   /** Join token, sent as `authorization: Bearer` on every call. */
   token?: string;
+  /** Memory ceiling (MiB) of a subtask's processor, run in a child process; 0 = run in-process. */
+  memoryLimitMb?: number;
 }
 
 type Lifecycle = 'new' | 'running' | 'draining' | 'stopped';
@@ -59,6 +62,8 @@ export class Worker {
   private readonly threads: number;
   private readonly tempRoot: string;
   private closing: Promise<void> | undefined;
+  /** Child processes that run the processors (undefined: in-process). */
+  private readonly isolation: ProcessorIsolation | undefined;
   private idle: (() => void) | undefined;
   /** Resolves the first time the worker is registered (tests and the demo wait on it). */
   readonly registered: Promise<void>;
@@ -73,6 +78,8 @@ export class Worker {
     this.name = opts.name ?? `${os.hostname()}-${process.pid}`;
     this.limit = pLimit(this.slots);
     this.tempRoot = defaultTempRoot(this.name);
+    const memoryLimitMb = opts.memoryLimitMb ?? defaultMemoryLimitMb(this.slots);
+    this.isolation = memoryLimitMb > 0 ? new ProcessorIsolation({ memoryLimitMb, log: opts.log, prewarm: Math.min(this.slots, 4) }) : undefined;
     const { proto } = loadTesseraProto();
     this.client = new proto.tessera.v1.WorkerService(opts.coordinator, opts.credentials ?? grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
     this.registered = new Promise((resolve) => (this.markRegistered = resolve));
@@ -172,6 +179,7 @@ export class Worker {
         client: this.client,
         metadata: () => this.metadata(),
         processors: workerProcessors,
+        isolate: this.isolation?.hookFor(a.kind),
         threads: this.threads,
         tempRoot: this.tempRoot,
         log: this.opts.log,
@@ -232,6 +240,7 @@ export class Worker {
         // already closed
       }
       this.client.close();
+      this.isolation?.close();
       await rm(this.tempRoot, { recursive: true, force: true }).catch(() => undefined);
     })();
     return this.closing;

@@ -73,14 +73,23 @@ export function workerSecurityOptions(c: Command): Command {
     .option('--tls-cert <file>', 'client certificate for mutual TLS (PEM)')
     .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
     .option('--worker-token <token>', 'join token (prefer the env var or a file)')
-    .option('--worker-token-file <file>', 'file holding the join token');
+    .option('--worker-token-file <file>', 'file holding the join token')
+    .option('--memory-limit-mb <mib>', 'memory ceiling of one subtask (its processor runs in a child process); 0 = in-process', (v) => {
+      const n = Number(v);
+      if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--memory-limit-mb: "${v}" is not a whole number of MiB`);
+      return n;
+    });
 }
 
 /** Worker options from the parsed flags. */
-export function workerSecurity(o: object): Pick<WorkerOptions, 'credentials' | 'token'> {
-  const f = o as { tlsCa?: string; tls?: boolean; tlsCert?: string; tlsKey?: string; workerToken?: string; workerTokenFile?: string };
+export function workerSecurity(o: object): Pick<WorkerOptions, 'credentials' | 'token' | 'memoryLimitMb'> {
+  const f = o as { tlsCa?: string; tls?: boolean; tlsCert?: string; tlsKey?: string; workerToken?: string; workerTokenFile?: string; memoryLimitMb?: number };
   const token = readSecret({ value: f.workerToken, file: f.workerTokenFile });
-  return { credentials: channelCredentials({ ca: f.tlsCa, cert: f.tlsCert, key: f.tlsKey }, Boolean(f.tls)), ...(token ? { token } : {}) };
+  return {
+    credentials: channelCredentials({ ca: f.tlsCa, cert: f.tlsCert, key: f.tlsKey }, Boolean(f.tls)),
+    ...(token ? { token } : {}),
+    ...(f.memoryLimitMb !== undefined ? { memoryLimitMb: f.memoryLimitMb } : {}),
+  };
 }
 
 /** Client flags and the environment variables the client library reads them from. */

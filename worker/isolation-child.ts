@@ -1,0 +1,61 @@
+/**
+ * The child side of worker/isolation.ts: receives one subtask at a time over IPC, runs the kind's
+ * processor and sends back progress and the result (or the error, with its gRPC status).
+ */
+import { status } from '@grpc/grpc-js';
+import pino from 'pino';
+import sharp from 'sharp';
+import { TesseraError } from '../shared/errors.js';
+import type { LocalFile, ProcessResult, WorkerProcessor } from '../shared/job-kind.js';
+import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
+
+/** What the parent sends: a subtask, without the parts that cannot cross a process boundary. */
+export interface ChildRequest {
+  type: 'run';
+  kind: string;
+  ctx: { jobId: string; subtaskId: string; attempt: number; phase: number; params: unknown; spec: JobSpec__Output; plan: unknown; inputs: LocalFile[]; workDir: string; threads: number };
+}
+
+/** What the child sends back. */
+export type ChildReply =
+  | { type: 'progress'; fraction: number; message: string }
+  | { type: 'done'; result: ProcessResult }
+  | { type: 'error'; error: { message: string; code?: number; retryable?: boolean; input?: string } };
+
+/** Serves requests until the parent goes away. */
+export async function isolationChildMain(): Promise<void> {
+  const log = pino({ level: process.env['TESSERA_LOG_LEVEL'] ?? 'info', base: { pid: process.pid, component: 'processor' } }, pino.destination(2));
+  const override = process.env['TESSERA_ISOLATION_PROCESSORS'];
+  const processors = override
+    ? ((await import(override)) as { processors: ReadonlyMap<string, WorkerProcessor> }).processors
+    : (await import('./processors/index.js')).workerProcessors;
+  const send = (m: ChildReply): void => {
+    process.send?.(m);
+  };
+  // The parent kills us on abort, so a request needs no signal of its own beyond one that never fires.
+  const never = new AbortController().signal;
+  process.on('disconnect', () => process.exit(0));
+  process.on('message', (m: ChildRequest) => {
+    if (m?.type !== 'run') return;
+    void (async () => {
+      try {
+        const processor = processors.get(m.kind);
+        if (!processor) throw new TesseraError(status.FAILED_PRECONDITION, `this worker cannot run ${m.kind} subtasks`, { retryable: true });
+        sharp.concurrency(m.ctx.threads);
+        const result = await processor.process({
+          ...m.ctx,
+          signal: never,
+          progress: (fraction, message = '') => send({ type: 'progress', fraction, message }),
+          log: log.child({ job: m.ctx.jobId, subtask: m.ctx.subtaskId, attempt: m.ctx.attempt }),
+        });
+        send({ type: 'done', result });
+      } catch (err) {
+        const e = err as Partial<TesseraError>;
+        send({
+          type: 'error',
+          error: err instanceof TesseraError ? { message: err.message, code: err.code, retryable: err.retryable, ...(err.input ? { input: err.input } : {}) } : { message: e?.message ?? String(err) },
+        });
+      }
+    })();
+  });
+}
