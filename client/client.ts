@@ -143,10 +143,13 @@ export class TesseraClient {
           yield e;
           if (e.final) return;
         }
-        return;
+        // The stream ended without the final event: the coordinator is shutting down. Re-attach.
+        downSince ||= Date.now();
+        if (Date.now() - downSince > (opts.reconnectForMs ?? 120_000)) throw new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}`);
+        await sleep(500, undefined, opts.signal ? { signal: opts.signal } : {});
       } catch (err) {
         const code = (err as grpc.ServiceError).code;
-        if (opts.signal?.aborted || code !== grpc.status.UNAVAILABLE) throw err;
+        if (opts.signal?.aborted || (code !== grpc.status.UNAVAILABLE && code !== grpc.status.CANCELLED)) throw err;
         downSince ||= Date.now();
         if (Date.now() - downSince > (opts.reconnectForMs ?? 120_000)) throw err;
         await sleep(500, undefined, opts.signal ? { signal: opts.signal } : {});
@@ -159,7 +162,15 @@ export class TesseraClient {
   /** Waits for a job to finish, calling `onEvent` for each event; returns the final job. */
   async wait(jobId: string, onEvent?: (e: JobEvent__Output) => void, signal?: AbortSignal): Promise<Job__Output> {
     for await (const e of this.watch(jobId, signal ? { signal } : {})) onEvent?.(e);
-    return this.getJob(jobId);
+    // The coordinator may be restarting right now: retry the final read for a while.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.getJob(jobId);
+      } catch (err) {
+        if ((err as grpc.ServiceError).code !== grpc.status.UNAVAILABLE || attempt >= 60 || signal?.aborted) throw err;
+        await sleep(500, undefined, signal ? { signal } : {});
+      }
+    }
   }
 
   /**

@@ -45,6 +45,7 @@ export class JobManager {
   private readonly active = new Map<string, ActiveJob>();
   private readonly subtasks = new Map<string, SubtaskRecord>();
   private dispatchScheduled = false;
+  private stopping = false;
   /** Counters for metrics. */
   leaseExpiries = 0;
   speculativeCopies = 0;
@@ -229,6 +230,7 @@ export class JobManager {
   }
 
   private dispatch(): void {
+    if (this.stopping) return;
     const now = Date.now();
     const workers = this.registry.schedulable(now);
     if (workers.length > 0) {
@@ -307,6 +309,8 @@ export class JobManager {
     w: WorkerSession,
     r: { subtaskId: string; attempt: number; ok: boolean; outputs: SpoolFile[]; itemErrors: ItemFailure[]; error?: ItemFailure; retryable: boolean; result: unknown },
   ): void {
+    // While shutting down, nothing changes: what is running now is re-run after the restart.
+    if (this.stopping) return;
     const s = this.leaseIsCurrent(r.subtaskId, r.attempt, w.id);
     if (w.leases.get(r.subtaskId) === r.attempt) w.leases.delete(r.subtaskId);
     if (!s) {
@@ -408,7 +412,7 @@ export class JobManager {
   }
 
   onWorkerLost(w: WorkerSession, reason: string): void {
-    if (w.state === 'lost') return;
+    if (w.state === 'lost' || this.stopping) return;
     w.state = 'lost';
     w.lostAt = Date.now();
     w.call = undefined;
@@ -630,7 +634,21 @@ export class JobManager {
     return path.join(this.spool.subtaskDir(s.jobId, s.id), `a${attempt}`, safeFileName(name, 'output name'));
   }
 
+  /**
+   * Stops dispatching and accepting results, and ends the workers' control streams so they
+   * reconnect to the next coordinator. Running subtasks stay recorded as running and are re-run
+   * after a restart (resume turns them back into pending).
+   */
   close(): void {
+    this.stopping = true;
+    this.store.flush();
+    for (const w of this.registry.all()) {
+      try {
+        w.call?.end();
+      } catch {
+        // already gone
+      }
+    }
     if (this.retryTimer) clearTimeout(this.retryTimer);
     for (const a of this.active.values()) a.controller.abort(new DOMException('coordinator shutting down', 'AbortError'));
   }

@@ -40,7 +40,7 @@ async function blobs(n: number, size = 150_000): Promise<string[]> {
 }
 
 async function expectIdenticalOutputs(c: TestCluster, job: Job, files: string[]): Promise<void> {
-  expect(job.state).toBe('JOB_STATE_SUCCEEDED');
+  expect(job.state, JSON.stringify(job.errors)).toBe('JOB_STATE_SUCCEEDED');
   const out = path.join(dir, `out-${job.id.slice(0, 8)}`);
   const paths = await c.client.download(job.id, out);
   expect(paths.size).toBe(files.length);
@@ -158,6 +158,30 @@ describe('fault tolerance', () => {
     expect(new Set(seen).size).toBe(seen.length);
     await cluster.waitForWorkers(2);
     report('coordinator SIGKILL + restart', { jobAfterKill: Date.now() - killedAt });
+  });
+
+  it('SIGTERM stops the coordinator gracefully within its grace period; restarted, it finishes the job', async () => {
+    cluster = await startCluster({ workers: 2, slots: 1 });
+    const files = await blobs(6);
+    const job = await cluster.client.submit({ passthrough: { work_ms: 400 } }, files);
+    const c = cluster;
+    let termAt = 0;
+    let exitMs = 0;
+    const done = await c.client.wait(job.id, (e) => {
+      if (!termAt && e.type === 'subtask_state' && e.subtask?.state === 'SUBTASK_STATE_SUCCEEDED') {
+        termAt = Date.now();
+        c.coordinator!.child.kill('SIGTERM');
+        void c.coordinator!.exited.then((code) => {
+          exitMs = Date.now() - termAt;
+          expect(code).toBe(0);
+          return c.startCoordinator();
+        });
+      }
+    });
+    await expectIdenticalOutputs(cluster, done, files);
+    expect(exitMs).toBeGreaterThan(0);
+    expect(exitMs).toBeLessThan(6000);
+    report('coordinator SIGTERM + restart', { shutdown: exitMs, jobAfterTerm: Date.now() - termAt });
   });
 
   it('SIGTERM drains a worker: its running subtask finishes, it takes no new work, and it exits', async () => {
