@@ -3,7 +3,8 @@
  * statically so the build compiles it; adding a scenario means adding it here.
  */
 import type { BenchScenario } from '../types.js';
+import { imagesScenario } from './images.js';
 import { schedulerManyJobs, schedulerOneJob } from './scheduler.js';
 import { transportScenario } from './transport.js';
 
-export const scenarios: readonly BenchScenario[] = [schedulerOneJob, schedulerManyJobs, transportScenario];
+export const scenarios: readonly BenchScenario[] = [schedulerOneJob, schedulerManyJobs, transportScenario, imagesScenario];
