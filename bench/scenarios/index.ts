@@ -4,7 +4,8 @@
  */
 import type { BenchScenario } from '../types.js';
 import { imagesScenario } from './images.js';
+import { scaleHeartbeats, scaleSlots } from './scale.js';
 import { schedulerManyJobs, schedulerOneJob } from './scheduler.js';
 import { transportScenario } from './transport.js';
 
-export const scenarios: readonly BenchScenario[] = [schedulerOneJob, schedulerManyJobs, transportScenario, imagesScenario];
+export const scenarios: readonly BenchScenario[] = [schedulerOneJob, schedulerManyJobs, transportScenario, imagesScenario, scaleHeartbeats, scaleSlots];

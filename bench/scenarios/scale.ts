@@ -1,0 +1,151 @@
+/**
+ * `npm run bench -- scale`: 500 simulated workers (bench/sim-workers.ts: real gRPC sessions in one
+ * child process, simulated work) against one real coordinator process.
+ *
+ * - `scale-heartbeats`: the sessions only heartbeat at 1 Hz; coordinator CPU share over a window
+ *   (from /proc/PID/stat utime+stime). Ratio: CPU share / 25% of one core (target <= 1).
+ * - `scale-slots`: 100 ms no-op subtasks (passthrough `work_ms`), 10 per slot: slot utilisation =
+ *   busy slot-time / (slots x job span), dispatch latency, coordinator CPU and RSS. Baseline: the
+ *   ideal span with every slot always busy. Ratio: utilisation (target >= 0.95).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { LocalCluster } from '../../client/local-cluster.js';
+import { latencySummary } from '../job-timeline.js';
+import { cpuSeconds, peakRssMiB, round } from '../proc-stats.js';
+import type { SimStats } from '../sim-workers.js';
+import type { BenchContext, BenchResult, BenchScenario } from '../types.js';
+
+const SIM_MODULE = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../../dist/bench/sim-workers.js' : '../sim-workers.js', import.meta.url));
+const WORK_MS = 100;
+
+interface Sim {
+  child: ChildProcess;
+  stats(): Promise<SimStats>;
+  stop(): Promise<void>;
+}
+
+function startSim(address: string, workers: number, slots: number): Sim {
+  const child = fork(SIM_MODULE, [address, String(workers), String(slots), '50'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    child,
+    stats: () =>
+      new Promise<SimStats>((resolve) => {
+        child.once('message', (m: { stats: SimStats }) => resolve(m.stats));
+        child.send({ cmd: 'stats' });
+      }),
+    stop: async () => {
+      if (child.connected) child.send({ cmd: 'stop' });
+      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** A coordinator with `workers` simulated sessions registered; the callback measures. */
+async function withSimCluster<T>(ctx: BenchContext, workers: number, slots: number, fn: (cluster: LocalCluster, sim: Sim) => Promise<T>): Promise<T> {
+  const cluster = await new LocalCluster({ workers: 0 }).start();
+  const sim = startSim(cluster.address, workers, slots);
+  try {
+    ctx.log(`registering ${workers} simulated workers x ${slots} slot(s)`);
+    await cluster.waitForWorkers(workers, 60_000);
+    return await fn(cluster, sim);
+  } finally {
+    await sim.stop();
+    await cluster.stop();
+  }
+}
+
+export const scaleHeartbeats: BenchScenario = {
+  name: 'scale-heartbeats',
+  description: '500 simulated workers heartbeating at 1 Hz: coordinator CPU share',
+  command: 'npm run bench -- scale-heartbeats',
+  async run(ctx: BenchContext): Promise<BenchResult> {
+    const workers = ctx.smoke ? 20 : 500;
+    const windowS = ctx.smoke ? 2 : 10;
+    return withSimCluster(ctx, workers, 1, async (cluster, sim) => {
+      await sleep(1500); // let registration settle and heartbeats spread out
+      const pid = cluster.coordinator?.child.pid;
+      const [cpu0, hb0] = [await cpuSeconds(pid), (await sim.stats()).heartbeats];
+      const t0 = performance.now();
+      await sleep(windowS * 1000);
+      const [cpu1, hb1] = [await cpuSeconds(pid), (await sim.stats()).heartbeats];
+      const seconds = (performance.now() - t0) / 1000;
+      const share = (cpu1 - cpu0) / seconds;
+      const listed = (await cluster.client.listWorkers()).filter((w) => w.state === 'active').length;
+      ctx.log(`coordinator CPU ${round(share * 100, 1)}% of a core for ${round((hb1 - hb0) / seconds, 0)} heartbeats/s`);
+      return {
+        scenario: 'scale-heartbeats',
+        inputs: `${workers} simulated worker sessions (1 child process, ${Math.ceil(workers / 50)} gRPC connections), heartbeat 1 Hz, ${windowS} s window, no jobs`,
+        baseline: { label: 'target: 25% of one core', seconds, figures: { cpuSharePct: 25 } },
+        tessera: {
+          label: 'coordinator process',
+          seconds,
+          peakRssMiB: { coordinator: await peakRssMiB(pid), simulator: await peakRssMiB(sim.child.pid) },
+          figures: { cpuSharePct: round(share * 100, 2), heartbeatsPerS: round((hb1 - hb0) / seconds, 0), cpuMsPerHeartbeat: round(((cpu1 - cpu0) * 1000) / Math.max(1, hb1 - hb0), 3) },
+        },
+        ratio: share / 0.25,
+        ratioMeaning: 'coordinator CPU share / 25% of one core (lower is better)',
+        target: { value: 1, better: 'lower' },
+        checks: { allWorkersActive: listed === workers },
+      };
+    });
+  },
+};
+
+export const scaleSlots: BenchScenario = {
+  name: 'scale-slots',
+  description: '500 simulated workers x 1 slot, 100 ms subtasks: slot utilisation and dispatch latency',
+  command: 'npm run bench -- scale-slots',
+  async run(ctx: BenchContext): Promise<BenchResult> {
+    const workers = ctx.smoke ? 20 : 500;
+    const subtasks = workers * 10;
+    return withSimCluster(ctx, workers, 1, async (cluster, sim) => {
+      const pid = cluster.coordinator?.child.pid;
+      const before = await sim.stats();
+      const cpu0 = await cpuSeconds(pid);
+      const t0 = performance.now();
+      const job = await cluster.client.submit({ label: 'bench scale', passthrough: { subtasks, work_ms: WORK_MS } }, []);
+      const done = await cluster.client.wait(job.id);
+      const wall = (performance.now() - t0) / 1000;
+      const cpu = (await cpuSeconds(pid)) - cpu0;
+      const after = await sim.stats();
+      if (done.state !== 'JOB_STATE_SUCCEEDED') throw new Error(`scale job ended ${done.state}: ${done.message}`);
+      const busy = after.busy.slice(before.busy.length);
+      // The job's span on the slots: first assignment to last result.
+      const start = Math.min(...busy.map((b) => b[0]));
+      const end = Math.max(...busy.map((b) => b[1]));
+      const busyMs = busy.reduce((sum, [a, b]) => sum + (b - a), 0);
+      const spanS = (end - start) / 1000;
+      const utilisation = busyMs / (workers * (end - start));
+      const idealS = (subtasks * WORK_MS) / 1000 / workers;
+      const lat = latencySummary(after.dispatchMs.slice(before.dispatchMs.length));
+      ctx.log(`utilisation ${round(utilisation * 100, 1)}% (span ${spanS.toFixed(2)} s, ideal ${idealS.toFixed(2)} s), dispatch p50 ${round(lat.p50, 1)} ms p99 ${round(lat.p99, 1)} ms`);
+      return {
+        scenario: 'scale-slots',
+        inputs: `${workers} simulated workers x 1 slot, 1 passthrough job of ${subtasks} subtasks x ${WORK_MS} ms simulated work`,
+        baseline: { label: `ideal: all ${workers} slots always busy`, seconds: idealS },
+        tessera: {
+          label: 'coordinator process + simulated workers',
+          seconds: spanS,
+          peakRssMiB: { coordinator: await peakRssMiB(pid), simulator: await peakRssMiB(sim.child.pid) },
+          figures: {
+            utilisationPct: round(utilisation * 100, 1),
+            subtasksPerS: round(subtasks / spanS, 0),
+            dispatchP50Ms: round(lat.p50, 2),
+            dispatchP99Ms: round(lat.p99, 2),
+            coordinatorCpuPct: round((cpu / wall) * 100, 1),
+            endToEndS: round(wall, 2),
+          },
+        },
+        ratio: utilisation,
+        ratioMeaning: 'busy slot-time / (slots x span from first assignment to last result) (higher is better)',
+        target: { value: 0.95, better: 'higher' },
+        checks: { allSubtasksRan: busy.length === subtasks },
+      };
+    });
+  },
+};

@@ -1,0 +1,129 @@
+/**
+ * Simulated workers for the scale benchmark: many worker sessions in one process, each speaking
+ * the real WorkerService protocol over real gRPC (register, heartbeat at the coordinator's rate,
+ * assignments, results) but doing no work beyond sleeping for the subtask's `work_ms`. Only the
+ * diagnostic `passthrough` kind is advertised, and only no-op subtasks (no inputs) are expected.
+ *
+ * Run as a child process (`node dist/bench/sim-workers.js`), controlled over IPC:
+ * parent -> {cmd: 'stats'} -> child replies with SimStats; {cmd: 'stop'} ends the sessions.
+ */
+import { randomUUID } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { CLIENT_CHANNEL_OPTIONS } from '../shared/config.js';
+import { loadTesseraProto } from '../shared/proto.js';
+import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
+import type { WorkerMessage } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
+
+/** What the simulator reports (times are ms on the simulator's performance clock). */
+export interface SimStats {
+  registered: number;
+  heartbeats: number;
+  /** Completed subtasks: [assignedAt, finishedAt] per subtask, per session concatenated. */
+  busy: [number, number][];
+  /** Slot wait between sending a result and receiving the next assignment on that session. */
+  dispatchMs: number[];
+  now: number;
+}
+
+export interface SimOptions {
+  coordinator: string;
+  workers: number;
+  slots: number;
+  /** Sessions per gRPC channel (TCP connection). */
+  perChannel: number;
+}
+
+/** Starts `workers` simulated sessions; returns stats and stop functions. */
+export function startSimWorkers(opts: SimOptions): { stats(): SimStats; stop(): void } {
+  const { proto } = loadTesseraProto();
+  const stats: SimStats = { registered: 0, heartbeats: 0, busy: [], dispatchMs: [], now: 0 };
+  const timers = new Set<NodeJS.Timeout>();
+  const calls: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output>[] = [];
+  const clients: grpc.Client[] = [];
+  let client: InstanceType<typeof proto.tessera.v1.WorkerService> | undefined;
+  for (let i = 0; i < opts.workers; i++) {
+    if (i % opts.perChannel === 0) {
+      // A distinct channel arg and a local subchannel pool: one TCP connection per group of sessions.
+      client = new proto.tessera.v1.WorkerService(opts.coordinator, grpc.credentials.createInsecure(), {
+        ...CLIENT_CHANNEL_OPTIONS,
+        'grpc.use_local_subchannel_pool': 1,
+        'tessera.sim-channel': i,
+      });
+      clients.push(client);
+    }
+    const call = client!.Connect(new grpc.Metadata());
+    calls.push(call);
+    let lastFreed = 0;
+    /** Leases this session holds, reported in heartbeats like a real worker. */
+    const running = new Map<string, number>();
+    const send = (msg: WorkerMessage): void => {
+      try {
+        call.write(msg);
+      } catch {
+        // The stream is gone: the coordinator has dropped this session.
+      }
+    };
+    call.on('data', (msg: CoordinatorMessage__Output) => {
+      if (msg.msg === 'registered' && msg.registered) {
+        stats.registered++;
+        const every = msg.registered.heartbeat_ms || 1000;
+        // Spread the heartbeats over the period, as independent workers would.
+        const first = setTimeout(() => {
+          timers.delete(first);
+          const t = setInterval(() => {
+            stats.heartbeats++;
+            send({ heartbeat: { slots_used: running.size, load: 0, rss_bytes: '0', running: [...running].map(([id, attempt]) => ({ subtask_id: id, attempt })) } });
+          }, every);
+          timers.add(t);
+        }, Math.random() * every);
+        timers.add(first);
+      } else if (msg.msg === 'assign' && msg.assign) {
+        const a = msg.assign;
+        const assignedAt = performance.now();
+        if (lastFreed > 0) stats.dispatchMs.push(assignedAt - lastFreed);
+        running.set(a.subtask_id, a.attempt);
+        const plan = JSON.parse(a.plan_json || '{}') as { workMs?: number };
+        const t = setTimeout(() => {
+          timers.delete(t);
+          const finishedAt = performance.now();
+          stats.busy.push([assignedAt, finishedAt]);
+          lastFreed = finishedAt;
+          running.delete(a.subtask_id);
+          send({ result: { subtask_id: a.subtask_id, attempt: a.attempt, ok: true, outputs: [], item_errors: [], duration_ms: String(Math.round(finishedAt - assignedAt)) } });
+        }, plan.workMs ?? 0);
+        timers.add(t);
+      }
+    });
+    call.on('error', () => undefined);
+    send({
+      register: {
+        name: `sim-${i}`,
+        slots: opts.slots,
+        instance_id: randomUUID(),
+        capabilities: { kinds: ['passthrough'], encoders: [], cpu_count: 1, labels: { simulated: 'true' }, memory_bytes: '0' },
+      },
+    });
+  }
+  return {
+    stats: () => ({ ...stats, now: performance.now() }),
+    stop: () => {
+      for (const t of timers) clearTimeout(t);
+      for (const c of calls) c.end();
+      for (const c of clients) c.close();
+    },
+  };
+}
+
+// Entry point when run as a child process.
+if (process.send && process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
+  const [coordinator, workers, slots, perChannel] = process.argv.slice(2);
+  const sim = startSimWorkers({ coordinator: coordinator!, workers: Number(workers), slots: Number(slots), perChannel: Number(perChannel || 50) });
+  process.on('message', (m: { cmd: string }) => {
+    if (m.cmd === 'stats') process.send!({ stats: sim.stats() });
+    else if (m.cmd === 'stop') {
+      sim.stop();
+      process.disconnect();
+      setTimeout(() => process.exit(0), 200).unref();
+    }
+  });
+}
