@@ -1,0 +1,51 @@
+# Tessera: one image for the coordinator and the workers (the command picks the role).
+#   docker build -t tessera .
+#   docker run -d -p 7700:7700 -p 127.0.0.1:7780:7780 -v tessera-data:/data tessera      # coordinator
+#   docker run -d tessera worker --coordinator HOST:7700                                 # a worker
+# or `docker compose up -d --scale worker=N` with docker-compose.yml.
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+# `npm ci` runs the package's `prepare` script (proto types + tsc), so the sources go in first.
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+COPY proto proto
+COPY shared shared
+COPY coordinator coordinator
+COPY worker worker
+COPY client client
+COPY bench bench
+RUN npm ci --no-audit --no-fund \
+ && npm prune --omit=dev --no-audit --no-fund
+
+FROM node:20-bookworm-slim
+# Debian's ffmpeg (5.1, with the encoders the workers advertise) instead of the 2018 build that
+# the npm fallback brings.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ffmpeg ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /data \
+ && chown node:node /data
+ENV NODE_ENV=production \
+    FFMPEG_PATH=/usr/bin/ffmpeg \
+    FFPROBE_PATH=/usr/bin/ffprobe \
+    TESSERA_LOG_FORMAT=json \
+    TESSERA_DATA_DIR=/data
+WORKDIR /app
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules node_modules
+COPY --from=build /app/dist dist
+COPY --from=build /app/proto proto
+# The dashboard is plain HTML/JS/CSS served from the source tree.
+COPY --from=build /app/coordinator/http/assets coordinator/http/assets
+RUN ln -s /app/dist/client/cli.js /usr/local/bin/tessera
+# Non-root: the coordinator only needs its data dir, workers only their temp dir.
+USER node
+VOLUME ["/data"]
+EXPOSE 7700 7780
+# grpc.health.v1 against the coordinator in this container; NOT_SERVING while it drains.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["tessera", "health", "--coordinator", "127.0.0.1:7700", "--timeout-ms", "3000"]
+ENTRYPOINT ["tessera"]
+# Plaintext off loopback needs --insecure: put the cluster on a private network, or add
+# --tls-cert/--tls-key (see README "Running on several machines").
+CMD ["coordinator", "--listen", "0.0.0.0:7700", "--http", "0.0.0.0:7780", "--data-dir", "/data", "--insecure"]

