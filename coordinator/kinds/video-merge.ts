@@ -151,7 +151,9 @@ async function checkJoins(file: string, rec: InputPlanRecord, signal: AbortSigna
   const args = ['-v', 'error', '-i', file, '-map', '0', '-c', 'copy', '-f', 'null', '-'];
   let at = rec.videoOffset;
   for (const seg of rec.segments.slice(0, 32)) {
-    args.push('-ss', (at + 0.001).toFixed(6), '-i', file);
+    // `-t` bounds what each input reads: without it ffmpeg 5 keeps decoding an input to its end
+    // after the output's -frames limit is reached (measured: 12 s instead of 0.3 s for 60 s of 720p).
+    args.push('-ss', (at + 0.001).toFixed(6), '-t', '0.5', '-i', file);
     at += seg.duration;
   }
   rec.segments.slice(0, 32).forEach((_, k) => args.push('-map', `${k + 1}:v:0`, '-frames:v', '8', '-f', 'null', '-'));
