@@ -100,7 +100,7 @@ async function submitError(kind: 'image' | 'video' | 'audio', files: string[], p
 describe('hostile inputs through a real cluster', () => {
   it('an image batch: each bad file fails as its own item with its status, the good ones (by content) succeed', async () => {
     const good = await sharp({ create: { width: 80, height: 60, channels: 3, background: '#c63' } }).png().toBuffer();
-    const jpeg = await sharp({ create: { width: 300, height: 200, channels: 3, noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).jpeg().toBuffer();
+    const jpeg = await sharp({ create: { width: 300, height: 200, channels: 3, background: '#888', noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).jpeg().toBuffer();
     const files = [
       await write('good.png', good),
       await write('looks-like-text.txt', good), // wrong extension: recognised by content, processed
