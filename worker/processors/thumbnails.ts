@@ -34,7 +34,9 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
     const times = plan.times.slice(i, i + PER_PROCESS);
     const numbers = plan.numbers.slice(i, i + PER_PROCESS);
     const args: string[] = ['-y', '-threads', String(ctx.threads)];
-    for (const t of times) args.push('-ss', t.toFixed(6), '-i', input.path);
+    // `-t` bounds each input: ffmpeg 5 would otherwise decode every seeked input to the end of the
+    // file after its one-frame output is done.
+    for (const t of times) args.push('-ss', t.toFixed(6), '-t', '2', '-i', input.path);
     times.forEach((_, k) => {
       const out = path.join(ctx.workDir, thumbnailName(numbers[k]!, ctx.params.format));
       // Rotation metadata is applied by ffmpeg's autorotate; the planner sized the box after it.
