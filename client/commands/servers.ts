@@ -11,6 +11,7 @@ import { Worker } from '../../worker/worker.js';
 import { coordinatorAddress } from '../../shared/config.js';
 import { coordinatorSecurity, workerSecurity } from './security-options.js';
 import { PROTO_LOADER_OPTIONS } from '../../shared/proto.js';
+import { clientCredentialsFromEnv } from '../../shared/tls.js';
 
 export interface CoordinatorCommandOptions {
   listen: string;
@@ -81,9 +82,10 @@ interface HealthClient extends grpc.Client {
 
 /**
  * One grpc.health.v1 Check against a coordinator (the Docker HEALTHCHECK and a handy probe).
- * Returns the serving status (`SERVING`, `NOT_SERVING`, `SERVICE_UNKNOWN`, ...).
+ * Returns the serving status (`SERVING`, `NOT_SERVING`, `SERVICE_UNKNOWN`, ...). TLS as for every
+ * client command (`--tls`, `--tls-ca` or their TESSERA_* variables).
  */
-export async function checkHealth(address: string, service = '', timeoutMs = 3000, credentials = grpc.credentials.createInsecure()): Promise<string> {
+export async function checkHealth(address: string, service = '', timeoutMs = 3000, credentials = clientCredentialsFromEnv()): Promise<string> {
   const def = loadSync(healthProtoPath, PROTO_LOADER_OPTIONS);
   const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: new (addr: string, creds: grpc.ChannelCredentials) => HealthClient } } } };
   const client = new pkg.grpc.health.v1.Health(address, credentials);
