@@ -31,10 +31,17 @@ const delta = (a: Samples, b: Samples, key: string): number => get(b, key) - get
 
 let cluster: TestCluster;
 let dir: string;
+const logs: { who: string; line: string }[] = [];
 
 beforeAll(async () => {
   // A short TTL so that the SIGKILLed worker is declared lost quickly.
-  cluster = await startCluster({ workers: 2, slots: 1, coordinatorArgs: ['--ttl-ms', '1500'] });
+  cluster = await startCluster({
+    workers: 2,
+    slots: 1,
+    coordinatorArgs: ['--ttl-ms', '1500'],
+    logLevel: 'info',
+    onLog: (who, line) => logs.push({ who, line }),
+  });
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-metrics-'));
 });
 
@@ -82,6 +89,20 @@ describe('/metrics', () => {
     expect(delta(before, after, `tessera_input_bytes_total{${k}}`)).toBe(size);
     expect(delta(before, after, `tessera_output_bytes_total{${k}}`)).toBe(size);
     expect(get(after, 'tessera_jobs{state="succeeded"}')).toBeGreaterThanOrEqual(1);
+
+    // The coordinator's log (JSON, not a terminal) tells the same story with every id on each line.
+    const lines = logs.filter((l) => l.who === 'coordinator').map((l) => JSON.parse(l.line) as Record<string, unknown>);
+    const ofJob = lines.filter((l) => l['job'] === job.id && l['subtask']);
+    expect(ofJob.filter((l) => l['state'] === 'running')).toHaveLength(6 + copies);
+    for (const l of ofJob) {
+      expect(l).toMatchObject({ job: job.id, subtask: expect.any(String), attempt: expect.any(Number) });
+      if (l['state'] === 'running' || l['state'] === 'succeeded') expect(cluster.workers.map((w) => w.name)).toContain(l['worker']);
+    }
+    expect(ofJob.filter((l) => l['state'] === 'pending' && l['level'] === 40)).toHaveLength(3);
+    // Worker lines carry the worker's name.
+    const workerLines = logs.filter((l) => l.who === 'worker-2').map((l) => JSON.parse(l.line) as Record<string, unknown>);
+    expect(workerLines.length).toBeGreaterThan(0);
+    for (const l of workerLines) expect(l['worker']).toBe('worker-2');
   });
 
   it('counts a lease taken back from a worker killed mid-subtask, and shows the worker lost', async () => {
