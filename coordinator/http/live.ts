@@ -98,6 +98,12 @@ export class LiveHub {
 
   private flush(): void {
     if (this.dirtyJobs.size === 0) return;
+    // Nobody watching: drop the changes rather than build views (a new browser gets a snapshot).
+    if (this.clients.size === 0) {
+      this.dirtyJobs.clear();
+      this.dirtySubtasks.clear();
+      return;
+    }
     const jobs = [];
     for (const id of this.dirtyJobs) {
       try {
@@ -109,7 +115,6 @@ export class LiveHub {
     this.dirtyJobs.clear();
     const subtasks = new Map(this.dirtySubtasks);
     this.dirtySubtasks.clear();
-    if (this.clients.size === 0) return;
     const jobsMsg = frame('jobs', { jobs });
     for (const c of this.clients) {
       write(c, jobsMsg);
