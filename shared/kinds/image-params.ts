@@ -1,6 +1,6 @@
 /** Validation of `image` job params: the same function runs on the coordinator and the worker. */
 import { invalidArgument } from '../errors.js';
-import type { ImageParams__Output } from '../proto/generated/tessera/v1/ImageParams.js';
+import { bool, num as readNum, record, str } from './param-checks.js';
 
 export const IMAGE_FITS = ['cover', 'contain', 'fill', 'inside', 'outside'] as const;
 export const IMAGE_FORMATS = ['jpeg', 'png', 'webp', 'avif', 'tiff'] as const;
@@ -35,53 +35,56 @@ export interface ImageParams {
 const MAX_EDGE = 1_000_000;
 
 export function validateImageParams(raw: unknown): ImageParams {
-  const p = (raw ?? {}) as Partial<ImageParams__Output>;
-  const num = (field: string, v: number | undefined, min: number, max: number): number => {
-    const n = v ?? 0;
+  const p = record('image', raw);
+  const num = (field: string, min: number, max: number, v: unknown = p[field]): number => {
+    const n = readNum(`image.${field}`, v);
     if (!Number.isFinite(n) || n < min || n > max) throw invalidArgument(`image.${field}: ${n} is out of range (${min}..${max})`);
     return n;
   };
-  const width = num('width', p.width, 0, MAX_EDGE);
-  const height = num('height', p.height, 0, MAX_EDGE);
-  const fit = (p.fit || 'cover').toLowerCase();
-  if (!(IMAGE_FITS as readonly string[]).includes(fit)) throw invalidArgument(`image.fit: "${p.fit}" is not one of ${IMAGE_FITS.join(', ')}`);
-  const format = (p.format || '').toLowerCase().replace(/^jpg$/, 'jpeg');
-  if (format && !(IMAGE_FORMATS as readonly string[]).includes(format)) throw invalidArgument(`image.format: "${p.format}" is not one of ${IMAGE_FORMATS.join(', ')}`);
+  const text = (field: string): string => str(`image.${field}`, p[field]);
+  const flag = (field: string): boolean => bool(`image.${field}`, p[field]);
+  const width = num('width', 0, MAX_EDGE);
+  const height = num('height', 0, MAX_EDGE);
+  const fit = (text('fit') || 'cover').toLowerCase();
+  if (!(IMAGE_FITS as readonly string[]).includes(fit)) throw invalidArgument(`image.fit: "${text('fit')}" is not one of ${IMAGE_FITS.join(', ')}`);
+  const format = text('format').toLowerCase().replace(/^jpg$/, 'jpeg');
+  if (format && !(IMAGE_FORMATS as readonly string[]).includes(format)) throw invalidArgument(`image.format: "${text('format')}" is not one of ${IMAGE_FORMATS.join(', ')}`);
   let crop: ImageParams['crop'];
-  if (p.crop && (p.crop.width || p.crop.height || p.crop.left || p.crop.top)) {
-    if (!p.crop.width || !p.crop.height) throw invalidArgument('image.crop: width and height must both be positive');
+  const c = record('image.crop', p['crop']);
+  if (c['width'] || c['height'] || c['left'] || c['top']) {
+    if (!c['width'] || !c['height']) throw invalidArgument('image.crop: width and height must both be positive');
     crop = {
-      left: num('crop.left', p.crop.left, 0, MAX_EDGE),
-      top: num('crop.top', p.crop.top, 0, MAX_EDGE),
-      width: num('crop.width', p.crop.width, 1, MAX_EDGE),
-      height: num('crop.height', p.crop.height, 1, MAX_EDGE),
+      left: num('crop.left', 0, MAX_EDGE, c['left']),
+      top: num('crop.top', 0, MAX_EDGE, c['top']),
+      width: num('crop.width', 1, MAX_EDGE, c['width']),
+      height: num('crop.height', 1, MAX_EDGE, c['height']),
     };
   }
-  const blur = num('blur', p.blur, 0, 1000);
+  const blur = num('blur', 0, 1000);
   if (blur > 0 && blur < 0.3) throw invalidArgument(`image.blur: sigma ${blur} is below the minimum of 0.3 (use 0 for no blur)`);
-  const tiledOutput = (p.tiled_output || '').toLowerCase();
-  if (tiledOutput && tiledOutput !== 'deepzoom' && tiledOutput !== 'iiif') throw invalidArgument(`image.tiled_output: "${p.tiled_output}" is not one of deepzoom, iiif`);
-  const tileSize = num('tile_size', p.tile_size, 0, 65_536);
+  const tiledOutput = text('tiled_output').toLowerCase();
+  if (tiledOutput && tiledOutput !== 'deepzoom' && tiledOutput !== 'iiif') throw invalidArgument(`image.tiled_output: "${text('tiled_output')}" is not one of deepzoom, iiif`);
+  const tileSize = num('tile_size', 0, 65_536);
   if (tileSize > 0 && tileSize < 64) throw invalidArgument(`image.tile_size: ${tileSize} is below the minimum of 64`);
   return {
     width,
     height,
     fit: fit as ImageFit,
-    noEnlarge: Boolean(p.no_enlarge),
+    noEnlarge: flag('no_enlarge'),
     crop,
-    rotate: num('rotate', p.rotate, -360, 360),
-    flip: Boolean(p.flip),
-    flop: Boolean(p.flop),
+    rotate: num('rotate', -360, 360),
+    flip: flag('flip'),
+    flop: flag('flop'),
     blur,
-    sharpen: Boolean(p.sharpen),
-    grayscale: Boolean(p.grayscale),
-    brightness: num('brightness', p.brightness, 0, 100),
-    saturation: num('saturation', p.saturation, 0, 100),
-    hue: num('hue', p.hue, -360, 360),
+    sharpen: flag('sharpen'),
+    grayscale: flag('grayscale'),
+    brightness: num('brightness', 0, 100),
+    saturation: num('saturation', 0, 100),
+    hue: num('hue', -360, 360),
     format: format as ImageFormat | '',
-    quality: num('quality', p.quality, 0, 100),
-    keepMetadata: Boolean(p.keep_metadata),
-    autoOrient: !p.no_auto_orient,
+    quality: num('quality', 0, 100),
+    keepMetadata: flag('keep_metadata'),
+    autoOrient: !flag('no_auto_orient'),
     tileSize,
     tiledOutput: tiledOutput as ImageParams['tiledOutput'],
   };
