@@ -21,15 +21,25 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Process ids of the ffmpeg children of the worker processes. */
+/** Process ids of the ffmpeg processes descending from the worker processes (processors may run in child processes). */
 async function workerFfmpegs(): Promise<number[]> {
   const workerPids = new Set(cluster.workers.map((w) => w.child.pid));
-  const found: number[] = [];
+  const procs = new Map<number, { name: string; ppid: number }>();
   for (const pid of await readdir('/proc').catch(() => [])) {
     if (!/^\d+$/.test(pid)) continue;
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
     const m = /^\d+ \((.*)\) \S+ (\d+)/.exec(stat);
-    if (m && m[1] === 'ffmpeg' && workerPids.has(Number(m[2]))) found.push(Number(pid));
+    if (m) procs.set(Number(pid), { name: m[1]!, ppid: Number(m[2]) });
+  }
+  const found: number[] = [];
+  for (const [pid, p] of procs) {
+    if (p.name !== 'ffmpeg') continue;
+    for (let up = p.ppid, depth = 0; up > 1 && depth < 6; up = procs.get(up)?.ppid ?? 0, depth++) {
+      if (workerPids.has(up)) {
+        found.push(pid);
+        break;
+      }
+    }
   }
   return found;
 }
