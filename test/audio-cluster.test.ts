@@ -61,9 +61,9 @@ describe('audio on a cluster of two workers', () => {
   test('CLI batch: files spread over workers as mp3 with waveforms; a non-media file and a file without audio fail alone', async () => {
     cluster = await startCluster({ workers: 2, slots: 1 });
     const inputs = [
-      await generateAudio(path.join(dir, 'a.flac'), { source: 'speech', seconds: 40, rate: 48000, layout: 'stereo', ext: 'flac' }),
-      await generateAudio(path.join(dir, 'b.wav'), { source: 'sine', seconds: 30, rate: 44100, layout: 'mono', ext: 'wav' }),
-      await generateAudio(path.join(dir, 'c.m4a'), { source: 'noise', seconds: 35, rate: 44100, layout: 'stereo', ext: 'm4a' }),
+      await generateAudio(path.join(dir, 'a.flac'), { source: 'speech', seconds: 12, rate: 48000, layout: 'stereo', ext: 'flac' }),
+      await generateAudio(path.join(dir, 'b.wav'), { source: 'sine', seconds: 8, rate: 44100, layout: 'mono', ext: 'wav' }),
+      await generateAudio(path.join(dir, 'c.m4a'), { source: 'noise', seconds: 10, rate: 44100, layout: 'stereo', ext: 'm4a' }),
     ];
     const video = path.join(dir, 'clip.mkv');
     await runFfmpeg(['-f', 'lavfi', '-i', 'testsrc=d=1:s=64x48:r=5', '-c:v', 'mpeg4', '-y', video]);
@@ -80,7 +80,7 @@ describe('audio on a cluster of two workers', () => {
     expect(new Set(json.subtasks.map((s) => s.worker)).size).toBe(2);
     const names = json.outputs.map((o) => o.name);
     for (const stem of ['a', 'b', 'c']) expect(names).toEqual(expect.arrayContaining([`${stem}.mp3`, `${stem}.waveform.png`, `${stem}.waveform.json`]));
-    const expected: Record<string, number> = { a: 40 * 48000, b: 30 * 44100, c: 35 * 44100 };
+    const expected: Record<string, number> = { a: 12 * 48000, b: 8 * 44100, c: 10 * 44100 };
     for (const [stem, frames] of Object.entries(expected)) {
       const out = json.outputs.find((o) => o.name === `${stem}.mp3`)!.path;
       const { samples, channels } = await decodeFloat(out, dir);

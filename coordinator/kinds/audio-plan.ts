@@ -18,7 +18,7 @@ import { isCuttableWav, probeAudio, type AudioProbe } from '../../shared/media/a
 import { decodeToWav } from '../../shared/media/audio-render.js';
 import { readWavInfo, wavHeader, type WavInfo } from '../../shared/media/audio-wav.js';
 
-/** Small files are grouped into one subtask up to this many seconds of audio... */
+/** Small files are grouped into one subtask up to this many seconds of audio (less on a small batch)... */
 const GROUP_SECONDS = 60;
 /** ...and this many files. */
 const GROUP_FILES = 16;
@@ -43,6 +43,9 @@ export async function planAudio(ctx: PlanContext<AudioJobParams>): Promise<{ sub
     }
   }
   const encoder = AUDIO_CODECS[p.codec].encoder;
+  // Groups small enough that every slot gets work (at least two groups per slot), at most GROUP_SECONDS.
+  const totalSeconds = probed.reduce((n, x) => n + Math.min(x.probe.duration, p.segmentSeconds), 0);
+  const groupSeconds = Math.min(GROUP_SECONDS, Math.max(1, totalSeconds / Math.max(2, 2 * ctx.cluster.slots)));
   let group: { files: WholeFilesPlan['files']; inputs: SpoolFile[]; seconds: number } = { files: [], inputs: [], seconds: 0 };
   const flush = (): void => {
     if (group.files.length === 0) return;
@@ -92,7 +95,7 @@ export async function planAudio(ctx: PlanContext<AudioJobParams>): Promise<{ sub
         waveformSpp: p.waveform ? waveformSpp(outRate, totalFrames) : undefined,
         trim: p.trim ? { startSample, endSample: endSample ?? Number.MAX_SAFE_INTEGER } : undefined,
       };
-      if (group.files.length > 0 && (group.seconds + seconds > GROUP_SECONDS || group.files.length >= GROUP_FILES)) flush();
+      if (group.files.length > 0 && (group.seconds + seconds > groupSeconds || group.files.length >= GROUP_FILES)) flush();
       group.files.push(render);
       group.inputs.push(file);
       group.seconds += seconds;
