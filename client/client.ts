@@ -9,7 +9,7 @@ import { mkdir, rename, rm, stat, open } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
-import { CHUNK_SIZE, CLIENT_CHANNEL_OPTIONS, UNARY_DEADLINE_MS, coordinatorAddress } from '../shared/config.js';
+import { CHUNK_SIZE, CLIENT_CHANNEL_OPTIONS, UNARY_DEADLINE_MS, coordinatorAddress, transferDeadlineMs } from '../shared/config.js';
 import { TesseraError, dataLoss } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import { safeFileName } from '../shared/names.js';
@@ -75,7 +75,8 @@ export class TesseraClient {
   async submit(spec: JobSpec, files: string[], options: { onUpload?: (p: UploadProgress) => void; signal?: AbortSignal; names?: string[] } = {}): Promise<Job__Output> {
     const sizes = await Promise.all(files.map(async (f) => (await stat(f)).size));
     return new Promise<Job__Output>((resolve, reject) => {
-      const call = this.client.SubmitJob(this.md(), (err, job) => (err || !job ? reject(err) : resolve(job)));
+      const total = sizes.reduce((n, x) => n + x, 0);
+      const call = this.client.SubmitJob(this.md(), { deadline: deadline(transferDeadlineMs(total)) }, (err, job) => (err || !job ? reject(err) : resolve(job)));
       const onAbort = (): void => call.cancel();
       options.signal?.addEventListener('abort', onAbort, { once: true });
       void (async () => {
@@ -187,18 +188,18 @@ export class TesseraClient {
       // Never trust a name to stay inside `dir`.
       const name = safeFileName(o.name, 'output name');
       const dest = path.join(dir, name);
-      await this.downloadOne(jobId, name, dest, o.sha256, opts.signal);
+      await this.downloadOne(jobId, name, dest, o.sha256, Number(o.size), opts.signal);
       written.set(name, dest);
     }
     return written;
   }
 
-  private async downloadOne(jobId: string, name: string, dest: string, expected: string, signal?: AbortSignal): Promise<void> {
+  private async downloadOne(jobId: string, name: string, dest: string, expected: string, size: number, signal?: AbortSignal): Promise<void> {
     const part = `${dest}.part`;
     let offset = await stat(part).then((s) => s.size, () => 0);
     const fh = await open(part, offset > 0 ? 'a' : 'w');
     try {
-      const call = this.client.DownloadOutput({ job_id: jobId, name, offset: String(offset) }, this.md());
+      const call = this.client.DownloadOutput({ job_id: jobId, name, offset: String(offset) }, this.md(), { deadline: deadline(transferDeadlineMs(size - offset)) });
       const onAbort = (): void => call.cancel();
       signal?.addEventListener('abort', onAbort, { once: true });
       try {

@@ -314,7 +314,7 @@ export class JobManager {
     const s = this.leaseIsCurrent(r.subtaskId, r.attempt, w.id);
     if (w.leases.get(r.subtaskId) === r.attempt) w.leases.delete(r.subtaskId);
     if (!s) {
-      this.log.warn({ worker: w.name, subtask: r.subtaskId, attempt: r.attempt }, 'discarded result of a stale attempt');
+      this.log.warn({ job: this.subtasks.get(r.subtaskId)?.jobId, worker: w.name, workerId: w.id, subtask: r.subtaskId, attempt: r.attempt }, 'discarded result of a stale attempt');
       this.requestDispatch();
       return;
     }
@@ -345,7 +345,7 @@ export class JobManager {
       const error = r.error ?? { input: '', code: 'UNKNOWN', message: 'failed' };
       if (r.retryable && s.leases.length > 0) {
         // The other copy is still running: let it finish rather than start a third.
-        this.log.info({ subtask: s.id, attempt: r.attempt }, 'one copy failed; the other copy continues');
+        this.log.info({ job: s.jobId, subtask: s.id, attempt: r.attempt, worker: w.name }, 'one copy failed; the other copy continues');
       } else {
         for (const other of s.leases) this.revokeLease(s, other, 'subtask failed');
         s.leases = [];
@@ -416,7 +416,7 @@ export class JobManager {
     w.state = 'lost';
     w.lostAt = Date.now();
     w.call = undefined;
-    this.log.warn({ worker: w.name, leases: w.leases.size, reason }, 'worker lost');
+    this.log.warn({ worker: w.name, workerId: w.id, leases: w.leases.size, reason }, 'worker lost');
     for (const [subtaskId, attempt] of [...w.leases]) {
       const s = this.subtasks.get(subtaskId);
       if (s) this.releaseLease(w, s, attempt, `worker ${w.name} lost: ${reason}`, true);

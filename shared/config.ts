@@ -54,3 +54,11 @@ export function envInt(name: string, fallback: number): number {
   const n = Number(raw);
   return Number.isFinite(n) && n >= 0 ? n : fallback;
 }
+
+/**
+ * Deadline of a bulk transfer: a minute of slack plus the time the bytes take at a pessimistic
+ * 1 MiB/s, so a stalled stream is cut off while a large healthy one is never cut short.
+ */
+export function transferDeadlineMs(bytes: number): number {
+  return 60_000 + Math.ceil(bytes / (1024 * 1024)) * 1000;
+}

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import { INLINE_LIMIT, UNARY_DEADLINE_MS } from '../shared/config.js';
+import { INLINE_LIMIT, transferDeadlineMs } from '../shared/config.js';
 import { TesseraError, dataLoss, isAbortError, statusName } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../shared/job-kind.js';
@@ -117,7 +117,9 @@ async function fetchInputs(a: Assignment__Output, workDir: string, signal: Abort
       await writeFile(file, input.inline_data);
     } else {
       const out = createWriteStream(file);
-      const call = deps.client.FetchTaskInput({ subtask_id: a.subtask_id, attempt: a.attempt, name: input.name, offset: 0 }, deps.metadata());
+      const call = deps.client.FetchTaskInput({ subtask_id: a.subtask_id, attempt: a.attempt, name: input.name, offset: 0 }, deps.metadata(), {
+        deadline: deadline(transferDeadlineMs(Number(input.size))),
+      });
       const onAbort = (): void => call.cancel();
       signal.addEventListener('abort', onAbort, { once: true });
       try {
@@ -149,7 +151,7 @@ async function uploadOutput(a: Assignment__Output, o: { name: string; path: stri
   }
   const hash = newSha256();
   const response = await new Promise<UploadTaskOutputResponse__Output>((resolve, reject) => {
-    const call = deps.client.UploadTaskOutput(deps.metadata(), { deadline: deadline(UNARY_DEADLINE_MS * 40) }, (err, res) => (err || !res ? reject(err) : resolve(res)));
+    const call = deps.client.UploadTaskOutput(deps.metadata(), { deadline: deadline(transferDeadlineMs(size)) }, (err, res) => (err || !res ? reject(err) : resolve(res)));
     const onAbort = (): void => call.cancel();
     signal.addEventListener('abort', onAbort, { once: true });
     void (async () => {

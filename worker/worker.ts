@@ -124,7 +124,7 @@ export class Worker {
         const r = msg.registered!;
         this.workerId = r.worker_id;
         this.reconnectAttempt = 0;
-        this.opts.log.info({ worker: this.name, id: r.worker_id, slots: this.slots }, 'registered with coordinator');
+        this.opts.log.info({ workerId: r.worker_id, slots: this.slots }, 'registered with coordinator');
         if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
         this.heartbeatTimer = setInterval(() => this.heartbeat(), r.heartbeat_ms || HEARTBEAT_MS);
         this.markRegistered();
