@@ -225,3 +225,29 @@ describe('resumable download', () => {
     expect(await readFile(paths.get(name)!)).toEqual(original);
   });
 });
+
+describe('full disk', () => {
+  it('an upload that fills the coordinator disk fails with RESOURCE_EXHAUSTED, leaves nothing behind, and the next job succeeds', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const mnt = path.join(dir, 'small-disk');
+    await import('node:fs/promises').then((fs) => fs.mkdir(mnt, { recursive: true }));
+    // A 4 MiB tmpfs as the coordinator's data dir (the tests run as root, as CI does).
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
+    try {
+      cluster = await startCluster({ workers: 1, slots: 1, dataDir: mnt });
+      const big = path.join(dir, 'big.bin');
+      await writeFile(big, randomBytes(6 * 1024 * 1024));
+      const err = await cluster.client.submit({ passthrough: {} }, [big]).catch((e: unknown) => e as { code: number; details: string });
+      expect(err).toMatchObject({ code: 8 }); // RESOURCE_EXHAUSTED
+      expect((err as { details: string }).details).toMatch(/big\.bin.*disk is full/);
+      // The partial upload was removed: the disk has room again for a normal job.
+      const small = (await blobs(1, 100_000))[0]!;
+      const job = await cluster.client.wait((await cluster.client.submit({ passthrough: {} }, [small])).id);
+      await expectIdenticalOutputs(cluster, job, [small]);
+    } finally {
+      await cluster?.stop();
+      cluster = undefined;
+      execFileSync('umount', ['-l', mnt]);
+    }
+  });
+});
