@@ -7,12 +7,22 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { hardware, round } from './proc-stats.js';
-import type { BenchResult, BenchScenario } from './types.js';
+import type { BenchContext, BenchResult, BenchScenario } from './types.js';
 
-/** One scenario's outcome: its result, or the error that stopped it. */
+/**
+ * A scenario that may record several results from one set-up (e.g. one cluster measured with 1
+ * job and with 200 jobs), each its own row. Every `BenchScenario` is one of these.
+ */
+export interface MultiBenchScenario extends Omit<BenchScenario, 'run'> {
+  run(ctx: BenchContext): Promise<BenchResult | BenchResult[]>;
+}
+
+/** One result row of a scenario, or the error that stopped the scenario. */
 export interface ScenarioOutcome {
+  /** The result's name (`scenario` of the BenchResult), else the scenario's. */
   name: string;
   command: string;
+  /** Wall time of the whole scenario (shared by the rows of one scenario). */
   wallSeconds: number;
   result?: BenchResult;
   error?: string;
@@ -35,7 +45,7 @@ export interface BenchReport {
  * Scenarios matching `names`: a name selects the scenario of that name and every scenario named
  * `NAME-...` (so `scheduler` runs `scheduler-1job` and `scheduler-200jobs`). No names: all.
  */
-export function selectScenarios(all: readonly BenchScenario[], names: readonly string[]): BenchScenario[] {
+export function selectScenarios<S extends MultiBenchScenario>(all: readonly S[], names: readonly string[]): S[] {
   if (names.length === 0) return [...all];
   const unknown = names.filter((n) => !all.some((s) => s.name === n || s.name.startsWith(`${n}-`)));
   if (unknown.length > 0) throw new Error(`unknown scenario(s): ${unknown.join(', ')} (known: ${all.map((s) => s.name).join(', ')})`);
@@ -48,7 +58,7 @@ export function targetMet(r: BenchResult): boolean {
 
 /** Runs the scenarios in order; a scenario that throws is recorded and the next one still runs. */
 export async function runScenarios(
-  scenarios: readonly BenchScenario[],
+  scenarios: readonly MultiBenchScenario[],
   opts: { smoke: boolean; log?: (line: string) => void; command?: string },
 ): Promise<BenchReport> {
   const log = opts.log ?? ((line: string) => console.error(line));
@@ -56,23 +66,32 @@ export async function runScenarios(
   for (const scenario of scenarios) {
     const workDir = await mkdtemp(path.join(os.tmpdir(), `tessera-bench-${scenario.name}-`));
     const t0 = performance.now();
-    const outcome: ScenarioOutcome = { name: scenario.name, command: scenario.command, wallSeconds: 0, failedChecks: [] };
+    const rows: ScenarioOutcome[] = [];
     log(`== ${scenario.name}: ${scenario.description}`);
     try {
-      const result = await scenario.run({ workDir, smoke: opts.smoke, log: (m) => log(`   [${scenario.name}] ${m}`) });
-      outcome.result = result;
-      outcome.failedChecks = Object.entries(result.checks ?? {})
-        .filter(([, ok]) => !ok)
-        .map(([name]) => name);
-      if (!opts.smoke) outcome.targetMet = targetMet(result);
+      const got = await scenario.run({ workDir, smoke: opts.smoke, log: (m) => log(`   [${scenario.name}] ${m}`) });
+      for (const result of Array.isArray(got) ? got : [got]) {
+        rows.push({
+          name: result.scenario,
+          command: scenario.command,
+          wallSeconds: 0,
+          result,
+          failedChecks: Object.entries(result.checks ?? {})
+            .filter(([, ok]) => !ok)
+            .map(([name]) => name),
+          ...(opts.smoke ? {} : { targetMet: targetMet(result) }),
+        });
+      }
     } catch (err) {
-      outcome.error = err instanceof Error ? (err.stack ?? err.message) : String(err);
-      log(`   [${scenario.name}] FAILED: ${outcome.error}`);
+      const error = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      rows.push({ name: scenario.name, command: scenario.command, wallSeconds: 0, error, failedChecks: [] });
+      log(`   [${scenario.name}] FAILED: ${error}`);
     } finally {
-      outcome.wallSeconds = round((performance.now() - t0) / 1000, 1);
       await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
     }
-    report.outcomes.push(outcome);
+    const wall = round((performance.now() - t0) / 1000, 1);
+    for (const r of rows) r.wallSeconds = wall;
+    report.outcomes.push(...rows);
   }
   return report;
 }

@@ -2,10 +2,23 @@
  * Every benchmark scenario, in the order `npm run bench` runs them. Each module is imported
  * statically so the build compiles it; adding a scenario means adding it here.
  */
-import type { BenchScenario } from '../types.js';
+import type { MultiBenchScenario } from '../harness.js';
+import { audioScenario } from './audio.js';
 import { imagesScenario } from './images.js';
-import { scaleHeartbeats, scaleSlots } from './scale.js';
-import { schedulerManyJobs, schedulerOneJob } from './scheduler.js';
+import { scaleScenario } from './scale.js';
+import { schedulerScenario } from './scheduler.js';
+import { tilesScenario } from './tiles.js';
 import { transportScenario } from './transport.js';
+import { videoScenario } from './video.js';
 
-export const scenarios: readonly BenchScenario[] = [schedulerOneJob, schedulerManyJobs, transportScenario, imagesScenario, scaleHeartbeats, scaleSlots];
+export const scenarios: readonly MultiBenchScenario[] = [
+  // Issue 8: the cluster's own overheads.
+  schedulerScenario,
+  transportScenario,
+  imagesScenario,
+  scaleScenario,
+  // The media kinds' scenarios (their own issues).
+  videoScenario,
+  audioScenario,
+  tilesScenario,
+];

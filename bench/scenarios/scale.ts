@@ -15,7 +15,8 @@ import { LocalCluster } from '../../client/local-cluster.js';
 import { latencySummary } from '../job-timeline.js';
 import { cpuSeconds, peakRssMiB, round } from '../proc-stats.js';
 import type { SimStats } from '../sim-workers.js';
-import type { BenchContext, BenchResult, BenchScenario } from '../types.js';
+import type { MultiBenchScenario } from '../harness.js';
+import type { BenchContext, BenchResult } from '../types.js';
 
 const SIM_MODULE = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../../dist/bench/sim-workers.js' : '../sim-workers.js', import.meta.url));
 const WORK_MS = 100;
@@ -59,93 +60,90 @@ async function withSimCluster<T>(ctx: BenchContext, workers: number, slots: numb
   }
 }
 
-export const scaleHeartbeats: BenchScenario = {
-  name: 'scale-heartbeats',
-  description: '500 simulated workers heartbeating at 1 Hz: coordinator CPU share',
-  command: 'npm run bench -- scale-heartbeats',
-  async run(ctx: BenchContext): Promise<BenchResult> {
-    const workers = ctx.smoke ? 20 : 500;
-    const windowS = ctx.smoke ? 2 : 10;
-    return withSimCluster(ctx, workers, 1, async (cluster, sim) => {
-      await sleep(1500); // let registration settle and heartbeats spread out
-      const pid = cluster.coordinator?.child.pid;
-      const [cpu0, hb0] = [await cpuSeconds(pid), (await sim.stats()).heartbeats];
-      const t0 = performance.now();
-      await sleep(windowS * 1000);
-      const [cpu1, hb1] = [await cpuSeconds(pid), (await sim.stats()).heartbeats];
-      const seconds = (performance.now() - t0) / 1000;
-      const share = (cpu1 - cpu0) / seconds;
-      const listed = (await cluster.client.listWorkers()).filter((w) => w.state === 'active').length;
-      ctx.log(`coordinator CPU ${round(share * 100, 1)}% of a core for ${round((hb1 - hb0) / seconds, 0)} heartbeats/s`);
-      return {
-        scenario: 'scale-heartbeats',
-        inputs: `${workers} simulated worker sessions (1 child process, ${Math.ceil(workers / 50)} gRPC connections), heartbeat 1 Hz, ${windowS} s window, no jobs`,
-        baseline: { label: 'target: 25% of one core', seconds, figures: { cpuSharePct: 25 } },
-        tessera: {
-          label: 'coordinator process',
-          seconds,
-          peakRssMiB: { coordinator: await peakRssMiB(pid), simulator: await peakRssMiB(sim.child.pid) },
-          figures: { cpuSharePct: round(share * 100, 2), heartbeatsPerS: round((hb1 - hb0) / seconds, 0), cpuMsPerHeartbeat: round(((cpu1 - cpu0) * 1000) / Math.max(1, hb1 - hb0), 3) },
-        },
-        ratio: share / 0.25,
-        ratioMeaning: 'coordinator CPU share / 25% of one core (lower is better)',
-        target: { value: 1, better: 'lower' },
-        checks: { allWorkersActive: listed === workers },
-      };
-    });
-  },
-};
+/** Heartbeats only: the coordinator's CPU share over a window. */
+async function measureHeartbeats(ctx: BenchContext, workers: number, cluster: LocalCluster, sim: Sim): Promise<BenchResult> {
+  const windowS = ctx.smoke ? 1 : 10;
+  await sleep(ctx.smoke ? 500 : 1500); // let registration settle and heartbeats spread out
+  const pid = cluster.coordinator?.child.pid;
+  const [cpu0, hb0] = [await cpuSeconds(pid), (await sim.stats()).heartbeats];
+  const t0 = performance.now();
+  await sleep(windowS * 1000);
+  const [cpu1, hb1] = [await cpuSeconds(pid), (await sim.stats()).heartbeats];
+  const seconds = (performance.now() - t0) / 1000;
+  const share = (cpu1 - cpu0) / seconds;
+  const listed = (await cluster.client.listWorkers()).filter((w) => w.state === 'active').length;
+  ctx.log(`coordinator CPU ${round(share * 100, 1)}% of a core for ${round((hb1 - hb0) / seconds, 0)} heartbeats/s`);
+  return {
+    scenario: 'scale-heartbeats',
+    inputs: `${workers} simulated worker sessions (1 child process, ${Math.ceil(workers / 50)} gRPC connections), heartbeat 1 Hz, ${windowS} s window, no jobs`,
+    baseline: { label: 'target: 25% of one core', seconds, figures: { cpuSharePct: 25 } },
+    tessera: {
+      label: 'coordinator process',
+      seconds,
+      peakRssMiB: { coordinator: await peakRssMiB(pid), simulator: await peakRssMiB(sim.child.pid) },
+      figures: { cpuSharePct: round(share * 100, 2), heartbeatsPerS: round((hb1 - hb0) / seconds, 0), cpuMsPerHeartbeat: round(((cpu1 - cpu0) * 1000) / Math.max(1, hb1 - hb0), 3) },
+    },
+    ratio: share / 0.25,
+    ratioMeaning: 'coordinator CPU share / 25% of one core (lower is better)',
+    target: { value: 1, better: 'lower' },
+    checks: { allWorkersActive: listed === workers },
+  };
+}
 
-export const scaleSlots: BenchScenario = {
-  name: 'scale-slots',
-  description: '500 simulated workers x 1 slot, 100 ms subtasks: slot utilisation and dispatch latency',
-  command: 'npm run bench -- scale-slots',
-  async run(ctx: BenchContext): Promise<BenchResult> {
+/** 100 ms subtasks, 10 per slot: slot utilisation, dispatch latency, coordinator CPU. */
+async function measureSlots(ctx: BenchContext, workers: number, cluster: LocalCluster, sim: Sim): Promise<BenchResult> {
+  const subtasks = workers * 10;
+  const pid = cluster.coordinator?.child.pid;
+  const before = await sim.stats();
+  const cpu0 = await cpuSeconds(pid);
+  const t0 = performance.now();
+  const job = await cluster.client.submit({ label: 'bench scale', passthrough: { subtasks, work_ms: WORK_MS } }, []);
+  const done = await cluster.client.wait(job.id);
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = (await cpuSeconds(pid)) - cpu0;
+  const after = await sim.stats();
+  if (done.state !== 'JOB_STATE_SUCCEEDED') throw new Error(`scale job ended ${done.state}: ${done.message}`);
+  const busy = after.busy.slice(before.busy.length);
+  // The job's span on the slots: first assignment to last result.
+  const start = Math.min(...busy.map((b) => b[0]));
+  const end = Math.max(...busy.map((b) => b[1]));
+  const busyMs = busy.reduce((sum, [a, b]) => sum + (b - a), 0);
+  const spanS = (end - start) / 1000;
+  const utilisation = busyMs / (workers * (end - start));
+  const idealS = (subtasks * WORK_MS) / 1000 / workers;
+  const lat = latencySummary(after.dispatchMs.slice(before.dispatchMs.length));
+  ctx.log(`utilisation ${round(utilisation * 100, 1)}% (span ${spanS.toFixed(2)} s, ideal ${idealS.toFixed(2)} s), dispatch p50 ${round(lat.p50, 1)} ms p99 ${round(lat.p99, 1)} ms`);
+  return {
+    scenario: 'scale-slots',
+    inputs: `${workers} simulated workers x 1 slot, 1 passthrough job of ${subtasks} subtasks x ${WORK_MS} ms simulated work`,
+    baseline: { label: `ideal: all ${workers} slots always busy`, seconds: idealS },
+    tessera: {
+      label: 'coordinator process + simulated workers',
+      seconds: spanS,
+      peakRssMiB: { coordinator: await peakRssMiB(pid), simulator: await peakRssMiB(sim.child.pid) },
+      figures: {
+        utilisationPct: round(utilisation * 100, 1),
+        subtasksPerS: round(subtasks / spanS, 0),
+        dispatchP50Ms: round(lat.p50, 2),
+        dispatchP99Ms: round(lat.p99, 2),
+        coordinatorCpuPct: round((cpu / wall) * 100, 1),
+        endToEndS: round(wall, 2),
+      },
+    },
+    ratio: utilisation,
+    ratioMeaning: 'busy slot-time / (slots x span from first assignment to last result) (higher is better)',
+    target: { value: 0.95, better: 'higher' },
+    checks: { allSubtasksRan: busy.length === subtasks },
+  };
+}
+
+/** One coordinator and one set of simulated sessions, two rows: `scale-heartbeats`, `scale-slots`. */
+export const scaleScenario: MultiBenchScenario = {
+  name: 'scale',
+  description: '500 simulated workers over real gRPC: heartbeat CPU share; slot utilisation with 100 ms subtasks',
+  command: 'npm run bench -- scale',
+  async run(ctx: BenchContext): Promise<BenchResult[]> {
     const workers = ctx.smoke ? 20 : 500;
-    const subtasks = workers * 10;
-    return withSimCluster(ctx, workers, 1, async (cluster, sim) => {
-      const pid = cluster.coordinator?.child.pid;
-      const before = await sim.stats();
-      const cpu0 = await cpuSeconds(pid);
-      const t0 = performance.now();
-      const job = await cluster.client.submit({ label: 'bench scale', passthrough: { subtasks, work_ms: WORK_MS } }, []);
-      const done = await cluster.client.wait(job.id);
-      const wall = (performance.now() - t0) / 1000;
-      const cpu = (await cpuSeconds(pid)) - cpu0;
-      const after = await sim.stats();
-      if (done.state !== 'JOB_STATE_SUCCEEDED') throw new Error(`scale job ended ${done.state}: ${done.message}`);
-      const busy = after.busy.slice(before.busy.length);
-      // The job's span on the slots: first assignment to last result.
-      const start = Math.min(...busy.map((b) => b[0]));
-      const end = Math.max(...busy.map((b) => b[1]));
-      const busyMs = busy.reduce((sum, [a, b]) => sum + (b - a), 0);
-      const spanS = (end - start) / 1000;
-      const utilisation = busyMs / (workers * (end - start));
-      const idealS = (subtasks * WORK_MS) / 1000 / workers;
-      const lat = latencySummary(after.dispatchMs.slice(before.dispatchMs.length));
-      ctx.log(`utilisation ${round(utilisation * 100, 1)}% (span ${spanS.toFixed(2)} s, ideal ${idealS.toFixed(2)} s), dispatch p50 ${round(lat.p50, 1)} ms p99 ${round(lat.p99, 1)} ms`);
-      return {
-        scenario: 'scale-slots',
-        inputs: `${workers} simulated workers x 1 slot, 1 passthrough job of ${subtasks} subtasks x ${WORK_MS} ms simulated work`,
-        baseline: { label: `ideal: all ${workers} slots always busy`, seconds: idealS },
-        tessera: {
-          label: 'coordinator process + simulated workers',
-          seconds: spanS,
-          peakRssMiB: { coordinator: await peakRssMiB(pid), simulator: await peakRssMiB(sim.child.pid) },
-          figures: {
-            utilisationPct: round(utilisation * 100, 1),
-            subtasksPerS: round(subtasks / spanS, 0),
-            dispatchP50Ms: round(lat.p50, 2),
-            dispatchP99Ms: round(lat.p99, 2),
-            coordinatorCpuPct: round((cpu / wall) * 100, 1),
-            endToEndS: round(wall, 2),
-          },
-        },
-        ratio: utilisation,
-        ratioMeaning: 'busy slot-time / (slots x span from first assignment to last result) (higher is better)',
-        target: { value: 0.95, better: 'higher' },
-        checks: { allSubtasksRan: busy.length === subtasks },
-      };
-    });
+    return withSimCluster(ctx, workers, 1, async (cluster, sim) => [await measureHeartbeats(ctx, workers, cluster, sim), await measureSlots(ctx, workers, cluster, sim)]);
   },
 };

@@ -1,0 +1,48 @@
+/**
+ * Smoke run of the benchmark harness: every scenario of issue 8 (scheduler, transport, images,
+ * scale) in its tiny smoke version, through the same harness `npm run bench` uses. No timing is
+ * asserted (the machine is shared); the results must be well-formed and their checks must pass.
+ */
+import { describe, expect, it } from 'vitest';
+import { formatTable, runScenarios, selectScenarios } from '../bench/harness.js';
+import { scenarios } from '../bench/scenarios/index.js';
+
+const SMOKED = ['scheduler', 'transport', 'images', 'scale'];
+
+describe('bench harness (smoke)', () => {
+  it('runs the scheduler, transport, images and scale scenarios with their baselines and records well-formed results', async () => {
+    const selected = selectScenarios(scenarios, SMOKED);
+    expect(selected.map((s) => s.name)).toEqual(['scheduler', 'transport', 'images', 'scale']);
+    const lines: string[] = [];
+    const report = await runScenarios(selected, { smoke: true, log: (l) => lines.push(l) });
+    // scheduler and scale record two rows each (one set-up, two measurements).
+    expect(report.outcomes.map((o) => o.name)).toEqual(['scheduler-1job', 'scheduler-200jobs', 'transport', 'images', 'scale-heartbeats', 'scale-slots']);
+    for (const o of report.outcomes) {
+      expect(o.error, `${o.name}: ${o.error}`).toBeUndefined();
+      const r = o.result!;
+      expect(r.scenario).toBe(o.name);
+      expect(r.inputs.length).toBeGreaterThan(0);
+      for (const side of [r.baseline, r.tessera]) {
+        expect(side.label.length).toBeGreaterThan(0);
+        expect(Number.isFinite(side.seconds) && side.seconds > 0).toBe(true);
+      }
+      expect(Number.isFinite(r.ratio) && r.ratio > 0).toBe(true);
+      expect(['lower', 'higher']).toContain(r.target.better);
+      expect(Object.keys(r.checks ?? {}).length).toBeGreaterThan(0);
+      expect(o.failedChecks, `${o.name} checks`).toEqual([]);
+      // Every cluster side records the coordinator's peak RSS, read from /proc.
+      expect(r.tessera.peakRssMiB?.['coordinator']).toBeGreaterThan(0);
+    }
+    expect(report.hardware['cores']).toBeGreaterThan(0);
+    const table = formatTable(report);
+    for (const o of report.outcomes) expect(table).toContain(`| ${o.name} |`);
+    // The JSON record round-trips.
+    expect(JSON.parse(JSON.stringify(report)).outcomes).toHaveLength(report.outcomes.length);
+  }, 120_000);
+
+  it('selects scenarios by name or group prefix and rejects unknown names', () => {
+    expect(selectScenarios(scenarios, ['transport']).map((s) => s.name)).toEqual(['transport']);
+    expect(selectScenarios(scenarios, ['scale', 'scheduler']).map((s) => s.name)).toEqual(['scheduler', 'scale']);
+    expect(() => selectScenarios(scenarios, ['nope'])).toThrow(/unknown scenario/);
+  });
+});
