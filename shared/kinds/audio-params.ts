@@ -3,6 +3,7 @@
  * coordinator's `validate` and the worker's `params`, so both sides agree on every default.
  */
 import { invalidArgument } from '../errors.js';
+import { checkFieldTypes, type FieldType } from './param-checks.js';
 import type { AudioParams__Output } from '../proto/generated/tessera/v1/AudioParams.js';
 import type { JobSpec__Output } from '../proto/generated/tessera/v1/JobSpec.js';
 
@@ -63,9 +64,15 @@ export const DEFAULT_SEGMENT_SECONDS = 180;
 /** Channel counts we can down-mix to (ffmpeg's default layouts for them). */
 export const CHANNEL_LAYOUTS: Readonly<Record<number, string>> = { 1: 'mono', 2: 'stereo', 4: 'quad', 6: '5.1', 8: '7.1' };
 
+const AUDIO_FIELD_TYPES: Record<string, FieldType> = {
+  codec: 'string', bitrate: 'string', sample_rate: 'number', channels: 'number', trim: 'object', fade_in: 'number', fade_out: 'number',
+  normalize: 'boolean', loudness: 'number', true_peak: 'number', waveform: 'boolean', segment_seconds: 'number',
+};
+
 /** Validates raw AudioParams (defaults from the proto loader applied) and returns the normalised params. */
 export function validateAudioParams(raw: unknown): AudioJobParams {
-  const p = (raw ?? {}) as Partial<AudioParams__Output>;
+  const p = checkFieldTypes('audio', raw, AUDIO_FIELD_TYPES) as Partial<AudioParams__Output>;
+  if (p.trim) checkFieldTypes('audio.trim', p.trim, { start: 'number', end: 'number' });
   const codec = (p.codec || 'aac').toLowerCase();
   if (!(codec in AUDIO_CODECS)) throw invalidArgument(`codec: "${codec}" is not one of aac, mp3, opus, flac, wav`);
   const info = AUDIO_CODECS[codec as AudioCodec];

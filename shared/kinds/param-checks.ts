@@ -29,3 +29,20 @@ export function record(field: string, v: unknown): Record<string, unknown> {
   if (typeof v !== 'object' || Array.isArray(v)) throw invalidArgument(`${field}: expected a message, got ${Array.isArray(v) ? 'a list' : typeof v}`);
   return v as Record<string, unknown>;
 }
+
+export type FieldType = 'string' | 'number' | 'boolean' | 'object';
+
+/**
+ * Checks the type of every field present in `raw` against `schema` (unknown fields are ignored:
+ * the proto decoder never produces them). Returns `raw` as a record.
+ */
+export function checkFieldTypes(prefix: string, raw: unknown, schema: Record<string, FieldType>): Record<string, unknown> {
+  const p = record(prefix, raw);
+  for (const [field, type] of Object.entries(schema)) {
+    const v = p[field];
+    if (v === undefined || v === null) continue;
+    const actual = Array.isArray(v) ? 'list' : typeof v;
+    if (actual !== type || (type === 'number' && Number.isNaN(v))) throw invalidArgument(`${prefix}.${field}: expected a ${type === 'object' ? 'message' : type}, got ${Number.isNaN(v) ? 'NaN' : actual}`);
+  }
+  return p;
+}
