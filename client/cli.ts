@@ -50,6 +50,7 @@ program
   .description('run a worker')
   .addOption(coordinatorOpt())
   .option('--slots <n>', 'concurrent subtasks (default: one per core)', int('--slots'))
+  .option('--threads <n>', 'threads per subtask for ffmpeg and libvips (default: cores / slots)', int('--threads'))
   .option('--name <name>', 'worker name (default: host-pid)')
   .option('--label <key=value...>', 'labels advertised to the coordinator')
   .option('--drain-grace-ms <ms>', 'how long SIGTERM waits for running subtasks', int('--drain-grace-ms'), 30_000)

@@ -26,6 +26,8 @@ export interface WorkerOptions {
   name?: string;
   /** Concurrent subtasks (default: one per core). */
   slots?: number;
+  /** Threads per subtask (ffmpeg -threads, libvips concurrency); default cores / slots. */
+  threads?: number;
   labels?: Record<string, string>;
   log: Logger;
   /** How long a drain waits for in-flight subtasks before aborting them. */
@@ -73,7 +75,7 @@ export class Worker {
     const cores = os.availableParallelism();
     this.slots = Math.max(1, opts.slots ?? cores);
     // Slots x libvips threads should not exceed the cores.
-    this.threads = Math.max(1, Math.floor(cores / this.slots));
+    this.threads = Math.max(1, opts.threads ?? Math.floor(cores / this.slots));
     sharp.concurrency(this.threads);
     this.name = opts.name ?? `${os.hostname()}-${process.pid}`;
     this.limit = pLimit(this.slots);

@@ -48,7 +48,7 @@ export const videoScenario: BenchScenario = {
     const baseSeconds = (performance.now() - b0) / 1000;
 
     ctx.log('cluster: coordinator + 2 workers x 1 slot');
-    const cluster = await new LocalCluster({ workers: 2, slots: 1 }).start();
+    const cluster = await new LocalCluster({ workers: 2, slots: 1, workerArgs: ['--threads', '1'] }).start();
     try {
       const t0 = performance.now();
       const job = await cluster.client.submit({ label: 'bench video', video: raw }, [src]);

@@ -42,6 +42,7 @@ export async function runCoordinator(o: CoordinatorCommandOptions): Promise<void
 export interface WorkerCommandOptions {
   coordinator?: string;
   slots?: number;
+  threads?: number;
   name?: string;
   label?: string[];
   drainGraceMs: number;
@@ -57,6 +58,7 @@ export async function runWorker(o: WorkerCommandOptions): Promise<void> {
   const worker = new Worker({
     coordinator: coordinatorAddress(o.coordinator),
     ...(o.slots ? { slots: o.slots } : {}),
+    ...(o.threads ? { threads: o.threads } : {}),
     name,
     labels,
     log,
