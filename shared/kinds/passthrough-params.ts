@@ -1,4 +1,5 @@
 import { invalidArgument } from '../errors.js';
+import { checkFieldTypes } from './param-checks.js';
 import type { PassthroughParams__Output } from '../proto/generated/tessera/v1/PassthroughParams.js';
 
 /** Normalised params of the diagnostic `passthrough` kind. */
@@ -12,7 +13,7 @@ export interface PassthroughParams {
 export const MAX_PASSTHROUGH_SUBTASKS = 100_000;
 
 export function validatePassthroughParams(raw: unknown): PassthroughParams {
-  const p = (raw ?? {}) as Partial<PassthroughParams__Output>;
+  const p = checkFieldTypes('passthrough', raw, { subtasks: 'number', work_ms: 'number', fail_first_attempts: 'number' }) as Partial<PassthroughParams__Output>;
   const subtasks = p.subtasks ?? 0;
   const workMs = p.work_ms ?? 0;
   const failFirstAttempts = p.fail_first_attempts ?? 0;

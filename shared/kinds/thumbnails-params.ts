@@ -2,6 +2,7 @@
  * Validation and normalisation of `ThumbnailParams` (kind `thumbnails`), shared by the coordinator's
  * `validate` and the worker's `params`. Pure: no I/O.
  */
+import { checkFieldTypes } from './param-checks.js';
 import { invalidArgument } from '../errors.js';
 import type { ThumbnailParams__Output } from '../proto/generated/tessera/v1/ThumbnailParams.js';
 
@@ -22,7 +23,7 @@ export const MAX_THUMBNAILS = 10_000;
 
 /** Validates raw `ThumbnailParams` and returns normalised params. */
 export function parseThumbnailParams(raw: Partial<ThumbnailParams__Output> | null | undefined): ThumbnailJobParams {
-  const p = raw ?? {};
+  const p = checkFieldTypes('thumbnails', raw, { every: 'number', count: 'number', width: 'number', format: 'string', sprite: 'string' }) as Partial<ThumbnailParams__Output>;
   const every = Number(p.every ?? 0);
   const count = p.count ?? 0;
   if (!Number.isFinite(every) || every < 0) throw invalidArgument(`every: ${p.every} is not a positive number of seconds`);

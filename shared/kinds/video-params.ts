@@ -2,6 +2,7 @@
  * Validation and normalisation of `VideoParams` (kind `video`), shared by the coordinator's `validate`
  * and the worker's `params`. Pure: no I/O. Defaults are applied here, in one place.
  */
+import { checkFieldTypes } from './param-checks.js';
 import { invalidArgument } from '../errors.js';
 import type { VideoParams__Output } from '../proto/generated/tessera/v1/VideoParams.js';
 
@@ -87,7 +88,10 @@ export function parseBitrate(text: string): number {
 
 /** Validates raw `VideoParams` (proto defaults applied) and returns normalised params. */
 export function parseVideoParams(raw: Partial<VideoParams__Output> | null | undefined): VideoJobParams {
-  const p = raw ?? {};
+  const p = checkFieldTypes('video', raw, {
+    codec: 'string', crf: 'number', bitrate: 'string', preset: 'string', width: 'number', height: 'number', fps: 'number',
+    audio_codec: 'string', audio_bitrate: 'string', container: 'string', segment_seconds: 'number',
+  }) as Partial<VideoParams__Output>;
   const codec = (p.codec || 'h264').toLowerCase();
   if (!isOneOf(codec, ['h264', 'h265', 'vp9', 'av1'] as const)) throw invalidArgument(`codec: "${p.codec}" is not one of h264, h265, vp9, av1`);
 
