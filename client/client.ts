@@ -197,6 +197,10 @@ export class TesseraClient {
   private async downloadOne(jobId: string, name: string, dest: string, expected: string, size: number, signal?: AbortSignal): Promise<void> {
     const part = `${dest}.part`;
     let offset = await stat(part).then((s) => s.size, () => 0);
+    if (offset > size) offset = 0;
+    // Hash as the bytes arrive; a resumed download hashes its existing prefix first.
+    const hash = newSha256();
+    if (offset > 0) for await (const c of createReadStream(part, { end: offset - 1, highWaterMark: CHUNK_SIZE })) hash.update(c as Buffer);
     const fh = await open(part, offset > 0 ? 'a' : 'w');
     try {
       const call = this.client.DownloadOutput({ job_id: jobId, name, offset: String(offset) }, this.md(), { deadline: deadline(transferDeadlineMs(size - offset)) });
@@ -205,6 +209,7 @@ export class TesseraClient {
       try {
         for await (const chunk of call as AsyncIterable<OutputChunk__Output>) {
           if (Number(chunk.offset) !== offset) throw dataLoss(`${name}: chunk at offset ${chunk.offset}, expected ${offset}`);
+          hash.update(chunk.data);
           await fh.write(chunk.data);
           offset += chunk.data.length;
         }
@@ -215,8 +220,6 @@ export class TesseraClient {
       await fh.close();
     }
     // Verify the whole file (including a resumed prefix) before publishing it.
-    const hash = newSha256();
-    for await (const c of createReadStream(part, { highWaterMark: CHUNK_SIZE })) hash.update(c as Buffer);
     const got = hash.digest('hex');
     if (expected && got !== expected) {
       await rm(part, { force: true });

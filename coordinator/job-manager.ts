@@ -473,6 +473,8 @@ export class JobManager {
     const job = active.record;
     try {
       const seen = new Set<string>();
+      // Subtask outputs were hashed when they arrived: only files the merge wrote need hashing now.
+      const known = new Map(active.subtasks.flatMap((s) => s.outputs.map((f) => [f.path, f.sha256] as const)));
       for (const o of outputs) {
         const name = safeFileName(o.name, 'output name');
         if (seen.has(name)) throw new TesseraError(status.INTERNAL, `two outputs are named ${name}`);
@@ -482,7 +484,8 @@ export class JobManager {
         if (path.resolve(o.path) !== dest) await rename(o.path, dest);
         // Verify before publishing: the file exists, and its checksum is what downloads will carry.
         const st = await stat(dest);
-        job.outputs.push({ name, path: dest, size: st.size, sha256: await sha256File(dest), source: o.source, contentType: o.contentType ?? contentTypeOf(name) });
+        const sha256 = known.get(o.path) || (await sha256File(dest));
+        job.outputs.push({ name, path: dest, size: st.size, sha256, source: o.source, contentType: o.contentType ?? contentTypeOf(name) });
       }
     } catch (err) {
       this.failJob(active, err, 'publishing outputs failed');

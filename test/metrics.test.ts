@@ -39,7 +39,7 @@ beforeAll(async () => {
     workers: 2,
     slots: 1,
     coordinatorArgs: ['--ttl-ms', '1500'],
-    logLevel: 'info',
+    logLevel: 'debug',
     onLog: (who, line) => logs.push({ who, line }),
   });
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-metrics-'));

@@ -18,10 +18,13 @@ export class SubtaskLogger {
       if (e.type === 'subtask_state' && e.subtask) {
         const s = e.subtask;
         const state = stateName(s.state, 'SUBTASK_STATE_');
+        const trouble = state === 'failed' || (state === 'pending' && (s.attempt ?? 0) > 0);
+        // Routine transitions are debug: a 20,000-subtask job would otherwise write 40,000 info lines.
+        if (!trouble && !log.isLevelEnabled('debug')) return;
         const fields = { job, subtask: s.id, attempt: s.attempt, worker: s.worker || undefined, state, label: s.label || undefined, phase: s.phase };
-        if (state === 'failed' || (state === 'pending' && (s.attempt ?? 0) > 0)) log.warn({ ...fields, error: s.error }, e.message || `subtask ${state}`);
-        else if (state === 'succeeded') log.info({ ...fields, durationMs: Number(s.duration_ms) }, 'subtask succeeded');
-        else log.info(fields, e.message || `subtask ${state}`);
+        if (trouble) log.warn({ ...fields, error: s.error }, e.message || `subtask ${state}`);
+        else if (state === 'succeeded') log.debug({ ...fields, durationMs: Number(s.duration_ms) }, 'subtask succeeded');
+        else log.debug(fields, e.message || `subtask ${state}`);
       } else if (e.type === 'job_state') {
         log.info({ job, state: stateName(e.job_state, 'JOB_STATE_'), final: e.final || undefined }, e.message || 'job state');
       }
