@@ -13,6 +13,9 @@ export const CHUNK_SIZE = 256 * 1024;
 /** Inputs and outputs at most this large ride inline in control messages (one round trip, not three). */
 export const INLINE_LIMIT = 64 * 1024;
 
+/** HTTP/2 flow-control window per stream and connection, on both sides. */
+export const FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
+
 /** Largest gRPC message either side accepts (a chunk plus headroom, or a batch of inline payloads). */
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
@@ -34,6 +37,8 @@ export const CLIENT_CHANNEL_OPTIONS = {
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+  // A 64 KiB HTTP/2 window stalls every bulk stream each few chunks; give each stream room.
+  'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
   'grpc.initial_reconnect_backoff_ms': 200,
   'grpc.max_reconnect_backoff_ms': 2_000,
 } as const;
