@@ -56,6 +56,8 @@ export class Spool {
     await mkdir(path.dirname(dest), { recursive: true });
     const tmp = `${dest}.${randomUUID().slice(0, 8)}.tmp`;
     const out = createWriteStream(tmp);
+    // Errors reach us through write/finished; a late one after destroy() must not crash the process.
+    out.on('error', () => undefined);
     const hash = newSha256();
     let size = 0;
     try {

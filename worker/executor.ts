@@ -117,6 +117,9 @@ async function fetchInputs(a: Assignment__Output, workDir: string, signal: Abort
       await writeFile(file, input.inline_data);
     } else {
       const out = createWriteStream(file);
+      // A write still in flight when an abort destroys the stream errors later: that error is
+      // already reported through the abort, and must not crash the worker as an unhandled event.
+      out.on('error', () => undefined);
       const call = deps.client.FetchTaskInput({ subtask_id: a.subtask_id, attempt: a.attempt, name: input.name, offset: 0 }, deps.metadata(), {
         deadline: deadline(transferDeadlineMs(Number(input.size))),
       });
