@@ -70,8 +70,10 @@ describe('tokens', () => {
     expect(await failure(as().listJobs())).toMatchObject({ code: grpc.status.UNAUTHENTICATED, details: expect.stringMatching(/missing client token/) });
     expect(await failure(as(WRONG).listJobs())).toMatchObject({ code: grpc.status.UNAUTHENTICATED, details: 'unknown client token' });
     expect(await failure(as(WORKER).listJobs())).toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: expect.stringMatching(/worker join token cannot be used by a client/) });
-    const failed = logs.filter((l) => l.includes('authentication failed'));
-    expect(failed.length).toBeGreaterThanOrEqual(3);
+    // The coordinator's log reaches us through its stderr pipe, asynchronously: wait for it.
+    const failedLines = (): string[] => logs.filter((l) => l.includes('authentication failed'));
+    for (let i = 0; i < 100 && failedLines().length < 3; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(failedLines().length).toBeGreaterThanOrEqual(3);
     for (const secret of [WRONG, WORKER, ALICE]) expect(logs.join('\n')).not.toContain(secret);
   });
 
