@@ -91,7 +91,10 @@ describe('/metrics', () => {
     expect(get(after, 'tessera_jobs{state="succeeded"}')).toBeGreaterThanOrEqual(1);
 
     // The coordinator's log (JSON, not a terminal) tells the same story with every id on each line.
-    const lines = logs.filter((l) => l.who === 'coordinator').map((l) => JSON.parse(l.line) as Record<string, unknown>);
+    // Log lines arrive asynchronously over the coordinator's stderr: wait until the last one is in.
+    const parse = () => logs.filter((l) => l.who === 'coordinator').map((l) => JSON.parse(l.line) as Record<string, unknown>);
+    for (let i = 0; i < 100 && parse().filter((l) => l['job'] === job.id && l['state'] === 'succeeded' && l['subtask']).length < 3; i++) await new Promise((r) => setTimeout(r, 50));
+    const lines = parse();
     const ofJob = lines.filter((l) => l['job'] === job.id && l['subtask']);
     expect(ofJob.filter((l) => l['state'] === 'running')).toHaveLength(6 + copies);
     for (const l of ofJob) {
