@@ -41,6 +41,7 @@ program
   .option('--heartbeat-ms <ms>', 'worker heartbeat interval', int('--heartbeat-ms'), 1000)
   .option('--ttl-ms <ms>', 'a worker silent this long is lost', int('--ttl-ms'), 5000)
   .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'), 3)
+  .option('--quarantine-failures <n>', 'retryable failures in a minute that quarantine a worker for 30 s (0 = never)', int('--quarantine-failures'), 5)
   .action(async (o) => runCoordinator(o));
 coordinatorSecurityOptions(program.commands.at(-1)!);
 configurable(logOptions(program.commands.at(-1)!));

@@ -27,6 +27,8 @@ export interface CoordinatorOptions {
   heartbeatMs?: number;
   ttlMs?: number;
   maxAttempts?: number;
+  /** Retryable failures within a minute that quarantine a worker (0 = never). */
+  quarantineFailures?: number;
   subtaskTimeoutMs?: number;
   retryBaseMs?: number;
   maxFileBytes?: number;
@@ -91,6 +93,7 @@ export class Coordinator {
     const heartbeatMs = opts.heartbeatMs ?? HEARTBEAT_MS;
     this.jobs = new JobManager(this.store, spool, registry, log, {
       maxAttempts: opts.maxAttempts ?? MAX_ATTEMPTS,
+      quarantineFailures: opts.quarantineFailures ?? 5,
       subtaskTimeoutMs: opts.subtaskTimeoutMs ?? SUBTASK_TIMEOUT_MS,
       retryBaseMs: opts.retryBaseMs ?? 500,
     });

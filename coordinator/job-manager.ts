@@ -26,6 +26,8 @@ export interface JobManagerOptions {
   subtaskTimeoutMs: number;
   /** Base of the exponential retry backoff. */
   retryBaseMs: number;
+  /** Retryable failures within a minute that quarantine a worker (0 = never). */
+  quarantineFailures: number;
 }
 
 interface ActiveJob {
@@ -363,11 +365,12 @@ export class JobManager {
     w.recentFailures.push(now);
     // Never quarantine the last active worker: a cluster that stops itself helps nobody.
     const others = this.registry.all().filter((o) => o !== w && o.state === 'active').length;
-    if (w.recentFailures.length >= 5 && w.state === 'active' && others > 0) {
+    const limit = this.opts.quarantineFailures;
+    if (limit > 0 && w.recentFailures.length >= limit && w.state === 'active' && others > 0) {
       w.state = 'quarantined';
       w.quarantinedUntil = now + 30_000;
       w.recentFailures = [];
-      this.log.warn({ worker: w.name }, 'worker quarantined for 30 s after 5 failures in a minute');
+      this.log.warn({ worker: w.name, workerId: w.id, failures: limit }, 'worker quarantined for 30 s after repeated failures');
     }
   }
 

@@ -31,7 +31,7 @@ let browser: Browser;
 beforeAll(async () => {
   if (!chromiumAvailable()) throw new Error('Chromium not found at /usr/bin/chromium: apt-get install -y chromium (.ci/run does this)');
   await mkdir(OUTPUT, { recursive: true });
-  [cluster, browser] = await Promise.all([startCluster({ workers: 2, slots: 1, coordinatorArgs: ['--ttl-ms', '1500'] }), launchBrowser()]);
+  [cluster, browser] = await Promise.all([startCluster({ workers: 2, slots: 1, coordinatorArgs: ['--ttl-ms', '1500', '--quarantine-failures', '0'] }), launchBrowser()]);
 });
 
 afterAll(async () => {

@@ -20,13 +20,14 @@ export interface CoordinatorCommandOptions {
   heartbeatMs: number;
   ttlMs: number;
   maxAttempts: number;
+  quarantineFailures: number;
   logLevel: LevelWithSilent;
   logFormat?: LogFormat;
 }
 
 export async function runCoordinator(o: CoordinatorCommandOptions): Promise<void> {
   const log = createLogger('coordinator', o.logLevel, o.logFormat);
-  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...coordinatorSecurity(o) });
+  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, quarantineFailures: o.quarantineFailures, ...coordinatorSecurity(o) });
   const address = await coordinator.start();
   // Plain lines on stdout so scripts (and the test harness) learn the bound ports.
   process.stdout.write(`tessera coordinator listening on ${address}\n`);
