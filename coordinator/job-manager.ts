@@ -48,6 +48,7 @@ export class JobManager {
   private readonly subtasks = new Map<string, SubtaskRecord>();
   private dispatchScheduled = false;
   private stopping = false;
+  private readonly stopListeners = new Set<() => void>();
   /** Counters for metrics. */
   leaseExpiries = 0;
   speculativeCopies = 0;
@@ -551,6 +552,12 @@ export class JobManager {
     this.store.saveSubtask(s);
   }
 
+  /** Calls `cb` when the coordinator starts shutting down; returns the unsubscribe function. */
+  onStop(cb: () => void): () => void {
+    this.stopListeners.add(cb);
+    return () => this.stopListeners.delete(cb);
+  }
+
   /** Tells a lease holder to stop, and frees its slot. */
   private revokeLease(s: SubtaskRecord, lease: { attempt: number; workerId: string }, reason: string): void {
     const w = this.registry.get(lease.workerId);
@@ -647,6 +654,7 @@ export class JobManager {
    */
   close(): void {
     this.stopping = true;
+    for (const cb of [...this.stopListeners]) cb();
     this.store.flush();
     for (const w of this.registry.all()) {
       try {

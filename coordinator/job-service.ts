@@ -151,6 +151,13 @@ async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal:
     wake?.();
   });
   const onAbort = (): void => wake?.();
+  // On shutdown, end the stream at once (the client re-attaches to the next coordinator) rather
+  // than hold the server open until its grace period runs out.
+  let stopping = false;
+  const offStop = jobs.onStop(() => {
+    stopping = true;
+    wake?.();
+  });
   signal.addEventListener('abort', onAbort, { once: true });
   try {
     let last = afterSeq;
@@ -168,7 +175,7 @@ async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal:
         yield e;
         if (e.final) return;
       }
-      if (signal.aborted) return;
+      if (signal.aborted || stopping) return;
       await new Promise<void>((resolve) => {
         wake = resolve;
       });
@@ -176,6 +183,7 @@ async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal:
     }
   } finally {
     signal.removeEventListener('abort', onAbort);
+    offStop();
     unsubscribe();
   }
 }
