@@ -22,22 +22,21 @@ export function exitCodeFor(job: Job): number {
 }
 
 export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFlags): Promise<number> {
+  let total = 0;
   for (const f of files) {
     const st = await stat(f).catch(() => undefined);
     if (!st?.isFile()) throw new UsageError(`${f}: no such file`);
+    total += st.size;
   }
   if (flags.wait !== false && !flags.output) throw new UsageError('-o, --output DIR is required (or use --no-wait)');
   const client = new TesseraClient(flags.coordinator ? { address: flags.coordinator } : {});
   const view = new ProgressView(process.stderr, !flags.json && flags.progress !== false);
   try {
     view.start(`uploading ${files.length} file(s)`);
-    const total = (await Promise.all(files.map((f) => stat(f)))).reduce((n, s) => n + s.size, 0);
+    // Bytes of the files already uploaded completely, so the bar spans the whole upload.
     let done = 0;
-    let last = '';
     const job = await client.submit(spec, files, {
       onUpload: (p) => {
-        if (p.file !== last) last = p.file;
-        done += 0;
         view.update(Math.min(1, (done + p.sentBytes) / Math.max(1, total)), `upload ${p.file}`);
         if (p.sentBytes === p.totalBytes) done += p.totalBytes;
       },
