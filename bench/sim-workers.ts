@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { CLIENT_CHANNEL_OPTIONS } from '../shared/config.js';
 import { loadTesseraProto } from '../shared/proto.js';
+import type { Assignment__Output } from '../shared/proto/generated/tessera/v1/Assignment.js';
 import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { WorkerMessage } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
 
@@ -77,23 +78,25 @@ export function startSimWorkers(opts: SimOptions): { stats(): SimStats; stop(): 
           timers.add(t);
         }, Math.random() * every);
         timers.add(first);
-      } else if (msg.msg === 'assign' && msg.assign) {
-        const a = msg.assign;
-        const assignedAt = performance.now();
-        if (lastFreed > 0) stats.dispatchMs.push(assignedAt - lastFreed);
-        running.set(a.subtask_id, a.attempt);
-        const plan = JSON.parse(a.plan_json || '{}') as { workMs?: number };
-        const t = setTimeout(() => {
-          timers.delete(t);
-          const finishedAt = performance.now();
-          stats.busy.push([assignedAt, finishedAt]);
-          lastFreed = finishedAt;
-          running.delete(a.subtask_id);
-          send({ result: { subtask_id: a.subtask_id, attempt: a.attempt, ok: true, outputs: [], item_errors: [], duration_ms: String(Math.round(finishedAt - assignedAt)) } });
-        }, plan.workMs ?? 0);
-        timers.add(t);
+      } else if ((msg.msg === 'assign' && msg.assign) || (msg.msg === 'assign_batch' && msg.assign_batch)) {
+        for (const a of msg.assign ? [msg.assign] : msg.assign_batch!.assignments) run(a);
       }
     });
+    const run = (a: Assignment__Output): void => {
+      const assignedAt = performance.now();
+      if (lastFreed > 0) stats.dispatchMs.push(assignedAt - lastFreed);
+      running.set(a.subtask_id, a.attempt);
+      const plan = JSON.parse(a.plan_json || '{}') as { workMs?: number };
+      const t = setTimeout(() => {
+        timers.delete(t);
+        const finishedAt = performance.now();
+        stats.busy.push([assignedAt, finishedAt]);
+        lastFreed = finishedAt;
+        running.delete(a.subtask_id);
+        send({ result: { subtask_id: a.subtask_id, attempt: a.attempt, ok: true, outputs: [], item_errors: [], duration_ms: String(Math.round(finishedAt - assignedAt)) } });
+      }, plan.workMs ?? 0);
+      timers.add(t);
+    };
     call.on('error', () => undefined);
     send({
       register: {

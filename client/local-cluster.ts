@@ -102,7 +102,9 @@ export class LocalCluster {
   }
 
   private spawn(name: string, args: string[], env?: NodeJS.ProcessEnv): ManagedProcess {
-    const child = spawn(process.execPath, [CLI_PATH, ...args], {
+    // TESSERA_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles every cluster process.
+    const nodeArgs = (process.env['TESSERA_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean);
+    const child = spawn(process.execPath, [...nodeArgs, CLI_PATH, ...args], {
       env: { ...process.env, TESSERA_LOG_LEVEL: this.opts.logLevel ?? 'warn', ...this.opts.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -10,6 +10,7 @@ import { TesseraError, describeError, isAbortError, notFound, failedPrecondition
 import type { CoordinatorKind, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
 import { safeFileName } from '../shared/names.js';
+import type { Assignment } from '../shared/proto/generated/tessera/v1/Assignment.js';
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import { sha256File } from '../shared/streams.js';
@@ -18,7 +19,7 @@ import { coordinatorKinds } from './kinds/index.js';
 import { TERMINAL_JOB_STATES, jobProgress, type JobRecord, type JobState, type SubtaskRecord } from './model.js';
 import { Scheduler } from './scheduler.js';
 import type { Spool } from './spool.js';
-import type { JobStore } from './store.js';
+import { RESUME_SEQ_GAP, type JobStore } from './store.js';
 import { WorkerRegistry, type WorkerSession } from './worker-registry.js';
 
 export interface JobManagerOptions {
@@ -189,9 +190,18 @@ export class JobManager {
   private addSubtasks(active: ActiveJob, plans: SubtaskPlan[], phase: number): void {
     const job = active.record;
     job.phase = phase;
+    // One random tag per phase: ids stay unique across phases and restarts without a UUID each.
+    const tag = randomUUID().slice(0, 6);
+    // Every record is built with the same fields in the same order, so they share one shape (a
+    // spread of the plan made each a dictionary, and every later access slow).
     const created: SubtaskRecord[] = plans.map((p, index) => ({
-      ...p,
-      id: `${job.id.slice(0, 8)}-${phase}-${index}-${randomUUID().slice(0, 6)}`,
+      label: p.label,
+      inputs: p.inputs,
+      plan: p.plan,
+      weight: p.weight,
+      items: p.items,
+      requires: p.requires,
+      id: `${job.id.slice(0, 8)}-${phase}-${index}-${tag}`,
       jobId: job.id,
       index,
       phase,
@@ -214,8 +224,8 @@ export class JobManager {
     for (const s of created) {
       active.subtasks.push(s);
       this.subtasks.set(s.id, s);
-      this.store.saveSubtask(s);
     }
+    this.store.createSubtasks(created);
     job.message = `phase ${phase}: ${created.length} subtask(s)`;
     this.events.log(job, job.message);
     this.scheduler.enqueue(created);
@@ -238,7 +248,17 @@ export class JobManager {
     const workers = this.registry.schedulable(now);
     if (workers.length > 0) {
       const assignments = this.scheduler.dispatch(workers, now, (w, s, kind) => canRun(w, s, kind));
-      for (const { subtask, worker } of assignments) this.assign(subtask, worker);
+      // One message per worker per pass: thousands of tiny subtasks a second cost a handful of
+      // writes on each control stream rather than one each.
+      const batches = new Map<WorkerSession, { subtask: SubtaskRecord; message: Assignment }[]>();
+      for (const { subtask, worker } of assignments) {
+        const message = this.lease(subtask, worker);
+        if (!message) continue;
+        let batch = batches.get(worker);
+        if (!batch) batches.set(worker, (batch = []));
+        batch.push({ subtask, message });
+      }
+      for (const [worker, batch] of batches) this.sendAssignments(worker, batch);
     }
     this.armRetryTimer(now);
   }
@@ -253,9 +273,22 @@ export class JobManager {
     }
   }
 
+  /** Assigns one subtask to one worker now (speculative copies). */
   private assign(s: SubtaskRecord, w: WorkerSession, speculative = false): void {
+    const message = this.lease(s, w, speculative);
+    if (message) this.sendAssignments(w, [{ subtask: s, message }]);
+  }
+
+  /** Sends a worker its new assignments; if it cannot be reached, their leases go back at once. */
+  private sendAssignments(w: WorkerSession, batch: { subtask: SubtaskRecord; message: Assignment }[]): void {
+    const sent = this.registry.send(w, batch.length === 1 ? { assign: batch[0]!.message } : { assign_batch: { assignments: batch.map((b) => b.message) } });
+    if (!sent) for (const { subtask, message } of batch) this.releaseLease(w, subtask, message.attempt!, 'worker unreachable', true);
+  }
+
+  /** Records a lease of `s` for `w` and returns the assignment message to send (undefined: nothing to do). */
+  private lease(s: SubtaskRecord, w: WorkerSession, speculative = false): Assignment | undefined {
     const active = this.active.get(s.jobId);
-    if (!active || s.state !== (speculative ? 'running' : 'pending')) return;
+    if (!active || s.state !== (speculative ? 'running' : 'pending')) return undefined;
     const job = active.record;
     const now = Date.now();
     s.attempt += 1;
@@ -274,22 +307,20 @@ export class JobManager {
       job.startedAt = Date.now();
       this.events.jobState(job, 'running');
     }
-    this.store.saveSubtask(s);
+    // A lease is not persisted: after a restart every running subtask is re-run anyway, and stale
+    // results are fenced by the worker session as well as the attempt.
     this.events.subtaskState(job, s, `${speculative ? 'speculative copy, ' : ''}attempt ${s.attempt} on ${w.name}`, jobProgress(job, active.subtasks));
-    const sent = this.registry.send(w, {
-      assign: {
-        subtask_id: s.id,
-        job_id: s.jobId,
-        attempt: s.attempt,
-        kind: job.kind,
-        spec: job.spec,
-        plan_json: JSON.stringify(s.plan ?? null),
-        inputs: s.inputs.map((f) => ({ name: f.name, size: String(f.size), sha256: f.sha256, inline: false })),
-        timeout_ms: s.timeoutMs ?? this.opts.subtaskTimeoutMs,
-        phase: s.phase,
-      },
-    });
-    if (!sent) this.releaseLease(w, s, s.attempt, 'worker unreachable', true);
+    return {
+      subtask_id: s.id,
+      job_id: s.jobId,
+      attempt: s.attempt,
+      kind: job.kind,
+      spec: job.spec,
+      plan_json: JSON.stringify(s.plan ?? null),
+      inputs: s.inputs.map((f) => ({ name: f.name, size: String(f.size), sha256: f.sha256, inline: false })),
+      timeout_ms: s.timeoutMs ?? this.opts.subtaskTimeoutMs,
+      phase: s.phase,
+    };
   }
 
   /** Current lease check (fencing): is `attempt` the live attempt of `subtaskId` held by `workerId`? */
@@ -617,6 +648,7 @@ export class JobManager {
       this.jobs.set(job.id, job);
       if (TERMINAL_JOB_STATES.has(job.state)) continue;
       resumed++;
+      job.seq += RESUME_SEQ_GAP;
       this.events.log(job, 'coordinator restarted: resuming');
       void this.start(job, subtasks.get(job.id) ?? []);
     }

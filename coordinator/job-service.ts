@@ -144,7 +144,9 @@ async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRe
 async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal: AbortSignal): AsyncGenerator<JobEvent> {
   const job = jobs.get(jobId);
   // Subscribe before replaying so nothing falls between the replay and the live stream.
-  const queue: JobEvent[] = [];
+  // Live events not yet sent, from `head` on (a head index, not shift(): see the scheduler's queues).
+  let queue: JobEvent[] = [];
+  let head = 0;
   let wake: (() => void) | undefined;
   const unsubscribe = jobs.events.subscribe(jobId, (e) => {
     queue.push(e);
@@ -161,15 +163,22 @@ async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal:
   signal.addEventListener('abort', onAbort, { once: true });
   try {
     let last = afterSeq;
-    for (const e of jobs.eventsAfter(jobId, afterSeq)) {
-      last = Number(e.seq);
-      yield e;
-      if (e.final) return;
+    // Replay the log page by page until it has caught up with what is live.
+    for (let page = jobs.eventsAfter(jobId, last); page.length > 0; page = jobs.eventsAfter(jobId, last)) {
+      for (const e of page) {
+        last = Number(e.seq);
+        yield e;
+        if (e.final) return;
+      }
     }
     if (TERMINAL_JOB_STATES.has(job.state) && last >= job.seq) return;
     for (;;) {
-      while (queue.length > 0) {
-        const e = queue.shift()!;
+      while (head < queue.length) {
+        const e = queue[head++]!;
+        if (head === queue.length) {
+          queue = [];
+          head = 0;
+        }
         if (Number(e.seq) <= last) continue;
         last = Number(e.seq);
         yield e;

@@ -13,8 +13,22 @@ interface JobQueue {
   kind: string;
   priority: number;
   createdAt: number;
-  /** Pending subtasks, heaviest first. */
+  /**
+   * Pending subtasks, heaviest first, from index `head` on. Taking the head advances `head`
+   * rather than shifting: a queue of 20,000 lives in V8's large-object space, where shift() and
+   * splice(0, 1) move the whole array every time.
+   */
   pending: SubtaskRecord[];
+  head: number;
+}
+
+const size = (q: JobQueue): number => q.pending.length - q.head;
+
+/** Drops the consumed head of a queue (all of it, or once it is most of the array). */
+function compact(q: JobQueue, always = false): void {
+  if (q.head === 0 || (!always && (q.head < 1024 || q.head * 2 < q.pending.length))) return;
+  q.pending = q.pending.slice(q.head);
+  q.head = 0;
 }
 
 export interface Assignment {
@@ -33,7 +47,7 @@ export class Scheduler {
   private readonly delayed = new Set<SubtaskRecord>();
 
   addJob(jobId: string, kind: string, priority: number, createdAt: number): void {
-    if (!this.queues.has(jobId)) this.queues.set(jobId, { jobId, kind, priority, createdAt, pending: [] });
+    if (!this.queues.has(jobId)) this.queues.set(jobId, { jobId, kind, priority, createdAt, pending: [], head: 0 });
   }
 
   removeJob(jobId: string): void {
@@ -46,6 +60,7 @@ export class Scheduler {
     for (const s of subtasks) {
       const q = this.queues.get(s.jobId);
       if (!q) continue;
+      if (!touched.has(q)) compact(q, true);
       q.pending.push(s);
       if (s.notBefore > 0) this.delayed.add(s);
       touched.add(q);
@@ -57,15 +72,19 @@ export class Scheduler {
   dequeue(subtask: SubtaskRecord): void {
     const q = this.queues.get(subtask.jobId);
     if (!q) return;
-    const i = q.pending.indexOf(subtask);
-    if (i >= 0) q.pending.splice(i, 1);
+    const i = q.pending.indexOf(subtask, q.head);
+    if (i === q.head) q.head++;
+    else if (i > q.head) q.pending.splice(i, 1);
     this.delayed.delete(subtask);
   }
 
   pendingCount(jobId?: string): number {
-    if (jobId) return this.queues.get(jobId)?.pending.length ?? 0;
+    if (jobId) {
+      const q = this.queues.get(jobId);
+      return q ? size(q) : 0;
+    }
     let n = 0;
-    for (const q of this.queues.values()) n += q.pending.length;
+    for (const q of this.queues.values()) n += size(q);
     return n;
   }
 
@@ -96,10 +115,10 @@ export class Scheduler {
       total += c;
     }
     if (total === 0) return out;
-    const tiers = [...new Set([...this.queues.values()].filter((q) => q.pending.length > 0).map((q) => q.priority))].sort((a, b) => b - a);
+    const tiers = [...new Set([...this.queues.values()].filter((q) => size(q) > 0).map((q) => q.priority))].sort((a, b) => b - a);
     for (const priority of tiers) {
       if (total === 0) break;
-      const jobs = [...this.queues.values()].filter((q) => q.priority === priority && q.pending.length > 0).sort((a, b) => a.createdAt - b.createdAt);
+      const jobs = [...this.queues.values()].filter((q) => q.priority === priority && size(q) > 0).sort((a, b) => a.createdAt - b.createdAt);
       // Round robin: one subtask per job in turn, resuming after the job served last time; stop
       // when credit runs out or a whole round picks nothing (all held back or not runnable).
       let pos = (this.cursor.get(priority) ?? 0) % jobs.length;
@@ -124,7 +143,7 @@ export class Scheduler {
   }
 
   private pickFrom(q: JobQueue, credit: Map<WorkerSession, number>, now: number, canRun: (w: WorkerSession, s: SubtaskRecord, kind: string) => boolean): Assignment | undefined {
-    for (let i = 0; i < q.pending.length; i++) {
+    for (let i = q.head; i < q.pending.length; i++) {
       const s = q.pending[i]!;
       if (s.notBefore > now) continue;
       // The worker with the most free credit that can run it: spreads work evenly.
@@ -137,7 +156,10 @@ export class Scheduler {
         }
       }
       if (best) {
-        q.pending.splice(i, 1);
+        if (i === q.head) {
+          q.head++;
+          compact(q);
+        } else q.pending.splice(i, 1);
         return { subtask: s, worker: best };
       }
     }

@@ -9,12 +9,26 @@ import Database from 'better-sqlite3';
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import { TERMINAL_JOB_STATES, type JobRecord, type SubtaskRecord } from './model.js';
 
+/**
+ * Longest a change waits in memory before it is committed. What a crash loses in that window is
+ * re-run (subtask results) or re-sent under new sequence numbers (events: see RESUME_SEQ_GAP).
+ */
+export const FLUSH_INTERVAL_MS = 20;
+
+/**
+ * A resumed job's event numbers jump ahead by this much, so that a watcher that saw events which
+ * never reached the disk before a crash still receives everything after its last seq.
+ */
+export const RESUME_SEQ_GAP = 100_000;
+
 export class JobStore {
   private readonly db: Database.Database;
   private readonly dirtyJobs = new Map<string, JobRecord>();
+  private newSubtasks: SubtaskRecord[] = [];
   private readonly dirtySubtasks = new Map<string, SubtaskRecord>();
   private pendingEvents: JobEvent[] = [];
   private flushScheduled = false;
+  private flushTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly stmts;
 
@@ -28,13 +42,18 @@ export class JobStore {
       CREATE INDEX IF NOT EXISTS subtasks_job ON subtasks(job_id);
       CREATE TABLE IF NOT EXISTS events (job_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, PRIMARY KEY (job_id, seq));
     `);
+    // Stores from before the split of a subtask into its plan (`record`, written once) and its
+    // changing state (`live`) get the new column; their rows keep working (live NULL).
+    const columns = this.db.prepare('PRAGMA table_info(subtasks)').all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'live')) this.db.exec('ALTER TABLE subtasks ADD COLUMN live TEXT');
     this.stmts = {
       upsertJob: this.db.prepare('INSERT INTO jobs (id, state, created_at, record) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, record = excluded.record'),
-      upsertSubtask: this.db.prepare('INSERT INTO subtasks (id, job_id, record) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET record = excluded.record'),
+      insertSubtask: this.db.prepare('INSERT INTO subtasks (id, job_id, record, live) VALUES (?, ?, ?, NULL) ON CONFLICT(id) DO UPDATE SET record = excluded.record, live = NULL'),
+      updateSubtask: this.db.prepare('UPDATE subtasks SET live = ? WHERE id = ?'),
       insertEvent: this.db.prepare('INSERT OR IGNORE INTO events (job_id, seq, event) VALUES (?, ?, ?)'),
-      eventsAfter: this.db.prepare('SELECT event FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      eventsAfter: this.db.prepare('SELECT event FROM events WHERE job_id = ? AND seq > ? ORDER BY seq'),
       jobs: this.db.prepare('SELECT record FROM jobs ORDER BY created_at'),
-      subtasksOf: this.db.prepare('SELECT record FROM subtasks WHERE job_id = ?'),
+      subtasksOf: this.db.prepare('SELECT record, live FROM subtasks WHERE job_id = ?'),
     };
   }
 
@@ -43,6 +62,13 @@ export class JobStore {
     this.scheduleFlush();
   }
 
+  /** Records new subtasks whole (their plan never changes afterwards). */
+  createSubtasks(subtasks: SubtaskRecord[]): void {
+    for (const s of subtasks) this.newSubtasks.push(s);
+    this.scheduleFlush();
+  }
+
+  /** Records a subtask's changed state (see LIVE_FIELDS). */
   saveSubtask(subtask: SubtaskRecord): void {
     this.dirtySubtasks.set(subtask.id, subtask);
     this.scheduleFlush();
@@ -53,10 +79,20 @@ export class JobStore {
     this.scheduleFlush();
   }
 
-  /** Events of a job with seq > afterSeq, oldest first (flushes first so nothing is missed). */
+  /**
+   * Events of a job with seq > afterSeq, oldest first (flushes first so nothing is missed); at
+   * least `limit` of them when there are that many (callers page with the last seq they got).
+   * A row holds one event (older stores) or the array of events written in one flush.
+   */
   eventsAfter(jobId: string, afterSeq: number, limit = 10_000): JobEvent[] {
     this.flush();
-    return (this.stmts.eventsAfter.all(jobId, afterSeq, limit) as { event: string }[]).map((r) => JSON.parse(r.event) as JobEvent);
+    const out: JobEvent[] = [];
+    for (const row of this.stmts.eventsAfter.iterate(jobId, afterSeq) as IterableIterator<{ event: string }>) {
+      const parsed = JSON.parse(row.event) as JobEvent | JobEvent[];
+      for (const e of Array.isArray(parsed) ? parsed : [parsed]) if (Number(e.seq) > afterSeq) out.push(e);
+      if (out.length >= limit) break;
+    }
+    return out;
   }
 
   /** Every job, with its subtasks for the unfinished ones (used at start-up to resume). */
@@ -65,7 +101,7 @@ export class JobStore {
     const subtasks = new Map<string, SubtaskRecord[]>();
     for (const job of jobs) {
       if (TERMINAL_JOB_STATES.has(job.state)) continue;
-      const list = (this.stmts.subtasksOf.all(job.id) as { record: string }[]).map((r) => JSON.parse(r.record) as SubtaskRecord);
+      const list = (this.stmts.subtasksOf.all(job.id) as SubtaskRow[]).map(fromRow);
       list.sort((a, b) => a.phase - b.phase || a.index - b.index);
       subtasks.set(job.id, list);
     }
@@ -75,22 +111,29 @@ export class JobStore {
   /** Subtasks of any job (for GetJob of finished jobs after a restart). */
   subtasksOf(jobId: string): SubtaskRecord[] {
     this.flush();
-    const list = (this.stmts.subtasksOf.all(jobId) as { record: string }[]).map((r) => JSON.parse(r.record) as SubtaskRecord);
+    const list = (this.stmts.subtasksOf.all(jobId) as SubtaskRow[]).map(fromRow);
     return list.sort((a, b) => a.phase - b.phase || a.index - b.index);
   }
 
   private scheduleFlush(): void {
     if (this.flushScheduled || this.closed) return;
     this.flushScheduled = true;
-    setImmediate(() => this.flush());
+    // Every commit rewrites the touched B-tree pages into the WAL: committing once per event-loop
+    // turn made SQLite a fifth of the coordinator's CPU at thousands of subtasks a second.
+    this.flushTimer = setTimeout(() => this.flush(), FLUSH_INTERVAL_MS);
+    this.flushTimer.unref();
   }
 
   /** Writes everything dirty in one transaction. */
   flush(): void {
     this.flushScheduled = false;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
     if (this.closed) return;
-    if (this.dirtyJobs.size === 0 && this.dirtySubtasks.size === 0 && this.pendingEvents.length === 0) return;
+    if (this.dirtyJobs.size === 0 && this.newSubtasks.length === 0 && this.dirtySubtasks.size === 0 && this.pendingEvents.length === 0) return;
     const jobs = [...this.dirtyJobs.values()];
+    const created = this.newSubtasks;
+    this.newSubtasks = [];
     const subtasks = [...this.dirtySubtasks.values()];
     const events = this.pendingEvents;
     this.dirtyJobs.clear();
@@ -98,8 +141,11 @@ export class JobStore {
     this.pendingEvents = [];
     this.db.transaction(() => {
       for (const j of jobs) this.stmts.upsertJob.run(j.id, j.state, j.createdAt, JSON.stringify(j));
-      for (const s of subtasks) this.stmts.upsertSubtask.run(s.id, s.jobId, JSON.stringify(s));
-      for (const e of events) this.stmts.insertEvent.run(e.job_id, Number(e.seq), JSON.stringify(e));
+      for (const s of created) this.stmts.insertSubtask.run(s.id, s.jobId, JSON.stringify(s));
+      for (const s of subtasks) this.stmts.updateSubtask.run(JSON.stringify(liveState(s)), s.id);
+      // One row per job per flush, keyed by its last seq: a job emitting thousands of events a
+      // second costs one insert per turn, not one each.
+      for (const [jobId, list] of groupByJob(events)) this.stmts.insertEvent.run(jobId, Number(list[list.length - 1]!.seq), JSON.stringify(list));
     })();
   }
 
@@ -109,4 +155,50 @@ export class JobStore {
     this.closed = true;
     this.db.close();
   }
+}
+
+function groupByJob(events: JobEvent[]): Map<string, JobEvent[]> {
+  const byJob = new Map<string, JobEvent[]>();
+  for (const e of events) {
+    let list = byJob.get(e.job_id!);
+    if (!list) byJob.set(e.job_id!, (list = []));
+    list.push(e);
+  }
+  return byJob;
+}
+
+/** The fields of a subtask that change after it is planned: all a state update writes. */
+type LiveState = Pick<
+  SubtaskRecord,
+  'state' | 'attempt' | 'workerId' | 'worker' | 'progress' | 'startedAt' | 'durationMs' | 'notBefore' | 'error' | 'itemErrors' | 'outputs' | 'result' | 'speculative' | 'leases' | 'failures'
+>;
+
+function liveState(s: SubtaskRecord): LiveState {
+  return {
+    state: s.state,
+    attempt: s.attempt,
+    workerId: s.workerId,
+    worker: s.worker,
+    progress: s.progress,
+    startedAt: s.startedAt,
+    durationMs: s.durationMs,
+    notBefore: s.notBefore,
+    error: s.error,
+    itemErrors: s.itemErrors,
+    outputs: s.outputs,
+    result: s.result,
+    speculative: s.speculative,
+    leases: s.leases,
+    failures: s.failures,
+  };
+}
+
+interface SubtaskRow {
+  record: string;
+  live: string | null;
+}
+
+function fromRow(row: SubtaskRow): SubtaskRecord {
+  const record = JSON.parse(row.record) as SubtaskRecord;
+  return row.live ? Object.assign(record, JSON.parse(row.live) as LiveState) : record;
 }

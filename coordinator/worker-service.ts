@@ -157,11 +157,13 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
               if (msg.progress) jobs.onProgress(session, msg.progress.subtask_id, msg.progress.attempt, msg.progress.fraction, msg.progress.message);
               break;
             case 'result':
-              if (msg.result) {
-                const w = session;
-                handleResult(w, msg.result).catch((err: unknown) => log.error({ err }, 'handling a result failed'));
+            case 'results': {
+              const w = session;
+              for (const r of msg.result ? [msg.result] : (msg.results?.results ?? [])) {
+                handleResult(w, r).catch((err: unknown) => log.error({ err }, 'handling a result failed'));
               }
               break;
+            }
             case 'drain':
               session.state = 'draining';
               log.info({ worker: session.name }, 'worker draining');

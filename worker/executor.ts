@@ -3,7 +3,8 @@
  * AbortSignal, upload the outputs (verified), and build the result message.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -37,19 +38,26 @@ export interface ExecutorDeps {
 /** Executes an assignment and returns the result message to send (never throws). */
 export async function executeSubtask(a: Assignment__Output, signal: AbortSignal, deps: ExecutorDeps): Promise<SubtaskResult> {
   const started = Date.now();
-  const log = deps.log.child({ job: a.job_id, subtask: a.subtask_id, attempt: a.attempt });
-  const prefix = path.join(deps.tempRoot, `st-${a.subtask_id.slice(0, 24)}-`);
-  // The temp root exists after the first subtask: a mkdir per subtask is wasted work.
-  const workDir = await mkdtemp(prefix).catch(async () => {
-    await mkdir(deps.tempRoot, { recursive: true });
-    return mkdtemp(prefix);
-  });
+  let log: Logger | undefined;
+  const logger = (): Logger => (log ??= deps.log.child({ job: a.job_id, subtask: a.subtask_id, attempt: a.attempt }));
+  // The work folder is made when first asked for: a subtask without inputs or files of its own
+  // (diagnostic no-ops, thousands a second) then costs no mkdir/rmdir. The attempt makes the name
+  // unique within this worker process, whose temp root is private to it.
+  const workDir = path.join(deps.tempRoot, `st-${a.subtask_id.replace(/[^\w.-]/g, '_').slice(0, 80)}-a${a.attempt}`);
+  let made = false;
+  const ensureWorkDir = (): string => {
+    if (!made) {
+      mkdirSync(workDir, { recursive: true });
+      made = true;
+    }
+    return workDir;
+  };
   const base = { subtask_id: a.subtask_id, attempt: a.attempt };
   try {
     const processor = deps.processors.get(a.kind);
     if (!processor) throw new TesseraError(status.FAILED_PRECONDITION, `this worker cannot run ${a.kind} subtasks`, { retryable: true });
     if (!a.spec) throw new TesseraError(status.INVALID_ARGUMENT, 'assignment without a job spec', { retryable: false });
-    const inputs = await fetchInputs(a, workDir, signal, deps);
+    const inputs = a.inputs.length > 0 ? await fetchInputs(a, ensureWorkDir(), signal, deps) : [];
     const ctx: ProcessContext<unknown> = {
       jobId: a.job_id,
       subtaskId: a.subtask_id,
@@ -59,11 +67,15 @@ export async function executeSubtask(a: Assignment__Output, signal: AbortSignal,
       spec: a.spec,
       plan: JSON.parse(a.plan_json || 'null') as unknown,
       inputs,
-      workDir,
+      get workDir() {
+        return ensureWorkDir();
+      },
       signal,
       progress: (fraction, message = '') => deps.progress(a.subtask_id, a.attempt, fraction, message),
       threads: deps.threads,
-      log,
+      get log() {
+        return logger();
+      },
     };
     const result: ProcessResult = await (deps.isolate ? deps.isolate(a.kind, ctx) : processor.process(ctx));
     signal.throwIfAborted();
@@ -78,11 +90,9 @@ export async function executeSubtask(a: Assignment__Output, signal: AbortSignal,
       duration_ms: String(Date.now() - started),
     };
   } catch (err) {
-    return { ...base, ok: false, ...describeFailure(err, signal, log), duration_ms: String(Date.now() - started) };
+    return { ...base, ok: false, ...describeFailure(err, signal, logger()), duration_ms: String(Date.now() - started) };
   } finally {
-    // Most subtasks leave an empty folder: one rmdir, not rm's lstat/readdir walk (per-subtask
-    // syscalls dominated the worker's CPU on 20,000 no-op subtasks).
-    await rmdir(workDir).catch(() => rm(workDir, { recursive: true, force: true })).catch(() => undefined);
+    if (made) await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
   }
 }
 

@@ -14,6 +14,7 @@ import type { Logger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import type { Assignment__Output } from '../shared/proto/generated/tessera/v1/Assignment.js';
 import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
+import type { SubtaskResult } from '../shared/proto/generated/tessera/v1/SubtaskResult.js';
 import type { WorkerMessage } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
 import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
 import { detectCapabilities } from './capabilities.js';
@@ -56,6 +57,8 @@ export class Worker {
   private readonly client: WorkerServiceClient;
   private call: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output> | undefined;
   private workerId = '';
+  /** Results waiting for the end of this event-loop turn (see sendResult). */
+  private results: SubtaskResult[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private reconnectAttempt = 0;
@@ -136,6 +139,9 @@ export class Worker {
       case 'assign':
         if (msg.assign) this.accept(msg.assign);
         break;
+      case 'assign_batch':
+        for (const a of msg.assign_batch?.assignments ?? []) this.accept(a);
+        break;
       case 'cancel': {
         const c = msg.cancel!;
         const r = this.running.get(c.subtask_id);
@@ -156,6 +162,22 @@ export class Worker {
     } catch {
       // The stream is gone; the reconnect path takes over.
     }
+  }
+
+  /**
+   * Queues a result; the results finished within one event-loop turn go out as one message (a
+   * worker finishing thousands of tiny subtasks a second would otherwise spend its time framing).
+   */
+  private sendResult(result: SubtaskResult): void {
+    this.results.push(result);
+    if (this.results.length === 1) setImmediate(() => this.flushResults());
+  }
+
+  private flushResults(): void {
+    const results = this.results;
+    if (results.length === 0) return;
+    this.results = [];
+    this.send(results.length === 1 ? { result: results[0]! } : { results: { results } });
   }
 
   private heartbeat(): void {
@@ -191,7 +213,7 @@ export class Worker {
       const current = this.running.get(a.subtask_id);
       if (current?.controller === controller) this.running.delete(a.subtask_id);
       // A subtask cancelled by the coordinator needs no result: its lease is already gone.
-      if (!(controller.signal.aborted && result.error_code === 'CANCELLED' && !result.retryable)) this.send({ result });
+      if (!(controller.signal.aborted && result.error_code === 'CANCELLED' && !result.retryable)) this.sendResult(result);
       if (this.running.size === 0) this.idle?.();
     });
   }
@@ -199,6 +221,8 @@ export class Worker {
   private onDisconnect(reason: string): void {
     this.call = undefined;
     this.workerId = '';
+    // Results of the lost session's leases mean nothing to the next session.
+    this.results = [];
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     // The coordinator re-queues our leases when it loses us: stop working on them.
     for (const r of this.running.values()) r.controller.abort(new TesseraError(grpc.status.UNAVAILABLE, 'lost the coordinator', { retryable: true }));
@@ -236,6 +260,7 @@ export class Worker {
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
       if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
       for (const r of this.running.values()) r.controller.abort(new TesseraError(grpc.status.UNAVAILABLE, 'worker shutting down', { retryable: true }));
+      this.flushResults();
       try {
         this.call?.end();
       } catch {

@@ -1,0 +1,146 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
+import type { JobRecord, SubtaskRecord } from './model.js';
+import { JobStore } from './store.js';
+
+const dirs: string[] = [];
+function dbFile(): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tessera-store-'));
+  dirs.push(dir);
+  return path.join(dir, 'jobs.db');
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function job(id: string): JobRecord {
+  return {
+    id,
+    kind: 'passthrough',
+    state: 'running',
+    spec: { label: 'x', priority: 0, max_attempts: 0, params: 'passthrough', passthrough: { subtasks: 3, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobRecord['spec'],
+    inputs: [],
+    outputs: [],
+    errors: [],
+    createdAt: 1,
+    startedAt: 0,
+    finishedAt: 0,
+    message: '',
+    owner: 'anonymous',
+    phase: 0,
+    seq: 0,
+    maxAttempts: 3,
+  };
+}
+
+function subtask(jobId: string, index: number): SubtaskRecord {
+  return {
+    label: `noop ${index}`,
+    inputs: [],
+    plan: { input: -1, workMs: 0 },
+    weight: 1,
+    items: [],
+    requires: undefined,
+    timeoutMs: 1000,
+    id: `${jobId}-0-${index}`,
+    jobId,
+    index,
+    phase: 0,
+    state: 'pending',
+    attempt: 0,
+    workerId: '',
+    worker: '',
+    progress: 0,
+    startedAt: 0,
+    durationMs: 0,
+    notBefore: 0,
+    itemErrors: [],
+    outputs: [],
+    result: undefined,
+    speculative: false,
+    leases: [],
+    failures: 0,
+  };
+}
+
+const event = (jobId: string, seq: number): JobEvent => ({ seq: String(seq), time_ms: '1', job_id: jobId, type: 'log', message: `event ${seq}` });
+
+describe('JobStore', () => {
+  it('returns every event after a seq, in order, across many flushes and beyond one page', () => {
+    const store = new JobStore(dbFile());
+    let seq = 0;
+    for (let flush = 0; flush < 30; flush++) {
+      for (let i = 0; i < 500; i++) store.appendEvent(event('a', ++seq));
+      store.appendEvent(event('b', flush + 1));
+      store.flush();
+    }
+    const firstPage = store.eventsAfter('a', 0);
+    expect(firstPage.length).toBeGreaterThanOrEqual(10_000);
+    expect(firstPage.map((e) => Number(e.seq))).toEqual(Array.from({ length: firstPage.length }, (_, i) => i + 1));
+    // Paging from the middle of a flushed batch returns exactly what follows.
+    const rest = store.eventsAfter('a', 12_345, 100_000);
+    expect(rest.map((e) => Number(e.seq))).toEqual(Array.from({ length: 15_000 - 12_345 }, (_, i) => 12_346 + i));
+    expect(store.eventsAfter('b', 28).map((e) => e.seq)).toEqual(['29', '30']);
+    store.close();
+  });
+
+  it('keeps a subtask plan written once and its state written on every change, across a reopen', () => {
+    const file = dbFile();
+    const store = new JobStore(file);
+    const j = job('j1');
+    store.saveJob(j);
+    const subs = [subtask('j1', 0), subtask('j1', 1)];
+    store.createSubtasks(subs);
+    subs[1]!.state = 'succeeded';
+    subs[1]!.attempt = 2;
+    subs[1]!.outputs = [{ name: 'o.bin', path: '/x/o.bin', size: 3, sha256: 'abc' }];
+    store.saveSubtask(subs[1]!);
+    store.flush();
+    subs[0]!.state = 'failed';
+    subs[0]!.error = { input: '', code: 'INTERNAL', message: 'boom' };
+    store.saveSubtask(subs[0]!);
+    store.close();
+
+    const reopened = new JobStore(file);
+    const back = reopened.subtasksOf('j1');
+    expect(back).toEqual(JSON.parse(JSON.stringify(subs)));
+    const { jobs, subtasks } = reopened.loadAll();
+    expect(jobs.map((x) => x.id)).toEqual(['j1']);
+    expect(subtasks.get('j1')?.map((s) => s.state)).toEqual(['failed', 'succeeded']);
+    reopened.close();
+  });
+
+  it('reads a store written before events were batched and subtask state split out', () => {
+    const file = dbFile();
+    const old = new Database(file);
+    old.exec(`
+      CREATE TABLE jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, created_at INTEGER NOT NULL, record TEXT NOT NULL);
+      CREATE TABLE subtasks (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, record TEXT NOT NULL);
+      CREATE INDEX subtasks_job ON subtasks(job_id);
+      CREATE TABLE events (job_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, PRIMARY KEY (job_id, seq));
+    `);
+    const j = job('old');
+    j.seq = 3;
+    old.prepare('INSERT INTO jobs VALUES (?, ?, ?, ?)').run(j.id, j.state, j.createdAt, JSON.stringify(j));
+    const s = { ...subtask('old', 0), state: 'succeeded', attempt: 1 };
+    old.prepare('INSERT INTO subtasks VALUES (?, ?, ?)').run(s.id, s.jobId, JSON.stringify(s));
+    for (let seq = 1; seq <= 3; seq++) old.prepare('INSERT INTO events VALUES (?, ?, ?)').run('old', seq, JSON.stringify(event('old', seq)));
+    old.close();
+
+    const store = new JobStore(file);
+    expect(store.subtasksOf('old')).toEqual([s]);
+    // New events land after the old single-event rows and read back as one sequence.
+    store.appendEvent(event('old', 4));
+    store.appendEvent(event('old', 5));
+    store.flush();
+    expect(store.eventsAfter('old', 1).map((e) => e.seq)).toEqual(['2', '3', '4', '5']);
+    s.failures = 1;
+    store.saveSubtask(s as SubtaskRecord);
+    expect(store.subtasksOf('old')[0]!.failures).toBe(1);
+    store.close();
+  });
+});
