@@ -73,6 +73,36 @@ describe('tiled vs whole image, pixel-exact', () => {
   });
 });
 
+describe('strips read straight from the source (auto tiling), pixel-exact', () => {
+  it.each([
+    ['blur(3) + sharpen, 3 strips', { blur: 3, sharpen: true }, 3],
+    ['rotate 90 + flop + blur + modulate: vertical strips in the output', { rotate: 90, flop: true, blur: 2, brightness: 1.2, saturation: 0.8, hue: 30 }, 2],
+    ['rotate 180 + flip + crop + greyscale + blur + sharpen', { rotate: 180, flip: true, crop: { left: 101, top: 57, width: 999, height: 777 }, grayscale: true, blur: 1.5, sharpen: true }, 4],
+    ['rotate 270 + wide halo', { rotate: 270, blur: 7.5, sharpen: true }, 2],
+  ] as const)('%s', async (_name, params, slots) => {
+    const r = await tiledVsWhole(imageParams(params as never), slots);
+    expect(r.plans.every((p) => p.read === 'source')).toBe(true);
+    expect(r.tiles).toBe(slots);
+    expect(r.maxDiff).toBe(0);
+  });
+
+  it('a resize or a forced tile size goes through the decoded intermediate instead', async () => {
+    const resized = await tiledVsWhole(imageParams({ width: 1013, blur: 2.5 }), 2);
+    expect(resized.plans.every((p) => p.read === 'intermediate')).toBe(true);
+    expect(resized.maxDiff).toBe(0);
+    const forced = await tiledVsWhole(imageParams({ blur: 2.5, tile_size: 512 }), 2);
+    expect(forced.plans.every((p) => p.read === 'intermediate')).toBe(true);
+  });
+
+  it('a crop outside the image is INVALID_ARGUMENT naming the input', async () => {
+    await expect(runTiledInProcess(src, imageParams({ crop: { left: 1000, top: 0, width: 600, height: 100 } }), path.join(dir, `run-${run++}`))).rejects.toMatchObject({
+      codeName: 'INVALID_ARGUMENT',
+      input: 'source.png',
+      message: expect.stringContaining('crop: 600x100 at 1000,0 does not fit'),
+    });
+  });
+});
+
 describe('tiled outputs and refusals', () => {
   it('JPEG output decodes to the same pixels as the whole-image JPEG', async () => {
     const params = imageParams({ blur: 2, format: 'jpeg', quality: 85, tile_size: 400 });

@@ -9,18 +9,36 @@ export interface TileConfig {
   thresholdPixels: number;
   /** sharp's `limitInputPixels` for the huge-image path (decode, tiles, stitch). Set explicitly, never sharp's default. */
   limitInputPixels: number;
+  /**
+   * Largest strip (output pixels) a worker decodes straight from the source: its memory is about
+   * one strip's raw pixels. Inputs that would need more than {@link MAX_SOURCE_STRIPS} strips go
+   * through the coordinator's decoded intermediate instead.
+   */
+  maxStripPixels: number;
 }
 
 /** Default automatic-tiling threshold: 40 Mpx (a 6,300 x 6,300 image). */
 export const DEFAULT_TILE_THRESHOLD_PIXELS = 40_000_000;
 /** Default pixel limit of the tiled path: 10 Gpx (100,000 x 100,000). */
 export const DEFAULT_TILE_LIMIT_INPUT_PIXELS = 10_000_000_000;
+/** Default largest strip: 150 Mpx (about 450 MB of 8-bit RGB). */
+export const DEFAULT_TILE_MAX_STRIP_PIXELS = 150_000_000;
+/**
+ * Most strips read straight from the source. Strip k of n decodes the (k + 1) / n of a sequential
+ * source (JPEG, PNG) above its end, so all strips together decode it (n + 1) / 2 times: 1.5 times
+ * for 2 strips, 4.5 for 8. Beyond that one decode on the coordinator plus raw transfers is cheaper.
+ */
+export const MAX_SOURCE_STRIPS = 8;
 
-/** Reads TESSERA_TILE_THRESHOLD_PIXELS and TESSERA_TILE_LIMIT_INPUT_PIXELS (positive integers), else the defaults. */
+/**
+ * Reads TESSERA_TILE_THRESHOLD_PIXELS, TESSERA_TILE_LIMIT_INPUT_PIXELS and
+ * TESSERA_TILE_MAX_STRIP_PIXELS (positive integers), else the defaults.
+ */
 export function tileConfig(env: NodeJS.ProcessEnv = process.env): TileConfig {
   return {
     thresholdPixels: positive(env['TESSERA_TILE_THRESHOLD_PIXELS'], DEFAULT_TILE_THRESHOLD_PIXELS),
     limitInputPixels: positive(env['TESSERA_TILE_LIMIT_INPUT_PIXELS'], DEFAULT_TILE_LIMIT_INPUT_PIXELS),
+    maxStripPixels: positive(env['TESSERA_TILE_MAX_STRIP_PIXELS'], DEFAULT_TILE_MAX_STRIP_PIXELS),
   };
 }
 

@@ -13,6 +13,12 @@ export interface TilePlan {
   index: number;
   /** Number of tiles of this input. */
   count: number;
+  /**
+   * What the worker's input is: `intermediate`, a raw cut of the coordinator's decoded
+   * intermediate (run `params` on it); or `source`, the job's original input file, read with
+   * `params` whose crop already selects this cut (the worker decodes only down to the cut's end).
+   */
+  read: 'intermediate' | 'source';
   /** Where the cut sits in the intermediate, and the core inside the cut (cut-relative). */
   cut: Rect;
   coreInCut: Rect;
@@ -22,15 +28,16 @@ export interface TilePlan {
   outWidth: number;
   outHeight: number;
   orientation: Orientation;
-  /** Pipeline params for the tile (prefix ops neutralised). */
+  /** Pipeline params for the tile: prefix ops neutralised (`intermediate`), or the job's own with the crop narrowed to the cut (`source`). */
   params: TileImageParams;
   format: TiledFormat;
   output: TiledOutput;
   quality: number;
   /** Name of the stitched output. */
   outputName: string;
+  /** Bands of the processed tiles, or 0 when only the worker learns it (`source`: greyscale, alpha). */
   channels: number;
-  /** Band format of the intermediate (sharp's `depth`, e.g. "uchar"). */
+  /** Band format of the intermediate or source (sharp's `depth`, e.g. "uchar"). */
   depth: string;
   limitInputPixels: number;
 }

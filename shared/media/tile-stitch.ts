@@ -137,6 +137,9 @@ export async function stitchTiles(opts: {
           width: opts.width,
           height: opts.height,
         });
+  // arrayjoin gives one-band (grey) cells an alpha band for its background: drop it, and keep the
+  // result grey as the whole-image pipeline's would be.
+  if (opts.channels === 1) img = img.removeAlpha().toColourspace('b-w');
   img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels);
   const info = await img.toFile(opts.outPath);
   return { width: info.width, height: info.height };

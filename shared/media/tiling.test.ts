@@ -2,7 +2,8 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { applyPipeline } from './image-pipeline.js';
 import { validateImageParams } from '../kinds/image-params.js';
-import { chainHalo, gaussMaskRadius, mapRect, mapSize, opRadius, tileGrid, unmapRect, type Orientation } from './tiling.js';
+import { chainHalo, gaussMaskRadius, grow, mapRect, mapSize, opRadius, stripGrid, tileGrid, unmapRect, type Orientation } from './tiling.js';
+import { vipsHeader, writeVipsRect } from './tile-vips-file.js';
 
 const ORIENTATIONS: Orientation[] = [0, 90, 180, 270].flatMap((angle) =>
   [false, true].flatMap((flip) => [false, true].map((flop) => ({ flip, flop, angle: angle as Orientation['angle'] }))),
@@ -19,6 +20,57 @@ describe('tile grid', () => {
     }
     expect(tiles).toHaveLength(4 * 4);
     expect(seen.every((v) => v === 1)).toBe(true);
+  });
+});
+
+describe('strip grid', () => {
+  it.each(ORIENTATIONS)('strips are whole source rows, the short one last in the output, %o', (o) => {
+    const [w, h] = [301, 203];
+    const out = mapSize(w, h, o);
+    const strips = stripGrid(out.width, out.height, 3, o, 0);
+    expect(strips).toHaveLength(3);
+    const seen = new Uint8Array(out.width * out.height);
+    for (const t of strips) {
+      for (let y = t.core.y; y < t.core.y + t.core.h; y++) for (let x = t.core.x; x < t.core.x + t.core.w; x++) seen[y * out.width + x]!++;
+      const src = unmapRect(t.core, w, h, o);
+      expect([src.x, src.w]).toEqual([0, w]);
+    }
+    expect(seen.every((v) => v === 1)).toBe(true);
+    const sizes = strips.map((t) => (o.angle % 180 === 0 ? t.core.h : t.core.w));
+    expect(sizes.slice(0, -1).every((s) => s === sizes[0])).toBe(true);
+    expect(sizes.at(-1)).toBeLessThanOrEqual(sizes[0]!);
+  });
+
+  it('never makes more strips than rows', () => {
+    expect(stripGrid(100, 2, 8, { flip: false, flop: false, angle: 0 }, 0)).toHaveLength(2);
+    expect(grow({ x: 0, y: 10, w: 100, h: 10 }, 4, 100, 30)).toEqual({ x: 0, y: 6, w: 100, h: 18 });
+  });
+});
+
+describe('.v tile files', () => {
+  it.each([1, 3, 4])('a hand-written %i-band .v reads back as the same pixels, cropped', async (channels) => {
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const dir = await mkdtemp(path.join(tmpdir(), 'tessera-v-'));
+    try {
+      const [w, h] = [13, 7];
+      const data = Buffer.from(Array.from({ length: w * h * channels }, (_, i) => (i * 37) % 256));
+      const file = path.join(dir, 't.v');
+      const rect = { x: 2, y: 1, w: 9, h: 5 };
+      await writeVipsRect(file, data, { width: w, height: h, channels }, rect);
+      expect((await sharp(file).metadata()).channels).toBe(channels);
+      // sharp's raw output is sRGB unless told otherwise.
+      const img = sharp(file);
+      const back = await (channels === 1 ? img.toColourspace('b-w') : img).raw().toBuffer({ resolveWithObject: true });
+      expect([back.info.width, back.info.height, back.info.channels]).toEqual([9, 5, channels]);
+      const want = Buffer.alloc(9 * 5 * channels);
+      for (let y = 0; y < 5; y++) data.copy(want, y * 9 * channels, ((y + 1) * w + 2) * channels, ((y + 1) * w + 11) * channels);
+      expect(back.data.equals(want)).toBe(true);
+      expect(vipsHeader(9, 5, channels).length).toBe(64);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -38,21 +38,24 @@ export interface Orientation {
 
 export const IDENTITY: Orientation = { flip: false, flop: false, angle: 0 };
 
-/** Splits a width x height image into a row-major grid of tiles of at most `tileSize` pixels a side, each cut with `halo`. */
-export function tileGrid(width: number, height: number, tileSize: number, halo: number): TileGeometry[] {
-  if (!(width > 0 && height > 0 && tileSize > 0 && halo >= 0)) {
-    throw new RangeError(`tileGrid: bad geometry ${width}x${height} tile ${tileSize} halo ${halo}`);
+/**
+ * Splits a width x height image into a row-major grid of tiles of at most `tileSize` x `tileHeight`
+ * pixels (square unless `tileHeight` is given), each cut with `halo`.
+ */
+export function tileGrid(width: number, height: number, tileSize: number, halo: number, tileHeight = tileSize): TileGeometry[] {
+  if (!(width > 0 && height > 0 && tileSize > 0 && tileHeight > 0 && halo >= 0)) {
+    throw new RangeError(`tileGrid: bad geometry ${width}x${height} tile ${tileSize}x${tileHeight} halo ${halo}`);
   }
   const cols = Math.ceil(width / tileSize);
-  const rows = Math.ceil(height / tileSize);
+  const rows = Math.ceil(height / tileHeight);
   const tiles: TileGeometry[] = [];
   for (let row = 0; row < rows; row++) {
     for (let col = 0; col < cols; col++) {
       const core = {
         x: col * tileSize,
-        y: row * tileSize,
+        y: row * tileHeight,
         w: Math.min(tileSize, width - col * tileSize),
-        h: Math.min(tileSize, height - row * tileSize),
+        h: Math.min(tileHeight, height - row * tileHeight),
       };
       tiles.push({ index: tiles.length, col, row, core, cut: grow(core, halo, width, height) });
     }
@@ -170,4 +173,19 @@ export function chooseTileSize(width: number, height: number, slots: number, for
   const edge = Math.sqrt((width * height) / wanted);
   // Multiples of 256 keep tiles aligned with libvips' and JPEG's internal blocks.
   return Math.min(4096, Math.max(512, Math.floor(edge / 256) * 256));
+}
+
+/**
+ * `count` strips covering a width x height *output* canvas, laid so that each strip is a band of
+ * whole rows of the source before `o`: horizontal strips for 0/180 degrees, vertical ones for
+ * 90/270. A JPEG or PNG decodes top to bottom, so a worker reading such a band straight from the
+ * source stops decoding at the band's last row. The short remainder strip is the last one (bottom
+ * or right of the output), where the stitch's arrayjoin expects it.
+ */
+export function stripGrid(width: number, height: number, count: number, o: Orientation, halo: number): TileGeometry[] {
+  const across = o.angle === 90 || o.angle === 270;
+  const along = across ? width : height;
+  const n = Math.max(1, Math.min(Math.floor(count), along));
+  const size = Math.ceil(along / n);
+  return across ? tileGrid(width, height, size, halo, height) : tileGrid(width, height, width, halo, size);
 }

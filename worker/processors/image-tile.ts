@@ -1,9 +1,10 @@
 /**
  * Worker side of huge-image tiling: run the pipeline on one halo'd tile, then keep only its core.
  *
- * The two steps are two sharp pipelines on purpose: an `extract` chained into the same sharp call
- * would run *before* blur/sharpen (sharp's fixed internal order), and the ops would then see the cut
- * edge instead of the halo.
+ * The two steps cannot be one sharp pipeline: an `extract` chained into the same sharp call would
+ * run *before* blur/sharpen (sharp's fixed internal order), and the ops would then see the cut edge
+ * instead of the halo. For 8-bit tiles the core is written straight from the processed buffer
+ * (tile-vips-file.ts), so the crop costs one write, not a second pipeline over every pixel.
  */
 import path from 'node:path';
 import sharp from 'sharp';
@@ -11,6 +12,7 @@ import type { LocalFile, ProcessResult } from '../../shared/job-kind.js';
 import { failedPrecondition } from '../../shared/errors.js';
 import { applyPipeline } from '../../shared/media/image-pipeline.js';
 import type { PipelineFn } from '../../shared/media/tile-pipeline.js';
+import { writeVipsRect } from '../../shared/media/tile-vips-file.js';
 import { mapRect, mapSize } from '../../shared/media/tiling.js';
 import type { TilePlan, TileResult } from '../../shared/media/tile-plan.js';
 
@@ -35,18 +37,21 @@ export async function processTile(ctx: TileProcessContext, pipeline: PipelineFn 
   const core = mapRect(plan.coreInCut, plan.cut.w, plan.cut.h, plan.orientation);
   const name = `tile-${plan.index}.v`;
   const outPath = path.join(ctx.workDir, name);
-  const piped = pipeline(sharp(input.path, { limitInputPixels: plan.limitInputPixels }), plan.params);
-  let out: sharp.OutputInfo;
+  // Reading the original source, sequential access lets libvips decode down to the cut's last row
+  // and drop the rows above it as it goes, instead of decoding the whole image up front.
+  const piped = pipeline(sharp(input.path, { limitInputPixels: plan.limitInputPixels, sequentialRead: plan.read === 'source' }), plan.params);
+  let result: TileResult;
   if (plan.depth === 'uchar') {
-    // 8-bit (the usual case): keep the processed tile in memory (a few tens of MB) rather than
+    // 8-bit (the usual case): keep the processed tile in memory (at most one strip) rather than
     // writing and re-reading it.
-    const { data, info } = await piped.raw().toBuffer({ resolveWithObject: true });
-    checkSize(plan, info.width, info.height, expected);
-    ctx.progress?.(0.7, 'cropping halo');
+    const processed = await piped.raw().toBuffer({ resolveWithObject: true });
+    checkSize(plan, processed.info.width, processed.info.height, expected);
+    ctx.progress?.(0.8, 'writing core');
     ctx.signal.throwIfAborted();
-    out = await sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels }, limitInputPixels: plan.limitInputPixels })
-      .extract({ left: core.x, top: core.y, width: core.w, height: core.h })
-      .toFile(outPath);
+    // libvips' arrayjoin (the stitch) takes one or four bands, not grey + alpha.
+    const { data, info } = processed.info.channels === 2 ? greyAlphaToRgba(processed.data, processed.info) : processed;
+    await writeVipsRect(outPath, data, info, core);
+    result = { index: plan.index, width: core.w, height: core.h, channels: info.channels };
   } else {
     // Deeper formats go through a .v file, which keeps the band format and interpretation.
     const processed = path.join(ctx.workDir, `processed-${plan.index}.v`);
@@ -54,22 +59,32 @@ export async function processTile(ctx: TileProcessContext, pipeline: PipelineFn 
     checkSize(plan, info.width, info.height, expected);
     ctx.progress?.(0.7, 'cropping halo');
     ctx.signal.throwIfAborted();
-    out = await sharp(processed, { limitInputPixels: plan.limitInputPixels })
+    const out = await sharp(processed, { limitInputPixels: plan.limitInputPixels })
       .extract({ left: core.x, top: core.y, width: core.w, height: core.h })
       .toFile(outPath);
+    result = { index: plan.index, width: out.width, height: out.height, channels: out.channels };
   }
   ctx.progress?.(1);
-  const result: TileResult = { index: plan.index, width: out.width, height: out.height, channels: out.channels };
   return { outputs: [{ name, path: outPath, source: plan.source }], result };
 }
 
 function checkSize(plan: TilePlan, width: number, height: number, expected: { width: number; height: number }): void {
   if (width !== expected.width || height !== expected.height) {
-    // The tile params carry no resize or crop, so a size change means the pipeline did something
-    // the planner did not model: fail loudly rather than stitch a wrong image.
+    // The tile params carry no resize, and a crop only as the cut itself, so a size change means
+    // the pipeline did something the planner did not model: fail loudly rather than stitch a wrong image.
     throw failedPrecondition(
       `${plan.source}: tile ${plan.index + 1} processed to ${width}x${height}, expected ${expected.width}x${expected.height}`,
       plan.source,
     );
   }
+}
+
+/** Grey + alpha pixels as RGBA (the grey repeated), which is what sharp's own raw-to-`.v` conversion makes of them. */
+function greyAlphaToRgba(data: Buffer, info: { width: number; height: number }): { data: Buffer; info: { width: number; height: number; channels: number } } {
+  const out = Buffer.allocUnsafe(info.width * info.height * 4);
+  for (let i = 0, o = 0; i < data.length; i += 2, o += 4) {
+    out[o] = out[o + 1] = out[o + 2] = data[i]!;
+    out[o + 3] = data[i + 1]!;
+  }
+  return { data: out, info: { width: info.width, height: info.height, channels: 4 } };
 }

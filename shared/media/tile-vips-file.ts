@@ -1,0 +1,79 @@
+/**
+ * Writes a rectangle of an 8-bit raw pixel buffer as a libvips `.v` file, the format the stitch
+ * reads through mmap windows.
+ *
+ * Why by hand: a worker's processed tile is one raw buffer with the halo still on. Cropping it with
+ * a second sharp pipeline costs another pass over every pixel (and sharp turns a one-band raw input
+ * into three-band sRGB on the way); for a whole-width strip the core is one contiguous byte range
+ * that can be written as is, behind a 64-byte header.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import type { Rect } from './tiling.js';
+
+/** libvips' magic number as it opens a little-endian `.v` file. */
+const MAGIC_INTEL = 0xb6a6f208;
+/** VipsInterpretation values of the header's Type field. */
+const INTERPRETATION_B_W = 1;
+const INTERPRETATION_SRGB = 22;
+const HEADER_BYTES = 64;
+
+/** The 64-byte `.v` header of a width x height image of `channels` 8-bit bands (no compression, no coding). */
+export function vipsHeader(width: number, height: number, channels: number): Buffer {
+  if (!(channels >= 1 && channels <= 4)) throw new RangeError(`vipsHeader: ${channels} channels`);
+  const h = Buffer.alloc(HEADER_BYTES);
+  h.writeUInt32BE(MAGIC_INTEL, 0);
+  h.writeUInt32LE(width, 4);
+  h.writeUInt32LE(height, 8);
+  h.writeUInt32LE(channels, 12);
+  h.writeUInt32LE(8, 16); // bits per band (unused by libvips, written as it does)
+  h.writeUInt32LE(0, 20); // BandFmt: VIPS_FORMAT_UCHAR
+  h.writeUInt32LE(0, 24); // Coding: none
+  h.writeUInt32LE(channels <= 2 ? INTERPRETATION_B_W : INTERPRETATION_SRGB, 28);
+  h.writeFloatLE(1, 32); // Xres, pixels per mm
+  h.writeFloatLE(1, 36); // Yres
+  return h;
+}
+
+/**
+ * Writes `rect` of `data` (row-major, `width` x `height` x `channels` bytes, 8 bits a band) to
+ * `file` as a `.v` image. Whole-width rectangles are one write; others are copied row by row in
+ * blocks of about 16 MiB.
+ */
+export async function writeVipsRect(file: string, data: Buffer, image: { width: number; height: number; channels: number }, rect: Rect): Promise<void> {
+  const { width, height, channels } = image;
+  if (data.length !== width * height * channels) throw new RangeError(`writeVipsRect: ${data.length} bytes for ${width}x${height}x${channels}`);
+  if (rect.x < 0 || rect.y < 0 || rect.w <= 0 || rect.h <= 0 || rect.x + rect.w > width || rect.y + rect.h > height) {
+    throw new RangeError(`writeVipsRect: ${rect.w}x${rect.h} at ${rect.x},${rect.y} is outside ${width}x${height}`);
+  }
+  const fh = await open(file, 'w');
+  try {
+    await writeAll(fh, vipsHeader(rect.w, rect.h, channels), 0, HEADER_BYTES);
+    const stride = width * channels;
+    const rowBytes = rect.w * channels;
+    if (rect.x === 0 && rect.w === width) {
+      await writeAll(fh, data, rect.y * stride, rect.h * stride);
+      return;
+    }
+    const rowsPerBlock = Math.max(1, Math.floor((16 << 20) / rowBytes));
+    const block = Buffer.allocUnsafe(Math.min(rect.h, rowsPerBlock) * rowBytes);
+    for (let y = 0; y < rect.h; y += rowsPerBlock) {
+      const rows = Math.min(rowsPerBlock, rect.h - y);
+      for (let r = 0; r < rows; r++) {
+        const from = (rect.y + y + r) * stride + rect.x * channels;
+        data.copy(block, r * rowBytes, from, from + rowBytes);
+      }
+      await writeAll(fh, block, 0, rows * rowBytes);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** One write(2) moves at most about 2 GiB: loop until `length` bytes are written. */
+async function writeAll(fh: FileHandle, buf: Buffer, offset: number, length: number): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const { bytesWritten } = await fh.write(buf, offset + done, Math.min(length - done, 1 << 30));
+    done += bytesWritten;
+  }
+}
