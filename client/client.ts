@@ -134,15 +134,17 @@ export class TesseraClient {
     let last = opts.afterSeq ?? 0;
     let downSince = 0;
     for (;;) {
-      const call = this.client.WatchJob({ job_id: jobId, after_seq: String(last) }, this.md());
+      const call = this.client.WatchJob({ job_id: jobId, after_seq: String(last), batch: true }, this.md());
       const onAbort = (): void => call.cancel();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       try {
-        for await (const e of call as AsyncIterable<JobEvent__Output>) {
+        for await (const message of call as AsyncIterable<JobEvent__Output>) {
           downSince = 0;
-          last = Number(e.seq);
-          yield e;
-          if (e.final) return;
+          for (const e of message.type === 'batch' ? message.batch : [message]) {
+            last = Number(e.seq);
+            yield e;
+            if (e.final) return;
+          }
         }
         // The stream ended without the final event: the coordinator is shutting down. Re-attach.
         downSince ||= Date.now();

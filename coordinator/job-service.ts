@@ -62,9 +62,10 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       return toJobMessage(job, jobs.subtasksOf(job.id));
     }),
 
-    WatchJob: serverStream(log, (req: { job_id: string; after_seq: string }, ctx) => {
+    WatchJob: serverStream(log, (req: { job_id: string; after_seq: string; batch: boolean }, ctx) => {
       owned(ctx.metadata, req.job_id);
-      return watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal);
+      const events = watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal);
+      return req.batch ? batched(events) : unbatched(events);
     }),
 
     GetJob: unary(log, async (req: { job_id: string; include_subtasks: boolean }, ctx) => {
@@ -141,7 +142,28 @@ async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRe
   }
 }
 
-async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal: AbortSignal): AsyncGenerator<JobEvent> {
+/** One message per event. */
+async function* unbatched(source: AsyncGenerator<JobEvent[]>): AsyncGenerator<JobEvent> {
+  for await (const events of source) yield* events;
+}
+
+/** The events ready at once in one message (WatchJobRequest.batch). */
+async function* batched(source: AsyncGenerator<JobEvent[]>): AsyncGenerator<JobEvent> {
+  for await (const events of source) {
+    if (events.length === 1) {
+      yield events[0]!;
+      continue;
+    }
+    const last = events[events.length - 1]!;
+    yield { seq: last.seq, time_ms: last.time_ms, job_id: last.job_id, job_state: last.job_state, type: 'batch', progress: last.progress, final: last.final, batch: events };
+  }
+}
+
+/** Most events in one batch: bounds a message at a few hundred KiB. */
+const MAX_BATCH = 1000;
+
+/** A job's events after `afterSeq` until its final one: the log first, then live; in runs of what is ready. */
+async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal: AbortSignal): AsyncGenerator<JobEvent[]> {
   const job = jobs.get(jobId);
   // Subscribe before replaying so nothing falls between the replay and the live stream.
   // Live events not yet sent, from `head` on (a head index, not shift(): see the scheduler's queues).
@@ -165,25 +187,32 @@ async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal:
     let last = afterSeq;
     // Replay the log page by page until it has caught up with what is live.
     for (let page = jobs.eventsAfter(jobId, last); page.length > 0; page = jobs.eventsAfter(jobId, last)) {
-      for (const e of page) {
-        last = Number(e.seq);
-        yield e;
-        if (e.final) return;
+      for (let i = 0; i < page.length; i += MAX_BATCH) {
+        const run = page.slice(i, i + MAX_BATCH);
+        const end = run.findIndex((e) => e.final);
+        last = Number(run[end >= 0 ? end : run.length - 1]!.seq);
+        yield end >= 0 ? run.slice(0, end + 1) : run;
+        if (end >= 0) return;
       }
     }
     if (TERMINAL_JOB_STATES.has(job.state) && last >= job.seq) return;
     for (;;) {
-      while (head < queue.length) {
+      const run: JobEvent[] = [];
+      let final = false;
+      while (head < queue.length && run.length < MAX_BATCH && !final) {
         const e = queue[head++]!;
-        if (head === queue.length) {
-          queue = [];
-          head = 0;
-        }
         if (Number(e.seq) <= last) continue;
         last = Number(e.seq);
-        yield e;
-        if (e.final) return;
+        run.push(e);
+        final = Boolean(e.final);
       }
+      if (head === queue.length) {
+        queue = [];
+        head = 0;
+      }
+      if (run.length > 0) yield run;
+      if (final) return;
+      if (head < queue.length) continue;
       if (signal.aborted || stopping) return;
       await new Promise<void>((resolve) => {
         wake = resolve;

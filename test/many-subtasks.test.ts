@@ -3,8 +3,11 @@
  * control streams, the event log is written a batch per flush, and a late watcher still replays
  * every event of the job, in order, past the store's page size.
  */
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobEvent } from '../client/client.js';
+import { loadTesseraProto } from '../shared/proto.js';
+import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 
 let cluster: TestCluster;
@@ -18,7 +21,7 @@ afterAll(async () => {
 });
 
 describe('many tiny subtasks', () => {
-  it('6,000 no-op subtasks all run once across both workers, and a late watcher replays all 12,000+ events (more than a page) in order', async () => {
+  it('6,000 no-op subtasks all run once across both workers, and a late watcher replays all 12,000+ events (more than a page) in order, batched or one by one', async () => {
     const n = 6_000;
     const job = await cluster.client.submit({ label: 'many', passthrough: { subtasks: n, work_ms: 0 } }, []);
     const done = await cluster.client.wait(job.id);
@@ -40,5 +43,21 @@ describe('many tiny subtasks', () => {
     expect(states.filter((s) => s === 'SUBTASK_STATE_RUNNING')).toHaveLength(n);
     expect(states.filter((s) => s === 'SUBTASK_STATE_SUCCEEDED')).toHaveLength(n);
     expect(events.at(-1)?.final).toBe(true);
+
+    // The library asks for batches; a plain gRPC stub that does not gets the same events one by one.
+    const { proto } = loadTesseraProto();
+    const stub = new proto.tessera.v1.JobService(cluster.address, grpc.credentials.createInsecure());
+    const raw = async (batch: boolean): Promise<JobEvent__Output[]> => {
+      const out: JobEvent__Output[] = [];
+      for await (const m of stub.WatchJob({ job_id: job.id, after_seq: '0', batch }) as AsyncIterable<JobEvent__Output>) out.push(m);
+      return out;
+    };
+    const plain = await raw(false);
+    expect(plain.some((m) => m.type === 'batch')).toBe(false);
+    expect(plain.map((e) => e.seq)).toEqual(events.map((e) => e.seq));
+    const packed = await raw(true);
+    expect(packed.length).toBeLessThan(plain.length / 10);
+    expect(packed.flatMap((m) => (m.type === 'batch' ? m.batch : [m])).map((e) => e.seq)).toEqual(plain.map((e) => e.seq));
+    stub.close();
   });
 });
