@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
+import sharp from 'sharp';
+import { applyEncoding, applyPipeline } from '../shared/media/image-pipeline.js';
 import { comparePixels, imageParams, makeSource, runWhole } from './tiles-helpers.js';
 
 let cluster: TestCluster;
@@ -11,7 +13,8 @@ let dir: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-tiles-cluster-'));
-  cluster = await startCluster({ workers: 2, slots: 1 });
+  // A low automatic threshold, so that a small image takes the strip path a huge one would.
+  cluster = await startCluster({ workers: 2, slots: 1, env: { TESSERA_TILE_THRESHOLD_PIXELS: '500000' } });
 });
 
 afterAll(async () => {
@@ -32,6 +35,21 @@ describe('tiled image job on two workers', () => {
     const whole = await runWhole(src, imageParams({ blur: 2.5, sharpen: true, rotate: 90, format: 'png' }), path.join(dir, 'whole.png'));
     const cmp = await comparePixels(job.outputs[0]!.path, whole);
     expect([cmp.width, cmp.height]).toEqual([911, 1237]);
+    expect(cmp.maxDiff).toBe(0);
+  });
+
+  it('an auto-tiled JPEG is read as strips from the source on both workers and joined pixel-exact', async () => {
+    const src = await makeSource(path.join(dir, 'auto.jpg'), 1237, 911, 'jpeg');
+    const r = await cluster.runCli(['submit', 'image', '--blur', '3', '--sharpen', '--format', 'jpeg', src, '-o', path.join(dir, 'out-auto'), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const job = JSON.parse(r.stdout) as { outputs: { path: string }[]; subtasks: { worker: string; label: string }[] };
+    expect(job.subtasks.map((s) => s.label)).toEqual([expect.stringMatching(/strip \d\/2 .*from the source/), expect.stringMatching(/strip \d\/2 .*from the source/)]);
+    expect(new Set(job.subtasks.map((s) => s.worker))).toEqual(new Set(['worker-1', 'worker-2']));
+    const params = imageParams({ blur: 3, sharpen: true, format: 'jpeg' });
+    const whole = path.join(dir, 'whole-auto.jpg');
+    await applyEncoding(applyPipeline(sharp(src), params), params, 'jpeg').toFile(whole);
+    const cmp = await comparePixels(job.outputs[0]!.path, whole);
+    expect([cmp.width, cmp.height]).toEqual([1237, 911]);
     expect(cmp.maxDiff).toBe(0);
   });
 });

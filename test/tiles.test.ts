@@ -2,13 +2,14 @@
  * Tiled huge-image path, in-process: the real planner, worker processor and merger on generated
  * images, compared pixel by pixel with the same pipeline run on the whole image in one sharp call.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TileImageParams } from '../shared/media/tile-pipeline.js';
 import { applyEncoding, applyPipeline } from '../shared/media/image-pipeline.js';
+import { encodeTiled } from '../shared/media/tile-stitch.js';
 import { comparePixels, imageParams, makeSource, runTiledInProcess, runWhole } from './tiles-helpers.js';
 
 let dir: string;
@@ -114,6 +115,31 @@ describe('tiled outputs and refusals', () => {
     expect((await sharp(tiled.output).metadata()).format).toBe('jpeg');
     const r = await comparePixels(tiled.output, whole);
     expect(r.maxDiff).toBe(0);
+  });
+
+  it('auto-tiled JPEG: strips come back encoded and are joined into the whole-image JPEG, byte for byte', async () => {
+    const params = imageParams({ blur: 2, sharpen: true, format: 'jpeg', quality: 85 });
+    const d = path.join(dir, `run-${run++}`);
+    const tiled = await runTiledInProcess(src, params, d, { slots: 3 });
+    expect(tiled.plans.map((p) => [p.read, p.deliver])).toEqual(Array(3).fill(['source', 'jpeg']));
+    // The tiled path's encoder (standard Huffman tables) on the whole image writes the same file.
+    const same = path.join(d, 'same-encoder.jpg');
+    await encodeTiled(applyPipeline(sharp(src), params), 'jpeg', 'image', 85, 1501, 1097, 3).toFile(same);
+    expect((await readFile(tiled.output)).equals(await readFile(same))).toBe(true);
+    // And the batch path's JPEG (Huffman-optimised) decodes to the same pixels.
+    const whole = path.join(d, 'whole.jpg');
+    await applyEncoding(applyPipeline(sharp(src), params), params, 'jpeg').toFile(whole);
+    expect((await comparePixels(tiled.output, whole)).maxDiff).toBe(0);
+  });
+
+  it('auto-tiled JPEG rotated by 90: vertical strips go through the raw stitch', async () => {
+    const params = imageParams({ blur: 2, rotate: 90, format: 'jpeg' });
+    const d = path.join(dir, `run-${run++}`);
+    const tiled = await runTiledInProcess(src, params, d, { slots: 2 });
+    expect(tiled.plans.every((p) => p.read === 'source' && p.deliver === 'raw')).toBe(true);
+    const whole = path.join(d, 'whole.jpg');
+    await applyEncoding(applyPipeline(sharp(src), params), params, 'jpeg').toFile(whole);
+    expect((await comparePixels(tiled.output, whole)).maxDiff).toBe(0);
   });
 
   it('deepzoom output is a zip pyramid of the stitched image', async () => {

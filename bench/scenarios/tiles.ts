@@ -5,7 +5,7 @@
  * VmHWM, and checks that both outputs decode to the same pixels.
  */
 import { spawn } from 'node:child_process';
-import { readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
@@ -21,6 +21,30 @@ async function peakRssMiB(pid: number | undefined): Promise<number> {
   if (!pid) return NaN;
   const m = /VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
   return m ? Math.round(Number(m[1]) / 1024) : NaN;
+}
+
+/**
+ * Peak resident set of the processes below `pid` (a worker's processor children, which run the
+ * sharp pipelines when isolation is on), in MiB; 0 when there are none.
+ */
+async function descendantsPeakRssMiB(pid: number | undefined): Promise<number> {
+  if (!pid) return 0;
+  let peak = 0;
+  const children = async (p: number): Promise<number[]> => {
+    const out: number[] = [];
+    for (const task of await readdir(`/proc/${p}/task`).catch(() => [] as string[])) {
+      const list = await readFile(`/proc/${p}/task/${task}/children`, 'utf8').catch(() => '');
+      out.push(...list.split(/\s+/).filter(Boolean).map(Number));
+    }
+    return out;
+  };
+  const queue = await children(pid);
+  while (queue.length > 0) {
+    const c = queue.pop()!;
+    peak = Math.max(peak, (await peakRssMiB(c).catch(() => 0)) || 0);
+    queue.push(...(await children(c)));
+  }
+  return peak;
 }
 
 /**
@@ -107,7 +131,12 @@ export const tilesScenario: BenchScenario = {
       if (done.state !== 'JOB_STATE_SUCCEEDED' || !out) throw new Error(`cluster job ended ${done.state}: ${JSON.stringify(done.errors)}`);
       const workers = new Set(done.subtasks.map((s) => s.worker));
       const rss: Record<string, number> = { coordinator: await peakRssMiB(cluster.coordinator?.child.pid) };
-      for (const w of cluster.workers) rss[w.name] = await peakRssMiB(w.child.pid);
+      for (const w of cluster.workers) {
+        rss[w.name] = await peakRssMiB(w.child.pid);
+        // The worker's own VmHWM leaves out the processor child that held the pixels.
+        const child = await descendantsPeakRssMiB(w.child.pid);
+        if (child > 0) rss[`${w.name} processor`] = child;
+      }
       const diff = await maxPixelDiff(out, baseOut);
       const ratio = seconds / base.seconds;
       ctx.log(`single ${base.seconds.toFixed(2)} s (${base.rssMiB} MiB), cluster ${seconds.toFixed(2)} s (${JSON.stringify(rss)}), ratio ${ratio.toFixed(2)}, max pixel diff ${diff}`);

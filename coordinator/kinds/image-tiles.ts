@@ -20,7 +20,8 @@ import type { FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan }
 import { invalidArgument, TesseraError } from '../../shared/errors.js';
 import { MAX_SOURCE_STRIPS, tileConfig, type TileConfig } from '../../shared/media/tile-config.js';
 import { splitForTiles, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
-import { checkFormatFits, stitchTiles, tiledExtension, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
+import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
+import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
 import { applyPipeline, outputFormat } from '../../shared/media/image-pipeline.js';
 import { withExtension } from '../../shared/names.js';
 import { isTilePlan, type TilePlan, type TileResult } from '../../shared/media/tile-plan.js';
@@ -112,7 +113,10 @@ function planSourceStrips(o: PlanTilesOptions, config: TileConfig, split: TileSp
   const { width, height } = region;
   const out = mapSize(width, height, split.orientation);
   checkFormatFits(format, split.output, out.width, out.height, name);
-  const grid = stripGrid(out.width, out.height, count, split.orientation, 0);
+  // Horizontal strips of a JPEG come back encoded and are joined as they are (tile-jpeg-splice.ts):
+  // a few MB each instead of hundreds of MB of raw pixels over gRPC, and no decode or encode here.
+  const deliver = format === 'jpeg' && split.output === 'image' && split.orientation.angle % 180 === 0 ? 'jpeg' : 'raw';
+  const grid = stripGrid(out.width, out.height, count, split.orientation, 0, 16);
   return grid.map((t) => {
     const core = unmapRect(t.core, width, height, split.orientation);
     const cut = grow(core, split.halo, width, height);
@@ -122,6 +126,7 @@ function planSourceStrips(o: PlanTilesOptions, config: TileConfig, split: TileSp
     const plan: TilePlan = {
       ...tilePlanBase(o, split, format, t, grid.length, out, cut, core, params, config),
       read: 'source',
+      deliver,
       channels: 0,
       depth: 'uchar',
     };
@@ -175,6 +180,7 @@ async function planIntermediateTiles(o: PlanTilesOptions, config: TileConfig, sp
     const plan: TilePlan = {
       ...tilePlanBase(o, split, format, t, grid.length, out, cut, core, split.tile, config),
       read: 'intermediate',
+      deliver: 'raw',
       channels,
       depth,
     };
@@ -201,7 +207,7 @@ function tilePlanBase(
   core: Rect,
   params: TileImageParams,
   config: TileConfig,
-): Omit<TilePlan, 'read' | 'channels' | 'depth'> {
+): Omit<TilePlan, 'read' | 'deliver' | 'channels' | 'depth'> {
   return {
     type: 'tile',
     source: o.input.name,
@@ -310,6 +316,17 @@ async function stitchSource(source: string, list: SubtaskOutcome[], outputDir: s
   }
   const name = first.outputName;
   const outPath = path.join(outputDir, name);
+  if (list.every((o) => (o.plan as TilePlan).deliver === 'jpeg')) {
+    const { ordered } = gridOrder(tiles, first.outWidth, first.outHeight);
+    const got = await spliceJpegStrips(
+      ordered.map((t) => t.path),
+      outPath,
+    );
+    if (got.width !== first.outWidth || got.height !== first.outHeight) {
+      throw new TileCheckError(`${source}: joined ${got.width}x${got.height}, expected ${first.outWidth}x${first.outHeight}`);
+    }
+    return { name, path: outPath, source, contentType: contentTypeOf(first.format, first.output) };
+  }
   const got = await stitchTiles({
     tiles,
     width: first.outWidth,

@@ -19,6 +19,11 @@ export interface TilePlan {
    * `params` whose crop already selects this cut (the worker decodes only down to the cut's end).
    */
   read: 'intermediate' | 'source';
+  /**
+   * What the worker returns: the core as raw `.v` pixels for the stitch, or (horizontal strips of
+   * a JPEG output) the core already encoded as the output JPEG's rows, joined without re-encoding.
+   */
+  deliver: 'raw' | 'jpeg';
   /** Where the cut sits in the intermediate, and the core inside the cut (cut-relative). */
   cut: Rect;
   coreInCut: Rect;

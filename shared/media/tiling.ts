@@ -180,12 +180,13 @@ export function chooseTileSize(width: number, height: number, slots: number, for
  * whole rows of the source before `o`: horizontal strips for 0/180 degrees, vertical ones for
  * 90/270. A JPEG or PNG decodes top to bottom, so a worker reading such a band straight from the
  * source stops decoding at the band's last row. The short remainder strip is the last one (bottom
- * or right of the output), where the stitch's arrayjoin expects it.
+ * or right of the output), where the stitch's arrayjoin expects it. Strip sizes are rounded up to a
+ * multiple of `align` (16: JPEG's largest MCU height, so strips encoded apart can be joined).
  */
-export function stripGrid(width: number, height: number, count: number, o: Orientation, halo: number): TileGeometry[] {
+export function stripGrid(width: number, height: number, count: number, o: Orientation, halo: number, align = 1): TileGeometry[] {
   const across = o.angle === 90 || o.angle === 270;
   const along = across ? width : height;
   const n = Math.max(1, Math.min(Math.floor(count), along));
-  const size = Math.ceil(along / n);
+  const size = Math.min(along, Math.ceil(Math.ceil(along / n) / align) * align);
   return across ? tileGrid(width, height, size, halo, height) : tileGrid(width, height, width, halo, size);
 }

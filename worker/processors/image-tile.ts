@@ -12,6 +12,7 @@ import type { LocalFile, ProcessResult } from '../../shared/job-kind.js';
 import { failedPrecondition } from '../../shared/errors.js';
 import { applyPipeline } from '../../shared/media/image-pipeline.js';
 import type { PipelineFn } from '../../shared/media/tile-pipeline.js';
+import { encodeTiled } from '../../shared/media/tile-stitch.js';
 import { writeVipsRect } from '../../shared/media/tile-vips-file.js';
 import { mapRect, mapSize } from '../../shared/media/tiling.js';
 import type { TilePlan, TileResult } from '../../shared/media/tile-plan.js';
@@ -37,6 +38,8 @@ export async function processTile(ctx: TileProcessContext, pipeline: PipelineFn 
   const core = mapRect(plan.coreInCut, plan.cut.w, plan.cut.h, plan.orientation);
   const name = `tile-${plan.index}.v`;
   const outPath = path.join(ctx.workDir, name);
+  const jpegName = `tile-${plan.index}.jpg`;
+  const jpegPath = path.join(ctx.workDir, jpegName);
   // Reading the original source, sequential access lets libvips decode down to the cut's last row
   // and drop the rows above it as it goes, instead of decoding the whole image up front.
   const piped = pipeline(sharp(input.path, { limitInputPixels: plan.limitInputPixels, sequentialRead: plan.read === 'source' }), plan.params);
@@ -48,6 +51,20 @@ export async function processTile(ctx: TileProcessContext, pipeline: PipelineFn 
     checkSize(plan, processed.info.width, processed.info.height, expected);
     ctx.progress?.(0.8, 'writing core');
     ctx.signal.throwIfAborted();
+    if (plan.deliver === 'jpeg') {
+      // A whole-width strip of a JPEG output: encode its rows here, with the stitch's own encoder
+      // settings; the coordinator joins the strips' entropy-coded data (tile-jpeg-splice.ts).
+      const { width, channels } = processed.info;
+      if (core.x !== 0 || core.w !== width) throw failedPrecondition(`${plan.source}: tile ${plan.index + 1} is not a whole-width strip`, plan.source);
+      const rows = processed.data.subarray(core.y * width * channels, (core.y + core.h) * width * channels);
+      let img = sharp(rows, { raw: { width, height: core.h, channels }, limitInputPixels: plan.limitInputPixels });
+      // One band stays grey (a one-component JPEG), as the whole-image pipeline writes it.
+      if (channels <= 2) img = img.toColourspace('b-w');
+      await encodeTiled(img, 'jpeg', 'image', plan.quality, width, core.h, channels).toFile(jpegPath);
+      result = { index: plan.index, width: core.w, height: core.h, channels };
+      ctx.progress?.(1);
+      return { outputs: [{ name: jpegName, path: jpegPath, source: plan.source }], result };
+    }
     // libvips' arrayjoin (the stitch) takes one or four bands, not grey + alpha.
     const { data, info } = processed.info.channels === 2 ? greyAlphaToRgba(processed.data, processed.info) : processed;
     await writeVipsRect(outPath, data, info, core);
