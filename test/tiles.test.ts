@@ -95,6 +95,16 @@ describe('strips read straight from the source (auto tiling), pixel-exact', () =
     expect(forced.plans.every((p) => p.read === 'intermediate')).toBe(true);
   });
 
+  it('a progressive source goes through the decoded intermediate (it only decodes as a whole)', async () => {
+    const prog = path.join(dir, 'progressive.jpg');
+    await sharp(src).jpeg({ progressive: true, quality: 90 }).toFile(prog);
+    const d = path.join(dir, `run-${run++}`);
+    const params = imageParams({ blur: 2, format: 'png' });
+    const tiled = await runTiledInProcess(prog, params, d, { slots: 2 });
+    expect(tiled.plans.every((p) => p.read === 'intermediate')).toBe(true);
+    expect((await comparePixels(tiled.output, await runWhole(prog, params, path.join(d, 'whole.png')))).maxDiff).toBe(0);
+  });
+
   it('a crop outside the image is INVALID_ARGUMENT naming the input', async () => {
     await expect(runTiledInProcess(src, imageParams({ crop: { left: 1000, top: 0, width: 600, height: 100 } }), path.join(dir, `run-${run++}`))).rejects.toMatchObject({
       codeName: 'INVALID_ARGUMENT',

@@ -81,12 +81,14 @@ export async function planTiles(o: PlanTilesOptions): Promise<SubtaskPlan[]> {
  * slowest filter), at the price of decoding the rows above each strip again: (n + 1) / 2 decodes in
  * all for a sequential source. So: auto-tiling only (`--tile` asks for a grid of squares), one
  * strip per slot unless a strip would exceed `maxStripPixels`, and at most {@link MAX_SOURCE_STRIPS}.
- * A resize needs the whole image (its tiles come from the resized intermediate), and so does an
- * EXIF rotation applied to a sequential decode (libvips would buffer the whole image per worker).
+ * A resize needs the whole image (its tiles come from the resized intermediate), and so do an EXIF
+ * rotation and a progressive or interlaced source (libvips would buffer the whole image per worker).
  */
 export function sourceStripCount(m: sharp.Metadata, p: TileImageParams, split: TileSplit, config: TileConfig, slots: number, input = ''): number {
   if (p.tileSize > 0 || p.width > 0 || p.height > 0) return 0;
   if (m.depth !== 'uchar' || (p.autoOrient && (m.orientation ?? 1) !== 1)) return 0;
+  // Progressive JPEG and interlaced PNG only decode as a whole: every worker would hold the image.
+  if (m.isProgressive) return 0;
   const { width, height } = sourceRegion(m, p, input);
   const out = mapSize(width, height, split.orientation);
   const n = Math.max(1, slots, Math.ceil((out.width * out.height) / config.maxStripPixels));
