@@ -142,6 +142,19 @@ describe('tiled outputs and refusals', () => {
     expect((await comparePixels(tiled.output, whole)).maxDiff).toBe(0);
   });
 
+  it.each([{ flip: true }, { rotate: 180, flop: true }])('auto-tiled JPEG upside down (%o): balanced strips joined pixel-exact', async (o) => {
+    const params = imageParams({ ...o, blur: 1.5, sharpen: true, format: 'jpeg' });
+    const d = path.join(dir, `run-${run++}`);
+    const tiled = await runTiledInProcess(src, params, d, { slots: 3 });
+    expect(tiled.plans.every((p) => p.deliver === 'jpeg')).toBe(true);
+    // Upside down, the source's top strip (the cheapest to decode, so the tallest) is the output's last.
+    const heights = tiled.plans.map((p) => p.out.h);
+    expect(heights[2]).toBeGreaterThan(heights[0]!);
+    const whole = path.join(d, 'whole.jpg');
+    await applyEncoding(applyPipeline(sharp(src), params), params, 'jpeg').toFile(whole);
+    expect((await comparePixels(tiled.output, whole)).maxDiff).toBe(0);
+  });
+
   it('auto-tiled JPEG rotated by 90: vertical strips go through the raw stitch', async () => {
     const params = imageParams({ blur: 2, rotate: 90, format: 'jpeg' });
     const d = path.join(dir, `run-${run++}`);

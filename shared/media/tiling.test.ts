@@ -2,7 +2,7 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { applyPipeline } from './image-pipeline.js';
 import { validateImageParams } from '../kinds/image-params.js';
-import { chainHalo, gaussMaskRadius, grow, mapRect, mapSize, opRadius, stripGrid, tileGrid, unmapRect, type Orientation } from './tiling.js';
+import { balancedStripEnds, chainHalo, gaussMaskRadius, grow, mapRect, mapSize, opRadius, stripGrid, stripsEndingAt, tileGrid, unmapRect, type Orientation } from './tiling.js';
 import { vipsHeader, writeVipsRect } from './tile-vips-file.js';
 
 const ORIENTATIONS: Orientation[] = [0, 90, 180, 270].flatMap((angle) =>
@@ -39,6 +39,20 @@ describe('strip grid', () => {
     const sizes = strips.map((t) => (o.angle % 180 === 0 ? t.core.h : t.core.w));
     expect(sizes.slice(0, -1).every((s) => s === sizes[0])).toBe(true);
     expect(sizes.at(-1)).toBeLessThanOrEqual(sizes[0]!);
+  });
+
+  it('balanced strips even out decode + process cost, lower strips shorter, MCU-aligned', () => {
+    const ends = balancedStripEnds(16_000, 2, 0.25);
+    expect(ends[1]).toBe(16_000);
+    const cost = (s: number, e: number): number => 0.25 * e + (e - s);
+    expect(Math.abs(cost(0, ends[0]!) - cost(ends[0]!, 16_000))).toBeLessThan(1);
+    expect(ends[0]).toBeGreaterThan(8_000);
+    const strips = stripsEndingAt(16_000, 16_000, balancedStripEnds(16_000, 4, 0.25), 16);
+    expect(strips).toHaveLength(4);
+    expect(strips.slice(0, -1).every((t) => (t.core.y + t.core.h) % 16 === 0)).toBe(true);
+    expect(strips.map((t) => t.core.h).every((h, i, a) => i === 0 || h < a[i - 1]!)).toBe(true);
+    expect(strips.reduce((n, t) => n + t.core.h, 0)).toBe(16_000);
+    expect(stripsEndingAt(100, 20, [3, 5, 20], 16).map((t) => t.core)).toEqual([{ x: 0, y: 0, w: 100, h: 20 }]);
   });
 
   it('never makes more strips than rows', () => {

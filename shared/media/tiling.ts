@@ -190,3 +190,38 @@ export function stripGrid(width: number, height: number, count: number, o: Orien
   const size = Math.min(along, Math.ceil(Math.ceil(along / n) / align) * align);
   return across ? tileGrid(width, height, size, halo, height) : tileGrid(width, height, width, halo, size);
 }
+
+/**
+ * Where `n` strips of a `rows`-row sequential source should end (source rows, top to bottom) so
+ * that each costs the same when strip k's worker also decodes every row above it:
+ * cost(k) = decodeShare * end(k) + (end(k) - start(k)), with `decodeShare` the cost of decoding a
+ * row relative to processing it. Equal costs C give end(k) = (C + end(k - 1)) / (1 + decodeShare).
+ */
+export function balancedStripEnds(rows: number, n: number, decodeShare: number): number[] {
+  const f: number[] = [];
+  let prev = 0;
+  for (let k = 0; k < n; k++) {
+    prev = (1 + prev) / (1 + decodeShare);
+    f.push(prev);
+  }
+  const scale = rows / f[n - 1]!;
+  return f.map((v, k) => (k === n - 1 ? rows : Math.round(v * scale)));
+}
+
+/**
+ * Horizontal whole-width strips of a width x height canvas ending at `ends` (ascending, the last
+ * = height), each end except the last rounded to a multiple of `align`; strips that rounding
+ * empties are dropped.
+ */
+export function stripsEndingAt(width: number, height: number, ends: readonly number[], align = 1): TileGeometry[] {
+  const tiles: TileGeometry[] = [];
+  let y = 0;
+  for (const [k, e] of ends.entries()) {
+    const end = k === ends.length - 1 ? height : Math.min(height, Math.round(e / align) * align);
+    if (end <= y) continue;
+    const core = { x: 0, y, w: width, h: end - y };
+    tiles.push({ index: tiles.length, col: 0, row: tiles.length, core, cut: core });
+    y = end;
+  }
+  return tiles;
+}
