@@ -8,7 +8,7 @@ export function coordinatorAddress(flag?: string): string {
 }
 
 /** Bytes per chunk on every bulk stream (DESIGN: 64 KiB..1 MiB). */
-export const CHUNK_SIZE = 256 * 1024;
+export const CHUNK_SIZE = 1024 * 1024;
 
 /** Inputs and outputs at most this large ride inline in control messages (one round trip, not three). */
 export const INLINE_LIMIT = 64 * 1024;
