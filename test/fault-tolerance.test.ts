@@ -184,6 +184,23 @@ describe('fault tolerance', () => {
     report('coordinator SIGTERM + restart', { shutdown: exitMs, jobAfterTerm: Date.now() - termAt });
   });
 
+  it('a worker that fails everything is quarantined after --quarantine-failures failures and its work reruns elsewhere', async () => {
+    cluster = await startCluster({ workers: 1, slots: 1, coordinatorArgs: ['--quarantine-failures', '3'] });
+    cluster.startWorker('broken', [], { env: { TESSERA_DIAG_FAIL: '1' } });
+    await cluster.waitForWorkers(2);
+    const job = await cluster.client.submit({ max_attempts: 10, passthrough: { subtasks: 12, work_ms: 100 } }, []);
+    const done = await cluster.client.wait(job.id);
+    expect(done.state, done.message).toBe('JOB_STATE_SUCCEEDED');
+    // Every subtask finished on the healthy worker, some after a failed attempt on the broken one.
+    expect(done.subtasks.every((s) => s.worker === 'worker-1')).toBe(true);
+    expect(done.subtasks.some((s) => s.attempt > 1)).toBe(true);
+    const broken = (await cluster.client.listWorkers()).find((w) => w.name === 'broken')!;
+    expect(broken.state).toBe('quarantined');
+    // One slot: it held one lease at a time, so it was taken out right after its third failure.
+    expect(Number(broken.subtasks_failed)).toBe(3);
+    expect(Number(broken.subtasks_done)).toBe(0);
+  });
+
   it('SIGTERM drains a worker: its running subtask finishes, it takes no new work, and it exits', async () => {
     cluster = await startCluster({ workers: 2, slots: 1 });
     const files = await blobs(6);
