@@ -16,7 +16,9 @@ import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LocalCluster } from '../../client/local-cluster.js';
 import { newSha256, writeWithBackpressure } from '../../shared/streams.js';
-import { peakRssMiB, round, selfPeakRssMiB } from '../proc-stats.js';
+import os from 'node:os';
+import { measureGrpcHop } from '../grpc-hop.js';
+import { cpuSeconds, peakRssMiB, round, selfPeakRssMiB } from '../proc-stats.js';
 import type { BenchContext, BenchResult, BenchScenario } from '../types.js';
 
 const TARGET_MIB_S = 150;
@@ -76,11 +78,19 @@ export const transportScenario: BenchScenario = {
     ctx.log('cluster: coordinator + 2 workers x 1 slot');
     const cluster = await new LocalCluster({ workers: 2, slots: 1 }).start();
     try {
+      const pids = [cluster.coordinator?.child.pid, ...cluster.workers.map((w) => w.child.pid)];
+      const cpu0 = await Promise.all(pids.map((p) => cpuSeconds(p)));
+      const self0 = process.cpuUsage();
       const t0 = performance.now();
       const job = await cluster.client.submit({ label: 'bench transport', passthrough: {} }, [src]);
       const done = await cluster.client.wait(job.id);
       const files = await cluster.client.download(job.id, path.join(ctx.workDir, 'out'));
       const seconds = (performance.now() - t0) / 1000;
+      const cpu1 = await Promise.all(pids.map((p) => cpuSeconds(p)));
+      const selfCpu = process.cpuUsage(self0);
+      // CPU of every process (client included) per MiB per hop: what the cluster spends moving bytes.
+      const clusterCpuMs = cpu1.reduce((sum, v, i) => sum + (v - cpu0[i]!) * 1000, 0) + (selfCpu.user + selfCpu.system) / 1000;
+      const cpuMsPerMiBHop = clusterCpuMs / (4 * (bytes / MiB));
       const out = files.get('input.bin');
       if (done.state !== 'JOB_STATE_SUCCEEDED' || !out) throw new Error(`transport job ended ${done.state}: ${JSON.stringify(done.errors)}`);
       const rss: Record<string, number> = { coordinator: await peakRssMiB(cluster.coordinator?.child.pid), client: selfPeakRssMiB() };
@@ -89,6 +99,12 @@ export const transportScenario: BenchScenario = {
       const rate = bytes / MiB / seconds;
       const baseRate = bytes / MiB / baseSeconds;
       ctx.log(`cluster ${round(rate, 1)} MiB/s (${seconds.toFixed(2)} s), cat x4 ${round(baseRate, 1)} MiB/s; RSS ${JSON.stringify(rss)}`);
+      // The floor: grpc-js alone (no disk, no hashing) between two processes, and the end-to-end
+      // rate four such hops could reach on this machine's cores even perfectly pipelined.
+      const hop = await measureGrpcHop(ctx.smoke ? 8 * MiB : 512 * MiB);
+      const floorMsPerMiBHop = hop.senderCpuMsPerMiB + hop.receiverCpuMsPerMiB;
+      const ceiling = (os.availableParallelism() * 1000) / (4 * floorMsPerMiBHop);
+      ctx.log(`grpc-js alone: ${round(hop.mibPerS, 0)} MiB/s per hop, ${round(floorMsPerMiBHop, 2)} ms CPU per MiB (cluster: ${round(cpuMsPerMiBHop, 2)}); four hops on ${os.availableParallelism()} cores cannot pass ${round(ceiling, 0)} MiB/s`);
       const serverRss = Object.entries(rss).filter(([k]) => k !== 'client');
       return {
         scenario: 'transport',
@@ -98,7 +114,14 @@ export const transportScenario: BenchScenario = {
           label: 'cluster (coordinator + 2 workers x 1 slot), 4 gRPC hops',
           seconds,
           peakRssMiB: rss,
-          figures: { MiBps: round(rate, 1), vsCopy4x: round(rate / baseRate, 3) },
+          figures: {
+            MiBps: round(rate, 1),
+            vsCopy4x: round(rate / baseRate, 3),
+            cpuMsPerMiBHop: round(cpuMsPerMiBHop, 2),
+            grpcOnlyMiBpsPerHop: round(hop.mibPerS, 0),
+            grpcOnlyCpuMsPerMiBHop: round(floorMsPerMiBHop, 2),
+            grpcOnlyCeilingMiBps4Hops: round(ceiling, 0),
+          },
         },
         ratio: rate / TARGET_MIB_S,
         ratioMeaning: `cluster MiB/s / ${TARGET_MIB_S} MiB/s (the issue's target; higher is better)`,
