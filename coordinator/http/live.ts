@@ -55,9 +55,13 @@ export class LiveHub {
       if (e.job_state === 'JOB_STATE_FAILED') this.current.failures++;
     }
     if ((e.type === 'subtask_state' || e.type === 'progress') && e.subtask) {
+      const state = e.subtask.state;
+      if (e.type === 'subtask_state' && state === 'SUBTASK_STATE_SUCCEEDED') this.current.subtasks++;
+      if (e.type === 'subtask_state' && (state === 'SUBTASK_STATE_FAILED' || (state === 'SUBTASK_STATE_PENDING' && (e.subtask.attempt ?? 0) > 0))) this.current.failures++;
+      // Deltas are for connected browsers only (a new one gets the full picture): with none
+      // watching, thousands of subtask events a second cost a counter each, not a view each.
+      if (this.clients.size === 0) return;
       const view = fromInfo(e.subtask);
-      if (e.type === 'subtask_state' && view.state === 'succeeded') this.current.subtasks++;
-      if (e.type === 'subtask_state' && (view.state === 'failed' || (view.state === 'pending' && view.attempt > 0))) this.current.failures++;
       let m = this.dirtySubtasks.get(jobId);
       if (!m) this.dirtySubtasks.set(jobId, (m = new Map()));
       m.set(view.id, view);
