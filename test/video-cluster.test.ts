@@ -6,6 +6,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { JobEvent } from '../client/client.js';
 import { LocalCluster } from '../client/local-cluster.js';
 import { decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
 import { makeVideo } from './helpers/media.js';
@@ -48,11 +49,19 @@ describe('video on a cluster of 2 workers', () => {
   it('encodes segments on both workers and stitches a file with every frame and the audio', async () => {
     const src = await makeVideo(dir, 'clip.mkv', { duration: 4, openGop: true, gop: 12, audioChannels: 2 });
     const job = await cluster.client.submit({ video: { preset: 'ultrafast', segment_seconds: 1, container: 'mp4' } }, [src]);
-    const done = await cluster.client.wait(job.id);
+    const events: JobEvent[] = [];
+    const done = await cluster.client.wait(job.id, (e) => events.push(e));
     expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
     const segments = done.subtasks.filter((s) => s.label.includes('segment'));
     expect(segments.length).toBeGreaterThanOrEqual(4);
     expect(new Set(segments.map((s) => s.worker)).size).toBe(2);
+    // Workers report encoding progress (ffmpeg's clock): every segment sent some, and the job's
+    // progress never went backwards on its way to 1.
+    const progress = events.filter((e) => e.type === 'progress');
+    for (const s of segments) expect(progress.some((e) => e.subtask?.id === s.id && /encoding|done/.test(e.message)), s.label).toBe(true);
+    const fractions = events.filter((e) => e.type === 'progress' || e.type === 'subtask_state').map((e) => e.progress);
+    expect(fractions).toEqual([...fractions].sort((a, b) => a - b));
+    expect(events.at(-1)).toMatchObject({ final: true, progress: 1 });
     const files = await cluster.client.download(job.id, path.join(dir, 'out'));
     const out = files.get('clip.mp4')!;
     const [srcIndex, decoded, info] = await Promise.all([probeVideoIndex(src), decodeCheck(out), probeMedia(out)]);
