@@ -25,7 +25,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /data \
  && chown node:node /data
+# MALLOC_ARENA_MAX: libvips under glibc malloc with many threads fragments memory (sharp's guidance).
 ENV NODE_ENV=production \
+    MALLOC_ARENA_MAX=2 \
     FFMPEG_PATH=/usr/bin/ffmpeg \
     FFPROBE_PATH=/usr/bin/ffprobe \
     TESSERA_LOG_FORMAT=json \

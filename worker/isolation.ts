@@ -90,7 +90,14 @@ export class ProcessorIsolation {
 
   private spawn(): ChildProcess {
     const child = fork(ENTRY, [], {
-      env: { ...process.env, [CHILD_ENV]: '1', ...(this.opts.processorsModule ? { TESSERA_ISOLATION_PROCESSORS: this.opts.processorsModule } : {}) },
+      env: {
+        // libvips under glibc malloc fragments badly with many threads (sharp's own guidance; it is
+        // why sharp defaults to one thread there): two arenas keep the children's RSS in check.
+        MALLOC_ARENA_MAX: '2',
+        ...process.env,
+        [CHILD_ENV]: '1',
+        ...(this.opts.processorsModule ? { TESSERA_ISOLATION_PROCESSORS: this.opts.processorsModule } : {}),
+      },
       // Its own process group: killing -pid also kills the ffmpeg it runs.
       detached: true,
       serialization: 'advanced',
