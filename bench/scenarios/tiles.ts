@@ -2,7 +2,8 @@
  * `npm run bench -- tiles`: one huge image through blur(8) + sharpen, tiled on a real cluster
  * (coordinator + 2 workers x 1 slot, separate processes) vs the same pipeline in one sharp process
  * (a child process, so its peak RSS is its own). Prints the wall-time ratio and each process's
- * VmHWM, and checks that both outputs decode to the same pixels.
+ * VmHWM and CPU seconds, and checks that both outputs decode to the same pixels.
+ * `TESSERA_TILE_STRIP_READ=source npm run bench -- tiles` measures the read-from-source strips.
  */
 import { spawn } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
@@ -47,6 +48,29 @@ async function descendantsPeakRssMiB(pid: number | undefined): Promise<number> {
   return peak;
 }
 
+/** CPU seconds (user + system) of a live process, its reaped children and its live descendants. */
+async function treeCpuSeconds(pid: number | undefined): Promise<number> {
+  if (!pid) return NaN;
+  const own = async (p: number): Promise<number> => {
+    const stat = await readFile(`/proc/${p}/stat`, 'utf8').catch(() => '');
+    if (!stat) return 0;
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime, stime, cutime, cstime (clock ticks of 1/100 s).
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+  };
+  let total = 0;
+  const queue = [pid];
+  while (queue.length > 0) {
+    const p = queue.pop()!;
+    total += await own(p);
+    for (const task of await readdir(`/proc/${p}/task`).catch(() => [] as string[])) {
+      const list = await readFile(`/proc/${p}/task/${task}/children`, 'utf8').catch(() => '');
+      queue.push(...list.split(/\s+/).filter(Boolean).map(Number));
+    }
+  }
+  return Math.round(total * 100) / 100;
+}
+
 /**
  * A size x size JPEG with detail everywhere, generated fast: a 1000 px noise block repeated by
  * arrayjoin (libvips' Gaussian noise generator needs a minute for 256 Mpx on this machine).
@@ -65,7 +89,7 @@ async function makeSource(file: string, size: number): Promise<void> {
 }
 
 /** Runs the image kind's pipeline on the whole image in a fresh Node process; returns its wall time and VmHWM. */
-async function runSingleProcess(src: string, out: string, params: Record<string, unknown>): Promise<{ seconds: number; rssMiB: number }> {
+async function runSingleProcess(src: string, out: string, params: Record<string, unknown>): Promise<{ seconds: number; cpuSeconds: number; rssMiB: number }> {
   const code = `
     import sharp from 'sharp';
     import { readFileSync } from 'node:fs';
@@ -75,15 +99,17 @@ async function runSingleProcess(src: string, out: string, params: Record<string,
     const t0 = performance.now();
     await applyEncoding(applyPipeline(sharp(${JSON.stringify(src)}, { limitInputPixels: ${LIMIT} }), p), p, 'jpeg').toFile(${JSON.stringify(out)});
     const seconds = (performance.now() - t0) / 1000;
+    const u = process.cpuUsage();
+    const cpuSeconds = (u.user + u.system) / 1e6;
     const hwm = /VmHWM:\\s+(\\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))[1];
-    console.log(JSON.stringify({ seconds, rssMiB: Math.round(Number(hwm) / 1024) }));
+    console.log(JSON.stringify({ seconds, cpuSeconds, rssMiB: Math.round(Number(hwm) / 1024) }));
   `;
   const child = spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: path.dirname(PIPELINE_MODULE), stdio: ['ignore', 'pipe', 'inherit'] });
   let stdout = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   const exit = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   if (exit !== 0) throw new Error(`single-process baseline exited with ${exit}`);
-  return JSON.parse(stdout.trim().split('\n').pop()!) as { seconds: number; rssMiB: number };
+  return JSON.parse(stdout.trim().split('\n').pop()!) as { seconds: number; cpuSeconds: number; rssMiB: number };
 }
 
 /** Max absolute difference of two images' decoded pixels, compared in horizontal bands to bound memory. */
@@ -131,7 +157,9 @@ export const tilesScenario: BenchScenario = {
       if (done.state !== 'JOB_STATE_SUCCEEDED' || !out) throw new Error(`cluster job ended ${done.state}: ${JSON.stringify(done.errors)}`);
       const workers = new Set(done.subtasks.map((s) => s.worker));
       const rss: Record<string, number> = { coordinator: await peakRssMiB(cluster.coordinator?.child.pid) };
+      const cpu: Record<string, number> = { coordinator: await treeCpuSeconds(cluster.coordinator?.child.pid) };
       for (const w of cluster.workers) {
+        cpu[w.name] = await treeCpuSeconds(w.child.pid);
         rss[w.name] = await peakRssMiB(w.child.pid);
         // The worker's own VmHWM leaves out the processor child that held the pixels.
         const child = await descendantsPeakRssMiB(w.child.pid);
@@ -139,7 +167,10 @@ export const tilesScenario: BenchScenario = {
       }
       const diff = await maxPixelDiff(out, baseOut);
       const ratio = seconds / base.seconds;
-      ctx.log(`single ${base.seconds.toFixed(2)} s (${base.rssMiB} MiB), cluster ${seconds.toFixed(2)} s (${JSON.stringify(rss)}), ratio ${ratio.toFixed(2)}, max pixel diff ${diff}`);
+      const clusterCpu = Object.values(cpu).reduce((a, b) => a + b, 0);
+      ctx.log(
+        `single ${base.seconds.toFixed(2)} s, ${base.cpuSeconds.toFixed(1)} CPU-s (${base.rssMiB} MiB), cluster ${seconds.toFixed(2)} s, ${clusterCpu.toFixed(1)} CPU-s ${JSON.stringify(cpu)} (${JSON.stringify(rss)}), ratio ${ratio.toFixed(2)}, max pixel diff ${diff}`,
+      );
       const maxRss = Math.max(...Object.values(rss));
       return {
         scenario: 'tiles',
@@ -149,7 +180,17 @@ export const tilesScenario: BenchScenario = {
           label: 'cluster (coordinator + 2 workers x 1 slot), tiled',
           seconds,
           peakRssMiB: rss,
-          figures: { tiles: done.subtasks.length, workersUsed: workers.size, outputBytes: (await stat(out)).size, maxPixelDiff: diff },
+          figures: {
+            tiles: done.subtasks.length,
+            workersUsed: workers.size,
+            outputBytes: (await stat(out)).size,
+            maxPixelDiff: diff,
+            cpuSeconds: Math.round(clusterCpu * 100) / 100,
+            singleCpuSeconds: Math.round(base.cpuSeconds * 100) / 100,
+            ...Object.fromEntries(Object.entries(cpu).map(([k, v]) => [`cpuSeconds ${k}`, v])),
+            stripRead: process.env['TESSERA_TILE_STRIP_READ'] || 'intermediate (default)',
+            subtasks: done.subtasks.map((s) => s.label).join('; '),
+          },
         },
         ratio,
         ratioMeaning: 'cluster seconds / single-process seconds (lower is better)',
