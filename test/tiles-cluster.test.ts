@@ -13,7 +13,7 @@ let dir: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-tiles-cluster-'));
-  // A low automatic threshold, so that a small image takes the strip path a huge one would.
+  // A low automatic threshold, so that a small image takes the default strip path a huge one would.
   cluster = await startCluster({ workers: 2, slots: 1, env: { TESSERA_TILE_THRESHOLD_PIXELS: '500000' } });
 });
 
@@ -38,12 +38,13 @@ describe('tiled image job on two workers', () => {
     expect(cmp.maxDiff).toBe(0);
   });
 
-  it('an auto-tiled JPEG is read as strips from the source on both workers and joined pixel-exact', async () => {
+  it('an auto-tiled JPEG is decoded once, cut into strips for both workers and joined pixel-exact', async () => {
     const src = await makeSource(path.join(dir, 'auto.jpg'), 1237, 911, 'jpeg');
     const r = await cluster.runCli(['submit', 'image', '--blur', '3', '--sharpen', '--format', 'jpeg', src, '-o', path.join(dir, 'out-auto'), '--json']);
     expect(r.code, r.stderr).toBe(0);
     const job = JSON.parse(r.stdout) as { outputs: { path: string }[]; subtasks: { worker: string; label: string }[] };
-    expect(job.subtasks.map((s) => s.label)).toEqual([expect.stringMatching(/strip \d\/2 .*from the source/), expect.stringMatching(/strip \d\/2 .*from the source/)]);
+    const strip = expect.stringMatching(/strip \d\/2 .*from the decoded intermediate/);
+    expect(job.subtasks.map((s) => s.label)).toEqual([strip, strip]);
     expect(new Set(job.subtasks.map((s) => s.worker))).toEqual(new Set(['worker-1', 'worker-2']));
     const params = imageParams({ blur: 3, sharpen: true, format: 'jpeg' });
     const whole = path.join(dir, 'whole-auto.jpg');

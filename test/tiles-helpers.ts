@@ -13,6 +13,7 @@ import { applyPipeline } from '../shared/media/image-pipeline.js';
 import { validateImageParams } from '../shared/kinds/image-params.js';
 import type { ImageParams__Output } from '../shared/proto/generated/tessera/v1/ImageParams.js';
 import type { TilePlan } from '../shared/media/tile-plan.js';
+import { tileConfig, type TileConfig } from '../shared/media/tile-config.js';
 
 /**
  * Writes a width x height RGB PNG with detail at every scale (noise on top of gradients and hard
@@ -46,11 +47,12 @@ export async function runTiledInProcess(
   src: string,
   params: TileImageParams,
   dir: string,
-  opts: { slots?: number; pipeline?: PipelineFn } = {},
+  opts: { slots?: number; pipeline?: PipelineFn; config?: Partial<TileConfig> } = {},
 ): Promise<{ output: string; plans: TilePlan[] }> {
   const signal = new AbortController().signal;
   const input: SpoolFile = { name: path.basename(src), path: src, size: 0, sha256: '' };
-  const plans = await planTiles({ input, params, workDir: path.join(dir, 'job'), slots: opts.slots ?? 2, signal, pipeline: opts.pipeline });
+  const config = { ...tileConfig({}), ...opts.config };
+  const plans = await planTiles({ input, params, workDir: path.join(dir, 'job'), slots: opts.slots ?? 2, signal, pipeline: opts.pipeline, config });
   const outcomes: SubtaskOutcome[] = [];
   for (const [index, sub] of plans.entries()) {
     const workDir = path.join(dir, `sub-${index}`);

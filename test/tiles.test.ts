@@ -8,6 +8,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TileImageParams } from '../shared/media/tile-pipeline.js';
+import type { TileConfig } from '../shared/media/tile-config.js';
 import { applyEncoding, applyPipeline } from '../shared/media/image-pipeline.js';
 import { encodeTiled } from '../shared/media/tile-stitch.js';
 import { comparePixels, imageParams, makeSource, runTiledInProcess, runWhole } from './tiles-helpers.js';
@@ -26,9 +27,12 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function tiledVsWhole(params: TileImageParams, slots = 2) {
+/** Strips read by each worker straight from the source (the `TESSERA_TILE_STRIP_READ=source` option). */
+const FROM_SOURCE = { stripRead: 'source' } as const;
+
+async function tiledVsWhole(params: TileImageParams, slots = 2, config: Partial<TileConfig> = {}) {
   const d = path.join(dir, `run-${run++}`);
-  const tiled = await runTiledInProcess(src, params, d, { slots });
+  const tiled = await runTiledInProcess(src, params, d, { slots, config });
   const whole = await runWhole(src, params, path.join(d, 'whole.png'));
   return { ...(await comparePixels(tiled.output, whole)), tiles: tiled.plans.length, plans: tiled.plans };
 }
@@ -74,24 +78,45 @@ describe('tiled vs whole image, pixel-exact', () => {
   });
 });
 
-describe('strips read straight from the source (auto tiling), pixel-exact', () => {
-  it.each([
-    ['blur(3) + sharpen, 3 strips', { blur: 3, sharpen: true }, 3],
-    ['rotate 90 + flop + blur + modulate: vertical strips in the output', { rotate: 90, flop: true, blur: 2, brightness: 1.2, saturation: 0.8, hue: 30 }, 2],
-    ['rotate 180 + flip + crop + greyscale + blur + sharpen', { rotate: 180, flip: true, crop: { left: 101, top: 57, width: 999, height: 777 }, grayscale: true, blur: 1.5, sharpen: true }, 4],
-    ['rotate 270 + wide halo', { rotate: 270, blur: 7.5, sharpen: true }, 2],
-  ] as const)('%s', async (_name, params, slots) => {
+const STRIP_CASES = [
+  ['blur(3) + sharpen, 3 strips', { blur: 3, sharpen: true }, 3],
+  ['rotate 90 + flop + blur + modulate: vertical strips in the output', { rotate: 90, flop: true, blur: 2, brightness: 1.2, saturation: 0.8, hue: 30 }, 2],
+  ['rotate 180 + flip + crop + greyscale + blur + sharpen', { rotate: 180, flip: true, crop: { left: 101, top: 57, width: 999, height: 777 }, grayscale: true, blur: 1.5, sharpen: true }, 4],
+  ['rotate 270 + wide halo', { rotate: 270, blur: 7.5, sharpen: true }, 2],
+] as const;
+
+describe('strips cut from the intermediate decoded once (auto tiling, the default), pixel-exact', () => {
+  it.each(STRIP_CASES)('%s', async (_name, params, slots) => {
     const r = await tiledVsWhole(imageParams(params as never), slots);
+    expect(r.plans.every((p) => p.read === 'intermediate')).toBe(true);
+    expect(r.tiles).toBe(slots);
+    // Whole-width bands of the intermediate, each with its halo (none at the image border).
+    const across = r.plans[0]!.orientation.angle % 180 !== 0;
+    expect(r.plans.every((p) => p.cut.x === 0 && (across ? p.out.h === r.height : p.out.w === r.width))).toBe(true);
+    expect(r.maxDiff).toBe(0);
+  });
+
+  it('a resize runs in the decode pass and its result is cut into strips', async () => {
+    const r = await tiledVsWhole(imageParams({ width: 1013, blur: 2.5, sharpen: true }), 3);
+    expect(r.plans.every((p) => p.read === 'intermediate' && p.cut.x === 0)).toBe(true);
+    expect([r.width, r.height, r.tiles]).toEqual([1013, Math.round((1097 * 1013) / 1501), 3]);
+    expect(r.maxDiff).toBe(0);
+  });
+});
+
+describe('strips read straight from the source (TESSERA_TILE_STRIP_READ=source), pixel-exact', () => {
+  it.each(STRIP_CASES)('%s', async (_name, params, slots) => {
+    const r = await tiledVsWhole(imageParams(params as never), slots, FROM_SOURCE);
     expect(r.plans.every((p) => p.read === 'source')).toBe(true);
     expect(r.tiles).toBe(slots);
     expect(r.maxDiff).toBe(0);
   });
 
   it('a resize or a forced tile size goes through the decoded intermediate instead', async () => {
-    const resized = await tiledVsWhole(imageParams({ width: 1013, blur: 2.5 }), 2);
+    const resized = await tiledVsWhole(imageParams({ width: 1013, blur: 2.5 }), 2, FROM_SOURCE);
     expect(resized.plans.every((p) => p.read === 'intermediate')).toBe(true);
     expect(resized.maxDiff).toBe(0);
-    const forced = await tiledVsWhole(imageParams({ blur: 2.5, tile_size: 512 }), 2);
+    const forced = await tiledVsWhole(imageParams({ blur: 2.5, tile_size: 512 }), 2, FROM_SOURCE);
     expect(forced.plans.every((p) => p.read === 'intermediate')).toBe(true);
   });
 
@@ -100,13 +125,13 @@ describe('strips read straight from the source (auto tiling), pixel-exact', () =
     await sharp(src).jpeg({ progressive: true, quality: 90 }).toFile(prog);
     const d = path.join(dir, `run-${run++}`);
     const params = imageParams({ blur: 2, format: 'png' });
-    const tiled = await runTiledInProcess(prog, params, d, { slots: 2 });
+    const tiled = await runTiledInProcess(prog, params, d, { slots: 2, config: FROM_SOURCE });
     expect(tiled.plans.every((p) => p.read === 'intermediate')).toBe(true);
     expect((await comparePixels(tiled.output, await runWhole(prog, params, path.join(d, 'whole.png')))).maxDiff).toBe(0);
   });
 
-  it('a crop outside the image is INVALID_ARGUMENT naming the input', async () => {
-    await expect(runTiledInProcess(src, imageParams({ crop: { left: 1000, top: 0, width: 600, height: 100 } }), path.join(dir, `run-${run++}`))).rejects.toMatchObject({
+  it.each([{}, FROM_SOURCE])('a crop outside the image is INVALID_ARGUMENT naming the input (%o)', async (config) => {
+    await expect(runTiledInProcess(src, imageParams({ crop: { left: 1000, top: 0, width: 600, height: 100 } }), path.join(dir, `run-${run++}`), { config })).rejects.toMatchObject({
       codeName: 'INVALID_ARGUMENT',
       input: 'source.png',
       message: expect.stringContaining('crop: 600x100 at 1000,0 does not fit'),
@@ -127,11 +152,14 @@ describe('tiled outputs and refusals', () => {
     expect(r.maxDiff).toBe(0);
   });
 
-  it('auto-tiled JPEG: strips come back encoded and are joined into the whole-image JPEG, byte for byte', async () => {
+  it.each([
+    ['intermediate', {}],
+    ['source', FROM_SOURCE],
+  ] as const)('auto-tiled JPEG (strips from the %s): strips come back encoded and are joined into the whole-image JPEG, byte for byte', async (read, config) => {
     const params = imageParams({ blur: 2, sharpen: true, format: 'jpeg', quality: 85 });
     const d = path.join(dir, `run-${run++}`);
-    const tiled = await runTiledInProcess(src, params, d, { slots: 3 });
-    expect(tiled.plans.map((p) => [p.read, p.deliver])).toEqual(Array(3).fill(['source', 'jpeg']));
+    const tiled = await runTiledInProcess(src, params, d, { slots: 3, config });
+    expect(tiled.plans.map((p) => [p.read, p.deliver])).toEqual(Array(3).fill([read, 'jpeg']));
     // The tiled path's encoder (standard Huffman tables) on the whole image writes the same file.
     const same = path.join(d, 'same-encoder.jpg');
     await encodeTiled(applyPipeline(sharp(src), params), 'jpeg', 'image', 85, 1501, 1097, 3).toFile(same);
@@ -142,10 +170,10 @@ describe('tiled outputs and refusals', () => {
     expect((await comparePixels(tiled.output, whole)).maxDiff).toBe(0);
   });
 
-  it.each([{ flip: true }, { rotate: 180, flop: true }])('auto-tiled JPEG upside down (%o): balanced strips joined pixel-exact', async (o) => {
+  it.each([{ flip: true }, { rotate: 180, flop: true }])('auto-tiled JPEG upside down (%o), from the source: balanced strips joined pixel-exact', async (o) => {
     const params = imageParams({ ...o, blur: 1.5, sharpen: true, format: 'jpeg' });
     const d = path.join(dir, `run-${run++}`);
-    const tiled = await runTiledInProcess(src, params, d, { slots: 3 });
+    const tiled = await runTiledInProcess(src, params, d, { slots: 3, config: FROM_SOURCE });
     expect(tiled.plans.every((p) => p.deliver === 'jpeg')).toBe(true);
     // Upside down, the source's top strip (the cheapest to decode, so the tallest) is the output's last.
     const heights = tiled.plans.map((p) => p.out.h);
@@ -155,11 +183,26 @@ describe('tiled outputs and refusals', () => {
     expect((await comparePixels(tiled.output, whole)).maxDiff).toBe(0);
   });
 
-  it('auto-tiled JPEG rotated by 90: vertical strips go through the raw stitch', async () => {
+  it('auto-tiled JPEG upside down from the intermediate: equal strips joined pixel-exact', async () => {
+    const params = imageParams({ flip: true, blur: 1.5, sharpen: true, format: 'jpeg' });
+    const d = path.join(dir, `run-${run++}`);
+    const tiled = await runTiledInProcess(src, params, d, { slots: 3 });
+    expect(tiled.plans.every((p) => p.read === 'intermediate' && p.deliver === 'jpeg')).toBe(true);
+    // 1097 rows in 3 strips on 16-row boundaries: 368, 368, 361.
+    expect(tiled.plans.map((p) => p.out.h)).toEqual([368, 368, 361]);
+    const whole = path.join(d, 'whole.jpg');
+    await applyEncoding(applyPipeline(sharp(src), params), params, 'jpeg').toFile(whole);
+    expect((await comparePixels(tiled.output, whole)).maxDiff).toBe(0);
+  });
+
+  it.each([
+    ['intermediate', {}],
+    ['source', FROM_SOURCE],
+  ] as const)('auto-tiled JPEG rotated by 90 (strips from the %s): vertical strips go through the raw stitch', async (read, config) => {
     const params = imageParams({ blur: 2, rotate: 90, format: 'jpeg' });
     const d = path.join(dir, `run-${run++}`);
-    const tiled = await runTiledInProcess(src, params, d, { slots: 2 });
-    expect(tiled.plans.every((p) => p.read === 'source' && p.deliver === 'raw')).toBe(true);
+    const tiled = await runTiledInProcess(src, params, d, { slots: 2, config });
+    expect(tiled.plans.every((p) => p.read === read && p.deliver === 'raw')).toBe(true);
     const whole = path.join(d, 'whole.jpg');
     await applyEncoding(applyPipeline(sharp(src), params), params, 'jpeg').toFile(whole);
     expect((await comparePixels(tiled.output, whole)).maxDiff).toBe(0);

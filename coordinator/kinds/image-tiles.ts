@@ -3,17 +3,17 @@
  * tiled and how its tiles reach the workers, plan one subtask per tile, and stitch the processed
  * tiles back.
  *
- * Two ways in. Usually each worker reads a whole-width strip straight from the original file (the
- * compressed source crosses the wire, not raw pixels, and the decode runs on the workers in
- * parallel). Otherwise (a forced grid, a resize, too many strips) the coordinator decodes the source
- * once into a `.v` intermediate and cuts raw tiles from it: JPEG and PNG decode sequentially, so
- * cutting tile N straight from the source would re-decode every row above it, while libvips' native
- * `.v` is raw pixels with a header, read through mmap windows, where any rectangle costs only its
- * own bytes.
+ * JPEG and PNG decode sequentially, so cutting tile N straight from the source would re-decode every
+ * row above it. The coordinator therefore decodes the source once into libvips' native `.v` (raw
+ * pixels behind a header, where any band of rows is one byte range): auto-tiling copies whole-width
+ * strips out of it while it is being written and ships them over the normal input fetch; a forced
+ * `--tile` grid cuts halo'd squares from it. JPEG strips come back encoded and are spliced without
+ * re-encoding. The older way in, each worker decoding the compressed source down to its own strip,
+ * stays behind `TESSERA_TILE_STRIP_READ=source` (it re-decodes (n + 1) / 2 times in all).
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
@@ -22,6 +22,7 @@ import { MAX_SOURCE_STRIPS, tileConfig, type TileConfig } from '../../shared/med
 import { splitForTiles, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
 import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
 import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
+import { decodeAndCutStrips } from '../../shared/media/tile-strip-cutter.js';
 import { applyPipeline, outputFormat } from '../../shared/media/image-pipeline.js';
 import { withExtension } from '../../shared/names.js';
 import { isTilePlan, type TilePlan, type TileResult } from '../../shared/media/tile-plan.js';
@@ -61,20 +62,92 @@ export interface PlanTilesOptions {
 }
 
 /**
- * Plans the tiles of one input: whole-width strips each worker reads straight from the source when
- * that is cheap ({@link sourceStripCount}), else halo'd tiles cut from a decoded intermediate.
+ * Plans the tiles of one input: a forced `tile_size` gives a grid of halo'd squares cut from the
+ * decoded intermediate; auto-tiling gives whole-width strips, cut from the intermediate as the
+ * decode writes it ({@link planDecodedStrips}), or read by each worker straight from the source
+ * when the deployment asks for it (`TESSERA_TILE_STRIP_READ=source`, {@link sourceStripCount}).
  */
 export async function planTiles(o: PlanTilesOptions): Promise<SubtaskPlan[]> {
   const config = o.config ?? tileConfig();
   const split = splitForTiles(o.params);
   const inputMeta = await readMeta(o.input.path, config, o.input.name);
   const format = outputFormat(o.params, inputMeta.format);
-  const strips = sourceStripCount(inputMeta, o.params, split, config, o.slots, o.input.name);
-  return strips > 0 ? planSourceStrips(o, config, split, inputMeta, format, strips) : planIntermediateTiles(o, config, split, format);
+  // A crop outside the image gets a message naming the crop rather than libvips' extract error.
+  sourceRegion(upright(inputMeta, o.params), o.params, o.input.name);
+  if (o.params.tileSize > 0) return planIntermediateTiles(o, config, split, format);
+  if (config.stripRead === 'source') {
+    const strips = sourceStripCount(inputMeta, o.params, split, config, o.slots, o.input.name);
+    if (strips > 0) return planSourceStrips(o, config, split, inputMeta, format, strips);
+  }
+  return planDecodedStrips(o, config, split, format);
 }
 
 /**
- * How many strips to read straight from the source, or 0 to go through the intermediate.
+ * Auto-tiling's default: the coordinator decodes the source once (running the pipeline's prefix:
+ * orient, crop, greyscale, resize) into a `.v` intermediate, and whole-width strips with their halo
+ * are copied out of it as libvips writes it top to bottom (tile-strip-cutter.ts), so no row is
+ * decoded twice and cutting strip N costs only its own bytes. One strip per slot (more if a strip
+ * would exceed `maxStripPixels`), equal heights on 16-row boundaries; JPEG strips come back encoded
+ * and are spliced (tile-jpeg-splice.ts), others as raw cores for the stitch.
+ */
+async function planDecodedStrips(o: PlanTilesOptions, config: TileConfig, split: TileSplit, format: TiledFormat): Promise<SubtaskPlan[]> {
+  const pipeline = o.pipeline ?? applyPipeline;
+  const name = o.input.name;
+  const dir = await tileDir(o.workDir, name);
+  const intermediate = path.join(dir, 'decoded.v');
+  const deliver = format === 'jpeg' && split.output === 'image' && split.orientation.angle % 180 === 0 ? 'jpeg' : 'raw';
+  o.signal.throwIfAborted();
+  let planned: { t: TileGeometry; core: Rect; cut: Rect }[] = [];
+  let out = { width: 0, height: 0 };
+  const src = sharp(o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true });
+  const { header, files } = await decodeAndCutStrips({
+    intermediate,
+    decode: () => wrapBadInput(pipeline(src, split.prefix).toFile(intermediate), name),
+    signal: o.signal,
+    plan: ({ width, height }) => {
+      out = mapSize(width, height, split.orientation);
+      checkFormatFits(format, split.output, out.width, out.height, name);
+      const count = Math.max(1, o.slots, Math.ceil((out.width * out.height) / config.maxStripPixels));
+      // Equal strips: every worker now does the same work per row (no decode above its strip).
+      const grid = stripGrid(out.width, out.height, count, split.orientation, 0, 16);
+      planned = grid.map((t) => {
+        const core = unmapRect(t.core, width, height, split.orientation);
+        return { t, core, cut: grow(core, split.halo, width, height) };
+      });
+      // The grid's strips are bands of whole intermediate rows (stripGrid), so each cut is one byte range.
+      return planned.map(({ t, cut }) => ({ y0: cut.y, y1: cut.y + cut.h, path: path.join(dir, `strip-${t.index}.v`) }));
+    },
+  });
+  // Every strip holds its own copy of its rows: the intermediate is not needed any more.
+  await rm(intermediate, { force: true });
+  return planned.map(({ t, core, cut }, k) => {
+    const file: SpoolFile = { name: 'strip.v', path: files[k]!.path, size: files[k]!.size, sha256: files[k]!.sha256 };
+    const plan: TilePlan = {
+      ...tilePlanBase(o, split, format, t, planned.length, out, cut, core, split.tile, config),
+      read: 'intermediate',
+      deliver,
+      channels: header.channels,
+      depth: header.depth,
+    };
+    return {
+      label: `${name} strip ${t.index + 1}/${planned.length} (${cut.x},${cut.y} ${cut.w}x${cut.h} from the decoded intermediate)`,
+      inputs: [file],
+      plan,
+      weight: cut.w * cut.h,
+      items: [name],
+    };
+  });
+}
+
+async function tileDir(workDir: string, name: string): Promise<string> {
+  const dir = path.join(workDir, `tiles-${safeStem(name)}-${createHash('sha256').update(name).digest('hex').slice(0, 8)}`);
+  await mkdir(dir, { recursive: true });
+  return dir;
+}
+
+/**
+ * With `TESSERA_TILE_STRIP_READ=source`: how many strips to read straight from the source, or 0
+ * to go through the intermediate.
  *
  * Reading from the source saves the coordinator's serial decode and the raw pixels' two gRPC hops
  * (about 3 ms of CPU per MiB per hop, so 1.5 GB of raw tiles cost more CPU than the pipeline's
@@ -93,6 +166,11 @@ export function sourceStripCount(m: sharp.Metadata, p: TileImageParams, split: T
   const out = mapSize(width, height, split.orientation);
   const n = Math.max(1, slots, Math.ceil((out.width * out.height) / config.maxStripPixels));
   return n <= MAX_SOURCE_STRIPS ? n : 0;
+}
+
+/** The source's metadata with width and height as the pipeline sees them after auto-orientation. */
+function upright(m: sharp.Metadata, p: TileImageParams): sharp.Metadata {
+  return p.autoOrient && (m.orientation ?? 1) >= 5 ? { ...m, width: m.height, height: m.width } : m;
 }
 
 /** The region of the source the pipeline works on: the crop, else the whole (upright) image. */
@@ -167,8 +245,7 @@ async function planIntermediateTiles(o: PlanTilesOptions, config: TileConfig, sp
   const pipeline = o.pipeline ?? applyPipeline;
   const p = o.params;
   const name = o.input.name;
-  const dir = path.join(o.workDir, `tiles-${safeStem(name)}-${createHash('sha256').update(name).digest('hex').slice(0, 8)}`);
-  await mkdir(dir, { recursive: true });
+  const dir = await tileDir(o.workDir, name);
 
   // One decode pass: auto-orient, crop, greyscale and resize as the whole-image pipeline would do them.
   const intermediate = path.join(dir, 'decoded.v');

@@ -15,6 +15,12 @@ export interface TileConfig {
    * through the coordinator's decoded intermediate instead.
    */
   maxStripPixels: number;
+  /**
+   * Where auto-tiled strips come from: `intermediate` (default), cut from the source decoded once
+   * on the coordinator; or `source`, each worker decoding the compressed source down to its strip
+   * (less coordinator work and traffic, but (n + 1) / 2 decodes for n strips).
+   */
+  stripRead: 'intermediate' | 'source';
 }
 
 /** Default automatic-tiling threshold: 40 Mpx (a 6,300 x 6,300 image). */
@@ -32,13 +38,15 @@ export const MAX_SOURCE_STRIPS = 8;
 
 /**
  * Reads TESSERA_TILE_THRESHOLD_PIXELS, TESSERA_TILE_LIMIT_INPUT_PIXELS and
- * TESSERA_TILE_MAX_STRIP_PIXELS (positive integers), else the defaults.
+ * TESSERA_TILE_MAX_STRIP_PIXELS (positive integers), else the defaults, and
+ * TESSERA_TILE_STRIP_READ (`source` to read strips straight from the source, else `intermediate`).
  */
 export function tileConfig(env: NodeJS.ProcessEnv = process.env): TileConfig {
   return {
     thresholdPixels: positive(env['TESSERA_TILE_THRESHOLD_PIXELS'], DEFAULT_TILE_THRESHOLD_PIXELS),
     limitInputPixels: positive(env['TESSERA_TILE_LIMIT_INPUT_PIXELS'], DEFAULT_TILE_LIMIT_INPUT_PIXELS),
     maxStripPixels: positive(env['TESSERA_TILE_MAX_STRIP_PIXELS'], DEFAULT_TILE_MAX_STRIP_PIXELS),
+    stripRead: env['TESSERA_TILE_STRIP_READ']?.trim() === 'source' ? 'source' : 'intermediate',
   };
 }
 

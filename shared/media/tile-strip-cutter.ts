@@ -1,0 +1,165 @@
+/**
+ * Cuts whole-width strips out of a libvips `.v` intermediate *while libvips is still writing it*.
+ *
+ * Why: the coordinator decodes a huge source once into `decoded.v` (raw pixels behind a 64-byte
+ * header, written top to bottom as the sequential JPEG/PNG decode goes). Each worker then needs one
+ * band of rows (its strip plus the halo). A whole-width band of a `.v` file is one contiguous byte
+ * range, so a strip file is the original header with its height patched, that byte range, and the
+ * trailing XML metadata: a copy from the page cache, no second libvips pass. Copying as the rows
+ * land (rather than after the decode) keeps the cut and its checksum off the critical path, on the
+ * second core.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** libvips' magic number as it opens a little-endian `.v` file. */
+const MAGIC_INTEL = 0xb6a6f208;
+const HEADER_BYTES = 64;
+/** Bytes per band of each VipsBandFormat (uchar, char, ushort, short, uint, int, float, complex, double, dpcomplex). */
+const BAND_BYTES = [1, 1, 2, 2, 4, 4, 4, 8, 8, 16];
+/** sharp's `depth` name of each VipsBandFormat. */
+const DEPTHS = ['uchar', 'char', 'ushort', 'short', 'uint', 'int', 'float', 'complex', 'double', 'dpcomplex'];
+const CHUNK_BYTES = 8 << 20;
+const POLL_MS = 10;
+
+/** What the intermediate's header says. */
+export interface VipsImageHeader {
+  width: number;
+  height: number;
+  channels: number;
+  /** sharp's name of the band format, e.g. "uchar". */
+  depth: string;
+}
+
+/** A band of rows [y0, y1) of the intermediate to write to `path` as a `.v` image. */
+export interface StripCutSpec {
+  y0: number;
+  y1: number;
+  path: string;
+}
+
+/** A written strip file. */
+export interface CutStripFile {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+/** Reads the header of a complete or growing `.v` file; null while fewer than 64 bytes exist. */
+export function parseVipsHeader(b: Buffer): VipsImageHeader | null {
+  if (b.length < HEADER_BYTES) return null;
+  if (b.readUInt32BE(0) !== MAGIC_INTEL) throw new Error('intermediate is not a little-endian libvips .v file');
+  const format = b.readUInt32LE(20);
+  if (b.readUInt32LE(24) !== 0 || DEPTHS[format] === undefined) throw new Error(`intermediate has coding ${b.readUInt32LE(24)}, band format ${format}: not raw pixels`);
+  return { width: b.readUInt32LE(4), height: b.readUInt32LE(8), channels: b.readUInt32LE(12), depth: DEPTHS[format]! };
+}
+
+/**
+ * Runs `decode` (which writes `intermediate`) and, as its rows appear, copies the bands `plan`
+ * asks for (given the header) into their own `.v` files, hashing them on the way. Resolves when the
+ * decode has finished and every strip is complete; the decode's error wins over the cutter's.
+ */
+export async function decodeAndCutStrips<T>(o: {
+  intermediate: string;
+  decode: () => Promise<T>;
+  plan: (header: VipsImageHeader) => StripCutSpec[];
+  signal: AbortSignal;
+}): Promise<{ decoded: T; header: VipsImageHeader; files: CutStripFile[] }> {
+  let finished = false;
+  let failure: unknown;
+  const decoding = o.decode().then(
+    (v) => {
+      finished = true;
+      return v;
+    },
+    (err: unknown) => {
+      finished = true;
+      failure = err;
+      return undefined;
+    },
+  );
+  const outs: { spec: StripCutSpec; fh: FileHandle; hash: Hash; size: number }[] = [];
+  let src: FileHandle | undefined;
+  try {
+    // Wait for the header: libvips writes it before the first row.
+    const head = Buffer.alloc(HEADER_BYTES);
+    let header: VipsImageHeader | null = null;
+    for (;;) {
+      o.signal.throwIfAborted();
+      const wasFinished = finished;
+      if (failure !== undefined) break;
+      src ??= await open(o.intermediate, 'r').catch(() => undefined);
+      if (src) {
+        const { bytesRead } = await src.read(head, 0, HEADER_BYTES, 0);
+        header = parseVipsHeader(head.subarray(0, bytesRead));
+        if (header) break;
+      }
+      if (wasFinished) throw new Error('the decode finished without writing an intermediate');
+      await sleep(POLL_MS);
+    }
+    if (failure !== undefined || !header || !src) {
+      await decoding;
+      throw failure;
+    }
+    const stride = header.width * header.channels * BAND_BYTES[DEPTHS.indexOf(header.depth)]!;
+    const dataEnd = HEADER_BYTES + header.height * stride;
+    for (const spec of o.plan(header)) {
+      if (!(spec.y0 >= 0 && spec.y1 > spec.y0 && spec.y1 <= header.height)) throw new RangeError(`strip rows ${spec.y0}..${spec.y1} outside ${header.height}`);
+      const fh = await open(spec.path, 'w');
+      const h = Buffer.from(head);
+      h.writeUInt32LE(spec.y1 - spec.y0, 8);
+      const out = { spec, fh, hash: createHash('sha256'), size: 0 };
+      outs.push(out);
+      await append(out, h);
+    }
+
+    // One sequential read of the intermediate; each chunk goes to every strip whose rows it holds.
+    const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+    let pos = HEADER_BYTES;
+    let finalSize = -1;
+    while (pos < dataEnd || finalSize < 0 || pos < finalSize) {
+      o.signal.throwIfAborted();
+      const wasFinished = finished;
+      if (failure !== undefined) break;
+      const size = (await stat(o.intermediate)).size;
+      if (wasFinished) finalSize = size;
+      // Pixel rows until dataEnd; after it, once the decode is done, the XML metadata every strip gets.
+      const limit = pos < dataEnd ? Math.min(size, dataEnd) : finalSize;
+      if (limit <= pos) {
+        if (wasFinished && pos < dataEnd) throw new Error(`the intermediate ended at ${size} of ${dataEnd} bytes`);
+        if (!wasFinished) await sleep(POLL_MS);
+        continue;
+      }
+      const n = Math.min(CHUNK_BYTES, limit - pos);
+      const { bytesRead } = await src.read(buf, 0, n, pos);
+      if (bytesRead <= 0) throw new Error(`short read of the intermediate at ${pos}`);
+      const a = pos;
+      const b = pos + bytesRead;
+      for (const out of outs) {
+        const from = a >= dataEnd ? a : Math.max(a, HEADER_BYTES + out.spec.y0 * stride);
+        const to = a >= dataEnd ? b : Math.min(b, HEADER_BYTES + out.spec.y1 * stride);
+        if (to > from) await append(out, buf.subarray(from - a, to - a));
+      }
+      pos = b;
+    }
+    const decoded = await decoding;
+    if (failure !== undefined) throw failure;
+    return { decoded: decoded as T, header, files: outs.map((x) => ({ path: x.spec.path, size: x.size, sha256: x.hash.digest('hex') })) };
+  } finally {
+    // Let a failed cut wait for libvips to stop writing before the caller cleans up.
+    if (!finished) await decoding;
+    await src?.close().catch(() => undefined);
+    for (const x of outs) await x.fh.close().catch(() => undefined);
+  }
+}
+
+async function append(out: { fh: FileHandle; hash: Hash; size: number }, data: Buffer): Promise<void> {
+  out.hash.update(data);
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await out.fh.write(data, done, data.length - done);
+    done += bytesWritten;
+  }
+  out.size += data.length;
+}
