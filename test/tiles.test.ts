@@ -27,8 +27,10 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Strips read by each worker straight from the source (the `TESSERA_TILE_STRIP_READ=source` option). */
+/** Strips read by each worker straight from the source (the default). */
 const FROM_SOURCE = { stripRead: 'source' } as const;
+/** Strips cut from the source decoded once on the coordinator (`TESSERA_TILE_STRIP_READ=intermediate`). */
+const DECODED = { stripRead: 'intermediate' } as const;
 
 async function tiledVsWhole(params: TileImageParams, slots = 2, config: Partial<TileConfig> = {}) {
   const d = path.join(dir, `run-${run++}`);
@@ -85,9 +87,9 @@ const STRIP_CASES = [
   ['rotate 270 + wide halo', { rotate: 270, blur: 7.5, sharpen: true }, 2],
 ] as const;
 
-describe('strips cut from the intermediate decoded once (auto tiling, the default), pixel-exact', () => {
+describe('strips cut from the intermediate decoded once (TESSERA_TILE_STRIP_READ=intermediate), pixel-exact', () => {
   it.each(STRIP_CASES)('%s', async (_name, params, slots) => {
-    const r = await tiledVsWhole(imageParams(params as never), slots);
+    const r = await tiledVsWhole(imageParams(params as never), slots, DECODED);
     expect(r.plans.every((p) => p.read === 'intermediate')).toBe(true);
     expect(r.tiles).toBe(slots);
     // Whole-width bands of the intermediate, each with its halo (none at the image border).
@@ -96,7 +98,20 @@ describe('strips cut from the intermediate decoded once (auto tiling, the defaul
     expect(r.maxDiff).toBe(0);
   });
 
+  it.each([2, 4])('a %i-band PNG with alpha (PNG out) keeps its bands through the strips', async (bands) => {
+    const alpha = path.join(dir, `alpha-${bands}.png`);
+    const img = sharp(src).ensureAlpha(0.6);
+    await (bands === 2 ? img.toColourspace('b-w') : img).png({ compressionLevel: 1 }).toFile(alpha);
+    const d = path.join(dir, `run-${run++}`);
+    const params = imageParams({ blur: 2, sharpen: true, format: 'png' });
+    const tiled = await runTiledInProcess(alpha, params, d, { slots: 2, config: DECODED });
+    expect(tiled.plans.every((p) => p.read === 'intermediate' && p.deliver === 'raw')).toBe(true);
+    const r = await comparePixels(tiled.output, await runWhole(alpha, params, path.join(d, 'whole.png')));
+    expect(r.maxDiff).toBe(0);
+  });
+
   it('a resize runs in the decode pass and its result is cut into strips', async () => {
+    // Even by default: a resize needs the whole image, so the source read cannot take it.
     const r = await tiledVsWhole(imageParams({ width: 1013, blur: 2.5, sharpen: true }), 3);
     expect(r.plans.every((p) => p.read === 'intermediate' && p.cut.x === 0)).toBe(true);
     expect([r.width, r.height, r.tiles]).toEqual([1013, Math.round((1097 * 1013) / 1501), 3]);
@@ -104,9 +119,10 @@ describe('strips cut from the intermediate decoded once (auto tiling, the defaul
   });
 });
 
-describe('strips read straight from the source (TESSERA_TILE_STRIP_READ=source), pixel-exact', () => {
+describe('strips read straight from the source (auto tiling, the default), pixel-exact', () => {
   it.each(STRIP_CASES)('%s', async (_name, params, slots) => {
-    const r = await tiledVsWhole(imageParams(params as never), slots, FROM_SOURCE);
+    // No config: the default strip read.
+    const r = await tiledVsWhole(imageParams(params as never), slots);
     expect(r.plans.every((p) => p.read === 'source')).toBe(true);
     expect(r.tiles).toBe(slots);
     expect(r.maxDiff).toBe(0);
@@ -130,7 +146,7 @@ describe('strips read straight from the source (TESSERA_TILE_STRIP_READ=source),
     expect((await comparePixels(tiled.output, await runWhole(prog, params, path.join(d, 'whole.png')))).maxDiff).toBe(0);
   });
 
-  it.each([{}, FROM_SOURCE])('a crop outside the image is INVALID_ARGUMENT naming the input (%o)', async (config) => {
+  it.each([DECODED, FROM_SOURCE])('a crop outside the image is INVALID_ARGUMENT naming the input (%o)', async (config) => {
     await expect(runTiledInProcess(src, imageParams({ crop: { left: 1000, top: 0, width: 600, height: 100 } }), path.join(dir, `run-${run++}`), { config })).rejects.toMatchObject({
       codeName: 'INVALID_ARGUMENT',
       input: 'source.png',
@@ -153,7 +169,7 @@ describe('tiled outputs and refusals', () => {
   });
 
   it.each([
-    ['intermediate', {}],
+    ['intermediate', DECODED],
     ['source', FROM_SOURCE],
   ] as const)('auto-tiled JPEG (strips from the %s): strips come back encoded and are joined into the whole-image JPEG, byte for byte', async (read, config) => {
     const params = imageParams({ blur: 2, sharpen: true, format: 'jpeg', quality: 85 });
@@ -186,7 +202,7 @@ describe('tiled outputs and refusals', () => {
   it('auto-tiled JPEG upside down from the intermediate: equal strips joined pixel-exact', async () => {
     const params = imageParams({ flip: true, blur: 1.5, sharpen: true, format: 'jpeg' });
     const d = path.join(dir, `run-${run++}`);
-    const tiled = await runTiledInProcess(src, params, d, { slots: 3 });
+    const tiled = await runTiledInProcess(src, params, d, { slots: 3, config: DECODED });
     expect(tiled.plans.every((p) => p.read === 'intermediate' && p.deliver === 'jpeg')).toBe(true);
     // 1097 rows in 3 strips on 16-row boundaries: 368, 368, 361.
     expect(tiled.plans.map((p) => p.out.h)).toEqual([368, 368, 361]);
@@ -196,7 +212,7 @@ describe('tiled outputs and refusals', () => {
   });
 
   it.each([
-    ['intermediate', {}],
+    ['intermediate', DECODED],
     ['source', FROM_SOURCE],
   ] as const)('auto-tiled JPEG rotated by 90 (strips from the %s): vertical strips go through the raw stitch', async (read, config) => {
     const params = imageParams({ blur: 2, rotate: 90, format: 'jpeg' });

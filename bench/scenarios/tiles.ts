@@ -3,7 +3,7 @@
  * (coordinator + 2 workers x 1 slot, separate processes) vs the same pipeline in one sharp process
  * (a child process, so its peak RSS is its own). Prints the wall-time ratio and each process's
  * VmHWM and CPU seconds, and checks that both outputs decode to the same pixels.
- * `TESSERA_TILE_STRIP_READ=source npm run bench -- tiles` measures the read-from-source strips.
+ * `TESSERA_TILE_STRIP_READ=intermediate npm run bench -- tiles` measures strips cut from the source decoded once.
  */
 import { spawn } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
@@ -188,7 +188,7 @@ export const tilesScenario: BenchScenario = {
             cpuSeconds: Math.round(clusterCpu * 100) / 100,
             singleCpuSeconds: Math.round(base.cpuSeconds * 100) / 100,
             ...Object.fromEntries(Object.entries(cpu).map(([k, v]) => [`cpuSeconds ${k}`, v])),
-            stripRead: process.env['TESSERA_TILE_STRIP_READ'] || 'intermediate (default)',
+            stripRead: process.env['TESSERA_TILE_STRIP_READ'] || 'source (default)',
             subtasks: done.subtasks.map((s) => s.label).join('; '),
           },
         },

@@ -3,13 +3,15 @@
  * tiled and how its tiles reach the workers, plan one subtask per tile, and stitch the processed
  * tiles back.
  *
- * JPEG and PNG decode sequentially, so cutting tile N straight from the source would re-decode every
- * row above it. The coordinator therefore decodes the source once into libvips' native `.v` (raw
- * pixels behind a header, where any band of rows is one byte range): auto-tiling copies whole-width
- * strips out of it while it is being written and ships them over the normal input fetch; a forced
- * `--tile` grid cuts halo'd squares from it. JPEG strips come back encoded and are spliced without
- * re-encoding. The older way in, each worker decoding the compressed source down to its own strip,
- * stays behind `TESSERA_TILE_STRIP_READ=source` (it re-decodes (n + 1) / 2 times in all).
+ * Two ways in for auto-tiling. By default each worker reads a whole-width strip straight from the
+ * original file (the compressed source crosses the wire, not raw pixels, and the decode runs on the
+ * workers in parallel), at the price of re-decoding the rows above its strip: (n + 1) / 2 decodes
+ * for n strips. With `TESSERA_TILE_STRIP_READ=intermediate`, and for inputs the source read cannot
+ * take (resize, EXIF rotation, progressive, too many strips), the coordinator decodes the source
+ * once into libvips' native `.v` (raw pixels behind a header, where a band of rows is one byte
+ * range) and copies whole-width strips out of it while it is being written: one decode, but the
+ * strips' raw pixels cross the wire. A forced `--tile` grid cuts halo'd squares from the same kind
+ * of intermediate. JPEG strips come back encoded and are spliced without re-encoding.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -63,9 +65,9 @@ export interface PlanTilesOptions {
 
 /**
  * Plans the tiles of one input: a forced `tile_size` gives a grid of halo'd squares cut from the
- * decoded intermediate; auto-tiling gives whole-width strips, cut from the intermediate as the
- * decode writes it ({@link planDecodedStrips}), or read by each worker straight from the source
- * when the deployment asks for it (`TESSERA_TILE_STRIP_READ=source`, {@link sourceStripCount}).
+ * decoded intermediate; auto-tiling gives whole-width strips, read by each worker straight from the
+ * source when it can ({@link sourceStripCount}) unless `TESSERA_TILE_STRIP_READ=intermediate`, else
+ * cut from the intermediate as the decode writes it ({@link planDecodedStrips}).
  */
 export async function planTiles(o: PlanTilesOptions): Promise<SubtaskPlan[]> {
   const config = o.config ?? tileConfig();
@@ -83,7 +85,7 @@ export async function planTiles(o: PlanTilesOptions): Promise<SubtaskPlan[]> {
 }
 
 /**
- * Auto-tiling's default: the coordinator decodes the source once (running the pipeline's prefix:
+ * Strips from a source decoded once: the coordinator decodes the source once (running the pipeline's prefix:
  * orient, crop, greyscale, resize) into a `.v` intermediate, and whole-width strips with their halo
  * are copied out of it as libvips writes it top to bottom (tile-strip-cutter.ts), so no row is
  * decoded twice and cutting strip N costs only its own bytes. One strip per slot (more if a strip
@@ -126,7 +128,8 @@ async function planDecodedStrips(o: PlanTilesOptions, config: TileConfig, split:
       ...tilePlanBase(o, split, format, t, planned.length, out, cut, core, split.tile, config),
       read: 'intermediate',
       deliver,
-      channels: header.channels,
+      // Learned from the workers (who must all agree): grey + alpha comes back as RGBA for the stitch.
+      channels: 0,
       depth: header.depth,
     };
     return {
@@ -146,8 +149,7 @@ async function tileDir(workDir: string, name: string): Promise<string> {
 }
 
 /**
- * With `TESSERA_TILE_STRIP_READ=source`: how many strips to read straight from the source, or 0
- * to go through the intermediate.
+ * How many strips to read straight from the source, or 0 to go through the intermediate.
  *
  * Reading from the source saves the coordinator's serial decode and the raw pixels' two gRPC hops
  * (about 3 ms of CPU per MiB per hop, so 1.5 GB of raw tiles cost more CPU than the pipeline's
