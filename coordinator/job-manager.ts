@@ -39,6 +39,8 @@ interface ActiveJob {
   controller: AbortController;
   /** Highest phase whose merge has started (guards against merging a phase twice). */
   mergedPhase: number;
+  /** True while the kind's `later` subtasks are still coming: phase 0 cannot end yet. */
+  planning: boolean;
 }
 
 export class JobManager {
@@ -136,7 +138,13 @@ export class JobManager {
       this.finish(job, 'failed', describeError(err));
       return;
     }
-    const active: ActiveJob = { record: job, kind, params, subtasks: resumeSubtasks ?? [], controller: new AbortController(), mergedPhase: -1 };
+    if (resumeSubtasks && job.phase === 0 && job.planComplete === false) {
+      // Stopped while phase 0 was still being planned: what was planned may be partial. Plan again.
+      this.log.info({ job: job.id }, 'planning was not finished before the restart: planning again');
+      this.store.deleteSubtasks(job.id);
+      resumeSubtasks = undefined;
+    }
+    const active: ActiveJob = { record: job, kind, params, subtasks: resumeSubtasks ?? [], controller: new AbortController(), mergedPhase: -1, planning: false };
     this.active.set(job.id, active);
     this.scheduler.addJob(job.id, kind.name, job.spec.priority, job.createdAt);
     if (resumeSubtasks && resumeSubtasks.length > 0) {
@@ -160,16 +168,38 @@ export class JobManager {
     }
     try {
       const ctx = this.planContext(active);
-      const { subtasks, errors } = await kind.plan(ctx);
+      const { subtasks, errors, later } = await kind.plan(ctx);
       if (errors) job.errors.push(...errors);
-      if (subtasks.length === 0) {
+      if (subtasks.length === 0 && !later) {
         await this.finishWithOutputs(active, []);
         return;
       }
+      active.planning = Boolean(later);
+      job.planComplete = !later;
       this.addSubtasks(active, subtasks, 0);
+      if (later) void this.addLater(active, later);
     } catch (err) {
       this.failJob(active, err, 'planning failed');
     }
+  }
+
+  /** Adds a kind's `later` subtasks to phase 0 as they come; phase 0 can end once they stop. */
+  private async addLater(active: ActiveJob, later: AsyncIterable<SubtaskPlan>): Promise<void> {
+    const job = active.record;
+    try {
+      for await (const plan of later) {
+        if (TERMINAL_JOB_STATES.has(job.state) || this.stopping) return;
+        this.addSubtasks(active, [plan], 0, true);
+      }
+    } catch (err) {
+      this.failJob(active, err, 'planning failed');
+      return;
+    }
+    if (TERMINAL_JOB_STATES.has(job.state) || this.stopping) return;
+    active.planning = false;
+    job.planComplete = true;
+    this.events.log(job, `phase 0: planning done, ${active.subtasks.length} subtask(s)`);
+    this.checkPhase(active);
   }
 
   private planContext(active: ActiveJob) {
@@ -187,9 +217,11 @@ export class JobManager {
     };
   }
 
-  private addSubtasks(active: ActiveJob, plans: SubtaskPlan[], phase: number): void {
+  /** Adds a phase's subtasks (`append`: more of the current phase, numbered after those it has). */
+  private addSubtasks(active: ActiveJob, plans: SubtaskPlan[], phase: number, append = false): void {
     const job = active.record;
     job.phase = phase;
+    const first = append ? active.subtasks.reduce((n, s) => (s.phase === phase ? n + 1 : n), 0) : 0;
     // One random tag per phase: ids stay unique across phases and restarts without a UUID each.
     const tag = randomUUID().slice(0, 6);
     // Every record is built with the same fields in the same order, so they share one shape (a
@@ -201,9 +233,9 @@ export class JobManager {
       weight: p.weight,
       items: p.items,
       requires: p.requires,
-      id: `${job.id.slice(0, 8)}-${phase}-${index}-${tag}`,
+      id: `${job.id.slice(0, 8)}-${phase}-${first + index}-${tag}`,
       jobId: job.id,
-      index,
+      index: first + index,
       phase,
       state: 'pending',
       attempt: 0,
@@ -226,7 +258,7 @@ export class JobManager {
       this.subtasks.set(s.id, s);
     }
     this.store.createSubtasks(created);
-    job.message = `phase ${phase}: ${created.length} subtask(s)`;
+    job.message = append ? `phase ${phase}: ${first + created.length} subtask(s) so far` : `phase ${phase}: ${created.length} subtask(s)${active.planning ? ', more coming' : ''}`;
     this.events.log(job, job.message);
     this.scheduler.enqueue(created);
     this.requestDispatch();
@@ -462,6 +494,7 @@ export class JobManager {
   private checkPhase(active: ActiveJob): void {
     // Called on every result: scan from the end (the current phase is appended last, and subtasks
     // finish roughly in order), so an unfinished one is usually found at once, not after O(n).
+    if (active.planning) return;
     const phase = active.record.phase;
     for (let i = active.subtasks.length - 1; i >= 0; i--) {
       const s = active.subtasks[i]!;

@@ -36,6 +36,11 @@ export interface JobRecord {
   /** Last event sequence number. */
   seq: number;
   maxAttempts: number;
+  /**
+   * False while phase 0 is still being planned (a kind's `later` subtasks are still coming); a
+   * coordinator restarted then plans the job again. Absent (older records) means complete.
+   */
+  planComplete?: boolean;
 }
 
 export interface SubtaskRecord extends Omit<SubtaskPlan, 'plan'> {

@@ -50,6 +50,7 @@ export class JobStore {
       upsertJob: this.db.prepare('INSERT INTO jobs (id, state, created_at, record) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, record = excluded.record'),
       insertSubtask: this.db.prepare('INSERT INTO subtasks (id, job_id, record, live) VALUES (?, ?, ?, NULL) ON CONFLICT(id) DO UPDATE SET record = excluded.record, live = NULL'),
       updateSubtask: this.db.prepare('UPDATE subtasks SET live = ? WHERE id = ?'),
+      deleteSubtasks: this.db.prepare('DELETE FROM subtasks WHERE job_id = ?'),
       insertEvent: this.db.prepare('INSERT OR IGNORE INTO events (job_id, seq, event) VALUES (?, ?, ?)'),
       eventsAfter: this.db.prepare('SELECT event FROM events WHERE job_id = ? AND seq > ? ORDER BY seq'),
       jobs: this.db.prepare('SELECT record FROM jobs ORDER BY created_at'),
@@ -68,7 +69,13 @@ export class JobStore {
     this.scheduleFlush();
   }
 
-  /** Records a subtask's changed state (see LIVE_FIELDS). */
+  /** Forgets every subtask of a job (a job planned again from the start after a restart). */
+  deleteSubtasks(jobId: string): void {
+    this.flush();
+    this.stmts.deleteSubtasks.run(jobId);
+  }
+
+  /** Records a subtask's changed state (the fields of `liveState`). */
   saveSubtask(subtask: SubtaskRecord): void {
     this.dirtySubtasks.set(subtask.id, subtask);
     this.scheduleFlush();

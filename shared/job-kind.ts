@@ -114,6 +114,19 @@ export interface FinalOutput {
   contentType?: string;
 }
 
+export interface PlanResult {
+  /** Phase 0's subtasks known now; they are dispatched at once. */
+  subtasks: SubtaskPlan[];
+  errors?: ItemFailure[];
+  /**
+   * More phase-0 subtasks that become ready after `plan` returns (e.g. strips cut from a source
+   * still being decoded): each is dispatched as it comes, and phase 0 is not finished (nor merged)
+   * until this ends. An error thrown from it fails the job like a planning error. Stop early when
+   * `ctx.signal` aborts. A coordinator restarted mid-way plans the job again from the start.
+   */
+  later?: AsyncIterable<SubtaskPlan>;
+}
+
 export type MergeResult =
   | { outputs: FinalOutput[]; errors?: ItemFailure[]; next?: undefined }
   | { next: SubtaskPlan[]; outputs?: FinalOutput[]; errors?: ItemFailure[] };
@@ -128,7 +141,7 @@ export interface CoordinatorKind<P = unknown> {
    */
   validate(params: unknown, spec: JobSpec__Output): P;
   /** Optional checks of the uploaded inputs before planning (per-input failures go to `errors`). */
-  plan(ctx: PlanContext<P>): Promise<{ subtasks: SubtaskPlan[]; errors?: ItemFailure[] }>;
+  plan(ctx: PlanContext<P>): Promise<PlanResult>;
   /** Called when every subtask of a phase has finished (succeeded or failed for good). */
   merge(ctx: MergeContext<P>): Promise<MergeResult>;
 }

@@ -1,0 +1,168 @@
+/**
+ * The job manager's streaming plans (`PlanResult.later`), driven through its real store, spool,
+ * scheduler and registry. The worker is a session whose control stream records what it is sent;
+ * results go back through `onResult` as the worker service would deliver them.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { CoordinatorKind, SubtaskPlan } from '../shared/job-kind.js';
+import { createLogger } from '../shared/logger.js';
+import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
+import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
+import { JobManager } from './job-manager.js';
+import { coordinatorKinds } from './kinds/index.js';
+import { Spool } from './spool.js';
+import { JobStore } from './store.js';
+import { WorkerRegistry, type WorkerSession } from './worker-registry.js';
+
+const kinds = coordinatorKinds as Map<string, CoordinatorKind>;
+const original = kinds.get('passthrough')!;
+const dirs: string[] = [];
+afterEach(() => {
+  kinds.set('passthrough', original);
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const spec = { label: 'stream', priority: 0, max_attempts: 0, params: 'passthrough', passthrough: { subtasks: 0, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output;
+const plan = (label: string): SubtaskPlan => ({ label, inputs: [], plan: { label }, weight: 1, items: [] });
+
+/** A kind whose phase 0 is one subtask now and `later` ones released by the test. */
+function streamingKind(release: AsyncIterable<SubtaskPlan>, merged: string[][]): CoordinatorKind {
+  return {
+    ...original,
+    plan: async () => ({ subtasks: [plan('now')], later: release }),
+    merge: async (ctx) => {
+      merged.push(ctx.results.map((r) => r.label));
+      return { outputs: [] };
+    },
+  };
+}
+
+/** An async iterable the test feeds one item at a time, then ends. */
+function channel<T>(): { iterable: AsyncIterable<T>; push(v: T): void; end(): void } {
+  const items: T[] = [];
+  let done = false;
+  let wake: (() => void) | undefined;
+  return {
+    push: (v) => {
+      items.push(v);
+      wake?.();
+    },
+    end: () => {
+      done = true;
+      wake?.();
+    },
+    iterable: {
+      async *[Symbol.asyncIterator]() {
+        for (;;) {
+          while (items.length > 0) yield items.shift()!;
+          if (done) return;
+          await new Promise<void>((resolve) => (wake = resolve));
+        }
+      },
+    },
+  };
+}
+
+function setup(dataDir?: string) {
+  const dir = dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'tessera-jm-'));
+  if (!dataDir) dirs.push(dir);
+  const store = new JobStore(path.join(dir, 'jobs.db'));
+  const registry = new WorkerRegistry();
+  const manager = new JobManager(store, new Spool(path.join(dir, 'spool')), registry, createLogger('test', 'silent'), { maxAttempts: 3, subtaskTimeoutMs: 60_000, retryBaseMs: 10, quarantineFailures: 0 });
+  const sent: CoordinatorMessage[] = [];
+  const worker = {
+    id: 'w1',
+    name: 'worker-1',
+    instanceId: 'i1',
+    address: 'test',
+    slots: 8,
+    capabilities: { kinds: ['passthrough'] },
+    kinds: new Set(['passthrough']),
+    encoders: new Set<string>(),
+    state: 'active',
+    lastHeartbeat: Date.now(),
+    connectedAt: Date.now(),
+    leases: new Map(),
+    call: { write: (m: CoordinatorMessage) => sent.push(m) },
+    load: 0,
+    done: 0,
+    failed: 0,
+    recentFailures: [],
+    quarantinedUntil: 0,
+    lostAt: 0,
+  } as unknown as WorkerSession;
+  registry.add(worker);
+  const assigned = () => sent.flatMap((m) => (m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])));
+  const finish = (subtaskId: string, attempt: number) => manager.onResult(worker, { subtaskId, attempt, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
+  return { dir, store, manager, assigned, finish };
+}
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200 && !cond(); i++) await sleep(10);
+  if (!cond()) throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('streaming plans', () => {
+  it('dispatches later subtasks as they come and merges phase 0 only after the last one', async () => {
+    const feed = channel<SubtaskPlan>();
+    const merged: string[][] = [];
+    kinds.set('passthrough', streamingKind(feed.iterable, merged));
+    const { manager, assigned, finish, store } = setup();
+    const job = manager.newJob(spec, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length === 1, 'the first subtask');
+    // It finishes while more are still coming: the phase must stay open.
+    finish(assigned()[0]!.subtask_id!, 1);
+    feed.push(plan('later 1'));
+    await until(() => assigned().length === 2, 'the second subtask');
+    finish(assigned()[1]!.subtask_id!, 1);
+    await sleep(50);
+    expect(merged).toEqual([]);
+    expect(job.state).toBe('running');
+    feed.push(plan('later 2'));
+    await until(() => assigned().length === 3, 'the third subtask');
+    feed.end();
+    await sleep(50);
+    expect(merged).toEqual([]);
+    finish(assigned()[2]!.subtask_id!, 1);
+    await until(() => job.state === 'succeeded', 'the job to finish');
+    expect(merged).toEqual([['now', 'later 1', 'later 2']]);
+    expect(manager.subtasksOf(job.id).map((s) => s.index)).toEqual([0, 1, 2]);
+    manager.close();
+    store.close();
+  });
+
+  it('a coordinator stopped while planning plans the job again from the start', async () => {
+    const feed = channel<SubtaskPlan>();
+    kinds.set('passthrough', streamingKind(feed.iterable, []));
+    const first = setup();
+    const job = first.manager.newJob(spec, 'anonymous');
+    first.manager.accept(job);
+    feed.push(plan('later 1'));
+    await until(() => first.assigned().length === 2, 'two subtasks');
+    first.manager.close();
+    first.store.close();
+
+    // Restarted on the same data: the old partial plan is dropped and planning starts over.
+    const merged: string[][] = [];
+    const again = channel<SubtaskPlan>();
+    kinds.set('passthrough', streamingKind(again.iterable, merged));
+    const second = setup(first.dir);
+    expect(second.manager.resume()).toBe(1);
+    await until(() => second.assigned().length === 1, 'the re-planned first subtask');
+    again.push(plan('later A'));
+    again.end();
+    await until(() => second.assigned().length === 2, 'the re-planned second subtask');
+    for (const a of second.assigned()) second.finish(a.subtask_id!, a.attempt!);
+    const resumed = second.manager.get(job.id);
+    await until(() => resumed.state === 'succeeded', 'the resumed job to finish');
+    expect(merged).toEqual([['now', 'later A']]);
+    expect(second.manager.subtasksOf(job.id)).toHaveLength(2);
+    second.manager.close();
+    second.store.close();
+  });
+});
