@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
-import type { SpoolFile, SubtaskOutcome } from '../shared/job-kind.js';
+import type { SpoolFile, SubtaskOutcome, SubtaskPlan } from '../shared/job-kind.js';
 import { mergeTiles, planTiles } from '../coordinator/kinds/image-tiles.js';
 import { processTile } from '../worker/processors/image-tile.js';
 import type { PipelineFn, TileImageParams } from '../shared/media/tile-pipeline.js';
@@ -42,7 +42,7 @@ function clamp(v: number): number {
   return Math.max(0, Math.min(255, Math.round(v)));
 }
 
-/** Runs the tiled path in-process: plan, every tile through the worker's processor, merge. */
+/** Runs the tiled path in-process: plan, every tile through the worker's processor (in the order the planner hands them out), merge. */
 export async function runTiledInProcess(
   src: string,
   params: TileImageParams,
@@ -52,9 +52,13 @@ export async function runTiledInProcess(
   const signal = new AbortController().signal;
   const input: SpoolFile = { name: path.basename(src), path: src, size: 0, sha256: '' };
   const config = { ...tileConfig({}), ...opts.config };
-  const plans = await planTiles({ input, params, workDir: path.join(dir, 'job'), slots: opts.slots ?? 2, signal, pipeline: opts.pipeline, config });
+  const planning = await planTiles({ input, params, workDir: path.join(dir, 'job'), slots: opts.slots ?? 2, signal, pipeline: opts.pipeline, config });
+  const plans: SubtaskPlan[] = [];
   const outcomes: SubtaskOutcome[] = [];
-  for (const [index, sub] of plans.entries()) {
+  // As the job manager does: the first strips are processed while the later ones are still being cut.
+  const runOne = async (sub: SubtaskPlan): Promise<void> => {
+    const index = plans.length;
+    plans.push(sub);
     const workDir = path.join(dir, `sub-${index}`);
     await mkdir(workDir, { recursive: true });
     const inputs = sub.inputs.map((f) => ({ name: f.name, path: f.path, size: f.size }));
@@ -71,12 +75,16 @@ export async function runTiledInProcess(
       result: r.result,
       worker: 'in-process',
     });
-  }
+  };
+  for (const sub of planning.subtasks) await runOne(sub);
+  if (planning.later) for await (const sub of planning.later) await runOne(sub);
   const outDir = path.join(dir, 'out');
   await mkdir(outDir, { recursive: true });
   const merged = await mergeTiles(outcomes, outDir, signal);
   if (merged.errors.length > 0) throw new Error(merged.errors.map((e) => e.message).join('; '));
-  return { output: merged.outputs[0]!.path, plans: plans.map((p) => p.plan as TilePlan) };
+  // Outcomes reach the merge in arrival order (an upside-down image's strips are cut bottom of the
+  // output first); the plans are returned in tile order for the assertions.
+  return { output: merged.outputs[0]!.path, plans: plans.map((p) => p.plan as TilePlan).sort((a, b) => a.index - b.index) };
 }
 
 /** The same pipeline on the whole image in one sharp call, written as PNG (lossless). */

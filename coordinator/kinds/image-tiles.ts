@@ -24,7 +24,7 @@ import { MAX_SOURCE_STRIPS, tileConfig, type TileConfig } from '../../shared/med
 import { splitForTiles, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
 import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
 import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
-import { decodeAndCutStrips } from '../../shared/media/tile-strip-cutter.js';
+import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
 import { applyPipeline, outputFormat } from '../../shared/media/image-pipeline.js';
 import { withExtension } from '../../shared/names.js';
 import { isTilePlan, type TilePlan, type TileResult } from '../../shared/media/tile-plan.js';
@@ -63,55 +63,81 @@ export interface PlanTilesOptions {
   config?: TileConfig;
 }
 
+/** The subtasks of one tiled input: those ready now, and (strips still being decoded) the rest as they are cut. */
+export interface TilePlanning {
+  subtasks: SubtaskPlan[];
+  /** The remaining strips, each yielded as soon as its rows are decoded and copied out (job-kind.ts `PlanResult.later`). */
+  later?: AsyncIterable<SubtaskPlan>;
+}
+
 /**
  * Plans the tiles of one input: a forced `tile_size` gives a grid of halo'd squares cut from the
- * decoded intermediate; auto-tiling gives whole-width strips, read by each worker straight from the
- * source when it can ({@link sourceStripCount}) unless `TESSERA_TILE_STRIP_READ=intermediate`, else
- * cut from the intermediate as the decode writes it ({@link planDecodedStrips}).
+ * decoded intermediate; auto-tiling gives whole-width strips cut from the intermediate as the
+ * decode writes it ({@link planDecodedStrips}: the first strip now, the others `later`), or, with
+ * `TESSERA_TILE_STRIP_READ=source`, read by each worker straight from the source when it can
+ * ({@link sourceStripCount}).
  */
-export async function planTiles(o: PlanTilesOptions): Promise<SubtaskPlan[]> {
+export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   const config = o.config ?? tileConfig();
   const split = splitForTiles(o.params);
   const inputMeta = await readMeta(o.input.path, config, o.input.name);
   const format = outputFormat(o.params, inputMeta.format);
   // A crop outside the image gets a message naming the crop rather than libvips' extract error.
   sourceRegion(upright(inputMeta, o.params), o.params, o.input.name);
-  if (o.params.tileSize > 0) return planIntermediateTiles(o, config, split, format);
+  if (o.params.tileSize > 0) return { subtasks: await planIntermediateTiles(o, config, split, format) };
   if (config.stripRead === 'source') {
     const strips = sourceStripCount(inputMeta, o.params, split, config, o.slots, o.input.name);
-    if (strips > 0) return planSourceStrips(o, config, split, inputMeta, format, strips);
+    if (strips > 0) return { subtasks: planSourceStrips(o, config, split, inputMeta, format, strips) };
   }
   return planDecodedStrips(o, config, split, format);
 }
 
+/** Every subtask of a planning, waiting for the `later` ones (the whole decode). */
+export async function allTiles(p: TilePlanning): Promise<SubtaskPlan[]> {
+  const all = [...p.subtasks];
+  if (p.later) for await (const s of p.later) all.push(s);
+  return all;
+}
+
 /**
- * Strips from a source decoded once: the coordinator decodes the source once (running the pipeline's prefix:
- * orient, crop, greyscale, resize) into a `.v` intermediate, and whole-width strips with their halo
- * are copied out of it as libvips writes it top to bottom (tile-strip-cutter.ts), so no row is
- * decoded twice and cutting strip N costs only its own bytes. One strip per slot (more if a strip
- * would exceed `maxStripPixels`), equal heights on 16-row boundaries; JPEG strips come back encoded
- * and are spliced (tile-jpeg-splice.ts), others as raw cores for the stitch.
+ * Strips from a source decoded once: the coordinator decodes the source once (running the
+ * pipeline's prefix: orient, crop, greyscale, resize) into a `.v` intermediate, and whole-width
+ * strips with their halo are copied out of it as libvips writes it top to bottom
+ * (tile-strip-cutter.ts), so no row is decoded twice and cutting strip N costs only its own bytes.
+ * Returns once the first strip is cut (so that an input that cannot be decoded at all is still a
+ * per-input error) and yields the others `later`, each as soon as its last row is decoded: workers
+ * start on the top of the image while the coordinator decodes the rest. One strip per slot (more if
+ * a strip would exceed `maxStripPixels`), equal heights on 16-row boundaries; JPEG strips come back
+ * encoded and are spliced (tile-jpeg-splice.ts), others as raw cores for the stitch.
  */
-async function planDecodedStrips(o: PlanTilesOptions, config: TileConfig, split: TileSplit, format: TiledFormat): Promise<SubtaskPlan[]> {
+async function planDecodedStrips(o: PlanTilesOptions, config: TileConfig, split: TileSplit, format: TiledFormat): Promise<TilePlanning> {
+  const strips = decodedStrips(o, config, split, format, await tileDir(o.workDir, o.input.name));
+  const first = await strips.next();
+  if (first.done) return { subtasks: [] };
+  return { subtasks: [first.value], later: strips };
+}
+
+async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: TileSplit, format: TiledFormat, dir: string): AsyncGenerator<SubtaskPlan, void, undefined> {
   const pipeline = o.pipeline ?? applyPipeline;
   const name = o.input.name;
-  const dir = await tileDir(o.workDir, name);
   const intermediate = path.join(dir, 'decoded.v');
   const deliver = format === 'jpeg' && split.output === 'image' && split.orientation.angle % 180 === 0 ? 'jpeg' : 'raw';
   o.signal.throwIfAborted();
   let planned: { t: TileGeometry; core: Rect; cut: Rect }[] = [];
   let out = { width: 0, height: 0 };
+  let depth = 'uchar';
   const src = sharp(o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true });
-  const { header, files } = await decodeAndCutStrips({
+  const cuts = cutStripsWhileDecoding({
     intermediate,
     decode: () => wrapBadInput(pipeline(src, split.prefix).toFile(intermediate), name),
     signal: o.signal,
-    plan: ({ width, height }) => {
+    plan: ({ width, height, depth: d }) => {
+      depth = d;
       out = mapSize(width, height, split.orientation);
       checkFormatFits(format, split.output, out.width, out.height, name);
-      const count = Math.max(1, o.slots, Math.ceil((out.width * out.height) / config.maxStripPixels));
+      const n = Math.max(1, o.slots, Math.ceil((out.width * out.height) / config.maxStripPixels));
       // Equal strips: every worker now does the same work per row (no decode above its strip).
-      const grid = stripGrid(out.width, out.height, count, split.orientation, 0, 16);
+      const grid = stripGrid(out.width, out.height, n, split.orientation, 0, 16);
       planned = grid.map((t) => {
         const core = unmapRect(t.core, width, height, split.orientation);
         return { t, core, cut: grow(core, split.halo, width, height) };
@@ -120,26 +146,30 @@ async function planDecodedStrips(o: PlanTilesOptions, config: TileConfig, split:
       return planned.map(({ t, cut }) => ({ y0: cut.y, y1: cut.y + cut.h, path: path.join(dir, `strip-${t.index}.v`) }));
     },
   });
-  // Every strip holds its own copy of its rows: the intermediate is not needed any more.
-  await rm(intermediate, { force: true });
-  return planned.map(({ t, core, cut }, k) => {
-    const file: SpoolFile = { name: 'strip.v', path: files[k]!.path, size: files[k]!.size, sha256: files[k]!.sha256 };
-    const plan: TilePlan = {
-      ...tilePlanBase(o, split, format, t, planned.length, out, cut, core, split.tile, config),
-      read: 'intermediate',
-      deliver,
-      // Learned from the workers (who must all agree): grey + alpha comes back as RGBA for the stitch.
-      channels: 0,
-      depth: header.depth,
-    };
-    return {
-      label: `${name} strip ${t.index + 1}/${planned.length} (${cut.x},${cut.y} ${cut.w}x${cut.h} from the decoded intermediate)`,
-      inputs: [file],
-      plan,
-      weight: cut.w * cut.h,
-      items: [name],
-    };
-  });
+  try {
+    for await (const s of cuts) {
+      const { t, core, cut } = planned[s.index]!;
+      const file: SpoolFile = { name: 'strip.v', path: s.path, size: s.size, sha256: s.sha256 };
+      const plan: TilePlan = {
+        ...tilePlanBase(o, split, format, t, planned.length, out, cut, core, split.tile, config),
+        read: 'intermediate',
+        deliver,
+        // Learned from the workers (who must all agree): grey + alpha comes back as RGBA for the stitch.
+        channels: 0,
+        depth,
+      };
+      yield {
+        label: `${name} strip ${t.index + 1}/${planned.length} (${cut.x},${cut.y} ${cut.w}x${cut.h} from the decoded intermediate)`,
+        inputs: [file],
+        plan,
+        weight: cut.w * cut.h,
+        items: [name],
+      };
+    }
+  } finally {
+    // Every strip holds its own copy of its rows: the intermediate is not needed any more.
+    await rm(intermediate, { force: true });
+  }
 }
 
 async function tileDir(workDir: string, name: string): Promise<string> {
@@ -331,28 +361,36 @@ function tilePlanBase(
 /**
  * The image kind's entry point: picks the inputs that go down the tiled path and plans their tiles.
  * A tiled input that cannot be planned (bad file, refused op) becomes a per-input error, so the
- * other inputs of the job still run.
+ * other inputs of the job still run. The last tiled input's strips may come `later` (as its decode
+ * goes); earlier ones are planned in full, so that a decode failing half-way is still an error of
+ * that input alone. A failure of the streamed input after its first strip fails the job.
  */
 export async function planTiledInputs(
   inputs: readonly SpoolFile[],
   params: TileImageParams,
   o: { workDir: string; slots: number; signal: AbortSignal; outputNames?: ReadonlyMap<string, string>; config?: TileConfig },
-): Promise<{ tiled: Set<string>; subtasks: SubtaskPlan[]; errors: ItemFailure[] }> {
+): Promise<{ tiled: Set<string>; subtasks: SubtaskPlan[]; later?: AsyncIterable<SubtaskPlan>; errors: ItemFailure[] }> {
   const config = o.config ?? tileConfig();
-  const tiled = new Set<string>();
+  const tiled: SpoolFile[] = [];
+  for (const input of inputs) if (await needsTiling(input, params, config)) tiled.push(input);
   const subtasks: SubtaskPlan[] = [];
   const errors: ItemFailure[] = [];
-  for (const input of inputs) {
-    if (!(await needsTiling(input, params, config))) continue;
-    tiled.add(input.name);
+  let later: AsyncIterable<SubtaskPlan> | undefined;
+  for (const [k, input] of tiled.entries()) {
     try {
-      subtasks.push(...(await planTiles({ input, params, workDir: o.workDir, slots: o.slots, signal: o.signal, outputName: o.outputNames?.get(input.name), config })));
+      const p = await planTiles({ input, params, workDir: o.workDir, slots: o.slots, signal: o.signal, outputName: o.outputNames?.get(input.name), config });
+      if (k === tiled.length - 1) {
+        subtasks.push(...p.subtasks);
+        later = p.later;
+      } else {
+        subtasks.push(...(await allTiles(p)));
+      }
     } catch (err) {
       if (!(err instanceof TesseraError) || o.signal.aborted) throw err;
       errors.push({ input: input.name, code: err.codeName, message: err.message });
     }
   }
-  return { tiled, subtasks, errors };
+  return { tiled: new Set(tiled.map((i) => i.name)), subtasks, later, errors };
 }
 
 /**

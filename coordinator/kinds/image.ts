@@ -68,7 +68,8 @@ export const imageKind: CoordinatorKind<ImageParams> = {
         items: group.map((f) => f.name),
       };
     });
-    return { subtasks: [...subtasks, ...tiles.subtasks], errors: tiles.errors };
+    // A huge input's strips keep coming while the coordinator decodes it (`later`).
+    return { subtasks: [...subtasks, ...tiles.subtasks], errors: tiles.errors, later: tiles.later };
   },
   async merge({ results, outputDir, signal }) {
     const tiled = await mergeTiles(results, outputDir, signal);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeAndCutStrips } from './tile-strip-cutter.js';
+import { cutStripsWhileDecoding, decodeAndCutStrips } from './tile-strip-cutter.js';
 
 let dir: string;
 let whole: string;
@@ -59,6 +59,73 @@ describe('decodeAndCutStrips', () => {
       expect(got.data.equals(want)).toBe(true);
       expect(r.files[k]!.size).toBe((await readFile(r.files[k]!.path)).length);
     }
+  });
+
+  it('yields a strip as soon as its rows are written, while the decode is still going', async () => {
+    const intermediate = path.join(dir, 'held.v');
+    const bytes = await readFile(whole);
+    const stride = 301 * 3;
+    // The decode writes the header and rows 0..99, then waits until strip 0 (rows 0..80) has come out.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let decodeDone = false;
+    const decode = async (): Promise<string> => {
+      const fh = await open(intermediate, 'w');
+      try {
+        await fh.write(bytes, 0, 64 + 100 * stride);
+        await held;
+        await fh.write(bytes, 64 + 100 * stride, bytes.length - (64 + 100 * stride), 64 + 100 * stride);
+      } finally {
+        await fh.close();
+      }
+      decodeDone = true;
+      return 'done';
+    };
+    const cuts = cutStripsWhileDecoding({
+      intermediate,
+      decode,
+      signal: new AbortController().signal,
+      plan: () => [
+        { y0: 0, y1: 80, path: path.join(dir, 'held-0.v') },
+        { y0: 60, y1: 203, path: path.join(dir, 'held-1.v') },
+      ],
+    });
+    const first = await cuts.next();
+    expect(first.done).toBe(false);
+    expect(decodeDone).toBe(false);
+    const strip0 = first.value as { index: number; path: string };
+    expect(strip0.index).toBe(0);
+    const got = await sharp(strip0.path).raw().toBuffer();
+    expect(got.equals(await sharp(whole).extract({ left: 0, top: 0, width: 301, height: 80 }).raw().toBuffer())).toBe(true);
+    release();
+    const second = await cuts.next();
+    expect([second.done, (second.value as { index: number }).index]).toEqual([false, 1]);
+    const end = await cuts.next();
+    expect(end.done).toBe(true);
+    expect(decodeDone).toBe(true);
+    expect(end.value).toMatchObject({ decoded: 'done', header: { width: 301, height: 203 } });
+  });
+
+  it('stopping early waits for the decode to finish writing', async () => {
+    const intermediate = path.join(dir, 'abandoned.v');
+    let decodeDone = false;
+    const cuts = cutStripsWhileDecoding({
+      intermediate,
+      decode: async () => {
+        await slowCopy(intermediate);
+        decodeDone = true;
+      },
+      signal: new AbortController().signal,
+      plan: () => [
+        { y0: 0, y1: 20, path: path.join(dir, 'abandoned-0.v') },
+        { y0: 20, y1: 203, path: path.join(dir, 'abandoned-1.v') },
+      ],
+    });
+    for await (const s of cuts) {
+      expect(s.index).toBe(0);
+      break;
+    }
+    expect(decodeDone).toBe(true);
   });
 
   it('a failed decode rejects with its own error', async () => {

@@ -4,10 +4,10 @@
  * Why: the coordinator decodes a huge source once into `decoded.v` (raw pixels behind a 64-byte
  * header, written top to bottom as the sequential JPEG/PNG decode goes). Each worker then needs one
  * band of rows (its strip plus the halo). A whole-width band of a `.v` file is one contiguous byte
- * range, so a strip file is the original header with its height patched, that byte range, and the
- * trailing XML metadata: a copy from the page cache, no second libvips pass. Copying as the rows
- * land (rather than after the decode) keeps the cut and its checksum off the critical path, on the
- * second core.
+ * range, so a strip file is the original header with its height patched and that byte range: a
+ * copy from the page cache, no second libvips pass. Copying as the rows land (rather than after the
+ * decode) keeps the cut and its checksum off the critical path, and lets the first strips go to
+ * workers while the rest of the image is still being decoded.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { open, stat, type FileHandle } from 'node:fs/promises';
@@ -46,6 +46,22 @@ export interface CutStripFile {
   sha256: string;
 }
 
+/** What {@link cutStripsWhileDecoding} runs and cuts. */
+export interface StripCutOptions<T> {
+  /** Path of the `.v` file `decode` writes. */
+  intermediate: string;
+  /** Writes `intermediate` top to bottom (a sharp pipeline's `toFile`). */
+  decode: () => Promise<T>;
+  /** The bands to cut, given the header (called once, before the first row is copied). */
+  plan: (header: VipsImageHeader) => StripCutSpec[];
+  signal: AbortSignal;
+}
+
+/** A finished strip: its position in the `plan` list and its file. */
+export interface CutStrip extends CutStripFile {
+  index: number;
+}
+
 /** Reads the header of a complete or growing `.v` file; null while fewer than 64 bytes exist. */
 export function parseVipsHeader(b: Buffer): VipsImageHeader | null {
   if (b.length < HEADER_BYTES) return null;
@@ -57,15 +73,18 @@ export function parseVipsHeader(b: Buffer): VipsImageHeader | null {
 
 /**
  * Runs `decode` (which writes `intermediate`) and, as its rows appear, copies the bands `plan`
- * asks for (given the header) into their own `.v` files, hashing them on the way. Resolves when the
- * decode has finished and every strip is complete; the decode's error wins over the cutter's.
+ * asks for (given the header) into their own `.v` files, hashing them on the way. Yields each
+ * strip as soon as its last row is copied, in the order the rows land (so a caller can hand strip
+ * 1 to a worker while libvips is still decoding the rest), and ends once the decode has finished.
+ * The decode's error wins over the cutter's. A strip file is the header (height patched) and its
+ * rows, without the XML metadata libvips appends at the very end: waiting for it would hold every
+ * strip until the decode ends, and the tiled path reads nothing from it (the prefix has already
+ * applied orientation and colour profile, and sharp's save keeps no profile in the intermediate).
+ *
+ * Stopping early (`return()` on the generator, or `signal`) waits for libvips to stop writing
+ * before it settles, so the caller can then remove the files.
  */
-export async function decodeAndCutStrips<T>(o: {
-  intermediate: string;
-  decode: () => Promise<T>;
-  plan: (header: VipsImageHeader) => StripCutSpec[];
-  signal: AbortSignal;
-}): Promise<{ decoded: T; header: VipsImageHeader; files: CutStripFile[] }> {
+export async function* cutStripsWhileDecoding<T>(o: StripCutOptions<T>): AsyncGenerator<CutStrip, { decoded: T; header: VipsImageHeader }, undefined> {
   let finished = false;
   let failure: unknown;
   const decoding = o.decode().then(
@@ -75,11 +94,11 @@ export async function decodeAndCutStrips<T>(o: {
     },
     (err: unknown) => {
       finished = true;
-      failure = err;
+      failure = err ?? new Error('the decode failed');
       return undefined;
     },
   );
-  const outs: { spec: StripCutSpec; fh: FileHandle; hash: Hash; size: number }[] = [];
+  const outs: { index: number; spec: StripCutSpec; fh: FileHandle; hash: Hash; size: number; done: boolean }[] = [];
   let src: FileHandle | undefined;
   try {
     // Wait for the header: libvips writes it before the first row.
@@ -104,31 +123,28 @@ export async function decodeAndCutStrips<T>(o: {
     }
     const stride = header.width * header.channels * BAND_BYTES[DEPTHS.indexOf(header.depth)]!;
     const dataEnd = HEADER_BYTES + header.height * stride;
-    for (const spec of o.plan(header)) {
+    for (const [index, spec] of o.plan(header).entries()) {
       if (!(spec.y0 >= 0 && spec.y1 > spec.y0 && spec.y1 <= header.height)) throw new RangeError(`strip rows ${spec.y0}..${spec.y1} outside ${header.height}`);
       const fh = await open(spec.path, 'w');
       const h = Buffer.from(head);
       h.writeUInt32LE(spec.y1 - spec.y0, 8);
-      const out = { spec, fh, hash: createHash('sha256'), size: 0 };
+      const out = { index, spec, fh, hash: createHash('sha256'), size: 0, done: false };
       outs.push(out);
       await append(out, h);
     }
 
-    // One sequential read of the intermediate; each chunk goes to every strip whose rows it holds.
+    // One sequential read of the pixel rows; each chunk goes to every strip whose rows it holds.
     const buf = Buffer.allocUnsafe(CHUNK_BYTES);
     let pos = HEADER_BYTES;
-    let finalSize = -1;
-    while (pos < dataEnd || finalSize < 0 || pos < finalSize) {
+    while (pos < dataEnd) {
       o.signal.throwIfAborted();
       const wasFinished = finished;
       if (failure !== undefined) break;
       const size = (await stat(o.intermediate)).size;
-      if (wasFinished) finalSize = size;
-      // Pixel rows until dataEnd; after it, once the decode is done, the XML metadata every strip gets.
-      const limit = pos < dataEnd ? Math.min(size, dataEnd) : finalSize;
+      const limit = Math.min(size, dataEnd);
       if (limit <= pos) {
-        if (wasFinished && pos < dataEnd) throw new Error(`the intermediate ended at ${size} of ${dataEnd} bytes`);
-        if (!wasFinished) await sleep(POLL_MS);
+        if (wasFinished) throw new Error(`the intermediate ended at ${size} of ${dataEnd} bytes`);
+        await sleep(POLL_MS);
         continue;
       }
       const n = Math.min(CHUNK_BYTES, limit - pos);
@@ -136,21 +152,43 @@ export async function decodeAndCutStrips<T>(o: {
       if (bytesRead <= 0) throw new Error(`short read of the intermediate at ${pos}`);
       const a = pos;
       const b = pos + bytesRead;
-      for (const out of outs) {
-        const from = a >= dataEnd ? a : Math.max(a, HEADER_BYTES + out.spec.y0 * stride);
-        const to = a >= dataEnd ? b : Math.min(b, HEADER_BYTES + out.spec.y1 * stride);
-        if (to > from) await append(out, buf.subarray(from - a, to - a));
-      }
       pos = b;
+      for (const out of outs) {
+        if (out.done) continue;
+        const end = HEADER_BYTES + out.spec.y1 * stride;
+        const from = Math.max(a, HEADER_BYTES + out.spec.y0 * stride);
+        const to = Math.min(b, end);
+        if (to > from) await append(out, buf.subarray(from - a, to - a));
+        if (b >= end) {
+          out.done = true;
+          await out.fh.close();
+          yield { index: out.index, path: out.spec.path, size: out.size, sha256: out.hash.digest('hex') };
+        }
+      }
     }
     const decoded = await decoding;
     if (failure !== undefined) throw failure;
-    return { decoded: decoded as T, header, files: outs.map((x) => ({ path: x.spec.path, size: x.size, sha256: x.hash.digest('hex') })) };
+    return { decoded: decoded as T, header };
   } finally {
-    // Let a failed cut wait for libvips to stop writing before the caller cleans up.
+    // Let a failed or abandoned cut wait for libvips to stop writing before the caller cleans up.
     if (!finished) await decoding;
     await src?.close().catch(() => undefined);
-    for (const x of outs) await x.fh.close().catch(() => undefined);
+    for (const x of outs) if (!x.done) await x.fh.close().catch(() => undefined);
+  }
+}
+
+/**
+ * {@link cutStripsWhileDecoding} run to the end: every strip file (in `plan` order) once the
+ * decode has finished.
+ */
+export async function decodeAndCutStrips<T>(o: StripCutOptions<T>): Promise<{ decoded: T; header: VipsImageHeader; files: CutStripFile[] }> {
+  const files: CutStripFile[] = [];
+  const it = cutStripsWhileDecoding(o);
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return { ...r.value, files };
+    const { index, ...file } = r.value;
+    files[index] = file;
   }
 }
 
