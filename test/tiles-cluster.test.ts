@@ -75,7 +75,7 @@ describe('tiled image job on two workers (TESSERA_TILE_STRIP_READ=intermediate)'
     await cluster?.stop();
   });
 
-  it('an auto-tiled JPEG is decoded once, cut into strips for both workers and joined pixel-exact', async () => {
+  it('an auto-tiled JPEG is decoded once, its strips handed to both workers as they are cut (PlanResult.later) and joined pixel-exact', async () => {
     await autoTiledJpeg(cluster, 'decoded', /strip \d\/2 .*from the decoded intermediate/);
   });
 });

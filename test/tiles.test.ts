@@ -2,7 +2,8 @@
  * Tiled huge-image path, in-process: the real planner, worker processor and merger on generated
  * images, compared pixel by pixel with the same pipeline run on the whole image in one sharp call.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -11,6 +12,10 @@ import type { TileImageParams } from '../shared/media/tile-pipeline.js';
 import type { TileConfig } from '../shared/media/tile-config.js';
 import { applyEncoding, applyPipeline } from '../shared/media/image-pipeline.js';
 import { encodeTiled } from '../shared/media/tile-stitch.js';
+import type { SpoolFile, SubtaskPlan } from '../shared/job-kind.js';
+import type { TilePlan } from '../shared/media/tile-plan.js';
+import { tileConfig } from '../shared/media/tile-config.js';
+import { allTiles, planTiledInputs, planTiles } from '../coordinator/kinds/image-tiles.js';
 import { comparePixels, imageParams, makeSource, runTiledInProcess, runWhole } from './tiles-helpers.js';
 
 let dir: string;
@@ -116,6 +121,64 @@ describe('strips cut from the intermediate decoded once (TESSERA_TILE_STRIP_READ
     expect(r.plans.every((p) => p.read === 'intermediate' && p.cut.x === 0)).toBe(true);
     expect([r.width, r.height, r.tiles]).toEqual([1013, Math.round((1097 * 1013) / 1501), 3]);
     expect(r.maxDiff).toBe(0);
+  });
+});
+
+describe('decode-once strips are handed out as they are cut (PlanResult.later)', () => {
+  const signal = new AbortController().signal;
+  const spool = (file: string): SpoolFile => ({ name: path.basename(file), path: file, size: 0, sha256: '' });
+  /** A JPEG whose data stops at `fraction` of its bytes (header intact): libvips fails when the decode reaches the cut. */
+  async function truncatedJpeg(name: string, fraction: number): Promise<string> {
+    const whole = await readFile(await makeSource(path.join(dir, `${name}-whole.jpg`), 1501, 1097, 'jpeg'));
+    const file = path.join(dir, name);
+    await writeFile(file, whole.subarray(0, Math.round(whole.length * fraction)));
+    return file;
+  }
+  const auto = { ...tileConfig({}), thresholdPixels: 1000, stripRead: 'intermediate' } as const;
+
+  it('the plan holds the first strip; the others come later, each complete, and together they tile the image', async () => {
+    const p = await planTiles({ input: spool(src), params: imageParams({ blur: 2 }), workDir: path.join(dir, `run-${run++}`), slots: 3, signal, config: auto });
+    expect(p.subtasks).toHaveLength(1);
+    expect(p.later).toBeDefined();
+    const later: SubtaskPlan[] = [];
+    for await (const s of p.later!) later.push(s);
+    expect(later).toHaveLength(2);
+    const plans = [...p.subtasks, ...later].map((s) => s.plan as TilePlan);
+    // Cut top to bottom, so handed out in order here; together the cores cover every row once.
+    expect(plans.map((t) => [t.index, t.out.y, t.out.h])).toEqual([
+      [0, 0, 368],
+      [1, 368, 368],
+      [2, 736, 361],
+    ]);
+    for (const s of [...p.subtasks, ...later]) {
+      const f = s.inputs[0]!;
+      const bytes = await readFile(f.path);
+      expect([bytes.length, createHash('sha256').update(bytes).digest('hex')]).toEqual([f.size, f.sha256]);
+    }
+  });
+
+  it('a source that fails to decode before the first strip is an error of that input alone', async () => {
+    const bad = await truncatedJpeg('early.jpg', 0.2);
+    const r = await planTiledInputs([spool(bad), spool(src)], imageParams({ blur: 2 }), { workDir: path.join(dir, `run-${run++}`), slots: 2, signal, config: auto });
+    expect(r.errors).toEqual([{ input: 'early.jpg', code: 'INVALID_ARGUMENT', message: expect.stringContaining('early.jpg: cannot decode image for tiling') }]);
+    expect([...r.tiled].sort()).toEqual(['early.jpg', 'source.png']);
+    const good = [...r.subtasks, ...(r.later ? await allTiles({ subtasks: [], later: r.later }) : [])];
+    expect(good.map((s) => (s.plan as TilePlan).source)).toEqual(['source.png', 'source.png']);
+  });
+
+  it('an earlier input failing half-way is still its own error; the last one failing after its first strip fails the stream', async () => {
+    const bad = await truncatedJpeg('late.jpg', 0.85);
+    const params = imageParams({ blur: 2 });
+    const first = await planTiledInputs([spool(bad), spool(src)], params, { workDir: path.join(dir, `run-${run++}`), slots: 2, signal, config: auto });
+    expect(first.errors.map((e) => [e.input, e.code])).toEqual([['late.jpg', 'INVALID_ARGUMENT']]);
+    expect(first.subtasks.every((s) => (s.plan as TilePlan).source === 'source.png')).toBe(true);
+    await allTiles({ subtasks: [], later: first.later });
+
+    const last = await planTiledInputs([spool(src), spool(bad)], params, { workDir: path.join(dir, `run-${run++}`), slots: 2, signal, config: auto });
+    expect(last.errors).toEqual([]);
+    // source.png in full, then the first strip of late.jpg; its second strip never comes.
+    expect(last.subtasks.map((s) => (s.plan as TilePlan).source)).toEqual(['source.png', 'source.png', 'late.jpg']);
+    await expect(allTiles({ subtasks: [], later: last.later })).rejects.toMatchObject({ codeName: 'INVALID_ARGUMENT', input: 'late.jpg' });
   });
 });
 

@@ -3,7 +3,8 @@
  * (coordinator + 2 workers x 1 slot, separate processes) vs the same pipeline in one sharp process
  * (a child process, so its peak RSS is its own). Prints the wall-time ratio and each process's
  * VmHWM and CPU seconds, and checks that both outputs decode to the same pixels.
- * `TESSERA_TILE_STRIP_READ=intermediate npm run bench -- tiles` measures strips cut from the source decoded once.
+ * `TESSERA_TILE_STRIP_READ=intermediate npm run bench -- tiles` measures strips cut from the source decoded once
+ * (each handed to a worker as soon as it is cut).
  */
 import { spawn } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';

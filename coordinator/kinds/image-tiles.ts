@@ -9,9 +9,11 @@
  * for n strips. With `TESSERA_TILE_STRIP_READ=intermediate`, and for inputs the source read cannot
  * take (resize, EXIF rotation, progressive, too many strips), the coordinator decodes the source
  * once into libvips' native `.v` (raw pixels behind a header, where a band of rows is one byte
- * range) and copies whole-width strips out of it while it is being written: one decode, but the
- * strips' raw pixels cross the wire. A forced `--tile` grid cuts halo'd squares from the same kind
- * of intermediate. JPEG strips come back encoded and are spliced without re-encoding.
+ * range) and copies whole-width strips out of it while it is being written, handing each strip to
+ * the job manager as soon as it is cut (`PlanResult.later`): one decode, overlapped with the
+ * workers, but the strips' raw pixels cross the wire. A forced `--tile` grid cuts halo'd squares
+ * from the same kind of intermediate. JPEG strips come back encoded and are spliced without
+ * re-encoding.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -72,10 +74,10 @@ export interface TilePlanning {
 
 /**
  * Plans the tiles of one input: a forced `tile_size` gives a grid of halo'd squares cut from the
- * decoded intermediate; auto-tiling gives whole-width strips cut from the intermediate as the
- * decode writes it ({@link planDecodedStrips}: the first strip now, the others `later`), or, with
- * `TESSERA_TILE_STRIP_READ=source`, read by each worker straight from the source when it can
- * ({@link sourceStripCount}).
+ * decoded intermediate; auto-tiling gives whole-width strips, read by each worker straight from the
+ * source when it can ({@link sourceStripCount}) unless `TESSERA_TILE_STRIP_READ=intermediate`, else
+ * cut from the intermediate as the decode writes it ({@link planDecodedStrips}: the first strip
+ * now, the others `later`).
  */
 export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   const config = o.config ?? tileConfig();
