@@ -138,11 +138,15 @@ export async function* cutStripsWhileDecoding<T>(o: StripCutOptions<T>): AsyncGe
     let pos = HEADER_BYTES;
     while (pos < dataEnd) {
       o.signal.throwIfAborted();
+      // Read before the size: once the decode has settled, the size we then see is final. A failed
+      // decode still has its rows so far cut (strips that were complete are handed out, however
+      // far behind the cutter was), then its error ends the stream.
       const wasFinished = finished;
-      if (failure !== undefined) break;
+      const failed = failure !== undefined;
       const size = (await stat(o.intermediate)).size;
       const limit = Math.min(size, dataEnd);
       if (limit <= pos) {
+        if (failed) break;
         if (wasFinished) throw new Error(`the intermediate ended at ${size} of ${dataEnd} bytes`);
         await sleep(POLL_MS);
         continue;
