@@ -23,7 +23,7 @@ import sharp from 'sharp';
 import type { FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
 import { invalidArgument, TesseraError } from '../../shared/errors.js';
 import { MAX_SOURCE_STRIPS, tileConfig, type TileConfig } from '../../shared/media/tile-config.js';
-import { splitForTiles, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
+import { checkSampleFormat, intermediateSpace, splitForTiles, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
 import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
 import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
@@ -84,14 +84,15 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   const split = splitForTiles(o.params);
   const inputMeta = await readMeta(o.input.path, config, o.input.name);
   const format = outputFormat(o.params, inputMeta.format);
+  checkSampleFormat(inputMeta, o.input.name);
   // A crop outside the image gets a message naming the crop rather than libvips' extract error.
   sourceRegion(upright(inputMeta, o.params), o.params, o.input.name);
-  if (o.params.tileSize > 0) return { subtasks: await planIntermediateTiles(o, config, split, format) };
+  if (o.params.tileSize > 0) return { subtasks: await planIntermediateTiles(o, config, split, format, inputMeta) };
   if (config.stripRead === 'source') {
     const strips = sourceStripCount(inputMeta, o.params, split, config, o.slots, o.input.name);
     if (strips > 0) return { subtasks: planSourceStrips(o, config, split, inputMeta, format, strips) };
   }
-  return planDecodedStrips(o, config, split, format);
+  return planDecodedStrips(o, config, split, format, inputMeta);
 }
 
 /** Every subtask of a planning, waiting for the `later` ones (the whole decode). */
@@ -112,14 +113,14 @@ export async function allTiles(p: TilePlanning): Promise<SubtaskPlan[]> {
  * a strip would exceed `maxStripPixels`), equal heights on 16-row boundaries; JPEG strips come back
  * encoded and are spliced (tile-jpeg-splice.ts), others as raw cores for the stitch.
  */
-async function planDecodedStrips(o: PlanTilesOptions, config: TileConfig, split: TileSplit, format: TiledFormat): Promise<TilePlanning> {
-  const strips = decodedStrips(o, config, split, format, await tileDir(o.workDir, o.input.name));
+async function planDecodedStrips(o: PlanTilesOptions, config: TileConfig, split: TileSplit, format: TiledFormat, m: sharp.Metadata): Promise<TilePlanning> {
+  const strips = decodedStrips(o, config, split, format, m, await tileDir(o.workDir, o.input.name));
   const first = await strips.next();
   if (first.done) return { subtasks: [] };
   return { subtasks: [first.value], later: strips };
 }
 
-async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: TileSplit, format: TiledFormat, dir: string): AsyncGenerator<SubtaskPlan, void, undefined> {
+async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: TileSplit, format: TiledFormat, m: sharp.Metadata, dir: string): AsyncGenerator<SubtaskPlan, void, undefined> {
   const pipeline = o.pipeline ?? applyPipeline;
   const name = o.input.name;
   const intermediate = path.join(dir, 'decoded.v');
@@ -131,7 +132,7 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
   const src = sharp(o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true });
   const cuts = cutStripsWhileDecoding({
     intermediate,
-    decode: () => wrapBadInput(pipeline(src, split.prefix).toFile(intermediate), name),
+    decode: () => wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name),
     signal: o.signal,
     plan: ({ width, height, depth: d }) => {
       depth = d;
@@ -174,6 +175,13 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
   }
 }
 
+/** The coordinator's decode pass: the pipeline's prefix, in the source's sample format (tile-pipeline.ts `intermediateSpace`). */
+function decodePrefix(pipeline: PipelineFn, src: sharp.Sharp, split: TileSplit, m: sharp.Metadata): sharp.Sharp {
+  const img = pipeline(src, split.prefix);
+  const space = intermediateSpace(m, split.prefix);
+  return space ? img.toColourspace(space) : img;
+}
+
 async function tileDir(workDir: string, name: string): Promise<string> {
   const dir = path.join(workDir, `tiles-${safeStem(name)}-${createHash('sha256').update(name).digest('hex').slice(0, 8)}`);
   await mkdir(dir, { recursive: true });
@@ -193,7 +201,9 @@ async function tileDir(workDir: string, name: string): Promise<string> {
  */
 export function sourceStripCount(m: sharp.Metadata, p: TileImageParams, split: TileSplit, config: TileConfig, slots: number, input = ''): number {
   if (p.tileSize > 0 || p.width > 0 || p.height > 0) return 0;
-  if (m.depth !== 'uchar' || (p.autoOrient && (m.orientation ?? 1) !== 1)) return 0;
+  // 8- and 16-bit only: each worker runs the whole-image pipeline on its crop of the source, so its
+  // samples are the source's; other formats have not been checked pixel-exact and take the intermediate.
+  if ((m.depth !== 'uchar' && m.depth !== 'ushort') || (p.autoOrient && (m.orientation ?? 1) !== 1)) return 0;
   // Progressive JPEG and interlaced PNG only decode as a whole: every worker would hold the image.
   if (m.isProgressive) return 0;
   const { width, height } = sourceRegion(m, p, input);
@@ -242,7 +252,7 @@ function planSourceStrips(o: PlanTilesOptions, config: TileConfig, split: TileSp
       read: 'source',
       deliver,
       channels: 0,
-      depth: 'uchar',
+      depth: m.depth ?? 'uchar',
     };
     return {
       label: `${name} strip ${t.index + 1}/${grid.length} (${cut.x},${cut.y} ${cut.w}x${cut.h} from the source)`,
@@ -275,7 +285,7 @@ function balancedStrips(width: number, height: number, count: number, split: Til
 }
 
 /** Decodes `input` once (running the pipeline's prefix), cuts it into halo'd tiles and returns one subtask per tile. */
-async function planIntermediateTiles(o: PlanTilesOptions, config: TileConfig, split: TileSplit, format: TiledFormat): Promise<SubtaskPlan[]> {
+async function planIntermediateTiles(o: PlanTilesOptions, config: TileConfig, split: TileSplit, format: TiledFormat, m: sharp.Metadata): Promise<SubtaskPlan[]> {
   const pipeline = o.pipeline ?? applyPipeline;
   const p = o.params;
   const name = o.input.name;
@@ -285,7 +295,8 @@ async function planIntermediateTiles(o: PlanTilesOptions, config: TileConfig, sp
   const intermediate = path.join(dir, 'decoded.v');
   o.signal.throwIfAborted();
   const src = sharp(o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true });
-  const decoded = await wrapBadInput(pipeline(src, split.prefix).toFile(intermediate), name);
+  const space = intermediateSpace(m, split.prefix);
+  const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name);
   o.signal.throwIfAborted();
 
   const { width, height } = decoded;
@@ -305,15 +316,17 @@ async function planIntermediateTiles(o: PlanTilesOptions, config: TileConfig, sp
     const core = unmapRect(t.core, width, height, split.orientation);
     const cut = grow(core, split.halo, width, height);
     const tilePath = path.join(dir, `cut-${t.index}.v`);
-    await sharp(intermediate, { limitInputPixels: config.limitInputPixels })
-      .extract({ left: cut.x, top: cut.y, width: cut.w, height: cut.h })
-      .toFile(tilePath);
+    const cutter = sharp(intermediate, { limitInputPixels: config.limitInputPixels }).extract({ left: cut.x, top: cut.y, width: cut.w, height: cut.h });
+    // Without the space, sharp would write the cut of a 16-bit intermediate as 8-bit sRGB.
+    await (space ? cutter.toColourspace(space) : cutter).toFile(tilePath);
     const file: SpoolFile = { name: 'tile.v', path: tilePath, ...(await sizeAndHash(tilePath)) };
     const plan: TilePlan = {
       ...tilePlanBase(o, split, format, t, grid.length, out, cut, core, split.tile, config),
       read: 'intermediate',
       deliver: 'raw',
-      channels,
+      // A 16-bit intermediate's bands are not the output's (the tile's own pipeline converts grey16
+      // to sRGB, as the whole-image pipeline does): learned from the workers then.
+      channels: space ? 0 : channels,
       depth,
     };
     plans.push({

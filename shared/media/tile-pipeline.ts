@@ -42,6 +42,52 @@ export interface TileSplit {
   output: TiledOutput;
 }
 
+/** What {@link intermediateSpace} reads of the source's metadata (sharp's names). */
+export interface SourceSamples {
+  depth?: string;
+  channels?: number;
+  space?: string;
+}
+
+/**
+ * The colourspace to write the decoded intermediate in, or undefined for sharp's default (8-bit
+ * sRGB or grey). sharp converts every output to 8 bits at the very end of a pipeline; the
+ * whole-image pipeline does that once, after blur, sharpen and modulate, so a 16-bit source must
+ * stay 16-bit through the intermediate and the tiles and be converted only by the tile's own
+ * pipeline, else the tiles blur rounded samples (off by 1 or 2).
+ */
+export function intermediateSpace(m: SourceSamples, prefix: TileImageParams): 'rgb16' | 'grey16' | undefined {
+  // sharp's greyscale (in the prefix) converts to 8-bit b-w before any tile op, as the whole-image
+  // pipeline does: the default 8-bit intermediate is then the exact one.
+  if (m.depth !== 'ushort' || prefix.grayscale) return undefined;
+  return (m.channels ?? 3) <= 2 ? 'grey16' : 'rgb16';
+}
+
+/**
+ * Sample formats the tiled path reproduces exactly (checked pixel by pixel in test/tiles.test.ts and
+ * test/tiles-16bit.test.ts): 8-bit (sRGB, grey, CMYK, with or without a profile) and float scRGB,
+ * which sharp processes as 8-bit sRGB or grey like the 8-bit intermediate, and 16-bit RGB or grey,
+ * kept 16-bit ({@link intermediateSpace}).
+ */
+function exactSamples(m: SourceSamples): boolean {
+  if (m.depth === 'uchar') return true;
+  if (m.depth === 'ushort') return m.space === 'rgb16' || m.space === 'grey16';
+  return m.depth === 'float' && m.space === 'scrgb';
+}
+
+/**
+ * Throws INVALID_ARGUMENT for any other sample format (e.g. 16-bit CMYK or multiband, signed 16-bit
+ * LAB): sharp runs some of those ops in the source's own space or depth, which the intermediate does
+ * not model, so tiles would differ from the whole-image result (LAB by up to 61 levels).
+ */
+export function checkSampleFormat(m: SourceSamples, input: string): void {
+  if (exactSamples(m)) return;
+  throw invalidArgument(
+    `${input}: tiled processing is pixel-exact for 8-bit, 16-bit RGB or grey and float scRGB images, this one has ${m.depth ?? 'unknown'} samples in ${m.space ?? 'an unknown colourspace'}; convert it to 8- or 16-bit RGB first`,
+    input,
+  );
+}
+
 /** Splits validated image params for the tiled path; throws INVALID_ARGUMENT for what tiling cannot do exactly. */
 export function splitForTiles(p: TileImageParams): TileSplit {
   const angle = ((p.rotate % 360) + 360) % 360;

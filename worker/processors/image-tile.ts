@@ -44,9 +44,10 @@ export async function processTile(ctx: TileProcessContext, pipeline: PipelineFn 
   // and drop the rows above it as it goes, instead of decoding the whole image up front.
   const piped = pipeline(sharp(input.path, { limitInputPixels: plan.limitInputPixels, sequentialRead: plan.read === 'source' }), plan.params);
   let result: TileResult;
-  if (plan.depth === 'uchar') {
-    // 8-bit (the usual case): keep the processed tile in memory (at most one strip) rather than
-    // writing and re-reading it.
+  if (plan.depth === 'uchar' || plan.depth === 'ushort') {
+    // 8-bit output (the usual case): keep the processed tile in memory (at most one strip) rather
+    // than writing and re-reading it. A 16-bit tile is processed at 16 bits and comes out of the
+    // pipeline as 8-bit sRGB or grey, converted once at the end exactly as the whole-image pipeline does.
     const processed = await piped.raw().toBuffer({ resolveWithObject: true });
     checkSize(plan, processed.info.width, processed.info.height, expected);
     ctx.progress?.(0.8, 'writing core');
