@@ -2,7 +2,7 @@
  * Process figures the benchmarks record, read from /proc (Linux): peak RSS (VmHWM) and CPU time
  * (utime + stime). Elsewhere they read as NaN and the scenarios print "n/a".
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import os from 'node:os';
 
 const CLOCK_TICKS = 100; // USER_HZ: 100 on every Linux Node supports.
@@ -23,9 +23,25 @@ export function selfPeakRssMiB(): number {
   return Math.round(process.resourceUsage().maxRSS / 1024);
 }
 
-/** CPU seconds (user + system) a live process has used so far. */
+/**
+ * CPU seconds (user + system) a live process has used so far. Summed from every thread's
+ * scheduler statistics (nanoseconds) where the kernel has them: /proc/PID/stat counts in clock ticks
+ * of 10 ms, which rounds a second of light work (20 heartbeats a second) down to nothing.
+ */
 export async function cpuSeconds(pid: number | undefined): Promise<number> {
   if (!pid) return NaN;
+  try {
+    const tasks = await readdir(`/proc/${pid}/task`);
+    let ns = 0;
+    for (const t of tasks) {
+      // A thread that ended since the listing has nothing more to add.
+      const stat = await readFile(`/proc/${pid}/task/${t}/schedstat`, 'utf8').catch(() => '0');
+      ns += Number(stat.split(' ')[0]);
+    }
+    if (Number.isFinite(ns) && ns > 0) return ns / 1e9;
+  } catch {
+    // No schedstat (kernel without it, or the process is gone): the tick counts below.
+  }
   try {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may hold spaces) start after the last ')'.

@@ -26,7 +26,7 @@ describe('bench harness (smoke)', () => {
         expect(side.label.length).toBeGreaterThan(0);
         expect(Number.isFinite(side.seconds) && side.seconds > 0).toBe(true);
       }
-      expect(Number.isFinite(r.ratio) && r.ratio > 0).toBe(true);
+      expect(Number.isFinite(r.ratio) && r.ratio > 0, `${o.name}: ratio ${r.ratio}`).toBe(true);
       expect(['lower', 'higher']).toContain(r.target.better);
       expect(Object.keys(r.checks ?? {}).length).toBeGreaterThan(0);
       expect(o.failedChecks, `${o.name} checks`).toEqual([]);
