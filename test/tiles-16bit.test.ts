@@ -29,7 +29,7 @@ beforeAll(async () => {
   const px = new Uint16Array(rgb.data.buffer, rgb.data.byteOffset, rgb.data.length / 2);
   for (let i = 0; i < px.length; i++) px[i] = Math.max(0, Math.min(65535, px[i]! + ((i * 7919) % 509) - 254));
   src16 = path.join(dir, 'source16.png');
-  await sharp(rgb.data, { raw: { width: rgb.info.width, height: rgb.info.height, channels: 3, depth: 'ushort' } })
+  await sharp(rgb.data, { raw: { width: rgb.info.width, height: rgb.info.height, channels: 3, depth: 'ushort' } as sharp.CreateRaw })
     .toColourspace('rgb16')
     .png({ compressionLevel: 1 })
     .toFile(src16);
