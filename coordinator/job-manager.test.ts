@@ -16,7 +16,7 @@ import { JobManager } from './job-manager.js';
 import { coordinatorKinds } from './kinds/index.js';
 import { Spool } from './spool.js';
 import { JobStore } from './store.js';
-import { WorkerRegistry, type WorkerSession } from './worker-registry.js';
+import { WorkerRegistry, newWorkerSession, type WorkerSession } from './worker-registry.js';
 
 const kinds = coordinatorKinds as Map<string, CoordinatorKind>;
 const original = kinds.get('passthrough')!;
@@ -74,27 +74,15 @@ function setup(dataDir?: string) {
   const registry = new WorkerRegistry();
   const manager = new JobManager(store, new Spool(path.join(dir, 'spool')), registry, createLogger('test', 'silent'), { maxAttempts: 3, subtaskTimeoutMs: 60_000, retryBaseMs: 10, quarantineFailures: 0 });
   const sent: CoordinatorMessage[] = [];
-  const worker = {
+  const worker = newWorkerSession({
     id: 'w1',
     name: 'worker-1',
     instanceId: 'i1',
     address: 'test',
     slots: 8,
-    capabilities: { kinds: ['passthrough'] },
-    kinds: new Set(['passthrough']),
-    encoders: new Set<string>(),
-    state: 'active',
-    lastHeartbeat: Date.now(),
-    connectedAt: Date.now(),
-    leases: new Map(),
-    call: { write: (m: CoordinatorMessage) => sent.push(m) },
-    load: 0,
-    done: 0,
-    failed: 0,
-    recentFailures: [],
-    quarantinedUntil: 0,
-    lostAt: 0,
-  } as unknown as WorkerSession;
+    capabilities: { kinds: ['passthrough'], encoders: [] } as unknown as WorkerSession['capabilities'],
+    call: { write: (m: CoordinatorMessage) => sent.push(m) } as unknown as WorkerSession['call'],
+  });
   registry.add(worker);
   const assigned = () => sent.flatMap((m) => (m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])));
   const finish = (subtaskId: string, attempt: number) => manager.onResult(worker, { subtaskId, attempt, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });

@@ -16,7 +16,7 @@ import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSp
 import { sha256File } from '../shared/streams.js';
 import { EventLog } from './events.js';
 import { coordinatorKinds } from './kinds/index.js';
-import { TERMINAL_JOB_STATES, jobProgress, type JobRecord, type JobState, type SubtaskRecord } from './model.js';
+import { TERMINAL_JOB_STATES, jobProgress, newSubtaskRecord, type JobRecord, type JobState, type SubtaskRecord } from './model.js';
 import { Scheduler } from './scheduler.js';
 import type { Spool } from './spool.js';
 import { RESUME_SEQ_GAP, type JobStore } from './store.js';
@@ -224,35 +224,9 @@ export class JobManager {
     const first = append ? active.subtasks.reduce((n, s) => (s.phase === phase ? n + 1 : n), 0) : 0;
     // One random tag per phase: ids stay unique across phases and restarts without a UUID each.
     const tag = randomUUID().slice(0, 6);
-    // Every record is built with the same fields in the same order, so they share one shape (a
-    // spread of the plan made each a dictionary, and every later access slow).
-    const created: SubtaskRecord[] = plans.map((p, index) => ({
-      label: p.label,
-      inputs: p.inputs,
-      plan: p.plan,
-      weight: p.weight,
-      items: p.items,
-      requires: p.requires,
-      id: `${job.id.slice(0, 8)}-${phase}-${first + index}-${tag}`,
-      jobId: job.id,
-      index: first + index,
-      phase,
-      state: 'pending',
-      attempt: 0,
-      workerId: '',
-      worker: '',
-      progress: 0,
-      startedAt: 0,
-      durationMs: 0,
-      notBefore: 0,
-      itemErrors: [],
-      outputs: [],
-      result: undefined,
-      speculative: false,
-      leases: [],
-      failures: 0,
-      timeoutMs: p.timeoutMs ?? this.opts.subtaskTimeoutMs,
-    }));
+    const created = plans.map((p, index) =>
+      newSubtaskRecord(p, { id: `${job.id.slice(0, 8)}-${phase}-${first + index}-${tag}`, jobId: job.id, index: first + index, phase, timeoutMs: this.opts.subtaskTimeoutMs }),
+    );
     for (const s of created) {
       active.subtasks.push(s);
       this.subtasks.set(s.id, s);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
-import type { JobRecord, SubtaskRecord } from './model.js';
+import { newSubtaskRecord, type JobRecord, type SubtaskRecord } from './model.js';
 import { JobStore } from './store.js';
 
 const dirs: string[] = [];
@@ -38,33 +38,8 @@ function job(id: string): JobRecord {
 }
 
 function subtask(jobId: string, index: number): SubtaskRecord {
-  return {
-    label: `noop ${index}`,
-    inputs: [],
-    plan: { input: -1, workMs: 0 },
-    weight: 1,
-    items: [],
-    requires: undefined,
-    timeoutMs: 1000,
-    id: `${jobId}-0-${index}`,
-    jobId,
-    index,
-    phase: 0,
-    state: 'pending',
-    attempt: 0,
-    workerId: '',
-    worker: '',
-    progress: 0,
-    startedAt: 0,
-    durationMs: 0,
-    notBefore: 0,
-    itemErrors: [],
-    outputs: [],
-    result: undefined,
-    speculative: false,
-    leases: [],
-    failures: 0,
-  };
+  const plan = { label: `noop ${index}`, inputs: [], plan: { input: -1, workMs: 0 }, weight: 1, items: [] };
+  return newSubtaskRecord(plan, { id: `${jobId}-0-${index}`, jobId, index, phase: 0, timeoutMs: 1000 });
 }
 
 const event = (jobId: string, seq: number): JobEvent => ({ seq: String(seq), time_ms: '1', job_id: jobId, type: 'log', message: `event ${seq}` });

@@ -31,6 +31,26 @@ export interface WorkerSession {
   lostAt: number;
 }
 
+/** A freshly registered, active session with no leases. */
+export function newWorkerSession(r: Pick<WorkerSession, 'id' | 'name' | 'instanceId' | 'address' | 'slots' | 'capabilities' | 'call'>): WorkerSession {
+  const now = Date.now();
+  return {
+    ...r,
+    kinds: new Set(r.capabilities.kinds),
+    encoders: new Set(r.capabilities.encoders),
+    state: 'active',
+    lastHeartbeat: now,
+    connectedAt: now,
+    leases: new Map(),
+    load: 0,
+    done: 0,
+    failed: 0,
+    recentFailures: [],
+    quarantinedUntil: 0,
+    lostAt: 0,
+  };
+}
+
 export class WorkerRegistry {
   private readonly sessions = new Map<string, WorkerSession>();
 

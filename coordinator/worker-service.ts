@@ -18,7 +18,7 @@ import type { WorkerServiceHandlers } from '../shared/proto/generated/tessera/v1
 import { readChunks, sha256 } from '../shared/streams.js';
 import type { JobManager } from './job-manager.js';
 import type { Spool } from './spool.js';
-import type { WorkerSession } from './worker-registry.js';
+import { newWorkerSession, type WorkerSession } from './worker-registry.js';
 
 export const WORKER_ID_HEADER = 'x-tessera-worker-id';
 
@@ -113,27 +113,15 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
             const r = msg.register;
             if (session) return;
             const slots = Math.max(1, Math.min(256, r.slots || 1));
-            session = {
+            session = newWorkerSession({
               id: randomUUID(),
               name: r.name || peer,
               instanceId: r.instance_id,
               address: peer,
               slots,
               capabilities: r.capabilities ?? { kinds: [], encoders: [], cpu_count: 0, ffmpeg_version: '', sharp_version: '', libvips_version: '', labels: {}, memory_bytes: '0' },
-              kinds: new Set(r.capabilities?.kinds ?? []),
-              encoders: new Set(r.capabilities?.encoders ?? []),
-              state: 'active',
-              lastHeartbeat: Date.now(),
-              connectedAt: Date.now(),
-              leases: new Map(),
               call,
-              load: 0,
-              done: 0,
-              failed: 0,
-              recentFailures: [],
-              quarantinedUntil: 0,
-              lostAt: 0,
-            };
+            });
             registry.add(session);
             const reply: CoordinatorMessage = { registered: { worker_id: session.id, heartbeat_ms: opts.heartbeatMs, ttl_ms: opts.ttlMs } };
             call.write(reply);
