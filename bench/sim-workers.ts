@@ -21,8 +21,10 @@ export interface SimStats {
   heartbeats: number;
   /** Completed subtasks: [assignedAt, finishedAt] per subtask, per session concatenated. */
   busy: [number, number][];
-  /** Slot wait between sending a result and receiving the next assignment on that session. */
+  /** Slot idle time between finishing one subtask and starting the next of the same job on that session. */
   dispatchMs: number[];
+  /** Coordinator turnaround: a result sent to the next assignment received on that session. */
+  refillMs: number[];
   now: number;
 }
 
@@ -32,12 +34,14 @@ export interface SimOptions {
   slots: number;
   /** Sessions per gRPC channel (TCP connection). */
   perChannel: number;
+  /** Assignments a session queues beyond its slots, as a real worker's `--prefetch`. */
+  prefetch: number;
 }
 
 /** Starts `workers` simulated sessions; returns stats and stop functions. */
 export function startSimWorkers(opts: SimOptions): { stats(): SimStats; stop(): void } {
   const { proto } = loadTesseraProto();
-  const stats: SimStats = { registered: 0, heartbeats: 0, busy: [], dispatchMs: [], now: 0 };
+  const stats: SimStats = { registered: 0, heartbeats: 0, busy: [], dispatchMs: [], refillMs: [], now: 0 };
   const timers = new Set<NodeJS.Timeout>();
   const calls: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output>[] = [];
   const clients: grpc.Client[] = [];
@@ -55,8 +59,15 @@ export function startSimWorkers(opts: SimOptions): { stats(): SimStats; stop(): 
     const call = client!.Connect(new grpc.Metadata());
     calls.push(call);
     let lastFreed = 0;
-    /** Leases this session holds, reported in heartbeats like a real worker. */
+    let lastJob = '';
+    /** When each result not yet answered by a new assignment was sent. */
+    const unanswered: number[] = [];
+    let lastAssignedJob = '';
+    /** Leases this session holds (running or queued), reported in heartbeats like a real worker. */
     const running = new Map<string, number>();
+    /** Assignments waiting for a slot (prefetched). */
+    const queued: Assignment__Output[] = [];
+    let active = 0;
     const send = (msg: WorkerMessage): void => {
       try {
         call.write(msg);
@@ -73,19 +84,31 @@ export function startSimWorkers(opts: SimOptions): { stats(): SimStats; stop(): 
           timers.delete(first);
           const t = setInterval(() => {
             stats.heartbeats++;
-            send({ heartbeat: { slots_used: running.size, load: 0, rss_bytes: '0', running: [...running].map(([id, attempt]) => ({ subtask_id: id, attempt })) } });
+            send({ heartbeat: { slots_used: active, load: 0, rss_bytes: '0', running: [...running].map(([id, attempt]) => ({ subtask_id: id, attempt })) } });
           }, every);
           timers.add(t);
         }, Math.random() * every);
         timers.add(first);
       } else if ((msg.msg === 'assign' && msg.assign) || (msg.msg === 'assign_batch' && msg.assign_batch)) {
-        for (const a of msg.assign ? [msg.assign] : msg.assign_batch!.assignments) run(a);
+        const now = performance.now();
+        for (const a of msg.assign ? [msg.assign] : msg.assign_batch!.assignments) {
+          // Results of an earlier job are not answered by this job's assignments.
+          if (a.job_id !== lastAssignedJob) unanswered.length = 0;
+          lastAssignedJob = a.job_id;
+          const sentAt = unanswered.shift();
+          if (sentAt !== undefined) stats.refillMs.push(now - sentAt);
+          running.set(a.subtask_id, a.attempt);
+          if (active < opts.slots) run(a);
+          else queued.push(a);
+        }
       }
     });
     const run = (a: Assignment__Output): void => {
       const assignedAt = performance.now();
-      if (lastFreed > 0) stats.dispatchMs.push(assignedAt - lastFreed);
-      running.set(a.subtask_id, a.attempt);
+      active++;
+      // Gaps within one job only: the wait for the next job is not dispatch latency.
+      if (lastFreed > 0 && a.job_id === lastJob) stats.dispatchMs.push(assignedAt - lastFreed);
+      lastJob = a.job_id;
       const plan = JSON.parse(a.plan_json || '{}') as { workMs?: number };
       const t = setTimeout(() => {
         timers.delete(t);
@@ -93,6 +116,10 @@ export function startSimWorkers(opts: SimOptions): { stats(): SimStats; stop(): 
         stats.busy.push([assignedAt, finishedAt]);
         lastFreed = finishedAt;
         running.delete(a.subtask_id);
+        active--;
+        const next = queued.shift();
+        if (next) run(next);
+        unanswered.push(performance.now());
         send({ result: { subtask_id: a.subtask_id, attempt: a.attempt, ok: true, outputs: [], item_errors: [], duration_ms: String(Math.round(finishedAt - assignedAt)) } });
       }, plan.workMs ?? 0);
       timers.add(t);
@@ -102,6 +129,7 @@ export function startSimWorkers(opts: SimOptions): { stats(): SimStats; stop(): 
       register: {
         name: `sim-${i}`,
         slots: opts.slots,
+        prefetch: opts.prefetch,
         instance_id: randomUUID(),
         capabilities: { kinds: ['passthrough'], encoders: [], cpu_count: 1, labels: { simulated: 'true' }, memory_bytes: '0' },
       },
@@ -119,8 +147,8 @@ export function startSimWorkers(opts: SimOptions): { stats(): SimStats; stop(): 
 
 // Entry point when run as a child process.
 if (process.send && process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {
-  const [coordinator, workers, slots, perChannel] = process.argv.slice(2);
-  const sim = startSimWorkers({ coordinator: coordinator!, workers: Number(workers), slots: Number(slots), perChannel: Number(perChannel || 50) });
+  const [coordinator, workers, slots, perChannel, prefetch] = process.argv.slice(2);
+  const sim = startSimWorkers({ coordinator: coordinator!, workers: Number(workers), slots: Number(slots), perChannel: Number(perChannel || 50), prefetch: Number(prefetch || 0) });
   process.on('message', (m: { cmd: string }) => {
     if (m.cmd === 'stats') process.send!({ stats: sim.stats() });
     else if (m.cmd === 'stop') {

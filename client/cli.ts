@@ -2,7 +2,7 @@
 /** The `tessera` command: coordinator, worker, job submission and inspection, demo. */
 import { Command, Option } from 'commander';
 import { status } from '@grpc/grpc-js';
-import { coordinatorAddress } from '../shared/config.js';
+import { PREFETCH_BELOW_MS, WORKER_PREFETCH, coordinatorAddress } from '../shared/config.js';
 import { describeError } from '../shared/errors.js';
 import { TesseraClient } from './client.js';
 import { runCoordinator, runHealth, runWorker } from './commands/servers.js';
@@ -42,6 +42,7 @@ program
   .option('--ttl-ms <ms>', 'a worker silent this long is lost', int('--ttl-ms'), 5000)
   .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'), 3)
   .option('--quarantine-failures <n>', 'retryable failures in a minute that quarantine a worker for 30 s (0 = never)', int('--quarantine-failures'), 5)
+  .option('--prefetch-below-ms <ms>', "jobs whose subtasks average less than this use the workers' prefetch places (0 = never)", int('--prefetch-below-ms'), PREFETCH_BELOW_MS)
   .action(async (o) => runCoordinator(o));
 coordinatorSecurityOptions(program.commands.at(-1)!);
 configurable(logOptions(program.commands.at(-1)!));
@@ -52,6 +53,7 @@ program
   .addOption(coordinatorOpt())
   .option('--slots <n>', 'concurrent subtasks (default: one per core)', int('--slots'))
   .option('--threads <n>', 'threads per subtask for ffmpeg and libvips (default: cores / slots)', int('--threads'))
+  .option('--prefetch <n>', 'assignments queued beyond the slots, used for short subtasks (0 = none)', int('--prefetch'), WORKER_PREFETCH)
   .option('--name <name>', 'worker name (default: host-pid)')
   .option('--label <key=value...>', 'labels advertised to the coordinator')
   .option('--drain-grace-ms <ms>', 'how long SIGTERM waits for running subtasks', int('--drain-grace-ms'), 30_000)

@@ -5,7 +5,7 @@ import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
-import { FLOW_CONTROL_WINDOW, HEARTBEAT_MS, MAX_ATTEMPTS, SERVER_CHANNEL_OPTIONS, SUBTASK_TIMEOUT_MS, WORKER_TTL_MS } from '../shared/config.js';
+import { FLOW_CONTROL_WINDOW, HEARTBEAT_MS, MAX_ATTEMPTS, PREFETCH_BELOW_MS, SERVER_CHANNEL_OPTIONS, SUBTASK_TIMEOUT_MS, WORKER_TTL_MS } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import { JobManager } from './job-manager.js';
@@ -30,6 +30,8 @@ export interface CoordinatorOptions {
   /** Retryable failures within a minute that quarantine a worker (0 = never). */
   quarantineFailures?: number;
   subtaskTimeoutMs?: number;
+  /** Jobs whose subtasks average less than this use workers' prefetch places (0 = never). */
+  prefetchBelowMs?: number;
   retryBaseMs?: number;
   maxFileBytes?: number;
   maxJobBytes?: number;
@@ -96,6 +98,7 @@ export class Coordinator {
       quarantineFailures: opts.quarantineFailures ?? 5,
       subtaskTimeoutMs: opts.subtaskTimeoutMs ?? SUBTASK_TIMEOUT_MS,
       retryBaseMs: opts.retryBaseMs ?? 500,
+      prefetchBelowMs: opts.prefetchBelowMs ?? PREFETCH_BELOW_MS,
     });
     const { proto, packageDefinition } = loadTesseraProto();
     const server = new grpc.Server({ ...SERVER_CHANNEL_OPTIONS, interceptors: [auth.interceptor()] });

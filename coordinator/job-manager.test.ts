@@ -67,25 +67,27 @@ function channel<T>(): { iterable: AsyncIterable<T>; push(v: T): void; end(): vo
   };
 }
 
-function setup(dataDir?: string) {
+function setup(dataDir?: string, slots = 8, prefetch = 0) {
   const dir = dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'tessera-jm-'));
   if (!dataDir) dirs.push(dir);
   const store = new JobStore(path.join(dir, 'jobs.db'));
   const registry = new WorkerRegistry();
-  const manager = new JobManager(store, new Spool(path.join(dir, 'spool')), registry, createLogger('test', 'silent'), { maxAttempts: 3, subtaskTimeoutMs: 60_000, retryBaseMs: 10, quarantineFailures: 0 });
+  const manager = new JobManager(store, new Spool(path.join(dir, 'spool')), registry, createLogger('test', 'silent'), { maxAttempts: 3, subtaskTimeoutMs: 60_000, retryBaseMs: 10, quarantineFailures: 0, prefetchBelowMs: 1000 });
   const sent: CoordinatorMessage[] = [];
   const worker = newWorkerSession({
     id: 'w1',
     name: 'worker-1',
     instanceId: 'i1',
     address: 'test',
-    slots: 8,
+    slots,
+    prefetch,
     capabilities: { kinds: ['passthrough'], encoders: [] } as unknown as WorkerSession['capabilities'],
     call: { write: (m: CoordinatorMessage) => sent.push(m) } as unknown as WorkerSession['call'],
   });
   registry.add(worker);
   const assigned = () => sent.flatMap((m) => (m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])));
-  const finish = (subtaskId: string, attempt: number) => manager.onResult(worker, { subtaskId, attempt, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
+  const finish = (subtaskId: string, attempt: number, runMs?: number) =>
+    manager.onResult(worker, { subtaskId, attempt, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined, ...(runMs !== undefined ? { runMs } : {}) });
   return { dir, store, manager, assigned, finish };
 }
 
@@ -152,5 +154,33 @@ describe('streaming plans', () => {
     expect(second.manager.subtasksOf(job.id)).toHaveLength(2);
     second.manager.close();
     second.store.close();
+  });
+});
+
+describe('lease-ahead (prefetch)', () => {
+  const job = (workMs: number) => ({ ...spec, passthrough: { subtasks: 6, work_ms: workMs, fail_first_attempts: 0 } }) as unknown as JobSpec__Output;
+
+  it('queues one subtask ahead on a worker that offers it when subtasks are expected to be short', async () => {
+    const { manager, assigned, store } = setup(undefined, 1, 1);
+    manager.accept(manager.newJob(job(10), 'anonymous'));
+    await until(() => assigned().length === 2, 'a running and a queued subtask');
+    await sleep(30);
+    expect(assigned()).toHaveLength(2);
+    manager.close();
+    store.close();
+  });
+
+  it('queues nothing ahead for long subtasks until measured run times say they are short', async () => {
+    const { manager, assigned, finish, store } = setup(undefined, 1, 1);
+    manager.accept(manager.newJob(job(60_000), 'anonymous'));
+    await until(() => assigned().length === 1, 'the first subtask');
+    await sleep(30);
+    expect(assigned()).toHaveLength(1);
+    // The worker reports it ran for 20 ms: the job is short after all, so the slot is refilled
+    // and one more is queued behind it.
+    finish(assigned()[0]!.subtask_id!, 1, 20);
+    await until(() => assigned().length === 3, 'a refill and a queued subtask');
+    manager.close();
+    store.close();
   });
 });

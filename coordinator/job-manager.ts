@@ -29,6 +29,8 @@ export interface JobManagerOptions {
   retryBaseMs: number;
   /** Retryable failures within a minute that quarantine a worker (0 = never). */
   quarantineFailures: number;
+  /** Jobs whose subtasks average less than this (ms of run time) use workers' prefetch places (0 = never). */
+  prefetchBelowMs: number;
 }
 
 interface ActiveJob {
@@ -41,6 +43,10 @@ interface ActiveJob {
   mergedPhase: number;
   /** True while the kind's `later` subtasks are still coming: phase 0 cannot end yet. */
   planning: boolean;
+  /** Moving average of its subtasks' run time (ms) as workers report it; before the first, the kind's estimate (or NaN). */
+  runMs: number;
+  /** Whether `runMs` is measured yet (the first measurement replaces the estimate). */
+  runMeasured: boolean;
 }
 
 export class JobManager {
@@ -144,7 +150,7 @@ export class JobManager {
       this.store.deleteSubtasks(job.id);
       resumeSubtasks = undefined;
     }
-    const active: ActiveJob = { record: job, kind, params, subtasks: resumeSubtasks ?? [], controller: new AbortController(), mergedPhase: -1, planning: false };
+    const active: ActiveJob = { record: job, kind, params, subtasks: resumeSubtasks ?? [], controller: new AbortController(), mergedPhase: -1, planning: false, runMs: kind.expectedRunMs?.(params) ?? NaN, runMeasured: false };
     this.active.set(job.id, active);
     this.scheduler.addJob(job.id, kind.name, job.spec.priority, job.createdAt);
     if (resumeSubtasks && resumeSubtasks.length > 0) {
@@ -248,12 +254,18 @@ export class JobManager {
     });
   }
 
+  /** Short subtasks only: a long one queued behind another could finish later than on a worker freed meanwhile. */
+  private readonly prefetchOk = (jobId: string): boolean => {
+    const runMs = this.active.get(jobId)?.runMs ?? NaN;
+    return runMs < this.opts.prefetchBelowMs;
+  };
+
   private dispatch(): void {
     if (this.stopping) return;
     const now = Date.now();
     const workers = this.registry.schedulable(now);
     if (workers.length > 0) {
-      const assignments = this.scheduler.dispatch(workers, now, (w, s, kind) => canRun(w, s, kind));
+      const assignments = this.scheduler.dispatch(workers, now, (w, s, kind) => canRun(w, s, kind), this.prefetchOk);
       // One message per worker per pass: thousands of tiny subtasks a second cost a handful of
       // writes on each control stream rather than one each.
       const batches = new Map<WorkerSession, { subtask: SubtaskRecord; message: Assignment }[]>();
@@ -347,7 +359,7 @@ export class JobManager {
   /** A worker reported the end of an attempt. Stale attempts are discarded (fencing). */
   onResult(
     w: WorkerSession,
-    r: { subtaskId: string; attempt: number; ok: boolean; outputs: SpoolFile[]; itemErrors: ItemFailure[]; error?: ItemFailure; retryable: boolean; result: unknown },
+    r: { subtaskId: string; attempt: number; ok: boolean; outputs: SpoolFile[]; itemErrors: ItemFailure[]; error?: ItemFailure; retryable: boolean; result: unknown; runMs?: number },
   ): void {
     // While shutting down, nothing changes: what is running now is re-run after the restart.
     if (this.stopping) return;
@@ -367,6 +379,10 @@ export class JobManager {
       for (const other of s.leases) this.revokeLease(s, other, 'a copy of this subtask finished first');
       s.leases = [];
       s.durationMs = Date.now() - lease.startedAt;
+      // The worker's own figure excludes the time the assignment waited in its queue.
+      const runMs = r.runMs !== undefined && r.runMs > 0 ? r.runMs : s.durationMs;
+      active.runMs = active.runMeasured ? active.runMs * 0.8 + runMs * 0.2 : runMs;
+      active.runMeasured = true;
       s.worker = lease.worker;
       s.workerId = lease.workerId;
       s.speculative = false;

@@ -3,8 +3,8 @@ import type { SubtaskRecord } from './model.js';
 import { Scheduler } from './scheduler.js';
 import type { WorkerSession } from './worker-registry.js';
 
-const worker = (name: string, slots: number, kinds = ['image']): WorkerSession =>
-  ({ id: name, name, slots, leases: new Map(), kinds: new Set(kinds), encoders: new Set(), state: 'active' }) as unknown as WorkerSession;
+const worker = (name: string, slots: number, kinds = ['image'], prefetch = 0): WorkerSession =>
+  ({ id: name, name, slots, prefetch, leases: new Map(), kinds: new Set(kinds), encoders: new Set(), state: 'active' }) as unknown as WorkerSession;
 
 const subtask = (jobId: string, index: number, weight = 1): SubtaskRecord => ({ id: `${jobId}-${index}`, jobId, index, weight, notBefore: 0, state: 'pending' }) as SubtaskRecord;
 
@@ -52,6 +52,24 @@ describe('Scheduler', () => {
     const first = s.dispatch([worker('w', 2)], Date.now(), canRun).map((a) => a.subtask.jobId);
     const second = s.dispatch([worker('w', 4)], Date.now(), canRun).map((a) => a.subtask.jobId);
     expect([...first, ...second]).toEqual(['a', 'b', 'c', 'a', 'b', 'c']);
+  });
+
+  it('fills free slots everywhere before queueing ahead, and queues ahead only for the jobs allowed to', () => {
+    const s = new Scheduler();
+    s.addJob('short', 'image', 0, 1);
+    s.addJob('long', 'image', 0, 2);
+    s.enqueue([...Array.from({ length: 10 }, (_, i) => subtask('short', i)), ...Array.from({ length: 10 }, (_, i) => subtask('long', i))]);
+    const ahead = worker('ahead', 1, ['image'], 2);
+    const plain = worker('plain', 1);
+    const out = s.dispatch([ahead, plain], Date.now(), canRun, (jobId) => jobId === 'short');
+    // Pass 1: one per free slot, round robin across jobs. Pass 2: two queue places, short job only.
+    expect(out.map((a) => `${a.worker.name}:${a.subtask.jobId}`)).toEqual(['ahead:short', 'plain:long', 'ahead:short', 'ahead:short']);
+    // Leases count against slots + prefetch: a full worker gets nothing more.
+    for (const a of out) a.worker.leases.set(a.subtask.id, 1);
+    expect(s.dispatch([ahead, plain], Date.now(), canRun, () => true)).toEqual([]);
+    // Without the predicate (the default) nothing is queued ahead.
+    const fresh = worker('fresh', 1, ['image'], 3);
+    expect(s.dispatch([fresh], Date.now(), canRun).map((a) => a.worker.name)).toEqual(['fresh']);
   });
 
   it('tracks retry backoff without scanning every pending subtask, and forgets dispatched retries', () => {

@@ -102,23 +102,52 @@ export class Scheduler {
    * Matches pending subtasks to workers with free slots. `canRun` checks capabilities; the
    * returned assignments are removed from the queues and already count against the workers' credit
    * (the caller records the lease before sending).
+   *
+   * Free slots are filled first, everywhere. Only then do workers that queue work (`prefetch`) get
+   * one more subtask per queue place, and only of jobs `prefetchOk` accepts (short subtasks): a
+   * queued subtask waits for a slot on its worker, so a long one could finish later than on a
+   * worker that frees up meanwhile.
    */
-  dispatch(workers: WorkerSession[], now: number, canRun: (w: WorkerSession, s: SubtaskRecord, kind: string) => boolean): Assignment[] {
+  dispatch(
+    workers: WorkerSession[],
+    now: number,
+    canRun: (w: WorkerSession, s: SubtaskRecord, kind: string) => boolean,
+    prefetchOk: (jobId: string) => boolean = () => false,
+  ): Assignment[] {
     const out: Assignment[] = [];
+    this.fill(out, workers, (w) => w.slots - w.leases.size, now, canRun, () => true);
+    if (this.pendingCount() > 0 && workers.some((w) => w.prefetch > 0)) {
+      // Leases made in the first pass are not in `w.leases` yet: count them.
+      const taken = new Map<WorkerSession, number>();
+      for (const a of out) taken.set(a.worker, (taken.get(a.worker) ?? 0) + 1);
+      this.fill(out, workers, (w) => w.slots + w.prefetch - w.leases.size - (taken.get(w) ?? 0), now, canRun, (q) => prefetchOk(q.jobId));
+    }
+    return out;
+  }
+
+  private fill(
+    out: Assignment[],
+    workers: WorkerSession[],
+    creditOf: (w: WorkerSession) => number,
+    now: number,
+    canRun: (w: WorkerSession, s: SubtaskRecord, kind: string) => boolean,
+    eligible: (q: JobQueue) => boolean,
+  ): void {
     const credit = new Map<WorkerSession, number>();
     // Total free credit, so "anyone left?" is O(1) rather than a scan of every worker per pick.
     let total = 0;
     for (const w of workers) {
-      const c = w.slots - w.leases.size;
+      const c = creditOf(w);
       if (c <= 0) continue;
       credit.set(w, c);
       total += c;
     }
-    if (total === 0) return out;
-    const tiers = [...new Set([...this.queues.values()].filter((q) => size(q) > 0).map((q) => q.priority))].sort((a, b) => b - a);
+    if (total === 0) return;
+    const queues = [...this.queues.values()].filter((q) => size(q) > 0 && eligible(q));
+    const tiers = [...new Set(queues.map((q) => q.priority))].sort((a, b) => b - a);
     for (const priority of tiers) {
       if (total === 0) break;
-      const jobs = [...this.queues.values()].filter((q) => q.priority === priority && size(q) > 0).sort((a, b) => a.createdAt - b.createdAt);
+      const jobs = queues.filter((q) => q.priority === priority).sort((a, b) => a.createdAt - b.createdAt);
       // Round robin: one subtask per job in turn, resuming after the job served last time; stop
       // when credit runs out or a whole round picks nothing (all held back or not runnable).
       let pos = (this.cursor.get(priority) ?? 0) % jobs.length;
@@ -139,7 +168,6 @@ export class Scheduler {
       }
       this.cursor.set(priority, pos);
     }
-    return out;
   }
 
   private pickFrom(q: JobQueue, credit: Map<WorkerSession, number>, now: number, canRun: (w: WorkerSession, s: SubtaskRecord, kind: string) => boolean): Assignment | undefined {

@@ -13,6 +13,8 @@ export interface WorkerSession {
   instanceId: string;
   address: string;
   slots: number;
+  /** Assignments the worker queues beyond its slots (lease-ahead for short subtasks). */
+  prefetch: number;
   capabilities: Capabilities__Output;
   kinds: ReadonlySet<string>;
   encoders: ReadonlySet<string>;
@@ -32,9 +34,10 @@ export interface WorkerSession {
 }
 
 /** A freshly registered, active session with no leases. */
-export function newWorkerSession(r: Pick<WorkerSession, 'id' | 'name' | 'instanceId' | 'address' | 'slots' | 'capabilities' | 'call'>): WorkerSession {
+export function newWorkerSession(r: Pick<WorkerSession, 'id' | 'name' | 'instanceId' | 'address' | 'slots' | 'capabilities' | 'call'> & Partial<Pick<WorkerSession, 'prefetch'>>): WorkerSession {
   const now = Date.now();
   return {
+    prefetch: 0,
     ...r,
     kinds: new Set(r.capabilities.kinds),
     encoders: new Set(r.capabilities.encoders),
@@ -71,7 +74,7 @@ export class WorkerRegistry {
     const out: WorkerSession[] = [];
     for (const w of this.sessions.values()) {
       if (w.state === 'quarantined' && w.quarantinedUntil <= now) w.state = 'active';
-      if (w.state === 'active' && w.leases.size < w.slots) out.push(w);
+      if (w.state === 'active' && w.leases.size < w.slots + w.prefetch) out.push(w);
     }
     return out;
   }

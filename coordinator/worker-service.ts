@@ -91,6 +91,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       ...(error ? { error } : {}),
       retryable,
       result,
+      runMs: Number(r.duration_ms),
     });
   }
 
@@ -113,19 +114,21 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
             const r = msg.register;
             if (session) return;
             const slots = Math.max(1, Math.min(256, r.slots || 1));
+            const prefetch = Math.min(slots * 4, r.prefetch || 0);
             session = newWorkerSession({
               id: randomUUID(),
               name: r.name || peer,
               instanceId: r.instance_id,
               address: peer,
               slots,
+              prefetch,
               capabilities: r.capabilities ?? { kinds: [], encoders: [], cpu_count: 0, ffmpeg_version: '', sharp_version: '', libvips_version: '', labels: {}, memory_bytes: '0' },
               call,
             });
             registry.add(session);
             const reply: CoordinatorMessage = { registered: { worker_id: session.id, heartbeat_ms: opts.heartbeatMs, ttl_ms: opts.ttlMs } };
             call.write(reply);
-            log.info({ worker: session.name, slots, kinds: [...session.kinds], address: peer }, 'worker registered');
+            log.info({ worker: session.name, slots, prefetch, kinds: [...session.kinds], address: peer }, 'worker registered');
             jobs.requestDispatch();
             return;
           }

@@ -144,6 +144,12 @@ export interface CoordinatorKind<P = unknown> {
   plan(ctx: PlanContext<P>): Promise<PlanResult>;
   /** Called when every subtask of a phase has finished (succeeded or failed for good). */
   merge(ctx: MergeContext<P>): Promise<MergeResult>;
+  /**
+   * Optional: a subtask's expected run time (ms) before any has finished. Short ones may be queued
+   * on workers ahead of a free slot (prefetch) from the first dispatch; without an estimate the
+   * coordinator waits for measured run times.
+   */
+  expectedRunMs?(params: P): number | undefined;
 }
 
 /** A local file handed to a processor. */

@@ -196,8 +196,10 @@ describe('fault tolerance', () => {
     expect(done.subtasks.some((s) => s.attempt > 1)).toBe(true);
     const broken = (await cluster.client.listWorkers()).find((w) => w.name === 'broken')!;
     expect(broken.state).toBe('quarantined');
-    // One slot: it held one lease at a time, so it was taken out right after its third failure.
-    expect(Number(broken.subtasks_failed)).toBe(3);
+    // One slot and one queued place (prefetch): it was taken out at its third failure. The subtask
+    // queued behind that one had started by then and was let run (and fail), but nothing after it.
+    expect(Number(broken.subtasks_failed)).toBeGreaterThanOrEqual(3);
+    expect(Number(broken.subtasks_failed)).toBeLessThanOrEqual(4);
     expect(Number(broken.subtasks_done)).toBe(0);
   });
 

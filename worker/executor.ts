@@ -54,6 +54,8 @@ export async function executeSubtask(a: Assignment__Output, signal: AbortSignal,
   };
   const base = { subtask_id: a.subtask_id, attempt: a.attempt };
   try {
+    // Cancelled while it waited in the prefetch queue: nothing to run.
+    signal.throwIfAborted();
     const processor = deps.processors.get(a.kind);
     if (!processor) throw new TesseraError(status.FAILED_PRECONDITION, `this worker cannot run ${a.kind} subtasks`, { retryable: true });
     if (!a.spec) throw new TesseraError(status.INVALID_ARGUMENT, 'assignment without a job spec', { retryable: false });

@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import sharp from 'sharp';
-import { CLIENT_CHANNEL_OPTIONS, HEARTBEAT_MS } from '../shared/config.js';
+import { CLIENT_CHANNEL_OPTIONS, HEARTBEAT_MS, WORKER_PREFETCH } from '../shared/config.js';
 import { TesseraError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
@@ -29,6 +29,8 @@ export interface WorkerOptions {
   slots?: number;
   /** Threads per subtask (ffmpeg -threads, libvips concurrency); default cores / slots. */
   threads?: number;
+  /** Assignments queued beyond the slots, for short subtasks (default WORKER_PREFETCH; 0 = none). */
+  prefetch?: number;
   labels?: Record<string, string>;
   log: Logger;
   /** How long a drain waits for in-flight subtasks before aborting them. */
@@ -52,6 +54,7 @@ const WORKER_ID_HEADER = 'x-tessera-worker-id';
 export class Worker {
   readonly name: string;
   readonly slots: number;
+  readonly prefetch: number;
   private state: Lifecycle = 'new';
   private readonly instanceId = randomUUID();
   private readonly client: WorkerServiceClient;
@@ -81,6 +84,7 @@ export class Worker {
     this.threads = Math.max(1, opts.threads ?? Math.floor(cores / this.slots));
     sharp.concurrency(this.threads);
     this.name = opts.name ?? `${os.hostname()}-${process.pid}`;
+    this.prefetch = Math.max(0, opts.prefetch ?? WORKER_PREFETCH);
     this.limit = pLimit(this.slots);
     this.tempRoot = defaultTempRoot(this.name);
     const memoryLimitMb = opts.memoryLimitMb ?? defaultMemoryLimitMb(this.slots);
@@ -120,7 +124,7 @@ export class Worker {
       if (this.call === call) this.onDisconnect('coordinator closed the stream');
     });
     const caps = detectCapabilities([...workerProcessors.keys()], this.opts.labels ?? {}, log);
-    call.write({ register: { name: this.name, slots: this.slots, capabilities: caps, instance_id: this.instanceId } });
+    call.write({ register: { name: this.name, slots: this.slots, prefetch: this.prefetch, capabilities: caps, instance_id: this.instanceId } });
   }
 
   private onMessage(msg: CoordinatorMessage__Output): void {
@@ -183,7 +187,7 @@ export class Worker {
   private heartbeat(): void {
     this.send({
       heartbeat: {
-        slots_used: this.running.size,
+        slots_used: this.limit.activeCount,
         load: os.loadavg()[0] ?? 0,
         rss_bytes: String(process.memoryUsage.rss()),
         running: [...this.running].map(([id, r]) => ({ subtask_id: id, attempt: r.attempt })),
@@ -194,11 +198,12 @@ export class Worker {
   private accept(a: Assignment__Output): void {
     const controller = new AbortController();
     this.running.set(a.subtask_id, { attempt: a.attempt, controller });
-    const timeout = setTimeout(
-      () => controller.abort(new TesseraError(grpc.status.DEADLINE_EXCEEDED, `subtask timed out after ${a.timeout_ms} ms`, { retryable: true })),
-      a.timeout_ms || 30 * 60_000,
-    );
     void this.limit(async () => {
+      // The clock starts when a slot takes it, not while it waits in the prefetch queue.
+      const timeout = setTimeout(
+        () => controller.abort(new TesseraError(grpc.status.DEADLINE_EXCEEDED, `subtask timed out after ${a.timeout_ms} ms`, { retryable: true })),
+        a.timeout_ms || 30 * 60_000,
+      );
       const result = await executeSubtask(a, controller.signal, {
         client: this.client,
         metadata: () => this.metadata(),

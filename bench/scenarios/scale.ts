@@ -4,14 +4,18 @@
  *
  * - `scale-heartbeats`: the sessions only heartbeat at 1 Hz; coordinator CPU share over a window
  *   (from /proc/PID/stat utime+stime). Ratio: CPU share / 25% of one core (target <= 1).
- * - `scale-slots`: 100 ms no-op subtasks (passthrough `work_ms`), 10 per slot: slot utilisation =
- *   busy slot-time / (slots x job span), dispatch latency, coordinator CPU and RSS. Baseline: the
- *   ideal span with every slot always busy. Ratio: utilisation (target >= 0.95).
+ * - `scale-slots`: 100 ms no-op subtasks (passthrough `work_ms`), 10 per slot, after an unmeasured
+ *   warm-up job of the same size with 10 ms subtasks: slot utilisation = busy slot-time / (slots x
+ *   job span), dispatch latency (a result sent to the next assignment received), slot idle time
+ *   between subtasks, coordinator CPU and RSS. The sessions queue one assignment ahead, as a real
+ *   worker does by default (`--prefetch 1`). Baseline: the ideal span with every slot always busy.
+ *   Ratio: utilisation (target >= 0.95).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { LocalCluster } from '../../client/local-cluster.js';
+import { WORKER_PREFETCH } from '../../shared/config.js';
 import { latencySummary } from '../job-timeline.js';
 import { cpuSeconds, peakRssMiB, round } from '../proc-stats.js';
 import type { SimStats } from '../sim-workers.js';
@@ -28,7 +32,8 @@ interface Sim {
 }
 
 function startSim(address: string, workers: number, slots: number): Sim {
-  const child = fork(SIM_MODULE, [address, String(workers), String(slots), '50'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  // Sessions queue as many assignments as a real worker does by default.
+  const child = fork(SIM_MODULE, [address, String(workers), String(slots), '50', String(WORKER_PREFETCH)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
     child,
@@ -94,13 +99,19 @@ async function measureHeartbeats(ctx: BenchContext, workers: number, cluster: Lo
 async function measureSlots(ctx: BenchContext, workers: number, cluster: LocalCluster, sim: Sim): Promise<BenchResult> {
   const subtasks = workers * 10;
   const pid = cluster.coordinator?.child.pid;
+  // Warm-up (not measured): one short job, so the measured one does not pay for the JIT compiling
+  // the dispatch and result paths of a coordinator that has only seen heartbeats so far.
+  const warm = await cluster.client.submit({ label: 'bench scale warm-up', passthrough: { subtasks, work_ms: 10 } }, []);
+  await cluster.client.wait(warm.id);
   const before = await sim.stats();
   const cpu0 = await cpuSeconds(pid);
+  const simCpu0 = await cpuSeconds(sim.child.pid);
   const t0 = performance.now();
   const job = await cluster.client.submit({ label: 'bench scale', passthrough: { subtasks, work_ms: WORK_MS } }, []);
   const done = await cluster.client.wait(job.id);
   const wall = (performance.now() - t0) / 1000;
   const cpu = (await cpuSeconds(pid)) - cpu0;
+  const simCpu = (await cpuSeconds(sim.child.pid)) - simCpu0;
   const after = await sim.stats();
   if (done.state !== 'JOB_STATE_SUCCEEDED') throw new Error(`scale job ended ${done.state}: ${done.message}`);
   const busy = after.busy.slice(before.busy.length);
@@ -111,11 +122,12 @@ async function measureSlots(ctx: BenchContext, workers: number, cluster: LocalCl
   const spanS = (end - start) / 1000;
   const utilisation = busyMs / (workers * (end - start));
   const idealS = (subtasks * WORK_MS) / 1000 / workers;
-  const lat = latencySummary(after.dispatchMs.slice(before.dispatchMs.length));
-  ctx.log(`utilisation ${round(utilisation * 100, 1)}% (span ${spanS.toFixed(2)} s, ideal ${idealS.toFixed(2)} s), dispatch p50 ${round(lat.p50, 1)} ms p99 ${round(lat.p99, 1)} ms`);
+  const gap = latencySummary(after.dispatchMs.slice(before.dispatchMs.length));
+  const lat = latencySummary(after.refillMs.slice(before.refillMs.length));
+  ctx.log(`utilisation ${round(utilisation * 100, 1)}% (span ${spanS.toFixed(2)} s, ideal ${idealS.toFixed(2)} s), dispatch (result -> next assignment) p50 ${round(lat.p50, 1)} ms p99 ${round(lat.p99, 1)} ms; slot idle between subtasks p50 ${round(gap.p50, 1)} ms p99 ${round(gap.p99, 1)} ms`);
   return {
     scenario: 'scale-slots',
-    inputs: `${workers} simulated workers x 1 slot, 1 passthrough job of ${subtasks} subtasks x ${WORK_MS} ms simulated work`,
+    inputs: `${workers} simulated workers x 1 slot (+${WORKER_PREFETCH} prefetch), 1 passthrough job of ${subtasks} subtasks x ${WORK_MS} ms simulated work`,
     baseline: { label: `ideal: all ${workers} slots always busy`, seconds: idealS },
     tessera: {
       label: 'coordinator process + simulated workers',
@@ -126,7 +138,10 @@ async function measureSlots(ctx: BenchContext, workers: number, cluster: LocalCl
         subtasksPerS: round(subtasks / spanS, 0),
         dispatchP50Ms: round(lat.p50, 2),
         dispatchP99Ms: round(lat.p99, 2),
+        slotGapP50Ms: round(gap.p50, 2),
+        slotGapP99Ms: round(gap.p99, 2),
         coordinatorCpuPct: round((cpu / wall) * 100, 1),
+        simulatorCpuPct: round((simCpu / wall) * 100, 1),
         endToEndS: round(wall, 2),
       },
     },

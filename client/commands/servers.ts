@@ -21,13 +21,14 @@ export interface CoordinatorCommandOptions {
   ttlMs: number;
   maxAttempts: number;
   quarantineFailures: number;
+  prefetchBelowMs?: number;
   logLevel: LevelWithSilent;
   logFormat?: LogFormat;
 }
 
 export async function runCoordinator(o: CoordinatorCommandOptions): Promise<void> {
   const log = createLogger('coordinator', o.logLevel, o.logFormat);
-  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, quarantineFailures: o.quarantineFailures, ...coordinatorSecurity(o) });
+  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, quarantineFailures: o.quarantineFailures, ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), ...coordinatorSecurity(o) });
   const address = await coordinator.start();
   // Plain lines on stdout so scripts (and the test harness) learn the bound ports.
   process.stdout.write(`tessera coordinator listening on ${address}\n`);
@@ -44,6 +45,7 @@ export interface WorkerCommandOptions {
   coordinator?: string;
   slots?: number;
   threads?: number;
+  prefetch?: number;
   name?: string;
   label?: string[];
   drainGraceMs: number;
@@ -60,6 +62,7 @@ export async function runWorker(o: WorkerCommandOptions): Promise<void> {
     coordinator: coordinatorAddress(o.coordinator),
     ...(o.slots ? { slots: o.slots } : {}),
     ...(o.threads ? { threads: o.threads } : {}),
+    ...(o.prefetch !== undefined ? { prefetch: o.prefetch } : {}),
     name,
     labels,
     log,

@@ -25,6 +25,8 @@ export const passthroughKind: CoordinatorKind<PassthroughParams> = {
     });
     return { subtasks };
   },
+  // Simulated work is what a no-op subtask costs; copies are measured as they finish.
+  expectedRunMs: (params) => (params.subtasks > 0 ? params.workMs : undefined),
   async merge({ results }) {
     // Outputs are published straight from the subtasks' spool: nothing to stitch.
     const outputs = results.flatMap((r) => r.outputs.map((o) => ({ name: o.name, path: o.path, source: o.name })));

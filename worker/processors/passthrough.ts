@@ -19,14 +19,14 @@ export const passthroughProcessor: WorkerProcessor<PassthroughParams> = {
     if (ctx.attempt <= plan.failFirstAttempts) {
       throw new TesseraError(status.UNAVAILABLE, `diagnostic failure of attempt ${ctx.attempt}`, { retryable: true });
     }
-    // TESSERA_DIAG_FAIL=1 makes every passthrough subtask on this worker fail, retryably: a broken
-    // machine, for quarantine tests and demos.
-    if (process.env['TESSERA_DIAG_FAIL'] === '1') {
-      throw new TesseraError(status.UNAVAILABLE, 'diagnostic failure of this worker (TESSERA_DIAG_FAIL)', { retryable: true });
-    }
     // TESSERA_DIAG_DELAY_MS makes one worker slow on purpose (straggler tests and demos).
     const workMs = plan.workMs + Number(process.env['TESSERA_DIAG_DELAY_MS'] ?? 0);
     if (workMs > 0) await sleep(workMs, undefined, { signal: ctx.signal });
+    // TESSERA_DIAG_FAIL=1 makes every passthrough subtask on this worker fail, retryably, after its
+    // work time: a broken machine, for quarantine tests and demos.
+    if (process.env['TESSERA_DIAG_FAIL'] === '1') {
+      throw new TesseraError(status.UNAVAILABLE, 'diagnostic failure of this worker (TESSERA_DIAG_FAIL)', { retryable: true });
+    }
     const input = ctx.inputs[0];
     // The fetched input file is handed back as the output: no copy needed.
     return { outputs: input ? [{ name: input.name, path: input.path, source: input.name }] : [] };
