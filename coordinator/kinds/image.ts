@@ -13,8 +13,8 @@ export interface ImageBatchPlan {
   items: { input: string; output: string }[];
 }
 
-const MAX_ITEMS_PER_SUBTASK = 16;
-const MAX_BYTES_PER_SUBTASK = 48 * 1024 * 1024;
+const MAX_ITEMS_PER_SUBTASK = 8;
+const MAX_BYTES_PER_SUBTASK = 16 * 1024 * 1024;
 
 /**
  * Output names: the input's base name with the new extension; when two inputs would collide
