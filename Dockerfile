@@ -23,7 +23,7 @@ FROM node:20-bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ffmpeg ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && mkdir -p /data \
+ && mkdir -p /data /media \
  && chown node:node /data
 # MALLOC_ARENA_MAX: libvips under glibc malloc with many threads fragments memory (sharp's guidance).
 ENV NODE_ENV=production \
@@ -50,4 +50,4 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
 ENTRYPOINT ["tessera"]
 # Plaintext off loopback needs --insecure: put the cluster on a private network, or add
 # --tls-cert/--tls-key (see README "Running on several machines").
-CMD ["coordinator", "--listen", "0.0.0.0:7700", "--http", "0.0.0.0:7780", "--data-dir", "/data", "--insecure"]
+CMD ["coordinator", "--listen", "0.0.0.0:7700", "--http", "0.0.0.0:7780", "--data-dir", "/data", "--shared-root", "/media", "--insecure"]

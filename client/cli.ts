@@ -42,6 +42,7 @@ program
   .option('--ttl-ms <ms>', 'a worker silent this long is lost', int('--ttl-ms'), 5000)
   .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'), 3)
   .option('--quarantine-failures <n>', 'retryable failures in a minute that quarantine a worker for 30 s (0 = never)', int('--quarantine-failures'), 5)
+  .option('--shared-root <dir...>', 'folders on shared storage whose files clients may submit by reference (submit --shared)')
   .option('--prefetch-below-ms <ms>', "jobs whose subtasks average less than this use the workers' prefetch places (0 = never)", int('--prefetch-below-ms'), PREFETCH_BELOW_MS)
   .action(async (o) => runCoordinator(o));
 coordinatorSecurityOptions(program.commands.at(-1)!);
@@ -83,6 +84,7 @@ function submitCommand(name: string, description: string, configure: (c: Command
     .option('--no-wait', 'print the job id and return at once')
     .option('--no-progress', 'no progress display')
     .option('--label <text>', 'job label')
+    .option('--shared', "submit the files by reference, not uploaded: they must lie under one of the coordinator's --shared-root folders")
     .option('--priority <n>', 'higher runs first', int('--priority'))
     .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'))
     .action(async (files: string | string[], o: Record<string, unknown>) => {

@@ -4,11 +4,13 @@
  * Every unary call has a deadline; uploads and downloads stream in chunks with backpressure and
  * are verified with SHA-256; `watch` re-attaches after a lost connection from the last event seen.
  */
+import { setMaxListeners } from 'node:events';
 import { createReadStream } from 'node:fs';
-import { mkdir, rename, rm, stat, open } from 'node:fs/promises';
+import { mkdir, open, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
+import pLimit from 'p-limit';
 import { CHUNK_SIZE, CLIENT_CHANNEL_OPTIONS, UNARY_DEADLINE_MS, coordinatorAddress, transferDeadlineMs } from '../shared/config.js';
 import { TesseraError, dataLoss } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
@@ -23,6 +25,9 @@ import type { WorkerInfo__Output } from '../shared/proto/generated/tessera/v1/Wo
 import { newSha256, writeWithBackpressure } from '../shared/streams.js';
 import { clientTokenFromEnv } from '../shared/auth.js';
 import { clientCredentialsFromEnv } from '../shared/tls.js';
+
+/** Outputs downloaded at once by `download`. */
+const DOWNLOAD_CONCURRENCY = 8;
 
 export type { Job__Output as Job, JobEvent__Output as JobEvent, JobSpec, WorkerInfo__Output as WorkerInfo };
 
@@ -72,8 +77,15 @@ export class TesseraClient {
   }
 
   /** Uploads `files` with `spec` and returns the accepted job (it then runs on the cluster). */
-  async submit(spec: JobSpec, files: string[], options: { onUpload?: (p: UploadProgress) => void; signal?: AbortSignal; names?: string[] } = {}): Promise<Job__Output> {
+  /**
+   * Submits a job with `files` as its inputs, uploaded, or with `shared: true` by reference: each
+   * file is named by its absolute path, which must lie under one of the coordinator's
+   * `--shared-root` folders, and nothing is uploaded (the coordinator and the workers that see the
+   * same path read it in place).
+   */
+  async submit(spec: JobSpec, files: string[], options: { onUpload?: (p: UploadProgress) => void; signal?: AbortSignal; names?: string[]; shared?: boolean } = {}): Promise<Job__Output> {
     const sizes = await Promise.all(files.map(async (f) => (await stat(f)).size));
+    const shared = options.shared ? await Promise.all(files.map((f) => realpath(f))) : undefined;
     return new Promise<Job__Output>((resolve, reject) => {
       const total = sizes.reduce((n, x) => n + x, 0);
       const call = this.client.SubmitJob(this.md(), { deadline: deadline(transferDeadlineMs(total)) }, (err, job) => (err || !job ? reject(err) : resolve(job)));
@@ -85,6 +97,11 @@ export class TesseraClient {
           for (const [i, file] of files.entries()) {
             const name = safeFileName(options.names?.[i] ?? path.basename(file), 'input name');
             const total = sizes[i]!;
+            if (shared) {
+              call.write({ input: { name, size: String(total), shared_path: shared[i]! } });
+              options.onUpload?.({ file: name, sentBytes: total, totalBytes: total });
+              continue;
+            }
             call.write({ input: { name, size: String(total) } });
             const hash = newSha256();
             let sent = 0;
@@ -181,19 +198,27 @@ export class TesseraClient {
    * earlier attempt (`NAME.part`) is resumed from its size; each file is verified before it is
    * renamed into place. Returns the paths written, by output name.
    */
-  async download(jobId: string, dir: string, opts: { names?: string[]; signal?: AbortSignal } = {}): Promise<Map<string, string>> {
+  async download(jobId: string, dir: string, opts: { names?: string[]; signal?: AbortSignal; concurrency?: number } = {}): Promise<Map<string, string>> {
     const job = await this.getJob(jobId);
     await mkdir(dir, { recursive: true });
-    const written = new Map<string, string>();
-    for (const o of job.outputs) {
-      if (opts.names && !opts.names.includes(o.name)) continue;
-      // Never trust a name to stay inside `dir`.
-      const name = safeFileName(o.name, 'output name');
-      const dest = path.join(dir, name);
-      await this.downloadOne(jobId, name, dest, o.sha256, Number(o.size), opts.signal);
-      written.set(name, dest);
+    const wanted = job.outputs.filter((o) => !opts.names || opts.names.includes(o.name));
+    // Never trust a name to stay inside `dir`.
+    const files = wanted.map((o) => ({ o, name: safeFileName(o.name, 'output name') }));
+    // Several at a time: a batch job's hundreds of small outputs would otherwise wait on one round
+    // trip each. The first failure stops the others.
+    const stop = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
+    const concurrency = Math.max(1, opts.concurrency ?? DOWNLOAD_CONCURRENCY);
+    // Each download in flight listens on it.
+    setMaxListeners(concurrency + 10, signal);
+    const limit = pLimit(concurrency);
+    try {
+      await Promise.all(files.map(({ o, name }) => limit(() => (signal.aborted ? undefined : this.downloadOne(jobId, name, path.join(dir, name), o.sha256, Number(o.size), signal)))));
+    } catch (err) {
+      stop.abort();
+      throw err;
     }
-    return written;
+    return new Map(files.map(({ name }) => [name, path.join(dir, name)]));
   }
 
   private async downloadOne(jobId: string, name: string, dest: string, expected: string, size: number, signal?: AbortSignal): Promise<void> {

@@ -10,6 +10,7 @@ import type { Logger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import { JobManager } from './job-manager.js';
 import { jobServiceHandlers } from './job-service.js';
+import { SharedRoots } from './shared-inputs.js';
 import { Spool } from './spool.js';
 import { JobStore } from './store.js';
 import { WorkerRegistry } from './worker-registry.js';
@@ -32,6 +33,8 @@ export interface CoordinatorOptions {
   subtaskTimeoutMs?: number;
   /** Jobs whose subtasks average less than this use workers' prefetch places (0 = never). */
   prefetchBelowMs?: number;
+  /** Folders on shared storage whose files clients may submit by reference (coordinator/shared-inputs.ts). */
+  sharedRoots?: string[];
   retryBaseMs?: number;
   maxFileBytes?: number;
   maxJobBytes?: number;
@@ -87,6 +90,8 @@ export class Coordinator {
     const auth = new CoordinatorAuth(opts.auth ?? {}, log);
     // Client tokens without a worker token would let anyone join as a worker and read every job's inputs.
     if (!auth.clientsOpen && auth.workersOpen && !opts.insecure) throw new Error('client tokens are set but no worker token: set --worker-token (or TESSERA_WORKER_TOKEN), or pass --insecure');
+    const shared = await SharedRoots.create(opts.sharedRoots ?? []);
+    if (shared.list.length > 0) log.info({ sharedRoots: shared.list }, 'inputs by reference allowed under the shared folders');
     await mkdir(opts.dataDir, { recursive: true });
     this.store = new JobStore(path.join(opts.dataDir, 'tessera.db'));
     const spool = new Spool(path.join(opts.dataDir, 'spool'));
@@ -104,7 +109,7 @@ export class Coordinator {
     const server = new grpc.Server({ ...SERVER_CHANNEL_OPTIONS, interceptors: [auth.interceptor()] });
     this.server = server;
     const limits = resolveLimits({ maxFileBytes: opts.maxFileBytes, maxJobBytes: opts.maxJobBytes, maxInputs: opts.maxInputs, ...opts.limits });
-    server.addService(proto.tessera.v1.JobService.service, jobServiceHandlers(this.jobs, spool, log, limits, auth));
+    server.addService(proto.tessera.v1.JobService.service, jobServiceHandlers(this.jobs, spool, log, limits, auth, shared));
     server.addService(proto.tessera.v1.WorkerService.service, workerServiceHandlers(this.jobs, spool, log, { heartbeatMs, ttlMs, maxOutputBytes: limits.maxJobBytes }, () => undefined));
     this.health.addToServer(server);
     new ReflectionService(packageDefinition).addToServer(server);

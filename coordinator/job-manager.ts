@@ -61,6 +61,8 @@ export class JobManager {
   /** Counters for metrics. */
   leaseExpiries = 0;
   speculativeCopies = 0;
+  /** Bytes of subtask inputs streamed to workers (FetchTaskInput); inputs read in place add none. */
+  inputBytesServed = 0;
   private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -335,7 +337,7 @@ export class JobManager {
       kind: job.kind,
       spec: job.spec,
       plan_json: JSON.stringify(s.plan ?? null),
-      inputs: s.inputs.map((f) => ({ name: f.name, size: String(f.size), sha256: f.sha256, inline: false })),
+      inputs: s.inputs.map((f) => ({ name: f.name, size: String(f.size), sha256: f.sha256, inline: false, ...(f.shared ? { shared_path: f.path, mtime_ms: f.shared.mtimeMs } : {}) })),
       timeout_ms: s.timeoutMs ?? this.opts.subtaskTimeoutMs,
       phase: s.phase,
     };

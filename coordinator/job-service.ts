@@ -15,6 +15,7 @@ import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord } f
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
 import { checkInputs } from './input-check.js';
+import type { SharedRoots } from './shared-inputs.js';
 import type { Limits } from '../shared/limits.js';
 
 export type JobServiceLimits = Limits;
@@ -25,7 +26,7 @@ export interface JobAccess {
   assertOwner(caller: Caller, owner: string, jobId: string): void;
 }
 
-export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, limits: JobServiceLimits, access: JobAccess): JobServiceHandlers {
+export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, limits: JobServiceLimits, access: JobAccess, shared: SharedRoots): JobServiceHandlers {
   /** The job, if the caller may read, watch, cancel or download it. */
   const owned = (md: grpc.Metadata, jobId: string): JobRecord => {
     const job = jobs.get(jobId);
@@ -43,7 +44,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       const job = jobs.newJob(first.value.spec, owner);
       await spool.prepareJob(job.id);
       try {
-        await receiveInputs(job, iterator, spool, limits, ctx.signal);
+        await receiveInputs(job, iterator, spool, shared, limits, ctx.signal);
         // Formats by content and header limits, before anything decodes an input: a refused input fails as its own item.
         const checked = await checkInputs(job.kind, job.inputs, limits, ctx.signal);
         if (checked.accepted.length === 0 && checked.errors.length > 0) {
@@ -100,7 +101,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
   };
 }
 
-async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRequest__Output>, spool: Spool, limits: JobServiceLimits, signal: AbortSignal): Promise<void> {
+async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRequest__Output>, spool: Spool, shared: SharedRoots, limits: JobServiceLimits, signal: AbortSignal): Promise<void> {
   let total = 0;
   let next = await iterator.next();
   while (!next.done) {
@@ -111,6 +112,19 @@ async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRe
     if (job.inputs.length >= limits.maxInputs) throw new TesseraError(status.RESOURCE_EXHAUSTED, `a job may have at most ${limits.maxInputs} inputs`);
     const declared = Number(msg.input.size || 0);
     if (declared > limits.maxFileBytes) throw new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: ${declared} bytes is over the per-file limit of ${limits.maxFileBytes} bytes`, { input: name });
+    if (msg.input.shared_path) {
+      // By reference: nothing to receive, the file is read in place.
+      const f = await shared.resolve(name, msg.input.shared_path);
+      if (f.size > limits.maxFileBytes) throw new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: ${f.size} bytes is over the per-file limit of ${limits.maxFileBytes} bytes`, { input: name });
+      total += f.size;
+      if (total > limits.maxJobBytes) throw new TesseraError(status.RESOURCE_EXHAUSTED, `the job's inputs are over the per-job limit of ${limits.maxJobBytes} bytes`, { input: name });
+      if (declared && declared !== f.size) throw invalidArgument(`input ${name}: header said ${declared} bytes but ${msg.input.shared_path} holds ${f.size}`, name);
+      job.inputs.push(f);
+      next = await iterator.next();
+      if (!next.done && next.value.msg === 'input_end') next = await iterator.next();
+      if (!next.done && next.value.msg === 'data') throw invalidArgument(`input ${name} is submitted by reference (shared_path): no data may follow its header`, name);
+      continue;
+    }
     let trailer: string | undefined;
     let pendingHeader: IteratorResult<SubmitJobRequest__Output> | undefined;
     async function* chunks(): AsyncGenerator<Buffer> {

@@ -154,7 +154,7 @@ export function toJobMessage(job: JobRecord, subtasks: SubtaskRecord[] | undefin
     kind: job.kind,
     state: jobStateEnum(job.state),
     spec: job.spec,
-    inputs: job.inputs.map((i) => ({ name: i.name, size: String(i.size), sha256: i.sha256 })),
+    inputs: job.inputs.map((i) => ({ name: i.name, size: String(i.size), sha256: i.sha256, shared_path: i.shared ? i.path : '' })),
     outputs: job.outputs.map((o) => ({ name: o.name, size: String(o.size), sha256: o.sha256, source: o.source, content_type: o.contentType })),
     subtasks: subtasks?.map(toSubtaskInfo) ?? [],
     errors: job.errors.map((e) => ({ input: e.input, code: e.code, message: e.message })),

@@ -54,6 +54,9 @@ export function newWorkerSession(r: Pick<WorkerSession, 'id' | 'name' | 'instanc
   };
 }
 
+/** Slots in use: leases beyond the slots wait in the worker's prefetch queue and do not count. */
+export const slotsInUse = (w: WorkerSession): number => Math.min(w.leases.size, w.slots);
+
 export class WorkerRegistry {
   private readonly sessions = new Map<string, WorkerSession>();
 
@@ -120,7 +123,7 @@ export class WorkerRegistry {
       address: w.address,
       state: w.state,
       slots: w.slots,
-      slots_used: w.leases.size,
+      slots_used: slotsInUse(w),
       last_heartbeat_ms: String(w.lastHeartbeat),
       capabilities: w.capabilities,
       subtasks_done: String(w.done),

@@ -23,7 +23,14 @@ export interface SpoolFile {
   /** Absolute path on the coordinator. */
   path: string;
   size: number;
+  /** Hex digest; "" for an input by reference (checked by size and modification time instead). */
   sha256: string;
+  /**
+   * Set for a job input submitted by reference: `path` is on shared storage (under a --shared-root),
+   * not in the spool, and must never be written or removed. `mtimeMs` is its modification time
+   * when submitted: a file changed since then is refused rather than processed half old, half new.
+   */
+  shared?: { mtimeMs: number };
 }
 
 /** What the cluster tells a planner about itself. */

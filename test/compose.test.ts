@@ -114,6 +114,16 @@ describe('docker-compose.yml', () => {
     expect(c.healthcheck!.test!.slice(0, 3)).toEqual(['CMD', 'tessera', 'health']);
   });
 
+  it('mounts the shared media at the same path in the coordinator and the workers, and shares it for inputs by reference', () => {
+    const c = compose.services['coordinator']!;
+    const w = compose.services['worker']!;
+    const root = c.command![c.command!.indexOf('--shared-root') + 1]!;
+    const media = (s: Service): string[] => (s.volumes ?? []).map(interpolate).filter((v) => v.split(':')[1] === root);
+    expect(media(c)).toEqual([`tessera-media:${root}:ro`]);
+    expect(media(w)).toEqual(media(c));
+    expect(compose.volumes).toHaveProperty('tessera-media');
+  });
+
   it('has workers that scale: no fixed name or host port, reaching the coordinator by service name once healthy', () => {
     const w = compose.services['worker']!;
     expect(w.container_name).toBeUndefined();
@@ -126,7 +136,7 @@ describe('docker-compose.yml', () => {
     const env = (s: Service): Record<string, string> => Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, interpolate(v)]));
     const c = await resolved(compose.services['coordinator']!.command!, env(compose.services['coordinator']!));
     expect(c.command).toBe('coordinator');
-    expect(c.options).toMatchObject({ listen: '0.0.0.0:7700', http: '0.0.0.0:7780', dataDir: '/data', insecure: true, logFormat: 'json', logLevel: 'info' });
+    expect(c.options).toMatchObject({ listen: '0.0.0.0:7700', http: '0.0.0.0:7780', dataDir: '/data', sharedRoot: ['/media'], insecure: true, logFormat: 'json', logLevel: 'info' });
     const w = await resolved(compose.services['worker']!.command!, env(compose.services['worker']!));
     expect(w.options).toMatchObject({ coordinator: 'coordinator:7700', slots: 2, drainGraceMs: 30000 });
     expect(w.sources).toMatchObject({ slots: 'env', drainGraceMs: 'env' });

@@ -2,9 +2,8 @@
  * Runs one assigned subtask: fetch its inputs (verified), call the kind's processor with an
  * AbortSignal, upload the outputs (verified), and build the result message.
  */
-import { createWriteStream } from 'node:fs';
-import { mkdirSync } from 'node:fs';
-import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { constants as fsConstants, createWriteStream, mkdirSync } from 'node:fs';
+import { access, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -114,6 +113,19 @@ function describeFailure(err: unknown, signal: AbortSignal, log: Logger): Pick<S
   return { error_code: 'INTERNAL', error_message: `processor error: ${(err as Error)?.message ?? String(err)}`, retryable: true };
 }
 
+/** Whether the file at an input's shared path is the one submitted (same size and modification time). */
+async function sameSharedFile(input: Assignment__Output['inputs'][number]): Promise<boolean> {
+  try {
+    const st = await stat(input.shared_path);
+    if (!st.isFile() || st.size !== Number(input.size) || st.mtimeMs !== input.mtime_ms) return false;
+    await access(input.shared_path, fsConstants.R_OK);
+    return true;
+  } catch {
+    // Not mounted here, or not readable: the coordinator streams it instead.
+    return false;
+  }
+}
+
 async function fetchInputs(a: Assignment__Output, workDir: string, signal: AbortSignal, deps: ExecutorDeps): Promise<LocalFile[]> {
   const dir = path.join(workDir, 'in');
   if (a.inputs.length > 0) await mkdir(dir, { recursive: true });
@@ -121,6 +133,13 @@ async function fetchInputs(a: Assignment__Output, workDir: string, signal: Abort
   for (const input of a.inputs) {
     const name = safeFileName(input.name, 'input name');
     const file = path.join(dir, name);
+    if (input.shared_path && (await sameSharedFile(input))) {
+      // Shared storage this worker sees at the same path: read in place, nothing is copied. The
+      // link keeps the input's name for processors that go by it.
+      await symlink(input.shared_path, file);
+      files.push({ name, path: file, size: Number(input.size) });
+      continue;
+    }
     const hash = newSha256();
     let size = 0;
     if (input.inline) {

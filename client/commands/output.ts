@@ -13,7 +13,7 @@ export interface JobJson {
   progress: number;
   created_at: string;
   finished_at: string | null;
-  inputs: { name: string; size: number }[];
+  inputs: { name: string; size: number; shared_path?: string }[];
   outputs: { name: string; size: number; sha256: string; source: string; path: string | null }[];
   subtasks: { id: string; label: string; state: string; worker: string; attempt: number; duration_ms: number; error: string }[];
   errors: { input: string; code: string; message: string }[];
@@ -28,7 +28,7 @@ export function jobToJson(job: Job, paths?: Map<string, string>): JobJson {
     progress: job.progress,
     created_at: new Date(Number(job.created_at_ms)).toISOString(),
     finished_at: Number(job.finished_at_ms) ? new Date(Number(job.finished_at_ms)).toISOString() : null,
-    inputs: job.inputs.map((i) => ({ name: i.name, size: Number(i.size) })),
+    inputs: job.inputs.map((i) => ({ name: i.name, size: Number(i.size), ...(i.shared_path ? { shared_path: i.shared_path } : {}) })),
     outputs: job.outputs.map((o) => ({ name: o.name, size: Number(o.size), sha256: o.sha256, source: o.source, path: paths?.get(o.name) ?? null })),
     subtasks: job.subtasks.map((s) => ({ id: s.id, label: s.label, state: shortState(s.state), worker: s.worker, attempt: s.attempt, duration_ms: Number(s.duration_ms), error: s.error })),
     errors: job.errors.map((e) => ({ input: e.input, code: e.code, message: e.message })),

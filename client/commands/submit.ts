@@ -11,6 +11,8 @@ export interface SubmitFlags {
   wait?: boolean;
   output?: string;
   progress?: boolean;
+  /** Submit the files by reference (under the coordinator's --shared-root) instead of uploading them. */
+  shared?: boolean;
 }
 
 /** Exit codes: 0 succeeded, 1 failed or cancelled, 2 usage or connection error, 3 partially succeeded. */
@@ -32,10 +34,11 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
   const client = new TesseraClient(flags.coordinator ? { address: flags.coordinator } : {});
   const view = new ProgressView(process.stderr, !flags.json && flags.progress !== false);
   try {
-    view.start(`uploading ${files.length} file(s)`);
+    view.start(flags.shared ? `submitting ${files.length} shared file(s)` : `uploading ${files.length} file(s)`);
     // Bytes of the files already uploaded completely, so the bar spans the whole upload.
     let done = 0;
     const job = await client.submit(spec, files, {
+      shared: flags.shared === true,
       onUpload: (p) => {
         view.update(Math.min(1, (done + p.sentBytes) / Math.max(1, total)), `upload ${p.file}`);
         if (p.sentBytes === p.totalBytes) done += p.totalBytes;

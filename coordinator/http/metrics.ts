@@ -7,7 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { JobEvent } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobManager } from '../job-manager.js';
 import { TERMINAL_JOB_STATES, type JobState, type SubtaskState } from '../model.js';
-import type { WorkerState } from '../worker-registry.js';
+import { slotsInUse, type WorkerState } from '../worker-registry.js';
 
 const JOB_STATES: JobState[] = ['queued', 'running', 'succeeded', 'partially_succeeded', 'failed', 'cancelled'];
 const SUBTASK_STATES: SubtaskState[] = ['pending', 'running', 'succeeded', 'failed', 'cancelled'];
@@ -103,32 +103,30 @@ export class CoordinatorMetrics {
         for (const w of m.registry.all()) {
           if (w.state === 'lost') continue;
           total += w.slots;
-          used += w.leases.size;
+          used += slotsInUse(w);
         }
         this.set({ use: 'total' }, total);
         this.set({ use: 'used' }, used);
       },
     });
     // The job manager counts these itself: a lease taken back while another copy of the subtask
-    // keeps running emits no event, so the events alone would undercount.
-    new Counter({
-      name: 'tessera_speculative_copies_total',
-      help: 'Speculative copies of straggling subtasks started',
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(m.speculativeCopies);
-      },
-    });
-    new Counter({
-      name: 'tessera_lease_expiries_total',
-      help: 'Leases taken back from a worker that was lost, unreachable or draining past its grace',
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(m.leaseExpiries);
-      },
-    });
+    // keeps running emits no event, so the events alone would undercount; bytes served have none.
+    const counted: [string, string, () => number][] = [
+      ['tessera_speculative_copies_total', 'Speculative copies of straggling subtasks started', () => m.speculativeCopies],
+      ['tessera_lease_expiries_total', 'Leases taken back from a worker that was lost, unreachable or draining past its grace', () => m.leaseExpiries],
+      ['tessera_task_input_bytes_served_total', 'Bytes of subtask inputs streamed to workers (inputs a worker reads in place from shared storage add none)', () => m.inputBytesServed],
+    ];
+    for (const [name, help, read] of counted) {
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    }
     this.unsubscribe = manager.events.subscribeAll((e) => this.onEvent(e));
   }
 

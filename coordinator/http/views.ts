@@ -2,7 +2,7 @@
 import type { JobManager } from '../job-manager.js';
 import { stateName } from './metrics.js';
 import { jobProgress, TERMINAL_JOB_STATES, toSubtaskInfo, type JobRecord, type SubtaskRecord } from '../model.js';
-import type { WorkerSession } from '../worker-registry.js';
+import { slotsInUse, type WorkerSession } from '../worker-registry.js';
 
 /** One worker row. */
 export interface WorkerView {
@@ -58,7 +58,7 @@ export function workerView(w: WorkerSession): WorkerView {
     address: w.address,
     state: w.state,
     slots: w.slots,
-    slotsUsed: w.leases.size,
+    slotsUsed: slotsInUse(w),
     load: w.load,
     lastHeartbeatMs: w.lastHeartbeat,
     done: w.done,

@@ -1,0 +1,162 @@
+/**
+ * Inputs by reference (`coordinator --shared-root`, `submit --shared`) on real clusters: files on
+ * shared storage are processed in place (nothing uploaded, nothing streamed to a worker that sees
+ * them); references the coordinator may not read are refused with the right status, naming the
+ * input; a file changed after submission is refused rather than processed; a worker that does not
+ * see the shared folder (its own mount namespace) is streamed the bytes instead.
+ */
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, readdir, realpath, rm, symlink, writeFile, appendFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadTesseraProto } from '../shared/proto.js';
+import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
+import type { SubmitJobRequest } from '../shared/proto/generated/tessera/v1/SubmitJobRequest.js';
+import { CLI_PATH, startCluster, type TestCluster } from './helpers/cluster.js';
+
+let dir: string;
+let shared: string;
+let outside: string;
+const clusters: TestCluster[] = [];
+
+const sha = async (file: string): Promise<string> => createHash('sha256').update(await readFile(file)).digest('hex');
+
+async function served(cluster: TestCluster): Promise<number> {
+  const text = await (await fetch(`http://${cluster.httpAddress}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('tessera_task_input_bytes_served_total '));
+  if (!line) throw new Error('no tessera_task_input_bytes_served_total in /metrics');
+  return Number(line.split(' ')[1]);
+}
+
+async function cluster(opts: Parameters<typeof startCluster>[0]): Promise<TestCluster> {
+  const c = await startCluster(opts);
+  clusters.push(c);
+  return c;
+}
+
+/** A SubmitJob written by hand (a plain gRPC stub): the error it ends with, if any. */
+function rawSubmit(address: string, messages: SubmitJobRequest[]): Promise<grpc.ServiceError | undefined> {
+  const { proto } = loadTesseraProto();
+  const client = new proto.tessera.v1.JobService(address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
+  return new Promise((resolve) => {
+    const call = client.SubmitJob((err) => {
+      client.close();
+      resolve(err ?? undefined);
+    });
+    for (const m of messages) call.write(m);
+    call.end();
+  });
+}
+
+beforeAll(async () => {
+  dir = await realpath(await mkdtemp(path.join(os.tmpdir(), 'tessera-shared-')));
+  shared = path.join(dir, 'shared');
+  outside = path.join(dir, 'outside');
+  await mkdir(path.join(shared, 'photos'), { recursive: true });
+  await mkdir(outside);
+  for (let i = 0; i < 3; i++) {
+    await sharp({ create: { width: 320, height: 240, channels: 3, background: { r: 40 * i, g: 120, b: 200 } } }).jpeg().toFile(path.join(shared, 'photos', `p${i}.jpg`));
+  }
+  await writeFile(path.join(outside, 'secret.bin'), 'not yours');
+  await symlink(path.join(outside, 'secret.bin'), path.join(shared, 'link-out.bin'));
+});
+
+afterAll(async () => {
+  await Promise.all(clusters.map((c) => c.stop()));
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('inputs by reference', () => {
+  it('processes shared files in place: nothing uploaded, nothing streamed to the worker, sources untouched', async () => {
+    const c = await cluster({ workers: 1, coordinatorArgs: ['--shared-root', shared] });
+    const photos = (await readdir(path.join(shared, 'photos'))).sort().map((f) => path.join(shared, 'photos', f));
+    const before = await Promise.all(photos.map(sha));
+    const servedBefore = await served(c);
+    const out = path.join(dir, 'out-cli');
+    const r = await c.runCli(['submit', 'image', ...photos, '--shared', '--width', '64', '--format', 'webp', '-o', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const job = JSON.parse(r.stdout) as { id: string; state: string; inputs: { name: string; shared_path: string; sha256: string }[] };
+    expect(job.inputs.map((i) => i.shared_path).sort()).toEqual(photos);
+    for (const f of await readdir(out)) expect((await sharp(path.join(out, f)).metadata()).width).toBe(64);
+    expect((await readdir(out)).sort()).toEqual(['p0.webp', 'p1.webp', 'p2.webp']);
+    // The worker read the files where they lie, and the coordinator kept no copy of them.
+    expect((await served(c)) - servedBefore).toBe(0);
+    expect(await readdir(path.join(c.dataDir, 'spool', 'jobs', job.id, 'in'))).toEqual([]);
+    expect(await Promise.all(photos.map(sha))).toEqual(before);
+  });
+
+  it('refuses what the coordinator may not read, with the status and a message naming the input', async () => {
+    const c = await cluster({ workers: 0, coordinatorArgs: ['--shared-root', shared] });
+    const spec = { passthrough: {} };
+    const cases: [string, string, grpc.status, RegExp][] = [
+      ['outside.bin', path.join(outside, 'secret.bin'), grpc.status.PERMISSION_DENIED, /input outside\.bin: .*outside the coordinator's shared folders/],
+      ['link.bin', path.join(shared, 'link-out.bin'), grpc.status.PERMISSION_DENIED, /input link\.bin: .*outside the coordinator's shared folders/],
+      ['dots.bin', `${shared}/../outside/secret.bin`, grpc.status.PERMISSION_DENIED, /input dots\.bin: .*outside/],
+      ['gone.bin', path.join(shared, 'gone.bin'), grpc.status.NOT_FOUND, /input gone\.bin: shared path .* does not exist/],
+      ['folder', path.join(shared, 'photos'), grpc.status.INVALID_ARGUMENT, /input folder: .*not a regular file/],
+      ['rel.jpg', 'photos/p0.jpg', grpc.status.INVALID_ARGUMENT, /input rel\.jpg: shared path photos\/p0\.jpg is not absolute/],
+    ];
+    for (const [name, p, code, message] of cases) {
+      const err = await rawSubmit(c.address, [{ spec }, { input: { name, shared_path: p } }]);
+      expect(err?.code, `${name}: ${err?.details}`).toBe(code);
+      expect(err?.details).toMatch(message);
+    }
+    // Bytes after a reference are a malformed request.
+    const err = await rawSubmit(c.address, [{ spec }, { input: { name: 'p0.jpg', shared_path: path.join(shared, 'photos', 'p0.jpg') } }, { data: Buffer.from('x') }]);
+    expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err?.details).toMatch(/input p0\.jpg is submitted by reference .*no data may follow/);
+    // Nothing was accepted, and the coordinator goes on serving.
+    expect(await c.client.listJobs()).toEqual([]);
+
+    // A coordinator without --shared-root takes no references at all.
+    const closed = await cluster({ workers: 0 });
+    const refused = await rawSubmit(closed.address, [{ spec }, { input: { name: 'p0.jpg', shared_path: path.join(shared, 'photos', 'p0.jpg') } }]);
+    expect(refused?.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(refused?.details).toMatch(/input p0\.jpg: submitted by reference .* start it with --shared-root/);
+  });
+
+  it('refuses a file changed after submission rather than process it', async () => {
+    const file = path.join(shared, 'changing.bin');
+    await writeFile(file, randomBytes(100_000));
+    const c = await cluster({ workers: 0, coordinatorArgs: ['--shared-root', shared] });
+    const job = await c.client.submit({ passthrough: {} }, [file], { shared: true });
+    await appendFile(file, 'more');
+    c.startWorker();
+    const done = await c.client.wait(job.id);
+    expect(done.state).toBe('JOB_STATE_FAILED');
+    expect(done.errors[0]).toMatchObject({ input: 'changing.bin', code: 'FAILED_PRECONDITION' });
+    expect(done.errors[0]!.message).toMatch(/changing\.bin: the shared file .* changed after the job was submitted/);
+    // Refused, not retried: one attempt.
+    expect(done.subtasks.map((s) => s.attempt)).toEqual([1]);
+  });
+
+  it('streams the bytes to a worker that does not see the shared folder', async () => {
+    const file = path.join(shared, 'blob.bin');
+    await writeFile(file, randomBytes(3 * 1024 * 1024 + 17));
+    const c = await cluster({ workers: 0, coordinatorArgs: ['--shared-root', shared] });
+    // A worker in its own mount namespace, with an empty tmpfs over the shared folder.
+    const worker = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs tmpfs "$0" && exec "$@"', shared, process.execPath, CLI_PATH, 'worker', '--coordinator', c.address, '--name', 'elsewhere', '--slots', '1'], {
+      env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' },
+      stdio: 'ignore',
+    });
+    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    try {
+      await c.waitForWorkers(1);
+      const servedBefore = await served(c);
+      const job = await c.client.submit({ passthrough: {} }, [file], { shared: true });
+      const done = await c.client.wait(job.id);
+      expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+      expect(done.subtasks[0]!.worker).toBe('elsewhere');
+      const written = await c.client.download(job.id, path.join(dir, 'out-stream'));
+      expect(await sha(written.get('blob.bin')!)).toBe(await sha(file));
+      expect((await served(c)) - servedBefore).toBe(3 * 1024 * 1024 + 17);
+    } finally {
+      worker.kill('SIGKILL');
+      await exited;
+    }
+  });
+});
