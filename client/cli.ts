@@ -43,7 +43,7 @@ program
   .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'), 3)
   .option('--quarantine-failures <n>', 'retryable failures in a minute that quarantine a worker for 30 s (0 = never)', int('--quarantine-failures'), 5)
   .option('--shared-root <dir...>', 'folders on shared storage whose files clients may submit by reference (submit --shared)')
-  .option('--prefetch-below-ms <ms>', "jobs whose subtasks average less than this use the workers' prefetch places (0 = never)", int('--prefetch-below-ms'), PREFETCH_BELOW_MS)
+  .option('--prefetch-below-ms <ms>', "jobs whose subtasks all run shorter than this use the workers' prefetch places (0 = never)", int('--prefetch-below-ms'), PREFETCH_BELOW_MS)
   .action(async (o) => runCoordinator(o));
 coordinatorSecurityOptions(program.commands.at(-1)!);
 configurable(logOptions(program.commands.at(-1)!));

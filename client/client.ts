@@ -26,8 +26,9 @@ import { newSha256, writeWithBackpressure } from '../shared/streams.js';
 import { clientTokenFromEnv } from '../shared/auth.js';
 import { clientCredentialsFromEnv } from '../shared/tls.js';
 
-/** Outputs downloaded at once by `download`. */
+/** Outputs downloaded at once by `download`, and the largest output downloaded alongside others. */
 const DOWNLOAD_CONCURRENCY = 8;
+const PARALLEL_DOWNLOAD_MAX_BYTES = 8 * 1024 * 1024;
 
 export type { Job__Output as Job, JobEvent__Output as JobEvent, JobSpec, WorkerInfo__Output as WorkerInfo };
 
@@ -204,20 +205,31 @@ export class TesseraClient {
     const wanted = job.outputs.filter((o) => !opts.names || opts.names.includes(o.name));
     // Never trust a name to stay inside `dir`.
     const files = wanted.map((o) => ({ o, name: safeFileName(o.name, 'output name') }));
-    // Several at a time: a batch job's hundreds of small outputs would otherwise wait on one round
-    // trip each. The first failure stops the others.
+    // Small outputs several at a time: a batch job's hundreds would otherwise wait on one round trip
+    // each. Large ones one at a time, so each keeps the bandwidth its transfer deadline assumes.
+    // The first failure stops the rest; all have settled when this returns or throws.
     const stop = new AbortController();
     const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
     const concurrency = Math.max(1, opts.concurrency ?? DOWNLOAD_CONCURRENCY);
     // Each download in flight listens on it.
     setMaxListeners(concurrency + 10, signal);
-    const limit = pLimit(concurrency);
-    try {
-      await Promise.all(files.map(({ o, name }) => limit(() => (signal.aborted ? undefined : this.downloadOne(jobId, name, path.join(dir, name), o.sha256, Number(o.size), signal)))));
-    } catch (err) {
-      stop.abort();
-      throw err;
-    }
+    const small = pLimit(concurrency);
+    const large = pLimit(1);
+    const results = await Promise.allSettled(
+      files.map(({ o, name }) =>
+        (Number(o.size) <= PARALLEL_DOWNLOAD_MAX_BYTES ? small : large)(async () => {
+          signal.throwIfAborted();
+          try {
+            await this.downloadOne(jobId, name, path.join(dir, name), o.sha256, Number(o.size), signal);
+          } catch (err) {
+            stop.abort(err);
+            throw err;
+          }
+        }),
+      ),
+    );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw opts.signal?.aborted ? opts.signal.reason : stop.signal.reason ?? failed.reason;
     return new Map(files.map(({ name }) => [name, path.join(dir, name)]));
   }
 

@@ -31,7 +31,7 @@ export interface CoordinatorOptions {
   /** Retryable failures within a minute that quarantine a worker (0 = never). */
   quarantineFailures?: number;
   subtaskTimeoutMs?: number;
-  /** Jobs whose subtasks average less than this use workers' prefetch places (0 = never). */
+  /** Jobs whose subtasks all run shorter than this (ms) use workers' prefetch places (0 = never). */
   prefetchBelowMs?: number;
   /** Folders on shared storage whose files clients may submit by reference (coordinator/shared-inputs.ts). */
   sharedRoots?: string[];
@@ -90,7 +90,7 @@ export class Coordinator {
     const auth = new CoordinatorAuth(opts.auth ?? {}, log);
     // Client tokens without a worker token would let anyone join as a worker and read every job's inputs.
     if (!auth.clientsOpen && auth.workersOpen && !opts.insecure) throw new Error('client tokens are set but no worker token: set --worker-token (or TESSERA_WORKER_TOKEN), or pass --insecure');
-    const shared = await SharedRoots.create(opts.sharedRoots ?? []);
+    const shared = await SharedRoots.create(opts.sharedRoots ?? [], opts.dataDir);
     if (shared.list.length > 0) log.info({ sharedRoots: shared.list }, 'inputs by reference allowed under the shared folders');
     await mkdir(opts.dataDir, { recursive: true });
     this.store = new JobStore(path.join(opts.dataDir, 'tessera.db'));
@@ -104,6 +104,7 @@ export class Coordinator {
       subtaskTimeoutMs: opts.subtaskTimeoutMs ?? SUBTASK_TIMEOUT_MS,
       retryBaseMs: opts.retryBaseMs ?? 500,
       prefetchBelowMs: opts.prefetchBelowMs ?? PREFETCH_BELOW_MS,
+      sharedRoots: shared,
     });
     const { proto, packageDefinition } = loadTesseraProto();
     const server = new grpc.Server({ ...SERVER_CHANNEL_OPTIONS, interceptors: [auth.interceptor()] });

@@ -170,16 +170,35 @@ describe('lease-ahead (prefetch)', () => {
     store.close();
   });
 
-  it('queues nothing ahead for long subtasks until measured run times say they are short', async () => {
+  it('queues nothing ahead for long subtasks until three measured run times say they are short', async () => {
     const { manager, assigned, finish, store } = setup(undefined, 1, 1);
     manager.accept(manager.newJob(job(60_000), 'anonymous'));
-    await until(() => assigned().length === 1, 'the first subtask');
+    for (let i = 0; i < 3; i++) {
+      await until(() => assigned().length === i + 1, `subtask ${i + 1}`);
+      await sleep(20);
+      // One at a time: nothing queued while fewer than three have run.
+      expect(assigned()).toHaveLength(i + 1);
+      finish(assigned()[i]!.subtask_id!, 1, 20);
+    }
+    // Three ran for 20 ms each: the slot is refilled and one more is queued behind it.
+    await until(() => assigned().length === 5, 'a refill and a queued subtask');
+    manager.close();
+    store.close();
+  });
+
+  it('never queues ahead for a job once one of its subtasks ran long', async () => {
+    const { manager, assigned, finish, store } = setup(undefined, 1, 1);
+    manager.accept(manager.newJob(job(10), 'anonymous'));
+    await until(() => assigned().length === 2, 'a running and a queued subtask');
+    // The first one ran for 5 s after all: the estimate is overruled. The queued one now runs, and
+    // nothing new is queued behind it.
+    finish(assigned()[0]!.subtask_id!, 1, 5_000);
     await sleep(30);
-    expect(assigned()).toHaveLength(1);
-    // The worker reports it ran for 20 ms: the job is short after all, so the slot is refilled
-    // and one more is queued behind it.
-    finish(assigned()[0]!.subtask_id!, 1, 20);
-    await until(() => assigned().length === 3, 'a refill and a queued subtask');
+    expect(assigned()).toHaveLength(2);
+    finish(assigned()[1]!.subtask_id!, 1, 20);
+    await until(() => assigned().length === 3, 'a refill');
+    await sleep(30);
+    expect(assigned()).toHaveLength(3);
     manager.close();
     store.close();
   });

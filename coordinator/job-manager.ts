@@ -18,6 +18,7 @@ import { EventLog } from './events.js';
 import { coordinatorKinds } from './kinds/index.js';
 import { TERMINAL_JOB_STATES, jobProgress, newSubtaskRecord, type JobRecord, type JobState, type SubtaskRecord } from './model.js';
 import { Scheduler } from './scheduler.js';
+import { SharedRoots } from './shared-inputs.js';
 import type { Spool } from './spool.js';
 import { RESUME_SEQ_GAP, type JobStore } from './store.js';
 import { WorkerRegistry, type WorkerSession } from './worker-registry.js';
@@ -29,8 +30,10 @@ export interface JobManagerOptions {
   retryBaseMs: number;
   /** Retryable failures within a minute that quarantine a worker (0 = never). */
   quarantineFailures: number;
-  /** Jobs whose subtasks average less than this (ms of run time) use workers' prefetch places (0 = never). */
+  /** Jobs whose subtasks all run shorter than this (ms) use workers' prefetch places (0 = never). */
   prefetchBelowMs: number;
+  /** Folders inputs may be referenced from (default: none). */
+  sharedRoots?: SharedRoots;
 }
 
 interface ActiveJob {
@@ -43,10 +46,11 @@ interface ActiveJob {
   mergedPhase: number;
   /** True while the kind's `later` subtasks are still coming: phase 0 cannot end yet. */
   planning: boolean;
-  /** Moving average of its subtasks' run time (ms) as workers report it; before the first, the kind's estimate (or NaN). */
-  runMs: number;
-  /** Whether `runMs` is measured yet (the first measurement replaces the estimate). */
-  runMeasured: boolean;
+  /** The kind's estimate of a subtask's run time (ms), NaN when it gives none. */
+  runEstimateMs: number;
+  /** Longest run time (ms) a worker reported for one of its subtasks, and how many were reported. */
+  runMaxMs: number;
+  runSamples: number;
 }
 
 export class JobManager {
@@ -146,13 +150,22 @@ export class JobManager {
       this.finish(job, 'failed', describeError(err));
       return;
     }
+    if (resumeSubtasks) {
+      // Shared inputs are read only as submitted, and only from folders still shared.
+      try {
+        await this.assertSharedInputs(job);
+      } catch (err) {
+        this.finish(job, 'failed', describeError(err));
+        return;
+      }
+    }
     if (resumeSubtasks && job.phase === 0 && job.planComplete === false) {
       // Stopped while phase 0 was still being planned: what was planned may be partial. Plan again.
       this.log.info({ job: job.id }, 'planning was not finished before the restart: planning again');
       this.store.deleteSubtasks(job.id);
       resumeSubtasks = undefined;
     }
-    const active: ActiveJob = { record: job, kind, params, subtasks: resumeSubtasks ?? [], controller: new AbortController(), mergedPhase: -1, planning: false, runMs: kind.expectedRunMs?.(params) ?? NaN, runMeasured: false };
+    const active: ActiveJob = { record: job, kind, params, subtasks: resumeSubtasks ?? [], controller: new AbortController(), mergedPhase: -1, planning: false, runEstimateMs: kind.expectedRunMs?.(params) ?? NaN, runMaxMs: 0, runSamples: 0 };
     this.active.set(job.id, active);
     this.scheduler.addJob(job.id, kind.name, job.spec.priority, job.createdAt);
     if (resumeSubtasks && resumeSubtasks.length > 0) {
@@ -175,6 +188,7 @@ export class JobManager {
       return;
     }
     try {
+      await this.assertSharedInputs(job);
       const ctx = this.planContext(active);
       const { subtasks, errors, later } = await kind.plan(ctx);
       if (errors) job.errors.push(...errors);
@@ -256,10 +270,26 @@ export class JobManager {
     });
   }
 
-  /** Short subtasks only: a long one queued behind another could finish later than on a worker freed meanwhile. */
-  private readonly prefetchOk = (jobId: string): boolean => {
-    const runMs = this.active.get(jobId)?.runMs ?? NaN;
-    return runMs < this.opts.prefetchBelowMs;
+  /**
+   * Lease-ahead is for jobs whose subtasks are all short: a subtask queued behind a long one could
+   * finish later than on a worker freed meanwhile. Conservative on purpose: short by the kind's
+   * estimate until three have run, then by the longest measured; one long subtask (a video job's
+   * segments after its quick audio pass) rules the job out for good.
+   */
+  private readonly prefetch = {
+    job: (jobId: string): boolean => {
+      const a = this.active.get(jobId);
+      if (!a || a.runMaxMs >= this.opts.prefetchBelowMs) return false;
+      return a.runSamples >= 3 || a.runEstimateMs < this.opts.prefetchBelowMs;
+    },
+    /** A worker may queue only behind short subtasks. */
+    worker: (w: WorkerSession): boolean => {
+      for (const id of w.leases.keys()) {
+        const s = this.subtasks.get(id);
+        if (!s || !this.prefetch.job(s.jobId)) return false;
+      }
+      return true;
+    },
   };
 
   private dispatch(): void {
@@ -267,7 +297,7 @@ export class JobManager {
     const now = Date.now();
     const workers = this.registry.schedulable(now);
     if (workers.length > 0) {
-      const assignments = this.scheduler.dispatch(workers, now, (w, s, kind) => canRun(w, s, kind), this.prefetchOk);
+      const assignments = this.scheduler.dispatch(workers, now, (w, s, kind) => canRun(w, s, kind), this.prefetch);
       // One message per worker per pass: thousands of tiny subtasks a second cost a handful of
       // writes on each control stream rather than one each.
       const batches = new Map<WorkerSession, { subtask: SubtaskRecord; message: Assignment }[]>();
@@ -337,10 +367,19 @@ export class JobManager {
       kind: job.kind,
       spec: job.spec,
       plan_json: JSON.stringify(s.plan ?? null),
-      inputs: s.inputs.map((f) => ({ name: f.name, size: String(f.size), sha256: f.sha256, inline: false, ...(f.shared ? { shared_path: f.path, mtime_ms: f.shared.mtimeMs } : {}) })),
+      inputs: s.inputs.map((f) => ({ name: f.name, size: String(f.size), sha256: f.sha256, inline: false, ...(f.shared ? { shared_path: f.path, mtime_ms: f.shared.mtimeMs, ino: String(f.shared.ino) } : {}) })),
       timeout_ms: s.timeoutMs ?? this.opts.subtaskTimeoutMs,
       phase: s.phase,
     };
+  }
+
+  /** Throws FAILED_PRECONDITION naming the input if a shared input is no longer the file submitted. */
+  async assertSharedUnchanged(f: SpoolFile): Promise<void> {
+    await (this.opts.sharedRoots ?? SharedRoots.none()).assertUnchanged(f);
+  }
+
+  private async assertSharedInputs(job: JobRecord): Promise<void> {
+    for (const f of job.inputs) await this.assertSharedUnchanged(f);
   }
 
   /** Current lease check (fencing): is `attempt` the live attempt of `subtaskId` held by `workerId`? */
@@ -383,8 +422,8 @@ export class JobManager {
       s.durationMs = Date.now() - lease.startedAt;
       // The worker's own figure excludes the time the assignment waited in its queue.
       const runMs = r.runMs !== undefined && r.runMs > 0 ? r.runMs : s.durationMs;
-      active.runMs = active.runMeasured ? active.runMs * 0.8 + runMs * 0.2 : runMs;
-      active.runMeasured = true;
+      active.runMaxMs = Math.max(active.runMaxMs, runMs);
+      active.runSamples++;
       s.worker = lease.worker;
       s.workerId = lease.workerId;
       s.speculative = false;
@@ -516,6 +555,8 @@ export class JobManager {
     try {
       const outputDir = this.spool.outputDir(job.id);
       await mkdir(outputDir, { recursive: true });
+      // Merges may read the inputs again (a video's audio track): only as they were submitted.
+      await this.assertSharedInputs(job);
       const merged = await active.kind.merge({ ...this.planContext(active), phase, results, history: outcomes.filter((o) => o.phase < phase), outputDir });
       if (TERMINAL_JOB_STATES.has(job.state)) return;
       if (merged.errors) job.errors = dedupeErrors([...job.errors, ...merged.errors]);

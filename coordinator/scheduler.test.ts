@@ -61,15 +61,30 @@ describe('Scheduler', () => {
     s.enqueue([...Array.from({ length: 10 }, (_, i) => subtask('short', i)), ...Array.from({ length: 10 }, (_, i) => subtask('long', i))]);
     const ahead = worker('ahead', 1, ['image'], 2);
     const plain = worker('plain', 1);
-    const out = s.dispatch([ahead, plain], Date.now(), canRun, (jobId) => jobId === 'short');
+    const short = { job: (jobId: string) => jobId === 'short', worker: () => true };
+    const out = s.dispatch([ahead, plain], Date.now(), canRun, short);
     // Pass 1: one per free slot, round robin across jobs. Pass 2: two queue places, short job only.
     expect(out.map((a) => `${a.worker.name}:${a.subtask.jobId}`)).toEqual(['ahead:short', 'plain:long', 'ahead:short', 'ahead:short']);
     // Leases count against slots + prefetch: a full worker gets nothing more.
     for (const a of out) a.worker.leases.set(a.subtask.id, 1);
-    expect(s.dispatch([ahead, plain], Date.now(), canRun, () => true)).toEqual([]);
-    // Without the predicate (the default) nothing is queued ahead.
+    expect(s.dispatch([ahead, plain], Date.now(), canRun, { job: () => true, worker: () => true })).toEqual([]);
+    // Without the predicates (the default) nothing is queued ahead.
     const fresh = worker('fresh', 1, ['image'], 3);
     expect(s.dispatch([fresh], Date.now(), canRun).map((a) => a.worker.name)).toEqual(['fresh']);
+  });
+
+  it('queues nothing on a worker busy with a long subtask, held before or leased in the same pass', () => {
+    const s = new Scheduler();
+    s.addJob('long', 'image', 0, 1);
+    s.addJob('short', 'image', 0, 2);
+    s.enqueue([subtask('long', 0), ...Array.from({ length: 5 }, (_, i) => subtask('short', i))]);
+    const busy = worker('busy', 1, ['image'], 1);
+    busy.leases.set('running-long', 1);
+    const idle = worker('idle', 1, ['image'], 1);
+    const prefetch = { job: (jobId: string) => jobId === 'short', worker: (w: WorkerSession) => w !== busy };
+    const out = s.dispatch([busy, idle], Date.now(), canRun, prefetch);
+    // `idle` takes the long subtask in the first pass, so it gets no queue place either.
+    expect(out.map((a) => `${a.worker.name}:${a.subtask.jobId}`)).toEqual(['idle:long']);
   });
 
   it('tracks retry backoff without scanning every pending subtask, and forgets dispatched retries', () => {

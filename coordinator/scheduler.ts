@@ -104,23 +104,31 @@ export class Scheduler {
    * (the caller records the lease before sending).
    *
    * Free slots are filled first, everywhere. Only then do workers that queue work (`prefetch`) get
-   * one more subtask per queue place, and only of jobs `prefetchOk` accepts (short subtasks): a
-   * queued subtask waits for a slot on its worker, so a long one could finish later than on a
-   * worker that frees up meanwhile.
+   * one more subtask per queue place, and only of jobs `prefetch.job` accepts (short subtasks), on
+   * workers `prefetch.worker` accepts (busy only with short subtasks): a queued subtask waits for a
+   * slot on its worker, so one queued behind a long subtask could finish later than on a worker
+   * that frees up meanwhile.
    */
   dispatch(
     workers: WorkerSession[],
     now: number,
     canRun: (w: WorkerSession, s: SubtaskRecord, kind: string) => boolean,
-    prefetchOk: (jobId: string) => boolean = () => false,
+    prefetch?: { job(jobId: string): boolean; worker(w: WorkerSession): boolean },
   ): Assignment[] {
     const out: Assignment[] = [];
     this.fill(out, workers, (w) => w.slots - w.leases.size, now, canRun, () => true);
-    if (this.pendingCount() > 0 && workers.some((w) => w.prefetch > 0)) {
-      // Leases made in the first pass are not in `w.leases` yet: count them.
+    const queueing = prefetch ? workers.filter((w) => w.prefetch > 0 && prefetch.worker(w)) : [];
+    if (prefetch && queueing.length > 0 && this.pendingCount() > 0) {
+      // Leases made in the first pass are not in `w.leases` yet: count them, and a long one among
+      // them makes its worker unfit for queueing too.
       const taken = new Map<WorkerSession, number>();
-      for (const a of out) taken.set(a.worker, (taken.get(a.worker) ?? 0) + 1);
-      this.fill(out, workers, (w) => w.slots + w.prefetch - w.leases.size - (taken.get(w) ?? 0), now, canRun, (q) => prefetchOk(q.jobId));
+      const unfit = new Set<WorkerSession>();
+      for (const a of out) {
+        taken.set(a.worker, (taken.get(a.worker) ?? 0) + 1);
+        if (!prefetch.job(a.subtask.jobId)) unfit.add(a.worker);
+      }
+      const fit = queueing.filter((w) => !unfit.has(w));
+      this.fill(out, fit, (w) => w.slots + w.prefetch - w.leases.size - (taken.get(w) ?? 0), now, canRun, (q) => prefetch.job(q.jobId));
     }
     return out;
   }

@@ -3,31 +3,51 @@
  * usually with the workers) instead of uploading its bytes. Render farms and media pipelines work
  * this way because moving every input through one coordinator costs more than the media work.
  *
- * Only folders the operator lists with `--shared-root` may be referenced: a path is resolved
- * (symlinks included) and must lie inside one of them, or the input is refused. Such files are
- * read in place and never written or removed; their size and modification time at submission
- * stand in for a checksum, and a file changed since then is refused when next read.
+ * Only folders the operator lists with `--shared-root` may be referenced (never `/`, system folders
+ * or anything overlapping the coordinator's data dir). A path must lie inside a root as written
+ * and once resolved (symlinks included), or the input is refused. Such files are read in place and
+ * never written or removed. Their identity at submission (device, inode, size, modification time)
+ * stands in for a checksum: every later read resolves the path again and checks it against that,
+ * so a file changed, replaced or swapped for a symlink since is refused, not read.
  */
-import { realpath, stat } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { open, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { TesseraError } from '../shared/errors.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 
+const SYSTEM = ['/proc', '/sys', '/dev', '/run'];
+
+const inside = (p: string, root: string): boolean => p === root || p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+
+type Shared = NonNullable<SpoolFile['shared']>;
+
+const identity = (st: Stats): Shared => ({ mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev });
+
 export class SharedRoots {
   private constructor(private readonly roots: readonly string[]) {}
 
-  /** Resolves the configured folders once (they must exist). */
-  static async create(dirs: readonly string[]): Promise<SharedRoots> {
+  /** Resolves the configured folders once: each must exist, and none may expose the system or the data dir. */
+  static async create(dirs: readonly string[], dataDir: string): Promise<SharedRoots> {
     const roots: string[] = [];
+    const data = await realpath(dataDir).catch(() => path.resolve(dataDir));
     for (const d of dirs) {
       const real = await realpath(path.resolve(d)).catch(() => {
         throw new Error(`--shared-root ${d}: no such folder`);
       });
       if (!(await stat(real)).isDirectory()) throw new Error(`--shared-root ${d}: not a folder`);
+      if (real === path.parse(real).root) throw new Error(`--shared-root ${d}: the whole file system cannot be shared; name the media folders`);
+      if (SYSTEM.some((s) => inside(real, s))) throw new Error(`--shared-root ${d}: a system folder cannot be shared`);
+      if (inside(data, real) || inside(real, data)) throw new Error(`--shared-root ${d}: overlaps the data dir ${data} (other jobs' files and the job store)`);
       roots.push(real);
     }
     return new SharedRoots(roots);
+  }
+
+  /** No shared folder: every reference is refused, and so is every shared input read later. */
+  static none(): SharedRoots {
+    return new SharedRoots([]);
   }
 
   get list(): readonly string[] {
@@ -37,32 +57,53 @@ export class SharedRoots {
   /**
    * The spool entry for input `name` given by reference as `sharedPath`, or a gRPC error naming the
    * input and the problem: FAILED_PRECONDITION when this coordinator shares nothing, PERMISSION_DENIED
-   * outside the shared roots, NOT_FOUND, INVALID_ARGUMENT for something that is not a regular file.
+   * outside the shared roots (before anything there is looked at), NOT_FOUND, INVALID_ARGUMENT for
+   * a relative path or something that is not a regular file.
    */
   async resolve(name: string, sharedPath: string): Promise<SpoolFile> {
     const refuse = (code: status, why: string): TesseraError => new TesseraError(code, `input ${name}: ${why}`, { input: name, retryable: false });
     if (this.roots.length === 0) throw refuse(status.FAILED_PRECONDITION, `submitted by reference (${sharedPath}) but this coordinator shares no folder: start it with --shared-root, or upload the file`);
     if (!path.isAbsolute(sharedPath)) throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} is not absolute`);
+    const outside = (): TesseraError => refuse(status.PERMISSION_DENIED, `shared path ${sharedPath} is outside the coordinator's shared folders`);
+    // As written first (`..` folded), so that nothing outside is even looked up; then resolved.
+    if (!this.covers(path.resolve(sharedPath))) throw outside();
     let real: string;
     try {
       real = await realpath(sharedPath);
     } catch {
       throw refuse(status.NOT_FOUND, `shared path ${sharedPath} does not exist`);
     }
-    if (!this.roots.some((r) => real === r || real.startsWith(r.endsWith(path.sep) ? r : r + path.sep))) {
-      throw refuse(status.PERMISSION_DENIED, `shared path ${sharedPath} is outside the coordinator's shared folders`);
-    }
-    const st = await stat(real);
+    if (!this.covers(real)) throw outside();
+    const st = await statNoFollow(real).catch(() => undefined);
+    if (!st) throw refuse(status.NOT_FOUND, `shared path ${sharedPath} does not exist`);
     if (!st.isFile()) throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} is not a regular file`);
-    return { name, path: real, size: st.size, sha256: '', shared: { mtimeMs: st.mtimeMs } };
+    return { name, path: real, size: st.size, sha256: '', shared: identity(st) };
+  }
+
+  /**
+   * Throws FAILED_PRECONDITION (naming the input) unless `f`, a shared input, is still the file that
+   * was submitted: the same path once resolved, inside a current root, with the same identity.
+   * Inputs that are not shared pass.
+   */
+  async assertUnchanged(f: SpoolFile): Promise<void> {
+    if (!f.shared) return;
+    const real = await realpath(f.path).catch(() => undefined);
+    const st = real === f.path && this.covers(real) ? await statNoFollow(real).catch(() => undefined) : undefined;
+    const same = st?.isFile() && st.size === f.size && st.mtimeMs === f.shared.mtimeMs && st.ino === f.shared.ino && st.dev === f.shared.dev;
+    if (!same) throw new TesseraError(status.FAILED_PRECONDITION, `input ${f.name}: the shared file ${f.path} ${st || real ? 'changed' : 'was removed'} after the job was submitted`, { input: f.name, retryable: false });
+  }
+
+  private covers(p: string): boolean {
+    return this.roots.some((r) => inside(p, r));
   }
 }
 
-/** Throws FAILED_PRECONDITION (naming the input) when a shared input changed since it was submitted. */
-export async function assertSharedUnchanged(f: SpoolFile): Promise<void> {
-  if (!f.shared) return;
-  const st = await stat(f.path).catch(() => undefined);
-  if (!st || !st.isFile() || st.size !== f.size || st.mtimeMs !== f.shared.mtimeMs) {
-    throw new TesseraError(status.FAILED_PRECONDITION, `input ${f.name}: the shared file ${f.path} ${st ? 'changed' : 'was removed'} after the job was submitted`, { input: f.name, retryable: false });
+/** lstat through an open descriptor that neither follows a symlink nor blocks on a FIFO. */
+async function statNoFollow(file: string): Promise<Stats> {
+  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    return await fh.stat();
+  } finally {
+    await fh.close();
   }
 }

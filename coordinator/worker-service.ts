@@ -17,7 +17,6 @@ import type { WorkerMessage__Output } from '../shared/proto/generated/tessera/v1
 import type { WorkerServiceHandlers } from '../shared/proto/generated/tessera/v1/WorkerService.js';
 import { readChunks, sha256 } from '../shared/streams.js';
 import type { JobManager } from './job-manager.js';
-import { assertSharedUnchanged } from './shared-inputs.js';
 import type { Spool } from './spool.js';
 import { newWorkerSession, type WorkerSession } from './worker-registry.js';
 
@@ -179,13 +178,15 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
     FetchTaskInput: serverStream(log, async function* (req: { subtask_id: string; attempt: number; name: string; offset: string }, ctx): AsyncGenerator<DataChunk> {
       const w = sessionOf(ctx.metadata);
       const f = jobs.taskInput(req.subtask_id, req.attempt, w.id, req.name);
-      await assertSharedUnchanged(f);
+      await jobs.assertSharedUnchanged(f);
       let offset = Number(req.offset || 0);
-      for await (const chunk of readChunks(f.path, offset, ctx.signal)) {
+      // A shared file is read up to its submitted size, and checked again once read.
+      for await (const chunk of readChunks(f.path, offset, ctx.signal, f.shared ? f.size : undefined)) {
         yield { data: chunk, offset: String(offset) };
         offset += chunk.length;
         jobs.inputBytesServed += chunk.length;
       }
+      await jobs.assertSharedUnchanged(f);
     }),
 
     UploadTaskOutput: clientStream(log, async (messages: AsyncIterable<UploadTaskOutputRequest__Output>, ctx) => {

@@ -25,8 +25,9 @@ export const MAX_ATTEMPTS = 3;
 export const SUBTASK_TIMEOUT_MS = 30 * 60 * 1000;
 /**
  * Lease-ahead: a worker queues this many assignments beyond its slots, and the coordinator uses
- * them for jobs whose subtasks ran shorter than PREFETCH_BELOW_MS on average, so that a freed slot
- * starts its next subtask at once instead of after a round trip to the coordinator.
+ * them for jobs whose subtasks all run shorter than PREFETCH_BELOW_MS (by the kind's estimate, then
+ * as measured), so that a freed slot starts its next subtask at once instead of after a round trip
+ * to the coordinator.
  */
 export const WORKER_PREFETCH = 1;
 export const PREFETCH_BELOW_MS = 1000;

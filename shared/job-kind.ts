@@ -27,10 +27,10 @@ export interface SpoolFile {
   sha256: string;
   /**
    * Set for a job input submitted by reference: `path` is on shared storage (under a --shared-root),
-   * not in the spool, and must never be written or removed. `mtimeMs` is its modification time
-   * when submitted: a file changed since then is refused rather than processed half old, half new.
+   * not in the spool, and must never be written or removed. Its identity when submitted: a file
+   * changed or replaced since then is refused rather than read (coordinator/shared-inputs.ts).
    */
-  shared?: { mtimeMs: number };
+  shared?: { mtimeMs: number; ino: number; dev: number };
 }
 
 /** What the cluster tells a planner about itself. */

@@ -28,6 +28,8 @@ export async function writeWithBackpressure<T>(stream: Writable & { write(chunk:
 }
 
 /** Reads a file in CHUNK_SIZE pieces from `offset`. */
-export async function* readChunks(file: string, offset = 0, signal?: AbortSignal): AsyncGenerator<Buffer> {
-  for await (const chunk of createReadStream(file, { start: offset, highWaterMark: CHUNK_SIZE, signal })) yield chunk as Buffer;
+export async function* readChunks(file: string, offset = 0, signal?: AbortSignal, size?: number): AsyncGenerator<Buffer> {
+  if (size !== undefined && offset >= size) return;
+  // `end` is inclusive: with `size`, nothing past the first `size` bytes is read.
+  for await (const chunk of createReadStream(file, { start: offset, ...(size !== undefined ? { end: size - 1 } : {}), highWaterMark: CHUNK_SIZE, signal })) yield chunk as Buffer;
 }

@@ -3,7 +3,7 @@
  * AbortSignal, upload the outputs (verified), and build the result message.
  */
 import { constants as fsConstants, createWriteStream, mkdirSync } from 'node:fs';
-import { access, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, readdir, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -113,11 +113,15 @@ function describeFailure(err: unknown, signal: AbortSignal, log: Logger): Pick<S
   return { error_code: 'INTERNAL', error_message: `processor error: ${(err as Error)?.message ?? String(err)}`, retryable: true };
 }
 
-/** Whether the file at an input's shared path is the one submitted (same size and modification time). */
+/**
+ * Whether the file at an input's shared path is the one submitted: no symlink on the way (the path
+ * was resolved at submission), the same inode, size and modification time, and readable.
+ */
 async function sameSharedFile(input: Assignment__Output['inputs'][number]): Promise<boolean> {
   try {
+    if ((await realpath(input.shared_path)) !== input.shared_path) return false;
     const st = await stat(input.shared_path);
-    if (!st.isFile() || st.size !== Number(input.size) || st.mtimeMs !== input.mtime_ms) return false;
+    if (!st.isFile() || st.size !== Number(input.size) || st.mtimeMs !== input.mtime_ms || String(st.ino) !== input.ino) return false;
     await access(input.shared_path, fsConstants.R_OK);
     return true;
   } catch {
@@ -171,6 +175,7 @@ async function fetchInputs(a: Assignment__Output, workDir: string, signal: Abort
     }
     const digest = hash.digest('hex');
     if (input.sha256 && digest !== input.sha256) throw dataLoss(`input ${name}: checksum mismatch after transfer`);
+    if (size !== Number(input.size)) throw dataLoss(`input ${name}: ${size} bytes arrived, ${input.size} expected`);
     files.push({ name, path: file, size });
   }
   return files;

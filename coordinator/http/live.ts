@@ -26,6 +26,8 @@ interface Client {
   res: ServerResponse;
   /** The job whose subtasks this browser shows ('' = none). */
   job: string;
+  /** How many of its subtasks the browser was sent in full (planning adds more without events). */
+  known: number;
 }
 
 export class LiveHub {
@@ -77,7 +79,7 @@ export class LiveHub {
       // Reverse proxies (nginx) would otherwise buffer the stream.
       'x-accel-buffering': 'no',
     });
-    const client: Client = { res, job };
+    const client: Client = { res, job, known: 0 };
     this.clients.add(client);
     res.on('close', () => this.clients.delete(client));
     // Browsers reconnect on their own after a drop; tell them not to wait long.
@@ -97,6 +99,7 @@ export class LiveHub {
         // Unknown job: the page shows an empty mosaic and a message.
       }
       send(res, 'subtasks', { job, full: true, subtasks });
+      client.known = subtasks.length;
     }
   }
 
@@ -109,6 +112,7 @@ export class LiveHub {
       return;
     }
     const jobs = [];
+    const dirty = new Set(this.dirtyJobs);
     for (const id of this.dirtyJobs) {
       try {
         jobs.push(jobView(this.manager, this.manager.get(id)));
@@ -122,7 +126,16 @@ export class LiveHub {
     const jobsMsg = frame('jobs', { jobs });
     for (const c of this.clients) {
       write(c, jobsMsg);
-      const changed = c.job ? subtasks.get(c.job) : undefined;
+      if (!c.job || !dirty.has(c.job)) continue;
+      // Subtasks planned since the browser's last full picture come with no event of their own:
+      // send the whole picture again when the count moved, else the changes.
+      const all = this.manager.subtasksOf(c.job);
+      if (all.length !== c.known) {
+        write(c, frame('subtasks', { job: c.job, full: true, subtasks: all.map(subtaskView) }));
+        c.known = all.length;
+        continue;
+      }
+      const changed = subtasks.get(c.job);
       if (changed) write(c, frame('subtasks', { job: c.job, full: false, subtasks: [...changed.values()] }));
     }
   }

@@ -1,0 +1,83 @@
+/**
+ * The shared-root checks on a real file system: which folders may be shared at all, how a
+ * reference is resolved, and how a file replaced after submission is caught.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, realpath, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SharedRoots } from './shared-inputs.js';
+
+let dir: string;
+let media: string;
+let data: string;
+
+beforeAll(async () => {
+  dir = await realpath(await mkdtemp(path.join(os.tmpdir(), 'tessera-roots-')));
+  media = path.join(dir, 'media');
+  data = path.join(dir, 'data');
+  await mkdir(media);
+  await mkdir(data);
+  await mkdir(path.join(dir, 'outside'));
+  await writeFile(path.join(media, 'a.bin'), 'aaaa');
+  await writeFile(path.join(dir, 'outside', 'b.bin'), 'bbbb');
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const code = async (p: Promise<unknown>): Promise<number | undefined> => p.then(() => undefined, (e: { code?: number }) => e.code);
+
+describe('SharedRoots', () => {
+  it('refuses to share the whole file system, system folders or anything overlapping the data dir', async () => {
+    await expect(SharedRoots.create(['/'], data)).rejects.toThrow(/the whole file system cannot be shared/);
+    await expect(SharedRoots.create(['/proc'], data)).rejects.toThrow(/a system folder cannot be shared/);
+    await expect(SharedRoots.create([dir], data)).rejects.toThrow(/overlaps the data dir/);
+    await expect(SharedRoots.create([path.join(data)], data)).rejects.toThrow(/overlaps the data dir/);
+    await expect(SharedRoots.create([path.join(dir, 'nope')], data)).rejects.toThrow(/no such folder/);
+    expect((await SharedRoots.create([`${media}/`], data)).list).toEqual([media]);
+  });
+
+  it('refuses paths outside the roots before looking them up, and what is not a regular file', async () => {
+    const roots = await SharedRoots.create([media], data);
+    // Outside, whether it exists or not: the same answer, so nothing can be probed.
+    expect(await code(roots.resolve('x', path.join(dir, 'outside', 'b.bin')))).toBe(status.PERMISSION_DENIED);
+    expect(await code(roots.resolve('x', path.join(dir, 'outside', 'missing.bin')))).toBe(status.PERMISSION_DENIED);
+    expect(await code(roots.resolve('x', `${media}/../outside/b.bin`))).toBe(status.PERMISSION_DENIED);
+    expect(await code(roots.resolve('x', path.join(media, 'missing.bin')))).toBe(status.NOT_FOUND);
+    // A FIFO is refused at once rather than blocking the coordinator on open.
+    execFileSync('mkfifo', [path.join(media, 'pipe')]);
+    expect(await code(roots.resolve('x', path.join(media, 'pipe')))).toBe(status.INVALID_ARGUMENT);
+    const f = await roots.resolve('a.bin', path.join(media, 'a.bin'));
+    expect(f).toMatchObject({ name: 'a.bin', path: path.join(media, 'a.bin'), size: 4, sha256: '' });
+    await roots.assertUnchanged(f);
+  });
+
+  it('catches a file replaced after submission: by a symlink, or by another file of the same size and time', async () => {
+    const roots = await SharedRoots.create([media], data);
+    const file = path.join(media, 'decoy.bin');
+    await writeFile(file, 'dddd');
+    const f = await roots.resolve('decoy.bin', file);
+    const { mtime } = await stat(file);
+
+    // Swapped for a symlink to a file elsewhere with the same size and time.
+    const target = path.join(dir, 'outside', 'b.bin');
+    await utimes(target, mtime, mtime);
+    await rm(file);
+    await symlink(target, file);
+    await expect(roots.assertUnchanged(f)).rejects.toThrow(/input decoy\.bin: the shared file .* changed after the job was submitted/);
+
+    // Replaced by a new file (another inode) with the same size and time.
+    await rm(file);
+    await writeFile(`${file}.new`, 'eeee');
+    await utimes(`${file}.new`, mtime, mtime);
+    await rename(`${file}.new`, file);
+    expect(await code(roots.assertUnchanged(f))).toBe(status.FAILED_PRECONDITION);
+
+    // A coordinator restarted without the folder shared reads none of it any more.
+    expect(await code(SharedRoots.none().assertUnchanged(await roots.resolve('a.bin', path.join(media, 'a.bin'))))).toBe(status.FAILED_PRECONDITION);
+  });
+});
