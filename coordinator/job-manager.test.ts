@@ -182,6 +182,8 @@ describe('lease-ahead (prefetch)', () => {
     }
     // Three ran for 20 ms each: the slot is refilled and one more is queued behind it.
     await until(() => assigned().length === 5, 'a refill and a queued subtask');
+    // Their durations are the workers' run times, not the leases' age.
+    expect(manager.subtasksOf(assigned()[0]!.job_id!).filter((s) => s.state === 'succeeded').map((s) => s.durationMs)).toEqual([20, 20, 20]);
     manager.close();
     store.close();
   });

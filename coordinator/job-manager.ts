@@ -419,10 +419,9 @@ export class JobManager {
       // First valid result wins: the other copy (if any) is cancelled.
       for (const other of s.leases) this.revokeLease(s, other, 'a copy of this subtask finished first');
       s.leases = [];
-      s.durationMs = Date.now() - lease.startedAt;
-      // The worker's own figure excludes the time the assignment waited in its queue.
-      const runMs = r.runMs !== undefined && r.runMs > 0 ? r.runMs : s.durationMs;
-      active.runMaxMs = Math.max(active.runMaxMs, runMs);
+      // The worker's own figure leaves out the time the assignment waited in its prefetch queue.
+      s.durationMs = r.runMs !== undefined && r.runMs > 0 ? r.runMs : Date.now() - lease.startedAt;
+      active.runMaxMs = Math.max(active.runMaxMs, s.durationMs);
       active.runSamples++;
       s.worker = lease.worker;
       s.workerId = lease.workerId;
