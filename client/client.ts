@@ -77,9 +77,9 @@ export class TesseraClient {
     });
   }
 
-  /** Uploads `files` with `spec` and returns the accepted job (it then runs on the cluster). */
   /**
-   * Submits a job with `files` as its inputs, uploaded, or with `shared: true` by reference: each
+   * Submits a job with `files` as its inputs and returns the accepted job (it then runs on the
+   * cluster). The files are uploaded, or with `shared: true` given by reference: each
    * file is named by its absolute path, which must lie under one of the coordinator's
    * `--shared-root` folders, and nothing is uploaded (the coordinator and the workers that see the
    * same path read it in place).

@@ -101,6 +101,11 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
   };
 }
 
+const overFileLimit = (name: string, bytes: number, limits: JobServiceLimits): TesseraError =>
+  new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: ${bytes} bytes is over the per-file limit of ${limits.maxFileBytes} bytes`, { input: name });
+const overJobLimit = (name: string, limits: JobServiceLimits): TesseraError =>
+  new TesseraError(status.RESOURCE_EXHAUSTED, `the job's inputs are over the per-job limit of ${limits.maxJobBytes} bytes`, { input: name });
+
 async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRequest__Output>, spool: Spool, shared: SharedRoots, limits: JobServiceLimits, signal: AbortSignal): Promise<void> {
   let total = 0;
   let next = await iterator.next();
@@ -111,13 +116,13 @@ async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRe
     if (job.inputs.some((i) => i.name === name)) throw invalidArgument(`input name "${name}" is used twice in this job`);
     if (job.inputs.length >= limits.maxInputs) throw new TesseraError(status.RESOURCE_EXHAUSTED, `a job may have at most ${limits.maxInputs} inputs`);
     const declared = Number(msg.input.size || 0);
-    if (declared > limits.maxFileBytes) throw new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: ${declared} bytes is over the per-file limit of ${limits.maxFileBytes} bytes`, { input: name });
+    if (declared > limits.maxFileBytes) throw overFileLimit(name, declared, limits);
     if (msg.input.shared_path) {
       // By reference: nothing to receive, the file is read in place.
       const f = await shared.resolve(name, msg.input.shared_path);
-      if (f.size > limits.maxFileBytes) throw new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: ${f.size} bytes is over the per-file limit of ${limits.maxFileBytes} bytes`, { input: name });
+      if (f.size > limits.maxFileBytes) throw overFileLimit(name, f.size, limits);
       total += f.size;
-      if (total > limits.maxJobBytes) throw new TesseraError(status.RESOURCE_EXHAUSTED, `the job's inputs are over the per-job limit of ${limits.maxJobBytes} bytes`, { input: name });
+      if (total > limits.maxJobBytes) throw overJobLimit(name, limits);
       if (declared && declared !== f.size) throw invalidArgument(`input ${name}: header said ${declared} bytes but ${msg.input.shared_path} holds ${f.size}`, name);
       job.inputs.push(f);
       next = await iterator.next();
@@ -136,7 +141,7 @@ async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRe
         }
         if (r.value.msg === 'data' && r.value.data) {
           total += r.value.data.length;
-          if (total > limits.maxJobBytes) throw new TesseraError(status.RESOURCE_EXHAUSTED, `the job's inputs are over the per-job limit of ${limits.maxJobBytes} bytes`, { input: name });
+          if (total > limits.maxJobBytes) throw overJobLimit(name, limits);
           yield r.value.data;
         } else if (r.value.msg === 'input_end') {
           trailer = r.value.input_end?.sha256 || undefined;

@@ -117,8 +117,9 @@ export class Scheduler {
   ): Assignment[] {
     const out: Assignment[] = [];
     this.fill(out, workers, (w) => w.slots - w.leases.size, now, canRun, () => true);
-    const queueing = prefetch ? workers.filter((w) => w.prefetch > 0 && prefetch.worker(w)) : [];
-    if (prefetch && queueing.length > 0 && this.pendingCount() > 0) {
+    // Asked only while work is left: `prefetch.worker` looks at every lease of every worker.
+    const queueing = prefetch && this.pendingCount() > 0 ? workers.filter((w) => w.prefetch > 0 && prefetch.worker(w)) : [];
+    if (prefetch && queueing.length > 0) {
       // Leases made in the first pass are not in `w.leases` yet: count them, and a long one among
       // them makes its worker unfit for queueing too.
       const taken = new Map<WorkerSession, number>();

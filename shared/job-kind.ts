@@ -23,7 +23,7 @@ export interface SpoolFile {
   /** Absolute path on the coordinator. */
   path: string;
   size: number;
-  /** Hex digest; "" for an input by reference (checked by size and modification time instead). */
+  /** Hex digest; "" for an input by reference (checked by its identity, `shared`, instead). */
   sha256: string;
   /**
    * Set for a job input submitted by reference: `path` is on shared storage (under a --shared-root),

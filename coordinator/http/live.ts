@@ -112,7 +112,6 @@ export class LiveHub {
       return;
     }
     const jobs = [];
-    const dirty = new Set(this.dirtyJobs);
     for (const id of this.dirtyJobs) {
       try {
         jobs.push(jobView(this.manager, this.manager.get(id)));
@@ -120,13 +119,10 @@ export class LiveHub {
         // The job vanished (not expected; jobs are kept): nothing to show.
       }
     }
-    this.dirtyJobs.clear();
-    const subtasks = new Map(this.dirtySubtasks);
-    this.dirtySubtasks.clear();
     const jobsMsg = frame('jobs', { jobs });
     for (const c of this.clients) {
       write(c, jobsMsg);
-      if (!c.job || !dirty.has(c.job)) continue;
+      if (!c.job || !this.dirtyJobs.has(c.job)) continue;
       // Subtasks planned since the browser's last full picture come with no event of their own:
       // send the whole picture again when the count moved, else the changes.
       const all = this.manager.subtasksOf(c.job);
@@ -135,9 +131,12 @@ export class LiveHub {
         c.known = all.length;
         continue;
       }
-      const changed = subtasks.get(c.job);
+      const changed = this.dirtySubtasks.get(c.job);
       if (changed) write(c, frame('subtasks', { job: c.job, full: false, subtasks: [...changed.values()] }));
     }
+    // Synchronous from the top: no event can have arrived since.
+    this.dirtyJobs.clear();
+    this.dirtySubtasks.clear();
   }
 
   private tick(): void {
