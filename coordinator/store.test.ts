@@ -89,6 +89,39 @@ describe('JobStore', () => {
     reopened.close();
   });
 
+  it("writes a job's inputs once and appends its outputs, however often the job is saved", () => {
+    const file = dbFile();
+    const store = new JobStore(file);
+    const j = job('big');
+    j.inputs = Array.from({ length: 2000 }, (_, i) => ({ name: `p${i}.jpg`, path: `/media/p${i}.jpg`, size: 1000 + i, sha256: '' }));
+    const rowBytes = (db: Database.Database): number => (db.prepare('SELECT length(record) AS n FROM jobs WHERE id = ?').get('big') as { n: number }).n;
+    for (let i = 0; i < 300; i++) {
+      j.seq++;
+      if (i % 3 === 0) j.outputs.push({ name: `p${i}.webp`, path: `/out/p${i}.webp`, size: i, sha256: 'f'.repeat(64), source: `p${i}.jpg`, contentType: 'image/webp' });
+      store.saveJob(j);
+      store.flush();
+    }
+    store.close();
+
+    const db = new Database(file);
+    // The record stays small; the lists are rows: one of inputs, one per flush that added outputs.
+    expect(rowBytes(db)).toBeLessThan(1000);
+    expect(db.prepare("SELECT count(*) AS n FROM job_files WHERE job_id = 'big' AND kind = 'input'").get()).toEqual({ n: 1 });
+    expect(db.prepare("SELECT count(*) AS n FROM job_files WHERE job_id = 'big' AND kind = 'output'").get()).toEqual({ n: 100 });
+    db.close();
+    const reopened = new JobStore(file);
+    const [back] = reopened.loadAll().jobs;
+    expect(back).toEqual(JSON.parse(JSON.stringify(j)));
+    // Saved again after the reopen: only what is new is written.
+    back!.outputs.push({ name: 'last.webp', path: '/out/last.webp', size: 1, sha256: '', source: '', contentType: 'image/webp' });
+    back!.seq++;
+    reopened.saveJob(back!);
+    reopened.close();
+    const again = new JobStore(file);
+    expect(again.loadAll().jobs[0]!.outputs.map((o) => o.name)).toEqual([...j.outputs.map((o) => o.name), 'last.webp']);
+    again.close();
+  });
+
   it('reads a store written before events were batched and subtask state split out', () => {
     const file = dbFile();
     const old = new Database(file);
@@ -100,6 +133,8 @@ describe('JobStore', () => {
     `);
     const j = job('old');
     j.seq = 3;
+    j.inputs = [{ name: 'in.bin', path: '/spool/in.bin', size: 1, sha256: 'a' }];
+    j.outputs = [{ name: 'out.bin', path: '/out/out.bin', size: 1, sha256: 'b', source: 'in.bin', contentType: '' }];
     old.prepare('INSERT INTO jobs VALUES (?, ?, ?, ?)').run(j.id, j.state, j.createdAt, JSON.stringify(j));
     const s = { ...subtask('old', 0), state: 'succeeded', attempt: 1 };
     old.prepare('INSERT INTO subtasks VALUES (?, ?, ?)').run(s.id, s.jobId, JSON.stringify(s));
@@ -108,6 +143,11 @@ describe('JobStore', () => {
 
     const store = new JobStore(file);
     expect(store.subtasksOf('old')).toEqual([s]);
+    // The job's lists were in its record then: they load from there, and move out on the next save.
+    const [loaded] = store.loadAll().jobs;
+    expect(loaded!.inputs.map((i) => i.name)).toEqual(['in.bin']);
+    expect(loaded!.outputs.map((o) => o.name)).toEqual(['out.bin']);
+    store.saveJob(loaded!);
     // New events land after the old single-event rows and read back as one sequence.
     store.appendEvent(event('old', 4));
     store.appendEvent(event('old', 5));
@@ -117,5 +157,8 @@ describe('JobStore', () => {
     store.saveSubtask(s as SubtaskRecord);
     expect(store.subtasksOf('old')[0]!.failures).toBe(1);
     store.close();
+    const reopened = new JobStore(file);
+    expect(reopened.loadAll().jobs[0]).toEqual(JSON.parse(JSON.stringify(loaded)));
+    reopened.close();
   });
 });

@@ -4,10 +4,16 @@
  * The coordinator works on in-memory records and marks them dirty; dirty records and new events
  * are written in one transaction per event-loop turn, so thousands of subtask transitions per
  * second cost a handful of fsyncs rather than one each.
+ *
+ * A job's inputs and outputs live apart from its record (`job_files`): the inputs written once,
+ * the outputs appended as they are published. The record itself changes with every event (its
+ * sequence number), and rewriting a 10,000-photo job's file lists on each change made every
+ * commit O(job size).
  */
 import Database from 'better-sqlite3';
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
-import { TERMINAL_JOB_STATES, type JobRecord, type SubtaskRecord } from './model.js';
+import type { SpoolFile } from '../shared/job-kind.js';
+import { TERMINAL_JOB_STATES, type JobRecord, type OutputRecord, type SubtaskRecord } from './model.js';
 
 /**
  * Longest a change waits in memory before it is committed. What a crash loses in that window is
@@ -27,6 +33,8 @@ export class JobStore {
   private newSubtasks: SubtaskRecord[] = [];
   private readonly dirtySubtasks = new Map<string, SubtaskRecord>();
   private pendingEvents: JobEvent[] = [];
+  /** Per job: whether its inputs are stored, and how many of its outputs. */
+  private readonly filesStored = new Map<string, { inputs: boolean; outputs: number }>();
   private flushScheduled = false;
   private flushTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -41,6 +49,7 @@ export class JobStore {
       CREATE TABLE IF NOT EXISTS subtasks (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, record TEXT NOT NULL);
       CREATE INDEX IF NOT EXISTS subtasks_job ON subtasks(job_id);
       CREATE TABLE IF NOT EXISTS events (job_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, PRIMARY KEY (job_id, seq));
+      CREATE TABLE IF NOT EXISTS job_files (job_id TEXT NOT NULL, kind TEXT NOT NULL, first INTEGER NOT NULL, files TEXT NOT NULL, PRIMARY KEY (job_id, kind, first));
     `);
     // Stores from before the split of a subtask into its plan (`record`, written once) and its
     // changing state (`live`) get the new column; their rows keep working (live NULL).
@@ -55,6 +64,10 @@ export class JobStore {
       eventsAfter: this.db.prepare('SELECT event FROM events WHERE job_id = ? AND seq > ? ORDER BY seq'),
       jobs: this.db.prepare('SELECT record FROM jobs ORDER BY created_at'),
       subtasksOf: this.db.prepare('SELECT record, live FROM subtasks WHERE job_id = ?'),
+      // A row holds a run of a job's inputs or outputs (a JSON array) starting at index `first`.
+      insertFiles: this.db.prepare('INSERT OR REPLACE INTO job_files (job_id, kind, first, files) VALUES (?, ?, ?, ?)'),
+      deleteFiles: this.db.prepare('DELETE FROM job_files WHERE job_id = ? AND kind = ?'),
+      files: this.db.prepare('SELECT job_id, kind, first, files FROM job_files ORDER BY job_id, kind, first'),
     };
   }
 
@@ -105,6 +118,22 @@ export class JobStore {
   /** Every job, with its subtasks for the unfinished ones (used at start-up to resume). */
   loadAll(): { jobs: JobRecord[]; subtasks: Map<string, SubtaskRecord[]> } {
     const jobs = (this.stmts.jobs.all() as { record: string }[]).map((r) => JSON.parse(r.record) as JobRecord);
+    const files = new Map<string, { input: SpoolFile[]; output: OutputRecord[] }>();
+    for (const row of this.stmts.files.iterate() as IterableIterator<{ job_id: string; kind: 'input' | 'output'; first: number; files: string }>) {
+      let f = files.get(row.job_id);
+      if (!f) files.set(row.job_id, (f = { input: [], output: [] }));
+      const list = f[row.kind] as unknown[];
+      // Rows are ordered by `first`; one that does not continue the list is a leftover of a rewrite.
+      if (row.first === list.length) list.push(...(JSON.parse(row.files) as unknown[]));
+    }
+    for (const job of jobs) {
+      // Records written before the split carry their lists; they move to job_files on the next save.
+      const f = files.get(job.id);
+      const split = job.inputs === undefined;
+      job.inputs ??= f?.input ?? [];
+      job.outputs ??= f?.output ?? [];
+      if (split) this.filesStored.set(job.id, { inputs: true, outputs: job.outputs.length });
+    }
     const subtasks = new Map<string, SubtaskRecord[]>();
     for (const job of jobs) {
       if (TERMINAL_JOB_STATES.has(job.state)) continue;
@@ -146,14 +175,25 @@ export class JobStore {
     this.dirtyJobs.clear();
     this.dirtySubtasks.clear();
     this.pendingEvents = [];
+    const stored = jobs.map((j) => this.filesStored.get(j.id) ?? { inputs: false, outputs: 0 });
     this.db.transaction(() => {
-      for (const j of jobs) this.stmts.upsertJob.run(j.id, j.state, j.createdAt, JSON.stringify(j));
+      jobs.forEach((j, k) => {
+        const { inputs, outputs, ...record } = j;
+        const had = stored[k]!;
+        if (!had.inputs) this.stmts.insertFiles.run(j.id, 'input', 0, JSON.stringify(inputs));
+        if (outputs.length < had.outputs) this.stmts.deleteFiles.run(j.id, 'output');
+        const from = outputs.length < had.outputs ? 0 : had.outputs;
+        if (outputs.length > from) this.stmts.insertFiles.run(j.id, 'output', from, JSON.stringify(outputs.slice(from)));
+        this.stmts.upsertJob.run(j.id, j.state, j.createdAt, JSON.stringify(record));
+      });
       for (const s of created) this.stmts.insertSubtask.run(s.id, s.jobId, JSON.stringify(s));
       for (const s of subtasks) this.stmts.updateSubtask.run(JSON.stringify(liveState(s)), s.id);
       // One row per job per flush, keyed by its last seq: a job emitting thousands of events a
       // second costs one insert per turn, not one each.
       for (const [jobId, list] of groupByJob(events)) this.stmts.insertEvent.run(jobId, Number(list[list.length - 1]!.seq), JSON.stringify(list));
     })();
+    // Only once committed: a failed transaction leaves the lists to be written again.
+    for (const j of jobs) this.filesStored.set(j.id, { inputs: true, outputs: j.outputs.length });
   }
 
   close(): void {
