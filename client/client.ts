@@ -21,12 +21,13 @@ import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobE
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
 import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import type { OutputChunk__Output } from '../shared/proto/generated/tessera/v1/OutputChunk.js';
+import type { OutputInfo__Output } from '../shared/proto/generated/tessera/v1/OutputInfo.js';
 import type { WorkerInfo__Output } from '../shared/proto/generated/tessera/v1/WorkerInfo.js';
 import { newSha256, writeWithBackpressure } from '../shared/streams.js';
 import { clientTokenFromEnv } from '../shared/auth.js';
 import { clientCredentialsFromEnv } from '../shared/tls.js';
 
-/** Outputs downloaded at once by `download`, and the largest output downloaded alongside others. */
+/** Outputs downloaded at once, and the largest output downloaded alongside others. */
 const DOWNLOAD_CONCURRENCY = 8;
 const PARALLEL_DOWNLOAD_MAX_BYTES = 8 * 1024 * 1024;
 
@@ -201,36 +202,40 @@ export class TesseraClient {
    */
   async download(jobId: string, dir: string, opts: { names?: string[]; signal?: AbortSignal; concurrency?: number } = {}): Promise<Map<string, string>> {
     const job = await this.getJob(jobId);
-    await mkdir(dir, { recursive: true });
-    const wanted = job.outputs.filter((o) => !opts.names || opts.names.includes(o.name));
-    // Never trust a name to stay inside `dir`.
-    const files = wanted.map((o) => ({ o, name: safeFileName(o.name, 'output name') }));
-    // Small outputs several at a time: a batch job's hundreds would otherwise wait on one round trip
-    // each. Large ones one at a time, so each keeps the bandwidth its transfer deadline assumes.
-    // The first failure stops the rest; all have settled when this returns or throws.
-    const stop = new AbortController();
-    const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
-    const concurrency = Math.max(1, opts.concurrency ?? DOWNLOAD_CONCURRENCY);
-    // Each download in flight listens on it.
-    setMaxListeners(concurrency + 10, signal);
-    const small = pLimit(concurrency);
-    const large = pLimit(1);
-    const results = await Promise.allSettled(
-      files.map(({ o, name }) =>
-        (Number(o.size) <= PARALLEL_DOWNLOAD_MAX_BYTES ? small : large)(async () => {
-          signal.throwIfAborted();
-          try {
-            await this.downloadOne(jobId, name, path.join(dir, name), o.sha256, Number(o.size), signal);
-          } catch (err) {
-            stop.abort(err);
-            throw err;
-          }
-        }),
-      ),
-    );
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw opts.signal?.aborted ? opts.signal.reason : stop.signal.reason ?? failed.reason;
-    return new Map(files.map(({ name }) => [name, path.join(dir, name)]));
+    const queue = new DownloadQueue((o, dest, signal) => this.downloadOne(jobId, o.name, dest, o.sha256, Number(o.size), signal), dir, opts);
+    for (const o of job.outputs) if (!opts.names || opts.names.includes(o.name)) queue.add(o);
+    return queue.finish();
+  }
+
+  /**
+   * Waits for a job (like `wait`) and downloads its outputs into `dir` as they are published: a
+   * batch's first results arrive while the rest of the job still runs. Outputs published before
+   * the watch attached, and those of the final merge, are downloaded at the end. Each file is
+   * resumed and verified as in `download`. Returns the finished job and the paths written.
+   */
+  async collect(
+    jobId: string,
+    dir: string,
+    opts: { onEvent?: (e: JobEvent__Output) => void; signal?: AbortSignal; concurrency?: number } = {},
+  ): Promise<{ job: Job__Output; paths: Map<string, string> }> {
+    const queue = new DownloadQueue((o, dest, signal) => this.downloadOne(jobId, o.name, dest, o.sha256, Number(o.size), signal), dir, opts);
+    let job: Job__Output;
+    try {
+      job = await this.wait(
+        jobId,
+        (e) => {
+          opts.onEvent?.(e);
+          if (e.type === 'output' && e.output) queue.add(e.output);
+        },
+        queue.signal,
+      );
+      for (const o of job.outputs) queue.add(o);
+    } catch (err) {
+      // A failed download stops the watch (through its signal): that failure is the one to report.
+      await queue.finish();
+      throw err;
+    }
+    return { job, paths: await queue.finish() };
   }
 
   private async downloadOne(jobId: string, name: string, dest: string, expected: string, size: number, signal?: AbortSignal): Promise<void> {
@@ -269,5 +274,61 @@ export class TesseraClient {
 
   close(): void {
     this.client.close();
+  }
+}
+
+/**
+ * Downloads in flight for one job: small outputs several at a time (a batch job's hundreds would
+ * otherwise wait on one round trip each), large ones one at a time, so each keeps the bandwidth
+ * its transfer deadline assumes. The first failure aborts `signal` and stops the rest.
+ */
+class DownloadQueue {
+  private readonly stop = new AbortController();
+  readonly signal: AbortSignal;
+  private readonly small: ReturnType<typeof pLimit>;
+  private readonly large = pLimit(1);
+  private readonly names = new Map<string, string>();
+  private readonly running: Promise<void>[] = [];
+  /** Created with the first output. */
+  private made: Promise<unknown> | undefined;
+
+  constructor(
+    private readonly fetch: (o: OutputInfo__Output, dest: string, signal: AbortSignal) => Promise<void>,
+    private readonly dir: string,
+    opts: { signal?: AbortSignal; concurrency?: number },
+  ) {
+    this.signal = opts.signal ? AbortSignal.any([opts.signal, this.stop.signal]) : this.stop.signal;
+    const concurrency = Math.max(1, opts.concurrency ?? DOWNLOAD_CONCURRENCY);
+    // Each download in flight listens on it.
+    setMaxListeners(concurrency + 10, this.signal);
+    this.small = pLimit(concurrency);
+  }
+
+  /** Queues an output once (by name); never trusts a name to stay inside `dir`. */
+  add(o: OutputInfo__Output): void {
+    if (this.names.has(o.name)) return;
+    const dest = path.join(this.dir, safeFileName(o.name, 'output name'));
+    this.names.set(o.name, dest);
+    const limit = Number(o.size) <= PARALLEL_DOWNLOAD_MAX_BYTES ? this.small : this.large;
+    const p = limit(async () => {
+      this.signal.throwIfAborted();
+      try {
+        await (this.made ??= mkdir(this.dir, { recursive: true }));
+        await this.fetch(o, dest, this.signal);
+      } catch (err) {
+        this.stop.abort(err);
+        throw err;
+      }
+    });
+    p.catch(() => undefined);
+    this.running.push(p);
+  }
+
+  /** Waits for every queued download; throws the first failure. Returns the paths by output name. */
+  async finish(): Promise<Map<string, string>> {
+    const results = await Promise.allSettled(this.running);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw this.stop.signal.aborted ? this.stop.signal.reason : failed.reason;
+    return new Map(this.names);
   }
 }

@@ -1,7 +1,7 @@
 /** Per-job event log with live subscribers; persisted through the store. */
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobStore } from './store.js';
-import { jobStateEnum, toSubtaskInfo, type JobRecord, type SubtaskRecord } from './model.js';
+import { jobStateEnum, toOutputInfo, toSubtaskInfo, type JobRecord, type OutputRecord, type SubtaskRecord } from './model.js';
 
 type Listener = (event: JobEvent) => void;
 
@@ -55,6 +55,11 @@ export class EventLog {
     if (now - (this.lastProgress.get(s.id) ?? 0) < 250) return;
     this.lastProgress.set(s.id, now);
     this.emit(job, { type: 'progress', subtask: toSubtaskInfo(s), progress: jobProgress, message });
+  }
+
+  /** An output was published: downloadable from now on, also while the job still runs. */
+  output(job: JobRecord, o: OutputRecord): void {
+    this.emit(job, { type: 'output', output: toOutputInfo(o), message: o.name });
   }
 
   log(job: JobRecord, message: string): void {

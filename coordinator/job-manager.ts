@@ -7,7 +7,7 @@ import { mkdir, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { TesseraError, describeError, isAbortError, notFound, failedPrecondition } from '../shared/errors.js';
-import type { CoordinatorKind, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../shared/job-kind.js';
+import type { CoordinatorKind, FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
 import { safeFileName } from '../shared/names.js';
 import type { Assignment } from '../shared/proto/generated/tessera/v1/Assignment.js';
@@ -16,7 +16,7 @@ import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSp
 import { sha256File } from '../shared/streams.js';
 import { EventLog } from './events.js';
 import { coordinatorKinds } from './kinds/index.js';
-import { TERMINAL_JOB_STATES, jobProgress, newSubtaskRecord, type JobRecord, type JobState, type SubtaskRecord } from './model.js';
+import { TERMINAL_JOB_STATES, jobProgress, newSubtaskRecord, type JobRecord, type JobState, type OutputRecord, type SubtaskRecord } from './model.js';
 import { Scheduler } from './scheduler.js';
 import { SharedRoots } from './shared-inputs.js';
 import type { Spool } from './spool.js';
@@ -51,6 +51,12 @@ interface ActiveJob {
   /** Longest run time (ms) a worker reported for one of its subtasks, and how many were reported. */
   runMaxMs: number;
   runSamples: number;
+  /** Names of the outputs published so far (each is published once). */
+  published: Set<string>;
+  /** Early publications (`finalOutputs`) in order; a merge starts after they have settled. */
+  publishing: Promise<void>;
+  /** The job's output folder, created once. */
+  outputDirMade?: Promise<unknown>;
 }
 
 export class JobManager {
@@ -165,11 +171,13 @@ export class JobManager {
       this.store.deleteSubtasks(job.id);
       resumeSubtasks = undefined;
     }
-    const active: ActiveJob = { record: job, kind, params, subtasks: resumeSubtasks ?? [], controller: new AbortController(), mergedPhase: -1, planning: false, runEstimateMs: kind.expectedRunMs?.(params) ?? NaN, runMaxMs: 0, runSamples: 0 };
+    const active: ActiveJob = { record: job, kind, params, subtasks: resumeSubtasks ?? [], controller: new AbortController(), mergedPhase: -1, planning: false, runEstimateMs: kind.expectedRunMs?.(params) ?? NaN, runMaxMs: 0, runSamples: 0, published: new Set(job.outputs.map((o) => o.name)), publishing: Promise.resolve() };
     this.active.set(job.id, active);
     this.scheduler.addJob(job.id, kind.name, job.spec.priority, job.createdAt);
     if (resumeSubtasks && resumeSubtasks.length > 0) {
       for (const s of resumeSubtasks) this.subtasks.set(s.id, s);
+      // Outputs of subtasks that finished just before the restart may not be published yet.
+      for (const s of resumeSubtasks) if (s.state === 'succeeded') this.publishEarly(active, s);
       const current = resumeSubtasks.filter((s) => s.phase === job.phase);
       const pending = current.filter((s) => s.state === 'pending' || s.state === 'running');
       for (const s of pending) {
@@ -434,6 +442,7 @@ export class JobManager {
       s.error = undefined;
       this.store.saveSubtask(s);
       this.events.subtaskState(active.record, s, 'done', jobProgress(active.record, active.subtasks));
+      this.publishEarly(active, s);
     } else {
       w.failed++;
       // Bad input is not the worker's fault: only retryable failures count towards quarantine.
@@ -539,6 +548,9 @@ export class JobManager {
     const phase = job.phase;
     if (active.mergedPhase >= phase) return;
     active.mergedPhase = phase;
+    // The merge sees the subtasks' outputs where the early publications left them.
+    await active.publishing;
+    if (TERMINAL_JOB_STATES.has(job.state)) return;
     const outcomes = active.subtasks.map((s) => toOutcome(s));
     const results = outcomes.filter((o) => o.phase === phase);
     for (const o of results) {
@@ -569,23 +581,65 @@ export class JobManager {
     }
   }
 
-  private async finishWithOutputs(active: ActiveJob, outputs: { name: string; path: string; source: string; contentType?: string }[]): Promise<void> {
+  /**
+   * Publishes the outputs of a succeeded subtask that its kind calls final (`finalOutputs`) at once,
+   * in order with the others; a failure fails the job as a failed merge would.
+   */
+  private publishEarly(active: ActiveJob, s: SubtaskRecord): void {
+    const outputs = active.kind.finalOutputs?.(toOutcome(s), active.params);
+    if (!outputs || outputs.length === 0) return;
+    const known = new Map(s.outputs.map((f) => [f.path, f] as const));
+    active.publishing = active.publishing.then(async () => {
+      try {
+        await (active.outputDirMade ??= mkdir(this.spool.outputDir(active.record.id), { recursive: true }));
+        for (const o of outputs) if (!TERMINAL_JOB_STATES.has(active.record.state)) await this.publish(active, o, known);
+      } catch (err) {
+        this.failJob(active, err, 'publishing outputs failed');
+      }
+    });
+  }
+
+  /**
+   * Moves one finished file into the job's output folder, lists it on the job and announces it
+   * (an `output` event): from then on it can be downloaded. A name already published is skipped.
+   */
+  private async publish(active: ActiveJob, o: FinalOutput, known: Map<string, SpoolFile>): Promise<void> {
+    const job = active.record;
+    const name = safeFileName(o.name, 'output name');
+    if (active.published.has(name)) return;
+    // Outputs live in the job's output folder: intermediates (subtask spools) are removed later.
+    const dest = path.join(this.spool.outputDir(job.id), name);
+    if (path.resolve(o.path) !== dest) {
+      await rename(o.path, dest).catch(async (err: NodeJS.ErrnoException) => {
+        // Moved already, by a coordinator stopped before it recorded the output: list it now.
+        if (err.code !== 'ENOENT' || !(await stat(dest).then((st) => st.isFile(), () => false))) throw err;
+      });
+    }
+    // A subtask's file was measured and hashed as it arrived; one the merge wrote is measured and
+    // hashed now, so that downloads carry the checksum of what is on disk.
+    const spooled = known.get(o.path);
+    const size = spooled?.sha256 ? spooled.size : (await stat(dest)).size;
+    const sha256 = spooled?.sha256 || (await sha256File(dest));
+    if (active.published.has(name) || TERMINAL_JOB_STATES.has(job.state)) return;
+    const out: OutputRecord = { name, path: dest, size, sha256, source: o.source, contentType: o.contentType ?? contentTypeOf(name) };
+    active.published.add(name);
+    job.outputs.push(out);
+    this.events.output(job, out);
+  }
+
+  private async finishWithOutputs(active: ActiveJob, outputs: FinalOutput[]): Promise<void> {
     const job = active.record;
     try {
       const seen = new Set<string>();
       // Subtask outputs were hashed when they arrived: only files the merge wrote need hashing now.
-      const known = new Map(active.subtasks.flatMap((s) => s.outputs.map((f) => [f.path, f.sha256] as const)));
+      const known = new Map(active.subtasks.flatMap((s) => s.outputs.map((f) => [f.path, f] as const)));
+      await (active.outputDirMade ??= mkdir(this.spool.outputDir(job.id), { recursive: true }));
       for (const o of outputs) {
         const name = safeFileName(o.name, 'output name');
         if (seen.has(name)) throw new TesseraError(status.INTERNAL, `two outputs are named ${name}`);
         seen.add(name);
-        // Outputs live in the job's output folder: intermediates (subtask spools) are removed later.
-        const dest = path.join(this.spool.outputDir(job.id), name);
-        if (path.resolve(o.path) !== dest) await rename(o.path, dest);
-        // Verify before publishing: the file exists, and its checksum is what downloads will carry.
-        const st = await stat(dest);
-        const sha256 = known.get(o.path) || (await sha256File(dest));
-        job.outputs.push({ name, path: dest, size: st.size, sha256, source: o.source, contentType: o.contentType ?? contentTypeOf(name) });
+        // Published already (the kind's `finalOutputs`): listed once.
+        await this.publish(active, o, known);
       }
     } catch (err) {
       this.failJob(active, err, 'publishing outputs failed');
@@ -724,7 +778,7 @@ export class JobManager {
     const job = this.get(jobId);
     const out = job.outputs.find((o) => o.name === name);
     if (!out) {
-      if (!TERMINAL_JOB_STATES.has(job.state)) throw failedPrecondition(`job ${jobId} is ${job.state}: outputs are available when it has finished`);
+      if (!TERMINAL_JOB_STATES.has(job.state)) throw failedPrecondition(`job ${jobId} is ${job.state}: output ${name} is not published yet (an output event announces each one)`);
       throw notFound(`job ${jobId} has no output named ${name}`);
     }
     return out;

@@ -3,6 +3,7 @@ import type { ItemFailure, SpoolFile, SubtaskPlan } from '../shared/job-kind.js'
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import type { Job } from '../shared/proto/generated/tessera/v1/Job.js';
 import type { SubtaskInfo } from '../shared/proto/generated/tessera/v1/SubtaskInfo.js';
+import type { OutputInfo } from '../shared/proto/generated/tessera/v1/OutputInfo.js';
 
 export type JobState = 'queued' | 'running' | 'succeeded' | 'partially_succeeded' | 'failed' | 'cancelled';
 export type SubtaskState = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -148,6 +149,10 @@ export function toSubtaskInfo(s: SubtaskRecord): SubtaskInfo {
   };
 }
 
+export function toOutputInfo(o: OutputRecord): OutputInfo {
+  return { name: o.name, size: String(o.size), sha256: o.sha256, source: o.source, content_type: o.contentType };
+}
+
 export function toJobMessage(job: JobRecord, subtasks: SubtaskRecord[] | undefined): Job {
   return {
     id: job.id,
@@ -155,7 +160,7 @@ export function toJobMessage(job: JobRecord, subtasks: SubtaskRecord[] | undefin
     state: jobStateEnum(job.state),
     spec: job.spec,
     inputs: job.inputs.map((i) => ({ name: i.name, size: String(i.size), sha256: i.sha256, shared_path: i.shared ? i.path : '' })),
-    outputs: job.outputs.map((o) => ({ name: o.name, size: String(o.size), sha256: o.sha256, source: o.source, content_type: o.contentType })),
+    outputs: job.outputs.map(toOutputInfo),
     subtasks: subtasks?.map(toSubtaskInfo) ?? [],
     errors: job.errors.map((e) => ({ input: e.input, code: e.code, message: e.message })),
     progress: jobProgress(job, subtasks),

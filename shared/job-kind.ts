@@ -157,6 +157,13 @@ export interface CoordinatorKind<P = unknown> {
    * coordinator waits for measured run times.
    */
   expectedRunMs?(params: P): number | undefined;
+  /**
+   * Optional: the outputs of one succeeded subtask that are final as they stand (a resized photo,
+   * a passed-through file). They are published the moment the subtask succeeds, so clients can
+   * download them while the rest of the job runs; `merge` may list them again (each is published
+   * once, by name). Pure: no I/O.
+   */
+  finalOutputs?(outcome: SubtaskOutcome, params: P): FinalOutput[];
 }
 
 /** A local file handed to a processor. */

@@ -139,9 +139,11 @@ describe('fault tolerance', () => {
     let succeeded = 0;
     let killedAt = 0;
     const seen: number[] = [];
+    const announced = new Set<string>();
     const c = cluster;
     const donePromise = c.client.wait(job.id, (e) => {
       seen.push(Number(e.seq));
+      if (e.type === 'output' && e.output) announced.add(e.output.name);
       if (e.type === 'subtask_state' && e.subtask?.state === 'SUBTASK_STATE_SUCCEEDED') succeeded++;
       if (succeeded === 3 && !killedAt) {
         killedAt = Date.now();
@@ -156,6 +158,8 @@ describe('fault tolerance', () => {
     // The watcher saw every event exactly once, in order, across the restart.
     expect(seen).toEqual([...seen].sort((a, b) => a - b));
     expect(new Set(seen).size).toBe(seen.length);
+    // Every output was announced, also those published just before the crash.
+    expect([...announced].sort()).toEqual(files.map((f) => path.basename(f)).sort());
     await cluster.waitForWorkers(2);
     report('coordinator SIGKILL + restart', { jobAfterKill: Date.now() - killedAt });
   });

@@ -98,9 +98,9 @@ async function runCluster(ctx: BenchContext, files: string[], shared: boolean, b
   try {
     const t0 = performance.now();
     const job = await cluster.client.submit({ label: 'bench images', image: PARAMS }, files, { shared });
-    const done = await cluster.client.wait(job.id);
+    // Outputs are downloaded as they are published, as `tessera submit` does.
     const outDir = path.join(ctx.workDir, shared ? 'cluster-shared' : 'cluster-upload');
-    const written = await cluster.client.download(job.id, outDir);
+    const { job: done, paths: written } = await cluster.client.collect(job.id, outDir);
     const seconds = (performance.now() - t0) / 1000;
     if (done.state !== 'JOB_STATE_SUCCEEDED') throw new Error(`images job ended ${done.state}: ${JSON.stringify(done.errors.slice(0, 3))}`);
     const rss: Record<string, number> = { coordinator: await peakRssMiB(cluster.coordinator?.child.pid), client: selfPeakRssMiB() };

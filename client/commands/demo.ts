@@ -43,10 +43,10 @@ export async function runDemo(o: { output: string; images: number }): Promise<nu
     const t0 = Date.now();
     const submitted = await cluster.client.submit({ label: 'demo', image: { width: 800, format: 'webp', quality: 80, sharpen: true } }, files);
     out.write(`  submitted job ${submitted.id}: resize to 800 px wide, sharpen, WebP q80\n`);
-    const job = await cluster.client.wait(submitted.id);
     const outDir = path.resolve(o.output);
     await rm(outDir, { recursive: true, force: true });
-    const paths = await cluster.client.download(job.id, outDir);
+    // Each output is downloaded as soon as it is published, while the others are still processed.
+    const { job, paths } = await cluster.client.collect(submitted.id, outDir);
     const secs = (Date.now() - t0) / 1000;
     const perWorker = new Map<string, number>();
     for (const s of job.subtasks) perWorker.set(s.worker, (perWorker.get(s.worker) ?? 0) + 1);

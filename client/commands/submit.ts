@@ -50,10 +50,9 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
       return 0;
     }
     view.start(`job ${job.id.slice(0, 8)} (${job.kind})`);
-    const finished = await client.wait(job.id, (e) => view.event(e));
+    // Outputs are downloaded as they are published, while the rest of the job runs.
+    const { job: finished, paths } = await client.collect(job.id, path.resolve(flags.output!), { onEvent: (e) => view.event(e) });
     view.stop();
-    const outDir = path.resolve(flags.output!);
-    const paths = finished.outputs.length > 0 ? await client.download(finished.id, outDir) : new Map<string, string>();
     if (flags.json) process.stdout.write(`${JSON.stringify(jobToJson(finished, paths))}\n`);
     else printJobHuman(finished, paths);
     return exitCodeFor(finished);

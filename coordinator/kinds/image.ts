@@ -71,10 +71,11 @@ export const imageKind: CoordinatorKind<ImageParams> = {
     // A huge input's strips keep coming while the coordinator decodes it (`later`).
     return { subtasks: [...subtasks, ...tiles.subtasks], errors: tiles.errors, later: tiles.later };
   },
-  async merge({ results, outputDir, signal }) {
+  // A batch's photos are final as they arrive (published at once); tiles wait for the stitch.
+  finalOutputs: (r) => (isTilePlan(r.plan) ? [] : r.outputs.map((o) => ({ name: o.name, path: o.path, source: sourceOf(r.plan as ImageBatchPlan, o.name) }))),
+  async merge({ results, outputDir, signal, params }) {
     const tiled = await mergeTiles(results, outputDir, signal);
-    const batches = results.filter((r) => !isTilePlan(r.plan));
-    const outputs = batches.flatMap((r) => r.outputs.map((o) => ({ name: o.name, path: o.path, source: sourceOf(r.plan as ImageBatchPlan, o.name) })));
+    const outputs = results.flatMap((r) => imageKind.finalOutputs!(r, params));
     return { outputs: [...outputs, ...tiled.outputs], errors: tiled.errors };
   },
 };

@@ -27,9 +27,9 @@ export const passthroughKind: CoordinatorKind<PassthroughParams> = {
   },
   // Simulated work is what a no-op subtask costs; copies are measured as they finish.
   expectedRunMs: (params) => (params.subtasks > 0 ? params.workMs : undefined),
-  async merge({ results }) {
-    // Outputs are published straight from the subtasks' spool: nothing to stitch.
-    const outputs = results.flatMap((r) => r.outputs.map((o) => ({ name: o.name, path: o.path, source: o.name })));
-    return { outputs };
+  // Each copy is final as it arrives: published at once, nothing to stitch.
+  finalOutputs: (r) => r.outputs.map((o) => ({ name: o.name, path: o.path, source: o.name })),
+  async merge({ results, params }) {
+    return { outputs: results.flatMap((r) => passthroughKind.finalOutputs!(r, params)) };
   },
 };
