@@ -48,7 +48,7 @@ export async function checkInputs(kind: string, inputs: readonly SpoolFile[], li
   return { accepted, errors };
 }
 
-/** Checks one input; returns its failure, or undefined when it may be planned. */
+/** Checks one input; returns its failure, or undefined when it may be planned. Records an image's `pixels`. */
 export async function checkInput(kind: string, file: SpoolFile, limits: Limits, signal?: AbortSignal): Promise<ItemFailure | undefined> {
   const fail = (code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED', why: string): ItemFailure => ({ input: file.name, code, message: `${file.name}: ${why}` });
   const format = await sniffFile(file.path);
@@ -69,6 +69,8 @@ async function checkImage(file: SpoolFile, limits: Limits, fail: Fail): Promise<
   } catch (err) {
     return fail('INVALID_ARGUMENT', `not a decodable image (${String((err as Error).message ?? err).slice(0, 200)})`);
   }
+  // The planner sizes its work from this rather than read the header again.
+  file.pixels = (meta.width ?? 0) * (meta.height ?? 0);
   const width = meta.width ?? 0;
   const height = meta.pageHeight ?? meta.height ?? 0;
   const frames = Math.max(1, meta.pages ?? 1);

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
+import pLimit from 'p-limit';
 import { TesseraError, describeError, isAbortError, notFound, failedPrecondition } from '../shared/errors.js';
 import type { CoordinatorKind, FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
@@ -387,7 +388,9 @@ export class JobManager {
   }
 
   private async assertSharedInputs(job: JobRecord): Promise<void> {
-    for (const f of job.inputs) await this.assertSharedUnchanged(f);
+    // Several at once: each check is a couple of file-system round trips, and a job may have thousands.
+    const limit = pLimit(16);
+    await Promise.all(job.inputs.map((f) => limit(() => this.assertSharedUnchanged(f))));
   }
 
   /** Current lease check (fencing): is `attempt` the live attempt of `subtaskId` held by `workerId`? */

@@ -10,6 +10,8 @@ import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js'
 import type { OutputChunk } from '../shared/proto/generated/tessera/v1/OutputChunk.js';
 import type { SubmitJobRequest__Output } from '../shared/proto/generated/tessera/v1/SubmitJobRequest.js';
 import { readChunks } from '../shared/streams.js';
+import type { SpoolFile } from '../shared/job-kind.js';
+import pLimit from 'p-limit';
 import type { JobManager } from './job-manager.js';
 import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord } from './model.js';
 import type { Spool } from './spool.js';
@@ -108,28 +110,50 @@ const overJobLimit = (name: string, limits: JobServiceLimits): TesseraError =>
 
 async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRequest__Output>, spool: Spool, shared: SharedRoots, limits: JobServiceLimits, signal: AbortSignal): Promise<void> {
   let total = 0;
+  const names = new Set<string>();
+  // Inputs in submission order. Those by reference are looked up several at once while the next
+  // headers arrive (a job may name thousands); all are settled before an upload is received.
+  const inputs: (SpoolFile | Promise<SpoolFile>)[] = [];
+  const lookups = pLimit(16);
+  let settled = 0;
+  const settle = async (): Promise<void> => {
+    for (; settled < inputs.length; settled++) {
+      const f = inputs[settled]!;
+      if (!(f instanceof Promise)) continue;
+      const file = await f;
+      total += file.size;
+      if (total > limits.maxJobBytes) throw overJobLimit(file.name, limits);
+      inputs[settled] = file;
+    }
+  };
   let next = await iterator.next();
   while (!next.done) {
     const msg = next.value;
     if (msg.msg !== 'input' || !msg.input) throw invalidArgument(`expected an input header, got "${msg.msg ?? 'nothing'}"`);
     const name = safeFileName(msg.input.name, 'input name');
-    if (job.inputs.some((i) => i.name === name)) throw invalidArgument(`input name "${name}" is used twice in this job`);
-    if (job.inputs.length >= limits.maxInputs) throw new TesseraError(status.RESOURCE_EXHAUSTED, `a job may have at most ${limits.maxInputs} inputs`);
+    if (names.has(name)) throw invalidArgument(`input name "${name}" is used twice in this job`);
+    if (names.size >= limits.maxInputs) throw new TesseraError(status.RESOURCE_EXHAUSTED, `a job may have at most ${limits.maxInputs} inputs`);
+    names.add(name);
     const declared = Number(msg.input.size || 0);
     if (declared > limits.maxFileBytes) throw overFileLimit(name, declared, limits);
     if (msg.input.shared_path) {
       // By reference: nothing to receive, the file is read in place.
-      const f = await shared.resolve(name, msg.input.shared_path);
-      if (f.size > limits.maxFileBytes) throw overFileLimit(name, f.size, limits);
-      total += f.size;
-      if (total > limits.maxJobBytes) throw overJobLimit(name, limits);
-      if (declared && declared !== f.size) throw invalidArgument(`input ${name}: header said ${declared} bytes but ${msg.input.shared_path} holds ${f.size}`, name);
-      job.inputs.push(f);
+      const sharedPath = msg.input.shared_path;
+      const lookup = lookups(async () => {
+        const f = await shared.resolve(name, sharedPath);
+        if (f.size > limits.maxFileBytes) throw overFileLimit(name, f.size, limits);
+        if (declared && declared !== f.size) throw invalidArgument(`input ${name}: header said ${declared} bytes but ${sharedPath} holds ${f.size}`, name);
+        return f;
+      });
+      // Awaited in order by settle(); a failure is not left unhandled meanwhile.
+      lookup.catch(() => undefined);
+      inputs.push(lookup);
       next = await iterator.next();
       if (!next.done && next.value.msg === 'input_end') next = await iterator.next();
       if (!next.done && next.value.msg === 'data') throw invalidArgument(`input ${name} is submitted by reference (shared_path): no data may follow its header`, name);
       continue;
     }
+    await settle();
     let trailer: string | undefined;
     let pendingHeader: IteratorResult<SubmitJobRequest__Output> | undefined;
     async function* chunks(): AsyncGenerator<Buffer> {
@@ -156,9 +180,11 @@ async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRe
     const file = spool.inputPath(job.id, name);
     const { size, sha256 } = await spool.writeAtomic(file, chunks(), { maxBytes: limits.maxFileBytes, expectedSha256: () => trailer, what: `input ${name}`, signal });
     if (declared && declared !== size) throw invalidArgument(`input ${name}: header said ${declared} bytes but ${size} arrived`, name);
-    job.inputs.push({ name, path: file, size, sha256 });
+    inputs.push({ name, path: file, size, sha256 });
     next = pendingHeader ?? (await iterator.next());
   }
+  await settle();
+  job.inputs.push(...(inputs as SpoolFile[]));
 }
 
 /** One message per event. */
@@ -254,7 +280,7 @@ async function* download(jobs: JobManager, req: { job_id: string; name: string; 
     yield { data: Buffer.alloc(0), offset: String(offset), total_size: String(out.size), sha256: out.sha256 };
     return;
   }
-  for await (const chunk of readChunks(out.path, offset, signal)) {
+  for await (const chunk of readChunks(out.path, offset, signal, out.size)) {
     const end = position + chunk.length;
     yield { data: chunk, offset: String(position), total_size: String(out.size), sha256: end >= out.size ? out.sha256 : '' };
     position = end;

@@ -10,8 +10,8 @@
  * stands in for a checksum: every later read resolves the path again and checks it against that,
  * so a file changed, replaced or swapped for a symlink since is refused, not read.
  */
-import { constants, type Stats } from 'node:fs';
-import { open, realpath, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { lstat, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { TesseraError } from '../shared/errors.js';
@@ -98,12 +98,10 @@ export class SharedRoots {
   }
 }
 
-/** lstat through an open descriptor that neither follows a symlink nor blocks on a FIFO. */
-async function statNoFollow(file: string): Promise<Stats> {
-  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  try {
-    return await fh.stat();
-  } finally {
-    await fh.close();
-  }
+/**
+ * The file's own status: a symlink put in its place is seen as one (not followed), and nothing is
+ * opened, so a FIFO cannot block the coordinator. One call: thousands of inputs are checked at once.
+ */
+function statNoFollow(file: string): Promise<Stats> {
+  return lstat(file);
 }

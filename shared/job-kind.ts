@@ -31,6 +31,11 @@ export interface SpoolFile {
    * changed or replaced since then is refused rather than read (coordinator/shared-inputs.ts).
    */
   shared?: { mtimeMs: number; ino: number; dev: number };
+  /**
+   * An image input's width x height as its header gave them when it was checked at submission
+   * (sharp metadata), so that planning need not read every header again.
+   */
+  pixels?: number;
 }
 
 /** What the cluster tells a planner about itself. */

@@ -27,7 +27,11 @@ export async function writeWithBackpressure<T>(stream: Writable & { write(chunk:
   await once(stream, 'drain', signal ? { signal } : {});
 }
 
-/** Reads a file in CHUNK_SIZE pieces from `offset`. */
+/**
+ * Reads a file in CHUNK_SIZE pieces from `offset`. Pass the `size` when it is known: the stream
+ * then allocates no more than the bytes left, where it would otherwise allocate two whole chunks
+ * (one read, one to find the end) for every small file, and reads nothing past it.
+ */
 export async function* readChunks(file: string, offset = 0, signal?: AbortSignal, size?: number): AsyncGenerator<Buffer> {
   if (size !== undefined && offset >= size) return;
   // `end` is inclusive: with `size`, nothing past the first `size` bytes is read.

@@ -196,7 +196,7 @@ async function uploadOutput(a: Assignment__Output, o: { name: string; path: stri
     void (async () => {
       try {
         call.write({ header: { subtask_id: a.subtask_id, attempt: a.attempt, name, size: String(size) } });
-        for await (const chunk of readChunks(o.path, 0, signal)) {
+        for await (const chunk of readChunks(o.path, 0, signal, size)) {
           hash.update(chunk);
           await writeWithBackpressure(call, { data: chunk }, signal);
         }

@@ -41,6 +41,7 @@ export { isTilePlan, type TilePlan, type TileResult };
  */
 export async function needsTiling(input: SpoolFile, params: TileImageParams, config: TileConfig = tileConfig()): Promise<boolean> {
   if (params.tileSize > 0) return true;
+  if (input.pixels !== undefined) return input.pixels > config.thresholdPixels;
   try {
     const m = await sharp(input.path, { limitInputPixels: false }).metadata();
     return (m.width ?? 0) * (m.height ?? 0) > config.thresholdPixels;
