@@ -50,8 +50,15 @@ export async function checkInputs(kind: string, inputs: readonly SpoolFile[], li
 
 /** Checks one input; returns its failure, or undefined when it may be planned. Records an image's `pixels`. */
 export async function checkInput(kind: string, file: SpoolFile, limits: Limits, signal?: AbortSignal): Promise<ItemFailure | undefined> {
-  const fail = (code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED', why: string): ItemFailure => ({ input: file.name, code, message: `${file.name}: ${why}` });
-  const format = await sniffFile(file.path);
+  const fail = (code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED' | 'PERMISSION_DENIED', why: string): ItemFailure => ({ input: file.name, code, message: `${file.name}: ${why}` });
+  let format: Awaited<ReturnType<typeof sniffFile>>;
+  try {
+    format = await sniffFile(file.path);
+  } catch (err) {
+    // A file on shared storage the coordinator may not read fails as its own input, not the job.
+    const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+    return fail(code === 'EACCES' || code === 'EPERM' ? 'PERMISSION_DENIED' : 'INVALID_ARGUMENT', `could not be read (${code})`);
+  }
   const refusal = refusalFor(kind, format);
   if (refusal) return fail('INVALID_ARGUMENT', refusal);
   if (kind === 'image') return checkImage(file, limits, fail);
@@ -59,7 +66,7 @@ export async function checkInput(kind: string, file: SpoolFile, limits: Limits, 
   return undefined;
 }
 
-type Fail = (code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED', why: string) => ItemFailure;
+type Fail = (code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED' | 'PERMISSION_DENIED', why: string) => ItemFailure;
 
 async function checkImage(file: SpoolFile, limits: Limits, fail: Fail): Promise<ItemFailure | undefined> {
   let meta: sharp.Metadata;

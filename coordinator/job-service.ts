@@ -17,7 +17,7 @@ import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord } f
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
 import { checkInputs } from './input-check.js';
-import type { SharedRoots } from './shared-inputs.js';
+import { SHARED_LOOKUPS, type SharedRoots } from './shared-inputs.js';
 import type { Limits } from '../shared/limits.js';
 
 export type JobServiceLimits = Limits;
@@ -111,10 +111,11 @@ const overJobLimit = (name: string, limits: JobServiceLimits): TesseraError =>
 async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRequest__Output>, spool: Spool, shared: SharedRoots, limits: JobServiceLimits, signal: AbortSignal): Promise<void> {
   let total = 0;
   const names = new Set<string>();
-  // Inputs in submission order. Those by reference are looked up several at once while the next
-  // headers arrive (a job may name thousands); all are settled before an upload is received.
+  // Inputs in submission order. Those by reference are looked up a few at once while the next
+  // headers arrive (a job may name thousands); all are settled before an upload is received. A few:
+  // libuv has 4 file-system threads, and a hung mount must not take all of them.
   const inputs: (SpoolFile | Promise<SpoolFile>)[] = [];
-  const lookups = pLimit(16);
+  const lookups = pLimit(SHARED_LOOKUPS);
   let settled = 0;
   const settle = async (): Promise<void> => {
     for (; settled < inputs.length; settled++) {
@@ -184,7 +185,7 @@ async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRe
     next = pendingHeader ?? (await iterator.next());
   }
   await settle();
-  job.inputs.push(...(inputs as SpoolFile[]));
+  for (const f of inputs as SpoolFile[]) job.inputs.push(f);
 }
 
 /** One message per event. */

@@ -10,8 +10,8 @@
  * stands in for a checksum: every later read resolves the path again and checks it against that,
  * so a file changed, replaced or swapped for a symlink since is refused, not read.
  */
-import type { Stats } from 'node:fs';
-import { lstat, realpath, stat } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { open, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { TesseraError } from '../shared/errors.js';
@@ -22,6 +22,12 @@ const SYSTEM = ['/proc', '/sys', '/dev', '/run'];
 const inside = (p: string, root: string): boolean => p === root || p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
 
 type Shared = NonNullable<SpoolFile['shared']>;
+
+/**
+ * Shared files looked up at once (submission, re-checks). libuv runs file-system calls on 4
+ * threads by default: a hung mount must leave some to the rest of the coordinator.
+ */
+export const SHARED_LOOKUPS = 2;
 
 const identity = (st: Stats): Shared => ({ mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev });
 
@@ -74,8 +80,13 @@ export class SharedRoots {
       throw refuse(status.NOT_FOUND, `shared path ${sharedPath} does not exist`);
     }
     if (!this.covers(real)) throw outside();
-    const st = await statNoFollow(real).catch(() => undefined);
-    if (!st) throw refuse(status.NOT_FOUND, `shared path ${sharedPath} does not exist`);
+    const st = await statNoFollow(real).catch((err: NodeJS.ErrnoException) => err);
+    if (st instanceof Error) {
+      // O_NOFOLLOW on a symlink swapped in after realpath: ELOOP. Not readable by the coordinator: EACCES.
+      if (st.code === 'EACCES' || st.code === 'EPERM') throw refuse(status.PERMISSION_DENIED, `shared path ${sharedPath} is not readable by the coordinator`);
+      if (st.code === 'ELOOP') throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} is not a regular file`);
+      throw refuse(status.NOT_FOUND, `shared path ${sharedPath} does not exist`);
+    }
     if (!st.isFile()) throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} is not a regular file`);
     return { name, path: real, size: st.size, sha256: '', shared: identity(st) };
   }
@@ -99,9 +110,17 @@ export class SharedRoots {
 }
 
 /**
- * The file's own status: a symlink put in its place is seen as one (not followed), and nothing is
- * opened, so a FIFO cannot block the coordinator. One call: thousands of inputs are checked at once.
+ * The file's own status through a descriptor opened for reading: a symlink put in its place is not
+ * followed (O_NOFOLLOW), a FIFO cannot block the coordinator (O_NONBLOCK), a file the coordinator
+ * may not read is refused now rather than when it is read, and on NFS the open revalidates the
+ * attributes with the server (close-to-open), where a bare lstat may answer from a cache up to a
+ * minute old and miss a file rewritten on another host.
  */
-function statNoFollow(file: string): Promise<Stats> {
-  return lstat(file);
+async function statNoFollow(file: string): Promise<Stats> {
+  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    return await fh.stat();
+  } finally {
+    await fh.close();
+  }
 }
