@@ -19,7 +19,7 @@ import { EventLog } from './events.js';
 import { coordinatorKinds } from './kinds/index.js';
 import { TERMINAL_JOB_STATES, jobProgress, newSubtaskRecord, type JobRecord, type JobState, type OutputRecord, type SubtaskRecord } from './model.js';
 import { Scheduler } from './scheduler.js';
-import { SharedRoots } from './shared-inputs.js';
+import { SHARED_LOOKUPS, SharedRoots } from './shared-inputs.js';
 import type { Spool } from './spool.js';
 import { RESUME_SEQ_GAP, type JobStore } from './store.js';
 import { WorkerRegistry, type WorkerSession } from './worker-registry.js';
@@ -52,8 +52,8 @@ interface ActiveJob {
   /** Longest run time (ms) a worker reported for one of its subtasks, and how many were reported. */
   runMaxMs: number;
   runSamples: number;
-  /** Names of the outputs published so far (each is published once). */
-  published: Set<string>;
+  /** Outputs published so far: the input each was made from, by name (each name is published once). */
+  published: Map<string, string>;
   /** Early publications (`finalOutputs`) in order; a merge starts after they have settled. */
   publishing: Promise<void>;
   /** The job's output folder, created once. */
@@ -172,7 +172,7 @@ export class JobManager {
       this.store.deleteSubtasks(job.id);
       resumeSubtasks = undefined;
     }
-    const active: ActiveJob = { record: job, kind, params, subtasks: resumeSubtasks ?? [], controller: new AbortController(), mergedPhase: -1, planning: false, runEstimateMs: kind.expectedRunMs?.(params) ?? NaN, runMaxMs: 0, runSamples: 0, published: new Set(job.outputs.map((o) => o.name)), publishing: Promise.resolve() };
+    const active: ActiveJob = { record: job, kind, params, subtasks: resumeSubtasks ?? [], controller: new AbortController(), mergedPhase: -1, planning: false, runEstimateMs: kind.expectedRunMs?.(params) ?? NaN, runMaxMs: 0, runSamples: 0, published: new Map(job.outputs.map((o) => [o.name, o.source])), publishing: Promise.resolve() };
     this.active.set(job.id, active);
     this.scheduler.addJob(job.id, kind.name, job.spec.priority, job.createdAt);
     if (resumeSubtasks && resumeSubtasks.length > 0) {
@@ -388,8 +388,8 @@ export class JobManager {
   }
 
   private async assertSharedInputs(job: JobRecord): Promise<void> {
-    // Several at once: each check is a couple of file-system round trips, and a job may have thousands.
-    const limit = pLimit(16);
+    // A few at once: each check is a few file-system round trips, and a job may have thousands.
+    const limit = pLimit(SHARED_LOOKUPS);
     await Promise.all(job.inputs.map((f) => limit(() => this.assertSharedUnchanged(f))));
   }
 
@@ -604,12 +604,19 @@ export class JobManager {
 
   /**
    * Moves one finished file into the job's output folder, lists it on the job and announces it
-   * (an `output` event): from then on it can be downloaded. A name already published is skipped.
+   * (an `output` event): from then on it can be downloaded. The same output again (a merge listing
+   * what was published early, a resumed job) is skipped; another file under a taken name fails.
    */
   private async publish(active: ActiveJob, o: FinalOutput, known: Map<string, SpoolFile>): Promise<void> {
     const job = active.record;
     const name = safeFileName(o.name, 'output name');
-    if (active.published.has(name)) return;
+    const taken = (): boolean => {
+      const source = active.published.get(name);
+      if (source === undefined) return false;
+      if (source !== o.source) throw new TesseraError(status.INTERNAL, `two outputs are named ${name} (from ${source || 'the job'} and ${o.source || 'the job'})`);
+      return true;
+    };
+    if (taken() || TERMINAL_JOB_STATES.has(job.state)) return;
     // Outputs live in the job's output folder: intermediates (subtask spools) are removed later.
     const dest = path.join(this.spool.outputDir(job.id), name);
     if (path.resolve(o.path) !== dest) {
@@ -623,9 +630,9 @@ export class JobManager {
     const spooled = known.get(o.path);
     const size = spooled?.sha256 ? spooled.size : (await stat(dest)).size;
     const sha256 = spooled?.sha256 || (await sha256File(dest));
-    if (active.published.has(name) || TERMINAL_JOB_STATES.has(job.state)) return;
+    if (taken() || TERMINAL_JOB_STATES.has(job.state)) return;
     const out: OutputRecord = { name, path: dest, size, sha256, source: o.source, contentType: o.contentType ?? contentTypeOf(name) };
-    active.published.add(name);
+    active.published.set(name, o.source);
     job.outputs.push(out);
     this.events.output(job, out);
   }

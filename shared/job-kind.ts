@@ -165,8 +165,10 @@ export interface CoordinatorKind<P = unknown> {
   /**
    * Optional: the outputs of one succeeded subtask that are final as they stand (a resized photo,
    * a passed-through file). They are published the moment the subtask succeeds, so clients can
-   * download them while the rest of the job runs; `merge` may list them again (each is published
-   * once, by name). Pure: no I/O.
+   * download them while the rest of the job runs: the files are moved into the job's output folder,
+   * so `merge` must not read them at their subtask paths (it may list them again: each output is
+   * published once, by name). Return only names the plan expects, so that no worker can name
+   * another subtask's output. Pure: no I/O.
    */
   finalOutputs?(outcome: SubtaskOutcome, params: P): FinalOutput[];
 }

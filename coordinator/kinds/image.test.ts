@@ -23,5 +23,9 @@ describe('image batch planning', () => {
   it('gives colliding output names distinct names', () => {
     const names = outputNames(['a.png', 'a.jpg', 'b.tif'], () => 'webp');
     expect([...names.values()]).toEqual(['a.png.webp', 'a.jpg.webp', 'b.webp']);
+    // Still distinct when an input is named like another's fallback.
+    const tricky = outputNames(['a.png', 'a.jpg', 'a.png.jpg'], () => 'jpg');
+    expect(new Set(tricky.values()).size).toBe(3);
+    expect([...tricky.values()]).toEqual(['a.png.jpg', 'a.jpg.jpg', 'a.png-2.jpg']);
   });
 });

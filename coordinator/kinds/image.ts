@@ -17,14 +17,25 @@ const MAX_ITEMS_PER_SUBTASK = 8;
 const MAX_BYTES_PER_SUBTASK = 16 * 1024 * 1024;
 
 /**
- * Output names: the input's base name with the new extension; when two inputs would collide
- * (`a.png`, `a.jpg` -> `a.webp`), the full input name is kept as the base (`a.png.webp`).
+ * Output names, distinct: the input's base name with the new extension; when two inputs would
+ * collide (`a.png`, `a.jpg` -> `a.webp`), the full input name is kept as the base (`a.png.webp`);
+ * a name still taken (an input named `a.png.webp` too) gets a number (`a.png-2.webp`).
  */
 export function outputNames(inputs: string[], ext: (input: string) => string): Map<string, string> {
   const proposed = inputs.map((i) => withExtension(i, ext(i)));
   const counts = new Map<string, number>();
   for (const n of proposed) counts.set(n, (counts.get(n) ?? 0) + 1);
-  return new Map(inputs.map((i, k) => [i, counts.get(proposed[k]!)! > 1 ? `${i}.${ext(i)}` : proposed[k]!]));
+  const wanted = inputs.map((i, k) => (counts.get(proposed[k]!)! > 1 ? `${i}.${ext(i)}` : proposed[k]!));
+  const taken = new Set<string>();
+  return new Map(
+    inputs.map((input, k) => {
+      const base = wanted[k]!.slice(0, wanted[k]!.lastIndexOf('.'));
+      let name = wanted[k]!;
+      for (let n = 2; taken.has(name); n++) name = `${base}-${n}.${ext(input)}`;
+      taken.add(name);
+      return [input, name];
+    }),
+  );
 }
 
 /** Groups files into subtasks: bounded by count and bytes, at least ~2 per slot, balanced by size (LPT). */
@@ -71,8 +82,15 @@ export const imageKind: CoordinatorKind<ImageParams> = {
     // A huge input's strips keep coming while the coordinator decodes it (`later`).
     return { subtasks: [...subtasks, ...tiles.subtasks], errors: tiles.errors, later: tiles.later };
   },
-  // A batch's photos are final as they arrive (published at once); tiles wait for the stitch.
-  finalOutputs: (r) => (isTilePlan(r.plan) ? [] : r.outputs.map((o) => ({ name: o.name, path: o.path, source: sourceOf(r.plan as ImageBatchPlan, o.name) }))),
+  // A batch's photos are final as they arrive (published at once); tiles wait for the stitch. Only
+  // the names the plan gave are published: a worker cannot name (or overwrite) another's output.
+  finalOutputs: (r) =>
+    isTilePlan(r.plan)
+      ? []
+      : r.outputs.flatMap((o) => {
+          const source = sourceOf(r.plan as ImageBatchPlan, o.name);
+          return source ? [{ name: o.name, path: o.path, source }] : [];
+        }),
   async merge({ results, outputDir, signal, params }) {
     const tiled = await mergeTiles(results, outputDir, signal);
     const outputs = results.flatMap((r) => imageKind.finalOutputs!(r, params));
@@ -80,8 +98,9 @@ export const imageKind: CoordinatorKind<ImageParams> = {
   },
 };
 
+/** The input an output of a batch was made from: its planned name, or that name with the extension the worker added. */
 function sourceOf(plan: ImageBatchPlan, output: string): string {
-  return plan.items.find((i) => i.output === output)?.input ?? '';
+  return plan.items.find((i) => i.output === output || (output.startsWith(`${i.output}.`) && !output.slice(i.output.length + 1).includes('.')))?.input ?? '';
 }
 
 /** The extension the worker will produce when no format is requested (it keeps the input's family). */

@@ -27,8 +27,8 @@ export const passthroughKind: CoordinatorKind<PassthroughParams> = {
   },
   // Simulated work is what a no-op subtask costs; copies are measured as they finish.
   expectedRunMs: (params) => (params.subtasks > 0 ? params.workMs : undefined),
-  // Each copy is final as it arrives: published at once, nothing to stitch.
-  finalOutputs: (r) => r.outputs.map((o) => ({ name: o.name, path: o.path, source: o.name })),
+  // Each copy is final as it arrives: published at once, nothing to stitch. Only under its input's name.
+  finalOutputs: (r) => r.outputs.filter((o) => r.items.includes(o.name)).map((o) => ({ name: o.name, path: o.path, source: o.name })),
   async merge({ results, params }) {
     return { outputs: results.flatMap((r) => passthroughKind.finalOutputs!(r, params)) };
   },
