@@ -202,16 +202,20 @@ export class TesseraClient {
    */
   async download(jobId: string, dir: string, opts: { names?: string[]; signal?: AbortSignal; concurrency?: number } = {}): Promise<Map<string, string>> {
     const job = await this.getJob(jobId);
+    const wanted = job.outputs.filter((o) => !opts.names || opts.names.includes(o.name));
+    // Never trust a name to stay inside `dir`: all are checked before anything is written.
+    for (const o of wanted) safeFileName(o.name, 'output name');
+    await mkdir(dir, { recursive: true });
     const queue = new DownloadQueue((o, dest, signal) => this.downloadOne(jobId, o.name, dest, o.sha256, Number(o.size), signal), dir, opts);
-    for (const o of job.outputs) if (!opts.names || opts.names.includes(o.name)) queue.add(o);
+    for (const o of wanted) queue.add(o);
     return queue.finish();
   }
 
   /**
-   * Waits for a job (like `wait`) and downloads its outputs into `dir` as they are published: a
-   * batch's first results arrive while the rest of the job still runs. Outputs published before
-   * the watch attached, and those of the final merge, are downloaded at the end. Each file is
-   * resumed and verified as in `download`. Returns the finished job and the paths written.
+   * Waits for a job (like `wait`) and downloads its outputs into `dir` as they are published (an
+   * `output` event each): a batch's first results arrive while the rest of the job still runs.
+   * Each file is resumed and verified as in `download`; a download cut by a coordinator restart
+   * is resumed once it is back. Returns the finished job and the paths written.
    */
   async collect(
     jobId: string,
@@ -232,7 +236,10 @@ export class TesseraClient {
       for (const o of job.outputs) queue.add(o);
     } catch (err) {
       // A failed download stops the watch (through its signal): that failure is the one to report.
-      await queue.finish();
+      if (queue.failed) await queue.finish();
+      // Otherwise the watch failed: stop the downloads in flight rather than wait for them.
+      queue.abort(err);
+      await queue.finish().catch(() => undefined);
       throw err;
     }
     return { job, paths: await queue.finish() };
@@ -277,6 +284,17 @@ export class TesseraClient {
   }
 }
 
+/** How long a download keeps retrying while the coordinator is unreachable or restarting. */
+const DOWNLOAD_RETRY_FOR_MS = 120_000;
+
+/**
+ * Failures a download retries (resuming from its `.part` file): the coordinator restarting
+ * (UNAVAILABLE, a call cut: CANCELLED), a transfer slower than its deadline, an output announced
+ * just before a crash and not yet published again (FAILED_PRECONDITION), and a re-run output that
+ * no longer matches a resumed prefix (DATA_LOSS: the `.part` is gone, it starts over).
+ */
+const RETRYABLE_DOWNLOAD = new Set<number>([grpc.status.UNAVAILABLE, grpc.status.CANCELLED, grpc.status.DEADLINE_EXCEEDED, grpc.status.FAILED_PRECONDITION, grpc.status.DATA_LOSS]);
+
 /**
  * Downloads in flight for one job: small outputs several at a time (a batch job's hundreds would
  * otherwise wait on one round trip each), large ones one at a time, so each keeps the bandwidth
@@ -284,6 +302,7 @@ export class TesseraClient {
  */
 class DownloadQueue {
   private readonly stop = new AbortController();
+  private readonly caller: AbortSignal | undefined;
   readonly signal: AbortSignal;
   private readonly small: ReturnType<typeof pLimit>;
   private readonly large = pLimit(1);
@@ -297,6 +316,7 @@ class DownloadQueue {
     private readonly dir: string,
     opts: { signal?: AbortSignal; concurrency?: number },
   ) {
+    this.caller = opts.signal;
     this.signal = opts.signal ? AbortSignal.any([opts.signal, this.stop.signal]) : this.stop.signal;
     const concurrency = Math.max(1, opts.concurrency ?? DOWNLOAD_CONCURRENCY);
     // Each download in flight listens on it.
@@ -314,7 +334,7 @@ class DownloadQueue {
       this.signal.throwIfAborted();
       try {
         await (this.made ??= mkdir(this.dir, { recursive: true }));
-        await this.fetch(o, dest, this.signal);
+        await this.fetchWithRetries(o, dest);
       } catch (err) {
         this.stop.abort(err);
         throw err;
@@ -324,10 +344,37 @@ class DownloadQueue {
     this.running.push(p);
   }
 
+  private async fetchWithRetries(o: OutputInfo__Output, dest: string): Promise<void> {
+    const started = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.fetch(o, dest, this.signal);
+        return;
+      } catch (err) {
+        const code = (err as grpc.ServiceError).code;
+        if (this.signal.aborted || !RETRYABLE_DOWNLOAD.has(code) || Date.now() - started > DOWNLOAD_RETRY_FOR_MS) throw err;
+        // A mismatch that a fresh start does not cure is real: report it.
+        if (code === grpc.status.DATA_LOSS && attempt >= 2) throw err;
+        await sleep(Math.min(2000, 200 * attempt), undefined, { signal: this.signal });
+      }
+    }
+  }
+
+  /** True once a download has failed for good (the rest are being stopped). */
+  get failed(): boolean {
+    return this.stop.signal.aborted;
+  }
+
+  /** Stops every download in flight or queued. */
+  abort(reason: unknown): void {
+    this.stop.abort(reason);
+  }
+
   /** Waits for every queued download; throws the first failure. Returns the paths by output name. */
   async finish(): Promise<Map<string, string>> {
     const results = await Promise.allSettled(this.running);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (this.caller?.aborted) throw this.caller.reason;
     if (failed) throw this.stop.signal.aborted ? this.stop.signal.reason : failed.reason;
     return new Map(this.names);
   }

@@ -132,7 +132,7 @@ describe('fault tolerance', () => {
     report('partition', { detection, jobAfterCut: Date.now() - cutAt });
   });
 
-  it('the coordinator SIGKILLed mid-job and restarted on the same data dir resumes the job; workers and the watcher reconnect', async () => {
+  it('the coordinator SIGKILLed mid-job and restarted on the same data dir resumes the job; workers, the watcher and its downloads reconnect', async () => {
     cluster = await startCluster({ workers: 2, slots: 1 });
     const files = await blobs(8);
     const job = await cluster.client.submit({ passthrough: { work_ms: 500 } }, files);
@@ -141,18 +141,22 @@ describe('fault tolerance', () => {
     const seen: number[] = [];
     const announced = new Set<string>();
     const c = cluster;
-    const donePromise = c.client.wait(job.id, (e) => {
-      seen.push(Number(e.seq));
-      if (e.type === 'output' && e.output) announced.add(e.output.name);
-      if (e.type === 'subtask_state' && e.subtask?.state === 'SUBTASK_STATE_SUCCEEDED') succeeded++;
-      if (succeeded === 3 && !killedAt) {
-        killedAt = Date.now();
-        c.coordinator!.child.kill('SIGKILL');
-        void c.coordinator!.exited.then(() => c.startCoordinator());
-      }
+    // collect downloads each output as it is announced: some are in flight when the coordinator dies.
+    const collected = c.client.collect(job.id, path.join(dir, 'collected'), {
+      onEvent: (e) => {
+        seen.push(Number(e.seq));
+        if (e.type === 'output' && e.output) announced.add(e.output.name);
+        if (e.type === 'subtask_state' && e.subtask?.state === 'SUBTASK_STATE_SUCCEEDED') succeeded++;
+        if (succeeded === 3 && !killedAt) {
+          killedAt = Date.now();
+          c.coordinator!.child.kill('SIGKILL');
+          void c.coordinator!.exited.then(() => c.startCoordinator());
+        }
+      },
     });
-    const done = await donePromise;
+    const { job: done, paths } = await collected;
     await expectIdenticalOutputs(cluster, done, files);
+    for (const f of files) expect(await readFile(paths.get(path.basename(f))!)).toEqual(await readFile(f));
     // Subtasks finished before the crash were not run again.
     expect(done.subtasks.filter((s) => s.attempt === 1).length).toBeGreaterThanOrEqual(3);
     // The watcher saw every event exactly once, in order, across the restart.
