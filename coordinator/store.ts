@@ -124,7 +124,7 @@ export class JobStore {
       if (!f) files.set(row.job_id, (f = { input: [], output: [] }));
       const list = f[row.kind] as unknown[];
       // Rows are ordered by `first`; one that does not continue the list is a leftover of a rewrite.
-      if (row.first === list.length) list.push(...(JSON.parse(row.files) as unknown[]));
+      if (row.first === list.length) for (const x of JSON.parse(row.files) as unknown[]) list.push(x);
     }
     for (const job of jobs) {
       // Records written before the split carry their lists; they move to job_files on the next save.

@@ -214,6 +214,10 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
         what: `output ${name} of subtask ${s.id}`,
         signal: ctx.signal,
       });
+      // The worker states the size it read; a file that changed under it arrives cut or padded.
+      if (Number(h.size) > 0 && Number(h.size) !== size) {
+        throw new TesseraError(status.DATA_LOSS, `output ${name} of subtask ${s.id}: the header said ${h.size} bytes but ${size} arrived`);
+      }
       const key = uploadKey(s.id, h.attempt);
       let files = uploaded.get(key);
       if (!files) uploaded.set(key, (files = new Map()));
