@@ -3,7 +3,7 @@
  * reference is resolved, and how a file replaced after submission is caught.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, realpath, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, realpath, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -79,5 +79,29 @@ describe('SharedRoots', () => {
 
     // A coordinator restarted without the folder shared reads none of it any more.
     expect(await code(SharedRoots.none().assertUnchanged(await roots.resolve('a.bin', path.join(media, 'a.bin'))))).toBe(status.FAILED_PRECONDITION);
+  });
+
+  it('refuses a file the coordinator may not read with PERMISSION_DENIED naming it, and the format check fails only that input', async () => {
+    // The check runs in a process without the capabilities that let root read any file (tests
+    // run as root), against a file nobody may read.
+    const secret = path.join(media, 'secret.jpg');
+    await writeFile(secret, 'not readable');
+    await chmod(secret, 0o000);
+    const dist = (p: string): string => JSON.stringify(new URL(`../dist/coordinator/${p}`, import.meta.url).pathname);
+    const code = `
+      import { SharedRoots } from ${dist('shared-inputs.js')};
+      import { checkInput } from ${dist('input-check.js')};
+      import { resolveLimits } from ${dist('../shared/limits.js')};
+      const roots = await SharedRoots.create([${JSON.stringify(media)}], ${JSON.stringify(data)});
+      const out = {};
+      try { await roots.resolve('secret.jpg', ${JSON.stringify(secret)}); out.resolve = 'accepted'; } catch (e) { out.resolve = { code: e.code, message: e.message }; }
+      out.check = await checkInput('image', { name: 'secret.jpg', path: ${JSON.stringify(secret)}, size: 12, sha256: '' }, resolveLimits());
+      console.log(JSON.stringify(out));
+    `;
+    const stdout = execFileSync('setpriv', ['--bounding-set', '-dac_override,-dac_read_search', process.execPath, '--input-type=module', '-e', code], { encoding: 'utf8' });
+    const out = JSON.parse(stdout.trim()) as { resolve: { code: number; message: string }; check: { input: string; code: string; message: string } };
+    expect(out.resolve.code).toBe(status.PERMISSION_DENIED);
+    expect(out.resolve.message).toBe(`input secret.jpg: shared path ${secret} is not readable by the coordinator`);
+    expect(out.check).toEqual({ input: 'secret.jpg', code: 'PERMISSION_DENIED', message: 'secret.jpg: could not be read (EACCES)' });
   });
 });
