@@ -39,7 +39,9 @@ COPY --from=build /app/dist dist
 COPY --from=build /app/proto proto
 # The dashboard is plain HTML/JS/CSS served from the source tree.
 COPY --from=build /app/coordinator/http/assets coordinator/http/assets
-RUN ln -s /app/dist/client/cli.js /usr/local/bin/tessera
+# /results: the shared results folder of docker-compose.yml; a new named volume takes this owner.
+RUN ln -s /app/dist/client/cli.js /usr/local/bin/tessera \
+  && mkdir -p /results && chown node:node /results
 # Non-root: the coordinator only needs its data dir, workers only their temp dir.
 USER node
 VOLUME ["/data"]
@@ -50,4 +52,4 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
 ENTRYPOINT ["tessera"]
 # Plaintext off loopback needs --insecure: put the cluster on a private network, or add
 # --tls-cert/--tls-key (see README "Running on several machines").
-CMD ["coordinator", "--listen", "0.0.0.0:7700", "--http", "0.0.0.0:7780", "--data-dir", "/data", "--shared-root", "/media", "--insecure"]
+CMD ["coordinator", "--listen", "0.0.0.0:7700", "--http", "0.0.0.0:7780", "--data-dir", "/data", "--shared-root", "/media", "--shared-root", "/results", "--insecure"]

@@ -80,6 +80,7 @@ function submitCommand(name: string, description: string, configure: (c: Command
   configure(c)
     .addOption(coordinatorOpt())
     .option('-o, --output <dir>', 'folder for the outputs')
+    .option('--shared-output <dir>', "have the cluster write the outputs into this folder on shared storage (under one of the coordinator's --shared-root folders) instead of downloading them")
     .option('--json', 'print the finished job as one JSON object')
     .option('--no-wait', 'print the job id and return at once')
     .option('--no-progress', 'no progress display')

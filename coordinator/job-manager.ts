@@ -3,17 +3,19 @@
  * -> publish. Owns the in-memory records, persists them through the store, emits events.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, rename, stat } from 'node:fs/promises';
+import { lstat, mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import pLimit from 'p-limit';
-import { TesseraError, describeError, isAbortError, notFound, failedPrecondition } from '../shared/errors.js';
+import { TesseraError, dataLoss, describeError, isAbortError, notFound, failedPrecondition } from '../shared/errors.js';
 import type { CoordinatorKind, FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
 import { safeFileName } from '../shared/names.js';
 import type { Assignment } from '../shared/proto/generated/tessera/v1/Assignment.js';
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
+import type { OutputRef__Output } from '../shared/proto/generated/tessera/v1/OutputRef.js';
+import { jobOfSharedTemp, moveInto, removeSharedTemps, sharedOutputTemp } from '../shared/shared-output.js';
 import { sha256File } from '../shared/streams.js';
 import { EventLog } from './events.js';
 import { coordinatorKinds } from './kinds/index.js';
@@ -74,6 +76,8 @@ export class JobManager {
   speculativeCopies = 0;
   /** Bytes of subtask inputs streamed to workers (FetchTaskInput); inputs read in place add none. */
   inputBytesServed = 0;
+  /** Bytes of subtask outputs received from workers (inline or uploaded); outputs written to shared storage add none. */
+  outputBytesReceived = 0;
   private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -379,12 +383,53 @@ export class JobManager {
       inputs: s.inputs.map((f) => ({ name: f.name, size: String(f.size), sha256: f.sha256, inline: false, ...(f.shared ? { shared_path: f.path, mtime_ms: f.shared.mtimeMs, ino: String(f.shared.ino) } : {}) })),
       timeout_ms: s.timeoutMs ?? this.opts.subtaskTimeoutMs,
       phase: s.phase,
+      shared_output_dir: this.sharedOutputDirFor(active, s, w),
     };
+  }
+
+  /** The shared folder `w` may write `s`'s outputs to itself ("": they go through the coordinator). */
+  private sharedOutputDirFor(active: ActiveJob, s: SubtaskRecord, w: WorkerSession): string {
+    const dir = active.record.spec.shared_output_dir;
+    return dir && active.kind.outputsAreFinal?.(s.plan) && !w.foreignSharedDirs.has(dir) ? dir : '';
+  }
+
+  /**
+   * The spool entry for an output that `w` wrote itself into the job's shared folder, once checked:
+   * at the temporary name of this attempt, and there for the coordinator with the size reported. A
+   * worker whose file is not there writes somewhere else under that path (another mount): its
+   * outputs for this folder go through the coordinator from now on, and the attempt is retried.
+   */
+  async sharedOutput(w: WorkerSession, s: SubtaskRecord, attempt: number, name: string, o: OutputRef__Output): Promise<SpoolFile> {
+    const dir = this.get(s.jobId).spec.shared_output_dir;
+    if (!dir || o.shared_path !== sharedOutputTemp(dir, s.jobId, s.id, attempt, name)) {
+      throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} of subtask ${s.id}: written to ${o.shared_path}, where this attempt may not write`, { retryable: true });
+    }
+    // lstat: a symlink put there in its place is not the worker's file.
+    const st = await lstat(o.shared_path).catch(() => undefined);
+    if (!st?.isFile() || st.size !== Number(o.size)) {
+      w.foreignSharedDirs.add(dir);
+      this.log.warn({ job: s.jobId, worker: w.name, dir }, "a worker's writes to the shared output folder do not reach the coordinator; its outputs go through the coordinator");
+      throw dataLoss(`output ${name} of subtask ${s.id}: worker ${w.name} wrote ${o.size} bytes to ${o.shared_path}, the coordinator finds ${st ? `${st.size} bytes` : 'no file'} there`);
+    }
+    return { name, path: o.shared_path, size: st.size, sha256: o.sha256 };
+  }
+
+  /** Removes the files a discarded result (a stale or refused attempt) left in its job's shared folder. */
+  async discardSharedOutputs(outputs: readonly OutputRef__Output[]): Promise<void> {
+    for (const o of outputs) {
+      const jobId = o.shared_path ? jobOfSharedTemp(o.shared_path) : undefined;
+      const dir = jobId ? this.jobs.get(jobId)?.spec.shared_output_dir : undefined;
+      if (dir && path.dirname(o.shared_path) === dir) await rm(o.shared_path, { force: true });
+    }
   }
 
   /** Throws FAILED_PRECONDITION naming the input if a shared input is no longer the file submitted. */
   async assertSharedUnchanged(f: SpoolFile): Promise<void> {
     await (this.opts.sharedRoots ?? SharedRoots.none()).assertUnchanged(f);
+  }
+
+  private async assertOutputDir(job: JobRecord): Promise<void> {
+    if (job.spec.shared_output_dir) await (this.opts.sharedRoots ?? SharedRoots.none()).assertOutputDir(job.spec.shared_output_dir);
   }
 
   private async assertSharedInputs(job: JobRecord): Promise<void> {
@@ -595,6 +640,7 @@ export class JobManager {
     active.publishing = active.publishing.then(async () => {
       try {
         await (active.outputDirMade ??= mkdir(this.spool.outputDir(active.record.id), { recursive: true }));
+        await this.assertOutputDir(active.record);
         for (const o of outputs) if (!TERMINAL_JOB_STATES.has(active.record.state)) await this.publish(active, o, known);
       } catch (err) {
         this.failJob(active, err, 'publishing outputs failed');
@@ -617,21 +663,25 @@ export class JobManager {
       return true;
     };
     if (taken() || TERMINAL_JOB_STATES.has(job.state)) return;
-    // Outputs live in the job's output folder: intermediates (subtask spools) are removed later.
-    const dest = path.join(this.spool.outputDir(job.id), name);
+    // Outputs live in the job's output folder (or its shared one): intermediates are removed later.
+    const shared = job.spec.shared_output_dir;
+    const dest = path.join(shared || this.spool.outputDir(job.id), name);
+    const spooled = known.get(o.path);
     if (path.resolve(o.path) !== dest) {
-      await rename(o.path, dest).catch(async (err: NodeJS.ErrnoException) => {
-        // Moved already, by a coordinator stopped before it recorded the output: list it now.
-        if (err.code !== 'ENOENT' || !(await stat(dest).then((st) => st.isFile(), () => false))) throw err;
+      await moveInto(o.path, dest, job.id).catch(async (err: NodeJS.ErrnoException) => {
+        // Moved already, by a coordinator stopped before it recorded the output: list it now (if
+        // it is that file, as far as its size tells: a shared folder may hold an older one).
+        if (err.code === 'ENOENT' && (await stat(dest).then((st) => st.isFile() && (!spooled || st.size === spooled.size), () => false))) return;
+        if (shared) throw new TesseraError(err.code === 'EACCES' || err.code === 'EPERM' ? status.PERMISSION_DENIED : status.FAILED_PRECONDITION, `output ${name}: cannot write it to the shared folder ${shared}: ${err.message}`, { retryable: false });
+        throw err;
       });
     }
     // A subtask's file was measured and hashed as it arrived; one the merge wrote is measured and
     // hashed now, so that downloads carry the checksum of what is on disk.
-    const spooled = known.get(o.path);
     const size = spooled?.sha256 ? spooled.size : (await stat(dest)).size;
     const sha256 = spooled?.sha256 || (await sha256File(dest));
     if (taken() || TERMINAL_JOB_STATES.has(job.state)) return;
-    const out: OutputRecord = { name, path: dest, size, sha256, source: o.source, contentType: o.contentType ?? contentTypeOf(name) };
+    const out: OutputRecord = { name, path: dest, size, sha256, source: o.source, contentType: o.contentType ?? contentTypeOf(name), ...(shared ? { shared: true } : {}) };
     active.published.set(name, o.source);
     job.outputs.push(out);
     this.events.output(job, out);
@@ -644,6 +694,7 @@ export class JobManager {
       // Subtask outputs were hashed when they arrived: only files the merge wrote need hashing now.
       const known = new Map(active.subtasks.flatMap((s) => s.outputs.map((f) => [f.path, f] as const)));
       await (active.outputDirMade ??= mkdir(this.spool.outputDir(job.id), { recursive: true }));
+      await this.assertOutputDir(job);
       for (const o of outputs) {
         const name = safeFileName(o.name, 'output name');
         if (seen.has(name)) throw new TesseraError(status.INTERNAL, `two outputs are named ${name}`);
@@ -696,6 +747,8 @@ export class JobManager {
     this.log.info({ job: job.id, state, outputs: job.outputs.length, errors: job.errors.length }, 'job finished');
     if (state === 'succeeded' || state === 'partially_succeeded' || state === 'cancelled' || state === 'failed') {
       void this.spool.removeIntermediates(job.id).catch(() => undefined);
+      // What attempts left in the shared folder (the published outputs have their own names by now).
+      if (job.spec.shared_output_dir) void removeSharedTemps(job.spec.shared_output_dir, job.id).catch(() => undefined);
     }
   }
 
@@ -784,7 +837,7 @@ export class JobManager {
     return resumed;
   }
 
-  outputPath(jobId: string, name: string): { path: string; size: number; sha256: string } {
+  outputPath(jobId: string, name: string): { path: string; size: number; sha256: string; shared?: boolean } {
     const job = this.get(jobId);
     const out = job.outputs.find((o) => o.name === name);
     if (!out) {

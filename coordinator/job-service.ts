@@ -1,4 +1,6 @@
 /** JobService: the client-facing gRPC API. */
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { TesseraError, invalidArgument, failedPrecondition, statusFromName } from '../shared/errors.js';
@@ -44,6 +46,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       const first = await iterator.next();
       if (first.done || first.value.msg !== 'spec' || !first.value.spec) throw invalidArgument('the first SubmitJob message must be the job spec');
       const job = jobs.newJob(first.value.spec, owner);
+      // Before any input arrives: a folder the outputs cannot go to fails the submission at once.
+      if (job.spec.shared_output_dir) job.spec.shared_output_dir = await shared.resolveOutputDir(job.spec.shared_output_dir);
       await spool.prepareJob(job.id);
       try {
         await receiveInputs(job, iterator, spool, shared, limits, ctx.signal);
@@ -281,9 +285,29 @@ async function* download(jobs: JobManager, req: { job_id: string; name: string; 
     yield { data: Buffer.alloc(0), offset: String(offset), total_size: String(out.size), sha256: out.sha256 };
     return;
   }
-  for await (const chunk of readChunks(out.path, offset, signal, out.size)) {
-    const end = position + chunk.length;
-    yield { data: chunk, offset: String(position), total_size: String(out.size), sha256: end >= out.size ? out.sha256 : '' };
-    position = end;
+  // An output in a shared folder is read through a descriptor that is the published file's: the
+  // folder is writable by others, and a symlink put in its place must not be followed.
+  const handle = out.shared ? await openPublishedShared(req.name, out) : undefined;
+  try {
+    for await (const chunk of readChunks(handle ?? out.path, offset, signal, out.size)) {
+      const end = position + chunk.length;
+      yield { data: chunk, offset: String(position), total_size: String(out.size), sha256: end >= out.size ? out.sha256 : '' };
+      position = end;
+    }
+  } finally {
+    await handle?.close();
   }
+}
+
+async function openPublishedShared(name: string, out: { path: string; size: number }): Promise<FileHandle> {
+  const gone = (): TesseraError => failedPrecondition(`output ${name}: ${out.path} in the shared folder was removed or replaced since it was published`);
+  const fh = await open(out.path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => {
+    throw gone();
+  });
+  const st = await fh.stat();
+  if (!st.isFile() || st.size !== out.size) {
+    await fh.close();
+    throw gone();
+  }
+  return fh;
 }

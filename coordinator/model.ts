@@ -17,6 +17,8 @@ export interface OutputRecord {
   sha256: string;
   source: string;
   contentType: string;
+  /** Published into the job's shared output folder (`path` is there), not the spool. */
+  shared?: boolean;
 }
 
 export interface JobRecord {
@@ -150,7 +152,7 @@ export function toSubtaskInfo(s: SubtaskRecord): SubtaskInfo {
 }
 
 export function toOutputInfo(o: OutputRecord): OutputInfo {
-  return { name: o.name, size: String(o.size), sha256: o.sha256, source: o.source, content_type: o.contentType };
+  return { name: o.name, size: String(o.size), sha256: o.sha256, source: o.source, content_type: o.contentType, shared_path: o.shared ? o.path : '' };
 }
 
 export function toJobMessage(job: JobRecord, subtasks: SubtaskRecord[] | undefined): Job {

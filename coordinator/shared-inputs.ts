@@ -9,9 +9,12 @@
  * never written or removed. Their identity at submission (device, inode, size, modification time)
  * stands in for a checksum: every later read resolves the path again and checks it against that,
  * so a file changed, replaced or swapped for a symlink since is refused, not read.
+ *
+ * A job may also name a folder inside a root for its outputs (`spec.shared_output_dir`, see
+ * shared/shared-output.ts): resolved the same way at submission, and again before each publication.
  */
 import { constants, type Stats } from 'node:fs';
-import { open, realpath, stat } from 'node:fs/promises';
+import { access, mkdir, open, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { TesseraError } from '../shared/errors.js';
@@ -102,6 +105,51 @@ export class SharedRoots {
     const st = real === f.path && this.covers(real) ? await statNoFollow(real).catch(() => undefined) : undefined;
     const same = st?.isFile() && st.size === f.size && st.mtimeMs === f.shared.mtimeMs && st.ino === f.shared.ino && st.dev === f.shared.dev;
     if (!same) throw new TesseraError(status.FAILED_PRECONDITION, `input ${f.name}: the shared file ${f.path} ${st || real ? 'changed' : 'was removed'} after the job was submitted`, { input: f.name, retryable: false });
+  }
+
+  /**
+   * The folder a job writes its outputs to (`spec.shared_output_dir`), resolved and made if missing,
+   * or a gRPC error naming it: as for inputs (FAILED_PRECONDITION, PERMISSION_DENIED outside the
+   * roots, INVALID_ARGUMENT), and PERMISSION_DENIED when the coordinator cannot write there.
+   */
+  async resolveOutputDir(dir: string): Promise<string> {
+    const refuse = (code: status, why: string): TesseraError => new TesseraError(code, `spec.shared_output_dir ${dir}: ${why}`, { retryable: false });
+    if (this.roots.length === 0) throw refuse(status.FAILED_PRECONDITION, 'this coordinator shares no folder: start it with --shared-root, or download the outputs');
+    if (!path.isAbsolute(dir)) throw refuse(status.INVALID_ARGUMENT, 'not an absolute path');
+    const outside = (): TesseraError => refuse(status.PERMISSION_DENIED, "outside the coordinator's shared folders");
+    if (!this.covers(path.resolve(dir))) throw outside();
+    let real = await realpath(dir).catch(() => undefined);
+    if (real === undefined) {
+      // Made, with its parents, as `-o DIR` would be, if what exists of it lies inside a root.
+      for (let existing = path.dirname(path.resolve(dir)); ; existing = path.dirname(existing)) {
+        if (!this.covers(existing)) throw outside();
+        const resolved = await realpath(existing).catch(() => undefined);
+        if (resolved === undefined) continue;
+        if (!this.covers(resolved)) throw outside();
+        break;
+      }
+      await mkdir(dir, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+        throw refuse(err.code === 'EACCES' || err.code === 'EPERM' ? status.PERMISSION_DENIED : err.code === 'ENOTDIR' ? status.INVALID_ARGUMENT : status.FAILED_PRECONDITION, `cannot create it: ${err.code ?? err.message}`);
+      });
+      real = await realpath(dir);
+    }
+    if (!this.covers(real)) throw outside();
+    if (!(await stat(real)).isDirectory()) throw refuse(status.INVALID_ARGUMENT, 'not a folder');
+    await access(real, constants.W_OK | constants.X_OK).catch(() => {
+      throw refuse(status.PERMISSION_DENIED, 'not writable by the coordinator');
+    });
+    return real;
+  }
+
+  /**
+   * Throws FAILED_PRECONDITION unless output folder `dir` (resolved at submission) still resolves to
+   * itself inside a root: a folder swapped for a symlink since must not carry writes elsewhere.
+   */
+  async assertOutputDir(dir: string): Promise<void> {
+    const real = await realpath(dir).catch(() => undefined);
+    if (real !== dir || !this.covers(real)) {
+      throw new TesseraError(status.FAILED_PRECONDITION, `spec.shared_output_dir ${dir} ${real ? 'now resolves elsewhere' : 'was removed'} after the job was submitted`, { retryable: false });
+    }
   }
 
   private covers(p: string): boolean {

@@ -31,6 +31,11 @@ export interface WorkerSession {
   recentFailures: number[];
   quarantinedUntil: number;
   lostAt: number;
+  /**
+   * Shared output folders this worker wrote to where the coordinator did not find the file (its
+   * mount at that path is another file system): its outputs for them go through the coordinator.
+   */
+  foreignSharedDirs: Set<string>;
 }
 
 /** A freshly registered, active session with no leases. */
@@ -51,6 +56,7 @@ export function newWorkerSession(r: Pick<WorkerSession, 'id' | 'name' | 'instanc
     recentFailures: [],
     quarantinedUntil: 0,
     lostAt: 0,
+    foreignSharedDirs: new Set(),
   };
 }
 

@@ -55,12 +55,16 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       try {
         for (const o of r.outputs) {
           const name = safeFileName(o.name, 'output name');
-          if (o.inline) {
+          if (o.shared_path) {
+            // Written by the worker into the job's shared folder: checked where it lies, not moved.
+            outputs.push(await jobs.sharedOutput(w, s, r.attempt, name, o));
+          } else if (o.inline) {
             const data = o.inline_data;
             if (o.sha256 && sha256(data) !== o.sha256) throw dataLoss(`output ${name} of subtask ${s.id}: checksum mismatch`);
             const file = jobs.subtaskOutputPath(s, r.attempt, name);
             await mkdir(path.dirname(file), { recursive: true });
             await writeFile(file, data);
+            jobs.outputBytesReceived += data.length;
             outputs.push({ name, path: file, size: data.length, sha256: o.sha256 || sha256(data) });
           } else {
             const f = files.get(name);
@@ -76,6 +80,8 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
         retryable = e.retryable;
       }
     }
+    // Files a refused or stale attempt wrote into a shared folder are nobody's: remove them now.
+    if (!s || !ok) await jobs.discardSharedOutputs(r.outputs).catch(() => undefined);
     let result: unknown;
     try {
       result = r.result_json ? JSON.parse(r.result_json) : undefined;
@@ -222,6 +228,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       let files = uploaded.get(key);
       if (!files) uploaded.set(key, (files = new Map()));
       files.set(name, { name, path: file, size, sha256: digest });
+      jobs.outputBytesReceived += size;
       return { size: String(size), sha256: digest };
     }),
   };

@@ -171,6 +171,12 @@ export interface CoordinatorKind<P = unknown> {
    * another subtask's output. Pure: no I/O.
    */
   finalOutputs?(outcome: SubtaskOutcome, params: P): FinalOutput[];
+  /**
+   * Optional, with `finalOutputs`: whether a subtask with this plan makes final outputs. When the
+   * job writes to a shared folder, such a subtask's worker writes its outputs there itself; the
+   * others' (tiles to stitch, segments to join) go through the coordinator's spool. Pure.
+   */
+  outputsAreFinal?(plan: unknown): boolean;
 }
 
 /** A local file handed to a processor. */

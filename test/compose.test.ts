@@ -124,6 +124,19 @@ describe('docker-compose.yml', () => {
     expect(compose.volumes).toHaveProperty('tessera-media');
   });
 
+  it('mounts a writable results folder at the same path everywhere, shared for outputs written in place', () => {
+    const c = compose.services['coordinator']!;
+    const w = compose.services['worker']!;
+    const roots = c.command!.flatMap((a, i) => (c.command![i - 1] === '--shared-root' ? [a] : []));
+    expect(roots).toContain('/results');
+    const results = (s: Service): string[] => (s.volumes ?? []).map(interpolate).filter((v) => v.split(':')[1] === '/results');
+    expect(results(c)).toEqual(['tessera-results:/results']);
+    expect(results(w)).toEqual(results(c));
+    expect(compose.volumes).toHaveProperty('tessera-results');
+    // The image's unprivileged user owns the folder a new volume is initialised from.
+    expect(dockerfile.some((i) => i.op === 'RUN' && /chown node:node \/results/.test(i.args))).toBe(true);
+  });
+
   it('has workers that scale: no fixed name or host port, reaching the coordinator by service name once healthy', () => {
     const w = compose.services['worker']!;
     expect(w.container_name).toBeUndefined();
@@ -136,7 +149,7 @@ describe('docker-compose.yml', () => {
     const env = (s: Service): Record<string, string> => Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, interpolate(v)]));
     const c = await resolved(compose.services['coordinator']!.command!, env(compose.services['coordinator']!));
     expect(c.command).toBe('coordinator');
-    expect(c.options).toMatchObject({ listen: '0.0.0.0:7700', http: '0.0.0.0:7780', dataDir: '/data', sharedRoot: ['/media'], insecure: true, logFormat: 'json', logLevel: 'info' });
+    expect(c.options).toMatchObject({ listen: '0.0.0.0:7700', http: '0.0.0.0:7780', dataDir: '/data', sharedRoot: ['/media', '/results'], insecure: true, logFormat: 'json', logLevel: 'info' });
     const w = await resolved(compose.services['worker']!.command!, env(compose.services['worker']!));
     expect(w.options).toMatchObject({ coordinator: 'coordinator:7700', slots: 2, drainGraceMs: 30000 });
     expect(w.sources).toMatchObject({ slots: 'env', drainGraceMs: 'env' });

@@ -13,9 +13,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadTesseraProto } from '../shared/proto.js';
-import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
-import type { SubmitJobRequest } from '../shared/proto/generated/tessera/v1/SubmitJobRequest.js';
+import { rawSubmit } from './helpers/raw-grpc.js';
 import { CLI_PATH, startCluster, type TestCluster } from './helpers/cluster.js';
 
 let dir: string;
@@ -36,20 +34,6 @@ async function cluster(opts: Parameters<typeof startCluster>[0]): Promise<TestCl
   const c = await startCluster(opts);
   clusters.push(c);
   return c;
-}
-
-/** A SubmitJob written by hand (a plain gRPC stub): the error it ends with, if any. */
-function rawSubmit(address: string, messages: SubmitJobRequest[]): Promise<grpc.ServiceError | undefined> {
-  const { proto } = loadTesseraProto();
-  const client = new proto.tessera.v1.JobService(address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
-  return new Promise((resolve) => {
-    const call = client.SubmitJob((err) => {
-      client.close();
-      resolve(err ?? undefined);
-    });
-    for (const m of messages) call.write(m);
-    call.end();
-  });
 }
 
 beforeAll(async () => {

@@ -20,6 +20,7 @@ import type { OutputRef } from '../shared/proto/generated/tessera/v1/OutputRef.j
 import type { SubtaskResult } from '../shared/proto/generated/tessera/v1/SubtaskResult.js';
 import type { UploadTaskOutputResponse__Output } from '../shared/proto/generated/tessera/v1/UploadTaskOutputResponse.js';
 import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
+import { canWriteShared, sharedOutputTemp } from '../shared/shared-output.js';
 import { newSha256, readChunks, sha256, writeWithBackpressure } from '../shared/streams.js';
 
 export interface ExecutorDeps {
@@ -80,8 +81,16 @@ export async function executeSubtask(a: Assignment__Output, signal: AbortSignal,
     };
     const result: ProcessResult = await (deps.isolate ? deps.isolate(a.kind, ctx) : processor.process(ctx));
     signal.throwIfAborted();
+    // Outputs the job wants on shared storage go straight there when this worker sees the folder;
+    // otherwise (and for outputs that are not final) they go to the coordinator.
+    const sharedDir = a.shared_output_dir && (await canWriteShared(a.shared_output_dir)) ? a.shared_output_dir : '';
     const outputs: OutputRef[] = [];
-    for (const o of result.outputs) outputs.push(await uploadOutput(a, o, signal, deps));
+    try {
+      for (const o of result.outputs) outputs.push(sharedDir ? await writeSharedOutput(a, o, sharedDir, signal) : await uploadOutput(a, o, signal, deps));
+    } catch (err) {
+      await Promise.all(outputs.map((o) => (o.shared_path ? rm(o.shared_path, { force: true }) : undefined)));
+      throw err;
+    }
     return {
       ...base,
       ok: true,
@@ -211,6 +220,45 @@ async function uploadOutput(a: Assignment__Output, o: { name: string; path: stri
     })();
   });
   return { name, size: response.size, sha256: response.sha256, inline: false, source: o.source ?? '' };
+}
+
+/**
+ * Writes output `o` into the job's shared folder `dir` under this attempt's temporary name (the
+ * coordinator renames it when it publishes it), hashing it on the way.
+ */
+async function writeSharedOutput(a: Assignment__Output, o: { name: string; path: string; source?: string }, dir: string, signal: AbortSignal): Promise<OutputRef> {
+  const name = safeFileName(o.name, 'output name');
+  const dest = sharedOutputTemp(dir, a.job_id, a.subtask_id, a.attempt, name);
+  const { size } = await stat(o.path);
+  const hash = newSha256();
+  try {
+    if (size <= INLINE_LIMIT) {
+      const data = await readFile(o.path, { signal });
+      hash.update(data);
+      // 'wx': never through a file or symlink someone else put at this name.
+      await writeFile(dest, data, { signal, flag: 'wx' });
+    } else {
+      const out = createWriteStream(dest, { flags: 'wx' });
+      out.on('error', () => undefined);
+      try {
+        for await (const chunk of readChunks(o.path, 0, signal, size)) {
+          hash.update(chunk);
+          await writeWithBackpressure(out, chunk, signal);
+        }
+        out.end();
+        await finished(out);
+      } finally {
+        out.destroy();
+      }
+    }
+  } catch (err) {
+    await rm(dest, { force: true });
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new TesseraError(status.ALREADY_EXISTS, `output ${name}: something else took its temporary name ${dest} in the shared folder`, { retryable: true });
+    }
+    throw err;
+  }
+  return { name, size: String(size), sha256: hash.digest('hex'), inline: false, shared_path: dest, source: o.source ?? '' };
 }
 
 const TEMP_PREFIX = 'tessera-worker-';

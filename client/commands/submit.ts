@@ -13,6 +13,8 @@ export interface SubmitFlags {
   progress?: boolean;
   /** Submit the files by reference (under the coordinator's --shared-root) instead of uploading them. */
   shared?: boolean;
+  /** Have the cluster write the outputs into this folder on shared storage instead of downloading them. */
+  sharedOutput?: string;
 }
 
 /** Exit codes: 0 succeeded, 1 failed or cancelled, 2 usage or connection error, 3 partially succeeded. */
@@ -30,7 +32,9 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
     if (!st?.isFile()) throw new UsageError(`${f}: no such file`);
     total += st.size;
   }
-  if (flags.wait !== false && !flags.output) throw new UsageError('-o, --output DIR is required (or use --no-wait)');
+  if (flags.sharedOutput && flags.output) throw new UsageError('-o, --output and --shared-output are exclusive: outputs are downloaded or written to shared storage');
+  if (flags.wait !== false && !flags.output && !flags.sharedOutput) throw new UsageError('-o, --output DIR or --shared-output DIR is required (or use --no-wait)');
+  if (flags.sharedOutput) spec = { ...spec, shared_output_dir: path.resolve(flags.sharedOutput) };
   const client = new TesseraClient(flags.coordinator ? { address: flags.coordinator } : {});
   const view = new ProgressView(process.stderr, !flags.json && flags.progress !== false);
   try {
@@ -50,8 +54,16 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
       return 0;
     }
     view.start(`job ${job.id.slice(0, 8)} (${job.kind})`);
-    // Outputs are downloaded as they are published, while the rest of the job runs.
-    const { job: finished, paths } = await client.collect(job.id, path.resolve(flags.output!), { onEvent: (e) => view.event(e) });
+    let finished: Job;
+    let paths: Map<string, string>;
+    if (flags.sharedOutput) {
+      // The cluster writes the outputs into the shared folder: nothing to download.
+      finished = await client.wait(job.id, (e) => view.event(e));
+      paths = new Map(finished.outputs.map((o) => [o.name, o.shared_path]));
+    } else {
+      // Outputs are downloaded as they are published, while the rest of the job runs.
+      ({ job: finished, paths } = await client.collect(job.id, path.resolve(flags.output!), { onEvent: (e) => view.event(e) }));
+    }
     view.stop();
     if (flags.json) process.stdout.write(`${JSON.stringify(jobToJson(finished, paths))}\n`);
     else printJobHuman(finished, paths);

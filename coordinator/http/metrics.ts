@@ -115,6 +115,7 @@ export class CoordinatorMetrics {
       ['tessera_speculative_copies_total', 'Speculative copies of straggling subtasks started', () => m.speculativeCopies],
       ['tessera_lease_expiries_total', 'Leases taken back from a worker that was lost, unreachable or draining past its grace', () => m.leaseExpiries],
       ['tessera_task_input_bytes_served_total', 'Bytes of subtask inputs streamed to workers (inputs a worker reads in place from shared storage add none)', () => m.inputBytesServed],
+      ['tessera_task_output_bytes_received_total', 'Bytes of subtask outputs received from workers, inline or uploaded (outputs a worker writes to shared storage itself add none)', () => m.outputBytesReceived],
     ];
     for (const [name, help, read] of counted) {
       new Counter({

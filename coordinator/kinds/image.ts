@@ -91,6 +91,7 @@ export const imageKind: CoordinatorKind<ImageParams> = {
           const source = sourceOf(r.plan as ImageBatchPlan, o.name);
           return source ? [{ name: o.name, path: o.path, source }] : [];
         }),
+  outputsAreFinal: (plan) => !isTilePlan(plan),
   async merge({ results, outputDir, signal, params }) {
     const tiled = await mergeTiles(results, outputDir, signal);
     const outputs = results.flatMap((r) => imageKind.finalOutputs!(r, params));

@@ -29,6 +29,7 @@ export const passthroughKind: CoordinatorKind<PassthroughParams> = {
   expectedRunMs: (params) => (params.subtasks > 0 ? params.workMs : undefined),
   // Each copy is final as it arrives: published at once, nothing to stitch. Only under its input's name.
   finalOutputs: (r) => r.outputs.filter((o) => r.items.includes(o.name)).map((o) => ({ name: o.name, path: o.path, source: o.name })),
+  outputsAreFinal: () => true,
   async merge({ results, params }) {
     return { outputs: results.flatMap((r) => passthroughKind.finalOutputs!(r, params)) };
   },

@@ -1,0 +1,218 @@
+/**
+ * Outputs written to shared storage (`spec.shared_output_dir`, `submit --shared-output`) on real
+ * clusters: a batch's workers write their outputs into the folder themselves and the coordinator
+ * renames them into place (nothing left behind, nothing kept in its spool, still downloadable);
+ * merged outputs are moved there by the coordinator, across file systems too; folders the
+ * coordinator may not write to are refused, naming them; a worker whose mount of the folder is
+ * another file system has its outputs go through the coordinator instead.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, readdir, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sharedOutputTemp } from '../shared/shared-output.js';
+import { generateAudio } from './helpers/audio-media.js';
+import { rawDownload, rawSubmit } from './helpers/raw-grpc.js';
+import { CLI_PATH, startCluster, type TestCluster } from './helpers/cluster.js';
+
+let dir: string;
+let shared: string;
+/** A second shared root on another file system (a tmpfs mounted for the test), for moves that must copy. */
+let shm: string;
+let outside: string;
+let photos: string[];
+let c: TestCluster;
+const extra: TestCluster[] = [];
+
+const run = promisify(execFile);
+
+/** Bytes of subtask outputs the coordinator received from workers, from its /metrics. */
+async function received(cluster: TestCluster): Promise<number> {
+  const text = await (await fetch(`http://${cluster.httpAddress}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('tessera_task_output_bytes_received_total '));
+  if (!line) throw new Error('no tessera_task_output_bytes_received_total in /metrics');
+  return Number(line.split(' ')[1]);
+}
+const sha = async (file: string): Promise<string> => createHash('sha256').update(await readFile(file)).digest('hex');
+
+beforeAll(async () => {
+  dir = await realpath(await mkdtemp(path.join(os.tmpdir(), 'tessera-shared-out-')));
+  shared = path.join(dir, 'shared');
+  shm = path.join(dir, 'tmpfs');
+  await mkdir(shm);
+  await run('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', shm]);
+  outside = path.join(dir, 'outside');
+  await mkdir(path.join(shared, 'photos'), { recursive: true });
+  await mkdir(outside);
+  photos = [];
+  for (let i = 0; i < 3; i++) {
+    const p = path.join(shared, 'photos', `p${i}.jpg`);
+    await sharp({ create: { width: 320, height: 240, channels: 3, background: { r: 40 * i, g: 120, b: 200 } } }).jpeg().toFile(p);
+    photos.push(p);
+  }
+  c = await startCluster({ workers: 2, slots: 1, coordinatorArgs: ['--shared-root', shared, '--shared-root', shm] });
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all([c, ...extra].map((x) => x?.stop()));
+  if (shm) await run('umount', [shm]).catch(() => undefined);
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('outputs on shared storage', () => {
+  it("writes a batch's outputs into the folder under their names, replacing old ones; nothing left behind or spooled", async () => {
+    const out = path.join(shared, 'out');
+    await mkdir(out);
+    await writeFile(path.join(out, 'p1.webp'), 'an older p1');
+    const receivedBefore = await received(c);
+    const r = await c.runCli(['submit', 'image', ...photos, '--shared', '--width', '64', '--format', 'webp', '--shared-output', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const job = JSON.parse(r.stdout) as { id: string; state: string; outputs: { name: string; sha256: string; path: string }[] };
+    expect(job.state).toBe('succeeded');
+    // Exactly the outputs: no temporary file of any attempt, the old p1 replaced.
+    expect((await readdir(out)).sort()).toEqual(['p0.webp', 'p1.webp', 'p2.webp']);
+    expect(job.outputs.map((o) => o.path).sort()).toEqual(['p0.webp', 'p1.webp', 'p2.webp'].map((n) => path.join(out, n)));
+    for (const o of job.outputs) {
+      expect((await sharp(o.path).metadata()).width).toBe(64);
+      expect(await sha(o.path)).toBe(o.sha256);
+    }
+    // The workers wrote them there: no output byte reached the coordinator, its spool holds no copy.
+    expect((await received(c)) - receivedBefore).toBe(0);
+    expect(await readdir(path.join(c.dataDir, 'spool', 'jobs', job.id, 'out')).catch(() => [])).toEqual([]);
+    const info = await c.client.getJob(job.id);
+    expect(info.outputs.map((o) => o.shared_path).sort()).toEqual(job.outputs.map((o) => o.path).sort());
+    // Still downloadable by clients that do not see the share.
+    const got = await c.client.download(job.id, path.join(dir, 'downloaded'));
+    for (const o of job.outputs) expect(await sha(got.get(o.name)!)).toBe(o.sha256);
+    // The folder is writable by others: a published output swapped for a symlink is not followed.
+    await writeFile(path.join(outside, 'private.txt'), 'coordinator-readable only');
+    await rm(path.join(out, 'p0.webp'));
+    await symlink(path.join(outside, 'private.txt'), path.join(out, 'p0.webp'));
+    const { data, err } = await rawDownload(c.address, job.id, 'p0.webp');
+    expect(data).toBeUndefined();
+    expect(err?.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(err?.details).toMatch(/output p0\.webp: .*p0\.webp in the shared folder was removed or replaced since it was published/);
+    await rm(path.join(outside, 'private.txt'));
+  });
+
+  it('neither writes through nor publishes a symlink planted at a temporary name', async () => {
+    const out = path.join(shared, 'planted');
+    await mkdir(out);
+    const victim = path.join(outside, 'victim.txt');
+    await writeFile(victim, 'unchanged');
+    const cluster = await startCluster({ workers: 0, coordinatorArgs: ['--shared-root', shared] });
+    extra.push(cluster);
+    const job = await cluster.client.submit({ passthrough: {}, shared_output_dir: out }, [photos[0]!], { shared: true });
+    let planned = await cluster.client.getJob(job.id);
+    for (let i = 0; i < 100 && planned.subtasks.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      planned = await cluster.client.getJob(job.id);
+    }
+    // Where attempt 1 will write, taken first by a symlink to a file the worker can write.
+    const temp = sharedOutputTemp(out, job.id, planned.subtasks[0]!.id, 1, 'p0.jpg');
+    await symlink(victim, temp);
+    cluster.startWorker();
+    const seen: string[] = [];
+    const done = await cluster.client.wait(job.id, (e) => seen.push(JSON.stringify(e)));
+    expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+    // The first attempt found its name taken, and said so; the second wrote its own.
+    expect(done.subtasks[0]!.attempt).toBe(2);
+    expect(seen.some((e) => e.includes('something else took its temporary name'))).toBe(true);
+    expect(await readFile(victim, 'utf8')).toBe('unchanged');
+    expect(await sha(path.join(out, 'p0.jpg'))).toBe(await sha(photos[0]!));
+    // The planted link is removed with the job's other temporary names.
+    await expect.poll(async () => readdir(out)).toEqual(['p0.jpg']);
+  });
+
+  it('moves merged outputs (audio segments joined by the coordinator) into a folder on another file system', async () => {
+    const src = await generateAudio(path.join(dir, 'talk.wav'), { source: 'sine', seconds: 8, rate: 44100, layout: 'stereo', ext: 'wav', amplitude: 0.2 });
+    const out = path.join(shm, 'audio');
+    await mkdir(out);
+    // Uploaded input, shared output: the two are independent.
+    const job = await c.client.submit({ audio: { codec: 'flac', segment_seconds: 4 }, shared_output_dir: out }, [src]);
+    const done = await c.client.wait(job.id);
+    expect(done.errors).toEqual([]);
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    expect(done.subtasks.filter((s) => /segment/.test(s.label)).length).toBe(2);
+    expect((await readdir(out)).sort()).toEqual(done.outputs.map((o) => o.name).sort());
+    for (const o of done.outputs) {
+      expect(o.shared_path).toBe(path.join(out, o.name));
+      expect((await stat(o.shared_path)).size).toBe(Number(o.size));
+      expect(await sha(o.shared_path)).toBe(o.sha256);
+    }
+    expect(done.outputs.map((o) => o.name)).toContain('talk.flac');
+  });
+
+  it('refuses a folder the outputs cannot go to, with the status and a message naming it', async () => {
+    await writeFile(path.join(shared, 'a-file'), 'x');
+    await symlink(outside, path.join(shared, 'link-out'));
+    const cases: [string, grpc.status, RegExp][] = [
+      [outside, grpc.status.PERMISSION_DENIED, /spec\.shared_output_dir .*outside: outside the coordinator's shared folders/],
+      [path.join(shared, 'link-out'), grpc.status.PERMISSION_DENIED, /link-out: outside the coordinator's shared folders/],
+      [`${shared}/../outside`, grpc.status.PERMISSION_DENIED, /outside the coordinator's shared folders/],
+      [path.join(shared, 'link-out', 'below'), grpc.status.PERMISSION_DENIED, /below: outside the coordinator's shared folders/],
+      [path.join(shared, 'a-file', 'below'), grpc.status.INVALID_ARGUMENT, /below: cannot create it: ENOTDIR/],
+      [path.join(shared, 'a-file'), grpc.status.INVALID_ARGUMENT, /a-file: not a folder/],
+      ['out', grpc.status.INVALID_ARGUMENT, /spec\.shared_output_dir out: not an absolute path/],
+    ];
+    const before = (await c.client.listJobs()).length;
+    const outsideBefore = await readdir(outside);
+    for (const [folder, code, message] of cases) {
+      const err = await rawSubmit(c.address, [{ spec: { passthrough: {}, shared_output_dir: folder } }, { input: { name: 'p0.jpg', shared_path: photos[0] } }]);
+      expect(err?.code, `${folder}: ${err?.details}`).toBe(code);
+      expect(err?.details).toMatch(message);
+    }
+    expect((await c.client.listJobs()).length).toBe(before);
+    expect(await readdir(outside)).toEqual(outsideBefore);
+
+    // A missing folder is made, with its parents, as `-o DIR` would be.
+    const fresh = path.join(shared, 'new', 'deeper');
+    const job = await c.client.submit({ passthrough: {}, shared_output_dir: fresh }, [photos[2]!], { shared: true });
+    expect((await c.client.wait(job.id)).state).toBe('JOB_STATE_SUCCEEDED');
+    expect(await readdir(fresh)).toEqual(['p2.jpg']);
+
+    // A coordinator that shares nothing cannot write anywhere but its spool.
+    const closed = await startCluster({ workers: 0 });
+    extra.push(closed);
+    const err = await rawSubmit(closed.address, [{ spec: { passthrough: {}, shared_output_dir: shared } }]);
+    expect(err?.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(err?.details).toMatch(/spec\.shared_output_dir .*: this coordinator shares no folder/);
+  });
+
+  it("takes the outputs of a worker whose mount of the folder is another file system through the coordinator", async () => {
+    const out = path.join(shared, 'from-elsewhere');
+    await mkdir(out);
+    const cluster = await startCluster({ workers: 0, coordinatorArgs: ['--shared-root', shared] });
+    extra.push(cluster);
+    // A worker in its own mount namespace, with an empty tmpfs over the output folder: it believes it can write there.
+    const worker = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs tmpfs "$0" && exec "$@"', out, process.execPath, CLI_PATH, 'worker', '--coordinator', cluster.address, '--name', 'elsewhere', '--slots', '1'], {
+      env: { ...process.env, TESSERA_LOG_LEVEL: 'error' },
+      stdio: 'ignore',
+    });
+    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    try {
+      await cluster.waitForWorkers(1);
+      const receivedBefore = await received(cluster);
+      const job = await cluster.client.submit({ passthrough: {}, shared_output_dir: out }, [photos[0]!, photos[1]!]);
+      const done = await cluster.client.wait(job.id);
+      expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+      expect((await readdir(out)).sort()).toEqual(['p0.jpg', 'p1.jpg']);
+      for (const name of ['p0.jpg', 'p1.jpg']) expect(await sha(path.join(out, name))).toBe(await sha(path.join(shared, 'photos', name)));
+      // Both outputs went through the coordinator.
+      expect((await received(cluster)) - receivedBefore).toBe(done.outputs.reduce((n, o) => n + Number(o.size), 0));
+      // The first file written never reached the coordinator: that subtask was retried once, through
+      // the coordinator, and so were all the outputs after it.
+      const attempts = done.subtasks.map((s) => s.attempt);
+      expect(Math.max(...attempts)).toBe(2);
+      expect(Math.min(...attempts)).toBeGreaterThanOrEqual(1);
+    } finally {
+      worker.kill('SIGKILL');
+      await exited;
+    }
+  });
+});
