@@ -15,8 +15,8 @@ describe('bench harness (smoke)', () => {
     expect(selected.map((s) => s.name)).toEqual(['scheduler', 'transport', 'images', 'scale']);
     const lines: string[] = [];
     const report = await runScenarios(selected, { smoke: true, log: (l) => lines.push(l) });
-    // scheduler, images and scale record two rows each (one set-up or baseline, two measurements).
-    expect(report.outcomes.map((o) => o.name)).toEqual(['scheduler-1job', 'scheduler-200jobs', 'transport', 'images', 'images-upload', 'scale-heartbeats', 'scale-slots']);
+    // scheduler and scale record two rows each, images three (one set-up or baseline, several measurements).
+    expect(report.outcomes.map((o) => o.name)).toEqual(['scheduler-1job', 'scheduler-200jobs', 'transport', 'images', 'images-download', 'images-upload', 'scale-heartbeats', 'scale-slots']);
     for (const o of report.outcomes) {
       expect(o.error, `${o.name}: ${o.error}`).toBeUndefined();
       const r = o.result!;
