@@ -52,4 +52,4 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
 ENTRYPOINT ["tessera"]
 # Plaintext off loopback needs --insecure: put the cluster on a private network, or add
 # --tls-cert/--tls-key (see README "Running on several machines").
-CMD ["coordinator", "--listen", "0.0.0.0:7700", "--http", "0.0.0.0:7780", "--data-dir", "/data", "--shared-root", "/media", "--shared-root", "/results", "--insecure"]
+CMD ["coordinator", "--listen", "0.0.0.0:7700", "--http", "0.0.0.0:7780", "--data-dir", "/data", "--shared-root", "/media", "--shared-output-root", "/results", "--insecure"]

@@ -52,6 +52,21 @@ export async function cpuSeconds(pid: number | undefined): Promise<number> {
   }
 }
 
+/**
+ * The whole machine's CPU time so far (/proc/stat, every process): busy and idle seconds summed
+ * over the cores. Between two readings it tells the CPU a run used, and how much it left idle.
+ */
+export async function machineCpu(): Promise<{ busy: number; idle: number }> {
+  try {
+    const fields = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal ...: idle and iowait are the idle time.
+    const idle = fields[3]! + fields[4]!;
+    return { busy: (fields.reduce((a, b) => a + b, 0) - idle) / CLOCK_TICKS, idle: idle / CLOCK_TICKS };
+  } catch {
+    return { busy: NaN, idle: NaN };
+  }
+}
+
 /** Percentile (0..100) of a list of numbers, nearest-rank; NaN for an empty list. */
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return NaN;

@@ -43,6 +43,7 @@ program
   .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'), 3)
   .option('--quarantine-failures <n>', 'retryable failures in a minute that quarantine a worker for 30 s (0 = never)', int('--quarantine-failures'), 5)
   .option('--shared-root <dir...>', 'folders on shared storage whose files clients may submit by reference (submit --shared)')
+  .option('--shared-output-root <dir...>', 'folders on shared storage into which jobs may have their outputs written (submit --shared-output); files there may be replaced')
   .option('--prefetch-below-ms <ms>', "jobs whose subtasks all run shorter than this use the workers' prefetch places (0 = never)", int('--prefetch-below-ms'), PREFETCH_BELOW_MS)
   .action(async (o) => runCoordinator(o));
 coordinatorSecurityOptions(program.commands.at(-1)!);
@@ -80,7 +81,7 @@ function submitCommand(name: string, description: string, configure: (c: Command
   configure(c)
     .addOption(coordinatorOpt())
     .option('-o, --output <dir>', 'folder for the outputs')
-    .option('--shared-output <dir>', "have the cluster write the outputs into this folder on shared storage (under one of the coordinator's --shared-root folders) instead of downloading them")
+    .option('--shared-output <dir>', "have the cluster write the outputs into this folder on shared storage (under one of the coordinator's --shared-output-root folders) instead of downloading them")
     .option('--json', 'print the finished job as one JSON object')
     .option('--no-wait', 'print the job id and return at once')
     .option('--no-progress', 'no progress display')

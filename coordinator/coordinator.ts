@@ -35,6 +35,8 @@ export interface CoordinatorOptions {
   prefetchBelowMs?: number;
   /** Folders on shared storage whose files clients may submit by reference (coordinator/shared-inputs.ts). */
   sharedRoots?: string[];
+  /** Folders jobs may have their outputs written to (`spec.shared_output_dir`). */
+  sharedOutputRoots?: string[];
   retryBaseMs?: number;
   maxFileBytes?: number;
   maxJobBytes?: number;
@@ -90,8 +92,9 @@ export class Coordinator {
     const auth = new CoordinatorAuth(opts.auth ?? {}, log);
     // Client tokens without a worker token would let anyone join as a worker and read every job's inputs.
     if (!auth.clientsOpen && auth.workersOpen && !opts.insecure) throw new Error('client tokens are set but no worker token: set --worker-token (or TESSERA_WORKER_TOKEN), or pass --insecure');
-    const shared = await SharedRoots.create(opts.sharedRoots ?? [], opts.dataDir);
+    const shared = await SharedRoots.create(opts.sharedRoots ?? [], opts.dataDir, opts.sharedOutputRoots ?? []);
     if (shared.list.length > 0) log.info({ sharedRoots: shared.list }, 'inputs by reference allowed under the shared folders');
+    if (shared.outputList.length > 0) log.info({ sharedOutputRoots: shared.outputList }, 'outputs may be written into the shared output folders');
     await mkdir(opts.dataDir, { recursive: true });
     this.store = new JobStore(path.join(opts.dataDir, 'tessera.db'));
     const spool = new Spool(path.join(opts.dataDir, 'spool'));

@@ -2,7 +2,7 @@
  * Job lifecycle on the coordinator: plan -> schedule -> collect results -> merge (-> next phase)
  * -> publish. Owns the in-memory records, persists them through the store, emits events.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { lstat, mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -363,7 +363,8 @@ export class JobManager {
       s.progress = 0;
       s.startedAt = now;
     }
-    s.leases.push({ attempt: s.attempt, workerId: w.id, worker: w.name, startedAt: now, speculative });
+    const token = randomBytes(9).toString('base64url');
+    s.leases.push({ attempt: s.attempt, workerId: w.id, worker: w.name, startedAt: now, speculative, token });
     w.leases.set(s.id, s.attempt);
     if (job.state === 'queued') {
       job.state = 'running';
@@ -384,6 +385,7 @@ export class JobManager {
       timeout_ms: s.timeoutMs ?? this.opts.subtaskTimeoutMs,
       phase: s.phase,
       shared_output_dir: this.sharedOutputDirFor(active, s, w),
+      shared_output_token: token,
     };
   }
 
@@ -400,13 +402,13 @@ export class JobManager {
    * outputs for this folder go through the coordinator from now on, and the attempt is retried.
    */
   async sharedOutput(w: WorkerSession, s: SubtaskRecord, attempt: number, name: string, o: OutputRef__Output): Promise<SpoolFile> {
-    const dir = this.get(s.jobId).spec.shared_output_dir;
-    if (!dir || o.shared_path !== sharedOutputTemp(dir, s.jobId, s.id, attempt, name)) {
+    if (!o.shared_path || o.shared_path !== this.sharedOutputTempOf(s, attempt, w.id, name)) {
       throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} of subtask ${s.id}: written to ${o.shared_path}, where this attempt may not write`, { retryable: true });
     }
     // lstat: a symlink put there in its place is not the worker's file.
     const st = await lstat(o.shared_path).catch(() => undefined);
     if (!st?.isFile() || st.size !== Number(o.size)) {
+      const dir = path.dirname(o.shared_path);
       w.foreignSharedDirs.add(dir);
       this.log.warn({ job: s.jobId, worker: w.name, dir }, "a worker's writes to the shared output folder do not reach the coordinator; its outputs go through the coordinator");
       throw dataLoss(`output ${name} of subtask ${s.id}: worker ${w.name} wrote ${o.size} bytes to ${o.shared_path}, the coordinator finds ${st ? `${st.size} bytes` : 'no file'} there`);
@@ -414,13 +416,25 @@ export class JobManager {
     return { name, path: o.shared_path, size: st.size, sha256: o.sha256 };
   }
 
-  /** Removes the files a discarded result (a stale or refused attempt) left in its job's shared folder. */
-  async discardSharedOutputs(outputs: readonly OutputRef__Output[]): Promise<void> {
-    for (const o of outputs) {
-      const jobId = o.shared_path ? jobOfSharedTemp(o.shared_path) : undefined;
-      const dir = jobId ? this.jobs.get(jobId)?.spec.shared_output_dir : undefined;
-      if (dir && path.dirname(o.shared_path) === dir) await rm(o.shared_path, { force: true });
-    }
+  /** Where lease `attempt` of `s`, held by worker `workerId`, writes output `name` in its job's shared folder ("" when it may not). */
+  private sharedOutputTempOf(s: SubtaskRecord, attempt: number, workerId: string, name: string): string {
+    const dir = this.jobs.get(s.jobId)?.spec.shared_output_dir;
+    const lease = s.leases.find((l) => l.attempt === attempt && l.workerId === workerId);
+    return dir && lease ? sharedOutputTemp(dir, s.jobId, s.id, lease.token, name) : '';
+  }
+
+  /**
+   * Removes what a refused result left in its job's shared folder: only the temporary names of its
+   * own lease (a worker cannot point the coordinator at another file). Results of leases no longer
+   * held leave theirs to the sweep at the job's end, or, when the job has ended, sweep it again.
+   */
+  async discardSharedOutputs(w: WorkerSession, subtaskId: string, attempt: number, outputs: readonly OutputRef__Output[]): Promise<void> {
+    const s = this.subtasks.get(subtaskId);
+    const own = s ? outputs.map((o) => this.sharedOutputTempOf(s, attempt, w.id, o.name)).filter((p) => p !== '') : [];
+    await Promise.all(own.map((p) => rm(p, { force: true })));
+    const jobId = outputs.map((o) => (o.shared_path ? jobOfSharedTemp(o.shared_path) : undefined)).find((id) => id !== undefined);
+    const job = jobId ? this.jobs.get(jobId) : undefined;
+    if (job?.spec.shared_output_dir && TERMINAL_JOB_STATES.has(job.state)) await removeSharedTemps(job.spec.shared_output_dir, job.id);
   }
 
   /** Throws FAILED_PRECONDITION naming the input if a shared input is no longer the file submitted. */
@@ -428,7 +442,8 @@ export class JobManager {
     await (this.opts.sharedRoots ?? SharedRoots.none()).assertUnchanged(f);
   }
 
-  private async assertOutputDir(job: JobRecord): Promise<void> {
+  /** Throws FAILED_PRECONDITION if the job's shared output folder no longer resolves to itself inside an output root. */
+  async assertOutputDir(job: JobRecord): Promise<void> {
     if (job.spec.shared_output_dir) await (this.opts.sharedRoots ?? SharedRoots.none()).assertOutputDir(job.spec.shared_output_dir);
   }
 
@@ -667,6 +682,10 @@ export class JobManager {
     const shared = job.spec.shared_output_dir;
     const dest = path.join(shared || this.spool.outputDir(job.id), name);
     const spooled = known.get(o.path);
+    // A folder the job reads from may be the one it writes to: never over one of its own inputs.
+    if (shared && job.inputs.some((i) => i.shared && i.path === dest)) {
+      throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace the job's own input ${dest}: write the outputs to another folder`, { input: o.source, retryable: false });
+    }
     if (path.resolve(o.path) !== dest) {
       await moveInto(o.path, dest, job.id).catch(async (err: NodeJS.ErrnoException) => {
         // Moved already, by a coordinator stopped before it recorded the output: list it now (if
@@ -680,8 +699,17 @@ export class JobManager {
     // hashed now, so that downloads carry the checksum of what is on disk.
     const size = spooled?.sha256 ? spooled.size : (await stat(dest)).size;
     const sha256 = spooled?.sha256 || (await sha256File(dest));
+    const identity = shared ? await lstat(dest) : undefined;
     if (taken() || TERMINAL_JOB_STATES.has(job.state)) return;
-    const out: OutputRecord = { name, path: dest, size, sha256, source: o.source, contentType: o.contentType ?? contentTypeOf(name), ...(shared ? { shared: true } : {}) };
+    const out: OutputRecord = {
+      name,
+      path: dest,
+      size,
+      sha256,
+      source: o.source,
+      contentType: o.contentType ?? contentTypeOf(name),
+      ...(identity ? { shared: { dev: identity.dev, ino: identity.ino, mtimeMs: identity.mtimeMs } } : {}),
+    };
     active.published.set(name, o.source);
     job.outputs.push(out);
     this.events.output(job, out);
@@ -837,7 +865,7 @@ export class JobManager {
     return resumed;
   }
 
-  outputPath(jobId: string, name: string): { path: string; size: number; sha256: string; shared?: boolean } {
+  outputPath(jobId: string, name: string): OutputRecord {
     const job = this.get(jobId);
     const out = job.outputs.find((o) => o.name === name);
     if (!out) {

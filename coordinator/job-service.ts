@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import { TesseraError, invalidArgument, failedPrecondition, statusFromName } from '../shared/errors.js';
+import { TesseraError, invalidArgument, failedPrecondition, notFound, statusFromName } from '../shared/errors.js';
 import { clientStream, serverStream, unary } from '../shared/grpc-handlers.js';
 import type { Logger } from '../shared/logger.js';
 import { safeFileName } from '../shared/names.js';
@@ -15,7 +15,7 @@ import { readChunks } from '../shared/streams.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 import pLimit from 'p-limit';
 import type { JobManager } from './job-manager.js';
-import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord } from './model.js';
+import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord, type OutputRecord } from './model.js';
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
 import { checkInputs } from './input-check.js';
@@ -287,7 +287,7 @@ async function* download(jobs: JobManager, req: { job_id: string; name: string; 
   }
   // An output in a shared folder is read through a descriptor that is the published file's: the
   // folder is writable by others, and a symlink put in its place must not be followed.
-  const handle = out.shared ? await openPublishedShared(req.name, out) : undefined;
+  const handle = out.shared ? await openPublishedShared(jobs, req.job_id, out) : undefined;
   try {
     for await (const chunk of readChunks(handle ?? out.path, offset, signal, out.size)) {
       const end = position + chunk.length;
@@ -299,15 +299,23 @@ async function* download(jobs: JobManager, req: { job_id: string; name: string; 
   }
 }
 
-async function openPublishedShared(name: string, out: { path: string; size: number }): Promise<FileHandle> {
-  const gone = (): TesseraError => failedPrecondition(`output ${name}: ${out.path} in the shared folder was removed or replaced since it was published`);
-  const fh = await open(out.path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => {
-    throw gone();
+/**
+ * The published file of a shared output, opened: its folder still where it was, no symlink
+ * followed, the same file (device, inode, modification time, size) as when it was published.
+ * Removed since: NOT_FOUND; replaced or changed: DATA_LOSS (its bytes are not the output's).
+ */
+async function openPublishedShared(jobs: JobManager, jobId: string, out: OutputRecord): Promise<FileHandle> {
+  await jobs.assertOutputDir(jobs.get(jobId));
+  const changed = (): TesseraError => new TesseraError(status.DATA_LOSS, `output ${out.name}: ${out.path} in the shared folder was replaced or changed since it was published`, { retryable: false });
+  const fh = await open(out.path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') throw notFound(`output ${out.name}: ${out.path} was removed from the shared folder since it was published`);
+    throw changed();
   });
   const st = await fh.stat();
-  if (!st.isFile() || st.size !== out.size) {
+  const id = out.shared!;
+  if (!st.isFile() || st.size !== out.size || st.dev !== id.dev || st.ino !== id.ino || st.mtimeMs !== id.mtimeMs) {
     await fh.close();
-    throw gone();
+    throw changed();
   }
   return fh;
 }

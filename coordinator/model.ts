@@ -17,8 +17,11 @@ export interface OutputRecord {
   sha256: string;
   source: string;
   contentType: string;
-  /** Published into the job's shared output folder (`path` is there), not the spool. */
-  shared?: boolean;
+  /**
+   * Published into the job's shared output folder (`path` is there), not the spool: the file's
+   * identity then, so that a download can tell it from one put in its place since.
+   */
+  shared?: { dev: number; ino: number; mtimeMs: number };
 }
 
 export interface JobRecord {
@@ -117,6 +120,8 @@ export interface Lease {
   worker: string;
   startedAt: number;
   speculative: boolean;
+  /** Random per lease: names this lease's temporary files in a shared output folder (never reused, also across restarts). */
+  token: string;
 }
 
 const JOB_STATE_ENUM: Record<JobState, Job['state']> = {

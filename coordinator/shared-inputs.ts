@@ -35,28 +35,42 @@ export const SHARED_LOOKUPS = 2;
 const identity = (st: Stats): Shared => ({ mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev });
 
 export class SharedRoots {
-  private constructor(private readonly roots: readonly string[]) {}
+  private constructor(
+    private readonly roots: readonly string[],
+    /** Folders clients may have outputs written into (`--shared-output-root`): writing is its own grant. */
+    private readonly outputRoots: readonly string[] = [],
+  ) {}
 
-  /** Resolves the configured folders once: each must exist, and none may expose the system or the data dir. */
-  static async create(dirs: readonly string[], dataDir: string): Promise<SharedRoots> {
-    const roots: string[] = [];
+  /**
+   * Resolves the configured folders once: `dirs` clients may read from, `outputDirs` they may have
+   * outputs written to. Each must exist, and none may expose the system or the data dir.
+   */
+  static async create(dirs: readonly string[], dataDir: string, outputDirs: readonly string[] = []): Promise<SharedRoots> {
     const data = await realpath(dataDir).catch(() => path.resolve(dataDir));
-    for (const d of dirs) {
+    const check = async (flag: string, d: string): Promise<string> => {
       const real = await realpath(path.resolve(d)).catch(() => {
-        throw new Error(`--shared-root ${d}: no such folder`);
+        throw new Error(`${flag} ${d}: no such folder`);
       });
-      if (!(await stat(real)).isDirectory()) throw new Error(`--shared-root ${d}: not a folder`);
-      if (real === path.parse(real).root) throw new Error(`--shared-root ${d}: the whole file system cannot be shared; name the media folders`);
-      if (SYSTEM.some((s) => inside(real, s))) throw new Error(`--shared-root ${d}: a system folder cannot be shared`);
-      if (inside(data, real) || inside(real, data)) throw new Error(`--shared-root ${d}: overlaps the data dir ${data} (other jobs' files and the job store)`);
-      roots.push(real);
-    }
-    return new SharedRoots(roots);
+      if (!(await stat(real)).isDirectory()) throw new Error(`${flag} ${d}: not a folder`);
+      if (real === path.parse(real).root) throw new Error(`${flag} ${d}: the whole file system cannot be shared; name the media folders`);
+      if (SYSTEM.some((s) => inside(real, s))) throw new Error(`${flag} ${d}: a system folder cannot be shared`);
+      if (inside(data, real) || inside(real, data)) throw new Error(`${flag} ${d}: overlaps the data dir ${data} (other jobs' files and the job store)`);
+      return real;
+    };
+    const roots: string[] = [];
+    for (const d of dirs) roots.push(await check('--shared-root', d));
+    const outputRoots: string[] = [];
+    for (const d of outputDirs) outputRoots.push(await check('--shared-output-root', d));
+    return new SharedRoots(roots, outputRoots);
   }
 
   /** No shared folder: every reference is refused, and so is every shared input read later. */
   static none(): SharedRoots {
     return new SharedRoots([]);
+  }
+
+  get outputList(): readonly string[] {
+    return this.outputRoots;
   }
 
   get list(): readonly string[] {
@@ -109,23 +123,25 @@ export class SharedRoots {
 
   /**
    * The folder a job writes its outputs to (`spec.shared_output_dir`), resolved and made if missing,
-   * or a gRPC error naming it: as for inputs (FAILED_PRECONDITION, PERMISSION_DENIED outside the
-   * roots, INVALID_ARGUMENT), and PERMISSION_DENIED when the coordinator cannot write there.
+   * or a gRPC error naming it: FAILED_PRECONDITION when this coordinator has no output root,
+   * PERMISSION_DENIED outside them (as written or resolved) or not writable, INVALID_ARGUMENT for a
+   * relative path or a file.
    */
   async resolveOutputDir(dir: string): Promise<string> {
     const refuse = (code: status, why: string): TesseraError => new TesseraError(code, `spec.shared_output_dir ${dir}: ${why}`, { retryable: false });
-    if (this.roots.length === 0) throw refuse(status.FAILED_PRECONDITION, 'this coordinator shares no folder: start it with --shared-root, or download the outputs');
+    if (this.outputRoots.length === 0) throw refuse(status.FAILED_PRECONDITION, 'this coordinator writes outputs to no shared folder: start it with --shared-output-root, or download the outputs');
     if (!path.isAbsolute(dir)) throw refuse(status.INVALID_ARGUMENT, 'not an absolute path');
-    const outside = (): TesseraError => refuse(status.PERMISSION_DENIED, "outside the coordinator's shared folders");
-    if (!this.covers(path.resolve(dir))) throw outside();
+    const outside = (): TesseraError => refuse(status.PERMISSION_DENIED, "outside the coordinator's shared output folders");
+    const covers = (p: string): boolean => this.outputRoots.some((r) => inside(p, r));
+    if (!covers(path.resolve(dir))) throw outside();
     let real = await realpath(dir).catch(() => undefined);
     if (real === undefined) {
       // Made, with its parents, as `-o DIR` would be, if what exists of it lies inside a root.
       for (let existing = path.dirname(path.resolve(dir)); ; existing = path.dirname(existing)) {
-        if (!this.covers(existing)) throw outside();
+        if (!covers(existing)) throw outside();
         const resolved = await realpath(existing).catch(() => undefined);
         if (resolved === undefined) continue;
-        if (!this.covers(resolved)) throw outside();
+        if (!covers(resolved)) throw outside();
         break;
       }
       await mkdir(dir, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
@@ -133,7 +149,7 @@ export class SharedRoots {
       });
       real = await realpath(dir);
     }
-    if (!this.covers(real)) throw outside();
+    if (!covers(real)) throw outside();
     if (!(await stat(real)).isDirectory()) throw refuse(status.INVALID_ARGUMENT, 'not a folder');
     await access(real, constants.W_OK | constants.X_OK).catch(() => {
       throw refuse(status.PERMISSION_DENIED, 'not writable by the coordinator');
@@ -147,7 +163,7 @@ export class SharedRoots {
    */
   async assertOutputDir(dir: string): Promise<void> {
     const real = await realpath(dir).catch(() => undefined);
-    if (real !== dir || !this.covers(real)) {
+    if (real !== dir || !this.outputRoots.some((r) => inside(real, r))) {
       throw new TesseraError(status.FAILED_PRECONDITION, `spec.shared_output_dir ${dir} ${real ? 'now resolves elsewhere' : 'was removed'} after the job was submitted`, { retryable: false });
     }
   }

@@ -81,7 +81,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       }
     }
     // Files a refused or stale attempt wrote into a shared folder are nobody's: remove them now.
-    if (!s || !ok) await jobs.discardSharedOutputs(r.outputs).catch(() => undefined);
+    if (!s || !ok) await jobs.discardSharedOutputs(w, r.subtask_id, r.attempt, r.outputs).catch(() => undefined);
     let result: unknown;
     try {
       result = r.result_json ? JSON.parse(r.result_json) : undefined;

@@ -16,9 +16,12 @@ const TEMP_PREFIX = '.tessera-';
 const TEMP_SUFFIX = '.part';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** Where one attempt of one subtask writes output `name` in the shared folder `dir` (the same on both sides). */
-export function sharedOutputTemp(dir: string, jobId: string, subtaskId: string, attempt: number, name: string): string {
-  const tag = createHash('sha256').update(`${subtaskId}\0${attempt}\0${name}`).digest('hex').slice(0, 16);
+/**
+ * Where the lease with `token` of subtask `subtaskId` writes output `name` in the shared folder
+ * `dir`: computed the same way by the worker and the coordinator, and never the same for two leases.
+ */
+export function sharedOutputTemp(dir: string, jobId: string, subtaskId: string, token: string, name: string): string {
+  const tag = createHash('sha256').update(`${subtaskId}\0${token}\0${name}`).digest('hex').slice(0, 20);
   return path.join(dir, `${TEMP_PREFIX}${jobId}-${tag}${TEMP_SUFFIX}`);
 }
 

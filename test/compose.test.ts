@@ -127,8 +127,7 @@ describe('docker-compose.yml', () => {
   it('mounts a writable results folder at the same path everywhere, shared for outputs written in place', () => {
     const c = compose.services['coordinator']!;
     const w = compose.services['worker']!;
-    const roots = c.command!.flatMap((a, i) => (c.command![i - 1] === '--shared-root' ? [a] : []));
-    expect(roots).toContain('/results');
+    expect(c.command![c.command!.indexOf('--shared-output-root') + 1]).toBe('/results');
     const results = (s: Service): string[] => (s.volumes ?? []).map(interpolate).filter((v) => v.split(':')[1] === '/results');
     expect(results(c)).toEqual(['tessera-results:/results']);
     expect(results(w)).toEqual(results(c));
@@ -149,7 +148,7 @@ describe('docker-compose.yml', () => {
     const env = (s: Service): Record<string, string> => Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, interpolate(v)]));
     const c = await resolved(compose.services['coordinator']!.command!, env(compose.services['coordinator']!));
     expect(c.command).toBe('coordinator');
-    expect(c.options).toMatchObject({ listen: '0.0.0.0:7700', http: '0.0.0.0:7780', dataDir: '/data', sharedRoot: ['/media', '/results'], insecure: true, logFormat: 'json', logLevel: 'info' });
+    expect(c.options).toMatchObject({ listen: '0.0.0.0:7700', http: '0.0.0.0:7780', dataDir: '/data', sharedRoot: ['/media'], sharedOutputRoot: ['/results'], insecure: true, logFormat: 'json', logLevel: 'info' });
     const w = await resolved(compose.services['worker']!.command!, env(compose.services['worker']!));
     expect(w.options).toMatchObject({ coordinator: 'coordinator:7700', slots: 2, drainGraceMs: 30000 });
     expect(w.sources).toMatchObject({ slots: 'env', drainGraceMs: 'env' });

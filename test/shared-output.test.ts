@@ -15,7 +15,6 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sharedOutputTemp } from '../shared/shared-output.js';
 import { generateAudio } from './helpers/audio-media.js';
 import { rawDownload, rawSubmit } from './helpers/raw-grpc.js';
 import { CLI_PATH, startCluster, type TestCluster } from './helpers/cluster.js';
@@ -55,7 +54,8 @@ beforeAll(async () => {
     await sharp({ create: { width: 320, height: 240, channels: 3, background: { r: 40 * i, g: 120, b: 200 } } }).jpeg().toFile(p);
     photos.push(p);
   }
-  c = await startCluster({ workers: 2, slots: 1, coordinatorArgs: ['--shared-root', shared, '--shared-root', shm] });
+  // The photos' folder is readable; the whole of `shared` and the tmpfs may be written to.
+  c = await startCluster({ workers: 2, slots: 1, coordinatorArgs: ['--shared-root', path.join(shared, 'photos'), '--shared-output-root', shared, '--shared-output-root', shm] });
 }, 60_000);
 
 afterAll(async () => {
@@ -93,40 +93,19 @@ describe('outputs on shared storage', () => {
     await writeFile(path.join(outside, 'private.txt'), 'coordinator-readable only');
     await rm(path.join(out, 'p0.webp'));
     await symlink(path.join(outside, 'private.txt'), path.join(out, 'p0.webp'));
-    const { data, err } = await rawDownload(c.address, job.id, 'p0.webp');
-    expect(data).toBeUndefined();
-    expect(err?.code).toBe(grpc.status.FAILED_PRECONDITION);
-    expect(err?.details).toMatch(/output p0\.webp: .*p0\.webp in the shared folder was removed or replaced since it was published/);
+    const swapped = await rawDownload(c.address, job.id, 'p0.webp');
+    expect(swapped.data).toBeUndefined();
+    expect(swapped.err?.code).toBe(grpc.status.DATA_LOSS);
+    expect(swapped.err?.details).toMatch(/output p0\.webp: .*p0\.webp in the shared folder was replaced or changed since it was published/);
     await rm(path.join(outside, 'private.txt'));
-  });
-
-  it('neither writes through nor publishes a symlink planted at a temporary name', async () => {
-    const out = path.join(shared, 'planted');
-    await mkdir(out);
-    const victim = path.join(outside, 'victim.txt');
-    await writeFile(victim, 'unchanged');
-    const cluster = await startCluster({ workers: 0, coordinatorArgs: ['--shared-root', shared] });
-    extra.push(cluster);
-    const job = await cluster.client.submit({ passthrough: {}, shared_output_dir: out }, [photos[0]!], { shared: true });
-    let planned = await cluster.client.getJob(job.id);
-    for (let i = 0; i < 100 && planned.subtasks.length === 0; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      planned = await cluster.client.getJob(job.id);
-    }
-    // Where attempt 1 will write, taken first by a symlink to a file the worker can write.
-    const temp = sharedOutputTemp(out, job.id, planned.subtasks[0]!.id, 1, 'p0.jpg');
-    await symlink(victim, temp);
-    cluster.startWorker();
-    const seen: string[] = [];
-    const done = await cluster.client.wait(job.id, (e) => seen.push(JSON.stringify(e)));
-    expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
-    // The first attempt found its name taken, and said so; the second wrote its own.
-    expect(done.subtasks[0]!.attempt).toBe(2);
-    expect(seen.some((e) => e.includes('something else took its temporary name'))).toBe(true);
-    expect(await readFile(victim, 'utf8')).toBe('unchanged');
-    expect(await sha(path.join(out, 'p0.jpg'))).toBe(await sha(photos[0]!));
-    // The planted link is removed with the job's other temporary names.
-    await expect.poll(async () => readdir(out)).toEqual(['p0.jpg']);
+    // Rewritten in place, even at the same size: not the output any more.
+    const p2 = path.join(out, 'p2.webp');
+    await writeFile(p2, Buffer.alloc((await stat(p2)).size, 1));
+    expect((await rawDownload(c.address, job.id, 'p2.webp')).err?.code).toBe(grpc.status.DATA_LOSS);
+    await rm(p2);
+    const removed = await rawDownload(c.address, job.id, 'p2.webp');
+    expect(removed.err?.code).toBe(grpc.status.NOT_FOUND);
+    expect(removed.err?.details).toMatch(/output p2\.webp: .* was removed from the shared folder since it was published/);
   });
 
   it('moves merged outputs (audio segments joined by the coordinator) into a folder on another file system', async () => {
@@ -152,10 +131,10 @@ describe('outputs on shared storage', () => {
     await writeFile(path.join(shared, 'a-file'), 'x');
     await symlink(outside, path.join(shared, 'link-out'));
     const cases: [string, grpc.status, RegExp][] = [
-      [outside, grpc.status.PERMISSION_DENIED, /spec\.shared_output_dir .*outside: outside the coordinator's shared folders/],
-      [path.join(shared, 'link-out'), grpc.status.PERMISSION_DENIED, /link-out: outside the coordinator's shared folders/],
-      [`${shared}/../outside`, grpc.status.PERMISSION_DENIED, /outside the coordinator's shared folders/],
-      [path.join(shared, 'link-out', 'below'), grpc.status.PERMISSION_DENIED, /below: outside the coordinator's shared folders/],
+      [outside, grpc.status.PERMISSION_DENIED, /spec\.shared_output_dir .*outside: outside the coordinator's shared output folders/],
+      [path.join(shared, 'link-out'), grpc.status.PERMISSION_DENIED, /link-out: outside the coordinator's shared output folders/],
+      [`${shared}/../outside`, grpc.status.PERMISSION_DENIED, /outside the coordinator's shared output folders/],
+      [path.join(shared, 'link-out', 'below'), grpc.status.PERMISSION_DENIED, /below: outside the coordinator's shared output folders/],
       [path.join(shared, 'a-file', 'below'), grpc.status.INVALID_ARGUMENT, /below: cannot create it: ENOTDIR/],
       [path.join(shared, 'a-file'), grpc.status.INVALID_ARGUMENT, /a-file: not a folder/],
       ['out', grpc.status.INVALID_ARGUMENT, /spec\.shared_output_dir out: not an absolute path/],
@@ -176,18 +155,34 @@ describe('outputs on shared storage', () => {
     expect((await c.client.wait(job.id)).state).toBe('JOB_STATE_SUCCEEDED');
     expect(await readdir(fresh)).toEqual(['p2.jpg']);
 
+    // The folder a job reads from may be where it writes, but never over one of its own inputs.
+    const before1 = await sha(photos[1]!);
+    const own = await c.client.submit({ passthrough: {}, shared_output_dir: path.join(shared, 'photos') }, [photos[1]!], { shared: true });
+    const ownDone = await c.client.wait(own.id);
+    expect(ownDone.state).toBe('JOB_STATE_FAILED');
+    expect(ownDone.errors[0]).toMatchObject({ code: 'INVALID_ARGUMENT', input: 'p1.jpg' });
+    expect(ownDone.errors[0]!.message).toMatch(/output p1\.jpg would replace the job's own input .*p1\.jpg/);
+    expect(await sha(photos[1]!)).toBe(before1);
+    await expect.poll(async () => (await readdir(path.join(shared, 'photos'))).sort()).toEqual(['p0.jpg', 'p1.jpg', 'p2.jpg']);
+
     // A coordinator that shares nothing cannot write anywhere but its spool.
     const closed = await startCluster({ workers: 0 });
     extra.push(closed);
     const err = await rawSubmit(closed.address, [{ spec: { passthrough: {}, shared_output_dir: shared } }]);
     expect(err?.code).toBe(grpc.status.FAILED_PRECONDITION);
-    expect(err?.details).toMatch(/spec\.shared_output_dir .*: this coordinator shares no folder/);
+    expect(err?.details).toMatch(/spec\.shared_output_dir .*: this coordinator writes outputs to no shared folder/);
+    // Nor does one that only lets clients read from a folder: writing there is a grant of its own.
+    const readOnly = await startCluster({ workers: 0, coordinatorArgs: ['--shared-root', shared] });
+    extra.push(readOnly);
+    const denied = await rawSubmit(readOnly.address, [{ spec: { passthrough: {}, shared_output_dir: path.join(shared, 'photos') } }]);
+    expect(denied?.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(denied?.details).toMatch(/start it with --shared-output-root/);
   });
 
   it("takes the outputs of a worker whose mount of the folder is another file system through the coordinator", async () => {
     const out = path.join(shared, 'from-elsewhere');
     await mkdir(out);
-    const cluster = await startCluster({ workers: 0, coordinatorArgs: ['--shared-root', shared] });
+    const cluster = await startCluster({ workers: 0, coordinatorArgs: ['--shared-root', shared, '--shared-output-root', shared] });
     extra.push(cluster);
     // A worker in its own mount namespace, with an empty tmpfs over the output folder: it believes it can write there.
     const worker = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs tmpfs "$0" && exec "$@"', out, process.execPath, CLI_PATH, 'worker', '--coordinator', cluster.address, '--name', 'elsewhere', '--slots', '1'], {

@@ -3,7 +3,7 @@
  * AbortSignal, upload the outputs (verified), and build the result message.
  */
 import { constants as fsConstants, createWriteStream, mkdirSync } from 'node:fs';
-import { access, mkdir, readFile, readdir, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { access, mkdir, open, readFile, readdir, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -223,41 +223,30 @@ async function uploadOutput(a: Assignment__Output, o: { name: string; path: stri
 }
 
 /**
- * Writes output `o` into the job's shared folder `dir` under this attempt's temporary name (the
+ * Writes output `o` into the job's shared folder `dir` under its lease's temporary name (the
  * coordinator renames it when it publishes it), hashing it on the way.
  */
-async function writeSharedOutput(a: Assignment__Output, o: { name: string; path: string; source?: string }, dir: string, signal: AbortSignal): Promise<OutputRef> {
+export async function writeSharedOutput(a: Assignment__Output, o: { name: string; path: string; source?: string }, dir: string, signal: AbortSignal): Promise<OutputRef> {
   const name = safeFileName(o.name, 'output name');
-  const dest = sharedOutputTemp(dir, a.job_id, a.subtask_id, a.attempt, name);
+  const dest = sharedOutputTemp(dir, a.job_id, a.subtask_id, a.shared_output_token, name);
   const { size } = await stat(o.path);
   const hash = newSha256();
+  // 'wx': made here, never written through a file or symlink someone else put at this name first.
+  const out = await open(dest, 'wx').catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+    throw new TesseraError(status.ALREADY_EXISTS, `output ${name}: something else took its temporary name ${dest} in the shared folder`, { retryable: true });
+  });
   try {
-    if (size <= INLINE_LIMIT) {
-      const data = await readFile(o.path, { signal });
-      hash.update(data);
-      // 'wx': never through a file or symlink someone else put at this name.
-      await writeFile(dest, data, { signal, flag: 'wx' });
-    } else {
-      const out = createWriteStream(dest, { flags: 'wx' });
-      out.on('error', () => undefined);
-      try {
-        for await (const chunk of readChunks(o.path, 0, signal, size)) {
-          hash.update(chunk);
-          await writeWithBackpressure(out, chunk, signal);
-        }
-        out.end();
-        await finished(out);
-      } finally {
-        out.destroy();
-      }
+    for await (const chunk of readChunks(o.path, 0, signal, size)) {
+      hash.update(chunk);
+      for (let done = 0; done < chunk.length; ) done += (await out.write(chunk, done)).bytesWritten;
     }
   } catch (err) {
+    await out.close().catch(() => undefined);
     await rm(dest, { force: true });
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-      throw new TesseraError(status.ALREADY_EXISTS, `output ${name}: something else took its temporary name ${dest} in the shared folder`, { retryable: true });
-    }
     throw err;
   }
+  await out.close();
   return { name, size: String(size), sha256: hash.digest('hex'), inline: false, shared_path: dest, source: o.source ?? '' };
 }
 

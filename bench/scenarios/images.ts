@@ -4,8 +4,9 @@
  * from submission to the last output written where the client wants it) vs the same sharp pipeline
  * in one process with the same total concurrency (2 images at a time, the same libvips threads per
  * image as a worker gives each slot), reading and writing the same disk. Ratio: cluster throughput
- * / single-process throughput. The baseline runs before and after the cluster rows (the machine's
- * speed drifts) and the ratios use the mean of the two. Three rows:
+ * / single-process throughput. The machine's speed drifts by 10-20% over minutes, so the headline
+ * row runs in three rounds of (baseline, cluster) and takes the median of the rounds' ratios; the
+ * other rows run once, against the median baseline. Three rows:
  *
  * - `images`: the photos are on storage the coordinator shares with the workers (here the same
  *   disk; in a deployment a network share mounted at the same path), submitted by reference
@@ -20,13 +21,13 @@
  * 40 distinct images, hard-linked to 400 names (each is decoded and encoded in full every time).
  */
 import { spawn } from 'node:child_process';
-import { link, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { LocalCluster } from '../../client/local-cluster.js';
-import { peakRssMiB, round, selfPeakRssMiB } from '../proc-stats.js';
+import { machineCpu, peakRssMiB, percentile, round, selfPeakRssMiB } from '../proc-stats.js';
 import type { MultiBenchScenario } from '../harness.js';
 import type { BenchContext, BenchResult } from '../types.js';
 
@@ -67,7 +68,14 @@ async function photoCache(count: number, width: number, height: number, log: (m:
 }
 
 /** The image kind's pipeline over `files` in one fresh Node process, `concurrency` at a time. */
-async function runSingleProcess(files: string[], outDir: string, concurrency: number, threads: number): Promise<{ seconds: number; rssMiB: number }> {
+interface SingleRun {
+  seconds: number;
+  rssMiB: number;
+  /** The whole machine's busy CPU time over the run. */
+  busyCpuS: number;
+}
+
+async function runSingleProcess(files: string[], outDir: string, concurrency: number, threads: number): Promise<SingleRun> {
   const code = `
     import sharp from 'sharp';
     import pLimit from 'p-limit';
@@ -86,12 +94,14 @@ async function runSingleProcess(files: string[], outDir: string, concurrency: nu
   `;
   await mkdir(outDir, { recursive: true });
   // cwd inside the package so 'sharp' and 'p-limit' resolve from its node_modules.
+  const cpu0 = await machineCpu();
   const child = spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: DIST, stdio: ['ignore', 'pipe', 'inherit'] });
   let stdout = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   const exit = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   if (exit !== 0) throw new Error(`single-process baseline exited with ${exit}`);
-  return JSON.parse(stdout.trim().split('\n').pop()!) as { seconds: number; rssMiB: number };
+  const busyCpuS = (await machineCpu()).busy - cpu0.busy;
+  return { ...(JSON.parse(stdout.trim().split('\n').pop()!) as { seconds: number; rssMiB: number }), busyCpuS };
 }
 
 type Mode = 'images' | 'images-download' | 'images-upload';
@@ -101,23 +111,28 @@ const MODES: Record<Mode, string> = {
   'images-upload': 'inputs uploaded through the coordinator, outputs downloaded',
 };
 
-interface Baseline {
-  /** Mean of the runs before and after the cluster rows. */
+/** What one cluster run measured. */
+interface ClusterRun {
   seconds: number;
-  runs: number[];
-  rssMiB: number;
+  /** The whole machine's CPU over the run (every process): what the cluster spent, and left idle. */
+  busyCpuS: number;
+  idleCpuS: number;
+  rss: Record<string, number>;
+  subtasks: number;
+  workersUsed: number;
+  checks: Record<string, boolean>;
 }
 
-/** One cluster run over `files` in `mode`; the row, once the baseline is known. */
-async function runCluster(ctx: BenchContext, files: string[], mode: Mode, inputs: string): Promise<(base: Baseline) => BenchResult> {
+/** One cluster run over `files` in `mode`: coordinator and workers started for it, stopped after. */
+async function runCluster(ctx: BenchContext, files: string[], mode: Mode): Promise<ClusterRun> {
   const count = files.length;
   const shared = mode !== 'images-upload';
   ctx.log(`cluster, ${MODES[mode]}: coordinator + ${WORKERS} workers x ${SLOTS} slot`);
-  const outDir = path.join(ctx.workDir, `cluster-${mode}`);
-  await mkdir(outDir, { recursive: true });
-  const roots = shared ? ['--shared-root', path.dirname(files[0]!), '--shared-root', outDir] : [];
+  const outDir = await mkdtemp(path.join(ctx.workDir, `cluster-${mode}-`));
+  const roots = shared ? ['--shared-root', path.dirname(files[0]!), '--shared-output-root', outDir] : [];
   const cluster = await new LocalCluster({ workers: WORKERS, slots: SLOTS, coordinatorArgs: roots }).start();
   try {
+    const cpu0 = await machineCpu();
     const t0 = performance.now();
     const spec = { label: 'bench images', image: PARAMS, ...(mode === 'images' ? { shared_output_dir: outDir } : {}) };
     const job = await cluster.client.submit(spec, files, { shared });
@@ -132,6 +147,7 @@ async function runCluster(ctx: BenchContext, files: string[], mode: Mode, inputs
       ({ job: done, paths: written } = await cluster.client.collect(job.id, outDir));
     }
     const seconds = (performance.now() - t0) / 1000;
+    const cpu1 = await machineCpu();
     if (done.state !== 'JOB_STATE_SUCCEEDED') throw new Error(`images job ended ${done.state}: ${JSON.stringify(done.errors.slice(0, 3))}`);
     const rss: Record<string, number> = { coordinator: await peakRssMiB(cluster.coordinator?.child.pid), client: selfPeakRssMiB() };
     for (const w of cluster.workers) rss[w.name] = await peakRssMiB(w.child.pid);
@@ -141,35 +157,74 @@ async function runCluster(ctx: BenchContext, files: string[], mode: Mode, inputs
       if (m.format !== 'webp' || m.width !== 800) allWebp800 = false;
     }
     const workers = new Set(done.subtasks.map((s) => s.worker));
-    ctx.log(`cluster (${MODES[mode]}) ${seconds.toFixed(2)} s`);
-    return (base) => ({
-      scenario: mode,
-      inputs: `${inputs}; ${MODES[mode]}; cluster time includes ${shared ? 'submission' : 'upload'}${mode === 'images' ? '' : ' and download'}`,
-      baseline: {
-        label: `one process, ${WORKERS * SLOTS} images at a time (sharp, same pipeline), mean of a run before and one after the cluster rows`,
-        seconds: base.seconds,
-        peakRssMiB: { single: base.rssMiB },
-        figures: { photosPerS: round(count / base.seconds, 1), runBeforeS: round(base.runs[0]!, 2), runAfterS: round(base.runs[1]!, 2) },
-      },
-      tessera: {
-        label: `cluster (coordinator + ${WORKERS} workers x ${SLOTS} slot), ${MODES[mode]}`,
-        seconds,
-        peakRssMiB: rss,
-        figures: { photosPerS: round(count / seconds, 1), subtasks: done.subtasks.length, workersUsed: workers.size },
-      },
-      ratio: base.seconds / seconds,
-      ratioMeaning: 'cluster photos/s / one-process photos/s (higher is better)',
-      target: { value: 0.9, better: 'higher' },
+    const run: ClusterRun = {
+      seconds,
+      busyCpuS: cpu1.busy - cpu0.busy,
+      idleCpuS: cpu1.idle - cpu0.idle,
+      rss,
+      subtasks: done.subtasks.length,
+      workersUsed: workers.size,
       checks: {
         allOutputsWebp800: allWebp800,
         bothWorkersUsed: workers.size === WORKERS,
         ...(shared ? { byReference: done.inputs.length === count && done.inputs.every((i) => i.shared_path !== '') } : {}),
         ...(mode === 'images' ? { outputsInSharedFolder: done.outputs.every((o) => path.dirname(o.shared_path) === outDir) } : {}),
       },
-    });
+    };
+    ctx.log(`cluster (${MODES[mode]}) ${seconds.toFixed(2)} s; the machine busy ${run.busyCpuS.toFixed(1)} CPU-s, idle ${run.idleCpuS.toFixed(1)} CPU-s`);
+    return run;
   } finally {
     await cluster.stop();
   }
+}
+
+const median = (values: readonly number[]): number => percentile(values, 50);
+
+/**
+ * A row from paired runs: round i ran the baseline, then the cluster. The ratio is the median of
+ * the rounds' own ratios (each pair close in time, so drift in the machine's speed cancels); the
+ * times shown are the medians. Rows measured once use the median baseline.
+ */
+function row(mode: Mode, inputs: string, count: number, bases: SingleRun[], runs: ClusterRun[]): BenchResult {
+  const paired = runs.length === bases.length;
+  const ratios = paired ? runs.map((r, i) => bases[i]!.seconds / r.seconds) : [];
+  const baseSeconds = median(bases.map((b) => b.seconds));
+  const last = runs[runs.length - 1]!;
+  const seconds = median(runs.map((r) => r.seconds));
+  const allChecks: Record<string, boolean> = {};
+  for (const r of runs) for (const [k, v] of Object.entries(r.checks)) allChecks[k] = (allChecks[k] ?? true) && v;
+  return {
+    scenario: mode,
+    inputs: `${inputs}; ${MODES[mode]}; cluster time includes ${mode === 'images-upload' ? 'upload' : 'submission'}${mode === 'images' ? '' : ' and download'}`,
+    baseline: {
+      label: `one process, ${WORKERS * SLOTS} images at a time (sharp, same pipeline); median of ${bases.length} runs`,
+      seconds: baseSeconds,
+      peakRssMiB: { single: Math.max(...bases.map((b) => b.rssMiB)) },
+      figures: {
+        photosPerS: round(count / baseSeconds, 1),
+        ...Object.fromEntries(bases.map((b, i) => [`run${i + 1}S`, round(b.seconds, 2)])),
+        machineBusyCpuS: round(median(bases.map((b) => b.busyCpuS)), 1),
+      },
+    },
+    tessera: {
+      label: `cluster (coordinator + ${WORKERS} workers x ${SLOTS} slot), ${MODES[mode]}${paired ? `; ${runs.length} runs, each right after a baseline run` : ''}`,
+      seconds,
+      peakRssMiB: last.rss,
+      figures: {
+        photosPerS: round(count / seconds, 1),
+        ...(paired && runs.length > 1 ? Object.fromEntries(runs.map((r, i) => [`run${i + 1}S`, round(r.seconds, 2)])) : {}),
+        ...(paired && runs.length > 1 ? Object.fromEntries(ratios.map((q, i) => [`ratioRun${i + 1}`, round(q, 3)])) : {}),
+        subtasks: last.subtasks,
+        workersUsed: last.workersUsed,
+        machineBusyCpuS: round(median(runs.map((r) => r.busyCpuS)), 1),
+        machineIdleCpuS: round(median(runs.map((r) => r.idleCpuS)), 1),
+      },
+    },
+    ratio: paired ? median(ratios) : baseSeconds / seconds,
+    ratioMeaning: `cluster photos/s / one-process photos/s (higher is better)${paired && runs.length > 1 ? '; median of the paired runs' : ''}`,
+    target: { value: 0.9, better: 'higher' },
+    checks: allChecks,
+  };
 }
 
 export const imagesScenario: MultiBenchScenario = {
@@ -185,15 +240,19 @@ export const imagesScenario: MultiBenchScenario = {
     const threads = Math.max(1, Math.floor(os.availableParallelism() / SLOTS));
 
     ctx.log(`one process: ${count} photos, ${WORKERS * SLOTS} at a time, ${threads} libvips threads each`);
-    const before = await runSingleProcess(files, path.join(ctx.workDir, 'single-1'), WORKERS * SLOTS, threads);
     const inputs = `${count} JPEG photos ${width}x${height} q90 (${round(inputBytes / 1024 ** 2, 0)} MiB), resize to 800 px wide, WebP`;
-    const rows: ((base: Baseline) => BenchResult)[] = [];
-    for (const mode of Object.keys(MODES) as Mode[]) rows.push(await runCluster(ctx, files, mode, inputs));
-    ctx.log('one process again');
-    const after = await runSingleProcess(files, path.join(ctx.workDir, 'single-2'), WORKERS * SLOTS, threads);
-    // Every row is compared with the mean of both runs: the machine's speed drifts over the rows.
-    const base: Baseline = { seconds: (before.seconds + after.seconds) / 2, runs: [before.seconds, after.seconds], rssMiB: Math.max(before.rssMiB, after.rssMiB) };
-    ctx.log(`one process ${before.seconds.toFixed(2)} s before, ${after.seconds.toFixed(2)} s after the cluster rows`);
-    return rows.map((row) => row(base));
+    // The headline row in rounds of (baseline, cluster): on a shared machine the speed drifts
+    // by 10-20% over minutes, and a pair close in time sees the same machine.
+    const rounds = ctx.smoke ? 1 : 3;
+    const bases: SingleRun[] = [];
+    const headline: ClusterRun[] = [];
+    for (let i = 0; i < rounds; i++) {
+      bases.push(await runSingleProcess(files, path.join(ctx.workDir, `single-${i + 1}`), WORKERS * SLOTS, threads));
+      ctx.log(`one process ${bases[i]!.seconds.toFixed(2)} s; the machine busy ${bases[i]!.busyCpuS.toFixed(1)} CPU-s`);
+      headline.push(await runCluster(ctx, files, 'images'));
+    }
+    const download = await runCluster(ctx, files, 'images-download');
+    const upload = await runCluster(ctx, files, 'images-upload');
+    return [row('images', inputs, count, bases, headline), row('images-download', inputs, count, bases, [download]), row('images-upload', inputs, count, bases, [upload])];
   },
 };
