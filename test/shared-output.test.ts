@@ -8,7 +8,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -177,6 +177,35 @@ describe('outputs on shared storage', () => {
     const denied = await rawSubmit(readOnly.address, [{ spec: { passthrough: {}, shared_output_dir: path.join(shared, 'photos') } }]);
     expect(denied?.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(denied?.details).toMatch(/start it with --shared-output-root/);
+  });
+
+  it('the coordinator SIGKILLed mid-job and restarted publishes what finished before, reruns the rest, and leaves only the outputs', async () => {
+    const out = path.join(shared, 'after-crash');
+    const cluster = await startCluster({ workers: 2, slots: 1, coordinatorArgs: ['--shared-output-root', shared] });
+    extra.push(cluster);
+    // Over 64 KiB each: the workers stream them into the folder.
+    const files: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      files.push(path.join(dir, `blob-${i}.bin`));
+      await writeFile(files[i]!, randomBytes(150_000 + i));
+    }
+    const job = await cluster.client.submit({ passthrough: { work_ms: 500 }, shared_output_dir: out }, files);
+    let succeeded = 0;
+    const done = await cluster.client.wait(job.id, (e) => {
+      if (e.type === 'subtask_state' && e.subtask?.state === 'SUBTASK_STATE_SUCCEEDED' && ++succeeded === 3) {
+        cluster.coordinator!.child.kill('SIGKILL');
+        void cluster.coordinator!.exited.then(() => cluster.startCoordinator());
+      }
+    });
+    expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+    expect(done.subtasks.filter((s) => s.attempt === 1).length).toBeGreaterThanOrEqual(3);
+    for (const f of files) {
+      const o = done.outputs.find((x) => x.name === path.basename(f))!;
+      expect(o.shared_path).toBe(path.join(out, o.name));
+      expect(await sha(o.shared_path)).toBe(await sha(f));
+    }
+    // Whatever the attempts cut off by the crash left in the folder is gone once the job ends.
+    await expect.poll(async () => (await readdir(out)).sort()).toEqual(files.map((f) => path.basename(f)).sort());
   });
 
   it("takes the outputs of a worker whose mount of the folder is another file system through the coordinator", async () => {
