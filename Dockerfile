@@ -26,8 +26,12 @@ RUN apt-get update \
  && mkdir -p /data /media \
  && chown node:node /data
 # MALLOC_ARENA_MAX: libvips under glibc malloc with many threads fragments memory (sharp's guidance).
+# MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_: 1 MiB transfer buffers reused, not mmap'd afresh
+# (shared/malloc.ts).
 ENV NODE_ENV=production \
     MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=33554432 \
+    MALLOC_TRIM_THRESHOLD_=134217728 \
     FFMPEG_PATH=/usr/bin/ffmpeg \
     FFPROBE_PATH=/usr/bin/ffprobe \
     TESSERA_LOG_FORMAT=json \

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=134217728 node
 /** The `tessera` command: coordinator, worker, job submission and inspection, demo. */
 import { Command, Option } from 'commander';
 import { status } from '@grpc/grpc-js';

@@ -17,6 +17,7 @@ import { status } from '@grpc/grpc-js';
 import { TesseraError } from '../shared/errors.js';
 import type { ProcessContext, ProcessResult } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
+import { withoutBulkMalloc } from '../shared/malloc.js';
 import { isolationChildMain, type ChildReply, type ChildRequest } from './isolation-child.js';
 
 /** Entry point of a child: this module compiled (tests run from source, so they use the build in dist/). */
@@ -94,7 +95,7 @@ export class ProcessorIsolation {
         // libvips under glibc malloc fragments badly with many threads (sharp's own guidance; it is
         // why sharp defaults to one thread there): two arenas keep the children's RSS in check.
         MALLOC_ARENA_MAX: '2',
-        ...process.env,
+        ...withoutBulkMalloc(process.env),
         [CHILD_ENV]: '1',
         ...(this.opts.processorsModule ? { TESSERA_ISOLATION_PROCESSORS: this.opts.processorsModule } : {}),
       },
