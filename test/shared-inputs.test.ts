@@ -5,7 +5,6 @@
  * input; a file changed after submission is refused rather than processed; a worker that does not
  * see the shared folder (its own mount namespace) is streamed the bytes instead.
  */
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, realpath, rm, symlink, writeFile, appendFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -14,7 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawSubmit } from './helpers/raw-grpc.js';
-import { CLI_PATH, startCluster, type TestCluster } from './helpers/cluster.js';
+import { startCluster, workerWithTmpfsOver, type TestCluster } from './helpers/cluster.js';
 
 let dir: string;
 let shared: string;
@@ -123,11 +122,7 @@ describe('inputs by reference', () => {
     await writeFile(file, randomBytes(3 * 1024 * 1024 + 17));
     const c = await cluster({ workers: 0, coordinatorArgs: ['--shared-root', shared] });
     // A worker in its own mount namespace, with an empty tmpfs over the shared folder.
-    const worker = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs tmpfs "$0" && exec "$@"', shared, process.execPath, CLI_PATH, 'worker', '--coordinator', c.address, '--name', 'elsewhere', '--slots', '1'], {
-      env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' },
-      stdio: 'ignore',
-    });
-    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    const worker = workerWithTmpfsOver(shared, c.address, 'elsewhere');
     try {
       await c.waitForWorkers(1);
       const servedBefore = await served(c);
@@ -139,8 +134,7 @@ describe('inputs by reference', () => {
       expect(await sha(written.get('blob.bin')!)).toBe(await sha(file));
       expect((await served(c)) - servedBefore).toBe(3 * 1024 * 1024 + 17);
     } finally {
-      worker.kill('SIGKILL');
-      await exited;
+      await worker.stop();
     }
   });
 });

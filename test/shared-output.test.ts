@@ -6,7 +6,7 @@
  * coordinator may not write to are refused, naming them; a worker whose mount of the folder is
  * another file system has its outputs go through the coordinator instead.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
@@ -17,7 +17,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateAudio } from './helpers/audio-media.js';
 import { rawDownload, rawSubmit } from './helpers/raw-grpc.js';
-import { CLI_PATH, startCluster, type TestCluster } from './helpers/cluster.js';
+import { startCluster, workerWithTmpfsOver, type TestCluster } from './helpers/cluster.js';
 
 let dir: string;
 let shared: string;
@@ -214,11 +214,7 @@ describe('outputs on shared storage', () => {
     const cluster = await startCluster({ workers: 0, coordinatorArgs: ['--shared-root', shared, '--shared-output-root', shared] });
     extra.push(cluster);
     // A worker in its own mount namespace, with an empty tmpfs over the output folder: it believes it can write there.
-    const worker = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs tmpfs "$0" && exec "$@"', out, process.execPath, CLI_PATH, 'worker', '--coordinator', cluster.address, '--name', 'elsewhere', '--slots', '1'], {
-      env: { ...process.env, TESSERA_LOG_LEVEL: 'error' },
-      stdio: 'ignore',
-    });
-    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    const worker = workerWithTmpfsOver(out, cluster.address, 'elsewhere');
     try {
       await cluster.waitForWorkers(1);
       const receivedBefore = await received(cluster);
@@ -235,8 +231,7 @@ describe('outputs on shared storage', () => {
       expect(Math.max(...attempts)).toBe(2);
       expect(Math.min(...attempts)).toBeGreaterThanOrEqual(1);
     } finally {
-      worker.kill('SIGKILL');
-      await exited;
+      await worker.stop();
     }
   });
 });

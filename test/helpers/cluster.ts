@@ -44,3 +44,22 @@ export async function startCluster(opts: LocalClusterOptions = {}): Promise<Test
     runCli: (args: string[], o: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}) => runCli([...args, '--coordinator', cluster.address], o),
   });
 }
+
+/**
+ * A worker (named `name`, 1 slot) in its own mount namespace, with an empty tmpfs mounted over
+ * `folder`: it sees another file system at that path than the coordinator does. Needs root.
+ * `stop()` kills it and waits for it.
+ */
+export function workerWithTmpfsOver(folder: string, coordinator: string, name: string): { stop(): Promise<void> } {
+  const worker = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs tmpfs "$0" && exec "$@"', folder, process.execPath, CLI_PATH, 'worker', '--coordinator', coordinator, '--name', name, '--slots', '1'], {
+    env: { ...process.env, TESSERA_LOG_LEVEL: 'error' },
+    stdio: 'ignore',
+  });
+  const exited = new Promise((resolve) => worker.once('exit', resolve));
+  return {
+    async stop() {
+      worker.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
