@@ -60,6 +60,8 @@ interface ActiveJob {
   publishing: Promise<void>;
   /** The job's output folder, created once. */
   outputDirMade?: Promise<unknown>;
+  /** Paths of the job's shared inputs, built when an output is first published to a shared folder. */
+  sharedInputPaths?: ReadonlySet<string>;
 }
 
 export class JobManager {
@@ -683,7 +685,7 @@ export class JobManager {
     const dest = path.join(shared || this.spool.outputDir(job.id), name);
     const spooled = known.get(o.path);
     // A folder the job reads from may be the one it writes to: never over one of its own inputs.
-    if (shared && job.inputs.some((i) => i.shared && i.path === dest)) {
+    if (shared && (active.sharedInputPaths ??= new Set(job.inputs.flatMap((i) => (i.shared ? [i.path] : [])))).has(dest)) {
       throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace the job's own input ${dest}: write the outputs to another folder`, { input: o.source, retryable: false });
     }
     if (path.resolve(o.path) !== dest) {

@@ -132,7 +132,7 @@ export class SharedRoots {
     if (this.outputRoots.length === 0) throw refuse(status.FAILED_PRECONDITION, 'this coordinator writes outputs to no shared folder: start it with --shared-output-root, or download the outputs');
     if (!path.isAbsolute(dir)) throw refuse(status.INVALID_ARGUMENT, 'not an absolute path');
     const outside = (): TesseraError => refuse(status.PERMISSION_DENIED, "outside the coordinator's shared output folders");
-    const covers = (p: string): boolean => this.outputRoots.some((r) => inside(p, r));
+    const covers = (p: string): boolean => this.coversOutput(p);
     if (!covers(path.resolve(dir))) throw outside();
     let real = await realpath(dir).catch(() => undefined);
     if (real === undefined) {
@@ -163,9 +163,13 @@ export class SharedRoots {
    */
   async assertOutputDir(dir: string): Promise<void> {
     const real = await realpath(dir).catch(() => undefined);
-    if (real !== dir || !this.outputRoots.some((r) => inside(real, r))) {
+    if (real !== dir || !this.coversOutput(real)) {
       throw new TesseraError(status.FAILED_PRECONDITION, `spec.shared_output_dir ${dir} ${real ? 'now resolves elsewhere' : 'was removed'} after the job was submitted`, { retryable: false });
     }
+  }
+
+  private coversOutput(p: string): boolean {
+    return this.outputRoots.some((r) => inside(p, r));
   }
 
   private covers(p: string): boolean {
