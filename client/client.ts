@@ -206,7 +206,7 @@ export class TesseraClient {
     // Never trust a name to stay inside `dir`: all are checked before anything is written.
     for (const o of wanted) safeFileName(o.name, 'output name');
     await mkdir(dir, { recursive: true });
-    const queue = new DownloadQueue((o, dest, signal) => this.downloadOne(jobId, o.name, dest, o.sha256, Number(o.size), signal), dir, opts);
+    const queue = this.downloadQueue(jobId, dir, opts);
     for (const o of wanted) queue.add(o);
     return queue.finish();
   }
@@ -222,7 +222,7 @@ export class TesseraClient {
     dir: string,
     opts: { onEvent?: (e: JobEvent__Output) => void; signal?: AbortSignal; concurrency?: number } = {},
   ): Promise<{ job: Job__Output; paths: Map<string, string> }> {
-    const queue = new DownloadQueue((o, dest, signal) => this.downloadOne(jobId, o.name, dest, o.sha256, Number(o.size), signal), dir, opts);
+    const queue = this.downloadQueue(jobId, dir, opts);
     let job: Job__Output;
     try {
       job = await this.wait(
@@ -243,6 +243,10 @@ export class TesseraClient {
       throw err;
     }
     return { job, paths: await queue.finish() };
+  }
+
+  private downloadQueue(jobId: string, dir: string, opts: { signal?: AbortSignal; concurrency?: number }): DownloadQueue {
+    return new DownloadQueue((o, dest, signal) => this.downloadOne(jobId, o.name, dest, o.sha256, Number(o.size), signal), dir, opts);
   }
 
   private async downloadOne(jobId: string, name: string, dest: string, expected: string, size: number, signal?: AbortSignal): Promise<void> {

@@ -656,13 +656,18 @@ export class JobManager {
     const known = new Map(s.outputs.map((f) => [f.path, f] as const));
     active.publishing = active.publishing.then(async () => {
       try {
-        await (active.outputDirMade ??= mkdir(this.spool.outputDir(active.record.id), { recursive: true }));
-        await this.assertOutputDir(active.record);
+        await this.readyToPublish(active);
         for (const o of outputs) if (!TERMINAL_JOB_STATES.has(active.record.state)) await this.publish(active, o, known);
       } catch (err) {
         this.failJob(active, err, 'publishing outputs failed');
       }
     });
+  }
+
+  /** Before publishing: the job's spool output folder made (once), its shared output folder still where it was. */
+  private async readyToPublish(active: ActiveJob): Promise<void> {
+    await (active.outputDirMade ??= mkdir(this.spool.outputDir(active.record.id), { recursive: true }));
+    await this.assertOutputDir(active.record);
   }
 
   /**
@@ -723,8 +728,7 @@ export class JobManager {
       const seen = new Set<string>();
       // Subtask outputs were hashed when they arrived: only files the merge wrote need hashing now.
       const known = new Map(active.subtasks.flatMap((s) => s.outputs.map((f) => [f.path, f] as const)));
-      await (active.outputDirMade ??= mkdir(this.spool.outputDir(job.id), { recursive: true }));
-      await this.assertOutputDir(job);
+      await this.readyToPublish(active);
       for (const o of outputs) {
         const name = safeFileName(o.name, 'output name');
         if (seen.has(name)) throw new TesseraError(status.INTERNAL, `two outputs are named ${name}`);

@@ -3,7 +3,7 @@
  * from a share and write the results back to one, so nothing crosses the coordinator twice.
  *
  * A worker that sees the job's folder at the same path writes each final output there itself,
- * under a hidden temporary name that only its attempt may use; the coordinator checks the file,
+ * under a hidden temporary name that only its lease may use; the coordinator checks the file,
  * then renames it to its output name when it publishes it. Temporary names carry the job id, so
  * whatever a failed, cancelled or superseded attempt leaves behind is removed when the job ends.
  */
