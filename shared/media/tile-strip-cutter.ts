@@ -106,18 +106,21 @@ export async function* cutStripsWhileDecoding<T>(o: StripCutOptions<T>): AsyncGe
     let header: VipsImageHeader | null = null;
     for (;;) {
       o.signal.throwIfAborted();
+      // As below: a decode that failed before this first look may still have written rows, and
+      // the strips they complete are handed out all the same (however late the cutter starts).
       const wasFinished = finished;
-      if (failure !== undefined) break;
+      const failed = failure !== undefined;
       src ??= await open(o.intermediate, 'r').catch(() => undefined);
       if (src) {
         const { bytesRead } = await src.read(head, 0, HEADER_BYTES, 0);
         header = parseVipsHeader(head.subarray(0, bytesRead));
         if (header) break;
       }
+      if (failed) break;
       if (wasFinished) throw new Error('the decode finished without writing an intermediate');
       await sleep(POLL_MS);
     }
-    if (failure !== undefined || !header || !src) {
+    if (!header || !src) {
       await decoding;
       throw failure;
     }
