@@ -88,7 +88,7 @@ function setup(dataDir?: string, slots = 8, prefetch = 0) {
   const assigned = () => sent.flatMap((m) => (m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])));
   const finish = (subtaskId: string, attempt: number, runMs?: number) =>
     manager.onResult(worker, { subtaskId, attempt, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined, ...(runMs !== undefined ? { runMs } : {}) });
-  return { dir, store, manager, assigned, finish };
+  return { dir, store, registry, manager, assigned, finish };
 }
 
 async function until(cond: () => boolean, what: string): Promise<void> {
@@ -201,6 +201,40 @@ describe('lease-ahead (prefetch)', () => {
     await until(() => assigned().length === 3, 'a refill');
     await sleep(30);
     expect(assigned()).toHaveLength(3);
+    manager.close();
+    store.close();
+  });
+
+  it('a subtask waiting in the prefetch queue is not a straggler: the rule counts from when a slot takes it', async () => {
+    const { manager, registry, assigned, finish, store } = setup(undefined, 1, 1);
+    manager.accept(manager.newJob({ ...job(10), passthrough: { subtasks: 8, work_ms: 10, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous'));
+    await until(() => assigned().length === 2, 'a running and a queued subtask');
+    for (let i = 0; i < 6; i++) {
+      finish(assigned()[i]!.subtask_id!, 1, 20);
+      await until(() => assigned().length === Math.min(8, i + 3), `refill ${i + 1}`);
+    }
+    // Six of eight done in 20 ms each; the seventh runs and the eighth waits behind it for 250 ms,
+    // far past 1.5x the median (and the 200 ms floor), then takes the slot.
+    await sleep(250);
+    finish(assigned()[6]!.subtask_id!, 1, 20);
+    const copies: CoordinatorMessage[] = [];
+    registry.add(
+      newWorkerSession({
+        id: 'w2',
+        name: 'worker-2',
+        instanceId: 'i2',
+        address: 'test',
+        slots: 1,
+        capabilities: { kinds: ['passthrough'], encoders: [] } as unknown as WorkerSession['capabilities'],
+        call: { write: (m: CoordinatorMessage) => copies.push(m) } as unknown as WorkerSession['call'],
+      }),
+    );
+    manager.speculate();
+    expect(copies).toEqual([]);
+    // Still running 300 ms after a slot took it: that is a straggler, and the idle worker gets a copy.
+    manager.speculate(Date.now() + 300);
+    const copy = copies.flatMap((m) => (m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])));
+    expect(copy.map((a) => [a.subtask_id, a.attempt])).toEqual([[assigned()[7]!.subtask_id, 2]]);
     manager.close();
     store.close();
   });

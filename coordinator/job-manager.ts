@@ -19,7 +19,7 @@ import { jobOfSharedTemp, moveInto, removeSharedTemps, sharedOutputTemp } from '
 import { sha256File } from '../shared/streams.js';
 import { EventLog } from './events.js';
 import { coordinatorKinds } from './kinds/index.js';
-import { TERMINAL_JOB_STATES, jobProgress, newSubtaskRecord, type JobRecord, type JobState, type OutputRecord, type SubtaskRecord } from './model.js';
+import { TERMINAL_JOB_STATES, jobProgress, newSubtaskRecord, type JobRecord, type JobState, type Lease, type OutputRecord, type SubtaskRecord } from './model.js';
 import { Scheduler } from './scheduler.js';
 import { SHARED_LOOKUPS, SharedRoots } from './shared-inputs.js';
 import type { Spool } from './spool.js';
@@ -366,7 +366,9 @@ export class JobManager {
       s.startedAt = now;
     }
     const token = randomBytes(9).toString('base64url');
-    s.leases.push({ attempt: s.attempt, workerId: w.id, worker: w.name, startedAt: now, speculative, token });
+    // Beyond the worker's slots the assignment waits in its prefetch queue.
+    const runningSince = w.leases.size < w.slots ? now : undefined;
+    s.leases.push({ attempt: s.attempt, workerId: w.id, worker: w.name, startedAt: now, runningSince, speculative, token });
     w.leases.set(s.id, s.attempt);
     if (job.state === 'queued') {
       job.state = 'running';
@@ -478,7 +480,7 @@ export class JobManager {
     // While shutting down, nothing changes: what is running now is re-run after the restart.
     if (this.stopping) return;
     const s = this.leaseIsCurrent(r.subtaskId, r.attempt, w.id);
-    if (w.leases.get(r.subtaskId) === r.attempt) w.leases.delete(r.subtaskId);
+    this.endLease(w, r.subtaskId, r.attempt);
     if (!s) {
       this.log.warn({ job: this.subtasks.get(r.subtaskId)?.jobId, worker: w.name, workerId: w.id, subtask: r.subtaskId, attempt: r.attempt }, 'discarded result of a stale attempt');
       this.requestDispatch();
@@ -566,7 +568,7 @@ export class JobManager {
 
   /** Takes a lease back from a worker (lost, unreachable, draining past its grace). */
   releaseLease(w: WorkerSession, s: SubtaskRecord, attempt: number, reason: string, retryable: boolean): void {
-    if (w.leases.get(s.id) === attempt) w.leases.delete(s.id);
+    this.endLease(w, s.id, attempt);
     const active = this.active.get(s.jobId);
     const before = s.leases.length;
     s.leases = s.leases.filter((l) => !(l.attempt === attempt && l.workerId === w.id));
@@ -805,11 +807,34 @@ export class JobManager {
     return () => this.stopListeners.delete(cb);
   }
 
+  /**
+   * Frees the worker's slot held by this lease. The worker runs its prefetch queue in the order it
+   * was assigned, so the oldest waiting leases take the freed slots now.
+   */
+  private endLease(w: WorkerSession, subtaskId: string, attempt: number): void {
+    if (w.leases.get(subtaskId) !== attempt) return;
+    w.leases.delete(subtaskId);
+    if (w.leases.size === 0) return;
+    const now = Date.now();
+    const held: Lease[] = [];
+    for (const [id, a] of w.leases) {
+      const lease = this.subtasks.get(id)?.leases.find((l) => l.attempt === a && l.workerId === w.id);
+      if (lease) held.push(lease);
+    }
+    let free = w.slots - held.filter((l) => l.runningSince !== undefined).length;
+    for (const lease of held) {
+      if (free <= 0) break;
+      if (lease.runningSince !== undefined) continue;
+      lease.runningSince = now;
+      free--;
+    }
+  }
+
   /** Tells a lease holder to stop, and frees its slot. */
   private revokeLease(s: SubtaskRecord, lease: { attempt: number; workerId: string }, reason: string): void {
     const w = this.registry.get(lease.workerId);
     if (!w) return;
-    if (w.leases.get(s.id) === lease.attempt) w.leases.delete(s.id);
+    this.endLease(w, s.id, lease.attempt);
     this.registry.send(w, { cancel: { subtask_id: s.id, attempt: lease.attempt, reason } });
   }
 
@@ -837,7 +862,8 @@ export class JobManager {
         if (copies >= maxCopies) return;
         if (s.state !== 'running' || s.leases.length !== 1) continue;
         const lease = s.leases[0]!;
-        if (now - lease.startedAt <= Math.max(1.5 * median, 200)) continue;
+        // Waiting in the worker's prefetch queue is not running slowly.
+        if (lease.runningSince === undefined || now - lease.runningSince <= Math.max(1.5 * median, 200)) continue;
         const w = idle.find((x) => x.id !== lease.workerId && x.leases.size < x.slots && canRun(x, s, active.record.kind));
         if (!w) continue;
         this.log.info({ job: s.jobId, subtask: s.id, runningMs: now - lease.startedAt, medianMs: median, worker: w.name }, 'straggler: starting a speculative copy');

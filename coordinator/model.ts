@@ -119,6 +119,12 @@ export interface Lease {
   workerId: string;
   worker: string;
   startedAt: number;
+  /**
+   * When a slot of the worker took it: `startedAt`, or for an assignment placed in the worker's
+   * prefetch queue, when an earlier lease there ended (the worker runs its queue in order);
+   * undefined while it waits. The straggler rule counts from here, not from the assignment.
+   */
+  runningSince: number | undefined;
   speculative: boolean;
   /** Random per lease: names this lease's temporary files in a shared output folder (never reused, also across restarts). */
   token: string;
