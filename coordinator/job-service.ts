@@ -18,7 +18,7 @@ import type { JobManager } from './job-manager.js';
 import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord, type OutputRecord } from './model.js';
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
-import { checkInputs } from './input-check.js';
+import { inputChecker } from './input-check.js';
 import { SHARED_LOOKUPS, type SharedRoots } from './shared-inputs.js';
 import type { Limits } from '../shared/limits.js';
 
@@ -49,10 +49,12 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       // Before any input arrives: a folder the outputs cannot go to fails the submission at once.
       if (job.spec.shared_output_dir) job.spec.shared_output_dir = await shared.resolveOutputDir(job.spec.shared_output_dir);
       await spool.prepareJob(job.id);
+      // Formats by content and header limits, before anything decodes an input: a refused input
+      // fails as its own item. Each is checked as soon as it has arrived.
+      const checks = inputChecker(job.kind, limits, ctx.signal);
       try {
-        await receiveInputs(job, iterator, spool, shared, limits, ctx.signal);
-        // Formats by content and header limits, before anything decodes an input: a refused input fails as its own item.
-        const checked = await checkInputs(job.kind, job.inputs, limits, ctx.signal);
+        await receiveInputs(job, iterator, spool, shared, limits, ctx.signal, checks.add);
+        const checked = await checks.result(job.inputs);
         if (checked.accepted.length === 0 && checked.errors.length > 0) {
           const first = checked.errors[0]!;
           throw new TesseraError(statusFromName(first.code), checked.errors.map((e) => e.message).join('; '), { input: first.input, retryable: false });
@@ -60,6 +62,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
         job.inputs = checked.accepted;
         job.errors.push(...checked.errors);
       } catch (err) {
+        await checks.stop();
         await spool.removeJob(job.id);
         throw err;
       }
@@ -112,7 +115,16 @@ const overFileLimit = (name: string, bytes: number, limits: JobServiceLimits): T
 const overJobLimit = (name: string, limits: JobServiceLimits): TesseraError =>
   new TesseraError(status.RESOURCE_EXHAUSTED, `the job's inputs are over the per-job limit of ${limits.maxJobBytes} bytes`, { input: name });
 
-async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRequest__Output>, spool: Spool, shared: SharedRoots, limits: JobServiceLimits, signal: AbortSignal): Promise<void> {
+/** Receives the inputs into `job.inputs` (in submission order), handing each to `arrived` as soon as it is complete. */
+async function receiveInputs(
+  job: JobRecord,
+  iterator: AsyncIterator<SubmitJobRequest__Output>,
+  spool: Spool,
+  shared: SharedRoots,
+  limits: JobServiceLimits,
+  signal: AbortSignal,
+  arrived: (file: SpoolFile) => void,
+): Promise<void> {
   let total = 0;
   const names = new Set<string>();
   // Inputs in submission order. Those by reference are looked up a few at once while the next
@@ -148,6 +160,7 @@ async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRe
         const f = await shared.resolve(name, sharedPath);
         if (f.size > limits.maxFileBytes) throw overFileLimit(name, f.size, limits);
         if (declared && declared !== f.size) throw invalidArgument(`input ${name}: header said ${declared} bytes but ${sharedPath} holds ${f.size}`, name);
+        arrived(f);
         return f;
       });
       // Awaited in order by settle(); a failure is not left unhandled meanwhile.
@@ -185,7 +198,9 @@ async function receiveInputs(job: JobRecord, iterator: AsyncIterator<SubmitJobRe
     const file = spool.inputPath(job.id, name);
     const { size, sha256 } = await spool.writeAtomic(file, chunks(), { maxBytes: limits.maxFileBytes, expectedSha256: () => trailer, what: `input ${name}`, signal });
     if (declared && declared !== size) throw invalidArgument(`input ${name}: header said ${declared} bytes but ${size} arrived`, name);
-    inputs.push({ name, path: file, size, sha256 });
+    const received: SpoolFile = { name, path: file, size, sha256 };
+    arrived(received);
+    inputs.push(received);
     next = pendingHeader ?? (await iterator.next());
   }
   await settle();

@@ -4,7 +4,6 @@
  * (HLS/DASH playlists, ffconcat lists, SDP, SVG) are recognised by name so that a refusal can say
  * what the file is, and are on no allow-list.
  */
-import { open } from 'node:fs/promises';
 
 /** Formats we can tell apart from the first bytes. */
 export type SniffedFormat =
@@ -93,18 +92,6 @@ function sniffText(b: Buffer): SniffedFormat {
   let printable = 0;
   for (const c of b) if (c === 9 || c === 10 || c === 13 || (c >= 32 && c < 127) || c >= 0xc0) printable++;
   return printable / b.length > 0.95 ? 'text' : 'unknown';
-}
-
-/** Reads the first bytes of `file` and identifies its format. */
-export async function sniffFile(file: string): Promise<SniffedFormat> {
-  const fh = await open(file, 'r');
-  try {
-    const buf = Buffer.alloc(SNIFF_BYTES);
-    const { bytesRead } = await fh.read(buf, 0, SNIFF_BYTES, 0);
-    return sniffBuffer(buf.subarray(0, bytesRead));
-  } finally {
-    await fh.close();
-  }
 }
 
 /**
