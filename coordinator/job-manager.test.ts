@@ -67,12 +67,12 @@ function channel<T>(): { iterable: AsyncIterable<T>; push(v: T): void; end(): vo
   };
 }
 
-function setup(dataDir?: string, slots = 8, prefetch = 0) {
+function setup(dataDir?: string, slots = 8, prefetch = 0, quarantineFailures = 0) {
   const dir = dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'tessera-jm-'));
   if (!dataDir) dirs.push(dir);
   const store = new JobStore(path.join(dir, 'jobs.db'));
   const registry = new WorkerRegistry();
-  const manager = new JobManager(store, new Spool(path.join(dir, 'spool')), registry, createLogger('test', 'silent'), { maxAttempts: 3, subtaskTimeoutMs: 60_000, retryBaseMs: 10, quarantineFailures: 0, prefetchBelowMs: 1000 });
+  const manager = new JobManager(store, new Spool(path.join(dir, 'spool')), registry, createLogger('test', 'silent'), { maxAttempts: 3, subtaskTimeoutMs: 60_000, retryBaseMs: 10, quarantineFailures, prefetchBelowMs: 1000 });
   const sent: CoordinatorMessage[] = [];
   const worker = newWorkerSession({
     id: 'w1',
@@ -86,10 +86,27 @@ function setup(dataDir?: string, slots = 8, prefetch = 0) {
   });
   registry.add(worker);
   const assigned = () => sent.flatMap((m) => (m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])));
+  const cancels = () => sent.flatMap((m) => (m.cancel ? [m.cancel] : []));
   const finish = (subtaskId: string, attempt: number, runMs?: number) =>
     manager.onResult(worker, { subtaskId, attempt, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined, ...(runMs !== undefined ? { runMs } : {}) });
-  return { dir, store, registry, manager, assigned, finish };
+  return { dir, store, registry, manager, worker, assigned, cancels, finish };
 }
+
+/** A second worker, one slot, whose assignments land in `sent`. */
+function secondWorker(registry: WorkerRegistry, sent: CoordinatorMessage[]): WorkerSession {
+  const w = newWorkerSession({
+    id: 'w2',
+    name: 'worker-2',
+    instanceId: 'i2',
+    address: 'test',
+    slots: 1,
+    capabilities: { kinds: ['passthrough'], encoders: [] } as unknown as WorkerSession['capabilities'],
+    call: { write: (m: CoordinatorMessage) => sent.push(m) } as unknown as WorkerSession['call'],
+  });
+  registry.add(w);
+  return w;
+}
+const assignmentsIn = (sent: CoordinatorMessage[]) => sent.flatMap((m) => (m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])));
 
 async function until(cond: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 200 && !cond(); i++) await sleep(10);
@@ -218,23 +235,55 @@ describe('lease-ahead (prefetch)', () => {
     await sleep(250);
     finish(assigned()[6]!.subtask_id!, 1, 20);
     const copies: CoordinatorMessage[] = [];
-    registry.add(
-      newWorkerSession({
-        id: 'w2',
-        name: 'worker-2',
-        instanceId: 'i2',
-        address: 'test',
-        slots: 1,
-        capabilities: { kinds: ['passthrough'], encoders: [] } as unknown as WorkerSession['capabilities'],
-        call: { write: (m: CoordinatorMessage) => copies.push(m) } as unknown as WorkerSession['call'],
-      }),
-    );
+    secondWorker(registry, copies);
     manager.speculate();
     expect(copies).toEqual([]);
     // Still running 300 ms after a slot took it: that is a straggler, and the idle worker gets a copy.
     manager.speculate(Date.now() + 300);
-    const copy = copies.flatMap((m) => (m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])));
-    expect(copy.map((a) => [a.subtask_id, a.attempt])).toEqual([[assigned()[7]!.subtask_id, 2]]);
+    expect(assignmentsIn(copies).map((a) => [a.subtask_id, a.attempt])).toEqual([[assigned()[7]!.subtask_id, 2]]);
+    manager.close();
+    store.close();
+  });
+
+  it('a draining worker gives back the subtask waiting in its queue at once, without a failed attempt; the running one finishes there', async () => {
+    const { manager, registry, worker, assigned, cancels, finish, store } = setup(undefined, 1, 1);
+    manager.accept(manager.newJob(job(10), 'anonymous'));
+    await until(() => assigned().length === 2, 'a running and a queued subtask');
+    const [running, waiting] = assigned();
+    manager.onWorkerDraining(worker);
+    expect(cancels().map((c) => [c.subtask_id, c.attempt])).toEqual([[waiting!.subtask_id, 1]]);
+    const back = manager.subtasksOf(waiting!.job_id!).find((s) => s.id === waiting!.subtask_id)!;
+    expect([back.state, back.failures]).toEqual(['pending', 0]);
+
+    // The waiting subtask goes to the next free slot elsewhere, as a new attempt; nothing more to the draining one.
+    const other: CoordinatorMessage[] = [];
+    secondWorker(registry, other);
+    finish(running!.subtask_id!, 1, 10);
+    await until(() => assignmentsIn(other).length === 1, 'the second worker to take the subtask given back');
+    expect(assignmentsIn(other).map((a) => [a.subtask_id, a.attempt])).toEqual([[waiting!.subtask_id, 2]]);
+    await sleep(30);
+    expect(assigned()).toHaveLength(2);
+    manager.close();
+    store.close();
+  });
+
+  it('a quarantined worker gives back what still waits in its queue once its freed slot has taken the next one', async () => {
+    // One slot, two queue places: one runs, two wait.
+    const { manager, registry, worker, assigned, cancels, store } = setup(undefined, 1, 2, 1);
+    const other: CoordinatorMessage[] = [];
+    manager.accept(manager.newJob(job(10), 'anonymous'));
+    await until(() => assigned().length === 3, 'a running and two queued subtasks');
+    // Another active worker, so that this one may be quarantined.
+    secondWorker(registry, other);
+    const [first, next, waiting] = assigned();
+    // One retryable failure is the limit here: quarantined. The worker has already started the
+    // next subtask in the freed slot; the one behind it is taken back.
+    manager.onResult(worker, { subtaskId: first!.subtask_id!, attempt: 1, ok: false, outputs: [], itemErrors: [], retryable: true, result: undefined, error: { input: '', code: 'UNAVAILABLE', message: 'disk full' } });
+    expect(worker.state).toBe('quarantined');
+    expect(cancels().map((c) => [c.subtask_id, c.attempt])).toEqual([[waiting!.subtask_id, 1]]);
+    const subtasks = manager.subtasksOf(first!.job_id!);
+    const byId = (id: string | undefined) => subtasks.find((s) => s.id === id)!;
+    expect([byId(first!.subtask_id).failures, byId(next!.subtask_id).state, byId(waiting!.subtask_id).failures]).toEqual([1, 'running', 0]);
     manager.close();
     store.close();
   });

@@ -541,6 +541,44 @@ export class JobManager {
       w.quarantinedUntil = now + 30_000;
       w.recentFailures = [];
       this.log.warn({ worker: w.name, workerId: w.id, failures: limit }, 'worker quarantined for 30 s after repeated failures');
+      this.takeBackWaiting(w, `worker ${w.name} was quarantined after repeated failures`);
+    }
+  }
+
+  /** A worker said it is draining: what waits in its prefetch queue runs elsewhere; what runs may finish. */
+  onWorkerDraining(w: WorkerSession): void {
+    if (w.state === 'lost') return;
+    w.state = 'draining';
+    this.takeBackWaiting(w, `worker ${w.name} is draining`);
+  }
+
+  /**
+   * Takes back the leases waiting in a worker's prefetch queue (it is quarantined or draining) and
+   * puts their subtasks back in the queue for other workers. They never started, so this is not a
+   * failed attempt. Should the worker have started one meanwhile, the cancel stops it.
+   */
+  private takeBackWaiting(w: WorkerSession, reason: string): void {
+    let taken = 0;
+    for (const [id, attempt] of [...w.leases]) {
+      const s = this.subtasks.get(id);
+      const lease = s?.leases.find((l) => l.attempt === attempt && l.workerId === w.id);
+      if (!s || !lease || lease.runningSince !== undefined) continue;
+      this.revokeLease(s, lease, reason);
+      s.leases = s.leases.filter((l) => l !== lease);
+      const active = this.active.get(s.jobId);
+      // A speculative copy elsewhere carries on alone.
+      if (!active || s.state !== 'running' || s.leases.length > 0) continue;
+      s.state = 'pending';
+      s.workerId = '';
+      s.speculative = false;
+      this.store.saveSubtask(s);
+      this.events.subtaskState(active.record, s, `taken back before it started: ${reason}`);
+      this.scheduler.enqueue([s]);
+      taken++;
+    }
+    if (taken > 0) {
+      this.log.info({ worker: w.name, workerId: w.id, subtasks: taken, reason }, 'took back assignments waiting in the prefetch queue');
+      this.requestDispatch();
     }
   }
 

@@ -162,7 +162,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
               break;
             }
             case 'drain':
-              session.state = 'draining';
+              jobs.onWorkerDraining(session);
               log.info({ worker: session.name }, 'worker draining');
               break;
             default:
