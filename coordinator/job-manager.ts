@@ -367,9 +367,11 @@ export class JobManager {
     }
     const token = randomBytes(9).toString('base64url');
     // Beyond the worker's slots the assignment waits in its prefetch queue.
-    const runningSince = w.leases.size < w.slots ? now : undefined;
-    s.leases.push({ attempt: s.attempt, workerId: w.id, worker: w.name, startedAt: now, runningSince, speculative, token });
+    const waits = w.leases.size - w.waiting.size >= w.slots;
+    const lease: Lease = { attempt: s.attempt, workerId: w.id, worker: w.name, startedAt: now, runningSince: waits ? undefined : now, speculative, token };
+    s.leases.push(lease);
     w.leases.set(s.id, s.attempt);
+    if (waits) w.waiting.set(s.id, lease);
     if (job.state === 'queued') {
       job.state = 'running';
       job.startedAt = Date.now();
@@ -549,7 +551,7 @@ export class JobManager {
   onWorkerDraining(w: WorkerSession): void {
     if (w.state === 'lost') return;
     w.state = 'draining';
-    this.takeBackWaiting(w, `worker ${w.name} is draining`);
+    if (!this.stopping) this.takeBackWaiting(w, `worker ${w.name} is draining`);
   }
 
   /**
@@ -559,10 +561,9 @@ export class JobManager {
    */
   private takeBackWaiting(w: WorkerSession, reason: string): void {
     let taken = 0;
-    for (const [id, attempt] of [...w.leases]) {
+    for (const [id, lease] of [...w.waiting]) {
       const s = this.subtasks.get(id);
-      const lease = s?.leases.find((l) => l.attempt === attempt && l.workerId === w.id);
-      if (!s || !lease || lease.runningSince !== undefined) continue;
+      if (!s) continue;
       this.revokeLease(s, lease, reason);
       s.leases = s.leases.filter((l) => l !== lease);
       const active = this.active.get(s.jobId);
@@ -633,6 +634,7 @@ export class JobManager {
       if (s) this.releaseLease(w, s, attempt, `worker ${w.name} lost: ${reason}`, true);
     }
     w.leases.clear();
+    w.waiting.clear();
   }
 
   private checkPhase(active: ActiveJob): void {
@@ -846,25 +848,18 @@ export class JobManager {
   }
 
   /**
-   * Frees the worker's slot held by this lease. The worker runs its prefetch queue in the order it
-   * was assigned, so the oldest waiting leases take the freed slots now.
+   * Ends this lease on the worker. One that was running frees a slot, and the oldest waiting lease
+   * takes it (the worker runs its prefetch queue in the order it was assigned).
    */
   private endLease(w: WorkerSession, subtaskId: string, attempt: number): void {
     if (w.leases.get(subtaskId) !== attempt) return;
     w.leases.delete(subtaskId);
-    if (w.leases.size === 0) return;
+    if (w.waiting.delete(subtaskId) || w.waiting.size === 0) return;
     const now = Date.now();
-    const held: Lease[] = [];
-    for (const [id, a] of w.leases) {
-      const lease = this.subtasks.get(id)?.leases.find((l) => l.attempt === a && l.workerId === w.id);
-      if (lease) held.push(lease);
-    }
-    let free = w.slots - held.filter((l) => l.runningSince !== undefined).length;
-    for (const lease of held) {
-      if (free <= 0) break;
-      if (lease.runningSince !== undefined) continue;
+    for (const [id, lease] of w.waiting) {
+      if (w.leases.size - w.waiting.size >= w.slots) break;
+      w.waiting.delete(id);
       lease.runningSince = now;
-      free--;
     }
   }
 
@@ -904,7 +899,7 @@ export class JobManager {
         if (lease.runningSince === undefined || now - lease.runningSince <= Math.max(1.5 * median, 200)) continue;
         const w = idle.find((x) => x.id !== lease.workerId && x.leases.size < x.slots && canRun(x, s, active.record.kind));
         if (!w) continue;
-        this.log.info({ job: s.jobId, subtask: s.id, runningMs: now - lease.startedAt, medianMs: median, worker: w.name }, 'straggler: starting a speculative copy');
+        this.log.info({ job: s.jobId, subtask: s.id, runningMs: now - lease.runningSince, medianMs: median, worker: w.name }, 'straggler: starting a speculative copy');
         this.speculativeCopies++;
         copies++;
         this.assign(s, w, true);

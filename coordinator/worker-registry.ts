@@ -4,6 +4,7 @@ import type { Capabilities__Output } from '../shared/proto/generated/tessera/v1/
 import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { WorkerMessage__Output } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
 import type { WorkerInfo } from '../shared/proto/generated/tessera/v1/WorkerInfo.js';
+import type { Lease } from './model.js';
 
 export type WorkerState = 'active' | 'draining' | 'lost' | 'quarantined';
 
@@ -23,6 +24,11 @@ export interface WorkerSession {
   connectedAt: number;
   /** subtask id -> attempt currently leased to this worker. */
   leases: Map<string, number>;
+  /**
+   * The leases among `leases` that wait in the worker's prefetch queue, oldest first (the order
+   * the worker runs them in): subtask id -> lease.
+   */
+  waiting: Map<string, Lease>;
   call: ServerDuplexStream<WorkerMessage__Output, CoordinatorMessage> | undefined;
   load: number;
   done: number;
@@ -50,6 +56,7 @@ export function newWorkerSession(r: Pick<WorkerSession, 'id' | 'name' | 'instanc
     lastHeartbeat: now,
     connectedAt: now,
     leases: new Map(),
+    waiting: new Map(),
     load: 0,
     done: 0,
     failed: 0,

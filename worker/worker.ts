@@ -248,6 +248,9 @@ export class Worker {
     if (this.state !== 'running') return this.closing;
     this.state = 'draining';
     this.opts.log.info({ running: this.running.size, graceMs }, 'draining');
+    // Results first: the coordinator then knows which queued subtasks have taken the freed slots
+    // and gives back only those still waiting.
+    this.flushResults();
     this.send({ drain: { grace_ms: graceMs } });
     if (this.running.size > 0) {
       await new Promise<void>((resolve) => {
