@@ -6,6 +6,7 @@
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SpoolFile } from '../shared/job-kind.js';
@@ -35,6 +36,16 @@ function claimSize(jpeg: Buffer, width: number, height: number): Buffer {
   return out;
 }
 
+/** The bytes of an input the check reads first (input-check.ts HEAD_BYTES). */
+const HEAD = 64 * 1024;
+
+/** A JPEG of noise: large for its size, like a photo. */
+async function noiseJpeg(width: number, height: number): Promise<Buffer> {
+  return sharp({ create: { width, height, channels: 3, background: '#777', noise: { type: 'gaussian', mean: 128, sigma: 40 } } })
+    .jpeg({ quality: 80 })
+    .toBuffer();
+}
+
 /** Two 64 KiB application segments (APP15) right after SOI: the frame header starts past the first 128 KiB. */
 function padHeader(jpeg: Buffer): Buffer {
   const segment = Buffer.alloc(2 + 65535, 0x20);
@@ -44,13 +55,18 @@ function padHeader(jpeg: Buffer): Buffer {
 }
 
 describe('image header checks', () => {
-  it('a JPEG claiming 60000 x 50000 is refused naming its size and the limit, whether its header fits in the head or not', async () => {
-    const small = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#369' } }).jpeg().toBuffer();
+  it('a JPEG claiming 60000 x 50000 is refused naming its size and the limit: whole, from its head, and with its header past the head', async () => {
     const limits = resolveLimits({ maxPixels: 100_000_000 });
-    for (const [name, bytes] of [
-      ['bomb.jpg', claimSize(small, 60000, 50000)],
-      ['padded-bomb.jpg', padHeader(claimSize(small, 60000, 50000))],
-    ] as const) {
+    const small = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#369' } }).jpeg().toBuffer();
+    const large = await noiseJpeg(600, 400);
+    const cases = [
+      ['small-bomb.jpg', claimSize(small, 60000, 50000)],
+      ['bomb.jpg', claimSize(large, 60000, 50000)],
+      ['padded-bomb.jpg', padHeader(claimSize(large, 60000, 50000))],
+    ] as const;
+    // Under the head size, read whole; over it with the header inside the head; over it with the header beyond.
+    expect(cases.map(([, b]) => b.length > HEAD)).toEqual([false, true, true]);
+    for (const [name, bytes] of cases) {
       const verdict = await checkInput('image', await spoolFile(name, bytes), limits);
       expect(verdict).toEqual({ input: name, code: 'RESOURCE_EXHAUSTED', message: `${name}: 60000x50000 = 3000000000 pixels is over the limit --max-pixels=100000000` });
     }
@@ -58,8 +74,9 @@ describe('image header checks', () => {
 
   it('a camera-sized JPEG and a PNG are accepted with their pixel count; a header past the head is read from the file', async () => {
     const limits = resolveLimits();
-    const photo = await sharp({ create: { width: 4000, height: 3000, channels: 3, background: '#843' } }).jpeg().toBuffer();
+    const photo = await noiseJpeg(4000, 3000);
     const png = await sharp({ create: { width: 1500, height: 1000, channels: 4, background: '#8438' } }).png().toBuffer();
+    expect(photo.length).toBeGreaterThan(HEAD);
     for (const [name, bytes, pixels] of [
       ['photo.jpg', photo, 12_000_000],
       ['padded.jpg', padHeader(photo), 12_000_000],
@@ -90,7 +107,7 @@ describe('image header checks', () => {
 });
 
 describe('inputChecker', () => {
-  it('checks inputs as they are added and gives the verdicts in the order asked; after stop there are none', async () => {
+  it('starts checking each input when it is added and gives the verdicts in the order asked', async () => {
     const good = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#000' } }).png().toBuffer();
     const files = await Promise.all([
       spoolFile('a.png', good),
@@ -98,17 +115,25 @@ describe('inputChecker', () => {
       spoolFile('c.png', good),
     ]);
     const checks = inputChecker('image', resolveLimits());
-    // Added out of order (as shared-storage lookups may finish), one never added: all are checked.
+    // Added out of order (as shared-storage lookups may finish); checked before any result is asked for.
     checks.add(files[2]!);
     checks.add(files[0]!);
+    for (let i = 0; i < 200 && (files[0]!.pixels === undefined || files[2]!.pixels === undefined); i++) await sleep(10);
+    expect([files[0]!.pixels, files[1]!.pixels, files[2]!.pixels]).toEqual([1024, undefined, 1024]);
+    // One never added is checked when the result is asked for.
     const r = await checks.result(files);
     expect(r.accepted.map((f) => f.name)).toEqual(['a.png', 'c.png']);
     expect(r.errors).toEqual([{ input: 'b.txt', code: 'INVALID_ARGUMENT', message: expect.stringContaining('b.txt: content is not an accepted image format') }]);
+  });
 
-    const stopped = inputChecker('image', resolveLimits());
-    for (const f of files) stopped.add(f);
-    await stopped.stop();
-    // What had not been checked yet was never checked: there is no verdict to give.
-    await expect(stopped.result(files)).rejects.toThrow('the input checks were stopped');
+  it('after stop, what had not started is never checked and there is no verdict to give', async () => {
+    const good = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#000' } }).png().toBuffer();
+    const files = await Promise.all(Array.from({ length: 6 }, (_, i) => spoolFile(`s${i}.png`, good)));
+    const checks = inputChecker('image', resolveLimits());
+    for (const f of files) checks.add(f);
+    await checks.stop();
+    // At most the two running at once had started.
+    expect(files.filter((f) => f.pixels !== undefined).length).toBeLessThanOrEqual(2);
+    await expect(checks.result(files)).rejects.toThrow('the input checks were stopped');
   });
 });

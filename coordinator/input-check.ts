@@ -35,8 +35,11 @@ export interface InputCheckResult {
   errors: ItemFailure[];
 }
 
-/** Checks at once; ffprobe is a process per file, and libuv has 4 file-system threads. */
-const CHECKS_AT_ONCE = 4;
+/**
+ * Checks at once. They run beside the submission's shared-storage lookups (2 at once), and libuv
+ * has 4 file-system threads: a hung mount must not take them all. ffprobe is a process per file.
+ */
+const CHECKS_AT_ONCE = 2;
 
 /**
  * Checks a job's inputs as they arrive, a few at a time, so that the checks overlap the receiving
@@ -46,11 +49,14 @@ const CHECKS_AT_ONCE = 4;
 export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal) {
   const limit = pLimit(CHECKS_AT_ONCE);
   const verdicts = new Map<SpoolFile, Promise<ItemFailure | undefined>>();
-  let stopped = false;
+  // Stops the running checks (ffprobe) when the submission fails, as well as when the client goes.
+  const stopping = new AbortController();
+  const checkSignal = signal ? AbortSignal.any([signal, stopping.signal]) : stopping.signal;
   const add = (file: SpoolFile): Promise<ItemFailure | undefined> => {
     let v = verdicts.get(file);
     if (!v) {
-      v = limit(() => (stopped ? Promise.resolve(undefined) : checkInput(kind, file, limits, signal)));
+      // A check that never ran is no verdict: it rejects rather than pass the file.
+      v = limit(() => (checkSignal.throwIfAborted(), checkInput(kind, file, limits, checkSignal)));
       // Awaited by `result` or `stop`; not an unhandled rejection meanwhile.
       v.catch(() => undefined);
       verdicts.set(file, v);
@@ -62,7 +68,6 @@ export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal)
     add: (file: SpoolFile): void => void add(file),
     /** The accepted inputs (in the order given) and one failure per refused input; checks any not added yet. */
     async result(inputs: readonly SpoolFile[]): Promise<InputCheckResult> {
-      if (stopped) throw new Error('the input checks were stopped');
       const all = await Promise.all(inputs.map(add));
       const accepted: SpoolFile[] = [];
       const errors: ItemFailure[] = [];
@@ -75,7 +80,7 @@ export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal)
     },
     /** Starts no further check and waits for the running ones (there is no result after this). */
     async stop(): Promise<void> {
-      stopped = true;
+      stopping.abort(new Error('the input checks were stopped'));
       await Promise.allSettled(verdicts.values());
     },
   };
@@ -136,7 +141,8 @@ const HEADER_FIRST: ReadonlySet<SniffedFormat> = new Set(['jpeg', 'png']);
 async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, limits: Limits, fail: Fail): Promise<ItemFailure | undefined> {
   // metadata() reads the header only; the pixel limit is ours to apply, below, with the limit named.
   const options = { limitInputPixels: false } as const;
-  const whole = head.length < HEAD_BYTES;
+  // The whole file, by its size (a short read on a network mount is not the end of the file).
+  const whole = head.length === file.size;
   let meta: sharp.Metadata | undefined;
   if (whole || HEADER_FIRST.has(format)) meta = await sharp(head, options).metadata().catch(() => undefined);
   try {
