@@ -1,4 +1,5 @@
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -128,29 +129,49 @@ describe('decodeAndCutStrips', () => {
     expect(decodeDone).toBe(true);
   });
 
-  it('a decode that wrote some rows and failed before the cutter first looked still hands out the complete strips, then its error', async () => {
-    // Under load the cutter's first poll can come after a fast decode has already failed: the rows
+  it('a decode that wrote some rows and failed between two of the cutter\'s looks still hands out the complete strips, then its error', async () => {
+    // Under load the cutter's next poll can come after a fast decode has already failed: the rows
     // it wrote are there all the same, and which strips come out must not depend on that timing.
+    // The file appears and the decode fails within one turn of the event loop, between two polls.
     const intermediate = path.join(dir, 'failed-early.v');
     const bytes = await readFile(whole);
     const stride = 301 * 3;
-    await writeFile(intermediate, bytes.subarray(0, 64 + 120 * stride));
     const cuts = cutStripsWhileDecoding({
       intermediate,
-      decode: () => Promise.reject(new Error('premature end of JPEG image')),
+      decode: async () => {
+        await sleep(25);
+        writeFileSync(intermediate, bytes.subarray(0, 64 + 120 * stride));
+        throw new Error('premature end of JPEG image');
+      },
       signal: new AbortController().signal,
       plan: () => [
         { y0: 0, y1: 100, path: path.join(dir, 'failed-early-0.v') },
         { y0: 90, y1: 203, path: path.join(dir, 'failed-early-1.v') },
       ],
     });
-    // Let the rejection settle before the generator's first step.
-    await sleep(20);
     const first = await cuts.next();
     expect([first.done, (first.value as { index: number }).index]).toEqual([false, 0]);
     const got = await sharp((first.value as { path: string }).path).raw().toBuffer();
     expect(got.equals(await sharp(whole).extract({ left: 0, top: 0, width: 301, height: 100 }).raw().toBuffer())).toBe(true);
     await expect(cuts.next()).rejects.toThrow('premature end of JPEG image');
+  });
+
+  it('the decode\'s error wins over a plan that cannot make sense of its partial output', async () => {
+    const intermediate = path.join(dir, 'failed-plan.v');
+    const bytes = await readFile(whole);
+    await expect(
+      decodeAndCutStrips({
+        intermediate,
+        decode: async () => {
+          writeFileSync(intermediate, bytes.subarray(0, 64 + 10 * 301 * 3));
+          throw new Error('corrupt JPEG data');
+        },
+        signal: new AbortController().signal,
+        plan: () => {
+          throw new RangeError('the output does not fit');
+        },
+      }),
+    ).rejects.toThrow('corrupt JPEG data');
   });
 
   it('a failed decode rejects with its own error', async () => {

@@ -176,6 +176,11 @@ export async function* cutStripsWhileDecoding<T>(o: StripCutOptions<T>): AsyncGe
     const decoded = await decoding;
     if (failure !== undefined) throw failure;
     return { decoded: decoded as T, header };
+  } catch (err) {
+    // The decode's error wins: a header or plan that fails to make sense of a failed decode's
+    // partial output only hides why it failed.
+    if (!finished) await decoding;
+    throw failure !== undefined ? failure : err;
   } finally {
     // Let a failed or abandoned cut wait for libvips to stop writing before the caller cleans up.
     if (!finished) await decoding;
