@@ -21,6 +21,8 @@ export interface SimStats {
   heartbeats: number;
   /** Completed subtasks: [assignedAt, finishedAt] per subtask, per session concatenated. */
   busy: [number, number][];
+  /** The subtask id of each `busy` entry (a speculative copy runs a subtask a second time). */
+  ran: string[];
   /** Slot idle time between finishing one subtask and starting the next of the same job on that session. */
   dispatchMs: number[];
   /** Coordinator turnaround: a result sent to the next assignment received on that session. */
@@ -41,7 +43,7 @@ export interface SimOptions {
 /** Starts `workers` simulated sessions; returns stats and stop functions. */
 export function startSimWorkers(opts: SimOptions): { stats(): SimStats; stop(): void } {
   const { proto } = loadTesseraProto();
-  const stats: SimStats = { registered: 0, heartbeats: 0, busy: [], dispatchMs: [], refillMs: [], now: 0 };
+  const stats: SimStats = { registered: 0, heartbeats: 0, busy: [], ran: [], dispatchMs: [], refillMs: [], now: 0 };
   const timers = new Set<NodeJS.Timeout>();
   const calls: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output>[] = [];
   const clients: grpc.Client[] = [];
@@ -114,6 +116,7 @@ export function startSimWorkers(opts: SimOptions): { stats(): SimStats; stop(): 
         timers.delete(t);
         const finishedAt = performance.now();
         stats.busy.push([assignedAt, finishedAt]);
+        stats.ran.push(a.subtask_id);
         lastFreed = finishedAt;
         running.delete(a.subtask_id);
         active--;

@@ -17,7 +17,7 @@ afterEach(async () => {
 
 describe('worker failure', () => {
   it('a worker SIGKILLed mid-job does not stop the job: its subtasks run again elsewhere', async () => {
-    cluster = await startCluster({ workers: 2, slots: 1, coordinatorArgs: ['--ttl-ms', '3000'] });
+    cluster = await startCluster({ workers: 2, slots: 1, coordinatorArgs: ['--heartbeat-ms', '250', '--ttl-ms', '3000'] });
     dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-fault-'));
     const files: string[] = [];
     for (let i = 0; i < 6; i++) {
@@ -49,9 +49,15 @@ describe('worker failure', () => {
   it('retries a subtask whose first attempts fail with a retryable error, up to max attempts', async () => {
     cluster = await startCluster({ workers: 2, slots: 1 });
     const ok = await cluster.client.submit({ passthrough: { subtasks: 4, fail_first_attempts: 2 } }, []);
-    const done = await cluster.client.wait(ok.id);
+    const retries = new Map<string, number>();
+    const done = await cluster.client.wait(ok.id, (e) => {
+      if (e.type === 'subtask_state' && e.subtask && /^attempt \d+ failed .*; retrying$/.test(e.message)) retries.set(e.subtask.id, (retries.get(e.subtask.id) ?? 0) + 1);
+    });
     expect(done.state).toBe('JOB_STATE_SUCCEEDED');
-    expect(done.subtasks.every((s) => s.attempt === 3)).toBe(true);
+    // Each failed twice and then succeeded on its third attempt (a later one only if the straggler
+    // rule started a copy on a loaded machine).
+    expect(done.subtasks.map((s) => retries.get(s.id))).toEqual([2, 2, 2, 2]);
+    expect(done.subtasks.every((s) => s.attempt >= 3)).toBe(true);
     const bad = await cluster.client.submit({ max_attempts: 2, passthrough: { subtasks: 2, fail_first_attempts: 2 } }, []);
     const failed = await cluster.client.wait(bad.id);
     expect(failed.state).toBe('JOB_STATE_FAILED');

@@ -49,8 +49,9 @@ describe('dashboard', () => {
     await page.locator('#conn[data-state="live"]').waitFor({ timeout: 10_000 });
     for (const w of cluster.workers) await page.locator(`#workers tr[data-worker="${w.name}"][data-state="active"]`).waitFor({ timeout: 10_000 });
 
-    // 6 subtasks of 700 ms on 2 one-slot workers; each fails once first, so retries show up.
-    const job = await cluster.client.submit({ label: 'dashboard test', passthrough: { subtasks: 6, work_ms: 700, fail_first_attempts: 1 } }, []);
+    // 6 subtasks of 1.5 s on 2 one-slot workers (a few seconds in which the page must catch them
+    // running, even with Chromium loading the machine); each fails once first, so retries show up.
+    const job = await cluster.client.submit({ label: 'dashboard test', passthrough: { subtasks: 6, work_ms: 1500, fail_first_attempts: 1 } }, []);
     const row = page.locator(`#jobs tr[data-job="${job.id}"]`);
     await row.waitFor({ timeout: 10_000 });
     await row.click();
@@ -83,7 +84,7 @@ describe('dashboard', () => {
     const victim = cluster.workers[1]!;
     victim.child.kill('SIGKILL');
     await page.locator(`#workers tr[data-worker="${victim.name}"][data-state="lost"]`).waitFor({ timeout: 15_000 });
-    await expect.poll(async () => page.locator('#summary').textContent()).toMatch(/^1 worker\(s\)/);
+    await expect.poll(async () => page.locator('#summary').textContent(), { timeout: 10_000 }).toMatch(/^1 worker\(s\)/);
     // The chart has drawn the finished subtasks.
     const chartPixels = await page.locator('#chart').evaluate((c) => {
       const canvas = c as unknown as Canvas;

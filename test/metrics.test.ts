@@ -34,11 +34,12 @@ let dir: string;
 const logs: { who: string; line: string }[] = [];
 
 beforeAll(async () => {
-  // A short TTL so that the SIGKILLed worker is declared lost quickly.
+  // A SIGKILLed worker is lost as soon as its stream breaks; frequent heartbeats and a roomy TTL
+  // keep a worker starved on a loaded machine from being declared lost as well.
   cluster = await startCluster({
     workers: 2,
     slots: 1,
-    coordinatorArgs: ['--ttl-ms', '1500'],
+    coordinatorArgs: ['--heartbeat-ms', '250', '--ttl-ms', '5000'],
     logLevel: 'debug',
     onLog: (who, line) => logs.push({ who, line }),
   });

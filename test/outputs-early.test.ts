@@ -63,21 +63,16 @@ async function firstEvent(c: TestCluster, jobId: string, match: (e: JobEvent) =>
 
 describe('outputs published while the job runs', () => {
   it('announces each output as its subtask succeeds; it downloads at once, later ones are refused until published', async () => {
-    const files = await blobs('a', 6);
-    // Three rounds of 2 x 1.2 s (long enough not to be queued ahead on a worker): when the first
-    // copies are published, the last two have not started.
+    const files = await blobs('a', 10);
+    // Five rounds of 2 x 1.2 s (long enough not to be queued ahead on a worker): when the first
+    // copies are published, most have not started.
     const job = await cluster.client.submit({ passthrough: { work_ms: 1200 } }, files);
     const first = await firstEvent(cluster, job.id, (e) => e.type === 'output');
     expect(first.job_state).toBe('JOB_STATE_RUNNING');
     const name = first.output!.name;
     expect(first.output!.source).toBe(name);
 
-    const early = await cluster.client.download(job.id, path.join(dir, 'early'), { names: [name] });
-    expect(await readFile(early.get(name)!)).toEqual(await readFile(path.join(dir, name)));
-    // Downloaded while the job still runs, with the checksum the event announced.
-    expect((await cluster.client.getJob(job.id)).state).toBe('JOB_STATE_RUNNING');
-
-    // A copy not started yet is at least 1.2 s from being published.
+    // At once: a copy not started yet is at least 1.2 s from being published, and is refused.
     const pending = (await cluster.client.getJob(job.id)).subtasks.find((s) => s.state === 'SUBTASK_STATE_PENDING');
     expect(pending).toBeDefined();
     const last = pending!.label.replace(/^copy /, '');
@@ -85,6 +80,11 @@ describe('outputs published while the job runs', () => {
     expect(refused.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(refused.details).toContain(last);
     expect(refused.details).toContain('not published yet');
+
+    const early = await cluster.client.download(job.id, path.join(dir, 'early'), { names: [name] });
+    expect(await readFile(early.get(name)!)).toEqual(await readFile(path.join(dir, name)));
+    // Downloaded while the job still runs, with the checksum the event announced.
+    expect((await cluster.client.getJob(job.id)).state).toBe('JOB_STATE_RUNNING');
 
     const done = await cluster.client.wait(job.id);
     expect(done.state).toBe('JOB_STATE_SUCCEEDED');

@@ -166,7 +166,7 @@ describe('outputs on shared storage', () => {
     expect(ownDone.errors[0]).toMatchObject({ code: 'INVALID_ARGUMENT', input: 'p1.jpg' });
     expect(ownDone.errors[0]!.message).toMatch(/output p1\.jpg would replace the job's own input .*p1\.jpg/);
     expect(await sha(photos[1]!)).toBe(before1);
-    await expect.poll(async () => (await readdir(path.join(shared, 'photos'))).sort()).toEqual(['p0.jpg', 'p1.jpg', 'p2.jpg']);
+    await expect.poll(async () => (await readdir(path.join(shared, 'photos'))).sort(), { timeout: 15_000 }).toEqual(['p0.jpg', 'p1.jpg', 'p2.jpg']);
 
     // A coordinator that shares nothing cannot write anywhere but its spool.
     const closed = await startCluster({ workers: 0 });
@@ -208,7 +208,7 @@ describe('outputs on shared storage', () => {
       expect(await sha(o.shared_path)).toBe(await sha(f));
     }
     // Whatever the attempts cut off by the crash left in the folder is gone once the job ends.
-    await expect.poll(async () => (await readdir(out)).sort()).toEqual(files.map((f) => path.basename(f)).sort());
+    await expect.poll(async () => (await readdir(out)).sort(), { timeout: 15_000 }).toEqual(files.map((f) => path.basename(f)).sort());
   });
 
   it("takes from a worker only a regular file of the reported size at its own lease's temporary name, and removes nothing else", async () => {

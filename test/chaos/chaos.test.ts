@@ -38,7 +38,7 @@ async function duration(file: string): Promise<number> {
 describe('chaos', () => {
   it('every job of every kind completes with verified outputs while workers are killed and restarted', async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-chaos-'));
-    cluster = await startCluster({ workers: 3, slots: 1, coordinatorArgs: ['--ttl-ms', '2000', '--max-attempts', '8'] });
+    cluster = await startCluster({ workers: 3, slots: 1, coordinatorArgs: ['--heartbeat-ms', '250', '--ttl-ms', '2000', '--max-attempts', '8'] });
     const c = cluster;
 
     const images: string[] = [];
