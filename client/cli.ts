@@ -14,6 +14,9 @@ import { jobToJson, printJobHuman, printJobsTable, printWorkersTable, ProgressVi
 import { runDemo } from './commands/demo.js';
 import { clientSecurityOptions, coordinatorSecurityOptions, workerSecurityOptions } from './commands/security-options.js';
 import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
+import { useBulkHeapGrowth } from '../shared/malloc.js';
+
+useBulkHeapGrowth();
 
 const program = new Command('tessera')
   .description('Distributed media processing: a coordinator, workers, and jobs of images, video and audio.')
