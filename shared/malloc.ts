@@ -37,8 +37,8 @@ export function withoutBulkMalloc(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
  * that starts a full (mark-compact) collection. With a heap of ~14 MB live, a coordinator moving
  * 512 MiB ran 140 of them (nearly one per 3.6 MiB moved, 0.85 s of pauses plus the marking) and a
  * worker 40-80, while the blocks themselves die young and go with the scavenges. With the limit at
- * 4x the live size: 22-27 and 15-16, and a 512 MiB passthrough job 46-48 -> 53-56 MiB/s; peak RSS
- * coordinator 193 -> 201 MiB, worker 161 -> 186 MiB. A heap with much live state (many large
+ * 4x the live size: 22-28 and 15-18, and a 512 MiB passthrough job 46-48 -> 53-57 MiB/s; peak RSS
+ * coordinator 193 -> 204 MiB, worker 161 -> 186 MiB. A heap with much live state (many large
  * jobs) may now grow to 4x that state before a full collection.
  *
  * Set at run time by the `tessera` command for itself; a `--heap-growing-percent` given to node

@@ -106,8 +106,8 @@ export async function* cutStripsWhileDecoding<T>(o: StripCutOptions<T>): AsyncGe
     let header: VipsImageHeader | null = null;
     for (;;) {
       o.signal.throwIfAborted();
-      // As below: a decode that failed before this first look may still have written rows, and
-      // the strips they complete are handed out all the same (however late the cutter starts).
+      // As below: a decode that failed since the last look may still have written rows, and the
+      // strips they complete are handed out all the same (however late the cutter looks).
       const wasFinished = finished;
       const failed = failure !== undefined;
       src ??= await open(o.intermediate, 'r').catch(() => undefined);
