@@ -365,7 +365,9 @@ export class JobManager {
       s.progress = 0;
       s.startedAt = now;
     }
-    const token = randomBytes(9).toString('base64url');
+    // Only a job writing to a shared folder needs one (randomBytes per lease was 6% of the CPU of
+    // 20,000 no-op subtasks).
+    const token = job.spec.shared_output_dir ? randomBytes(9).toString('base64url') : '';
     // Beyond the worker's slots the assignment waits in its prefetch queue.
     const waits = w.leases.size - w.waiting.size >= w.slots;
     const lease: Lease = { attempt: s.attempt, workerId: w.id, worker: w.name, startedAt: now, runningSince: waits ? undefined : now, speculative, token };

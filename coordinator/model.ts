@@ -126,7 +126,7 @@ export interface Lease {
    */
   runningSince: number | undefined;
   speculative: boolean;
-  /** Random per lease: names this lease's temporary files in a shared output folder (never reused, also across restarts). */
+  /** Random per lease of a job with a shared output folder ("" otherwise): names this lease's temporary files there (never reused, also across restarts). */
   token: string;
 }
 
