@@ -86,11 +86,6 @@ export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal)
   };
 }
 
-/** Checks `inputs` of a job of `kind`, a few at a time. */
-export async function checkInputs(kind: string, inputs: readonly SpoolFile[], limits: Limits, signal?: AbortSignal): Promise<InputCheckResult> {
-  return inputChecker(kind, limits, signal).result(inputs);
-}
-
 /**
  * Bytes read from the start of an input: the sniffed signature, and for JPEG and PNG the whole
  * header libvips needs (a camera JPEG's EXIF and thumbnail are typically 10-60 KiB).
