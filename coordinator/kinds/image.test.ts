@@ -17,7 +17,19 @@ describe('image batch planning', () => {
     expect(groups.length).toBeGreaterThanOrEqual(25);
     expect(Math.max(...groups.map((g) => g.length))).toBeLessThanOrEqual(16);
     const sizes = groups.map((g) => g.reduce((n, f) => n + f.size, 0));
-    expect(Math.max(...sizes) / Math.min(...sizes)).toBeLessThan(1.2);
+    expect(Math.max(...sizes.slice(0, -4)) / Math.min(...sizes.slice(0, -4))).toBeLessThan(1.2);
+  });
+
+  it('ends a large batch with single files, the smallest, two per slot', () => {
+    const files = Array.from({ length: 100 }, (_, i) => file(`f${i}`, 1_000_000 + i * 1000));
+    const groups = groupBatches(files, 3);
+    expect(groups.flat().map((f) => f.name).sort()).toEqual(files.map((f) => f.name).sort());
+    const tail = groups.slice(-6);
+    expect(tail.every((g) => g.length === 1)).toBe(true);
+    expect(tail.map((g) => g[0]!.name).sort()).toEqual(['f0', 'f1', 'f2', 'f3', 'f4', 'f5']);
+    expect(groups.slice(0, -6).every((g) => g.length > 1)).toBe(true);
+    // A small batch is spread as before, with no single-file tail of its own.
+    expect(groupBatches(files.slice(0, 20), 3).filter((g) => g.length === 1)).toHaveLength(0);
   });
 
   it('gives colliding output names distinct names', () => {

@@ -38,22 +38,34 @@ export function outputNames(inputs: string[], ext: (input: string) => string): M
   );
 }
 
-/** Groups files into subtasks: bounded by count and bytes, at least ~2 per slot, balanced by size (LPT). */
+/** Single-file subtasks kept for the end of a large batch, per slot. */
+const TAIL_SINGLES_PER_SLOT = 2;
+
+/**
+ * Groups files into subtasks: bounded by count and bytes, at least ~2 per slot, balanced by size
+ * (LPT). A batch of more than a few files per slot keeps its smallest files, two per slot, as
+ * single-file subtasks: the scheduler runs a job's heaviest subtasks first, so those run last,
+ * and whichever slot finishes its last group first takes them. The slots then end within about
+ * one file of each other instead of one group (400 photos on 2 slots: groups of ~4).
+ */
 export function groupBatches(files: SpoolFile[], slots: number): SpoolFile[][] {
   if (files.length === 0) return [];
-  const bytes = files.reduce((n, f) => n + f.size, 0);
+  const sorted = [...files].sort((a, b) => b.size - a.size);
+  const perSlot = Math.max(1, slots);
+  const singles = sorted.length > 4 * perSlot * TAIL_SINGLES_PER_SLOT ? sorted.splice(sorted.length - perSlot * TAIL_SINGLES_PER_SLOT) : [];
+  const bytes = sorted.reduce((n, f) => n + f.size, 0);
   const groups = Math.min(
-    files.length,
-    Math.max(Math.ceil(files.length / MAX_ITEMS_PER_SUBTASK), Math.ceil(bytes / MAX_BYTES_PER_SUBTASK), Math.max(1, slots) * 2),
+    sorted.length,
+    Math.max(Math.ceil(sorted.length / MAX_ITEMS_PER_SUBTASK), Math.ceil(bytes / MAX_BYTES_PER_SUBTASK), perSlot * 2),
   );
   const bins = Array.from({ length: groups }, () => ({ files: [] as SpoolFile[], bytes: 0 }));
-  for (const f of [...files].sort((a, b) => b.size - a.size)) {
+  for (const f of sorted) {
     let best = bins[0]!;
     for (const b of bins) if (b.bytes < best.bytes || (b.bytes === best.bytes && b.files.length < best.files.length)) best = b;
     best.files.push(f);
     best.bytes += f.size;
   }
-  return bins.filter((b) => b.files.length > 0).map((b) => b.files);
+  return [...bins.filter((b) => b.files.length > 0).map((b) => b.files), ...singles.map((f) => [f])];
 }
 
 const EXT_BY_FORMAT: Record<string, string> = { jpeg: 'jpg', png: 'png', webp: 'webp', avif: 'avif', tiff: 'tif' };
