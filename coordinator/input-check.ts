@@ -52,11 +52,11 @@ export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal)
   // Stops the running checks (ffprobe) when the submission fails, as well as when the client goes.
   const stopping = new AbortController();
   const checkSignal = signal ? AbortSignal.any([signal, stopping.signal]) : stopping.signal;
-  const add = (file: SpoolFile): Promise<ItemFailure | undefined> => {
+  const add = (file: SpoolFile, head?: Buffer): Promise<ItemFailure | undefined> => {
     let v = verdicts.get(file);
     if (!v) {
       // A check that never ran is no verdict: it rejects rather than pass the file.
-      v = limit(() => (checkSignal.throwIfAborted(), checkInput(kind, file, limits, checkSignal)));
+      v = limit(() => (checkSignal.throwIfAborted(), checkInput(kind, file, limits, checkSignal, head)));
       // Awaited by `result` or `stop`; not an unhandled rejection meanwhile.
       v.catch(() => undefined);
       verdicts.set(file, v);
@@ -64,11 +64,11 @@ export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal)
     return v;
   };
   return {
-    /** Starts checking `file` as soon as a place is free. */
-    add: (file: SpoolFile): void => void add(file),
+    /** Starts checking `file` as soon as a place is free; `head`: its first `headBytes(kind)` bytes, if already read. */
+    add: (file: SpoolFile, head?: Buffer): void => void add(file, head),
     /** The accepted inputs (in the order given) and one failure per refused input; checks any not added yet. */
     async result(inputs: readonly SpoolFile[]): Promise<InputCheckResult> {
-      const all = await Promise.all(inputs.map(add));
+      const all = await Promise.all(inputs.map((f) => add(f)));
       const accepted: SpoolFile[] = [];
       const errors: ItemFailure[] = [];
       inputs.forEach((f, i) => {
@@ -92,12 +92,19 @@ export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal)
  */
 const HEAD_BYTES = 64 * 1024;
 
-/** Checks one input; returns its failure, or undefined when it may be planned. Records an image's `pixels`. */
-export async function checkInput(kind: string, file: SpoolFile, limits: Limits, signal?: AbortSignal): Promise<ItemFailure | undefined> {
+/** The bytes from the start of an input that the check of a `kind` input reads. */
+export const headBytes = (kind: string): number => (kind === 'image' ? HEAD_BYTES : SNIFF_BYTES);
+
+/**
+ * Checks one input; returns its failure, or undefined when it may be planned. Records an image's
+ * `pixels`. `given`: the file's first `headBytes(kind)` bytes (fewer for a shorter file), when
+ * the caller has read them already.
+ */
+export async function checkInput(kind: string, file: SpoolFile, limits: Limits, signal?: AbortSignal, given?: Buffer): Promise<ItemFailure | undefined> {
   const fail = (code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED' | 'PERMISSION_DENIED', why: string): ItemFailure => ({ input: file.name, code, message: `${file.name}: ${why}` });
   let head: Buffer;
   try {
-    head = await readHead(file.path, kind === 'image' ? HEAD_BYTES : SNIFF_BYTES);
+    head = given ?? (await readHead(file.path, headBytes(kind)));
   } catch (err) {
     // A file on shared storage the coordinator may not read fails as its own input, not the job.
     const code = (err as NodeJS.ErrnoException).code ?? 'EIO';

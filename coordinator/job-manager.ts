@@ -132,7 +132,8 @@ export class JobManager {
     this.events.jobState(job, `accepted ${job.inputs.length} input(s)`);
     // The client is told the job exists only once it is on disk.
     this.store.flush();
-    void this.start(job);
+    // Its shared inputs were looked up and checked by the submission, moments ago.
+    void this.start(job, undefined, true);
   }
 
   get(jobId: string): JobRecord {
@@ -154,7 +155,12 @@ export class JobManager {
     return [...this.jobs.values()];
   }
 
-  private async start(job: JobRecord, resumeSubtasks?: SubtaskRecord[]): Promise<void> {
+  /**
+   * Plans a job, or resumes one after a restart with its `resumeSubtasks`. Its shared inputs are
+   * checked to be the files submitted first, unless `inputsJustChecked` (a submission looked them
+   * up, moments ago; every later read checks them again).
+   */
+  private async start(job: JobRecord, resumeSubtasks?: SubtaskRecord[], inputsJustChecked = false): Promise<void> {
     let kind: CoordinatorKind;
     let params: unknown;
     try {
@@ -203,7 +209,7 @@ export class JobManager {
       return;
     }
     try {
-      await this.assertSharedInputs(job);
+      if (!inputsJustChecked) await this.assertSharedInputs(job);
       const ctx = this.planContext(active);
       const { subtasks, errors, later } = await kind.plan(ctx);
       if (errors) job.errors.push(...errors);

@@ -18,7 +18,7 @@ import type { JobManager } from './job-manager.js';
 import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord, type OutputRecord } from './model.js';
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
-import { inputChecker } from './input-check.js';
+import { headBytes, inputChecker } from './input-check.js';
 import { SHARED_LOOKUPS, type SharedRoots } from './shared-inputs.js';
 import type { Limits } from '../shared/limits.js';
 
@@ -123,7 +123,7 @@ async function receiveInputs(
   shared: SharedRoots,
   limits: JobServiceLimits,
   signal: AbortSignal,
-  arrived: (file: SpoolFile) => void,
+  arrived: (file: SpoolFile, head?: Buffer) => void,
 ): Promise<void> {
   let total = 0;
   const names = new Set<string>();
@@ -157,10 +157,11 @@ async function receiveInputs(
       // By reference: nothing to receive, the file is read in place.
       const sharedPath = msg.input.shared_path;
       const lookup = lookups(async () => {
-        const f = await shared.resolve(name, sharedPath);
+        // The check's head is read through the lookup's descriptor: the file is opened once.
+        const { file: f, head } = await shared.lookup(name, sharedPath, headBytes(job.kind));
         if (f.size > limits.maxFileBytes) throw overFileLimit(name, f.size, limits);
         if (declared && declared !== f.size) throw invalidArgument(`input ${name}: header said ${declared} bytes but ${sharedPath} holds ${f.size}`, name);
-        arrived(f);
+        arrived(f, head);
         return f;
       });
       // Awaited in order by settle(); a failure is not left unhandled meanwhile.

@@ -56,6 +56,18 @@ describe('SharedRoots', () => {
     await roots.assertUnchanged(f);
   });
 
+  it('reads the head of a file through the lookup: the bytes asked for, fewer of a shorter file, none of a FIFO', async () => {
+    const roots = await SharedRoots.create([media], data);
+    await writeFile(path.join(media, 'long.bin'), Buffer.from('0123456789'));
+    const long = await roots.lookup('long.bin', path.join(media, 'long.bin'), 4);
+    expect(long.head?.toString()).toBe('0123');
+    expect(long.file).toMatchObject({ name: 'long.bin', size: 10 });
+    expect((await roots.lookup('a.bin', path.join(media, 'a.bin'), 64))?.head?.toString()).toBe('aaaa');
+    expect((await roots.lookup('a.bin', path.join(media, 'a.bin'), 0)).head).toBeUndefined();
+    if (!(await stat(path.join(media, 'pipe')).catch(() => undefined))) execFileSync('mkfifo', [path.join(media, 'pipe')]);
+    expect(await code(roots.lookup('x', path.join(media, 'pipe'), 64))).toBe(status.INVALID_ARGUMENT);
+  });
+
   it('catches a file replaced after submission: by a symlink, or by another file of the same size and time', async () => {
     const roots = await SharedRoots.create([media], data);
     const file = path.join(media, 'decoy.bin');

@@ -84,6 +84,16 @@ export class SharedRoots {
    * a relative path or something that is not a regular file.
    */
   async resolve(name: string, sharedPath: string): Promise<SpoolFile> {
+    return (await this.lookup(name, sharedPath, 0)).file;
+  }
+
+  /**
+   * `resolve`, and the first `headBytes` of the file (fewer if it is shorter) read through the
+   * same descriptor: the submission's format and header check needs them, and would otherwise
+   * open the file again. No `head` when that read failed: the check reads the file itself, and
+   * refuses it as its own input.
+   */
+  async lookup(name: string, sharedPath: string, headBytes: number): Promise<{ file: SpoolFile; head: Buffer | undefined }> {
     const refuse = (code: status, why: string): TesseraError => new TesseraError(code, `input ${name}: ${why}`, { input: name, retryable: false });
     if (this.roots.length === 0) throw refuse(status.FAILED_PRECONDITION, `submitted by reference (${sharedPath}) but this coordinator shares no folder: start it with --shared-root, or upload the file`);
     if (!path.isAbsolute(sharedPath)) throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} is not absolute`);
@@ -97,15 +107,16 @@ export class SharedRoots {
       throw refuse(status.NOT_FOUND, `shared path ${sharedPath} does not exist`);
     }
     if (!this.covers(real)) throw outside();
-    const st = await statNoFollow(real).catch((err: NodeJS.ErrnoException) => err);
-    if (st instanceof Error) {
+    const opened = await statNoFollow(real, headBytes).catch((err: NodeJS.ErrnoException) => err);
+    if (opened instanceof Error) {
       // O_NOFOLLOW on a symlink swapped in after realpath: ELOOP. Not readable by the coordinator: EACCES.
-      if (st.code === 'EACCES' || st.code === 'EPERM') throw refuse(status.PERMISSION_DENIED, `shared path ${sharedPath} is not readable by the coordinator`);
-      if (st.code === 'ELOOP') throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} is not a regular file`);
+      if (opened.code === 'EACCES' || opened.code === 'EPERM') throw refuse(status.PERMISSION_DENIED, `shared path ${sharedPath} is not readable by the coordinator`);
+      if (opened.code === 'ELOOP') throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} is not a regular file`);
       throw refuse(status.NOT_FOUND, `shared path ${sharedPath} does not exist`);
     }
+    const { st, head } = opened;
     if (!st.isFile()) throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} is not a regular file`);
-    return { name, path: real, size: st.size, sha256: '', shared: identity(st) };
+    return { file: { name, path: real, size: st.size, sha256: '', shared: identity(st) }, head };
   }
 
   /**
@@ -116,7 +127,7 @@ export class SharedRoots {
   async assertUnchanged(f: SpoolFile): Promise<void> {
     if (!f.shared) return;
     const real = await realpath(f.path).catch(() => undefined);
-    const st = real === f.path && this.covers(real) ? await statNoFollow(real).catch(() => undefined) : undefined;
+    const st = real === f.path && this.covers(real) ? (await statNoFollow(real).catch(() => undefined))?.st : undefined;
     const same = st?.isFile() && st.size === f.size && st.mtimeMs === f.shared.mtimeMs && st.ino === f.shared.ino && st.dev === f.shared.dev;
     if (!same) throw new TesseraError(status.FAILED_PRECONDITION, `input ${f.name}: the shared file ${f.path} ${st || real ? 'changed' : 'was removed'} after the job was submitted`, { input: f.name, retryable: false });
   }
@@ -182,12 +193,17 @@ export class SharedRoots {
  * followed (O_NOFOLLOW), a FIFO cannot block the coordinator (O_NONBLOCK), a file the coordinator
  * may not read is refused now rather than when it is read, and on NFS the open revalidates the
  * attributes with the server (close-to-open), where a bare lstat may answer from a cache up to a
- * minute old and miss a file rewritten on another host.
+ * minute old and miss a file rewritten on another host. With `headBytes`, a regular file's first
+ * bytes are read too (one read: on a network mount it may return fewer; none if it fails).
  */
-async function statNoFollow(file: string): Promise<Stats> {
+async function statNoFollow(file: string, headBytes = 0): Promise<{ st: Stats; head: Buffer | undefined }> {
   const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
-    return await fh.stat();
+    const st = await fh.stat();
+    if (headBytes === 0 || !st.isFile()) return { st, head: undefined };
+    const head = Buffer.allocUnsafe(Math.min(headBytes, st.size));
+    const read = head.length > 0 ? await fh.read(head, 0, head.length, 0).catch(() => undefined) : { bytesRead: 0 };
+    return { st, head: read && head.subarray(0, read.bytesRead) };
   } finally {
     await fh.close();
   }
