@@ -1,6 +1,6 @@
 /** JobService: the client-facing gRPC API. */
 import { constants } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { TesseraError, invalidArgument, failedPrecondition, notFound, statusFromName } from '../shared/errors.js';
@@ -72,9 +72,10 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       return toJobMessage(job, jobs.subtasksOf(job.id));
     }),
 
-    WatchJob: serverStream(log, (req: { job_id: string; after_seq: string; batch: boolean }, ctx) => {
+    WatchJob: serverStream(log, (req: { job_id: string; after_seq: string; batch: boolean; inline_outputs_up_to: number }, ctx) => {
       owned(ctx.metadata, req.job_id);
-      const events = watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal);
+      let events = watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal);
+      if (req.inline_outputs_up_to > 0) events = withOutputData(events, jobs, req.job_id, Math.min(req.inline_outputs_up_to, INLINE_OUTPUT_MAX));
       return req.batch ? batched(events) : unbatched(events);
     }),
 
@@ -223,6 +224,48 @@ async function* batched(source: AsyncGenerator<JobEvent[]>): AsyncGenerator<JobE
     const last = events[events.length - 1]!;
     yield { seq: last.seq, time_ms: last.time_ms, job_id: last.job_id, job_state: last.job_state, type: 'batch', progress: last.progress, final: last.final, batch: events };
   }
+}
+
+/** The largest output a watcher may have sent inside its event (WatchJobRequest.inline_outputs_up_to). */
+const INLINE_OUTPUT_MAX = 1024 * 1024;
+/** Most bytes of outputs sent inside the events of one message (one output may pass it alone). */
+const INLINE_RUN_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Adds the bytes of each small output to its `output` event (a copy: the events are shared by
+ * every watcher), so that the watcher needs no download call for it. A run of events is split
+ * where its outputs' bytes would pass INLINE_RUN_BYTES. An output that cannot be read as
+ * published (removed since, in a shared folder) goes without: the watcher downloads it.
+ */
+async function* withOutputData(source: AsyncGenerator<JobEvent[]>, jobs: JobManager, jobId: string, upTo: number): AsyncGenerator<JobEvent[]> {
+  for await (const run of source) {
+    let bytes = 0;
+    let out: JobEvent[] = [];
+    for (const e of run) {
+      const size = Number(e.output?.size ?? Infinity);
+      const data = e.type === 'output' && e.output && size <= upTo ? await publishedBytes(jobs, jobId, e.output.name ?? '', size) : undefined;
+      if (data && bytes + data.length > INLINE_RUN_BYTES && out.length > 0) {
+        yield out;
+        out = [];
+        bytes = 0;
+      }
+      if (data) bytes += data.length;
+      out.push(data ? { ...e, output_data: data } : e);
+    }
+    if (out.length > 0) yield out;
+  }
+}
+
+async function publishedBytes(jobs: JobManager, jobId: string, name: string, size: number): Promise<Buffer | undefined> {
+  let out: OutputRecord;
+  try {
+    out = jobs.outputPath(jobId, name);
+  } catch {
+    return undefined;
+  }
+  if (out.shared || out.size !== size) return undefined;
+  const data = await readFile(out.path).catch(() => undefined);
+  return data?.length === size ? data : undefined;
 }
 
 /** Most events in one batch: bounds a message at a few hundred KiB. */

@@ -4,7 +4,7 @@
  * succeeds and can be downloaded at once; `collect`, `tessera submit` and `tessera download` fetch
  * them as they come. An output not published yet is refused with FAILED_PRECONDITION naming it.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -116,6 +116,46 @@ describe('outputs published while the job runs', () => {
     // Fetching started before the job ended: files (or .part files) were there before the last announcement.
     expect(Math.max(...onDiskAtAnnouncement)).toBeGreaterThan(0);
     expect((await readdir(out)).sort()).toEqual(files.map((f) => path.basename(f)).sort());
+  });
+
+  it('WatchJob sends outputs up to inline_outputs_up_to inside their events, in messages of about 4 MiB', async () => {
+    // 44 outputs of ~100 KB (4.2 MiB: more than one message's worth) and one of 1.5 MiB.
+    const files = [...(await blobs('i', 44)), ...(await blobs('big', 1, 1_500_000))];
+    const job = await cluster.client.submit({ passthrough: {} }, files);
+    const done = await cluster.client.wait(job.id);
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    const { proto } = loadTesseraProto();
+    const client = new proto.tessera.v1.JobService(cluster.address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
+    const watch = async (req: { batch: boolean; inline_outputs_up_to: number }): Promise<JobEvent[]> => {
+      const messages: JobEvent[] = [];
+      for await (const m of client.WatchJob({ job_id: job.id, after_seq: '0', ...req }) as AsyncIterable<JobEvent>) messages.push(m);
+      return messages;
+    };
+    try {
+      const messages = await watch({ batch: true, inline_outputs_up_to: 1_000_000 });
+      const outputs = messages.flatMap((m) => (m.type === 'batch' ? m.batch : [m])).filter((e) => e.type === 'output');
+      expect(outputs).toHaveLength(files.length);
+      for (const e of outputs) {
+        const bytes = await readFile(path.join(dir, e.output!.name));
+        if (bytes.length > 1_000_000) expect(e.output_data).toHaveLength(0);
+        else expect(Buffer.compare(e.output_data, bytes), e.output!.name).toBe(0);
+        expect(createHash('sha256').update(bytes).digest('hex')).toBe(e.output!.sha256);
+      }
+      // Split where a message would carry more than 4 MiB of outputs.
+      const carried = messages.map((m) => (m.type === 'batch' ? m.batch : [m]).reduce((n, e) => n + e.output_data.length, 0));
+      expect(carried.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
+      expect(Math.max(...carried)).toBeLessThanOrEqual(4 * 1024 * 1024);
+      // Not asked for: none.
+      const plain = (await watch({ batch: false, inline_outputs_up_to: 0 })).filter((e) => e.type === 'output');
+      expect(plain).toHaveLength(files.length);
+      expect(plain.every((e) => e.output_data.length === 0)).toBe(true);
+    } finally {
+      client.close();
+    }
+    // collect writes the small ones from their events and downloads the large one.
+    const { paths } = await cluster.client.collect(job.id, path.join(dir, 'inline-out'));
+    expect(paths.size).toBe(files.length);
+    for (const f of files) expect(Buffer.compare(await readFile(paths.get(path.basename(f))!), await readFile(f))).toBe(0);
   });
 
   it('tessera download on a running job follows it and writes every output', async () => {
