@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { status } from '@grpc/grpc-js';
 import { PREFETCH_BELOW_MS, WORKER_PREFETCH, coordinatorAddress } from '../shared/config.js';
 import { describeError } from '../shared/errors.js';
-import { TERMINAL_STATES, TesseraClient } from './client.js';
+import { TesseraClient } from './client.js';
 import { runCoordinator, runHealth, runWorker } from './commands/servers.js';
 import { configurable } from './commands/config.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../shared/logger.js';
@@ -261,9 +261,8 @@ program
   .option('--json', 'JSON output')
   .action(async (id: string, o) =>
     withClient(o, async (c) => {
-      const running = !TERMINAL_STATES.has((await c.getJob(id)).state);
-      const paths = running ? (await c.collect(id, o.output)).paths : await c.download(id, o.output);
-      const job = await c.getJob(id);
+      // A finished job's events are replayed: its small outputs come inside them, no call each.
+      const { job, paths } = await c.collect(id, o.output);
       if (o.json) process.stdout.write(`${JSON.stringify(jobToJson(job, paths))}\n`);
       else printJobHuman(job, paths);
     }),
