@@ -230,7 +230,8 @@ program
       const view = new ProgressView(process.stderr, !o.json);
       if (!o.json) view.start(`job ${id.slice(0, 8)}`);
       for await (const e of c.watch(id, { afterSeq: o.after })) {
-        if (o.json) process.stdout.write(`${JSON.stringify(e)}\n`);
+        // output_data is never asked for here: not printed as an empty Buffer on every line.
+        if (o.json) process.stdout.write(`${JSON.stringify({ ...e, output_data: undefined })}\n`);
         else view.event(e);
       }
       view.stop();

@@ -33,6 +33,8 @@ const DOWNLOAD_CONCURRENCY = 8;
 const PARALLEL_DOWNLOAD_MAX_BYTES = 8 * 1024 * 1024;
 /** Outputs up to this size come inside their events when collected (the coordinator's limit too). */
 const INLINE_OUTPUT_MAX_BYTES = 1024 * 1024;
+/** Most bytes of such outputs held in memory until written. */
+const MAX_HELD_INLINE_BYTES = 64 * 1024 * 1024;
 
 export type { Job__Output as Job, JobEvent__Output as JobEvent, JobSpec, WorkerInfo__Output as WorkerInfo };
 
@@ -335,6 +337,8 @@ class DownloadQueue {
   private readonly running: Promise<void>[] = [];
   /** Created with the first output. */
   private made: Promise<unknown> | undefined;
+  /** Bytes of outputs that came inside their events and are not written yet. */
+  private held = 0;
 
   constructor(
     private readonly fetch: (o: OutputInfo__Output, dest: string, signal: AbortSignal) => Promise<void>,
@@ -357,17 +361,23 @@ class DownloadQueue {
     if (this.names.has(o.name)) return;
     const dest = path.join(this.dir, safeFileName(o.name, 'output name'));
     this.names.set(o.name, dest);
-    const given = data && data.length > 0 && data.length === Number(o.size) && (!o.sha256 || sha256(data) === o.sha256) ? data : undefined;
+    // Bytes that came with their event are kept until written, up to a bound: past it (a slow
+    // disk, a replay of thousands), the output is downloaded instead when its turn comes.
+    const usable = data && data.length > 0 && data.length === Number(o.size) && this.held + data.length <= MAX_HELD_INLINE_BYTES;
+    const given = usable && (!o.sha256 || sha256(data) === o.sha256) ? data : undefined;
+    if (given) this.held += given.length;
     const limit = Number(o.size) <= PARALLEL_DOWNLOAD_MAX_BYTES ? this.small : this.large;
     const p = limit(async () => {
-      this.signal.throwIfAborted();
       try {
+        this.signal.throwIfAborted();
         await (this.made ??= mkdir(this.dir, { recursive: true }));
         if (given) await writeAtomically(dest, given);
         else await this.fetchWithRetries(o, dest);
       } catch (err) {
         this.stop.abort(err);
         throw err;
+      } finally {
+        if (given) this.held -= given.length;
       }
     });
     p.catch(() => undefined);

@@ -40,6 +40,8 @@ export interface InputCheckResult {
  * has 4 file-system threads: a hung mount must not take them all. ffprobe is a process per file.
  */
 const CHECKS_AT_ONCE = 2;
+/** Checks waiting with the head their lookup read (64 KiB each at most). */
+const HEADS_HELD = 64;
 
 /**
  * Checks a job's inputs as they arrive, a few at a time, so that the checks overlap the receiving
@@ -64,8 +66,12 @@ export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal)
     return v;
   };
   return {
-    /** Starts checking `file` as soon as a place is free; `head`: its first `headBytes(kind)` bytes, if already read. */
-    add: (file: SpoolFile, head?: Buffer): void => void add(file, head),
+    /**
+     * Starts checking `file` as soon as a place is free; `head`: its first `headBytes(kind)` bytes,
+     * if already read. Kept only while few checks wait (thousands of inputs looked up faster than
+     * checked must not hold 64 KiB each): the others read theirs when their turn comes.
+     */
+    add: (file: SpoolFile, head?: Buffer): void => void add(file, limit.pendingCount < HEADS_HELD ? head : undefined),
     /** The accepted inputs (in the order given) and one failure per refused input; checks any not added yet. */
     async result(inputs: readonly SpoolFile[]): Promise<InputCheckResult> {
       const all = await Promise.all(inputs.map((f) => add(f)));

@@ -80,6 +80,9 @@ export class JobManager {
   inputBytesServed = 0;
   /** Bytes of subtask outputs received from workers (inline or uploaded); outputs written to shared storage add none. */
   outputBytesReceived = 0;
+  /** DownloadOutput calls, and bytes of outputs sent inside their events instead (WatchJob). */
+  outputDownloads = 0;
+  outputBytesInEvents = 0;
   private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -132,8 +135,7 @@ export class JobManager {
     this.events.jobState(job, `accepted ${job.inputs.length} input(s)`);
     // The client is told the job exists only once it is on disk.
     this.store.flush();
-    // Its shared inputs were looked up and checked by the submission, moments ago.
-    void this.start(job, undefined, true);
+    void this.start(job);
   }
 
   get(jobId: string): JobRecord {
@@ -155,12 +157,7 @@ export class JobManager {
     return [...this.jobs.values()];
   }
 
-  /**
-   * Plans a job, or resumes one after a restart with its `resumeSubtasks`. Its shared inputs are
-   * checked to be the files submitted first, unless `inputsJustChecked` (a submission looked them
-   * up, moments ago; every later read checks them again).
-   */
-  private async start(job: JobRecord, resumeSubtasks?: SubtaskRecord[], inputsJustChecked = false): Promise<void> {
+  private async start(job: JobRecord, resumeSubtasks?: SubtaskRecord[]): Promise<void> {
     let kind: CoordinatorKind;
     let params: unknown;
     try {
@@ -209,7 +206,8 @@ export class JobManager {
       return;
     }
     try {
-      if (!inputsJustChecked) await this.assertSharedInputs(job);
+      // The planner may read the inputs (headers, a huge image's pixels, ffprobe): only as submitted.
+      await this.assertSharedInputs(job);
       const ctx = this.planContext(active);
       const { subtasks, errors, later } = await kind.plan(ctx);
       if (errors) job.errors.push(...errors);

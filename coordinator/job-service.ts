@@ -104,6 +104,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
 
     DownloadOutput: serverStream(log, (req: { job_id: string; name: string; offset: string }, ctx) => {
       owned(ctx.metadata, req.job_id);
+      jobs.outputDownloads++;
       return download(jobs, req, ctx.signal);
     }),
 
@@ -228,8 +229,11 @@ async function* batched(source: AsyncGenerator<JobEvent[]>): AsyncGenerator<JobE
 
 /** The largest output a watcher may have sent inside its event (WatchJobRequest.inline_outputs_up_to). */
 const INLINE_OUTPUT_MAX = 1024 * 1024;
-/** Most bytes of outputs sent inside the events of one message (one output may pass it alone). */
-const INLINE_RUN_BYTES = 4 * 1024 * 1024;
+/**
+ * Most bytes of outputs sent inside the events of one message (one output may pass it alone):
+ * with the events around them, a message stays under the 4 MiB that gRPC clients accept by default.
+ */
+const INLINE_RUN_BYTES = 3 * 1024 * 1024;
 
 /**
  * Adds the bytes of each small output to its `output` event (a copy: the events are shared by
@@ -242,33 +246,38 @@ async function* withOutputData(source: AsyncGenerator<JobEvent[]>, jobs: JobMana
     let bytes = 0;
     let out: JobEvent[] = [];
     for (const e of run) {
-      const size = Number(e.output?.size ?? Infinity);
-      const data = e.type === 'output' && e.output && size <= upTo ? await publishedBytes(jobs, jobId, e.output.name ?? '', size) : undefined;
+      const o = e.type === 'output' && !e.output?.shared_path ? e.output : undefined;
+      const size = Number(o?.size ?? 0);
+      const data = o && size > 0 && size <= upTo ? await publishedBytes(jobs, jobId, o.name ?? '', size, o.sha256 ?? '') : undefined;
       if (data && bytes + data.length > INLINE_RUN_BYTES && out.length > 0) {
         yield out;
         out = [];
         bytes = 0;
       }
-      if (data) bytes += data.length;
+      if (data) {
+        bytes += data.length;
+        jobs.outputBytesInEvents += data.length;
+      }
       out.push(data ? { ...e, output_data: data } : e);
     }
     if (out.length > 0) yield out;
   }
 }
 
-async function publishedBytes(jobs: JobManager, jobId: string, name: string, size: number): Promise<Buffer | undefined> {
+/** The bytes of output `name` as published with this size and checksum, if it is still that file in the spool. */
+async function publishedBytes(jobs: JobManager, jobId: string, name: string, size: number, sha256: string): Promise<Buffer | undefined> {
   let out: OutputRecord;
   try {
     out = jobs.outputPath(jobId, name);
   } catch {
     return undefined;
   }
-  if (out.shared || out.size !== size) return undefined;
+  if (out.shared || out.size !== size || out.sha256 !== sha256) return undefined;
   const data = await readFile(out.path).catch(() => undefined);
   return data?.length === size ? data : undefined;
 }
 
-/** Most events in one batch: bounds a message at a few hundred KiB. */
+/** Most events in one batch: bounds a message at a few hundred KiB (plus the outputs sent inside them). */
 const MAX_BATCH = 1000;
 
 /** A job's events after `afterSeq` until its final one: the log first, then live; in runs of what is ready. */

@@ -55,6 +55,13 @@ function rawDownload(address: string, jobId: string, name: string): Promise<grpc
   });
 }
 
+/** The coordinator's DownloadOutput calls and output bytes sent inside events so far (/metrics). */
+async function counters(): Promise<{ downloads: number; inEvents: number }> {
+  const text = await (await fetch(`http://${cluster.httpAddress}/metrics`)).text();
+  const value = (name: string): number => Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1] ?? NaN);
+  return { downloads: value('tessera_output_downloads_total'), inEvents: value('tessera_output_bytes_in_events_total') };
+}
+
 /** Resolves with the first event `match` accepts. */
 async function firstEvent(c: TestCluster, jobId: string, match: (e: JobEvent) => boolean): Promise<JobEvent> {
   for await (const e of c.client.watch(jobId)) if (match(e)) return e;
@@ -141,10 +148,10 @@ describe('outputs published while the job runs', () => {
         else expect(Buffer.compare(e.output_data, bytes), e.output!.name).toBe(0);
         expect(createHash('sha256').update(bytes).digest('hex')).toBe(e.output!.sha256);
       }
-      // Split where a message would carry more than 4 MiB of outputs.
+      // Split where a message would carry more than 3 MiB of outputs.
       const carried = messages.map((m) => (m.type === 'batch' ? m.batch : [m]).reduce((n, e) => n + e.output_data.length, 0));
       expect(carried.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
-      expect(Math.max(...carried)).toBeLessThanOrEqual(4 * 1024 * 1024);
+      expect(Math.max(...carried)).toBeLessThanOrEqual(3 * 1024 * 1024);
       // Not asked for: none.
       const plain = (await watch({ batch: false, inline_outputs_up_to: 0 })).filter((e) => e.type === 'output');
       expect(plain).toHaveLength(files.length);
@@ -152,10 +159,15 @@ describe('outputs published while the job runs', () => {
     } finally {
       client.close();
     }
-    // collect writes the small ones from their events and downloads the large one.
+    // collect writes the small ones from their events and downloads only the large one.
+    const before = await counters();
     const { paths } = await cluster.client.collect(job.id, path.join(dir, 'inline-out'));
+    const after = await counters();
     expect(paths.size).toBe(files.length);
     for (const f of files) expect(Buffer.compare(await readFile(paths.get(path.basename(f))!), await readFile(f))).toBe(0);
+    expect(after.downloads - before.downloads).toBe(1);
+    const small = (await Promise.all(files.slice(0, -1).map((f) => readFile(f)))).reduce((n, b) => n + b.length, 0);
+    expect(after.inEvents - before.inEvents).toBe(small);
   });
 
   it('tessera download on a running job follows it and writes every output', async () => {

@@ -15,6 +15,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobEvent } from '../client/client.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import { sharedOutputTemp } from '../shared/shared-output.js';
@@ -100,6 +101,11 @@ describe('outputs on shared storage', () => {
     expect(swapped.data).toBeUndefined();
     expect(swapped.err?.code).toBe(grpc.status.DATA_LOSS);
     expect(swapped.err?.details).toMatch(/output p0\.webp: .*p0\.webp in the shared folder was replaced or changed since it was published/);
+    // Nor are outputs in a shared folder ever sent inside their events (they would be read by path).
+    const announced: JobEvent[] = [];
+    for await (const e of c.client.watch(job.id, { inlineOutputsUpTo: 1024 * 1024 })) if (e.type === 'output') announced.push(e);
+    expect(announced).toHaveLength(3);
+    expect(announced.every((e) => e.output_data.length === 0)).toBe(true);
     await rm(path.join(outside, 'private.txt'));
     // Rewritten in place, even at the same size: not the output any more.
     const p2 = path.join(out, 'p2.webp');

@@ -116,6 +116,8 @@ export class CoordinatorMetrics {
       ['tessera_lease_expiries_total', 'Leases taken back from a worker that was lost, unreachable or draining past its grace', () => m.leaseExpiries],
       ['tessera_task_input_bytes_served_total', 'Bytes of subtask inputs streamed to workers (inputs a worker reads in place from shared storage add none)', () => m.inputBytesServed],
       ['tessera_task_output_bytes_received_total', 'Bytes of subtask outputs received from workers, inline or uploaded (outputs a worker writes to shared storage itself add none)', () => m.outputBytesReceived],
+      ['tessera_output_downloads_total', 'DownloadOutput calls', () => m.outputDownloads],
+      ['tessera_output_bytes_in_events_total', 'Bytes of small outputs sent inside their output events to watchers that asked for them (WatchJobRequest.inline_outputs_up_to)', () => m.outputBytesInEvents],
     ];
     for (const [name, help, read] of counted) {
       new Counter({

@@ -28,8 +28,9 @@ describe('image batch planning', () => {
     expect(tail.every((g) => g.length === 1)).toBe(true);
     expect(tail.map((g) => g[0]!.name).sort()).toEqual(['f0', 'f1', 'f2', 'f3', 'f4', 'f5']);
     expect(groups.slice(0, -6).every((g) => g.length > 1)).toBe(true);
-    // A small batch is spread as before, with no single-file tail of its own.
+    // A small batch is spread as before, with no single-file tail of its own; nor has one slot.
     expect(groupBatches(files.slice(0, 20), 3).filter((g) => g.length === 1)).toHaveLength(0);
+    expect(groupBatches(files, 1).filter((g) => g.length === 1)).toHaveLength(0);
   });
 
   it('gives colliding output names distinct names', () => {

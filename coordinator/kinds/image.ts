@@ -43,16 +43,18 @@ const TAIL_SINGLES_PER_SLOT = 2;
 
 /**
  * Groups files into subtasks: bounded by count and bytes, at least ~2 per slot, balanced by size
- * (LPT). A batch of more than a few files per slot keeps its smallest files, two per slot, as
- * single-file subtasks: the scheduler runs a job's heaviest subtasks first, so those run last,
- * and whichever slot finishes its last group first takes them. The slots then end within about
- * one file of each other instead of one group (400 photos on 2 slots: groups of ~4).
+ * (LPT). On two slots or more, a batch of more than a few files per slot keeps its smallest
+ * files, two per slot, as single-file subtasks: the scheduler runs a job's heaviest subtasks
+ * first, so those run last, and whichever slot finishes its last group first takes them. The
+ * slots then end within about one file of each other instead of one group (400 photos on 2
+ * slots: groups of ~4).
  */
 export function groupBatches(files: SpoolFile[], slots: number): SpoolFile[][] {
   if (files.length === 0) return [];
   const sorted = [...files].sort((a, b) => b.size - a.size);
   const perSlot = Math.max(1, slots);
-  const singles = sorted.length > 4 * perSlot * TAIL_SINGLES_PER_SLOT ? sorted.splice(sorted.length - perSlot * TAIL_SINGLES_PER_SLOT) : [];
+  // A single slot has nothing to balance against.
+  const singles = slots >= 2 && sorted.length > 4 * perSlot * TAIL_SINGLES_PER_SLOT ? sorted.splice(sorted.length - perSlot * TAIL_SINGLES_PER_SLOT) : [];
   const bytes = sorted.reduce((n, f) => n + f.size, 0);
   const groups = Math.min(
     sorted.length,
