@@ -3,6 +3,7 @@
  * -> publish. Owns the in-memory records, persists them through the store, emits events.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import type { Stats } from 'node:fs';
 import { lstat, mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -755,7 +756,14 @@ export class JobManager {
     const size = spooled?.sha256 ? spooled.size : (await stat(dest)).size;
     const sha256 = spooled?.sha256 || (await sha256File(dest));
     const identity = shared ? await lstat(dest) : undefined;
-    if (taken() || TERMINAL_JOB_STATES.has(job.state)) return;
+    if (taken()) return;
+    if (TERMINAL_JOB_STATES.has(job.state)) {
+      // The job ended (cancelled) while the file moved: its record, final now, will not list it,
+      // and a file it does not list must not stay in the job's shared folder. Only that file: if
+      // something else is at the name by now, it is left alone.
+      if (identity) await removeIfSame(dest, identity);
+      return;
+    }
     const out: OutputRecord = {
       name,
       path: dest,
@@ -1023,4 +1031,10 @@ const CONTENT_TYPES: Record<string, string> = {
 
 function contentTypeOf(name: string): string {
   return CONTENT_TYPES[name.slice(name.lastIndexOf('.') + 1).toLowerCase()] ?? 'application/octet-stream';
+}
+
+/** Removes `file` if it is still the file `was` describes (device and inode). */
+async function removeIfSame(file: string, was: Stats): Promise<void> {
+  const now = await lstat(file).catch(() => undefined);
+  if (now && now.dev === was.dev && now.ino === was.ino) await rm(file, { force: true });
 }

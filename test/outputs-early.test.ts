@@ -125,7 +125,7 @@ describe('outputs published while the job runs', () => {
     expect((await readdir(out)).sort()).toEqual(files.map((f) => path.basename(f)).sort());
   });
 
-  it('WatchJob sends outputs up to inline_outputs_up_to inside their events, in messages of about 4 MiB', async () => {
+  it('WatchJob sends outputs up to inline_outputs_up_to inside their events, up to 3 MiB of them a message', async () => {
     // 44 outputs of ~100 KB (4.2 MiB: more than one message's worth) and one of 1.5 MiB.
     const files = [...(await blobs('i', 44)), ...(await blobs('big', 1, 1_500_000))];
     const job = await cluster.client.submit({ passthrough: {} }, files);
