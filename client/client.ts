@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
-import { CHUNK_SIZE, CLIENT_CHANNEL_OPTIONS, UNARY_DEADLINE_MS, coordinatorAddress, transferDeadlineMs } from '../shared/config.js';
+import { CHUNK_SIZE, CLIENT_CHANNEL_OPTIONS, INLINE_OUTPUT_MAX_BYTES, UNARY_DEADLINE_MS, coordinatorAddress, transferDeadlineMs } from '../shared/config.js';
 import { TesseraError, dataLoss } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import { safeFileName } from '../shared/names.js';
@@ -31,8 +31,6 @@ import { clientCredentialsFromEnv } from '../shared/tls.js';
 /** Outputs downloaded at once, and the largest output downloaded alongside others. */
 const DOWNLOAD_CONCURRENCY = 8;
 const PARALLEL_DOWNLOAD_MAX_BYTES = 8 * 1024 * 1024;
-/** Outputs up to this size come inside their events when collected (the coordinator's limit too). */
-const INLINE_OUTPUT_MAX_BYTES = 1024 * 1024;
 /** Most bytes of such outputs held in memory until written. */
 const MAX_HELD_INLINE_BYTES = 64 * 1024 * 1024;
 

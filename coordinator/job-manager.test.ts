@@ -1,28 +1,45 @@
 /**
- * The job manager's streaming plans (`PlanResult.later`), driven through its real store, spool,
- * scheduler and registry. The worker is a session whose control stream records what it is sent;
- * results go back through `onResult` as the worker service would deliver them.
+ * The job manager's streaming plans (`PlanResult.later`), lease-ahead and publishing, driven through
+ * its real store, spool, scheduler and registry. The worker is a session whose control stream
+ * records what it is sent; results go back through `onResult` as the worker service would deliver
+ * them. The move of an output into a shared folder is the real one, wrapped so that a test can act
+ * the moment it has happened.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CoordinatorKind, SubtaskPlan } from '../shared/job-kind.js';
 import { createLogger } from '../shared/logger.js';
 import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import { JobManager } from './job-manager.js';
+import { SharedRoots } from './shared-inputs.js';
 import { coordinatorKinds } from './kinds/index.js';
 import { Spool } from './spool.js';
 import { JobStore } from './store.js';
 import { WorkerRegistry, newWorkerSession, type WorkerSession } from './worker-registry.js';
+
+/** Called right after each real move of an output into place (publishing; see the last test). */
+const afterMove = vi.hoisted(() => ({ hook: undefined as undefined | ((dest: string) => void) }));
+vi.mock('../shared/shared-output.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../shared/shared-output.js')>();
+  return {
+    ...real,
+    moveInto: async (src: string, dest: string, jobId: string) => {
+      await real.moveInto(src, dest, jobId);
+      afterMove.hook?.(dest);
+    },
+  };
+});
 
 const kinds = coordinatorKinds as Map<string, CoordinatorKind>;
 const original = kinds.get('passthrough')!;
 const dirs: string[] = [];
 afterEach(() => {
   kinds.set('passthrough', original);
+  afterMove.hook = undefined;
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
@@ -67,12 +84,19 @@ function channel<T>(): { iterable: AsyncIterable<T>; push(v: T): void; end(): vo
   };
 }
 
-function setup(dataDir?: string, slots = 8, prefetch = 0, quarantineFailures = 0) {
+function setup(dataDir?: string, slots = 8, prefetch = 0, quarantineFailures = 0, sharedRoots?: SharedRoots) {
   const dir = dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'tessera-jm-'));
   if (!dataDir) dirs.push(dir);
   const store = new JobStore(path.join(dir, 'jobs.db'));
   const registry = new WorkerRegistry();
-  const manager = new JobManager(store, new Spool(path.join(dir, 'spool')), registry, createLogger('test', 'silent'), { maxAttempts: 3, subtaskTimeoutMs: 60_000, retryBaseMs: 10, quarantineFailures, prefetchBelowMs: 1000 });
+  const manager = new JobManager(store, new Spool(path.join(dir, 'spool')), registry, createLogger('test', 'silent'), {
+    maxAttempts: 3,
+    subtaskTimeoutMs: 60_000,
+    retryBaseMs: 10,
+    quarantineFailures,
+    prefetchBelowMs: 1000,
+    ...(sharedRoots ? { sharedRoots } : {}),
+  });
   const sent: CoordinatorMessage[] = [];
   const worker = newWorkerSession({
     id: 'w1',
@@ -284,6 +308,39 @@ describe('lease-ahead (prefetch)', () => {
     const subtasks = manager.subtasksOf(first!.job_id!);
     const byId = (id: string | undefined) => subtasks.find((s) => s.id === id)!;
     expect([byId(first!.subtask_id).failures, byId(next!.subtask_id).state, byId(waiting!.subtask_id).failures]).toEqual([1, 'running', 0]);
+    manager.close();
+    store.close();
+  });
+});
+
+describe('publishing into a shared output folder', () => {
+  it('an output moved into place after its job was cancelled is taken back out; one published before stays', async () => {
+    const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'tessera-pubcancel-')));
+    dirs.push(dir);
+    const out = path.join(dir, 'shared', 'out');
+    mkdirSync(out, { recursive: true });
+    // One subtask, then a merge that writes two outputs, published one after the other.
+    kinds.set('passthrough', {
+      ...original,
+      plan: async () => ({ subtasks: [plan('one')] }),
+      merge: async (ctx) => {
+        for (const n of ['first.bin', 'second.bin']) writeFileSync(path.join(ctx.outputDir, n), n);
+        return { outputs: ['first.bin', 'second.bin'].map((n) => ({ name: n, path: path.join(ctx.outputDir, n), source: '' })) };
+      },
+    });
+    const sharedRoots = await SharedRoots.create([], path.join(dir, 'data'), [path.join(dir, 'shared')]);
+    const { manager, assigned, finish, store } = setup(undefined, 1, 0, 0, sharedRoots);
+    const job = manager.newJob({ ...spec, shared_output_dir: out } as JobSpec__Output, 'anonymous');
+    // The job is cancelled the moment its second output has moved into the folder (the real move).
+    afterMove.hook = (dest) => {
+      if (path.basename(dest) === 'second.bin') manager.cancel(job.id);
+    };
+    manager.accept(job);
+    await until(() => assigned().length === 1, 'the subtask');
+    finish(assigned()[0]!.subtask_id!, 1);
+    await until(() => job.state === 'cancelled' && !readdirSync(out).includes('second.bin'), 'the cancel and the take-back');
+    expect(job.outputs.map((o) => o.name)).toEqual(['first.bin']);
+    expect(readdirSync(out)).toEqual(['first.bin']);
     manager.close();
     store.close();
   });

@@ -21,6 +21,7 @@ import type { Caller } from './auth.js';
 import { headBytes, inputChecker } from './input-check.js';
 import { SHARED_LOOKUPS, type SharedRoots } from './shared-inputs.js';
 import type { Limits } from '../shared/limits.js';
+import { INLINE_OUTPUT_MAX_BYTES } from '../shared/config.js';
 
 export type JobServiceLimits = Limits;
 
@@ -75,7 +76,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     WatchJob: serverStream(log, (req: { job_id: string; after_seq: string; batch: boolean; inline_outputs_up_to: number }, ctx) => {
       owned(ctx.metadata, req.job_id);
       let events = watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal);
-      if (req.inline_outputs_up_to > 0) events = withOutputData(events, jobs, req.job_id, Math.min(req.inline_outputs_up_to, INLINE_OUTPUT_MAX));
+      if (req.inline_outputs_up_to > 0) events = withOutputData(events, jobs, req.job_id, Math.min(req.inline_outputs_up_to, INLINE_OUTPUT_MAX_BYTES));
       return req.batch ? batched(events) : unbatched(events);
     }),
 
@@ -227,8 +228,6 @@ async function* batched(source: AsyncGenerator<JobEvent[]>): AsyncGenerator<JobE
   }
 }
 
-/** The largest output a watcher may have sent inside its event (WatchJobRequest.inline_outputs_up_to). */
-const INLINE_OUTPUT_MAX = 1024 * 1024;
 /**
  * Most bytes of outputs sent inside the events of one message (one output may pass it alone):
  * with the events around them, a message stays under the 4 MiB that gRPC clients accept by default.

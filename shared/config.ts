@@ -10,6 +10,9 @@ export function coordinatorAddress(flag?: string): string {
 /** Bytes per chunk on every bulk stream (DESIGN: 64 KiB..1 MiB). */
 export const CHUNK_SIZE = 1024 * 1024;
 
+/** The largest output a watcher can have sent inside its `output` event (WatchJobRequest.inline_outputs_up_to). */
+export const INLINE_OUTPUT_MAX_BYTES = 1024 * 1024;
+
 /** Inputs and outputs at most this large ride inline in control messages (one round trip, not three). */
 export const INLINE_LIMIT = 64 * 1024;
 
