@@ -93,9 +93,17 @@ export class TesseraClient {
     const shared = options.shared ? await Promise.all(files.map((f) => realpath(f))) : undefined;
     return new Promise<Job__Output>((resolve, reject) => {
       const total = sizes.reduce((n, x) => n + x, 0);
-      const call = this.client.SubmitJob(this.md(), { deadline: deadline(transferDeadlineMs(total)) }, (err, job) => (err || !job ? reject(err) : resolve(job)));
+      // Ended by the coordinator's answer (a refusal mid-upload): the upload stops there. grpc-js
+      // never drains a call that has its status, so a write waiting for room would wait forever.
+      const ended = new AbortController();
+      const call = this.client.SubmitJob(this.md(), { deadline: deadline(transferDeadlineMs(total)) }, (err, job) => {
+        ended.abort(err ?? new Error('SubmitJob answered'));
+        if (err || !job) reject(err);
+        else resolve(job);
+      });
       const onAbort = (): void => call.cancel();
       options.signal?.addEventListener('abort', onAbort, { once: true });
+      const signal = options.signal ? AbortSignal.any([options.signal, ended.signal]) : ended.signal;
       void (async () => {
         try {
           call.write({ spec });
@@ -114,7 +122,7 @@ export class TesseraClient {
               const buf = chunk as Buffer;
               hash.update(buf);
               sent += buf.length;
-              await writeWithBackpressure(call, { data: buf }, options.signal);
+              await writeWithBackpressure(call, { data: buf }, signal);
               options.onUpload?.({ file: name, sentBytes: sent, totalBytes: total });
             }
             call.write({ input_end: { sha256: hash.digest('hex') } });

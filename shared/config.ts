@@ -16,6 +16,14 @@ export const INLINE_OUTPUT_MAX_BYTES = 1024 * 1024;
 /** Inputs and outputs at most this large ride inline in control messages (one round trip, not three). */
 export const INLINE_LIMIT = 64 * 1024;
 
+/**
+ * Inline outputs one subtask result carries at most (the rest are uploaded), and the inline bytes
+ * one `results` message of a worker carries at most: well below MAX_MESSAGE_BYTES, which a control
+ * stream message must never pass (grpc-js ends the whole stream over it).
+ */
+export const INLINE_RESULT_BYTES = 4 * 1024 * 1024;
+export const RESULTS_MESSAGE_BYTES = 8 * 1024 * 1024;
+
 /** HTTP/2 flow-control window per stream and connection, on both sides. */
 export const FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import { INLINE_LIMIT, transferDeadlineMs } from '../shared/config.js';
+import { INLINE_LIMIT, INLINE_RESULT_BYTES, transferDeadlineMs } from '../shared/config.js';
 import { TesseraError, dataLoss, isAbortError, statusName } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../shared/job-kind.js';
@@ -85,8 +85,11 @@ export async function executeSubtask(a: Assignment__Output, signal: AbortSignal,
     // otherwise (and for outputs that are not final) they go to the coordinator.
     const sharedDir = a.shared_output_dir && (await canWriteShared(a.shared_output_dir)) ? a.shared_output_dir : '';
     const outputs: OutputRef[] = [];
+    // Small outputs ride inside the result, up to INLINE_RESULT_BYTES in all: a subtask making
+    // thousands of thumbnails uploads the rest rather than pass the control stream's message limit.
+    const inline = { left: INLINE_RESULT_BYTES };
     try {
-      for (const o of result.outputs) outputs.push(sharedDir ? await writeSharedOutput(a, o, sharedDir, signal) : await uploadOutput(a, o, signal, deps));
+      for (const o of result.outputs) outputs.push(sharedDir ? await writeSharedOutput(a, o, sharedDir, signal) : await uploadOutput(a, o, signal, deps, inline));
     } catch (err) {
       await Promise.all(outputs.map((o) => (o.shared_path ? rm(o.shared_path, { force: true }) : undefined)));
       throw err;
@@ -190,24 +193,33 @@ async function fetchInputs(a: Assignment__Output, workDir: string, signal: Abort
   return files;
 }
 
-async function uploadOutput(a: Assignment__Output, o: { name: string; path: string; source?: string }, signal: AbortSignal, deps: ExecutorDeps): Promise<OutputRef> {
+async function uploadOutput(a: Assignment__Output, o: { name: string; path: string; source?: string }, signal: AbortSignal, deps: ExecutorDeps, inline: { left: number }): Promise<OutputRef> {
   const name = safeFileName(o.name, 'output name');
   const { size } = await stat(o.path);
-  if (size <= INLINE_LIMIT) {
+  if (size <= INLINE_LIMIT && size <= inline.left) {
+    inline.left -= size;
     const data = await readFile(o.path);
     return { name, size: String(size), sha256: sha256(data), inline: true, inline_data: data, source: o.source ?? '' };
   }
   const hash = newSha256();
   const response = await new Promise<UploadTaskOutputResponse__Output>((resolve, reject) => {
-    const call = deps.client.UploadTaskOutput(deps.metadata(), { deadline: deadline(transferDeadlineMs(size)) }, (err, res) => (err || !res ? reject(err) : resolve(res)));
+    // Ended by the coordinator's answer (a refusal mid-upload): stop reading and writing there.
+    // grpc-js never drains a call that has its status; waiting for room would hold the file open.
+    const ended = new AbortController();
+    const call = deps.client.UploadTaskOutput(deps.metadata(), { deadline: deadline(transferDeadlineMs(size)) }, (err, res) => {
+      ended.abort(err ?? new Error('UploadTaskOutput answered'));
+      if (err || !res) reject(err);
+      else resolve(res);
+    });
     const onAbort = (): void => call.cancel();
     signal.addEventListener('abort', onAbort, { once: true });
+    const sending = AbortSignal.any([signal, ended.signal]);
     void (async () => {
       try {
         call.write({ header: { subtask_id: a.subtask_id, attempt: a.attempt, name, size: String(size) } });
-        for await (const chunk of readChunks(o.path, 0, signal, size)) {
+        for await (const chunk of readChunks(o.path, 0, sending, size)) {
           hash.update(chunk);
-          await writeWithBackpressure(call, { data: chunk }, signal);
+          await writeWithBackpressure(call, { data: chunk }, sending);
         }
         call.write({ sha256: hash.digest('hex') });
         call.end();

@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import sharp from 'sharp';
-import { CLIENT_CHANNEL_OPTIONS, HEARTBEAT_MS, WORKER_PREFETCH } from '../shared/config.js';
+import { CLIENT_CHANNEL_OPTIONS, HEARTBEAT_MS, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
 import { TesseraError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
@@ -181,7 +181,22 @@ export class Worker {
     const results = this.results;
     if (results.length === 0) return;
     this.results = [];
-    this.send(results.length === 1 ? { result: results[0]! } : { results: { results } });
+    // One message per RESULTS_MESSAGE_BYTES of inline outputs: a message over the control stream's
+    // limit would end the stream, and with it every subtask this worker runs.
+    let batch: SubtaskResult[] = [];
+    let bytes = 0;
+    const sendBatch = (): void => {
+      if (batch.length > 0) this.send(batch.length === 1 ? { result: batch[0]! } : { results: { results: batch } });
+      batch = [];
+      bytes = 0;
+    };
+    for (const r of results) {
+      const size = inlineBytes(r);
+      if (batch.length > 0 && bytes + size > RESULTS_MESSAGE_BYTES) sendBatch();
+      batch.push(r);
+      bytes += size;
+    }
+    sendBatch();
   }
 
   private heartbeat(): void {
@@ -280,4 +295,11 @@ export class Worker {
     })();
     return this.closing;
   }
+}
+
+/** Bytes of the outputs a result carries inside it. */
+function inlineBytes(r: SubtaskResult): number {
+  let n = 0;
+  for (const o of r.outputs ?? []) n += o.inline_data?.length ?? 0;
+  return n;
 }
