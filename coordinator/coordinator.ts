@@ -96,7 +96,9 @@ export class Coordinator {
     if (shared.list.length > 0) log.info({ sharedRoots: shared.list }, 'inputs by reference allowed under the shared folders');
     if (shared.outputList.length > 0) log.info({ sharedOutputRoots: shared.outputList }, 'outputs may be written into the shared output folders');
     await mkdir(opts.dataDir, { recursive: true });
-    this.store = new JobStore(path.join(opts.dataDir, 'tessera.db'));
+    this.store = new JobStore(path.join(opts.dataDir, 'tessera.db'), {
+      onFlushError: (err) => log.error({ err: err.message }, 'job store write failed; kept in memory and retried'),
+    });
     const spool = new Spool(path.join(opts.dataDir, 'spool'));
     const registry = new WorkerRegistry();
     const ttlMs = opts.ttlMs ?? WORKER_TTL_MS;

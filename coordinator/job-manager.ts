@@ -134,8 +134,15 @@ export class JobManager {
     this.jobs.set(job.id, job);
     job.message = 'planning';
     this.events.jobState(job, `accepted ${job.inputs.length} input(s)`);
-    // The client is told the job exists only once it is on disk.
-    this.store.flush();
+    // The client is told the job exists only once it is on disk. If it cannot be written (a full
+    // disk), the submission fails and the job is gone, not left queued forever.
+    try {
+      this.store.flush();
+    } catch (err) {
+      this.jobs.delete(job.id);
+      this.store.forget(job.id);
+      throw err;
+    }
     void this.start(job);
   }
 

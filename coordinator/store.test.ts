@@ -161,4 +161,55 @@ describe('JobStore', () => {
     expect(reopened.loadAll().jobs[0]).toEqual(JSON.parse(JSON.stringify(loaded)));
     reopened.close();
   });
+
+  it('keeps what a full disk refused and writes it once there is room, from the timer too', async () => {
+    const file = dbFile();
+    const errors: Error[] = [];
+    const store = new JobStore(file, { onFlushError: (err) => errors.push(err) });
+    store.saveJob(job('first'));
+    store.flush();
+    // SQLite's own ceiling on the file's pages: past it, writes fail with SQLITE_FULL as on a full disk.
+    const db = (store as unknown as { db: Database.Database }).db;
+    const pages = db.pragma('page_count', { simple: true }) as number;
+    db.pragma(`max_page_count = ${pages}`);
+    const big = job('big');
+    big.inputs = Array.from({ length: 2000 }, (_, i) => ({ name: `in-${i}.bin`, path: `/spool/in-${i}.bin`, size: i, sha256: 'ab'.repeat(32) }));
+    store.saveJob(big);
+    store.createSubtasks([subtask('big', 0), subtask('big', 1)]);
+    for (let seq = 1; seq <= 3; seq++) store.appendEvent(event('big', seq));
+    expect(() => store.flush()).toThrow(expect.objectContaining({ codeName: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/job store is full .*nothing was lost/) }));
+    // A change on top, while nothing can be written: the timer's write fails too, is reported, and
+    // is tried again.
+    store.appendEvent(event('big', 4));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(errors.length).toBeGreaterThanOrEqual(1);
+    expect(errors[0]).toMatchObject({ codeName: 'RESOURCE_EXHAUSTED' });
+    // Room again: the retry writes all of it, in order.
+    db.pragma('max_page_count = 1073741823');
+    await new Promise((r) => setTimeout(r, 1500));
+    store.close();
+    const reopened = new JobStore(file);
+    const jobs = reopened.loadAll().jobs;
+    expect(jobs.map((j) => j.id).sort()).toEqual(['big', 'first']);
+    expect(jobs.find((j) => j.id === 'big')!.inputs).toHaveLength(2000);
+    expect(reopened.subtasksOf('big').map((s) => s.index)).toEqual([0, 1]);
+    expect(reopened.eventsAfter('big', 0).map((e) => e.seq)).toEqual(['1', '2', '3', '4']);
+    reopened.close();
+  });
+
+  it('forgets a job given up before its first write', () => {
+    const file = dbFile();
+    const store = new JobStore(file);
+    store.saveJob(job('kept'));
+    store.appendEvent(event('kept', 1));
+    store.saveJob(job('dropped'));
+    store.appendEvent(event('dropped', 1));
+    store.forget('dropped');
+    store.close();
+    const reopened = new JobStore(file);
+    expect(reopened.loadAll().jobs.map((j) => j.id)).toEqual(['kept']);
+    expect(reopened.eventsAfter('dropped', 0)).toEqual([]);
+    expect(reopened.eventsAfter('kept', 0).map((e) => e.seq)).toEqual(['1']);
+    reopened.close();
+  });
 });

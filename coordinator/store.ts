@@ -11,6 +11,8 @@
  * commit O(job size).
  */
 import Database from 'better-sqlite3';
+import { status } from '@grpc/grpc-js';
+import { TesseraError } from '../shared/errors.js';
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 import { TERMINAL_JOB_STATES, type JobRecord, type OutputRecord, type SubtaskRecord } from './model.js';
@@ -20,6 +22,8 @@ import { TERMINAL_JOB_STATES, type JobRecord, type OutputRecord, type SubtaskRec
  * re-run (subtask results) or re-sent under new sequence numbers (events: see RESUME_SEQ_GAP).
  */
 export const FLUSH_INTERVAL_MS = 20;
+/** After a failed write (a full disk), the next try: soon, but not in a tight loop. */
+export const FLUSH_RETRY_MS = 1000;
 
 /**
  * A resumed job's event numbers jump ahead by this much, so that a watcher that saw events which
@@ -40,7 +44,11 @@ export class JobStore {
   private closed = false;
   private readonly stmts;
 
-  constructor(file: string) {
+  /** `onFlushError`: a timed write failed (it is kept and tried again); the coordinator logs it. */
+  constructor(
+    file: string,
+    private readonly opts: { onFlushError?: (err: TesseraError) => void } = {},
+  ) {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
@@ -156,11 +164,37 @@ export class JobStore {
     this.flushScheduled = true;
     // Every commit rewrites the touched B-tree pages into the WAL: committing once per event-loop
     // turn made SQLite a fifth of the coordinator's CPU at thousands of subtasks a second.
-    this.flushTimer = setTimeout(() => this.flush(), FLUSH_INTERVAL_MS);
+    this.flushTimer = setTimeout(() => this.flushFromTimer(), FLUSH_INTERVAL_MS);
     this.flushTimer.unref();
   }
 
-  /** Writes everything dirty in one transaction. */
+  private flushFromTimer(): void {
+    try {
+      this.flush();
+    } catch (err) {
+      this.opts.onFlushError?.(err as TesseraError);
+      if (this.closed) return;
+      this.flushScheduled = true;
+      this.flushTimer = setTimeout(() => this.flushFromTimer(), FLUSH_RETRY_MS);
+      this.flushTimer.unref();
+    }
+  }
+
+  /**
+   * Drops what is waiting to be written for a job the coordinator gives up before anyone was told
+   * of it (a submission whose first write failed): it must not appear later, half made.
+   */
+  forget(jobId: string): void {
+    this.dirtyJobs.delete(jobId);
+    this.filesStored.delete(jobId);
+    this.pendingEvents = this.pendingEvents.filter((e) => e.job_id !== jobId);
+  }
+
+  /**
+   * Writes everything dirty in one transaction. When the transaction fails (SQLITE_FULL: the disk
+   * is full), nothing is lost: all of it stays to be written by the next flush, and the error
+   * (RESOURCE_EXHAUSTED for a full disk, UNAVAILABLE otherwise) goes to the caller.
+   */
   flush(): void {
     this.flushScheduled = false;
     if (this.flushTimer) clearTimeout(this.flushTimer);
@@ -176,7 +210,7 @@ export class JobStore {
     this.dirtySubtasks.clear();
     this.pendingEvents = [];
     const stored = jobs.map((j) => this.filesStored.get(j.id) ?? { inputs: false, outputs: 0 });
-    this.db.transaction(() => {
+    const write = this.db.transaction(() => {
       jobs.forEach((j, k) => {
         const { inputs, outputs, ...record } = j;
         const had = stored[k]!;
@@ -191,17 +225,36 @@ export class JobStore {
       // One row per job per flush, keyed by its last seq: a job emitting thousands of events a
       // second costs one insert per turn, not one each.
       for (const [jobId, list] of groupByJob(events)) this.stmts.insertEvent.run(jobId, Number(list[list.length - 1]!.seq), JSON.stringify(list));
-    })();
+    });
+    try {
+      write();
+    } catch (err) {
+      // Rolled back: everything taken goes back, to be written by the next flush.
+      for (const j of jobs) if (!this.dirtyJobs.has(j.id)) this.dirtyJobs.set(j.id, j);
+      this.newSubtasks = created.concat(this.newSubtasks);
+      for (const s of subtasks) if (!this.dirtySubtasks.has(s.id)) this.dirtySubtasks.set(s.id, s);
+      this.pendingEvents = events.concat(this.pendingEvents);
+      throw storeWriteError(err as Error & { code?: string });
+    }
     // Only once committed: a failed transaction leaves the lists to be written again.
     for (const j of jobs) this.filesStored.set(j.id, { inputs: true, outputs: j.outputs.length });
   }
 
   close(): void {
     if (this.closed) return;
-    this.flush();
-    this.closed = true;
-    this.db.close();
+    try {
+      this.flush();
+    } finally {
+      this.closed = true;
+      if (this.flushTimer) clearTimeout(this.flushTimer);
+      this.db.close();
+    }
   }
+}
+
+function storeWriteError(err: Error & { code?: string }): TesseraError {
+  if (err.code === 'SQLITE_FULL') return new TesseraError(status.RESOURCE_EXHAUSTED, `the coordinator's job store is full (${err.message}): free space in its --data-dir; nothing was lost, the write is retried`, { retryable: true });
+  return new TesseraError(status.UNAVAILABLE, `the coordinator's job store could not be written (${err.code ?? 'error'}: ${err.message}); the write is retried`, { retryable: true });
 }
 
 function groupByJob(events: JobEvent[]): Map<string, JobEvent[]> {
