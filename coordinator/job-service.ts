@@ -38,39 +38,54 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     access.assertOwner(access.identify(md), job.owner, jobId);
     return job;
   };
+  /** One submission: the spec, then its inputs (uploaded or by reference), checked; then the job is accepted. */
+  async function submit(owner: string, messages: AsyncIterable<SubmitJobRequest__Output>, signal: AbortSignal): Promise<ReturnType<typeof toJobMessage>> {
+    const iterator = messages[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    if (first.done || first.value.msg !== 'spec' || !first.value.spec) throw invalidArgument('the first SubmitJob message must be the job spec');
+    const job = jobs.newJob(first.value.spec, owner);
+    // Before any input arrives: a folder the outputs cannot go to fails the submission at once.
+    if (job.spec.shared_output_dir) job.spec.shared_output_dir = await shared.resolveOutputDir(job.spec.shared_output_dir);
+    await spool.prepareJob(job.id);
+    // Formats by content and header limits, before anything decodes an input: a refused input
+    // fails as its own item. Each is checked as soon as it has arrived.
+    const checks = inputChecker(job.kind, limits, signal);
+    try {
+      await receiveInputs(job, iterator, spool, shared, limits, signal, checks.add);
+      const checked = await checks.result(job.inputs);
+      if (checked.accepted.length === 0 && checked.errors.length > 0) {
+        const first = checked.errors[0]!;
+        throw new TesseraError(statusFromName(first.code), checked.errors.map((e) => e.message).join('; '), { input: first.input, retryable: false });
+      }
+      job.inputs = checked.accepted;
+      job.errors.push(...checked.errors);
+      if (job.inputs.length === 0 && job.kind !== 'passthrough') throw invalidArgument('a job needs at least one input file');
+      // Written to the store before the client hears of it; a store that cannot take it fails the submission.
+      jobs.accept(job);
+    } catch (err) {
+      await checks.stop();
+      await spool.removeJob(job.id);
+      throw err;
+    }
+    log.info({ job: job.id, kind: job.kind, inputs: job.inputs.length, owner }, 'job accepted');
+    return toJobMessage(job, jobs.subtasksOf(job.id));
+  }
+
+  /** Submissions still receiving their inputs, per owner: they count towards the job limit too. */
+  const receiving = new Map<string, number>();
   return {
     SubmitJob: clientStream<SubmitJobRequest__Output, ReturnType<typeof toJobMessage>>(log, async (messages, ctx) => {
       const owner = access.identify(ctx.metadata).id;
-      const unfinished = jobs.list().filter((j) => j.owner === owner && !TERMINAL_JOB_STATES.has(j.state)).length;
-      if (unfinished >= limits.maxJobsPerClient) throw new TesseraError(status.RESOURCE_EXHAUSTED, `${unfinished} unfinished jobs: over the limit --max-jobs-per-client=${limits.maxJobsPerClient}; wait for some to finish`);
-      const iterator = messages[Symbol.asyncIterator]();
-      const first = await iterator.next();
-      if (first.done || first.value.msg !== 'spec' || !first.value.spec) throw invalidArgument('the first SubmitJob message must be the job spec');
-      const job = jobs.newJob(first.value.spec, owner);
-      // Before any input arrives: a folder the outputs cannot go to fails the submission at once.
-      if (job.spec.shared_output_dir) job.spec.shared_output_dir = await shared.resolveOutputDir(job.spec.shared_output_dir);
-      await spool.prepareJob(job.id);
-      // Formats by content and header limits, before anything decodes an input: a refused input
-      // fails as its own item. Each is checked as soon as it has arrived.
-      const checks = inputChecker(job.kind, limits, ctx.signal);
+      const unfinished = jobs.list().filter((j) => j.owner === owner && !TERMINAL_JOB_STATES.has(j.state)).length + (receiving.get(owner) ?? 0);
+      if (unfinished >= limits.maxJobsPerClient) throw new TesseraError(status.RESOURCE_EXHAUSTED, `${unfinished} unfinished jobs (submissions still uploading included): over the limit --max-jobs-per-client=${limits.maxJobsPerClient}; wait for some to finish`);
+      receiving.set(owner, (receiving.get(owner) ?? 0) + 1);
       try {
-        await receiveInputs(job, iterator, spool, shared, limits, ctx.signal, checks.add);
-        const checked = await checks.result(job.inputs);
-        if (checked.accepted.length === 0 && checked.errors.length > 0) {
-          const first = checked.errors[0]!;
-          throw new TesseraError(statusFromName(first.code), checked.errors.map((e) => e.message).join('; '), { input: first.input, retryable: false });
-        }
-        job.inputs = checked.accepted;
-        job.errors.push(...checked.errors);
-      } catch (err) {
-        await checks.stop();
-        await spool.removeJob(job.id);
-        throw err;
+        return await submit(owner, messages, ctx.signal);
+      } finally {
+        const left = (receiving.get(owner) ?? 1) - 1;
+        if (left > 0) receiving.set(owner, left);
+        else receiving.delete(owner);
       }
-      if (job.inputs.length === 0 && job.kind !== 'passthrough') throw invalidArgument('a job needs at least one input file');
-      jobs.accept(job);
-      log.info({ job: job.id, kind: job.kind, inputs: job.inputs.length, owner }, 'job accepted');
-      return toJobMessage(job, jobs.subtasksOf(job.id));
     }),
 
     WatchJob: serverStream(log, (req: { job_id: string; after_seq: string; batch: boolean; inline_outputs_up_to: number }, ctx) => {
@@ -346,6 +361,7 @@ async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal:
 async function* download(jobs: JobManager, req: { job_id: string; name: string; offset: string }, signal: AbortSignal): AsyncGenerator<OutputChunk> {
   const out = jobs.outputPath(req.job_id, req.name);
   const offset = Number(req.offset || 0);
+  if (!Number.isSafeInteger(offset) || offset < 0) throw invalidArgument(`offset ${req.offset}: must be a whole number of bytes, 0 or more`);
   if (offset > out.size) throw failedPrecondition(`offset ${offset} is past the end of ${req.name} (${out.size} bytes)`);
   let position = offset;
   if (offset === out.size) {

@@ -11,6 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TesseraClient } from '../client/client.js';
 import { loadTesseraProto } from '../shared/proto.js';
+import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
 import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 
@@ -124,6 +125,34 @@ describe('tokens', () => {
     const other = await as(ALICE).submit({ passthrough: {} }, []);
     expect(other.id).toBeTruthy();
     for (const j of slow) await bob.cancel(j.id);
+  });
+
+  it('submissions still uploading count towards --max-jobs-per-client, and stop counting when they end', async () => {
+    const { proto } = loadTesseraProto();
+    const stub = new proto.tessera.v1.JobService(cluster.address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${BOB}`);
+    // Two submissions that send their spec and an input header, then nothing more: still uploading.
+    const ended: unknown[] = [];
+    const open = [0, 1].map(() => {
+      const call = stub.SubmitJob(md, (e: unknown) => ended.push(e));
+      call.write({ spec: { label: 'uploading', passthrough: {} } });
+      call.write({ input: { name: 'slow.bin', size: '1000000' } });
+      return call;
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(ended).toEqual([]);
+    const bob = as(BOB);
+    expect(await failure(bob.submit({ passthrough: {} }, []))).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, details: expect.stringMatching(/2 unfinished jobs \(submissions still uploading included\).*--max-jobs-per-client=2/) });
+    // Cancelled uploads no longer count.
+    for (const call of open) call.cancel();
+    let job: { id: string } | undefined;
+    for (let i = 0; i < 50 && !job; i++) {
+      job = await bob.submit({ passthrough: {} }, []).catch(() => undefined);
+      if (!job) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(job?.id).toBeTruthy();
+    stub.close();
   });
 
   it('repeated failures from one address are rate-limited (RESOURCE_EXHAUSTED), even for a right token', async () => {
