@@ -2,12 +2,18 @@ import path from 'node:path';
 import { invalidArgument } from './errors.js';
 
 /**
+ * Longest name, in UTF-8 bytes. File systems allow 255 bytes per name, and the spool, the client
+ * and the derived outputs add suffixes (`.1a2b3c4d.tmp`, `.part`, a new extension) to it.
+ */
+export const MAX_NAME_BYTES = 200;
+
+/**
  * Checks a client-supplied file name: a plain name, never a path. Keeps names predictable on every
  * platform and makes it impossible for an output or a spool file to land outside its folder.
  */
 export function safeFileName(name: string, what = 'file name'): string {
   if (typeof name !== 'string' || name.length === 0) throw invalidArgument(`${what} is empty`);
-  if (name.length > 255) throw invalidArgument(`${what} "${name.slice(0, 40)}..." is longer than 255 characters`);
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw invalidArgument(`${what} "${printable(name.slice(0, 40))}..." is longer than ${MAX_NAME_BYTES} bytes (UTF-8)`);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f/\\]/.test(name)) throw invalidArgument(`${what} "${printable(name)}" must not contain slashes or control characters`);
   if (name === '.' || name === '..' || path.basename(name) !== name) throw invalidArgument(`${what} "${printable(name)}" is not a plain file name`);

@@ -2,8 +2,9 @@
  * What one gRPC message can hold, on a real cluster. A subtask making hundreds of small outputs
  * used to send them all inside its result: over the 16 MiB message limit, grpc-js ended the
  * worker's control stream, the worker lost every subtask it ran, and the job failed after three
- * attempts. And a client whose upload the coordinator refused mid-stream kept waiting for room
- * to write, holding the file open.
+ * attempts. A client whose upload the coordinator refused mid-stream kept waiting for room to
+ * write, holding the file open. And a name the limit allowed (255 characters) could be too long
+ * for the file system once in bytes and with a temporary suffix.
  */
 import { readdirSync, readlinkSync } from 'node:fs';
 import { mkdtemp, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
@@ -61,6 +62,19 @@ describe('message limits', () => {
     expect(Math.max(...sizes)).toBeLessThanOrEqual(64 * 1024);
     expect(sizes.slice(0, 350).reduce((a, b) => a + b, 0)).toBeGreaterThan(MAX_MESSAGE_BYTES);
     for (const n of [names[0]!, names[349]!, names[699]!]) expect(await sharp(path.join(out, n)).metadata()).toMatchObject({ format: 'jpeg', width: 400 });
+  });
+
+  it('a name of the longest allowed length in bytes goes through the spool, a worker and the download', async () => {
+    // 200 bytes in UTF-8 (98 two-byte characters and ".bin"): with the spool's and the client's
+    // temporary suffixes still within the file system's 255.
+    const name = `${'é'.repeat(98)}.bin`;
+    expect(Buffer.byteLength(name)).toBe(200);
+    const file = path.join(dir, name);
+    await writeFile(file, 'x'.repeat(100_000));
+    const job = await cluster.client.submit({ label: 'long name', passthrough: {} }, [file]);
+    const { job: done, paths } = await cluster.client.collect(job.id, path.join(dir, 'long'));
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    expect((await stat(paths.get(name)!)).size).toBe(100_000);
   });
 
   it('a client whose upload is refused mid-stream stops reading its file', async () => {
