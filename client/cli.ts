@@ -1,6 +1,6 @@
 #!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=134217728 node
 /** The `tessera` command: coordinator, worker, job submission and inspection, demo. */
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { status } from '@grpc/grpc-js';
 import { PREFETCH_BELOW_MS, WORKER_PREFETCH, coordinatorAddress } from '../shared/config.js';
 import { describeError } from '../shared/errors.js';
@@ -21,7 +21,10 @@ useBulkHeapGrowth();
 const program = new Command('tessera')
   .description('Distributed media processing: a coordinator, workers, and jobs of images, video and audio.')
   .version('0.1.0')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Usage errors (a bad option value, an unknown option or command, a missing argument) come back
+  // as errors rather than exit(1): they exit 2, as every invalid argument does.
+  .exitOverride();
 
 const coordinatorOpt = (): Option => new Option('--coordinator <host:port>', 'coordinator address').env('TESSERA_COORDINATOR').default('127.0.0.1:7700');
 
@@ -293,6 +296,11 @@ program
 
 clientSecurityOptions(program);
 program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof CommanderError) {
+    // Commander has printed its message (and the help); --help and --version end with 0.
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+    return;
+  }
   if (err instanceof UsageError) {
     process.stderr.write(`tessera: ${err.message}\n`);
     process.exitCode = 2;

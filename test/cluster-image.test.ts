@@ -60,6 +60,13 @@ describe('image batch through the CLI', () => {
     const r = await cluster.runCli(['submit', 'image', '--blur', '0.1', photos[0]!, '-o', path.join(dir, 'never')]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/INVALID_ARGUMENT: image\.blur: sigma 0\.1 is below the minimum/);
+    // Arguments the command line itself refuses exit 2 too; --help and --version exit 0.
+    for (const args of [['submit', 'image', '--width', 'abc', photos[0]!], ['submit', 'image', '--no-such-option', photos[0]!], ['submit', 'image'], ['no-such-command']]) {
+      const bad = await cluster.runCli(args);
+      expect(bad.code, args.join(' ')).toBe(2);
+      expect(bad.stderr, args.join(' ')).toMatch(/^error: /m);
+    }
+    expect((await cluster.runCli(['submit', 'image', '--help'])).code).toBe(0);
     const fit = await cluster.client.submit({ image: { width: 10, fit: 'squash' } }, [photos[0]!]).catch((e: unknown) => e);
     expect(fit).toMatchObject({ code: status.INVALID_ARGUMENT });
     expect((fit as Error).message).toMatch(/image\.fit: "squash" is not one of cover, contain/);
