@@ -31,7 +31,7 @@ export interface WorkerServiceOptions {
 export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, opts: WorkerServiceOptions, authorize: (md: grpc.Metadata) => void): WorkerServiceHandlers {
   const registry = jobs.registry;
   /** Files uploaded per (subtask, attempt), waiting for the result message that names them. */
-  const uploaded = new Map<string, Map<string, SpoolFile>>();
+  const uploaded = new Map<string, { subtaskId: string; attempt: number; workerId: string; files: Map<string, SpoolFile> }>();
   const uploadKey = (subtaskId: string, attempt: number): string => `${subtaskId}#${attempt}`;
 
   function sessionOf(md: grpc.Metadata): WorkerSession {
@@ -44,7 +44,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
 
   async function handleResult(w: WorkerSession, r: SubtaskResult__Output): Promise<void> {
     const key = uploadKey(r.subtask_id, r.attempt);
-    const files = uploaded.get(key) ?? new Map<string, SpoolFile>();
+    const files = uploaded.get(key)?.files ?? new Map<string, SpoolFile>();
     uploaded.delete(key);
     const s = jobs.leaseIsCurrent(r.subtask_id, r.attempt, w.id);
     const outputs: SpoolFile[] = [];
@@ -224,10 +224,12 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       if (Number(h.size) > 0 && Number(h.size) !== size) {
         throw new TesseraError(status.DATA_LOSS, `output ${name} of subtask ${s.id}: the header said ${h.size} bytes but ${size} arrived`);
       }
+      // Uploads of leases that ended without their result (the worker was lost) wait for nothing.
+      for (const [k, u] of uploaded) if (!jobs.leaseIsCurrent(u.subtaskId, u.attempt, u.workerId)) uploaded.delete(k);
       const key = uploadKey(s.id, h.attempt);
-      let files = uploaded.get(key);
-      if (!files) uploaded.set(key, (files = new Map()));
-      files.set(name, { name, path: file, size, sha256: digest });
+      let entry = uploaded.get(key);
+      if (!entry) uploaded.set(key, (entry = { subtaskId: s.id, attempt: h.attempt, workerId: w.id, files: new Map() }));
+      entry.files.set(name, { name, path: file, size, sha256: digest });
       jobs.outputBytesReceived += size;
       return { size: String(size), sha256: digest };
     }),
