@@ -198,6 +198,24 @@ describe('streaming plans', () => {
   });
 });
 
+describe('cancelled while planned', () => {
+  it('a job cancelled before its plan is in gets no subtasks, no dispatch and no event after its final one', async () => {
+    const { manager, assigned, store } = setup();
+    const job = manager.newJob({ ...spec, passthrough: { subtasks: 5, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    manager.accept(job);
+    // accept() has started planning, which waits on its first await: cancel now.
+    manager.cancel(job.id);
+    await sleep(50);
+    expect(manager.get(job.id)).toMatchObject({ state: 'cancelled', message: 'cancelled by the client' });
+    expect(assigned()).toEqual([]);
+    expect(manager.subtasksOf(job.id)).toEqual([]);
+    const events = manager.eventsAfter(job.id, 0);
+    expect(events.at(-1)!.final).toBe(true);
+    manager.close();
+    store.close();
+  });
+});
+
 describe('lease-ahead (prefetch)', () => {
   const job = (workMs: number) => ({ ...spec, passthrough: { subtasks: 6, work_ms: workMs, fail_first_attempts: 0 } }) as unknown as JobSpec__Output;
 

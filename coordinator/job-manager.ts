@@ -182,6 +182,8 @@ export class JobManager {
         this.finish(job, 'failed', describeError(err));
         return;
       }
+      // Cancelled meanwhile: nothing of it may run again.
+      if (TERMINAL_JOB_STATES.has(job.state)) return;
     }
     if (resumeSubtasks && job.phase === 0 && job.planComplete === false) {
       // Stopped while phase 0 was still being planned: what was planned may be partial. Plan again.
@@ -216,8 +218,11 @@ export class JobManager {
     try {
       // The planner may read the inputs (headers, a huge image's pixels, ffprobe): only as submitted.
       await this.assertSharedInputs(job);
+      if (TERMINAL_JOB_STATES.has(job.state)) return;
       const ctx = this.planContext(active);
       const { subtasks, errors, later } = await kind.plan(ctx);
+      // Cancelled while it was planned (finish() has let go of it): its plan is dropped.
+      if (TERMINAL_JOB_STATES.has(job.state)) return;
       if (errors) job.errors.push(...errors);
       if (subtasks.length === 0 && !later) {
         await this.finishWithOutputs(active, []);
