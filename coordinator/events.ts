@@ -57,6 +57,11 @@ export class EventLog {
     this.emit(job, { type: 'progress', subtask: toSubtaskInfo(s), progress: jobProgress, message });
   }
 
+  /** A subtask that ends without a subtask event of its own (its job ended): no progress to rate-limit. */
+  forgetSubtask(subtaskId: string): void {
+    this.lastProgress.delete(subtaskId);
+  }
+
   /** An output was published: downloadable from now on, also while the job still runs. */
   output(job: JobRecord, o: OutputRecord): void {
     this.emit(job, { type: 'output', output: toOutputInfo(o), message: o.name });

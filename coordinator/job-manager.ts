@@ -840,6 +840,7 @@ export class JobManager {
       for (const s of active.subtasks) {
         this.cancelRunning(s, `job ${state}`);
         this.subtasks.delete(s.id);
+        this.events.forgetSubtask(s.id);
       }
       active.controller.abort(new DOMException(`job ${state}`, 'AbortError'));
       this.active.delete(job.id);
