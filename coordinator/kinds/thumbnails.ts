@@ -67,7 +67,14 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
   async merge(ctx) {
     const outputs: FinalOutput[] = [];
     const errors: ItemFailure[] = [];
-    const multi = ctx.inputs.length > 1;
+    // With several inputs each one's files are prefixed with its name without the extension, or
+    // with its whole name where two share one (clip.mp4 and clip.mov must not overwrite each other).
+    const bases = ctx.inputs.map((i) => path.parse(i.name).name);
+    const prefixOf = (name: string): string => {
+      if (ctx.inputs.length <= 1) return '';
+      const base = path.parse(name).name;
+      return `${bases.filter((b) => b === base).length > 1 ? name : base}-`;
+    };
     for (const input of ctx.inputs) {
       const mine = ctx.results.filter((r) => r.items.includes(input.name));
       if (mine.length === 0) continue; // rejected at planning; its error is already reported
@@ -76,7 +83,7 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
         errors.push(failed.error ?? { input: input.name, code: 'INTERNAL', message: `${input.name}: ${failed.label} failed` });
         continue;
       }
-      const prefix = multi ? `${path.parse(input.name).name}-` : '';
+      const prefix = prefixOf(input.name);
       const plans = mine.map((r) => r.plan as ThumbnailRangePlan);
       const count = plans.reduce((a, p) => a + p.times.length, 0);
       const files: string[] = [];
