@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { videoKind } from '../coordinator/kinds/video.js';
+import { cutVideoChunks } from '../coordinator/kinds/video-chunks.js';
 import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
 import { parseVideoParams } from '../shared/kinds/video-params.js';
 import { decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
@@ -151,6 +152,16 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     const decoded = await decodeCheck(run.outputs[0]!.path);
     expect(decoded.errors).toEqual([]);
     expect(decoded.frames).toBe(75);
+  });
+
+  it('cuts again into fewer chunks without counting the first cut\'s (a plan made again after a restart)', async () => {
+    const src = await makeVideo(dir, 'recut.mp4', { duration: 4, gop: 25 });
+    const chunks = path.join(dir, 'recut-chunks');
+    const signal = new AbortController().signal;
+    expect(await cutVideoChunks(src, 'recut.mp4', 0, [1, 2, 3], chunks, signal)).toHaveLength(4);
+    const again = await cutVideoChunks(src, 'recut.mp4', 0, [2], chunks, signal);
+    expect(again.map((c) => c.name)).toEqual(['recut-chunks-chunk00000.mkv', 'recut-chunks-chunk00001.mkv']);
+    expect((await probeVideoIndex(again[1]!.path)).frameTimes.length).toBe(50);
   });
 
   it('rejects audio copy into a container that cannot hold it, naming the input', async () => {

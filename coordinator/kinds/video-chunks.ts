@@ -5,15 +5,20 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { dataLoss } from '../../shared/errors.js';
 import { runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
 import type { SpoolFile } from '../../shared/job-kind.js';
 
+const CHUNK = /^chunk\d{5}\.mkv$/;
+
 /** Cuts stream `streamIndex` of `src` at `cutTimes` into `dir/chunkNNNNN.mkv` files (in order). */
 export async function cutVideoChunks(src: string, input: string, streamIndex: number, cutTimes: number[], dir: string, signal: AbortSignal): Promise<SpoolFile[]> {
   await mkdir(dir, { recursive: true });
+  // A plan made again (the coordinator stopped while planning) may cut into fewer chunks: the
+  // first cut's chunks must not be counted, nor handed out, as this one's.
+  for (const f of await readdir(dir)) if (CHUNK.test(f)) await rm(path.join(dir, f), { force: true });
   // The segment muxer splits at the first keyframe presenting at or after each time: aim just before it.
   const times = cutTimes.map((t) => (t - 0.0005).toFixed(6));
   const args = ['-copyts', '-i', src, '-map', `0:${streamIndex}`, '-c', 'copy', '-f', 'segment', '-segment_format', 'matroska', '-reset_timestamps', '0'];
@@ -21,7 +26,7 @@ export async function cutVideoChunks(src: string, input: string, streamIndex: nu
   else args.push('-segment_time', '1000000000');
   args.push(path.join(dir, 'chunk%05d.mkv'));
   await runFfmpeg(args, { signal, input });
-  const names = (await readdir(dir)).filter((f) => /^chunk\d{5}\.mkv$/.test(f)).sort();
+  const names = (await readdir(dir)).filter((f) => CHUNK.test(f)).sort();
   if (names.length !== cutTimes.length + 1) {
     throw dataLoss(`${input}: stream-copy split made ${names.length} chunks where ${cutTimes.length + 1} were planned`);
   }
