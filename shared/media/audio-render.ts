@@ -25,7 +25,7 @@ export interface StageARun {
 
 /** Decodes the first audio stream and applies stage A; decode errors (truncated/corrupt input) fail the input. */
 export async function renderStageA(r: StageARun): Promise<void> {
-  const args = ['-xerror', '-i', r.source, '-map', '0:a:0', '-vn', '-sn', '-dn', '-af', r.chain, '-c:a', 'pcm_f32le', '-f', 'wav', '-y', r.out];
+  const args = ['-xerror', '-i', r.source, '-map', '0:a:0', '-vn', '-sn', '-dn', '-af', r.chain, '-c:a', 'pcm_f32le', '-f', 'wav', '-rf64', 'auto', '-y', r.out];
   if (r.threads) args.unshift('-threads', String(r.threads));
   try {
     await runFfmpeg(args, { signal: r.signal, input: r.input, onProgress: r.onProgress });
@@ -76,7 +76,7 @@ export async function decodeToWav(source: string, input: string, sampleFormat: s
   const fmt = sampleFormat.replace(/p$/, '');
   const codec = fmt === 's16' ? 'pcm_s16le' : fmt === 's32' ? 'pcm_s32le' : fmt === 'u8' ? 'pcm_u8' : 'pcm_f32le';
   // Doubles (rare) become float: a negligible rounding that both the segmented and whole path would share.
-  const args = ['-xerror', '-i', source, '-map', '0:a:0', '-vn', '-sn', '-dn', '-map_metadata', '-1', '-c:a', codec, '-f', 'wav', '-y', out];
+  const args = ['-xerror', '-i', source, '-map', '0:a:0', '-vn', '-sn', '-dn', '-map_metadata', '-1', '-c:a', codec, '-f', 'wav', '-rf64', 'auto', '-y', out];
   try {
     await runFfmpeg(args, { signal, input });
   } catch (err) {

@@ -28,28 +28,38 @@ export interface WavInfo {
   frames: number;
 }
 
-/** Reads the header of a WAV file. Throws INVALID_ARGUMENT naming `input` if it is not a PCM WAV. */
+/** Reads the header of a WAV file (RIFF, or RF64/BW64 past 4 GiB). Throws INVALID_ARGUMENT naming `input` if it is not a PCM WAV. */
 export async function readWavInfo(path: string, input = path): Promise<WavInfo> {
   const fh = await open(path, 'r');
   try {
     const size = (await fh.stat()).size;
     const head = Buffer.alloc(12);
     await fh.read(head, 0, 12, 0);
-    if (head.toString('ascii', 0, 4) !== 'RIFF' || head.toString('ascii', 8, 12) !== 'WAVE') throw invalidArgument(`${input}: not a RIFF/WAVE file`, input);
+    const riff = head.toString('ascii', 0, 4);
+    // RF64 and BW64 (EBU Tech 3306/ITU-R BS.2088) are WAV past 4 GiB: 64-bit sizes in a ds64 chunk.
+    const rf64 = riff === 'RF64' || riff === 'BW64';
+    if ((riff !== 'RIFF' && !rf64) || head.toString('ascii', 8, 12) !== 'WAVE') throw invalidArgument(`${input}: not a RIFF/WAVE file`, input);
     let pos = 12;
     let fmt: Omit<WavInfo, 'dataOffset' | 'declaredBytes' | 'dataBytes' | 'frames'> | undefined;
+    let dataSize64: number | undefined;
     const ch = Buffer.alloc(8);
     while (pos + 8 <= size) {
       await fh.read(ch, 0, 8, pos);
       const id = ch.toString('ascii', 0, 4);
-      const len = ch.readUInt32LE(4);
-      if (id === 'fmt ') {
+      let len = ch.readUInt32LE(4);
+      if (id === 'ds64' && rf64 && len >= 16) {
+        const d = Buffer.alloc(16);
+        await fh.read(d, 0, 16, pos + 8);
+        dataSize64 = Number(d.readBigUInt64LE(8));
+      } else if (id === 'fmt ') {
         const f = Buffer.alloc(Math.min(len, 40));
         await fh.read(f, 0, f.length, pos + 8);
         fmt = parseFmt(f, input);
       } else if (id === 'data') {
         if (!fmt) throw invalidArgument(`${input}: WAV data chunk before its fmt chunk`, input);
         const dataOffset = pos + 8;
+        // 0xFFFFFFFF: the size is in ds64 (RF64), or unknown (a WAV written as a stream): to the end.
+        if (len === 0xffffffff) len = dataSize64 ?? size - dataOffset;
         const dataBytes = Math.min(len, size - dataOffset);
         return { ...fmt, dataOffset, declaredBytes: len, dataBytes, frames: Math.floor(dataBytes / fmt.blockAlign) };
       }
