@@ -72,8 +72,12 @@ export async function analyzePiece(wavPath: string, o: AnalyzeOptions): Promise<
   const carry = TAPS - 1;
   let tail = new Float32Array(carry * ch);
   let frameIndex = 0; // frame index (in the file) of the first frame of the current chunk
-  const out = o.writeBodyTo ? await open(o.writeBodyTo, 'w') : undefined;
+  // The source first: if it cannot be opened, no output descriptor is left open behind it.
   const fh = await open(wavPath, 'r');
+  const out = o.writeBodyTo ? await open(o.writeBodyTo, 'w').catch(async (err: unknown) => {
+    await fh.close();
+    throw err;
+  }) : undefined;
   try {
     if (out) await out.write(wavHeader(info.format, info.sampleRate, ch, o.body, info.channelMask));
     await forEachFrameChunk(fh, info, 0, o.preRoll + o.body, async (bytes, n) => {
