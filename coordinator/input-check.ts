@@ -159,7 +159,7 @@ async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, 
     return fail('INVALID_ARGUMENT', `not a decodable image (${String((err as Error).message ?? err).slice(0, 200)})`);
   }
   // The planner sizes its work from this rather than read the header again.
-  file.pixels = (meta.width ?? 0) * (meta.height ?? 0);
+  file.dims = { width: meta.width ?? 0, height: meta.height ?? 0, orientation: meta.orientation ?? 1 };
   const width = meta.width ?? 0;
   const height = meta.pageHeight ?? meta.height ?? 0;
   const frames = Math.max(1, meta.pages ?? 1);

@@ -32,10 +32,10 @@ export interface SpoolFile {
    */
   shared?: { mtimeMs: number; ino: number; dev: number };
   /**
-   * An image input's width x height as its header gave them when it was checked at submission
-   * (sharp metadata), so that planning need not read every header again.
+   * An image input's width, height and EXIF orientation as its header gave them when it was
+   * checked at submission (sharp metadata), so that planning need not read every header again.
    */
-  pixels?: number;
+  dims?: { width: number; height: number; orientation: number };
 }
 
 /** What the cluster tells a planner about itself. */

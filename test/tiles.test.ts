@@ -15,7 +15,7 @@ import { encodeTiled } from '../shared/media/tile-stitch.js';
 import type { SpoolFile, SubtaskPlan } from '../shared/job-kind.js';
 import type { TilePlan } from '../shared/media/tile-plan.js';
 import { tileConfig } from '../shared/media/tile-config.js';
-import { allTiles, planTiledInputs, planTiles } from '../coordinator/kinds/image-tiles.js';
+import { allTiles, needsTiling, outputPixels, planTiledInputs, planTiles } from '../coordinator/kinds/image-tiles.js';
 import { comparePixels, imageParams, makeSource, runTiledInProcess, runWhole } from './tiles-helpers.js';
 
 let dir: string;
@@ -322,5 +322,50 @@ describe('tiled outputs and refusals', () => {
       codeName: 'INVALID_ARGUMENT',
       message: expect.stringContaining('broken.png'),
     });
+  });
+});
+
+describe('which inputs are tiled', () => {
+  const config = tileConfig({});
+  const file = (width: number, height: number, orientation = 1): SpoolFile => ({ name: 'x.jpg', path: '/nonexistent/x.jpg', size: 1, sha256: '', dims: { width, height, orientation } });
+
+  it('goes by the pixels the pipeline makes, not the source: a 48 Mpx photo resized to 800 px is a batch job', async () => {
+    expect(await needsTiling(file(8000, 6000), imageParams({}), config)).toBe(true);
+    expect(await needsTiling(file(8000, 6000), imageParams({ width: 800 }), config)).toBe(false);
+    // Any angle is fine on the batch path once the image is small.
+    expect(await needsTiling(file(8000, 6000), imageParams({ width: 800, rotate: 45 }), config)).toBe(false);
+    expect(await needsTiling(file(8000, 6000), imageParams({ crop: { left: 0, top: 0, width: 4000, height: 4000 } }), config)).toBe(false);
+    // An upscale past the threshold is tiled; without enlargement it stays the source's size.
+    expect(await needsTiling(file(5000, 6000), imageParams({ width: 20_000 }), config)).toBe(true);
+    expect(await needsTiling(file(5000, 6000), imageParams({ width: 20_000, no_enlarge: true }), config)).toBe(false);
+    // A source the batch path may not open at all (over TESSERA_MAX_INPUT_PIXELS) is tiled whatever its output.
+    expect(await needsTiling(file(40_000, 40_000), imageParams({ width: 800 }), config)).toBe(true);
+    expect(await needsTiling(file(100, 100), imageParams({ tile_size: 256 }), config)).toBe(true);
+  });
+
+  it("computes the output size as sharp makes it (orientation, crop, fit, enlargement, rotation)", async () => {
+    // A 300 x 200 JPEG stored sideways (EXIF orientation 6): auto-orient makes it 200 x 300.
+    const src = await sharp({ create: { width: 300, height: 200, channels: 3, background: '#468' } }).withMetadata({ orientation: 6 }).jpeg().toBuffer();
+    const dims = { width: 300, height: 200, orientation: 6 };
+    const cases = [
+      {},
+      { width: 120 },
+      { height: 90 },
+      { width: 100, height: 100, fit: 'inside' },
+      { width: 100, height: 100, fit: 'outside' },
+      { width: 100, height: 50, fit: 'cover' },
+      { width: 100, height: 50, fit: 'contain' },
+      { width: 100, height: 50, fit: 'fill' },
+      { width: 1000, no_enlarge: true },
+      { crop: { left: 10, top: 20, width: 150, height: 80 }, width: 75 },
+      { width: 120, rotate: 30 },
+      { auto_orient: false, width: 150 },
+    ] as const;
+    for (const c of cases) {
+      const p = imageParams(c as Parameters<typeof imageParams>[0]);
+      const { info } = await applyPipeline(sharp(src), p).raw().toBuffer({ resolveWithObject: true });
+      const real = info.width * info.height;
+      expect(Math.abs(outputPixels(dims, p) - real) / real, JSON.stringify(c)).toBeLessThan(0.03);
+    }
   });
 });

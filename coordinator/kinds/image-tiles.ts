@@ -27,7 +27,8 @@ import { checkSampleFormat, intermediateSpace, splitForTiles, type PipelineFn, t
 import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
 import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
-import { applyPipeline, outputFormat } from '../../shared/media/image-pipeline.js';
+import { applyPipeline, maxInputPixels, outputFormat } from '../../shared/media/image-pipeline.js';
+import type { ImageParams } from '../../shared/kinds/image-params.js';
 import { withExtension } from '../../shared/names.js';
 import { isTilePlan, type TilePlan, type TileResult } from '../../shared/media/tile-plan.js';
 import { balancedStripEnds, chooseTileSize, grow, mapSize, stripGrid, stripsEndingAt, tileGrid, unmapRect, type Rect, type TileGeometry } from '../../shared/media/tiling.js';
@@ -35,19 +36,53 @@ import { balancedStripEnds, chooseTileSize, grow, mapSize, stripGrid, stripsEndi
 export { isTilePlan, type TilePlan, type TileResult };
 
 /**
- * Whether `input` goes down the tiled path: `tile_size` set, or more pixels than the threshold
- * (read from the header only, cheap). Unreadable inputs return false and fail in the batch path with
- * its own message.
+ * Whether `input` goes down the tiled path: `tile_size` set, or an image the pipeline makes with
+ * more pixels than the threshold (after orientation, crop, resize and rotation: a 48 Mpx photo
+ * resized to 800 px wide is a small job for one worker, which decodes it shrunk), or a source the
+ * batch path cannot open at all (over `TESSERA_MAX_INPUT_PIXELS`). Decided from the header only:
+ * the dimensions the submission check read, else the file's. Unreadable inputs return false and
+ * fail in the batch path with its own message.
  */
 export async function needsTiling(input: SpoolFile, params: TileImageParams, config: TileConfig = tileConfig()): Promise<boolean> {
   if (params.tileSize > 0) return true;
-  if (input.pixels !== undefined) return input.pixels > config.thresholdPixels;
-  try {
-    const m = await sharp(input.path, { limitInputPixels: false }).metadata();
-    return (m.width ?? 0) * (m.height ?? 0) > config.thresholdPixels;
-  } catch {
-    return false;
+  let dims = input.dims;
+  if (!dims) {
+    try {
+      const m = await sharp(input.path, { limitInputPixels: false }).metadata();
+      dims = { width: m.width ?? 0, height: m.height ?? 0, orientation: m.orientation ?? 1 };
+    } catch {
+      return false;
+    }
   }
+  if (dims.width * dims.height > maxInputPixels()) return true;
+  return outputPixels(dims, params) > config.thresholdPixels;
+}
+
+/** Pixels of the image `applyPipeline` makes from a source of `dims` (sharp's geometry, to the pixel or near it). */
+export function outputPixels(dims: { width: number; height: number; orientation: number }, p: ImageParams): number {
+  let w = dims.width;
+  let h = dims.height;
+  // EXIF orientations 5-8 are a quarter turn: auto-orient swaps the sides.
+  if (p.autoOrient && dims.orientation >= 5) [w, h] = [h, w];
+  if (p.crop) [w, h] = [Math.min(p.crop.width, w), Math.min(p.crop.height, h)];
+  if (p.width || p.height) {
+    const sx = p.width / w;
+    const sy = p.height / h;
+    let scaleX: number;
+    let scaleY: number;
+    if (!p.width || !p.height) scaleX = scaleY = p.width ? sx : sy;
+    else if (p.fit === 'inside') scaleX = scaleY = Math.min(sx, sy);
+    else if (p.fit === 'outside') scaleX = scaleY = Math.max(sx, sy);
+    else [scaleX, scaleY] = [sx, sy]; // cover, contain and fill all make exactly width x height
+    // withoutEnlargement: a source smaller than the target is left as it is.
+    if (!(p.noEnlarge && (scaleX > 1 || scaleY > 1))) [w, h] = [Math.max(1, Math.round(w * scaleX)), Math.max(1, Math.round(h * scaleY))];
+  }
+  if (p.rotate % 90 !== 0) {
+    const a = (p.rotate * Math.PI) / 180;
+    const [c, s] = [Math.abs(Math.cos(a)), Math.abs(Math.sin(a))];
+    [w, h] = [w * c + h * s, w * s + h * c];
+  }
+  return Math.round(w * h);
 }
 
 /** Options of {@link planTiles}. */

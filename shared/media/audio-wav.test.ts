@@ -19,8 +19,9 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const sine = (out: string, rf64: string): Promise<void> =>
-  runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=1', '-ac', '2', '-c:a', 'pcm_s16le', '-f', 'wav', '-rf64', rf64, out]);
+const sine = async (out: string, rf64: string): Promise<void> => {
+  await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=1', '-ac', '2', '-c:a', 'pcm_s16le', '-f', 'wav', '-rf64', rf64, out]);
+};
 
 /** An RF64 header (ds64, fmt, data) for `dataBytes` of 16-bit stereo at 48 kHz. */
 function rf64Header(riff: 'RF64' | 'BW64', dataBytes: bigint): Buffer {
