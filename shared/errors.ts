@@ -40,6 +40,15 @@ export const unavailable = (message: string, cause?: unknown): TesseraError =>
   new TesseraError(status.UNAVAILABLE, message, { retryable: true, cause });
 export const dataLoss = (message: string): TesseraError => new TesseraError(status.DATA_LOSS, message, { retryable: true });
 
+/**
+ * Whether an error message tells of this machine's trouble (a full disk or quota, too many open
+ * files) rather than of the input: such a failure is retried, elsewhere, not blamed on the file.
+ * Memory and I/O errors are left out: corrupt or truncated files cause those too.
+ */
+export function isLocalTrouble(message: string): boolean {
+  return /No space left on device|\bENOSPC\b|Disk quota exceeded|\bEDQUOT\b|Too many open files|\bE[MN]FILE\b/i.test(message);
+}
+
 function defaultRetryable(code: status): boolean {
   return code === status.UNAVAILABLE || code === status.DATA_LOSS || code === status.DEADLINE_EXCEEDED || code === status.INTERNAL || code === status.ABORTED;
 }

@@ -12,7 +12,7 @@ import { accessSync, chmodSync, constants, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { TesseraError } from './errors.js';
+import { TesseraError, isLocalTrouble } from './errors.js';
 
 const require = createRequire(import.meta.url);
 
@@ -174,12 +174,18 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
         return;
       }
       const stdout = Buffer.concat(stdoutChunks).toString('utf8');
-      if (code === 0) {
+      // ffmpeg exits 0 when its trailer or its file cannot be written (a full disk): not a success.
+      const trouble = isLocalTrouble(stderr);
+      if (code === 0 && !trouble) {
         resolve({ stderr, stdout });
         return;
       }
       const what = options.input ? `${options.input}: ` : '';
       const reason = summariseStderr(stderr) || `exited with ${code ?? sig}`;
+      if (trouble) {
+        reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} failed on this machine, not because of the input: ${reason}`, { retryable: true }));
+        return;
+      }
       // A failing ffmpeg almost always means the input is bad; crashes by signal may be transient.
       reject(new TesseraError(sig ? status.INTERNAL : status.INVALID_ARGUMENT, `${what}${path.basename(bin)} failed: ${reason}`, { input: options.input, retryable: Boolean(sig) }));
     });

@@ -1,7 +1,7 @@
 /** Worker side of `image`: runs the pipeline on each image of a batch; a bad image fails only itself. */
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { TesseraError, isAbortError } from '../../shared/errors.js';
+import { TesseraError, isAbortError, isLocalTrouble } from '../../shared/errors.js';
 import type { ItemFailure, ProcessOutput, WorkerProcessor } from '../../shared/job-kind.js';
 import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
 import { isTilePlan } from '../../shared/media/tile-plan.js';
@@ -41,6 +41,12 @@ export const imageProcessor: WorkerProcessor<ImageParams> = {
         items.push({ input: item.input, output: r.name, width: r.width, height: r.height, format: r.format, size: r.size });
       } catch (err) {
         if (isAbortError(err) || ctx.signal.aborted) throw err;
+        // This worker's full disk is not the image's fault: the subtask is retried elsewhere.
+        const raw = `${(err as NodeJS.ErrnoException).code ?? ''} ${String((err as Error).message ?? err)}`;
+        if (isLocalTrouble(raw)) {
+          const cause = /system error: ([^\n]+)/.exec(raw)?.[1] ?? raw.trim().split('\n')[0];
+          throw new TesseraError(status.UNAVAILABLE, `${item.input}: this worker could not write the result (${cause}): this worker's trouble, not the image's`, { retryable: true });
+        }
         itemErrors.push({ input: item.input, code: 'INVALID_ARGUMENT', message: `${item.input}: ${describeSharpError(err)}` });
       }
       ctx.progress((k + 1) / plan.items.length, item.input);
