@@ -846,7 +846,8 @@ export class JobManager {
       this.active.delete(job.id);
     }
     this.events.jobState(job, message, true);
-    this.store.flush();
+    // A store that cannot write now (a full disk) keeps the final state and retries: the job ends regardless.
+    this.store.flushQuietly();
     this.log.info({ job: job.id, state, outputs: job.outputs.length, errors: job.errors.length }, 'job finished');
     if (state === 'succeeded' || state === 'partially_succeeded' || state === 'cancelled' || state === 'failed') {
       void this.spool.removeIntermediates(job.id).catch(() => undefined);
@@ -989,7 +990,7 @@ export class JobManager {
   close(): void {
     this.stopping = true;
     for (const cb of [...this.stopListeners]) cb();
-    this.store.flush();
+    this.store.flushQuietly();
     for (const w of this.registry.all()) {
       try {
         w.call?.end();

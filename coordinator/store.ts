@@ -169,15 +169,30 @@ export class JobStore {
   }
 
   private flushFromTimer(): void {
+    this.flushQuietly();
+  }
+
+  /**
+   * Flushes; a failure (kept in memory, retried by the timer) is reported to `onFlushError`
+   * rather than thrown. For callers that must go on whatever the disk says (a job ending, shutdown).
+   */
+  flushQuietly(): boolean {
     try {
       this.flush();
+      return true;
     } catch (err) {
       this.opts.onFlushError?.(err as TesseraError);
-      if (this.closed) return;
-      this.flushScheduled = true;
-      this.flushTimer = setTimeout(() => this.flushFromTimer(), FLUSH_RETRY_MS);
-      this.flushTimer.unref();
+      return false;
     }
+  }
+
+  /** After a failed write: the next try in FLUSH_RETRY_MS, whoever called. */
+  private retryLater(): void {
+    if (this.closed) return;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushScheduled = true;
+    this.flushTimer = setTimeout(() => this.flushFromTimer(), FLUSH_RETRY_MS);
+    this.flushTimer.unref();
   }
 
   /**
@@ -234,6 +249,7 @@ export class JobStore {
       this.newSubtasks = created.concat(this.newSubtasks);
       for (const s of subtasks) if (!this.dirtySubtasks.has(s.id)) this.dirtySubtasks.set(s.id, s);
       this.pendingEvents = events.concat(this.pendingEvents);
+      this.retryLater();
       throw storeWriteError(err as Error & { code?: string });
     }
     // Only once committed: a failed transaction leaves the lists to be written again.
