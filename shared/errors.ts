@@ -41,12 +41,20 @@ export const unavailable = (message: string, cause?: unknown): TesseraError =>
 export const dataLoss = (message: string): TesseraError => new TesseraError(status.DATA_LOSS, message, { retryable: true });
 
 /**
- * Whether an error message tells of this machine's trouble (a full disk or quota, too many open
- * files) rather than of the input: such a failure is retried, elsewhere, not blamed on the file.
+ * Whether an error log tells of this machine's trouble (a full disk or quota, too many open files)
+ * rather than of the input: such a failure is retried, elsewhere, not blamed on the file. Only an
+ * error line counts: one that is not indented (ffmpeg indents metadata) and ends with the system's
+ * message after ": ", once every path in `paths` is taken out (a file may be named after one).
  * Memory and I/O errors are left out: corrupt or truncated files cause those too.
  */
-export function isLocalTrouble(message: string): boolean {
-  return /No space left on device|\bENOSPC\b|Disk quota exceeded|\bEDQUOT\b|Too many open files|\bE[MN]FILE\b/i.test(message);
+export function isLocalTrouble(log: string, paths: readonly string[] = []): boolean {
+  const named = paths.filter((p) => p.length > 0);
+  return log.split('\n').some((line) => {
+    if (/^\s/.test(line)) return false;
+    let l = line;
+    for (const p of named) l = l.split(p).join('');
+    return /: (No space left on device|Disk quota exceeded|Too many open files)\s*$/.test(l);
+  });
 }
 
 function defaultRetryable(code: status): boolean {

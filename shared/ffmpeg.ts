@@ -175,7 +175,7 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       }
       const stdout = Buffer.concat(stdoutChunks).toString('utf8');
       // ffmpeg exits 0 when its trailer or its file cannot be written (a full disk): not a success.
-      const trouble = isLocalTrouble(stderr);
+      const trouble = isLocalTrouble(stderr, args);
       if (code === 0 && !trouble) {
         resolve({ stderr, stdout });
         return;

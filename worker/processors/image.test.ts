@@ -63,6 +63,21 @@ describe('image processor failures', () => {
     await expect(run({ 'good.jpg': good }, full)).rejects.toMatchObject({ codeName: 'UNAVAILABLE', retryable: true, message: expect.stringMatching(/good\.jpg: .*No space left on device.*this worker's trouble, not the image's/s) });
   });
 
+  it('an input named after the error, or tagged with it, is still judged as an input', async () => {
+    const good = await sharp({ create: { width: 200, height: 100, channels: 3, background: '#357' } }).jpeg().toBuffer();
+    const r = await run({ 'x: No space left on device.jpg': good.subarray(0, 200) }, await mkdtemp(path.join(dir, 'named-')));
+    expect(r.itemErrors).toEqual([expect.objectContaining({ input: 'x: No space left on device.jpg', code: 'INVALID_ARGUMENT' })]);
+
+    // ffmpeg at its default log level prints the input's name and its tags: neither is an error.
+    const tagged = path.join(dir, 'x: No space left on device.wav');
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'sine=duration=1', '-metadata', 'title=No space left on device', tagged]);
+    const { stderr } = await runFfmpeg(['-y', '-i', tagged, '-f', 'null', '-'], { input: 'x: No space left on device.wav' });
+    expect(stderr).toContain('No space left on device');
+    const corrupt = path.join(dir, 'y: No space left on device.mp4');
+    await writeFile(corrupt, Buffer.alloc(5000, 7));
+    await expect(runFfmpeg(['-y', '-i', corrupt, '-f', 'null', '-'], { input: 'y: No space left on device.mp4' })).rejects.toMatchObject({ codeName: 'INVALID_ARGUMENT', retryable: false });
+  });
+
   it('ffmpeg that cannot write its output (it exits 0 then) fails retryably, not as the input', async () => {
     const err = await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'sine=duration=1', '-f', 'wav', '/dev/full'], { input: 'tone.wav' }).catch((e: unknown) => e);
     expect(err).toMatchObject({ codeName: 'UNAVAILABLE', retryable: true, message: expect.stringMatching(/^tone\.wav: ffmpeg failed on this machine, not because of the input: .*No space left on device/) });

@@ -42,9 +42,12 @@ export const imageProcessor: WorkerProcessor<ImageParams> = {
       } catch (err) {
         if (isAbortError(err) || ctx.signal.aborted) throw err;
         // This worker's full disk is not the image's fault: the subtask is retried elsewhere.
-        const raw = `${(err as NodeJS.ErrnoException).code ?? ''} ${String((err as Error).message ?? err)}`;
-        if (isLocalTrouble(raw)) {
-          const cause = /system error: ([^\n]+)/.exec(raw)?.[1] ?? raw.trim().split('\n')[0];
+        // libvips reports the system's error on a line of its own ("system error: No space left
+        // on device"); the file names are taken out first, since a file may be named after one.
+        const raw = String((err as Error).message ?? err);
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EMFILE' || code === 'ENFILE' || isLocalTrouble(raw, [input.path, path.join(ctx.workDir, item.output)])) {
+          const cause = /system error: ([^\n]+)/.exec(raw)?.[1] ?? code ?? 'no space';
           throw new TesseraError(status.UNAVAILABLE, `${item.input}: this worker could not write the result (${cause}): this worker's trouble, not the image's`, { retryable: true });
         }
         itemErrors.push({ input: item.input, code: 'INVALID_ARGUMENT', message: `${item.input}: ${describeSharpError(err)}` });
