@@ -116,7 +116,7 @@ async function planSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, p
   }
   const info = await readWavInfo(wavPath, file.name);
   // A streamed WAV may declare 0 or 0xFFFFFFFF bytes; any other shortfall means the file was cut off.
-  if (wavPath === file.path && info.declaredBytes > info.dataBytes + info.blockAlign && info.declaredBytes < 0xfffffff0) {
+  if (wavPath === file.path && info.sizeStated && info.declaredBytes > info.dataBytes + info.blockAlign) {
     throw invalidArgument(`${file.name}: truncated file: ${(info.frames / info.sampleRate).toFixed(2)} s present of the ${(info.declaredBytes / info.blockAlign / info.sampleRate).toFixed(2)} s its header declares`, file.name);
   }
   const start = Math.min(info.frames, Math.round((p.trim?.start ?? 0) * info.sampleRate));

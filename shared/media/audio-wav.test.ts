@@ -58,7 +58,10 @@ describe('readWavInfo past 4 GiB', () => {
       await fh.close();
       await truncate(file, header.length + Number(dataBytes));
       const info = await readWavInfo(file);
-      expect(info).toMatchObject({ dataOffset: header.length, declaredBytes: Number(dataBytes), dataBytes: Number(dataBytes), frames: Number(dataBytes / 4n) });
+      expect(info).toMatchObject({ dataOffset: header.length, declaredBytes: Number(dataBytes), dataBytes: Number(dataBytes), frames: Number(dataBytes / 4n), sizeStated: true });
+      // Cut short by a byte more than a frame: the size it states is more than is there.
+      await truncate(file, header.length + Number(dataBytes) - 8);
+      expect(await readWavInfo(file)).toMatchObject({ declaredBytes: Number(dataBytes), dataBytes: Number(dataBytes) - 8, sizeStated: true });
     }
   });
 
@@ -70,6 +73,6 @@ describe('readWavInfo past 4 GiB', () => {
     await fh.write(header, 0, header.length, 0);
     await fh.close();
     await truncate(file, header.length + 4 * 1000);
-    expect(await readWavInfo(file)).toMatchObject({ frames: 1000, dataBytes: 4000 });
+    expect(await readWavInfo(file)).toMatchObject({ frames: 1000, dataBytes: 4000, sizeStated: false });
   });
 });

@@ -24,6 +24,8 @@ export interface WavInfo {
   declaredBytes: number;
   /** Bytes of sample data really present (less than declared when the file is truncated). */
   dataBytes: number;
+  /** Whether the header states the data's size (RIFF below 4 GiB, RF64's ds64), not "to the end". */
+  sizeStated: boolean;
   /** Whole frames present. */
   frames: number;
 }
@@ -40,7 +42,7 @@ export async function readWavInfo(path: string, input = path): Promise<WavInfo> 
     const rf64 = riff === 'RF64' || riff === 'BW64';
     if ((riff !== 'RIFF' && !rf64) || head.toString('ascii', 8, 12) !== 'WAVE') throw invalidArgument(`${input}: not a RIFF/WAVE file`, input);
     let pos = 12;
-    let fmt: Omit<WavInfo, 'dataOffset' | 'declaredBytes' | 'dataBytes' | 'frames'> | undefined;
+    let fmt: Omit<WavInfo, 'dataOffset' | 'declaredBytes' | 'dataBytes' | 'frames' | 'sizeStated'> | undefined;
     let dataSize64: number | undefined;
     const ch = Buffer.alloc(8);
     while (pos + 8 <= size) {
@@ -59,9 +61,12 @@ export async function readWavInfo(path: string, input = path): Promise<WavInfo> 
         if (!fmt) throw invalidArgument(`${input}: WAV data chunk before its fmt chunk`, input);
         const dataOffset = pos + 8;
         // 0xFFFFFFFF: the size is in ds64 (RF64), or unknown (a WAV written as a stream): to the end.
-        if (len === 0xffffffff) len = dataSize64 ?? size - dataOffset;
+        // Writers that could not seek back put a size at or near 0xFFFFFFFF: stated, it is not.
+        let sizeStated = len < 0xfffffff0;
+        if (len === 0xffffffff && dataSize64 !== undefined) [len, sizeStated] = [dataSize64, true];
+        else if (len === 0xffffffff) len = size - dataOffset;
         const dataBytes = Math.min(len, size - dataOffset);
-        return { ...fmt, dataOffset, declaredBytes: len, dataBytes, frames: Math.floor(dataBytes / fmt.blockAlign) };
+        return { ...fmt, dataOffset, declaredBytes: len, dataBytes, sizeStated, frames: Math.floor(dataBytes / fmt.blockAlign) };
       }
       pos += 8 + len + (len & 1);
     }
@@ -71,7 +76,7 @@ export async function readWavInfo(path: string, input = path): Promise<WavInfo> 
   }
 }
 
-function parseFmt(f: Buffer, input: string): Omit<WavInfo, 'dataOffset' | 'declaredBytes' | 'dataBytes' | 'frames'> {
+function parseFmt(f: Buffer, input: string): Omit<WavInfo, 'dataOffset' | 'declaredBytes' | 'dataBytes' | 'frames' | 'sizeStated'> {
   let tag = f.readUInt16LE(0);
   const channels = f.readUInt16LE(2);
   const sampleRate = f.readUInt32LE(4);
