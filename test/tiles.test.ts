@@ -338,6 +338,8 @@ describe('which inputs are tiled', () => {
     // An upscale past the threshold is tiled; without enlargement it stays the source's size.
     expect(await needsTiling(file(5000, 6000), imageParams({ width: 20_000 }), config)).toBe(true);
     expect(await needsTiling(file(5000, 6000), imageParams({ width: 20_000, no_enlarge: true }), config)).toBe(false);
+    // 8000 x 6000 filled into 16000 x 2000 without enlargement is 8000 x 2000: 16 Mpx.
+    expect(await needsTiling(file(8000, 6000), imageParams({ width: 16_000, height: 2000, fit: 'fill', no_enlarge: true }), config)).toBe(false);
     // A source the batch path may not open at all (over TESSERA_MAX_INPUT_PIXELS) is tiled whatever its output.
     expect(await needsTiling(file(40_000, 40_000), imageParams({ width: 800 }), config)).toBe(true);
     expect(await needsTiling(file(100, 100), imageParams({ tile_size: 256 }), config)).toBe(true);
@@ -357,6 +359,12 @@ describe('which inputs are tiled', () => {
       { width: 100, height: 50, fit: 'contain' },
       { width: 100, height: 50, fit: 'fill' },
       { width: 1000, no_enlarge: true },
+      // Without enlargement each axis is clamped on its own; contain still pads to its box.
+      { width: 400, height: 100, fit: 'fill', no_enlarge: true },
+      { width: 400, height: 100, fit: 'cover', no_enlarge: true },
+      { width: 400, height: 100, fit: 'contain', no_enlarge: true },
+      { width: 400, height: 100, fit: 'inside', no_enlarge: true },
+      { width: 400, height: 100, fit: 'outside', no_enlarge: true },
       { crop: { left: 10, top: 20, width: 150, height: 80 }, width: 75 },
       { width: 120, rotate: 30 },
       { auto_orient: false, width: 150 },

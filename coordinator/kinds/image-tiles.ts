@@ -66,16 +66,22 @@ export function outputPixels(dims: { width: number; height: number; orientation:
   if (p.autoOrient && dims.orientation >= 5) [w, h] = [h, w];
   if (p.crop) [w, h] = [Math.min(p.crop.width, w), Math.min(p.crop.height, h)];
   if (p.width || p.height) {
-    const sx = p.width / w;
-    const sy = p.height / h;
-    let scaleX: number;
-    let scaleY: number;
-    if (!p.width || !p.height) scaleX = scaleY = p.width ? sx : sy;
-    else if (p.fit === 'inside') scaleX = scaleY = Math.min(sx, sy);
-    else if (p.fit === 'outside') scaleX = scaleY = Math.max(sx, sy);
-    else [scaleX, scaleY] = [sx, sy]; // cover, contain and fill all make exactly width x height
-    // withoutEnlargement: a source smaller than the target is left as it is.
-    if (!(p.noEnlarge && (scaleX > 1 || scaleY > 1))) [w, h] = [Math.max(1, Math.round(w * scaleX)), Math.max(1, Math.round(h * scaleY))];
+    // sharp's ResolveShrink: one scale for both axes except with fill; cover and outside scale to
+    // the larger factor, contain and inside to the smaller.
+    let sx: number;
+    let sy: number;
+    if (p.width && p.height) {
+      const [fx, fy] = [p.width / w, p.height / h];
+      if (p.fit === 'cover' || p.fit === 'outside') sx = sy = Math.max(fx, fy);
+      else if (p.fit === 'contain' || p.fit === 'inside') sx = sy = Math.min(fx, fy);
+      else [sx, sy] = [fx, fy];
+    } else sx = sy = p.width ? p.width / w : p.height / h;
+    // withoutEnlargement clamps each axis on its own.
+    if (p.noEnlarge) [sx, sy] = [Math.min(1, sx), Math.min(1, sy)];
+    [w, h] = [Math.max(1, Math.round(w * sx)), Math.max(1, Math.round(h * sy))];
+    // Then cover crops down to the box, contain pads up to it.
+    if (p.width && p.height && p.fit === 'cover') [w, h] = [Math.min(w, p.width), Math.min(h, p.height)];
+    if (p.width && p.height && p.fit === 'contain') [w, h] = [Math.max(w, p.width), Math.max(h, p.height)];
   }
   if (p.rotate % 90 !== 0) {
     const a = (p.rotate * Math.PI) / 180;
