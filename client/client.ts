@@ -15,7 +15,7 @@ import pLimit from 'p-limit';
 import { CHUNK_SIZE, CLIENT_CHANNEL_OPTIONS, INLINE_OUTPUT_MAX_BYTES, UNARY_DEADLINE_MS, coordinatorAddress, transferDeadlineMs } from '../shared/config.js';
 import { TesseraError, dataLoss } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
-import { safeFileName } from '../shared/names.js';
+import { safeFileName, safeOutputName } from '../shared/names.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
 import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobEvent.js';
@@ -220,7 +220,7 @@ export class TesseraClient {
     const job = await this.getJob(jobId);
     const wanted = job.outputs.filter((o) => !opts.names || opts.names.includes(o.name));
     // Never trust a name to stay inside `dir`: all are checked before anything is written.
-    for (const o of wanted) safeFileName(o.name, 'output name');
+    for (const o of wanted) safeOutputName(o.name);
     await mkdir(dir, { recursive: true });
     const queue = this.downloadQueue(jobId, dir, opts);
     for (const o of wanted) queue.add(o);
@@ -365,7 +365,7 @@ class DownloadQueue {
    */
   add(o: OutputInfo__Output, data?: Buffer): void {
     if (this.names.has(o.name)) return;
-    const dest = path.join(this.dir, safeFileName(o.name, 'output name'));
+    const dest = path.join(this.dir, safeOutputName(o.name));
     this.names.set(o.name, dest);
     // Bytes that came with their event are kept until written, up to a bound: past it (a slow
     // disk, a replay of thousands), the output is downloaded instead when its turn comes.

@@ -11,7 +11,7 @@ import pLimit from 'p-limit';
 import { TesseraError, dataLoss, describeError, isAbortError, notFound, failedPrecondition } from '../shared/errors.js';
 import type { CoordinatorKind, FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
-import { safeFileName } from '../shared/names.js';
+import { safeOutputName } from '../shared/names.js';
 import type { Assignment } from '../shared/proto/generated/tessera/v1/Assignment.js';
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
@@ -738,7 +738,7 @@ export class JobManager {
    */
   private async publish(active: ActiveJob, o: FinalOutput, known: Map<string, SpoolFile>): Promise<void> {
     const job = active.record;
-    const name = safeFileName(o.name, 'output name');
+    const name = safeOutputName(o.name);
     const taken = (): boolean => {
       const source = active.published.get(name);
       if (source === undefined) return false;
@@ -798,7 +798,7 @@ export class JobManager {
       const known = new Map(active.subtasks.flatMap((s) => s.outputs.map((f) => [f.path, f] as const)));
       await this.readyToPublish(active);
       for (const o of outputs) {
-        const name = safeFileName(o.name, 'output name');
+        const name = safeOutputName(o.name);
         if (seen.has(name)) throw new TesseraError(status.INTERNAL, `two outputs are named ${name}`);
         seen.add(name);
         // Published already (the kind's `finalOutputs`): listed once.
@@ -979,7 +979,7 @@ export class JobManager {
 
   /** Where an attempt's uploaded output is spooled (one folder per attempt, so copies never collide). */
   subtaskOutputPath(s: SubtaskRecord, attempt: number, name: string): string {
-    return path.join(this.spool.subtaskDir(s.jobId, s.id), `a${attempt}`, safeFileName(name, 'output name'));
+    return path.join(this.spool.subtaskDir(s.jobId, s.id), `a${attempt}`, safeOutputName(name));
   }
 
   /**

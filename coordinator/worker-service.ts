@@ -8,7 +8,7 @@ import { TesseraError, dataLoss, invalidArgument } from '../shared/errors.js';
 import { clientStream, serverStream } from '../shared/grpc-handlers.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
-import { safeFileName } from '../shared/names.js';
+import { safeOutputName } from '../shared/names.js';
 import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { DataChunk } from '../shared/proto/generated/tessera/v1/DataChunk.js';
 import type { SubtaskResult__Output } from '../shared/proto/generated/tessera/v1/SubtaskResult.js';
@@ -54,7 +54,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
     if (s && r.ok) {
       try {
         for (const o of r.outputs) {
-          const name = safeFileName(o.name, 'output name');
+          const name = safeOutputName(o.name);
           if (o.shared_path) {
             // Written by the worker into the job's shared folder: checked where it lies, not moved.
             outputs.push(await jobs.sharedOutput(w, s, r.attempt, name, o));
@@ -201,7 +201,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       const first = await iterator.next();
       if (first.done || first.value.msg !== 'header' || !first.value.header) throw invalidArgument('the first UploadTaskOutput message must be the header');
       const h = first.value.header;
-      const name = safeFileName(h.name, 'output name');
+      const name = safeOutputName(h.name);
       const s = jobs.leaseIsCurrent(h.subtask_id, h.attempt, w.id);
       if (!s) throw new TesseraError(status.FAILED_PRECONDITION, `subtask ${h.subtask_id} attempt ${h.attempt} is no longer leased to this worker`, { retryable: false });
       let trailer: string | undefined;

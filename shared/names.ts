@@ -6,18 +6,28 @@ import { invalidArgument } from './errors.js';
  * and the derived outputs add suffixes (`.1a2b3c4d.tmp`, `.part`, a new extension) to it.
  */
 export const MAX_NAME_BYTES = 200;
+/**
+ * Longest output name: outputs are named after their inputs plus a little (`-thumb-00001.jpg`,
+ * `.waveform.json`, another extension), and still leave room for a temporary suffix within 255.
+ */
+export const MAX_OUTPUT_NAME_BYTES = 240;
 
 /**
  * Checks a client-supplied file name: a plain name, never a path. Keeps names predictable on every
  * platform and makes it impossible for an output or a spool file to land outside its folder.
  */
-export function safeFileName(name: string, what = 'file name'): string {
+export function safeFileName(name: string, what = 'file name', maxBytes = MAX_NAME_BYTES): string {
   if (typeof name !== 'string' || name.length === 0) throw invalidArgument(`${what} is empty`);
-  if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw invalidArgument(`${what} "${printable(name.slice(0, 40))}..." is longer than ${MAX_NAME_BYTES} bytes (UTF-8)`);
+  if (Buffer.byteLength(name) > maxBytes) throw invalidArgument(`${what} "${printable(name.slice(0, 40))}..." is longer than ${maxBytes} bytes (UTF-8)`);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f/\\]/.test(name)) throw invalidArgument(`${what} "${printable(name)}" must not contain slashes or control characters`);
   if (name === '.' || name === '..' || path.basename(name) !== name) throw invalidArgument(`${what} "${printable(name)}" is not a plain file name`);
   return name;
+}
+
+/** {@link safeFileName} for an output's name (a little longer than an input's may be). */
+export function safeOutputName(name: string): string {
+  return safeFileName(name, 'output name', MAX_OUTPUT_NAME_BYTES);
 }
 
 function printable(s: string): string {

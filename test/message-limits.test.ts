@@ -75,6 +75,16 @@ describe('message limits', () => {
     const { job: done, paths } = await cluster.client.collect(job.id, path.join(dir, 'long'));
     expect(done.state).toBe('JOB_STATE_SUCCEEDED');
     expect((await stat(paths.get(name)!)).size).toBe(100_000);
+
+    // Outputs named after such an input grow a little (here .jpg -> .webp): still fine.
+    const photo = path.join(dir, `${'é'.repeat(98)}.jpg`);
+    await writeFile(photo, await sharp({ create: { width: 64, height: 48, channels: 3, background: '#a53' } }).jpeg().toBuffer());
+    const img = await cluster.client.submit({ label: 'long name out', image: { width: 32, format: 'webp' } }, [photo]);
+    const converted = await cluster.client.collect(img.id, path.join(dir, 'long-img'));
+    expect(converted.job.state).toBe('JOB_STATE_SUCCEEDED');
+    const out = `${'é'.repeat(98)}.webp`;
+    expect(Buffer.byteLength(out)).toBe(201);
+    expect(await sharp(converted.paths.get(out)!).metadata()).toMatchObject({ format: 'webp', width: 32 });
   });
 
   it('a client whose upload is refused mid-stream stops reading its file', async () => {

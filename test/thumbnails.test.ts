@@ -64,14 +64,17 @@ describe('thumbnails kind (plan -> process -> merge in-process)', () => {
     for (const t of run.outputs) expect(await sharp(t.path).metadata()).toMatchObject({ format: 'webp', width: 45, height: 80 });
   });
 
-  it('keeps the thumbnails of two inputs with the same base name apart (clip.mp4, clip.mkv, other.mp4)', async () => {
+  it('keeps the thumbnails of inputs with the same base name apart (clip.mp4, clip.mkv, clip.mp4.mkv, other.mp4)', async () => {
     const sub = await mkdtemp(path.join(dir, 'same-base-'));
     const a = await makeVideo(sub, 'clip.mp4', { duration: 1, width: 64, height: 48 });
     const b = await makeVideo(sub, 'clip.mkv', { duration: 1, width: 96, height: 48 });
     const c = await makeVideo(sub, 'other.mp4', { duration: 1, width: 64, height: 48 });
-    const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { count: 2, width: 32 }), [a, b, c], { dir });
+    const d = await makeVideo(sub, 'clip.mp4.mkv', { duration: 1, width: 64, height: 48 });
+    const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { count: 2, width: 32 }), [a, b, c, d], { dir });
     expect(run.errors).toEqual([]);
-    expect(run.outputs.map((o) => o.name).sort()).toEqual(['clip.mkv-thumb-00001.jpg', 'clip.mkv-thumb-00002.jpg', 'clip.mp4-thumb-00001.jpg', 'clip.mp4-thumb-00002.jpg', 'other-thumb-00001.jpg', 'other-thumb-00002.jpg']);
+    expect(run.outputs.map((o) => o.name).sort()).toEqual(
+      ['clip.mkv', 'clip.mp4', 'clip.mp4.mkv', 'other'].flatMap((p) => [`${p}-thumb-00001.jpg`, `${p}-thumb-00002.jpg`]),
+    );
     // Each is its own input's frame: 64x48 and 96x48 sources give different heights at 32 px wide.
     for (const o of run.outputs) expect((await sharp(o.path).metadata()).height).toBe(o.source === 'clip.mkv' ? 16 : 24);
   });

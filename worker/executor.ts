@@ -14,7 +14,7 @@ import { TesseraError, dataLoss, isAbortError, statusName } from '../shared/erro
 import { deadline } from '../shared/grpc-handlers.js';
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
-import { safeFileName } from '../shared/names.js';
+import { safeFileName, safeOutputName } from '../shared/names.js';
 import type { Assignment__Output } from '../shared/proto/generated/tessera/v1/Assignment.js';
 import type { OutputRef } from '../shared/proto/generated/tessera/v1/OutputRef.js';
 import type { SubtaskResult } from '../shared/proto/generated/tessera/v1/SubtaskResult.js';
@@ -194,7 +194,7 @@ async function fetchInputs(a: Assignment__Output, workDir: string, signal: Abort
 }
 
 async function uploadOutput(a: Assignment__Output, o: { name: string; path: string; source?: string }, signal: AbortSignal, deps: ExecutorDeps, inline: { left: number }): Promise<OutputRef> {
-  const name = safeFileName(o.name, 'output name');
+  const name = safeOutputName(o.name);
   const { size } = await stat(o.path);
   if (size <= INLINE_LIMIT && size <= inline.left) {
     inline.left -= size;
@@ -239,7 +239,7 @@ async function uploadOutput(a: Assignment__Output, o: { name: string; path: stri
  * coordinator renames it when it publishes it), hashing it on the way.
  */
 export async function writeSharedOutput(a: Assignment__Output, o: { name: string; path: string; source?: string }, dir: string, signal: AbortSignal): Promise<OutputRef> {
-  const name = safeFileName(o.name, 'output name');
+  const name = safeOutputName(o.name);
   const dest = sharedOutputTemp(dir, a.job_id, a.subtask_id, a.shared_output_token, name);
   const { size } = await stat(o.path);
   const hash = newSha256();

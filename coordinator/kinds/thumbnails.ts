@@ -68,13 +68,19 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
     const outputs: FinalOutput[] = [];
     const errors: ItemFailure[] = [];
     // With several inputs each one's files are prefixed with its name without the extension, or
-    // with its whole name where two share one (clip.mp4 and clip.mov must not overwrite each other).
+    // with its whole name where that is taken (clip.mp4 and clip.mov must not overwrite each other,
+    // nor clip.mp4.mkv the first of them), numbered as a last resort.
     const bases = ctx.inputs.map((i) => path.parse(i.name).name);
-    const prefixOf = (name: string): string => {
-      if (ctx.inputs.length <= 1) return '';
-      const base = path.parse(name).name;
-      return `${bases.filter((b) => b === base).length > 1 ? name : base}-`;
-    };
+    const prefixes = new Map<string, string>();
+    const used = new Set<string>();
+    for (const input of ctx.inputs) {
+      const base = path.parse(input.name).name;
+      let p = bases.filter((b) => b === base).length > 1 ? input.name : base;
+      if (used.has(p)) p = input.name;
+      for (let n = 2; used.has(p); n++) p = `${input.name}-${n}`;
+      used.add(p);
+      prefixes.set(input.name, ctx.inputs.length > 1 ? `${p}-` : '');
+    }
     for (const input of ctx.inputs) {
       const mine = ctx.results.filter((r) => r.items.includes(input.name));
       if (mine.length === 0) continue; // rejected at planning; its error is already reported
@@ -83,7 +89,7 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
         errors.push(failed.error ?? { input: input.name, code: 'INTERNAL', message: `${input.name}: ${failed.label} failed` });
         continue;
       }
-      const prefix = prefixOf(input.name);
+      const prefix = prefixes.get(input.name)!;
       const plans = mine.map((r) => r.plan as ThumbnailRangePlan);
       const count = plans.reduce((a, p) => a + p.times.length, 0);
       const files: string[] = [];
