@@ -44,7 +44,7 @@ export class JobStore {
   private closed = false;
   private readonly stmts;
 
-  /** `onFlushError`: a timed write failed (it is kept and tried again); the coordinator logs it. */
+  /** `onFlushError`: a write that nobody waits for failed (it is kept and tried again); the coordinator logs it. */
   constructor(
     file: string,
     private readonly opts: { onFlushError?: (err: TesseraError) => void } = {},
@@ -164,12 +164,8 @@ export class JobStore {
     this.flushScheduled = true;
     // Every commit rewrites the touched B-tree pages into the WAL: committing once per event-loop
     // turn made SQLite a fifth of the coordinator's CPU at thousands of subtasks a second.
-    this.flushTimer = setTimeout(() => this.flushFromTimer(), FLUSH_INTERVAL_MS);
+    this.flushTimer = setTimeout(() => this.flushQuietly(), FLUSH_INTERVAL_MS);
     this.flushTimer.unref();
-  }
-
-  private flushFromTimer(): void {
-    this.flushQuietly();
   }
 
   /**
@@ -191,7 +187,7 @@ export class JobStore {
     if (this.closed) return;
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushScheduled = true;
-    this.flushTimer = setTimeout(() => this.flushFromTimer(), FLUSH_RETRY_MS);
+    this.flushTimer = setTimeout(() => this.flushQuietly(), FLUSH_RETRY_MS);
     this.flushTimer.unref();
   }
 
