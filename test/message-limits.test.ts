@@ -23,7 +23,7 @@ let dir: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-limits-'));
-  cluster = await startCluster({ workers: 1, slots: 1, coordinatorArgs: ['--max-file-bytes', String(24 * MiB)] });
+  cluster = await startCluster({ workers: 1, slots: 1, coordinatorArgs: ['--max-file-bytes', String(24 * MiB), '--max-job-bytes', String(32 * MiB)] });
 });
 
 afterAll(async () => {
@@ -97,5 +97,29 @@ describe('message limits', () => {
     // The upload loop ends with the call: nothing keeps the file open.
     for (let i = 0; i < 50 && openOn(file) > 0; i++) await new Promise((r) => setTimeout(r, 50));
     expect(openOn(file)).toBe(0);
+  });
+
+  it('a worker whose output upload is refused mid-stream stops reading it', async () => {
+    // A noisy 6000 x 6000 JPEG (about 15 MB) made into a PNG of about 100 MB: past the 32 MiB the
+    // coordinator takes for an output here, and far past what the stream's buffers hold.
+    const src = path.join(dir, 'noise-6000.jpg');
+    await sharp({ create: { width: 6000, height: 6000, channels: 3, background: '#777', noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).jpeg({ quality: 40 }).toFile(src);
+    const job = await cluster.client.submit({ label: 'output too big', max_attempts: 1, image: { format: 'png' } }, [src]);
+    const done = await cluster.client.wait(job.id);
+    expect(done.state).toBe('JOB_STATE_FAILED');
+    expect(JSON.stringify(done.errors)).toMatch(/RESOURCE_EXHAUSTED/);
+    // The output, removed with its subtask's folder, is held open by nothing in the worker.
+    const pid = cluster.workers[0]!.child.pid!;
+    const deleted = (): string[] =>
+      readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+        try {
+          const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+          return target.includes('tessera-worker-') ? [target] : [];
+        } catch {
+          return [];
+        }
+      });
+    for (let i = 0; i < 50 && deleted().length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(deleted()).toEqual([]);
   });
 });
