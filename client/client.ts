@@ -24,7 +24,7 @@ import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import type { OutputChunk__Output } from '../shared/proto/generated/tessera/v1/OutputChunk.js';
 import type { OutputInfo__Output } from '../shared/proto/generated/tessera/v1/OutputInfo.js';
 import type { WorkerInfo__Output } from '../shared/proto/generated/tessera/v1/WorkerInfo.js';
-import { newSha256, sha256, writeWithBackpressure } from '../shared/streams.js';
+import { endsWithAnswer, newSha256, sha256, writeWithBackpressure } from '../shared/streams.js';
 import { clientTokenFromEnv } from '../shared/auth.js';
 import { clientCredentialsFromEnv } from '../shared/tls.js';
 
@@ -93,17 +93,11 @@ export class TesseraClient {
     const shared = options.shared ? await Promise.all(files.map((f) => realpath(f))) : undefined;
     return new Promise<Job__Output>((resolve, reject) => {
       const total = sizes.reduce((n, x) => n + x, 0);
-      // Ended by the coordinator's answer (a refusal mid-upload): the upload stops there. grpc-js
-      // never drains a call that has its status, so a write waiting for room would wait forever.
-      const ended = new AbortController();
-      const call = this.client.SubmitJob(this.md(), { deadline: deadline(transferDeadlineMs(total)) }, (err, job) => {
-        ended.abort(err ?? new Error('SubmitJob answered'));
-        if (err || !job) reject(err);
-        else resolve(job);
-      });
+      // Ended by the coordinator's answer (a refusal mid-upload): the upload stops there.
+      const { signal, callback } = endsWithAnswer(resolve, reject, options.signal);
+      const call = this.client.SubmitJob(this.md(), { deadline: deadline(transferDeadlineMs(total)) }, callback);
       const onAbort = (): void => call.cancel();
       options.signal?.addEventListener('abort', onAbort, { once: true });
-      const signal = options.signal ? AbortSignal.any([options.signal, ended.signal]) : ended.signal;
       void (async () => {
         try {
           call.write({ spec });

@@ -47,6 +47,9 @@ export const dataLoss = (message: string): TesseraError => new TesseraError(stat
  * message after ": ", once every path in `paths` is taken out (a file may be named after one).
  * Memory and I/O errors are left out: corrupt or truncated files cause those too.
  */
+/** The errno codes of the same trouble, for errors that carry one. */
+export const LOCAL_TROUBLE_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);
+
 export function isLocalTrouble(log: string, paths: readonly string[] = []): boolean {
   const named = paths.filter((p) => p.length > 0);
   return log.split('\n').some((line) => {

@@ -41,3 +41,21 @@ export async function* readChunks(file: string | FileHandle, offset = 0, signal?
   const stream = typeof file === 'string' ? createReadStream(file, opts) : createReadStream('', { ...opts, fd: file, autoClose: false });
   for await (const chunk of stream) yield chunk as Buffer;
 }
+
+/**
+ * The callback of a client-streaming call that settles `resolve`/`reject` and, with them, the
+ * returned `signal`, to hand to the loop that writes the call (with `also`, aborted by it too).
+ * grpc-js never drains a call that has its answer: a writer waiting for room after a refusal
+ * mid-stream would wait forever, holding what it reads open.
+ */
+export function endsWithAnswer<T>(resolve: (value: T) => void, reject: (err: unknown) => void, also?: AbortSignal): { signal: AbortSignal; callback: (err: unknown, value?: T) => void } {
+  const ended = new AbortController();
+  return {
+    signal: also ? AbortSignal.any([also, ended.signal]) : ended.signal,
+    callback: (err, value) => {
+      ended.abort(err ?? new Error('the call was answered'));
+      if (err || value === undefined) reject(err);
+      else resolve(value);
+    },
+  };
+}

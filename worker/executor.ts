@@ -21,7 +21,7 @@ import type { SubtaskResult } from '../shared/proto/generated/tessera/v1/Subtask
 import type { UploadTaskOutputResponse__Output } from '../shared/proto/generated/tessera/v1/UploadTaskOutputResponse.js';
 import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
 import { canWriteShared, sharedOutputTemp } from '../shared/shared-output.js';
-import { newSha256, readChunks, sha256, writeWithBackpressure } from '../shared/streams.js';
+import { endsWithAnswer, newSha256, readChunks, sha256, writeWithBackpressure } from '../shared/streams.js';
 
 export interface ExecutorDeps {
   client: WorkerServiceClient;
@@ -204,16 +204,10 @@ async function uploadOutput(a: Assignment__Output, o: { name: string; path: stri
   const hash = newSha256();
   const response = await new Promise<UploadTaskOutputResponse__Output>((resolve, reject) => {
     // Ended by the coordinator's answer (a refusal mid-upload): stop reading and writing there.
-    // grpc-js never drains a call that has its status; waiting for room would hold the file open.
-    const ended = new AbortController();
-    const call = deps.client.UploadTaskOutput(deps.metadata(), { deadline: deadline(transferDeadlineMs(size)) }, (err, res) => {
-      ended.abort(err ?? new Error('UploadTaskOutput answered'));
-      if (err || !res) reject(err);
-      else resolve(res);
-    });
+    const { signal: sending, callback } = endsWithAnswer(resolve, reject, signal);
+    const call = deps.client.UploadTaskOutput(deps.metadata(), { deadline: deadline(transferDeadlineMs(size)) }, callback);
     const onAbort = (): void => call.cancel();
     signal.addEventListener('abort', onAbort, { once: true });
-    const sending = AbortSignal.any([signal, ended.signal]);
     void (async () => {
       try {
         call.write({ header: { subtask_id: a.subtask_id, attempt: a.attempt, name, size: String(size) } });

@@ -73,8 +73,8 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
     const bases = ctx.inputs.map((i) => path.parse(i.name).name);
     const prefixes = new Map<string, string>();
     const used = new Set<string>();
-    for (const input of ctx.inputs) {
-      const base = path.parse(input.name).name;
+    for (const [k, input] of ctx.inputs.entries()) {
+      const base = bases[k]!;
       let p = bases.filter((b) => b === base).length > 1 ? input.name : base;
       if (used.has(p)) p = input.name;
       for (let n = 2; used.has(p); n++) p = `${input.name}-${n}`;
