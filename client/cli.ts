@@ -87,6 +87,7 @@ function submitCommand(name: string, description: string, configure: (c: Command
   configure(c)
     .addOption(coordinatorOpt())
     .option('-o, --output <dir>', 'folder for the outputs')
+    .option('--overwrite', 'replace files already in the output folder (never the job\'s own input files); without it a different file under an output\'s name stops the download')
     .option('--shared-output <dir>', "have the cluster write the outputs into this folder on shared storage (under one of the coordinator's --shared-output-root folders) instead of downloading them")
     .option('--json', 'print the finished job as one JSON object')
     .option('--no-wait', 'print the job id and return at once')
@@ -262,11 +263,12 @@ program
   .description("download a job's outputs; a running job's as each is published, until it ends")
   .addOption(coordinatorOpt())
   .requiredOption('-o, --output <dir>', 'destination folder')
+  .option('--overwrite', 'replace files already in the folder; without it a different file under an output\'s name stops the download')
   .option('--json', 'JSON output')
   .action(async (id: string, o) =>
     withClient(o, async (c) => {
       // A finished job's events are replayed: its small outputs come inside them, no call each.
-      const { job, paths } = await c.collect(id, o.output);
+      const { job, paths } = await c.collect(id, o.output, { overwrite: o.overwrite === true });
       if (o.json) process.stdout.write(`${JSON.stringify(jobToJson(job, paths))}\n`);
       else printJobHuman(job, paths);
     }),
@@ -288,7 +290,7 @@ program
 program
   .command('demo')
   .description('start a coordinator and two workers on loopback, process sample images, print a summary')
-  .option('-o, --output <dir>', 'where to write the outputs', 'tessera-demo-output')
+  .option('-o, --output <dir>', 'where to write the outputs (an earlier demo\'s outputs there are replaced; nothing else is touched)', 'tessera-demo-output')
   .option('--images <n>', 'number of sample images', int('--images'), 12)
   .action(async (o) => {
     process.exitCode = await runDemo(o);

@@ -5,8 +5,8 @@
  * are verified with SHA-256; `watch` re-attaches after a lost connection from the last event seen.
  */
 import { setMaxListeners } from 'node:events';
-import { createReadStream, writeFile } from 'node:fs';
-import { mkdir, open, realpath, rename, rm, stat } from 'node:fs/promises';
+import { constants as fsc, createReadStream, writeFile } from 'node:fs';
+import { link, lstat, mkdir, open, realpath, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -210,7 +210,7 @@ export class TesseraClient {
    * earlier attempt (`NAME.part`) is resumed from its size; each file is verified before it is
    * renamed into place. Returns the paths written, by output name.
    */
-  async download(jobId: string, dir: string, opts: { names?: string[]; signal?: AbortSignal; concurrency?: number } = {}): Promise<Map<string, string>> {
+  async download(jobId: string, dir: string, opts: DownloadOptions & { names?: string[] } = {}): Promise<Map<string, string>> {
     const job = await this.getJob(jobId);
     const wanted = job.outputs.filter((o) => !opts.names || opts.names.includes(o.name));
     // Never trust a name to stay inside `dir`: all are checked before anything is written.
@@ -232,7 +232,7 @@ export class TesseraClient {
   async collect(
     jobId: string,
     dir: string,
-    opts: { onEvent?: (e: JobEvent__Output) => void; signal?: AbortSignal; concurrency?: number } = {},
+    opts: DownloadOptions & { onEvent?: (e: JobEvent__Output) => void } = {},
   ): Promise<{ job: Job__Output; paths: Map<string, string> }> {
     const queue = this.downloadQueue(jobId, dir, opts);
     let job: Job__Output;
@@ -258,19 +258,26 @@ export class TesseraClient {
     return { job, paths: await queue.finish() };
   }
 
-  private downloadQueue(jobId: string, dir: string, opts: { signal?: AbortSignal; concurrency?: number }): DownloadQueue {
-    return new DownloadQueue((o, dest, signal) => this.downloadOne(jobId, o.name, dest, o.sha256, Number(o.size), signal), dir, opts);
+  private downloadQueue(jobId: string, dir: string, opts: DownloadOptions): DownloadQueue {
+    return new DownloadQueue((o, dest, publish, signal) => this.downloadOne(jobId, o.name, dest, o.sha256, Number(o.size), publish, signal), dir, opts);
   }
 
-  private async downloadOne(jobId: string, name: string, dest: string, expected: string, size: number, signal?: AbortSignal): Promise<void> {
-    const part = `${dest}.part`;
-    let offset = await stat(part).then((s) => s.size, () => 0);
-    if (offset > size) offset = 0;
+  private async downloadOne(jobId: string, name: string, dest: string, expected: string, size: number, publish: Publish, signal?: AbortSignal): Promise<void> {
+    const part = partName(dest);
+    // Never through a link someone left at the part's name (it would write outside the folder).
+    const fh = await open(part, fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o666).catch((err: NodeJS.ErrnoException) => {
+      throw err.code === 'ELOOP' ? notAFile(part) : err;
+    });
+    let offset = 0;
     // Hash as the bytes arrive; a resumed download hashes its existing prefix first.
     const hash = newSha256();
-    if (offset > 0) for await (const c of createReadStream(part, { end: offset - 1, highWaterMark: CHUNK_SIZE })) hash.update(c as Buffer);
-    const fh = await open(part, offset > 0 ? 'a' : 'w');
     try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw notAFile(part);
+      if (st.size > 0 && st.size <= size) {
+        for await (const c of fh.createReadStream({ start: 0, end: st.size - 1, highWaterMark: CHUNK_SIZE, autoClose: false })) hash.update(c as Buffer);
+        offset = st.size;
+      } else if (st.size > 0) await fh.truncate(0);
       const call = this.client.DownloadOutput({ job_id: jobId, name, offset: String(offset) }, this.md(), { deadline: deadline(transferDeadlineMs(size - offset)) });
       const onAbort = (): void => call.cancel();
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -278,7 +285,7 @@ export class TesseraClient {
         for await (const chunk of call as AsyncIterable<OutputChunk__Output>) {
           if (Number(chunk.offset) !== offset) throw dataLoss(`${name}: chunk at offset ${chunk.offset}, expected ${offset}`);
           hash.update(chunk.data);
-          await fh.write(chunk.data);
+          await fh.write(chunk.data, 0, chunk.data.length, offset);
           offset += chunk.data.length;
         }
       } finally {
@@ -293,7 +300,7 @@ export class TesseraClient {
       await rm(part, { force: true });
       throw new TesseraError(grpc.status.DATA_LOSS, `${name}: checksum mismatch after download`);
     }
-    await rename(part, dest);
+    await publish(part, dest, name);
   }
 
   close(): void {
@@ -303,12 +310,76 @@ export class TesseraClient {
 
 const writeFileCallback = promisify(writeFile);
 
+/** What the client's downloads do where a file is already there. */
+export interface DownloadOptions {
+  signal?: AbortSignal;
+  concurrency?: number;
+  /**
+   * Replace files already in the folder under an output's name. Without it such a file is kept
+   * and the download fails with ALREADY_EXISTS, unless it holds the output's very bytes (then it
+   * counts as downloaded, so running a download again finishes what an earlier one started).
+   */
+  overwrite?: boolean;
+  /** Files never replaced, even with `overwrite`: the job's own inputs, when it reads them from shared storage. */
+  protect?: string[];
+}
+
+/** Moves a verified part file to its output's name. */
+type Publish = (part: string, dest: string, name: string) => Promise<void>;
+
+/** Where an output is written while it downloads (and resumed from, for the large ones). */
+const partName = (dest: string): string => `${dest}.part`;
+
+const notAFile = (p: string): TesseraError =>
+  new TesseraError(grpc.status.FAILED_PRECONDITION, `${p} is a symbolic link or not a regular file: not written through; remove it`, { retryable: false });
+
+const alreadyThere = (dest: string, name: string): TesseraError =>
+  new TesseraError(grpc.status.ALREADY_EXISTS, `${dest} already exists and is not output "${name}": kept (replace it with --overwrite, or download into another folder)`, { retryable: false });
+
+/** `link` where the file system has hard links: it never replaces a file that appeared meanwhile. */
+async function publishKeeping(part: string, dest: string, name: string): Promise<void> {
+  try {
+    await link(part, dest);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') {
+      await rm(part, { force: true });
+      throw alreadyThere(dest, name);
+    }
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
+    // No hard links here (FAT, some network shares): check, then rename.
+    if (await lstat(dest).then(() => true, () => false)) {
+      await rm(part, { force: true });
+      throw alreadyThere(dest, name);
+    }
+    await rename(part, dest);
+    return;
+  }
+  await unlink(part);
+}
+
+const publishReplacing: Publish = (part, dest) => rename(part, dest);
+
 /** Writes `data` to `dest` through a `.part` file, so that a crash never leaves a partial file under its name. */
-async function writeAtomically(dest: string, data: Buffer): Promise<void> {
-  const part = `${dest}.part`;
+async function writeAtomically(dest: string, data: Buffer, publish: Publish, name: string): Promise<void> {
+  const part = partName(dest);
   // fs's callback form: for hundreds of small files, half the CPU of fs/promises' FileHandles.
-  await writeFileCallback(part, data);
-  await rename(part, dest);
+  // fs takes numeric flags too (its typings say string only).
+  await writeFileCallback(part, data, { flag: (fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | fsc.O_NOFOLLOW) as unknown as string }).catch((err: NodeJS.ErrnoException) => {
+    throw err.code === 'ELOOP' ? notAFile(part) : err;
+  });
+  await publish(part, dest, name);
+}
+
+/** SHA-256 of a file, or undefined when it cannot be read. */
+async function fileSha256(file: string): Promise<string | undefined> {
+  const hash = newSha256();
+  try {
+    for await (const c of createReadStream(file, { highWaterMark: CHUNK_SIZE })) hash.update(c as Buffer);
+  } catch {
+    return undefined;
+  }
+  return hash.digest('hex');
 }
 
 /** How long a download keeps retrying while the coordinator is unreachable or restarting. */
@@ -334,16 +405,23 @@ class DownloadQueue {
   private readonly small: ReturnType<typeof pLimit>;
   private readonly large = pLimit(1);
   private readonly names = new Map<string, string>();
+  /** Destinations queued, to catch one output's part file being another output's name. */
+  private readonly dests = new Set<string>();
   private readonly running: Promise<void>[] = [];
+  private readonly publish: Publish;
+  private readonly overwrite: boolean;
+  /** `dev:ino` of the files never replaced (read once, with the first output). */
+  private protectedFiles: Promise<Set<string>> | undefined;
+  private readonly protect: string[];
   /** Created with the first output. */
   private made: Promise<unknown> | undefined;
   /** Bytes of outputs that came inside their events and are not written yet. */
   private held = 0;
 
   constructor(
-    private readonly fetch: (o: OutputInfo__Output, dest: string, signal: AbortSignal) => Promise<void>,
+    private readonly fetch: (o: OutputInfo__Output, dest: string, publish: Publish, signal: AbortSignal) => Promise<void>,
     private readonly dir: string,
-    opts: { signal?: AbortSignal; concurrency?: number },
+    opts: DownloadOptions,
   ) {
     this.caller = opts.signal;
     this.signal = opts.signal ? AbortSignal.any([opts.signal, this.stop.signal]) : this.stop.signal;
@@ -351,6 +429,9 @@ class DownloadQueue {
     // Each download in flight listens on it.
     setMaxListeners(concurrency + 10, this.signal);
     this.small = pLimit(concurrency);
+    this.overwrite = opts.overwrite === true;
+    this.publish = this.overwrite ? publishReplacing : publishKeeping;
+    this.protect = opts.protect ?? [];
   }
 
   /**
@@ -361,6 +442,9 @@ class DownloadQueue {
     if (this.names.has(o.name)) return;
     const dest = path.join(this.dir, safeOutputName(o.name));
     this.names.set(o.name, dest);
+    // Outputs "a" and "a.part": the first is written under the second's name while it downloads.
+    const clash = this.dests.has(partName(dest)) || [...this.dests].some((d) => partName(d) === dest);
+    this.dests.add(dest);
     // Bytes that came with their event are kept until written, up to a bound: past it (a slow
     // disk, a replay of thousands), the output is downloaded instead when its turn comes.
     const usable = data && data.length > 0 && data.length === Number(o.size) && this.held + data.length <= MAX_HELD_INLINE_BYTES;
@@ -370,8 +454,12 @@ class DownloadQueue {
     const p = limit(async () => {
       try {
         this.signal.throwIfAborted();
+        if (clash) {
+          throw new TesseraError(grpc.status.FAILED_PRECONDITION, `output "${o.name}" and another output differ only by ".part", where one is written while it downloads: download them into separate folders (tessera download --name)`, { retryable: false });
+        }
         await (this.made ??= mkdir(this.dir, { recursive: true }));
-        if (given) await writeAtomically(dest, given);
+        if (await this.present(o, dest)) return;
+        if (given) await writeAtomically(dest, given, this.publish, o.name);
         else await this.fetchWithRetries(o, dest);
       } catch (err) {
         this.stop.abort(err);
@@ -384,14 +472,36 @@ class DownloadQueue {
     this.running.push(p);
   }
 
+  /**
+   * True when `dest` already holds this output's bytes (nothing to do). Throws when something
+   * else is there that must be kept: a protected file, or any file without `overwrite`.
+   */
+  private async present(o: OutputInfo__Output, dest: string): Promise<boolean> {
+    const st = await lstat(dest).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (!st) return false;
+    const same = st.isFile() && st.size === Number(o.size) && !!o.sha256 && (await fileSha256(dest)) === o.sha256;
+    if (same) return true;
+    this.protectedFiles ??= Promise.all(this.protect.map((f) => stat(f).then((s) => `${s.dev}:${s.ino}`, () => ''))).then((ids) => new Set(ids));
+    if ((await this.protectedFiles).has(`${st.dev}:${st.ino}`)) {
+      throw new TesseraError(grpc.status.FAILED_PRECONDITION, `${dest} is one of the job's inputs: not replaced by output "${o.name}"; download into another folder`, { retryable: false });
+    }
+    if (!this.overwrite) throw alreadyThere(dest, o.name);
+    return false;
+  }
+
   private async fetchWithRetries(o: OutputInfo__Output, dest: string): Promise<void> {
     const started = Date.now();
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.fetch(o, dest, this.signal);
+        await this.fetch(o, dest, this.publish, this.signal);
         return;
       } catch (err) {
         const code = (err as grpc.ServiceError).code;
+        // A local refusal (a link at the part's name, a file to keep) does not go away by waiting.
+        if (err instanceof TesseraError && !err.retryable) throw err;
         if (this.signal.aborted || !RETRYABLE_DOWNLOAD.has(code) || Date.now() - started > DOWNLOAD_RETRY_FOR_MS) throw err;
         // A mismatch that a fresh start does not cure is real: report it.
         if (code === grpc.status.DATA_LOSS && attempt >= 2) throw err;

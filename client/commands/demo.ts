@@ -44,9 +44,9 @@ export async function runDemo(o: { output: string; images: number }): Promise<nu
     const submitted = await cluster.client.submit({ label: 'demo', image: { width: 800, format: 'webp', quality: 80, sharpen: true } }, files);
     out.write(`  submitted job ${submitted.id}: resize to 800 px wide, sharpen, WebP q80\n`);
     const outDir = path.resolve(o.output);
-    await rm(outDir, { recursive: true, force: true });
-    // Each output is downloaded as soon as it is published, while the others are still processed.
-    const { job, paths } = await cluster.client.collect(submitted.id, outDir);
+    // Each output is downloaded as soon as it is published, while the others are still processed;
+    // an earlier demo's outputs (the same names) are replaced, nothing else in the folder is touched.
+    const { job, paths } = await cluster.client.collect(submitted.id, outDir, { overwrite: true });
     const secs = (Date.now() - t0) / 1000;
     const perWorker = new Map<string, number>();
     for (const s of job.subtasks) perWorker.set(s.worker, (perWorker.get(s.worker) ?? 0) + 1);

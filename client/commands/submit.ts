@@ -15,6 +15,8 @@ export interface SubmitFlags {
   shared?: boolean;
   /** Have the cluster write the outputs into this folder on shared storage instead of downloading them. */
   sharedOutput?: string;
+  /** Replace files already in the output folder (never the job's inputs). */
+  overwrite?: boolean;
 }
 
 /** Exit codes: 0 succeeded, 1 failed or cancelled, 2 usage or connection error, 3 partially succeeded. */
@@ -61,8 +63,17 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
       finished = await client.wait(job.id, (e) => view.event(e));
       paths = new Map(finished.outputs.map((o) => [o.name, o.shared_path]));
     } else {
-      // Outputs are downloaded as they are published, while the rest of the job runs.
-      ({ job: finished, paths } = await client.collect(job.id, path.resolve(flags.output!), { onEvent: (e) => view.event(e) }));
+      // Outputs are downloaded as they are published, while the rest of the job runs. The inputs
+      // are never replaced by an output of the same name (shared ones are still being read).
+      const collected = client.collect(job.id, path.resolve(flags.output!), { onEvent: (e) => view.event(e), overwrite: flags.overwrite === true, protect: files });
+      ({ job: finished, paths } = await collected.catch((err: unknown) => {
+        // The job goes on without this client: say how to fetch what it makes.
+        const hint = `\n(job ${job.id} goes on; its outputs stay on the coordinator: tessera download ${job.id} -o DIR)`;
+        const e = err as { message?: unknown; details?: unknown };
+        if (typeof e.details === 'string') e.details += hint;
+        if (typeof e.message === 'string') e.message += hint;
+        throw err;
+      }));
     }
     view.stop();
     if (flags.json) process.stdout.write(`${JSON.stringify(jobToJson(finished, paths))}\n`);

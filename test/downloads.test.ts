@@ -1,0 +1,142 @@
+/**
+ * Where downloads write. An output never replaces a file that is already in the folder unless the
+ * caller asks for it (`overwrite`, `--overwrite`), never the job's own inputs, and never writes
+ * through a link left at its `.part` name; a file that already holds the output's bytes counts as
+ * downloaded, so running a download again finishes what an earlier one started.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, readdir, lstat, rm, symlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
+
+let cluster: TestCluster;
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-downloads-'));
+  cluster = await startCluster({ workers: 1, slots: 2 });
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** A finished passthrough job over files of these sizes (named `NAME.bin`); returns its id and the bytes. */
+async function passthrough(tag: string, sizes: Record<string, number>): Promise<{ id: string; bytes: Map<string, Buffer> }> {
+  const src = await mkdtemp(path.join(dir, `${tag}-src-`));
+  const bytes = new Map<string, Buffer>();
+  const files: string[] = [];
+  for (const [name, size] of Object.entries(sizes)) {
+    const b = randomBytes(size);
+    bytes.set(name, b);
+    files.push(path.join(src, name));
+    await writeFile(files.at(-1)!, b);
+  }
+  const job = await cluster.client.submit({ passthrough: {} }, files);
+  const done = await cluster.client.wait(job.id);
+  expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+  return { id: job.id, bytes };
+}
+
+describe('downloads', () => {
+  it('keep a different file under an output name unless asked to replace it', async () => {
+    // One output comes inside its event (small), the other is streamed (over 1 MiB).
+    const { id, bytes } = await passthrough('keep', { 'small.bin': 10_000, 'large.bin': 3 * 2 ** 20 });
+    for (const name of ['small.bin', 'large.bin']) {
+      const out = await mkdtemp(path.join(dir, 'keep-out-'));
+      const mine = path.join(out, name);
+      await writeFile(mine, 'my own notes');
+      const err = (await cluster.client.collect(id, out).then(() => undefined, (e: unknown) => e)) as grpc.ServiceError;
+      expect(err.code).toBe(grpc.status.ALREADY_EXISTS);
+      expect(err.message).toContain(mine);
+      expect(err.message).toContain('--overwrite');
+      expect(await readFile(mine, 'utf8')).toBe('my own notes');
+      // No part file is left behind.
+      expect((await readdir(out)).filter((f) => f.endsWith('.part'))).toEqual([]);
+
+      const { paths } = await cluster.client.collect(id, out, { overwrite: true });
+      expect(sha(await readFile(paths.get(name)!))).toBe(sha(bytes.get(name)!));
+    }
+  });
+
+  it('count a file that already holds the output as downloaded: a second run finishes the first', async () => {
+    const { id, bytes } = await passthrough('again', { 'a.bin': 5_000, 'b.bin': 2 * 2 ** 20 });
+    const out = path.join(dir, 'again-out');
+    await mkdir(out);
+    // An earlier run wrote one of them.
+    await writeFile(path.join(out, 'a.bin'), bytes.get('a.bin')!);
+    const first = await cluster.client.download(id, out);
+    const second = await cluster.client.download(id, out);
+    for (const paths of [first, second]) {
+      expect([...paths.keys()].sort()).toEqual(['a.bin', 'b.bin']);
+      for (const [name, p] of paths) expect(sha(await readFile(p))).toBe(sha(bytes.get(name)!));
+    }
+  });
+
+  it('never write through a link left at the part name', async () => {
+    const { id } = await passthrough('link', { 'small.bin': 10_000, 'large.bin': 3 * 2 ** 20 });
+    for (const name of ['small.bin', 'large.bin']) {
+      const out = await mkdtemp(path.join(dir, 'link-out-'));
+      const victim = path.join(dir, `victim-${name}.txt`);
+      await writeFile(victim, 'precious');
+      await symlink(victim, path.join(out, `${name}.part`));
+      const err = (await cluster.client.collect(id, out).then(() => undefined, (e: unknown) => e)) as grpc.ServiceError;
+      expect(err.code).toBe(grpc.status.FAILED_PRECONDITION);
+      expect(err.message).toContain(`${name}.part is a symbolic link`);
+      expect(await readFile(victim, 'utf8')).toBe('precious');
+      expect(await lstat(path.join(out, name)).catch(() => undefined)).toBeUndefined();
+    }
+  });
+
+  it('refuse outputs that differ only by ".part" instead of mixing their bytes', async () => {
+    const { id, bytes } = await passthrough('part', { a: 10, 'a.part': 18 });
+    const out = await mkdtemp(path.join(dir, 'part-out-'));
+    const err = (await cluster.client.download(id, out).then(() => undefined, (e: unknown) => e)) as grpc.ServiceError;
+    expect(err.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(err.message).toContain('".part"');
+    // Each one on its own is fine.
+    for (const name of ['a', 'a.part']) {
+      const one = await mkdtemp(path.join(dir, 'part-one-'));
+      const paths = await cluster.client.download(id, one, { names: [name] });
+      expect(sha(await readFile(paths.get(name)!))).toBe(sha(bytes.get(name)!));
+    }
+  });
+
+  it('tessera submit never replaces its own input, even with --overwrite, and says how to fetch the outputs', async () => {
+    const folder = await mkdtemp(path.join(dir, 'cli-'));
+    const photo = path.join(folder, 'a.jpg');
+    await sharp({ create: { width: 64, height: 48, channels: 3, background: '#369' } }).jpeg().toFile(photo);
+    const original = sha(await readFile(photo));
+    const kept = await cluster.runCli(['submit', 'image', '--width', '32', photo, '-o', folder, '--no-progress']);
+    expect(kept.code).toBe(1);
+    expect(kept.stderr).toContain("is one of the job's inputs");
+    expect(kept.stderr).toMatch(/tessera download [0-9a-f-]+ -o DIR/);
+    const forced = await cluster.runCli(['submit', 'image', '--width', '32', photo, '-o', folder, '--overwrite', '--no-progress']);
+    expect(forced.code).toBe(1);
+    expect(forced.stderr).toContain("is one of the job's inputs");
+    expect(sha(await readFile(photo))).toBe(original);
+    // Into another folder, or that one after the input moved away, it goes through.
+    const elsewhere = await cluster.runCli(['submit', 'image', '--width', '32', photo, '-o', path.join(folder, 'small'), '--no-progress']);
+    expect(elsewhere.code).toBe(0);
+    expect((await sharp(path.join(folder, 'small', 'a.jpg')).metadata()).width).toBe(32);
+  });
+
+  it('tessera demo -o leaves what else is in the folder alone', async () => {
+    const out = await mkdtemp(path.join(dir, 'demo-'));
+    await writeFile(path.join(out, 'notes.txt'), 'mine');
+    await mkdir(path.join(out, 'keep'));
+    for (let round = 0; round < 2; round++) {
+      const r = await runCli(['demo', '-o', out, '--images', '1'], { timeoutMs: 120_000 });
+      expect(r.code, r.stderr).toBe(0);
+    }
+    expect((await readdir(out)).sort()).toEqual(['keep', 'notes.txt', 'sample-01.webp']);
+    expect(await readFile(path.join(out, 'notes.txt'), 'utf8')).toBe('mine');
+  });
+});
