@@ -105,8 +105,22 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
     Connect: (call) => {
       let session: WorkerSession | undefined;
       const peer = call.getPeer();
+      // Results of this stream still being handled (their outputs written to the spool). What the
+      // worker sent after them (a drain, the stream's end) waits for them: a worker stopping
+      // gracefully sends its last results, then ends, and those results must count.
+      const handling = new Set<Promise<void>>();
+      const afterResults = (fn: () => void): void => {
+        if (handling.size === 0) fn();
+        else void Promise.allSettled([...handling]).then(fn);
+      };
       const close = (reason: string): void => {
-        if (session && session.call === call) jobs.onWorkerLost(session, reason);
+        const w = session;
+        if (!w || w.call !== call) return;
+        // No new work for it meanwhile; its leases are released once its last results are in.
+        if (w.state === 'active' || w.state === 'quarantined') w.state = 'draining';
+        afterResults(() => {
+          if (w.call === call) jobs.onWorkerLost(w, reason);
+        });
       };
       try {
         authorize(call.metadata);
@@ -157,14 +171,21 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
             case 'results': {
               const w = session;
               for (const r of msg.result ? [msg.result] : (msg.results?.results ?? [])) {
-                handleResult(w, r).catch((err: unknown) => log.error({ err }, 'handling a result failed'));
+                const p = handleResult(w, r).catch((err: unknown) => log.error({ err }, 'handling a result failed'));
+                handling.add(p);
+                void p.finally(() => handling.delete(p));
               }
               break;
             }
-            case 'drain':
-              jobs.onWorkerDraining(session);
-              log.info({ worker: session.name }, 'worker draining');
+            case 'drain': {
+              // After the results sent before it: their slots' prefetched work has started.
+              const w = session;
+              afterResults(() => {
+                jobs.onWorkerDraining(w);
+                log.info({ worker: w.name }, 'worker draining');
+              });
               break;
+            }
             default:
               break;
           }
