@@ -30,6 +30,8 @@ export interface CoordinatorOptions {
   maxAttempts?: number;
   /** Retryable failures within a minute that quarantine a worker (0 = never). */
   quarantineFailures?: number;
+  /** How long a quarantine lasts, ms (default 30 s). */
+  quarantineMs?: number;
   subtaskTimeoutMs?: number;
   /** Jobs whose subtasks all run shorter than this (ms) use workers' prefetch places (0 = never). */
   prefetchBelowMs?: number;
@@ -106,6 +108,7 @@ export class Coordinator {
     this.jobs = new JobManager(this.store, spool, registry, log, {
       maxAttempts: opts.maxAttempts ?? MAX_ATTEMPTS,
       quarantineFailures: opts.quarantineFailures ?? 5,
+      ...(opts.quarantineMs !== undefined ? { quarantineMs: opts.quarantineMs } : {}),
       subtaskTimeoutMs: opts.subtaskTimeoutMs ?? SUBTASK_TIMEOUT_MS,
       retryBaseMs: opts.retryBaseMs ?? 500,
       prefetchBelowMs: opts.prefetchBelowMs ?? PREFETCH_BELOW_MS,
@@ -131,6 +134,8 @@ export class Coordinator {
     this.sweepTimer = setInterval(() => {
       const jobs = this.jobs!;
       for (const w of registry.expired(ttlMs)) jobs.onWorkerLost(w, `no heartbeat for ${ttlMs} ms`);
+      // A quarantine that is over frees its slots: nothing else may ask for a dispatch meanwhile.
+      if (registry.endQuarantines()) jobs.requestDispatch();
       registry.prune(10 * 60_000);
       jobs.speculate();
     }, Math.min(500, Math.max(50, Math.floor(ttlMs / 5))));

@@ -27,6 +27,11 @@ import type { Spool } from './spool.js';
 import { RESUME_SEQ_GAP, type JobStore } from './store.js';
 import { WorkerRegistry, type WorkerSession } from './worker-registry.js';
 
+/** How long a worker with repeated failures is left out. */
+const QUARANTINE_MS = 30_000;
+/** Longest wait before a retry. */
+const MAX_RETRY_BACKOFF_MS = 30_000;
+
 export interface JobManagerOptions {
   maxAttempts: number;
   subtaskTimeoutMs: number;
@@ -34,6 +39,8 @@ export interface JobManagerOptions {
   retryBaseMs: number;
   /** Retryable failures within a minute that quarantine a worker (0 = never). */
   quarantineFailures: number;
+  /** How long a quarantine lasts (default 30 s). */
+  quarantineMs?: number;
   /** Jobs whose subtasks all run shorter than this (ms) use workers' prefetch places (0 = never). */
   prefetchBelowMs: number;
   /** Folders inputs may be referenced from (default: none). */
@@ -534,7 +541,7 @@ export class JobManager {
     } else {
       w.failed++;
       // Bad input is not the worker's fault: only retryable failures count towards quarantine.
-      if (r.retryable) this.noteWorkerFailure(w);
+      if (r.retryable) this.noteWorkerFailure(w, active.record.kind);
       const error = r.error ?? { input: '', code: 'UNKNOWN', message: 'failed' };
       if (r.retryable && s.leases.length > 0) {
         // The other copy is still running: let it finish rather than start a third.
@@ -550,18 +557,20 @@ export class JobManager {
     this.checkPhase(active);
   }
 
-  private noteWorkerFailure(w: WorkerSession): void {
+  private noteWorkerFailure(w: WorkerSession, kind: string): void {
     const now = Date.now();
     w.recentFailures = w.recentFailures.filter((t) => now - t < 60_000);
     w.recentFailures.push(now);
-    // Never quarantine the last active worker: a cluster that stops itself helps nobody.
-    const others = this.registry.all().filter((o) => o !== w && o.state === 'active').length;
+    // Never quarantine the last active worker that can run this kind: a cluster that stops itself
+    // helps nobody.
+    const others = this.registry.all().filter((o) => o !== w && o.state === 'active' && o.kinds.has(kind)).length;
     const limit = this.opts.quarantineFailures;
     if (limit > 0 && w.recentFailures.length >= limit && w.state === 'active' && others > 0) {
+      const period = this.opts.quarantineMs ?? QUARANTINE_MS;
       w.state = 'quarantined';
-      w.quarantinedUntil = now + 30_000;
+      w.quarantinedUntil = now + period;
       w.recentFailures = [];
-      this.log.warn({ worker: w.name, workerId: w.id, failures: limit }, 'worker quarantined for 30 s after repeated failures');
+      this.log.warn({ worker: w.name, workerId: w.id, failures: limit, ms: period }, 'worker quarantined after repeated failures');
       this.takeBackWaiting(w, `worker ${w.name} was quarantined after repeated failures`);
     }
   }
@@ -610,8 +619,8 @@ export class JobManager {
       s.state = 'pending';
       s.workerId = '';
       s.error = error;
-      // Exponential backoff with jitter.
-      const backoff = this.opts.retryBaseMs * 2 ** (s.failures - 1);
+      // Exponential backoff with jitter, at most MAX_RETRY_BACKOFF_MS (20 attempts may be asked for).
+      const backoff = Math.min(MAX_RETRY_BACKOFF_MS, this.opts.retryBaseMs * 2 ** (s.failures - 1));
       s.notBefore = Date.now() + Math.round(backoff * (0.5 + Math.random() * 0.5));
       this.store.saveSubtask(s);
       this.events.subtaskState(job, s, `attempt ${s.attempt} failed (${error.code}: ${error.message}); retrying`);

@@ -85,6 +85,18 @@ export class WorkerRegistry {
     return [...this.sessions.values()];
   }
 
+  /** Ends the quarantines that are over; true when one ended (there is a worker to dispatch to). */
+  endQuarantines(now = Date.now()): boolean {
+    let ended = false;
+    for (const w of this.sessions.values()) {
+      if (w.state === 'quarantined' && w.quarantinedUntil <= now) {
+        w.state = 'active';
+        ended = true;
+      }
+    }
+    return ended;
+  }
+
   /** Workers that can take new work now. */
   schedulable(now = Date.now()): WorkerSession[] {
     const out: WorkerSession[] = [];

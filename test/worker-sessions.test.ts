@@ -1,0 +1,145 @@
+/**
+ * Worker sessions as the coordinator keeps them.
+ *
+ * A worker that stops gracefully sends its last results, then a drain, then ends its stream. The
+ * coordinator handles each result asynchronously (an inline output is written to the spool first):
+ * what came after the results must wait for them, or the finished work is thrown away as "stale"
+ * and run again as a failed attempt. Real coordinator and worker objects over real gRPC on loopback.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TesseraClient } from '../client/client.js';
+import { Coordinator } from '../coordinator/coordinator.js';
+import { createLogger } from '../shared/logger.js';
+import { loadTesseraProto } from '../shared/proto.js';
+import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
+import type { WorkerMessage } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
+import { Worker } from '../worker/worker.js';
+
+const log = createLogger('test', 'silent', 'json');
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+describe('a worker draining', () => {
+  it('has the results it sent before its stream ended counted, not re-run', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-drain-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log, http: '' });
+    const address = await coordinator.start();
+    cleanups.push(() => coordinator.close());
+    const worker = new Worker({ coordinator: address, slots: 1, log, memoryLimitMb: 0, name: 'w1' });
+    worker.start();
+    await worker.registered;
+    const client = new TesseraClient({ address });
+    cleanups.push(async () => client.close());
+    const files: string[] = [];
+    for (const name of ['a.bin', 'b.bin']) {
+      files.push(path.join(dir, name));
+      await writeFile(files.at(-1)!, Buffer.alloc(1000, name));
+    }
+    const job = await client.submit({ passthrough: { work_ms: 400 } }, files);
+    const events: string[] = [];
+    const watching = client.wait(job.id, (e) => events.push(`${e.type} ${e.message}`));
+    // The first subtask is running (the second waits in the worker's prefetch queue): drain now.
+    await sleep(150);
+    await worker.drain(10_000);
+    // The only worker is gone: what it finished must have counted. Another one runs the rest.
+    const second = new Worker({ coordinator: address, slots: 1, log, memoryLimitMb: 0, name: 'w2' });
+    second.start();
+    cleanups.push(() => second.close());
+    const done = await watching;
+    expect(done.state, done.message).toBe('JOB_STATE_SUCCEEDED');
+    const first = done.subtasks.find((s) => s.worker === 'w1');
+    expect(first, events.join('\n')).toBeDefined();
+    expect(first!.attempt).toBe(1);
+    expect(events.filter((e) => e.includes('lost'))).toEqual([]);
+  });
+});
+
+/** A worker written by hand on a real Connect stream: `answer` decides what each assignment gets. */
+function handWorker(address: string, name: string, kinds: string[], answer: (a: { subtask_id: string; attempt: number }, n: number) => WorkerMessage | undefined) {
+  const { proto } = loadTesseraProto();
+  const client = new proto.tessera.v1.WorkerService(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & { Connect(md: grpc.Metadata): grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output> };
+  const call = client.Connect(new grpc.Metadata());
+  const assignedAt: number[] = [];
+  let heartbeat: NodeJS.Timeout | undefined;
+  call.on('data', (m: CoordinatorMessage__Output) => {
+    if (m.registered) heartbeat = setInterval(() => call.write({ heartbeat: { load: 0 } }), 300);
+    for (const a of m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])) {
+      assignedAt.push(Date.now());
+      const reply = answer(a, assignedAt.length);
+      if (reply) call.write(reply);
+    }
+  });
+  call.on('error', () => undefined);
+  call.write({ register: { name, slots: 1, instance_id: name, capabilities: { kinds, encoders: [], cpu_count: 1, labels: {} } } });
+  return {
+    assignedAt,
+    close(): void {
+      clearInterval(heartbeat);
+      call.cancel();
+      client.close();
+    },
+  };
+}
+
+describe('a quarantined worker', () => {
+  it('gets work again as soon as its quarantine is over, with nothing else happening', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-quarantine-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log, http: '', quarantineFailures: 2, quarantineMs: 1000, retryBaseMs: 10 });
+    const address = await coordinator.start();
+    cleanups.push(() => coordinator.close());
+    // B holds the one subtask it gets and never answers; A fails its first two, then succeeds.
+    const b = handWorker(address, 'b', ['passthrough'], () => undefined);
+    cleanups.push(async () => b.close());
+    const a = handWorker(address, 'a', ['passthrough'], (x, n) =>
+      n <= 2
+        ? { result: { subtask_id: x.subtask_id, attempt: x.attempt, ok: false, retryable: true, error_code: 'UNAVAILABLE', error_message: 'flaky' } }
+        : { result: { subtask_id: x.subtask_id, attempt: x.attempt, ok: true } },
+    );
+    cleanups.push(async () => a.close());
+    const client = new TesseraClient({ address });
+    cleanups.push(async () => client.close());
+    while ((await client.listWorkers()).length < 2) await sleep(20);
+    await client.submit({ max_attempts: 10, passthrough: { subtasks: 3 } }, []);
+    for (let i = 0; i < 200 && a.assignedAt.length < 2; i++) await sleep(10);
+    // Its second failure quarantined it (B, which can run the kind too, is active).
+    const quarantinedAt = a.assignedAt[1]!;
+    await sleep(100);
+    expect((await client.listWorkers()).find((w) => w.name === 'a')?.state).toBe('quarantined');
+    // Work is pending and B is busy for good: A's next assignment comes when its quarantine ends.
+    for (let i = 0; i < 60 && a.assignedAt.length < 3; i++) await sleep(50);
+    expect(a.assignedAt.length).toBeGreaterThanOrEqual(3);
+    expect(a.assignedAt[2]! - quarantinedAt).toBeGreaterThanOrEqual(900);
+    expect(a.assignedAt[2]! - quarantinedAt).toBeLessThan(2000);
+  });
+
+  it('is never the last worker that can run the kind', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-quarantine-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log, http: '', quarantineFailures: 2, retryBaseMs: 10 });
+    const address = await coordinator.start();
+    cleanups.push(() => coordinator.close());
+    // B is active but runs only images; A fails every passthrough subtask it gets.
+    const b = handWorker(address, 'b', ['image'], () => undefined);
+    cleanups.push(async () => b.close());
+    const a = handWorker(address, 'a', ['passthrough'], (x) => ({ result: { subtask_id: x.subtask_id, attempt: x.attempt, ok: false, retryable: true, error_code: 'UNAVAILABLE', error_message: 'flaky' } }));
+    cleanups.push(async () => a.close());
+    const client = new TesseraClient({ address });
+    cleanups.push(async () => client.close());
+    while ((await client.listWorkers()).length < 2) await sleep(20);
+    const job = await client.submit({ max_attempts: 4, passthrough: { subtasks: 1 } }, []);
+    // Every attempt goes to A, which is not taken out: the job ends (failed) instead of waiting forever.
+    const done = await client.wait(job.id);
+    expect(done.state).toBe('JOB_STATE_FAILED');
+    expect(a.assignedAt.length).toBe(4);
+    expect((await client.listWorkers()).find((w) => w.name === 'a')?.state).toBe('active');
+  });
+});
