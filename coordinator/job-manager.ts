@@ -503,7 +503,19 @@ export class JobManager {
   /** A worker reported the end of an attempt. Stale attempts are discarded (fencing). */
   onResult(
     w: WorkerSession,
-    r: { subtaskId: string; attempt: number; ok: boolean; outputs: SpoolFile[]; itemErrors: ItemFailure[]; error?: ItemFailure; retryable: boolean; result: unknown; runMs?: number },
+    r: {
+      subtaskId: string;
+      attempt: number;
+      ok: boolean;
+      outputs: SpoolFile[];
+      itemErrors: ItemFailure[];
+      error?: ItemFailure;
+      retryable: boolean;
+      result: unknown;
+      runMs?: number;
+      /** The failure was the coordinator's own (its disk full while taking the outputs): not the worker's fault. */
+      coordinatorFault?: boolean;
+    },
   ): void {
     // While shutting down, nothing changes: what is running now is re-run after the restart.
     if (this.stopping) return;
@@ -541,7 +553,7 @@ export class JobManager {
     } else {
       w.failed++;
       // Bad input is not the worker's fault: only retryable failures count towards quarantine.
-      if (r.retryable) this.noteWorkerFailure(w, active.record.kind);
+      if (r.retryable && !r.coordinatorFault) this.noteWorkerFailure(w, active.record.kind);
       const error = r.error ?? { input: '', code: 'UNKNOWN', message: 'failed' };
       if (r.retryable && s.leases.length > 0) {
         // The other copy is still running: let it finish rather than start a third.
@@ -704,7 +716,9 @@ export class JobManager {
       // Merges may read the inputs again (a video's audio track): only as they were submitted.
       await this.assertSharedInputs(job);
       const merged = await active.kind.merge({ ...this.planContext(active), phase, results, history: outcomes.filter((o) => o.phase < phase), outputDir });
-      if (TERMINAL_JOB_STATES.has(job.state)) return;
+      // A merge cut by the coordinator stopping may report anything (every piece "failed its
+      // check"): nothing of it is kept; the restarted coordinator merges the phase again.
+      if (TERMINAL_JOB_STATES.has(job.state) || this.stopping) return;
       if (merged.errors) job.errors = dedupeErrors([...job.errors, ...merged.errors]);
       if (merged.next && merged.next.length > 0) {
         this.addSubtasks(active, merged.next, phase + 1);
@@ -830,7 +844,8 @@ export class JobManager {
   private failJob(active: ActiveJob, err: unknown, what: string): void {
     const job = active.record;
     if (TERMINAL_JOB_STATES.has(job.state)) return;
-    if (isAbortError(err)) return;
+    // Stopping, whatever the error says: the job resumes after the restart.
+    if (isAbortError(err) || this.stopping) return;
     const e = err instanceof TesseraError ? err : undefined;
     if (!e) this.log.error({ err, job: job.id }, what);
     const message = e ? e.message : `${what}: internal error (see the coordinator log)`;

@@ -4,7 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import { TesseraError, dataLoss, invalidArgument } from '../shared/errors.js';
+import { LOCAL_TROUBLE_CODES, TesseraError, dataLoss, invalidArgument } from '../shared/errors.js';
 import { clientStream, serverStream } from '../shared/grpc-handlers.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
@@ -33,6 +33,8 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
   /** Files uploaded per (subtask, attempt), waiting for the result message that names them. */
   const uploaded = new Map<string, { subtaskId: string; attempt: number; workerId: string; files: Map<string, SpoolFile> }>();
   const uploadKey = (subtaskId: string, attempt: number): string => `${subtaskId}#${attempt}`;
+  /** Attempts whose output upload the coordinator refused for want of disk: their failure is not the worker's. */
+  const refusedForDisk = new Set<string>();
 
   function sessionOf(md: grpc.Metadata): WorkerSession {
     authorize(md);
@@ -51,6 +53,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
     let ok = r.ok;
     let error = r.ok ? undefined : { input: '', code: r.error_code || 'UNKNOWN', message: r.error_message || 'failed' };
     let retryable = r.retryable;
+    let coordinatorFault = !r.ok && refusedForDisk.delete(key);
     if (s && r.ok) {
       try {
         for (const o of r.outputs) {
@@ -75,7 +78,15 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
         }
       } catch (err) {
         ok = false;
-        const e = err instanceof TesseraError ? err : dataLoss(String(err));
+        const code = (err as NodeJS.ErrnoException).code;
+        // The coordinator's own disk (full, out of descriptors): retried, and not held against the worker.
+        coordinatorFault = code !== undefined && LOCAL_TROUBLE_CODES.has(code);
+        const e =
+          err instanceof TesseraError
+            ? err
+            : coordinatorFault
+              ? new TesseraError(status.RESOURCE_EXHAUSTED, `the coordinator could not store the outputs of subtask ${r.subtask_id} (${code}: free space in its --data-dir); retried`, { retryable: true })
+              : dataLoss(String(err));
         error = { input: '', code: e.codeName, message: e.message };
         retryable = e.retryable;
       }
@@ -98,6 +109,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       retryable,
       result,
       runMs: Number(r.duration_ms),
+      coordinatorFault,
     });
   }
 
@@ -235,12 +247,21 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
         }
       }
       const file = jobs.subtaskOutputPath(s, h.attempt, name);
-      const { size, sha256: digest } = await spool.writeAtomic(file, chunks(), {
-        maxBytes: opts.maxOutputBytes,
-        expectedSha256: () => trailer,
-        what: `output ${name} of subtask ${s.id}`,
-        signal: ctx.signal,
-      });
+      const { size, sha256: digest } = await spool
+        .writeAtomic(file, chunks(), {
+          maxBytes: opts.maxOutputBytes,
+          expectedSha256: () => trailer,
+          what: `output ${name} of subtask ${s.id}`,
+          signal: ctx.signal,
+        })
+        .catch((err: unknown) => {
+          // The coordinator's disk is full (retryable; an output over the limit is not).
+          if (err instanceof TesseraError && err.code === status.RESOURCE_EXHAUSTED && err.retryable) {
+            if (refusedForDisk.size > 10_000) refusedForDisk.clear();
+            refusedForDisk.add(uploadKey(s.id, h.attempt));
+          }
+          throw err;
+        });
       // The worker states the size it read; a file that changed under it arrives cut or padded.
       if (Number(h.size) > 0 && Number(h.size) !== size) {
         throw new TesseraError(status.DATA_LOSS, `output ${name} of subtask ${s.id}: the header said ${h.size} bytes but ${size} arrived`);

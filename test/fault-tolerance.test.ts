@@ -280,4 +280,28 @@ describe('full disk', () => {
       execFileSync('umount', ['-l', mnt]);
     }
   });
+
+  it("outputs the coordinator's full disk cannot take fail as RESOURCE_EXHAUSTED without quarantining the workers", async () => {
+    const { execFileSync } = await import('node:child_process');
+    const mnt = path.join(dir, 'small-disk-2');
+    await import('node:fs/promises').then((fs) => fs.mkdir(mnt, { recursive: true }));
+    // Room for the 3.5 MB input, not for its copy coming back (inside the result message).
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', mnt]);
+    try {
+      cluster = await startCluster({ workers: 2, slots: 1, dataDir: mnt, coordinatorArgs: ['--quarantine-failures', '2'] });
+      const input = path.join(dir, 'fits-once.bin');
+      await writeFile(input, randomBytes(3_500_000));
+      const job = await cluster.client.wait((await cluster.client.submit({ max_attempts: 3, passthrough: {} }, [input])).id);
+      expect(job.state).toBe('JOB_STATE_FAILED');
+      expect(job.subtasks[0]!.attempt).toBe(3);
+      expect(job.errors.map((e) => e.code)).toEqual(['RESOURCE_EXHAUSTED']);
+      expect(job.message).toMatch(/fits-once\.bin.*(disk is full|could not store the outputs)/);
+      // Both workers were blamed for nothing.
+      expect((await cluster.client.listWorkers()).map((w) => w.state)).toEqual(['active', 'active']);
+    } finally {
+      await cluster?.stop();
+      cluster = undefined;
+      execFileSync('umount', ['-l', mnt]);
+    }
+  });
 });
