@@ -48,6 +48,7 @@ program
   .option('--ttl-ms <ms>', 'a worker silent this long is lost', int('--ttl-ms'), 5000)
   .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'), 3)
   .option('--quarantine-failures <n>', 'retryable failures in a minute that quarantine a worker for 30 s (0 = never)', int('--quarantine-failures'), 5)
+  .option('--retention-hours <h>', "how long a finished job's outputs, record and events are kept (0 = for ever)", num('--retention-hours'), 24)
   .option('--shared-root <dir...>', 'folders on shared storage whose files clients may submit by reference (submit --shared)')
   .option('--shared-output-root <dir...>', 'folders on shared storage into which jobs may have their outputs written (submit --shared-output); files there may be replaced')
   .option('--prefetch-below-ms <ms>', "jobs whose subtasks all run shorter than this use the workers' prefetch places (0 = never)", int('--prefetch-below-ms'), PREFETCH_BELOW_MS)

@@ -20,6 +20,9 @@ import { resolveLimits, type Limits } from '../shared/limits.js';
 import { assertSecureListen, serverCredentials, type ServerTlsFiles } from '../shared/tls.js';
 import { startObservability, type Observability } from './http/index.js';
 
+/** How long finished jobs are kept by default. */
+const DEFAULT_RETENTION_MS = 24 * 3_600_000;
+
 export interface CoordinatorOptions {
   /** host:port to listen on (port 0 = any free port). */
   listen: string;
@@ -32,6 +35,8 @@ export interface CoordinatorOptions {
   quarantineFailures?: number;
   /** How long a quarantine lasts, ms (default 30 s). */
   quarantineMs?: number;
+  /** How long finished jobs (outputs, record, events) are kept, ms; 0 = for ever (default 24 h). */
+  retentionMs?: number;
   subtaskTimeoutMs?: number;
   /** Jobs whose subtasks all run shorter than this (ms) use workers' prefetch places (0 = never). */
   prefetchBelowMs?: number;
@@ -67,6 +72,7 @@ export class Coordinator {
   private store: JobStore | undefined;
   private jobs: JobManager | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private retentionTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   private observability: Observability | undefined;
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(SERVICES.map((s) => [s, 'NOT_SERVING'])) });
@@ -140,6 +146,14 @@ export class Coordinator {
       jobs.speculate();
     }, Math.min(500, Math.max(50, Math.floor(ttlMs / 5))));
     this.sweepTimer.unref();
+    // Finished jobs past their retention: checked at start and then a few times per period.
+    const retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
+    if (retentionMs > 0) {
+      const expire = (): void => void this.jobs?.removeExpired(retentionMs).catch((err: unknown) => log.error({ err }, 'removing expired jobs failed'));
+      expire();
+      this.retentionTimer = setInterval(expire, Math.min(60_000, Math.max(1000, Math.floor(retentionMs / 4))));
+      this.retentionTimer.unref();
+    }
     this.observability = await startObservability({ http: opts.http, manager: this.jobs, log, serving: () => this.state === 'running' });
     this.setServing(true);
     this.state = 'running';
@@ -159,6 +173,7 @@ export class Coordinator {
       this.state = 'stopping';
       this.setServing(false);
       if (this.sweepTimer) clearInterval(this.sweepTimer);
+      if (this.retentionTimer) clearInterval(this.retentionTimer);
       const steps: [string, () => Promise<void> | void][] = [
         ['job manager', () => this.jobs?.close()],
         ['http', () => this.observability?.close()],

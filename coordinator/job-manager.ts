@@ -968,6 +968,24 @@ export class JobManager {
   }
 
   /** Restores jobs from the store after a restart and resumes the unfinished ones. */
+  /**
+   * Removes the jobs that finished more than `retentionMs` ago: their outputs, record and events.
+   * Returns how many. Asking for one afterwards is NOT_FOUND.
+   */
+  async removeExpired(retentionMs: number, now = Date.now()): Promise<number> {
+    let removed = 0;
+    for (const job of [...this.jobs.values()]) {
+      if (this.stopping) break;
+      if (!TERMINAL_JOB_STATES.has(job.state) || job.finishedAt <= 0 || now - job.finishedAt < retentionMs) continue;
+      this.jobs.delete(job.id);
+      this.store.deleteJob(job.id);
+      await this.spool.removeJob(job.id).catch((err: unknown) => this.log.warn({ err, job: job.id }, 'removing an expired job\'s files failed'));
+      removed++;
+    }
+    if (removed > 0) this.log.info({ jobs: removed, retentionMs }, 'removed finished jobs past their retention');
+    return removed;
+  }
+
   resume(): number {
     const { jobs, subtasks } = this.store.loadAll();
     let resumed = 0;

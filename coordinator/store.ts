@@ -68,6 +68,9 @@ export class JobStore {
       insertSubtask: this.db.prepare('INSERT INTO subtasks (id, job_id, record, live) VALUES (?, ?, ?, NULL) ON CONFLICT(id) DO UPDATE SET record = excluded.record, live = NULL'),
       updateSubtask: this.db.prepare('UPDATE subtasks SET live = ? WHERE id = ?'),
       deleteSubtasks: this.db.prepare('DELETE FROM subtasks WHERE job_id = ?'),
+      deleteJob: this.db.prepare('DELETE FROM jobs WHERE id = ?'),
+      deleteEvents: this.db.prepare('DELETE FROM events WHERE job_id = ?'),
+      deleteAllFiles: this.db.prepare('DELETE FROM job_files WHERE job_id = ?'),
       insertEvent: this.db.prepare('INSERT OR IGNORE INTO events (job_id, seq, event) VALUES (?, ?, ?)'),
       eventsAfter: this.db.prepare('SELECT event FROM events WHERE job_id = ? AND seq > ? ORDER BY seq'),
       jobs: this.db.prepare('SELECT record FROM jobs ORDER BY created_at'),
@@ -94,6 +97,18 @@ export class JobStore {
   deleteSubtasks(jobId: string): void {
     this.flush();
     this.stmts.deleteSubtasks.run(jobId);
+  }
+
+  /** Removes a finished job for good: its record, subtasks, events and file lists. */
+  deleteJob(jobId: string): void {
+    this.flush();
+    this.db.transaction(() => {
+      this.stmts.deleteJob.run(jobId);
+      this.stmts.deleteSubtasks.run(jobId);
+      this.stmts.deleteEvents.run(jobId);
+      this.stmts.deleteAllFiles.run(jobId);
+    })();
+    this.filesStored.delete(jobId);
   }
 
   /** Records a subtask's changed state (the fields of `liveState`). */
