@@ -11,10 +11,10 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { invalidArgument, TesseraError } from '../../shared/errors.js';
 import type { ItemFailure, PlanContext, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
-import { AUDIO_CODECS, CHANNEL_LAYOUTS, outputChannels, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
+import { AUDIO_CODECS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { losslessBits } from '../../shared/media/audio-filters.js';
 import { fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
-import { isCuttableWav, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
+import { checkNotTruncated, isCuttableWav, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
 import { decodeToWav } from '../../shared/media/audio-render.js';
 import { readWavInfo, wavHeader, type WavInfo } from '../../shared/media/audio-wav.js';
 
@@ -64,7 +64,7 @@ export async function planAudio(ctx: PlanContext<AudioJobParams>): Promise<{ sub
     try {
       const outRate = outputSampleRate(p, probe.sampleRate);
       const channels = outputChannels(p, probe.channels);
-      const outLayout = channels !== probe.channels ? CHANNEL_LAYOUTS[channels] ?? '' : '';
+      const outLayout = outputLayout(p, channels, probe.channels, probe.layout);
       const base = {
         input: file.name,
         output: '',
@@ -115,6 +115,10 @@ async function planSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, p
     await decodeToWav(file.path, file.name, probe.sampleFormat, wavPath, ctx.signal);
   }
   const info = await readWavInfo(wavPath, file.name);
+  if (wavPath !== file.path) {
+    // A decoder stops cleanly where a cut-off file ends: compare with the length the file states.
+    await checkNotTruncated({ path: file.path, input: file.name, frames: info.frames, expected: Math.round(probe.duration * info.sampleRate), rate: info.sampleRate, signal: ctx.signal });
+  }
   // A streamed WAV may declare 0 or 0xFFFFFFFF bytes; any other shortfall means the file was cut off.
   if (wavPath === file.path && info.sizeStated && info.declaredBytes > info.dataBytes + info.blockAlign) {
     throw invalidArgument(`${file.name}: truncated file: ${(info.frames / info.sampleRate).toFixed(2)} s present of the ${(info.declaredBytes / info.blockAlign / info.sampleRate).toFixed(2)} s its header declares`, file.name);

@@ -63,6 +63,13 @@ export interface AudioJobParams {
 export const DEFAULT_SEGMENT_SECONDS = 180;
 /** Channel counts we can down-mix to (ffmpeg's default layouts for them). */
 export const CHANNEL_LAYOUTS: Readonly<Record<number, string>> = { 1: 'mono', 2: 'stereo', 4: 'quad', 6: '5.1', 8: '7.1' };
+/**
+ * The only layout libopus takes for each channel count (the Vorbis channel order, RFC 7845 mapping
+ * family 1). Others (5.1(side), which every AC3/E-AC3 5.1 track decodes to; 2.1; 4.0) are converted to
+ * the one of their count first; more than 8 channels have none and are coded as discrete channels
+ * (mapping family 255). Used by the video kind's Opus track too.
+ */
+export const OPUS_LAYOUTS: Readonly<Record<number, string>> = { 1: 'mono', 2: 'stereo', 3: '3.0', 4: 'quad', 5: '5.0', 6: '5.1', 7: '6.1', 8: '7.1' };
 
 const AUDIO_FIELD_TYPES: Record<string, FieldType> = {
   codec: 'string', bitrate: 'string', sample_rate: 'number', channels: 'number', trim: 'object', fade_in: 'number', fade_out: 'number',
@@ -159,4 +166,16 @@ export function outputChannels(params: AudioJobParams, sourceChannels: number): 
   if (params.channels) return params.channels;
   if (params.codec === 'mp3' && sourceChannels > 2) return 2;
   return sourceChannels;
+}
+
+/**
+ * The layout to convert the source to ("" = keep the source's): the down/up-mix layout when the count
+ * changes; for Opus, the Vorbis layout of the count whenever the source has another one (swresample
+ * maps side to back exactly; channels that have no place in the target, such as the LFE of a 2.1, are
+ * mixed or dropped as in any ffmpeg down-mix).
+ */
+export function outputLayout(params: AudioJobParams, channels: number, sourceChannels: number, sourceLayout: string): string {
+  const required = params.codec === 'opus' ? OPUS_LAYOUTS[channels] : undefined;
+  if (required) return channels === sourceChannels && sourceLayout === required ? '' : required;
+  return channels !== sourceChannels ? CHANNEL_LAYOUTS[channels] ?? '' : '';
 }

@@ -6,7 +6,7 @@
  * loudness gain and, when needed, the true-peak limiter, followed by the single encode. A single-process
  * run of the same filters is `stageA(whole) + "," + stageB` on the source; tests compare against it.
  */
-import { AUDIO_CODECS, type AudioCodec } from '../kinds/audio-params.js';
+import { AUDIO_CODECS, OPUS_LAYOUTS, type AudioCodec } from '../kinds/audio-params.js';
 
 /** Fade in or out, in output samples on the global timeline. */
 export interface FadeSamples {
@@ -73,10 +73,15 @@ export function stageBChain(o: StageBOptions): string {
   return f.join(',');
 }
 
-/** Encoder and muxer arguments of the final output. `bits` is the PCM depth for flac/wav (16 or 24). */
-export function encoderArgs(codec: AudioCodec, bitrate: number, bits: 16 | 24): string[] {
+/**
+ * Encoder and muxer arguments of the final output. `bits` is the PCM depth for flac/wav (16 or 24);
+ * `channels` the output's channel count (0 = not known; only Opus needs it).
+ */
+export function encoderArgs(codec: AudioCodec, bitrate: number, bits: 16 | 24, channels = 0): string[] {
   const info = AUDIO_CODECS[codec];
   const args = ['-c:a', info.encoder];
+  // Counts with a Vorbis layout arrive in it (stage A converts them); beyond those, discrete channels.
+  if (codec === 'opus' && channels > 0 && !OPUS_LAYOUTS[channels]) args.push('-mapping_family', '255');
   if (codec === 'wav') args.splice(1, 1, bits === 24 ? 'pcm_s24le' : 'pcm_s16le');
   if (codec === 'flac') args.push('-sample_fmt', bits === 24 ? 's32' : 's16');
   if (info.lossy) args.push('-b:a', String(bitrate));

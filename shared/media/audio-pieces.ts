@@ -67,27 +67,32 @@ export interface SegmentCut {
 export const ROLL_SECONDS = 1;
 
 /**
- * Splits `frames` source frames (starting at source frame `start`) into whole-second segments of about
- * `segmentSeconds`. Boundaries are whole seconds from the start, so they are whole samples at both rates
- * and on the 100 ms loudness grid; the last segment is never shorter than half a segment.
+ * Splits `frames` source frames (starting at source frame `start`) into segments of about
+ * `segmentSeconds`, as even as whole seconds allow: boundary k is at round(k x length / count) seconds,
+ * so segments differ by at most a second and the last one holds the fraction. Boundaries stay on whole
+ * seconds from the start because the join needs them there: whole samples at both rates (11025 Hz has
+ * no whole-sample 100 ms), on the 100 ms loudness grid, and on the waveform's bins (up to 1 s long).
  */
 export function segmentCuts(start: number, frames: number, sourceRate: number, outRate: number, segmentSeconds: number): SegmentCut[] {
   const seconds = frames / sourceRate;
   const count = Math.max(1, Math.round(seconds / segmentSeconds));
-  const len = Math.max(1, Math.floor(seconds / count));
+  // seconds / count >= 2/3 of a segment (>= 1.33 s): consecutive boundaries never coincide.
+  const boundary = (k: number): number => Math.round((k * seconds) / count);
   const cuts: SegmentCut[] = [];
   for (let k = 0; k < count; k++) {
     const last = k === count - 1;
-    const bodyFrom = k * len * sourceRate;
-    const bodyTo = last ? frames : (k + 1) * len * sourceRate;
+    const from = boundary(k);
+    const to = last ? seconds : boundary(k + 1);
+    const bodyFrom = from * sourceRate;
+    const bodyTo = last ? frames : to * sourceRate;
     const pre = k === 0 ? 0 : ROLL_SECONDS * sourceRate;
     const post = last ? 0 : Math.min(ROLL_SECONDS * sourceRate, frames - bodyTo);
     cuts.push({
       from: start + bodyFrom - pre,
       frames: pre + (bodyTo - bodyFrom) + post,
-      offset: k * len * outRate,
+      offset: from * outRate,
       preRoll: k === 0 ? 0 : ROLL_SECONDS * outRate,
-      body: last ? undefined : len * outRate,
+      body: last ? undefined : (to - from) * outRate,
     });
   }
   return cuts;

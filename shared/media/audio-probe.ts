@@ -1,9 +1,10 @@
 /**
  * Probing of audio inputs with ffprobe: the first audio stream's rate, channels, layout and duration.
  * Non-media files and files without an audio stream fail with INVALID_ARGUMENT naming the input.
+ * Also the truncation check, which needs to know whether that duration was announced or guessed.
  */
 import { invalidArgument, TesseraError } from '../errors.js';
-import { runFfprobe } from '../ffmpeg.js';
+import { runFfmpeg, runFfprobe } from '../ffmpeg.js';
 
 /** What the audio kind needs to know about an input. */
 export interface AudioProbe {
@@ -16,7 +17,10 @@ export interface AudioProbe {
   layout: string;
   /** Decoder sample format, e.g. "s16", "fltp". */
   sampleFormat: string;
-  /** Duration in seconds (container or stream), 0 when unknown. */
+  /**
+   * Duration in seconds (container or stream), 0 when unknown. An estimate from the bitrate when the
+   * file states no length (see {@link durationIsEstimate}).
+   */
   duration: number;
 }
 
@@ -55,4 +59,43 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
 /** True when the input is a PCM WAV whose bytes can be cut directly into sample-exact segments. */
 export function isCuttableWav(p: AudioProbe): boolean {
   return p.container === 'wav' && /^pcm_(s16le|s24le|s32le|f32le|u8)$/.test(p.codec);
+}
+
+/**
+ * True when ffmpeg could not read the file's length from it and estimated it from the bitrate (an MP3
+ * without a Xing/VBRI header, raw AAC or AC3, a FLAC without a sample count...): such a file announces
+ * no length, so decoding less than the estimate proves nothing. ffmpeg says so only in its log (the
+ * same warning since 2011, in every version we support), while opening the file: one packet is
+ * demuxed, nothing decoded.
+ */
+export async function durationIsEstimate(path: string, input: string, signal?: AbortSignal): Promise<boolean> {
+  const { stderr } = await runFfmpeg(['-v', 'warning', '-i', path, '-map', '0:a:0', '-c', 'copy', '-frames:a', '1', '-f', 'null', '-'], { signal, input });
+  return /Estimating duration from bitrate/.test(stderr);
+}
+
+/** A decoded length to check against what the file announces. */
+export interface CompletenessCheck {
+  /** Local path of the file (to ask ffmpeg whether its length is stated). */
+  path: string;
+  /** Job input name, for messages. */
+  input: string;
+  /** Frames decoded. */
+  frames: number;
+  /** Frames the announced duration gives at `rate`. */
+  expected: number;
+  rate: number;
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * A container can claim more audio than its file holds (e.g. an MP3 whose tail was cut off decodes
+ * cleanly to half the length its Xing header states). Less than 90 % of the expected frames (and over a
+ * second missing) means a truncated file, provided the length was stated by the file rather than
+ * estimated from its bitrate: a complete VBR MP3 without a Xing header decodes to far less than that
+ * estimate. The estimate question costs an ffmpeg run, so it is asked only on a shortfall.
+ */
+export async function checkNotTruncated(c: CompletenessCheck): Promise<void> {
+  if (!(c.expected > 0 && c.frames < c.expected * 0.9 && c.expected - c.frames > c.rate)) return;
+  if (await durationIsEstimate(c.path, c.input, c.signal)) return;
+  throw invalidArgument(`${c.input}: truncated file: decoded ${(c.frames / c.rate).toFixed(2)} s of the ${(c.expected / c.rate).toFixed(2)} s it announces`, c.input);
 }

@@ -67,6 +67,8 @@ describe('BS.1770 loudness', () => {
   test('energy and LUFS conversions are inverse; 5.1 weights exclude LFE and lift the surrounds', () => {
     expect(energyToLufs(lufsToEnergy(-16))).toBeCloseTo(-16, 12);
     expect(channelWeights(6, '5.1')).toEqual([1, 1, 1, 0, 1.41, 1.41]);
+    expect(channelWeights(7, '6.1')).toEqual([1, 1, 1, 0, 1.41, 1.41, 1.41]);
+    expect(channelWeights(7)).toEqual([1, 1, 1, 0, 1.41, 1.41, 1.41]);
     expect(channelWeights(2)).toEqual([1, 1]);
   });
 

@@ -132,12 +132,13 @@ export function layoutChannelNames(channels: number, layout?: string): string[] 
     '5.0(side)': ['FL', 'FR', 'FC', 'SL', 'SR'],
     '5.1': ['FL', 'FR', 'FC', 'LFE', 'BL', 'BR'],
     '5.1(side)': ['FL', 'FR', 'FC', 'LFE', 'SL', 'SR'],
+    '6.1': ['FL', 'FR', 'FC', 'LFE', 'BC', 'SL', 'SR'],
     '7.1': ['FL', 'FR', 'FC', 'LFE', 'BL', 'BR', 'SL', 'SR'],
   };
   const names = layout ? known[layout] : undefined;
   if (names && names.length === channels) return names;
   // No layout (e.g. a WAV without a channel mask): ffmpeg assumes the default layout for the count.
-  const byCount: Record<number, string> = { 1: 'mono', 2: 'stereo', 3: '2.1', 4: 'quad', 5: '5.0', 6: '5.1', 8: '7.1' };
+  const byCount: Record<number, string> = { 1: 'mono', 2: 'stereo', 3: '2.1', 4: 'quad', 5: '5.0', 6: '5.1', 7: '6.1', 8: '7.1' };
   const fallback = known[byCount[channels] ?? ''];
   return fallback ?? Array.from({ length: channels }, (_, i) => `C${i}`);
 }

@@ -15,6 +15,7 @@ import { analyzePiece } from '../../shared/media/audio-analyze.js';
 import { stageAChain } from '../../shared/media/audio-filters.js';
 import { finishFile, type FileReport } from '../../shared/media/audio-finish.js';
 import { fadeSamples, type AudioSubtaskPlan, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
+import { checkNotTruncated } from '../../shared/media/audio-probe.js';
 import { renderStageA } from '../../shared/media/audio-render.js';
 import { readWavInfo } from '../../shared/media/audio-wav.js';
 
@@ -98,10 +99,10 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
         });
       await render(f);
       let info = await readWavInfo(stageA, f.input);
-      checkNotTruncated(f.input, info.frames, f.totalFrames, f.outRate);
+      await checkNotTruncated({ path: src.path, input: f.input, frames: info.frames, expected: f.totalFrames, rate: f.outRate, signal: ctx.signal });
       if (f.fadeOut && info.frames !== f.totalFrames) {
-        // The planner's length came from the container's duration (an estimate for MP3 and friends):
-        // place the fade-out on the decoded end instead, so it ends exactly on the last sample.
+        // The planner's length came from the container's duration (rounded, or only an estimate from
+        // the bitrate): place the fade-out on the decoded end instead, so it ends exactly on the last sample.
         await render(fadeSamples(ctx.params, f.outRate, info.frames));
         info = await readWavInfo(stageA, f.input);
       }
@@ -137,13 +138,3 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
   return { outputs, itemErrors, result: { files: reports } };
 }
 
-/**
- * A container can claim more audio than its file holds (e.g. an MP3 whose tail was cut off decodes
- * cleanly to half its announced length). Less than 90 % of the expected frames (and over a second
- * missing) means a truncated file.
- */
-function checkNotTruncated(input: string, frames: number, expected: number, rate: number): void {
-  if (expected > 0 && frames < expected * 0.9 && expected - frames > rate) {
-    throw invalidArgument(`${input}: truncated file: decoded ${(frames / rate).toFixed(2)} s of the ${(expected / rate).toFixed(2)} s it announces`, input);
-  }
-}
