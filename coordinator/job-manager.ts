@@ -29,6 +29,8 @@ import { WorkerRegistry, type WorkerSession } from './worker-registry.js';
 
 /** How long a worker with repeated failures is left out. */
 const QUARANTINE_MS = 30_000;
+/** Longest job label (it travels in every listing). */
+const MAX_LABEL_BYTES = 1024;
 /** Longest wait before a retry. */
 const MAX_RETRY_BACKOFF_MS = 30_000;
 
@@ -110,6 +112,7 @@ export class JobManager {
     const kind = coordinatorKinds.get(kindName);
     if (!kind) throw new TesseraError(status.INVALID_ARGUMENT, `spec.params: job kind "${kindName}" is not supported by this coordinator`);
     if (spec.max_attempts > 20) throw new TesseraError(status.INVALID_ARGUMENT, 'spec.max_attempts: must be at most 20');
+    if (Buffer.byteLength(spec.label ?? '') > MAX_LABEL_BYTES) throw new TesseraError(status.INVALID_ARGUMENT, `spec.label: longer than ${MAX_LABEL_BYTES} bytes`);
     const params = kind.validate((spec as unknown as Record<string, unknown>)[kindName], spec);
     return { kind, params };
   }

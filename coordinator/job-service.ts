@@ -15,7 +15,7 @@ import { readChunks } from '../shared/streams.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 import pLimit from 'p-limit';
 import type { JobManager } from './job-manager.js';
-import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord, type OutputRecord } from './model.js';
+import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, toJobSummary, type JobRecord, type OutputRecord } from './model.js';
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
 import { headBytes, inputChecker } from './input-check.js';
@@ -109,7 +109,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
         .filter((j) => (caller.admin || j.owner === caller.id) && (!wanted || j.state === wanted))
         .sort((a, b) => b.createdAt - a.createdAt)
         .slice(0, req.limit || 50);
-      return { jobs: list.map((j) => toJobMessage(j, undefined)) };
+      return { jobs: list.map(toJobSummary) };
     }),
 
     CancelJob: unary(log, async (req: { job_id: string }, ctx) => {

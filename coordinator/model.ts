@@ -168,21 +168,39 @@ export function toOutputInfo(o: OutputRecord): OutputInfo {
 
 export function toJobMessage(job: JobRecord, subtasks: SubtaskRecord[] | undefined): Job {
   return {
-    id: job.id,
-    kind: job.kind,
-    state: jobStateEnum(job.state),
-    spec: job.spec,
+    ...toJobSummary(job),
+    message: job.message,
     inputs: job.inputs.map((i) => ({ name: i.name, size: String(i.size), sha256: i.sha256, shared_path: i.shared ? i.path : '' })),
     outputs: job.outputs.map(toOutputInfo),
     subtasks: subtasks?.map(toSubtaskInfo) ?? [],
     errors: job.errors.map((e) => ({ input: e.input, code: e.code, message: e.message })),
     progress: jobProgress(job, subtasks),
+  };
+}
+
+/** Longest `message` in a summary: a failed job's joins all its errors. */
+const SUMMARY_MESSAGE_CHARS = 500;
+
+/**
+ * A job without its lists (ListJobs): fifty jobs of 10,000 inputs each would not fit in one
+ * message, and a listing must never fail because of what one job holds.
+ */
+export function toJobSummary(job: JobRecord): Job {
+  return {
+    id: job.id,
+    kind: job.kind,
+    state: jobStateEnum(job.state),
+    spec: job.spec,
+    progress: jobProgress(job, undefined),
     created_at_ms: String(job.createdAt),
     started_at_ms: String(job.startedAt),
     finished_at_ms: String(job.finishedAt),
-    message: job.message,
+    message: job.message.length > SUMMARY_MESSAGE_CHARS ? `${job.message.slice(0, SUMMARY_MESSAGE_CHARS - 3)}...` : job.message,
     last_event_seq: String(job.seq),
     owner: job.owner,
+    input_count: job.inputs.length,
+    output_count: job.outputs.length,
+    error_count: job.errors.length,
   };
 }
 

@@ -13,6 +13,10 @@ export interface JobJson {
   progress: number;
   created_at: string;
   finished_at: string | null;
+  /** The lists' sizes (`tessera jobs` lists summaries: counts only, the lists empty). */
+  input_count: number;
+  output_count: number;
+  error_count: number;
   inputs: { name: string; size: number; shared_path?: string }[];
   outputs: { name: string; size: number; sha256: string; source: string; path: string | null }[];
   subtasks: { id: string; label: string; state: string; worker: string; attempt: number; duration_ms: number; error: string }[];
@@ -28,6 +32,9 @@ export function jobToJson(job: Job, paths?: Map<string, string>): JobJson {
     progress: job.progress,
     created_at: new Date(Number(job.created_at_ms)).toISOString(),
     finished_at: Number(job.finished_at_ms) ? new Date(Number(job.finished_at_ms)).toISOString() : null,
+    input_count: job.input_count,
+    output_count: job.output_count,
+    error_count: job.error_count,
     inputs: job.inputs.map((i) => ({ name: i.name, size: Number(i.size), ...(i.shared_path ? { shared_path: i.shared_path } : {}) })),
     outputs: job.outputs.map((o) => ({ name: o.name, size: Number(o.size), sha256: o.sha256, source: o.source, path: paths?.get(o.name) ?? null })),
     subtasks: job.subtasks.map((s) => ({ id: s.id, label: s.label, state: shortState(s.state), worker: s.worker, attempt: s.attempt, duration_ms: Number(s.duration_ms), error: s.error })),

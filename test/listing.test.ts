@@ -1,0 +1,57 @@
+/**
+ * ListJobs returns summaries: fifty jobs of 10,000 inputs each would not fit in one gRPC message,
+ * and one job's size must never break everyone's listing. GetJob has the whole job.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TesseraClient } from '../client/client.js';
+import { Coordinator } from '../coordinator/coordinator.js';
+import { createLogger } from '../shared/logger.js';
+import { runCli } from './helpers/cluster.js';
+
+const log = createLogger('test', 'silent', 'json');
+let dir: string;
+let coordinator: Coordinator;
+let client: TesseraClient;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-listing-'));
+  coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log, http: '' });
+  client = new TesseraClient({ address: await coordinator.start() });
+});
+
+afterAll(async () => {
+  client?.close();
+  await coordinator?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('ListJobs', () => {
+  it('lists summaries with counts; GetJob has the lists', async () => {
+    const files: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      files.push(path.join(dir, `${'n'.repeat(150)}-${i}.bin`));
+      await writeFile(files.at(-1)!, Buffer.alloc(10, i));
+    }
+    // No worker: the job stays queued with its 300 inputs.
+    const job = await client.submit({ label: 'many', passthrough: {} }, files);
+    const [listed] = await client.listJobs();
+    expect(listed).toMatchObject({ id: job.id, input_count: 300, output_count: 0, error_count: 0, inputs: [], outputs: [], errors: [], subtasks: [] });
+    expect(listed!.spec?.label).toBe('many');
+    expect((await client.getJob(job.id)).inputs).toHaveLength(300);
+    const cli = await runCli(['jobs', '--json', '--coordinator', client.address]);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(JSON.parse(cli.stdout)[0]).toMatchObject({ id: job.id, input_count: 300, inputs: [] });
+  });
+
+  it('refuses a label over 1 KiB, which every listing would carry', async () => {
+    const file = path.join(dir, 'one.bin');
+    await writeFile(file, 'x');
+    const err = (await client.submit({ label: 'x'.repeat(1025), passthrough: {} }, [file]).then(() => undefined, (e: unknown) => e)) as grpc.ServiceError;
+    expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err.details).toContain('spec.label');
+  });
+});
