@@ -95,7 +95,7 @@ function submitCommand(name: string, description: string, configure: (c: Command
     .option('--no-progress', 'no progress display')
     .option('--label <text>', 'job label')
     .option('--shared', "submit the files by reference, not uploaded: they must lie under one of the coordinator's --shared-root folders")
-    .option('--priority <n>', 'higher runs first', int('--priority'))
+    .option('--priority <n>', 'higher runs first', int('--priority', { signed: true }))
     .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'))
     .action(async (files: string | string[], o: Record<string, unknown>) => {
       process.exitCode = await runSubmit(build(o), Array.isArray(files) ? files : [files], o);
@@ -112,7 +112,7 @@ submitCommand(
       .addOption(new Option('--fit <fit>', 'how to fit both dimensions').choices(['cover', 'contain', 'fill', 'inside', 'outside']))
       .option('--no-enlarge', 'never upscale')
       .option('--crop <l,t,w,h>', 'extract a region first', cropOption)
-      .option('--rotate <deg>', 'rotate clockwise', int('--rotate'))
+      .option('--rotate <deg>', 'rotate clockwise', int('--rotate', { signed: true }))
       .option('--flip', 'mirror vertically')
       .option('--flop', 'mirror horizontally')
       .option('--blur <sigma>', 'Gaussian blur', num('--blur'))
@@ -120,7 +120,7 @@ submitCommand(
       .option('--grayscale', 'convert to grayscale')
       .option('--brightness <x>', 'brightness multiplier', num('--brightness'))
       .option('--saturation <x>', 'saturation multiplier', num('--saturation'))
-      .option('--hue <deg>', 'hue rotation', int('--hue'))
+      .option('--hue <deg>', 'hue rotation', int('--hue', { signed: true }))
       .addOption(new Option('--format <fmt>', 'output format').choices(['jpeg', 'jpg', 'png', 'webp', 'avif', 'tiff']))
       .option('--quality <q>', 'encoder quality 1-100', int('--quality'))
       .option('--keep-metadata', 'keep EXIF/ICC metadata')

@@ -61,7 +61,9 @@ describe('image batch through the CLI', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/INVALID_ARGUMENT: image\.blur: sigma 0\.1 is below the minimum/);
     // Arguments the command line itself refuses exit 2 too; --help and --version exit 0.
-    for (const args of [['submit', 'image', '--width', 'abc', photos[0]!], ['submit', 'image', '--no-such-option', photos[0]!], ['submit', 'image'], ['no-such-command']]) {
+    // Numbers past the protocol's 32-bit fields would wrap (--width 4294967328 became 32).
+    const wrapping = [['--width', '4294967328'], ['--width', '-32'], ['--priority', '3000000000'], ['--rotate', '-2147483649']];
+    for (const args of [['submit', 'image', '--width', 'abc', photos[0]!], ...wrapping.map((w) => ['submit', 'image', ...w, photos[0]!]), ['submit', 'image', '--no-such-option', photos[0]!], ['submit', 'image'], ['no-such-command']]) {
       const bad = await cluster.runCli(args);
       expect(bad.code, args.join(' ')).toBe(2);
       expect(bad.stderr, args.join(' ')).toMatch(/^error: /m);

@@ -8,11 +8,19 @@ export const num = (name: string) => (v: string): number => {
   return n;
 };
 
-export const int = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be a whole number, got "${v}"`);
-  return n;
-};
+/**
+ * A whole number that fits the protocol's 32-bit fields (past them protobuf wraps it silently:
+ * --width 4294967328 became 32): 0..2^31-1, or -2^31..2^31-1 with `signed`.
+ */
+export const int =
+  (name: string, opts: { signed?: boolean } = {}) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be a whole number, got "${v}"`);
+    const min = opts.signed ? -(2 ** 31) : 0;
+    if (n < min || n > 2 ** 31 - 1) throw new InvalidArgumentError(`${name} must be between ${min} and ${2 ** 31 - 1}, got ${v}`);
+    return n;
+  };
 
 function pair(name: string, v: string, sep: RegExp): [number, number] {
   const parts = v.split(sep).map(Number);
