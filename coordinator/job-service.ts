@@ -129,9 +129,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
 }
 
 const overFileLimit = (name: string, bytes: number, limits: JobServiceLimits): TesseraError =>
-  new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: ${bytes} bytes is over the per-file limit of ${limits.maxFileBytes} bytes`, { input: name });
+  new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: ${bytes} bytes is over the per-file limit of ${limits.maxFileBytes} bytes (the coordinator's --max-file-bytes)`, { input: name });
 const overJobLimit = (name: string, limits: JobServiceLimits): TesseraError =>
-  new TesseraError(status.RESOURCE_EXHAUSTED, `the job's inputs are over the per-job limit of ${limits.maxJobBytes} bytes`, { input: name });
+  new TesseraError(status.RESOURCE_EXHAUSTED, `the job's inputs are over the per-job limit of ${limits.maxJobBytes} bytes (the coordinator's --max-job-bytes)`, { input: name });
 
 /** Receives the inputs into `job.inputs` (in submission order), handing each to `arrived` as soon as it is complete. */
 async function receiveInputs(
@@ -215,7 +215,7 @@ async function receiveInputs(
       }
     }
     const file = spool.inputPath(job.id, name);
-    const { size, sha256 } = await spool.writeAtomic(file, chunks(), { maxBytes: limits.maxFileBytes, expectedSha256: () => trailer, what: `input ${name}`, signal });
+    const { size, sha256 } = await spool.writeAtomic(file, chunks(), { maxBytes: limits.maxFileBytes, limitName: "the coordinator's --max-file-bytes", expectedSha256: () => trailer, what: `input ${name}`, signal });
     if (declared && declared !== size) throw invalidArgument(`input ${name}: header said ${declared} bytes but ${size} arrived`, name);
     const received: SpoolFile = { name, path: file, size, sha256 };
     arrived(received);

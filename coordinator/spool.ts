@@ -51,7 +51,7 @@ export class Spool {
   async writeAtomic(
     dest: string,
     chunks: AsyncIterable<Buffer>,
-    opts: { maxBytes?: number; expectedSha256?: () => string | undefined; what: string; signal?: AbortSignal },
+    opts: { maxBytes?: number; limitName?: string; expectedSha256?: () => string | undefined; what: string; signal?: AbortSignal },
   ): Promise<{ size: number; sha256: string }> {
     await mkdir(path.dirname(dest), { recursive: true });
     const tmp = `${dest}.${randomUUID().slice(0, 8)}.tmp`;
@@ -64,7 +64,7 @@ export class Spool {
       for await (const chunk of chunks) {
         size += chunk.length;
         if (opts.maxBytes !== undefined && size > opts.maxBytes) {
-          throw new TesseraError(status.RESOURCE_EXHAUSTED, `${opts.what} is larger than the limit of ${opts.maxBytes} bytes`, { retryable: false });
+          throw new TesseraError(status.RESOURCE_EXHAUSTED, `${opts.what} is larger than the limit of ${opts.maxBytes} bytes${opts.limitName ? ` (${opts.limitName})` : ''}`, { retryable: false });
         }
         hash.update(chunk);
         await writeWithBackpressure(out, chunk, opts.signal);

@@ -93,7 +93,7 @@ describe('message limits', () => {
     await truncate(file, 64 * MiB);
     const err = await cluster.client.submit({ label: 'too big', passthrough: {} }, [file]).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 8 });
-    expect((err as Error).message).toMatch(/input too-big\.bin: 67108864 bytes is over the per-file limit of 25165824 bytes/);
+    expect((err as Error).message).toMatch(/input too-big\.bin: 67108864 bytes is over the per-file limit of 25165824 bytes \(the coordinator's --max-file-bytes\)/);
     // The upload loop ends with the call: nothing keeps the file open.
     for (let i = 0; i < 50 && openOn(file) > 0; i++) await new Promise((r) => setTimeout(r, 50));
     expect(openOn(file)).toBe(0);
