@@ -4,7 +4,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { thumbnailsKind } from '../coordinator/kinds/thumbnails.js';
-import { runFfmpeg } from '../shared/ffmpeg.js';
+import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
 import { thumbnailsProcessor } from '../worker/processors/thumbnails.js';
 import { makeVideo, runKindInProcess, specOf } from './helpers/media.js';
 
@@ -77,6 +77,49 @@ describe('thumbnails kind (plan -> process -> merge in-process)', () => {
     );
     // Each is its own input's frame: 64x48 and 96x48 sources give different heights at 32 px wide.
     for (const o of run.outputs) expect((await sharp(o.path).metadata()).height).toBe(o.source === 'clip.mkv' ? 16 : 24);
+  });
+
+  it('sizes thumbnails and sprites to the displayed aspect of non-square pixels, with square pixels', async () => {
+    // 360x288 stored with 64:45 pixels displays as 512x288 (16:9, an anamorphic PAL frame).
+    const src = path.join(dir, 'anamorphic.mp4');
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=360x288:rate=25:duration=2', '-vf', 'setsar=64/45', '-c:v', 'libx264', '-preset', 'ultrafast', src]);
+    const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { count: 2, width: 320, sprite: '2x1' }), [src], { dir });
+    expect(run.errors).toEqual([]);
+    const thumbs = run.outputs.filter((o) => o.name.startsWith('thumb-'));
+    expect(thumbs).toHaveLength(2);
+    for (const t of thumbs) {
+      expect(await sharp(t.path).metadata()).toMatchObject({ width: 320, height: 180 });
+      const sar = (await runFfprobe<{ streams: Array<{ sample_aspect_ratio?: string }> }>(['-show_entries', 'stream=sample_aspect_ratio', '-i', t.path])).streams[0]!.sample_aspect_ratio;
+      expect(['1:1', '0:1', undefined]).toContain(sar);
+    }
+    expect(await sharp(run.outputs.find((o) => o.name === 'sprite.jpg')!.path).metadata()).toMatchObject({ width: 640, height: 180 });
+  });
+
+  it('shows the frame at each time of an MP4 trimmed by stream copy, not the frames its edit list hides', async () => {
+    const whole = await makeVideo(dir, 'untrimmed.mp4', { duration: 4, gop: 25, audioChannels: 1 });
+    const src = path.join(dir, 'trimmed.mp4');
+    // Stream copy starts at the keyframe at 1.0 s; the edit list hides the 0.3 s before 1.3 s.
+    await runFfmpeg(['-y', '-v', 'error', '-ss', '1.3', '-i', whole, '-c', 'copy', src]);
+    const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { every: 1, width: 96 }), [src], { dir });
+    expect(run.errors).toEqual([]);
+    const thumbs = run.outputs.filter((o) => o.name.startsWith('thumb-'));
+    expect(thumbs).toHaveLength(3);
+    // Thumbnail 2 is the frame shown at 1.0 s: decoded directly it is nearer than its neighbours 0.3 s away.
+    const refs = await Promise.all(['0.7', '1', '1.3'].map(async (t) => {
+      const ref = path.join(dir, `trimmed-${t}.png`);
+      await runFfmpeg(['-y', '-v', 'error', '-ss', t, '-i', src, '-frames:v', '1', ref]);
+      return ref;
+    }));
+    const diffs = await Promise.all(refs.map((r) => difference(thumbs[1]!.path, r, 96, 72)));
+    expect(diffs.indexOf(Math.min(...diffs))).toBe(1);
+  });
+
+  it('refuses thumbnails every T seconds that would pass the limit, naming the input and the count', async () => {
+    const src = path.join(dir, 'long.mp4');
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=32x32:rate=1:duration=401', '-c:v', 'libx264', '-preset', 'ultrafast', src]);
+    const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { every: 0.04, width: 16 }), [src], { dir });
+    expect(run.outputs).toEqual([]);
+    expect(run.errors).toEqual([{ input: 'long.mp4', code: 'INVALID_ARGUMENT', message: 'long.mp4: every 0.04 s over 401 s = 10025 thumbnails, over the limit of 10000' }]);
   });
 
   it('reports a file without video against that input', async () => {

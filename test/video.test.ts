@@ -164,6 +164,48 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     expect((await probeVideoIndex(again[1]!.path)).frameTimes.length).toBe(50);
   });
 
+  it.each([
+    ['mkv (h264 + opus), audio 0.2 s shorter', 'short.mkv', ['-f', 'lavfi', '-i', 'sine=duration=5.8'], ['-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'libopus']],
+    ['webm (vp9 + opus), audio 0.2 s shorter', 'short.webm', ['-f', 'lavfi', '-i', 'sine=duration=5.8'], ['-c:v', 'libvpx-vp9', '-deadline', 'realtime', '-cpu-used', '8', '-c:a', 'libopus']],
+    ['mkv (h264 + aac), audio starting at 0.5 s', 'late.mkv', ['-itsoffset', '0.5', '-f', 'lavfi', '-i', 'sine=duration=5.5'], ['-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'aac']],
+  ] as const)('keeps where the audio starts and ends against the picture into mp4: %s', async (_what, name, audioInput, codecs) => {
+    // Matroska gives no per-stream duration: the planner has to measure the audio track itself.
+    const src = path.join(dir, name);
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=25:duration=6', ...audioInput, '-map', '0:v', '-map', '1:a', ...codecs, src]);
+    expect((await probeMedia(src)).audio[0]!.duration).toBeNaN();
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', container: 'mp4', segment_seconds: 2 }), [src], { dir });
+    expect(run.errors).toEqual([]);
+    const out = run.outputs[0]!.path;
+    const decoded = await decodeCheck(out);
+    expect(decoded.errors).toEqual([]);
+    expect(decoded.frames).toBe(150);
+    const [want, got] = await Promise.all([audioAgainstVideo(src), audioAgainstVideo(out)]);
+    expect(Math.abs(got.start - want.start)).toBeLessThan(0.05);
+    expect(Math.abs(got.end - want.end)).toBeLessThan(0.05);
+  });
+
+  it('leaves out the frames and sound an MP4 edit list hides (a trim by stream copy), into mp4 and mkv', async () => {
+    const whole = await makeVideo(dir, 'untrimmed.mp4', { duration: 6, gop: 25, audioChannels: 2 });
+    const src = path.join(dir, 'trimmed.mp4');
+    // Stream copy starts at the keyframe before 1.3 s; the edit list hides the frames before 1.3 s.
+    await runFfmpeg(['-y', '-v', 'error', '-ss', '1.3', '-i', whole, '-c', 'copy', src]);
+    const shown = Number((await runFfprobe<{ streams: Array<{ nb_read_frames: string }> }>(['-select_streams', 'v:0', '-count_frames', '-show_entries', 'stream=nb_read_frames', '-i', src])).streams[0]!.nb_read_frames);
+    expect(shown).toBeLessThan((await probeVideoIndex(src)).packets.length);
+    const want = await audioAgainstVideo(src);
+    for (const container of ['mp4', 'mkv'] as const) {
+      const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', container, segment_seconds: 2 }), [src], { dir });
+      expect(run.errors, container).toEqual([]);
+      const out = run.outputs[0]!.path;
+      const decoded = await decodeCheck(out);
+      expect(decoded.errors).toEqual([]);
+      expect(decoded.frames, container).toBe(shown);
+      const got = await audioAgainstVideo(out);
+      expect(Math.abs(got.videoEnd - want.videoEnd), container).toBeLessThan(0.041);
+      expect(Math.abs(got.start - want.start), container).toBeLessThan(0.05);
+      expect(Math.abs(got.end - want.end), container).toBeLessThan(0.05);
+    }
+  });
+
   it('rejects audio copy into a container that cannot hold it, naming the input', async () => {
     const src = await makeVideo(dir, 'aac-source.mp4', { duration: 1, audioChannels: 2 });
     const run = runKindInProcess(videoKind, videoProcessor, specOf('video', { codec: 'vp9', container: 'webm', audio_codec: 'copy' }), [src], { dir });
@@ -172,6 +214,22 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     expect(errors).toEqual([{ input: 'aac-source.mp4', code: 'INVALID_ARGUMENT', message: expect.stringContaining('aac-source.mp4: its aac audio cannot be copied into webm') }]);
   });
 });
+
+/**
+ * Where the first audio track starts and ends, and where the video ends, in seconds from the first
+ * video frame shown: from the packets as ffprobe lists them, leaving out those an edit list hides.
+ */
+async function audioAgainstVideo(file: string): Promise<{ start: number; end: number; videoEnd: number }> {
+  const span = async (stream: string) => {
+    const r = await runFfprobe<{ packets: Array<{ pts_time: string; duration_time?: string; flags: string }> }>(['-select_streams', stream, '-show_entries', 'packet=pts_time,duration_time,flags', '-i', file]);
+    const shown = r.packets.filter((p) => !p.flags.includes('D'));
+    const starts = shown.map((p) => Number(p.pts_time));
+    const ends = shown.map((p) => Number(p.pts_time) + (Number(p.duration_time) || 0.021));
+    return { start: Math.min(...starts), end: Math.max(...ends) };
+  };
+  const [v, a] = await Promise.all([span('v:0'), span('a:0')]);
+  return { start: a.start - v.start, end: a.end - v.start, videoEnd: v.end - v.start };
+}
 
 /** Mean SSIM of `file` against `reference` (ffmpeg's ssim filter, all frames). */
 async function ssim(file: string, reference: string): Promise<number> {

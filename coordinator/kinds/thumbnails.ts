@@ -31,9 +31,17 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
         const first = index.frameTimes[0]!;
         const last = index.frameTimes[index.frameTimes.length - 1]!;
         const duration = Math.max(index.end - first, 1e-3);
+        const needed = thumbnailCount(ctx.params, duration);
+        // Refused rather than cut short: the first MAX_THUMBNAILS alone would silently leave the rest of the video out.
+        if (needed > MAX_THUMBNAILS) {
+          throw invalidArgument(`${input.name}: every ${ctx.params.every} s over ${Number(duration.toFixed(3))} s = ${needed} thumbnails, over the limit of ${MAX_THUMBNAILS}`, input.name);
+        }
         const times = thumbnailTimes(ctx.params, duration);
         const cues = thumbnailCues(ctx.params, times, duration);
-        const [w, h] = v.rotation === 90 || v.rotation === 270 ? [v.height, v.width] : [v.width, v.height];
+        // The box follows the displayed picture: non-square pixels (anamorphic DVD, HDV) stretched to
+        // their aspect, then turned by the display rotation.
+        const shownWidth = v.width * v.sar;
+        const [w, h] = v.rotation === 90 || v.rotation === 270 ? [v.height, shownWidth] : [shownWidth, v.height];
         const width = ctx.params.width;
         const height = Math.max(2, 2 * Math.round((width * h) / w / 2));
         const parts = Math.max(1, Math.min(2 * Math.max(1, ctx.cluster.slots), Math.ceil(times.length / MIN_PER_SUBTASK)));
@@ -115,10 +123,15 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
   },
 };
 
+/** Number of thumbnails `params` asks of a video of `duration` seconds (every T from 0, or N). */
+export function thumbnailCount(params: ThumbnailJobParams, duration: number): number {
+  return params.count || Math.max(1, Math.ceil(duration / params.every - 1e-9));
+}
+
 /** Thumbnail times in seconds from the first frame: every T (from 0), or N centred in equal slices. */
 export function thumbnailTimes(params: ThumbnailJobParams, duration: number): number[] {
-  if (params.count) return Array.from({ length: params.count }, (_, i) => ((i + 0.5) * duration) / params.count);
-  const n = Math.min(MAX_THUMBNAILS, Math.max(1, Math.ceil(duration / params.every - 1e-9)));
+  const n = thumbnailCount(params, duration);
+  if (params.count) return Array.from({ length: n }, (_, i) => ((i + 0.5) * duration) / n);
   return Array.from({ length: n }, (_, i) => i * params.every);
 }
 

@@ -11,7 +11,7 @@ import { dataLoss, TesseraError } from '../../shared/errors.js';
 import { chunkPath, spoolFile } from './video-chunks.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import type { VideoJobParams } from '../../shared/kinds/video-params.js';
-import { countVideoPackets, probeMedia } from '../../shared/media/probe.js';
+import { countVideoPackets, probeMedia, probePacketSpan, type StreamSpan } from '../../shared/media/probe.js';
 import type { VideoSegmentPlan, VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 
 /** Plan-time facts about one input that the merge needs (written to the job's workDir). */
@@ -24,7 +24,17 @@ export interface InputPlanRecord {
   codec: VideoJobParams['codec'];
   /** Start of the first video frame relative to the container start (kept in the output). */
   videoOffset: number;
-  audio: { mode: 'copy' | 'encode'; streamIndex: number; offset: number; sourceGap: number } | null;
+  audio: {
+    mode: 'copy' | 'encode';
+    streamIndex: number;
+    /** Start of the audio stream relative to the container start (given to the muxer). */
+    offset: number;
+    /**
+     * Where the source audio starts and ends, in seconds from the first video frame: the output must
+     * keep both. Absent when it could not be measured (and in records from before it existed).
+     */
+    span?: StreamSpan;
+  } | null;
   segments: Array<{ frames: number; duration: number }>;
   expectedFrames: number;
   expectedDuration: number;
@@ -61,6 +71,8 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
     // this catches anything that went wrong on the way).
     const segs = mine.filter((o) => (o.plan as VideoSubtaskPlan).type === 'segment').sort((a, b) => (a.plan as VideoSegmentPlan).segment - (b.plan as VideoSegmentPlan).segment);
     const counts = await Promise.all(segs.map((s) => (s.outputs[0] ? countVideoPackets(s.outputs[0].path, { signal: ctx.signal, input: rec.input }).catch(() => -1) : -1)));
+    // A count cut short by the coordinator stopping says nothing about the segments.
+    ctx.signal.throwIfAborted();
     const bad = segs.filter((s, k) => counts[k] !== (s.plan as VideoSegmentPlan).frames);
     if (bad.length > 0 && ctx.phase >= MAX_RERUN_PHASES) {
       errors.push({ input: rec.input, code: 'DATA_LOSS', message: `${rec.input}: ${bad[0]!.label} kept failing its frame-count check` });
@@ -120,10 +132,22 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   return { name, path: out, source: rec.input, contentType: CONTENT_TYPE[rec.container] };
 }
 
+/** How far the output's audio may sit from the source's position: rounding, and codec priming and padding. */
+const AV_TOLERANCE = 0.05;
+
 /** Checks the stitched file before it is published: frames, duration, A/V alignment, clean joins. */
 async function verifyOutput(file: string, rec: InputPlanRecord, hasAudio: boolean, signal: AbortSignal): Promise<void> {
   const fail = (why: string): TesseraError => dataLoss(`${rec.input}: stitched output failed verification: ${why}`);
-  const [info, frames, errors] = await Promise.all([probeMedia(file, { signal, input: rec.input }), countVideoPackets(file, { signal, input: rec.input }), checkJoins(file, rec, signal)]);
+  const want = hasAudio ? rec.audio?.span : undefined;
+  // Matroska and WebM give no stream durations: where the A/V check needs them they are measured from
+  // the packets, alongside the other reads of the file.
+  const measure = want && rec.container !== 'mp4';
+  const [info, frames, errors, measured] = await Promise.all([
+    probeMedia(file, { signal, input: rec.input }),
+    countVideoPackets(file, { signal, input: rec.input }),
+    checkJoins(file, rec, signal),
+    measure ? Promise.all([probePacketSpan(file, 'v:0', { signal, input: rec.input }), probePacketSpan(file, 'a:0', { signal, input: rec.input })]) : undefined,
+  ]);
   if (!info.video) throw fail('no video stream');
   if (info.video.width !== rec.width || info.video.height !== rec.height) throw fail(`size ${info.video.width}x${info.video.height}, planned ${rec.width}x${rec.height}`);
   if (frames !== rec.expectedFrames) throw fail(`${frames} frames, expected ${rec.expectedFrames}`);
@@ -135,10 +159,22 @@ async function verifyOutput(file: string, rec: InputPlanRecord, hasAudio: boolea
   if (hasAudio) {
     const a = info.audio[0];
     if (!a) throw fail('the audio track is missing');
-    if (Number.isFinite(a.duration) && Number.isFinite(vDur) && Math.abs(a.duration - vDur) > (rec.audio?.sourceGap ?? 0) + 0.05) {
-      throw fail(`audio lasts ${a.duration.toFixed(3)} s, video ${vDur.toFixed(3)} s`);
+    if (!want) return;
+    // The source's own offsets are the reference: a track shorter than the video, or starting after
+    // it, must stay so, no more and no less.
+    const [v, got] = measured ?? [headerSpan(info.video), headerSpan(a)];
+    if (!v || !got) throw fail('the audio or video track has no measurable span');
+    const start = got.start - v.start;
+    const end = got.end - v.start;
+    if (Math.abs(start - want.start) > AV_TOLERANCE || Math.abs(end - want.end) > AV_TOLERANCE) {
+      throw fail(`audio runs from ${start.toFixed(3)} s to ${end.toFixed(3)} s of the video, the source's from ${want.start.toFixed(3)} s to ${want.end.toFixed(3)} s`);
     }
   }
+}
+
+/** A stream's span as its header gives it (MP4), undefined without a duration. */
+function headerSpan(info: { startTime: number; duration: number }): StreamSpan | undefined {
+  return Number.isFinite(info.duration) ? { start: info.startTime, end: info.startTime + info.duration } : undefined;
 }
 
 /**

@@ -6,15 +6,16 @@
  * plus one audio subtask (audio is encoded once: chunked AAC clicks at the joins).
  * merge: check every segment, concat them by stream copy, mux the audio, verify, publish.
  */
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { CoordinatorKind, ItemFailure, PlanContext, SubtaskPlan } from '../../shared/job-kind.js';
+import type { CoordinatorKind, ItemFailure, PlanContext, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument, TesseraError } from '../../shared/errors.js';
 import { parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, CONTAINER_COPY_AUDIO, type VideoJobParams } from '../../shared/kinds/video-params.js';
-import { probeMedia, probeVideoIndex } from '../../shared/media/probe.js';
+import { probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type StreamSpan } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
 import type { VideoAudioPlan, VideoSegmentPlan } from '../../shared/media/video-plan.js';
-import { chunkTimeShift, cutVideoChunks, extractAudio } from './video-chunks.js';
+import { chunkTimeShift, cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
 import { planSegments, segmentCount } from './video-segments.js';
 import { mergeVideo, type InputPlanRecord } from './video-merge.js';
 
@@ -74,10 +75,11 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   const layout = planSegments(index, { count, snapTolerance: (0.03 * span) / count });
   const chunkDir = path.join(ctx.workDir, `in${inputIndex}`);
   const encodeAudio = audio && params.audioCodec !== 'copy';
-  // The audio copy and the video split are independent stream copies: run them together.
-  const [chunks, audioFile] = await Promise.all([
+  // The audio copy, the video split and the audio measure only read the source: run them together.
+  const [chunks, audioFile, audioSpan] = await Promise.all([
     cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal),
-    encodeAudio ? extractAudio(input.path, name, audio.index, path.join(chunkDir, 'audio.mka'), `in${inputIndex}-audio.mka`, signal) : undefined,
+    encodeAudio ? copyAudioTrack(input.path, name, info.formatName, audio, chunkDir, `in${inputIndex}-audio`, signal) : undefined,
+    audio ? audioSpanOf(input.path, name, audio, signal) : undefined,
   ]);
   // Workers see chunk timestamps: every time in a segment plan is moved by the muxer's shift.
   const shift = await chunkTimeShift(chunks[0]!.path, index.packets[0]!.pts, name, signal);
@@ -129,7 +131,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   if (encodeAudio && audioFile) {
     audioEncoder = AUDIO_ENCODERS[params.audioCodec as keyof typeof AUDIO_ENCODERS];
     const file = audioFile;
-    const plan: VideoAudioPlan = { type: 'audio', input: inputIndex, source: name, file: file.name, encoder: audioEncoder, channels: 0, duration: Number.isFinite(audio.duration) ? audio.duration : span };
+    const plan: VideoAudioPlan = { type: 'audio', input: inputIndex, source: name, file: file.name, encoder: audioEncoder, channels: 0, duration: audioSpan ? audioSpan.end - audioSpan.start : span };
     subtasks.push({
       label: `${name} audio`,
       inputs: [file],
@@ -150,7 +152,14 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
     container: params.container,
     codec: params.codec,
     videoOffset: first - info.startTime,
-    audio: audio ? { mode: params.audioCodec === 'copy' ? 'copy' : 'encode', streamIndex: audio.index, offset: audio.startTime - info.startTime, sourceGap: Number.isFinite(audio.duration) ? Math.abs(audio.duration - (index.end - first)) : 0 } : null,
+    audio: audio
+      ? {
+          mode: params.audioCodec === 'copy' ? 'copy' : 'encode',
+          streamIndex: audio.index,
+          offset: audio.startTime - info.startTime,
+          ...(audioSpan && { span: { start: audioSpan.start - first, end: audioSpan.end - first } }),
+        }
+      : null,
     segments,
     expectedFrames,
     expectedDuration: rate ? expectedFrames / rate : index.end - first,
@@ -159,6 +168,37 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
     height: size.height,
   };
   return { subtasks, record };
+}
+
+/**
+ * Copies the audio track for a worker to encode. An MP4/MOV track stays in its own family: its edit
+ * list hides samples (the encoder's priming, the lead that a stream-copy trim keeps) that a Matroska
+ * copy would make audible, shifting the sound against the picture.
+ */
+async function copyAudioTrack(src: string, name: string, formatName: string, audio: AudioStreamInfo, dir: string, base: string, signal: AbortSignal): Promise<SpoolFile> {
+  if (formatName.split(',').some((f) => f === 'mov' || f === 'mp4')) {
+    // ffmpeg's MOV muxer takes every codec of the family except Opus, which only MP4 holds.
+    const muxer = audio.codec === 'opus' ? 'mp4' : 'mov';
+    const dest = path.join(dir, `audio.${muxer}`);
+    try {
+      await mkdir(dir, { recursive: true });
+      await runFfmpeg(['-y', '-copyts', '-i', src, '-map', `0:${audio.index}`, '-c', 'copy', '-f', muxer, dest], { signal, input: name });
+      return await spoolFile(dest, `${base}.${muxer}`);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      // A codec neither muxer holds (FLAC): Matroska holds any, without the edits.
+    }
+  }
+  return extractAudio(src, name, audio.index, path.join(dir, 'audio.mka'), `${base}.mka`, signal);
+}
+
+/**
+ * Where the source audio starts and ends: from the stream's own start and duration, or, where the
+ * container gives no per-stream duration (Matroska, WebM), from its packets.
+ */
+async function audioSpanOf(file: string, name: string, audio: AudioStreamInfo, signal: AbortSignal): Promise<StreamSpan | undefined> {
+  if (Number.isFinite(audio.duration)) return { start: audio.startTime, end: audio.startTime + audio.duration };
+  return probePacketSpan(file, String(audio.index), { signal, input: name });
 }
 
 function longestInterval(times: readonly number[], span: number): number {

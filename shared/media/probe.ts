@@ -1,6 +1,7 @@
 /**
- * ffprobe-based media probing: streams, duration, start time, frame rate, rotation, the video packet
- * index (keyframes, presentation times, open-GOP leading frames) and frame counting.
+ * ffprobe-based media probing: streams, duration, start time, frame rate, rotation, pixel aspect, the
+ * video packet index (keyframes, presentation times, open-GOP leading frames, edit-list discards), a
+ * stream's span measured from its packets, and frame counting.
  *
  * Used by the video and thumbnails kinds (and read-only by others). Every function takes the input's
  * client-facing name so a failure reads "clip.mov: ffprobe failed: ..." (INVALID_ARGUMENT).
@@ -27,6 +28,8 @@ export interface VideoStreamInfo {
   rFps: number;
   /** Clockwise degrees (0, 90, 180, 270) a player turns the picture to display it. */
   rotation: number;
+  /** Sample (pixel) aspect ratio, a stored pixel's width over its height; 1 when the file does not say. */
+  sar: number;
   /** Stream start time in seconds (0 when unknown). */
   startTime: number;
   /** Stream duration in seconds (NaN when the container does not say). */
@@ -63,6 +66,7 @@ interface RawStream {
   width?: number;
   height?: number;
   pix_fmt?: string;
+  sample_aspect_ratio?: string;
   avg_frame_rate?: string;
   r_frame_rate?: string;
   time_base?: string;
@@ -114,6 +118,7 @@ function videoInfo(s: RawStream): VideoStreamInfo {
     avgFps: rate(s.avg_frame_rate),
     rFps: rate(s.r_frame_rate),
     rotation: rotationOf(s),
+    sar: aspect(s.sample_aspect_ratio),
     startTime: num(s.start_time) || 0,
     duration: num(s.duration),
     timeBase: [tb[0] || 1, tb[1] || 1],
@@ -136,12 +141,17 @@ export interface VideoPacket {
   /** Duration in seconds (0 when unknown). */
   duration: number;
   keyframe: boolean;
+  /**
+   * True for a frame an edit list hides (ffprobe's `D` flag: MP4/MOV trimmed by stream copy). It is
+   * decoded, as a reference for the frames after it, but never shown.
+   */
+  discard?: boolean;
 }
 
 export interface VideoIndex {
-  /** Packets in decode (file) order. */
+  /** Packets in decode (file) order, discarded ones included (cutting and decoding need them). */
   packets: VideoPacket[];
-  /** Presentation times of all frames, sorted. */
+  /** Presentation times of the frames shown (discarded ones left out), sorted. */
   frameTimes: number[];
   /**
    * Decode-order indexes of keyframes where a stream-copy cut is safe for the frames that follow:
@@ -150,7 +160,7 @@ export interface VideoIndex {
    */
   cleanKeyframes: number[];
   openKeyframes: number[];
-  /** End of the last frame (last pts + its duration) in seconds. */
+  /** End of the last frame shown (its pts + its duration) in seconds. */
   end: number;
   /** True when frame intervals vary by more than 1% (variable frame rate). */
   vfr: boolean;
@@ -166,7 +176,10 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions = {}): Pr
   for (const p of raw.packets ?? []) {
     const pts = num(p.pts_time ?? p.dts_time);
     if (!Number.isFinite(pts)) continue; // packets without timestamps cannot be placed; the decoder drops them too
-    packets.push({ pts, duration: num(p.duration_time) || 0, keyframe: (p.flags ?? '').includes('K') });
+    const flags = p.flags ?? '';
+    const packet: VideoPacket = { pts, duration: num(p.duration_time) || 0, keyframe: flags.includes('K') };
+    if (flags.includes('D')) packet.discard = true;
+    packets.push(packet);
   }
   // Frames before the first keyframe (a stream cut mid-GOP), and leading frames that reference
   // pictures before it, cannot be decoded: ffmpeg drops them, so they are not part of the video.
@@ -175,8 +188,10 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions = {}): Pr
     const keyPts = packets[firstKey]!.pts;
     packets.splice(0, packets.length, ...packets.slice(firstKey).filter((p) => p.pts >= keyPts));
   }
-  if (packets.length === 0 || firstKey < 0) throw invalidArgument(`${opts.input ?? file}: the video stream has no decodable frames`, opts.input);
-  const frameTimes = packets.map((p) => p.pts).sort((a, b) => a - b);
+  // Frames an edit list discards are decoded but never shown: the first frame shown is the first
+  // one kept, and counts (which the output is checked against) leave them out.
+  const frameTimes = packets.filter((p) => !p.discard).map((p) => p.pts).sort((a, b) => a - b);
+  if (frameTimes.length === 0 || firstKey < 0) throw invalidArgument(`${opts.input ?? file}: the video stream has no decodable frames`, opts.input);
   const cleanKeyframes: number[] = [];
   const openKeyframes: number[] = [];
   for (let i = 0; i < packets.length; i++) {
@@ -194,12 +209,45 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions = {}): Pr
   }
   const last = frameTimes[frameTimes.length - 1]!;
   const intervals = frameTimes.slice(1).map((t, i) => t - frameTimes[i]!);
-  const lastDuration = packets.reduce((d, p) => (p.pts === last ? p.duration : d), 0) || median(intervals) || 0;
+  const lastDuration = packets.reduce((d, p) => (p.pts === last && !p.discard ? p.duration : d), 0) || median(intervals) || 0;
   const lo = intervals.reduce((a, b) => Math.min(a, b), Infinity);
   const hi = intervals.reduce((a, b) => Math.max(a, b), 0);
   // Millisecond containers (mkv, webm) jitter by 1 ms: that is rounding, not a variable rate.
   const vfr = intervals.length > 1 && hi - lo > 0.0015 + 0.01 * hi;
   return { packets, frameTimes, cleanKeyframes, openKeyframes, end: last + lastDuration, vfr };
+}
+
+/** Presentation span of a stream in seconds: its first timestamp and its end (last pts + duration). */
+export interface StreamSpan {
+  start: number;
+  end: number;
+}
+
+/**
+ * Measures the span of stream `stream` (an ffprobe specifier: "a:0", or an absolute index such as
+ * "1") from its packets, demux only. For containers that give no per-stream duration (Matroska,
+ * WebM), where a track shorter or later than the video is otherwise invisible. Packets an edit list
+ * discards are left out. Undefined when the stream has no timed packet.
+ */
+export async function probePacketSpan(file: string, stream: string, opts: ProbeOptions = {}): Promise<StreamSpan | undefined> {
+  const raw = await runFfprobe<{ packets?: Array<{ pts_time?: string; dts_time?: string; duration_time?: string; flags?: string }> }>(
+    ['-select_streams', stream, '-show_entries', 'packet=pts_time,dts_time,duration_time,flags', '-i', file],
+    { signal: opts.signal, input: opts.input },
+  );
+  let start = Infinity;
+  let end = -Infinity;
+  // A packet without a duration (Matroska's first AAC packet) lasts as long as the one before it.
+  let lastDuration = 0;
+  for (const p of raw.packets ?? []) {
+    if ((p.flags ?? '').includes('D')) continue;
+    const pts = Number.isFinite(num(p.pts_time)) ? num(p.pts_time) : num(p.dts_time);
+    if (!Number.isFinite(pts)) continue;
+    const d = num(p.duration_time);
+    if (d > 0) lastDuration = d;
+    start = Math.min(start, pts);
+    end = Math.max(end, pts + (d > 0 ? d : lastDuration));
+  }
+  return Number.isFinite(start) ? { start, end } : undefined;
 }
 
 /** Number of video packets in the first video stream (demux only). */
@@ -241,6 +289,12 @@ function rate(r: string | undefined): number {
   if (!r) return 0;
   const [n, d] = r.split('/').map(Number);
   return n && d ? n / d : 0;
+}
+
+/** A ratio such as "64:45" as a number; 1 for "0:1", "N/A" or nothing (ffprobe's "unknown"). */
+function aspect(r: string | undefined): number {
+  const [n, d] = (r ?? '').split(':').map(Number);
+  return n && d && n > 0 && d > 0 ? n / d : 1;
 }
 
 function median(xs: number[]): number {

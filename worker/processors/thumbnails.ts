@@ -28,8 +28,10 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
   const outputs: ProcessOutput[] = [];
   const jpeg = ctx.params.format === 'jpeg';
   const codec = jpeg ? ['-c:v', 'mjpeg', '-q:v', '3'] : ['-c:v', 'libwebp', '-quality', '80'];
-  // Full-range YUV is what JPEG decoders expect; libwebp takes plain yuv420p.
-  const scale = `scale=${plan.width}:${plan.height}${jpeg ? ',format=yuvj420p' : ''}`;
+  // The planner sized the box to the displayed aspect: square pixels in it, or viewers would stretch
+  // an anamorphic source's picture again. Full-range YUV is what JPEG decoders expect; libwebp takes
+  // plain yuv420p.
+  const scale = `scale=${plan.width}:${plan.height},setsar=1${jpeg ? ',format=yuvj420p' : ''}`;
   for (let i = 0; i < plan.times.length; i += PER_PROCESS) {
     const times = plan.times.slice(i, i + PER_PROCESS);
     const numbers = plan.numbers.slice(i, i + PER_PROCESS);
