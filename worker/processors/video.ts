@@ -94,14 +94,15 @@ export async function encodeSegment(ctx: ProcessContext<VideoJobParams>, plan: V
 export async function encodeAudio(ctx: ProcessContext<VideoJobParams>, plan: VideoAudioPlan): Promise<ProcessResult> {
   const { signal } = ctx;
   const src = fileNamed(ctx.inputs, plan.file);
-  const info = await probeMedia(src.path, { signal, input: 'audio' });
+  // Errors name the input the track came from, not the extracted file.
+  const info = await probeMedia(src.path, { signal, input: plan.source });
   const channels = info.audio[0]?.channels ?? 2;
   // MP4-family files carry the encoder delay in an edit list, so the track starts at 0 when demuxed.
   const out = path.join(ctx.workDir, `audio-${plan.input}.${plan.encoder === 'libopus' ? 'mka' : 'm4a'}`);
   const args = ['-y', '-i', src.path, '-map', '0:a:0', '-vn', ...audioEncoderArgs(plan.encoder, ctx.params.audioBitrate, channels), out];
   await runFfmpeg(args, {
     signal,
-    input: 'audio',
+    input: plan.source,
     onProgress: (t) => ctx.progress(plan.duration > 0 ? Math.min(1, t / plan.duration) : 0, 'encoding audio'),
   });
   ctx.progress(1, 'audio done');
