@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SpoolFile } from '../shared/job-kind.js';
+import { validateImageParams } from '../shared/kinds/image-params.js';
 import { resolveLimits } from '../shared/limits.js';
 import { checkInput, inputChecker } from './input-check.js';
 
@@ -97,6 +98,35 @@ describe('image header checks', () => {
     expect(gif.length).toBeGreaterThan(64 * 1024);
     const verdict = await checkInput('image', await spoolFile('anim.gif', gif), resolveLimits({ maxFrames: 30 }));
     expect(verdict).toEqual({ input: 'anim.gif', code: 'RESOURCE_EXHAUSTED', message: 'anim.gif: 40 frames is over the limit --max-frames=30' });
+  });
+
+  it("with the job's params, a result over --max-pixels is refused as the input's error: a 64 x 48 JPEG asked for 1,000,000 x 1,000,000", async () => {
+    const photo = await spoolFile('tiny.jpg', await sharp({ create: { width: 64, height: 48, channels: 3, background: '#369' } }).jpeg().toBuffer());
+    const limits = resolveLimits();
+    const huge = validateImageParams({ width: 1_000_000, height: 1_000_000, fit: 'fill' });
+    expect(await checkInput('image', photo, limits, undefined, undefined, huge)).toEqual({
+      input: 'tiny.jpg',
+      code: 'RESOURCE_EXHAUSTED',
+      message: `tiny.jpg: the result would be 1000000x1000000 = 1000000000000 pixels, over the limit --max-pixels=${limits.maxPixels}; ask for a smaller width or height`,
+    });
+    // Through the checker as a submission runs it; a sensible size passes.
+    const checks = inputChecker('image', resolveLimits({ maxPixels: 1_000_000 }), undefined, validateImageParams({ width: 2000 }));
+    expect((await checks.result([photo])).errors).toEqual([expect.objectContaining({ input: 'tiny.jpg', code: 'RESOURCE_EXHAUSTED', message: expect.stringContaining('2000x1500 = 3000000 pixels, over the limit --max-pixels=1000000') })]);
+    expect(await checkInput('image', photo, limits, undefined, undefined, validateImageParams({ width: 2000 }))).toBeUndefined();
+  });
+
+  it('an animation that keeps its frames counts them in its result', async () => {
+    // Frames that differ (the encoder merges equal ones).
+    const raw = Buffer.alloc(40 * 30 * 10 * 3);
+    for (let i = 0; i < raw.length; i++) raw[i] = Math.floor(i / (40 * 30 * 3)) * 25;
+    const gif = await spoolFile('frames.gif', await sharp(raw, { raw: { width: 40, height: 30 * 10, channels: 3, pageHeight: 30 } }).gif().toBuffer());
+    const limits = resolveLimits({ maxPixels: 1_000_000 });
+    // 400 x 300 is 120,000 pixels a frame, 1.2 Mpx for the 10 frames a GIF keeps; a PNG keeps one.
+    expect(await checkInput('image', gif, limits, undefined, undefined, validateImageParams({ width: 400 }))).toMatchObject({
+      code: 'RESOURCE_EXHAUSTED',
+      message: 'frames.gif: the result would be 400x300x10 frames = 1200000 pixels, over the limit --max-pixels=1000000; ask for a smaller width or height',
+    });
+    expect(await checkInput('image', gif, limits, undefined, undefined, validateImageParams({ width: 400, format: 'png' }))).toBeUndefined();
   });
 
   it('a broken image fails as its own input, by name', async () => {

@@ -9,8 +9,11 @@ import pLimit from 'p-limit';
 import sharp from 'sharp';
 import { runFfprobe, summariseStderr } from '../shared/ffmpeg.js';
 import type { ItemFailure, SpoolFile } from '../shared/job-kind.js';
-import { describeLimit, type Limits } from '../shared/limits.js';
+import type { ImageParams } from '../shared/kinds/image-params.js';
+import { describeLimit, limitFlag, type Limits } from '../shared/limits.js';
+import { ANIMATED_FORMATS, outputFormat } from '../shared/media/image-pipeline.js';
 import { SNIFF_BYTES, refusalFor, sniffBuffer, type SniffedFormat } from '../shared/media/sniff.js';
+import { oversizeOutput } from './kinds/image-tiles.js';
 
 /** ffmpeg demuxer names per sniffed container: ffprobe may use only the demuxer the bytes claim. */
 const DEMUXERS: Partial<Record<SniffedFormat, string>> = {
@@ -47,8 +50,9 @@ const HEADS_HELD = 64;
  * Checks a job's inputs as they arrive, a few at a time, so that the checks overlap the receiving
  * (or the shared-storage lookups) of the inputs after them. `result` gives the verdicts in
  * submission order; `stop` lets the submission fail without leaving a check reading its files.
+ * `params`: an `image` job's params, to refuse a result over `maxPixels` too ({@link checkInput}).
  */
-export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal) {
+export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal, params?: ImageParams) {
   const limit = pLimit(CHECKS_AT_ONCE);
   const verdicts = new Map<SpoolFile, Promise<ItemFailure | undefined>>();
   // Stops the running checks (ffprobe) when the submission fails, as well as when the client goes.
@@ -58,7 +62,7 @@ export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal)
     let v = verdicts.get(file);
     if (!v) {
       // A check that never ran is no verdict: it rejects rather than pass the file.
-      v = limit(() => (checkSignal.throwIfAborted(), checkInput(kind, file, limits, checkSignal, head)));
+      v = limit(() => (checkSignal.throwIfAborted(), checkInput(kind, file, limits, checkSignal, head, params)));
       // Awaited by `result` or `stop`; not an unhandled rejection meanwhile.
       v.catch(() => undefined);
       verdicts.set(file, v);
@@ -103,10 +107,12 @@ export const headBytes = (kind: string): number => (kind === 'image' ? HEAD_BYTE
 
 /**
  * Checks one input; returns its failure, or undefined when it may be planned. Records an image's
- * `pixels`. `given`: the file's first `headBytes(kind)` bytes (fewer for a shorter file), when
- * the caller has read them already.
+ * `dims`. `given`: the file's first `headBytes(kind)` bytes (fewer for a shorter file), when
+ * the caller has read them already. `params`: the `image` job's params, when known: a result
+ * over `maxPixels` (a huge width or height asked of a small image) is refused as the input's
+ * error too, before the planner decodes anything.
  */
-export async function checkInput(kind: string, file: SpoolFile, limits: Limits, signal?: AbortSignal, given?: Buffer): Promise<ItemFailure | undefined> {
+export async function checkInput(kind: string, file: SpoolFile, limits: Limits, signal?: AbortSignal, given?: Buffer, params?: ImageParams): Promise<ItemFailure | undefined> {
   const fail = (code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED' | 'PERMISSION_DENIED', why: string): ItemFailure => ({ input: file.name, code, message: `${file.name}: ${why}` });
   let head: Buffer;
   try {
@@ -119,7 +125,7 @@ export async function checkInput(kind: string, file: SpoolFile, limits: Limits, 
   const format = sniffBuffer(head.subarray(0, SNIFF_BYTES));
   const refusal = refusalFor(kind, format);
   if (refusal) return fail('INVALID_ARGUMENT', refusal);
-  if (kind === 'image') return checkImage(file, format, head, limits, fail);
+  if (kind === 'image') return checkImage(file, format, head, limits, fail, params);
   if (kind === 'video' || kind === 'thumbnails' || kind === 'audio') return checkMedia(file, format, limits, fail, signal);
   return undefined;
 }
@@ -146,7 +152,7 @@ type Fail = (code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED' | 'PERMISSION_DENIE
  */
 const HEADER_FIRST: ReadonlySet<SniffedFormat> = new Set(['jpeg', 'png']);
 
-async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, limits: Limits, fail: Fail): Promise<ItemFailure | undefined> {
+async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, limits: Limits, fail: Fail, params?: ImageParams): Promise<ItemFailure | undefined> {
   // metadata() reads the header only; the pixel limit is ours to apply, below, with the limit named.
   const options = { limitInputPixels: false } as const;
   // The whole file, by its size (a short read on a network mount is not the end of the file).
@@ -169,6 +175,10 @@ async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, 
   if (pixels > limits.maxPixels) {
     return fail('RESOURCE_EXHAUSTED', `${width}x${height}${frames > 1 ? `x${frames} frames` : ''} = ${pixels} pixels is over the limit ${describeLimit(limits, 'maxPixels')}`);
   }
+  // An animation keeps its frames in a format that holds them: the result has as many.
+  const kept = params && ANIMATED_FORMATS.has(outputFormat(params, meta.format)) ? frames : 1;
+  const oversize = params && oversizeOutput(file.dims, params, limits.maxPixels, limitFlag('maxPixels'), kept);
+  if (oversize) return fail('RESOURCE_EXHAUSTED', oversize);
   return undefined;
 }
 

@@ -1,4 +1,5 @@
 /** JobService: the client-facing gRPC API. */
+import { validateImageParams } from '../shared/kinds/image-params.js';
 import { constants } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
@@ -49,7 +50,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     await spool.prepareJob(job.id);
     // Formats by content and header limits, before anything decodes an input: a refused input
     // fails as its own item. Each is checked as soon as it has arrived.
-    const checks = inputChecker(job.kind, limits, signal);
+    // An image job's results are checked too: a tiny photo resized to 10^12 px is refused here.
+    const checks = inputChecker(job.kind, limits, signal, job.kind === 'image' ? validateImageParams(job.spec.image) : undefined);
     try {
       await receiveInputs(job, iterator, spool, shared, limits, signal, checks.add);
       const checked = await checks.result(job.inputs);

@@ -52,7 +52,8 @@ export async function runTiledInProcess(
   const signal = new AbortController().signal;
   const input: SpoolFile = { name: path.basename(src), path: src, size: 0, sha256: '' };
   const config = { ...tileConfig({}), ...opts.config };
-  const planning = await planTiles({ input, params, workDir: path.join(dir, 'job'), slots: opts.slots ?? 2, signal, pipeline: opts.pipeline, config });
+  const jobDir = path.join(dir, 'job');
+  const planning = await planTiles({ input, params, workDir: jobDir, slots: opts.slots ?? 2, signal, pipeline: opts.pipeline, config });
   const plans: SubtaskPlan[] = [];
   const outcomes: SubtaskOutcome[] = [];
   // As the job manager does: the first strips are processed while the later ones are still being cut.
@@ -80,7 +81,7 @@ export async function runTiledInProcess(
   if (planning.later) for await (const sub of planning.later) await runOne(sub);
   const outDir = path.join(dir, 'out');
   await mkdir(outDir, { recursive: true });
-  const merged = await mergeTiles(outcomes, outDir, signal);
+  const merged = await mergeTiles(outcomes, outDir, signal, jobDir);
   if (merged.errors.length > 0) throw new Error(merged.errors.map((e) => e.message).join('; '));
   // Outcomes reach the merge in arrival order (an upside-down image's strips are cut bottom of the
   // output first); the plans are returned in tile order for the assertions.

@@ -10,12 +10,13 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TileImageParams } from '../shared/media/tile-pipeline.js';
 import type { TileConfig } from '../shared/media/tile-config.js';
-import { applyEncoding, applyPipeline } from '../shared/media/image-pipeline.js';
+import { applyEncoding, applyPipeline, renderImage } from '../shared/media/image-pipeline.js';
+import { IMAGE_FITS } from '../shared/kinds/image-params.js';
 import { encodeTiled } from '../shared/media/tile-stitch.js';
 import type { SpoolFile, SubtaskPlan } from '../shared/job-kind.js';
 import type { TilePlan } from '../shared/media/tile-plan.js';
 import { tileConfig } from '../shared/media/tile-config.js';
-import { allTiles, needsTiling, outputPixels, planTiledInputs, planTiles } from '../coordinator/kinds/image-tiles.js';
+import { allTiles, needsTiling, outputPixels, outputSize, planTiledInputs, planTiles } from '../coordinator/kinds/image-tiles.js';
 import { comparePixels, imageParams, makeSource, runTiledInProcess, runWhole } from './tiles-helpers.js';
 
 let dir: string;
@@ -75,6 +76,17 @@ describe('tiled vs whole image, pixel-exact', () => {
       imageParams({ rotate: 180, crop: { left: 101, top: 57, width: 999, height: 777 }, blur: 1.5, sharpen: true, tile_size: 256 }),
     );
     expect([r.width, r.height]).toEqual([999, 777]);
+    expect(r.maxDiff).toBe(0);
+  });
+
+  it.each(['cover', 'contain'] as const)('resize to a %s box + rotate 90: the batch path (geometry first) makes the same image, the box turned', async (fit) => {
+    const params = imageParams({ width: 700, height: 400, fit, rotate: 90, blur: 1.5, tile_size: 256 });
+    const d = path.join(dir, `run-${run++}`);
+    const tiled = await runTiledInProcess(src, params, d);
+    const batch = path.join(d, 'batch.png');
+    await renderImage(src, params, batch, { format: 'png', animated: false, samples: {}, workDir: d, signal: new AbortController().signal });
+    const r = await comparePixels(tiled.output, batch);
+    expect([r.width, r.height]).toEqual([400, 700]);
     expect(r.maxDiff).toBe(0);
   });
 
@@ -287,6 +299,38 @@ describe('tiled outputs and refusals', () => {
     expect((await comparePixels(tiled.output, whole)).maxDiff).toBe(0);
   });
 
+  it.each([
+    ['forced 64 px tiles', 6, 'intermediate', { tile_size: 64 }, {}],
+    ['auto strips', 1, 'source', {}, FROM_SOURCE],
+    ['auto strips', 6, 'intermediate', {}, DECODED],
+  ] as const)('keep_metadata (%s, EXIF %i, read from the %s): the stitched JPEG keeps the source P3 profile and EXIF, its samples unconverted, as the batch path', async (_, orientation, read, tiling, config) => {
+    const d = path.join(dir, `run-${run++}`);
+    // 300 x 200; stored sideways (EXIF 6) it is upright 200 x 300, its orientation reset to 1.
+    const p3 = path.join(dir, `p3-${run}.jpg`);
+    await sharp({ create: { width: 300, height: 200, channels: 3, background: '#c8402a' } })
+      .composite([{ input: { create: { width: 60, height: 60, channels: 3, background: '#2080f0' } }, left: 0, top: 0 }])
+      .withIccProfile('p3')
+      .withExif({ IFD0: { Artist: 'Ada Lovelace' } })
+      .withMetadata({ orientation })
+      .jpeg({ quality: 95 })
+      .toFile(p3);
+    const params = imageParams({ ...tiling, keep_metadata: true, format: 'jpeg', sharpen: true });
+    const tiled = await runTiledInProcess(p3, params, d, { slots: 2, config });
+    // Raw tiles through the stitch, which attaches the metadata (never the JPEG splice).
+    expect(tiled.plans.length).toBeGreaterThan(1);
+    expect(tiled.plans.every((p) => p.read === read && p.deliver === 'raw')).toBe(true);
+    const batch = path.join(d, 'batch.jpg');
+    await applyEncoding(applyPipeline(sharp(p3), params), params, 'jpeg').toFile(batch);
+    const [source, got, want] = (await Promise.all([p3, tiled.output, batch].map((f) => sharp(f).metadata()))) as [sharp.Metadata, sharp.Metadata, sharp.Metadata];
+    expect([got.width, got.height, got.orientation]).toEqual([...(orientation === 6 ? [200, 300] : [300, 200]), 1]);
+    expect(got.icc?.equals(source.icc!)).toBe(true);
+    expect(got.exif?.includes('Ada Lovelace')).toBe(true);
+    expect([want.orientation, want.icc?.equals(source.icc!), want.exif?.includes('Ada Lovelace')]).toEqual([1, true, true]);
+    // The same (P3) samples as the batch path's: neither converted them to sRGB.
+    const samples = (f: string): Promise<Buffer> => sharp(f, { ignoreIcc: true }).raw().toBuffer();
+    expect((await samples(tiled.output)).equals(await samples(batch))).toBe(true);
+  });
+
   it('deepzoom output is a zip pyramid of the stitched image', async () => {
     const d = path.join(dir, `run-${run++}`);
     const tiled = await runTiledInProcess(src, imageParams({ blur: 1, tile_size: 512, tiled_output: 'deepzoom', format: 'png' }), d);
@@ -374,6 +418,25 @@ describe('which inputs are tiled', () => {
       const { info } = await applyPipeline(sharp(src), p).raw().toBuffer({ resolveWithObject: true });
       const real = info.width * info.height;
       expect(Math.abs(outputPixels(dims, p) - real) / real, JSON.stringify(c)).toBeLessThan(0.03);
+    }
+  });
+
+  it('computes the size of a resize then a quarter turn as the batch path makes it (the box is turned too)', async () => {
+    const file = path.join(dir, 'sideways.jpg');
+    await sharp({ create: { width: 400, height: 200, channels: 3, background: '#468' } }).withMetadata({ orientation: 6 }).jpeg().toFile(file);
+    const dims = { width: 400, height: 200, orientation: 6 };
+    for (const upright of [true, false]) {
+      for (const fit of IMAGE_FITS) {
+        for (const box of [{ width: 100 }, { height: 60 }, { width: 100, height: 80 }, { width: 80, height: 100 }]) {
+          for (const rotate of [90, -90, 270]) {
+            const p = imageParams({ ...box, fit, rotate, no_auto_orient: !upright, format: 'png' });
+            const out = path.join(dir, `sideways-${run++}.png`);
+            const info = await renderImage(file, p, out, { format: 'png', animated: false, samples: {}, workDir: dir, signal: new AbortController().signal });
+            const want = outputSize(dims, p);
+            expect([info.width, info.height], JSON.stringify({ upright, fit, box, rotate })).toEqual([want.width, want.height]);
+          }
+        }
+      }
     }
   });
 });

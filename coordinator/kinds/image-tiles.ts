@@ -17,7 +17,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
@@ -27,13 +27,14 @@ import { checkSampleFormat, intermediateSpace, splitForTiles, type PipelineFn, t
 import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
 import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
-import { applyPipeline, maxInputPixels, outputFormat } from '../../shared/media/image-pipeline.js';
+import { vipsExtension, writeVipsCarrier } from '../../shared/media/tile-vips-file.js';
+import { applyPipeline, maxInputPixels, outputFormat, outputPixels, outputSize } from '../../shared/media/image-pipeline.js';
 import type { ImageParams } from '../../shared/kinds/image-params.js';
 import { withExtension } from '../../shared/names.js';
 import { isTilePlan, type TilePlan, type TileResult } from '../../shared/media/tile-plan.js';
 import { balancedStripEnds, chooseTileSize, grow, mapSize, stripGrid, stripsEndingAt, tileGrid, unmapRect, type Rect, type TileGeometry } from '../../shared/media/tiling.js';
 
-export { isTilePlan, type TilePlan, type TileResult };
+export { isTilePlan, outputPixels, outputSize, type TilePlan, type TileResult };
 
 /**
  * Whether `input` goes down the tiled path: `tile_size` set, or an image the pipeline makes with
@@ -45,50 +46,35 @@ export { isTilePlan, type TilePlan, type TileResult };
  */
 export async function needsTiling(input: SpoolFile, params: TileImageParams, config: TileConfig = tileConfig()): Promise<boolean> {
   if (params.tileSize > 0) return true;
-  let dims = input.dims;
-  if (!dims) {
-    try {
-      const m = await sharp(input.path, { limitInputPixels: false }).metadata();
-      dims = { width: m.width ?? 0, height: m.height ?? 0, orientation: m.orientation ?? 1 };
-    } catch {
-      return false;
-    }
-  }
+  const dims = await headerDims(input);
+  if (!dims) return false;
   if (dims.width * dims.height > maxInputPixels()) return true;
   return outputPixels(dims, params) > config.thresholdPixels;
 }
 
-/** Pixels of the image `applyPipeline` makes from a source of `dims` (sharp's geometry, to the pixel or near it). */
-export function outputPixels(dims: { width: number; height: number; orientation: number }, p: ImageParams): number {
-  let w = dims.width;
-  let h = dims.height;
-  // EXIF orientations 5-8 are a quarter turn: auto-orient swaps the sides.
-  if (p.autoOrient && dims.orientation >= 5) [w, h] = [h, w];
-  if (p.crop) [w, h] = [Math.min(p.crop.width, w), Math.min(p.crop.height, h)];
-  if (p.width || p.height) {
-    // sharp's ResolveShrink: one scale for both axes except with fill; cover and outside scale to
-    // the larger factor, contain and inside to the smaller.
-    let sx: number;
-    let sy: number;
-    if (p.width && p.height) {
-      const [fx, fy] = [p.width / w, p.height / h];
-      if (p.fit === 'cover' || p.fit === 'outside') sx = sy = Math.max(fx, fy);
-      else if (p.fit === 'contain' || p.fit === 'inside') sx = sy = Math.min(fx, fy);
-      else [sx, sy] = [fx, fy];
-    } else sx = sy = p.width ? p.width / w : p.height / h;
-    // withoutEnlargement clamps each axis on its own.
-    if (p.noEnlarge) [sx, sy] = [Math.min(1, sx), Math.min(1, sy)];
-    [w, h] = [Math.max(1, Math.round(w * sx)), Math.max(1, Math.round(h * sy))];
-    // Then cover crops down to the box, contain pads up to it.
-    if (p.width && p.height && p.fit === 'cover') [w, h] = [Math.min(w, p.width), Math.min(h, p.height)];
-    if (p.width && p.height && p.fit === 'contain') [w, h] = [Math.max(w, p.width), Math.max(h, p.height)];
+/** The source's size and orientation: as the submission check read them, else from the file's header; undefined when unreadable. */
+async function headerDims(input: SpoolFile): Promise<SpoolFile['dims']> {
+  if (input.dims) return input.dims;
+  try {
+    const m = await sharp(input.path, { limitInputPixels: false }).metadata();
+    return { width: m.width ?? 0, height: m.height ?? 0, orientation: m.orientation ?? 1 };
+  } catch {
+    return undefined;
   }
-  if (p.rotate % 90 !== 0) {
-    const a = (p.rotate * Math.PI) / 180;
-    const [c, s] = [Math.abs(Math.cos(a)), Math.abs(Math.sin(a))];
-    [w, h] = [w * c + h * s, w * s + h * c];
-  }
-  return Math.round(w * h);
+}
+
+/**
+ * Why a result from a source of `dims` is refused, or undefined when it is within `limit` pixels
+ * (`limitName` names the limit in the message; `frames`: of an animation that keeps them).
+ * Decided from the header alone: a 64 x 48 JPEG asked for 1,000,000 x 1,000,000 px would
+ * otherwise be decoded into terabytes of intermediate on the coordinator's disk first.
+ */
+export function oversizeOutput(dims: { width: number; height: number; orientation: number }, p: ImageParams, limit: number, limitName: string, frames = 1): string | undefined {
+  const size = outputSize(dims, p);
+  const pixels = Math.round(size.width * size.height) * frames;
+  if (pixels <= limit) return undefined;
+  const shape = `${Math.round(size.width)}x${Math.round(size.height)}${frames > 1 ? `x${frames} frames` : ''}`;
+  return `the result would be ${shape} = ${pixels} pixels, over the limit ${limitName}=${limit}; ask for a smaller width or height`;
 }
 
 /** Options of {@link planTiles}. */
@@ -129,6 +115,7 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   checkSampleFormat(inputMeta, o.input.name);
   // A crop outside the image gets a message naming the crop rather than libvips' extract error.
   sourceRegion(upright(inputMeta, o.params), o.params, o.input.name);
+  if (o.params.keepMetadata) await saveMetadata(o, config);
   if (o.params.tileSize > 0) return { subtasks: await planIntermediateTiles(o, config, split, format, inputMeta) };
   if (config.stripRead === 'source') {
     const strips = sourceStripCount(inputMeta, o.params, split, config, o.slots, o.input.name);
@@ -166,12 +153,12 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
   const pipeline = o.pipeline ?? applyPipeline;
   const name = o.input.name;
   const intermediate = path.join(dir, 'decoded.v');
-  const deliver = format === 'jpeg' && split.output === 'image' && split.orientation.angle % 180 === 0 ? 'jpeg' : 'raw';
+  const deliver = jpegStrips(format, split, o.params);
   o.signal.throwIfAborted();
   let planned: { t: TileGeometry; core: Rect; cut: Rect }[] = [];
   let out = { width: 0, height: 0 };
   let depth = 'uchar';
-  const src = sharp(o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true });
+  const src = openSource(o, config);
   const cuts = cutStripsWhileDecoding({
     intermediate,
     decode: () => wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name),
@@ -222,6 +209,46 @@ function decodePrefix(pipeline: PipelineFn, src: sharp.Sharp, split: TileSplit, 
   const img = pipeline(src, split.prefix);
   const space = intermediateSpace(m, split.prefix);
   return space ? img.toColourspace(space) : img;
+}
+
+/**
+ * How strips come back: JPEG-encoded, to be joined without re-encoding (tile-jpeg-splice.ts), for
+ * horizontal strips of a JPEG image; else raw for the stitch. With `keep_metadata` always raw: the
+ * stitch attaches the source's metadata ({@link saveMetadata}), the splice could not.
+ */
+function jpegStrips(format: TiledFormat, split: TileSplit, p: TileImageParams): 'jpeg' | 'raw' {
+  return format === 'jpeg' && split.output === 'image' && split.orientation.angle % 180 === 0 && !p.keepMetadata ? 'jpeg' : 'raw';
+}
+
+/**
+ * The source, opened for the coordinator's decode pass. With `keep_metadata` its embedded profile
+ * is ignored, so that its pixels stay in its own colour space all along the tiled path (the
+ * profile is attached to the result as it is), as the batch path keeps them.
+ */
+function openSource(o: PlanTilesOptions, config: TileConfig): sharp.Sharp {
+  return sharp(o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true, ignoreIcc: o.params.keepMetadata });
+}
+
+/** Where {@link saveMetadata} keeps an input's metadata for the stitch. */
+const METADATA_FILE = 'metadata.v-extension';
+
+/**
+ * Keeps the source's metadata for the stitch (`keep_metadata`): libvips writes a 1 x 1 `.v` of the
+ * source with its metadata, and the XML block after its pixel is kept. Auto-orientation runs after
+ * the one-pixel extract, so it turns one pixel, not the image, and resets the EXIF orientation to
+ * 1 as the batch path does.
+ */
+async function saveMetadata(o: PlanTilesOptions, config: TileConfig): Promise<void> {
+  const dir = await tileDir(o.workDir, o.input.name);
+  const probe = path.join(dir, 'metadata-probe.v');
+  let img = sharp(o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true, ignoreIcc: true }).extract({ left: 0, top: 0, width: 1, height: 1 });
+  if (o.params.autoOrient) img = img.autoOrient();
+  try {
+    await wrapBadInput(img.keepMetadata().toFile(probe), o.input.name);
+    await writeFile(path.join(dir, METADATA_FILE), vipsExtension(await readFile(probe)));
+  } finally {
+    await rm(probe, { force: true });
+  }
 }
 
 async function tileDir(workDir: string, name: string): Promise<string> {
@@ -281,7 +308,7 @@ function planSourceStrips(o: PlanTilesOptions, config: TileConfig, split: TileSp
   checkFormatFits(format, split.output, out.width, out.height, name);
   // Horizontal strips of a JPEG come back encoded and are joined as they are (tile-jpeg-splice.ts):
   // a few MB each instead of hundreds of MB of raw pixels over gRPC, and no decode or encode here.
-  const deliver = format === 'jpeg' && split.output === 'image' && split.orientation.angle % 180 === 0 ? 'jpeg' : 'raw';
+  const deliver = jpegStrips(format, split, o.params);
   const grid = deliver === 'jpeg' ? balancedStrips(out.width, out.height, count, split) : stripGrid(out.width, out.height, count, split.orientation, 0, 16);
   return grid.map((t) => {
     const core = unmapRect(t.core, width, height, split.orientation);
@@ -336,7 +363,7 @@ async function planIntermediateTiles(o: PlanTilesOptions, config: TileConfig, sp
   // One decode pass: auto-orient, crop, greyscale and resize as the whole-image pipeline would do them.
   const intermediate = path.join(dir, 'decoded.v');
   o.signal.throwIfAborted();
-  const src = sharp(o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true });
+  const src = openSource(o, config);
   const space = intermediateSpace(m, split.prefix);
   const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name);
   o.signal.throwIfAborted();
@@ -417,10 +444,12 @@ function tilePlanBase(
 
 /**
  * The image kind's entry point: picks the inputs that go down the tiled path and plans their tiles.
- * A tiled input that cannot be planned (bad file, refused op) becomes a per-input error, so the
- * other inputs of the job still run. The last tiled input's strips may come `later` (as its decode
- * goes); earlier ones are planned in full, so that a decode failing half-way is still an error of
- * that input alone. A failure of the streamed input after its first strip fails the job.
+ * `tiled` names them, those refused here included (a result over the tiled path's pixel limit,
+ * {@link oversizeOutput}). A tiled input that cannot be planned (bad file, refused op) becomes a
+ * per-input error, so the other inputs of the job still run. The last tiled input's strips may
+ * come `later` (as its decode goes); earlier ones are planned in full, so that a decode failing
+ * half-way is still an error of that input alone. A failure of the streamed input after its first
+ * strip fails the job.
  */
 export async function planTiledInputs(
   inputs: readonly SpoolFile[],
@@ -429,9 +458,23 @@ export async function planTiledInputs(
 ): Promise<{ tiled: Set<string>; subtasks: SubtaskPlan[]; later?: AsyncIterable<SubtaskPlan>; errors: ItemFailure[] }> {
   const config = o.config ?? tileConfig();
   const tiled: SpoolFile[] = [];
-  for (const input of inputs) if (await needsTiling(input, params, config)) tiled.push(input);
-  const subtasks: SubtaskPlan[] = [];
   const errors: ItemFailure[] = [];
+  // Inputs refused here are neither tiled nor batched: they are in `handled` too.
+  const handled = new Set<string>();
+  for (const input of inputs) {
+    if (!(await needsTiling(input, params, config))) continue;
+    handled.add(input.name);
+    // Every tiled step opens its images with this limit: a larger result could not be made, and
+    // must not be decoded into the intermediate first.
+    const dims = await headerDims(input);
+    const oversize = dims && oversizeOutput(dims, params, config.limitInputPixels, 'TESSERA_TILE_LIMIT_INPUT_PIXELS');
+    if (oversize) {
+      errors.push({ input: input.name, code: 'RESOURCE_EXHAUSTED', message: `${input.name}: ${oversize}` });
+      continue;
+    }
+    tiled.push(input);
+  }
+  const subtasks: SubtaskPlan[] = [];
   let later: AsyncIterable<SubtaskPlan> | undefined;
   for (const [k, input] of tiled.entries()) {
     try {
@@ -447,18 +490,20 @@ export async function planTiledInputs(
       errors.push({ input: input.name, code: err.codeName, message: err.message });
     }
   }
-  return { tiled: new Set(tiled.map((i) => i.name)), subtasks, later, errors };
+  return { tiled: handled, subtasks, later, errors };
 }
 
 /**
  * Stitches the tile outcomes of every tiled input into outputs in `outputDir`. Each tile is checked
  * (succeeded, right size, all present) before stitching; an input with a bad tile gets an error, not
- * an output with a hole.
+ * an output with a hole. `workDir`: the job's scratch folder the tiles were planned in (where
+ * `keep_metadata` left the source's metadata).
  */
 export async function mergeTiles(
   outcomes: readonly SubtaskOutcome[],
   outputDir: string,
   signal: AbortSignal,
+  workDir: string,
 ): Promise<{ outputs: FinalOutput[]; errors: ItemFailure[] }> {
   const bySource = new Map<string, SubtaskOutcome[]>();
   for (const o of outcomes) {
@@ -472,7 +517,7 @@ export async function mergeTiles(
   for (const [source, list] of bySource) {
     signal.throwIfAborted();
     try {
-      outputs.push(await stitchSource(source, list, outputDir));
+      outputs.push(await stitchSource(source, list, outputDir, workDir));
     } catch (err) {
       if (err instanceof TesseraError || err instanceof TileCheckError) {
         errors.push({ input: source, code: err instanceof TesseraError ? err.codeName : 'DATA_LOSS', message: err.message });
@@ -486,7 +531,7 @@ export async function mergeTiles(
 
 class TileCheckError extends Error {}
 
-async function stitchSource(source: string, list: SubtaskOutcome[], outputDir: string): Promise<FinalOutput> {
+async function stitchSource(source: string, list: SubtaskOutcome[], outputDir: string, workDir: string): Promise<FinalOutput> {
   const first = list[0]!.plan as TilePlan;
   const failed = list.find((o) => !o.ok);
   if (failed) {
@@ -532,11 +577,20 @@ async function stitchSource(source: string, list: SubtaskOutcome[], outputDir: s
     quality: first.quality,
     outPath,
     limitInputPixels: first.limitInputPixels,
+    metadata: first.params.keepMetadata ? await metadataCarrier(workDir, source, channels) : undefined,
   });
   if (first.output === 'image' && (got.width !== first.outWidth || got.height !== first.outHeight)) {
     throw new TileCheckError(`${source}: stitched ${got.width}x${got.height}, expected ${first.outWidth}x${first.outHeight}`);
   }
   return { name, path: outPath, source, contentType: contentTypeOf(first.format, first.output) };
+}
+
+/** A `.v` carrier of the metadata {@link saveMetadata} kept, with the tiles' `channels` (tile-vips-file.ts `writeVipsCarrier`). */
+async function metadataCarrier(workDir: string, source: string, channels: number): Promise<string> {
+  const dir = await tileDir(workDir, source);
+  const carrier = path.join(dir, 'metadata-carrier.v');
+  await writeVipsCarrier(carrier, channels, await readFile(path.join(dir, METADATA_FILE)));
+  return carrier;
 }
 
 async function readMeta(file: string, config: TileConfig, input: string): Promise<sharp.Metadata> {

@@ -106,8 +106,8 @@ export const imageKind: CoordinatorKind<ImageParams> = {
           return source ? [{ name: o.name, path: o.path, source }] : [];
         }),
   outputsAreFinal: (plan) => !isTilePlan(plan),
-  async merge({ results, outputDir, signal, params }) {
-    const tiled = await mergeTiles(results, outputDir, signal);
+  async merge({ results, outputDir, signal, params, workDir }) {
+    const tiled = await mergeTiles(results, outputDir, signal, workDir);
     const outputs = results.flatMap((r) => imageKind.finalOutputs!(r, params));
     return { outputs: [...outputs, ...tiled.outputs], errors: tiled.errors };
   },
@@ -122,7 +122,7 @@ function sourceOf(plan: ImageBatchPlan, output: string): string {
 function guessExtension(input: string): string {
   const ext = input.slice(input.lastIndexOf('.') + 1).toLowerCase();
   if (ext === 'jpeg' || ext === 'jpg') return 'jpg';
-  if (ext === 'png' || ext === 'webp' || ext === 'avif') return ext;
+  if (ext === 'png' || ext === 'webp' || ext === 'avif' || ext === 'gif') return ext;
   if (ext === 'tif' || ext === 'tiff') return 'tif';
   if (ext === 'heic' || ext === 'heif') return 'avif';
   return 'jpg';

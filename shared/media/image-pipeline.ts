@@ -1,7 +1,10 @@
 /** The sharp pipeline of the `image` kind, shared by the batch path and the tiled path. */
-import sharp, { type Sharp } from 'sharp';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import sharp, { type OutputInfo, type Sharp } from 'sharp';
 import { envInt } from '../config.js';
 import type { ImageFormat, ImageParams } from '../kinds/image-params.js';
+import { intermediateSpace, splitForTiles, type SourceSamples } from './tile-pipeline.js';
 
 /** Largest input accepted, in pixels (width x height x pages), checked from the header before decoding. */
 export function maxInputPixels(): number {
@@ -37,24 +40,109 @@ export function applyFilters(img: Sharp, p: ImageParams): Sharp {
   return img;
 }
 
-/** The whole pipeline short of encoding. */
+/**
+ * The whole pipeline short of encoding, in one sharp call. Exact unless {@link needsGeometryPass}:
+ * then {@link renderImage} runs it in two.
+ */
 export function applyPipeline(img: Sharp, p: ImageParams): Sharp {
   return applyFilters(applyGeometry(img, p), p);
 }
 
-const WRITABLE: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'avif', 'tiff']);
-
-/** Output format: the requested one, else the input's own when we can write it, else JPEG. */
-export function outputFormat(p: ImageParams, inputFormat: string | undefined): ImageFormat {
-  if (p.format) return p.format;
-  if (inputFormat === 'heif') return 'avif';
-  return inputFormat && WRITABLE.has(inputFormat) ? (inputFormat as ImageFormat) : 'jpeg';
+/**
+ * Whether one sharp call would make the wrong image: sharp crops a `cover` resize to its box, and
+ * pads a `contain` one, only *after* rotating, with the box unturned. After a quarter turn a
+ * 400 x 200 photo stored sideways (EXIF 6) asked for width 100 comes out 100 x 100, not 200 x 100;
+ * a 100 x 80 cover box gives 80 x 80. Such params run the geometry first ({@link renderImage}).
+ */
+export function needsGeometryPass(p: ImageParams): boolean {
+  const quarterTurn = (((p.rotate % 360) + 360) % 360) % 180 === 90;
+  return quarterTurn && (p.width > 0 || p.height > 0) && (p.fit === 'cover' || p.fit === 'contain');
 }
 
-export const FORMAT_EXTENSION: Record<ImageFormat, string> = { jpeg: 'jpg', png: 'png', webp: 'webp', avif: 'avif', tiff: 'tif' };
+/**
+ * Width and height of the image the pipeline makes from a source of `dims` (sharp's geometry, to
+ * the pixel or near it; fractional after a rotation by an angle that is not a right angle).
+ */
+export function outputSize(dims: { width: number; height: number; orientation: number }, p: ImageParams): { width: number; height: number } {
+  let w = dims.width;
+  let h = dims.height;
+  // EXIF orientations 5-8 are a quarter turn: auto-orient swaps the sides.
+  if (p.autoOrient && dims.orientation >= 5) [w, h] = [h, w];
+  if (p.crop) [w, h] = [Math.min(p.crop.width, w), Math.min(p.crop.height, h)];
+  if (p.width || p.height) {
+    // sharp's ResolveShrink: one scale for both axes except with fill (which leaves an axis not
+    // given as it is); cover and outside scale to the larger factor, contain and inside to the smaller.
+    let sx: number;
+    let sy: number;
+    if (p.width && p.height) {
+      const [fx, fy] = [p.width / w, p.height / h];
+      if (p.fit === 'cover' || p.fit === 'outside') sx = sy = Math.max(fx, fy);
+      else if (p.fit === 'contain' || p.fit === 'inside') sx = sy = Math.min(fx, fy);
+      else [sx, sy] = [fx, fy];
+    } else if (p.fit === 'fill') [sx, sy] = p.width ? [p.width / w, 1] : [1, p.height / h];
+    else sx = sy = p.width ? p.width / w : p.height / h;
+    // withoutEnlargement clamps each axis on its own.
+    if (p.noEnlarge) [sx, sy] = [Math.min(1, sx), Math.min(1, sy)];
+    [w, h] = [Math.max(1, Math.round(w * sx)), Math.max(1, Math.round(h * sy))];
+    // Then cover crops down to the box, contain pads up to it.
+    if (p.width && p.height && p.fit === 'cover') [w, h] = [Math.min(w, p.width), Math.min(h, p.height)];
+    if (p.width && p.height && p.fit === 'contain') [w, h] = [Math.max(w, p.width), Math.max(h, p.height)];
+  }
+  const angle = ((p.rotate % 360) + 360) % 360;
+  if (angle % 90 !== 0) {
+    const a = (p.rotate * Math.PI) / 180;
+    const [c, s] = [Math.abs(Math.cos(a)), Math.abs(Math.sin(a))];
+    [w, h] = [w * c + h * s, w * s + h * c];
+  } else if (angle % 180 === 90) {
+    [w, h] = [h, w];
+  }
+  return { width: w, height: h };
+}
+
+/** Pixels of the image the pipeline makes from a source of `dims` ({@link outputSize}), per frame. */
+export function outputPixels(dims: { width: number; height: number; orientation: number }, p: ImageParams): number {
+  const { width, height } = outputSize(dims, p);
+  return Math.round(width * height);
+}
+
+/** Formats the image kind writes: those a job may ask for, and GIF, which a GIF input keeps (same family). */
+export type OutputFormat = ImageFormat | 'gif';
+
+/** Output formats that hold an animation: an animated input keeps every frame in these, and only its first in the others. */
+export const ANIMATED_FORMATS: ReadonlySet<OutputFormat> = new Set<OutputFormat>(['webp', 'gif']);
+
+/**
+ * Why the frames of an animation (sharp's pages, stacked top to bottom) cannot go through `p`
+ * frame by frame, or undefined when they can. sharp runs each step on the whole stack: resize,
+ * crop, flop, greyscale and colour work per frame; a rotation other than 180 degrees is refused by
+ * sharp, and 180 degrees or a flip reverses the frames' order; blur and sharpen mix the edges of
+ * neighbouring frames.
+ */
+export function animationRefusal(p: ImageParams, orientation: number): string | undefined {
+  const steps = [
+    p.rotate % 360 !== 0 ? 'rotate' : '',
+    p.flip ? 'flip' : '',
+    p.blur > 0 ? 'blur' : '',
+    p.sharpen ? 'sharpen' : '',
+    p.autoOrient && orientation !== 1 ? `auto-orientation (EXIF orientation ${orientation})` : '',
+  ].filter(Boolean);
+  if (steps.length === 0) return undefined;
+  return `an animated image keeps its frames only through resize, crop, flop, greyscale and colour steps, not ${steps.join(', ')}; ask for a still format (jpeg, png) to process its first frame`;
+}
+
+const WRITABLE: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'avif', 'tiff', 'gif']);
+
+/** Output format: the requested one, else the input's own when we can write it, else JPEG. */
+export function outputFormat(p: ImageParams, inputFormat: string | undefined): OutputFormat {
+  if (p.format) return p.format;
+  if (inputFormat === 'heif') return 'avif';
+  return inputFormat && WRITABLE.has(inputFormat) ? (inputFormat as OutputFormat) : 'jpeg';
+}
+
+export const FORMAT_EXTENSION: Record<OutputFormat, string> = { jpeg: 'jpg', png: 'png', webp: 'webp', avif: 'avif', tiff: 'tif', gif: 'gif' };
 
 /** Encoder settings; metadata is stripped unless asked to keep it. */
-export function applyEncoding(img: Sharp, p: ImageParams, format: ImageFormat): Sharp {
+export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat): Sharp {
   if (p.keepMetadata) img = img.keepMetadata();
   const quality = p.quality || undefined;
   switch (format) {
@@ -68,5 +156,60 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: ImageFormat): 
       return img.avif({ quality, effort: 2 });
     case 'tiff':
       return img.tiff({ quality, compression: 'lzw' });
+    case 'gif':
+      return img.gif();
+  }
+}
+
+/** What {@link renderImage} needs besides the params. */
+export interface RenderOptions {
+  format: OutputFormat;
+  /** Keep every frame of an animated input (the format must hold them: {@link ANIMATED_FORMATS}). */
+  animated: boolean;
+  /** The source's samples (sharp metadata), for the geometry pass's intermediate. */
+  samples: SourceSamples;
+  /** Scratch folder for the geometry pass's intermediate. */
+  workDir: string;
+  signal: AbortSignal;
+}
+
+/**
+ * Runs the image kind's pipeline on `file` and writes `dest`. In one sharp call, unless that would
+ * make the wrong image ({@link needsGeometryPass}): then the geometry (orient, crop, greyscale,
+ * resize with its crop or padding) is written to a libvips intermediate first and the rest runs on
+ * it, exactly as the tiled path splits them (tile-pipeline.ts), so that both paths agree. With
+ * `keep_metadata` the intermediate keeps the source's profile and EXIF, and its pixels are not
+ * converted, as in one call.
+ */
+export async function renderImage(file: string, p: ImageParams, dest: string, o: RenderOptions): Promise<OutputInfo> {
+  const source = openImage(file, o.animated ? { animated: true } : {});
+  if (!needsGeometryPass(p)) return written(applyEncoding(applyPipeline(source, p), p, o.format), dest, o.signal);
+  const split = splitForTiles(p);
+  const intermediate = path.join(o.workDir, `.geometry-${path.basename(dest)}.v`);
+  try {
+    let first = applyPipeline(source, split.prefix);
+    // Without the space, sharp would write a 16-bit source's geometry as 8-bit before the filters.
+    const space = intermediateSpace(o.samples, split.prefix);
+    if (space) first = first.toColourspace(space);
+    if (p.keepMetadata) first = first.keepMetadata();
+    await written(first, intermediate, o.signal);
+    o.signal.throwIfAborted();
+    // Random access: the turn reads the intermediate's columns.
+    return await written(applyEncoding(applyPipeline(openImage(intermediate, { sequentialRead: false }), split.tile), p, o.format), dest, o.signal);
+  } finally {
+    await rm(intermediate, { force: true });
+  }
+}
+
+/** Writes `img` to `dest`, stopping it when `signal` aborts. */
+async function written(img: Sharp, dest: string, signal: AbortSignal): Promise<OutputInfo> {
+  signal.throwIfAborted();
+  // sharp has no cancellation: destroying the stream stops libvips at the next region.
+  const onAbort = (): void => void img.destroy();
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await img.toFile(dest);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
   }
 }

@@ -11,8 +11,7 @@
 import sharp from 'sharp';
 import type { Sharp } from 'sharp';
 import { invalidArgument } from '../errors.js';
-import type { ImageFormat } from '../kinds/image-params.js';
-import { FORMAT_EXTENSION } from './image-pipeline.js';
+import { FORMAT_EXTENSION, type OutputFormat } from './image-pipeline.js';
 import type { Rect } from './tiling.js';
 import type { TiledOutput } from './tile-pipeline.js';
 
@@ -23,7 +22,7 @@ export interface PlacedTile {
 }
 
 /** Output formats of the tiled path: the image kind's. */
-export type TiledFormat = ImageFormat;
+export type TiledFormat = OutputFormat;
 
 /** Largest width/height each format can hold. */
 export const FORMAT_MAX_EDGE: Record<TiledFormat, number> = {
@@ -32,6 +31,7 @@ export const FORMAT_MAX_EDGE: Record<TiledFormat, number> = {
   webp: 16_383,
   avif: 16_384,
   tiff: 2 ** 31 - 1,
+  gif: 65_535,
 };
 
 /** File extension for a tiled output: the format's, or `zip` for a pyramid. */
@@ -70,6 +70,9 @@ export function encodeTiled(img: Sharp, format: TiledFormat, output: TiledOutput
       break;
     case 'avif':
       img = img.avif({ ...q, effort: 2 });
+      break;
+    case 'gif':
+      img = img.gif();
       break;
     case 'tiff':
       // Lossless, tiled, and BigTIFF once the raw data nears classic TIFF's 4 GiB offsets.
@@ -112,7 +115,12 @@ export function gridOrder(tiles: readonly PlacedTile[], width: number, height: n
   return { ordered, across };
 }
 
-/** Joins the tiles into `outPath` (a `.zip` for pyramids). Returns the output's dimensions as read back. */
+/**
+ * Joins the tiles into `outPath` (a `.zip` for pyramids). Returns the output's dimensions as read
+ * back. `metadata`: a `.v` carrier of the source's metadata (tile-vips-file.ts `writeVipsCarrier`),
+ * for `keep_metadata`: the output keeps the source's ICC profile, EXIF and XMP, and its pixels
+ * (the source's own, never converted to sRGB) are written as they are, as the batch path does.
+ */
 export async function stitchTiles(opts: {
   tiles: readonly PlacedTile[];
   width: number;
@@ -123,9 +131,12 @@ export async function stitchTiles(opts: {
   quality: number;
   outPath: string;
   limitInputPixels: number;
+  metadata?: string;
 }): Promise<{ width: number; height: number }> {
   const { ordered, across } = gridOrder(opts.tiles, opts.width, opts.height);
-  const paths = ordered.map((t) => t.path);
+  // The carrier joins as one more cell, below the grid: arrayjoin gives the result the metadata of
+  // all its inputs, and the extract below cuts the carrier's row off again.
+  const paths = [...ordered.map((t) => t.path), ...(opts.metadata ? [opts.metadata] : [])];
   let img =
     paths.length === 1
       ? sharp(paths[0]!, { limitInputPixels: opts.limitInputPixels })
@@ -140,6 +151,8 @@ export async function stitchTiles(opts: {
   // arrayjoin gives one-band (grey) cells an alpha band for its background: drop it, and keep the
   // result grey as the whole-image pipeline's would be.
   if (opts.channels === 1) img = img.removeAlpha().toColourspace('b-w');
+  // Kept, the profile is attached as it is and the pixels are not converted.
+  if (opts.metadata) img = img.keepMetadata();
   img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels);
   const info = await img.toFile(opts.outPath);
   return { width: info.width, height: info.height };

@@ -77,3 +77,33 @@ async function writeAll(fh: FileHandle, buf: Buffer, offset: number, length: num
     done += bytesWritten;
   }
 }
+
+/** Bytes per sample of each VipsBandFormat (uchar, char, ushort, short, uint, int, float, complex, double, dpcomplex). */
+const SAMPLE_BYTES = [1, 1, 2, 2, 4, 4, 4, 8, 8, 16];
+
+/**
+ * The extension block of a `.v` file: the XML after its pixels, where libvips keeps the image's
+ * metadata (ICC profile, EXIF, XMP); empty when there is none.
+ */
+export function vipsExtension(file: Buffer): Buffer {
+  if (file.length < HEADER_BYTES || file.readUInt32BE(0) !== MAGIC_INTEL) throw new RangeError('vipsExtension: not a little-endian .v file');
+  const [width, height, bands, format] = [file.readUInt32LE(4), file.readUInt32LE(8), file.readUInt32LE(12), file.readUInt32LE(20)];
+  const sample = SAMPLE_BYTES[format];
+  if (sample === undefined || file.readUInt32LE(24) !== 0) throw new RangeError(`vipsExtension: band format ${format} or coding not supported`);
+  return file.subarray(Math.min(file.length, HEADER_BYTES + width * height * bands * sample));
+}
+
+/**
+ * Writes a 1 x 1 `.v` image of `channels` 8-bit bands carrying the metadata `extension` (from
+ * {@link vipsExtension}). Joined with the tiles, it hands the metadata to the stitched image:
+ * libvips' arrayjoin gives its result the metadata of all its inputs.
+ */
+export async function writeVipsCarrier(file: string, channels: number, extension: Buffer): Promise<void> {
+  const fh = await open(file, 'w');
+  try {
+    const bytes = Buffer.concat([vipsHeader(1, 1, channels), Buffer.alloc(channels), extension]);
+    await writeAll(fh, bytes, 0, bytes.length);
+  } finally {
+    await fh.close();
+  }
+}

@@ -41,8 +41,10 @@ export async function processTile(ctx: TileProcessContext, pipeline: PipelineFn 
   const jpegName = `tile-${plan.index}.jpg`;
   const jpegPath = path.join(ctx.workDir, jpegName);
   // Reading the original source, sequential access lets libvips decode down to the cut's last row
-  // and drop the rows above it as it goes, instead of decoding the whole image up front.
-  const piped = pipeline(sharp(input.path, { limitInputPixels: plan.limitInputPixels, sequentialRead: plan.read === 'source' }), plan.params);
+  // and drop the rows above it as it goes, instead of decoding the whole image up front. With
+  // keep_metadata the source's pixels stay in its colour space (the stitch attaches its profile).
+  const src = sharp(input.path, { limitInputPixels: plan.limitInputPixels, sequentialRead: plan.read === 'source', ignoreIcc: plan.params.keepMetadata });
+  const piped = pipeline(src, plan.params);
   let result: TileResult;
   if (plan.depth === 'uchar' || plan.depth === 'ushort') {
     // 8-bit output (the usual case): keep the processed tile in memory (at most one strip) rather

@@ -4,7 +4,7 @@
  * failure of the subtask, which the coordinator runs again elsewhere. The full disk is real:
  * the output name is a link to /dev/full, where every write fails with ENOSPC.
  */
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -23,7 +23,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function run(files: Record<string, Buffer>, workDir: string): Promise<ReturnType<typeof imageProcessor.process>> {
+async function run(files: Record<string, Buffer>, workDir: string, params: Record<string, unknown> = { width: 64, format: 'jpeg' }): Promise<ReturnType<typeof imageProcessor.process>> {
   const inputs = await Promise.all(
     Object.entries(files).map(async ([name, bytes]) => {
       const file = path.join(dir, name);
@@ -36,7 +36,7 @@ async function run(files: Record<string, Buffer>, workDir: string): Promise<Retu
     subtaskId: 'st',
     attempt: 1,
     phase: 0,
-    params: validateImageParams({ width: 64, format: 'jpeg' }),
+    params: validateImageParams(params),
     spec: {} as ProcessContext<ImageParams>['spec'],
     plan: { type: 'batch', items: inputs.map((i) => ({ input: i.name, output: path.parse(i.name).name })) },
     inputs,
@@ -81,5 +81,99 @@ describe('image processor failures', () => {
   it('ffmpeg that cannot write its output (it exits 0 then) fails retryably, not as the input', async () => {
     const err = await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'sine=duration=1', '-f', 'wav', '/dev/full'], { input: 'tone.wav' }).catch((e: unknown) => e);
     expect(err).toMatchObject({ codeName: 'UNAVAILABLE', retryable: true, message: expect.stringMatching(/^tone\.wav: ffmpeg failed on this machine, not because of the input: .*No space left on device/) });
+  });
+});
+
+/** The decoded RGB of pixel (x, y). */
+async function pixelAt(file: string, x: number, y: number): Promise<number[]> {
+  const { data, info } = await sharp(file).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const i = (y * info.width + x) * info.channels;
+  return [data[i]!, data[i + 1]!, data[i + 2]!];
+}
+
+/** Largest difference between two colours, per band. */
+const colourDiff = (a: number[], b: number[]): number => Math.max(...a.map((v, i) => Math.abs(v - b[i]!)));
+
+describe('image processor geometry', () => {
+  it('a portrait photo stored sideways (EXIF 6) with a width and a quarter turn keeps its shape and its corners', async () => {
+    // Stored 400 x 200, a red block in its top-left corner: upright it is 200 x 400 with the block
+    // top right; width 100 gives 100 x 200, and turned 90 degrees 200 x 100, the block bottom right.
+    const stored = await sharp({ create: { width: 400, height: 200, channels: 3, background: '#888' } })
+      .composite([{ input: { create: { width: 80, height: 80, channels: 3, background: '#f00' } }, left: 0, top: 0 }])
+      .withMetadata({ orientation: 6 })
+      .jpeg({ quality: 95 })
+      .toBuffer();
+    const r = await run({ 'q6.jpg': stored }, await mkdtemp(path.join(dir, 'q6-')), { width: 100, rotate: 90, format: 'png' });
+    expect(r.itemErrors).toEqual([]);
+    const out = r.outputs[0]!.path;
+    const meta = await sharp(out).metadata();
+    expect([meta.width, meta.height]).toEqual([200, 100]);
+    // Within JPEG's error of the source.
+    expect(colourDiff(await pixelAt(out, 195, 95), [255, 0, 0])).toBeLessThan(12);
+    for (const [x, y] of [[4, 4], [195, 4], [4, 95]] as const) expect(colourDiff(await pixelAt(out, x, y), [136, 136, 136]), `${x},${y}`).toBeLessThan(12);
+  });
+
+  it('a cover or contain box with a quarter turn is the box turned, as on the tiled path', async () => {
+    const wide = await sharp({ create: { width: 400, height: 200, channels: 3, background: '#468' } }).png().toBuffer();
+    const work = await mkdtemp(path.join(dir, 'box-'));
+    for (const fit of ['cover', 'contain', 'fill', 'inside', 'outside']) {
+      const r = await run({ [`${fit}.png`]: wide }, work, { width: 100, height: 80, fit, rotate: 270, format: 'png' });
+      const box = { cover: [80, 100], contain: [80, 100], fill: [80, 100], inside: [50, 100], outside: [80, 160] }[fit]!;
+      const meta = await sharp(r.outputs[0]!.path).metadata();
+      expect([meta.width, meta.height], fit).toEqual(box);
+    }
+  });
+});
+
+describe('image processor animations', () => {
+  let webp: Buffer;
+  let gif: Buffer;
+  beforeAll(async () => {
+    for (const ext of ['webp', 'gif']) {
+      await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=120x90:rate=10:duration=1', '-loop', '0', path.join(dir, `anim.${ext}`)]);
+    }
+    webp = await readFile(path.join(dir, 'anim.webp'));
+    gif = await readFile(path.join(dir, 'anim.gif'));
+  });
+
+  it('an animated WebP or GIF resized keeps its 10 frames, in its own format', async () => {
+    const r = await run({ 'anim.webp': webp, 'anim.gif': gif }, await mkdtemp(path.join(dir, 'anim-')), { width: 60 });
+    expect(r.itemErrors).toEqual([]);
+    for (const o of r.outputs) {
+      const meta = await sharp(o.path, { animated: true }).metadata();
+      expect([meta.format, meta.pages, meta.width, meta.pageHeight], o.name).toEqual([path.extname(o.name).slice(1), 10, 60, 45]);
+      expect([meta.delay, meta.loop], o.name).toEqual([Array(10).fill(100), 0]);
+      // Each frame is the source's frame resized, not the first one repeated.
+      const frame = (n: number): Promise<Buffer> => sharp(o.path, { page: n }).raw().toBuffer();
+      expect((await frame(0)).equals(await frame(9)), o.name).toBe(false);
+    }
+    expect(r.outputs.map((o) => o.name)).toEqual(['anim.webp', 'anim.gif']);
+    expect(r.result).toMatchObject({ items: [{ width: 60, height: 45 }, { width: 60, height: 45 }] });
+  });
+
+  it('refuses what sharp cannot do frame by frame, and still limits the pixels of all frames', async () => {
+    const work = await mkdtemp(path.join(dir, 'anim-refused-'));
+    const turned = await run({ 'anim.webp': webp }, work, { width: 60, rotate: 90 });
+    expect(turned.itemErrors).toEqual([
+      { input: 'anim.webp', code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^anim\.webp: an animated image keeps its frames only through .* not rotate; ask for a still format/) },
+    ]);
+    // A still format takes the first frame, as documented.
+    const still = await run({ 'anim.webp': webp }, work, { width: 60, rotate: 90, format: 'png' });
+    expect(still.itemErrors).toEqual([]);
+    const first = await sharp(still.outputs[0]!.path).metadata();
+    expect([first.width, first.height, first.pages ?? 1]).toEqual([45, 60, 1]);
+
+    const saved = process.env['TESSERA_MAX_INPUT_PIXELS'];
+    process.env['TESSERA_MAX_INPUT_PIXELS'] = '5000000';
+    try {
+      // 10 frames of 1200 x 900 = 10.8 Mpx, from a source of 108,000.
+      const big = await run({ 'anim.webp': webp }, work, { width: 1200 });
+      expect(big.itemErrors).toEqual([
+        { input: 'anim.webp', code: 'RESOURCE_EXHAUSTED', message: 'anim.webp: the result would be 10 frames of 1080000 pixels = 10800000 pixels, over the limit of 5000000 pixels (TESSERA_MAX_INPUT_PIXELS)' },
+      ]);
+    } finally {
+      if (saved === undefined) delete process.env['TESSERA_MAX_INPUT_PIXELS'];
+      else process.env['TESSERA_MAX_INPUT_PIXELS'] = saved;
+    }
   });
 });

@@ -1,12 +1,12 @@
 /** Worker side of `image`: runs the pipeline on each image of a batch; a bad image fails only itself. */
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { LOCAL_TROUBLE_CODES, TesseraError, isAbortError, isLocalTrouble } from '../../shared/errors.js';
+import { LOCAL_TROUBLE_CODES, TesseraError, invalidArgument, isAbortError, isLocalTrouble, resourceExhausted } from '../../shared/errors.js';
 import type { ItemFailure, ProcessOutput, WorkerProcessor } from '../../shared/job-kind.js';
 import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
 import { isTilePlan } from '../../shared/media/tile-plan.js';
 import { processTile } from './image-tile.js';
-import { FORMAT_EXTENSION, applyEncoding, applyPipeline, maxInputPixels, openImage, outputFormat } from '../../shared/media/image-pipeline.js';
+import { ANIMATED_FORMATS, FORMAT_EXTENSION, animationRefusal, maxInputPixels, openImage, outputFormat, outputPixels, renderImage } from '../../shared/media/image-pipeline.js';
 
 interface BatchPlan {
   type: 'batch';
@@ -50,7 +50,8 @@ export const imageProcessor: WorkerProcessor<ImageParams> = {
           const cause = /system error: ([^\n]+)/.exec(raw)?.[1] ?? code ?? 'no space';
           throw new TesseraError(status.UNAVAILABLE, `${item.input}: this worker could not write the result (${cause}): this worker's trouble, not the image's`, { retryable: true });
         }
-        itemErrors.push({ input: item.input, code: 'INVALID_ARGUMENT', message: `${item.input}: ${describeSharpError(err)}` });
+        if (err instanceof TesseraError) itemErrors.push({ input: item.input, code: err.codeName, message: `${item.input}: ${err.message}` });
+        else itemErrors.push({ input: item.input, code: 'INVALID_ARGUMENT', message: `${item.input}: ${describeSharpError(err)}` });
       }
       ctx.progress((k + 1) / plan.items.length, item.input);
     }
@@ -61,23 +62,25 @@ export const imageProcessor: WorkerProcessor<ImageParams> = {
 
 async function processOne(file: string, outputName: string, p: ImageParams, workDir: string, signal: AbortSignal) {
   const meta = await openImage(file).metadata();
-  const pixels = (meta.width ?? 0) * (meta.height ?? 0) * (meta.pages ?? 1);
+  const frames = meta.pages ?? 1;
+  const pixels = (meta.width ?? 0) * (meta.height ?? 0) * frames;
   if (pixels > maxInputPixels()) throw new Error(`image of ${meta.width}x${meta.height} is over the limit of ${maxInputPixels()} pixels`);
   const format = outputFormat(p, meta.format);
+  // An animation keeps its frames in a format that holds them (its first frame only in the others).
+  const animated = frames > 1 && ANIMATED_FORMATS.has(format);
+  if (animated) {
+    const refusal = animationRefusal(p, meta.orientation ?? 1);
+    if (refusal) throw invalidArgument(refusal);
+    // The limit on the source's pixels (all frames) holds for the result's too: a small animation
+    // resized up would otherwise make frames times the pixels.
+    const made = outputPixels({ width: meta.width ?? 0, height: meta.height ?? 0, orientation: meta.orientation ?? 1 }, p) * frames;
+    if (made > maxInputPixels()) throw resourceExhausted(`the result would be ${frames} frames of ${made / frames} pixels = ${made} pixels, over the limit of ${maxInputPixels()} pixels (TESSERA_MAX_INPUT_PIXELS)`);
+  }
   const name = outputName.endsWith(`.${FORMAT_EXTENSION[format]}`) ? outputName : `${outputName}.${FORMAT_EXTENSION[format]}`;
   const dest = path.join(workDir, name);
-  const pipeline = applyEncoding(applyPipeline(openImage(file), p), p, format);
-  const onAbort = (): void => {
-    // sharp has no cancellation: destroying the stream stops libvips at the next region.
-    pipeline.destroy();
-  };
-  signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    const info = await pipeline.toFile(dest);
-    return { name, path: dest, width: info.width, height: info.height, format: info.format, size: info.size };
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-  }
+  const info = await renderImage(file, p, dest, { format, animated, samples: meta, workDir, signal });
+  // An animation's height is one frame's (sharp reports the frames' stack).
+  return { name, path: dest, width: info.width, height: info.pageHeight ?? info.height, format: info.format, size: info.size };
 }
 
 function describeSharpError(err: unknown): string {
