@@ -1,7 +1,9 @@
 # Tessera: one image for the coordinator and the workers (the command picks the role).
 #   docker build -t tessera .
-#   docker run -d -p 7700:7700 -p 127.0.0.1:7780:7780 -v tessera-data:/data tessera      # coordinator
-#   docker run -d tessera worker --coordinator HOST:7700                                 # a worker
+#   docker run -d -p 127.0.0.1:7700:7700 -p 127.0.0.1:7780:7780 -v tessera-data:/data \
+#     --health-cmd 'tessera health --http 127.0.0.1:7780' tessera                        # coordinator
+#   docker run -d --stop-timeout 40 tessera worker --coordinator HOST:7700              # a worker
+# (publish 7700 beyond loopback only with TLS and tokens: README, "Running on several machines")
 # or `docker compose up -d --scale worker=N` with docker-compose.yml.
 
 FROM node:20-bookworm-slim AS build
@@ -50,9 +52,9 @@ RUN ln -s /app/dist/client/cli.js /usr/local/bin/tessera \
 USER node
 VOLUME ["/data"]
 EXPOSE 7700 7780
-# grpc.health.v1 against the coordinator in this container; NOT_SERVING while it drains.
-HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["tessera", "health", "--coordinator", "127.0.0.1:7700", "--timeout-ms", "3000"]
+# No HEALTHCHECK here: the same image runs workers, which have no coordinator to probe. The
+# coordinator's check (`tessera health --http 127.0.0.1:7780`: /healthz, unaffected by TLS and
+# tokens on gRPC) is set where the role is known, in docker-compose.yml or `docker run --health-cmd`.
 ENTRYPOINT ["tessera"]
 # Plaintext off loopback needs --insecure: put the cluster on a private network, or add
 # --tls-cert/--tls-key (see README "Running on several machines").

@@ -74,6 +74,7 @@ program
   .command('health')
   .description('check a coordinator through grpc.health.v1 (exit 0 when SERVING): for Docker and scripts')
   .addOption(coordinatorOpt())
+  .option('--http <host:port>', "check its /healthz over HTTP instead (the dashboard address): no TLS or token involved, so it suits a container's own health check")
   .option('--service <name>', "service to check ('' = the whole server)", '')
   .option('--timeout-ms <ms>', 'deadline of the check', int('--timeout-ms'), 3000)
   .option('--json', 'JSON output')

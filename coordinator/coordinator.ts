@@ -17,7 +17,7 @@ import { WorkerRegistry } from './worker-registry.js';
 import { workerServiceHandlers } from './worker-service.js';
 import { CoordinatorAuth, type AuthConfig } from './auth.js';
 import { resolveLimits, type Limits } from '../shared/limits.js';
-import { assertSecureListen, serverCredentials, type ServerTlsFiles } from '../shared/tls.js';
+import { assertSecureListen, isLoopbackHost, listenHost, serverCredentials, type ServerTlsFiles } from '../shared/tls.js';
 import { startObservability, type Observability } from './http/index.js';
 
 /** How long finished jobs are kept by default. */
@@ -97,9 +97,14 @@ export class Coordinator {
     const { opts } = this;
     const log = opts.log;
     assertSecureListen(opts.listen, Boolean(opts.tls), Boolean(opts.insecure));
+    // The dashboard is plain HTTP: off loopback only when the operator said the network is trusted.
+    if (opts.http && opts.http !== 'off' && !opts.insecure && !isLoopbackHost(listenHost(opts.http))) {
+      throw new Error(`refusing to serve the dashboard on ${opts.http}: it is plain HTTP. Keep --http on 127.0.0.1, or pass --insecure if the network is trusted.`);
+    }
     const auth = new CoordinatorAuth(opts.auth ?? {}, log);
-    // Client tokens without a worker token would let anyone join as a worker and read every job's inputs.
-    if (!auth.clientsOpen && auth.workersOpen && !opts.insecure) throw new Error('client tokens are set but no worker token: set --worker-token (or TESSERA_WORKER_TOKEN), or pass --insecure');
+    // Client tokens without a worker token would let anyone join as a worker and read every job's
+    // inputs; --insecure (plaintext on a trusted network) does not change that.
+    if (!auth.clientsOpen && auth.workersOpen) throw new Error('client tokens are set but no worker token: set --worker-token (or TESSERA_WORKER_TOKEN) too, or anyone could join as a worker and read every job');
     const shared = await SharedRoots.create(opts.sharedRoots ?? [], opts.dataDir, opts.sharedOutputRoots ?? []);
     if (shared.list.length > 0) log.info({ sharedRoots: shared.list }, 'inputs by reference allowed under the shared folders');
     if (shared.outputList.length > 0) log.info({ sharedOutputRoots: shared.outputList }, 'outputs may be written into the shared output folders');
@@ -154,7 +159,13 @@ export class Coordinator {
       this.retentionTimer = setInterval(expire, Math.min(60_000, Math.max(1000, Math.floor(retentionMs / 4))));
       this.retentionTimer.unref();
     }
-    this.observability = await startObservability({ http: opts.http, manager: this.jobs, log, serving: () => this.state === 'running' });
+    this.observability = await startObservability({
+      http: opts.http,
+      manager: this.jobs,
+      log,
+      serving: () => this.state === 'running',
+      isAdminToken: auth.clientsOpen ? undefined : (token) => isAdminClient(auth, token),
+    });
     this.setServing(true);
     this.state = 'running';
     log.info({ address: this.address, dataDir: opts.dataDir, resumed }, 'coordinator listening');
@@ -224,5 +235,16 @@ function widenFlowControlWindows(server: grpc.Server): void {
         // A session closing as it opens: nothing to widen.
       }
     });
+  }
+}
+
+/** Whether `token` is an admin client token (the dashboard's key when clients need tokens). */
+function isAdminClient(auth: CoordinatorAuth, token: string): boolean {
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${token}`);
+  try {
+    return auth.identify(md).admin;
+  } catch {
+    return false;
   }
 }

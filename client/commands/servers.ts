@@ -114,10 +114,20 @@ export async function checkHealth(address: string, service = '', timeoutMs = 300
 }
 
 /** `tessera health`: prints the status; exit 0 when SERVING, 1 otherwise. */
-export async function runHealth(o: { coordinator?: string; service: string; timeoutMs: number; json?: boolean }): Promise<number> {
-  const address = coordinatorAddress(o.coordinator);
-  const status = await checkHealth(address, o.service, o.timeoutMs);
+export async function runHealth(o: { coordinator?: string; http?: string; service: string; timeoutMs: number; json?: boolean }): Promise<number> {
+  const address = o.http ? `http://${o.http}/healthz` : coordinatorAddress(o.coordinator);
+  const status = o.http ? await checkHttpHealth(address, o.timeoutMs) : await checkHealth(address, o.service, o.timeoutMs);
   if (o.json) process.stdout.write(`${JSON.stringify({ address, service: o.service, status })}\n`);
   else process.stdout.write(`${status}\n`);
   return status === 'SERVING' ? 0 : 1;
+}
+
+/** `/healthz` of a coordinator's HTTP server: 200 while it takes work, 503 while starting or draining. */
+async function checkHttpHealth(url: string, timeoutMs: number): Promise<string> {
+  try {
+    const r = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    return r.status === 200 ? 'SERVING' : r.status === 503 ? 'NOT_SERVING' : `HTTP_${r.status}`;
+  } catch {
+    return 'UNREACHABLE';
+  }
 }

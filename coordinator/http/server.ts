@@ -22,6 +22,23 @@ export interface HttpServerOptions {
   log: Logger;
   /** Whether the coordinator accepts work (false while starting or draining): drives /healthz. */
   serving: () => boolean;
+  /**
+   * Set when clients need tokens: true for an admin client token. Then `/api/` and `/events`
+   * (every client's jobs) need one, as `Authorization: Bearer TOKEN` or the `tessera_token`
+   * cookie the dashboard page sets; `/metrics` and `/healthz` stay open.
+   */
+  isAdminToken?: (token: string) => boolean;
+}
+
+/** The token of an HTTP request: its bearer header, else the dashboard's cookie. */
+function requestToken(req: IncomingMessage): string | undefined {
+  const auth = req.headers.authorization;
+  if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [k, ...v] = part.trim().split('=');
+    if (k === 'tessera_token') return decodeURIComponent(v.join('='));
+  }
+  return undefined;
 }
 
 /**
@@ -86,6 +103,12 @@ export class CoordinatorHttpServer {
     const url = new URL(req.url ?? '/', 'http://dashboard');
     const { manager } = this.opts;
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n');
+    // What shows every client's jobs needs an admin token when clients need tokens.
+    const check = this.opts.isAdminToken;
+    if (check && (url.pathname === '/events' || url.pathname === '/access' || url.pathname.startsWith('/api/'))) {
+      const token = requestToken(req);
+      if (!token || !check(token)) return text(res, 401, 'an admin client token is needed (Authorization: Bearer TOKEN)\n');
+    }
     switch (url.pathname) {
       case '/':
         return this.file(res, 'index.html');
@@ -97,6 +120,11 @@ export class CoordinatorHttpServer {
       }
       case '/events':
         this.live.attach(res, url.searchParams.get('job') ?? '');
+        return;
+      case '/access':
+        // The page asks once whether it may see the jobs (401 above when it needs a token).
+        res.writeHead(204);
+        res.end();
         return;
       case '/healthz':
         return this.opts.serving() ? text(res, 200, 'ok\n') : text(res, 503, 'not serving\n');

@@ -119,4 +119,18 @@ function render() {
 }
 
 window.addEventListener('hashchange', () => select(decodeURIComponent(location.hash.slice(1))));
-connect();
+/**
+ * When clients need tokens, the live view needs an admin client token: asked for once, then kept
+ * in a cookie (sent only to this server, only by this page's own requests).
+ */
+async function ensureAccess() {
+  for (;;) {
+    const r = await fetch('/access', { cache: 'no-store' }).catch(() => undefined);
+    if (!r || r.status !== 401) return;
+    const token = window.prompt('This coordinator needs an admin client token to show its jobs:');
+    if (!token) return;
+    document.cookie = `tessera_token=${encodeURIComponent(token.trim())}; path=/; SameSite=Strict`;
+  }
+}
+
+ensureAccess().then(connect);

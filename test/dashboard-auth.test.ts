@@ -1,0 +1,78 @@
+/**
+ * The dashboard and its JSON show every client's jobs. When clients need tokens, `/api/` and
+ * `/events` need an admin client token; the dashboard is plain HTTP, so off loopback it needs
+ * `--insecure` like gRPC; and client tokens without a worker token are refused, `--insecure` or not.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Coordinator } from '../coordinator/coordinator.js';
+import { createLogger } from '../shared/logger.js';
+
+const log = createLogger('test', 'silent', 'json');
+const ADMIN = 'admin-token-aaaaaaaaaaaaaaaa';
+const ALICE = 'alice-token-bbbbbbbbbbbbbbbb';
+const WORKER = 'worker-token-cccccccccccccccc';
+let dir: string;
+let coordinator: Coordinator;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-dash-auth-'));
+  coordinator = new Coordinator({
+    listen: '127.0.0.1:0',
+    http: '127.0.0.1:0',
+    dataDir: path.join(dir, 'data'),
+    log,
+    auth: {
+      clientTokens: [
+        { id: 'root', role: 'admin', token: ADMIN },
+        { id: 'alice', role: 'client', token: ALICE },
+      ],
+      workerToken: WORKER,
+    },
+  });
+  await coordinator.start();
+});
+
+afterAll(async () => {
+  await coordinator?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const get = (p: string, headers: Record<string, string> = {}): Promise<Response> => fetch(`http://${coordinator.httpAddress}${p}`, { headers, signal: AbortSignal.timeout(5000) });
+
+describe('the dashboard with client tokens', () => {
+  it('shows jobs and workers only to an admin client token (header or cookie)', async () => {
+    for (const p of ['/api/jobs', '/api/workers', '/api/jobs/x', '/access']) {
+      expect((await get(p)).status, p).toBe(401);
+      expect((await get(p, { authorization: `Bearer ${ALICE}` })).status, p).toBe(401);
+      expect((await get(p, { authorization: `Bearer ${WORKER}` })).status, p).toBe(401);
+    }
+    expect((await get('/api/jobs', { authorization: `Bearer ${ADMIN}` })).status).toBe(200);
+    expect((await get('/access', { authorization: `Bearer ${ADMIN}` })).status).toBe(204);
+    expect((await get('/api/workers', { cookie: `other=1; tessera_token=${encodeURIComponent(ADMIN)}` })).status).toBe(200);
+    // The live stream too (read no further than its status).
+    const events = await get('/events');
+    expect(events.status).toBe(401);
+    // What holds no job stays open: the page, /metrics for Prometheus, /healthz for probes.
+    for (const p of ['/', '/metrics', '/healthz']) expect((await get(p)).status, p).toBe(200);
+  });
+});
+
+describe('a coordinator refuses to start', () => {
+  const start = (o: Partial<ConstructorParameters<typeof Coordinator>[0]>): Promise<unknown> =>
+    new Coordinator({ listen: '127.0.0.1:0', http: '', dataDir: path.join(dir, `refused-${Math.random()}`), log, ...o }).start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+
+  it('with the dashboard off loopback unless --insecure', async () => {
+    expect(String(await start({ http: '0.0.0.0:0' }))).toMatch(/refusing to serve the dashboard on 0\.0\.0\.0:0: it is plain HTTP/);
+  });
+
+  it('with client tokens but no worker token, --insecure or not', async () => {
+    const auth = { clientTokens: [{ id: 'alice', role: 'client' as const, token: ALICE }] };
+    for (const insecure of [false, true]) expect(String(await start({ auth, insecure }))).toMatch(/client tokens are set but no worker token/);
+  });
+});
