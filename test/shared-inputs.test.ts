@@ -68,7 +68,9 @@ describe('inputs by reference', () => {
     expect((await readdir(out)).sort()).toEqual(['p0.webp', 'p1.webp', 'p2.webp']);
     // The worker read the files where they lie, and the coordinator kept no copy of them.
     expect((await served(c)) - servedBefore).toBe(0);
-    expect(await readdir(path.join(c.dataDir, 'spool', 'jobs', job.id, 'in'))).toEqual([]);
+    // (A finished job's spool input folder is removed; it never held a copy of these.)
+    expect(await readdir(path.join(c.dataDir, 'spool', 'jobs', job.id, 'in')).catch(() => [])).toEqual([]);
+    expect(job.inputs.every((i) => i.shared_path !== '')).toBe(true);
     expect(await Promise.all(photos.map(sha))).toEqual(before);
   });
 
