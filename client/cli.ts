@@ -299,6 +299,11 @@ program
   });
 
 clientSecurityOptions(program);
+// The command that ran, for the hint below: --coordinator is an option of each subcommand, never of the program.
+let actionCommand: Command | undefined;
+program.hook('preAction', (_program, command) => {
+  actionCommand = command;
+});
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {
     // Commander has printed its message (and the help); --help and --version end with 0.
@@ -312,6 +317,6 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   }
   const code = (err as { code?: number }).code;
   process.stderr.write(`tessera: ${describeError(err)}\n`);
-  if (code === status.UNAVAILABLE) process.stderr.write(`tessera: is a coordinator running at ${coordinatorAddress((program.opts() as { coordinator?: string }).coordinator)}?\n`);
+  if (code === status.UNAVAILABLE) process.stderr.write(`tessera: is a coordinator running at ${coordinatorAddress(actionCommand?.opts<{ coordinator?: string }>().coordinator)}?\n`);
   process.exitCode = code === status.INVALID_ARGUMENT || code === status.NOT_FOUND ? 2 : 1;
 });

@@ -2,8 +2,9 @@
  * Who may call what on the coordinator. One server interceptor authenticates every Tessera call
  * before its handler runs (health and reflection stay open, for probes): the worker join token (and,
  * with `requireWorkerCert`, a client certificate signed by the CA) for WorkerService, a client token
- * for JobService. Failures are rate-limited per peer host and logged without the secret. Handlers then
- * ask {@link CoordinatorAuth.identify} who the caller is, to check job ownership.
+ * for JobService. Failures are rate-limited per peer host (calls with a valid token never are) and
+ * logged without the secret. Handlers then ask {@link CoordinatorAuth.identify} who the caller is, to
+ * check job ownership.
  *
  * With no tokens configured the cluster runs open (the loopback demo): every caller is `local`, an admin.
  */
@@ -79,16 +80,17 @@ export class CoordinatorAuth {
     const isWorker = path.startsWith(WORKER_PREFIX);
     const isJob = path.startsWith(JOB_PREFIX);
     if (!isWorker && !isJob) return undefined;
+    // The token is looked up first (in constant time) so that a valid one always goes through: one
+    // guesser behind a NAT or Docker's proxy must not lock out every client and worker sharing its address.
+    const refusal = isWorker ? this.checkWorker(md, authContext) : this.checkClient(md);
+    if (!refusal) return undefined;
     const host = peerHost(peer);
     const wait = this.limiter.retryAfterMs(host);
     if (wait > 0) return { code: status.RESOURCE_EXHAUSTED, details: `too many failed authentications from ${host}: retry in ${Math.ceil(wait / 1000)} s` };
-    const refusal = isWorker ? this.checkWorker(md, authContext) : this.checkClient(md);
-    if (refusal) {
-      this.limiter.fail(host);
-      const token = bearerToken(md);
-      // The fingerprint lets an operator tell "an old token" from "random guesses" without logging a secret.
-      this.log.warn({ peer, method: path, code: grpc.status[refusal.code], reason: refusal.details, ...(token ? { tokenFingerprint: tokenFingerprint(token) } : {}) }, 'authentication failed');
-    }
+    this.limiter.fail(host);
+    const token = bearerToken(md);
+    // The fingerprint lets an operator tell "an old token" from "random guesses" without logging a secret.
+    this.log.warn({ peer, method: path, code: grpc.status[refusal.code], reason: refusal.details, ...(token ? { tokenFingerprint: tokenFingerprint(token) } : {}) }, 'authentication failed');
     return refusal;
   }
 

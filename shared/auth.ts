@@ -67,7 +67,7 @@ export function tokenFingerprint(token: string): string {
   return digest(token).toString('hex').slice(0, 8);
 }
 
-/** Sources of one secret, in order of precedence. */
+/** Sources of one secret: a value or a file given as flags, else a value or a file named in the environment. */
 export interface SecretSources {
   /** Given directly (a flag). */
   value?: string | undefined;
@@ -79,13 +79,20 @@ export interface SecretSources {
   fileEnv?: string;
 }
 
-/** Reads a secret from a flag, a file, the environment or a file named there; trims surrounding whitespace. */
+/**
+ * Reads a secret; trims surrounding whitespace. The flags beat the environment whichever form each
+ * takes; a value and a file at the same level are refused rather than one silently preferred.
+ */
 export function readSecret(s: SecretSources, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const fromFile = (f: string): string => readFileSync(f, 'utf8').trim();
+  if (s.value && s.file) throw new Error('a secret was given both as a value and as a file: give one');
   if (s.value) return s.value.trim();
   if (s.file) return fromFile(s.file);
-  if (s.env && env[s.env]) return env[s.env]!.trim();
-  if (s.fileEnv && env[s.fileEnv]) return fromFile(env[s.fileEnv]!);
+  const value = s.env ? env[s.env] : undefined;
+  const file = s.fileEnv ? env[s.fileEnv] : undefined;
+  if (value && file) throw new Error(`${s.env} and ${s.fileEnv} are both set: set one`);
+  if (value) return value.trim();
+  if (file) return fromFile(file);
   return undefined;
 }
 

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from './submit.js';
+import { redactSecrets, resolveSecretSources } from './security-options.js';
 
 /** Environment variable of a flag: `--data-dir` -> `TESSERA_DATA_DIR`. */
 export function envVarOf(option: Option): string {
@@ -61,9 +62,9 @@ function coerce(option: Option, key: string, value: unknown, file: string): unkn
 
 /**
  * Adds `--config FILE` (env TESSERA_CONFIG), an environment variable for every option that has
- * none yet, and `--print-config` (prints the resolved options as JSON and exits: for checking a
- * deployment's flags, environment and file without starting anything). Call after the command's
- * options are defined.
+ * none yet, and `--print-config` (prints the resolved options as JSON, secrets as fingerprints, and
+ * exits: for checking a deployment's flags, environment and file without starting anything). Call
+ * after the command's options are defined.
  */
 export function configurable(cmd: Command): Command {
   for (const option of cmd.options) {
@@ -97,10 +98,13 @@ export function configurable(cmd: Command): Command {
   cmd.hook('preAction', (command) => {
     const file = command.getOptionValue('config') as string | undefined;
     if (file) applyConfigFile(command, file);
+    // Only now are all sources known: a token file from the config file loses to TESSERA_WORKER_TOKEN.
+    resolveSecretSources(command);
     if (command.getOptionValue('printConfig')) {
       const { printConfig: _p, ...resolved } = command.opts();
       const sources = Object.fromEntries(Object.keys(resolved).map((k) => [k, command.getOptionValueSource(k) ?? 'unset']));
-      process.stdout.write(`${JSON.stringify({ command: command.name(), options: resolved, sources })}\n`);
+      // The output gets pasted into tickets and CI logs: secrets appear as fingerprints only.
+      process.stdout.write(`${JSON.stringify({ command: command.name(), options: redactSecrets(resolved), sources })}\n`);
       process.exit(0);
     }
   });
