@@ -14,7 +14,7 @@ import { validateAudioParams } from '../shared/kinds/audio-params.js';
 import { encoderArgs, stageAChain, stageBChain } from '../shared/media/audio-filters.js';
 import type { FileReport } from '../shared/media/audio-finish.js';
 import { fadeSamples, type SegmentPlan } from '../shared/media/audio-pieces.js';
-import { decodedMd5, decodeFloat, ebur128, generateAudio, runAudioInProcess, type InProcessResult } from './helpers/audio-media.js';
+import { decodedMd5, decodeFloat, ebur128, generateAudio, runAudioInProcess, audioReport, type InProcessResult } from './helpers/audio-media.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -24,11 +24,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function report(r: InProcessResult): Promise<FileReport[]> {
-  const out = r.outputs.find((o) => o.name === 'audio-report.json');
-  expect(out, 'audio-report.json').toBeDefined();
-  return (JSON.parse(await readFile(out!.path, 'utf8')) as { files: FileReport[] }).files;
-}
+const report = audioReport;
 
 /** One ffmpeg run over the whole source with the same stage A + stage B filters and encoder. */
 async function singleProcess(src: string, raw: Record<string, unknown>, rep: FileReport, out: string, opts: { outLayout?: string; bits?: 16 | 24 } = {}): Promise<string> {

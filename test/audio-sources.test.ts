@@ -9,10 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { runFfmpeg } from '../shared/ffmpeg.js';
-import type { FileReport } from '../shared/media/audio-finish.js';
 import type { SegmentPlan } from '../shared/media/audio-pieces.js';
 import { probeAudio } from '../shared/media/audio-probe.js';
-import { decodedMd5, decodeFloat, generateAudio, runAudioInProcess, type InProcessResult } from './helpers/audio-media.js';
+import { decodedMd5, decodeFloat, generateAudio, runAudioInProcess, audioReport } from './helpers/audio-media.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -22,11 +21,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function report(r: InProcessResult): Promise<FileReport[]> {
-  const out = r.outputs.find((o) => o.name === 'audio-report.json');
-  expect(out, 'audio-report.json').toBeDefined();
-  return (JSON.parse(await readFile(out!.path, 'utf8')) as { files: FileReport[] }).files;
-}
+const report = audioReport;
 
 /** A 440 Hz tone in `layout`, each channel at its own gain (so a channel that moves can be told apart). */
 async function surround(file: string, layout: string, gains: number[], seconds: number, codec: string[]): Promise<string> {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import type { FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome } from '../../shared/job-kind.js';
 import { createLogger } from '../../shared/logger.js';
+import type { FileReport } from '../../shared/media/audio-finish.js';
 import { probeAudio } from '../../shared/media/audio-probe.js';
 import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import { audioKind } from '../../coordinator/kinds/audio.js';
@@ -141,4 +142,11 @@ export async function runAudioInProcess(raw: Record<string, unknown>, files: str
   }
   const merged = await audioKind.merge({ ...base, phase: 0, results, history: [], outputDir });
   return { outputs: merged.outputs ?? [], errors: [...planned.errors ?? [], ...(merged.errors ?? [])], subtasks: results };
+}
+
+/** The per-file reports an audio job writes (`audio-report.json`). */
+export async function audioReport(r: InProcessResult): Promise<FileReport[]> {
+  const out = r.outputs.find((o) => o.name === 'audio-report.json');
+  if (!out) throw new Error('the job wrote no audio-report.json');
+  return (JSON.parse(await readFile(out.path, 'utf8')) as { files: FileReport[] }).files;
 }
