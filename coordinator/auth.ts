@@ -8,6 +8,7 @@
  *
  * With no tokens configured the cluster runs open (the loopback demo): every caller is `local`, an admin.
  */
+import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { TokenTable, bearerToken, tokenFingerprint, type Principal, type TokenEntry } from '../shared/auth.js';
@@ -80,18 +81,54 @@ export class CoordinatorAuth {
     const isWorker = path.startsWith(WORKER_PREFIX);
     const isJob = path.startsWith(JOB_PREFIX);
     if (!isWorker && !isJob) return undefined;
-    // The token is looked up first (in constant time) so that a valid one always goes through: one
-    // guesser behind a NAT or Docker's proxy must not lock out every client and worker sharing its address.
-    const refusal = isWorker ? this.checkWorker(md, authContext) : this.checkClient(md);
-    if (!refusal) return undefined;
     const host = peerHost(peer);
-    const wait = this.limiter.retryAfterMs(host);
-    if (wait > 0) return { code: status.RESOURCE_EXHAUSTED, details: `too many failed authentications from ${host}: retry in ${Math.ceil(wait / 1000)} s` };
-    this.limiter.fail(host);
     const token = bearerToken(md);
+    const key = token === undefined ? '' : secretKey(token);
+    const wait = this.limiter.retryAfterMs(host);
+    // While an address is held back, only tokens that have already worked from it are looked at:
+    // a guesser learns nothing, and the clients and workers sharing its address (a NAT, Docker's
+    // proxy) that were already at work go on. Everything else waits.
+    if (wait > 0 && !this.knownGood.get(host)?.has(key)) {
+      return { code: status.RESOURCE_EXHAUSTED, details: `too many failed authentications from ${host}: retry in ${Math.ceil(wait / 1000)} s` };
+    }
+    const refusal = isWorker ? this.checkWorker(md, authContext) : this.checkClient(md);
+    if (!refusal) {
+      this.rememberGood(host, key);
+      return undefined;
+    }
+    this.limiter.fail(host);
     // The fingerprint lets an operator tell "an old token" from "random guesses" without logging a secret.
     this.log.warn({ peer, method: path, code: grpc.status[refusal.code], reason: refusal.details, ...(token ? { tokenFingerprint: tokenFingerprint(token) } : {}) }, 'authentication failed');
     return refusal;
+  }
+
+  /** Tokens (their SHA-256) that authenticated from each address: bounded, oldest forgotten first. */
+  private readonly knownGood = new Map<string, Set<string>>();
+
+  private rememberGood(host: string, key: string): void {
+    let set = this.knownGood.get(host);
+    if (set?.has(key)) return;
+    if (!set) {
+      if (this.knownGood.size >= 10_000) this.knownGood.delete(this.knownGood.keys().next().value!);
+      this.knownGood.set(host, (set = new Set()));
+    }
+    if (set.size >= 64) set.delete(set.values().next().value!);
+    set.add(key);
+  }
+
+  /**
+   * Whether `token`, presented over HTTP from `peer` (the dashboard), is an admin client token;
+   * under the same limit on failures as gRPC calls.
+   */
+  isAdminToken(token: string, peer: string): boolean {
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${token}`);
+    if (this.check(`${JOB_PREFIX}Dashboard`, md, peer, undefined)) return false;
+    try {
+      return this.identify(md).admin;
+    } catch {
+      return false;
+    }
   }
 
   private checkWorker(md: grpc.Metadata, authContext: AuthContext | undefined): { code: status; details: string } | undefined {
@@ -132,4 +169,9 @@ export class CoordinatorAuth {
       return new grpc.ServerInterceptingCall(call, responder);
     };
   }
+}
+
+/** A token's SHA-256 (hex): what is kept of the tokens that worked. */
+function secretKey(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
 }

@@ -164,7 +164,7 @@ export class Coordinator {
       manager: this.jobs,
       log,
       serving: () => this.state === 'running',
-      isAdminToken: auth.clientsOpen ? undefined : (token) => isAdminClient(auth, token),
+      isAdminToken: auth.clientsOpen ? undefined : (token, peer) => auth.isAdminToken(token, peer),
     });
     this.setServing(true);
     this.state = 'running';
@@ -238,13 +238,3 @@ function widenFlowControlWindows(server: grpc.Server): void {
   }
 }
 
-/** Whether `token` is an admin client token (the dashboard's key when clients need tokens). */
-function isAdminClient(auth: CoordinatorAuth, token: string): boolean {
-  const md = new grpc.Metadata();
-  md.set('authorization', `Bearer ${token}`);
-  try {
-    return auth.identify(md).admin;
-  } catch {
-    return false;
-  }
-}

@@ -2,11 +2,15 @@
  * The dashboard and its JSON show every client's jobs. When clients need tokens, `/api/` and
  * `/events` need an admin client token; the dashboard is plain HTTP, so off loopback it needs
  * `--insecure` like gRPC; and client tokens without a worker token are refused, `--insecure` or not.
+ * An address with too many failed authentications is held back, except for tokens already at work
+ * from it (the others behind the same NAT), so that a guesser learns nothing while held.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TesseraClient } from '../client/client.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { createLogger } from '../shared/logger.js';
 
@@ -14,6 +18,7 @@ const log = createLogger('test', 'silent', 'json');
 const ADMIN = 'admin-token-aaaaaaaaaaaaaaaa';
 const ALICE = 'alice-token-bbbbbbbbbbbbbbbb';
 const WORKER = 'worker-token-cccccccccccccccc';
+const CAROL = 'carol-token-dddddddddddddddd';
 let dir: string;
 let coordinator: Coordinator;
 
@@ -74,5 +79,48 @@ describe('a coordinator refuses to start', () => {
   it('with client tokens but no worker token, --insecure or not', async () => {
     const auth = { clientTokens: [{ id: 'alice', role: 'client' as const, token: ALICE }] };
     for (const insecure of [false, true]) expect(String(await start({ auth, insecure }))).toMatch(/client tokens are set but no worker token/);
+  });
+});
+
+describe('failed authentications from one address', () => {
+  it('hold back every token not already at work from it, over gRPC and HTTP alike', async () => {
+    const held = new Coordinator({
+      listen: '127.0.0.1:0',
+      http: '127.0.0.1:0',
+      dataDir: path.join(dir, 'held'),
+      log,
+      auth: {
+        clientTokens: [
+          { id: 'root', role: 'admin', token: ADMIN },
+          { id: 'alice', role: 'client', token: ALICE },
+          { id: 'carol', role: 'client', token: CAROL },
+        ],
+        workerToken: WORKER,
+        // Three failures, then one back every 100 s: held back for the whole test.
+        rateLimit: { burst: 3, perSecond: 0.01 },
+      },
+    });
+    const address = await held.start();
+    const clients: TesseraClient[] = [];
+    const as = (token: string): TesseraClient => {
+      const c = new TesseraClient({ address, token, deadlineMs: 5000 });
+      clients.push(c);
+      return c;
+    };
+    const code = (p: Promise<unknown>): Promise<number | string> => p.then(() => 'ok', (e: { code: number }) => e.code);
+    try {
+      expect(await code(as(ALICE).listJobs())).toBe('ok');
+      for (let i = 0; i < 3; i++) expect(await code(as('wrong-token-guess-0123456789').listJobs())).toBe(grpc.status.UNAUTHENTICATED);
+      // Held back now: a guess is not even looked at, right or wrong...
+      expect(await code(as('wrong-token-guess-0123456789').listJobs())).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(await code(as(CAROL).listJobs())).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      const dash = await fetch(`http://${held.httpAddress}/access`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      expect(dash.status).toBe(401);
+      // ...while a client already at work from that address goes on.
+      expect(await code(as(ALICE).listJobs())).toBe('ok');
+    } finally {
+      for (const c of clients) c.close();
+      await held.close();
+    }
   });
 });

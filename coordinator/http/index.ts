@@ -17,7 +17,7 @@ export interface Observability {
 }
 
 /** `http`: host:port, or '' / 'off' for no HTTP server. */
-export async function startObservability(o: { http: string | undefined; manager: JobManager; log: Logger; serving: () => boolean; isAdminToken?: ((token: string) => boolean) | undefined }): Promise<Observability> {
+export async function startObservability(o: { http: string | undefined; manager: JobManager; log: Logger; serving: () => boolean; isAdminToken?: ((token: string, peer: string) => boolean) | undefined }): Promise<Observability> {
   const subtaskLog = new SubtaskLogger(o.manager, o.log);
   const enabled = o.http !== undefined && o.http !== '' && o.http !== 'off';
   const server = enabled ? new CoordinatorHttpServer({ listen: o.http!, manager: o.manager, log: o.log, serving: o.serving, ...(o.isAdminToken ? { isAdminToken: o.isAdminToken } : {}) }) : undefined;

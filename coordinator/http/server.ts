@@ -27,7 +27,7 @@ export interface HttpServerOptions {
    * (every client's jobs) need one, as `Authorization: Bearer TOKEN` or the `tessera_token`
    * cookie the dashboard page sets; `/metrics` and `/healthz` stay open.
    */
-  isAdminToken?: (token: string) => boolean;
+  isAdminToken?: (token: string, peer: string) => boolean;
 }
 
 /** The token of an HTTP request: its bearer header, else the dashboard's cookie. */
@@ -107,7 +107,9 @@ export class CoordinatorHttpServer {
     const check = this.opts.isAdminToken;
     if (check && (url.pathname === '/events' || url.pathname === '/access' || url.pathname.startsWith('/api/'))) {
       const token = requestToken(req);
-      if (!token || !check(token)) return text(res, 401, 'an admin client token is needed (Authorization: Bearer TOKEN)\n');
+      const sock = req.socket;
+      const peer = sock.remoteFamily === 'IPv6' ? `[${sock.remoteAddress}]:${sock.remotePort}` : `${sock.remoteAddress}:${sock.remotePort}`;
+      if (!token || !check(token, peer)) return text(res, 401, 'an admin client token is needed (Authorization: Bearer TOKEN)\n');
     }
     switch (url.pathname) {
       case '/':
