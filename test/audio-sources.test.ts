@@ -113,6 +113,21 @@ describe('audio kind: sources as they come', () => {
     }
   });
 
+  test('a Matroska file whose picture runs past its sound is not refused as truncated (whole and segmented)', async () => {
+    // Matroska states no stream durations: the container's 8 s is the picture's, the sound is 4 s.
+    const mkv = path.join(dir, 'clip.mkv');
+    await runFfmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=64x48:rate=5:duration=8', '-f', 'lavfi', '-i', 'sine=f=440:r=48000:d=4', '-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'flac', '-y', mkv]);
+    const probe = await probeAudio(mkv, 'clip.mkv');
+    expect(probe.duration).toBeGreaterThan(7.5);
+    expect(probe.durationIsAudio).toBe(false);
+    for (const raw of [{}, { segment_seconds: 2 }]) {
+      const r = await runAudioInProcess(raw, [mkv], path.join(dir, `mkv-${Object.keys(raw).length}`));
+      expect(r.errors, JSON.stringify(raw)).toEqual([]);
+      const [rep] = await report(r);
+      expect(Math.abs(rep!.frames / rep!.sampleRate - 4), JSON.stringify(raw)).toBeLessThan(0.05);
+    }
+  });
+
   test('9.5 s in segments of about 2 s: even whole-second segments (2, 2, 2, 2, 1.5), output equal to one run', async () => {
     const src = await generateAudio(path.join(dir, 'talk.wav'), { source: 'speech', seconds: 9.5, rate: 48000, layout: 'stereo', ext: 'wav' });
     const r = await runAudioInProcess({ codec: 'flac', segment_seconds: 2 }, [src], dir);

@@ -73,6 +73,7 @@ export async function planAudio(ctx: PlanContext<AudioJobParams>): Promise<{ sub
         outLayout,
         weightLayout: outLayout || probe.layout,
         bits: losslessBits(probe.sampleFormat),
+        durationIsAudio: probe.durationIsAudio,
       };
       const startSec = p.trim?.start ?? 0;
       const endSec = p.trim?.end ? Math.min(p.trim.end, probe.duration || p.trim.end) : probe.duration;
@@ -117,7 +118,7 @@ async function planSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, p
   const info = await readWavInfo(wavPath, file.name);
   if (wavPath !== file.path) {
     // A decoder stops cleanly where a cut-off file ends: compare with the length the file states.
-    await checkNotTruncated({ path: file.path, input: file.name, frames: info.frames, expected: Math.round(probe.duration * info.sampleRate), rate: info.sampleRate, signal: ctx.signal });
+    await checkNotTruncated({ path: file.path, input: file.name, frames: info.frames, expected: Math.round(probe.duration * info.sampleRate), durationIsAudio: probe.durationIsAudio, rate: info.sampleRate, signal: ctx.signal });
   }
   // A streamed WAV may declare 0 or 0xFFFFFFFF bytes; any other shortfall means the file was cut off.
   if (wavPath === file.path && info.sizeStated && info.declaredBytes > info.dataBytes + info.blockAlign) {

@@ -22,6 +22,8 @@ export interface FileRender {
   bits: 16 | 24;
   /** Output frames expected for the whole file (exact for WAV-cut files, estimated for others). */
   totalFrames: number;
+  /** False when that estimate came from the container, not the audio stream (see AudioProbe.durationIsAudio). */
+  durationIsAudio?: boolean | undefined;
   fadeIn?: FadeSamples | undefined;
   fadeOut?: FadeSamples | undefined;
   /** Waveform bin size in output samples (absent = no waveform). */

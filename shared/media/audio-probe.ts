@@ -22,6 +22,12 @@ export interface AudioProbe {
    * file states no length (see {@link durationIsEstimate}).
    */
   duration: number;
+  /**
+   * Whether `duration` is the audio's own: the stream states it, or the file holds nothing else.
+   * Otherwise it is the container's, the longest stream's (Matroska's picture may run past its
+   * sound), and says nothing about whether the audio is complete.
+   */
+  durationIsAudio: boolean;
 }
 
 interface FfprobeOutput {
@@ -53,6 +59,7 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
     layout: a.channel_layout ?? '',
     sampleFormat: a.sample_fmt ?? '',
     duration,
+    durationIsAudio: a.duration !== undefined || (out.streams?.length ?? 0) <= 1,
   };
 }
 
@@ -83,6 +90,8 @@ export interface CompletenessCheck {
   frames: number;
   /** Frames the announced duration gives at `rate`. */
   expected: number;
+  /** False when that duration is the container's rather than the audio's: nothing to compare with. */
+  durationIsAudio?: boolean | undefined;
   rate: number;
   signal?: AbortSignal | undefined;
 }
@@ -95,7 +104,7 @@ export interface CompletenessCheck {
  * estimate. The estimate question costs an ffmpeg run, so it is asked only on a shortfall.
  */
 export async function checkNotTruncated(c: CompletenessCheck): Promise<void> {
-  if (!(c.expected > 0 && c.frames < c.expected * 0.9 && c.expected - c.frames > c.rate)) return;
+  if (c.durationIsAudio === false || !(c.expected > 0 && c.frames < c.expected * 0.9 && c.expected - c.frames > c.rate)) return;
   if (await durationIsEstimate(c.path, c.input, c.signal)) return;
   throw invalidArgument(`${c.input}: truncated file: decoded ${(c.frames / c.rate).toFixed(2)} s of the ${(c.expected / c.rate).toFixed(2)} s it announces`, c.input);
 }

@@ -99,7 +99,7 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
         });
       await render(f);
       let info = await readWavInfo(stageA, f.input);
-      await checkNotTruncated({ path: src.path, input: f.input, frames: info.frames, expected: f.totalFrames, rate: f.outRate, signal: ctx.signal });
+      await checkNotTruncated({ path: src.path, input: f.input, frames: info.frames, expected: f.totalFrames, durationIsAudio: f.durationIsAudio, rate: f.outRate, signal: ctx.signal });
       if (f.fadeOut && info.frames !== f.totalFrames) {
         // The planner's length came from the container's duration (rounded, or only an estimate from
         // the bitrate): place the fade-out on the decoded end instead, so it ends exactly on the last sample.
