@@ -6,7 +6,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { constants as fsc, createReadStream, writeFile } from 'node:fs';
-import { link, lstat, mkdir, open, realpath, rename, rm, stat, unlink } from 'node:fs/promises';
+import { link, lstat, mkdir, open, realpath, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -264,16 +264,12 @@ export class TesseraClient {
 
   private async downloadOne(jobId: string, name: string, dest: string, expected: string, size: number, publish: Publish, signal?: AbortSignal): Promise<void> {
     const part = partName(dest);
-    // Never through a link someone left at the part's name (it would write outside the folder).
-    const fh = await open(part, fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o666).catch((err: NodeJS.ErrnoException) => {
-      throw err.code === 'ELOOP' ? notAFile(part) : err;
-    });
+    const fh = await openPart(part);
     let offset = 0;
     // Hash as the bytes arrive; a resumed download hashes its existing prefix first.
     const hash = newSha256();
     try {
       const st = await fh.stat();
-      if (!st.isFile()) throw notAFile(part);
       if (st.size > 0 && st.size <= size) {
         for await (const c of fh.createReadStream({ start: 0, end: st.size - 1, highWaterMark: CHUNK_SIZE, autoClose: false })) hash.update(c as Buffer);
         offset = st.size;
@@ -331,7 +327,28 @@ type Publish = (part: string, dest: string, name: string) => Promise<void>;
 const partName = (dest: string): string => `${dest}.part`;
 
 const notAFile = (p: string): TesseraError =>
-  new TesseraError(grpc.status.FAILED_PRECONDITION, `${p} is a symbolic link or not a regular file: not written through; remove it`, { retryable: false });
+  new TesseraError(grpc.status.FAILED_PRECONDITION, `${p} is not a regular file: not written through; remove it`, { retryable: false });
+
+/**
+ * Opens a download's part file to resume it, or a fresh one. Never through a link someone left
+ * at the name: a symbolic one (it would write outside the folder) or a hard one (into another
+ * file, or the finished output itself, should a crash have come between its link and unlink).
+ * Such a name is removed (the link only, never its target) and the download starts afresh.
+ */
+async function openPart(part: string): Promise<FileHandle> {
+  const own = await open(part, fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o666).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ELOOP') throw err;
+    return undefined;
+  });
+  if (own) {
+    const st = await own.stat();
+    if (st.isFile() && st.nlink === 1) return own;
+    await own.close();
+    if (!st.isFile()) throw notAFile(part);
+  }
+  await rm(part, { force: true });
+  return open(part, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o666);
+}
 
 const alreadyThere = (dest: string, name: string): TesseraError =>
   new TesseraError(grpc.status.ALREADY_EXISTS, `${dest} already exists and is not output "${name}": kept (replace it with --overwrite, or download into another folder)`, { retryable: false });
@@ -363,10 +380,14 @@ const publishReplacing: Publish = (part, dest) => rename(part, dest);
 /** Writes `data` to `dest` through a `.part` file, so that a crash never leaves a partial file under its name. */
 async function writeAtomically(dest: string, data: Buffer, publish: Publish, name: string): Promise<void> {
   const part = partName(dest);
-  // fs's callback form: for hundreds of small files, half the CPU of fs/promises' FileHandles.
-  // fs takes numeric flags too (its typings say string only).
-  await writeFileCallback(part, data, { flag: (fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC | fsc.O_NOFOLLOW) as unknown as string }).catch((err: NodeJS.ErrnoException) => {
-    throw err.code === 'ELOOP' ? notAFile(part) : err;
+  // A fresh file, never through a link left at the name (removed first: the link, not its target).
+  // fs's callback form: for hundreds of small files, half the CPU of fs/promises' FileHandles;
+  // it takes numeric flags too (its typings say string only).
+  const flag = (fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW) as unknown as string;
+  await writeFileCallback(part, data, { flag }).catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+    await rm(part, { force: true });
+    await writeFileCallback(part, data, { flag });
   });
   await publish(part, dest, name);
 }
@@ -443,7 +464,7 @@ class DownloadQueue {
     const dest = path.join(this.dir, safeOutputName(o.name));
     this.names.set(o.name, dest);
     // Outputs "a" and "a.part": the first is written under the second's name while it downloads.
-    const clash = this.dests.has(partName(dest)) || [...this.dests].some((d) => partName(d) === dest);
+    const clash = this.dests.has(partName(dest)) || (dest.endsWith('.part') && this.dests.has(dest.slice(0, -'.part'.length)));
     this.dests.add(dest);
     // Bytes that came with their event are kept until written, up to a bound: past it (a slow
     // disk, a replay of thousands), the output is downloaded instead when its turn comes.

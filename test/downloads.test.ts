@@ -1,11 +1,11 @@
 /**
  * Where downloads write. An output never replaces a file that is already in the folder unless the
  * caller asks for it (`overwrite`, `--overwrite`), never the job's own inputs, and never writes
- * through a link left at its `.part` name; a file that already holds the output's bytes counts as
+ * through a link (symbolic or hard) left at its `.part` name; a file that already holds the output's bytes counts as
  * downloaded, so running a download again finishes what an earlier one started.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, readdir, lstat, rm, symlink, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -80,18 +80,20 @@ describe('downloads', () => {
     }
   });
 
-  it('never write through a link left at the part name', async () => {
-    const { id } = await passthrough('link', { 'small.bin': 10_000, 'large.bin': 3 * 2 ** 20 });
+  it('never write through a link left at the part name: the link goes, the download goes on', async () => {
+    const { id, bytes } = await passthrough('link', { 'small.bin': 10_000, 'large.bin': 3 * 2 ** 20 });
     for (const name of ['small.bin', 'large.bin']) {
-      const out = await mkdtemp(path.join(dir, 'link-out-'));
-      const victim = path.join(dir, `victim-${name}.txt`);
-      await writeFile(victim, 'precious');
-      await symlink(victim, path.join(out, `${name}.part`));
-      const err = (await cluster.client.collect(id, out).then(() => undefined, (e: unknown) => e)) as grpc.ServiceError;
-      expect(err.code).toBe(grpc.status.FAILED_PRECONDITION);
-      expect(err.message).toContain(`${name}.part is a symbolic link`);
-      expect(await readFile(victim, 'utf8')).toBe('precious');
-      expect(await lstat(path.join(out, name)).catch(() => undefined)).toBeUndefined();
+      for (const kind of ['symbolic', 'hard'] as const) {
+        const out = await mkdtemp(path.join(dir, 'link-out-'));
+        const victim = path.join(dir, `victim-${kind}-${name}.txt`);
+        await writeFile(victim, 'precious');
+        await (kind === 'symbolic' ? symlink(victim, path.join(out, `${name}.part`)) : link(victim, path.join(out, `${name}.part`)));
+        const { paths } = await cluster.client.collect(id, out);
+        expect(await readFile(victim, 'utf8'), `${kind} link at ${name}.part`).toBe('precious');
+        const st = await lstat(paths.get(name)!);
+        expect(st.isFile() && st.nlink === 1).toBe(true);
+        expect(sha(await readFile(paths.get(name)!))).toBe(sha(bytes.get(name)!));
+      }
     }
   });
 
