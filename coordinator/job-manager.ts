@@ -112,13 +112,14 @@ export class JobManager {
     const kind = coordinatorKinds.get(kindName);
     if (!kind) throw new TesseraError(status.INVALID_ARGUMENT, `spec.params: job kind "${kindName}" is not supported by this coordinator`);
     if (spec.max_attempts > 20) throw new TesseraError(status.INVALID_ARGUMENT, 'spec.max_attempts: must be at most 20');
-    if (Buffer.byteLength(spec.label ?? '') > MAX_LABEL_BYTES) throw new TesseraError(status.INVALID_ARGUMENT, `spec.label: longer than ${MAX_LABEL_BYTES} bytes`);
     const params = kind.validate((spec as unknown as Record<string, unknown>)[kindName], spec);
     return { kind, params };
   }
 
   newJob(spec: JobSpec__Output, owner: string): JobRecord {
     const { kind } = this.validateSpec(spec);
+    // New jobs only: a job accepted before this limit existed still resumes.
+    if (Buffer.byteLength(spec.label ?? '') > MAX_LABEL_BYTES) throw new TesseraError(status.INVALID_ARGUMENT, `spec.label: longer than ${MAX_LABEL_BYTES} bytes`);
     const now = Date.now();
     return {
       id: randomUUID(),
@@ -874,10 +875,12 @@ export class JobManager {
     }
     this.events.jobState(job, message, true);
     // A store that cannot write now (a full disk) keeps the final state and retries: the job ends regardless.
-    this.store.flushQuietly();
+    const stored = this.store.flushQuietly();
     this.log.info({ job: job.id, state, outputs: job.outputs.length, errors: job.errors.length }, 'job finished');
     if (state === 'succeeded' || state === 'partially_succeeded' || state === 'cancelled' || state === 'failed') {
-      void this.spool.removeIntermediates(job.id).catch(() => undefined);
+      // Its inputs only once its end is on disk: a restart before that resumes the job, which needs them
+      // (they go with the job at the end of its retention otherwise).
+      void this.spool.removeIntermediates(job.id, { inputs: stored }).catch(() => undefined);
       // What attempts left in the shared folder (the published outputs have their own names by now).
       if (job.spec.shared_output_dir) void removeSharedTemps(job.spec.shared_output_dir, job.id).catch(() => undefined);
     }
@@ -980,8 +983,9 @@ export class JobManager {
     for (const job of [...this.jobs.values()]) {
       if (this.stopping) break;
       if (!TERMINAL_JOB_STATES.has(job.state) || job.finishedAt <= 0 || now - job.finishedAt < retentionMs) continue;
-      this.jobs.delete(job.id);
+      // Out of the store first: should that fail (a full disk), the job stays, and is tried again later.
       this.store.deleteJob(job.id);
+      this.jobs.delete(job.id);
       await this.spool.removeJob(job.id).catch((err: unknown) => this.log.warn({ err, job: job.id }, 'removing an expired job\'s files failed'));
       removed++;
     }

@@ -39,9 +39,9 @@ export class Spool {
     await rm(this.jobDir(jobId), { recursive: true, force: true });
   }
 
-  /** Removes what a finished job no longer reads: its inputs and intermediates (its outputs stay). */
-  async removeIntermediates(jobId: string): Promise<void> {
-    await Promise.all(['in', 'st', 'work'].map((d) => rm(path.join(this.jobDir(jobId), d), { recursive: true, force: true })));
+  /** Removes what a finished job no longer reads: its intermediates and (with `inputs`) its inputs; its outputs stay. */
+  async removeIntermediates(jobId: string, opts: { inputs: boolean }): Promise<void> {
+    await Promise.all([...(opts.inputs ? ['in'] : []), 'st', 'work'].map((d) => rm(path.join(this.jobDir(jobId), d), { recursive: true, force: true })));
   }
 
   /**

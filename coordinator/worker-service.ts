@@ -190,8 +190,10 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
               break;
             }
             case 'drain': {
-              // After the results sent before it: their slots' prefetched work has started.
+              // No new work from now on; what waits in its prefetch queue is taken back only after
+              // the results sent before the drain (their slots' prefetched work has started).
               const w = session;
+              if (w.state === 'active' || w.state === 'quarantined') w.state = 'draining';
               afterResults(() => {
                 jobs.onWorkerDraining(w);
                 log.info({ worker: w.name }, 'worker draining');

@@ -47,7 +47,8 @@ describe('finished jobs', () => {
     const job = await first.client.wait((await first.client.submit({ passthrough: {} }, [file])).id);
     expect(job.state).toBe('JOB_STATE_SUCCEEDED');
     const jobDir = path.join(dataDir, 'spool', 'jobs', job.id);
-    for (let i = 0; i < 50 && (await entries(path.join(jobDir, 'in'))).length > 0; i++) await sleep(20);
+    // Removed just after the job's end (asynchronously): only its outputs stay.
+    for (let i = 0; i < 100 && (await entries(jobDir)).length > 1; i++) await sleep(20);
     expect((await entries(jobDir)).sort()).toEqual(['out']);
     expect(await entries(path.join(jobDir, 'out'))).toEqual(['a.bin']);
 
@@ -55,9 +56,10 @@ describe('finished jobs', () => {
     await worker.close();
     await first.coordinator.close();
     first.client.close();
-    const second = await start(1000);
+    // A retention that ends 3 s from now, however long the above took on a loaded machine.
+    const second = await start(Date.now() - Number(job.finished_at_ms) + 3000);
     expect((await second.client.getJob(job.id)).state).toBe('JOB_STATE_SUCCEEDED');
-    for (let i = 0; i < 100 && (await entries(jobDir)).length > 0; i++) await sleep(50);
+    for (let i = 0; i < 200 && (await entries(jobDir)).length > 0; i++) await sleep(50);
     expect(await entries(jobDir)).toEqual([]);
     const gone = (await second.client.getJob(job.id).then(() => undefined, (e: unknown) => e)) as grpc.ServiceError;
     expect(gone.code).toBe(grpc.status.NOT_FOUND);
