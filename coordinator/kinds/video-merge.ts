@@ -146,7 +146,8 @@ async function verifyOutput(file: string, rec: InputPlanRecord, hasAudio: boolea
     probeMedia(file, { signal, input: rec.input }),
     countVideoPackets(file, { signal, input: rec.input }),
     checkJoins(file, rec, signal),
-    measure ? Promise.all([probePacketSpan(file, 'v:0', { signal, input: rec.input }), probePacketSpan(file, 'a:0', { signal, input: rec.input })]) : undefined,
+    // Of the video only its start is compared against (its length is counted above): its first packets.
+    measure ? Promise.all([probePacketSpan(file, 'v:0', { signal, input: rec.input, firstPackets: 32 }), probePacketSpan(file, 'a:0', { signal, input: rec.input })]) : undefined,
   ]);
   if (!info.video) throw fail('no video stream');
   if (info.video.width !== rec.width || info.video.height !== rec.height) throw fail(`size ${info.video.width}x${info.video.height}, planned ${rec.width}x${rec.height}`);
