@@ -129,7 +129,13 @@ export class Scheduler {
         if (!prefetch.job(a.subtask.jobId)) unfit.add(a.worker);
       }
       const fit = queueing.filter((w) => !unfit.has(w));
-      this.fill(out, fit, (w) => w.slots + w.prefetch - w.leases.size - (taken.get(w) ?? 0), now, canRun, (q) => prefetch.job(q.jobId));
+      // A job that does not use queue places (long or not yet measured subtasks) waiting at the same
+      // or a higher priority: queue nothing for the others, so that the next subtask to finish
+      // frees a real slot for it. Else a running short-subtask job would keep every slot to itself,
+      // a queued subtask taking each slot the moment it frees.
+      let waiting = -Infinity;
+      for (const q of this.queues.values()) if (q.priority > waiting && size(q) > 0 && !prefetch.job(q.jobId)) waiting = q.priority;
+      this.fill(out, fit, (w) => w.slots + w.prefetch - w.leases.size - (taken.get(w) ?? 0), now, canRun, (q) => q.priority > waiting && prefetch.job(q.jobId));
     }
     return out;
   }
