@@ -216,6 +216,33 @@ describe('cancelled while planned', () => {
   });
 });
 
+describe('speculative copies', () => {
+  it("a copy's failure, even a non-retryable one, ends only the copy while the original runs; no second copy follows", async () => {
+    const { manager, registry, assigned, cancels, finish, store } = setup(undefined, 4);
+    const job = manager.newJob({ ...spec, passthrough: { subtasks: 4, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length === 4, 'four subtasks running');
+    const [a, b, c, straggler] = assigned();
+    for (const x of [a, b, c]) finish(x!.subtask_id!, 1, 10);
+    // The fourth runs far past the others: an idle second worker gets a copy.
+    const other: CoordinatorMessage[] = [];
+    const w2 = secondWorker(registry, other);
+    manager.speculate(Date.now() + 10_000);
+    expect(assignmentsIn(other).map((x) => x.subtask_id)).toEqual([straggler!.subtask_id]);
+    const copy = assignmentsIn(other)[0]!;
+    // Its worker's smaller memory ceiling kills it: not retryable, yet the original goes on.
+    manager.onResult(w2, { subtaskId: copy.subtask_id!, attempt: copy.attempt!, ok: false, outputs: [], itemErrors: [], retryable: false, result: undefined, error: { input: '', code: 'RESOURCE_EXHAUSTED', message: 'over the memory ceiling' } });
+    expect(cancels()).toEqual([]);
+    expect(manager.subtasksOf(job.id).find((s) => s.id === straggler!.subtask_id)!.state).toBe('running');
+    manager.speculate(Date.now() + 20_000);
+    expect(assignmentsIn(other)).toHaveLength(1);
+    finish(straggler!.subtask_id!, 1, 10);
+    await until(() => manager.get(job.id).state === 'succeeded', 'the job to succeed on the original');
+    manager.close();
+    store.close();
+  });
+});
+
 describe('lease-ahead (prefetch)', () => {
   const job = (workMs: number) => ({ ...spec, passthrough: { subtasks: 6, work_ms: workMs, fail_first_attempts: 0 } }) as unknown as JobSpec__Output;
 

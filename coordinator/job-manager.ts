@@ -559,9 +559,10 @@ export class JobManager {
       // Bad input is not the worker's fault: only retryable failures count towards quarantine.
       if (r.retryable && !r.coordinatorFault) this.noteWorkerFailure(w, active.record.kind);
       const error = r.error ?? { input: '', code: 'UNKNOWN', message: 'failed' };
-      if (r.retryable && s.leases.length > 0) {
-        // The other copy is still running: let it finish rather than start a third.
-        this.log.info({ job: s.jobId, subtask: s.id, attempt: r.attempt, worker: w.name }, 'one copy failed; the other copy continues');
+      if (s.leases.length > 0) {
+        // The other copy is still running: it decides, whatever ended this one (a smaller memory
+        // ceiling on the copy's worker must not cancel an original at 90%); no third is started.
+        this.log.info({ job: s.jobId, subtask: s.id, attempt: r.attempt, worker: w.name, code: error.code }, 'one copy failed; the other copy continues');
       } else {
         for (const other of s.leases) this.revokeLease(s, other, 'subtask failed');
         s.leases = [];
@@ -951,7 +952,8 @@ export class JobManager {
       const median = durations[Math.floor(durations.length / 2)]!;
       for (const s of current) {
         if (copies >= maxCopies) return;
-        if (s.state !== 'running' || s.leases.length !== 1) continue;
+        // One copy per attempt: after it ended, the remaining lease runs alone.
+        if (s.state !== 'running' || s.leases.length !== 1 || s.speculative) continue;
         const lease = s.leases[0]!;
         // Waiting in the worker's prefetch queue is not running slowly.
         if (lease.runningSince === undefined || now - lease.runningSince <= Math.max(1.5 * median, 200)) continue;
