@@ -170,7 +170,10 @@ export class TesseraClient {
             if (e.final) return;
           }
         }
-        // The stream ended without the final event: the coordinator is shutting down. Re-attach.
+        // The stream ended without the final event: the coordinator is shutting down (re-attach),
+        // or the job had ended at or before `afterSeq` (nothing is left to send: done).
+        const job = await this.getJob(jobId).catch(() => undefined);
+        if (job && TERMINAL_STATES.has(job.state) && last >= Number(job.last_event_seq)) return;
         downSince ||= Date.now();
         if (Date.now() - downSince > (opts.reconnectForMs ?? 120_000)) throw new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}`);
         await sleep(500, undefined, opts.signal ? { signal: opts.signal } : {});

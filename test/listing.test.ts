@@ -55,3 +55,19 @@ describe('ListJobs', () => {
     expect(err.details).toContain('spec.label');
   });
 });
+
+describe('WatchJob', () => {
+  it('after the final event of a finished job ends at once, without events or an error', async () => {
+    const file = path.join(dir, 'w.bin');
+    await writeFile(file, 'w');
+    const job = await client.submit({ passthrough: {} }, [file]);
+    await client.cancel(job.id);
+    const done = await client.getJob(job.id);
+    expect(done.state).toBe('JOB_STATE_CANCELLED');
+    const t0 = Date.now();
+    const seen: unknown[] = [];
+    for await (const e of client.watch(job.id, { afterSeq: Number(done.last_event_seq), reconnectForMs: 5000 })) seen.push(e);
+    expect(seen).toEqual([]);
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+});

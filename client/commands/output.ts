@@ -103,6 +103,7 @@ export class ProgressView {
     const pct = Math.round(fraction * 100);
     if (this.bar) {
       this.bar.update(pct, { status: status.slice(0, 60) });
+      this.lastPct = pct;
       return;
     }
     // Plain lines: at most one per second, or on a 10% step.
@@ -117,7 +118,8 @@ export class ProgressView {
   event(e: JobEvent): void {
     if (e.type === 'progress' || e.type === 'subtask_state' || e.type === 'job_state') {
       const status = e.subtask ? `${e.subtask.label} ${shortState(e.subtask.state)}${e.subtask.worker ? ` @${e.subtask.worker}` : ''}` : e.message;
-      this.update(e.type === 'job_state' && e.final ? 1 : e.progress || this.lastPct / 100 || 0, status);
+      // Events without a progress figure (0: a retry, a state change) keep the last one shown.
+      this.update(e.type === 'job_state' && e.final ? 1 : e.progress || Math.max(0, this.lastPct) / 100, status);
     }
   }
 
