@@ -63,11 +63,21 @@ describe('Scheduler', () => {
     const plain = worker('plain', 1);
     const short = { job: (jobId: string) => jobId === 'short', worker: () => true };
     const out = s.dispatch([ahead, plain], Date.now(), canRun, short);
-    // Pass 1: one per free slot, round robin across jobs. Pass 2: two queue places, short job only.
-    expect(out.map((a) => `${a.worker.name}:${a.subtask.jobId}`)).toEqual(['ahead:short', 'plain:long', 'ahead:short', 'ahead:short']);
+    // Pass 1: one per free slot, round robin across jobs. Pass 2: nothing queued, since the long
+    // job waits at the same priority: the next slot to free is its turn, not a queued short one's.
+    expect(out.map((a) => `${a.worker.name}:${a.subtask.jobId}`)).toEqual(['ahead:short', 'plain:long']);
+    // Below the short job's priority the long job does not hold it back: two queue places, short only.
+    const t = new Scheduler();
+    t.addJob('short', 'image', 0, 1);
+    t.addJob('long', 'image', -1, 2);
+    t.enqueue([...Array.from({ length: 10 }, (_, i) => subtask('short', i)), ...Array.from({ length: 10 }, (_, i) => subtask('long', i))]);
+    const ahead2 = worker('ahead', 1, ['image'], 2);
+    const plain2 = worker('plain', 1);
+    const queued = t.dispatch([ahead2, plain2], Date.now(), canRun, short);
+    expect(queued.map((a) => `${a.worker.name}:${a.subtask.jobId}`)).toEqual(['ahead:short', 'plain:short', 'ahead:short', 'ahead:short']);
     // Leases count against slots + prefetch: a full worker gets nothing more.
-    for (const a of out) a.worker.leases.set(a.subtask.id, 1);
-    expect(s.dispatch([ahead, plain], Date.now(), canRun, { job: () => true, worker: () => true })).toEqual([]);
+    for (const a of queued) a.worker.leases.set(a.subtask.id, 1);
+    expect(t.dispatch([ahead2, plain2], Date.now(), canRun, { job: () => true, worker: () => true })).toEqual([]);
     // Without the predicates (the default) nothing is queued ahead.
     const fresh = worker('fresh', 1, ['image'], 3);
     expect(s.dispatch([fresh], Date.now(), canRun).map((a) => a.worker.name)).toEqual(['fresh']);

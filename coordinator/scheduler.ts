@@ -133,9 +133,15 @@ export class Scheduler {
       // or a higher priority: queue nothing for the others, so that the next subtask to finish
       // frees a real slot for it. Else a running short-subtask job would keep every slot to itself,
       // a queued subtask taking each slot the moment it frees.
+      // (Each job is asked once per pass: `prefetch.job` is not free, and there may be hundreds.)
       let waiting = -Infinity;
-      for (const q of this.queues.values()) if (q.priority > waiting && size(q) > 0 && !prefetch.job(q.jobId)) waiting = q.priority;
-      this.fill(out, fit, (w) => w.slots + w.prefetch - w.leases.size - (taken.get(w) ?? 0), now, canRun, (q) => q.priority > waiting && prefetch.job(q.jobId));
+      const queueable = new Set<string>();
+      for (const q of this.queues.values()) {
+        if (size(q) === 0) continue;
+        if (prefetch.job(q.jobId)) queueable.add(q.jobId);
+        else if (q.priority > waiting) waiting = q.priority;
+      }
+      this.fill(out, fit, (w) => w.slots + w.prefetch - w.leases.size - (taken.get(w) ?? 0), now, canRun, (q) => q.priority > waiting && queueable.has(q.jobId));
     }
     return out;
   }
