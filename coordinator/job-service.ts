@@ -295,17 +295,31 @@ async function publishedBytes(jobs: JobManager, jobId: string, name: string, siz
 
 /** Most events in one batch: bounds a message at a few hundred KiB (plus the outputs sent inside them). */
 const MAX_BATCH = 1000;
+/** Most live events a watcher's stream holds while its client does not read (then they come from the store). */
+const MAX_LIVE_BACKLOG = 5000;
 
-/** A job's events after `afterSeq` until its final one: the log first, then live; in runs of what is ready. */
-async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal: AbortSignal): AsyncGenerator<JobEvent[]> {
+/** A job's events after `afterSeq` until its final one: the log first, then live; in runs of what is ready. Exported for tests. */
+export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal: AbortSignal): AsyncGenerator<JobEvent[]> {
   const job = jobs.get(jobId);
   // Subscribe before replaying so nothing falls between the replay and the live stream.
   // Live events not yet sent, from `head` on (a head index, not shift(): see the scheduler's queues).
   let queue: JobEvent[] = [];
   let head = 0;
   let wake: (() => void) | undefined;
+  // A watcher that stops reading (a paused pipe) must not hold every live event of a busy job:
+  // past a bound the queue is dropped, and what it held is read back from the store instead.
+  let overflowed = false;
   const unsubscribe = jobs.events.subscribe(jobId, (e) => {
+    if (overflowed) {
+      wake?.();
+      return;
+    }
     queue.push(e);
+    if (queue.length - head > MAX_LIVE_BACKLOG) {
+      overflowed = true;
+      queue = [];
+      head = 0;
+    }
     wake?.();
   });
   const onAbort = (): void => wake?.();
@@ -317,20 +331,29 @@ async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal:
     wake?.();
   });
   signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    let last = afterSeq;
-    // Replay the log page by page until it has caught up with what is live.
+  let last = afterSeq;
+  /** Replays the log after `last` page by page until it has caught up; true at the final event. */
+  async function* replay(): AsyncGenerator<JobEvent[], boolean> {
     for (let page = jobs.eventsAfter(jobId, last); page.length > 0; page = jobs.eventsAfter(jobId, last)) {
       for (let i = 0; i < page.length; i += MAX_BATCH) {
         const run = page.slice(i, i + MAX_BATCH);
         const end = run.findIndex((e) => e.final);
         last = Number(run[end >= 0 ? end : run.length - 1]!.seq);
         yield end >= 0 ? run.slice(0, end + 1) : run;
-        if (end >= 0) return;
+        if (end >= 0) return true;
       }
     }
+    return false;
+  }
+  try {
+    if (yield* replay()) return;
     if (TERMINAL_JOB_STATES.has(job.state) && last >= job.seq) return;
     for (;;) {
+      if (overflowed) {
+        // Queue again from now on (what arrives twice is skipped by its seq), then read back the rest.
+        overflowed = false;
+        if (yield* replay()) return;
+      }
       const run: JobEvent[] = [];
       let final = false;
       while (head < queue.length && run.length < MAX_BATCH && !final) {
@@ -346,7 +369,7 @@ async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal:
       }
       if (run.length > 0) yield run;
       if (final) return;
-      if (head < queue.length) continue;
+      if (head < queue.length || overflowed) continue;
       if (signal.aborted || stopping) return;
       await new Promise<void>((resolve) => {
         wake = resolve;
