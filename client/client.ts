@@ -24,7 +24,7 @@ import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import type { OutputChunk__Output } from '../shared/proto/generated/tessera/v1/OutputChunk.js';
 import type { OutputInfo__Output } from '../shared/proto/generated/tessera/v1/OutputInfo.js';
 import type { WorkerInfo__Output } from '../shared/proto/generated/tessera/v1/WorkerInfo.js';
-import { endsWithAnswer, newSha256, sha256, writeWithBackpressure } from '../shared/streams.js';
+import { endsWithAnswer, newSha256, sha256, sha256File, writeWithBackpressure } from '../shared/streams.js';
 import { clientTokenFromEnv } from '../shared/auth.js';
 import { clientCredentialsFromEnv } from '../shared/tls.js';
 
@@ -395,17 +395,6 @@ async function writeAtomically(dest: string, data: Buffer, publish: Publish, nam
   await publish(part, dest, name);
 }
 
-/** SHA-256 of a file, or undefined when it cannot be read. */
-async function fileSha256(file: string): Promise<string | undefined> {
-  const hash = newSha256();
-  try {
-    for await (const c of createReadStream(file, { highWaterMark: CHUNK_SIZE })) hash.update(c as Buffer);
-  } catch {
-    return undefined;
-  }
-  return hash.digest('hex');
-}
-
 /** How long a download keeps retrying while the coordinator is unreachable or restarting. */
 const DOWNLOAD_RETRY_FOR_MS = 120_000;
 
@@ -506,7 +495,7 @@ class DownloadQueue {
       throw err;
     });
     if (!st) return false;
-    const same = st.isFile() && st.size === Number(o.size) && !!o.sha256 && (await fileSha256(dest)) === o.sha256;
+    const same = st.isFile() && st.size === Number(o.size) && !!o.sha256 && (await sha256File(dest).catch(() => undefined)) === o.sha256;
     if (same) return true;
     this.protectedFiles ??= Promise.all(this.protect.map((f) => stat(f).then((s) => `${s.dev}:${s.ino}`, () => ''))).then((ids) => new Set(ids));
     if ((await this.protectedFiles).has(`${st.dev}:${st.ino}`)) {
