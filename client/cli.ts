@@ -98,6 +98,7 @@ function submitCommand(name: string, description: string, configure: (c: Command
     .option('--shared', "submit the files by reference, not uploaded: they must lie under one of the coordinator's --shared-root folders")
     .option('--priority <n>', 'higher runs first', int('--priority', { signed: true }))
     .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'))
+    .option('--request-id <id>', 'makes running the same command again safe: a coordinator that already has a job with this id (from this client) answers with it instead of making another (default: a new id; the submission is retried with it while the coordinator is unreachable)')
     .action(async (files: string | string[], o: Record<string, unknown>) => {
       process.exitCode = await runSubmit(build(o), Array.isArray(files) ? files : [files], o);
     });

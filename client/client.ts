@@ -4,6 +4,7 @@
  * Every unary call has a deadline; uploads and downloads stream in chunks with backpressure and
  * are verified with SHA-256; `watch` re-attaches after a lost connection from the last event seen.
  */
+import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { constants as fsc, createReadStream, writeFile } from 'node:fs';
 import { link, lstat, mkdir, open, realpath, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
@@ -52,6 +53,17 @@ export interface UploadProgress {
   totalBytes: number;
 }
 
+export interface SubmitOptions {
+  onUpload?: (p: UploadProgress) => void;
+  signal?: AbortSignal;
+  /** Input names, by file (default: each file's base name). */
+  names?: string[];
+  /** Submit the files by reference (shared storage) instead of uploading them. */
+  shared?: boolean;
+  /** How long to keep sending the submission again while the coordinator is unavailable (ms; 0: never). */
+  retryForMs?: number;
+}
+
 export const TERMINAL_STATES = new Set(['JOB_STATE_SUCCEEDED', 'JOB_STATE_PARTIALLY_SUCCEEDED', 'JOB_STATE_FAILED', 'JOB_STATE_CANCELLED']);
 
 export class TesseraClient {
@@ -87,10 +99,39 @@ export class TesseraClient {
    * file is named by its absolute path, which must lie under one of the coordinator's
    * `--shared-root` folders, and nothing is uploaded (the coordinator and the workers that see the
    * same path read it in place).
+   *
+   * The submission is safe to retry and is retried: it carries a request_id (`spec.request_id`, or
+   * a new UUID), and if the coordinator cannot be reached or goes away before it answers (a lost
+   * connection, a restart), the whole submission is sent again for up to `retryForMs` (2 min),
+   * 1 s apart. The coordinator answers a retry of a submission it accepted with the job it made, so
+   * one call makes at most one job.
    */
-  async submit(spec: JobSpec, files: string[], options: { onUpload?: (p: UploadProgress) => void; signal?: AbortSignal; names?: string[]; shared?: boolean } = {}): Promise<Job__Output> {
+  async submit(spec: JobSpec, files: string[], options: SubmitOptions = {}): Promise<Job__Output> {
     const sizes = await Promise.all(files.map(async (f) => (await stat(f)).size));
     const shared = options.shared ? await Promise.all(files.map((f) => realpath(f))) : undefined;
+    const once = { ...spec, request_id: spec.request_id || randomUUID() };
+    const retryForMs = options.retryForMs ?? 120_000;
+    const t0 = Date.now();
+    // Retried only once the coordinator was reached: a wrong address still fails at once.
+    const seen = { reached: false };
+    for (;;) {
+      try {
+        return await this.submitOnce(once, files, sizes, shared, options, seen);
+      } catch (err) {
+        const { code, details } = err as grpc.ServiceError;
+        // Any answer but "could not connect" means the coordinator was there (a dropped connection, its shutdown).
+        if (code === grpc.status.UNAVAILABLE && !/^(No connection established|Name resolution failed)/.test(details ?? '')) seen.reached = true;
+        if (code !== grpc.status.UNAVAILABLE || !seen.reached || options.signal?.aborted || Date.now() - t0 + 1000 > retryForMs) throw err;
+        await sleep(1000, undefined, options.signal ? { signal: options.signal } : {});
+      }
+    }
+  }
+
+  private submitOnce(spec: JobSpec, files: string[], sizes: number[], shared: string[] | undefined, options: SubmitOptions, seen: { reached: boolean }): Promise<Job__Output> {
+    const channel = this.client.getChannel();
+    const connected = (): void => {
+      seen.reached ||= channel.getConnectivityState(false) === grpc.connectivityState.READY;
+    };
     return new Promise<Job__Output>((resolve, reject) => {
       const total = sizes.reduce((n, x) => n + x, 0);
       // Ended by the coordinator's answer (a refusal mid-upload): the upload stops there.
@@ -117,6 +158,7 @@ export class TesseraClient {
               hash.update(buf);
               sent += buf.length;
               await writeWithBackpressure(call, { data: buf }, signal);
+              connected();
               options.onUpload?.({ file: name, sentBytes: sent, totalBytes: total });
             }
             call.write({ input_end: { sha256: hash.digest('hex') } });

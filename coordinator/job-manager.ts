@@ -31,6 +31,7 @@ import { WorkerRegistry, type WorkerSession } from './worker-registry.js';
 const QUARANTINE_MS = 30_000;
 /** Longest job label (it travels in every listing). */
 const MAX_LABEL_BYTES = 1024;
+const MAX_REQUEST_ID_BYTES = 128;
 /** Longest wait before a retry. */
 const MAX_RETRY_BACKOFF_MS = 30_000;
 
@@ -120,6 +121,10 @@ export class JobManager {
     const { kind } = this.validateSpec(spec);
     // New jobs only: a job accepted before this limit existed still resumes.
     if (Buffer.byteLength(spec.label ?? '') > MAX_LABEL_BYTES) throw new TesseraError(status.INVALID_ARGUMENT, `spec.label: longer than ${MAX_LABEL_BYTES} bytes`);
+    const requestId = spec.request_id ?? '';
+    if (Buffer.byteLength(requestId) > MAX_REQUEST_ID_BYTES) throw new TesseraError(status.INVALID_ARGUMENT, `spec.request_id: longer than ${MAX_REQUEST_ID_BYTES} bytes`);
+    // Printable ASCII only: it is logged and compared byte for byte.
+    if (!/^[\x21-\x7e]*$/.test(requestId)) throw new TesseraError(status.INVALID_ARGUMENT, 'spec.request_id: only printable ASCII characters, no spaces');
     const now = Date.now();
     return {
       id: randomUUID(),
@@ -155,6 +160,12 @@ export class JobManager {
       throw err;
     }
     void this.start(job);
+  }
+
+  /** The kept job `owner` submitted with `requestId` (see JobSpec.request_id), if any. */
+  findByRequest(owner: string, requestId: string): JobRecord | undefined {
+    for (const job of this.jobs.values()) if (job.owner === owner && job.spec.request_id === requestId) return job;
+    return undefined;
   }
 
   get(jobId: string): JobRecord {
@@ -975,7 +986,6 @@ export class JobManager {
     return job;
   }
 
-  /** Restores jobs from the store after a restart and resumes the unfinished ones. */
   /**
    * Removes the jobs that finished more than `retentionMs` ago: their outputs, record and events.
    * Returns how many. Asking for one afterwards is NOT_FOUND.
@@ -995,6 +1005,7 @@ export class JobManager {
     return removed;
   }
 
+  /** Restores jobs from the store after a restart and resumes the unfinished ones. */
   resume(): number {
     const { jobs, subtasks } = this.store.loadAll();
     let resumed = 0;

@@ -39,6 +39,12 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     access.assertOwner(access.identify(md), job.owner, jobId);
     return job;
   };
+  /**
+   * Submissions with a request_id still receiving their inputs, by owner and id. A retry of one
+   * (its client lost the connection, perhaps without the coordinator noticing yet) takes its place.
+   */
+  const receivingRequests = new Map<string, { superseded: boolean; stop: (reason: Error) => void }>();
+
   /** One submission: the spec, then its inputs (uploaded or by reference), checked; then the job is accepted. */
   async function submit(owner: string, messages: AsyncIterable<SubmitJobRequest__Output>, signal: AbortSignal): Promise<ReturnType<typeof toJobMessage>> {
     const iterator = messages[Symbol.asyncIterator]();
@@ -47,6 +53,35 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     const job = jobs.newJob(first.value.spec, owner);
     // Before any input arrives: a folder the outputs cannot go to fails the submission at once.
     if (job.spec.shared_output_dir) job.spec.shared_output_dir = await shared.resolveOutputDir(job.spec.shared_output_dir);
+    const requestId = job.spec.request_id;
+    const requestKey = requestId ? `${owner}\n${requestId}` : undefined;
+    const attempt = { superseded: false, stop: (reason: Error) => (messages as { destroy?: (e: Error) => void }).destroy?.(reason) };
+    if (requestId && requestKey) {
+      const earlier = jobs.findByRequest(owner, requestId);
+      if (earlier) {
+        // A retry of a submission that was accepted: answer with its job, read none of the inputs again.
+        if (canonicalJson(earlier.spec) !== canonicalJson(job.spec)) {
+          throw new TesseraError(status.ALREADY_EXISTS, `spec.request_id ${requestId}: already used for job ${earlier.id}, whose spec differs; use a new id for a new job`);
+        }
+        log.info({ job: earlier.id, requestId, owner }, 'submission repeated: answered with the job it made');
+        return toJobMessage(earlier, jobs.subtasksOf(earlier.id));
+      }
+      const receiving = receivingRequests.get(requestKey);
+      if (receiving) {
+        receiving.superseded = true;
+        receiving.stop(new TesseraError(status.ABORTED, `submission superseded: a newer submission with spec.request_id ${requestId} arrived`));
+      }
+      receivingRequests.set(requestKey, attempt);
+    }
+    try {
+      return await receiveAndAccept(job, iterator, signal, attempt);
+    } finally {
+      if (requestKey && receivingRequests.get(requestKey) === attempt) receivingRequests.delete(requestKey);
+    }
+  }
+
+  async function receiveAndAccept(job: JobRecord, iterator: AsyncIterator<SubmitJobRequest__Output>, signal: AbortSignal, attempt: { superseded: boolean }): Promise<ReturnType<typeof toJobMessage>> {
+    const owner = job.owner;
     await spool.prepareJob(job.id);
     // Formats by content and header limits, before anything decodes an input: a refused input
     // fails as its own item. Each is checked as soon as it has arrived.
@@ -62,6 +97,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       job.inputs = checked.accepted;
       job.errors.push(...checked.errors);
       if (job.inputs.length === 0 && job.kind !== 'passthrough') throw invalidArgument('a job needs at least one input file');
+      // A retry took this submission's place while its inputs were being checked: the retry makes the job.
+      if (attempt.superseded) throw new TesseraError(status.ABORTED, `submission superseded: a newer submission with spec.request_id ${job.spec.request_id} arrived`);
       // Written to the store before the client hears of it; a store that cannot take it fails the submission.
       jobs.accept(job);
     } catch (err) {
@@ -425,4 +462,11 @@ async function openPublishedShared(jobs: JobManager, jobId: string, out: OutputR
     throw changed();
   }
   return fh;
+}
+
+/** JSON with object keys sorted and undefined members left out: equal for equal specs, however decoded or stored. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+  );
 }

@@ -42,10 +42,12 @@ export function trimOption(v: string): { start: number; end: number } {
 
 type Opts = Record<string, unknown>;
 
-const common = (o: Opts): Pick<JobSpec, 'label' | 'priority' | 'max_attempts'> => ({
+const common = (o: Opts): Pick<JobSpec, 'label' | 'priority' | 'max_attempts' | 'request_id'> => ({
   label: (o['label'] as string | undefined) ?? '',
   priority: (o['priority'] as number | undefined) ?? 0,
   max_attempts: (o['maxAttempts'] as number | undefined) ?? 0,
+  // Empty: the client library picks a UUID for this submission.
+  request_id: (o['requestId'] as string | undefined) ?? '',
 });
 
 export function imageSpec(o: Opts): JobSpec {

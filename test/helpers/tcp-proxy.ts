@@ -1,6 +1,7 @@
 /**
  * A fault-injecting TCP proxy on loopback: forwards connections to a target and can simulate a
- * network partition (traffic stops flowing both ways, connections stay open) and heal it.
+ * network partition (traffic stops flowing both ways, connections stay open) and heal it, or drop
+ * the connections open now.
  */
 import net from 'node:net';
 
@@ -53,6 +54,14 @@ export class TcpProxy {
     for (const [a, b] of this.pairs) {
       a.pipe(b);
       b.pipe(a);
+    }
+  }
+
+  /** Drops every open connection at once (a link that went down); new connections still go through. */
+  cut(): void {
+    for (const [a, b] of this.pairs) {
+      a.destroy();
+      b.destroy();
     }
   }
 

@@ -1,0 +1,157 @@
+/**
+ * SubmitJob is safe to retry: a submission carries a request_id, a repeat of an accepted one is
+ * answered with the job it made (its inputs unread), a repeat of one still uploading takes its
+ * place, and the client library sends a submission again when its connection drops mid-upload.
+ */
+import { randomBytes } from 'node:crypto';
+import { readdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TesseraClient } from '../client/client.js';
+import { Coordinator } from '../coordinator/coordinator.js';
+import { createLogger } from '../shared/logger.js';
+import { loadTesseraProto } from '../shared/proto.js';
+import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
+import { sha256 } from '../shared/streams.js';
+import { runCli } from './helpers/cluster.js';
+import { TcpProxy } from './helpers/tcp-proxy.js';
+
+const log = createLogger('test', 'silent', 'json');
+let dir: string;
+let coordinator: Coordinator;
+let address: string;
+let client: TesseraClient;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-submit-retry-'));
+  coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log, http: '' });
+  address = await coordinator.start();
+  client = new TesseraClient({ address });
+});
+
+afterAll(async () => {
+  client?.close();
+  await coordinator?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function file(name: string, bytes: Buffer): Promise<string> {
+  const f = path.join(dir, name);
+  await writeFile(f, bytes);
+  return f;
+}
+
+const jobsWith = async (requestId: string): Promise<string[]> => (await client.listJobs({ limit: 1000 })).filter((j) => j.spec?.request_id === requestId).map((j) => j.id);
+
+describe('SubmitJob request_id', () => {
+  it('answers a repeat of an accepted submission with the job it made, reading none of its inputs', async () => {
+    const a = await file('a.bin', Buffer.from('first'));
+    const b = await file('b.bin', Buffer.from('a different file'));
+    // No worker: the job stays queued.
+    const first = await client.submit({ label: 'once', request_id: 'req-repeat-1', passthrough: {} }, [a]);
+    const again = await client.submit({ label: 'once', request_id: 'req-repeat-1', passthrough: {} }, [b]);
+    expect(again.id).toBe(first.id);
+    expect(again.inputs.map((i) => [i.name, Number(i.size)])).toEqual([['a.bin', 5]]);
+    expect(await jobsWith('req-repeat-1')).toEqual([first.id]);
+    // The CLI takes the id too: running the same command again makes no second job.
+    const args = ['submit', 'passthrough', a, '--request-id', 'req-cli-1', '--no-wait', '--coordinator', address];
+    const one = await runCli(args);
+    const two = await runCli(args);
+    expect(one.code, one.stderr).toBe(0);
+    expect(two.code, two.stderr).toBe(0);
+    expect(two.stdout.trim()).toBe(one.stdout.trim());
+    expect(await jobsWith('req-cli-1')).toEqual([one.stdout.trim()]);
+  });
+
+  it('refuses an id reused with a different spec, and ids that are too long or not printable', async () => {
+    const a = await file('c.bin', Buffer.from('c'));
+    const first = await client.submit({ label: 'one', request_id: 'req-differs', passthrough: {} }, [a]);
+    const differs = (await client.submit({ label: 'another', request_id: 'req-differs', passthrough: {} }, [a]).catch((e: unknown) => e)) as grpc.ServiceError;
+    expect(differs.code).toBe(grpc.status.ALREADY_EXISTS);
+    expect(differs.details).toContain('req-differs');
+    expect(differs.details).toContain(first.id);
+    for (const bad of ['x'.repeat(129), 'has space', 'tab\there']) {
+      const err = (await client.submit({ request_id: bad, passthrough: {} }, [a]).catch((e: unknown) => e)) as grpc.ServiceError;
+      expect(err.code, bad).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(err.details).toContain('spec.request_id');
+    }
+    expect(await jobsWith('req-differs')).toEqual([first.id]);
+  });
+
+  it('gives each submission without an id its own job, and new ids to the client library\'s calls', async () => {
+    const a = await file('d.bin', Buffer.from('d'));
+    const one = await client.submit({ label: 'no id', passthrough: {} }, [a]);
+    const two = await client.submit({ label: 'no id', passthrough: {} }, [a]);
+    expect(two.id).not.toBe(one.id);
+    expect(one.spec?.request_id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(two.spec?.request_id).not.toBe(one.spec?.request_id);
+  });
+
+  it('lets a repeat of a submission still uploading take its place: one job, the earlier attempt ABORTED', async () => {
+    const { proto } = loadTesseraProto();
+    const raw = new proto.tessera.v1.JobService(address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
+    const spool = path.join(dir, 'data', 'spool', 'jobs');
+    const before = new Set(await readdir(spool).catch(() => [] as string[]));
+    const earlier = new Promise<grpc.ServiceError | null>((resolve) => {
+      const call = raw.SubmitJob((err) => resolve(err));
+      call.write({ spec: { label: 'slow', request_id: 'req-superseded', passthrough: {} } });
+      call.write({ input: { name: 'slow.bin', size: String(1 << 20) } });
+      call.write({ data: Buffer.alloc(64 * 1024) });
+      // ... and nothing more: a client whose link went quiet.
+    });
+    // The earlier attempt is being received once its spool folder exists.
+    for (let i = 0; i < 200; i++) {
+      if ((await readdir(spool).catch(() => [] as string[])).some((d) => !before.has(d))) break;
+      await sleep(25);
+    }
+    const data = randomBytes(300_000);
+    const retry = await client.submit({ label: 'slow', request_id: 'req-superseded', passthrough: {} }, [await file('slow.bin', data)]);
+    const err = await earlier;
+    raw.close();
+    expect(err?.code).toBe(grpc.status.ABORTED);
+    expect(err?.details).toContain('req-superseded');
+    expect(await jobsWith('req-superseded')).toEqual([retry.id]);
+    expect(retry.inputs.map((i) => [i.name, Number(i.size), i.sha256])).toEqual([['slow.bin', data.length, sha256(data)]]);
+    // The earlier attempt's spool folder is gone with it.
+    expect((await readdir(spool)).filter((d) => !before.has(d))).toEqual([retry.id]);
+  });
+
+  it('sends a submission again when its connection drops mid-upload, making one job', async () => {
+    const [host, port] = address.split(':') as [string, string];
+    const proxy = new TcpProxy({ host, port: Number(port) });
+    const via = new TesseraClient({ address: await proxy.start() });
+    try {
+      const data = randomBytes(48 * 1024 * 1024);
+      const f = await file('big.bin', data);
+      let cuts = 0;
+      const job = await via.submit({ label: 'dropped', request_id: 'req-dropped', passthrough: {} }, [f], {
+        onUpload: (p) => {
+          // Half-way through the first attempt, the link goes down.
+          if (cuts === 0 && p.sentBytes >= 24 * 1024 * 1024) {
+            cuts++;
+            proxy.cut();
+          }
+        },
+      });
+      expect(cuts).toBe(1);
+      expect(job.inputs.map((i) => [Number(i.size), i.sha256])).toEqual([[data.length, sha256(data)]]);
+      expect(await jobsWith('req-dropped')).toEqual([job.id]);
+    } finally {
+      via.close();
+      await proxy.stop();
+    }
+  });
+
+  it('still fails at once when the coordinator was never reached', async () => {
+    const nowhere = new TesseraClient({ address: '127.0.0.1:1' });
+    try {
+      const err = (await nowhere.submit({ passthrough: {} }, [await file('e.bin', Buffer.from('e'))]).catch((e: unknown) => e)) as grpc.ServiceError;
+      expect(err.code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      nowhere.close();
+    }
+  }, 20_000);
+});
