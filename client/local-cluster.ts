@@ -53,20 +53,28 @@ export class LocalCluster {
   async start(): Promise<this> {
     this.ownsDataDir = !this.opts.dataDir;
     this.dataDir = this.opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'tessera-cluster-')));
-    await this.startCoordinator();
-    this.client = new TesseraClient({ address: this.address, ...this.opts.clientOptions });
-    for (let i = 0; i < (this.opts.workers ?? 2); i++) this.startWorker();
-    await this.waitForWorkers(this.opts.workers ?? 2);
+    try {
+      await this.startCoordinator();
+      this.client = new TesseraClient({ address: this.address, ...this.opts.clientOptions });
+      for (let i = 0; i < (this.opts.workers ?? 2); i++) this.startWorker();
+      await this.waitForWorkers(this.opts.workers ?? 2);
+    } catch (err) {
+      // Nothing started is left running, and the data dir made here goes too.
+      await this.stop();
+      throw err;
+    }
     return this;
   }
 
   /** Starts (or restarts, on the same data dir and port) the coordinator. */
-  async startCoordinator(listen = this.address || '127.0.0.1:0'): Promise<void> {
+  async startCoordinator(listen = this.address || '127.0.0.1:0', timeoutMs = 30_000): Promise<void> {
     const proc = this.spawn('coordinator', ['coordinator', '--listen', listen, '--http', '127.0.0.1:0', '--data-dir', this.dataDir, ...(this.opts.coordinatorArgs ?? [])]);
     this.coordinator = proc;
     const extra = this.opts.coordinatorArgs ?? [];
     const httpOff = extra.some((arg, i) => arg === '--http' && extra[i + 1] === 'off');
+    let timer: NodeJS.Timeout | undefined;
     this.address = await new Promise<string>((resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`the coordinator did not say it was listening within ${timeoutMs} ms`)), timeoutMs);
       let buf = '';
       const onData = (d: Buffer): void => {
         buf += d.toString();
@@ -81,7 +89,7 @@ export class LocalCluster {
       };
       proc.child.stdout?.on('data', onData);
       void proc.exited.then((code) => reject(new Error(`coordinator exited with ${code} before listening`)));
-    });
+    }).finally(() => clearTimeout(timer));
   }
 
   /** Starts one more worker; `via` overrides the address it dials (e.g. a fault-injecting proxy). */
