@@ -184,7 +184,7 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     expect(Math.abs(got.end - want.end)).toBeLessThan(0.05);
   });
 
-  it('leaves out the frames and sound an MP4 edit list hides (a trim by stream copy), into mp4 and mkv', async () => {
+  it('leaves out the frames and sound an MP4 edit list hides (a trim by stream copy), into mp4 and mkv, audio encoded or copied', async () => {
     const whole = await makeVideo(dir, 'untrimmed.mp4', { duration: 6, gop: 25, audioChannels: 2 });
     const src = path.join(dir, 'trimmed.mp4');
     // Stream copy starts at the keyframe before 1.3 s; the edit list hides the frames before 1.3 s.
@@ -192,17 +192,26 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     const shown = Number((await runFfprobe<{ streams: Array<{ nb_read_frames: string }> }>(['-select_streams', 'v:0', '-count_frames', '-show_entries', 'stream=nb_read_frames', '-i', src])).streams[0]!.nb_read_frames);
     expect(shown).toBeLessThan((await probeVideoIndex(src)).packets.length);
     const want = await audioAgainstVideo(src);
-    for (const container of ['mp4', 'mkv'] as const) {
-      const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', container, segment_seconds: 2 }), [src], { dir });
-      expect(run.errors, container).toEqual([]);
+    const cases = [
+      ['mp4', 'aac'],
+      ['mkv', 'aac'],
+      // Copied: Matroska has no edit list, so the packets it hides must not be copied at all.
+      ['mp4', 'copy'],
+      ['mkv', 'copy'],
+    ] as const;
+    for (const [container, audio] of cases) {
+      const what = `${container}, audio ${audio}`;
+      const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', container, audio_codec: audio, segment_seconds: 2 }), [src], { dir });
+      expect(run.errors, what).toEqual([]);
       const out = run.outputs[0]!.path;
       const decoded = await decodeCheck(out);
       expect(decoded.errors).toEqual([]);
-      expect(decoded.frames, container).toBe(shown);
+      expect(decoded.frames, what).toBe(shown);
       const got = await audioAgainstVideo(out);
-      expect(Math.abs(got.videoEnd - want.videoEnd), container).toBeLessThan(0.041);
-      expect(Math.abs(got.start - want.start), container).toBeLessThan(0.05);
-      expect(Math.abs(got.end - want.end), container).toBeLessThan(0.05);
+      expect(Math.abs(got.videoEnd - want.videoEnd), what).toBeLessThan(0.041);
+      expect(Math.abs(got.start - want.start), what).toBeLessThan(0.05);
+      expect(Math.abs(got.end - want.end), what).toBeLessThan(0.05);
+      if (audio === 'copy') expect((await probeMedia(out)).audio[0]?.codec, what).toBe('aac');
     }
   });
 

@@ -54,9 +54,11 @@ export function chunkPath(workDir: string, name: string): string {
 }
 
 /** Copies audio stream `streamIndex` of `src` into `dest` (Matroska holds any codec), timestamps kept. */
-export async function extractAudio(src: string, input: string, streamIndex: number, dest: string, name: string, signal: AbortSignal): Promise<SpoolFile> {
+export async function extractAudio(src: string, input: string, streamIndex: number, dest: string, name: string, signal: AbortSignal, opts: { dropLead?: boolean } = {}): Promise<SpoolFile> {
   await mkdir(path.dirname(dest), { recursive: true });
-  await runFfmpeg(['-y', '-copyts', '-i', src, '-map', `0:${streamIndex}`, '-c', 'copy', '-f', 'matroska', dest], { signal, input });
+  // dropLead: leave out the packets presented before 0, those an MP4 edit list hides.
+  const lead = opts.dropLead ? ['-copypriorss', '0'] : [];
+  await runFfmpeg(['-y', '-copyts', '-i', src, '-map', `0:${streamIndex}`, '-c', 'copy', ...lead, '-f', 'matroska', dest], { signal, input });
   return spoolFile(dest, name);
 }
 

@@ -75,11 +75,16 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   const layout = planSegments(index, { count, snapTolerance: (0.03 * span) / count });
   const chunkDir = path.join(ctx.workDir, `in${inputIndex}`);
   const encodeAudio = audio && params.audioCodec !== 'copy';
+  // An MP4/MOV track copied into Matroska or WebM, which have no edit lists, would bring along the
+  // packets its edit list hides (the lead a stream-copy trim keeps), sounding before the picture
+  // starts: it is copied once here without them (whole packets: at most one packet's worth early).
+  const copyWithoutLead = audio && params.audioCodec === 'copy' && params.container !== 'mp4' && isMovFamily(info.formatName);
   // The audio copy, the video split and the audio measure only read the source: run them together.
-  const [chunks, audioFile, audioSpan] = await Promise.all([
+  const [chunks, audioFile, audioSpan, audioCopy] = await Promise.all([
     cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal),
     encodeAudio ? copyAudioTrack(input.path, name, info.formatName, audio, chunkDir, `in${inputIndex}-audio`, signal) : undefined,
     audio ? audioSpanOf(input.path, name, audio, signal) : undefined,
+    copyWithoutLead ? extractAudio(input.path, name, audio.index, path.join(chunkDir, 'audio-copy.mka'), `in${inputIndex}-audio-copy.mka`, signal, { dropLead: true }) : undefined,
   ]);
   // Workers see chunk timestamps: every time in a segment plan is moved by the muxer's shift.
   const shift = await chunkTimeShift(chunks[0]!.path, index.packets[0]!.pts, name, signal);
@@ -157,6 +162,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
           mode: params.audioCodec === 'copy' ? 'copy' : 'encode',
           streamIndex: audio.index,
           offset: audio.startTime - info.startTime,
+          ...(audioCopy && { file: audioCopy.path }),
           ...(audioSpan && { span: { start: audioSpan.start - first, end: audioSpan.end - first } }),
         }
       : null,
@@ -176,7 +182,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
  * copy would make audible, shifting the sound against the picture.
  */
 async function copyAudioTrack(src: string, name: string, formatName: string, audio: AudioStreamInfo, dir: string, base: string, signal: AbortSignal): Promise<SpoolFile> {
-  if (formatName.split(',').some((f) => f === 'mov' || f === 'mp4')) {
+  if (isMovFamily(formatName)) {
     // ffmpeg's MOV muxer takes every codec of the family except Opus, which only MP4 holds.
     const muxer = audio.codec === 'opus' ? 'mp4' : 'mov';
     const dest = path.join(dir, `audio.${muxer}`);
@@ -190,6 +196,11 @@ async function copyAudioTrack(src: string, name: string, formatName: string, aud
     }
   }
   return extractAudio(src, name, audio.index, path.join(dir, 'audio.mka'), `${base}.mka`, signal);
+}
+
+/** An MP4/MOV-family container (ffmpeg's demuxer name lists every member). */
+function isMovFamily(formatName: string): boolean {
+  return formatName.split(',').some((f) => f === 'mov' || f === 'mp4');
 }
 
 /**
