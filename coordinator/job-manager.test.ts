@@ -390,3 +390,58 @@ describe('publishing into a shared output folder', () => {
     store.close();
   });
 });
+
+describe("the coordinator's own trouble", () => {
+  it('retries a result its full disk could not take without using up an attempt, up to max_attempts such', async () => {
+    kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [plan('one')] }), merge: async () => ({ outputs: [] }) });
+    const { manager, worker, assigned, store } = setup();
+    // One attempt allowed: a counted failure would fail the subtask at once.
+    const job = manager.newJob({ ...spec, max_attempts: 1 } as JobSpec__Output, 'anonymous');
+    manager.accept(job);
+    const full = { input: '', code: 'RESOURCE_EXHAUSTED', message: "the coordinator's disk is full" };
+    for (let n = 1; n <= 2; n++) {
+      await until(() => assigned().length === n, `attempt ${n}`);
+      manager.onResult(worker, { subtaskId: assigned()[n - 1]!.subtask_id!, attempt: n, ok: false, outputs: [], itemErrors: [], error: full, retryable: true, result: undefined, coordinatorFault: true });
+    }
+    // The free retries are bounded by max_attempts (1): the second such failure counts, and fails it.
+    await until(() => job.state === 'failed', 'the job to fail');
+    expect(assigned()).toHaveLength(2);
+    expect(job.errors.map((e) => e.code)).toEqual(['RESOURCE_EXHAUSTED']);
+    // Without the coordinator's fault, one failure is enough.
+    const again = manager.newJob({ ...spec, max_attempts: 1 } as JobSpec__Output, 'anonymous');
+    manager.accept(again);
+    await until(() => assigned().length === 3, 'the next job');
+    manager.onResult(worker, { subtaskId: assigned()[2]!.subtask_id!, attempt: 1, ok: false, outputs: [], itemErrors: [], error: { ...full, code: 'UNAVAILABLE' }, retryable: true, result: undefined });
+    await until(() => again.state === 'failed', 'the next job to fail');
+    expect(assigned()).toHaveLength(3);
+    manager.close();
+    store.close();
+  });
+
+  it('runs a merge its full disk stopped again, and the job succeeds once there is room', async () => {
+    let merges = 0;
+    kinds.set('passthrough', {
+      ...original,
+      plan: async () => ({ subtasks: [plan('one')] }),
+      merge: async () => {
+        merges++;
+        if (merges === 1) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+        return { outputs: [] };
+      },
+    });
+    const { manager, assigned, finish, store } = setup();
+    const job = manager.newJob(spec, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length === 1, 'the subtask');
+    finish(assigned()[0]!.subtask_id!, 1);
+    await until(() => merges === 1, 'the first merge');
+    await sleep(20);
+    expect(job.state).toBe('running');
+    expect(job.message).toMatch(/merging phase 0 waits for the coordinator: .*no space left/);
+    for (let i = 0; i < 100 && job.state !== 'succeeded'; i++) await sleep(50);
+    expect(job.state).toBe('succeeded');
+    expect(merges).toBe(2);
+    manager.close();
+    store.close();
+  });
+});

@@ -8,7 +8,7 @@ import { lstat, mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import pLimit from 'p-limit';
-import { TesseraError, dataLoss, describeError, isAbortError, notFound, failedPrecondition } from '../shared/errors.js';
+import { LOCAL_TROUBLE_CODES, TesseraError, dataLoss, describeError, isAbortError, notFound, failedPrecondition } from '../shared/errors.js';
 import type { CoordinatorKind, FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
 import { safeOutputName } from '../shared/names.js';
@@ -32,6 +32,11 @@ const QUARANTINE_MS = 30_000;
 /** Longest job label (it travels in every listing). */
 const MAX_LABEL_BYTES = 1024;
 const MAX_REQUEST_ID_BYTES = 128;
+/** Wait before starting a job again whose start failed (its store could not write). */
+const START_RETRY_MS = 5_000;
+/** A merge stopped by the coordinator's own trouble (its disk full) runs again after this, doubling up to MAX_MERGE_RETRY_MS. */
+const MERGE_RETRY_MS = 2_000;
+const MAX_MERGE_RETRY_MS = 60_000;
 /** Longest wait before a retry. */
 const MAX_RETRY_BACKOFF_MS = 30_000;
 
@@ -69,6 +74,8 @@ interface ActiveJob {
   published: Map<string, string>;
   /** Early publications (`finalOutputs`) in order; a merge starts after they have settled. */
   publishing: Promise<void>;
+  /** Merges stopped by the coordinator's own trouble so far (they run again, ever later). */
+  mergeRetries?: number;
   /** The job's output folder, created once. */
   outputDirMade?: Promise<unknown>;
   /** Paths of the job's shared inputs, built when an output is first published to a shared folder. */
@@ -159,7 +166,7 @@ export class JobManager {
       this.store.forget(job.id);
       throw err;
     }
-    void this.start(job);
+    this.begin(job);
   }
 
   /** The kept job `owner` submitted with `requestId` (see JobSpec.request_id), if any. */
@@ -185,6 +192,25 @@ export class JobManager {
 
   list(): JobRecord[] {
     return [...this.jobs.values()];
+  }
+
+  /**
+   * Starts (or resumes) a job. Should that fail before the job is active (its store cannot write:
+   * a full disk at a restart), it is tried again in 5 s rather than crashing the coordinator.
+   */
+  private begin(job: JobRecord, resumeSubtasks?: SubtaskRecord[]): void {
+    this.start(job, resumeSubtasks).catch((err: unknown) => {
+      if (this.stopping || TERMINAL_JOB_STATES.has(job.state)) return;
+      const active = this.active.get(job.id);
+      if (active) {
+        this.failJob(active, err, 'starting the job failed');
+        return;
+      }
+      this.log.error({ err, job: job.id }, 'starting the job failed; trying again in 5 s');
+      setTimeout(() => {
+        if (!this.stopping && this.jobs.get(job.id) === job) this.begin(job, resumeSubtasks);
+      }, START_RETRY_MS).unref();
+    });
   }
 
   private async start(job: JobRecord, resumeSubtasks?: SubtaskRecord[]): Promise<void> {
@@ -578,7 +604,8 @@ export class JobManager {
         for (const other of s.leases) this.revokeLease(s, other, 'subtask failed');
         s.leases = [];
         s.durationMs = Date.now() - s.startedAt;
-        this.retryOrFail(active, s, error, r.retryable);
+        // The coordinator's own full disk is not the subtask's failure: it does not use up an attempt.
+        this.retryOrFail(active, s, error, r.retryable, !r.coordinatorFault);
       }
     }
     this.requestDispatch();
@@ -639,16 +666,23 @@ export class JobManager {
     }
   }
 
-  private retryOrFail(active: ActiveJob, s: SubtaskRecord, error: ItemFailure, retryable: boolean): void {
+  /**
+   * After a failed attempt: runs the subtask again (after a backoff) or fails it. `counts` false:
+   * the attempt ended through no fault of the subtask or its worker (the coordinator's own disk,
+   * a worker's planned drain) and does not use up one of its attempts (up to max_attempts such).
+   */
+  private retryOrFail(active: ActiveJob, s: SubtaskRecord, error: ItemFailure, retryable: boolean, counts = true): void {
     const job = active.record;
-    s.failures += 1;
+    // Free attempts are limited too: a disk that stays full fails the subtask in the end.
+    if (!counts && (s.setbacks ?? 0) < job.maxAttempts) s.setbacks = (s.setbacks ?? 0) + 1;
+    else s.failures += 1;
     s.speculative = false;
     if (retryable && s.failures < job.maxAttempts) {
       s.state = 'pending';
       s.workerId = '';
       s.error = error;
       // Exponential backoff with jitter, at most MAX_RETRY_BACKOFF_MS (20 attempts may be asked for).
-      const backoff = Math.min(MAX_RETRY_BACKOFF_MS, this.opts.retryBaseMs * 2 ** (s.failures - 1));
+      const backoff = Math.min(MAX_RETRY_BACKOFF_MS, this.opts.retryBaseMs * 2 ** (s.failures + (s.setbacks ?? 0) - 1));
       s.notBefore = Date.now() + Math.round(backoff * (0.5 + Math.random() * 0.5));
       this.store.saveSubtask(s);
       this.events.subtaskState(job, s, `attempt ${s.attempt} failed (${error.code}: ${error.message}); retrying`);
@@ -662,7 +696,7 @@ export class JobManager {
   }
 
   /** Takes a lease back from a worker (lost, unreachable, draining past its grace). */
-  releaseLease(w: WorkerSession, s: SubtaskRecord, attempt: number, reason: string, retryable: boolean): void {
+  releaseLease(w: WorkerSession, s: SubtaskRecord, attempt: number, reason: string, retryable: boolean, counts = true): void {
     this.endLease(w, s.id, attempt);
     const active = this.active.get(s.jobId);
     const before = s.leases.length;
@@ -674,20 +708,22 @@ export class JobManager {
       this.store.saveSubtask(s);
       return;
     }
-    this.retryOrFail(active, s, { input: s.items.length === 1 ? s.items[0]! : '', code: 'UNAVAILABLE', message: reason }, retryable);
+    this.retryOrFail(active, s, { input: s.items.length === 1 ? s.items[0]! : '', code: 'UNAVAILABLE', message: reason }, retryable, counts);
     this.checkPhase(active);
     this.requestDispatch();
   }
 
   onWorkerLost(w: WorkerSession, reason: string): void {
     if (w.state === 'lost' || this.stopping) return;
+    // A worker stopping as planned (its drain grace over) cut its subtasks short: no attempt is used up.
+    const drained = w.state === 'draining';
     w.state = 'lost';
     w.lostAt = Date.now();
     w.call = undefined;
     this.log.warn({ worker: w.name, workerId: w.id, leases: w.leases.size, reason }, 'worker lost');
     for (const [subtaskId, attempt] of [...w.leases]) {
       const s = this.subtasks.get(subtaskId);
-      if (s) this.releaseLease(w, s, attempt, `worker ${w.name} lost: ${reason}`, true);
+      if (s) this.releaseLease(w, s, attempt, `worker ${w.name} ${drained ? 'stopped while draining' : 'lost'}: ${reason}`, true, !drained);
     }
     w.leases.clear();
     w.waiting.clear();
@@ -742,6 +778,17 @@ export class JobManager {
       }
       await this.finishWithOutputs(active, merged.outputs ?? []);
     } catch (err) {
+      if (isCoordinatorTrouble(err) && !this.stopping && !TERMINAL_JOB_STATES.has(job.state)) {
+        // The coordinator's disk is full (or out of descriptors): not the job's fault. Merge again later.
+        active.mergeRetries = (active.mergeRetries ?? 0) + 1;
+        const wait = Math.min(MAX_MERGE_RETRY_MS, MERGE_RETRY_MS * 2 ** (active.mergeRetries - 1));
+        active.mergedPhase = phase - 1;
+        job.message = `merging phase ${phase} waits for the coordinator: ${describeError(err)}`;
+        this.events.log(job, `${job.message}; trying again in ${Math.round(wait / 1000)} s`);
+        this.log.warn({ err, job: job.id, phase, waitMs: wait }, 'merge stopped by the coordinator\'s own trouble; trying again');
+        setTimeout(() => void this.phaseDone(active), wait).unref();
+        return;
+      }
       this.failJob(active, err, 'merge failed');
     }
   }
@@ -890,9 +937,10 @@ export class JobManager {
     const stored = this.store.flushQuietly();
     this.log.info({ job: job.id, state, outputs: job.outputs.length, errors: job.errors.length }, 'job finished');
     if (state === 'succeeded' || state === 'partially_succeeded' || state === 'cancelled' || state === 'failed') {
-      // Its inputs only once its end is on disk: a restart before that resumes the job, which needs them
-      // (they go with the job at the end of its retention otherwise).
-      void this.spool.removeIntermediates(job.id, { inputs: stored }).catch(() => undefined);
+      // Only once its end is on disk: a restart before that resumes the job, which needs its inputs,
+      // and merges again from its subtasks' outputs (they go with the job at the end of its
+      // retention otherwise).
+      if (stored) void this.spool.removeIntermediates(job.id, { inputs: true }).catch(() => undefined);
       // What attempts left in the shared folder (the published outputs have their own names by now).
       if (job.spec.shared_output_dir) void removeSharedTemps(job.spec.shared_output_dir, job.id).catch(() => undefined);
     }
@@ -1015,7 +1063,7 @@ export class JobManager {
       resumed++;
       job.seq += RESUME_SEQ_GAP;
       this.events.log(job, 'coordinator restarted: resuming');
-      void this.start(job, subtasks.get(job.id) ?? []);
+      this.begin(job, subtasks.get(job.id) ?? []);
     }
     return resumed;
   }
@@ -1113,4 +1161,14 @@ function contentTypeOf(name: string): string {
 async function removeIfSame(file: string, was: Stats): Promise<void> {
   const now = await lstat(file).catch(() => undefined);
   if (now && now.dev === was.dev && now.ino === was.ino) await rm(file, { force: true });
+}
+
+/** An error that tells of the coordinator's own trouble (its disk or quota full, no descriptors left), not of the job. */
+function isCoordinatorTrouble(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code === 'string' && LOCAL_TROUBLE_CODES.has(code)) return true;
+  if (!(err instanceof TesseraError)) return false;
+  // The store or spool that cannot write (limits are not retryable), and ffmpeg's "failed on this
+  // machine, not because of the input".
+  return (err.code === status.RESOURCE_EXHAUSTED || err.code === status.UNAVAILABLE) && err.retryable && !err.input;
 }

@@ -76,6 +76,11 @@ export interface SubtaskRecord extends Omit<SubtaskPlan, 'plan'> {
   leases: Lease[];
   /** Failed attempts so far (bounded by the job's max attempts). */
   failures: number;
+  /**
+   * Attempts ended through no fault of the subtask or its worker (the coordinator's own full disk, a
+   * planned drain) that did not count as failures; at most the job's max_attempts of them (in memory only).
+   */
+  setbacks: number;
 }
 
 /**
@@ -109,6 +114,7 @@ export function newSubtaskRecord(p: SubtaskPlan, at: { id: string; jobId: string
     speculative: false,
     leases: [],
     failures: 0,
+    setbacks: 0,
     timeoutMs: p.timeoutMs ?? at.timeoutMs,
   };
 }

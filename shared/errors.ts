@@ -40,6 +40,9 @@ export const unavailable = (message: string, cause?: unknown): TesseraError =>
   new TesseraError(status.UNAVAILABLE, message, { retryable: true, cause });
 export const dataLoss = (message: string): TesseraError => new TesseraError(status.DATA_LOSS, message, { retryable: true });
 
+/** The errno codes of this machine's trouble (see isLocalTrouble), for errors that carry one. */
+export const LOCAL_TROUBLE_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);
+
 /**
  * Whether an error log tells of this machine's trouble (a full disk or quota, too many open files)
  * rather than of the input: such a failure is retried, elsewhere, not blamed on the file. Only an
@@ -47,9 +50,6 @@ export const dataLoss = (message: string): TesseraError => new TesseraError(stat
  * message after ": ", once every path in `paths` is taken out (a file may be named after one).
  * Memory and I/O errors are left out: corrupt or truncated files cause those too.
  */
-/** The errno codes of the same trouble, for errors that carry one. */
-export const LOCAL_TROUBLE_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);
-
 export function isLocalTrouble(log: string, paths: readonly string[] = []): boolean {
   const named = paths.filter((p) => p.length > 0);
   return log.split('\n').some((line) => {

@@ -1,0 +1,44 @@
+/**
+ * A worker stopping as planned does not use up its subtasks' attempts: when its drain grace ends
+ * before a long subtask does, the subtask runs again elsewhere as if it had never started there.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LocalCluster } from '../client/local-cluster.js';
+import { startCluster } from './helpers/cluster.js';
+
+let dir: string;
+let cluster: LocalCluster | undefined;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-drain-attempts-'));
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('drain', () => {
+  it('re-runs a subtask cut short by a drain elsewhere without counting the attempt', async () => {
+    cluster = await startCluster({ workers: 2, slots: 1, workerArgs: ['--drain-grace-ms', '300'] });
+    // One attempt allowed: before, the drained attempt used it up and the job failed.
+    const job = await cluster.client.submit({ max_attempts: 1, passthrough: { subtasks: 1, work_ms: 4000 } }, []);
+    let drained: string | undefined;
+    const done = await cluster.client.wait(job.id, (e) => {
+      const m = /^attempt 1 on (worker-\d)/.exec(e.message ?? '');
+      if (e.type === 'subtask_state' && m && !drained) {
+        drained = m[1]!;
+        cluster!.workers.find((w) => w.name === drained)!.child.kill('SIGTERM');
+      }
+    });
+    expect(drained).toBeDefined();
+    expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+    expect(done.subtasks).toHaveLength(1);
+    const s = done.subtasks[0];
+    expect(s?.attempt).toBe(2);
+    expect(s?.worker).not.toBe(drained);
+  });
+});
