@@ -445,3 +445,28 @@ describe("the coordinator's own trouble", () => {
     store.close();
   });
 });
+
+describe('overdue leases', () => {
+  it('takes back a lease running well past its timeout, cancels it on the worker and runs the subtask again', async () => {
+    kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [plan('stuck')] }), merge: async () => ({ outputs: [] }) });
+    const { manager, assigned, cancels, finish, store } = setup();
+    const job = manager.newJob(spec, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length === 1, 'the subtask');
+    const id = assigned()[0]!.subtask_id!;
+    // Within its timeout (60 s here) and the grace after it, nothing happens.
+    expect(manager.expireOverdue(Date.now() + 60_000)).toBe(0);
+    expect(cancels()).toEqual([]);
+    expect(manager.expireOverdue(Date.now() + 60_000 + 31_000)).toBe(1);
+    expect(cancels()).toMatchObject([{ subtask_id: id, attempt: 1, reason: expect.stringContaining('timed out') }]);
+    await until(() => assigned().length === 2, 'the second attempt');
+    expect(assigned()[1]).toMatchObject({ subtask_id: id, attempt: 2 });
+    // A late result of the first attempt is refused; the second one counts.
+    finish(id, 1);
+    expect(job.state).toBe('running');
+    finish(id, 2);
+    await until(() => job.state === 'succeeded', 'the job to finish');
+    manager.close();
+    store.close();
+  });
+});

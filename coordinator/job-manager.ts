@@ -34,6 +34,8 @@ const MAX_LABEL_BYTES = 1024;
 const MAX_REQUEST_ID_BYTES = 128;
 /** Wait before starting a job again whose start failed (its store could not write). */
 const START_RETRY_MS = 5_000;
+/** How long past its timeout (at least; 10% of the timeout for long ones) a lease runs before the coordinator takes it back. */
+const OVERDUE_GRACE_MS = 30_000;
 /** A merge stopped by the coordinator's own trouble (its disk full) runs again after this, doubling up to MAX_MERGE_RETRY_MS. */
 const MERGE_RETRY_MS = 2_000;
 const MAX_MERGE_RETRY_MS = 60_000;
@@ -987,6 +989,31 @@ export class JobManager {
     if (!w) return;
     this.endLease(w, s.id, lease.attempt);
     this.registry.send(w, { cancel: { subtask_id: s.id, attempt: lease.attempt, reason } });
+  }
+
+  /**
+   * Leases running well past their subtask's timeout. The worker's own timer should have ended them;
+   * one that has not (a process stuck in the kernel on a hung shared mount) would hold the job
+   * forever: the lease is taken back, the worker told to cancel, and the attempt fails as timed out.
+   * Returns how many were taken back.
+   */
+  expireOverdue(now = Date.now()): number {
+    let expired = 0;
+    for (const s of [...this.subtasks.values()]) {
+      if (s.state !== 'running') continue;
+      const limit = s.timeoutMs || this.opts.subtaskTimeoutMs;
+      for (const lease of [...s.leases]) {
+        if (lease.runningSince === undefined || now - lease.runningSince <= limit + Math.max(OVERDUE_GRACE_MS, limit * 0.1)) continue;
+        const w = this.registry.get(lease.workerId);
+        const reason = `subtask timed out after ${limit} ms and its worker ${lease.worker} did not stop it`;
+        // Cancelled on the worker first; its slot is freed here either way.
+        this.revokeLease(s, lease, reason);
+        if (w) this.releaseLease(w, s, lease.attempt, reason, true);
+        else s.leases = s.leases.filter((l) => l !== lease);
+        expired++;
+      }
+    }
+    return expired;
   }
 
   /**
