@@ -12,7 +12,7 @@ import { JobManager } from './job-manager.js';
 import { jobServiceHandlers } from './job-service.js';
 import { SharedRoots } from './shared-inputs.js';
 import { Spool } from './spool.js';
-import { JobStore } from './store.js';
+import { DataDirLock, JobStore } from './store.js';
 import { WorkerRegistry } from './worker-registry.js';
 import { workerServiceHandlers } from './worker-service.js';
 import { CoordinatorAuth, type AuthConfig } from './auth.js';
@@ -70,6 +70,7 @@ export class Coordinator {
   private state: Lifecycle = 'new';
   private server: grpc.Server | undefined;
   private store: JobStore | undefined;
+  private lock: DataDirLock | undefined;
   private jobs: JobManager | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private retentionTimer: NodeJS.Timeout | undefined;
@@ -109,10 +110,33 @@ export class Coordinator {
     if (shared.list.length > 0) log.info({ sharedRoots: shared.list }, 'inputs by reference allowed under the shared folders');
     if (shared.outputList.length > 0) log.info({ sharedOutputRoots: shared.outputList }, 'outputs may be written into the shared output folders');
     await mkdir(opts.dataDir, { recursive: true });
+    // One coordinator per data dir, before anything in it is read: two would both resume and run
+    // the same jobs. Released by close(), and by the system when the process dies.
+    this.lock = DataDirLock.acquire(opts.dataDir);
+    try {
+      return await this.startOnDataDir(auth, shared);
+    } catch (err) {
+      // Nothing half-started stays behind, the data dir's lock included.
+      await this.close();
+      throw err;
+    }
+  }
+
+  private async startOnDataDir(auth: CoordinatorAuth, shared: SharedRoots): Promise<string> {
+    const { opts } = this;
+    const log = opts.log;
     this.store = new JobStore(path.join(opts.dataDir, 'tessera.db'), {
       onFlushError: (err) => log.error({ err: err.message }, 'job store write failed; kept in memory and retried'),
     });
     const spool = new Spool(path.join(opts.dataDir, 'spool'));
+    // Submissions cut short by a crash leave inputs in the spool under a job id with no record:
+    // nothing would ever remove them. Safe here: the server takes no calls yet.
+    try {
+      const orphans = await spool.removeOrphans(this.store.jobIds());
+      if (orphans.folders > 0) log.info(orphans, 'removed spool folders of submissions that never became jobs (cut short by a restart)');
+    } catch (err) {
+      log.warn({ err }, 'removing spool folders of unfinished submissions failed');
+    }
     const registry = new WorkerRegistry();
     const ttlMs = opts.ttlMs ?? WORKER_TTL_MS;
     const heartbeatMs = opts.heartbeatMs ?? HEARTBEAT_MS;
@@ -142,14 +166,27 @@ export class Coordinator {
     this.address = `${host}:${port}`;
     const resumed = this.jobs.resume();
     // Failure detection: a worker silent past the TTL is lost and its leases go back to the queue.
+    const sweepMs = Math.min(500, Math.max(50, Math.floor(ttlMs / 5)));
+    let lastSweep = performance.now();
     this.sweepTimer = setInterval(() => {
       const jobs = this.jobs!;
+      // A sweep that runs late ran after a stall of this process (timers run before the sockets
+      // are read): the workers' heartbeats of that time are not read yet. The stall is not theirs.
+      const now = performance.now();
+      const late = now - lastSweep - sweepMs;
+      lastSweep = now;
+      if (late > Math.min(heartbeatMs, sweepMs)) {
+        registry.credit(late);
+        if (late > heartbeatMs) log.warn({ stalledMs: Math.round(late) }, 'the coordinator was stalled: workers are not held to heartbeats it could not read');
+      }
       for (const w of registry.expired(ttlMs)) jobs.onWorkerLost(w, `no heartbeat for ${ttlMs} ms`);
       // A quarantine that is over frees its slots: nothing else may ask for a dispatch meanwhile.
       if (registry.endQuarantines()) jobs.requestDispatch();
       registry.prune(10 * 60_000);
+      // Leases far past their subtask's timeout: the worker could not end them itself.
+      if (jobs.expireOverdue() > 0) jobs.requestDispatch();
       jobs.speculate();
-    }, Math.min(500, Math.max(50, Math.floor(ttlMs / 5))));
+    }, sweepMs);
     this.sweepTimer.unref();
     // Finished jobs past their retention: checked at start and then a few times per period.
     const retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
@@ -190,6 +227,8 @@ export class Coordinator {
         ['http', () => this.observability?.close()],
         ['server', () => shutdown(this.server, this.opts.shutdownGraceMs ?? 5000)],
         ['store', () => this.store?.close()],
+        // Last: the next coordinator on this data dir may start once everything is on disk.
+        ['data dir lock', () => this.lock?.release()],
       ];
       for (const [name, step] of steps) {
         try {

@@ -4,7 +4,7 @@
  * final name.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { finished } from 'node:stream/promises';
@@ -37,6 +37,32 @@ export class Spool {
 
   async removeJob(jobId: string): Promise<void> {
     await rm(this.jobDir(jobId), { recursive: true, force: true });
+  }
+
+  /**
+   * Removes the job folders of jobs that have no record (`known`: the ids the store holds): what a
+   * submission cut short by a crash had received. Only while nothing else uses the spool (start-up,
+   * before the server takes calls). Returns how many folders, and their bytes.
+   */
+  async removeOrphans(known: ReadonlySet<string>): Promise<{ folders: number; bytes: number }> {
+    const jobsDir = path.join(this.root, 'jobs');
+    let entries;
+    try {
+      entries = await readdir(jobsDir, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { folders: 0, bytes: 0 };
+      throw err;
+    }
+    let folders = 0;
+    let bytes = 0;
+    for (const e of entries) {
+      if (!e.isDirectory() || known.has(e.name)) continue;
+      const dir = path.join(jobsDir, e.name);
+      bytes += await sizeOf(dir);
+      await rm(dir, { recursive: true, force: true });
+      folders++;
+    }
+    return { folders, bytes };
   }
 
   /** Removes what a finished job no longer reads: its intermediates and (with `inputs`) its inputs; its outputs stay. */
@@ -85,4 +111,15 @@ export class Spool {
       throw err;
     }
   }
+}
+
+/** Bytes of the files under `dir` (links not followed). */
+async function sizeOf(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) total += await sizeOf(p);
+    else total += await lstat(p).then((st) => st.size, () => 0);
+  }
+  return total;
 }

@@ -10,6 +10,7 @@
  * sequence number), and rewriting a 10,000-photo job's file lists on each change made every
  * commit O(job size).
  */
+import path from 'node:path';
 import Database from 'better-sqlite3';
 import { status } from '@grpc/grpc-js';
 import { TesseraError } from '../shared/errors.js';
@@ -31,6 +32,68 @@ export const FLUSH_RETRY_MS = 1000;
  */
 export const RESUME_SEQ_GAP = 100_000;
 
+/**
+ * The layout of the job store, kept in SQLite's `user_version`. A store is migrated forward when
+ * opened; one with a higher version (written by a newer Tessera) is refused, never misread.
+ * Stores from before the version was kept (0) have today's tables or older ones: migrated too.
+ *   1: jobs, subtasks (with `live`), events, job_files.
+ */
+export const SCHEMA_VERSION = 1;
+
+/** Brings a store of an older (or no) version to SCHEMA_VERSION, all in one transaction. */
+function migrate(db: Database.Database): void {
+  db.transaction(() => {
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, created_at INTEGER NOT NULL, record TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS subtasks (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, record TEXT NOT NULL, live TEXT);
+      CREATE INDEX IF NOT EXISTS subtasks_job ON subtasks(job_id);
+      CREATE TABLE IF NOT EXISTS events (job_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, PRIMARY KEY (job_id, seq));
+      CREATE TABLE IF NOT EXISTS job_files (job_id TEXT NOT NULL, kind TEXT NOT NULL, first INTEGER NOT NULL, files TEXT NOT NULL, PRIMARY KEY (job_id, kind, first));
+    `);
+    // Stores from before the split of a subtask into its plan (`record`, written once) and its
+    // changing state (`live`) get the new column; their rows keep working (live NULL). Records
+    // from before job_files carry their inputs and outputs, moved on their next save (loadAll).
+    const columns = db.prepare('PRAGMA table_info(subtasks)').all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'live')) db.exec('ALTER TABLE subtasks ADD COLUMN live TEXT');
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  })();
+}
+
+/**
+ * An exclusive hold on a data dir, for as long as one coordinator runs on it: two coordinators on
+ * one dir would both resume and run the same jobs. It is a lock SQLite takes on a small file of
+ * its own (`coordinator.lock`, a POSIX record lock): the system drops it when the process ends,
+ * however it ends (SIGKILL too), so a restart never needs a cleanup. A second coordinator, in
+ * another process or in this one, is refused at once.
+ */
+export class DataDirLock {
+  private constructor(private db: Database.Database | undefined) {}
+
+  static readonly FILE = 'coordinator.lock';
+
+  static acquire(dataDir: string): DataDirLock {
+    const file = path.join(dataDir, DataDirLock.FILE);
+    const db = new Database(file, { timeout: 0 });
+    try {
+      db.exec('BEGIN EXCLUSIVE');
+    } catch (err) {
+      db.close();
+      const e = err as Error & { code?: string };
+      if (e.code === 'SQLITE_BUSY' || e.code === 'SQLITE_LOCKED') {
+        throw new Error(`data dir ${dataDir} is in use by another coordinator (it holds ${file}): stop that one first, or give this one another --data-dir`);
+      }
+      throw new Error(`cannot lock data dir ${dataDir} (${file}: ${e.code ?? 'error'}: ${e.message})`);
+    }
+    return new DataDirLock(db);
+  }
+
+  release(): void {
+    const db = this.db;
+    this.db = undefined;
+    db?.close();
+  }
+}
+
 export class JobStore {
   private readonly db: Database.Database;
   private readonly dirtyJobs = new Map<string, JobRecord>();
@@ -50,19 +113,22 @@ export class JobStore {
     private readonly opts: { onFlushError?: (err: TesseraError) => void } = {},
   ) {
     this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, created_at INTEGER NOT NULL, record TEXT NOT NULL);
-      CREATE TABLE IF NOT EXISTS subtasks (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, record TEXT NOT NULL);
-      CREATE INDEX IF NOT EXISTS subtasks_job ON subtasks(job_id);
-      CREATE TABLE IF NOT EXISTS events (job_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, PRIMARY KEY (job_id, seq));
-      CREATE TABLE IF NOT EXISTS job_files (job_id TEXT NOT NULL, kind TEXT NOT NULL, first INTEGER NOT NULL, files TEXT NOT NULL, PRIMARY KEY (job_id, kind, first));
-    `);
-    // Stores from before the split of a subtask into its plan (`record`, written once) and its
-    // changing state (`live`) get the new column; their rows keep working (live NULL).
-    const columns = this.db.prepare('PRAGMA table_info(subtasks)').all() as { name: string }[];
-    if (!columns.some((c) => c.name === 'live')) this.db.exec('ALTER TABLE subtasks ADD COLUMN live TEXT');
+    try {
+      // Checked before anything is written: a store from a newer Tessera is left exactly as it is.
+      const version = this.db.pragma('user_version', { simple: true }) as number;
+      if (version > SCHEMA_VERSION) {
+        throw new Error(
+          `the job store ${file} in data dir ${path.dirname(file)} has schema version ${version}, but this coordinator knows versions up to ${SCHEMA_VERSION}: ` +
+            'it was written by a newer Tessera, whose records this one would misread. Run that version (or a newer one) on this data dir; nothing was changed',
+        );
+      }
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      if (version < SCHEMA_VERSION) migrate(this.db);
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
     this.stmts = {
       upsertJob: this.db.prepare('INSERT INTO jobs (id, state, created_at, record) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, record = excluded.record'),
       insertSubtask: this.db.prepare('INSERT INTO subtasks (id, job_id, record, live) VALUES (?, ?, ?, NULL) ON CONFLICT(id) DO UPDATE SET record = excluded.record, live = NULL'),
@@ -74,6 +140,7 @@ export class JobStore {
       insertEvent: this.db.prepare('INSERT OR IGNORE INTO events (job_id, seq, event) VALUES (?, ?, ?)'),
       eventsAfter: this.db.prepare('SELECT event FROM events WHERE job_id = ? AND seq > ? ORDER BY seq'),
       jobs: this.db.prepare('SELECT record FROM jobs ORDER BY created_at'),
+      jobIds: this.db.prepare('SELECT id FROM jobs'),
       subtasksOf: this.db.prepare('SELECT record, live FROM subtasks WHERE job_id = ?'),
       // A row holds a run of a job's inputs or outputs (a JSON array) starting at index `first`.
       insertFiles: this.db.prepare('INSERT OR REPLACE INTO job_files (job_id, kind, first, files) VALUES (?, ?, ?, ?)'),
@@ -165,6 +232,12 @@ export class JobStore {
       subtasks.set(job.id, list);
     }
     return { jobs, subtasks };
+  }
+
+  /** The ids of every job on record. */
+  jobIds(): Set<string> {
+    this.flush();
+    return new Set((this.stmts.jobIds.all() as { id: string }[]).map((r) => r.id));
   }
 
   /** Subtasks of any job (for GetJob of finished jobs after a restart). */

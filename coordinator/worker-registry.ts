@@ -112,6 +112,17 @@ export class WorkerRegistry {
     return this.all().filter((w) => w.state !== 'lost' && now - w.lastHeartbeat > ttlMs);
   }
 
+  /**
+   * The coordinator could read nothing for `ms` (its event loop was held up: a long GC, a big
+   * SQLite transaction): the heartbeats sent meanwhile still wait unread in the sockets, and the
+   * sweep's timer runs before they are read. That silence is the coordinator's, not the workers':
+   * each is credited it (never past `now`).
+   */
+  credit(ms: number, now = Date.now()): void {
+    if (!(ms > 0)) return;
+    for (const w of this.sessions.values()) if (w.state !== 'lost') w.lastHeartbeat = Math.min(now, w.lastHeartbeat + ms);
+  }
+
   /** Forgets lost workers after a while so listings stay short. */
   prune(keepLostMs: number, now = Date.now()): void {
     for (const [id, w] of this.sessions) if (w.state === 'lost' && now - w.lostAt > keepLostMs) this.sessions.delete(id);

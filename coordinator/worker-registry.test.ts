@@ -1,0 +1,91 @@
+/**
+ * Failure detection must blame workers for their silence, not for the coordinator's: after a
+ * stall of the coordinator's event loop (a long GC, a big SQLite transaction), the sweep's timer
+ * runs before the heartbeats that arrived meanwhile are read.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TesseraClient } from '../client/client.js';
+import { CLI_PATH } from '../client/local-cluster.js';
+import { Coordinator } from './coordinator.js';
+import { WorkerRegistry, newWorkerSession } from './worker-registry.js';
+
+const cleanups: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
+});
+
+const caps = { kinds: ['passthrough'], encoders: [], cpu_count: 1, ffmpeg_version: '', sharp_version: '', libvips_version: '', labels: {}, memory_bytes: '0' };
+
+describe('WorkerRegistry', () => {
+  it('credits its workers a stall of the coordinator, and only the live ones, never past now', () => {
+    const registry = new WorkerRegistry();
+    const a = newWorkerSession({ id: 'a', name: 'a', instanceId: 'a', address: '', slots: 1, capabilities: caps, call: undefined });
+    const b = newWorkerSession({ id: 'b', name: 'b', instanceId: 'b', address: '', slots: 1, capabilities: caps, call: undefined });
+    const lost = newWorkerSession({ id: 'l', name: 'l', instanceId: 'l', address: '', slots: 1, capabilities: caps, call: undefined });
+    registry.add(a);
+    registry.add(b);
+    registry.add(lost);
+    const now = 100_000;
+    a.lastHeartbeat = now - 6_000;
+    b.lastHeartbeat = now - 500;
+    lost.state = 'lost';
+    lost.lastHeartbeat = now - 6_000;
+    expect(registry.expired(5_000, now).map((w) => w.id)).toEqual(['a']);
+    registry.credit(5_500, now);
+    expect(a.lastHeartbeat).toBe(now - 500);
+    expect(b.lastHeartbeat).toBe(now);
+    expect(lost.lastHeartbeat).toBe(now - 6_000);
+    expect(registry.expired(5_000, now)).toEqual([]);
+  });
+});
+
+describe('a stalled coordinator', () => {
+  it('does not declare a worker lost that kept heartbeating while it could not read', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-stall-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    // What the coordinator warns of (a worker lost is one).
+    const warnings: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+    const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log, http: '', heartbeatMs: 250, ttlMs: 1500, shutdownGraceMs: 1000 });
+    const address = await coordinator.start();
+    cleanups.push(() => coordinator.close());
+    // The worker is another process (the built CLI): a worker in this process would stall too.
+    const worker = spawn(process.execPath, [CLI_PATH, 'worker', '--coordinator', address, '--slots', '1', '--name', 'w1'], { stdio: 'ignore', env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' } });
+    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    cleanups.push(() => {
+      worker.kill('SIGKILL');
+      return exited;
+    });
+    const client = new TesseraClient({ address });
+    cleanups.push(() => client.close());
+    await expect.poll(async () => (await client.listWorkers()).map((w) => `${w.name}:${w.state}`), { timeout: 60_000 }).toEqual(['w1:active']);
+    const [registered] = await client.listWorkers();
+    // A subtask running on it, whose lease a false loss would throw away.
+    const job = await client.submit({ passthrough: { subtasks: 1, work_ms: 6000 } }, []);
+    await expect.poll(async () => (await client.getJob(job.id)).subtasks.map((s) => s.state), { timeout: 30_000 }).toEqual(['SUBTASK_STATE_RUNNING']);
+
+    // The coordinator's event loop is held for over two TTLs, while the worker keeps heartbeating
+    // (less than the clients' keepalive timeout, 5 s, after which gRPC itself drops the connection).
+    const end = Date.now() + 3500;
+    while (Date.now() < end) {
+      // busy: nothing else in this process runs
+    }
+    // Several sweeps and heartbeats later:
+    await sleep(1500);
+    const workers = await client.listWorkers();
+    expect(workers.map((w) => [w.id, w.state])).toEqual([[registered!.id, 'active']]);
+    const running = await client.getJob(job.id);
+    expect(running.subtasks.map((s) => [s.state, s.attempt])).toEqual([['SUBTASK_STATE_RUNNING', 1]]);
+    expect(warnings.filter((l) => /lost|no heartbeat/.test(l))).toEqual([]);
+    // And the work it kept counts: the job finishes at its first attempt.
+    const done = await client.wait(job.id);
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    expect(done.subtasks.map((s) => s.attempt)).toEqual([1]);
+  });
+});

@@ -1,0 +1,122 @@
+/**
+ * The coordinator's data dir: one coordinator at a time (two would both resume and run the same
+ * jobs), a lock that dies with its process, and no spool folders left for ever by submissions a
+ * crash cut short. Real coordinators (from the sources), real SQLite files, real processes.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TesseraClient } from '../client/client.js';
+import { Coordinator } from '../coordinator/coordinator.js';
+import { createLogger } from '../shared/logger.js';
+
+const log = createLogger('test', 'silent', 'json');
+const cleanups: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-data-dir-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function coordinator(dataDir: string): Coordinator {
+  const c = new Coordinator({ listen: '127.0.0.1:0', dataDir, log, http: '', shutdownGraceMs: 1000 });
+  cleanups.push(() => c.close());
+  return c;
+}
+
+const startError = (c: Coordinator): Promise<Error | undefined> => c.start().then(() => undefined, (e: unknown) => e as Error);
+
+describe('the data dir lock', () => {
+  it('refuses a second coordinator on the same data dir while the first runs, and takes it once the first has closed', async () => {
+    const dataDir = path.join(await tempDir(), 'data');
+    const first = coordinator(dataDir);
+    await first.start();
+    const err = await startError(coordinator(dataDir));
+    expect(err, 'a second coordinator started on the same data dir').toBeInstanceOf(Error);
+    expect(err?.message).toContain('in use by another coordinator');
+    expect(err?.message).toContain(dataDir);
+    // The refused one changed nothing: the first still serves.
+    const client = new TesseraClient({ address: first.address });
+    cleanups.push(() => client.close());
+    expect(await client.listJobs()).toEqual([]);
+    await first.close();
+    const third = coordinator(dataDir);
+    await expect(third.start()).resolves.toMatch(/^127\.0\.0\.1:\d+$/);
+  });
+
+  it('is held by another process until it dies, and a SIGKILL leaves nothing to clean up', async () => {
+    const dir = await tempDir();
+    const dataDir = path.join(dir, 'data');
+    await mkdir(dataDir);
+    // Another process takes the data dir's lock as a coordinator does, and is killed holding it.
+    const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
+    const script = path.join(dir, 'holder.cjs');
+    await writeFile(
+      script,
+      `const Database = require(${JSON.stringify(sqlite)});
+const db = new Database(${JSON.stringify(path.join(dataDir, 'coordinator.lock'))}, { timeout: 0 });
+db.exec('BEGIN EXCLUSIVE');
+process.stdout.write('locked\\n');
+setInterval(() => undefined, 1000);
+`,
+    );
+    const holder = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((resolve) => holder.once('exit', resolve));
+    cleanups.push(() => {
+      holder.kill('SIGKILL');
+      return exited;
+    });
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout.on('data', (d: Buffer) => d.toString().includes('locked') && resolve());
+      holder.once('exit', (code) => reject(new Error(`the lock holder exited (${code})`)));
+    });
+    const err = await startError(coordinator(dataDir));
+    expect(err, 'a second coordinator started on the same data dir').toBeInstanceOf(Error);
+    expect(err?.message).toContain('in use by another coordinator');
+    // The refused coordinator did not touch the job store.
+    expect(existsSync(path.join(dataDir, 'tessera.db'))).toBe(false);
+    holder.kill('SIGKILL');
+    await exited;
+    const after = coordinator(dataDir);
+    await expect(after.start()).resolves.toMatch(/^127\.0\.0\.1:\d+$/);
+  });
+});
+
+describe('the spool at start-up', () => {
+  it('loses the folders of submissions that never became jobs and keeps those of jobs', async () => {
+    const dir = await tempDir();
+    const dataDir = path.join(dir, 'data');
+    const input = path.join(dir, 'in.bin');
+    await writeFile(input, Buffer.alloc(4096, 7));
+    const first = coordinator(dataDir);
+    const client = new TesseraClient({ address: await first.start() });
+    cleanups.push(() => client.close());
+    // No worker: the job stays queued, its input in the spool.
+    const job = await client.submit({ passthrough: {} }, [input]);
+    await first.close();
+    const jobs = path.join(dataDir, 'spool', 'jobs');
+    const kept = await readdir(path.join(jobs, job.id), { recursive: true });
+    expect(kept.length).toBeGreaterThan(0);
+    // What a SubmitJob cut short by a crash leaves: a job folder holding a part of an input, and no record.
+    const orphan = path.join(jobs, '3f0c9a52-5d1e-4c51-9a3e-0c1b1d2e3f40');
+    await mkdir(path.join(orphan, 'in'), { recursive: true });
+    await mkdir(path.join(orphan, 'st'));
+    await writeFile(path.join(orphan, 'in', 'big.bin.1a2b3c4d.tmp'), Buffer.alloc(1 << 20, 1));
+
+    const second = coordinator(dataDir);
+    const client2 = new TesseraClient({ address: await second.start() });
+    cleanups.push(() => client2.close());
+    expect(existsSync(orphan)).toBe(false);
+    expect(await readdir(jobs)).toEqual([job.id]);
+    expect(await readdir(path.join(jobs, job.id), { recursive: true })).toEqual(kept);
+    expect((await client2.getJob(job.id)).state).toBe('JOB_STATE_QUEUED');
+  });
+});
