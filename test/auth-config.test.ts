@@ -93,6 +93,9 @@ describe('token sources on a running cluster', () => {
         throw new Error(`the worker exited with ${code}`);
       }),
     ]);
+    // The one worker registered is this one, active, and still running.
+    expect((await cluster.client.listWorkers()).map((w) => [w.name, w.state])).toEqual([['file-token', 'active']]);
+    expect(worker.child.exitCode).toBeNull();
   });
 
   it('client tokens from --client-tokens-file are not merged with TESSERA_CLIENT_TOKENS', async () => {

@@ -1,0 +1,268 @@
+/**
+ * SHA-256 on every stream (README, "Fault tolerance": corrupted bytes). Real coordinator objects
+ * over real gRPC on loopback; the client's side is the real client library, the workers' side a
+ * real Worker or one written by hand on real Connect / UploadTaskOutput streams.
+ *
+ * - An upload (SubmitJob) whose input_end.sha256 is not its bytes' fails with DATA_LOSS naming the
+ *   input, and leaves nothing of the submission in the coordinator's spool.
+ * - A worker's output whose bytes are not the checksum it reports (in its upload's trailer, in its
+ *   result, or inline) is refused; the subtask is retried, and the job succeeds with the right bytes.
+ * - A published output changed on the coordinator's disk is refused by the client's download
+ *   (DATA_LOSS) and leaves no file under the output's name, nor its `.part`.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import * as grpc from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TesseraClient } from '../client/client.js';
+import { Coordinator } from '../coordinator/coordinator.js';
+import { createLogger } from '../shared/logger.js';
+import { loadTesseraProto } from '../shared/proto.js';
+import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
+import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
+import type { UploadTaskOutputRequest } from '../shared/proto/generated/tessera/v1/UploadTaskOutputRequest.js';
+import type { WorkerMessage } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
+import { Worker } from '../worker/worker.js';
+
+const log = createLogger('test', 'silent', 'json');
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** A coordinator on 127.0.0.1:0 with its own data dir; `spoolJobs` is where it keeps each job's files. */
+async function startCoordinator(extra: { retryBaseMs?: number } = {}): Promise<{ dir: string; address: string; spoolJobs: string; coordinator: Coordinator; client: TesseraClient }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-integrity-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log, http: '', ...extra });
+  const address = await coordinator.start();
+  cleanups.push(() => coordinator.close());
+  const client = new TesseraClient({ address });
+  cleanups.push(async () => client.close());
+  return { dir, address, spoolJobs: path.join(dir, 'data', 'spool', 'jobs'), coordinator, client };
+}
+
+/** Every file under `root` (relative paths); none when it does not exist. */
+async function filesUnder(root: string): Promise<string[]> {
+  const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isFile()).map((e) => path.relative(root, path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name))).sort();
+}
+
+describe('SubmitJob: an input whose bytes are not its input_end.sha256', () => {
+  it('fails with DATA_LOSS naming the input, and nothing of the submission stays in the spool', async () => {
+    const { address, spoolJobs, client } = await startCoordinator();
+    const good = randomBytes(100_000);
+    const sent = randomBytes(200_000);
+    // The checksum of other bytes than those sent (one byte differs).
+    const claimed = Buffer.from(sent);
+    claimed[1234] = claimed[1234]! ^ 0xff;
+
+    const { proto } = loadTesseraProto();
+    const stub = new proto.tessera.v1.JobService(address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
+    cleanups.push(async () => stub.close());
+    let result: grpc.ServiceError | null | undefined;
+    let sending: unknown;
+    const ended = new Promise<void>((resolve) => {
+      const call = stub.SubmitJob((err) => {
+        result = err;
+        resolve();
+      });
+      (async () => {
+        call.write({ spec: { passthrough: {} } });
+        // A first input, intact: it is received into the spool...
+        call.write({ input: { name: 'a.bin', size: String(good.length) } });
+        call.write({ data: good });
+        call.write({ input_end: { sha256: sha(good) } });
+        for (let i = 0; i < 500 && !(await filesUnder(spoolJobs)).some((f) => f.endsWith(path.join('in', 'a.bin'))); i++) await sleep(10);
+        expect(await filesUnder(spoolJobs), 'the intact input is in the spool before the bad one is sent').toEqual([expect.stringMatching(/^[^/]+\/in\/a\.bin$/)]);
+        // ...then one whose trailer is not its bytes' checksum.
+        call.write({ input: { name: 'b.bin', size: String(sent.length) } });
+        call.write({ data: sent.subarray(0, 150_000) });
+        call.write({ data: sent.subarray(150_000) });
+        call.write({ input_end: { sha256: sha(claimed) } });
+        call.end();
+      })().catch((err: unknown) => {
+        sending = err;
+        call.cancel();
+      });
+    });
+    await ended;
+    if (sending) throw sending;
+    expect(result?.code, result?.details).toBe(grpc.status.DATA_LOSS);
+    expect(result!.details).toContain('input b.bin');
+    expect(result!.details).toContain('checksum mismatch');
+    expect(result!.details).toContain(sha(claimed));
+    // The submission made no job, and its folder (with the intact input in it) is gone: no file, no temp file.
+    expect(await client.listJobs()).toEqual([]);
+    expect(await readdir(spoolJobs)).toEqual([]);
+  });
+});
+
+type Corruption = 'upload trailer' | 'result reference' | 'inline';
+
+/**
+ * A worker written by hand on a real Connect stream: on attempt 1 of each subtask it sends `a.bin`'s
+ * bytes with one byte changed, claiming the checksum of the right ones (where `how` says); from
+ * attempt 2 on it behaves (uploads the right bytes with their checksum).
+ */
+function corruptingWorker(address: string, good: Buffer, how: Corruption, spoolJobs: string) {
+  const { proto } = loadTesseraProto();
+  type Stub = grpc.Client & {
+    Connect(md: grpc.Metadata): grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output>;
+    UploadTaskOutput(md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res?: { size: string; sha256: string }) => void): grpc.ClientWritableStream<UploadTaskOutputRequest>;
+  };
+  const stub = new proto.tessera.v1.WorkerService(address, grpc.credentials.createInsecure()) as unknown as Stub;
+  const call = stub.Connect(new grpc.Metadata());
+  const bad = Buffer.from(good);
+  bad[good.length >> 1] = bad[good.length >> 1]! ^ 0x01;
+  let workerId = '';
+  let heartbeat: NodeJS.Timeout | undefined;
+  const attempts: number[] = [];
+  const uploadErrors: { code: number; details: string }[] = [];
+  /** Files under the job's subtask folders right after a refused upload came back. */
+  const spoolAfterRefusal: string[][] = [];
+  const failures: unknown[] = [];
+
+  const upload = (subtaskId: string, attempt: number, data: Buffer, trailer: string): Promise<grpc.ServiceError | null> =>
+    new Promise((resolve) => {
+      const md = new grpc.Metadata();
+      md.set('x-tessera-worker-id', workerId);
+      const up = stub.UploadTaskOutput(md, (err) => resolve(err));
+      up.write({ header: { subtask_id: subtaskId, attempt, name: 'a.bin', size: String(data.length) } });
+      for (let i = 0; i < data.length; i += 64 * 1024) up.write({ data: data.subarray(i, i + 64 * 1024) });
+      up.write({ sha256: trailer });
+      up.end();
+    });
+
+  call.on('data', (m: CoordinatorMessage__Output) => {
+    if (m.registered) {
+      workerId = m.registered.worker_id;
+      heartbeat = setInterval(() => call.write({ heartbeat: { load: 0 } }), 300);
+    }
+    for (const a of m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])) {
+      attempts.push(a.attempt);
+      void (async () => {
+        const base = { subtask_id: a.subtask_id, attempt: a.attempt, ok: true, item_errors: [], result_json: '', duration_ms: '1' };
+        const ref = { name: 'a.bin', size: String(good.length), sha256: sha(good), source: 'a.bin' };
+        if (a.attempt >= 2) {
+          const err = await upload(a.subtask_id, a.attempt, good, sha(good));
+          if (err) throw err;
+          call.write({ result: { ...base, outputs: [ref] } });
+        } else if (how === 'upload trailer') {
+          // The trailer is the right bytes' checksum, the data are not those bytes.
+          const err = await upload(a.subtask_id, a.attempt, bad, sha(good));
+          uploadErrors.push({ code: err?.code ?? 0, details: err?.details ?? '' });
+          spoolAfterRefusal.push((await filesUnder(spoolJobs)).filter((f) => f.includes('/st/')));
+          // And it claims success anyway, naming the refused upload.
+          call.write({ result: { ...base, outputs: [ref] } });
+        } else if (how === 'result reference') {
+          // An upload consistent with itself (so it is taken), announced with the right bytes' checksum.
+          const err = await upload(a.subtask_id, a.attempt, bad, sha(bad));
+          uploadErrors.push({ code: err?.code ?? 0, details: err?.details ?? '' });
+          call.write({ result: { ...base, outputs: [ref] } });
+        } else {
+          call.write({ result: { ...base, outputs: [{ ...ref, inline: true, inline_data: bad }] } });
+        }
+      })().catch((err: unknown) => failures.push(err));
+    }
+  });
+  call.on('error', () => undefined);
+  call.write({ register: { name: 'by-hand', slots: 1, instance_id: 'by-hand-1', capabilities: { kinds: ['passthrough'], encoders: [], cpu_count: 1, labels: {} } } });
+  return {
+    attempts,
+    uploadErrors,
+    spoolAfterRefusal,
+    failures,
+    close(): void {
+      clearInterval(heartbeat);
+      call.cancel();
+      stub.close();
+    },
+  };
+}
+
+describe("a worker's output whose bytes are not the checksum it reports", () => {
+  it.each<Corruption>(['upload trailer', 'result reference', 'inline'])('(%s) is refused, the subtask retried, and the job ends with the right bytes', async (how) => {
+    const { dir, client, spoolJobs, address } = await startCoordinator({ retryBaseMs: 10 });
+    const good = randomBytes(300_000);
+    const input = path.join(dir, 'a.bin');
+    await writeFile(input, good);
+    const w = corruptingWorker(address, good, how, spoolJobs);
+    cleanups.push(async () => w.close());
+    while ((await client.listWorkers()).length < 1) await sleep(20);
+
+    const job = await client.submit({ passthrough: {} }, [input]);
+    const messages: string[] = [];
+    const done = await client.wait(job.id, (e) => messages.push(e.message));
+    expect(w.failures).toEqual([]);
+    expect(done.state, `${done.message} ${JSON.stringify(done.errors)}\n${messages.join('\n')}`).toBe('JOB_STATE_SUCCEEDED');
+    // The bad attempt was not taken: the one subtask needed a second attempt, and got no third.
+    expect(w.attempts).toEqual([1, 2]);
+    expect(done.subtasks.map((s) => s.attempt)).toEqual([2]);
+    if (how === 'upload trailer') {
+      // UploadTaskOutput itself refused the bytes, and kept none of them (no file, no temp file).
+      expect(w.uploadErrors).toEqual([{ code: grpc.status.DATA_LOSS, details: expect.stringMatching(/output a\.bin of subtask .*: checksum mismatch/) }]);
+      expect(w.spoolAfterRefusal).toEqual([[]]);
+      expect(messages.some((m) => /a\.bin .*was announced but never uploaded/.test(m)), messages.join('\n')).toBe(true);
+    } else {
+      if (how === 'result reference') expect(w.uploadErrors).toEqual([{ code: 0, details: '' }]);
+      expect(messages.some((m) => /output a\.bin of subtask .*: checksum mismatch/.test(m)), messages.join('\n')).toBe(true);
+    }
+    // What is published and downloaded are the right bytes.
+    expect(done.outputs.map((o) => [o.name, o.sha256])).toEqual([['a.bin', sha(good)]]);
+    const paths = await client.download(job.id, path.join(dir, 'down'));
+    expect(sha(await readFile(paths.get('a.bin')!))).toBe(sha(good));
+  });
+});
+
+describe('a published output changed on the coordinator disk', () => {
+  it("is refused by the client's download and collect with DATA_LOSS, leaving no file under its name", async () => {
+    const { dir, address, client, spoolJobs } = await startCoordinator();
+    const worker = new Worker({ coordinator: address, slots: 1, log, memoryLimitMb: 0, name: 'w' });
+    worker.start();
+    cleanups.push(() => worker.close());
+    await worker.registered;
+    const bytes = randomBytes(200_000);
+    const input = path.join(dir, 'a.bin');
+    await writeFile(input, bytes);
+    const job = await client.submit({ passthrough: {} }, [input]);
+    const done = await client.wait(job.id);
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+
+    // Intact, it downloads (both ways).
+    const intact = await client.download(job.id, path.join(dir, 'intact'));
+    expect(await readFile(intact.get('a.bin')!)).toEqual(bytes);
+    const collected = await client.collect(job.id, path.join(dir, 'intact-collect'));
+    expect(await readFile(collected.paths.get('a.bin')!)).toEqual(bytes);
+
+    // One bit flipped in the published file, its size unchanged.
+    const published = path.join(spoolJobs, job.id, 'out', 'a.bin');
+    const tampered = await readFile(published);
+    expect(tampered).toEqual(bytes);
+    tampered[100_000] = tampered[100_000]! ^ 0x01;
+    await writeFile(published, tampered);
+    expect((await stat(published)).size).toBe(bytes.length);
+
+    for (const [how, fetch] of [
+      ['download', (d: string) => client.download(job.id, d)],
+      // collect gets the bytes inside the output event (up to 1 MiB), checks them, then downloads.
+      ['collect', (d: string) => client.collect(job.id, d)],
+    ] as const) {
+      const into = path.join(dir, `tampered-${how}`);
+      const err = (await fetch(into).then(
+        () => undefined,
+        (e: unknown) => e,
+      )) as grpc.ServiceError | undefined;
+      expect(err, how).toBeDefined();
+      expect(err!.code, `${how}: ${err!.message}`).toBe(grpc.status.DATA_LOSS);
+      expect(err!.message, how).toMatch(/a\.bin: checksum mismatch after download/);
+      // Neither the output's name nor its .part file is left behind.
+      expect(await readdir(into).catch(() => []), how).toEqual([]);
+    }
+  });
+});
