@@ -142,11 +142,14 @@ async function sameSharedFile(input: Assignment__Output['inputs'][number]): Prom
   }
 }
 
-async function fetchInputs(a: Assignment__Output, workDir: string, signal: AbortSignal, deps: ExecutorDeps): Promise<LocalFile[]> {
+/** Fetches an assignment's inputs into `workDir`/in (exported for tests; executeSubtask is its caller). */
+export async function fetchInputs(a: Assignment__Output, workDir: string, signal: AbortSignal, deps: ExecutorDeps): Promise<LocalFile[]> {
   const dir = path.join(workDir, 'in');
   if (a.inputs.length > 0) await mkdir(dir, { recursive: true });
   const files: LocalFile[] = [];
   for (const input of a.inputs) {
+    // Cancelled (or timed out) while the previous input came in: fetch no more.
+    signal.throwIfAborted();
     const name = safeFileName(input.name, 'input name');
     const file = path.join(dir, name);
     if (input.shared_path && (await sameSharedFile(input))) {
@@ -172,16 +175,27 @@ async function fetchInputs(a: Assignment__Output, workDir: string, signal: Abort
       });
       const onAbort = (): void => call.cancel();
       signal.addEventListener('abort', onAbort, { once: true });
+      // Aborted while the call was being made: a listener added after the abort never fires.
+      if (signal.aborted) call.cancel();
+      let ended = false;
       try {
         for await (const chunk of call as AsyncIterable<{ data: Buffer }>) {
+          // A write that failed (a full disk) destroyed the file: stop here, since a write to a
+          // destroyed stream would wait for a 'drain' that never comes.
+          if (out.errored) throw out.errored;
           hash.update(chunk.data);
           size += chunk.data.length;
           await writeWithBackpressure(out, chunk.data, signal);
         }
+        ended = true;
         out.end();
         await finished(out);
       } finally {
         signal.removeEventListener('abort', onAbort);
+        // Stopped before the end (an abort, a failed write): leaving the loop only destroys the
+        // grpc-js stream, which does not end the call; the coordinator would go on sending, and the
+        // call stay open, until its deadline (hours for a large input).
+        if (!ended) call.cancel();
         out.destroy();
       }
     }

@@ -34,7 +34,18 @@ export async function isolationChildMain(): Promise<void> {
   };
   // The parent kills us on abort, so a request needs no signal of its own beyond one that never fires.
   const never = new AbortController().signal;
-  process.on('disconnect', () => process.exit(0));
+  // The worker is gone, however it went (SIGKILL and the OOM killer included): take everything this
+  // child started with it. It leads its own process group (worker/isolation.ts spawns it detached),
+  // and ffmpeg ignores SIGPIPE, so an orphaned encode would run on to its end. Killing the group
+  // kills this process too.
+  process.on('disconnect', () => {
+    try {
+      process.kill(-process.pid, 'SIGKILL');
+    } catch {
+      // Not a group leader (started some other way): there is no group of ours to kill.
+    }
+    process.exit(0);
+  });
   process.on('message', (m: ChildRequest) => {
     if (m?.type !== 'run') return;
     void (async () => {

@@ -108,6 +108,18 @@ export class ProcessorIsolation {
     child.unref();
     child.channel?.unref();
     child.on('error', () => undefined);
+    // Dead by any means (a crash, the OOM killer, a kill from outside): what it started may live on
+    // in its group, reparented, ffmpeg encoding away. Swept at once: the group's id stays reserved
+    // while anything is left in it, and is only reused after a pid wraparound once it is empty.
+    const pid = child.pid;
+    child.once('exit', () => {
+      if (pid === undefined) return;
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // Nothing left in the group.
+      }
+    });
     return child;
   }
 
