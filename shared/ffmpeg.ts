@@ -6,11 +6,16 @@
  * alone is enough. Every run gets `-nostdin` and `-protocol_whitelist file,pipe` before each input,
  * so a crafted playlist can neither read arbitrary local files over other protocols nor reach the network;
  * an aborted signal kills the process at once.
+ *
+ * On Linux every run is started through util-linux `setpriv --pdeathsig KILL`, so that ffmpeg dies
+ * with the process that started it, even when that one is SIGKILLed or OOM-killed (ffmpeg ignores
+ * SIGPIPE: orphaned, it would encode on to the end). Where there is no setpriv, it starts plainly.
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { accessSync, chmodSync, constants, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { getSystemErrorMap } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import { TesseraError, isLocalTrouble } from './errors.js';
 
@@ -105,12 +110,33 @@ export interface RunResult {
   stdout: string;
 }
 
-/** Adds `-protocol_whitelist file,pipe` before every `-i` that lacks one. */
+/**
+ * The demuxers ffmpeg may use on an input, and on every file an input names (a concat list's
+ * files; ffmpeg hands the list down): the media Tessera accepts (shared/media/sniff.ts) and its own
+ * intermediates. Playlists (HLS, DASH), image sequences, devices and the like are never among
+ * them: a playlist that reached ffmpeg despite the submission check still opens nothing.
+ */
+export const MEDIA_DEMUXERS = 'mov,matroska,avi,mpegts,mpeg,flv,ogg,yuv4mpegpipe,wav,mp3,aac,flac,aiff';
+
+/**
+ * Before every `-i`: `-protocol_whitelist file,pipe` (no network), and `-format_whitelist`: the
+ * media demuxers, plus the one an explicit `-f` names (a concat list of Tessera's own).
+ */
 export function hardenArgs(args: readonly string[]): string[] {
   const out: string[] = ['-hide_banner', '-nostdin'];
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
-    if (a === '-i' && args[i - 2] !== '-protocol_whitelist') out.push('-protocol_whitelist', 'file,pipe');
+    if (a === '-i') {
+      // Input options given since the previous input (or the start).
+      let from = i;
+      while (from > 0 && args[from - 1] !== '-i' && !(from >= 2 && args[from - 2] === '-i')) from--;
+      const given = args.slice(from, i);
+      if (!given.includes('-protocol_whitelist')) out.push('-protocol_whitelist', 'file,pipe');
+      if (!given.includes('-format_whitelist')) {
+        const f = given.lastIndexOf('-f');
+        out.push('-format_whitelist', f >= 0 && given[f + 1] ? `${given[f + 1]},${MEDIA_DEMUXERS}` : MEDIA_DEMUXERS);
+      }
+    }
     out.push(a);
   }
   return out;
@@ -130,13 +156,59 @@ export async function runFfprobe<T = unknown>(args: readonly string[], options: 
   return JSON.parse(stdout) as T;
 }
 
+let deathWrapper: string | null | undefined;
+
+/**
+ * `setpriv` where it can set a parent-death signal (util-linux >= 2.33), probed once per process;
+ * undefined elsewhere. A wrapped process is still the process that runs: setpriv execs the binary.
+ */
+function parentDeathWrapper(): string | undefined {
+  if (deathWrapper === undefined) {
+    deathWrapper = null;
+    if (process.platform === 'linux') {
+      for (const dir of ['/usr/bin', '/bin', ...(process.env['PATH'] ?? '').split(path.delimiter)]) {
+        const candidate = dir ? path.join(dir, 'setpriv') : '';
+        if (!candidate || !isExecutable(candidate)) continue;
+        try {
+          execFileSync(candidate, ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore', timeout: 10_000 });
+          deathWrapper = candidate;
+        } catch {
+          // Too old for --pdeathsig, or not allowed here: start binaries plainly.
+        }
+        break;
+      }
+    }
+  }
+  return deathWrapper ?? undefined;
+}
+
+/**
+ * This machine could not start `bin` (missing, not executable, out of processes, descriptors or
+ * memory): retried elsewhere, and no input is named, since none is to blame.
+ */
+function cannotStart(bin: string, errno: string): TesseraError {
+  return new TesseraError(status.UNAVAILABLE, `cannot start ${path.basename(bin)} (${bin}): ${errno}; this machine's trouble, not the input's`, { retryable: true });
+}
+
+/** The errno name of a system error message ("No such file or directory" -> ENOENT), or the message. */
+function errnoName(message: string): string {
+  const m = message.trim().toLowerCase();
+  for (const [name, text] of getSystemErrorMap().values()) if (text.toLowerCase() === m) return name;
+  return message.trim();
+}
+
 function runProcess(bin: string, args: string[], options: RunOptions): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) {
       reject(options.signal.reason ?? abortError());
       return;
     }
-    const child = spawn(bin, args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Wrapped only when `bin` is an executable file at an absolute path: anything else fails to
+    // start with the system's own error (ENOENT, EACCES), reported below.
+    const wrapper = path.isAbsolute(bin) && isExecutable(bin) ? parentDeathWrapper() : undefined;
+    const child = wrapper
+      ? spawn(wrapper, ['--pdeathsig', 'KILL', '--', bin, ...args], { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(bin, args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     const stdoutChunks: Buffer[] = [];
     let progressBuf = '';
@@ -163,14 +235,22 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       child.kill('SIGKILL');
     };
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    child.on('error', (err) => {
+    child.on('error', (err: NodeJS.ErrnoException) => {
       options.signal?.removeEventListener('abort', onAbort);
-      reject(new TesseraError(status.FAILED_PRECONDITION, `cannot run ${path.basename(bin)}: ${err.message}`));
+      // ENOENT, EACCES, EAGAIN, EMFILE, ENOMEM: the binary could not be started at all.
+      reject(cannotStart(bin, err.code ?? err.message));
     });
     child.on('close', (code, sig) => {
       options.signal?.removeEventListener('abort', onAbort);
       if (options.signal?.aborted) {
         reject(options.signal.reason ?? abortError());
+        return;
+      }
+      // setpriv could not exec the binary (it then exits 126 or 127) or set the signal (1): it says
+      // so on the first line, before the binary ever ran.
+      const wrapperFailure = wrapper && (code === 1 || code === 126 || code === 127) ? /^setpriv: (.*?)(?:: ([^:\n]*))?\n/.exec(stderr) : null;
+      if (wrapperFailure) {
+        reject(cannotStart(bin, wrapperFailure[2] ? errnoName(wrapperFailure[2]) : wrapperFailure[1]!));
         return;
       }
       const stdout = Buffer.concat(stdoutChunks).toString('utf8');

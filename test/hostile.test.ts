@@ -1,11 +1,14 @@
 /**
  * A corpus of hostile inputs through a real cluster: each gets its documented status and message,
  * the coordinator and workers stay up, the next job succeeds, and no byte of a secret file appears
- * in any output. Also the hardened ffmpeg runner against playlists that point at /etc/passwd and at
- * a closed port on 127.0.0.1 (never any other address).
+ * in any output. Also the hardened ffmpeg runner against inputs, playlists and concat lists that
+ * point at /etc/passwd, at local files with a media extension, and at a port on 127.0.0.1 where a
+ * server of the test's own listens and counts connections (never any other address): nothing
+ * hostile may make anything connect to it.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,29 +16,35 @@ import { deflateSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runFfmpeg } from '../shared/ffmpeg.js';
+import { ffmpegBinaries, runFfmpeg } from '../shared/ffmpeg.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 
 let cluster: TestCluster;
 let dir: string;
-let closedPort: number;
 const SECRET = '/etc/passwd';
+/**
+ * A server on 127.0.0.1 that every URL in the hostile files points at: it counts the connections
+ * made to it and closes each at once (so a client that did connect fails only after it was counted).
+ */
+let trap: net.Server | undefined;
+let trapPort: number;
+let connections = 0;
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-hostile-'));
-  closedPort = await new Promise<number>((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
+  trap = net.createServer((socket) => {
+    connections++;
+    socket.destroy();
   });
+  trapPort = await new Promise<number>((resolve) => trap!.listen(0, '127.0.0.1', () => resolve((trap!.address() as net.AddressInfo).port)));
   cluster = await startCluster({ workers: 2, slots: 1 });
 }, 60_000);
 
 afterAll(async () => {
   await cluster?.stop();
+  await new Promise((resolve) => (trap ? trap.close(resolve) : resolve(undefined)));
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -85,8 +94,10 @@ function absurdDuration(mp4: Buffer): Buffer {
   return out;
 }
 
-const hls = (): string => `#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n${SECRET}\n#EXTINF:10,\nhttp://127.0.0.1:${closedPort}/seg.ts\n#EXT-X-ENDLIST\n`;
-const ffconcat = (): string => `ffconcat version 1.0\nfile '${SECRET}'\nfile 'http://127.0.0.1:${closedPort}/x.mp4'\n`;
+/** An HLS playlist of these segments. */
+const playlist = (...segments: string[]): string => `#EXTM3U\n#EXT-X-TARGETDURATION:10\n${segments.map((s) => `#EXTINF:10,\n${s}\n`).join('')}#EXT-X-ENDLIST\n`;
+const hls = (): string => playlist(SECRET, `http://127.0.0.1:${trapPort}/seg.ts`);
+const ffconcat = (): string => `ffconcat version 1.0\nfile '${SECRET}'\nfile 'http://127.0.0.1:${trapPort}/x.mp4'\n`;
 
 async function submitError(kind: 'image' | 'video' | 'audio', files: string[], params: object = {}): Promise<{ code: number; details: string }> {
   try {
@@ -109,7 +120,7 @@ describe('hostile inputs through a real cluster', () => {
       await write('truncated.jpg', jpeg.subarray(0, Math.floor(jpeg.length / 3))),
       await write('truncated.png', good.subarray(0, 40)),
       await write('bomb.png', pngDeclaring(100_000, 100_000)),
-      await write('external.svg', `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10" height="10"><image xlink:href="file://${SECRET}" width="10" height="10"/><image xlink:href="http://127.0.0.1:${closedPort}/x.png"/></svg>`),
+      await write('external.svg', `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10" height="10"><image xlink:href="file://${SECRET}" width="10" height="10"/><image xlink:href="http://127.0.0.1:${trapPort}/x.png"/></svg>`),
       await write('playlist.png', hls()),
     ];
     const job = await cluster.client.submit({ image: { width: 40, format: 'png' } }, files);
@@ -135,6 +146,8 @@ describe('hostile inputs through a real cluster', () => {
     await cluster.client.download(job.id, out);
     const secret = await readFile(SECRET);
     for (const f of await readdir(out)) expect((await readFile(path.join(out, f))).includes(secret.subarray(0, 16))).toBe(false);
+    // Nothing fetched the SVG's or the playlist's URL.
+    expect(connections).toBe(0);
   });
 
   it('video: playlists, concat lists, truncated files and absurd durations or sizes are refused at submit, naming the file and limit', async () => {
@@ -156,6 +169,7 @@ describe('hostile inputs through a real cluster', () => {
     }
     // Audio's allow-list refuses a playlist too.
     expect((await submitError('audio', [path.join(dir, 'list.m3u8')])).details).toMatch(/HLS playlists are not accepted/);
+    expect(connections).toBe(0);
   });
 
   it('names with ../ or absolute paths, oversized and malformed messages, unknown kinds and out-of-range params', async () => {
@@ -207,21 +221,76 @@ describe('hostile inputs through a real cluster', () => {
   });
 });
 
+/** Runs ffmpeg through the runner: the error it ends with (undefined if it succeeded). */
+const runnerError = (args: string[]): Promise<Error | undefined> =>
+  runFfmpeg(args).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+
+/** Copies every stream's packets, untouched, into one raw file: whatever the input let ffmpeg read ends up there. */
+const copyAll = (input: string, out: string, before: string[] = []): string[] => [...before, '-i', input, '-map', '0', '-c', 'copy', '-f', 'data', '-y', out];
+
 describe('hardened ffmpeg runner', () => {
-  it('an m3u8 or ffconcat list pointing at /etc/passwd or 127.0.0.1:<closed port> reads neither', async () => {
+  it('never connects anywhere: a URL input, playlists and concat lists pointing at a listening port on 127.0.0.1', async () => {
+    const url = `http://127.0.0.1:${trapPort}`;
+    const cases: [string, string[]][] = [
+      ['a URL as the input', copyAll(`${url}/direct.mp4`, path.join(dir, 'direct.out'))],
+      ['an HLS segment', copyAll(await write('net.m3u8', playlist(`${url}/seg.ts`)), path.join(dir, 'net-m3u8.out'))],
+      ['an HLS key', copyAll(await write('key.m3u8', `#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXT-X-KEY:METHOD=AES-128,URI="${url}/key"\n#EXTINF:10,\n${url}/seg.ts\n#EXT-X-ENDLIST\n`), path.join(dir, 'key.out'))],
+      // With the concat demuxer's own check of file names off: only the runner's protocol list stops it.
+      ['an ffconcat entry', copyAll(await write('net.ffconcat', `ffconcat version 1.0\nfile '${url}/x.mp4'\n`), path.join(dir, 'net-concat.out'), ['-safe', '0'])],
+    ];
+    const before = connections;
+    for (const [what, args] of cases) {
+      const err = await runnerError(args);
+      expect(err, what).toBeInstanceOf(Error);
+      expect(connections, what).toBe(before);
+    }
+    // The same URL input through ffmpeg without the runner does connect: the server counts, and
+    // what kept the runs above off it is the runner's hardening.
+    await new Promise((resolve) => execFile(ffmpegBinaries().ffmpeg, ['-hide_banner', '-nostdin', '-i', `${url}/direct.mp4`, '-f', 'null', '-'], { timeout: 30_000 }, resolve));
+    expect(connections).toBeGreaterThan(before);
+  });
+
+  it('an m3u8 or ffconcat list pointing at /etc/passwd reads nothing of it into its output', async () => {
     const secret = await readFile(SECRET, 'utf8');
-    for (const [name, text] of [['p.m3u8', hls()], ['c.ffconcat', ffconcat()]] as const) {
+    for (const [name, text, before] of [
+      ['p.m3u8', playlist(SECRET), []],
+      ['c.ffconcat', `ffconcat version 1.0\nfile '${SECRET}'\n`, []],
+      ['unsafe.ffconcat', `ffconcat version 1.0\nfile '${SECRET}'\n`, ['-safe', '0']],
+    ] as const) {
       const input = await write(name, text);
       const out = path.join(dir, `${name}.out.txt`);
-      const err = await runFfmpeg(['-i', input, '-f', 'data', '-map', '0', '-y', out]).then(
-        () => undefined,
-        (e: Error) => e,
-      );
+      const err = await runnerError(copyAll(input, out, [...before]));
       expect(err, name).toBeInstanceOf(Error);
       expect(err!.message).toMatch(/failed/);
       expect(err!.message).not.toContain(secret.split('\n')[0]!);
       const written = await readFile(out, 'utf8').catch(() => '');
       expect(written.includes(secret.slice(0, 16))).toBe(false);
+    }
+  });
+
+  it('an m3u8 naming local files with a media extension (a secret copied to secret.ts, a private MPEG-TS) reads neither into its output', async () => {
+    // /etc/passwd under a name that ffmpeg's HLS extension check lets through.
+    await copyFile(SECRET, path.join(dir, 'secret.ts'));
+    const secret = await readFile(SECRET);
+    // Someone else's media: MPEG-TS with an MP2 audio track whose frames are known.
+    const privateEs = path.join(dir, 'private.mp2');
+    await runFfmpeg(['-f', 'lavfi', '-i', 'sine=f=440:d=1', '-c:a', 'mp2', '-f', 'mp2', '-y', privateEs]);
+    await runFfmpeg(['-i', privateEs, '-c', 'copy', '-f', 'mpegts', '-y', path.join(dir, 'private.ts')]);
+    const frames = await readFile(privateEs);
+    for (const [name, segment, bytes] of [
+      ['secret.m3u8', 'secret.ts', secret],
+      ['private.m3u8', 'private.ts', frames],
+    ] as const) {
+      const out = path.join(dir, `${name}.out`);
+      const err = await runnerError(copyAll(await write(name, playlist(segment)), out));
+      const written = await readFile(out).catch(() => Buffer.alloc(0));
+      // Not one 64-byte run of the file's bytes in what the run wrote.
+      const leaked = Array.from({ length: Math.floor(bytes.length / 64) }, (_, i) => bytes.subarray(i * 64, i * 64 + 64)).filter((run) => written.includes(run)).length;
+      expect(leaked, `${name}: ${written.length} bytes written, ${err ? `failed: ${err.message}` : 'ffmpeg succeeded'}`).toBe(0);
+      expect(err, name).toBeInstanceOf(Error);
     }
   });
 });
