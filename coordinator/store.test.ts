@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import { newSubtaskRecord, type JobRecord, type SubtaskRecord } from './model.js';
-import { JobStore } from './store.js';
+import { JobStore, SCHEMA_VERSION } from './store.js';
 
 const dirs: string[] = [];
 function dbFile(): string {
@@ -180,16 +180,15 @@ describe('JobStore', () => {
     expect(() => store.flush()).toThrow(expect.objectContaining({ codeName: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/job store is full .*nothing was lost/) }));
     // Nothing else changes: the failed write is retried on its own, every second, each failure
     // reported (logged by the coordinator), not thrown.
-    await new Promise((r) => setTimeout(r, 1200));
-    expect(errors.length).toBeGreaterThanOrEqual(1);
+    await expect.poll(() => errors.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
     expect(errors[0]).toMatchObject({ codeName: 'RESOURCE_EXHAUSTED' });
     store.appendEvent(event('big', 4));
     // Room again: the next retry writes all of it, in order (read through another connection,
     // before anything closes the store).
     db.pragma('max_page_count = 1073741823');
-    await new Promise((r) => setTimeout(r, 1200));
     const reader = new Database(file, { readonly: true });
-    expect((reader.prepare('SELECT id FROM jobs ORDER BY id').all() as { id: string }[]).map((r) => r.id)).toEqual(['big', 'first']);
+    const stored = (): string[] => (reader.prepare('SELECT id FROM jobs ORDER BY id').all() as { id: string }[]).map((r) => r.id);
+    await expect.poll(stored, { timeout: 10_000 }).toEqual(['big', 'first']);
     expect((reader.prepare("SELECT count(*) AS n FROM subtasks WHERE job_id = 'big'").get() as { n: number }).n).toBe(2);
     reader.close();
     expect(store.eventsAfter('big', 0).map((e) => e.seq)).toEqual(['1', '2', '3', '4']);
@@ -214,5 +213,97 @@ describe('JobStore', () => {
     expect(reopened.eventsAfter('dropped', 0)).toEqual([]);
     expect(reopened.eventsAfter('kept', 0).map((e) => e.seq)).toEqual(['1']);
     reopened.close();
+  });
+});
+
+describe('JobStore schema version', () => {
+  const version = (file: string): number => {
+    const db = new Database(file, { readonly: true });
+    try {
+      return db.pragma('user_version', { simple: true }) as number;
+    } finally {
+      db.close();
+    }
+  };
+
+  it('marks a new store with the current version', () => {
+    const file = dbFile();
+    new JobStore(file).close();
+    expect(SCHEMA_VERSION).toBeGreaterThanOrEqual(1);
+    expect(version(file)).toBe(SCHEMA_VERSION);
+  });
+
+  it('takes an unversioned store of an older layout (subtasks without `live`, records with their files) forward, losing nothing', () => {
+    const file = dbFile();
+    // What the coordinator wrote before the split of subtasks and of job files, unversioned.
+    const old = new Database(file);
+    old.exec(`
+      CREATE TABLE jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, created_at INTEGER NOT NULL, record TEXT NOT NULL);
+      CREATE TABLE subtasks (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, record TEXT NOT NULL);
+      CREATE TABLE events (job_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, PRIMARY KEY (job_id, seq));
+    `);
+    const j = { ...job('old'), inputs: [{ name: 'a.bin', size: 3 }] as unknown as JobRecord['inputs'] };
+    old.prepare('INSERT INTO jobs VALUES (?, ?, ?, ?)').run(j.id, j.state, j.createdAt, JSON.stringify(j));
+    old.prepare('INSERT INTO subtasks VALUES (?, ?, ?)').run('old-0-0', 'old', JSON.stringify(subtask('old', 0)));
+    old.prepare('INSERT INTO events VALUES (?, ?, ?)').run('old', 1, JSON.stringify(event('old', 1)));
+    old.close();
+    expect(version(file)).toBe(0);
+
+    const store = new JobStore(file);
+    const loaded = store.loadAll();
+    expect(loaded.jobs.map((x) => [x.id, x.inputs])).toEqual([['old', [{ name: 'a.bin', size: 3 }]]]);
+    expect(loaded.subtasks.get('old')!.map((s) => s.id)).toEqual(['old-0-0']);
+    expect(store.eventsAfter('old', 0).map((e) => e.seq)).toEqual(['1']);
+    // A subtask's state can be saved (the `live` column exists now).
+    const s = loaded.subtasks.get('old')![0]!;
+    s.state = 'succeeded';
+    store.saveSubtask(s);
+    store.close();
+    expect(version(file)).toBe(SCHEMA_VERSION);
+    const reopened = new JobStore(file);
+    expect(reopened.subtasksOf('old')[0]!.state).toBe('succeeded');
+    reopened.close();
+  });
+
+  it("takes an unversioned store of today's layout as the current version", () => {
+    const file = dbFile();
+    const store = new JobStore(file);
+    store.saveJob(job('today'));
+    store.close();
+    // As a coordinator from before the version was kept left it.
+    const db = new Database(file);
+    db.pragma('user_version = 0');
+    db.close();
+    const reopened = new JobStore(file);
+    expect(reopened.loadAll().jobs.map((x) => x.id)).toEqual(['today']);
+    reopened.close();
+    expect(version(file)).toBe(SCHEMA_VERSION);
+  });
+
+  it('refuses a store of a newer version, naming the data dir and both versions, and leaves it as it was', () => {
+    const file = dbFile();
+    const store = new JobStore(file);
+    store.saveJob(job('future'));
+    store.close();
+    const db = new Database(file);
+    db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    db.exec('CREATE TABLE from_the_future (x)');
+    db.close();
+    let err: Error | undefined;
+    try {
+      new JobStore(file).close();
+    } catch (e) {
+      err = e as Error;
+    }
+    expect(err, 'a store of a newer version was opened').toBeInstanceOf(Error);
+    expect(err?.message).toContain(path.dirname(file));
+    expect(err?.message).toContain(`schema version ${SCHEMA_VERSION + 1}`);
+    expect(err?.message).toContain(`versions up to ${SCHEMA_VERSION}`);
+    expect(version(file)).toBe(SCHEMA_VERSION + 1);
+    // Nothing was written or left open: the file can be taken by a writer at once.
+    const after = new Database(file, { timeout: 0 });
+    after.exec('BEGIN EXCLUSIVE; COMMIT');
+    expect(after.prepare('SELECT id FROM jobs').all()).toEqual([{ id: 'future' }]);
+    after.close();
   });
 });

@@ -25,12 +25,14 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-/** Milliseconds from submitting `spec` to its first subtask running. */
-async function startDelay(spec: JobSpec, files: string[]): Promise<number> {
-  const t0 = Date.now();
+/**
+ * Submits `spec` and returns, on the coordinator's clock (its event times), when the job was made
+ * and when its first subtask started running.
+ */
+async function startOf(spec: JobSpec, files: string[]): Promise<{ created: number; started: number }> {
   const job = await cluster.client.submit(spec, files);
   for await (const e of cluster.client.watch(job.id)) {
-    if (e.type === 'subtask_state' && e.subtask?.state === 'SUBTASK_STATE_RUNNING') return Date.now() - t0;
+    if (e.type === 'subtask_state' && e.subtask?.state === 'SUBTASK_STATE_RUNNING') return { created: Number(job.created_at_ms), started: Number(e.time_ms) };
     if (e.final) break;
   }
   throw new Error(`job ${job.id} ended without a subtask running`);
@@ -40,19 +42,32 @@ describe('a job of short subtasks running', () => {
   it('leaves the next free slot to a job that does not use queue places, of its priority or higher', async () => {
     const photo = path.join(dir, 'p.jpg');
     await sharp({ create: { width: 64, height: 48, channels: 3, background: '#369' } }).jpeg().toFile(photo);
-    // 100 subtasks of 100 ms over 2 slots: about 5 s, queue places full all along.
-    const busy = await cluster.client.submit({ passthrough: { subtasks: 100, work_ms: 100 } }, []);
-    const running = cluster.client.wait(busy.id);
-    await new Promise((r) => setTimeout(r, 500));
+    // 100 subtasks of 100 ms over 2 slots, queue places full all along. When each of its subtasks
+    // succeeded (the coordinator's event times).
+    const BUSY = 100;
+    const busySucceeded: number[] = [];
+    const busy = await cluster.client.submit({ passthrough: { subtasks: BUSY, work_ms: 100 } }, []);
+    const running = cluster.client.wait(busy.id, (e) => {
+      if (e.type === 'subtask_state' && e.subtask?.state === 'SUBTASK_STATE_SUCCEEDED') busySucceeded.push(Number(e.time_ms));
+    });
+    // Running and measured: its subtasks have succeeded, so it uses the workers' queue places.
+    await expect.poll(() => busySucceeded.length, { timeout: 30_000, interval: 10 }).toBeGreaterThanOrEqual(2);
     // A new image job (no subtask measured yet), then a higher-priority one of 1.5 s subtasks.
-    const image = await startDelay({ image: { width: 32 } }, [photo]);
-    const urgent = await startDelay({ priority: 10, passthrough: { subtasks: 1, work_ms: 1500 } }, []);
-    const bothStarted = Date.now();
+    const image = await startOf({ image: { width: 32 } }, [photo]);
+    const urgent = await startOf({ priority: 10, passthrough: { subtasks: 1, work_ms: 1500 } }, []);
     const done = await running;
     expect(done.state).toBe('JOB_STATE_SUCCEEDED');
-    // Both started while the busy job still ran (it was there to compete with), within a few of its subtasks.
-    expect(Number(done.finished_at_ms)).toBeGreaterThan(bothStarted);
-    expect(image).toBeLessThan(1500);
-    expect(urgent).toBeLessThan(1000);
+    expect(busySucceeded).toHaveLength(BUSY);
+    const succeededBy = (t: number): number => busySucceeded.filter((x) => x <= t).length;
+    const figures = { image: { ...image, atCreation: succeededBy(image.created), atStart: succeededBy(image.started) }, urgent: { ...urgent, atCreation: succeededBy(urgent.created), atStart: succeededBy(urgent.started) } };
+    process.stdout.write(`[fairness] busy subtasks succeeded: ${JSON.stringify(figures)}\n`);
+    for (const [name, f] of Object.entries(figures)) {
+      // Each job came while most of the busy job was still to run: had it waited for the busy job's
+      // queue to drain, nearly all of that would have succeeded before it started.
+      expect(BUSY - f.atCreation, `${name}: busy subtasks left when it was made`).toBeGreaterThanOrEqual(30);
+      // It took the next slot that freed: only the few busy subtasks already running or queued on
+      // the workers (2 slots + 2 queue places) finished before it, plus some leeway.
+      expect(f.atStart - f.atCreation, `${name}: busy subtasks that succeeded while it waited`).toBeLessThanOrEqual(10);
+    }
   });
 });

@@ -5,7 +5,7 @@
  * are rate-limited per peer, valid tokens excepted (last, since it locks failing callers on
  * 127.0.0.1 out for a while).
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -139,6 +139,12 @@ describe('tokens', () => {
     const md = new grpc.Metadata();
     md.set('authorization', `Bearer ${BOB}`);
     // Two submissions that send their spec and an input header, then nothing more: still uploading.
+    // The coordinator counts each from the moment it takes the call, before it makes the job's spool
+    // folder: two new folders say both are counted. (A probing submission could not tell: while
+    // under way it would count too, and could take a place before the second upload arrived.)
+    const spoolJobs = path.join(cluster.dataDir, 'spool', 'jobs');
+    const spoolFolders = (): Promise<string[]> => readdir(spoolJobs).catch(() => []);
+    const before = new Set(await spoolFolders());
     const ended: unknown[] = [];
     const open = [0, 1].map(() => {
       const call = stub.SubmitJob(md, (e: unknown) => ended.push(e));
@@ -146,14 +152,14 @@ describe('tokens', () => {
       call.write({ input: { name: 'slow.bin', size: '1000000' } });
       return call;
     });
-    await new Promise((r) => setTimeout(r, 500));
+    await expect.poll(async () => (await spoolFolders()).filter((d) => !before.has(d)).length, { timeout: 10_000, interval: 20 }).toBeGreaterThanOrEqual(2);
     expect(ended).toEqual([]);
     const bob = as(BOB);
     expect(await failure(bob.submit({ passthrough: {} }, []))).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, details: expect.stringMatching(/2 unfinished jobs \(submissions still uploading included\).*--max-jobs-per-client=2/) });
     // Cancelled uploads no longer count.
     for (const call of open) call.cancel();
     let job: { id: string } | undefined;
-    for (let i = 0; i < 50 && !job; i++) {
+    for (const t0 = Date.now(); !job && Date.now() - t0 < 10_000; ) {
       job = await bob.submit({ passthrough: {} }, []).catch(() => undefined);
       if (!job) await new Promise((r) => setTimeout(r, 50));
     }

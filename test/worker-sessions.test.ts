@@ -45,9 +45,16 @@ describe('a worker draining', () => {
     }
     const job = await client.submit({ passthrough: { work_ms: 400 } }, files);
     const events: string[] = [];
-    const watching = client.wait(job.id, (e) => events.push(`${e.type} ${e.message}`));
-    // The first subtask is running (the second waits in the worker's prefetch queue): drain now.
-    await sleep(150);
+    let leasedToW1 = false;
+    const watching = client.wait(job.id, (e) => {
+      events.push(`${e.type} ${e.message}`);
+      if (e.type === 'subtask_state' && e.subtask?.state === 'SUBTASK_STATE_RUNNING' && e.subtask.worker === 'w1') leasedToW1 = true;
+    });
+    // The first subtask is running on w1 (the second waits in its prefetch queue): drain now. The
+    // coordinator's event says it leased it; the worker's own list of what it runs says the
+    // assignment has reached it (a drain before that would leave it nothing to finish).
+    const runningOnW1 = (worker as unknown as { running: Map<string, unknown> }).running;
+    await expect.poll(() => leasedToW1 && runningOnW1.size > 0, { timeout: 30_000, interval: 5 }).toBe(true);
     await worker.drain(10_000);
     // The only worker is gone: what it finished must have counted. Another one runs the rest.
     const second = new Worker({ coordinator: address, slots: 1, log, memoryLimitMb: 0, name: 'w2' });
@@ -90,10 +97,11 @@ function handWorker(address: string, name: string, kinds: string[], answer: (a: 
 }
 
 describe('a quarantined worker', () => {
+  const QUARANTINE_MS = 1000;
   it('gets work again as soon as its quarantine is over, with nothing else happening', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-quarantine-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log, http: '', quarantineFailures: 2, quarantineMs: 1000, retryBaseMs: 10 });
+    const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log, http: '', quarantineFailures: 2, quarantineMs: QUARANTINE_MS, retryBaseMs: 10 });
     const address = await coordinator.start();
     cleanups.push(() => coordinator.close());
     // B holds the one subtask it gets and never answers; A fails its first two, then succeeds.
@@ -109,16 +117,21 @@ describe('a quarantined worker', () => {
     cleanups.push(async () => client.close());
     while ((await client.listWorkers()).length < 2) await sleep(20);
     await client.submit({ max_attempts: 10, passthrough: { subtasks: 3 } }, []);
-    for (let i = 0; i < 200 && a.assignedAt.length < 2; i++) await sleep(10);
-    // Its second failure quarantined it (B, which can run the kind too, is active).
+    await expect.poll(() => a.assignedAt.length, { timeout: 30_000, interval: 10 }).toBeGreaterThanOrEqual(2);
+    // Its second failure (answered as soon as it was assigned) quarantined it (B, which can run the
+    // kind too, is active): seen as such until its quarantine ends and it gets work again.
     const quarantinedAt = a.assignedAt[1]!;
-    await sleep(100);
-    expect((await client.listWorkers()).find((w) => w.name === 'a')?.state).toBe('quarantined');
-    // Work is pending and B is busy for good: A's next assignment comes when its quarantine ends.
-    for (let i = 0; i < 60 && a.assignedAt.length < 3; i++) await sleep(50);
-    expect(a.assignedAt.length).toBeGreaterThanOrEqual(3);
-    expect(a.assignedAt[2]! - quarantinedAt).toBeGreaterThanOrEqual(900);
-    expect(a.assignedAt[2]! - quarantinedAt).toBeLessThan(2000);
+    let seenQuarantined = false;
+    for (const t0 = Date.now(); !seenQuarantined && a.assignedAt.length < 3 && Date.now() - t0 < 30_000; ) {
+      seenQuarantined = (await client.listWorkers()).find((w) => w.name === 'a')?.state === 'quarantined';
+      if (!seenQuarantined) await sleep(10);
+    }
+    expect(seenQuarantined).toBe(true);
+    // Work is pending and B is busy for good: A's next assignment comes when its quarantine ends
+    // (nothing else would ever give it one: the test would time out).
+    await expect.poll(() => a.assignedAt.length, { timeout: 30_000, interval: 10 }).toBeGreaterThanOrEqual(3);
+    expect(a.assignedAt[2]! - quarantinedAt).toBeGreaterThanOrEqual(QUARANTINE_MS - 100);
+    expect(a.assignedAt[2]! - quarantinedAt).toBeLessThan(QUARANTINE_MS + 10_000);
   });
 
   it('is never the last worker that can run the kind', async () => {
