@@ -89,7 +89,7 @@ describe('thumbnails kind (plan -> process -> merge in-process)', () => {
     expect(thumbs).toHaveLength(2);
     for (const t of thumbs) {
       expect(await sharp(t.path).metadata()).toMatchObject({ width: 320, height: 180 });
-      const sar = (await runFfprobe<{ streams: Array<{ sample_aspect_ratio?: string }> }>(['-show_entries', 'stream=sample_aspect_ratio', '-i', t.path])).streams[0]!.sample_aspect_ratio;
+      const sar = (await runFfprobe<{ streams: Array<{ sample_aspect_ratio?: string }> }>(['-f', 'image2', '-show_entries', 'stream=sample_aspect_ratio', '-i', t.path])).streams[0]!.sample_aspect_ratio;
       expect(['1:1', '0:1', undefined]).toContain(sar);
     }
     expect(await sharp(run.outputs.find((o) => o.name === 'sprite.jpg')!.path).metadata()).toMatchObject({ width: 640, height: 180 });

@@ -12,7 +12,7 @@ import type { CoordinatorKind, ItemFailure, PlanContext, SpoolFile, SubtaskPlan 
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument, TesseraError } from '../../shared/errors.js';
 import { parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, CONTAINER_COPY_AUDIO, type VideoJobParams } from '../../shared/kinds/video-params.js';
-import { probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type StreamSpan } from '../../shared/media/probe.js';
+import { hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type StreamSpan } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
 import type { VideoAudioPlan, VideoSegmentPlan } from '../../shared/media/video-plan.js';
 import { chunkTimeShift, cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
@@ -76,9 +76,12 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   const chunkDir = path.join(ctx.workDir, `in${inputIndex}`);
   const encodeAudio = audio && params.audioCodec !== 'copy';
   // An MP4/MOV track copied into Matroska or WebM, which have no edit lists, would bring along the
-  // packets its edit list hides (the lead a stream-copy trim keeps), sounding before the picture
-  // starts: it is copied once here without them (whole packets: at most one packet's worth early).
-  const copyWithoutLead = audio && params.audioCodec === 'copy' && params.container !== 'mp4' && isMovFamily(info.formatName);
+  // packets its edit list hides, sounding before the picture starts. The encoder's priming (a
+  // packet or two) stays within the A/V tolerance and is copied untouched; a longer lead (what a
+  // stream-copy trim keeps) is left out: the track is copied once here without the packets
+  // presented before 0 (whole packets: at most one packet's worth early).
+  const copyWithoutLead =
+    audio && params.audioCodec === 'copy' && params.container !== 'mp4' && isMovFamily(info.formatName) && (await hiddenLead(input.path, String(audio.index), { signal, input: name })) > HIDDEN_LEAD_KEPT_S;
   // The audio copy, the video split and the audio measure only read the source: run them together.
   const [chunks, audioFile, audioSpan, audioCopy] = await Promise.all([
     cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal),
@@ -197,6 +200,9 @@ async function copyAudioTrack(src: string, name: string, formatName: string, aud
   }
   return extractAudio(src, name, audio.index, path.join(dir, 'audio.mka'), `${base}.mka`, signal);
 }
+
+/** The most a copied track may carry of what its container hid (the merge's A/V check allows 50 ms). */
+const HIDDEN_LEAD_KEPT_S = 0.025;
 
 /** An MP4/MOV-family container (ffmpeg's demuxer name lists every member). */
 function isMovFamily(formatName: string): boolean {

@@ -252,6 +252,22 @@ export async function probePacketSpan(file: string, stream: string, opts: ProbeO
   return Number.isFinite(start) ? { start, end } : undefined;
 }
 
+/**
+ * Seconds of stream `stream` (an index or specifier) that the container hides at its start: the
+ * packets an MP4 edit list marks to discard (the encoder's priming, the lead a stream-copy trim
+ * keeps). 0 when none are. Reads the first packets only.
+ */
+export async function hiddenLead(file: string, stream: string, opts: ProbeOptions = {}): Promise<number> {
+  const raw = await runFfprobe<{ packets?: Array<{ pts_time?: string; flags?: string }> }>(
+    ['-select_streams', stream, '-read_intervals', '%+#256', '-show_entries', 'packet=pts_time,flags', '-i', file],
+    { signal: opts.signal, input: opts.input },
+  );
+  const packets = (raw.packets ?? []).map((p) => ({ pts: num(p.pts_time), hidden: (p.flags ?? '').includes('D') })).filter((p) => Number.isFinite(p.pts));
+  const shown = packets.find((p) => !p.hidden);
+  const first = packets[0];
+  return shown && first ? Math.max(0, shown.pts - first.pts) : 0;
+}
+
 /** Number of video packets in the first video stream (demux only). */
 export async function countVideoPackets(file: string, opts: ProbeOptions = {}): Promise<number> {
   const raw = await runFfprobe<{ streams?: Array<{ nb_read_packets?: string }> }>(
