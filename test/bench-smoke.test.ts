@@ -1,11 +1,32 @@
 /**
- * Smoke run of the benchmark harness: every scenario of issue 8 (scheduler, transport, images,
- * scale) in its tiny smoke version, through the same harness `npm run bench` uses. No timing is
- * asserted (the machine is shared); the results must be well-formed and their checks must pass.
+ * Smoke run of the benchmark harness: every scenario (scheduler, transport, images, scale, and the
+ * media ones: video, audio, tiles) in its tiny smoke version, through the same harness `npm run
+ * bench` uses. No timing is asserted (the machine is shared); the results must be well-formed and
+ * their checks must pass.
  */
 import { describe, expect, it } from 'vitest';
-import { formatTable, runScenarios, selectScenarios } from '../bench/harness.js';
+import { formatTable, runScenarios, selectScenarios, type BenchReport } from '../bench/harness.js';
 import { scenarios } from '../bench/scenarios/index.js';
+
+/** What every outcome of a smoke run must hold, whatever its scenario. */
+function expectWellFormed(report: BenchReport): void {
+  for (const o of report.outcomes) {
+    expect(o.error, `${o.name}: ${o.error}`).toBeUndefined();
+    const r = o.result!;
+    expect(r.scenario).toBe(o.name);
+    expect(r.inputs.length).toBeGreaterThan(0);
+    for (const side of [r.baseline, r.tessera]) {
+      expect(side.label.length).toBeGreaterThan(0);
+      expect(Number.isFinite(side.seconds) && side.seconds > 0).toBe(true);
+    }
+    expect(Number.isFinite(r.ratio) && r.ratio > 0, `${o.name}: ratio ${r.ratio}`).toBe(true);
+    expect(['lower', 'higher']).toContain(r.target.better);
+    expect(Object.keys(r.checks ?? {}).length).toBeGreaterThan(0);
+    expect(o.failedChecks, `${o.name} checks`).toEqual([]);
+  }
+  const table = formatTable(report);
+  for (const o of report.outcomes) expect(table).toContain(`| ${o.name} |`);
+}
 
 const SMOKED = ['scheduler', 'transport', 'images', 'scale'];
 
@@ -17,28 +38,20 @@ describe('bench harness (smoke)', () => {
     const report = await runScenarios(selected, { smoke: true, log: (l) => lines.push(l) });
     // scheduler and scale record two rows each, images three (one set-up or baseline, several measurements).
     expect(report.outcomes.map((o) => o.name)).toEqual(['scheduler-1job', 'scheduler-200jobs', 'transport', 'images', 'images-download', 'images-upload', 'scale-heartbeats', 'scale-slots']);
-    for (const o of report.outcomes) {
-      expect(o.error, `${o.name}: ${o.error}`).toBeUndefined();
-      const r = o.result!;
-      expect(r.scenario).toBe(o.name);
-      expect(r.inputs.length).toBeGreaterThan(0);
-      for (const side of [r.baseline, r.tessera]) {
-        expect(side.label.length).toBeGreaterThan(0);
-        expect(Number.isFinite(side.seconds) && side.seconds > 0).toBe(true);
-      }
-      expect(Number.isFinite(r.ratio) && r.ratio > 0, `${o.name}: ratio ${r.ratio}`).toBe(true);
-      expect(['lower', 'higher']).toContain(r.target.better);
-      expect(Object.keys(r.checks ?? {}).length).toBeGreaterThan(0);
-      expect(o.failedChecks, `${o.name} checks`).toEqual([]);
-      // Every cluster side records the coordinator's peak RSS, read from /proc.
-      expect(r.tessera.peakRssMiB?.['coordinator']).toBeGreaterThan(0);
-    }
+    expectWellFormed(report);
+    // Every cluster side records the coordinator's peak RSS, read from /proc.
+    for (const o of report.outcomes) expect(o.result!.tessera.peakRssMiB?.['coordinator']).toBeGreaterThan(0);
     expect(report.hardware['cores']).toBeGreaterThan(0);
-    const table = formatTable(report);
-    for (const o of report.outcomes) expect(table).toContain(`| ${o.name} |`);
     // The JSON record round-trips.
     expect(JSON.parse(JSON.stringify(report)).outcomes).toHaveLength(report.outcomes.length);
   }, 120_000);
+
+  it('runs the video, audio and tiles scenarios with their baselines and records well-formed results', async () => {
+    const selected = selectScenarios(scenarios, ['video', 'audio', 'tiles']);
+    const report = await runScenarios(selected, { smoke: true, log: () => undefined });
+    expect(report.outcomes.map((o) => o.name)).toEqual(['video', 'audio', 'tiles']);
+    expectWellFormed(report);
+  }, 240_000);
 
   it('selects scenarios by name or group prefix and rejects unknown names', () => {
     expect(selectScenarios(scenarios, ['transport']).map((s) => s.name)).toEqual(['transport']);

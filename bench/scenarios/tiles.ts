@@ -14,8 +14,10 @@ import sharp from 'sharp';
 import type { BenchContext, BenchResult, BenchScenario } from '../types.js';
 import { LocalCluster } from '../../client/local-cluster.js';
 
-const PIPELINE_MODULE = fileURLToPath(new URL('../../shared/media/image-pipeline.js', import.meta.url));
-const PARAMS_MODULE = fileURLToPath(new URL('../../shared/kinds/image-params.js', import.meta.url));
+// The baseline's child imports compiled modules: dist/, also when this file runs from source (the smoke test).
+const COMPILED = import.meta.url.endsWith('.ts') ? '../../dist/' : '../../';
+const PIPELINE_MODULE = fileURLToPath(new URL(`${COMPILED}shared/media/image-pipeline.js`, import.meta.url));
+const PARAMS_MODULE = fileURLToPath(new URL(`${COMPILED}shared/kinds/image-params.js`, import.meta.url));
 const LIMIT = 2_000_000_000;
 
 /** Peak resident set (VmHWM) of a live process, in MiB. */
