@@ -85,7 +85,12 @@ export class Coordinator {
     return this.observability?.httpAddress ?? '';
   }
 
-  constructor(private readonly opts: CoordinatorOptions) {}
+  private readonly opts: CoordinatorOptions;
+
+  constructor(opts: CoordinatorOptions) {
+    // Absolute from here on: paths under it are stored, and must not depend on the working folder.
+    this.opts = { ...opts, dataDir: path.resolve(opts.dataDir) };
+  }
 
   get manager(): JobManager {
     if (!this.jobs) throw new Error('coordinator not started');
@@ -129,6 +134,9 @@ export class Coordinator {
       onFlushError: (err) => log.error({ err: err.message }, 'job store write failed; kept in memory and retried'),
     });
     const spool = new Spool(path.join(opts.dataDir, 'spool'));
+    // A data dir moved or mounted elsewhere (a new volume path, a restore): the paths on record follow.
+    const moved = this.store.relocate(spool.root);
+    if (moved) log.warn(moved, 'the data dir has moved: the paths on record were rewritten');
     // Submissions cut short by a crash leave inputs in the spool under a job id with no record:
     // nothing would ever remove them. Safe here: the server takes no calls yet.
     try {

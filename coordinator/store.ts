@@ -37,8 +37,9 @@ export const RESUME_SEQ_GAP = 100_000;
  * opened; one with a higher version (written by a newer Tessera) is refused, never misread.
  * Stores from before the version was kept (0) have today's tables or older ones: migrated too.
  *   1: jobs, subtasks (with `live`), events, job_files.
+ *   2: meta (the spool root the stored paths are under).
  */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** Brings a store of an older (or no) version to SCHEMA_VERSION, all in one transaction. */
 function migrate(db: Database.Database): void {
@@ -49,6 +50,7 @@ function migrate(db: Database.Database): void {
       CREATE INDEX IF NOT EXISTS subtasks_job ON subtasks(job_id);
       CREATE TABLE IF NOT EXISTS events (job_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, PRIMARY KEY (job_id, seq));
       CREATE TABLE IF NOT EXISTS job_files (job_id TEXT NOT NULL, kind TEXT NOT NULL, first INTEGER NOT NULL, files TEXT NOT NULL, PRIMARY KEY (job_id, kind, first));
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     `);
     // Stores from before the split of a subtask into its plan (`record`, written once) and its
     // changing state (`live`) get the new column; their rows keep working (live NULL). Records
@@ -232,6 +234,34 @@ export class JobStore {
       subtasks.set(job.id, list);
     }
     return { jobs, subtasks };
+  }
+
+  /**
+   * Records hold absolute paths under the spool (inputs, subtask outputs, outputs, plans). When the
+   * spool is now at `root` but the paths on record are under another folder (the data dir moved, a
+   * volume mounted elsewhere, a backup restored), they are rewritten in one transaction before
+   * anything is loaded. Returns the move, or undefined when there was none.
+   */
+  relocate(root: string): { from: string; to: string; rows: number } | undefined {
+    this.flush();
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'spool_root'").get() as { value: string } | undefined;
+    const setRoot = this.db.prepare("INSERT INTO meta (key, value) VALUES ('spool_root', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    if (!row || row.value === root) {
+      if (!row) setRoot.run(root);
+      return undefined;
+    }
+    // A path is the start of a JSON string: `"/old/spool/` (as JSON writes it), never a part of another.
+    const prefix = (dir: string): string => JSON.stringify(dir + path.sep).slice(0, -1);
+    const from = prefix(row.value);
+    const to = prefix(root);
+    let rows = 0;
+    this.db.transaction(() => {
+      for (const [table, column] of [['jobs', 'record'], ['subtasks', 'record'], ['subtasks', 'live'], ['job_files', 'files']] as const) {
+        rows += this.db.prepare(`UPDATE ${table} SET ${column} = replace(${column}, ?, ?) WHERE instr(${column}, ?) > 0`).run(from, to, from).changes;
+      }
+      setRoot.run(root);
+    })();
+    return { from: row.value, to: root, rows };
   }
 
   /** The ids of every job on record. */

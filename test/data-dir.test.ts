@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { TesseraClient } from '../client/client.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { createLogger } from '../shared/logger.js';
+import { Worker } from '../worker/worker.js';
 
 const log = createLogger('test', 'silent', 'json');
 const cleanups: (() => Promise<unknown> | void)[] = [];
@@ -118,5 +119,55 @@ describe('the spool at start-up', () => {
     expect(await readdir(jobs)).toEqual([job.id]);
     expect(await readdir(path.join(jobs, job.id), { recursive: true })).toEqual(kept);
     expect((await client2.getJob(job.id)).state).toBe('JOB_STATE_QUEUED');
+  });
+});
+
+describe('a data dir moved elsewhere', () => {
+  it('resumes its queued jobs and serves its finished outputs from the new place, also given a relative path', async () => {
+    const root = await tempDir();
+    const before = path.join(root, 'before');
+    const done = Buffer.from('finished before the move');
+    const queued = Buffer.from('queued before the move');
+    await writeFile(path.join(root, 'done.bin'), done);
+    await writeFile(path.join(root, 'queued.bin'), queued);
+
+    // A job that finishes, then one that waits (no worker), on the data dir at its first place.
+    const first = coordinator(before);
+    const address = await first.start();
+    const client = new TesseraClient({ address });
+    cleanups.push(() => client.close());
+    const worker = new Worker({ coordinator: address, slots: 1, log, memoryLimitMb: 0, name: 'w1' });
+    worker.start();
+    const finished = await client.wait((await client.submit({ passthrough: {} }, [path.join(root, 'done.bin')])).id);
+    expect(finished.state).toBe('JOB_STATE_SUCCEEDED');
+    await worker.close();
+    const waiting = await client.submit({ passthrough: {} }, [path.join(root, 'queued.bin')]);
+    client.close();
+    await first.close();
+
+    // Moved (a new mount point, a restore), and named relative to the working folder.
+    const after = path.join(root, 'after');
+    await rename(before, after);
+    const cwd = process.cwd();
+    process.chdir(root);
+    let second: Coordinator;
+    try {
+      second = coordinator('after');
+    } finally {
+      process.chdir(cwd);
+    }
+    const address2 = await second.start();
+    const client2 = new TesseraClient({ address: address2 });
+    cleanups.push(() => client2.close());
+    const out = path.join(root, 'out');
+    const got = await client2.download(finished.id, out);
+    expect(await readFile(got.get('done.bin')!)).toEqual(done);
+    const worker2 = new Worker({ coordinator: address2, slots: 1, log, memoryLimitMb: 0, name: 'w2' });
+    worker2.start();
+    cleanups.push(() => worker2.close());
+    const resumed = await client2.wait(waiting.id);
+    expect(resumed.state, JSON.stringify(resumed.errors)).toBe('JOB_STATE_SUCCEEDED');
+    const got2 = await client2.download(waiting.id, out);
+    expect(await readFile(got2.get('queued.bin')!)).toEqual(queued);
   });
 });
