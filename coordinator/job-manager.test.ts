@@ -5,7 +5,7 @@
  * them. The move of an output into a shared folder is the real one, wrapped so that a test can act
  * the moment it has happened.
  */
-import { mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -418,18 +418,22 @@ describe("the coordinator's own trouble", () => {
     store.close();
   });
 
-  it('runs a merge its full disk stopped again, and the job succeeds once there is room', async () => {
+  it('runs a merge its full disk stopped again, each into a folder of its own, and the job succeeds once there is room', async () => {
     let merges = 0;
+    const dirsUsed: string[] = [];
     kinds.set('passthrough', {
       ...original,
       plan: async () => ({ subtasks: [plan('one')] }),
-      merge: async () => {
+      merge: async (ctx) => {
         merges++;
+        dirsUsed.push(ctx.outputDir);
+        const file = path.join(ctx.outputDir, 'merged.bin');
+        writeFileSync(file, `merge ${merges}`);
         if (merges === 1) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-        return { outputs: [] };
+        return { outputs: [{ name: 'merged.bin', path: file, source: '' }] };
       },
     });
-    const { manager, assigned, finish, store } = setup();
+    const { manager, assigned, finish, store, dir } = setup();
     const job = manager.newJob(spec, 'anonymous');
     manager.accept(job);
     await until(() => assigned().length === 1, 'the subtask');
@@ -441,6 +445,12 @@ describe("the coordinator's own trouble", () => {
     for (let i = 0; i < 100 && job.state !== 'succeeded'; i++) await sleep(50);
     expect(job.state).toBe('succeeded');
     expect(merges).toBe(2);
+    // Merges never write where outputs are published: the output was moved into place from the second one's folder.
+    const out = path.join(dir, 'spool', 'jobs', job.id, 'out');
+    expect(new Set(dirsUsed).size).toBe(2);
+    expect(dirsUsed.some((d) => d === out)).toBe(false);
+    expect(job.outputs.map((o) => [o.name, o.path])).toEqual([['merged.bin', path.join(out, 'merged.bin')]]);
+    expect(readFileSync(path.join(out, 'merged.bin'), 'utf8')).toBe('merge 2');
     manager.close();
     store.close();
   });

@@ -765,7 +765,10 @@ export class JobManager {
     job.message = `merging phase ${phase}`;
     this.store.saveJob(job);
     try {
-      const outputDir = this.spool.outputDir(job.id);
+      // Each merge writes into a folder of its own, and publishing moves its files into place (a
+      // rename): a merge run again (after a restart, or the disk had been full) never rewrites an
+      // output already published, perhaps being downloaded. The folder goes with the intermediates.
+      const outputDir = path.join(this.spool.workDir(job.id), `merge-${phase}-${randomBytes(4).toString('hex')}`);
       await mkdir(outputDir, { recursive: true });
       // Merges may read the inputs again (a video's audio track): only as they were submitted.
       await this.assertSharedInputs(job);
