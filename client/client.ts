@@ -62,6 +62,8 @@ export interface SubmitOptions {
   shared?: boolean;
   /** How long to keep sending the submission again while the coordinator is unavailable (ms; 0: never). */
   retryForMs?: number;
+  /** Called before the submission is sent again: the error that ended the last try, and the try about to start (2, 3, ...). */
+  onRetry?: (err: grpc.ServiceError, attempt: number) => void;
 }
 
 export const TERMINAL_STATES = new Set(['JOB_STATE_SUCCEEDED', 'JOB_STATE_PARTIALLY_SUCCEEDED', 'JOB_STATE_FAILED', 'JOB_STATE_CANCELLED']);
@@ -114,7 +116,7 @@ export class TesseraClient {
     const t0 = Date.now();
     // Retried only once the coordinator was reached: a wrong address still fails at once.
     const seen = { reached: false };
-    for (;;) {
+    for (let attempt = 1; ; attempt++) {
       try {
         return await this.submitOnce(once, files, sizes, shared, options, seen);
       } catch (err) {
@@ -123,6 +125,7 @@ export class TesseraClient {
         if (code === grpc.status.UNAVAILABLE && !/^(No connection established|Name resolution failed)/.test(details ?? '')) seen.reached = true;
         if (code !== grpc.status.UNAVAILABLE || !seen.reached || options.signal?.aborted || Date.now() - t0 + 1000 > retryForMs) throw err;
         await sleep(1000, undefined, options.signal ? { signal: options.signal } : {});
+        options.onRetry?.(err as grpc.ServiceError, attempt + 1);
       }
     }
   }

@@ -127,7 +127,9 @@ describe('SubmitJob request_id', () => {
       const data = randomBytes(48 * 1024 * 1024);
       const f = await file('big.bin', data);
       let cuts = 0;
+      const retries: Array<[number, number]> = [];
       const job = await via.submit({ label: 'dropped', request_id: 'req-dropped', passthrough: {} }, [f], {
+        onRetry: (err, attempt) => retries.push([err.code, attempt]),
         onUpload: (p) => {
           // Half-way through the first attempt, the link goes down.
           if (cuts === 0 && p.sentBytes >= 24 * 1024 * 1024) {
@@ -137,6 +139,7 @@ describe('SubmitJob request_id', () => {
         },
       });
       expect(cuts).toBe(1);
+      expect(retries).toEqual([[grpc.status.UNAVAILABLE, 2]]);
       expect(job.inputs.map((i) => [Number(i.size), i.sha256])).toEqual([[data.length, sha256(data)]]);
       expect(await jobsWith('req-dropped')).toEqual([job.id]);
     } finally {

@@ -123,6 +123,16 @@ export class ProgressView {
     }
   }
 
+  /** A line of its own (above the bar on a terminal), shown even when progress is off. */
+  note(line: string): void {
+    if (this.bar) {
+      // The bar redraws itself on its next update.
+      this.stream.write(`\r\x1b[2K${line}\n`);
+      return;
+    }
+    this.stream.write(`${line}\n`);
+  }
+
   stop(): void {
     this.bar?.stop();
     this.bar = undefined;

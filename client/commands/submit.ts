@@ -49,6 +49,12 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
         view.update(Math.min(1, (done + p.sentBytes) / Math.max(1, total)), `upload ${p.file}`);
         if (p.sentBytes === p.totalBytes) done += p.totalBytes;
       },
+      // The coordinator went away mid-upload (a restart): the whole submission goes again, and
+      // makes one job (it carries the same request id).
+      onRetry: (err, attempt) => {
+        done = 0;
+        view.note(`submission interrupted (${err.details}); sending it again (try ${attempt})`);
+      },
     });
     view.stop();
     if (flags.wait === false) {
