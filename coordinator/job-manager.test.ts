@@ -480,3 +480,37 @@ describe('overdue leases', () => {
     store.close();
   });
 });
+
+describe('split after a failure', () => {
+  it('runs a subtask of several inputs that failed without naming one again one input at a time: only the culprit fails', async () => {
+    const three: SubtaskPlan = { label: 'a, b, c', inputs: [], plan: { label: 'abc' }, weight: 3, items: ['a', 'b', 'c'] };
+    kinds.set('passthrough', {
+      ...original,
+      plan: async () => ({ subtasks: [three] }),
+      split: (s) => s.items.map((item) => ({ label: item, inputs: [], plan: { label: item }, weight: 1, items: [item] })),
+      merge: async () => ({ outputs: [] }),
+    });
+    const { manager, worker, assigned, finish, store } = setup();
+    const job = manager.newJob({ ...spec, max_attempts: 1 } as JobSpec__Output, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length === 1, 'the batch');
+    // The processor went past its memory ceiling: not retryable, and no input named.
+    const crash = { input: '', code: 'RESOURCE_EXHAUSTED', message: 'processor went past its memory ceiling' };
+    manager.onResult(worker, { subtaskId: assigned()[0]!.subtask_id!, attempt: 1, ok: false, outputs: [], itemErrors: [], error: crash, retryable: false, result: undefined });
+    await until(() => assigned().length === 4, 'one subtask per input');
+    const parts = assigned().slice(1);
+    const labelOf = (id: string) => manager.subtasksOf(job.id).find((s) => s.id === id)!.items;
+    expect(parts.map((a) => labelOf(a.subtask_id!))).toEqual(expect.arrayContaining([['a'], ['b'], ['c']]));
+    for (const a of parts) {
+      if (labelOf(a.subtask_id!)[0] === 'b') manager.onResult(worker, { subtaskId: a.subtask_id!, attempt: 1, ok: false, outputs: [], itemErrors: [], error: crash, retryable: false, result: undefined });
+      else finish(a.subtask_id!, 1);
+    }
+    await until(() => job.state !== 'running', 'the job to end');
+    // Only b failed: a and c are not blamed for the batch's failure.
+    expect(job.errors.map((e) => e.input)).toEqual(['b']);
+    const batch = manager.subtasksOf(job.id).find((s) => s.items.length === 3)!;
+    expect(batch).toMatchObject({ state: 'failed', replacedBy: 3 });
+    manager.close();
+    store.close();
+  });
+});

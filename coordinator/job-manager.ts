@@ -691,6 +691,19 @@ export class JobManager {
       this.scheduler.enqueue([s]);
       return;
     }
+    // A failure that names none of the subtask's several items says nothing about each: the kind
+    // may cut it into smaller subtasks (fresh attempts), so that only the item at fault fails.
+    const parts = s.items.length > 1 && !error.input && !this.stopping ? active.kind.split?.(s) : undefined;
+    if (parts && parts.length > 1) {
+      s.state = 'failed';
+      s.replacedBy = parts.length;
+      s.error = { ...error, message: `${error.message} (run again as ${parts.length} smaller subtasks to find the input at fault)` };
+      this.store.saveSubtask(s);
+      this.events.subtaskState(job, s, `failed: ${s.error.code}: ${s.error.message}`);
+      this.log.info({ job: job.id, subtask: s.id, parts: parts.length, code: error.code }, 'a subtask of several inputs failed without naming one: split');
+      this.addSubtasks(active, parts, s.phase, true);
+      return;
+    }
     s.state = 'failed';
     s.error = error;
     this.store.saveSubtask(s);
@@ -752,7 +765,8 @@ export class JobManager {
     // The merge sees the subtasks' outputs where the early publications left them.
     await active.publishing;
     if (TERMINAL_JOB_STATES.has(job.state)) return;
-    const outcomes = active.subtasks.map((s) => toOutcome(s));
+    // A subtask replaced by smaller ones (split after it failed) is theirs to report: left out.
+    const outcomes = active.subtasks.filter((s) => !s.replacedBy).map((s) => toOutcome(s));
     const results = outcomes.filter((o) => o.phase === phase);
     for (const o of results) {
       job.errors.push(...o.itemErrors);

@@ -81,6 +81,8 @@ export interface SubtaskRecord extends Omit<SubtaskPlan, 'plan'> {
    * planned drain) that did not count as failures; at most the job's max_attempts of them (in memory only).
    */
   setbacks: number;
+  /** Failed for good and replaced by this many smaller subtasks (the kind's `split`): its failure is theirs to report. 0: not replaced. */
+  replacedBy: number;
 }
 
 /**
@@ -115,6 +117,7 @@ export function newSubtaskRecord(p: SubtaskPlan, at: { id: string; jobId: string
     leases: [],
     failures: 0,
     setbacks: 0,
+    replacedBy: 0,
     timeoutMs: p.timeoutMs ?? at.timeoutMs,
   };
 }

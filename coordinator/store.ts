@@ -400,7 +400,7 @@ function groupByJob(events: JobEvent[]): Map<string, JobEvent[]> {
 /** The fields of a subtask that change after it is planned: all a state update writes. */
 type LiveState = Pick<
   SubtaskRecord,
-  'state' | 'attempt' | 'workerId' | 'worker' | 'progress' | 'startedAt' | 'durationMs' | 'notBefore' | 'error' | 'itemErrors' | 'outputs' | 'result' | 'speculative' | 'leases' | 'failures'
+  'state' | 'attempt' | 'workerId' | 'worker' | 'progress' | 'startedAt' | 'durationMs' | 'notBefore' | 'error' | 'itemErrors' | 'outputs' | 'result' | 'speculative' | 'leases' | 'failures' | 'replacedBy'
 >;
 
 function liveState(s: SubtaskRecord): LiveState {
@@ -420,6 +420,7 @@ function liveState(s: SubtaskRecord): LiveState {
     speculative: s.speculative,
     leases: s.leases,
     failures: s.failures,
+    replacedBy: s.replacedBy,
   };
 }
 

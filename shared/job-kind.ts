@@ -177,6 +177,13 @@ export interface CoordinatorKind<P = unknown> {
    * others' (tiles to stitch, segments to join) go through the coordinator's spool. Pure.
    */
   outputsAreFinal?(plan: unknown): boolean;
+  /**
+   * Optional: the subtask of several items cut into subtasks of fewer (one item each, typically).
+   * When such a subtask fails for good with an error that names none of its items (its processor
+   * crashed, went past its memory ceiling), the coordinator runs these instead, with fresh
+   * attempts, so that only the item at fault fails. Undefined or fewer than two: not split. Pure.
+   */
+  split?(subtask: SubtaskPlan): SubtaskPlan[] | undefined;
 }
 
 /** A local file handed to a processor. */

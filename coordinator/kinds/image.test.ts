@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { SpoolFile } from '../../shared/job-kind.js';
-import { groupBatches, outputNames } from './image.js';
+import { groupBatches, imageKind, outputNames } from './image.js';
 
 const file = (name: string, size: number): SpoolFile => ({ name, size, path: `/x/${name}`, sha256: '' });
 
@@ -40,5 +40,17 @@ describe('image batch planning', () => {
     const tricky = outputNames(['a.png', 'a.jpg', 'a.png.jpg'], () => 'jpg');
     expect(new Set(tricky.values()).size).toBe(3);
     expect([...tricky.values()]).toEqual(['a.png.jpg', 'a.jpg.jpg', 'a.png-2.jpg']);
+  });
+});
+
+describe('image batch split after a failure', () => {
+  it('cuts a batch into one subtask per photo, each with its own input and output name; single photos and tiles stay', () => {
+    const files = [file('a.jpg', 10), file('b.png', 20)];
+    const batch = { label: '2 images (a.jpg, ...)', inputs: files, weight: 30, items: ['a.jpg', 'b.png'], plan: { type: 'batch', items: [{ input: 'a.jpg', output: 'a.webp' }, { input: 'b.png', output: 'b.webp' }] } };
+    expect(imageKind.split!(batch)).toEqual([
+      { label: 'a.jpg', inputs: [files[0]], weight: 10, items: ['a.jpg'], plan: { type: 'batch', items: [{ input: 'a.jpg', output: 'a.webp' }] } },
+      { label: 'b.png', inputs: [files[1]], weight: 20, items: ['b.png'], plan: { type: 'batch', items: [{ input: 'b.png', output: 'b.webp' }] } },
+    ]);
+    expect(imageKind.split!({ ...batch, inputs: [files[0]!], items: ['a.jpg'], plan: { type: 'batch', items: [{ input: 'a.jpg', output: 'a.webp' }] } })).toBeUndefined();
   });
 });

@@ -106,6 +106,16 @@ export const imageKind: CoordinatorKind<ImageParams> = {
           return source ? [{ name: o.name, path: o.path, source }] : [];
         }),
   outputsAreFinal: (plan) => !isTilePlan(plan),
+  // A batch whose failure names no photo runs again one photo at a time: only the culprit fails.
+  split: (s) => {
+    if (isTilePlan(s.plan)) return undefined;
+    const plan = s.plan as ImageBatchPlan;
+    if (plan.items.length < 2) return undefined;
+    return plan.items.map((item) => {
+      const file = s.inputs.find((f) => f.name === item.input);
+      return { label: item.input, inputs: file ? [file] : [], plan: { type: 'batch', items: [item] } satisfies ImageBatchPlan, weight: file?.size ?? 0, items: [item.input] };
+    });
+  },
   async merge({ results, outputDir, signal, params, workDir }) {
     const tiled = await mergeTiles(results, outputDir, signal, workDir);
     const outputs = results.flatMap((r) => imageKind.finalOutputs!(r, params));
