@@ -98,7 +98,7 @@ function submitCommand(name: string, description: string, configure: (c: Command
     .option('--shared', "submit the files by reference, not uploaded: they must lie under one of the coordinator's --shared-root folders")
     .option('--priority <n>', 'higher runs first', int('--priority', { signed: true }))
     .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'))
-    .option('--request-id <id>', 'makes running the same command again safe: a coordinator that already has a job with this id (from this client) answers with it instead of making another (default: a new id; the submission is retried with it while the coordinator is unreachable)')
+    .option('--request-id <id>', 'makes running the same command again safe: a coordinator that already has a job with this id (from this client) answers with it instead of making another (at most 128 printable ASCII bytes, no spaces; default: a new id, with which the submission is resent if the connection to the coordinator drops before it answers)')
     .action(async (files: string | string[], o: Record<string, unknown>) => {
       process.exitCode = await runSubmit(build(o), Array.isArray(files) ? files : [files], o);
     });
@@ -274,6 +274,8 @@ program
       const { job, paths } = await c.collect(id, o.output, { overwrite: o.overwrite === true });
       if (o.json) process.stdout.write(`${JSON.stringify(jobToJson(job, paths))}\n`);
       else printJobHuman(job, paths);
+      // It waited for the job to end: its status says how, as submit's does.
+      process.exitCode = exitCodeFor(job);
     }),
   );
 

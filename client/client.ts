@@ -103,19 +103,21 @@ export class TesseraClient {
    * same path read it in place).
    *
    * The submission is safe to retry and is retried: it carries a request_id (`spec.request_id`, or
-   * a new UUID), and if the coordinator cannot be reached or goes away before it answers (a lost
-   * connection, a restart), the whole submission is sent again for up to `retryForMs` (2 min),
-   * 1 s apart. The coordinator answers a retry of a submission it accepted with the job it made, so
-   * one call makes at most one job.
+   * a new UUID), and if the coordinator, once reached, goes away before it answers (a lost
+   * connection, a restart), the whole submission is sent again, 1 s apart, for up to `retryForMs`
+   * (2 min) from the failure (a try that got bytes through opens a new window). The coordinator
+   * answers a retry of a submission it accepted with the job it made, so one call makes at most
+   * one job.
    */
   async submit(spec: JobSpec, files: string[], options: SubmitOptions = {}): Promise<Job__Output> {
     const sizes = await Promise.all(files.map(async (f) => (await stat(f)).size));
     const shared = options.shared ? await Promise.all(files.map((f) => realpath(f))) : undefined;
     const once = { ...spec, request_id: spec.request_id || randomUUID() };
     const retryForMs = options.retryForMs ?? 120_000;
-    const t0 = Date.now();
+    // The window opens at the first failure: a long upload cut off after minutes is still resent.
+    let failingSince = 0;
     // Retried only once the coordinator was reached: a wrong address still fails at once.
-    const seen = { reached: false };
+    const seen = { reached: false, progressAt: 0 };
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.submitOnce(once, files, sizes, shared, options, seen);
@@ -123,17 +125,21 @@ export class TesseraClient {
         const { code, details } = err as grpc.ServiceError;
         // Any answer but "could not connect" means the coordinator was there (a dropped connection, its shutdown).
         if (code === grpc.status.UNAVAILABLE && !/^(No connection established|Name resolution failed)/.test(details ?? '')) seen.reached = true;
-        if (code !== grpc.status.UNAVAILABLE || !seen.reached || options.signal?.aborted || Date.now() - t0 + 1000 > retryForMs) throw err;
+        // A try that got bytes through since the last failure opens a new window.
+        if (!failingSince || seen.progressAt > failingSince) failingSince = Date.now();
+        if (code !== grpc.status.UNAVAILABLE || !seen.reached || options.signal?.aborted || Date.now() - failingSince + 1000 > retryForMs) throw err;
         await sleep(1000, undefined, options.signal ? { signal: options.signal } : {});
         options.onRetry?.(err as grpc.ServiceError, attempt + 1);
       }
     }
   }
 
-  private submitOnce(spec: JobSpec, files: string[], sizes: number[], shared: string[] | undefined, options: SubmitOptions, seen: { reached: boolean }): Promise<Job__Output> {
+  private submitOnce(spec: JobSpec, files: string[], sizes: number[], shared: string[] | undefined, options: SubmitOptions, seen: { reached: boolean; progressAt: number }): Promise<Job__Output> {
     const channel = this.client.getChannel();
     const connected = (): void => {
-      seen.reached ||= channel.getConnectivityState(false) === grpc.connectivityState.READY;
+      if (channel.getConnectivityState(false) !== grpc.connectivityState.READY) return;
+      seen.reached = true;
+      seen.progressAt = Date.now();
     };
     return new Promise<Job__Output>((resolve, reject) => {
       const total = sizes.reduce((n, x) => n + x, 0);

@@ -1207,12 +1207,18 @@ async function removeIfSame(file: string, was: Stats): Promise<void> {
   if (now && now.dev === was.dev && now.ino === was.ino) await rm(file, { force: true });
 }
 
-/** An error that tells of the coordinator's own trouble (its disk or quota full, no descriptors left), not of the job. */
+/**
+ * An error that tells of the coordinator's own trouble that passes by itself or by an operator
+ * freeing room (its disk or quota full, no descriptors left), not of the job. An ffmpeg it cannot
+ * start is not: that needs an install, and the job fails.
+ */
 function isCoordinatorTrouble(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const errno = (e: unknown): unknown => (e as NodeJS.ErrnoException | undefined)?.code;
+  const code = errno(err);
   if (typeof code === 'string' && LOCAL_TROUBLE_CODES.has(code)) return true;
   if (!(err instanceof TesseraError)) return false;
-  // The store or spool that cannot write (limits are not retryable), and ffmpeg's "failed on this
-  // machine, not because of the input".
-  return (err.code === status.RESOURCE_EXHAUSTED || err.code === status.UNAVAILABLE) && err.retryable && !err.input;
+  const cause = errno(err.cause);
+  if (typeof cause === 'string' && LOCAL_TROUBLE_CODES.has(cause)) return true;
+  // The store or spool that cannot write (limits are not retryable).
+  return err.code === status.RESOURCE_EXHAUSTED && err.retryable && !err.input;
 }

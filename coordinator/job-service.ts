@@ -44,9 +44,22 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
    * (its client lost the connection, perhaps without the coordinator noticing yet) takes its place.
    */
   const receivingRequests = new Map<string, { superseded: boolean; stop: (reason: Error) => void }>();
+  /**
+   * Every submission still receiving its inputs. When the coordinator shuts down they end at once
+   * with UNAVAILABLE, which clients resend (to the next coordinator), rather than being cut off
+   * as CANCELLED when the grace period runs out.
+   */
+  const uploading = new Set<(reason: Error) => void>();
+  let shuttingDown = false;
+  jobs.onStop(() => {
+    shuttingDown = true;
+    const reason = new TesseraError(status.UNAVAILABLE, 'the coordinator is shutting down: send the submission again (to its next run); nothing of this one was kept');
+    for (const stop of uploading) stop(reason);
+  });
 
   /** One submission: the spec, then its inputs (uploaded or by reference), checked; then the job is accepted. */
   async function submit(owner: string, messages: AsyncIterable<SubmitJobRequest__Output>, signal: AbortSignal): Promise<ReturnType<typeof toJobMessage>> {
+    if (shuttingDown) throw new TesseraError(status.UNAVAILABLE, 'the coordinator is shutting down: send the submission again (to its next run)');
     const iterator = messages[Symbol.asyncIterator]();
     const first = await iterator.next();
     if (first.done || first.value.msg !== 'spec' || !first.value.spec) throw invalidArgument('the first SubmitJob message must be the job spec');
@@ -73,9 +86,11 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       }
       receivingRequests.set(requestKey, attempt);
     }
+    uploading.add(attempt.stop);
     try {
       return await receiveAndAccept(job, iterator, signal, attempt);
     } finally {
+      uploading.delete(attempt.stop);
       if (requestKey && receivingRequests.get(requestKey) === attempt) receivingRequests.delete(requestKey);
     }
   }

@@ -51,13 +51,22 @@ export const LOCAL_TROUBLE_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQU
  * Memory and I/O errors are left out: corrupt or truncated files cause those too.
  */
 export function isLocalTrouble(log: string, paths: readonly string[] = []): boolean {
+  return localTroubleCode(log, paths) !== undefined;
+}
+
+const TROUBLE_CODES: Readonly<Record<string, string>> = { 'No space left on device': 'ENOSPC', 'Disk quota exceeded': 'EDQUOT', 'Too many open files': 'EMFILE' };
+
+/** The errno code (ENOSPC, EDQUOT, EMFILE) of the trouble an error log tells of (see isLocalTrouble), or undefined. */
+export function localTroubleCode(log: string, paths: readonly string[] = []): string | undefined {
   const named = paths.filter((p) => p.length > 0);
-  return log.split('\n').some((line) => {
-    if (/^\s/.test(line)) return false;
+  for (const line of log.split('\n')) {
+    if (/^\s/.test(line)) continue;
     let l = line;
     for (const p of named) l = l.split(p).join('');
-    return /: (No space left on device|Disk quota exceeded|Too many open files)\s*$/.test(l);
-  });
+    const m = /: (No space left on device|Disk quota exceeded|Too many open files)\s*$/.exec(l);
+    if (m) return TROUBLE_CODES[m[1]!];
+  }
+  return undefined;
 }
 
 function defaultRetryable(code: status): boolean {

@@ -17,7 +17,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { getSystemErrorMap } from 'node:util';
 import { status } from '@grpc/grpc-js';
-import { TesseraError, isLocalTrouble } from './errors.js';
+import { TesseraError, localTroubleCode } from './errors.js';
 
 const require = createRequire(import.meta.url);
 
@@ -255,7 +255,7 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       }
       const stdout = Buffer.concat(stdoutChunks).toString('utf8');
       // ffmpeg exits 0 when its trailer or its file cannot be written (a full disk): not a success.
-      const trouble = isLocalTrouble(stderr, args);
+      const trouble = localTroubleCode(stderr, args);
       if (code === 0 && !trouble) {
         resolve({ stderr, stdout });
         return;
@@ -263,7 +263,8 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       const what = options.input ? `${options.input}: ` : '';
       const reason = summariseStderr(stderr) || `exited with ${code ?? sig}`;
       if (trouble) {
-        reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} failed on this machine, not because of the input: ${reason}`, { retryable: true }));
+        // The errno rides along as the cause: the coordinator waits out its own full disk (a merge), not other trouble.
+        reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} failed on this machine, not because of the input: ${reason}`, { retryable: true, cause: Object.assign(new Error(reason), { code: trouble }) }));
         return;
       }
       // A failing ffmpeg almost always means the input is bad; crashes by signal may be transient.

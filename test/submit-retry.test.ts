@@ -158,3 +158,40 @@ describe('SubmitJob request_id', () => {
     }
   }, 20_000);
 });
+
+describe('a coordinator restarted during an upload', () => {
+  it('ends the upload with UNAVAILABLE at once, and the client sends it again to the next run: one job', async () => {
+    const dataDir = path.join(dir, 'restart-data');
+    const first = new Coordinator({ listen: '127.0.0.1:0', dataDir, log, http: '', shutdownGraceMs: 60_000 });
+    const at = await first.start();
+    let second: Coordinator | undefined;
+    const via = new TesseraClient({ address: at });
+    try {
+      const data = randomBytes(48 * 1024 * 1024);
+      const f = await file('restart.bin', data);
+      let stopped: Promise<void> | undefined;
+      const retries: string[] = [];
+      const job = await via.submit({ label: 'restart', request_id: 'req-restart', passthrough: {} }, [f], {
+        onUpload: (p) => {
+          // SIGTERM half-way: the coordinator stops, and its next run starts on the same dir and port.
+          if (!stopped && p.sentBytes >= 16 * 1024 * 1024) {
+            stopped = first.close().then(async () => {
+              second = new Coordinator({ listen: at, dataDir, log, http: '' });
+              await second.start();
+            });
+          }
+        },
+        onRetry: (err) => retries.push(err.details),
+      });
+      await stopped;
+      // Not cut off when the (long) grace period ran out: told at once, and sent again.
+      expect(retries[0]).toMatch(/shutting down/);
+      expect(job.inputs.map((i) => [Number(i.size), i.sha256])).toEqual([[data.length, sha256(data)]]);
+      expect((await via.listJobs()).filter((j) => j.spec?.request_id === 'req-restart').map((j) => j.id)).toEqual([job.id]);
+    } finally {
+      via.close();
+      await first.close();
+      await second?.close();
+    }
+  }, 60_000);
+});

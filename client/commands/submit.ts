@@ -19,7 +19,7 @@ export interface SubmitFlags {
   overwrite?: boolean;
 }
 
-/** Exit codes: 0 succeeded, 1 failed or cancelled, 2 usage or connection error, 3 partially succeeded. */
+/** Exit codes: 0 succeeded, 3 partially succeeded, 1 failed or cancelled (or any error but those below), 2 usage error, INVALID_ARGUMENT or NOT_FOUND. */
 export function exitCodeFor(job: Job): number {
   const s = shortState(job.state);
   if (s === 'succeeded') return 0;
