@@ -2,7 +2,7 @@
 /** The `tessera` command: coordinator, worker, job submission and inspection, demo. */
 import { Command, CommanderError, Option } from 'commander';
 import { status } from '@grpc/grpc-js';
-import { PREFETCH_BELOW_MS, WORKER_PREFETCH, coordinatorAddress } from '../shared/config.js';
+import { PREFETCH_BELOW_MS, SUBTASK_TIMEOUT_MS, WORKER_PREFETCH, coordinatorAddress } from '../shared/config.js';
 import { describeError } from '../shared/errors.js';
 import { TesseraClient } from './client.js';
 import { runCoordinator, runHealth, runWorker } from './commands/servers.js';
@@ -47,6 +47,7 @@ program
   .option('--heartbeat-ms <ms>', 'worker heartbeat interval', int('--heartbeat-ms'), 1000)
   .option('--ttl-ms <ms>', 'a worker silent this long is lost', int('--ttl-ms'), 5000)
   .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'), 3)
+  .option('--subtask-timeout-ms <ms>', 'an attempt running longer is stopped and retried (kinds may set longer ones: a video segment at least 10 min)', int('--subtask-timeout-ms'), SUBTASK_TIMEOUT_MS)
   .option('--quarantine-failures <n>', 'retryable failures in a minute that quarantine a worker for 30 s (0 = never)', int('--quarantine-failures'), 5)
   .option('--retention-hours <h>', "how long a finished job's outputs, record and events are kept (0 = for ever)", num('--retention-hours'), 24)
   .option('--shared-root <dir...>', 'folders on shared storage whose files clients may submit by reference (submit --shared)')

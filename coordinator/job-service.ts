@@ -185,7 +185,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
 const overFileLimit = (name: string, bytes: number, limits: JobServiceLimits): TesseraError =>
   new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: ${bytes} bytes is over the per-file limit of ${limits.maxFileBytes} bytes (the coordinator's --max-file-bytes)`, { input: name });
 const overJobLimit = (name: string, limits: JobServiceLimits): TesseraError =>
-  new TesseraError(status.RESOURCE_EXHAUSTED, `the job's inputs are over the per-job limit of ${limits.maxJobBytes} bytes (the coordinator's --max-job-bytes)`, { input: name });
+  new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: the job's inputs are over the per-job limit of ${limits.maxJobBytes} bytes (the coordinator's --max-job-bytes)`, { input: name });
 
 /** Receives the inputs into `job.inputs` (in submission order), handing each to `arrived` as soon as it is complete. */
 async function receiveInputs(
@@ -221,7 +221,7 @@ async function receiveInputs(
     if (msg.msg !== 'input' || !msg.input) throw invalidArgument(`expected an input header, got "${msg.msg ?? 'nothing'}"`);
     const name = safeFileName(msg.input.name, 'input name');
     if (names.has(name)) throw invalidArgument(`input name "${name}" is used twice in this job`);
-    if (names.size >= limits.maxInputs) throw new TesseraError(status.RESOURCE_EXHAUSTED, `a job may have at most ${limits.maxInputs} inputs`);
+    if (names.size >= limits.maxInputs) throw new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: a job may have at most ${limits.maxInputs} inputs (the coordinator's --max-inputs)`, { input: name });
     names.add(name);
     const declared = Number(msg.input.size || 0);
     if (declared > limits.maxFileBytes) throw overFileLimit(name, declared, limits);

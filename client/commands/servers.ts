@@ -20,6 +20,7 @@ export interface CoordinatorCommandOptions {
   heartbeatMs: number;
   ttlMs: number;
   maxAttempts: number;
+  subtaskTimeoutMs?: number;
   quarantineFailures: number;
   retentionHours?: number;
   prefetchBelowMs?: number;
@@ -31,7 +32,7 @@ export interface CoordinatorCommandOptions {
 
 export async function runCoordinator(o: CoordinatorCommandOptions): Promise<void> {
   const log = createLogger('coordinator', o.logLevel, o.logFormat);
-  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), ...coordinatorSecurity(o) });
+  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...(o.subtaskTimeoutMs !== undefined ? { subtaskTimeoutMs: o.subtaskTimeoutMs } : {}), quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), ...coordinatorSecurity(o) });
   const address = await coordinator.start();
   // Plain lines on stdout so scripts (and the test harness) learn the bound ports.
   process.stdout.write(`tessera coordinator listening on ${address}\n`);

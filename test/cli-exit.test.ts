@@ -1,0 +1,193 @@
+/**
+ * `tessera submit` exit status (README, "CLI"): 0 succeeded, 3 partially succeeded (some inputs
+ * failed, see `errors`), 1 failed or cancelled, 2 invalid arguments; and TESSERA_COORDINATOR is the
+ * address when --coordinator is not given (the flag wins over it).
+ *
+ * A real cluster (coordinator and two worker processes from dist/) and the real CLI; the media are
+ * made with sharp.
+ */
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, startCluster, type CliResult, type TestCluster } from './helpers/cluster.js';
+
+let cluster: TestCluster;
+let dir: string;
+let good1: string;
+let good2: string;
+let notAnImage: string;
+let truncated: string;
+let blob: string;
+let outSeq = 0;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-cli-exit-'));
+  good1 = path.join(dir, 'red.png');
+  good2 = path.join(dir, 'blue.png');
+  await sharp({ create: { width: 120, height: 80, channels: 3, background: '#c02020' } }).png().toFile(good1);
+  await sharp({ create: { width: 90, height: 60, channels: 3, background: '#2020c0' } }).png().toFile(good2);
+  // Text under an image's name: refused by content at submission, as its own item.
+  notAnImage = path.join(dir, 'notes.jpg');
+  await writeFile(notAnImage, 'these are notes, not a photo\n'.repeat(20));
+  // A PNG whose header is whole (it passes the checks) but whose pixel data is cut short: it fails when decoded.
+  truncated = path.join(dir, 'cut.png');
+  const noisy = await sharp({ create: { width: 400, height: 300, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).png().toBuffer();
+  await writeFile(truncated, noisy.subarray(0, Math.floor(noisy.length / 3)));
+  blob = path.join(dir, 'blob.bin');
+  await writeFile(blob, Buffer.from('passthrough bytes '.repeat(1000)));
+  cluster = await startCluster({ workers: 2, slots: 1 });
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const outDir = (): string => path.join(dir, `out-${++outSeq}`);
+
+interface JobJson {
+  id: string;
+  state: string;
+  outputs: { name: string; path: string | null }[];
+  subtasks: { state: string; attempt: number; error: string }[];
+  errors: { input: string; code: string; message: string }[];
+}
+
+/** The `--json` line the CLI printed (the finished job). */
+function jobJson(r: CliResult): JobJson {
+  const line = r.stdout.trim().split('\n').at(-1) ?? '';
+  try {
+    return JSON.parse(line) as JobJson;
+  } catch {
+    throw new Error(`no JSON job on stdout (exit ${r.code}); stdout: ${r.stdout}; stderr: ${r.stderr}`);
+  }
+}
+
+/** A loopback address where nothing listens. */
+async function deadAddress(): Promise<string> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `127.0.0.1:${port}`;
+}
+
+describe('tessera submit: exit status', () => {
+  it('0 when the job succeeded', async () => {
+    const out = outDir();
+    const r = await cluster.runCli(['submit', 'image', '--width', '30', '--format', 'png', good1, good2, '-o', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const job = jobJson(r);
+    expect(job.state).toBe('succeeded');
+    expect(job.errors).toEqual([]);
+    expect((await readdir(out)).sort()).toEqual(['blue.png', 'red.png']);
+    expect((await sharp(path.join(out, 'red.png')).metadata()).width).toBe(30);
+  });
+
+  it('3 when the job partially succeeded: a non-image among images fails as its own item, the others are made', async () => {
+    const out = outDir();
+    const r = await cluster.runCli(['submit', 'image', '--width', '30', '--format', 'png', good1, notAnImage, good2, '-o', out, '--json']);
+    expect(r.code, r.stderr).toBe(3);
+    const job = jobJson(r);
+    expect(job.state).toBe('partially_succeeded');
+    expect(job.errors).toEqual([expect.objectContaining({ input: 'notes.jpg', code: 'INVALID_ARGUMENT' })]);
+    expect(job.errors[0]!.message).toContain('notes.jpg');
+    expect((await readdir(out)).sort()).toEqual(['blue.png', 'red.png']);
+  });
+
+  it('1 when the job failed: a subtask failing on its only attempt (--max-attempts 1)', async () => {
+    const out = outDir();
+    const r = await cluster.runCli(['submit', 'passthrough', '--fail-first-attempts', '5', '--max-attempts', '1', blob, '-o', out, '--json']);
+    expect(r.code, r.stderr).toBe(1);
+    const job = jobJson(r);
+    expect(job.state).toBe('failed');
+    expect(job.subtasks).toEqual([expect.objectContaining({ state: 'failed', attempt: 1 })]);
+    expect(JSON.stringify(job.errors) + job.subtasks[0]!.error).toContain('diagnostic failure of attempt 1');
+    expect(job.outputs).toEqual([]);
+  });
+
+  it('1 when the job failed: its only input fails while being processed (a PNG cut short)', async () => {
+    const out = outDir();
+    const r = await cluster.runCli(['submit', 'image', '--width', '30', '--format', 'png', truncated, '-o', out, '--json']);
+    expect(r.code, r.stderr).toBe(1);
+    const job = jobJson(r);
+    expect(job.state).toBe('failed');
+    expect(job.errors).toEqual([expect.objectContaining({ input: 'cut.png' })]);
+    expect(job.outputs).toEqual([]);
+  });
+
+  it('1 when the job is cancelled while it runs (by `tessera cancel` from another process)', async () => {
+    const out = outDir();
+    const before = new Set((await cluster.client.listJobs()).map((j) => j.id));
+    const submitting = cluster.runCli(['submit', 'passthrough', '--work-ms', '60000', blob, '-o', out, '--json'], { timeoutMs: 60_000 });
+    // The job, once its subtask runs on a worker.
+    let id = '';
+    for (let i = 0; i < 300 && !id; i++) {
+      for (const j of await cluster.client.listJobs()) {
+        if (before.has(j.id)) continue;
+        const full = await cluster.client.getJob(j.id);
+        if (full.subtasks.some((s) => s.state === 'SUBTASK_STATE_RUNNING')) id = j.id;
+      }
+      if (!id) await sleep(100);
+    }
+    expect(id, 'the job started running').not.toBe('');
+    const cancel = await cluster.runCli(['cancel', id, '--json']);
+    expect(cancel.code, cancel.stderr).toBe(0);
+    const r = await submitting;
+    expect(r.code, r.stderr).toBe(1);
+    const job = jobJson(r);
+    expect(job.id).toBe(id);
+    expect(job.state).toBe('cancelled');
+  });
+
+  it('2 for invalid arguments, and no job is made', async () => {
+    const jobsBefore = (await cluster.client.listJobs()).length;
+    const cases: [string, string[], RegExp][] = [
+      ['no output folder', ['submit', 'image', '--width', '30', good1], /-o, --output DIR or --shared-output DIR is required/],
+      ['a width that is not a number', ['submit', 'image', '--width', 'wide', good1, '-o', outDir()], /--width/],
+      ['a file that does not exist', ['submit', 'image', '--width', '30', path.join(dir, 'missing.png'), '-o', outDir()], /missing\.png: no such file/],
+      ['an unknown option', ['submit', 'image', '--no-such-flag', good1, '-o', outDir()], /unknown option '--no-such-flag'/],
+      ['an unknown kind', ['submit', 'hologram', good1, '-o', outDir()], /hologram/],
+    ];
+    for (const [what, args, message] of cases) {
+      const r = await cluster.runCli(args);
+      expect(r.code, `${what}: ${r.stderr}`).toBe(2);
+      expect(r.stderr, what).toMatch(message);
+    }
+    expect((await cluster.client.listJobs()).length, 'no job was submitted').toBe(jobsBefore);
+  });
+});
+
+describe('TESSERA_COORDINATOR', () => {
+  it('is the address when --coordinator is not given', async () => {
+    const out = outDir();
+    const before = new Set((await cluster.client.listJobs()).map((j) => j.id));
+    // runCli (not cluster.runCli): no --coordinator flag is added.
+    const r = await runCli(['submit', 'passthrough', blob, '-o', out, '--json'], { env: { TESSERA_COORDINATOR: cluster.address } });
+    expect(r.code, r.stderr).toBe(0);
+    const job = jobJson(r);
+    expect(job.state).toBe('succeeded');
+    expect(before.has(job.id)).toBe(false);
+    expect((await cluster.client.listJobs()).map((j) => j.id), 'the job was made on the cluster TESSERA_COORDINATOR names').toContain(job.id);
+    expect((await readFile(path.join(out, 'blob.bin'))).equals(await readFile(blob))).toBe(true);
+    // Other commands too.
+    const jobs = await runCli(['jobs', '--json'], { env: { TESSERA_COORDINATOR: cluster.address } });
+    expect(jobs.code, jobs.stderr).toBe(0);
+    expect((JSON.parse(jobs.stdout) as { id: string }[]).map((j) => j.id)).toContain(job.id);
+  });
+
+  it('is used (and named) when it points where no coordinator runs; --coordinator wins over it', async () => {
+    const dead = await deadAddress();
+    const down = await runCli(['jobs', '--json'], { env: { TESSERA_COORDINATOR: dead }, timeoutMs: 30_000 });
+    expect(down.code, down.stderr).toBe(1);
+    expect(down.stderr).toContain(`is a coordinator running at ${dead}?`);
+    const out = outDir();
+    const r = await runCli(['submit', 'passthrough', blob, '-o', out, '--json', '--coordinator', cluster.address], { env: { TESSERA_COORDINATOR: dead } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(jobJson(r).state).toBe('succeeded');
+  });
+});
