@@ -730,8 +730,9 @@ export class JobManager {
 
   onWorkerLost(w: WorkerSession, reason: string): void {
     if (w.state === 'lost' || this.stopping) return;
-    // A worker stopping as planned (its drain grace over) cut its subtasks short: no attempt is used up.
-    const drained = w.state === 'draining';
+    // A worker stopping as planned (it said it drains; its grace is over) cut its subtasks short: no
+    // attempt is used up. Any other end (a crash, a kill, a cut link) counts.
+    const drained = w.drainRequested;
     w.state = 'lost';
     w.lostAt = Date.now();
     w.call = undefined;

@@ -36,6 +36,8 @@ export interface WorkerSession {
   /** Times of recent failures, for quarantine. */
   recentFailures: number[];
   quarantinedUntil: number;
+  /** The worker said it is draining (a planned stop): what its end cuts short is no failure of the work. */
+  drainRequested: boolean;
   lostAt: number;
   /**
    * Shared output folders this worker wrote to where the coordinator did not find the file (its
@@ -62,6 +64,7 @@ export function newWorkerSession(r: Pick<WorkerSession, 'id' | 'name' | 'instanc
     failed: 0,
     recentFailures: [],
     quarantinedUntil: 0,
+    drainRequested: false,
     lostAt: 0,
     foreignSharedDirs: new Set(),
   };

@@ -193,6 +193,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
               // No new work from now on; what waits in its prefetch queue is taken back only after
               // the results sent before the drain (their slots' prefetched work has started).
               const w = session;
+              w.drainRequested = true;
               if (w.state === 'active' || w.state === 'quarantined') w.state = 'draining';
               afterResults(() => {
                 jobs.onWorkerDraining(w);

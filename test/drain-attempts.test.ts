@@ -40,5 +40,25 @@ describe('drain', () => {
     const s = done.subtasks[0];
     expect(s?.attempt).toBe(2);
     expect(s?.worker).not.toBe(drained);
+    await cluster.stop();
+    cluster = undefined;
+  });
+
+  it('still counts the attempt of a worker that dies without draining (SIGKILL)', async () => {
+    cluster = await startCluster({ workers: 2, slots: 1 });
+    const job = await cluster.client.submit({ max_attempts: 1, passthrough: { subtasks: 1, work_ms: 4000 } }, []);
+    let killed: string | undefined;
+    const done = await cluster.client.wait(job.id, (e) => {
+      const m = /^attempt 1 on (worker-\d)/.exec(e.message ?? '');
+      if (e.type === 'subtask_state' && m && !killed) {
+        killed = m[1]!;
+        cluster!.workers.find((w) => w.name === killed)!.child.kill('SIGKILL');
+      }
+    });
+    expect(killed).toBeDefined();
+    // A crash is no planned stop: the only attempt is used up, and the job fails.
+    expect(done.state).toBe('JOB_STATE_FAILED');
+    expect(done.subtasks[0]?.attempt).toBe(1);
+    expect(done.errors[0]?.message).toMatch(/lost/);
   });
 });
