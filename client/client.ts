@@ -129,6 +129,12 @@ export class TesseraClient {
         if (!failingSince || seen.progressAt > failingSince) failingSince = Date.now();
         if (code !== grpc.status.UNAVAILABLE || !seen.reached || options.signal?.aborted || Date.now() - failingSince + 1000 > retryForMs) throw err;
         await sleep(1000, undefined, options.signal ? { signal: options.signal } : {});
+        // Sent again only as it was: a file that changed meanwhile would make another job than the one asked for.
+        if (!shared) {
+          const now = await Promise.all(files.map(async (f) => (await stat(f)).size));
+          const changed = files.findIndex((_, i) => now[i] !== sizes[i]);
+          if (changed >= 0) throw new TesseraError(grpc.status.FAILED_PRECONDITION, `${files[changed]} changed while it was being submitted (${sizes[changed]} -> ${now[changed]} bytes): not sent again; submit it anew`, { retryable: false });
+        }
         options.onRetry?.(err as grpc.ServiceError, attempt + 1);
       }
     }

@@ -43,7 +43,14 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
    * Submissions with a request_id still receiving their inputs, by owner and id. A retry of one
    * (its client lost the connection, perhaps without the coordinator noticing yet) takes its place.
    */
-  const receivingRequests = new Map<string, { superseded: boolean; stop: (reason: Error) => void }>();
+  const receivingRequests = new Map<string, Attempt>();
+  /** Submissions still receiving their inputs, per owner: they count towards the job limit too. */
+  const receiving = new Map<string, number>();
+  const count = (owner: string, by: number): void => {
+    const n = (receiving.get(owner) ?? 0) + by;
+    if (n > 0) receiving.set(owner, n);
+    else receiving.delete(owner);
+  };
   /**
    * Every submission still receiving its inputs. When the coordinator shuts down they end at once
    * with UNAVAILABLE, which clients resend (to the next coordinator), rather than being cut off
@@ -64,33 +71,45 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     const first = await iterator.next();
     if (first.done || first.value.msg !== 'spec' || !first.value.spec) throw invalidArgument('the first SubmitJob message must be the job spec');
     const job = jobs.newJob(first.value.spec, owner);
-    // Before any input arrives: a folder the outputs cannot go to fails the submission at once.
-    if (job.spec.shared_output_dir) job.spec.shared_output_dir = await shared.resolveOutputDir(job.spec.shared_output_dir);
     const requestId = job.spec.request_id;
     const requestKey = requestId ? `${owner}\n${requestId}` : undefined;
-    const attempt = { superseded: false, stop: (reason: Error) => (messages as { destroy?: (e: Error) => void }).destroy?.(reason) };
+    const attempt: Attempt = { superseded: false, counted: false, stop: (reason: Error) => (messages as { destroy?: (e: Error) => void }).destroy?.(reason) };
+    // Everything up to the first await is one step: of two attempts with the same id, the one that
+    // arrived last is the one that stays.
     if (requestId && requestKey) {
       const earlier = jobs.findByRequest(owner, requestId);
       if (earlier) {
-        // A retry of a submission that was accepted: answer with its job, read none of the inputs again.
-        if (canonicalJson(earlier.spec) !== canonicalJson(job.spec)) {
+        // A retry of a submission that was accepted (its answer lost): answer with its job, read
+        // none of the inputs again. Before the job limit, which that very job may fill.
+        if (canonicalJson(specToCompare(earlier.spec)) !== canonicalJson(specToCompare(job.spec))) {
           throw new TesseraError(status.ALREADY_EXISTS, `spec.request_id ${requestId}: already used for job ${earlier.id}, whose spec differs; use a new id for a new job`);
         }
         log.info({ job: earlier.id, requestId, owner }, 'submission repeated: answered with the job it made');
         return toJobMessage(earlier, jobs.subtasksOf(earlier.id));
       }
-      const receiving = receivingRequests.get(requestKey);
-      if (receiving) {
-        receiving.superseded = true;
-        receiving.stop(new TesseraError(status.ABORTED, `submission superseded: a newer submission with spec.request_id ${requestId} arrived`));
+      const before = receivingRequests.get(requestKey);
+      if (before) {
+        // The attempt this one repeats (its client gone, perhaps unnoticed yet) no longer counts.
+        before.superseded = true;
+        if (before.counted) count(owner, -1);
+        before.counted = false;
+        before.stop(new TesseraError(status.ABORTED, `submission superseded: a newer submission with spec.request_id ${requestId} arrived`));
       }
       receivingRequests.set(requestKey, attempt);
     }
-    uploading.add(attempt.stop);
     try {
+      const unfinished = jobs.list().filter((j) => j.owner === owner && !TERMINAL_JOB_STATES.has(j.state)).length + (receiving.get(owner) ?? 0);
+      if (unfinished >= limits.maxJobsPerClient) throw new TesseraError(status.RESOURCE_EXHAUSTED, `${unfinished} unfinished jobs (submissions still uploading included): over the limit --max-jobs-per-client=${limits.maxJobsPerClient}; wait for some to finish`);
+      count(owner, 1);
+      attempt.counted = true;
+      uploading.add(attempt.stop);
+      // Before any input arrives: a folder the outputs cannot go to fails the submission at once.
+      if (job.spec.shared_output_dir) job.spec.shared_output_dir = await shared.resolveOutputDir(job.spec.shared_output_dir);
       return await receiveAndAccept(job, iterator, signal, attempt);
     } finally {
       uploading.delete(attempt.stop);
+      if (attempt.counted) count(owner, -1);
+      attempt.counted = false;
       if (requestKey && receivingRequests.get(requestKey) === attempt) receivingRequests.delete(requestKey);
     }
   }
@@ -125,21 +144,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     return toJobMessage(job, jobs.subtasksOf(job.id));
   }
 
-  /** Submissions still receiving their inputs, per owner: they count towards the job limit too. */
-  const receiving = new Map<string, number>();
   return {
     SubmitJob: clientStream<SubmitJobRequest__Output, ReturnType<typeof toJobMessage>>(log, async (messages, ctx) => {
-      const owner = access.identify(ctx.metadata).id;
-      const unfinished = jobs.list().filter((j) => j.owner === owner && !TERMINAL_JOB_STATES.has(j.state)).length + (receiving.get(owner) ?? 0);
-      if (unfinished >= limits.maxJobsPerClient) throw new TesseraError(status.RESOURCE_EXHAUSTED, `${unfinished} unfinished jobs (submissions still uploading included): over the limit --max-jobs-per-client=${limits.maxJobsPerClient}; wait for some to finish`);
-      receiving.set(owner, (receiving.get(owner) ?? 0) + 1);
-      try {
-        return await submit(owner, messages, ctx.signal);
-      } finally {
-        const left = (receiving.get(owner) ?? 1) - 1;
-        if (left > 0) receiving.set(owner, left);
-        else receiving.delete(owner);
-      }
+      return submit(access.identify(ctx.metadata).id, messages, ctx.signal);
     }),
 
     WatchJob: serverStream(log, (req: { job_id: string; after_seq: string; batch: boolean; inline_outputs_up_to: number }, ctx) => {
@@ -479,9 +486,43 @@ async function openPublishedShared(jobs: JobManager, jobId: string, out: OutputR
   return fh;
 }
 
-/** JSON with object keys sorted and undefined members left out: equal for equal specs, however decoded or stored. */
+/** A submission still receiving its inputs. */
+interface Attempt {
+  /** A newer submission with the same request_id took its place: it must not make the job. */
+  superseded: boolean;
+  /** Counted in its owner's submissions in flight (the job limit). */
+  counted: boolean;
+  /** Ends its upload with `reason`. */
+  stop: (reason: Error) => void;
+}
+
+/**
+ * What two submissions with one request_id must agree on: the spec but its output folder (stored
+ * resolved; a repeat names it as the client did).
+ */
+function specToCompare(spec: JobRecord['spec']): unknown {
+  const { shared_output_dir: _dir, ...rest } = spec;
+  return rest;
+}
+
+/**
+ * JSON with object keys sorted and empty members (undefined, null, '', 0, false, [] and {}, what
+ * the decoder fills in as defaults) left out: equal for equal specs, however decoded or stored,
+ * also by a version whose messages have fields the stored spec lacks.
+ */
 function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
-  );
+  const empty = (v: unknown): boolean =>
+    v === undefined || v === null || v === '' || v === 0 || v === '0' || v === false || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && !Array.isArray(v) && Object.keys(v as object).length === 0);
+  const clean = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(clean);
+    if (v && typeof v === 'object') {
+      const entries = Object.entries(v as Record<string, unknown>)
+        .map(([k, x]) => [k, clean(x)] as const)
+        .filter(([, x]) => !empty(x))
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      return Object.fromEntries(entries);
+    }
+    return v;
+  };
+  return JSON.stringify(clean(value));
 }

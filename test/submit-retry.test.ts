@@ -195,3 +195,32 @@ describe('a coordinator restarted during an upload', () => {
     }
   }, 60_000);
 });
+
+describe('request_id against the job limit and decoder defaults', () => {
+  it('answers a repeat of an accepted submission even when that job fills the client\'s job limit', async () => {
+    const limited = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'limited-data'), log, http: '', limits: { maxJobsPerClient: 1 } });
+    const c = new TesseraClient({ address: await limited.start() });
+    try {
+      const f = await file('limited.bin', Buffer.from('x'));
+      // No worker: the job stays unfinished, and fills the limit of 1.
+      const job = await c.submit({ request_id: 'req-limited', passthrough: {} }, [f]);
+      expect((await c.submit({ request_id: 'req-limited', passthrough: {} }, [f])).id).toBe(job.id);
+      // A new job is still refused.
+      const err = (await c.submit({ request_id: 'req-limited-2', passthrough: {} }, [f]).catch((e: unknown) => e)) as grpc.ServiceError;
+      expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    } finally {
+      c.close();
+      await limited.close();
+    }
+  });
+
+  it('compares specs without the fields left at their defaults (a stored spec lacks those a newer version adds)', async () => {
+    const f = await file('defaults.bin', Buffer.from('d'));
+    const job = await client.submit({ label: 'defaults', request_id: 'req-defaults', passthrough: { subtasks: 0 } }, [f]);
+    // The stored spec as an older version would have written it: without the empty members.
+    const stored = coordinator.manager.get(job.id).spec as unknown as Record<string, unknown>;
+    delete stored['priority'];
+    delete stored['max_attempts'];
+    expect((await client.submit({ label: 'defaults', request_id: 'req-defaults', priority: 0, passthrough: {} }, [f])).id).toBe(job.id);
+  });
+});
