@@ -104,6 +104,8 @@ export class JobManager {
   outputDownloads = 0;
   outputBytesInEvents = 0;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** Merges waiting to run again (the coordinator's disk was full): cleared when it stops. */
+  private readonly timers = new Set<NodeJS.Timeout>();
 
   constructor(
     private readonly store: JobStore,
@@ -210,7 +212,7 @@ export class JobManager {
       }
       this.log.error({ err, job: job.id }, 'starting the job failed; trying again in 5 s');
       setTimeout(() => {
-        if (!this.stopping && this.jobs.get(job.id) === job) this.begin(job, resumeSubtasks);
+        if (!this.stopping && this.jobs.get(job.id) === job && !TERMINAL_JOB_STATES.has(job.state)) this.begin(job, resumeSubtasks);
       }, START_RETRY_MS).unref();
     });
   }
@@ -759,7 +761,7 @@ export class JobManager {
 
   private async phaseDone(active: ActiveJob): Promise<void> {
     const job = active.record;
-    if (TERMINAL_JOB_STATES.has(job.state)) return;
+    if (TERMINAL_JOB_STATES.has(job.state) || this.stopping) return;
     const phase = job.phase;
     if (active.mergedPhase >= phase) return;
     active.mergedPhase = phase;
@@ -806,7 +808,12 @@ export class JobManager {
         job.message = `merging phase ${phase} waits for the coordinator: ${describeError(err)}`;
         this.events.log(job, `${job.message}; trying again in ${Math.round(wait / 1000)} s`);
         this.log.warn({ err, job: job.id, phase, waitMs: wait }, 'merge stopped by the coordinator\'s own trouble; trying again');
-        setTimeout(() => void this.phaseDone(active), wait).unref();
+        const timer = setTimeout(() => {
+          this.timers.delete(timer);
+          if (!this.stopping) void this.phaseDone(active);
+        }, wait);
+        timer.unref();
+        this.timers.add(timer);
         return;
       }
       this.failJob(active, err, 'merge failed');
@@ -960,7 +967,9 @@ export class JobManager {
       // Only once its end is on disk: a restart before that resumes the job, which needs its inputs,
       // and merges again from its subtasks' outputs (they go with the job at the end of its
       // retention otherwise).
-      if (stored) void this.spool.removeIntermediates(job.id, { inputs: true }).catch(() => undefined);
+      const remove = (): void => void this.spool.removeIntermediates(job.id, { inputs: true }).catch(() => undefined);
+      if (stored) remove();
+      else this.store.whenStored(remove);
       // What attempts left in the shared folder (the published outputs have their own names by now).
       if (job.spec.shared_output_dir) void removeSharedTemps(job.spec.shared_output_dir, job.id).catch(() => undefined);
     }
@@ -1017,17 +1026,21 @@ export class JobManager {
    */
   expireOverdue(now = Date.now()): number {
     let expired = 0;
-    for (const s of [...this.subtasks.values()]) {
-      if (s.state !== 'running') continue;
-      const limit = s.timeoutMs || this.opts.subtaskTimeoutMs;
-      for (const lease of [...s.leases]) {
+    // Only what workers hold: every lease is in its worker's map (a lost worker's are released).
+    for (const w of this.registry.all()) {
+      for (const [id, attempt] of [...w.leases]) {
+        const s = this.subtasks.get(id);
+        const lease = s?.leases.find((l) => l.attempt === attempt && l.workerId === w.id);
+        if (!s || !lease || s.state !== 'running') continue;
+        const limit = s.timeoutMs || this.opts.subtaskTimeoutMs;
         if (lease.runningSince === undefined || now - lease.runningSince <= limit + Math.max(OVERDUE_GRACE_MS, limit * 0.1)) continue;
-        const w = this.registry.get(lease.workerId);
-        const reason = `subtask timed out after ${limit} ms and its worker ${lease.worker} did not stop it`;
-        // Cancelled on the worker first; its slot is freed here either way.
-        this.revokeLease(s, lease, reason);
-        if (w) this.releaseLease(w, s, lease.attempt, reason, true);
-        else s.leases = s.leases.filter((l) => l !== lease);
+        const reason = `subtask timed out after ${limit} ms and its worker ${w.name} did not stop it`;
+        this.registry.send(w, { cancel: { subtask_id: s.id, attempt, reason } });
+        this.releaseLease(w, s, attempt, reason, true);
+        // Its slot may still be taken by the stuck process: a worker that cannot stop what it runs
+        // counts towards quarantine like one that fails it.
+        const job = this.active.get(s.jobId)?.record;
+        if (job) this.noteWorkerFailure(w, job.kind);
         expired++;
       }
     }
@@ -1154,6 +1167,8 @@ export class JobManager {
       }
     }
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     for (const a of this.active.values()) a.controller.abort(new DOMException('coordinator shutting down', 'AbortError'));
   }
 }

@@ -178,6 +178,10 @@ describe('JobStore', () => {
     store.createSubtasks([subtask('big', 0), subtask('big', 1)]);
     for (let seq = 1; seq <= 3; seq++) store.appendEvent(event('big', seq));
     expect(() => store.flush()).toThrow(expect.objectContaining({ codeName: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/job store is full .*nothing was lost/) }));
+    // What may happen only once this is on disk waits for the commit that succeeds.
+    let stored = false;
+    store.whenStored(() => (stored = true));
+    expect(stored).toBe(false);
     // Nothing else changes: the failed write is retried on its own, every second, each failure
     // reported (logged by the coordinator), not thrown.
     await expect.poll(() => errors.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
@@ -187,8 +191,9 @@ describe('JobStore', () => {
     // before anything closes the store).
     db.pragma('max_page_count = 1073741823');
     const reader = new Database(file, { readonly: true });
-    const stored = (): string[] => (reader.prepare('SELECT id FROM jobs ORDER BY id').all() as { id: string }[]).map((r) => r.id);
-    await expect.poll(stored, { timeout: 10_000 }).toEqual(['big', 'first']);
+    const storedIds = (): string[] => (reader.prepare('SELECT id FROM jobs ORDER BY id').all() as { id: string }[]).map((r) => r.id);
+    await expect.poll(storedIds, { timeout: 10_000 }).toEqual(['big', 'first']);
+    expect(stored).toBe(true);
     expect((reader.prepare("SELECT count(*) AS n FROM subtasks WHERE job_id = 'big'").get() as { n: number }).n).toBe(2);
     reader.close();
     expect(store.eventsAfter('big', 0).map((e) => e.seq)).toEqual(['1', '2', '3', '4']);

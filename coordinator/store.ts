@@ -105,6 +105,8 @@ export class JobStore {
   /** Per job: whether its inputs are stored, and how many of its outputs. */
   private readonly filesStored = new Map<string, { inputs: boolean; outputs: number }>();
   private flushScheduled = false;
+  /** Called after the next commit that succeeds (what was saved before them is on disk then). */
+  private afterCommit: (() => void)[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly stmts;
@@ -264,6 +266,28 @@ export class JobStore {
     return { from: row.value, to: root, rows };
   }
 
+  /**
+   * Calls `fn` once everything saved so far is on disk: after the next commit that succeeds (at
+   * once if nothing waits to be written). For what may only happen then, such as removing a
+   * finished job's inputs, when the commit of its end failed (a full disk) and is being retried.
+   */
+  whenStored(fn: () => void): void {
+    this.afterCommit.push(fn);
+    if (this.dirtyJobs.size === 0 && this.newSubtasks.length === 0 && this.dirtySubtasks.size === 0 && this.pendingEvents.length === 0) this.runAfterCommit();
+  }
+
+  private runAfterCommit(): void {
+    const fns = this.afterCommit;
+    this.afterCommit = [];
+    for (const fn of fns) {
+      try {
+        fn();
+      } catch {
+        // Each is its caller's business.
+      }
+    }
+  }
+
   /** The ids of every job on record. */
   jobIds(): Set<string> {
     this.flush();
@@ -368,6 +392,7 @@ export class JobStore {
     }
     // Only once committed: a failed transaction leaves the lists to be written again.
     for (const j of jobs) this.filesStored.set(j.id, { inputs: true, outputs: j.outputs.length });
+    this.runAfterCommit();
   }
 
   close(): void {

@@ -215,6 +215,21 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     }
   });
 
+  it('copies 8 kHz audio from a trimmed MP4 into mkv where its first whole packet after the cut plays, not a packet early', async () => {
+    const whole = path.join(dir, 'phone-untrimmed.mp4');
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=25:duration=6', '-f', 'lavfi', '-i', 'sine=frequency=300:sample_rate=8000:duration=6', '-map', '0:v', '-map', '1:a', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '25', '-c:a', 'aac', '-ar', '8000', whole]);
+    const src = path.join(dir, 'phone.mp4');
+    await runFfmpeg(['-y', '-v', 'error', '-ss', '1.3', '-i', whole, '-c', 'copy', src]);
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', container: 'mkv', audio_codec: 'copy', segment_seconds: 2 }), [src], { dir });
+    expect(run.errors).toEqual([]);
+    // Where the first packet that starts at or after the cut lies in the source (128 ms packets at 8 kHz).
+    const r = await runFfprobe<{ packets: Array<{ pts_time: string; flags: string }> }>(['-select_streams', 'a:0', '-show_entries', 'packet=pts_time,flags', '-i', src]);
+    const firstWhole = Math.min(...r.packets.map((p) => Number(p.pts_time)).filter((t) => t >= -1e-6));
+    const got = await audioAgainstVideo(run.outputs[0]!.path);
+    expect(Math.abs(got.start - firstWhole)).toBeLessThan(0.01);
+    expect((await probeMedia(run.outputs[0]!.path)).audio[0]?.codec).toBe('aac');
+  });
+
   it('rejects audio copy into a container that cannot hold it, naming the input', async () => {
     const src = await makeVideo(dir, 'aac-source.mp4', { duration: 1, audioChannels: 2 });
     const run = runKindInProcess(videoKind, videoProcessor, specOf('video', { codec: 'vp9', container: 'webm', audio_codec: 'copy' }), [src], { dir });

@@ -31,6 +31,8 @@ export interface InputPlanRecord {
     offset: number;
     /** Copy mode: the track already copied out of the source (without what an edit list hides), to mux instead of the source's. */
     file?: string;
+    /** Where that copy's first packet is, past the track's start (it holds whole packets only). */
+    fileStart?: number;
     /**
      * Where the source audio starts and ends, in seconds from the first video frame: the output must
      * keep both. Absent when it could not be measured (and in records from before it existed).
@@ -115,7 +117,7 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   const args = ['-y', '-itsoffset', rec.videoOffset.toFixed(6), '-f', 'concat', '-safe', '0', '-i', list];
   let hasAudio = false;
   if (rec.audio?.mode === 'copy' && rec.audio.file) {
-    args.push('-itsoffset', rec.audio.offset.toFixed(6), '-i', rec.audio.file, '-map', '0:v:0', '-map', '1:a:0');
+    args.push('-itsoffset', (rec.audio.offset + (rec.audio.fileStart ?? 0)).toFixed(6), '-i', rec.audio.file, '-map', '0:v:0', '-map', '1:a:0');
     hasAudio = true;
   } else if (rec.audio?.mode === 'copy') {
     args.push('-i', rec.inputPath, '-map', '0:v:0', '-map', `1:${rec.audio.streamIndex}`);

@@ -89,6 +89,9 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
     audio ? audioSpanOf(input.path, name, audio, signal) : undefined,
     copyWithoutLead ? extractAudio(input.path, name, audio.index, path.join(chunkDir, 'audio-copy.mka'), `in${inputIndex}-audio-copy.mka`, signal, { dropLead: true }) : undefined,
   ]);
+  // The copy starts at its first whole packet after 0 (up to a packet late, at 8 kHz 128 ms): the
+  // merge, which reads it from 0, puts it back there.
+  const audioCopyStart = audioCopy ? ((await probePacketSpan(audioCopy.path, 'a:0', { signal, input: name, firstPackets: 4 }))?.start ?? 0) : 0;
   // Workers see chunk timestamps: every time in a segment plan is moved by the muxer's shift.
   const shift = await chunkTimeShift(chunks[0]!.path, index.packets[0]!.pts, name, signal);
 
@@ -165,8 +168,9 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
           mode: params.audioCodec === 'copy' ? 'copy' : 'encode',
           streamIndex: audio.index,
           offset: audio.startTime - info.startTime,
-          ...(audioCopy && { file: audioCopy.path }),
-          ...(audioSpan && { span: { start: audioSpan.start - first, end: audioSpan.end - first } }),
+          ...(audioCopy && { file: audioCopy.path, fileStart: Math.max(0, audioCopyStart) }),
+          // A copy without the hidden lead starts where its first whole packet does.
+          ...(audioSpan && { span: { start: audioSpan.start - first + Math.max(0, audioCopyStart), end: audioSpan.end - first } }),
         }
       : null,
     segments,
