@@ -246,10 +246,11 @@ export class JobStore {
    */
   relocate(root: string): { from: string; to: string; rows: number } | undefined {
     this.flush();
-    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'spool_root'").get() as { value: string } | undefined;
     const setRoot = this.db.prepare("INSERT INTO meta (key, value) VALUES ('spool_root', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    // A store from before the root was recorded: read it off a stored path (moved along with the upgrade).
+    const row = (this.db.prepare("SELECT value FROM meta WHERE key = 'spool_root'").get() as { value: string } | undefined) ?? this.rootOnRecord();
     if (!row || row.value === root) {
-      if (!row) setRoot.run(root);
+      setRoot.run(root);
       return undefined;
     }
     // A path is the start of a JSON string: `"/old/spool/` (as JSON writes it), never a part of another.
@@ -286,6 +287,17 @@ export class JobStore {
         // Each is its caller's business.
       }
     }
+  }
+
+  /** The spool root the stored paths are under, read off one of them (`ROOT/jobs/<uuid>/...`). */
+  private rootOnRecord(): { value: string } | undefined {
+    const pattern = /"path":"((?:[^"\\]|\\.)*?)\/jobs\/[0-9a-f-]{36}\//;
+    for (const sql of ["SELECT files AS text FROM job_files WHERE instr(files, '/jobs/') > 0 LIMIT 1", "SELECT record AS text FROM subtasks WHERE instr(record, '/jobs/') > 0 LIMIT 1"]) {
+      const found = this.db.prepare(sql).get() as { text: string } | undefined;
+      const m = found && pattern.exec(found.text);
+      if (m) return { value: JSON.parse(`"${m[1]!}"`) as string };
+    }
+    return undefined;
   }
 
   /** The ids of every job on record. */

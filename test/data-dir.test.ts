@@ -123,7 +123,10 @@ describe('the spool at start-up', () => {
 });
 
 describe('a data dir moved elsewhere', () => {
-  it('resumes its queued jobs and serves its finished outputs from the new place, also given a relative path', async () => {
+  it.each([
+    ['', false],
+    [', written before the store recorded where it was', true],
+  ])('resumes its queued jobs and serves its finished outputs from the new place, also given a relative path%s', async (_what, older) => {
     const root = await tempDir();
     const before = path.join(root, 'before');
     const done = Buffer.from('finished before the move');
@@ -144,6 +147,12 @@ describe('a data dir moved elsewhere', () => {
     const waiting = await client.submit({ passthrough: {} }, [path.join(root, 'queued.bin')]);
     client.close();
     await first.close();
+    if (older) {
+      // As a coordinator before schema 2 left it: no record of the spool's place.
+      const db = new (createRequire(import.meta.url)('better-sqlite3'))(path.join(before, 'tessera.db'));
+      db.exec('DELETE FROM meta');
+      db.close();
+    }
 
     // Moved (a new mount point, a restore), and named relative to the working folder.
     const after = path.join(root, 'after');
