@@ -156,20 +156,23 @@ export class JobManager {
     };
   }
 
-  /** Registers an accepted job (inputs already spooled) and starts planning it. */
-  accept(job: JobRecord): void {
+  /** Registers an accepted job (inputs already spooled) and starts planning it once it is on disk. */
+  async accept(job: JobRecord): Promise<void> {
     this.jobs.set(job.id, job);
     job.message = 'planning';
     this.events.jobState(job, `accepted ${job.inputs.length} input(s)`);
-    // The client is told the job exists only once it is on disk. If it cannot be written (a full
-    // disk), the submission fails and the job is gone, not left queued forever.
+    // The client is told the job exists only once it is on disk (by the commit due anyway when
+    // the store is busy: hundreds of submissions need not make a commit each). If it cannot be
+    // written (a full disk), the submission fails and the job is gone, not left queued forever.
     try {
-      this.store.flush();
+      await this.store.committed();
     } catch (err) {
       this.jobs.delete(job.id);
       this.store.forget(job.id);
       throw err;
     }
+    // Cancelled meanwhile, or the coordinator stopping (its next run resumes the job): nothing to start.
+    if (TERMINAL_JOB_STATES.has(job.state) || this.stopping) return;
     this.begin(job);
   }
 

@@ -134,7 +134,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       // A retry took this submission's place while its inputs were being checked: the retry makes the job.
       if (attempt.superseded) throw new TesseraError(status.ABORTED, `submission superseded: a newer submission with spec.request_id ${job.spec.request_id} arrived`);
       // Written to the store before the client hears of it; a store that cannot take it fails the submission.
-      jobs.accept(job);
+      await jobs.accept(job);
     } catch (err) {
       await checks.stop();
       await spool.removeJob(job.id);

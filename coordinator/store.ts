@@ -107,6 +107,8 @@ export class JobStore {
   private flushScheduled = false;
   /** Called after the next commit that succeeds (what was saved before them is on disk then). */
   private afterCommit: (() => void)[] = [];
+  /** Waiting for the next commit, whether it succeeds or not (see committed). */
+  private commitWaiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly stmts;
@@ -194,17 +196,27 @@ export class JobStore {
   }
 
   /**
-   * Events of a job with seq > afterSeq, oldest first (flushes first so nothing is missed); at
-   * least `limit` of them when there are that many (callers page with the last seq they got).
-   * A row holds one event (older stores) or the array of events written in one flush.
+   * Events of a job with seq > afterSeq, oldest first: those written, then those waiting for the
+   * next commit (no commit is forced: a watcher attaching to each of hundreds of jobs would make
+   * one each). At least `limit` of them when there are that many (callers page with the last seq
+   * they got). A row holds one event (older stores) or the array of events written in one flush.
    */
   eventsAfter(jobId: string, afterSeq: number, limit = 10_000): JobEvent[] {
-    this.flush();
     const out: JobEvent[] = [];
+    let last = afterSeq;
     for (const row of this.stmts.eventsAfter.iterate(jobId, afterSeq) as IterableIterator<{ event: string }>) {
       const parsed = JSON.parse(row.event) as JobEvent | JobEvent[];
-      for (const e of Array.isArray(parsed) ? parsed : [parsed]) if (Number(e.seq) > afterSeq) out.push(e);
-      if (out.length >= limit) break;
+      for (const e of Array.isArray(parsed) ? parsed : [parsed]) {
+        if (Number(e.seq) <= last) continue;
+        out.push(e);
+        last = Number(e.seq);
+      }
+      if (out.length >= limit) return out;
+    }
+    for (const e of this.pendingEvents) {
+      if (e.job_id !== jobId || Number(e.seq) <= last) continue;
+      out.push(e);
+      last = Number(e.seq);
     }
     return out;
   }
@@ -265,6 +277,23 @@ export class JobStore {
       setRoot.run(root);
     })();
     return { from: row.value, to: root, rows };
+  }
+
+  /**
+   * Resolves once everything saved so far is on disk; rejects if the commit that should have
+   * written it fails (a full disk). When a commit is due anyway (the store is busy: it commits at
+   * most every 20 ms) this one waits for it, sharing it with whatever else is written then; when
+   * none is, it commits now.
+   */
+  committed(): Promise<void> {
+    if (this.dirtyJobs.size === 0 && this.newSubtasks.length === 0 && this.dirtySubtasks.size === 0 && this.pendingEvents.length === 0) return Promise.resolve();
+    if (this.flushScheduled && this.flushTimer && !this.closed) return new Promise((resolve, reject) => this.commitWaiters.push({ resolve, reject }));
+    try {
+      this.flush();
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
   }
 
   /**
@@ -364,8 +393,14 @@ export class JobStore {
     this.flushScheduled = false;
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    if (this.closed) return;
-    if (this.dirtyJobs.size === 0 && this.newSubtasks.length === 0 && this.dirtySubtasks.size === 0 && this.pendingEvents.length === 0) return;
+    if (this.closed) {
+      for (const w of this.commitWaiters.splice(0)) w.reject(new TesseraError(status.UNAVAILABLE, 'the job store is closed'));
+      return;
+    }
+    if (this.dirtyJobs.size === 0 && this.newSubtasks.length === 0 && this.dirtySubtasks.size === 0 && this.pendingEvents.length === 0) {
+      for (const w of this.commitWaiters.splice(0)) w.resolve();
+      return;
+    }
     const jobs = [...this.dirtyJobs.values()];
     const created = this.newSubtasks;
     this.newSubtasks = [];
@@ -391,6 +426,8 @@ export class JobStore {
       // second costs one insert per turn, not one each.
       for (const [jobId, list] of groupByJob(events)) this.stmts.insertEvent.run(jobId, Number(list[list.length - 1]!.seq), JSON.stringify(list));
     });
+    const waiters = this.commitWaiters;
+    this.commitWaiters = [];
     try {
       write();
     } catch (err) {
@@ -400,8 +437,11 @@ export class JobStore {
       for (const s of subtasks) if (!this.dirtySubtasks.has(s.id)) this.dirtySubtasks.set(s.id, s);
       this.pendingEvents = events.concat(this.pendingEvents);
       this.retryLater();
-      throw storeWriteError(err as Error & { code?: string });
+      const e = storeWriteError(err as Error & { code?: string });
+      for (const w of waiters) w.reject(e);
+      throw e;
     }
+    for (const w of waiters) w.resolve();
     // Only once committed: a failed transaction leaves the lists to be written again.
     for (const j of jobs) this.filesStored.set(j.id, { inputs: true, outputs: j.outputs.length });
     this.runAfterCommit();
