@@ -1,3 +1,4 @@
+import os from 'node:os';
 import pino, { type Logger, type LevelWithSilent } from 'pino';
 import pretty from 'pino-pretty';
 
@@ -22,7 +23,8 @@ export function createLogger(
   level: LevelWithSilent = (process.env['TESSERA_LOG_LEVEL'] as LevelWithSilent | undefined) ?? 'info',
   format: LogFormat = (process.env['TESSERA_LOG_FORMAT'] as LogFormat | undefined) ?? 'auto',
 ): Logger {
-  const options = { name, level, base: { pid: process.pid, component: name } };
+  // hostname: lines from several machines stay apart in a central log store.
+  const options = { name, level, base: { pid: process.pid, hostname: os.hostname(), component: name } };
   const usePretty = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true);
   if (usePretty) {
     // In-process pretty stream (not a worker-thread transport): no extra thread per process, and

@@ -1,7 +1,7 @@
 /** What this worker can do, as advertised at registration. */
-import os from 'node:os';
 import sharp from 'sharp';
 import { ffmpegInfo } from '../shared/ffmpeg.js';
+import { availableCores, availableMemoryBytes } from '../shared/machine.js';
 import type { Capabilities } from '../shared/proto/generated/tessera/v1/Capabilities.js';
 import type { Logger } from '../shared/logger.js';
 
@@ -20,11 +20,11 @@ export function detectCapabilities(kinds: string[], labels: Record<string, strin
   return {
     kinds: ffmpegVersion ? kinds : kinds.filter((k) => !mediaKinds.has(k)),
     encoders,
-    cpu_count: os.availableParallelism(),
+    cpu_count: availableCores(),
     ffmpeg_version: ffmpegVersion,
     sharp_version: sharp.versions.sharp ?? '',
     libvips_version: sharp.versions.vips,
     labels,
-    memory_bytes: String(os.totalmem()),
+    memory_bytes: String(availableMemoryBytes()),
   };
 }

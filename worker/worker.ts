@@ -10,6 +10,7 @@ import pLimit from 'p-limit';
 import sharp from 'sharp';
 import { CLIENT_CHANNEL_OPTIONS, HEARTBEAT_MS, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
 import { TesseraError } from '../shared/errors.js';
+import { availableCores } from '../shared/machine.js';
 import type { Logger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import type { Assignment__Output } from '../shared/proto/generated/tessera/v1/Assignment.js';
@@ -78,7 +79,8 @@ export class Worker {
   private markRegistered!: () => void;
 
   constructor(private readonly opts: WorkerOptions) {
-    const cores = os.availableParallelism();
+    // The container's limits, not the host's: several workers may share a machine.
+    const cores = availableCores();
     this.slots = Math.max(1, opts.slots ?? cores);
     // Slots x libvips threads should not exceed the cores.
     this.threads = Math.max(1, opts.threads ?? Math.floor(cores / this.slots));
