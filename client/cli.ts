@@ -268,11 +268,15 @@ program
   .addOption(coordinatorOpt())
   .requiredOption('-o, --output <dir>', 'destination folder')
   .option('--overwrite', 'replace files already in the folder; without it a different file under an output\'s name stops the download')
+  .option('--name <name...>', 'only these outputs (once the job has ended)')
   .option('--json', 'JSON output')
   .action(async (id: string, o) =>
     withClient(o, async (c) => {
+      const names = o.name as string[] | undefined;
       // A finished job's events are replayed: its small outputs come inside them, no call each.
-      const { job, paths } = await c.collect(id, o.output, { overwrite: o.overwrite === true });
+      const { job, paths } = names
+        ? { job: await c.wait(id), paths: await c.download(id, o.output, { names, overwrite: o.overwrite === true }) }
+        : await c.collect(id, o.output, { overwrite: o.overwrite === true });
       if (o.json) process.stdout.write(`${JSON.stringify(jobToJson(job, paths))}\n`);
       else printJobHuman(job, paths);
       // It waited for the job to end: its status says how, as submit's does.
@@ -301,6 +305,12 @@ program
   .action(async (o) => {
     process.exitCode = await runDemo(o);
   });
+
+// `tessera jobs --json | head -1`: a reader that went away ends the command quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
 
 clientSecurityOptions(program);
 // The command that ran, for the hint below: --coordinator is an option of each subcommand, never of the program.

@@ -383,8 +383,13 @@ export interface DownloadOptions {
 /** Moves a verified part file to its output's name. */
 type Publish = (part: string, dest: string, name: string) => Promise<void>;
 
-/** Where an output is written while it downloads (and resumed from, for the large ones). */
-const partName = (dest: string): string => `${dest}.part`;
+/**
+ * Where an output is written while it downloads (and resumed from, for the large ones): a hidden
+ * name of Tessera's own beside it, `.NAME.tessera-part`, so that a file of the user's (or another
+ * output) called `NAME.part` is never taken for a leftover and replaced. At most 254 bytes for a
+ * 240-byte output name.
+ */
+export const partName = (dest: string): string => path.join(path.dirname(dest), `.${path.basename(dest)}.tessera-part`);
 
 const notAFile = (p: string): TesseraError =>
   new TesseraError(grpc.status.FAILED_PRECONDITION, `${p} is not a regular file: not written through; remove it`, { retryable: false });
@@ -477,6 +482,8 @@ class DownloadQueue {
   private readonly names = new Map<string, string>();
   /** Destinations queued, to catch one output's part file being another output's name. */
   private readonly dests = new Set<string>();
+  /** The part names of the outputs queued (see partName). */
+  private readonly parts = new Set<string>();
   private readonly running: Promise<void>[] = [];
   private readonly publish: Publish;
   private readonly overwrite: boolean;
@@ -512,9 +519,10 @@ class DownloadQueue {
     if (this.names.has(o.name)) return;
     const dest = path.join(this.dir, safeOutputName(o.name));
     this.names.set(o.name, dest);
-    // Outputs "a" and "a.part": the first is written under the second's name while it downloads.
-    const clash = this.dests.has(partName(dest)) || (dest.endsWith('.part') && this.dests.has(dest.slice(0, -'.part'.length)));
+    // Outputs "a" and ".a.tessera-part": the first is written under the second's name while it downloads.
+    const clash = this.dests.has(partName(dest)) || this.parts.has(dest);
     this.dests.add(dest);
+    this.parts.add(partName(dest));
     // Bytes that came with their event are kept until written, up to a bound: past it (a slow
     // disk, a replay of thousands), the output is downloaded instead when its turn comes.
     const usable = data && data.length > 0 && data.length === Number(o.size) && this.held + data.length <= MAX_HELD_INLINE_BYTES;
@@ -525,7 +533,7 @@ class DownloadQueue {
       try {
         this.signal.throwIfAborted();
         if (clash) {
-          throw new TesseraError(grpc.status.FAILED_PRECONDITION, `output "${o.name}" and another output differ only by ".part", where one is written while it downloads: download them into separate folders (tessera download --name)`, { retryable: false });
+          throw new TesseraError(grpc.status.FAILED_PRECONDITION, `output "${o.name}" is named like the file another output is written to while it downloads (.NAME.tessera-part): download them into separate folders (tessera download --name NAME -o DIR)`, { retryable: false });
         }
         await (this.made ??= mkdir(this.dir, { recursive: true }));
         if (await this.present(o, dest)) return;
@@ -552,6 +560,7 @@ class DownloadQueue {
       throw err;
     });
     if (!st) return false;
+    if (!st.isFile()) throw new TesseraError(grpc.status.FAILED_PRECONDITION, `${dest} is ${st.isDirectory() ? 'a folder' : 'not a regular file'}: output "${o.name}" cannot go there; remove or rename it, or download into another folder`, { retryable: false });
     const same = st.isFile() && st.size === Number(o.size) && !!o.sha256 && (await sha256File(dest).catch(() => undefined)) === o.sha256;
     if (same) return true;
     this.protectedFiles ??= Promise.all(this.protect.map((f) => stat(f).then((s) => `${s.dev}:${s.ino}`, () => ''))).then((ids) => new Set(ids));
@@ -563,7 +572,10 @@ class DownloadQueue {
   }
 
   private async fetchWithRetries(o: OutputInfo__Output, dest: string): Promise<void> {
-    const started = Date.now();
+    // The retry window counts from the last time bytes came in: a long download cut after
+    // minutes still resumes.
+    let started = Date.now();
+    let had = 0;
     for (let attempt = 1; ; attempt++) {
       try {
         await this.fetch(o, dest, this.publish, this.signal);
@@ -572,6 +584,11 @@ class DownloadQueue {
         const code = (err as grpc.ServiceError).code;
         // A local refusal (a link at the part's name, a file to keep) does not go away by waiting.
         if (err instanceof TesseraError && !err.retryable) throw err;
+        const got = await stat(partName(dest)).then((s) => s.size, () => 0);
+        if (got > had) {
+          had = got;
+          started = Date.now();
+        }
         if (this.signal.aborted || !RETRYABLE_DOWNLOAD.has(code) || Date.now() - started > DOWNLOAD_RETRY_FOR_MS) throw err;
         // A mismatch that a fresh start does not cure is real: report it.
         if (code === grpc.status.DATA_LOSS && attempt >= 2) throw err;

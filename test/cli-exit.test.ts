@@ -13,6 +13,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { CLI_PATH } from '../client/local-cluster.js';
 import { runCli, startCluster, type CliResult, type TestCluster } from './helpers/cluster.js';
 
 let cluster: TestCluster;
@@ -118,6 +120,30 @@ describe('tessera submit: exit status', () => {
     expect(job.state).toBe('failed');
     expect(job.errors).toEqual([expect.objectContaining({ input: 'cut.png' })]);
     expect(job.outputs).toEqual([]);
+  });
+
+  it('130 on Ctrl-C once the job is accepted, naming the whole job id and how to fetch its outputs; the job goes on', async () => {
+    const out = outDir();
+    const before = new Set((await cluster.client.listJobs()).map((j) => j.id));
+    const child = spawn(process.execPath, [CLI_PATH, 'submit', 'passthrough', '--work-ms', '5000', blob, '-o', out, '--coordinator', cluster.address], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+    let id = '';
+    for (let i = 0; i < 300 && !id; i++) {
+      id = (await cluster.client.listJobs()).find((j) => !before.has(j.id))?.id ?? '';
+      if (!id) await sleep(100);
+    }
+    expect(id, 'the job was accepted').not.toBe('');
+    // Once the CLI itself knows (it shows the job's whole id), Ctrl-C.
+    for (let i = 0; i < 300 && !stderr.includes(`job ${id} (`); i++) await sleep(100);
+    expect(stderr).toContain(`job ${id} (passthrough)`);
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toContain(`tessera download ${id} -o DIR`);
+    expect(stderr).toContain(`tessera cancel ${id}`);
+    // The job carries on without it.
+    expect((await cluster.client.wait(id)).state).toBe('JOB_STATE_SUCCEEDED');
   });
 
   it('1 when the job is cancelled while it runs (by `tessera cancel` from another process)', async () => {

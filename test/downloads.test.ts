@@ -1,7 +1,7 @@
 /**
  * Where downloads write. An output never replaces a file that is already in the folder unless the
  * caller asks for it (`overwrite`, `--overwrite`), never the job's own inputs, and never writes
- * through a link (symbolic or hard) left at its `.part` name; a file that already holds the output's bytes counts as
+ * through a link (symbolic or hard) left at its part file (`.NAME.tessera-part`); a file that already holds the output's bytes counts as
  * downloaded, so running a download again finishes what an earlier one started.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -12,6 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
+import { partName } from '../client/client.js';
 
 let cluster: TestCluster;
 let dir: string;
@@ -59,7 +60,7 @@ describe('downloads', () => {
       expect(err.message).toContain('--overwrite');
       expect(await readFile(mine, 'utf8')).toBe('my own notes');
       // No part file is left behind.
-      expect((await readdir(out)).filter((f) => f.endsWith('.part'))).toEqual([]);
+      expect((await readdir(out)).filter((f) => f.endsWith('.tessera-part'))).toEqual([]);
 
       const { paths } = await cluster.client.collect(id, out, { overwrite: true });
       expect(sha(await readFile(paths.get(name)!))).toBe(sha(bytes.get(name)!));
@@ -87,9 +88,10 @@ describe('downloads', () => {
         const out = await mkdtemp(path.join(dir, 'link-out-'));
         const victim = path.join(dir, `victim-${kind}-${name}.txt`);
         await writeFile(victim, 'precious');
-        await (kind === 'symbolic' ? symlink(victim, path.join(out, `${name}.part`)) : link(victim, path.join(out, `${name}.part`)));
+        const part = partName(path.join(out, name));
+        await (kind === 'symbolic' ? symlink(victim, part) : link(victim, part));
         const { paths } = await cluster.client.collect(id, out);
-        expect(await readFile(victim, 'utf8'), `${kind} link at ${name}.part`).toBe('precious');
+        expect(await readFile(victim, 'utf8'), `${kind} link at ${part}`).toBe('precious');
         const st = await lstat(paths.get(name)!);
         expect(st.isFile() && st.nlink === 1).toBe(true);
         expect(sha(await readFile(paths.get(name)!))).toBe(sha(bytes.get(name)!));
@@ -97,14 +99,31 @@ describe('downloads', () => {
     }
   });
 
-  it('refuse outputs that differ only by ".part" instead of mixing their bytes', async () => {
-    const { id, bytes } = await passthrough('part', { a: 10, 'a.part': 18 });
+  it('leave a file of the user\'s named NAME.part alone: only Tessera\'s own .NAME.tessera-part is a download\'s', async () => {
+    const { id, bytes } = await passthrough('userpart', { x: 3000, 'small.bin': 10 });
+    const out = await mkdtemp(path.join(dir, 'userpart-out-'));
+    await writeFile(path.join(out, 'x.part'), 'my own file');
+    await writeFile(path.join(out, 'small.bin.part'), 'another of mine');
+    const paths = await cluster.client.download(id, out);
+    expect(sha(await readFile(paths.get('x')!))).toBe(sha(bytes.get('x')!));
+    expect(await readFile(path.join(out, 'x.part'), 'utf8')).toBe('my own file');
+    expect(await readFile(path.join(out, 'small.bin.part'), 'utf8')).toBe('another of mine');
+    // A folder under an output's name is said to be one, also with overwrite.
+    const withFolder = await mkdtemp(path.join(dir, 'folder-out-'));
+    await mkdir(path.join(withFolder, 'x'));
+    const err = (await cluster.client.download(id, withFolder, { overwrite: true }).then(() => undefined, (e: unknown) => e)) as grpc.ServiceError;
+    expect(err.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(err.message).toContain(`${path.join(withFolder, 'x')} is a folder`);
+  });
+
+  it('refuse an output named like another one\'s part file instead of mixing their bytes', async () => {
+    const { id, bytes } = await passthrough('part', { a: 10, '.a.tessera-part': 18 });
     const out = await mkdtemp(path.join(dir, 'part-out-'));
     const err = (await cluster.client.download(id, out).then(() => undefined, (e: unknown) => e)) as grpc.ServiceError;
     expect(err.code).toBe(grpc.status.FAILED_PRECONDITION);
-    expect(err.message).toContain('".part"');
+    expect(err.message).toContain('tessera download --name');
     // Each one on its own is fine.
-    for (const name of ['a', 'a.part']) {
+    for (const name of ['a', '.a.tessera-part']) {
       const one = await mkdtemp(path.join(dir, 'part-one-'));
       const paths = await cluster.client.download(id, one, { names: [name] });
       expect(sha(await readFile(paths.get(name)!))).toBe(sha(bytes.get(name)!));

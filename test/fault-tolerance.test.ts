@@ -258,7 +258,7 @@ describe('resumable download', () => {
     const original = await readFile(files[0]!);
     const name = path.basename(files[0]!);
     await import('node:fs/promises').then((fs) => fs.mkdir(out, { recursive: true }));
-    await writeFile(path.join(out, `${name}.part`), original.subarray(0, 1_234_567));
+    await writeFile(path.join(out, `.${name}.tessera-part`), original.subarray(0, 1_234_567));
     const paths = await cluster.client.download(job.id, out);
     expect(await readFile(paths.get(name)!)).toEqual(original);
   });

@@ -261,7 +261,7 @@ describe('a published output changed on the coordinator disk', () => {
       expect(err, how).toBeDefined();
       expect(err!.code, `${how}: ${err!.message}`).toBe(grpc.status.DATA_LOSS);
       expect(err!.message, how).toMatch(/a\.bin: checksum mismatch after download/);
-      // Neither the output's name nor its .part file is left behind.
+      // Neither the output's name nor its part file (.NAME.tessera-part) is left behind.
       expect(await readdir(into).catch(() => []), how).toEqual([]);
     }
   });

@@ -89,6 +89,9 @@ export class ProgressView {
   }
 
   start(label: string): void {
+    // A new stage (the job after its upload) starts from nothing, not from the last one's 100%.
+    this.lastPct = -1;
+    this.lastLine = 0;
     if (!this.enabled) return;
     if (this.tty) {
       this.bar = new cliProgress.SingleBar({ format: `${label} [{bar}] {percentage}% | {status}`, stream: this.stream, hideCursor: true }, cliProgress.Presets.shades_classic);

@@ -39,6 +39,7 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
   if (flags.sharedOutput) spec = { ...spec, shared_output_dir: path.resolve(flags.sharedOutput) };
   const client = new TesseraClient(flags.coordinator ? { address: flags.coordinator } : {});
   const view = new ProgressView(process.stderr, !flags.json && flags.progress !== false);
+  let onInterrupt: (() => void) | undefined;
   try {
     view.start(flags.shared ? `submitting ${files.length} shared file(s)` : `uploading ${files.length} file(s)`);
     // Bytes of the files already uploaded completely, so the bar spans the whole upload.
@@ -61,7 +62,15 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
       process.stdout.write(flags.json ? `${JSON.stringify(jobToJson(job))}\n` : `${job.id}\n`);
       return 0;
     }
-    view.start(`job ${job.id.slice(0, 8)} (${job.kind})`);
+    // Ctrl-C from here on leaves the job running: say how to get at it (the full id; the bar is
+    // taken down so the terminal gets its cursor back).
+    onInterrupt = () => {
+      view.stop();
+      process.stderr.write(`\ntessera: job ${job.id} goes on without this client; fetch its outputs with: tessera download ${job.id} -o DIR (cancel it with: tessera cancel ${job.id})\n`);
+      process.exit(130);
+    };
+    process.once('SIGINT', onInterrupt);
+    view.start(`job ${job.id} (${job.kind})`);
     let finished: Job;
     let paths: Map<string, string>;
     if (flags.sharedOutput) {
@@ -86,6 +95,7 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
     else printJobHuman(finished, paths);
     return exitCodeFor(finished);
   } finally {
+    if (onInterrupt) process.removeListener('SIGINT', onInterrupt);
     view.stop();
     client.close();
   }
