@@ -1,5 +1,6 @@
 /** The coordinator process: gRPC server, job store, spool, registry, scheduler. */
-import { mkdir } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
@@ -114,7 +115,14 @@ export class Coordinator {
     const shared = await SharedRoots.create(opts.sharedRoots ?? [], opts.dataDir, opts.sharedOutputRoots ?? []);
     if (shared.list.length > 0) log.info({ sharedRoots: shared.list }, 'inputs by reference allowed under the shared folders');
     if (shared.outputList.length > 0) log.info({ sharedOutputRoots: shared.outputList }, 'outputs may be written into the shared output folders');
-    await mkdir(opts.dataDir, { recursive: true });
+    // A volume owned by another user (a bind mount, one written by a root image) would fail below
+    // as "unable to open database file", naming nothing.
+    const notWritable = (err: NodeJS.ErrnoException): never => {
+      const uid = typeof process.getuid === 'function' ? ` (uid ${process.getuid()})` : '';
+      throw new Error(`data dir ${opts.dataDir} is not writable by this process${uid}: ${err.code ?? err.message}; give it to that user, or choose another --data-dir`);
+    };
+    await mkdir(opts.dataDir, { recursive: true }).catch(notWritable);
+    await access(opts.dataDir, constants.W_OK | constants.X_OK).catch(notWritable);
     // One coordinator per data dir, before anything in it is read: two would both resume and run
     // the same jobs. Released by close(), and by the system when the process dies.
     this.lock = DataDirLock.acquire(opts.dataDir);

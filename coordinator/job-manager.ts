@@ -741,13 +741,17 @@ export class JobManager {
     w.state = 'lost';
     w.lostAt = Date.now();
     w.call = undefined;
-    this.log.warn({ worker: w.name, workerId: w.id, leases: w.leases.size, reason }, 'worker lost');
+    // A planned stop is no alarm: not a warning, and the worker leaves the list at once (a lost one
+    // stays listed, as `lost`, for 10 minutes).
+    if (drained) this.log.info({ worker: w.name, workerId: w.id, leases: w.leases.size, reason }, 'worker left after draining');
+    else this.log.warn({ worker: w.name, workerId: w.id, leases: w.leases.size, reason }, 'worker lost');
     for (const [subtaskId, attempt] of [...w.leases]) {
       const s = this.subtasks.get(subtaskId);
       if (s) this.releaseLease(w, s, attempt, `worker ${w.name} ${drained ? 'stopped while draining' : 'lost'}: ${reason}`, true, !drained);
     }
     w.leases.clear();
     w.waiting.clear();
+    if (drained) this.registry.remove(w.id);
   }
 
   private checkPhase(active: ActiveJob): void {

@@ -126,6 +126,11 @@ export class WorkerRegistry {
     for (const w of this.sessions.values()) if (w.state !== 'lost') w.lastHeartbeat = Math.min(now, w.lastHeartbeat + ms);
   }
 
+  /** Forgets a worker at once (one that left as planned). */
+  remove(id: string): void {
+    this.sessions.delete(id);
+  }
+
   /** Forgets lost workers after a while so listings stay short. */
   prune(keepLostMs: number, now = Date.now()): void {
     for (const [id, w] of this.sessions) if (w.state === 'lost' && now - w.lostAt > keepLostMs) this.sessions.delete(id);

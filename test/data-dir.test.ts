@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TesseraClient } from '../client/client.js';
+import { CLI_PATH } from '../client/local-cluster.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { createLogger } from '../shared/logger.js';
 import { Worker } from '../worker/worker.js';
@@ -178,5 +179,29 @@ describe('a data dir moved elsewhere', () => {
     expect(resumed.state, JSON.stringify(resumed.errors)).toBe('JOB_STATE_SUCCEEDED');
     const got2 = await client2.download(waiting.id, out);
     expect(await readFile(got2.get('queued.bin')!)).toEqual(queued);
+  });
+});
+
+describe('a data dir this process cannot write', () => {
+  it('is refused at start with a message naming it and the user', async () => {
+    const parent = await tempDir();
+    const dataDir = path.join(parent, 'not-mine');
+    await mkdir(dataDir);
+    // Its parent may be entered by anyone; the dir itself stays root's (0755).
+    const { chmod } = await import('node:fs/promises');
+    await chmod(parent, 0o755);
+    // A coordinator running as another user than the data dir's owner (as a non-root container
+    // meets a volume written by a root image).
+    const child = spawn(process.execPath, [CLI_PATH, 'coordinator', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--http', 'off'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      uid: 65534,
+      gid: 65534,
+      env: { ...process.env, TESSERA_LOG_LEVEL: 'error' },
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    expect(code).not.toBe(0);
+    expect(stderr).toContain(`data dir ${dataDir} is not writable by this process (uid 65534)`);
   });
 });
