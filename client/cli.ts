@@ -10,7 +10,7 @@ import { configurable } from './commands/config.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../shared/logger.js';
 import { audioSpec, cropOption, imageSpec, int, num, passthroughSpec, thumbnailsSpec, trimOption, videoSpec } from './commands/specs.js';
 import { UsageError, exitCodeFor, runSubmit } from './commands/submit.js';
-import { jobToJson, printJobHuman, printJobsTable, printWorkersTable, ProgressView } from './commands/output.js';
+import { jobToJson, printJobHuman, printJobsTable, printWorkersTable, ProgressView, reconnectingNote } from './commands/output.js';
 import { runDemo } from './commands/demo.js';
 import { clientSecurityOptions, coordinatorSecurityOptions, workerSecurityOptions } from './commands/security-options.js';
 import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
@@ -236,8 +236,8 @@ program
   .action(async (id: string, o) =>
     withClient(o, async (c) => {
       const view = new ProgressView(process.stderr, !o.json);
-      if (!o.json) view.start(`job ${id.slice(0, 8)}`);
-      for await (const e of c.watch(id, { afterSeq: o.after })) {
+      if (!o.json) view.start(`job ${id}`);
+      for await (const e of c.watch(id, { afterSeq: o.after, onReconnect: (why) => view.note(reconnectingNote(why)) })) {
         // output_data is never asked for here: not printed as an empty Buffer on every line.
         if (o.json) process.stdout.write(`${JSON.stringify({ ...e, output_data: undefined })}\n`);
         else view.event(e);
@@ -273,10 +273,14 @@ program
   .action(async (id: string, o) =>
     withClient(o, async (c) => {
       const names = o.name as string[] | undefined;
+      const view = new ProgressView(process.stderr, !o.json);
+      view.start(`job ${id}`);
+      const watching = { onReconnect: (why: string) => view.note(reconnectingNote(why)) };
       // A finished job's events are replayed: its small outputs come inside them, no call each.
       const { job, paths } = names
-        ? { job: await c.wait(id), paths: await c.download(id, o.output, { names, overwrite: o.overwrite === true }) }
-        : await c.collect(id, o.output, { overwrite: o.overwrite === true });
+        ? { job: await c.wait(id, (e) => view.event(e), undefined, watching), paths: await c.download(id, o.output, { names, overwrite: o.overwrite === true }) }
+        : await c.collect(id, o.output, { overwrite: o.overwrite === true, onEvent: (e) => view.event(e), ...watching }).finally(() => view.stop());
+      view.stop();
       if (o.json) process.stdout.write(`${JSON.stringify(jobToJson(job, paths))}\n`);
       else printJobHuman(job, paths);
       // It waited for the job to end: its status says how, as submit's does.

@@ -66,6 +66,14 @@ export interface SubmitOptions {
   onRetry?: (err: grpc.ServiceError, attempt: number) => void;
 }
 
+export interface WatchOptions {
+  signal?: AbortSignal;
+  /** How long to keep re-attaching while the coordinator cannot be reached (ms, default 2 min). */
+  reconnectForMs?: number;
+  /** Called when the event stream is lost (once per outage), before re-attaching: the reason. */
+  onReconnect?: (reason: string) => void;
+}
+
 export const TERMINAL_STATES = new Set(['JOB_STATE_SUCCEEDED', 'JOB_STATE_PARTIALLY_SUCCEEDED', 'JOB_STATE_FAILED', 'JOB_STATE_CANCELLED']);
 
 export class TesseraClient {
@@ -211,9 +219,14 @@ export class TesseraClient {
    * Streams a job's events after `afterSeq` until its final event. If the connection drops (for
    * example while the coordinator restarts), re-attaches from the last sequence seen.
    */
-  async *watch(jobId: string, opts: { afterSeq?: number; signal?: AbortSignal; reconnectForMs?: number; inlineOutputsUpTo?: number } = {}): AsyncGenerator<JobEvent__Output> {
+  async *watch(jobId: string, opts: WatchOptions & { afterSeq?: number; inlineOutputsUpTo?: number } = {}): AsyncGenerator<JobEvent__Output> {
     let last = opts.afterSeq ?? 0;
     let downSince = 0;
+    // Once per outage: the first time the stream is lost after it last delivered.
+    const lost = (why: string): void => {
+      if (!downSince) opts.onReconnect?.(why);
+      downSince ||= Date.now();
+    };
     for (;;) {
       const call = this.client.WatchJob({ job_id: jobId, after_seq: String(last), batch: true, inline_outputs_up_to: opts.inlineOutputsUpTo ?? 0 }, this.md());
       const onAbort = (): void => call.cancel();
@@ -231,13 +244,13 @@ export class TesseraClient {
         // or the job had ended at or before `afterSeq` (nothing is left to send: done).
         const job = await this.getJob(jobId).catch(() => undefined);
         if (job && TERMINAL_STATES.has(job.state) && last >= Number(job.last_event_seq)) return;
-        downSince ||= Date.now();
+        lost('the coordinator ended the event stream');
         if (Date.now() - downSince > (opts.reconnectForMs ?? 120_000)) throw new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}`);
         await sleep(500, undefined, opts.signal ? { signal: opts.signal } : {});
       } catch (err) {
         const code = (err as grpc.ServiceError).code;
         if (opts.signal?.aborted || (code !== grpc.status.UNAVAILABLE && code !== grpc.status.CANCELLED)) throw err;
-        downSince ||= Date.now();
+        lost((err as grpc.ServiceError).details ?? String(err));
         if (Date.now() - downSince > (opts.reconnectForMs ?? 120_000)) throw err;
         await sleep(500, undefined, opts.signal ? { signal: opts.signal } : {});
       } finally {
@@ -247,11 +260,11 @@ export class TesseraClient {
   }
 
   /** Waits for a job to finish, calling `onEvent` for each event; returns the final job. */
-  wait(jobId: string, onEvent?: (e: JobEvent__Output) => void, signal?: AbortSignal): Promise<Job__Output> {
-    return this.watchToEnd(jobId, onEvent, signal ? { signal } : {});
+  wait(jobId: string, onEvent?: (e: JobEvent__Output) => void, signal?: AbortSignal, opts: WatchOptions = {}): Promise<Job__Output> {
+    return this.watchToEnd(jobId, onEvent, { ...opts, ...(signal ? { signal } : {}) });
   }
 
-  private async watchToEnd(jobId: string, onEvent: ((e: JobEvent__Output) => void) | undefined, opts: { signal?: AbortSignal; inlineOutputsUpTo?: number }): Promise<Job__Output> {
+  private async watchToEnd(jobId: string, onEvent: ((e: JobEvent__Output) => void) | undefined, opts: WatchOptions & { inlineOutputsUpTo?: number }): Promise<Job__Output> {
     const { signal } = opts;
     for await (const e of this.watch(jobId, opts)) onEvent?.(e);
     // The coordinator may be restarting right now: retry the final read for a while.
@@ -292,7 +305,7 @@ export class TesseraClient {
   async collect(
     jobId: string,
     dir: string,
-    opts: DownloadOptions & { onEvent?: (e: JobEvent__Output) => void } = {},
+    opts: DownloadOptions & WatchOptions & { onEvent?: (e: JobEvent__Output) => void } = {},
   ): Promise<{ job: Job__Output; paths: Map<string, string> }> {
     const queue = this.downloadQueue(jobId, dir, opts);
     let job: Job__Output;
@@ -304,7 +317,7 @@ export class TesseraClient {
           if (e.type === 'output' && e.output) queue.add(e.output, e.output_data);
         },
         // Small outputs come inside their events: no download call for each.
-        { signal: queue.signal, inlineOutputsUpTo: INLINE_OUTPUT_MAX_BYTES },
+        { signal: queue.signal, inlineOutputsUpTo: INLINE_OUTPUT_MAX_BYTES, ...(opts.onReconnect && { onReconnect: opts.onReconnect }), ...(opts.reconnectForMs !== undefined && { reconnectForMs: opts.reconnectForMs }) },
       );
       for (const o of job.outputs) queue.add(o);
     } catch (err) {

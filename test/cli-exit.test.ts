@@ -172,11 +172,15 @@ describe('tessera submit: exit status', () => {
 
   it('2 for invalid arguments, and no job is made', async () => {
     const jobsBefore = (await cluster.client.listJobs()).length;
+    const sameNameDir = await mkdtemp(path.join(dir, 'same-name-'));
+    await writeFile(path.join(sameNameDir, 'blob.bin'), 'another blob');
     const cases: [string, string[], RegExp][] = [
       ['no output folder', ['submit', 'image', '--width', '30', good1], /-o, --output DIR or --shared-output DIR is required/],
       ['a width that is not a number', ['submit', 'image', '--width', 'wide', good1, '-o', outDir()], /--width/],
       ['a file that does not exist', ['submit', 'image', '--width', '30', path.join(dir, 'missing.png'), '-o', outDir()], /missing\.png: no such file/],
       ['an unknown option', ['submit', 'image', '--no-such-flag', good1, '-o', outDir()], /unknown option '--no-such-flag'/],
+      ['a folder among the files', ['submit', 'image', '--width', '30', dir, '-o', outDir()], /is a folder/],
+      ['two files with one name', ['submit', 'passthrough', blob, path.join(sameNameDir, 'blob.bin'), '-o', outDir()], /would both be input "blob\.bin"/],
       ['an unknown kind', ['submit', 'hologram', good1, '-o', outDir()], /hologram/],
     ];
     for (const [what, args, message] of cases) {

@@ -224,3 +224,33 @@ describe('request_id against the job limit and decoder defaults', () => {
     expect((await client.submit({ label: 'defaults', request_id: 'req-defaults', priority: 0, passthrough: {} }, [f])).id).toBe(job.id);
   });
 });
+
+describe('watching through a coordinator restart', () => {
+  it('says once that the stream was lost, re-attaches, and sees the job to its end', async () => {
+    const dataDir = path.join(dir, 'watch-restart-data');
+    const first = new Coordinator({ listen: '127.0.0.1:0', dataDir, log, http: '' });
+    const at = await first.start();
+    let second: Coordinator | undefined;
+    const c = new TesseraClient({ address: at });
+    const { Worker } = await import('../worker/worker.js');
+    let worker: InstanceType<typeof Worker> | undefined;
+    try {
+      const job = await c.submit({ passthrough: {} }, [await file('watched.bin', Buffer.from('watched'))]);
+      const lost: string[] = [];
+      // No worker yet: the job waits while its coordinator restarts under the watcher.
+      const done = c.wait(job.id, undefined, undefined, { onReconnect: (why) => lost.push(why) });
+      await first.close();
+      second = new Coordinator({ listen: at, dataDir, log, http: '' });
+      await second.start();
+      worker = new Worker({ coordinator: at, slots: 1, log, memoryLimitMb: 0, name: 'w' });
+      worker.start();
+      expect((await done).state).toBe('JOB_STATE_SUCCEEDED');
+      expect(lost).toHaveLength(1);
+    } finally {
+      await worker?.close();
+      c.close();
+      await first.close();
+      await second?.close();
+    }
+  }, 60_000);
+});

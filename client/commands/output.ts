@@ -77,6 +77,9 @@ export function fmtBytes(n: number): string {
 }
 
 /** Progress display: a bar on a terminal, plain lines otherwise (logs, CI, pipes). */
+/** What the CLI says while it re-attaches to a job's events. */
+export const reconnectingNote = (why: string): string => `tessera: lost the coordinator (${why}); reconnecting for up to 2 minutes (the job goes on; Ctrl-C to stop waiting)`;
+
 export class ProgressView {
   private bar: cliProgress.SingleBar | undefined;
   private lastLine = 0;

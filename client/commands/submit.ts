@@ -3,7 +3,7 @@ import path from 'node:path';
 import { stat } from 'node:fs/promises';
 import { TesseraClient, type Job } from '../client.js';
 import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
-import { ProgressView, jobToJson, printJobHuman, shortState } from './output.js';
+import { ProgressView, jobToJson, printJobHuman, reconnectingNote, shortState } from './output.js';
 
 export interface SubmitFlags {
   coordinator?: string;
@@ -29,9 +29,16 @@ export function exitCodeFor(job: Job): number {
 
 export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFlags): Promise<number> {
   let total = 0;
+  // Inputs are named by their base names: two the same would be refused only after uploading.
+  const seen = new Map<string, string>();
   for (const f of files) {
     const st = await stat(f).catch(() => undefined);
-    if (!st?.isFile()) throw new UsageError(`${f}: no such file`);
+    if (!st) throw new UsageError(`${f}: no such file`);
+    if (!st.isFile()) throw new UsageError(`${f}: ${st.isDirectory() ? 'is a folder' : 'is not a regular file'}; give the files themselves`);
+    const name = path.basename(f);
+    const other = seen.get(name);
+    if (other !== undefined) throw new UsageError(`${other} and ${f} would both be input "${name}": rename one, or submit them as separate jobs`);
+    seen.set(name, f);
     total += st.size;
   }
   if (flags.sharedOutput && flags.output) throw new UsageError('-o, --output and --shared-output are exclusive: outputs are downloaded or written to shared storage');
@@ -75,12 +82,17 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
     let paths: Map<string, string>;
     if (flags.sharedOutput) {
       // The cluster writes the outputs into the shared folder: nothing to download.
-      finished = await client.wait(job.id, (e) => view.event(e));
+      finished = await client.wait(job.id, (e) => view.event(e), undefined, { onReconnect: (why) => view.note(reconnectingNote(why)) });
       paths = new Map(finished.outputs.map((o) => [o.name, o.shared_path]));
     } else {
       // Outputs are downloaded as they are published, while the rest of the job runs. The inputs
       // are never replaced by an output of the same name (shared ones are still being read).
-      const collected = client.collect(job.id, path.resolve(flags.output!), { onEvent: (e) => view.event(e), overwrite: flags.overwrite === true, protect: files });
+      const collected = client.collect(job.id, path.resolve(flags.output!), {
+        onEvent: (e) => view.event(e),
+        onReconnect: (why) => view.note(reconnectingNote(why)),
+        overwrite: flags.overwrite === true,
+        protect: files,
+      });
       ({ job: finished, paths } = await collected.catch((err: unknown) => {
         // The job goes on without this client: say how to fetch what it makes.
         const hint = `\n(job ${job.id} goes on; its outputs stay on the coordinator: tessera download ${job.id} -o DIR)`;
