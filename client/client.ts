@@ -118,11 +118,12 @@ export class TesseraClient {
    * one job.
    */
   async submit(spec: JobSpec, files: string[], options: SubmitOptions = {}): Promise<Job__Output> {
-    const sizes = await Promise.all(files.map(async (f) => (await stat(f)).size));
+    const sizesNow = (): Promise<number[]> => Promise.all(files.map(async (f) => (await stat(f)).size));
+    const sizes = await sizesNow();
     const shared = options.shared ? await Promise.all(files.map((f) => realpath(f))) : undefined;
     const once = { ...spec, request_id: spec.request_id || randomUUID() };
     const retryForMs = options.retryForMs ?? 120_000;
-    // The window opens at the first failure: a long upload cut off after minutes is still resent.
+    // The window opens at a failure: a long upload cut off after minutes is still resent.
     let failingSince = 0;
     // Retried only once the coordinator was reached: a wrong address still fails at once.
     const seen = { reached: false, progressAt: 0 };
@@ -139,7 +140,7 @@ export class TesseraClient {
         await sleep(1000, undefined, options.signal ? { signal: options.signal } : {});
         // Sent again only as it was: a file that changed meanwhile would make another job than the one asked for.
         if (!shared) {
-          const now = await Promise.all(files.map(async (f) => (await stat(f)).size));
+          const now = await sizesNow();
           const changed = files.findIndex((_, i) => now[i] !== sizes[i]);
           if (changed >= 0) throw new TesseraError(grpc.status.FAILED_PRECONDITION, `${files[changed]} changed while it was being submitted (${sizes[changed]} -> ${now[changed]} bytes): not sent again; submit it anew`, { retryable: false });
         }

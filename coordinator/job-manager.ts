@@ -8,7 +8,7 @@ import { lstat, mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import pLimit from 'p-limit';
-import { LOCAL_TROUBLE_CODES, TesseraError, dataLoss, describeError, isAbortError, notFound, failedPrecondition } from '../shared/errors.js';
+import { TesseraError, dataLoss, hasLocalTroubleCode, describeError, isAbortError, notFound, failedPrecondition } from '../shared/errors.js';
 import type { CoordinatorKind, FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
 import { safeOutputName } from '../shared/names.js';
@@ -104,7 +104,7 @@ export class JobManager {
   outputDownloads = 0;
   outputBytesInEvents = 0;
   private retryTimer: NodeJS.Timeout | undefined;
-  /** Merges waiting to run again (the coordinator's disk was full): cleared when it stops. */
+  /** Work waiting to be tried again (a merge or a start stopped by the store or disk): cleared when it stops. */
   private readonly timers = new Set<NodeJS.Timeout>();
 
   constructor(
@@ -214,9 +214,9 @@ export class JobManager {
         return;
       }
       this.log.error({ err, job: job.id }, 'starting the job failed; trying again in 5 s');
-      setTimeout(() => {
-        if (!this.stopping && this.jobs.get(job.id) === job && !TERMINAL_JOB_STATES.has(job.state)) this.begin(job, resumeSubtasks);
-      }, START_RETRY_MS).unref();
+      this.later(START_RETRY_MS, () => {
+        if (this.jobs.get(job.id) === job && !TERMINAL_JOB_STATES.has(job.state)) this.begin(job, resumeSubtasks);
+      });
     });
   }
 
@@ -815,12 +815,7 @@ export class JobManager {
         job.message = `merging phase ${phase} waits for the coordinator: ${describeError(err)}`;
         this.events.log(job, `${job.message}; trying again in ${Math.round(wait / 1000)} s`);
         this.log.warn({ err, job: job.id, phase, waitMs: wait }, 'merge stopped by the coordinator\'s own trouble; trying again');
-        const timer = setTimeout(() => {
-          this.timers.delete(timer);
-          if (!this.stopping) void this.phaseDone(active);
-        }, wait);
-        timer.unref();
-        this.timers.add(timer);
+        this.later(wait, () => void this.phaseDone(active));
         return;
       }
       this.failJob(active, err, 'merge failed');
@@ -993,6 +988,16 @@ export class JobManager {
     s.leases = [];
     s.state = 'cancelled';
     this.store.saveSubtask(s);
+  }
+
+  /** Runs `fn` in `ms`, unless the coordinator has started stopping by then (close() clears it). */
+  private later(ms: number, fn: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (!this.stopping) fn();
+    }, ms);
+    timer.unref();
+    this.timers.add(timer);
   }
 
   /** Calls `cb` when the coordinator starts shutting down; returns the unsubscribe function. */
@@ -1236,12 +1241,7 @@ async function removeIfSame(file: string, was: Stats): Promise<void> {
  * start is not: that needs an install, and the job fails.
  */
 function isCoordinatorTrouble(err: unknown): boolean {
-  const errno = (e: unknown): unknown => (e as NodeJS.ErrnoException | undefined)?.code;
-  const code = errno(err);
-  if (typeof code === 'string' && LOCAL_TROUBLE_CODES.has(code)) return true;
-  if (!(err instanceof TesseraError)) return false;
-  const cause = errno(err.cause);
-  if (typeof cause === 'string' && LOCAL_TROUBLE_CODES.has(cause)) return true;
+  if (hasLocalTroubleCode(err)) return true;
   // The store or spool that cannot write (limits are not retryable).
-  return err.code === status.RESOURCE_EXHAUSTED && err.retryable && !err.input;
+  return err instanceof TesseraError && err.code === status.RESOURCE_EXHAUSTED && err.retryable && !err.input;
 }

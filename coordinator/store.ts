@@ -279,6 +279,11 @@ export class JobStore {
     return { from: row.value, to: root, rows };
   }
 
+  /** True when nothing waits to be written. */
+  private get clean(): boolean {
+    return this.dirtyJobs.size === 0 && this.newSubtasks.length === 0 && this.dirtySubtasks.size === 0 && this.pendingEvents.length === 0;
+  }
+
   /**
    * Resolves once everything saved so far is on disk; rejects if the commit that should have
    * written it fails (a full disk). When a commit is due anyway (the store is busy: it commits at
@@ -286,7 +291,7 @@ export class JobStore {
    * none is, it commits now.
    */
   committed(): Promise<void> {
-    if (this.dirtyJobs.size === 0 && this.newSubtasks.length === 0 && this.dirtySubtasks.size === 0 && this.pendingEvents.length === 0) return Promise.resolve();
+    if (this.clean) return Promise.resolve();
     if (this.flushScheduled && this.flushTimer && !this.closed) return new Promise((resolve, reject) => this.commitWaiters.push({ resolve, reject }));
     try {
       this.flush();
@@ -303,7 +308,7 @@ export class JobStore {
    */
   whenStored(fn: () => void): void {
     this.afterCommit.push(fn);
-    if (this.dirtyJobs.size === 0 && this.newSubtasks.length === 0 && this.dirtySubtasks.size === 0 && this.pendingEvents.length === 0) this.runAfterCommit();
+    if (this.clean) this.runAfterCommit();
   }
 
   private runAfterCommit(): void {
@@ -397,7 +402,7 @@ export class JobStore {
       for (const w of this.commitWaiters.splice(0)) w.reject(new TesseraError(status.UNAVAILABLE, 'the job store is closed'));
       return;
     }
-    if (this.dirtyJobs.size === 0 && this.newSubtasks.length === 0 && this.dirtySubtasks.size === 0 && this.pendingEvents.length === 0) {
+    if (this.clean) {
       for (const w of this.commitWaiters.splice(0)) w.resolve();
       return;
     }

@@ -4,7 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import { LOCAL_TROUBLE_CODES, TesseraError, dataLoss, invalidArgument } from '../shared/errors.js';
+import { TesseraError, dataLoss, hasLocalTroubleCode, invalidArgument } from '../shared/errors.js';
 import { clientStream, serverStream } from '../shared/grpc-handlers.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
@@ -78,14 +78,13 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
         }
       } catch (err) {
         ok = false;
-        const code = (err as NodeJS.ErrnoException).code;
         // The coordinator's own disk (full, out of descriptors): retried, and not held against the worker.
-        coordinatorFault = code !== undefined && LOCAL_TROUBLE_CODES.has(code);
+        coordinatorFault = hasLocalTroubleCode(err);
         const e =
           err instanceof TesseraError
             ? err
             : coordinatorFault
-              ? new TesseraError(status.RESOURCE_EXHAUSTED, `the coordinator could not store the outputs of subtask ${r.subtask_id} (${code}: free space in its --data-dir); retried`, { retryable: true })
+              ? new TesseraError(status.RESOURCE_EXHAUSTED, `the coordinator could not store the outputs of subtask ${r.subtask_id} (${(err as NodeJS.ErrnoException).code}: free space in its --data-dir); retried`, { retryable: true })
               : dataLoss(String(err));
         error = { input: '', code: e.codeName, message: e.message };
         retryable = e.retryable;

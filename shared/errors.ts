@@ -43,6 +43,12 @@ export const dataLoss = (message: string): TesseraError => new TesseraError(stat
 /** The errno codes of this machine's trouble (see isLocalTrouble), for errors that carry one. */
 export const LOCAL_TROUBLE_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);
 
+/** Whether an error carries one of LOCAL_TROUBLE_CODES as its errno, itself or in its cause. */
+export function hasLocalTroubleCode(err: unknown): boolean {
+  const errno = (e: unknown): unknown => (e as NodeJS.ErrnoException | undefined)?.code;
+  return [errno(err), errno((err as Error | undefined)?.cause)].some((c) => typeof c === 'string' && LOCAL_TROUBLE_CODES.has(c));
+}
+
 /**
  * Whether an error log tells of this machine's trouble (a full disk or quota, too many open files)
  * rather than of the input: such a failure is retried, elsewhere, not blamed on the file. Only an
@@ -55,6 +61,7 @@ export function isLocalTrouble(log: string, paths: readonly string[] = []): bool
 }
 
 const TROUBLE_CODES: Readonly<Record<string, string>> = { 'No space left on device': 'ENOSPC', 'Disk quota exceeded': 'EDQUOT', 'Too many open files': 'EMFILE' };
+const TROUBLE_LINE = new RegExp(`: (${Object.keys(TROUBLE_CODES).join('|')})\\s*$`);
 
 /** The errno code (ENOSPC, EDQUOT, EMFILE) of the trouble an error log tells of (see isLocalTrouble), or undefined. */
 export function localTroubleCode(log: string, paths: readonly string[] = []): string | undefined {
@@ -63,7 +70,7 @@ export function localTroubleCode(log: string, paths: readonly string[] = []): st
     if (/^\s/.test(line)) continue;
     let l = line;
     for (const p of named) l = l.split(p).join('');
-    const m = /: (No space left on device|Disk quota exceeded|Too many open files)\s*$/.exec(l);
+    const m = TROUBLE_LINE.exec(l);
     if (m) return TROUBLE_CODES[m[1]!];
   }
   return undefined;

@@ -1,7 +1,7 @@
 /** Worker side of `image`: runs the pipeline on each image of a batch; a bad image fails only itself. */
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { LOCAL_TROUBLE_CODES, TesseraError, invalidArgument, isAbortError, isLocalTrouble, resourceExhausted } from '../../shared/errors.js';
+import { TesseraError, hasLocalTroubleCode, invalidArgument, isAbortError, isLocalTrouble, resourceExhausted } from '../../shared/errors.js';
 import type { ItemFailure, ProcessOutput, WorkerProcessor } from '../../shared/job-kind.js';
 import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
 import { isTilePlan } from '../../shared/media/tile-plan.js';
@@ -46,7 +46,7 @@ export const imageProcessor: WorkerProcessor<ImageParams> = {
         // on device"); the file names are taken out first, since a file may be named after one.
         const raw = String((err as Error).message ?? err);
         const code = (err as NodeJS.ErrnoException).code;
-        if ((code !== undefined && LOCAL_TROUBLE_CODES.has(code)) || isLocalTrouble(raw, [input.path, path.join(ctx.workDir, item.output)])) {
+        if (hasLocalTroubleCode(err) || isLocalTrouble(raw, [input.path, path.join(ctx.workDir, item.output)])) {
           const cause = /system error: ([^\n]+)/.exec(raw)?.[1] ?? code ?? 'no space';
           throw new TesseraError(status.UNAVAILABLE, `${item.input}: this worker could not write the result (${cause}): this worker's trouble, not the image's`, { retryable: true });
         }
