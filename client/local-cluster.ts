@@ -115,7 +115,8 @@ export class LocalCluster {
     const nodeArgs = (process.env['TESSERA_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean);
     const child = spawn(process.execPath, [...nodeArgs, CLI_PATH, ...args], {
       env: { ...BULK_MALLOC_ENV, ...process.env, TESSERA_LOG_LEVEL: this.opts.logLevel ?? 'warn', ...this.opts.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      // The IPC channel ends when this process does, however it ends: the child stops then (servers.ts).
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     let buf = '';

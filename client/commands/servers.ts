@@ -37,12 +37,27 @@ export async function runCoordinator(o: CoordinatorCommandOptions): Promise<void
   // Plain lines on stdout so scripts (and the test harness) learn the bound ports.
   process.stdout.write(`tessera coordinator listening on ${address}\n`);
   if (coordinator.httpAddress) process.stdout.write(`tessera dashboard on http://${coordinator.httpAddress}/\n`);
+  let stopping = false;
   const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
     log.info({ signal }, 'shutting down');
     void coordinator.close().then(() => process.exit(0));
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  onParentExit(() => stop('parent exited'));
+}
+
+/**
+ * A coordinator or worker started by another program with an IPC channel (`LocalCluster`: `npm
+ * start`, the tests, the benchmarks) stops when that program goes, even when it was killed and
+ * could not stop them itself: the channel closes with it. The channel does not keep the process up.
+ */
+function onParentExit(stop: () => void): void {
+  if (!process.channel) return;
+  process.channel.unref();
+  process.once('disconnect', stop);
 }
 
 export interface WorkerCommandOptions {
@@ -84,6 +99,11 @@ export async function runWorker(o: WorkerCommandOptions): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Nothing waits for the results of a worker whose parent went: stop without draining.
+  onParentExit(() => {
+    log.info({ signal: 'parent exited' }, 'stopping now');
+    void worker.close().then(() => process.exit(0));
+  });
 }
 
 interface HealthClient extends grpc.Client {

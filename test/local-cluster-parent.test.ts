@@ -1,0 +1,61 @@
+/**
+ * A coordinator and workers started by `LocalCluster` (`npm start`, the tests, the benchmarks) stop
+ * when the program that started them dies, even by SIGKILL, when it could not stop them itself:
+ * nothing is left holding ports, data dirs and CPU.
+ *
+ * A real parent process starts a real cluster from dist/, then is killed.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const LOCAL_CLUSTER = path.resolve('dist/client/local-cluster.js');
+const cleanup: string[] = [];
+afterAll(async () => {
+  for (const dir of cleanup) await rm(dir, { recursive: true, force: true });
+});
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe('LocalCluster children', () => {
+  it('stop when their parent is killed with SIGKILL', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tessera-parent-'));
+    cleanup.push(dataDir);
+    const script = `
+      const { LocalCluster } = await import(${JSON.stringify(LOCAL_CLUSTER)});
+      const cluster = await new LocalCluster({ workers: 2, slots: 1, dataDir: ${JSON.stringify(dataDir)} }).start();
+      console.log(JSON.stringify({ pids: [cluster.coordinator.child.pid, ...cluster.workers.map((w) => w.child.pid)] }));
+      setInterval(() => {}, 1000);
+    `;
+    const parent = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((resolve) => parent.once('exit', resolve));
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: parent.stdout! }).once('line', resolve);
+        parent.once('exit', (code) => reject(new Error(`parent exited with ${code} before the cluster started`)));
+      });
+      const { pids } = JSON.parse(line) as { pids: number[] };
+      expect(pids).toHaveLength(3);
+      expect(pids.every(alive)).toBe(true);
+
+      parent.kill('SIGKILL');
+      await exited;
+      const until = Date.now() + 15_000;
+      while (pids.some(alive) && Date.now() < until) await sleep(100);
+      expect(pids.filter(alive)).toEqual([]);
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  }, 60_000);
+});
