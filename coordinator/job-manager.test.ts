@@ -14,7 +14,7 @@ import type { CoordinatorKind, SubtaskPlan } from '../shared/job-kind.js';
 import { createLogger } from '../shared/logger.js';
 import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
-import { JobManager } from './job-manager.js';
+import { JobManager, retryBackoffMs } from './job-manager.js';
 import { SharedRoots } from './shared-inputs.js';
 import { coordinatorKinds } from './kinds/index.js';
 import { Spool } from './spool.js';
@@ -512,5 +512,22 @@ describe('split after a failure', () => {
     expect(batch).toMatchObject({ state: 'failed', replacedBy: 3 });
     manager.close();
     store.close();
+  });
+});
+
+describe('retryBackoffMs', () => {
+  it('doubles from the base, with jitter between half and all of it', () => {
+    expect(retryBackoffMs(500, 1, () => 1)).toBe(500);
+    expect(retryBackoffMs(500, 1, () => 0)).toBe(250);
+    expect(retryBackoffMs(500, 3, () => 1)).toBe(2000);
+    expect(retryBackoffMs(500, 3, () => 0.5)).toBe(1500);
+  });
+
+  it('never waits more than 30 s, however many attempts failed', () => {
+    // Uncapped, the 19th retry of a 500 ms base would wait 2^18 x 500 ms: 36 hours.
+    for (const tries of [7, 8, 12, 19, 40]) {
+      expect(retryBackoffMs(500, tries, () => 1)).toBe(30_000);
+      expect(retryBackoffMs(500, tries, () => 0)).toBe(15_000);
+    }
   });
 });

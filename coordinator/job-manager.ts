@@ -42,6 +42,16 @@ const MAX_MERGE_RETRY_MS = 60_000;
 /** Longest wait before a retry. */
 const MAX_RETRY_BACKOFF_MS = 30_000;
 
+/**
+ * Wait before the next attempt after `tries` failed ones (setbacks included): exponential from
+ * `baseMs`, at most {@link MAX_RETRY_BACKOFF_MS} (20 attempts may be asked for: hours uncapped),
+ * with jitter between half and all of it so that subtasks failed together do not retry together.
+ */
+export function retryBackoffMs(baseMs: number, tries: number, random: () => number = Math.random): number {
+  const backoff = Math.min(MAX_RETRY_BACKOFF_MS, baseMs * 2 ** Math.max(0, tries - 1));
+  return Math.round(backoff * (0.5 + random() * 0.5));
+}
+
 export interface JobManagerOptions {
   maxAttempts: number;
   subtaskTimeoutMs: number;
@@ -688,9 +698,7 @@ export class JobManager {
       s.state = 'pending';
       s.workerId = '';
       s.error = error;
-      // Exponential backoff with jitter, at most MAX_RETRY_BACKOFF_MS (20 attempts may be asked for).
-      const backoff = Math.min(MAX_RETRY_BACKOFF_MS, this.opts.retryBaseMs * 2 ** (s.failures + (s.setbacks ?? 0) - 1));
-      s.notBefore = Date.now() + Math.round(backoff * (0.5 + Math.random() * 0.5));
+      s.notBefore = Date.now() + retryBackoffMs(this.opts.retryBaseMs, s.failures + (s.setbacks ?? 0));
       this.store.saveSubtask(s);
       this.events.subtaskState(job, s, `attempt ${s.attempt} failed (${error.code}: ${error.message}); retrying`);
       this.scheduler.enqueue([s]);
