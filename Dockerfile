@@ -1,9 +1,10 @@
 # Tessera: one image for the coordinator and the workers (the command picks the role).
 #   docker build -t tessera .
-#   docker run -d -p 127.0.0.1:7700:7700 -p 127.0.0.1:7780:7780 -v tessera-data:/data \
+#   docker run -d --init -p 127.0.0.1:7700:7700 -p 127.0.0.1:7780:7780 -v tessera-data:/data \
 #     --health-cmd 'tessera health --http 127.0.0.1:7780' tessera                        # coordinator
-#   docker run -d --stop-timeout 40 tessera worker --coordinator HOST:7700              # a worker
-# (publish 7700 beyond loopback only with TLS and tokens: README, "Running on several machines")
+#   docker run -d --init --stop-timeout 40 tessera worker --coordinator HOST:7700              # a worker
+# (publish 7700 beyond loopback only with TLS and tokens: README, "Running on several machines";
+# --init, like compose's `init: true`, puts a reaper in front of node for ffmpeg's strays)
 # or `docker compose up -d --scale worker=N` with docker-compose.yml.
 
 FROM node:20-bookworm-slim AS build
