@@ -151,9 +151,14 @@ export function runFfmpeg(args: readonly string[], options: RunOptions = {}): Pr
 
 /** Runs ffprobe (hardened) and parses its JSON output. */
 export async function runFfprobe<T = unknown>(args: readonly string[], options: RunOptions = {}): Promise<T> {
+  return (await runFfprobeLogged<T>(args, options)).result;
+}
+
+/** {@link runFfprobe}, and the errors ffprobe reported on its way (a "partial file" packet, say). */
+export async function runFfprobeLogged<T = unknown>(args: readonly string[], options: RunOptions = {}): Promise<{ result: T; stderr: string }> {
   const full = ['-v', 'error', '-of', 'json', ...hardenArgs(args).slice(2)];
-  const { stdout } = await runProcess(ffmpegBinaries().ffprobe, ['-hide_banner', ...full], { ...options, captureStdout: true });
-  return JSON.parse(stdout) as T;
+  const { stdout, stderr } = await runProcess(ffmpegBinaries().ffprobe, ['-hide_banner', ...full], { ...options, captureStdout: true });
+  return { result: JSON.parse(stdout) as T, stderr };
 }
 
 let deathWrapper: string | null | undefined;

@@ -237,6 +237,18 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     expect(outputs).toEqual([]);
     expect(errors).toEqual([{ input: 'aac-source.mp4', code: 'INVALID_ARGUMENT', message: expect.stringContaining('aac-source.mp4: its aac audio cannot be copied into webm') }]);
   });
+
+  it('refuses an MP4 cut short behind its index (faststart) as truncated, without encoding it', async () => {
+    const whole = await makeVideo(dir, 'whole-faststart.mp4', { duration: 4, audioChannels: 2 });
+    const fast = path.join(dir, 'faststart.mp4');
+    await runFfmpeg(['-y', '-i', whole, '-c', 'copy', '-movflags', '+faststart', fast]);
+    const bytes = await readFile(fast);
+    const cut = path.join(dir, 'cut-short.mp4');
+    await writeFile(cut, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
+    const { errors, outputs } = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast' }), [cut], { dir });
+    expect(outputs).toEqual([]);
+    expect(errors).toEqual([{ input: 'cut-short.mp4', code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^cut-short\.mp4: truncated file: its video data stops at \d+\.\d+ s/) }]);
+  });
 });
 
 /**

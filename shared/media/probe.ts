@@ -7,7 +7,7 @@
  * client-facing name so a failure reads "clip.mov: ffprobe failed: ..." (INVALID_ARGUMENT).
  */
 import { invalidArgument } from '../errors.js';
-import { runFfmpeg, runFfprobe } from '../ffmpeg.js';
+import { runFfmpeg, runFfprobe, runFfprobeLogged } from '../ffmpeg.js';
 
 export interface ProbeOptions {
   signal?: AbortSignal | undefined;
@@ -168,10 +168,17 @@ export interface VideoIndex {
 
 /** Reads the packet index of the first video stream (demux only, no decoding: fast). */
 export async function probeVideoIndex(file: string, opts: ProbeOptions = {}): Promise<VideoIndex> {
-  const raw = await runFfprobe<{ packets?: Array<{ pts_time?: string; dts_time?: string; duration_time?: string; flags?: string }> }>(
+  const { result: raw, stderr } = await runFfprobeLogged<{ packets?: Array<{ pts_time?: string; dts_time?: string; duration_time?: string; flags?: string }> }>(
     ['-select_streams', 'v:0', '-show_entries', 'packet=pts_time,dts_time,duration_time,flags', '-i', file],
     { signal: opts.signal, input: opts.input },
   );
+  // An MP4/MOV whose index (at the front, "faststart") lists samples past the end of the file: a
+  // copy or upload cut short. The packets stop where the bytes do; encoding what is there would
+  // come out short of the frames the index promises, and no retry would help.
+  if (/partial file/.test(stderr)) {
+    const stops = Math.max(0, ...(raw.packets ?? []).map((p) => num(p.pts_time ?? p.dts_time)).filter(Number.isFinite));
+    throw invalidArgument(`${opts.input ?? file}: truncated file: its video data stops at ${stops.toFixed(2)} s, inside a frame its index lists (a copy or upload cut short?)`, opts.input);
+  }
   const packets: VideoPacket[] = [];
   for (const p of raw.packets ?? []) {
     const pts = num(p.pts_time ?? p.dts_time);
