@@ -8,7 +8,7 @@ import { lstat, mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import pLimit from 'p-limit';
-import { TesseraError, dataLoss, hasLocalTroubleCode, describeError, isAbortError, notFound, failedPrecondition } from '../shared/errors.js';
+import { TesseraError, dataLoss, hasLocalTroubleCode, describeError, isAbortError, notFound, failedPrecondition, withInput } from '../shared/errors.js';
 import type { CoordinatorKind, FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
 import { safeOutputName } from '../shared/names.js';
@@ -936,7 +936,7 @@ export class JobManager {
       state === 'succeeded'
         ? `${job.outputs.length} output(s)`
         : state === 'failed'
-          ? job.errors.map((e) => (e.input ? `${e.input}: ${e.message}` : e.message)).join('; ') || 'no outputs'
+          ? job.errors.map((e) => withInput(e.input, e.message)).join('; ') || 'no outputs'
           : `${job.outputs.length} output(s), ${job.errors.length} error(s)`;
     this.finish(job, state, message);
   }
@@ -949,7 +949,10 @@ export class JobManager {
     const e = err instanceof TesseraError ? err : undefined;
     if (!e) this.log.error({ err, job: job.id }, what);
     const message = e ? e.message : `${what}: internal error (see the coordinator log)`;
-    job.errors.push({ input: e?.input ?? '', code: e ? e.codeName : 'INTERNAL', message });
+    // A failure the phase recorded against its input already (the merge reporting it again) is listed once.
+    if (!job.errors.some((x) => x.message === message && (x.input === (e?.input ?? '') || !e?.input))) {
+      job.errors.push({ input: e?.input ?? '', code: e ? e.codeName : 'INTERNAL', message });
+    }
     this.finish(job, 'failed', message);
   }
 

@@ -63,6 +63,11 @@ export function isLocalTrouble(log: string, paths: readonly string[] = []): bool
 const TROUBLE_CODES: Readonly<Record<string, string>> = { 'No space left on device': 'ENOSPC', 'Disk quota exceeded': 'EDQUOT', 'Too many open files': 'EMFILE' };
 const TROUBLE_LINE = new RegExp(`: (${Object.keys(TROUBLE_CODES).join('|')})\\s*$`);
 
+/** `INPUT: message`, unless the message names the input first already (as most do). */
+export function withInput(input: string, message: string): string {
+  return !input || message.startsWith(`${input}:`) ? message : `${input}: ${message}`;
+}
+
 /** The errno code (ENOSPC, EDQUOT, EMFILE) of the trouble an error log tells of (see isLocalTrouble), or undefined. */
 export function localTroubleCode(log: string, paths: readonly string[] = []): string | undefined {
   const named = paths.filter((p) => p.length > 0);

@@ -56,10 +56,33 @@ describe('image batch through the CLI', () => {
     expect((await readdir(out)).sort()).toEqual(job.outputs.map((o) => o.name).sort());
   });
 
+  it('fails only the photo a crop does not fit, naming it, its size and the crop, once', async () => {
+    const small = path.join(dir, 'small.png');
+    await sharp({ create: { width: 300, height: 200, channels: 3, background: '#345' } }).png().toFile(small);
+    const out = path.join(dir, 'out-crop');
+    const r = await cluster.runCli(['submit', 'image', '--crop', '10,20,400,300', photos[0]!, photos[1]!, small, '-o', out, '--json']);
+    expect(r.code, r.stderr).toBe(3);
+    const job = JSON.parse(r.stdout) as { outputs: { name: string; path: string }[]; errors: { input: string; code: string; message: string }[] };
+    expect(job.outputs).toHaveLength(2);
+    for (const o of job.outputs) expect(await sharp(o.path).metadata()).toMatchObject({ width: 400, height: 300 });
+    expect(job.errors).toEqual([{ input: 'small.png', code: 'INVALID_ARGUMENT', message: 'small.png: the crop (400x300 at 10,20) reaches outside the image, which is 300x200' }]);
+
+    // Alone, the photo fails the job; its message names it once.
+    const alone = await cluster.runCli(['submit', 'image', '--crop', '10,20,400,300', small, '-o', path.join(dir, 'out-crop-alone'), '--json']);
+    expect(alone.code, alone.stderr).toBe(1);
+    const failed = JSON.parse(alone.stdout) as { message: string; errors: unknown[] };
+    expect(failed.message).toBe('small.png: the crop (400x300 at 10,20) reaches outside the image, which is 300x200');
+    expect(failed.errors).toHaveLength(1);
+  });
+
   it('rejects invalid params at submit with INVALID_ARGUMENT naming the field', async () => {
     const r = await cluster.runCli(['submit', 'image', '--blur', '0.1', photos[0]!, '-o', path.join(dir, 'never')]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/INVALID_ARGUMENT: image\.blur: sigma 0\.1 is below the minimum/);
+    // With --tile every input is tiled: a rotation tiles cannot do exactly is refused before any upload.
+    const tiled = await cluster.runCli(['submit', 'image', '--tile', '256', '--rotate', '45', photos[0]!, '-o', path.join(dir, 'never')]);
+    expect(tiled.code).toBe(2);
+    expect(tiled.stderr).toMatch(/INVALID_ARGUMENT: rotate: tiled processing supports multiples of 90 degrees only, got 45/);
     // Arguments the command line itself refuses exit 2 too; --help and --version exit 0.
     // Numbers past the protocol's 32-bit fields would wrap (--width 4294967328 became 32).
     const wrapping = [['--width', '4294967328'], ['--width', '-32'], ['--priority', '3000000000'], ['--rotate', '-2147483649']];

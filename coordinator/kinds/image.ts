@@ -4,6 +4,7 @@
  */
 import type { CoordinatorKind, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
+import { splitForTiles } from '../../shared/media/tile-pipeline.js';
 import { withExtension } from '../../shared/names.js';
 import { isTilePlan, mergeTiles, planTiledInputs } from './image-tiles.js';
 
@@ -74,7 +75,12 @@ const EXT_BY_FORMAT: Record<string, string> = { jpeg: 'jpg', png: 'png', webp: '
 
 export const imageKind: CoordinatorKind<ImageParams> = {
   name: 'image',
-  validate: (params) => validateImageParams(params),
+  validate: (params) => {
+    const p = validateImageParams(params);
+    // With tile_size every input takes the tiled path: what it cannot do exactly is refused before any upload.
+    if (p.tileSize > 0) splitForTiles(p);
+    return p;
+  },
   async plan({ params, inputs, cluster, workDir, signal }) {
     // Without an explicit format the worker keeps the input's family; the name follows the same rule.
     const ext = (input: string): string => EXT_BY_FORMAT[params.format] ?? guessExtension(input);

@@ -65,6 +65,15 @@ async function processOne(file: string, outputName: string, p: ImageParams, work
   const frames = meta.pages ?? 1;
   const pixels = (meta.width ?? 0) * (meta.height ?? 0) * frames;
   if (pixels > maxInputPixels()) throw new Error(`image of ${meta.width}x${meta.height} is over the limit of ${maxInputPixels()} pixels`);
+  if (p.crop) {
+    // The crop applies after auto-orientation (image-pipeline.ts applyGeometry), to one frame.
+    const quarter = p.autoOrient && (meta.orientation ?? 1) >= 5;
+    const [w, h] = quarter ? [meta.pageHeight ?? meta.height ?? 0, meta.width ?? 0] : [meta.width ?? 0, meta.pageHeight ?? meta.height ?? 0];
+    const c = p.crop;
+    if (c.left + c.width > w || c.top + c.height > h) {
+      throw invalidArgument(`the crop (${c.width}x${c.height} at ${c.left},${c.top}) reaches outside the image, which is ${w}x${h}${quarter ? ' once auto-oriented' : ''}`);
+    }
+  }
   const format = outputFormat(p, meta.format);
   // An animation keeps its frames in a format that holds them (its first frame only in the others).
   const animated = frames > 1 && ANIMATED_FORMATS.has(format);
@@ -86,7 +95,7 @@ async function processOne(file: string, outputName: string, p: ImageParams, work
 function describeSharpError(err: unknown): string {
   const msg = (err as Error)?.message ?? String(err);
   if (/unsupported image format|Input file contains unsupported|Input buffer contains unsupported/i.test(msg)) return 'not a decodable image (unsupported or unrecognised format)';
+  if (/extract_area|bad extract area/i.test(msg)) return 'the crop reaches outside the image';
   if (/premature end|truncated|VipsJpeg|read error|corrupt|Invalid|bad/i.test(msg)) return `not a decodable image (${msg.split('\n')[0]})`;
-  if (/extract_area|bad extract area/i.test(msg)) return 'crop region lies outside the image';
   return msg.split('\n')[0] ?? msg;
 }
