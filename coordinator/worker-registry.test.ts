@@ -45,6 +45,24 @@ describe('WorkerRegistry', () => {
   });
 });
 
+describe('WorkerRegistry listings', () => {
+  it('lists a worker back under its name once, replacing its lost session, and keeps other lost ones', () => {
+    const registry = new WorkerRegistry();
+    const session = (id: string, name: string) => newWorkerSession({ id, name, instanceId: id, address: '', slots: 1, capabilities: caps, call: undefined });
+    const first = session('s1', 'w1');
+    const other = session('s2', 'w2');
+    registry.add(first);
+    registry.add(other);
+    first.state = 'lost';
+    other.state = 'lost';
+    registry.add(session('s3', 'w1'));
+    expect(registry.all().map((w) => [w.id, w.name, w.state])).toEqual([
+      ['s2', 'w2', 'lost'],
+      ['s3', 'w1', 'active'],
+    ]);
+  });
+});
+
 describe('a stalled coordinator', () => {
   it('does not declare a worker lost that kept heartbeating while it could not read', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-stall-'));

@@ -77,6 +77,8 @@ export class WorkerRegistry {
   private readonly sessions = new Map<string, WorkerSession>();
 
   add(session: WorkerSession): void {
+    // A worker back under its name (restarted, reconnected) replaces its lost session: one row per worker.
+    for (const [id, w] of this.sessions) if (w.state === 'lost' && w.name === session.name) this.sessions.delete(id);
     this.sessions.set(session.id, session);
   }
 
