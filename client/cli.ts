@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { status } from '@grpc/grpc-js';
 import { PREFETCH_BELOW_MS, SUBTASK_TIMEOUT_MS, WORKER_PREFETCH, coordinatorAddress } from '../shared/config.js';
 import { describeError } from '../shared/errors.js';
-import { TesseraClient } from './client.js';
+import { TesseraClient, tidyGrpcError } from './client.js';
 import { runCoordinator, runHealth, runWorker } from './commands/servers.js';
 import { configurable } from './commands/config.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../shared/logger.js';
@@ -21,7 +21,6 @@ useBulkHeapGrowth();
 const program = new Command('tessera')
   .description('Distributed media processing: a coordinator, workers, and jobs of images, video and audio.')
   .version('0.1.0')
-  .showHelpAfterError()
   // Usage errors (a bad option value, an unknown option or command, a missing argument) come back
   // as errors rather than exit(1): they exit 2, as every invalid argument does.
   .exitOverride();
@@ -268,7 +267,7 @@ program
   .addOption(coordinatorOpt())
   .requiredOption('-o, --output <dir>', 'destination folder')
   .option('--overwrite', 'replace files already in the folder; without it a different file under an output\'s name stops the download')
-  .option('--name <name...>', 'only these outputs (once the job has ended)')
+  .option('--name <name...>', 'only these outputs (once the job has ended; a name the job has no output of is an error)')
   .option('--json', 'JSON output')
   .action(async (id: string, o) =>
     withClient(o, async (c) => {
@@ -277,8 +276,9 @@ program
       view.start(`job ${id}`);
       const watching = { onReconnect: (why: string) => view.note(reconnectingNote(why)) };
       // A finished job's events are replayed: its small outputs come inside them, no call each.
+      // Named outputs are looked for once the job has ended: one may still be published while it runs.
       const { job, paths } = names
-        ? { job: await c.wait(id, (e) => view.event(e), undefined, watching), paths: await c.download(id, o.output, { names, overwrite: o.overwrite === true }) }
+        ? { job: await c.wait(id, (e) => view.event(e), undefined, watching).finally(() => view.stop()), paths: await c.download(id, o.output, { names, overwrite: o.overwrite === true }) }
         : await c.collect(id, o.output, { overwrite: o.overwrite === true, onEvent: (e) => view.event(e), ...watching }).finally(() => view.stop());
       view.stop();
       if (o.json) process.stdout.write(`${JSON.stringify(jobToJson(job, paths))}\n`);
@@ -317,6 +317,18 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 });
 
 clientSecurityOptions(program);
+
+/**
+ * A usage error is its one line and where to read the usage of the command it was in (as git, npm
+ * and docker do), not the whole help after it. Set on every command once all exist: commander
+ * copies the setting to a subcommand only when it is made, and each names its own command.
+ */
+function hintUsageAfterError(cmd: Command, name: string): void {
+  cmd.showHelpAfterError(`(run "${name} --help" for usage)`);
+  for (const sub of cmd.commands) hintUsageAfterError(sub, `${name} ${sub.name()}`);
+}
+hintUsageAfterError(program, program.name());
+
 // The command that ran, for the hint below: --coordinator is an option of each subcommand, never of the program.
 let actionCommand: Command | undefined;
 program.hook('preAction', (_program, command) => {
@@ -324,7 +336,7 @@ program.hook('preAction', (_program, command) => {
 });
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {
-    // Commander has printed its message (and the help); --help and --version end with 0.
+    // Commander has printed its message (and where to find the usage); --help and --version end with 0.
     process.exitCode = err.exitCode === 0 ? 0 : 2;
     return;
   }
@@ -334,7 +346,7 @@ program.parseAsync(process.argv).catch((err: unknown) => {
     return;
   }
   const code = (err as { code?: number }).code;
-  process.stderr.write(`tessera: ${describeError(err)}\n`);
+  process.stderr.write(`tessera: ${describeError(tidyGrpcError(err))}\n`);
   if (code === status.UNAVAILABLE) process.stderr.write(`tessera: is a coordinator running at ${coordinatorAddress(actionCommand?.opts<{ coordinator?: string }>().coordinator)}?\n`);
   process.exitCode = code === status.INVALID_ARGUMENT || code === status.NOT_FOUND ? 2 : 1;
 });

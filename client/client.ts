@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import { CHUNK_SIZE, CLIENT_CHANNEL_OPTIONS, INLINE_OUTPUT_MAX_BYTES, UNARY_DEADLINE_MS, coordinatorAddress, transferDeadlineMs } from '../shared/config.js';
-import { TesseraError, dataLoss } from '../shared/errors.js';
+import { TesseraError, dataLoss, notFound } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import { safeFileName, safeOutputName } from '../shared/names.js';
 import { loadTesseraProto } from '../shared/proto.js';
@@ -99,7 +99,7 @@ export class TesseraClient {
 
   private unaryCall<Req, Res>(method: (req: Req, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown, req: Req): Promise<Res> {
     return new Promise((resolve, reject) => {
-      method.call(this.client, req, this.md(), { deadline: deadline(this.deadlineMs) }, (err, res) => (err || res === undefined ? reject(err) : resolve(res)));
+      method.call(this.client, req, this.md(), { deadline: deadline(this.deadlineMs) }, (err, res) => (err || res === undefined ? reject(tidyGrpcError(err)) : resolve(res)));
     });
   }
 
@@ -130,7 +130,8 @@ export class TesseraClient {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.submitOnce(once, files, sizes, shared, options, seen);
-      } catch (err) {
+      } catch (caught) {
+        const err = tidyGrpcError(caught);
         const { code, details } = err as grpc.ServiceError;
         // Any answer but "could not connect" means the coordinator was there (a dropped connection, its shutdown).
         if (code === grpc.status.UNAVAILABLE && !/^(No connection established|Name resolution failed)/.test(details ?? '')) seen.reached = true;
@@ -169,6 +170,8 @@ export class TesseraClient {
           for (const [i, file] of files.entries()) {
             const name = safeFileName(options.names?.[i] ?? path.basename(file), 'input name');
             const total = sizes[i]!;
+            // Answered already (a refusal, a coordinator not there): nothing more to send or report.
+            if (signal.aborted) return;
             if (shared) {
               call.write({ input: { name, size: String(total), shared_path: shared[i]! } });
               options.onUpload?.({ file: name, sentBytes: total, totalBytes: total });
@@ -183,6 +186,8 @@ export class TesseraClient {
               sent += buf.length;
               await writeWithBackpressure(call, { data: buf }, signal);
               connected();
+              // A call answered meanwhile takes no more bytes: no progress is reported after its error.
+              if (signal.aborted) return;
               options.onUpload?.({ file: name, sentBytes: sent, totalBytes: total });
             }
             call.write({ input_end: { sha256: hash.digest('hex') } });
@@ -248,7 +253,8 @@ export class TesseraClient {
         lost('the coordinator ended the event stream');
         if (Date.now() - downSince > (opts.reconnectForMs ?? 120_000)) throw new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}`);
         await sleep(500, undefined, opts.signal ? { signal: opts.signal } : {});
-      } catch (err) {
+      } catch (caught) {
+        const err = tidyGrpcError(caught);
         const code = (err as grpc.ServiceError).code;
         if (opts.signal?.aborted || (code !== grpc.status.UNAVAILABLE && code !== grpc.status.CANCELLED)) throw err;
         lost((err as grpc.ServiceError).details ?? String(err));
@@ -282,10 +288,17 @@ export class TesseraClient {
   /**
    * Downloads every output (or those named) of a finished job into `dir`. A partial file from an
    * earlier attempt (`NAME.part`) is resumed from its size; each file is verified before it is
-   * renamed into place. Returns the paths written, by output name.
+   * renamed into place. Returns the paths written, by output name. A name in `names` that the job
+   * has no output of fails the whole download with NOT_FOUND before anything is written (`dir`
+   * included); a running job's outputs are those published so far.
    */
   async download(jobId: string, dir: string, opts: DownloadOptions & { names?: string[] } = {}): Promise<Map<string, string>> {
     const job = await this.getJob(jobId);
+    if (opts.names) {
+      const have = new Set(job.outputs.map((o) => o.name));
+      const missing = [...new Set(opts.names)].filter((n) => !have.has(n));
+      if (missing.length > 0) throw noSuchOutputs(job, missing);
+    }
     const wanted = job.outputs.filter((o) => !opts.names || opts.names.includes(o.name));
     // Never trust a name to stay inside `dir`: all are checked before anything is written.
     for (const o of wanted) safeOutputName(o.name);
@@ -379,6 +392,39 @@ export class TesseraClient {
 }
 
 const writeFileCallback = promisify(writeFile);
+
+/** Names shown in a message about many (the first few, then how many more). */
+const NAMES_SHOWN = 5;
+
+/** `"a", "b", "c" and 4 more`: names quoted (they may hold spaces or commas), at most NAMES_SHOWN. */
+function someNames(names: readonly string[]): string {
+  const shown = names.slice(0, NAMES_SHOWN).map((n) => JSON.stringify(n)).join(', ');
+  return names.length > NAMES_SHOWN ? `${shown} and ${names.length - NAMES_SHOWN} more` : shown;
+}
+
+/** NOT_FOUND for names a job has no outputs of, with some of the names it has. */
+function noSuchOutputs(job: Job__Output, missing: readonly string[]): TesseraError {
+  const state = job.state.replace(/^JOB_STATE_/, '').toLowerCase();
+  const running = !TERMINAL_STATES.has(job.state);
+  const names = job.outputs.map((o) => o.name);
+  const has = names.length === 0 ? `it has none${running ? ' yet' : ''}` : `its outputs${running ? ' so far' : ''}: ${someNames(names)}`;
+  const which = missing.length === 1 ? 'output' : 'outputs';
+  return notFound(`job ${job.id} (${state}) has no ${which} named ${someNames(missing)}${running ? ' yet' : ''}; ${has}`);
+}
+
+const EMPTY_NOTE = /\s*Resolution note:\s*$/;
+
+/**
+ * grpc-js ends a failed connection's message with "Resolution note: " and nothing after it when
+ * name resolution had nothing to say: that empty suffix is taken off (`details` and `message`),
+ * so that an error ends with its cause. Other errors are returned as they are.
+ */
+export function tidyGrpcError<E>(err: E): E {
+  const e = err as { details?: unknown; message?: unknown } | null;
+  if (e && typeof e.details === 'string') e.details = e.details.replace(EMPTY_NOTE, '');
+  if (e && typeof e.message === 'string') e.message = e.message.replace(EMPTY_NOTE, '');
+  return err;
+}
 
 /** What the client's downloads do where a file is already there. */
 export interface DownloadOptions {

@@ -220,4 +220,19 @@ describe('TESSERA_COORDINATOR', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(jobJson(r).state).toBe('succeeded');
   });
+
+  it('where no coordinator runs, submit ends with the error: no empty "Resolution note:", no progress after it', async () => {
+    const dead = await deadAddress();
+    const out = outDir();
+    const r = await runCli(['submit', 'image', '--width', '30', good1, '-o', out], { env: { TESSERA_COORDINATOR: dead }, timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(1);
+    const lines = r.stderr.trimEnd().split('\n');
+    const error = lines.findIndex((l) => l.startsWith('tessera: UNAVAILABLE: '));
+    expect(error, r.stderr).toBeGreaterThanOrEqual(0);
+    expect(lines[error]).toMatch(/ECONNREFUSED \S+$/);
+    expect(r.stderr).not.toContain('Resolution note:');
+    // The error and the hint that follows it are the last lines.
+    expect(lines.slice(error + 1)).toEqual([`tessera: is a coordinator running at ${dead}?`]);
+    await expect(readdir(out)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
 });

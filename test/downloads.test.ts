@@ -130,6 +130,54 @@ describe('downloads', () => {
     }
   });
 
+  it('refuse a name the job has no output of with NOT_FOUND, naming it and some of the outputs, before writing anything', async () => {
+    const sizes = Object.fromEntries(['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((n) => [`${n}.bin`, 100]));
+    const { id } = await passthrough('names', sizes);
+    const out = path.join(dir, 'names-out');
+    const err = (await cluster.client.download(id, out, { names: ['nope.webp'] }).then(() => undefined, (e: unknown) => e)) as grpc.ServiceError;
+    expect(err.code).toBe(grpc.status.NOT_FOUND);
+    expect(err.message).toBe(`job ${id} (succeeded) has no output named "nope.webp"; its outputs: "a.bin", "b.bin", "c.bin", "d.bin", "e.bin" and 2 more`);
+    // One unknown name among known ones: nothing is downloaded, the folder is not made.
+    const mixed = (await cluster.client.download(id, out, { names: ['a.bin', 'x', 'y'] }).then(() => undefined, (e: unknown) => e)) as grpc.ServiceError;
+    expect(mixed.code).toBe(grpc.status.NOT_FOUND);
+    expect(mixed.message).toContain('has no outputs named "x", "y";');
+    await expect(lstat(out)).rejects.toMatchObject({ code: 'ENOENT' });
+
+    // The CLI: the same message, and exit 2 as for a job id the coordinator does not know.
+    const cli = await cluster.runCli(['download', id, '-o', out, '--name', 'nope.webp', '--json']);
+    expect(cli.code, cli.stderr).toBe(2);
+    expect(cli.stderr).toContain(`tessera: NOT_FOUND: job ${id} (succeeded) has no output named "nope.webp"; its outputs: "a.bin"`);
+    expect(cli.stdout).toBe('');
+    await expect(lstat(out)).rejects.toMatchObject({ code: 'ENOENT' });
+    const unknownJob = await cluster.runCli(['download', 'no-such-job', '-o', out]);
+    expect(unknownJob.code, unknownJob.stderr).toBe(2);
+    expect(unknownJob.stderr).toContain('NOT_FOUND');
+  });
+
+  it('look for named outputs of a running job once it has ended: published ones are downloaded, the others are NOT_FOUND then', async () => {
+    const src = await mkdtemp(path.join(dir, 'running-src-'));
+    const file = path.join(src, 'real.bin');
+    const bytes = randomBytes(2000);
+    await writeFile(file, bytes);
+    const job = await cluster.client.submit({ passthrough: { work_ms: 1500 } }, [file]);
+    // The library's download looks at the outputs published so far, and says so.
+    const early = (await cluster.client.download(job.id, path.join(dir, 'running-early'), { names: ['later.bin'] }).then(() => undefined, (e: unknown) => e)) as grpc.ServiceError;
+    expect(early.code).toBe(grpc.status.NOT_FOUND);
+    expect(early.message).toMatch(/has no output named "later\.bin" yet; (it has none yet|its outputs so far: )/);
+    // The CLI waits for the end before it looks.
+    const good = path.join(dir, 'running-good');
+    const bad = path.join(dir, 'running-bad');
+    const [found, missing] = await Promise.all([
+      cluster.runCli(['download', job.id, '-o', good, '--name', 'real.bin', '--json']),
+      cluster.runCli(['download', job.id, '-o', bad, '--name', 'real.bin', '--name', 'later.bin', '--json']),
+    ]);
+    expect(found.code, found.stderr).toBe(0);
+    expect(sha(await readFile(path.join(good, 'real.bin')))).toBe(sha(bytes));
+    expect(missing.code, missing.stderr).toBe(2);
+    expect(missing.stderr).toContain(`NOT_FOUND: job ${job.id} (succeeded) has no output named "later.bin"; its outputs: "real.bin"`);
+    await expect(lstat(bad)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('tessera submit never replaces its own input, even with --overwrite, and says how to fetch the outputs', async () => {
     const folder = await mkdtemp(path.join(dir, 'cli-'));
     const photo = path.join(folder, 'a.jpg');

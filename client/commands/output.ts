@@ -84,6 +84,8 @@ export class ProgressView {
   private bar: cliProgress.SingleBar | undefined;
   private lastLine = 0;
   private lastPct = -1;
+  /** Between start() and stop(): an update after stop() (an upload still reporting after its call failed) shows nothing. */
+  private running = false;
 
   constructor(private readonly stream: NodeJS.WriteStream = process.stderr, private readonly enabled = true) {}
 
@@ -95,6 +97,7 @@ export class ProgressView {
     // A new stage (the job after its upload) starts from nothing, not from the last one's 100%.
     this.lastPct = -1;
     this.lastLine = 0;
+    this.running = true;
     if (!this.enabled) return;
     if (this.tty) {
       this.bar = new cliProgress.SingleBar({ format: `${label} [{bar}] {percentage}% | {status}`, stream: this.stream, hideCursor: true }, cliProgress.Presets.shades_classic);
@@ -105,7 +108,7 @@ export class ProgressView {
   }
 
   update(fraction: number, status: string): void {
-    if (!this.enabled) return;
+    if (!this.enabled || !this.running) return;
     const pct = Math.round(fraction * 100);
     if (this.bar) {
       this.bar.update(pct, { status: status.slice(0, 60) });
@@ -140,6 +143,7 @@ export class ProgressView {
   }
 
   stop(): void {
+    this.running = false;
     this.bar?.stop();
     this.bar = undefined;
   }

@@ -1,0 +1,40 @@
+/**
+ * A usage error is one line and where to read the usage of the command it was in, exit 2 (as git,
+ * npm and docker do): not the whole help after it. The real CLI from dist/; no cluster needed.
+ */
+import { describe, expect, it } from 'vitest';
+import { runCli } from './helpers/cluster.js';
+
+describe('tessera: usage errors', () => {
+  it('print the error and a hint naming the command, not the help', async () => {
+    const cases: [string[], RegExp, string][] = [
+      [['submit', 'image', '--no-such-flag', 'a.jpg', '-o', 'out'], /^error: unknown option '--no-such-flag'$/, 'tessera submit image'],
+      [['submit', 'image', '--width', 'wide', 'a.jpg', '-o', 'out'], /^error: option '--width <px>' argument 'wide' is invalid\. --width must be a whole number, got "wide"$/, 'tessera submit image'],
+      [['submit', 'video'], /^error: missing required argument 'input'$/, 'tessera submit video'],
+      [['submit', 'hologram', 'a.jpg'], /^error: unknown command 'hologram'$/, 'tessera submit'],
+      [['download', 'some-job'], /^error: required option '-o, --output <dir>' not specified$/, 'tessera download'],
+      [['workers', '--bogus'], /^error: unknown option '--bogus'$/, 'tessera workers'],
+      [['hologram'], /^error: unknown command 'hologram'$/, 'tessera'],
+    ];
+    for (const [args, message, command] of cases) {
+      const r = await runCli(args, { timeoutMs: 30_000 });
+      const what = `tessera ${args.join(' ')}`;
+      expect(r.code, `${what}: ${r.stderr}`).toBe(2);
+      expect(r.stdout, what).toBe('');
+      expect(r.stderr.trimEnd().split('\n'), what).toEqual([expect.stringMatching(message), `(run "${command} --help" for usage)`]);
+    }
+  });
+
+  it('keep a suggestion for a misspelt command, still without the help', async () => {
+    const r = await runCli(['jobz'], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr.trimEnd().split('\n')).toEqual(["error: unknown command 'jobz'", '(Did you mean one of job, jobs?)', '(run "tessera --help" for usage)']);
+  });
+
+  it('--help still prints the whole help, exit 0', async () => {
+    const r = await runCli(['submit', 'image', '--help'], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('Usage: tessera submit image [options] <files...>');
+    expect(r.stdout).toContain('--width <px>');
+  });
+});
