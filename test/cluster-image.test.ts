@@ -73,6 +73,11 @@ describe('image batch through the CLI', () => {
     const failed = JSON.parse(alone.stdout) as { message: string; errors: unknown[] };
     expect(failed.message).toBe('small.png: the crop (400x300 at 10,20) reaches outside the image, which is 300x200');
     expect(failed.errors).toHaveLength(1);
+    // And as people read it: the input named once.
+    const plain = await cluster.runCli(['submit', 'image', '--crop', '10,20,400,300', small, '-o', path.join(dir, 'out-crop-plain')]);
+    expect(plain.code).toBe(1);
+    expect(plain.stdout + plain.stderr).toContain('error INVALID_ARGUMENT: small.png: the crop (400x300 at 10,20) reaches outside the image, which is 300x200\n');
+    expect((plain.stdout + plain.stderr).match(/small\.png: small\.png/)).toBeNull();
   });
 
   it('rejects invalid params at submit with INVALID_ARGUMENT naming the field', async () => {

@@ -1,6 +1,7 @@
 /** How the CLI shows jobs, events and progress: JSON for scripts, a bar or plain lines for people. */
 import cliProgress from 'cli-progress';
 import type { Job, JobEvent, WorkerInfo } from '../client.js';
+import { withInput } from '../../shared/errors.js';
 
 /** Lower-case state without the enum prefix: JOB_STATE_SUCCEEDED -> succeeded. */
 export const shortState = (s: string): string => s.replace(/^(JOB|SUBTASK)_STATE_/, '').toLowerCase();
@@ -50,7 +51,7 @@ export function printJobHuman(job: Job, paths?: Map<string, string>, out = proce
   const byWorker = new Map<string, number>();
   for (const s of job.subtasks) if (s.worker) byWorker.set(s.worker, (byWorker.get(s.worker) ?? 0) + 1);
   if (byWorker.size > 0) out.write(`  subtasks: ${job.subtasks.length} (${[...byWorker].map(([w, n]) => `${w}: ${n}`).join(', ')})\n`);
-  for (const e of job.errors) out.write(`  error ${e.input ? `${e.input}: ` : ''}${e.code}: ${e.message}\n`);
+  for (const e of job.errors) out.write(`  error ${e.code}: ${withInput(e.input, e.message)}\n`);
 }
 
 export function printJobsTable(jobs: Job[], out = process.stdout): void {
