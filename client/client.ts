@@ -406,7 +406,7 @@ function someNames(names: readonly string[]): string {
 function noSuchOutputs(job: Job__Output, missing: readonly string[]): TesseraError {
   const state = job.state.replace(/^JOB_STATE_/, '').toLowerCase();
   const running = !TERMINAL_STATES.has(job.state);
-  const names = job.outputs.map((o) => o.name);
+  const names = job.outputs.map((o) => o.name).sort();
   const has = names.length === 0 ? `it has none${running ? ' yet' : ''}` : `its outputs${running ? ' so far' : ''}: ${someNames(names)}`;
   const which = missing.length === 1 ? 'output' : 'outputs';
   return notFound(`job ${job.id} (${state}) has no ${which} named ${someNames(missing)}${running ? ' yet' : ''}; ${has}`);
