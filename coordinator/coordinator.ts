@@ -217,7 +217,7 @@ export class Coordinator {
       manager: this.jobs,
       log,
       serving: () => this.state === 'running',
-      isAdminToken: auth.clientsOpen ? undefined : (token, peer) => auth.isAdminToken(token, peer),
+      dashboardAccess: auth.clientsOpen ? undefined : (token, peer) => auth.dashboardAccess(token, peer),
     });
     this.setServing(true);
     this.state = 'running';
@@ -240,8 +240,9 @@ export class Coordinator {
       if (this.retentionTimer) clearInterval(this.retentionTimer);
       const steps: [string, () => Promise<void> | void][] = [
         ['job manager', () => this.jobs?.close()],
-        ['http', () => this.observability?.close()],
         ['server', () => shutdown(this.server, this.opts.shutdownGraceMs ?? 5000)],
+        // After gRPC: /healthz answers 503 while calls still in flight finish, not connection refused.
+        ['http', () => this.observability?.close()],
         ['store', () => this.store?.close()],
         // Last: the next coordinator on this data dir may start once everything is on disk.
         ['data dir lock', () => this.lock?.release()],

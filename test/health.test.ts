@@ -4,12 +4,18 @@
  * the coordinator drains), server reflection listing both Tessera services (what grpcurl uses),
  * `tessera health`, and /healthz.
  */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLIENT_CHANNEL_OPTIONS } from '../shared/config.js';
+import { loadTesseraProto } from '../shared/proto.js';
 import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
 
 const LOADER = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
@@ -115,4 +121,52 @@ describe('probes', () => {
     expect(seen.slice(0, 2)).toEqual(['SERVING', 'NOT_SERVING']);
     expect(await cluster.coordinator!.exited).toBe(0);
   });
+});
+
+describe('/healthz while the coordinator stops', () => {
+  it('answers 503 while calls in flight finish, until the gRPC port has closed', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-health-stop-'));
+    const own = await startCluster({ workers: 1 });
+    try {
+      // A finished job with a 48 MiB output, and a download of it that stops reading: the
+      // coordinator's shutdown waits for that call (up to its 5 s grace).
+      const file = path.join(dir, 'big.bin');
+      await writeFile(file, randomBytes(48 * 2 ** 20));
+      const job = await own.client.submit({ passthrough: { subtasks: 1 } }, [file]);
+      expect((await own.client.wait(job.id)).state).toBe('JOB_STATE_SUCCEEDED');
+      const { proto } = loadTesseraProto();
+      const raw = new proto.tessera.v1.JobService(own.address, grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
+      const call = raw.DownloadOutput({ job_id: job.id, name: 'big.bin', offset: '0' });
+      call.on('error', () => undefined);
+      await new Promise<void>((resolve) => call.once('data', () => resolve()));
+      call.pause();
+
+      const healthz = (): Promise<number> => fetch(`http://${own.httpAddress}/healthz`, { signal: AbortSignal.timeout(2000) }).then((r) => r.status, () => 0);
+      expect(await healthz()).toBe(200);
+      own.coordinator!.child.kill('SIGTERM');
+      const seen: number[] = [];
+      let refusedWhile503 = false;
+      for (const until = Date.now() + 20_000; Date.now() < until; ) {
+        const code = await healthz();
+        if (seen[seen.length - 1] !== code) seen.push(code);
+        if (code === 0) break;
+        if (code === 503 && !refusedWhile503) {
+          // The gRPC server takes no new calls now, and /healthz still says why.
+          const probe = healthClient(own.address);
+          refusedWhile503 = await check(probe, '').then(() => false, () => true);
+          probe.close();
+        }
+        await sleep(20);
+      }
+      // Serving, then not serving (503) for as long as the download holds the server, then gone.
+      expect(seen.slice(-2)).toEqual([503, 0]);
+      expect(refusedWhile503).toBe(true);
+      call.cancel();
+      raw.close();
+      expect(await own.coordinator!.exited).toBe(0);
+    } finally {
+      await own.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
