@@ -41,6 +41,9 @@ const OPEN_CALLER: Caller = { id: 'local', admin: true };
 const WORKER_PREFIX = '/tessera.v1.WorkerService/';
 const JOB_PREFIX = '/tessera.v1.JobService/';
 
+/** What a token may see on the dashboard: all (admin), nothing (a client token), or it is not known. */
+export type DashboardAccess = 'admin' | 'forbidden' | 'unauthenticated';
+
 export class CoordinatorAuth {
   private readonly tokens: TokenTable;
   private readonly limiter: FailureRateLimiter;
@@ -117,17 +120,17 @@ export class CoordinatorAuth {
   }
 
   /**
-   * Whether `token`, presented over HTTP from `peer` (the dashboard), is an admin client token;
-   * under the same limit on failures as gRPC calls.
+   * What `token`, presented over HTTP from `peer` (the dashboard), may see: an admin client token
+   * everything, another client token nothing; under the same limit on failures as gRPC calls.
    */
-  isAdminToken(token: string, peer: string): boolean {
+  dashboardAccess(token: string, peer: string): DashboardAccess {
     const md = new grpc.Metadata();
     md.set('authorization', `Bearer ${token}`);
-    if (this.check(`${JOB_PREFIX}Dashboard`, md, peer, undefined)) return false;
+    if (this.check(`${JOB_PREFIX}Dashboard`, md, peer, undefined)) return 'unauthenticated';
     try {
-      return this.identify(md).admin;
+      return this.identify(md).admin ? 'admin' : 'forbidden';
     } catch {
-      return false;
+      return 'unauthenticated';
     }
   }
 

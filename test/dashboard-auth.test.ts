@@ -51,7 +51,10 @@ describe('the dashboard with client tokens', () => {
   it('shows jobs and workers only to an admin client token (header or cookie)', async () => {
     for (const p of ['/api/jobs', '/api/workers', '/api/jobs/x', '/access']) {
       expect((await get(p)).status, p).toBe(401);
-      expect((await get(p, { authorization: `Bearer ${ALICE}` })).status, p).toBe(401);
+      // A client token is known, but not allowed: forbidden.
+      const alice = await get(p, { authorization: `Bearer ${ALICE}` });
+      expect(alice.status, p).toBe(403);
+      expect(await alice.text(), p).toMatch(/not an admin token/);
       expect((await get(p, { authorization: `Bearer ${WORKER}` })).status, p).toBe(401);
     }
     expect((await get('/api/jobs', { authorization: `Bearer ${ADMIN}` })).status).toBe(200);

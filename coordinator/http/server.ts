@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../../shared/logger.js';
 import type { JobManager } from '../job-manager.js';
+import type { DashboardAccess } from '../auth.js';
 import { LiveHub } from './live.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { jobView, recentJobs, subtaskView, workerView } from './views.js';
@@ -27,7 +28,7 @@ export interface HttpServerOptions {
    * (every client's jobs) need one, as `Authorization: Bearer TOKEN` or the `tessera_token`
    * cookie the dashboard page sets; `/metrics` and `/healthz` stay open.
    */
-  isAdminToken?: (token: string, peer: string) => boolean;
+  dashboardAccess?: (token: string, peer: string) => DashboardAccess;
 }
 
 /** The token of an HTTP request: its bearer header, else the dashboard's cookie. */
@@ -104,12 +105,15 @@ export class CoordinatorHttpServer {
     const { manager } = this.opts;
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n');
     // What shows every client's jobs needs an admin token when clients need tokens.
-    const check = this.opts.isAdminToken;
-    if (check && (url.pathname === '/events' || url.pathname === '/access' || url.pathname.startsWith('/api/'))) {
+    const access = this.opts.dashboardAccess;
+    if (access && (url.pathname === '/events' || url.pathname === '/access' || url.pathname.startsWith('/api/'))) {
       const token = requestToken(req);
       const sock = req.socket;
       const peer = sock.remoteFamily === 'IPv6' ? `[${sock.remoteAddress}]:${sock.remotePort}` : `${sock.remoteAddress}:${sock.remotePort}`;
-      if (!token || !check(token, peer)) return text(res, 401, 'an admin client token is needed (Authorization: Bearer TOKEN)\n');
+      const verdict = token ? access(token, peer) : 'unauthenticated';
+      // A client token is known but sees only its own jobs (through gRPC): forbidden, not unknown.
+      if (verdict === 'forbidden') return text(res, 403, 'this client token is not an admin token; the dashboard shows every client\'s jobs\n');
+      if (verdict !== 'admin') return text(res, 401, 'an admin client token is needed (Authorization: Bearer TOKEN)\n');
     }
     switch (url.pathname) {
       case '/':

@@ -126,8 +126,8 @@ window.addEventListener('hashchange', () => select(decodeURIComponent(location.h
 async function ensureAccess() {
   for (;;) {
     const r = await fetch('/access', { cache: 'no-store' }).catch(() => undefined);
-    if (!r || r.status !== 401) return;
-    const token = window.prompt('This coordinator needs an admin client token to show its jobs:');
+    if (!r || (r.status !== 401 && r.status !== 403)) return;
+    const token = window.prompt(r.status === 403 ? 'That client token is not an admin token; the dashboard needs one to show every client\'s jobs:' : 'This coordinator needs an admin client token to show its jobs:');
     if (!token) return;
     document.cookie = `tessera_token=${encodeURIComponent(token.trim())}; path=/; SameSite=Strict`;
   }
