@@ -98,3 +98,58 @@ export function clientCredentialsFromEnv(env: NodeJS.ProcessEnv = process.env): 
   const { files, tls } = clientTlsFromEnv(env);
   return channelCredentials(files, tls);
 }
+
+/**
+ * What the details of a failed connection say of TLS, as grpc-js reports them (checked on grpc-js
+ * 1.14): `certificate` when the coordinator's certificate was not accepted ("unable to verify the
+ * first certificate", "self-signed certificate", a name not in its altnames); `peer-plaintext` when a
+ * TLS client reached a plaintext server ("wrong version number"); `peer-tls` when a plaintext client
+ * had its connection closed before HTTP/2 started ("Failed to connect", with no error of its own),
+ * as a TLS server does; undefined when nothing points at TLS.
+ */
+export type TlsTrouble = 'certificate' | 'peer-plaintext' | 'peer-tls';
+
+export function tlsTrouble(details: string, usingTls: boolean): TlsTrouble | undefined {
+  if (/wrong version number|packet length too long/i.test(details)) return 'peer-plaintext';
+  if (/certificate|self[- ]signed|unable to verify|altnames|\bSSL\b|handshake|\bTLS\b/i.test(details)) return 'certificate';
+  // No reason of its own: the socket was closed before the HTTP/2 settings came (a refused or reset
+  // connection says so instead).
+  if (!usingTls && /Last error: Failed to connect \(/.test(details)) return 'peer-tls';
+  return undefined;
+}
+
+/**
+ * A hint for a {@link tlsTrouble}, naming the settings of the command that failed: `ca` and `tls`
+ * are how that command spells them (`--tls-ca / TESSERA_TLS_CA`, `--tls / TESSERA_TLS`).
+ */
+export function tlsTroubleHint(trouble: TlsTrouble, address: string, flags: { ca: string; tls: string }): string {
+  switch (trouble) {
+    case 'certificate':
+      return `the certificate of the coordinator at ${address} was not accepted: check ${flags.ca} (or ${flags.tls}) against the coordinator's certificate (the CA that signed it, and that it names this host)`;
+    case 'peer-plaintext':
+      return `the coordinator at ${address} does not serve TLS: drop ${flags.ca} and ${flags.tls}, or start the coordinator with --tls-cert and --tls-key`;
+    case 'peer-tls':
+      return `the coordinator at ${address} closed the connection before gRPC started, as a TLS coordinator does to a plaintext client: pass ${flags.ca} (or ${flags.tls})`;
+  }
+}
+
+/** Node's deprecation code for a TLS ServerName that is an IP address (RFC 6066). */
+const IP_SERVERNAME_WARNING = 'DEP0123';
+
+/**
+ * Drops Node's DEP0123 warning ("Setting the TLS ServerName to an IP address is not permitted by
+ * RFC 6066"), which grpc-js causes on every TLS connection to an IP address: the command has no
+ * say in it and the operator can do nothing about it. Every other warning is emitted as before.
+ * Node's TLS code looks `process.emitWarning` up at each call, so wrapping it is enough.
+ */
+export function dropIpServerNameWarning(): void {
+  const emitWarning = process.emitWarning;
+  const wrapped = function (this: unknown, warning: string | Error, ...rest: unknown[]): void {
+    const [typeOrOptions, code] = rest;
+    const given = typeof typeOrOptions === 'object' && typeOrOptions !== null ? (typeOrOptions as { code?: unknown }).code : code;
+    const ownCode = typeof warning === 'object' ? (warning as { code?: unknown }).code : undefined;
+    if (given === IP_SERVERNAME_WARNING || ownCode === IP_SERVERNAME_WARNING) return;
+    (emitWarning as (...args: unknown[]) => void).call(process, warning, ...rest);
+  };
+  process.emitWarning = wrapped as typeof process.emitWarning;
+}

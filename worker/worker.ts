@@ -11,6 +11,7 @@ import sharp from 'sharp';
 import { CLIENT_CHANNEL_OPTIONS, HEARTBEAT_MS, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
 import { TesseraError } from '../shared/errors.js';
 import { availableCores } from '../shared/machine.js';
+import { tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
 import type { Logger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import type { Assignment__Output } from '../shared/proto/generated/tessera/v1/Assignment.js';
@@ -52,6 +53,29 @@ interface Running {
 
 const WORKER_ID_HEADER = 'x-tessera-worker-id';
 
+/** Statuses with which a coordinator refuses a worker for good: trying again as it is cannot help. */
+const REFUSALS: ReadonlySet<grpc.status> = new Set([grpc.status.UNAUTHENTICATED, grpc.status.PERMISSION_DENIED]);
+
+/** How often a refusal that goes on is logged at error level again. */
+const REFUSAL_LOG_INTERVAL_MS = 60_000;
+
+/** Why the control stream ended, for the log: the transport's own words for an unreachable coordinator. */
+function disconnectReason(err: grpc.ServiceError | undefined): string {
+  if (!err) return 'coordinator closed the stream';
+  // grpc-js ends the details of a failed connection with an empty "Resolution note:".
+  if (err.code === grpc.status.UNAVAILABLE) return `coordinator unavailable: ${err.details.replace(/\s*Resolution note:\s*$/, '')}`;
+  return `${grpc.status[err.code] ?? err.code}: ${err.details}`;
+}
+
+/** What an operator should check when the coordinator refuses this worker. */
+function refusalCheck(err: grpc.ServiceError): string {
+  const token = "the worker token (--worker-token, --worker-token-file, TESSERA_WORKER_TOKEN or TESSERA_WORKER_TOKEN_FILE) must be the coordinator's --worker-token";
+  const cert = "the client certificate (--tls-cert and --tls-key) must be signed by the coordinator's --tls-ca";
+  if (/certificate/i.test(err.details)) return cert;
+  if (/token/i.test(err.details)) return token;
+  return `${token}; ${cert}`;
+}
+
 export class Worker {
   readonly name: string;
   readonly slots: number;
@@ -66,6 +90,8 @@ export class Worker {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private reconnectAttempt = 0;
+  /** The last refusal logged at error level (see logRefusal); cleared once registered. */
+  private refusal: { reason: string; loggedAt: number; since: number } | undefined;
   private readonly running = new Map<string, Running>();
   private readonly limit;
   private readonly threads: number;
@@ -120,10 +146,10 @@ export class Worker {
     this.call = call;
     call.on('data', (msg: CoordinatorMessage__Output) => this.onMessage(msg));
     call.on('error', (err: grpc.ServiceError) => {
-      if (this.call === call) this.onDisconnect(`${err.code === grpc.status.UNAVAILABLE ? 'coordinator unavailable' : err.message}`);
+      if (this.call === call) this.onDisconnect(err);
     });
     call.on('end', () => {
-      if (this.call === call) this.onDisconnect('coordinator closed the stream');
+      if (this.call === call) this.onDisconnect(undefined);
     });
     const caps = detectCapabilities([...workerProcessors.keys()], this.opts.labels ?? {}, log);
     call.write({ register: { name: this.name, slots: this.slots, prefetch: this.prefetch, capabilities: caps, instance_id: this.instanceId } });
@@ -135,6 +161,7 @@ export class Worker {
         const r = msg.registered!;
         this.workerId = r.worker_id;
         this.reconnectAttempt = 0;
+        this.refusal = undefined;
         this.opts.log.info({ workerId: r.worker_id, slots: this.slots }, 'registered with coordinator');
         if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
         this.heartbeatTimer = setInterval(() => this.heartbeat(), r.heartbeat_ms || HEARTBEAT_MS);
@@ -240,7 +267,8 @@ export class Worker {
     });
   }
 
-  private onDisconnect(reason: string): void {
+  /** `err`: why the control stream ended; undefined when the coordinator ended it without an error. */
+  private onDisconnect(err: grpc.ServiceError | undefined): void {
     this.call = undefined;
     this.workerId = '';
     // Results of the lost session's leases mean nothing to the next session.
@@ -256,8 +284,36 @@ export class Worker {
     // Exponential backoff with jitter, capped at 5 s, so a restarted coordinator is not stampeded.
     const delay = Math.min(5000, 200 * 2 ** this.reconnectAttempt) * (0.5 + Math.random() * 0.5);
     this.reconnectAttempt++;
-    this.opts.log.warn({ reason, retryInMs: Math.round(delay) }, 'disconnected from coordinator; reconnecting');
+    const retryInMs = Math.round(delay);
+    if (err && REFUSALS.has(err.code)) this.logRefusal(err, retryInMs);
+    else {
+      const usingTls = this.opts.credentials?._isSecure() ?? false;
+      const trouble = err?.code === grpc.status.UNAVAILABLE ? tlsTrouble(err.details, usingTls) : undefined;
+      const hint = trouble && tlsTroubleHint(trouble, this.opts.coordinator, { ca: '--tls-ca / TESSERA_TLS_CA', tls: '--tls / TESSERA_TLS' });
+      this.opts.log.warn({ reason: disconnectReason(err), ...(hint ? { hint } : {}), retryInMs }, 'disconnected from coordinator; reconnecting');
+    }
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  /**
+   * A coordinator that refuses this worker's token or certificate refuses it again on every try
+   * until someone changes a setting, here or there: the worker keeps trying (the coordinator may be
+   * reconfigured), logs the refusal as an error with what to check, and then at most once a minute
+   * while the same refusal repeats (the tries in between at debug), so that the log is not flooded.
+   */
+  private logRefusal(err: grpc.ServiceError, retryInMs: number): void {
+    const reason = `${grpc.status[err.code]}: ${err.details}`;
+    const now = Date.now();
+    const last = this.refusal;
+    const fields = { reason, check: refusalCheck(err), retryInMs };
+    if (last && last.reason === reason && now - last.loggedAt < REFUSAL_LOG_INTERVAL_MS) {
+      last.since++;
+      this.opts.log.debug(fields, 'the coordinator refused this worker again; retrying');
+      return;
+    }
+    this.refusal = { reason, loggedAt: now, since: 0 };
+    const repeated = last && last.reason === reason ? { refusedMeanwhile: last.since } : {};
+    this.opts.log.error({ ...fields, ...repeated }, 'the coordinator refused this worker; retrying (at most one such line a minute while it goes on)');
   }
 
   /** Stops taking work, lets in-flight subtasks finish (bounded by the grace period), then closes. */
