@@ -15,8 +15,12 @@ import { runDemo } from './commands/demo.js';
 import { clientSecurityOptions, coordinatorSecurityOptions, workerSecurityOptions } from './commands/security-options.js';
 import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import { useBulkHeapGrowth } from '../shared/malloc.js';
+import { clientTlsFromEnv, dropIpServerNameWarning, tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
 
 useBulkHeapGrowth();
+// grpc-js names an IP address as the TLS ServerName on every TLS call to one: Node's warning about
+// it says nothing an operator can act on.
+dropIpServerNameWarning();
 
 const program = new Command('tessera')
   .description('Distributed media processing: a coordinator, workers, and jobs of images, video and audio.')
@@ -52,7 +56,7 @@ program
   .option('--shared-root <dir...>', 'folders on shared storage whose files clients may submit by reference (submit --shared)')
   .option('--shared-output-root <dir...>', 'folders on shared storage into which jobs may have their outputs written (submit --shared-output); files there may be replaced')
   .option('--prefetch-below-ms <ms>', "jobs whose subtasks all run shorter than this use the workers' prefetch places (0 = never)", int('--prefetch-below-ms'), PREFETCH_BELOW_MS)
-  .action(async (o) => runCoordinator(o));
+  .action(async (o, cmd: Command) => runCoordinator(o, cmd));
 coordinatorSecurityOptions(program.commands.at(-1)!);
 configurable(logOptions(program.commands.at(-1)!));
 
@@ -66,7 +70,7 @@ program
   .option('--name <name>', 'worker name (default: host-pid)')
   .option('--label <key=value...>', 'labels advertised to the coordinator')
   .option('--drain-grace-ms <ms>', 'how long SIGTERM waits for running subtasks', int('--drain-grace-ms'), 30_000)
-  .action(async (o) => runWorker(o));
+  .action(async (o, cmd: Command) => runWorker(o, cmd));
 workerSecurityOptions(program.commands.at(-1)!);
 configurable(logOptions(program.commands.at(-1)!));
 
@@ -347,6 +351,16 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   }
   const code = (err as { code?: number }).code;
   process.stderr.write(`tessera: ${describeError(tidyGrpcError(err))}\n`);
-  if (code === status.UNAVAILABLE) process.stderr.write(`tessera: is a coordinator running at ${coordinatorAddress(actionCommand?.opts<{ coordinator?: string }>().coordinator)}?\n`);
+  if (code === status.UNAVAILABLE) process.stderr.write(`tessera: ${unavailableHint((err as { details?: string }).details ?? '')}\n`);
   process.exitCode = code === status.INVALID_ARGUMENT || code === status.NOT_FOUND ? 2 : 1;
 });
+
+/** The hint after an UNAVAILABLE: what the details say of TLS, else whether anything is listening. */
+function unavailableHint(details: string): string {
+  const address = coordinatorAddress(actionCommand?.opts<{ coordinator?: string }>().coordinator);
+  // The client flags are in the environment by now (see clientSecurityOptions).
+  const { files, tls } = clientTlsFromEnv();
+  const trouble = tlsTrouble(details, tls || Boolean(files.ca || files.cert));
+  if (trouble) return `TLS: ${tlsTroubleHint(trouble, address, { ca: '--tls-ca / TESSERA_TLS_CA', tls: '--tls / TESSERA_TLS' })}`;
+  return `is a coordinator running at ${address}?`;
+}

@@ -6,6 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +15,11 @@ import { loadTesseraProto } from '../shared/proto.js';
 import { channelCredentials } from '../shared/tls.js';
 import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
 import { makeTestCerts, type TestCerts } from './helpers/certs.js';
-import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
+import { CLI_PATH, runCli, startCluster, type TestCluster } from './helpers/cluster.js';
+import { LEVEL, cleanEnv, logLinesUntil } from './helpers/process-logs.js';
+
+/** dist/client, where the built CLI lives (its modules are imported by path in one test). */
+const CLI_DIST = path.dirname(CLI_PATH);
 
 let certs: TestCerts;
 let cluster: TestCluster;
@@ -100,7 +105,8 @@ describe('listening', () => {
   it('refuses plaintext on a non-loopback address and says how to fix it; starts with --insecure or TLS', async () => {
     const data = path.join(dir, 'data');
     const refused = await runCli(['coordinator', '--listen', '0.0.0.0:0', '--data-dir', data], { timeoutMs: 20_000 });
-    expect(refused.code).not.toBe(0);
+    // A usage error: the settings, not the machine, are at fault.
+    expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/refusing to listen on 0\.0\.0\.0:0 without TLS/);
     expect(refused.stderr).toMatch(/--tls-cert and --tls-key.*--insecure/s);
     for (const extra of [['--insecure'], ['--tls-cert', certs.serverCert, '--tls-key', certs.serverKey]]) {
@@ -112,22 +118,125 @@ describe('listening', () => {
 
 /** Runs the CLI until it prints its listening line, then stops it; returns that line. */
 async function startsListening(args: string[]): Promise<string> {
+  const started = await listening(args);
+  await started.stop();
+  return started.line;
+}
+
+/** Runs the CLI until it prints its (whole) listening line; the caller stops it. */
+async function listening(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ line: string; address: string; stderr: () => string; stop: () => Promise<void> }> {
   const { spawn } = await import('node:child_process');
   const { CLI_PATH } = await import('./helpers/cluster.js');
-  const child = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' } });
+  const child = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...cleanEnv(), TESSERA_LOG_LEVEL: 'warn', ...env } });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const stop = async (): Promise<void> => {
+    child.kill('SIGKILL');
+    await exited;
+  };
   try {
-    return await new Promise<string>((resolve, reject) => {
+    const line = await new Promise<string>((resolve, reject) => {
       let out = '';
-      let err = '';
-      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
       child.stdout.on('data', (d: Buffer) => {
         out += d.toString();
-        const m = /^.*listening on \S+/m.exec(out);
-        if (m) resolve(m[0]);
+        const m = /^(.*listening on .*)\n/m.exec(out);
+        if (m) resolve(m[1]!);
       });
-      child.once('exit', (code) => reject(new Error(`exited with ${code}: ${err}`)));
+      void exited.then((code) => reject(new Error(`exited with ${code}: ${err}`)));
     });
-  } finally {
-    child.kill('SIGKILL');
+    return { line, address: /listening on (\S+)/.exec(line)![1]!, stderr: () => err, stop };
+  } catch (e) {
+    await stop();
+    throw e;
   }
 }
+
+describe('what the operator is told', () => {
+  const tlsHint = (address: string): RegExp => new RegExp(`^tessera: TLS: the certificate of the coordinator at ${address.replace(/\./g, '\\.')} was not accepted: check --tls-ca / TESSERA_TLS_CA \\(or --tls / TESSERA_TLS\\) against the coordinator's certificate`);
+
+  it('the CLI names TLS, not a missing coordinator, for each TLS mistake; and no DEP0123 warning', async () => {
+    const env = cleanEnv();
+    // (a) a CA that did not sign the coordinator's certificate
+    const wrongCa = await cluster.runCli(['workers', '--tls-ca', path.join(certs.dir, 'stranger-ca.crt')], { env });
+    expect(wrongCa.code).toBe(1);
+    const wrongCaLines = wrongCa.stderr.trimEnd().split('\n');
+    expect(wrongCaLines).toHaveLength(2);
+    expect(wrongCaLines[0]).toMatch(/^tessera: UNAVAILABLE: .*(unable to verify|self-signed|certificate)/);
+    expect(wrongCaLines[1]).toMatch(tlsHint(cluster.address));
+    // (b) plaintext to a TLS coordinator
+    const plain = await cluster.runCli(['workers'], { env });
+    expect(plain.code).toBe(1);
+    expect(plain.stderr.trimEnd().split('\n').at(-1)).toBe(`tessera: TLS: the coordinator at ${cluster.address} closed the connection before gRPC started, as a TLS coordinator does to a plaintext client: pass --tls-ca / TESSERA_TLS_CA (or --tls / TESSERA_TLS)`);
+    // (c) TLS to a plaintext coordinator
+    const plaintext = await listening(['coordinator', '--listen', '127.0.0.1:0', '--http', 'off', '--data-dir', path.join(dir, 'plain-data')]);
+    try {
+      const r = await runCli(['workers', '--coordinator', plaintext.address], { env: { ...env, TESSERA_TLS_CA: certs.ca } });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/wrong version number/);
+      expect(r.stderr.trimEnd().split('\n').at(-1)).toBe(`tessera: TLS: the coordinator at ${plaintext.address} does not serve TLS: drop --tls-ca / TESSERA_TLS_CA and --tls / TESSERA_TLS, or start the coordinator with --tls-cert and --tls-key`);
+    } finally {
+      await plaintext.stop();
+    }
+    for (const r of [wrongCa, plain]) expect(r.stderr).not.toMatch(/is a coordinator running|DEP0123|DeprecationWarning/);
+    // A TLS call to an IP address that succeeds prints nothing on stderr.
+    const ok = await cluster.runCli(['workers', '--tls-ca', certs.ca], { env });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).toBe('');
+  });
+
+  it('only DEP0123 is dropped: other warnings still print', async () => {
+    const { execFile } = await import('node:child_process');
+    const script = [
+      `import { dropIpServerNameWarning } from ${JSON.stringify(pathToFileURL(path.join(CLI_DIST, '..', 'shared', 'tls.js')).href)};`,
+      'dropIpServerNameWarning();',
+      "process.emitWarning('ip servername', 'DeprecationWarning', 'DEP0123');",
+      "process.emitWarning('ip servername, options form', { type: 'DeprecationWarning', code: 'DEP0123' });",
+      "process.emitWarning('something else', 'DeprecationWarning', 'DEP0005');",
+      "process.emitWarning('a plain warning');",
+    ].join('\n');
+    const stderr = await new Promise<string>((resolve, reject) => execFile(process.execPath, ['--input-type=module', '-e', script], (err, _out, e) => (err ? reject(err) : resolve(e))));
+    expect(stderr).not.toMatch(/DEP0123|ip servername/);
+    expect(stderr).toMatch(/\[DEP0005\] DeprecationWarning: something else/);
+    expect(stderr).toMatch(/Warning: a plain warning/);
+  });
+
+  it('a worker logs the real TLS reason of a failed connection, with a hint', async () => {
+    const lines = await logLinesUntil(['worker', '--coordinator', cluster.address, '--slots', '1', '--tls-ca', path.join(certs.dir, 'stranger-ca.crt')], (l) => l.some((x) => x.msg.startsWith('disconnected')));
+    const line = lines.find((x) => x.msg.startsWith('disconnected'))!;
+    expect(line.level).toBe(LEVEL.warn);
+    expect(line['reason']).toMatch(/^coordinator unavailable: No connection established\. Last error: .*(unable to verify|self-signed|certificate)/);
+    expect(line['hint']).toMatch(/^the certificate of the coordinator at .* was not accepted: check --tls-ca/);
+    const plain = await logLinesUntil(['worker', '--coordinator', cluster.address, '--slots', '1'], (l) => l.some((x) => x.msg.startsWith('disconnected')));
+    const plainLine = plain.find((x) => x.msg.startsWith('disconnected'))!;
+    expect(plainLine['reason']).toMatch(/^coordinator unavailable: No connection established\. Last error: Failed to connect/);
+    expect(plainLine['hint']).toMatch(/closed the connection before gRPC started, as a TLS coordinator does to a plaintext client: pass --tls-ca/);
+  });
+
+  it('a worker without a client certificate, under --require-worker-cert, is refused at error level naming the certificate', async () => {
+    const lines = await logLinesUntil(['worker', '--coordinator', cluster.address, '--slots', '1', '--tls-ca', certs.ca], (l) => l.some((x) => /refused this worker/.test(x.msg)));
+    expect(lines.find((x) => /refused this worker/.test(x.msg))).toMatchObject({
+      level: LEVEL.error,
+      reason: 'UNAUTHENTICATED: workers must present a client certificate signed by the coordinator CA',
+      check: "the client certificate (--tls-cert and --tls-key) must be signed by the coordinator's --tls-ca",
+    });
+  });
+
+  it("the coordinator's listening line says what protects it, and no secret", async () => {
+    const workerToken = 'listening-worker-token-0123456789';
+    const alice = 'listening-alice-token-0123456789';
+    const data = path.join(dir, 'data-summary');
+    const cases: [string[], string][] = [
+      [[], 'plaintext, no tokens'],
+      [['--tls-cert', certs.serverCert, '--tls-key', certs.serverKey], 'TLS, no tokens'],
+      [['--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-ca', certs.ca, '--require-worker-cert', '--worker-token', workerToken, '--client-tokens', `alice:${alice},root:${alice}x:admin`], 'TLS, worker certificates required, worker token, 2 client tokens'],
+      [['--worker-token', workerToken], 'plaintext, worker token, no client tokens'],
+    ];
+    for (const [extra, summary] of cases) {
+      const started = await listening(['coordinator', '--listen', '127.0.0.1:0', '--http', 'off', '--data-dir', data, ...extra]);
+      await started.stop();
+      expect(started.line).toMatch(new RegExp(`^tessera coordinator listening on 127\\.0\\.0\\.1:\\d+ \\(${summary.replace(/[()]/g, '\\$&')}\\)$`));
+      expect(started.line).not.toMatch(/listening-/);
+    }
+  });
+});

@@ -55,7 +55,13 @@ function coerce(option: Option, key: string, value: unknown, file: string): unkn
     if (option.argChoices && !option.argChoices.includes(raw)) throw new UsageError(`${where}: "${raw}" is not one of ${option.argChoices.join(', ')}`);
     // Same parser as the flag, so a config file cannot smuggle in what the flag would refuse.
     const parseArg = (option as Option & { parseArg?: (value: string, previous: unknown) => unknown }).parseArg;
-    return parseArg ? parseArg(raw, undefined) : raw;
+    try {
+      return parseArg ? parseArg(raw, undefined) : raw;
+    } catch (err) {
+      // Thrown from a hook, a parser's InvalidArgumentError would reach the command's error
+      // handler as a commander error that commander never printed: exit 2 and no word of why.
+      throw new UsageError(`${where}: ${(err as Error).message}`);
+    }
   });
   return option.variadic ? parsed.flat() : parsed[0];
 }

@@ -3,19 +3,74 @@
  * command definitions stay readable. Each adder returns the command, so it composes with the others;
  * the `*Security` functions turn parsed flags into Coordinator / Worker options.
  */
-import { Option, type Command } from 'commander';
-import { parseClientTokens, readSecret, tokenFingerprint } from '../../shared/auth.js';
+import { accessSync, constants, statSync } from 'node:fs';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { MIN_TOKEN_LENGTH, parseClientTokens, readSecret, tokenFingerprint, type TokenEntry } from '../../shared/auth.js';
 import { LIMIT_SPECS, type Limits } from '../../shared/limits.js';
 import { channelCredentials, type ServerTlsFiles } from '../../shared/tls.js';
 import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
 import type { WorkerOptions } from '../../worker/worker.js';
 import { UsageError } from './submit.js';
 
+// InvalidArgumentError: commander reports it as a usage error (exit 2), as it does int()'s.
 const positiveInt = (flag: string) => (v: string): number => {
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${flag}: "${v}" is not a positive integer`);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`${flag}: "${v}" is not a positive integer`);
   return n;
 };
+
+/** How the user gave an option (by attribute name): `--ttl-ms`, `TESSERA_TTL_MS` or `config key "ttl-ms"`. */
+export type OptionNamer = (attr: string) => string;
+
+/** Names options by their flags, for callers that have no parsed command. */
+export const byFlag: OptionNamer = (attr) => `--${attr.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+/** Names the options of `cmd` as the user gave them: flag, environment variable or config key. */
+export function optionNamer(cmd: Command): OptionNamer {
+  return (attr) => {
+    const option = cmd.options.find((o) => o.attributeName() === attr);
+    return option ? spelling(option, cmd.getOptionValueSource(attr)) : byFlag(attr);
+  };
+}
+
+/** A setting and its value as the user wrote it: `--tls-ca FILE`, `TESSERA_TLS_CA=FILE`, `config key "tls-ca" (FILE)`. */
+export function setting(name: string, value: unknown): string {
+  if (name.startsWith('-')) return `${name} ${String(value)}`;
+  if (/^[A-Z][A-Z0-9_]*$/.test(name)) return `${name}=${String(value)}`;
+  return `${name} (${String(value)})`;
+}
+
+/**
+ * Refuses, as a usage error naming the option, a file that cannot be read: checked before
+ * anything starts, so that it is not a bare ENOENT from deep inside (or, for the coordinator's
+ * certificates, one that comes only once the data dir is open).
+ */
+export function checkReadableFile(file: string | undefined, name: string): void {
+  if (file === undefined) return;
+  let problem: string | undefined;
+  try {
+    if (!statSync(file).isFile()) problem = 'not a file';
+    else accessSync(file, constants.R_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    problem = code === 'ENOENT' || code === 'ENOTDIR' ? 'no such file' : code === 'EACCES' ? 'not readable by this process' : (err as Error).message;
+  }
+  if (problem) throw new UsageError(`${setting(name, file)}: ${problem}`);
+}
+
+/** Refuses a token no coordinator accepts (see MIN_TOKEN_LENGTH), without showing it. */
+function checkTokenLength(token: string | undefined, name: string, whose: string): void {
+  if (token !== undefined && token.length < MIN_TOKEN_LENGTH) {
+    throw new UsageError(`${name}: ${whose} is shorter than ${MIN_TOKEN_LENGTH} characters, the least a coordinator accepts (make one with \`openssl rand -hex 24\`)`);
+  }
+}
+
+/** Reads a secret given as a value or a file (one of the two; see resolveSecretSources), naming the one given. */
+function secretOf(f: Record<string, unknown>, value: string, file: string, name: OptionNamer): { secret: string | undefined; name: string } {
+  const path = f[file] as string | undefined;
+  checkReadableFile(path, name(file));
+  return { secret: readSecret({ value: f[value] as string | undefined, file: path }), name: path !== undefined ? setting(name(file), path) : name(value) };
+}
 
 /** Adds the coordinator's TLS, token and limit flags. */
 export function coordinatorSecurityOptions(c: Command): Command {
@@ -45,24 +100,59 @@ interface CoordinatorSecurityFlags {
   clientTokensFile?: string;
 }
 
-/** Coordinator options from the parsed flags (the rest of `o` is ignored). */
-export function coordinatorSecurity(o: object): Pick<CoordinatorOptions, 'tls' | 'insecure' | 'auth' | 'limits'> {
+/**
+ * Coordinator options from the parsed flags (the rest of `o` is ignored). Settings that cannot
+ * work (a missing file, a short token, one TLS file without the other) are usage errors naming the
+ * option as `name` spells it.
+ */
+export function coordinatorSecurity(o: object, name: OptionNamer = byFlag): Pick<CoordinatorOptions, 'tls' | 'insecure' | 'auth' | 'limits'> {
   const f = o as CoordinatorSecurityFlags & Partial<Record<keyof Limits, number>>;
-  if (Boolean(f.tlsCert) !== Boolean(f.tlsKey)) throw new Error('--tls-cert and --tls-key go together');
-  if (f.requireWorkerCert && !f.tlsCa) throw new Error('--require-worker-cert needs --tls-ca (the CA that signs worker certificates)');
+  if (Boolean(f.tlsCert) !== Boolean(f.tlsKey)) throw new UsageError(`${name(f.tlsCert ? 'tlsCert' : 'tlsKey')} needs ${f.tlsCert ? '--tls-key' : '--tls-cert'}: the certificate and its key go together`);
+  if (f.requireWorkerCert && !f.tlsCa) throw new UsageError(`${name('requireWorkerCert')} needs --tls-ca (the CA that signs worker certificates)`);
+  // Without a certificate the coordinator serves plaintext: every worker would be refused for want
+  // of a certificate it cannot present. (A CA alone is ignored, as before: TESSERA_TLS_CA is also
+  // the clients' variable, and may be set in a shell that starts a plaintext coordinator.)
+  if (f.requireWorkerCert && !f.tlsCert) throw new UsageError(`${name('requireWorkerCert')} needs --tls-cert and --tls-key: client certificates are checked only over TLS`);
+  for (const attr of ['tlsCert', 'tlsKey', ...(f.tlsCert ? (['tlsCa'] as const) : [])] as const) checkReadableFile(f[attr], name(attr));
   const tls: ServerTlsFiles | undefined = f.tlsCert && f.tlsKey ? { cert: f.tlsCert, key: f.tlsKey, ca: f.tlsCa } : undefined;
   // One source or the other (see resolveSecretSources), never both merged: a token removed from
   // the file must not stay valid because the environment still lists it.
-  const clientTokensText = readSecret({ value: f.clientTokens, file: f.clientTokensFile });
-  const clientTokens = clientTokensText ? parseClientTokens(clientTokensText) : [];
+  const clientTokensSecret = secretOf(f as Record<string, unknown>, 'clientTokens', 'clientTokensFile', name);
+  let clientTokens: TokenEntry[] = [];
+  try {
+    clientTokens = clientTokensSecret.secret ? parseClientTokens(clientTokensSecret.secret) : [];
+  } catch (err) {
+    throw new UsageError(`${clientTokensSecret.name}: ${(err as Error).message}`);
+  }
+  for (const e of clientTokens) checkTokenLength(e.token, clientTokensSecret.name, `the token of "${e.id}"`);
+  const workerToken = secretOf(f as Record<string, unknown>, 'workerToken', 'workerTokenFile', name);
+  checkTokenLength(workerToken.secret, workerToken.name, 'the worker token');
+  // Also refused by the coordinator itself; here it is a usage error, before anything starts.
+  if (clientTokens.length > 0 && !workerToken.secret) {
+    throw new UsageError(`${clientTokensSecret.name} needs a worker token: set --worker-token-file (or --worker-token, TESSERA_WORKER_TOKEN) too, or anyone could join as a worker and read every job`);
+  }
   const limits: Partial<Limits> = {};
   for (const s of LIMIT_SPECS) if (f[s.key] !== undefined) limits[s.key] = f[s.key]!;
   return {
     tls,
     insecure: Boolean(f.insecure),
-    auth: { workerToken: readSecret({ value: f.workerToken, file: f.workerTokenFile }), clientTokens, requireWorkerCert: Boolean(f.requireWorkerCert) },
+    auth: { workerToken: workerToken.secret, clientTokens, requireWorkerCert: Boolean(f.requireWorkerCert) },
     limits,
   };
+}
+
+/**
+ * What a coordinator's security settings amount to, in a few words for its startup line:
+ * `TLS, worker certificates required, worker token, 3 client tokens`, `plaintext, no tokens`.
+ * Counts and kinds only, never a secret.
+ */
+export function securitySummary(s: Pick<CoordinatorOptions, 'tls' | 'auth'>): string {
+  const parts = [s.tls ? 'TLS' : 'plaintext'];
+  if (s.tls?.ca) parts.push(s.auth?.requireWorkerCert ? 'worker certificates required' : 'client certificates checked when presented');
+  const clients = s.auth?.clientTokens?.length ?? 0;
+  if (!s.auth?.workerToken && clients === 0) parts.push('no tokens');
+  else parts.push(s.auth?.workerToken ? 'worker token' : 'no worker token', clients > 0 ? `${clients} client token${clients === 1 ? '' : 's'}` : 'no client tokens');
+  return parts.join(', ');
 }
 
 /** Adds a worker's TLS and join-token flags. */
@@ -76,15 +166,19 @@ export function workerSecurityOptions(c: Command): Command {
     .option('--worker-token-file <file>', 'file holding the join token')
     .option('--memory-limit-mb <mib>', 'memory ceiling of one subtask (its processor runs in a child process); 0 = in-process', (v) => {
       const n = Number(v);
-      if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--memory-limit-mb: "${v}" is not a whole number of MiB`);
+      if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`--memory-limit-mb: "${v}" is not a whole number of MiB`);
       return n;
     });
 }
 
-/** Worker options from the parsed flags. */
-export function workerSecurity(o: object): Pick<WorkerOptions, 'credentials' | 'token' | 'memoryLimitMb'> {
+/** Worker options from the parsed flags; settings that cannot work are usage errors, as for the coordinator. */
+export function workerSecurity(o: object, name: OptionNamer = byFlag): Pick<WorkerOptions, 'credentials' | 'token' | 'memoryLimitMb'> {
   const f = o as { tlsCa?: string; tls?: boolean; tlsCert?: string; tlsKey?: string; workerToken?: string; workerTokenFile?: string; memoryLimitMb?: number };
-  const token = readSecret({ value: f.workerToken, file: f.workerTokenFile });
+  if (Boolean(f.tlsCert) !== Boolean(f.tlsKey)) throw new UsageError(`${name(f.tlsCert ? 'tlsCert' : 'tlsKey')} needs ${f.tlsCert ? '--tls-key' : '--tls-cert'}: the certificate and its key go together`);
+  for (const attr of ['tlsCa', 'tlsCert', 'tlsKey'] as const) checkReadableFile(f[attr], name(attr));
+  const { secret: token, name: tokenName } = secretOf(f as Record<string, unknown>, 'workerToken', 'workerTokenFile', name);
+  // No coordinator accepts it: better said now than as a refusal on every try.
+  checkTokenLength(token, tokenName, 'the worker token');
   return {
     credentials: channelCredentials({ ca: f.tlsCa, cert: f.tlsCert, key: f.tlsKey }, Boolean(f.tls)),
     ...(token ? { token } : {}),
@@ -115,6 +209,8 @@ export function clientSecurityOptions(program: Command): Command {
       c.hook('preAction', (cmd) => {
         resolveSecretSources(cmd);
         const o = cmd.opts<Record<string, unknown>>();
+        const name = optionNamer(cmd);
+        for (const attr of ['tokenFile', 'tlsCa', 'tlsCert', 'tlsKey']) checkReadableFile(o[attr] as string | undefined, name(attr));
         for (const [, attr, env] of CLIENT_FLAGS) {
           if (typeof o[attr] === 'string') process.env[env] = o[attr];
           // The client library reads the environment: a TESSERA_TOKEN that --token-file beat must go.

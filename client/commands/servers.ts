@@ -9,9 +9,11 @@ import { Coordinator } from '../../coordinator/coordinator.js';
 import { createLogger, type LogFormat } from '../../shared/logger.js';
 import { Worker } from '../../worker/worker.js';
 import { coordinatorAddress } from '../../shared/config.js';
-import { coordinatorSecurity, workerSecurity } from './security-options.js';
+import type { Command } from 'commander';
+import { byFlag, coordinatorSecurity, optionNamer, securitySummary, setting, workerSecurity, type OptionNamer } from './security-options.js';
 import { PROTO_LOADER_OPTIONS } from '../../shared/proto.js';
-import { clientCredentialsFromEnv } from '../../shared/tls.js';
+import { assertSecureListen, clientCredentialsFromEnv, isLoopbackHost, listenHost } from '../../shared/tls.js';
+import { UsageError } from './submit.js';
 
 export interface CoordinatorCommandOptions {
   listen: string;
@@ -28,14 +30,61 @@ export interface CoordinatorCommandOptions {
   sharedOutputRoot?: string[];
   logLevel: LevelWithSilent;
   logFormat?: LogFormat;
+  /** Security flags checked here too (the rest are read by coordinatorSecurity). */
+  tlsCert?: string;
+  insecure?: boolean;
 }
 
-export async function runCoordinator(o: CoordinatorCommandOptions): Promise<void> {
+/** Shortest heartbeat interval accepted: shorter ones only load the coordinator. */
+export const MIN_HEARTBEAT_MS = 100;
+
+/** Refuses `attr` below `min` as a usage error naming the option as it was given. */
+function atLeast(o: object, attr: string, min: number, name: OptionNamer, why = ''): void {
+  const v = (o as Record<string, unknown>)[attr];
+  if (typeof v === 'number' && v < min) throw new UsageError(`${setting(name(attr), v)}: must be at least ${min}${why}`);
+}
+
+/**
+ * Refuses coordinator settings that parse but cannot work, each a usage error (exit 2) naming the
+ * option as it was given (flag, environment variable or config key) and the range it must be in.
+ */
+export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: OptionNamer = byFlag): void {
+  atLeast(o, 'heartbeatMs', MIN_HEARTBEAT_MS, name);
+  // A worker is lost after ttl-ms without a heartbeat: at less than two intervals, one late
+  // heartbeat (a GC pause, a busy event loop) would lose it and re-queue its work.
+  if (o.ttlMs < 2 * o.heartbeatMs) throw new UsageError(`${setting(name('ttlMs'), o.ttlMs)}: must be at least twice the heartbeat interval (${name('heartbeatMs')} ${o.heartbeatMs}), or workers are declared lost between heartbeats`);
+  atLeast(o, 'maxAttempts', 1, name);
+  // 0 keeps finished jobs for ever; below that means nothing.
+  atLeast(o, 'retentionHours', 0, name, ' (0 = keep for ever)');
+  try {
+    assertSecureListen(o.listen, Boolean(o.tlsCert), Boolean(o.insecure));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  // The same rule as the Coordinator's, checked here so that it is a usage error too.
+  if (o.http && o.http !== 'off' && !o.insecure && !isLoopbackHost(listenHost(o.http))) {
+    throw new UsageError(`refusing to serve the dashboard on ${o.http}: it is plain HTTP. Keep --http on 127.0.0.1, or pass --insecure if the network is trusted.`);
+  }
+}
+
+/** Refuses worker settings that parse but cannot work (see {@link checkCoordinatorSettings}). */
+export function checkWorkerSettings(o: WorkerCommandOptions, name: OptionNamer = byFlag): void {
+  atLeast(o, 'slots', 1, name);
+  atLeast(o, 'threads', 1, name);
+  atLeast(o, 'prefetch', 0, name, ' (0 = none)');
+}
+
+/** `tessera coordinator`; `cmd` (the parsed command) names options in errors as they were given. */
+export async function runCoordinator(o: CoordinatorCommandOptions, cmd?: Command): Promise<void> {
+  const name = cmd ? optionNamer(cmd) : byFlag;
+  checkCoordinatorSettings(o, name);
+  const security = coordinatorSecurity(o, name);
   const log = createLogger('coordinator', o.logLevel, o.logFormat);
-  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...(o.subtaskTimeoutMs !== undefined ? { subtaskTimeoutMs: o.subtaskTimeoutMs } : {}), quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), ...coordinatorSecurity(o) });
+  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...(o.subtaskTimeoutMs !== undefined ? { subtaskTimeoutMs: o.subtaskTimeoutMs } : {}), quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), ...security });
   const address = await coordinator.start();
-  // Plain lines on stdout so scripts (and the test harness) learn the bound ports.
-  process.stdout.write(`tessera coordinator listening on ${address}\n`);
+  // Plain lines on stdout so scripts (and the test harness) learn the bound ports; the address is
+  // the first word after "listening on" (LocalCluster parses it), what protects it follows.
+  process.stdout.write(`tessera coordinator listening on ${address} (${securitySummary(security)})\n`);
   if (coordinator.httpAddress) process.stdout.write(`tessera dashboard on http://${coordinator.httpAddress}/\n`);
   let stopping = false;
   const stop = (signal: string): void => {
@@ -72,21 +121,25 @@ export interface WorkerCommandOptions {
   logFormat?: LogFormat;
 }
 
-export async function runWorker(o: WorkerCommandOptions): Promise<void> {
+/** `tessera worker`; `cmd` as for {@link runCoordinator}. */
+export async function runWorker(o: WorkerCommandOptions, cmd?: Command): Promise<void> {
+  const optionName = cmd ? optionNamer(cmd) : byFlag;
+  checkWorkerSettings(o, optionName);
+  const security = workerSecurity(o, optionName);
   // The name is decided here (same default as the Worker's) so that every log line carries it.
   const name = o.name || `${os.hostname()}-${process.pid}`;
   const log = createLogger('worker', o.logLevel, o.logFormat).child({ worker: name });
   const labels = Object.fromEntries((o.label ?? []).flatMap((l) => l.split(',')).filter(Boolean).map((l) => [l.split('=')[0] ?? l, l.split('=').slice(1).join('=')]));
   const worker = new Worker({
     coordinator: coordinatorAddress(o.coordinator),
-    ...(o.slots ? { slots: o.slots } : {}),
-    ...(o.threads ? { threads: o.threads } : {}),
+    ...(o.slots !== undefined ? { slots: o.slots } : {}),
+    ...(o.threads !== undefined ? { threads: o.threads } : {}),
     ...(o.prefetch !== undefined ? { prefetch: o.prefetch } : {}),
     name,
     labels,
     log,
     drainGraceMs: o.drainGraceMs,
-    ...workerSecurity(o),
+    ...security,
   });
   worker.start();
   process.stdout.write(`tessera worker ${worker.name} (${worker.slots} slots) connecting to ${coordinatorAddress(o.coordinator)}\n`);

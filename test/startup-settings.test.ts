@@ -1,0 +1,116 @@
+/**
+ * `tessera coordinator` and `tessera worker` refuse settings that cannot work before they start
+ * anything: each is a usage error (exit 2) naming the option as it was given (flag, environment
+ * variable or config-file key) and what it must be. Failures of the machine rather than of the
+ * settings (a port in use) stay exit 1. The real CLI from dist/.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, type CliResult } from './helpers/cluster.js';
+import { cleanEnv } from './helpers/process-logs.js';
+import { makeTestCerts, type TestCerts } from './helpers/certs.js';
+
+let dir: string;
+let certs: TestCerts;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-startup-'));
+  certs = await makeTestCerts();
+  await writeFile(path.join(dir, 'short.token'), 'too-short\n');
+  await writeFile(path.join(dir, 'heartbeat.yaml'), 'heartbeat-ms: 0\n');
+  await writeFile(path.join(dir, 'ttl.yaml'), 'ttl-ms: -5\n');
+  await writeFile(path.join(dir, 'limit.yaml'), 'max-jobs-per-client: -1\n');
+  await writeFile(path.join(dir, 'slots.json'), '{"slots": 0}\n');
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+  await certs?.cleanup();
+});
+
+const cli = (args: string[], env: Record<string, string> = {}): Promise<CliResult> => runCli(args, { env: { ...cleanEnv(), ...env }, timeoutMs: 30_000 });
+
+/** A coordinator on a free port and its own data dir, with `extra`. */
+const coordinator = (...extra: string[]): string[] => ['coordinator', '--listen', '127.0.0.1:0', '--http', 'off', '--data-dir', path.join(dir, 'data'), ...extra];
+/** A worker dialling nothing that matters: it must not get that far. */
+const worker = (...extra: string[]): string[] => ['worker', '--coordinator', '127.0.0.1:1', ...extra];
+
+const WORKER_TOKEN = 'worker-token-0123456789abcdef';
+
+/** Runs `cases` a few at a time (each is a node process). */
+async function each<T>(cases: T[], run: (c: T) => Promise<void>): Promise<void> {
+  const queue = [...cases];
+  await Promise.all(Array.from({ length: 3 }, async () => {
+    for (let c = queue.shift(); c !== undefined; c = queue.shift()) await run(c);
+  }));
+}
+
+describe('invalid startup settings exit 2 with a message naming the option', () => {
+  it('coordinator and worker, as flags, environment variables and config-file keys', async () => {
+    const f = (n: string): string => path.join(dir, n);
+    const cases: [args: string[], env: Record<string, string>, message: string | RegExp][] = [
+      // ranges (#5)
+      [coordinator('--heartbeat-ms', '0'), {}, 'tessera: --heartbeat-ms 0: must be at least 100'],
+      [coordinator(), { TESSERA_HEARTBEAT_MS: '50' }, 'tessera: TESSERA_HEARTBEAT_MS=50: must be at least 100'],
+      [coordinator('--config', f('heartbeat.yaml')), {}, 'tessera: config key "heartbeat-ms" (0): must be at least 100'],
+      [coordinator('--ttl-ms', '1000'), {}, 'tessera: --ttl-ms 1000: must be at least twice the heartbeat interval (--heartbeat-ms 1000), or workers are declared lost between heartbeats'],
+      [coordinator('--heartbeat-ms', '400', '--ttl-ms', '700'), {}, 'tessera: --ttl-ms 700: must be at least twice the heartbeat interval (--heartbeat-ms 400), or workers are declared lost between heartbeats'],
+      [coordinator('--ttl-ms', '-5'), {}, /^error: option '--ttl-ms <ms>' argument '-5' is invalid\. --ttl-ms must be between 0 and 2147483647, got -5$/m],
+      [coordinator('--config', f('ttl.yaml')), {}, `tessera: config file ${f('ttl.yaml')}, key "ttl-ms": --ttl-ms must be between 0 and 2147483647, got -5`],
+      [coordinator('--max-attempts', '0'), {}, 'tessera: --max-attempts 0: must be at least 1'],
+      [coordinator('--retention-hours', '-1'), {}, 'tessera: --retention-hours -1: must be at least 0 (0 = keep for ever)'],
+      [worker('--slots', '0'), {}, 'tessera: --slots 0: must be at least 1'],
+      [worker(), { TESSERA_SLOTS: '0' }, 'tessera: TESSERA_SLOTS=0: must be at least 1'],
+      [worker('--config', f('slots.json')), {}, 'tessera: config key "slots" (0): must be at least 1'],
+      [worker('--threads', '0'), {}, 'tessera: --threads 0: must be at least 1'],
+      [worker('--prefetch', '-1'), {}, /^error: option '--prefetch <n>' argument '-1' is invalid\. --prefetch must be between 0 and 2147483647, got -1$/m],
+      // settings that used to exit 1 (#4)
+      [coordinator('--max-jobs-per-client', '-1'), {}, /^error: option '--max-jobs-per-client <n>' argument '-1' is invalid\. --max-jobs-per-client: "-1" is not a positive integer$/m],
+      [coordinator('--config', f('limit.yaml')), {}, `tessera: config file ${f('limit.yaml')}, key "max-jobs-per-client": --max-jobs-per-client: "-1" is not a positive integer`],
+      [coordinator('--worker-token', 'short'), {}, 'tessera: --worker-token: the worker token is shorter than 16 characters, the least a coordinator accepts (make one with `openssl rand -hex 24`)'],
+      [coordinator(), { TESSERA_WORKER_TOKEN_FILE: f('short.token') }, `tessera: TESSERA_WORKER_TOKEN_FILE=${f('short.token')}: the worker token is shorter than 16 characters, the least a coordinator accepts (make one with \`openssl rand -hex 24\`)`],
+      [coordinator('--worker-token', WORKER_TOKEN, '--client-tokens', 'alice:short'), {}, 'tessera: --client-tokens: the token of "alice" is shorter than 16 characters, the least a coordinator accepts (make one with `openssl rand -hex 24`)'],
+      [coordinator('--worker-token', WORKER_TOKEN, '--client-tokens', 'alice'), {}, 'tessera: --client-tokens: client tokens, entry 1: expected NAME:TOKEN or NAME:TOKEN:admin'],
+      [coordinator('--client-tokens', 'alice:alice-token-0123456789abc'), {}, 'tessera: --client-tokens needs a worker token: set --worker-token-file (or --worker-token, TESSERA_WORKER_TOKEN) too, or anyone could join as a worker and read every job'],
+      [coordinator('--worker-token-file', '/nonexistent/worker.token'), {}, 'tessera: --worker-token-file /nonexistent/worker.token: no such file'],
+      [coordinator('--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-ca', '/nonexistent.crt'), {}, 'tessera: --tls-ca /nonexistent.crt: no such file'],
+      [coordinator('--tls-cert', certs.serverCert), {}, 'tessera: --tls-cert needs --tls-key: the certificate and its key go together'],
+      [coordinator('--tls-ca', certs.ca, '--require-worker-cert'), {}, 'tessera: --require-worker-cert needs --tls-cert and --tls-key: client certificates are checked only over TLS'],
+      [coordinator('--listen', '0.0.0.0:0'), {}, /^tessera: refusing to listen on 0\.0\.0\.0:0 without TLS/m],
+      [coordinator('--http', '0.0.0.0:0'), {}, /^tessera: refusing to serve the dashboard on 0\.0\.0\.0:0: it is plain HTTP/m],
+      [worker('--tls-ca', '/nonexistent.crt'), {}, 'tessera: --tls-ca /nonexistent.crt: no such file'],
+      [worker(), { TESSERA_TLS_CA: '/nonexistent.crt' }, 'tessera: TESSERA_TLS_CA=/nonexistent.crt: no such file'],
+      [worker('--tls-ca', dir), {}, `tessera: --tls-ca ${dir}: not a file`],
+      [worker('--worker-token-file', '/nonexistent/worker.token'), {}, 'tessera: --worker-token-file /nonexistent/worker.token: no such file'],
+      [worker('--worker-token', 'short'), {}, 'tessera: --worker-token: the worker token is shorter than 16 characters, the least a coordinator accepts (make one with `openssl rand -hex 24`)'],
+      [worker('--tls-key', certs.clientKey), {}, 'tessera: --tls-key needs --tls-cert: the certificate and its key go together'],
+      // a client command's files too
+      [['jobs', '--coordinator', '127.0.0.1:1', '--token-file', '/nonexistent/alice.token'], {}, 'tessera: --token-file /nonexistent/alice.token: no such file'],
+    ];
+    await each(cases, async ([args, env, message]) => {
+      const r = await cli(args, env);
+      const what = `${Object.entries(env).map(([k, v]) => `${k}=${v} `).join('')}tessera ${args.join(' ')}: ${r.stderr}`;
+      expect(r.code, what).toBe(2);
+      expect(r.stdout, what).toBe('');
+      if (typeof message === 'string') expect(r.stderr.trimEnd(), what).toBe(message);
+      else expect(r.stderr, what).toMatch(message);
+    });
+  });
+});
+
+describe('startup failures that are not the settings', () => {
+  it('a port in use stays exit 1', async () => {
+    const server = net.createServer();
+    const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
+    try {
+      const r = await cli(['coordinator', '--listen', `127.0.0.1:${port}`, '--http', 'off', '--data-dir', path.join(dir, 'busy')], { TESSERA_LOG_LEVEL: 'silent' });
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/EADDRINUSE/);
+    } finally {
+      server.close();
+    }
+  });
+});
