@@ -158,6 +158,11 @@ describe('secret options without a cluster', () => {
     expect(worker.raw).not.toContain(FILE_WORKER);
     expect(worker.options['workerToken']).toBe(`<redacted ${tokenFingerprint(FILE_WORKER)}>`);
   });
+
+  it('--print-config shows relative paths as they will be opened, from the working directory', async () => {
+    const { options } = await printConfig(['coordinator', '--data-dir', 'state', '--shared-root', 'media', '/srv/media']);
+    expect(options).toMatchObject({ dataDir: path.resolve('state'), sharedRoot: [path.resolve('media'), '/srv/media'] });
+  });
 });
 
 describe('CLI errors', () => {

@@ -54,6 +54,7 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
     const cases: [args: string[], env: Record<string, string>, message: string | RegExp][] = [
       // ranges (#5)
       [coordinator('--heartbeat-ms', '0'), {}, 'tessera: --heartbeat-ms 0: must be at least 100'],
+      [coordinator('--subtask-timeout-ms', '0'), {}, 'tessera: --subtask-timeout-ms 0: must be at least 1000'],
       [coordinator(), { TESSERA_HEARTBEAT_MS: '50' }, 'tessera: TESSERA_HEARTBEAT_MS=50: must be at least 100'],
       [coordinator('--config', f('heartbeat.yaml')), {}, 'tessera: config key "heartbeat-ms" (0): must be at least 100'],
       [coordinator('--ttl-ms', '1000'), {}, 'tessera: --ttl-ms 1000: must be at least twice the heartbeat interval (--heartbeat-ms 1000), or workers are declared lost between heartbeats'],

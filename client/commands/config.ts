@@ -107,7 +107,10 @@ export function configurable(cmd: Command): Command {
     // Only now are all sources known: a token file from the config file loses to TESSERA_WORKER_TOKEN.
     resolveSecretSources(command);
     if (command.getOptionValue('printConfig')) {
-      const { printConfig: _p, ...resolved } = command.opts();
+      const { printConfig: _p, ...given } = command.opts();
+      // Relative paths (from any source, a config file's included) are taken from the working
+      // directory: shown as they will be opened.
+      const resolved = Object.fromEntries(Object.entries(given).map(([k, v]) => [k, PATH_OPTIONS.has(k) ? absolute(v) : v]));
       const sources = Object.fromEntries(Object.keys(resolved).map((k) => [k, command.getOptionValueSource(k) ?? 'unset']));
       // The output gets pasted into tickets and CI logs: secrets appear as fingerprints only.
       process.stdout.write(`${JSON.stringify({ command: command.name(), options: redactSecrets(resolved), sources })}\n`);
@@ -116,6 +119,11 @@ export function configurable(cmd: Command): Command {
   });
   return cmd;
 }
+
+/** Options whose values are paths (one or several). */
+const PATH_OPTIONS = new Set(['dataDir', 'sharedRoot', 'sharedOutputRoot', 'tlsCert', 'tlsKey', 'tlsCa', 'workerTokenFile', 'clientTokensFile', 'tokenFile']);
+
+const absolute = (v: unknown): unknown => (typeof v === 'string' && v !== '' ? path.resolve(v) : Array.isArray(v) ? v.map(absolute) : v);
 
 /** Applies the file's values to options that were neither given as flags nor in the environment. */
 export function applyConfigFile(cmd: Command, file: string): void {

@@ -54,6 +54,8 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
   // heartbeat (a GC pause, a busy event loop) would lose it and re-queue its work.
   if (o.ttlMs < 2 * o.heartbeatMs) throw new UsageError(`${setting(name('ttlMs'), o.ttlMs)}: must be at least twice the heartbeat interval (${name('heartbeatMs')} ${o.heartbeatMs}), or workers are declared lost between heartbeats`);
   atLeast(o, 'maxAttempts', 1, name);
+  // Below a second every attempt would be taken back as overdue (and count toward quarantine).
+  atLeast(o, 'subtaskTimeoutMs', 1000, name);
   // 0 keeps finished jobs for ever; below that means nothing.
   atLeast(o, 'retentionHours', 0, name, ' (0 = keep for ever)');
   try {
