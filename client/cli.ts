@@ -3,8 +3,8 @@
 import { Command, CommanderError, Option } from 'commander';
 import { status } from '@grpc/grpc-js';
 import { PREFETCH_BELOW_MS, SUBTASK_TIMEOUT_MS, WORKER_PREFETCH, coordinatorAddress } from '../shared/config.js';
-import { describeError } from '../shared/errors.js';
-import { TesseraClient, tidyGrpcError } from './client.js';
+import { describeError, tidyGrpcError } from '../shared/errors.js';
+import { TesseraClient } from './client.js';
 import { runCoordinator, runHealth, runWorker } from './commands/servers.js';
 import { configurable } from './commands/config.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../shared/logger.js';

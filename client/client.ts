@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import { CHUNK_SIZE, CLIENT_CHANNEL_OPTIONS, INLINE_OUTPUT_MAX_BYTES, UNARY_DEADLINE_MS, coordinatorAddress, transferDeadlineMs } from '../shared/config.js';
-import { TesseraError, dataLoss, notFound } from '../shared/errors.js';
+import { TesseraError, dataLoss, notFound, tidyGrpcError } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import { safeFileName, safeOutputName } from '../shared/names.js';
 import { loadTesseraProto } from '../shared/proto.js';
@@ -412,19 +412,6 @@ function noSuchOutputs(job: Job__Output, missing: readonly string[]): TesseraErr
   return notFound(`job ${job.id} (${state}) has no ${which} named ${someNames(missing)}${running ? ' yet' : ''}; ${has}`);
 }
 
-const EMPTY_NOTE = /\s*Resolution note:\s*$/;
-
-/**
- * grpc-js ends a failed connection's message with "Resolution note: " and nothing after it when
- * name resolution had nothing to say: that empty suffix is taken off (`details` and `message`),
- * so that an error ends with its cause. Other errors are returned as they are.
- */
-export function tidyGrpcError<E>(err: E): E {
-  const e = err as { details?: unknown; message?: unknown } | null;
-  if (e && typeof e.details === 'string') e.details = e.details.replace(EMPTY_NOTE, '');
-  if (e && typeof e.message === 'string') e.message = e.message.replace(EMPTY_NOTE, '');
-  return err;
-}
 
 /** What the client's downloads do where a file is already there. */
 export interface DownloadOptions {

@@ -18,7 +18,7 @@ import { WorkerRegistry } from './worker-registry.js';
 import { workerServiceHandlers } from './worker-service.js';
 import { CoordinatorAuth, type AuthConfig } from './auth.js';
 import { resolveLimits, type Limits } from '../shared/limits.js';
-import { assertSecureListen, isLoopbackHost, listenHost, serverCredentials, type ServerTlsFiles } from '../shared/tls.js';
+import { assertSecureDashboard, assertSecureListen, serverCredentials, type ServerTlsFiles } from '../shared/tls.js';
 import { startObservability, type Observability } from './http/index.js';
 
 /** How long finished jobs are kept by default. */
@@ -104,10 +104,7 @@ export class Coordinator {
     const { opts } = this;
     const log = opts.log;
     assertSecureListen(opts.listen, Boolean(opts.tls), Boolean(opts.insecure));
-    // The dashboard is plain HTTP: off loopback only when the operator said the network is trusted.
-    if (opts.http && opts.http !== 'off' && !opts.insecure && !isLoopbackHost(listenHost(opts.http))) {
-      throw new Error(`refusing to serve the dashboard on ${opts.http}: it is plain HTTP. Keep --http on 127.0.0.1, or pass --insecure if the network is trusted.`);
-    }
+    assertSecureDashboard(opts.http, Boolean(opts.insecure));
     const auth = new CoordinatorAuth(opts.auth ?? {}, log);
     // Client tokens without a worker token would let anyone join as a worker and read every job's
     // inputs; --insecure (plaintext on a trusted network) does not change that.

@@ -63,6 +63,20 @@ export function isLocalTrouble(log: string, paths: readonly string[] = []): bool
 const TROUBLE_CODES: Readonly<Record<string, string>> = { 'No space left on device': 'ENOSPC', 'Disk quota exceeded': 'EDQUOT', 'Too many open files': 'EMFILE' };
 const TROUBLE_LINE = new RegExp(`: (${Object.keys(TROUBLE_CODES).join('|')})\\s*$`);
 
+const EMPTY_NOTE = /\s*Resolution note:\s*$/;
+
+/**
+ * grpc-js ends a failed connection's message with "Resolution note: " and nothing after it when
+ * name resolution had nothing to say: that empty suffix is taken off (`details` and `message`),
+ * so that an error ends with its cause. Other errors are returned as they are.
+ */
+export function tidyGrpcError<E>(err: E): E {
+  const e = err as { details?: unknown; message?: unknown } | null;
+  if (e && typeof e.details === 'string') e.details = e.details.replace(EMPTY_NOTE, '');
+  if (e && typeof e.message === 'string') e.message = e.message.replace(EMPTY_NOTE, '');
+  return err;
+}
+
 /** `INPUT: message`, unless the message names the input first already (as most do). */
 export function withInput(input: string, message: string): string {
   return !input || message.startsWith(`${input}:`) ? message : `${input}: ${message}`;

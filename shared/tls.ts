@@ -93,6 +93,12 @@ export function assertSecureListen(listen: string, tls: boolean, insecure: boole
   );
 }
 
+/** The dashboard is plain HTTP: off loopback only when the operator said the network is trusted. */
+export function assertSecureDashboard(http: string | undefined, insecure: boolean): void {
+  if (!http || http === 'off' || insecure || isLoopbackHost(listenHost(http))) return;
+  throw new Error(`refusing to serve the dashboard on ${http}: it is plain HTTP. Keep --http on 127.0.0.1, or pass --insecure if the network is trusted.`);
+}
+
 /** Channel credentials from the environment (see {@link clientTlsFromEnv}); plaintext when none is set. */
 export function clientCredentialsFromEnv(env: NodeJS.ProcessEnv = process.env): grpc.ChannelCredentials {
   const { files, tls } = clientTlsFromEnv(env);

@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import sharp from 'sharp';
 import { CLIENT_CHANNEL_OPTIONS, HEARTBEAT_MS, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
-import { TesseraError } from '../shared/errors.js';
+import { TesseraError, tidyGrpcError } from '../shared/errors.js';
 import { availableCores } from '../shared/machine.js';
 import { tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
 import type { Logger } from '../shared/logger.js';
@@ -62,8 +62,7 @@ const REFUSAL_LOG_INTERVAL_MS = 60_000;
 /** Why the control stream ended, for the log: the transport's own words for an unreachable coordinator. */
 function disconnectReason(err: grpc.ServiceError | undefined): string {
   if (!err) return 'coordinator closed the stream';
-  // grpc-js ends the details of a failed connection with an empty "Resolution note:".
-  if (err.code === grpc.status.UNAVAILABLE) return `coordinator unavailable: ${err.details.replace(/\s*Resolution note:\s*$/, '')}`;
+  if (err.code === grpc.status.UNAVAILABLE) return `coordinator unavailable: ${tidyGrpcError(err).details}`;
   return `${grpc.status[err.code] ?? err.code}: ${err.details}`;
 }
 

@@ -12,7 +12,7 @@ import { coordinatorAddress } from '../../shared/config.js';
 import type { Command } from 'commander';
 import { byFlag, coordinatorSecurity, optionNamer, securitySummary, setting, workerSecurity, type OptionNamer } from './security-options.js';
 import { PROTO_LOADER_OPTIONS } from '../../shared/proto.js';
-import { assertSecureListen, clientCredentialsFromEnv, isLoopbackHost, listenHost } from '../../shared/tls.js';
+import { assertSecureDashboard, assertSecureListen, clientCredentialsFromEnv } from '../../shared/tls.js';
 import { UsageError } from './submit.js';
 
 export interface CoordinatorCommandOptions {
@@ -58,14 +58,12 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
   atLeast(o, 'subtaskTimeoutMs', 1000, name);
   // 0 keeps finished jobs for ever; below that means nothing.
   atLeast(o, 'retentionHours', 0, name, ' (0 = keep for ever)');
+  // The Coordinator's own rules, checked here so that they are usage errors.
   try {
     assertSecureListen(o.listen, Boolean(o.tlsCert), Boolean(o.insecure));
+    assertSecureDashboard(o.http, Boolean(o.insecure));
   } catch (err) {
     throw new UsageError((err as Error).message);
-  }
-  // The same rule as the Coordinator's, checked here so that it is a usage error too.
-  if (o.http && o.http !== 'off' && !o.insecure && !isLoopbackHost(listenHost(o.http))) {
-    throw new UsageError(`refusing to serve the dashboard on ${o.http}: it is plain HTTP. Keep --http on 127.0.0.1, or pass --insecure if the network is trusted.`);
   }
 }
 
