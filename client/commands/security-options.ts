@@ -58,6 +58,11 @@ export function checkReadableFile(file: string | undefined, name: string): void 
   if (problem) throw new UsageError(`${setting(name, file)}: ${problem}`);
 }
 
+/** Refuses a TLS certificate without its key, or a key without its certificate. */
+function checkCertKeyPair(f: { tlsCert?: string | undefined; tlsKey?: string | undefined }, name: OptionNamer): void {
+  if (Boolean(f.tlsCert) !== Boolean(f.tlsKey)) throw new UsageError(`${name(f.tlsCert ? 'tlsCert' : 'tlsKey')} needs ${f.tlsCert ? '--tls-key' : '--tls-cert'}: the certificate and its key go together`);
+}
+
 /** Refuses a token no coordinator accepts (see MIN_TOKEN_LENGTH), without showing it. */
 function checkTokenLength(token: string | undefined, name: string, whose: string): void {
   if (token !== undefined && token.length < MIN_TOKEN_LENGTH) {
@@ -107,7 +112,7 @@ interface CoordinatorSecurityFlags {
  */
 export function coordinatorSecurity(o: object, name: OptionNamer = byFlag): Pick<CoordinatorOptions, 'tls' | 'insecure' | 'auth' | 'limits'> {
   const f = o as CoordinatorSecurityFlags & Partial<Record<keyof Limits, number>>;
-  if (Boolean(f.tlsCert) !== Boolean(f.tlsKey)) throw new UsageError(`${name(f.tlsCert ? 'tlsCert' : 'tlsKey')} needs ${f.tlsCert ? '--tls-key' : '--tls-cert'}: the certificate and its key go together`);
+  checkCertKeyPair(f, name);
   if (f.requireWorkerCert && !f.tlsCa) throw new UsageError(`${name('requireWorkerCert')} needs --tls-ca (the CA that signs worker certificates)`);
   // Without a certificate the coordinator serves plaintext: every worker would be refused for want
   // of a certificate it cannot present. (A CA alone is ignored, as before: TESSERA_TLS_CA is also
@@ -174,7 +179,7 @@ export function workerSecurityOptions(c: Command): Command {
 /** Worker options from the parsed flags; settings that cannot work are usage errors, as for the coordinator. */
 export function workerSecurity(o: object, name: OptionNamer = byFlag): Pick<WorkerOptions, 'credentials' | 'token' | 'memoryLimitMb'> {
   const f = o as { tlsCa?: string; tls?: boolean; tlsCert?: string; tlsKey?: string; workerToken?: string; workerTokenFile?: string; memoryLimitMb?: number };
-  if (Boolean(f.tlsCert) !== Boolean(f.tlsKey)) throw new UsageError(`${name(f.tlsCert ? 'tlsCert' : 'tlsKey')} needs ${f.tlsCert ? '--tls-key' : '--tls-cert'}: the certificate and its key go together`);
+  checkCertKeyPair(f, name);
   for (const attr of ['tlsCa', 'tlsCert', 'tlsKey'] as const) checkReadableFile(f[attr], name(attr));
   const { secret: token, name: tokenName } = secretOf(f as Record<string, unknown>, 'workerToken', 'workerTokenFile', name);
   // No coordinator accepts it: better said now than as a refusal on every try.

@@ -28,7 +28,7 @@ import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, type PlacedTil
 import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
 import { vipsExtension, writeVipsCarrier } from '../../shared/media/tile-vips-file.js';
-import { applyPipeline, maxInputPixels, outputFormat, outputPixels, outputSize } from '../../shared/media/image-pipeline.js';
+import { applyPipeline, maxInputPixels, outputFormat, outputPixels, outputSize, turnsQuarter } from '../../shared/media/image-pipeline.js';
 import type { ImageParams } from '../../shared/kinds/image-params.js';
 import { withExtension } from '../../shared/names.js';
 import { isTilePlan, type TilePlan, type TileResult } from '../../shared/media/tile-plan.js';
@@ -283,7 +283,7 @@ export function sourceStripCount(m: sharp.Metadata, p: TileImageParams, split: T
 
 /** The source's metadata with width and height as the pipeline sees them after auto-orientation. */
 function upright(m: sharp.Metadata, p: TileImageParams): sharp.Metadata {
-  return p.autoOrient && (m.orientation ?? 1) >= 5 ? { ...m, width: m.height, height: m.width } : m;
+  return turnsQuarter(p, m.orientation) ? { ...m, width: m.height, height: m.width } : m;
 }
 
 /** The region of the source the pipeline works on: the crop, else the whole (upright) image. */

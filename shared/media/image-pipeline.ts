@@ -59,6 +59,9 @@ export function needsGeometryPass(p: ImageParams): boolean {
   return quarterTurn && (p.width > 0 || p.height > 0) && (p.fit === 'cover' || p.fit === 'contain');
 }
 
+/** Whether auto-orientation turns a source with this EXIF orientation a quarter (5-8): its sides swap. */
+export const turnsQuarter = (p: Pick<ImageParams, 'autoOrient'>, orientation = 1): boolean => p.autoOrient && orientation >= 5;
+
 /**
  * Width and height of the image the pipeline makes from a source of `dims` (sharp's geometry, to
  * the pixel or near it; fractional after a rotation by an angle that is not a right angle).
@@ -66,8 +69,7 @@ export function needsGeometryPass(p: ImageParams): boolean {
 export function outputSize(dims: { width: number; height: number; orientation: number }, p: ImageParams): { width: number; height: number } {
   let w = dims.width;
   let h = dims.height;
-  // EXIF orientations 5-8 are a quarter turn: auto-orient swaps the sides.
-  if (p.autoOrient && dims.orientation >= 5) [w, h] = [h, w];
+  if (turnsQuarter(p, dims.orientation)) [w, h] = [h, w];
   if (p.crop) [w, h] = [Math.min(p.crop.width, w), Math.min(p.crop.height, h)];
   if (p.width || p.height) {
     // sharp's ResolveShrink: one scale for both axes except with fill (which leaves an axis not

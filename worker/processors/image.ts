@@ -6,7 +6,7 @@ import type { ItemFailure, ProcessOutput, WorkerProcessor } from '../../shared/j
 import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
 import { isTilePlan } from '../../shared/media/tile-plan.js';
 import { processTile } from './image-tile.js';
-import { ANIMATED_FORMATS, FORMAT_EXTENSION, animationRefusal, maxInputPixels, openImage, outputFormat, outputPixels, renderImage } from '../../shared/media/image-pipeline.js';
+import { ANIMATED_FORMATS, FORMAT_EXTENSION, animationRefusal, maxInputPixels, openImage, outputFormat, outputPixels, renderImage, turnsQuarter } from '../../shared/media/image-pipeline.js';
 
 interface BatchPlan {
   type: 'batch';
@@ -67,7 +67,7 @@ async function processOne(file: string, outputName: string, p: ImageParams, work
   if (pixels > maxInputPixels()) throw new Error(`image of ${meta.width}x${meta.height} is over the limit of ${maxInputPixels()} pixels`);
   if (p.crop) {
     // The crop applies after auto-orientation (image-pipeline.ts applyGeometry), to one frame.
-    const quarter = p.autoOrient && (meta.orientation ?? 1) >= 5;
+    const quarter = turnsQuarter(p, meta.orientation);
     const [w, h] = quarter ? [meta.pageHeight ?? meta.height ?? 0, meta.width ?? 0] : [meta.width ?? 0, meta.pageHeight ?? meta.height ?? 0];
     const c = p.crop;
     if (c.left + c.width > w || c.top + c.height > h) {
