@@ -2,13 +2,14 @@
  * The video and thumbnails kinds on a real cluster: a coordinator and two 1-slot worker processes
  * (built dist/; run `npm run build` first), driven through the client library.
  */
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JobEvent } from '../client/client.js';
 import { LocalCluster } from '../client/local-cluster.js';
 import { decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
+import { ffmpegBinaries } from '../shared/ffmpeg.js';
 import { makeVideo } from './helpers/media.js';
 
 let dir: string;
@@ -26,8 +27,10 @@ afterEach(async () => {
  * Process ids of the ffmpeg processes descending from the worker processes (processors may run in
  * child processes); with `arg`, only those whose command line has it.
  */
-async function workerFfmpegs(arg?: string): Promise<number[]> {
-  const workerPids = new Set(cluster.workers.map((w) => w.child.pid));
+const workerFfmpegs = (arg?: string): Promise<number[]> => ffmpegsUnder(new Set(cluster.workers.map((w) => w.child.pid)), arg);
+
+/** Process ids of the ffmpeg processes descending from `roots`; with `arg`, only those whose command line has it. */
+async function ffmpegsUnder(roots: ReadonlySet<number | undefined>, arg?: string): Promise<number[]> {
   const procs = new Map<number, { name: string; ppid: number }>();
   for (const pid of await readdir('/proc').catch(() => [])) {
     if (!/^\d+$/.test(pid)) continue;
@@ -41,7 +44,7 @@ async function workerFfmpegs(arg?: string): Promise<number[]> {
     if (p.name !== 'ffmpeg') continue;
     if (arg && !(await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0').includes(arg)) continue;
     for (let up = p.ppid, depth = 0; up > 1 && depth < 6; up = procs.get(up)?.ppid ?? 0, depth++) {
-      if (workerPids.has(up)) {
+      if (roots.has(up)) {
         found.push(pid);
         break;
       }
@@ -145,5 +148,58 @@ describe('video on a cluster of 2 workers', () => {
     process.stdout.write(`[video] cancel: ${encoders.size} encoder(s) gone ${goneBy} ms after the cancel was sent\n`);
     const final = await cluster.client.wait(job.id);
     expect(final.state).toBe('JOB_STATE_CANCELLED');
+  });
+
+  it('a coordinator stopped while it stitches exits at once; restarted, it stitches again and leaves no half-made output', async () => {
+    // The cluster's ffmpeg is a wrapper that, while `freeze` exists, stops itself before it runs a
+    // stitch (segments joined by ffmpeg's concat demuxer and stream copy, run by the coordinator): the
+    // coordinator is then told to stop in the middle of a merge, whatever the host's speed.
+    // Everything else (the workers' encoders read their chunks through concat too) runs the real ffmpeg.
+    const freeze = path.join(dir, 'freeze');
+    const wrapper = path.join(dir, 'ffmpeg');
+    await writeFile(freeze, '');
+    await writeFile(wrapper, `#!/bin/sh\ncase " $* " in *" concat "*" -c copy "*) [ -e '${freeze}' ] && kill -STOP $$ ;; esac\nexec '${ffmpegBinaries().ffmpeg}' "$@"\n`, { mode: 0o755 });
+    await cluster.stop();
+    cluster = await new LocalCluster({ workers: 2, slots: 1, env: { FFMPEG_PATH: wrapper } }).start();
+    const src = await makeVideo(dir, 'stitch.mkv', { duration: 4, gop: 12, audioChannels: 2 });
+    const job = await cluster.client.submit({ video: { preset: 'ultrafast', segment_seconds: 1, container: 'mp4' } }, [src]);
+    const coordinator = cluster.coordinator!;
+    let stitcher: number | undefined;
+    for (const until = Date.now() + 90_000; stitcher === undefined && Date.now() < until; ) {
+      for (const pid of await readdir('/proc')) {
+        const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+        // Stopped (T), a child of the coordinator.
+        if (/^\d+ \(.*\) T (\d+) /.exec(stat)?.[1] === String(coordinator.child.pid)) stitcher = Number(pid);
+      }
+      if (stitcher === undefined) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(stitcher, 'the coordinator never ran the stitch').toBeDefined();
+    const started = await liveStartTime(stitcher!);
+    const t0 = Date.now();
+    coordinator.child.kill('SIGTERM');
+    const code = await coordinator.exited;
+    const exitMs = Date.now() - t0;
+    // It did not wait for the frozen merge (nor for its grace period), and left no ffmpeg behind.
+    expect(code).toBe(0);
+    expect(exitMs).toBeLessThan(4000);
+    expect(await liveStartTime(stitcher!)).not.toBe(started);
+    await rm(freeze);
+    await cluster.startCoordinator();
+    const done = await cluster.client.wait(job.id);
+    expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+    // Segments encoded before the stop were not encoded again.
+    expect(done.subtasks.filter((s) => s.label.includes('segment')).every((s) => s.attempt === 1)).toBe(true);
+    const files = await cluster.client.download(job.id, path.join(dir, 'stitched'));
+    expect([...files.keys()]).toEqual(['stitch.mp4']);
+    const out = files.get('stitch.mp4')!;
+    const [srcIndex, decoded, info] = await Promise.all([probeVideoIndex(src), decodeCheck(out), probeMedia(out)]);
+    expect(decoded.errors).toEqual([]);
+    expect(decoded.frames).toBe(srcIndex.frameTimes.length);
+    expect(Math.abs(info.audio[0]!.duration - info.video!.duration)).toBeLessThan(0.05);
+    // The stopped merge's folder went with the job's other intermediates once its end was stored.
+    const leftovers = async (): Promise<string[]> => (await readdir(cluster.dataDir, { recursive: true })).filter((f) => /(^|\/)merge-\d+-/.test(String(f)));
+    for (const until = Date.now() + 10_000; (await leftovers()).length > 0 && Date.now() < until; ) await new Promise((r) => setTimeout(r, 100));
+    expect(await leftovers()).toEqual([]);
+    process.stdout.write(`[video] coordinator stopped mid-stitch: exited in ${exitMs} ms; restarted, the job finished\n`);
   });
 });
