@@ -35,6 +35,7 @@ export interface JobAccess {
 export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, limits: JobServiceLimits, access: JobAccess, shared: SharedRoots): JobServiceHandlers {
   /** The job, if the caller may read, watch, cancel or download it. */
   const owned = (md: grpc.Metadata, jobId: string): JobRecord => {
+    if (!jobId) throw invalidArgument('job_id is empty: name the job (its id, as SubmitJob or ListJobs returned it)');
     const job = jobs.get(jobId);
     access.assertOwner(access.identify(md), job.owner, jobId);
     return job;
@@ -73,7 +74,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     const job = jobs.newJob(first.value.spec, owner);
     const requestId = job.spec.request_id;
     const requestKey = requestId ? `${owner}\n${requestId}` : undefined;
-    const attempt: Attempt = { superseded: false, counted: false, stop: (reason: Error) => (messages as { destroy?: (e: Error) => void }).destroy?.(reason) };
+    const attempt: Attempt = { spec: canonicalJson(specToCompare(job.spec)), superseded: false, counted: false, stop: (reason: Error) => (messages as { destroy?: (e: Error) => void }).destroy?.(reason) };
     // Everything up to the first await is one step: of two attempts with the same id, the one that
     // arrived last is the one that stays.
     if (requestId && requestKey) {
@@ -81,13 +82,17 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       if (earlier) {
         // A retry of a submission that was accepted (its answer lost): answer with its job, read
         // none of the inputs again. Before the job limit, which that very job may fill.
-        if (canonicalJson(specToCompare(earlier.spec)) !== canonicalJson(specToCompare(job.spec))) {
+        if (canonicalJson(specToCompare(earlier.spec)) !== attempt.spec) {
           throw new TesseraError(status.ALREADY_EXISTS, `spec.request_id ${requestId}: already used for job ${earlier.id}, whose spec differs; use a new id for a new job`);
         }
         log.info({ job: earlier.id, requestId, owner }, 'submission repeated: answered with the job it made');
         return toJobMessage(earlier, jobs.subtasksOf(earlier.id));
       }
       const before = receivingRequests.get(requestKey);
+      // Another submission, not a repeat of the one still uploading: refused, and that one goes on.
+      if (before && before.spec !== attempt.spec) {
+        throw new TesseraError(status.ALREADY_EXISTS, `spec.request_id ${requestId}: already used by a submission still uploading, whose spec differs; use a new id for a new job`);
+      }
       if (before) {
         // The attempt this one repeats (its client gone, perhaps unnoticed yet) no longer counts.
         before.superseded = true;
@@ -158,7 +163,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
 
     GetJob: unary(log, async (req: { job_id: string; include_subtasks: boolean }, ctx) => {
       const job = owned(ctx.metadata, req.job_id);
-      return toJobMessage(job, jobs.subtasksOf(job.id));
+      return toJobMessage(job, req.include_subtasks ? jobs.subtasksOf(job.id) : []);
     }),
 
     ListJobs: unary(log, async (req: { limit: number; state: string }, ctx) => {
@@ -253,25 +258,22 @@ async function receiveInputs(
     }
     await settle();
     let trailer: string | undefined;
-    let pendingHeader: IteratorResult<SubmitJobRequest__Output> | undefined;
     async function* chunks(): AsyncGenerator<Buffer> {
       for (;;) {
         const r = await iterator.next();
-        if (r.done) {
-          pendingHeader = r;
-          return;
-        }
+        if (r.done) throw invalidArgument(`input ${name}: the submission ended before its input_end; each uploaded input ends with input_end after its last data chunk`, name);
         if (r.value.msg === 'data' && r.value.data) {
           total += r.value.data.length;
           if (total > limits.maxJobBytes) throw overJobLimit(name, limits);
           yield r.value.data;
         } else if (r.value.msg === 'input_end') {
-          trailer = r.value.input_end?.sha256 || undefined;
+          trailer = r.value.input_end?.sha256?.toLowerCase() || undefined;
+          if (trailer !== undefined && !/^[0-9a-f]{64}$/.test(trailer)) throw invalidArgument(`input ${name}: input_end.sha256 ${JSON.stringify(r.value.input_end!.sha256.slice(0, 80))} is not a SHA-256 hex digest (64 hex digits, or "" for none)`, name);
           return;
         } else {
-          // A new header without an input_end: the previous input is complete.
-          pendingHeader = r;
-          return;
+          // Without its input_end an upload cut short (a client that stopped reading its file)
+          // would pass for the whole file.
+          throw invalidArgument(`input ${name}: ${r.value.msg === 'input' ? 'the next input header came' : `a "${r.value.msg ?? 'nothing'}" message came`} before its input_end; each uploaded input ends with input_end after its last data chunk`, name);
         }
       }
     }
@@ -281,7 +283,7 @@ async function receiveInputs(
     const received: SpoolFile = { name, path: file, size, sha256 };
     arrived(received);
     inputs.push(received);
-    next = pendingHeader ?? (await iterator.next());
+    next = await iterator.next();
   }
   await settle();
   for (const f of inputs as SpoolFile[]) job.inputs.push(f);
@@ -488,6 +490,8 @@ async function openPublishedShared(jobs: JobManager, jobId: string, out: OutputR
 
 /** A submission still receiving its inputs. */
 interface Attempt {
+  /** Its spec as compared between submissions with one request_id (canonical JSON). */
+  spec: string;
   /** A newer submission with the same request_id took its place: it must not make the job. */
   superseded: boolean;
   /** Counted in its owner's submissions in flight (the job limit). */

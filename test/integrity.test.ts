@@ -103,6 +103,46 @@ describe('SubmitJob: an input whose bytes are not its input_end.sha256', () => {
   });
 });
 
+describe('SubmitJob: the framing of an upload', () => {
+  /** Sends `messages` on a raw SubmitJob call (then half-closes) and returns how it ended. */
+  async function submitRaw(address: string, messages: object[]): Promise<grpc.ServiceError | null> {
+    const { proto } = loadTesseraProto();
+    const stub = new proto.tessera.v1.JobService(address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
+    cleanups.push(async () => stub.close());
+    return new Promise((resolve) => {
+      const call = stub.SubmitJob((err) => resolve(err));
+      for (const m of messages) call.write(m);
+      call.end();
+    });
+  }
+
+  it('refuses an upload that ends, or gives way to the next input, before its input_end (a cut-short file would pass for whole)', async () => {
+    const { address, spoolJobs, client } = await startCoordinator();
+    const part = randomBytes(64 * 1024);
+    const ended = await submitRaw(address, [{ spec: { passthrough: {} } }, { input: { name: 'cut.bin' } }, { data: part }]);
+    expect(ended?.code, ended?.details).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(ended!.details).toMatch(/^input cut\.bin: the submission ended before its input_end/);
+    const next = await submitRaw(address, [{ spec: { passthrough: {} } }, { input: { name: 'a.bin' } }, { data: part }, { input: { name: 'b.bin' } }, { data: part }, { input_end: {} }]);
+    expect(next?.code, next?.details).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(next!.details).toMatch(/^input a\.bin: the next input header came before its input_end/);
+    expect(await client.listJobs()).toEqual([]);
+    expect(await readdir(spoolJobs)).toEqual([]);
+    // With its input_end (no checksum: "") the same upload is a job.
+    expect(await submitRaw(address, [{ spec: { passthrough: {} } }, { input: { name: 'cut.bin' } }, { data: part }, { input_end: {} }])).toBeNull();
+    expect((await client.listJobs()).map((j) => j.input_count)).toEqual([1]);
+  });
+
+  it('refuses an input_end.sha256 that is not a hex digest as INVALID_ARGUMENT, not as a checksum mismatch', async () => {
+    const { address } = await startCoordinator();
+    const bytes = randomBytes(1000);
+    const err = await submitRaw(address, [{ spec: { passthrough: {} } }, { input: { name: 'z.bin' } }, { data: bytes }, { input_end: { sha256: 'zz' } }]);
+    expect(err?.code, err?.details).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err!.details).toBe('input z.bin: input_end.sha256 "zz" is not a SHA-256 hex digest (64 hex digits, or "" for none)');
+    // Upper-case hex is the same digest.
+    expect(await submitRaw(address, [{ spec: { passthrough: {} } }, { input: { name: 'z.bin' } }, { data: bytes }, { input_end: { sha256: sha(bytes).toUpperCase() } }])).toBeNull();
+  });
+});
+
 type Corruption = 'upload trailer' | 'result reference' | 'inline';
 
 /**

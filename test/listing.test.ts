@@ -10,6 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TesseraClient } from '../client/client.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { createLogger } from '../shared/logger.js';
+import { loadTesseraProto } from '../shared/proto.js';
+import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
+import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
 import { runCli } from './helpers/cluster.js';
 
 const log = createLogger('test', 'silent', 'json');
@@ -45,6 +48,30 @@ describe('ListJobs', () => {
     const cli = await runCli(['jobs', '--json', '--coordinator', client.address]);
     expect(cli.code, cli.stderr).toBe(0);
     expect(JSON.parse(cli.stdout)[0]).toMatchObject({ id: job.id, input_count: 300, inputs: [] });
+  });
+
+  it('GetJob sends the subtasks only when asked (include_subtasks), and refuses an empty job_id', async () => {
+    const file = path.join(dir, 'sub.bin');
+    await writeFile(file, 's');
+    const job = await client.submit({ passthrough: { subtasks: 3 } }, [file]);
+    const { proto } = loadTesseraProto();
+    const stub = new proto.tessera.v1.JobService(client.address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
+    try {
+      const get = (req: { job_id: string; include_subtasks?: boolean }): Promise<{ err: grpc.ServiceError | null; job?: Job__Output }> =>
+        new Promise((resolve) => stub.GetJob(req, (err, res) => resolve({ err, job: res })));
+      const bare = await get({ job_id: job.id });
+      expect(bare.err).toBeNull();
+      expect(bare.job!.subtasks).toEqual([]);
+      expect(bare.job!.inputs.map((i) => i.name)).toEqual(['sub.bin']);
+      expect((await get({ job_id: job.id, include_subtasks: true })).job!.subtasks).toHaveLength(3);
+      const empty = await get({ job_id: '' });
+      expect(empty.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(empty.err?.details).toMatch(/^job_id is empty/);
+    } finally {
+      stub.close();
+    }
+    // The client library asks for them.
+    expect((await client.getJob(job.id)).subtasks).toHaveLength(3);
   });
 
   it('refuses a label over 1 KiB, which every listing would carry', async () => {

@@ -119,6 +119,32 @@ describe('SubmitJob request_id', () => {
     expect((await readdir(spool)).filter((d) => !before.has(d))).toEqual([retry.id]);
   });
 
+  it('refuses a submission reusing the id of one still uploading with a different spec; that one goes on', async () => {
+    const { proto } = loadTesseraProto();
+    const raw = new proto.tessera.v1.JobService(address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
+    const data = randomBytes(200_000);
+    let call!: grpc.ClientWritableStream<object>;
+    const first = new Promise<{ err: grpc.ServiceError | null; job?: { id: string } }>((resolve) => {
+      call = raw.SubmitJob((err, job) => resolve({ err, job })) as unknown as grpc.ClientWritableStream<object>;
+    });
+    call.write({ spec: { label: 'first', request_id: 'req-uploading', passthrough: {} } });
+    call.write({ input: { name: 'first.bin', size: String(data.length) } });
+    call.write({ data: data.subarray(0, 100_000) });
+    const spool = path.join(dir, 'data', 'spool', 'jobs');
+    // Being received: the coordinator has the first bytes (its spool holds a folder with a partial file).
+    for (let i = 0; i < 200 && !(await readdir(spool, { recursive: true }).catch(() => [] as string[])).some((f) => String(f).includes('first.bin')); i++) await sleep(25);
+    const other = (await client.submit({ label: 'second', request_id: 'req-uploading', passthrough: {} }, [await file('second.bin', Buffer.from('2'))]).catch((e: unknown) => e)) as grpc.ServiceError;
+    expect(other.code).toBe(grpc.status.ALREADY_EXISTS);
+    expect(other.details).toContain('spec.request_id req-uploading: already used by a submission still uploading');
+    call.write({ data: data.subarray(100_000) });
+    call.write({ input_end: { sha256: sha256(data) } });
+    call.end();
+    const { err, job } = await first;
+    raw.close();
+    expect(err).toBeNull();
+    expect(await jobsWith('req-uploading')).toEqual([job!.id]);
+  });
+
   it('sends a submission again when its connection drops mid-upload, making one job', async () => {
     const [host, port] = address.split(':') as [string, string];
     const proxy = new TcpProxy({ host, port: Number(port) });

@@ -50,7 +50,7 @@ def main():
         events.append(ev.type)
         if ev.final:
             break
-    final = stub.GetJob(jobs_pb2.GetJobRequest(job_id=job.id), timeout=30)
+    final = stub.GetJob(jobs_pb2.GetJobRequest(job_id=job.id, include_subtasks=True), timeout=30)
     written = []
     for out in final.outputs:
         buf = bytearray()
