@@ -13,7 +13,8 @@ export function str(field: string, v: unknown): string {
 
 export function num(field: string, v: unknown): number {
   if (v === undefined || v === null) return 0;
-  if (typeof v !== 'number' || Number.isNaN(v)) throw invalidArgument(`${field}: expected a number, got ${typeof v}`);
+  if (typeof v !== 'number') throw invalidArgument(`${field}: expected a number, got ${typeof v}`);
+  if (Number.isNaN(v)) throw invalidArgument(`${field}: expected a number, got NaN`);
   return v;
 }
 
