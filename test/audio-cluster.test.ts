@@ -3,15 +3,18 @@
  * a long file's segments run on both workers and the result is bit-identical to one ffmpeg run of the
  * same filters, loudness matches ffmpeg's ebur128; a CLI batch with bad inputs still delivers the rest.
  */
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { ffmpegInfo, runFfmpeg } from '../shared/ffmpeg.js';
+import { ffmpegBinaries, ffmpegInfo, runFfmpeg } from '../shared/ffmpeg.js';
 import { validateAudioParams } from '../shared/kinds/audio-params.js';
 import { encoderArgs, stageAChain, stageBChain } from '../shared/media/audio-filters.js';
 import type { FileReport } from '../shared/media/audio-finish.js';
 import { fadeSamples } from '../shared/media/audio-pieces.js';
+import { probeAudio } from '../shared/media/audio-probe.js';
 import { decodedMd5, decodeFloat, ebur128, generateAudio } from './helpers/audio-media.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 
@@ -89,5 +92,37 @@ describe('audio on a cluster of two workers', () => {
       const loud = await ebur128(out);
       expect(Math.abs(loud.integrated - -16)).toBeLessThanOrEqual(0.5);
     }
+  });
+
+  test('CLI: a WAV written to a pipe is converted in full; a file too short to normalise fails alone, named; bad trim and true-peak settings are refused', async () => {
+    cluster = await startCluster({ workers: 2, slots: 1 });
+    // `ffmpeg ... -f wav - > piped.wav`: RIFF and data sizes 0xFFFFFFFF; 3.3 s, not a whole number of demuxer packets.
+    const piped = path.join(dir, 'piped.wav');
+    const fd = openSync(piped, 'w');
+    try {
+      const r = spawnSync(ffmpegBinaries().ffmpeg, ['-hide_banner', '-nostdin', '-v', 'error', '-f', 'lavfi', '-i', 'sine=f=440:r=48000:d=3.3', '-c:a', 'pcm_s16le', '-f', 'wav', 'pipe:1'], { stdio: ['ignore', fd, 'pipe'] });
+      expect(r.status).toBe(0);
+    } finally {
+      closeSync(fd);
+    }
+    expect((await readFile(piped)).readUInt32LE(4)).toBe(0xffffffff);
+    const blip = await generateAudio(path.join(dir, 'blip.wav'), { source: 'sine', seconds: 0.25, rate: 48000, layout: 'mono', ext: 'wav' });
+    const outDir = path.join(dir, 'out');
+    const res = await cluster.runCli(['submit', 'audio', '--codec', 'mp3', '--normalize', piped, blip, '-o', outDir, '--json']);
+    expect(res.code).toBe(3);
+    const json = JSON.parse(res.stdout) as { state: string; outputs: Array<{ name: string; path: string }>; errors: Array<{ input: string; code: string; message: string }> };
+    expect(json.state).toBe('partially_succeeded');
+    expect(json.errors).toEqual([{ input: 'blip.wav', code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^blip\.wav: too short to normalise: 0\.250 s of audio, and EBU R128 loudness needs at least 0\.4 s/) }]);
+    const out = await probeAudio(json.outputs.find((o) => o.name === 'piped.mp3')!.path, 'piped.mp3');
+    expect(Math.abs(out.duration - 3.3)).toBeLessThan(0.06);
+    const rep = (JSON.parse(await readFile(json.outputs.find((o) => o.name === 'audio-report.json')!.path, 'utf8')) as { files: FileReport[] }).files;
+    expect(rep.map((f) => [f.input, f.frames])).toEqual([['piped.wav', 3.3 * 48000]]);
+    expect(rep[0]!.outputTruePeak).toBeLessThanOrEqual(-1.5 + 0.2);
+    const trim = await cluster.runCli(['submit', 'audio', '--codec', 'mp3', '--trim', '1.99999,2', piped, '-o', path.join(dir, 'trim')]);
+    expect(trim.code).toBe(2);
+    expect(trim.stderr).toContain('a trim must keep at least 0.01 s');
+    const peak = await cluster.runCli(['submit', 'audio', '--true-peak', '-1', piped, '-o', path.join(dir, 'peak')]);
+    expect(peak.code).toBe(2);
+    expect(peak.stderr).toContain('also set normalize: true (CLI: --normalize)');
   });
 });

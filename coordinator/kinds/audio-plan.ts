@@ -11,12 +11,12 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { invalidArgument, TesseraError } from '../../shared/errors.js';
 import type { ItemFailure, PlanContext, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
-import { AUDIO_CODECS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
+import { AUDIO_CODECS, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { losslessBits } from '../../shared/media/audio-filters.js';
 import { fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
 import { checkNotTruncated, isCuttableWav, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
 import { decodeToWav } from '../../shared/media/audio-render.js';
-import { readWavInfo, wavHeader, type WavInfo } from '../../shared/media/audio-wav.js';
+import { checkWavComplete, readWavInfo, wavHeader, type WavInfo } from '../../shared/media/audio-wav.js';
 
 /** Small files are grouped into one subtask up to this many seconds of audio (less on a small batch)... */
 const GROUP_SECONDS = 60;
@@ -74,16 +74,23 @@ export async function planAudio(ctx: PlanContext<AudioJobParams>): Promise<{ sub
         weightLayout: outLayout || probe.layout,
         bits: losslessBits(probe.sampleFormat),
         durationIsAudio: probe.durationIsAudio,
+        sourceCodec: probe.codec,
       };
       const startSec = p.trim?.start ?? 0;
       const endSec = p.trim?.end ? Math.min(p.trim.end, probe.duration || p.trim.end) : probe.duration;
       if (probe.duration > 0 && startSec >= probe.duration) throw invalidArgument(`${file.name}: trim.start ${startSec} s is past the end (${probe.duration.toFixed(2)} s)`, file.name);
       const seconds = Math.max(0, endSec - startSec);
+      // The params allow no trim under MIN_TRIM_SECONDS; one that runs past the end can still keep less.
+      if (p.trim && probe.duration > 0 && seconds < MIN_TRIM_SECONDS) {
+        throw invalidArgument(`${file.name}: trim.start ${startSec} s leaves ${Number(seconds.toPrecision(3))} s before the end (${probe.duration.toFixed(2)} s); a trim must keep at least ${MIN_TRIM_SECONDS} s`, file.name);
+      }
       if (seconds > p.segmentSeconds) {
         base.output = reserveOutput(file.name, p, taken);
         subtasks.push(...(await planSegments(ctx, file, probe, base)));
         continue;
       }
+      // A PCM WAV's header is read here (a few bytes): one cut short is refused as the segmented path does.
+      if (isCuttableWav(probe)) checkWavComplete(await readWavInfo(file.path, file.name), file.name);
       const startSample = Math.round(startSec * probe.sampleRate);
       const endSample = p.trim?.end ? Math.round(p.trim.end * probe.sampleRate) : undefined;
       const srcFrames = Math.round(seconds * probe.sampleRate);
@@ -113,7 +120,7 @@ async function planSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, p
   let wavPath = file.path;
   if (!isCuttableWav(probe)) {
     wavPath = path.join(ctx.workDir, `decoded-${createHash('sha1').update(file.name).digest('hex').slice(0, 12)}.wav`);
-    await decodeToWav(file.path, file.name, probe.sampleFormat, wavPath, ctx.signal);
+    await decodeToWav(file.path, file.name, probe.sampleFormat, wavPath, ctx.signal, probe.codec);
   }
   const info = await readWavInfo(wavPath, file.name);
   if (wavPath !== file.path) {
@@ -121,9 +128,7 @@ async function planSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, p
     await checkNotTruncated({ path: file.path, input: file.name, frames: info.frames, expected: Math.round(probe.duration * info.sampleRate), durationIsAudio: probe.durationIsAudio, rate: info.sampleRate, signal: ctx.signal });
   }
   // A streamed WAV may declare 0 or 0xFFFFFFFF bytes; any other shortfall means the file was cut off.
-  if (wavPath === file.path && info.sizeStated && info.declaredBytes > info.dataBytes + info.blockAlign) {
-    throw invalidArgument(`${file.name}: truncated file: ${(info.frames / info.sampleRate).toFixed(2)} s present of the ${(info.declaredBytes / info.blockAlign / info.sampleRate).toFixed(2)} s its header declares`, file.name);
-  }
+  if (wavPath === file.path) checkWavComplete(info, file.name);
   const start = Math.min(info.frames, Math.round((p.trim?.start ?? 0) * info.sampleRate));
   const end = p.trim?.end ? Math.min(info.frames, Math.round(p.trim.end * info.sampleRate)) : info.frames;
   const frames = end - start;

@@ -59,6 +59,13 @@ export interface AudioJobParams {
   segmentSeconds: number;
 }
 
+/**
+ * Least audio a trim may keep, seconds. Every output codec writes a readable file from one sample on,
+ * but a trim shorter than a sample rounds to none (an empty WAV, an MP3 no player opens); 10 ms is
+ * under one codec frame (AAC 21 ms, MP3 24 ms, Opus 20 ms at 48 kHz) and over a sample at any rate.
+ */
+export const MIN_TRIM_SECONDS = 0.01;
+
 /** Default split length: files longer than three minutes are processed in parallel segments. */
 export const DEFAULT_SEGMENT_SECONDS = 180;
 /** Channel counts we can down-mix to (ffmpeg's default layouts for them). */
@@ -107,6 +114,9 @@ export function validateAudioParams(raw: unknown): AudioJobParams {
     if (!Number.isFinite(start) || start < 0) throw invalidArgument(`trim.start: ${start} must be >= 0`);
     if (!Number.isFinite(end) || end < 0) throw invalidArgument(`trim.end: ${end} must be >= 0 (0 = to the end)`);
     if (end !== 0 && end <= start) throw invalidArgument(`trim.end: ${end} must be after trim.start ${start}`);
+    if (end !== 0 && end - start < MIN_TRIM_SECONDS) {
+      throw invalidArgument(`trim: ${start}..${end} s keeps ${trimSeconds(end - start)} s of audio; a trim must keep at least ${MIN_TRIM_SECONDS} s`);
+    }
     if (start > 0 || end > 0) trim = { start, end };
   }
   const fadeIn = seconds('fade_in', p.fade_in);
@@ -117,7 +127,10 @@ export function validateAudioParams(raw: unknown): AudioJobParams {
   const truePeak = num(p.true_peak) || -1.5;
   if (truePeak < -9 || truePeak > 0) throw invalidArgument(`true_peak: ${truePeak} dBTP is outside -9..0`);
   if (!normalize && (num(p.loudness) !== 0 || num(p.true_peak) !== 0)) {
-    throw invalidArgument('loudness/true_peak: set normalize to use a loudness target');
+    // Name the fields that were set, and the one to add: both only apply when normalisation is on.
+    const set = [num(p.loudness) !== 0 ? `loudness ${loudness} LUFS` : '', num(p.true_peak) !== 0 ? `true_peak ${truePeak} dBTP` : ''].filter(Boolean);
+    const fields = num(p.loudness) !== 0 && num(p.true_peak) !== 0 ? 'loudness/true_peak' : num(p.loudness) !== 0 ? 'loudness' : 'true_peak';
+    throw invalidArgument(`${fields}: ${set.join(' and ')} ${set.length > 1 ? 'apply' : 'applies'} only to loudness normalisation, which is off: also set normalize: true (CLI: --normalize)`);
   }
   const segmentSeconds = num(p.segment_seconds) || DEFAULT_SEGMENT_SECONDS;
   if (!Number.isInteger(segmentSeconds) || segmentSeconds < 2 || segmentSeconds > 3600) {
@@ -144,6 +157,11 @@ export function parseBitrate(text: string): number {
 function num(v: unknown): number {
   const n = typeof v === 'string' ? Number(v) : typeof v === 'number' ? v : 0;
   return Number.isNaN(n) ? NaN : n;
+}
+
+/** A short length for a message, without float noise (0.00001 rather than 0.000010000000000331966). */
+function trimSeconds(s: number): string {
+  return String(Number(s.toPrecision(6)));
 }
 
 function seconds(field: string, v: unknown): number {

@@ -9,8 +9,9 @@ import { ffmpegInfo } from '../ffmpeg.js';
 import { AUDIO_CODECS, type AudioJobParams } from '../kinds/audio-params.js';
 import type { PieceStats } from './audio-analyze.js';
 import { encoderArgs, stageBChain } from './audio-filters.js';
-import { decideLoudness, type FileRender, type LoudnessDecision } from './audio-pieces.js';
-import { encodeFinal, measureEncodedLoudness } from './audio-render.js';
+import { decideLoudness, MIN_NORMALIZE_SECONDS, type FileRender, type LoudnessDecision } from './audio-pieces.js';
+import { invalidArgument, TesseraError } from '../errors.js';
+import { encodeFinal, measureEncoded, measureEncodedLoudness, type EncodedMeasurement } from './audio-render.js';
 import { joinBins, waveformJson, writeWaveform } from './audio-waveform.js';
 import { integratedLoudness } from './loudness.js';
 
@@ -27,8 +28,21 @@ export interface FileReport {
   gainDb: number;
   /** Sample-peak limit of the limiter (linear), when it was needed. */
   limit?: number | undefined;
-  /** True peak before gain, dBTP. */
+  /**
+   * True peak of the source as rendered (after resampling, down-mix and fades, before gain, limiter
+   * and encoding), dBTP. Kept under this name for existing readers; {@link sourceTruePeak} says the same.
+   */
   truePeak: number;
+  /** The same value as `truePeak`, named for what it is. */
+  sourceTruePeak: number;
+  /**
+   * True peak of the output file, dBTP: for a lossless output without limiter the source's plus the
+   * gain (exact but for the 16/24-bit rounding); for a normalised one through a lossy encoder or the
+   * limiter measured on the encoded file by ffmpeg's ebur128 (peak=true, 0.1 dB). Null for digital
+   * silence, for a lossy output without normalisation (not measured), and where ebur128 cannot
+   * measure the file.
+   */
+  outputTruePeak: number | null;
   limited: boolean;
   /** Gain added after measuring the encoded output (lossy codecs that lose treble energy), dB. */
   codecCorrectionDb: number;
@@ -74,6 +88,14 @@ export interface FinishOptions {
 export async function finishFile(o: FinishOptions): Promise<{ report: FileReport; decision: LoudnessDecision; files: string[] }> {
   const joined = joinStats(o.stats);
   const loud = integratedLoudness({ energy: joined.energy, samples: joined.samples });
+  if (o.params.normalize && loud.blocks === 0) {
+    // Not one 400 ms block: there is no loudness to normalise to. Silence (blocks, all gated out) is
+    // not this: it gets no gain, as it should.
+    throw invalidArgument(
+      `${o.file.input}: too short to normalise: ${(joined.frames / o.file.outRate).toFixed(3)} s of audio, and EBU R128 loudness needs at least ${MIN_NORMALIZE_SECONDS} s; submit this file without normalize (--normalize, --loudness, --true-peak)`,
+      o.file.input,
+    );
+  }
   const lossyNormalize = o.params.normalize && AUDIO_CODECS[o.params.codec].lossy && Number.isFinite(loud.lufs);
   // A lossy encoder's low-pass removes K-weighted (boosted) treble energy: on bright material the output
   // reads several tenths of a LU low. For a long file, learn that loss from one piece first (encode it
@@ -95,16 +117,28 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
       onProgress: o.onProgress && seconds > 0 ? (t) => o.onProgress!(share[0] + share[1] * Math.min(1, t / seconds)) : undefined,
     });
   await encode(decision, [0, 0.8]);
-  if (lossyNormalize) {
+  const lossless = !AUDIO_CODECS[o.params.codec].lossy;
+  // Nothing but gain and 16/24-bit rounding between the analysed signal and a lossless output without
+  // limiter: its true peak is known. A normalised output that went through the limiter or a lossy
+  // encoder is measured, for the ceiling was asked for (lossy codecs add inter-sample peaks; the
+  // limiter is a sample-peak limiter); for a lossy one that is the pass that checks its loudness
+  // anyway. A lossy output without normalisation is not measured (a whole pass for a figure
+  // nobody asked for): its outputTruePeak is null.
+  let measuredOut: EncodedMeasurement | undefined;
+  if (lossyNormalize) measuredOut = await measureEncoded(out, o.file.input, { truePeak: true, signal: o.signal });
+  else if (o.params.normalize && decision.limit !== undefined) measuredOut = await measureForReport(out, o);
+  if (lossyNormalize && measuredOut) {
     // Check the encoded file; if it still misses by more than 0.3 LU, encode once more corrected by the miss.
-    const measured = await measureEncodedLoudness(out, o.file.input, o.signal);
-    const miss = o.params.loudness - measured;
-    if (Number.isFinite(measured) && Math.abs(miss) > 0.3) {
+    const miss = o.params.loudness - measuredOut.lufs;
+    if (Number.isFinite(measuredOut.lufs) && Math.abs(miss) > 0.3) {
       corrected += miss;
       decision = decideLoudness(o.params, loud.lufs - corrected, joined.truePeak);
       await encode(decision, [0.8, 0.2]);
+      measuredOut = await measureEncoded(out, o.file.input, { truePeak: true, signal: o.signal });
     }
   }
+  const sourcePeakDb = 20 * Math.log10(Math.max(joined.truePeak, 1e-10));
+  const outPeakDb = measuredOut ? measuredOut.truePeak : !lossless ? NaN : joined.truePeak > 0 ? sourcePeakDb + decision.gainDb : -Infinity;
   const files = [o.file.output];
   let waveform: FileReport['waveform'];
   const bins = o.stats.map((s) => s.waveform).filter((w) => w !== undefined);
@@ -122,7 +156,9 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
     loudness: Number.isFinite(loud.lufs) ? round(loud.lufs, 3) : null,
     gainDb: decision.gainDb,
     limit: decision.limit,
-    truePeak: round(20 * Math.log10(Math.max(joined.truePeak, 1e-10)), 3),
+    truePeak: round(sourcePeakDb, 3),
+    sourceTruePeak: round(sourcePeakDb, 3),
+    outputTruePeak: Number.isFinite(outPeakDb) ? round(outPeakDb, 3) : null,
     limited: decision.limit !== undefined,
     codecCorrectionDb: corrected,
     pieces: o.pieces.length,
@@ -157,6 +193,19 @@ async function pieceCodecLoss(o: FinishOptions, lufs: number, truePeak: number):
   const loss = before + d.gainDb - after;
   // Only a plausible codec loss is trusted (a limiter-heavy piece could mislead it).
   return Number.isFinite(after) && Math.abs(loss) < 3 ? Math.round(loss * 100) / 100 : 0;
+}
+
+/**
+ * The output's measurement when only the report needs it: ebur128 refuses some layouts (a 10-channel
+ * Opus has none), and the file is fine without the figure (its true peak is then reported as null).
+ */
+async function measureForReport(out: string, o: FinishOptions): Promise<EncodedMeasurement> {
+  try {
+    return await measureEncoded(out, o.file.input, { truePeak: true, signal: o.signal });
+  } catch (err) {
+    if (err instanceof TesseraError && !err.retryable) return { lufs: NaN, truePeak: NaN };
+    throw err;
+  }
 }
 
 function round(x: number, digits: number): number {

@@ -20,6 +20,8 @@ export interface FileRender {
   weightLayout: string;
   /** PCM depth of flac/wav outputs. */
   bits: 16 | 24;
+  /** The source's codec (ffprobe name): a PCM source is decoded without `-xerror` (audio-render.ts). */
+  sourceCodec?: string | undefined;
   /** Output frames expected for the whole file (exact for WAV-cut files, estimated for others). */
   totalFrames: number;
   /** False when that estimate came from the container, not the audio stream (see AudioProbe.durationIsAudio). */
@@ -124,6 +126,12 @@ export function waveformSpp(outRate: number, totalFrames: number): number {
   }
   return outRate;
 }
+
+/**
+ * EBU R128 integrated loudness is gated over 400 ms blocks: a file with less audio than one block has
+ * no loudness to normalise, and is refused (with --normalize) rather than passed through unchanged.
+ */
+export const MIN_NORMALIZE_SECONDS = 0.4;
 
 /** The loudness correction of one file. */
 export interface LoudnessDecision {

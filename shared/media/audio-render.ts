@@ -16,6 +16,11 @@ export interface StageARun {
   input: string;
   /** Filter chain from {@link stageAChain}. */
   chain: string;
+  /**
+   * The source's codec (ffprobe name), when known. A PCM source is decoded without `-xerror` (see
+   * {@link corruptPacketsFail}); unknown (a plan from an older coordinator) keeps it.
+   */
+  codec?: string | undefined;
   /** Float WAV to write. */
   out: string;
   threads?: number | undefined;
@@ -23,19 +28,54 @@ export interface StageARun {
   onProgress?: ((seconds: number) => void) | undefined;
 }
 
+/** True for codecs whose packets are bare samples (pcm_s16le, pcm_f32be, ...): no bitstream to be corrupt. */
+export function isPcmCodec(codec: string): boolean {
+  return /^pcm_/.test(codec);
+}
+
+/**
+ * Whether a decode of this source runs with `-xerror`, which fails it on the first decode error or
+ * corrupt packet: a truncated or damaged compressed file would otherwise decode "successfully" with
+ * frames missing. Not for PCM: every byte sequence is valid samples there, and the demuxer flags the
+ * short last packet of any file whose data does not end on its packet size as corrupt: a WAV written
+ * to a pipe (its size 0xFFFFFFFF) or whose header states more than it holds. A truncated PCM file is
+ * caught by the length checks instead (audio-probe.ts checkNotTruncated, audio-wav.ts checkWavComplete).
+ */
+export function corruptPacketsFail(codec: string | undefined): boolean {
+  return codec === undefined || !isPcmCodec(codec);
+}
+
 /** Decodes the first audio stream and applies stage A; decode errors (truncated/corrupt input) fail the input. */
 export async function renderStageA(r: StageARun): Promise<void> {
-  const args = ['-xerror', '-i', r.source, '-map', '0:a:0', '-vn', '-sn', '-dn', '-af', r.chain, '-c:a', 'pcm_f32le', '-f', 'wav', '-rf64', 'auto', '-y', r.out];
+  const args = ['-i', r.source, '-map', '0:a:0', '-vn', '-sn', '-dn', '-af', r.chain, '-c:a', 'pcm_f32le', '-f', 'wav', '-rf64', 'auto', '-y', r.out];
+  if (corruptPacketsFail(r.codec)) args.unshift('-xerror');
   if (r.threads) args.unshift('-threads', String(r.threads));
+  await decodeRun(args, r.input, r.signal, r.onProgress);
+}
+
+/**
+ * Runs a decode of a client's file: a failure (with `-xerror`, any decode error) means the file is
+ * truncated or corrupt. `-nostats` keeps ffmpeg's progress line ("size= ... time= ... bitrate=") out
+ * of the log the error message is taken from.
+ */
+async function decodeRun(args: string[], input: string, signal: AbortSignal | undefined, onProgress?: ((seconds: number) => void) | undefined): Promise<void> {
   try {
-    await runFfmpeg(args, { signal: r.signal, input: r.input, onProgress: r.onProgress });
+    await runFfmpeg(['-nostats', ...args], { signal, input, onProgress });
   } catch (err) {
     if (err instanceof TesseraError && !err.retryable) {
-      // -xerror turns a decode error into a failure: the file is truncated or corrupt.
-      throw invalidArgument(`${r.input}: cannot decode audio (truncated or corrupt file): ${err.message.replace(/^[^:]*: /, '')}`, r.input);
+      throw invalidArgument(`${input}: cannot decode audio (truncated or corrupt file): ${withoutProgress(err.message.replace(/^[^:]*: /, ''))}`, input);
     }
     throw err;
   }
+}
+
+/** Drops ffmpeg progress fragments ("size= 8kB time=00:00:00.04 bitrate= 1.5kbits/s speed=...") from a log excerpt. */
+export function withoutProgress(text: string): string {
+  return text
+    .replace(/(?:\b[A-Za-z]+=\s*\S+\s+)*time=\s*\S+(?:\s+[A-Za-z]+=\s*\S+)*/g, ' ')
+    .replace(/\s+/g, ' ')
+    .replace(/(?:\s*;\s*){2,}/g, '; ')
+    .replace(/^[\s;]+|[\s;]+$/g, '');
 }
 
 export interface FinalEncode {
@@ -71,26 +111,43 @@ export async function encodeFinal(e: FinalEncode): Promise<void> {
   await runFfmpeg(args, { signal: e.signal, input: e.input, onProgress: e.onProgress });
 }
 
-/** Decodes a file to a WAV with the decoder's own sample format (exact: no conversion but planar->packed). */
-export async function decodeToWav(source: string, input: string, sampleFormat: string, out: string, signal?: AbortSignal): Promise<void> {
+/**
+ * Decodes a file to a WAV with the decoder's own sample format (exact: no conversion but planar->packed).
+ * `sourceCodec` as in {@link corruptPacketsFail}.
+ */
+export async function decodeToWav(source: string, input: string, sampleFormat: string, out: string, signal?: AbortSignal, sourceCodec?: string): Promise<void> {
   const fmt = sampleFormat.replace(/p$/, '');
   const codec = fmt === 's16' ? 'pcm_s16le' : fmt === 's32' ? 'pcm_s32le' : fmt === 'u8' ? 'pcm_u8' : 'pcm_f32le';
   // Doubles (rare) become float: a negligible rounding that both the segmented and whole path would share.
-  const args = ['-xerror', '-i', source, '-map', '0:a:0', '-vn', '-sn', '-dn', '-map_metadata', '-1', '-c:a', codec, '-f', 'wav', '-rf64', 'auto', '-y', out];
-  try {
-    await runFfmpeg(args, { signal, input });
-  } catch (err) {
-    if (err instanceof TesseraError && !err.retryable) {
-      throw invalidArgument(`${input}: cannot decode audio (truncated or corrupt file): ${err.message.replace(/^[^:]*: /, '')}`, input);
-    }
-    throw err;
-  }
+  const args = ['-i', source, '-map', '0:a:0', '-vn', '-sn', '-dn', '-map_metadata', '-1', '-c:a', codec, '-f', 'wav', '-rf64', 'auto', '-y', out];
+  if (corruptPacketsFail(sourceCodec)) args.unshift('-xerror');
+  await decodeRun(args, input, signal);
 }
 
 /** Integrated loudness of an encoded file by ffmpeg's ebur128 (0.1 LU resolution), -Infinity for silence. */
 export async function measureEncodedLoudness(file: string, input: string, signal?: AbortSignal): Promise<number> {
-  const { stderr } = await runFfmpeg(['-i', file, '-map', '0:a:0', '-af', 'ebur128=framelog=verbose', '-f', 'null', '-'], { signal, input });
+  return (await measureEncoded(file, input, { signal })).lufs;
+}
+
+/** What ffmpeg's ebur128 reads from an encoded file. */
+export interface EncodedMeasurement {
+  /** Integrated loudness, LUFS (0.1 LU resolution); -Infinity when every block is gated out or none formed. */
+  lufs: number;
+  /** True peak (4x oversampled), dBTP (0.1 dB resolution); -Infinity for digital silence; NaN when not asked. */
+  truePeak: number;
+}
+
+/**
+ * Measures an encoded file as a player decodes it. `truePeak` adds ebur128's 4x oversampling (about
+ * twice the cost of the loudness alone: roughly 10 s per hour of stereo here).
+ */
+export async function measureEncoded(file: string, input: string, o: { truePeak?: boolean; signal?: AbortSignal | undefined } = {}): Promise<EncodedMeasurement> {
+  const filter = `ebur128=framelog=verbose${o.truePeak ? ':peak=true' : ''}`;
+  const { stderr } = await runFfmpeg(['-nostats', '-i', file, '-map', '0:a:0', '-af', filter, '-f', 'null', '-'], { signal: o.signal, input });
   const summary = stderr.slice(stderr.lastIndexOf('Summary:'));
   const m = /I:\s+(-?[\d.]+|-inf) LUFS/.exec(summary);
-  return m && m[1] !== '-inf' ? Number(m[1]) : -Infinity;
+  const lufs = m && m[1] !== '-inf' ? Number(m[1]) : -Infinity;
+  if (!o.truePeak) return { lufs, truePeak: NaN };
+  const p = /Peak:\s+(-?[\d.]+|-inf) dBFS/.exec(summary.slice(summary.indexOf('True peak')));
+  return { lufs, truePeak: !p ? NaN : p[1] === '-inf' ? -Infinity : Number(p[1]) };
 }

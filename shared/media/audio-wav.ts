@@ -76,6 +76,17 @@ export async function readWavInfo(path: string, input = path): Promise<WavInfo> 
   }
 }
 
+/**
+ * Refuses a WAV cut short: its header states more sample data than the file holds (by more than one
+ * frame). A WAV written as a stream (to a pipe) states 0 or about 0xFFFFFFFF bytes, meaning "to the
+ * end", and is complete however long it is.
+ */
+export function checkWavComplete(info: WavInfo, input: string): void {
+  if (info.sizeStated && info.declaredBytes > info.dataBytes + info.blockAlign) {
+    throw invalidArgument(`${input}: truncated file: ${(info.frames / info.sampleRate).toFixed(2)} s present of the ${(info.declaredBytes / info.blockAlign / info.sampleRate).toFixed(2)} s its header declares`, input);
+  }
+}
+
 function parseFmt(f: Buffer, input: string): Omit<WavInfo, 'dataOffset' | 'declaredBytes' | 'dataBytes' | 'frames' | 'sizeStated'> {
   let tag = f.readUInt16LE(0);
   const channels = f.readUInt16LE(2);

@@ -92,6 +92,7 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
         renderStageA({
           source: src.path,
           input: f.input,
+          codec: f.sourceCodec,
           chain: stageAChain({ trim: f.trim, outRate: f.outRate, outLayout: f.outLayout, offset: 0, ...fades }),
           out: stageA,
           threads: ctx.threads,
@@ -99,6 +100,8 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
         });
       await render(f);
       let info = await readWavInfo(stageA, f.input);
+      // The probe's length can promise audio that is not there (a trim inside a wrong duration): never encode nothing.
+      if (info.frames === 0) throw invalidArgument(`${f.input}: no audio to encode${f.trim ? ' in the trimmed range' : ''}: the decoded file has no samples`, f.input);
       await checkNotTruncated({ path: src.path, input: f.input, frames: info.frames, expected: f.totalFrames, durationIsAudio: f.durationIsAudio, rate: f.outRate, signal: ctx.signal });
       if (f.fadeOut && info.frames !== f.totalFrames) {
         // The planner's length came from the container's duration (rounded, or only an estimate from

@@ -1,0 +1,171 @@
+/**
+ * The audio kind on inputs at the edges (in process: the real planner, worker processor and merge, on
+ * generated audio): WAVs whose header states no size (written to a pipe), WAVs cut short, trims shorter
+ * than a sample, normalisation of files shorter than one 400 ms loudness block, the message of a
+ * loudness setting without normalize, and the output's true peak in audio-report.json.
+ */
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { TesseraError } from '../shared/errors.js';
+import { ffmpegBinaries } from '../shared/ffmpeg.js';
+import { validateAudioParams } from '../shared/kinds/audio-params.js';
+import { probeAudio } from '../shared/media/audio-probe.js';
+import { withoutProgress } from '../shared/media/audio-render.js';
+import { audioReport, decodeFloat, ebur128, generateAudio, runAudioInProcess } from './helpers/audio-media.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-audio-edge-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/**
+ * `ffmpeg -f lavfi -i <graph> -f wav - > file`: the wav muxer cannot seek back on a pipe, so the RIFF
+ * and data sizes stay 0xFFFFFFFF ("to the end").
+ */
+function pipedWav(file: string, graph: string): string {
+  const fd = openSync(file, 'w');
+  try {
+    const r = spawnSync(ffmpegBinaries().ffmpeg, ['-hide_banner', '-nostdin', '-v', 'error', '-f', 'lavfi', '-i', graph, '-c:a', 'pcm_s16le', '-f', 'wav', 'pipe:1'], { stdio: ['ignore', fd, 'pipe'] });
+    if (r.status !== 0) throw new Error(`ffmpeg failed: ${String(r.stderr)}`);
+  } finally {
+    closeSync(fd);
+  }
+  return file;
+}
+
+function invalid(fn: () => unknown): TesseraError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof TesseraError) return err;
+    throw err;
+  }
+  throw new Error('no error thrown');
+}
+
+describe('audio inputs at the edges', () => {
+  test('a WAV written to a pipe (sizes 0xFFFFFFFF) is processed in full, whole and segmented', async () => {
+    // 4.5 s of 48 kHz mono s16: 432000 bytes, not a multiple of the demuxer's packet size.
+    const src = pipedWav(path.join(dir, 'piped.wav'), 'sine=f=440:r=48000:d=4.5');
+    const head = await readFile(src);
+    expect(head.readUInt32LE(4)).toBe(0xffffffff);
+    for (const segment_seconds of [180, 2]) {
+      const out = path.join(dir, `run-${segment_seconds}`);
+      const r = await runAudioInProcess({ codec: 'mp3', segment_seconds }, [src], out);
+      expect(r.errors).toEqual([]);
+      const [rep] = await audioReport(r);
+      expect(rep!.frames).toBe(4.5 * 48000);
+      expect(rep!.pieces).toBe(segment_seconds === 2 ? 2 : 1);
+      const probe = await probeAudio(r.outputs.find((o) => o.name === 'piped.mp3')!.path, 'piped.mp3');
+      expect(Math.abs(probe.duration - 4.5)).toBeLessThan(0.06);
+    }
+  });
+
+  test('a WAV cut short (its header states more than it holds) is refused as truncated, with no ffmpeg progress in the message', async () => {
+    const full = await generateAudio(path.join(dir, 'full.wav'), { source: 'sine', seconds: 4, rate: 48000, layout: 'stereo', ext: 'wav' });
+    const bytes = await readFile(full);
+    // Sample-aligned (as `head -c 1000078 st48.wav`) and not.
+    const aligned = path.join(dir, 'cut-aligned.wav');
+    await writeFile(aligned, bytes.subarray(0, 44 + 2 * 48000 * 4));
+    const odd = path.join(dir, 'cut-odd.wav');
+    await writeFile(odd, bytes.subarray(0, 44 + 2 * 48000 * 4 + 3));
+    const r = await runAudioInProcess({ codec: 'flac' }, [aligned, odd], dir);
+    expect(r.errors.map((e) => e.input).sort()).toEqual(['cut-aligned.wav', 'cut-odd.wav']);
+    for (const e of r.errors) {
+      expect(e.code).toBe('INVALID_ARGUMENT');
+      expect(e.message).toMatch(new RegExp(`^${e.input.replace('.', '\\.')}: truncated file: 2\\.00 s present of the 4\\.00 s its header declares$`));
+    }
+  });
+
+  test('a truncated FLAC is still refused as truncated or corrupt, and no ffmpeg progress line reaches the message', async () => {
+    const full = await generateAudio(path.join(dir, 'full.flac'), { source: 'noise', seconds: 3, rate: 44100, layout: 'stereo', ext: 'flac' });
+    const bytes = await readFile(full);
+    const cut = path.join(dir, 'cut.flac');
+    await writeFile(cut, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    const r = await runAudioInProcess({ codec: 'mp3' }, [cut], dir);
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]!.code).toBe('INVALID_ARGUMENT');
+    expect(r.errors[0]!.message).toMatch(/^cut\.flac: .*(truncated|corrupt)/);
+    expect(r.errors[0]!.message).not.toMatch(/size=|time=\d|bitrate=|speed=/);
+  });
+
+  test('withoutProgress drops ffmpeg progress fragments and keeps the error', () => {
+    const raw = 'size=       8kB time=00:00:00.04 bitrate=1536.0kbits/s speed=N/A    \r[wav @ 0x55] Packet corrupt (stream = 0, dts = NOPTS).; piped.wav: corrupt input packet in stream 0';
+    expect(withoutProgress(raw)).toBe('[wav @ 0x55] Packet corrupt (stream = 0, dts = NOPTS).; piped.wav: corrupt input packet in stream 0');
+    expect(withoutProgress('[flac @ 0x1] invalid frame header; Error while decoding stream #0:0: Invalid data found')).toBe('[flac @ 0x1] invalid frame header; Error while decoding stream #0:0: Invalid data found');
+  });
+
+  test('a trim shorter than 10 ms is refused: in the params, and where it runs past the end of the file; 10 ms is encoded', async () => {
+    const e = invalid(() => validateAudioParams({ codec: 'mp3', trim: { start: 9.99999, end: 10 } }));
+    expect(e.codeName).toBe('INVALID_ARGUMENT');
+    expect(e.message).toBe('trim: 9.99999..10 s keeps 0.00001 s of audio; a trim must keep at least 0.01 s');
+    const src = await generateAudio(path.join(dir, 'tone.wav'), { source: 'sine', seconds: 2, rate: 48000, layout: 'stereo', ext: 'wav' });
+    const past = await runAudioInProcess({ codec: 'mp3', trim: { start: 1.995, end: 3 } }, [src], path.join(dir, 'past'));
+    expect(past.errors).toEqual([{ input: 'tone.wav', code: 'INVALID_ARGUMENT', message: 'tone.wav: trim.start 1.995 s leaves 0.005 s before the end (2.00 s); a trim must keep at least 0.01 s' }]);
+    const ok = await runAudioInProcess({ codec: 'mp3', trim: { start: 1, end: 1.01 } }, [src], path.join(dir, 'ok'));
+    expect(ok.errors).toEqual([]);
+    expect((await audioReport(ok))[0]!.frames).toBe(480);
+    const decoded = await decodeFloat(ok.outputs.find((o) => o.name === 'tone.mp3')!.path, dir);
+    expect(decoded.samples.length / decoded.channels).toBeGreaterThanOrEqual(480);
+  });
+
+  test('normalising a file shorter than one 400 ms loudness block fails that file with a reason; silence still gets gain 0', async () => {
+    const short = await generateAudio(path.join(dir, 'blip.wav'), { source: 'sine', seconds: 0.3, rate: 48000, layout: 'stereo', ext: 'wav' });
+    const silence = path.join(dir, 'quiet.wav');
+    pipedWav(silence, 'anullsrc=r=48000:cl=stereo:d=1');
+    const r = await runAudioInProcess({ codec: 'wav', normalize: true }, [short, silence], dir);
+    expect(r.errors).toEqual([
+      { input: 'blip.wav', code: 'INVALID_ARGUMENT', message: 'blip.wav: too short to normalise: 0.300 s of audio, and EBU R128 loudness needs at least 0.4 s; submit this file without normalize (--normalize, --loudness, --true-peak)' },
+    ]);
+    const reports = await audioReport(r);
+    expect(reports.map((x) => x.input)).toEqual(['quiet.wav']);
+    expect(reports[0]).toMatchObject({ loudness: null, gainDb: 0, outputTruePeak: null });
+    // Without normalize the short file is fine.
+    const plain = await runAudioInProcess({ codec: 'wav' }, [short], path.join(dir, 'plain'));
+    expect(plain.errors).toEqual([]);
+  });
+
+  test('a loudness setting without normalize is refused with a message that names the setting to add', () => {
+    const tp = invalid(() => validateAudioParams({ true_peak: -1 }));
+    expect(tp.codeName).toBe('INVALID_ARGUMENT');
+    expect(tp.message).toBe('true_peak: true_peak -1 dBTP applies only to loudness normalisation, which is off: also set normalize: true (CLI: --normalize)');
+    const both = invalid(() => validateAudioParams({ loudness: -20, true_peak: -2 }));
+    expect(both.message).toBe('loudness/true_peak: loudness -20 LUFS and true_peak -2 dBTP apply only to loudness normalisation, which is off: also set normalize: true (CLI: --normalize)');
+    expect(validateAudioParams({ true_peak: -1, normalize: true }).truePeak).toBe(-1);
+  });
+
+  test('audio-report.json gives the output true peak next to the source one (lossy and limited: measured; lossless: source + gain)', async () => {
+    // Speech-like bursts have a high crest factor: brought to -9 LUFS they peak over the ceiling. A sine does not.
+    const loud = await generateAudio(path.join(dir, 'loud.wav'), { source: 'speech', seconds: 3, rate: 48000, layout: 'stereo', ext: 'wav', amplitude: 0.2 });
+    const quiet = await generateAudio(path.join(dir, 'soft.wav'), { source: 'sine', seconds: 3, rate: 48000, layout: 'stereo', ext: 'wav', amplitude: 0.05 });
+    for (const codec of ['mp3', 'flac'] as const) {
+      const r = await runAudioInProcess({ codec, normalize: true, loudness: -9, true_peak: -1 }, [loud, quiet], path.join(dir, codec));
+      expect(r.errors).toEqual([]);
+      for (const rep of await audioReport(r)) {
+        expect(rep.sourceTruePeak).toBe(rep.truePeak);
+        const measured = await ebur128(r.outputs.find((o) => o.name === rep.output)!.path);
+        // ebur128 prints 0.1 dB; the lossless estimate is exact but for the 16-bit rounding.
+        expect(Math.abs(rep.outputTruePeak! - measured.truePeak)).toBeLessThanOrEqual(0.15);
+        if (rep.input === 'loud.wav') {
+          // Gain alone would push the peak over the ceiling; the limited output sits under it.
+          expect(rep.limited).toBe(true);
+          expect(rep.truePeak + rep.gainDb).toBeGreaterThan(-1);
+          expect(rep.outputTruePeak!).toBeLessThan(-1 + 0.3);
+        } else {
+          expect(rep.limited).toBe(false);
+          expect(Math.abs(rep.outputTruePeak! - (rep.truePeak + rep.gainDb))).toBeLessThan(codec === 'flac' ? 0.01 : 1);
+        }
+      }
+    }
+    // Not normalised: a lossy output is not measured (a whole pass for a figure nobody asked for).
+    const plain = await runAudioInProcess({ codec: 'mp3' }, [quiet], path.join(dir, 'plain'));
+    expect((await audioReport(plain)).map((r) => r.outputTruePeak)).toEqual([null]);
+  });
+});
