@@ -3,7 +3,7 @@
  * bytes already in memory give the same verdicts as reading the file, a header longer than that
  * head still gets its real size, and formats whose frames lie further in are counted in full.
  */
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SpoolFile } from '../shared/job-kind.js';
 import { validateImageParams } from '../shared/kinds/image-params.js';
 import { resolveLimits } from '../shared/limits.js';
+import { runFfmpeg } from '../shared/ffmpeg.js';
 import { checkInput, inputChecker } from './input-check.js';
 
 let dir: string;
@@ -165,5 +166,44 @@ describe('inputChecker', () => {
     // At most the two running at once had started.
     expect(files.filter((f) => f.dims !== undefined).length).toBeLessThanOrEqual(2);
     await expect(checks.result(files)).rejects.toThrow('the input checks were stopped');
+  });
+});
+
+describe('video and thumbnails inputs', () => {
+  /** A file made by ffmpeg from lavfi sources, spooled under `name`. */
+  async function media(name: string, args: string[]): Promise<SpoolFile> {
+    const file = path.join(dir, name);
+    await runFfmpeg(['-y', '-v', 'error', ...args, file]);
+    return { name, path: file, size: (await stat(file)).size, sha256: '' };
+  }
+
+  it('an audio-only file is refused at submission for video and thumbnails (cover art is no video), accepted for audio', async () => {
+    const limits = resolveLimits();
+    const tone = await media('tone.m4a', ['-f', 'lavfi', '-i', 'sine=d=1', '-c:a', 'aac']);
+    const withArt = await media('art.mp4', [
+      '-f', 'lavfi', '-i', 'sine=d=1', '-f', 'lavfi', '-i', 'color=c=red:s=32x32:d=0.1', '-map', '0', '-map', '1', '-frames:v', '1',
+      '-c:a', 'aac', '-c:v', 'png', '-disposition:v', 'attached_pic',
+    ]);
+    for (const kind of ['video', 'thumbnails']) {
+      for (const f of [tone, withArt]) {
+        expect(await checkInput(kind, f, limits)).toEqual({ input: f.name, code: 'INVALID_ARGUMENT', message: `${f.name}: has no video stream` });
+      }
+    }
+    expect(await checkInput('audio', tone, limits)).toBeUndefined();
+  });
+
+  it('an MP4 cut short behind its front index (faststart) is refused at submission; the whole file passes', async () => {
+    const limits = resolveLimits();
+    const whole = await media('fast.mp4', [
+      '-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=25:d=4', '-f', 'lavfi', '-i', 'sine=d=4',
+      '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '25', '-c:a', 'aac', '-movflags', '+faststart',
+    ]);
+    expect(await checkInput('video', whole, limits)).toBeUndefined();
+    expect(await checkInput('thumbnails', whole, limits)).toBeUndefined();
+    const bytes = await readFile(whole.path);
+    for (const [name, keep] of [['cut-early.mp4', 0.6], ['cut-late.mp4', 0.98]] as const) {
+      const cut = await spoolFile(name, bytes.subarray(0, Math.floor(bytes.length * keep)));
+      expect(await checkInput('video', cut, limits)).toEqual({ input: name, code: 'INVALID_ARGUMENT', message: `${name}: truncated file: its index lists media past the end of the file (a copy or upload cut short?)` });
+    }
   });
 });

@@ -7,7 +7,7 @@
 import { open } from 'node:fs/promises';
 import pLimit from 'p-limit';
 import sharp from 'sharp';
-import { runFfprobe, summariseStderr } from '../shared/ffmpeg.js';
+import { runFfprobe, runFfprobeLogged, summariseStderr } from '../shared/ffmpeg.js';
 import type { ItemFailure, SpoolFile } from '../shared/job-kind.js';
 import type { ImageParams } from '../shared/kinds/image-params.js';
 import { describeLimit, limitFlag, type Limits } from '../shared/limits.js';
@@ -126,7 +126,7 @@ export async function checkInput(kind: string, file: SpoolFile, limits: Limits, 
   const refusal = refusalFor(kind, format);
   if (refusal) return fail('INVALID_ARGUMENT', refusal);
   if (kind === 'image') return checkImage(file, format, head, limits, fail, params);
-  if (kind === 'video' || kind === 'thumbnails' || kind === 'audio') return checkMedia(file, format, limits, fail, signal);
+  if (kind === 'video' || kind === 'thumbnails' || kind === 'audio') return checkMedia(kind, file, format, limits, fail, signal);
   return undefined;
 }
 
@@ -189,6 +189,7 @@ interface ProbeStream {
   nb_frames?: string;
   avg_frame_rate?: string;
   duration?: string;
+  disposition?: { attached_pic?: number };
 }
 
 interface Probe {
@@ -196,13 +197,16 @@ interface Probe {
   streams?: ProbeStream[];
 }
 
-async function checkMedia(file: SpoolFile, format: SniffedFormat, limits: Limits, fail: Fail, signal?: AbortSignal): Promise<ItemFailure | undefined> {
+/** Kinds that work on the picture: an input without a video stream has nothing for them. */
+const PICTURE_KINDS: ReadonlySet<string> = new Set(['video', 'thumbnails']);
+
+async function checkMedia(kind: string, file: SpoolFile, format: SniffedFormat, limits: Limits, fail: Fail, signal?: AbortSignal): Promise<ItemFailure | undefined> {
   const demuxer = DEMUXERS[format];
   if (!demuxer) return fail('INVALID_ARGUMENT', `no demuxer is allowed for ${format}`);
   let probe: Probe;
   try {
     probe = await runFfprobe<Probe>(
-      ['-format_whitelist', demuxer, '-show_entries', 'format=format_name,duration:stream=codec_type,width,height,nb_frames,avg_frame_rate,duration', '-i', file.path],
+      ['-format_whitelist', demuxer, '-show_entries', 'format=format_name,duration:stream=codec_type,width,height,nb_frames,avg_frame_rate,duration:stream_disposition=attached_pic', '-i', file.path],
       { signal, input: file.name },
     );
   } catch (err) {
@@ -223,6 +227,35 @@ async function checkMedia(file: SpoolFile, format: SniffedFormat, limits: Limits
     const frames = Number(s.nb_frames) > 0 ? Number(s.nb_frames) : Math.ceil(duration * fps);
     if (frames > limits.maxVideoFrames) return fail('RESOURCE_EXHAUSTED', `${frames} frames is over the limit ${describeLimit(limits, 'maxVideoFrames')}`);
   }
+  if (PICTURE_KINDS.has(kind)) {
+    // Cover art (an attached picture) is not a video: an audio file with it has nothing to encode.
+    const video = streams.find((s) => s.codec_type === 'video' && !s.disposition?.attached_pic);
+    if (!video) return fail('INVALID_ARGUMENT', 'has no video stream');
+    if (!video.width || !video.height) return fail('INVALID_ARGUMENT', 'the video stream has no picture size');
+    if (format === 'mp4') return checkMovTail(file, demuxer, fail, signal);
+  }
+  return undefined;
+}
+
+/**
+ * An MP4/MOV whose index sits at the front (faststart) reads as whole from its header even when the
+ * upload or copy was cut short. Reading from the last keyframe to the end (one GOP, whatever the
+ * file's length: the index gives the seek) finds the samples the index lists past the last byte.
+ */
+async function checkMovTail(file: SpoolFile, demuxer: string, fail: Fail, signal?: AbortSignal): Promise<ItemFailure | undefined> {
+  let stderr: string;
+  let packets: number;
+  try {
+    let result: { packets?: unknown[] };
+    ({ result, stderr } = await runFfprobeLogged<{ packets?: unknown[] }>(['-format_whitelist', demuxer, '-read_intervals', '99999999', '-show_entries', 'packet=stream_index', '-i', file.path], { signal, input: file.name }));
+    packets = result.packets?.length ?? 0;
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    const msg = (err as Error).message ?? String(err);
+    return fail('INVALID_ARGUMENT', `not a readable media file (${summariseStderr(msg.replace(`${file.name}: `, ''))})`);
+  }
+  // Nothing read at all: the seek itself landed past the last byte.
+  if (/partial file/.test(stderr) || packets === 0) return fail('INVALID_ARGUMENT', 'truncated file: its index lists media past the end of the file (a copy or upload cut short?)');
   return undefined;
 }
 

@@ -278,11 +278,29 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
   });
 }
 
-/** The most telling line of an ffmpeg error log (the last non-empty one, without paths). */
+/**
+ * Lines ffmpeg prints as the consequence of an error told on the line before (the muxer's or the
+ * encoder's own, "[ipod @ 0x...] Could not find tag for codec mp3 ..."): alone they explain nothing.
+ */
+const CONSEQUENCE = /^(Error initializing output stream|Could not write header for output file|Error opening output files?|Error while opening (en|de)coder|Error initializing complex filters|Error while filtering|Error while processing the decoded data|Nothing was written into output file|Error closing file|Error writing trailer)/i;
+
+/**
+ * The most telling lines of an ffmpeg error log, without paths or memory addresses: the last two
+ * lines, or, where ffmpeg ends with its generic consequences ("Could not write header ...",
+ * "Error initializing output stream ..."), the line that explains them and the first of those.
+ * A line is never repeated.
+ */
 export function summariseStderr(stderr: string): string {
-  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l.length > 0 && !/^(Conversion failed!|Exiting normally)/.test(l));
-  const last = lines.slice(-2).join('; ');
-  return last.replace(/\/[^\s:'"]*\//g, '').slice(0, 400);
+  const lines = stderr
+    .split('\n')
+    // "[ipod @ 0x5609...]" -> "[ipod]": the address differs from run to run and says nothing.
+    .map((l) => l.trim().replace(/^\[([^\]@]+?) @ 0x[0-9a-f]+\]/i, '[$1]'))
+    .filter((l) => l.length > 0 && !/^(Conversion failed!|Exiting normally)/.test(l));
+  let end = lines.length;
+  while (end > 0 && CONSEQUENCE.test(lines[end - 1]!)) end--;
+  const picked = end > 0 && end < lines.length ? [lines[end - 1]!, lines[end]!] : lines.slice(-2);
+  const unique = picked.filter((l, i) => picked.indexOf(l) === i);
+  return unique.join('; ').replace(/\/[^\s:'"]*\//g, '').slice(0, 400);
 }
 
 function abortError(): Error {

@@ -142,6 +142,38 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
 /** How far the output's audio may sit from the source's position: rounding, and codec priming and padding. */
 const AV_TOLERANCE = 0.05;
 
+/**
+ * Samples per frame of the common audio codecs (the largest where it varies). An encoder pads the
+ * last frame, so the track ends up to a frame late, and a copied or re-encoded track starts on a
+ * frame: at low sample rates one frame is longer than {@link AV_TOLERANCE} (AAC at 8 kHz: 128 ms).
+ */
+function samplesPerFrame(codec: string, sampleRate: number): number {
+  switch (codec) {
+    case 'aac':
+      return 1024;
+    case 'mp3':
+      // MPEG-1 layer III (32 kHz and up) has 1152 samples a frame; MPEG-2/2.5 (below) 576.
+      return sampleRate >= 32000 ? 1152 : 576;
+    case 'mp2':
+      return 1152;
+    case 'ac3':
+    case 'eac3':
+      return 1536;
+    case 'opus':
+      return 2880; // at most 60 ms per packet (libopus sends 20 ms)
+    case 'vorbis':
+      return 2048;
+    default:
+      return 0;
+  }
+}
+
+/** The A/V tolerance for an output audio track: {@link AV_TOLERANCE}, or one codec frame and a little more. */
+export function avTolerance(codec: string, sampleRate: number): number {
+  const frame = sampleRate > 0 ? samplesPerFrame(codec, sampleRate) / sampleRate : 0;
+  return Math.max(AV_TOLERANCE, frame + 0.01);
+}
+
 /** Checks the stitched file before it is published: frames, duration, A/V alignment, clean joins. */
 async function verifyOutput(file: string, rec: InputPlanRecord, hasAudio: boolean, signal: AbortSignal): Promise<void> {
   const fail = (why: string): TesseraError => dataLoss(`${rec.input}: stitched output failed verification: ${why}`);
@@ -174,7 +206,8 @@ async function verifyOutput(file: string, rec: InputPlanRecord, hasAudio: boolea
     if (!v || !got) throw fail('the audio or video track has no measurable span');
     const start = got.start - v.start;
     const end = got.end - v.start;
-    if (Math.abs(start - want.start) > AV_TOLERANCE || Math.abs(end - want.end) > AV_TOLERANCE) {
+    const tolerance = avTolerance(a.codec, a.sampleRate);
+    if (Math.abs(start - want.start) > tolerance || Math.abs(end - want.end) > tolerance) {
       throw fail(`audio runs from ${start.toFixed(3)} s to ${end.toFixed(3)} s of the video, the source's from ${want.start.toFixed(3)} s to ${want.end.toFixed(3)} s`);
     }
   }

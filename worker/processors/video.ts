@@ -9,7 +9,8 @@
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { dataLoss, invalidArgument } from '../../shared/errors.js';
+import { status } from '@grpc/grpc-js';
+import { dataLoss, invalidArgument, TesseraError } from '../../shared/errors.js';
 import { fpsModeFlag, runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
 import { parseVideoParams, type VideoJobParams } from '../../shared/kinds/video-params.js';
@@ -61,16 +62,25 @@ export async function encodeSegment(ctx: ProcessContext<VideoJobParams>, plan: V
     filters.push(`tpad=stop_mode=clone:stop_duration=${(2 / plan.fps.rate).toFixed(6)}`);
   }
   filters.push('format=yuv420p');
+  // The segment starts at 0: an MP4 records a later start as an edit list in milliseconds, which
+  // would move its frames off the output grid (the stitch places each segment by its given duration).
+  filters.push('setpts=PTS-STARTPTS');
 
-  const out = path.join(ctx.workDir, `segment-${plan.input}-${String(plan.segment).padStart(5, '0')}.mkv`);
+  // MP4, not Matroska: Matroska rounds every timestamp to 1 ms, which turns 60 fps into alternating
+  // 16/17 ms frames (avg 200000/3333) in the stitched file; MP4 keeps the encoder's time base exactly.
+  const out = path.join(ctx.workDir, `segment-${plan.input}-${String(plan.segment).padStart(5, '0')}.mp4`);
   const expectedSpan = plan.frames;
   const args = [
     '-y', '-noautorotate', '-f', 'concat', '-safe', '0', '-i', list,
     '-map', '0:v:0', '-an', '-sn', '-dn', '-vf', filters.join(','),
     // Source timestamps pass through untouched (VFR stays VFR); resampling, when asked, is the fps filter's.
     fpsModeFlag(), 'passthrough', '-frames:v', String(plan.frames),
+    // Without a resampling fps the encoder's time base must be the source's: ffmpeg's default (one over
+    // the stream's guessed frame rate, 1/22.5 s for a 30-then-15 fps clip) rounds VFR timestamps onto
+    // a coarse grid, giving frames the same timestamp (non-monotonic DTS at the stitch).
+    ...(plan.fps ? [] : ['-enc_time_base:v', '-1']),
     ...videoEncoderArgs(ctx.params, plan.encoder, ctx.threads),
-    '-f', 'matroska', out,
+    '-f', 'mp4', out,
   ];
   const t0 = plan.first - base;
   await runFfmpeg(args, {
@@ -98,16 +108,36 @@ export async function encodeAudio(ctx: ProcessContext<VideoJobParams>, plan: Vid
   const info = await probeMedia(src.path, { signal, input: plan.source });
   const channels = info.audio[0]?.channels ?? 2;
   // MP4-family files carry the encoder delay in an edit list, so the track starts at 0 when demuxed.
-  const out = path.join(ctx.workDir, `audio-${plan.input}.${plan.encoder === 'libopus' ? 'mka' : 'm4a'}`);
-  const args = ['-y', '-i', src.path, '-map', '0:a:0', '-vn', ...audioEncoderArgs(plan.encoder, ctx.params.audioBitrate, channels), out];
+  const { ext, muxer } = AUDIO_INTERMEDIATE[plan.encoder] ?? AUDIO_INTERMEDIATE['aac']!;
+  const out = path.join(ctx.workDir, `audio-${plan.input}.${ext}`);
+  const args = ['-y', '-i', src.path, '-map', '0:a:0', '-vn', ...audioEncoderArgs(plan.encoder, ctx.params.audioBitrate, channels), '-f', muxer, out];
   await runFfmpeg(args, {
     signal,
     input: plan.source,
     onProgress: (t) => ctx.progress(plan.duration > 0 ? Math.min(1, t / plan.duration) : 0, 'encoding audio'),
+  }).catch((err: unknown) => {
+    // The source track was read (probed above): a muxer or encoder that cannot set up our own
+    // intermediate is Tessera's fault, not the input's, and running it again will not help.
+    if (signal.aborted || !(err instanceof TesseraError) || err.code !== status.INVALID_ARGUMENT || !OUTPUT_SETUP_FAILURE.test(err.message)) throw err;
+    throw new TesseraError(status.INTERNAL, `${plan.source}: audio: could not write the ${plan.encoder} track (${err.message.replace(/^.*?ffmpeg failed: /, '')}); a fault in Tessera, not in the input`, { retryable: false });
   });
   ctx.progress(1, 'audio done');
   return { outputs: [{ name: path.basename(out), path: out, source: plan.source }], result: { channels } };
 }
+
+/**
+ * Container of the encoded audio track, per encoder. MP4 (not its `ipod` flavour, .m4a, which
+ * cannot hold MP3) keeps the encoder's priming in an edit list, so the stitch finds the track
+ * starting at 0; Opus goes into Matroska, which signals its pre-skip.
+ */
+const AUDIO_INTERMEDIATE: Readonly<Record<string, { ext: string; muxer: string }>> = {
+  aac: { ext: 'm4a', muxer: 'ipod' },
+  libmp3lame: { ext: 'mp4', muxer: 'mp4' },
+  libopus: { ext: 'mka', muxer: 'matroska' },
+};
+
+/** What ffmpeg says when it cannot set up an output (muxer, encoder), as opposed to reading the input. */
+const OUTPUT_SETUP_FAILURE = /Could not write header|Error initializing output stream|Could not find tag for codec|Error while opening encoder|Error opening output file/;
 
 function fileNamed(files: LocalFile[], name: string): LocalFile {
   const f = files.find((x) => x.name === name);

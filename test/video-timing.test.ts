@@ -1,0 +1,116 @@
+/**
+ * Video defects found by a tester, each on generated media through the kind's real plan -> process ->
+ * merge (in-process, real ffmpeg): VFR timing kept, MP3 audio, low-rate AAC, exact output frame
+ * rates, and the message and status of an intermediate that cannot be written.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { videoKind } from '../coordinator/kinds/video.js';
+import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
+import { parseVideoParams } from '../shared/kinds/video-params.js';
+import { decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
+import type { VideoAudioPlan } from '../shared/media/video-plan.js';
+import { encodeAudio, videoProcessor } from '../worker/processors/video.js';
+import { runKindInProcess, specOf } from './helpers/media.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-video-timing-'));
+});
+afterAll(async () => {
+  if (!process.env['KEEP']) await rm(dir, { recursive: true, force: true });
+});
+
+/** Generates `name` with ffmpeg from lavfi sources (`args` before the output name). */
+async function make(name: string, args: string[]): Promise<string> {
+  const file = path.join(dir, name);
+  await runFfmpeg(['-y', '-v', 'error', ...args, file]);
+  return file;
+}
+
+async function transcode(src: string, params: Record<string, unknown>) {
+  const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', ...params }), [src], { dir, slots: 2 });
+  expect(run.errors).toEqual([]);
+  expect(run.outputs).toHaveLength(1);
+  return run.outputs[0]!.path;
+}
+
+/** Video packet durations (in the stream's time base) and the stream's rates. */
+async function videoTiming(file: string) {
+  const r = await runFfprobe<{ streams: Array<{ avg_frame_rate: string; time_base: string }>; packets: Array<{ duration?: string }> }>([
+    '-select_streams', 'v:0', '-show_entries', 'stream=avg_frame_rate,time_base:packet=duration', '-i', file,
+  ]);
+  return { avgFrameRate: r.streams[0]!.avg_frame_rate, durations: new Set(r.packets.map((p) => Number(p.duration))) };
+}
+
+describe('video timing and audio fixes', () => {
+  it('keeps the frame timing of a VFR source (30 then 15 fps), in one segment and in several', async () => {
+    const src = await make('vfr2.mp4', [
+      '-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=30:d=2', '-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=15:d=2',
+      '-filter_complex', '[0:v][1:v]concat=n=2:v=1[v]', '-map', '[v]', '-fps_mode', 'vfr', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '30',
+    ]);
+    const srcIndex = await probeVideoIndex(src);
+    expect(srcIndex.vfr).toBe(true);
+    for (const segmentSeconds of [60, 1]) {
+      const out = await transcode(src, { segment_seconds: segmentSeconds });
+      const [outIndex, decoded] = await Promise.all([probeVideoIndex(out), decodeCheck(out)]);
+      expect(decoded.errors).toEqual([]);
+      expect(outIndex.frameTimes).toHaveLength(srcIndex.frameTimes.length);
+      // Every frame where the source shows it (the stream-copied chunks are Matroska: 1 ms steps).
+      outIndex.frameTimes.forEach((t, i) => expect(Math.abs(t - outIndex.frameTimes[0]! - (srcIndex.frameTimes[i]! - srcIndex.frameTimes[0]!))).toBeLessThan(0.0021));
+    }
+  });
+
+  it('encodes MP3 audio into mp4 and mkv, in step with the picture', async () => {
+    const src = await make('tone.mp4', ['-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=25:d=3', '-f', 'lavfi', '-i', 'sine=d=3', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '25', '-c:a', 'aac']);
+    for (const container of ['mp4', 'mkv']) {
+      const out = await transcode(src, { audio_codec: 'mp3', container, segment_seconds: 1 });
+      const info = await probeMedia(out);
+      expect(info.audio.map((a) => a.codec)).toEqual(['mp3']);
+      expect((await decodeCheck(out)).errors).toEqual([]);
+    }
+  });
+
+  it.each([8000, 11025])('keeps %i Hz AAC audio (one AAC frame is longer than 50 ms)', async (rate) => {
+    const src = await make(`aac${rate}.mp4`, ['-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=25:d=4', '-f', 'lavfi', '-i', `sine=d=4:sample_rate=${rate}`, '-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'aac']);
+    const out = await transcode(src, { segment_seconds: 2 });
+    const info = await probeMedia(out);
+    expect(info.audio[0]!.sampleRate).toBe(rate);
+    // Like a plain ffmpeg encode: the last AAC frame is padded, at most one frame (1024 samples) long.
+    expect(info.audio[0]!.duration - 4).toBeGreaterThanOrEqual(0);
+    expect(info.audio[0]!.duration - 4).toBeLessThanOrEqual(1024 / rate + 0.001);
+  });
+
+  it('resamples a 30000/1001 source to exactly 60 fps (no 1 ms rounding of frame times)', async () => {
+    const src = await make('ntsc.mp4', ['-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=30000/1001:d=3', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '15']);
+    const sixty = await transcode(src, { fps: 60, segment_seconds: 1 });
+    const t60 = await videoTiming(sixty);
+    expect(t60.avgFrameRate).toBe('60/1');
+    expect(t60.durations.size).toBe(1);
+    // Every 60 fps slot of the source's 90 x 1001/30000 s = 3.003 s: 181 (the last one holds the last frame).
+    expect((await decodeCheck(sixty)).frames).toBe(181);
+  });
+
+  it('an intermediate that cannot be written is Tessera\'s fault (INTERNAL), with the line that explains it, once', async () => {
+    const src = await make('tone.wav', ['-f', 'lavfi', '-i', 'sine=d=1']);
+    const params = parseVideoParams({});
+    // pcm_s16le has no place in the AAC intermediate (.m4a): the muxer refuses it, as it refused MP3.
+    const plan: VideoAudioPlan = { type: 'audio', input: 0, source: 'clip.mp4', file: 'tone.wav', encoder: 'pcm_s16le', channels: 0, duration: 1 };
+    const workDir = await mkdtemp(path.join(dir, 'task-'));
+    const err = await encodeAudio(
+      {
+        jobId: 'j', subtaskId: 's', attempt: 1, phase: 0, params, spec: specOf('video', {}), plan, inputs: [{ name: 'tone.wav', path: src, size: 0 }],
+        workDir, signal: new AbortController().signal, progress: () => undefined, threads: 1, log: pino({ level: 'silent' }),
+      },
+      plan,
+    ).then(() => undefined, (e: unknown) => e as { codeName: string; retryable: boolean; message: string });
+    expect(err).toMatchObject({ codeName: 'INTERNAL', retryable: false });
+    expect(err!.message).toMatch(/^clip\.mp4: audio: could not write the pcm_s16le track \(\[ipod\] Could not find tag for codec pcm_s16le in stream #0/);
+    expect(err!.message).not.toMatch(/0x[0-9a-f]{6}/);
+    const parts = err!.message.split('; ');
+    expect(new Set(parts).size).toBe(parts.length);
+  });
+});
