@@ -8,7 +8,7 @@ import { TesseraClient } from './client.js';
 import { runCoordinator, runHealth, runWorker } from './commands/servers.js';
 import { configurable } from './commands/config.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../shared/logger.js';
-import { audioSpec, cropOption, imageSpec, int, num, passthroughSpec, thumbnailsSpec, trimOption, videoSpec } from './commands/specs.js';
+import { audioSpec, cropOption, crfOption, imageSpec, int, num, passthroughSpec, thumbnailsSpec, trimOption, videoSpec } from './commands/specs.js';
 import { UsageError, exitCodeFor, runSubmit } from './commands/submit.js';
 import { jobToJson, printJobHuman, printJobsTable, printWorkersTable, ProgressView, reconnectingNote } from './commands/output.js';
 import { runDemo } from './commands/demo.js';
@@ -142,7 +142,7 @@ submitCommand(
   (c) =>
     c
       .addOption(new Option('--codec <codec>', 'video codec').choices(['h264', 'h265', 'vp9', 'av1']))
-      .option('--crf <n>', 'constant quality', int('--crf'))
+      .option('--crf <n>', 'constant quality (1..51 for h264/h265, 1..63 for vp9/av1)', crfOption)
       .option('--bitrate <rate>', 'target bitrate, e.g. 2M')
       .option('--preset <p>', 'encoder preset')
       .option('--width <px>', 'scale to width', int('--width'))
@@ -279,6 +279,13 @@ program
       const view = new ProgressView(process.stderr, !o.json);
       view.start(`job ${id}`);
       const watching = { onReconnect: (why: string) => view.note(reconnectingNote(why)) };
+      // Ctrl-C exits (rather than dies of the signal), so that what the downloads in flight got
+      // is left as their part files (.NAME.tessera-part), for the next run to resume.
+      process.once('SIGINT', () => {
+        view.stop();
+        process.stderr.write(`\ntessera: download stopped; run the same command again to finish it\n`);
+        process.exit(130);
+      });
       // A finished job's events are replayed: its small outputs come inside them, no call each.
       // Named outputs are looked for once the job has ended: one may still be published while it runs.
       const { job, paths } = names

@@ -4,20 +4,21 @@
  * Every unary call has a deadline; uploads and downloads stream in chunks with backpressure and
  * are verified with SHA-256; `watch` re-attaches after a lost connection from the last event seen.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import { constants as fsc, createReadStream, writeFile } from 'node:fs';
-import { link, lstat, mkdir, open, realpath, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { constants as fsc, createReadStream, existsSync, linkSync, renameSync, unlinkSync, writeFile } from 'node:fs';
+import { link, lstat, mkdir, open, readdir, realpath, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import { CHUNK_SIZE, CLIENT_CHANNEL_OPTIONS, INLINE_OUTPUT_MAX_BYTES, UNARY_DEADLINE_MS, coordinatorAddress, transferDeadlineMs } from '../shared/config.js';
-import { TesseraError, dataLoss, notFound, tidyGrpcError } from '../shared/errors.js';
+import { TesseraError, dataLoss, invalidArgument, notFound, tidyGrpcError } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import { safeFileName, safeOutputName } from '../shared/names.js';
-import { loadTesseraProto } from '../shared/proto.js';
+import { PROTO_FILES, loadTesseraProto, resolveProtoDir } from '../shared/proto.js';
 import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
 import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
@@ -28,6 +29,7 @@ import type { WorkerInfo__Output } from '../shared/proto/generated/tessera/v1/Wo
 import { endsWithAnswer, newSha256, sha256, sha256File, writeWithBackpressure } from '../shared/streams.js';
 import { clientTokenFromEnv } from '../shared/auth.js';
 import { clientCredentialsFromEnv } from '../shared/tls.js';
+import type * as Protobuf from 'protobufjs';
 
 /** Outputs downloaded at once, and the largest output downloaded alongside others. */
 const DOWNLOAD_CONCURRENCY = 8;
@@ -35,7 +37,8 @@ const PARALLEL_DOWNLOAD_MAX_BYTES = 8 * 1024 * 1024;
 /** Most bytes of such outputs held in memory until written. */
 const MAX_HELD_INLINE_BYTES = 64 * 1024 * 1024;
 
-export type { Job__Output as Job, JobEvent__Output as JobEvent, JobSpec, WorkerInfo__Output as WorkerInfo };
+export type { Job__Output as Job, JobEvent__Output as JobEvent, JobSpec, OutputInfo__Output as OutputInfo, WorkerInfo__Output as WorkerInfo };
+export { TesseraError };
 
 export interface ClientOptions {
   /** host:port (default: TESSERA_COORDINATOR or 127.0.0.1:7700). */
@@ -76,8 +79,26 @@ export interface WatchOptions {
 
 export const TERMINAL_STATES = new Set(['JOB_STATE_SUCCEEDED', 'JOB_STATE_PARTIALLY_SUCCEEDED', 'JOB_STATE_FAILED', 'JOB_STATE_CANCELLED']);
 
+/**
+ * A client of one coordinator.
+ *
+ * Errors: every method rejects with an error whose numeric `code` is a gRPC status
+ * (`grpc.status.NOT_FOUND`, ...), and whose message names what it is about (the job, the output,
+ * the file, the spec field). The coordinator's refusals come as grpc-js `ServiceError`s (`code`,
+ * `details`, `metadata`; the message starts with the code, `5 NOT_FOUND: ...`); what the client
+ * refuses or fails at itself (a spec field of the wrong type, a folder given as an input, a file
+ * already under an output's name, a checksum mismatch) as {@link TesseraError}s (`code`,
+ * `codeName`, `retryable`, and `input`: the file it is about, when there is one). Branch on `code`.
+ *
+ * Cancelling: `submit`, `watch`, `wait`, `collect` and `download` take an AbortSignal; once it is
+ * aborted they reject with (or, for `watch`, throw) its `signal.reason`, as `fetch` does: a
+ * DOMException named `AbortError` unless `abort(reason)` was given another. Aborting `wait` or
+ * `collect` stops this client's watching and downloads; the job goes on (cancel it with `cancel`).
+ */
 export class TesseraClient {
   readonly address: string;
+  /** Whether any call of this client has had an answer from the coordinator (see `watch`). */
+  private reached = false;
   private readonly client: JobServiceClient;
   private readonly deadlineMs: number;
   private readonly token: string | undefined;
@@ -99,7 +120,11 @@ export class TesseraClient {
 
   private unaryCall<Req, Res>(method: (req: Req, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown, req: Req): Promise<Res> {
     return new Promise((resolve, reject) => {
-      method.call(this.client, req, this.md(), { deadline: deadline(this.deadlineMs) }, (err, res) => (err || res === undefined ? reject(tidyGrpcError(err)) : resolve(res)));
+      method.call(this.client, req, this.md(), { deadline: deadline(this.deadlineMs) }, (err, res) => {
+        if (err || res === undefined) return reject(tidyGrpcError(err));
+        this.reached = true;
+        resolve(res);
+      });
     });
   }
 
@@ -116,10 +141,17 @@ export class TesseraClient {
    * (2 min) from the failure (a try that got bytes through opens a new window). The coordinator
    * answers a retry of a submission it accepted with the job it made, so one call makes at most
    * one job.
+   *
+   * Before anything is sent, INVALID_ARGUMENT ({@link TesseraError}) for a spec that does not fit
+   * the contract (a field of the wrong type or out of its type's range, an unknown field, two job
+   * kinds: see {@link checkJobSpec}) and for files that cannot be inputs (see
+   * {@link checkInputFiles}).
    */
   async submit(spec: JobSpec, files: string[], options: SubmitOptions = {}): Promise<Job__Output> {
+    options.signal?.throwIfAborted();
+    checkJobSpec(spec);
+    const sizes = await checkInputFiles(files, options.names);
     const sizesNow = (): Promise<number[]> => Promise.all(files.map(async (f) => (await stat(f)).size));
-    const sizes = await sizesNow();
     const shared = options.shared ? await Promise.all(files.map((f) => realpath(f))) : undefined;
     const once = { ...spec, request_id: spec.request_id || randomUUID() };
     const retryForMs = options.retryForMs ?? 120_000;
@@ -129,16 +161,20 @@ export class TesseraClient {
     const seen = { reached: false, progressAt: 0 };
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.submitOnce(once, files, sizes, shared, options, seen);
+        const job = await this.submitOnce(once, files, sizes, shared, options, seen);
+        this.reached = true;
+        return job;
       } catch (caught) {
+        // Aborted: the caller's reason, not the CANCELLED of the call it cut.
+        if (options.signal?.aborted) throw options.signal.reason;
         const err = tidyGrpcError(caught);
         const { code, details } = err as grpc.ServiceError;
         // Any answer but "could not connect" means the coordinator was there (a dropped connection, its shutdown).
         if (code === grpc.status.UNAVAILABLE && !/^(No connection established|Name resolution failed)/.test(details ?? '')) seen.reached = true;
         // A try that got bytes through since the last failure opens a new window.
         if (!failingSince || seen.progressAt > failingSince) failingSince = Date.now();
-        if (code !== grpc.status.UNAVAILABLE || !seen.reached || options.signal?.aborted || Date.now() - failingSince + 1000 > retryForMs) throw err;
-        await sleep(1000, undefined, options.signal ? { signal: options.signal } : {});
+        if (code !== grpc.status.UNAVAILABLE || !seen.reached || Date.now() - failingSince + 1000 > retryForMs) throw err;
+        await pause(1000, options.signal);
         // Sent again only as it was: a file that changed meanwhile would make another job than the one asked for.
         if (!shared) {
           const now = await sizesNow();
@@ -223,11 +259,17 @@ export class TesseraClient {
 
   /**
    * Streams a job's events after `afterSeq` until its final event. If the connection drops (for
-   * example while the coordinator restarts), re-attaches from the last sequence seen.
+   * example while the coordinator restarts), re-attaches from the last sequence seen, for up to
+   * `reconnectForMs`. A coordinator never reached in this call (a wrong address, nothing
+   * listening) fails at once with UNAVAILABLE, as `getJob` and `submit` do.
    */
   async *watch(jobId: string, opts: WatchOptions & { afterSeq?: number; inlineOutputsUpTo?: number } = {}): AsyncGenerator<JobEvent__Output> {
     let last = opts.afterSeq ?? 0;
     let downSince = 0;
+    // Re-attached only once the coordinator was reached (by this call, or any before it on this
+    // client): a wrong address still fails at once.
+    let reached = this.reached;
+    const channel = this.client.getChannel();
     // Once per outage: the first time the stream is lost after it last delivered.
     const lost = (why: string): void => {
       if (!downSince) opts.onReconnect?.(why);
@@ -237,8 +279,12 @@ export class TesseraClient {
       const call = this.client.WatchJob({ job_id: jobId, after_seq: String(last), batch: true, inline_outputs_up_to: opts.inlineOutputsUpTo ?? 0 }, this.md());
       const onAbort = (): void => call.cancel();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
+      // Connected (the call got its headers) even if no event comes for a while.
+      call.once('metadata', () => (reached = true));
       try {
+        opts.signal?.throwIfAborted();
         for await (const message of call as AsyncIterable<JobEvent__Output>) {
+          reached = true;
           downSince = 0;
           for (const e of message.type === 'batch' ? message.batch : [message]) {
             last = Number(e.seq);
@@ -250,23 +296,33 @@ export class TesseraClient {
         // or the job had ended at or before `afterSeq` (nothing is left to send: done).
         const job = await this.getJob(jobId).catch(() => undefined);
         if (job && TERMINAL_STATES.has(job.state) && last >= Number(job.last_event_seq)) return;
+        reached = true;
         lost('the coordinator ended the event stream');
         if (Date.now() - downSince > (opts.reconnectForMs ?? 120_000)) throw new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}`);
-        await sleep(500, undefined, opts.signal ? { signal: opts.signal } : {});
+        await pause(500, opts.signal);
       } catch (caught) {
+        // Aborted: the caller's reason, not the CANCELLED of the call it cut (nor a sleep's AbortError).
+        if (opts.signal?.aborted) throw opts.signal.reason;
         const err = tidyGrpcError(caught);
-        const code = (err as grpc.ServiceError).code;
-        if (opts.signal?.aborted || (code !== grpc.status.UNAVAILABLE && code !== grpc.status.CANCELLED)) throw err;
-        lost((err as grpc.ServiceError).details ?? String(err));
+        const { code, details } = err as grpc.ServiceError;
+        if (code !== grpc.status.UNAVAILABLE && code !== grpc.status.CANCELLED) throw err;
+        // Any answer but "could not connect" means the coordinator was there (a dropped connection, its shutdown).
+        if (code === grpc.status.UNAVAILABLE && !/^(No connection established|Name resolution failed)/.test(details ?? '')) reached = true;
+        if (channel.getConnectivityState(false) === grpc.connectivityState.READY) reached = true;
+        if (!reached) throw err;
+        lost(details ?? String(err));
         if (Date.now() - downSince > (opts.reconnectForMs ?? 120_000)) throw err;
-        await sleep(500, undefined, opts.signal ? { signal: opts.signal } : {});
+        await pause(500, opts.signal);
       } finally {
         opts.signal?.removeEventListener('abort', onAbort);
       }
     }
   }
 
-  /** Waits for a job to finish, calling `onEvent` for each event; returns the final job. */
+  /**
+   * Waits for a job to finish, calling `onEvent` for each event; returns the final job. Re-attaches
+   * as `watch` does; `signal` aborted: rejects with its reason (the job goes on).
+   */
   wait(jobId: string, onEvent?: (e: JobEvent__Output) => void, signal?: AbortSignal, opts: WatchOptions = {}): Promise<Job__Output> {
     return this.watchToEnd(jobId, onEvent, { ...opts, ...(signal ? { signal } : {}) });
   }
@@ -276,24 +332,32 @@ export class TesseraClient {
     for await (const e of this.watch(jobId, opts)) onEvent?.(e);
     // The coordinator may be restarting right now: retry the final read for a while.
     for (let attempt = 0; ; attempt++) {
+      signal?.throwIfAborted();
       try {
         return await this.getJob(jobId);
       } catch (err) {
-        if ((err as grpc.ServiceError).code !== grpc.status.UNAVAILABLE || attempt >= 60 || signal?.aborted) throw err;
-        await sleep(500, undefined, signal ? { signal } : {});
+        if (signal?.aborted) throw signal.reason;
+        if ((err as grpc.ServiceError).code !== grpc.status.UNAVAILABLE || attempt >= 60) throw err;
+        await pause(500, signal);
       }
     }
   }
 
   /**
-   * Downloads every output (or those named) of a finished job into `dir`. A partial file from an
-   * earlier attempt (`NAME.part`) is resumed from its size; each file is verified before it is
-   * renamed into place. Returns the paths written, by output name. A name in `names` that the job
+   * Downloads every output (or those named) of a finished job into `dir`. Each is written to a
+   * file of the download's own beside it and moved into place once verified (size and SHA-256); a
+   * download that stops leaves what it got as the hidden part file `.NAME.tessera-part` (never
+   * `NAME.part`, which may be a file of yours), which the next download resumes from. Downloads of
+   * the same output into the same folder at once are safe: one may resume the part file, the
+   * others start afresh, and a file that already holds the output's bytes counts as downloaded.
+   * Returns the paths written, by output name. A name in `names` that the job
    * has no output of fails the whole download with NOT_FOUND before anything is written (`dir`
    * included); a running job's outputs are those published so far.
    */
   async download(jobId: string, dir: string, opts: DownloadOptions & { names?: string[] } = {}): Promise<Map<string, string>> {
+    opts.signal?.throwIfAborted();
     const job = await this.getJob(jobId);
+    opts.signal?.throwIfAborted();
     if (opts.names) {
       const have = new Set(job.outputs.map((o) => o.name));
       const missing = [...new Set(opts.names)].filter((n) => !have.has(n));
@@ -335,8 +399,9 @@ export class TesseraClient {
       );
       for (const o of job.outputs) queue.add(o);
     } catch (err) {
+      // Aborted by the caller: its reason (finish throws it once the downloads have stopped).
       // A failed download stops the watch (through its signal): that failure is the one to report.
-      if (queue.failed) await queue.finish();
+      if (queue.failed || opts.signal?.aborted) await queue.finish();
       // Otherwise the watch failed: stop the downloads in flight rather than wait for them.
       queue.abort(err);
       await queue.finish().catch(() => undefined);
@@ -351,39 +416,47 @@ export class TesseraClient {
 
   private async downloadOne(jobId: string, name: string, dest: string, expected: string, size: number, publish: Publish, signal?: AbortSignal): Promise<void> {
     const part = partName(dest);
-    const fh = await openPart(part);
-    let offset = 0;
-    // Hash as the bytes arrive; a resumed download hashes its existing prefix first.
-    const hash = newSha256();
+    const { fh, file } = await openOwn(dest, part);
+    trackInFlight(file, part);
+    // Until verified, what came in is kept (as the part file) for the next try to resume.
+    let keep = true;
     try {
-      const st = await fh.stat();
-      if (st.size > 0 && st.size <= size) {
-        for await (const c of fh.createReadStream({ start: 0, end: st.size - 1, highWaterMark: CHUNK_SIZE, autoClose: false })) hash.update(c as Buffer);
-        offset = st.size;
-      } else if (st.size > 0) await fh.truncate(0);
-      const call = this.client.DownloadOutput({ job_id: jobId, name, offset: String(offset) }, this.md(), { deadline: deadline(transferDeadlineMs(size - offset)) });
-      const onAbort = (): void => call.cancel();
-      signal?.addEventListener('abort', onAbort, { once: true });
+      let offset = 0;
+      // Hash as the bytes arrive; a resumed download hashes its existing prefix first.
+      const hash = newSha256();
       try {
-        for await (const chunk of call as AsyncIterable<OutputChunk__Output>) {
-          if (Number(chunk.offset) !== offset) throw dataLoss(`${name}: chunk at offset ${chunk.offset}, expected ${offset}`);
-          hash.update(chunk.data);
-          await fh.write(chunk.data, 0, chunk.data.length, offset);
-          offset += chunk.data.length;
+        const st = await fh.stat();
+        if (st.size > 0 && st.size <= size) {
+          for await (const c of fh.createReadStream({ start: 0, end: st.size - 1, highWaterMark: CHUNK_SIZE, autoClose: false })) hash.update(c as Buffer);
+          offset = st.size;
+        } else if (st.size > 0) await fh.truncate(0);
+        const call = this.client.DownloadOutput({ job_id: jobId, name, offset: String(offset) }, this.md(), { deadline: deadline(transferDeadlineMs(size - offset)) });
+        const onAbort = (): void => call.cancel();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        try {
+          for await (const chunk of call as AsyncIterable<OutputChunk__Output>) {
+            if (Number(chunk.offset) !== offset) throw dataLoss(`${name}: chunk at offset ${chunk.offset}, expected ${offset}`);
+            hash.update(chunk.data);
+            await fh.write(chunk.data, 0, chunk.data.length, offset);
+            offset += chunk.data.length;
+          }
+        } finally {
+          signal?.removeEventListener('abort', onAbort);
         }
       } finally {
-        signal?.removeEventListener('abort', onAbort);
+        await fh.close();
       }
+      // Verify the whole file (including a resumed prefix) before publishing it; a mismatch is not kept.
+      keep = false;
+      if (expected && hash.digest('hex') !== expected) throw new TesseraError(grpc.status.DATA_LOSS, `${name}: checksum mismatch after download`);
+      await publish(file, dest, name, { size, sha256: expected });
+    } catch (err) {
+      if (keep) await park(file, part);
+      else await rm(file, { force: true }).catch(() => undefined);
+      throw err;
     } finally {
-      await fh.close();
+      inFlight.delete(file);
     }
-    // Verify the whole file (including a resumed prefix) before publishing it.
-    const got = hash.digest('hex');
-    if (expected && got !== expected) {
-      await rm(part, { force: true });
-      throw new TesseraError(grpc.status.DATA_LOSS, `${name}: checksum mismatch after download`);
-    }
-    await publish(part, dest, name);
   }
 
   close(): void {
@@ -392,6 +465,16 @@ export class TesseraClient {
 }
 
 const writeFileCallback = promisify(writeFile);
+
+/** Sleeps `ms`; aborted, rejects with the signal's reason (not a sleep's own AbortError). */
+async function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  try {
+    await sleep(ms, undefined, signal ? { signal } : {});
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason;
+    throw err;
+  }
+}
 
 /** Names shown in a message about many (the first few, then how many more). */
 const NAMES_SHOWN = 5;
@@ -427,81 +510,207 @@ export interface DownloadOptions {
   protect?: string[];
 }
 
-/** Moves a verified part file to its output's name. */
-type Publish = (part: string, dest: string, name: string) => Promise<void>;
+/** What an output must hold: its size and SHA-256, as the coordinator announced them. */
+interface Expected {
+  size: number;
+  sha256: string;
+}
+
+/** Moves a verified file of a download's own to its output's name. */
+type Publish = (file: string, dest: string, name: string, want: Expected) => Promise<void>;
 
 /**
- * Where an output is written while it downloads (and resumed from, for the large ones): a hidden
+ * Where an output is left when its download stops (and resumed from, for the large ones): a hidden
  * name of Tessera's own beside it, `.NAME.tessera-part`, so that a file of the user's (or another
  * output) called `NAME.part` is never taken for a leftover and replaced. At most 254 bytes for a
  * 240-byte output name.
  */
 export const partName = (dest: string): string => path.join(path.dirname(dest), `.${path.basename(dest)}.tessera-part`);
 
+/**
+ * The file one download writes: its own, so that two downloads of the same output into the same
+ * folder at once never write, move or remove each other's. It names this process and a digest of
+ * the output's name (the name itself may take all 255 bytes), so that what a download killed
+ * outright (SIGKILL, a power cut) got is found and resumed by the next one (`orphanOf`).
+ */
+const ownFileIn = (dest: string): string => path.join(path.dirname(dest), `.tessera-${process.pid}-${nameDigest(dest)}-${randomBytes(4).toString('hex')}.tessera-part`);
+const nameDigest = (dest: string): string => sha256(Buffer.from(path.basename(dest))).slice(0, 12);
+const OWN_FILE = /^\.tessera-(\d+)-([0-9a-f]{12})-[0-9a-f]{8}\.tessera-part$/;
+
+/** Whether process `pid` (on this machine) is running. */
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The largest file a download of `dest` killed outright left in its folder (its process is gone),
+ * or undefined. Only files of this machine's processes are told apart; a folder shared with another
+ * machine may hold its downloads' too, which are left alone unless their process id is not in use here.
+ */
+async function orphanOf(dest: string): Promise<string | undefined> {
+  const digest = nameDigest(dest);
+  let best: { file: string; size: number } | undefined;
+  for (const entry of await readdir(path.dirname(dest)).catch(() => [] as string[])) {
+    const m = OWN_FILE.exec(entry);
+    if (!m || m[2] !== digest || Number(m[1]) === process.pid || running(Number(m[1]))) continue;
+    const file = path.join(path.dirname(dest), entry);
+    const st = await lstat(file).catch(() => undefined);
+    if (st?.isFile() && (!best || st.size > best.size)) best = { file, size: st.size };
+  }
+  return best?.file;
+}
+
 const notAFile = (p: string): TesseraError =>
   new TesseraError(grpc.status.FAILED_PRECONDITION, `${p} is not a regular file: not written through; remove it`, { retryable: false });
 
 /**
- * Opens a download's part file to resume it, or a fresh one. Never through a link someone left
- * at the name: a symbolic one (it would write outside the folder) or a hard one (into another
- * file, or the finished output itself, should a crash have come between its link and unlink).
- * Such a name is removed (the link only, never its target) and the download starts afresh.
+ * Downloads in flight, their own file -> the part file it is left as if the process exits
+ * meanwhile (process.exit(), as Ctrl-C in `tessera submit` does): the next download resumes it.
  */
-async function openPart(part: string): Promise<FileHandle> {
-  const own = await open(part, fsc.O_RDWR | fsc.O_CREAT | fsc.O_NOFOLLOW, 0o666).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ELOOP') throw err;
-    return undefined;
+const inFlight = new Map<string, string>();
+let parksOnExit = false;
+
+function trackInFlight(file: string, part: string): void {
+  inFlight.set(file, part);
+  if (parksOnExit) return;
+  parksOnExit = true;
+  process.on('exit', () => {
+    for (const [f, p] of inFlight) {
+      try {
+        parkSync(f, p);
+      } catch {
+        // Exiting: what cannot be parked stays under its own name.
+      }
+    }
   });
-  if (own) {
-    const st = await own.stat();
-    if (st.isFile() && st.nlink === 1) return own;
-    await own.close();
-    if (!st.isFile()) throw notAFile(part);
+}
+
+function parkSync(file: string, part: string): void {
+  try {
+    linkSync(file, part);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EEXIST' && !NO_HARD_LINKS.has(code ?? '')) throw err;
+    if (code !== 'EEXIST' && !existsSync(part)) return renameSync(file, part);
   }
-  await rm(part, { force: true });
-  return open(part, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o666);
+  unlinkSync(file);
+}
+
+/**
+ * Leaves what a stopped download got as the output's part file, for the next one to resume. Never
+ * replaces one: another download of the same output may have left its own there meanwhile (then
+ * this one goes). Best effort: a failure here never hides the one that stopped the download.
+ */
+async function park(file: string, part: string): Promise<void> {
+  try {
+    await link(file, part).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EEXIST' || !NO_HARD_LINKS.has(err.code ?? '')) return;
+      if (!(await lstat(part).then(() => true, () => false))) await rename(file, part);
+    });
+  } finally {
+    await rm(file, { force: true }).catch(() => undefined);
+  }
+}
+
+/**
+ * Opens a download's own file: the output's part file when one is there to resume (taken whole by
+ * renaming it: of downloads started at once, one resumes it and the others start afresh), else a
+ * fresh one. Never through a link someone left at the part's name: a symbolic one (it would write
+ * outside the folder) or a hard one (into another file, or the finished output itself, should a
+ * crash have come between its link and unlink). Such a name is removed (the link only, never its
+ * target) and the download starts afresh.
+ */
+async function openOwn(dest: string, part: string): Promise<{ fh: FileHandle; file: string }> {
+  const file = ownFileIn(dest);
+  // No part file, but one a killed download left under its own name: resumed as the part file.
+  if (!(await lstat(part).catch(() => undefined))) {
+    const orphan = await orphanOf(dest);
+    if (orphan) await link(orphan, part).then(() => unlink(orphan), () => undefined);
+  }
+  const st = await lstat(part).catch(() => undefined);
+  if (st && !st.isFile() && !st.isSymbolicLink()) throw notAFile(part);
+  if (st?.isSymbolicLink()) await rm(part, { force: true });
+  else if (st) {
+    const took = await rename(part, file).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return false;
+        throw err;
+      },
+    );
+    if (took) {
+      const fh = await open(file, fsc.O_RDWR | fsc.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ELOOP') throw err;
+        return undefined;
+      });
+      if (fh) {
+        const own = await fh.stat();
+        if (own.isFile() && own.nlink === 1) return { fh, file };
+        await fh.close();
+      }
+      await rm(file, { force: true });
+    }
+  }
+  return { fh: await open(file, fsc.O_RDWR | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o666), file };
 }
 
 const alreadyThere = (dest: string, name: string): TesseraError =>
   new TesseraError(grpc.status.ALREADY_EXISTS, `${dest} already exists and is not output "${name}": kept (replace it with --overwrite, or download into another folder)`, { retryable: false });
 
-/** `link` where the file system has hard links: it never replaces a file that appeared meanwhile. */
-async function publishKeeping(part: string, dest: string, name: string): Promise<void> {
-  try {
-    await link(part, dest);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') {
-      await rm(part, { force: true });
-      throw alreadyThere(dest, name);
-    }
-    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
-    // No hard links here (FAT, some network shares): check, then rename.
-    if (await lstat(dest).then(() => true, () => false)) {
-      await rm(part, { force: true });
-      throw alreadyThere(dest, name);
-    }
-    await rename(part, dest);
-    return;
-  }
-  await unlink(part);
+/** Errors of `link` on a file system without hard links (FAT, some network shares). */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
+/** True when `dest` is a regular file holding the output's very bytes (its size and SHA-256). */
+async function holds(dest: string, want: Expected): Promise<boolean> {
+  const st = await lstat(dest).catch(() => undefined);
+  if (!st?.isFile() || st.size !== want.size || !want.sha256) return false;
+  return (await sha256File(dest).catch(() => undefined)) === want.sha256;
 }
 
-const publishReplacing: Publish = (part, dest) => rename(part, dest);
+/**
+ * `link` where the file system has hard links: it never replaces a file that appeared meanwhile.
+ * One that holds the output's bytes (another download of it into the same folder finished first)
+ * counts as this one; anything else is kept, and the download fails with ALREADY_EXISTS.
+ */
+const publishKeeping: Publish = async (file, dest, name, want) => {
+  try {
+    await link(file, dest);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (code !== 'EEXIST' && !NO_HARD_LINKS.has(code)) throw err;
+    // No hard links here: check, then rename.
+    if (code === 'EEXIST' || (await lstat(dest).then(() => true, () => false))) {
+      await rm(file, { force: true });
+      if (await holds(dest, want)) return;
+      throw alreadyThere(dest, name);
+    }
+    await rename(file, dest);
+    return;
+  }
+  await unlink(file);
+};
 
-/** Writes `data` to `dest` through a `.part` file, so that a crash never leaves a partial file under its name. */
-async function writeAtomically(dest: string, data: Buffer, publish: Publish, name: string): Promise<void> {
-  const part = partName(dest);
-  // A fresh file, never through a link left at the name (removed first: the link, not its target).
+const publishReplacing: Publish = (file, dest) => rename(file, dest);
+
+/** Writes `data` to `dest` through a file of its own, so that a crash never leaves a partial file under its name. */
+async function writeAtomically(dest: string, data: Buffer, publish: Publish, name: string, want: Expected): Promise<void> {
+  const file = ownFileIn(dest);
+  // A fresh file of a fresh random name, never through a link.
   // fs's callback form: for hundreds of small files, half the CPU of fs/promises' FileHandles;
   // it takes numeric flags too (its typings say string only).
   const flag = (fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW) as unknown as string;
-  await writeFileCallback(part, data, { flag }).catch(async (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EEXIST') throw err;
-    await rm(part, { force: true });
-    await writeFileCallback(part, data, { flag });
-  });
-  await publish(part, dest, name);
+  try {
+    await writeFileCallback(file, data, { flag });
+    await publish(file, dest, name, want);
+  } catch (err) {
+    await rm(file, { force: true }).catch(() => undefined);
+    throw err;
+  }
 }
 
 /** How long a download keeps retrying while the coordinator is unreachable or restarting. */
@@ -584,7 +793,7 @@ class DownloadQueue {
         }
         await (this.made ??= mkdir(this.dir, { recursive: true }));
         if (await this.present(o, dest)) return;
-        if (given) await writeAtomically(dest, given, this.publish, o.name);
+        if (given) await writeAtomically(dest, given, this.publish, o.name, { size: Number(o.size), sha256: o.sha256 });
         else await this.fetchWithRetries(o, dest);
       } catch (err) {
         this.stop.abort(err);
@@ -639,7 +848,7 @@ class DownloadQueue {
         if (this.signal.aborted || !RETRYABLE_DOWNLOAD.has(code) || Date.now() - started > DOWNLOAD_RETRY_FOR_MS) throw err;
         // A mismatch that a fresh start does not cure is real: report it.
         if (code === grpc.status.DATA_LOSS && attempt >= 2) throw err;
-        await sleep(Math.min(2000, 200 * attempt), undefined, { signal: this.signal });
+        await pause(Math.min(2000, 200 * attempt), this.signal);
       }
     }
   }
@@ -662,4 +871,166 @@ class DownloadQueue {
     if (failed) throw this.stop.signal.aborted ? this.stop.signal.reason : failed.reason;
     return new Map(this.names);
   }
+}
+
+/** The JobSpec message of the contract, as protobufjs reflects it (loaded once, on first use). */
+let jobSpecType: Protobuf.Type | undefined;
+
+function specType(): Protobuf.Type {
+  if (!jobSpecType) {
+    // The protobufjs that @grpc/proto-loader reads the contract with: the same parser, the same types.
+    const protobuf = createRequire(createRequire(import.meta.url).resolve('@grpc/proto-loader'))('protobufjs') as typeof Protobuf;
+    const root = new protobuf.Root();
+    const dir = resolveProtoDir();
+    root.resolvePath = (_origin, target) => (path.isAbsolute(target) ? target : path.join(dir, target));
+    root.loadSync(PROTO_FILES, { keepCase: true });
+    root.resolveAll();
+    jobSpecType = root.lookupType('tessera.v1.JobSpec');
+  }
+  return jobSpecType;
+}
+
+/** Inclusive bounds of the integer field types (64-bit ones as BigInt: they may come as strings). */
+const INT_RANGES: Readonly<Record<string, readonly [bigint, bigint]>> = {
+  int32: [-(2n ** 31n), 2n ** 31n - 1n],
+  sint32: [-(2n ** 31n), 2n ** 31n - 1n],
+  sfixed32: [-(2n ** 31n), 2n ** 31n - 1n],
+  uint32: [0n, 2n ** 32n - 1n],
+  fixed32: [0n, 2n ** 32n - 1n],
+  int64: [-(2n ** 63n), 2n ** 63n - 1n],
+  sint64: [-(2n ** 63n), 2n ** 63n - 1n],
+  sfixed64: [-(2n ** 63n), 2n ** 63n - 1n],
+  uint64: [0n, 2n ** 64n - 1n],
+  fixed64: [0n, 2n ** 64n - 1n],
+};
+
+const FLOAT_MAX = 3.4028234663852886e38;
+
+/** `"abc"`, `1.5`, `{...}`: a value as a message shows it. */
+function shown(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}...` : v);
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : typeof v;
+}
+
+const badField = (at: string, message: string): TesseraError => invalidArgument(`${at}: ${message}`);
+
+/**
+ * Checks a JobSpec against the contract before anything is sent: protobufjs would otherwise
+ * coerce a wrong value silently (2**32+10 sent as 10, 1.5 as 1, "abc" as 0) and drop unknown
+ * keys. Only the type and shape are checked here; each kind's ranges are the coordinator's.
+ * Throws INVALID_ARGUMENT naming the field path and the value.
+ */
+export function checkJobSpec(spec: unknown): void {
+  checkMessage(spec, specType(), 'spec');
+}
+
+function checkMessage(value: unknown, type: Protobuf.Type, at: string): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || ArrayBuffer.isView(value)) throw badField(at, `${shown(value)} is not a ${type.name} message (an object)`);
+  const obj = value as Record<string, unknown>;
+  const oneofs = new Map(type.oneofsArray.map((o) => [o.name, o.oneof]));
+  for (const [key, v] of Object.entries(obj)) {
+    if (v === undefined || v === null) continue;
+    const field = type.fields[key];
+    if (field) {
+      checkField(v, field, `${at}.${key}`);
+      continue;
+    }
+    // A job read back (`getJob(id).spec`) names its oneof's member in a virtual field: kept as it is, when it is right.
+    const members = oneofs.get(key);
+    if (members && typeof v === 'string' && members.includes(v)) continue;
+    if (members) throw badField(`${at}.${key}`, `${shown(v)} is not one of ${members.join(', ')}`);
+    throw badField(`${at}.${key}`, `no such field in ${type.name} (its fields: ${Object.keys(type.fields).join(', ')})`);
+  }
+  for (const [name, members] of oneofs) {
+    const set = members.filter((m) => obj[m] !== undefined && obj[m] !== null);
+    if (set.length > 1) throw badField(at, `${set.join(' and ')} are both set, and only one of them can be (${name})`);
+    const chosen = obj[name];
+    if (typeof chosen === 'string' && set.length === 1 && set[0] !== chosen) throw badField(`${at}.${name}`, `${shown(chosen)} names another member than the one set (${set[0]})`);
+  }
+}
+
+function checkField(v: unknown, field: Protobuf.Field, at: string): void {
+  if (field.map) {
+    if (typeof v !== 'object' || Array.isArray(v)) throw badField(at, `${shown(v)} is not a map (an object)`);
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) checkValue(x, field, `${at}[${JSON.stringify(k)}]`);
+    return;
+  }
+  if (field.repeated) {
+    if (!Array.isArray(v)) throw badField(at, `${shown(v)} is not a list (an array)`);
+    v.forEach((x, i) => checkValue(x, field, `${at}[${i}]`));
+    return;
+  }
+  checkValue(v, field, at);
+}
+
+function checkValue(v: unknown, field: Protobuf.Field, at: string): void {
+  const rt = field.resolvedType;
+  if (rt && 'fields' in rt) return checkMessage(v, rt, at);
+  if (rt && 'values' in rt) {
+    const values = (rt as Protobuf.Enum).values;
+    const ok = typeof v === 'string' ? Object.hasOwn(values, v) : Number.isInteger(v) && Object.values(values).includes(v as number);
+    if (!ok) throw badField(at, `${shown(v)} is not one of ${Object.keys(values).join(', ')}`);
+    return;
+  }
+  const range = INT_RANGES[field.type];
+  if (range) {
+    if (!isIntegerIn(v, range)) throw badField(at, `${shown(v)} is not a${field.type.startsWith('int') ? 'n' : ''} ${field.type}`);
+    return;
+  }
+  switch (field.type) {
+    case 'double':
+    case 'float':
+      if (typeof v !== 'number' || !Number.isFinite(v) || (field.type === 'float' && Math.abs(v) > FLOAT_MAX)) throw badField(at, `${shown(v)} is not a finite number (${field.type})`);
+      return;
+    case 'bool':
+      if (typeof v !== 'boolean') throw badField(at, `${shown(v)} is not a bool (true or false)`);
+      return;
+    case 'string':
+      if (typeof v !== 'string') throw badField(at, `${shown(v)} is not a string`);
+      return;
+    case 'bytes':
+      if (typeof v !== 'string' && !(v instanceof Uint8Array)) throw badField(at, `${shown(v)} is not bytes (a Buffer)`);
+      return;
+    default:
+      throw badField(at, `fields of type ${field.type} cannot be checked`);
+  }
+}
+
+/** A whole number within `range`: a number (exactly representable), or for 64-bit fields a decimal string. */
+function isIntegerIn(v: unknown, [min, max]: readonly [bigint, bigint]): boolean {
+  let n: bigint;
+  if (typeof v === 'number') {
+    if (!Number.isSafeInteger(v)) return false;
+    n = BigInt(v);
+  } else if (typeof v === 'string' && max > 2n ** 32n && /^-?\d{1,20}$/.test(v)) n = BigInt(v);
+  else return false;
+  return n >= min && n <= max;
+}
+
+/**
+ * Checks a submission's files before anything is sent: each must be a regular file, and no two may
+ * have the same input name (`names[i]`, default each file's base name). Returns their sizes.
+ * INVALID_ARGUMENT ({@link TesseraError}, its `input` the path) naming the path otherwise.
+ */
+export async function checkInputFiles(files: readonly string[], names?: readonly (string | undefined)[]): Promise<number[]> {
+  const byName = new Map<string, string>();
+  const sizes: number[] = [];
+  for (const [i, f] of files.entries()) {
+    if (typeof f !== 'string' || f === '') throw invalidArgument(`files[${i}]: ${shown(f)} is not a file path`);
+    const st = await stat(f).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
+      throw invalidArgument(`${f}: cannot be read (${err.code ?? err.message})`, f);
+    });
+    if (!st) throw invalidArgument(`${f}: no such file`, f);
+    if (!st.isFile()) throw invalidArgument(`${f}: ${st.isDirectory() ? 'is a folder' : 'is not a regular file'}; give the files themselves`, f);
+    const name = safeFileName(names?.[i] ?? path.basename(f), `input name of ${f}`);
+    const other = byName.get(name);
+    if (other !== undefined) throw invalidArgument(`${other} and ${f} would both be input "${name}": rename one, or submit them as separate jobs`, f);
+    byName.set(name, f);
+    sizes.push(st.size);
+  }
+  return sizes;
 }

@@ -22,6 +22,13 @@ export const int =
     return n;
   };
 
+/** --crf: 0 would reach the coordinator as "unset" (the codec's default), not as x264's lossless. */
+export function crfOption(v: string): number {
+  const n = int('--crf')(v);
+  if (n === 0) throw new InvalidArgumentError('--crf must be 1 or more: 0 (lossless in x264/x265) cannot be asked for, since 0 in the protocol means the codec\'s default');
+  return n;
+}
+
 function pair(name: string, v: string, sep: RegExp): [number, number] {
   const parts = v.split(sep).map(Number);
   if (parts.length !== 2 || parts.some((n) => !Number.isFinite(n))) throw new InvalidArgumentError(`${name} must look like A,B, got "${v}"`);

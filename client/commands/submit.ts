@@ -1,7 +1,6 @@
 /** `tessera submit KIND ...`: upload, watch with progress, download, report. */
 import path from 'node:path';
-import { stat } from 'node:fs/promises';
-import { TesseraClient, type Job } from '../client.js';
+import { TesseraClient, TesseraError, checkInputFiles, type Job } from '../client.js';
 import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import { ProgressView, jobToJson, printJobHuman, reconnectingNote, shortState } from './output.js';
 
@@ -28,19 +27,11 @@ export function exitCodeFor(job: Job): number {
 }
 
 export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFlags): Promise<number> {
-  let total = 0;
-  // Inputs are named by their base names: two the same would be refused only after uploading.
-  const seen = new Map<string, string>();
-  for (const f of files) {
-    const st = await stat(f).catch(() => undefined);
-    if (!st) throw new UsageError(`${f}: no such file`);
-    if (!st.isFile()) throw new UsageError(`${f}: ${st.isDirectory() ? 'is a folder' : 'is not a regular file'}; give the files themselves`);
-    const name = path.basename(f);
-    const other = seen.get(name);
-    if (other !== undefined) throw new UsageError(`${other} and ${f} would both be input "${name}": rename one, or submit them as separate jobs`);
-    seen.set(name, f);
-    total += st.size;
-  }
+  // The library's own check (submit makes it too), first: a usage error, before the other flags.
+  const sizes = await checkInputFiles(files).catch((err: unknown) => {
+    throw err instanceof TesseraError ? new UsageError(err.message) : err;
+  });
+  const total = sizes.reduce((n, x) => n + x, 0);
   if (flags.sharedOutput && flags.output) throw new UsageError('-o, --output and --shared-output are exclusive: outputs are downloaded or written to shared storage');
   if (flags.wait !== false && !flags.output && !flags.sharedOutput) throw new UsageError('-o, --output DIR or --shared-output DIR is required (or use --no-wait)');
   if (flags.sharedOutput) spec = { ...spec, shared_output_dir: path.resolve(flags.sharedOutput) };

@@ -19,6 +19,11 @@ describe('parseVideoParams', () => {
     });
   });
 
+  it('gives WebM its own defaults: VP9 video and Opus audio', () => {
+    expect(parseVideoParams({ container: 'webm' })).toMatchObject({ codec: 'vp9', audioCodec: 'opus', container: 'webm' });
+    expect(parseVideoParams({ container: 'webm', codec: 'av1', audio_codec: 'none' })).toMatchObject({ codec: 'av1', audioCodec: 'none' });
+  });
+
   it('takes a bitrate instead of a crf', () => {
     const p = parseVideoParams({ codec: 'vp9', bitrate: '1.5M', container: 'webm', audio_codec: 'opus', audio_bitrate: '96k' });
     expect([p.crf, p.bitrate, p.audioBitrate]).toEqual([undefined, 1_500_000, 96_000]);
@@ -38,7 +43,7 @@ describe('parseVideoParams', () => {
     [{ fps: 0.5 }, 'fps: 0.5 is outside 1..240'],
     [{ audio_codec: 'flac' }, 'audio_codec: "flac" is not one of aac, opus, mp3, copy, none'],
     [{ audio_codec: 'none', audio_bitrate: '96k' }, 'audio_bitrate: has no meaning with audio_codec none'],
-    [{ container: 'webm' }, 'container: webm cannot hold h264 video (use vp9 or av1)'],
+    [{ codec: 'h264', container: 'webm' }, 'container: webm cannot hold h264 video (use vp9 or av1)'],
     [{ codec: 'vp9', container: 'webm', audio_codec: 'aac' }, 'audio_codec: webm cannot hold aac audio'],
     [{ container: 'avi' }, 'container: "avi" is not one of mp4, mkv, webm'],
     [{ segment_seconds: 0.2 }, 'segment_seconds: 0.2 is outside 1..3600'],

@@ -92,7 +92,10 @@ export function parseVideoParams(raw: Partial<VideoParams__Output> | null | unde
     codec: 'string', crf: 'number', bitrate: 'string', preset: 'string', width: 'number', height: 'number', fps: 'number',
     audio_codec: 'string', audio_bitrate: 'string', container: 'string', segment_seconds: 'number',
   }) as Partial<VideoParams__Output>;
-  const codec = (p.codec || 'h264').toLowerCase();
+  // The container first: WebM's defaults are its own codecs (VP9 and Opus), not MP4's.
+  const container = (p.container || 'mp4').toLowerCase();
+  if (!isOneOf(container, ['mp4', 'mkv', 'webm'] as const)) throw invalidArgument(`container: "${p.container}" is not one of mp4, mkv, webm`);
+  const codec = (p.codec || (container === 'webm' ? 'vp9' : 'h264')).toLowerCase();
   if (!isOneOf(codec, ['h264', 'h265', 'vp9', 'av1'] as const)) throw invalidArgument(`codec: "${p.codec}" is not one of h264, h265, vp9, av1`);
 
   const crfRaw = p.crf ?? 0;
@@ -122,15 +125,13 @@ export function parseVideoParams(raw: Partial<VideoParams__Output> | null | unde
   const fps = Number(p.fps ?? 0);
   if (!Number.isFinite(fps) || fps < 0 || fps > 240 || (fps > 0 && fps < 1)) throw invalidArgument(`fps: ${p.fps} is outside 1..240 (0 keeps the source timing)`);
 
-  const audioCodec = (p.audio_codec || 'aac').toLowerCase();
+  const audioCodec = (p.audio_codec || (container === 'webm' ? 'opus' : 'aac')).toLowerCase();
   if (!isOneOf(audioCodec, ['aac', 'opus', 'mp3', 'copy', 'none'] as const)) throw invalidArgument(`audio_codec: "${p.audio_codec}" is not one of aac, opus, mp3, copy, none`);
   const audioBitrateText = (p.audio_bitrate ?? '').trim();
   const audioBitrate = audioBitrateText ? parseBitrate(audioBitrateText) : 128e3;
   if (!Number.isFinite(audioBitrate) || audioBitrate < 8e3 || audioBitrate > 1e6) throw invalidArgument(`audio_bitrate: "${audioBitrateText}" is not a rate within 8k..1M`);
   if (audioBitrateText && (audioCodec === 'copy' || audioCodec === 'none')) throw invalidArgument(`audio_bitrate: has no meaning with audio_codec ${audioCodec}`);
 
-  const container = (p.container || 'mp4').toLowerCase();
-  if (!isOneOf(container, ['mp4', 'mkv', 'webm'] as const)) throw invalidArgument(`container: "${p.container}" is not one of mp4, mkv, webm`);
   if (!CONTAINER_VIDEO[container].includes(codec)) throw invalidArgument(`container: ${container} cannot hold ${codec} video (use ${CONTAINER_VIDEO[container].join(' or ')})`);
   if (!CONTAINER_AUDIO[container].includes(audioCodec)) throw invalidArgument(`audio_codec: ${container} cannot hold ${audioCodec} audio (use ${CONTAINER_AUDIO[container].join(', ')})`);
 

@@ -1,0 +1,167 @@
+/**
+ * The client library's public surface: typed (declarations in dist, `import ... from 'tessera'`),
+ * the option and error types of its signatures exported, a spec checked against the contract and
+ * the files checked before anything is sent, and errors that all carry a numeric gRPC `code`.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TesseraClient, TesseraError, checkJobSpec, type JobSpec } from '../client/index.js';
+import { startCluster, type TestCluster } from './helpers/cluster.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-client-api-'));
+});
+
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** An address where nothing listens: a check that answers there sent nothing. */
+async function deadAddress(): Promise<string> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `127.0.0.1:${port}`;
+}
+
+const caught = (p: Promise<unknown>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
+
+describe('types', () => {
+  it('a TypeScript program using the README example and the exported types type-checks against dist', async () => {
+    // Inside the package, so that `tessera` resolves to it (a package's own name, through `exports`).
+    const work = path.join(root, 'test-output', `types-${process.pid}`);
+    await mkdir(work, { recursive: true });
+    try {
+      await writeFile(
+        path.join(work, 'example.ts'),
+        `import { TesseraClient, TesseraError, type DownloadOptions, type SubmitOptions, type WatchOptions, type Job } from 'tessera';
+import { TesseraClient as Direct } from '../../dist/client/index.js';
+const client = new TesseraClient({ address: 'coordinator:7700' });
+const submitOptions: SubmitOptions = { retryForMs: 0 };
+const watchOptions: WatchOptions = { reconnectForMs: 1000 };
+const downloadOptions: DownloadOptions = { overwrite: false };
+const job: Job = await client.submit({ image: { width: 800, format: 'webp' } }, ['a.jpg', 'b.jpg'], submitOptions);
+const { job: done, paths } = await client.collect(job.id, 'out', { ...watchOptions, ...downloadOptions, onEvent: (e) => console.log(e.type, e.message) });
+const code: number = new TesseraError(3, 'x').code;
+const direct: Direct = client;
+console.log(done.state, paths.size, code, direct.address);
+`,
+      );
+      await writeFile(path.join(work, 'tsconfig.json'), JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: true, types: ['node'] }, files: ['example.ts'] }));
+      const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+      const run = await promisify(execFile)(process.execPath, [tsc, '-p', work]).then(
+        () => ({ ok: true, out: '' }),
+        (e: { stdout?: string }) => ({ ok: false, out: e.stdout ?? String(e) }),
+      );
+      expect(run.out).toBe('');
+      expect(run.ok).toBe(true);
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
+describe('submit checks the spec against the contract before sending anything', () => {
+  const cases: [string, unknown, string][] = [
+    ['a uint32 past its range', { image: { width: 2 ** 32 + 10 } }, 'spec.image.width: 4294967306 is not a uint32'],
+    ['a negative uint32', { image: { width: -5 } }, 'spec.image.width: -5 is not a uint32'],
+    ['a fraction for an integer', { image: { width: 1.5 } }, 'spec.image.width: 1.5 is not a uint32'],
+    ['a fractional int32', { image: { rotate: 45.5 } }, 'spec.image.rotate: 45.5 is not an int32'],
+    ['a string for a number', { image: { width: 'abc' } }, 'spec.image.width: "abc" is not a uint32'],
+    ['an int32 past its range', { passthrough: {}, priority: 2 ** 32 + 5 }, 'spec.priority: 4294967301 is not an int32'],
+    ['an unknown field', { image: { widht: 100 } }, 'spec.image.widht: no such field in ImageParams'],
+    ['an unknown top-level field', { passthru: {} }, 'spec.passthru: no such field in JobSpec'],
+    ['a number for a string', { image: { format: 7 } }, 'spec.image.format: 7 is not a string'],
+    ['a string for a bool', { image: { grayscale: 'yes' } }, 'spec.image.grayscale: "yes" is not a bool'],
+    ['NaN for a number', { image: { blur: Number.NaN } }, 'spec.image.blur: NaN is not a finite number'],
+    ['a number for a message', { image: 5 }, 'spec.image: 5 is not a ImageParams message'],
+    ['two job kinds', { image: { width: 10 }, passthrough: {} }, 'spec: image and passthrough are both set'],
+  ];
+  it.each(cases)('%s', async (_what, spec, message) => {
+    const client = new TesseraClient({ address: await deadAddress() });
+    try {
+      const file = path.join(dir, 'in.bin');
+      await writeFile(file, 'x');
+      const err = await caught(client.submit(spec as JobSpec, [file], { retryForMs: 0 }));
+      expect(err).toBeInstanceOf(TesseraError);
+      expect((err as TesseraError).code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect((err as TesseraError).message).toContain(message);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('passes what fits: every kind the CLI builds, a job read back, 64-bit fields as strings', () => {
+    for (const spec of [
+      { label: 'x', priority: -3, max_attempts: 2, request_id: 'r', image: { width: 800, height: 600, fit: 'cover', rotate: -90, blur: 0.5, grayscale: true, format: 'webp', crop: { left: 0, top: 0, width: 10, height: 10 } } },
+      { video: { codec: 'h264', crf: 23, fps: 29.97 } },
+      { audio: { codec: 'opus', trim: { start: 1.5, end: 3 } } },
+      { passthrough: { subtasks: 2 }, params: 'passthrough' },
+      { thumbnails: { every: 2, width: 160 }, image: undefined, video: null },
+    ]) {
+      expect(() => checkJobSpec(spec), JSON.stringify(spec)).not.toThrow();
+    }
+  });
+});
+
+describe('submit checks the files before sending anything', () => {
+  it('a folder, a file missing, two files under one name: INVALID_ARGUMENT naming the path', async () => {
+    const client = new TesseraClient({ address: await deadAddress() });
+    try {
+      const a = path.join(dir, 'one', 'same.bin');
+      const b = path.join(dir, 'two', 'same.bin');
+      await mkdir(path.dirname(a), { recursive: true });
+      await mkdir(path.dirname(b), { recursive: true });
+      await writeFile(a, 'a');
+      await writeFile(b, 'b');
+      const cases: [string[], string][] = [
+        [[a, dir], `${dir}: is a folder`],
+        [[a, path.join(dir, 'missing.bin')], `${path.join(dir, 'missing.bin')}: no such file`],
+        [[a, b], `${a} and ${b} would both be input "same.bin"`],
+      ];
+      for (const [files, message] of cases) {
+        const err = await caught(client.submit({ passthrough: {} }, files, { retryForMs: 0 }));
+        expect(err, message).toBeInstanceOf(TesseraError);
+        expect((err as TesseraError).code).toBe(grpc.status.INVALID_ARGUMENT);
+        expect((err as TesseraError).message).toContain(message);
+      }
+      // Named apart, the same two go (and fail only at the address, where nothing listens).
+      const err = await caught(client.submit({ passthrough: {} }, [a, b], { names: ['a.bin', 'b.bin'], retryForMs: 0 }));
+      expect((err as grpc.ServiceError).code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('errors', () => {
+  let cluster: TestCluster;
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('the coordinator\'s and the client\'s both carry a numeric gRPC code and name what they are about', async () => {
+    cluster = await startCluster({ workers: 1, slots: 1 });
+    const server = await caught(cluster.client.getJob('no-such-job'));
+    expect((server as grpc.ServiceError).code).toBe(grpc.status.NOT_FOUND);
+    expect((server as Error).message).toContain('no-such-job');
+    const file = path.join(dir, 'real.bin');
+    await writeFile(file, 'real');
+    const job = await cluster.client.wait((await cluster.client.submit({ passthrough: {} }, [file])).id);
+    const local = await caught(cluster.client.download(job.id, path.join(dir, 'dl'), { names: ['nope.bin'] }));
+    expect(local).toBeInstanceOf(TesseraError);
+    expect((local as TesseraError).code).toBe(grpc.status.NOT_FOUND);
+    expect((local as Error).message).toContain('"nope.bin"');
+  }, 60_000);
+});

@@ -1,0 +1,127 @@
+/**
+ * Watching: a coordinator never reached fails at once (as getJob and submit do), not after two
+ * minutes of "reconnecting"; and aborting `wait`, `collect`, `submit` or a `watch` in its
+ * reconnect pause rejects with the signal's reason, whatever it was doing.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
+import { TesseraClient } from '../client/index.js';
+import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
+
+let dir: string;
+let cluster: TestCluster | undefined;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-client-watch-'));
+});
+afterEach(async () => {
+  await cluster?.stop();
+  cluster = undefined;
+});
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function deadAddress(): Promise<string> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `127.0.0.1:${port}`;
+}
+
+const caught = (p: Promise<unknown>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
+
+describe('a coordinator never reached', () => {
+  it('watch, wait and collect fail at once with UNAVAILABLE, without reconnecting', async () => {
+    const client = new TesseraClient({ address: await deadAddress() });
+    try {
+      const reconnects: string[] = [];
+      const onReconnect = (why: string): void => void reconnects.push(why);
+      const started = Date.now();
+      const watching = (async () => {
+        for await (const _ of client.watch('some-job', { onReconnect })) void _;
+      })();
+      for (const [what, p] of [
+        ['watch', watching],
+        ['wait', client.wait('some-job', undefined, undefined, { onReconnect })],
+        ['collect', client.collect('some-job', path.join(dir, 'never'), { onReconnect })],
+      ] as const) {
+        const err = await caught(p);
+        expect((err as grpc.ServiceError).code, `${what}: ${String(err)}`).toBe(grpc.status.UNAVAILABLE);
+      }
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(reconnects).toEqual([]);
+    } finally {
+      client.close();
+    }
+  }, 30_000);
+
+  it('tessera watch and tessera download exit 1 at once, without "lost the coordinator"', async () => {
+    const dead = await deadAddress();
+    for (const args of [['watch', 'some-job'], ['download', 'some-job', '-o', path.join(dir, 'never-cli')]]) {
+      const r = await runCli([...args, '--coordinator', dead], { timeoutMs: 20_000 });
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toContain('UNAVAILABLE');
+      expect(r.stderr).toContain(`is a coordinator running at ${dead}?`);
+      expect(r.stderr).not.toContain('lost the coordinator');
+    }
+  }, 60_000);
+});
+
+describe('aborting', () => {
+  it('wait, collect and submit reject with the signal\'s reason', async () => {
+    cluster = await startCluster({ workers: 1, slots: 1 });
+    const file = path.join(dir, 'slow.bin');
+    await writeFile(file, 'slow');
+    const job = await cluster.client.submit({ passthrough: { work_ms: 20_000 } }, [file]);
+    for (const what of ['wait', 'collect'] as const) {
+      const ac = new AbortController();
+      const reason = new Error(`stop ${what}`);
+      const p = what === 'wait' ? cluster.client.wait(job.id, undefined, ac.signal) : cluster.client.collect(job.id, path.join(dir, 'aborted'), { signal: ac.signal });
+      setTimeout(() => ac.abort(reason), 300);
+      expect(await caught(p)).toBe(reason);
+    }
+    // Without a reason: the signal's own, an AbortError.
+    const ac = new AbortController();
+    const p = cluster.client.wait(job.id, undefined, ac.signal);
+    setTimeout(() => ac.abort(), 300);
+    const err = await caught(p);
+    expect((err as Error).name).toBe('AbortError');
+    expect(err).toBe(ac.signal.reason);
+
+    // Mid-upload.
+    const big = path.join(dir, 'big.bin');
+    await writeFile(big, randomBytes(32 * 2 ** 20));
+    const upload = new AbortController();
+    const reason = new Error('stop the upload');
+    const sent = await caught(cluster.client.submit({ passthrough: {} }, [big], { signal: upload.signal, onUpload: (u) => u.sentBytes > 2 ** 20 && upload.abort(reason) }));
+    expect(sent).toBe(reason);
+    await cluster.client.cancel(job.id);
+  }, 90_000);
+
+  it('a watch waiting to re-attach rejects with the signal\'s reason too', async () => {
+    cluster = await startCluster({ workers: 1, slots: 1 });
+    const file = path.join(dir, 'slow2.bin');
+    await writeFile(file, 'slow');
+    const job = await cluster.client.submit({ passthrough: { work_ms: 20_000 } }, [file]);
+    const ac = new AbortController();
+    const reason = new Error('stop re-attaching');
+    let lost!: () => void;
+    const reconnecting = new Promise<void>((resolve) => (lost = resolve));
+    const p = cluster.client.wait(job.id, undefined, ac.signal, { onReconnect: () => lost() });
+    // The first events are in: the coordinator was reached; now it goes away.
+    await new Promise((r) => setTimeout(r, 500));
+    cluster.coordinator!.child.kill('SIGKILL');
+    await reconnecting;
+    // In one of its 500 ms pauses, or a try to re-attach: the same either way.
+    await new Promise((r) => setTimeout(r, 250));
+    ac.abort(reason);
+    expect(await caught(p)).toBe(reason);
+  }, 60_000);
+});
