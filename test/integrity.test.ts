@@ -132,6 +132,14 @@ describe('SubmitJob: the framing of an upload', () => {
     expect((await client.listJobs()).map((j) => j.input_count)).toEqual([1]);
   });
 
+  it('refuses a spec with two job kinds (both decode; one would be dropped unseen)', async () => {
+    const { address, client } = await startCoordinator();
+    const err = await submitRaw(address, [{ spec: { image: { width: 10 }, passthrough: {} } }]);
+    expect(err?.code, err?.details).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err!.details).toBe('spec.params: image and passthrough are both set; a job has one kind');
+    expect(await client.listJobs()).toEqual([]);
+  });
+
   it('refuses an input_end.sha256 that is not a hex digest as INVALID_ARGUMENT, not as a checksum mismatch', async () => {
     const { address } = await startCoordinator();
     const bytes = randomBytes(1000);
