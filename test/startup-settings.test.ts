@@ -88,6 +88,10 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
       [worker('--worker-token-file', '/nonexistent/worker.token'), {}, 'tessera: --worker-token-file /nonexistent/worker.token: no such file'],
       [worker('--worker-token', 'short'), {}, 'tessera: --worker-token: the worker token is shorter than 16 characters, the least a coordinator accepts (make one with `openssl rand -hex 24`)'],
       [worker('--tls-key', certs.clientKey), {}, 'tessera: --tls-key needs --tls-cert: the certificate and its key go together'],
+      // --print-config prints only a configuration that would start
+      [coordinator('--ttl-ms', '1000', '--print-config'), {}, 'tessera: --ttl-ms 1000: must be at least twice the heartbeat interval (--heartbeat-ms 1000), or workers are declared lost between heartbeats'],
+      [worker('--print-config'), { TESSERA_SLOTS: '0' }, 'tessera: TESSERA_SLOTS=0: must be at least 1'],
+      [coordinator('--tls-cert', certs.serverCert, '--print-config'), {}, 'tessera: --tls-cert needs --tls-key: the certificate and its key go together'],
       // a client command's files too
       [['jobs', '--coordinator', '127.0.0.1:1', '--token-file', '/nonexistent/alice.token'], {}, 'tessera: --token-file /nonexistent/alice.token: no such file'],
     ];

@@ -11,6 +11,7 @@ import { Option, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from './submit.js';
 import { redactSecrets, resolveSecretSources } from './security-options.js';
+import { checkServerSettings } from './servers.js';
 
 /** Environment variable of a flag: `--data-dir` -> `TESSERA_DATA_DIR`. */
 export function envVarOf(option: Option): string {
@@ -107,6 +108,8 @@ export function configurable(cmd: Command): Command {
     // Only now are all sources known: a token file from the config file loses to TESSERA_WORKER_TOKEN.
     resolveSecretSources(command);
     if (command.getOptionValue('printConfig')) {
+      // A configuration that would not start is a usage error here too (exit 2, naming the setting).
+      checkServerSettings(command);
       const { printConfig: _p, ...given } = command.opts();
       // Relative paths (from any source, a config file's included) are taken from the working
       // directory: shown as they will be opened.

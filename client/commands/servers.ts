@@ -74,6 +74,23 @@ export function checkWorkerSettings(o: WorkerCommandOptions, name: OptionNamer =
   atLeast(o, 'prefetch', 0, name, ' (0 = none)');
 }
 
+/**
+ * Every check `tessera coordinator` or `tessera worker` makes of its settings before it starts
+ * (ranges, listen rules, certificate, key and token files), each a usage error: also run by
+ * `--print-config`, so that a configuration it prints is one that starts.
+ */
+export function checkServerSettings(command: Command): void {
+  const name = optionNamer(command);
+  const o = command.opts();
+  if (command.name() === 'coordinator') {
+    checkCoordinatorSettings(o as CoordinatorCommandOptions, name);
+    coordinatorSecurity(o, name);
+  } else if (command.name() === 'worker') {
+    checkWorkerSettings(o as WorkerCommandOptions, name);
+    workerSecurity(o, name);
+  }
+}
+
 /** `tessera coordinator`; `cmd` (the parsed command) names options in errors as they were given. */
 export async function runCoordinator(o: CoordinatorCommandOptions, cmd?: Command): Promise<void> {
   const name = cmd ? optionNamer(cmd) : byFlag;
