@@ -128,11 +128,12 @@ submitCommand(
       .option('--saturation <x>', 'saturation multiplier', num('--saturation'))
       .option('--hue <deg>', 'hue rotation', int('--hue', { signed: true }))
       .addOption(new Option('--format <fmt>', 'output format').choices(['jpeg', 'jpg', 'png', 'webp', 'avif', 'tiff']))
-      .option('--quality <q>', 'encoder quality 1-100', int('--quality'))
+      .option('--quality <q>', 'encoder quality 1-100 of jpeg, webp and avif output (png and tiff are lossless: refused with --format png|tiff, not applied to inputs kept as png or tiff)', int('--quality'))
       .option('--keep-metadata', 'keep EXIF/ICC metadata')
       .option('--no-auto-orient', 'do not apply EXIF orientation')
       .option('--tile <size>', 'process as tiles of SIZE px (huge images)', int('--tile'))
-      .addOption(new Option('--pyramid <kind>', 'tiled output instead of one image').choices(['deepzoom', 'iiif'])),
+      .addOption(new Option('--pyramid <kind>', 'tile pyramid (a zip) instead of one image, at any size; tiles jpeg, png or webp').choices(['deepzoom', 'iiif']))
+      .option('--iiif-id <url>', "with --pyramid iiif: the image's base URI in info.json (absolute http(s) URL; default https://example.com/iiif)"),
   imageSpec,
 );
 

@@ -81,6 +81,7 @@ export function imageSpec(o: Opts): JobSpec {
       no_auto_orient: o['autoOrient'] === false,
       tile_size: o['tile'] as number | undefined,
       tiled_output: o['pyramid'] as string | undefined,
+      iiif_id: o['iiifId'] as string | undefined,
     },
   };
 }

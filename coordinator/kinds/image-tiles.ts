@@ -24,7 +24,7 @@ import type { FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan }
 import { invalidArgument, TesseraError } from '../../shared/errors.js';
 import { MAX_SOURCE_STRIPS, tileConfig, type TileConfig } from '../../shared/media/tile-config.js';
 import { checkSampleFormat, intermediateSpace, splitForTiles, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
-import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
+import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, tileFormatFor, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
 import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
 import { vipsExtension, writeVipsCarrier } from '../../shared/media/tile-vips-file.js';
@@ -37,7 +37,8 @@ import { balancedStripEnds, chooseTileSize, grow, mapSize, stripGrid, stripsEndi
 export { isTilePlan, outputPixels, outputSize, type TilePlan, type TileResult };
 
 /**
- * Whether `input` goes down the tiled path: `tile_size` set, or an image the pipeline makes with
+ * Whether `input` goes down the tiled path: `tile_size` or a pyramid (`tiled_output`, which only the
+ * tiled path makes) asked for, whatever the image's size, or an image the pipeline makes with
  * more pixels than the threshold (after orientation, crop, resize and rotation: a 48 Mpx photo
  * resized to 800 px wide is a small job for one worker, which decodes it shrunk), or a source the
  * batch path cannot open at all (over `TESSERA_MAX_INPUT_PIXELS`). Decided from the header only:
@@ -45,7 +46,7 @@ export { isTilePlan, outputPixels, outputSize, type TilePlan, type TileResult };
  * fail in the batch path with its own message.
  */
 export async function needsTiling(input: SpoolFile, params: TileImageParams, config: TileConfig = tileConfig()): Promise<boolean> {
-  if (params.tileSize > 0) return true;
+  if (params.tileSize > 0 || params.tiledOutput) return true;
   const dims = await headerDims(input);
   if (!dims) return false;
   if (dims.width * dims.height > maxInputPixels()) return true;
@@ -111,7 +112,8 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   const config = o.config ?? tileConfig();
   const split = splitForTiles(o.params);
   const inputMeta = await readMeta(o.input.path, config, o.input.name);
-  const format = outputFormat(o.params, inputMeta.format);
+  // A pyramid of a TIFF, AVIF/HEIF or GIF source gets JPEG (or, with alpha, PNG) tiles.
+  const format = tileFormatFor(outputFormat(o.params, inputMeta.format), split.output, inputMeta.hasAlpha ?? false);
   checkSampleFormat(inputMeta, o.input.name);
   // A crop outside the image gets a message naming the crop rather than libvips' extract error.
   sourceRegion(upright(inputMeta, o.params), o.params, o.input.name);
@@ -520,7 +522,7 @@ export async function mergeTiles(
       outputs.push(await stitchSource(source, list, outputDir, workDir));
     } catch (err) {
       if (err instanceof TesseraError || err instanceof TileCheckError) {
-        errors.push({ input: source, code: err instanceof TesseraError ? err.codeName : 'DATA_LOSS', message: err.message });
+        errors.push({ input: source, code: err instanceof TesseraError ? err.codeName : err.code, message: err.message });
       } else {
         throw err;
       }
@@ -529,14 +531,26 @@ export async function mergeTiles(
   return { outputs, errors };
 }
 
-class TileCheckError extends Error {}
+/** A tiled input that cannot be stitched: `code` DATA_LOSS for a tile missing or wrong, or a failed tile's own code. */
+class TileCheckError extends Error {
+  constructor(
+    message: string,
+    readonly code = 'DATA_LOSS',
+  ) {
+    super(message);
+  }
+}
 
 async function stitchSource(source: string, list: SubtaskOutcome[], outputDir: string, workDir: string): Promise<FinalOutput> {
   const first = list[0]!.plan as TilePlan;
   const failed = list.find((o) => !o.ok);
   if (failed) {
     const e = failed.error;
-    throw new TileCheckError(`${source}: tile ${(failed.plan as TilePlan).index + 1} failed: ${e?.message ?? 'unknown error'}`);
+    // The tile's own error (e.g. INVALID_ARGUMENT for a truncated source) is already the input's
+    // (the job manager records a failed subtask's error for its items): the same code and message,
+    // so that it is reported once, not again as a DATA_LOSS of the stitch.
+    if (e) throw new TileCheckError(e.message, e.code);
+    throw new TileCheckError(`${source}: tile ${(failed.plan as TilePlan).index + 1} failed: unknown error`);
   }
   if (list.length !== first.count) throw new TileCheckError(`${source}: ${list.length} of ${first.count} tiles came back`);
   const tiles: PlacedTile[] = [];
@@ -578,6 +592,7 @@ async function stitchSource(source: string, list: SubtaskOutcome[], outputDir: s
     outPath,
     limitInputPixels: first.limitInputPixels,
     metadata: first.params.keepMetadata ? await metadataCarrier(workDir, source, channels) : undefined,
+    iiifId: first.params.iiifId,
   });
   if (first.output === 'image' && (got.width !== first.outWidth || got.height !== first.outHeight)) {
     throw new TileCheckError(`${source}: stitched ${got.width}x${got.height}, expected ${first.outWidth}x${first.outHeight}`);

@@ -54,3 +54,40 @@ describe('image batch split after a failure', () => {
     expect(imageKind.split!({ ...batch, inputs: [files[0]!], items: ['a.jpg'], plan: { type: 'batch', items: [{ input: 'a.jpg', output: 'a.webp' }] } })).toBeUndefined();
   });
 });
+
+describe('image params checked at submission', () => {
+  const refused = (p: Record<string, unknown>): unknown => {
+    try {
+      imageKind.validate(p as never, {} as never);
+      return undefined;
+    } catch (err) {
+      return err;
+    }
+  };
+
+  it('a pyramid takes jpeg, png or webp tiles: an explicit tiff or avif is refused, naming the field and the formats', () => {
+    for (const format of ['tiff', 'avif']) {
+      expect(refused({ format, tiled_output: 'iiif' })).toMatchObject({ codeName: 'INVALID_ARGUMENT', message: expect.stringMatching(/^image\.format: .*jpeg, png, webp tiles, not /) });
+    }
+    for (const format of ['jpeg', 'png', 'webp', '']) expect(refused({ format, tiled_output: 'deepzoom' })).toBeUndefined();
+  });
+
+  it('a pyramid refuses what the tiled path cannot do exactly (an arbitrary rotation) at any size', () => {
+    expect(refused({ rotate: 45, tiled_output: 'deepzoom' })).toMatchObject({ codeName: 'INVALID_ARGUMENT', message: expect.stringMatching(/^rotate: /) });
+  });
+
+  it('quality with a lossless format (png, tiff) is refused, naming the field', () => {
+    for (const format of ['png', 'tiff']) {
+      expect(refused({ format, quality: 80 })).toMatchObject({ codeName: 'INVALID_ARGUMENT', message: expect.stringMatching(/^image\.quality: .*jpeg, webp, avif/) });
+    }
+    for (const format of ['jpeg', 'webp', 'avif', '']) expect(refused({ format, quality: 80 })).toBeUndefined();
+  });
+
+  it('iiif_id: an absolute http(s) URL of at most 1024 characters, with tiled_output iiif', () => {
+    expect(imageKind.validate({ tiled_output: 'iiif', iiif_id: 'https://img.example.org/iiif/' } as never, {} as never)).toMatchObject({ iiifId: 'https://img.example.org/iiif' });
+    for (const id of ['ftp://x.org/a', '/relative', 'https://x.org/a?b=1', 'https://u:p@x.org/', 'https://x.org/"a', `https://x.org/${'a'.repeat(1100)}`]) {
+      expect(refused({ tiled_output: 'iiif', iiif_id: id })).toMatchObject({ codeName: 'INVALID_ARGUMENT', message: expect.stringMatching(/^image\.iiif_id: /) });
+    }
+    expect(refused({ tiled_output: 'deepzoom', iiif_id: 'https://x.org/' })).toMatchObject({ message: expect.stringMatching(/^image\.iiif_id: applies only to tiled_output iiif/) });
+  });
+});

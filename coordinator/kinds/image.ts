@@ -2,8 +2,11 @@
  * `image` — one pipeline applied to each of N images. The planner groups images into subtasks by
  * count and bytes so that both small and large batches spread evenly over the workers.
  */
+import { open } from 'node:fs/promises';
 import type { CoordinatorKind, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
+import { FORMAT_EXTENSION, outputFormat } from '../../shared/media/image-pipeline.js';
+import { SNIFF_BYTES, sniffBuffer } from '../../shared/media/sniff.js';
 import { splitForTiles } from '../../shared/media/tile-pipeline.js';
 import { withExtension } from '../../shared/names.js';
 import { isTilePlan, mergeTiles, planTiledInputs } from './image-tiles.js';
@@ -71,20 +74,22 @@ export function groupBatches(files: SpoolFile[], slots: number): SpoolFile[][] {
   return [...bins.filter((b) => b.files.length > 0).map((b) => b.files), ...singles.map((f) => [f])];
 }
 
-const EXT_BY_FORMAT: Record<string, string> = { jpeg: 'jpg', png: 'png', webp: 'webp', avif: 'avif', tiff: 'tif' };
-
 export const imageKind: CoordinatorKind<ImageParams> = {
   name: 'image',
   validate: (params) => {
     const p = validateImageParams(params);
-    // With tile_size every input takes the tiled path: what it cannot do exactly is refused before any upload.
-    if (p.tileSize > 0) splitForTiles(p);
+    // With tile_size or a pyramid every input takes the tiled path: what it cannot do exactly is refused before any upload.
+    if (p.tileSize > 0 || p.tiledOutput) splitForTiles(p);
     return p;
   },
   async plan({ params, inputs, cluster, workDir, signal }) {
-    // Without an explicit format the worker keeps the input's family; the name follows the same rule.
-    const ext = (input: string): string => EXT_BY_FORMAT[params.format] ?? guessExtension(input);
-    const names = outputNames(inputs.map((i) => i.name), ext);
+    // Every output's name is decided here, once, from what the worker will write: a pyramid is a
+    // zip; else the format asked for, or (none asked for) the one the worker picks from the input's
+    // content (image-pipeline.ts `outputFormat`), never from its name: `a.jpg` holding a PNG
+    // becomes `a.png`. The worker writes the names it is given.
+    const extensions = new Map<string, string>();
+    for (const f of inputs) extensions.set(f.name, await outputExtension(f, params));
+    const names = outputNames(inputs.map((i) => i.name), (input) => extensions.get(input) ?? 'jpg');
     // Huge images (or --tile) go down the tiled path: one subtask per tile, stitched in merge.
     const tiles = await planTiledInputs(inputs, params, { workDir, slots: cluster.slots, signal, outputNames: names });
     const batched = inputs.filter((f) => !tiles.tiled.has(f.name));
@@ -134,12 +139,27 @@ function sourceOf(plan: ImageBatchPlan, output: string): string {
   return plan.items.find((i) => i.output === output || (output.startsWith(`${i.output}.`) && !output.slice(i.output.length + 1).includes('.')))?.input ?? '';
 }
 
-/** The extension the worker will produce when no format is requested (it keeps the input's family). */
-function guessExtension(input: string): string {
-  const ext = input.slice(input.lastIndexOf('.') + 1).toLowerCase();
-  if (ext === 'jpeg' || ext === 'jpg') return 'jpg';
-  if (ext === 'png' || ext === 'webp' || ext === 'avif' || ext === 'gif') return ext;
-  if (ext === 'tif' || ext === 'tiff') return 'tif';
-  if (ext === 'heic' || ext === 'heif') return 'avif';
-  return 'jpg';
+/**
+ * The extension of `input`'s output: `zip` for a pyramid, else that of the format the worker
+ * writes, the one asked for or the input's own as its content says (sniff.ts, the names sharp
+ * gives formats), JPEG when unrecognised (such a file fails to decode anyway).
+ */
+export async function outputExtension(input: Pick<SpoolFile, 'path'>, params: Pick<ImageParams, 'format' | 'tiledOutput'>): Promise<string> {
+  if (params.tiledOutput) return 'zip';
+  if (params.format) return FORMAT_EXTENSION[params.format];
+  return FORMAT_EXTENSION[outputFormat(params as ImageParams, await sniffFile(input.path))];
+}
+
+async function sniffFile(file: string): Promise<string | undefined> {
+  try {
+    const fh = await open(file, 'r');
+    try {
+      const { buffer, bytesRead } = await fh.read(Buffer.alloc(SNIFF_BYTES), 0, SNIFF_BYTES, 0);
+      return sniffBuffer(buffer.subarray(0, bytesRead));
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return undefined;
+  }
 }

@@ -6,6 +6,12 @@ export const IMAGE_FITS = ['cover', 'contain', 'fill', 'inside', 'outside'] as c
 export const IMAGE_FORMATS = ['jpeg', 'png', 'webp', 'avif', 'tiff'] as const;
 export type ImageFit = (typeof IMAGE_FITS)[number];
 export type ImageFormat = (typeof IMAGE_FORMATS)[number];
+/** Formats a pyramid's tiles can be written in (libvips dzsave: sharp's `tile` takes these only). */
+export const PYRAMID_TILE_FORMATS = ['jpeg', 'png', 'webp'] as const;
+/** Formats whose encoder has a quality setting the image kind applies (`quality`). */
+export const QUALITY_FORMATS = ['jpeg', 'webp', 'avif'] as const;
+/** Longest `iiif_id` accepted. */
+export const MAX_IIIF_ID_LENGTH = 1024;
 
 /** Normalised image pipeline. Zero/empty means "step off". */
 export interface ImageParams {
@@ -30,6 +36,8 @@ export interface ImageParams {
   autoOrient: boolean;
   tileSize: number;
   tiledOutput: '' | 'deepzoom' | 'iiif';
+  /** Base URI of an IIIF pyramid (its info.json `id` is this plus the output's name); '' = sharp's default, https://example.com/iiif. */
+  iiifId: string;
 }
 
 const MAX_EDGE = 1_000_000;
@@ -64,6 +72,23 @@ export function validateImageParams(raw: unknown): ImageParams {
   if (blur > 0 && blur < 0.3) throw invalidArgument(`image.blur: sigma ${blur} is below the minimum of 0.3 (use 0 for no blur)`);
   const tiledOutput = text('tiled_output').toLowerCase();
   if (tiledOutput && tiledOutput !== 'deepzoom' && tiledOutput !== 'iiif') throw invalidArgument(`image.tiled_output: "${text('tiled_output')}" is not one of deepzoom, iiif`);
+  // A pyramid is written by libvips dzsave, whose tiles are JPEG, PNG or WebP: refused here rather
+  // than after every tile has run. A source whose own format cannot be a tile format gets JPEG tiles
+  // (PNG with alpha) instead (tile-stitch.ts `tileFormatFor`).
+  if (tiledOutput && format && !(PYRAMID_TILE_FORMATS as readonly string[]).includes(format)) {
+    throw invalidArgument(`image.format: a pyramid (tiled_output ${tiledOutput}) is made of ${PYRAMID_TILE_FORMATS.join(', ')} tiles, not ${format}`);
+  }
+  const quality = num('quality', 0, 100);
+  // PNG and TIFF are written losslessly (TIFF with LZW): a quality would be silently ignored.
+  if (quality > 0 && format && !(QUALITY_FORMATS as readonly string[]).includes(format)) {
+    throw invalidArgument(`image.quality: ${format} output is lossless and takes no quality; quality applies to ${QUALITY_FORMATS.join(', ')}`);
+  }
+  const iiifId = text('iiif_id');
+  if (iiifId) {
+    if (tiledOutput !== 'iiif') throw invalidArgument('image.iiif_id: applies only to tiled_output iiif');
+    if (iiifId.length > MAX_IIIF_ID_LENGTH) throw invalidArgument(`image.iiif_id: ${iiifId.length} characters, at most ${MAX_IIIF_ID_LENGTH}`);
+    if (!isHttpUrl(iiifId)) throw invalidArgument(`image.iiif_id: "${iiifId}" is not an absolute http(s) URL`);
+  }
   const tileSize = num('tile_size', 0, 65_536);
   if (tileSize > 0 && tileSize < 64) throw invalidArgument(`image.tile_size: ${tileSize} is below the minimum of 64`);
   return {
@@ -82,10 +107,22 @@ export function validateImageParams(raw: unknown): ImageParams {
     saturation: num('saturation', 0, 100),
     hue: num('hue', -360, 360),
     format: format as ImageFormat | '',
-    quality: num('quality', 0, 100),
+    quality,
     keepMetadata: flag('keep_metadata'),
     autoOrient: !flag('no_auto_orient'),
     tileSize,
     tiledOutput: tiledOutput as ImageParams['tiledOutput'],
+    iiifId: iiifId.replace(/\/+$/, ''),
   };
+}
+
+/** An absolute http(s) URL with a host and no query, fragment, credentials, spaces or control characters (it is written into info.json). */
+function isHttpUrl(s: string): boolean {
+  if (/[\s\u0000-\u001f\u007f"\\]/.test(s)) return false;
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '' && !u.username && !u.password && !u.search && !u.hash;
+  } catch {
+    return false;
+  }
 }

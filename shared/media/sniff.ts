@@ -70,12 +70,32 @@ export function sniffBuffer(head: Buffer): SniffedFormat {
   if (a4 === 'FORM' && b.length >= 12 && ['AIFF', 'AIFC'].includes(ascii(b, 8, 12))) return 'aiff';
   if (ascii(b, 0, 10) === 'YUV4MPEG2 ') return 'y4m';
   if (ascii(b, 0, 3) === 'ID3') return 'mp3';
+  // A UTF-16 byte order mark (FF FE, FE FF): FF FE also reads as an MPEG-1 layer I frame header,
+  // so text that decodes as UTF-16 is taken as text (and a playlist in it still as a playlist).
+  const utf16 = utf16Text(b);
+  if (utf16 !== undefined) return sniffText(Buffer.from(utf16, 'utf8'));
   if (b.length >= 2 && b[0] === 0xff) {
     const b1 = b[1]!;
     if ((b1 & 0xf6) === 0xf0) return 'aac'; // ADTS: sync 0xFFF, layer 00
     if ((b1 & 0xe0) === 0xe0 && ((b1 >> 1) & 3) !== 0) return 'mp3'; // MPEG audio frame sync, layer != reserved
   }
   return sniffText(b);
+}
+
+/** The text of `b` when it starts with a UTF-16 byte order mark and decodes to mostly printable characters, else undefined. */
+function utf16Text(b: Buffer): string | undefined {
+  if (b.length < 4) return undefined;
+  const le = b[0] === 0xff && b[1] === 0xfe;
+  const be = b[0] === 0xfe && b[1] === 0xff;
+  if (!le && !be) return undefined;
+  const body = b.subarray(2, 2 + ((b.length - 2) & ~1));
+  const text = le ? body.toString('utf16le') : Buffer.from(body).swap16().toString('utf16le');
+  let printable = 0;
+  for (const ch of text) {
+    const c = ch.codePointAt(0)!;
+    if (c === 9 || c === 10 || c === 13 || (c >= 32 && c !== 0x7f && c !== 0xfffd && !(c >= 0x80 && c < 0xa0))) printable++;
+  }
+  return text.length > 0 && printable / [...text].length > 0.95 ? text : undefined;
 }
 
 /** Text formats: recognised so that a refusal names them; anything else textual is 'text'. */

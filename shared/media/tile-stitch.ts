@@ -12,6 +12,7 @@
 import sharp from 'sharp';
 import type { Sharp } from 'sharp';
 import { invalidArgument } from '../errors.js';
+import { PYRAMID_TILE_FORMATS } from '../kinds/image-params.js';
 import { FORMAT_EXTENSION, type OutputFormat } from './image-pipeline.js';
 import type { Rect } from './tiling.js';
 import type { TiledOutput } from './tile-pipeline.js';
@@ -46,10 +47,21 @@ export function checkFormatFits(format: TiledFormat, output: TiledOutput, width:
   const max = FORMAT_MAX_EDGE[format];
   if (width > max || height > max) {
     throw invalidArgument(
-      `format: ${format} holds at most ${max} x ${max} pixels, the result would be ${width} x ${height}; use tiff or tiled_output deepzoom`,
+      `format: ${format} holds at most ${max} x ${max} pixels, the result would be ${width} x ${height}; use --format tiff or --pyramid deepzoom (format tiff or tiled_output deepzoom)`,
       input,
     );
   }
+}
+
+/**
+ * The format a tiled output is written in: `format` for one image; for a pyramid, `format` when
+ * libvips can write its tiles in it (jpeg, png, webp), else JPEG tiles, or PNG when the image has
+ * an alpha channel (a TIFF, AVIF/HEIF or GIF source that keeps its own format by default: an
+ * explicit tiff or avif is refused at submission, image-params.ts).
+ */
+export function tileFormatFor(format: TiledFormat, output: TiledOutput, hasAlpha: boolean): TiledFormat {
+  if (output === 'image' || (PYRAMID_TILE_FORMATS as readonly string[]).includes(format)) return format;
+  return hasAlpha ? 'png' : 'jpeg';
 }
 
 /**
@@ -57,7 +69,20 @@ export function checkFormatFits(format: TiledFormat, output: TiledOutput, width:
  * settings (image-pipeline.ts `applyEncoding`) except JPEG Huffman optimisation (see the file's
  * comment) and tiled BigTIFF for TIFF.
  */
-export function encodeTiled(img: Sharp, format: TiledFormat, output: TiledOutput, quality: number, width: number, height: number, channels: number): Sharp {
+export function encodeTiled(
+  img: Sharp,
+  format: TiledFormat,
+  output: TiledOutput,
+  quality: number,
+  width: number,
+  height: number,
+  channels: number,
+  iiifId = '',
+): Sharp {
+  if (output !== 'image' && format !== tileFormatFor(format, output, false)) {
+    // sharp's tile() takes jpeg, png and webp only; the planner chose one (tileFormatFor).
+    throw invalidArgument(`format: a ${output} pyramid cannot have ${format} tiles (${PYRAMID_TILE_FORMATS.join(', ')} only)`);
+  }
   const q = quality > 0 ? { quality } : {};
   switch (format) {
     case 'jpeg':
@@ -88,7 +113,7 @@ export function encodeTiled(img: Sharp, format: TiledFormat, output: TiledOutput
       break;
   }
   if (output === 'deepzoom') img = img.tile({ size: 256, layout: 'dz' });
-  if (output === 'iiif') img = img.tile({ size: 256, layout: 'iiif3' });
+  if (output === 'iiif') img = img.tile({ size: 256, layout: 'iiif3', ...(iiifId ? { id: iiifId } : {}) });
   return img;
 }
 
@@ -133,6 +158,8 @@ export async function stitchTiles(opts: {
   outPath: string;
   limitInputPixels: number;
   metadata?: string;
+  /** IIIF base URI (image params `iiif_id`), for `output` iiif. */
+  iiifId?: string;
 }): Promise<{ width: number; height: number }> {
   const { ordered, across } = gridOrder(opts.tiles, opts.width, opts.height);
   // The carrier joins as one more cell, below the grid: arrayjoin gives the result the metadata of
@@ -149,12 +176,13 @@ export async function stitchTiles(opts: {
           width: opts.width,
           height: opts.height,
         });
-  // arrayjoin gives one-band (grey) cells an alpha band for its background: drop it, and keep the
-  // result grey as the whole-image pipeline's would be.
-  if (opts.channels === 1) img = img.removeAlpha().toColourspace('b-w');
+  // arrayjoin gives one-band (grey) cells an alpha band for its background: drop it. The grey
+  // (`grayscale`: sharp's raw output keeps one band of it) is then written as three-band sRGB,
+  // as the whole-image pipeline writes it.
+  if (opts.channels === 1) img = img.removeAlpha();
   // Kept, the profile is attached as it is and the pixels are not converted.
   if (opts.metadata) img = img.keepMetadata();
-  img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels);
+  img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels, opts.iiifId);
   const info = await img.toFile(opts.outPath);
   return { width: info.width, height: info.height };
 }

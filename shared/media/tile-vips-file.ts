@@ -17,8 +17,20 @@ const INTERPRETATION_B_W = 1;
 const INTERPRETATION_SRGB = 22;
 const HEADER_BYTES = 64;
 
-/** The 64-byte `.v` header of a width x height image of `channels` 8-bit bands (no compression, no coding). */
-export function vipsHeader(width: number, height: number, channels: number): Buffer {
+/** An image's resolution as libvips keeps it, in pixels per millimetre (PNG pHYs, JPEG/TIFF DPI, DeepZoom's xres). */
+export interface Resolution {
+  xres: number;
+  yres: number;
+}
+
+/** libvips' resolution of an image that has none (1 px/mm, 25.4 dpi). */
+export const DEFAULT_RESOLUTION: Resolution = { xres: 1, yres: 1 };
+
+/**
+ * The 64-byte `.v` header of a width x height image of `channels` 8-bit bands (no compression, no
+ * coding), with `res` (the source's: without it a PNG output would say 25.4 dpi).
+ */
+export function vipsHeader(width: number, height: number, channels: number, res: Resolution = DEFAULT_RESOLUTION): Buffer {
   if (!(channels >= 1 && channels <= 4)) throw new RangeError(`vipsHeader: ${channels} channels`);
   const h = Buffer.alloc(HEADER_BYTES);
   h.writeUInt32BE(MAGIC_INTEL, 0);
@@ -29,9 +41,27 @@ export function vipsHeader(width: number, height: number, channels: number): Buf
   h.writeUInt32LE(0, 20); // BandFmt: VIPS_FORMAT_UCHAR
   h.writeUInt32LE(0, 24); // Coding: none
   h.writeUInt32LE(channels <= 2 ? INTERPRETATION_B_W : INTERPRETATION_SRGB, 28);
-  h.writeFloatLE(1, 32); // Xres, pixels per mm
-  h.writeFloatLE(1, 36); // Yres
+  h.writeFloatLE(res.xres, 32); // Xres, pixels per mm
+  h.writeFloatLE(res.yres, 36); // Yres
   return h;
+}
+
+/** The resolution in the header of a `.v` file's first bytes (at least 64), or undefined when it is not a little-endian `.v`. */
+export function vipsResolution(head: Buffer): Resolution | undefined {
+  if (head.length < HEADER_BYTES || head.readUInt32BE(0) !== MAGIC_INTEL) return undefined;
+  const [xres, yres] = [head.readFloatLE(32), head.readFloatLE(36)];
+  return xres > 0 && yres > 0 ? { xres, yres } : undefined;
+}
+
+/** The resolution in a `.v` file's header; libvips' default when the file is not a little-endian `.v`. */
+export async function readVipsResolution(file: string): Promise<Resolution> {
+  const fh = await open(file, 'r');
+  try {
+    const { buffer, bytesRead } = await fh.read(Buffer.alloc(HEADER_BYTES), 0, HEADER_BYTES, 0);
+    return vipsResolution(buffer.subarray(0, bytesRead)) ?? DEFAULT_RESOLUTION;
+  } finally {
+    await fh.close();
+  }
 }
 
 /**
@@ -39,7 +69,13 @@ export function vipsHeader(width: number, height: number, channels: number): Buf
  * `file` as a `.v` image. Whole-width rectangles are one write; others are copied row by row in
  * blocks of about 16 MiB.
  */
-export async function writeVipsRect(file: string, data: Buffer, image: { width: number; height: number; channels: number }, rect: Rect): Promise<void> {
+export async function writeVipsRect(
+  file: string,
+  data: Buffer,
+  image: { width: number; height: number; channels: number },
+  rect: Rect,
+  res: Resolution = DEFAULT_RESOLUTION,
+): Promise<void> {
   const { width, height, channels } = image;
   if (data.length !== width * height * channels) throw new RangeError(`writeVipsRect: ${data.length} bytes for ${width}x${height}x${channels}`);
   if (rect.x < 0 || rect.y < 0 || rect.w <= 0 || rect.h <= 0 || rect.x + rect.w > width || rect.y + rect.h > height) {
@@ -47,7 +83,7 @@ export async function writeVipsRect(file: string, data: Buffer, image: { width: 
   }
   const fh = await open(file, 'w');
   try {
-    await writeAll(fh, vipsHeader(rect.w, rect.h, channels), 0, HEADER_BYTES);
+    await writeAll(fh, vipsHeader(rect.w, rect.h, channels, res), 0, HEADER_BYTES);
     const stride = width * channels;
     const rowBytes = rect.w * channels;
     if (rect.x === 0 && rect.w === width) {
@@ -98,10 +134,10 @@ export function vipsExtension(file: Buffer): Buffer {
  * {@link vipsExtension}). Joined with the tiles, it hands the metadata to the stitched image:
  * libvips' arrayjoin gives its result the metadata of all its inputs.
  */
-export async function writeVipsCarrier(file: string, channels: number, extension: Buffer): Promise<void> {
+export async function writeVipsCarrier(file: string, channels: number, extension: Buffer, res: Resolution = DEFAULT_RESOLUTION): Promise<void> {
   const fh = await open(file, 'w');
   try {
-    const bytes = Buffer.concat([vipsHeader(1, 1, channels), Buffer.alloc(channels), extension]);
+    const bytes = Buffer.concat([vipsHeader(1, 1, channels, res), Buffer.alloc(channels), extension]);
     await writeAll(fh, bytes, 0, bytes.length);
   } finally {
     await fh.close();

@@ -6,14 +6,16 @@
  * instead of the halo. For 8-bit tiles the core is written straight from the processed buffer
  * (tile-vips-file.ts), so the crop costs one write, not a second pipeline over every pixel.
  */
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { LocalFile, ProcessResult } from '../../shared/job-kind.js';
-import { failedPrecondition } from '../../shared/errors.js';
+import { TesseraError, failedPrecondition, hasLocalTroubleCode, invalidArgument, isAbortError, isLocalTrouble } from '../../shared/errors.js';
+import { describeSharpError } from '../../shared/media/image-errors.js';
 import { applyPipeline } from '../../shared/media/image-pipeline.js';
 import type { PipelineFn } from '../../shared/media/tile-pipeline.js';
 import { encodeTiled } from '../../shared/media/tile-stitch.js';
-import { writeVipsRect } from '../../shared/media/tile-vips-file.js';
+import { readVipsResolution, writeVipsRect, type Resolution } from '../../shared/media/tile-vips-file.js';
 import { mapRect, mapSize } from '../../shared/media/tiling.js';
 import type { TilePlan, TileResult } from '../../shared/media/tile-plan.js';
 
@@ -26,13 +28,29 @@ export interface TileProcessContext {
   progress?: (fraction: number, message?: string) => void;
 }
 
-/** Processes one tile; returns `tile-<index>.v` (the output-oriented core) and its size as the result. */
+/**
+ * Processes one tile; returns `tile-<index>.v` (the output-oriented core) and its size as the result.
+ * A strip read from the job's source that libvips cannot decode (a truncated or corrupt file) is the
+ * input's fault: INVALID_ARGUMENT naming it, not retried, as the coordinator's decode reports it.
+ */
 export async function processTile(ctx: TileProcessContext, pipeline: PipelineFn = applyPipeline): Promise<ProcessResult> {
   const plan = ctx.plan;
   const input = ctx.inputs[0];
   if (!input) throw failedPrecondition(`${plan.source}: tile ${plan.index + 1} has no input file`, plan.source);
   ctx.signal.throwIfAborted();
+  try {
+    return await processInput(ctx, input, pipeline);
+  } catch (err) {
+    if (plan.read !== 'source' || err instanceof TesseraError || isAbortError(err) || ctx.signal.aborted) throw err;
+    const raw = String((err as Error)?.message ?? err);
+    // This worker's full disk is not the image's fault: left to the retry.
+    if (hasLocalTroubleCode(err) || isLocalTrouble(raw, [input.path, ctx.workDir])) throw err;
+    throw invalidArgument(`${plan.source}: cannot decode image for tiling: ${describeSharpError(err)}`, plan.source);
+  }
+}
 
+async function processInput(ctx: TileProcessContext, input: LocalFile, pipeline: PipelineFn): Promise<ProcessResult> {
+  const plan = ctx.plan;
   const expected = mapSize(plan.cut.w, plan.cut.h, plan.orientation);
   // Where the core sits inside the processed (possibly rotated/mirrored) tile.
   const core = mapRect(plan.coreInCut, plan.cut.w, plan.cut.h, plan.orientation);
@@ -60,9 +78,9 @@ export async function processTile(ctx: TileProcessContext, pipeline: PipelineFn 
       const { width, channels } = processed.info;
       if (core.x !== 0 || core.w !== width) throw failedPrecondition(`${plan.source}: tile ${plan.index + 1} is not a whole-width strip`, plan.source);
       const rows = processed.data.subarray(core.y * width * channels, (core.y + core.h) * width * channels);
-      let img = sharp(rows, { raw: { width, height: core.h, channels }, limitInputPixels: plan.limitInputPixels });
-      // One band stays grey (a one-component JPEG), as the whole-image pipeline writes it.
-      if (channels <= 2) img = img.toColourspace('b-w');
+      // One band (greyscale: sharp's raw output keeps one band of it) is written as three-band sRGB,
+      // as the whole-image pipeline writes it: the same libvips conversion, so the same bytes.
+      const img = sharp(rows, { raw: { width, height: core.h, channels }, limitInputPixels: plan.limitInputPixels });
       await encodeTiled(img, 'jpeg', 'image', plan.quality, width, core.h, channels).toFile(jpegPath);
       result = { index: plan.index, width: core.w, height: core.h, channels };
       ctx.progress?.(1);
@@ -70,7 +88,8 @@ export async function processTile(ctx: TileProcessContext, pipeline: PipelineFn 
     }
     // libvips' arrayjoin (the stitch) takes one or four bands, not grey + alpha.
     const { data, info } = processed.info.channels === 2 ? greyAlphaToRgba(processed.data, processed.info) : processed;
-    await writeVipsRect(outPath, data, info, core);
+    // The raw buffer lost the source's resolution: the stitch takes it from these tiles.
+    await writeVipsRect(outPath, data, info, core, await inputResolution(plan, input, ctx.workDir));
     result = { index: plan.index, width: core.w, height: core.h, channels: info.channels };
   } else {
     // Deeper formats go through a .v file, which keeps the band format and interpretation.
@@ -86,6 +105,22 @@ export async function processTile(ctx: TileProcessContext, pipeline: PipelineFn 
   }
   ctx.progress?.(1);
   return { outputs: [{ name, path: outPath, source: plan.source }], result };
+}
+
+/**
+ * The resolution of the tile's pixels, as libvips has it: from the header of an intermediate's
+ * `.v` cut, else from the source, by a 1 x 1 `.v` of its first pixel (the source read takes
+ * sequential, non-progressive sources only, so this decodes its first rows, not the image).
+ */
+async function inputResolution(plan: TilePlan, input: LocalFile, workDir: string): Promise<Resolution> {
+  if (plan.read === 'intermediate') return readVipsResolution(input.path);
+  const probe = path.join(workDir, `resolution-${plan.index}.v`);
+  try {
+    await sharp(input.path, { limitInputPixels: plan.limitInputPixels, sequentialRead: true }).extract({ left: 0, top: 0, width: 1, height: 1 }).toFile(probe);
+    return await readVipsResolution(probe);
+  } finally {
+    await rm(probe, { force: true });
+  }
 }
 
 function checkSize(plan: TilePlan, width: number, height: number, expected: { width: number; height: number }): void {

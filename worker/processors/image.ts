@@ -4,6 +4,7 @@ import { status } from '@grpc/grpc-js';
 import { TesseraError, hasLocalTroubleCode, invalidArgument, isAbortError, isLocalTrouble, resourceExhausted } from '../../shared/errors.js';
 import type { ItemFailure, ProcessOutput, WorkerProcessor } from '../../shared/job-kind.js';
 import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
+import { describeSharpError } from '../../shared/media/image-errors.js';
 import { isTilePlan } from '../../shared/media/tile-plan.js';
 import { processTile } from './image-tile.js';
 import { ANIMATED_FORMATS, FORMAT_EXTENSION, animationRefusal, maxInputPixels, openImage, outputFormat, outputPixels, renderImage, turnsQuarter } from '../../shared/media/image-pipeline.js';
@@ -90,12 +91,4 @@ async function processOne(file: string, outputName: string, p: ImageParams, work
   const info = await renderImage(file, p, dest, { format, animated, samples: meta, workDir, signal });
   // An animation's height is one frame's (sharp reports the frames' stack).
   return { name, path: dest, width: info.width, height: info.pageHeight ?? info.height, format: info.format, size: info.size };
-}
-
-function describeSharpError(err: unknown): string {
-  const msg = (err as Error)?.message ?? String(err);
-  if (/unsupported image format|Input file contains unsupported|Input buffer contains unsupported/i.test(msg)) return 'not a decodable image (unsupported or unrecognised format)';
-  if (/extract_area|bad extract area/i.test(msg)) return 'the crop reaches outside the image';
-  if (/premature end|truncated|VipsJpeg|read error|corrupt|Invalid|bad/i.test(msg)) return `not a decodable image (${msg.split('\n')[0]})`;
-  return msg.split('\n')[0] ?? msg;
 }

@@ -1,0 +1,15 @@
+/** How a sharp/libvips failure on a user's image is told to the user (worker batch and tile paths alike). */
+
+/**
+ * A one-line description of a sharp error on an input: "not a decodable image (...)" for
+ * unrecognised, truncated or corrupt files, whatever the loader (VipsJpeg, pngload, webpload...),
+ * else libvips' first line.
+ */
+export function describeSharpError(err: unknown): string {
+  const msg = (err as Error)?.message ?? String(err);
+  const first = msg.split('\n')[0] ?? msg;
+  if (/unsupported image format|Input file contains unsupported|Input buffer contains unsupported/i.test(msg)) return 'not a decodable image (unsupported or unrecognised format)';
+  if (/extract_area|bad extract area/i.test(msg)) return 'the crop reaches outside the image';
+  if (/premature end|truncated|end of stream|unexpected end|VipsJpeg|\b[a-z0-9]+load(_source|_buffer)?:|read error|corrupt|Invalid|bad/i.test(msg)) return `not a decodable image (${first})`;
+  return first;
+}
