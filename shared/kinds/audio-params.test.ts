@@ -36,7 +36,8 @@ describe('audio params', () => {
     rejects({ fade_in: -2 }, 'fade_in');
     rejects({ normalize: true, loudness: -80 }, 'loudness');
     rejects({ normalize: true, true_peak: 1 }, 'true_peak');
-    rejects({ loudness: -14 }, 'loudness/true_peak');
+    rejects({ loudness: -14 }, 'loudness');
+    rejects({ loudness: -14, true_peak: -2 }, 'loudness/true_peak');
     rejects({ segment_seconds: 1.5 }, 'segment_seconds');
   });
 
