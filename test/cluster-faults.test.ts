@@ -5,6 +5,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { expectSameBytes } from './helpers/bytes.js';
 
 let cluster: TestCluster | undefined;
 let dir: string | undefined;
@@ -41,7 +42,7 @@ describe('worker failure', () => {
     expect(done.subtasks.some((s) => s.attempt === 2 && s.worker === 'worker-2')).toBe(true);
     const out = path.join(dir, 'out');
     const paths = await cluster.client.download(done.id, out);
-    for (const f of files) expect(await readFile(paths.get(path.basename(f))!)).toEqual(await readFile(f));
+    for (const f of files) expectSameBytes(await readFile(paths.get(path.basename(f))!), await readFile(f));
     const workers = await cluster.client.listWorkers();
     expect(workers.find((w) => w.name === victim.name)?.state).toBe('lost');
   });

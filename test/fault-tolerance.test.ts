@@ -12,6 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Job } from '../client/client.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';
+import { expectSameBytes } from './helpers/bytes.js';
 
 let cluster: TestCluster | undefined;
 let proxy: TcpProxy | undefined;
@@ -44,7 +45,7 @@ async function expectIdenticalOutputs(c: TestCluster, job: Job, files: string[])
   const out = path.join(dir, `out-${job.id.slice(0, 8)}`);
   const paths = await c.client.download(job.id, out);
   expect(paths.size).toBe(files.length);
-  for (const f of files) expect(await readFile(paths.get(path.basename(f))!)).toEqual(await readFile(f));
+  for (const f of files) expectSameBytes(await readFile(paths.get(path.basename(f))!), await readFile(f));
 }
 
 function report(what: string, figures: Record<string, number>): void {
@@ -159,7 +160,7 @@ describe('fault tolerance', () => {
     });
     const { job: done, paths } = await collected;
     await expectIdenticalOutputs(cluster, done, files);
-    for (const f of files) expect(await readFile(paths.get(path.basename(f))!)).toEqual(await readFile(f));
+    for (const f of files) expectSameBytes(await readFile(paths.get(path.basename(f))!), await readFile(f));
     // Subtasks finished before the crash were not run again.
     expect(done.subtasks.filter((s) => s.attempt === 1).length).toBeGreaterThanOrEqual(3);
     // The watcher saw every event exactly once, in order, across the restart.
@@ -260,7 +261,7 @@ describe('resumable download', () => {
     await import('node:fs/promises').then((fs) => fs.mkdir(out, { recursive: true }));
     await writeFile(path.join(out, `.${name}.tessera-part`), original.subarray(0, 1_234_567));
     const paths = await cluster.client.download(job.id, out);
-    expect(await readFile(paths.get(name)!)).toEqual(original);
+    expectSameBytes(await readFile(paths.get(name)!), original);
   });
 });
 

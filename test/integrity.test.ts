@@ -26,6 +26,7 @@ import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobS
 import type { UploadTaskOutputRequest } from '../shared/proto/generated/tessera/v1/UploadTaskOutputRequest.js';
 import type { WorkerMessage } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
 import { Worker } from '../worker/worker.js';
+import { expectSameBytes } from './helpers/bytes.js';
 
 const log = createLogger('test', 'silent', 'json');
 const cleanups: (() => Promise<void>)[] = [];
@@ -284,14 +285,14 @@ describe('a published output changed on the coordinator disk', () => {
 
     // Intact, it downloads (both ways).
     const intact = await client.download(job.id, path.join(dir, 'intact'));
-    expect(await readFile(intact.get('a.bin')!)).toEqual(bytes);
+    expectSameBytes(await readFile(intact.get('a.bin')!), bytes);
     const collected = await client.collect(job.id, path.join(dir, 'intact-collect'));
-    expect(await readFile(collected.paths.get('a.bin')!)).toEqual(bytes);
+    expectSameBytes(await readFile(collected.paths.get('a.bin')!), bytes);
 
     // One bit flipped in the published file, its size unchanged.
     const published = path.join(spoolJobs, job.id, 'out', 'a.bin');
     const tampered = await readFile(published);
-    expect(tampered).toEqual(bytes);
+    expectSameBytes(tampered, bytes);
     tampered[100_000] = tampered[100_000]! ^ 0x01;
     await writeFile(published, tampered);
     expect((await stat(published)).size).toBe(bytes.length);

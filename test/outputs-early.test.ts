@@ -15,6 +15,7 @@ import type { JobEvent } from '../client/client.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { expectSameBytes } from './helpers/bytes.js';
 
 // One cluster (2 workers x 1 slot) for every test: each runs its own job.
 let cluster: TestCluster;
@@ -89,7 +90,7 @@ describe('outputs published while the job runs', () => {
     expect(refused.details).toContain('not published yet');
 
     const early = await cluster.client.download(job.id, path.join(dir, 'early'), { names: [name] });
-    expect(await readFile(early.get(name)!)).toEqual(await readFile(path.join(dir, name)));
+    expectSameBytes(await readFile(early.get(name)!), await readFile(path.join(dir, name)));
     // Downloaded while the job still runs, with the checksum the event announced.
     expect((await cluster.client.getJob(job.id)).state).toBe('JOB_STATE_RUNNING');
 
@@ -113,7 +114,7 @@ describe('outputs published while the job runs', () => {
     const { job: done, paths } = await cluster.client.collect(job.id, out);
     expect(done.state).toBe('JOB_STATE_SUCCEEDED');
     expect(paths.size).toBe(files.length);
-    for (const f of files) expect(await readFile(paths.get(path.basename(f))!)).toEqual(await readFile(f));
+    for (const f of files) expectSameBytes(await readFile(paths.get(path.basename(f))!), await readFile(f));
     // Fetching started before the job ended: the first output was written (its file's last
     // modification) before the coordinator marked the job finished. Three rounds of 2 x 0.4 s: the
     // first copies are published at least 0.8 s before the last ones end. Downloads begun only at
@@ -177,7 +178,7 @@ describe('outputs published while the job runs', () => {
     const printed = JSON.parse(r.stdout) as { state: string; outputs: { name: string; path: string }[] };
     expect(printed.state).toBe('succeeded');
     expect(printed.outputs).toHaveLength(files.length);
-    for (const f of files) expect(await readFile(path.join(out, path.basename(f)))).toEqual(await readFile(f));
+    for (const f of files) expectSameBytes(await readFile(path.join(out, path.basename(f))), await readFile(f));
   });
 
   it('an image batch publishes its photos before the job ends, each with its source input', async () => {

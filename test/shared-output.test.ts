@@ -22,6 +22,7 @@ import { sharedOutputTemp } from '../shared/shared-output.js';
 import { generateAudio } from './helpers/audio-media.js';
 import { rawDownload, rawSubmit } from './helpers/raw-grpc.js';
 import { startCluster, workerWithTmpfsOver, type TestCluster } from './helpers/cluster.js';
+import { expectSameBytes } from './helpers/bytes.js';
 
 let dir: string;
 let shared: string;
@@ -270,9 +271,9 @@ describe('outputs on shared storage', () => {
       expect(seenEvents.some((e) => e.includes('where this attempt may not write'))).toBe(true);
       // The refused symlink (its own name) is gone, what it pointed at and the bystander's file are not.
       expect(await readFile(victim, 'utf8')).toBe('unchanged');
-      expect(await readFile(bystander)).toEqual(bytes);
+      expectSameBytes(await readFile(bystander), bytes);
       expect((await readdir(out)).sort()).toEqual(['someone-elses.bin', 'x.bin']);
-      expect(await readFile(path.join(out, 'x.bin'))).toEqual(bytes);
+      expectSameBytes(await readFile(path.join(out, 'x.bin')), bytes);
     } finally {
       clearInterval(heartbeat);
       call.cancel();
