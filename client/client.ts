@@ -9,6 +9,7 @@ import { setMaxListeners } from 'node:events';
 import { constants as fsc, createReadStream, existsSync, linkSync, renameSync, unlinkSync, writeFile } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, realpath, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -276,6 +277,8 @@ export class TesseraClient {
       downSince ||= Date.now();
     };
     for (;;) {
+      // Aborted before the call: none is made (one made and never read would stay open).
+      if (opts.signal?.aborted) throw opts.signal.reason;
       const call = this.client.WatchJob({ job_id: jobId, after_seq: String(last), batch: true, inline_outputs_up_to: opts.inlineOutputsUpTo ?? 0 }, this.md());
       const onAbort = (): void => call.cancel();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -366,7 +369,9 @@ export class TesseraClient {
     const wanted = job.outputs.filter((o) => !opts.names || opts.names.includes(o.name));
     // Never trust a name to stay inside `dir`: all are checked before anything is written.
     for (const o of wanted) safeOutputName(o.name);
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true }).catch((err: unknown) => {
+      throw localTrouble(err, dir);
+    });
     const queue = this.downloadQueue(jobId, dir, opts);
     for (const o of wanted) queue.add(o);
     return queue.finish();
@@ -430,6 +435,8 @@ export class TesseraClient {
           for await (const c of fh.createReadStream({ start: 0, end: st.size - 1, highWaterMark: CHUNK_SIZE, autoClose: false })) hash.update(c as Buffer);
           offset = st.size;
         } else if (st.size > 0) await fh.truncate(0);
+        // Aborted meanwhile (while a resumed prefix was hashed): no call.
+        signal?.throwIfAborted();
         const call = this.client.DownloadOutput({ job_id: jobId, name, offset: String(offset) }, this.md(), { deadline: deadline(transferDeadlineMs(size - offset)) });
         const onAbort = (): void => call.cancel();
         signal?.addEventListener('abort', onAbort, { once: true });
@@ -465,6 +472,21 @@ export class TesseraClient {
 }
 
 const writeFileCallback = promisify(writeFile);
+
+/** File-system errors that say the machine lacks room or handles: RESOURCE_EXHAUSTED. */
+const OUT_OF_ROOM = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);
+
+/**
+ * A file-system error of this machine's (writing a download: no room, no permission, a folder
+ * that went away) as a TesseraError with a gRPC code like every other rejection (the original as
+ * `cause`); anything else as it is.
+ */
+function localTrouble(err: unknown, where: string): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (err instanceof TesseraError || typeof e?.code !== 'string' || !e.syscall) return err;
+  const code = OUT_OF_ROOM.has(e.code) ? grpc.status.RESOURCE_EXHAUSTED : grpc.status.FAILED_PRECONDITION;
+  return new TesseraError(code, `${where}: cannot be written here (${e.message})`, { retryable: false, cause: err });
+}
 
 /** Sleeps `ms`; aborted, rejects with the signal's reason (not a sleep's own AbortError). */
 async function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
@@ -529,13 +551,15 @@ export const partName = (dest: string): string => path.join(path.dirname(dest), 
 
 /**
  * The file one download writes: its own, so that two downloads of the same output into the same
- * folder at once never write, move or remove each other's. It names this process and a digest of
- * the output's name (the name itself may take all 255 bytes), so that what a download killed
- * outright (SIGKILL, a power cut) got is found and resumed by the next one (`orphanOf`).
+ * folder at once never write, move or remove each other's. It names this machine, this process and
+ * a digest of the output's name (the name itself may take all 255 bytes), so that what a download
+ * killed outright (SIGKILL, a power cut) got is found and resumed by the next one (`orphanOf`).
  */
-const ownFileIn = (dest: string): string => path.join(path.dirname(dest), `.tessera-${process.pid}-${nameDigest(dest)}-${randomBytes(4).toString('hex')}.tessera-part`);
+const ownFileIn = (dest: string): string => path.join(path.dirname(dest), `.tessera-${HOST}-${process.pid}-${nameDigest(dest)}-${randomBytes(4).toString('hex')}.tessera-part`);
 const nameDigest = (dest: string): string => sha256(Buffer.from(path.basename(dest))).slice(0, 12);
-const OWN_FILE = /^\.tessera-(\d+)-([0-9a-f]{12})-[0-9a-f]{8}\.tessera-part$/;
+/** This machine, as download file names tell it (a folder may be shared with others). */
+const HOST = sha256(Buffer.from(os.hostname())).slice(0, 6);
+const OWN_FILE = /^\.tessera-([0-9a-f]{6})-(\d+)-([0-9a-f]{12})-[0-9a-f]{8}\.tessera-part$/;
 
 /** Whether process `pid` (on this machine) is running. */
 function running(pid: number): boolean {
@@ -547,17 +571,32 @@ function running(pid: number): boolean {
   }
 }
 
+/** A folder's entries, read once for the downloads that start within a second or two of each other. */
+const folderScans = new Map<string, { at: number; entries: Promise<string[]> }>();
+
+function entriesOf(dir: string): Promise<string[]> {
+  const now = Date.now();
+  const cached = folderScans.get(dir);
+  if (cached && now - cached.at < 2000) return cached.entries;
+  for (const [d, s] of folderScans) if (now - s.at >= 2000) folderScans.delete(d);
+  const entries = readdir(dir).catch(() => [] as string[]);
+  folderScans.set(dir, { at: now, entries });
+  return entries;
+}
+
 /**
- * The largest file a download of `dest` killed outright left in its folder (its process is gone),
- * or undefined. Only files of this machine's processes are told apart; a folder shared with another
- * machine may hold its downloads' too, which are left alone unless their process id is not in use here.
+ * The largest file a download of `dest` killed outright left in its folder, or undefined: one of
+ * this machine's, whose process is gone, or is this one (a container's CLI runs as the same pid
+ * each time) and not among its downloads in flight. Another machine's are left alone.
  */
 async function orphanOf(dest: string): Promise<string | undefined> {
   const digest = nameDigest(dest);
   let best: { file: string; size: number } | undefined;
-  for (const entry of await readdir(path.dirname(dest)).catch(() => [] as string[])) {
+  for (const entry of await entriesOf(path.dirname(dest))) {
     const m = OWN_FILE.exec(entry);
-    if (!m || m[2] !== digest || Number(m[1]) === process.pid || running(Number(m[1]))) continue;
+    if (!m || m[1] !== HOST || m[3] !== digest) continue;
+    const pid = Number(m[2]);
+    if (pid === process.pid ? inFlight.has(path.join(path.dirname(dest), entry)) : running(pid)) continue;
     const file = path.join(path.dirname(dest), entry);
     const st = await lstat(file).catch(() => undefined);
     if (st?.isFile() && (!best || st.size > best.size)) best = { file, size: st.size };
@@ -608,6 +647,8 @@ function parkSync(file: string, part: string): void {
  */
 async function park(file: string, part: string): Promise<void> {
   try {
+    // Nothing came in (stopped before its first byte): nothing to resume.
+    if (((await lstat(file).catch(() => undefined))?.size ?? 0) === 0) return;
     await link(file, part).catch(async (err: NodeJS.ErrnoException) => {
       if (err.code === 'EEXIST' || !NO_HARD_LINKS.has(err.code ?? '')) return;
       if (!(await lstat(part).then(() => true, () => false))) await rename(file, part);
@@ -630,7 +671,15 @@ async function openOwn(dest: string, part: string): Promise<{ fh: FileHandle; fi
   // No part file, but one a killed download left under its own name: resumed as the part file.
   if (!(await lstat(part).catch(() => undefined))) {
     const orphan = await orphanOf(dest);
-    if (orphan) await link(orphan, part).then(() => unlink(orphan), () => undefined);
+    // A link never replaces a part file that appeared meanwhile; without hard links, a rename.
+    if (orphan) {
+      await link(orphan, part).then(
+        () => unlink(orphan),
+        async (err: NodeJS.ErrnoException) => {
+          if (NO_HARD_LINKS.has(err.code ?? '') && !(await lstat(part).catch(() => undefined))) await rename(orphan, part).catch(() => undefined);
+        },
+      ).catch(() => undefined);
+    }
   }
   const st = await lstat(part).catch(() => undefined);
   if (st && !st.isFile() && !st.isSymbolicLink()) throw notAFile(part);
@@ -704,12 +753,16 @@ async function writeAtomically(dest: string, data: Buffer, publish: Publish, nam
   // fs's callback form: for hundreds of small files, half the CPU of fs/promises' FileHandles;
   // it takes numeric flags too (its typings say string only).
   const flag = (fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW) as unknown as string;
+  // The process exiting meanwhile (Ctrl-C) leaves it as the output's part file, not as a stray.
+  trackInFlight(file, partName(dest));
   try {
     await writeFileCallback(file, data, { flag });
     await publish(file, dest, name, want);
   } catch (err) {
     await rm(file, { force: true }).catch(() => undefined);
     throw err;
+  } finally {
+    inFlight.delete(file);
   }
 }
 
@@ -795,7 +848,8 @@ class DownloadQueue {
         if (await this.present(o, dest)) return;
         if (given) await writeAtomically(dest, given, this.publish, o.name, { size: Number(o.size), sha256: o.sha256 });
         else await this.fetchWithRetries(o, dest);
-      } catch (err) {
+      } catch (caught) {
+        const err = localTrouble(caught, dest);
         this.stop.abort(err);
         throw err;
       } finally {

@@ -241,13 +241,17 @@ async function checkMedia(kind: string, file: SpoolFile, format: SniffedFormat, 
  * An MP4/MOV whose index sits at the front (faststart) reads as whole from its header even when the
  * upload or copy was cut short. Reading from the last keyframe to the end (one GOP, whatever the
  * file's length: the index gives the seek) finds the samples the index lists past the last byte.
+ * At most TAIL_PACKETS are read: a file of one endless GOP (a screen recording) is not read whole
+ * at submission; its truncation, if any, is found when its chunks are cut.
  */
+const TAIL_PACKETS = 2000;
+
 async function checkMovTail(file: SpoolFile, demuxer: string, fail: Fail, signal?: AbortSignal): Promise<ItemFailure | undefined> {
   let stderr: string;
   let packets: number;
   try {
     let result: { packets?: unknown[] };
-    ({ result, stderr } = await runFfprobeLogged<{ packets?: unknown[] }>(['-format_whitelist', demuxer, '-read_intervals', '99999999', '-show_entries', 'packet=stream_index', '-i', file.path], { signal, input: file.name }));
+    ({ result, stderr } = await runFfprobeLogged<{ packets?: unknown[] }>(['-format_whitelist', demuxer, '-read_intervals', `99999999%+#${TAIL_PACKETS}`, '-show_entries', 'packet=stream_index', '-i', file.path], { signal, input: file.name }));
     packets = result.packets?.length ?? 0;
   } catch (err) {
     if (signal?.aborted) throw err;

@@ -142,7 +142,8 @@ export class JobManager {
     // Two kinds on the wire decode to both messages, `params` naming the last: one would be dropped unseen.
     const kinds = [...coordinatorKinds.keys()].filter((k) => (spec as unknown as Record<string, unknown>)[k] != null);
     if (kinds.length > 1) throw new TesseraError(status.INVALID_ARGUMENT, `spec.params: ${kinds.join(' and ')} are both set; a job has one kind`);
-    const { kind } = this.validateSpec(spec);
+    const { kind, params } = this.validateSpec(spec);
+    kind.checkNew?.(params, spec);
     // New jobs only: a job accepted before this limit existed still resumes.
     if (Buffer.byteLength(spec.label ?? '') > MAX_LABEL_BYTES) throw new TesseraError(status.INVALID_ARGUMENT, `spec.label: longer than ${MAX_LABEL_BYTES} bytes`);
     const requestId = spec.request_id ?? '';

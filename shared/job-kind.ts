@@ -152,6 +152,12 @@ export interface CoordinatorKind<P = unknown> {
    * Pure: no I/O.
    */
   validate(params: unknown, spec: JobSpec__Output): P;
+  /**
+   * Optional: refusals added after jobs could be accepted without them. Run on new submissions
+   * only (after `validate`), never when a stored job resumes or on workers, so that a job accepted
+   * by an earlier version still runs everywhere. Throws like `validate`.
+   */
+  checkNew?(params: P, spec: JobSpec__Output): void;
   /** Optional checks of the uploaded inputs before planning (per-input failures go to `errors`). */
   plan(ctx: PlanContext<P>): Promise<PlanResult>;
   /** Called when every subtask of a phase has finished (succeeded or failed for good). */

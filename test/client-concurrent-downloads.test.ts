@@ -73,14 +73,15 @@ describe('concurrent downloads into one folder', () => {
     const gone = spawn(process.execPath, ['-e', '']);
     await new Promise((resolve) => gone.once('exit', resolve));
     const digest = sha(Buffer.from('big1.bin')).slice(0, 12);
-    const orphan = path.join(out, `.tessera-${gone.pid}-${digest}-0123abcd.tessera-part`);
+    const host = sha(Buffer.from(os.hostname())).slice(0, 6);
+    const orphan = path.join(out, `.tessera-${host}-${gone.pid}-${digest}-0123abcd.tessera-part`);
     await writeFile(orphan, bytes.get('big1.bin')!.subarray(0, 2 ** 20));
-    // One of this very process (a download still running here) is left alone.
-    const mine = path.join(out, `.tessera-${process.pid}-${digest}-4567cdef.tessera-part`);
-    await writeFile(mine, Buffer.from('in progress'));
+    // Another machine's (a shared folder): its process cannot be told from here, so it is left alone.
+    const theirs = path.join(out, `.tessera-${host === 'abcdef' ? 'fedcba' : 'abcdef'}-${gone.pid}-${digest}-4567cdef.tessera-part`);
+    await writeFile(theirs, Buffer.from('in progress elsewhere'));
     await cluster.client.download(jobId, out);
-    expect((await readdir(out)).sort()).toEqual([...bytes.keys(), path.basename(mine)].sort());
-    await rm(mine);
+    expect((await readdir(out)).sort()).toEqual([...bytes.keys(), path.basename(theirs)].sort());
+    await rm(theirs);
     await expectComplete(out);
   }, 60_000);
 

@@ -21,13 +21,14 @@
  * followed by a lookahead limiter only when the gain would push the true peak over the ceiling.
  */
 import type { CoordinatorKind } from '../../shared/job-kind.js';
-import { validateAudioParams, type AudioJobParams } from '../../shared/kinds/audio-params.js';
+import { checkNewAudioParams, validateAudioParams, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { mergeAudio } from './audio-merge.js';
 import { planAudio } from './audio-plan.js';
 
 export const audioKind: CoordinatorKind<AudioJobParams> = {
   name: 'audio',
   validate: (params) => validateAudioParams(params),
+  checkNew: (p) => checkNewAudioParams(p),
   plan: planAudio,
   merge: mergeAudio,
 };

@@ -572,10 +572,14 @@ async function stitchSource(source: string, list: SubtaskOutcome[], outputDir: s
   const outPath = path.join(outputDir, name);
   if (list.every((o) => (o.plan as TilePlan).deliver === 'jpeg')) {
     const { ordered } = gridOrder(tiles, first.outWidth, first.outHeight);
+    // Strips that cannot be joined (made by workers of different versions, say) fail this input, not the job.
     const got = await spliceJpegStrips(
       ordered.map((t) => t.path),
       outPath,
-    );
+    ).catch((err: unknown) => {
+      if (err instanceof TesseraError) throw err;
+      throw new TileCheckError(`${source}: its JPEG strips cannot be joined: ${(err as Error).message}`);
+    });
     if (got.width !== first.outWidth || got.height !== first.outHeight) {
       throw new TileCheckError(`${source}: joined ${got.width}x${got.height}, expected ${first.outWidth}x${first.outHeight}`);
     }

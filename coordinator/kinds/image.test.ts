@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { SpoolFile } from '../../shared/job-kind.js';
+import { validateImageParams } from '../../shared/kinds/image-params.js';
 import { groupBatches, imageKind, outputNames } from './image.js';
 
 const file = (name: string, size: number): SpoolFile => ({ name, size, path: `/x/${name}`, sha256: '' });
@@ -58,7 +59,7 @@ describe('image batch split after a failure', () => {
 describe('image params checked at submission', () => {
   const refused = (p: Record<string, unknown>): unknown => {
     try {
-      imageKind.validate(p as never, {} as never);
+      imageKind.checkNew!(imageKind.validate(p as never, {} as never), {} as never);
       return undefined;
     } catch (err) {
       return err;
@@ -74,6 +75,13 @@ describe('image params checked at submission', () => {
 
   it('a pyramid refuses what the tiled path cannot do exactly (an arbitrary rotation) at any size', () => {
     expect(refused({ rotate: 45, tiled_output: 'deepzoom' })).toMatchObject({ codeName: 'INVALID_ARGUMENT', message: expect.stringMatching(/^rotate: /) });
+  });
+
+  it('a job accepted before these refusals still validates where it resumes and on workers', () => {
+    for (const raw of [{ format: 'png', quality: 80 }, { format: 'tiff', tiled_output: 'deepzoom' }]) {
+      expect(() => imageKind.validate(raw as never, {} as never)).not.toThrow();
+      expect(() => validateImageParams(raw)).not.toThrow();
+    }
   });
 
   it('quality with a lossless format (png, tiff) is refused, naming the field', () => {

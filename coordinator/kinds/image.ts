@@ -3,8 +3,9 @@
  * count and bytes so that both small and large batches spread evenly over the workers.
  */
 import { open } from 'node:fs/promises';
+import pLimit from 'p-limit';
 import type { CoordinatorKind, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
-import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
+import { checkNewImageParams, validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
 import { FORMAT_EXTENSION, outputFormat } from '../../shared/media/image-pipeline.js';
 import { SNIFF_BYTES, sniffBuffer } from '../../shared/media/sniff.js';
 import { splitForTiles } from '../../shared/media/tile-pipeline.js';
@@ -78,17 +79,24 @@ export const imageKind: CoordinatorKind<ImageParams> = {
   name: 'image',
   validate: (params) => {
     const p = validateImageParams(params);
-    // With tile_size or a pyramid every input takes the tiled path: what it cannot do exactly is refused before any upload.
-    if (p.tileSize > 0 || p.tiledOutput) splitForTiles(p);
+    // With tile_size every input takes the tiled path: what it cannot do exactly is refused before any upload.
+    if (p.tileSize > 0) splitForTiles(p);
     return p;
+  },
+  checkNew: (p) => {
+    // So does a pyramid, whatever the image's size.
+    if (p.tiledOutput) splitForTiles(p);
+    checkNewImageParams(p);
   },
   async plan({ params, inputs, cluster, workDir, signal }) {
     // Every output's name is decided here, once, from what the worker will write: a pyramid is a
     // zip; else the format asked for, or (none asked for) the one the worker picks from the input's
     // content (image-pipeline.ts `outputFormat`), never from its name: `a.jpg` holding a PNG
     // becomes `a.png`. The worker writes the names it is given.
+    // Reads a file's head only without an explicit format; a few at once (a batch may hold thousands).
     const extensions = new Map<string, string>();
-    for (const f of inputs) extensions.set(f.name, await outputExtension(f, params));
+    const sniffs = pLimit(8);
+    await Promise.all(inputs.map((f) => sniffs(async () => extensions.set(f.name, await outputExtension(f, params)))));
     const names = outputNames(inputs.map((i) => i.name), (input) => extensions.get(input) ?? 'jpg');
     // Huge images (or --tile) go down the tiled path: one subtask per tile, stitched in merge.
     const tiles = await planTiledInputs(inputs, params, { workDir, slots: cluster.slots, signal, outputNames: names });

@@ -23,6 +23,15 @@ import { mergeVideo, type InputPlanRecord } from './video-merge.js';
 export const videoKind: CoordinatorKind<VideoJobParams> = {
   name: 'video',
   validate: (params) => parseVideoParams(params as Parameters<typeof parseVideoParams>[0]),
+  // WebM's own defaults (VP9, Opus) are newer than the workers of an earlier version, which would
+  // read an empty codec as h264 and refuse the job: the spec carries them as chosen. Only for WebM,
+  // which those versions refused without them, so a stored spec never differs from its repeat's.
+  checkNew: (p, spec) => {
+    const v = spec.video;
+    if (!v || (v.container ?? '').toLowerCase() !== 'webm') return;
+    if (!v.codec) v.codec = p.codec;
+    if (!v.audio_codec) v.audio_codec = p.audioCodec;
+  },
   async plan(ctx) {
     const subtasks: SubtaskPlan[] = [];
     const errors: ItemFailure[] = [];

@@ -114,9 +114,6 @@ export function validateAudioParams(raw: unknown): AudioJobParams {
     if (!Number.isFinite(start) || start < 0) throw invalidArgument(`trim.start: ${start} must be >= 0`);
     if (!Number.isFinite(end) || end < 0) throw invalidArgument(`trim.end: ${end} must be >= 0 (0 = to the end)`);
     if (end !== 0 && end <= start) throw invalidArgument(`trim.end: ${end} must be after trim.start ${start}`);
-    if (end !== 0 && end - start < MIN_TRIM_SECONDS) {
-      throw invalidArgument(`trim: ${start}..${end} s keeps ${trimSeconds(end - start)} s of audio; a trim must keep at least ${MIN_TRIM_SECONDS} s`);
-    }
     if (start > 0 || end > 0) trim = { start, end };
   }
   const fadeIn = seconds('fade_in', p.fade_in);
@@ -196,4 +193,15 @@ export function outputLayout(params: AudioJobParams, channels: number, sourceCha
   const required = params.codec === 'opus' ? OPUS_LAYOUTS[channels] : undefined;
   if (required) return channels === sourceChannels && sourceLayout === required ? '' : required;
   return channels !== sourceChannels ? CHANNEL_LAYOUTS[channels] ?? '' : '';
+}
+
+/**
+ * Refusals of new submissions only (`CoordinatorKind.checkNew`): jobs accepted before them still
+ * resume and run on workers of any version, as they did then.
+ */
+export function checkNewAudioParams(p: AudioJobParams): void {
+  const t = p.trim;
+  if (t && t.end !== 0 && t.end - t.start < MIN_TRIM_SECONDS) {
+    throw invalidArgument(`trim: ${t.start}..${t.end} s keeps ${trimSeconds(t.end - t.start)} s of audio; a trim must keep at least ${MIN_TRIM_SECONDS} s`);
+  }
 }

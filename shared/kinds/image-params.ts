@@ -72,17 +72,7 @@ export function validateImageParams(raw: unknown): ImageParams {
   if (blur > 0 && blur < 0.3) throw invalidArgument(`image.blur: sigma ${blur} is below the minimum of 0.3 (use 0 for no blur)`);
   const tiledOutput = text('tiled_output').toLowerCase();
   if (tiledOutput && tiledOutput !== 'deepzoom' && tiledOutput !== 'iiif') throw invalidArgument(`image.tiled_output: "${text('tiled_output')}" is not one of deepzoom, iiif`);
-  // A pyramid is written by libvips dzsave, whose tiles are JPEG, PNG or WebP: refused here rather
-  // than after every tile has run. A source whose own format cannot be a tile format gets JPEG tiles
-  // (PNG with alpha) instead (tile-stitch.ts `tileFormatFor`).
-  if (tiledOutput && format && !(PYRAMID_TILE_FORMATS as readonly string[]).includes(format)) {
-    throw invalidArgument(`image.format: a pyramid (tiled_output ${tiledOutput}) is made of ${PYRAMID_TILE_FORMATS.join(', ')} tiles, not ${format}`);
-  }
   const quality = num('quality', 0, 100);
-  // PNG and TIFF are written losslessly (TIFF with LZW): a quality would be silently ignored.
-  if (quality > 0 && format && !(QUALITY_FORMATS as readonly string[]).includes(format)) {
-    throw invalidArgument(`image.quality: ${format} output is lossless and takes no quality; quality applies to ${QUALITY_FORMATS.join(', ')}`);
-  }
   const iiifId = text('iiif_id');
   if (iiifId) {
     if (tiledOutput !== 'iiif') throw invalidArgument('image.iiif_id: applies only to tiled_output iiif');
@@ -124,5 +114,22 @@ function isHttpUrl(s: string): boolean {
     return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '' && !u.username && !u.password && !u.search && !u.hash;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Refusals of new submissions only (`CoordinatorKind.checkNew`): jobs accepted before them still
+ * resume and run on workers of any version, as they did then.
+ */
+export function checkNewImageParams(p: ImageParams): void {
+  // A pyramid is written by libvips dzsave, whose tiles are JPEG, PNG or WebP: refused here rather
+  // than after every tile has run. A source whose own format cannot be a tile format gets JPEG tiles
+  // (PNG with alpha) instead (tile-stitch.ts `tileFormatFor`).
+  if (p.tiledOutput && p.format && !(PYRAMID_TILE_FORMATS as readonly string[]).includes(p.format)) {
+    throw invalidArgument(`image.format: a pyramid (tiled_output ${p.tiledOutput}) is made of ${PYRAMID_TILE_FORMATS.join(', ')} tiles, not ${p.format}`);
+  }
+  // PNG and TIFF are written losslessly (TIFF with LZW): a quality would be silently ignored.
+  if (p.quality > 0 && p.format && !(QUALITY_FORMATS as readonly string[]).includes(p.format)) {
+    throw invalidArgument(`image.quality: ${p.format} output is lossless and takes no quality; quality applies to ${QUALITY_FORMATS.join(', ')}`);
   }
 }

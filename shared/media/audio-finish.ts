@@ -36,11 +36,10 @@ export interface FileReport {
   /** The same value as `truePeak`, named for what it is. */
   sourceTruePeak: number;
   /**
-   * True peak of the output file, dBTP: for a lossless output without limiter the source's plus the
-   * gain (exact but for the 16/24-bit rounding); for a normalised one through a lossy encoder or the
-   * limiter measured on the encoded file by ffmpeg's ebur128 (peak=true, 0.1 dB). Null for digital
-   * silence, for a lossy output without normalisation (not measured), and where ebur128 cannot
-   * measure the file.
+   * True peak of a lossless output file, dBTP: the source's plus the gain (exact but for the
+   * 16/24-bit rounding), or measured on the file by ffmpeg's ebur128 (peak=true, 0.1 dB) when the
+   * limiter was needed. Null for digital silence, for lossy outputs (not measured: see finishFile),
+   * and where ebur128 cannot measure the file.
    */
   outputTruePeak: number | null;
   limited: boolean;
@@ -119,26 +118,27 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
   await encode(decision, [0, 0.8]);
   const lossless = !AUDIO_CODECS[o.params.codec].lossy;
   // Nothing but gain and 16/24-bit rounding between the analysed signal and a lossless output without
-  // limiter: its true peak is known. A normalised output that went through the limiter or a lossy
-  // encoder is measured, for the ceiling was asked for (lossy codecs add inter-sample peaks; the
-  // limiter is a sample-peak limiter); for a lossy one that is the pass that checks its loudness
-  // anyway. A lossy output without normalisation is not measured (a whole pass for a figure
-  // nobody asked for): its outputTruePeak is null.
+  // limiter: its true peak is known. A lossless one through the (sample-peak) limiter is measured.
+  // A lossy output is not: its loudness check would take twice as long with true peaks (4x
+  // oversampling; about 10 s more an hour of stereo), for a figure the report can do without
+  // (outputTruePeak null; lossy encoders may overshoot the ceiling by a few tenths of a dB).
   let measuredOut: EncodedMeasurement | undefined;
-  if (lossyNormalize) measuredOut = await measureEncoded(out, o.file.input, { truePeak: true, signal: o.signal });
-  else if (o.params.normalize && decision.limit !== undefined) measuredOut = await measureForReport(out, o);
+  if (lossyNormalize) measuredOut = await measureEncoded(out, o.file.input, { signal: o.signal });
+  else if (o.params.normalize && decision.limit !== undefined && lossless) measuredOut = await measureForReport(out, o);
   if (lossyNormalize && measuredOut) {
     // Check the encoded file; if it still misses by more than 0.3 LU, encode once more corrected by the miss.
     const miss = o.params.loudness - measuredOut.lufs;
     if (Number.isFinite(measuredOut.lufs) && Math.abs(miss) > 0.3) {
       corrected += miss;
+      const before = decision.gainDb;
       decision = decideLoudness(o.params, loud.lufs - corrected, joined.truePeak);
       await encode(decision, [0.8, 0.2]);
-      measuredOut = await measureEncoded(out, o.file.input, { truePeak: true, signal: o.signal });
+      // Not measured again (a whole pass): the output moves with the gain.
+      measuredOut = { lufs: measuredOut.lufs + (decision.gainDb - before), truePeak: NaN };
     }
   }
   const sourcePeakDb = 20 * Math.log10(Math.max(joined.truePeak, 1e-10));
-  const outPeakDb = measuredOut ? measuredOut.truePeak : !lossless ? NaN : joined.truePeak > 0 ? sourcePeakDb + decision.gainDb : -Infinity;
+  const outPeakDb = !lossless ? NaN : measuredOut ? measuredOut.truePeak : joined.truePeak > 0 ? sourcePeakDb + decision.gainDb : -Infinity;
   const files = [o.file.output];
   let waveform: FileReport['waveform'];
   const bins = o.stats.map((s) => s.waveform).filter((w) => w !== undefined);
