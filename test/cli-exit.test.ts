@@ -7,7 +7,6 @@
  * made with sharp.
  */
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { CLI_PATH } from '../client/local-cluster.js';
 import { runCli, startCluster, type CliResult, type TestCluster } from './helpers/cluster.js';
+import { deadAddress } from './helpers/addresses.js';
 
 let cluster: TestCluster;
 let dir: string;
@@ -67,15 +67,6 @@ function jobJson(r: CliResult): JobJson {
   } catch {
     throw new Error(`no JSON job on stdout (exit ${r.code}); stdout: ${r.stdout}; stderr: ${r.stderr}`);
   }
-}
-
-/** A loopback address where nothing listens. */
-async function deadAddress(): Promise<string> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `127.0.0.1:${port}`;
 }
 
 describe('tessera submit: exit status', () => {

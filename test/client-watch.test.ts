@@ -5,13 +5,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { TesseraClient } from '../client/index.js';
 import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
+import { deadAddress } from './helpers/addresses.js';
 
 let dir: string;
 let cluster: TestCluster | undefined;
@@ -26,14 +26,6 @@ afterEach(async () => {
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
-
-async function deadAddress(): Promise<string> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `127.0.0.1:${port}`;
-}
 
 const caught = (p: Promise<unknown>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
 
