@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import { CHUNK_SIZE, CLIENT_CHANNEL_OPTIONS, INLINE_OUTPUT_MAX_BYTES, UNARY_DEADLINE_MS, coordinatorAddress, transferDeadlineMs } from '../shared/config.js';
+import { processAlive } from '../shared/machine.js';
 import { TesseraError, dataLoss, invalidArgument, notFound, tidyGrpcError } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import { safeFileName, safeOutputName } from '../shared/names.js';
@@ -561,16 +562,6 @@ const nameDigest = (dest: string): string => sha256(Buffer.from(path.basename(de
 const HOST = sha256(Buffer.from(os.hostname())).slice(0, 6);
 const OWN_FILE = /^\.tessera-([0-9a-f]{6})-(\d+)-([0-9a-f]{12})-[0-9a-f]{8}\.tessera-part$/;
 
-/** Whether process `pid` (on this machine) is running. */
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** A folder's entries, read once for the downloads that start within a second or two of each other. */
 const folderScans = new Map<string, { at: number; entries: Promise<string[]> }>();
 
@@ -596,7 +587,7 @@ async function orphanOf(dest: string): Promise<string | undefined> {
     const m = OWN_FILE.exec(entry);
     if (!m || m[1] !== HOST || m[3] !== digest) continue;
     const pid = Number(m[2]);
-    if (pid === process.pid ? inFlight.has(path.join(path.dirname(dest), entry)) : running(pid)) continue;
+    if (pid === process.pid ? inFlight.has(path.join(path.dirname(dest), entry)) : processAlive(pid)) continue;
     const file = path.join(path.dirname(dest), entry);
     const st = await lstat(file).catch(() => undefined);
     if (st?.isFile() && (!best || st.size > best.size)) best = { file, size: st.size };

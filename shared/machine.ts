@@ -38,3 +38,13 @@ function cgroupCpuQuota(): number | undefined {
     return undefined;
   }
 }
+
+/** Whether process `pid` on this machine is running (one of another user's counts: EPERM). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

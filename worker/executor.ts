@@ -10,6 +10,7 @@ import { finished } from 'node:stream/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { INLINE_LIMIT, INLINE_RESULT_BYTES, transferDeadlineMs } from '../shared/config.js';
+import { processAlive } from '../shared/machine.js';
 import { TesseraError, dataLoss, isAbortError, statusName } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../shared/job-kind.js';
@@ -285,18 +286,9 @@ export async function removeStaleTempRoots(): Promise<number> {
   let removed = 0;
   for (const entry of await readdir(os.tmpdir()).catch(() => [] as string[])) {
     const m = new RegExp(`^${TEMP_PREFIX}.*-(\\d+)$`).exec(entry);
-    if (!m || Number(m[1]) === process.pid || isAlive(Number(m[1]))) continue;
+    if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
     await rm(path.join(os.tmpdir(), entry), { recursive: true, force: true });
     removed++;
   }
   return removed;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
