@@ -286,7 +286,6 @@ export class TesseraClient {
       // Connected (the call got its headers) even if no event comes for a while.
       call.once('metadata', () => (reached = true));
       try {
-        opts.signal?.throwIfAborted();
         for await (const message of call as AsyncIterable<JobEvent__Output>) {
           reached = true;
           downSince = 0;

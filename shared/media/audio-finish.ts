@@ -11,7 +11,7 @@ import type { PieceStats } from './audio-analyze.js';
 import { encoderArgs, stageBChain } from './audio-filters.js';
 import { decideLoudness, MIN_NORMALIZE_SECONDS, type FileRender, type LoudnessDecision } from './audio-pieces.js';
 import { invalidArgument, TesseraError } from '../errors.js';
-import { encodeFinal, measureEncoded, measureEncodedLoudness, type EncodedMeasurement } from './audio-render.js';
+import { encodeFinal, measureEncoded, measureEncodedLoudness } from './audio-render.js';
 import { joinBins, waveformJson, writeWaveform } from './audio-waveform.js';
 import { integratedLoudness } from './loudness.js';
 
@@ -116,29 +116,25 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
       onProgress: o.onProgress && seconds > 0 ? (t) => o.onProgress!(share[0] + share[1] * Math.min(1, t / seconds)) : undefined,
     });
   await encode(decision, [0, 0.8]);
-  const lossless = !AUDIO_CODECS[o.params.codec].lossy;
+  if (lossyNormalize) {
+    // Check the encoded file; if it still misses by more than 0.3 LU, encode once more corrected by the miss.
+    const measured = await measureEncodedLoudness(out, o.file.input, o.signal);
+    const miss = o.params.loudness - measured;
+    if (Number.isFinite(measured) && Math.abs(miss) > 0.3) {
+      corrected += miss;
+      decision = decideLoudness(o.params, loud.lufs - corrected, joined.truePeak);
+      await encode(decision, [0.8, 0.2]);
+    }
+  }
   // Nothing but gain and 16/24-bit rounding between the analysed signal and a lossless output without
   // limiter: its true peak is known. A lossless one through the (sample-peak) limiter is measured.
   // A lossy output is not: its loudness check would take twice as long with true peaks (4x
   // oversampling; about 10 s more an hour of stereo), for a figure the report can do without
   // (outputTruePeak null; lossy encoders may overshoot the ceiling by a few tenths of a dB).
-  let measuredOut: EncodedMeasurement | undefined;
-  if (lossyNormalize) measuredOut = await measureEncoded(out, o.file.input, { signal: o.signal });
-  else if (o.params.normalize && decision.limit !== undefined && lossless) measuredOut = await measureForReport(out, o);
-  if (lossyNormalize && measuredOut) {
-    // Check the encoded file; if it still misses by more than 0.3 LU, encode once more corrected by the miss.
-    const miss = o.params.loudness - measuredOut.lufs;
-    if (Number.isFinite(measuredOut.lufs) && Math.abs(miss) > 0.3) {
-      corrected += miss;
-      const before = decision.gainDb;
-      decision = decideLoudness(o.params, loud.lufs - corrected, joined.truePeak);
-      await encode(decision, [0.8, 0.2]);
-      // Not measured again (a whole pass): the output moves with the gain.
-      measuredOut = { lufs: measuredOut.lufs + (decision.gainDb - before), truePeak: NaN };
-    }
-  }
+  const lossless = !AUDIO_CODECS[o.params.codec].lossy;
   const sourcePeakDb = 20 * Math.log10(Math.max(joined.truePeak, 1e-10));
-  const outPeakDb = !lossless ? NaN : measuredOut ? measuredOut.truePeak : joined.truePeak > 0 ? sourcePeakDb + decision.gainDb : -Infinity;
+  const limitedPeakDb = lossless && o.params.normalize && decision.limit !== undefined ? await measuredTruePeak(out, o) : undefined;
+  const outPeakDb = !lossless ? NaN : (limitedPeakDb ?? (joined.truePeak > 0 ? sourcePeakDb + decision.gainDb : -Infinity));
   const files = [o.file.output];
   let waveform: FileReport['waveform'];
   const bins = o.stats.map((s) => s.waveform).filter((w) => w !== undefined);
@@ -196,14 +192,14 @@ async function pieceCodecLoss(o: FinishOptions, lufs: number, truePeak: number):
 }
 
 /**
- * The output's measurement when only the report needs it: ebur128 refuses some layouts (a 10-channel
- * Opus has none), and the file is fine without the figure (its true peak is then reported as null).
+ * The output's true peak, dBTP, for the report only: ebur128 refuses some layouts (a 10-channel
+ * Opus has none), and the file is fine without the figure (NaN: reported as null).
  */
-async function measureForReport(out: string, o: FinishOptions): Promise<EncodedMeasurement> {
+async function measuredTruePeak(out: string, o: FinishOptions): Promise<number> {
   try {
-    return await measureEncoded(out, o.file.input, { truePeak: true, signal: o.signal });
+    return (await measureEncoded(out, o.file.input, { truePeak: true, signal: o.signal })).truePeak;
   } catch (err) {
-    if (err instanceof TesseraError && !err.retryable) return { lufs: NaN, truePeak: NaN };
+    if (err instanceof TesseraError && !err.retryable) return NaN;
     throw err;
   }
 }
