@@ -977,16 +977,14 @@ export class JobManager {
       this.active.delete(job.id);
     }
     this.events.jobState(job, message, true);
-    // A store that cannot write now (a full disk) keeps the final state and retries: the job ends regardless.
-    const stored = this.store.flushQuietly();
+    // Written with everything else (a store that cannot write now, on a full disk, keeps the final
+    // state and retries): the job ends regardless.
     this.log.info({ job: job.id, state, outputs: job.outputs.length, errors: job.errors.length }, 'job finished');
     if (state === 'succeeded' || state === 'partially_succeeded' || state === 'cancelled' || state === 'failed') {
       // Only once its end is on disk: a restart before that resumes the job, which needs its inputs,
       // and merges again from its subtasks' outputs (they go with the job at the end of its
       // retention otherwise).
-      const remove = (): void => void this.spool.removeIntermediates(job.id, { inputs: true }).catch(() => undefined);
-      if (stored) remove();
-      else this.store.whenStored(remove);
+      this.store.whenStored(() => void this.spool.removeIntermediates(job.id, { inputs: true }).catch(() => undefined));
       // What attempts left in the shared folder (the published outputs have their own names by now).
       if (job.spec.shared_output_dir) void removeSharedTemps(job.spec.shared_output_dir, job.id).catch(() => undefined);
     }

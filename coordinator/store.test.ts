@@ -204,6 +204,96 @@ describe('JobStore', () => {
     reopened.close();
   });
 
+  it('commits on its writer thread while the event loop goes on; reads meanwhile see everything, written or not', async () => {
+    const file = dbFile();
+    const store = new JobStore(file);
+    const a = job('a');
+    store.saveJob(a);
+    const subtasks = [0, 1, 2].map((i) => subtask('a', i));
+    store.createSubtasks(subtasks);
+    for (let seq = 1; seq <= 5; seq++) store.appendEvent(event('a', seq));
+    const done = store.committed();
+    // Handed to the thread, not yet answered (this turn has not ended): reads still see all of it.
+    expect((store as unknown as { inFlight?: unknown }).inFlight).toBeDefined();
+    expect(store.eventsAfter('a', 2).map((e) => e.seq)).toEqual(['3', '4', '5']);
+    expect(store.subtasksOf('a').map((s) => s.id)).toEqual(['a-0-0', 'a-0-1', 'a-0-2']);
+    // Changed while the first batch is being written: the next batch carries it, after the first.
+    subtasks[1]!.state = 'succeeded';
+    store.saveSubtask(subtasks[1]!);
+    store.appendEvent(event('a', 6));
+    expect(store.subtasksOf('a')[1]!.state).toBe('succeeded');
+    await done;
+    await store.committed();
+    const reader = new Database(file, { readonly: true });
+    expect((reader.prepare("SELECT id FROM jobs").all() as { id: string }[]).map((r) => r.id)).toEqual(['a']);
+    const live = reader.prepare("SELECT live FROM subtasks WHERE id = 'a-0-1'").get() as { live: string };
+    expect(JSON.parse(live.live)).toMatchObject({ state: 'succeeded' });
+    reader.close();
+    expect(store.eventsAfter('a', 0).map((e) => e.seq)).toEqual(['1', '2', '3', '4', '5', '6']);
+    store.close();
+    const reopened = new JobStore(file);
+    expect(reopened.subtasksOf('a').map((s) => s.state)).toEqual(['pending', 'succeeded', 'pending']);
+    reopened.close();
+  });
+
+  it('writes a batch the thread is committing first, then the rest, when a caller needs it all on disk now', () => {
+    const file = dbFile();
+    const store = new JobStore(file);
+    const s = subtask('a', 0);
+    store.saveJob(job('a'));
+    store.createSubtasks([s]);
+    void store.committed();
+    s.state = 'running';
+    store.saveSubtask(s);
+    s.state = 'failed';
+    store.saveSubtask(s);
+    // Synchronous: waits for the thread's batch (the subtask's creation), then writes its last state.
+    store.flush();
+    expect((store as unknown as { inFlight?: unknown }).inFlight).toBeUndefined();
+    const reader = new Database(file, { readonly: true });
+    const row = reader.prepare("SELECT live FROM subtasks WHERE id = 'a-0-0'").get() as { live: string };
+    expect(JSON.parse(row.live)).toMatchObject({ state: 'failed' });
+    reader.close();
+    store.close();
+  });
+
+  it("writes a job of tens of thousands of subtasks on the main thread, in one transaction, not through the thread's heap", async () => {
+    const file = dbFile();
+    const store = new JobStore(file);
+    store.saveJob(job('big'));
+    store.createSubtasks(Array.from({ length: 12_000 }, (_, i) => subtask('big', i)));
+    const done = store.committed();
+    expect((store as unknown as { inFlight?: unknown }).inFlight).toBeUndefined();
+    await done;
+    const reader = new Database(file, { readonly: true });
+    expect((reader.prepare("SELECT count(*) AS n FROM subtasks WHERE job_id = 'big'").get() as { n: number }).n).toBe(12_000);
+    reader.close();
+    // Small batches go to the thread again.
+    store.appendEvent(event('big', 1));
+    void store.committed();
+    expect((store as unknown as { inFlight?: unknown }).inFlight).toBeDefined();
+    store.close();
+  });
+
+  it('loses nothing when its writer thread is gone: it says so and writes on the main thread', async () => {
+    const file = dbFile();
+    const errors: Error[] = [];
+    const store = new JobStore(file, { onFlushError: (err) => errors.push(err) });
+    store.saveJob(job('a'));
+    await store.committed();
+    const writer = (store as unknown as { writer: { worker: import('node:worker_threads').Worker } }).writer;
+    await writer.worker.terminate();
+    await expect.poll(() => errors.length).toBe(1);
+    expect(errors[0]).toMatchObject({ codeName: 'UNAVAILABLE', message: expect.stringMatching(/writer thread exited .*writing on the main thread, nothing was lost/) });
+    store.saveJob(job('b'));
+    store.appendEvent(event('b', 1));
+    await store.committed();
+    const reader = new Database(file, { readonly: true });
+    expect((reader.prepare('SELECT id FROM jobs ORDER BY id').all() as { id: string }[]).map((r) => r.id)).toEqual(['a', 'b']);
+    reader.close();
+    store.close();
+  });
+
   it('forgets a job given up before its first write', () => {
     const file = dbFile();
     const store = new JobStore(file);

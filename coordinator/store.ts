@@ -2,8 +2,10 @@
  * Durable job store: jobs, subtasks and the event log in SQLite (WAL).
  *
  * The coordinator works on in-memory records and marks them dirty; dirty records and new events
- * are written in one transaction per event-loop turn, so thousands of subtask transitions per
- * second cost a handful of fsyncs rather than one each.
+ * are written together at most every FLUSH_INTERVAL_MS, in one transaction, by a thread of their
+ * own (store-writer.ts), so thousands of subtask transitions per second cost a few commits and
+ * never hold up the event loop. Callers that need a write done before they go on (reads, shutdown)
+ * wait for the thread's batch and write the rest on the store's own connection.
  *
  * A job's inputs and outputs live apart from its record (`job_files`): the inputs written once,
  * the outputs appended as they are published. The record itself changes with every event (its
@@ -11,12 +13,28 @@
  * commit O(job size).
  */
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { status } from '@grpc/grpc-js';
 import { TesseraError } from '../shared/errors.js';
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 import { TERMINAL_JOB_STATES, type JobRecord, type OutputRecord, type SubtaskRecord } from './model.js';
+import { applyBatch, writeStatements, type WriteBatch, type WriterData, type WriterReply, type WriterRequest, type WriteStatements } from './store-writer.js';
+
+/** The writer thread's module (compiled: a worker thread runs plain Node, also under vitest). */
+const WRITER_ENTRY = import.meta.url.endsWith('.ts') ? fileURLToPath(new URL('../dist/coordinator/store-writer.js', import.meta.url)) : fileURLToPath(new URL('./store-writer.js', import.meta.url));
+/** Longest a caller that must have the write done waits for the writer thread before writing itself. */
+const WRITER_STALL_MS = 30_000;
+/**
+ * The thread's heap: small, since all it holds is the batch being written (the limits also keep V8
+ * from growing it far past that before collecting). Past the limit the thread ends, and the store
+ * writes on its own thread from then on (see dropWriter).
+ */
+const WRITER_HEAP = { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 };
+/** Batches larger than this are written on the main thread (see flushInBackground). */
+const WRITER_BATCH_MAX_BYTES = 4 * 1024 * 1024;
 
 /**
  * Longest a change waits in memory before it is committed. What a crash loses in that window is
@@ -112,12 +130,19 @@ export class JobStore {
   private flushTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly stmts;
+  private readonly writeStmts: WriteStatements;
+  private readonly file: string;
+  /** The writer thread: started with the first background write; null once it failed (then all writes are synchronous). */
+  private writer: Writer | undefined | null;
+  /** The batch the writer thread is committing (at most one at a time: batches commit in order). */
+  private inFlight: (Taken & { id: number }) | undefined;
 
   /** `onFlushError`: a write that nobody waits for failed (it is kept and tried again); the coordinator logs it. */
   constructor(
     file: string,
     private readonly opts: { onFlushError?: (err: TesseraError) => void } = {},
   ) {
+    this.file = file;
     this.db = new Database(file);
     try {
       // Checked before anything is written: a store from a newer Tessera is left exactly as it is.
@@ -136,23 +161,17 @@ export class JobStore {
       throw err;
     }
     this.stmts = {
-      upsertJob: this.db.prepare('INSERT INTO jobs (id, state, created_at, record) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, record = excluded.record'),
-      insertSubtask: this.db.prepare('INSERT INTO subtasks (id, job_id, record, live) VALUES (?, ?, ?, NULL) ON CONFLICT(id) DO UPDATE SET record = excluded.record, live = NULL'),
-      updateSubtask: this.db.prepare('UPDATE subtasks SET live = ? WHERE id = ?'),
       deleteSubtasks: this.db.prepare('DELETE FROM subtasks WHERE job_id = ?'),
       deleteJob: this.db.prepare('DELETE FROM jobs WHERE id = ?'),
       deleteEvents: this.db.prepare('DELETE FROM events WHERE job_id = ?'),
       deleteAllFiles: this.db.prepare('DELETE FROM job_files WHERE job_id = ?'),
-      insertEvent: this.db.prepare('INSERT OR IGNORE INTO events (job_id, seq, event) VALUES (?, ?, ?)'),
       eventsAfter: this.db.prepare('SELECT event FROM events WHERE job_id = ? AND seq > ? ORDER BY seq'),
       jobs: this.db.prepare('SELECT record FROM jobs ORDER BY created_at'),
       jobIds: this.db.prepare('SELECT id FROM jobs'),
       subtasksOf: this.db.prepare('SELECT record, live FROM subtasks WHERE job_id = ?'),
-      // A row holds a run of a job's inputs or outputs (a JSON array) starting at index `first`.
-      insertFiles: this.db.prepare('INSERT OR REPLACE INTO job_files (job_id, kind, first, files) VALUES (?, ?, ?, ?)'),
-      deleteFiles: this.db.prepare('DELETE FROM job_files WHERE job_id = ? AND kind = ?'),
       files: this.db.prepare('SELECT job_id, kind, first, files FROM job_files ORDER BY job_id, kind, first'),
     };
+    this.writeStmts = writeStatements(this.db);
   }
 
   saveJob(job: JobRecord): void {
@@ -213,7 +232,8 @@ export class JobStore {
       }
       if (out.length >= limit) return out;
     }
-    for (const e of this.pendingEvents) {
+    // Then those being written (read before their commit, or after it: then skipped as seen) and those waiting.
+    for (const e of (this.inFlight?.events ?? []).concat(this.pendingEvents)) {
       if (e.job_id !== jobId || Number(e.seq) <= last) continue;
       out.push(e);
       last = Number(e.seq);
@@ -286,19 +306,21 @@ export class JobStore {
 
   /**
    * Resolves once everything saved so far is on disk; rejects if the commit that should have
-   * written it fails (a full disk). When a commit is due anyway (the store is busy: it commits at
-   * most every 20 ms) this one waits for it, sharing it with whatever else is written then; when
-   * none is, it commits now.
+   * written it fails (a full disk). The commit starts now, on the writer thread; when the thread is
+   * busy with the one before, this one follows it, sharing its commit with whatever else is saved
+   * meanwhile.
    */
   committed(): Promise<void> {
-    if (this.clean) return Promise.resolve();
-    if (this.flushScheduled && this.flushTimer && !this.closed) return new Promise((resolve, reject) => this.commitWaiters.push({ resolve, reject }));
-    try {
-      this.flush();
-      return Promise.resolve();
-    } catch (err) {
-      return Promise.reject(err as Error);
-    }
+    if (this.closed) return this.clean ? Promise.resolve() : Promise.reject(new TesseraError(status.UNAVAILABLE, 'the job store is closed'));
+    if (this.clean && !this.inFlight) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      if (this.clean) {
+        this.inFlight!.waiters.push({ resolve, reject });
+        return;
+      }
+      this.commitWaiters.push({ resolve, reject });
+      if (!this.inFlight) this.flushInBackground();
+    });
   }
 
   /**
@@ -307,20 +329,9 @@ export class JobStore {
    * finished job's inputs, when the commit of its end failed (a full disk) and is being retried.
    */
   whenStored(fn: () => void): void {
-    this.afterCommit.push(fn);
-    if (this.clean) this.runAfterCommit();
-  }
-
-  private runAfterCommit(): void {
-    const fns = this.afterCommit;
-    this.afterCommit = [];
-    for (const fn of fns) {
-      try {
-        fn();
-      } catch {
-        // Each is its caller's business.
-      }
-    }
+    if (!this.clean) this.afterCommit.push(fn);
+    else if (this.inFlight) this.inFlight.after.push(fn);
+    else runAll([fn]);
   }
 
   /** The spool root the stored paths are under, read off one of them (`ROOT/jobs/<uuid>/...`). */
@@ -340,11 +351,20 @@ export class JobStore {
     return new Set((this.stmts.jobIds.all() as { id: string }[]).map((r) => r.id));
   }
 
-  /** Subtasks of any job (for GetJob of finished jobs after a restart). */
+  /**
+   * Subtasks of any job (for GetJob of finished jobs): as stored, overlaid with what is being or
+   * waiting to be written (no commit is forced: a client reading each job as it ends would make one each).
+   */
   subtasksOf(jobId: string): SubtaskRecord[] {
-    this.flush();
-    const list = (this.stmts.subtasksOf.all(jobId) as SubtaskRow[]).map(fromRow);
-    return list.sort((a, b) => a.phase - b.phase || a.index - b.index);
+    const byId = new Map<string, SubtaskRecord>();
+    for (const row of this.stmts.subtasksOf.all(jobId) as SubtaskRow[]) {
+      const s = fromRow(row);
+      byId.set(s.id, s);
+    }
+    for (const list of [this.inFlight?.created, this.inFlight?.subtasks, this.newSubtasks, this.dirtySubtasks.values()]) {
+      for (const s of list ?? []) if (s.jobId === jobId) byId.set(s.id, s);
+    }
+    return [...byId.values()].sort((a, b) => a.phase - b.phase || a.index - b.index);
   }
 
   private scheduleFlush(): void {
@@ -352,13 +372,13 @@ export class JobStore {
     this.flushScheduled = true;
     // Every commit rewrites the touched B-tree pages into the WAL: committing once per event-loop
     // turn made SQLite a fifth of the coordinator's CPU at thousands of subtasks a second.
-    this.flushTimer = setTimeout(() => this.flushQuietly(), FLUSH_INTERVAL_MS);
+    this.flushTimer = setTimeout(() => this.flushInBackground(), FLUSH_INTERVAL_MS);
     this.flushTimer.unref();
   }
 
   /**
    * Flushes; a failure (kept in memory, retried by the timer) is reported to `onFlushError`
-   * rather than thrown. For callers that must go on whatever the disk says (a job ending, shutdown).
+   * rather than thrown. For callers that must go on whatever the disk says (shutdown).
    */
   flushQuietly(): boolean {
     try {
@@ -390,14 +410,14 @@ export class JobStore {
   }
 
   /**
-   * Writes everything dirty in one transaction. When the transaction fails (SQLITE_FULL: the disk
-   * is full), nothing is lost: all of it stays to be written by the next flush, and the error
+   * Writes everything dirty in one transaction, on this thread, once the writer thread's batch (if
+   * one is being written) is done. When the transaction fails (SQLITE_FULL: the disk is full),
+   * nothing is lost: all of it stays to be written by the next flush, and the error
    * (RESOURCE_EXHAUSTED for a full disk, UNAVAILABLE otherwise) goes to the caller.
    */
   flush(): void {
-    this.flushScheduled = false;
-    if (this.flushTimer) clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
+    this.cancelTimer();
+    this.settle();
     if (this.closed) {
       for (const w of this.commitWaiters.splice(0)) w.reject(new TesseraError(status.UNAVAILABLE, 'the job store is closed'));
       return;
@@ -406,50 +426,217 @@ export class JobStore {
       for (const w of this.commitWaiters.splice(0)) w.resolve();
       return;
     }
+    const taken = this.take();
+    try {
+      applyBatch(this.db, this.writeStmts, this.serialise(taken));
+    } catch (err) {
+      throw this.failed(taken, err as Error & { code?: string });
+    }
+    this.succeeded(taken);
+  }
+
+  /** Hands everything dirty to the writer thread (the event loop goes on); synchronously if there is none. */
+  private flushInBackground(): void {
+    this.cancelTimer();
+    // One batch at a time, in order: the one in flight starts the next when it is done.
+    if (this.closed || this.inFlight) return;
+    if (this.clean) {
+      for (const w of this.commitWaiters.splice(0)) w.resolve();
+      return;
+    }
+    const taken = this.take();
+    const batch = this.serialise(taken);
+    const writer = this.startWriter();
+    // A job of tens of thousands of subtasks planned at once is written here, in one transaction as
+    // always, rather than copied into the thread's heap (which it would grow for good).
+    if (!writer || batchBytes(batch) > WRITER_BATCH_MAX_BYTES) {
+      try {
+        applyBatch(this.db, this.writeStmts, batch);
+      } catch (err) {
+        const e = this.failed(taken, err as Error & { code?: string });
+        if (taken.waiters.length === 0) this.opts.onFlushError?.(e);
+        return;
+      }
+      this.succeeded(taken);
+      return;
+    }
+    const id = ++writer.lastId;
+    this.inFlight = { ...taken, id };
+    // Only the records stay referenced while the thread writes: the strings are garbage once posted
+    // (kept alive, they set how far V8 lets the heap grow before its next full collection).
+    writer.port.postMessage({ id, batch } satisfies WriterRequest);
+    // Keeps the process up until the batch is committed (the thread itself never does).
+    writer.port.ref();
+  }
+
+  private cancelTimer(): void {
+    this.flushScheduled = false;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+  }
+
+  /** Takes everything dirty, and who waits for it. */
+  private take(): Taken {
     const jobs = [...this.dirtyJobs.values()];
     const created = this.newSubtasks;
-    this.newSubtasks = [];
     const subtasks = [...this.dirtySubtasks.values()];
     const events = this.pendingEvents;
+    this.newSubtasks = [];
+    this.pendingEvents = [];
     this.dirtyJobs.clear();
     this.dirtySubtasks.clear();
-    this.pendingEvents = [];
-    const stored = jobs.map((j) => this.filesStored.get(j.id) ?? { inputs: false, outputs: 0 });
-    const write = this.db.transaction(() => {
-      jobs.forEach((j, k) => {
-        const { inputs, outputs, ...record } = j;
-        const had = stored[k]!;
-        if (!had.inputs) this.stmts.insertFiles.run(j.id, 'input', 0, JSON.stringify(inputs));
-        if (outputs.length < had.outputs) this.stmts.deleteFiles.run(j.id, 'output');
-        const from = outputs.length < had.outputs ? 0 : had.outputs;
-        if (outputs.length > from) this.stmts.insertFiles.run(j.id, 'output', from, JSON.stringify(outputs.slice(from)));
-        this.stmts.upsertJob.run(j.id, j.state, j.createdAt, JSON.stringify(record));
-      });
-      for (const s of created) this.stmts.insertSubtask.run(s.id, s.jobId, JSON.stringify(s));
-      for (const s of subtasks) this.stmts.updateSubtask.run(JSON.stringify(liveState(s)), s.id);
-      // One row per job per flush, keyed by its last seq: a job emitting thousands of events a
-      // second costs one insert per turn, not one each.
-      for (const [jobId, list] of groupByJob(events)) this.stmts.insertEvent.run(jobId, Number(list[list.length - 1]!.seq), JSON.stringify(list));
-    });
     const waiters = this.commitWaiters;
+    const after = this.afterCommit;
     this.commitWaiters = [];
+    this.afterCommit = [];
+    return { jobs, created, subtasks, events, waiters, after };
+  }
+
+  /** What a batch writes, as SQL parameters (at once after `take`: it reads which files are stored). */
+  private serialise({ jobs, created, subtasks, events }: Taken): WriteBatch {
+    return {
+      jobs: jobs.map((j) => {
+        const { inputs, outputs, ...record } = j;
+        const had = this.filesStored.get(j.id) ?? { inputs: false, outputs: 0 };
+        const rewriteOutputs = outputs.length < had.outputs;
+        const outputsFrom = rewriteOutputs ? 0 : had.outputs;
+        return {
+          id: j.id,
+          state: j.state,
+          createdAt: j.createdAt,
+          record: JSON.stringify(record),
+          ...(had.inputs ? {} : { inputs: JSON.stringify(inputs) }),
+          rewriteOutputs,
+          outputsFrom,
+          ...(outputs.length > outputsFrom ? { outputs: JSON.stringify(outputs.slice(outputsFrom)) } : {}),
+        };
+      }),
+      created: created.map((s) => [s.id, s.jobId, JSON.stringify(s)]),
+      updates: subtasks.map((s) => [JSON.stringify(liveState(s)), s.id]),
+      // One row per job per flush, keyed by its last seq: a job emitting thousands of events a
+      // second costs one insert per commit, not one each.
+      events: [...groupByJob(events)].map(([jobId, list]) => [jobId, Number(list[list.length - 1]!.seq), JSON.stringify(list)]),
+    };
+  }
+
+  /** A batch is on disk: its waiters and what waited for it go on. */
+  private succeeded(t: Taken): void {
+    for (const j of t.jobs) this.filesStored.set(j.id, { inputs: true, outputs: j.outputs.length });
+    for (const w of t.waiters) w.resolve();
+    runAll(t.after);
+  }
+
+  /** A batch was rolled back: everything in it goes back, to be written by the next try. */
+  private failed(t: Taken, err: Error & { code?: string }): TesseraError {
+    this.restore(t);
+    this.retryLater();
+    const e = storeWriteError(err);
+    for (const w of t.waiters) w.reject(e);
+    return e;
+  }
+
+  /** Puts a batch's records back as dirty (behind newer versions of them), and what waited for it. */
+  private restore(t: Taken): void {
+    for (const j of t.jobs) if (!this.dirtyJobs.has(j.id)) this.dirtyJobs.set(j.id, j);
+    this.newSubtasks = t.created.concat(this.newSubtasks);
+    for (const s of t.subtasks) if (!this.dirtySubtasks.has(s.id)) this.dirtySubtasks.set(s.id, s);
+    this.pendingEvents = t.events.concat(this.pendingEvents);
+    this.afterCommit = t.after.concat(this.afterCommit);
+  }
+
+  /** The writer thread, started on first use; undefined when it cannot run (writes then stay on this thread). */
+  private startWriter(): Writer | undefined {
+    if (this.writer !== undefined) return this.writer ?? undefined;
     try {
-      write();
+      const { port1, port2 } = new MessageChannel();
+      const flag = new Int32Array(new SharedArrayBuffer(4));
+      const data: WriterData = { tesseraStoreWriter: true, file: this.file, port: port2, flag };
+      const worker = new Worker(WRITER_ENTRY, { workerData: data, transferList: [port2], resourceLimits: WRITER_HEAP });
+      const writer: Writer = { worker, port: port1, flag, lastId: 0 };
+      worker.unref();
+      port1.unref();
+      port1.on('message', (reply: WriterReply) => this.onReply(reply, true));
+      worker.on('error', (err) => this.dropWriter(writer, `failed: ${err.message}`));
+      worker.on('exit', (code) => this.dropWriter(writer, `exited (code ${code})`));
+      this.writer = writer;
     } catch (err) {
-      // Rolled back: everything taken goes back, to be written by the next flush.
-      for (const j of jobs) if (!this.dirtyJobs.has(j.id)) this.dirtyJobs.set(j.id, j);
-      this.newSubtasks = created.concat(this.newSubtasks);
-      for (const s of subtasks) if (!this.dirtySubtasks.has(s.id)) this.dirtySubtasks.set(s.id, s);
-      this.pendingEvents = events.concat(this.pendingEvents);
-      this.retryLater();
-      const e = storeWriteError(err as Error & { code?: string });
-      for (const w of waiters) w.reject(e);
-      throw e;
+      this.writer = null;
+      this.opts.onFlushError?.(new TesseraError(status.UNAVAILABLE, `the job store's writer thread could not start (${(err as Error).message}); writing on the main thread`));
     }
-    for (const w of waiters) w.resolve();
-    // Only once committed: a failed transaction leaves the lists to be written again.
-    for (const j of jobs) this.filesStored.set(j.id, { inputs: true, outputs: j.outputs.length });
-    this.runAfterCommit();
+    return this.writer ?? undefined;
+  }
+
+  /** The writer thread's answer for the batch in flight (`next`: start the next batch if there is one). */
+  private onReply(reply: WriterReply, next: boolean): void {
+    const t = this.inFlight;
+    if (!t || reply.id !== t.id) return;
+    this.inFlight = undefined;
+    this.writer?.port.unref();
+    if (reply.ok) this.succeeded(t);
+    else {
+      const err = Object.assign(new Error(reply.message), reply.code ? { code: reply.code } : {});
+      const e = this.failed(t, err);
+      // The failure is reported to whoever waited for the batch; with nobody, to the log.
+      if (t.waiters.length === 0) this.opts.onFlushError?.(e);
+      return;
+    }
+    // Next: at once when its time has come or someone waits for it; otherwise when its timer fires.
+    if (next && !this.clean && (!this.flushScheduled || this.commitWaiters.length > 0)) this.flushInBackground();
+  }
+
+  /**
+   * Waits (blocking this thread) until the batch in flight is committed or refused, and takes its
+   * answer. A writer that does not answer within WRITER_STALL_MS is dropped and its batch taken back.
+   */
+  private settle(): void {
+    const t = this.inFlight;
+    const writer = this.writer;
+    if (!t || !writer) return;
+    const deadline = Date.now() + WRITER_STALL_MS;
+    while (this.inFlight === t) {
+      const got = receiveMessageOnPort(writer.port) as { message: WriterReply } | undefined;
+      if (got) {
+        this.onReply(got.message, false);
+        continue;
+      }
+      const seen = Atomics.load(writer.flag, 0);
+      if (Date.now() > deadline) {
+        this.dropWriter(writer, `did not answer in ${WRITER_STALL_MS / 1000} s`);
+        return;
+      }
+      // The answer is posted before the flag moves; a short wait covers the gap between the two.
+      Atomics.wait(writer.flag, 0, seen, seen >= t.id ? 1 : 100);
+    }
+  }
+
+  /** The writer thread is gone: its batch is written again from here, and so is everything after. */
+  private dropWriter(writer: Writer, why: string): void {
+    if (this.writer !== writer) return;
+    this.writer = null;
+    void writer.worker.terminate().catch(() => undefined);
+    writer.port.close();
+    if (this.closed) return;
+    const t = this.inFlight;
+    this.inFlight = undefined;
+    if (t) {
+      this.restore(t);
+      this.commitWaiters = t.waiters.concat(this.commitWaiters);
+    }
+    this.opts.onFlushError?.(new TesseraError(status.UNAVAILABLE, `the job store's writer thread ${why}; writing on the main thread, nothing was lost`));
+    if (!this.clean) this.scheduleFlush();
+  }
+
+  /** Ends the writer thread after its batch: its connection is closed when this returns (or it is dropped). */
+  private stopWriter(): void {
+    const writer = this.writer;
+    if (!writer) return;
+    this.writer = null;
+    const id = ++writer.lastId;
+    writer.port.postMessage({ id, close: true } satisfies WriterRequest);
+    const deadline = Date.now() + WRITER_STALL_MS;
+    while (Atomics.load(writer.flag, 0) < id && Date.now() < deadline) Atomics.wait(writer.flag, 0, Atomics.load(writer.flag, 0), 100);
+    writer.port.close();
+    void writer.worker.terminate().catch(() => undefined);
   }
 
   close(): void {
@@ -459,6 +646,7 @@ export class JobStore {
     } finally {
       this.closed = true;
       if (this.flushTimer) clearTimeout(this.flushTimer);
+      this.stopWriter();
       this.db.close();
     }
   }
@@ -467,6 +655,45 @@ export class JobStore {
 function storeWriteError(err: Error & { code?: string }): TesseraError {
   if (err.code === 'SQLITE_FULL') return new TesseraError(status.RESOURCE_EXHAUSTED, `the coordinator's job store is full (${err.message}): free space in its --data-dir; nothing was lost, the write is retried`, { retryable: true });
   return new TesseraError(status.UNAVAILABLE, `the coordinator's job store could not be written (${err.code ?? 'error'}: ${err.message}); the write is retried`, { retryable: true });
+}
+
+interface Writer {
+  worker: Worker;
+  port: MessagePort;
+  /** The id of the last answer the thread gave (it stores it there, then notifies). */
+  flag: Int32Array;
+  lastId: number;
+}
+
+/** A batch taken from the dirty records, and who waits for it. */
+interface Taken {
+  jobs: JobRecord[];
+  created: SubtaskRecord[];
+  subtasks: SubtaskRecord[];
+  events: JobEvent[];
+  waiters: { resolve: () => void; reject: (err: Error) => void }[];
+  after: (() => void)[];
+}
+
+/** About how many bytes a batch's strings hold (one per UTF-16 unit: a bound, not a count). */
+function batchBytes(b: WriteBatch): number {
+  let n = 0;
+  for (const j of b.jobs) n += j.record.length + (j.inputs?.length ?? 0) + (j.outputs?.length ?? 0);
+  for (const c of b.created) n += c[2].length;
+  for (const u of b.updates) n += u[0].length;
+  for (const e of b.events) n += e[2].length;
+  return n;
+}
+
+/** Calls each; what one throws is its caller's business, not the store's. */
+function runAll(fns: readonly (() => void)[]): void {
+  for (const fn of fns) {
+    try {
+      fn();
+    } catch {
+      // Each is its caller's business.
+    }
+  }
 }
 
 function groupByJob(events: JobEvent[]): Map<string, JobEvent[]> {

@@ -1,0 +1,120 @@
+/**
+ * The job store's writes, and the thread that commits them.
+ *
+ * At thousands of subtask transitions a second, SQLite's inserts, commits and WAL checkpoints
+ * (with their fsyncs) took a quarter of the coordinator's event loop, and everything else on it
+ * (dispatch, results, watchers) waited behind them. The store now hands each batch, already
+ * serialised, to this thread on its own connection; the event loop goes on meanwhile. The same
+ * `applyBatch` runs on the main connection when a caller must have the write done before it
+ * returns (reads, shutdown, retries after a failed write).
+ *
+ * Protocol: the store posts `{ id, batch }` (or `{ id, close: true }`) on `port`; the thread
+ * answers `{ id, ok }` or `{ id, ok: false, code, message }` on the same port, then stores `id` in
+ * `flag[0]` and notifies it, so that the store can also wait for an answer synchronously
+ * (`Atomics.wait` + `receiveMessageOnPort`).
+ */
+import { isMainThread, workerData, type MessagePort } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+
+/** One job's part of a batch: its record, and the runs of its file lists not yet stored. */
+export interface JobWrite {
+  id: string;
+  state: string;
+  createdAt: number;
+  record: string;
+  /** The inputs (JSON array), when they were never stored. */
+  inputs?: string;
+  /** The stored outputs shrank (a merge redone): drop them all before writing `outputs` from 0. */
+  rewriteOutputs: boolean;
+  outputsFrom: number;
+  /** Outputs from `outputsFrom` on (JSON array), when there are any new ones. */
+  outputs?: string;
+}
+
+/** Everything one commit writes, as SQL parameters (strings built on the main thread). */
+export interface WriteBatch {
+  jobs: JobWrite[];
+  /** New subtasks: id, job id, whole record. */
+  created: [string, string, string][];
+  /** Changed subtasks: live state, id. */
+  updates: [string, string][];
+  /** One row per job: job id, last seq, the events as a JSON array. */
+  events: [string, number, string][];
+}
+
+export type WriterRequest = { id: number; batch: WriteBatch } | { id: number; close: true };
+export type WriterReply = { id: number; ok: true } | { id: number; ok: false; code?: string; message: string };
+
+export interface WriterData {
+  tesseraStoreWriter: true;
+  file: string;
+  port: MessagePort;
+  flag: Int32Array;
+}
+
+export type WriteStatements = Record<'upsertJob' | 'insertSubtask' | 'updateSubtask' | 'insertEvent' | 'insertFiles' | 'deleteFiles', Database.Statement>;
+
+export function writeStatements(db: Database.Database): WriteStatements {
+  return {
+    upsertJob: db.prepare('INSERT INTO jobs (id, state, created_at, record) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, record = excluded.record'),
+    insertSubtask: db.prepare('INSERT INTO subtasks (id, job_id, record, live) VALUES (?, ?, ?, NULL) ON CONFLICT(id) DO UPDATE SET record = excluded.record, live = NULL'),
+    updateSubtask: db.prepare('UPDATE subtasks SET live = ? WHERE id = ?'),
+    insertEvent: db.prepare('INSERT OR IGNORE INTO events (job_id, seq, event) VALUES (?, ?, ?)'),
+    // A row holds a run of a job's inputs or outputs (a JSON array) starting at index `first`.
+    insertFiles: db.prepare('INSERT OR REPLACE INTO job_files (job_id, kind, first, files) VALUES (?, ?, ?, ?)'),
+    deleteFiles: db.prepare('DELETE FROM job_files WHERE job_id = ? AND kind = ?'),
+  };
+}
+
+/** Writes a batch in one transaction (all of it or, on an error, none). */
+export function applyBatch(db: Database.Database, stmts: WriteStatements, batch: WriteBatch): void {
+  db.transaction(() => {
+    for (const j of batch.jobs) {
+      if (j.inputs !== undefined) stmts.insertFiles.run(j.id, 'input', 0, j.inputs);
+      if (j.rewriteOutputs) stmts.deleteFiles.run(j.id, 'output');
+      if (j.outputs !== undefined) stmts.insertFiles.run(j.id, 'output', j.outputsFrom, j.outputs);
+      stmts.upsertJob.run(j.id, j.state, j.createdAt, j.record);
+    }
+    for (const [id, jobId, record] of batch.created) stmts.insertSubtask.run(id, jobId, record);
+    for (const [live, id] of batch.updates) stmts.updateSubtask.run(live, id);
+    for (const [jobId, seq, events] of batch.events) stmts.insertEvent.run(jobId, seq, events);
+  })();
+}
+
+/** Opens a connection to the store for writing, as the store's own is set up. */
+export function openForWriting(file: string): Database.Database {
+  const db = new Database(file);
+  // Per connection: WAL is the file's, but the sync level is each connection's.
+  db.pragma('synchronous = NORMAL');
+  return db;
+}
+
+function serve({ file, port, flag }: WriterData): void {
+  let db: Database.Database | undefined;
+  let stmts: WriteStatements | undefined;
+  const answer = (reply: WriterReply): void => {
+    port.postMessage(reply);
+    Atomics.store(flag, 0, reply.id);
+    Atomics.notify(flag, 0);
+  };
+  port.on('message', (req: WriterRequest) => {
+    if ('close' in req) {
+      db?.close();
+      db = undefined;
+      answer({ id: req.id, ok: true });
+      port.close();
+      return;
+    }
+    try {
+      db ??= openForWriting(file);
+      stmts ??= writeStatements(db);
+      applyBatch(db, stmts, req.batch);
+      answer({ id: req.id, ok: true });
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      answer({ id: req.id, ok: false, ...(e.code ? { code: e.code } : {}), message: e.message });
+    }
+  });
+}
+
+if (!isMainThread && (workerData as Partial<WriterData> | undefined)?.tesseraStoreWriter) serve(workerData as WriterData);
