@@ -175,9 +175,10 @@ export class JobManager {
     this.jobs.set(job.id, job);
     job.message = 'planning';
     this.events.jobState(job, `accepted ${job.inputs.length} input(s)`);
-    // The client is told the job exists only once it is on disk (by the commit due anyway when
-    // the store is busy: hundreds of submissions need not make a commit each). If it cannot be
-    // written (a full disk), the submission fails and the job is gone, not left queued forever.
+    // The client is told the job exists only once it is on disk (the store's writer thread commits
+    // it at once, or with the next batch when busy: hundreds of submissions need not make a commit
+    // each). If it cannot be written (a full disk), the submission fails and the job is gone, not
+    // left queued forever.
     try {
       await this.store.committed();
     } catch (err) {

@@ -553,9 +553,10 @@ export class JobStore {
       const data: WriterData = { tesseraStoreWriter: true, file: this.file, port: port2, flag };
       const worker = new Worker(WRITER_ENTRY, { workerData: data, transferList: [port2], resourceLimits: WRITER_HEAP });
       const writer: Writer = { worker, port: port1, flag, lastId: 0 };
+      port1.on('message', (reply: WriterReply) => this.onReply(reply, true));
+      // After the listener (adding one refs the port): only a batch in flight keeps the process up.
       worker.unref();
       port1.unref();
-      port1.on('message', (reply: WriterReply) => this.onReply(reply, true));
       worker.on('error', (err) => this.dropWriter(writer, `failed: ${err.message}`));
       worker.on('exit', (code) => this.dropWriter(writer, `exited (code ${code})`));
       this.writer = writer;
@@ -633,7 +634,8 @@ export class JobStore {
     this.writer = null;
     const id = ++writer.lastId;
     writer.port.postMessage({ id, close: true } satisfies WriterRequest);
-    const deadline = Date.now() + WRITER_STALL_MS;
+    // A thread that died just before (its exit not yet seen) does not answer: not worth more than a few seconds.
+    const deadline = Date.now() + 5000;
     while (Atomics.load(writer.flag, 0) < id && Date.now() < deadline) Atomics.wait(writer.flag, 0, Atomics.load(writer.flag, 0), 100);
     writer.port.close();
     void writer.worker.terminate().catch(() => undefined);
