@@ -9,6 +9,7 @@ import { LocalCluster } from '../../client/local-cluster.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { probeAudio } from '../../shared/media/audio-probe.js';
 import { measureEncodedLoudness } from '../../shared/media/audio-render.js';
+import { cachedInput } from '../input-cache.js';
 import type { BenchContext, BenchResult, BenchScenario } from '../types.js';
 
 const TARGET = -16;
@@ -38,9 +39,7 @@ export const audioScenario: BenchScenario = {
   command: 'npm run bench -- audio',
   async run(ctx: BenchContext): Promise<BenchResult> {
     const seconds = ctx.smoke ? 20 : 3600;
-    const src = path.join(ctx.workDir, `talk-${seconds}s.flac`);
-    ctx.log(`generating ${seconds} s speech-like stereo FLAC at ${RATE} Hz`);
-    await makeSource(src, seconds);
+    const src = await cachedInput(ctx, `talk-${seconds}s-v1.flac`, `${seconds} s speech-like stereo FLAC at ${RATE} Hz`, (file) => makeSource(file, seconds));
 
     ctx.log('ffmpeg two-pass loudnorm (linear) -> mp3 128k');
     const baseOut = path.join(ctx.workDir, 'single.mp3');

@@ -11,6 +11,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { cachedInput } from '../input-cache.js';
 import type { BenchContext, BenchResult, BenchScenario } from '../types.js';
 import { LocalCluster } from '../../client/local-cluster.js';
 
@@ -138,9 +139,7 @@ export const tilesScenario: BenchScenario = {
   command: 'npm run bench -- tiles',
   async run(ctx: BenchContext): Promise<BenchResult> {
     const size = ctx.smoke ? 2000 : 16_000;
-    const src = path.join(ctx.workDir, `huge-${size}.jpg`);
-    ctx.log(`generating ${size}x${size} JPEG`);
-    await makeSource(src, size);
+    const src = await cachedInput(ctx, `huge-${size}.jpg`, `${size}x${size} JPEG`, (file) => makeSource(file, size));
     // The smoke image is under the automatic threshold: force tiles so the same path runs.
     const params = { blur: 8, sharpen: true, format: 'jpeg', ...(ctx.smoke ? { tile_size: 512 } : {}) };
 

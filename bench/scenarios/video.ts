@@ -10,6 +10,7 @@ import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { parseVideoParams } from '../../shared/kinds/video-params.js';
 import { countVideoPackets, probeMedia } from '../../shared/media/probe.js';
 import { audioEncoderArgs, videoEncoderArgs } from '../../shared/media/video-encode.js';
+import { cachedInput } from '../input-cache.js';
 import type { BenchContext, BenchResult, BenchScenario } from '../types.js';
 
 const PRESET = 'medium';
@@ -35,9 +36,7 @@ export const videoScenario: BenchScenario = {
   command: 'npm run bench -- video',
   async run(ctx: BenchContext): Promise<BenchResult> {
     const seconds = ctx.smoke ? 3 : 60;
-    const src = path.join(ctx.workDir, `clip-${seconds}s.mp4`);
-    ctx.log(`generating ${seconds} s 1280x720 30 fps clip`);
-    await makeSource(src, seconds);
+    const src = await cachedInput(ctx, `clip-${seconds}s-720p30-v1.mp4`, `${seconds} s 1280x720 30 fps clip`, (file) => makeSource(file, seconds));
     const raw = { preset: PRESET, crf: CRF, codec: 'h264', audio_codec: 'aac', container: 'mp4' };
     const params = parseVideoParams(raw);
 
