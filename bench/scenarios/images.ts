@@ -25,6 +25,7 @@ import { link, mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promise
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pLimit from 'p-limit';
 import sharp from 'sharp';
 import { LocalCluster } from '../../client/local-cluster.js';
 import { machineCpu, peakRssMiB, percentile, round, selfPeakRssMiB } from '../proc-stats.js';
@@ -48,7 +49,9 @@ async function photoCache(count: number, width: number, height: number, log: (m:
   await mkdir(tmp, { recursive: true });
   const distinct = Math.min(count, 40);
   log(`generating ${distinct} distinct ${width}x${height} photos (cached in ${dir})`);
-  for (let i = 0; i < distinct; i++) {
+  // Two at a time: libvips encodes a JPEG on one thread, so one photo at a time left a core idle.
+  const limit = pLimit(2);
+  const make = async (i: number): Promise<void> => {
     // Smooth shapes from upscaled blurred noise, plus fine grain: JPEG sizes like real photos.
     const small = await sharp({ create: { width: Math.ceil(width / 16), height: Math.ceil(height / 16), channels: 3, background: { r: (i * 53) % 255, g: (i * 97) % 255, b: (i * 29) % 255 }, noise: { type: 'gaussian', mean: 120, sigma: 60 } } })
       .blur(1.5)
@@ -60,7 +63,8 @@ async function photoCache(count: number, width: number, height: number, log: (m:
       .composite([{ input: grain, tile: true, blend: 'overlay' }])
       .jpeg({ quality: 90 })
       .toFile(path.join(tmp, names[i]!));
-  }
+  };
+  await Promise.all(Array.from({ length: distinct }, (_, i) => limit(() => make(i))));
   for (let i = distinct; i < count; i++) await link(path.join(tmp, names[i % distinct]!), path.join(tmp, names[i]!));
   await rm(dir, { recursive: true, force: true });
   await rename(tmp, dir);
