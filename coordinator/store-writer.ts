@@ -82,7 +82,7 @@ export function applyBatch(db: Database.Database, stmts: WriteStatements, batch:
 }
 
 /** Opens a connection to the store for writing, as the store's own is set up. */
-export function openForWriting(file: string): Database.Database {
+function openForWriting(file: string): Database.Database {
   const db = new Database(file);
   // Per connection: WAL is the file's, but the sync level is each connection's.
   db.pragma('synchronous = NORMAL');

@@ -427,12 +427,8 @@ export class JobStore {
       return;
     }
     const taken = this.take();
-    try {
-      applyBatch(this.db, this.writeStmts, this.serialise(taken));
-    } catch (err) {
-      throw this.failed(taken, err as Error & { code?: string });
-    }
-    this.succeeded(taken);
+    const err = this.writeHere(taken, this.serialise(taken));
+    if (err) throw err;
   }
 
   /** Hands everything dirty to the writer thread (the event loop goes on); synchronously if there is none. */
@@ -450,14 +446,9 @@ export class JobStore {
     // A job of tens of thousands of subtasks planned at once is written here, in one transaction as
     // always, rather than copied into the thread's heap (which it would grow for good).
     if (!writer || batchBytes(batch) > WRITER_BATCH_MAX_BYTES) {
-      try {
-        applyBatch(this.db, this.writeStmts, batch);
-      } catch (err) {
-        const e = this.failed(taken, err as Error & { code?: string });
-        if (taken.waiters.length === 0) this.opts.onFlushError?.(e);
-        return;
-      }
-      this.succeeded(taken);
+      const err = this.writeHere(taken, batch);
+      // The failure is reported to whoever waited for the batch; with nobody, to the log.
+      if (err && taken.waiters.length === 0) this.opts.onFlushError?.(err);
       return;
     }
     const id = ++writer.lastId;
@@ -467,6 +458,17 @@ export class JobStore {
     writer.port.postMessage({ id, batch } satisfies WriterRequest);
     // Keeps the process up until the batch is committed (the thread itself never does).
     writer.port.ref();
+  }
+
+  /** Writes a taken batch on the main connection; the error (the batch put back, its waiters told) if it failed. */
+  private writeHere(taken: Taken, batch: WriteBatch): TesseraError | undefined {
+    try {
+      applyBatch(this.db, this.writeStmts, batch);
+    } catch (err) {
+      return this.failed(taken, err as Error & { code?: string });
+    }
+    this.succeeded(taken);
+    return undefined;
   }
 
   private cancelTimer(): void {
@@ -693,7 +695,7 @@ function runAll(fns: readonly (() => void)[]): void {
     try {
       fn();
     } catch {
-      // Each is its caller's business.
+      // Ignored (see above).
     }
   }
 }
