@@ -10,7 +10,7 @@ import { FLOW_CONTROL_WINDOW, HEARTBEAT_MS, MAX_ATTEMPTS, PREFETCH_BELOW_MS, SER
 import type { Logger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import { JobManager } from './job-manager.js';
-import { jobServiceHandlers } from './job-service.js';
+import { jobServiceDefinition, jobServiceHandlers } from './job-service.js';
 import { SharedRoots } from './shared-inputs.js';
 import { Spool } from './spool.js';
 import { DataDirLock, JobStore } from './store.js';
@@ -166,7 +166,7 @@ export class Coordinator {
     const server = new grpc.Server({ ...SERVER_CHANNEL_OPTIONS, interceptors: [auth.interceptor()] });
     this.server = server;
     const limits = resolveLimits({ maxFileBytes: opts.maxFileBytes, maxJobBytes: opts.maxJobBytes, maxInputs: opts.maxInputs, ...opts.limits });
-    server.addService(proto.tessera.v1.JobService.service, jobServiceHandlers(this.jobs, spool, log, limits, auth, shared));
+    server.addService(jobServiceDefinition(), jobServiceHandlers(this.jobs, spool, log, limits, auth, shared));
     server.addService(proto.tessera.v1.WorkerService.service, workerServiceHandlers(this.jobs, spool, log, { heartbeatMs, ttlMs, maxOutputBytes: limits.maxJobBytes }, () => undefined));
     this.health.addToServer(server);
     new ReflectionService(packageDefinition).addToServer(server);

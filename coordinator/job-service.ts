@@ -22,6 +22,8 @@ import type { Caller } from './auth.js';
 import { headBytes, inputChecker } from './input-check.js';
 import { SHARED_LOOKUPS, type SharedRoots } from './shared-inputs.js';
 import type { Limits } from '../shared/limits.js';
+import { compileEncoder } from '../shared/proto-encoder.js';
+import { loadTesseraProto } from '../shared/proto.js';
 import { INLINE_OUTPUT_MAX_BYTES } from '../shared/config.js';
 
 export type JobServiceLimits = Limits;
@@ -30,6 +32,17 @@ export type JobServiceLimits = Limits;
 export interface JobAccess {
   identify(md: grpc.Metadata): Caller;
   assertOwner(caller: Caller, owner: string, jobId: string): void;
+}
+
+/**
+ * JobService as the coordinator serves it: the events WatchJob streams, two or more per subtask,
+ * are encoded by a compiled encoder (shared/proto-encoder.ts) instead of protobufjs's generic one,
+ * a quarter of the CPU for the same bytes on the wire.
+ */
+export function jobServiceDefinition(): grpc.ServiceDefinition {
+  const { proto, packageDefinition } = loadTesseraProto();
+  const service = proto.tessera.v1.JobService.service;
+  return { ...service, WatchJob: { ...service.WatchJob, responseSerialize: compileEncoder(packageDefinition, 'tessera.v1.JobEvent') } };
 }
 
 export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, limits: JobServiceLimits, access: JobAccess, shared: SharedRoots): JobServiceHandlers {

@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { compileEncoder } from './proto-encoder.js';
+import { loadTesseraProto } from './proto.js';
+
+const { packageDefinition } = loadTesseraProto();
+const watchJob = (packageDefinition['tessera.v1.JobService'] as unknown as Record<string, unknown>).WatchJob as { responseSerialize: (m: object) => Buffer; responseDeserialize: (b: Buffer) => unknown };
+const encode = compileEncoder(packageDefinition, 'tessera.v1.JobEvent');
+/** What any client reads from bytes: proto-loader's decoder, with the options the generated types assume. */
+const decode = (bytes: Buffer): unknown => watchJob.responseDeserialize(bytes);
+
+function subtaskEvent(seq: number, extra: object = {}): object {
+  return {
+    seq: String(seq),
+    time_ms: String(1_764_600_000_000 + seq),
+    job_id: 'j_0123456789abcdef',
+    job_state: 'JOB_STATE_RUNNING',
+    type: 'subtask_state',
+    message: '',
+    progress: 0,
+    subtask: { id: `j_0123456789abcdef-s${seq}`, index: seq, phase: 1, state: 'SUBTASK_STATE_SUCCEEDED', worker: 'worker-1', attempt: 2, label: `images ${seq}-${seq + 7}`, progress: 1, duration_ms: '1234', speculative: true, error: '' },
+    ...extra,
+  };
+}
+
+describe('compiled protobuf encoder (JobEvent)', () => {
+  it('writes what protobufjs writes, as any decoder reads it, for every field of an event and a batch of them', () => {
+    const long = 'x'.repeat(300) + ' ünïcödé 🎞️ ' + 'y'.repeat(100);
+    const events: object[] = [
+      subtaskEvent(1),
+      subtaskEvent(2, { message: 'DEADLINE_EXCEEDED: subtask 2 ran past 600 s — 片段', progress: 0.375, subtask: { id: 's', state: 'SUBTASK_STATE_FAILED', error: long, duration_ms: 0 } }),
+      { seq: 3, time_ms: 1_764_600_000_003, job_id: 'j_1', type: 'output', job_state: 2, output: { name: 'a.webp', size: '9007199254740993', sha256: 'ab'.repeat(32), source: 'a.jpg', content_type: 'image/webp', shared_path: '' }, output_data: Buffer.from([0, 1, 2, 255]) },
+      { seq: 4n, time_ms: { low: -1, high: 0x7fffffff, unsigned: true }, job_id: 'j_1', type: 'job_state', job_state: 'JOB_STATE_SUCCEEDED', final: true, progress: -0, message: long },
+      { seq: '18446744073709551615', job_id: 'j_1', type: 'log', message: '' },
+    ];
+    for (const e of events) expect(decode(encode(e))).toEqual(decode(watchJob.responseSerialize(e)));
+    const batch = { type: 'batch', seq: '5', job_id: 'j_1', final: true, batch: events };
+    const bytes = encode(batch);
+    expect(decode(bytes)).toEqual(decode(watchJob.responseSerialize(batch)));
+    // Spot checks against the values themselves, not only against the other encoder.
+    const read = decode(bytes) as { batch: { seq: string; time_ms: string; output: { size: string }; output_data: Buffer; subtask: { error: string } | null; message: string; progress: number }[] };
+    expect(read.batch.map((e) => e.seq)).toEqual(['1', '2', '3', '4', '18446744073709551615']);
+    expect(read.batch[3]!.time_ms).toBe(String((0x7fffffffn << 32n) | 0xffffffffn));
+    expect(read.batch[2]!.output.size).toBe('9007199254740993');
+    expect([...read.batch[2]!.output_data]).toEqual([0, 1, 2, 255]);
+    expect(read.batch[1]!.subtask!.error).toBe(long);
+    expect(read.batch[3]!.message).toBe(long);
+    expect(read.batch[1]!.progress).toBe(0.375);
+  });
+
+  it('leaves out fields at their default value, as proto3 encoders do', () => {
+    const empty = { seq: '0', time_ms: 0, job_id: '', type: '', job_state: 'JOB_STATE_UNSPECIFIED', progress: 0, message: '', final: false, batch: [], output_data: Buffer.alloc(0) };
+    expect(encode(empty).length).toBe(0);
+    expect(encode({}).length).toBe(0);
+    // A message field that is present is written, even empty: its presence is what it says.
+    expect(decode(encode({ subtask: {} }))).toMatchObject({ subtask: { id: '', state: 'SUBTASK_STATE_UNSPECIFIED' } });
+    expect(decode(encode({}))).toMatchObject({ subtask: null });
+  });
+
+  it('refuses a value that does not fit its field, naming the field and the value', () => {
+    expect(() => encode({ job_state: 'JOB_STATE_BOGUS' })).toThrow(/tessera\.v1\.JobEvent\.job_state: JOB_STATE_BOGUS is not a value of tessera\.v1\.JobState/);
+    expect(() => encode({ seq: '-1' })).toThrow(/tessera\.v1\.JobEvent\.seq: -1 is not an unsigned 64-bit integer/);
+    expect(() => encode({ seq: '12a' })).toThrow(/JobEvent\.seq: 12a is not/);
+    expect(() => encode({ seq: '18446744073709551616' })).toThrow(/JobEvent\.seq: 18446744073709551616 is not/);
+    expect(() => encode({ time_ms: 1.5 })).toThrow(/JobEvent\.time_ms: 1\.5 is not/);
+    expect(() => encode({ subtask: { index: -1 } })).toThrow(/tessera\.v1\.SubtaskInfo\.index: -1 is not an unsigned 32-bit integer/);
+    expect(() => encode({ batch: [{ subtask: { state: 'RUNNING' } }] })).toThrow(/SubtaskInfo\.state: RUNNING is not a value of tessera\.v1\.SubtaskState/);
+  });
+
+  it('refuses to compile a message with fields it does not cover, rather than encode them wrongly', () => {
+    expect(() => compileEncoder(packageDefinition, 'tessera.v1.CoordinatorMessage')).toThrow(/CoordinatorMessage: oneofs are not supported/);
+    expect(() => compileEncoder(packageDefinition, 'tessera.v1.Capabilities')).toThrow(/Capabilities\.kinds: repeated string fields are not supported/);
+    expect(() => compileEncoder(packageDefinition, 'tessera.v1.NoSuchMessage')).toThrow(/tessera\.v1\.NoSuchMessage: not a message of this package definition/);
+  });
+});
