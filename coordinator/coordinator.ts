@@ -41,6 +41,11 @@ export interface CoordinatorOptions {
   subtaskTimeoutMs?: number;
   /** Jobs whose subtasks all run shorter than this (ms) use workers' prefetch places (0 = never). */
   prefetchBelowMs?: number;
+  /**
+   * Offer the files of the spool to workers that see them at the same path (on this machine, or
+   * mounting the data dir there) to read in place, instead of fetching them (default true).
+   */
+  localReads?: boolean;
   /** Folders on shared storage whose files clients may submit by reference (coordinator/shared-inputs.ts). */
   sharedRoots?: string[];
   /** Folders jobs may have their outputs written to (`spec.shared_output_dir`). */
@@ -139,6 +144,7 @@ export class Coordinator {
       onFlushError: (err) => log.error({ err: err.message }, 'job store write failed; kept in memory and retried'),
     });
     const spool = new Spool(path.join(opts.dataDir, 'spool'));
+    if (opts.localReads !== false) await spool.offerLocalReads();
     // A data dir moved or mounted elsewhere (a new volume path, a restore): the paths on record follow.
     const moved = this.store.relocate(spool.root);
     if (moved) log.warn(moved, 'the data dir has moved: the paths on record were rewritten');

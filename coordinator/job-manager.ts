@@ -16,6 +16,7 @@ import type { Assignment } from '../shared/proto/generated/tessera/v1/Assignment
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import type { OutputRef__Output } from '../shared/proto/generated/tessera/v1/OutputRef.js';
+import type { TaskInput } from '../shared/proto/generated/tessera/v1/TaskInput.js';
 import { jobOfSharedTemp, moveInto, removeSharedTemps, sharedOutputTemp } from '../shared/shared-output.js';
 import { sha256File } from '../shared/streams.js';
 import { EventLog } from './events.js';
@@ -476,12 +477,23 @@ export class JobManager {
       kind: job.kind,
       spec: job.spec,
       plan_json: JSON.stringify(s.plan ?? null),
-      inputs: s.inputs.map((f) => ({ name: f.name, size: String(f.size), sha256: f.sha256, inline: false, ...(f.shared ? { shared_path: f.path, mtime_ms: f.shared.mtimeMs, ino: String(f.shared.ino) } : {}) })),
+      inputs: s.inputs.map((f) => this.assignedInput(f)),
       timeout_ms: s.timeoutMs ?? this.opts.subtaskTimeoutMs,
       phase: s.phase,
       shared_output_dir: this.sharedOutputDirFor(active, s, w),
       shared_output_token: token,
     };
+  }
+
+  /**
+   * An input as an assignment carries it: by reference where a worker may read it in place (a file
+   * on shared storage, or one in the spool for workers on this machine), by name otherwise.
+   */
+  private assignedInput(f: SpoolFile): TaskInput {
+    const base = { name: f.name, size: String(f.size), sha256: f.sha256, inline: false };
+    if (f.shared) return { ...base, shared_path: f.path, mtime_ms: f.shared.mtimeMs, ino: String(f.shared.ino) };
+    const local = this.spool.localFile(f.path);
+    return local ? { ...base, shared_path: local.path, mtime_ms: local.mtimeMs, ino: String(local.ino) } : base;
   }
 
   /** The shared folder `w` may write `s`'s outputs to itself ("": they go through the coordinator). */

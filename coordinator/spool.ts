@@ -3,8 +3,8 @@
  * Writes are atomic (temp file + rename), so a crash never leaves a half-written file under a
  * final name.
  */
-import { createWriteStream } from 'node:fs';
-import { lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { createWriteStream, statSync } from 'node:fs';
+import { lstat, mkdir, readdir, realpath, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { finished } from 'node:stream/promises';
@@ -12,8 +12,52 @@ import { status } from '@grpc/grpc-js';
 import { TesseraError, dataLoss } from '../shared/errors.js';
 import { newSha256, writeWithBackpressure } from '../shared/streams.js';
 
+/** Where a spool file lies without symlinks, and its identity: what a worker on this machine checks before reading it in place. */
+export interface LocalFile {
+  path: string;
+  ino: number;
+  mtimeMs: number;
+}
+
 export class Spool {
+  /** The root without symlinks, once `offerLocalReads` has run: spool files are then offered to workers that see them. */
+  private realRoot: string | undefined;
+  /** Identities of spool files offered so far (a file is written once, then only read or removed). */
+  private readonly identities = new Map<string, LocalFile>();
+
   constructor(readonly root: string) {}
+
+  /**
+   * From now on `localFile` answers: workers on this machine (or that mount the data dir at the
+   * same path) read the job's files in place instead of fetching them through the coordinator.
+   */
+  async offerLocalReads(): Promise<void> {
+    await mkdir(this.root, { recursive: true });
+    this.realRoot = await realpath(this.root);
+  }
+
+  /**
+   * A spool file as offered to workers to read in place, or undefined (not offered, not in the
+   * spool, or gone). A worker reads it only if it finds this inode with this time at this path;
+   * otherwise it fetches the bytes as before. Looked up once per file (a stat of a local file,
+   * a few microseconds) and remembered until the job's files are removed.
+   */
+  localFile(file: string): LocalFile | undefined {
+    if (this.realRoot === undefined || !file.startsWith(this.root + path.sep)) return undefined;
+    let known = this.identities.get(file);
+    if (known === undefined) {
+      const st = statSync(file, { throwIfNoEntry: false });
+      if (!st?.isFile()) return undefined;
+      known = { path: this.realRoot + file.slice(this.root.length), ino: st.ino, mtimeMs: st.mtimeMs };
+      this.identities.set(file, known);
+    }
+    return known;
+  }
+
+  /** Forgets the identities of a job's files (they are being removed). */
+  private forget(dir: string): void {
+    for (const file of this.identities.keys()) if (file.startsWith(dir + path.sep)) this.identities.delete(file);
+  }
 
   jobDir(jobId: string): string {
     return path.join(this.root, 'jobs', jobId);
@@ -36,6 +80,7 @@ export class Spool {
   }
 
   async removeJob(jobId: string): Promise<void> {
+    this.forget(this.jobDir(jobId));
     await rm(this.jobDir(jobId), { recursive: true, force: true });
   }
 
@@ -67,6 +112,7 @@ export class Spool {
 
   /** Removes what a finished job no longer reads: its intermediates and (with `inputs`) its inputs; its outputs stay. */
   async removeIntermediates(jobId: string, opts: { inputs: boolean }): Promise<void> {
+    this.forget(this.jobDir(jobId));
     await Promise.all([...(opts.inputs ? ['in'] : []), 'st', 'work'].map((d) => rm(path.join(this.jobDir(jobId), d), { recursive: true, force: true })));
   }
 

@@ -1,0 +1,91 @@
+/**
+ * Workers on the coordinator's machine read the spool's files in place (coordinator/spool.ts,
+ * `localFile`): uploaded inputs and the files the coordinator makes for subtasks (a video's
+ * chunks) reach them without a FetchTaskInput stream. A worker that does not see the data dir
+ * (another machine; here its own mount namespace) is streamed the bytes as before, and so is every
+ * worker of a coordinator started with `--no-local-reads`.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeVideo } from './helpers/media.js';
+import { startCluster, workerWithTmpfsOver, type TestCluster } from './helpers/cluster.js';
+
+let dir: string;
+const clusters: TestCluster[] = [];
+
+const sha = async (file: string): Promise<string> => createHash('sha256').update(await readFile(file)).digest('hex');
+
+/** Bytes of subtask inputs the coordinator has streamed to workers, from its /metrics. */
+async function served(cluster: TestCluster): Promise<number> {
+  const text = await (await fetch(`http://${cluster.httpAddress}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('tessera_task_input_bytes_served_total '));
+  if (!line) throw new Error('no tessera_task_input_bytes_served_total in /metrics');
+  return Number(line.split(' ')[1]);
+}
+
+async function cluster(opts: Parameters<typeof startCluster>[0]): Promise<TestCluster> {
+  const c = await startCluster(opts);
+  clusters.push(c);
+  return c;
+}
+
+/** Submits `file` as a passthrough job and checks the output is the same bytes; returns the input bytes streamed meanwhile. */
+async function passthrough(c: TestCluster, file: string, out: string): Promise<{ served: number; worker: string }> {
+  const before = await served(c);
+  const job = await c.client.submit({ passthrough: {} }, [file]);
+  const done = await c.client.wait(job.id);
+  expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+  const written = await c.client.download(job.id, path.join(dir, out));
+  expect(await sha(written.get(path.basename(file))!)).toBe(await sha(file));
+  return { served: (await served(c)) - before, worker: done.subtasks[0]!.worker };
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-local-reads-'));
+});
+
+afterAll(async () => {
+  await Promise.all(clusters.map((c) => c.stop()));
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('workers read the spool in place on the coordinator machine', () => {
+  it('an uploaded input and the chunks the coordinator cuts from a video reach the workers without a byte streamed', async () => {
+    const c = await cluster({ workers: 2 });
+    const blob = path.join(dir, 'blob.bin');
+    await writeFile(blob, randomBytes(3 * 1024 * 1024 + 17));
+    expect((await passthrough(c, blob, 'out-blob')).served).toBe(0);
+
+    const src = await makeVideo(dir, 'clip.mkv', { duration: 3, gop: 12, audioChannels: 2 });
+    const before = await served(c);
+    const job = await c.client.submit({ video: { preset: 'ultrafast', segment_seconds: 1, container: 'mp4' } }, [src]);
+    const done = await c.client.wait(job.id);
+    expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+    expect(done.subtasks.filter((s) => s.label.includes('segment')).length).toBeGreaterThanOrEqual(3);
+    expect((await served(c)) - before).toBe(0);
+  });
+
+  it('with --no-local-reads every input is streamed to the worker', async () => {
+    const c = await cluster({ workers: 1, coordinatorArgs: ['--no-local-reads'] });
+    const blob = path.join(dir, 'streamed.bin');
+    await writeFile(blob, randomBytes(2 * 1024 * 1024 + 5));
+    expect((await passthrough(c, blob, 'out-streamed')).served).toBe(2 * 1024 * 1024 + 5);
+  });
+
+  it('a worker that does not see the data dir is streamed the bytes', async () => {
+    const c = await cluster({ workers: 0 });
+    // Its own mount namespace, with an empty tmpfs over the coordinator's data dir.
+    const worker = workerWithTmpfsOver(c.dataDir, c.address, 'elsewhere');
+    try {
+      await c.waitForWorkers(1);
+      const blob = path.join(dir, 'remote.bin');
+      await writeFile(blob, randomBytes(1024 * 1024 + 3));
+      expect(await passthrough(c, blob, 'out-remote')).toEqual({ served: 1024 * 1024 + 3, worker: 'elsewhere' });
+    } finally {
+      await worker.stop();
+    }
+  });
+});
