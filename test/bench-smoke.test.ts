@@ -36,8 +36,8 @@ describe('bench harness (smoke)', () => {
     expect(selected.map((s) => s.name)).toEqual(['scheduler', 'transport', 'images', 'scale']);
     const lines: string[] = [];
     const report = await runScenarios(selected, { smoke: true, log: (l) => lines.push(l) });
-    // scheduler and scale record two rows each, images three (one set-up or baseline, several measurements).
-    expect(report.outcomes.map((o) => o.name)).toEqual(['scheduler-1job', 'scheduler-200jobs', 'transport', 'images', 'images-download', 'images-upload', 'scale-heartbeats', 'scale-slots']);
+    // scheduler, transport and scale record two rows each, images three (one set-up or baseline, several measurements).
+    expect(report.outcomes.map((o) => o.name)).toEqual(['scheduler-1job', 'scheduler-200jobs', 'transport', 'transport-remote', 'images', 'images-download', 'images-upload', 'scale-heartbeats', 'scale-slots']);
     expectWellFormed(report);
     // Every cluster side records the coordinator's peak RSS, read from /proc.
     for (const o of report.outcomes) expect(o.result!.tessera.peakRssMiB?.['coordinator']).toBeGreaterThan(0);

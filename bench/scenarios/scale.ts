@@ -122,9 +122,15 @@ async function measureSlots(ctx: BenchContext, workers: number, cluster: LocalCl
   const spanS = (end - start) / 1000;
   const utilisation = busyMs / (workers * (end - start));
   const idealS = (subtasks * WORK_MS) / 1000 / workers;
+  // Where the slot-time not used went: before every slot had started (the first assignments going
+  // out), after the first slot ran out of work (the tail), or between subtasks.
+  const starts = busy.map((b) => b[0]).sort((a, b) => a - b);
+  const ends = busy.map((b) => b[1]).sort((a, b) => a - b);
+  const rampMs = (starts[Math.min(workers, starts.length) - 1] ?? start) - start;
+  const tailMs = end - (ends[Math.max(0, ends.length - workers)] ?? end);
   const gap = latencySummary(after.dispatchMs.slice(before.dispatchMs.length));
   const lat = latencySummary(after.refillMs.slice(before.refillMs.length));
-  ctx.log(`utilisation ${round(utilisation * 100, 1)}% (span ${spanS.toFixed(2)} s, ideal ${idealS.toFixed(2)} s), dispatch (result -> next assignment) p50 ${round(lat.p50, 1)} ms p99 ${round(lat.p99, 1)} ms; slot idle between subtasks p50 ${round(gap.p50, 1)} ms p99 ${round(gap.p99, 1)} ms`);
+  ctx.log(`utilisation ${round(utilisation * 100, 1)}% (span ${spanS.toFixed(2)} s, ideal ${idealS.toFixed(2)} s), dispatch (result -> next assignment) p50 ${round(lat.p50, 1)} ms p99 ${round(lat.p99, 1)} ms; slot idle between subtasks p50 ${round(gap.p50, 1)} ms p99 ${round(gap.p99, 1)} ms; every slot started after ${round(rampMs, 0)} ms, the first ran out ${round(tailMs, 0)} ms before the end`);
   return {
     scenario: 'scale-slots',
     inputs: `${workers} simulated workers x 1 slot (+${WORKER_PREFETCH} prefetch), 1 passthrough job of ${subtasks} subtasks x ${WORK_MS} ms simulated work`,
@@ -140,6 +146,8 @@ async function measureSlots(ctx: BenchContext, workers: number, cluster: LocalCl
         dispatchP99Ms: round(lat.p99, 2),
         slotGapP50Ms: round(gap.p50, 2),
         slotGapP99Ms: round(gap.p99, 2),
+        rampMs: round(rampMs, 0),
+        tailMs: round(tailMs, 0),
         coordinatorCpuPct: round((cpu / wall) * 100, 1),
         simulatorCpuPct: round((simCpu / wall) * 100, 1),
         endToEndS: round(wall, 2),

@@ -4,6 +4,12 @@
  * coordinator -> client, every hop streamed in chunks with SHA-256 checks. Figures: end-to-end
  * MiB/s (submit start to verified download) and the peak RSS (VmHWM) of every process.
  *
+ * Two rows. `transport`: the cluster as it runs by default; its workers are on the coordinator's
+ * machine, so they read the spooled input in place, and the bytes make three gRPC hops.
+ * `transport-remote`: the coordinator started with `--no-local-reads`, so the worker fetches the
+ * input as a worker on another machine must, four gRPC hops (half the bytes, 1 GiB, to keep the
+ * bench short; the memory check is the first row's).
+ *
  * Baseline, same run: `cat` copying the same bytes 4 times (file -> a -> b -> c -> d), the disk
  * passes the cluster cannot avoid (coordinator spool in, worker copy, coordinator output, client).
  * Headline ratio: cluster MiB/s / 150 MiB/s (the issue's target); the same-run ratio to the
@@ -19,7 +25,8 @@ import { newSha256, writeWithBackpressure } from '../../shared/streams.js';
 import os from 'node:os';
 import { measureGrpcHop } from '../grpc-hop.js';
 import { cpuSeconds, peakRssMiB, round, selfPeakRssMiB } from '../proc-stats.js';
-import type { BenchContext, BenchResult, BenchScenario } from '../types.js';
+import type { MultiBenchScenario } from '../harness.js';
+import type { BenchContext, BenchResult } from '../types.js';
 
 const TARGET_MIB_S = 150;
 const RSS_LIMIT_MIB = 256;
@@ -53,11 +60,77 @@ async function sha256Of(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-export const transportScenario: BenchScenario = {
+/** One passthrough job of `src` (`bytes`, `digest`) through a fresh cluster; the row's figures. */
+async function runCluster(ctx: BenchContext, opts: { src: string; bytes: number; digest: string; localReads: boolean; baseSeconds: number; baseBytes: number }): Promise<BenchResult> {
+  const { src, bytes, digest, localReads } = opts;
+  const name = localReads ? 'transport' : 'transport-remote';
+  ctx.log(`${name}: coordinator${localReads ? '' : ' --no-local-reads'} + 2 workers x 1 slot, ${bytes / MiB} MiB`);
+  const cluster = await new LocalCluster({ workers: 2, slots: 1, coordinatorArgs: localReads ? [] : ['--no-local-reads'] }).start();
+  try {
+    const pids = [cluster.coordinator?.child.pid, ...cluster.workers.map((w) => w.child.pid)];
+    const cpu0 = await Promise.all(pids.map((p) => cpuSeconds(p)));
+    const self0 = process.cpuUsage();
+    const t0 = performance.now();
+    const job = await cluster.client.submit({ label: 'bench transport', passthrough: {} }, [src]);
+    const done = await cluster.client.wait(job.id);
+    const files = await cluster.client.download(job.id, path.join(ctx.workDir, `out-${name}`));
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu1 = await Promise.all(pids.map((p) => cpuSeconds(p)));
+    const selfCpu = process.cpuUsage(self0);
+    // Whether the worker read the input in place: then the coordinator served none of its bytes.
+    const served = await inputBytesServed(cluster);
+    const hops = served === 0 ? 3 : 4;
+    // CPU of every process (client included) per MiB per gRPC hop: what the cluster spends moving bytes.
+    const clusterCpuMs = cpu1.reduce((sum, v, i) => sum + (v - cpu0[i]!) * 1000, 0) + (selfCpu.user + selfCpu.system) / 1000;
+    const cpuMsPerMiBHop = clusterCpuMs / (hops * (bytes / MiB));
+    const out = files.get(path.basename(src));
+    if (done.state !== 'JOB_STATE_SUCCEEDED' || !out) throw new Error(`transport job ended ${done.state}: ${JSON.stringify(done.errors)}`);
+    const rss: Record<string, number> = { coordinator: await peakRssMiB(cluster.coordinator?.child.pid), client: selfPeakRssMiB() };
+    for (const w of cluster.workers) rss[w.name] = await peakRssMiB(w.child.pid);
+    const same = (await stat(out)).size === bytes && (await sha256Of(out)) === digest;
+    await rm(out, { force: true });
+    const rate = bytes / MiB / seconds;
+    const baseRate = opts.baseBytes / MiB / opts.baseSeconds;
+    ctx.log(`${name}: ${round(rate, 1)} MiB/s (${seconds.toFixed(2)} s, ${hops} gRPC hops, ${round(cpuMsPerMiBHop, 2)} ms CPU per MiB per hop), cat x4 ${round(baseRate, 1)} MiB/s; RSS ${JSON.stringify(rss)}`);
+    const serverRss = Object.entries(rss).filter(([k]) => k !== 'client');
+    return {
+      scenario: name,
+      inputs: `one ${bytes / MiB} MiB incompressible file, passthrough kind (1 subtask); time = submit start to verified download; ${localReads ? 'the worker reads the spooled input in place (on the coordinator\'s machine)' : 'the worker fetches the input over gRPC (--no-local-reads), as on another machine'}`,
+      baseline: { label: 'cat x 4 (same bytes, same disk passes)', seconds: (opts.baseSeconds * bytes) / opts.baseBytes, figures: { MiBps: round(baseRate, 1) } },
+      tessera: {
+        label: `cluster (coordinator + 2 workers x 1 slot), ${hops} gRPC hops`,
+        seconds,
+        peakRssMiB: rss,
+        figures: { MiBps: round(rate, 1), grpcHops: hops, vsCopy4x: round(rate / baseRate, 3), cpuMsPerMiBHop: round(cpuMsPerMiBHop, 2) },
+      },
+      ratio: rate / TARGET_MIB_S,
+      ratioMeaning: `cluster MiB/s / ${TARGET_MIB_S} MiB/s (the issue's target; higher is better)`,
+      target: { value: 1, better: 'higher' },
+      checks: {
+        bytesIdentical: same,
+        readInPlace: localReads ? served === 0 : served === bytes,
+        // Streams, not buffers: the servers' memory must not grow with the input.
+        ...(ctx.smoke || !localReads ? {} : Object.fromEntries(serverRss.map(([k, v]) => [`rss.${k}<=${RSS_LIMIT_MIB}MiB`, v <= RSS_LIMIT_MIB]))),
+      },
+    };
+  } finally {
+    await cluster.stop();
+  }
+}
+
+/** The coordinator's count of input bytes streamed to workers (0 when every input was read in place). */
+async function inputBytesServed(cluster: LocalCluster): Promise<number> {
+  const text = await (await fetch(`http://${cluster.httpAddress}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('tessera_task_input_bytes_served_total '));
+  if (!line) throw new Error('no tessera_task_input_bytes_served_total in /metrics');
+  return Number(line.split(' ')[1]);
+}
+
+export const transportScenario: MultiBenchScenario = {
   name: 'transport',
-  description: '2 GiB passthrough job client -> coordinator -> worker -> coordinator -> client vs 4 x cat of the same bytes',
+  description: '2 GiB passthrough job client -> coordinator -> worker -> coordinator -> client (workers reading in place, and fetching: 1 GiB) vs 4 x cat of the same bytes',
   command: 'npm run bench -- transport',
-  async run(ctx: BenchContext): Promise<BenchResult> {
+  async run(ctx: BenchContext): Promise<BenchResult[]> {
     const bytes = ctx.smoke ? 20 * MiB : 2 * 1024 * MiB;
     const src = path.join(ctx.workDir, 'input.bin');
     ctx.log(`generating ${bytes / MiB} MiB input`);
@@ -75,65 +148,32 @@ export const transportScenario: BenchScenario = {
     const baseSeconds = (performance.now() - b0) / 1000;
     await rm(from, { force: true });
 
-    ctx.log('cluster: coordinator + 2 workers x 1 slot');
-    const cluster = await new LocalCluster({ workers: 2, slots: 1 }).start();
-    try {
-      const pids = [cluster.coordinator?.child.pid, ...cluster.workers.map((w) => w.child.pid)];
-      const cpu0 = await Promise.all(pids.map((p) => cpuSeconds(p)));
-      const self0 = process.cpuUsage();
-      const t0 = performance.now();
-      const job = await cluster.client.submit({ label: 'bench transport', passthrough: {} }, [src]);
-      const done = await cluster.client.wait(job.id);
-      const files = await cluster.client.download(job.id, path.join(ctx.workDir, 'out'));
-      const seconds = (performance.now() - t0) / 1000;
-      const cpu1 = await Promise.all(pids.map((p) => cpuSeconds(p)));
-      const selfCpu = process.cpuUsage(self0);
-      // CPU of every process (client included) per MiB per hop: what the cluster spends moving bytes.
-      const clusterCpuMs = cpu1.reduce((sum, v, i) => sum + (v - cpu0[i]!) * 1000, 0) + (selfCpu.user + selfCpu.system) / 1000;
-      const cpuMsPerMiBHop = clusterCpuMs / (4 * (bytes / MiB));
-      const out = files.get('input.bin');
-      if (done.state !== 'JOB_STATE_SUCCEEDED' || !out) throw new Error(`transport job ended ${done.state}: ${JSON.stringify(done.errors)}`);
-      const rss: Record<string, number> = { coordinator: await peakRssMiB(cluster.coordinator?.child.pid), client: selfPeakRssMiB() };
-      for (const w of cluster.workers) rss[w.name] = await peakRssMiB(w.child.pid);
-      const same = (await stat(out)).size === bytes && (await sha256Of(out)) === digest;
-      const rate = bytes / MiB / seconds;
-      const baseRate = bytes / MiB / baseSeconds;
-      ctx.log(`cluster ${round(rate, 1)} MiB/s (${seconds.toFixed(2)} s), cat x4 ${round(baseRate, 1)} MiB/s; RSS ${JSON.stringify(rss)}`);
-      // The floor: grpc-js alone (no disk, no hashing) between two processes, and the end-to-end
-      // rate four such hops could reach on this machine's cores even perfectly pipelined.
-      const hop = await measureGrpcHop(ctx.smoke ? 8 * MiB : 512 * MiB);
-      const floorMsPerMiBHop = hop.senderCpuMsPerMiB + hop.receiverCpuMsPerMiB;
-      const ceiling = (os.availableParallelism() * 1000) / (4 * floorMsPerMiBHop);
-      ctx.log(`grpc-js alone: ${round(hop.mibPerS, 0)} MiB/s per hop, ${round(floorMsPerMiBHop, 2)} ms CPU per MiB (cluster: ${round(cpuMsPerMiBHop, 2)}); four hops on ${os.availableParallelism()} cores cannot pass ${round(ceiling, 0)} MiB/s`);
-      const serverRss = Object.entries(rss).filter(([k]) => k !== 'client');
-      return {
-        scenario: 'transport',
-        inputs: `one ${bytes / MiB} MiB incompressible file, passthrough kind (1 subtask); time = submit start to verified download`,
-        baseline: { label: 'cat x 4 (same bytes, same disk passes)', seconds: baseSeconds, figures: { MiBps: round(baseRate, 1) } },
-        tessera: {
-          label: 'cluster (coordinator + 2 workers x 1 slot), 4 gRPC hops',
-          seconds,
-          peakRssMiB: rss,
-          figures: {
-            MiBps: round(rate, 1),
-            vsCopy4x: round(rate / baseRate, 3),
-            cpuMsPerMiBHop: round(cpuMsPerMiBHop, 2),
-            grpcOnlyMiBpsPerHop: round(hop.mibPerS, 0),
-            grpcOnlyCpuMsPerMiBHop: round(floorMsPerMiBHop, 2),
-            grpcOnlyCeilingMiBps4Hops: round(ceiling, 0),
-          },
-        },
-        ratio: rate / TARGET_MIB_S,
-        ratioMeaning: `cluster MiB/s / ${TARGET_MIB_S} MiB/s (the issue's target; higher is better)`,
-        target: { value: 1, better: 'higher' },
-        checks: {
-          bytesIdentical: same,
-          // Streams, not buffers: the servers' memory must not grow with the input.
-          ...(ctx.smoke ? {} : Object.fromEntries(serverRss.map(([k, v]) => [`rss.${k}<=${RSS_LIMIT_MIB}MiB`, v <= RSS_LIMIT_MIB]))),
-        },
-      };
-    } finally {
-      await cluster.stop();
+    const local = await runCluster(ctx, { src, bytes, digest, localReads: true, baseSeconds, baseBytes: bytes });
+    // Half the bytes through the remote path: the first half of the same file.
+    const half = path.join(ctx.workDir, 'input-half.bin');
+    await cut(src, half, bytes / 2);
+    await rm(src, { force: true });
+    const remote = await runCluster(ctx, { src: half, bytes: bytes / 2, digest: await sha256Of(half), localReads: false, baseSeconds, baseBytes: bytes });
+    await rm(half, { force: true });
+
+    // The floor: grpc-js alone (no disk, no hashing) between two processes, and the end-to-end
+    // rate such hops could reach on this machine's cores even perfectly pipelined.
+    const hop = await measureGrpcHop(ctx.smoke ? 8 * MiB : 512 * MiB);
+    const floorMsPerMiBHop = hop.senderCpuMsPerMiB + hop.receiverCpuMsPerMiB;
+    const ceiling = (hops: number): number => (os.availableParallelism() * 1000) / (hops * floorMsPerMiBHop);
+    ctx.log(`grpc-js alone: ${round(hop.mibPerS, 0)} MiB/s per hop, ${round(floorMsPerMiBHop, 2)} ms CPU per MiB; on ${os.availableParallelism()} cores three hops cannot pass ${round(ceiling(3), 0)} MiB/s, four ${round(ceiling(4), 0)}`);
+    for (const row of [local, remote]) {
+      const hops = Number(row.tessera.figures?.grpcHops);
+      row.tessera.figures = { ...row.tessera.figures, grpcOnlyMiBpsPerHop: round(hop.mibPerS, 0), grpcOnlyCpuMsPerMiBHop: round(floorMsPerMiBHop, 2), grpcOnlyCeilingMiBps: round(ceiling(hops), 0) };
     }
+    return [local, remote];
   },
 };
+
+/** The first `bytes` of `src` into `dest`. */
+async function cut(src: string, dest: string, bytes: number): Promise<void> {
+  const out = createWriteStream(dest);
+  for await (const chunk of createReadStream(src, { end: bytes - 1, highWaterMark: MiB })) await writeWithBackpressure(out, chunk as Buffer);
+  out.end();
+  await new Promise<void>((resolve, reject) => out.once('finish', resolve).once('error', reject));
+}
