@@ -99,6 +99,17 @@ export class LocalCluster {
     return proc;
   }
 
+  /**
+   * The value of an unlabelled metric (a counter or gauge such as
+   * `tessera_task_input_bytes_served_total`) from the coordinator's /metrics.
+   */
+  async metric(name: string): Promise<number> {
+    const text = await (await fetch(`http://${this.httpAddress}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    if (!line) throw new Error(`no ${name} in the coordinator's /metrics`);
+    return Number(line.slice(name.length + 1));
+  }
+
   /** Waits until `n` workers are active. */
   async waitForWorkers(n: number, timeoutMs = 30_000): Promise<void> {
     const until = Date.now() + timeoutMs;

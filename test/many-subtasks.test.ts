@@ -21,12 +21,7 @@ afterAll(async () => {
 });
 
 /** The coordinator's count of speculative copies started so far (/metrics). */
-async function speculativeCopies(): Promise<number> {
-  const text = await (await fetch(`http://${cluster.httpAddress}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('tessera_speculative_copies_total '));
-  if (!line) throw new Error('tessera_speculative_copies_total missing from /metrics');
-  return Number(line.split(' ')[1]);
-}
+const speculativeCopies = (): Promise<number> => cluster.metric('tessera_speculative_copies_total');
 
 describe('many tiny subtasks', () => {
   it('6,000 no-op subtasks all run (once, but for any straggler copy) across both workers, and a late watcher replays all 12,000+ events (more than a page) in order, batched or one by one', async () => {

@@ -58,9 +58,7 @@ function rawDownload(address: string, jobId: string, name: string): Promise<grpc
 
 /** The coordinator's DownloadOutput calls and output bytes sent inside events so far (/metrics). */
 async function counters(): Promise<{ downloads: number; inEvents: number }> {
-  const text = await (await fetch(`http://${cluster.httpAddress}/metrics`)).text();
-  const value = (name: string): number => Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1] ?? NaN);
-  return { downloads: value('tessera_output_downloads_total'), inEvents: value('tessera_output_bytes_in_events_total') };
+  return { downloads: await cluster.metric('tessera_output_downloads_total'), inEvents: await cluster.metric('tessera_output_bytes_in_events_total') };
 }
 
 /** Resolves with the first event `match` accepts. */

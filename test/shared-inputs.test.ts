@@ -22,12 +22,7 @@ const clusters: TestCluster[] = [];
 
 const sha = async (file: string): Promise<string> => createHash('sha256').update(await readFile(file)).digest('hex');
 
-async function served(cluster: TestCluster): Promise<number> {
-  const text = await (await fetch(`http://${cluster.httpAddress}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('tessera_task_input_bytes_served_total '));
-  if (!line) throw new Error('no tessera_task_input_bytes_served_total in /metrics');
-  return Number(line.split(' ')[1]);
-}
+const served = (cluster: TestCluster): Promise<number> => cluster.metric('tessera_task_input_bytes_served_total');
 
 async function cluster(opts: Parameters<typeof startCluster>[0]): Promise<TestCluster> {
   const c = await startCluster(opts);

@@ -36,12 +36,7 @@ const extra: TestCluster[] = [];
 const run = promisify(execFile);
 
 /** Bytes of subtask outputs the coordinator received from workers, from its /metrics. */
-async function received(cluster: TestCluster): Promise<number> {
-  const text = await (await fetch(`http://${cluster.httpAddress}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('tessera_task_output_bytes_received_total '));
-  if (!line) throw new Error('no tessera_task_output_bytes_received_total in /metrics');
-  return Number(line.split(' ')[1]);
-}
+const received = (cluster: TestCluster): Promise<number> => cluster.metric('tessera_task_output_bytes_received_total');
 const sha = async (file: string): Promise<string> => createHash('sha256').update(await readFile(file)).digest('hex');
 
 beforeAll(async () => {
