@@ -128,9 +128,14 @@ async function measureSlots(ctx: BenchContext, workers: number, cluster: LocalCl
   const ends = busy.map((b) => b[1]).sort((a, b) => a - b);
   const rampMs = (starts[Math.min(workers, starts.length) - 1] ?? start) - start;
   const tailMs = end - (ends[Math.max(0, ends.length - workers)] ?? end);
+  // Between the two, every slot has work: the utilisation a longer job would approach.
+  const steadyFrom = start + rampMs;
+  const steadyTo = end - tailMs;
+  const steadyBusy = busy.reduce((sum, [a, b]) => sum + Math.max(0, Math.min(b, steadyTo) - Math.max(a, steadyFrom)), 0);
+  const steady = steadyTo > steadyFrom ? steadyBusy / (workers * (steadyTo - steadyFrom)) : NaN;
   const gap = latencySummary(after.dispatchMs.slice(before.dispatchMs.length));
   const lat = latencySummary(after.refillMs.slice(before.refillMs.length));
-  ctx.log(`utilisation ${round(utilisation * 100, 1)}% (span ${spanS.toFixed(2)} s, ideal ${idealS.toFixed(2)} s), dispatch (result -> next assignment) p50 ${round(lat.p50, 1)} ms p99 ${round(lat.p99, 1)} ms; slot idle between subtasks p50 ${round(gap.p50, 1)} ms p99 ${round(gap.p99, 1)} ms; every slot started after ${round(rampMs, 0)} ms, the first ran out ${round(tailMs, 0)} ms before the end`);
+  ctx.log(`utilisation ${round(utilisation * 100, 1)}% (span ${spanS.toFixed(2)} s, ideal ${idealS.toFixed(2)} s), dispatch (result -> next assignment) p50 ${round(lat.p50, 1)} ms p99 ${round(lat.p99, 1)} ms; slot idle between subtasks p50 ${round(gap.p50, 1)} ms p99 ${round(gap.p99, 1)} ms; every slot started after ${round(rampMs, 0)} ms, the first ran out ${round(tailMs, 0)} ms before the end; ${round(steady * 100, 1)}% between`);
   return {
     scenario: 'scale-slots',
     inputs: `${workers} simulated workers x 1 slot (+${WORKER_PREFETCH} prefetch), 1 passthrough job of ${subtasks} subtasks x ${WORK_MS} ms simulated work`,
@@ -148,6 +153,7 @@ async function measureSlots(ctx: BenchContext, workers: number, cluster: LocalCl
         slotGapP99Ms: round(gap.p99, 2),
         rampMs: round(rampMs, 0),
         tailMs: round(tailMs, 0),
+        steadyUtilisationPct: round(steady * 100, 1),
         coordinatorCpuPct: round((cpu / wall) * 100, 1),
         simulatorCpuPct: round((simCpu / wall) * 100, 1),
         endToEndS: round(wall, 2),
