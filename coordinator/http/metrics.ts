@@ -18,17 +18,10 @@ export function stateName(wire: string | number | undefined, prefix: string): st
   return String(wire ?? '').replace(prefix, '').toLowerCase();
 }
 
-interface SubtaskSeries {
-  transitions: Counter.Internal;
-  duration?: Histogram.Internal<'kind' | 'outcome'>;
-  retries?: Counter.Internal;
-}
-
 /** The coordinator's metric registry; `render()` is the body of `GET /metrics`. */
 export class CoordinatorMetrics {
   readonly registry = new Registry();
   private readonly kindOf = new Map<string, string>();
-  private readonly seriesOf = new Map<string, SubtaskSeries>();
   private readonly unsubscribe: () => void;
 
   private readonly jobsSubmitted = new Counter({ name: 'tessera_jobs_submitted_total', help: 'Jobs accepted, by kind', labelNames: ['kind'], registers: [this.registry] });
@@ -172,30 +165,11 @@ export class CoordinatorMetrics {
     }
     if (e.type !== 'subtask_state' || !e.subtask) return;
     const s = e.subtask;
-    const series = this.subtaskSeries(kind, String(s.state));
-    series.transitions.inc();
-    series.duration?.observe(Number(s.duration_ms) / 1000);
+    const state = stateName(s.state, 'SUBTASK_STATE_');
+    this.subtaskTransitions.inc({ kind, state });
+    if (state === 'succeeded' || state === 'failed') this.duration.observe({ kind, outcome: state }, Number(s.duration_ms) / 1000);
     // A subtask back in `pending` after an attempt is a retry.
-    if (series.retries && (s.attempt ?? 0) > 0) series.retries.inc();
-  }
-
-  /**
-   * The series a subtask event of `kind` in wire state `state` counts in, looked up once: given
-   * labels, prom-client hashes them on every call, and there are two or more events per subtask.
-   */
-  private subtaskSeries(kind: string, state: string): SubtaskSeries {
-    const key = `${kind}\0${state}`;
-    let series = this.seriesOf.get(key);
-    if (!series) {
-      const name = stateName(state, 'SUBTASK_STATE_');
-      series = {
-        transitions: this.subtaskTransitions.labels({ kind, state: name }),
-        ...(name === 'succeeded' || name === 'failed' ? { duration: this.duration.labels({ kind, outcome: name }) } : {}),
-        ...(name === 'pending' ? { retries: this.retries.labels({ kind }) } : {}),
-      };
-      this.seriesOf.set(key, series);
-    }
-    return series;
+    if (state === 'pending' && (s.attempt ?? 0) > 0) this.retries.inc({ kind });
   }
 
   /** The exposition text and its content type. */
