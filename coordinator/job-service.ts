@@ -42,7 +42,19 @@ export interface JobAccess {
 export function jobServiceDefinition(): grpc.ServiceDefinition {
   const { proto, packageDefinition } = loadTesseraProto();
   const service = proto.tessera.v1.JobService.service;
-  return { ...service, WatchJob: { ...service.WatchJob, responseSerialize: compileEncoder(packageDefinition, 'tessera.v1.JobEvent') } };
+  const generic = service.WatchJob.responseSerialize;
+  const compiled = compileEncoder(packageDefinition, 'tessera.v1.JobEvent');
+  // The compiled encoder refuses a value that does not fit its field, where protobufjs converts it
+  // (a negative duration from a clock stepped back, a worker's out-of-range number): such an event
+  // is encoded as before rather than fail the watch, and every replay of it, for good.
+  const encode = (event: object): Buffer => {
+    try {
+      return compiled(event);
+    } catch {
+      return generic(event);
+    }
+  };
+  return { ...service, WatchJob: { ...service.WatchJob, responseSerialize: encode } };
 }
 
 export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, limits: JobServiceLimits, access: JobAccess, shared: SharedRoots): JobServiceHandlers {

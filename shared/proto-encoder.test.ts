@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { jobServiceDefinition } from '../coordinator/job-service.js';
 import { compileEncoder } from './proto-encoder.js';
 import { loadTesseraProto } from './proto.js';
 
@@ -64,6 +65,18 @@ describe('compiled protobuf encoder (JobEvent)', () => {
     expect(() => encode({ time_ms: 1.5 })).toThrow(/JobEvent\.time_ms: 1\.5 is not/);
     expect(() => encode({ subtask: { index: -1 } })).toThrow(/tessera\.v1\.SubtaskInfo\.index: -1 is not an unsigned 32-bit integer/);
     expect(() => encode({ batch: [{ subtask: { state: 'RUNNING' } }] })).toThrow(/SubtaskInfo\.state: RUNNING is not a value of tessera\.v1\.SubtaskState/);
+  });
+
+  it('as WatchJob serves it, falls back to protobufjs for a value the compiled encoder refuses, rather than fail the watch', () => {
+    const serialize = (jobServiceDefinition().WatchJob as unknown as { responseSerialize: (m: object) => Buffer }).responseSerialize;
+    // A duration from a clock stepped back, an out-of-range number from a worker: protobufjs wraps them.
+    for (const odd of [{ subtask: { id: 's', duration_ms: '-5' } }, { subtask: { id: 's', duration_ms: '18446744073709552000' } }, { seq: 2.5 }]) {
+      expect(() => encode(odd)).toThrow();
+      expect(decode(serialize(odd))).toEqual(decode(watchJob.responseSerialize(odd)));
+    }
+    // Everything else goes through the compiled encoder: the same bytes as calling it directly.
+    const event = subtaskEvent(7);
+    expect(serialize(event).equals(encode(event))).toBe(true);
   });
 
   it('refuses to compile a message with fields it does not cover, rather than encode them wrongly', () => {
