@@ -11,7 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeVideo } from './helpers/media.js';
-import { startCluster, workerWithTmpfsOver, type TestCluster } from './helpers/cluster.js';
+import { runCli, startCluster, workerWithTmpfsOver, type TestCluster } from './helpers/cluster.js';
+import { cleanEnv } from './helpers/process-logs.js';
 
 let dir: string;
 const clusters: TestCluster[] = [];
@@ -68,6 +69,28 @@ describe('workers read the spool in place on the coordinator machine', () => {
     const blob = path.join(dir, 'streamed.bin');
     await writeFile(blob, randomBytes(2 * 1024 * 1024 + 5));
     expect((await passthrough(c, blob, 'out-streamed')).served).toBe(2 * 1024 * 1024 + 5);
+  });
+
+  it('is turned off by --no-local-reads, TESSERA_LOCAL_READS=false or local-reads: false in a config file', async () => {
+    const config = path.join(dir, 'no-local-reads.yaml');
+    await writeFile(config, 'local-reads: false\n');
+    const localReads = async (args: string[], env: Record<string, string> = {}): Promise<unknown> => {
+      const r = await runCli(['coordinator', '--data-dir', path.join(dir, 'settings'), ...args, '--print-config'], { env: { ...cleanEnv(), ...env } });
+      expect(r.code, r.stderr).toBe(0);
+      return (JSON.parse(r.stdout) as { options: { localReads: unknown } }).options.localReads;
+    };
+    expect(await localReads([])).toBe(true);
+    expect(await localReads(['--no-local-reads'])).toBe(false);
+    expect(await localReads([], { TESSERA_LOCAL_READS: 'false' })).toBe(false);
+    expect(await localReads([], { TESSERA_LOCAL_READS: '0' })).toBe(false);
+    expect(await localReads([], { TESSERA_LOCAL_READS: 'true' })).toBe(true);
+    expect(await localReads(['--config', config])).toBe(false);
+    // A switch in a config file takes true or false, not a string that would read as on.
+    const quoted = path.join(dir, 'quoted.yaml');
+    await writeFile(quoted, 'local-reads: "false"\n');
+    const r = await runCli(['coordinator', '--data-dir', path.join(dir, 'settings'), '--config', quoted, '--print-config'], { env: cleanEnv() });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe(`tessera: config file ${quoted}, key "local-reads": expected true or false`);
   });
 
   it('a worker that does not see the data dir is streamed the bytes', async () => {

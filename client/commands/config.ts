@@ -43,7 +43,8 @@ export function readConfigFile(file: string): Record<string, unknown> {
 /** Turns a value from a config file into what the option's parser would have produced. */
 function coerce(option: Option, key: string, value: unknown, file: string): unknown {
   const where = `config file ${file}, key "${key}"`;
-  if (option.isBoolean()) {
+  // Commander's isBoolean() is false for a `--no-x` switch, which takes no value either.
+  if (option.isBoolean() || option.negate) {
     if (typeof value !== 'boolean') throw new UsageError(`${where}: expected true or false`);
     // `--no-x` sets `x` too, so `x: false` in a file means the same for either spelling.
     return value;
@@ -84,9 +85,10 @@ export function configurable(cmd: Command): Command {
       const parseArg = (option as Option & { parseArg?: (value: string, previous: unknown) => unknown }).parseArg;
       let value: unknown = raw;
       if (raw === undefined) {
-        // A switch: commander passes no value; unlike commander, TESSERA_X=false means off.
-        const on = !/^(0|false|no|off)$/i.test(process.env[option.envVar!] ?? '');
-        value = option.negate ? !on : on;
+        // A switch: commander passes no value; unlike commander, TESSERA_X=false means off. The
+        // variable is named after the value, also for a `--no-x` flag (TESSERA_LOCAL_READS=false
+        // is --no-local-reads).
+        value = !/^(0|false|no|off)$/i.test(process.env[option.envVar!] ?? '');
       }
       else if (option.variadic) value = raw.split(',').filter(Boolean).map((v) => (parseArg ? parseArg(v, undefined) : v)).flat();
       else if (parseArg) {
