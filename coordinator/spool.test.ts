@@ -52,4 +52,16 @@ describe('spool files offered to workers on this machine', () => {
     await spool.removeIntermediates('j2', { inputs: true });
     expect(spool.localFile(file), 'removed with the job').toBeUndefined();
   });
+
+  it('offers a file it wrote itself (an upload) as it lies in place', async () => {
+    const spool = new Spool(path.join(dir, 'data3', 'spool'));
+    await spool.offerLocalReads();
+    const file = spool.inputPath('j3', 'up.bin');
+    async function* chunks(): AsyncGenerator<Buffer> {
+      yield Buffer.from('uploaded');
+    }
+    await spool.writeAtomic(file, chunks(), { what: 'input up.bin' });
+    const st = await stat(file);
+    expect(spool.localFile(file)).toEqual({ path: await realpath(file), ino: st.ino, mtimeMs: st.mtimeMs });
+  });
 });

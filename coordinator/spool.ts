@@ -4,7 +4,7 @@
  * final name.
  */
 import { createWriteStream, statSync } from 'node:fs';
-import { lstat, mkdir, readdir, realpath, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { finished } from 'node:stream/promises';
@@ -22,8 +22,8 @@ export interface LocalFile {
 export class Spool {
   /** The root without symlinks, once `offerLocalReads` has run: spool files are then offered to workers that see them. */
   private realRoot: string | undefined;
-  /** Identities of spool files offered so far (a file is written once, then only read or removed). */
-  private readonly identities = new Map<string, LocalFile>();
+  /** Identities of spool files by job, then path (a file is written once, then only read or removed). */
+  private readonly identities = new Map<string, Map<string, LocalFile>>();
 
   constructor(readonly root: string) {}
 
@@ -39,24 +39,38 @@ export class Spool {
   /**
    * A spool file as offered to workers to read in place, or undefined (not offered, not in the
    * spool, or gone). A worker reads it only if it finds this inode with this time at this path;
-   * otherwise it fetches the bytes as before. Looked up once per file (a stat of a local file,
-   * a few microseconds) and remembered until the job's files are removed.
+   * otherwise it fetches the bytes as before. A file the spool wrote itself (an upload, a worker's
+   * output) is known from then; another (one a job kind made) is looked up once, a stat on the
+   * event loop, and remembered until the job's files are removed.
    */
   localFile(file: string): LocalFile | undefined {
-    if (this.realRoot === undefined || !file.startsWith(this.root + path.sep)) return undefined;
-    let known = this.identities.get(file);
-    if (known === undefined) {
-      const st = statSync(file, { throwIfNoEntry: false });
-      if (!st?.isFile()) return undefined;
-      known = { path: this.realRoot + file.slice(this.root.length), ino: st.ino, mtimeMs: st.mtimeMs };
-      this.identities.set(file, known);
-    }
+    const jobId = this.jobOf(file);
+    if (jobId === undefined) return undefined;
+    const known = this.identities.get(jobId)?.get(file);
+    if (known) return known;
+    const st = statSync(file, { throwIfNoEntry: false });
+    return st?.isFile() ? this.remember(jobId, file, st) : undefined;
+  }
+
+  /** The job a spool file belongs to, while files are offered (`<root>/jobs/<job>/...`). */
+  private jobOf(file: string): string | undefined {
+    const jobs = path.join(this.root, 'jobs') + path.sep;
+    if (this.realRoot === undefined || !file.startsWith(jobs)) return undefined;
+    const jobId = file.slice(jobs.length).split(path.sep, 1)[0];
+    return jobId && file.length > jobs.length + jobId.length + 1 ? jobId : undefined;
+  }
+
+  private remember(jobId: string, file: string, st: { ino: number; mtimeMs: number }): LocalFile {
+    let files = this.identities.get(jobId);
+    if (!files) this.identities.set(jobId, (files = new Map()));
+    const known = { path: this.realRoot + file.slice(this.root.length), ino: st.ino, mtimeMs: st.mtimeMs };
+    files.set(file, known);
     return known;
   }
 
   /** Forgets the identities of a job's files (they are being removed). */
-  private forget(dir: string): void {
-    for (const file of this.identities.keys()) if (file.startsWith(dir + path.sep)) this.identities.delete(file);
+  private forget(jobId: string): void {
+    this.identities.delete(jobId);
   }
 
   jobDir(jobId: string): string {
@@ -80,7 +94,7 @@ export class Spool {
   }
 
   async removeJob(jobId: string): Promise<void> {
-    this.forget(this.jobDir(jobId));
+    this.forget(jobId);
     await rm(this.jobDir(jobId), { recursive: true, force: true });
   }
 
@@ -112,7 +126,7 @@ export class Spool {
 
   /** Removes what a finished job no longer reads: its intermediates and (with `inputs`) its inputs; its outputs stay. */
   async removeIntermediates(jobId: string, opts: { inputs: boolean }): Promise<void> {
-    this.forget(this.jobDir(jobId));
+    this.forget(jobId);
     await Promise.all([...(opts.inputs ? ['in'] : []), 'st', 'work'].map((d) => rm(path.join(this.jobDir(jobId), d), { recursive: true, force: true })));
   }
 
@@ -147,6 +161,9 @@ export class Spool {
       const expected = opts.expectedSha256?.();
       if (expected && expected !== sha256) throw dataLoss(`${opts.what}: checksum mismatch (sent ${expected}, received ${sha256})`);
       await rename(tmp, dest);
+      // Known from now on to workers that may read it in place: no stat when it is assigned.
+      const jobId = this.jobOf(dest);
+      if (jobId !== undefined) await stat(dest).then((st) => this.remember(jobId, dest, st), () => undefined);
       return { size, sha256 };
     } catch (err) {
       out.destroy();
