@@ -23,16 +23,36 @@ export class CoordinatorMetrics {
   readonly registry = new Registry();
   private readonly kindOf = new Map<string, string>();
   private readonly unsubscribe: () => void;
+  /**
+   * Subtask transitions (by kind and wire state) and retries (by kind), counted here and handed to
+   * prom-client when scraped: given labels, it hashes them on every call, and every subtask makes
+   * two or more transitions.
+   */
+  private readonly transitionCounts = new Map<string, { kind: string; state: string; n: number }>();
+  private readonly retryCounts = new Map<string, number>();
 
   private readonly jobsSubmitted = new Counter({ name: 'tessera_jobs_submitted_total', help: 'Jobs accepted, by kind', labelNames: ['kind'], registers: [this.registry] });
   private readonly jobsFinished = new Counter({ name: 'tessera_jobs_finished_total', help: 'Jobs that reached a final state, by kind and state', labelNames: ['kind', 'state'], registers: [this.registry] });
-  private readonly subtaskTransitions = new Counter({
+  private readonly subtaskTransitions: Counter<'kind' | 'state'> = new Counter({
     name: 'tessera_subtask_transitions_total',
     help: 'Subtask state changes (one per attempt start, success, failure, retry), by kind and new state',
     labelNames: ['kind', 'state'],
     registers: [this.registry],
+    collect: () => {
+      this.subtaskTransitions.reset();
+      for (const { kind, state, n } of this.transitionCounts.values()) this.subtaskTransitions.inc({ kind, state }, n);
+    },
   });
-  private readonly retries = new Counter({ name: 'tessera_subtask_retries_total', help: 'Subtask attempts that failed and were queued again', labelNames: ['kind'], registers: [this.registry] });
+  private readonly retries: Counter<'kind'> = new Counter({
+    name: 'tessera_subtask_retries_total',
+    help: 'Subtask attempts that failed and were queued again',
+    labelNames: ['kind'],
+    registers: [this.registry],
+    collect: () => {
+      this.retries.reset();
+      for (const [kind, n] of this.retryCounts) this.retries.inc({ kind }, n);
+    },
+  });
   private readonly duration = new Histogram({
     name: 'tessera_subtask_duration_seconds',
     help: 'Duration of finished subtask attempts, by kind and outcome',
@@ -165,11 +185,14 @@ export class CoordinatorMetrics {
     }
     if (e.type !== 'subtask_state' || !e.subtask) return;
     const s = e.subtask;
-    const state = stateName(s.state, 'SUBTASK_STATE_');
-    this.subtaskTransitions.inc({ kind, state });
+    const key = `${kind}\0${s.state}`;
+    let counted = this.transitionCounts.get(key);
+    if (counted) counted.n++;
+    else this.transitionCounts.set(key, (counted = { kind, state: stateName(s.state, 'SUBTASK_STATE_'), n: 1 }));
+    const state = counted.state;
     if (state === 'succeeded' || state === 'failed') this.duration.observe({ kind, outcome: state }, Number(s.duration_ms) / 1000);
     // A subtask back in `pending` after an attempt is a retry.
-    if (state === 'pending' && (s.attempt ?? 0) > 0) this.retries.inc({ kind });
+    if (state === 'pending' && (s.attempt ?? 0) > 0) this.retryCounts.set(kind, (this.retryCounts.get(kind) ?? 0) + 1);
   }
 
   /** The exposition text and its content type. */
