@@ -236,6 +236,25 @@ describe('JobStore', () => {
     reopened.close();
   });
 
+  it('writes an output published while the batch that wrote its job is still being committed', async () => {
+    const file = dbFile();
+    const store = new JobStore(file);
+    const j = job('late');
+    store.saveJob(j);
+    const first = store.committed();
+    // On the thread: the job as it was, without outputs.
+    expect((store as unknown as { inFlight?: unknown }).inFlight).toBeDefined();
+    j.outputs.push({ name: 'late.webp', path: '/out/late.webp', size: 5, sha256: 'f'.repeat(64), source: 'late.jpg', contentType: 'image/webp' });
+    j.seq++;
+    store.saveJob(j);
+    await first;
+    await store.committed();
+    store.close();
+    const reopened = new JobStore(file);
+    expect(reopened.loadAll().jobs[0]!.outputs.map((o) => o.name)).toEqual(['late.webp']);
+    reopened.close();
+  });
+
   it('writes a batch the thread is committing first, then the rest, when a caller needs it all on disk now', () => {
     const file = dbFile();
     const store = new JobStore(file);

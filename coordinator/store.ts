@@ -491,14 +491,15 @@ export class JobStore {
     const after = this.afterCommit;
     this.commitWaiters = [];
     this.afterCommit = [];
-    return { jobs, created, subtasks, events, waiters, after };
+    return { jobs, created, subtasks, events, waiters, after, outputsTaken: jobs.map((j) => j.outputs.length) };
   }
 
   /** What a batch writes, as SQL parameters (at once after `take`: it reads which files are stored). */
-  private serialise({ jobs, created, subtasks, events }: Taken): WriteBatch {
+  private serialise({ jobs, created, subtasks, events, outputsTaken }: Taken): WriteBatch {
     return {
-      jobs: jobs.map((j) => {
-        const { inputs, outputs, ...record } = j;
+      jobs: jobs.map((j, i) => {
+        const { inputs, outputs: all, ...record } = j;
+        const outputs = all.slice(0, outputsTaken[i]);
         const had = this.filesStored.get(j.id) ?? { inputs: false, outputs: 0 };
         const rewriteOutputs = outputs.length < had.outputs;
         const outputsFrom = rewriteOutputs ? 0 : had.outputs;
@@ -523,7 +524,9 @@ export class JobStore {
 
   /** A batch is on disk: its waiters and what waited for it go on. */
   private succeeded(t: Taken): void {
-    for (const j of t.jobs) this.filesStored.set(j.id, { inputs: true, outputs: j.outputs.length });
+    // The outputs this batch wrote, not the job's now: one published while it was being written
+    // is in the next batch, which must not take it for stored.
+    t.jobs.forEach((j, i) => this.filesStored.set(j.id, { inputs: true, outputs: t.outputsTaken[i]! }));
     for (const w of t.waiters) w.resolve();
     runAll(t.after);
   }
@@ -677,6 +680,8 @@ interface Taken {
   events: JobEvent[];
   waiters: { resolve: () => void; reject: (err: Error) => void }[];
   after: (() => void)[];
+  /** How many outputs each of `jobs` had when taken: what the batch writes of them. */
+  outputsTaken: number[];
 }
 
 /** About how many bytes a batch's strings hold (one per UTF-16 unit: a bound, not a count). */
