@@ -25,7 +25,12 @@ export class Spool {
   /** Identities of spool files by job, then path (a file is written once, then only read or removed). */
   private readonly identities = new Map<string, Map<string, LocalFile>>();
 
-  constructor(readonly root: string) {}
+  /** `<root>/jobs/`: every job's files lie under it. */
+  private readonly jobsPrefix: string;
+
+  constructor(readonly root: string) {
+    this.jobsPrefix = path.join(root, 'jobs') + path.sep;
+  }
 
   /**
    * From now on `localFile` answers: workers on this machine (or that mount the data dir at the
@@ -54,7 +59,7 @@ export class Spool {
 
   /** The job a spool file belongs to, while files are offered (`<root>/jobs/<job>/...`). */
   private jobOf(file: string): string | undefined {
-    const jobs = path.join(this.root, 'jobs') + path.sep;
+    const jobs = this.jobsPrefix;
     if (this.realRoot === undefined || !file.startsWith(jobs)) return undefined;
     const jobId = file.slice(jobs.length).split(path.sep, 1)[0];
     return jobId && file.length > jobs.length + jobId.length + 1 ? jobId : undefined;
