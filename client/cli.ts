@@ -56,7 +56,7 @@ program
   .option('--shared-root <dir...>', 'folders on shared storage whose files clients may submit by reference (submit --shared)')
   .option('--shared-output-root <dir...>', 'folders on shared storage into which jobs may have their outputs written (submit --shared-output); files there may be replaced')
   .option('--prefetch-below-ms <ms>', "jobs whose subtasks all run shorter than this use the workers' prefetch places (0 = never)", int('--prefetch-below-ms'), PREFETCH_BELOW_MS)
-  .option('--no-local-reads', "make workers on this machine fetch every input over gRPC, instead of reading the spool's files in place")
+  .option('--no-local-reads', "make workers on this machine fetch every input and upload every output over gRPC, instead of reading and writing the spool's files in place")
   .action(async (o, cmd: Command) => runCoordinator(o, cmd));
 coordinatorSecurityOptions(program.commands.at(-1)!);
 configurable(logOptions(program.commands.at(-1)!));

@@ -4,7 +4,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { lstat, mkdir, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import pLimit from 'p-limit';
@@ -93,6 +93,8 @@ interface ActiveJob {
   outputDirMade?: Promise<unknown>;
   /** Paths of the job's shared inputs, built when an output is first published to a shared folder. */
   sharedInputPaths?: ReadonlySet<string>;
+  /** The job's subtask folder in the spool as workers on this machine see it ("": local reads are off), found once. */
+  spoolOutputDir?: string;
 }
 
 export class JobManager {
@@ -109,8 +111,10 @@ export class JobManager {
   speculativeCopies = 0;
   /** Bytes of subtask inputs streamed to workers (FetchTaskInput); inputs read in place add none. */
   inputBytesServed = 0;
-  /** Bytes of subtask outputs received from workers (inline or uploaded); outputs written to shared storage add none. */
+  /** Bytes of subtask outputs received from workers (inline or uploaded); outputs they write in place add none. */
   outputBytesReceived = 0;
+  /** Bytes of subtask outputs workers wrote in place: into a job's shared output folder, or into the spool from the coordinator's machine. */
+  outputBytesInPlace = 0;
   /** DownloadOutput calls, and bytes of outputs sent inside their events instead (WatchJob). */
   outputDownloads = 0;
   outputBytesInEvents = 0;
@@ -453,12 +457,11 @@ export class JobManager {
       s.progress = 0;
       s.startedAt = now;
     }
-    // Only a job writing to a shared folder needs one (randomBytes per lease was 6% of the CPU of
-    // 20,000 no-op subtasks).
-    const token = job.spec.shared_output_dir ? randomBytes(9).toString('base64url') : '';
+    const outputDir = this.outputDirFor(active, s, w);
+    const token = outputDir ? `${w.leaseSecret}.${s.attempt}` : '';
     // Beyond the worker's slots the assignment waits in its prefetch queue.
     const waits = w.leases.size - w.waiting.size >= w.slots;
-    const lease: Lease = { attempt: s.attempt, workerId: w.id, worker: w.name, startedAt: now, runningSince: waits ? undefined : now, speculative, token };
+    const lease: Lease = { attempt: s.attempt, workerId: w.id, worker: w.name, startedAt: now, runningSince: waits ? undefined : now, speculative, outputDir, token };
     s.leases.push(lease);
     w.leases.set(s.id, s.attempt);
     if (waits) w.waiting.set(s.id, lease);
@@ -480,7 +483,7 @@ export class JobManager {
       inputs: s.inputs.map((f) => this.assignedInput(f)),
       timeout_ms: s.timeoutMs ?? this.opts.subtaskTimeoutMs,
       phase: s.phase,
-      shared_output_dir: this.sharedOutputDirFor(active, s, w),
+      shared_output_dir: outputDir,
       shared_output_token: token,
     };
   }
@@ -496,38 +499,54 @@ export class JobManager {
     return local ? { ...base, shared_path: local.path, mtime_ms: local.mtimeMs, ino: String(local.ino) } : base;
   }
 
-  /** The shared folder `w` may write `s`'s outputs to itself ("": they go through the coordinator). */
-  private sharedOutputDirFor(active: ActiveJob, s: SubtaskRecord, w: WorkerSession): string {
-    const dir = active.record.spec.shared_output_dir;
-    return dir && active.kind.outputsAreFinal?.(s.plan) && !w.foreignSharedDirs.has(dir) ? dir : '';
+  /**
+   * The folder `w` may write `s`'s outputs to itself ("": they are uploaded): the job's shared
+   * output folder for final outputs, otherwise the job's subtask folder in the spool, which a worker
+   * on this machine sees at the same path (unless local reads are off). A worker whose files did not
+   * reach the coordinator from a folder is not offered it again.
+   */
+  private outputDirFor(active: ActiveJob, s: SubtaskRecord, w: WorkerSession): string {
+    const shared = active.record.spec.shared_output_dir;
+    const dir = shared && active.kind.outputsAreFinal?.(s.plan) ? shared : (active.spoolOutputDir ??= this.spool.localSubtasksDir(active.record.id));
+    return dir && !w.foreignSharedDirs.has(dir) ? dir : '';
   }
 
   /**
-   * The spool entry for an output that `w` wrote itself into the job's shared folder, once checked:
-   * at the temporary name of this attempt, and there for the coordinator with the size reported. A
-   * worker whose file is not there writes somewhere else under that path (another mount): its
-   * outputs for this folder go through the coordinator from now on, and the attempt is retried.
+   * The spool entry for an output that `w` wrote itself, once checked: at the temporary name of
+   * this attempt, and there for the coordinator with the size reported. In a shared folder it stays
+   * where it is until it is published; in the spool it is moved to where an upload of it would
+   * have been put. A worker whose file is not there writes somewhere else under that path (another
+   * mount): its outputs for that folder are uploaded from now on, and the attempt is retried. Its
+   * checksum is the worker's, taken as it wrote the file (as for an input read in place).
    */
-  async sharedOutput(w: WorkerSession, s: SubtaskRecord, attempt: number, name: string, o: OutputRef__Output): Promise<SpoolFile> {
-    if (!o.shared_path || o.shared_path !== this.sharedOutputTempOf(s, attempt, w.id, name)) {
+  async workerWrittenOutput(w: WorkerSession, s: SubtaskRecord, attempt: number, name: string, o: OutputRef__Output, maxBytes?: number): Promise<SpoolFile> {
+    const lease = s.leases.find((l) => l.attempt === attempt && l.workerId === w.id);
+    if (!lease?.outputDir || o.shared_path !== sharedOutputTemp(lease.outputDir, s.jobId, s.id, lease.token, name)) {
       throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} of subtask ${s.id}: written to ${o.shared_path}, where this attempt may not write`, { retryable: true });
     }
     // lstat: a symlink put there in its place is not the worker's file.
     const st = await lstat(o.shared_path).catch(() => undefined);
     if (!st?.isFile() || st.size !== Number(o.size)) {
-      const dir = path.dirname(o.shared_path);
-      w.foreignSharedDirs.add(dir);
-      this.log.warn({ job: s.jobId, worker: w.name, dir }, "a worker's writes to the shared output folder do not reach the coordinator; its outputs go through the coordinator");
+      w.foreignSharedDirs.add(lease.outputDir);
+      this.log.warn({ job: s.jobId, worker: w.name, dir: lease.outputDir }, "a worker's writes to an output folder do not reach the coordinator; its outputs for it are uploaded");
       throw dataLoss(`output ${name} of subtask ${s.id}: worker ${w.name} wrote ${o.size} bytes to ${o.shared_path}, the coordinator finds ${st ? `${st.size} bytes` : 'no file'} there`);
     }
-    return { name, path: o.shared_path, size: st.size, sha256: o.sha256 };
+    if (maxBytes !== undefined && st.size > maxBytes) {
+      throw new TesseraError(status.RESOURCE_EXHAUSTED, `output ${name} of subtask ${s.id} is larger than the limit of ${maxBytes} bytes (--max-job-bytes)`, { retryable: false });
+    }
+    this.outputBytesInPlace += st.size;
+    if (lease.outputDir === this.jobs.get(s.jobId)?.spec.shared_output_dir) return { name, path: o.shared_path, size: st.size, sha256: o.sha256 };
+    const file = this.subtaskOutputPath(s, attempt, name);
+    await mkdir(path.dirname(file), { recursive: true });
+    await rename(o.shared_path, file);
+    this.spool.adopt(file, st);
+    return { name, path: file, size: st.size, sha256: o.sha256 };
   }
 
-  /** Where lease `attempt` of `s`, held by worker `workerId`, writes output `name` in its job's shared folder ("" when it may not). */
-  private sharedOutputTempOf(s: SubtaskRecord, attempt: number, workerId: string, name: string): string {
-    const dir = this.jobs.get(s.jobId)?.spec.shared_output_dir;
+  /** Where lease `attempt` of `s`, held by worker `workerId`, writes output `name` itself ("" when it may not). */
+  private outputTempOf(s: SubtaskRecord, attempt: number, workerId: string, name: string): string {
     const lease = s.leases.find((l) => l.attempt === attempt && l.workerId === workerId);
-    return dir && lease ? sharedOutputTemp(dir, s.jobId, s.id, lease.token, name) : '';
+    return lease?.outputDir ? sharedOutputTemp(lease.outputDir, s.jobId, s.id, lease.token, name) : '';
   }
 
   /**
@@ -537,7 +556,7 @@ export class JobManager {
    */
   async discardSharedOutputs(w: WorkerSession, subtaskId: string, attempt: number, outputs: readonly OutputRef__Output[]): Promise<void> {
     const s = this.subtasks.get(subtaskId);
-    const own = s ? outputs.map((o) => this.sharedOutputTempOf(s, attempt, w.id, o.name)).filter((p) => p !== '') : [];
+    const own = s ? outputs.map((o) => this.outputTempOf(s, attempt, w.id, o.name)).filter((p) => p !== '') : [];
     await Promise.all(own.map((p) => rm(p, { force: true })));
     const jobId = outputs.map((o) => (o.shared_path ? jobOfSharedTemp(o.shared_path) : undefined)).find((id) => id !== undefined);
     const job = jobId ? this.jobs.get(jobId) : undefined;

@@ -135,7 +135,12 @@ export interface Lease {
    */
   runningSince: number | undefined;
   speculative: boolean;
-  /** Random per lease of a job with a shared output folder ("" otherwise): names this lease's temporary files there (never reused, also across restarts). */
+  /**
+   * Where this lease may write its outputs itself ("": it uploads them): the job's shared output
+   * folder, or the job's folder in the spool for a worker on the coordinator's machine.
+   */
+  outputDir: string;
+  /** Unique to this lease and known only to its worker ("" without `outputDir`): names its temporary files there (never reused, also across restarts). */
   token: string;
 }
 

@@ -57,6 +57,21 @@ export class Spool {
     return st?.isFile() ? this.remember(jobId, file, st) : undefined;
   }
 
+  /**
+   * The folder of job `jobId` where workers on this machine write their outputs themselves (the
+   * parent of every `subtaskDir`, made when the job was prepared), without symlinks; "" unless
+   * local reads are offered.
+   */
+  localSubtasksDir(jobId: string): string {
+    return this.realRoot === undefined ? '' : path.join(this.realRoot, 'jobs', jobId, 'st');
+  }
+
+  /** Records the identity of `file`, a spool file put there by a worker (moved, not written by the spool). */
+  adopt(file: string, st: { ino: number; mtimeMs: number }): void {
+    const jobId = this.jobOf(file);
+    if (jobId !== undefined) this.remember(jobId, file, st);
+  }
+
   /** The job a spool file belongs to, while files are offered (`<root>/jobs/<job>/...`). */
   private jobOf(file: string): string | undefined {
     const jobs = this.jobsPrefix;

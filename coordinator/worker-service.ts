@@ -59,8 +59,8 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
         for (const o of r.outputs) {
           const name = safeOutputName(o.name);
           if (o.shared_path) {
-            // Written by the worker into the job's shared folder: checked where it lies, not moved.
-            outputs.push(await jobs.sharedOutput(w, s, r.attempt, name, o));
+            // Written by the worker itself, into the job's shared folder or the spool: checked where it lies.
+            outputs.push(await jobs.workerWrittenOutput(w, s, r.attempt, name, o, opts.maxOutputBytes));
           } else if (o.inline) {
             const data = o.inline_data;
             if (o.sha256 && sha256(data) !== o.sha256) throw dataLoss(`output ${name} of subtask ${s.id}: checksum mismatch`);

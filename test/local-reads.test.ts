@@ -1,15 +1,17 @@
 /**
  * Workers on the coordinator's machine read the spool's files in place (coordinator/spool.ts,
  * `localFile`): uploaded inputs and the files the coordinator makes for subtasks (a video's
- * chunks) reach them without a FetchTaskInput stream. A worker that does not see the data dir
- * (another machine; here its own mount namespace) is streamed the bytes as before, and so is every
- * worker of a coordinator started with `--no-local-reads`.
+ * chunks) reach them without a FetchTaskInput stream. They also write their outputs into the
+ * spool themselves (`localSubtasksDir`) instead of uploading them. A worker that does not see the
+ * data dir (another machine; here its own mount namespace) is streamed the bytes and uploads its
+ * outputs as before, and so is every worker of a coordinator started with `--no-local-reads`.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeCheck, probeVideoIndex } from '../shared/media/probe.js';
 import { makeVideo } from './helpers/media.js';
 import { runCli, startCluster, workerWithTmpfsOver, type TestCluster } from './helpers/cluster.js';
 import { cleanEnv } from './helpers/process-logs.js';
@@ -21,6 +23,9 @@ const sha = async (file: string): Promise<string> => createHash('sha256').update
 
 /** Bytes of subtask inputs the coordinator has streamed to workers. */
 const served = (cluster: TestCluster): Promise<number> => cluster.metric('tessera_task_input_bytes_served_total');
+/** Bytes of subtask outputs workers uploaded, and wrote into the spool themselves. */
+const received = (cluster: TestCluster): Promise<number> => cluster.metric('tessera_task_output_bytes_received_total');
+const inPlace = (cluster: TestCluster): Promise<number> => cluster.metric('tessera_task_output_bytes_in_place_total');
 
 async function cluster(opts: Parameters<typeof startCluster>[0]): Promise<TestCluster> {
   const c = await startCluster(opts);
@@ -28,15 +33,16 @@ async function cluster(opts: Parameters<typeof startCluster>[0]): Promise<TestCl
   return c;
 }
 
-/** Submits `file` as a passthrough job and checks the output is the same bytes; returns the input bytes streamed meanwhile. */
-async function passthrough(c: TestCluster, file: string, out: string): Promise<{ served: number; worker: string }> {
-  const before = await served(c);
+/** Submits `file` as a passthrough job and checks the output is the same bytes; returns the bytes streamed and written in place meanwhile. */
+async function passthrough(c: TestCluster, file: string, out: string): Promise<{ served: number; received: number; inPlace: number; worker: string }> {
+  const before = await Promise.all([served(c), received(c), inPlace(c)]);
   const job = await c.client.submit({ passthrough: {} }, [file]);
   const done = await c.client.wait(job.id);
   expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
   const written = await c.client.download(job.id, path.join(dir, out));
   expect(await sha(written.get(path.basename(file))!)).toBe(await sha(file));
-  return { served: (await served(c)) - before, worker: done.subtasks[0]!.worker };
+  const after = await Promise.all([served(c), received(c), inPlace(c)]);
+  return { served: after[0] - before[0], received: after[1] - before[1], inPlace: after[2] - before[2], worker: done.subtasks[0]!.worker };
 }
 
 beforeAll(async () => {
@@ -48,27 +54,34 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-describe('workers read the spool in place on the coordinator machine', () => {
-  it('an uploaded input and the chunks the coordinator cuts from a video reach the workers without a byte streamed', async () => {
+describe('workers read and write the spool in place on the coordinator machine', () => {
+  it('an uploaded input and the chunks the coordinator cuts from a video reach the workers without a byte streamed, and their outputs come back without an upload', async () => {
     const c = await cluster({ workers: 2 });
     const blob = path.join(dir, 'blob.bin');
     await writeFile(blob, randomBytes(3 * 1024 * 1024 + 17));
-    expect((await passthrough(c, blob, 'out-blob')).served).toBe(0);
+    expect(await passthrough(c, blob, 'out-blob')).toMatchObject({ served: 0, received: 0, inPlace: 3 * 1024 * 1024 + 17 });
 
     const src = await makeVideo(dir, 'clip.mkv', { duration: 3, gop: 12, audioChannels: 2 });
-    const before = await served(c);
+    const before = await Promise.all([served(c), received(c), inPlace(c)]);
     const job = await c.client.submit({ video: { preset: 'ultrafast', segment_seconds: 1, container: 'mp4' } }, [src]);
     const done = await c.client.wait(job.id);
     expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
     expect(done.subtasks.filter((s) => s.label.includes('segment')).length).toBeGreaterThanOrEqual(3);
-    expect((await served(c)) - before).toBe(0);
+    expect((await served(c)) - before[0]).toBe(0);
+    // The encoded chunks the coordinator stitches were written into the spool by the workers.
+    expect((await received(c)) - before[1]).toBe(0);
+    expect((await inPlace(c)) - before[2]).toBeGreaterThan(0);
+    const out = [...(await c.client.download(job.id, path.join(dir, 'out-video'))).values()][0]!;
+    const [srcIndex, decoded] = await Promise.all([probeVideoIndex(src), decodeCheck(out)]);
+    expect(decoded.errors).toEqual([]);
+    expect(decoded.frames).toBe(srcIndex.frameTimes.length);
   });
 
-  it('with --no-local-reads every input is streamed to the worker', async () => {
+  it('with --no-local-reads every input is streamed to the worker and every output uploaded', async () => {
     const c = await cluster({ workers: 1, coordinatorArgs: ['--no-local-reads'] });
     const blob = path.join(dir, 'streamed.bin');
     await writeFile(blob, randomBytes(2 * 1024 * 1024 + 5));
-    expect((await passthrough(c, blob, 'out-streamed')).served).toBe(2 * 1024 * 1024 + 5);
+    expect(await passthrough(c, blob, 'out-streamed')).toMatchObject({ served: 2 * 1024 * 1024 + 5, received: 2 * 1024 * 1024 + 5, inPlace: 0 });
   });
 
   it('is turned off by --no-local-reads, TESSERA_LOCAL_READS=false or local-reads: false in a config file', async () => {
@@ -93,7 +106,7 @@ describe('workers read the spool in place on the coordinator machine', () => {
     expect(r.stderr.trim()).toBe(`tessera: config file ${quoted}, key "local-reads": expected true or false`);
   });
 
-  it('a worker that does not see the data dir is streamed the bytes', async () => {
+  it('a worker that does not see the data dir is streamed the bytes and uploads its outputs', async () => {
     const c = await cluster({ workers: 0 });
     // Its own mount namespace, with an empty tmpfs over the coordinator's data dir.
     const worker = workerWithTmpfsOver(c.dataDir, c.address, 'elsewhere');
@@ -101,7 +114,7 @@ describe('workers read the spool in place on the coordinator machine', () => {
       await c.waitForWorkers(1);
       const blob = path.join(dir, 'remote.bin');
       await writeFile(blob, randomBytes(1024 * 1024 + 3));
-      expect(await passthrough(c, blob, 'out-remote')).toEqual({ served: 1024 * 1024 + 3, worker: 'elsewhere' });
+      expect(await passthrough(c, blob, 'out-remote')).toEqual({ served: 1024 * 1024 + 3, received: 1024 * 1024 + 3, inPlace: 0, worker: 'elsewhere' });
     } finally {
       await worker.stop();
     }

@@ -3,7 +3,7 @@
  * AbortSignal, upload the outputs (verified), and build the result message.
  */
 import { constants as fsConstants, createWriteStream, mkdirSync } from 'node:fs';
-import { access, mkdir, open, readFile, readdir, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { access, copyFile, link, lstat, mkdir, readFile, readdir, readlink, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -22,7 +22,7 @@ import type { SubtaskResult } from '../shared/proto/generated/tessera/v1/Subtask
 import type { UploadTaskOutputResponse__Output } from '../shared/proto/generated/tessera/v1/UploadTaskOutputResponse.js';
 import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
 import { canWriteShared, sharedOutputTemp } from '../shared/shared-output.js';
-import { endsWithAnswer, newSha256, readChunks, sha256, writeWithBackpressure } from '../shared/streams.js';
+import { endsWithAnswer, newSha256, readChunks, sha256, sha256File, writeWithBackpressure } from '../shared/streams.js';
 
 export interface ExecutorDeps {
   client: WorkerServiceClient;
@@ -82,15 +82,20 @@ export async function executeSubtask(a: Assignment__Output, signal: AbortSignal,
     };
     const result: ProcessResult = await (deps.isolate ? deps.isolate(a.kind, ctx) : processor.process(ctx));
     signal.throwIfAborted();
-    // Outputs the job wants on shared storage go straight there when this worker sees the folder;
-    // otherwise (and for outputs that are not final) they go to the coordinator.
-    const sharedDir = a.shared_output_dir && (await canWriteShared(a.shared_output_dir)) ? a.shared_output_dir : '';
+    // Outputs go straight into the folder the assignment names (the job's shared output folder, or
+    // the coordinator's spool) when this worker sees it at that path; otherwise they are uploaded.
+    const sharedDir = result.outputs.length > 0 && a.shared_output_dir && (await canWriteShared(a.shared_output_dir)) ? a.shared_output_dir : '';
     const outputs: OutputRef[] = [];
     // Small outputs ride inside the result, up to INLINE_RESULT_BYTES in all: a subtask making
     // thousands of thumbnails uploads the rest rather than pass the control stream's message limit.
     const inline = { left: INLINE_RESULT_BYTES };
     try {
-      for (const o of result.outputs) outputs.push(sharedDir ? await writeSharedOutput(a, o, sharedDir, signal) : await uploadOutput(a, o, signal, deps, inline));
+      for (const o of result.outputs) {
+        // A folder without room (the coordinator's full disk) leaves the output to the upload, whose
+        // refusal tells the coordinator's fault from this worker's.
+        const placed = sharedDir ? await writeSharedOutput(a, o, sharedDir, signal) : undefined;
+        outputs.push(placed ?? (await uploadOutput(a, o, signal, deps, inline)));
+      }
     } catch (err) {
       await Promise.all(outputs.map((o) => (o.shared_path ? rm(o.shared_path, { force: true }) : undefined)));
       throw err;
@@ -244,31 +249,41 @@ async function uploadOutput(a: Assignment__Output, o: { name: string; path: stri
 }
 
 /**
- * Writes output `o` into the job's shared folder `dir` under its lease's temporary name (the
- * coordinator renames it when it publishes it), hashing it on the way.
+ * Writes output `o` into folder `dir` (the job's shared output folder, or the coordinator's spool)
+ * under its lease's temporary name; the coordinator moves it when it takes it. A file the processor
+ * made is linked there when the folder is on the same file system; anything else (an input handed
+ * back, another file system) is copied by the kernel (a reflink where the file system has them).
+ * The checksum is taken by reading the file meanwhile, except for an input read in place and
+ * handed back unchanged: that one is the input's, as submitted. Undefined when the folder's disk
+ * has no room for it (nothing is left behind): the caller uploads it instead.
  */
-export async function writeSharedOutput(a: Assignment__Output, o: { name: string; path: string; source?: string }, dir: string, signal: AbortSignal): Promise<OutputRef> {
+export async function writeSharedOutput(a: Assignment__Output, o: { name: string; path: string; source?: string }, dir: string, signal: AbortSignal): Promise<OutputRef | undefined> {
   const name = safeOutputName(o.name);
   const dest = sharedOutputTemp(dir, a.job_id, a.subtask_id, a.shared_output_token, name);
-  const { size } = await stat(o.path);
-  const hash = newSha256();
-  // 'wx': made here, never written through a file or symlink someone else put at this name first.
-  const out = await open(dest, 'wx').catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EEXIST') throw err;
-    throw new TesseraError(status.ALREADY_EXISTS, `output ${name}: something else took its temporary name ${dest} in the shared folder`, { retryable: true });
-  });
-  try {
-    for await (const chunk of readChunks(o.path, 0, signal, size)) {
-      hash.update(chunk);
-      for (let done = 0; done < chunk.length; ) done += (await out.write(chunk, done)).bytesWritten;
-    }
-  } catch (err) {
-    await out.close().catch(() => undefined);
+  const st = await lstat(o.path);
+  const size = st.isFile() ? st.size : (await stat(o.path)).size;
+  const known = st.isSymbolicLink() ? await inputReadInPlace(a, o.path) : undefined;
+  // Link or copy: either makes `dest` or fails on whatever is there (never follows or replaces it).
+  const place = async (): Promise<void> => {
+    if (st.isFile() && (await link(o.path, dest).then(() => true, (err: NodeJS.ErrnoException) => (err.code === 'EXDEV' || err.code === 'EPERM' ? false : Promise.reject(err))))) return;
+    await copyFile(o.path, dest, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
+  };
+  const [placed, hashed] = await Promise.allSettled([place(), known ?? sha256File(o.path, signal)]);
+  const err = (placed.status === 'rejected' ? placed.reason : hashed.status === 'rejected' ? hashed.reason : undefined) as NodeJS.ErrnoException | undefined;
+  if (err?.code === 'EEXIST') throw new TesseraError(status.ALREADY_EXISTS, `output ${name}: something else took its temporary name ${dest}`, { retryable: true });
+  if (err) {
     await rm(dest, { force: true });
+    if (err.code === 'ENOSPC' || err.code === 'EDQUOT') return undefined;
     throw err;
   }
-  await out.close();
-  return { name, size: String(size), sha256: hash.digest('hex'), inline: false, shared_path: dest, source: o.source ?? '' };
+  return { name, size: String(size), sha256: (hashed as PromiseFulfilledResult<string>).value, inline: false, shared_path: dest, source: o.source ?? '' };
+}
+
+/** The checksum of the input that `file` (a symlink in the work folder) reads in place, if it still is that file; undefined otherwise. */
+async function inputReadInPlace(a: Assignment__Output, file: string): Promise<string | undefined> {
+  const target = await readlink(file).catch(() => '');
+  const input = a.inputs.find((i) => i.shared_path !== '' && i.shared_path === target && i.sha256 !== '');
+  return input && (await sameSharedFile(input)) ? input.sha256 : undefined;
 }
 
 const TEMP_PREFIX = 'tessera-worker-';

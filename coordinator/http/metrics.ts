@@ -134,8 +134,9 @@ export class CoordinatorMetrics {
     const counted: [string, string, () => number][] = [
       ['tessera_speculative_copies_total', 'Speculative copies of straggling subtasks started', () => m.speculativeCopies],
       ['tessera_lease_expiries_total', 'Leases taken back from a worker that was lost, unreachable or draining past its grace', () => m.leaseExpiries],
-      ['tessera_task_input_bytes_served_total', 'Bytes of subtask inputs streamed to workers (inputs a worker reads in place from shared storage add none)', () => m.inputBytesServed],
-      ['tessera_task_output_bytes_received_total', 'Bytes of subtask outputs received from workers, inline or uploaded (outputs a worker writes to shared storage itself add none)', () => m.outputBytesReceived],
+      ['tessera_task_input_bytes_served_total', 'Bytes of subtask inputs streamed to workers (inputs a worker reads in place, from shared storage or the spool, add none)', () => m.inputBytesServed],
+      ['tessera_task_output_bytes_received_total', 'Bytes of subtask outputs received from workers, inline or uploaded (outputs a worker writes in place add none)', () => m.outputBytesReceived],
+      ['tessera_task_output_bytes_in_place_total', "Bytes of subtask outputs workers wrote in place: into a job's shared output folder, or into the spool from the coordinator's machine", () => m.outputBytesInPlace],
       ['tessera_output_downloads_total', 'DownloadOutput calls', () => m.outputDownloads],
       ['tessera_output_bytes_in_events_total', 'Bytes of small outputs sent inside their output events to watchers that asked for them (WatchJobRequest.inline_outputs_up_to)', () => m.outputBytesInEvents],
     ];
