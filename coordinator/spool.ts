@@ -9,6 +9,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { finished } from 'node:stream/promises';
 import { status } from '@grpc/grpc-js';
+import { CHUNK_SIZE } from '../shared/config.js';
 import { TesseraError, dataLoss } from '../shared/errors.js';
 import { newSha256, writeWithBackpressure } from '../shared/streams.js';
 
@@ -161,7 +162,7 @@ export class Spool {
   ): Promise<{ size: number; sha256: string }> {
     await mkdir(path.dirname(dest), { recursive: true });
     const tmp = `${dest}.${randomUUID().slice(0, 8)}.tmp`;
-    const out = createWriteStream(tmp);
+    const out = createWriteStream(tmp, { highWaterMark: 4 * CHUNK_SIZE });
     // Errors reach us through write/finished; a late one after destroy() must not crash the process.
     out.on('error', () => undefined);
     const hash = newSha256();
