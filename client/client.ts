@@ -20,7 +20,7 @@ import { processAlive } from '../shared/machine.js';
 import { TesseraError, dataLoss, invalidArgument, notFound, tidyGrpcError } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import { safeFileName, safeOutputName } from '../shared/names.js';
-import { PROTO_FILES, loadTesseraProto, resolveProtoDir } from '../shared/proto.js';
+import { PROTO_FILES, jobServiceClientConstructor, resolveProtoDir } from '../shared/proto.js';
 import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
 import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
@@ -107,8 +107,8 @@ export class TesseraClient {
 
   constructor(opts: ClientOptions = {}) {
     this.address = coordinatorAddress(opts.address);
-    const { proto } = loadTesseraProto();
-    this.client = new proto.tessera.v1.JobService(this.address, opts.credentials ?? clientCredentialsFromEnv(), CLIENT_CHANNEL_OPTIONS);
+    const JobService = jobServiceClientConstructor();
+    this.client = new JobService(this.address, opts.credentials ?? clientCredentialsFromEnv(), CLIENT_CHANNEL_OPTIONS);
     // Read once: the token may come from a file (TESSERA_TOKEN_FILE).
     this.token = opts.token ?? clientTokenFromEnv();
     this.deadlineMs = opts.deadlineMs ?? UNARY_DEADLINE_MS;

@@ -1,6 +1,7 @@
 /**
- * Protobuf encoders generated from a message's descriptor, for the messages the coordinator sends
- * by the thousand each second (the events of watched jobs).
+ * Protobuf encoders and decoders generated from a message's descriptor, for the messages sent by
+ * the thousand each second (the events of watched jobs: encoded by the coordinator, decoded by
+ * the clients watching them).
  *
  * grpc-js serialises through @grpc/proto-loader, which runs protobufjs's `fromObject` (a copy of
  * the whole message: decimal strings parsed into Long objects, enum names looked up) and then
@@ -55,8 +56,9 @@ interface FieldPlan {
   where: string;
   kind: Kind;
   repeated: boolean;
-  /** The field's key (number and wire type) as varint bytes. */
+  /** The field's key (number and wire type) as varint bytes, and as a number. */
   key: number[];
+  tag: number;
   /** Enum fields: the enum's index in `Generated.enums`. */
   enumIndex?: number;
   /** Message fields: the nested message's index in `Generated.types`. */
@@ -99,6 +101,173 @@ export function compileEncoder(definition: PackageDefinition, typeName: string):
   };
 }
 
+export type Decoder = (buf: Buffer) => object;
+
+/**
+ * A decoder for message `typeName` of a loaded package definition, giving the plain objects
+ * proto-loader's deserialiser gives with Tessera's options (`keepCase`, `longs: String`,
+ * `enums: String`, `defaults: true`, `oneofs: true`): every field present, at its default when not
+ * sent (`''`, `0`, `false`, `'0'`, the enum's zero name, an empty Buffer, `null` for a message,
+ * `[]` for a repeated one), 64-bit integers as decimal strings, enums by name (an unknown number
+ * stays a number), bytes as a view of `buf`, repeated fields first in key order as protobufjs puts
+ * them. Unknown fields are skipped. It covers the same field types as {@link compileEncoder} and
+ * refuses the same messages; a truncated or malformed message throws.
+ */
+export function compileDecoder(definition: PackageDefinition, typeName: string): Decoder {
+  const g: Generated = { types: [], fields: [], enums: [], enumNames: [] };
+  plan(definition, typeName, g);
+  const source = g.fields.map((fields, i) => decodeSource(i, fields, g)).join('\n');
+  // Field names are checked to be identifiers (see `plan`): nothing else is spliced into the source.
+  const make = new Function('h', `'use strict';\nconst { varint32, varint64, skip, truncated, enumNames, EMPTY } = h;\n${source}\nreturn decode0;`) as (
+    h: typeof decodeHelpers & { enumNames: Record<number, string>[] },
+  ) => (b: Buffer, c: ReadCursor, end: number) => object;
+  const decode = make({ ...decodeHelpers, enumNames: g.enums.map(namesOf) });
+  return (buf) => decode(buf, { pos: 0 }, buf.length);
+}
+
+/** An enum's names by number; of two names for one number, the later (as protobufjs's `valuesById`). */
+function namesOf(values: Map<string, number>): Record<number, string> {
+  return Object.fromEntries([...values].map(([name, n]) => [n, name]));
+}
+
+/** The source of `decodeN(b, c, end)`: message N from `c.pos` up to `end`. */
+function decodeSource(index: number, fields: FieldPlan[], g: Generated): string {
+  // Defaults as protobufjs's toObject sets them: repeated fields first, then the others, in field order.
+  const defaults = [...fields.filter((f) => f.repeated), ...fields.filter((f) => !f.repeated)].map((f) => {
+    if (f.repeated) return `${f.name}: []`;
+    switch (f.kind) {
+      case 'string':
+        return `${f.name}: ''`;
+      case 'bytes':
+        return `${f.name}: EMPTY`;
+      case 'bool':
+        return `${f.name}: false`;
+      case 'double':
+      case 'uint32':
+        return `${f.name}: 0`;
+      case 'uint64':
+        return `${f.name}: '0'`;
+      case 'enum': {
+        // The name of the first value declared (0 in proto3), looked up by number as protobufjs does.
+        const first = [...g.enums[f.enumIndex!]!.values()][0]!;
+        return `${f.name}: ${JSON.stringify(namesOf(g.enums[f.enumIndex!]!)[first])}`;
+      }
+      case 'message':
+        return `${f.name}: null`;
+    }
+  });
+  const cases = fields.map((f) => {
+    const to = `m.${f.name}`;
+    const length = `l = varint32(b, c); s = c.pos; c.pos = s + l; if (c.pos > end) truncated();`;
+    switch (f.kind) {
+      case 'string':
+        return `case ${f.tag}: ${length} ${to} = b.utf8Slice(s, c.pos); break;`;
+      case 'bytes':
+        return `case ${f.tag}: ${length} ${to} = b.subarray(s, c.pos); break;`;
+      case 'bool':
+        return `case ${f.tag}: ${to} = varint32(b, c) !== 0; break;`;
+      case 'double':
+        return `case ${f.tag}: if (c.pos + 8 > end) truncated(); ${to} = b.readDoubleLE(c.pos); c.pos += 8; break;`;
+      case 'uint32':
+        return `case ${f.tag}: ${to} = varint32(b, c); break;`;
+      case 'uint64':
+        return `case ${f.tag}: ${to} = varint64(b, c); break;`;
+      case 'enum':
+        return `case ${f.tag}: { const v = varint32(b, c) | 0; const name = enumNames[${f.enumIndex}][v]; ${to} = name === undefined ? v : name; } break;`;
+      case 'message': {
+        const nested = `l = varint32(b, c); s = c.pos + l; if (s > end) truncated(); v = decode${f.typeIndex}(b, c, s);`;
+        return f.repeated ? `case ${f.tag}: ${nested} ${to}.push(v); break;` : `case ${f.tag}: ${nested} ${to} = v; break;`;
+      }
+    }
+  });
+  return `function decode${index}(b, c, end) {
+  const m = { ${defaults.join(', ')} };
+  let t, l, s, v;
+  while (c.pos < end) {
+    t = b[c.pos];
+    if (t < 0x80) c.pos++; else t = varint32(b, c);
+    switch (t) {
+      ${cases.join('\n      ')}
+      default: skip(b, c, t, end);
+    }
+  }
+  if (c.pos !== end) truncated();
+  return m;
+}
+`;
+}
+
+interface ReadCursor {
+  pos: number;
+}
+
+function truncated(): never {
+  throw new RangeError('protobuf message truncated or malformed');
+}
+
+/** A varint's low 32 bits, unsigned (what protobufjs's uint32 reads; `| 0` makes an int32). */
+function varint32(b: Buffer, c: ReadCursor): number {
+  let n = 0;
+  for (let shift = 0; shift < 70; shift += 7) {
+    if (c.pos >= b.length) truncated();
+    const byte = b[c.pos++]!;
+    if (shift < 32) n |= (byte & 0x7f) << shift;
+    if (byte < 0x80) return n >>> 0;
+  }
+  return truncated();
+}
+
+/** An unsigned 64-bit varint as a decimal string. */
+function varint64(b: Buffer, c: ReadCursor): string {
+  let lo = 0;
+  let hi = 0;
+  for (let i = 0; i < 10; i++) {
+    if (c.pos >= b.length) truncated();
+    const byte = b[c.pos++]!;
+    const bits = byte & 0x7f;
+    if (i < 4) lo |= bits << (7 * i);
+    else if (i === 4) {
+      lo |= bits << 28;
+      hi |= bits >>> 4;
+    } else hi |= bits << (7 * i - 32);
+    if (byte < 0x80) {
+      lo >>>= 0;
+      hi >>>= 0;
+      if (hi === 0) return String(lo);
+      if (hi < 0x200000) return String(hi * 0x100000000 + lo);
+      return ((BigInt(hi) << 32n) | BigInt(lo)).toString();
+    }
+  }
+  return truncated();
+}
+
+/** Skips a field this decoder does not know (another version of the message). */
+function skip(b: Buffer, c: ReadCursor, tag: number, end: number): void {
+  switch (tag & 7) {
+    case 0:
+      varint64(b, c);
+      break;
+    case 1:
+      c.pos += 8;
+      break;
+    case 2: {
+      // Read first: `c.pos += varint32(...)` would add to the position from before the length.
+      const length = varint32(b, c);
+      c.pos += length;
+      break;
+    }
+    case 5:
+      c.pos += 4;
+      break;
+    default:
+      // Groups (3, 4) are proto2; 6 and 7 are not wire types.
+      truncated();
+  }
+  if (c.pos > end) truncated();
+}
+
+const decodeHelpers = { varint32, varint64, skip, truncated, EMPTY: Buffer.alloc(0) };
+
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Plans `typeName` and every message it holds; returns its index. */
@@ -108,8 +277,8 @@ function plan(definition: PackageDefinition, typeName: string, g: Generated): nu
   const entry = definition[typeName] as { format?: string; type?: MessageDescriptor } | undefined;
   if (!entry || entry.format !== 'Protocol Buffer 3 DescriptorProto' || !entry.type) throw new Error(`${typeName}: not a message of this package definition`);
   const desc = entry.type;
-  if (desc.oneofDecl && desc.oneofDecl.length > 0) throw new Error(`${typeName}: oneofs are not supported by the compiled encoder`);
-  if (desc.options?.mapEntry) throw new Error(`${typeName}: map fields are not supported by the compiled encoder`);
+  if (desc.oneofDecl && desc.oneofDecl.length > 0) throw new Error(`${typeName}: oneofs are not supported by the compiled codecs`);
+  if (desc.options?.mapEntry) throw new Error(`${typeName}: map fields are not supported by the compiled codecs`);
   const index = g.types.length;
   const fields: FieldPlan[] = [];
   g.types.push(typeName);
@@ -117,12 +286,13 @@ function plan(definition: PackageDefinition, typeName: string, g: Generated): nu
   for (const f of desc.field) {
     const kind = KINDS[f.type];
     const where = `${typeName}.${f.name}`;
-    if (!kind) throw new Error(`${where}: ${f.type} is not supported by the compiled encoder`);
+    if (!kind) throw new Error(`${where}: ${f.type} is not supported by the compiled codecs`);
     if (!IDENTIFIER.test(f.name)) throw new Error(`${where}: the field name is not an identifier`);
-    if (f.proto3Optional) throw new Error(`${where}: optional fields are not supported by the compiled encoder`);
+    if (f.proto3Optional) throw new Error(`${where}: optional fields are not supported by the compiled codecs`);
     const repeated = f.label === 'LABEL_REPEATED';
-    if (repeated && kind !== 'message') throw new Error(`${where}: repeated ${kind} fields are not supported by the compiled encoder`);
-    const field: FieldPlan = { name: f.name, where, kind, repeated, key: varintBytes(f.number * 8 + WIRE_TYPE[kind]) };
+    if (repeated && kind !== 'message') throw new Error(`${where}: repeated ${kind} fields are not supported by the compiled codecs`);
+    const tag = f.number * 8 + WIRE_TYPE[kind];
+    const field: FieldPlan = { name: f.name, where, kind, repeated, key: varintBytes(tag), tag };
     if (kind === 'enum') {
       const name = resolve(definition, typeName, f.typeName, where);
       const at = g.enumNames.indexOf(name);

@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { ProtoGrpcType as JobsProto } from './proto/generated/jobs.js';
 import type { ProtoGrpcType as WorkerProto } from './proto/generated/worker.js';
+import { compileDecoder } from './proto-encoder.js';
 
 /**
  * Options for @grpc/proto-loader. They MUST match the flags of the `gen` script in package.json
@@ -30,6 +31,25 @@ export function loadTesseraProto(): { packageDefinition: protoLoader.PackageDefi
     cached = { packageDefinition, proto };
   }
   return cached;
+}
+
+/**
+ * JobService as clients call it: as loaded, except that watched events are read by a compiled
+ * decoder (shared/proto-encoder.ts), which gives the same objects as proto-loader's at a fraction
+ * of its cost (a client watching 200 jobs of 100 no-op subtasks spent a quarter of its CPU in
+ * protobufjs's decode and toObject).
+ */
+export function jobServiceClientDefinition(): grpc.ServiceDefinition {
+  const { proto, packageDefinition } = loadTesseraProto();
+  const service = proto.tessera.v1.JobService.service;
+  return { ...service, WatchJob: { ...service.WatchJob, responseDeserialize: compileDecoder(packageDefinition, 'tessera.v1.JobEvent') } };
+}
+
+let jobServiceClient: TesseraProto['tessera']['v1']['JobService'] | undefined;
+
+/** The client constructor for {@link jobServiceClientDefinition}, typed as the generated one. */
+export function jobServiceClientConstructor(): TesseraProto['tessera']['v1']['JobService'] {
+  return (jobServiceClient ??= grpc.makeClientConstructor(jobServiceClientDefinition(), 'tessera.v1.JobService') as unknown as TesseraProto['tessera']['v1']['JobService']);
 }
 
 /** Directory holding `tessera/v1/*.proto`. */
