@@ -4,7 +4,8 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { lstat, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { access, lstat, mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import pLimit from 'p-limit';
@@ -96,6 +97,10 @@ interface ActiveJob {
   /** The job's subtask folder in the spool as workers on this machine see it ("": local reads are off), found once. */
   spoolOutputDir?: string;
 }
+
+/** A lease's token: unique to the worker session and attempt, known only to that worker (it is sent only to it). */
+const leaseToken = (w: WorkerSession, attempt: number): string => `${w.leaseSecret}.${attempt}`;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 export class JobManager {
   readonly scheduler = new Scheduler();
@@ -458,7 +463,7 @@ export class JobManager {
       s.startedAt = now;
     }
     const outputDir = this.outputDirFor(active, s, w);
-    const token = outputDir ? `${w.leaseSecret}.${s.attempt}` : '';
+    const token = outputDir ? leaseToken(w, s.attempt) : '';
     // Beyond the worker's slots the assignment waits in its prefetch queue.
     const waits = w.leases.size - w.waiting.size >= w.slots;
     const lease: Lease = { attempt: s.attempt, workerId: w.id, worker: w.name, startedAt: now, runningSince: waits ? undefined : now, speculative, outputDir, token };
@@ -503,61 +508,75 @@ export class JobManager {
    * The folder `w` may write `s`'s outputs to itself ("": they are uploaded): the job's shared
    * output folder for final outputs, otherwise the job's subtask folder in the spool, which a worker
    * on this machine sees at the same path (unless local reads are off). A worker whose files did not
-   * reach the coordinator from a folder is not offered it again.
+   * reach the coordinator from a shared folder is not offered that folder again, nor the spool (any
+   * job's) after that happened there.
    */
   private outputDirFor(active: ActiveJob, s: SubtaskRecord, w: WorkerSession): string {
     const shared = active.record.spec.shared_output_dir;
-    const dir = shared && active.kind.outputsAreFinal?.(s.plan) ? shared : (active.spoolOutputDir ??= this.spool.localSubtasksDir(active.record.id));
-    return dir && !w.foreignSharedDirs.has(dir) ? dir : '';
+    if (shared && active.kind.outputsAreFinal?.(s.plan)) return w.foreignSharedDirs.has(shared) ? '' : shared;
+    const dir = (active.spoolOutputDir ??= this.spool.localSubtasksDir(active.record.id));
+    return dir && !w.foreignSharedDirs.has(this.spool.localRoot) ? dir : '';
   }
 
   /**
    * The spool entry for an output that `w` wrote itself, once checked: at the temporary name of
-   * this attempt, and there for the coordinator with the size reported. In a shared folder it stays
-   * where it is until it is published; in the spool it is moved to where an upload of it would
-   * have been put. A worker whose file is not there writes somewhere else under that path (another
-   * mount): its outputs for that folder are uploaded from now on, and the attempt is retried. Its
-   * checksum is the worker's, taken as it wrote the file (as for an input read in place).
+   * this attempt, a regular file with no other name (a hard link to a file elsewhere is not the
+   * worker's), readable, of the size reported. In a shared folder it stays where it is until it is
+   * published; in the spool it is moved to where an upload of it would have been put, and checked
+   * again there (nothing swapped in between). A worker whose file is not there writes somewhere
+   * else under that path (another mount): its outputs for that folder are uploaded from now on, and
+   * the attempt is retried. Its checksum is the worker's, taken as it wrote the file (as for an input
+   * read in place).
    */
   async workerWrittenOutput(w: WorkerSession, s: SubtaskRecord, attempt: number, name: string, o: OutputRef__Output, maxBytes?: number): Promise<SpoolFile> {
     const lease = s.leases.find((l) => l.attempt === attempt && l.workerId === w.id);
     if (!lease?.outputDir || o.shared_path !== sharedOutputTemp(lease.outputDir, s.jobId, s.id, lease.token, name)) {
       throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} of subtask ${s.id}: written to ${o.shared_path}, where this attempt may not write`, { retryable: true });
     }
+    const inSpool = lease.outputDir !== this.jobs.get(s.jobId)?.spec.shared_output_dir;
     // lstat: a symlink put there in its place is not the worker's file.
     const st = await lstat(o.shared_path).catch(() => undefined);
-    if (!st?.isFile() || st.size !== Number(o.size)) {
-      w.foreignSharedDirs.add(lease.outputDir);
-      this.log.warn({ job: s.jobId, worker: w.name, dir: lease.outputDir }, "a worker's writes to an output folder do not reach the coordinator; its outputs for it are uploaded");
-      throw dataLoss(`output ${name} of subtask ${s.id}: worker ${w.name} wrote ${o.size} bytes to ${o.shared_path}, the coordinator finds ${st ? `${st.size} bytes` : 'no file'} there`);
+    const readable = st?.isFile() ? await access(o.shared_path, fsConstants.R_OK).then(() => true, () => false) : false;
+    if (!st?.isFile() || st.size !== Number(o.size) || !readable) {
+      const dir = inSpool ? this.spool.localRoot : lease.outputDir;
+      w.foreignSharedDirs.add(dir);
+      this.log.warn({ job: s.jobId, worker: w.name, dir }, "a worker's writes to an output folder do not reach the coordinator (or it cannot read them); its outputs for it are uploaded");
+      throw dataLoss(`output ${name} of subtask ${s.id}: worker ${w.name} wrote ${o.size} bytes to ${o.shared_path}, the coordinator finds ${!st ? 'no file' : !st.isFile() ? 'something else' : st.size !== Number(o.size) ? `${st.size} bytes` : 'a file it cannot read'} there`);
     }
+    if (st.nlink !== 1) throw dataLoss(`output ${name} of subtask ${s.id}: ${o.shared_path} has other names (a hard link to another file); not taken`);
+    if (!SHA256_HEX.test(o.sha256)) throw dataLoss(`output ${name} of subtask ${s.id}: the worker's checksum "${o.sha256}" is not a SHA-256`);
     if (maxBytes !== undefined && st.size > maxBytes) {
-      throw new TesseraError(status.RESOURCE_EXHAUSTED, `output ${name} of subtask ${s.id} is larger than the limit of ${maxBytes} bytes (--max-job-bytes)`, { retryable: false });
+      throw new TesseraError(status.RESOURCE_EXHAUSTED, `output ${name} of subtask ${s.id} is larger than the limit of ${maxBytes} bytes`, { retryable: false });
     }
-    this.outputBytesInPlace += st.size;
-    if (lease.outputDir === this.jobs.get(s.jobId)?.spec.shared_output_dir) return { name, path: o.shared_path, size: st.size, sha256: o.sha256 };
+    if (!inSpool) {
+      this.outputBytesInPlace += st.size;
+      return { name, path: o.shared_path, size: st.size, sha256: o.sha256 };
+    }
     const file = this.subtaskOutputPath(s, attempt, name);
     await mkdir(path.dirname(file), { recursive: true });
     await rename(o.shared_path, file);
-    this.spool.adopt(file, st);
+    const moved = await lstat(file).catch(() => undefined);
+    if (!moved?.isFile() || moved.ino !== st.ino || moved.dev !== st.dev || moved.nlink !== 1 || moved.size !== st.size) {
+      await rm(file, { force: true });
+      throw dataLoss(`output ${name} of subtask ${s.id}: ${o.shared_path} was replaced while the coordinator took it`);
+    }
+    this.spool.adopt(file, moved);
+    this.outputBytesInPlace += st.size;
     return { name, path: file, size: st.size, sha256: o.sha256 };
   }
 
-  /** Where lease `attempt` of `s`, held by worker `workerId`, writes output `name` itself ("" when it may not). */
-  private outputTempOf(s: SubtaskRecord, attempt: number, workerId: string, name: string): string {
-    const lease = s.leases.find((l) => l.attempt === attempt && l.workerId === workerId);
-    return lease?.outputDir ? sharedOutputTemp(lease.outputDir, s.jobId, s.id, lease.token, name) : '';
-  }
-
   /**
-   * Removes what a refused result left in its job's shared folder: only the temporary names of its
-   * own lease (a worker cannot point the coordinator at another file). Results of leases no longer
-   * held leave theirs to the sweep at the job's end, or, when the job has ended, sweep it again.
+   * Removes what a refused or stale result left in the folders it may have been given: only the
+   * temporary names of that worker's attempt (a worker cannot point the coordinator at another
+   * file), also for a lease no longer held (a superseded copy), whose names follow from the
+   * session's secret and the attempt. When the job has ended, its shared folder is swept again.
    */
   async discardSharedOutputs(w: WorkerSession, subtaskId: string, attempt: number, outputs: readonly OutputRef__Output[]): Promise<void> {
     const s = this.subtasks.get(subtaskId);
-    const own = s ? outputs.map((o) => this.outputTempOf(s, attempt, w.id, o.name)).filter((p) => p !== '') : [];
-    await Promise.all(own.map((p) => rm(p, { force: true })));
+    const owner = s ? this.jobs.get(s.jobId) : undefined;
+    const dirs = s && owner ? [owner.spec.shared_output_dir ?? '', this.spool.localSubtasksDir(owner.id)].filter((d) => d !== '') : [];
+    const own = new Set(s ? dirs.flatMap((d) => outputs.map((o) => sharedOutputTemp(d, s.jobId, s.id, leaseToken(w, attempt), o.name))) : []);
+    await Promise.all(outputs.filter((o) => own.has(o.shared_path)).map((o) => rm(o.shared_path, { force: true })));
     const jobId = outputs.map((o) => (o.shared_path ? jobOfSharedTemp(o.shared_path) : undefined)).find((id) => id !== undefined);
     const job = jobId ? this.jobs.get(jobId) : undefined;
     if (job?.spec.shared_output_dir && TERMINAL_JOB_STATES.has(job.state)) await removeSharedTemps(job.spec.shared_output_dir, job.id);

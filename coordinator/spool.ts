@@ -58,6 +58,11 @@ export class Spool {
     return st?.isFile() ? this.remember(jobId, file, st) : undefined;
   }
 
+  /** The data dir without symlinks while spool files are offered to workers in place, "" otherwise. */
+  get localRoot(): string {
+    return this.realRoot ?? '';
+  }
+
   /**
    * The folder of job `jobId` where workers on this machine write their outputs themselves (the
    * parent of every `subtaskDir`, made when the job was prepared), without symlinks; "" unless

@@ -7,11 +7,15 @@
  * outputs as before, and so is every worker of a coordinator started with `--no-local-reads`.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { link, mkdtemp, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeCheck, probeVideoIndex } from '../shared/media/probe.js';
+import { loadTesseraProto } from '../shared/proto.js';
+import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
+import { sharedOutputTemp } from '../shared/shared-output.js';
 import { makeVideo } from './helpers/media.js';
 import { runCli, startCluster, workerWithTmpfsOver, type TestCluster } from './helpers/cluster.js';
 import { cleanEnv } from './helpers/process-logs.js';
@@ -104,6 +108,56 @@ describe('workers read and write the spool in place on the coordinator machine',
     const r = await runCli(['coordinator', '--data-dir', path.join(dir, 'settings'), '--config', quoted, '--print-config'], { env: cleanEnv() });
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toBe(`tessera: config file ${quoted}, key "local-reads": expected true or false`);
+  });
+
+  it("takes an output from the spool only as a file of the worker's own, and removes a refused one", async () => {
+    const c = await cluster({ workers: 0 });
+    const bytes = randomBytes(5000);
+    const input = path.join(dir, 'by-hand.bin');
+    await writeFile(input, bytes);
+    // A file the worker must not hand over as its output: a hard link to it has another name.
+    const victim = path.join(dir, 'victim.bin');
+    await writeFile(victim, bytes);
+    const { proto } = loadTesseraProto();
+    const stub = new proto.tessera.v1.WorkerService(c.address, grpc.credentials.createInsecure());
+    const call = stub.Connect(new grpc.Metadata());
+    const seen: { attempt: number; dir: string }[] = [];
+    const heartbeat = setInterval(() => call.write({ heartbeat: { slots_used: 0, load: 0, rss_bytes: '0', running: [] } }), 500);
+    call.on('error', () => undefined);
+    call.on('data', (msg: CoordinatorMessage__Output) => {
+      for (const a of msg.assign ? [msg.assign] : (msg.assign_batch?.assignments ?? [])) {
+        seen.push({ attempt: a.attempt, dir: a.shared_output_dir });
+        void (async () => {
+          const temp = sharedOutputTemp(a.shared_output_dir, a.job_id, a.subtask_id, a.shared_output_token, 'by-hand.bin');
+          if (a.attempt === 1) await link(victim, temp);
+          else await writeFile(temp, bytes);
+          const ref = { name: 'by-hand.bin', size: String(bytes.length), sha256: createHash('sha256').update(bytes).digest('hex'), source: 'by-hand.bin', shared_path: temp };
+          call.write({ result: { subtask_id: a.subtask_id, attempt: a.attempt, ok: true, item_errors: [], result_json: '', duration_ms: '1', outputs: [ref] } });
+        })();
+      }
+    });
+    call.write({ register: { name: 'by-hand', slots: 1, instance_id: 'by-hand-1', capabilities: { kinds: ['passthrough'] } } });
+    try {
+      await c.waitForWorkers(1);
+      const before = await inPlace(c);
+      const job = await c.client.submit({ passthrough: {} }, [input]);
+      const events: string[] = [];
+      const done = await c.client.wait(job.id, (e) => events.push(JSON.stringify(e)));
+      expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+      // Both attempts were given the job's folder in the spool; the first one's link was refused and removed.
+      expect(seen.map((x) => x.attempt)).toEqual([1, 2]);
+      expect(seen[0]!.dir).toBe(path.join(await realpath(c.dataDir), 'spool', 'jobs', job.id, 'st'));
+      expect(events.some((e) => e.includes('has other names'))).toBe(true);
+      expect((await stat(victim)).nlink).toBe(1);
+      expect(await sha(victim)).toBe(await sha(input));
+      expect((await inPlace(c)) - before).toBe(bytes.length);
+      const out = await c.client.download(job.id, path.join(dir, 'out-by-hand'));
+      expect(await sha(out.get('by-hand.bin')!)).toBe(await sha(input));
+    } finally {
+      clearInterval(heartbeat);
+      call.cancel();
+      stub.close();
+    }
   });
 
   it('a worker that does not see the data dir is streamed the bytes and uploads its outputs', async () => {

@@ -90,10 +90,13 @@ export async function executeSubtask(a: Assignment__Output, signal: AbortSignal,
     // thousands of thumbnails uploads the rest rather than pass the control stream's message limit.
     const inline = { left: INLINE_RESULT_BYTES };
     try {
+      let dir = sharedDir;
       for (const o of result.outputs) {
-        // A folder without room (the coordinator's full disk) leaves the output to the upload, whose
-        // refusal tells the coordinator's fault from this worker's.
-        const placed = sharedDir ? await writeSharedOutput(a, o, sharedDir, signal) : undefined;
+        // An output that cannot be placed there (the coordinator's full disk, a file system that
+        // refuses links or copies) is uploaded, and so are the rest: the upload's answer tells the
+        // coordinator's fault from this worker's.
+        const placed = dir ? await writeSharedOutput(a, o, dir, signal) : undefined;
+        if (!placed) dir = '';
         outputs.push(placed ?? (await uploadOutput(a, o, signal, deps, inline)));
       }
     } catch (err) {
@@ -252,38 +255,43 @@ async function uploadOutput(a: Assignment__Output, o: { name: string; path: stri
  * Writes output `o` into folder `dir` (the job's shared output folder, or the coordinator's spool)
  * under its lease's temporary name; the coordinator moves it when it takes it. A file the processor
  * made is linked there when the folder is on the same file system; anything else (an input handed
- * back, another file system) is copied by the kernel (a reflink where the file system has them).
- * The checksum is taken by reading the file meanwhile, except for an input read in place and
- * handed back unchanged: that one is the input's, as submitted. Undefined when the folder's disk
- * has no room for it (nothing is left behind): the caller uploads it instead.
+ * back, another file system, one that refuses links) is copied by the kernel (a reflink where the
+ * file system has them). The checksum is taken by reading the file meanwhile, except for an input
+ * read in place and handed back unchanged: that one is the input's, as submitted, if the input is
+ * still that file once copied. Undefined when it cannot be placed there for any other reason than
+ * its name being taken (a full disk, a file system that refuses): nothing is left behind, and the
+ * caller uploads it instead.
  */
 export async function writeSharedOutput(a: Assignment__Output, o: { name: string; path: string; source?: string }, dir: string, signal: AbortSignal): Promise<OutputRef | undefined> {
   const name = safeOutputName(o.name);
   const dest = sharedOutputTemp(dir, a.job_id, a.subtask_id, a.shared_output_token, name);
   const st = await lstat(o.path);
   const size = st.isFile() ? st.size : (await stat(o.path)).size;
-  const known = st.isSymbolicLink() ? await inputReadInPlace(a, o.path) : undefined;
+  const input = st.isSymbolicLink() ? await inputReadInPlace(a, o.path) : undefined;
   // Link or copy: either makes `dest` or fails on whatever is there (never follows or replaces it).
   const place = async (): Promise<void> => {
-    if (st.isFile() && (await link(o.path, dest).then(() => true, (err: NodeJS.ErrnoException) => (err.code === 'EXDEV' || err.code === 'EPERM' ? false : Promise.reject(err))))) return;
+    if (st.isFile() && (await link(o.path, dest).then(() => true, (err: NodeJS.ErrnoException) => (err.code === 'EEXIST' ? Promise.reject(err) : false)))) return;
     await copyFile(o.path, dest, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
   };
-  const [placed, hashed] = await Promise.allSettled([place(), known ?? sha256File(o.path, signal)]);
+  const [placed, hashed] = await Promise.allSettled([place(), input ? input.sha256 : sha256File(o.path, signal)]);
   const err = (placed.status === 'rejected' ? placed.reason : hashed.status === 'rejected' ? hashed.reason : undefined) as NodeJS.ErrnoException | undefined;
   if (err?.code === 'EEXIST') throw new TesseraError(status.ALREADY_EXISTS, `output ${name}: something else took its temporary name ${dest}`, { retryable: true });
   if (err) {
     await rm(dest, { force: true });
-    if (err.code === 'ENOSPC' || err.code === 'EDQUOT') return undefined;
-    throw err;
+    if (signal.aborted || isAbortError(err)) throw err;
+    return undefined;
   }
-  return { name, size: String(size), sha256: (hashed as PromiseFulfilledResult<string>).value, inline: false, shared_path: dest, source: o.source ?? '' };
+  let sha = (hashed as PromiseFulfilledResult<string>).value;
+  // Replaced on its shared storage while it was copied: the copy is hashed as it is.
+  if (input && !(await sameSharedFile(input))) sha = await sha256File(dest, signal);
+  return { name, size: String(size), sha256: sha, inline: false, shared_path: dest, source: o.source ?? '' };
 }
 
-/** The checksum of the input that `file` (a symlink in the work folder) reads in place, if it still is that file; undefined otherwise. */
-async function inputReadInPlace(a: Assignment__Output, file: string): Promise<string | undefined> {
+/** The input that `file` (a symlink in the work folder) reads in place, if it still is that file and has a checksum. */
+async function inputReadInPlace(a: Assignment__Output, file: string): Promise<Assignment__Output['inputs'][number] | undefined> {
   const target = await readlink(file).catch(() => '');
   const input = a.inputs.find((i) => i.shared_path !== '' && i.shared_path === target && i.sha256 !== '');
-  return input && (await sameSharedFile(input)) ? input.sha256 : undefined;
+  return input && (await sameSharedFile(input)) ? input : undefined;
 }
 
 const TEMP_PREFIX = 'tessera-worker-';
