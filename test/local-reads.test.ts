@@ -10,14 +10,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { link, mkdtemp, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeCheck, probeVideoIndex } from '../shared/media/probe.js';
-import { loadTesseraProto } from '../shared/proto.js';
-import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import { sharedOutputTemp } from '../shared/shared-output.js';
 import { makeVideo } from './helpers/media.js';
 import { runCli, startCluster, workerWithTmpfsOver, type TestCluster } from './helpers/cluster.js';
+import { byHandWorker } from './helpers/raw-grpc.js';
 import { cleanEnv } from './helpers/process-logs.js';
 
 let dir: string;
@@ -118,25 +116,13 @@ describe('workers read and write the spool in place on the coordinator machine',
     // A file the worker must not hand over as its output: a hard link to it has another name.
     const victim = path.join(dir, 'victim.bin');
     await writeFile(victim, bytes);
-    const { proto } = loadTesseraProto();
-    const stub = new proto.tessera.v1.WorkerService(c.address, grpc.credentials.createInsecure());
-    const call = stub.Connect(new grpc.Metadata());
-    const seen: { attempt: number; dir: string }[] = [];
-    const heartbeat = setInterval(() => call.write({ heartbeat: { slots_used: 0, load: 0, rss_bytes: '0', running: [] } }), 500);
-    call.on('error', () => undefined);
-    call.on('data', (msg: CoordinatorMessage__Output) => {
-      for (const a of msg.assign ? [msg.assign] : (msg.assign_batch?.assignments ?? [])) {
-        seen.push({ attempt: a.attempt, dir: a.shared_output_dir });
-        void (async () => {
-          const temp = sharedOutputTemp(a.shared_output_dir, a.job_id, a.subtask_id, a.shared_output_token, 'by-hand.bin');
-          if (a.attempt === 1) await link(victim, temp);
-          else await writeFile(temp, bytes);
-          const ref = { name: 'by-hand.bin', size: String(bytes.length), sha256: createHash('sha256').update(bytes).digest('hex'), source: 'by-hand.bin', shared_path: temp };
-          call.write({ result: { subtask_id: a.subtask_id, attempt: a.attempt, ok: true, item_errors: [], result_json: '', duration_ms: '1', outputs: [ref] } });
-        })();
-      }
+    const worker = byHandWorker(c.address, async (a) => {
+      const temp = sharedOutputTemp(a.shared_output_dir, a.job_id, a.subtask_id, a.shared_output_token, 'by-hand.bin');
+      if (a.attempt === 1) await link(victim, temp);
+      else await writeFile(temp, bytes);
+      const ref = { name: 'by-hand.bin', size: String(bytes.length), sha256: createHash('sha256').update(bytes).digest('hex'), source: 'by-hand.bin', shared_path: temp };
+      return { subtask_id: a.subtask_id, attempt: a.attempt, ok: true, item_errors: [], result_json: '', duration_ms: '1', outputs: [ref] };
     });
-    call.write({ register: { name: 'by-hand', slots: 1, instance_id: 'by-hand-1', capabilities: { kinds: ['passthrough'] } } });
     try {
       await c.waitForWorkers(1);
       const before = await inPlace(c);
@@ -145,8 +131,8 @@ describe('workers read and write the spool in place on the coordinator machine',
       const done = await c.client.wait(job.id, (e) => events.push(JSON.stringify(e)));
       expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
       // Both attempts were given the job's folder in the spool; the first one's link was refused and removed.
-      expect(seen.map((x) => x.attempt)).toEqual([1, 2]);
-      expect(seen[0]!.dir).toBe(path.join(await realpath(c.dataDir), 'spool', 'jobs', job.id, 'st'));
+      expect(worker.seen.map((a) => a.attempt)).toEqual([1, 2]);
+      expect(worker.seen[0]!.shared_output_dir).toBe(path.join(await realpath(c.dataDir), 'spool', 'jobs', job.id, 'st'));
       expect(events.some((e) => e.includes('has other names'))).toBe(true);
       expect((await stat(victim)).nlink).toBe(1);
       expect(await sha(victim)).toBe(await sha(input));
@@ -154,9 +140,7 @@ describe('workers read and write the spool in place on the coordinator machine',
       const out = await c.client.download(job.id, path.join(dir, 'out-by-hand'));
       expect(await sha(out.get('by-hand.bin')!)).toBe(await sha(input));
     } finally {
-      clearInterval(heartbeat);
-      call.cancel();
-      stub.close();
+      worker.stop();
     }
   });
 

@@ -16,11 +16,9 @@ import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobEvent } from '../client/client.js';
-import { loadTesseraProto } from '../shared/proto.js';
-import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import { sharedOutputTemp } from '../shared/shared-output.js';
 import { generateAudio } from './helpers/audio-media.js';
-import { rawDownload, rawSubmit } from './helpers/raw-grpc.js';
+import { byHandWorker, rawDownload, rawSubmit } from './helpers/raw-grpc.js';
 import { startCluster, workerWithTmpfsOver, type TestCluster } from './helpers/cluster.js';
 import { expectSameBytes } from './helpers/bytes.js';
 
@@ -226,34 +224,22 @@ describe('outputs on shared storage', () => {
     const cluster = await startCluster({ workers: 0, coordinatorArgs: ['--shared-output-root', shared] });
     extra.push(cluster);
     // A worker written by hand on the generated stub, answering each attempt differently.
-    const { proto } = loadTesseraProto();
-    const stub = new proto.tessera.v1.WorkerService(cluster.address, grpc.credentials.createInsecure());
-    const call = stub.Connect(new grpc.Metadata());
-    const seen: { attempt: number; dir: string }[] = [];
-    const heartbeat = setInterval(() => call.write({ heartbeat: { slots_used: 0, load: 0, rss_bytes: '0', running: [] } }), 500);
-    call.on('error', () => undefined);
-    call.on('data', (msg: CoordinatorMessage__Output) => {
-      for (const a of msg.assign ? [msg.assign] : (msg.assign_batch?.assignments ?? [])) {
-        seen.push({ attempt: a.attempt, dir: a.shared_output_dir });
-        void (async () => {
-          const base = { subtask_id: a.subtask_id, attempt: a.attempt, ok: true, item_errors: [], result_json: '', duration_ms: '1' };
-          const ref = { name: 'x.bin', size: String(bytes.length), sha256: createHash('sha256').update(bytes).digest('hex'), source: 'x.bin' };
-          if (a.attempt === 1) {
-            // Its own temporary name, but a symlink to a file elsewhere.
-            const temp = sharedOutputTemp(a.shared_output_dir, a.job_id, a.subtask_id, a.shared_output_token, 'x.bin');
-            await symlink(victim, temp);
-            call.write({ result: { ...base, outputs: [{ ...ref, size: '9', shared_path: temp }] } });
-          } else if (a.attempt === 2) {
-            // Someone else's file in the folder, of the right size.
-            await writeFile(bystander, bytes);
-            call.write({ result: { ...base, outputs: [{ ...ref, shared_path: bystander }] } });
-          } else {
-            call.write({ result: { ...base, outputs: [{ ...ref, inline: true, inline_data: bytes }] } });
-          }
-        })();
+    const worker = byHandWorker(cluster.address, async (a) => {
+      const base = { subtask_id: a.subtask_id, attempt: a.attempt, ok: true, item_errors: [], result_json: '', duration_ms: '1' };
+      const ref = { name: 'x.bin', size: String(bytes.length), sha256: createHash('sha256').update(bytes).digest('hex'), source: 'x.bin' };
+      if (a.attempt === 1) {
+        // Its own temporary name, but a symlink to a file elsewhere.
+        const temp = sharedOutputTemp(a.shared_output_dir, a.job_id, a.subtask_id, a.shared_output_token, 'x.bin');
+        await symlink(victim, temp);
+        return { ...base, outputs: [{ ...ref, size: '9', shared_path: temp }] };
       }
+      if (a.attempt === 2) {
+        // Someone else's file in the folder, of the right size.
+        await writeFile(bystander, bytes);
+        return { ...base, outputs: [{ ...ref, shared_path: bystander }] };
+      }
+      return { ...base, outputs: [{ ...ref, inline: true, inline_data: bytes }] };
     });
-    call.write({ register: { name: 'by-hand', slots: 1, instance_id: 'by-hand-1', capabilities: { kinds: ['passthrough'] } } });
     try {
       await cluster.waitForWorkers(1);
       const job = await cluster.client.submit({ passthrough: {}, shared_output_dir: out }, [input]);
@@ -261,7 +247,7 @@ describe('outputs on shared storage', () => {
       const done = await cluster.client.wait(job.id, (e) => seenEvents.push(JSON.stringify(e)));
       expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
       // Attempt 1 was told to write to the folder; after its file was refused, the others were not.
-      expect(seen).toEqual([{ attempt: 1, dir: out }, { attempt: 2, dir: '' }, { attempt: 3, dir: '' }]);
+      expect(worker.seen.map((a) => ({ attempt: a.attempt, dir: a.shared_output_dir }))).toEqual([{ attempt: 1, dir: out }, { attempt: 2, dir: '' }, { attempt: 3, dir: '' }]);
       expect(seenEvents.some((e) => e.includes('the coordinator finds'))).toBe(true);
       expect(seenEvents.some((e) => e.includes('where this attempt may not write'))).toBe(true);
       // The refused symlink (its own name) is gone, what it pointed at and the bystander's file are not.
@@ -270,9 +256,7 @@ describe('outputs on shared storage', () => {
       expect((await readdir(out)).sort()).toEqual(['someone-elses.bin', 'x.bin']);
       expectSameBytes(await readFile(path.join(out, 'x.bin')), bytes);
     } finally {
-      clearInterval(heartbeat);
-      call.cancel();
-      stub.close();
+      worker.stop();
     }
   });
 
