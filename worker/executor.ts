@@ -84,13 +84,12 @@ export async function executeSubtask(a: Assignment__Output, signal: AbortSignal,
     signal.throwIfAborted();
     // Outputs go straight into the folder the assignment names (the job's shared output folder, or
     // the coordinator's spool) when this worker sees it at that path; otherwise they are uploaded.
-    const sharedDir = result.outputs.length > 0 && a.shared_output_dir && (await canWriteShared(a.shared_output_dir)) ? a.shared_output_dir : '';
+    let dir = result.outputs.length > 0 && a.shared_output_dir && (await canWriteShared(a.shared_output_dir)) ? a.shared_output_dir : '';
     const outputs: OutputRef[] = [];
     // Small outputs ride inside the result, up to INLINE_RESULT_BYTES in all: a subtask making
     // thousands of thumbnails uploads the rest rather than pass the control stream's message limit.
     const inline = { left: INLINE_RESULT_BYTES };
     try {
-      let dir = sharedDir;
       for (const o of result.outputs) {
         // An output that cannot be placed there (the coordinator's full disk, a file system that
         // refuses links or copies) is uploaded, and so are the rest: the upload's answer tells the
