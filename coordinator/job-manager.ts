@@ -98,7 +98,11 @@ interface ActiveJob {
   spoolOutputDir?: string;
 }
 
-/** A lease's token: unique to the worker session and attempt, known only to that worker (it is sent only to it). */
+/**
+ * A lease's token, which names the temporary files it may write in place: unique to the worker
+ * session and attempt (never reused, also across restarts), known only to that worker (it is sent
+ * only to it), and derived again when its result comes in, also for a lease no longer held.
+ */
 const leaseToken = (w: WorkerSession, attempt: number): string => `${w.leaseSecret}.${attempt}`;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -463,10 +467,9 @@ export class JobManager {
       s.startedAt = now;
     }
     const outputDir = this.outputDirFor(active, s, w);
-    const token = outputDir ? leaseToken(w, s.attempt) : '';
     // Beyond the worker's slots the assignment waits in its prefetch queue.
     const waits = w.leases.size - w.waiting.size >= w.slots;
-    const lease: Lease = { attempt: s.attempt, workerId: w.id, worker: w.name, startedAt: now, runningSince: waits ? undefined : now, speculative, outputDir, token };
+    const lease: Lease = { attempt: s.attempt, workerId: w.id, worker: w.name, startedAt: now, runningSince: waits ? undefined : now, speculative, outputDir };
     s.leases.push(lease);
     w.leases.set(s.id, s.attempt);
     if (waits) w.waiting.set(s.id, lease);
@@ -489,7 +492,7 @@ export class JobManager {
       timeout_ms: s.timeoutMs ?? this.opts.subtaskTimeoutMs,
       phase: s.phase,
       shared_output_dir: outputDir,
-      shared_output_token: token,
+      shared_output_token: outputDir ? leaseToken(w, s.attempt) : '',
     };
   }
 
@@ -530,7 +533,7 @@ export class JobManager {
    */
   async workerWrittenOutput(w: WorkerSession, s: SubtaskRecord, attempt: number, name: string, o: OutputRef__Output, maxBytes?: number): Promise<SpoolFile> {
     const lease = s.leases.find((l) => l.attempt === attempt && l.workerId === w.id);
-    if (!lease?.outputDir || o.shared_path !== sharedOutputTemp(lease.outputDir, s.jobId, s.id, lease.token, name)) {
+    if (!lease?.outputDir || o.shared_path !== sharedOutputTemp(lease.outputDir, s.jobId, s.id, leaseToken(w, attempt), name)) {
       throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} of subtask ${s.id}: written to ${o.shared_path}, where this attempt may not write`, { retryable: true });
     }
     const inSpool = lease.outputDir !== this.jobs.get(s.jobId)?.spec.shared_output_dir;

@@ -137,11 +137,10 @@ export interface Lease {
   speculative: boolean;
   /**
    * Where this lease may write its outputs itself ("": it uploads them): the job's shared output
-   * folder, or the job's folder in the spool for a worker on the coordinator's machine.
+   * folder, or the job's folder in the spool for a worker on the coordinator's machine. Its
+   * temporary names there come from the lease's token (`leaseToken` in job-manager.ts).
    */
   outputDir: string;
-  /** Unique to this lease and known only to its worker ("" without `outputDir`): names its temporary files there (never reused, also across restarts). */
-  token: string;
 }
 
 const JOB_STATE_ENUM: Record<JobState, Job['state']> = {
