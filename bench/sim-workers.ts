@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { CLIENT_CHANNEL_OPTIONS } from '../shared/config.js';
-import { loadTesseraProto } from '../shared/proto.js';
+import { workerServiceClientConstructor } from '../shared/proto.js';
 import type { Assignment__Output } from '../shared/proto/generated/tessera/v1/Assignment.js';
 import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { WorkerMessage } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
@@ -42,16 +42,17 @@ export interface SimOptions {
 
 /** Starts `workers` simulated sessions; returns stats and stop functions. */
 export function startSimWorkers(opts: SimOptions): { stats(): SimStats; stop(): void } {
-  const { proto } = loadTesseraProto();
+  // The codecs a real worker's connection has.
+  const WorkerService = workerServiceClientConstructor();
   const stats: SimStats = { registered: 0, heartbeats: 0, busy: [], ran: [], dispatchMs: [], refillMs: [], now: 0 };
   const timers = new Set<NodeJS.Timeout>();
   const calls: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output>[] = [];
   const clients: grpc.Client[] = [];
-  let client: InstanceType<typeof proto.tessera.v1.WorkerService> | undefined;
+  let client: InstanceType<typeof WorkerService> | undefined;
   for (let i = 0; i < opts.workers; i++) {
     if (i % opts.perChannel === 0) {
       // A distinct channel arg and a local subchannel pool: one TCP connection per group of sessions.
-      client = new proto.tessera.v1.WorkerService(opts.coordinator, grpc.credentials.createInsecure(), {
+      client = new WorkerService(opts.coordinator, grpc.credentials.createInsecure(), {
         ...CLIENT_CHANNEL_OPTIONS,
         'grpc.use_local_subchannel_pool': 1,
         'tessera.sim-channel': i,

@@ -8,7 +8,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { FLOW_CONTROL_WINDOW, HEARTBEAT_MS, MAX_ATTEMPTS, PREFETCH_BELOW_MS, SERVER_CHANNEL_OPTIONS, SUBTASK_TIMEOUT_MS, WORKER_TTL_MS } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
-import { loadTesseraProto } from '../shared/proto.js';
+import { loadTesseraProto, workerServiceDefinition } from '../shared/proto.js';
 import { JobManager } from './job-manager.js';
 import { jobServiceDefinition, jobServiceHandlers } from './job-service.js';
 import { SharedRoots } from './shared-inputs.js';
@@ -168,12 +168,12 @@ export class Coordinator {
       prefetchBelowMs: opts.prefetchBelowMs ?? PREFETCH_BELOW_MS,
       sharedRoots: shared,
     });
-    const { proto, packageDefinition } = loadTesseraProto();
+    const { packageDefinition } = loadTesseraProto();
     const server = new grpc.Server({ ...SERVER_CHANNEL_OPTIONS, interceptors: [auth.interceptor()] });
     this.server = server;
     const limits = resolveLimits({ maxFileBytes: opts.maxFileBytes, maxJobBytes: opts.maxJobBytes, maxInputs: opts.maxInputs, ...opts.limits });
     server.addService(jobServiceDefinition(), jobServiceHandlers(this.jobs, spool, log, limits, auth, shared));
-    server.addService(proto.tessera.v1.WorkerService.service, workerServiceHandlers(this.jobs, spool, log, { heartbeatMs, ttlMs, maxOutputBytes: limits.maxJobBytes }, () => undefined));
+    server.addService(workerServiceDefinition(), workerServiceHandlers(this.jobs, spool, log, { heartbeatMs, ttlMs, maxOutputBytes: limits.maxJobBytes }, () => undefined));
     this.health.addToServer(server);
     new ReflectionService(packageDefinition).addToServer(server);
 

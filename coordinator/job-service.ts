@@ -22,8 +22,8 @@ import type { Caller } from './auth.js';
 import { headBytes, inputChecker } from './input-check.js';
 import { SHARED_LOOKUPS, type SharedRoots } from './shared-inputs.js';
 import type { Limits } from '../shared/limits.js';
-import { compileEncoder } from '../shared/proto-encoder.js';
-import { loadTesseraProto } from '../shared/proto.js';
+import { compileEncoder, withFallback } from '../shared/proto-encoder.js';
+import { loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
 import { INLINE_OUTPUT_MAX_BYTES } from '../shared/config.js';
 
 export type JobServiceLimits = Limits;
@@ -40,20 +40,11 @@ export interface JobAccess {
  * a quarter of the CPU for the same bytes on the wire.
  */
 export function jobServiceDefinition(): grpc.ServiceDefinition {
-  const { proto, packageDefinition } = loadTesseraProto();
-  const service = proto.tessera.v1.JobService.service;
-  const generic = service.WatchJob.responseSerialize;
-  const compiled = compileEncoder(packageDefinition, 'tessera.v1.JobEvent');
+  const service = loadTesseraProto().proto.tessera.v1.JobService.service;
   // The compiled encoder refuses a value that does not fit its field, where protobufjs converts it
   // (a negative duration from a clock stepped back, a worker's out-of-range number): such an event
   // is encoded as before rather than fail the watch, and every replay of it, for good.
-  const encode = (event: object): Buffer => {
-    try {
-      return compiled(event);
-    } catch {
-      return generic(event);
-    }
-  };
+  const encode = withFallback(compileEncoder(loadTesseraRoot(), 'tessera.v1.JobEvent'), service.WatchJob.responseSerialize);
   return { ...service, WatchJob: { ...service.WatchJob, responseSerialize: encode } };
 }
 

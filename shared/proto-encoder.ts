@@ -1,7 +1,8 @@
 /**
  * Protobuf encoders and decoders generated from a message's descriptor, for the messages sent by
- * the thousand each second (the events of watched jobs: encoded by the coordinator, decoded by
- * the clients watching them).
+ * the thousand each second: the events of watched jobs (encoded by the coordinator, decoded by
+ * the clients watching them) and the worker protocol's control stream (assignments one way,
+ * results the other).
  *
  * grpc-js serialises through @grpc/proto-loader, which runs protobufjs's `fromObject` (a copy of
  * the whole message: decimal strings parsed into Long objects, enum names looked up) and then
@@ -11,51 +12,44 @@
  * buffer, with a function per message type (as protobufjs generates its own).
  *
  * The wire format is the same: a decoder cannot tell them apart, and the tests decode both.
- * Fields at their default value are left out, as proto3 encoders do. It covers the field types the
- * messages it is used for have (string, bytes, bool, double, uint32, uint64, enums, messages, and
- * repeated messages); `compileEncoder` refuses a message holding anything else (other scalars,
- * repeated scalars, maps, oneofs, optional fields) rather than encode it wrongly.
+ * Fields at their default value are left out, as proto3 encoders do; a member of a oneof is
+ * written whenever it is set, even at its default, since which member is set is what it says. It
+ * covers the field types the messages it is used for have (string, bytes, bool, double, int32,
+ * uint32, uint64, enums, messages, oneofs, map<string, string>, and repeated strings, bytes and
+ * messages); it refuses to compile a message holding anything else (other scalars, repeated
+ * numbers, other maps, proto3 `optional` fields) rather than encode it wrongly.
+ *
+ * The messages are read from a protobufjs Root loaded from the same files with the same options
+ * as proto-loader's (see `loadTesseraRoot` in shared/proto.ts): proto-loader's own descriptors do
+ * not say which fields belong to a oneof, and lose map fields.
  */
-import type { PackageDefinition } from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
 
-/** The parts of a google.protobuf.FieldDescriptorProto that proto-loader hands out. */
-interface FieldDescriptor {
-  name: string;
-  number: number;
-  label: string;
-  type: string;
-  typeName: string;
-  proto3Optional?: boolean;
-}
+type Kind = 'string' | 'bytes' | 'bool' | 'double' | 'int32' | 'uint32' | 'uint64' | 'enum' | 'message' | 'map';
 
-interface MessageDescriptor {
-  field: FieldDescriptor[];
-  oneofDecl?: unknown[];
-  options?: { mapEntry?: boolean } | null;
-}
-
-type Kind = 'string' | 'bytes' | 'bool' | 'double' | 'uint32' | 'uint64' | 'enum' | 'message';
-
-const KINDS: Record<string, Kind> = {
-  TYPE_STRING: 'string',
-  TYPE_BYTES: 'bytes',
-  TYPE_BOOL: 'bool',
-  TYPE_DOUBLE: 'double',
-  TYPE_UINT32: 'uint32',
-  TYPE_UINT64: 'uint64',
-  TYPE_ENUM: 'enum',
-  TYPE_MESSAGE: 'message',
+const SCALARS: Record<string, Kind> = {
+  string: 'string',
+  bytes: 'bytes',
+  bool: 'bool',
+  double: 'double',
+  int32: 'int32',
+  uint32: 'uint32',
+  uint64: 'uint64',
 };
 
 /** Wire types: 0 varint, 1 fixed 64-bit, 2 length-delimited. */
-const WIRE_TYPE: Record<Kind, number> = { string: 2, bytes: 2, bool: 0, double: 1, uint32: 0, uint64: 0, enum: 0, message: 2 };
+const WIRE_TYPE: Record<Kind, number> = { string: 2, bytes: 2, bool: 0, double: 1, int32: 0, uint32: 0, uint64: 0, enum: 0, message: 2, map: 2 };
 
 interface FieldPlan {
   name: string;
   /** Where it is, for error messages: `tessera.v1.JobEvent.seq`. */
   where: string;
   kind: Kind;
+  /** A repeated field (a map is not: it has its own kind). */
   repeated: boolean;
+  number: number;
+  /** The oneof the field is a member of. */
+  oneof?: string;
   /** The field's key (number and wire type) as varint bytes, and as a number. */
   key: number[];
   tag: number;
@@ -76,18 +70,18 @@ interface Generated {
 export type Encoder = (message: object) => Buffer;
 
 /**
- * An encoder for message `typeName` (e.g. `tessera.v1.JobEvent`) of a loaded package definition,
- * taking the plain objects proto-loader's serialiser takes: 64-bit integers as decimal strings,
- * numbers, BigInts or Longs, enums as names or numbers, bytes as Buffers. Throws if the message (or
- * one it holds) has a field this encoder does not cover, and, when encoding, on a value that does
- * not fit its field.
+ * An encoder for message `typeName` (e.g. `tessera.v1.JobEvent`) of a loaded Root, taking the
+ * plain objects proto-loader's serialiser takes: 64-bit integers as decimal strings, numbers,
+ * BigInts or Longs, enums as names or numbers, bytes as Buffers, maps as plain objects. Throws if
+ * the message (or one it holds) has a field this encoder does not cover, and, when encoding, on a
+ * value that does not fit its field.
  */
-export function compileEncoder(definition: PackageDefinition, typeName: string): Encoder {
+export function compileEncoder(root: protobuf.Root, typeName: string): Encoder {
   const g: Generated = { types: [], fields: [], enums: [], enumNames: [] };
-  plan(definition, typeName, g);
+  plan(root, typeName, g);
   const source = g.fields.map((fields, i) => measureSource(i, fields) + writeSource(i, fields)).join('\n');
   // Field names are checked to be identifiers (see `plan`): nothing else is spliced into the source.
-  const make = new Function('h', `'use strict';\nconst { uint64Of, enumOf, utf8Size, varintSize, bigVarintSize, writeVarint, writeBigVarint, writeString, enums } = h;\n${source}\nreturn { measure: measure0, write: write0 };`) as (
+  const make = new Function('h', `'use strict';\nconst { uint64Of, enumOf, utf8Size, varintSize, bigVarintSize, writeVarint, writeBigVarint, writeString, notString, enums } = h;\n${source}\nreturn { measure: measure0, write: write0 };`) as (
     h: typeof helpers & { enums: Generated['enums'] },
   ) => { measure: (m: object, sizes: number[]) => number; write: (m: object, w: Cursor) => void };
   const { measure, write } = make({ ...helpers, enums: g.enums.map((values, i) => Object.assign(values, { enumName: g.enumNames[i] })) });
@@ -104,18 +98,20 @@ export function compileEncoder(definition: PackageDefinition, typeName: string):
 export type Decoder = (buf: Buffer) => object;
 
 /**
- * A decoder for message `typeName` of a loaded package definition, giving the plain objects
- * proto-loader's deserialiser gives with Tessera's options (`keepCase`, `longs: String`,
- * `enums: String`, `defaults: true`, `oneofs: true`): every field present, at its default when not
- * sent (`''`, `0`, `false`, `'0'`, the enum's zero name, an empty Buffer, `null` for a message,
- * `[]` for a repeated one), 64-bit integers as decimal strings, enums by name (an unknown number
- * stays a number), bytes as a view of `buf`, repeated fields first in key order as protobufjs puts
- * them. Unknown fields are skipped. It covers the same field types as {@link compileEncoder} and
- * refuses the same messages; a truncated or malformed message throws.
+ * A decoder for message `typeName` of a loaded Root, giving the plain objects proto-loader's
+ * deserialiser gives with Tessera's options (`keepCase`, `longs: String`, `enums: String`,
+ * `defaults: true`, `oneofs: true`): every field present, at its default when not sent (`''`,
+ * `0`, `false`, `'0'`, the enum's zero name, an empty Buffer, `null` for a message, `[]` for a
+ * repeated field, `{}` for a map), except a oneof's members, of which only the one sent is there,
+ * with the oneof's own property naming it; 64-bit integers as decimal strings, enums by name (an
+ * unknown number stays a number), bytes as a view of `buf`, and keys in protobufjs's order
+ * (repeated fields, maps, the other fields, each by field number, then the oneof members sent).
+ * Unknown fields are skipped. It covers the same field types as {@link compileEncoder} and refuses
+ * the same messages; a truncated or malformed message throws.
  */
-export function compileDecoder(definition: PackageDefinition, typeName: string): Decoder {
+export function compileDecoder(root: protobuf.Root, typeName: string): Decoder {
   const g: Generated = { types: [], fields: [], enums: [], enumNames: [] };
-  plan(definition, typeName, g);
+  plan(root, typeName, g);
   const source = g.fields.map((fields, i) => decodeSource(i, fields, g)).join('\n');
   // Field names are checked to be identifiers (see `plan`): nothing else is spliced into the source.
   const make = new Function('h', `'use strict';\nconst { varint32, varint64, skip, truncated, enumNames, EMPTY } = h;\n${source}\nreturn decode0;`) as (
@@ -125,6 +121,21 @@ export function compileDecoder(definition: PackageDefinition, typeName: string):
   return (buf) => decode(buf, { pos: 0 }, buf.length);
 }
 
+/**
+ * A serialiser that encodes with the compiled encoder and, for a value it refuses (one protobufjs
+ * converts: a negative number in an unsigned field, a fraction in an integer one), with `generic`,
+ * rather than fail the call or stream that sends it.
+ */
+export function withFallback(compiled: Encoder, generic: (message: object) => Buffer): (message: object) => Buffer {
+  return (message) => {
+    try {
+      return compiled(message);
+    } catch {
+      return generic(message);
+    }
+  };
+}
+
 /** An enum's names by number; of two names for one number, the later (as protobufjs's `valuesById`). */
 function namesOf(values: Map<string, number>): Record<number, string> {
   return Object.fromEntries([...values].map(([name, n]) => [n, name]));
@@ -132,10 +143,15 @@ function namesOf(values: Map<string, number>): Record<number, string> {
 
 /** The source of `decodeN(b, c, end)`: message N from `c.pos` up to `end`. */
 function decodeSource(index: number, fields: FieldPlan[], g: Generated): string {
-  // Defaults as protobufjs's toObject sets them: repeated fields first, then the others, in field order.
-  const defaults = [...fields.filter((f) => f.repeated), ...fields.filter((f) => !f.repeated)].map((f) => {
+  // Defaults as protobufjs's toObject sets them: repeated fields, then maps, then the others, each
+  // by field number; members of a oneof get none.
+  const byNumber = [...fields].sort((a, b) => a.number - b.number).filter((f) => !f.oneof);
+  const ordered = [...byNumber.filter((f) => f.repeated), ...byNumber.filter((f) => f.kind === 'map'), ...byNumber.filter((f) => !f.repeated && f.kind !== 'map')];
+  const defaults = ordered.map((f) => {
     if (f.repeated) return `${f.name}: []`;
     switch (f.kind) {
+      case 'map':
+        return `${f.name}: {}`;
       case 'string':
         return `${f.name}: ''`;
       case 'bytes':
@@ -143,6 +159,7 @@ function decodeSource(index: number, fields: FieldPlan[], g: Generated): string 
       case 'bool':
         return `${f.name}: false`;
       case 'double':
+      case 'int32':
       case 'uint32':
         return `${f.name}: 0`;
       case 'uint64':
@@ -156,29 +173,44 @@ function decodeSource(index: number, fields: FieldPlan[], g: Generated): string 
         return `${f.name}: null`;
     }
   });
+  const length = `l = varint32(b, c); s = c.pos; c.pos = s + l; if (c.pos > end) truncated();`;
   const cases = fields.map((f) => {
-    const to = `m.${f.name}`;
-    const length = `l = varint32(b, c); s = c.pos; c.pos = s + l; if (c.pos > end) truncated();`;
+    // The value read, as an expression (after `length` for length-delimited ones).
+    let value: string;
     switch (f.kind) {
       case 'string':
-        return `case ${f.tag}: ${length} ${to} = b.utf8Slice(s, c.pos); break;`;
+        value = `${length} v = b.utf8Slice(s, c.pos);`;
+        break;
       case 'bytes':
-        return `case ${f.tag}: ${length} ${to} = b.subarray(s, c.pos); break;`;
+        value = `${length} v = b.subarray(s, c.pos);`;
+        break;
       case 'bool':
-        return `case ${f.tag}: ${to} = varint32(b, c) !== 0; break;`;
+        value = `v = varint32(b, c) !== 0;`;
+        break;
       case 'double':
-        return `case ${f.tag}: if (c.pos + 8 > end) truncated(); ${to} = b.readDoubleLE(c.pos); c.pos += 8; break;`;
+        value = `if (c.pos + 8 > end) truncated(); v = b.readDoubleLE(c.pos); c.pos += 8;`;
+        break;
+      case 'int32':
+        value = `v = varint32(b, c) | 0;`;
+        break;
       case 'uint32':
-        return `case ${f.tag}: ${to} = varint32(b, c); break;`;
+        value = `v = varint32(b, c);`;
+        break;
       case 'uint64':
-        return `case ${f.tag}: ${to} = varint64(b, c); break;`;
+        value = `v = varint64(b, c);`;
+        break;
       case 'enum':
-        return `case ${f.tag}: { const v = varint32(b, c) | 0; const name = enumNames[${f.enumIndex}][v]; ${to} = name === undefined ? v : name; } break;`;
-      case 'message': {
-        const nested = `l = varint32(b, c); s = c.pos + l; if (s > end) truncated(); v = decode${f.typeIndex}(b, c, s);`;
-        return f.repeated ? `case ${f.tag}: ${nested} ${to}.push(v); break;` : `case ${f.tag}: ${nested} ${to} = v; break;`;
-      }
+        value = `v = varint32(b, c) | 0; l = enumNames[${f.enumIndex}][v]; if (l !== undefined) v = l;`;
+        break;
+      case 'message':
+        value = `l = varint32(b, c); s = c.pos + l; if (s > end) truncated(); v = decode${f.typeIndex}(b, c, s);`;
+        break;
+      case 'map':
+        // An entry: key 1 and value 2, both strings, each '' when left out.
+        return `case ${f.tag}: { l = varint32(b, c); const e = c.pos + l; if (e > end) truncated(); let k = '', x = ''; while (c.pos < e) { t = varint32(b, c); if (t === 10) { ${length.replace('end', 'e')} k = b.utf8Slice(s, c.pos); } else if (t === 18) { ${length.replace('end', 'e')} x = b.utf8Slice(s, c.pos); } else skip(b, c, t, e); } if (c.pos !== e) truncated(); m.${f.name}[k] = x; } break;`;
     }
+    const store = f.repeated ? `m.${f.name}.push(v);` : f.oneof ? `m.${f.name} = v; m.${f.oneof} = ${JSON.stringify(f.name)};` : `m.${f.name} = v;`;
+    return `case ${f.tag}: ${value} ${store} break;`;
   });
   return `function decode${index}(b, c, end) {
   const m = { ${defaults.join(', ')} };
@@ -268,57 +300,53 @@ function skip(b: Buffer, c: ReadCursor, tag: number, end: number): void {
 
 const decodeHelpers = { varint32, varint64, skip, truncated, EMPTY: Buffer.alloc(0) };
 
+
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Plans `typeName` and every message it holds; returns its index. */
-function plan(definition: PackageDefinition, typeName: string, g: Generated): number {
+function plan(root: protobuf.Root, typeName: string, g: Generated): number {
   const known = g.types.indexOf(typeName);
   if (known >= 0) return known;
-  const entry = definition[typeName] as { format?: string; type?: MessageDescriptor } | undefined;
-  if (!entry || entry.format !== 'Protocol Buffer 3 DescriptorProto' || !entry.type) throw new Error(`${typeName}: not a message of this package definition`);
-  const desc = entry.type;
-  if (desc.oneofDecl && desc.oneofDecl.length > 0) throw new Error(`${typeName}: oneofs are not supported by the compiled codecs`);
-  if (desc.options?.mapEntry) throw new Error(`${typeName}: map fields are not supported by the compiled codecs`);
+  let type: protobuf.ReflectionObject | null;
+  try {
+    type = root.lookup(typeName);
+  } catch {
+    type = null;
+  }
+  if (!(type instanceof protobuf.Type)) throw new Error(`${typeName}: not a message of this package definition`);
   const index = g.types.length;
   const fields: FieldPlan[] = [];
   g.types.push(typeName);
   g.fields.push(fields);
-  for (const f of desc.field) {
-    const kind = KINDS[f.type];
+  for (const f of type.fieldsArray) {
+    f.resolve();
     const where = `${typeName}.${f.name}`;
-    if (!kind) throw new Error(`${where}: ${f.type} is not supported by the compiled codecs`);
     if (!IDENTIFIER.test(f.name)) throw new Error(`${where}: the field name is not an identifier`);
-    if (f.proto3Optional) throw new Error(`${where}: optional fields are not supported by the compiled codecs`);
-    const repeated = f.label === 'LABEL_REPEATED';
-    if (repeated && kind !== 'message') throw new Error(`${where}: repeated ${kind} fields are not supported by the compiled codecs`);
-    const tag = f.number * 8 + WIRE_TYPE[kind];
-    const field: FieldPlan = { name: f.name, where, kind, repeated, key: varintBytes(tag), tag };
-    if (kind === 'enum') {
-      const name = resolve(definition, typeName, f.typeName, where);
+    if (f.options?.['proto3_optional']) throw new Error(`${where}: optional fields are not supported by the compiled codecs`);
+    let kind: Kind | undefined;
+    if (f instanceof protobuf.MapField) {
+      if (f.keyType !== 'string' || f.type !== 'string') throw new Error(`${where}: map<${f.keyType}, ${f.type}> fields are not supported by the compiled codecs`);
+      kind = 'map';
+    } else if (f.resolvedType instanceof protobuf.Type) kind = 'message';
+    else if (f.resolvedType instanceof protobuf.Enum) kind = 'enum';
+    else kind = SCALARS[f.type];
+    if (!kind) throw new Error(`${where}: ${f.type} is not supported by the compiled codecs`);
+    const repeated = f.repeated && kind !== 'map';
+    if (repeated && kind !== 'message' && kind !== 'string' && kind !== 'bytes') throw new Error(`${where}: repeated ${kind} fields are not supported by the compiled codecs`);
+    const oneof = f.partOf?.name;
+    if (oneof !== undefined && !IDENTIFIER.test(oneof)) throw new Error(`${where}: the oneof's name is not an identifier`);
+    const tag = f.id * 8 + WIRE_TYPE[kind];
+    const field: FieldPlan = { name: f.name, where, kind, repeated, number: f.id, key: varintBytes(tag), tag, ...(oneof !== undefined ? { oneof } : {}) };
+    if (f.resolvedType instanceof protobuf.Enum) {
+      const name = f.resolvedType.fullName.slice(1);
       const at = g.enumNames.indexOf(name);
-      field.enumIndex = at >= 0 ? at : g.enums.push(enumValues(definition, name, where)) - 1;
+      field.enumIndex = at >= 0 ? at : g.enums.push(new Map(Object.entries(f.resolvedType.values))) - 1;
       if (at < 0) g.enumNames.push(name);
     }
     fields.push(field);
-    if (kind === 'message') field.typeIndex = plan(definition, resolve(definition, typeName, f.typeName, where), g);
+    if (kind === 'message') field.typeIndex = plan(root, (f.resolvedType as protobuf.Type).fullName.slice(1), g);
   }
   return index;
-}
-
-/** A type name as a field gives it (relative to the message's scope, or from the root with a leading dot), fully qualified. */
-function resolve(definition: PackageDefinition, scope: string, name: string, where: string): string {
-  if (name.startsWith('.')) return name.slice(1);
-  for (let parts = scope.split('.'); ; parts.pop()) {
-    const candidate = [...parts, name].join('.');
-    if (definition[candidate]) return candidate;
-    if (parts.length === 0) throw new Error(`${where}: type ${name} is not in this package definition`);
-  }
-}
-
-function enumValues(definition: PackageDefinition, typeName: string, where: string): Map<string, number> {
-  const entry = definition[typeName] as { format?: string; type?: { value: { name: string; number: number }[] } } | undefined;
-  if (!entry || entry.format !== 'Protocol Buffer 3 EnumDescriptorProto' || !entry.type) throw new Error(`${where}: ${typeName} is not an enum of this package definition`);
-  return new Map(entry.type.value.map((v) => [v.name, v.number]));
 }
 
 function varintBytes(n: number): number[] {
@@ -329,65 +357,92 @@ function varintBytes(n: number): number[] {
 }
 
 /**
- * The source of `measureN(m, sizes)`: message N's encoded size. Each nested message's own size is
- * pushed to `sizes` in the order met, which is the order `writeN` meets them in.
+ * How a single (not repeated) field of each kind is measured and written, as source: `pre` reads
+ * the value `v` into `l` where it needs converting, `set` is whether it differs from the default
+ * (left out otherwise, unless the field is a member of a oneof), `check` refuses a value that does
+ * not fit, `size` is its encoded size after the key, and `write` writes it after the key.
+ */
+function single(f: FieldPlan): { pre: string; set: string; check: string; size: string; write: string } {
+  const where = JSON.stringify(f.where);
+  switch (f.kind) {
+    case 'string':
+      return { pre: '', set: `v !== ''`, check: `if (typeof v !== 'string') notString(${where}, v);`, size: `(l = utf8Size(v), varintSize(l) + l)`, write: `writeString(w, v);` };
+    case 'bytes':
+      return { pre: '', set: 'v.length > 0', check: '', size: 'varintSize(v.length) + v.length', write: 'writeVarint(w, v.length); b.set(v, w.pos); w.pos += v.length;' };
+    case 'bool':
+      return { pre: '', set: 'v', check: '', size: '1', write: 'b[w.pos++] = v ? 1 : 0;' };
+    case 'double':
+      return { pre: '', set: '(v !== 0 || Object.is(v, -0))', check: '', size: '8', write: 'w.pos = b.writeDoubleLE(v, w.pos);' };
+    case 'int32':
+      return {
+        pre: '',
+        set: 'v !== 0',
+        check: `if (!((v | 0) === v)) throw new Error(${where} + ': ' + v + ' is not a signed 32-bit integer');`,
+        size: '(v < 0 ? 10 : varintSize(v))',
+        // A negative int32 is sign-extended to ten bytes.
+        write: 'if (v < 0) writeBigVarint(w, BigInt.asUintN(64, BigInt(v))); else writeVarint(w, v);',
+      };
+    case 'uint32':
+      return { pre: '', set: 'v !== 0', check: `if (!(v >>> 0 === v)) throw new Error(${where} + ': ' + v + ' is not an unsigned 32-bit integer');`, size: 'varintSize(v)', write: 'writeVarint(w, v);' };
+    case 'uint64':
+      return { pre: `l = uint64Of(v, ${where});`, set: 'l !== 0', check: '', size: `(typeof l === 'bigint' ? bigVarintSize(l) : varintSize(l))`, write: `if (typeof l === 'bigint') writeBigVarint(w, l); else writeVarint(w, l);` };
+    case 'enum':
+      // A negative enum value is sign-extended to ten bytes, as int32 is.
+      return { pre: `l = enumOf(enums[${f.enumIndex}], v, ${where});`, set: 'l !== 0', check: '', size: '(l < 0 ? 10 : varintSize(l))', write: 'if (l < 0) writeBigVarint(w, BigInt.asUintN(64, BigInt(l))); else writeVarint(w, l);' };
+    case 'message':
+      return { pre: '', set: 'true', check: '', size: `(l = measure${f.typeIndex}(v, sizes), sizes[at] = l, varintSize(l) + l)`, write: `writeVarint(w, w.sizes[w.next++]); write${f.typeIndex}(v, w);` };
+    case 'map':
+      throw new Error(`${f.where}: a map is not a single value`);
+  }
+}
+
+/**
+ * The source of `measureN(m, sizes)`: message N's encoded size. Each nested message's own size (and
+ * each map entry's) is pushed to `sizes` in the order met, which is the order `writeN` meets them in.
  */
 function measureSource(index: number, fields: FieldPlan[]): string {
   const lines = fields.map((f) => {
     const v = `m.${f.name}`;
-    const where = JSON.stringify(f.where);
     const k = f.key.length;
-    switch (f.kind) {
-      case 'string':
-        return `v = ${v}; if (v != null && v !== '') { l = utf8Size(v); n += ${k} + varintSize(l) + l; }`;
-      case 'bytes':
-        return `v = ${v}; if (v != null && v.length > 0) n += ${k} + varintSize(v.length) + v.length;`;
-      case 'bool':
-        return `if (${v}) n += ${k + 1};`;
-      case 'double':
-        return `v = ${v}; if (v != null && (v !== 0 || Object.is(v, -0))) n += ${k + 8};`;
-      case 'uint32':
-        return `v = ${v}; if (v != null && v !== 0) { if (!(v >>> 0 === v)) throw new Error(${where} + ': ' + v + ' is not an unsigned 32-bit integer'); n += ${k} + varintSize(v); }`;
-      case 'uint64':
-        return `v = ${v}; if (v != null && (l = uint64Of(v, ${where})) !== 0) n += ${k} + (typeof l === 'bigint' ? bigVarintSize(l) : varintSize(l));`;
-      case 'enum':
-        return `v = ${v}; if (v != null && (l = enumOf(enums[${f.enumIndex}], v, ${where})) !== 0) n += ${k} + (l < 0 ? 10 : varintSize(l));`;
-      case 'message': {
-        const nested = `{ const at = sizes.length; sizes.push(0); l = measure${f.typeIndex}(x, sizes); sizes[at] = l; n += ${k} + varintSize(l) + l; }`;
-        return f.repeated ? `v = ${v}; if (v != null) for (const x of v) ${nested}` : `v = ${v}; if (v != null) { const x = v; ${nested} }`;
+    const where = JSON.stringify(f.where);
+    if (f.kind === 'map') {
+      return `v = ${v}; if (v != null) for (const key of Object.keys(v)) { const x = v[key]; if (typeof x !== 'string') notString(${where} + '[' + key + ']', x); l = utf8Size(key); s = utf8Size(x); s = 2 + varintSize(l) + l + varintSize(s) + s; sizes.push(s); n += ${k} + varintSize(s) + s; }`;
+    }
+    if (f.repeated) {
+      switch (f.kind) {
+        case 'string':
+          return `v = ${v}; if (v != null) for (const x of v) { if (typeof x !== 'string') notString(${where}, x); l = utf8Size(x); n += ${k} + varintSize(l) + l; }`;
+        case 'bytes':
+          return `v = ${v}; if (v != null) for (const x of v) n += ${k} + varintSize(x.length) + x.length;`;
+        default:
+          return `v = ${v}; if (v != null) for (const x of v) { const at = sizes.length; sizes.push(0); l = measure${f.typeIndex}(x, sizes); sizes[at] = l; n += ${k} + varintSize(l) + l; }`;
       }
     }
+    const { pre, set, check, size } = single(f);
+    const at = f.kind === 'message' ? 'const at = sizes.length; sizes.push(0); ' : '';
+    return `v = ${v}; if (v != null) { ${pre} if (${f.oneof ? 'true' : set}) { ${check} ${at}n += ${k} + ${size}; } }`;
   });
-  return `function measure${index}(m, sizes) {\n  let n = 0, v, l;\n  ${lines.join('\n  ')}\n  return n;\n}\n`;
+  return `function measure${index}(m, sizes) {\n  let n = 0, v, l, s;\n  ${lines.join('\n  ')}\n  return n;\n}\n`;
 }
 
 /** The source of `writeN(m, w)`, which writes message N where `w.pos` is and moves it on. */
 function writeSource(index: number, fields: FieldPlan[]): string {
   const lines = fields.map((f) => {
     const v = `m.${f.name}`;
-    const where = JSON.stringify(f.where);
     const key = f.key.map((b) => `b[w.pos++] = ${b};`).join(' ');
-    switch (f.kind) {
-      case 'string':
-        return `v = ${v}; if (v != null && v !== '') { ${key} writeString(w, v); }`;
-      case 'bytes':
-        return `v = ${v}; if (v != null && v.length > 0) { ${key} writeVarint(w, v.length); b.set(v, w.pos); w.pos += v.length; }`;
-      case 'bool':
-        return `if (${v}) { ${key} b[w.pos++] = 1; }`;
-      case 'double':
-        return `v = ${v}; if (v != null && (v !== 0 || Object.is(v, -0))) { ${key} w.pos = b.writeDoubleLE(v, w.pos); }`;
-      case 'uint32':
-        return `v = ${v}; if (v != null && v !== 0) { ${key} writeVarint(w, v); }`;
-      case 'uint64':
-        return `v = ${v}; if (v != null && (l = uint64Of(v, ${where})) !== 0) { ${key} if (typeof l === 'bigint') writeBigVarint(w, l); else writeVarint(w, l); }`;
-      case 'enum':
-        // A negative enum value is sign-extended to ten bytes, as int32 is.
-        return `v = ${v}; if (v != null && (l = enumOf(enums[${f.enumIndex}], v, ${where})) !== 0) { ${key} if (l < 0) writeBigVarint(w, BigInt.asUintN(64, BigInt(l))); else writeVarint(w, l); }`;
-      case 'message': {
-        const nested = `{ ${key} writeVarint(w, w.sizes[w.next++]); write${f.typeIndex}(x, w); }`;
-        return f.repeated ? `v = ${v}; if (v != null) for (const x of v) ${nested}` : `v = ${v}; if (v != null) { const x = v; ${nested} }`;
+    if (f.kind === 'map') return `v = ${v}; if (v != null) for (const x of Object.keys(v)) { ${key} writeVarint(w, w.sizes[w.next++]); b[w.pos++] = 10; writeString(w, x); b[w.pos++] = 18; writeString(w, v[x]); }`;
+    if (f.repeated) {
+      switch (f.kind) {
+        case 'string':
+          return `v = ${v}; if (v != null) for (const x of v) { ${key} writeString(w, x); }`;
+        case 'bytes':
+          return `v = ${v}; if (v != null) for (const x of v) { ${key} writeVarint(w, x.length); b.set(x, w.pos); w.pos += x.length; }`;
+        default:
+          return `v = ${v}; if (v != null) for (const x of v) { ${key} writeVarint(w, w.sizes[w.next++]); write${f.typeIndex}(x, w); }`;
       }
     }
+    const { pre, set, write } = single(f);
+    return `v = ${v}; if (v != null) { ${pre} if (${f.oneof ? 'true' : set}) { ${key} ${write} } }`;
   });
   return `function write${index}(m, w) {\n  const b = w.buf;\n  let v, l;\n  ${lines.join('\n  ')}\n}\n`;
 }
@@ -488,4 +543,8 @@ function writeString(w: Cursor, s: string): void {
   }
 }
 
-const helpers = { uint64Of, enumOf, utf8Size, varintSize, bigVarintSize, writeVarint, writeBigVarint, writeString };
+function notString(where: string, value: unknown): never {
+  throw new Error(`${where}: ${String(value)} is not a string`);
+}
+
+const helpers = { uint64Of, enumOf, utf8Size, varintSize, bigVarintSize, writeVarint, writeBigVarint, writeString, notString };

@@ -1,9 +1,11 @@
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
 import type { ProtoGrpcType as JobsProto } from './proto/generated/jobs.js';
 import type { ProtoGrpcType as WorkerProto } from './proto/generated/worker.js';
-import { compileDecoder } from './proto-encoder.js';
+import { compileDecoder, compileEncoder, withFallback } from './proto-encoder.js';
 
 /**
  * Options for @grpc/proto-loader. They MUST match the flags of the `gen` script in package.json
@@ -33,6 +35,24 @@ export function loadTesseraProto(): { packageDefinition: protoLoader.PackageDefi
   return cached;
 }
 
+let root: protobuf.Root | undefined;
+
+/**
+ * The same messages as a protobufjs Root, loaded from the same files with the same options as
+ * proto-loader loads them, for the compiled codecs (shared/proto-encoder.ts).
+ */
+export function loadTesseraRoot(): protobuf.Root {
+  if (!root) {
+    const dir = resolveProtoDir();
+    const loaded = new protobuf.Root();
+    loaded.resolvePath = (_origin, target) => (path.isAbsolute(target) ? target : path.join(dir, target));
+    loaded.loadSync(PROTO_FILES, { keepCase: true, alternateCommentMode: true });
+    loaded.resolveAll();
+    root = loaded;
+  }
+  return root;
+}
+
 /**
  * JobService as clients call it: as loaded, except that watched events are read by a compiled
  * decoder (shared/proto-encoder.ts), which gives the same objects as proto-loader's at a fraction
@@ -40,9 +60,8 @@ export function loadTesseraProto(): { packageDefinition: protoLoader.PackageDefi
  * protobufjs's decode and toObject).
  */
 export function jobServiceClientDefinition(): grpc.ServiceDefinition {
-  const { proto, packageDefinition } = loadTesseraProto();
-  const service = proto.tessera.v1.JobService.service;
-  return { ...service, WatchJob: { ...service.WatchJob, responseDeserialize: compileDecoder(packageDefinition, 'tessera.v1.JobEvent') } };
+  const service = loadTesseraProto().proto.tessera.v1.JobService.service;
+  return { ...service, WatchJob: { ...service.WatchJob, responseDeserialize: compileDecoder(loadTesseraRoot(), 'tessera.v1.JobEvent') } };
 }
 
 let jobServiceClient: TesseraProto['tessera']['v1']['JobService'] | undefined;
@@ -50,6 +69,46 @@ let jobServiceClient: TesseraProto['tessera']['v1']['JobService'] | undefined;
 /** The client constructor for {@link jobServiceClientDefinition}, typed as the generated one. */
 export function jobServiceClientConstructor(): TesseraProto['tessera']['v1']['JobService'] {
   return (jobServiceClient ??= grpc.makeClientConstructor(jobServiceClientDefinition(), 'tessera.v1.JobService') as unknown as TesseraProto['tessera']['v1']['JobService']);
+}
+
+/**
+ * WorkerService as the coordinator serves it: the control stream's messages (`Connect`: results
+ * one way, assignments the other, thousands a second with small subtasks) are decoded and encoded
+ * by compiled codecs; an assignment the compiled encoder refuses goes out through protobufjs.
+ */
+export function workerServiceDefinition(): grpc.ServiceDefinition {
+  const service = loadTesseraProto().proto.tessera.v1.WorkerService.service;
+  const connect = service.Connect;
+  const root = loadTesseraRoot();
+  return {
+    ...service,
+    Connect: {
+      ...connect,
+      requestDeserialize: compileDecoder(root, 'tessera.v1.WorkerMessage'),
+      responseSerialize: withFallback(compileEncoder(root, 'tessera.v1.CoordinatorMessage'), connect.responseSerialize),
+    },
+  };
+}
+
+let workerServiceClient: TesseraProto['tessera']['v1']['WorkerService'] | undefined;
+
+/** The client constructor workers connect with: {@link workerServiceDefinition}'s codecs, the other way round. */
+export function workerServiceClientConstructor(): TesseraProto['tessera']['v1']['WorkerService'] {
+  if (!workerServiceClient) {
+    const service = loadTesseraProto().proto.tessera.v1.WorkerService.service;
+    const connect = service.Connect;
+    const root = loadTesseraRoot();
+    const definition = {
+      ...service,
+      Connect: {
+        ...connect,
+        requestSerialize: withFallback(compileEncoder(root, 'tessera.v1.WorkerMessage'), connect.requestSerialize),
+        responseDeserialize: compileDecoder(root, 'tessera.v1.CoordinatorMessage'),
+      },
+    };
+    workerServiceClient = grpc.makeClientConstructor(definition, 'tessera.v1.WorkerService') as unknown as TesseraProto['tessera']['v1']['WorkerService'];
+  }
+  return workerServiceClient;
 }
 
 /** Directory holding `tessera/v1/*.proto`. */

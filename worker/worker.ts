@@ -13,7 +13,7 @@ import { TesseraError, tidyGrpcError } from '../shared/errors.js';
 import { availableCores } from '../shared/machine.js';
 import { tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
 import type { Logger } from '../shared/logger.js';
-import { loadTesseraProto } from '../shared/proto.js';
+import { workerServiceClientConstructor } from '../shared/proto.js';
 import type { Assignment__Output } from '../shared/proto/generated/tessera/v1/Assignment.js';
 import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { SubtaskResult } from '../shared/proto/generated/tessera/v1/SubtaskResult.js';
@@ -116,8 +116,8 @@ export class Worker {
     this.tempRoot = defaultTempRoot(this.name);
     const memoryLimitMb = opts.memoryLimitMb ?? defaultMemoryLimitMb(this.slots);
     this.isolation = memoryLimitMb > 0 ? new ProcessorIsolation({ memoryLimitMb, log: opts.log, prewarm: Math.min(this.slots, 4) }) : undefined;
-    const { proto } = loadTesseraProto();
-    this.client = new proto.tessera.v1.WorkerService(opts.coordinator, opts.credentials ?? grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
+    const WorkerService = workerServiceClientConstructor();
+    this.client = new WorkerService(opts.coordinator, opts.credentials ?? grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
     this.registered = new Promise((resolve) => (this.markRegistered = resolve));
   }
 
