@@ -452,6 +452,10 @@ export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, 
         wake = resolve;
       });
       wake = undefined;
+      // Send at the end of this turn of the event loop, not after the first callback that emitted:
+      // results from both workers and the dispatch they free often land in the same turn, and
+      // then go out as one message (with 200 watched jobs of no-op subtasks, 0.72 -> 0.34 per subtask).
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   } finally {
     signal.removeEventListener('abort', onAbort);
