@@ -67,12 +67,15 @@ describe('compiled protobuf encoder (JobEvent)', () => {
     expect(() => encode({ time_ms: 1.5 })).toThrow(/JobEvent\.time_ms: 1\.5 is not/);
     expect(() => encode({ subtask: { index: -1 } })).toThrow(/tessera\.v1\.SubtaskInfo\.index: -1 is not an unsigned 32-bit integer/);
     expect(() => encode({ batch: [{ subtask: { state: 'RUNNING' } }] })).toThrow(/SubtaskInfo\.state: RUNNING is not a value of tessera\.v1\.SubtaskState/);
+    expect(() => encode({ job_id: 5 })).toThrow(/JobEvent\.job_id: 5 is not a string/);
+    expect(() => encode({ output_data: 'AAEC' })).toThrow(/JobEvent\.output_data: a string is not bytes/);
   });
 
   it('as WatchJob serves it, falls back to protobufjs for a value the compiled encoder refuses, rather than fail the watch', () => {
     const serialize = (jobServiceDefinition().WatchJob as unknown as { responseSerialize: (m: object) => Buffer }).responseSerialize;
-    // A duration from a clock stepped back, an out-of-range number from a worker: protobufjs wraps them.
-    for (const odd of [{ subtask: { id: 's', duration_ms: '-5' } }, { subtask: { id: 's', duration_ms: '18446744073709552000' } }, { seq: 2.5 }]) {
+    // A duration from a clock stepped back, an out-of-range number from a worker: protobufjs wraps
+    // them. Bytes given as base64, which protobufjs reads.
+    for (const odd of [{ subtask: { id: 's', duration_ms: '-5' } }, { subtask: { id: 's', duration_ms: '18446744073709552000' } }, { seq: 2.5 }, { output_data: 'AAEC' }]) {
       expect(() => encode(odd)).toThrow();
       expect(decode(serialize(odd))).toEqual(decode(watchJob.responseSerialize(odd)));
     }

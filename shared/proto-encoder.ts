@@ -81,7 +81,7 @@ export function compileEncoder(root: protobuf.Root, typeName: string): Encoder {
   plan(root, typeName, g);
   const source = g.fields.map((fields, i) => measureSource(i, fields) + writeSource(i, fields)).join('\n');
   // Field names are checked to be identifiers (see `plan`): nothing else is spliced into the source.
-  const make = new Function('h', `'use strict';\nconst { uint64Of, enumOf, utf8Size, varintSize, bigVarintSize, writeVarint, writeBigVarint, writeString, notString, enums } = h;\n${source}\nreturn { measure: measure0, write: write0 };`) as (
+  const make = new Function('h', `'use strict';\nconst { uint64Of, enumOf, utf8Size, varintSize, bigVarintSize, writeVarint, writeBigVarint, writeString, notString, notBytes, enums } = h;\n${source}\nreturn { measure: measure0, write: write0 };`) as (
     h: typeof helpers & { enums: Generated['enums'] },
   ) => { measure: (m: object, sizes: number[]) => number; write: (m: object, w: Cursor) => void };
   const { measure, write } = make({ ...helpers, enums: g.enums.map((values, i) => Object.assign(values, { enumName: g.enumNames[i] })) });
@@ -300,7 +300,6 @@ function skip(b: Buffer, c: ReadCursor, tag: number, end: number): void {
 
 const decodeHelpers = { varint32, varint64, skip, truncated, EMPTY: Buffer.alloc(0) };
 
-
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Plans `typeName` and every message it holds; returns its index. */
@@ -368,7 +367,7 @@ function single(f: FieldPlan): { pre: string; set: string; check: string; size: 
     case 'string':
       return { pre: '', set: `v !== ''`, check: `if (typeof v !== 'string') notString(${where}, v);`, size: `(l = utf8Size(v), varintSize(l) + l)`, write: `writeString(w, v);` };
     case 'bytes':
-      return { pre: '', set: 'v.length > 0', check: '', size: 'varintSize(v.length) + v.length', write: 'writeVarint(w, v.length); b.set(v, w.pos); w.pos += v.length;' };
+      return { pre: '', set: 'v.length > 0', check: `if (!(v instanceof Uint8Array)) notBytes(${where}, v);`, size: 'varintSize(v.length) + v.length', write: 'writeVarint(w, v.length); b.set(v, w.pos); w.pos += v.length;' };
     case 'bool':
       return { pre: '', set: 'v', check: '', size: '1', write: 'b[w.pos++] = v ? 1 : 0;' };
     case 'double':
@@ -413,7 +412,7 @@ function measureSource(index: number, fields: FieldPlan[]): string {
         case 'string':
           return `v = ${v}; if (v != null) for (const x of v) { if (typeof x !== 'string') notString(${where}, x); l = utf8Size(x); n += ${k} + varintSize(l) + l; }`;
         case 'bytes':
-          return `v = ${v}; if (v != null) for (const x of v) n += ${k} + varintSize(x.length) + x.length;`;
+          return `v = ${v}; if (v != null) for (const x of v) { if (!(x instanceof Uint8Array)) notBytes(${where}, x); n += ${k} + varintSize(x.length) + x.length; }`;
         default:
           return `v = ${v}; if (v != null) for (const x of v) { const at = sizes.length; sizes.push(0); l = measure${f.typeIndex}(x, sizes); sizes[at] = l; n += ${k} + varintSize(l) + l; }`;
       }
@@ -547,4 +546,9 @@ function notString(where: string, value: unknown): never {
   throw new Error(`${where}: ${String(value)} is not a string`);
 }
 
-const helpers = { uint64Of, enumOf, utf8Size, varintSize, bigVarintSize, writeVarint, writeBigVarint, writeString, notString };
+/** Bytes are Buffers or Uint8Arrays here; protobufjs also takes base64 strings, which the fallback encodes. */
+function notBytes(where: string, value: unknown): never {
+  throw new Error(`${where}: a ${typeof value} is not bytes`);
+}
+
+const helpers = { uint64Of, enumOf, utf8Size, varintSize, bigVarintSize, writeVarint, writeBigVarint, writeString, notString, notBytes };
