@@ -255,6 +255,31 @@ describe('compiled codecs on every message of the protocol', () => {
     expect(spec(compileEncoder(root, 'tessera.v1.JobSpec')({ priority: -5, passthrough: {} }))).toMatchObject({ priority: -5, passthrough: { subtasks: 0 }, params: 'passthrough' });
   });
 
+  it('refuses values of the wrong shape, which protobufjs refuses or converts, so that the fallback decides', () => {
+    const encode = compileEncoder(root, 'tessera.v1.WorkerMessage');
+    const capabilities = (c: object): object => ({ register: { name: 'w', capabilities: c } });
+    expect(() => encode(capabilities({ kinds: 'image' }))).toThrow(/Capabilities\.kinds: an array is expected, not string/);
+    expect(() => encode(capabilities({ labels: ['a'] }))).toThrow(/Capabilities\.labels: an object is expected, not an array/);
+    expect(() => encode(capabilities({ labels: { a: 1 } }))).toThrow(/Capabilities\.labels\[a\]: 1 is not a string/);
+    expect(() => encode({ register: 'w' })).toThrow(/WorkerMessage\.register: an object is expected, not string/);
+    expect(() => encode({ results: { results: [5] } })).toThrow(/SubtaskResultBatch\.results: an object is expected, not number/);
+    expect(() => encode('w' as unknown as object)).toThrow(/tessera\.v1\.WorkerMessage: an object is expected, not string/);
+  });
+
+  it('keeps a map key named __proto__, and writes two members of one oneof as protobufjs does', () => {
+    const { serialize, deserialize } = generic('tessera.v1.WorkerMessage');
+    const decode = compileDecoder(root, 'tessera.v1.WorkerMessage');
+    const encode = compileEncoder(root, 'tessera.v1.WorkerMessage');
+    const labels = JSON.parse('{"__proto__": "x", "zone": "a"}') as Record<string, string>;
+    const register = { register: { name: 'w', capabilities: { labels } } };
+    const read = decode(encode(register)) as { register: { capabilities: { labels: Record<string, string> } } };
+    expect(Object.entries(read.register.capabilities.labels)).toEqual([['__proto__', 'x'], ['zone', 'a']]);
+    expect(read).toEqual(deserialize(serialize(register)));
+    // A caller setting two members: both are written, in field-number order, and the last one read wins.
+    const both = { drain: { reason: 'stop' }, heartbeat: { slots_used: 1 } };
+    expect(deserialize(encode(both))).toEqual(deserialize(serialize(both)));
+  });
+
   it('carries the control stream both ways, and an assignment the compiled encoder refuses goes out through protobufjs', () => {
     const server = workerServiceDefinition().Connect as unknown as { requestDeserialize: (b: Buffer) => unknown; responseSerialize: (m: object) => Buffer };
     const client = (workerServiceClientConstructor() as unknown as { service: typeof server & { Connect: { requestSerialize: (m: object) => Buffer; responseDeserialize: (b: Buffer) => unknown } } }).service.Connect;

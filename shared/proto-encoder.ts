@@ -47,7 +47,6 @@ interface FieldPlan {
   kind: Kind;
   /** A repeated field (a map is not: it has its own kind). */
   repeated: boolean;
-  number: number;
   /** The oneof the field is a member of. */
   oneof?: string;
   /** The field's key (number and wire type) as varint bytes, and as a number. */
@@ -81,11 +80,12 @@ export function compileEncoder(root: protobuf.Root, typeName: string): Encoder {
   plan(root, typeName, g);
   const source = g.fields.map((fields, i) => measureSource(i, fields) + writeSource(i, fields)).join('\n');
   // Field names are checked to be identifiers (see `plan`): nothing else is spliced into the source.
-  const make = new Function('h', `'use strict';\nconst { uint64Of, enumOf, utf8Size, varintSize, bigVarintSize, writeVarint, writeBigVarint, writeString, notString, notBytes, enums } = h;\n${source}\nreturn { measure: measure0, write: write0 };`) as (
+  const make = new Function('h', `'use strict';\nconst { uint64Of, enumOf, utf8Size, varintSize, bigVarintSize, writeVarint, writeBigVarint, writeString, notString, notBytes, notA, enums } = h;\n${source}\nreturn { measure: measure0, write: write0 };`) as (
     h: typeof helpers & { enums: Generated['enums'] },
   ) => { measure: (m: object, sizes: number[]) => number; write: (m: object, w: Cursor) => void };
   const { measure, write } = make({ ...helpers, enums: g.enums.map((values, i) => Object.assign(values, { enumName: g.enumNames[i] })) });
   return (message) => {
+    if (message === null || typeof message !== 'object') notA('an object', typeName, message);
     const sizes: number[] = [];
     const size = measure(message, sizes);
     const w: Cursor = { buf: Buffer.allocUnsafe(size), pos: 0, sizes, next: 0 };
@@ -107,7 +107,11 @@ export type Decoder = (buf: Buffer) => object;
  * unknown number stays a number), bytes as a view of `buf`, and keys in protobufjs's order
  * (repeated fields, maps, the other fields, each by field number, then the oneof members sent).
  * Unknown fields are skipped. It covers the same field types as {@link compileEncoder} and refuses
- * the same messages; a truncated or malformed message throws.
+ * the same messages; a truncated or malformed message throws. On malformed input it is stricter
+ * than protobufjs, which reads a string running past the end as what is there and skips groups;
+ * a known field sent with another wire type is skipped as unknown. A message nested deeper than
+ * the stack allows (`JobEvent.batch` holds events) throws a RangeError, which grpc-js turns into
+ * an error status for that call.
  */
 export function compileDecoder(root: protobuf.Root, typeName: string): Decoder {
   const g: Generated = { types: [], fields: [], enums: [], enumNames: [] };
@@ -144,8 +148,8 @@ function namesOf(values: Map<string, number>): Record<number, string> {
 /** The source of `decodeN(b, c, end)`: message N from `c.pos` up to `end`. */
 function decodeSource(index: number, fields: FieldPlan[], g: Generated): string {
   // Defaults as protobufjs's toObject sets them: repeated fields, then maps, then the others, each
-  // by field number; members of a oneof get none.
-  const byNumber = [...fields].sort((a, b) => a.number - b.number).filter((f) => !f.oneof);
+  // by field number (the order `plan` lists them in); members of a oneof get none.
+  const byNumber = fields.filter((f) => !f.oneof);
   const ordered = [...byNumber.filter((f) => f.repeated), ...byNumber.filter((f) => f.kind === 'map'), ...byNumber.filter((f) => !f.repeated && f.kind !== 'map')];
   const defaults = ordered.map((f) => {
     if (f.repeated) return `${f.name}: []`;
@@ -207,7 +211,7 @@ function decodeSource(index: number, fields: FieldPlan[], g: Generated): string 
         break;
       case 'map':
         // An entry: key 1 and value 2, both strings, each '' when left out.
-        return `case ${f.tag}: { l = varint32(b, c); const e = c.pos + l; if (e > end) truncated(); let k = '', x = ''; while (c.pos < e) { t = varint32(b, c); if (t === 10) { ${length.replace('end', 'e')} k = b.utf8Slice(s, c.pos); } else if (t === 18) { ${length.replace('end', 'e')} x = b.utf8Slice(s, c.pos); } else skip(b, c, t, e); } if (c.pos !== e) truncated(); m.${f.name}[k] = x; } break;`;
+        return `case ${f.tag}: { l = varint32(b, c); const e = c.pos + l; if (e > end) truncated(); let k = '', x = ''; while (c.pos < e) { t = varint32(b, c); if (t === 10) { ${length.replace('end', 'e')} k = b.utf8Slice(s, c.pos); } else if (t === 18) { ${length.replace('end', 'e')} x = b.utf8Slice(s, c.pos); } else skip(b, c, t, e); } if (c.pos !== e) truncated(); if (k === '__proto__') Object.defineProperty(m.${f.name}, k, { value: x, enumerable: true, writable: true, configurable: true }); else m.${f.name}[k] = x; } break;`;
     }
     const store = f.repeated ? `m.${f.name}.push(v);` : f.oneof ? `m.${f.name} = v; m.${f.oneof} = ${JSON.stringify(f.name)};` : `m.${f.name} = v;`;
     return `case ${f.tag}: ${value} ${store} break;`;
@@ -317,7 +321,8 @@ function plan(root: protobuf.Root, typeName: string, g: Generated): number {
   const fields: FieldPlan[] = [];
   g.types.push(typeName);
   g.fields.push(fields);
-  for (const f of type.fieldsArray) {
+  // By field number, the order protobufjs writes them in (which member of a oneof set twice wins).
+  for (const f of [...type.fieldsArray].sort((a, b) => a.id - b.id)) {
     f.resolve();
     const where = `${typeName}.${f.name}`;
     if (!IDENTIFIER.test(f.name)) throw new Error(`${where}: the field name is not an identifier`);
@@ -335,7 +340,7 @@ function plan(root: protobuf.Root, typeName: string, g: Generated): number {
     const oneof = f.partOf?.name;
     if (oneof !== undefined && !IDENTIFIER.test(oneof)) throw new Error(`${where}: the oneof's name is not an identifier`);
     const tag = f.id * 8 + WIRE_TYPE[kind];
-    const field: FieldPlan = { name: f.name, where, kind, repeated, number: f.id, key: varintBytes(tag), tag, ...(oneof !== undefined ? { oneof } : {}) };
+    const field: FieldPlan = { name: f.name, where, kind, repeated, key: varintBytes(tag), tag, ...(oneof !== undefined ? { oneof } : {}) };
     if (f.resolvedType instanceof protobuf.Enum) {
       const name = f.resolvedType.fullName.slice(1);
       const at = g.enumNames.indexOf(name);
@@ -389,7 +394,7 @@ function single(f: FieldPlan): { pre: string; set: string; check: string; size: 
       // A negative enum value is sign-extended to ten bytes, as int32 is.
       return { pre: `l = enumOf(enums[${f.enumIndex}], v, ${where});`, set: 'l !== 0', check: '', size: '(l < 0 ? 10 : varintSize(l))', write: 'if (l < 0) writeBigVarint(w, BigInt.asUintN(64, BigInt(l))); else writeVarint(w, l);' };
     case 'message':
-      return { pre: '', set: 'true', check: '', size: `(l = measure${f.typeIndex}(v, sizes), sizes[at] = l, varintSize(l) + l)`, write: `writeVarint(w, w.sizes[w.next++]); write${f.typeIndex}(v, w);` };
+      return { pre: '', set: 'true', check: `if (typeof v !== 'object') notA('an object', ${where}, v);`, size: `(l = measure${f.typeIndex}(v, sizes), sizes[at] = l, varintSize(l) + l)`, write: `writeVarint(w, w.sizes[w.next++]); write${f.typeIndex}(v, w);` };
     case 'map':
       throw new Error(`${f.where}: a map is not a single value`);
   }
@@ -405,16 +410,17 @@ function measureSource(index: number, fields: FieldPlan[]): string {
     const k = f.key.length;
     const where = JSON.stringify(f.where);
     if (f.kind === 'map') {
-      return `v = ${v}; if (v != null) for (const key of Object.keys(v)) { const x = v[key]; if (typeof x !== 'string') notString(${where} + '[' + key + ']', x); l = utf8Size(key); s = utf8Size(x); s = 2 + varintSize(l) + l + varintSize(s) + s; sizes.push(s); n += ${k} + varintSize(s) + s; }`;
+      return `v = ${v}; if (v != null) { if (typeof v !== 'object' || Array.isArray(v)) notA('an object', ${where}, v); for (const key of Object.keys(v)) { const x = v[key]; if (typeof x !== 'string') notString(${where} + '[' + key + ']', x); l = utf8Size(key); s = utf8Size(x); s = 2 + varintSize(l) + l + varintSize(s) + s; sizes.push(s); n += ${k} + varintSize(s) + s; } }`;
     }
     if (f.repeated) {
+      const array = `if (v != null && !Array.isArray(v)) notA('an array', ${where}, v);`;
       switch (f.kind) {
         case 'string':
-          return `v = ${v}; if (v != null) for (const x of v) { if (typeof x !== 'string') notString(${where}, x); l = utf8Size(x); n += ${k} + varintSize(l) + l; }`;
+          return `v = ${v}; ${array} if (v != null) for (const x of v) { if (typeof x !== 'string') notString(${where}, x); l = utf8Size(x); n += ${k} + varintSize(l) + l; }`;
         case 'bytes':
-          return `v = ${v}; if (v != null) for (const x of v) { if (!(x instanceof Uint8Array)) notBytes(${where}, x); n += ${k} + varintSize(x.length) + x.length; }`;
+          return `v = ${v}; ${array} if (v != null) for (const x of v) { if (!(x instanceof Uint8Array)) notBytes(${where}, x); n += ${k} + varintSize(x.length) + x.length; }`;
         default:
-          return `v = ${v}; if (v != null) for (const x of v) { const at = sizes.length; sizes.push(0); l = measure${f.typeIndex}(x, sizes); sizes[at] = l; n += ${k} + varintSize(l) + l; }`;
+          return `v = ${v}; ${array} if (v != null) for (const x of v) { if (x === null || typeof x !== 'object') notA('an object', ${where}, x); const at = sizes.length; sizes.push(0); l = measure${f.typeIndex}(x, sizes); sizes[at] = l; n += ${k} + varintSize(l) + l; }`;
       }
     }
     const { pre, set, check, size } = single(f);
@@ -546,9 +552,13 @@ function notString(where: string, value: unknown): never {
   throw new Error(`${where}: ${String(value)} is not a string`);
 }
 
+function notA(what: string, where: string, value: unknown): never {
+  throw new Error(`${where}: ${what} is expected, not ${Array.isArray(value) ? 'an array' : typeof value}`);
+}
+
 /** Bytes are Buffers or Uint8Arrays here; protobufjs also takes base64 strings, which the fallback encodes. */
 function notBytes(where: string, value: unknown): never {
   throw new Error(`${where}: a ${typeof value} is not bytes`);
 }
 
-const helpers = { uint64Of, enumOf, utf8Size, varintSize, bigVarintSize, writeVarint, writeBigVarint, writeString, notString, notBytes };
+const helpers = { uint64Of, enumOf, utf8Size, varintSize, bigVarintSize, writeVarint, writeBigVarint, writeString, notString, notBytes, notA };
