@@ -86,6 +86,20 @@ export function ffmpegInfo(): FfmpegInfo {
   return info;
 }
 
+/** {@link ffmpegInfo} if this process has it already (no probe). */
+export function knownFfmpegInfo(): FfmpegInfo | undefined {
+  return info;
+}
+
+/**
+ * Takes what another process of the same worker probed (same environment, so the same binary):
+ * a processor child would otherwise run `ffmpeg -version` and `-encoders` again, synchronously, at
+ * the start of its first video or audio subtask (0.3 s there).
+ */
+export function adoptFfmpegInfo(known: FfmpegInfo): void {
+  info ??= known;
+}
+
 /** Frame-rate mode flag: `-fps_mode` on ffmpeg >= 5.1, `-vsync` before. */
 export function fpsModeFlag(): string {
   const { version, major } = ffmpegInfo();

@@ -215,6 +215,36 @@ describe('ffmpeg dies with the process that started it', () => {
 
 // ---------------------------------------------------------------------------------------------
 
+describe("processor children take the worker's ffmpeg probe", () => {
+  it('a child has the version and encoders the worker probed before it runs anything, and never probes ffmpeg itself', async () => {
+    // Where the child would run ffmpeg at all, this one fails: a probe of its own shows as an error.
+    const processors = path.join(dir, 'probe-processors.mjs');
+    await writeFile(
+      processors,
+      `import { knownFfmpegInfo, ffmpegInfo } from ${JSON.stringify(distUrl('shared/ffmpeg.js'))};
+export const processors = new Map([['probe', { name: 'probe', params: () => ({}), async process() {
+  const before = knownFfmpegInfo() ?? null;
+  return { outputs: [], result: { before, after: ffmpegInfo() } };
+} }]]);
+`,
+    );
+    const { ffmpegInfo } = await import('../shared/ffmpeg.js');
+    const info = ffmpegInfo();
+    const saved = process.env['FFMPEG_PATH'];
+    process.env['FFMPEG_PATH'] = path.join(dir, 'no-such-dir', 'ffmpeg');
+    const isolation = new ProcessorIsolation({ memoryLimitMb: 1024, processorsModule: processors, log: pino({ level: 'silent' }) });
+    const ctx = (): ProcessContext<unknown> => ({ jobId: 'j', subtaskId: 's', attempt: 1, phase: 0, params: {}, spec: {} as JobSpec__Output, plan: null, inputs: [], workDir: dir, signal: new AbortController().signal, progress: () => undefined, threads: 1, log: pino({ level: 'silent' }) });
+    try {
+      // The first request carries the probe; the same child, idle again, keeps it for the next one.
+      for (let i = 0; i < 2; i++) expect((await isolation.run('probe', ctx())).result).toEqual({ before: info, after: info });
+    } finally {
+      isolation.close();
+      if (saved === undefined) delete process.env['FFMPEG_PATH'];
+      else process.env['FFMPEG_PATH'] = saved;
+    }
+  });
+});
+
 describe('ffmpeg that cannot be started is this machine trouble', () => {
   /** The ffmpeg module loaded afresh with FFMPEG_PATH and FFPROBE_PATH set to `bin` (it resolves them once). */
   async function withBinary<T>(bin: string, fn: (m: typeof import('../shared/ffmpeg.js')) => Promise<T>): Promise<T> {

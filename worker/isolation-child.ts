@@ -6,6 +6,7 @@ import { status } from '@grpc/grpc-js';
 import pino from 'pino';
 import sharp from 'sharp';
 import { TesseraError } from '../shared/errors.js';
+import { adoptFfmpegInfo, type FfmpegInfo } from '../shared/ffmpeg.js';
 import type { LocalFile, ProcessResult, WorkerProcessor } from '../shared/job-kind.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 
@@ -13,6 +14,8 @@ import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSp
 export interface ChildRequest {
   type: 'run';
   kind: string;
+  /** The worker's ffmpeg probe, sent with a child's first request once the worker has it. */
+  ffmpeg?: FfmpegInfo;
   ctx: { jobId: string; subtaskId: string; attempt: number; phase: number; params: unknown; spec: JobSpec__Output; plan: unknown; inputs: LocalFile[]; workDir: string; threads: number };
 }
 
@@ -48,6 +51,7 @@ export async function isolationChildMain(): Promise<void> {
   });
   process.on('message', (m: ChildRequest) => {
     if (m?.type !== 'run') return;
+    if (m.ffmpeg) adoptFfmpegInfo(m.ffmpeg);
     void (async () => {
       try {
         const processor = processors.get(m.kind);

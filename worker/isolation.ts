@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
 import { TesseraError } from '../shared/errors.js';
+import { knownFfmpegInfo } from '../shared/ffmpeg.js';
 import type { ProcessContext, ProcessResult } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
 import { availableMemoryBytes } from '../shared/machine.js';
@@ -51,6 +52,8 @@ export interface IsolationOptions {
 export class ProcessorIsolation {
   private readonly idle: ChildProcess[] = [];
   private readonly busy = new Set<ChildProcess>();
+  /** Children that have been sent the worker's ffmpeg probe. */
+  private readonly informed = new WeakSet<ChildProcess>();
   private closed = false;
 
   constructor(private readonly opts: IsolationOptions) {
@@ -68,9 +71,12 @@ export class ProcessorIsolation {
     ctx.signal.throwIfAborted();
     const child = this.takeIdle() ?? this.spawn();
     this.busy.add(child);
+    const ffmpeg = this.informed.has(child) ? undefined : knownFfmpegInfo();
+    if (ffmpeg) this.informed.add(child);
     const request: ChildRequest = {
       type: 'run',
       kind,
+      ...(ffmpeg ? { ffmpeg } : {}),
       ctx: { jobId: ctx.jobId, subtaskId: ctx.subtaskId, attempt: ctx.attempt, phase: ctx.phase, params: ctx.params, spec: ctx.spec, plan: ctx.plan, inputs: ctx.inputs, workDir: ctx.workDir, threads: ctx.threads },
     };
     let healthy = false;
