@@ -6,6 +6,8 @@ import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { TesseraError, dataLoss, hasLocalTroubleCode, invalidArgument } from '../shared/errors.js';
 import { clientStream, serverStream } from '../shared/grpc-handlers.js';
+import { compileDecoder, compileEncoder, withFallback } from '../shared/proto-encoder.js';
+import { loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
 import { safeOutputName } from '../shared/names.js';
@@ -26,6 +28,27 @@ export interface WorkerServiceOptions {
   heartbeatMs: number;
   ttlMs: number;
   maxOutputBytes: number;
+}
+
+/**
+ * WorkerService as the coordinator serves it: the control stream's messages (`Connect`: results
+ * one way, assignments the other, thousands a second with small subtasks) are decoded and encoded
+ * by compiled codecs (shared/proto-encoder.ts), as workers do at their end
+ * (`workerServiceClientConstructor`); an assignment the compiled encoder refuses goes out through
+ * protobufjs.
+ */
+export function workerServiceDefinition(): grpc.ServiceDefinition {
+  const service = loadTesseraProto().proto.tessera.v1.WorkerService.service;
+  const connect = service.Connect;
+  const root = loadTesseraRoot();
+  return {
+    ...service,
+    Connect: {
+      ...connect,
+      requestDeserialize: compileDecoder(root, 'tessera.v1.WorkerMessage'),
+      responseSerialize: withFallback(compileEncoder(root, 'tessera.v1.CoordinatorMessage'), connect.responseSerialize),
+    },
+  };
 }
 
 export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, opts: WorkerServiceOptions, authorize: (md: grpc.Metadata) => void): WorkerServiceHandlers {

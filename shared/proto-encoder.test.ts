@@ -1,8 +1,9 @@
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { jobServiceDefinition } from '../coordinator/job-service.js';
+import { workerServiceDefinition } from '../coordinator/worker-service.js';
 import { compileDecoder, compileEncoder } from './proto-encoder.js';
-import { jobServiceClientDefinition, loadTesseraProto, loadTesseraRoot, workerServiceClientConstructor, workerServiceDefinition } from './proto.js';
+import { jobServiceClientDefinition, loadTesseraProto, loadTesseraRoot, workerServiceClientConstructor } from './proto.js';
 
 const { packageDefinition } = loadTesseraProto();
 const root = loadTesseraRoot();

@@ -71,28 +71,14 @@ export function jobServiceClientConstructor(): TesseraProto['tessera']['v1']['Jo
   return (jobServiceClient ??= grpc.makeClientConstructor(jobServiceClientDefinition(), 'tessera.v1.JobService') as unknown as TesseraProto['tessera']['v1']['JobService']);
 }
 
-/**
- * WorkerService as the coordinator serves it: the control stream's messages (`Connect`: results
- * one way, assignments the other, thousands a second with small subtasks) are decoded and encoded
- * by compiled codecs; an assignment the compiled encoder refuses goes out through protobufjs.
- */
-export function workerServiceDefinition(): grpc.ServiceDefinition {
-  const service = loadTesseraProto().proto.tessera.v1.WorkerService.service;
-  const connect = service.Connect;
-  const root = loadTesseraRoot();
-  return {
-    ...service,
-    Connect: {
-      ...connect,
-      requestDeserialize: compileDecoder(root, 'tessera.v1.WorkerMessage'),
-      responseSerialize: withFallback(compileEncoder(root, 'tessera.v1.CoordinatorMessage'), connect.responseSerialize),
-    },
-  };
-}
-
 let workerServiceClient: TesseraProto['tessera']['v1']['WorkerService'] | undefined;
 
-/** The client constructor workers connect with: {@link workerServiceDefinition}'s codecs, the other way round. */
+/**
+ * The client constructor workers connect with: the control stream's messages (`Connect`: results
+ * one way, assignments the other, thousands a second with small subtasks) are encoded and decoded by
+ * compiled codecs, as the coordinator's end does (coordinator/worker-service.ts); a result the
+ * compiled encoder refuses goes out through protobufjs.
+ */
 export function workerServiceClientConstructor(): TesseraProto['tessera']['v1']['WorkerService'] {
   if (!workerServiceClient) {
     const service = loadTesseraProto().proto.tessera.v1.WorkerService.service;
