@@ -348,7 +348,7 @@ export class JobManager {
       params: active.params,
       spec: job.spec,
       inputs: job.inputs,
-      cluster: { workers: cluster.workers, slots: cluster.slots, encoders: cluster.encoders },
+      cluster: { workers: cluster.workers, slots: cluster.slots, encoders: cluster.encoders, features: cluster.features },
       workDir: this.spool.workDir(job.id),
       signal: active.controller.signal,
       log: this.log.child({ job: job.id }),
@@ -1256,6 +1256,8 @@ function canRun(w: WorkerSession, s: SubtaskRecord, kind: string): boolean {
   if (!w.kinds.has(kind)) return false;
   const enc = s.requires?.encoders;
   if (enc) for (const e of enc) if (!w.encoders.has(e)) return false;
+  const features = s.requires?.features;
+  if (features) for (const f of features) if (!w.features.has(f)) return false;
   return true;
 }
 

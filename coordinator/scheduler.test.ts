@@ -4,7 +4,7 @@ import { Scheduler } from './scheduler.js';
 import type { WorkerSession } from './worker-registry.js';
 
 const worker = (name: string, slots: number, kinds = ['image'], prefetch = 0): WorkerSession =>
-  ({ id: name, name, slots, prefetch, leases: new Map(), kinds: new Set(kinds), encoders: new Set(), state: 'active' }) as unknown as WorkerSession;
+  ({ id: name, name, slots, prefetch, leases: new Map(), kinds: new Set(kinds), encoders: new Set(), features: new Set(), state: 'active' }) as unknown as WorkerSession;
 
 const subtask = (jobId: string, index: number, weight = 1): SubtaskRecord => ({ id: `${jobId}-${index}`, jobId, index, weight, notBefore: 0, state: 'pending' }) as SubtaskRecord;
 

@@ -12,6 +12,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TesseraClient } from '../client/client.js';
 import { CLI_PATH } from '../client/local-cluster.js';
+import { WORKER_FEATURES } from '../shared/job-kind.js';
 import { Coordinator } from './coordinator.js';
 import { WorkerRegistry, newWorkerSession } from './worker-registry.js';
 
@@ -20,9 +21,26 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
 });
 
-const caps = { kinds: ['passthrough'], encoders: [], cpu_count: 1, ffmpeg_version: '', sharp_version: '', libvips_version: '', labels: {}, memory_bytes: '0' };
+const caps = { kinds: ['passthrough'], encoders: [], cpu_count: 1, ffmpeg_version: '', sharp_version: '', libvips_version: '', labels: {}, memory_bytes: '0', features: [] };
 
 describe('WorkerRegistry', () => {
+  it('reports the features every active worker of a kind has (this version\'s while there is none)', () => {
+    const registry = new WorkerRegistry();
+    const video = (id: string, features: string[], kinds = ['video']) =>
+      newWorkerSession({ id, name: id, instanceId: id, address: '', slots: 2, capabilities: { ...caps, kinds, features }, call: undefined });
+    expect([...registry.activeCount('video').features]).toEqual([...WORKER_FEATURES]);
+    registry.add(video('new', [...WORKER_FEATURES, 'from-the-future']));
+    expect([...registry.activeCount('video').features]).toEqual([...WORKER_FEATURES]);
+    // A worker that cannot take the kind does not count; an older one that can, does.
+    registry.add(video('images', [], ['image']));
+    expect([...registry.activeCount('video').features]).toEqual([...WORKER_FEATURES]);
+    const older = video('older', []);
+    registry.add(older);
+    expect(registry.activeCount('video')).toMatchObject({ workers: 2, slots: 4, features: new Set() });
+    older.state = 'lost';
+    expect([...registry.activeCount('video').features]).toEqual([...WORKER_FEATURES]);
+  });
+
   it('credits its workers a stall of the coordinator, and only the live ones, never past now', () => {
     const registry = new WorkerRegistry();
     const a = newWorkerSession({ id: 'a', name: 'a', instanceId: 'a', address: '', slots: 1, capabilities: caps, call: undefined });

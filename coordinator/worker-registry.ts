@@ -1,6 +1,7 @@
 /** Registered workers: sessions, heartbeats, leases and failure detection. */
 import { randomBytes } from 'node:crypto';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { WORKER_FEATURES } from '../shared/job-kind.js';
 import type { Capabilities__Output } from '../shared/proto/generated/tessera/v1/Capabilities.js';
 import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { WorkerMessage__Output } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
@@ -20,6 +21,7 @@ export interface WorkerSession {
   capabilities: Capabilities__Output;
   kinds: ReadonlySet<string>;
   encoders: ReadonlySet<string>;
+  features: ReadonlySet<string>;
   state: WorkerState;
   lastHeartbeat: number;
   connectedAt: number;
@@ -61,6 +63,7 @@ export function newWorkerSession(r: Pick<WorkerSession, 'id' | 'name' | 'instanc
     ...r,
     kinds: new Set(r.capabilities.kinds),
     encoders: new Set(r.capabilities.encoders),
+    features: new Set(r.capabilities.features),
     state: 'active',
     lastHeartbeat: now,
     connectedAt: now,
@@ -146,18 +149,24 @@ export class WorkerRegistry {
     for (const [id, w] of this.sessions) if (w.state === 'lost' && now - w.lostAt > keepLostMs) this.sessions.delete(id);
   }
 
-  activeCount(kind?: string): { workers: number; slots: number; encoders: Set<string> } {
+  /**
+   * The active workers (of `kind`): how many, their slots, the union of their encoders and the
+   * features every one of them has (this version's, {@link WORKER_FEATURES}, while there are none).
+   */
+  activeCount(kind?: string): { workers: number; slots: number; encoders: Set<string>; features: Set<string> } {
     let workers = 0;
     let slots = 0;
     const encoders = new Set<string>();
+    const features = new Set(WORKER_FEATURES);
     for (const w of this.sessions.values()) {
       if (w.state === 'lost') continue;
       if (kind && !w.kinds.has(kind)) continue;
       workers++;
       slots += w.slots;
       for (const e of w.encoders) encoders.add(e);
+      for (const f of features) if (!w.features.has(f)) features.delete(f);
     }
-    return { workers, slots, encoders };
+    return { workers, slots, encoders, features };
   }
 
   send(w: WorkerSession, msg: CoordinatorMessage): boolean {

@@ -176,7 +176,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
               address: peer,
               slots,
               prefetch,
-              capabilities: r.capabilities ?? { kinds: [], encoders: [], cpu_count: 0, ffmpeg_version: '', sharp_version: '', libvips_version: '', labels: {}, memory_bytes: '0' },
+              capabilities: r.capabilities ?? { kinds: [], encoders: [], cpu_count: 0, ffmpeg_version: '', sharp_version: '', libvips_version: '', labels: {}, memory_bytes: '0', features: [] },
               call,
             });
             registry.add(session);

@@ -13,6 +13,13 @@
 import type { JobSpec__Output } from './proto/generated/tessera/v1/JobSpec.js';
 import type { Logger } from './logger.js';
 
+/**
+ * Features (`Capabilities.features`) a worker of this version advertises: behaviours that older
+ * workers lack, so that a coordinator plans for them only where every worker has them.
+ * - `video-nut-chunks`: reads the video kind's stream-copied chunks as NUT (older: Matroska only).
+ */
+export const WORKER_FEATURES: readonly string[] = ['video-nut-chunks'];
+
 /** Names of the kinds; also the field names of `JobSpec.params`. */
 export type KindName = 'image' | 'video' | 'thumbnails' | 'audio' | 'passthrough';
 
@@ -46,6 +53,11 @@ export interface ClusterView {
   slots: number;
   /** Union of ffmpeg encoders the workers advertise. */
   encoders: ReadonlySet<string>;
+  /**
+   * Features (`Capabilities.features`) every one of those workers has; with no worker yet, those of
+   * this version ({@link WORKER_FEATURES}). A plan that relies on one also `requires` it.
+   */
+  features: ReadonlySet<string>;
 }
 
 /** One piece of work the planner (or a merge that starts a new phase) asks for. */
@@ -60,8 +72,8 @@ export interface SubtaskPlan {
   weight: number;
   /** Job inputs (client file names) this subtask covers: a failure of the subtask is reported against them. */
   items: string[];
-  /** Worker capabilities required, e.g. `{ encoders: ['libx264'] }`. */
-  requires?: { encoders?: string[] };
+  /** Worker capabilities required, e.g. `{ encoders: ['libx264'], features: ['video-nut-chunks'] }`. */
+  requires?: { encoders?: string[]; features?: string[] };
   /** Per-attempt timeout in ms (default from config). */
   timeoutMs?: number;
 }

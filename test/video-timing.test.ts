@@ -59,8 +59,8 @@ describe('video timing and audio fixes', () => {
       const [outIndex, decoded] = await Promise.all([probeVideoIndex(out), decodeCheck(out)]);
       expect(decoded.errors).toEqual([]);
       expect(outIndex.frameTimes).toHaveLength(srcIndex.frameTimes.length);
-      // Every frame where the source shows it (the stream-copied chunks are Matroska: 1 ms steps).
-      outIndex.frameTimes.forEach((t, i) => expect(Math.abs(t - outIndex.frameTimes[0]! - (srcIndex.frameTimes[i]! - srcIndex.frameTimes[0]!))).toBeLessThan(0.0021));
+      // Every frame exactly where the source shows it (ffprobe prints microseconds).
+      outIndex.frameTimes.forEach((t, i) => expect(Math.abs(t - outIndex.frameTimes[0]! - (srcIndex.frameTimes[i]! - srcIndex.frameTimes[0]!))).toBeLessThan(2.1e-6));
     }
   });
 
@@ -82,6 +82,18 @@ describe('video timing and audio fixes', () => {
     // Like a plain ffmpeg encode: the last AAC frame is padded, at most one frame (1024 samples) long.
     expect(info.audio[0]!.duration - 4).toBeGreaterThanOrEqual(0);
     expect(info.audio[0]!.duration - 4).toBeLessThanOrEqual(1024 / rate + 0.001);
+  });
+
+  it('keeps a 30000/1001 source at exactly 30000/1001 fps, in one segment and in several (no 1 ms rounding)', async () => {
+    const src = await make('ntsc-keep.mp4', ['-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=30000/1001:d=3', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '15']);
+    for (const segmentSeconds of [60, 1]) {
+      const out = await transcode(src, { segment_seconds: segmentSeconds });
+      const timing = await videoTiming(out);
+      expect(timing.avgFrameRate).toBe('30000/1001');
+      // One frame duration throughout: 1001/30000 s in whatever time base the output has.
+      expect(timing.durations.size).toBe(1);
+      expect((await decodeCheck(out)).frames).toBe(90);
+    }
   });
 
   it('resamples a 30000/1001 source to exactly 60 fps (no 1 ms rounding of frame times)', async () => {

@@ -1,6 +1,7 @@
 /** What this worker can do, as advertised at registration. */
 import sharp from 'sharp';
 import { ffmpegInfo } from '../shared/ffmpeg.js';
+import { WORKER_FEATURES } from '../shared/job-kind.js';
 import { availableCores, availableMemoryBytes } from '../shared/machine.js';
 import type { Capabilities } from '../shared/proto/generated/tessera/v1/Capabilities.js';
 import type { Logger } from '../shared/logger.js';
@@ -26,5 +27,6 @@ export function detectCapabilities(kinds: string[], labels: Record<string, strin
     libvips_version: sharp.versions.vips,
     labels,
     memory_bytes: String(availableMemoryBytes()),
+    features: [...WORKER_FEATURES],
   };
 }

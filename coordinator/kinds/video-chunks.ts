@@ -2,6 +2,10 @@
  * Coordinator-side stream-copy cutting for the video kind: the video stream into keyframe-aligned
  * chunks (segment muxer, original timestamps kept) and the first audio track into its own file.
  * Both are cheap (no decoding) and let each worker fetch only the bytes its range needs.
+ *
+ * Chunks are NUT, ffmpeg's own container: it holds any codec and keeps the source's time base
+ * exactly (refined, never rounded). Matroska, used before, stores times in whole milliseconds, which
+ * turned a 29.97 fps source into 33/34 ms frames in the output.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -10,21 +14,22 @@ import path from 'node:path';
 import { dataLoss } from '../../shared/errors.js';
 import { runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
 import type { SpoolFile } from '../../shared/job-kind.js';
+import { chunkExtension, chunkFormatOf, type ChunkFormat } from '../../shared/media/video-plan.js';
 
-const CHUNK = /^chunk\d{5}\.mkv$/;
+const CHUNK = /^chunk\d{5}\.(nut|mkv)$/;
 
-/** Cuts stream `streamIndex` of `src` at `cutTimes` into `dir/chunkNNNNN.mkv` files (in order). */
-export async function cutVideoChunks(src: string, input: string, streamIndex: number, cutTimes: number[], dir: string, signal: AbortSignal): Promise<SpoolFile[]> {
+/** Cuts stream `streamIndex` of `src` at `cutTimes` into `dir/chunkNNNNN.nut` (or `.mkv`) files, in order. */
+export async function cutVideoChunks(src: string, input: string, streamIndex: number, cutTimes: number[], dir: string, signal: AbortSignal, format: ChunkFormat = 'nut'): Promise<SpoolFile[]> {
   await mkdir(dir, { recursive: true });
   // A plan made again (the coordinator stopped while planning) may cut into fewer chunks: the
   // first cut's chunks must not be counted, nor handed out, as this one's.
   for (const f of await readdir(dir)) if (CHUNK.test(f)) await rm(path.join(dir, f), { force: true });
   // The segment muxer splits at the first keyframe presenting at or after each time: aim just before it.
   const times = cutTimes.map((t) => (t - 0.0005).toFixed(6));
-  const args = ['-copyts', '-i', src, '-map', `0:${streamIndex}`, '-c', 'copy', '-f', 'segment', '-segment_format', 'matroska', '-reset_timestamps', '0'];
+  const args = ['-copyts', '-i', src, '-map', `0:${streamIndex}`, '-c', 'copy', '-f', 'segment', '-segment_format', format, '-reset_timestamps', '0'];
   if (times.length > 0) args.push('-segment_times', times.join(','));
   else args.push('-segment_time', '1000000000');
-  args.push(path.join(dir, 'chunk%05d.mkv'));
+  args.push(path.join(dir, `chunk%05d.${chunkExtension(format)}`));
   await runFfmpeg(args, { signal, input });
   const names = (await readdir(dir)).filter((f) => CHUNK.test(f)).sort();
   if (names.length !== cutTimes.length + 1) {
@@ -34,19 +39,20 @@ export async function cutVideoChunks(src: string, input: string, streamIndex: nu
 }
 
 /**
- * How far the muxer moved timestamps while cutting (seconds): Matroska refuses negative decode times,
- * so a stream with B-frame delay is shifted by that delay. Compared on the first packet of chunk 0.
+ * How far the muxer moved timestamps while cutting (seconds): NUT, like Matroska, refuses negative
+ * decode times, so a stream with B-frame delay is shifted by that delay. Compared on the first packet
+ * of chunk 0.
  */
 export async function chunkTimeShift(chunk0: string, sourceFirstPts: number, input: string, signal: AbortSignal): Promise<number> {
   const r = await runFfprobe<{ packets?: Array<{ pts_time?: string }> }>(
-    ['-select_streams', 'v:0', '-read_intervals', '%+#1', '-show_entries', 'packet=pts_time', '-i', chunk0],
+    ['-select_streams', 'v:0', '-read_intervals', '%+#1', '-show_entries', 'packet=pts_time', '-f', chunkFormatOf(chunk0), '-i', chunk0],
     { signal, input },
   );
   const first = Number(r.packets?.[0]?.pts_time);
   return Number.isFinite(first) ? first - sourceFirstPts : 0;
 }
 
-/** Where the chunk spooled as `name` (e.g. "in0-chunk00003.mkv") lives under the job's workDir. */
+/** Where the chunk spooled as `name` (e.g. "in0-chunk00003.nut") lives under the job's workDir. */
 export function chunkPath(workDir: string, name: string): string {
   const m = /^(in\d+)-(.+)$/.exec(name);
   if (!m) throw new Error(`not a chunk name: ${name}`);

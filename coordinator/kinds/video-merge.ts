@@ -12,7 +12,7 @@ import { chunkPath, spoolFile } from './video-chunks.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import type { VideoJobParams } from '../../shared/kinds/video-params.js';
 import { countVideoPackets, probeMedia, probePacketSpan, type StreamSpan } from '../../shared/media/probe.js';
-import type { VideoSegmentPlan, VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { chunkFormatOf, NUT_CHUNKS_FEATURE, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 
 /** Plan-time facts about one input that the merge needs (written to the job's workDir). */
 export interface InputPlanRecord {
@@ -246,5 +246,6 @@ function keyOf(p: VideoSubtaskPlan): string {
 async function resubmit(bad: SubtaskOutcome, workDir: string): Promise<SubtaskPlan> {
   const plan = bad.plan as VideoSegmentPlan;
   const inputs = await Promise.all(plan.chunks.map((name) => spoolFile(chunkPath(workDir, name), name)));
-  return { label: `${bad.label} (re-run)`, inputs, plan, weight: 1, items: bad.items, requires: { encoders: [plan.encoder] } };
+  const features = chunkFormatOf(plan.chunks[0]!) === 'nut' ? { features: [NUT_CHUNKS_FEATURE] } : {};
+  return { label: `${bad.label} (re-run)`, inputs, plan, weight: 1, items: bad.items, requires: { encoders: [plan.encoder], ...features } };
 }

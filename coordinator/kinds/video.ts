@@ -14,7 +14,7 @@ import { invalidArgument, TesseraError } from '../../shared/errors.js';
 import { parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, CONTAINER_COPY_AUDIO, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type StreamSpan } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
-import type { VideoAudioPlan, VideoSegmentPlan } from '../../shared/media/video-plan.js';
+import { NUT_CHUNKS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
 import { chunkTimeShift, cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
 import { planSegments, segmentCount } from './video-segments.js';
 import { mergeVideo, type InputPlanRecord } from './video-merge.js';
@@ -83,6 +83,9 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   // while a range that starts between keyframes only decodes (much cheaper) a few frames it drops.
   const layout = planSegments(index, { count, snapTolerance: (0.03 * span) / count });
   const chunkDir = path.join(ctx.workDir, `in${inputIndex}`);
+  // NUT keeps the source's frame times exactly; Matroska only while a worker too old to read NUT
+  // can take video work (its segments then go to any worker).
+  const nut = ctx.cluster.features.has(NUT_CHUNKS_FEATURE);
   const encodeAudio = audio && params.audioCodec !== 'copy';
   // An MP4/MOV track copied into Matroska or WebM, which have no edit lists, would bring along the
   // packets its edit list hides, sounding before the picture starts. The encoder's priming (a
@@ -93,7 +96,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
     audio && params.audioCodec === 'copy' && params.container !== 'mp4' && isMovFamily(info.formatName) && (await hiddenLead(input.path, String(audio.index), { signal, input: name })) > HIDDEN_LEAD_KEPT_S;
   // The audio copy, the video split and the audio measure only read the source: run them together.
   const [chunks, audioFile, audioSpan, audioCopy] = await Promise.all([
-    cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal),
+    cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal, nut ? 'nut' : 'matroska'),
     encodeAudio ? copyAudioTrack(input.path, name, info.formatName, audio, chunkDir, `in${inputIndex}-audio`, signal) : undefined,
     audio ? audioSpanOf(input.path, name, audio, signal) : undefined,
     copyWithoutLead ? extractAudio(input.path, name, audio.index, path.join(chunkDir, 'audio-copy.mka'), `in${inputIndex}-audio-copy.mka`, signal, { dropLead: true }) : undefined,
@@ -141,7 +144,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
       plan,
       weight: (frames * size.width * size.height) / 1e6,
       items: [name],
-      requires: { encoders: [encoder] },
+      requires: { encoders: [encoder], ...(nut && { features: [NUT_CHUNKS_FEATURE] }) },
       // Generous: a veryslow 4K encode runs far below real time; the runtime's default may not fit.
       timeoutMs: Math.max(600_000, (seg.end - seg.start) * 60_000),
     });

@@ -3,6 +3,29 @@
  * workers send back. Shared by coordinator/kinds/video.ts and worker/processors/video.ts.
  */
 
+/**
+ * The containers of the stream-copied chunks. NUT holds any codec and keeps the source's time base
+ * exactly; Matroska (what workers from before the `video-nut-chunks` feature read) rounds every
+ * time to 1 ms. Commands that read chunks name the demuxer, so that the format allow-list opens
+ * them and nothing else.
+ */
+export type ChunkFormat = 'nut' | 'matroska';
+
+/** The worker feature that reads NUT chunks (`Capabilities.features`). */
+export const NUT_CHUNKS_FEATURE = 'video-nut-chunks';
+
+const CHUNK_EXTENSION: Readonly<Record<ChunkFormat, string>> = { nut: 'nut', matroska: 'mkv' };
+
+/** File extension of a chunk in `format`. */
+export function chunkExtension(format: ChunkFormat): string {
+  return CHUNK_EXTENSION[format];
+}
+
+/** The container of a chunk, from its name (plans from before NUT chunks name `.mkv` files). */
+export function chunkFormatOf(name: string): ChunkFormat {
+  return name.endsWith('.nut') ? 'nut' : 'matroska';
+}
+
 /** Encodes the frames of one time range of the video stream. */
 export interface VideoSegmentPlan {
   type: 'segment';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import type { TesseraError } from '../../shared/errors.js';
 import { ffmpegInfo, fpsModeFlag, runFfmpeg } from '../../shared/ffmpeg.js';
-import type { CoordinatorKind, FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, WorkerProcessor } from '../../shared/job-kind.js';
+import { WORKER_FEATURES, type CoordinatorKind, type FinalOutput, type ItemFailure, type SpoolFile, type SubtaskOutcome, type WorkerProcessor } from '../../shared/job-kind.js';
 import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 
 export interface VideoFixture {
@@ -106,7 +106,7 @@ export async function runKindInProcess<P>(
   processor: WorkerProcessor<P>,
   spec: JobSpec__Output,
   files: string[],
-  opts: { dir: string; slots?: number; threads?: number; encoders?: string[]; signal?: AbortSignal },
+  opts: { dir: string; slots?: number; threads?: number; encoders?: string[]; features?: readonly string[]; signal?: AbortSignal },
 ): Promise<InProcessRun> {
   const signal = opts.signal ?? new AbortController().signal;
   const kindName = kind.name as 'video' | 'thumbnails';
@@ -115,7 +115,7 @@ export async function runKindInProcess<P>(
   const workDir = await mkdtemp(path.join(opts.dir, 'job-'));
   const outputDir = await mkdtemp(path.join(opts.dir, 'out-'));
   const log = pino({ level: 'silent' });
-  const cluster = { workers: 1, slots: opts.slots ?? 2, encoders: new Set(opts.encoders ?? ffmpegInfo().encoders) };
+  const cluster = { workers: 1, slots: opts.slots ?? 2, encoders: new Set(opts.encoders ?? ffmpegInfo().encoders), features: new Set(opts.features ?? WORKER_FEATURES) };
   const base = { jobId: 'job-1', params, spec, inputs, cluster, workDir, signal, log };
   const planned = await kind.plan(base);
   let subtasks = planned.subtasks;

@@ -16,7 +16,7 @@ import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '
 import { parseVideoParams, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { countVideoPackets, probeMedia } from '../../shared/media/probe.js';
 import { audioEncoderArgs, rotationFilters, videoEncoderArgs } from '../../shared/media/video-encode.js';
-import type { VideoAudioPlan, VideoSegmentPlan, VideoSegmentResult, VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { chunkFormatOf, type VideoAudioPlan, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 
 /** The `video` kind as the worker registry sees it. */
 export const videoProcessor: WorkerProcessor<VideoJobParams> = {
@@ -37,7 +37,7 @@ export async function encodeSegment(ctx: ProcessContext<VideoJobParams>, plan: V
   // time, so we read the same numbers here and give each chunk's exact duration.
   const starts = await Promise.all(
     chunks.map(async (c) => {
-      const r = await runFfprobe<{ format?: { start_time?: string } }>(['-show_entries', 'format=start_time', '-i', c.path], { signal, input: label });
+      const r = await runFfprobe<{ format?: { start_time?: string } }>(['-show_entries', 'format=start_time', '-f', chunkFormatOf(c.name), '-i', c.path], { signal, input: label });
       return Number(r.format?.start_time ?? 0);
     }),
   );
@@ -71,7 +71,7 @@ export async function encodeSegment(ctx: ProcessContext<VideoJobParams>, plan: V
   const out = path.join(ctx.workDir, `segment-${plan.input}-${String(plan.segment).padStart(5, '0')}.mp4`);
   const expectedSpan = plan.frames;
   const args = [
-    '-y', '-noautorotate', '-f', 'concat', '-safe', '0', '-i', list,
+    '-y', '-noautorotate', '-format_whitelist', `concat,${chunkFormatOf(plan.chunks[0]!)}`, '-f', 'concat', '-safe', '0', '-i', list,
     '-map', '0:v:0', '-an', '-sn', '-dn', '-vf', filters.join(','),
     // Source timestamps pass through untouched (VFR stays VFR); resampling, when asked, is the fps filter's.
     fpsModeFlag(), 'passthrough', '-frames:v', String(plan.frames),
