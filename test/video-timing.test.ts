@@ -14,7 +14,7 @@ import { parseVideoParams } from '../shared/kinds/video-params.js';
 import { decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
 import type { VideoAudioPlan } from '../shared/media/video-plan.js';
 import { encodeAudio, videoProcessor } from '../worker/processors/video.js';
-import { runKindInProcess, specOf } from './helpers/media.js';
+import { makeVideo, runKindInProcess, specOf } from './helpers/media.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -47,11 +47,18 @@ async function videoTiming(file: string) {
 }
 
 describe('video timing and audio fixes', () => {
-  it('keeps the frame timing of a VFR source (30 then 15 fps), in one segment and in several', async () => {
-    const src = await make('vfr2.mp4', [
-      '-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=30:d=2', '-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=15:d=2',
-      '-filter_complex', '[0:v][1:v]concat=n=2:v=1[v]', '-map', '[v]', '-fps_mode', 'vfr', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '30',
-    ]);
+  it.each([
+    ['30 then 15 fps, mp4', 'mp4'],
+    // Matroska's 1 ms time base: stream-copied chunks in a time base made from the frame rate would round it.
+    ['24 and 60 fps in turn, Matroska', 'mkv'],
+  ])('keeps the frame timing of a VFR source (%s), in one segment and in several', async (_, container) => {
+    const src =
+      container === 'mkv'
+        ? await makeVideo(dir, 'vfr24-60.mkv', { duration: 4, vfr: true })
+        : await make('vfr2.mp4', [
+            '-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=30:d=2', '-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=15:d=2',
+            '-filter_complex', '[0:v][1:v]concat=n=2:v=1[v]', '-map', '[v]', '-fps_mode', 'vfr', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '30',
+          ]);
     const srcIndex = await probeVideoIndex(src);
     expect(srcIndex.vfr).toBe(true);
     for (const segmentSeconds of [60, 1]) {

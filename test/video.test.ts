@@ -8,6 +8,7 @@ import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
 import { parseVideoParams } from '../shared/kinds/video-params.js';
 import { decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
 import { videoEncoderArgs } from '../shared/media/video-encode.js';
+import type { VideoSubtaskPlan } from '../shared/media/video-plan.js';
 import { videoProcessor } from '../worker/processors/video.js';
 import { makeVideo, runKindInProcess, specOf, type VideoFixture } from './helpers/media.js';
 
@@ -127,6 +128,30 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     const dropped = await transcode('drop.mp4', { duration: 2, audioChannels: 2 }, { audio_codec: 'none' });
     expect(dropped.outInfo.audio).toEqual([]);
     expect(dropped.decoded.frames).toBe(dropped.srcIndex.frameTimes.length);
+  });
+
+  it('encodes the plans of an older coordinator: Matroska chunks, no chunk start times', async () => {
+    const src = await makeVideo(dir, 'older-plan.mp4', { duration: 3, openGop: true, gop: 12 });
+    const seen: string[] = [];
+    const older: typeof videoProcessor = {
+      ...videoProcessor,
+      async process(ctx) {
+        const plan = ctx.plan as VideoSubtaskPlan;
+        if (plan.type === 'segment') {
+          seen.push(...plan.chunks);
+          delete plan.chunkStarts;
+        }
+        return videoProcessor.process(ctx);
+      },
+    };
+    // A cluster with an older worker in it: the coordinator cuts Matroska.
+    const run = await runKindInProcess(videoKind, older, specOf('video', { preset: 'ultrafast', segment_seconds: 1 }), [src], { dir, features: [] });
+    expect(run.errors).toEqual([]);
+    expect(seen.length).toBeGreaterThan(2);
+    for (const name of seen) expect(name).toMatch(/\.mkv$/);
+    const decoded = await decodeCheck(run.outputs[0]!.path);
+    expect(decoded.errors).toEqual([]);
+    expect(decoded.frames).toBe(75);
   });
 
   it('encodes a segment again when its file arrives damaged', async () => {

@@ -26,7 +26,9 @@ export async function cutVideoChunks(src: string, input: string, streamIndex: nu
   for (const f of await readdir(dir)) if (CHUNK.test(f)) await rm(path.join(dir, f), { force: true });
   // The segment muxer splits at the first keyframe presenting at or after each time: aim just before it.
   const times = cutTimes.map((t) => (t - 0.0005).toFixed(6));
-  const args = ['-copyts', '-i', src, '-map', `0:${streamIndex}`, '-c', 'copy', '-f', 'segment', '-segment_format', format, '-reset_timestamps', '0'];
+  // -copytb 1: the chunks keep the demuxer's time base (ffmpeg's automatic choice may take one from
+  // the frame rate, 1/15 for a VFR Matroska, onto which NUT would round every 1 ms time).
+  const args = ['-copyts', '-i', src, '-map', `0:${streamIndex}`, '-c', 'copy', '-copytb', '1', '-f', 'segment', '-segment_format', format, '-reset_timestamps', '0'];
   if (times.length > 0) args.push('-segment_times', times.join(','));
   else args.push('-segment_time', '1000000000');
   args.push(path.join(dir, `chunk%05d.${chunkExtension(format)}`));

@@ -106,6 +106,9 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   const audioCopyStart = audioCopy ? ((await probePacketSpan(audioCopy.path, 'a:0', { signal, input: name, firstPackets: 4 }))?.start ?? 0) : 0;
   // Workers see chunk timestamps: every time in a segment plan is moved by the muxer's shift.
   const shift = await chunkTimeShift(chunks[0]!.path, index.packets[0]!.pts, name, signal);
+  // Each chunk starts with the packet it was cut at (chunk 0 with the file's first), as the
+  // segment muxer wrote it: the workers need not probe the chunks for it.
+  const chunkStarts = [index.packets[0]!.pts, ...layout.cutTimes].map((t) => t + shift);
 
   const rate = params.fps;
   const slotOf = (t: number): number => Math.max(0, Math.ceil((t - first) * rate - 1e-6));
@@ -123,6 +126,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
       source: name,
       segment: number,
       chunks: chunks.slice(seg.firstChunk, seg.lastChunk + 1).map((c) => c.name),
+      chunkStarts: chunkStarts.slice(seg.firstChunk, seg.lastChunk + 1),
       lo: seg.lo + shift,
       hi: rate || seg.hi === null ? null : seg.hi + shift,
       first: seg.start + shift,
@@ -135,7 +139,10 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
       encoder,
     };
     // In resampling mode a range reads on into the next chunk so the last slots see the frames after it.
-    if (rate && seg.lastChunk + 1 < chunks.length) plan.chunks.push(chunks[seg.lastChunk + 1]!.name);
+    if (rate && seg.lastChunk + 1 < chunks.length) {
+      plan.chunks.push(chunks[seg.lastChunk + 1]!.name);
+      plan.chunkStarts!.push(chunkStarts[seg.lastChunk + 1]!);
+    }
     const inputs = chunks.filter((c) => plan.chunks.includes(c.name));
     segments.push({ frames, duration: rate ? frames / rate : seg.end - seg.start });
     subtasks.push({

@@ -37,6 +37,12 @@ export interface VideoSegmentPlan {
   /** Names of the stream-copied chunk files (the subtask's inputs), in decode order. */
   chunks: string[];
   /**
+   * Where each of `chunks` starts (its first packet's presentation time, in the chunk files'
+   * timestamps), which the concat demuxer takes as the file's start. Absent in plans from before
+   * 2026-12-02: the worker probes each chunk.
+   */
+  chunkStarts?: number[];
+  /**
    * Keep frames presenting in [lo, hi) seconds, in the chunk files' timestamps (hi = null: to the end).
    * Bounds sit half-way between frames so millisecond rounding of timestamps cannot move a frame.
    */
