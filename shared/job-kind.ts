@@ -12,13 +12,16 @@
  */
 import type { JobSpec__Output } from './proto/generated/tessera/v1/JobSpec.js';
 import type { Logger } from './logger.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, NUT_CHUNKS_FEATURE } from './media/video-plan.js';
 
 /**
  * Features (`Capabilities.features`) a worker of this version advertises: behaviours that older
  * workers lack, so that a coordinator plans for them only where every worker has them.
  * - `video-nut-chunks`: reads the video kind's stream-copied chunks as NUT (older: Matroska only).
+ * - `video-audio-beside-segment`: encodes a video's audio track beside a segment, in the same
+ *   subtask (older: only as a subtask of its own).
  */
-export const WORKER_FEATURES: readonly string[] = ['video-nut-chunks'];
+export const WORKER_FEATURES: readonly string[] = [NUT_CHUNKS_FEATURE, AUDIO_BESIDE_SEGMENT_FEATURE];
 
 /** Names of the kinds; also the field names of `JobSpec.params`. */
 export type KindName = 'image' | 'video' | 'thumbnails' | 'audio' | 'passthrough';

@@ -1,10 +1,11 @@
 /**
  * A video job in a cluster where some workers are older than the coordinator (a rolling upgrade).
  *
- * The coordinator cuts a video into NUT chunks (exact frame times) only where every worker that can
- * take video work advertises the `video-nut-chunks` feature; with an older worker among them it cuts
- * Matroska, which newer workers read too. NUT segments require the feature, so an older worker that
- * joins afterwards is never sent one. Real coordinator and worker over real gRPC on loopback; the
+ * The coordinator cuts a video into NUT chunks (exact frame times), and has the audio encoded beside
+ * the first segment, only where every worker that can take video work advertises the features
+ * (`video-nut-chunks`, `video-audio-beside-segment`); with an older worker among them it cuts
+ * Matroska, which newer workers read too, and plans the audio as a subtask of its own. Segments
+ * that rely on a feature require it, so an older worker that joins afterwards is never sent one. Real coordinator and worker over real gRPC on loopback; the
  * older worker is a Connect stream written by hand, registering without `features`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -15,7 +16,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { TesseraClient } from '../client/client.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { createLogger } from '../shared/logger.js';
-import { countVideoPackets } from '../shared/media/probe.js';
+import { countVideoPackets, probeMedia } from '../shared/media/probe.js';
 import type { VideoSubtaskPlan } from '../shared/media/video-plan.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
@@ -82,21 +83,25 @@ describe('video chunks with workers of two versions', () => {
     cleanups.push(async () => older.close());
     await expect.poll(older.isRegistered, { timeout: 10_000, interval: 10 }).toBe(true);
     await c.startWorker();
-    const src = await makeVideo(c.dir, 'clip.mp4', { duration: 3, gop: 15 });
+    const src = await makeVideo(c.dir, 'clip.mp4', { duration: 3, gop: 15, audioChannels: 2 });
     const job = await c.client.submit({ video: { preset: 'ultrafast', segment_seconds: 1 } }, [src]);
     const done = await c.client.wait(job.id);
     expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
-    // The older worker was sent a segment (then went away); it names Matroska chunks.
+    // The older worker was sent a subtask (then went away); a segment names Matroska chunks.
     expect(older.plans.length).toBeGreaterThan(0);
     for (const p of older.plans) if (p.type === 'segment') for (const name of p.chunks) expect(name).toMatch(/\.mkv$/);
+    // And the audio is a subtask of its own, as older workers know it.
+    expect(done.subtasks.map((s) => s.label).filter((l) => l.includes('audio'))).toEqual(['clip.mp4 audio']);
     const files = await c.client.download(job.id, path.join(c.dir, 'out'));
-    expect(await countVideoPackets([...files.values()][0]!)).toBe(75);
+    const out = [...files.values()][0]!;
+    expect(await countVideoPackets(out)).toBe(75);
+    expect((await probeMedia(out)).audio).toHaveLength(1);
   });
 
   it('cuts NUT when every worker reads it, and never sends those segments to an older worker that joins', async () => {
     const c = await cluster('tessera-mixed-new-');
     await c.startWorker();
-    const src = await makeVideo(c.dir, 'clip.mp4', { duration: 5, gop: 15 });
+    const src = await makeVideo(c.dir, 'clip.mp4', { duration: 5, gop: 15, audioChannels: 2 });
     const job = await c.client.submit({ video: { preset: 'ultrafast', segment_seconds: 1 } }, [src]);
     // Joins once the job is planned, while its segments are still queued for the one-slot worker.
     let older: ReturnType<typeof olderWorker> | undefined;
@@ -108,10 +113,13 @@ describe('video chunks with workers of two versions', () => {
     });
     expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
     expect(older?.isRegistered()).toBe(true);
-    expect(done.subtasks.length).toBe(5);
+    // Five segments, the first with the audio beside it.
+    expect(done.subtasks.map((s) => s.label)).toEqual(['clip.mp4 segment 1 (0.0s-1.0s) and audio', ...[2, 3, 4, 5].map((n) => `clip.mp4 segment ${n} (${n - 1}.0s-${n}.0s)`)]);
     expect(older!.plans).toEqual([]);
     expect(new Set(done.subtasks.map((s) => s.worker))).toEqual(new Set(['current']));
     const files = await c.client.download(job.id, path.join(c.dir, 'out'));
-    expect(await countVideoPackets([...files.values()][0]!)).toBe(125);
+    const out = [...files.values()][0]!;
+    expect(await countVideoPackets(out)).toBe(125);
+    expect((await probeMedia(out)).audio).toHaveLength(1);
   });
 });

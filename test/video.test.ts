@@ -8,7 +8,9 @@ import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
 import { parseVideoParams } from '../shared/kinds/video-params.js';
 import { decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
 import { videoEncoderArgs } from '../shared/media/video-encode.js';
-import type { VideoSubtaskPlan } from '../shared/media/video-plan.js';
+import type { VideoSegmentPlan, VideoSubtaskPlan } from '../shared/media/video-plan.js';
+import { WORKER_FEATURES } from '../shared/job-kind.js';
+import { pino } from 'pino';
 import { videoProcessor } from '../worker/processors/video.js';
 import { makeVideo, runKindInProcess, specOf, type VideoFixture } from './helpers/media.js';
 
@@ -152,6 +154,40 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     const decoded = await decodeCheck(run.outputs[0]!.path);
     expect(decoded.errors).toEqual([]);
     expect(decoded.frames).toBe(75);
+  });
+
+  it('encodes the audio beside the first segment, and a failure of either fails that subtask with its own error', async () => {
+    const src = await makeVideo(dir, 'beside.mp4', { duration: 3, audioChannels: 2 });
+    const plan = await videoKind.plan({
+      jobId: 'j', params: parseVideoParams({ preset: 'ultrafast', segment_seconds: 1 }), spec: specOf('video', {}), workDir: await mkdtemp(path.join(dir, 'plan-')),
+      inputs: [{ name: 'beside.mp4', path: src, size: 0, sha256: '' }], cluster: { workers: 2, slots: 2, encoders: new Set(['libx264', 'aac']), features: new Set(WORKER_FEATURES) },
+      signal: new AbortController().signal, log: pino({ level: 'silent' }),
+    });
+    expect(plan.subtasks.map((s) => s.label)).toEqual(['beside.mp4 segment 1 (0.0s-1.0s) and audio', 'beside.mp4 segment 2 (1.0s-2.0s)', 'beside.mp4 segment 3 (2.0s-3.0s)']);
+    const carrier = plan.subtasks[0]!;
+    expect(carrier.weight).toBeGreaterThan(plan.subtasks[1]!.weight);
+    expect(carrier.requires).toEqual({ encoders: ['libx264', 'aac'], features: WORKER_FEATURES });
+    expect(carrier.inputs.map((f) => f.name)).toEqual([...(carrier.plan as VideoSegmentPlan).chunks, 'in0-audio.mov']);
+
+    // The audio cannot be written (PCM has no place in the AAC intermediate): the segment's encode
+    // (one segment, slow enough to be running still) is stopped and the subtask fails with the
+    // audio's error, not with the stop.
+    const broken: typeof videoProcessor = {
+      ...videoProcessor,
+      async process(ctx) {
+        const p = ctx.plan as VideoSegmentPlan;
+        if (p.audio) p.audio.encoder = 'pcm_s16le';
+        return videoProcessor.process(ctx);
+      },
+    };
+    const long = await makeVideo(dir, 'beside-long.mp4', { duration: 4, width: 320, height: 240, audioChannels: 2 });
+    const run = await runKindInProcess(videoKind, broken, specOf('video', { preset: 'veryslow', segment_seconds: 60 }), [long], { dir });
+    expect(run.outcomes).toHaveLength(1);
+    expect(run.outputs).toEqual([]);
+    expect(run.errors).toEqual([{ input: 'beside-long.mp4', code: 'INTERNAL', message: expect.stringMatching(/^beside-long\.mp4: audio: could not write the pcm_s16le track/) }]);
+    // Stopped part-way: the segment never reported itself done.
+    const fractions = run.progress.get(run.outcomes[0]!.label)!;
+    expect(fractions.at(-1) ?? 0).toBeLessThan(1);
   });
 
   it('encodes a segment again when its file arrives damaged', async () => {

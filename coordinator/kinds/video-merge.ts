@@ -12,7 +12,7 @@ import { chunkPath, spoolFile } from './video-chunks.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import type { VideoJobParams } from '../../shared/kinds/video-params.js';
 import { countVideoPackets, probeMedia, probePacketSpan, type StreamSpan } from '../../shared/media/probe.js';
-import { chunkFormatOf, NUT_CHUNKS_FEATURE, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, chunkFormatOf, NUT_CHUNKS_FEATURE, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 
 /** Plan-time facts about one input that the merge needs (written to the job's workDir). */
 export interface InputPlanRecord {
@@ -63,7 +63,7 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
   const errors: ItemFailure[] = [];
   const rerun: SubtaskPlan[] = [];
   const usedNames = new Set<string>();
-  const ready: Array<{ rec: InputPlanRecord; segs: SubtaskOutcome[]; audio: SubtaskOutcome | undefined }> = [];
+  const ready: Array<{ rec: InputPlanRecord; segs: SubtaskOutcome[]; audio: string | undefined }> = [];
   for (const rec of records) {
     const mine = [...latest.values()].filter((o) => (o.plan as VideoSubtaskPlan).input === rec.inputIndex);
     const failed = mine.find((o) => !o.ok);
@@ -83,7 +83,9 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
       continue;
     }
     for (const b of bad) rerun.push(await resubmit(b, ctx.workDir));
-    ready.push({ rec, segs, audio: mine.find((o) => (o.plan as VideoSubtaskPlan).type === 'audio') });
+    // The encoded audio: a subtask's own output, or the second output of the segment it was encoded beside.
+    const audio = mine.find((o) => (o.plan as VideoSubtaskPlan).type === 'audio')?.outputs[0] ?? segs.find((s) => (s.plan as VideoSegmentPlan).audio)?.outputs[1];
+    ready.push({ rec, segs, audio: audio?.path });
   }
   // Outputs and errors are reported once, by the last phase: a re-run phase defers every input's stitch.
   if (rerun.length > 0) return { next: rerun };
@@ -98,7 +100,7 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
   return { outputs, errors };
 }
 
-async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, segs: SubtaskOutcome[], audio: SubtaskOutcome | undefined, usedNames: Set<string>): Promise<FinalOutput> {
+async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, segs: SubtaskOutcome[], audio: string | undefined, usedNames: Set<string>): Promise<FinalOutput> {
   const { signal } = ctx;
   const inputIdx = (segs[0]!.plan as VideoSegmentPlan).input;
   const list = path.join(ctx.workDir, `concat-${inputIdx}.txt`);
@@ -122,8 +124,8 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   } else if (rec.audio?.mode === 'copy') {
     args.push('-i', rec.inputPath, '-map', '0:v:0', '-map', `1:${rec.audio.streamIndex}`);
     hasAudio = true;
-  } else if (rec.audio && audio?.outputs[0]) {
-    args.push('-itsoffset', rec.audio.offset.toFixed(6), '-i', audio.outputs[0].path, '-map', '0:v:0', '-map', '1:a:0');
+  } else if (rec.audio && audio) {
+    args.push('-itsoffset', rec.audio.offset.toFixed(6), '-i', audio, '-map', '0:v:0', '-map', '1:a:0');
     hasAudio = true;
   } else {
     args.push('-map', '0:v:0');
@@ -242,10 +244,15 @@ function keyOf(p: VideoSubtaskPlan): string {
   return p.type === 'segment' ? `${p.input}/s/${p.segment}` : `${p.input}/a`;
 }
 
-/** A bad segment planned again: same plan, its chunks described afresh from the job's scratch folder. */
+/**
+ * A bad segment planned again: same plan (the audio too, when it was encoded beside it), its files
+ * described afresh from the job's scratch folder.
+ */
 async function resubmit(bad: SubtaskOutcome, workDir: string): Promise<SubtaskPlan> {
   const plan = bad.plan as VideoSegmentPlan;
-  const inputs = await Promise.all(plan.chunks.map((name) => spoolFile(chunkPath(workDir, name), name)));
-  const features = chunkFormatOf(plan.chunks[0]!) === 'nut' ? { features: [NUT_CHUNKS_FEATURE] } : {};
-  return { label: `${bad.label} (re-run)`, inputs, plan, weight: 1, items: bad.items, requires: { encoders: [plan.encoder], ...features } };
+  const names = plan.audio ? [...plan.chunks, plan.audio.file] : plan.chunks;
+  const inputs = await Promise.all(names.map((name) => spoolFile(chunkPath(workDir, name), name)));
+  const features = [...(chunkFormatOf(plan.chunks[0]!) === 'nut' ? [NUT_CHUNKS_FEATURE] : []), ...(plan.audio ? [AUDIO_BESIDE_SEGMENT_FEATURE] : [])];
+  const encoders = plan.audio ? [plan.encoder, plan.audio.encoder] : [plan.encoder];
+  return { label: `${bad.label} (re-run)`, inputs, plan, weight: 1, items: bad.items, requires: { encoders, ...(features.length > 0 && { features }) } };
 }

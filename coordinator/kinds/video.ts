@@ -2,8 +2,9 @@
  * Coordinator side of the `video` kind: split-and-stitch transcoding.
  *
  * plan: probe once, choose frame ranges (keyframe-snapped where keyframes are dense enough), cut the
- * video stream into keyframe-aligned chunks by stream copy, and emit one encode subtask per range
- * plus one audio subtask (audio is encoded once: chunked AAC clicks at the joins).
+ * video stream into keyframe-aligned chunks by stream copy, and emit one encode subtask per range;
+ * the audio is encoded once (chunked AAC clicks at the joins), beside the first segment (or, where
+ * an older worker could take it, as a subtask of its own).
  * merge: check every segment, concat them by stream copy, mux the audio, verify, publish.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -14,7 +15,7 @@ import { invalidArgument, TesseraError } from '../../shared/errors.js';
 import { parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, CONTAINER_COPY_AUDIO, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type StreamSpan } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
-import { NUT_CHUNKS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, NUT_CHUNKS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
 import { chunkTimeShift, cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
 import { planSegments, segmentCount } from './video-segments.js';
 import { mergeVideo, type InputPlanRecord } from './video-merge.js';
@@ -157,11 +158,22 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
     });
   }
 
-  let audioEncoder: string | undefined;
-  if (encodeAudio && audioFile) {
-    audioEncoder = AUDIO_ENCODERS[params.audioCodec as keyof typeof AUDIO_ENCODERS];
+  const carrier = subtasks[0];
+  if (encodeAudio && audioFile && carrier && ctx.cluster.features.has(AUDIO_BESIDE_SEGMENT_FEATURE)) {
+    // The audio is encoded beside the first segment dispatched, at the same time: it takes no slot
+    // of its own, and every worker's share of the video stays the same size.
+    const audioEncoder = AUDIO_ENCODERS[params.audioCodec as keyof typeof AUDIO_ENCODERS];
+    const segmentPlan = carrier.plan as VideoSegmentPlan;
+    segmentPlan.audio = { input: inputIndex, source: name, file: audioFile.name, encoder: audioEncoder, channels: 0, sourceChannels: audio.channels, duration: audioSpan ? audioSpan.end - audioSpan.start : span };
+    carrier.label += ' and audio';
+    carrier.inputs = [...carrier.inputs, audioFile];
+    carrier.weight = Math.max(...subtasks.map((s) => s.weight)) + 1;
+    carrier.requires = { encoders: [encoder, audioEncoder], features: [...(carrier.requires?.features ?? []), AUDIO_BESIDE_SEGMENT_FEATURE] };
+    carrier.timeoutMs = Math.max(carrier.timeoutMs ?? 0, span * 10_000);
+  } else if (encodeAudio && audioFile) {
+    const audioEncoder = AUDIO_ENCODERS[params.audioCodec as keyof typeof AUDIO_ENCODERS];
     const file = audioFile;
-    const plan: VideoAudioPlan = { type: 'audio', input: inputIndex, source: name, file: file.name, encoder: audioEncoder, channels: 0, duration: audioSpan ? audioSpan.end - audioSpan.start : span };
+    const plan: VideoAudioPlan = { type: 'audio', input: inputIndex, source: name, file: file.name, encoder: audioEncoder, channels: 0, sourceChannels: audio.channels, duration: audioSpan ? audioSpan.end - audioSpan.start : span };
     subtasks.push({
       label: `${name} audio`,
       inputs: [file],

@@ -14,6 +14,9 @@ export type ChunkFormat = 'nut' | 'matroska';
 /** The worker feature that reads NUT chunks (`Capabilities.features`). */
 export const NUT_CHUNKS_FEATURE = 'video-nut-chunks';
 
+/** The worker feature that encodes a segment plan's `audio` beside the segment. */
+export const AUDIO_BESIDE_SEGMENT_FEATURE = 'video-audio-beside-segment';
+
 const CHUNK_EXTENSION: Readonly<Record<ChunkFormat, string>> = { nut: 'nut', matroska: 'mkv' };
 
 /** File extension of a chunk in `format`. */
@@ -63,6 +66,13 @@ export interface VideoSegmentPlan {
   height: number;
   /** The one encoder every segment uses (e.g. libx264). */
   encoder: string;
+  /**
+   * The audio track to encode beside this segment, at the same time (the first segment dispatched
+   * carries it): it then takes no slot of its own, where as a subtask of its own it put its whole
+   * encode time on one worker's share. Its file is among the subtask's inputs; its output follows
+   * the segment's.
+   */
+  audio?: Omit<VideoAudioPlan, 'type'>;
 }
 
 /** Encodes the whole (first) audio track once. */
@@ -75,6 +85,8 @@ export interface VideoAudioPlan {
   encoder: string;
   /** Down-mix to this many channels (0 = keep). */
   channels: number;
+  /** Channels of the source track (plans from before 2026-12-02 leave it out: the worker probes). */
+  sourceChannels?: number;
   /** Expected duration in seconds, for progress. */
   duration: number;
 }
@@ -86,4 +98,6 @@ export interface VideoSegmentResult {
   frames: number;
   /** Name of the output file. */
   file: string;
+  /** The audio encoded beside the segment (`VideoSegmentPlan.audio`), the subtask's second output. */
+  audio?: { channels: number };
 }

@@ -28,8 +28,41 @@ export const videoProcessor: WorkerProcessor<VideoJobParams> = {
   },
 };
 
-/** Encodes one segment; exported for in-process tests. */
+/**
+ * Encodes one segment, and the audio track beside it when the plan carries it (both at once: the
+ * audio's single thread is a few percent of the video's work); exported for in-process tests.
+ */
 export async function encodeSegment(ctx: ProcessContext<VideoJobParams>, plan: VideoSegmentPlan): Promise<ProcessResult> {
+  if (!plan.audio) return encodeRange(ctx, plan);
+  // Either failing stops the other, and the first failure is the subtask's.
+  const both = new AbortController();
+  const stop = (): void => both.abort(ctx.signal.reason);
+  if (ctx.signal.aborted) stop();
+  else ctx.signal.addEventListener('abort', stop, { once: true });
+  let failure: { err: unknown } | undefined;
+  const failed = (err: unknown): never => {
+    failure ??= { err };
+    both.abort(err);
+    throw err;
+  };
+  try {
+    const shared = { ...ctx, signal: both.signal };
+    const [video, audio] = await Promise.allSettled([
+      encodeRange(shared, plan).catch(failed),
+      // The segment's progress stands for both.
+      encodeAudio({ ...shared, progress: () => undefined }, { type: 'audio', ...plan.audio }).catch(failed),
+    ]);
+    if (failure) throw failure.err;
+    if (video.status !== 'fulfilled' || audio.status !== 'fulfilled') throw new Error('unreachable: a settled encode neither failed nor finished');
+    const result: VideoSegmentResult = { ...(video.value.result as VideoSegmentResult), audio: audio.value.result as { channels: number } };
+    return { outputs: [...video.value.outputs, ...audio.value.outputs], result };
+  } finally {
+    ctx.signal.removeEventListener('abort', stop);
+  }
+}
+
+/** Encodes the frames of one segment. */
+async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegmentPlan): Promise<ProcessResult> {
   const { signal } = ctx;
   const chunks = plan.chunks.map((name) => fileNamed(ctx.inputs, name));
   const label = `segment ${plan.segment + 1}`;
@@ -109,8 +142,7 @@ export async function encodeAudio(ctx: ProcessContext<VideoJobParams>, plan: Vid
   const { signal } = ctx;
   const src = fileNamed(ctx.inputs, plan.file);
   // Errors name the input the track came from, not the extracted file.
-  const info = await probeMedia(src.path, { signal, input: plan.source });
-  const channels = info.audio[0]?.channels ?? 2;
+  const channels = plan.sourceChannels ?? (await probeMedia(src.path, { signal, input: plan.source })).audio[0]?.channels ?? 2;
   // MP4-family files carry the encoder delay in an edit list, so the track starts at 0 when demuxed.
   const { ext, muxer } = AUDIO_INTERMEDIATE[plan.encoder] ?? AUDIO_INTERMEDIATE['aac']!;
   const out = path.join(ctx.workDir, `audio-${plan.input}.${ext}`);
