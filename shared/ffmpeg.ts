@@ -122,6 +122,11 @@ export interface RunOptions {
 export interface RunResult {
   stderr: string;
   stdout: string;
+  /**
+   * With `onProgress`: the frames of the first video output as ffmpeg's last progress report gives
+   * them (the frames it sent to the encoder), or undefined where it reported none.
+   */
+  frames?: number;
 }
 
 /**
@@ -231,6 +236,7 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
     let stderr = '';
     const stdoutChunks: Buffer[] = [];
     let progressBuf = '';
+    let frames: number | undefined;
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (d: string) => {
       // Keep only the tail: ffmpeg can print megabytes of warnings for a broken file.
@@ -245,6 +251,7 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
           progressBuf = progressBuf.slice(nl + 1);
           const m = /^out_time_us=(\d+)/.exec(line);
           if (m) options.onProgress(Number(m[1]) / 1e6);
+          else if (line.startsWith('frame=')) frames = Number(line.slice(6));
         }
       } else if (options.captureStdout) {
         stdoutChunks.push(d);
@@ -276,7 +283,7 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       // ffmpeg exits 0 when its trailer or its file cannot be written (a full disk): not a success.
       const trouble = localTroubleCode(stderr, args);
       if (code === 0 && !trouble) {
-        resolve({ stderr, stdout });
+        resolve(frames === undefined ? { stderr, stdout } : { stderr, stdout, frames });
         return;
       }
       const what = options.input ? `${options.input}: ` : '';

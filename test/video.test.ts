@@ -190,6 +190,48 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     expect(fractions.at(-1) ?? 0).toBeLessThan(1);
   });
 
+  it('fails a segment that encodes fewer frames than planned, as ffmpeg counts them, with DATA_LOSS', async () => {
+    const src = await makeVideo(dir, 'short-count.mp4', { duration: 2 });
+    // One frame more planned for segment 1 than its range holds: ffmpeg encodes what there is.
+    const greedy: typeof videoProcessor = {
+      ...videoProcessor,
+      async process(ctx) {
+        const plan = ctx.plan as VideoSegmentPlan;
+        if (plan.type === 'segment' && plan.segment === 0) plan.frames += 1;
+        return videoProcessor.process(ctx);
+      },
+    };
+    const run = await runKindInProcess(videoKind, greedy, specOf('video', { preset: 'ultrafast', segment_seconds: 1 }), [src], { dir });
+    expect(run.outputs).toEqual([]);
+    expect(run.errors).toEqual([{ input: 'short-count.mp4', code: 'DATA_LOSS', message: 'segment 1: encoded 25 frames where 26 were planned' }]);
+  });
+
+  it('gives up on a segment that keeps arriving damaged, and still publishes the other input', async () => {
+    const good = await makeVideo(dir, 'good.mp4', { duration: 2 });
+    const bad = await makeVideo(dir, 'always-damaged.mp4', { duration: 2 });
+    let damaged = 0;
+    const flaky: typeof videoProcessor = {
+      ...videoProcessor,
+      async process(ctx) {
+        const res = await videoProcessor.process(ctx);
+        const plan = ctx.plan as VideoSubtaskPlan;
+        if (plan.type === 'segment' && plan.source === 'always-damaged.mp4' && plan.segment === 1) {
+          damaged++;
+          const file = res.outputs[0]!.path;
+          await writeFile(file, (await readFile(file)).subarray(0, 2000));
+        }
+        return res;
+      },
+    };
+    const run = await runKindInProcess(videoKind, flaky, specOf('video', { preset: 'ultrafast', segment_seconds: 1 }), [good, bad], { dir });
+    // The first encode and two re-runs.
+    expect(damaged).toBe(3);
+    expect(run.outputs.map((o) => o.name)).toEqual(['good.mp4']);
+    expect((await decodeCheck(run.outputs[0]!.path)).frames).toBe(50);
+    expect(run.errors).toEqual([{ input: 'always-damaged.mp4', code: 'DATA_LOSS', message: 'always-damaged.mp4: segment 2 kept failing its frame-count check (encoded 3 times)' }]);
+    expect(run.outcomes.filter((o) => o.phase === 2).map((o) => o.label)).toEqual(['always-damaged.mp4 segment 2 (1.0s-2.0s) (re-run)']);
+  });
+
   it('encodes a segment again when its file arrives damaged', async () => {
     const src = await makeVideo(dir, 'damaged.mp4', { duration: 3 });
     let damaged = 0;

@@ -1,8 +1,9 @@
 /**
- * Merge step of the `video` kind: checks each encoded segment, stitches them with the concat demuxer
- * (stream copy; each segment's exact duration given so VFR timing survives), muxes the audio, then
- * verifies the result before it is published. A segment that fails its check is planned again as a
- * new phase (up to twice); the output is only returned once it verifies.
+ * Merge step of the `video` kind: stitches the encoded segments with the concat demuxer (stream copy;
+ * each segment's exact duration given so VFR timing survives), muxes the audio, then verifies the
+ * result before it is published. When it fails, each segment is counted: one that does not hold its
+ * planned frames is planned again as a new phase (up to twice); the output is only returned once it
+ * verifies.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -71,33 +72,39 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
       errors.push(failed.error ?? { input: rec.input, code: 'INTERNAL', message: `${rec.input}: ${failed.label} failed` });
       continue;
     }
-    // A segment whose bytes do not hold the planned frames is encoded again (the worker checked it too;
-    // this catches anything that went wrong on the way).
     const segs = mine.filter((o) => (o.plan as VideoSubtaskPlan).type === 'segment').sort((a, b) => (a.plan as VideoSegmentPlan).segment - (b.plan as VideoSegmentPlan).segment);
-    const counts = await Promise.all(segs.map((s) => (s.outputs[0] ? countVideoPackets(s.outputs[0].path, { signal: ctx.signal, input: rec.input }).catch(() => -1) : -1)));
-    // A count cut short by the coordinator stopping says nothing about the segments.
-    ctx.signal.throwIfAborted();
-    const bad = segs.filter((s, k) => counts[k] !== (s.plan as VideoSegmentPlan).frames);
-    if (bad.length > 0 && ctx.phase >= MAX_RERUN_PHASES) {
-      errors.push({ input: rec.input, code: 'DATA_LOSS', message: `${rec.input}: ${bad[0]!.label} kept failing its frame-count check` });
-      continue;
-    }
-    for (const b of bad) rerun.push(await resubmit(b, ctx.workDir));
     // The encoded audio: a subtask's own output, or the second output of the segment it was encoded beside.
     const audio = mine.find((o) => (o.plan as VideoSubtaskPlan).type === 'audio')?.outputs[0] ?? segs.find((s) => (s.plan as VideoSegmentPlan).audio)?.outputs[1];
     ready.push({ rec, segs, audio: audio?.path });
   }
-  // Outputs and errors are reported once, by the last phase: a re-run phase defers every input's stitch.
-  if (rerun.length > 0) return { next: rerun };
   for (const { rec, segs, audio } of ready) {
     try {
       outputs.push(await stitch(ctx, rec, segs, audio, usedNames));
     } catch (err) {
       if (!(err instanceof TesseraError)) throw err;
-      errors.push({ input: rec.input, code: err.codeName, message: err.message });
+      // The stitched file's frames are counted as it is verified: only when it fails are the
+      // segments counted one by one, and one whose bytes do not hold its planned frames is encoded
+      // again (the worker counted its encode; this catches what went wrong on the way here).
+      const bad = await badSegments(ctx, rec, segs);
+      if (bad.length === 0) errors.push({ input: rec.input, code: err.codeName, message: err.message });
+      else if (ctx.phase >= MAX_RERUN_PHASES) {
+        const segment = (bad[0]!.plan as VideoSegmentPlan).segment + 1;
+        errors.push({ input: rec.input, code: 'DATA_LOSS', message: `${rec.input}: segment ${segment} kept failing its frame-count check (encoded ${MAX_RERUN_PHASES + 1} times)` });
+      }
+      else for (const b of bad) rerun.push(await resubmit(b, ctx.workDir));
     }
   }
+  // Outputs and errors are reported once, by the last phase: a re-run phase stitches every input again.
+  if (rerun.length > 0) return { next: rerun };
   return { outputs, errors };
+}
+
+/** The segments whose files do not hold the frames planned for them. */
+async function badSegments(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, segs: SubtaskOutcome[]): Promise<SubtaskOutcome[]> {
+  const counts = await Promise.all(segs.map((s) => (s.outputs[0] ? countVideoPackets(s.outputs[0].path, { signal: ctx.signal, input: rec.input }).catch(() => -1) : -1)));
+  // A count cut short by the coordinator stopping says nothing about the segments.
+  ctx.signal.throwIfAborted();
+  return segs.filter((s, k) => counts[k] !== (s.plan as VideoSegmentPlan).frames);
 }
 
 async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, segs: SubtaskOutcome[], audio: string | undefined, usedNames: Set<string>): Promise<FinalOutput> {
@@ -254,5 +261,5 @@ async function resubmit(bad: SubtaskOutcome, workDir: string): Promise<SubtaskPl
   const inputs = await Promise.all(names.map((name) => spoolFile(chunkPath(workDir, name), name)));
   const features = [...(chunkFormatOf(plan.chunks[0]!) === 'nut' ? [NUT_CHUNKS_FEATURE] : []), ...(plan.audio ? [AUDIO_BESIDE_SEGMENT_FEATURE] : [])];
   const encoders = plan.audio ? [plan.encoder, plan.audio.encoder] : [plan.encoder];
-  return { label: `${bad.label} (re-run)`, inputs, plan, weight: 1, items: bad.items, requires: { encoders, ...(features.length > 0 && { features }) } };
+  return { label: `${bad.label.replace(/ \(re-run\)$/, '')} (re-run)`, inputs, plan, weight: 1, items: bad.items, requires: { encoders, ...(features.length > 0 && { features }) } };
 }
