@@ -261,8 +261,8 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     const src = await makeVideo(dir, 'recut.mp4', { duration: 4, gop: 25 });
     const chunks = path.join(dir, 'recut-chunks');
     const signal = new AbortController().signal;
-    expect(await cutVideoChunks(src, 'recut.mp4', 0, [1, 2, 3], chunks, signal)).toHaveLength(4);
-    const again = await cutVideoChunks(src, 'recut.mp4', 0, [2], chunks, signal);
+    expect((await cutVideoChunks(src, 'recut.mp4', 0, [1, 2, 3], chunks, signal)).chunks).toHaveLength(4);
+    const { chunks: again } = await cutVideoChunks(src, 'recut.mp4', 0, [2], chunks, signal);
     expect(again.map((c) => c.name)).toEqual(['recut-chunks-chunk00000.nut', 'recut-chunks-chunk00001.nut']);
     const second = await runFfprobe<{ streams: Array<{ nb_read_packets: string }> }>(['-count_packets', '-show_entries', 'stream=nb_read_packets', '-f', 'nut', '-i', again[1]!.path]);
     expect(Number(second.streams[0]!.nb_read_packets)).toBe(50);

@@ -18,8 +18,21 @@ import { chunkExtension, chunkFormatOf, type ChunkFormat } from '../../shared/me
 
 const CHUNK = /^chunk\d{5}\.(nut|mkv)$/;
 
-/** Cuts stream `streamIndex` of `src` at `cutTimes` into `dir/chunkNNNNN.nut` (or `.mkv`) files, in order. */
-export async function cutVideoChunks(src: string, input: string, streamIndex: number, cutTimes: number[], dir: string, signal: AbortSignal, format: ChunkFormat = 'nut'): Promise<SpoolFile[]> {
+/**
+ * Cuts stream `streamIndex` of `src` at `cutTimes` into `dir/chunkNNNNN.nut` (or `.mkv`) files, in
+ * order; with `sourceFirstPts`, also measures the muxer's {@link chunkTimeShift} (beside the chunks'
+ * checksums, which take about as long).
+ */
+export async function cutVideoChunks(
+  src: string,
+  input: string,
+  streamIndex: number,
+  cutTimes: number[],
+  dir: string,
+  signal: AbortSignal,
+  opts: { format?: ChunkFormat; sourceFirstPts?: number } = {},
+): Promise<{ chunks: SpoolFile[]; shift: number }> {
+  const format = opts.format ?? 'nut';
   await mkdir(dir, { recursive: true });
   // A plan made again (the coordinator stopped while planning) may cut into fewer chunks: the
   // first cut's chunks must not be counted, nor handed out, as this one's.
@@ -37,7 +50,11 @@ export async function cutVideoChunks(src: string, input: string, streamIndex: nu
   if (names.length !== cutTimes.length + 1) {
     throw dataLoss(`${input}: stream-copy split made ${names.length} chunks where ${cutTimes.length + 1} were planned`);
   }
-  return Promise.all(names.map((n) => spoolFile(path.join(dir, n), `${path.basename(dir)}-${n}`)));
+  const [shift, ...chunks] = await Promise.all([
+    opts.sourceFirstPts === undefined ? 0 : chunkTimeShift(path.join(dir, names[0]!), opts.sourceFirstPts, input, signal),
+    ...names.map((n) => spoolFile(path.join(dir, n), `${path.basename(dir)}-${n}`)),
+  ]);
+  return { chunks: chunks as SpoolFile[], shift: shift as number };
 }
 
 /**
@@ -45,7 +62,7 @@ export async function cutVideoChunks(src: string, input: string, streamIndex: nu
  * decode times, so a stream with B-frame delay is shifted by that delay. Compared on the first packet
  * of chunk 0.
  */
-export async function chunkTimeShift(chunk0: string, sourceFirstPts: number, input: string, signal: AbortSignal): Promise<number> {
+async function chunkTimeShift(chunk0: string, sourceFirstPts: number, input: string, signal: AbortSignal): Promise<number> {
   const r = await runFfprobe<{ packets?: Array<{ pts_time?: string }> }>(
     ['-select_streams', 'v:0', '-read_intervals', '%+#1', '-show_entries', 'packet=pts_time', '-f', chunkFormatOf(chunk0), '-i', chunk0],
     { signal, input },

@@ -16,7 +16,7 @@ import { parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, CONTAINER_COPY_AUDIO,
 import { hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type StreamSpan } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, NUT_CHUNKS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
-import { chunkTimeShift, cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
+import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
 import { planSegments, segmentCount } from './video-segments.js';
 import { mergeVideo, type InputPlanRecord } from './video-merge.js';
 
@@ -96,8 +96,9 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   const copyWithoutLead =
     audio && params.audioCodec === 'copy' && params.container !== 'mp4' && isMovFamily(info.formatName) && (await hiddenLead(input.path, String(audio.index), { signal, input: name })) > HIDDEN_LEAD_KEPT_S;
   // The audio copy, the video split and the audio measure only read the source: run them together.
-  const [chunks, audioFile, audioSpan, audioCopy] = await Promise.all([
-    cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal, nut ? 'nut' : 'matroska'),
+  const [{ chunks, shift }, audioFile, audioSpan, audioCopy] = await Promise.all([
+    // Workers see chunk timestamps: every time in a segment plan is moved by the muxer's shift.
+    cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal, { format: nut ? 'nut' : 'matroska', sourceFirstPts: index.packets[0]!.pts }),
     encodeAudio ? copyAudioTrack(input.path, name, info.formatName, audio, chunkDir, `in${inputIndex}-audio`, signal) : undefined,
     audio ? audioSpanOf(input.path, name, audio, signal) : undefined,
     copyWithoutLead ? extractAudio(input.path, name, audio.index, path.join(chunkDir, 'audio-copy.mka'), `in${inputIndex}-audio-copy.mka`, signal, { dropLead: true }) : undefined,
@@ -105,8 +106,6 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   // The copy starts at its first whole packet after 0 (up to a packet late, at 8 kHz 128 ms): the
   // merge, which reads it from 0, puts it back there.
   const audioCopyStart = audioCopy ? ((await probePacketSpan(audioCopy.path, 'a:0', { signal, input: name, firstPackets: 4 }))?.start ?? 0) : 0;
-  // Workers see chunk timestamps: every time in a segment plan is moved by the muxer's shift.
-  const shift = await chunkTimeShift(chunks[0]!.path, index.packets[0]!.pts, name, signal);
   // Each chunk starts with the packet it was cut at (chunk 0 with the file's first), as the
   // segment muxer wrote it: the workers need not probe the chunks for it.
   const chunkStarts = [index.packets[0]!.pts, ...layout.cutTimes].map((t) => t + shift);
