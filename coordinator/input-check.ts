@@ -203,11 +203,31 @@ const PICTURE_KINDS: ReadonlySet<string> = new Set(['video', 'thumbnails']);
 async function checkMedia(kind: string, file: SpoolFile, format: SniffedFormat, limits: Limits, fail: Fail, signal?: AbortSignal): Promise<ItemFailure | undefined> {
   const demuxer = DEMUXERS[format];
   if (!demuxer) return fail('INVALID_ARGUMENT', `no demuxer is allowed for ${format}`);
+  if (!(PICTURE_KINDS.has(kind) && format === 'mp4')) return checkHeader(kind, file, demuxer, limits, fail, signal);
   // The tail read of an MP4 for a picture kind runs beside the header probe (one ffprobe's start-up,
-  // 0.15 s, off each submission); it counts only once the header has passed.
-  const tail = PICTURE_KINDS.has(kind) && format === 'mp4' ? checkMovTail(file, demuxer, fail, signal) : undefined;
-  // Left unread when the header fails: a rejection (the coordinator stopping) must not go unhandled.
-  tail?.catch(() => undefined);
+  // 0.15 s, off each submission); it counts only once the header has passed, and is stopped (and
+  // waited for, so that no ffprobe outlives its check) when the header fails.
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const tail = checkMovTail(file, demuxer, fail, stop.signal);
+  try {
+    const header = await checkHeader(kind, file, demuxer, limits, fail, signal);
+    if (!header) return await tail;
+    stop.abort();
+    await tail.catch(() => undefined);
+    return header;
+  } catch (err) {
+    stop.abort();
+    await tail.catch(() => undefined);
+    throw err;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** The header probe of {@link checkMedia}: readable, within the limits, a picture for picture kinds. */
+async function checkHeader(kind: string, file: SpoolFile, demuxer: string, limits: Limits, fail: Fail, signal?: AbortSignal): Promise<ItemFailure | undefined> {
   let probe: Probe;
   try {
     probe = await runFfprobe<Probe>(
@@ -238,7 +258,7 @@ async function checkMedia(kind: string, file: SpoolFile, format: SniffedFormat, 
     if (!video) return fail('INVALID_ARGUMENT', 'has no video stream');
     if (!video.width || !video.height) return fail('INVALID_ARGUMENT', 'the video stream has no picture size');
   }
-  return tail;
+  return undefined;
 }
 
 /**

@@ -348,7 +348,7 @@ export class JobManager {
       params: active.params,
       spec: job.spec,
       inputs: job.inputs,
-      cluster: { workers: cluster.workers, slots: cluster.slots, encoders: cluster.encoders, features: cluster.features },
+      cluster: { workers: cluster.workers, slots: cluster.slots, encoders: cluster.encoders, encoderSets: cluster.encoderSets, features: cluster.features },
       workDir: this.spool.workDir(job.id),
       signal: active.controller.signal,
       log: this.log.child({ job: job.id }),

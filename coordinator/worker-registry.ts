@@ -150,13 +150,16 @@ export class WorkerRegistry {
   }
 
   /**
-   * The active workers (of `kind`): how many, their slots, the union of their encoders and the
-   * features every one of them has (this version's, {@link WORKER_FEATURES}, while there are none).
+   * The active workers (of `kind`): how many, their slots, their encoders (the union, and each
+   * worker's) and the features every one of them has. With none there are no features: a job
+   * planned before any worker (re)connects, say right after a restart in a rolling upgrade, must
+   * not rely on what older workers that connect next may lack.
    */
-  activeCount(kind?: string): { workers: number; slots: number; encoders: Set<string>; features: Set<string> } {
+  activeCount(kind?: string): { workers: number; slots: number; encoders: Set<string>; encoderSets: ReadonlySet<string>[]; features: Set<string> } {
     let workers = 0;
     let slots = 0;
     const encoders = new Set<string>();
+    const encoderSets: ReadonlySet<string>[] = [];
     const features = new Set(WORKER_FEATURES);
     for (const w of this.sessions.values()) {
       if (w.state === 'lost') continue;
@@ -164,9 +167,11 @@ export class WorkerRegistry {
       workers++;
       slots += w.slots;
       for (const e of w.encoders) encoders.add(e);
+      encoderSets.push(w.encoders);
       for (const f of features) if (!w.features.has(f)) features.delete(f);
     }
-    return { workers, slots, encoders, features };
+    if (workers === 0) features.clear();
+    return { workers, slots, encoders, encoderSets, features };
   }
 
   send(w: WorkerSession, msg: CoordinatorMessage): boolean {

@@ -56,9 +56,11 @@ export interface ClusterView {
   slots: number;
   /** Union of ffmpeg encoders the workers advertise. */
   encoders: ReadonlySet<string>;
+  /** Each worker's encoders (a subtask that needs two runs only where one worker has both). */
+  encoderSets: readonly ReadonlySet<string>[];
   /**
-   * Features (`Capabilities.features`) every one of those workers has; with no worker yet, those of
-   * this version ({@link WORKER_FEATURES}). A plan that relies on one also `requires` it.
+   * Features (`Capabilities.features`) every one of those workers has; none while there is no
+   * worker. A plan that relies on one also `requires` it.
    */
   features: ReadonlySet<string>;
 }

@@ -84,14 +84,33 @@ describe('video chunks with workers of two versions', () => {
     await expect.poll(older.isRegistered, { timeout: 10_000, interval: 10 }).toBe(true);
     await c.startWorker();
     const src = await makeVideo(c.dir, 'clip.mp4', { duration: 3, gop: 15, audioChannels: 2 });
+    // The audio left out: the first subtask the older worker is sent is a segment.
+    const job = await c.client.submit({ video: { preset: 'ultrafast', segment_seconds: 1, audio_codec: 'none' } }, [src]);
+    const done = await c.client.wait(job.id);
+    expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+    // The older worker was sent a segment (then went away); it names Matroska chunks.
+    const segments = older.plans.filter((p) => p.type === 'segment');
+    expect(segments.length).toBeGreaterThan(0);
+    for (const p of segments) {
+      expect(p.chunks.length).toBeGreaterThan(0);
+      for (const name of p.chunks) expect(name).toMatch(/\.mkv$/);
+    }
+    const files = await c.client.download(job.id, path.join(c.dir, 'out'));
+    expect(await countVideoPackets([...files.values()][0]!)).toBe(75);
+  });
+
+  it('has the audio encoded as a subtask of its own while an older worker can take video work', async () => {
+    const c = await cluster('tessera-mixed-audio-');
+    const older = olderWorker(c.address);
+    cleanups.push(async () => older.close());
+    await expect.poll(older.isRegistered, { timeout: 10_000, interval: 10 }).toBe(true);
+    await c.startWorker();
+    const src = await makeVideo(c.dir, 'clip.mp4', { duration: 3, gop: 15, audioChannels: 2 });
     const job = await c.client.submit({ video: { preset: 'ultrafast', segment_seconds: 1 } }, [src]);
     const done = await c.client.wait(job.id);
     expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
-    // The older worker was sent a subtask (then went away); a segment names Matroska chunks.
-    expect(older.plans.length).toBeGreaterThan(0);
-    for (const p of older.plans) if (p.type === 'segment') for (const name of p.chunks) expect(name).toMatch(/\.mkv$/);
-    // And the audio is a subtask of its own, as older workers know it.
     expect(done.subtasks.map((s) => s.label).filter((l) => l.includes('audio'))).toEqual(['clip.mp4 audio']);
+    for (const p of older.plans) if (p.type === 'segment') expect(p.audio).toBeUndefined();
     const files = await c.client.download(job.id, path.join(c.dir, 'out'));
     const out = [...files.values()][0]!;
     expect(await countVideoPackets(out)).toBe(75);

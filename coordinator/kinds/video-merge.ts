@@ -8,7 +8,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FinalOutput, ItemFailure, MergeContext, MergeResult, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
-import { dataLoss, TesseraError } from '../../shared/errors.js';
+import { dataLoss, hasLocalTroubleCode, TesseraError } from '../../shared/errors.js';
 import { chunkPath, spoolFile } from './video-chunks.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import type { VideoJobParams } from '../../shared/kinds/video-params.js';
@@ -78,23 +78,38 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
     ready.push({ rec, segs, audio: audio?.path });
   }
   for (const { rec, segs, audio } of ready) {
-    try {
-      outputs.push(await stitch(ctx, rec, segs, audio, usedNames));
-    } catch (err) {
-      if (!(err instanceof TesseraError)) throw err;
-      // The stitched file's frames are counted as it is verified: only when it fails are the
-      // segments counted one by one, and one whose bytes do not hold its planned frames is encoded
-      // again (the worker counted its encode; this catches what went wrong on the way here).
-      const bad = await badSegments(ctx, rec, segs);
-      if (bad.length === 0) errors.push({ input: rec.input, code: err.codeName, message: err.message });
-      else if (ctx.phase >= MAX_RERUN_PHASES) {
-        const segment = (bad[0]!.plan as VideoSegmentPlan).segment + 1;
-        errors.push({ input: rec.input, code: 'DATA_LOSS', message: `${rec.input}: segment ${segment} kept failing its frame-count check (encoded ${MAX_RERUN_PHASES + 1} times)` });
+    // A segment reported done without its file, or without the audio encoded beside it, is encoded again.
+    let bad = segs.filter((s) => !s.outputs[0] || ((s.plan as VideoSegmentPlan).audio && !s.outputs[1]));
+    if (bad.length === 0 && rec.audio?.mode === 'encode' && !audio) {
+      errors.push({ input: rec.input, code: 'DATA_LOSS', message: `${rec.input}: the encoded audio track is missing` });
+      continue;
+    }
+    if (bad.length === 0) {
+      try {
+        outputs.push(await stitch(ctx, rec, segs, audio, usedNames));
+        continue;
+      } catch (err) {
+        // The coordinator's own trouble (a full disk): the job manager merges again later.
+        if (!(err instanceof TesseraError) || hasLocalTroubleCode(err)) throw err;
+        // The stitched file's frames are counted as it is verified: only when it fails are the
+        // segments counted one by one, and one whose bytes do not hold its planned frames is encoded
+        // again (the worker counted its encode; this catches what went wrong on the way here).
+        bad = await badSegments(ctx, rec, segs);
+        if (bad.length === 0) {
+          errors.push({ input: rec.input, code: err.codeName, message: err.message });
+          continue;
+        }
       }
-      else for (const b of bad) rerun.push(await resubmit(b, ctx.workDir));
+    }
+    if (ctx.phase >= MAX_RERUN_PHASES) {
+      const segment = (bad[0]!.plan as VideoSegmentPlan).segment + 1;
+      errors.push({ input: rec.input, code: 'DATA_LOSS', message: `${rec.input}: segment ${segment} kept failing its frame-count check` });
+    } else {
+      for (const b of bad) rerun.push(await resubmit(b, ctx.workDir));
     }
   }
-  // Outputs and errors are reported once, by the last phase: a re-run phase stitches every input again.
+  // Outputs and errors are reported once, by the last phase: a re-run phase stitches every input
+  // again (those stitched already too: a merge's outputs are all its phase's).
   if (rerun.length > 0) return { next: rerun };
   return { outputs, errors };
 }

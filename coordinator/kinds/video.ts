@@ -126,7 +126,8 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
       source: name,
       segment: number,
       chunks: chunks.slice(seg.firstChunk, seg.lastChunk + 1).map((c) => c.name),
-      chunkStarts: chunkStarts.slice(seg.firstChunk, seg.lastChunk + 1),
+      // Matroska chunks start at those times rounded to 1 ms: workers probe them, as before.
+      ...(nut && { chunkStarts: chunkStarts.slice(seg.firstChunk, seg.lastChunk + 1) }),
       lo: seg.lo + shift,
       hi: rate || seg.hi === null ? null : seg.hi + shift,
       first: seg.start + shift,
@@ -141,7 +142,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
     // In resampling mode a range reads on into the next chunk so the last slots see the frames after it.
     if (rate && seg.lastChunk + 1 < chunks.length) {
       plan.chunks.push(chunks[seg.lastChunk + 1]!.name);
-      plan.chunkStarts!.push(chunkStarts[seg.lastChunk + 1]!);
+      plan.chunkStarts?.push(chunkStarts[seg.lastChunk + 1]!);
     }
     const inputs = chunks.filter((c) => plan.chunks.includes(c.name));
     segments.push({ frames, duration: rate ? frames / rate : seg.end - seg.start });
@@ -158,10 +159,12 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   }
 
   const carrier = subtasks[0];
-  if (encodeAudio && audioFile && carrier && ctx.cluster.features.has(AUDIO_BESIDE_SEGMENT_FEATURE)) {
+  const audioEncoder = AUDIO_ENCODERS[params.audioCodec as keyof typeof AUDIO_ENCODERS];
+  const besideSegment = ctx.cluster.features.has(AUDIO_BESIDE_SEGMENT_FEATURE) && ctx.cluster.encoderSets.some((s) => s.has(encoder) && s.has(audioEncoder));
+  if (encodeAudio && audioFile && carrier && besideSegment) {
     // The audio is encoded beside the first segment dispatched, at the same time: it takes no slot
-    // of its own, and every worker's share of the video stays the same size.
-    const audioEncoder = AUDIO_ENCODERS[params.audioCodec as keyof typeof AUDIO_ENCODERS];
+    // of its own, and every worker's share of the video stays the same size. (Only where one worker
+    // has both encoders; else on whichever has the audio's, as a subtask of its own.)
     const segmentPlan = carrier.plan as VideoSegmentPlan;
     segmentPlan.audio = { input: inputIndex, source: name, file: audioFile.name, encoder: audioEncoder, channels: 0, sourceChannels: audio.channels, duration: audioSpan ? audioSpan.end - audioSpan.start : span };
     carrier.label += ' and audio';
@@ -170,7 +173,6 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
     carrier.requires = { encoders: [encoder, audioEncoder], features: [...(carrier.requires?.features ?? []), AUDIO_BESIDE_SEGMENT_FEATURE] };
     carrier.timeoutMs = Math.max(carrier.timeoutMs ?? 0, span * 10_000);
   } else if (encodeAudio && audioFile) {
-    const audioEncoder = AUDIO_ENCODERS[params.audioCodec as keyof typeof AUDIO_ENCODERS];
     const file = audioFile;
     const plan: VideoAudioPlan = { type: 'audio', input: inputIndex, source: name, file: file.name, encoder: audioEncoder, channels: 0, sourceChannels: audio.channels, duration: audioSpan ? audioSpan.end - audioSpan.start : span };
     subtasks.push({

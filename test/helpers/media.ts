@@ -115,7 +115,8 @@ export async function runKindInProcess<P>(
   const workDir = await mkdtemp(path.join(opts.dir, 'job-'));
   const outputDir = await mkdtemp(path.join(opts.dir, 'out-'));
   const log = pino({ level: 'silent' });
-  const cluster = { workers: 1, slots: opts.slots ?? 2, encoders: new Set(opts.encoders ?? ffmpegInfo().encoders), features: new Set(opts.features ?? WORKER_FEATURES) };
+  const encoders = new Set(opts.encoders ?? ffmpegInfo().encoders);
+  const cluster = { workers: 1, slots: opts.slots ?? 2, encoders, encoderSets: [encoders], features: new Set(opts.features ?? WORKER_FEATURES) };
   const base = { jobId: 'job-1', params, spec, inputs, cluster, workDir, signal, log };
   const planned = await kind.plan(base);
   let subtasks = planned.subtasks;
