@@ -5,7 +5,8 @@
  * video stream into keyframe-aligned chunks by stream copy, and emit one encode subtask per range;
  * the audio is encoded once (chunked AAC clicks at the joins), beside the first segment (or, where
  * an older worker could take it, as a subtask of its own).
- * merge: check every segment, concat them by stream copy, mux the audio, verify, publish.
+ * merge: concat the segments by stream copy, mux the audio, verify (counting each segment only when
+ * that fails, to encode a bad one again), publish.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
