@@ -4,9 +4,9 @@
  *
  * - `scale-heartbeats`: the sessions only heartbeat at 1 Hz; coordinator CPU share over a window
  *   (from /proc/PID/stat utime+stime). Ratio: CPU share / 25% of one core (target <= 1).
- * - `scale-slots`: 100 ms no-op subtasks (passthrough `work_ms`), 10 per slot, after an unmeasured
- *   warm-up job of the same size with 10 ms subtasks: slot utilisation = busy slot-time / (slots x
- *   job span), dispatch latency (a result sent to the next assignment received), slot idle time
+ * - `scale-slots`: 100 ms no-op subtasks (passthrough `work_ms`), 10 per slot, in three jobs one
+ *   after another, after an unmeasured warm-up job of the same size with 10 ms subtasks: slot
+ *   utilisation of the median job = busy slot-time / (slots x job span), dispatch latency (a result sent to the next assignment received), slot idle time
  *   between subtasks, coordinator CPU and RSS. The sessions queue one assignment ahead, as a real
  *   worker does by default (`--prefetch 1`). Baseline: the ideal span with every slot always busy.
  *   Ratio: utilisation (target >= 0.95).
@@ -24,6 +24,12 @@ import type { BenchContext, BenchResult } from '../types.js';
 
 const SIM_MODULE = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../../dist/bench/sim-workers.js' : '../sim-workers.js', import.meta.url));
 const WORK_MS = 100;
+/**
+ * Measured jobs; the row reports the median. On a fresh coordinator the first job or two after the
+ * warm-up also pay for its first full garbage collection and for code compiled again (measured
+ * 2026-12-02: 80-94% in the first against 93-97% after), and the host's slow stretches last seconds.
+ */
+const ROUNDS = 3;
 
 interface Sim {
   child: ChildProcess;
@@ -95,14 +101,24 @@ async function measureHeartbeats(ctx: BenchContext, workers: number, cluster: Lo
   };
 }
 
-/** 100 ms subtasks, 10 per slot: slot utilisation, dispatch latency, coordinator CPU. */
-async function measureSlots(ctx: BenchContext, workers: number, cluster: LocalCluster, sim: Sim): Promise<BenchResult> {
-  const subtasks = workers * 10;
+/** One measured job's figures (slot times are on the simulator's clock). */
+interface SlotRound {
+  utilisation: number;
+  spanS: number;
+  wall: number;
+  cpu: number;
+  simCpu: number;
+  rampMs: number;
+  tailMs: number;
+  steady: number;
+  gap: ReturnType<typeof latencySummary>;
+  lat: ReturnType<typeof latencySummary>;
+  allRan: boolean;
+}
+
+/** Runs one job of `subtasks` x WORK_MS on the simulated slots and measures it. */
+async function slotRound(cluster: LocalCluster, sim: Sim, workers: number, subtasks: number): Promise<SlotRound> {
   const pid = cluster.coordinator?.child.pid;
-  // Warm-up (not measured): one short job, so the measured one does not pay for the JIT compiling
-  // the dispatch and result paths of a coordinator that has only seen heartbeats so far.
-  const warm = await cluster.client.submit({ label: 'bench scale warm-up', passthrough: { subtasks, work_ms: 10 } }, []);
-  await cluster.client.wait(warm.id);
   const before = await sim.stats();
   const cpu0 = await cpuSeconds(pid);
   const simCpu0 = await cpuSeconds(sim.child.pid);
@@ -119,9 +135,6 @@ async function measureSlots(ctx: BenchContext, workers: number, cluster: LocalCl
   const start = Math.min(...busy.map((b) => b[0]));
   const end = Math.max(...busy.map((b) => b[1]));
   const busyMs = busy.reduce((sum, [a, b]) => sum + (b - a), 0);
-  const spanS = (end - start) / 1000;
-  const utilisation = busyMs / (workers * (end - start));
-  const idealS = (subtasks * WORK_MS) / 1000 / workers;
   // Where the slot-time not used went: before every slot had started (the first assignments going
   // out), after the first slot ran out of work (the tail), or between subtasks.
   const starts = busy.map((b) => b[0]).sort((a, b) => a - b);
@@ -132,39 +145,72 @@ async function measureSlots(ctx: BenchContext, workers: number, cluster: LocalCl
   const steadyFrom = start + rampMs;
   const steadyTo = end - tailMs;
   const steadyBusy = busy.reduce((sum, [a, b]) => sum + Math.max(0, Math.min(b, steadyTo) - Math.max(a, steadyFrom)), 0);
-  const steady = steadyTo > steadyFrom ? steadyBusy / (workers * (steadyTo - steadyFrom)) : NaN;
-  const gap = latencySummary(after.dispatchMs.slice(before.dispatchMs.length));
-  const lat = latencySummary(after.refillMs.slice(before.refillMs.length));
-  ctx.log(`utilisation ${round(utilisation * 100, 1)}% (span ${spanS.toFixed(2)} s, ideal ${idealS.toFixed(2)} s), dispatch (result -> next assignment) p50 ${round(lat.p50, 1)} ms p99 ${round(lat.p99, 1)} ms; slot idle between subtasks p50 ${round(gap.p50, 1)} ms p99 ${round(gap.p99, 1)} ms; every slot started after ${round(rampMs, 0)} ms, the first ran out ${round(tailMs, 0)} ms before the end; ${round(steady * 100, 1)}% between`);
+  return {
+    utilisation: busyMs / (workers * (end - start)),
+    spanS: (end - start) / 1000,
+    wall,
+    cpu,
+    simCpu,
+    rampMs,
+    tailMs,
+    steady: steadyTo > steadyFrom ? steadyBusy / (workers * (steadyTo - steadyFrom)) : NaN,
+    gap: latencySummary(after.dispatchMs.slice(before.dispatchMs.length)),
+    lat: latencySummary(after.refillMs.slice(before.refillMs.length)),
+    // Distinct ids: a straggler's speculative copy runs its subtask twice here (the simulated
+    // workers do not stop on a cancel).
+    allRan: new Set(after.ran.slice(before.ran.length)).size === subtasks,
+  };
+}
+
+/**
+ * 100 ms subtasks, 10 per slot, in ROUNDS jobs one after another: slot utilisation of the median
+ * round, dispatch latency, coordinator CPU.
+ */
+async function measureSlots(ctx: BenchContext, workers: number, cluster: LocalCluster, sim: Sim): Promise<BenchResult> {
+  const subtasks = workers * 10;
+  const pid = cluster.coordinator?.child.pid;
+  // Warm-up (not measured): one short job, so the measured ones do not pay for the JIT compiling
+  // the dispatch and result paths of a coordinator that has only seen heartbeats so far.
+  const warm = await cluster.client.submit({ label: 'bench scale warm-up', passthrough: { subtasks, work_ms: 10 } }, []);
+  await cluster.client.wait(warm.id);
+  const rounds: SlotRound[] = [];
+  for (let i = 0; i < (ctx.smoke ? 1 : ROUNDS); i++) {
+    const r = await slotRound(cluster, sim, workers, subtasks);
+    rounds.push(r);
+    ctx.log(
+      `round ${i + 1}: utilisation ${round(r.utilisation * 100, 1)}% (span ${r.spanS.toFixed(2)} s), dispatch (result -> next assignment) p50 ${round(r.lat.p50, 1)} ms p99 ${round(r.lat.p99, 1)} ms; slot idle between subtasks p50 ${round(r.gap.p50, 1)} ms p99 ${round(r.gap.p99, 1)} ms; every slot started after ${round(r.rampMs, 0)} ms, the first ran out ${round(r.tailMs, 0)} ms before the end; ${round(r.steady * 100, 1)}% between`,
+    );
+  }
+  const r = [...rounds].sort((a, b) => a.utilisation - b.utilisation)[Math.floor(rounds.length / 2)]!;
+  const idealS = (subtasks * WORK_MS) / 1000 / workers;
   return {
     scenario: 'scale-slots',
-    inputs: `${workers} simulated workers x 1 slot (+${WORKER_PREFETCH} prefetch), 1 passthrough job of ${subtasks} subtasks x ${WORK_MS} ms simulated work`,
+    inputs: `${workers} simulated workers x 1 slot (+${WORKER_PREFETCH} prefetch), passthrough jobs of ${subtasks} subtasks x ${WORK_MS} ms simulated work, one after another; the median of ${rounds.length} round(s)`,
     baseline: { label: `ideal: all ${workers} slots always busy`, seconds: idealS },
     tessera: {
       label: 'coordinator process + simulated workers',
-      seconds: spanS,
+      seconds: r.spanS,
       peakRssMiB: { coordinator: await peakRssMiB(pid), simulator: await peakRssMiB(sim.child.pid) },
       figures: {
-        utilisationPct: round(utilisation * 100, 1),
-        subtasksPerS: round(subtasks / spanS, 0),
-        dispatchP50Ms: round(lat.p50, 2),
-        dispatchP99Ms: round(lat.p99, 2),
-        slotGapP50Ms: round(gap.p50, 2),
-        slotGapP99Ms: round(gap.p99, 2),
-        rampMs: round(rampMs, 0),
-        tailMs: round(tailMs, 0),
-        steadyUtilisationPct: round(steady * 100, 1),
-        coordinatorCpuPct: round((cpu / wall) * 100, 1),
-        simulatorCpuPct: round((simCpu / wall) * 100, 1),
-        endToEndS: round(wall, 2),
+        utilisationPct: round(r.utilisation * 100, 1),
+        ...Object.fromEntries(rounds.map((x, i) => [`round${i + 1}UtilisationPct`, round(x.utilisation * 100, 1)])),
+        subtasksPerS: round(subtasks / r.spanS, 0),
+        dispatchP50Ms: round(r.lat.p50, 2),
+        dispatchP99Ms: round(r.lat.p99, 2),
+        slotGapP50Ms: round(r.gap.p50, 2),
+        slotGapP99Ms: round(r.gap.p99, 2),
+        rampMs: round(r.rampMs, 0),
+        tailMs: round(r.tailMs, 0),
+        steadyUtilisationPct: round(r.steady * 100, 1),
+        coordinatorCpuPct: round((r.cpu / r.wall) * 100, 1),
+        simulatorCpuPct: round((r.simCpu / r.wall) * 100, 1),
+        endToEndS: round(r.wall, 2),
       },
     },
-    ratio: utilisation,
-    ratioMeaning: 'busy slot-time / (slots x span from first assignment to last result) (higher is better)',
+    ratio: r.utilisation,
+    ratioMeaning: 'busy slot-time / (slots x span from first assignment to last result), median round (higher is better)',
     target: { value: 0.95, better: 'higher' },
-    // Distinct ids: a straggler's speculative copy runs its subtask twice here (the simulated
-    // workers do not stop on a cancel).
-    checks: { allSubtasksRan: new Set(after.ran.slice(before.ran.length)).size === subtasks },
+    checks: { allSubtasksRan: rounds.every((x) => x.allRan) },
   };
 }
 
