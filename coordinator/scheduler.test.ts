@@ -23,6 +23,27 @@ describe('Scheduler', () => {
     expect(s.pendingCount('a')).toBe(8);
   });
 
+  it('gives each subtask to the worker with the most free credit that can run it, taking turns among equals', () => {
+    const s = new Scheduler();
+    s.addJob('a', 'image', 0, 1);
+    s.enqueue(Array.from({ length: 7 }, (_, i) => subtask('a', i)));
+    const big = worker('big', 3);
+    const small = worker('small', 1);
+    const other = worker('other', 4, ['video']);
+    const out = s.dispatch([small, other, big], Date.now(), canRun);
+    // big 3 -> 2 -> then small (1) and big (1) take turns in the order they reached that credit.
+    expect(out.map((a) => a.worker.name)).toEqual(['big', 'big', 'small', 'big']);
+    expect(s.pendingCount('a')).toBe(3);
+    // 500 idle workers: one pass gives every one of them one subtask, none two.
+    const many = Array.from({ length: 500 }, (_, i) => worker(`w${i}`, 2));
+    s.addJob('b', 'image', 0, 2);
+    s.enqueue(Array.from({ length: 500 }, (_, i) => subtask('b', i)));
+    s.removeJob('a');
+    const spread = s.dispatch(many, Date.now(), canRun);
+    expect(spread).toHaveLength(500);
+    expect(new Set(spread.map((a) => a.worker)).size).toBe(500);
+  });
+
   it('is fair across jobs of the same priority and serves higher priority first', () => {
     const s = new Scheduler();
     s.addJob('old', 'image', 0, 1);
