@@ -104,8 +104,28 @@ export function startSimWorkers(opts: SimOptions): { stats(): SimStats; stop(): 
           if (active < opts.slots) run(a);
           else queued.push(a);
         }
+      } else if (msg.msg === 'cancel' && msg.cancel) {
+        // As a real worker: a queued assignment is dropped; a running one stops, without a result.
+        const { subtask_id: id, attempt } = msg.cancel;
+        if (running.get(id) !== attempt) return;
+        running.delete(id);
+        const i = queued.findIndex((a) => a.subtask_id === id && a.attempt === attempt);
+        if (i >= 0) queued.splice(i, 1);
+        else stopRun(id);
       }
     });
+    /** Timers of the subtasks this session runs, by subtask id. */
+    const runTimers = new Map<string, NodeJS.Timeout>();
+    const stopRun = (id: string): void => {
+      const t = runTimers.get(id);
+      if (!t) return;
+      clearTimeout(t);
+      timers.delete(t);
+      runTimers.delete(id);
+      active--;
+      const next = queued.shift();
+      if (next) run(next);
+    };
     const run = (a: Assignment__Output): void => {
       const assignedAt = performance.now();
       active++;
@@ -115,6 +135,7 @@ export function startSimWorkers(opts: SimOptions): { stats(): SimStats; stop(): 
       const plan = JSON.parse(a.plan_json || '{}') as { workMs?: number };
       const t = setTimeout(() => {
         timers.delete(t);
+        runTimers.delete(a.subtask_id);
         const finishedAt = performance.now();
         stats.busy.push([assignedAt, finishedAt]);
         stats.ran.push(a.subtask_id);
@@ -127,6 +148,7 @@ export function startSimWorkers(opts: SimOptions): { stats(): SimStats; stop(): 
         send({ result: { subtask_id: a.subtask_id, attempt: a.attempt, ok: true, outputs: [], item_errors: [], duration_ms: String(Math.round(finishedAt - assignedAt)) } });
       }, plan.workMs ?? 0);
       timers.add(t);
+      runTimers.set(a.subtask_id, t);
     };
     call.on('error', () => undefined);
     send({

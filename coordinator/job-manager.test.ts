@@ -314,6 +314,54 @@ describe('lease-ahead (prefetch)', () => {
     store.close();
   });
 
+  it('once nothing is left to dispatch, an idle worker takes over a subtask waiting behind a long run elsewhere; the holder is told to cancel it', async () => {
+    const { manager, registry, worker, assigned, cancels, finish, store } = setup(undefined, 1, 1);
+    // Two subtasks expected to run 500 ms each: one runs on worker-1, the other waits in its queue.
+    const j = manager.newJob({ ...job(500), passthrough: { subtasks: 2, work_ms: 500, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    manager.accept(j);
+    await until(() => assigned().length === 2, 'a running and a queued subtask');
+    const [running, waiting] = assigned();
+    const other: CoordinatorMessage[] = [];
+    const w2 = secondWorker(registry, other);
+    manager.requestDispatch();
+    await until(() => assignmentsIn(other).length === 1, 'the queued subtask on the idle worker');
+    expect(assignmentsIn(other).map((a) => [a.subtask_id, a.attempt])).toEqual([[waiting!.subtask_id, 2]]);
+    expect(cancels().map((c) => [c.subtask_id, c.attempt])).toEqual([[waiting!.subtask_id, 1]]);
+    expect([...worker.leases.keys()]).toEqual([running!.subtask_id]);
+    expect(manager.queuedMoved).toBe(1);
+    // Moved, not failed: no attempt used up, no retry event.
+    const moved = manager.subtasksOf(j.id).find((s) => s.id === waiting!.subtask_id)!;
+    expect([moved.state, moved.failures, moved.worker]).toEqual(['running', 0, 'worker-2']);
+    expect(manager.eventsAfter(j.id, 0).some((e) => e.subtask?.id === waiting!.subtask_id && e.subtask?.state === 'SUBTASK_STATE_PENDING' && (e.subtask?.attempt ?? 0) > 0)).toBe(false);
+    // A late result of the cancelled attempt is fenced; both real attempts finish the job.
+    finish(waiting!.subtask_id!, 1, 10);
+    finish(running!.subtask_id!, 1, 500);
+    manager.onResult(w2, { subtaskId: waiting!.subtask_id!, attempt: 2, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined, runMs: 500 });
+    await until(() => manager.get(j.id).state === 'succeeded', 'the job to succeed');
+    manager.close();
+    store.close();
+  });
+
+  it('a subtask waiting behind one about to end stays where it is', async () => {
+    const { manager, registry, assigned, cancels, finish, store } = setup(undefined, 1, 1);
+    const j = manager.newJob({ ...job(500), passthrough: { subtasks: 3, work_ms: 500, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    manager.accept(j);
+    await until(() => assigned().length === 2, 'a running and a queued subtask');
+    // The first took 5 ms: the next one, now running, is expected to end within a round trip, so
+    // the third, queued behind it, is not worth moving.
+    finish(assigned()[0]!.subtask_id!, 1, 5);
+    await until(() => assigned().length === 3, 'the third subtask queued');
+    const other: CoordinatorMessage[] = [];
+    secondWorker(registry, other);
+    manager.requestDispatch();
+    await sleep(50);
+    expect(assignmentsIn(other)).toEqual([]);
+    expect(cancels()).toEqual([]);
+    expect(manager.queuedMoved).toBe(0);
+    manager.close();
+    store.close();
+  });
+
   it('a draining worker gives back the subtask waiting in its queue at once, without a failed attempt; the running one finishes there', async () => {
     const { manager, registry, worker, assigned, cancels, finish, store } = setup(undefined, 1, 1);
     manager.accept(manager.newJob(job(10), 'anonymous'));

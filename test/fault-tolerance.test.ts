@@ -111,6 +111,27 @@ describe('fault tolerance', () => {
     report('straggler', { jobTotal: elapsed, slowWorkerDelay: SLOW_MS });
   });
 
+  it('a subtask waiting in a slow worker\'s queue moves to a worker that has run out of work', async () => {
+    cluster = await startCluster({ workers: 1, slots: 1 });
+    const SLOW_MS = 3_600_000;
+    const slow = cluster.startWorker('slow', [], { env: { TESSERA_DIAG_DELAY_MS: String(SLOW_MS) } });
+    await cluster.waitForWorkers(2);
+    const files = await blobs(12, 20_000);
+    const movedBefore = await cluster.metric('tessera_queued_subtasks_moved_total');
+    const t0 = Date.now();
+    // Short subtasks: each worker runs one and queues one (`--prefetch 1`). The slow worker never
+    // finishes its running one (a speculative copy on worker-1 does); the one queued behind it is
+    // taken over by worker-1 once worker-1 has nothing left, rather than waiting for that copy.
+    const job = await cluster.client.submit({ passthrough: { work_ms: 20 } }, files);
+    const done = await cluster.client.wait(job.id);
+    const elapsed = Date.now() - t0;
+    await expectIdenticalOutputs(cluster, done, files);
+    expect((await cluster.metric('tessera_queued_subtasks_moved_total')) - movedBefore).toBeGreaterThanOrEqual(1);
+    expect(done.subtasks.every((s) => s.worker === 'worker-1')).toBe(true);
+    expect(slow.child.exitCode).toBeNull();
+    report('queued subtask moved', { jobTotal: elapsed });
+  });
+
   it('a network partition between a worker and the coordinator, healed after the TTL, loses nothing', async () => {
     cluster = await startCluster({ workers: 1, slots: 1, coordinatorArgs: ['--heartbeat-ms', '250', '--ttl-ms', '2000'] });
     const [host, port] = [cluster.address.split(':')[0]!, Number(cluster.address.split(':')[1])];

@@ -77,8 +77,9 @@ describe('/metrics', () => {
     const k = 'kind="passthrough"';
     expect(delta(before, after, `tessera_jobs_submitted_total{${k}}`)).toBe(1);
     expect(delta(before, after, `tessera_jobs_finished_total{${k},state="succeeded"}`)).toBe(1);
-    // 6 attempts, plus any speculative copy the straggler rule chose to start.
-    const copies = delta(before, after, 'tessera_speculative_copies_total');
+    // 6 attempts, plus any speculative copy the straggler rule chose to start and any queued
+    // assignment moved to an idle worker (each a new attempt, and not a retry).
+    const copies = delta(before, after, 'tessera_speculative_copies_total') + delta(before, after, 'tessera_queued_subtasks_moved_total');
     expect(delta(before, after, `tessera_subtask_transitions_total{${k},state="running"}`)).toBe(6 + copies);
     expect(delta(before, after, `tessera_subtask_transitions_total{${k},state="succeeded"}`)).toBe(3);
     expect(delta(before, after, `tessera_subtask_retries_total{${k}}`)).toBe(3);
