@@ -77,6 +77,11 @@ export interface WatchOptions {
   reconnectForMs?: number;
   /** Called when the event stream is lost (once per outage), before re-attaching: the reason. */
   onReconnect?: (reason: string) => void;
+  /**
+   * Only events of these types (`job_state`, `subtask_state`, `progress`, `log`, `output`); the
+   * final event always comes. Default: all (`wait` without an `onEvent` asks for `job_state` only).
+   */
+  types?: string[];
 }
 
 export const TERMINAL_STATES = new Set(['JOB_STATE_SUCCEEDED', 'JOB_STATE_PARTIALLY_SUCCEEDED', 'JOB_STATE_FAILED', 'JOB_STATE_CANCELLED']);
@@ -280,7 +285,7 @@ export class TesseraClient {
     for (;;) {
       // Aborted before the call: none is made (one made and never read would stay open).
       if (opts.signal?.aborted) throw opts.signal.reason;
-      const call = this.client.WatchJob({ job_id: jobId, after_seq: String(last), batch: true, inline_outputs_up_to: opts.inlineOutputsUpTo ?? 0 }, this.md());
+      const call = this.client.WatchJob({ job_id: jobId, after_seq: String(last), batch: true, inline_outputs_up_to: opts.inlineOutputsUpTo ?? 0, types: opts.types ?? [] }, this.md());
       const onAbort = (): void => call.cancel();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       // Connected (the call got its headers) even if no event comes for a while.
@@ -327,7 +332,9 @@ export class TesseraClient {
    * as `watch` does; `signal` aborted: rejects with its reason (the job goes on).
    */
   wait(jobId: string, onEvent?: (e: JobEvent__Output) => void, signal?: AbortSignal, opts: WatchOptions = {}): Promise<Job__Output> {
-    return this.watchToEnd(jobId, onEvent, { ...opts, ...(signal ? { signal } : {}) });
+    // Nobody to show the subtasks' events to: not worth the coordinator's encoding them.
+    const types = opts.types ?? (onEvent ? undefined : ['job_state']);
+    return this.watchToEnd(jobId, onEvent, { ...opts, ...(signal ? { signal } : {}), ...(types ? { types } : {}) });
   }
 
   private async watchToEnd(jobId: string, onEvent: ((e: JobEvent__Output) => void) | undefined, opts: WatchOptions & { inlineOutputsUpTo?: number }): Promise<Job__Output> {

@@ -170,9 +170,11 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       return submit(access.identify(ctx.metadata).id, messages, ctx.signal);
     }),
 
-    WatchJob: serverStream(log, (req: { job_id: string; after_seq: string; batch: boolean; inline_outputs_up_to: number }, ctx) => {
+    WatchJob: serverStream(log, (req: { job_id: string; after_seq: string; batch: boolean; inline_outputs_up_to: number; types: string[] }, ctx) => {
       owned(ctx.metadata, req.job_id);
-      let events = watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal);
+      const unknown = req.types.find((t) => !EVENT_TYPES.has(t));
+      if (unknown !== undefined) throw invalidArgument(`types: unknown event type "${unknown}" (one of ${[...EVENT_TYPES].join(', ')})`);
+      let events = watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal, req.types.length > 0 ? new Set(req.types) : undefined);
       if (req.inline_outputs_up_to > 0) events = withOutputData(events, jobs, req.job_id, Math.min(req.inline_outputs_up_to, INLINE_OUTPUT_MAX_BYTES));
       return req.batch ? batched(events) : unbatched(events);
     }),
@@ -375,9 +377,16 @@ const MAX_BATCH = 1000;
 /** Most live events a watcher's stream holds while its client does not read (then they come from the store). */
 const MAX_LIVE_BACKLOG = 5000;
 
-/** A job's events after `afterSeq` until its final one: the log first, then live; in runs of what is ready. Exported for tests. */
-export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal: AbortSignal): AsyncGenerator<JobEvent[]> {
+/** The event types a watcher may ask for (`WatchJobRequest.types`). */
+const EVENT_TYPES: ReadonlySet<string> = new Set(['job_state', 'subtask_state', 'progress', 'log', 'output']);
+
+/**
+ * A job's events after `afterSeq` until its final one: the log first, then live; in runs of what is
+ * ready; only those of `types` (and the final one) when given. Exported for tests.
+ */
+export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal: AbortSignal, types?: ReadonlySet<string>): AsyncGenerator<JobEvent[]> {
   const job = jobs.get(jobId);
+  const wanted = (e: JobEvent): boolean => !types || types.has(e.type ?? '') || Boolean(e.final);
   // Subscribe before replaying so nothing falls between the replay and the live stream.
   // Live events not yet sent, from `head` on (a head index, not shift(): see the scheduler's queues).
   let queue: JobEvent[] = [];
@@ -387,6 +396,7 @@ export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, 
   // past a bound the queue is dropped, and what it held is read back from the store instead.
   let overflowed = false;
   const unsubscribe = jobs.events.subscribe(jobId, (e) => {
+    if (!wanted(e)) return;
     if (overflowed) {
       wake?.();
       return;
@@ -415,8 +425,10 @@ export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, 
       for (let i = 0; i < page.length; i += MAX_BATCH) {
         const run = page.slice(i, i + MAX_BATCH);
         const end = run.findIndex((e) => e.final);
+        // Past every event read, sent or not.
         last = Number(run[end >= 0 ? end : run.length - 1]!.seq);
-        yield end >= 0 ? run.slice(0, end + 1) : run;
+        const send = (end >= 0 ? run.slice(0, end + 1) : run).filter(wanted);
+        if (send.length > 0) yield send;
         if (end >= 0) return true;
       }
     }

@@ -117,3 +117,38 @@ describe('aborting', () => {
     expect(await caught(p)).toBe(reason);
   }, 60_000);
 });
+
+describe('watching some event types only', () => {
+  it('sends only the types asked for, and the final event, live and replayed; an unknown type is INVALID_ARGUMENT', async () => {
+    cluster = await startCluster({ workers: 1, slots: 1 });
+    const files: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      files.push(path.join(dir, `typed-${i}.bin`));
+      await writeFile(files[i]!, randomBytes(1000 + i));
+    }
+    const job = await cluster.client.submit({ passthrough: { work_ms: 100 } }, files);
+    const live: { type: string; final: boolean; seq: number }[] = [];
+    for await (const e of cluster.client.watch(job.id, { types: ['output'] })) live.push({ type: e.type, final: e.final, seq: Number(e.seq) });
+    // One output event per file, then the final job_state event; none of the subtasks' events.
+    expect(live.map((e) => e.type)).toEqual(['output', 'output', 'output', 'job_state']);
+    expect(live.at(-1)!.final).toBe(true);
+    const all: { type: string; seq: number }[] = [];
+    for await (const e of cluster.client.watch(job.id)) all.push({ type: e.type, seq: Number(e.seq) });
+    expect(all.filter((e) => e.type === 'subtask_state').length).toBeGreaterThanOrEqual(6);
+    expect(live.map((e) => e.seq)).toEqual(all.filter((e) => e.type === 'output' || e.seq === all.at(-1)!.seq).map((e) => e.seq));
+    // Replayed from the log after the end: the same filter.
+    const replayed: string[] = [];
+    for await (const e of cluster.client.watch(job.id, { types: ['job_state'] })) replayed.push(e.type);
+    expect(replayed.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(replayed)).toEqual(new Set(['job_state']));
+    // `wait` without a callback asks only for job_state events, and still returns the finished job.
+    const done = await cluster.client.wait(job.id);
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    expect(done.outputs).toHaveLength(3);
+    const err = await caught((async () => {
+      for await (const _ of cluster!.client.watch(job.id, { types: ['job_state', 'subtasks'] })) void _;
+    })());
+    expect((err as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((err as grpc.ServiceError).details).toBe('types: unknown event type "subtasks" (one of job_state, subtask_state, progress, log, output)');
+  }, 60_000);
+});
