@@ -243,6 +243,53 @@ describe('speculative copies', () => {
   });
 });
 
+describe('the straggler rule', () => {
+  /** A kind whose phase 0 is one subtask per weight given. */
+  const weighted = (weights: number[]): CoordinatorKind => ({
+    ...original,
+    plan: async () => ({ subtasks: weights.map((weight, i) => ({ label: `piece ${i}`, inputs: [], plan: { label: `piece ${i}` }, weight, items: [] })) }),
+    merge: async () => ({ outputs: [] }),
+  });
+
+  async function threeDoneOneRunning(weights: number[]) {
+    kinds.set('passthrough', weighted(weights));
+    const t = setup(undefined, 4);
+    const job = t.manager.newJob(spec, 'anonymous');
+    t.manager.accept(job);
+    await until(() => t.assigned().length === 4, 'four subtasks running');
+    const byIndex = (i: number) => t.assigned().find((a) => JSON.parse(a.plan_json!).label === `piece ${i}`)!;
+    for (const i of [0, 1, 2]) t.finish(byIndex(i).subtask_id!, 1, 100);
+    const copies: CoordinatorMessage[] = [];
+    secondWorker(t.registry, copies);
+    return { ...t, last: byIndex(3), copies };
+  }
+
+  it('expects a subtask of four times the weight to take four times as long before it copies it', async () => {
+    const { manager, store, last, copies } = await threeDoneOneRunning([1, 1, 1, 4]);
+    // 300 ms: past 1.5x the others' 100 ms, but not past 1.5x the 400 ms its weight predicts.
+    manager.speculate(Date.now() + 300);
+    expect(assignmentsIn(copies)).toEqual([]);
+    manager.speculate(Date.now() + 700);
+    expect(assignmentsIn(copies).map((a) => [a.subtask_id, a.attempt])).toEqual([[last.subtask_id, 2]]);
+    manager.close();
+    store.close();
+  });
+
+  it('leaves a slow subtask whose progress says it ends sooner than a copy would', async () => {
+    const { manager, worker, store, last, copies } = await threeDoneOneRunning([1, 1, 1, 1]);
+    // 1 s in at 95%: about 53 ms left, less than the 100 ms a copy would take.
+    manager.onProgress(worker, last.subtask_id!, 1, 0.95, '');
+    manager.speculate(Date.now() + 1000);
+    expect(assignmentsIn(copies)).toEqual([]);
+    // At half way after 1 s, a copy (100 ms) ends well before it.
+    manager.onProgress(worker, last.subtask_id!, 1, 0.5, '');
+    manager.speculate(Date.now() + 1000);
+    expect(assignmentsIn(copies).map((a) => [a.subtask_id, a.attempt])).toEqual([[last.subtask_id, 2]]);
+    manager.close();
+    store.close();
+  });
+});
+
 describe('lease-ahead (prefetch)', () => {
   const job = (workMs: number) => ({ ...spec, passthrough: { subtasks: 6, work_ms: workMs, fail_first_attempts: 0 } }) as unknown as JobSpec__Output;
 

@@ -1203,9 +1203,13 @@ export class JobManager {
   }
 
   /**
-   * Straggler rule (Spark's): once 75% of a phase's subtasks are done, a subtask running longer
-   * than 1.5x the median of the finished ones gets a speculative copy on another idle worker. Only
-   * idle capacity is used (no pending work anywhere), and copies stay a small share of running work.
+   * Straggler rule (Spark's, with LATE's estimate of time left): once 75% of a phase's subtasks are
+   * done, a subtask running longer than 1.5x what the finished ones predict for it gets a
+   * speculative copy on another idle worker, unless its own progress says it will end before a copy
+   * could. The prediction scales the finished ones' median run time per unit of `weight` (a tile
+   * twice the pixels, a segment twice the seconds, is expected to take twice as long) when every
+   * subtask of the phase has a weight, else it is their median run time. Only idle capacity is used
+   * (no pending work anywhere), and copies stay a small share of running work.
    */
   speculate(now = Date.now()): void {
     if (this.scheduler.pendingCount() > 0) return;
@@ -1220,18 +1224,23 @@ export class JobManager {
       const current = active.subtasks.filter((s) => s.phase === active.record.phase);
       const finished = current.filter((s) => s.state === 'succeeded');
       if (finished.length === 0 || finished.length < current.length * 0.75) continue;
-      const durations = finished.map((s) => s.durationMs).sort((a, b) => a - b);
-      const median = durations[Math.floor(durations.length / 2)]!;
+      const expect = expectedRunTimes(current, finished);
       for (const s of current) {
         if (copies >= maxCopies) return;
         // One copy per attempt: after it ended, the remaining lease runs alone.
         if (s.state !== 'running' || s.leases.length !== 1 || s.speculative) continue;
         const lease = s.leases[0]!;
         // Waiting in the worker's prefetch queue is not running slowly.
-        if (lease.runningSince === undefined || now - lease.runningSince <= Math.max(1.5 * median, 200)) continue;
+        if (lease.runningSince === undefined) continue;
+        const elapsed = now - lease.runningSince;
+        const expected = expect(s);
+        if (elapsed <= Math.max(1.5 * expected, 200)) continue;
+        // Its own progress (reported by the worker: frames, seconds encoded) puts its end nearer
+        // than a copy started now would get: leave it.
+        if (s.progress > 0.05 && (elapsed * (1 - s.progress)) / s.progress < expected) continue;
         const w = idle.find((x) => x.id !== lease.workerId && x.leases.size < x.slots && canRun(x, s, active.record.kind));
         if (!w) continue;
-        this.log.info({ job: s.jobId, subtask: s.id, runningMs: now - lease.runningSince, medianMs: median, worker: w.name }, 'straggler: starting a speculative copy');
+        this.log.info({ job: s.jobId, subtask: s.id, runningMs: elapsed, expectedMs: Math.round(expected), progress: s.progress, worker: w.name }, 'straggler: starting a speculative copy');
         this.speculativeCopies++;
         copies++;
         this.assign(s, w, true);
@@ -1326,6 +1335,21 @@ export class JobManager {
     this.timers.clear();
     for (const a of this.active.values()) a.controller.abort(new DOMException('coordinator shutting down', 'AbortError'));
   }
+}
+
+/**
+ * What a phase's finished subtasks predict for each of its subtasks' run time (ms): their median
+ * run time per unit of weight times the subtask's weight, when every subtask of the phase weighs
+ * something; else their median run time.
+ */
+export function expectedRunTimes(phase: readonly SubtaskRecord[], finished: readonly SubtaskRecord[]): (s: SubtaskRecord) => number {
+  const median = (xs: number[]): number => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  if (phase.every((s) => s.weight > 0)) {
+    const perWeight = median(finished.map((s) => s.durationMs / s.weight));
+    return (s) => perWeight * s.weight;
+  }
+  const m = median(finished.map((s) => s.durationMs));
+  return () => m;
 }
 
 function canRun(w: WorkerSession, s: SubtaskRecord, kind: string): boolean {
