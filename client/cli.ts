@@ -145,6 +145,7 @@ submitCommand(
     c
       .addOption(new Option('--codec <codec>', 'video codec').choices(['h264', 'h265', 'vp9', 'av1']))
       .option('--crf <n>', 'constant quality (1..51 for h264/h265, 1..63 for vp9/av1)', crfOption)
+      .option('--lossless', 'mathematically lossless video at 8-bit 4:2:0 (h264, h265, vp9)')
       .option('--bitrate <rate>', 'target bitrate, e.g. 2M')
       .option('--preset <p>', 'encoder preset')
       .option('--width <px>', 'scale to width', int('--width'))

@@ -5,7 +5,8 @@
  * the first segment, only where every worker that can take video work advertises the features
  * (`video-nut-chunks`, `video-audio-beside-segment`); with an older worker among them it cuts
  * Matroska, which newer workers read too, and plans the audio as a subtask of its own. Segments
- * that rely on a feature require it, so an older worker that joins afterwards is never sent one. Real coordinator and worker over real gRPC on loopback; the
+ * that rely on a feature require it, so an older worker that joins afterwards is never sent one;
+ * a lossless job's segments require `video-lossless`, which older workers lack. Real coordinator and worker over real gRPC on loopback; the
  * older worker is a Connect stream written by hand, registering without `features`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -140,5 +141,21 @@ describe('video chunks with workers of two versions', () => {
     const out = [...files.values()][0]!;
     expect(await countVideoPackets(out)).toBe(125);
     expect((await probeMedia(out)).audio).toHaveLength(1);
+  });
+
+  it('sends a lossless job\'s segments only to workers that know lossless: never to an older one, which would encode them lossy', async () => {
+    const c = await cluster('tessera-mixed-lossless-');
+    const older = olderWorker(c.address);
+    cleanups.push(async () => older.close());
+    await expect.poll(older.isRegistered, { timeout: 10_000, interval: 10 }).toBe(true);
+    await c.startWorker();
+    const src = await makeVideo(c.dir, 'clip.mp4', { duration: 3, gop: 15 });
+    const job = await c.client.submit({ video: { preset: 'ultrafast', segment_seconds: 1, audio_codec: 'none', lossless: true } }, [src]);
+    const done = await c.client.wait(job.id);
+    expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+    expect(older.plans).toEqual([]);
+    expect(new Set(done.subtasks.map((s) => s.worker))).toEqual(new Set(['current']));
+    const files = await c.client.download(job.id, path.join(c.dir, 'out'));
+    expect(await countVideoPackets([...files.values()][0]!)).toBe(75);
   });
 });

@@ -25,7 +25,7 @@ export const int =
 /** --crf: 0 would reach the coordinator as "unset" (the codec's default), not as x264's lossless. */
 export function crfOption(v: string): number {
   const n = int('--crf')(v);
-  if (n === 0) throw new InvalidArgumentError('--crf must be 1 or more: 0 (lossless in x264/x265) cannot be asked for, since 0 in the protocol means the codec\'s default');
+  if (n === 0) throw new InvalidArgumentError('--crf must be 1 or more (for a lossless encode, --lossless)');
   return n;
 }
 
@@ -101,6 +101,7 @@ export function videoSpec(o: Opts): JobSpec {
       audio_bitrate: o['audioBitrate'] as string | undefined,
       container: o['container'] as string | undefined,
       segment_seconds: o['segmentSeconds'] as number | undefined,
+      lossless: o['lossless'] as boolean | undefined,
     },
   };
 }

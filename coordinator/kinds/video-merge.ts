@@ -13,7 +13,7 @@ import { chunkPath, spoolFile } from './video-chunks.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import type { VideoJobParams } from '../../shared/kinds/video-params.js';
 import { countVideoPackets, probeMedia, probePacketSpan, type StreamSpan } from '../../shared/media/probe.js';
-import { AUDIO_BESIDE_SEGMENT_FEATURE, chunkFormatOf, NUT_CHUNKS_FEATURE, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, chunkFormatOf, NUT_CHUNKS_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 
 /** Plan-time facts about one input that the merge needs (written to the job's workDir). */
 export interface InputPlanRecord {
@@ -105,7 +105,7 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
       const segment = (bad[0]!.plan as VideoSegmentPlan).segment + 1;
       errors.push({ input: rec.input, code: 'DATA_LOSS', message: `${rec.input}: segment ${segment} kept failing its frame-count check` });
     } else {
-      for (const b of bad) rerun.push(await resubmit(b, ctx.workDir));
+      for (const b of bad) rerun.push(await resubmit(b, ctx.workDir, ctx.params.lossless));
     }
   }
   // Outputs and errors are reported once, by the last phase: a re-run phase stitches every input
@@ -270,11 +270,11 @@ function keyOf(p: VideoSubtaskPlan): string {
  * A bad segment planned again: same plan (the audio too, when it was encoded beside it), its files
  * described afresh from the job's scratch folder.
  */
-async function resubmit(bad: SubtaskOutcome, workDir: string): Promise<SubtaskPlan> {
+async function resubmit(bad: SubtaskOutcome, workDir: string, lossless: boolean): Promise<SubtaskPlan> {
   const plan = bad.plan as VideoSegmentPlan;
   const names = plan.audio ? [...plan.chunks, plan.audio.file] : plan.chunks;
   const inputs = await Promise.all(names.map((name) => spoolFile(chunkPath(workDir, name), name)));
-  const features = [...(chunkFormatOf(plan.chunks[0]!) === 'nut' ? [NUT_CHUNKS_FEATURE] : []), ...(plan.audio ? [AUDIO_BESIDE_SEGMENT_FEATURE] : [])];
+  const features = [...(chunkFormatOf(plan.chunks[0]!) === 'nut' ? [NUT_CHUNKS_FEATURE] : []), ...(plan.audio ? [AUDIO_BESIDE_SEGMENT_FEATURE] : []), ...(lossless ? [VIDEO_LOSSLESS_FEATURE] : [])];
   const encoders = plan.audio ? [plan.encoder, plan.audio.encoder] : [plan.encoder];
   return { label: `${bad.label.replace(/ \(re-run\)$/, '')} (re-run)`, inputs, plan, weight: 1, items: bad.items, requires: { encoders, ...(features.length > 0 && { features }) } };
 }

@@ -16,7 +16,7 @@ import { invalidArgument, TesseraError } from '../../shared/errors.js';
 import { parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, CONTAINER_COPY_AUDIO, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type StreamSpan } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
-import { AUDIO_BESIDE_SEGMENT_FEATURE, NUT_CHUNKS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, NUT_CHUNKS_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
 import { planSegments, segmentCount } from './video-segments.js';
 import { mergeVideo, type InputPlanRecord } from './video-merge.js';
@@ -153,7 +153,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
       plan,
       weight: (frames * size.width * size.height) / 1e6,
       items: [name],
-      requires: { encoders: [encoder], ...(nut && { features: [NUT_CHUNKS_FEATURE] }) },
+      requires: { encoders: [encoder], ...((nut || params.lossless) && { features: [...(nut ? [NUT_CHUNKS_FEATURE] : []), ...(params.lossless ? [VIDEO_LOSSLESS_FEATURE] : [])] }) },
       // Generous: a veryslow 4K encode runs far below real time; the runtime's default may not fit.
       timeoutMs: Math.max(600_000, (seg.end - seg.start) * 60_000),
     });

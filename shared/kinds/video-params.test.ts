@@ -14,7 +14,7 @@ function rejection(raw: Record<string, unknown>): TesseraError {
 describe('parseVideoParams', () => {
   it('applies defaults: h264 crf 23 medium, aac 128k, mp4, automatic segments', () => {
     expect(parseVideoParams({})).toEqual({
-      codec: 'h264', crf: 23, bitrate: undefined, preset: 'medium', width: 0, height: 0, fps: 0,
+      codec: 'h264', crf: 23, bitrate: undefined, lossless: false, preset: 'medium', width: 0, height: 0, fps: 0,
       audioCodec: 'aac', audioBitrate: 128000, container: 'mp4', segmentSeconds: 0,
     });
   });
@@ -32,7 +32,18 @@ describe('parseVideoParams', () => {
     expect(parseBitrate('fast')).toBeNaN();
   });
 
+  it('asks for a lossless encode with neither crf nor bitrate', () => {
+    for (const codec of ['h264', 'h265', 'vp9'] as const) {
+      const p = parseVideoParams({ codec, lossless: true, container: codec === 'vp9' ? 'webm' : 'mkv' });
+      expect([p.lossless, p.crf, p.bitrate]).toEqual([true, undefined, undefined]);
+    }
+  });
+
   it.each([
+    [{ lossless: true, crf: 18 }, 'lossless: has no crf (a lossless encode has no quality setting)'],
+    [{ lossless: true, bitrate: '2M' }, 'lossless: has no bitrate'],
+    [{ lossless: true, codec: 'av1', container: 'mkv' }, 'lossless: not available for av1 (use h264, h265, vp9)'],
+    [{ lossless: 'yes' }, 'video.lossless: expected a boolean'],
     [{ codec: 'mpeg2' }, 'codec: "mpeg2" is not one of h264, h265, vp9, av1'],
     [{ crf: 20, bitrate: '2M' }, 'crf and bitrate: give one or the other, not both'],
     [{ crf: 60 }, 'crf: 60 is outside 1..51 for h264'],

@@ -13,8 +13,10 @@ export type VideoContainer = 'mp4' | 'mkv' | 'webm';
 /** Normalised video params: every field has its final value. */
 export interface VideoJobParams {
   codec: VideoCodec;
-  /** Constant quality; undefined when a bitrate is set. */
+  /** Constant quality; undefined when a bitrate is set or the encode is lossless. */
   crf: number | undefined;
+  /** Mathematically lossless (at 8-bit 4:2:0): neither crf nor bitrate. */
+  lossless: boolean;
   /** Target bitrate in bits/s; undefined in CRF mode. */
   bitrate: number | undefined;
   /** Encoder speed preset in x264 names (ultrafast..veryslow), mapped per encoder by the worker. */
@@ -54,6 +56,8 @@ export const AUDIO_ENCODERS: Readonly<Record<'aac' | 'opus' | 'mp3', string>> = 
 export const PRESETS = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow'] as const;
 
 const CRF_MAX: Record<VideoCodec, number> = { h264: 51, h265: 51, vp9: 63, av1: 63 };
+/** Codecs whose encoders here have a lossless mode (SVT-AV1 has none; ffmpeg 5.1's libaom wrapper offers none). */
+const LOSSLESS_CODECS: readonly VideoCodec[] = ['h264', 'h265', 'vp9'];
 /** Codec defaults when neither crf nor bitrate is given (each encoder's usual default quality). */
 const CRF_DEFAULT: Record<VideoCodec, number> = { h264: 23, h265: 28, vp9: 31, av1: 35 };
 
@@ -90,7 +94,7 @@ export function parseBitrate(text: string): number {
 export function parseVideoParams(raw: Partial<VideoParams__Output> | null | undefined): VideoJobParams {
   const p = checkFieldTypes('video', raw, {
     codec: 'string', crf: 'number', bitrate: 'string', preset: 'string', width: 'number', height: 'number', fps: 'number',
-    audio_codec: 'string', audio_bitrate: 'string', container: 'string', segment_seconds: 'number',
+    audio_codec: 'string', audio_bitrate: 'string', container: 'string', segment_seconds: 'number', lossless: 'boolean',
   }) as Partial<VideoParams__Output>;
   // The container first: WebM's defaults are its own codecs (VP9 and Opus), not MP4's.
   const container = (p.container || 'mp4').toLowerCase();
@@ -100,10 +104,15 @@ export function parseVideoParams(raw: Partial<VideoParams__Output> | null | unde
 
   const crfRaw = p.crf ?? 0;
   const bitrateText = (p.bitrate ?? '').trim();
+  const lossless = p.lossless ?? false;
   if (crfRaw && bitrateText) throw invalidArgument('crf and bitrate: give one or the other, not both');
+  if (lossless && (crfRaw || bitrateText)) throw invalidArgument(`lossless: has no ${crfRaw ? 'crf' : 'bitrate'} (a lossless encode has no quality setting)`);
+  if (lossless && !LOSSLESS_CODECS.includes(codec)) throw invalidArgument(`lossless: not available for ${codec} (use ${LOSSLESS_CODECS.join(', ')})`);
   let crf: number | undefined;
   let bitrate: number | undefined;
-  if (bitrateText) {
+  if (lossless) {
+    // Neither: the encoders' own lossless modes.
+  } else if (bitrateText) {
     bitrate = parseBitrate(bitrateText);
     if (!Number.isFinite(bitrate)) throw invalidArgument(`bitrate: "${bitrateText}" is not a rate such as 2M or 800k`);
     if (bitrate < 16e3 || bitrate > 500e6) throw invalidArgument(`bitrate: ${bitrateText} is outside 16k..500M`);
@@ -140,7 +149,7 @@ export function parseVideoParams(raw: Partial<VideoParams__Output> | null | unde
     throw invalidArgument(`segment_seconds: ${p.segment_seconds} is outside 1..3600 (0 = automatic)`);
   }
 
-  return { codec, crf, bitrate, preset, width, height, fps, audioCodec, audioBitrate, container, segmentSeconds };
+  return { codec, crf, bitrate, lossless, preset, width, height, fps, audioCodec, audioBitrate, container, segmentSeconds };
 }
 
 function isOneOf<T extends string>(value: string, options: readonly T[]): value is T {

@@ -17,16 +17,18 @@ export function videoEncoderArgs(params: VideoJobParams, encoder: string, thread
   const t = String(Math.max(1, threads));
   const quality = (crfFlag: string[]): string[] =>
     params.bitrate !== undefined ? ['-b:v', String(params.bitrate)] : [...crfFlag, String(params.crf)];
+  const lossless = params.lossless;
   // 8-bit 4:2:0 plays everywhere; every encoder gets the same pixel format.
   const common = ['-pix_fmt', 'yuv420p'];
   switch (encoder) {
     case 'libx264':
       // Closed GOPs are x264's default; said explicitly because segments are cut right after them.
-      return ['-c:v', 'libx264', '-preset', params.preset, ...quality(['-crf']), '-threads', t, '-x264-params', 'open-gop=0', ...common];
+      // qp 0 is x264's lossless mode (High 4:4:4 Predictive profile, whatever the chroma).
+      return ['-c:v', 'libx264', '-preset', params.preset, ...(lossless ? ['-qp', '0'] : quality(['-crf'])), '-threads', t, '-x264-params', 'open-gop=0', ...common];
     case 'libx265':
-      return ['-c:v', 'libx265', '-preset', params.preset, ...quality(['-crf']), '-x265-params', `open-gop=0:pools=${t}:log-level=error`, ...common];
+      return ['-c:v', 'libx265', '-preset', params.preset, ...(lossless ? [] : quality(['-crf'])), '-x265-params', `open-gop=0:pools=${t}:log-level=error${lossless ? ':lossless=1' : ''}`, ...common];
     case 'libvpx-vp9':
-      return ['-c:v', 'libvpx-vp9', '-deadline', 'good', '-cpu-used', String(VPX_CPU_USED[speed]), ...quality(['-b:v', '0', '-crf']), '-row-mt', '1', '-threads', t, ...common];
+      return ['-c:v', 'libvpx-vp9', '-deadline', 'good', '-cpu-used', String(VPX_CPU_USED[speed]), ...(lossless ? ['-lossless', '1'] : quality(['-b:v', '0', '-crf'])), '-row-mt', '1', '-threads', t, ...common];
     case 'libaom-av1':
       return ['-c:v', 'libaom-av1', '-cpu-used', String(AOM_CPU_USED[speed]), ...quality(['-b:v', '0', '-crf']), '-row-mt', '1', '-threads', t, ...common];
     case 'libsvtav1':

@@ -16,6 +16,11 @@ export const NUT_CHUNKS_FEATURE = 'video-nut-chunks';
 
 /** The worker feature that encodes a segment plan's `audio` beside the segment. */
 export const AUDIO_BESIDE_SEGMENT_FEATURE = 'video-audio-beside-segment';
+/**
+ * Workers that know `VideoParams.lossless`. An older one would read past the field and encode at the
+ * codec's default quality: a lossless job's segments go only to workers that have this.
+ */
+export const VIDEO_LOSSLESS_FEATURE = 'video-lossless';
 
 const CHUNK_EXTENSION: Readonly<Record<ChunkFormat, string>> = { nut: 'nut', matroska: 'mkv' };
 
