@@ -448,10 +448,9 @@ export class JobManager {
    * with nothing to do takes over an assignment waiting in another worker's prefetch queue when
    * that worker will not start it for a while: the one whose running subtask has the longest left
    * to run goes first. Without this the last round ends unevenly: a worker that fell behind (a
-   * late refill, a slower machine) still has a queued subtask when others have run out, and the
-   * job waits for it (measured with 500 simulated workers: sessions ending 60-100 ms apart in
-   * a 1 s job of 100 ms subtasks). The holder is told to cancel it, as when it drains; had it just
-   * started it, the attempt is fenced like any superseded one.
+   * slower machine, a long run) still has a queued subtask when others have run out, and the job
+   * waits for it; the straggler rule copies only what runs. The holder is told to cancel it, as
+   * when it drains; had it just started it, the attempt is fenced like any superseded one.
    */
   private moveQueued(workers: WorkerSession[], now: number): void {
     if (this.scheduler.pendingCount() > 0) return;
@@ -1342,7 +1341,7 @@ export class JobManager {
  * run time per unit of weight times the subtask's weight, when every subtask of the phase weighs
  * something; else their median run time.
  */
-export function expectedRunTimes(phase: readonly SubtaskRecord[], finished: readonly SubtaskRecord[]): (s: SubtaskRecord) => number {
+function expectedRunTimes(phase: readonly SubtaskRecord[], finished: readonly SubtaskRecord[]): (s: SubtaskRecord) => number {
   const median = (xs: number[]): number => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   if (phase.every((s) => s.weight > 0)) {
     const perWeight = median(finished.map((s) => s.durationMs / s.weight));
