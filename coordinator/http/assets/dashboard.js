@@ -77,7 +77,7 @@ function select(id) {
 }
 
 function renderJobTable() {
-  renderJobs($('jobs').tBodies[0], state.jobs.values(), now(), state.selected, select);
+  renderJobs($('jobs').tBodies[0], state.jobs.values(), now(), state.selected);
 }
 
 function renderSummary() {
@@ -119,6 +119,13 @@ function render() {
 }
 
 window.addEventListener('hashchange', () => select(decodeURIComponent(location.hash.slice(1))));
+// A job is selected on the press, on whichever rendering of its row is there (see renderJobs);
+const jobRows = $('jobs').tBodies[0];
+jobRows.addEventListener('pointerdown', (e) => {
+  if (e.button !== 0) return;
+  const tr = e.target.closest('tr[data-job]');
+  if (tr) select(tr.dataset.job);
+});
 /**
  * When clients need tokens, the live view needs an admin client token: asked for once, then kept
  * in a cookie (sent only to this server, only by this page's own requests).

@@ -73,8 +73,12 @@ export function renderWorkers(tbody, workers, now) {
   );
 }
 
-/** Rewrites the jobs table; `onSelect(id)` is called when a row is clicked. */
-export function renderJobs(tbody, jobs, now, selected, onSelect) {
+/**
+ * Rewrites the jobs table. Selection is the caller's, by delegation on `tbody` (rows are replaced
+ * several times a second while jobs run: a listener on a row would miss a click whose press and
+ * release landed on two renderings of it).
+ */
+export function renderJobs(tbody, jobs, now, selected) {
   const rows = [...jobs].sort((a, b) => b.createdAt - a.createdAt);
   tbody.replaceChildren(
     ...rows.map((j) => {
@@ -82,7 +86,6 @@ export function renderJobs(tbody, jobs, now, selected, onSelect) {
       tr.dataset.job = j.id;
       tr.dataset.state = j.state;
       if (j.id === selected) tr.className = 'selected';
-      tr.addEventListener('click', () => onSelect(j.id));
       cell(tr, j.label ? `${j.id.slice(0, 8)} · ${j.label}` : j.id.slice(0, 8)).title = j.id;
       cell(tr, j.kind);
       cell(tr, badge(j.state));
