@@ -3,17 +3,15 @@
  * INVALID_ARGUMENT naming the file), not after the job has started: on a real cluster (built dist/).
  * And the CLI's `--lossless` reaches the encoders: the stitched file's pictures are the source's.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { LocalCluster } from '../client/local-cluster.js';
-import { ffmpegBinaries, runFfmpeg } from '../shared/ffmpeg.js';
-import { promisify } from 'node:util';
+import { runFfmpeg } from '../shared/ffmpeg.js';
 import { runCli } from './helpers/cluster.js';
-import { makeVideo } from './helpers/media.js';
+import { decodedPictureHashes, makeVideo } from './helpers/media.js';
 
 let dir: string;
 let cluster: LocalCluster;
@@ -40,11 +38,7 @@ it('tessera submit video --lossless writes a file whose every decoded picture is
   const out = path.join(dir, 'out');
   const r = await runCli(['submit', 'video', src, '--lossless', '--preset', 'ultrafast', '--audio-codec', 'none', '--segment-seconds', '1', '-o', out, '--no-progress', '--coordinator', cluster.address]);
   expect(r.code, r.stderr).toBe(0);
-  const pictures = async (file: string): Promise<string[]> => {
-    const { stdout } = await promisify(execFile)(ffmpegBinaries().ffmpeg, ['-v', 'error', '-i', file, '-map', '0:v:0', '-f', 'framemd5', '-']);
-    return stdout.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(',').at(-1)!.trim());
-  };
-  const [a, b] = await Promise.all([pictures(src), pictures(path.join(out, 'clip.mp4'))]);
+  const [a, b] = await Promise.all([decodedPictureHashes(src), decodedPictureHashes(path.join(out, 'clip.mp4'))]);
   expect(a).toHaveLength(50);
   expect(b).toEqual(a);
   // --lossless with a quality setting is refused (INVALID_ARGUMENT: exit 2), naming the setting.

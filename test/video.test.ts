@@ -1,22 +1,19 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { videoKind } from '../coordinator/kinds/video.js';
 import { cutVideoChunks } from '../coordinator/kinds/video-chunks.js';
-import { ffmpegBinaries, runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
+import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
 import { parseVideoParams } from '../shared/kinds/video-params.js';
 import { decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
 import { videoEncoderArgs } from '../shared/media/video-encode.js';
 import type { VideoSegmentPlan, VideoSubtaskPlan } from '../shared/media/video-plan.js';
 import { WORKER_FEATURES } from '../shared/job-kind.js';
 import { pino } from 'pino';
-import { promisify } from 'node:util';
 import { videoProcessor } from '../worker/processors/video.js';
-import { makeVideo, runKindInProcess, specOf, type VideoFixture } from './helpers/media.js';
+import { decodedPictureHashes, makeVideo, runKindInProcess, specOf, type VideoFixture } from './helpers/media.js';
 
-const execFileAsync = promisify(execFile);
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-video-'));
@@ -123,21 +120,16 @@ describe('video kind (plan -> process -> merge in-process)', () => {
   });
 
   it('encodes losslessly with lossless: every decoded picture of the stitched output is the source\'s, bit for bit (h264, h265, vp9)', async () => {
-    /** MD5 of every decoded picture, in order (the stream's own time base and sizes left out). */
-    const pictures = async (file: string): Promise<string[]> => {
-      const { stdout } = await execFileAsync(ffmpegBinaries().ffmpeg, ['-v', 'error', '-i', file, '-map', '0:v:0', '-f', 'framemd5', '-'], { maxBuffer: 16 * 2 ** 20 });
-      return stdout.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(',').at(-1)!.trim());
-    };
     for (const [codec, container] of [['h264', 'mp4'], ['h265', 'mkv'], ['vp9', 'webm']] as const) {
       const r = await transcode(`lossless-${codec}.mp4`, { duration: 2, width: 128, height: 72 }, { codec, container, lossless: true, preset: 'ultrafast', audio_codec: 'none', segment_seconds: 1 });
       expect(r.run.outcomes.filter((o) => (o.plan as VideoSubtaskPlan).type === 'segment').length, codec).toBeGreaterThan(1);
-      const [src, out] = await Promise.all([pictures(r.src), pictures(r.out.path)]);
+      const [src, out] = await Promise.all([decodedPictureHashes(r.src), decodedPictureHashes(r.out.path)]);
       expect(out.length, codec).toBe(src.length);
       expect(out, codec).toEqual(src);
     }
     // The same at a quality setting is not lossless: the check above can tell.
     const lossy = await transcode('lossy.mp4', { duration: 2, width: 128, height: 72 }, { crf: 30, preset: 'ultrafast', audio_codec: 'none', segment_seconds: 1 });
-    expect(await pictures(lossy.out.path)).not.toEqual(await pictures(lossy.src));
+    expect(await decodedPictureHashes(lossy.out.path)).not.toEqual(await decodedPictureHashes(lossy.src));
   });
 
   it('copies the source audio untouched with audio_codec copy, and drops it with none', async () => {

@@ -2,12 +2,14 @@
  * Generators of small test media with ffmpeg lavfi sources (shared read-only with other test files).
  * Each returns the path it wrote; callers put it under a temp folder they remove afterwards.
  */
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { pino } from 'pino';
 import type { TesseraError } from '../../shared/errors.js';
-import { ffmpegInfo, fpsModeFlag, runFfmpeg } from '../../shared/ffmpeg.js';
+import { ffmpegBinaries, ffmpegInfo, fpsModeFlag, runFfmpeg } from '../../shared/ffmpeg.js';
 import { WORKER_FEATURES, type CoordinatorKind, type FinalOutput, type ItemFailure, type SpoolFile, type SubtaskOutcome, type WorkerProcessor } from '../../shared/job-kind.js';
 import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 
@@ -166,4 +168,10 @@ async function spoolOf(file: string, name: string): Promise<SpoolFile> {
 /** A JobSpec for one kind with the given params. */
 export function specOf(kind: 'video' | 'thumbnails', params: Record<string, unknown>): JobSpec__Output {
   return { label: 'test', priority: 0, max_attempts: 3, params: kind, [kind]: params } as unknown as JobSpec__Output;
+}
+
+/** MD5 of every decoded picture of a file's first video stream, in order (ffmpeg's framemd5). */
+export async function decodedPictureHashes(file: string): Promise<string[]> {
+  const { stdout } = await promisify(execFile)(ffmpegBinaries().ffmpeg, ['-v', 'error', '-i', file, '-map', '0:v:0', '-f', 'framemd5', '-'], { maxBuffer: 16 * 2 ** 20 });
+  return stdout.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(',').at(-1)!.trim());
 }
