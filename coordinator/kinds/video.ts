@@ -88,6 +88,8 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   // NUT keeps the source's frame times exactly; Matroska only while a worker too old to read NUT
   // can take video work (its segments then go to any worker).
   const nut = ctx.cluster.features.has(NUT_CHUNKS_FEATURE);
+  // What every segment's worker must have: NUT reading, and lossless encoding when asked for.
+  const features = [...(nut ? [NUT_CHUNKS_FEATURE] : []), ...(params.lossless ? [VIDEO_LOSSLESS_FEATURE] : [])];
   const encodeAudio = audio && params.audioCodec !== 'copy';
   // An MP4/MOV track copied into Matroska or WebM, which have no edit lists, would bring along the
   // packets its edit list hides, sounding before the picture starts. The encoder's priming (a
@@ -153,7 +155,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
       plan,
       weight: (frames * size.width * size.height) / 1e6,
       items: [name],
-      requires: { encoders: [encoder], ...((nut || params.lossless) && { features: [...(nut ? [NUT_CHUNKS_FEATURE] : []), ...(params.lossless ? [VIDEO_LOSSLESS_FEATURE] : [])] }) },
+      requires: { encoders: [encoder], ...(features.length > 0 && { features }) },
       // Generous: a veryslow 4K encode runs far below real time; the runtime's default may not fit.
       timeoutMs: Math.max(600_000, (seg.end - seg.start) * 60_000),
     });
