@@ -481,6 +481,8 @@ export class JobStore {
   private take(): Taken {
     const jobs = [...this.dirtyJobs.values()];
     const created = this.newSubtasks;
+    // A subtask first written in this batch is written whole, as it is now: no update beside it.
+    for (const s of created) this.dirtySubtasks.delete(s.id);
     const subtasks = [...this.dirtySubtasks.values()];
     const events = this.pendingEvents;
     this.newSubtasks = [];
