@@ -462,6 +462,7 @@ describe('publishing into a shared output folder', () => {
     // One subtask, then a merge that writes two outputs, published one after the other.
     kinds.set('passthrough', {
       ...original,
+      writesFiles: true,
       plan: async () => ({ subtasks: [plan('one')] }),
       merge: async (ctx) => {
         for (const n of ['first.bin', 'second.bin']) writeFileSync(path.join(ctx.outputDir, n), n);
@@ -518,6 +519,7 @@ describe("the coordinator's own trouble", () => {
     const dirsUsed: string[] = [];
     kinds.set('passthrough', {
       ...original,
+      writesFiles: true,
       plan: async () => ({ subtasks: [plan('one')] }),
       merge: async (ctx) => {
         merges++;
@@ -624,5 +626,76 @@ describe('retryBackoffMs', () => {
       expect(retryBackoffMs(500, tries, () => 1)).toBe(30_000);
       expect(retryBackoffMs(500, tries, () => 0)).toBe(15_000);
     }
+  });
+});
+
+describe("a submission's checks", () => {
+  it("count each owner's unfinished jobs, and find a kept job by its request id until it is removed", async () => {
+    kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [plan('one')] }), merge: async () => ({ outputs: [] }) });
+    const { manager, assigned, finish, store } = setup();
+    const a = manager.newJob({ ...spec, request_id: 'r-1' }, 'alice');
+    const b = manager.newJob(spec, 'alice');
+    const c = manager.newJob({ ...spec, request_id: 'r-1' }, 'bob');
+    await Promise.all([a, b, c].map((j) => manager.accept(j)));
+    expect([manager.unfinishedCount('alice'), manager.unfinishedCount('bob'), manager.unfinishedCount('carol')]).toEqual([2, 1, 0]);
+    expect(manager.findByRequest('alice', 'r-1')).toBe(a);
+    expect(manager.findByRequest('bob', 'r-1')).toBe(c);
+    expect(manager.findByRequest('alice', 'r-2')).toBeUndefined();
+
+    manager.cancel(b.id);
+    expect(manager.unfinishedCount('alice')).toBe(1);
+    await until(() => assigned().some((x) => x.job_id === a.id), "alice's subtask");
+    finish(assigned().find((x) => x.job_id === a.id)!.subtask_id!, 1);
+    await until(() => a.state === 'succeeded', "alice's job to succeed");
+    expect(manager.unfinishedCount('alice')).toBe(0);
+    // Finished, it is still kept: a repeated submission is answered with it.
+    expect(manager.findByRequest('alice', 'r-1')).toBe(a);
+
+    // Past its retention it is gone, and its request id may make a new job.
+    await sleep(5);
+    expect(await manager.removeExpired(1)).toBe(2);
+    expect(manager.findByRequest('alice', 'r-1')).toBeUndefined();
+    expect(manager.findByRequest('bob', 'r-1')).toBe(c);
+    expect(manager.unfinishedCount('bob')).toBe(1);
+    manager.close();
+    store.close();
+  });
+});
+
+describe('spool folders', () => {
+  it('a job of no-op subtasks makes no folders; one whose kind writes files gets its work folder, and both end without them', async () => {
+    const { manager, assigned, finish, store, dir } = setup();
+    const jobDir = (id: string): string => path.join(dir, 'spool', 'jobs', id);
+    const list = (id: string): string[] => {
+      try {
+        return readdirSync(jobDir(id)).sort();
+      } catch {
+        return [];
+      }
+    };
+    const noop = manager.newJob({ ...spec, passthrough: { subtasks: 2, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    await manager.accept(noop);
+    await until(() => assigned().filter((x) => x.job_id === noop.id).length === 2, 'the no-op subtasks');
+    // Workers on this machine are not offered the spool here (no local reads): nothing to write into.
+    expect(assigned()[0]!.shared_output_dir).toBe('');
+    expect(list(noop.id)).toEqual([]);
+    for (const x of assigned()) finish(x.subtask_id!, 1);
+    await until(() => noop.state === 'succeeded', 'the no-op job');
+    expect(list(noop.id)).toEqual([]);
+
+    let workDir = '';
+    kinds.set('passthrough', { ...original, writesFiles: true, plan: async (ctx) => ((workDir = ctx.workDir), { subtasks: [plan('one')] }), merge: async () => ({ outputs: [] }) });
+    const writes = manager.newJob(spec, 'anonymous');
+    await manager.accept(writes);
+    await until(() => assigned().some((x) => x.job_id === writes.id), 'the subtask of the kind that writes');
+    expect(workDir).toBe(path.join(jobDir(writes.id), 'work'));
+    expect(list(writes.id)).toEqual(['work']);
+    finish(assigned().find((x) => x.job_id === writes.id)!.subtask_id!, 1);
+    await until(() => writes.state === 'succeeded', 'the job of the kind that writes');
+    // Its intermediates go once its end is on disk.
+    for (let i = 0; i < 100 && list(writes.id).length > 0; i++) await sleep(20);
+    expect(list(writes.id)).toEqual([]);
+    manager.close();
+    store.close();
   });
 });

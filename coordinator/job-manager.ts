@@ -114,6 +114,13 @@ export class JobManager {
   readonly scheduler = new Scheduler();
   readonly events: EventLog;
   private readonly jobs = new Map<string, JobRecord>();
+  /**
+   * Indexes of `jobs` for each submission's checks, which would otherwise scan every kept job (a
+   * coordinator keeping a week of jobs holds hundreds of thousands): kept jobs by owner and
+   * request_id, and each owner's unfinished jobs.
+   */
+  private readonly byRequest = new Map<string, JobRecord>();
+  private readonly unfinished = new Map<string, Set<string>>();
   private readonly active = new Map<string, ActiveJob>();
   private readonly subtasks = new Map<string, SubtaskRecord>();
   private dispatchScheduled = false;
@@ -192,7 +199,7 @@ export class JobManager {
 
   /** Registers an accepted job (inputs already spooled) and starts planning it once it is on disk. */
   async accept(job: JobRecord): Promise<void> {
-    this.jobs.set(job.id, job);
+    this.keep(job);
     job.message = 'planning';
     this.events.jobState(job, `accepted ${job.inputs.length} input(s)`);
     // The client is told the job exists only once it is on disk (the store's writer thread commits
@@ -202,7 +209,7 @@ export class JobManager {
     try {
       await this.store.committed();
     } catch (err) {
-      this.jobs.delete(job.id);
+      this.drop(job);
       this.store.forget(job.id);
       throw err;
     }
@@ -213,8 +220,35 @@ export class JobManager {
 
   /** The kept job `owner` submitted with `requestId` (see JobSpec.request_id), if any. */
   findByRequest(owner: string, requestId: string): JobRecord | undefined {
-    for (const job of this.jobs.values()) if (job.owner === owner && job.spec.request_id === requestId) return job;
-    return undefined;
+    return this.byRequest.get(requestKey(owner, requestId));
+  }
+
+  /** How many of `owner`'s jobs have not finished. */
+  unfinishedCount(owner: string): number {
+    return this.unfinished.get(owner)?.size ?? 0;
+  }
+
+  private keep(job: JobRecord): void {
+    this.jobs.set(job.id, job);
+    if (job.spec.request_id) this.byRequest.set(requestKey(job.owner, job.spec.request_id), job);
+    if (!TERMINAL_JOB_STATES.has(job.state)) {
+      let ids = this.unfinished.get(job.owner);
+      if (!ids) this.unfinished.set(job.owner, (ids = new Set()));
+      ids.add(job.id);
+    }
+  }
+
+  private drop(job: JobRecord): void {
+    this.jobs.delete(job.id);
+    const key = job.spec.request_id ? requestKey(job.owner, job.spec.request_id) : undefined;
+    if (key && this.byRequest.get(key) === job) this.byRequest.delete(key);
+    this.finished(job);
+  }
+
+  /** `job` no longer counts as unfinished. */
+  private finished(job: JobRecord): void {
+    const ids = this.unfinished.get(job.owner);
+    if (ids?.delete(job.id) && ids.size === 0) this.unfinished.delete(job.owner);
   }
 
   get(jobId: string): JobRecord {
@@ -307,7 +341,7 @@ export class JobManager {
     }
     try {
       // The planner may read the inputs (headers, a huge image's pixels, ffprobe): only as submitted.
-      await this.assertSharedInputs(job);
+      await Promise.all([this.assertSharedInputs(job), this.spool.prepareJob(job.id, { work: kind.writesFiles !== false })]);
       if (TERMINAL_JOB_STATES.has(job.state)) return;
       const ctx = this.planContext(active);
       const { subtasks, errors, later } = await kind.plan(ctx);
@@ -934,7 +968,7 @@ export class JobManager {
       // rename): a merge run again (after a restart, or the disk had been full) never rewrites an
       // output already published, perhaps being downloaded. The folder goes with the intermediates.
       const outputDir = path.join(this.spool.workDir(job.id), `merge-${phase}-${randomBytes(4).toString('hex')}`);
-      await mkdir(outputDir, { recursive: true });
+      if (active.kind.writesFiles !== false) await mkdir(outputDir, { recursive: true });
       // Merges may read the inputs again (a video's audio track): only as they were submitted.
       await this.assertSharedInputs(job);
       const merged = await active.kind.merge({ ...this.planContext(active), phase, results, history: outcomes.filter((o) => o.phase < phase), outputDir });
@@ -1052,7 +1086,7 @@ export class JobManager {
       const seen = new Set<string>();
       // Subtask outputs were hashed when they arrived: only files the merge wrote need hashing now.
       const known = new Map(active.subtasks.flatMap((s) => s.outputs.map((f) => [f.path, f] as const)));
-      await this.readyToPublish(active);
+      if (outputs.length > 0) await this.readyToPublish(active);
       for (const o of outputs) {
         const name = safeOutputName(o.name);
         if (seen.has(name)) throw new TesseraError(status.INTERNAL, `two outputs are named ${name}`);
@@ -1095,6 +1129,7 @@ export class JobManager {
     job.state = state;
     job.message = message;
     job.finishedAt = Date.now();
+    this.finished(job);
     this.scheduler.removeJob(job.id);
     if (active) {
       for (const s of active.subtasks) {
@@ -1266,7 +1301,7 @@ export class JobManager {
       if (!TERMINAL_JOB_STATES.has(job.state) || job.finishedAt <= 0 || now - job.finishedAt < retentionMs) continue;
       // Out of the store first: should that fail (a full disk), the job stays, and is tried again later.
       this.store.deleteJob(job.id);
-      this.jobs.delete(job.id);
+      this.drop(job);
       await this.spool.removeJob(job.id).catch((err: unknown) => this.log.warn({ err, job: job.id }, 'removing an expired job\'s files failed'));
       removed++;
     }
@@ -1279,7 +1314,7 @@ export class JobManager {
     const { jobs, subtasks } = this.store.loadAll();
     let resumed = 0;
     for (const job of jobs) {
-      this.jobs.set(job.id, job);
+      this.keep(job);
       if (TERMINAL_JOB_STATES.has(job.state)) continue;
       resumed++;
       job.seq += RESUME_SEQ_GAP;
@@ -1412,4 +1447,8 @@ function isCoordinatorTrouble(err: unknown): boolean {
   if (hasLocalTroubleCode(err)) return true;
   // The store or spool that cannot write (limits are not retryable).
   return err instanceof TesseraError && err.code === status.RESOURCE_EXHAUSTED && err.retryable && !err.input;
+}
+
+function requestKey(owner: string, requestId: string): string {
+  return `${owner}\n${requestId}`;
 }

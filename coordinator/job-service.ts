@@ -119,7 +119,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       receivingRequests.set(requestKey, attempt);
     }
     try {
-      const unfinished = jobs.list().filter((j) => j.owner === owner && !TERMINAL_JOB_STATES.has(j.state)).length + (receiving.get(owner) ?? 0);
+      const unfinished = jobs.unfinishedCount(owner) + (receiving.get(owner) ?? 0);
       if (unfinished >= limits.maxJobsPerClient) throw new TesseraError(status.RESOURCE_EXHAUSTED, `${unfinished} unfinished jobs (submissions still uploading included): over the limit --max-jobs-per-client=${limits.maxJobsPerClient}; wait for some to finish`);
       count(owner, 1);
       attempt.counted = true;
@@ -135,9 +135,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     }
   }
 
-  async function receiveAndAccept(job: JobRecord, iterator: AsyncIterator<SubmitJobRequest__Output>, signal: AbortSignal, attempt: { superseded: boolean }): Promise<ReturnType<typeof toJobMessage>> {
+  async function receiveAndAccept(job: JobRecord, iterator: AsyncIterator<SubmitJobRequest__Output>, signal: AbortSignal, attempt: Attempt): Promise<ReturnType<typeof toJobMessage>> {
     const owner = job.owner;
-    await spool.prepareJob(job.id);
     // Formats by content and header limits, before anything decodes an input: a refused input
     // fails as its own item. Each is checked as soon as it has arrived.
     // An image job's results are checked too: a tiny photo resized to 10^12 px is refused here.
@@ -154,6 +153,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       if (job.inputs.length === 0 && job.kind !== 'passthrough') throw invalidArgument('a job needs at least one input file');
       // A retry took this submission's place while its inputs were being checked: the retry makes the job.
       if (attempt.superseded) throw new TesseraError(status.ABORTED, `submission superseded: a newer submission with spec.request_id ${job.spec.request_id} arrived`);
+      // From here it counts among its owner's unfinished jobs, no longer as a submission uploading.
+      if (attempt.counted) count(owner, -1);
+      attempt.counted = false;
       // Written to the store before the client hears of it; a store that cannot take it fails the submission.
       await jobs.accept(job);
     } catch (err) {

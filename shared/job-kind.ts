@@ -207,6 +207,12 @@ export interface CoordinatorKind<P = unknown> {
    * attempts, so that only the item at fault fails. Undefined or fewer than two: not split. Pure.
    */
   split?(subtask: SubtaskPlan): SubtaskPlan[] | undefined;
+  /**
+   * Optional: false when `plan` and `merge` write no files of their own (they only list the
+   * subtasks' files), so the job gets no `workDir` and no merge folder: two folders made and removed
+   * per job, which thousands of small jobs feel. Default true: both exist when they are called.
+   */
+  writesFiles?: boolean;
 }
 
 /** A local file handed to a processor. */

@@ -30,6 +30,7 @@ export const passthroughKind: CoordinatorKind<PassthroughParams> = {
   // Each copy is final as it arrives: published at once, nothing to stitch. Only under its input's name.
   finalOutputs: (r) => r.outputs.filter((o) => r.items.includes(o.name)).map((o) => ({ name: o.name, path: o.path, source: o.name })),
   outputsAreFinal: () => true,
+  writesFiles: false,
   async merge({ results, params }) {
     return { outputs: results.flatMap((r) => passthroughKind.finalOutputs!(r, params)) };
   },
