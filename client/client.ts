@@ -12,6 +12,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
@@ -447,15 +448,28 @@ export class TesseraClient {
         const call = this.client.DownloadOutput({ job_id: jobId, name, offset: String(offset) }, this.md(), { deadline: deadline(transferDeadlineMs(size - offset)) });
         const onAbort = (): void => call.cancel();
         signal?.addEventListener('abort', onAbort, { once: true });
+        // Written behind the chunks as they come (a few in flight), not one chunk at a time: the
+        // next chunk is hashed while the kernel copies the last one into the file.
+        const out = fh.createWriteStream({ start: offset, highWaterMark: WRITE_AHEAD_BYTES, autoClose: false });
+        out.on('error', () => undefined);
+        let received = false;
         try {
           for await (const chunk of call as AsyncIterable<OutputChunk__Output>) {
             if (Number(chunk.offset) !== offset) throw dataLoss(`${name}: chunk at offset ${chunk.offset}, expected ${offset}`);
             hash.update(chunk.data);
-            await fh.write(chunk.data, 0, chunk.data.length, offset);
+            if (out.errored) throw out.errored;
+            await writeWithBackpressure(out, chunk.data);
             offset += chunk.data.length;
           }
+          received = true;
         } finally {
           signal?.removeEventListener('abort', onAbort);
+          // The writes in flight land (or fail) before the file is closed; one that failed fails the download.
+          out.end();
+          const failed = await finished(out).then(() => undefined, (err: unknown) => err);
+          // Lets go of the file handle (kept open: `autoClose` is off), which closes below.
+          out.destroy();
+          if (failed && received) throw failed;
         }
       } finally {
         await fh.close();
@@ -479,6 +493,9 @@ export class TesseraClient {
 }
 
 const writeFileCallback = promisify(writeFile);
+
+/** How far a download's writes may run behind the chunks received. */
+const WRITE_AHEAD_BYTES = 4 * CHUNK_SIZE;
 
 /** File-system errors that say the machine lacks room or handles: RESOURCE_EXHAUSTED. */
 const OUT_OF_ROOM = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);

@@ -4,6 +4,7 @@
  * through a link (symbolic or hard) left at its part file (`.NAME.tessera-part`); a file that already holds the output's bytes counts as
  * downloaded, so running a download again finishes what an earlier one started.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { link, lstat, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -195,6 +196,31 @@ describe('downloads', () => {
     const elsewhere = await cluster.runCli(['submit', 'image', '--width', '32', photo, '-o', path.join(folder, 'small'), '--no-progress']);
     expect(elsewhere.code).toBe(0);
     expect((await sharp(path.join(folder, 'small', 'a.jpg')).metadata()).width).toBe(32);
+  });
+
+  it('into a folder that fills up: RESOURCE_EXHAUSTED naming the file, what came kept as the part file, and the next download there finishes', async () => {
+    const { id, bytes } = await passthrough('full', { 'big.bin': 6 * 2 ** 20 });
+    // A 2 MiB tmpfs (the tests run as root, as CI does): the output's writes fail part-way.
+    const out = path.join(dir, 'full-out');
+    await mkdir(out);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', out]);
+    try {
+      const err = (await cluster.client.download(id, out).then(() => undefined, (e: unknown) => e)) as grpc.ServiceError;
+      expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(err.message).toContain(path.join(out, 'big.bin'));
+      expect(err.message).toMatch(/ENOSPC/);
+      expect(await readdir(out)).toEqual([partName('big.bin')]);
+      const kept = (await lstat(path.join(out, partName('big.bin')))).size;
+      expect(kept).toBeGreaterThan(0);
+      expect(kept).toBeLessThanOrEqual(2 * 2 ** 20);
+      // Room again: the next download resumes from the part file.
+      execFileSync('mount', ['-o', 'remount,size=16m', out]);
+      const paths = await cluster.client.download(id, out);
+      expect(sha(await readFile(paths.get('big.bin')!))).toBe(sha(bytes.get('big.bin')!));
+      expect(await readdir(out)).toEqual(['big.bin']);
+    } finally {
+      execFileSync('umount', [out]);
+    }
   });
 
   it('tessera demo -o leaves what else is in the folder alone', async () => {
