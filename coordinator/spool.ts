@@ -117,10 +117,10 @@ export class Spool {
 
   /**
    * Makes the folders of a job that must exist before its subtasks run: `st` where workers on this
-   * machine may write their outputs into it themselves (they never make it), and `work` where the
-   * kind writes files of its own (`work`). The others are made as files arrive: `in` by the first
-   * upload (`writeAtomic`), `out` by the first output published. A job of no-op subtasks, thousands
-   * a second, thus makes one folder rather than five (and removes it when it ends).
+   * machine may write their outputs into it themselves (they never make it), and `work` for a kind
+   * that writes files of its own (`opts.work`). The others are made as files arrive: `in` by the
+   * first upload (`writeAtomic`), `out` by the first output published. A job of no-op subtasks,
+   * thousands a second, thus makes at most two folders (its own and `st`) rather than six.
    */
   async prepareJob(jobId: string, opts: { work: boolean }): Promise<void> {
     const dirs = [...(this.realRoot === undefined ? [] : ['st']), ...(opts.work ? ['work'] : [])];
