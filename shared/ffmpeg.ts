@@ -11,15 +11,16 @@
  * with the process that started it, even when that one is SIGKILLed or OOM-killed (ffmpeg ignores
  * SIGPIPE: orphaned, it would encode on to the end). Where there is no setpriv, it starts plainly.
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { accessSync, chmodSync, constants, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { getSystemErrorMap } from 'node:util';
+import { getSystemErrorMap, promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import { TesseraError, localTroubleCode } from './errors.js';
 
 const require = createRequire(import.meta.url);
+const execFileAsync = promisify(execFile);
 
 export interface FfmpegBinaries {
   ffmpeg: string;
@@ -72,18 +73,39 @@ export interface FfmpegInfo {
 
 let info: FfmpegInfo | undefined;
 
-/** Version and encoder list of the resolved ffmpeg (probed once per process). */
+/**
+ * Version and encoder list of the resolved ffmpeg (probed once per process). One run answers both:
+ * `ffmpeg -encoders` lists the encoders on stdout after its banner, which names the version, on stderr.
+ */
 export function ffmpegInfo(): FfmpegInfo {
   if (!info) {
     const { ffmpeg } = ffmpegBinaries();
-    const versionText = execFileSync(ffmpeg, ['-hide_banner', '-version'], { encoding: 'utf8' });
-    const version = /ffmpeg version (\S+)/.exec(versionText)?.[1] ?? 'unknown';
-    const major = Number(/^n?(\d+)/.exec(version)?.[1] ?? 0);
-    const encText = execFileSync(ffmpeg, ['-hide_banner', '-encoders'], { encoding: 'utf8' });
-    const encoders = [...encText.matchAll(/^\s[VAS][F.][S.][X.][B.][D.]\s+(\S+)/gm)].map((m) => m[1]!).filter((e) => e !== '=');
-    info = { version, major, encoders };
+    const r = spawnSync(ffmpeg, ['-encoders'], { encoding: 'utf8' });
+    if (r.error) throw r.error;
+    if (r.status !== 0) throw new Error(`${ffmpeg} -encoders exited with ${r.status ?? r.signal}: ${r.stderr.trim().split('\n').at(-1) ?? ''}`);
+    info = parseFfmpegInfo(r.stdout, r.stderr);
   }
   return info;
+}
+
+/**
+ * {@link ffmpegInfo} without blocking: a worker probes while its connection to the coordinator opens.
+ * A failed probe is not kept: {@link ffmpegInfo} runs it again and throws what it finds.
+ */
+export async function probeFfmpegInfo(): Promise<FfmpegInfo> {
+  if (!info) {
+    const { ffmpeg } = ffmpegBinaries();
+    const { stdout, stderr } = await execFileAsync(ffmpeg, ['-encoders'], { encoding: 'utf8', maxBuffer: 16 << 20 });
+    info ??= parseFfmpegInfo(stdout, stderr);
+  }
+  return info;
+}
+
+function parseFfmpegInfo(encodersText: string, banner: string): FfmpegInfo {
+  const version = /ffmpeg version (\S+)/.exec(banner)?.[1] ?? 'unknown';
+  const major = Number(/^n?(\d+)/.exec(version)?.[1] ?? 0);
+  const encoders = [...encodersText.matchAll(/^\s[VAS][F.][S.][X.][B.][D.]\s+(\S+)/gm)].map((m) => m[1]!).filter((e) => e !== '=');
+  return { version, major, encoders };
 }
 
 /** {@link ffmpegInfo} if this process has it already (no probe). */

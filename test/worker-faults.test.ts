@@ -18,6 +18,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import pino from 'pino';
+import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ProcessContext } from '../shared/job-kind.js';
 import { loadTesseraProto } from '../shared/proto.js';
@@ -28,6 +29,7 @@ import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/W
 import { executeSubtask, fetchInputs, type ExecutorDeps } from '../worker/executor.js';
 import { ProcessorIsolation } from '../worker/isolation.js';
 import { passthroughProcessor } from '../worker/processors/passthrough.js';
+import { startCluster } from './helpers/cluster.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** The build the spawned worker processes run (isolation children always run it). */
@@ -294,6 +296,34 @@ describe('ffmpeg that cannot be started is this machine trouble', () => {
     await chmod(bin, 0o755);
     const err = await withBinary(bin, (m) => m.runFfmpeg(probeArgs, { input: 'clip.mp4' }).then(() => undefined, (e: unknown) => e));
     expectCannotStart(err, bin, 'ENOENT');
+  });
+
+  it('a worker whose ffmpeg cannot be started registers without the media kinds, says why once, and takes image work', async () => {
+    const bin = path.join(dir, 'no-such-dir', 'ffmpeg');
+    const logs: string[] = [];
+    const cluster = await startCluster({ workers: 0, onLog: (who, line) => who === 'no-ffmpeg' && logs.push(line) });
+    try {
+      cluster.startWorker('no-ffmpeg', [], { env: { FFMPEG_PATH: bin } });
+      await cluster.waitForWorkers(1);
+      const [w] = await cluster.client.listWorkers();
+      expect(w!.name).toBe('no-ffmpeg');
+      expect(w!.capabilities!.kinds).toEqual(expect.arrayContaining(['image', 'passthrough']));
+      for (const k of ['video', 'audio', 'thumbnails']) expect(w!.capabilities!.kinds).not.toContain(k);
+      expect(w!.capabilities!.ffmpeg_version).toBe('');
+      expect(w!.capabilities!.encoders).toEqual([]);
+      const warnings = logs.filter((l) => l.includes('ffmpeg not available'));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toContain(bin);
+      expect(warnings[0]).toContain('ENOENT');
+      const photo = path.join(dir, 'no-ffmpeg.png');
+      await sharp({ create: { width: 64, height: 48, channels: 3, background: '#3a6' } }).png().toFile(photo);
+      const job = await cluster.client.submit({ image: { width: 32, format: 'webp' } }, [photo]);
+      const done = await cluster.client.wait(job.id);
+      expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+      expect(done.subtasks.map((st) => st.worker)).toEqual([w!.name]);
+    } finally {
+      await cluster.stop();
+    }
   });
 });
 

@@ -20,6 +20,7 @@ import type { SubtaskResult } from '../shared/proto/generated/tessera/v1/Subtask
 import type { WorkerMessage } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
 import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
 import { detectCapabilities } from './capabilities.js';
+import { probeFfmpegInfo } from '../shared/ffmpeg.js';
 import { defaultTempRoot, executeSubtask, removeStaleTempRoots } from './executor.js';
 import { workerProcessors } from './processors/index.js';
 import { ProcessorIsolation, defaultMemoryLimitMb } from './isolation.js';
@@ -128,7 +129,9 @@ export class Worker {
       (n) => n > 0 && this.opts.log.info({ removed: n }, 'removed temp folders of dead workers'),
       () => undefined,
     );
-    this.connect();
+    // ffmpeg is probed (for the registration's capabilities) without blocking the event loop; a probe
+    // that fails is run again, and reported, when the registration is written.
+    void probeFfmpegInfo().catch(() => undefined).finally(() => this.connect());
   }
 
   private metadata(): grpc.Metadata {

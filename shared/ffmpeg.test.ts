@@ -1,0 +1,64 @@
+/**
+ * The ffmpeg probe (version and encoders, for a worker's registration) against the real binary: one run
+ * of `ffmpeg -encoders` must read the same as `-version` and `-hide_banner -encoders` run apart, and the
+ * blocking and non-blocking probes must agree. Each test loads the module afresh (it probes once).
+ */
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import os from 'node:os';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+
+const fresh = async (): Promise<typeof import('./ffmpeg.js')> => {
+  vi.resetModules();
+  return import('./ffmpeg.js');
+};
+
+const saved = process.env['FFMPEG_PATH'];
+afterEach(() => {
+  if (saved === undefined) delete process.env['FFMPEG_PATH'];
+  else process.env['FFMPEG_PATH'] = saved;
+});
+
+describe('ffmpeg probe', () => {
+  it('reads the version and the encoder list from one run, as the separate commands print them', async () => {
+    const m = await fresh();
+    const bin = m.ffmpegBinaries().ffmpeg;
+    const info = m.ffmpegInfo();
+    const version = /ffmpeg version (\S+)/.exec(execFileSync(bin, ['-hide_banner', '-version'], { encoding: 'utf8' }))![1]!;
+    const listed = execFileSync(bin, ['-hide_banner', '-encoders'], { encoding: 'utf8' });
+    const encoders = [...listed.matchAll(/^\s[VAS][F.][S.][X.][B.][D.]\s+(\S+)/gm)].map((x) => x[1]!).filter((e) => e !== '=');
+    expect(info.version).toBe(version);
+    expect(info.major).toBe(Number(/^n?(\d+)/.exec(version)![1]));
+    expect(info.major).toBeGreaterThanOrEqual(4);
+    expect(info.encoders).toEqual(encoders);
+    expect(info.encoders).toEqual(expect.arrayContaining(['libx264', 'aac', 'libmp3lame', 'flac', 'pcm_s16le']));
+  });
+
+  it('probes without blocking to the same answer, which the blocking probe then reuses', async () => {
+    const m = await fresh();
+    const probed = await m.probeFfmpegInfo();
+    const again = await fresh();
+    expect(await again.probeFfmpegInfo()).toEqual(again.ffmpegInfo());
+    expect(probed).toEqual(again.ffmpegInfo());
+    // Probed once per module: the blocking call returns what the other one found.
+    expect(m.ffmpegInfo()).toBe(probed);
+    expect(m.knownFfmpegInfo()).toBe(probed);
+  });
+
+  it('a binary that is not there fails both probes, naming it, and caches nothing', async () => {
+    const missing = path.join(os.tmpdir(), 'tessera-no-such-dir', 'ffmpeg');
+    process.env['FFMPEG_PATH'] = missing;
+    const m = await fresh();
+    await expect(m.probeFfmpegInfo()).rejects.toMatchObject({ code: 'ENOENT', path: missing });
+    expect(m.knownFfmpegInfo()).toBeUndefined();
+    expect(() => m.ffmpegInfo()).toThrow(expect.objectContaining({ code: 'ENOENT', path: missing }));
+  });
+
+  it('a binary that exits with an error fails the probe with its status and last line', async () => {
+    process.env['FFMPEG_PATH'] = '/bin/false';
+    const m = await fresh();
+    expect(() => m.ffmpegInfo()).toThrow(/\/bin\/false -encoders exited with 1/);
+    await expect(m.probeFfmpegInfo()).rejects.toThrow();
+    expect(m.knownFfmpegInfo()).toBeUndefined();
+  });
+});
