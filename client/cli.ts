@@ -4,14 +4,12 @@ import { Command, CommanderError, Option } from 'commander';
 import { status } from '@grpc/grpc-js';
 import { PREFETCH_BELOW_MS, SUBTASK_TIMEOUT_MS, WORKER_PREFETCH, coordinatorAddress } from '../shared/config.js';
 import { describeError, tidyGrpcError } from '../shared/errors.js';
-import { TesseraClient } from './client.js';
+import type { TesseraClient } from './client.js';
 import { runCoordinator, runHealth, runWorker } from './commands/servers.js';
 import { configurable } from './commands/config.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../shared/logger.js';
 import { audioSpec, cropOption, crfOption, imageSpec, int, num, passthroughSpec, thumbnailsSpec, trimOption, videoSpec } from './commands/specs.js';
-import { UsageError, exitCodeFor, runSubmit } from './commands/submit.js';
-import { jobToJson, printJobHuman, printJobsTable, printWorkersTable, ProgressView, reconnectingNote } from './commands/output.js';
-import { runDemo } from './commands/demo.js';
+import { UsageError } from './commands/usage-error.js';
 import { clientSecurityOptions, coordinatorSecurityOptions, workerSecurityOptions } from './commands/security-options.js';
 import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import { useBulkHeapGrowth } from '../shared/malloc.js';
@@ -31,9 +29,16 @@ const program = new Command('tessera')
 
 const coordinatorOpt = (): Option => new Option('--coordinator <host:port>', 'coordinator address').env('TESSERA_COORDINATOR').default('127.0.0.1:7700');
 
-function withClient<T>(cmd: { coordinator?: string }, fn: (c: TesseraClient) => Promise<T>): Promise<T> {
+type Output = typeof import('./commands/output.js');
+
+/**
+ * Runs a client command: the client library and the terminal output are loaded here, by the commands
+ * that use them, so that a coordinator or worker started by this command never loads them.
+ */
+async function withClient<T>(cmd: { coordinator?: string }, fn: (c: TesseraClient, out: Output) => Promise<T>): Promise<T> {
+  const [{ TesseraClient }, out] = await Promise.all([import('./client.js'), import('./commands/output.js')]);
   const client = new TesseraClient({ address: coordinatorAddress(cmd.coordinator) });
-  return fn(client).finally(() => client.close());
+  return fn(client, out).finally(() => client.close());
 }
 
 const logOptions = (c: Command): Command =>
@@ -105,6 +110,7 @@ function submitCommand(name: string, description: string, configure: (c: Command
     .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'))
     .option('--request-id <id>', 'makes running the same command again safe: a coordinator that already has a job with this id (from this client) answers with it instead of making another (at most 128 printable ASCII bytes, no spaces; default: a new id, with which the submission is resent if the connection to the coordinator drops before it answers)')
     .action(async (files: string | string[], o: Record<string, unknown>) => {
+      const { runSubmit } = await import('./commands/submit.js');
       process.exitCode = await runSubmit(build(o), Array.isArray(files) ? files : [files], o);
     });
 }
@@ -213,10 +219,10 @@ program
   .option('--state <state>', 'only jobs in this state')
   .option('--limit <n>', 'how many', int('--limit'), 50)
   .action(async (o) =>
-    withClient(o, async (c) => {
+    withClient(o, async (c, out) => {
       const jobs = await c.listJobs({ limit: o.limit, state: o.state });
-      if (o.json) process.stdout.write(`${JSON.stringify(jobs.map((j) => jobToJson(j)))}\n`);
-      else printJobsTable(jobs);
+      if (o.json) process.stdout.write(`${JSON.stringify(jobs.map((j) => out.jobToJson(j)))}\n`);
+      else out.printJobsTable(jobs);
     }),
   );
 
@@ -226,10 +232,10 @@ program
   .addOption(coordinatorOpt())
   .option('--json', 'JSON output')
   .action(async (id: string, o) =>
-    withClient(o, async (c) => {
+    withClient(o, async (c, out) => {
       const job = await c.getJob(id);
-      if (o.json) process.stdout.write(`${JSON.stringify(jobToJson(job))}\n`);
-      else printJobHuman(job);
+      if (o.json) process.stdout.write(`${JSON.stringify(out.jobToJson(job))}\n`);
+      else out.printJobHuman(job);
     }),
   );
 
@@ -240,18 +246,18 @@ program
   .option('--json', 'one JSON event per line')
   .option('--after <seq>', 'resume after this event sequence number', int('--after'), 0)
   .action(async (id: string, o) =>
-    withClient(o, async (c) => {
-      const view = new ProgressView(process.stderr, !o.json);
+    withClient(o, async (c, out) => {
+      const view = new out.ProgressView(process.stderr, !o.json);
       if (!o.json) view.start(`job ${id}`);
-      for await (const e of c.watch(id, { afterSeq: o.after, onReconnect: (why) => view.note(reconnectingNote(why)) })) {
+      for await (const e of c.watch(id, { afterSeq: o.after, onReconnect: (why) => view.note(out.reconnectingNote(why)) })) {
         // output_data is never asked for here: not printed as an empty Buffer on every line.
         if (o.json) process.stdout.write(`${JSON.stringify({ ...e, output_data: undefined })}\n`);
         else view.event(e);
       }
       view.stop();
       const job = await c.getJob(id);
-      if (!o.json) printJobHuman(job);
-      process.exitCode = exitCodeFor(job);
+      if (!o.json) out.printJobHuman(job);
+      process.exitCode = out.exitCodeFor(job);
     }),
   );
 
@@ -261,10 +267,10 @@ program
   .addOption(coordinatorOpt())
   .option('--json', 'JSON output')
   .action(async (id: string, o) =>
-    withClient(o, async (c) => {
+    withClient(o, async (c, out) => {
       const job = await c.cancel(id);
-      if (o.json) process.stdout.write(`${JSON.stringify(jobToJson(job))}\n`);
-      else printJobHuman(job);
+      if (o.json) process.stdout.write(`${JSON.stringify(out.jobToJson(job))}\n`);
+      else out.printJobHuman(job);
     }),
   );
 
@@ -277,11 +283,11 @@ program
   .option('--name <name...>', 'only these outputs (once the job has ended; a name the job has no output of is an error)')
   .option('--json', 'JSON output')
   .action(async (id: string, o) =>
-    withClient(o, async (c) => {
+    withClient(o, async (c, out) => {
       const names = o.name as string[] | undefined;
-      const view = new ProgressView(process.stderr, !o.json);
+      const view = new out.ProgressView(process.stderr, !o.json);
       view.start(`job ${id}`);
-      const watching = { onReconnect: (why: string) => view.note(reconnectingNote(why)) };
+      const watching = { onReconnect: (why: string) => view.note(out.reconnectingNote(why)) };
       // Ctrl-C exits (rather than dies of the signal), so that what the downloads in flight got
       // is left as their part files (.NAME.tessera-part), for the next run to resume.
       process.once('SIGINT', () => {
@@ -295,10 +301,10 @@ program
         ? { job: await c.wait(id, (e) => view.event(e), undefined, watching).finally(() => view.stop()), paths: await c.download(id, o.output, { names, overwrite: o.overwrite === true }) }
         : await c.collect(id, o.output, { overwrite: o.overwrite === true, onEvent: (e) => view.event(e), ...watching }).finally(() => view.stop());
       view.stop();
-      if (o.json) process.stdout.write(`${JSON.stringify(jobToJson(job, paths))}\n`);
-      else printJobHuman(job, paths);
+      if (o.json) process.stdout.write(`${JSON.stringify(out.jobToJson(job, paths))}\n`);
+      else out.printJobHuman(job, paths);
       // It waited for the job to end: its status says how, as submit's does.
-      process.exitCode = exitCodeFor(job);
+      process.exitCode = out.exitCodeFor(job);
     }),
   );
 
@@ -308,10 +314,10 @@ program
   .addOption(coordinatorOpt())
   .option('--json', 'JSON output')
   .action(async (o) =>
-    withClient(o, async (c) => {
+    withClient(o, async (c, out) => {
       const workers = await c.listWorkers();
       if (o.json) process.stdout.write(`${JSON.stringify(workers.map((w) => ({ id: w.id, name: w.name, state: w.state, address: w.address, slots: w.slots, slots_used: w.slots_used, subtasks_done: Number(w.subtasks_done), subtasks_failed: Number(w.subtasks_failed), load: w.load, last_heartbeat_ms: Number(w.last_heartbeat_ms), kinds: w.capabilities?.kinds ?? [], encoders: w.capabilities?.encoders.length ?? 0 })))}\n`);
-      else printWorkersTable(workers);
+      else out.printWorkersTable(workers);
     }),
   );
 
@@ -321,6 +327,7 @@ program
   .option('-o, --output <dir>', 'where to write the outputs (an earlier demo\'s outputs there are replaced; nothing else is touched)', 'tessera-demo-output')
   .option('--images <n>', 'number of sample images', int('--images'), 12)
   .action(async (o) => {
+    const { runDemo } = await import('./commands/demo.js');
     process.exitCode = await runDemo(o);
   });
 

@@ -1,6 +1,9 @@
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import pino, { type Logger, type LevelWithSilent } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
+
+const require = createRequire(import.meta.url);
 
 export type { Logger } from 'pino';
 
@@ -28,7 +31,9 @@ export function createLogger(
   const usePretty = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true);
   if (usePretty) {
     // In-process pretty stream (not a worker-thread transport): no extra thread per process, and
-    // lines written just before exit are not lost.
+    // lines written just before exit are not lost. Loaded only here: processes that log JSON (every
+    // one started by a service manager or another program) need none of it.
+    const pretty = require('pino-pretty') as typeof PinoPretty;
     return pino(options, pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY === true, ignore: 'pid,hostname,component', messageKey: 'msg' }));
   }
   return pino(options, pino.destination({ fd: 2, sync: false }));

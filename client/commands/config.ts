@@ -6,12 +6,15 @@
  * and twelve-factor apps: the file is the base, the environment overrides it per deployment).
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { parse as parseYaml } from 'yaml';
-import { UsageError } from './submit.js';
+import { UsageError } from './usage-error.js';
 import { redactSecrets, resolveSecretSources } from './security-options.js';
 import { checkServerSettings } from './servers.js';
+
+/** The YAML parser, loaded by the commands given a config file only. */
+const parseYaml = (text: string): unknown => (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text);
 
 /** Environment variable of a flag: `--data-dir` -> `TESSERA_DATA_DIR`. */
 export function envVarOf(option: Option): string {

@@ -149,3 +149,11 @@ export class ProgressView {
     this.bar = undefined;
   }
 }
+
+/** Exit codes: 0 succeeded, 3 partially succeeded, 1 failed or cancelled (or any error but those below), 2 usage error, INVALID_ARGUMENT or NOT_FOUND. */
+export function exitCodeFor(job: Job): number {
+  const s = shortState(job.state);
+  if (s === 'succeeded') return 0;
+  if (s === 'partially_succeeded') return 3;
+  return 1;
+}

@@ -10,7 +10,7 @@ import { LIMIT_SPECS, type Limits } from '../../shared/limits.js';
 import { channelCredentials, type ServerTlsFiles } from '../../shared/tls.js';
 import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
 import type { WorkerOptions } from '../../worker/worker.js';
-import { UsageError } from './submit.js';
+import { UsageError } from './usage-error.js';
 
 // InvalidArgumentError: commander reports it as a usage error (exit 2), as it does int()'s.
 const positiveInt = (flag: string) => (v: string): number => {

@@ -2,7 +2,8 @@
 import path from 'node:path';
 import { TesseraClient, TesseraError, checkInputFiles, type Job } from '../client.js';
 import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
-import { ProgressView, jobToJson, printJobHuman, reconnectingNote, shortState } from './output.js';
+import { ProgressView, exitCodeFor, jobToJson, printJobHuman, reconnectingNote } from './output.js';
+import { UsageError } from './usage-error.js';
 
 export interface SubmitFlags {
   coordinator?: string;
@@ -16,14 +17,6 @@ export interface SubmitFlags {
   sharedOutput?: string;
   /** Replace files already in the output folder (never the job's inputs). */
   overwrite?: boolean;
-}
-
-/** Exit codes: 0 succeeded, 3 partially succeeded, 1 failed or cancelled (or any error but those below), 2 usage error, INVALID_ARGUMENT or NOT_FOUND. */
-export function exitCodeFor(job: Job): number {
-  const s = shortState(job.state);
-  if (s === 'succeeded') return 0;
-  if (s === 'partially_succeeded') return 3;
-  return 1;
 }
 
 export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFlags): Promise<number> {
@@ -104,4 +97,3 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
   }
 }
 
-export class UsageError extends Error {}
