@@ -4,9 +4,14 @@
  * bench` uses. No timing is asserted (the machine is shared); the results must be well-formed and
  * their checks must pass.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { formatTable, runScenarios, selectScenarios, type BenchReport } from '../bench/harness.js';
 import { scenarios } from '../bench/scenarios/index.js';
+import { maxPixelDiff } from '../bench/scenarios/tiles.js';
 
 /** What every outcome of a smoke run must hold, whatever its scenario. */
 function expectWellFormed(report: BenchReport): void {
@@ -57,5 +62,33 @@ describe('bench harness (smoke)', () => {
     expect(selectScenarios(scenarios, ['transport']).map((s) => s.name)).toEqual(['transport']);
     expect(selectScenarios(scenarios, ['scale', 'scheduler']).map((s) => s.name)).toEqual(['scheduler', 'scale']);
     expect(() => selectScenarios(scenarios, ['nope'])).toThrow(/unknown scenario/);
+  });
+
+  it("tiles' pixel check finds the one pixel that differs, and refuses images of other sizes", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-pixdiff-'));
+    try {
+      // Tall enough that libvips hands the raw pixels over in many pieces, of other sizes on each side.
+      const [w, h] = [301, 2400];
+      const base = await sharp({ create: { width: w, height: h, channels: 3, background: '#406080', noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).raw().toBuffer();
+      const write = (name: string, pixels: Buffer, width = w, height = h, format: 'png' | 'tiff' = 'png'): Promise<string> => {
+        const file = path.join(dir, name);
+        const img = sharp(pixels, { raw: { width, height, channels: 3 } });
+        // Lossless both: sharp's TIFF is JPEG-compressed by default.
+        return (format === 'png' ? img.png() : img.tiff({ compression: 'lzw' })).toFile(file).then(() => file);
+      };
+      const a = await write('a.png', base);
+      const same = await write('same.tiff', base, w, h, 'tiff');
+      const changed = Buffer.from(base);
+      const at = ((h - 3) * w + 7) * 3 + 1;
+      changed[at] = changed[at]! < 128 ? changed[at]! + 40 : changed[at]! - 40;
+      const b = await write('b.png', changed);
+      const small = await write('small.png', base.subarray(0, w * (h - 1) * 3), w, h - 1);
+      expect(await maxPixelDiff(a, same)).toBe(0);
+      expect(await maxPixelDiff(a, b)).toBe(40);
+      expect(await maxPixelDiff(b, a)).toBe(40);
+      expect(await maxPixelDiff(a, small)).toBe(Infinity);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

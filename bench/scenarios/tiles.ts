@@ -116,21 +116,35 @@ async function runSingleProcess(src: string, out: string, params: Record<string,
   return JSON.parse(stdout.trim().split('\n').pop()!) as { seconds: number; cpuSeconds: number; rssMiB: number };
 }
 
-/** Max absolute difference of two images' decoded pixels, compared in horizontal bands to bound memory. */
-async function maxPixelDiff(a: string, b: string): Promise<number> {
+/**
+ * Max absolute difference of two images' decoded pixels. Each is decoded once, as a stream of raw
+ * pixels (libvips reads the JPEG top to bottom, so memory stays bounded), and the streams are compared
+ * piece by piece: a memcmp where they agree, a byte loop only where they do not. Decoding each band
+ * by itself instead took 19 s for two 16,000 px images here (every band decoded the rows above it).
+ */
+export async function maxPixelDiff(a: string, b: string): Promise<number> {
   const [ma, mb] = await Promise.all([sharp(a, { limitInputPixels: LIMIT }).metadata(), sharp(b, { limitInputPixels: LIMIT }).metadata()]);
-  if (ma.width !== mb.width || ma.height !== mb.height) return Infinity;
-  const band = 1024;
+  if (ma.width !== mb.width || ma.height !== mb.height || ma.channels !== mb.channels) return Infinity;
+  const pixels = (file: string): AsyncIterator<Buffer> => sharp(file, { limitInputPixels: LIMIT, sequentialRead: true }).raw()[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const [ia, ib] = [pixels(a), pixels(b)];
+  const next = async (it: AsyncIterator<Buffer>): Promise<Buffer | undefined> => {
+    const r = await it.next();
+    return r.done ? undefined : r.value;
+  };
+  let ra: Buffer = Buffer.alloc(0);
+  let rb: Buffer = Buffer.alloc(0);
   let max = 0;
-  for (let top = 0; top < ma.height!; top += band) {
-    const region = { left: 0, top, width: ma.width!, height: Math.min(band, ma.height! - top) };
-    const [ra, rb] = await Promise.all([
-      sharp(a, { limitInputPixels: LIMIT }).extract(region).raw().toBuffer(),
-      sharp(b, { limitInputPixels: LIMIT }).extract(region).raw().toBuffer(),
-    ]);
-    for (let i = 0; i < ra.length; i++) max = Math.max(max, Math.abs(ra[i]! - rb[i]!));
+  for (;;) {
+    if (ra.length === 0) ra = (await next(ia)) ?? ra;
+    if (rb.length === 0) rb = (await next(ib)) ?? rb;
+    if (ra.length === 0 || rb.length === 0) return ra.length === rb.length ? max : Infinity;
+    const n = Math.min(ra.length, rb.length);
+    const x = ra.subarray(0, n);
+    const y = rb.subarray(0, n);
+    if (!x.equals(y)) for (let i = 0; i < n; i++) max = Math.max(max, Math.abs(x[i]! - y[i]!));
+    ra = ra.subarray(n);
+    rb = rb.subarray(n);
   }
-  return max;
 }
 
 export const tilesScenario: BenchScenario = {
