@@ -11,10 +11,11 @@
  * with the process that started it, even when that one is SIGKILLed or OOM-killed (ffmpeg ignores
  * SIGPIPE: orphaned, it would encode on to the end). Where there is no setpriv, it starts plainly.
  */
-import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync, type StdioOptions } from 'node:child_process';
 import { accessSync, chmodSync, constants, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { getSystemErrorMap, promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import { TesseraError, localTroubleCode } from './errors.js';
@@ -139,6 +140,13 @@ export interface RunOptions {
   input?: string;
   /** Collect stdout (for `-f null -` analyses that print there, or raw pipes). */
   captureStdout?: boolean;
+  /**
+   * Bytes for the process's stdin (`-i pipe:0`). Whatever the process leaves unread when it ends is
+   * drained, so that the writer on the other side never waits on it.
+   */
+  stdin?: Readable | undefined;
+  /** Where the process's file descriptor 3 goes (an output `pipe:3`); ended when the process ends. */
+  pipe3?: Writable | undefined;
 }
 
 export interface RunResult {
@@ -252,19 +260,37 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
     // Wrapped only when `bin` is an executable file at an absolute path: anything else fails to
     // start with the system's own error (ENOENT, EACCES), reported below.
     const wrapper = path.isAbsolute(bin) && isExecutable(bin) ? parentDeathWrapper() : undefined;
-    const child = wrapper
-      ? spawn(wrapper, ['--pdeathsig', 'KILL', '--', bin, ...args], { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn(bin, args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const stdio: StdioOptions = [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(options.pipe3 ? ['pipe' as const] : [])];
+    const child = wrapper ? spawn(wrapper, ['--pdeathsig', 'KILL', '--', bin, ...args], { cwd: options.cwd, stdio }) : spawn(bin, args, { cwd: options.cwd, stdio });
+    if (options.stdin && child.stdin) {
+      const { stdin } = options;
+      // A process that stops reading (it ended, or failed) must not stall the writer: EPIPE is
+      // expected then, and the rest is drained into nothing.
+      child.stdin.on('error', () => undefined);
+      stdin.pipe(child.stdin);
+      const drain = (): void => {
+        stdin.unpipe(child.stdin!);
+        stdin.resume();
+      };
+      child.once('close', drain);
+      child.once('error', drain);
+    }
+    const fd3 = child.stdio[3] as Readable | null | undefined;
+    if (options.pipe3) {
+      // A process that never started ends its pipe at once: the reader on the other side gets EOF.
+      if (fd3) fd3.pipe(options.pipe3);
+      else options.pipe3.end();
+    }
     let stderr = '';
     const stdoutChunks: Buffer[] = [];
     let progressBuf = '';
     let frames: number | undefined;
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => {
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (d: string) => {
       // Keep only the tail: ffmpeg can print megabytes of warnings for a broken file.
       stderr = (stderr + d).slice(-16_384);
     });
-    child.stdout.on('data', (d: Buffer) => {
+    child.stdout!.on('data', (d: Buffer) => {
       if (options.onProgress) {
         progressBuf += d.toString('utf8');
         let nl;

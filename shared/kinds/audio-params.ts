@@ -22,16 +22,16 @@ export interface AudioCodecInfo {
   defaultBitrate: number;
   /** Sample rates the encoder accepts (empty = any). */
   sampleRates: number[];
-  /** Extra muxer/encoder arguments. */
-  extraArgs: string[];
+  /** Options of the output's muxer (`-movflags +faststart` is `{ movflags: '+faststart' }`). */
+  muxerOptions: Readonly<Record<string, string>>;
 }
 
 export const AUDIO_CODECS: Readonly<Record<AudioCodec, AudioCodecInfo>> = {
-  aac: { encoder: 'aac', extension: 'm4a', contentType: 'audio/mp4', lossy: true, defaultBitrate: 128_000, sampleRates: [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000], extraArgs: ['-movflags', '+faststart'] },
-  mp3: { encoder: 'libmp3lame', extension: 'mp3', contentType: 'audio/mpeg', lossy: true, defaultBitrate: 128_000, sampleRates: [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000], extraArgs: [] },
-  opus: { encoder: 'libopus', extension: 'opus', contentType: 'audio/ogg', lossy: true, defaultBitrate: 96_000, sampleRates: [8000, 12000, 16000, 24000, 48000], extraArgs: [] },
-  flac: { encoder: 'flac', extension: 'flac', contentType: 'audio/flac', lossy: false, defaultBitrate: 0, sampleRates: [], extraArgs: [] },
-  wav: { encoder: 'pcm_s16le', extension: 'wav', contentType: 'audio/wav', lossy: false, defaultBitrate: 0, sampleRates: [], extraArgs: [] },
+  aac: { encoder: 'aac', extension: 'm4a', contentType: 'audio/mp4', lossy: true, defaultBitrate: 128_000, sampleRates: [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000], muxerOptions: { movflags: '+faststart' } },
+  mp3: { encoder: 'libmp3lame', extension: 'mp3', contentType: 'audio/mpeg', lossy: true, defaultBitrate: 128_000, sampleRates: [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000], muxerOptions: {} },
+  opus: { encoder: 'libopus', extension: 'opus', contentType: 'audio/ogg', lossy: true, defaultBitrate: 96_000, sampleRates: [8000, 12000, 16000, 24000, 48000], muxerOptions: {} },
+  flac: { encoder: 'flac', extension: 'flac', contentType: 'audio/flac', lossy: false, defaultBitrate: 0, sampleRates: [], muxerOptions: {} },
+  wav: { encoder: 'pcm_s16le', extension: 'wav', contentType: 'audio/wav', lossy: false, defaultBitrate: 0, sampleRates: [], muxerOptions: {} },
 };
 
 /** Normalised params of an audio job. */

@@ -73,11 +73,21 @@ export function stageBChain(o: StageBOptions): string {
   return f.join(',');
 }
 
+/** The final output's encoder arguments, and its muxer (format and options) apart. */
+export interface OutputEncoding {
+  /** `-c:a ...` and the encoder's options. */
+  codec: string[];
+  /** Muxer (`-f`). */
+  format: string;
+  /** Muxer options, as `-name value` on a command line. */
+  muxerOptions: Record<string, string>;
+}
+
 /**
- * Encoder and muxer arguments of the final output. `bits` is the PCM depth for flac/wav (16 or 24);
+ * Encoder and muxer of the final output. `bits` is the PCM depth for flac/wav (16 or 24);
  * `channels` the output's channel count (0 = not known; only Opus needs it).
  */
-export function encoderArgs(codec: AudioCodec, bitrate: number, bits: 16 | 24, channels = 0): string[] {
+export function outputEncoding(codec: AudioCodec, bitrate: number, bits: 16 | 24, channels = 0): OutputEncoding {
   const info = AUDIO_CODECS[codec];
   const args = ['-c:a', info.encoder];
   // Counts with a Vorbis layout arrive in it (stage A converts them); beyond those, discrete channels.
@@ -87,8 +97,13 @@ export function encoderArgs(codec: AudioCodec, bitrate: number, bits: 16 | 24, c
   if (info.lossy) args.push('-b:a', String(bitrate));
   // bitexact: no encoder-version tags, so identical samples give identical lossless files.
   if (!info.lossy) args.push('-flags', '+bitexact', '-fflags', '+bitexact');
-  args.push(...info.extraArgs, '-f', codec === 'aac' ? 'mp4' : codec === 'opus' ? 'ogg' : codec);
-  return args;
+  return { codec: args, format: codec === 'aac' ? 'mp4' : codec === 'opus' ? 'ogg' : codec, muxerOptions: { ...info.muxerOptions } };
+}
+
+/** {@link outputEncoding} as one command line's arguments (encoder, muxer options, `-f`). */
+export function encoderArgs(codec: AudioCodec, bitrate: number, bits: 16 | 24, channels = 0): string[] {
+  const e = outputEncoding(codec, bitrate, bits, channels);
+  return [...e.codec, ...Object.entries(e.muxerOptions).flatMap(([k, v]) => [`-${k}`, v]), '-f', e.format];
 }
 
 /** PCM depth of a lossless output for a source sample format: 16-bit sources stay 16-bit. */

@@ -8,10 +8,10 @@ import path from 'node:path';
 import { ffmpegInfo } from '../ffmpeg.js';
 import { AUDIO_CODECS, type AudioJobParams } from '../kinds/audio-params.js';
 import type { PieceStats } from './audio-analyze.js';
-import { encoderArgs, stageBChain } from './audio-filters.js';
+import { outputEncoding, stageBChain } from './audio-filters.js';
 import { decideLoudness, MIN_NORMALIZE_SECONDS, type FileRender, type LoudnessDecision } from './audio-pieces.js';
 import { invalidArgument, TesseraError } from '../errors.js';
-import { encodeFinal, measureEncoded, measureEncodedLoudness } from './audio-render.js';
+import { encodeFinal, measureEncoded, measureEncodedLoudness, isLossyCodec, type EncodedMeasurement } from './audio-render.js';
 import { joinBins, waveformJson, writeWaveform } from './audio-waveform.js';
 import { integratedLoudness } from './loudness.js';
 
@@ -103,22 +103,27 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
   let decision = decideLoudness(o.params, loud.lufs - corrected, joined.truePeak);
   const seconds = joined.frames / o.file.outRate;
   const out = path.join(o.outDir, o.file.output);
-  const encode = (d: LoudnessDecision, share: [number, number]): Promise<void> =>
+  // A lossy output is measured as it is encoded (see encodeFinal): the check below then costs no pass of its own.
+  const codec = o.params.codec;
+  const measure = lossyNormalize && isLossyCodec(codec) ? { codec, frames: joined.frames } : undefined;
+  const encode = (d: LoudnessDecision, share: [number, number], measured?: typeof measure): Promise<EncodedMeasurement | undefined> =>
     encodeFinal({
       pieces: o.pieces,
       input: o.file.input,
       chain: stageBChain({ gainDb: d.gainDb, limit: d.limit, ffmpegMajor: ffmpegInfo().major }),
-      encoder: encoderArgs(o.params.codec, o.params.bitrate, o.file.bits, o.stats[0]?.channels),
+      encoder: outputEncoding(o.params.codec, o.params.bitrate, o.file.bits, o.stats[0]?.channels),
       out,
       workDir: o.workDir,
       threads: o.threads,
       signal: o.signal,
       onProgress: o.onProgress && seconds > 0 ? (t) => o.onProgress!(share[0] + share[1] * Math.min(1, t / seconds)) : undefined,
+      measure: measured,
     });
-  await encode(decision, [0, 0.8]);
+  const first = await encode(decision, [0, 0.8], measure);
   if (lossyNormalize) {
-    // Check the encoded file; if it still misses by more than 0.3 LU, encode once more corrected by the miss.
-    const measured = await measureEncodedLoudness(out, o.file.input, o.signal);
+    // Check the encoded output; if it still misses by more than 0.3 LU, encode once more corrected by
+    // the miss. Measured on the file where the measurement beside the encode failed.
+    const measured = first?.lufs ?? (await measureEncodedLoudness(out, o.file.input, o.signal));
     const miss = o.params.loudness - measured;
     if (Number.isFinite(measured) && Math.abs(miss) > 0.3) {
       corrected += miss;
@@ -174,17 +179,18 @@ async function pieceCodecLoss(o: FinishOptions, lufs: number, truePeak: number):
   if (!Number.isFinite(before)) return 0;
   const d = decideLoudness(o.params, lufs, truePeak);
   const probe = path.join(o.workDir, `codec-probe.${AUDIO_CODECS[o.params.codec].extension}`);
-  await encodeFinal({
+  const beside = await encodeFinal({
     pieces: [o.pieces[i]!],
     input: o.file.input,
     chain: stageBChain({ gainDb: d.gainDb, limit: d.limit, ffmpegMajor: ffmpegInfo().major }),
-    encoder: encoderArgs(o.params.codec, o.params.bitrate, o.file.bits, o.stats[0]?.channels),
+    encoder: outputEncoding(o.params.codec, o.params.bitrate, o.file.bits, o.stats[0]?.channels),
     out: probe,
     workDir: o.workDir,
     threads: o.threads,
     signal: o.signal,
+    measure: isLossyCodec(o.params.codec) ? { codec: o.params.codec, frames: piece.frames } : undefined,
   });
-  const after = await measureEncodedLoudness(probe, o.file.input, o.signal);
+  const after = beside?.lufs ?? (await measureEncodedLoudness(probe, o.file.input, o.signal));
   await rm(probe, { force: true });
   const loss = before + d.gainDb - after;
   // Only a plausible codec loss is trusted (a limiter-heavy piece could mislead it).

@@ -6,8 +6,10 @@
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { invalidArgument, TesseraError } from '../errors.js';
 import { runFfmpeg } from '../ffmpeg.js';
+import type { OutputEncoding } from './audio-filters.js';
 
 export interface StageARun {
   /** Local path of the source (a whole file or a segment WAV). */
@@ -84,18 +86,57 @@ export interface FinalEncode {
   input: string;
   /** Stage-B chain ("" = none). */
   chain: string;
-  /** From {@link encoderArgs}. */
-  encoder: string[];
+  /** From {@link outputEncoding}. */
+  encoder: OutputEncoding;
   out: string;
   /** Folder for the concat list. */
   workDir: string;
   threads?: number | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((seconds: number) => void) | undefined;
+  /**
+   * Measure the output's loudness while it is encoded (lossy codecs): `frames` is the number of
+   * samples (per channel) the joined pieces hold.
+   */
+  measure?: { codec: LossyCodec; frames: number } | undefined;
 }
 
-/** Joins the pieces (concat demuxer: PCM packets back to back, no resampling, no gap) and encodes once. */
-export async function encodeFinal(e: FinalEncode): Promise<void> {
+/** The codecs whose output is measured after it is encoded (AUDIO_CODECS' lossy ones). */
+export type LossyCodec = 'mp3' | 'aac' | 'opus';
+
+export function isLossyCodec(codec: string): codec is LossyCodec {
+  return codec === 'mp3' || codec === 'aac' || codec === 'opus';
+}
+
+/**
+ * How a lossy output is measured while it is encoded. The encoder also writes its stream into a
+ * pipe (ffmpeg's tee muxer: the file's bytes are the same), in a format a pipe can carry, and a
+ * second ffmpeg decodes that into ebur128 at the same time, on another core, instead of decoding the
+ * file once it is written (12 s for an hour of stereo here). A pipe carries no record of the
+ * encoder's delay: the mp3 muxer writes LAME's header, with the delay and the end padding, only where
+ * it can seek back, and ADTS has no edit list. The measuring side drops those samples itself (the
+ * decoder's own 529 after LAME's 576; the AAC encoder's 1024 frames of priming), and for MP3 the
+ * padding after the last sample: it reads exactly what a player decodes from the file (the tests
+ * compare the two sample for sample). Ogg carries Opus's pre-skip and end: nothing to drop.
+ */
+export const MEASURED_WHILE_ENCODED: Readonly<Record<LossyCodec, { muxer: string; demuxer: string; delay: number; trimEnd: boolean }>> = {
+  mp3: { muxer: 'mp3', demuxer: 'mp3', delay: 1105, trimEnd: true },
+  aac: { muxer: 'adts', demuxer: 'aac', delay: 1024, trimEnd: false },
+  opus: { muxer: 'ogg', demuxer: 'ogg', delay: 0, trimEnd: false },
+};
+
+/** A tee muxer slave: `[options]file`, the file name quoted for ffmpeg's tokenizer. */
+function teeSlave(options: Record<string, string>, file: string): string {
+  const opts = Object.entries(options).map(([k, v]) => `${k}=${v}`);
+  return `${opts.length > 0 ? `[${opts.join(':')}]` : ''}'${file.replace(/'/g, "'\\''")}'`;
+}
+
+/**
+ * Joins the pieces (concat demuxer: PCM packets back to back, no resampling, no gap) and encodes once.
+ * With `measure`, resolves to the output's loudness as ffmpeg's ebur128 reads it from the encoded
+ * stream; to undefined where that measurement failed (the encode goes on without it) or was not asked.
+ */
+export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | undefined> {
   let inputArgs: string[];
   if (e.pieces.length === 1) {
     inputArgs = ['-i', e.pieces[0]!];
@@ -106,9 +147,24 @@ export async function encodeFinal(e: FinalEncode): Promise<void> {
   }
   const args = [...inputArgs, '-map', '0:a:0', '-map_metadata', '-1'];
   if (e.chain) args.push('-af', e.chain);
-  args.push(...e.encoder, '-y', e.out);
   if (e.threads) args.unshift('-threads', String(e.threads));
-  await runFfmpeg(args, { signal: e.signal, input: e.input, onProgress: e.onProgress });
+  const { codec, format, muxerOptions } = e.encoder;
+  if (!e.measure) {
+    args.push(...codec, ...Object.entries(muxerOptions).flatMap(([k, v]) => [`-${k}`, v]), '-f', format, '-y', e.out);
+    await runFfmpeg(args, { signal: e.signal, input: e.input, onProgress: e.onProgress });
+    return undefined;
+  }
+  const how = MEASURED_WHILE_ENCODED[e.measure.codec];
+  // The pipe's slave may fail (the measuring side gone) without failing the encode: onfail=ignore.
+  args.push(...codec, '-f', 'tee', '-y', `${teeSlave({ f: format, ...muxerOptions }, `file:${e.out}`)}|${teeSlave({ f: how.muxer, onfail: 'ignore' }, 'pipe:3')}`);
+  const trim = how.delay > 0 || how.trimEnd ? `atrim=start_sample=${how.delay}${how.trimEnd ? `:end_sample=${how.delay + e.measure.frames}` : ''},` : '';
+  const stream = new PassThrough();
+  const [encoded, measured] = await Promise.allSettled([
+    runFfmpeg(args, { signal: e.signal, input: e.input, onProgress: e.onProgress, pipe3: stream }),
+    runFfmpeg(['-nostats', '-f', how.demuxer, '-i', 'pipe:0', '-map', '0:a:0', '-af', `${trim}ebur128=framelog=verbose`, '-f', 'null', '-'], { signal: e.signal, input: e.input, stdin: stream }),
+  ]);
+  if (encoded.status === 'rejected') throw encoded.reason;
+  return measured.status === 'fulfilled' ? parseEbur128(measured.value.stderr, false) : undefined;
 }
 
 /**
@@ -144,10 +200,15 @@ export interface EncodedMeasurement {
 export async function measureEncoded(file: string, input: string, o: { truePeak?: boolean; signal?: AbortSignal | undefined } = {}): Promise<EncodedMeasurement> {
   const filter = `ebur128=framelog=verbose${o.truePeak ? ':peak=true' : ''}`;
   const { stderr } = await runFfmpeg(['-nostats', '-i', file, '-map', '0:a:0', '-af', filter, '-f', 'null', '-'], { signal: o.signal, input });
+  return parseEbur128(stderr, o.truePeak === true);
+}
+
+/** The summary ebur128 prints at its end. */
+function parseEbur128(stderr: string, truePeak: boolean): EncodedMeasurement {
   const summary = stderr.slice(stderr.lastIndexOf('Summary:'));
   const m = /I:\s+(-?[\d.]+|-inf) LUFS/.exec(summary);
   const lufs = m && m[1] !== '-inf' ? Number(m[1]) : -Infinity;
-  if (!o.truePeak) return { lufs, truePeak: NaN };
+  if (!truePeak) return { lufs, truePeak: NaN };
   const p = /Peak:\s+(-?[\d.]+|-inf) dBFS/.exec(summary.slice(summary.indexOf('True peak')));
   return { lufs, truePeak: !p ? NaN : p[1] === '-inf' ? -Infinity : Number(p[1]) };
 }
