@@ -101,7 +101,7 @@ export interface FinalEncode {
   measure?: { codec: LossyCodec; frames: number } | undefined;
 }
 
-/** The codecs whose output is measured after it is encoded (AUDIO_CODECS' lossy ones). */
+/** The codecs whose output's loudness is checked after the encode (AUDIO_CODECS' lossy ones). */
 export type LossyCodec = 'mp3' | 'aac' | 'opus';
 
 export function isLossyCodec(codec: string): codec is LossyCodec {
@@ -164,6 +164,8 @@ export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | 
     runFfmpeg(['-nostats', '-f', how.demuxer, '-i', 'pipe:0', '-map', '0:a:0', '-af', `${trim}ebur128=framelog=verbose`, '-f', 'null', '-'], { signal: e.signal, input: e.input, stdin: stream }),
   ]);
   if (encoded.status === 'rejected') throw encoded.reason;
+  // This process reads the encoder's pipe, whatever becomes of the measuring side, and that side
+  // reads its stdin to the end: a measurement that succeeded read the whole stream.
   return measured.status === 'fulfilled' ? parseEbur128(measured.value.stderr, false) : undefined;
 }
 
