@@ -104,6 +104,12 @@ describe('inputs by reference', () => {
     await writeFile(file, randomBytes(100_000));
     const c = await cluster({ workers: 0, coordinatorArgs: ['--shared-root', shared] });
     const job = await c.client.submit({ passthrough: {} }, [file], { shared: true });
+    // Changed once the job is planned, so that the worker is the one to find it: the planner checks
+    // the file too, and a change it sees fails the job before any subtask exists.
+    for (const until = Date.now() + 30_000; (await c.client.getJob(job.id)).subtasks.length === 0; ) {
+      if (Date.now() > until) throw new Error('the job was not planned within 30 s');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     await appendFile(file, 'more');
     c.startWorker();
     const done = await c.client.wait(job.id);
