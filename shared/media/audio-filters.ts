@@ -100,10 +100,14 @@ export function outputEncoding(codec: AudioCodec, bitrate: number, bits: 16 | 24
   return { codec: args, format: codec === 'aac' ? 'mp4' : codec === 'opus' ? 'ogg' : codec, muxerOptions: { ...info.muxerOptions } };
 }
 
-/** {@link outputEncoding} as one command line's arguments (encoder, muxer options, `-f`). */
-export function encoderArgs(codec: AudioCodec, bitrate: number, bits: 16 | 24, channels = 0): string[] {
-  const e = outputEncoding(codec, bitrate, bits, channels);
+/** An {@link OutputEncoding} as one command line's arguments (encoder, muxer options, `-f`). */
+export function encodingArgs(e: OutputEncoding): string[] {
   return [...e.codec, ...Object.entries(e.muxerOptions).flatMap(([k, v]) => [`-${k}`, v]), '-f', e.format];
+}
+
+/** The arguments of {@link outputEncoding}. */
+export function encoderArgs(codec: AudioCodec, bitrate: number, bits: 16 | 24, channels = 0): string[] {
+  return encodingArgs(outputEncoding(codec, bitrate, bits, channels));
 }
 
 /** PCM depth of a lossless output for a source sample format: 16-bit sources stay 16-bit. */

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { invalidArgument, TesseraError } from '../errors.js';
 import { runFfmpeg } from '../ffmpeg.js';
-import type { OutputEncoding } from './audio-filters.js';
+import { encodingArgs, type OutputEncoding } from './audio-filters.js';
 
 export interface StageARun {
   /** Local path of the source (a whole file or a segment WAV). */
@@ -150,7 +150,7 @@ export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | 
   if (e.threads) args.unshift('-threads', String(e.threads));
   const { codec, format, muxerOptions } = e.encoder;
   if (!e.measure) {
-    args.push(...codec, ...Object.entries(muxerOptions).flatMap(([k, v]) => [`-${k}`, v]), '-f', format, '-y', e.out);
+    args.push(...encodingArgs(e.encoder), '-y', e.out);
     await runFfmpeg(args, { signal: e.signal, input: e.input, onProgress: e.onProgress });
     return undefined;
   }
