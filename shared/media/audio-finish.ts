@@ -106,7 +106,7 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
   // A lossy output is measured as it is encoded (see encodeFinal): the check below then costs no pass of its own.
   const codec = o.params.codec;
   const measure = lossyNormalize && isLossyCodec(codec) ? { codec, frames: joined.frames } : undefined;
-  const encode = (d: LoudnessDecision, share: [number, number], measured?: typeof measure): Promise<EncodedMeasurement | undefined> =>
+  const encode = (d: LoudnessDecision, share: [number, number], measuring?: typeof measure): Promise<EncodedMeasurement | undefined> =>
     encodeFinal({
       pieces: o.pieces,
       input: o.file.input,
@@ -117,7 +117,7 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
       threads: o.threads,
       signal: o.signal,
       onProgress: o.onProgress && seconds > 0 ? (t) => o.onProgress!(share[0] + share[1] * Math.min(1, t / seconds)) : undefined,
-      measure: measured,
+      measure: measuring,
     });
   const first = await encode(decision, [0, 0.8], measure);
   if (lossyNormalize) {
