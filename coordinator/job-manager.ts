@@ -612,7 +612,7 @@ export class JobManager {
     const base = { name: f.name, size: String(f.size), sha256: f.sha256, inline: false };
     if (f.shared) return { ...base, shared_path: f.path, mtime_ms: f.shared.mtimeMs, ino: String(f.shared.ino) };
     const local = this.spool.localFile(f.path);
-    return local ? { ...base, shared_path: local.path, mtime_ms: local.mtimeMs, ino: String(local.ino) } : base;
+    return local ? { ...base, shared_path: local.path, mtime_ms: local.mtimeMs, ino: String(local.ino), spooled: true } : base;
   }
 
   /**
@@ -637,7 +637,10 @@ export class JobManager {
    * again there (nothing swapped in between). A worker whose file is not there writes somewhere
    * else under that path (another mount): its outputs for that folder are uploaded from now on, and
    * the attempt is retried. Its checksum is the worker's, taken as it wrote the file (as for an input
-   * read in place).
+   * read in place). The one file with another name that is taken is one of the subtask's own
+   * spooled inputs, linked into the spool by a worker that hands it back unchanged (a diagnostic
+   * `passthrough`): its bytes are the ones the coordinator received and checked, and so is its
+   * checksum.
    */
   async workerWrittenOutput(w: WorkerSession, s: SubtaskRecord, attempt: number, name: string, o: OutputRef__Output, maxBytes?: number): Promise<SpoolFile> {
     const lease = s.leases.find((l) => l.attempt === attempt && l.workerId === w.id);
@@ -654,7 +657,8 @@ export class JobManager {
       this.log.warn({ job: s.jobId, worker: w.name, dir }, "a worker's writes to an output folder do not reach the coordinator (or it cannot read them); its outputs for it are uploaded");
       throw dataLoss(`output ${name} of subtask ${s.id}: worker ${w.name} wrote ${o.size} bytes to ${o.shared_path}, the coordinator finds ${!st ? 'no file' : !st.isFile() ? 'something else' : st.size !== Number(o.size) ? `${st.size} bytes` : 'a file it cannot read'} there`);
     }
-    if (st.nlink !== 1) throw dataLoss(`output ${name} of subtask ${s.id}: ${o.shared_path} has other names (a hard link to another file); not taken`);
+    const linkedInput = st.nlink !== 1 && inSpool ? await this.spooledInputLinked(s, st, o.sha256) : undefined;
+    if (st.nlink !== 1 && !linkedInput) throw dataLoss(`output ${name} of subtask ${s.id}: ${o.shared_path} has other names (a hard link to another file); not taken`);
     if (!SHA256_HEX.test(o.sha256)) throw dataLoss(`output ${name} of subtask ${s.id}: the worker's checksum "${o.sha256}" is not a SHA-256`);
     if (maxBytes !== undefined && st.size > maxBytes) {
       throw new TesseraError(status.RESOURCE_EXHAUSTED, `output ${name} of subtask ${s.id} is larger than the limit of ${maxBytes} bytes`, { retryable: false });
@@ -667,13 +671,27 @@ export class JobManager {
     await mkdir(path.dirname(file), { recursive: true });
     await rename(o.shared_path, file);
     const moved = await lstat(file).catch(() => undefined);
-    if (!moved?.isFile() || moved.ino !== st.ino || moved.dev !== st.dev || moved.nlink !== 1 || moved.size !== st.size) {
+    if (!moved?.isFile() || moved.ino !== st.ino || moved.dev !== st.dev || moved.nlink !== st.nlink || moved.size !== st.size) {
       await rm(file, { force: true });
       throw dataLoss(`output ${name} of subtask ${s.id}: ${o.shared_path} was replaced while the coordinator took it`);
     }
     this.spool.adopt(file, moved);
     this.outputBytesInPlace += st.size;
-    return { name, path: file, size: st.size, sha256: o.sha256 };
+    return { name, path: file, size: st.size, sha256: linkedInput?.sha256 ?? o.sha256 };
+  }
+
+  /**
+   * The input of `s` in the spool that the file `st` is another name of (same inode, same size),
+   * if the worker's checksum for it is that input's: an input handed back unchanged and linked
+   * rather than copied. Undefined for any other file.
+   */
+  private async spooledInputLinked(s: SubtaskRecord, st: Stats, sha256: string): Promise<SpoolFile | undefined> {
+    for (const f of s.inputs) {
+      if (f.shared || f.size !== st.size || f.sha256 !== sha256) continue;
+      const own = await lstat(f.path).catch(() => undefined);
+      if (own?.isFile() && own.ino === st.ino && own.dev === st.dev) return f;
+    }
+    return undefined;
   }
 
   /**

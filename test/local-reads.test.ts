@@ -7,7 +7,7 @@
  * outputs as before, and so is every worker of a coordinator started with `--no-local-reads`.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { link, mkdtemp, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { link, mkdtemp, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -139,6 +139,65 @@ describe('workers read and write the spool in place on the coordinator machine',
       expect((await inPlace(c)) - before).toBe(bytes.length);
       const out = await c.client.download(job.id, path.join(dir, 'out-by-hand'));
       expect(await sha(out.get('by-hand.bin')!)).toBe(await sha(input));
+    } finally {
+      worker.stop();
+    }
+  });
+
+  it('an uploaded input handed back unchanged is linked into the spool, not copied: the output is the file the coordinator received', async () => {
+    const c = await cluster({ workers: 1 });
+    const blob = path.join(dir, 'handed-back.bin');
+    await writeFile(blob, randomBytes(2 * 1024 * 1024 + 11));
+    // The subtask sleeps a little: time to keep a name for the spooled input, which goes when the job ends.
+    const job = await c.client.submit({ passthrough: { work_ms: 1500 } }, [blob]);
+    const jobDir = path.join(c.dataDir, 'spool', 'jobs', job.id);
+    const held = path.join(c.dataDir, 'held-input.bin');
+    await link(path.join(jobDir, 'in', 'handed-back.bin'), held);
+    const done = await c.client.wait(job.id);
+    expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+    // The published output, wherever the spool keeps it, is that inode: nothing was copied.
+    const input = await stat(held);
+    // (The job's end removes its inputs meanwhile.)
+    const names = (await readdir(jobDir, { recursive: true })).filter((n) => n !== 'in' && !n.startsWith(`in${path.sep}`));
+    const same = [];
+    for (const n of names) if ((await stat(path.join(jobDir, n)).catch(() => undefined))?.ino === input.ino) same.push(n);
+    expect(same).toEqual([path.join('out', 'handed-back.bin')]);
+    expect(done.outputs[0]!.sha256).toBe(await sha(blob));
+    const got = await c.client.download(job.id, path.join(dir, 'out-handed-back'));
+    expect(await sha(got.get('handed-back.bin')!)).toBe(await sha(blob));
+  });
+
+  it("takes a link only to the subtask's own spooled input, with that input's checksum", async () => {
+    const c = await cluster({ workers: 0 });
+    const files = ['first.bin', 'second.bin'].map((n) => path.join(dir, n));
+    for (const f of files) await writeFile(f, randomBytes(4096));
+    // Attempt 1 of the first file's subtask links the other subtask's input; attempt 2 links its
+    // own but claims another checksum; attempt 3 (and the second file's) links its own, as a worker does.
+    const worker = byHandWorker(c.address, async (a) => {
+      const mine = a.inputs[0]!;
+      // The other file's spooled input lies beside this one (the second subtask's, uploaded with it).
+      const other = path.join(path.dirname(mine.shared_path), 'second.bin');
+      const temp = sharedOutputTemp(a.shared_output_dir, a.job_id, a.subtask_id, a.shared_output_token, mine.name);
+      const lie = mine.name === 'first.bin' && a.attempt === 2;
+      await link(mine.name === 'first.bin' && a.attempt === 1 ? other : mine.shared_path, temp);
+      const ref = { name: mine.name, size: mine.size, sha256: lie ? createHash('sha256').update('something else').digest('hex') : mine.sha256, source: mine.name, shared_path: temp };
+      return { subtask_id: a.subtask_id, attempt: a.attempt, ok: true, item_errors: [], result_json: '', duration_ms: '1', outputs: [ref] };
+    });
+    try {
+      await c.waitForWorkers(1);
+      const job = await c.client.submit({ passthrough: {} }, files);
+      const events: string[] = [];
+      const done = await c.client.wait(job.id, (e) => events.push(JSON.stringify(e)));
+      expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+      // Every input offered in place was marked as the spool's.
+      const spool = path.join(await realpath(c.dataDir), 'spool') + path.sep;
+      for (const i of worker.seen.flatMap((a) => a.inputs)) expect({ spooled: i.spooled, inSpool: i.shared_path.startsWith(spool) }).toEqual({ spooled: true, inSpool: true });
+      expect(worker.seen.filter((a) => a.inputs[0]!.name === 'first.bin').map((a) => a.attempt)).toEqual([1, 2, 3]);
+      // Attempts 1 and 2 refused, each for its own file (an event names each more than once).
+      const refused = new Set(events.flatMap((e) => [...e.matchAll(/output first\.bin of subtask \S+ (\S+) has other names/g)].map((m) => m[1])));
+      expect(refused.size).toBe(2);
+      const got = await c.client.download(job.id, path.join(dir, 'out-linked'));
+      for (const f of files) expect(await sha(got.get(path.basename(f))!)).toBe(await sha(f));
     } finally {
       worker.stop();
     }

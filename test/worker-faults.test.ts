@@ -394,6 +394,7 @@ describe('input fetches end their calls', () => {
     shared_path: '',
     mtime_ms: 0,
     ino: '',
+    spooled: false,
   });
   const assignment = (id: string, names: string[]): Assignment__Output => ({
     subtask_id: id,

@@ -253,13 +253,15 @@ async function uploadOutput(a: Assignment__Output, o: { name: string; path: stri
 /**
  * Writes output `o` into folder `dir` (the job's shared output folder, or the coordinator's spool)
  * under its lease's temporary name; the coordinator moves it when it takes it. A file the processor
- * made is linked there when the folder is on the same file system; anything else (an input handed
- * back, another file system, one that refuses links) is copied by the kernel (a reflink where the
- * file system has them). The checksum is taken by reading the file meanwhile, except for an input
- * read in place and handed back unchanged: that one is the input's, as submitted, if the input is
- * still that file once copied. Undefined when it cannot be placed there for any other reason than
- * its name being taken (a full disk, a file system that refuses): nothing is left behind, and the
- * caller uploads it instead.
+ * made is linked there when the folder is on the same file system, and so is an input from the
+ * spool handed back unchanged into the spool (never changed once uploaded, and the coordinator
+ * takes a link to nothing else); anything else (another input handed back, another file system,
+ * one that refuses links) is copied by the kernel (a reflink where the file system has them). The
+ * checksum is taken by reading the file meanwhile, except for an input read in place and handed
+ * back unchanged: that one is the input's, as submitted, if the input is still that file once
+ * copied. Undefined when it cannot be placed there for any other reason than its name being taken
+ * (a full disk, a file system that refuses): nothing is left behind, and the caller uploads it
+ * instead.
  */
 export async function writeSharedOutput(a: Assignment__Output, o: { name: string; path: string; source?: string }, dir: string, signal: AbortSignal): Promise<OutputRef | undefined> {
   const name = safeOutputName(o.name);
@@ -267,9 +269,18 @@ export async function writeSharedOutput(a: Assignment__Output, o: { name: string
   const st = await lstat(o.path);
   const size = st.isFile() ? st.size : (await stat(o.path)).size;
   const input = st.isSymbolicLink() ? await inputReadInPlace(a, o.path) : undefined;
+  // Into the spool, not the job's own shared output folder (where a user's file would share its
+  // inode with the spool's).
+  const intoSpool = dir !== (a.spec?.shared_output_dir ?? '');
   // Link or copy: either makes `dest` or fails on whatever is there (never follows or replaces it).
   const place = async (): Promise<void> => {
-    if (st.isFile() && (await link(o.path, dest).then(() => true, (err: NodeJS.ErrnoException) => (err.code === 'EEXIST' ? Promise.reject(err) : false)))) return;
+    if (st.isFile() && (await tryLink(o.path, dest))) return;
+    if (input?.spooled && intoSpool && (await tryLink(input.shared_path, dest))) {
+      // Still the inode the assignment named (not a file put there since)? Otherwise copied after all.
+      const linked = await lstat(dest);
+      if (String(linked.ino) === input.ino && linked.mtimeMs === input.mtime_ms && linked.size === Number(input.size)) return;
+      await rm(dest, { force: true });
+    }
     await copyFile(o.path, dest, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
   };
   const [placed, hashed] = await Promise.allSettled([place(), input ? input.sha256 : sha256File(o.path, signal)]);
@@ -284,6 +295,14 @@ export async function writeSharedOutput(a: Assignment__Output, o: { name: string
   // Replaced on its shared storage while it was copied: the copy is hashed as it is.
   if (input && !(await sameSharedFile(input))) sha = await sha256File(dest, signal);
   return { name, size: String(size), sha256: sha, inline: false, shared_path: dest, source: o.source ?? '' };
+}
+
+/** Links `from` at `dest`: false where it cannot be (another file system, links refused); rejects if `dest` exists. */
+async function tryLink(from: string, dest: string): Promise<boolean> {
+  return link(from, dest).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => (err.code === 'EEXIST' ? Promise.reject(err) : false),
+  );
 }
 
 /** The input that `file` (a symlink in the work folder) reads in place, if it still is that file and has a checksum. */
