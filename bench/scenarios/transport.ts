@@ -5,14 +5,15 @@
  * MiB/s (submit start to verified download) and the peak RSS (VmHWM) of every process.
  *
  * Two rows. `transport`: the cluster as it runs by default; its workers are on the coordinator's
- * machine, so they read the spooled input in place and write the output into the spool, and the
+ * machine, so they read the spooled input in place and link it back into the spool, and the
  * bytes make two gRPC hops (upload, download). `transport-remote`: the coordinator started with
  * `--no-local-reads`, so the worker fetches the input and uploads the output as a worker on another
  * machine must, four gRPC hops (a quarter of the bytes, 512 MiB, to keep the bench short; the
  * memory check is the first row's).
  *
  * Baseline, same run: `cat` copying the same bytes 4 times (file -> a -> b -> c -> d), the disk
- * passes the cluster cannot avoid (coordinator spool in, worker copy, coordinator output, client).
+ * passes of the four hops (coordinator spool in, worker, coordinator output, client; on the
+ * coordinator's machine the worker now links the input back rather than copy it, one pass fewer).
  * Headline ratio: cluster MiB/s / 150 MiB/s (the issue's target); the same-run ratio to the
  * copies is recorded as `vsCopy4x`.
  */
