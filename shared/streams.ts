@@ -22,10 +22,29 @@ export const newSha256 = (): Hash => createHash('sha256');
 /**
  * Writes one message and, when the stream's buffer is full, waits for 'drain' (or the signal).
  * Every streaming writer goes through this so backpressure is always honoured.
+ *
+ * A stream that has failed or closed never drains: its error is thrown instead of a wait for
+ * ever. A file stream whose write failed (a full disk) destroys itself, and a later write only
+ * returns false; a loop writing an upload into such a file hung there, and the uploader with it.
  */
 export async function writeWithBackpressure<T>(stream: Writable & { write(chunk: T): boolean }, chunk: T, signal?: AbortSignal): Promise<void> {
+  if (stream.errored) throw stream.errored;
   if (stream.write(chunk)) return;
-  await once(stream, 'drain', signal ? { signal } : {});
+  if (stream.destroyed) throw stream.errored ?? new Error('the stream was closed before it took everything');
+  // Both waits end together: the one that loses is stopped by `done` (its rejection is handled by the race).
+  const done = new AbortController();
+  const waits = { signal: signal ? AbortSignal.any([signal, done.signal]) : done.signal };
+  try {
+    await Promise.race([
+      once(stream, 'drain', waits),
+      // 'error' rejects either wait; a close without one (destroyed by its owner) ends it too.
+      once(stream, 'close', waits).then(() => {
+        throw stream.errored ?? new Error('the stream was closed before it took everything');
+      }),
+    ]);
+  } finally {
+    done.abort();
+  }
 }
 
 /**
