@@ -315,10 +315,11 @@ describe('full disk', () => {
     const { execFileSync } = await import('node:child_process');
     const mnt = path.join(dir, 'small-disk-2');
     await import('node:fs/promises').then((fs) => fs.mkdir(mnt, { recursive: true }));
-    // Room for the 3.5 MB input, not for its copy coming back (inside the result message).
+    // Room for the 3.5 MB input, not for its copy coming back. Local reads off: a worker on this
+    // machine would hand the spooled input back as a link, which takes no room.
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', mnt]);
     try {
-      cluster = await startCluster({ workers: 2, slots: 1, dataDir: mnt, coordinatorArgs: ['--quarantine-failures', '2'] });
+      cluster = await startCluster({ workers: 2, slots: 1, dataDir: mnt, coordinatorArgs: ['--quarantine-failures', '2', '--no-local-reads'] });
       const input = path.join(dir, 'fits-once.bin');
       await writeFile(input, randomBytes(3_500_000));
       const job = await cluster.client.wait((await cluster.client.submit({ max_attempts: 3, passthrough: {} }, [input])).id);
