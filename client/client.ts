@@ -457,7 +457,7 @@ export class TesseraClient {
           for await (const chunk of call as AsyncIterable<OutputChunk__Output>) {
             if (Number(chunk.offset) !== offset) throw dataLoss(`${name}: chunk at offset ${chunk.offset}, expected ${offset}`);
             hash.update(chunk.data);
-            if (out.errored) throw out.errored;
+            // A failed write (a full disk) throws its error here.
             await writeWithBackpressure(out, chunk.data);
             offset += chunk.data.length;
           }

@@ -188,9 +188,7 @@ export async function fetchInputs(a: Assignment__Output, workDir: string, signal
       let ended = false;
       try {
         for await (const chunk of call as AsyncIterable<{ data: Buffer }>) {
-          // A write that failed (a full disk) destroyed the file: stop here, since a write to a
-          // destroyed stream would wait for a 'drain' that never comes.
-          if (out.errored) throw out.errored;
+          // A write that failed (a full disk) ends the loop here with its error (writeWithBackpressure).
           hash.update(chunk.data);
           size += chunk.data.length;
           await writeWithBackpressure(out, chunk.data, signal);
