@@ -3,9 +3,11 @@
  * collects their results, renders the ratio table and the JSON record. `bench/run.ts` is the CLI
  * over it; the smoke test calls it in-process.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { hardware, round } from './proc-stats.js';
 import type { BenchContext, BenchResult, BenchScenario } from './types.js';
 
@@ -38,7 +40,26 @@ export interface BenchReport {
   smoke: boolean;
   hardware: Record<string, string | number>;
   command: string;
+  /** The git commit of the code measured, when it ran from a git checkout. */
+  commit?: string;
+  /** True when tracked files differed from that commit. */
+  dirty?: boolean;
   outcomes: ScenarioOutcome[];
+}
+
+/** The package's root (bench/ and dist/bench/ both lie under it). */
+const ROOT = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '..' : '../..', import.meta.url));
+
+/** The commit of the checkout this code runs from, and whether tracked files were changed; nothing outside a git checkout. */
+export function codeVersion(dir = ROOT): { commit: string; dirty: boolean } | undefined {
+  try {
+    const git = (...args: string[]): string => execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 }).trim();
+    const commit = git('rev-parse', 'HEAD');
+    if (!/^[0-9a-f]{40}$/.test(commit)) return undefined;
+    return { commit, dirty: git('status', '--porcelain', '--untracked-files=no') !== '' };
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -62,7 +83,7 @@ export async function runScenarios(
   opts: { smoke: boolean; log?: (line: string) => void; command?: string },
 ): Promise<BenchReport> {
   const log = opts.log ?? ((line: string) => console.error(line));
-  const report: BenchReport = { startedAt: new Date().toISOString(), smoke: opts.smoke, hardware: hardware(), command: opts.command ?? '', outcomes: [] };
+  const report: BenchReport = { startedAt: new Date().toISOString(), smoke: opts.smoke, hardware: hardware(), command: opts.command ?? '', ...codeVersion(), outcomes: [] };
   for (const scenario of scenarios) {
     const workDir = await mkdtemp(path.join(os.tmpdir(), `tessera-bench-${scenario.name}-`));
     const t0 = performance.now();
@@ -96,7 +117,8 @@ export async function runScenarios(
   return report;
 }
 
-function fmt(n: number): string {
+/** A figure with two or three significant digits, for tables. */
+export function fmt(n: number): string {
   if (!Number.isFinite(n)) return 'n/a';
   return Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(2);
 }
@@ -120,7 +142,8 @@ export function formatTable(report: BenchReport): string {
     .filter((o) => o.result)
     .map((o) => `- ${o.name}: ${o.result!.ratioMeaning}; inputs: ${o.result!.inputs}; reproduce: \`${o.command}\``);
   const hw = report.hardware;
-  return [...out, '', `Hardware: ${hw['cpu']} x ${hw['cores']}, ${hw['memoryGiB']} GiB, ${hw['os']}, Node ${hw['node']}`, ...details].join('\n');
+  const code = report.commit ? `; commit ${report.commit.slice(0, 10)}${report.dirty ? ' with uncommitted changes' : ''}` : '';
+  return [...out, '', `Hardware: ${hw['cpu']} x ${hw['cores']}, ${hw['memoryGiB']} GiB, ${hw['os']}, Node ${hw['node']}${code}`, ...details].join('\n');
 }
 
 /** The figures of each side, one line per scenario (for the console). */
