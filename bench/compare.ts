@@ -6,7 +6,7 @@
  * baseline says more about the host than about the code; the table shows both.
  */
 import { readFile } from 'node:fs/promises';
-import { fmt, type BenchReport, type ScenarioOutcome } from './harness.js';
+import { fmt, isNamed, type BenchReport, type ScenarioOutcome } from './harness.js';
 
 /** One row of a comparison: the outcome of that name in each run (undefined where the run lacks it). */
 export interface ComparedRow {
@@ -41,10 +41,10 @@ export async function readReport(file: string): Promise<BenchReport> {
 
 /** Pairs the rows of two runs by name, in the order of `after` then what only `before` has; `names` (and `NAME-...`) selects some. */
 export function compareReports(before: BenchReport, after: BenchReport, names: readonly string[] = []): ComparedRow[] {
-  const wanted = (n: string): boolean => names.length === 0 || names.some((w) => n === w || n.startsWith(`${w}-`));
+  const wanted = (n: string): boolean => names.length === 0 || names.some((w) => isNamed(n, w));
   const order = [...after.outcomes.map((o) => o.name), ...before.outcomes.map((o) => o.name)].filter((n, i, all) => all.indexOf(n) === i && wanted(n));
   if (names.length > 0) {
-    const unknown = names.filter((w) => !order.some((n) => n === w || n.startsWith(`${w}-`)));
+    const unknown = names.filter((w) => !order.some((n) => isNamed(n, w)));
     if (unknown.length > 0) throw new Error(`no row named ${unknown.join(', ')} in either run`);
   }
   return order.map((name) => {

@@ -68,9 +68,14 @@ export function codeVersion(dir = ROOT): { commit: string; dirty: boolean } | un
  */
 export function selectScenarios<S extends MultiBenchScenario>(all: readonly S[], names: readonly string[]): S[] {
   if (names.length === 0) return [...all];
-  const unknown = names.filter((n) => !all.some((s) => s.name === n || s.name.startsWith(`${n}-`)));
+  const unknown = names.filter((n) => !all.some((s) => isNamed(s.name, n)));
   if (unknown.length > 0) throw new Error(`unknown scenario(s): ${unknown.join(', ')} (known: ${all.map((s) => s.name).join(', ')})`);
-  return all.filter((s) => names.some((n) => s.name === n || s.name.startsWith(`${n}-`)));
+  return all.filter((s) => names.some((n) => isNamed(s.name, n)));
+}
+
+/** Whether `name` (a scenario's or a row's) is the one asked for, or one of its `asked-...` group. */
+export function isNamed(name: string, asked: string): boolean {
+  return name === asked || name.startsWith(`${asked}-`);
 }
 
 export function targetMet(r: BenchResult): boolean {

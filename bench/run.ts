@@ -24,9 +24,10 @@ const DEFAULT_OUT = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './r
 
 const USAGE = 'usage: npm run bench -- [NAME...] [--smoke] [--out PATH] [--list]\n       npm run bench -- --compare BEFORE.json [AFTER.json] [NAME...]   (AFTER: bench/results.json)';
 
-/** A path as the user gave it: from the folder `npm run` was started in (npm runs scripts in the package's). */
-const userPath = (p: string): string => path.resolve(process.env['INIT_CWD'] ?? process.cwd(), p);
-const shown = (p: string): string => path.relative(process.env['INIT_CWD'] ?? process.cwd(), p) || p;
+/** The folder `npm run` was started in (npm runs scripts in the package's): paths given are taken from it, and shown relative to it. */
+const USER_CWD = process.env['INIT_CWD'] ?? process.cwd();
+const userPath = (p: string): string => path.resolve(USER_CWD, p);
+const shown = (p: string): string => path.relative(USER_CWD, p) || p;
 
 /** A command line that cannot work: the usage follows the message, exit 2. */
 class UsageError extends Error {}

@@ -30,7 +30,8 @@ export const newSha256 = (): Hash => createHash('sha256');
 export async function writeWithBackpressure<T>(stream: Writable & { write(chunk: T): boolean }, chunk: T, signal?: AbortSignal): Promise<void> {
   if (stream.errored) throw stream.errored;
   if (stream.write(chunk)) return;
-  if (stream.destroyed) throw stream.errored ?? new Error('the stream was closed before it took everything');
+  const closed = (): Error => stream.errored ?? new Error('the stream was closed before it took everything');
+  if (stream.destroyed) throw closed();
   // Both waits end together: the one that loses is stopped by `done` (its rejection is handled by the race).
   const done = new AbortController();
   const waits = { signal: signal ? AbortSignal.any([signal, done.signal]) : done.signal };
@@ -39,7 +40,7 @@ export async function writeWithBackpressure<T>(stream: Writable & { write(chunk:
       once(stream, 'drain', waits),
       // 'error' rejects either wait; a close without one (destroyed by its owner) ends it too.
       once(stream, 'close', waits).then(() => {
-        throw stream.errored ?? new Error('the stream was closed before it took everything');
+        throw closed();
       }),
     ]);
   } finally {
