@@ -10,8 +10,12 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { CHUNK_SIZE, CLIENT_CHANNEL_OPTIONS, SERVER_CHANNEL_OPTIONS } from '../shared/config.js';
-import { loadTesseraProto } from '../shared/proto.js';
+import { workerServiceDefinition } from '../coordinator/worker-service.js';
+import { EncodedMessage } from '../shared/encoded-chunks.js';
+import { loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
 import type { DataChunk__Output } from '../shared/proto/generated/tessera/v1/DataChunk.js';
+
+const DataChunk = loadTesseraRoot().lookupType('tessera.v1.DataChunk');
 
 const SELF = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../dist/bench/grpc-hop.js' : './grpc-hop.js', import.meta.url));
 
@@ -57,15 +61,18 @@ export async function measureGrpcHop(bytes: number): Promise<GrpcHop> {
 }
 
 function serve(bytes: number): void {
-  const { proto } = loadTesseraProto();
   const server = new grpc.Server(SERVER_CHANNEL_OPTIONS);
+  // Sent as the coordinator sends files: already encoded (shared/encoded-chunks.ts), so that what
+  // is measured is grpc-js's own cost.
   const chunk = Buffer.alloc(CHUNK_SIZE, 0x5a);
-  server.addService(proto.tessera.v1.WorkerService.service, {
+  const encode = (data: Buffer): EncodedMessage => new EncodedMessage(Buffer.from(DataChunk.encode({ data }).finish()));
+  const whole = encode(chunk);
+  server.addService(workerServiceDefinition(), {
     FetchTaskInput: (call: grpc.ServerWritableStream<unknown, unknown>) => {
       void (async () => {
         for (let sent = 0; sent < bytes; sent += chunk.length) {
-          const data = sent + chunk.length <= bytes ? chunk : chunk.subarray(0, bytes - sent);
-          if (!call.write({ data, offset: String(sent) })) await new Promise((resolve) => call.once('drain', resolve));
+          const message = sent + chunk.length <= bytes ? whole : encode(chunk.subarray(0, bytes - sent));
+          if (!call.write(message)) await new Promise((resolve) => call.once('drain', resolve));
         }
         call.end();
       })();

@@ -6,7 +6,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import { constants as fsc, createReadStream, existsSync, linkSync, renameSync, unlinkSync, writeFile } from 'node:fs';
+import { constants as fsc, existsSync, linkSync, renameSync, unlinkSync, writeFile } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, realpath, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -28,7 +28,9 @@ import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobS
 import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import type { OutputChunk__Output } from '../shared/proto/generated/tessera/v1/OutputChunk.js';
 import type { OutputInfo__Output } from '../shared/proto/generated/tessera/v1/OutputInfo.js';
+import type { SubmitJobRequest } from '../shared/proto/generated/tessera/v1/SubmitJobRequest.js';
 import type { WorkerInfo__Output } from '../shared/proto/generated/tessera/v1/WorkerInfo.js';
+import { asWire, readEncodedChunks } from '../shared/encoded-chunks.js';
 import { endsWithAnswer, newSha256, sha256, sha256File, writeWithBackpressure } from '../shared/streams.js';
 import { clientTokenFromEnv } from '../shared/auth.js';
 import { clientCredentialsFromEnv } from '../shared/tls.js';
@@ -187,7 +189,7 @@ export class TesseraClient {
         if (!shared) {
           const now = await sizesNow();
           const changed = files.findIndex((_, i) => now[i] !== sizes[i]);
-          if (changed >= 0) throw new TesseraError(grpc.status.FAILED_PRECONDITION, `${files[changed]} changed while it was being submitted (${sizes[changed]} -> ${now[changed]} bytes): not sent again; submit it anew`, { retryable: false });
+          if (changed >= 0) throw changedWhileSubmitted(files[changed]!, sizes[changed]!, now[changed]!, 'not sent again; ');
         }
         options.onRetry?.(err as grpc.ServiceError, attempt + 1);
       }
@@ -224,15 +226,23 @@ export class TesseraClient {
             call.write({ input: { name, size: String(total) } });
             const hash = newSha256();
             let sent = 0;
-            for await (const chunk of createReadStream(file, { highWaterMark: CHUNK_SIZE })) {
-              const buf = chunk as Buffer;
-              hash.update(buf);
-              sent += buf.length;
-              await writeWithBackpressure(call, { data: buf }, signal);
-              connected();
-              // A call answered meanwhile takes no more bytes: no progress is reported after its error.
-              if (signal.aborted) return;
-              options.onUpload?.({ file: name, sentBytes: sent, totalBytes: total });
+            const fh = await open(file, 'r');
+            try {
+              // Up to the size the header declared (SubmitJobRequest.data is field 3); a file that
+              // changed since is refused here, naming it, rather than by the coordinator's count.
+              for await (const chunk of readEncodedChunks(fh, { field: 3, size: total })) {
+                hash.update(chunk.data);
+                sent += chunk.data.length;
+                await writeWithBackpressure(call, asWire<SubmitJobRequest>(chunk.message), signal);
+                connected();
+                // A call answered meanwhile takes no more bytes: no progress is reported after its error.
+                if (signal.aborted) return;
+                options.onUpload?.({ file: name, sentBytes: sent, totalBytes: total });
+              }
+              const now = (await fh.stat()).size;
+              if (sent !== total || now !== total) throw changedWhileSubmitted(file, total, now !== total ? now : sent);
+            } finally {
+              await fh.close();
             }
             call.write({ input_end: { sha256: hash.digest('hex') } });
           }
@@ -523,6 +533,11 @@ async function pause(ms: number, signal: AbortSignal | undefined): Promise<void>
 }
 
 /** Names shown in a message about many (the first few, then how many more). */
+/** An input file whose size moved between its check and its upload (or a retry of it): what was asked for is gone. */
+function changedWhileSubmitted(file: string, before: number, now: number, also = ''): TesseraError {
+  return new TesseraError(grpc.status.FAILED_PRECONDITION, `${file} changed while it was being submitted (${before} -> ${now} bytes): ${also}submit it anew`, { retryable: false });
+}
+
 const NAMES_SHOWN = 5;
 
 /** `"a", "b", "c" and 4 more`: names quoted (they may hold spaces or commas), at most NAMES_SHOWN. */

@@ -12,7 +12,7 @@ import type { JobServiceHandlers } from '../shared/proto/generated/tessera/v1/Jo
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { OutputChunk } from '../shared/proto/generated/tessera/v1/OutputChunk.js';
 import type { SubmitJobRequest__Output } from '../shared/proto/generated/tessera/v1/SubmitJobRequest.js';
-import { readChunks } from '../shared/streams.js';
+import { asWire, passEncoded, readEncodedChunks } from '../shared/encoded-chunks.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 import pLimit from 'p-limit';
 import type { JobManager } from './job-manager.js';
@@ -22,7 +22,7 @@ import type { Caller } from './auth.js';
 import { headBytes, inputChecker } from './input-check.js';
 import { SHARED_LOOKUPS, type SharedRoots } from './shared-inputs.js';
 import type { Limits } from '../shared/limits.js';
-import { compileEncoder, withFallback } from '../shared/proto-encoder.js';
+import { compileEncoder, withFallback, type Encoder } from '../shared/proto-encoder.js';
 import { loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
 import { INLINE_OUTPUT_MAX_BYTES } from '../shared/config.js';
 
@@ -37,7 +37,8 @@ export interface JobAccess {
 /**
  * JobService as the coordinator serves it: the events WatchJob streams, two or more per subtask,
  * are encoded by a compiled encoder (shared/proto-encoder.ts) instead of protobufjs's generic one,
- * a quarter of the CPU for the same bytes on the wire.
+ * a quarter of the CPU for the same bytes on the wire; downloads send their bytes already encoded
+ * (shared/encoded-chunks.ts).
  */
 export function jobServiceDefinition(): grpc.ServiceDefinition {
   const service = loadTesseraProto().proto.tessera.v1.JobService.service;
@@ -45,7 +46,11 @@ export function jobServiceDefinition(): grpc.ServiceDefinition {
   // (a negative duration from a clock stepped back, a worker's out-of-range number): such an event
   // is encoded as before rather than fail the watch, and every replay of it, for good.
   const encode = withFallback(compileEncoder(loadTesseraRoot(), 'tessera.v1.JobEvent'), service.WatchJob.responseSerialize);
-  return { ...service, WatchJob: { ...service.WatchJob, responseSerialize: encode } };
+  return {
+    ...service,
+    WatchJob: { ...service.WatchJob, responseSerialize: encode },
+    DownloadOutput: { ...service.DownloadOutput, responseSerialize: passEncoded(service.DownloadOutput.responseSerialize) },
+  };
 }
 
 export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, limits: JobServiceLimits, access: JobAccess, shared: SharedRoots): JobServiceHandlers {
@@ -478,11 +483,12 @@ export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, 
   }
 }
 
+let outputChunkFields: Encoder | undefined;
+
 async function* download(jobs: JobManager, req: { job_id: string; name: string; offset: string }, signal: AbortSignal): AsyncGenerator<OutputChunk> {
   const out = jobs.outputPath(req.job_id, req.name);
   const offset = Number(req.offset || 0);
   if (offset > out.size) throw failedPrecondition(`offset ${offset} is past the end of ${req.name} (${out.size} bytes)`);
-  let position = offset;
   if (offset === out.size) {
     yield { data: Buffer.alloc(0), offset: String(offset), total_size: String(out.size), sha256: out.sha256 };
     return;
@@ -490,12 +496,12 @@ async function* download(jobs: JobManager, req: { job_id: string; name: string; 
   // An output in a shared folder is read through a descriptor that is the published file's: the
   // folder is writable by others, and a symlink put in its place must not be followed.
   const handle = out.shared ? await openPublishedShared(jobs, req.job_id, out) : undefined;
+  // OutputChunk's fields but `data`: what readEncodedChunks puts in front of each chunk's bytes.
+  const encodeFields = (outputChunkFields ??= compileEncoder(loadTesseraRoot(), 'tessera.v1.OutputChunk'));
+  const total = String(out.size);
+  const fields = (at: number, length: number): Buffer => encodeFields({ offset: String(at), total_size: total, sha256: at + length >= out.size ? out.sha256 : '' });
   try {
-    for await (const chunk of readChunks(handle ?? out.path, offset, signal, out.size)) {
-      const end = position + chunk.length;
-      yield { data: chunk, offset: String(position), total_size: String(out.size), sha256: end >= out.size ? out.sha256 : '' };
-      position = end;
-    }
+    for await (const chunk of readEncodedChunks(handle ?? out.path, { field: 1, fields, offset, size: out.size, signal })) yield asWire<OutputChunk>(chunk.message);
   } finally {
     await handle?.close();
   }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { TesseraError, dataLoss, hasLocalTroubleCode, invalidArgument } from '../shared/errors.js';
+import { asWire, passEncoded, readEncodedChunks } from '../shared/encoded-chunks.js';
 import { clientStream, serverStream } from '../shared/grpc-handlers.js';
 import { compileDecoder, compileEncoder, withFallback } from '../shared/proto-encoder.js';
 import { loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
@@ -17,7 +18,7 @@ import type { SubtaskResult__Output } from '../shared/proto/generated/tessera/v1
 import type { UploadTaskOutputRequest__Output } from '../shared/proto/generated/tessera/v1/UploadTaskOutputRequest.js';
 import type { WorkerMessage__Output } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
 import type { WorkerServiceHandlers } from '../shared/proto/generated/tessera/v1/WorkerService.js';
-import { readChunks, sha256 } from '../shared/streams.js';
+import { sha256 } from '../shared/streams.js';
 import type { JobManager } from './job-manager.js';
 import type { Spool } from './spool.js';
 import { newWorkerSession, type WorkerSession } from './worker-registry.js';
@@ -48,11 +49,14 @@ export function workerServiceDefinition(): grpc.ServiceDefinition {
       requestDeserialize: compileDecoder(root, 'tessera.v1.WorkerMessage'),
       responseSerialize: withFallback(compileEncoder(root, 'tessera.v1.CoordinatorMessage'), connect.responseSerialize),
     },
+    FetchTaskInput: { ...service.FetchTaskInput, responseSerialize: passEncoded(service.FetchTaskInput.responseSerialize) },
   };
 }
 
 export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, opts: WorkerServiceOptions, authorize: (md: grpc.Metadata) => void): WorkerServiceHandlers {
   const registry = jobs.registry;
+  /** DataChunk's fields but `data`, put in front of each chunk's bytes by readEncodedChunks. */
+  const encodeDataChunkFields = compileEncoder(loadTesseraRoot(), 'tessera.v1.DataChunk');
   /** Files uploaded per (subtask, attempt), waiting for the result message that names them. */
   const uploaded = new Map<string, { subtaskId: string; attempt: number; workerId: string; files: Map<string, SpoolFile> }>();
   const uploadKey = (subtaskId: string, attempt: number): string => `${subtaskId}#${attempt}`;
@@ -243,12 +247,12 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       const w = sessionOf(ctx.metadata);
       const f = jobs.taskInput(req.subtask_id, req.attempt, w.id, req.name);
       await jobs.assertSharedUnchanged(f);
-      let offset = Number(req.offset || 0);
+      const offset = Number(req.offset || 0);
       // A shared file is read up to its submitted size, and checked again once read.
-      for await (const chunk of readChunks(f.path, offset, ctx.signal, f.shared ? f.size : undefined)) {
-        yield { data: chunk, offset: String(offset) };
-        offset += chunk.length;
-        jobs.inputBytesServed += chunk.length;
+      const size = f.shared ? f.size : undefined;
+      for await (const chunk of readEncodedChunks(f.path, { field: 1, fields: (at) => encodeDataChunkFields({ offset: String(at) }), offset, size, signal: ctx.signal })) {
+        yield asWire<DataChunk>(chunk.message);
+        jobs.inputBytesServed += chunk.data.length;
       }
       await jobs.assertSharedUnchanged(f);
     }),

@@ -5,6 +5,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 import type { ProtoGrpcType as JobsProto } from './proto/generated/jobs.js';
 import type { ProtoGrpcType as WorkerProto } from './proto/generated/worker.js';
+import { passEncoded } from './encoded-chunks.js';
 import { compileDecoder, compileEncoder, withFallback } from './proto-encoder.js';
 
 /**
@@ -57,11 +58,16 @@ export function loadTesseraRoot(): protobuf.Root {
  * JobService as clients call it: as loaded, except that watched events are read by a compiled
  * decoder (shared/proto-encoder.ts), which gives the same objects as proto-loader's at a fraction
  * of its cost (a client watching 200 jobs of 100 no-op subtasks spent a quarter of its CPU in
- * protobufjs's decode and toObject).
+ * protobufjs's decode and toObject), and that uploads send their bytes already encoded
+ * (shared/encoded-chunks.ts).
  */
 export function jobServiceClientDefinition(): grpc.ServiceDefinition {
   const service = loadTesseraProto().proto.tessera.v1.JobService.service;
-  return { ...service, WatchJob: { ...service.WatchJob, responseDeserialize: compileDecoder(loadTesseraRoot(), 'tessera.v1.JobEvent') } };
+  return {
+    ...service,
+    SubmitJob: { ...service.SubmitJob, requestSerialize: passEncoded(service.SubmitJob.requestSerialize) },
+    WatchJob: { ...service.WatchJob, responseDeserialize: compileDecoder(loadTesseraRoot(), 'tessera.v1.JobEvent') },
+  };
 }
 
 let jobServiceClient: TesseraProto['tessera']['v1']['JobService'] | undefined;
@@ -77,7 +83,8 @@ let workerServiceClient: TesseraProto['tessera']['v1']['WorkerService'] | undefi
  * The client constructor workers connect with: the control stream's messages (`Connect`: results
  * one way, assignments the other, thousands a second with small subtasks) are encoded and decoded by
  * compiled codecs, as the coordinator's end does (coordinator/worker-service.ts); a result the
- * compiled encoder refuses goes out through protobufjs.
+ * compiled encoder refuses goes out through protobufjs. Outputs are uploaded already encoded
+ * (shared/encoded-chunks.ts).
  */
 export function workerServiceClientConstructor(): TesseraProto['tessera']['v1']['WorkerService'] {
   if (!workerServiceClient) {
@@ -91,6 +98,7 @@ export function workerServiceClientConstructor(): TesseraProto['tessera']['v1'][
         requestSerialize: withFallback(compileEncoder(root, 'tessera.v1.WorkerMessage'), connect.requestSerialize),
         responseDeserialize: compileDecoder(root, 'tessera.v1.CoordinatorMessage'),
       },
+      UploadTaskOutput: { ...service.UploadTaskOutput, requestSerialize: passEncoded(service.UploadTaskOutput.requestSerialize) },
     };
     workerServiceClient = grpc.makeClientConstructor(definition, 'tessera.v1.WorkerService') as unknown as TesseraProto['tessera']['v1']['WorkerService'];
   }

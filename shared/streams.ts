@@ -1,7 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { once } from 'node:events';
-import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { CHUNK_SIZE } from './config.js';
 
@@ -46,20 +45,6 @@ export async function writeWithBackpressure<T>(stream: Writable & { write(chunk:
   } finally {
     done.abort();
   }
-}
-
-/**
- * Reads a file in CHUNK_SIZE pieces from `offset`. Pass the `size` when it is known: the stream
- * then allocates no more than the bytes left, where it would otherwise allocate two whole chunks
- * (one read, one to find the end) for every small file, and reads nothing past it.
- */
-export async function* readChunks(file: string | FileHandle, offset = 0, signal?: AbortSignal, size?: number): AsyncGenerator<Buffer> {
-  if (size !== undefined && offset >= size) return;
-  // `end` is inclusive: with `size`, nothing past the first `size` bytes is read. An open handle
-  // stays open: its owner closes it.
-  const opts = { start: offset, ...(size !== undefined ? { end: size - 1 } : {}), highWaterMark: CHUNK_SIZE, signal };
-  const stream = typeof file === 'string' ? createReadStream(file, opts) : createReadStream('', { ...opts, fd: file, autoClose: false });
-  for await (const chunk of stream) yield chunk as Buffer;
 }
 
 /**

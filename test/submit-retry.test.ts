@@ -4,7 +4,7 @@
  * place, and the client library sends a submission again when its connection drops mid-upload.
  */
 import { randomBytes } from 'node:crypto';
-import { readdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, readdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,6 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TesseraClient } from '../client/client.js';
 import { Coordinator } from '../coordinator/coordinator.js';
+import { TesseraError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
@@ -279,4 +280,26 @@ describe('watching through a coordinator restart', () => {
       await second?.close();
     }
   }, 60_000);
+});
+
+describe('an input file that changes while it is uploaded', () => {
+  it('is refused by the client, naming the file and both sizes, and no job is made; the next submission goes through', async () => {
+    const size = 3 * 1024 * 1024;
+    for (const [what, change, now] of [
+      ['grown', (f: string) => appendFile(f, 'more'), size + 4],
+      ['shrunk', (f: string) => truncate(f, 1000), 1000],
+    ] as const) {
+      const f = await file(`${what}.bin`, randomBytes(size));
+      let changed: Promise<void> | undefined;
+      // Changed once its first chunk is sent: the size checked before the upload no longer holds.
+      const err = await client
+        .submit({ label: `changed-${what}`, passthrough: {} }, [f], { onUpload: () => void (changed ??= change(f)) })
+        .then(() => undefined, (e: TesseraError) => e);
+      expect(err?.code, what).toBe(grpc.status.FAILED_PRECONDITION);
+      expect(err?.message).toBe(`${f} changed while it was being submitted (${size} -> ${now} bytes): submit it anew`);
+      expect((await client.listJobs({ limit: 1000 })).filter((j) => j.spec?.label === `changed-${what}`)).toEqual([]);
+    }
+    const fine = await client.submit({ label: 'unchanged', passthrough: {} }, [await file('unchanged.bin', Buffer.from('same'))]);
+    expect(fine.inputs.map((i) => [i.name, i.sha256])).toEqual([['unchanged.bin', sha256(Buffer.from('same'))]]);
+  });
 });

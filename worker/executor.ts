@@ -19,10 +19,12 @@ import { safeFileName, safeOutputName } from '../shared/names.js';
 import type { Assignment__Output } from '../shared/proto/generated/tessera/v1/Assignment.js';
 import type { OutputRef } from '../shared/proto/generated/tessera/v1/OutputRef.js';
 import type { SubtaskResult } from '../shared/proto/generated/tessera/v1/SubtaskResult.js';
+import type { UploadTaskOutputRequest } from '../shared/proto/generated/tessera/v1/UploadTaskOutputRequest.js';
 import type { UploadTaskOutputResponse__Output } from '../shared/proto/generated/tessera/v1/UploadTaskOutputResponse.js';
 import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
 import { canWriteShared, sharedOutputTemp } from '../shared/shared-output.js';
-import { endsWithAnswer, newSha256, readChunks, sha256, sha256File, writeWithBackpressure } from '../shared/streams.js';
+import { asWire, readEncodedChunks } from '../shared/encoded-chunks.js';
+import { endsWithAnswer, newSha256, sha256, sha256File, writeWithBackpressure } from '../shared/streams.js';
 
 export interface ExecutorDeps {
   client: WorkerServiceClient;
@@ -231,9 +233,10 @@ async function uploadOutput(a: Assignment__Output, o: { name: string; path: stri
     void (async () => {
       try {
         call.write({ header: { subtask_id: a.subtask_id, attempt: a.attempt, name, size: String(size) } });
-        for await (const chunk of readChunks(o.path, 0, sending, size)) {
-          hash.update(chunk);
-          await writeWithBackpressure(call, { data: chunk }, sending);
+        // UploadTaskOutputRequest.data is field 2.
+        for await (const chunk of readEncodedChunks(o.path, { field: 2, size, signal: sending })) {
+          hash.update(chunk.data);
+          await writeWithBackpressure(call, asWire<UploadTaskOutputRequest>(chunk.message), sending);
         }
         call.write({ sha256: hash.digest('hex') });
         call.end();
