@@ -532,12 +532,12 @@ async function pause(ms: number, signal: AbortSignal | undefined): Promise<void>
   }
 }
 
-/** Names shown in a message about many (the first few, then how many more). */
 /** An input file whose size moved between its check and its upload (or a retry of it): what was asked for is gone. */
 function changedWhileSubmitted(file: string, before: number, now: number, also = ''): TesseraError {
   return new TesseraError(grpc.status.FAILED_PRECONDITION, `${file} changed while it was being submitted (${before} -> ${now} bytes): ${also}submit it anew`, { retryable: false });
 }
 
+/** Names shown in a message about many (the first few, then how many more). */
 const NAMES_SHOWN = 5;
 
 /** `"a", "b", "c" and 4 more`: names quoted (they may hold spaces or commas), at most NAMES_SHOWN. */
