@@ -74,19 +74,32 @@ async function runCluster(ctx: BenchContext, opts: { src: string; bytes: number;
     const self0 = process.cpuUsage();
     const t0 = performance.now();
     const job = await cluster.client.submit({ label: 'bench transport', passthrough: {} }, [src]);
+    const t1 = performance.now();
     const done = await cluster.client.wait(job.id);
+    const t2 = performance.now();
     const files = await cluster.client.download(job.id, path.join(ctx.workDir, `out-${name}`));
-    const seconds = (performance.now() - t0) / 1000;
+    const t3 = performance.now();
+    const seconds = (t3 - t0) / 1000;
     const cpu1 = await Promise.all(pids.map((p) => cpuSeconds(p)));
     const selfCpu = process.cpuUsage(self0);
+    // Where the time and each process's CPU went: the upload (submission), the job, the download.
+    const phases = { uploadSeconds: round((t1 - t0) / 1000, 2), jobSeconds: round((t2 - t1) / 1000, 2), downloadSeconds: round((t3 - t2) / 1000, 2) };
+    const cpuMs = cpu1.map((v, i) => (v - cpu0[i]!) * 1000);
+    const selfCpuMs = (selfCpu.user + selfCpu.system) / 1000;
+    const mib = bytes / MiB;
+    const cpuPerMiB = {
+      'cpuMsPerMiB.client': round(selfCpuMs / mib, 2),
+      'cpuMsPerMiB.coordinator': round(cpuMs[0]! / mib, 2),
+      'cpuMsPerMiB.workers': round(cpuMs.slice(1).reduce((a, b) => a + b, 0) / mib, 2),
+    };
     // Whether the worker read the input and wrote the output in place: then the coordinator served
     // none of the input's bytes and received none of the output's.
     const served = await cluster.metric('tessera_task_input_bytes_served_total');
     const received = await cluster.metric('tessera_task_output_bytes_received_total');
     const hops = 2 + (served > 0 ? 1 : 0) + (received > 0 ? 1 : 0);
     // CPU of every process (client included) per MiB per gRPC hop: what the cluster spends moving bytes.
-    const clusterCpuMs = cpu1.reduce((sum, v, i) => sum + (v - cpu0[i]!) * 1000, 0) + (selfCpu.user + selfCpu.system) / 1000;
-    const cpuMsPerMiBHop = clusterCpuMs / (hops * (bytes / MiB));
+    const clusterCpuMs = cpuMs.reduce((sum, v) => sum + v, 0) + selfCpuMs;
+    const cpuMsPerMiBHop = clusterCpuMs / (hops * mib);
     const out = files.get(path.basename(src));
     if (done.state !== 'JOB_STATE_SUCCEEDED' || !out) throw new Error(`transport job ended ${done.state}: ${JSON.stringify(done.errors)}`);
     const rss: Record<string, number> = { coordinator: await peakRssMiB(cluster.coordinator?.child.pid), client: selfPeakRssMiB() };
@@ -95,7 +108,7 @@ async function runCluster(ctx: BenchContext, opts: { src: string; bytes: number;
     await rm(out, { force: true });
     const rate = bytes / MiB / seconds;
     const baseRate = opts.baseBytes / MiB / opts.baseSeconds;
-    ctx.log(`${name}: ${round(rate, 1)} MiB/s (${seconds.toFixed(2)} s, ${hops} gRPC hops, ${round(cpuMsPerMiBHop, 2)} ms CPU per MiB per hop), cat x4 ${round(baseRate, 1)} MiB/s; RSS ${JSON.stringify(rss)}`);
+    ctx.log(`${name}: ${round(rate, 1)} MiB/s (${seconds.toFixed(2)} s: ${JSON.stringify(phases)}; ${hops} gRPC hops, ${round(cpuMsPerMiBHop, 2)} ms CPU per MiB per hop, ${JSON.stringify(cpuPerMiB)}), cat x4 ${round(baseRate, 1)} MiB/s; RSS ${JSON.stringify(rss)}`);
     const serverRss = Object.entries(rss).filter(([k]) => k !== 'client');
     return {
       scenario: name,
@@ -105,7 +118,7 @@ async function runCluster(ctx: BenchContext, opts: { src: string; bytes: number;
         label: `cluster (coordinator + 2 workers x 1 slot), ${hops} gRPC hops`,
         seconds,
         peakRssMiB: rss,
-        figures: { MiBps: round(rate, 1), grpcHops: hops, vsCopy4x: round(rate / baseRate, 3), cpuMsPerMiBHop: round(cpuMsPerMiBHop, 2) },
+        figures: { MiBps: round(rate, 1), grpcHops: hops, vsCopy4x: round(rate / baseRate, 3), cpuMsPerMiBHop: round(cpuMsPerMiBHop, 2), ...phases, ...cpuPerMiB },
       },
       ratio: rate / TARGET_MIB_S,
       ratioMeaning: `cluster MiB/s / ${TARGET_MIB_S} MiB/s (the issue's target; higher is better)`,
