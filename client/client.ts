@@ -21,7 +21,7 @@ import { processAlive } from '../shared/machine.js';
 import { TesseraError, dataLoss, invalidArgument, notFound, tidyGrpcError } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import { safeFileName, safeOutputName } from '../shared/names.js';
-import { PROTO_FILES, jobServiceClientConstructor, resolveProtoDir } from '../shared/proto.js';
+import { PROTO_FILES, fieldNumber, jobServiceClientConstructor, resolveProtoDir } from '../shared/proto.js';
 import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
 import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
@@ -228,9 +228,9 @@ export class TesseraClient {
             let sent = 0;
             const fh = await open(file, 'r');
             try {
-              // Up to the size the header declared (SubmitJobRequest.data is field 3); a file that
-              // changed since is refused here, naming it, rather than by the coordinator's count.
-              for await (const chunk of readEncodedChunks(fh, { field: 3, size: total })) {
+              // Up to the size the header declared; a file that changed since is refused here,
+              // naming it, rather than by the coordinator's count.
+              for await (const chunk of readEncodedChunks(fh, { field: fieldNumber('tessera.v1.SubmitJobRequest', 'data'), size: total })) {
                 hash.update(chunk.data);
                 sent += chunk.data.length;
                 await writeWithBackpressure(call, asWire<SubmitJobRequest>(chunk.message), signal);

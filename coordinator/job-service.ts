@@ -23,7 +23,7 @@ import { headBytes, inputChecker } from './input-check.js';
 import { SHARED_LOOKUPS, type SharedRoots } from './shared-inputs.js';
 import type { Limits } from '../shared/limits.js';
 import { compileEncoder, withFallback, type Encoder } from '../shared/proto-encoder.js';
-import { loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
+import { fieldNumber, loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
 import { INLINE_OUTPUT_MAX_BYTES } from '../shared/config.js';
 
 export type JobServiceLimits = Limits;
@@ -501,7 +501,7 @@ async function* download(jobs: JobManager, req: { job_id: string; name: string; 
   const total = String(out.size);
   const fields = (at: number, length: number): Buffer => encodeFields({ offset: String(at), total_size: total, sha256: at + length >= out.size ? out.sha256 : '' });
   try {
-    for await (const chunk of readEncodedChunks(handle ?? out.path, { field: 1, fields, offset, size: out.size, signal })) yield asWire<OutputChunk>(chunk.message);
+    for await (const chunk of readEncodedChunks(handle ?? out.path, { field: fieldNumber('tessera.v1.OutputChunk', 'data'), fields, offset, size: out.size, signal })) yield asWire<OutputChunk>(chunk.message);
   } finally {
     await handle?.close();
   }

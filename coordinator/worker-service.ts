@@ -8,7 +8,7 @@ import { TesseraError, dataLoss, hasLocalTroubleCode, invalidArgument } from '..
 import { asWire, passEncoded, readEncodedChunks } from '../shared/encoded-chunks.js';
 import { clientStream, serverStream } from '../shared/grpc-handlers.js';
 import { compileDecoder, compileEncoder, withFallback } from '../shared/proto-encoder.js';
-import { loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
+import { fieldNumber, loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
 import { safeOutputName } from '../shared/names.js';
@@ -250,7 +250,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       const offset = Number(req.offset || 0);
       // A shared file is read up to its submitted size, and checked again once read.
       const size = f.shared ? f.size : undefined;
-      for await (const chunk of readEncodedChunks(f.path, { field: 1, fields: (at) => encodeDataChunkFields({ offset: String(at) }), offset, size, signal: ctx.signal })) {
+      for await (const chunk of readEncodedChunks(f.path, { field: fieldNumber('tessera.v1.DataChunk', 'data'), fields: (at) => encodeDataChunkFields({ offset: String(at) }), offset, size, signal: ctx.signal })) {
         yield asWire<DataChunk>(chunk.message);
         jobs.inputBytesServed += chunk.data.length;
       }

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHUNK_SIZE } from './config.js';
 import { EncodedMessage, passEncoded, readEncodedChunks, type EncodedChunkOptions } from './encoded-chunks.js';
 import { compileEncoder } from './proto-encoder.js';
-import { loadTesseraProto, loadTesseraRoot } from './proto.js';
+import { fieldNumber, loadTesseraProto, loadTesseraRoot } from './proto.js';
 
 let dir: string;
 let files = 0;
@@ -56,7 +56,7 @@ describe('readEncodedChunks', () => {
   it('reads a file of several chunks into messages that decode to its bytes and the other fields', async () => {
     const size = 2 * CHUNK_SIZE + 12_345;
     const { file, data } = await fileOf(size);
-    const chunks = await collect(file, { field: 1, fields: outputFields(size, 'ab'.repeat(32)), size });
+    const chunks = await collect(file, { field: fieldNumber('tessera.v1.OutputChunk', 'data'), fields: outputFields(size, 'ab'.repeat(32)), size });
     expect(chunks.map((c) => c.data.length)).toEqual([CHUNK_SIZE, CHUNK_SIZE, 12_345]);
     expect(Buffer.concat(chunks.map((c) => c.data)).equals(data)).toBe(true);
     for (const [i, c] of chunks.entries()) {
@@ -72,7 +72,7 @@ describe('readEncodedChunks', () => {
   it('gives the bytes protobufjs would for a oneof member, for sizes around the varint and chunk edges', async () => {
     for (const size of [1, 127, 128, 16_383, 16_384, CHUNK_SIZE, CHUNK_SIZE + 1]) {
       const { file, data } = await fileOf(size);
-      const chunks = await collect(file, { field: 3, size });
+      const chunks = await collect(file, { field: fieldNumber('tessera.v1.SubmitJobRequest', 'data'), size });
       const expected: Buffer[] = [];
       for (let at = 0; at < size; at += CHUNK_SIZE) expected.push(Buffer.from(SubmitJobRequest.encode(SubmitJobRequest.fromObject({ data: data.subarray(at, at + CHUNK_SIZE) })).finish()));
       expect(chunks.map((c) => c.wire.toString('hex')), `size ${size}`).toEqual(expected.map((b) => b.toString('hex')));
@@ -132,6 +132,11 @@ describe('readEncodedChunks', () => {
   it('refuses a field whose key takes more than one byte', async () => {
     const { file } = await fileOf(10);
     await expect(collect(file, { field: 16 })).rejects.toThrow(/field 16/);
+  });
+
+  it('is given the bytes fields the senders use by name, as numbered in the proto files', () => {
+    expect(['SubmitJobRequest', 'OutputChunk', 'DataChunk', 'UploadTaskOutputRequest'].map((t) => fieldNumber(`tessera.v1.${t}`, 'data'))).toEqual([3, 1, 1, 2]);
+    expect(() => fieldNumber('tessera.v1.DataChunk', 'bytes')).toThrow('tessera.v1.DataChunk has no field bytes');
   });
 });
 

@@ -54,6 +54,13 @@ export function loadTesseraRoot(): protobuf.Root {
   return root;
 }
 
+/** The number of field `field` of message `typeName` (e.g. `tessera.v1.OutputChunk`, `data`), as the proto files give it. */
+export function fieldNumber(typeName: string, field: string): number {
+  const f = loadTesseraRoot().lookupType(typeName).fields[field];
+  if (!f) throw new Error(`${typeName} has no field ${field}`);
+  return f.id;
+}
+
 /**
  * JobService as clients call it: as loaded, except that watched events are read by a compiled
  * decoder (shared/proto-encoder.ts), which gives the same objects as proto-loader's at a fraction

@@ -24,6 +24,7 @@ import type { UploadTaskOutputResponse__Output } from '../shared/proto/generated
 import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
 import { canWriteShared, sharedOutputTemp } from '../shared/shared-output.js';
 import { asWire, readEncodedChunks } from '../shared/encoded-chunks.js';
+import { fieldNumber } from '../shared/proto.js';
 import { endsWithAnswer, newSha256, sha256, sha256File, writeWithBackpressure } from '../shared/streams.js';
 
 export interface ExecutorDeps {
@@ -233,8 +234,7 @@ async function uploadOutput(a: Assignment__Output, o: { name: string; path: stri
     void (async () => {
       try {
         call.write({ header: { subtask_id: a.subtask_id, attempt: a.attempt, name, size: String(size) } });
-        // UploadTaskOutputRequest.data is field 2.
-        for await (const chunk of readEncodedChunks(o.path, { field: 2, size, signal: sending })) {
+        for await (const chunk of readEncodedChunks(o.path, { field: fieldNumber('tessera.v1.UploadTaskOutputRequest', 'data'), size, signal: sending })) {
           hash.update(chunk.data);
           await writeWithBackpressure(call, asWire<UploadTaskOutputRequest>(chunk.message), sending);
         }
