@@ -59,6 +59,7 @@ export interface EncodedChunkOptions {
 
 /** Room before the bytes: the other fields of the messages it is used for take up to ~90 bytes. */
 const HEADROOM = 128;
+const NO_FIELDS = new Uint8Array(0);
 
 /**
  * Reads a file (or an open handle, which stays open) in CHUNK_SIZE pieces from `offset`, up to
@@ -83,14 +84,14 @@ export async function* readEncodedChunks(file: string | FileHandle, options: Enc
       if (bytesRead === 0) return;
       let start = writeVarintBefore(buf, HEADROOM, bytesRead);
       buf[--start] = key;
-      const rest = fields?.(position, bytesRead);
+      const rest = fields?.(position, bytesRead) ?? NO_FIELDS;
       let bytes: Buffer;
-      if (!rest?.length) bytes = buf.subarray(start, HEADROOM + bytesRead);
-      else if (rest.length <= start) {
+      if (rest.length > start) bytes = Buffer.concat([rest, buf.subarray(start, HEADROOM + bytesRead)]);
+      else {
         start -= rest.length;
         buf.set(rest, start);
         bytes = buf.subarray(start, HEADROOM + bytesRead);
-      } else bytes = Buffer.concat([rest, buf.subarray(start, HEADROOM + bytesRead)]);
+      }
       yield { data: buf.subarray(HEADROOM, HEADROOM + bytesRead), position, message: new EncodedMessage(bytes) };
       position += bytesRead;
     }
