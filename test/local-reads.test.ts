@@ -157,8 +157,8 @@ describe('workers read and write the spool in place on the coordinator machine',
     expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
     // The published output, wherever the spool keeps it, is that inode: nothing was copied.
     const input = await stat(held);
-    // (The job's end removes its inputs meanwhile.)
-    const names = (await readdir(jobDir, { recursive: true })).filter((n) => n !== 'in' && !n.startsWith(`in${path.sep}`));
+    // (The job's end removes its inputs and its workers' folders meanwhile.)
+    const names = (await entriesUnder(jobDir)).filter((n) => n !== 'in' && !n.startsWith(`in${path.sep}`));
     const same = [];
     for (const n of names) if ((await stat(path.join(jobDir, n)).catch(() => undefined))?.ino === input.ino) same.push(n);
     expect(same).toEqual([path.join('out', 'handed-back.bin')]);
@@ -217,3 +217,21 @@ describe('workers read and write the spool in place on the coordinator machine',
     }
   });
 });
+
+/**
+ * Every entry under `root`, as paths relative to it, leaving out the folders removed while it
+ * walks (a recursive readdir fails outright on one).
+ */
+async function entriesUnder(root: string, rel = ''): Promise<string[]> {
+  const entries = await readdir(path.join(root, rel), { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [];
+    throw err;
+  });
+  const out: string[] = [];
+  for (const e of entries) {
+    const name = path.join(rel, e.name);
+    out.push(name);
+    if (e.isDirectory()) out.push(...(await entriesUnder(root, name)));
+  }
+  return out;
+}
