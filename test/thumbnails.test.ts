@@ -1,11 +1,11 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { thumbnailsKind } from '../coordinator/kinds/thumbnails.js';
 import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
-import { thumbnailsProcessor } from '../worker/processors/thumbnails.js';
+import { DENSE_GAP_SECONDS, grabBySeeking, grabInOnePass, thumbnailsProcessor, type GrabSpec } from '../worker/processors/thumbnails.js';
 import { makeVideo, runKindInProcess, specOf } from './helpers/media.js';
 
 let dir: string;
@@ -128,5 +128,56 @@ describe('thumbnails kind (plan -> process -> merge in-process)', () => {
     const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { count: 3 }), [wav], { dir });
     expect(run.outputs).toEqual([]);
     expect(run.errors).toEqual([{ input: 'tone.wav', code: 'INVALID_ARGUMENT', message: 'tone.wav: has no video stream' }]);
+  });
+});
+
+describe('thumbnails: one decoding pass for dense times gives the frames one seek each gives', () => {
+  /** Grabs `times` both ways into folders of their own and expects the same files, byte for byte. */
+  async function bothWays(src: string, name: string, times: number[], format: GrabSpec['format'] = 'jpeg'): Promise<void> {
+    const work = path.join(dir, `${name}-work`);
+    const [seeked, passed] = [path.join(dir, `${name}-seek`), path.join(dir, `${name}-pass`)];
+    await Promise.all([work, seeked, passed].map((d) => mkdir(d, { recursive: true })));
+    const ext = format === 'jpeg' ? 'jpg' : 'webp';
+    const spec = (to: string): GrabSpec => ({ input: src, times, outputs: times.map((_, i) => path.join(to, `t${i}.${ext}`)), width: 64, height: 36, format, threads: 1, source: name });
+    await grabBySeeking(spec(seeked));
+    expect(await grabInOnePass(spec(passed), work)).toBe(true);
+    for (let i = 0; i < times.length; i++) {
+      const [a, b] = await Promise.all([seeked, passed].map((d) => readFile(path.join(d, `t${i}.${ext}`))));
+      expect(a!.equals(b!), `${name}: the frame for ${times[i]} s`).toBe(true);
+    }
+    // The pass leaves nothing else behind in its work folder.
+    expect(await readdir(work)).toEqual([]);
+  }
+
+  it('at, between and closer than the frames of a 25 fps clip, up to its last frame', async () => {
+    const src = await makeVideo(dir, 'cfr.mp4', { duration: 3, width: 128, height: 72, gop: 25 });
+    // Frames every 0.04 s: exactly on them, just after, several times within one frame, and the last frame (2.96 s) twice.
+    await bothWays(src, 'cfr', [0, 0.02, 0.04, 0.041, 0.05, 0.06, 0.3, 0.31, 1, 1.013, 1.04, 2.5, 2.96, 2.96]);
+    await bothWays(src, 'cfr-webp', [0.5, 0.52, 0.9, 1.5], 'webp');
+  });
+
+  it('still seeks for times further apart than a pass is worth, and finds their frames', async () => {
+    const every = DENSE_GAP_SECONDS + 0.5;
+    const src = await makeVideo(dir, 'sparse.mp4', { duration: 4 * every, width: 128, height: 72 });
+    const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { every, width: 64 }), [src], { dir });
+    expect(run.errors).toEqual([]);
+    const thumbs = run.outputs.filter((o) => o.name.startsWith('thumb-'));
+    expect(thumbs).toHaveLength(4);
+    // Thumbnail 3 is the frame at 2 x every: compare with that frame decoded directly.
+    const ref = path.join(dir, 'sparse-ref.png');
+    await runFfmpeg(['-y', '-v', 'error', '-ss', String(2 * every), '-i', src, '-frames:v', '1', ref]);
+    const diffs = await Promise.all(thumbs.map((t) => difference(t.path, ref, 64, 36)));
+    expect(diffs.indexOf(Math.min(...diffs))).toBe(2);
+  });
+
+  it('across the rate changes of a VFR source and the edit list of a stream-copied MP4', async () => {
+    const vfr = await makeVideo(dir, 'vfr.mkv', { duration: 4, width: 128, height: 72, vfr: true });
+    // 24 fps for a second, then 60 fps for one, and again.
+    await bothWays(vfr, 'vfr', Array.from({ length: 60 }, (_, i) => 0.7 + i * 0.013));
+    const whole = await makeVideo(dir, 'to-trim.mp4', { duration: 4, width: 128, height: 72, gop: 25 });
+    const trimmed = path.join(dir, 'trimmed-pass.mp4');
+    // Starts at the keyframe at 1.0 s; the edit list hides what comes before 1.3 s.
+    await runFfmpeg(['-y', '-v', 'error', '-ss', '1.3', '-i', whole, '-c', 'copy', trimmed]);
+    await bothWays(trimmed, 'trimmed', [0, 0.01, 0.2, 0.25, 0.5, 0.75, 1, 1.25, 1.5]);
   });
 });

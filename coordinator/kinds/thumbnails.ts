@@ -1,7 +1,8 @@
 /**
  * Coordinator side of the `thumbnails` kind: picks the thumbnail times (every T seconds, or N evenly
- * spaced), partitions them into time ranges across workers (each worker seeks in the whole input),
- * then collects the images and, when asked, builds sprite sheets plus a WebVTT index.
+ * spaced), partitions them into time ranges across workers (each worker reads the whole input,
+ * seeking to sparse times or decoding through dense ones), then collects the images and, when
+ * asked, builds sprite sheets plus a WebVTT index.
  */
 import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
