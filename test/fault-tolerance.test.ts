@@ -246,40 +246,39 @@ describe('fault tolerance', () => {
   });
 
   it('SIGTERM drains a worker: its running subtask finishes, it takes no new work, and it exits', async () => {
-    // The coordinator's log says when it hears the drain. Polling the worker list for "draining"
-    // instead raced the drain itself: on a loaded host the RUNNING event can reach this test so late
-    // that the worker has finished its subtask and left before a poll sees it draining.
+    // The signal goes when worker-1 says it has started a subtask (its debug log): a signal sent on
+    // the coordinator's RUNNING event can reach a loaded worker before the assignment does, and a
+    // worker with nothing running leaves at once, its assignment then run elsewhere as attempt 2.
+    // The coordinator's log says when it hears the drain: polling the worker list for "draining"
+    // raced the drain itself, the worker having finished and left before a poll saw it.
+    let termAt = 0;
     const drainLogged: number[] = [];
     cluster = await startCluster({
       workers: 2,
       slots: 1,
-      logLevel: 'info',
+      logLevel: 'debug',
       onLog: (who, line) => {
+        if (who === 'worker-1' && !termAt && line.includes('"subtask started"')) {
+          termAt = Date.now();
+          cluster!.workers[0]!.child.kill('SIGTERM');
+        }
         if (who === 'coordinator' && line.includes('"worker draining"') && line.includes('"worker-1"')) drainLogged.push(Date.now());
       },
     });
-    const files = await blobs(6);
-    // 2 s each: long enough that the worker has a subtask running when the signal comes, and too long for lease-ahead.
-    const job = await cluster.client.submit({ passthrough: { work_ms: 2000 } }, files);
     const victim = cluster.workers[0]!;
     expect(victim.name).toBe('worker-1');
-    let termAt = 0;
-    const donePromise = cluster.client.wait(job.id, (e) => {
-      if (!termAt && e.type === 'subtask_state' && e.subtask?.worker === victim.name && e.subtask.state === 'SUBTASK_STATE_RUNNING') {
-        termAt = Date.now();
-        victim.child.kill('SIGTERM');
-      }
-    });
-    // Handled here too, so that a failure before it is awaited is no unhandled rejection.
-    donePromise.catch(() => undefined);
+    const files = await blobs(4);
+    // 3 s each: long enough that the subtask is still running when the signal arrives, and too long for lease-ahead.
+    const done = await cluster.client.wait((await cluster.client.submit({ passthrough: { work_ms: 3000 } }, files)).id);
+    expect(termAt).toBeGreaterThan(0);
     expect(await victim.exited).toBe(0);
-    const done = await donePromise;
     await expectIdenticalOutputs(cluster, done, files);
     expect(drainLogged.length).toBe(1);
     expect(drainLogged[0]).toBeGreaterThanOrEqual(termAt);
     // Nothing had to be retried: the drained worker finished what it had.
-    expect(done.subtasks.every((s) => s.attempt === 1)).toBe(true);
-    expect(done.subtasks.filter((s) => s.worker === victim.name).length).toBeGreaterThanOrEqual(1);
+    expect(done.subtasks.every((s) => s.attempt === 1), JSON.stringify(done.subtasks.map((s) => [s.label, s.worker, s.attempt]))).toBe(true);
+    // It ran one, and took no new work after the signal.
+    expect(done.subtasks.filter((s) => s.worker === victim.name)).toHaveLength(1);
     // The coordinator no longer lists it as one that takes work.
     expect((await cluster.client.listWorkers()).filter((w) => w.name === victim.name && w.state === 'active')).toEqual([]);
     // Its temp folder is gone.

@@ -245,6 +245,7 @@ export class Worker {
     const controller = new AbortController();
     this.running.set(a.subtask_id, { attempt: a.attempt, controller });
     void this.limit(async () => {
+      this.opts.log.debug({ subtask: a.subtask_id, attempt: a.attempt, kind: a.kind }, 'subtask started');
       // The clock starts when a slot takes it, not while it waits in the prefetch queue.
       const timeout = setTimeout(
         () => controller.abort(new TesseraError(grpc.status.DEADLINE_EXCEEDED, `subtask timed out after ${a.timeout_ms} ms`, { retryable: true })),
@@ -261,6 +262,7 @@ export class Worker {
         progress: (subtaskId, attempt, fraction, message) => this.send({ progress: { subtask_id: subtaskId, attempt, fraction, message } }),
       });
       clearTimeout(timeout);
+      this.opts.log.debug({ subtask: a.subtask_id, attempt: a.attempt, ok: !result.error_code, ...(result.error_code ? { error: result.error_code } : {}) }, 'subtask ended');
       const current = this.running.get(a.subtask_id);
       if (current?.controller === controller) this.running.delete(a.subtask_id);
       // A subtask cancelled by the coordinator needs no result: its lease is already gone.
