@@ -12,7 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Job } from '../client/client.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';
-import { expectSameBytes } from './helpers/bytes.js';
+import { expectSameBytes, randomFiles } from './helpers/bytes.js';
 
 let cluster: TestCluster | undefined;
 let proxy: TcpProxy | undefined;
@@ -30,14 +30,8 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function blobs(n: number, size = 150_000): Promise<string[]> {
-  const files: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const f = path.join(dir, `blob-${i}.bin`);
-    await writeFile(f, randomBytes(size + i));
-    files.push(f);
-  }
-  return files;
+function blobs(n: number, size = 150_000): Promise<string[]> {
+  return randomFiles(dir, 'blob', n, size);
 }
 
 async function expectIdenticalOutputs(c: TestCluster, job: Job, files: string[]): Promise<void> {

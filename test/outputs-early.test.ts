@@ -4,8 +4,8 @@
  * succeeds and can be downloaded at once; `collect`, `tessera submit` and `tessera download` fetch
  * them as they come. An output not published yet is refused with FAILED_PRECONDITION naming it.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -15,7 +15,7 @@ import type { JobEvent } from '../client/client.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { expectSameBytes } from './helpers/bytes.js';
+import { expectSameBytes, randomFiles } from './helpers/bytes.js';
 
 // One cluster (2 workers x 1 slot) for every test: each runs its own job.
 let cluster: TestCluster;
@@ -31,14 +31,8 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-async function blobs(tag: string, n: number, size = 100_000): Promise<string[]> {
-  const files: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const f = path.join(dir, `${tag}-${i}.bin`);
-    await writeFile(f, randomBytes(size + i));
-    files.push(f);
-  }
-  return files;
+function blobs(tag: string, n: number, size = 100_000): Promise<string[]> {
+  return randomFiles(dir, tag, n, size);
 }
 
 /** DownloadOutput through a plain gRPC stub: the status it ends with. */
