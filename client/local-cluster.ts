@@ -29,6 +29,13 @@ export interface LocalClusterOptions {
   onLog?: (who: string, line: string) => void;
   /** Credentials and token of `client` (TLS and token clusters). */
   clientOptions?: Omit<ClientOptions, 'address'>;
+  /**
+   * The CLI the coordinator that `start()` starts runs (another build's `dist/client/cli.js`, to
+   * upgrade from); this package's by default, as for every process started later unless told.
+   */
+  coordinatorCli?: string;
+  /** The CLI the workers that `start()` starts run; this package's by default. */
+  workerCli?: string;
 }
 
 export interface ManagedProcess {
@@ -54,9 +61,9 @@ export class LocalCluster {
     this.ownsDataDir = !this.opts.dataDir;
     this.dataDir = this.opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'tessera-cluster-')));
     try {
-      await this.startCoordinator();
+      await this.startCoordinator(undefined, undefined, this.opts.coordinatorCli);
       this.client = new TesseraClient({ address: this.address, ...this.opts.clientOptions });
-      for (let i = 0; i < (this.opts.workers ?? 2); i++) this.startWorker();
+      for (let i = 0; i < (this.opts.workers ?? 2); i++) this.startWorker(undefined, [], { cli: this.opts.workerCli });
       await this.waitForWorkers(this.opts.workers ?? 2);
     } catch (err) {
       // Nothing started is left running, and the data dir made here goes too.
@@ -66,9 +73,12 @@ export class LocalCluster {
     return this;
   }
 
-  /** Starts (or restarts, on the same data dir and port) the coordinator. */
-  async startCoordinator(listen = this.address || '127.0.0.1:0', timeoutMs = 30_000): Promise<void> {
-    const proc = this.spawn('coordinator', ['coordinator', '--listen', listen, '--http', '127.0.0.1:0', '--data-dir', this.dataDir, ...(this.opts.coordinatorArgs ?? [])]);
+  /**
+   * Starts (or restarts, on the same data dir and port) the coordinator; `cli` runs another build's
+   * (to upgrade from it, say).
+   */
+  async startCoordinator(listen = this.address || '127.0.0.1:0', timeoutMs = 30_000, cli = CLI_PATH): Promise<void> {
+    const proc = this.spawn('coordinator', ['coordinator', '--listen', listen, '--http', '127.0.0.1:0', '--data-dir', this.dataDir, ...(this.opts.coordinatorArgs ?? [])], undefined, cli);
     this.coordinator = proc;
     const extra = this.opts.coordinatorArgs ?? [];
     const httpOff = extra.some((arg, i) => arg === '--http' && extra[i + 1] === 'off');
@@ -92,9 +102,13 @@ export class LocalCluster {
     }).finally(() => clearTimeout(timer));
   }
 
-  /** Starts one more worker; `via` overrides the address it dials (e.g. a fault-injecting proxy). */
-  startWorker(name = `worker-${++this.workerSeq}`, extra: string[] = [], opts: { env?: NodeJS.ProcessEnv; via?: string } = {}): ManagedProcess {
-    const proc = this.spawn(name, ['worker', '--coordinator', opts.via ?? this.address, '--name', name, '--slots', String(this.opts.slots ?? 1), ...(this.opts.workerArgs ?? []), ...extra], opts.env);
+  /**
+   * Starts one more worker; `via` overrides the address it dials (e.g. a fault-injecting proxy), and
+   * `cli` runs another build's worker.
+   */
+  startWorker(name = `worker-${++this.workerSeq}`, extra: string[] = [], opts: { env?: NodeJS.ProcessEnv; via?: string; cli?: string } = {}): ManagedProcess {
+    const args = ['worker', '--coordinator', opts.via ?? this.address, '--name', name, '--slots', String(this.opts.slots ?? 1), ...(this.opts.workerArgs ?? []), ...extra];
+    const proc = this.spawn(name, args, opts.env, opts.cli ?? CLI_PATH);
     this.workers.push(proc);
     return proc;
   }
@@ -121,10 +135,10 @@ export class LocalCluster {
     }
   }
 
-  private spawn(name: string, args: string[], env?: NodeJS.ProcessEnv): ManagedProcess {
+  private spawn(name: string, args: string[], env: NodeJS.ProcessEnv | undefined, cli = CLI_PATH): ManagedProcess {
     // TESSERA_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles every cluster process.
     const nodeArgs = (process.env['TESSERA_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean);
-    const child = spawn(process.execPath, [...nodeArgs, CLI_PATH, ...args], {
+    const child = spawn(process.execPath, [...nodeArgs, cli, ...args], {
       env: { ...BULK_MALLOC_ENV, ...process.env, TESSERA_LOG_LEVEL: this.opts.logLevel ?? 'warn', ...this.opts.env, ...env },
       // The IPC channel ends when this process does, however it ends: the child stops then (servers.ts).
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
