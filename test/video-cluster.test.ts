@@ -2,14 +2,16 @@
  * The video and thumbnails kinds on a real cluster: a coordinator and two 1-slot worker processes
  * (built dist/; run `npm run build` first), driven through the client library.
  */
+import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JobEvent } from '../client/client.js';
 import { LocalCluster } from '../client/local-cluster.js';
 import { decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
-import { ffmpegBinaries } from '../shared/ffmpeg.js';
+import { ffmpegBinaries, runFfprobe } from '../shared/ffmpeg.js';
 import { makeVideo } from './helpers/media.js';
 
 let dir: string;
@@ -91,6 +93,39 @@ describe('video on a cluster of 2 workers', () => {
     expect(decoded.frames).toBe(srcIndex.frameTimes.length);
     expect(Math.abs(info.video!.duration - (srcIndex.end - srcIndex.frameTimes[0]!))).toBeLessThan(0.041);
     expect(Math.abs(info.audio[0]!.duration - info.video!.duration)).toBeLessThan(0.05);
+  });
+
+  it("keeps the source's chapters, title and audio language, whichever way the audio goes", async () => {
+    // A source with chapters and tags, as a film's file has them.
+    const plain = await makeVideo(dir, 'plain.mp4', { duration: 4, gop: 12, audioChannels: 2 });
+    const meta = path.join(dir, 'meta.txt');
+    await writeFile(meta, [';FFMETADATA1', 'title=A film', 'comment=kept', ...[['0', '1500', 'Opening'], ['1500', '4000', 'Ending']].flatMap(([start, end, title]) => ['[CHAPTER]', 'TIMEBASE=1/1000', `START=${start}`, `END=${end}`, `title=${title}`])].join('\n') + '\n');
+    const src = path.join(dir, 'film.mp4');
+    // Straight ffmpeg: Tessera's runner allows no ffmetadata input.
+    await promisify(execFile)(ffmpegBinaries().ffmpeg, ['-v', 'error', '-y', '-i', plain, '-i', meta, '-map', '0', '-map_metadata', '1', '-map_chapters', '1', '-c', 'copy', '-metadata:s:a:0', 'language=fra', src]);
+    const runs = [
+      { container: 'mp4', audio_codec: 'aac' },
+      { container: 'mkv', audio_codec: 'copy' },
+      { container: 'mkv', audio_codec: 'none' },
+    ];
+    const jobs = await Promise.all(runs.map((video) => cluster.client.submit({ video: { preset: 'ultrafast', segment_seconds: 1, ...video } }, [src])));
+    for (const [k, job] of jobs.entries()) {
+      const done = await cluster.client.wait(job.id);
+      expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+      const out = (await cluster.client.download(job.id, path.join(dir, `out-${k}`))).get(`film.${runs[k]!.container}`)!;
+      type Probe = { chapters: Array<{ start_time: string; end_time: string; tags?: Record<string, string> }>; format: { tags?: Record<string, string> }; streams: Array<{ codec_type: string; tags?: Record<string, string> }> };
+      const probe = await runFfprobe<Probe>(['-show_chapters', '-show_entries', 'format_tags:stream=codec_type:stream_tags', '-i', out]);
+      const what = JSON.stringify(runs[k]);
+      expect(probe.chapters.map((c) => [Number(c.start_time), Number(c.end_time), c.tags?.['title']]), what).toEqual([[0, 1.5, 'Opening'], [1.5, 4, 'Ending']]);
+      // Tag names are upper case in Matroska.
+      const tags = Object.fromEntries(Object.entries(probe.format.tags ?? {}).map(([key, v]) => [key.toLowerCase(), v]));
+      expect(tags, what).toMatchObject({ title: 'A film', comment: 'kept' });
+      const audio = probe.streams.filter((st) => st.codec_type === 'audio');
+      if (runs[k]!.audio_codec === 'none') expect(audio, what).toEqual([]);
+      else expect(audio.map((st) => st.tags?.['language']), what).toEqual(['fra']);
+      // The pictures are all there, whatever the chapters add to the file.
+      expect((await decodeCheck(out)).frames, what).toBe(100);
+    }
   });
 
   it('makes thumbnails and a sprite sheet across both workers', async () => {

@@ -1,9 +1,9 @@
 /**
  * Merge step of the `video` kind: stitches the encoded segments with the concat demuxer (stream copy;
- * each segment's exact duration given so VFR timing survives), muxes the audio, then verifies the
- * result before it is published. When it fails, each segment is counted: one that does not hold its
- * planned frames is planned again as a new phase (up to twice); the output is only returned once it
- * verifies.
+ * each segment's exact duration given so VFR timing survives), muxes the audio and the source's
+ * chapters and tags, then verifies the result before it is published. When it fails, each segment
+ * is counted: one that does not hold its planned frames is planned again as a new phase (up to
+ * twice); the output is only returned once it verifies.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -139,19 +139,33 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   usedNames.add(name);
   const out = path.join(ctx.outputDir, name);
   const args = ['-y', '-itsoffset', rec.videoOffset.toFixed(6), '-f', 'concat', '-safe', '0', '-i', list];
+  const maps = ['-map', '0:v:0'];
   let hasAudio = false;
+  // The input that is the source itself, for its metadata (none of its packets are read for that).
+  let source: number | undefined;
   if (rec.audio?.mode === 'copy' && rec.audio.file) {
-    args.push('-itsoffset', (rec.audio.offset + (rec.audio.fileStart ?? 0)).toFixed(6), '-i', rec.audio.file, '-map', '0:v:0', '-map', '1:a:0');
+    args.push('-itsoffset', (rec.audio.offset + (rec.audio.fileStart ?? 0)).toFixed(6), '-i', rec.audio.file);
+    maps.push('-map', '1:a:0');
     hasAudio = true;
   } else if (rec.audio?.mode === 'copy') {
-    args.push('-i', rec.inputPath, '-map', '0:v:0', '-map', `1:${rec.audio.streamIndex}`);
+    args.push('-i', rec.inputPath);
+    maps.push('-map', `1:${rec.audio.streamIndex}`);
     hasAudio = true;
+    source = 1;
   } else if (rec.audio && audio) {
-    args.push('-itsoffset', rec.audio.offset.toFixed(6), '-i', audio, '-map', '0:v:0', '-map', '1:a:0');
+    args.push('-itsoffset', rec.audio.offset.toFixed(6), '-i', audio);
+    maps.push('-map', '1:a:0');
     hasAudio = true;
-  } else {
-    args.push('-map', '0:v:0');
   }
+  if (source === undefined) {
+    source = hasAudio ? 2 : 1;
+    args.push('-i', rec.inputPath);
+  }
+  // What a player shows of the file besides its pictures and sound, as ffmpeg keeps it in a
+  // transcode: the source's title, dates and chapters (on the source's timeline, which the output
+  // keeps), and the audio track's language and name.
+  args.push(...maps, '-map_metadata', String(source), '-map_chapters', String(source));
+  if (hasAudio && rec.audio) args.push('-map_metadata:s:a:0', `${source}:s:${rec.audio.streamIndex}`);
   args.push('-c', 'copy');
   if (rec.container === 'mp4') {
     if (rec.codec === 'h265') args.push('-tag:v', 'hvc1'); // players (Apple) only take hvc1 in MP4
