@@ -36,10 +36,11 @@ export interface FileReport {
   /** The same value as `truePeak`, named for what it is. */
   sourceTruePeak: number;
   /**
-   * True peak of a lossless output file, dBTP: the source's plus the gain (exact but for the
+   * True peak of the output file, dBTP. Lossless: the source's plus the gain (exact but for the
    * 16/24-bit rounding), or measured on the file by ffmpeg's ebur128 (peak=true, 0.1 dB) when the
-   * limiter was needed. Null for digital silence, for lossy outputs (not measured: see finishFile),
-   * and where ebur128 cannot measure the file.
+   * limiter was needed. Lossy and normalised: measured by ebur128 on the encoded stream (what a
+   * player decodes). Null for digital silence, for lossy outputs not normalised (not measured), and
+   * where ebur128 cannot measure the file.
    */
   outputTruePeak: number | null;
   limited: boolean;
@@ -103,9 +104,10 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
   let decision = decideLoudness(o.params, loud.lufs - corrected, joined.truePeak);
   const seconds = joined.frames / o.file.outRate;
   const out = path.join(o.outDir, o.file.output);
-  // A lossy output is measured as it is encoded (see encodeFinal): the check below then costs no pass of its own.
+  // A lossy output is measured as it is encoded (see encodeFinal): the check below then costs no pass
+  // of its own, and its true peak (what the encoder made of the limiter's ceiling) comes with it.
   const codec = o.params.codec;
-  const measure = lossyNormalize && isLossyCodec(codec) ? { codec, frames: joined.frames } : undefined;
+  const measure = lossyNormalize && isLossyCodec(codec) ? { codec, frames: joined.frames, truePeak: true } : undefined;
   const encode = (d: LoudnessDecision, share: [number, number], measuring?: typeof measure): Promise<EncodedMeasurement | undefined> =>
     encodeFinal({
       pieces: o.pieces,
@@ -119,27 +121,29 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
       onProgress: o.onProgress && seconds > 0 ? (t) => o.onProgress!(share[0] + share[1] * Math.min(1, t / seconds)) : undefined,
       measure: measuring,
     });
+  // Measured on the file where the measurement beside the encode failed.
+  const measuredOut = async (m: EncodedMeasurement | undefined): Promise<EncodedMeasurement> => m ?? (await measureEncoded(out, o.file.input, { truePeak: true, signal: o.signal }));
   const first = await encode(decision, [0, 0.8], measure);
+  let lossyPeakDb = NaN;
   if (lossyNormalize) {
-    // Check the encoded output; if it still misses by more than 0.3 LU, encode once more corrected by
-    // the miss. Measured on the file where the measurement beside the encode failed.
-    const measured = first?.lufs ?? (await measureEncodedLoudness(out, o.file.input, o.signal));
-    const miss = o.params.loudness - measured;
-    if (Number.isFinite(measured) && Math.abs(miss) > 0.3) {
+    // Check the encoded output; if it still misses by more than 0.3 LU, encode once more corrected by the miss.
+    let measured = await measuredOut(first);
+    const miss = o.params.loudness - measured.lufs;
+    if (Number.isFinite(measured.lufs) && Math.abs(miss) > 0.3) {
       corrected += miss;
       decision = decideLoudness(o.params, loud.lufs - corrected, joined.truePeak);
-      await encode(decision, [0.8, 0.2]);
+      measured = await measuredOut(await encode(decision, [0.8, 0.2], measure));
     }
+    lossyPeakDb = measured.truePeak;
   }
   // Nothing but gain and 16/24-bit rounding between the analysed signal and a lossless output without
   // limiter: its true peak is known. A lossless one through the (sample-peak) limiter is measured.
-  // A lossy output is not: its loudness check would take twice as long with true peaks (4x
-  // oversampling; about 10 s more an hour of stereo), for a figure the report can do without
-  // (outputTruePeak null; lossy encoders may overshoot the ceiling by a few tenths of a dB).
+  // A normalised lossy output's was measured with its loudness (a lossy encoder may overshoot the
+  // ceiling by a few tenths of a dB); one not normalised is not measured at all (null).
   const lossless = !AUDIO_CODECS[o.params.codec].lossy;
   const sourcePeakDb = 20 * Math.log10(Math.max(joined.truePeak, 1e-10));
   const limitedPeakDb = lossless && o.params.normalize && decision.limit !== undefined ? await measuredTruePeak(out, o) : undefined;
-  const outPeakDb = !lossless ? NaN : (limitedPeakDb ?? (joined.truePeak > 0 ? sourcePeakDb + decision.gainDb : -Infinity));
+  const outPeakDb = !lossless ? lossyPeakDb : (limitedPeakDb ?? (joined.truePeak > 0 ? sourcePeakDb + decision.gainDb : -Infinity));
   const files = [o.file.output];
   let waveform: FileReport['waveform'];
   const bins = o.stats.map((s) => s.waveform).filter((w) => w !== undefined);

@@ -96,9 +96,9 @@ export interface FinalEncode {
   onProgress?: ((seconds: number) => void) | undefined;
   /**
    * Measure the output's loudness while it is encoded (lossy codecs): `frames` is the number of
-   * samples (per channel) the joined pieces hold.
+   * samples (per channel) the joined pieces hold; `truePeak` measures its true peak too.
    */
-  measure?: { codec: LossyCodec; frames: number } | undefined;
+  measure?: { codec: LossyCodec; frames: number; truePeak?: boolean } | undefined;
 }
 
 /** The codecs whose output's loudness is checked after the encode (AUDIO_CODECS' lossy ones). */
@@ -161,12 +161,12 @@ export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | 
   const stream = new PassThrough();
   const [encoded, measured] = await Promise.allSettled([
     runFfmpeg(args, { signal: e.signal, input: e.input, onProgress: e.onProgress, pipe3: stream }),
-    runFfmpeg(['-nostats', '-f', how.demuxer, '-i', 'pipe:0', '-map', '0:a:0', '-af', `${trim}ebur128=framelog=verbose`, '-f', 'null', '-'], { signal: e.signal, input: e.input, stdin: stream }),
+    runFfmpeg(['-nostats', '-f', how.demuxer, '-i', 'pipe:0', '-map', '0:a:0', '-af', `${trim}${ebur128Filter(e.measure.truePeak === true)}`, '-f', 'null', '-'], { signal: e.signal, input: e.input, stdin: stream }),
   ]);
   if (encoded.status === 'rejected') throw encoded.reason;
   // This process reads the encoder's pipe, whatever becomes of the measuring side, and that side
   // reads its stdin to the end: a measurement that succeeded read the whole stream.
-  return measured.status === 'fulfilled' ? parseEbur128(measured.value.stderr, false) : undefined;
+  return measured.status === 'fulfilled' ? parseEbur128(measured.value.stderr, e.measure.truePeak === true) : undefined;
 }
 
 /**
@@ -200,9 +200,13 @@ export interface EncodedMeasurement {
  * twice the cost of the loudness alone: roughly 10 s per hour of stereo here).
  */
 export async function measureEncoded(file: string, input: string, o: { truePeak?: boolean; signal?: AbortSignal | undefined } = {}): Promise<EncodedMeasurement> {
-  const filter = `ebur128=framelog=verbose${o.truePeak ? ':peak=true' : ''}`;
-  const { stderr } = await runFfmpeg(['-nostats', '-i', file, '-map', '0:a:0', '-af', filter, '-f', 'null', '-'], { signal: o.signal, input });
+  const { stderr } = await runFfmpeg(['-nostats', '-i', file, '-map', '0:a:0', '-af', ebur128Filter(o.truePeak === true), '-f', 'null', '-'], { signal: o.signal, input });
   return parseEbur128(stderr, o.truePeak === true);
+}
+
+/** ffmpeg's ebur128, printing each block (parsed by {@link parseEbur128}), with true peaks when asked. */
+function ebur128Filter(truePeak: boolean): string {
+  return `ebur128=framelog=verbose${truePeak ? ':peak=true' : ''}`;
 }
 
 /** The summary ebur128 prints at its end. */
