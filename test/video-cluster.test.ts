@@ -95,26 +95,28 @@ describe('video on a cluster of 2 workers', () => {
     expect(Math.abs(info.audio[0]!.duration - info.video!.duration)).toBeLessThan(0.05);
   });
 
-  it("keeps the source's chapters, title and audio language, whichever way the audio goes", async () => {
-    // A source with chapters and tags, as a film's file has them.
+  it("keeps the source's chapters, title, audio language and subtitles, whichever way the audio goes", async () => {
+    // A source with chapters, tags and a subtitle track, as a film's file has them.
     const plain = await makeVideo(dir, 'plain.mp4', { duration: 4, gop: 12, audioChannels: 2 });
     const meta = path.join(dir, 'meta.txt');
     await writeFile(meta, [';FFMETADATA1', 'title=A film', 'comment=kept', ...[['0', '1500', 'Opening'], ['1500', '4000', 'Ending']].flatMap(([start, end, title]) => ['[CHAPTER]', 'TIMEBASE=1/1000', `START=${start}`, `END=${end}`, `title=${title}`])].join('\n') + '\n');
+    const srt = path.join(dir, 'subs.srt');
+    await writeFile(srt, '1\n00:00:01,000 --> 00:00:02,500\nGuten Tag\n\n2\n00:00:03,000 --> 00:00:03,800\nAuf Wiedersehen\n\n');
     const src = path.join(dir, 'film.mp4');
-    // Straight ffmpeg: Tessera's runner allows no ffmetadata input.
-    await promisify(execFile)(ffmpegBinaries().ffmpeg, ['-v', 'error', '-y', '-i', plain, '-i', meta, '-map', '0', '-map_metadata', '1', '-map_chapters', '1', '-c', 'copy', '-metadata:s:a:0', 'language=fra', src]);
+    // Straight ffmpeg: Tessera's runner allows no ffmetadata or SRT input.
+    await promisify(execFile)(ffmpegBinaries().ffmpeg, ['-v', 'error', '-y', '-i', plain, '-i', meta, '-i', srt, '-map', '0', '-map', '2', '-map_metadata', '1', '-map_chapters', '1', '-c', 'copy', '-c:s', 'mov_text', '-metadata:s:a:0', 'language=fra', '-metadata:s:s:0', 'language=deu', src]);
     const runs = [
-      { container: 'mp4', audio_codec: 'aac' },
-      { container: 'mkv', audio_codec: 'copy' },
-      { container: 'mkv', audio_codec: 'none' },
+      { container: 'mp4', audio_codec: 'aac', subtitles: 'mov_text' },
+      { container: 'mkv', audio_codec: 'copy', subtitles: 'subrip' },
+      { container: 'webm', audio_codec: 'none', subtitles: 'webvtt' },
     ];
-    const jobs = await Promise.all(runs.map((video) => cluster.client.submit({ video: { preset: 'ultrafast', segment_seconds: 1, ...video } }, [src])));
+    const jobs = await Promise.all(runs.map(({ container, audio_codec }) => cluster.client.submit({ video: { preset: 'ultrafast', segment_seconds: 1, container, audio_codec } }, [src])));
     for (const [k, job] of jobs.entries()) {
       const done = await cluster.client.wait(job.id);
       expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
       const out = (await cluster.client.download(job.id, path.join(dir, `out-${k}`))).get(`film.${runs[k]!.container}`)!;
-      type Probe = { chapters: Array<{ start_time: string; end_time: string; tags?: Record<string, string> }>; format: { tags?: Record<string, string> }; streams: Array<{ codec_type: string; tags?: Record<string, string> }> };
-      const probe = await runFfprobe<Probe>(['-show_chapters', '-show_entries', 'format_tags:stream=codec_type:stream_tags', '-i', out]);
+      type Probe = { chapters: Array<{ start_time: string; end_time: string; tags?: Record<string, string> }>; format: { tags?: Record<string, string> }; streams: Array<{ codec_type: string; codec_name: string; tags?: Record<string, string> }> };
+      const probe = await runFfprobe<Probe>(['-show_chapters', '-show_entries', 'format_tags:stream=codec_type,codec_name:stream_tags', '-i', out]);
       const what = JSON.stringify(runs[k]);
       expect(probe.chapters.map((c) => [Number(c.start_time), Number(c.end_time), c.tags?.['title']]), what).toEqual([[0, 1.5, 'Opening'], [1.5, 4, 'Ending']]);
       // Tag names are upper case in Matroska.
@@ -123,7 +125,20 @@ describe('video on a cluster of 2 workers', () => {
       const audio = probe.streams.filter((st) => st.codec_type === 'audio');
       if (runs[k]!.audio_codec === 'none') expect(audio, what).toEqual([]);
       else expect(audio.map((st) => st.tags?.['language']), what).toEqual(['fra']);
-      // The pictures are all there, whatever the chapters add to the file.
+      // The subtitles in the container's own form, with their language, cues and times.
+      const subs = probe.streams.filter((st) => st.codec_type === 'subtitle');
+      expect(subs.map((st) => [st.codec_name, st.tags?.['language']]), what).toEqual([[runs[k]!.subtitles, 'deu']]);
+      const cues = (await promisify(execFile)(ffmpegBinaries().ffmpeg, ['-v', 'error', '-i', out, '-map', '0:s:0', '-f', 'srt', '-'])).stdout;
+      expect(cues, what).toContain('Guten Tag');
+      expect(cues, what).toContain('Auf Wiedersehen');
+      // The first cue 1 s after the first picture and 1.5 s long, as in the source (a muxer may move
+      // the whole file's timeline, as Matroska does for the AAC priming of a copied track).
+      const timing = await runFfprobe<{ packets: Array<{ pts_time: string; duration_time?: string }> }>(['-select_streams', 's:0', '-show_entries', 'packet=pts_time,duration_time', '-i', out]);
+      const videoStart = Number((await runFfprobe<{ streams: Array<{ start_time: string }> }>(['-select_streams', 'v:0', '-show_entries', 'stream=start_time', '-i', out])).streams[0]!.start_time);
+      const first = timing.packets.find((pk) => Math.abs(Number(pk.duration_time) - 1.5) < 0.01);
+      expect(first, `${what}: ${JSON.stringify(timing.packets)}`).toBeDefined();
+      expect(Math.abs(Number(first!.pts_time) - videoStart - 1), `${what}: cue at ${first!.pts_time}, video from ${videoStart}`).toBeLessThan(0.002);
+      // The pictures are all there, whatever else the file holds.
       expect((await decodeCheck(out)).frames, what).toBe(100);
     }
   });

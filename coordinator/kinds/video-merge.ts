@@ -40,6 +40,8 @@ export interface InputPlanRecord {
      */
     span?: StreamSpan;
   } | null;
+  /** The source's subtitle tracks (absent in records from before they were kept). */
+  subtitles?: Array<{ streamIndex: number; codec: string }>;
   segments: Array<{ frames: number; duration: number }>;
   expectedFrames: number;
   expectedDuration: number;
@@ -167,14 +169,50 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   args.push(...maps, '-map_metadata', String(source), '-map_chapters', String(source));
   if (hasAudio && rec.audio) args.push('-map_metadata:s:a:0', `${source}:s:${rec.audio.streamIndex}`);
   args.push('-c', 'copy');
-  if (rec.container === 'mp4') {
-    if (rec.codec === 'h265') args.push('-tag:v', 'hvc1'); // players (Apple) only take hvc1 in MP4
-    args.push('-movflags', '+faststart');
+  // The subtitle tracks, from the source (on its timeline, which the output keeps), each in the form
+  // the container holds; where it holds none (a picture-based track in MP4 or WebM) the track is left out.
+  const subtitles: string[] = [];
+  const left: string[] = [];
+  let kept = 0;
+  for (const t of rec.subtitles ?? []) {
+    const codec = subtitleCodec(t.codec, rec.container);
+    if (!codec) {
+      left.push(`${t.codec} (stream ${t.streamIndex})`);
+      continue;
+    }
+    subtitles.push('-map', `${source}:${t.streamIndex}`, `-c:s:${kept}`, codec, `-map_metadata:s:s:${kept}`, `${source}:s:${t.streamIndex}`);
+    kept++;
   }
-  args.push('-f', MUXER[rec.container], out);
-  await runFfmpeg(args, { signal, input: rec.input });
+  if (left.length > 0) ctx.log.warn({ input: rec.input, container: rec.container, subtitles: left }, 'subtitle tracks the container cannot hold were left out (Matroska holds them)');
+  const tail: string[] = [];
+  if (rec.container === 'mp4') {
+    if (rec.codec === 'h265') tail.push('-tag:v', 'hvc1'); // players (Apple) only take hvc1 in MP4
+    tail.push('-movflags', '+faststart');
+  }
+  tail.push('-f', MUXER[rec.container], out);
+  try {
+    await runFfmpeg([...args, ...subtitles, ...tail], { signal, input: rec.input });
+  } catch (err) {
+    // Subtitles the muxer or the conversion refuses are not worth the video: stitched again without them.
+    if (subtitles.length === 0 || signal.aborted || hasLocalTroubleCode(err)) throw err;
+    ctx.log.warn({ input: rec.input, err: (err as Error).message }, 'the subtitle tracks could not be carried over; stitched without them');
+    await runFfmpeg([...args, ...tail], { signal, input: rec.input });
+  }
   await verifyOutput(out, rec, hasAudio, signal);
   return { name, path: out, source: rec.input, contentType: CONTENT_TYPE[rec.container] };
+}
+
+/** Text subtitle codecs, which every container here takes in its own text form. */
+const TEXT_SUBTITLES = new Set(['subrip', 'srt', 'ass', 'ssa', 'mov_text', 'webvtt', 'text']);
+/** What Matroska takes as it is. */
+const MATROSKA_SUBTITLES = new Set(['subrip', 'srt', 'ass', 'ssa', 'webvtt', 'hdmv_pgs_subtitle', 'dvd_subtitle', 'dvb_subtitle']);
+
+/** The codec a subtitle track gets in the container ('copy' to keep it), or undefined where it cannot go. */
+export function subtitleCodec(codec: string, container: VideoJobParams['container']): string | undefined {
+  if (container === 'mkv') return MATROSKA_SUBTITLES.has(codec) ? 'copy' : TEXT_SUBTITLES.has(codec) ? 'srt' : undefined;
+  if (!TEXT_SUBTITLES.has(codec)) return undefined;
+  if (container === 'mp4') return codec === 'mov_text' ? 'copy' : 'mov_text';
+  return codec === 'webvtt' ? 'copy' : 'webvtt';
 }
 
 /** How far the output's audio may sit from the source's position: rounding, and codec priming and padding. */

@@ -208,6 +208,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
           ...(audioSpan && { span: { start: audioSpan.start - first + Math.max(0, audioCopyStart), end: audioSpan.end - first } }),
         }
       : null,
+    subtitles: info.subtitles.map((t) => ({ streamIndex: t.index, codec: t.codec })),
     segments,
     expectedFrames,
     expectedDuration: rate ? expectedFrames / rate : index.end - first,

@@ -57,6 +57,8 @@ export interface MediaInfo {
   startTime: number;
   video: VideoStreamInfo | undefined;
   audio: AudioStreamInfo[];
+  /** Subtitle streams: their index in the file and codec name (subrip, mov_text, hdmv_pgs_subtitle...). */
+  subtitles: Array<{ index: number; codec: string }>;
 }
 
 interface RawStream {
@@ -104,6 +106,7 @@ export async function probeMedia(file: string, opts: ProbeOptions = {}): Promise
       startTime: num(s.start_time) || 0,
       duration: num(s.duration),
     })),
+    subtitles: streams.filter((s) => s.codec_type === 'subtitle').map((s) => ({ index: s.index, codec: s.codec_name ?? '' })),
   };
 }
 
