@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JobEvent } from '../client/client.js';
 import { LocalCluster } from '../client/local-cluster.js';
-import { decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
+import { decodeCheck, probeMedia, probePacketSpan, probeVideoIndex } from '../shared/media/probe.js';
 import { ffmpegBinaries, runFfprobe } from '../shared/ffmpeg.js';
 import { makeVideo } from './helpers/media.js';
 
@@ -140,6 +140,32 @@ describe('video on a cluster of 2 workers', () => {
       expect(Math.abs(Number(first!.pts_time) - videoStart - 1), `${what}: cue at ${first!.pts_time}, video from ${videoStart}`).toBeLessThan(0.002);
       // The pictures are all there, whatever else the file holds.
       expect((await decodeCheck(out)).frames, what).toBe(100);
+    }
+  });
+
+  it('keeps every audio track of the source, encoded or copied, each with its language', async () => {
+    const plain = await makeVideo(dir, 'plain.mp4', { duration: 4, gop: 12, audioChannels: 2 });
+    const src = path.join(dir, 'dubbed.mp4');
+    // A second, mono track at another rate, starting with the picture and ending 1 s before it.
+    await promisify(execFile)(ffmpegBinaries().ffmpeg, ['-v', 'error', '-y', '-i', plain, '-f', 'lavfi', '-i', 'sine=frequency=660:sample_rate=44100:duration=3', '-map', '0', '-map', '1', '-c:v', 'copy', '-c:a:0', 'copy', '-c:a:1', 'aac', '-metadata:s:a:0', 'language=eng', '-metadata:s:a:1', 'language=fra', src]);
+    const runs = [
+      { container: 'mp4', audio_codec: 'aac' },
+      { container: 'mkv', audio_codec: 'copy' },
+    ];
+    const jobs = await Promise.all(runs.map((video) => cluster.client.submit({ video: { preset: 'ultrafast', segment_seconds: 1, ...video } }, [src])));
+    for (const [k, job] of jobs.entries()) {
+      const done = await cluster.client.wait(job.id);
+      const what = JSON.stringify(runs[k]);
+      expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+      // Encoded: the second track as a subtask of its own.
+      expect(done.subtasks.filter((st) => st.label === 'dubbed.mp4 audio track 2'), what).toHaveLength(runs[k]!.audio_codec === 'copy' ? 0 : 1);
+      const out = (await cluster.client.download(job.id, path.join(dir, `dub-${k}`))).get(`dubbed.${runs[k]!.container}`)!;
+      type Probe = { streams: Array<{ channels: number; sample_rate: string; tags?: Record<string, string> }> };
+      const streams = (await runFfprobe<Probe>(['-select_streams', 'a', '-show_entries', 'stream=channels,sample_rate:stream_tags=language', '-i', out])).streams;
+      expect(streams.map((st) => [st.channels, st.tags?.['language']]), what).toEqual([[2, 'eng'], [1, 'fra']]);
+      // Both tracks from the picture's start, the first as long as it, the second 1 s shorter.
+      const [video, first, second] = await Promise.all(['v:0', 'a:0', 'a:1'].map((st) => probePacketSpan(out, st)));
+      expect([first!.start - video!.start, first!.end - video!.end, second!.start - video!.start, second!.end - video!.end + 1].map((d) => Math.abs(d) < 0.05), what).toEqual([true, true, true, true]);
     }
   });
 

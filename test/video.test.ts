@@ -394,6 +394,16 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     expect(errors).toEqual([{ input: 'aac-source.mp4', code: 'INVALID_ARGUMENT', message: expect.stringContaining('aac-source.mp4: its aac audio cannot be copied into webm') }]);
   });
 
+  it('names the track that cannot be copied when it is not the first', async () => {
+    const aac = await makeVideo(dir, 'aac-second.mkv', { duration: 1, audioChannels: 2 });
+    // An Opus track WebM takes, then the AAC one it does not.
+    const src = path.join(dir, 'opus-then-aac.mkv');
+    await runFfmpeg(['-y', '-i', aac, '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=1', '-map', '0:v', '-map', '1:a', '-map', '0:a', '-c:v', 'copy', '-c:a:0', 'libopus', '-c:a:1', 'copy', src]);
+    const { errors, outputs } = await runKindInProcess(videoKind, videoProcessor, specOf('video', { codec: 'vp9', container: 'webm', audio_codec: 'copy' }), [src], { dir });
+    expect(outputs).toEqual([]);
+    expect(errors).toEqual([{ input: 'opus-then-aac.mkv', code: 'INVALID_ARGUMENT', message: expect.stringContaining('opus-then-aac.mkv: its aac audio track 2 cannot be copied into webm') }]);
+  });
+
   it('refuses an MP4 cut short behind its index (faststart) as truncated, without encoding it', async () => {
     const whole = await makeVideo(dir, 'whole-faststart.mp4', { duration: 4, audioChannels: 2 });
     const fast = path.join(dir, 'faststart.mp4');

@@ -1,6 +1,6 @@
 /**
  * Coordinator-side stream-copy cutting for the video kind: the video stream into keyframe-aligned
- * chunks (segment muxer, original timestamps kept) and the first audio track into its own file.
+ * chunks (segment muxer, original timestamps kept) and each audio track into a file of its own.
  * Both are cheap (no decoding) and let each worker fetch only the bytes its range needs.
  *
  * Chunks are NUT, ffmpeg's own container: it holds any codec and keeps the source's time base

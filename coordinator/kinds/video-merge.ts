@@ -40,6 +40,8 @@ export interface InputPlanRecord {
      */
     span?: StreamSpan;
   } | null;
+  /** The source's further audio tracks, in order (absent when it has one; and in records from before they were kept). */
+  moreAudio?: Array<NonNullable<InputPlanRecord['audio']>>;
   /** The source's subtitle tracks (absent in records from before they were kept). */
   subtitles?: Array<{ streamIndex: number; codec: string }>;
   segments: Array<{ frames: number; duration: number }>;
@@ -66,7 +68,7 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
   const errors: ItemFailure[] = [];
   const rerun: SubtaskPlan[] = [];
   const usedNames = new Set<string>();
-  const ready: Array<{ rec: InputPlanRecord; segs: SubtaskOutcome[]; audio: string | undefined }> = [];
+  const ready: Array<{ rec: InputPlanRecord; segs: SubtaskOutcome[]; audio: string | undefined; moreAudio: Array<string | undefined> }> = [];
   for (const rec of records) {
     const mine = [...latest.values()].filter((o) => (o.plan as VideoSubtaskPlan).input === rec.inputIndex);
     const failed = mine.find((o) => !o.ok);
@@ -76,19 +78,21 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
     }
     const segs = mine.filter((o) => (o.plan as VideoSubtaskPlan).type === 'segment').sort((a, b) => (a.plan as VideoSegmentPlan).segment - (b.plan as VideoSegmentPlan).segment);
     // The encoded audio: a subtask's own output, or the second output of the segment it was encoded beside.
-    const audio = mine.find((o) => (o.plan as VideoSubtaskPlan).type === 'audio')?.outputs[0] ?? segs.find((s) => (s.plan as VideoSegmentPlan).audio)?.outputs[1];
-    ready.push({ rec, segs, audio: audio?.path });
+    const encoded = (track: number): SubtaskOutcome | undefined => mine.find((o) => { const p = o.plan as VideoSubtaskPlan; return p.type === 'audio' && (p.track ?? 0) === track; });
+    const audio = encoded(0)?.outputs[0] ?? segs.find((s) => (s.plan as VideoSegmentPlan).audio)?.outputs[1];
+    ready.push({ rec, segs, audio: audio?.path, moreAudio: (rec.moreAudio ?? []).map((_, k) => encoded(k + 1)?.outputs[0]?.path) });
   }
-  for (const { rec, segs, audio } of ready) {
+  for (const { rec, segs, audio, moreAudio } of ready) {
     // A segment reported done without its file, or without the audio encoded beside it, is encoded again.
     let bad = segs.filter((s) => !s.outputs[0] || ((s.plan as VideoSegmentPlan).audio && !s.outputs[1]));
-    if (bad.length === 0 && rec.audio?.mode === 'encode' && !audio) {
-      errors.push({ input: rec.input, code: 'DATA_LOSS', message: `${rec.input}: the encoded audio track is missing` });
+    const missing = [rec.audio, ...(rec.moreAudio ?? [])].findIndex((t, k) => t?.mode === 'encode' && !(k === 0 ? audio : moreAudio[k - 1]));
+    if (bad.length === 0 && missing >= 0) {
+      errors.push({ input: rec.input, code: 'DATA_LOSS', message: `${rec.input}: the encoded audio track${missing > 0 ? ` ${missing + 1}` : ''} is missing` });
       continue;
     }
     if (bad.length === 0) {
       try {
-        outputs.push(await stitch(ctx, rec, segs, audio, usedNames));
+        outputs.push(await stitch(ctx, rec, segs, audio, moreAudio, usedNames));
         continue;
       } catch (err) {
         // The coordinator's own trouble (a full disk): the job manager merges again later.
@@ -124,7 +128,7 @@ async function badSegments(ctx: MergeContext<VideoJobParams>, rec: InputPlanReco
   return segs.filter((s, k) => counts[k] !== (s.plan as VideoSegmentPlan).frames);
 }
 
-async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, segs: SubtaskOutcome[], audio: string | undefined, usedNames: Set<string>): Promise<FinalOutput> {
+async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, segs: SubtaskOutcome[], audio: string | undefined, moreAudio: Array<string | undefined>, usedNames: Set<string>): Promise<FinalOutput> {
   const { signal } = ctx;
   const inputIdx = (segs[0]!.plan as VideoSegmentPlan).input;
   const list = path.join(ctx.workDir, `concat-${inputIdx}.txt`);
@@ -141,33 +145,37 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   usedNames.add(name);
   const out = path.join(ctx.outputDir, name);
   const args = ['-y', '-itsoffset', rec.videoOffset.toFixed(6), '-f', 'concat', '-safe', '0', '-i', list];
+  let inputs = 1;
+  const input = (...a: string[]): number => {
+    args.push(...a);
+    return inputs++;
+  };
+  // The source itself, as one input: tracks copied straight from it, and its metadata (none of its
+  // packets are read for that).
+  let sourceIndex: number | undefined;
+  const sourceInput = (): number => (sourceIndex ??= input('-i', rec.inputPath));
+  // Each audio track from where it is: its copy out of the source, the source, or its encoded file.
   const maps = ['-map', '0:v:0'];
+  const mapped: number[] = [];
   let hasAudio = false;
-  // The input that is the source itself, for its metadata (none of its packets are read for that).
-  let source: number | undefined;
-  if (rec.audio?.mode === 'copy' && rec.audio.file) {
-    args.push('-itsoffset', (rec.audio.offset + (rec.audio.fileStart ?? 0)).toFixed(6), '-i', rec.audio.file);
-    maps.push('-map', '1:a:0');
-    hasAudio = true;
-  } else if (rec.audio?.mode === 'copy') {
-    args.push('-i', rec.inputPath);
-    maps.push('-map', `1:${rec.audio.streamIndex}`);
-    hasAudio = true;
-    source = 1;
-  } else if (rec.audio && audio) {
-    args.push('-itsoffset', rec.audio.offset.toFixed(6), '-i', audio);
-    maps.push('-map', '1:a:0');
-    hasAudio = true;
-  }
-  if (source === undefined) {
-    source = hasAudio ? 2 : 1;
-    args.push('-i', rec.inputPath);
-  }
+  const tracks = [rec.audio, ...(rec.moreAudio ?? [])];
+  tracks.forEach((t, k) => {
+    const encoded = k === 0 ? audio : moreAudio[k - 1];
+    let from: string | undefined;
+    if (t?.mode === 'copy' && t.file) from = `${input('-itsoffset', (t.offset + (t.fileStart ?? 0)).toFixed(6), '-i', t.file)}:a:0`;
+    else if (t?.mode === 'copy') from = `${sourceInput()}:${t.streamIndex}`;
+    else if (t && encoded) from = `${input('-itsoffset', t.offset.toFixed(6), '-i', encoded)}:a:0`;
+    if (!from || !t) return;
+    maps.push('-map', from);
+    mapped.push(t.streamIndex);
+    if (k === 0) hasAudio = true;
+  });
+  const src = sourceInput();
   // What a player shows of the file besides its pictures and sound, as ffmpeg keeps it in a
   // transcode: the source's title, dates and chapters (on the source's timeline, which the output
-  // keeps), and the audio track's language and name.
-  args.push(...maps, '-map_metadata', String(source), '-map_chapters', String(source));
-  if (hasAudio && rec.audio) args.push('-map_metadata:s:a:0', `${source}:s:${rec.audio.streamIndex}`);
+  // keeps), and each audio track's language and name.
+  args.push(...maps, '-map_metadata', String(src), '-map_chapters', String(src));
+  mapped.forEach((streamIndex, k) => args.push(`-map_metadata:s:a:${k}`, `${src}:s:${streamIndex}`));
   args.push('-c', 'copy');
   // The subtitle tracks, from the source (on its timeline, which the output keeps), each in the form
   // the container holds; where it holds none (a picture-based track in MP4 or WebM) the track is left out.
@@ -180,7 +188,7 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
       left.push(`${t.codec} (stream ${t.streamIndex})`);
       continue;
     }
-    subtitles.push('-map', `${source}:${t.streamIndex}`, `-c:s:${kept}`, codec, `-map_metadata:s:s:${kept}`, `${source}:s:${t.streamIndex}`);
+    subtitles.push('-map', `${src}:${t.streamIndex}`, `-c:s:${kept}`, codec, `-map_metadata:s:s:${kept}`, `${src}:s:${t.streamIndex}`);
     kept++;
   }
   if (left.length > 0) ctx.log.warn({ input: rec.input, container: rec.container, subtitles: left }, 'subtitle tracks the container cannot hold were left out (Matroska holds them)');
@@ -198,7 +206,7 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
     ctx.log.warn({ input: rec.input, err: (err as Error).message }, 'the subtitle tracks could not be carried over; stitched without them');
     await runFfmpeg([...args, ...tail], { signal, input: rec.input });
   }
-  await verifyOutput(out, rec, hasAudio, signal);
+  await verifyOutput(out, rec, hasAudio, mapped.length, signal);
   return { name, path: out, source: rec.input, contentType: CONTENT_TYPE[rec.container] };
 }
 
@@ -251,7 +259,7 @@ export function avTolerance(codec: string, sampleRate: number): number {
 }
 
 /** Checks the stitched file before it is published: frames, duration, A/V alignment, clean joins. */
-async function verifyOutput(file: string, rec: InputPlanRecord, hasAudio: boolean, signal: AbortSignal): Promise<void> {
+async function verifyOutput(file: string, rec: InputPlanRecord, hasAudio: boolean, audioTracks: number, signal: AbortSignal): Promise<void> {
   const fail = (why: string): TesseraError => dataLoss(`${rec.input}: stitched output failed verification: ${why}`);
   const want = hasAudio ? rec.audio?.span : undefined;
   // Matroska and WebM give no stream durations: where the A/V check needs them they are measured from
@@ -268,6 +276,7 @@ async function verifyOutput(file: string, rec: InputPlanRecord, hasAudio: boolea
   if (info.video.width !== rec.width || info.video.height !== rec.height) throw fail(`size ${info.video.width}x${info.video.height}, planned ${rec.width}x${rec.height}`);
   if (frames !== rec.expectedFrames) throw fail(`${frames} frames, expected ${rec.expectedFrames}`);
   if (errors.length > 0) throw fail(`errors at the segment joins: ${errors.slice(0, 3).join('; ')}`);
+  if (info.audio.length !== audioTracks) throw fail(`${info.audio.length} audio tracks, expected ${audioTracks}`);
   const vDur = info.video.duration;
   if (Number.isFinite(vDur) && Math.abs(vDur - rec.expectedDuration) > rec.frameDuration + 0.002) {
     throw fail(`video lasts ${vDur.toFixed(3)} s, expected ${rec.expectedDuration.toFixed(3)} s`);
@@ -315,7 +324,7 @@ async function checkJoins(file: string, rec: InputPlanRecord, signal: AbortSigna
 }
 
 function keyOf(p: VideoSubtaskPlan): string {
-  return p.type === 'segment' ? `${p.input}/s/${p.segment}` : `${p.input}/a`;
+  return p.type === 'segment' ? `${p.input}/s/${p.segment}` : `${p.input}/a/${p.track ?? 0}`;
 }
 
 /**

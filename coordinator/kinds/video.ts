@@ -3,10 +3,11 @@
  *
  * plan: probe once, choose frame ranges (keyframe-snapped where keyframes are dense enough), cut the
  * video stream into keyframe-aligned chunks by stream copy, and emit one encode subtask per range;
- * the audio is encoded once (chunked AAC clicks at the joins), beside the first segment (or, where
- * an older worker could take it, as a subtask of its own).
- * merge: concat the segments by stream copy, mux the audio, verify (counting each segment only when
- * that fails, to encode a bad one again), publish.
+ * each audio track is encoded once (chunked AAC clicks at the joins): the first beside the first
+ * segment (or, where an older worker could take it, as a subtask of its own), each further one as a
+ * subtask of its own.
+ * merge: concat the segments by stream copy, mux the audio tracks, the source's subtitles, chapters
+ * and tags, verify (counting each segment only when that fails, to encode a bad one again), publish.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -68,11 +69,14 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   if (!video) throw invalidArgument(`${name}: has no video stream`, name);
   if (!video.width || !video.height) throw invalidArgument(`${name}: the video stream has no picture size`, name);
   if (index instanceof Error) throw index;
-  const audio = params.audioCodec === 'none' ? undefined : info.audio[0];
-  if (audio && params.audioCodec === 'copy') {
+  const tracks = params.audioCodec === 'none' ? [] : info.audio;
+  const audio = tracks[0];
+  if (params.audioCodec === 'copy') {
     const allowed = CONTAINER_COPY_AUDIO[params.container];
-    if (allowed !== 'any' && !allowed.includes(audio.codec)) {
-      throw invalidArgument(`${name}: its ${audio.codec} audio cannot be copied into ${params.container}; choose an audio codec such as ${params.container === 'webm' ? 'opus' : 'aac'}`, name);
+    for (const [t, track] of tracks.entries()) {
+      if (allowed === 'any' || allowed.includes(track.codec)) continue;
+      const which = t === 0 ? 'audio' : `audio track ${t + 1}`;
+      throw invalidArgument(`${name}: its ${track.codec} ${which} cannot be copied into ${params.container}; choose an audio codec such as ${params.container === 'webm' ? 'opus' : 'aac'}`, name);
     }
   }
 
@@ -162,6 +166,17 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   }
 
   const carrier = subtasks[0];
+  /** An audio track encoded as a subtask of its own. */
+  const audioSubtask = (label: string, file: SpoolFile, plan: VideoAudioPlan): SubtaskPlan => ({
+    label,
+    inputs: [file],
+    plan,
+    // Audio is a small job: schedule it first so it overlaps the video segments instead of trailing them.
+    weight: Math.max(...subtasks.map((s) => s.weight), 0) + 1,
+    items: [name],
+    requires: { encoders: [audioEncoder] },
+    timeoutMs: Math.max(600_000, span * 10_000),
+  });
   const audioEncoder = AUDIO_ENCODERS[params.audioCodec as keyof typeof AUDIO_ENCODERS];
   const besideSegment = ctx.cluster.features.has(AUDIO_BESIDE_SEGMENT_FEATURE) && ctx.cluster.encoderSets.some((s) => s.has(encoder) && s.has(audioEncoder));
   if (encodeAudio && audioFile && carrier && besideSegment) {
@@ -176,19 +191,40 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
     carrier.requires = { encoders: [encoder, audioEncoder], features: [...(carrier.requires?.features ?? []), AUDIO_BESIDE_SEGMENT_FEATURE] };
     carrier.timeoutMs = Math.max(carrier.timeoutMs ?? 0, span * 10_000);
   } else if (encodeAudio && audioFile) {
-    const file = audioFile;
-    const plan: VideoAudioPlan = { type: 'audio', input: inputIndex, source: name, file: file.name, encoder: audioEncoder, channels: 0, sourceChannels: audio.channels, duration: audioSpan ? audioSpan.end - audioSpan.start : span };
-    subtasks.push({
-      label: `${name} audio`,
-      inputs: [file],
-      plan,
-      // Audio is a small job: schedule it first so it overlaps the video segments instead of trailing them.
-      weight: Math.max(...subtasks.map((s) => s.weight), 0) + 1,
-      items: [name],
-      requires: { encoders: [audioEncoder] },
-      timeoutMs: Math.max(600_000, span * 10_000),
-    });
+    subtasks.push(audioSubtask(`${name} audio`, audioFile, { type: 'audio', input: inputIndex, source: name, file: audioFile.name, encoder: audioEncoder, channels: 0, sourceChannels: audio.channels, duration: audioSpan ? audioSpan.end - audioSpan.start : span }));
   }
+
+  // The source's further audio tracks: each copied out and encoded as a subtask of its own (every
+  // worker version takes those), or copied into the output as the first one is.
+  const extraTracks = await Promise.all(
+    tracks.slice(1).map(async (track, k) => {
+      const t = k + 1;
+      const dir = path.join(chunkDir, `audio${t}`);
+      const encodeIt = params.audioCodec !== 'copy';
+      const withoutLead = !encodeIt && params.container !== 'mp4' && isMovFamily(info.formatName) && (await hiddenLead(input.path, String(track.index), { signal, input: name })) > HIDDEN_LEAD_KEPT_S;
+      const [file, trackSpan, copy] = await Promise.all([
+        encodeIt ? copyAudioTrack(input.path, name, info.formatName, track, dir, `in${inputIndex}-audio${t}`, signal) : undefined,
+        audioSpanOf(input.path, name, track, signal),
+        withoutLead ? extractAudio(input.path, name, track.index, path.join(dir, 'audio-copy.mka'), `in${inputIndex}-audio${t}-copy.mka`, signal, { dropLead: true }) : undefined,
+      ]);
+      const copyStart = copy ? ((await probePacketSpan(copy.path, 'a:0', { signal, input: name, firstPackets: 4 }))?.start ?? 0) : 0;
+      const encoding = file && audioSubtask(`${name} audio track ${t + 1}`, file, { type: 'audio', input: inputIndex, source: name, track: t, file: file.name, encoder: audioEncoder, channels: 0, sourceChannels: track.channels, duration: trackSpan ? trackSpan.end - trackSpan.start : span });
+      return {
+        encoding,
+        mode: encodeIt ? ('encode' as const) : ('copy' as const),
+        streamIndex: track.index,
+        offset: track.startTime - info.startTime,
+        ...(copy && { file: copy.path, fileStart: Math.max(0, copyStart) }),
+        ...(trackSpan && { span: { start: trackSpan.start - first + Math.max(0, copyStart), end: trackSpan.end - first } }),
+      };
+    }),
+  );
+
+  // In track order, whichever finished its copy first.
+  const moreAudio = extraTracks.map(({ encoding, ...rec }) => {
+    if (encoding) subtasks.push(encoding);
+    return rec;
+  });
 
   const expectedFrames = segments.reduce((a, s) => a + s.frames, 0);
   const record: InputPlanRecord = {
@@ -208,6 +244,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
           ...(audioSpan && { span: { start: audioSpan.start - first + Math.max(0, audioCopyStart), end: audioSpan.end - first } }),
         }
       : null,
+    ...(moreAudio.length > 0 && { moreAudio }),
     subtitles: info.subtitles.map((t) => ({ streamIndex: t.index, codec: t.codec })),
     segments,
     expectedFrames,

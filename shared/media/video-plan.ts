@@ -85,6 +85,11 @@ export interface VideoAudioPlan {
   type: 'audio';
   input: number;
   source: string;
+  /**
+   * Which of the source's audio tracks, from 0 (absent: 0). Only the coordinator reads it: a worker
+   * encodes the one track of `file`, whichever it is.
+   */
+  track?: number;
   /** Name of the stream-copied audio file among the subtask's inputs. */
   file: string;
   encoder: string;
