@@ -95,24 +95,15 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   // What every segment's worker must have: NUT reading, and lossless encoding when asked for.
   const features = [...(nut ? [NUT_CHUNKS_FEATURE] : []), ...(params.lossless ? [VIDEO_LOSSLESS_FEATURE] : [])];
   const encodeAudio = audio && params.audioCodec !== 'copy';
-  // An MP4/MOV track copied into Matroska or WebM, which have no edit lists, would bring along the
-  // packets its edit list hides, sounding before the picture starts. The encoder's priming (a
-  // packet or two) stays within the A/V tolerance and is copied untouched; a longer lead (what a
-  // stream-copy trim keeps) is left out: the track is copied once here without the packets
-  // presented before 0 (whole packets: at most one packet's worth early).
-  const copyWithoutLead =
-    audio && params.audioCodec === 'copy' && params.container !== 'mp4' && isMovFamily(info.formatName) && (await hiddenLead(input.path, String(audio.index), { signal, input: name })) > HIDDEN_LEAD_KEPT_S;
-  // The audio copy, the video split and the audio measure only read the source: run them together.
-  const [{ chunks, shift }, audioFile, audioSpan, audioCopy] = await Promise.all([
+  // The video split and each audio track's copy and measure only read the source: run them together.
+  const [{ chunks, shift }, prepared] = await Promise.all([
     // Workers see chunk timestamps: every time in a segment plan is moved by the muxer's shift.
     cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal, { format: nut ? 'nut' : 'matroska', sourceFirstPts: index.packets[0]!.pts }),
-    encodeAudio ? copyAudioTrack(input.path, name, info.formatName, audio, chunkDir, `in${inputIndex}-audio`, signal) : undefined,
-    audio ? audioSpanOf(input.path, name, audio, signal) : undefined,
-    copyWithoutLead ? extractAudio(input.path, name, audio.index, path.join(chunkDir, 'audio-copy.mka'), `in${inputIndex}-audio-copy.mka`, signal, { dropLead: true }) : undefined,
+    // The first track's files beside the chunks (as plans from before further tracks name them), the others' in folders of their own.
+    Promise.all(tracks.map((track, t) => prepareTrack(input.path, name, info.formatName, track, t === 0 ? chunkDir : path.join(chunkDir, `audio${t}`), `in${inputIndex}-audio${t === 0 ? '' : t}`, params, signal))),
   ]);
-  // The copy starts at its first whole packet after 0 (up to a packet late, at 8 kHz 128 ms): the
-  // merge, which reads it from 0, puts it back there.
-  const audioCopyStart = audioCopy ? ((await probePacketSpan(audioCopy.path, 'a:0', { signal, input: name, firstPackets: 4 }))?.start ?? 0) : 0;
+  const audioFile = prepared[0]?.file;
+  const audioSpan = prepared[0]?.span;
   // Each chunk starts with the packet it was cut at (chunk 0 with the file's first), as the
   // segment muxer wrote it: the workers need not probe the chunks for it.
   const chunkStarts = [index.packets[0]!.pts, ...layout.cutTimes].map((t) => t + shift);
@@ -194,37 +185,13 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
     subtasks.push(audioSubtask(`${name} audio`, audioFile, { type: 'audio', input: inputIndex, source: name, file: audioFile.name, encoder: audioEncoder, channels: 0, sourceChannels: audio.channels, duration: audioSpan ? audioSpan.end - audioSpan.start : span }));
   }
 
-  // The source's further audio tracks: each copied out and encoded as a subtask of its own (every
-  // worker version takes those), or copied into the output as the first one is.
-  const extraTracks = await Promise.all(
-    tracks.slice(1).map(async (track, k) => {
-      const t = k + 1;
-      const dir = path.join(chunkDir, `audio${t}`);
-      const encodeIt = params.audioCodec !== 'copy';
-      const withoutLead = !encodeIt && params.container !== 'mp4' && isMovFamily(info.formatName) && (await hiddenLead(input.path, String(track.index), { signal, input: name })) > HIDDEN_LEAD_KEPT_S;
-      const [file, trackSpan, copy] = await Promise.all([
-        encodeIt ? copyAudioTrack(input.path, name, info.formatName, track, dir, `in${inputIndex}-audio${t}`, signal) : undefined,
-        audioSpanOf(input.path, name, track, signal),
-        withoutLead ? extractAudio(input.path, name, track.index, path.join(dir, 'audio-copy.mka'), `in${inputIndex}-audio${t}-copy.mka`, signal, { dropLead: true }) : undefined,
-      ]);
-      const copyStart = copy ? ((await probePacketSpan(copy.path, 'a:0', { signal, input: name, firstPackets: 4 }))?.start ?? 0) : 0;
-      const encoding = file && audioSubtask(`${name} audio track ${t + 1}`, file, { type: 'audio', input: inputIndex, source: name, track: t, file: file.name, encoder: audioEncoder, channels: 0, sourceChannels: track.channels, duration: trackSpan ? trackSpan.end - trackSpan.start : span });
-      return {
-        encoding,
-        mode: encodeIt ? ('encode' as const) : ('copy' as const),
-        streamIndex: track.index,
-        offset: track.startTime - info.startTime,
-        ...(copy && { file: copy.path, fileStart: Math.max(0, copyStart) }),
-        ...(trackSpan && { span: { start: trackSpan.start - first + Math.max(0, copyStart), end: trackSpan.end - first } }),
-      };
-    }),
-  );
-
-  // In track order, whichever finished its copy first.
-  const moreAudio = extraTracks.map(({ encoding, ...rec }) => {
-    if (encoding) subtasks.push(encoding);
-    return rec;
+  // The source's further audio tracks: each encoded as a subtask of its own (every worker version
+  // takes those), or copied into the output as the first one is.
+  tracks.slice(1).forEach((track, k) => {
+    const { file, span: trackSpan } = prepared[k + 1]!;
+    if (file) subtasks.push(audioSubtask(`${name} audio track ${k + 2}`, file, { type: 'audio', input: inputIndex, source: name, track: k + 1, file: file.name, encoder: audioEncoder, channels: 0, sourceChannels: track.channels, duration: trackSpan ? trackSpan.end - trackSpan.start : span }));
   });
+  const [audioRecord = null, ...moreAudio] = tracks.map((track, t) => trackRecord(prepared[t]!, track, info.startTime, first));
 
   const expectedFrames = segments.reduce((a, s) => a + s.frames, 0);
   const record: InputPlanRecord = {
@@ -234,16 +201,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
     container: params.container,
     codec: params.codec,
     videoOffset: first - info.startTime,
-    audio: audio
-      ? {
-          mode: params.audioCodec === 'copy' ? 'copy' : 'encode',
-          streamIndex: audio.index,
-          offset: audio.startTime - info.startTime,
-          ...(audioCopy && { file: audioCopy.path, fileStart: Math.max(0, audioCopyStart) }),
-          // A copy without the hidden lead starts where its first whole packet does.
-          ...(audioSpan && { span: { start: audioSpan.start - first + Math.max(0, audioCopyStart), end: audioSpan.end - first } }),
-        }
-      : null,
+    audio: audioRecord,
     ...(moreAudio.length > 0 && { moreAudio }),
     subtitles: info.subtitles.map((t) => ({ streamIndex: t.index, codec: t.codec })),
     segments,
@@ -276,6 +234,47 @@ async function copyAudioTrack(src: string, name: string, formatName: string, aud
     }
   }
   return extractAudio(src, name, audio.index, path.join(dir, 'audio.mka'), `${base}.mka`, signal);
+}
+
+/** One audio track made ready for the job: its copy for a worker to encode, or its copy to mux without what an edit list hid; and where it starts and ends. */
+interface PreparedTrack {
+  mode: 'encode' | 'copy';
+  file: SpoolFile | undefined;
+  span: StreamSpan | undefined;
+  copy: SpoolFile | undefined;
+  /** Where that copy's first packet is (0 without one). */
+  copyStart: number;
+}
+
+async function prepareTrack(src: string, name: string, formatName: string, track: AudioStreamInfo, dir: string, base: string, params: VideoJobParams, signal: AbortSignal): Promise<PreparedTrack> {
+  const mode = params.audioCodec === 'copy' ? 'copy' : 'encode';
+  // An MP4/MOV track copied into Matroska or WebM, which have no edit lists, would bring along the
+  // packets its edit list hides, sounding before the picture starts. The encoder's priming (a
+  // packet or two) stays within the A/V tolerance and is copied untouched; a longer lead (what a
+  // stream-copy trim keeps) is left out: the track is copied once here without the packets
+  // presented before 0 (whole packets: at most one packet's worth early).
+  const withoutLead = mode === 'copy' && params.container !== 'mp4' && isMovFamily(formatName) && (await hiddenLead(src, String(track.index), { signal, input: name })) > HIDDEN_LEAD_KEPT_S;
+  const [file, span, copy] = await Promise.all([
+    mode === 'encode' ? copyAudioTrack(src, name, formatName, track, dir, base, signal) : undefined,
+    audioSpanOf(src, name, track, signal),
+    withoutLead ? extractAudio(src, name, track.index, path.join(dir, 'audio-copy.mka'), `${base}-copy.mka`, signal, { dropLead: true }) : undefined,
+  ]);
+  // The copy starts at its first whole packet after 0 (up to a packet late, at 8 kHz 128 ms): the
+  // merge, which reads it from 0, puts it back there.
+  const copyStart = copy ? ((await probePacketSpan(copy.path, 'a:0', { signal, input: name, firstPackets: 4 }))?.start ?? 0) : 0;
+  return { mode, file, span, copy, copyStart };
+}
+
+/** What the merge needs of a track; `containerStart` is the source's start, `first` its first video frame's time. */
+function trackRecord(p: PreparedTrack, track: AudioStreamInfo, containerStart: number, first: number): NonNullable<InputPlanRecord['audio']> {
+  return {
+    mode: p.mode,
+    streamIndex: track.index,
+    offset: track.startTime - containerStart,
+    ...(p.copy && { file: p.copy.path, fileStart: Math.max(0, p.copyStart) }),
+    // A copy without the hidden lead starts where its first whole packet does.
+    ...(p.span && { span: { start: p.span.start - first + Math.max(0, p.copyStart), end: p.span.end - first } }),
+  };
 }
 
 /** The most a copied track may carry of what its container hid (the merge's A/V check allows 50 ms). */
