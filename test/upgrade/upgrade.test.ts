@@ -23,6 +23,7 @@ import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SCHEMA_VERSION } from '../../coordinator/store.js';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { decodeCheck, probeMedia, probeVideoIndex } from '../../shared/media/probe.js';
 import type { Job__Output as Job } from '../../shared/proto/generated/tessera/v1/Job.js';
 import { expectSameBytes, randomFiles } from '../helpers/bytes.js';
@@ -161,7 +162,7 @@ describe('upgrading the coordinator from the first release on its data dir', () 
 });
 
 describe('a worker of the release before the video features beside one of this version', () => {
-  it('encodes a video with audio across both: Matroska chunks, the audio a subtask of its own', async () => {
+  it('encodes a video with audio across both: Matroska chunks, the audio a subtask of its own; alone, a second track too', async () => {
     const old = releases[BEFORE_VIDEO_FEATURES]!;
     cluster = new LocalCluster({ workers: 0, slots: 1 });
     await cluster.start();
@@ -196,5 +197,16 @@ describe('a worker of the release before the video features beside one of this v
     const thumbs = await c.client.download(imageJob.id, path.join(dir, 'images'));
     expect(thumbs.size).toBe(images.length);
     for (const file of thumbs.values()) expect(await sharp(file).metadata()).toMatchObject({ format: 'jpeg', width: 100, height: 75 });
+
+    // The old worker alone encodes a source's second audio track too: a plain audio subtask to it.
+    c.workers.find((w) => w.name === 'new-1')!.child.kill('SIGTERM');
+    await c.workers.find((w) => w.name === 'new-1')!.exited;
+    const dubbed = path.join(dir, 'dubbed.mkv');
+    await runFfmpeg(['-y', '-i', src, '-f', 'lavfi', '-i', 'sine=frequency=660:sample_rate=44100:duration=6', '-map', '0', '-map', '1', '-c:v', 'copy', '-c:a:0', 'copy', '-c:a:1', 'aac', dubbed]);
+    const two = await c.client.wait((await c.client.submit({ video: { preset: 'ultrafast', segment_seconds: 2, container: 'mkv' } }, [dubbed])).id);
+    expect(two.state, JSON.stringify(two.errors)).toBe('JOB_STATE_SUCCEEDED');
+    expect(two.subtasks.filter((s) => s.label === 'dubbed.mkv audio track 2').map((s) => s.worker)).toEqual(['old-1']);
+    const dubbedOut = (await c.client.download(two.id, path.join(dir, 'dubbed'))).get('dubbed.mkv')!;
+    expect((await probeMedia(dubbedOut)).audio.map((a) => a.channels)).toEqual([2, 1]);
   });
 });
