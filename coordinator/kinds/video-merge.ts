@@ -1,9 +1,9 @@
 /**
  * Merge step of the `video` kind: stitches the encoded segments with the concat demuxer (stream copy;
- * each segment's exact duration given so VFR timing survives), muxes the audio and the source's
- * chapters and tags, then verifies the result before it is published. When it fails, each segment
- * is counted: one that does not hold its planned frames is planned again as a new phase (up to
- * twice); the output is only returned once it verifies.
+ * each segment's exact duration given so VFR timing survives), muxes the audio tracks and the
+ * source's subtitles, chapters and tags, then verifies the result before it is published. When it
+ * fails, each segment is counted: one that does not hold its planned frames is planned again as a
+ * new phase (up to twice); the output is only returned once it verifies.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
