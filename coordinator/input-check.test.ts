@@ -9,7 +9,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SpoolFile } from '../shared/job-kind.js';
+import { PREFETCHED_INPUTS, type SpoolFile } from '../shared/job-kind.js';
 import { validateImageParams } from '../shared/kinds/image-params.js';
 import { resolveLimits } from '../shared/limits.js';
 import { runFfmpeg } from '../shared/ffmpeg.js';
@@ -155,6 +155,40 @@ describe('inputChecker', () => {
     const r = await checks.result(files);
     expect(r.accepted.map((f) => f.name)).toEqual(['a.png', 'c.png']);
     expect(r.errors).toEqual([{ input: 'b.txt', code: 'INVALID_ARGUMENT', message: expect.stringContaining('b.txt: content is not an accepted image format') }]);
+  });
+
+  it("hands the kind's prefetch the first inputs that pass, once each, and none after stop", async () => {
+    const good = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#000' } }).png().toBuffer();
+    const [bad, a, b, c] = await Promise.all([
+      spoolFile('p0.txt', Buffer.from('not an image\n')),
+      spoolFile('p1.png', good),
+      spoolFile('p2.png', good),
+      spoolFile('p3.png', good),
+    ]);
+    const seen: Array<{ name: string; aborted: boolean }> = [];
+    let signal: AbortSignal | undefined;
+    const checks = inputChecker('image', resolveLimits(), undefined, undefined, (file, s) => {
+      seen.push({ name: file.name, aborted: s.aborted });
+      signal = s;
+    });
+    // Two checks run at once: the refused one and p1, then p2 and p3.
+    for (const f of [bad!, a!, b!, c!]) checks.add(f);
+    const r = await checks.result([bad!, a!, b!, c!]);
+    await sleep(20);
+    expect(r.accepted.map((f) => f.name)).toEqual(['p1.png', 'p2.png', 'p3.png']);
+    expect(seen).toHaveLength(PREFETCHED_INPUTS);
+    expect(seen[0]).toEqual({ name: 'p1.png', aborted: false });
+    expect(['p2.png', 'p3.png']).toContain(seen[1]!.name);
+    // A submission that fails after its checks stops what the prefetch started.
+    await checks.stop();
+    expect(signal?.aborted).toBe(true);
+
+    const stopped: string[] = [];
+    const early = inputChecker('image', resolveLimits(), undefined, undefined, (file) => stopped.push(file.name));
+    early.add(a!);
+    await early.stop();
+    await sleep(20);
+    expect(stopped).toEqual([]);
   });
 
   it('after stop, what had not started is never checked and there is no verdict to give', async () => {

@@ -8,7 +8,7 @@ import { open } from 'node:fs/promises';
 import pLimit from 'p-limit';
 import sharp from 'sharp';
 import { runFfprobe, runFfprobeLogged, summariseStderr } from '../shared/ffmpeg.js';
-import type { ItemFailure, SpoolFile } from '../shared/job-kind.js';
+import { PREFETCHED_INPUTS, type CoordinatorKind, type ItemFailure, type SpoolFile } from '../shared/job-kind.js';
 import type { ImageParams } from '../shared/kinds/image-params.js';
 import { describeLimit, limitFlag, type Limits } from '../shared/limits.js';
 import { ANIMATED_FORMATS, outputFormat } from '../shared/media/image-pipeline.js';
@@ -51,10 +51,12 @@ const HEADS_HELD = 64;
  * (or the shared-storage lookups) of the inputs after them. `result` gives the verdicts in
  * submission order; `stop` lets the submission fail without leaving a check reading its files.
  * `params`: an `image` job's params, to refuse a result over `maxPixels` too ({@link checkInput}).
+ * `prefetch`: the job kind's, handed each of the first inputs that pass.
  */
-export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal, params?: ImageParams) {
+export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal, params?: ImageParams, prefetch?: CoordinatorKind['prefetch']) {
   const limit = pLimit(CHECKS_AT_ONCE);
   const verdicts = new Map<SpoolFile, Promise<ItemFailure | undefined>>();
+  let prefetched = 0;
   // Stops the running checks (ffprobe) when the submission fails, as well as when the client goes.
   const stopping = new AbortController();
   const checkSignal = signal ? AbortSignal.any([signal, stopping.signal]) : stopping.signal;
@@ -63,6 +65,15 @@ export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal,
     if (!v) {
       // A check that never ran is no verdict: it rejects rather than pass the file.
       v = limit(() => (checkSignal.throwIfAborted(), checkInput(kind, file, limits, checkSignal, head, params)));
+      // The planner's own reading of the first inputs to pass starts as soon as they have. Not
+      // under the call's signal: grpc-js reports a call that ended normally as cancelled too.
+      if (prefetch) {
+        v.then((failure) => {
+          if (failure || stopping.signal.aborted || prefetched >= PREFETCHED_INPUTS) return;
+          prefetched++;
+          prefetch(file, stopping.signal);
+        }).catch(() => undefined);
+      }
       // Awaited by `result` or `stop`; not an unhandled rejection meanwhile.
       v.catch(() => undefined);
       verdicts.set(file, v);

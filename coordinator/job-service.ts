@@ -20,6 +20,7 @@ import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, toJobSummary, type
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
 import { headBytes, inputChecker } from './input-check.js';
+import { coordinatorKinds } from './kinds/index.js';
 import { SHARED_LOOKUPS, type SharedRoots } from './shared-inputs.js';
 import type { Limits } from '../shared/limits.js';
 import { compileEncoder, withFallback, type Encoder } from '../shared/proto-encoder.js';
@@ -145,7 +146,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     // Formats by content and header limits, before anything decodes an input: a refused input
     // fails as its own item. Each is checked as soon as it has arrived.
     // An image job's results are checked too: a tiny photo resized to 10^12 px is refused here.
-    const checks = inputChecker(job.kind, limits, signal, job.kind === 'image' ? validateImageParams(job.spec.image) : undefined);
+    const kind = coordinatorKinds.get(job.kind);
+    const prefetch = kind?.prefetch && ((file: SpoolFile, s: AbortSignal): void => kind.prefetch!(file, s));
+    const checks = inputChecker(job.kind, limits, signal, job.kind === 'image' ? validateImageParams(job.spec.image) : undefined, prefetch);
     try {
       await receiveInputs(job, iterator, spool, shared, limits, signal, checks.add);
       const checked = await checks.result(job.inputs);

@@ -160,6 +160,9 @@ export type MergeResult =
   | { outputs: FinalOutput[]; errors?: ItemFailure[]; next?: undefined }
   | { next: SubtaskPlan[]; outputs?: FinalOutput[]; errors?: ItemFailure[] };
 
+/** How many of a job's inputs a kind's `prefetch` sees (planning reads the rest in turn). */
+export const PREFETCHED_INPUTS = 2;
+
 /** Coordinator side of a kind. */
 export interface CoordinatorKind<P = unknown> {
   name: KindName;
@@ -175,6 +178,14 @@ export interface CoordinatorKind<P = unknown> {
    * by an earlier version still runs everywhere. Throws like `validate`.
    */
   checkNew?(params: P, spec: JobSpec__Output): void;
+  /**
+   * Optional: starts reading what `plan` will need of an input (its probes) as soon as the input
+   * has passed its submission check, so that the reading overlaps the other inputs' checks and the
+   * job's first commit. What it reads is kept in memory for `plan` to take (a plan after a restart
+   * reads it again); `signal` aborts when the submission fails. Called for a job's first
+   * {@link PREFETCHED_INPUTS} inputs to pass only. Must not throw.
+   */
+  prefetch?(input: SpoolFile, signal: AbortSignal): void;
   /** Optional checks of the uploaded inputs before planning (per-input failures go to `errors`). */
   plan(ctx: PlanContext<P>): Promise<PlanResult>;
   /** Called when every subtask of a phase has finished (succeeded or failed for good). */

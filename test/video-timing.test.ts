@@ -11,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { videoKind } from '../coordinator/kinds/video.js';
 import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
 import { parseVideoParams } from '../shared/kinds/video-params.js';
-import { decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
+import { countVideoPackets, decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
+import { cutVideoChunks } from '../coordinator/kinds/video-chunks.js';
 import type { VideoAudioPlan } from '../shared/media/video-plan.js';
 import { encodeAudio, videoProcessor } from '../worker/processors/video.js';
 import { makeVideo, runKindInProcess, specOf } from './helpers/media.js';
@@ -111,6 +112,24 @@ describe('video timing and audio fixes', () => {
     expect(t60.durations.size).toBe(1);
     // Every 60 fps slot of the source's 90 x 1001/30000 s = 3.003 s: 181 (the last one holds the last frame).
     expect((await decodeCheck(sixty)).frames).toBe(181);
+  });
+
+  it.each([
+    // [source, container flags, whether a stream copy can move its times]
+    ['no B-frames, mp4', 'nob.mp4', ['-bf', '0'], true],
+    ['B-frames, MPEG-TS (decode times from 1.4 s)', 'b.ts', ['-bf', '3'], true],
+    ['B-frames, mp4 (decode times before 0)', 'b.mp4', ['-bf', '3'], false],
+    ['B-frames, Matroska (no decode times stored)', 'b.mkv', ['-bf', '3'], false],
+  ] as const)('measures the chunks\' time shift only where a stream copy can move times: %s', async (_, name, flags, nonNegative) => {
+    const src = await make(name, ['-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=25:d=3', '-c:v', 'libx264', '-preset', 'fast', '-g', '25', ...flags]);
+    const index = await probeVideoIndex(src);
+    expect(index.nonNegative).toBe(nonNegative);
+    // The plan skips the probe where nothing can move: the muxer must indeed have moved nothing there.
+    const { shift } = await cutVideoChunks(src, name, 0, [1], path.join(dir, `chunks-${name}`), new AbortController().signal, { sourceFirstPts: index.packets[0]!.pts });
+    if (nonNegative) expect(shift).toBe(0);
+    else expect(shift).toBeGreaterThan(0);
+    // The merge's one probe counts the packets as the count of its own did.
+    expect((await probeMedia(src, { countPackets: true })).video?.packets).toBe(await countVideoPackets(src));
   });
 
   it('an intermediate that cannot be written is Tessera\'s fault (INTERNAL), with the line that explains it, once', async () => {

@@ -89,7 +89,9 @@ export async function extractAudio(src: string, input: string, streamIndex: numb
 
 /** Describes a file on the coordinator's disk as a spool entry (size and sha256 for the transfer check). */
 export async function spoolFile(file: string, name: string): Promise<SpoolFile> {
+  const { size } = await stat(file);
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return { name, path: file, size: (await stat(file)).size, sha256: hash.digest('hex') };
+  // Reads of up to 1 MiB (a 64 KiB stream took half again as long over a clip's chunks), no larger than the file.
+  for await (const chunk of createReadStream(file, { highWaterMark: Math.max(1, Math.min(size, 1 << 20)) })) hash.update(chunk as Buffer);
+  return { name, path: file, size, sha256: hash.digest('hex') };
 }

@@ -17,7 +17,7 @@ function index(openAt: number[] = []): VideoIndex {
     packets.splice(at, 0, { pts: t(k + 2), duration: 0.04, keyframe: true }, { pts: t(k), duration: 0.04, keyframe: false });
   }
   const frameTimes = packets.map((p) => p.pts).sort((a, b) => a - b);
-  return { packets, frameTimes, cleanKeyframes: [], openKeyframes: [], end: 4, vfr: false };
+  return { packets, frameTimes, cleanKeyframes: [], openKeyframes: [], end: 4, vfr: false, nonNegative: true };
 }
 
 describe('planSegments', () => {

@@ -36,6 +36,8 @@ export interface VideoStreamInfo {
   duration: number;
   /** Stream time base as [num, den]. */
   timeBase: [number, number];
+  /** Packets in the stream, when counted ({@link probeMedia}'s `countPackets`; reads the whole file). */
+  packets?: number;
 }
 
 export interface AudioStreamInfo {
@@ -78,14 +80,15 @@ interface RawStream {
   channel_layout?: string;
   sample_rate?: string;
   tags?: Record<string, string>;
+  nb_read_packets?: string;
   side_data_list?: Array<{ side_data_type?: string; rotation?: number }>;
   disposition?: { attached_pic?: number };
 }
 
 /** Probes container and streams. Throws INVALID_ARGUMENT naming the input when it is not media. */
-export async function probeMedia(file: string, opts: ProbeOptions = {}): Promise<MediaInfo> {
+export async function probeMedia(file: string, opts: ProbeOptions & { countPackets?: boolean } = {}): Promise<MediaInfo> {
   const raw = await runFfprobe<{ format?: { format_name?: string; duration?: string; start_time?: string }; streams?: RawStream[] }>(
-    ['-show_format', '-show_streams', '-i', file],
+    [...(opts.countPackets ? ['-count_packets'] : []), '-show_format', '-show_streams', '-i', file],
     { signal: opts.signal, input: opts.input },
   );
   if (!raw.format) throw invalidArgument(`${opts.input ?? file}: not a media file ffprobe can read`, opts.input);
@@ -125,6 +128,7 @@ function videoInfo(s: RawStream): VideoStreamInfo {
     startTime: num(s.start_time) || 0,
     duration: num(s.duration),
     timeBase: [tb[0] || 1, tb[1] || 1],
+    ...(s.nb_read_packets !== undefined && { packets: Number(s.nb_read_packets) }),
   };
 }
 
@@ -167,6 +171,13 @@ export interface VideoIndex {
   end: number;
   /** True when frame intervals vary by more than 1% (variable frame rate). */
   vfr: boolean;
+  /**
+   * True when every packet (those before the first keyframe too) has a decode time and no time is
+   * negative: a stream copy into a muxer that refuses negative decode times (NUT, Matroska) moves
+   * nothing. Where decode times are missing (Matroska stores none) ffmpeg derives them, negative
+   * before B-frames, and the copy is moved.
+   */
+  nonNegative: boolean;
 }
 
 /** Reads the packet index of the first video stream (demux only, no decoding: fast). */
@@ -183,7 +194,10 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions = {}): Pr
     throw invalidArgument(`${opts.input ?? file}: truncated file: its video data stops at ${stops.toFixed(2)} s, inside a frame its index lists (a copy or upload cut short?)`, opts.input);
   }
   const packets: VideoPacket[] = [];
+  let nonNegative = true;
   for (const p of raw.packets ?? []) {
+    const dts = num(p.dts_time);
+    if (!(dts >= 0) || num(p.pts_time) < 0) nonNegative = false;
     const pts = num(p.pts_time ?? p.dts_time);
     if (!Number.isFinite(pts)) continue; // packets without timestamps cannot be placed; the decoder drops them too
     const flags = p.flags ?? '';
@@ -224,7 +238,7 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions = {}): Pr
   const hi = intervals.reduce((a, b) => Math.max(a, b), 0);
   // Millisecond containers (mkv, webm) jitter by 1 ms: that is rounding, not a variable rate.
   const vfr = intervals.length > 1 && hi - lo > 0.0015 + 0.01 * hi;
-  return { packets, frameTimes, cleanKeyframes, openKeyframes, end: last + lastDuration, vfr };
+  return { packets, frameTimes, cleanKeyframes, openKeyframes, end: last + lastDuration, vfr, nonNegative };
 }
 
 /** Presentation span of a stream in seconds: its first timestamp and its end (last pts + duration). */
