@@ -37,6 +37,9 @@ export const videoKind: CoordinatorKind<VideoJobParams> = {
   },
   prefetch(input, signal) {
     prefetched.set(input, { signal, probes: probeInput(input.path, input.name, signal) });
+    // A job cancelled before its plan (or whose plan stopped at an earlier input) never takes them:
+    // its record, kept until it expires, must not hold a long video's packet index.
+    setTimeout(() => prefetched.delete(input), PREFETCH_KEPT_MS).unref();
   },
   async plan(ctx) {
     const subtasks: SubtaskPlan[] = [];
@@ -226,6 +229,9 @@ interface Probes {
   info: MediaInfo | Error;
   index: VideoIndex | Error;
 }
+
+/** How long prefetched probes wait for their plan (which starts within a second of the check). */
+const PREFETCH_KEPT_MS = 60_000;
 
 /** Probes started when an input passed its submission check ({@link videoKind}'s `prefetch`), until its plan takes them. */
 const prefetched = new WeakMap<SpoolFile, { signal: AbortSignal; probes: Promise<Probes> }>();
