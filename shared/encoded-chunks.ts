@@ -15,6 +15,10 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { CHUNK_SIZE } from './config.js';
+import { FRAME_HEADER_BYTES, inPlaceFraming, markFramable } from './grpc-framing.js';
+
+// Wherever these messages are made, grpc-js frames them where they lie.
+inPlaceFraming();
 
 /** A message's bytes as they go on the wire; a serialiser wrapped by {@link passEncoded} sends them unchanged. */
 export class EncodedMessage {
@@ -91,6 +95,8 @@ export async function* readEncodedChunks(file: string | FileHandle, options: Enc
         start -= rest.length;
         buf.set(rest, start);
         bytes = buf.subarray(start, HEADROOM + bytesRead);
+        // grpc-js's frame header goes in the room left in front, not into a copy.
+        if (start >= FRAME_HEADER_BYTES) markFramable(bytes);
       }
       yield { data: buf.subarray(HEADROOM, HEADROOM + bytesRead), position, message: new EncodedMessage(bytes) };
       position += bytesRead;
