@@ -87,9 +87,9 @@ function installServer(): boolean {
   if (!proto || !looksLikeFraming(proto.serializeMessage, 1) || !String(proto.serializeMessage).includes('this.handler.serialize(')) return false;
   const original = proto.serializeMessage;
   proto.serializeMessage = function (value: unknown): Buffer {
-    const serialize = this.handler?.serialize;
-    if (typeof serialize !== 'function') return original.call(this, value);
-    const bytes = serialize(value);
+    const handler = this.handler;
+    if (typeof handler?.serialize !== 'function') return original.call(this, value);
+    const bytes = handler.serialize(value);
     const framed = Buffer.isBuffer(bytes) ? frameInPlace(bytes) : undefined;
     if (framed) {
       framedInPlace.server++;
