@@ -13,7 +13,9 @@ import { PREFETCHED_INPUTS, type SpoolFile } from '../shared/job-kind.js';
 import { validateImageParams } from '../shared/kinds/image-params.js';
 import { resolveLimits } from '../shared/limits.js';
 import { runFfmpeg } from '../shared/ffmpeg.js';
-import { checkInput, inputChecker } from './input-check.js';
+import { checkInput, inputChecker, takeHeaderProbe } from './input-check.js';
+import { probeMedia } from '../shared/media/probe.js';
+import { probeAudio } from '../shared/media/audio-probe.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -210,6 +212,22 @@ describe('video and thumbnails inputs', () => {
     await runFfmpeg(['-y', '-v', 'error', ...args, file]);
     return { name, path: file, size: (await stat(file)).size, sha256: '' };
   }
+
+  it("keeps the check's probe of a passed input for its planner, once, and parses to what probing again gives", async () => {
+    const limits = resolveLimits();
+    const clip = await media('probe.mkv', ['-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=25:d=1', '-f', 'lavfi', '-i', 'sine=d=1', '-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'flac']);
+    const tone = await media('probe.flac', ['-f', 'lavfi', '-i', 'sine=d=1']);
+    expect(await checkInput('video', clip, limits)).toBeUndefined();
+    expect(await checkInput('audio', tone, limits)).toBeUndefined();
+    const clipProbe = takeHeaderProbe(clip);
+    const toneProbe = takeHeaderProbe(tone);
+    expect(takeHeaderProbe(clip)).toBeUndefined();
+    expect(await probeMedia(clip.path, { input: clip.name, given: clipProbe })).toEqual(await probeMedia(clip.path, { input: clip.name }));
+    expect(await probeAudio(tone.path, tone.name, undefined, toneProbe)).toEqual(await probeAudio(tone.path, tone.name));
+    // A refused input leaves nothing behind.
+    expect(await checkInput('video', tone, limits)).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(takeHeaderProbe(tone)).toBeUndefined();
+  });
 
   it('an audio-only file is refused at submission for video and thumbnails (cover art is no video), accepted for audio', async () => {
     const limits = resolveLimits();

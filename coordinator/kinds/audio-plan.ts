@@ -15,6 +15,7 @@ import { AUDIO_CODECS, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSam
 import { losslessBits } from '../../shared/media/audio-filters.js';
 import { fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
 import { checkNotTruncated, isCuttableWav, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
+import { takeHeaderProbe } from '../input-check.js';
 import { decodeToWav } from '../../shared/media/audio-render.js';
 import { checkWavComplete, readWavInfo, wavHeader, type WavInfo } from '../../shared/media/audio-wav.js';
 
@@ -37,7 +38,7 @@ export async function planAudio(ctx: PlanContext<AudioJobParams>): Promise<{ sub
   const probed: Probed[] = [];
   for (const file of ctx.inputs) {
     try {
-      probed.push({ file, probe: await probeAudio(file.path, file.name, ctx.signal) });
+      probed.push({ file, probe: await probeAudio(file.path, file.name, ctx.signal, takeHeaderProbe(file)) });
     } catch (err) {
       errors.push(itemFailure(err, file.name));
     }

@@ -10,6 +10,7 @@ import type { CoordinatorKind, FinalOutput, ItemFailure, SubtaskPlan } from '../
 import { invalidArgument, TesseraError } from '../../shared/errors.js';
 import { MAX_THUMBNAILS, parseThumbnailParams, type ThumbnailJobParams } from '../../shared/kinds/thumbnails-params.js';
 import { probeMedia, probeVideoIndex } from '../../shared/media/probe.js';
+import { takeHeaderProbe } from '../input-check.js';
 import { thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
 import { writeSprites } from './video-sprite.js';
 
@@ -25,7 +26,7 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
     const errors: ItemFailure[] = [];
     for (const input of ctx.inputs) {
       try {
-        const info = await probeMedia(input.path, { signal: ctx.signal, input: input.name });
+        const info = await probeMedia(input.path, { signal: ctx.signal, input: input.name, given: takeHeaderProbe(input) });
         const v = info.video;
         if (!v || !v.width || !v.height) throw invalidArgument(`${input.name}: has no video stream`, input.name);
         const index = await probeVideoIndex(input.path, { signal: ctx.signal, input: input.name });

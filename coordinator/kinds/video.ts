@@ -19,6 +19,7 @@ import { hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStr
 import { outputSize } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, NUT_CHUNKS_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
+import { takeHeaderProbe } from '../input-check.js';
 import { planSegments, segmentCount } from './video-segments.js';
 import { mergeVideo, type InputPlanRecord } from './video-merge.js';
 
@@ -36,7 +37,7 @@ export const videoKind: CoordinatorKind<VideoJobParams> = {
     if (!v.audio_codec) v.audio_codec = p.audioCodec;
   },
   prefetch(input, signal) {
-    prefetched.set(input, { signal, probes: probeInput(input.path, input.name, signal) });
+    prefetched.set(input, { signal, probes: probeInput(input.path, input.name, signal, takeHeaderProbe(input)) });
     // A job cancelled before its plan (or whose plan stopped at an earlier input) never takes them:
     // its record, kept until it expires, must not hold a long video's packet index.
     setTimeout(() => prefetched.delete(input), PREFETCH_KEPT_MS).unref();
@@ -70,7 +71,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   prefetched.delete(input);
   let probes = early ? await early.probes : undefined;
   // Probes stopped with their submission are no probes (a plan never sees such a job, but a test may).
-  if (!probes || early?.signal.aborted) probes = await probeInput(input.path, name, signal);
+  if (!probes || early?.signal.aborted) probes = await probeInput(input.path, name, signal, takeHeaderProbe(input));
   const { index } = probes;
   if (probes.info instanceof Error) throw probes.info;
   const info = probes.info;
@@ -236,10 +237,13 @@ const PREFETCH_KEPT_MS = 60_000;
 /** Probes started when an input passed its submission check ({@link videoKind}'s `prefetch`), until its plan takes them. */
 const prefetched = new WeakMap<SpoolFile, { signal: AbortSignal; probes: Promise<Probes> }>();
 
-/** Both probes of an input: they read the file independently, so they run together. */
-async function probeInput(file: string, name: string, signal: AbortSignal): Promise<Probes> {
+/**
+ * Both probes of an input: they read the file independently, so they run together. `header`: the
+ * submission check's probe of the streams, which spares the first.
+ */
+async function probeInput(file: string, name: string, signal: AbortSignal, header: unknown): Promise<Probes> {
   const [info, index] = await Promise.all([
-    probeMedia(file, { signal, input: name }).catch((err: unknown) => asError(err)),
+    probeMedia(file, { signal, input: name, given: header }).catch((err: unknown) => asError(err)),
     probeVideoIndex(file, { signal, input: name }).catch((err: unknown) => asError(err)),
   ]);
   return { info, index };

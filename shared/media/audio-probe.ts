@@ -35,11 +35,14 @@ interface FfprobeOutput {
   format?: { format_name?: string; duration?: string };
 }
 
-/** Probes `path` (logical name `input` for messages). */
-export async function probeAudio(path: string, input: string, signal?: AbortSignal): Promise<AudioProbe> {
+/**
+ * Probes `path` (logical name `input` for messages); `given`: that probe's output already made (the
+ * submission check's `-show_format -show_streams`), parsed instead of running ffprobe again.
+ */
+export async function probeAudio(path: string, input: string, signal?: AbortSignal, given?: unknown): Promise<AudioProbe> {
   let out: FfprobeOutput;
   try {
-    out = await runFfprobe<FfprobeOutput>(['-show_streams', '-show_format', '-i', path], { signal, input });
+    out = (given as FfprobeOutput | undefined) ?? (await runFfprobe<FfprobeOutput>(['-show_streams', '-show_format', '-i', path], { signal, input }));
   } catch (err) {
     if (err instanceof TesseraError && err.retryable) throw err;
     if (signal?.aborted) throw err;

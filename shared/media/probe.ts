@@ -85,12 +85,16 @@ interface RawStream {
   disposition?: { attached_pic?: number };
 }
 
+/** What `ffprobe -show_format -show_streams` gives, as far as it is read here. */
+interface RawProbe {
+  format?: { format_name?: string; duration?: string; start_time?: string };
+  streams?: RawStream[];
+}
+
 /** Probes container and streams. Throws INVALID_ARGUMENT naming the input when it is not media. */
-export async function probeMedia(file: string, opts: ProbeOptions & { countPackets?: boolean } = {}): Promise<MediaInfo> {
-  const raw = await runFfprobe<{ format?: { format_name?: string; duration?: string; start_time?: string }; streams?: RawStream[] }>(
-    [...(opts.countPackets ? ['-count_packets'] : []), '-show_format', '-show_streams', '-i', file],
-    { signal: opts.signal, input: opts.input },
-  );
+export async function probeMedia(file: string, opts: ProbeOptions & { countPackets?: boolean; given?: unknown } = {}): Promise<MediaInfo> {
+  // `given`: this probe's output already made (the submission check's), parsed instead of running it again.
+  const raw = (opts.given as RawProbe | undefined) ?? (await runFfprobe<RawProbe>([...(opts.countPackets ? ['-count_packets'] : []), '-show_format', '-show_streams', '-i', file], { signal: opts.signal, input: opts.input }));
   if (!raw.format) throw invalidArgument(`${opts.input ?? file}: not a media file ffprobe can read`, opts.input);
   const streams = raw.streams ?? [];
   // Cover art is a video stream of one frame: never the picture track we transcode.
