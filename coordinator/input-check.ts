@@ -13,6 +13,7 @@ import type { ImageParams } from '../shared/kinds/image-params.js';
 import { describeLimit, limitFlag, type Limits } from '../shared/limits.js';
 import { ANIMATED_FORMATS, outputFormat } from '../shared/media/image-pipeline.js';
 import { SNIFF_BYTES, refusalFor, sniffBuffer, type SniffedFormat } from '../shared/media/sniff.js';
+import { HandOff } from './hand-off.js';
 import { oversizeOutput } from './kinds/image-tiles.js';
 
 /** ffmpeg demuxer names per sniffed container: ffprobe may use only the demuxer the bytes claim. */
@@ -239,13 +240,12 @@ async function checkMedia(kind: string, file: SpoolFile, format: SniffedFormat, 
 
 /**
  * The header probe of each media input that passed its check, as ffprobe gave it (`-show_format
- * -show_streams`, what the planners' probes ask for), until a planner takes it: each ffprobe costs
- * about 0.12 s of CPU here, mostly loading ffmpeg's libraries, and an audio job of 40 small files
- * spent 5 s planning on probes the checks had just made.
+ * -show_streams`, what the planners' probes ask for), until a planner takes it (a minute at most:
+ * planning starts within seconds of the check). Each ffprobe costs about 0.12 s of CPU here, mostly
+ * loading ffmpeg's libraries, and an audio job of 40 small files spent 5 s planning on probes the
+ * checks had just made.
  */
-const headerProbes = new WeakMap<SpoolFile, unknown>();
-/** How long a header probe waits for its planner (which runs within seconds of the check). */
-const HEADER_PROBE_KEPT_MS = 60_000;
+const headerProbes = new HandOff<SpoolFile, unknown>(60_000);
 
 /**
  * The probe the submission check made of `file` (`ffprobe -show_format -show_streams`, with the
@@ -253,9 +253,7 @@ const HEADER_PROBE_KEPT_MS = 60_000;
  * is none (a plan after a restart, a kind without media checks). Taken once.
  */
 export function takeHeaderProbe(file: SpoolFile): unknown {
-  const raw = headerProbes.get(file);
-  headerProbes.delete(file);
-  return raw;
+  return headerProbes.take(file);
 }
 
 /** The header probe of {@link checkMedia}: readable, within the limits, a picture for picture kinds. */
@@ -288,8 +286,7 @@ async function checkHeader(kind: string, file: SpoolFile, demuxer: string, limit
     if (!video) return fail('INVALID_ARGUMENT', 'has no video stream');
     if (!video.width || !video.height) return fail('INVALID_ARGUMENT', 'the video stream has no picture size');
   }
-  headerProbes.set(file, probe);
-  setTimeout(() => headerProbes.delete(file), HEADER_PROBE_KEPT_MS).unref();
+  headerProbes.give(file, probe);
   return undefined;
 }
 

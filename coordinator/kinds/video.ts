@@ -19,6 +19,7 @@ import { hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStr
 import { outputSize } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, NUT_CHUNKS_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
+import { HandOff } from '../hand-off.js';
 import { takeHeaderProbe } from '../input-check.js';
 import { planSegments, segmentCount } from './video-segments.js';
 import { mergeVideo, type InputPlanRecord } from './video-merge.js';
@@ -37,10 +38,7 @@ export const videoKind: CoordinatorKind<VideoJobParams> = {
     if (!v.audio_codec) v.audio_codec = p.audioCodec;
   },
   prefetch(input, signal) {
-    prefetched.set(input, { signal, probes: probeInput(input.path, input.name, signal, takeHeaderProbe(input)) });
-    // A job cancelled before its plan (or whose plan stopped at an earlier input) never takes them:
-    // its record, kept until it expires, must not hold a long video's packet index.
-    setTimeout(() => prefetched.delete(input), PREFETCH_KEPT_MS).unref();
+    prefetched.give(input, { signal, probes: probeInput(input.path, input.name, signal, takeHeaderProbe(input)) });
   },
   async plan(ctx) {
     const subtasks: SubtaskPlan[] = [];
@@ -67,8 +65,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): 
   const { params, signal } = ctx;
   const input = ctx.inputs[inputIndex]!;
   const name = input.name;
-  const early = prefetched.get(input);
-  prefetched.delete(input);
+  const early = prefetched.take(input);
   let probes = early ? await early.probes : undefined;
   // Probes stopped with their submission are no probes (a plan never sees such a job, but a test may).
   if (!probes || early?.signal.aborted) probes = await probeInput(input.path, name, signal, takeHeaderProbe(input));
@@ -231,11 +228,12 @@ interface Probes {
   index: VideoIndex | Error;
 }
 
-/** How long prefetched probes wait for their plan (which starts within a second of the check). */
-const PREFETCH_KEPT_MS = 60_000;
-
-/** Probes started when an input passed its submission check ({@link videoKind}'s `prefetch`), until its plan takes them. */
-const prefetched = new WeakMap<SpoolFile, { signal: AbortSignal; probes: Promise<Probes> }>();
+/**
+ * Probes started when an input passed its submission check ({@link videoKind}'s `prefetch`), until
+ * its plan takes them (it starts within a second of the check): a job cancelled before its plan,
+ * or whose plan stopped at an earlier input, must not keep a long video's packet index.
+ */
+const prefetched = new HandOff<SpoolFile, { signal: AbortSignal; probes: Promise<Probes> }>(60_000);
 
 /**
  * Both probes of an input: they read the file independently, so they run together. `header`: the
