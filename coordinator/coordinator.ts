@@ -143,6 +143,7 @@ export class Coordinator {
     this.store = new JobStore(path.join(opts.dataDir, 'tessera.db'), {
       onFlushError: (err) => log.error({ err: err.message }, 'job store write failed; kept in memory and retried'),
     });
+    this.store.startWriterThread();
     const spool = new Spool(path.join(opts.dataDir, 'spool'));
     if (opts.localReads !== false) await spool.offerLocalReads();
     // A data dir moved or mounted elsewhere (a new volume path, a restore): the paths on record follow.

@@ -294,6 +294,29 @@ describe('JobStore', () => {
     store.close();
   });
 
+  it('starts its writer thread before the first write when asked, commits through it, and closes it unused', async () => {
+    const file = dbFile();
+    const store = new JobStore(file);
+    store.startWriterThread();
+    const writer = (store as unknown as { writer?: { worker: import('node:worker_threads').Worker } }).writer;
+    expect(writer?.worker).toBeDefined();
+    store.saveJob(job('a'));
+    await store.committed();
+    // The same thread took the first batch: none was started for it.
+    expect((store as unknown as { writer?: unknown }).writer).toBe(writer);
+    store.close();
+    const reader = new Database(file, { readonly: true });
+    expect((reader.prepare('SELECT id FROM jobs').all() as { id: string }[]).map((r) => r.id)).toEqual(['a']);
+    reader.close();
+    // A store that never writes closes its thread too, even one still starting.
+    const idle = new JobStore(dbFile());
+    idle.startWriterThread();
+    const started = Date.now();
+    idle.close();
+    expect(Date.now() - started).toBeLessThan(4000);
+    expect((idle as unknown as { writer?: unknown }).writer).toBeNull();
+  });
+
   it('loses nothing when its writer thread is gone: it says so and writes on the main thread', async () => {
     const file = dbFile();
     const errors: Error[] = [];

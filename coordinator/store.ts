@@ -551,6 +551,16 @@ export class JobStore {
     this.afterCommit = t.after.concat(this.afterCommit);
   }
 
+  /**
+   * Starts the writer thread now rather than with the first write: a thread takes about 100 ms to
+   * start (an isolate, the SQLite module, its connection), which the first job's acceptance waited
+   * for. The coordinator calls it as it opens the store, so the thread starts beside the rest of
+   * its start-up.
+   */
+  startWriterThread(): void {
+    if (!this.closed) this.startWriter();
+  }
+
   /** The writer thread, started on first use; undefined when it cannot run (writes then stay on this thread). */
   private startWriter(): Writer | undefined {
     if (this.writer !== undefined) return this.writer ?? undefined;
