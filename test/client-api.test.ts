@@ -121,11 +121,16 @@ describe('submit checks the files before sending anything', () => {
         [[a, path.join(dir, 'missing.bin')], `${path.join(dir, 'missing.bin')}: no such file`],
         [[a, b], `${a} and ${b} would both be input "same.bin"`],
       ];
+      // The files are looked up together, and judged in order: the first bad one is named.
+      cases.push([[a, path.join(dir, 'missing.bin'), dir, ...Array.from({ length: 100 }, (_, i) => path.join(dir, `gone-${i}.bin`))], `${path.join(dir, 'missing.bin')}: no such file`]);
       for (const [files, message] of cases) {
-        const err = await caught(client.submit({ passthrough: {} }, files, { retryForMs: 0 }));
-        expect(err, message).toBeInstanceOf(TesseraError);
-        expect((err as TesseraError).code).toBe(grpc.status.INVALID_ARGUMENT);
-        expect((err as TesseraError).message).toContain(message);
+        // By reference too, where the paths are also resolved meanwhile: the check's refusal, not the resolution's.
+        for (const shared of [false, true]) {
+          const err = await caught(client.submit({ passthrough: {} }, files, { retryForMs: 0, shared }));
+          expect(err, message).toBeInstanceOf(TesseraError);
+          expect((err as TesseraError).code).toBe(grpc.status.INVALID_ARGUMENT);
+          expect((err as TesseraError).message).toContain(message);
+        }
       }
       // Named apart, the same two go (and fail only at the address, where nothing listens).
       const err = await caught(client.submit({ passthrough: {} }, [a, b], { names: ['a.bin', 'b.bin'], retryForMs: 0 }));
