@@ -487,6 +487,44 @@ describe('publishing into a shared output folder', () => {
   });
 });
 
+describe('shared inputs checked again before a merge', () => {
+  it("only where the kind's merge reads them: a file changed after its subtask ran fails a merge that reads it, not one that does not", async () => {
+    const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'tessera-mergecheck-')));
+    dirs.push(dir);
+    mkdirSync(path.join(dir, 'shared'));
+    const file = path.join(dir, 'shared', 'in.bin');
+    const sharedRoots = await SharedRoots.create([path.join(dir, 'shared')], path.join(dir, 'data'));
+    const outcome = async (reads: boolean | undefined): Promise<{ state: string; errors: string[] }> => {
+      writeFileSync(file, 'as submitted');
+      kinds.set('passthrough', {
+        ...original,
+        plan: async () => ({ subtasks: [plan('one')] }),
+        merge: async () => ({ outputs: [] }),
+        ...(reads === undefined ? { mergeReadsInputs: undefined } : { mergeReadsInputs: () => reads }),
+      });
+      const { manager, assigned, finish, store } = setup(undefined, 1, 0, 0, sharedRoots);
+      const job = manager.newJob(spec, 'anonymous');
+      job.inputs.push(await sharedRoots.resolve('in.bin', file));
+      manager.accept(job);
+      await until(() => assigned().length === 1, 'the subtask');
+      // Rewritten once its subtask has run, before the merge.
+      writeFileSync(file, 'rewritten since');
+      finish(assigned()[0]!.subtask_id!, 1);
+      await until(() => job.state === 'succeeded' || job.state === 'failed', 'the end of the job');
+      manager.close();
+      store.close();
+      return { state: job.state, errors: job.errors.map((e) => e.message) };
+    };
+    // By default a merge is taken to read the inputs.
+    for (const reads of [undefined, true]) {
+      const o = await outcome(reads);
+      expect(o.state).toBe('failed');
+      expect(o.errors.join('; ')).toMatch(/input in\.bin: the shared file .* changed after the job was submitted/);
+    }
+    expect(await outcome(false)).toEqual({ state: 'succeeded', errors: [] });
+  });
+});
+
 describe("the coordinator's own trouble", () => {
   it('retries a result its full disk could not take without using up an attempt, up to max_attempts such', async () => {
     kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [plan('one')] }), merge: async () => ({ outputs: [] }) });

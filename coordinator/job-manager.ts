@@ -988,7 +988,7 @@ export class JobManager {
       const outputDir = path.join(this.spool.workDir(job.id), `merge-${phase}-${randomBytes(4).toString('hex')}`);
       if (active.kind.writesFiles !== false) await mkdir(outputDir, { recursive: true });
       // Merges may read the inputs again (a video's audio track): only as they were submitted.
-      await this.assertSharedInputs(job);
+      if (active.kind.mergeReadsInputs?.(results) ?? true) await this.assertSharedInputs(job);
       const merged = await active.kind.merge({ ...this.planContext(active), phase, results, history: outcomes.filter((o) => o.phase < phase), outputDir });
       // A merge cut by the coordinator stopping may report anything (every piece "failed its
       // check"): nothing of it is kept; the restarted coordinator merges the phase again.

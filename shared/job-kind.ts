@@ -224,6 +224,13 @@ export interface CoordinatorKind<P = unknown> {
    * per job, which thousands of small jobs feel. Default true: both exist when they are called.
    */
   writesFiles?: boolean;
+  /**
+   * Optional: false when `merge`, for these results, reads none of the job's inputs (it only lists
+   * the subtasks' files). Before a merge that reads them, the coordinator checks again that each
+   * shared input is still the file submitted: a few file-system calls per input, 50-100 ms at the
+   * end of a batch of 400 photos whose merge reads none. Default true. Pure.
+   */
+  mergeReadsInputs?(results: SubtaskOutcome[]): boolean;
 }
 
 /** A local file handed to a processor. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { SpoolFile } from '../../shared/job-kind.js';
+import type { SpoolFile, SubtaskOutcome } from '../../shared/job-kind.js';
 import { validateImageParams } from '../../shared/kinds/image-params.js';
 import { groupBatches, imageKind, outputNames } from './image.js';
 
@@ -53,6 +53,15 @@ describe('image batch split after a failure', () => {
       { label: 'b.png', inputs: [files[1]], weight: 20, items: ['b.png'], plan: { type: 'batch', items: [{ input: 'b.png', output: 'b.webp' }] } },
     ]);
     expect(imageKind.split!({ ...batch, inputs: [files[0]!], items: ['a.jpg'], plan: { type: 'batch', items: [{ input: 'a.jpg', output: 'a.webp' }] } })).toBeUndefined();
+  });
+});
+
+describe('image merge', () => {
+  it('reads the inputs only to stitch tiles: a batch of resized photos needs no second look at them', () => {
+    const outcome = (plan: unknown): SubtaskOutcome => ({ index: 0, phase: 0, label: 'x', plan, items: [], ok: true, outputs: [], itemErrors: [], result: undefined, worker: 'w' });
+    const batch = outcome({ type: 'batch', items: [{ input: 'a.jpg', output: 'a.webp' }] });
+    expect(imageKind.mergeReadsInputs!([batch, batch])).toBe(false);
+    expect(imageKind.mergeReadsInputs!([batch, outcome({ type: 'tile', source: 'huge.jpg' })])).toBe(true);
   });
 });
 

@@ -135,6 +135,8 @@ export const imageKind: CoordinatorKind<ImageParams> = {
       return { label: item.input, inputs: file ? [file] : [], plan: { type: 'batch', items: [item] } satisfies ImageBatchPlan, weight: file?.size ?? 0, items: [item.input] };
     });
   },
+  // Resized photos are published as they come; only tiles are stitched here (from their strips).
+  mergeReadsInputs: (results) => results.some((r) => isTilePlan(r.plan)),
   async merge({ results, outputDir, signal, params, workDir }) {
     const tiled = await mergeTiles(results, outputDir, signal, workDir);
     const outputs = results.flatMap((r) => imageKind.finalOutputs!(r, params));

@@ -31,6 +31,7 @@ export const passthroughKind: CoordinatorKind<PassthroughParams> = {
   finalOutputs: (r) => r.outputs.filter((o) => r.items.includes(o.name)).map((o) => ({ name: o.name, path: o.path, source: o.name })),
   outputsAreFinal: () => true,
   writesFiles: false,
+  mergeReadsInputs: () => false,
   async merge({ results, params }) {
     return { outputs: results.flatMap((r) => passthroughKind.finalOutputs!(r, params)) };
   },
