@@ -162,10 +162,7 @@ export class TesseraClient {
     checkJobSpec(spec);
     // The shared paths are resolved beside the checks; a check's refusal comes first.
     const resolving = options.shared ? Promise.allSettled(files.map((f) => realpath(f))) : undefined;
-    const sizes = await checkInputFiles(files, options.names).catch(async (err: unknown) => {
-      await resolving;
-      throw err;
-    });
+    const sizes = await checkInputFiles(files, options.names);
     const sizesNow = (): Promise<number[]> => Promise.all(files.map(async (f) => (await stat(f)).size));
     let shared: string[] | undefined;
     if (resolving) {
