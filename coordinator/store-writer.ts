@@ -22,8 +22,9 @@ export interface JobWrite {
   state: string;
   createdAt: number;
   record: string;
-  /** The inputs (JSON array), when they were never stored. */
+  /** Inputs from `inputsFrom` on (JSON array), when there are new ones (or the job was never saved). */
   inputs?: string;
+  inputsFrom?: number;
   /** The stored outputs shrank (a merge redone): drop them all before writing `outputs` from 0. */
   rewriteOutputs: boolean;
   outputsFrom: number;
@@ -70,7 +71,7 @@ export function writeStatements(db: Database.Database): WriteStatements {
 export function applyBatch(db: Database.Database, stmts: WriteStatements, batch: WriteBatch): void {
   db.transaction(() => {
     for (const j of batch.jobs) {
-      if (j.inputs !== undefined) stmts.insertFiles.run(j.id, 'input', 0, j.inputs);
+      if (j.inputs !== undefined) stmts.insertFiles.run(j.id, 'input', j.inputsFrom ?? 0, j.inputs);
       if (j.rewriteOutputs) stmts.deleteFiles.run(j.id, 'output');
       if (j.outputs !== undefined) stmts.insertFiles.run(j.id, 'output', j.outputsFrom, j.outputs);
       stmts.upsertJob.run(j.id, j.state, j.createdAt, j.record);

@@ -7,8 +7,9 @@
  * never hold up the event loop. Callers that need a write done before they go on (reads, shutdown)
  * wait for the thread's batch and write the rest on the store's own connection.
  *
- * A job's inputs and outputs live apart from its record (`job_files`): the inputs written once,
- * the outputs appended as they are published. The record itself changes with every event (its
+ * A job's inputs and outputs live apart from its record (`job_files`), appended: the inputs as
+ * they are accepted (all at once, unless the job started while its upload ran), the outputs as
+ * they are published. The record itself changes with every event (its
  * sequence number), and rewriting a 10,000-photo job's file lists on each change made every
  * commit O(job size).
  */
@@ -120,8 +121,8 @@ export class JobStore {
   private newSubtasks: SubtaskRecord[] = [];
   private readonly dirtySubtasks = new Map<string, SubtaskRecord>();
   private pendingEvents: JobEvent[] = [];
-  /** Per job: whether its inputs are stored, and how many of its outputs. */
-  private readonly filesStored = new Map<string, { inputs: boolean; outputs: number }>();
+  /** Per job: how many of its inputs and of its outputs are stored. */
+  private readonly filesStored = new Map<string, { inputs: number; outputs: number }>();
   private flushScheduled = false;
   /** Called after the next commit that succeeds (what was saved before them is on disk then). */
   private afterCommit: (() => void)[] = [];
@@ -258,7 +259,7 @@ export class JobStore {
       const split = job.inputs === undefined;
       job.inputs ??= f?.input ?? [];
       job.outputs ??= f?.output ?? [];
-      if (split) this.filesStored.set(job.id, { inputs: true, outputs: job.outputs.length });
+      if (split) this.filesStored.set(job.id, { inputs: job.inputs.length, outputs: job.outputs.length });
     }
     const subtasks = new Map<string, SubtaskRecord[]>();
     for (const job of jobs) {
@@ -493,16 +494,18 @@ export class JobStore {
     const after = this.afterCommit;
     this.commitWaiters = [];
     this.afterCommit = [];
-    return { jobs, created, subtasks, events, waiters, after, outputsTaken: jobs.map((j) => j.outputs.length) };
+    return { jobs, created, subtasks, events, waiters, after, inputsTaken: jobs.map((j) => j.inputs.length), outputsTaken: jobs.map((j) => j.outputs.length) };
   }
 
   /** What a batch writes, as SQL parameters (at once after `take`: it reads which files are stored). */
-  private serialise({ jobs, created, subtasks, events, outputsTaken }: Taken): WriteBatch {
+  private serialise({ jobs, created, subtasks, events, inputsTaken, outputsTaken }: Taken): WriteBatch {
     return {
       jobs: jobs.map((j, i) => {
         const { inputs, outputs: all, ...record } = j;
         const outputs = all.slice(0, outputsTaken[i]);
-        const had = this.filesStored.get(j.id) ?? { inputs: false, outputs: 0 };
+        const had = this.filesStored.get(j.id) ?? { inputs: 0, outputs: 0 };
+        // Inputs only grow (a job accepted while its upload runs gets the rest later).
+        const newInputs = inputs.slice(had.inputs, inputsTaken[i]);
         const rewriteOutputs = outputs.length < had.outputs;
         const outputsFrom = rewriteOutputs ? 0 : had.outputs;
         return {
@@ -510,7 +513,8 @@ export class JobStore {
           state: j.state,
           createdAt: j.createdAt,
           record: JSON.stringify(record),
-          ...(had.inputs ? {} : { inputs: JSON.stringify(inputs) }),
+          // The first save of a job writes its inputs, none so far included: the row marks them stored.
+          ...(newInputs.length > 0 || !this.filesStored.has(j.id) ? { inputs: JSON.stringify(newInputs), inputsFrom: had.inputs } : {}),
           rewriteOutputs,
           outputsFrom,
           ...(outputs.length > outputsFrom ? { outputs: JSON.stringify(outputs.slice(outputsFrom)) } : {}),
@@ -528,7 +532,7 @@ export class JobStore {
   private succeeded(t: Taken): void {
     // The outputs this batch wrote, not the job's now: one published while it was being written
     // is in the next batch, which must not take it for stored.
-    t.jobs.forEach((j, i) => this.filesStored.set(j.id, { inputs: true, outputs: t.outputsTaken[i]! }));
+    t.jobs.forEach((j, i) => this.filesStored.set(j.id, { inputs: t.inputsTaken[i]!, outputs: t.outputsTaken[i]! }));
     for (const w of t.waiters) w.resolve();
     runAll(t.after);
   }
@@ -693,6 +697,7 @@ interface Taken {
   waiters: { resolve: () => void; reject: (err: Error) => void }[];
   after: (() => void)[];
   /** How many outputs each of `jobs` had when taken: what the batch writes of them. */
+  inputsTaken: number[];
   outputsTaken: number[];
 }
 
