@@ -88,6 +88,8 @@ export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal,
      * checked must not hold 64 KiB each): the others read theirs when their turn comes.
      */
     add: (file: SpoolFile, head?: Buffer): void => void add(file, limit.pendingCount < HEADS_HELD ? head : undefined),
+    /** `file`'s failure, or undefined when it passed (checking it now if it was not added). */
+    verdict: (file: SpoolFile): Promise<ItemFailure | undefined> => add(file),
     /** The accepted inputs (in the order given) and one failure per refused input; checks any not added yet. */
     async result(inputs: readonly SpoolFile[]): Promise<InputCheckResult> {
       const all = await Promise.all(inputs.map((f) => add(f)));

@@ -10,7 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { CoordinatorKind, SubtaskPlan } from '../shared/job-kind.js';
+import { Channel } from '../shared/channel.js';
+import type { CoordinatorKind, SpoolFile, SubtaskPlan } from '../shared/job-kind.js';
 import { createLogger } from '../shared/logger.js';
 import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
@@ -58,31 +59,6 @@ function streamingKind(release: AsyncIterable<SubtaskPlan>, merged: string[][]):
   };
 }
 
-/** An async iterable the test feeds one item at a time, then ends. */
-function channel<T>(): { iterable: AsyncIterable<T>; push(v: T): void; end(): void } {
-  const items: T[] = [];
-  let done = false;
-  let wake: (() => void) | undefined;
-  return {
-    push: (v) => {
-      items.push(v);
-      wake?.();
-    },
-    end: () => {
-      done = true;
-      wake?.();
-    },
-    iterable: {
-      async *[Symbol.asyncIterator]() {
-        for (;;) {
-          while (items.length > 0) yield items.shift()!;
-          if (done) return;
-          await new Promise<void>((resolve) => (wake = resolve));
-        }
-      },
-    },
-  };
-}
 
 function setup(dataDir?: string, slots = 8, prefetch = 0, quarantineFailures = 0, sharedRoots?: SharedRoots) {
   const dir = dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'tessera-jm-'));
@@ -139,9 +115,9 @@ async function until(cond: () => boolean, what: string): Promise<void> {
 
 describe('streaming plans', () => {
   it('dispatches later subtasks as they come and merges phase 0 only after the last one', async () => {
-    const feed = channel<SubtaskPlan>();
+    const feed = new Channel<SubtaskPlan>();
     const merged: string[][] = [];
-    kinds.set('passthrough', streamingKind(feed.iterable, merged));
+    kinds.set('passthrough', streamingKind(feed, merged));
     const { manager, assigned, finish, store } = setup();
     const job = manager.newJob(spec, 'anonymous');
     manager.accept(job);
@@ -168,8 +144,8 @@ describe('streaming plans', () => {
   });
 
   it('a coordinator stopped while planning plans the job again from the start', async () => {
-    const feed = channel<SubtaskPlan>();
-    kinds.set('passthrough', streamingKind(feed.iterable, []));
+    const feed = new Channel<SubtaskPlan>();
+    kinds.set('passthrough', streamingKind(feed, []));
     const first = setup();
     const job = first.manager.newJob(spec, 'anonymous');
     first.manager.accept(job);
@@ -180,8 +156,8 @@ describe('streaming plans', () => {
 
     // Restarted on the same data: the old partial plan is dropped and planning starts over.
     const merged: string[][] = [];
-    const again = channel<SubtaskPlan>();
-    kinds.set('passthrough', streamingKind(again.iterable, merged));
+    const again = new Channel<SubtaskPlan>();
+    kinds.set('passthrough', streamingKind(again, merged));
     const second = setup(first.dir);
     expect(second.manager.resume()).toBe(1);
     await until(() => second.assigned().length === 1, 'the re-planned first subtask');
@@ -193,6 +169,91 @@ describe('streaming plans', () => {
     await until(() => resumed.state === 'succeeded', 'the resumed job to finish');
     expect(merged).toEqual([['now', 'later A']]);
     expect(second.manager.subtasksOf(job.id)).toHaveLength(2);
+    second.manager.close();
+    second.store.close();
+  });
+});
+
+/** A kind planned while its inputs arrive: one subtask per input, as each comes. */
+function receivingKind(merged: string[][]): CoordinatorKind {
+  return {
+    ...original,
+    plansWhileReceiving: () => true,
+    plan: async (ctx) => ({
+      subtasks: [],
+      later: (async function* () {
+        for (let run = await ctx.arriving!.take(); run; run = await ctx.arriving!.take()) for (const f of run) yield plan(f.name);
+      })(),
+    }),
+    merge: async (ctx) => {
+      merged.push(ctx.results.map((r) => r.label));
+      return { outputs: [] };
+    },
+  };
+}
+const input = (name: string): SpoolFile => ({ name, path: `/nonexistent/${name}`, size: 1, sha256: '' });
+
+describe('a job accepted while its upload runs', () => {
+  it('runs each input as it comes, ends only after the upload has, and stores every input', async () => {
+    const merged: string[][] = [];
+    kinds.set('passthrough', receivingKind(merged));
+    const { dir, manager, assigned, finish, store } = setup();
+    const job = manager.newJob(spec, 'anonymous');
+    job.inputs = [input('a')];
+    const receiving = await manager.acceptReceiving(job);
+    await until(() => assigned().length === 1, 'the first input\'s subtask');
+    finish(assigned()[0]!.subtask_id!, 1);
+    await sleep(50);
+    expect(job.state).toBe('running');
+    expect(merged).toEqual([]);
+    receiving.add([input('b')], [{ input: 'bad', code: 'INVALID_ARGUMENT', message: 'bad: not an image' }]);
+    await until(() => assigned().length === 2, 'the second input\'s subtask');
+    finish(assigned()[1]!.subtask_id!, 1);
+    await sleep(50);
+    expect(job.state).toBe('running');
+    await receiving.end();
+    await until(() => ['succeeded', 'partially_succeeded', 'failed', 'cancelled'].includes(job.state), 'the job to end');
+    // Its one error and no output (this kind makes none): failed, as a job planned at once would.
+    expect(job).toMatchObject({ state: 'failed', errors: [{ input: 'bad' }] });
+    expect(merged).toEqual([['a', 'b']]);
+    expect(manager.eventsAfter(job.id, 0).map((e) => e.message)).toEqual(expect.arrayContaining(['accepted 1 input(s), more arriving', 'upload complete: 2 input(s)']));
+    manager.close();
+    store.close();
+    // On disk: both inputs (the second appended after the job was first written) and the refused one's error.
+    const again = new JobStore(path.join(dir, 'jobs.db'));
+    const stored = again.loadAll().jobs.find((j) => j.id === job.id)!;
+    expect(stored.inputs.map((f) => f.name)).toEqual(['a', 'b']);
+    expect(stored.errors.map((e) => e.input)).toEqual(['bad']);
+    expect(stored.receiving).toBe(false);
+    again.close();
+  });
+
+  it('is dropped with its files when its submission fails half-way, its running subtask cancelled; a restart drops one whose upload had not ended', async () => {
+    kinds.set('passthrough', receivingKind([]));
+    const first = setup();
+    const job = first.manager.newJob(spec, 'anonymous');
+    job.inputs = [input('a')];
+    const receiving = await first.manager.acceptReceiving(job);
+    await until(() => first.assigned().length === 1, 'the first input\'s subtask');
+    await receiving.discard(new Error('the client went away'));
+    expect(() => first.manager.get(job.id)).toThrow(/not found/);
+    expect(first.cancels().map((c) => c.subtask_id)).toEqual([first.assigned()[0]!.subtask_id]);
+    expect(first.store.loadAll().jobs.map((j) => j.id)).not.toContain(job.id);
+    // Adding to it afterwards changes nothing.
+    receiving.add([input('b')], []);
+    await sleep(20);
+    expect(first.assigned()).toHaveLength(1);
+
+    // Stopped while another one's upload runs: its next start drops it.
+    const cut = first.manager.newJob(spec, 'anonymous');
+    cut.inputs = [input('c')];
+    await first.manager.acceptReceiving(cut);
+    first.manager.close();
+    first.store.close();
+    const second = setup(first.dir);
+    expect(second.manager.resume()).toBe(0);
+    expect(() => second.manager.get(cut.id)).toThrow(/not found/);
+    expect(second.store.loadAll().jobs).toEqual([]);
     second.manager.close();
     second.store.close();
   });

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import { TesseraError, dataLoss, hasLocalTroubleCode, describeError, isAbortError, notFound, failedPrecondition, withInput } from '../shared/errors.js';
-import type { CoordinatorKind, FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../shared/job-kind.js';
+import { Channel } from '../shared/channel.js';
+import { isPlanErrors, type CoordinatorKind, type FinalOutput, type ItemFailure, type PlanErrors, type SpoolFile, type SubtaskOutcome, type SubtaskPlan } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
 import { safeOutputName } from '../shared/names.js';
 import type { Assignment } from '../shared/proto/generated/tessera/v1/Assignment.js';
@@ -69,6 +70,16 @@ export interface JobManagerOptions {
   sharedRoots?: SharedRoots;
 }
 
+/** A job accepted while its upload runs (JobManager.acceptReceiving). */
+export interface ReceivingJob {
+  /** Inputs accepted by their checks since (in submission order), and the refused ones' failures. */
+  add(files: SpoolFile[], errors: ItemFailure[]): void;
+  /** The upload ended: every input is in; resolves once the job is on disk so. */
+  end(): Promise<void>;
+  /** The submission failed: the job ends and is removed with everything it made. */
+  discard(reason: unknown): Promise<void>;
+}
+
 /** A queued assignment is moved to an idle worker only if its holder would start it this much later (ms) or more. */
 const MOVE_QUEUED_MIN_MS = 10;
 
@@ -123,6 +134,8 @@ export class JobManager {
   private readonly unfinished = new Map<string, Set<string>>();
   private readonly active = new Map<string, ActiveJob>();
   private readonly subtasks = new Map<string, SubtaskRecord>();
+  /** The inputs still arriving for jobs accepted while their upload runs, by job. */
+  private readonly arrivals = new Map<string, Channel<SpoolFile>>();
   private dispatchScheduled = false;
   private stopping = false;
   private readonly stopListeners = new Set<() => void>();
@@ -201,7 +214,7 @@ export class JobManager {
   async accept(job: JobRecord): Promise<void> {
     this.keep(job);
     job.message = 'planning';
-    this.events.jobState(job, `accepted ${job.inputs.length} input(s)`);
+    this.events.jobState(job, `accepted ${job.inputs.length} input(s)${job.receiving ? ', more arriving' : ''}`);
     // The client is told the job exists only once it is on disk (the store's writer thread commits
     // it at once, or with the next batch when busy: hundreds of submissions need not make a commit
     // each). If it cannot be written (a full disk), the submission fails and the job is gone, not
@@ -218,9 +231,61 @@ export class JobManager {
     this.begin(job);
   }
 
-  /** The kept job `owner` submitted with `requestId` (see JobSpec.request_id), if any. */
+  /**
+   * Accepts a job whose upload is still going on (its kind `plansWhileReceiving`), from the inputs
+   * checked so far (`job.inputs`, one at least): it is planned and runs on them at once. The handle
+   * gives it the inputs accepted after them, ends its upload, or drops it when the submission fails.
+   */
+  async acceptReceiving(job: JobRecord): Promise<ReceivingJob> {
+    const arrivals = new Channel<SpoolFile>();
+    arrivals.push(...job.inputs);
+    job.receiving = true;
+    this.arrivals.set(job.id, arrivals);
+    try {
+      await this.accept(job);
+    } catch (err) {
+      this.arrivals.delete(job.id);
+      throw err;
+    }
+    return {
+      add: (files, errors) => {
+        if (!job.receiving) return;
+        job.inputs.push(...files);
+        job.errors.push(...errors);
+        this.store.saveJob(job);
+        arrivals.push(...files);
+      },
+      end: async () => {
+        if (!job.receiving) return;
+        job.receiving = false;
+        this.arrivals.delete(job.id);
+        arrivals.end();
+        this.events.log(job, `upload complete: ${job.inputs.length} input(s)`);
+        // Complete on disk before the client hears of it, as a job accepted whole is.
+        await this.store.committed();
+      },
+      discard: async (reason) => {
+        job.receiving = false;
+        this.arrivals.delete(job.id);
+        // Nothing of a failed submission is kept: the job ends, then goes with all it made.
+        this.finish(job, 'failed', `the submission failed before its upload ended: ${describeError(reason)}`);
+        arrivals.fail(reason);
+        try {
+          this.store.deleteJob(job.id);
+        } catch (err) {
+          // A store that cannot write now (a full disk, the coordinator stopping): the next start drops it.
+          this.log.warn({ err, job: job.id }, 'dropping a job whose submission failed: the store could not delete it');
+        }
+        this.drop(job);
+        await this.spool.removeJob(job.id).catch((err: unknown) => this.log.warn({ err, job: job.id }, 'removing the files of a job whose submission failed'));
+      },
+    };
+  }
+
+  /** The kept job `owner` submitted with `requestId` (see JobSpec.request_id), if any; not one still receiving its inputs. */
   findByRequest(owner: string, requestId: string): JobRecord | undefined {
-    return this.byRequest.get(requestKey(owner, requestId));
+    const job = this.byRequest.get(requestKey(owner, requestId));
+    return job?.receiving ? undefined : job;
   }
 
   /** How many of `owner`'s jobs have not finished. */
@@ -343,7 +408,7 @@ export class JobManager {
       // The planner may read the inputs (headers, a huge image's pixels, ffprobe): only as submitted.
       await Promise.all([this.assertSharedInputs(job), this.spool.prepareJob(job.id, { work: kind.writesFiles !== false })]);
       if (TERMINAL_JOB_STATES.has(job.state)) return;
-      const ctx = this.planContext(active);
+      const ctx = { ...this.planContext(active), arriving: this.arrivals.get(job.id) };
       const { subtasks, errors, later } = await kind.plan(ctx);
       // Cancelled while it was planned (finish() has let go of it): its plan is dropped.
       if (TERMINAL_JOB_STATES.has(job.state)) return;
@@ -362,12 +427,13 @@ export class JobManager {
   }
 
   /** Adds a kind's `later` subtasks to phase 0 as they come; phase 0 can end once they stop. */
-  private async addLater(active: ActiveJob, later: AsyncIterable<SubtaskPlan>): Promise<void> {
+  private async addLater(active: ActiveJob, later: AsyncIterable<SubtaskPlan | PlanErrors>): Promise<void> {
     const job = active.record;
     try {
       for await (const plan of later) {
         if (TERMINAL_JOB_STATES.has(job.state) || this.stopping) return;
-        this.addSubtasks(active, [plan], 0, true);
+        if (isPlanErrors(plan)) job.errors.push(...plan.errors);
+        else this.addSubtasks(active, [plan], 0, true);
       }
     } catch (err) {
       this.failJob(active, err, 'planning failed');
@@ -1332,6 +1398,13 @@ export class JobManager {
     const { jobs, subtasks } = this.store.loadAll();
     let resumed = 0;
     for (const job of jobs) {
+      if (job.receiving) {
+        // Its upload was cut by the stop, and its client told that the submission failed.
+        this.log.warn({ job: job.id }, 'dropping a job whose upload had not ended when the coordinator stopped');
+        this.store.deleteJob(job.id);
+        void this.spool.removeJob(job.id).catch((err: unknown) => this.log.warn({ err, job: job.id }, 'removing the files of a dropped job'));
+        continue;
+      }
       this.keep(job);
       if (TERMINAL_JOB_STATES.has(job.state)) continue;
       resumed++;

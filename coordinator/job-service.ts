@@ -13,9 +13,9 @@ import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js'
 import type { OutputChunk } from '../shared/proto/generated/tessera/v1/OutputChunk.js';
 import type { SubmitJobRequest__Output } from '../shared/proto/generated/tessera/v1/SubmitJobRequest.js';
 import { asWire, passEncoded, readEncodedChunks } from '../shared/encoded-chunks.js';
-import type { SpoolFile } from '../shared/job-kind.js';
+import type { ItemFailure, SpoolFile } from '../shared/job-kind.js';
 import pLimit from 'p-limit';
-import type { JobManager } from './job-manager.js';
+import type { JobManager, ReceivingJob } from './job-manager.js';
 import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, toJobSummary, type JobRecord, type OutputRecord } from './model.js';
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
@@ -96,6 +96,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     const job = jobs.newJob(first.value.spec, owner);
     const requestId = job.spec.request_id;
     const requestKey = requestId ? `${owner}\n${requestId}` : undefined;
+    const cancelled = (): void => attempt.stop(new TesseraError(status.CANCELLED, 'the client cancelled the submission; nothing of it was kept'));
     const attempt: Attempt = { spec: canonicalJson(specToCompare(job.spec)), superseded: false, counted: false, stop: (reason: Error) => (messages as { destroy?: (e: Error) => void }).destroy?.(reason) };
     // Everything up to the first await is one step: of two attempts with the same id, the one that
     // arrived last is the one that stays.
@@ -120,7 +121,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
         before.superseded = true;
         if (before.counted) count(owner, -1);
         before.counted = false;
-        before.stop(new TesseraError(status.ABORTED, `submission superseded: a newer submission with spec.request_id ${requestId} arrived`));
+        before.stop(superseded(job));
       }
       receivingRequests.set(requestKey, attempt);
     }
@@ -130,10 +131,13 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       count(owner, 1);
       attempt.counted = true;
       uploading.add(attempt.stop);
+      // A client gone between two inputs would leave the stream waiting for the next one forever.
+      signal.addEventListener('abort', cancelled, { once: true });
       // Before any input arrives: a folder the outputs cannot go to fails the submission at once.
       if (job.spec.shared_output_dir) job.spec.shared_output_dir = await shared.resolveOutputDir(job.spec.shared_output_dir);
       return await receiveAndAccept(job, iterator, signal, attempt);
     } finally {
+      signal.removeEventListener('abort', cancelled);
       uploading.delete(attempt.stop);
       if (attempt.counted) count(owner, -1);
       attempt.counted = false;
@@ -149,30 +153,96 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     const kind = coordinatorKinds.get(job.kind);
     const prefetch = kind?.prefetch && ((file: SpoolFile, s: AbortSignal): void => kind.prefetch!(file, s));
     const checks = inputChecker(job.kind, limits, signal, job.kind === 'image' ? validateImageParams(job.spec.image) : undefined, prefetch);
+    // A kind that can start on the first inputs while the rest upload is accepted as soon as one has
+    // passed its check (not into a shared output folder: a submission that fails half-way must
+    // leave nothing behind, and it can remove only what is in the spool).
+    const early = !job.spec.shared_output_dir && kind?.plansWhileReceiving?.(jobs.validateSpec(job.spec).params, job.spec) ? receiveEarly(job, checks, attempt) : undefined;
     try {
-      await receiveInputs(job, iterator, spool, shared, limits, signal, checks.add);
-      const checked = await checks.result(job.inputs);
-      if (checked.accepted.length === 0 && checked.errors.length > 0) {
-        const first = checked.errors[0]!;
-        throw new TesseraError(statusFromName(first.code), checked.errors.map((e) => e.message).join('; '), { input: first.input, retryable: false });
+      const inputs = await receiveInputs(job, iterator, spool, shared, limits, signal, checks.add, early?.feed);
+      // A client that goes away between two inputs may end its stream as one that sent its last:
+      // a grpc-js client cancelling a call ends its side of the stream, then resets it, and the
+      // reset arrives an event-loop turn or two later when that client is idle (measured), later
+      // when it is busy. Such a submission is refused if the reset comes within a few turns;
+      // after that it cannot be told from one that ended (a client that dies resets the
+      // connection at once, and one gone mid-input never sent that input's end).
+      for (let turn = 0; turn < CANCEL_TURNS && !signal.aborted; turn++) await new Promise(setImmediate);
+      if (signal.aborted) throw new TesseraError(status.CANCELLED, `the client cancelled the submission after ${inputs.length} input(s); nothing of it was kept`);
+      const started = await early?.started();
+      if (started) {
+        // A retry took this submission's place while its last inputs were being checked: the retry makes the job.
+        if (attempt.superseded) throw superseded(job);
+        await started.end();
+      } else {
+        const checked = early ? early.refused() : await checks.result(inputs);
+        if (checked.accepted.length === 0 && checked.errors.length > 0) {
+          const first = checked.errors[0]!;
+          throw new TesseraError(statusFromName(first.code), checked.errors.map((e) => e.message).join('; '), { input: first.input, retryable: false });
+        }
+        job.inputs = checked.accepted;
+        job.errors.push(...checked.errors);
+        if (job.inputs.length === 0 && job.kind !== 'passthrough') throw invalidArgument('a job needs at least one input file');
+        if (attempt.superseded) throw superseded(job);
+        // From here it counts among its owner's unfinished jobs, no longer as a submission uploading.
+        if (attempt.counted) count(owner, -1);
+        attempt.counted = false;
+        // Written to the store before the client hears of it; a store that cannot take it fails the submission.
+        await jobs.accept(job);
       }
-      job.inputs = checked.accepted;
-      job.errors.push(...checked.errors);
-      if (job.inputs.length === 0 && job.kind !== 'passthrough') throw invalidArgument('a job needs at least one input file');
-      // A retry took this submission's place while its inputs were being checked: the retry makes the job.
-      if (attempt.superseded) throw new TesseraError(status.ABORTED, `submission superseded: a newer submission with spec.request_id ${job.spec.request_id} arrived`);
-      // From here it counts among its owner's unfinished jobs, no longer as a submission uploading.
-      if (attempt.counted) count(owner, -1);
-      attempt.counted = false;
-      // Written to the store before the client hears of it; a store that cannot take it fails the submission.
-      await jobs.accept(job);
     } catch (err) {
       await checks.stop();
+      await early?.discard(err);
       await spool.removeJob(job.id);
       throw err;
     }
-    log.info({ job: job.id, kind: job.kind, inputs: job.inputs.length, owner }, 'job accepted');
+    log.info({ job: job.id, kind: job.kind, inputs: job.inputs.length, owner, early: Boolean(early) }, 'job accepted');
     return toJobMessage(job, jobs.subtasksOf(job.id));
+  }
+
+  /**
+   * Feeds a submission's inputs, in submission order as their checks pass, to its job: accepted
+   * (JobManager.acceptReceiving) with the first to pass, and given the others as they come.
+   */
+  function receiveEarly(job: JobRecord, checks: ReturnType<typeof inputChecker>, attempt: Attempt) {
+    const refused: ItemFailure[] = [];
+    let started: ReceivingJob | undefined;
+    let failed = false;
+    let feeding: Promise<void> = Promise.resolve();
+    return {
+      /** Called for each input in submission order, with the file once it is in (or looked up). */
+      feed(arrival: Promise<SpoolFile>): void {
+        feeding = feeding.then(async () => {
+          const file = await arrival;
+          const failure = await checks.verdict(file);
+          if (failed || attempt.superseded) return;
+          if (started) {
+            started.add(failure ? [] : [file], failure ? [failure] : []);
+          } else if (failure) {
+            refused.push(failure);
+          } else {
+            job.inputs = [file];
+            job.errors.push(...refused);
+            if (attempt.counted) count(job.owner, -1);
+            attempt.counted = false;
+            started = await jobs.acceptReceiving(job);
+          }
+        });
+        // A failure here (the store cannot take the job) ends the upload with it.
+        feeding.catch((err: unknown) => attempt.stop(err instanceof Error ? err : new Error(String(err))));
+      },
+      /** Once every input fed has been handed on: the job, if one passed. */
+      async started(): Promise<ReceivingJob | undefined> {
+        await feeding;
+        return started;
+      },
+      /** No input passed: their failures. */
+      refused: () => ({ accepted: [] as SpoolFile[], errors: refused }),
+      /** The submission failed: nothing more is fed, and the job (if it started) is dropped. */
+      async discard(reason: unknown): Promise<void> {
+        failed = true;
+        await feeding.catch(() => undefined);
+        await started?.discard(reason);
+      },
+    };
   }
 
   return {
@@ -222,12 +292,22 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
   };
 }
 
+/** Event-loop turns a submission's end waits for a cancellation that may follow it. */
+const CANCEL_TURNS = 4;
+
+/** A retry took this submission's place while its inputs were being checked: the retry makes the job. */
+const superseded = (job: JobRecord): TesseraError =>
+  new TesseraError(status.ABORTED, `submission superseded: a newer submission with spec.request_id ${job.spec.request_id} arrived`);
+
 const overFileLimit = (name: string, bytes: number, limits: JobServiceLimits): TesseraError =>
   new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: ${bytes} bytes is over the per-file limit of ${limits.maxFileBytes} bytes (the coordinator's --max-file-bytes)`, { input: name });
 const overJobLimit = (name: string, limits: JobServiceLimits): TesseraError =>
   new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: the job's inputs are over the per-job limit of ${limits.maxJobBytes} bytes (the coordinator's --max-job-bytes)`, { input: name });
 
-/** Receives the inputs into `job.inputs` (in submission order), handing each to `arrived` as soon as it is complete. */
+/**
+ * Receives the inputs, handing each to `arrived` as soon as it is complete, and to `ordered` (a
+ * promise of it, settled once it is in) in submission order; returns them in submission order.
+ */
 async function receiveInputs(
   job: JobRecord,
   iterator: AsyncIterator<SubmitJobRequest__Output>,
@@ -236,7 +316,8 @@ async function receiveInputs(
   limits: JobServiceLimits,
   signal: AbortSignal,
   arrived: (file: SpoolFile, head?: Buffer) => void,
-): Promise<void> {
+  ordered?: (file: Promise<SpoolFile>) => void,
+): Promise<SpoolFile[]> {
   let total = 0;
   const names = new Set<string>();
   // Inputs in submission order. Those by reference are looked up a few at once while the next
@@ -279,6 +360,7 @@ async function receiveInputs(
       // Awaited in order by settle(); a failure is not left unhandled meanwhile.
       lookup.catch(() => undefined);
       inputs.push(lookup);
+      ordered?.(lookup);
       next = await iterator.next();
       if (!next.done && next.value.msg === 'input_end') next = await iterator.next();
       if (!next.done && next.value.msg === 'data') throw invalidArgument(`input ${name} is submitted by reference (shared_path): no data may follow its header`, name);
@@ -311,10 +393,11 @@ async function receiveInputs(
     const received: SpoolFile = { name, path: file, size, sha256 };
     arrived(received);
     inputs.push(received);
+    ordered?.(Promise.resolve(received));
     next = await iterator.next();
   }
   await settle();
-  for (const f of inputs as SpoolFile[]) job.inputs.push(f);
+  return inputs as SpoolFile[];
 }
 
 /** One message per event. */

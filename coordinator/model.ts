@@ -47,6 +47,12 @@ export interface JobRecord {
    * coordinator restarted then plans the job again. Absent (older records) means complete.
    */
   planComplete?: boolean;
+  /**
+   * True while the job runs on the inputs that have arrived and its upload is still going on (its
+   * kind's `plansWhileReceiving`). A coordinator that restarts then drops the job: its submission
+   * failed, and its client was told so.
+   */
+  receiving?: boolean;
 }
 
 export interface SubtaskRecord extends Omit<SubtaskPlan, 'plan'> {

@@ -120,6 +120,15 @@ export interface PlanContext<P> {
   workDir: string;
   signal: AbortSignal;
   log: Logger;
+  /**
+   * Only for `plan`, and only for a job accepted while its upload still runs (its kind's
+   * `plansWhileReceiving`): `inputs` then grows as they come, and `take` gives each accepted input
+   * once, the first ones included, in submission order, in runs as they pass their checks (refused
+   * ones are the job's errors already), waiting up to `waitMs` for one: [] when none came, undefined
+   * once the upload has ended and all were taken; it throws (and the job is dropped) when the
+   * submission fails. Such a plan returns its subtasks as `later`, which phase 0 waits for.
+   */
+  arriving?: { take(waitMs?: number): Promise<SpoolFile[] | undefined> };
 }
 
 export interface MergeContext<P> extends PlanContext<P> {
@@ -153,8 +162,15 @@ export interface PlanResult {
    * until this ends. An error thrown from it fails the job like a planning error. Stop early when
    * `ctx.signal` aborts. A coordinator restarted mid-way plans the job again from the start.
    */
-  later?: AsyncIterable<SubtaskPlan>;
+  later?: AsyncIterable<SubtaskPlan | PlanErrors>;
 }
+
+/** Per-input failures a `later` plan found, as it goes (they become the job's errors). */
+export interface PlanErrors {
+  errors: ItemFailure[];
+}
+
+export const isPlanErrors = (x: SubtaskPlan | PlanErrors): x is PlanErrors => !('inputs' in x);
 
 export type MergeResult =
   | { outputs: FinalOutput[]; errors?: ItemFailure[]; next?: undefined }
@@ -186,6 +202,13 @@ export interface CoordinatorKind<P = unknown> {
    * {@link PREFETCHED_INPUTS} inputs to pass only. Must not throw.
    */
   prefetch?(input: SpoolFile, signal: AbortSignal): void;
+  /**
+   * Optional: true when `plan` can start on a job's first inputs while the rest are still being
+   * uploaded (`PlanContext.arriving`), so that the workers start before the upload ends. Not asked
+   * for jobs that write into a shared output folder: a submission that fails half-way leaves
+   * nothing behind only where everything it made is in the spool.
+   */
+  plansWhileReceiving?(params: P, spec: JobSpec__Output): boolean;
   /** Optional checks of the uploaded inputs before planning (per-input failures go to `errors`). */
   plan(ctx: PlanContext<P>): Promise<PlanResult>;
   /** Called when every subtask of a phase has finished (succeeded or failed for good). */

@@ -16,7 +16,7 @@ let cluster: TestCluster;
 let dir: string;
 let run = 0;
 
-type JobJson = { state: string; outputs: { name: string; path: string }[]; errors: { input: string; code: string; message: string }[]; subtasks: { label: string }[] };
+type JobJson = { state: string; outputs: { name: string; path: string; source: string }[]; errors: { input: string; code: string; message: string }[]; subtasks: { label: string }[] };
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-image-outputs-'));
@@ -68,12 +68,13 @@ describe('pyramids', () => {
 });
 
 describe('output names', () => {
-  it('two inputs of one stem as pyramids get two distinct zips, the job succeeds', async () => {
+  it('two inputs of one stem as pyramids get two distinct zips (the second its whole name), the job succeeds', async () => {
     const a = await makeSource(path.join(dir, 'noise.jpg'), 120, 90, 'jpeg');
     const b = await makeSource(path.join(dir, 'noise.png'), 120, 90);
     const r = await submit(['--pyramid', 'deepzoom'], [a, b]);
     expect(r.code, r.stderr).toBe(0);
-    expect(names(r.job)).toEqual(['noise.jpg.zip', 'noise.png.zip']);
+    expect(names(r.job)).toEqual(['noise.png.zip', 'noise.zip']);
+    expect(r.job.outputs.find((o) => o.name === 'noise.zip')?.source).toBe('noise.jpg');
   });
 
   it('are decided from the content: a PNG named a.jpg beside a.jpg.png, and a PNG without extension', async () => {

@@ -188,8 +188,8 @@ describe('outputs published while the job runs', () => {
     const announced = events.filter((e) => e.type === 'output').map((e) => e.output!);
     expect(announced.map((o) => o.source).sort()).toEqual(photos.map((p) => path.basename(p)).sort());
     expect(announced.every((o) => o.name.endsWith('.webp') && o.content_type === 'image/webp')).toBe(true);
-    // Four batches of two on two slots: the first photos were announced before the last batch finished.
-    expect(done.subtasks).toHaveLength(4);
+    // At least four batches on two slots (more when the upload paused): the first photos were announced before the last batch finished.
+    expect(done.subtasks.length).toBeGreaterThanOrEqual(4);
     const firstOutput = events.findIndex((e) => e.type === 'output');
     const lastDone = events.findLastIndex((e) => e.type === 'subtask_state' && e.subtask?.state === 'SUBTASK_STATE_SUCCEEDED');
     expect(firstOutput).toBeLessThan(lastDone);

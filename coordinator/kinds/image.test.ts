@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { SpoolFile, SubtaskOutcome } from '../../shared/job-kind.js';
+import { Channel } from '../../shared/channel.js';
+import { isPlanErrors, type SpoolFile, type SubtaskOutcome } from '../../shared/job-kind.js';
+import { createLogger } from '../../shared/logger.js';
+import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import { validateImageParams } from '../../shared/kinds/image-params.js';
 import { groupBatches, imageKind, outputNames } from './image.js';
 
@@ -35,12 +38,14 @@ describe('image batch planning', () => {
   });
 
   it('gives colliding output names distinct names', () => {
+    // The first keeps the short name: a name depends only on the inputs before it.
     const names = outputNames(['a.png', 'a.jpg', 'b.tif'], () => 'webp');
-    expect([...names.values()]).toEqual(['a.png.webp', 'a.jpg.webp', 'b.webp']);
+    expect([...names.values()]).toEqual(['a.webp', 'a.jpg.webp', 'b.webp']);
     // Still distinct when an input is named like another's fallback.
-    const tricky = outputNames(['a.png', 'a.jpg', 'a.png.jpg'], () => 'jpg');
-    expect(new Set(tricky.values()).size).toBe(3);
-    expect([...tricky.values()]).toEqual(['a.png.jpg', 'a.jpg.jpg', 'a.png-2.jpg']);
+    const tricky = outputNames(['a.jpg.webp', 'a.png', 'a.jpg'], () => 'webp');
+    expect([...tricky.values()]).toEqual(['a.jpg.webp', 'a.webp', 'a.jpg-2.webp']);
+    const same = outputNames(['a.png', 'a.jpg', 'a.jpg.png'], () => 'jpg');
+    expect([...same.values()]).toEqual(['a.jpg', 'a.jpg.jpg', 'a.jpg.png.jpg']);
   });
 });
 
@@ -106,5 +111,71 @@ describe('image params checked at submission', () => {
       expect(refused({ tiled_output: 'iiif', iiif_id: id })).toMatchObject({ codeName: 'INVALID_ARGUMENT', message: expect.stringMatching(/^image\.iiif_id: /) });
     }
     expect(refused({ tiled_output: 'deepzoom', iiif_id: 'https://x.org/' })).toMatchObject({ message: expect.stringMatching(/^image\.iiif_id: applies only to tiled_output iiif/) });
+  });
+});
+
+describe('an image batch planned while its photos arrive', () => {
+  const photo = (name: string, size: number): SpoolFile => ({ ...file(name, size), dims: { width: 4000, height: 3000, orientation: 1 } });
+  const params = validateImageParams({ width: 800, format: 'webp' });
+
+  async function planArriving(slots: number) {
+    const arriving = new Channel<SpoolFile>();
+    const { subtasks, later } = await imageKind.plan({
+      jobId: 'j',
+      params,
+      spec: {} as JobSpec__Output,
+      inputs: [],
+      cluster: { workers: slots, slots, encoders: new Set<string>(), encoderSets: [], features: new Set<string>() },
+      workDir: '/nonexistent',
+      signal: new AbortController().signal,
+      log: createLogger('test', 'silent'),
+      arriving,
+    });
+    expect(subtasks).toEqual([]);
+    const plans = later![Symbol.asyncIterator]();
+    const next = async (): Promise<string[]> => {
+      const r = await plans.next();
+      if (r.done) return ['(done)'];
+      if (isPlanErrors(r.value)) throw new Error(`errors: ${JSON.stringify(r.value.errors)}`);
+      return r.value.items;
+    };
+    return { arriving, plans, next };
+  }
+
+  it('sends a full subtask at once, keeps two photos per slot back while more come, and spreads the rest at the end', async () => {
+    const { arriving, next, plans } = await planArriving(2);
+    const names = (from: number, to: number): string[] => Array.from({ length: to - from }, (_, i) => `p${from + i}.jpg`);
+    // 5 MB photos: three fill a subtask (16 MiB).
+    arriving.push(...names(0, 9).map((n) => photo(n, 5_000_000)));
+    expect(await next()).toEqual(names(0, 3));
+    arriving.push(...names(9, 12).map((n) => photo(n, 5_000_000)));
+    expect(await next()).toEqual(names(3, 6));
+    arriving.end();
+    // The rest (the four kept back and two more) spread over the slots as a batch planned at once.
+    const rest: string[][] = [];
+    for (let items = await next(); items[0] !== '(done)'; items = await next()) rest.push(items);
+    expect(rest.flat().sort()).toEqual(names(6, 12).sort());
+    expect(rest).toHaveLength(4);
+    expect((await plans.next()).done).toBe(true);
+  });
+
+  it('spreads photos that do not fill a subtask over the slots once no more came for a moment; names outputs as a batch planned at once', async () => {
+    const { arriving, plans } = await planArriving(2);
+    arriving.push(photo('a.png', 1000), photo('a.jpg', 1000));
+    const started = Date.now();
+    const first = await plans.next();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(80);
+    expect(first.value).toMatchObject({ items: ['a.png'], plan: { type: 'batch', items: [{ input: 'a.png', output: 'a.webp' }] } });
+    expect((await plans.next()).value).toMatchObject({ items: ['a.jpg'], plan: { type: 'batch', items: [{ input: 'a.jpg', output: 'a.jpg.webp' }] } });
+    expect([...outputNames(['a.png', 'a.jpg'], () => 'webp').values()]).toEqual(['a.webp', 'a.jpg.webp']);
+    arriving.end();
+    expect((await plans.next()).done).toBe(true);
+  });
+
+  it('ends with the error the upload failed with', async () => {
+    const { arriving, plans } = await planArriving(1);
+    const waiting = plans.next();
+    arriving.fail(new Error('the client went away'));
+    await expect(waiting).rejects.toThrow('the client went away');
   });
 });

@@ -4,7 +4,7 @@
  */
 import { open } from 'node:fs/promises';
 import pLimit from 'p-limit';
-import type { CoordinatorKind, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
+import type { CoordinatorKind, PlanContext, PlanErrors, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { checkNewImageParams, validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
 import { FORMAT_EXTENSION, outputFormat } from '../../shared/media/image-pipeline.js';
 import { SNIFF_BYTES, sniffBuffer } from '../../shared/media/sniff.js';
@@ -22,25 +22,29 @@ const MAX_ITEMS_PER_SUBTASK = 8;
 const MAX_BYTES_PER_SUBTASK = 16 * 1024 * 1024;
 
 /**
- * Output names, distinct: the input's base name with the new extension; when two inputs would
- * collide (`a.png`, `a.jpg` -> `a.webp`), the full input name is kept as the base (`a.png.webp`);
- * a name still taken (an input named `a.png.webp` too) gets a number (`a.png-2.webp`).
+ * Output names, distinct, given in submission order: the input's base name with the new
+ * extension; a name already given (`a.png`, then `a.jpg` -> `a.webp`) keeps the full input name as
+ * the base instead (`a.jpg.webp`); a name still taken (an input named `a.jpg.webp` too) gets a
+ * number (`a.jpg-2.webp`). A name depends only on the inputs before it, so a job planned while its
+ * inputs still arrive names them as one planned at once.
  */
+export class OutputNamer {
+  private readonly taken = new Set<string>();
+
+  name(input: string, ext: string): string {
+    let name = withExtension(input, ext);
+    if (this.taken.has(name)) name = `${input}.${ext}`;
+    const base = name.slice(0, name.lastIndexOf('.'));
+    for (let n = 2; this.taken.has(name); n++) name = `${base}-${n}.${ext}`;
+    this.taken.add(name);
+    return name;
+  }
+}
+
+/** {@link OutputNamer}'s names of `inputs`, by input. */
 export function outputNames(inputs: string[], ext: (input: string) => string): Map<string, string> {
-  const proposed = inputs.map((i) => withExtension(i, ext(i)));
-  const counts = new Map<string, number>();
-  for (const n of proposed) counts.set(n, (counts.get(n) ?? 0) + 1);
-  const wanted = inputs.map((i, k) => (counts.get(proposed[k]!)! > 1 ? `${i}.${ext(i)}` : proposed[k]!));
-  const taken = new Set<string>();
-  return new Map(
-    inputs.map((input, k) => {
-      const base = wanted[k]!.slice(0, wanted[k]!.lastIndexOf('.'));
-      let name = wanted[k]!;
-      for (let n = 2; taken.has(name); n++) name = `${base}-${n}.${ext(input)}`;
-      taken.add(name);
-      return [input, name];
-    }),
-  );
+  const namer = new OutputNamer();
+  return new Map(inputs.map((input) => [input, namer.name(input, ext(input))]));
 }
 
 /** Single-file subtasks kept for the end of a large batch, per slot. */
@@ -88,7 +92,10 @@ export const imageKind: CoordinatorKind<ImageParams> = {
     if (p.tiledOutput) splitForTiles(p);
     checkNewImageParams(p);
   },
-  async plan({ params, inputs, cluster, workDir, signal }) {
+  // Outputs are published in the spool, and the tiled path reads only the input it tiles.
+  plansWhileReceiving: () => true,
+  async plan({ params, inputs, cluster, workDir, signal, arriving }) {
+    if (arriving) return { subtasks: [], later: planArriving(arriving, params, { workDir, slots: cluster.slots, signal }) };
     // Every output's name is decided here, once, from what the worker will write: a pyramid is a
     // zip; else the format asked for, or (none asked for) the one the worker picks from the input's
     // content (image-pipeline.ts `outputFormat`), never from its name: `a.jpg` holding a PNG
@@ -101,17 +108,7 @@ export const imageKind: CoordinatorKind<ImageParams> = {
     // Huge images (or --tile) go down the tiled path: one subtask per tile, stitched in merge.
     const tiles = await planTiledInputs(inputs, params, { workDir, slots: cluster.slots, signal, outputNames: names });
     const batched = inputs.filter((f) => !tiles.tiled.has(f.name));
-    const subtasks: SubtaskPlan[] = groupBatches(batched, cluster.slots).map((group) => {
-      const plan: ImageBatchPlan = { type: 'batch', items: group.map((f) => ({ input: f.name, output: names.get(f.name)! })) };
-      const first = group[0]!.name;
-      return {
-        label: group.length === 1 ? first : `${group.length} images (${first}, ...)`,
-        inputs: group,
-        plan,
-        weight: group.reduce((n, f) => n + f.size, 0),
-        items: group.map((f) => f.name),
-      };
-    });
+    const subtasks = groupBatches(batched, cluster.slots).map((group) => batchSubtask(group, names));
     // A huge input's strips keep coming while the coordinator decodes it (`later`).
     return { subtasks: [...subtasks, ...tiles.subtasks], errors: tiles.errors, later: tiles.later };
   },
@@ -143,6 +140,75 @@ export const imageKind: CoordinatorKind<ImageParams> = {
     return { outputs: [...outputs, ...tiled.outputs], errors: tiled.errors };
   },
 };
+
+/** One subtask resizing `group`, into the names given. */
+function batchSubtask(group: SpoolFile[], names: ReadonlyMap<string, string>): SubtaskPlan {
+  const plan: ImageBatchPlan = { type: 'batch', items: group.map((f) => ({ input: f.name, output: names.get(f.name)! })) };
+  const first = group[0]!.name;
+  return {
+    label: group.length === 1 ? first : `${group.length} images (${first}, ...)`,
+    inputs: group,
+    plan,
+    weight: group.reduce((n, f) => n + f.size, 0),
+    items: group.map((f) => f.name),
+  };
+}
+
+/** How long photos that do not fill a subtask wait for more before they are planned as they are (ms). */
+const PARTIAL_GROUP_WAIT_MS = 100;
+
+/**
+ * Plans a batch whose photos are still arriving (an upload), as they come: each is named in turn
+ * (as `plan` names them), a huge one takes the tiled path, and the others go out in subtasks of
+ * up to MAX_ITEMS_PER_SUBTASK photos and MAX_BYTES_PER_SUBTASK as soon as one is full, while two
+ * photos per slot are kept back. When no photo has come for PARTIAL_GROUP_WAIT_MS (a slow upload:
+ * slots must not wait for a subtask to fill), and at the end of the upload, what waits is planned
+ * as a batch planned at once would be (groupBatches: spread over the slots, ending with small
+ * subtasks, which the scheduler runs last, so that the slots end together).
+ */
+async function* planArriving(
+  arriving: NonNullable<PlanContext<ImageParams>['arriving']>,
+  params: ImageParams,
+  o: { workDir: string; slots: number; signal: AbortSignal },
+): AsyncGenerator<SubtaskPlan | PlanErrors> {
+  const namer = new OutputNamer();
+  const names = new Map<string, string>();
+  const keptBack = Math.max(1, o.slots) * TAIL_SINGLES_PER_SLOT;
+  const waiting: SpoolFile[] = [];
+  /** The first photos of `waiting` when they fill a subtask and more than the kept-back ones remain. */
+  const fullGroup = (): SpoolFile[] | undefined => {
+    let n = 0;
+    let bytes = 0;
+    for (; n < waiting.length && n < MAX_ITEMS_PER_SUBTASK; n++) {
+      if (n > 0 && bytes + waiting[n]!.size > MAX_BYTES_PER_SUBTASK) break;
+      bytes += waiting[n]!.size;
+    }
+    const full = n === MAX_ITEMS_PER_SUBTASK || n < waiting.length;
+    return full && waiting.length - n >= keptBack ? waiting.splice(0, n) : undefined;
+  };
+  for (;;) {
+    const run = await arriving.take(waiting.length > 0 ? PARTIAL_GROUP_WAIT_MS : Infinity);
+    if (run === undefined) break;
+    for (const f of run) {
+      o.signal.throwIfAborted();
+      names.set(f.name, namer.name(f.name, await outputExtension(f, params)));
+      const tiles = await planTiledInputs([f], params, { workDir: o.workDir, slots: o.slots, signal: o.signal, outputNames: names });
+      if (tiles.errors.length > 0) yield { errors: tiles.errors };
+      if (!tiles.tiled.has(f.name)) {
+        waiting.push(f);
+        continue;
+      }
+      yield* tiles.subtasks;
+      if (tiles.later) yield* tiles.later;
+    }
+    if (run.length === 0) {
+      for (const group of groupBatches(waiting.splice(0), o.slots)) yield batchSubtask(group, names);
+      continue;
+    }
+    for (let group = fullGroup(); group; group = fullGroup()) yield batchSubtask(group, names);
+  }
+  for (const group of groupBatches(waiting, o.slots)) yield batchSubtask(group, names);
+}
 
 /** The input an output of a batch was made from: its planned name, or that name with the extension the worker added. */
 function sourceOf(plan: ImageBatchPlan, output: string): string {

@@ -1,0 +1,161 @@
+/**
+ * An image batch that is uploaded starts on its first photos while the rest are still coming: a
+ * real coordinator and worker processes, and a raw gRPC stub as the client, so that the test holds
+ * the upload open. A submission that fails half-way leaves nothing behind.
+ */
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import * as grpc from '@grpc/grpc-js';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadTesseraProto } from '../shared/proto.js';
+import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
+import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
+import { sha256 } from '../shared/streams.js';
+import { startCluster, type TestCluster } from './helpers/cluster.js';
+
+let cluster: TestCluster;
+let dir: string;
+let raw: JobServiceClient;
+const photos: { name: string; data: Buffer }[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-early-'));
+  cluster = await startCluster({ workers: 2, slots: 1 });
+  const { proto } = loadTesseraProto();
+  raw = new proto.tessera.v1.JobService(cluster.address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
+  for (let i = 0; i < 12; i++) {
+    const data = await sharp({ create: { width: 320, height: 240, channels: 3, background: { r: 20 * i, g: 100, b: 200 - 10 * i } } }).jpeg().toBuffer();
+    photos.push({ name: `p${String(i).padStart(2, '0')}.jpg`, data });
+  }
+}, 60_000);
+
+afterAll(async () => {
+  raw?.close();
+  await cluster?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+type Call = grpc.ClientWritableStream<object>;
+
+/** Opens a SubmitJob call; the answer comes when the upload ends. */
+function openSubmission(label: string): { call: Call; answer: Promise<{ err: grpc.ServiceError | null; job?: Job__Output }> } {
+  let call!: Call;
+  const answer = new Promise<{ err: grpc.ServiceError | null; job?: Job__Output }>((resolve) => {
+    call = raw.SubmitJob((err, job) => resolve({ err, job })) as unknown as Call;
+  });
+  call.write({ spec: { label, image: { width: 64, format: 'webp' } } });
+  return { call, answer };
+}
+
+function upload(call: Call, photo: { name: string; data: Buffer }, trailer = sha256(photo.data)): void {
+  call.write({ input: { name: photo.name, size: String(photo.data.length) } });
+  call.write({ data: photo.data });
+  call.write({ input_end: { sha256: trailer } });
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
+  for (let i = 0; i < 400; i++) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    await sleep(25);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const listed = (label: string): Promise<Job__Output> =>
+  until(`job ${label} to be listed`, async () => (await cluster.client.listJobs({ limit: 100 })).find((j) => j.spec?.label === label));
+
+const withOutputs = (id: string): Promise<Job__Output> =>
+  until(`job ${id} to publish an output`, async () => {
+    const job = await cluster.client.getJob(id);
+    return job.outputs.length > 0 ? job : undefined;
+  });
+
+const gone = (id: string): Promise<true> =>
+  until(`job ${id} to be gone`, async () => ((await cluster.client.getJob(id).catch((e: grpc.ServiceError) => e)) as grpc.ServiceError).code === grpc.status.NOT_FOUND || undefined);
+
+describe('an image batch that is uploaded', () => {
+  it('publishes the first photos while the upload is still open, and ends as one job with every photo', async () => {
+    const { call, answer } = openSubmission('early-whole');
+    for (const p of photos.slice(0, 5)) upload(call, p);
+    // The upload stays open: the job is there, running, and has made outputs already.
+    const early = await withOutputs((await listed('early-whole')).id);
+    expect(early.state).toBe('JOB_STATE_RUNNING');
+    for (const p of photos.slice(5)) upload(call, p);
+    call.end();
+    const { err, job } = await answer;
+    expect(err).toBeNull();
+    expect(job!.id).toBe(early.id);
+    expect(job!.inputs.map((i) => [i.name, i.sha256])).toEqual(photos.map((p) => [p.name, sha256(p.data)]));
+    const events: string[] = [];
+    const done = await cluster.client.wait(job!.id, (e) => events.push(`${e.type}:${e.message}`));
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    expect(done.errors).toEqual([]);
+    expect(done.outputs.map((o) => [o.name, o.source]).sort()).toEqual(photos.map((p) => [p.name.replace('.jpg', '.webp'), p.name]));
+    const out = path.join(dir, 'whole');
+    const files = await cluster.client.download(job!.id, out);
+    for (const f of files.values()) expect(await sharp(f).metadata()).toMatchObject({ format: 'webp', width: 64 });
+    // Accepted with its first photo; an output published before the upload's end.
+    const accepted = events.findIndex((e) => e.endsWith('accepted 1 input(s), more arriving'));
+    const complete = events.findIndex((e) => e.endsWith('upload complete: 12 input(s)'));
+    expect(accepted).toBeGreaterThanOrEqual(0);
+    expect(complete).toBeGreaterThan(accepted);
+    expect(events.slice(accepted, complete).some((e) => e.startsWith('output:'))).toBe(true);
+  });
+
+  it('keeps a photo refused mid-upload as that photo\'s error; the others succeed', async () => {
+    const { call, answer } = openSubmission('early-refused');
+    upload(call, photos[0]!);
+    await withOutputs((await listed('early-refused')).id);
+    upload(call, { name: 'not-a-photo.jpg', data: Buffer.from('plain text, not a JPEG') });
+    upload(call, photos[1]!);
+    call.end();
+    const { err, job } = await answer;
+    expect(err).toBeNull();
+    const done = await cluster.client.wait(job!.id);
+    expect(done.state).toBe('JOB_STATE_PARTIALLY_SUCCEEDED');
+    expect(done.errors.map((e) => [e.input, e.code])).toEqual([['not-a-photo.jpg', 'INVALID_ARGUMENT']]);
+    expect(done.outputs.map((o) => o.name).sort()).toEqual(['p00.webp', 'p01.webp']);
+  });
+
+  it('is refused as a whole when it fails half-way (a photo that arrived damaged): the job it started is gone with its files, and the workers go on', async () => {
+    const { call, answer } = openSubmission('early-damaged');
+    for (const p of photos.slice(0, 3)) upload(call, p);
+    const started = await withOutputs((await listed('early-damaged')).id);
+    upload(call, photos[3]!, sha256(Buffer.from('something else')));
+    call.end();
+    const { err } = await answer;
+    expect(err?.code).toBe(grpc.status.DATA_LOSS);
+    expect(err?.details).toContain(`input ${photos[3]!.name}: checksum mismatch`);
+    await gone(started.id);
+    await until('its spool folder to go', async () => (!(await readdir(path.join(cluster.dataDir, 'spool', 'jobs')).catch(() => [] as string[])).includes(started.id) || undefined));
+    // The cluster goes on: the next job runs on both workers as before.
+    const files = await Promise.all(photos.slice(0, 4).map(async (p) => {
+      const f = path.join(dir, p.name);
+      await writeFile(f, p.data);
+      return f;
+    }));
+    const next = await cluster.client.submit({ label: 'after', image: { width: 32, format: 'webp' } }, files);
+    const done = await cluster.client.wait(next.id);
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    expect(done.outputs).toHaveLength(4);
+  });
+
+  it('is dropped too when its client goes away in the middle of a photo', async () => {
+    const { call, answer } = openSubmission('early-gone');
+    for (const p of photos.slice(0, 3)) upload(call, p);
+    const started = await withOutputs((await listed('early-gone')).id);
+    const next = photos[3]!;
+    call.write({ input: { name: next.name, size: String(next.data.length) } });
+    call.write({ data: next.data.subarray(0, 100) });
+    await until('the partial photo to reach the spool', async () => ((await readdir(path.join(cluster.dataDir, 'spool', 'jobs', started.id, 'in')).catch(() => [] as string[])).length > 3 ? true : undefined));
+    call.cancel();
+    expect((await answer).err?.code).toBe(grpc.status.CANCELLED);
+    await gone(started.id);
+    expect((await cluster.client.listJobs({ limit: 100 })).map((j) => j.id)).not.toContain(started.id);
+    await until('its spool folder to go', async () => (!(await readdir(path.join(cluster.dataDir, 'spool', 'jobs')).catch(() => [] as string[])).includes(started.id) || undefined));
+  });
+});
