@@ -228,6 +228,28 @@ describe('a job accepted while its upload runs', () => {
     again.close();
   });
 
+  it('cancelled while its upload runs: its subtasks stop, and nothing follows its final event when the upload ends', async () => {
+    kinds.set('passthrough', receivingKind([]));
+    const { manager, assigned, cancels, store } = setup();
+    const job = manager.newJob(spec, 'anonymous');
+    job.inputs = [input('a')];
+    const receiving = await manager.acceptReceiving(job);
+    await until(() => assigned().length === 1, 'the first input\'s subtask');
+    manager.cancel(job.id);
+    expect(cancels().map((c) => c.subtask_id)).toEqual([assigned()[0]!.subtask_id]);
+    receiving.add([input('b')], []);
+    await receiving.end();
+    await sleep(20);
+    expect(assigned()).toHaveLength(1);
+    expect(job.state).toBe('cancelled');
+    const events = manager.eventsAfter(job.id, 0);
+    expect(events.at(-1)!.final).toBe(true);
+    expect(events.filter((e) => e.final)).toHaveLength(1);
+    expect(store.loadAll().jobs.find((j) => j.id === job.id)).toMatchObject({ state: 'cancelled', receiving: false });
+    manager.close();
+    store.close();
+  });
+
   it('is dropped with its files when its submission fails half-way, its running subtask cancelled; a restart drops one whose upload had not ended', async () => {
     kinds.set('passthrough', receivingKind([]));
     const first = setup();

@@ -260,7 +260,9 @@ export class JobManager {
         job.receiving = false;
         this.arrivals.delete(job.id);
         arrivals.end();
-        this.events.log(job, `upload complete: ${job.inputs.length} input(s)`);
+        // A job cancelled meanwhile has had its final event: nothing follows it.
+        if (TERMINAL_JOB_STATES.has(job.state)) this.store.saveJob(job);
+        else this.events.log(job, `upload complete: ${job.inputs.length} input(s)`);
         // Complete on disk before the client hears of it, as a job accepted whole is.
         await this.store.committed();
       },

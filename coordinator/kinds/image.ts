@@ -51,23 +51,23 @@ export function outputNames(inputs: string[], ext: (input: string) => string): M
 const TAIL_SINGLES_PER_SLOT = 2;
 
 /**
- * Groups files into subtasks: bounded by count and bytes, at least ~2 per slot, balanced by size
- * (LPT). On two slots or more, a batch of more than a few files per slot keeps its smallest
- * files, two per slot, as single-file subtasks: the scheduler runs a job's heaviest subtasks
- * first, so those run last, and whichever slot finishes its last group first takes them. The
- * slots then end within about one file of each other instead of one group (400 photos on 2
- * slots: groups of ~4).
+ * Groups files into subtasks: bounded by count and bytes, at least `perSlot` (~2) per slot,
+ * balanced by size (LPT). On two slots or more, a batch of more than a few files per slot keeps
+ * its smallest files, two per slot, as single-file subtasks: the scheduler runs a job's heaviest
+ * subtasks first, so those run last, and whichever slot finishes its last group first takes
+ * them. The slots then end within about one file of each other instead of one group (400 photos
+ * on 2 slots: groups of ~4).
  */
-export function groupBatches(files: SpoolFile[], slots: number): SpoolFile[][] {
+export function groupBatches(files: SpoolFile[], slots: number, perSlot = 2): SpoolFile[][] {
   if (files.length === 0) return [];
   const sorted = [...files].sort((a, b) => b.size - a.size);
-  const perSlot = Math.max(1, slots);
+  const slotCount = Math.max(1, slots);
   // A single slot has nothing to balance against.
-  const singles = slots >= 2 && sorted.length > 4 * perSlot * TAIL_SINGLES_PER_SLOT ? sorted.splice(sorted.length - perSlot * TAIL_SINGLES_PER_SLOT) : [];
+  const singles = slots >= 2 && sorted.length > 4 * slotCount * TAIL_SINGLES_PER_SLOT ? sorted.splice(sorted.length - slotCount * TAIL_SINGLES_PER_SLOT) : [];
   const bytes = sorted.reduce((n, f) => n + f.size, 0);
   const groups = Math.min(
     sorted.length,
-    Math.max(Math.ceil(sorted.length / MAX_ITEMS_PER_SUBTASK), Math.ceil(bytes / MAX_BYTES_PER_SUBTASK), perSlot * 2),
+    Math.max(Math.ceil(sorted.length / MAX_ITEMS_PER_SUBTASK), Math.ceil(bytes / MAX_BYTES_PER_SUBTASK), slotCount * perSlot),
   );
   const bins = Array.from({ length: groups }, () => ({ files: [] as SpoolFile[], bytes: 0 }));
   for (const f of sorted) {
@@ -155,16 +155,17 @@ function batchSubtask(group: SpoolFile[], names: ReadonlyMap<string, string>): S
 }
 
 /** How long photos that do not fill a subtask wait for more before they are planned as they are (ms). */
-const PARTIAL_GROUP_WAIT_MS = 100;
+const PARTIAL_GROUP_WAIT_MS = 200;
 
 /**
  * Plans a batch whose photos are still arriving (an upload), as they come: each is named in turn
  * (as `plan` names them), a huge one takes the tiled path, and the others go out in subtasks of
  * up to MAX_ITEMS_PER_SUBTASK photos and MAX_BYTES_PER_SUBTASK as soon as one is full, while two
  * photos per slot are kept back. When no photo has come for PARTIAL_GROUP_WAIT_MS (a slow upload:
- * slots must not wait for a subtask to fill), and at the end of the upload, what waits is planned
- * as a batch planned at once would be (groupBatches: spread over the slots, ending with small
- * subtasks, which the scheduler runs last, so that the slots end together).
+ * slots must not wait for a subtask to fill), what waits is spread over the slots, a subtask
+ * each; at the end of the upload, it is planned as a batch planned at once would be
+ * (groupBatches: two subtasks per slot at least, the smaller ones run last, so that the slots end
+ * together).
  */
 async function* planArriving(
   arriving: NonNullable<PlanContext<ImageParams>['arriving']>,
@@ -202,7 +203,8 @@ async function* planArriving(
       if (tiles.later) yield* tiles.later;
     }
     if (run.length === 0) {
-      for (const group of groupBatches(waiting.splice(0), o.slots)) yield batchSubtask(group, names);
+      // One subtask per slot at most: more would only add subtasks where the upload goes on.
+      for (const group of groupBatches(waiting.splice(0), o.slots, 1)) yield batchSubtask(group, names);
       continue;
     }
     for (let group = fullGroup(); group; group = fullGroup()) yield batchSubtask(group, names);
