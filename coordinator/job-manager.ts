@@ -270,8 +270,13 @@ export class JobManager {
         job.receiving = false;
         this.arrivals.delete(job.id);
         // Nothing of a failed submission is kept: the job ends, then goes with all it made.
+        const publishing = this.active.get(job.id)?.publishing;
         this.finish(job, 'failed', `the submission failed before its upload ended: ${describeError(reason)}`);
         arrivals.fail(reason);
+        // What it published into a shared output folder too (a publication under way when it
+        // ended removes its own file): only those very files, not whatever took their names since.
+        await publishing?.catch(() => undefined);
+        await Promise.all(job.outputs.flatMap((o) => (o.shared ? [removeIfSame(o.path, o.shared).catch(() => undefined)] : [])));
         try {
           this.store.deleteJob(job.id);
         } catch (err) {
@@ -1405,6 +1410,8 @@ export class JobManager {
         this.log.warn({ job: job.id }, 'dropping a job whose upload had not ended when the coordinator stopped');
         this.store.deleteJob(job.id);
         void this.spool.removeJob(job.id).catch((err: unknown) => this.log.warn({ err, job: job.id }, 'removing the files of a dropped job'));
+        for (const o of job.outputs) if (o.shared) void removeIfSame(o.path, o.shared).catch(() => undefined);
+        if (job.spec.shared_output_dir) void removeSharedTemps(job.spec.shared_output_dir, job.id).catch(() => undefined);
         continue;
       }
       this.keep(job);
@@ -1526,7 +1533,7 @@ function contentTypeOf(name: string): string {
 }
 
 /** Removes `file` if it is still the file `was` describes (device and inode). */
-async function removeIfSame(file: string, was: Stats): Promise<void> {
+async function removeIfSame(file: string, was: Pick<Stats, 'dev' | 'ino'>): Promise<void> {
   const now = await lstat(file).catch(() => undefined);
   if (now && now.dev === was.dev && now.ino === was.ino) await rm(file, { force: true });
 }

@@ -154,9 +154,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     const prefetch = kind?.prefetch && ((file: SpoolFile, s: AbortSignal): void => kind.prefetch!(file, s));
     const checks = inputChecker(job.kind, limits, signal, job.kind === 'image' ? validateImageParams(job.spec.image) : undefined, prefetch);
     // A kind that can start on the first inputs while the rest upload is accepted as soon as one has
-    // passed its check (not into a shared output folder: a submission that fails half-way must
-    // leave nothing behind, and it can remove only what is in the spool).
-    const early = !job.spec.shared_output_dir && kind?.plansWhileReceiving?.(jobs.validateSpec(job.spec).params, job.spec) ? receiveEarly(job, checks, attempt) : undefined;
+    // passed its check.
+    const early = kind?.plansWhileReceiving?.(jobs.validateSpec(job.spec).params, job.spec) ? receiveEarly(job, checks, attempt) : undefined;
     try {
       const inputs = await receiveInputs(job, iterator, spool, shared, limits, signal, checks.add, early?.feed);
       // A client that goes away between two inputs may end its stream as one that sent its last:

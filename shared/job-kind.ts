@@ -204,9 +204,9 @@ export interface CoordinatorKind<P = unknown> {
   prefetch?(input: SpoolFile, signal: AbortSignal): void;
   /**
    * Optional: true when `plan` can start on a job's first inputs while the rest are still being
-   * uploaded (`PlanContext.arriving`), so that the workers start before the upload ends. Not asked
-   * for jobs that write into a shared output folder: a submission that fails half-way leaves
-   * nothing behind only where everything it made is in the spool.
+   * uploaded (`PlanContext.arriving`), so that the workers start before the upload ends. A
+   * submission that fails half-way drops the job with everything it made (its outputs in a shared
+   * folder included): its plan must make nothing else outside the spool.
    */
   plansWhileReceiving?(params: P, spec: JobSpec__Output): boolean;
   /** Optional checks of the uploaded inputs before planning (per-input failures go to `errors`). */

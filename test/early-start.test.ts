@@ -3,7 +3,7 @@
  * real coordinator and worker processes, and a raw gRPC stub as the client, so that the test holds
  * the upload open. A submission that fails half-way leaves nothing behind.
  */
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,7 +23,7 @@ const photos: { name: string; data: Buffer }[] = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-early-'));
-  cluster = await startCluster({ workers: 2, slots: 1 });
+  cluster = await startCluster({ workers: 2, slots: 1, coordinatorArgs: ['--shared-output-root', dir] });
   const { proto } = loadTesseraProto();
   raw = new proto.tessera.v1.JobService(cluster.address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
   for (let i = 0; i < 12; i++) {
@@ -41,12 +41,12 @@ afterAll(async () => {
 type Call = grpc.ClientWritableStream<object>;
 
 /** Opens a SubmitJob call; the answer comes when the upload ends. */
-function openSubmission(label: string): { call: Call; answer: Promise<{ err: grpc.ServiceError | null; job?: Job__Output }> } {
+function openSubmission(label: string, sharedOutputDir = ''): { call: Call; answer: Promise<{ err: grpc.ServiceError | null; job?: Job__Output }> } {
   let call!: Call;
   const answer = new Promise<{ err: grpc.ServiceError | null; job?: Job__Output }>((resolve) => {
     call = raw.SubmitJob((err, job) => resolve({ err, job })) as unknown as Call;
   });
-  call.write({ spec: { label, image: { width: 64, format: 'webp' } } });
+  call.write({ spec: { label, image: { width: 64, format: 'webp' }, shared_output_dir: sharedOutputDir } });
   return { call, answer };
 }
 
@@ -142,6 +142,22 @@ describe('an image batch that is uploaded', () => {
     const done = await cluster.client.wait(next.id);
     expect(done.state).toBe('JOB_STATE_SUCCEEDED');
     expect(done.outputs).toHaveLength(4);
+  });
+
+  it('writing into a shared folder, removes the outputs it had written there when it fails half-way, and nothing else', async () => {
+    const folder = path.join(dir, 'shared-out');
+    await mkdir(folder, { recursive: true });
+    await writeFile(path.join(folder, 'keep.txt'), 'not the job\'s');
+    const { call, answer } = openSubmission('early-shared', folder);
+    for (const p of photos.slice(0, 3)) upload(call, p);
+    const started = await withOutputs((await listed('early-shared')).id);
+    expect(started.outputs[0]!.shared_path.startsWith(folder)).toBe(true);
+    expect((await readdir(folder)).filter((f) => f.endsWith('.webp')).length).toBeGreaterThan(0);
+    upload(call, photos[3]!, sha256(Buffer.from('something else')));
+    call.end();
+    expect((await answer).err?.code).toBe(grpc.status.DATA_LOSS);
+    await gone(started.id);
+    await until('the shared folder to hold only what was there before', async () => ((await readdir(folder)).join() === 'keep.txt' || undefined));
   });
 
   it('is dropped too when its client goes away in the middle of a photo', async () => {
