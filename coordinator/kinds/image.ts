@@ -92,7 +92,8 @@ export const imageKind: CoordinatorKind<ImageParams> = {
     if (p.tiledOutput) splitForTiles(p);
     checkNewImageParams(p);
   },
-  // Outputs are published in the spool, and the tiled path reads only the input it tiles.
+  // Each photo can be planned on its own: its name depends only on those before it, and the tiled
+  // path reads only the input it tiles.
   plansWhileReceiving: () => true,
   async plan({ params, inputs, cluster, workDir, signal, arriving }) {
     if (arriving) return { subtasks: [], later: planArriving(arriving, params, { workDir, slots: cluster.slots, signal }) };
