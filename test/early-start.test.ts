@@ -41,12 +41,12 @@ afterAll(async () => {
 type Call = grpc.ClientWritableStream<object>;
 
 /** Opens a SubmitJob call; the answer comes when the upload ends. */
-function openSubmission(label: string, sharedOutputDir = ''): { call: Call; answer: Promise<{ err: grpc.ServiceError | null; job?: Job__Output }> } {
+function openSubmission(label: string, sharedOutputDir = '', requestId = ''): { call: Call; answer: Promise<{ err: grpc.ServiceError | null; job?: Job__Output }> } {
   let call!: Call;
   const answer = new Promise<{ err: grpc.ServiceError | null; job?: Job__Output }>((resolve) => {
     call = raw.SubmitJob((err, job) => resolve({ err, job })) as unknown as Call;
   });
-  call.write({ spec: { label, image: { width: 64, format: 'webp' }, shared_output_dir: sharedOutputDir } });
+  call.write({ spec: { label, image: { width: 64, format: 'webp' }, shared_output_dir: sharedOutputDir, request_id: requestId } });
   return { call, answer };
 }
 
@@ -158,6 +158,31 @@ describe('an image batch that is uploaded', () => {
     expect((await answer).err?.code).toBe(grpc.status.DATA_LOSS);
     await gone(started.id);
     await until('the shared folder to hold only what was there before', async () => ((await readdir(folder)).join() === 'keep.txt' || undefined));
+  });
+
+  it('gives way to a retry with its request_id: the retry makes the one job, the job the first attempt started is dropped', async () => {
+    const first = openSubmission('early-retry', '', 'req-early-retry');
+    for (const p of photos.slice(0, 3)) upload(first.call, p);
+    const started = await withOutputs((await listed('early-retry')).id);
+    // The first attempt's link goes quiet; its client sends the submission again.
+    const retry = openSubmission('early-retry', '', 'req-early-retry');
+    for (const p of photos.slice(0, 4)) upload(retry.call, p);
+    retry.call.end();
+    const earlier = await first.answer;
+    expect(earlier.err?.code).toBe(grpc.status.ABORTED);
+    expect(earlier.err?.details).toContain('req-early-retry');
+    const { err, job } = await retry.answer;
+    expect(err).toBeNull();
+    expect(job!.id).not.toBe(started.id);
+    await gone(started.id);
+    const done = await cluster.client.wait(job!.id);
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    expect(done.outputs).toHaveLength(4);
+    expect((await cluster.client.listJobs({ limit: 100 })).filter((j) => j.spec?.request_id === 'req-early-retry').map((j) => j.id)).toEqual([job!.id]);
+    // A repeat now finds the job the retry made.
+    const again = openSubmission('early-retry', '', 'req-early-retry');
+    again.call.end();
+    expect((await again.answer).job?.id).toBe(job!.id);
   });
 
   it('is dropped too when its client goes away in the middle of a photo', async () => {
