@@ -145,16 +145,16 @@ describe('an image batch planned while its photos arrive', () => {
   it('sends a full subtask at once, keeps two photos per slot back while more come, and spreads the rest at the end', async () => {
     const { arriving, next, plans } = await planArriving(2);
     const names = (from: number, to: number): string[] => Array.from({ length: to - from }, (_, i) => `p${from + i}.jpg`);
-    // 5 MB photos: three fill a subtask (16 MiB).
-    arriving.push(...names(0, 9).map((n) => photo(n, 5_000_000)));
+    // 5 MB photos: three fill a subtask (16 MiB); one goes once another three wait beside the four kept back.
+    arriving.push(...names(0, 10).map((n) => photo(n, 5_000_000)));
     expect(await next()).toEqual(names(0, 3));
-    arriving.push(...names(9, 12).map((n) => photo(n, 5_000_000)));
+    arriving.push(...names(10, 13).map((n) => photo(n, 5_000_000)));
     expect(await next()).toEqual(names(3, 6));
     arriving.end();
-    // The rest (the four kept back and two more) spread over the slots as a batch planned at once.
+    // The rest (the four kept back and three more) spread over the slots as a batch planned at once.
     const rest: string[][] = [];
     for (let items = await next(); items[0] !== '(done)'; items = await next()) rest.push(items);
-    expect(rest.flat().sort()).toEqual(names(6, 12).sort());
+    expect(rest.flat().sort()).toEqual(names(6, 13).sort());
     expect(rest).toHaveLength(4);
     expect((await plans.next()).done).toBe(true);
   });
@@ -170,6 +170,15 @@ describe('an image batch planned while its photos arrive', () => {
     expect([...outputNames(['a.png', 'a.jpg'], () => 'webp').values()]).toEqual(['a.webp', 'a.jpg.webp']);
     arriving.end();
     expect((await plans.next()).done).toBe(true);
+  });
+
+  it('plans a small batch that is all in within a moment as a whole: spread over the slots, not one full subtask and a tail', async () => {
+    const { arriving, next } = await planArriving(2);
+    arriving.push(...Array.from({ length: 12 }, (_, i) => photo(`s${i}.jpg`, 50_000)));
+    arriving.end();
+    const plans: string[][] = [];
+    for (let items = await next(); items[0] !== '(done)'; items = await next()) plans.push(items);
+    expect(plans.map((p) => p.length)).toEqual([3, 3, 3, 3]);
   });
 
   it('ends with the error the upload failed with', async () => {

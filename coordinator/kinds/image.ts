@@ -161,8 +161,8 @@ const PARTIAL_GROUP_WAIT_MS = 200;
 /**
  * Plans a batch whose photos are still arriving (an upload), as they come: each is named in turn
  * (as `plan` names them), a huge one takes the tiled path, and the others go out in subtasks of
- * up to MAX_ITEMS_PER_SUBTASK photos and MAX_BYTES_PER_SUBTASK as soon as one is full, while two
- * photos per slot are kept back. When no photo has come for PARTIAL_GROUP_WAIT_MS (a slow upload:
+ * up to MAX_ITEMS_PER_SUBTASK photos and MAX_BYTES_PER_SUBTASK as soon as one is full and
+ * another is waiting beside the two photos per slot kept back. When no photo has come for PARTIAL_GROUP_WAIT_MS (a slow upload:
  * slots must not wait for a subtask to fill), what waits is spread over the slots, a subtask
  * each; at the end of the upload, it is planned as a batch planned at once would be
  * (groupBatches: two subtasks per slot at least, the smaller ones run last, so that the slots end
@@ -177,7 +177,11 @@ async function* planArriving(
   const names = new Map<string, string>();
   const keptBack = Math.max(1, o.slots) * TAIL_SINGLES_PER_SLOT;
   const waiting: SpoolFile[] = [];
-  /** The first photos of `waiting` when they fill a subtask and more than the kept-back ones remain. */
+  /**
+   * The first photos of `waiting` when they fill a subtask and another subtask's worth beside the
+   * kept-back ones remains: a batch that is all in within a moment (a few dozen small photos) is
+   * then planned at its end as a whole, spread over the slots, not as one full subtask and a tail.
+   */
   const fullGroup = (): SpoolFile[] | undefined => {
     let n = 0;
     let bytes = 0;
@@ -186,7 +190,7 @@ async function* planArriving(
       bytes += waiting[n]!.size;
     }
     const full = n === MAX_ITEMS_PER_SUBTASK || n < waiting.length;
-    return full && waiting.length - n >= keptBack ? waiting.splice(0, n) : undefined;
+    return full && waiting.length - n >= keptBack + n ? waiting.splice(0, n) : undefined;
   };
   for (;;) {
     const run = await arriving.take(waiting.length > 0 ? PARTIAL_GROUP_WAIT_MS : Infinity);
