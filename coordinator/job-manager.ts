@@ -273,20 +273,32 @@ export class JobManager {
         const publishing = this.active.get(job.id)?.publishing;
         this.finish(job, 'failed', `the submission failed before its upload ended: ${describeError(reason)}`);
         arrivals.fail(reason);
-        // What it published into a shared output folder too (a publication under way when it
-        // ended removes its own file): only those very files, not whatever took their names since.
+        // A publication under way when it ended removes its own file; the others are listed.
         await publishing?.catch(() => undefined);
-        await Promise.all(job.outputs.flatMap((o) => (o.shared ? [removeIfSame(o.path, o.shared).catch(() => undefined)] : [])));
-        try {
-          this.store.deleteJob(job.id);
-        } catch (err) {
-          // A store that cannot write now (a full disk, the coordinator stopping): the next start drops it.
-          this.log.warn({ err, job: job.id }, 'dropping a job whose submission failed: the store could not delete it');
-        }
         this.drop(job);
-        await this.spool.removeJob(job.id).catch((err: unknown) => this.log.warn({ err, job: job.id }, 'removing the files of a job whose submission failed'));
+        await this.removeDropped(job);
       },
     };
+  }
+
+  /**
+   * Removes a job whose submission failed, with everything it made: its record, its spool folder,
+   * and what it put into a shared output folder (the outputs it published, those very files and not
+   * whatever took their names since, and its attempts' temporary files).
+   */
+  private async removeDropped(job: JobRecord): Promise<void> {
+    try {
+      this.store.deleteJob(job.id);
+    } catch (err) {
+      // A store that cannot write now (a full disk, the coordinator stopping): the next start drops it.
+      this.log.warn({ err, job: job.id }, 'dropping a job whose submission failed: the store could not delete it');
+    }
+    const shared = job.spec.shared_output_dir;
+    await Promise.all([
+      this.spool.removeJob(job.id).catch((err: unknown) => this.log.warn({ err, job: job.id }, 'removing the files of a dropped job')),
+      ...job.outputs.flatMap((o) => (o.shared ? [removeIfSame(o.path, o.shared).catch(() => undefined)] : [])),
+      shared ? removeSharedTemps(shared, job.id).catch(() => undefined) : undefined,
+    ]);
   }
 
   /** The kept job `owner` submitted with `requestId` (see JobSpec.request_id), if any; not one still receiving its inputs. */
@@ -1408,10 +1420,7 @@ export class JobManager {
       if (job.receiving) {
         // Its upload was cut by the stop, and its client told that the submission failed.
         this.log.warn({ job: job.id }, 'dropping a job whose upload had not ended when the coordinator stopped');
-        this.store.deleteJob(job.id);
-        void this.spool.removeJob(job.id).catch((err: unknown) => this.log.warn({ err, job: job.id }, 'removing the files of a dropped job'));
-        for (const o of job.outputs) if (o.shared) void removeIfSame(o.path, o.shared).catch(() => undefined);
-        if (job.spec.shared_output_dir) void removeSharedTemps(job.spec.shared_output_dir, job.id).catch(() => undefined);
+        void this.removeDropped(job);
         continue;
       }
       this.keep(job);
