@@ -172,7 +172,9 @@ export class TesseraClient {
         shared.push(r.value);
       }
     }
-    const once = { ...spec, request_id: spec.request_id || randomUUID() };
+    // The count lets the coordinator refuse a job over its --max-inputs before any upload, and
+    // tell a submission cut short (cancelled between two inputs) from a smaller one.
+    const once = { ...spec, request_id: spec.request_id || randomUUID(), input_count: files.length };
     const retryForMs = options.retryForMs ?? 120_000;
     // The window opens at a failure: a long upload cut off after minutes is still resent.
     let failingSince = 0;

@@ -214,7 +214,8 @@ export class JobManager {
   async accept(job: JobRecord): Promise<void> {
     this.keep(job);
     job.message = 'planning';
-    this.events.jobState(job, `accepted ${job.inputs.length} input(s)${job.receiving ? ', more arriving' : ''}`);
+    const of = job.spec.input_count ? ` of ${job.spec.input_count}` : '';
+    this.events.jobState(job, `accepted ${job.inputs.length}${job.receiving ? `${of} input(s), more arriving` : ' input(s)'}`);
     // The client is told the job exists only once it is on disk (the store's writer thread commits
     // it at once, or with the next batch when busy: hundreds of submissions need not make a commit
     // each). If it cannot be written (a full disk), the submission fails and the job is gone, not

@@ -161,10 +161,12 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       // A client that goes away between two inputs may end its stream as one that sent its last:
       // a grpc-js client cancelling a call ends its side of the stream, then resets it, and the
       // reset arrives an event-loop turn or two later when that client is idle (measured), later
-      // when it is busy. Such a submission is refused if the reset comes within a few turns;
-      // after that it cannot be told from one that ended (a client that dies resets the
-      // connection at once, and one gone mid-input never sent that input's end).
-      for (let turn = 0; turn < CANCEL_TURNS && !signal.aborted; turn++) await new Promise(setImmediate);
+      // when it is busy. Where the spec announced its inputs (spec.input_count, as Tessera's
+      // client does), receiveInputs told by the count. Otherwise such a submission is refused if
+      // the reset comes within a few turns; after that it cannot be told from one that ended (a
+      // client that dies resets the connection at once, and one gone mid-input never sent that
+      // input's end).
+      for (let turn = 0; turn < CANCEL_TURNS && !job.spec.input_count && !signal.aborted; turn++) await new Promise(setImmediate);
       if (signal.aborted) throw new TesseraError(status.CANCELLED, `the client cancelled the submission after ${inputs.length} input(s); nothing of it was kept`);
       const started = await early?.started();
       if (started) {
@@ -319,6 +321,11 @@ async function receiveInputs(
 ): Promise<SpoolFile[]> {
   let total = 0;
   const names = new Set<string>();
+  // Announced in the spec (0 = not said): a job over the limit is refused before any input is sent.
+  const announced = job.spec.input_count ?? 0;
+  if (announced > limits.maxInputs) {
+    throw new TesseraError(status.RESOURCE_EXHAUSTED, `spec.input_count: ${announced} inputs, and a job may have at most ${limits.maxInputs} (the coordinator's --max-inputs); nothing was uploaded`);
+  }
   // Inputs in submission order. Those by reference are looked up a few at once while the next
   // headers arrive (a job may name thousands); all are settled before an upload is received. A few:
   // libuv has 4 file-system threads, and a hung mount must not take all of them.
@@ -341,6 +348,7 @@ async function receiveInputs(
     if (msg.msg !== 'input' || !msg.input) throw invalidArgument(`expected an input header, got "${msg.msg ?? 'nothing'}"`);
     const name = safeFileName(msg.input.name, 'input name');
     if (names.has(name)) throw invalidArgument(`input name "${name}" is used twice in this job`);
+    if (announced && names.size >= announced) throw invalidArgument(`input ${name}: the spec announced ${announced} input(s) (spec.input_count) and this is one more`, name);
     if (names.size >= limits.maxInputs) throw new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: a job may have at most ${limits.maxInputs} inputs (the coordinator's --max-inputs)`, { input: name });
     names.add(name);
     const declared = Number(msg.input.size || 0);
@@ -394,6 +402,11 @@ async function receiveInputs(
     inputs.push(received);
     ordered?.(Promise.resolve(received));
     next = await iterator.next();
+  }
+  // Fewer than announced: the client stopped between two inputs (a grpc-js client that cancels
+  // ends its side of the stream before it resets it), not a smaller job.
+  if (announced && inputs.length < announced) {
+    throw invalidArgument(`the submission ended after ${inputs.length} of the ${announced} inputs its spec announced (spec.input_count); nothing of it was kept`);
   }
   await settle();
   return inputs as SpoolFile[];
@@ -627,10 +640,11 @@ interface Attempt {
 
 /**
  * What two submissions with one request_id must agree on: the spec but its output folder (stored
- * resolved; a repeat names it as the client did).
+ * resolved; a repeat names it as the client did) and its input count (about the stream, not the
+ * job: a repeat is checked against its own count).
  */
 function specToCompare(spec: JobRecord['spec']): unknown {
-  const { shared_output_dir: _dir, ...rest } = spec;
+  const { shared_output_dir: _dir, input_count: _count, ...rest } = spec;
   return rest;
 }
 

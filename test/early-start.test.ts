@@ -41,12 +41,12 @@ afterAll(async () => {
 type Call = grpc.ClientWritableStream<object>;
 
 /** Opens a SubmitJob call; the answer comes when the upload ends. */
-function openSubmission(label: string, sharedOutputDir = '', requestId = ''): { call: Call; answer: Promise<{ err: grpc.ServiceError | null; job?: Job__Output }> } {
+function openSubmission(label: string, sharedOutputDir = '', requestId = '', inputCount = 0): { call: Call; answer: Promise<{ err: grpc.ServiceError | null; job?: Job__Output }> } {
   let call!: Call;
   const answer = new Promise<{ err: grpc.ServiceError | null; job?: Job__Output }>((resolve) => {
     call = raw.SubmitJob((err, job) => resolve({ err, job })) as unknown as Call;
   });
-  call.write({ spec: { label, image: { width: 64, format: 'webp' }, shared_output_dir: sharedOutputDir, request_id: requestId } });
+  call.write({ spec: { label, image: { width: 64, format: 'webp' }, shared_output_dir: sharedOutputDir, request_id: requestId, input_count: inputCount } });
   return { call, answer };
 }
 
@@ -79,7 +79,7 @@ const gone = (id: string): Promise<true> =>
 
 describe('an image batch that is uploaded', () => {
   it('publishes the first photos while the upload is still open, and ends as one job with every photo', async () => {
-    const { call, answer } = openSubmission('early-whole');
+    const { call, answer } = openSubmission('early-whole', '', '', photos.length);
     for (const p of photos.slice(0, 5)) upload(call, p);
     // The upload stays open: the job is there, running, and has made outputs already.
     const early = await withOutputs((await listed('early-whole')).id);
@@ -99,7 +99,7 @@ describe('an image batch that is uploaded', () => {
     const files = await cluster.client.download(job!.id, out);
     for (const f of files.values()) expect(await sharp(f).metadata()).toMatchObject({ format: 'webp', width: 64 });
     // Accepted with its first photo; an output published before the upload's end.
-    const accepted = events.findIndex((e) => e.endsWith('accepted 1 input(s), more arriving'));
+    const accepted = events.findIndex((e) => e.endsWith(`accepted 1 of ${photos.length} input(s), more arriving`));
     const complete = events.findIndex((e) => e.endsWith('upload complete: 12 input(s)'));
     expect(accepted).toBeGreaterThanOrEqual(0);
     expect(complete).toBeGreaterThan(accepted);
@@ -198,5 +198,38 @@ describe('an image batch that is uploaded', () => {
     await gone(started.id);
     expect((await cluster.client.listJobs({ limit: 100 })).map((j) => j.id)).not.toContain(started.id);
     await until('its spool folder to go', async () => (!(await readdir(path.join(cluster.dataDir, 'spool', 'jobs')).catch(() => [] as string[])).includes(started.id) || undefined));
+  });
+
+  it('announcing its count (spec.input_count), is dropped when its client cancels between two photos, however late the reset comes', async () => {
+    // A grpc-js client that cancels ends its side of the stream before it resets it: without a
+    // count, a reset that came late would leave the photos sent so far as a smaller job.
+    const { call, answer } = openSubmission('early-cancelled', '', '', 5);
+    for (const p of photos.slice(0, 3)) upload(call, p);
+    const started = await withOutputs((await listed('early-cancelled')).id);
+    call.cancel();
+    expect((await answer).err?.code).toBe(grpc.status.CANCELLED);
+    await gone(started.id);
+    await until('its spool folder to go', async () => (!(await readdir(path.join(cluster.dataDir, 'spool', 'jobs')).catch(() => [] as string[])).includes(started.id) || undefined));
+  });
+
+  it('announcing its count, is refused when it ends short of it (INVALID_ARGUMENT with both numbers), and dropped', async () => {
+    const { call, answer } = openSubmission('early-short', '', '', 5);
+    for (const p of photos.slice(0, 3)) upload(call, p);
+    const started = await withOutputs((await listed('early-short')).id);
+    call.end();
+    const { err } = await answer;
+    expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err?.details).toBe('the submission ended after 3 of the 5 inputs its spec announced (spec.input_count); nothing of it was kept');
+    await gone(started.id);
+  });
+
+  it('announcing its count, is refused at the first input past it, named', async () => {
+    const { call, answer } = openSubmission('early-long', '', '', 2);
+    for (const p of photos.slice(0, 3)) upload(call, p);
+    call.end();
+    const { err } = await answer;
+    expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err?.details).toBe(`input ${photos[2]!.name}: the spec announced 2 input(s) (spec.input_count) and this is one more`);
+    expect((await cluster.client.listJobs({ limit: 100 })).map((j) => j.spec?.label)).not.toContain('early-long');
   });
 });
