@@ -146,7 +146,7 @@ submitCommand(
 
 submitCommand(
   'video',
-  'transcode a video across workers (split at keyframes, encode in parallel, stitch)',
+  'transcode videos across workers (each split at keyframes, encoded in parallel, stitched)',
   (c) =>
     c
       .addOption(new Option('--codec <codec>', 'video codec').choices(['h264', 'h265', 'vp9', 'av1']))
@@ -162,12 +162,11 @@ submitCommand(
       .addOption(new Option('--container <c>', 'output container').choices(['mp4', 'mkv', 'webm']))
       .option('--segment-seconds <s>', 'target segment length', num('--segment-seconds')),
   videoSpec,
-  '<input>',
 );
 
 submitCommand(
   'thumbnails',
-  'extract thumbnails (and optionally sprite sheets with a WebVTT index) from a video',
+  'extract thumbnails (and optionally sprite sheets with a WebVTT index) from videos',
   (c) =>
     c
       .option('--every <seconds>', 'one thumbnail every N seconds', num('--every'))
@@ -176,7 +175,6 @@ submitCommand(
       .addOption(new Option('--format <fmt>', 'image format').choices(['jpeg', 'webp']))
       .option('--sprite <COLSxROWS>', 'also build sprite sheets and a WebVTT file'),
   thumbnailsSpec,
-  '<input>',
 );
 
 submitCommand(

@@ -10,7 +10,7 @@ describe('tessera: usage errors', () => {
     const cases: [string[], RegExp, string][] = [
       [['submit', 'image', '--no-such-flag', 'a.jpg', '-o', 'out'], /^error: unknown option '--no-such-flag'$/, 'tessera submit image'],
       [['submit', 'image', '--width', 'wide', 'a.jpg', '-o', 'out'], /^error: option '--width <px>' argument 'wide' is invalid\. --width must be a whole number, got "wide"$/, 'tessera submit image'],
-      [['submit', 'video'], /^error: missing required argument 'input'$/, 'tessera submit video'],
+      [['submit', 'video'], /^error: missing required argument 'files'$/, 'tessera submit video'],
       [['submit', 'video', '--crf', '0', 'a.mp4', '-o', 'out'], /^error: option '--crf <n>' argument '0' is invalid\. --crf must be 1 or more \(for a lossless encode, --lossless\)/, 'tessera submit video'],
       [['submit', 'hologram', 'a.jpg'], /^error: unknown command 'hologram'$/, 'tessera submit'],
       [['download', 'some-job'], /^error: required option '-o, --output <dir>' not specified$/, 'tessera download'],

@@ -6,7 +6,6 @@
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +14,7 @@ import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
 import { sha256 } from '../shared/streams.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { holdSubmission, sendInput, until, type HeldSubmission } from './helpers/raw-grpc.js';
 
 let cluster: TestCluster;
 let dir: string;
@@ -38,32 +38,11 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-type Call = grpc.ClientWritableStream<object>;
-
 /** Opens a SubmitJob call; the answer comes when the upload ends. */
-function openSubmission(label: string, sharedOutputDir = '', requestId = '', inputCount = 0): { call: Call; answer: Promise<{ err: grpc.ServiceError | null; job?: Job__Output }> } {
-  let call!: Call;
-  const answer = new Promise<{ err: grpc.ServiceError | null; job?: Job__Output }>((resolve) => {
-    call = raw.SubmitJob((err, job) => resolve({ err, job })) as unknown as Call;
-  });
-  call.write({ spec: { label, image: { width: 64, format: 'webp' }, shared_output_dir: sharedOutputDir, request_id: requestId, input_count: inputCount } });
-  return { call, answer };
-}
+const openSubmission = (label: string, sharedOutputDir = '', requestId = '', inputCount = 0): HeldSubmission =>
+  holdSubmission(raw, { label, image: { width: 64, format: 'webp' }, shared_output_dir: sharedOutputDir, request_id: requestId, input_count: inputCount });
 
-function upload(call: Call, photo: { name: string; data: Buffer }, trailer = sha256(photo.data)): void {
-  call.write({ input: { name: photo.name, size: String(photo.data.length) } });
-  call.write({ data: photo.data });
-  call.write({ input_end: { sha256: trailer } });
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  for (let i = 0; i < 400; i++) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    await sleep(25);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const upload = sendInput;
 
 const listed = (label: string): Promise<Job__Output> =>
   until(`job ${label} to be listed`, async () => (await cluster.client.listJobs({ limit: 100 })).find((j) => j.spec?.label === label));

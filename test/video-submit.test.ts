@@ -3,7 +3,7 @@
  * INVALID_ARGUMENT naming the file), not after the job has started: on a real cluster (built dist/).
  * And the CLI's `--lossless` reaches the encoders: the stitched file's pictures are the source's.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -45,4 +45,19 @@ it('tessera submit video --lossless writes a file whose every decoded picture is
   const both = await runCli(['submit', 'video', src, '--lossless', '--crf', '20', '-o', out, '--coordinator', cluster.address]);
   expect(both.code).toBe(2);
   expect(both.stderr).toContain('lossless: has no crf');
+});
+
+it('tessera submit thumbnails and video take several videos: each gets its own outputs, a taken name a number', async () => {
+  const a = await makeVideo(dir, 'a.mp4', { duration: 2, width: 96, height: 64 });
+  const b = await makeVideo(dir, 'a.mkv', { duration: 1, width: 96, height: 64 });
+  const thumbs = path.join(dir, 'thumbs');
+  const t = await runCli(['submit', 'thumbnails', a, b, '--count', '2', '--width', '48', '-o', thumbs, '--no-progress', '--coordinator', cluster.address]);
+  expect(t.code, t.stderr).toBe(0);
+  expect((await readdir(thumbs)).sort()).toEqual(['a.mkv-thumb-00001.jpg', 'a.mkv-thumb-00002.jpg', 'a.mp4-thumb-00001.jpg', 'a.mp4-thumb-00002.jpg']);
+  const videos = path.join(dir, 'videos');
+  const v = await runCli(['submit', 'video', a, b, '--preset', 'ultrafast', '--audio-codec', 'none', '--segment-seconds', '1', '-o', videos, '--no-progress', '--coordinator', cluster.address]);
+  expect(v.code, v.stderr).toBe(0);
+  expect((await readdir(videos)).sort()).toEqual(['a-2.mp4', 'a.mp4']);
+  expect(await decodedPictureHashes(path.join(videos, 'a.mp4'))).toHaveLength(50);
+  expect(await decodedPictureHashes(path.join(videos, 'a-2.mp4'))).toHaveLength(25);
 });

@@ -6,12 +6,13 @@
  */
 import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { CoordinatorKind, FinalOutput, ItemFailure, SubtaskPlan } from '../../shared/job-kind.js';
-import { invalidArgument, TesseraError } from '../../shared/errors.js';
+import type { CoordinatorKind, FinalOutput, ItemFailure, PlanContext, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
+import { invalidArgument } from '../../shared/errors.js';
 import { MAX_THUMBNAILS, parseThumbnailParams, type ThumbnailJobParams } from '../../shared/kinds/thumbnails-params.js';
 import { probeMedia, probeVideoIndex } from '../../shared/media/probe.js';
 import { takeHeaderProbe } from '../input-check.js';
 import { thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
+import { isItemFailure, planEachArriving, planOrFail, type PlanOne } from './plan-each.js';
 import { writeSprites } from './video-sprite.js';
 
 /** Thumbnails per subtask at least: fewer would spend more on process start-up and transfer than on work. */
@@ -21,56 +22,16 @@ const MIN_PER_SUBTASK = 4;
 export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
   name: 'thumbnails',
   validate: (params) => parseThumbnailParams(params as Parameters<typeof parseThumbnailParams>[0]),
+  plansWhileReceiving: () => true,
   async plan(ctx) {
+    const planOne: PlanOne<object> = (input) => planInput(ctx, input);
+    if (ctx.arriving) return { subtasks: [], later: planEachArriving(ctx.arriving, planOne) };
     const subtasks: SubtaskPlan[] = [];
     const errors: ItemFailure[] = [];
-    for (const input of ctx.inputs) {
-      try {
-        const info = await probeMedia(input.path, { signal: ctx.signal, input: input.name, given: takeHeaderProbe(input) });
-        const v = info.video;
-        if (!v || !v.width || !v.height) throw invalidArgument(`${input.name}: has no video stream`, input.name);
-        const index = await probeVideoIndex(input.path, { signal: ctx.signal, input: input.name });
-        const first = index.frameTimes[0]!;
-        const last = index.frameTimes[index.frameTimes.length - 1]!;
-        const duration = Math.max(index.end - first, 1e-3);
-        const needed = thumbnailCount(ctx.params, duration);
-        // Refused rather than cut short: the first MAX_THUMBNAILS alone would silently leave the rest of the video out.
-        if (needed > MAX_THUMBNAILS) {
-          throw invalidArgument(`${input.name}: every ${ctx.params.every} s over ${Number(duration.toFixed(3))} s = ${needed} thumbnails, over the limit of ${MAX_THUMBNAILS}`, input.name);
-        }
-        const times = thumbnailTimes(ctx.params, duration);
-        const cues = thumbnailCues(ctx.params, times, duration);
-        // The box follows the displayed picture: non-square pixels (anamorphic DVD, HDV) stretched to
-        // their aspect, then turned by the display rotation.
-        const shownWidth = v.width * v.sar;
-        const [w, h] = v.rotation === 90 || v.rotation === 270 ? [v.height, shownWidth] : [shownWidth, v.height];
-        const width = ctx.params.width;
-        const height = Math.max(2, 2 * Math.round((width * h) / w / 2));
-        const parts = Math.max(1, Math.min(2 * Math.max(1, ctx.cluster.slots), Math.ceil(times.length / MIN_PER_SUBTASK)));
-        const per = Math.ceil(times.length / parts);
-        for (let p = 0; p * per < times.length; p++) {
-          const slice = times.slice(p * per, (p + 1) * per);
-          const plan: ThumbnailRangePlan = {
-            source: input.name,
-            // Seek targets are relative to the container start; never past the last frame.
-            times: slice.map((t) => Math.min(first + t, last) - info.startTime),
-            numbers: slice.map((_, k) => p * per + k + 1),
-            cues: cues.slice(p * per, (p + 1) * per),
-            width,
-            height,
-          };
-          subtasks.push({
-            label: `${input.name} thumbnails ${plan.numbers[0]}-${plan.numbers[plan.numbers.length - 1]} (${slice[0]!.toFixed(1)}s-${slice[slice.length - 1]!.toFixed(1)}s)`,
-            inputs: [input],
-            plan,
-            weight: slice.length,
-            items: [input.name],
-          });
-        }
-      } catch (err) {
-        if (!(err instanceof TesseraError) || err.retryable) throw err;
-        errors.push({ input: input.name, code: err.codeName, message: err.message });
-      }
+    for (const [i, input] of ctx.inputs.entries()) {
+      const r = await planOrFail(planOne, input, i);
+      if (isItemFailure(r)) errors.push(r);
+      else subtasks.push(...r.subtasks);
     }
     return { subtasks, errors };
   },
@@ -124,6 +85,53 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
     return { outputs, errors };
   },
 };
+
+/** One video's thumbnail subtasks: its times, split into ranges over the slots. */
+async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile): Promise<{ subtasks: SubtaskPlan[] }> {
+  const subtasks: SubtaskPlan[] = [];
+  const info = await probeMedia(input.path, { signal: ctx.signal, input: input.name, given: takeHeaderProbe(input) });
+  const v = info.video;
+  if (!v || !v.width || !v.height) throw invalidArgument(`${input.name}: has no video stream`, input.name);
+  const index = await probeVideoIndex(input.path, { signal: ctx.signal, input: input.name });
+  const first = index.frameTimes[0]!;
+  const last = index.frameTimes[index.frameTimes.length - 1]!;
+  const duration = Math.max(index.end - first, 1e-3);
+  const needed = thumbnailCount(ctx.params, duration);
+  // Refused rather than cut short: the first MAX_THUMBNAILS alone would silently leave the rest of the video out.
+  if (needed > MAX_THUMBNAILS) {
+    throw invalidArgument(`${input.name}: every ${ctx.params.every} s over ${Number(duration.toFixed(3))} s = ${needed} thumbnails, over the limit of ${MAX_THUMBNAILS}`, input.name);
+  }
+  const times = thumbnailTimes(ctx.params, duration);
+  const cues = thumbnailCues(ctx.params, times, duration);
+  // The box follows the displayed picture: non-square pixels (anamorphic DVD, HDV) stretched to
+  // their aspect, then turned by the display rotation.
+  const shownWidth = v.width * v.sar;
+  const [w, h] = v.rotation === 90 || v.rotation === 270 ? [v.height, shownWidth] : [shownWidth, v.height];
+  const width = ctx.params.width;
+  const height = Math.max(2, 2 * Math.round((width * h) / w / 2));
+  const parts = Math.max(1, Math.min(2 * Math.max(1, ctx.cluster.slots), Math.ceil(times.length / MIN_PER_SUBTASK)));
+  const per = Math.ceil(times.length / parts);
+  for (let p = 0; p * per < times.length; p++) {
+    const slice = times.slice(p * per, (p + 1) * per);
+    const plan: ThumbnailRangePlan = {
+      source: input.name,
+      // Seek targets are relative to the container start; never past the last frame.
+      times: slice.map((t) => Math.min(first + t, last) - info.startTime),
+      numbers: slice.map((_, k) => p * per + k + 1),
+      cues: cues.slice(p * per, (p + 1) * per),
+      width,
+      height,
+    };
+    subtasks.push({
+      label: `${input.name} thumbnails ${plan.numbers[0]}-${plan.numbers[plan.numbers.length - 1]} (${slice[0]!.toFixed(1)}s-${slice[slice.length - 1]!.toFixed(1)}s)`,
+      inputs: [input],
+      plan,
+      weight: slice.length,
+      items: [input.name],
+    });
+  }
+  return { subtasks };
+}
 
 /** Number of thumbnails `params` asks of a video of `duration` seconds (every T from 0, or N). */
 export function thumbnailCount(params: ThumbnailJobParams, duration: number): number {

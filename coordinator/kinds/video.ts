@@ -13,7 +13,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { CoordinatorKind, ItemFailure, PlanContext, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
-import { invalidArgument, TesseraError } from '../../shared/errors.js';
+import { invalidArgument } from '../../shared/errors.js';
 import { parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, CONTAINER_COPY_AUDIO, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
@@ -23,6 +23,7 @@ import { HandOff } from '../hand-off.js';
 import { takeHeaderProbe } from '../input-check.js';
 import { planSegments, segmentCount } from './video-segments.js';
 import { mergeVideo, type InputPlanRecord } from './video-merge.js';
+import { isItemFailure, planEachArriving, planOrFail, type PlanOne } from './plan-each.js';
 
 /** The `video` kind as the coordinator registry sees it. */
 export const videoKind: CoordinatorKind<VideoJobParams> = {
@@ -40,30 +41,32 @@ export const videoKind: CoordinatorKind<VideoJobParams> = {
   prefetch(input, signal) {
     prefetched.give(input, { signal, probes: probeInput(input.path, input.name, signal, takeHeaderProbe(input)) });
   },
+  plansWhileReceiving: () => true,
   async plan(ctx) {
+    const planOne: PlanOne<{ record: InputPlanRecord }> = (input, i) => planInput(ctx, input, i);
+    // Merge needs the plan-time facts (offsets, expected counts); keep them beside the job's scratch files.
+    const keep = (planned: Array<{ record: InputPlanRecord }>): Promise<void> => writeFile(path.join(ctx.workDir, 'video-plan.json'), JSON.stringify(planned.map((p) => p.record)));
+    if (ctx.arriving) return { subtasks: [], later: planEachArriving(ctx.arriving, planOne, keep) };
     const subtasks: SubtaskPlan[] = [];
     const errors: ItemFailure[] = [];
-    const records: InputPlanRecord[] = [];
-    for (let i = 0; i < ctx.inputs.length; i++) {
-      try {
-        const planned = await planInput(ctx, i);
-        subtasks.push(...planned.subtasks);
-        records.push(planned.record);
-      } catch (err) {
-        if (!(err instanceof TesseraError) || err.retryable) throw err;
-        errors.push({ input: ctx.inputs[i]!.name, code: err.codeName, message: err.message });
+    const planned: Array<{ record: InputPlanRecord }> = [];
+    for (const [i, input] of ctx.inputs.entries()) {
+      const r = await planOrFail(planOne, input, i);
+      if (isItemFailure(r)) {
+        errors.push(r);
+        continue;
       }
+      subtasks.push(...r.subtasks);
+      planned.push(r);
     }
-    // Merge needs the plan-time facts (offsets, expected counts); keep them beside the job's scratch files.
-    await writeFile(path.join(ctx.workDir, 'video-plan.json'), JSON.stringify(records));
+    await keep(planned);
     return { subtasks, errors };
   },
   merge: mergeVideo,
 };
 
-async function planInput(ctx: PlanContext<VideoJobParams>, inputIndex: number): Promise<{ subtasks: SubtaskPlan[]; record: InputPlanRecord }> {
+async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inputIndex: number): Promise<{ subtasks: SubtaskPlan[]; record: InputPlanRecord }> {
   const { params, signal } = ctx;
-  const input = ctx.inputs[inputIndex]!;
   const name = input.name;
   const early = prefetched.take(input);
   let probes = early ? await early.probes : undefined;

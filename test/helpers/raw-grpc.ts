@@ -2,13 +2,17 @@
  * Calls written by hand on a plain generated stub, as a client (or a worker) in any language would
  * make them: for tests of what the coordinator answers to exactly these messages.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { loadTesseraProto } from '../../shared/proto.js';
 import type { Assignment__Output } from '../../shared/proto/generated/tessera/v1/Assignment.js';
 import type { CoordinatorMessage__Output } from '../../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
+import type { Job__Output } from '../../shared/proto/generated/tessera/v1/Job.js';
 import type { JobServiceClient } from '../../shared/proto/generated/tessera/v1/JobService.js';
+import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import type { SubmitJobRequest } from '../../shared/proto/generated/tessera/v1/SubmitJobRequest.js';
 import type { SubtaskResult } from '../../shared/proto/generated/tessera/v1/SubtaskResult.js';
+import { sha256 } from '../../shared/streams.js';
 
 function jobService(address: string): JobServiceClient {
   const { proto } = loadTesseraProto();
@@ -75,4 +79,38 @@ export function byHandWorker(address: string, answer: (a: Assignment__Output) =>
       stub.close();
     },
   };
+}
+
+/** A SubmitJob call held open by the test: inputs are sent with {@link sendInput}, `call.end()` ends it. */
+export interface HeldSubmission {
+  call: grpc.ClientWritableStream<SubmitJobRequest>;
+  /** The coordinator's answer, once the upload has ended (or been refused). */
+  answer: Promise<{ err: grpc.ServiceError | null; job?: Job__Output }>;
+}
+
+/** Opens a SubmitJob call on `client` and sends `spec`; nothing more until the test sends it. */
+export function holdSubmission(client: JobServiceClient, spec: JobSpec): HeldSubmission {
+  let call!: grpc.ClientWritableStream<SubmitJobRequest>;
+  const answer = new Promise<{ err: grpc.ServiceError | null; job?: Job__Output }>((resolve) => {
+    call = client.SubmitJob((err, job) => resolve({ err, job })) as unknown as grpc.ClientWritableStream<SubmitJobRequest>;
+  });
+  call.write({ spec });
+  return { call, answer };
+}
+
+/** Uploads one input whole: its header, its bytes in one chunk, its end with `trailer` (its SHA-256 unless given). */
+export function sendInput(call: grpc.ClientWritableStream<SubmitJobRequest>, input: { name: string; data: Buffer }, trailer = sha256(input.data)): void {
+  call.write({ input: { name: input.name, size: String(input.data.length) } });
+  call.write({ data: input.data });
+  call.write({ input_end: { sha256: trailer } });
+}
+
+/** Polls `probe` every 25 ms until it gives a value (at most `tries` times). */
+export async function until<T>(what: string, probe: () => Promise<T | undefined>, tries = 400): Promise<T> {
+  for (let i = 0; i < tries; i++) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    await sleep(25);
+  }
+  throw new Error(`timed out waiting for ${what}`);
 }

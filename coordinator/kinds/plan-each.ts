@@ -1,0 +1,48 @@
+/**
+ * Planning for kinds whose inputs are planned each on its own (a video's segments, its thumbnails):
+ * a failure that is the input's fault becomes that input's error, and a job still receiving its
+ * inputs (PlanContext.arriving) has each one planned, and its subtasks sent out, as soon as it has
+ * passed its check, while the others upload.
+ */
+import type { ItemFailure, PlanContext, PlanErrors, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
+import { TesseraError } from '../../shared/errors.js';
+
+/** One input's plan; throws a non-retryable TesseraError for a failure that is the input's. */
+export type PlanOne<R> = (input: SpoolFile, index: number) => Promise<{ subtasks: SubtaskPlan[] } & R>;
+
+/** Plans `input`, or gives the input's failure; anything else (the coordinator's own trouble) is thrown. */
+export async function planOrFail<R>(planOne: PlanOne<R>, input: SpoolFile, index: number): Promise<({ subtasks: SubtaskPlan[] } & R) | ItemFailure> {
+  try {
+    return await planOne(input, index);
+  } catch (err) {
+    if (!(err instanceof TesseraError) || err.retryable) throw err;
+    return { input: input.name, code: err.codeName, message: err.message };
+  }
+}
+
+export const isItemFailure = (x: object): x is ItemFailure => 'code' in x && 'message' in x && !('subtasks' in x);
+
+/**
+ * Plans the inputs in submission order as they arrive, yielding each one's subtasks (or its
+ * failure) at once; `done` is given every plan made, in that order, once the upload has ended.
+ */
+export async function* planEachArriving<R>(
+  arriving: NonNullable<PlanContext<unknown>['arriving']>,
+  planOne: PlanOne<R>,
+  done?: (planned: Array<{ subtasks: SubtaskPlan[] } & R>) => Promise<void>,
+): AsyncGenerator<SubtaskPlan | PlanErrors> {
+  const planned: Array<{ subtasks: SubtaskPlan[] } & R> = [];
+  let index = 0;
+  for (let run = await arriving.take(Infinity); run !== undefined; run = await arriving.take(Infinity)) {
+    for (const input of run) {
+      const r = await planOrFail(planOne, input, index++);
+      if (isItemFailure(r)) {
+        yield { errors: [r] };
+        continue;
+      }
+      planned.push(r);
+      yield* r.subtasks;
+    }
+  }
+  await done?.(planned);
+}
