@@ -62,13 +62,13 @@ const withSucceededSubtask = (label: string): Promise<Job__Output> =>
  * Submits both clips, the second only once a subtask of the first has succeeded: by then only
  * the first has been planned. The finished job.
  */
-async function submitOneByOne(spec: JobSpec): Promise<Job__Output> {
-  const { call, answer } = holdSubmission(raw, { ...spec, input_count: 2 });
-  sendInput(call, clips[0]!);
+async function submitOneByOne(spec: JobSpec, inputs = clips, firstLabels = (job: Job__Output) => new Set(job.subtasks.map((s) => s.label.split(' ')[0]))): Promise<Job__Output> {
+  const { call, answer } = holdSubmission(raw, { ...spec, input_count: inputs.length });
+  sendInput(call, inputs[0]!);
   const early = await withSucceededSubtask(spec.label!);
   expect(early.state).toBe('JOB_STATE_RUNNING');
-  expect(new Set(early.subtasks.map((s) => s.label.split(' ')[0]))).toEqual(new Set(['first.mp4']));
-  sendInput(call, clips[1]!);
+  expect(firstLabels(early)).toEqual(new Set([inputs[0]!.name]));
+  for (const input of inputs.slice(1)) sendInput(call, input);
   call.end();
   const { err, job } = await answer;
   expect(err).toBeNull();
@@ -99,6 +99,21 @@ describe('a job of several uploaded videos starts on the first while the others 
     const paths = await cluster.client.download(job.id, path.join(dir, 'video'));
     expect([...paths.keys()].sort()).toEqual(['first.mp4', 'second.mp4']);
     for (const p of paths.values()) expect(await frames(p)).toBe(100);
+  });
+
+  it('audio: the first file is rendered before the others are sent (after a pause, what waits is spread over the slots); all come out', async () => {
+    const tones: { name: string; data: Buffer }[] = [];
+    for (const [i, name] of ['one.wav', 'two.wav', 'three.wav'].entries()) {
+      const file = path.join(dir, name);
+      await run(ffmpegBinaries().ffmpeg, ['-v', 'error', '-y', '-f', 'lavfi', '-i', `sine=f=${300 + 100 * i}:d=3:r=48000`, '-ac', '2', file]);
+      tones.push({ name, data: await readFile(file) });
+    }
+    // A group's label is "file NAME" (one file) or "files FIRST .. LAST (N)".
+    const job = await submitOneByOne({ label: 'early-audio', audio: { codec: 'mp3', normalize: true } }, tones, (j) => new Set(j.subtasks.map((s) => s.label.replace(/^file /, ''))));
+    expect(job.outputs.map((o) => o.name).sort()).toEqual(['audio-report.json', 'one.mp3', 'three.mp3', 'two.mp3']);
+    const paths = await cluster.client.download(job.id, path.join(dir, 'audio'));
+    const report = JSON.parse(await readFile(paths.get('audio-report.json')!, 'utf8')) as { files: { input: string }[] };
+    expect(report.files.map((f) => f.input)).toEqual(['one.wav', 'two.wav', 'three.wav']);
   });
 
   it('video: a submission that fails at its second clip (damaged) is refused, and the job the first started is dropped with its chunks', async () => {

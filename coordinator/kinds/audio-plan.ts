@@ -9,13 +9,14 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { invalidArgument, TesseraError } from '../../shared/errors.js';
-import type { ItemFailure, PlanContext, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
+import { invalidArgument } from '../../shared/errors.js';
+import type { ItemFailure, PlanContext, PlanErrors, PlanResult, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { AUDIO_CODECS, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { losslessBits } from '../../shared/media/audio-filters.js';
 import { fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
 import { checkNotTruncated, isCuttableWav, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
 import { takeHeaderProbe } from '../input-check.js';
+import { itemFailure } from './plan-each.js';
 import { decodeToWav } from '../../shared/media/audio-render.js';
 import { checkWavComplete, readWavInfo, wavHeader, type WavInfo } from '../../shared/media/audio-wav.js';
 
@@ -24,14 +25,28 @@ const GROUP_SECONDS = 60;
 /** ...and this many files. */
 const GROUP_FILES = 16;
 
+/**
+ * A job whose files are still arriving has its small files grouped as they come: a group goes out
+ * once it is full and as much again waits behind it; after this long without a new file what waits
+ * is spread over the slots (a slow upload must not leave them idle).
+ */
+const ARRIVAL_PAUSE_MS = 200;
+
 interface Probed {
   file: SpoolFile;
   probe: AudioProbe;
 }
 
-/** Plans the job's first phase. */
-export async function planAudio(ctx: PlanContext<AudioJobParams>): Promise<{ subtasks: SubtaskPlan[]; errors: ItemFailure[] }> {
-  const p = ctx.params;
+/** A small file's render, to be grouped with others into one `whole` subtask. */
+interface Small {
+  file: SpoolFile;
+  render: WholeFilesPlan['files'][number];
+  seconds: number;
+}
+
+/** Plans the job's first phase: at once, or (its upload still running) file by file as they arrive. */
+export async function planAudio(ctx: PlanContext<AudioJobParams>): Promise<PlanResult> {
+  if (ctx.arriving) return { subtasks: [], later: planArriving(ctx, ctx.arriving) };
   const errors: ItemFailure[] = [];
   const subtasks: SubtaskPlan[] = [];
   const taken = new Set<string>(['audio-report.json']);
@@ -43,77 +58,138 @@ export async function planAudio(ctx: PlanContext<AudioJobParams>): Promise<{ sub
       errors.push(itemFailure(err, file.name));
     }
   }
-  const encoder = AUDIO_CODECS[p.codec].encoder;
-  // Groups small enough that every slot gets work (at least two groups per slot), at most GROUP_SECONDS.
-  const totalSeconds = probed.reduce((n, x) => n + Math.min(x.probe.duration, p.segmentSeconds), 0);
-  const groupSeconds = Math.min(GROUP_SECONDS, Math.max(1, totalSeconds / Math.max(2, 2 * ctx.cluster.slots)));
-  let group: { files: WholeFilesPlan['files']; inputs: SpoolFile[]; seconds: number } = { files: [], inputs: [], seconds: 0 };
-  const flush = (): void => {
-    if (group.files.length === 0) return;
-    const names = group.files.map((f) => f.input);
-    subtasks.push({
-      label: names.length === 1 ? `file ${names[0]}` : `files ${names[0]} .. ${names[names.length - 1]} (${names.length})`,
-      inputs: group.inputs,
-      plan: { type: 'whole', files: group.files } satisfies WholeFilesPlan,
-      weight: Math.max(1, Math.round(group.seconds * 10)),
-      items: names,
-      requires: { encoders: [encoder] },
-    });
-    group = { files: [], inputs: [], seconds: 0 };
-  };
+  const smalls: Small[] = [];
   for (const { file, probe } of probed) {
     try {
-      const outRate = outputSampleRate(p, probe.sampleRate);
-      const channels = outputChannels(p, probe.channels);
-      const outLayout = outputLayout(p, channels, probe.channels, probe.layout);
-      const base = {
-        input: file.name,
-        output: '',
-        sourceRate: probe.sampleRate,
-        outRate,
-        outLayout,
-        weightLayout: outLayout || probe.layout,
-        bits: losslessBits(probe.sampleFormat),
-        durationIsAudio: probe.durationIsAudio,
-        sourceCodec: probe.codec,
-      };
-      const startSec = p.trim?.start ?? 0;
-      const endSec = p.trim?.end ? Math.min(p.trim.end, probe.duration || p.trim.end) : probe.duration;
-      if (probe.duration > 0 && startSec >= probe.duration) throw invalidArgument(`${file.name}: trim.start ${startSec} s is past the end (${probe.duration.toFixed(2)} s)`, file.name);
-      const seconds = Math.max(0, endSec - startSec);
-      // The params allow no trim under MIN_TRIM_SECONDS; one that runs past the end can still keep less.
-      if (p.trim && probe.duration > 0 && seconds < MIN_TRIM_SECONDS) {
-        throw invalidArgument(`${file.name}: trim.start ${startSec} s leaves ${Number(seconds.toPrecision(3))} s before the end (${probe.duration.toFixed(2)} s); a trim must keep at least ${MIN_TRIM_SECONDS} s`, file.name);
-      }
-      if (seconds > p.segmentSeconds) {
-        base.output = reserveOutput(file.name, p, taken);
-        subtasks.push(...(await planSegments(ctx, file, probe, base)));
-        continue;
-      }
-      // A PCM WAV's header is read here (a few bytes): one cut short is refused as the segmented path does.
-      if (isCuttableWav(probe)) checkWavComplete(await readWavInfo(file.path, file.name), file.name);
-      const startSample = Math.round(startSec * probe.sampleRate);
-      const endSample = p.trim?.end ? Math.round(p.trim.end * probe.sampleRate) : undefined;
-      const srcFrames = Math.round(seconds * probe.sampleRate);
-      const totalFrames = resampledFrames(srcFrames, probe.sampleRate, outRate);
-      const render: WholeFilesPlan['files'][number] = {
-        ...base,
-        output: reserveOutput(file.name, p, taken),
-        totalFrames,
-        ...fadeSamples(p, outRate, totalFrames),
-        waveformSpp: p.waveform ? waveformSpp(outRate, totalFrames) : undefined,
-        trim: p.trim ? { startSample, endSample: endSample ?? Number.MAX_SAFE_INTEGER } : undefined,
-      };
-      if (group.files.length > 0 && (group.seconds + seconds > groupSeconds || group.files.length >= GROUP_FILES)) flush();
-      group.files.push(render);
-      group.inputs.push(file);
-      group.seconds += seconds;
+      const planned = await planFile(ctx, file, probe, taken);
+      if (Array.isArray(planned)) subtasks.push(...planned);
+      else smalls.push(planned);
     } catch (err) {
       errors.push(itemFailure(err, file.name));
     }
   }
-  flush();
+  // Groups small enough that every slot gets work (at least two groups per slot), at most GROUP_SECONDS.
+  const totalSeconds = probed.reduce((n, x) => n + Math.min(x.probe.duration, ctx.params.segmentSeconds), 0);
+  for (const g of groups(smalls, spreadSeconds(totalSeconds, ctx.cluster.slots))) subtasks.push(groupSubtask(g, ctx.params));
   return { subtasks, errors };
+}
+
+/**
+ * Plans the files in submission order as they pass their checks: a long file's segments go out at
+ * once, small files wait to be grouped (see ARRIVAL_PAUSE_MS); at the end of the upload what waits
+ * is grouped as a job planned at once would group it.
+ */
+async function* planArriving(ctx: PlanContext<AudioJobParams>, arriving: NonNullable<PlanContext<AudioJobParams>['arriving']>): AsyncGenerator<SubtaskPlan | PlanErrors> {
+  const taken = new Set<string>(['audio-report.json']);
+  const waiting: Small[] = [];
+  const seconds = (list: Small[]): number => list.reduce((n, x) => n + x.seconds, 0);
+  for (;;) {
+    const run = await arriving.take(waiting.length > 0 ? ARRIVAL_PAUSE_MS : Infinity);
+    if (run === undefined) break;
+    for (const file of run) {
+      try {
+        const probe = await probeAudio(file.path, file.name, ctx.signal, takeHeaderProbe(file));
+        const planned = await planFile(ctx, file, probe, taken);
+        if (Array.isArray(planned)) yield* planned;
+        else waiting.push(planned);
+      } catch (err) {
+        yield { errors: [itemFailure(err, file.name)] };
+      }
+    }
+    if (run.length === 0) {
+      // A pause in the upload: what waits is spread over the slots, a group each.
+      const perSlot = Math.max(1, seconds(waiting) / Math.max(1, ctx.cluster.slots));
+      for (const g of groups(waiting.splice(0), Math.min(GROUP_SECONDS, perSlot))) yield groupSubtask(g, ctx.params);
+      continue;
+    }
+    // Full groups (the next file would not fit), each while as much again waits behind it: kept to
+    // be spread at the end, so that a small batch all in at once is grouped as a whole.
+    for (let first = groups(waiting, GROUP_SECONDS)[0]; first; first = groups(waiting, GROUP_SECONDS)[0]) {
+      if (waiting.length - first.length < first.length || seconds(waiting) - seconds(first) < seconds(first)) break;
+      yield groupSubtask(waiting.splice(0, first.length), ctx.params);
+    }
+  }
+  for (const g of groups(waiting, spreadSeconds(seconds(waiting), ctx.cluster.slots))) yield groupSubtask(g, ctx.params);
+}
+
+/** Seconds per group that give every slot work (at least two groups per slot), at most GROUP_SECONDS. */
+const spreadSeconds = (totalSeconds: number, slots: number): number => Math.min(GROUP_SECONDS, Math.max(1, totalSeconds / Math.max(2, 2 * slots)));
+
+/** Consecutive small files in groups of at most `groupSeconds` of audio (a longer file alone) and GROUP_FILES files. */
+function groups(smalls: Small[], groupSeconds: number): Small[][] {
+  const out: Small[][] = [];
+  let group: Small[] = [];
+  let secs = 0;
+  for (const s of smalls) {
+    if (group.length > 0 && (secs + s.seconds > groupSeconds || group.length >= GROUP_FILES)) {
+      out.push(group);
+      group = [];
+      secs = 0;
+    }
+    group.push(s);
+    secs += s.seconds;
+  }
+  if (group.length > 0) out.push(group);
+  return out;
+}
+
+/** One `whole` subtask rendering a group of small files. */
+function groupSubtask(group: Small[], p: AudioJobParams): SubtaskPlan {
+  const names = group.map((g) => g.file.name);
+  return {
+    label: names.length === 1 ? `file ${names[0]}` : `files ${names[0]} .. ${names[names.length - 1]} (${names.length})`,
+    inputs: group.map((g) => g.file),
+    plan: { type: 'whole', files: group.map((g) => g.render) } satisfies WholeFilesPlan,
+    weight: Math.max(1, Math.round(group.reduce((n, g) => n + g.seconds, 0) * 10)),
+    items: names,
+    requires: { encoders: [AUDIO_CODECS[p.codec].encoder] },
+  };
+}
+
+/** One probed file: a long one's segment subtasks, or a small one's render to be grouped. */
+async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe: AudioProbe, taken: Set<string>): Promise<SubtaskPlan[] | Small> {
+  const p = ctx.params;
+  const outRate = outputSampleRate(p, probe.sampleRate);
+  const channels = outputChannels(p, probe.channels);
+  const outLayout = outputLayout(p, channels, probe.channels, probe.layout);
+  const base = {
+    input: file.name,
+    output: '',
+    sourceRate: probe.sampleRate,
+    outRate,
+    outLayout,
+    weightLayout: outLayout || probe.layout,
+    bits: losslessBits(probe.sampleFormat),
+    durationIsAudio: probe.durationIsAudio,
+    sourceCodec: probe.codec,
+  };
+  const startSec = p.trim?.start ?? 0;
+  const endSec = p.trim?.end ? Math.min(p.trim.end, probe.duration || p.trim.end) : probe.duration;
+  if (probe.duration > 0 && startSec >= probe.duration) throw invalidArgument(`${file.name}: trim.start ${startSec} s is past the end (${probe.duration.toFixed(2)} s)`, file.name);
+  const seconds = Math.max(0, endSec - startSec);
+  // The params allow no trim under MIN_TRIM_SECONDS; one that runs past the end can still keep less.
+  if (p.trim && probe.duration > 0 && seconds < MIN_TRIM_SECONDS) {
+    throw invalidArgument(`${file.name}: trim.start ${startSec} s leaves ${Number(seconds.toPrecision(3))} s before the end (${probe.duration.toFixed(2)} s); a trim must keep at least ${MIN_TRIM_SECONDS} s`, file.name);
+  }
+  if (seconds > p.segmentSeconds) {
+    base.output = reserveOutput(file.name, p, taken);
+    return planSegments(ctx, file, probe, base);
+  }
+  // A PCM WAV's header is read here (a few bytes): one cut short is refused as the segmented path does.
+  if (isCuttableWav(probe)) checkWavComplete(await readWavInfo(file.path, file.name), file.name);
+  const startSample = Math.round(startSec * probe.sampleRate);
+  const endSample = p.trim?.end ? Math.round(p.trim.end * probe.sampleRate) : undefined;
+  const srcFrames = Math.round(seconds * probe.sampleRate);
+  const totalFrames = resampledFrames(srcFrames, probe.sampleRate, outRate);
+  const render: WholeFilesPlan['files'][number] = {
+    ...base,
+    output: reserveOutput(file.name, p, taken),
+    totalFrames,
+    ...fadeSamples(p, outRate, totalFrames),
+    waveformSpp: p.waveform ? waveformSpp(outRate, totalFrames) : undefined,
+    trim: p.trim ? { startSample, endSample: endSample ?? Number.MAX_SAFE_INTEGER } : undefined,
+  };
+  return { file, render, seconds };
 }
 
 async function planSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe: AudioProbe, base: Omit<FileRender, 'totalFrames'>): Promise<SubtaskPlan[]> {
@@ -175,10 +251,4 @@ async function cutWav(src: string, info: WavInfo, from: number, frames: number, 
   rs.on('data', (d) => hash.update(d));
   await pipeline(rs, ws);
   return { size: (await stat(out)).size, sha256: hash.digest('hex') };
-}
-
-/** The per-input failure of an error (bad input), or rethrows what is not about the input. */
-export function itemFailure(err: unknown, input: string): ItemFailure {
-  if (err instanceof TesseraError && !err.retryable) return { input, code: err.codeName, message: err.message };
-  throw err;
 }

@@ -29,6 +29,7 @@ export const audioKind: CoordinatorKind<AudioJobParams> = {
   name: 'audio',
   validate: (params) => validateAudioParams(params),
   checkNew: (p) => checkNewAudioParams(p),
+  plansWhileReceiving: () => true,
   plan: planAudio,
   merge: mergeAudio,
 };

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { Channel } from '../../shared/channel.js';
-import { isPlanErrors, type SpoolFile, type SubtaskOutcome } from '../../shared/job-kind.js';
+import type { SpoolFile, SubtaskOutcome } from '../../shared/job-kind.js';
 import { createLogger } from '../../shared/logger.js';
 import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import { validateImageParams } from '../../shared/kinds/image-params.js';
+import { planItems } from '../../test/helpers/plans.js';
 import { groupBatches, imageKind, outputNames } from './image.js';
 
 const file = (name: string, size: number): SpoolFile => ({ name, size, path: `/x/${name}`, sha256: '' });
@@ -132,18 +133,12 @@ describe('an image batch planned while its photos arrive', () => {
       arriving,
     });
     expect(subtasks).toEqual([]);
-    const plans = later![Symbol.asyncIterator]();
-    const next = async (): Promise<string[]> => {
-      const r = await plans.next();
-      if (r.done) return ['(done)'];
-      if (isPlanErrors(r.value)) throw new Error(`errors: ${JSON.stringify(r.value.errors)}`);
-      return r.value.items;
-    };
-    return { arriving, plans, next };
+    const { plans, next, rest } = planItems(later!);
+    return { arriving, plans, next, rest };
   }
 
   it('sends a full subtask at once, keeps two photos per slot back while more come, and spreads the rest at the end', async () => {
-    const { arriving, next, plans } = await planArriving(2);
+    const { arriving, next, plans, rest: restOf } = await planArriving(2);
     const names = (from: number, to: number): string[] => Array.from({ length: to - from }, (_, i) => `p${from + i}.jpg`);
     // 5 MB photos: three fill a subtask (16 MiB); one goes once another three wait beside the four kept back.
     arriving.push(...names(0, 10).map((n) => photo(n, 5_000_000)));
@@ -152,8 +147,7 @@ describe('an image batch planned while its photos arrive', () => {
     expect(await next()).toEqual(names(3, 6));
     arriving.end();
     // The rest (the four kept back and three more) spread over the slots as a batch planned at once.
-    const rest: string[][] = [];
-    for (let items = await next(); items[0] !== '(done)'; items = await next()) rest.push(items);
+    const rest = await restOf();
     expect(rest.flat().sort()).toEqual(names(6, 13).sort());
     expect(rest).toHaveLength(4);
     expect((await plans.next()).done).toBe(true);
@@ -173,12 +167,10 @@ describe('an image batch planned while its photos arrive', () => {
   });
 
   it('plans a small batch that is all in within a moment as a whole: spread over the slots, not one full subtask and a tail', async () => {
-    const { arriving, next } = await planArriving(2);
+    const { arriving, rest } = await planArriving(2);
     arriving.push(...Array.from({ length: 12 }, (_, i) => photo(`s${i}.jpg`, 50_000)));
     arriving.end();
-    const plans: string[][] = [];
-    for (let items = await next(); items[0] !== '(done)'; items = await next()) plans.push(items);
-    expect(plans.map((p) => p.length)).toEqual([3, 3, 3, 3]);
+    expect((await rest()).map((p) => p.length)).toEqual([3, 3, 3, 3]);
   });
 
   it('ends with the error the upload failed with', async () => {

@@ -10,13 +10,18 @@ import { TesseraError } from '../../shared/errors.js';
 /** One input's plan; throws a non-retryable TesseraError for a failure that is the input's. */
 export type PlanOne<R> = (input: SpoolFile, index: number) => Promise<{ subtasks: SubtaskPlan[] } & R>;
 
-/** Plans `input`, or gives the input's failure; anything else (the coordinator's own trouble) is thrown. */
+/** The per-input failure of an error (bad input), or rethrows what is not about the input (the coordinator's own trouble). */
+export function itemFailure(err: unknown, input: string): ItemFailure {
+  if (err instanceof TesseraError && !err.retryable) return { input, code: err.codeName, message: err.message };
+  throw err;
+}
+
+/** Plans `input`, or gives the input's failure; anything else is thrown. */
 export async function planOrFail<R>(planOne: PlanOne<R>, input: SpoolFile, index: number): Promise<({ subtasks: SubtaskPlan[] } & R) | ItemFailure> {
   try {
     return await planOne(input, index);
   } catch (err) {
-    if (!(err instanceof TesseraError) || err.retryable) throw err;
-    return { input: input.name, code: err.codeName, message: err.message };
+    return itemFailure(err, input.name);
   }
 }
 
