@@ -77,7 +77,8 @@ export async function planAudio(ctx: PlanContext<AudioJobParams>): Promise<PlanR
 /**
  * Plans the files in submission order as they pass their checks: a long file's segments go out at
  * once, small files wait to be grouped (see ARRIVAL_PAUSE_MS); at the end of the upload what waits
- * is grouped as a job planned at once would group it.
+ * is grouped two groups per slot at least (a job of small files only, all in at once, is grouped
+ * as planned at once; long files there count towards the group size, here not).
  */
 async function* planArriving(ctx: PlanContext<AudioJobParams>, arriving: NonNullable<PlanContext<AudioJobParams>['arriving']>): AsyncGenerator<SubtaskPlan | PlanErrors> {
   const taken = new Set<string>(['audio-report.json']);

@@ -17,7 +17,7 @@ export function itemFailure(err: unknown, input: string): ItemFailure {
 }
 
 /** Plans `input`, or gives the input's failure; anything else is thrown. */
-export async function planOrFail<R>(planOne: PlanOne<R>, input: SpoolFile, index: number): Promise<({ subtasks: SubtaskPlan[] } & R) | ItemFailure> {
+async function planOrFail<R>(planOne: PlanOne<R>, input: SpoolFile, index: number): Promise<({ subtasks: SubtaskPlan[] } & R) | ItemFailure> {
   try {
     return await planOne(input, index);
   } catch (err) {
@@ -25,7 +25,24 @@ export async function planOrFail<R>(planOne: PlanOne<R>, input: SpoolFile, index
   }
 }
 
-export const isItemFailure = (x: object): x is ItemFailure => 'code' in x && 'message' in x && !('subtasks' in x);
+const isItemFailure = (x: object): x is ItemFailure => 'code' in x && 'message' in x && !('subtasks' in x);
+
+/** Plans every input (all in), in order: the subtasks, the inputs' failures, and every plan made. */
+export async function planEach<R>(inputs: SpoolFile[], planOne: PlanOne<R>): Promise<{ subtasks: SubtaskPlan[]; errors: ItemFailure[]; planned: Array<{ subtasks: SubtaskPlan[] } & R> }> {
+  const subtasks: SubtaskPlan[] = [];
+  const errors: ItemFailure[] = [];
+  const planned: Array<{ subtasks: SubtaskPlan[] } & R> = [];
+  for (const [i, input] of inputs.entries()) {
+    const r = await planOrFail(planOne, input, i);
+    if (isItemFailure(r)) {
+      errors.push(r);
+      continue;
+    }
+    subtasks.push(...r.subtasks);
+    planned.push(r);
+  }
+  return { subtasks, errors, planned };
+}
 
 /**
  * Plans the inputs in submission order as they arrive, yielding each one's subtasks (or its

@@ -12,7 +12,7 @@ import { MAX_THUMBNAILS, parseThumbnailParams, type ThumbnailJobParams } from '.
 import { probeMedia, probeVideoIndex } from '../../shared/media/probe.js';
 import { takeHeaderProbe } from '../input-check.js';
 import { thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
-import { isItemFailure, planEachArriving, planOrFail, type PlanOne } from './plan-each.js';
+import { planEach, planEachArriving, type PlanOne } from './plan-each.js';
 import { writeSprites } from './video-sprite.js';
 
 /** Thumbnails per subtask at least: fewer would spend more on process start-up and transfer than on work. */
@@ -26,13 +26,7 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
   async plan(ctx) {
     const planOne: PlanOne<object> = (input) => planInput(ctx, input);
     if (ctx.arriving) return { subtasks: [], later: planEachArriving(ctx.arriving, planOne) };
-    const subtasks: SubtaskPlan[] = [];
-    const errors: ItemFailure[] = [];
-    for (const [i, input] of ctx.inputs.entries()) {
-      const r = await planOrFail(planOne, input, i);
-      if (isItemFailure(r)) errors.push(r);
-      else subtasks.push(...r.subtasks);
-    }
+    const { subtasks, errors } = await planEach(ctx.inputs, planOne);
     return { subtasks, errors };
   },
   async merge(ctx) {

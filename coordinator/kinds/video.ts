@@ -11,7 +11,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { CoordinatorKind, ItemFailure, PlanContext, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
+import type { CoordinatorKind, PlanContext, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument } from '../../shared/errors.js';
 import { parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, CONTAINER_COPY_AUDIO, type VideoJobParams } from '../../shared/kinds/video-params.js';
@@ -23,7 +23,7 @@ import { HandOff } from '../hand-off.js';
 import { takeHeaderProbe } from '../input-check.js';
 import { planSegments, segmentCount } from './video-segments.js';
 import { mergeVideo, type InputPlanRecord } from './video-merge.js';
-import { isItemFailure, planEachArriving, planOrFail, type PlanOne } from './plan-each.js';
+import { planEach, planEachArriving, type PlanOne } from './plan-each.js';
 
 /** The `video` kind as the coordinator registry sees it. */
 export const videoKind: CoordinatorKind<VideoJobParams> = {
@@ -47,18 +47,7 @@ export const videoKind: CoordinatorKind<VideoJobParams> = {
     // Merge needs the plan-time facts (offsets, expected counts); keep them beside the job's scratch files.
     const keep = (planned: Array<{ record: InputPlanRecord }>): Promise<void> => writeFile(path.join(ctx.workDir, 'video-plan.json'), JSON.stringify(planned.map((p) => p.record)));
     if (ctx.arriving) return { subtasks: [], later: planEachArriving(ctx.arriving, planOne, keep) };
-    const subtasks: SubtaskPlan[] = [];
-    const errors: ItemFailure[] = [];
-    const planned: Array<{ record: InputPlanRecord }> = [];
-    for (const [i, input] of ctx.inputs.entries()) {
-      const r = await planOrFail(planOne, input, i);
-      if (isItemFailure(r)) {
-        errors.push(r);
-        continue;
-      }
-      subtasks.push(...r.subtasks);
-      planned.push(r);
-    }
+    const { subtasks, errors, planned } = await planEach(ctx.inputs, planOne);
     await keep(planned);
     return { subtasks, errors };
   },
