@@ -172,7 +172,7 @@ export class TesseraClient {
         shared.push(r.value);
       }
     }
-    // The count lets the coordinator refuse a job over its --max-inputs before any upload, and
+    // The count lets the coordinator refuse a job over its --max-inputs at its spec, and
     // tell a submission cut short (cancelled between two inputs) from a smaller one.
     const once = { ...spec, request_id: spec.request_id || randomUUID(), input_count: files.length };
     const retryForMs = options.retryForMs ?? 120_000;

@@ -228,6 +228,36 @@ describe('a job accepted while its upload runs', () => {
     again.close();
   });
 
+  it('plans each arriving input with the workers there when it is planned: one that joined during the upload counts', async () => {
+    const seen: number[] = [];
+    kinds.set('passthrough', {
+      ...receivingKind([]),
+      plan: async (ctx) => ({
+        subtasks: [],
+        later: (async function* () {
+          for (let run = await ctx.arriving!.take(); run; run = await ctx.arriving!.take()) {
+            for (const f of run) {
+              seen.push(ctx.cluster.slots);
+              yield plan(f.name);
+            }
+          }
+        })(),
+      }),
+    });
+    const { manager, registry, store } = setup(undefined, 2);
+    const job = manager.newJob(spec, 'anonymous');
+    job.inputs = [input('a')];
+    const receiving = await manager.acceptReceiving(job);
+    await until(() => seen.length === 1, 'the first input planned');
+    secondWorker(registry, []);
+    receiving.add([input('b')], []);
+    await until(() => seen.length === 2, 'the second input planned');
+    expect(seen).toEqual([2, 3]);
+    await receiving.end();
+    manager.close();
+    store.close();
+  });
+
   it('cancelled while its upload runs: its subtasks stop, and nothing follows its final event when the upload ends', async () => {
     kinds.set('passthrough', receivingKind([]));
     const { manager, assigned, cancels, store } = setup();

@@ -11,7 +11,7 @@ import { status } from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import { TesseraError, dataLoss, hasLocalTroubleCode, describeError, isAbortError, notFound, failedPrecondition, withInput } from '../shared/errors.js';
 import { Channel } from '../shared/channel.js';
-import { isPlanErrors, type CoordinatorKind, type FinalOutput, type ItemFailure, type PlanErrors, type SpoolFile, type SubtaskOutcome, type SubtaskPlan } from '../shared/job-kind.js';
+import { isPlanErrors, type ClusterView, type CoordinatorKind, type FinalOutput, type ItemFailure, type PlanErrors, type SpoolFile, type SubtaskOutcome, type SubtaskPlan } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
 import { safeOutputName } from '../shared/names.js';
 import type { Assignment } from '../shared/proto/generated/tessera/v1/Assignment.js';
@@ -428,7 +428,10 @@ export class JobManager {
       // The planner may read the inputs (headers, a huge image's pixels, ffprobe): only as submitted.
       await Promise.all([this.assertSharedInputs(job), this.spool.prepareJob(job.id, { work: kind.writesFiles !== false })]);
       if (TERMINAL_JOB_STATES.has(job.state)) return;
-      const ctx = { ...this.planContext(active), arriving: this.arrivals.get(job.id) };
+      const arriving = this.arrivals.get(job.id);
+      // A plan that goes on through an upload sees the workers as they are when it reads them
+      // (workers that join during a long upload count for the inputs planned after).
+      const ctx = { ...this.planContext(active), ...(arriving && { arriving, cluster: this.liveCluster(job.kind) }) };
       const { subtasks, errors, later } = await kind.plan(ctx);
       // Cancelled while it was planned (finish() has let go of it): its plan is dropped.
       if (TERMINAL_JOB_STATES.has(job.state)) return;
@@ -478,6 +481,28 @@ export class JobManager {
       workDir: this.spool.workDir(job.id),
       signal: active.controller.signal,
       log: this.log.child({ job: job.id }),
+    };
+  }
+
+  /** The workers that can run `kind`, read afresh at each use. */
+  private liveCluster(kind: string): ClusterView {
+    const now = (): ClusterView => this.registry.activeCount(kind);
+    return {
+      get workers() {
+        return now().workers;
+      },
+      get slots() {
+        return now().slots;
+      },
+      get encoders() {
+        return now().encoders;
+      },
+      get encoderSets() {
+        return now().encoderSets;
+      },
+      get features() {
+        return now().features;
+      },
     };
   }
 

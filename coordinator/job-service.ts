@@ -321,10 +321,10 @@ async function receiveInputs(
 ): Promise<SpoolFile[]> {
   let total = 0;
   const names = new Set<string>();
-  // Announced in the spec (0 = not said): a job over the limit is refused before any input is sent.
+  // Announced in the spec (0 = not said): a job over the limit is refused before any input is received.
   const announced = job.spec.input_count ?? 0;
   if (announced > limits.maxInputs) {
-    throw new TesseraError(status.RESOURCE_EXHAUSTED, `spec.input_count: ${announced} inputs, and a job may have at most ${limits.maxInputs} (the coordinator's --max-inputs); nothing was uploaded`);
+    throw new TesseraError(status.RESOURCE_EXHAUSTED, `spec.input_count: ${announced} inputs, and a job may have at most ${limits.maxInputs} (the coordinator's --max-inputs); nothing of it was kept`);
   }
   // Inputs in submission order. Those by reference are looked up a few at once while the next
   // headers arrive (a job may name thousands); all are settled before an upload is received. A few:

@@ -12,6 +12,16 @@ describe('Channel', () => {
     expect(await next).toEqual([4]);
   });
 
+  it('does not wake a waiting take for an empty push (an input refused by its check is not a pause in the upload)', async () => {
+    const c = new Channel<number>();
+    const started = Date.now();
+    const waiting = c.take(100);
+    c.push();
+    setTimeout(() => c.push(7), 40);
+    expect(await waiting).toEqual([7]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(35);
+  });
+
   it('returns [] when a bounded wait runs out, and undefined once ended and emptied', async () => {
     const c = new Channel<string>();
     const started = Date.now();

@@ -9,8 +9,9 @@ export class Channel<T> implements AsyncIterable<T> {
   private error: { err: unknown } | undefined;
   private wake: (() => void) | undefined;
 
+  /** Adds items; nothing (an empty push) wakes no reader: a wait for the next item goes on. */
   push(...items: T[]): void {
-    if (this.ended || this.error) return;
+    if (this.ended || this.error || items.length === 0) return;
     this.items.push(...items);
     this.wake?.();
   }

@@ -87,7 +87,7 @@ describe('submission limits', () => {
     const err = await refused({ passthrough: {} }, files);
     expect(err.code, err.details).toBe(grpc.status.RESOURCE_EXHAUSTED);
     // The client announces its inputs (spec.input_count): refused at the spec.
-    expect(err.details).toBe(`spec.input_count: ${MAX_INPUTS + 1} inputs, and a job may have at most ${MAX_INPUTS} (the coordinator's --max-inputs); nothing was uploaded`);
+    expect(err.details).toBe(`spec.input_count: ${MAX_INPUTS + 1} inputs, and a job may have at most ${MAX_INPUTS} (the coordinator's --max-inputs); nothing of it was kept`);
     await expectNothingLeft();
   });
 
@@ -102,7 +102,7 @@ describe('submission limits', () => {
         call.write({ spec: { passthrough: {}, input_count: 10_000 } });
       });
       expect(err?.code, err?.details).toBe(grpc.status.RESOURCE_EXHAUSTED);
-      expect(err?.details).toBe(`spec.input_count: 10000 inputs, and a job may have at most ${MAX_INPUTS} (the coordinator's --max-inputs); nothing was uploaded`);
+      expect(err?.details).toBe(`spec.input_count: 10000 inputs, and a job may have at most ${MAX_INPUTS} (the coordinator's --max-inputs); nothing of it was kept`);
       await expectNothingLeft();
     } finally {
       stub.close();
