@@ -119,14 +119,14 @@ describe('an image batch planned while its photos arrive', () => {
   const photo = (name: string, size: number): SpoolFile => ({ ...file(name, size), dims: { width: 4000, height: 3000, orientation: 1 } });
   const params = validateImageParams({ width: 800, format: 'webp' });
 
-  async function planArriving(slots: number) {
+  async function planArriving(slots: number, cluster = { workers: slots, slots, encoders: new Set<string>(), encoderSets: [], features: new Set<string>() }) {
     const arriving = new Channel<SpoolFile>();
     const { subtasks, later } = await imageKind.plan({
       jobId: 'j',
       params,
       spec: {} as JobSpec__Output,
       inputs: [],
-      cluster: { workers: slots, slots, encoders: new Set<string>(), encoderSets: [], features: new Set<string>() },
+      cluster,
       workDir: '/nonexistent',
       signal: new AbortController().signal,
       log: createLogger('test', 'silent'),
@@ -171,6 +171,22 @@ describe('an image batch planned while its photos arrive', () => {
     arriving.push(...Array.from({ length: 12 }, (_, i) => photo(`s${i}.jpg`, 50_000)));
     arriving.end();
     expect((await rest()).map((p) => p.length)).toEqual([3, 3, 3, 3]);
+  });
+
+  it('keeps back and spreads for the slots there are when it decides: workers that join during the upload count', async () => {
+    const cluster = { workers: 1, slots: 1, encoders: new Set<string>(), encoderSets: [], features: new Set<string>() };
+    const { arriving, next, rest } = await planArriving(1, cluster);
+    const names = Array.from({ length: 10 }, (_, i) => `j${i}.jpg`);
+    // One slot keeps two back: a full subtask (three 5 MB photos) goes at once.
+    arriving.push(...names.map((n) => photo(n, 5_000_000)));
+    expect(await next()).toEqual(names.slice(0, 3));
+    // Three more slots join: eight kept back, so nothing more goes until the end, then the seven
+    // left are spread as a batch planned at once on four slots.
+    cluster.workers = cluster.slots = 4;
+    arriving.end();
+    const left = await rest();
+    expect(left.flat().sort()).toEqual(names.slice(3).sort());
+    expect(left.map((g) => g.length)).toEqual(groupBatches(names.slice(3).map((n) => photo(n, 5_000_000)), 4).map((g) => g.length));
   });
 
   it('ends with the error the upload failed with', async () => {

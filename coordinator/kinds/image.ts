@@ -4,7 +4,7 @@
  */
 import { open } from 'node:fs/promises';
 import pLimit from 'p-limit';
-import type { CoordinatorKind, PlanContext, PlanErrors, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
+import type { ClusterView, CoordinatorKind, PlanContext, PlanErrors, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { checkNewImageParams, validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
 import { FORMAT_EXTENSION, outputFormat } from '../../shared/media/image-pipeline.js';
 import { SNIFF_BYTES, sniffBuffer } from '../../shared/media/sniff.js';
@@ -96,7 +96,7 @@ export const imageKind: CoordinatorKind<ImageParams> = {
   // path reads only the input it tiles.
   plansWhileReceiving: () => true,
   async plan({ params, inputs, cluster, workDir, signal, arriving }) {
-    if (arriving) return { subtasks: [], later: planArriving(arriving, params, { workDir, slots: cluster.slots, signal }) };
+    if (arriving) return { subtasks: [], later: planArriving(arriving, params, { workDir, cluster, signal }) };
     // Every output's name is decided here, once, from what the worker will write: a pyramid is a
     // zip; else the format asked for, or (none asked for) the one the worker picks from the input's
     // content (image-pipeline.ts `outputFormat`), never from its name: `a.jpg` holding a PNG
@@ -171,11 +171,13 @@ const PARTIAL_GROUP_WAIT_MS = 200;
 async function* planArriving(
   arriving: NonNullable<PlanContext<ImageParams>['arriving']>,
   params: ImageParams,
-  o: { workDir: string; slots: number; signal: AbortSignal },
+  o: { workDir: string; cluster: Pick<ClusterView, 'slots'>; signal: AbortSignal },
 ): AsyncGenerator<SubtaskPlan | PlanErrors> {
   const namer = new OutputNamer();
   const names = new Map<string, string>();
-  const keptBack = Math.max(1, o.slots) * TAIL_SINGLES_PER_SLOT;
+  // The slots as they are at each step (workers may join during a long upload).
+  const slots = (): number => o.cluster.slots;
+  const keptBack = (): number => Math.max(1, slots()) * TAIL_SINGLES_PER_SLOT;
   const waiting: SpoolFile[] = [];
   /**
    * The first photos of `waiting` when they fill a subtask and another subtask's worth beside the
@@ -190,7 +192,7 @@ async function* planArriving(
       bytes += waiting[n]!.size;
     }
     const full = n === MAX_ITEMS_PER_SUBTASK || n < waiting.length;
-    return full && waiting.length - n >= keptBack + n ? waiting.splice(0, n) : undefined;
+    return full && waiting.length - n >= keptBack() + n ? waiting.splice(0, n) : undefined;
   };
   for (;;) {
     const run = await arriving.take(waiting.length > 0 ? PARTIAL_GROUP_WAIT_MS : Infinity);
@@ -198,7 +200,7 @@ async function* planArriving(
     for (const f of run) {
       o.signal.throwIfAborted();
       names.set(f.name, namer.name(f.name, await outputExtension(f, params)));
-      const tiles = await planTiledInputs([f], params, { workDir: o.workDir, slots: o.slots, signal: o.signal, outputNames: names });
+      const tiles = await planTiledInputs([f], params, { workDir: o.workDir, slots: slots(), signal: o.signal, outputNames: names });
       if (tiles.errors.length > 0) yield { errors: tiles.errors };
       if (!tiles.tiled.has(f.name)) {
         waiting.push(f);
@@ -209,12 +211,12 @@ async function* planArriving(
     }
     if (run.length === 0) {
       // One subtask per slot at most: more would only add subtasks where the upload goes on.
-      for (const group of groupBatches(waiting.splice(0), o.slots, 1)) yield batchSubtask(group, names);
+      for (const group of groupBatches(waiting.splice(0), slots(), 1)) yield batchSubtask(group, names);
       continue;
     }
     for (let group = fullGroup(); group; group = fullGroup()) yield batchSubtask(group, names);
   }
-  for (const group of groupBatches(waiting, o.slots)) yield batchSubtask(group, names);
+  for (const group of groupBatches(waiting, slots())) yield batchSubtask(group, names);
 }
 
 /** The input an output of a batch was made from: its planned name, or that name with the extension the worker added. */
