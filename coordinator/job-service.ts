@@ -74,6 +74,11 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     if (n > 0) receiving.set(owner, n);
     else receiving.delete(owner);
   };
+  /** The submission no longer counts among its owner's uploads (it made its job, was superseded, or ended). */
+  const uncount = (attempt: Attempt, owner: string): void => {
+    if (attempt.counted) count(owner, -1);
+    attempt.counted = false;
+  };
   /**
    * Every submission still receiving its inputs. When the coordinator shuts down they end at once
    * with UNAVAILABLE, which clients resend (to the next coordinator), rather than being cut off
@@ -119,8 +124,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       if (before) {
         // The attempt this one repeats (its client gone, perhaps unnoticed yet) no longer counts.
         before.superseded = true;
-        if (before.counted) count(owner, -1);
-        before.counted = false;
+        uncount(before, owner);
         before.stop(superseded(job));
       }
       receivingRequests.set(requestKey, attempt);
@@ -139,8 +143,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     } finally {
       signal.removeEventListener('abort', cancelled);
       uploading.delete(attempt.stop);
-      if (attempt.counted) count(owner, -1);
-      attempt.counted = false;
+      uncount(attempt, owner);
       if (requestKey && receivingRequests.get(requestKey) === attempt) receivingRequests.delete(requestKey);
     }
   }
@@ -184,8 +187,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
         if (job.inputs.length === 0 && job.kind !== 'passthrough') throw invalidArgument('a job needs at least one input file');
         if (attempt.superseded) throw superseded(job);
         // From here it counts among its owner's unfinished jobs, no longer as a submission uploading.
-        if (attempt.counted) count(owner, -1);
-        attempt.counted = false;
+        uncount(attempt, owner);
         // Written to the store before the client hears of it; a store that cannot take it fails the submission.
         await jobs.accept(job);
       }
@@ -222,8 +224,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
           } else {
             job.inputs = [file];
             job.errors.push(...refused);
-            if (attempt.counted) count(job.owner, -1);
-            attempt.counted = false;
+            uncount(attempt, job.owner);
             started = await jobs.acceptReceiving(job);
           }
         });

@@ -16,7 +16,7 @@ import { losslessBits } from '../../shared/media/audio-filters.js';
 import { fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
 import { checkNotTruncated, isCuttableWav, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
 import { takeHeaderProbe } from '../input-check.js';
-import { itemFailure } from './plan-each.js';
+import { ARRIVAL_PAUSE_MS, itemFailure } from './plan-each.js';
 import { decodeToWav } from '../../shared/media/audio-render.js';
 import { checkWavComplete, readWavInfo, wavHeader, type WavInfo } from '../../shared/media/audio-wav.js';
 
@@ -24,13 +24,6 @@ import { checkWavComplete, readWavInfo, wavHeader, type WavInfo } from '../../sh
 const GROUP_SECONDS = 60;
 /** ...and this many files. */
 const GROUP_FILES = 16;
-
-/**
- * A job whose files are still arriving has its small files grouped as they come: a group goes out
- * once it is full and as much again waits behind it; after this long without a new file what waits
- * is spread over the slots (a slow upload must not leave them idle).
- */
-const ARRIVAL_PAUSE_MS = 200;
 
 interface Probed {
   file: SpoolFile;

@@ -11,6 +11,7 @@ import { SNIFF_BYTES, sniffBuffer } from '../../shared/media/sniff.js';
 import { splitForTiles } from '../../shared/media/tile-pipeline.js';
 import { withExtension } from '../../shared/names.js';
 import { isTilePlan, mergeTiles, planTiledInputs } from './image-tiles.js';
+import { ARRIVAL_PAUSE_MS } from './plan-each.js';
 
 /** What a batch subtask is told: which inputs, and the output name of each. */
 export interface ImageBatchPlan {
@@ -155,14 +156,11 @@ function batchSubtask(group: SpoolFile[], names: ReadonlyMap<string, string>): S
   };
 }
 
-/** How long photos that do not fill a subtask wait for more before they are planned as they are (ms). */
-const PARTIAL_GROUP_WAIT_MS = 200;
-
 /**
  * Plans a batch whose photos are still arriving (an upload), as they come: each is named in turn
  * (as `plan` names them), a huge one takes the tiled path, and the others go out in subtasks of
  * up to MAX_ITEMS_PER_SUBTASK photos and MAX_BYTES_PER_SUBTASK as soon as one is full and
- * another is waiting beside the two photos per slot kept back. When no photo has come for PARTIAL_GROUP_WAIT_MS (a slow upload:
+ * another is waiting beside the two photos per slot kept back. When no photo has come for ARRIVAL_PAUSE_MS (a slow upload:
  * slots must not wait for a subtask to fill), what waits is spread over the slots, a subtask
  * each; at the end of the upload, it is planned as a batch planned at once would be
  * (groupBatches: two subtasks per slot at least, the smaller ones run last, so that the slots end
@@ -195,7 +193,7 @@ async function* planArriving(
     return full && waiting.length - n >= keptBack() + n ? waiting.splice(0, n) : undefined;
   };
   for (;;) {
-    const run = await arriving.take(waiting.length > 0 ? PARTIAL_GROUP_WAIT_MS : Infinity);
+    const run = await arriving.take(waiting.length > 0 ? ARRIVAL_PAUSE_MS : Infinity);
     if (run === undefined) break;
     for (const f of run) {
       o.signal.throwIfAborted();

@@ -7,6 +7,12 @@
 import type { ItemFailure, PlanContext, PlanErrors, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { TesseraError } from '../../shared/errors.js';
 
+/**
+ * How long small inputs still arriving wait for more before they are planned as they are (ms): a
+ * slow upload must not leave the slots idle while a group fills. Image batches and audio jobs use it.
+ */
+export const ARRIVAL_PAUSE_MS = 200;
+
 /** One input's plan; throws a non-retryable TesseraError for a failure that is the input's. */
 export type PlanOne<R> = (input: SpoolFile, index: number) => Promise<{ subtasks: SubtaskPlan[] } & R>;
 
