@@ -35,11 +35,13 @@ const logs: { who: string; line: string }[] = [];
 
 beforeAll(async () => {
   // A SIGKILLed worker is lost as soon as its stream breaks; frequent heartbeats and a roomy TTL
-  // keep a worker starved on a loaded machine from being declared lost as well.
+  // keep a worker starved on a loaded machine from being declared lost as well (a CI run on a slow
+  // host with a 5 s TTL counted two attempts more than the job made, most likely a worker's running
+  // and queued subtasks re-run after it was taken for lost).
   cluster = await startCluster({
     workers: 2,
     slots: 1,
-    coordinatorArgs: ['--heartbeat-ms', '250', '--ttl-ms', '5000'],
+    coordinatorArgs: ['--heartbeat-ms', '250', '--ttl-ms', '20000'],
     logLevel: 'debug',
     onLog: (who, line) => logs.push({ who, line }),
   });
