@@ -146,6 +146,11 @@ export class JobManager {
   queuedMoved = 0;
   /** Bytes of subtask inputs streamed to workers (FetchTaskInput); inputs read in place add none. */
   inputBytesServed = 0;
+  /**
+   * Bytes of job inputs accepted, by kind: a job's when it is accepted, and those of a job accepted
+   * while its upload runs as each further input passes its check.
+   */
+  readonly inputBytesAccepted = new Map<string, number>();
   /** Bytes of subtask outputs received from workers (inline or uploaded); outputs they write in place add none. */
   outputBytesReceived = 0;
   /** Bytes of subtask outputs workers wrote in place: into a job's shared output folder, or into the spool from the coordinator's machine. */
@@ -213,6 +218,7 @@ export class JobManager {
   /** Registers an accepted job (inputs already spooled) and starts planning it once it is on disk. */
   async accept(job: JobRecord): Promise<void> {
     this.keep(job);
+    this.countInputs(job.kind, job.inputs);
     job.message = 'planning';
     const of = job.spec.input_count ? ` of ${job.spec.input_count}` : '';
     this.events.jobState(job, `accepted ${job.inputs.length}${job.receiving ? `${of} input(s), more arriving` : ' input(s)'}`);
@@ -230,6 +236,10 @@ export class JobManager {
     // Cancelled meanwhile, or the coordinator stopping (its next run resumes the job): nothing to start.
     if (TERMINAL_JOB_STATES.has(job.state) || this.stopping) return;
     this.begin(job);
+  }
+
+  private countInputs(kind: string, files: SpoolFile[]): void {
+    if (files.length > 0) this.inputBytesAccepted.set(kind, (this.inputBytesAccepted.get(kind) ?? 0) + files.reduce((n, f) => n + f.size, 0));
   }
 
   /**
@@ -253,6 +263,7 @@ export class JobManager {
         if (!job.receiving) return;
         job.inputs.push(...files);
         job.errors.push(...errors);
+        this.countInputs(job.kind, files);
         this.store.saveJob(job);
         arrivals.push(...files);
       },

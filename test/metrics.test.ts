@@ -88,7 +88,8 @@ describe('/metrics', () => {
     expect(delta(before, after, `tessera_subtask_duration_seconds_count{${k},outcome="succeeded"}`)).toBe(3);
     expect(delta(before, after, `tessera_subtask_duration_seconds_sum{${k},outcome="succeeded"}`)).toBeGreaterThan(0);
     expect(delta(before, after, 'tessera_lease_expiries_total')).toBe(0);
-    // Passthrough returns its inputs unchanged: bytes in = bytes out = the files' sizes.
+    // Passthrough returns its inputs unchanged: bytes in = bytes out = the files' sizes. The job is
+    // accepted with its first file while the others upload: theirs count as they arrive.
     const size = 10_000 + 10_001 + 10_002;
     expect(delta(before, after, `tessera_input_bytes_total{${k}}`)).toBe(size);
     expect(delta(before, after, `tessera_output_bytes_total{${k}}`)).toBe(size);

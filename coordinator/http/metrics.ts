@@ -60,7 +60,6 @@ export class CoordinatorMetrics {
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900],
     registers: [this.registry],
   });
-  private readonly bytesIn = new Counter({ name: 'tessera_input_bytes_total', help: 'Bytes of job inputs accepted from clients', labelNames: ['kind'], registers: [this.registry] });
   private readonly bytesOut = new Counter({ name: 'tessera_output_bytes_total', help: 'Bytes of job outputs published', labelNames: ['kind'], registers: [this.registry] });
 
   constructor(private readonly manager: JobManager) {
@@ -152,6 +151,18 @@ export class CoordinatorMetrics {
         },
       });
     }
+    // Counted by the job manager as inputs are accepted: a job accepted while its upload runs gets
+    // the rest of its inputs after its first event.
+    new Counter({
+      name: 'tessera_input_bytes_total',
+      help: 'Bytes of job inputs accepted from clients',
+      labelNames: ['kind'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [kind, n] of m.inputBytesAccepted) this.inc({ kind }, n);
+      },
+    });
     this.unsubscribe = manager.events.subscribeAll((e) => this.onEvent(e));
   }
 
@@ -174,8 +185,6 @@ export class CoordinatorMetrics {
       const state = stateName(e.job_state, 'JOB_STATE_');
       if (state === 'queued' && Number(e.seq) === 1) {
         this.jobsSubmitted.inc({ kind });
-        const job = this.manager.get(e.job_id ?? '');
-        this.bytesIn.inc({ kind }, job.inputs.reduce((n, i) => n + i.size, 0));
       }
       if (e.final) {
         this.jobsFinished.inc({ kind, state });
