@@ -3,7 +3,7 @@
  * real coordinator and worker processes, and a raw gRPC stub as the client, so that the test holds
  * the upload open. A submission that fails half-way leaves nothing behind.
  */
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -210,5 +210,28 @@ describe('an image batch that is uploaded', () => {
     expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(err?.details).toBe(`input ${photos[2]!.name}: the spec announced 2 input(s) (spec.input_count) and this is one more`);
     expect((await cluster.client.listJobs({ limit: 100 })).map((j) => j.spec?.label)).not.toContain('early-long');
+  });
+});
+
+describe('a passthrough job that is uploaded', () => {
+  it('hands back its first file while the upload is open, then the others, then its no-op subtasks', async () => {
+    const files = [0, 1, 2].map((i) => ({ name: `blob-${i}.bin`, data: Buffer.alloc(100_000 + i, i + 1) }));
+    const { call, answer } = holdSubmission(raw, { label: 'early-passthrough', passthrough: { subtasks: 5 }, input_count: files.length });
+    upload(call, files[0]!);
+    const early = await withOutputs((await listed('early-passthrough')).id);
+    expect(early.state).toBe('JOB_STATE_RUNNING');
+    expect(early.outputs.map((o) => o.name)).toEqual(['blob-0.bin']);
+    for (const f of files.slice(1)) upload(call, f);
+    call.end();
+    const { err, job } = await answer;
+    expect(err).toBeNull();
+    expect(job!.id).toBe(early.id);
+    const done = await cluster.client.getJob((await cluster.client.wait(job!.id)).id);
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    // The copies in submission order, then the no-op subtasks up to the five asked for.
+    expect(done.subtasks.map((s) => s.label)).toEqual(['copy blob-0.bin', 'copy blob-1.bin', 'copy blob-2.bin', 'no-op 3', 'no-op 4']);
+    const out = await cluster.client.download(job!.id, path.join(dir, 'passthrough'));
+    expect([...out.keys()].sort()).toEqual(files.map((f) => f.name));
+    for (const f of files) expect(sha256(await readFile(out.get(f.name)!))).toBe(sha256(f.data));
   });
 });
