@@ -62,3 +62,19 @@ describe('ffmpeg probe', () => {
     expect(m.knownFfmpegInfo()).toBeUndefined();
   });
 });
+
+describe('summariseStderr', () => {
+  it("keeps ffmpeg's reason, not its progress line or stream mapping, where the error follows the progress on one line", async () => {
+    const { summariseStderr } = await fresh();
+    // As ffmpeg 5.1 wrote it for a subtitle cue MP4 cannot hold: progress ends with \r, not \n.
+    const stderr = [
+      'Stream mapping:',
+      '  Stream #0:0 -> #0:0 (copy)',
+      '  Stream #1:1 -> #0:1 (subrip (srt) -> mov_text (native))',
+      'Press [q] to stop, [?] for help',
+      'frame=    1 fps=0.0 q=-1.0 size=       0kB time=00:00:00.00 bitrate=24000.0kbits/s speed=0.0879x    \rSubtitle encoding failed',
+      '',
+    ].join('\n');
+    expect(summariseStderr(stderr)).toBe('Subtitle encoding failed');
+  });
+});

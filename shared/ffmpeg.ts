@@ -353,6 +353,9 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
  */
 const CONSEQUENCE = /^(Error initializing output stream|Could not write header for output file|Error opening output files?|Error while opening (en|de)coder|Error initializing complex filters|Error while filtering|Error while processing the decoded data|Nothing was written into output file|Error closing file|Error writing trailer)/i;
 
+/** Lines of a run's log that never explain its failure: its progress, and how it mapped the streams. */
+const NOT_TELLING = /^((frame|size)=\s*\S|Stream mapping:|Stream #\d+:\d+ -> #\d+:\d+|Press \[q\] to stop)/;
+
 /**
  * The most telling lines of an ffmpeg error log, without paths or memory addresses: the last two
  * lines, or, where ffmpeg ends with its generic consequences ("Could not write header ...",
@@ -361,10 +364,11 @@ const CONSEQUENCE = /^(Error initializing output stream|Could not write header f
  */
 export function summariseStderr(stderr: string): string {
   const lines = stderr
-    .split('\n')
+    // Progress lines end with a carriage return, and the error may follow one on the same line.
+    .split(/[\r\n]/)
     // "[ipod @ 0x5609...]" -> "[ipod]": the address differs from run to run and says nothing.
     .map((l) => l.trim().replace(/^\[([^\]@]+?) @ 0x[0-9a-f]+\]/i, '[$1]'))
-    .filter((l) => l.length > 0 && !/^(Conversion failed!|Exiting normally)/.test(l));
+    .filter((l) => l.length > 0 && !/^(Conversion failed!|Exiting normally)/.test(l) && !NOT_TELLING.test(l));
   let end = lines.length;
   while (end > 0 && CONSEQUENCE.test(lines[end - 1]!)) end--;
   const picked = end > 0 && end < lines.length ? [lines[end - 1]!, lines[end]!] : lines.slice(-2);
