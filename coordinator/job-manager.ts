@@ -492,7 +492,18 @@ export class JobManager {
       workDir: this.spool.workDir(job.id),
       signal: active.controller.signal,
       log: this.log.child({ job: job.id }),
+      warn: (input: string, message: string) => this.warn(job, input, message),
     };
+  }
+
+  /** Keeps a warning on the job (once) and tells its watchers. */
+  private warn(job: JobRecord, input: string, message: string): void {
+    const warnings = (job.warnings ??= []);
+    if (warnings.some((w) => w.input === input && w.message === message)) return;
+    warnings.push({ input, message });
+    this.log.warn({ job: job.id, input }, message);
+    this.store.saveJob(job);
+    this.events.log(job, `warning: ${withInput(input, message)}`);
   }
 
   /** The workers that can run `kind`, read afresh at each use. */

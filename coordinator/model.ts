@@ -1,5 +1,5 @@
 /** The coordinator's records of jobs and subtasks, and their conversion to wire messages. */
-import type { ItemFailure, SpoolFile, SubtaskPlan } from '../shared/job-kind.js';
+import type { ItemFailure, ItemWarning, SpoolFile, SubtaskPlan } from '../shared/job-kind.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import type { Job } from '../shared/proto/generated/tessera/v1/Job.js';
 import type { SubtaskInfo } from '../shared/proto/generated/tessera/v1/SubtaskInfo.js';
@@ -32,6 +32,8 @@ export interface JobRecord {
   inputs: SpoolFile[];
   outputs: OutputRecord[];
   errors: ItemFailure[];
+  /** What its client should know of its result that is not an error. Absent (older records, or none). */
+  warnings?: ItemWarning[];
   createdAt: number;
   startedAt: number;
   finishedAt: number;
@@ -193,6 +195,7 @@ export function toJobMessage(job: JobRecord, subtasks: SubtaskRecord[] | undefin
     outputs: job.outputs.map(toOutputInfo),
     subtasks: subtasks?.map(toSubtaskInfo) ?? [],
     errors: job.errors.map((e) => ({ input: e.input, code: e.code, message: e.message })),
+    warnings: (job.warnings ?? []).map((w) => ({ input: w.input, message: w.message })),
     progress: jobProgress(job, subtasks),
   };
 }
@@ -220,6 +223,7 @@ export function toJobSummary(job: JobRecord): Job {
     input_count: job.inputs.length,
     output_count: job.outputs.length,
     error_count: job.errors.length,
+    warning_count: job.warnings?.length ?? 0,
   };
 }
 

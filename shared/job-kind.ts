@@ -102,6 +102,13 @@ export interface SubtaskOutcome {
   worker: string;
 }
 
+/** Something about a job's result its client should know that is not an error (`Job.warnings`). */
+export interface ItemWarning {
+  /** The job input this is about ("" = the whole job). */
+  input: string;
+  message: string;
+}
+
 export interface ItemFailure {
   /** The job input this is about ("" = the whole job). */
   input: string;
@@ -120,6 +127,12 @@ export interface PlanContext<P> {
   workDir: string;
   signal: AbortSignal;
   log: Logger;
+  /**
+   * Tells the job's client of something about its result that is not an error (a subtitle track
+   * left out): kept on the job (`Job.warnings`, shown by `tessera submit` and `tessera job`) and
+   * sent to its watchers as a `log` event. The same warning given again (a merge run again) is kept once.
+   */
+  warn(input: string, message: string): void;
   /**
    * Only for `plan`, and only for a job accepted while its upload still runs (its kind's
    * `plansWhileReceiving`): `inputs` then grows as they come, and `take` gives each accepted input

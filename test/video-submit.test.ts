@@ -2,14 +2,18 @@
  * Inputs a video or thumbnails job cannot use are refused at submission (SubmitJob fails with
  * INVALID_ARGUMENT naming the file), not after the job has started: on a real cluster (built dist/).
  * And the CLI's `--lossless` reaches the encoders: the stitched file's pictures are the source's.
+ * A subtitle track ffmpeg cannot carry over is left out, and the job says so.
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { LocalCluster } from '../client/local-cluster.js';
-import { runFfmpeg } from '../shared/ffmpeg.js';
+import { ffmpegBinaries, runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
+import { decodeCheck } from '../shared/media/probe.js';
+import { promisify } from 'node:util';
 import { runCli } from './helpers/cluster.js';
 import { decodedPictureHashes, makeVideo } from './helpers/media.js';
 
@@ -60,4 +64,29 @@ it('tessera submit thumbnails and video take several videos: each gets its own o
   expect((await readdir(videos)).sort()).toEqual(['a-2.mp4', 'a.mp4']);
   expect(await decodedPictureHashes(path.join(videos, 'a.mp4'))).toHaveLength(50);
   expect(await decodedPictureHashes(path.join(videos, 'a-2.mp4'))).toHaveLength(25);
+});
+
+it('a subtitle track ffmpeg cannot carry into the output is left out: the video succeeds, and the job and `tessera submit` say so', async () => {
+  // A cue of 70,000 characters: Matroska holds it, MP4's mov_text cannot (its cues are at most
+  // 65,535 bytes, and ffmpeg stops with "Subtitle encoding failed").
+  const plain = await makeVideo(dir, 'plain.mkv', { duration: 2, width: 96, height: 64, audioChannels: 2 });
+  const srt = path.join(dir, 'long.srt');
+  await writeFile(srt, `1\n00:00:00,500 --> 00:00:01,500\n${'a'.repeat(70_000)}\n\n2\n00:00:01,600 --> 00:00:01,900\nshort\n\n`);
+  const src = path.join(dir, 'film.mkv');
+  // Straight ffmpeg: Tessera's runner allows no SRT input.
+  await promisify(execFile)(ffmpegBinaries().ffmpeg, ['-v', 'error', '-y', '-i', plain, '-i', srt, '-map', '0', '-map', '1', '-c', 'copy', src]);
+  const out = path.join(dir, 'out');
+  const r = await runCli(['submit', 'video', src, '--container', 'mp4', '--preset', 'ultrafast', '--segment-seconds', '1', '-o', out, '--no-progress', '--coordinator', cluster.address]);
+  expect(r.code, r.stderr).toBe(0);
+  const warning = 'film.mkv: the subtitle track(s) could not be carried over, and the video was stitched without them (ffmpeg: Subtitle encoding failed)';
+  expect(r.stdout).toContain(`  warning: ${warning}`);
+  const job = await cluster.client.getJob((await cluster.client.listJobs({ limit: 1 }))[0]!.id);
+  expect(job.state).toBe('JOB_STATE_SUCCEEDED');
+  expect(job.warnings).toEqual([{ input: 'film.mkv', message: warning.slice('film.mkv: '.length) }]);
+  const summary = (await cluster.client.listJobs({ limit: 1 }))[0]!;
+  expect([summary.warning_count, summary.warnings]).toEqual([1, []]);
+  // The pictures and the sound are all there; the subtitles are not.
+  const streams = (await runFfprobe<{ streams: Array<{ codec_type: string }> }>(['-show_entries', 'stream=codec_type', '-i', path.join(out, 'film.mp4')])).streams.map((st) => st.codec_type);
+  expect(streams.sort()).toEqual(['audio', 'video']);
+  expect((await decodeCheck(path.join(out, 'film.mp4'))).frames).toBe(50);
 });

@@ -18,10 +18,13 @@ export interface JobJson {
   input_count: number;
   output_count: number;
   error_count: number;
+  warning_count: number;
   inputs: { name: string; size: number; shared_path?: string }[];
   outputs: { name: string; size: number; sha256: string; source: string; path: string | null }[];
   subtasks: { id: string; label: string; state: string; worker: string; attempt: number; duration_ms: number; error: string }[];
   errors: { input: string; code: string; message: string }[];
+  /** What the job's client should know of its result that is not an error (a track left out). */
+  warnings: { input: string; message: string }[];
 }
 
 export function jobToJson(job: Job, paths?: Map<string, string>): JobJson {
@@ -36,10 +39,12 @@ export function jobToJson(job: Job, paths?: Map<string, string>): JobJson {
     input_count: job.input_count,
     output_count: job.output_count,
     error_count: job.error_count,
+    warning_count: job.warning_count,
     inputs: job.inputs.map((i) => ({ name: i.name, size: Number(i.size), ...(i.shared_path ? { shared_path: i.shared_path } : {}) })),
     outputs: job.outputs.map((o) => ({ name: o.name, size: Number(o.size), sha256: o.sha256, source: o.source, path: paths?.get(o.name) ?? null })),
     subtasks: job.subtasks.map((s) => ({ id: s.id, label: s.label, state: shortState(s.state), worker: s.worker, attempt: s.attempt, duration_ms: Number(s.duration_ms), error: s.error })),
     errors: job.errors.map((e) => ({ input: e.input, code: e.code, message: e.message })),
+    warnings: job.warnings.map((w) => ({ input: w.input, message: w.message })),
   };
 }
 
@@ -52,6 +57,7 @@ export function printJobHuman(job: Job, paths?: Map<string, string>, out = proce
   for (const s of job.subtasks) if (s.worker) byWorker.set(s.worker, (byWorker.get(s.worker) ?? 0) + 1);
   if (byWorker.size > 0) out.write(`  subtasks: ${job.subtasks.length} (${[...byWorker].map(([w, n]) => `${w}: ${n}`).join(', ')})\n`);
   for (const e of job.errors) out.write(`  error ${e.code}: ${withInput(e.input, e.message)}\n`);
+  for (const w of job.warnings) out.write(`  warning: ${withInput(w.input, w.message)}\n`);
 }
 
 export function printJobsTable(jobs: Job[], out = process.stdout): void {

@@ -53,6 +53,7 @@ function context(slots: number, params: AudioJobParams, given: SpoolFile[], arri
     workDir: dir,
     signal: new AbortController().signal,
     log: createLogger('test', 'silent'),
+    warn: () => undefined,
     arriving,
   };
 }

@@ -130,6 +130,7 @@ describe('an image batch planned while its photos arrive', () => {
       workDir: '/nonexistent',
       signal: new AbortController().signal,
       log: createLogger('test', 'silent'),
+      warn: () => undefined,
       arriving,
     });
     expect(subtasks).toEqual([]);

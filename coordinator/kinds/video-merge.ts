@@ -144,7 +144,8 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   for (let n = 2; usedNames.has(name); n++) name = `${path.parse(rec.input).name}-${n}.${rec.container}`;
   usedNames.add(name);
   const out = path.join(ctx.outputDir, name);
-  const args = ['-y', '-itsoffset', rec.videoOffset.toFixed(6), '-f', 'concat', '-safe', '0', '-i', list];
+  // Errors only: what ffmpeg says of a failure is then its own last lines, not the output's description.
+  const args = ['-y', '-v', 'error', '-itsoffset', rec.videoOffset.toFixed(6), '-f', 'concat', '-safe', '0', '-i', list];
   let inputs = 1;
   const input = (...a: string[]): number => {
     args.push(...a);
@@ -191,7 +192,7 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
     subtitles.push('-map', `${src}:${t.streamIndex}`, `-c:s:${kept}`, codec, `-map_metadata:s:s:${kept}`, `${src}:s:${t.streamIndex}`);
     kept++;
   }
-  if (left.length > 0) ctx.log.warn({ input: rec.input, container: rec.container, subtitles: left }, 'subtitle tracks the container cannot hold were left out (Matroska holds them)');
+  if (left.length > 0) ctx.warn(rec.input, `subtitle track(s) ${left.join(', ')} left out: ${rec.container === 'mkv' ? 'Matroska' : rec.container === 'mp4' ? 'MP4' : 'WebM'} cannot hold them (Matroska holds picture subtitles)`);
   const tail: string[] = [];
   if (rec.container === 'mp4') {
     if (rec.codec === 'h265') tail.push('-tag:v', 'hvc1'); // players (Apple) only take hvc1 in MP4
@@ -203,7 +204,7 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   } catch (err) {
     // Subtitles the muxer or the conversion refuses are not worth the video: stitched again without them.
     if (subtitles.length === 0 || signal.aborted || hasLocalTroubleCode(err)) throw err;
-    ctx.log.warn({ input: rec.input, err: (err as Error).message }, 'the subtitle tracks could not be carried over; stitched without them');
+    ctx.warn(rec.input, `the subtitle track(s) could not be carried over, and the video was stitched without them (${(err as Error).message.replace(/^.*?\bffmpeg failed: /s, 'ffmpeg: ')})`);
     await runFfmpeg([...args, ...tail], { signal, input: rec.input });
   }
   await verifyOutput(out, rec, hasAudio, mapped.length, signal);

@@ -106,7 +106,7 @@ export async function runAudioInProcess(raw: Record<string, unknown>, files: str
   const inputs: SpoolFile[] = [];
   for (const f of files) inputs.push({ name: path.basename(f), path: f, size: (await stat(f)).size, sha256: '' });
   const signal = new AbortController().signal;
-  const base = { jobId: 'job', params, spec, inputs, cluster: { workers: 2, slots: 2, encoders: new Set<string>(), encoderSets: [], features: new Set(WORKER_FEATURES) }, workDir: coord, signal, log };
+  const base = { jobId: 'job', params, spec, inputs, cluster: { workers: 2, slots: 2, encoders: new Set<string>(), encoderSets: [], features: new Set(WORKER_FEATURES) }, workDir: coord, signal, log, warn: () => undefined };
   const planned = await audioKind.plan(base);
   const results: SubtaskOutcome[] = [];
   for (const [index, st] of planned.subtasks.entries()) {

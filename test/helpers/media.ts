@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import type { TesseraError } from '../../shared/errors.js';
 import { ffmpegBinaries, ffmpegInfo, fpsModeFlag, runFfmpeg } from '../../shared/ffmpeg.js';
-import { WORKER_FEATURES, type CoordinatorKind, type FinalOutput, type ItemFailure, type SpoolFile, type SubtaskOutcome, type WorkerProcessor } from '../../shared/job-kind.js';
+import { WORKER_FEATURES, type CoordinatorKind, type FinalOutput, type ItemFailure, type ItemWarning, type SpoolFile, type SubtaskOutcome, type WorkerProcessor } from '../../shared/job-kind.js';
 import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 
 export interface VideoFixture {
@@ -94,6 +94,8 @@ export async function makeVideo(dir: string, name: string, f: VideoFixture): Pro
 export interface InProcessRun {
   outputs: FinalOutput[];
   errors: ItemFailure[];
+  /** The warnings the kind gave (`PlanContext.warn`). */
+  warnings: ItemWarning[];
   outcomes: SubtaskOutcome[];
   /** Progress fractions each subtask reported, by subtask label. */
   progress: Map<string, number[]>;
@@ -119,7 +121,8 @@ export async function runKindInProcess<P>(
   const log = pino({ level: 'silent' });
   const encoders = new Set(opts.encoders ?? ffmpegInfo().encoders);
   const cluster = { workers: 1, slots: opts.slots ?? 2, encoders, encoderSets: [encoders], features: new Set(opts.features ?? WORKER_FEATURES) };
-  const base = { jobId: 'job-1', params, spec, inputs, cluster, workDir, signal, log };
+  const warnings: ItemWarning[] = [];
+  const base = { jobId: 'job-1', params, spec, inputs, cluster, workDir, signal, log, warn: (input: string, message: string) => void warnings.push({ input, message }) };
   const planned = await kind.plan(base);
   let subtasks = planned.subtasks;
   const errors: ItemFailure[] = [...(planned.errors ?? [])];
@@ -155,7 +158,7 @@ export async function runKindInProcess<P>(
     const merged = await kind.merge({ ...base, phase, results, history: [...history], outputDir });
     history.push(...results);
     errors.push(...(merged.errors ?? []));
-    if (!merged.next) return { outputs: merged.outputs, errors, outcomes: history, progress };
+    if (!merged.next) return { outputs: merged.outputs, errors, warnings, outcomes: history, progress };
     subtasks = merged.next;
   }
 }
