@@ -1,10 +1,12 @@
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { videoKind } from '../coordinator/kinds/video.js';
 import { cutVideoChunks } from '../coordinator/kinds/video-chunks.js';
-import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
+import { ffmpegBinaries, runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
 import { parseVideoParams } from '../shared/kinds/video-params.js';
 import { decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
 import { videoEncoderArgs } from '../shared/media/video-encode.js';
@@ -27,6 +29,8 @@ async function transcode(name: string, fixture: VideoFixture, params: Record<str
   const src = await makeVideo(dir, name, fixture);
   const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', ...params }), [src], { dir, slots });
   expect(run.errors).toEqual([]);
+  // A clip of a picture and sound loses nothing: nothing to warn of.
+  expect(run.warnings).toEqual([]);
   expect(run.outputs).toHaveLength(1);
   const out = run.outputs[0]!;
   const [srcIndex, outInfo, outIndex, decoded] = await Promise.all([probeVideoIndex(src), probeMedia(out.path), probeVideoIndex(out.path), decodeCheck(out.path)]);
@@ -34,6 +38,27 @@ async function transcode(name: string, fixture: VideoFixture, params: Record<str
 }
 
 describe('video kind (plan -> process -> merge in-process)', () => {
+  it('warns of the streams it leaves out (a timecode track, cover art), naming the input; the video itself is whole', async () => {
+    // A camera's file: the picture, the sound and a QuickTime timecode (a data stream).
+    const plain = await makeVideo(dir, 'camera-src.mp4', { duration: 2, width: 96, height: 64, audioChannels: 2 });
+    const camera = path.join(dir, 'camera.mov');
+    await runFfmpeg(['-y', '-v', 'error', '-i', plain, '-map', '0', '-c', 'copy', '-timecode', '01:00:00:00', camera]);
+    // A music video with its cover art (an attached picture).
+    const cover = path.join(dir, 'cover.png');
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'color=c=red:s=32x32:d=0.04', '-frames:v', '1', '-f', 'image2', cover]);
+    const song = path.join(dir, 'song.mp4');
+    // Straight ffmpeg: Tessera's runner reads no PNG.
+    await promisify(execFile)(ffmpegBinaries().ffmpeg, ['-y', '-v', 'error', '-i', plain, '-i', cover, '-map', '0', '-map', '1', '-c', 'copy', '-disposition:v:1', 'attached_pic', song]);
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', segment_seconds: 1 }), [camera, song], { dir });
+    expect(run.errors).toEqual([]);
+    const carried = 'a video job carries the picture, the audio and subtitle tracks, the chapters and the tags';
+    expect(run.warnings).toEqual([
+      { input: 'camera.mov', message: `left out of the output: data (stream 2, tmcd); ${carried}` },
+      { input: 'song.mp4', message: `left out of the output: cover art (stream 2, png); ${carried}` },
+    ]);
+    for (const out of run.outputs) expect((await decodeCheck(out.path)).frames, out.name).toBe(50);
+  });
+
   it('stitches segments into one file with the source frame count, duration and audio', async () => {
     const r = await transcode('plain.mp4', { duration: 4, audioChannels: 2 }, {});
     expect(r.out.name).toBe('plain.mp4');

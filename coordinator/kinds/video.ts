@@ -193,6 +193,10 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   });
   const [audioRecord = null, ...moreAudio] = tracks.map((track, t) => trackRecord(prepared[t]!, track, info.startTime, first));
 
+  if (info.others.length > 0) {
+    const left = info.others.map((o) => `${o.type} (stream ${o.index}${o.codec ? `, ${o.codec}` : ''})`).join(', ');
+    ctx.warn(name, `left out of the output: ${left}; a video job carries the picture, the audio and subtitle tracks, the chapters and the tags`);
+  }
   const expectedFrames = segments.reduce((a, s) => a + s.frames, 0);
   const record: InputPlanRecord = {
     inputIndex,

@@ -61,12 +61,20 @@ export interface MediaInfo {
   audio: AudioStreamInfo[];
   /** Subtitle streams: their index in the file and codec name (subrip, mov_text, hdmv_pgs_subtitle...). */
   subtitles: Array<{ index: number; codec: string }>;
+  /**
+   * The other streams: data (a QuickTime timecode, a camera's telemetry), attachments (Matroska's
+   * fonts), cover art and video streams after the first. `type` is ffprobe's codec_type, or
+   * "cover art" for an attached picture.
+   */
+  others: Array<{ index: number; type: string; codec: string }>;
 }
 
 interface RawStream {
   index: number;
   codec_type?: string;
   codec_name?: string;
+  /** The container's four-character code ("tmcd"), or bytes shown as "[0][0][0][0]". */
+  codec_tag_string?: string;
   width?: number;
   height?: number;
   pix_fmt?: string;
@@ -114,6 +122,9 @@ export async function probeMedia(file: string, opts: ProbeOptions & { countPacke
       duration: num(s.duration),
     })),
     subtitles: streams.filter((s) => s.codec_type === 'subtitle').map((s) => ({ index: s.index, codec: s.codec_name ?? '' })),
+    others: streams
+      .filter((s) => s !== v && s.codec_type !== 'audio' && s.codec_type !== 'subtitle')
+      .map((s) => ({ index: s.index, type: s.disposition?.attached_pic ? 'cover art' : (s.codec_type ?? 'unknown'), codec: s.codec_name || (/^[\x21-\x7e]{4}$/.test(s.codec_tag_string ?? '') && !s.codec_tag_string!.includes('[') ? s.codec_tag_string! : '') })),
   };
 }
 
