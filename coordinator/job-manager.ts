@@ -1250,12 +1250,13 @@ export class JobManager {
       return;
     }
     const state: JobState = job.outputs.length === 0 && job.errors.length > 0 ? 'failed' : job.errors.length > 0 ? 'partially_succeeded' : 'succeeded';
+    const warned = job.warnings?.length ? `, ${job.warnings.length} warning(s)` : '';
     const message =
       state === 'succeeded'
-        ? `${job.outputs.length} output(s)`
+        ? `${job.outputs.length} output(s)${warned}`
         : state === 'failed'
           ? job.errors.map((e) => withInput(e.input, e.message)).join('; ') || 'no outputs'
-          : `${job.outputs.length} output(s), ${job.errors.length} error(s)`;
+          : `${job.outputs.length} output(s), ${job.errors.length} error(s)${warned}`;
     this.finish(job, state, message);
   }
 

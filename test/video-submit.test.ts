@@ -79,6 +79,7 @@ it('a subtitle track ffmpeg cannot carry into the output is left out: the video 
   const r = await runCli(['submit', 'video', src, '--container', 'mp4', '--preset', 'ultrafast', '--segment-seconds', '1', '-o', out, '--no-progress', '--coordinator', cluster.address]);
   expect(r.code, r.stderr).toBe(0);
   const warning = 'film.mkv: the subtitle track(s) could not be carried over, and the video was stitched without them (ffmpeg: Subtitle encoding failed)';
+  expect(r.stdout).toContain('  1 output(s), 1 warning(s)\n');
   expect(r.stdout).toContain(`  warning: ${warning}`);
   const job = await cluster.client.getJob((await cluster.client.listJobs({ limit: 1 }))[0]!.id);
   expect(job.state).toBe('JOB_STATE_SUCCEEDED');
