@@ -461,13 +461,14 @@ export class JobManager {
   }
 
   /** Adds a kind's `later` subtasks to phase 0 as they come; phase 0 can end once they stop. */
-  private async addLater(active: ActiveJob, later: AsyncIterable<SubtaskPlan | PlanErrors>): Promise<void> {
+  private async addLater(active: ActiveJob, later: AsyncIterable<SubtaskPlan | SubtaskPlan[] | PlanErrors>): Promise<void> {
     const job = active.record;
     try {
       for await (const plan of later) {
         if (TERMINAL_JOB_STATES.has(job.state) || this.stopping) return;
         if (isPlanErrors(plan)) job.errors.push(...plan.errors);
-        else this.addSubtasks(active, [plan], 0, true);
+        else if (!Array.isArray(plan)) this.addSubtasks(active, [plan], 0, true);
+        else if (plan.length > 0) this.addSubtasks(active, plan, 0, true);
       }
     } catch (err) {
       this.failJob(active, err, 'planning failed');
@@ -496,13 +497,13 @@ export class JobManager {
     };
   }
 
-  /** Keeps a warning on the job (once) and tells its watchers. */
+  /** Keeps a warning on the job (once) and tells its watchers; a job that has ended takes no more. */
   private warn(job: JobRecord, input: string, message: string): void {
     const warnings = (job.warnings ??= []);
-    if (warnings.some((w) => w.input === input && w.message === message)) return;
+    if (TERMINAL_JOB_STATES.has(job.state) || warnings.some((w) => w.input === input && w.message === message)) return;
     warnings.push({ input, message });
     this.log.warn({ job: job.id, input }, message);
-    this.store.saveJob(job);
+    // The event saves the job with it.
     this.events.log(job, `warning: ${withInput(input, message)}`);
   }
 

@@ -173,9 +173,10 @@ export interface PlanResult {
    * More phase-0 subtasks that become ready after `plan` returns (e.g. strips cut from a source
    * still being decoded): each is dispatched as it comes, and phase 0 is not finished (nor merged)
    * until this ends. An error thrown from it fails the job like a planning error. Stop early when
-   * `ctx.signal` aborts. A coordinator restarted mid-way plans the job again from the start.
+   * `ctx.signal` aborts. A coordinator restarted mid-way plans the job again from the start. An
+   * array is added as one (many subtasks ready at once: one event, one dispatch).
    */
-  later?: AsyncIterable<SubtaskPlan | PlanErrors>;
+  later?: AsyncIterable<SubtaskPlan | SubtaskPlan[] | PlanErrors>;
 }
 
 /** Per-input failures a `later` plan found, as it goes (they become the job's errors). */
@@ -183,7 +184,7 @@ export interface PlanErrors {
   errors: ItemFailure[];
 }
 
-export const isPlanErrors = (x: SubtaskPlan | PlanErrors): x is PlanErrors => !('inputs' in x);
+export const isPlanErrors = (x: SubtaskPlan | SubtaskPlan[] | PlanErrors): x is PlanErrors => !Array.isArray(x) && !('inputs' in x);
 
 export type MergeResult =
   | { outputs: FinalOutput[]; errors?: ItemFailure[]; next?: undefined }

@@ -214,9 +214,9 @@ describe('an image batch that is uploaded', () => {
 });
 
 describe('a passthrough job that is uploaded', () => {
-  it('hands back its first file while the upload is open, then the others, then its no-op subtasks', async () => {
+  it('hands back its first file while the upload is open, then the others, then its no-op subtasks at once', async () => {
     const files = [0, 1, 2].map((i) => ({ name: `blob-${i}.bin`, data: Buffer.alloc(100_000 + i, i + 1) }));
-    const { call, answer } = holdSubmission(raw, { label: 'early-passthrough', passthrough: { subtasks: 5 }, input_count: files.length });
+    const { call, answer } = holdSubmission(raw, { label: 'early-passthrough', passthrough: { subtasks: 200 }, input_count: files.length });
     upload(call, files[0]!);
     const early = await withOutputs((await listed('early-passthrough')).id);
     expect(early.state).toBe('JOB_STATE_RUNNING');
@@ -226,10 +226,14 @@ describe('a passthrough job that is uploaded', () => {
     const { err, job } = await answer;
     expect(err).toBeNull();
     expect(job!.id).toBe(early.id);
-    const done = await cluster.client.getJob((await cluster.client.wait(job!.id)).id);
+    const messages: string[] = [];
+    const done = await cluster.client.getJob((await cluster.client.wait(job!.id, (e) => messages.push(e.message))).id);
     expect(done.state).toBe('JOB_STATE_SUCCEEDED');
-    // The copies in submission order, then the no-op subtasks up to the five asked for.
-    expect(done.subtasks.map((s) => s.label)).toEqual(['copy blob-0.bin', 'copy blob-1.bin', 'copy blob-2.bin', 'no-op 3', 'no-op 4']);
+    // The copies in submission order, then the no-op subtasks up to the 200 asked for, added as one.
+    expect(done.subtasks.map((s) => s.label)).toEqual([...files.map((f) => `copy ${f.name}`), ...Array.from({ length: 197 }, (_, k) => `no-op ${k + 3}`)]);
+    const added = messages.filter((m) => m.endsWith(' subtask(s) so far'));
+    expect(added.at(-1)).toBe('phase 0: 200 subtask(s) so far');
+    expect(added.at(-2)).toBe('phase 0: 3 subtask(s) so far');
     const out = await cluster.client.download(job!.id, path.join(dir, 'passthrough'));
     expect([...out.keys()].sort()).toEqual(files.map((f) => f.name));
     for (const f of files) expect(sha256(await readFile(out.get(f.name)!))).toBe(sha256(f.data));

@@ -78,12 +78,13 @@ it('a subtitle track ffmpeg cannot carry into the output is left out: the video 
   const out = path.join(dir, 'out');
   const r = await runCli(['submit', 'video', src, '--container', 'mp4', '--preset', 'ultrafast', '--segment-seconds', '1', '-o', out, '--no-progress', '--coordinator', cluster.address]);
   expect(r.code, r.stderr).toBe(0);
-  const warning = 'film.mkv: the subtitle track(s) could not be carried over, and the video was stitched without them (ffmpeg: Subtitle encoding failed)';
+  // ffmpeg's reason as it gives it (5.1: "Subtitle encoding failed"; other versions word it otherwise).
+  const warning = /^the subtitle track\(s\) could not be carried over, and the video was stitched without them \(ffmpeg: [^\n]+\)$/;
   expect(r.stdout).toContain('  1 output(s), 1 warning(s)\n');
-  expect(r.stdout).toContain(`  warning: ${warning}`);
+  expect(r.stdout.split('\n').filter((l) => l.startsWith('  warning: film.mkv: ')).map((l) => l.slice('  warning: film.mkv: '.length))).toEqual([expect.stringMatching(warning)]);
   const job = await cluster.client.getJob((await cluster.client.listJobs({ limit: 1 }))[0]!.id);
   expect(job.state).toBe('JOB_STATE_SUCCEEDED');
-  expect(job.warnings).toEqual([{ input: 'film.mkv', message: warning.slice('film.mkv: '.length) }]);
+  expect(job.warnings).toEqual([{ input: 'film.mkv', message: expect.stringMatching(warning) }]);
   const summary = (await cluster.client.listJobs({ limit: 1 }))[0]!;
   expect([summary.warning_count, summary.warnings]).toEqual([1, []]);
   // The pictures and the sound are all there; the subtitles are not.

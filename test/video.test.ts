@@ -38,24 +38,32 @@ async function transcode(name: string, fixture: VideoFixture, params: Record<str
 }
 
 describe('video kind (plan -> process -> merge in-process)', () => {
-  it('warns of the streams it leaves out (a timecode track, cover art), naming the input; the video itself is whole', async () => {
-    // A camera's file: the picture, the sound and a QuickTime timecode (a data stream).
+  it('warns of the streams it leaves out (cover art, a font), naming the input, not of a camera\'s timecode; the videos are whole', async () => {
     const plain = await makeVideo(dir, 'camera-src.mp4', { duration: 2, width: 96, height: 64, audioChannels: 2 });
+    // A camera's file: the picture, the sound and a QuickTime timecode (a data stream, in most
+    // camera and phone files, which no transcoder carries by default: no warning).
     const camera = path.join(dir, 'camera.mov');
     await runFfmpeg(['-y', '-v', 'error', '-i', plain, '-map', '0', '-c', 'copy', '-timecode', '01:00:00:00', camera]);
     // A music video with its cover art (an attached picture).
     const cover = path.join(dir, 'cover.png');
     await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'color=c=red:s=32x32:d=0.04', '-frames:v', '1', '-f', 'image2', cover]);
     const song = path.join(dir, 'song.mp4');
-    // Straight ffmpeg: Tessera's runner reads no PNG.
-    await promisify(execFile)(ffmpegBinaries().ffmpeg, ['-y', '-v', 'error', '-i', plain, '-i', cover, '-map', '0', '-map', '1', '-c', 'copy', '-disposition:v:1', 'attached_pic', song]);
-    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', segment_seconds: 1 }), [camera, song], { dir });
+    // Straight ffmpeg: Tessera's runner reads no PNG, and attaches nothing.
+    const ff = (args: string[]) => promisify(execFile)(ffmpegBinaries().ffmpeg, ['-y', '-v', 'error', ...args]);
+    await ff(['-i', plain, '-i', cover, '-map', '0', '-map', '1', '-c', 'copy', '-disposition:v:1', 'attached_pic', song]);
+    // A Matroska file with a font attached, as one with styled subtitles has.
+    const font = path.join(dir, 'Sans.ttf');
+    await writeFile(font, 'not really a font, but attached as one');
+    const styled = path.join(dir, 'styled.mkv');
+    await ff(['-i', plain, '-map', '0', '-c', 'copy', '-attach', font, '-metadata:s:t', 'mimetype=application/x-truetype-font', styled]);
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', segment_seconds: 1 }), [camera, song, styled], { dir });
     expect(run.errors).toEqual([]);
     const carried = 'a video job carries the picture, the audio and subtitle tracks, the chapters and the tags';
     expect(run.warnings).toEqual([
-      { input: 'camera.mov', message: `left out of the output: data (stream 2, tmcd); ${carried}` },
       { input: 'song.mp4', message: `left out of the output: cover art (stream 2, png); ${carried}` },
+      { input: 'styled.mkv', message: `left out of the output: attachment (stream 2, ttf); ${carried}` },
     ]);
+    expect(run.outputs).toHaveLength(3);
     for (const out of run.outputs) expect((await decodeCheck(out.path)).frames, out.name).toBe(50);
   });
 

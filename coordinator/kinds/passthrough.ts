@@ -20,13 +20,17 @@ function subtask(params: PassthroughParams, index: number, input: SpoolFile | un
   return { label: input ? `copy ${input.name}` : `no-op ${index}`, inputs: input ? [input] : [], plan, weight: input?.size ?? 0, items: input ? [input.name] : [] };
 }
 
-/** The copies of the inputs as they pass their checks, then the no-op subtasks up to `params.subtasks`. */
-async function* planArriving(params: PassthroughParams, arriving: NonNullable<PlanContext<unknown>['arriving']>): AsyncGenerator<SubtaskPlan> {
+/**
+ * The copies of the inputs as they pass their checks, then the no-op subtasks up to
+ * `params.subtasks` at once (up to 100,000: one addition, not one each).
+ */
+async function* planArriving(params: PassthroughParams, arriving: NonNullable<PlanContext<unknown>['arriving']>): AsyncGenerator<SubtaskPlan[]> {
   let index = 0;
   for (let run = await arriving.take(Infinity); run !== undefined; run = await arriving.take(Infinity)) {
-    for (const input of run) yield subtask(params, index++, input);
+    yield run.map((input) => subtask(params, index++, input));
   }
-  for (; index < Math.max(params.subtasks, 1); index++) yield subtask(params, index, undefined);
+  const from = index;
+  if (from < params.subtasks) yield Array.from({ length: params.subtasks - from }, (_, k) => subtask(params, from + k, undefined));
 }
 
 export const passthroughKind: CoordinatorKind<PassthroughParams> = {

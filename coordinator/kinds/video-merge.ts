@@ -182,32 +182,42 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   // the container holds; where it holds none (a picture-based track in MP4 or WebM) the track is left out.
   const subtitles: string[] = [];
   const left: string[] = [];
+  let inMatroska = true;
   let kept = 0;
   for (const t of rec.subtitles ?? []) {
     const codec = subtitleCodec(t.codec, rec.container);
     if (!codec) {
       left.push(`${t.codec} (stream ${t.streamIndex})`);
+      inMatroska &&= subtitleCodec(t.codec, 'mkv') !== undefined;
       continue;
     }
     subtitles.push('-map', `${src}:${t.streamIndex}`, `-c:s:${kept}`, codec, `-map_metadata:s:s:${kept}`, `${src}:s:${t.streamIndex}`);
     kept++;
   }
-  if (left.length > 0) ctx.warn(rec.input, `subtitle track(s) ${left.join(', ')} left out: ${rec.container === 'mkv' ? 'Matroska' : rec.container === 'mp4' ? 'MP4' : 'WebM'} cannot hold them (Matroska holds picture subtitles)`);
   const tail: string[] = [];
   if (rec.container === 'mp4') {
     if (rec.codec === 'h265') tail.push('-tag:v', 'hvc1'); // players (Apple) only take hvc1 in MP4
     tail.push('-movflags', '+faststart');
   }
   tail.push('-f', MUXER[rec.container], out);
+  let refused: string | undefined;
   try {
     await runFfmpeg([...args, ...subtitles, ...tail], { signal, input: rec.input });
   } catch (err) {
-    // Subtitles the muxer or the conversion refuses are not worth the video: stitched again without them.
-    if (subtitles.length === 0 || signal.aborted || hasLocalTroubleCode(err)) throw err;
-    ctx.warn(rec.input, `the subtitle track(s) could not be carried over, and the video was stitched without them (${(err as Error).message.replace(/^.*?\bffmpeg failed: /s, 'ffmpeg: ')})`);
+    // Subtitles ffmpeg refuses (the input's, not this machine's trouble) are not worth the video:
+    // stitched again without them. Should that fail too, the trouble was elsewhere: its error stands.
+    const theInput = err instanceof TesseraError && !err.retryable && err.codeName === 'INVALID_ARGUMENT';
+    if (subtitles.length === 0 || signal.aborted || !theInput) throw err;
     await runFfmpeg([...args, ...tail], { signal, input: rec.input });
+    refused = err.message.replace(/^.*?\bffmpeg failed: /s, 'ffmpeg: ');
   }
   await verifyOutput(out, rec, hasAudio, mapped.length, signal);
+  // Told once the output they are about is made.
+  if (left.length > 0) {
+    const container = rec.container === 'mkv' ? 'Matroska' : rec.container === 'mp4' ? 'MP4' : 'WebM';
+    ctx.warn(rec.input, `subtitle track(s) ${left.join(', ')} left out: ${container} cannot hold them${inMatroska && rec.container !== 'mkv' ? ' (Matroska can: --container mkv)' : ''}`);
+  }
+  if (refused) ctx.warn(rec.input, `the subtitle track(s) could not be carried over, and the video was stitched without them (${refused})`);
   return { name, path: out, source: rec.input, contentType: CONTENT_TYPE[rec.container] };
 }
 

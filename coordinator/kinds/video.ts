@@ -193,8 +193,11 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   });
   const [audioRecord = null, ...moreAudio] = tracks.map((track, t) => trackRecord(prepared[t]!, track, info.startTime, first));
 
-  if (info.others.length > 0) {
-    const left = info.others.map((o) => `${o.type} (stream ${o.index}${o.codec ? `, ${o.codec}` : ''})`).join(', ');
+  // Data streams (a timecode, a phone's or camera's metadata tracks) are in most camera files and
+  // no transcoder carries them by default: a warning for each would be noise. The rest is told.
+  const others = info.others.filter((o) => o.type !== 'data');
+  if (others.length > 0) {
+    const left = others.map((o) => `${o.type} (stream ${o.index}${o.codec ? `, ${o.codec}` : ''})`).join(', ');
     ctx.warn(name, `left out of the output: ${left}; a video job carries the picture, the audio and subtitle tracks, the chapters and the tags`);
   }
   const expectedFrames = segments.reduce((a, s) => a + s.frames, 0);
