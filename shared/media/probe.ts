@@ -73,8 +73,6 @@ interface RawStream {
   index: number;
   codec_type?: string;
   codec_name?: string;
-  /** The container's four-character code ("tmcd"), or bytes shown as "[0][0][0][0]". */
-  codec_tag_string?: string;
   width?: number;
   height?: number;
   pix_fmt?: string;
@@ -124,7 +122,7 @@ export async function probeMedia(file: string, opts: ProbeOptions & { countPacke
     subtitles: streams.filter((s) => s.codec_type === 'subtitle').map((s) => ({ index: s.index, codec: s.codec_name ?? '' })),
     others: streams
       .filter((s) => s !== v && s.codec_type !== 'audio' && s.codec_type !== 'subtitle')
-      .map((s) => ({ index: s.index, type: s.disposition?.attached_pic ? 'cover art' : (s.codec_type ?? 'unknown'), codec: s.codec_name || (/^[\x21-\x7e]{4}$/.test(s.codec_tag_string ?? '') && !s.codec_tag_string!.includes('[') ? s.codec_tag_string! : '') })),
+      .map((s) => ({ index: s.index, type: s.disposition?.attached_pic ? 'cover art' : (s.codec_type ?? 'unknown'), codec: s.codec_name ?? '' })),
   };
 }
 
