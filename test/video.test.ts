@@ -38,6 +38,29 @@ async function transcode(name: string, fixture: VideoFixture, params: Record<str
 }
 
 describe('video kind (plan -> process -> merge in-process)', () => {
+  it('keeps picture subtitles (PGS) in Matroska, and leaves them out of MP4 with a warning that says Matroska can hold them', async () => {
+    const plain = await makeVideo(dir, 'bluray-src.mp4', { duration: 2, width: 96, height: 64, audioChannels: 2 });
+    const sup = path.join(dir, 'subs.sup');
+    await writeFile(sup, pgsSubtitles());
+    const film = path.join(dir, 'bluray.mkv');
+    // Straight ffmpeg: Tessera's runner reads no .sup.
+    await promisify(execFile)(ffmpegBinaries().ffmpeg, ['-y', '-v', 'error', '-i', plain, '-i', sup, '-map', '0', '-map', '1', '-c', 'copy', film]);
+    for (const container of ['mkv', 'mp4']) {
+      const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', segment_seconds: 1, container }), [film], { dir });
+      expect(run.errors, container).toEqual([]);
+      const out = run.outputs[0]!.path;
+      const streams = (await runFfprobe<{ streams: Array<{ codec_name: string }> }>(['-show_entries', 'stream=codec_name', '-i', out])).streams.map((st) => st.codec_name);
+      if (container === 'mkv') {
+        expect(streams).toEqual(['h264', 'aac', 'hdmv_pgs_subtitle']);
+        expect(run.warnings).toEqual([]);
+      } else {
+        expect(streams).toEqual(['h264', 'aac']);
+        expect(run.warnings).toEqual([{ input: 'bluray.mkv', message: 'subtitle track(s) hdmv_pgs_subtitle (stream 2) left out: MP4 cannot hold them (Matroska can: --container mkv)' }]);
+      }
+      expect((await decodeCheck(out)).frames, container).toBe(50);
+    }
+  });
+
   it('warns of the streams it leaves out (cover art, a font), naming the input, not of a camera\'s timecode; the videos are whole', async () => {
     const plain = await makeVideo(dir, 'camera-src.mp4', { duration: 2, width: 96, height: 64, audioChannels: 2 });
     // A camera's file: the picture, the sound and a QuickTime timecode (a data stream, in most
@@ -474,3 +497,26 @@ async function ssim(file: string, reference: string): Promise<number> {
   return Number(m[1]);
 }
 
+/**
+ * A Blu-ray (PGS) subtitle stream as a .sup file: one 2 x 2 picture shown from 0.5 s to 1 s on a
+ * 96 x 64 frame. ffmpeg makes no picture subtitles from text, so the segments are written here.
+ */
+function pgsSubtitles(): Buffer {
+  const u16 = (n: number): number[] => [n >> 8, n & 0xff];
+  const u32 = (n: number): number[] => [n >>> 24, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
+  const segment = (pts: number, type: number, data: number[]): number[] => [0x50, 0x47, ...u32(pts), ...u32(0), type, ...u16(data.length), ...data];
+  const displaySet = (pts: number, show: boolean): number[] => {
+    // Presentation (frame 96 x 64; an epoch start showing object 0 at 8,8, or a composition of no objects), window.
+    const pcs = [...u16(96), ...u16(64), 0x10, ...u16(show ? 0 : 1), show ? 0x80 : 0x00, 0, 0, show ? 1 : 0, ...(show ? [...u16(0), 0, 0, ...u16(8), ...u16(8)] : [])];
+    const wds = [1, 0, ...u16(8), ...u16(8), ...u16(2), ...u16(2)];
+    const out = [...segment(pts, 0x16, pcs), ...segment(pts, 0x17, wds)];
+    if (show) {
+      // Palette entry 1 (white, opaque), and the object: two lines of two pixels of it, run-length coded.
+      const rle = [1, 1, 0, 0, 1, 1, 0, 0];
+      out.push(...segment(pts, 0x14, [0, 0, 1, 235, 128, 128, 255]));
+      out.push(...segment(pts, 0x15, [...u16(0), 0, 0xc0, 0, 0, rle.length + 4, ...u16(2), ...u16(2), ...rle]));
+    }
+    return [...out, ...segment(pts, 0x80, [])];
+  };
+  return Buffer.from([...displaySet(45_000, true), ...displaySet(90_000, false)]);
+}
