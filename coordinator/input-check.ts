@@ -52,12 +52,25 @@ const HEADS_HELD = 64;
  * (or the shared-storage lookups) of the inputs after them. `result` gives the verdicts in
  * submission order; `stop` lets the submission fail without leaving a check reading its files.
  * `params`: an `image` job's params, to refuse a result over `maxPixels` too ({@link checkInput}).
- * `prefetch`: the job kind's, handed each of the first inputs that pass.
+ * `prefetch`: the job kind's, handed each of the first inputs to pass, in the order they were added.
  */
 export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal, params?: ImageParams, prefetch?: CoordinatorKind['prefetch']) {
   const limit = pLimit(CHECKS_AT_ONCE);
   const verdicts = new Map<SpoolFile, Promise<ItemFailure | undefined>>();
+  // The inputs in the order they were added, each until its verdict is known: the planner takes
+  // them in that order, so the prefetch goes to the first ones that pass in that order, not to
+  // whichever check ends first.
+  const waiting: Array<{ file: SpoolFile; passed?: boolean }> = [];
   let prefetched = 0;
+  const prefetchInOrder = (): void => {
+    while (waiting[0]?.passed !== undefined && prefetched < PREFETCHED_INPUTS && !stopping.signal.aborted) {
+      const { file, passed } = waiting.shift()!;
+      if (!passed) continue;
+      prefetched++;
+      prefetch!(file, stopping.signal);
+    }
+    if (prefetched >= PREFETCHED_INPUTS) waiting.length = 0;
+  };
   // Stops the running checks (ffprobe) when the submission fails, as well as when the client goes.
   const stopping = new AbortController();
   const checkSignal = signal ? AbortSignal.any([signal, stopping.signal]) : stopping.signal;
@@ -66,14 +79,16 @@ export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal,
     if (!v) {
       // A check that never ran is no verdict: it rejects rather than pass the file.
       v = limit(() => (checkSignal.throwIfAborted(), checkInput(kind, file, limits, checkSignal, head, params)));
-      // The planner's own reading of the first inputs to pass starts as soon as they have. Not
-      // under the call's signal: grpc-js reports a call that ended normally as cancelled too.
-      if (prefetch) {
-        v.then((failure) => {
-          if (failure || stopping.signal.aborted || prefetched >= PREFETCHED_INPUTS) return;
-          prefetched++;
-          prefetch(file, stopping.signal);
-        }).catch(() => undefined);
+      // The planner's own reading of the first inputs to pass starts as soon as they have (and
+      // those added before them have their verdicts). Not under the call's signal: grpc-js
+      // reports a call that ended normally as cancelled too.
+      if (prefetch && prefetched < PREFETCHED_INPUTS) {
+        const entry: { file: SpoolFile; passed?: boolean } = { file };
+        waiting.push(entry);
+        v.then(
+          (failure) => (entry.passed = !failure),
+          () => (entry.passed = false),
+        ).then(prefetchInOrder, () => undefined);
       }
       // Awaited by `result` or `stop`; not an unhandled rejection meanwhile.
       v.catch(() => undefined);
