@@ -12,14 +12,13 @@ import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ffmpegBinaries } from '../shared/ffmpeg.js';
-import { loadTesseraProto } from '../shared/proto.js';
 import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
 import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import { sha256 } from '../shared/streams.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { makeVideo } from './helpers/media.js';
-import { holdSubmission, sendInput, until } from './helpers/raw-grpc.js';
+import { holdSubmission, rawJobService, sendInput, until } from './helpers/raw-grpc.js';
 
 const run = promisify(execFile);
 
@@ -31,8 +30,7 @@ const clips: { name: string; data: Buffer }[] = [];
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-early-media-'));
   cluster = await startCluster({ workers: 2, slots: 1 });
-  const { proto } = loadTesseraProto();
-  raw = new proto.tessera.v1.JobService(cluster.address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
+  raw = rawJobService(cluster.address);
   for (const name of ['first.mp4', 'second.mp4']) {
     const file = await makeVideo(dir, name, { duration: 4, width: 160, height: 120, fps: 25, audioChannels: 2, gop: 25 });
     clips.push({ name, data: await readFile(file) });

@@ -9,12 +9,11 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadTesseraProto } from '../shared/proto.js';
 import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
 import { sha256 } from '../shared/streams.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { holdSubmission, sendInput, until, type HeldSubmission } from './helpers/raw-grpc.js';
+import { holdSubmission, rawJobService, sendInput, until, type HeldSubmission } from './helpers/raw-grpc.js';
 
 let cluster: TestCluster;
 let dir: string;
@@ -24,8 +23,7 @@ const photos: { name: string; data: Buffer }[] = [];
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-early-'));
   cluster = await startCluster({ workers: 2, slots: 1, coordinatorArgs: ['--shared-output-root', dir] });
-  const { proto } = loadTesseraProto();
-  raw = new proto.tessera.v1.JobService(cluster.address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
+  raw = rawJobService(cluster.address);
   for (let i = 0; i < 12; i++) {
     const data = await sharp({ create: { width: 320, height: 240, channels: 3, background: { r: 20 * i, g: 100, b: 200 - 10 * i } } }).jpeg().toBuffer();
     photos.push({ name: `p${String(i).padStart(2, '0')}.jpg`, data });

@@ -14,14 +14,15 @@ import type { SubmitJobRequest } from '../../shared/proto/generated/tessera/v1/S
 import type { SubtaskResult } from '../../shared/proto/generated/tessera/v1/SubtaskResult.js';
 import { sha256 } from '../../shared/streams.js';
 
-function jobService(address: string): JobServiceClient {
+/** A plain generated JobService stub on `address`, without TLS. */
+export function rawJobService(address: string): JobServiceClient {
   const { proto } = loadTesseraProto();
   return new proto.tessera.v1.JobService(address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
 }
 
 /** A SubmitJob of these messages: the error it ends with, if any. */
 export function rawSubmit(address: string, messages: SubmitJobRequest[]): Promise<grpc.ServiceError | undefined> {
-  const client = jobService(address);
+  const client = rawJobService(address);
   return new Promise((resolve) => {
     const call = client.SubmitJob((err) => {
       client.close();
@@ -34,7 +35,7 @@ export function rawSubmit(address: string, messages: SubmitJobRequest[]): Promis
 
 /** A DownloadOutput from the start: the bytes, or the error it ends with. */
 export function rawDownload(address: string, jobId: string, name: string): Promise<{ data?: Buffer; err?: grpc.ServiceError }> {
-  const client = jobService(address);
+  const client = rawJobService(address);
   return new Promise((resolve) => {
     const parts: Buffer[] = [];
     const call = client.DownloadOutput({ job_id: jobId, name, offset: 0 });
