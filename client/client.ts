@@ -451,7 +451,6 @@ export class TesseraClient {
   private async downloadOne(jobId: string, name: string, dest: string, expected: string, size: number, publish: Publish, signal?: AbortSignal): Promise<void> {
     const part = partName(dest);
     const { fh, file } = await openOwn(dest, part);
-    trackInFlight(file, part);
     // Until verified, what came in is kept (as the part file) for the next try to resume.
     let keep = true;
     try {
@@ -708,6 +707,18 @@ async function park(file: string, part: string): Promise<void> {
  */
 async function openOwn(dest: string, part: string): Promise<{ fh: FileHandle; file: string }> {
   const file = ownFileIn(dest);
+  // In flight before it exists: a download of the same output starting meanwhile in this process
+  // must not take it, once the part file is renamed to it, for one a killed download left.
+  trackInFlight(file, part);
+  try {
+    return await openOwnAs(file, dest, part);
+  } catch (err) {
+    inFlight.delete(file);
+    throw err;
+  }
+}
+
+async function openOwnAs(file: string, dest: string, part: string): Promise<{ fh: FileHandle; file: string }> {
   // No part file, but one a killed download left under its own name: resumed as the part file.
   if (!(await lstat(part).catch(() => undefined))) {
     const orphan = await orphanOf(dest);
