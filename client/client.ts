@@ -345,6 +345,10 @@ export class TesseraClient {
         await pause(500, opts.signal);
       } finally {
         opts.signal?.removeEventListener('abort', onAbort);
+        // A caller that stops reading (a break out of its loop) ends the generator here: the call
+        // must end too, or it stays open (and the coordinator keeps its events coming) until the
+        // job does. Nothing for a call that has already ended.
+        call.cancel();
       }
     }
   }
@@ -484,6 +488,10 @@ export class TesseraClient {
           received = true;
         } finally {
           signal?.removeEventListener('abort', onAbort);
+          // Stopped before the end (a failed write, a bad chunk): leaving the loop only destroys
+          // the grpc-js stream, which does not end the call; the coordinator would go on sending
+          // and the process stay up until the call's deadline.
+          if (!received) call.cancel();
           // The writes in flight land (or fail) before the file is closed; one that failed fails the download.
           out.end();
           const failed = await finished(out).then(() => undefined, (err: unknown) => err);

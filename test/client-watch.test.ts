@@ -1,7 +1,8 @@
 /**
  * Watching: a coordinator never reached fails at once (as getJob and submit do), not after two
  * minutes of "reconnecting"; and aborting `wait`, `collect`, `submit` or a `watch` in its
- * reconnect pause rejects with the signal's reason, whatever it was doing.
+ * reconnect pause rejects with the signal's reason, whatever it was doing; a loop that stops
+ * reading a watch leaves no call open.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { TesseraClient } from '../client/index.js';
 import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
 import { deadAddress } from './helpers/addresses.js';
+import { settledCalls } from './helpers/calls.js';
 
 let dir: string;
 let cluster: TestCluster | undefined;
@@ -115,6 +117,23 @@ describe('aborting', () => {
     await new Promise((r) => setTimeout(r, 250));
     ac.abort(reason);
     expect(await caught(p)).toBe(reason);
+  }, 60_000);
+
+  it('a loop that breaks out of a watch ends its call; the job goes on', async () => {
+    cluster = await startCluster({ workers: 1, slots: 1 });
+    const file = path.join(dir, 'slow3.bin');
+    await writeFile(file, 'slow');
+    const job = await cluster.client.submit({ passthrough: { work_ms: 20_000 } }, [file]);
+    const seen: string[] = [];
+    for await (const e of cluster.client.watch(job.id)) {
+      seen.push(e.type);
+      break;
+    }
+    expect(seen).toHaveLength(1);
+    // Open until the job ended (20 s on) before: the coordinator kept sending to a loop long gone.
+    expect(await settledCalls(cluster.client)).toBe(0);
+    expect((await cluster.client.getJob(job.id)).state).toBe('JOB_STATE_RUNNING');
+    await cluster.client.cancel(job.id);
   }, 60_000);
 });
 

@@ -14,6 +14,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
 import { partName } from '../client/client.js';
+import { settledCalls } from './helpers/calls.js';
 
 let cluster: TestCluster;
 let dir: string;
@@ -199,7 +200,9 @@ describe('downloads', () => {
   });
 
   it('into a folder that fills up: RESOURCE_EXHAUSTED naming the file, what came kept as the part file, and the next download there finishes', async () => {
-    const { id, bytes } = await passthrough('full', { 'big.bin': 6 * 2 ** 20 });
+    // Larger than the stream's flow-control window and the writes in flight: the coordinator is still
+    // sending when the disk fills.
+    const { id, bytes } = await passthrough('full', { 'big.bin': 40 * 2 ** 20 });
     // A 2 MiB tmpfs (the tests run as root, as CI does): the output's writes fail part-way.
     const out = path.join(dir, 'full-out');
     await mkdir(out);
@@ -209,12 +212,14 @@ describe('downloads', () => {
       expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
       expect(err.message).toContain(path.join(out, 'big.bin'));
       expect(err.message).toMatch(/ENOSPC/);
+      // The download's call ended with it (it stayed open, the coordinator sending, until its deadline).
+      expect(await settledCalls(cluster.client)).toBe(0);
       expect(await readdir(out)).toEqual([partName('big.bin')]);
       const kept = (await lstat(path.join(out, partName('big.bin')))).size;
       expect(kept).toBeGreaterThan(0);
       expect(kept).toBeLessThanOrEqual(2 * 2 ** 20);
       // Room again: the next download resumes from the part file.
-      execFileSync('mount', ['-o', 'remount,size=16m', out]);
+      execFileSync('mount', ['-o', 'remount,size=48m', out]);
       const paths = await cluster.client.download(id, out);
       expect(sha(await readFile(paths.get('big.bin')!))).toBe(sha(bytes.get('big.bin')!));
       expect(await readdir(out)).toEqual(['big.bin']);
