@@ -228,7 +228,7 @@ describe('downloads', () => {
     }
   });
 
-  it('tessera demo -o leaves what else is in the folder alone', async () => {
+  it('tessera demo -o replaces only its own earlier outputs, and leaves what else is in the folder alone', async () => {
     const out = await mkdtemp(path.join(dir, 'demo-'));
     await writeFile(path.join(out, 'notes.txt'), 'mine');
     await mkdir(path.join(out, 'keep'));
@@ -236,7 +236,19 @@ describe('downloads', () => {
       const r = await runCli(['demo', '-o', out, '--images', '1'], { timeoutMs: 120_000 });
       expect(r.code, r.stderr).toBe(0);
     }
-    expect((await readdir(out)).sort()).toEqual(['keep', 'notes.txt', 'sample-01.webp']);
+    // What it wrote is listed beside it, for the next run to know its own.
+    expect((await readdir(out)).sort()).toEqual(['.tessera-demo.json', 'keep', 'notes.txt', 'sample-01.webp']);
     expect(await readFile(path.join(out, 'notes.txt'), 'utf8')).toBe('mine');
-  });
+    // A file of the user's under a demo output's name is not replaced (it was, silently).
+    const theirs = await mkdtemp(path.join(dir, 'demo-theirs-'));
+    await writeFile(path.join(theirs, 'sample-01.webp'), 'my own picture');
+    const r = await runCli(['demo', '-o', theirs, '--images', '1'], { timeoutMs: 120_000 });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`${path.join(theirs, 'sample-01.webp')} already exists and is not output "sample-01.webp": kept, it is not an earlier demo's output (run the demo with -o another folder)`);
+    expect(await readFile(path.join(theirs, 'sample-01.webp'), 'utf8')).toBe('my own picture');
+    // Nor is a demo output the user changed since.
+    await writeFile(path.join(out, 'sample-01.webp'), 'edited');
+    expect((await runCli(['demo', '-o', out, '--images', '1'], { timeoutMs: 120_000 })).code).not.toBe(0);
+    expect(await readFile(path.join(out, 'sample-01.webp'), 'utf8')).toBe('edited');
+  }, 240_000);
 });

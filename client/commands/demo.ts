@@ -1,8 +1,12 @@
 /** `tessera demo` / `npm start`: a whole cluster on loopback processing generated sample images. */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
+import { TesseraError } from '../../shared/errors.js';
+import type { OutputInfo__Output } from '../../shared/proto/generated/tessera/v1/OutputInfo.js';
+import { sha256File } from '../../shared/streams.js';
 import { LocalCluster } from '../local-cluster.js';
 import { fmtBytes, shortState } from './output.js';
 
@@ -45,8 +49,15 @@ export async function runDemo(o: { output: string; images: number }): Promise<nu
     out.write(`  submitted job ${submitted.id}: resize to 800 px wide, sharpen, WebP q80\n`);
     const outDir = path.resolve(o.output);
     // Each output is downloaded as soon as it is published, while the others are still processed;
-    // an earlier demo's outputs (the same names) are replaced, nothing else in the folder is touched.
-    const { job, paths } = await cluster.client.collect(submitted.id, outDir, { overwrite: true });
+    // an earlier demo's outputs are replaced, nothing else in the folder is touched.
+    // The image kind names an output after its input, with the format's extension.
+    await clearEarlierDemo(outDir, files.map((f) => `${path.parse(f).name}.webp`));
+    const { job, paths } = await cluster.client.collect(submitted.id, outDir).catch((err: unknown) => {
+      const e = err as TesseraError;
+      if (e?.code !== grpc.status.ALREADY_EXISTS) throw err;
+      throw new TesseraError(grpc.status.ALREADY_EXISTS, `${e.message.replace(/: kept .*$/, '')}: kept, it is not an earlier demo's output (run the demo with -o another folder)`, { retryable: false });
+    });
+    await writeDemoManifest(outDir, job.outputs);
     const secs = (Date.now() - t0) / 1000;
     const perWorker = new Map<string, number>();
     for (const s of job.subtasks) perWorker.set(s.worker, (perWorker.get(s.worker) ?? 0) + 1);
@@ -61,4 +72,40 @@ export async function runDemo(o: { output: string; images: number }): Promise<nu
     await cluster.stop();
     await rm(samples, { recursive: true, force: true });
   }
+}
+
+/** What the demo wrote into an output folder (name -> SHA-256): a later run replaces those files, and only while unchanged. */
+const MANIFEST = '.tessera-demo.json';
+
+async function readDemoManifest(dir: string): Promise<Map<string, string>> {
+  const manifest = await readFile(path.join(dir, MANIFEST), 'utf8').then((t) => JSON.parse(t) as { outputs?: Record<string, unknown> }, () => undefined);
+  const entries = new Map<string, string>();
+  for (const [name, sha256] of Object.entries(manifest?.outputs ?? {})) {
+    // Only plain names in this folder: the manifest is a file anyone could have edited.
+    if (typeof sha256 === 'string' && name === path.basename(name) && !name.startsWith('.')) entries.set(name, sha256);
+  }
+  return entries;
+}
+
+/**
+ * Removes the files of `names` that an earlier demo wrote into `dir` and that still hold its
+ * bytes, for this run to write again; a file of the user's under such a name is left alone (the
+ * download then stops at it).
+ */
+async function clearEarlierDemo(dir: string, names: readonly string[]): Promise<void> {
+  const earlier = await readDemoManifest(dir);
+  for (const name of names) {
+    const file = path.join(dir, name);
+    if (earlier.has(name) && (await sha256File(file).catch(() => undefined)) === earlier.get(name)) await rm(file, { force: true });
+  }
+}
+
+/** The manifest after a run: its outputs, and an earlier run's that are still there unchanged. */
+async function writeDemoManifest(dir: string, outputs: readonly OutputInfo__Output[]): Promise<void> {
+  const entries = new Map<string, string>();
+  for (const [name, sha256] of await readDemoManifest(dir)) {
+    if ((await sha256File(path.join(dir, name)).catch(() => undefined)) === sha256) entries.set(name, sha256);
+  }
+  for (const o of outputs) entries.set(o.name, o.sha256);
+  await writeFile(path.join(dir, MANIFEST), `${JSON.stringify({ outputs: Object.fromEntries(entries) }, null, 2)}\n`);
 }
