@@ -107,7 +107,7 @@ function submitCommand(name: string, description: string, configure: (c: Command
     .option('--label <text>', 'job label')
     .option('--shared', "submit the files by reference, not uploaded: they must lie under one of the coordinator's --shared-root folders")
     .option('--priority <n>', 'higher runs first', int('--priority', { signed: true }))
-    .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'))
+    .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts', { min: 1 }))
     .option('--request-id <id>', 'makes running the same command again safe: a coordinator that already has a job with this id (from this client) answers with it instead of making another (at most 128 printable ASCII bytes, no spaces; default: a new id, with which the submission is resent if the connection to the coordinator drops before it answers)')
     .action(async (files: string | string[], o: Record<string, unknown>) => {
       const { runSubmit } = await import('./commands/submit.js');
@@ -120,8 +120,8 @@ submitCommand(
   'resize, crop, rotate, filter and re-encode a batch of images',
   (c) =>
     c
-      .option('--width <px>', 'target width', int('--width'))
-      .option('--height <px>', 'target height', int('--height'))
+      .option('--width <px>', 'target width', int('--width', { min: 1 }))
+      .option('--height <px>', 'target height', int('--height', { min: 1 }))
       .addOption(new Option('--fit <fit>', 'how to fit both dimensions').choices(['cover', 'contain', 'fill', 'inside', 'outside']))
       .option('--no-enlarge', 'never upscale')
       .option('--crop <l,t,w,h>', 'extract a region first', cropOption)
@@ -135,10 +135,10 @@ submitCommand(
       .option('--saturation <x>', 'saturation multiplier', num('--saturation'))
       .option('--hue <deg>', 'hue rotation', int('--hue', { signed: true }))
       .addOption(new Option('--format <fmt>', 'output format').choices(['jpeg', 'jpg', 'png', 'webp', 'avif', 'tiff']))
-      .option('--quality <q>', 'encoder quality 1-100 of jpeg, webp and avif output (png and tiff are lossless: refused with --format png|tiff, not applied to inputs kept as png or tiff)', int('--quality'))
+      .option('--quality <q>', 'encoder quality 1-100 of jpeg, webp and avif output (png and tiff are lossless: refused with --format png|tiff, not applied to inputs kept as png or tiff)', int('--quality', { min: 1 }))
       .option('--keep-metadata', 'keep EXIF/ICC metadata')
       .option('--no-auto-orient', 'do not apply EXIF orientation')
-      .option('--tile <size>', 'process as tiles of SIZE px (huge images)', int('--tile'))
+      .option('--tile <size>', 'process as tiles of SIZE px (huge images)', int('--tile', { min: 1 }))
       .addOption(new Option('--pyramid <kind>', 'tile pyramid (a zip) instead of one image, at any size; tiles jpeg, png or webp').choices(['deepzoom', 'iiif']))
       .option('--iiif-id <url>', "with --pyramid iiif: the image's base URI in info.json (absolute http(s) URL; default https://example.com/iiif)"),
   imageSpec,
@@ -154,13 +154,13 @@ submitCommand(
       .option('--lossless', 'mathematically lossless video at 8-bit 4:2:0 (h264, h265, vp9)')
       .option('--bitrate <rate>', 'target bitrate, e.g. 2M')
       .option('--preset <p>', 'encoder preset')
-      .option('--width <px>', 'scale to width', int('--width'))
-      .option('--height <px>', 'scale to height', int('--height'))
-      .option('--fps <f>', 'output frame rate', num('--fps'))
+      .option('--width <px>', 'scale to width', int('--width', { min: 1 }))
+      .option('--height <px>', 'scale to height', int('--height', { min: 1 }))
+      .option('--fps <f>', 'output frame rate', num('--fps', { positive: true }))
       .addOption(new Option('--audio-codec <codec>', 'audio codec').choices(['aac', 'opus', 'mp3', 'copy', 'none']))
       .option('--audio-bitrate <rate>', 'audio bitrate, e.g. 128k')
       .addOption(new Option('--container <c>', 'output container').choices(['mp4', 'mkv', 'webm']))
-      .option('--segment-seconds <s>', 'target segment length', num('--segment-seconds')),
+      .option('--segment-seconds <s>', 'target segment length', num('--segment-seconds', { positive: true })),
   videoSpec,
 );
 
@@ -169,9 +169,9 @@ submitCommand(
   'extract thumbnails (and optionally sprite sheets with a WebVTT index) from videos',
   (c) =>
     c
-      .option('--every <seconds>', 'one thumbnail every N seconds', num('--every'))
-      .option('--count <n>', 'N evenly spaced thumbnails', int('--count'))
-      .option('--width <px>', 'thumbnail width', int('--width'))
+      .option('--every <seconds>', 'one thumbnail every N seconds', num('--every', { positive: true }))
+      .option('--count <n>', 'N evenly spaced thumbnails', int('--count', { min: 1 }))
+      .option('--width <px>', 'thumbnail width', int('--width', { min: 1 }))
       .addOption(new Option('--format <fmt>', 'image format').choices(['jpeg', 'webp']))
       .option('--sprite <COLSxROWS>', 'also build sprite sheets and a WebVTT file'),
   thumbnailsSpec,
@@ -184,8 +184,8 @@ submitCommand(
     c
       .addOption(new Option('--codec <codec>', 'output codec').choices(['aac', 'mp3', 'opus', 'flac', 'wav']))
       .option('--bitrate <rate>', 'bitrate, e.g. 128k')
-      .option('--sample-rate <hz>', 'output sample rate', int('--sample-rate'))
-      .option('--channels <n>', 'down-mix to N channels', int('--channels'))
+      .option('--sample-rate <hz>', 'output sample rate', int('--sample-rate', { min: 1 }))
+      .option('--channels <n>', 'down-mix to N channels', int('--channels', { min: 1 }))
       .option('--trim <start,end>', 'keep only [start, end) seconds', trimOption)
       .option('--fade-in <s>', 'fade-in seconds', num('--fade-in'))
       .option('--fade-out <s>', 'fade-out seconds', num('--fade-out'))
@@ -193,7 +193,7 @@ submitCommand(
       .option('--loudness <lufs>', 'target integrated loudness (implies --normalize)', num('--loudness'))
       .option('--true-peak <dbtp>', 'true-peak ceiling', num('--true-peak'))
       .option('--waveform', 'also produce a PNG waveform and JSON peaks')
-      .option('--segment-seconds <s>', 'split long files into segments of this length', num('--segment-seconds')),
+      .option('--segment-seconds <s>', 'split long files into segments of this length', num('--segment-seconds', { positive: true })),
   audioSpec,
 );
 
@@ -283,6 +283,8 @@ program
   .action(async (id: string, o) =>
     withClient(o, async (c, out) => {
       const names = o.name as string[] | undefined;
+      // Absolute, as submit's: the paths printed (and in --json) name the files wherever they are read.
+      const dest = await out.prepareOutputDir(o.output as string);
       const view = new out.ProgressView(process.stderr, !o.json);
       view.start(`job ${id}`);
       const watching = { onReconnect: (why: string) => view.note(out.reconnectingNote(why)) };
@@ -296,8 +298,8 @@ program
       // A finished job's events are replayed: its small outputs come inside them, no call each.
       // Named outputs are looked for once the job has ended: one may still be published while it runs.
       const { job, paths } = names
-        ? { job: await c.wait(id, (e) => view.event(e), undefined, watching).finally(() => view.stop()), paths: await c.download(id, o.output, { names, overwrite: o.overwrite === true }) }
-        : await c.collect(id, o.output, { overwrite: o.overwrite === true, onEvent: (e) => view.event(e), ...watching }).finally(() => view.stop());
+        ? { job: await c.wait(id, (e) => view.event(e), undefined, watching).finally(() => view.stop()), paths: await c.download(id, dest, { names, overwrite: o.overwrite === true }) }
+        : await c.collect(id, dest, { overwrite: o.overwrite === true, onEvent: (e) => view.event(e), ...watching }).finally(() => view.stop());
       view.stop();
       if (o.json) process.stdout.write(`${JSON.stringify(out.jobToJson(job, paths))}\n`);
       else out.printJobHuman(job, paths);
@@ -323,7 +325,7 @@ program
   .command('demo')
   .description('start a coordinator and two workers on loopback, process sample images, print a summary')
   .option('-o, --output <dir>', 'where to write the outputs (an earlier demo\'s outputs there are replaced; nothing else is touched)', 'tessera-demo-output')
-  .option('--images <n>', 'number of sample images', int('--images'), 12)
+  .option('--images <n>', 'number of sample images', int('--images', { min: 1 }), 12)
   .action(async (o) => {
     const { runDemo } = await import('./commands/demo.js');
     process.exitCode = await runDemo(o);

@@ -12,6 +12,11 @@ describe('tessera: usage errors', () => {
       [['submit', 'image', '--width', 'wide', 'a.jpg', '-o', 'out'], /^error: option '--width <px>' argument 'wide' is invalid\. --width must be a whole number, got "wide"$/, 'tessera submit image'],
       [['submit', 'video'], /^error: missing required argument 'files'$/, 'tessera submit video'],
       [['submit', 'video', '--crf', '0', 'a.mp4', '-o', 'out'], /^error: option '--crf <n>' argument '0' is invalid\. --crf must be 1 or more \(for a lossless encode, --lossless\)/, 'tessera submit video'],
+      // 0 would reach the coordinator as "unset": --quality 0 was quietly quality 80.
+      [['submit', 'image', '--quality', '0', 'a.jpg', '-o', 'out'], /^error: option '--quality <q>' argument '0' is invalid\. --quality must be 1 or more, got 0 \(leave it out for the default\)$/, 'tessera submit image'],
+      [['submit', 'thumbnails', '--every', '0', 'a.mp4', '-o', 'out'], /^error: option '--every <seconds>' argument '0' is invalid\. --every must be more than 0, got 0 \(leave it out for the default\)$/, 'tessera submit thumbnails'],
+      [['submit', 'audio', '--channels', '0', 'a.wav', '-o', 'out'], /^error: option '--channels <n>' argument '0' is invalid\. --channels must be 1 or more, got 0/, 'tessera submit audio'],
+      [['submit', 'video', '--fps', '-30', 'a.mp4', '-o', 'out'], /^error: option '--fps <f>' argument '-30' is invalid\. --fps must be more than 0, got -30$/, 'tessera submit video'],
       [['submit', 'hologram', 'a.jpg'], /^error: unknown command 'hologram'$/, 'tessera submit'],
       [['download', 'some-job'], /^error: required option '-o, --output <dir>' not specified$/, 'tessera download'],
       [['workers', '--bogus'], /^error: unknown option '--bogus'$/, 'tessera workers'],

@@ -228,6 +228,31 @@ describe('downloads', () => {
     }
   });
 
+  it('tessera submit and download refuse an -o that cannot be a folder at once, and give absolute paths', async () => {
+    const { id } = await passthrough('paths', { 'p.bin': 1000 });
+    const src = await mkdtemp(path.join(dir, 'paths-in-'));
+    const input = path.join(src, 'in.bin');
+    await writeFile(input, randomBytes(3 * 2 ** 20));
+    const before = (await cluster.client.listJobs({ limit: 1000 })).length;
+    // A file where the folder should be: a usage error before the upload (it came after the whole job).
+    for (const o of [input, path.join(input, 'below')]) {
+      const r = await cluster.runCli(['submit', 'passthrough', input, '-o', o, '--no-progress']);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`tessera: -o ${o}: cannot write the outputs there (`);
+      expect(r.stderr).toContain('is a file, not a folder)');
+      const d = await cluster.runCli(['download', id, '-o', o]);
+      expect(d.code, d.stderr).toBe(2);
+    }
+    expect((await cluster.client.listJobs({ limit: 1000 })).length).toBe(before);
+    // A folder that is not there yet is fine, and not made by a command that fails first.
+    expect((await cluster.runCli(['download', 'no-such-job', '-o', path.join(src, 'never')])).code).toBe(2);
+    expect(await readdir(src)).toEqual(['in.bin']);
+    // Paths printed and in --json are absolute, given a relative -o, in download as in submit.
+    const d = await runCli(['download', id, '-o', 'rel-out', '--json', '--coordinator', cluster.address], { cwd: src });
+    expect(d.code, d.stderr).toBe(0);
+    expect((JSON.parse(d.stdout) as { outputs: { path: string }[] }).outputs.map((o) => o.path)).toEqual([path.join(src, 'rel-out', 'p.bin')]);
+  });
+
   it('tessera demo -o replaces only its own earlier outputs, and leaves what else is in the folder alone', async () => {
     const out = await mkdtemp(path.join(dir, 'demo-'));
     await writeFile(path.join(out, 'notes.txt'), 'mine');

@@ -1,7 +1,33 @@
 /** How the CLI shows jobs, events and progress: JSON for scripts, a bar or plain lines for people. */
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import path from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Job, JobEvent, WorkerInfo } from '../client.js';
 import { withInput } from '../../shared/errors.js';
+import { UsageError } from './usage-error.js';
+
+/**
+ * The -o folder, absolute, checked now: a path that cannot be one (a file in the way, no
+ * permission) is a usage error before anything is uploaded or waited for, not a failure after the
+ * whole upload and job. Not made yet (the downloads make it): a command that fails first leaves
+ * no empty folder behind.
+ */
+export async function prepareOutputDir(dir: string): Promise<string> {
+  const abs = path.resolve(dir);
+  // The folder, or the nearest folder above it that is there: the one the downloads write into or make it in.
+  let at = abs;
+  for (;;) {
+    // ENOTDIR: a file above it; the walk up finds it.
+    const st = await stat(at).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' || err.code === 'ENOTDIR' ? undefined : err));
+    if (st instanceof Error) throw new UsageError(`-o ${dir}: cannot write the outputs there (${st.message})`);
+    if (st && !st.isDirectory()) throw new UsageError(`-o ${dir}: cannot write the outputs there (${at === abs ? '' : `${at} `}is a file, not a folder)`);
+    if (st) break;
+    at = path.dirname(at);
+  }
+  if (!(await access(at, constants.W_OK | constants.X_OK).then(() => true, () => false))) throw new UsageError(`-o ${dir}: cannot write the outputs there (${at} is not writable)`);
+  return abs;
+}
 
 /** Lower-case state without the enum prefix: JOB_STATE_SUCCEEDED -> succeeded. */
 export const shortState = (s: string): string => s.replace(/^(JOB|SUBTASK)_STATE_/, '').toLowerCase();
@@ -83,10 +109,10 @@ export function fmtBytes(n: number): string {
   return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }
 
-/** Progress display: a bar on a terminal, plain lines otherwise (logs, CI, pipes). */
 /** What the CLI says while it re-attaches to a job's events. */
 export const reconnectingNote = (why: string): string => `tessera: lost the coordinator (${why}); reconnecting for up to 2 minutes (the job goes on; Ctrl-C to stop waiting)`;
 
+/** Progress display: a bar on a terminal, plain lines otherwise (logs, CI, pipes). */
 export class ProgressView {
   private bar: cliProgress.SingleBar | undefined;
   private lastLine = 0;
@@ -95,6 +121,19 @@ export class ProgressView {
   private running = false;
 
   constructor(private readonly stream: NodeJS.WriteStream = process.stderr, private readonly enabled = true) {}
+
+  /**
+   * Ctrl-C while the bar shows: the bar hid the terminal's cursor, and a process killed by the
+   * signal never shows it again. Taken down here; the command's own handler (if any) says what
+   * became of its work and exits, else this one exits as the signal would have.
+   */
+  private readonly interrupted = (): void => {
+    this.stop();
+    if (process.listenerCount('SIGINT') === 0) {
+      this.stream.write('\n');
+      process.exit(130);
+    }
+  };
 
   private get tty(): boolean {
     return Boolean(this.stream.isTTY) && this.enabled;
@@ -107,6 +146,10 @@ export class ProgressView {
     this.running = true;
     if (!this.enabled) return;
     if (this.tty) {
+      // Listening before the cursor is hidden: a ^C typed as the bar appears must not kill the
+      // process (the default) before it can show the cursor again.
+      process.removeListener('SIGINT', this.interrupted);
+      process.on('SIGINT', this.interrupted);
       this.bar = new cliProgress.SingleBar({ format: `${label} [{bar}] {percentage}% | {status}`, stream: this.stream, hideCursor: true }, cliProgress.Presets.shades_classic);
       this.bar.start(100, 0, { status: 'starting' });
     } else {
@@ -153,6 +196,7 @@ export class ProgressView {
     this.running = false;
     this.bar?.stop();
     this.bar = undefined;
+    process.removeListener('SIGINT', this.interrupted);
   }
 }
 

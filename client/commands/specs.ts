@@ -2,22 +2,32 @@
 import { InvalidArgumentError } from 'commander';
 import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 
-export const num = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
-  return n;
-};
+/**
+ * A number; with `positive`, over 0. A job's field left at 0 reaches the coordinator as "unset"
+ * (its default): --every 0 or --fps 0 must not pass for a value.
+ */
+export const num =
+  (name: string, opts: { positive?: boolean } = {}) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
+    if (opts.positive && n <= 0) throw new InvalidArgumentError(`${name} must be more than 0, got ${v}${n === 0 ? ' (leave it out for the default)' : ''}`);
+    return n;
+  };
 
 /**
  * A whole number that fits the protocol's 32-bit fields (past them protobuf wraps it silently:
- * --width 4294967328 became 32): 0..2^31-1, or -2^31..2^31-1 with `signed`.
+ * --width 4294967328 became 32): 0..2^31-1, or -2^31..2^31-1 with `signed`, or from `min`. A
+ * job's field left at 0 reaches the coordinator as "unset" (its default): --quality 0 was quietly
+ * quality 80, so fields where 0 is no value of their own take `min: 1`.
  */
 export const int =
-  (name: string, opts: { signed?: boolean } = {}) =>
+  (name: string, opts: { signed?: boolean; min?: number } = {}) =>
   (v: string): number => {
     const n = Number(v);
     if (v.trim() === '' || !Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be a whole number, got "${v}"`);
-    const min = opts.signed ? -(2 ** 31) : 0;
+    const min = opts.min ?? (opts.signed ? -(2 ** 31) : 0);
+    if (n === 0 && min > 0) throw new InvalidArgumentError(`${name} must be ${min} or more, got 0 (leave it out for the default)`);
     if (n < min || n > 2 ** 31 - 1) throw new InvalidArgumentError(`${name} must be between ${min} and ${2 ** 31 - 1}, got ${v}`);
     return n;
   };

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { TesseraClient, TesseraError, checkInputFiles, type Job } from '../client.js';
 import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
-import { ProgressView, exitCodeFor, jobToJson, printJobHuman, reconnectingNote } from './output.js';
+import { ProgressView, exitCodeFor, jobToJson, prepareOutputDir, printJobHuman, reconnectingNote } from './output.js';
 import { UsageError } from './usage-error.js';
 
 export interface SubmitFlags {
@@ -28,6 +28,7 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
   if (flags.sharedOutput && flags.output) throw new UsageError('-o, --output and --shared-output are exclusive: outputs are downloaded or written to shared storage');
   if (flags.wait !== false && !flags.output && !flags.sharedOutput) throw new UsageError('-o, --output DIR or --shared-output DIR is required (or use --no-wait)');
   if (flags.sharedOutput) spec = { ...spec, shared_output_dir: path.resolve(flags.sharedOutput) };
+  const outDir = flags.output !== undefined && flags.wait !== false ? await prepareOutputDir(flags.output) : undefined;
   const client = new TesseraClient(flags.coordinator ? { address: flags.coordinator } : {});
   const view = new ProgressView(process.stderr, !flags.json && flags.progress !== false);
   let onInterrupt: (() => void) | undefined;
@@ -71,7 +72,7 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
     } else {
       // Outputs are downloaded as they are published, while the rest of the job runs. The inputs
       // are never replaced by an output of the same name (shared ones are still being read).
-      const collected = client.collect(job.id, path.resolve(flags.output!), {
+      const collected = client.collect(job.id, outDir!, {
         onEvent: (e) => view.event(e),
         onReconnect: (why) => view.note(reconnectingNote(why)),
         overwrite: flags.overwrite === true,
