@@ -298,7 +298,7 @@ program
       // A finished job's events are replayed: its small outputs come inside them, no call each.
       // Named outputs are looked for once the job has ended: one may still be published while it runs.
       const { job, paths } = names
-        ? { job: await c.wait(id, (e) => view.event(e), undefined, watching).finally(() => view.stop()), paths: await c.download(id, dest, { names, overwrite: o.overwrite === true }) }
+        ? { job: await c.wait(id, (e) => view.event(e), undefined, watching).finally(() => view.stop()), paths: await c.download(id, dest, { names, overwrite: o.overwrite === true, ...watching }) }
         : await c.collect(id, dest, { overwrite: o.overwrite === true, onEvent: (e) => view.event(e), ...watching }).finally(() => view.stop());
       view.stop();
       if (o.json) process.stdout.write(`${JSON.stringify(out.jobToJson(job, paths))}\n`);

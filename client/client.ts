@@ -423,7 +423,9 @@ export class TesseraClient {
     dir: string,
     opts: DownloadOptions & WatchOptions & { onEvent?: (e: JobEvent__Output) => void } = {},
   ): Promise<{ job: Job__Output; paths: Map<string, string> }> {
-    const queue = this.downloadQueue(jobId, dir, opts);
+    // While the watch runs it says when the coordinator is lost; after it, the downloads left do.
+    let watching = true;
+    const queue = this.downloadQueue(jobId, dir, { ...opts, onReconnect: (why) => void (!watching && opts.onReconnect?.(why)) });
     let job: Job__Output;
     try {
       job = await this.watchToEnd(
@@ -435,6 +437,7 @@ export class TesseraClient {
         // Small outputs come inside their events: no download call for each.
         { signal: queue.signal, inlineOutputsUpTo: INLINE_OUTPUT_MAX_BYTES, ...(opts.onReconnect && { onReconnect: opts.onReconnect }), ...(opts.reconnectForMs !== undefined && { reconnectForMs: opts.reconnectForMs }) },
       );
+      watching = false;
       for (const o of job.outputs) queue.add(o);
     } catch (err) {
       // Aborted by the caller: its reason (finish throws it once the downloads have stopped).
@@ -587,6 +590,8 @@ export interface DownloadOptions {
   overwrite?: boolean;
   /** Files never replaced, even with `overwrite`: the job's own inputs, when it reads them from shared storage. */
   protect?: string[];
+  /** Called once per outage when a download loses the coordinator and waits to resume (as a watch's `onReconnect`). */
+  onReconnect?: (reason: string) => void;
 }
 
 /** What an output must hold: its size and SHA-256, as the coordinator announced them. */
@@ -877,7 +882,12 @@ class DownloadQueue {
     this.overwrite = opts.overwrite === true;
     this.publish = this.overwrite ? publishReplacing : publishKeeping;
     this.protect = opts.protect ?? [];
+    this.onReconnect = opts.onReconnect;
   }
+
+  private readonly onReconnect: ((reason: string) => void) | undefined;
+  /** Between a download losing the coordinator and bytes coming in again: one note per outage. */
+  private down = false;
 
   /**
    * Queues an output once (by name); never trusts a name to stay inside `dir`. `data`: its bytes,
@@ -948,6 +958,7 @@ class DownloadQueue {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.fetch(o, dest, this.publish, this.signal);
+        this.down = false;
         return;
       } catch (err) {
         const code = (err as grpc.ServiceError).code;
@@ -957,10 +968,16 @@ class DownloadQueue {
         if (got > had) {
           had = got;
           started = Date.now();
+          // Bytes came in since the last note: this is another outage.
+          this.down = false;
         }
         if (this.signal.aborted || !RETRYABLE_DOWNLOAD.has(code) || Date.now() - started > DOWNLOAD_RETRY_FOR_MS) throw err;
         // A mismatch that a fresh start does not cure is real: report it.
         if (code === grpc.status.DATA_LOSS && attempt >= 2) throw err;
+        if ((code === grpc.status.UNAVAILABLE || code === grpc.status.CANCELLED) && !this.down) {
+          this.down = true;
+          this.onReconnect?.((err as grpc.ServiceError).details ?? String(err));
+        }
         await pause(Math.min(2000, 200 * attempt), this.signal);
       }
     }

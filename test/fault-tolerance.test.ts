@@ -4,7 +4,7 @@
  * (passthrough) and reports the detection time and the delay the fault added.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -293,6 +293,31 @@ describe('resumable download', () => {
     const paths = await cluster.client.download(job.id, out);
     expectSameBytes(await readFile(paths.get(name)!), original);
   });
+
+  it("a finished job's download cut by a coordinator restart says so once, and resumes when it is back", async () => {
+    cluster = await startCluster({ workers: 1, slots: 1 });
+    const files = await blobs(1, 200 * 2 ** 20);
+    const job = await cluster.client.wait((await cluster.client.submit({ passthrough: {} }, files)).id);
+    const out = path.join(dir, 'cut');
+    const notes: string[] = [];
+    const c = cluster;
+    // collect: its watch replays the finished job and ends; the download is what loses the coordinator.
+    const collecting = c.client.collect(job.id, out, { onReconnect: (why) => void notes.push(why) });
+    // Cut once bytes are coming in (into the download's own file in the folder).
+    const receiving = async (): Promise<boolean> => {
+      for (const n of await readdir(out).catch(() => [])) if ((await stat(path.join(out, n)).catch(() => undefined))?.size) return true;
+      return false;
+    };
+    while (!(await receiving())) await sleep(5);
+    c.coordinator!.child.kill('SIGKILL');
+    await c.coordinator!.exited;
+    await sleep(1500);
+    await c.startCoordinator();
+    const { paths } = await collecting;
+    expectSameBytes(await readFile(paths.get(path.basename(files[0]!))!), await readFile(files[0]!));
+    // It was silent before: `tessera download` showed nothing while it waited.
+    expect(notes).toHaveLength(1);
+  }, 120_000);
 });
 
 describe('full disk', () => {
