@@ -80,6 +80,12 @@ export interface ReceivingJob {
   discard(reason: unknown): Promise<void>;
 }
 
+/**
+ * Called when a job ends (cancelled, or failed) while its upload still runs: the submission stops
+ * reading it and answers with the job. What arrives afterwards is not kept.
+ */
+export type UploadStop = () => void;
+
 /** A queued assignment is moved to an idle worker only if its holder would start it this much later (ms) or more. */
 const MOVE_QUEUED_MIN_MS = 10;
 
@@ -136,6 +142,8 @@ export class JobManager {
   private readonly subtasks = new Map<string, SubtaskRecord>();
   /** The inputs still arriving for jobs accepted while their upload runs, by job. */
   private readonly arrivals = new Map<string, Channel<SpoolFile>>();
+  /** Of the jobs still receiving their inputs: how to stop their upload (see UploadStop). */
+  private readonly uploadStops = new Map<string, UploadStop>();
   private dispatchScheduled = false;
   private stopping = false;
   private readonly stopListeners = new Set<() => void>();
@@ -247,20 +255,27 @@ export class JobManager {
    * checked so far (`job.inputs`, one at least): it is planned and runs on them at once. The handle
    * gives it the inputs accepted after them, ends its upload, or drops it when the submission fails.
    */
-  async acceptReceiving(job: JobRecord): Promise<ReceivingJob> {
+  async acceptReceiving(job: JobRecord, stopUpload?: UploadStop): Promise<ReceivingJob> {
     const arrivals = new Channel<SpoolFile>();
     arrivals.push(...job.inputs);
     job.receiving = true;
     this.arrivals.set(job.id, arrivals);
+    if (stopUpload) this.uploadStops.set(job.id, stopUpload);
     try {
       await this.accept(job);
     } catch (err) {
       this.arrivals.delete(job.id);
+      this.uploadStops.delete(job.id);
       throw err;
     }
     return {
       add: (files, errors) => {
-        if (!job.receiving) return;
+        if (!job.receiving) {
+          // The job has ended (its inputs were removed with its end, or it was dropped): what still
+          // arrives is not kept in the spool either. Never a file by reference.
+          for (const f of files) if (!f.shared) void rm(f.path, { force: true }).catch(() => undefined);
+          return;
+        }
         job.inputs.push(...files);
         job.errors.push(...errors);
         this.countInputs(job.kind, files);
@@ -271,6 +286,7 @@ export class JobManager {
         if (!job.receiving) return;
         job.receiving = false;
         this.arrivals.delete(job.id);
+        this.uploadStops.delete(job.id);
         arrivals.end();
         // A job cancelled meanwhile has had its final event: nothing follows it.
         if (TERMINAL_JOB_STATES.has(job.state)) this.store.saveJob(job);
@@ -281,6 +297,7 @@ export class JobManager {
       discard: async (reason) => {
         job.receiving = false;
         this.arrivals.delete(job.id);
+        this.uploadStops.delete(job.id);
         // Nothing of a failed submission is kept: the job ends, then goes with all it made.
         const publishing = this.active.get(job.id)?.publishing;
         this.finish(job, 'failed', `the submission failed before its upload ended: ${describeError(reason)}`);
@@ -1279,6 +1296,10 @@ export class JobManager {
   private finish(job: JobRecord, state: JobState, message: string): void {
     if (TERMINAL_JOB_STATES.has(job.state)) return;
     const active = this.active.get(job.id);
+    // Ended while its upload runs (cancelled): the upload stops, and the job is kept as it ended
+    // (a restart drops only a job whose upload had not ended).
+    const receiving = job.receiving === true;
+    job.receiving = false;
     job.state = state;
     job.message = message;
     job.finishedAt = Date.now();
@@ -1292,6 +1313,13 @@ export class JobManager {
       }
       active.controller.abort(new DOMException(`job ${state}`, 'AbortError'));
       this.active.delete(job.id);
+    }
+    if (receiving) {
+      this.arrivals.get(job.id)?.end();
+      this.arrivals.delete(job.id);
+      const stop = this.uploadStops.get(job.id);
+      this.uploadStops.delete(job.id);
+      stop?.();
     }
     this.events.jobState(job, message, true);
     // Written with everything else (a store that cannot write now, on a full disk, keeps the final
@@ -1467,12 +1495,14 @@ export class JobManager {
     const { jobs, subtasks } = this.store.loadAll();
     let resumed = 0;
     for (const job of jobs) {
-      if (job.receiving) {
+      if (job.receiving && !TERMINAL_JOB_STATES.has(job.state)) {
         // Its upload was cut by the stop, and its client told that the submission failed.
         this.log.warn({ job: job.id }, 'dropping a job whose upload had not ended when the coordinator stopped');
         void this.removeDropped(job);
         continue;
       }
+      // Ended while its upload ran, saved so before that was cleared there (see finish): kept as it ended.
+      job.receiving = false;
       this.keep(job);
       if (TERMINAL_JOB_STATES.has(job.state)) continue;
       resumed++;

@@ -15,7 +15,7 @@ import type { SubmitJobRequest__Output } from '../shared/proto/generated/tessera
 import { asWire, passEncoded, readEncodedChunks } from '../shared/encoded-chunks.js';
 import type { ItemFailure, SpoolFile } from '../shared/job-kind.js';
 import pLimit from 'p-limit';
-import type { JobManager, ReceivingJob } from './job-manager.js';
+import type { JobManager, ReceivingJob, UploadStop } from './job-manager.js';
 import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, toJobSummary, type JobRecord, type OutputRecord } from './model.js';
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
@@ -158,7 +158,13 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     const checks = inputChecker(job.kind, limits, signal, job.kind === 'image' ? validateImageParams(job.spec.image) : undefined, prefetch);
     // A kind that can start on the first inputs while the rest upload is accepted as soon as one has
     // passed its check.
-    const early = kind?.plansWhileReceiving?.(jobs.validateSpec(job.spec).params, job.spec) ? receiveEarly(job, checks, attempt) : undefined;
+    // Cancelled (or failed) while its upload runs: the upload stops, and the client is answered with the job.
+    let ended = false;
+    const endUpload = (): void => {
+      ended = true;
+      attempt.stop(new TesseraError(status.CANCELLED, `job ${job.id} ended while its inputs were uploading`));
+    };
+    const early = kind?.plansWhileReceiving?.(jobs.validateSpec(job.spec).params, job.spec) ? receiveEarly(job, checks, attempt, endUpload) : undefined;
     try {
       const inputs = await receiveInputs(job, iterator, spool, shared, limits, signal, checks.add, early?.feed);
       // A client that goes away between two inputs may end its stream as one that sent its last:
@@ -193,6 +199,14 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       }
     } catch (err) {
       await checks.stop();
+      if (ended) {
+        // The job stays as it ended. What arrived since is not kept: the inputs fed meanwhile were
+        // removed as they came (ReceivingJob.add); the rest of the folder goes now.
+        await early?.started().catch(() => undefined);
+        await spool.removeIntermediates(job.id, { inputs: true }).catch(() => undefined);
+        log.info({ job: job.id, state: job.state, inputs: job.inputs.length, owner }, 'upload stopped: the job ended while it ran');
+        return toJobMessage(job, jobs.subtasksOf(job.id));
+      }
       await early?.discard(err);
       await spool.removeJob(job.id);
       throw err;
@@ -205,7 +219,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
    * Feeds a submission's inputs, in submission order as their checks pass, to its job: accepted
    * (JobManager.acceptReceiving) with the first to pass, and given the others as they come.
    */
-  function receiveEarly(job: JobRecord, checks: ReturnType<typeof inputChecker>, attempt: Attempt) {
+  function receiveEarly(job: JobRecord, checks: ReturnType<typeof inputChecker>, attempt: Attempt, endUpload: UploadStop) {
     const refused: ItemFailure[] = [];
     let started: ReceivingJob | undefined;
     let failed = false;
@@ -225,7 +239,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
             job.inputs = [file];
             job.errors.push(...refused);
             uncount(attempt, job.owner);
-            started = await jobs.acceptReceiving(job);
+            started = await jobs.acceptReceiving(job, endUpload);
           }
         });
         // A failure here (the store cannot take the job) ends the upload with it.

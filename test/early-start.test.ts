@@ -236,4 +236,43 @@ describe('a passthrough job that is uploaded', () => {
     expect([...out.keys()].sort()).toEqual(files.map((f) => f.name));
     for (const f of files) expect(sha256(await readFile(out.get(f.name)!))).toBe(sha256(f.data));
   });
+
+  it('cancelled while its upload runs: the upload stops, the client gets the cancelled job, nothing sent after stays, and a restart and a retry keep it so', async () => {
+    // A cluster of its own: the coordinator is restarted.
+    const own = await startCluster({ workers: 1, slots: 1 });
+    const ownRaw = rawJobService(own.address);
+    try {
+      const files = Array.from({ length: 6 }, (_, i) => ({ name: `c-${i}.bin`, data: Buffer.alloc(200_000 + i, i + 7) }));
+      const spec = { label: 'cancel-uploading', passthrough: { work_ms: 20_000 }, request_id: 'req-cancel-uploading', input_count: files.length };
+      const { call, answer } = holdSubmission(ownRaw, spec);
+      call.on('error', () => undefined);
+      for (const f of files.slice(0, 2)) upload(call, f);
+      const id = (await until('the job to be listed', async () => (await own.client.listJobs({ limit: 10 })).find((j) => j.spec?.label === 'cancel-uploading'))).id;
+      await until('both files to be in', async () => ((await own.client.getJob(id)).inputs.length === 2 ? true : undefined));
+      expect((await own.client.cancel(id)).state).toBe('JOB_STATE_CANCELLED');
+      // The client goes on sending; the coordinator answers instead of reading it all (it kept
+      // every file that came after the cancel in the job's spool folder).
+      for (const f of files.slice(2)) upload(call, f);
+      const { err, job } = await answer;
+      call.end();
+      expect(err).toBeNull();
+      expect(job).toMatchObject({ id, state: 'JOB_STATE_CANCELLED' });
+      expect(job!.inputs.map((i) => i.name)).toEqual(['c-0.bin', 'c-1.bin']);
+      const inputs = path.join(own.dataDir, 'spool', 'jobs', id, 'in');
+      await until('the inputs to be removed', async () => ((await readdir(inputs).catch(() => [])).length === 0 ? true : undefined));
+      // A restart kept it (it dropped it as an upload cut short, and a retry then ran it anew).
+      own.coordinator!.child.kill('SIGKILL');
+      await own.coordinator!.exited;
+      await own.startCoordinator();
+      expect((await own.client.getJob(id)).state).toBe('JOB_STATE_CANCELLED');
+      const retry = holdSubmission(ownRaw, spec);
+      retry.call.end();
+      expect((await retry.answer).job).toMatchObject({ id, state: 'JOB_STATE_CANCELLED' });
+      expect((await own.client.listJobs({ limit: 10 })).map((j) => j.id)).toEqual([id]);
+      expect(await readdir(inputs).catch(() => [])).toEqual([]);
+    } finally {
+      ownRaw.close();
+      await own.stop();
+    }
+  }, 120_000);
 });
