@@ -283,7 +283,11 @@ export class JobManager {
         arrivals.push(...files);
       },
       end: async () => {
-        if (!job.receiving) return;
+        if (!job.receiving) {
+          // Ended while it uploaded (cancelled): the client hears of it once that end is on disk.
+          if (TERMINAL_JOB_STATES.has(job.state)) await this.store.committed();
+          return;
+        }
         job.receiving = false;
         this.arrivals.delete(job.id);
         this.uploadStops.delete(job.id);

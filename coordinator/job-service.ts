@@ -202,8 +202,10 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       if (ended) {
         // The job stays as it ended. What arrived since is not kept: the inputs fed meanwhile were
         // removed as they came (ReceivingJob.add); the rest of the folder goes now.
-        await early?.started().catch(() => undefined);
+        const stopped = await early?.started().catch(() => undefined);
         await spool.removeIntermediates(job.id, { inputs: true }).catch(() => undefined);
+        // Answered once the job's end is on disk, as an accepted job is once it is.
+        await stopped?.end();
         log.info({ job: job.id, state: job.state, inputs: job.inputs.length, owner }, 'upload stopped: the job ended while it ran');
         return toJobMessage(job, jobs.subtasksOf(job.id));
       }
