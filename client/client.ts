@@ -31,6 +31,7 @@ import type { OutputInfo__Output } from '../shared/proto/generated/tessera/v1/Ou
 import type { SubmitJobRequest } from '../shared/proto/generated/tessera/v1/SubmitJobRequest.js';
 import type { WorkerInfo__Output } from '../shared/proto/generated/tessera/v1/WorkerInfo.js';
 import { asWire, readEncodedChunks } from '../shared/encoded-chunks.js';
+import { closeWriteStream, threadedWriteStream } from '../shared/file-writer.js';
 import { endsWithAnswer, newSha256, sha256, sha256File, writeWithBackpressure } from '../shared/streams.js';
 import { clientTokenFromEnv } from '../shared/auth.js';
 import { clientCredentialsFromEnv } from '../shared/tls.js';
@@ -477,7 +478,7 @@ export class TesseraClient {
         signal?.addEventListener('abort', onAbort, { once: true });
         // Written behind the chunks as they come (a few in flight), not one chunk at a time: the
         // next chunk is hashed while the kernel copies the last one into the file.
-        const out = fh.createWriteStream({ start: offset, highWaterMark: WRITE_AHEAD_BYTES, autoClose: false });
+        const out = threadedWriteStream(file, { start: offset, flags: 'r+' });
         out.on('error', () => undefined);
         let received = false;
         try {
@@ -498,8 +499,8 @@ export class TesseraClient {
           // The writes in flight land (or fail) before the file is closed; one that failed fails the download.
           out.end();
           const failed = await finished(out).then(() => undefined, (err: unknown) => err);
-          // Lets go of the file handle (kept open: `autoClose` is off), which closes below.
-          out.destroy();
+          // Waits for the writer thread to close its descriptor too.
+          await closeWriteStream(out);
           if (failed && received) throw failed;
         }
       } finally {
@@ -524,9 +525,6 @@ export class TesseraClient {
 }
 
 const writeFileCallback = promisify(writeFile);
-
-/** How far a download's writes may run behind the chunks received. */
-const WRITE_AHEAD_BYTES = 4 * CHUNK_SIZE;
 
 /** File-system errors that say the machine lacks room or handles: RESOURCE_EXHAUSTED. */
 const OUT_OF_ROOM = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);

@@ -3,13 +3,13 @@
  * Writes are atomic (temp file + rename), so a crash never leaves a half-written file under a
  * final name.
  */
-import { createWriteStream, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { closeWriteStream, threadedWriteStream } from '../shared/file-writer.js';
 import { lstat, mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { finished } from 'node:stream/promises';
 import { status } from '@grpc/grpc-js';
-import { CHUNK_SIZE } from '../shared/config.js';
 import { TesseraError, dataLoss } from '../shared/errors.js';
 import { newSha256, writeWithBackpressure } from '../shared/streams.js';
 
@@ -178,7 +178,7 @@ export class Spool {
   ): Promise<{ size: number; sha256: string }> {
     await mkdir(path.dirname(dest), { recursive: true });
     const tmp = `${dest}.${randomUUID().slice(0, 8)}.tmp`;
-    const out = createWriteStream(tmp, { highWaterMark: 4 * CHUNK_SIZE });
+    const out = threadedWriteStream(tmp);
     // Errors reach us through write/finished; a late one after destroy() must not crash the process.
     out.on('error', () => undefined);
     const hash = newSha256();
@@ -203,7 +203,7 @@ export class Spool {
       if (jobId !== undefined) await stat(dest).then((st) => this.remember(jobId, dest, st), () => undefined);
       return { size, sha256 };
     } catch (err) {
-      out.destroy();
+      await closeWriteStream(out);
       await rm(tmp, { force: true });
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
         throw new TesseraError(status.RESOURCE_EXHAUSTED, `${opts.what}: the coordinator's disk is full`, { retryable: true });

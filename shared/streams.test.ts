@@ -3,31 +3,16 @@
  * must end with the stream's error, never wait for a 'drain' that cannot come. Real file streams
  * on a full tmpfs, and a Writable destroyed by its owner.
  */
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { withSmallDisk } from '../test/helpers/tmpfs.js';
 import { writeWithBackpressure } from './streams.js';
 
-let dir: string;
-let small: string;
-
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-streams-'));
-  small = path.join(dir, 'small');
-  await mkdir(small);
-  // A 1 MiB file system (the tests run as root, as CI does).
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small]);
-});
-
-afterAll(async () => {
-  if (small) execFileSync('umount', ['-l', small]);
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+const disk = withSmallDisk('tessera-streams-');
 
 /** Writes `count` chunks of `bytes` through writeWithBackpressure, as the uploads do; what it threw. */
 async function writeAll(out: Writable, count: number, bytes: number): Promise<unknown> {
@@ -42,7 +27,7 @@ async function writeAll(out: Writable, count: number, bytes: number): Promise<un
 describe('writeWithBackpressure', () => {
   it('ends a loop writing into a file on a full disk with ENOSPC', async () => {
     // The failure comes while the loop waits for 'drain'.
-    const file = path.join(small, 'full.bin');
+    const file = path.join(disk.small, 'full.bin');
     const out = createWriteStream(file, { highWaterMark: 16 * 1024 });
     out.on('error', () => undefined);
     expect((await writeAll(out, 16, 512 * 1024)) as NodeJS.ErrnoException).toMatchObject({ code: 'ENOSPC' });

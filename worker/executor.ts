@@ -2,7 +2,8 @@
  * Runs one assigned subtask: fetch its inputs (verified), call the kind's processor with an
  * AbortSignal, upload the outputs (verified), and build the result message.
  */
-import { constants as fsConstants, createWriteStream, mkdirSync } from 'node:fs';
+import { constants as fsConstants, mkdirSync } from 'node:fs';
+import { closeWriteStream, threadedWriteStream } from '../shared/file-writer.js';
 import { access, copyFile, link, lstat, mkdir, readFile, readdir, readlink, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -177,7 +178,7 @@ export async function fetchInputs(a: Assignment__Output, workDir: string, signal
       size = input.inline_data.length;
       await writeFile(file, input.inline_data);
     } else {
-      const out = createWriteStream(file);
+      const out = threadedWriteStream(file);
       // A write still in flight when an abort destroys the stream errors later: that error is
       // already reported through the abort, and must not crash the worker as an unhandled event.
       out.on('error', () => undefined);
@@ -205,7 +206,7 @@ export async function fetchInputs(a: Assignment__Output, workDir: string, signal
         // grpc-js stream, which does not end the call; the coordinator would go on sending, and the
         // call stay open, until its deadline (hours for a large input).
         if (!ended) call.cancel();
-        out.destroy();
+        await closeWriteStream(out);
       }
     }
     const digest = hash.digest('hex');
