@@ -90,7 +90,7 @@ describe('threadedWriteStream', () => {
     await rm(path.join(disk.small, 'last.bin'), { force: true });
   });
 
-  it('once destroyed and closed, writes nothing more, and several streams at once each get their own bytes', async () => {
+  it('once destroyed and closed, writes nothing more, and several streams at once (more than the pool holds) each get their own bytes', async () => {
     const file = path.join(disk.dir, 'destroyed.bin');
     const out = threadedWriteStream(file);
     for (let i = 0; i < 16; i++) out.write(Buffer.alloc(MiB, i));
@@ -100,15 +100,24 @@ describe('threadedWriteStream', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect((await stat(file)).size).toBe(size);
 
+    // Six streams, four slots each, share the process's eight: a seventh destroyed while its writes
+    // wait for the pool gives its places back, and the others go on.
     const datas = Array.from({ length: 6 }, (_, i) => randomBytes(3 * MiB + i * 1000));
-    await Promise.all(
-      datas.map(async (data, i) => {
+    const dropped = threadedWriteStream(path.join(disk.dir, 'dropped.bin'));
+    dropped.on('error', () => undefined);
+    await Promise.all([
+      (async () => {
+        for (let i = 0; i < 8; i++) dropped.write(Buffer.alloc(MiB, i));
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        await closeWriteStream(dropped);
+      })(),
+      ...datas.map(async (data, i) => {
         const s = threadedWriteStream(path.join(disk.dir, `many-${i}.bin`));
         for (const piece of cut(data, [MiB - i, 300 * 1024])) await writeWithBackpressure(s, piece);
         s.end();
         await finished(s);
       }),
-    );
+    ]);
     for (const [i, data] of datas.entries()) expect((await readFile(path.join(disk.dir, `many-${i}.bin`))).equals(data)).toBe(true);
   });
 

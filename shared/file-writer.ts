@@ -28,12 +28,19 @@ export function threadedWriteStream(file: string, opts: { start?: number; flags?
 
 /** The largest single write the thread hands the kernel. */
 export const WRITE_PIECE_BYTES = 64 * 1024;
-/** Slots per stream, each one chunk: how far the writes may run behind the chunks accepted. */
-const SLOTS = 4;
+/** One slot holds one chunk (or a chunk's piece) on its way to the thread. */
 const SLOT_BYTES = CHUNK_SIZE;
+/**
+ * Slots of the process's pool, and how many one stream may hold: how far its writes may run behind
+ * the chunks accepted. The pool is one block of shared memory made with the thread and kept:
+ * memory touched for the first time is dear on these machines (a block per stream cost a
+ * coordinator taking 400 photos 3 CPU-s).
+ */
+const POOL_SLOTS = 8;
+const STREAM_SLOTS = 4;
 
 type ToThread =
-  | { t: 'open'; id: number; path: string; flags: number; mode: number; sab: SharedArrayBuffer }
+  | { t: 'open'; id: number; path: string; flags: number; mode: number }
   | { t: 'write'; id: number; slot: number; length: number; position: number }
   | { t: 'close'; id: number };
 type ThreadError = { message: string; code?: string; errno?: number; syscall?: string; path?: string };
@@ -48,8 +55,9 @@ function writerThread(pieceBytes: number, slotBytes: number): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const fs = require('node:fs') as typeof import('node:fs');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
-  const files = new Map<number, { fd: number; bytes: Uint8Array; err?: ThreadError }>();
+  const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
+  const bytes = new Uint8Array(workerData as SharedArrayBuffer);
+  const files = new Map<number, { fd: number; err?: ThreadError }>();
   const asError = (e: unknown): ThreadError => {
     const x = e as NodeJS.ErrnoException;
     return { message: String(x?.message ?? x), code: x?.code, errno: x?.errno, syscall: x?.syscall, path: x?.path };
@@ -57,7 +65,7 @@ function writerThread(pieceBytes: number, slotBytes: number): void {
   parentPort!.on('message', (m: ToThread) => {
     if (m.t === 'open') {
       try {
-        files.set(m.id, { fd: fs.openSync(m.path, m.flags, m.mode), bytes: new Uint8Array(m.sab) });
+        files.set(m.id, { fd: fs.openSync(m.path, m.flags, m.mode) });
         parentPort!.postMessage({ t: 'opened', id: m.id });
       } catch (e) {
         parentPort!.postMessage({ t: 'opened', id: m.id, err: asError(e) });
@@ -71,7 +79,7 @@ function writerThread(pieceBytes: number, slotBytes: number): void {
           let at = m.slot * slotBytes;
           let position = m.position;
           for (let left = m.length; left > 0; ) {
-            const n = fs.writeSync(f.fd, f.bytes, at, Math.min(pieceBytes, left), position);
+            const n = fs.writeSync(f.fd, bytes, at, Math.min(pieceBytes, left), position);
             at += n;
             position += n;
             left -= n;
@@ -96,28 +104,43 @@ function writerThread(pieceBytes: number, slotBytes: number): void {
   });
 }
 
-/** The process's writer thread, started with its first stream; it keeps the process up only while a stream is open. */
+/**
+ * The process's writer thread and its pool of slots, started with its first stream; it keeps the
+ * process up only while a stream is open.
+ */
 class WriterThread {
   private static current: WriterThread | undefined;
   private readonly worker: Worker;
   private readonly streams = new Map<number, ThreadedWriteStream>();
   private nextId = 1;
+  readonly bytes: Uint8Array;
+  private readonly free: number[] = Array.from({ length: POOL_SLOTS }, (_, i) => i);
+  private readonly waiting: { resolve: (slot: number) => void; reject: (err: Error) => void }[] = [];
+  private lostWith: Error | undefined;
 
   static get(): WriterThread {
     return (WriterThread.current ??= new WriterThread());
   }
 
   private constructor() {
+    const sab = new SharedArrayBuffer(POOL_SLOTS * SLOT_BYTES);
+    this.bytes = new Uint8Array(sab);
     this.worker = new Worker(`(${writerThread.toString()})(${WRITE_PIECE_BYTES}, ${SLOT_BYTES})`, {
       eval: true,
       name: 'tessera file writer',
+      workerData: sab,
       // Not the process's flags: `--input-type=module` would make the source a module, without `require`.
       execArgv: [],
     });
     this.worker.unref();
-    this.worker.on('message', (m: FromThread) => this.streams.get(m.id)?.fromThread(m));
+    this.worker.on('message', (m: FromThread) => {
+      if (m.t === 'wrote') this.release(m.slot!);
+      this.streams.get(m.id)?.fromThread(m);
+    });
     const lost = (err: Error): void => {
       if (WriterThread.current === this) WriterThread.current = undefined;
+      this.lostWith ??= err;
+      for (const w of this.waiting.splice(0)) w.reject(err);
       for (const s of this.streams.values()) s.threadLost(err);
       this.streams.clear();
     };
@@ -139,6 +162,21 @@ class WriterThread {
   post(m: ToThread): void {
     this.worker.postMessage(m);
   }
+
+  /** A free slot of the pool, in the order asked. */
+  acquire(): Promise<number> {
+    if (this.lostWith) return Promise.reject(this.lostWith);
+    const slot = this.free.pop();
+    if (slot !== undefined) return Promise.resolve(slot);
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+  }
+
+  /** A slot back to the pool: to the first waiting for one, if any. */
+  release(slot: number): void {
+    const next = this.waiting.shift();
+    if (next) next.resolve(slot);
+    else this.free.push(slot);
+  }
 }
 
 function fromThreadError(e: ThreadError): NodeJS.ErrnoException {
@@ -146,14 +184,13 @@ function fromThreadError(e: ThreadError): NodeJS.ErrnoException {
 }
 
 class ThreadedWriteStream extends Writable {
-  private readonly sab = new SharedArrayBuffer(SLOTS * SLOT_BYTES);
-  private readonly bytes = new Uint8Array(this.sab);
-  private readonly free: number[] = Array.from({ length: SLOTS }, (_, i) => i);
   private thread: WriterThread | undefined;
   private id = 0;
   private position: number;
+  /** Writes posted and not yet answered. */
+  private inFlight = 0;
   private failure: Error | undefined;
-  /** Waiting for the thread: one reply (open, close) or a free slot. */
+  /** Waiting for the thread: a reply (open, a write, close). */
   private waiting: { resolve: () => void; reject: (err: Error) => void }[] = [];
   private closedByThread = false;
 
@@ -170,7 +207,7 @@ class ThreadedWriteStream extends Writable {
   /** Replies from the thread. */
   fromThread(m: FromThread): void {
     if (m.err && !this.failure) this.failure = fromThreadError(m.err);
-    if (m.t === 'wrote') this.free.push(m.slot!);
+    if (m.t === 'wrote') this.inFlight--;
     if (m.t === 'closed') this.closedByThread = true;
     for (const w of this.waiting.splice(0)) w.resolve();
   }
@@ -190,7 +227,7 @@ class ThreadedWriteStream extends Writable {
     this.id = this.thread.attach(this);
     // Never through a link: each file written here is one the caller made or owns under that name.
     const flags = (this.flags === 'w' ? fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC : fsc.O_RDWR) | fsc.O_NOFOLLOW;
-    this.thread.post({ t: 'open', id: this.id, path: this.file, flags, mode: this.mode, sab: this.sab });
+    this.thread.post({ t: 'open', id: this.id, path: this.file, flags, mode: this.mode });
     this.reply().then(
       () => {
         if (this.failure) this.detach();
@@ -205,21 +242,38 @@ class ThreadedWriteStream extends Writable {
   }
 
   private async put(chunk: Buffer): Promise<void> {
+    const thread = this.thread!;
     for (let at = 0; at < chunk.length; ) {
-      while (this.free.length === 0 && !this.failure) await this.reply();
+      while (this.inFlight >= STREAM_SLOTS && !this.failure) await this.reply();
       if (this.failure) throw this.failure;
-      const slot = this.free.pop()!;
+      this.inFlight++;
+      const slot = await thread.acquire().catch((err: Error) => {
+        this.unreserve();
+        throw err;
+      });
+      // Failed or destroyed while it waited for the pool: the slot goes back unused.
+      if (this.failure || this.destroyed || this.closedByThread) {
+        thread.release(slot);
+        this.unreserve();
+        throw this.failure ?? new Error('the stream was closed before it took everything');
+      }
       const length = Math.min(SLOT_BYTES, chunk.length - at);
-      this.bytes.set(chunk.subarray(at, at + length), slot * SLOT_BYTES);
-      this.thread!.post({ t: 'write', id: this.id, slot, length, position: this.position });
+      thread.bytes.set(chunk.subarray(at, at + length), slot * SLOT_BYTES);
+      thread.post({ t: 'write', id: this.id, slot, length, position: this.position });
       this.position += length;
       at += length;
     }
   }
 
+  /** A place in flight given up before its write was posted: whoever waits for the writes to land is told. */
+  private unreserve(): void {
+    this.inFlight--;
+    for (const w of this.waiting.splice(0)) w.resolve();
+  }
+
   /** Every write landed (or one failed), then the thread closes the file. */
   private async settle(): Promise<void> {
-    while (this.free.length < SLOTS && !this.closedByThread) await this.reply();
+    while (this.inFlight > 0 && !this.closedByThread) await this.reply();
     if (this.closedByThread) return;
     this.thread!.post({ t: 'close', id: this.id });
     while (!this.closedByThread) await this.reply();
