@@ -159,6 +159,12 @@ export class JobManager {
    * while its upload runs as each further input passes its check.
    */
   readonly inputBytesAccepted = new Map<string, number>();
+  /**
+   * Told when a submission's job is settled: kept (its client is answered with it, a job cancelled
+   * during its upload included) or dropped (the submission failed after the job was made: started
+   * on its first inputs, or not taken by the store). A job's first event comes before this.
+   */
+  readonly submissionsSettled = new Set<(job: JobRecord, kept: boolean) => void>();
   /** Bytes of subtask outputs received from workers (inline or uploaded); outputs they write in place add none. */
   outputBytesReceived = 0;
   /** Bytes of subtask outputs workers wrote in place: into a job's shared output folder, or into the spool from the coordinator's machine. */
@@ -239,11 +245,18 @@ export class JobManager {
     } catch (err) {
       this.drop(job);
       this.store.forget(job.id);
+      this.settled(job, false);
       throw err;
     }
+    // One still receiving is settled when its upload ends.
+    if (!job.receiving) this.settled(job, true);
     // Cancelled meanwhile, or the coordinator stopping (its next run resumes the job): nothing to start.
     if (TERMINAL_JOB_STATES.has(job.state) || this.stopping) return;
     this.begin(job);
+  }
+
+  private settled(job: JobRecord, kept: boolean): void {
+    for (const listener of this.submissionsSettled) listener(job, kept);
   }
 
   private countInputs(kind: string, files: SpoolFile[]): void {
@@ -286,6 +299,7 @@ export class JobManager {
         if (!job.receiving) {
           // Ended while it uploaded (cancelled): the client hears of it once that end is on disk.
           if (TERMINAL_JOB_STATES.has(job.state)) await this.store.committed();
+          this.settled(job, true);
           return;
         }
         job.receiving = false;
@@ -297,6 +311,7 @@ export class JobManager {
         else this.events.log(job, `upload complete: ${job.inputs.length} input(s)`);
         // Complete on disk before the client hears of it, as a job accepted whole is.
         await this.store.committed();
+        this.settled(job, true);
       },
       discard: async (reason) => {
         job.receiving = false;
@@ -309,6 +324,7 @@ export class JobManager {
         // A publication under way when it ended removes its own file; the others are listed.
         await publishing?.catch(() => undefined);
         this.drop(job);
+        this.settled(job, false);
         await this.removeDropped(job);
       },
     };

@@ -13,6 +13,7 @@ import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
 import { sha256 } from '../shared/streams.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { delta, get, scrape } from './helpers/metrics.js';
 import { holdSubmission, rawJobService, sendInput, until, type HeldSubmission } from './helpers/raw-grpc.js';
 
 let cluster: TestCluster;
@@ -99,6 +100,7 @@ describe('an image batch that is uploaded', () => {
   });
 
   it('is refused as a whole when it fails half-way (a photo that arrived damaged): the job it started is gone with its files, and the workers go on', async () => {
+    const before = await scrape(cluster);
     const { call, answer } = openSubmission('early-damaged');
     for (const p of photos.slice(0, 3)) upload(call, p);
     const started = await withOutputs((await listed('early-damaged')).id);
@@ -108,6 +110,11 @@ describe('an image batch that is uploaded', () => {
     expect(err?.code).toBe(grpc.status.DATA_LOSS);
     expect(err?.details).toContain(`input ${photos[3]!.name}: checksum mismatch`);
     await gone(started.id);
+    // Counted as a dropped job, not as one submitted and failed: its client was told it was refused.
+    const after = await scrape(cluster);
+    expect(delta(before, after, 'tessera_jobs_dropped_total{kind="image"}')).toBe(1);
+    expect(delta(before, after, 'tessera_jobs_submitted_total{kind="image"}')).toBe(0);
+    expect(delta(before, after, 'tessera_jobs_finished_total{kind="image",state="failed"}')).toBe(0);
     await until('its spool folder to go', async () => (!(await readdir(path.join(cluster.dataDir, 'spool', 'jobs')).catch(() => [] as string[])).includes(started.id) || undefined));
     // The cluster goes on: the next job runs on both workers as before.
     const files = await Promise.all(photos.slice(0, 4).map(async (p) => {
@@ -119,6 +126,9 @@ describe('an image batch that is uploaded', () => {
     const done = await cluster.client.wait(next.id);
     expect(done.state).toBe('JOB_STATE_SUCCEEDED');
     expect(done.outputs).toHaveLength(4);
+    const last = await scrape(cluster);
+    expect(delta(after, last, 'tessera_jobs_submitted_total{kind="image"}')).toBe(1);
+    expect(delta(after, last, 'tessera_jobs_finished_total{kind="image",state="succeeded"}')).toBe(1);
   });
 
   it('writing into a shared folder, removes the outputs it had written there when it fails half-way, and nothing else', async () => {
@@ -258,6 +268,11 @@ describe('a passthrough job that is uploaded', () => {
       expect(err).toBeNull();
       expect(job).toMatchObject({ id, state: 'JOB_STATE_CANCELLED' });
       expect(job!.inputs.map((i) => i.name)).toEqual(['c-0.bin', 'c-1.bin']);
+      // Kept, so counted: submitted, and finished cancelled.
+      const counted = await scrape(own);
+      expect(get(counted, 'tessera_jobs_submitted_total{kind="passthrough"}')).toBe(1);
+      expect(get(counted, 'tessera_jobs_finished_total{kind="passthrough",state="cancelled"}')).toBe(1);
+      expect(get(counted, 'tessera_jobs_dropped_total{kind="passthrough"}')).toBe(0);
       const inputs = path.join(own.dataDir, 'spool', 'jobs', id, 'in');
       await until('the inputs to be removed', async () => ((await readdir(inputs).catch(() => [])).length === 0 ? true : undefined));
       // A restart kept it (it dropped it as an upload cut short, and a retry then ran it anew).

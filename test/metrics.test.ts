@@ -9,25 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { delta, get, scrape } from './helpers/metrics.js';
 
-/** Parsed exposition text: `name{labels}` -> value. */
-type Samples = Map<string, number>;
-
-async function scrape(cluster: TestCluster): Promise<Samples> {
-  const res = await fetch(`http://${cluster.httpAddress}/metrics`);
-  expect(res.status).toBe(200);
-  expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
-  const out: Samples = new Map();
-  for (const line of (await res.text()).split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
-}
-
-const get = (s: Samples, key: string): number => s.get(key) ?? 0;
-const delta = (a: Samples, b: Samples, key: string): number => get(b, key) - get(a, key);
 
 let cluster: TestCluster;
 let dir: string;

@@ -6,7 +6,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { JobEvent } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobManager } from '../job-manager.js';
-import { TERMINAL_JOB_STATES, type JobState, type SubtaskState } from '../model.js';
+import { TERMINAL_JOB_STATES, type JobRecord, type JobState, type SubtaskState } from '../model.js';
 import { slotsInUse, type WorkerState } from '../worker-registry.js';
 
 const JOB_STATES: JobState[] = ['queued', 'running', 'succeeded', 'partially_succeeded', 'failed', 'cancelled'];
@@ -32,6 +32,17 @@ export class CoordinatorMetrics {
   private readonly retryCounts = new Map<string, number>();
 
   private readonly jobsSubmitted = new Counter({ name: 'tessera_jobs_submitted_total', help: 'Jobs accepted, by kind', labelNames: ['kind'], registers: [this.registry] });
+  private readonly jobsDropped = new Counter({
+    name: 'tessera_jobs_dropped_total',
+    help: 'Jobs made for a submission that then failed (started on their first inputs, or not taken by the store) and dropped with it, by kind; not counted as submitted or finished',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
+  /**
+   * Jobs whose submission has not settled (JobManager.submissionsSettled), and the final state of
+   * those that ended meanwhile: counted once it is known whether the job is kept.
+   */
+  private readonly unsettled = new Map<string, { finished?: string }>();
   private readonly jobsFinished = new Counter({ name: 'tessera_jobs_finished_total', help: 'Jobs that reached a final state, by kind and state', labelNames: ['kind', 'state'], registers: [this.registry] });
   private readonly subtaskTransitions: Counter<'kind' | 'state'> = new Counter({
     name: 'tessera_subtask_transitions_total',
@@ -163,7 +174,13 @@ export class CoordinatorMetrics {
         for (const [kind, n] of m.inputBytesAccepted) this.inc({ kind }, n);
       },
     });
-    this.unsubscribe = manager.events.subscribeAll((e) => this.onEvent(e));
+    const unsubscribeEvents = manager.events.subscribeAll((e) => this.onEvent(e));
+    const onSettled = (job: JobRecord, kept: boolean): void => this.onSettled(job, kept);
+    manager.submissionsSettled.add(onSettled);
+    this.unsubscribe = () => {
+      unsubscribeEvents();
+      manager.submissionsSettled.delete(onSettled);
+    };
   }
 
   private kind(jobId: string): string {
@@ -183,14 +200,12 @@ export class CoordinatorMetrics {
     const kind = this.kind(e.job_id ?? '');
     if (e.type === 'job_state') {
       const state = stateName(e.job_state, 'JOB_STATE_');
-      if (state === 'queued' && Number(e.seq) === 1) {
-        this.jobsSubmitted.inc({ kind });
-      }
+      // A new job: counted once its submission settles.
+      if (state === 'queued' && Number(e.seq) === 1) this.unsettled.set(e.job_id ?? '', {});
       if (e.final) {
-        this.jobsFinished.inc({ kind, state });
-        const job = this.manager.get(e.job_id ?? '');
-        this.bytesOut.inc({ kind }, job.outputs.reduce((n, o) => n + o.size, 0));
-        this.kindOf.delete(e.job_id ?? '');
+        const pending = this.unsettled.get(e.job_id ?? '');
+        if (pending) pending.finished = state;
+        else this.countFinished(this.manager.get(e.job_id ?? ''), state);
       }
       return;
     }
@@ -204,6 +219,26 @@ export class CoordinatorMetrics {
     if (state === 'succeeded' || state === 'failed') this.duration.observe({ kind, outcome: state }, Number(s.duration_ms) / 1000);
     // A subtask back in `pending` after an attempt is a retry.
     if (state === 'pending' && (s.attempt ?? 0) > 0) this.retryCounts.set(kind, (this.retryCounts.get(kind) ?? 0) + 1);
+  }
+
+  private countFinished(job: JobRecord, state: string): void {
+    const kind = this.kind(job.id);
+    this.jobsFinished.inc({ kind, state });
+    this.bytesOut.inc({ kind }, job.outputs.reduce((n, o) => n + o.size, 0));
+    this.kindOf.delete(job.id);
+  }
+
+  private onSettled(job: JobRecord, kept: boolean): void {
+    const pending = this.unsettled.get(job.id);
+    if (!pending) return;
+    this.unsettled.delete(job.id);
+    if (!kept) {
+      this.jobsDropped.inc({ kind: this.kind(job.id) });
+      this.kindOf.delete(job.id);
+      return;
+    }
+    this.jobsSubmitted.inc({ kind: this.kind(job.id) });
+    if (pending.finished) this.countFinished(job, pending.finished);
   }
 
   /** The exposition text and its content type. */
