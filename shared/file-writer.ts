@@ -13,8 +13,8 @@ import { CHUNK_SIZE } from './config.js';
  * bytes in 64 KiB writes 0.3-0.9 ms (docs/performance.md): a large write gets its page cache in
  * large folios, which the host has to hand back first. Sixteen writes per MiB through libuv's pool
  * cost the receiving thread more in completions than the kernel saved; here the main thread copies
- * each chunk into a shared slot and posts one message, and the writer thread makes the small writes
- * synchronously, on the other core.
+ * each chunk into a slot buffer and hands it to the writer thread with one message, and the thread
+ * makes the small writes synchronously, on the other core, and hands the buffer back.
  *
  * Semantics are those of `fs.createWriteStream(file, { flags, start })` with backpressure: writes
  * are accepted while a slot is free, an error (a full disk) fails the next write or `end()`, and
@@ -32,31 +32,32 @@ export const WRITE_PIECE_BYTES = 64 * 1024;
 const SLOT_BYTES = CHUNK_SIZE;
 /**
  * Slots of the process's pool, and how many one stream may hold: how far its writes may run behind
- * the chunks accepted. The pool is one block of shared memory made with the thread and kept:
- * memory touched for the first time is dear on these machines (a block per stream cost a
- * coordinator taking 400 photos 3 CPU-s).
+ * the chunks accepted. The pool's buffers are made with the thread and kept, going to the thread
+ * with each write and coming back with its answer (transferred, not copied): memory touched for the
+ * first time is dear on these machines (buffers made for each stream cost a coordinator taking 400
+ * photos 3 CPU-s). Not shared memory: V8 copies into that word by word (`relaxed_memmove`), which
+ * cost a download's main thread about 0.6 ms per MiB, as much as hashing it.
  */
 const POOL_SLOTS = 8;
 const STREAM_SLOTS = 4;
 
 type ToThread =
   | { t: 'open'; id: number; path: string; flags: number; mode: number }
-  | { t: 'write'; id: number; slot: number; length: number; position: number }
+  | { t: 'write'; id: number; slot: number; buffer: ArrayBuffer; length: number; position: number }
   | { t: 'close'; id: number };
 type ThreadError = { message: string; code?: string; errno?: number; syscall?: string; path?: string };
-type FromThread = { t: 'opened' | 'wrote' | 'closed'; id: number; slot?: number; err?: ThreadError };
+type FromThread = { t: 'opened' | 'wrote' | 'closed'; id: number; slot?: number; buffer?: ArrayBuffer; err?: ThreadError };
 
 /**
  * The writer thread's code. Handed to the Worker as source text (`eval`), so that it runs the same
  * from the compiled files and from the TypeScript sources under test: it must not use anything
  * from outside its own body.
  */
-function writerThread(pieceBytes: number, slotBytes: number): void {
+function writerThread(pieceBytes: number): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const fs = require('node:fs') as typeof import('node:fs');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
-  const bytes = new Uint8Array(workerData as SharedArrayBuffer);
+  const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
   const files = new Map<number, { fd: number; err?: ThreadError }>();
   const asError = (e: unknown): ThreadError => {
     const x = e as NodeJS.ErrnoException;
@@ -76,7 +77,8 @@ function writerThread(pieceBytes: number, slotBytes: number): void {
     if (m.t === 'write') {
       if (f && !f.err) {
         try {
-          let at = m.slot * slotBytes;
+          const bytes = new Uint8Array(m.buffer);
+          let at = 0;
           let position = m.position;
           for (let left = m.length; left > 0; ) {
             const n = fs.writeSync(f.fd, bytes, at, Math.min(pieceBytes, left), position);
@@ -88,7 +90,7 @@ function writerThread(pieceBytes: number, slotBytes: number): void {
           f.err = asError(e);
         }
       }
-      parentPort!.postMessage({ t: 'wrote', id: m.id, slot: m.slot, err: f ? f.err : { message: 'the file is not open' } });
+      parentPort!.postMessage({ t: 'wrote', id: m.id, slot: m.slot, buffer: m.buffer, err: f ? f.err : { message: 'the file is not open' } }, [m.buffer]);
       return;
     }
     let err: ThreadError | undefined;
@@ -113,7 +115,8 @@ class WriterThread {
   private readonly worker: Worker;
   private readonly streams = new Map<number, ThreadedWriteStream>();
   private nextId = 1;
-  readonly bytes: Uint8Array;
+  /** The pool's buffers by slot; a slot's is here while it is free or being filled, in the thread while it writes. */
+  private readonly buffers: ArrayBuffer[] = Array.from({ length: POOL_SLOTS }, () => new ArrayBuffer(SLOT_BYTES));
   private readonly free: number[] = Array.from({ length: POOL_SLOTS }, (_, i) => i);
   private readonly waiting: { resolve: (slot: number) => void; reject: (err: Error) => void }[] = [];
   private lostWith: Error | undefined;
@@ -123,18 +126,18 @@ class WriterThread {
   }
 
   private constructor() {
-    const sab = new SharedArrayBuffer(POOL_SLOTS * SLOT_BYTES);
-    this.bytes = new Uint8Array(sab);
-    this.worker = new Worker(`(${writerThread.toString()})(${WRITE_PIECE_BYTES}, ${SLOT_BYTES})`, {
+    this.worker = new Worker(`(${writerThread.toString()})(${WRITE_PIECE_BYTES})`, {
       eval: true,
       name: 'tessera file writer',
-      workerData: sab,
       // Not the process's flags: `--input-type=module` would make the source a module, without `require`.
       execArgv: [],
     });
     this.worker.unref();
     this.worker.on('message', (m: FromThread) => {
-      if (m.t === 'wrote') this.release(m.slot!);
+      if (m.t === 'wrote') {
+        this.buffers[m.slot!] = m.buffer!;
+        this.release(m.slot!);
+      }
       this.streams.get(m.id)?.fromThread(m);
     });
     const lost = (err: Error): void => {
@@ -161,6 +164,13 @@ class WriterThread {
 
   post(m: ToThread): void {
     this.worker.postMessage(m);
+  }
+
+  /** `bytes` written at `position` of stream `id`'s file, through `slot` (acquired): handed to the thread. */
+  write(id: number, slot: number, bytes: Uint8Array, position: number): void {
+    const buffer = this.buffers[slot]!;
+    new Uint8Array(buffer, 0, bytes.length).set(bytes);
+    this.worker.postMessage({ t: 'write', id, slot, buffer, length: bytes.length, position } satisfies ToThread, [buffer]);
   }
 
   /** A free slot of the pool, in the order asked. */
@@ -258,8 +268,7 @@ class ThreadedWriteStream extends Writable {
         throw this.failure ?? new Error('the stream was closed before it took everything');
       }
       const length = Math.min(SLOT_BYTES, chunk.length - at);
-      thread.bytes.set(chunk.subarray(at, at + length), slot * SLOT_BYTES);
-      thread.post({ t: 'write', id: this.id, slot, length, position: this.position });
+      thread.write(this.id, slot, chunk.subarray(at, at + length), this.position);
       this.position += length;
       at += length;
     }
