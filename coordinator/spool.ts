@@ -4,13 +4,13 @@
  * final name.
  */
 import { statSync } from 'node:fs';
-import { closeWriteStream, threadedWriteStream } from '../shared/file-writer.js';
 import { lstat, mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { finished } from 'node:stream/promises';
 import { status } from '@grpc/grpc-js';
 import { TesseraError, dataLoss } from '../shared/errors.js';
+import { closeWriteStream, threadedWriteStream } from '../shared/file-writer.js';
 import { newSha256, writeWithBackpressure } from '../shared/streams.js';
 
 /** Where a spool file lies without symlinks, and its identity: what a worker on this machine checks before reading it in place. */

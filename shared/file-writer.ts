@@ -27,7 +27,7 @@ export function threadedWriteStream(file: string, opts: { start?: number; flags?
 }
 
 /** The largest single write the thread hands the kernel. */
-export const WRITE_PIECE_BYTES = 64 * 1024;
+const WRITE_PIECE_BYTES = 64 * 1024;
 /** One slot holds one chunk (or a chunk's piece) on its way to the thread. */
 const SLOT_BYTES = CHUNK_SIZE;
 /**
@@ -293,36 +293,19 @@ class ThreadedWriteStream extends Writable {
     this.closedByThread = true;
   }
 
+  /** Settles and lets go of the thread, however the settling went. */
+  private closeFile(): Promise<void> {
+    return this.settle().finally(() => this.detach());
+  }
+
   override _final(callback: (err?: Error | null) => void): void {
-    this.settle().then(
-      () => {
-        this.detach();
-        callback(this.failure);
-      },
-      (err: Error) => {
-        this.detach();
-        callback(err);
-      },
-    );
+    this.closeFile().then(() => callback(this.failure), callback);
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
     // Not opened (construct failed or never ran), or already closed: nothing is in flight.
-    if (!this.thread || this.closedByThread) {
-      this.detach();
-      callback(err);
-      return;
-    }
-    this.settle().then(
-      () => {
-        this.detach();
-        callback(err);
-      },
-      () => {
-        this.detach();
-        callback(err);
-      },
-    );
+    const closing = this.thread && !this.closedByThread ? this.closeFile().catch(() => undefined) : Promise.resolve(this.detach());
+    void closing.then(() => callback(err));
   }
 }
 

@@ -3,7 +3,6 @@
  * AbortSignal, upload the outputs (verified), and build the result message.
  */
 import { constants as fsConstants, mkdirSync } from 'node:fs';
-import { closeWriteStream, threadedWriteStream } from '../shared/file-writer.js';
 import { access, copyFile, link, lstat, mkdir, readFile, readdir, readlink, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,6 +25,7 @@ import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/W
 import { canWriteShared, sharedOutputTemp } from '../shared/shared-output.js';
 import { asWire, readEncodedChunks } from '../shared/encoded-chunks.js';
 import { fieldNumber } from '../shared/proto.js';
+import { closeWriteStream, threadedWriteStream } from '../shared/file-writer.js';
 import { endsWithAnswer, newSha256, sha256, sha256File, writeWithBackpressure } from '../shared/streams.js';
 
 export interface ExecutorDeps {
