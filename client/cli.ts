@@ -215,10 +215,11 @@ program
   .addOption(coordinatorOpt())
   .option('--json', 'JSON output')
   .option('--state <state>', 'only jobs in this state')
-  .option('--limit <n>', 'how many', int('--limit'), 50)
+  .option('--limit <n>', 'how many, newest first', int('--limit'), 50)
+  .option('--all', 'every job the coordinator keeps (overrides --limit)')
   .action(async (o) =>
     withClient(o, async (c, out) => {
-      const jobs = await c.listJobs({ limit: o.limit, state: o.state });
+      const jobs = await c.listJobs({ limit: o.all ? Infinity : o.limit, state: o.state });
       if (o.json) process.stdout.write(`${JSON.stringify(jobs.map((j) => out.jobToJson(j)))}\n`);
       else out.printJobsTable(jobs);
     }),

@@ -88,6 +88,19 @@ export interface WatchOptions {
   types?: string[];
 }
 
+/** Options every call takes. */
+export interface CallOptions {
+  /** Aborted: the call ends and rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** This call's deadline (ms; default: the client's `deadlineMs`). Unary calls only. */
+  deadlineMs?: number;
+}
+
+/** The most jobs one ListJobs page holds. */
+const MAX_LIST_PAGE = 1000;
+
+const clientClosed = (): TesseraError => new TesseraError(grpc.status.CANCELLED, 'the client was closed (TesseraClient.close)');
+
 export const TERMINAL_STATES = new Set(['JOB_STATE_SUCCEEDED', 'JOB_STATE_PARTIALLY_SUCCEEDED', 'JOB_STATE_FAILED', 'JOB_STATE_CANCELLED']);
 
 /**
@@ -113,6 +126,9 @@ export class TesseraClient {
   private readonly client: JobServiceClient;
   private readonly deadlineMs: number;
   private readonly token: string | undefined;
+  private closed = false;
+  /** Every call in progress, so that close() can end them. */
+  private readonly open = new Set<AbortController>();
 
   constructor(opts: ClientOptions = {}) {
     this.address = coordinatorAddress(opts.address);
@@ -129,14 +145,45 @@ export class TesseraClient {
     return md;
   }
 
-  private unaryCall<Req, Res>(method: (req: Req, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown, req: Req): Promise<Res> {
-    return new Promise((resolve, reject) => {
-      method.call(this.client, req, this.md(), { deadline: deadline(this.deadlineMs) }, (err, res) => {
+  /**
+   * A signal for one call: aborted by the caller's `user` signal (with its reason) or by `close()`
+   * (CANCELLED). `done` lets go of both once the call has ended.
+   */
+  private scope(user: AbortSignal | undefined): { signal: AbortSignal; done: () => void } {
+    const ctl = new AbortController();
+    const fromUser = (): void => ctl.abort(user?.reason);
+    if (this.closed) ctl.abort(clientClosed());
+    else if (user?.aborted) ctl.abort(user.reason);
+    else {
+      user?.addEventListener('abort', fromUser, { once: true });
+      this.open.add(ctl);
+    }
+    return {
+      signal: ctl.signal,
+      done: () => {
+        user?.removeEventListener('abort', fromUser);
+        this.open.delete(ctl);
+      },
+    };
+  }
+
+  private unaryCall<Req, Res>(
+    method: (req: Req, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown,
+    req: Req,
+    opts: CallOptions = {},
+  ): Promise<Res> {
+    const { signal, done } = this.scope(opts.signal);
+    return new Promise<Res>((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason);
+      const call = method.call(this.client, req, this.md(), { deadline: deadline(opts.deadlineMs ?? this.deadlineMs) }, (err, res) => {
+        // Cut by the caller or by close(): their reason, not the CANCELLED of the call.
+        if (signal.aborted) return reject(signal.reason);
         if (err || res === undefined) return reject(tidyGrpcError(err));
         this.reached = true;
         resolve(res);
-      });
-    });
+      }) as grpc.Call;
+      signal.addEventListener('abort', () => call.cancel(), { once: true });
+    }).finally(done);
   }
 
   /**
@@ -159,6 +206,15 @@ export class TesseraClient {
    * {@link checkInputFiles}).
    */
   async submit(spec: JobSpec, files: string[], options: SubmitOptions = {}): Promise<Job__Output> {
+    const { signal, done } = this.scope(options.signal);
+    try {
+      return await this.submitScoped(spec, files, { ...options, signal });
+    } finally {
+      done();
+    }
+  }
+
+  private async submitScoped(spec: JobSpec, files: string[], options: SubmitOptions): Promise<Job__Output> {
     options.signal?.throwIfAborted();
     checkJobSpec(spec);
     // The shared paths are resolved beside the checks; a check's refusal comes first.
@@ -269,21 +325,47 @@ export class TesseraClient {
     });
   }
 
-  getJob(jobId: string): Promise<Job__Output> {
-    return this.unaryCall(this.client.GetJob, { job_id: jobId, include_subtasks: true });
+  /** One job, with its subtasks unless `includeSubtasks` is false (a big job's list is long). */
+  getJob(jobId: string, opts: CallOptions & { includeSubtasks?: boolean } = {}): Promise<Job__Output> {
+    return this.unaryCall(this.client.GetJob, { job_id: jobId, include_subtasks: opts.includeSubtasks ?? true }, opts);
   }
 
-  async listJobs(opts: { limit?: number; state?: string } = {}): Promise<Job__Output[]> {
-    const res = await this.unaryCall<unknown, { jobs: Job__Output[] }>(this.client.ListJobs as never, { limit: opts.limit ?? 50, state: opts.state ?? '' });
-    return res.jobs;
+  /**
+   * Summaries of the newest jobs (those this client's token may see), newest first: up to `limit`
+   * (default 50; `Infinity` for all), in `state` if given ("JOB_STATE_RUNNING" or "running").
+   * Asks as many pages as that takes (see {@link listJobsPage}).
+   */
+  async listJobs(opts: CallOptions & { limit?: number; state?: string } = {}): Promise<Job__Output[]> {
+    const limit = opts.limit || 50;
+    const jobs: Job__Output[] = [];
+    let pageToken = '';
+    do {
+      const page = await this.listJobsPage({ ...opts, limit: Math.min(limit - jobs.length, MAX_LIST_PAGE), pageToken });
+      jobs.push(...page.jobs);
+      pageToken = page.nextPageToken;
+    } while (pageToken && jobs.length < limit);
+    return jobs;
   }
 
-  cancel(jobId: string): Promise<Job__Output> {
-    return this.unaryCall(this.client.CancelJob, { job_id: jobId });
+  /**
+   * One page of `ListJobs`: up to `limit` summaries (at most 1000, and fewer where they would pass
+   * 3 MiB), and the token of the next page ("" on the last). Ask the next page with the same `state`.
+   */
+  async listJobsPage(opts: CallOptions & { limit?: number; state?: string; pageToken?: string } = {}): Promise<{ jobs: Job__Output[]; nextPageToken: string }> {
+    const res = await this.unaryCall<unknown, { jobs: Job__Output[]; next_page_token: string }>(
+      this.client.ListJobs as never,
+      { limit: opts.limit ?? 50, state: opts.state ?? '', page_token: opts.pageToken ?? '' },
+      opts,
+    );
+    return { jobs: res.jobs, nextPageToken: res.next_page_token };
   }
 
-  async listWorkers(): Promise<WorkerInfo__Output[]> {
-    const res = await this.unaryCall<unknown, { workers: WorkerInfo__Output[] }>(this.client.ListWorkers as never, {});
+  cancel(jobId: string, opts: CallOptions = {}): Promise<Job__Output> {
+    return this.unaryCall(this.client.CancelJob, { job_id: jobId }, opts);
+  }
+
+  async listWorkers(opts: CallOptions = {}): Promise<WorkerInfo__Output[]> {
+    const res = await this.unaryCall<unknown, { workers: WorkerInfo__Output[] }>(this.client.ListWorkers as never, {}, opts);
     return res.workers;
   }
 
@@ -294,6 +376,15 @@ export class TesseraClient {
    * listening) fails at once with UNAVAILABLE, as `getJob` and `submit` do.
    */
   async *watch(jobId: string, opts: WatchOptions & { afterSeq?: number; inlineOutputsUpTo?: number } = {}): AsyncGenerator<JobEvent__Output> {
+    const { signal, done } = this.scope(opts.signal);
+    try {
+      yield* this.watchScoped(jobId, { ...opts, signal });
+    } finally {
+      done();
+    }
+  }
+
+  private async *watchScoped(jobId: string, opts: WatchOptions & { afterSeq?: number; inlineOutputsUpTo?: number }): AsyncGenerator<JobEvent__Output> {
     let last = opts.afterSeq ?? 0;
     let downSince = 0;
     // Re-attached only once the coordinator was reached (by this call, or any before it on this
@@ -325,7 +416,7 @@ export class TesseraClient {
         }
         // The stream ended without the final event: the coordinator is shutting down (re-attach),
         // or the job had ended at or before `afterSeq` (nothing is left to send: done).
-        const job = await this.getJob(jobId).catch(() => undefined);
+        const job = await this.getJob(jobId, { includeSubtasks: false, ...(opts.signal && { signal: opts.signal }) }).catch(() => undefined);
         if (job && TERMINAL_STATES.has(job.state) && last >= Number(job.last_event_seq)) return;
         reached = true;
         lost('the coordinator ended the event stream');
@@ -371,7 +462,7 @@ export class TesseraClient {
     for (let attempt = 0; ; attempt++) {
       signal?.throwIfAborted();
       try {
-        return await this.getJob(jobId);
+        return await this.getJob(jobId, signal ? { signal } : {});
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         if ((err as grpc.ServiceError).code !== grpc.status.UNAVAILABLE || attempt >= 60) throw err;
@@ -392,8 +483,17 @@ export class TesseraClient {
    * included); a running job's outputs are those published so far.
    */
   async download(jobId: string, dir: string, opts: DownloadOptions & { names?: string[] } = {}): Promise<Map<string, string>> {
+    const { signal, done } = this.scope(opts.signal);
+    try {
+      return await this.downloadScoped(jobId, dir, { ...opts, signal });
+    } finally {
+      done();
+    }
+  }
+
+  private async downloadScoped(jobId: string, dir: string, opts: DownloadOptions & { names?: string[] }): Promise<Map<string, string>> {
     opts.signal?.throwIfAborted();
-    const job = await this.getJob(jobId);
+    const job = await this.getJob(jobId, { includeSubtasks: false, ...(opts.signal && { signal: opts.signal }) });
     opts.signal?.throwIfAborted();
     if (opts.names) {
       const have = new Set(job.outputs.map((o) => o.name));
@@ -423,6 +523,19 @@ export class TesseraClient {
     jobId: string,
     dir: string,
     opts: DownloadOptions & WatchOptions & { onEvent?: (e: JobEvent__Output) => void } = {},
+  ): Promise<{ job: Job__Output; paths: Map<string, string> }> {
+    const { signal, done } = this.scope(opts.signal);
+    try {
+      return await this.collectScoped(jobId, dir, { ...opts, signal });
+    } finally {
+      done();
+    }
+  }
+
+  private async collectScoped(
+    jobId: string,
+    dir: string,
+    opts: DownloadOptions & WatchOptions & { onEvent?: (e: JobEvent__Output) => void },
   ): Promise<{ job: Job__Output; paths: Map<string, string> }> {
     // While the watch runs it says when the coordinator is lost; after it, the downloads left do.
     let watching = true;
@@ -519,7 +632,15 @@ export class TesseraClient {
     }
   }
 
+  /**
+   * Closes the connection. Calls still running end at once, rejecting (or, for `watch`,
+   * throwing) CANCELLED; so does every call made after. Jobs on the cluster go on.
+   */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const call of this.open) call.abort(clientClosed());
+    this.open.clear();
     this.client.close();
   }
 }

@@ -1,6 +1,7 @@
 /** Public API of the client library. */
 export {
   TesseraClient,
+  type CallOptions,
   TesseraError,
   TERMINAL_STATES,
   checkInputFiles,
@@ -17,4 +18,6 @@ export {
   type WatchOptions,
   type WorkerInfo,
 } from './client.js';
+/** The gRPC status codes every rejection's `code` is one of, and the type of the coordinator's refusals. */
+export { status, type ServiceError } from '@grpc/grpc-js';
 export { LocalCluster, type LocalClusterOptions, type ManagedProcess } from './local-cluster.js';

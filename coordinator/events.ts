@@ -1,7 +1,7 @@
 /** Per-job event log with live subscribers; persisted through the store. */
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobStore } from './store.js';
-import { jobStateEnum, toOutputInfo, toSubtaskInfo, type JobRecord, type OutputRecord, type SubtaskRecord } from './model.js';
+import { jobProgress, jobStateEnum, toOutputInfo, toSubtaskInfo, type JobRecord, type OutputRecord, type SubtaskRecord } from './model.js';
 
 type Listener = (event: JobEvent) => void;
 
@@ -41,10 +41,10 @@ export class EventLog {
   }
 
   jobState(job: JobRecord, message: string, final = false): void {
-    this.emit(job, { type: 'job_state', message, final, progress: final ? 1 : 0 });
+    this.emit(job, { type: 'job_state', message, final, progress: final ? 1 : jobProgress(job, undefined) });
   }
 
-  subtaskState(job: JobRecord, s: SubtaskRecord, message = '', progress = 0): void {
+  subtaskState(job: JobRecord, s: SubtaskRecord, message = '', progress = jobProgress(job, undefined)): void {
     this.lastProgress.delete(s.id);
     this.emit(job, { type: 'subtask_state', subtask: toSubtaskInfo(s), message, progress });
   }
@@ -64,10 +64,10 @@ export class EventLog {
 
   /** An output was published: downloadable from now on, also while the job still runs. */
   output(job: JobRecord, o: OutputRecord): void {
-    this.emit(job, { type: 'output', output: toOutputInfo(o), message: o.name });
+    this.emit(job, { type: 'output', output: toOutputInfo(o), message: o.name, progress: jobProgress(job, undefined) });
   }
 
   log(job: JobRecord, message: string): void {
-    this.emit(job, { type: 'log', message });
+    this.emit(job, { type: 'log', message, progress: jobProgress(job, undefined) });
   }
 }

@@ -1483,9 +1483,14 @@ export class JobManager {
     }
   }
 
+  /**
+   * Cancels a job. Cancelling one already cancelled answers with it (a client retrying after a
+   * lost answer gets what it asked for); one that finished otherwise is FAILED_PRECONDITION.
+   */
   cancel(jobId: string): JobRecord {
     const job = this.get(jobId);
-    if (TERMINAL_JOB_STATES.has(job.state)) throw failedPrecondition(`job ${jobId} has already ${job.state === 'cancelled' ? 'been cancelled' : 'finished'}`);
+    if (job.state === 'cancelled') return job;
+    if (TERMINAL_JOB_STATES.has(job.state)) throw failedPrecondition(`job ${jobId} has already finished (${job.state}); only a queued or running job can be cancelled`);
     this.finish(job, 'cancelled', 'cancelled by the client');
     this.requestDispatch();
     return job;

@@ -16,7 +16,8 @@ import { asWire, passEncoded, readEncodedChunks } from '../shared/encoded-chunks
 import type { ItemFailure, SpoolFile } from '../shared/job-kind.js';
 import pLimit from 'p-limit';
 import type { JobManager, ReceivingJob, UploadStop } from './job-manager.js';
-import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, toJobSummary, type JobRecord, type OutputRecord } from './model.js';
+import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord, type OutputRecord } from './model.js';
+import { listPage } from './job-list.js';
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
 import { headBytes, inputChecker } from './input-check.js';
@@ -282,16 +283,12 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       return toJobMessage(job, req.include_subtasks ? jobs.subtasksOf(job.id) : []);
     }),
 
-    ListJobs: unary(log, async (req: { limit: number; state: string }, ctx) => {
+    ListJobs: unary(log, async (req: { limit: number; state: string; page_token: string }, ctx) => {
       const caller = access.identify(ctx.metadata);
       const wanted = req.state ? jobStateFromEnum(req.state) : undefined;
       if (req.state && !wanted) throw invalidArgument(`state: unknown job state "${req.state}"`);
-      const list = jobs
-        .list()
-        .filter((j) => (caller.admin || j.owner === caller.id) && (!wanted || j.state === wanted))
-        .sort((a, b) => b.createdAt - a.createdAt)
-        .slice(0, req.limit || 50);
-      return { jobs: list.map(toJobSummary) };
+      const visible = caller.admin ? jobs.list() : jobs.list().filter((j) => j.owner === caller.id);
+      return listPage(visible, { limit: req.limit, state: req.state, pageToken: req.page_token }, wanted);
     }),
 
     CancelJob: unary(log, async (req: { job_id: string }, ctx) => {

@@ -151,9 +151,17 @@ describe('watching some event types only', () => {
     // One output event per file, then the final job_state event; none of the subtasks' events.
     expect(live.map((e) => e.type)).toEqual(['output', 'output', 'output', 'job_state']);
     expect(live.at(-1)!.final).toBe(true);
-    const all: { type: string; seq: number }[] = [];
-    for await (const e of cluster.client.watch(job.id)) all.push({ type: e.type, seq: Number(e.seq) });
+    const all: { type: string; seq: number; progress: number; message: string }[] = [];
+    for await (const e of cluster.client.watch(job.id)) all.push({ type: e.type, seq: Number(e.seq), progress: e.progress, message: e.message });
     expect(all.filter((e) => e.type === 'subtask_state').length).toBeGreaterThanOrEqual(6);
+    // Every event carries the job's progress, whatever its type: it never falls back, and once a
+    // subtask is done no event says 0.
+    const progress = all.map((e) => e.progress);
+    expect(progress).toEqual([...progress].sort((a, b) => a - b));
+    const firstDone = all.findIndex((e) => e.type === 'subtask_state' && e.message === 'done');
+    expect(firstDone).toBeGreaterThan(0);
+    expect(all.slice(firstDone).filter((e) => e.progress === 0)).toEqual([]);
+    expect(all.slice(firstDone).map((e) => e.type)).toContain('output');
     expect(live.map((e) => e.seq)).toEqual(all.filter((e) => e.type === 'output' || e.seq === all.at(-1)!.seq).map((e) => e.seq));
     // Replayed from the log after the end: the same filter.
     const replayed: string[] = [];

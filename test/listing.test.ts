@@ -74,6 +74,61 @@ describe('ListJobs', () => {
     expect((await client.getJob(job.id)).subtasks).toHaveLength(3);
   });
 
+  it('pages through every job over gRPC: the client follows the tokens, the CLI lists them all with --all', async () => {
+    // No inputs and no worker: each job would stay queued, and a client may keep only 100 such.
+    const made: string[] = [];
+    for (let i = 0; i < 130; i++) {
+      made.push((await client.submit({ label: `page ${i}`, passthrough: { subtasks: 1 } }, [])).id);
+      await client.cancel(made.at(-1)!);
+    }
+    const everyJob = (await client.listJobs({ limit: Infinity })).map((j) => j.id);
+    // Newest first: the ones just made lead, in reverse order.
+    expect(everyJob.slice(0, 130)).toEqual([...made].reverse());
+    expect(new Set(everyJob).size).toBe(everyJob.length);
+
+    const first = await client.listJobsPage({ limit: 60 });
+    expect(first.jobs).toHaveLength(60);
+    const second = await client.listJobsPage({ limit: 60, pageToken: first.nextPageToken });
+    expect([...first.jobs, ...second.jobs].map((j) => j.id)).toEqual(everyJob.slice(0, 120));
+    // Asked again with another filter: refused, naming both.
+    const wrongFilter = await client.listJobsPage({ limit: 60, pageToken: first.nextPageToken, state: 'queued' }).then(() => undefined, (e: unknown) => e as grpc.ServiceError);
+    expect(wrongFilter?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(wrongFilter?.details).toMatch(/^page_token: made for state "", asked with state "queued"/);
+    expect((await client.listJobs({ limit: 75 })).map((j) => j.id)).toEqual(everyJob.slice(0, 75));
+
+    const all = await runCli(['jobs', '--all', '--json', '--coordinator', client.address]);
+    expect(all.code, all.stderr).toBe(0);
+    expect((JSON.parse(all.stdout) as { id: string }[]).map((j) => j.id)).toEqual(everyJob);
+    const some = await runCli(['jobs', '--limit', '3', '--json', '--coordinator', client.address]);
+    expect((JSON.parse(some.stdout) as { id: string }[]).map((j) => j.id)).toEqual(everyJob.slice(0, 3));
+  });
+
+  it('close() ends the calls in flight and refuses later ones with CANCELLED; the jobs go on', async () => {
+    const other = new TesseraClient({ address: client.address });
+    // No worker: the job never ends, so the wait would run until its watch is cut.
+    const job = await other.submit({ passthrough: { subtasks: 1 } }, []);
+    const waiting = other.wait(job.id, () => undefined).then(() => undefined, (e: unknown) => e as grpc.ServiceError);
+    const watching = (async () => {
+      for await (const e of other.watch(job.id)) void e;
+    })().then(() => undefined, (e: unknown) => e as grpc.ServiceError);
+    // Both attached: the first event of each has come.
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    other.close();
+    for (const err of [await waiting, await watching]) {
+      expect(err?.code).toBe(grpc.status.CANCELLED);
+      expect(err?.message).toMatch(/client was closed/);
+    }
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    for (const call of [other.getJob(job.id), other.listJobs(), other.submit({ passthrough: {} }, [])]) {
+      await expect(call).rejects.toMatchObject({ code: grpc.status.CANCELLED, message: expect.stringMatching(/client was closed/) });
+    }
+    expect((await client.getJob(job.id)).state).toBe('JOB_STATE_QUEUED');
+    // Cancelling is safe to repeat: the second answers with the cancelled job.
+    expect((await client.cancel(job.id)).state).toBe('JOB_STATE_CANCELLED');
+    expect((await client.cancel(job.id)).state).toBe('JOB_STATE_CANCELLED');
+  });
+
   it('refuses a label over 1 KiB, which every listing would carry', async () => {
     const file = path.join(dir, 'one.bin');
     await writeFile(file, 'x');
