@@ -4,7 +4,7 @@ import { constants } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import { TesseraError, invalidArgument, failedPrecondition, notFound, statusFromName } from '../shared/errors.js';
+import { TesseraError, invalidArgument, notFound, statusFromName } from '../shared/errors.js';
 import { clientStream, serverStream, unary } from '../shared/grpc-handlers.js';
 import type { Logger } from '../shared/logger.js';
 import { safeFileName } from '../shared/names.js';
@@ -600,7 +600,7 @@ let outputChunkFields: Encoder | undefined;
 async function* download(jobs: JobManager, req: { job_id: string; name: string; offset: string }, signal: AbortSignal): AsyncGenerator<OutputChunk> {
   const out = jobs.outputPath(req.job_id, req.name);
   const offset = Number(req.offset || 0);
-  if (offset > out.size) throw failedPrecondition(`offset ${offset} is past the end of ${req.name} (${out.size} bytes)`);
+  if (offset > out.size) throw new TesseraError(status.OUT_OF_RANGE, `offset ${offset} is past the end of ${req.name} (${out.size} bytes)`);
   if (offset === out.size) {
     yield { data: Buffer.alloc(0), offset: String(offset), total_size: String(out.size), sha256: out.sha256 };
     return;

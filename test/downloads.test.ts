@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
 import { partName } from '../client/client.js';
 import { settledCalls } from './helpers/calls.js';
+import { rawJobService } from './helpers/raw-grpc.js';
 
 let cluster: TestCluster;
 let dir: string;
@@ -154,6 +155,30 @@ describe('downloads', () => {
     const unknownJob = await cluster.runCli(['download', 'no-such-job', '-o', out]);
     expect(unknownJob.code, unknownJob.stderr).toBe(2);
     expect(unknownJob.stderr).toContain('NOT_FOUND');
+  });
+
+  it('answer an offset at the end with the digest alone, and one past it with OUT_OF_RANGE naming both sizes', async () => {
+    const { id, bytes } = await passthrough('offsets', { 'o.bin': 5000 });
+    const stub = rawJobService(cluster.address);
+    try {
+      const chunks = (offset: number): Promise<{ chunks: { data: Buffer; offset: string; sha256: string }[]; err?: grpc.ServiceError }> =>
+        new Promise((resolve) => {
+          const got: { data: Buffer; offset: string; sha256: string }[] = [];
+          const call = stub.DownloadOutput({ job_id: id, name: 'o.bin', offset: String(offset) });
+          call.on('data', (c: { data: Buffer; offset: string; sha256: string }) => got.push(c));
+          call.on('error', (err: grpc.ServiceError) => resolve({ chunks: got, err }));
+          call.on('end', () => resolve({ chunks: got }));
+        });
+      const atEnd = await chunks(5000);
+      expect(atEnd.err).toBeUndefined();
+      expect(atEnd.chunks).toMatchObject([{ offset: '5000', sha256: sha(bytes.get('o.bin')!) }]);
+      expect(atEnd.chunks[0]!.data.length).toBe(0);
+      const past = await chunks(5001);
+      expect(past.err?.code).toBe(grpc.status.OUT_OF_RANGE);
+      expect(past.err?.details).toBe('offset 5001 is past the end of o.bin (5000 bytes)');
+    } finally {
+      stub.close();
+    }
   });
 
   it('look for named outputs of a running job once it has ended: published ones are downloaded, the others are NOT_FOUND then', async () => {
