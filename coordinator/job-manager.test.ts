@@ -850,3 +850,25 @@ describe('spool folders', () => {
     store.close();
   });
 });
+
+describe('errors', () => {
+  it("a merger that reports a subtask's failure again, without its input, leaves one error naming the input", async () => {
+    // As the video, thumbnails and audio mergers did: the failed subtask's error pushed as it came.
+    kinds.set('passthrough', {
+      ...original,
+      plan: async () => ({ subtasks: [{ ...plan('segment 1'), items: ['in.mp4'] }, { ...plan('segment 2'), items: ['in.mp4'] }] }),
+      merge: async (ctx) => ({ outputs: [], errors: ctx.results.flatMap((r) => (!r.ok && r.error ? [r.error] : [])) }),
+    });
+    const { manager, worker, assigned, finish, store } = setup(undefined, 2);
+    const job = manager.newJob({ ...spec, max_attempts: 1 } as unknown as JobSpec__Output, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length === 2, 'both subtasks running');
+    const [a, b] = assigned();
+    finish(a!.subtask_id!, 1, 10);
+    manager.onResult(worker, { subtaskId: b!.subtask_id!, attempt: 1, ok: false, outputs: [], itemErrors: [], retryable: false, result: undefined, error: { input: '', code: 'RESOURCE_EXHAUSTED', message: 'the disk is full' } });
+    await until(() => manager.get(job.id).state === 'failed', 'the job to fail');
+    expect(manager.get(job.id).errors).toEqual([{ input: 'in.mp4', code: 'RESOURCE_EXHAUSTED', message: 'the disk is full' }]);
+    manager.close();
+    store.close();
+  });
+});

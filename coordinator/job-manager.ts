@@ -1625,9 +1625,15 @@ function toOutcome(s: SubtaskRecord): SubtaskOutcome {
   };
 }
 
+/**
+ * Each failure once: the same message about the same input, or about no input where one names an
+ * input (a merger reporting a subtask's failure that the job already holds, input named).
+ */
 function dedupeErrors(errors: ItemFailure[]): ItemFailure[] {
   const seen = new Set<string>();
+  const named = new Set(errors.filter((e) => e.input).map((e) => e.message));
   return errors.filter((e) => {
+    if (!e.input && named.has(e.message)) return false;
     const key = `${e.input}\u0000${e.message}`;
     if (seen.has(key)) return false;
     seen.add(key);

@@ -37,7 +37,7 @@ export async function mergeAudio(ctx: MergeContext<AudioJobParams>): Promise<Mer
     try {
       const failed = segs.find((s) => !s.ok);
       if (failed) {
-        errors.push(failed.error ?? { input, code: 'INTERNAL', message: `${input}: segment ${failed.label} failed` });
+        errors.push(failed.error ? { ...failed.error, input: failed.error.input || input } : { input, code: 'INTERNAL', message: `${input}: segment ${failed.label} failed` });
         continue;
       }
       const done = await finishSegmented(ctx, input, segs);

@@ -51,7 +51,7 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
       if (mine.length === 0) continue; // rejected at planning; its error is already reported
       const failed = mine.find((r) => !r.ok);
       if (failed) {
-        errors.push(failed.error ?? { input: input.name, code: 'INTERNAL', message: `${input.name}: ${failed.label} failed` });
+        errors.push(failed.error ? { ...failed.error, input: failed.error.input || input.name } : { input: input.name, code: 'INTERNAL', message: `${input.name}: ${failed.label} failed` });
         continue;
       }
       const prefix = prefixes.get(input.name)!;

@@ -73,7 +73,7 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
     const mine = [...latest.values()].filter((o) => (o.plan as VideoSubtaskPlan).input === rec.inputIndex);
     const failed = mine.find((o) => !o.ok);
     if (failed) {
-      errors.push(failed.error ?? { input: rec.input, code: 'INTERNAL', message: `${rec.input}: ${failed.label} failed` });
+      errors.push(failed.error ? { ...failed.error, input: failed.error.input || rec.input } : { input: rec.input, code: 'INTERNAL', message: `${rec.input}: ${failed.label} failed` });
       continue;
     }
     const segs = mine.filter((o) => (o.plan as VideoSubtaskPlan).type === 'segment').sort((a, b) => (a.plan as VideoSegmentPlan).segment - (b.plan as VideoSegmentPlan).segment);
