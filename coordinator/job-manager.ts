@@ -1306,9 +1306,12 @@ export class JobManager {
     const e = err instanceof TesseraError ? err : undefined;
     if (!e) this.log.error({ err, job: job.id }, what);
     const message = e ? e.message : `${what}: internal error (see the coordinator log)`;
+    // The coordinator's own full disk (or lack of descriptors) while it planned: a limit of the
+    // cluster's, not a fault of the input nor a passing outage.
+    const code = e && hasLocalTroubleCode(e) ? 'RESOURCE_EXHAUSTED' : e ? e.codeName : 'INTERNAL';
     // A failure the phase recorded against its input already (the merge reporting it again) is listed once.
     if (!job.errors.some((x) => x.message === message && (x.input === (e?.input ?? '') || !e?.input))) {
-      job.errors.push({ input: e?.input ?? '', code: e ? e.codeName : 'INTERNAL', message });
+      job.errors.push({ input: e?.input ?? '', code, message });
     }
     this.finish(job, 'failed', message);
   }
@@ -1345,6 +1348,10 @@ export class JobManager {
     // Written with everything else (a store that cannot write now, on a full disk, keeps the final
     // state and retries): the job ends regardless.
     this.log.info({ job: job.id, state, outputs: job.outputs.length, errors: job.errors.length }, 'job finished');
+    // A job that failed or was cancelled lets go of its work folder at once (a tiled image's decoded
+    // copy, a video's chunks): on a full disk, that is what lets the store write its end. Should the
+    // coordinator restart before that, the job's subtasks fail again for want of their pieces.
+    if (state === 'cancelled' || state === 'failed') void this.spool.removeWork(job.id).catch(() => undefined);
     if (state === 'succeeded' || state === 'partially_succeeded' || state === 'cancelled' || state === 'failed') {
       // Only once its end is on disk: a restart before that resumes the job, which needs its inputs,
       // and merges again from its subtasks' outputs (they go with the job at the end of its

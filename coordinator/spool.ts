@@ -159,6 +159,11 @@ export class Spool {
   }
 
   /** Removes what a finished job no longer reads: its intermediates and (with `inputs`) its inputs; its outputs stay. */
+  /** Removes a job's work folder (its planners' and mergers' files), nothing else. */
+  async removeWork(jobId: string): Promise<void> {
+    await rm(this.workDir(jobId), { recursive: true, force: true });
+  }
+
   async removeIntermediates(jobId: string, opts: { inputs: boolean }): Promise<void> {
     this.forget(jobId);
     // Only the folders the job made (see prepareJob): one listing, rather than two lookups for each.

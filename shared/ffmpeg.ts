@@ -19,6 +19,7 @@ import type { Readable, Writable } from 'node:stream';
 import { getSystemErrorMap, promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import { TesseraError, localTroubleCode } from './errors.js';
+import { ffmpegOutput, nearlyFull } from './disk-space.js';
 
 const require = createRequire(import.meta.url);
 const execFileAsync = promisify(execFile);
@@ -314,7 +315,7 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       // ENOENT, EACCES, EAGAIN, EMFILE, ENOMEM: the binary could not be started at all.
       reject(cannotStart(bin, err.code ?? err.message));
     });
-    child.on('close', (code, sig) => {
+    child.on('close', async (code, sig) => {
       options.signal?.removeEventListener('abort', onAbort);
       if (options.signal?.aborted) {
         reject(options.signal.reason ?? abortError());
@@ -329,16 +330,20 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       }
       const stdout = Buffer.concat(stdoutChunks).toString('utf8');
       // ffmpeg exits 0 when its trailer or its file cannot be written (a full disk): not a success.
-      const trouble = localTroubleCode(stderr, args);
+      let trouble = localTroubleCode(stderr, args);
       if (code === 0 && !trouble) {
         resolve(frames === undefined ? { stderr, stdout } : { stderr, stdout, frames });
         return;
       }
       const what = options.input ? `${options.input}: ` : '';
       const reason = summariseStderr(stderr) || `exited with ${code ?? sig}`;
+      // A write refused for want of room is not always told as such (a trailer "Invalid argument").
+      const output = !trouble && !sig ? ffmpegOutput(args) : undefined;
+      if (output && (await nearlyFull(output))) trouble = 'ENOSPC';
       if (trouble) {
+        const why = trouble === 'EMFILE' ? 'too many open files' : 'its disk is full';
         // The errno rides along as the cause: the coordinator waits out its own full disk (a merge), not other trouble.
-        reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} failed on this machine, not because of the input: ${reason}`, { retryable: true, cause: Object.assign(new Error(reason), { code: trouble }) }));
+        reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} failed on this machine (${why}), not because of the input: ${reason}`, { ...(options.input && { input: options.input }), retryable: true, cause: Object.assign(new Error(reason), { code: trouble }) }));
         return;
       }
       // A failing ffmpeg almost always means the input is bad; crashes by signal may be transient.

@@ -345,6 +345,51 @@ describe('full disk', () => {
     }
   });
 
+  it("planning that fills the coordinator's disk fails the job as RESOURCE_EXHAUSTED naming the input, and gives the room back at once", async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { default: sharp } = await import('sharp');
+    const { runFfmpeg } = await import('../shared/ffmpeg.js');
+    const { statfs } = await import('node:fs/promises');
+    const mnt = path.join(dir, 'small-disk-plan');
+    await import('node:fs/promises').then((fs) => fs.mkdir(mnt, { recursive: true }));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mnt]);
+    const free = async (): Promise<number> => {
+      const st = await statfs(mnt);
+      return st.bavail * st.bsize;
+    };
+    try {
+      cluster = await startCluster({ workers: 1, slots: 1, dataDir: mnt });
+      // A small PNG whose 6000 px wide decoded copy (81 MB) cannot fit.
+      const png = path.join(dir, 'upscaled.png');
+      await sharp({ create: { width: 800, height: 600, channels: 3, background: '#3366aa' } }).png().toFile(png);
+      const roomBefore = await free();
+      const tiled = await cluster.client.wait((await cluster.client.submit({ image: { width: 6000, tile_size: 512, format: 'png' } }, [png])).id);
+      expect(tiled.state).toBe('JOB_STATE_FAILED');
+      expect(tiled.errors).toEqual([expect.objectContaining({ input: 'upscaled.png', code: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/^upscaled\.png: the coordinator's disk is full/) })]);
+      // The decoded copy goes with the job, not once the store has room to write its end.
+      for (let i = 0; i < 50 && (await free()) < roomBefore - 2 * 1024 * 1024; i++) await sleep(100);
+      expect(await free()).toBeGreaterThan(roomBefore - 2 * 1024 * 1024);
+
+      // A video whose chunks do not fit: ffmpeg says only "Invalid argument" for the trailer it could not write.
+      const video = path.join(dir, 'cut.mp4');
+      await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25:duration=8', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '25', video]);
+      const size = (await stat(video)).size;
+      // Room for the upload and a little more, not for its chunks as well.
+      const filler = path.join(mnt, 'filler.bin');
+      await writeFile(filler, Buffer.alloc(Math.max(0, (await free()) - size - 300_000)));
+      const cut = await cluster.client.wait((await cluster.client.submit({ video: {} }, [video])).id);
+      expect(cut.state).toBe('JOB_STATE_FAILED');
+      expect(cut.errors).toEqual([expect.objectContaining({ input: 'cut.mp4', code: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/^cut\.mp4: .*disk is full/) })]);
+      await rm(filler);
+      const ok = await cluster.client.wait((await cluster.client.submit({ image: { width: 400, format: 'png' } }, [png])).id);
+      expect(ok.state).toBe('JOB_STATE_SUCCEEDED');
+    } finally {
+      await cluster?.stop();
+      cluster = undefined;
+      execFileSync('umount', ['-l', mnt]);
+    }
+  }, 120_000);
+
   it("outputs the coordinator's full disk cannot take fail as RESOURCE_EXHAUSTED without quarantining the workers", async () => {
     const { execFileSync } = await import('node:child_process');
     const mnt = path.join(dir, 'small-disk-2');

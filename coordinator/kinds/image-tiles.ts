@@ -21,7 +21,9 @@ import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
+import { status } from '@grpc/grpc-js';
 import { invalidArgument, TesseraError } from '../../shared/errors.js';
+import { nearlyFull } from '../../shared/disk-space.js';
 import { MAX_SOURCE_STRIPS, tileConfig, type TileConfig } from '../../shared/media/tile-config.js';
 import { checkSampleFormat, intermediateSpace, splitForTiles, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
 import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, tileFormatFor, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
@@ -163,7 +165,7 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
   const src = openSource(o, config);
   const cuts = cutStripsWhileDecoding({
     intermediate,
-    decode: () => wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name),
+    decode: () => wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate),
     signal: o.signal,
     plan: ({ width, height, depth: d }) => {
       depth = d;
@@ -246,7 +248,7 @@ async function saveMetadata(o: PlanTilesOptions, config: TileConfig): Promise<vo
   let img = sharp(o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true, ignoreIcc: true }).extract({ left: 0, top: 0, width: 1, height: 1 });
   if (o.params.autoOrient) img = img.autoOrient();
   try {
-    await wrapBadInput(img.keepMetadata().toFile(probe), o.input.name);
+    await wrapBadInput(img.keepMetadata().toFile(probe), o.input.name, probe);
     await writeFile(path.join(dir, METADATA_FILE), vipsExtension(await readFile(probe)));
   } finally {
     await rm(probe, { force: true });
@@ -367,7 +369,7 @@ async function planIntermediateTiles(o: PlanTilesOptions, config: TileConfig, sp
   o.signal.throwIfAborted();
   const src = openSource(o, config);
   const space = intermediateSpace(m, split.prefix);
-  const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name);
+  const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate);
   o.signal.throwIfAborted();
 
   const { width, height } = decoded;
@@ -619,13 +621,24 @@ async function readMeta(file: string, config: TileConfig, input: string): Promis
   return m;
 }
 
-/** Turns sharp's decode errors (corrupt file, too many pixels) into INVALID_ARGUMENT naming the input. */
-async function wrapBadInput<T>(p: Promise<T>, input: string): Promise<T> {
+/**
+ * Turns sharp's decode errors (corrupt file, too many pixels) into INVALID_ARGUMENT naming the
+ * input; a write that failed where the coordinator's disk (that of `writing`) is full into
+ * RESOURCE_EXHAUSTED, since libvips tells it only as "write failed".
+ */
+async function wrapBadInput<T>(p: Promise<T>, input: string, writing?: string): Promise<T> {
   try {
     return await p;
   } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
-    throw invalidArgument(`${input}: cannot decode image for tiling: ${msg.split('\n')[0]}`, input);
+    const msg = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+    if (writing && (await nearlyFull(writing))) {
+      throw new TesseraError(status.RESOURCE_EXHAUSTED, `${input}: the coordinator's disk is full: cannot write the decoded image for tiling (${msg})`, {
+        input,
+        retryable: false,
+        cause: Object.assign(new Error(msg), { code: 'ENOSPC' }),
+      });
+    }
+    throw invalidArgument(`${input}: cannot decode image for tiling: ${msg}`, input);
   }
 }
 
