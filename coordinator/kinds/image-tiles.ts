@@ -17,7 +17,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
@@ -162,6 +162,7 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
   let planned: { t: TileGeometry; core: Rect; cut: Rect }[] = [];
   let out = { width: 0, height: 0 };
   let depth = 'uchar';
+  await checkRoomForDecoded(dir, o, split, m);
   const src = openSource(o, config);
   const cuts = cutStripsWhileDecoding({
     intermediate,
@@ -206,6 +207,25 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
     // Every strip holds its own copy of its rows: the intermediate is not needed any more.
     await rm(intermediate, { force: true });
   }
+}
+
+/**
+ * Refuses, before a pixel is written, an image whose decoded copy and the pieces cut from it (about
+ * twice the copy, until the last piece is cut) the disk of `dir` cannot hold: a photo upscaled a
+ * hundred times would otherwise fill the coordinator's disk for minutes first.
+ */
+async function checkRoomForDecoded(dir: string, o: PlanTilesOptions, split: TileSplit, m: sharp.Metadata): Promise<void> {
+  const { width, height } = outputSize({ width: m.width ?? 0, height: m.height ?? 0, orientation: m.orientation ?? 1 }, o.params);
+  const sampleBytes = intermediateSpace(m, split.prefix) ? 2 : 1;
+  const need = 2 * width * height * Math.max(m.channels ?? 4, 1) * sampleBytes;
+  const st = await statfs(dir).catch(() => undefined);
+  if (!st || need <= st.bavail * st.bsize) return;
+  const gb = (b: number): string => `${(b / 1e9).toFixed(b < 1e9 ? 2 : 1)} GB`;
+  throw new TesseraError(
+    status.RESOURCE_EXHAUSTED,
+    `${o.input.name}: tiling it needs about ${gb(need)} of the coordinator's disk (${width}x${height} decoded, and the pieces cut from it), and ${gb(st.bavail * st.bsize)} is free`,
+    { input: o.input.name, retryable: false },
+  );
 }
 
 /** The coordinator's decode pass: the pipeline's prefix, in the source's sample format (tile-pipeline.ts `intermediateSpace`). */
@@ -367,6 +387,7 @@ async function planIntermediateTiles(o: PlanTilesOptions, config: TileConfig, sp
   // One decode pass: auto-orient, crop, greyscale and resize as the whole-image pipeline would do them.
   const intermediate = path.join(dir, 'decoded.v');
   o.signal.throwIfAborted();
+  await checkRoomForDecoded(dir, o, split, m);
   const src = openSource(o, config);
   const space = intermediateSpace(m, split.prefix);
   const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate);
