@@ -6,7 +6,7 @@ import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
-import { FLOW_CONTROL_WINDOW, HEARTBEAT_MS, MAX_ATTEMPTS, PREFETCH_BELOW_MS, SERVER_CHANNEL_OPTIONS, SUBTASK_TIMEOUT_MS, WORKER_TTL_MS } from '../shared/config.js';
+import { FLOW_CONTROL_WINDOW, HEARTBEAT_MS, MAX_ATTEMPTS, PREFETCH_BELOW_MS, SERVER_CHANNEL_OPTIONS, SUBTASK_TIMEOUT_MS, WORKER_TTL_MS, listenFailure } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import { JobManager } from './job-manager.js';
@@ -120,6 +120,7 @@ export class Coordinator {
     // A volume owned by another user (a bind mount, one written by a root image) would fail below
     // as "unable to open database file", naming nothing.
     const notWritable = (err: NodeJS.ErrnoException): never => {
+      if (err.code === 'EEXIST' || err.code === 'ENOTDIR') throw new Error(`data dir ${opts.dataDir} is not a folder (a file is there, or on its path): choose another --data-dir`);
       const uid = typeof process.getuid === 'function' ? ` (uid ${process.getuid()})` : '';
       throw new Error(`data dir ${opts.dataDir} is not writable by this process${uid}: ${err.code ?? err.message}; give it to that user, or choose another --data-dir`);
     };
@@ -179,11 +180,11 @@ export class Coordinator {
     new ReflectionService(packageDefinition).addToServer(server);
 
     const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(opts.listen, opts.tls ? serverCredentials(opts.tls) : grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      server.bindAsync(opts.listen, opts.tls ? serverCredentials(opts.tls) : grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(listenFailure(opts.listen, err, '--listen')) : resolve(p)));
     });
     widenFlowControlWindows(server);
-    const host = opts.listen.slice(0, opts.listen.lastIndexOf(':'));
-    this.address = `${host}:${port}`;
+    const colon = opts.listen.lastIndexOf(':');
+    this.address = `${colon >= 0 ? opts.listen.slice(0, colon) : opts.listen}:${port}`;
     const resumed = this.jobs.resume();
     // Failure detection: a worker silent past the TTL is lost and its leases go back to the queue.
     const sweepMs = Math.min(500, Math.max(50, Math.floor(ttlMs / 5)));

@@ -1,10 +1,50 @@
 /** Defaults shared by the coordinator, workers and clients. */
+import { status } from '@grpc/grpc-js';
+import { TesseraError } from './errors.js';
 
 export const DEFAULT_COORDINATOR_ADDRESS = '127.0.0.1:7700';
 
-/** Address from `--coordinator`, else TESSERA_COORDINATOR, else the default. */
+/**
+ * Address from `--coordinator`, else TESSERA_COORDINATOR, else the default. A plain HOST:PORT is
+ * checked (grpc-js would take a missing port for 443, and fail on a port out of range only when it
+ * connects, over and over); a gRPC target with a scheme (`dns:`, `unix:`, `ipv4:`...) is left as it is.
+ */
 export function coordinatorAddress(flag?: string): string {
-  return flag || process.env['TESSERA_COORDINATOR'] || DEFAULT_COORDINATOR_ADDRESS;
+  const address = flag || process.env['TESSERA_COORDINATOR'] || DEFAULT_COORDINATOR_ADDRESS;
+  const problem = hostPortProblem(address, { portZero: false });
+  if (problem) throw new TesseraError(status.INVALID_ARGUMENT, `coordinator address "${address}" (--coordinator, TESSERA_COORDINATOR): ${problem}`);
+  return address;
+}
+
+/** A gRPC target with a scheme grpc-js resolves (`dns:///host:port`, `unix:/path`, `ipv4:1.2.3.4:5`): not HOST:PORT. */
+const TARGET_SCHEME = /^(dns|unix|unix-abstract|ipv4|ipv6|xds):/i;
+
+/**
+ * What is wrong with `value` as HOST:PORT (a name, an IPv4 address, or an IPv6 one in brackets),
+ * or undefined when nothing is. `portZero`: 0 (any free port) is allowed, as for a listen address.
+ */
+export function hostPortProblem(value: string, o: { portZero: boolean }): string | undefined {
+  if (TARGET_SCHEME.test(value)) return undefined;
+  if (!value.includes(':')) return 'the port is missing (HOST:PORT, e.g. 127.0.0.1:7700)';
+  const m = /^(\[[0-9a-fA-F:.%\w]+\]|[^:\[\]\s/]+):([^:]*)$/.exec(value);
+  if (!m) return `not HOST:PORT (e.g. 127.0.0.1:7700; an IPv6 address in brackets: [::1]:7700)`;
+  const port = m[2]!;
+  if (!/^\d+$/.test(port)) return port === '' ? 'the port is missing (HOST:PORT, e.g. 127.0.0.1:7700)' : `port "${port}" is not a number`;
+  const n = Number(port);
+  if (n > 65535 || n < (o.portZero ? 0 : 1)) return `port ${n} is outside ${o.portZero ? 0 : 1}..65535`;
+  return undefined;
+}
+
+/**
+ * Why `address` (of option `flag`) could not be listened on, in words: grpc-js says "No address
+ * added out of total 1 resolved errors: [listen EADDRINUSE ...]", Node "listen EADDRINUSE".
+ */
+export function listenFailure(address: string, err: Error, flag: string): Error {
+  const text = err.message;
+  if (/EADDRINUSE/.test(text)) return new Error(`cannot listen on ${address} (${flag}): the address is in use (another coordinator, or another program, listens there)`);
+  if (/EACCES/.test(text)) return new Error(`cannot listen on ${address} (${flag}): permission denied (ports below 1024 need privileges)`);
+  if (/EADDRNOTAVAIL/.test(text)) return new Error(`cannot listen on ${address} (${flag}): no network interface of this machine has that address`);
+  return new Error(`cannot listen on ${address} (${flag}): ${text}`);
 }
 
 /** Bytes per chunk on every bulk stream (DESIGN: 64 KiB..1 MiB). */

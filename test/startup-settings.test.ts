@@ -94,6 +94,15 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
       [coordinator('--tls-cert', certs.serverCert, '--print-config'), {}, 'tessera: --tls-cert needs --tls-key: the certificate and its key go together'],
       // a client command's files too
       [['jobs', '--coordinator', '127.0.0.1:1', '--token-file', '/nonexistent/alice.token'], {}, 'tessera: --token-file /nonexistent/alice.token: no such file'],
+      // addresses: grpc-js took a missing port for 443, and Node failed on one out of range only when it listened
+      [coordinator('--listen', '127.0.0.1'), {}, 'tessera: --listen 127.0.0.1: the port is missing (HOST:PORT, e.g. 127.0.0.1:7700)'],
+      [coordinator('--listen', '127.0.0.1:99999', '--print-config'), {}, 'tessera: --listen 127.0.0.1:99999: port 99999 is outside 0..65535'],
+      [coordinator('--http', '127.0.0.1', '--print-config'), {}, 'tessera: --http 127.0.0.1: the port is missing (HOST:PORT, e.g. 127.0.0.1:7700)'],
+      [coordinator('--http', 'localhost:http'), {}, 'tessera: --http localhost:http: port "http" is not a number'],
+      [coordinator('--listen', '[::1]:7700x'), {}, 'tessera: --listen [::1]:7700x: port "7700x" is not a number'],
+      [['worker', '--coordinator', '127.0.0.1:99999'], {}, 'tessera: INVALID_ARGUMENT: coordinator address "127.0.0.1:99999" (--coordinator, TESSERA_COORDINATOR): port 99999 is outside 1..65535'],
+      [['jobs', '--coordinator', 'coordinator.example'], {}, 'tessera: INVALID_ARGUMENT: coordinator address "coordinator.example" (--coordinator, TESSERA_COORDINATOR): the port is missing (HOST:PORT, e.g. 127.0.0.1:7700)'],
+      [['jobs'], { TESSERA_COORDINATOR: '127.0.0.1:0' }, 'tessera: INVALID_ARGUMENT: coordinator address "127.0.0.1:0" (--coordinator, TESSERA_COORDINATOR): port 0 is outside 1..65535'],
     ];
     await each(cases, async ([args, env, message]) => {
       const r = await cli(args, env);
@@ -107,15 +116,31 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
 });
 
 describe('startup failures that are not the settings', () => {
-  it('a port in use stays exit 1', async () => {
+  it('a port in use stays exit 1, and says so in words, naming the option', async () => {
     const server = net.createServer();
     const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
     try {
-      const r = await cli(['coordinator', '--listen', `127.0.0.1:${port}`, '--http', 'off', '--data-dir', path.join(dir, 'busy')], { TESSERA_LOG_LEVEL: 'silent' });
-      expect(r.code, r.stderr).toBe(1);
-      expect(r.stderr).toMatch(/EADDRINUSE/);
+      for (const [flag, args] of [
+        ['--listen', ['--listen', `127.0.0.1:${port}`, '--http', 'off']],
+        ['--http', ['--listen', '127.0.0.1:0', '--http', `127.0.0.1:${port}`]],
+      ] as const) {
+        const r = await cli(['coordinator', ...args, '--data-dir', path.join(dir, `busy${flag}`)], { TESSERA_LOG_LEVEL: 'silent' });
+        expect(r.code, r.stderr).toBe(1);
+        // Only the message: grpc-js's own error line goes into the (here silent) log.
+        expect(r.stderr.trimEnd()).toBe(`tessera: cannot listen on 127.0.0.1:${port} (${flag}): the address is in use (another coordinator, or another program, listens there)`);
+      }
     } finally {
       server.close();
+    }
+  });
+
+  it('a data dir that is a file is called one', async () => {
+    const file = path.join(dir, 'not-a-folder');
+    await writeFile(file, 'x');
+    for (const dataDir of [file, path.join(file, 'below')]) {
+      const r = await cli(['coordinator', '--listen', '127.0.0.1:0', '--http', 'off', '--data-dir', dataDir], { TESSERA_LOG_LEVEL: 'silent' });
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr.trimEnd()).toBe(`tessera: data dir ${dataDir} is not a folder (a file is there, or on its path): choose another --data-dir`);
     }
   });
 });

@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { LevelWithSilent } from 'pino';
-import { createLogger, type LogFormat } from '../../shared/logger.js';
-import { coordinatorAddress } from '../../shared/config.js';
+import { createLogger, type LogFormat, type Logger } from '../../shared/logger.js';
+import { coordinatorAddress, hostPortProblem } from '../../shared/config.js';
 import type { Command } from 'commander';
 import { byFlag, coordinatorSecurity, optionNamer, securitySummary, setting, workerSecurity, type OptionNamer } from './security-options.js';
 import { PROTO_LOADER_OPTIONS } from '../../shared/proto.js';
@@ -56,6 +56,10 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
   atLeast(o, 'subtaskTimeoutMs', 1000, name);
   // 0 keeps finished jobs for ever; below that means nothing.
   atLeast(o, 'retentionHours', 0, name, ' (0 = keep for ever)');
+  for (const [attr, value] of [['listen', o.listen], ['http', o.http === 'off' ? '' : o.http]] as const) {
+    const problem = value ? hostPortProblem(value, { portZero: true }) : undefined;
+    if (problem) throw new UsageError(`${setting(name(attr), value)}: ${problem}`);
+  }
   // The Coordinator's own rules, checked here so that they are usage errors.
   try {
     assertSecureListen(o.listen, Boolean(o.tlsCert), Boolean(o.insecure));
@@ -102,6 +106,7 @@ export async function runCoordinator(o: CoordinatorCommandOptions, cmd?: Command
   checkCoordinatorSettings(o, name);
   const security = coordinatorSecurity(o, name);
   const log = createLogger('coordinator', o.logLevel, o.logFormat);
+  routeGrpcLogs(log);
   const { Coordinator } = await import('../../coordinator/coordinator.js');
   const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...(o.subtaskTimeoutMs !== undefined ? { subtaskTimeoutMs: o.subtaskTimeoutMs } : {}), quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), localReads: o.localReads, ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), ...security });
   const address = await coordinator.start();
@@ -152,6 +157,7 @@ export async function runWorker(o: WorkerCommandOptions, cmd?: Command): Promise
   // The name is decided here (same default as the Worker's) so that every log line carries it.
   const name = o.name || `${os.hostname()}-${process.pid}`;
   const log = createLogger('worker', o.logLevel, o.logFormat).child({ worker: name });
+  routeGrpcLogs(log);
   const { Worker } = await import('../../worker/worker.js');
   const labels = Object.fromEntries((o.label ?? []).flatMap((l) => l.split(',')).filter(Boolean).map((l) => [l.split('=')[0] ?? l, l.split('=').slice(1).join('=')]));
   const worker = new Worker({
@@ -229,4 +235,13 @@ async function checkHttpHealth(url: string, timeoutMs: number): Promise<string> 
   } catch {
     return 'UNREACHABLE';
   }
+}
+
+/**
+ * grpc-js's own error lines ("E No address added out of total 1 resolved", printed bare on stderr
+ * beside the error the command reports) go into this process's log, at warn level, as JSON when
+ * the log is.
+ */
+function routeGrpcLogs(log: Logger): void {
+  grpc.setLogger({ error: (...args: unknown[]) => log.warn({ source: 'grpc-js' }, args.map(String).join(' ')) });
 }

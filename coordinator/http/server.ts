@@ -9,6 +9,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { listenFailure } from '../../shared/config.js';
 import type { Logger } from '../../shared/logger.js';
 import type { JobManager } from '../job-manager.js';
 import type { DashboardAccess } from '../auth.js';
@@ -89,9 +90,10 @@ export class CoordinatorHttpServer {
     const host = this.opts.listen.slice(0, i).replace(/^\[|\]$/g, '');
     const port = Number(this.opts.listen.slice(i + 1));
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
+      const failed = (err: Error): void => reject(listenFailure(this.opts.listen, err, '--http'));
+      this.server.once('error', failed);
       this.server.listen(port, host, () => {
-        this.server.off('error', reject);
+        this.server.off('error', failed);
         resolve();
       });
     });
