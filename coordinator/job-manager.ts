@@ -235,7 +235,9 @@ export class JobManager {
     this.countInputs(job.kind, job.inputs);
     job.message = 'planning';
     const of = job.spec.input_count ? ` of ${job.spec.input_count}` : '';
-    this.events.jobState(job, `accepted ${job.inputs.length}${job.receiving ? `${of} input(s), more arriving` : ' input(s)'}`);
+    // Every input announced is in (a job of one file accepted at its first input): none to wait for.
+    const more = job.receiving && !(job.spec.input_count && job.inputs.length >= job.spec.input_count);
+    this.events.jobState(job, `accepted ${job.inputs.length}${more ? `${of} input(s), more arriving` : ' input(s)'}`);
     // The client is told the job exists only once it is on disk (the store's writer thread commits
     // it at once, or with the next batch when busy: hundreds of submissions need not make a commit
     // each). If it cannot be written (a full disk), the submission fails and the job is gone, not

@@ -6,6 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TesseraClient } from '../client/client.js';
 import { Coordinator } from '../coordinator/coordinator.js';
@@ -139,6 +140,18 @@ describe('ListJobs', () => {
 });
 
 describe('WatchJob', () => {
+  it('a job of one file, accepted at its first input, says no more are coming', async () => {
+    const file = path.join(dir, 'only.jpg');
+    await sharp({ create: { width: 64, height: 48, channels: 3, background: '#808080' } }).jpeg().toFile(file);
+    const job = await client.submit({ image: { width: 32 } }, [file]);
+    const first = await (async () => {
+      for await (const e of client.watch(job.id)) return e;
+      return undefined;
+    })();
+    expect(first?.message).toBe('accepted 1 input(s)');
+    await client.cancel(job.id);
+  });
+
   it('after the final event of a finished job ends at once, without events or an error', async () => {
     const file = path.join(dir, 'w.bin');
     await writeFile(file, 'w');

@@ -100,6 +100,7 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
       [coordinator('--http', '127.0.0.1', '--print-config'), {}, 'tessera: --http 127.0.0.1: the port is missing (HOST:PORT, e.g. 127.0.0.1:7700)'],
       [coordinator('--http', 'localhost:http'), {}, 'tessera: --http localhost:http: port "http" is not a number'],
       [coordinator('--listen', '[::1]:7700x'), {}, 'tessera: --listen [::1]:7700x: port "7700x" is not a number'],
+      [worker('--label', 'zone=a,nolabel'), {}, 'tessera: --label nolabel: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)'],
       [['worker', '--coordinator', '127.0.0.1:99999'], {}, 'tessera: INVALID_ARGUMENT: coordinator address "127.0.0.1:99999" (--coordinator, TESSERA_COORDINATOR): port 99999 is outside 1..65535'],
       [['jobs', '--coordinator', 'coordinator.example'], {}, 'tessera: INVALID_ARGUMENT: coordinator address "coordinator.example" (--coordinator, TESSERA_COORDINATOR): the port is missing (HOST:PORT, e.g. 127.0.0.1:7700)'],
       [['jobs'], { TESSERA_COORDINATOR: '127.0.0.1:0' }, 'tessera: INVALID_ARGUMENT: coordinator address "127.0.0.1:0" (--coordinator, TESSERA_COORDINATOR): port 0 is outside 1..65535'],

@@ -159,7 +159,10 @@ export async function runWorker(o: WorkerCommandOptions, cmd?: Command): Promise
   const log = createLogger('worker', o.logLevel, o.logFormat).child({ worker: name });
   routeGrpcLogs(log);
   const { Worker } = await import('../../worker/worker.js');
-  const labels = Object.fromEntries((o.label ?? []).flatMap((l) => l.split(',')).filter(Boolean).map((l) => [l.split('=')[0] ?? l, l.split('=').slice(1).join('=')]));
+  const pairs = (o.label ?? []).flatMap((l) => l.split(',')).filter(Boolean);
+  const bad = pairs.find((l) => !/^[^=\s]+=/.test(l));
+  if (bad !== undefined) throw new UsageError(`--label ${bad}: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)`);
+  const labels = Object.fromEntries(pairs.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
   const worker = new Worker({
     coordinator: coordinatorAddress(o.coordinator),
     ...(o.slots !== undefined ? { slots: o.slots } : {}),
@@ -172,7 +175,7 @@ export async function runWorker(o: WorkerCommandOptions, cmd?: Command): Promise
     ...security,
   });
   worker.start();
-  process.stdout.write(`tessera worker ${worker.name} (${worker.slots} slots) connecting to ${coordinatorAddress(o.coordinator)}\n`);
+  process.stdout.write(`tessera worker ${worker.name} (${worker.slots} slot${worker.slots === 1 ? '' : 's'}) connecting to ${coordinatorAddress(o.coordinator)}\n`);
   let signals = 0;
   const stop = (signal: string): void => {
     signals++;

@@ -72,7 +72,8 @@ export function validateImageParams(raw: unknown): ImageParams {
   if (blur > 0 && blur < 0.3) throw invalidArgument(`image.blur: sigma ${blur} is below the minimum of 0.3 (use 0 for no blur)`);
   const tiledOutput = text('tiled_output').toLowerCase();
   if (tiledOutput && tiledOutput !== 'deepzoom' && tiledOutput !== 'iiif') throw invalidArgument(`image.tiled_output: "${text('tiled_output')}" is not one of deepzoom, iiif`);
-  const quality = num('quality', 0, 100);
+  const quality = readNum('image.quality', p['quality']);
+  if (!Number.isFinite(quality) || quality < 0 || quality > 100) throw invalidArgument(`image.quality: ${quality} is out of range (1..100, or 0 for the encoder's default)`);
   const iiifId = text('iiif_id');
   if (iiifId) {
     if (tiledOutput !== 'iiif') throw invalidArgument('image.iiif_id: applies only to tiled_output iiif');
