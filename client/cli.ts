@@ -122,7 +122,7 @@ submitCommand(
     c
       .option('--width <px>', 'target width', int('--width', { min: 1 }))
       .option('--height <px>', 'target height', int('--height', { min: 1 }))
-      .addOption(new Option('--fit <fit>', 'how to fit both dimensions').choices(['cover', 'contain', 'fill', 'inside', 'outside']))
+      .addOption(new Option('--fit <fit>', 'how to fit both dimensions (default: cover)').choices(['cover', 'contain', 'fill', 'inside', 'outside']))
       .option('--no-enlarge', 'never upscale')
       .option('--crop <l,t,w,h>', 'extract a region first', cropOption)
       .option('--rotate <deg>', 'rotate clockwise', int('--rotate', { signed: true }))
@@ -134,7 +134,7 @@ submitCommand(
       .option('--brightness <x>', 'brightness multiplier', num('--brightness'))
       .option('--saturation <x>', 'saturation multiplier', num('--saturation'))
       .option('--hue <deg>', 'hue rotation', int('--hue', { signed: true }))
-      .addOption(new Option('--format <fmt>', 'output format').choices(['jpeg', 'jpg', 'png', 'webp', 'avif', 'tiff']))
+      .addOption(new Option('--format <fmt>', "output format (default: the input's, where it is one of these, else jpeg)").choices(['jpeg', 'jpg', 'png', 'webp', 'avif', 'tiff']))
       .option('--quality <q>', 'encoder quality 1-100 of jpeg, webp and avif output (png and tiff are lossless: refused with --format png|tiff, not applied to inputs kept as png or tiff)', int('--quality', { min: 1 }))
       .option('--keep-metadata', 'keep EXIF/ICC metadata')
       .option('--no-auto-orient', 'do not apply EXIF orientation')
@@ -149,18 +149,18 @@ submitCommand(
   'transcode videos across workers (each split at keyframes, encoded in parallel, stitched)',
   (c) =>
     c
-      .addOption(new Option('--codec <codec>', 'video codec').choices(['h264', 'h265', 'vp9', 'av1']))
-      .option('--crf <n>', 'constant quality (1..51 for h264/h265, 1..63 for vp9/av1)', crfOption)
+      .addOption(new Option('--codec <codec>', 'video codec (default: h264; vp9 in webm)').choices(['h264', 'h265', 'vp9', 'av1']))
+      .option('--crf <n>', 'constant quality (1..51 for h264/h265, 1..63 for vp9/av1; default: 23 h264, 28 h265, 31 vp9, 35 av1)', crfOption)
       .option('--lossless', 'mathematically lossless video at 8-bit 4:2:0 (h264, h265, vp9)')
       .option('--bitrate <rate>', 'target bitrate, e.g. 2M')
-      .option('--preset <p>', 'encoder preset')
+      .option('--preset <p>', 'encoder speed preset, in x264 names ultrafast..veryslow (default: medium)')
       .option('--width <px>', 'scale to width', int('--width', { min: 1 }))
       .option('--height <px>', 'scale to height', int('--height', { min: 1 }))
       .option('--fps <f>', 'output frame rate', num('--fps', { positive: true }))
-      .addOption(new Option('--audio-codec <codec>', 'audio codec').choices(['aac', 'opus', 'mp3', 'copy', 'none']))
-      .option('--audio-bitrate <rate>', 'audio bitrate, e.g. 128k')
-      .addOption(new Option('--container <c>', 'output container').choices(['mp4', 'mkv', 'webm']))
-      .option('--segment-seconds <s>', 'target segment length', num('--segment-seconds', { positive: true })),
+      .addOption(new Option('--audio-codec <codec>', 'audio codec (default: aac; opus in webm)').choices(['aac', 'opus', 'mp3', 'copy', 'none']))
+      .option('--audio-bitrate <rate>', 'audio bitrate, e.g. 96k (default: 128k)')
+      .addOption(new Option('--container <c>', 'output container (default: mp4)').choices(['mp4', 'mkv', 'webm']))
+      .option('--segment-seconds <s>', 'target segment length (default: chosen from the length and the workers)', num('--segment-seconds', { positive: true })),
   videoSpec,
 );
 
@@ -169,10 +169,10 @@ submitCommand(
   'extract thumbnails (and optionally sprite sheets with a WebVTT index) from videos',
   (c) =>
     c
-      .option('--every <seconds>', 'one thumbnail every N seconds', num('--every', { positive: true }))
+      .option('--every <seconds>', 'one thumbnail every N seconds (this or --count is required)', num('--every', { positive: true }))
       .option('--count <n>', 'N evenly spaced thumbnails', int('--count', { min: 1 }))
-      .option('--width <px>', 'thumbnail width', int('--width', { min: 1 }))
-      .addOption(new Option('--format <fmt>', 'image format').choices(['jpeg', 'webp']))
+      .option('--width <px>', 'thumbnail width, 16..4096 (default: 320)', int('--width', { min: 1 }))
+      .addOption(new Option('--format <fmt>', 'image format (default: jpeg)').choices(['jpeg', 'webp']))
       .option('--sprite <COLSxROWS>', 'also build sprite sheets and a WebVTT file'),
   thumbnailsSpec,
 );
@@ -182,8 +182,8 @@ submitCommand(
   'transcode, trim, fade and loudness-normalise audio across workers',
   (c) =>
     c
-      .addOption(new Option('--codec <codec>', 'output codec').choices(['aac', 'mp3', 'opus', 'flac', 'wav']))
-      .option('--bitrate <rate>', 'bitrate, e.g. 128k')
+      .addOption(new Option('--codec <codec>', 'output codec (default: aac, in .m4a)').choices(['aac', 'mp3', 'opus', 'flac', 'wav']))
+      .option('--bitrate <rate>', 'bitrate of aac, mp3 and opus, e.g. 192k (default: 128k; opus 96k)')
       .option('--sample-rate <hz>', 'output sample rate', int('--sample-rate', { min: 1 }))
       .option('--channels <n>', 'down-mix to N channels', int('--channels', { min: 1 }))
       .option('--trim <start,end>', 'keep only [start, end) seconds', trimOption)
@@ -191,9 +191,9 @@ submitCommand(
       .option('--fade-out <s>', 'fade-out seconds', num('--fade-out'))
       .option('--normalize', 'loudness-normalise (default target -16 LUFS)')
       .option('--loudness <lufs>', 'target integrated loudness (implies --normalize)', num('--loudness'))
-      .option('--true-peak <dbtp>', 'true-peak ceiling', num('--true-peak'))
+      .option('--true-peak <dbtp>', 'true-peak ceiling, -9..0 (default: -1.5; with --normalize or --loudness)', num('--true-peak'))
       .option('--waveform', 'also produce a PNG waveform and JSON peaks')
-      .option('--segment-seconds <s>', 'split long files into segments of this length', num('--segment-seconds', { positive: true })),
+      .option('--segment-seconds <s>', 'split long files into segments of this length (default: 180)', num('--segment-seconds', { positive: true })),
   audioSpec,
 );
 
@@ -214,7 +214,7 @@ program
   .description('list recent jobs')
   .addOption(coordinatorOpt())
   .option('--json', 'JSON output')
-  .option('--state <state>', 'only jobs in this state')
+  .option('--state <state>', 'only jobs in this state: queued, running, succeeded, partially_succeeded, failed, cancelled')
   .option('--limit <n>', 'how many, newest first', int('--limit'), 50)
   .option('--all', 'every job the coordinator keeps (overrides --limit)')
   .action(async (o) =>
