@@ -447,9 +447,14 @@ export class TesseraClient {
 
   /**
    * Waits for a job to finish, calling `onEvent` for each event; returns the final job. Re-attaches
-   * as `watch` does; `signal` aborted: rejects with its reason (the job goes on).
+   * as `watch` does; `signal` aborted: rejects with its reason (the job goes on). The third
+   * argument is the watch's options (`{ signal, reconnectForMs, ... }`), or a signal alone.
    */
-  wait(jobId: string, onEvent?: (e: JobEvent__Output) => void, signal?: AbortSignal, opts: WatchOptions = {}): Promise<Job__Output> {
+  wait(jobId: string, onEvent?: (e: JobEvent__Output) => void, signalOrOptions?: AbortSignal | WatchOptions, options: WatchOptions = {}): Promise<Job__Output> {
+    // The signal as an option, as every other call takes it, or (as before) on its own.
+    const isSignal = signalOrOptions instanceof AbortSignal;
+    const opts: WatchOptions = isSignal || !signalOrOptions ? options : signalOrOptions;
+    const signal = isSignal ? signalOrOptions : opts.signal;
     // Nobody to show the subtasks' events to: not worth the coordinator's encoding them.
     const types = opts.types ?? (onEvent ? undefined : ['job_state']);
     return this.watchToEnd(jobId, onEvent, { ...opts, ...(signal ? { signal } : {}), ...(types ? { types } : {}) });

@@ -171,6 +171,10 @@ describe('watching some event types only', () => {
     // `wait` without a callback asks only for job_state events, and still returns the finished job.
     const done = await cluster.client.wait(job.id);
     expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    // Its options as an object, as every other call takes them.
+    const types: string[] = [];
+    expect((await cluster.client.wait(job.id, (e) => types.push(e.type), { types: ['output'], signal: new AbortController().signal })).state).toBe('JOB_STATE_SUCCEEDED');
+    expect(new Set(types)).toEqual(new Set(['output', 'job_state']));
     expect(done.outputs).toHaveLength(3);
     const err = await caught((async () => {
       for await (const _ of cluster!.client.watch(job.id, { types: ['job_state', 'subtasks'] })) void _;
