@@ -2,7 +2,7 @@
 /** The `tessera` command: coordinator, worker, job submission and inspection, demo. */
 import { Command, CommanderError, Option } from 'commander';
 import { status } from '@grpc/grpc-js';
-import { PREFETCH_BELOW_MS, SUBTASK_TIMEOUT_MS, WORKER_PREFETCH, coordinatorAddress } from '../shared/config.js';
+import { PREFETCH_BELOW_MS, SUBTASK_TIMEOUT_MS, WORKER_PREFETCH, coordinatorAddress, hostPortProblem } from '../shared/config.js';
 import { describeError, tidyGrpcError } from '../shared/errors.js';
 import type { TesseraClient } from './client.js';
 import { runCoordinator, runHealth, runWorker } from './commands/servers.js';
@@ -86,9 +86,16 @@ program
   .addOption(coordinatorOpt())
   .option('--http <host:port>', "check its /healthz over HTTP instead (the dashboard address): no TLS or token involved, so it suits a container's own health check")
   .option('--service <name>', "service to check ('' = the whole server)", '')
-  .option('--timeout-ms <ms>', 'deadline of the check', int('--timeout-ms'), 3000)
+  .option('--timeout-ms <ms>', 'deadline of the check', int('--timeout-ms', { min: 1 }), 3000)
   .option('--json', 'JSON output')
-  .action(async (o) => {
+  .action(async (o, cmd: Command) => {
+    if (o.http) {
+      // The HTTP check asks the dashboard's /healthz, which has no services nor the gRPC address.
+      if (o.service) throw new UsageError('--service applies to the gRPC check: give it without --http');
+      if (cmd.getOptionValueSource('coordinator') === 'cli') throw new UsageError('--coordinator and --http: give one (--http checks the dashboard address instead of the gRPC one)');
+      const problem = hostPortProblem(o.http, { portZero: false });
+      if (problem) throw new UsageError(`--http ${o.http}: ${problem}`);
+    }
     process.exitCode = await runHealth(o);
   });
 

@@ -96,6 +96,20 @@ describe('probes', () => {
     expect(await res.text()).toBe('ok\n');
   });
 
+  it('`tessera health --http` refuses what only the gRPC check takes, rather than ignoring it', async () => {
+    for (const [args, message] of [
+      [['health', '--http', cluster.httpAddress, '--service', 'tessera.v1.Bogus'], 'tessera: --service applies to the gRPC check: give it without --http'],
+      [['health', '--http', cluster.httpAddress, '--coordinator', cluster.address], 'tessera: --coordinator and --http: give one (--http checks the dashboard address instead of the gRPC one)'],
+    ] as const) {
+      const r = await runCli([...args]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr.trimEnd()).toBe(message);
+    }
+    const ok = await runCli(['health', '--http', cluster.httpAddress]);
+    expect(ok.stdout.trim()).toBe('SERVING');
+  });
+
   it('`tessera health` exits 1 when nothing answers', async () => {
     // Port 9 (discard) on loopback: nothing listens there.
     const r = await runCli(['health', '--timeout-ms', '500', '--coordinator', '127.0.0.1:9']);
