@@ -3,12 +3,13 @@
  * OS processes running this package's CLI. Used by `tessera demo`, the tests and the benchmarks.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BULK_MALLOC_ENV } from '../shared/malloc.js';
+import { processAlive } from '../shared/machine.js';
 import { TesseraClient, type ClientOptions } from './client.js';
 
 /** Path of the compiled CLI entry point (dist/client/cli.js), also when this module runs from source (tests). */
@@ -59,7 +60,8 @@ export class LocalCluster {
 
   async start(): Promise<this> {
     this.ownsDataDir = !this.opts.dataDir;
-    this.dataDir = this.opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'tessera-cluster-')));
+    if (this.ownsDataDir) await removeStaleClusterDirs();
+    this.dataDir = this.opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), `${CLUSTER_DIR_PREFIX}${process.pid}-`)));
     try {
       await this.startCoordinator(undefined, undefined, this.opts.coordinatorCli);
       this.client = new TesseraClient({ address: this.address, ...this.opts.clientOptions });
@@ -172,5 +174,20 @@ export class LocalCluster {
       }),
     );
     if (this.ownsDataDir) await rm(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+const CLUSTER_DIR_PREFIX = 'tessera-cluster-';
+
+/**
+ * Removes the data dirs of local clusters whose process is gone without stopping them (SIGKILL, a
+ * power cut): `tessera-cluster-PID-*` in the temp folder, PID no longer alive. Their coordinator
+ * and workers end with their parent (see `spawn`); the store and spool would stay for ever.
+ */
+async function removeStaleClusterDirs(): Promise<void> {
+  const pattern = new RegExp(`^${CLUSTER_DIR_PREFIX}(\\d+)-`);
+  for (const entry of await readdir(os.tmpdir()).catch(() => [] as string[])) {
+    const pid = Number(pattern.exec(entry)?.[1] ?? 0);
+    if (pid && pid !== process.pid && !processAlive(pid)) await rm(path.join(os.tmpdir(), entry), { recursive: true, force: true }).catch(() => undefined);
   }
 }

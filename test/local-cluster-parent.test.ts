@@ -6,7 +6,7 @@
  * A real parent process starts a real cluster from dist/, then is killed.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -54,6 +54,37 @@ describe('LocalCluster children', () => {
       const until = Date.now() + 15_000;
       while (pids.some(alive) && Date.now() < until) await sleep(100);
       expect(pids.filter(alive)).toEqual([]);
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  }, 60_000);
+
+  it("a cluster's own data dir, left by a parent killed with SIGKILL, goes when the next local cluster starts", async () => {
+    const script = `
+      const { LocalCluster } = await import(${JSON.stringify(LOCAL_CLUSTER)});
+      const cluster = await new LocalCluster({ workers: 1, slots: 1 }).start();
+      console.log(JSON.stringify({ dataDir: cluster.dataDir, pids: [cluster.coordinator.child.pid, ...cluster.workers.map((w) => w.child.pid)] }));
+      setInterval(() => {}, 1000);
+    `;
+    const parent = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((resolve) => parent.once('exit', resolve));
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: parent.stdout! }).once('line', resolve);
+        parent.once('exit', (code) => reject(new Error(`parent exited with ${code} before the cluster started`)));
+      });
+      const { dataDir, pids } = JSON.parse(line) as { dataDir: string; pids: number[] };
+      cleanup.push(dataDir);
+      expect(path.basename(dataDir)).toMatch(new RegExp(`^tessera-cluster-${parent.pid}-`));
+      parent.kill('SIGKILL');
+      await exited;
+      const until = Date.now() + 15_000;
+      while (pids.some(alive) && Date.now() < until) await sleep(100);
+      await expect(stat(dataDir)).resolves.toBeTruthy();
+      const { LocalCluster } = (await import(LOCAL_CLUSTER)) as typeof import('../client/local-cluster.js');
+      const next = await new LocalCluster({ workers: 0 }).start();
+      await next.stop();
+      await expect(stat(dataDir)).rejects.toMatchObject({ code: 'ENOENT' });
     } finally {
       parent.kill('SIGKILL');
     }
