@@ -11,7 +11,7 @@ import { runFfprobe, runFfprobeLogged, summariseStderr } from '../shared/ffmpeg.
 import { PREFETCHED_INPUTS, type CoordinatorKind, type ItemFailure, type SpoolFile } from '../shared/job-kind.js';
 import type { ImageParams } from '../shared/kinds/image-params.js';
 import { describeLimit, limitFlag, type Limits } from '../shared/limits.js';
-import { ANIMATED_FORMATS, outputFormat } from '../shared/media/image-pipeline.js';
+import { ANIMATED_FORMATS, animationRefusal, cropProblem, outputFormat } from '../shared/media/image-pipeline.js';
 import { SNIFF_BYTES, refusalFor, sniffBuffer, type SniffedFormat } from '../shared/media/sniff.js';
 import { HandOff } from './hand-off.js';
 import { oversizeOutput } from './kinds/image-tiles.js';
@@ -204,8 +204,13 @@ async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, 
   if (pixels > limits.maxPixels) {
     return fail('RESOURCE_EXHAUSTED', `${width}x${height}${frames > 1 ? `x${frames} frames` : ''} = ${pixels} pixels is over the limit ${describeLimit(limits, 'maxPixels')}`);
   }
+  // What the params ask of this image that it cannot give: refused now, not when a worker meets it.
+  const badCrop = params && cropProblem(params, meta);
+  if (badCrop) return fail('INVALID_ARGUMENT', badCrop);
   // An animation keeps its frames in a format that holds them: the result has as many.
   const kept = params && ANIMATED_FORMATS.has(outputFormat(params, meta.format)) ? frames : 1;
+  const refusal = params && kept > 1 ? animationRefusal(params, meta.orientation ?? 1) : undefined;
+  if (refusal) return fail('INVALID_ARGUMENT', refusal);
   const oversize = params && oversizeOutput(file.dims, params, limits.maxPixels, limitFlag('maxPixels'), kept);
   if (oversize) return fail('RESOURCE_EXHAUSTED', oversize);
   return undefined;

@@ -67,17 +67,14 @@ describe('image batch through the CLI', () => {
     for (const o of job.outputs) expect(await sharp(o.path).metadata()).toMatchObject({ width: 400, height: 300 });
     expect(job.errors).toEqual([{ input: 'small.png', code: 'INVALID_ARGUMENT', message: 'small.png: the crop (400x300 at 10,20) reaches outside the image, which is 300x200' }]);
 
-    // Alone, the photo fails the job; its message names it once.
-    const alone = await cluster.runCli(['submit', 'image', '--crop', '10,20,400,300', small, '-o', path.join(dir, 'out-crop-alone'), '--json']);
-    expect(alone.code, alone.stderr).toBe(1);
-    const failed = JSON.parse(alone.stdout) as { message: string; errors: unknown[] };
-    expect(failed.message).toBe('small.png: the crop (400x300 at 10,20) reaches outside the image, which is 300x200');
-    expect(failed.errors).toHaveLength(1);
-    // And as people read it: the input named once.
-    const plain = await cluster.runCli(['submit', 'image', '--crop', '10,20,400,300', small, '-o', path.join(dir, 'out-crop-plain')]);
-    expect(plain.code).toBe(1);
-    expect(plain.stdout + plain.stderr).toContain('error INVALID_ARGUMENT: small.png: the crop (400x300 at 10,20) reaches outside the image, which is 300x200\n');
-    expect((plain.stdout + plain.stderr).match(/small\.png: small\.png/)).toBeNull();
+    // Alone, the photo is refused at submission (its header says its size): no job, exit 2, the
+    // input named once.
+    const before = (await cluster.client.listJobs({ limit: Infinity })).length;
+    const alone = await cluster.runCli(['submit', 'image', '--crop', '10,20,400,300', small, '-o', path.join(dir, 'out-crop-alone')]);
+    expect(alone.code, alone.stderr).toBe(2);
+    expect(alone.stderr).toContain('tessera: INVALID_ARGUMENT: small.png: the crop (400x300 at 10,20) reaches outside the image, which is 300x200\n');
+    expect(alone.stderr.match(/small\.png: small\.png/)).toBeNull();
+    expect((await cluster.client.listJobs({ limit: Infinity })).length).toBe(before);
   });
 
   it('rejects invalid params at submit with INVALID_ARGUMENT naming the field', async () => {

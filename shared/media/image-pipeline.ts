@@ -132,6 +132,19 @@ export function animationRefusal(p: ImageParams, orientation: number): string | 
   return `an animated image keeps its frames only through resize, crop, flop, greyscale and colour steps, not ${steps.join(', ')}; ask for a still format (jpeg, png) to process its first frame`;
 }
 
+/**
+ * Why `p.crop` does not fit an image of these header figures (one frame's height for an animation),
+ * or undefined. The crop applies after auto-orientation (applyGeometry), to one frame.
+ */
+export function cropProblem(p: ImageParams, meta: { width?: number | undefined; height?: number | undefined; pageHeight?: number | undefined; orientation?: number | undefined }): string | undefined {
+  const c = p.crop;
+  if (!c) return undefined;
+  const quarter = turnsQuarter(p, meta.orientation);
+  const [w, h] = quarter ? [meta.pageHeight ?? meta.height ?? 0, meta.width ?? 0] : [meta.width ?? 0, meta.pageHeight ?? meta.height ?? 0];
+  if (c.left + c.width <= w && c.top + c.height <= h) return undefined;
+  return `the crop (${c.width}x${c.height} at ${c.left},${c.top}) reaches outside the image, which is ${w}x${h}${quarter ? ' once auto-oriented' : ''}`;
+}
+
 const WRITABLE: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'avif', 'tiff', 'gif']);
 
 /** Output format: the requested one, else the input's own when we can write it, else JPEG. */

@@ -80,7 +80,7 @@ describe('image processor failures', () => {
 
   it('ffmpeg that cannot write its output (it exits 0 then) fails retryably, not as the input', async () => {
     const err = await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'sine=duration=1', '-f', 'wav', '/dev/full'], { input: 'tone.wav' }).catch((e: unknown) => e);
-    expect(err).toMatchObject({ codeName: 'UNAVAILABLE', retryable: true, message: expect.stringMatching(/^tone\.wav: ffmpeg failed on this machine, not because of the input: .*No space left on device/) });
+    expect(err).toMatchObject({ codeName: 'UNAVAILABLE', retryable: true, message: expect.stringMatching(/^tone\.wav: ffmpeg failed on this machine \(its disk is full\), not because of the input: .*No space left on device/) });
     // The errno rides along: the coordinator waits out its own full disk in a merge, nothing else.
     expect((err as Error).cause).toMatchObject({ code: 'ENOSPC' });
   });

@@ -7,7 +7,7 @@ import { validateImageParams, type ImageParams } from '../../shared/kinds/image-
 import { describeSharpError } from '../../shared/media/image-errors.js';
 import { isTilePlan } from '../../shared/media/tile-plan.js';
 import { processTile } from './image-tile.js';
-import { ANIMATED_FORMATS, FORMAT_EXTENSION, animationRefusal, maxInputPixels, openImage, outputFormat, outputPixels, renderImage, turnsQuarter } from '../../shared/media/image-pipeline.js';
+import { ANIMATED_FORMATS, FORMAT_EXTENSION, animationRefusal, cropProblem, maxInputPixels, openImage, outputFormat, outputPixels, renderImage } from '../../shared/media/image-pipeline.js';
 
 interface BatchPlan {
   type: 'batch';
@@ -66,15 +66,8 @@ async function processOne(file: string, outputName: string, p: ImageParams, work
   const frames = meta.pages ?? 1;
   const pixels = (meta.width ?? 0) * (meta.height ?? 0) * frames;
   if (pixels > maxInputPixels()) throw new Error(`image of ${meta.width}x${meta.height} is over the limit of ${maxInputPixels()} pixels`);
-  if (p.crop) {
-    // The crop applies after auto-orientation (image-pipeline.ts applyGeometry), to one frame.
-    const quarter = turnsQuarter(p, meta.orientation);
-    const [w, h] = quarter ? [meta.pageHeight ?? meta.height ?? 0, meta.width ?? 0] : [meta.width ?? 0, meta.pageHeight ?? meta.height ?? 0];
-    const c = p.crop;
-    if (c.left + c.width > w || c.top + c.height > h) {
-      throw invalidArgument(`the crop (${c.width}x${c.height} at ${c.left},${c.top}) reaches outside the image, which is ${w}x${h}${quarter ? ' once auto-oriented' : ''}`);
-    }
-  }
+  const badCrop = cropProblem(p, meta);
+  if (badCrop) throw invalidArgument(badCrop);
   const format = outputFormat(p, meta.format);
   // An animation keeps its frames in a format that holds them (its first frame only in the others).
   const animated = frames > 1 && ANIMATED_FORMATS.has(format);
