@@ -243,6 +243,22 @@ describe('video and thumbnails inputs', () => {
     expect(await checkInput('audio', tone, limits)).toBeUndefined();
   });
 
+  it('a video without sound is refused for audio; an MP4 whose index is cut short is called damaged, not without video', async () => {
+    const limits = resolveLimits();
+    const silent = await media('silent.mp4', ['-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=25:d=2', '-c:v', 'libx264', '-preset', 'ultrafast']);
+    expect(await checkInput('audio', silent, limits)).toEqual({ input: 'silent.mp4', code: 'INVALID_ARGUMENT', message: 'silent.mp4: has no audio stream' });
+    // The index (moov, at the end) cut 96 bytes in: ffprobe reads the container and finds no stream.
+    const bytes = await readFile(silent.path);
+    const cut = { ...silent, name: 'cut-index.mp4', path: path.join(path.dirname(silent.path), 'cut-index.mp4') };
+    await writeFile(cut.path, bytes.subarray(0, bytes.lastIndexOf('moov') + 96));
+    cut.size = bytes.lastIndexOf('moov') + 96;
+    for (const [kind, what] of [['video', 'video'], ['audio', 'audio']] as const) {
+      const failure = await checkInput(kind, cut, limits);
+      expect(failure?.code).toBe('INVALID_ARGUMENT');
+      expect(failure?.message).toMatch(new RegExp(`^cut-index\\.mp4: (has no ${what} stream \\(no stream at all: a file cut short or damaged\\?\\)|not a readable media file)`));
+    }
+  });
+
   it('an MP4 cut short behind its front index (faststart) is refused at submission; the whole file passes', async () => {
     const limits = resolveLimits();
     const whole = await media('fast.mp4', [

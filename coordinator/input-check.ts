@@ -302,12 +302,15 @@ async function checkHeader(kind: string, file: SpoolFile, demuxer: string, limit
     const frames = Number(s.nb_frames) > 0 ? Number(s.nb_frames) : Math.ceil(duration * fps);
     if (frames > limits.maxVideoFrames) return fail('RESOURCE_EXHAUSTED', `${frames} frames is over the limit ${describeLimit(limits, 'maxVideoFrames')}`);
   }
+  // No stream at all in a file that was read as media: most often an index cut short or damaged.
+  const empty = streams.length === 0 ? ' (no stream at all: a file cut short or damaged?)' : '';
   if (PICTURE_KINDS.has(kind)) {
     // Cover art (an attached picture) is not a video: an audio file with it has nothing to encode.
     const video = streams.find((s) => s.codec_type === 'video' && !s.disposition?.attached_pic);
-    if (!video) return fail('INVALID_ARGUMENT', 'has no video stream');
+    if (!video) return fail('INVALID_ARGUMENT', `has no video stream${empty}`);
     if (!video.width || !video.height) return fail('INVALID_ARGUMENT', 'the video stream has no picture size');
   }
+  if (kind === 'audio' && !streams.some((s) => s.codec_type === 'audio')) return fail('INVALID_ARGUMENT', `has no audio stream${empty}`);
   headerProbes.give(file, probe);
   return undefined;
 }
