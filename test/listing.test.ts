@@ -149,6 +149,9 @@ describe('WatchJob', () => {
       return undefined;
     })();
     expect(first?.message).toBe('accepted 1 input(s)');
+    // Not finished: how far, and for how long so far (no worker here, so it waits).
+    const shown = await runCli(['job', job.id, '--coordinator', client.address]);
+    expect(shown.stdout.split('\n')[0]).toMatch(new RegExp(`^job ${job.id}  image  (queued|running)  \\(0%, \\d+ s so far\\)$`));
     await client.cancel(job.id);
   });
 

@@ -75,8 +75,11 @@ export function jobToJson(job: Job, paths?: Map<string, string>): JobJson {
 }
 
 export function printJobHuman(job: Job, paths?: Map<string, string>, out = process.stdout): void {
-  const secs = Number(job.finished_at_ms) && Number(job.created_at_ms) ? ((Number(job.finished_at_ms) - Number(job.created_at_ms)) / 1000).toFixed(2) : '-';
-  out.write(`job ${job.id}  ${job.kind}  ${shortState(job.state)}  (${secs} s)\n`);
+  const created = Number(job.created_at_ms);
+  const finished = Number(job.finished_at_ms);
+  // A job still running says how long it has run so far, and how far it is.
+  const took = !created ? '' : finished ? `  (${((finished - created) / 1000).toFixed(2)} s)` : `  (${Math.round(job.progress * 100)}%, ${((Date.now() - created) / 1000).toFixed(0)} s so far)`;
+  out.write(`job ${job.id}  ${job.kind}  ${shortState(job.state)}${took}\n`);
   if (job.message) out.write(`  ${job.message}\n`);
   for (const o of job.outputs) out.write(`  output ${o.name}  ${fmtBytes(Number(o.size))}${paths?.get(o.name) ? `  -> ${paths.get(o.name)}` : ''}\n`);
   const byWorker = new Map<string, number>();
