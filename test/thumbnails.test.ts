@@ -62,6 +62,16 @@ describe('thumbnails kind (plan -> process -> merge in-process)', () => {
     expect(run.errors).toEqual([]);
     expect(run.outputs).toHaveLength(5);
     for (const t of run.outputs) expect(await sharp(t.path).metadata()).toMatchObject({ format: 'webp', width: 45, height: 80 });
+    expect(run.warnings).toEqual([]);
+  });
+
+  it('warns when more thumbnails are asked than the video has frames, and still makes them all', async () => {
+    // 1 s at 5 fps: 5 frames.
+    const src = await makeVideo(dir, 'short.mp4', { duration: 1, width: 64, height: 48, fps: 5 });
+    const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { count: 8, width: 32 }), [src], { dir });
+    expect(run.errors).toEqual([]);
+    expect(run.outputs).toHaveLength(8);
+    expect(run.warnings).toEqual([{ input: 'short.mp4', message: '8 thumbnails asked of a video of 5 frame(s): 3 or more show the same frame as another' }]);
   });
 
   it('keeps the thumbnails of inputs with the same base name apart (clip.mp4, clip.mkv, clip.mp4.mkv, other.mp4)', async () => {

@@ -81,6 +81,9 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
 
   const encoder = VIDEO_ENCODERS[params.codec].find((e) => ctx.cluster.encoders.has(e)) ?? VIDEO_ENCODERS[params.codec][0]!;
   const size = outputSize(video.width, video.height, video.rotation, params.width, params.height);
+  // 4:2:0 takes even edges only: an odd one asked for is one pixel less, said rather than done silently.
+  const odd = [params.width % 2 === 1 ? `width ${params.width} -> ${size.width}` : '', params.height % 2 === 1 ? `height ${params.height} -> ${size.height}` : ''].filter(Boolean);
+  if (odd.length > 0) ctx.warn(name, `the video's edges must be even: ${odd.join(', ')}`);
   const first = index.frameTimes[0]!;
   const span = Math.max(index.end - first, 1e-3);
   const count = segmentCount(span, ctx.cluster.slots, params.segmentSeconds);
