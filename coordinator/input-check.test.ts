@@ -11,6 +11,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PREFETCHED_INPUTS, type SpoolFile } from '../shared/job-kind.js';
 import { validateImageParams } from '../shared/kinds/image-params.js';
+import { validateAudioParams, type AudioJobParams } from '../shared/kinds/audio-params.js';
 import { resolveLimits } from '../shared/limits.js';
 import { runFfmpeg } from '../shared/ffmpeg.js';
 import { checkInput, inputChecker, takeHeaderProbe } from './input-check.js';
@@ -246,6 +247,11 @@ describe('video and thumbnails inputs', () => {
   it('a video without sound is refused for audio; an MP4 whose index is cut short is called damaged, not without video', async () => {
     const limits = resolveLimits();
     const silent = await media('silent.mp4', ['-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=25:d=2', '-c:v', 'libx264', '-preset', 'ultrafast']);
+    // A trim that starts after the end of the audio: refused from the header, as the planner would.
+    const tone = await media('tone45.m4a', ['-f', 'lavfi', '-i', 'sine=d=4.5', '-c:a', 'aac']);
+    const trimmed = (start: number): AudioJobParams => validateAudioParams({ trim: { start, end: start + 10 } });
+    expect(await checkInput('audio', tone, limits, undefined, undefined, trimmed(5))).toEqual({ input: 'tone45.m4a', code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^tone45\.m4a: trim\.start 5 s is past the end \(4\.5\d s\)$/) });
+    expect(await checkInput('audio', tone, limits, undefined, undefined, trimmed(2))).toBeUndefined();
     expect(await checkInput('audio', silent, limits)).toEqual({ input: 'silent.mp4', code: 'INVALID_ARGUMENT', message: 'silent.mp4: has no audio stream' });
     // The index (moov, at the end) cut 96 bytes in: ffprobe reads the container and finds no stream.
     const bytes = await readFile(silent.path);

@@ -10,6 +10,7 @@ import sharp from 'sharp';
 import { runFfprobe, runFfprobeLogged, summariseStderr } from '../shared/ffmpeg.js';
 import { PREFETCHED_INPUTS, type CoordinatorKind, type ItemFailure, type SpoolFile } from '../shared/job-kind.js';
 import type { ImageParams } from '../shared/kinds/image-params.js';
+import type { AudioJobParams } from '../shared/kinds/audio-params.js';
 import { describeLimit, limitFlag, type Limits } from '../shared/limits.js';
 import { ANIMATED_FORMATS, animationRefusal, cropProblem, outputFormat } from '../shared/media/image-pipeline.js';
 import { SNIFF_BYTES, refusalFor, sniffBuffer, type SniffedFormat } from '../shared/media/sniff.js';
@@ -51,10 +52,10 @@ const HEADS_HELD = 64;
  * Checks a job's inputs as they arrive, a few at a time, so that the checks overlap the receiving
  * (or the shared-storage lookups) of the inputs after them. `result` gives the verdicts in
  * submission order; `stop` lets the submission fail without leaving a check reading its files.
- * `params`: an `image` job's params, to refuse a result over `maxPixels` too ({@link checkInput}).
+ * `params`: the job's params (`image`, `audio`), to refuse what they ask that an input cannot give ({@link checkInput}).
  * `prefetch`: the job kind's, handed each of the first inputs to pass, in the order they were added.
  */
-export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal, params?: ImageParams, prefetch?: CoordinatorKind['prefetch']) {
+export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal, params?: ImageParams | AudioJobParams, prefetch?: CoordinatorKind['prefetch']) {
   const limit = pLimit(CHECKS_AT_ONCE);
   const verdicts = new Map<SpoolFile, Promise<ItemFailure | undefined>>();
   // The inputs in the order they were added, each until its verdict is known: the planner takes
@@ -137,11 +138,12 @@ export const headBytes = (kind: string): number => (kind === 'image' ? HEAD_BYTE
 /**
  * Checks one input; returns its failure, or undefined when it may be planned. Records an image's
  * `dims`. `given`: the file's first `headBytes(kind)` bytes (fewer for a shorter file), when
- * the caller has read them already. `params`: the `image` job's params, when known: a result
- * over `maxPixels` (a huge width or height asked of a small image) is refused as the input's
- * error too, before the planner decodes anything.
+ * the caller has read them already. `params`: the job's params, when known: for an `image` job a
+ * result over `maxPixels` (a huge width or height asked of a small image), a crop that does not
+ * fit and steps an animation cannot keep, for an `audio` job a trim that starts after the end,
+ * are refused as the input's error too, before the planner decodes anything.
  */
-export async function checkInput(kind: string, file: SpoolFile, limits: Limits, signal?: AbortSignal, given?: Buffer, params?: ImageParams): Promise<ItemFailure | undefined> {
+export async function checkInput(kind: string, file: SpoolFile, limits: Limits, signal?: AbortSignal, given?: Buffer, params?: ImageParams | AudioJobParams): Promise<ItemFailure | undefined> {
   const fail = (code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED' | 'PERMISSION_DENIED', why: string): ItemFailure => ({ input: file.name, code, message: `${file.name}: ${why}` });
   let head: Buffer;
   try {
@@ -154,8 +156,9 @@ export async function checkInput(kind: string, file: SpoolFile, limits: Limits, 
   const format = sniffBuffer(head.subarray(0, SNIFF_BYTES));
   const refusal = refusalFor(kind, format);
   if (refusal) return fail('INVALID_ARGUMENT', refusal);
-  if (kind === 'image') return checkImage(file, format, head, limits, fail, params);
-  if (kind === 'video' || kind === 'thumbnails' || kind === 'audio') return checkMedia(kind, file, format, limits, fail, signal);
+  if (kind === 'image') return checkImage(file, format, head, limits, fail, params as ImageParams | undefined);
+  const trimStart = kind === 'audio' ? ((params as AudioJobParams | undefined)?.trim?.start ?? 0) : 0;
+  if (kind === 'video' || kind === 'thumbnails' || kind === 'audio') return checkMedia(kind, file, format, limits, fail, signal, trimStart);
   return undefined;
 }
 
@@ -234,10 +237,10 @@ interface Probe {
 /** Kinds that work on the picture: an input without a video stream has nothing for them. */
 const PICTURE_KINDS: ReadonlySet<string> = new Set(['video', 'thumbnails']);
 
-async function checkMedia(kind: string, file: SpoolFile, format: SniffedFormat, limits: Limits, fail: Fail, signal?: AbortSignal): Promise<ItemFailure | undefined> {
+async function checkMedia(kind: string, file: SpoolFile, format: SniffedFormat, limits: Limits, fail: Fail, signal?: AbortSignal, trimStart = 0): Promise<ItemFailure | undefined> {
   const demuxer = DEMUXERS[format];
   if (!demuxer) return fail('INVALID_ARGUMENT', `no demuxer is allowed for ${format}`);
-  if (!(PICTURE_KINDS.has(kind) && format === 'mp4')) return checkHeader(kind, file, demuxer, limits, fail, signal);
+  if (!(PICTURE_KINDS.has(kind) && format === 'mp4')) return checkHeader(kind, file, demuxer, limits, fail, signal, trimStart);
   // The tail read of an MP4 for a picture kind runs beside the header probe (one ffprobe's start-up,
   // 0.15 s, off each submission); it counts only once the header has passed, and is stopped (and
   // waited for, so that no ffprobe outlives its check) when the header fails.
@@ -279,7 +282,7 @@ export function takeHeaderProbe(file: SpoolFile): unknown {
 }
 
 /** The header probe of {@link checkMedia}: readable, within the limits, a picture for picture kinds. */
-async function checkHeader(kind: string, file: SpoolFile, demuxer: string, limits: Limits, fail: Fail, signal?: AbortSignal): Promise<ItemFailure | undefined> {
+async function checkHeader(kind: string, file: SpoolFile, demuxer: string, limits: Limits, fail: Fail, signal?: AbortSignal, trimStart = 0): Promise<ItemFailure | undefined> {
   let probe: Probe;
   try {
     // Everything the planners read too (they take it, below, rather than probe again).
@@ -311,6 +314,8 @@ async function checkHeader(kind: string, file: SpoolFile, demuxer: string, limit
     if (!video.width || !video.height) return fail('INVALID_ARGUMENT', 'the video stream has no picture size');
   }
   if (kind === 'audio' && !streams.some((s) => s.codec_type === 'audio')) return fail('INVALID_ARGUMENT', `has no audio stream${empty}`);
+  // A trim that starts after the end keeps nothing (the planner says the same, reading the samples).
+  if (trimStart > 0 && duration > 0 && trimStart >= duration) return fail('INVALID_ARGUMENT', `trim.start ${trimStart} s is past the end (${duration.toFixed(2)} s)`);
   headerProbes.give(file, probe);
   return undefined;
 }

@@ -1,5 +1,6 @@
 /** JobService: the client-facing gRPC API. */
 import { validateImageParams } from '../shared/kinds/image-params.js';
+import { validateAudioParams } from '../shared/kinds/audio-params.js';
 import { constants } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
@@ -156,7 +157,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     // An image job's results are checked too: a tiny photo resized to 10^12 px is refused here.
     const kind = coordinatorKinds.get(job.kind);
     const prefetch = kind?.prefetch && ((file: SpoolFile, s: AbortSignal): void => kind.prefetch!(file, s));
-    const checks = inputChecker(job.kind, limits, signal, job.kind === 'image' ? validateImageParams(job.spec.image) : undefined, prefetch);
+    const params = job.kind === 'image' ? validateImageParams(job.spec.image) : job.kind === 'audio' ? validateAudioParams(job.spec.audio) : undefined;
+    const checks = inputChecker(job.kind, limits, signal, params, prefetch);
     // A kind that can start on the first inputs while the rest upload is accepted as soon as one has
     // passed its check.
     // Cancelled (or failed) while its upload runs: the upload stops, and the client is answered with the job.

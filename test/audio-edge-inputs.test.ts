@@ -116,6 +116,16 @@ describe('audio inputs at the edges', () => {
     expect(decoded.samples.length / decoded.channels).toBeGreaterThanOrEqual(480);
   });
 
+  test('a fade longer than the audio kept spans all of it, with a warning naming the file', async () => {
+    const src = await generateAudio(path.join(dir, 'short-fade.wav'), { source: 'sine', seconds: 2, rate: 44100, layout: 'mono', ext: 'wav' });
+    const r = await runAudioInProcess({ codec: 'flac', fade_in: 5 }, [src], path.join(dir, 'long-fade'));
+    expect(r.errors).toEqual([]);
+    expect(r.outputs.map((o) => o.name)).toContain('short-fade.flac');
+    expect(r.warnings).toEqual([{ input: 'short-fade.wav', message: 'fade-in 5 s is longer than the 2.00 s of audio kept: it spans all of it' }]);
+    const plain = await runAudioInProcess({ codec: 'flac', fade_in: 1 }, [src], path.join(dir, 'short-fade'));
+    expect(plain.warnings).toEqual([]);
+  });
+
   test('normalising a file shorter than one 400 ms loudness block fails that file with a reason; silence still gets gain 0', async () => {
     const short = await generateAudio(path.join(dir, 'blip.wav'), { source: 'sine', seconds: 0.3, rate: 48000, layout: 'stereo', ext: 'wav' });
     const silence = path.join(dir, 'quiet.wav');

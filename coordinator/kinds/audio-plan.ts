@@ -165,6 +165,9 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
   if (p.trim && probe.duration > 0 && seconds < MIN_TRIM_SECONDS) {
     throw invalidArgument(`${file.name}: trim.start ${startSec} s leaves ${Number(seconds.toPrecision(3))} s before the end (${probe.duration.toFixed(2)} s); a trim must keep at least ${MIN_TRIM_SECONDS} s`, file.name);
   }
+  // A fade longer than what is kept spans all of it: allowed, and said.
+  const longFades = [p.fadeIn > seconds ? `fade-in ${p.fadeIn} s` : '', p.fadeOut > seconds ? `fade-out ${p.fadeOut} s` : ''].filter(Boolean);
+  if (longFades.length > 0 && seconds > 0) ctx.warn(file.name, `${longFades.join(' and ')} ${longFades.length > 1 ? 'are' : 'is'} longer than the ${seconds.toFixed(2)} s of audio kept: it spans all of it`);
   if (seconds > p.segmentSeconds) {
     base.output = reserveOutput(file.name, p, taken);
     return planSegments(ctx, file, probe, base);

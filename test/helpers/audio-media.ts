@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
-import { WORKER_FEATURES, type FinalOutput, type ItemFailure, type SpoolFile, type SubtaskOutcome } from '../../shared/job-kind.js';
+import { WORKER_FEATURES, type FinalOutput, type ItemFailure, type ItemWarning, type SpoolFile, type SubtaskOutcome } from '../../shared/job-kind.js';
 import { createLogger } from '../../shared/logger.js';
 import type { FileReport } from '../../shared/media/audio-finish.js';
 import { probeAudio } from '../../shared/media/audio-probe.js';
@@ -89,6 +89,7 @@ export interface InProcessResult {
   outputs: FinalOutput[];
   errors: ItemFailure[];
   subtasks: SubtaskOutcome[];
+  warnings: ItemWarning[];
 }
 
 /**
@@ -106,7 +107,8 @@ export async function runAudioInProcess(raw: Record<string, unknown>, files: str
   const inputs: SpoolFile[] = [];
   for (const f of files) inputs.push({ name: path.basename(f), path: f, size: (await stat(f)).size, sha256: '' });
   const signal = new AbortController().signal;
-  const base = { jobId: 'job', params, spec, inputs, cluster: { workers: 2, slots: 2, encoders: new Set<string>(), encoderSets: [], features: new Set(WORKER_FEATURES) }, workDir: coord, signal, log, warn: () => undefined };
+  const warnings: ItemWarning[] = [];
+  const base = { jobId: 'job', params, spec, inputs, cluster: { workers: 2, slots: 2, encoders: new Set<string>(), encoderSets: [], features: new Set(WORKER_FEATURES) }, workDir: coord, signal, log, warn: (input: string, message: string) => void warnings.push({ input, message }) };
   const planned = await audioKind.plan(base);
   const results: SubtaskOutcome[] = [];
   for (const [index, st] of planned.subtasks.entries()) {
@@ -141,7 +143,7 @@ export async function runAudioInProcess(raw: Record<string, unknown>, files: str
     results.push(outcome);
   }
   const merged = await audioKind.merge({ ...base, phase: 0, results, history: [], outputDir });
-  return { outputs: merged.outputs ?? [], errors: [...planned.errors ?? [], ...(merged.errors ?? [])], subtasks: results };
+  return { outputs: merged.outputs ?? [], errors: [...planned.errors ?? [], ...(merged.errors ?? [])], subtasks: results, warnings };
 }
 
 /** The per-file reports an audio job writes (`audio-report.json`). */
