@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PREFETCHED_INPUTS, type SpoolFile } from '../shared/job-kind.js';
 import { validateImageParams } from '../shared/kinds/image-params.js';
 import { validateAudioParams, type AudioJobParams } from '../shared/kinds/audio-params.js';
+import { parseVideoParams } from '../shared/kinds/video-params.js';
 import { resolveLimits } from '../shared/limits.js';
 import { runFfmpeg } from '../shared/ffmpeg.js';
 import { checkInput, inputChecker, takeHeaderProbe } from './input-check.js';
@@ -252,6 +253,14 @@ describe('video and thumbnails inputs', () => {
     const trimmed = (start: number): AudioJobParams => validateAudioParams({ trim: { start, end: start + 10 } });
     expect(await checkInput('audio', tone, limits, undefined, undefined, trimmed(5))).toEqual({ input: 'tone45.m4a', code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^tone45\.m4a: trim\.start 5 s is past the end \(4\.5\d s\)$/) });
     expect(await checkInput('audio', tone, limits, undefined, undefined, trimmed(2))).toBeUndefined();
+    // Audio stream-copied into a container that cannot hold its codec: refused from the header too.
+    const clip = await media('with-aac.mp4', ['-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=25:d=1', '-f', 'lavfi', '-i', 'sine=d=1', '-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'aac']);
+    expect(await checkInput('video', clip, limits, undefined, undefined, parseVideoParams({ audio_codec: 'copy', container: 'webm' }))).toEqual({
+      input: 'with-aac.mp4',
+      code: 'INVALID_ARGUMENT',
+      message: 'with-aac.mp4: its aac audio cannot be copied into webm; choose an audio codec such as opus',
+    });
+    expect(await checkInput('video', clip, limits, undefined, undefined, parseVideoParams({ audio_codec: 'copy', container: 'mkv' }))).toBeUndefined();
     expect(await checkInput('audio', silent, limits)).toEqual({ input: 'silent.mp4', code: 'INVALID_ARGUMENT', message: 'silent.mp4: has no audio stream' });
     // The index (moov, at the end) cut 96 bytes in: ffprobe reads the container and finds no stream.
     const bytes = await readFile(silent.path);

@@ -11,6 +11,7 @@ import { runFfprobe, runFfprobeLogged, summariseStderr } from '../shared/ffmpeg.
 import { PREFETCHED_INPUTS, type CoordinatorKind, type ItemFailure, type SpoolFile } from '../shared/job-kind.js';
 import type { ImageParams } from '../shared/kinds/image-params.js';
 import type { AudioJobParams } from '../shared/kinds/audio-params.js';
+import { copyAudioRefusal, type VideoContainer, type VideoJobParams } from '../shared/kinds/video-params.js';
 import { describeLimit, limitFlag, type Limits } from '../shared/limits.js';
 import { ANIMATED_FORMATS, animationRefusal, cropProblem, outputFormat } from '../shared/media/image-pipeline.js';
 import { SNIFF_BYTES, refusalFor, sniffBuffer, type SniffedFormat } from '../shared/media/sniff.js';
@@ -55,7 +56,7 @@ const HEADS_HELD = 64;
  * `params`: the job's params (`image`, `audio`), to refuse what they ask that an input cannot give ({@link checkInput}).
  * `prefetch`: the job kind's, handed each of the first inputs to pass, in the order they were added.
  */
-export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal, params?: ImageParams | AudioJobParams, prefetch?: CoordinatorKind['prefetch']) {
+export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal, params?: ImageParams | AudioJobParams | VideoJobParams, prefetch?: CoordinatorKind['prefetch']) {
   const limit = pLimit(CHECKS_AT_ONCE);
   const verdicts = new Map<SpoolFile, Promise<ItemFailure | undefined>>();
   // The inputs in the order they were added, each until its verdict is known: the planner takes
@@ -143,7 +144,7 @@ export const headBytes = (kind: string): number => (kind === 'image' ? HEAD_BYTE
  * fit and steps an animation cannot keep, for an `audio` job a trim that starts after the end,
  * are refused as the input's error too, before the planner decodes anything.
  */
-export async function checkInput(kind: string, file: SpoolFile, limits: Limits, signal?: AbortSignal, given?: Buffer, params?: ImageParams | AudioJobParams): Promise<ItemFailure | undefined> {
+export async function checkInput(kind: string, file: SpoolFile, limits: Limits, signal?: AbortSignal, given?: Buffer, params?: ImageParams | AudioJobParams | VideoJobParams): Promise<ItemFailure | undefined> {
   const fail = (code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED' | 'PERMISSION_DENIED', why: string): ItemFailure => ({ input: file.name, code, message: `${file.name}: ${why}` });
   let head: Buffer;
   try {
@@ -157,8 +158,11 @@ export async function checkInput(kind: string, file: SpoolFile, limits: Limits, 
   const refusal = refusalFor(kind, format);
   if (refusal) return fail('INVALID_ARGUMENT', refusal);
   if (kind === 'image') return checkImage(file, format, head, limits, fail, params as ImageParams | undefined);
-  const trimStart = kind === 'audio' ? ((params as AudioJobParams | undefined)?.trim?.start ?? 0) : 0;
-  if (kind === 'video' || kind === 'thumbnails' || kind === 'audio') return checkMedia(kind, file, format, limits, fail, signal, trimStart);
+  const asks: MediaAsks = {
+    trimStart: kind === 'audio' ? ((params as AudioJobParams | undefined)?.trim?.start ?? 0) : 0,
+    copyAudioInto: kind === 'video' && (params as VideoJobParams | undefined)?.audioCodec === 'copy' ? (params as VideoJobParams).container : undefined,
+  };
+  if (kind === 'video' || kind === 'thumbnails' || kind === 'audio') return checkMedia(kind, file, format, limits, fail, signal, asks);
   return undefined;
 }
 
@@ -221,6 +225,7 @@ async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, 
 
 interface ProbeStream {
   codec_type?: string;
+  codec_name?: string;
   width?: number;
   height?: number;
   nb_frames?: string;
@@ -237,10 +242,18 @@ interface Probe {
 /** Kinds that work on the picture: an input without a video stream has nothing for them. */
 const PICTURE_KINDS: ReadonlySet<string> = new Set(['video', 'thumbnails']);
 
-async function checkMedia(kind: string, file: SpoolFile, format: SniffedFormat, limits: Limits, fail: Fail, signal?: AbortSignal, trimStart = 0): Promise<ItemFailure | undefined> {
+/** What a job's params ask of a media input that its header can refuse. */
+interface MediaAsks {
+  /** An audio job's trim start (0 = none). */
+  trimStart: number;
+  /** A video job's container, where its audio is stream-copied. */
+  copyAudioInto: VideoContainer | undefined;
+}
+
+async function checkMedia(kind: string, file: SpoolFile, format: SniffedFormat, limits: Limits, fail: Fail, signal?: AbortSignal, asks?: MediaAsks): Promise<ItemFailure | undefined> {
   const demuxer = DEMUXERS[format];
   if (!demuxer) return fail('INVALID_ARGUMENT', `no demuxer is allowed for ${format}`);
-  if (!(PICTURE_KINDS.has(kind) && format === 'mp4')) return checkHeader(kind, file, demuxer, limits, fail, signal, trimStart);
+  if (!(PICTURE_KINDS.has(kind) && format === 'mp4')) return checkHeader(kind, file, demuxer, limits, fail, signal, asks);
   // The tail read of an MP4 for a picture kind runs beside the header probe (one ffprobe's start-up,
   // 0.15 s, off each submission); it counts only once the header has passed, and is stopped (and
   // waited for, so that no ffprobe outlives its check) when the header fails.
@@ -249,7 +262,7 @@ async function checkMedia(kind: string, file: SpoolFile, format: SniffedFormat, 
   signal?.addEventListener('abort', onAbort, { once: true });
   const tail = checkMovTail(file, demuxer, fail, stop.signal);
   try {
-    const header = await checkHeader(kind, file, demuxer, limits, fail, signal);
+    const header = await checkHeader(kind, file, demuxer, limits, fail, signal, asks);
     if (!header) return await tail;
     stop.abort();
     await tail.catch(() => undefined);
@@ -282,7 +295,7 @@ export function takeHeaderProbe(file: SpoolFile): unknown {
 }
 
 /** The header probe of {@link checkMedia}: readable, within the limits, a picture for picture kinds. */
-async function checkHeader(kind: string, file: SpoolFile, demuxer: string, limits: Limits, fail: Fail, signal?: AbortSignal, trimStart = 0): Promise<ItemFailure | undefined> {
+async function checkHeader(kind: string, file: SpoolFile, demuxer: string, limits: Limits, fail: Fail, signal?: AbortSignal, asks?: MediaAsks): Promise<ItemFailure | undefined> {
   let probe: Probe;
   try {
     // Everything the planners read too (they take it, below, rather than probe again).
@@ -315,7 +328,10 @@ async function checkHeader(kind: string, file: SpoolFile, demuxer: string, limit
   }
   if (kind === 'audio' && !streams.some((s) => s.codec_type === 'audio')) return fail('INVALID_ARGUMENT', `has no audio stream${empty}`);
   // A trim that starts after the end keeps nothing (the planner says the same, reading the samples).
+  const trimStart = asks?.trimStart ?? 0;
   if (trimStart > 0 && duration > 0 && trimStart >= duration) return fail('INVALID_ARGUMENT', `trim.start ${trimStart} s is past the end (${duration.toFixed(2)} s)`);
+  const copyRefused = asks?.copyAudioInto && copyAudioRefusal(streams.filter((s) => s.codec_type === 'audio').map((s) => s.codec_name ?? ''), asks.copyAudioInto);
+  if (copyRefused) return fail('INVALID_ARGUMENT', copyRefused);
   headerProbes.give(file, probe);
   return undefined;
 }

@@ -1,6 +1,7 @@
 /** JobService: the client-facing gRPC API. */
 import { validateImageParams } from '../shared/kinds/image-params.js';
 import { validateAudioParams } from '../shared/kinds/audio-params.js';
+import { parseVideoParams } from '../shared/kinds/video-params.js';
 import { constants } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
@@ -157,7 +158,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     // An image job's results are checked too: a tiny photo resized to 10^12 px is refused here.
     const kind = coordinatorKinds.get(job.kind);
     const prefetch = kind?.prefetch && ((file: SpoolFile, s: AbortSignal): void => kind.prefetch!(file, s));
-    const params = job.kind === 'image' ? validateImageParams(job.spec.image) : job.kind === 'audio' ? validateAudioParams(job.spec.audio) : undefined;
+    const params = job.kind === 'image' ? validateImageParams(job.spec.image) : job.kind === 'audio' ? validateAudioParams(job.spec.audio) : job.kind === 'video' ? parseVideoParams(job.spec.video) : undefined;
     const checks = inputChecker(job.kind, limits, signal, params, prefetch);
     // A kind that can start on the first inputs while the rest upload is accepted as soon as one has
     // passed its check.

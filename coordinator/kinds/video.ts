@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { CoordinatorKind, PlanContext, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument } from '../../shared/errors.js';
-import { parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, CONTAINER_COPY_AUDIO, type VideoJobParams } from '../../shared/kinds/video-params.js';
+import { parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, NUT_CHUNKS_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
@@ -70,14 +70,8 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   if (index instanceof Error) throw index;
   const tracks = params.audioCodec === 'none' ? [] : info.audio;
   const audio = tracks[0];
-  if (params.audioCodec === 'copy') {
-    const allowed = CONTAINER_COPY_AUDIO[params.container];
-    for (const [t, track] of tracks.entries()) {
-      if (allowed === 'any' || allowed.includes(track.codec)) continue;
-      const which = t === 0 ? 'audio' : `audio track ${t + 1}`;
-      throw invalidArgument(`${name}: its ${track.codec} ${which} cannot be copied into ${params.container}; choose an audio codec such as ${params.container === 'webm' ? 'opus' : 'aac'}`, name);
-    }
-  }
+  const copyRefused = params.audioCodec === 'copy' ? copyAudioRefusal(tracks.map((t) => t.codec), params.container) : undefined;
+  if (copyRefused) throw invalidArgument(`${name}: ${copyRefused}`, name);
 
   const encoder = VIDEO_ENCODERS[params.codec].find((e) => ctx.cluster.encoders.has(e)) ?? VIDEO_ENCODERS[params.codec][0]!;
   const size = outputSize(video.width, video.height, video.rotation, params.width, params.height);

@@ -80,6 +80,18 @@ export const CONTAINER_COPY_AUDIO: Record<VideoContainer, readonly string[] | 'a
   webm: ['opus', 'vorbis'],
 };
 
+/**
+ * Why `--audio-codec copy` cannot put these source audio tracks (their codec names, in order) into
+ * `container`, or undefined when it can.
+ */
+export function copyAudioRefusal(codecs: readonly string[], container: VideoContainer): string | undefined {
+  const allowed = CONTAINER_COPY_AUDIO[container];
+  if (allowed === 'any') return undefined;
+  const t = codecs.findIndex((c) => !allowed.includes(c));
+  if (t < 0) return undefined;
+  return `its ${codecs[t]} ${t === 0 ? 'audio' : `audio track ${t + 1}`} cannot be copied into ${container}; choose an audio codec such as ${container === 'webm' ? 'opus' : 'aac'}`;
+}
+
 const MAX_DIMENSION = 8192;
 
 /** Parses "2M", "800k", "1.5m", "128000" into bits/s; NaN when malformed. */
