@@ -6,7 +6,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { MIN_TOKEN_LENGTH, parseClientTokens, readSecret, tokenFingerprint, type TokenEntry } from '../../shared/auth.js';
-import { LIMIT_SPECS, type Limits } from '../../shared/limits.js';
+import { LIMIT_SPECS, type LimitSpec, type Limits } from '../../shared/limits.js';
 import { channelCredentials, type ServerTlsFiles } from '../../shared/tls.js';
 import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
 import type { WorkerOptions } from '../../worker/worker.js';
@@ -88,7 +88,7 @@ export function coordinatorSecurityOptions(c: Command): Command {
     .option('--worker-token-file <file>', 'file holding the worker join token')
     .option('--client-tokens <list>', 'client API tokens, NAME:TOKEN[:admin],... (prefer a file)')
     .option('--client-tokens-file <file>', 'file of client API tokens, one NAME:TOKEN[:admin] per line');
-  for (const s of LIMIT_SPECS) c.addOption(new Option(`${s.flag} <n>`, `limit: ${s.description} (default ${s.fallback})`).argParser(positiveInt(s.flag)));
+  for (const s of LIMIT_SPECS) c.addOption(new Option(`${s.flag} <n>`, `limit: ${s.description} (default ${readableDefault(s)})`).argParser(positiveInt(s.flag)));
   return c;
 }
 
@@ -292,4 +292,12 @@ export function redactSecrets(options: Record<string, unknown>): Record<string, 
     }
   }
   return out;
+}
+
+/** A limit's default as people read it: bytes in GiB and seconds in hours, beside the number to type. */
+function readableDefault(s: LimitSpec): string {
+  const exact = String(s.fallback);
+  if (s.key.endsWith('Bytes') && s.fallback % 1024 ** 3 === 0) return `${s.fallback / 1024 ** 3} GiB = ${exact}`;
+  if (s.key.endsWith('Seconds') && s.fallback % 3600 === 0) return `${s.fallback / 3600} h = ${exact}`;
+  return exact;
 }
