@@ -159,6 +159,8 @@ export class JobManager {
    * while its upload runs as each further input passes its check.
    */
   readonly inputBytesAccepted = new Map<string, number>();
+  /** Unfinished jobs taken over from the store at start (resume), by kind. */
+  readonly resumedJobs = new Map<string, number>();
   /**
    * Told when a submission's job is settled: kept (its client is answered with it, a job cancelled
    * during its upload included) or dropped (the submission failed after the job was made: started
@@ -232,7 +234,6 @@ export class JobManager {
   /** Registers an accepted job (inputs already spooled) and starts planning it once it is on disk. */
   async accept(job: JobRecord): Promise<void> {
     this.keep(job);
-    this.countInputs(job.kind, job.inputs);
     job.message = 'planning';
     const of = job.spec.input_count ? ` of ${job.spec.input_count}` : '';
     // Every input announced is in (a job of one file accepted at its first input): none to wait for.
@@ -258,6 +259,8 @@ export class JobManager {
   }
 
   private settled(job: JobRecord, kept: boolean): void {
+    // A submission dropped half-way brought no input bytes into the cluster's work.
+    if (kept) this.countInputs(job.kind, job.inputs);
     for (const listener of this.submissionsSettled) listener(job, kept);
   }
 
@@ -293,7 +296,6 @@ export class JobManager {
         }
         job.inputs.push(...files);
         job.errors.push(...errors);
-        this.countInputs(job.kind, files);
         this.store.saveJob(job);
         arrivals.push(...files);
       },
@@ -1375,6 +1377,10 @@ export class JobManager {
     s.leases = [];
     s.state = 'cancelled';
     this.store.saveSubtask(s);
+    // Its watchers (and the dashboard, and the metrics) saw it start: they see it end. Pending ones
+    // end with the job's final event, without one each (a cancelled job of thousands).
+    const job = this.active.get(s.jobId)?.record;
+    if (job) this.events.subtaskState(job, s, `cancelled: ${reason}`);
   }
 
   /** Runs `fn` in `ms`, unless the coordinator has started stopping by then (close() clears it). */
@@ -1540,6 +1546,7 @@ export class JobManager {
       this.keep(job);
       if (TERMINAL_JOB_STATES.has(job.state)) continue;
       resumed++;
+      this.resumedJobs.set(job.kind, (this.resumedJobs.get(job.kind) ?? 0) + 1);
       job.seq += RESUME_SEQ_GAP;
       this.events.log(job, 'coordinator restarted: resuming');
       this.begin(job, subtasks.get(job.id) ?? []);

@@ -138,6 +138,27 @@ describe('aborting', () => {
 });
 
 describe('watching some event types only', () => {
+  it('a cancelled job ends its running subtasks with an event each, before its final event', async () => {
+    cluster = await startCluster({ workers: 1, slots: 1 });
+    const job = await cluster.client.submit({ passthrough: { subtasks: 3, work_ms: 20_000 } }, []);
+    const seen: { type: string; state: string; id: string; final: boolean }[] = [];
+    const watching = (async () => {
+      for await (const e of cluster!.client.watch(job.id)) {
+        seen.push({ type: e.type, state: e.subtask?.state ?? '', id: e.subtask?.id ?? '', final: e.final });
+        if (e.type === 'subtask_state' && e.subtask?.state === 'SUBTASK_STATE_RUNNING' && !seen.some((x) => x.state === 'SUBTASK_STATE_CANCELLED')) await cluster!.client.cancel(job.id);
+      }
+    })();
+    await watching;
+    const started = seen.find((e) => e.state === 'SUBTASK_STATE_RUNNING')!;
+    const ended = seen.findIndex((e) => e.type === 'subtask_state' && e.state === 'SUBTASK_STATE_CANCELLED' && e.id === started.id);
+    expect(ended, JSON.stringify(seen)).toBeGreaterThan(0);
+    expect(seen.at(-1)!.final).toBe(true);
+    expect(ended).toBeLessThan(seen.length - 1);
+    // The metrics count it.
+    const { scrape, get } = await import('./helpers/metrics.js');
+    expect(get(await scrape(cluster), 'tessera_subtask_transitions_total{kind="passthrough",state="cancelled"}')).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+
   it('sends only the types asked for, and the final event, live and replayed; an unknown type is INVALID_ARGUMENT', async () => {
     cluster = await startCluster({ workers: 1, slots: 1 });
     const files: string[] = [];

@@ -115,6 +115,8 @@ describe('an image batch that is uploaded', () => {
     expect(delta(before, after, 'tessera_jobs_dropped_total{kind="image"}')).toBe(1);
     expect(delta(before, after, 'tessera_jobs_submitted_total{kind="image"}')).toBe(0);
     expect(delta(before, after, 'tessera_jobs_finished_total{kind="image",state="failed"}')).toBe(0);
+    // Nor do the bytes it brought count as accepted input.
+    expect(delta(before, after, 'tessera_input_bytes_total{kind="image"}')).toBe(0);
     await until('its spool folder to go', async () => (!(await readdir(path.join(cluster.dataDir, 'spool', 'jobs')).catch(() => [] as string[])).includes(started.id) || undefined));
     // The cluster goes on: the next job runs on both workers as before.
     const files = await Promise.all(photos.slice(0, 4).map(async (p) => {
@@ -129,6 +131,7 @@ describe('an image batch that is uploaded', () => {
     const last = await scrape(cluster);
     expect(delta(after, last, 'tessera_jobs_submitted_total{kind="image"}')).toBe(1);
     expect(delta(after, last, 'tessera_jobs_finished_total{kind="image",state="succeeded"}')).toBe(1);
+    expect(delta(after, last, 'tessera_input_bytes_total{kind="image"}')).toBe(photos.slice(0, 4).reduce((n, p) => n + p.data.length, 0));
   });
 
   it('writing into a shared folder, removes the outputs it had written there when it fails half-way, and nothing else', async () => {

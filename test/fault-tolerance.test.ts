@@ -217,6 +217,13 @@ describe('fault tolerance', () => {
     expect(exitMs).toBeGreaterThan(0);
     expect(exitCode).toBe(0);
     expect(exitMs).toBeLessThan(SHUTDOWN_GRACE_MS + 10_000);
+    // The restarted coordinator's counters add up: the job it took over from its store counts as
+    // resumed, then finished.
+    const { scrape, get } = await import('./helpers/metrics.js');
+    const metrics = await scrape(cluster);
+    expect(get(metrics, 'tessera_jobs_resumed_total{kind="passthrough"}')).toBe(1);
+    expect(get(metrics, 'tessera_jobs_submitted_total{kind="passthrough"}')).toBe(0);
+    expect(get(metrics, 'tessera_jobs_finished_total{kind="passthrough",state="succeeded"}')).toBe(1);
     report('coordinator SIGTERM + restart', { shutdown: exitMs, jobAfterTerm: Date.now() - termAt });
   });
 

@@ -35,6 +35,8 @@ export class LiveHub {
   private readonly dirtyJobs = new Set<string>();
   /** job id -> subtask id -> latest view, since the last flush. */
   private readonly dirtySubtasks = new Map<string, Map<string, SubtaskView>>();
+  /** Jobs that reached their final state since the last flush: their browsers get every subtask again. */
+  private readonly endedJobs = new Set<string>();
   private readonly history: ThroughputSample[] = [];
   private current: ThroughputSample = { t: Math.floor(Date.now() / 1000), subtasks: 0, jobs: 0, failures: 0 };
   private readonly timers: NodeJS.Timeout[] = [];
@@ -55,6 +57,9 @@ export class LiveHub {
     if (e.type === 'job_state' && e.final) {
       this.current.jobs++;
       if (e.job_state === 'JOB_STATE_FAILED') this.current.failures++;
+      // A job that ends takes its unfinished subtasks with it, without an event each (a cancelled
+      // job of thousands): its browsers get the whole picture again.
+      this.endedJobs.add(jobId);
     }
     if ((e.type === 'subtask_state' || e.type === 'progress') && e.subtask) {
       const state = e.subtask.state;
@@ -109,6 +114,7 @@ export class LiveHub {
     if (this.clients.size === 0) {
       this.dirtyJobs.clear();
       this.dirtySubtasks.clear();
+      this.endedJobs.clear();
       return;
     }
     const jobs = [];
@@ -126,7 +132,7 @@ export class LiveHub {
       // Subtasks planned since the browser's last full picture come with no event of their own:
       // send the whole picture again when the count moved, else the changes.
       const all = this.manager.subtasksOf(c.job);
-      if (all.length !== c.known) {
+      if (all.length !== c.known || this.endedJobs.has(c.job)) {
         write(c, frame('subtasks', { job: c.job, full: true, subtasks: all.map(subtaskView) }));
         c.known = all.length;
         continue;
@@ -137,6 +143,7 @@ export class LiveHub {
     // Synchronous from the top: no event can have arrived since.
     this.dirtyJobs.clear();
     this.dirtySubtasks.clear();
+    this.endedJobs.clear();
   }
 
   private tick(): void {

@@ -162,16 +162,27 @@ export class CoordinatorMetrics {
         },
       });
     }
-    // Counted by the job manager as inputs are accepted: a job accepted while its upload runs gets
-    // the rest of its inputs after its first event.
+    // Counted by the job manager once a submission settles, kept: a dropped one brought no input.
     new Counter({
       name: 'tessera_input_bytes_total',
-      help: 'Bytes of job inputs accepted from clients',
+      help: 'Bytes of the inputs of submitted jobs (a submission dropped half-way counts none)',
       labelNames: ['kind'],
       registers: [this.registry],
       collect() {
         this.reset();
         for (const [kind, n] of m.inputBytesAccepted) this.inc({ kind }, n);
+      },
+    });
+    // Jobs this process took over from its store, unfinished: with the submitted ones, they are
+    // what its finished, dropped and unfinished jobs add up to.
+    new Counter({
+      name: 'tessera_jobs_resumed_total',
+      help: 'Unfinished jobs taken over from the store when this coordinator started (submitted to an earlier run)',
+      labelNames: ['kind'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [kind, n] of m.resumedJobs) this.inc({ kind }, n);
       },
     });
     const unsubscribeEvents = manager.events.subscribeAll((e) => this.onEvent(e));
