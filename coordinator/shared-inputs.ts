@@ -96,6 +96,8 @@ export class SharedRoots {
   async lookup(name: string, sharedPath: string, headBytes: number): Promise<{ file: SpoolFile; head: Buffer | undefined }> {
     const refuse = (code: status, why: string): TesseraError => new TesseraError(code, `input ${name}: ${why}`, { input: name, retryable: false });
     if (this.roots.length === 0) throw refuse(status.FAILED_PRECONDITION, `submitted by reference (${sharedPath}) but this coordinator shares no folder: start it with --shared-root, or upload the file`);
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u001f\u007f]/.test(sharedPath)) throw refuse(status.INVALID_ARGUMENT, `shared path ${JSON.stringify(sharedPath)} contains control characters`);
     if (!path.isAbsolute(sharedPath)) throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} is not absolute`);
     const outside = (): TesseraError => refuse(status.PERMISSION_DENIED, `shared path ${sharedPath} is outside the coordinator's shared folders`);
     // As written first (`..` folded), so that nothing outside is even looked up; then resolved.

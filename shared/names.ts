@@ -22,8 +22,24 @@ export function safeFileName(name: string, what = 'file name', maxBytes = MAX_NA
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f/\\]/.test(name)) throw invalidArgument(`${what} "${printable(name)}" must not contain slashes or control characters`);
   if (name === '.' || name === '..' || path.basename(name) !== name) throw invalidArgument(`${what} "${printable(name)}" is not a plain file name`);
+  // Invisible characters (a right-to-left override, a zero-width space) make a name read as another
+  // in a listing, and characters drawn as slashes may become one elsewhere.
+  if (HIDDEN.test(name)) throw invalidArgument(`${what} "${printable(name)}" contains invisible or formatting characters (such as U+202E or U+200B)`);
+  if (SLASH_LIKE.test(name)) throw invalidArgument(`${what} "${printable(name)}" contains a character drawn as a slash (such as U+2215 or U+FF0F)`);
+  if (/^\s+$/u.test(name)) throw invalidArgument(`${what} "${name}" is blank`);
+  // Tessera's own temporary files: the coordinator's in shared output folders, the client's part files.
+  if (name.startsWith(RESERVED_PREFIX) || name.endsWith(RESERVED_SUFFIX)) {
+    throw invalidArgument(`${what} "${printable(name)}" is reserved: names starting with ${RESERVED_PREFIX} or ending with ${RESERVED_SUFFIX} are Tessera's temporary files`);
+  }
   return name;
 }
+
+/** Format and separator characters: bidirectional overrides, zero-width ones, line separators. */
+const HIDDEN = /[\p{Cf}\p{Zl}\p{Zp}\u{80}-\u{9F}]/u;
+/** Characters drawn as a slash or a backslash. */
+const SLASH_LIKE = /[\u2044\u2215\u2216\u29F8\u29F9\uFF0F\uFF3C]/u;
+const RESERVED_PREFIX = '.tessera-';
+const RESERVED_SUFFIX = '.tessera-part';
 
 /** {@link safeFileName} for an output's name (a little longer than an input's may be). */
 export function safeOutputName(name: string): string {
@@ -32,7 +48,7 @@ export function safeOutputName(name: string): string {
 
 function printable(s: string): string {
   // eslint-disable-next-line no-control-regex
-  return s.replace(/[\u0000-\u001f\u007f]/g, '?').slice(0, 80);
+  return s.replace(/[\u0000-\u001f\u007f\p{Cf}\p{Zl}\p{Zp}\u{80}-\u{9F}]/gu, '?').slice(0, 80);
 }
 
 /** Replaces a file's extension: `photo.jpeg` + `webp` -> `photo.webp`. */

@@ -60,6 +60,8 @@ describe('the dashboard with client tokens', () => {
     expect((await get('/api/jobs', { authorization: `Bearer ${ADMIN}` })).status).toBe(200);
     expect((await get('/access', { authorization: `Bearer ${ADMIN}` })).status).toBe(204);
     expect((await get('/api/workers', { cookie: `other=1; tessera_token=${encodeURIComponent(ADMIN)}` })).status).toBe(200);
+    // A cookie that does not decode is a wrong token, not a server error.
+    expect((await get('/api/jobs', { cookie: 'tessera_token=%E0%A4%A' })).status).toBe(401);
     // The live stream too (read no further than its status).
     const events = await get('/events');
     expect(events.status).toBe(401);

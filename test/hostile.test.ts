@@ -186,6 +186,21 @@ describe('hostile inputs through a real cluster', () => {
       expect(r.code, name).toBe(grpc.status.INVALID_ARGUMENT);
       expect(r.details, name).toMatch(/input name .* (must not contain slashes|is not a plain file name)/);
     }
+    // Names that read as another (invisible, or drawn as slashes), blank ones, and names of
+    // Tessera's own temporary files (one job's cleanup in a shared output folder would take another's output).
+    for (const [name, why] of [
+      ['invoice\u202Egpj.exe', 'contains invisible or formatting characters'],
+      ['a\u200Bb.png', 'contains invisible or formatting characters'],
+      ['a\u2215b.png', 'contains a character drawn as a slash'],
+      ['a\uFF0Fb.png', 'contains a character drawn as a slash'],
+      ['\u00A0 ', 'is blank'],
+      ['.tessera-0123-x.part', 'is reserved'],
+      ['.x.tessera-part', 'is reserved'],
+    ]) {
+      const r = await submitRaw([{ spec: { image: { width: 10 } } }, { input: { name, size: 3 } }, { data: Buffer.from('abc') }, { input_end: {} }]);
+      expect(r.code, name).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(r.details, name).toMatch(new RegExp(`^input name ".*" ${why}`));
+    }
     // Names are limited in bytes, not characters: 130 x "é" is 260 bytes, past what a file system takes.
     for (const name of ['x'.repeat(300), 'é'.repeat(130)]) {
       expect(await submitRaw([{ spec: { image: { width: 10 } } }, { input: { name, size: 1 } }])).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/input name ".*\.\.\." is longer than 200 bytes \(UTF-8\)/) });

@@ -38,7 +38,13 @@ function requestToken(req: IncomingMessage): string | undefined {
   if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
   for (const part of (req.headers.cookie ?? '').split(';')) {
     const [k, ...v] = part.trim().split('=');
-    if (k === 'tessera_token') return decodeURIComponent(v.join('='));
+    if (k !== 'tessera_token') continue;
+    // A cookie that does not decode is no token (a 401 like any wrong one), not a server error.
+    try {
+      return decodeURIComponent(v.join('='));
+    } catch {
+      return v.join('=');
+    }
   }
   return undefined;
 }
