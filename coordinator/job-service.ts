@@ -98,7 +98,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
   /** One submission: the spec, then its inputs (uploaded or by reference), checked; then the job is accepted. */
   async function submit(owner: string, messages: AsyncIterable<SubmitJobRequest__Output>, signal: AbortSignal): Promise<ReturnType<typeof toJobMessage>> {
     if (shuttingDown) throw new TesseraError(status.UNAVAILABLE, 'the coordinator is shutting down: send the submission again (to its next run)');
-    const iterator = messages[Symbol.asyncIterator]();
+    const iterator = idleLimited(messages[Symbol.asyncIterator](), uploadIdleMs());
     const first = await iterator.next();
     if (first.done || first.value.msg !== 'spec' || !first.value.spec) throw invalidArgument('the first SubmitJob message must be the job spec');
     const job = jobs.newJob(first.value.spec, owner);
@@ -307,6 +307,29 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     }),
 
     ListWorkers: unary(log, async () => ({ workers: jobs.registry.all().map((w) => jobs.registry.toInfo(w)) })),
+  };
+}
+
+/**
+ * How long a submission may send nothing before the coordinator gives up on it: a client that went
+ * quiet (hung, or holding the call open on purpose) would otherwise keep its stream, its partial
+ * file and one of its --max-jobs-per-client places for as long as its own deadline says.
+ * TESSERA_UPLOAD_IDLE_MS sets it (tests).
+ */
+const uploadIdleMs = (): number => Number(process.env['TESSERA_UPLOAD_IDLE_MS']) || 120_000;
+
+/** `it`, whose every `next()` fails with DEADLINE_EXCEEDED when no message comes within `ms`. */
+function idleLimited<T>(it: AsyncIterator<T>, ms: number): AsyncIterator<T> {
+  return {
+    next: () =>
+      new Promise<IteratorResult<T>>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new TesseraError(status.DEADLINE_EXCEEDED, `the submission sent nothing for ${ms / 1000} s: the coordinator gave up on it; nothing of it was kept`, { retryable: false })), ms);
+        it.next().then(
+          (r) => (clearTimeout(timer), resolve(r)),
+          (err: unknown) => (clearTimeout(timer), reject(err)),
+        );
+      }),
+    return: (value?: unknown) => (it.return ? it.return(value) : Promise.resolve({ done: true, value: undefined as T })),
   };
 }
 

@@ -193,6 +193,29 @@ describe('submission limits', () => {
     }
   });
 
+  it('a submission that goes quiet half-way is given up with DEADLINE_EXCEEDED, whatever its own deadline, and leaves nothing', async () => {
+    const { proto } = loadTesseraProto();
+    const stub = new proto.tessera.v1.JobService(address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
+    process.env['TESSERA_UPLOAD_IDLE_MS'] = '1000';
+    try {
+      const started = Date.now();
+      const err = await new Promise<grpc.ServiceError | null>((resolve) => {
+        // Its own deadline is a day away: the coordinator does not wait for it.
+        const call = stub.SubmitJob({ deadline: Date.now() + 86_400_000 }, (e) => resolve(e));
+        call.write({ spec: { passthrough: {} } });
+        call.write({ input: { name: 'quiet.bin', size: '100000' } });
+        call.write({ data: randomBytes(10_000) });
+      });
+      expect(err?.code, err?.details).toBe(grpc.status.DEADLINE_EXCEEDED);
+      expect(err?.details).toBe('the submission sent nothing for 1 s: the coordinator gave up on it; nothing of it was kept');
+      expect(Date.now() - started).toBeLessThan(10_000);
+      await expectNothingLeft();
+    } finally {
+      delete process.env['TESSERA_UPLOAD_IDLE_MS'];
+      stub.close();
+    }
+  });
+
   it('a job right at every limit (3 inputs, 400,000 bytes, largest 200,000) is accepted after the refusals and runs to success', async () => {
     const worker = new Worker({ coordinator: address, slots: 1, log, memoryLimitMb: 0, name: 'limits-w' });
     worker.start();
