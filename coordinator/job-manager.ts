@@ -1090,12 +1090,15 @@ export class JobManager {
     const before = s.leases.length;
     s.leases = s.leases.filter((l) => !(l.attempt === attempt && l.workerId === w.id));
     if (!active || s.state !== 'running' || s.leases.length === before) return;
-    this.log.warn({ job: s.jobId, subtask: s.id, attempt, worker: w.name, reason }, 'lease expired');
     this.leaseExpiries++;
     if (s.leases.length > 0) {
+      // Another copy runs on: nothing else says this one ended.
+      this.log.warn({ job: s.jobId, subtask: s.id, attempt, worker: w.name, reason }, 'lease expired');
       this.store.saveSubtask(s);
       return;
     }
+    // The retry (or the failure) below logs it, once, with the reason.
+    this.log.debug({ job: s.jobId, subtask: s.id, attempt, worker: w.name, reason }, 'lease expired');
     this.retryOrFail(active, s, { input: s.items.length === 1 ? s.items[0]! : '', code: 'UNAVAILABLE', message: reason }, retryable, counts);
     this.checkPhase(active);
     this.requestDispatch();

@@ -48,7 +48,7 @@ describe('ListJobs', () => {
     expect((await client.getJob(job.id)).inputs).toHaveLength(300);
     const cli = await runCli(['jobs', '--json', '--coordinator', client.address]);
     expect(cli.code, cli.stderr).toBe(0);
-    expect(JSON.parse(cli.stdout)[0]).toMatchObject({ id: job.id, input_count: 300, inputs: [] });
+    expect(JSON.parse(cli.stdout)[0]).toMatchObject({ id: job.id, label: 'many', input_count: 300, inputs: [] });
   });
 
   it('GetJob sends the subtasks only when asked (include_subtasks), and refuses an empty job_id', async () => {

@@ -294,7 +294,9 @@ export class Worker {
       const usingTls = this.opts.credentials?._isSecure() ?? false;
       const trouble = err?.code === grpc.status.UNAVAILABLE ? tlsTrouble(err.details, usingTls) : undefined;
       const hint = trouble && tlsTroubleHint(trouble, this.opts.coordinator, { ca: '--tls-ca / TESSERA_TLS_CA', tls: '--tls / TESSERA_TLS' });
-      this.opts.log.warn({ reason: disconnectReason(err), ...(hint ? { hint } : {}), retryInMs }, 'disconnected from coordinator; reconnecting');
+      // Once per outage at warn: the tries after it, every few seconds while a coordinator restarts, at debug.
+      const level = this.reconnectAttempt === 1 ? 'warn' : 'debug';
+      this.opts.log[level]({ reason: disconnectReason(err), ...(hint ? { hint } : {}), retryInMs, attempt: this.reconnectAttempt }, 'disconnected from coordinator; reconnecting');
     }
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }

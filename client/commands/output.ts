@@ -35,6 +35,8 @@ export const shortState = (s: string): string => s.replace(/^(JOB|SUBTASK)_STATE
 export interface JobJson {
   id: string;
   kind: string;
+  /** The spec's label ("" when none was given). */
+  label: string;
   state: string;
   message: string;
   progress: number;
@@ -57,6 +59,7 @@ export function jobToJson(job: Job, paths?: Map<string, string>): JobJson {
   return {
     id: job.id,
     kind: job.kind,
+    label: job.spec?.label ?? '',
     state: shortState(job.state),
     message: job.message,
     progress: job.progress,
