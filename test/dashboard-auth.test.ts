@@ -58,7 +58,11 @@ describe('the dashboard with client tokens', () => {
       expect((await get(p, { authorization: `Bearer ${WORKER}` })).status, p).toBe(401);
     }
     expect((await get('/api/jobs', { authorization: `Bearer ${ADMIN}` })).status).toBe(200);
-    expect((await get('/access', { authorization: `Bearer ${ADMIN}` })).status).toBe(204);
+    const access = await get('/access', { authorization: `Bearer ${ADMIN}` });
+    expect(access.status).toBe(204);
+    // The page's token goes into a cookie no script of the page can read, that expires.
+    expect(access.headers.get('set-cookie')).toBe(`tessera_token=${encodeURIComponent(ADMIN)}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200`);
+    expect((await get('/access', { cookie: `tessera_token=${encodeURIComponent(ADMIN)}` })).headers.get('set-cookie')).toBeNull();
     expect((await get('/api/workers', { cookie: `other=1; tessera_token=${encodeURIComponent(ADMIN)}` })).status).toBe(200);
     // A cookie that does not decode is a wrong token, not a server error.
     expect((await get('/api/jobs', { cookie: 'tessera_token=%E0%A4%A' })).status).toBe(401);
@@ -68,6 +72,34 @@ describe('the dashboard with client tokens', () => {
     // What holds no job stays open: the page, /metrics for Prometheus, /healthz for probes.
     for (const p of ['/', '/metrics', '/healthz']) expect((await get(p)).status, p).toBe(200);
   });
+});
+
+describe('the dashboard page in a browser', () => {
+  it('asks for an admin token once, and keeps it where no script of the page can read it', async () => {
+    const { launchBrowser } = await import('./helpers/browser.js');
+    const browser = await launchBrowser();
+    try {
+      const asked: string[] = [];
+      browser.page.on('dialog', (d) => {
+        asked.push(d.message());
+        // First a client token that is not an admin's, then the admin's.
+        void d.accept(asked.length === 1 ? ALICE : ADMIN);
+      });
+      const events = browser.page.waitForResponse((r) => new URL(r.url()).pathname === '/events' && r.status() === 200, { timeout: 15_000 });
+      await browser.page.goto(`http://${coordinator.httpAddress}/`);
+      await events;
+      expect(asked).toEqual([
+        'This coordinator needs an admin client token to show its jobs:',
+        "That client token is not an admin token; the dashboard needs one to show every client's jobs:",
+      ]);
+      expect(await browser.page.evaluate(() => document.cookie)).not.toContain('tessera_token');
+      const [cookie] = (await browser.context.cookies()).filter((c) => c.name === 'tessera_token');
+      expect(cookie).toMatchObject({ value: encodeURIComponent(ADMIN), httpOnly: true, sameSite: 'Strict' });
+      expect(cookie!.expires).toBeGreaterThan(Date.now() / 1000 + 11 * 3600);
+    } finally {
+      await browser.close();
+    }
+  }, 60_000);
 });
 
 describe('a coordinator refuses to start', () => {

@@ -32,6 +32,9 @@ export interface HttpServerOptions {
   dashboardAccess?: (token: string, peer: string) => DashboardAccess;
 }
 
+/** How long the dashboard's cookie keeps an admin token. */
+const ACCESS_COOKIE_SECONDS = 12 * 3600;
+
 /** The token of an HTTP request: its bearer header, else the dashboard's cookie. */
 function requestToken(req: IncomingMessage): string | undefined {
   const auth = req.headers.authorization;
@@ -136,7 +139,11 @@ export class CoordinatorHttpServer {
         this.live.attach(res, url.searchParams.get('job') ?? '');
         return;
       case '/access':
-        // The page asks once whether it may see the jobs (401 above when it needs a token).
+        // The page asks once whether it may see the jobs (401 above when it needs a token). A token
+        // it shows as a bearer is kept in a cookie no script can read, for its later requests.
+        if (access && req.headers.authorization?.startsWith('Bearer ')) {
+          res.setHeader('set-cookie', `tessera_token=${encodeURIComponent(req.headers.authorization.slice(7).trim())}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${ACCESS_COOKIE_SECONDS}`);
+        }
         res.writeHead(204);
         res.end();
         return;

@@ -127,16 +127,16 @@ jobRows.addEventListener('pointerdown', (e) => {
   if (tr) select(tr.dataset.job);
 });
 /**
- * When clients need tokens, the live view needs an admin client token: asked for once, then kept
- * in a cookie (sent only to this server, only by this page's own requests).
+ * When clients need tokens, the live view needs an admin client token: asked for once and shown
+ * to /access, which keeps it in a cookie of its own (HttpOnly: no script of the page can read it;
+ * sent only by this page's own requests, for 12 hours).
  */
 async function ensureAccess() {
-  for (;;) {
-    const r = await fetch('/access', { cache: 'no-store' }).catch(() => undefined);
-    if (!r || (r.status !== 401 && r.status !== 403)) return;
+  let r = await fetch('/access', { cache: 'no-store' }).catch(() => undefined);
+  while (r && (r.status === 401 || r.status === 403)) {
     const token = window.prompt(r.status === 403 ? 'That client token is not an admin token; the dashboard needs one to show every client\'s jobs:' : 'This coordinator needs an admin client token to show its jobs:');
     if (!token) return;
-    document.cookie = `tessera_token=${encodeURIComponent(token.trim())}; path=/; SameSite=Strict`;
+    r = await fetch('/access', { cache: 'no-store', headers: { authorization: `Bearer ${token.trim()}` } }).catch(() => undefined);
   }
 }
 
