@@ -92,7 +92,7 @@ describe('the dashboard page in a browser', () => {
         'This coordinator needs an admin client token to show its jobs:',
         "That client token is not an admin token; the dashboard needs one to show every client's jobs:",
       ]);
-      expect(await browser.page.evaluate(() => document.cookie)).not.toContain('tessera_token');
+      expect(await browser.page.evaluate('document.cookie')).not.toContain('tessera_token');
       const [cookie] = (await browser.context.cookies()).filter((c) => c.name === 'tessera_token');
       expect(cookie).toMatchObject({ value: encodeURIComponent(ADMIN), httpOnly: true, sameSite: 'Strict' });
       expect(cookie!.expires).toBeGreaterThan(Date.now() / 1000 + 11 * 3600);
