@@ -167,6 +167,16 @@ export class TesseraClient {
     };
   }
 
+  /** Runs `run` with a signal of its own (see {@link scope}), let go of once it has ended. */
+  private async scoped<T>(user: AbortSignal | undefined, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const { signal, done } = this.scope(user);
+    try {
+      return await run(signal);
+    } finally {
+      done();
+    }
+  }
+
   private unaryCall<Req, Res>(
     method: (req: Req, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown,
     req: Req,
@@ -205,13 +215,8 @@ export class TesseraClient {
    * kinds: see {@link checkJobSpec}) and for files that cannot be inputs (see
    * {@link checkInputFiles}).
    */
-  async submit(spec: JobSpec, files: string[], options: SubmitOptions = {}): Promise<Job__Output> {
-    const { signal, done } = this.scope(options.signal);
-    try {
-      return await this.submitScoped(spec, files, { ...options, signal });
-    } finally {
-      done();
-    }
+  submit(spec: JobSpec, files: string[], options: SubmitOptions = {}): Promise<Job__Output> {
+    return this.scoped(options.signal, (signal) => this.submitScoped(spec, files, { ...options, signal }));
   }
 
   private async submitScoped(spec: JobSpec, files: string[], options: SubmitOptions): Promise<Job__Output> {
@@ -487,13 +492,8 @@ export class TesseraClient {
    * has no output of fails the whole download with NOT_FOUND before anything is written (`dir`
    * included); a running job's outputs are those published so far.
    */
-  async download(jobId: string, dir: string, opts: DownloadOptions & { names?: string[] } = {}): Promise<Map<string, string>> {
-    const { signal, done } = this.scope(opts.signal);
-    try {
-      return await this.downloadScoped(jobId, dir, { ...opts, signal });
-    } finally {
-      done();
-    }
+  download(jobId: string, dir: string, opts: DownloadOptions & { names?: string[] } = {}): Promise<Map<string, string>> {
+    return this.scoped(opts.signal, (signal) => this.downloadScoped(jobId, dir, { ...opts, signal }));
   }
 
   private async downloadScoped(jobId: string, dir: string, opts: DownloadOptions & { names?: string[] }): Promise<Map<string, string>> {
@@ -524,17 +524,12 @@ export class TesseraClient {
    * cut by a coordinator restart is resumed once it is back. Returns the finished job and the
    * paths written.
    */
-  async collect(
+  collect(
     jobId: string,
     dir: string,
     opts: DownloadOptions & WatchOptions & { onEvent?: (e: JobEvent__Output) => void } = {},
   ): Promise<{ job: Job__Output; paths: Map<string, string> }> {
-    const { signal, done } = this.scope(opts.signal);
-    try {
-      return await this.collectScoped(jobId, dir, { ...opts, signal });
-    } finally {
-      done();
-    }
+    return this.scoped(opts.signal, (signal) => this.collectScoped(jobId, dir, { ...opts, signal }));
   }
 
   private async collectScoped(

@@ -5,7 +5,7 @@
  *
  * A real parent process starts a real cluster from dist/, then is killed.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,6 +28,19 @@ const alive = (pid: number): boolean => {
   }
 };
 
+/** A parent process running `script` (an ES module); `line`: the first line it prints, once the cluster has started. */
+function startParent(script: string): { parent: ChildProcess; exited: Promise<unknown>; line: Promise<string> } {
+  const parent = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise((resolve) => parent.once('exit', resolve));
+  const line = new Promise<string>((resolve, reject) => {
+    createInterface({ input: parent.stdout! }).once('line', resolve);
+    parent.once('exit', (code) => reject(new Error(`parent exited with ${code} before the cluster started`)));
+  });
+  // Awaited by the test; not an unhandled rejection when the parent is killed after its line.
+  line.catch(() => undefined);
+  return { parent, exited, line };
+}
+
 describe('LocalCluster children', () => {
   it('stop when their parent is killed with SIGKILL', async () => {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tessera-parent-'));
@@ -38,13 +51,9 @@ describe('LocalCluster children', () => {
       console.log(JSON.stringify({ pids: [cluster.coordinator.child.pid, ...cluster.workers.map((w) => w.child.pid)] }));
       setInterval(() => {}, 1000);
     `;
-    const parent = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const exited = new Promise((resolve) => parent.once('exit', resolve));
+    const { parent, exited, line: firstLine } = startParent(script);
     try {
-      const line = await new Promise<string>((resolve, reject) => {
-        createInterface({ input: parent.stdout! }).once('line', resolve);
-        parent.once('exit', (code) => reject(new Error(`parent exited with ${code} before the cluster started`)));
-      });
+      const line = await firstLine;
       const { pids } = JSON.parse(line) as { pids: number[] };
       expect(pids).toHaveLength(3);
       expect(pids.every(alive)).toBe(true);
@@ -66,13 +75,9 @@ describe('LocalCluster children', () => {
       console.log(JSON.stringify({ dataDir: cluster.dataDir, pids: [cluster.coordinator.child.pid, ...cluster.workers.map((w) => w.child.pid)] }));
       setInterval(() => {}, 1000);
     `;
-    const parent = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const exited = new Promise((resolve) => parent.once('exit', resolve));
+    const { parent, exited, line: firstLine } = startParent(script);
     try {
-      const line = await new Promise<string>((resolve, reject) => {
-        createInterface({ input: parent.stdout! }).once('line', resolve);
-        parent.once('exit', (code) => reject(new Error(`parent exited with ${code} before the cluster started`)));
-      });
+      const line = await firstLine;
       const { dataDir, pids } = JSON.parse(line) as { dataDir: string; pids: number[] };
       cleanup.push(dataDir);
       expect(path.basename(dataDir)).toMatch(new RegExp(`^tessera-cluster-${parent.pid}-`));
