@@ -53,7 +53,7 @@ const HEADS_HELD = 64;
  * Checks a job's inputs as they arrive, a few at a time, so that the checks overlap the receiving
  * (or the shared-storage lookups) of the inputs after them. `result` gives the verdicts in
  * submission order; `stop` lets the submission fail without leaving a check reading its files.
- * `params`: the job's params (`image`, `audio`), to refuse what they ask that an input cannot give ({@link checkInput}).
+ * `params`: the job's params (`image`, `audio`, `video`), to refuse what they ask that an input cannot give ({@link checkInput}).
  * `prefetch`: the job kind's, handed each of the first inputs to pass, in the order they were added.
  */
 export function inputChecker(kind: string, limits: Limits, signal?: AbortSignal, params?: ImageParams | AudioJobParams | VideoJobParams, prefetch?: CoordinatorKind['prefetch']) {
@@ -141,8 +141,9 @@ export const headBytes = (kind: string): number => (kind === 'image' ? HEAD_BYTE
  * `dims`. `given`: the file's first `headBytes(kind)` bytes (fewer for a shorter file), when
  * the caller has read them already. `params`: the job's params, when known: for an `image` job a
  * result over `maxPixels` (a huge width or height asked of a small image), a crop that does not
- * fit and steps an animation cannot keep, for an `audio` job a trim that starts after the end,
- * are refused as the input's error too, before the planner decodes anything.
+ * fit and steps an animation cannot keep, for an `audio` job a trim that starts after the end, for
+ * a `video` job audio stream-copied into a container that cannot hold it, are refused as the
+ * input's error too, before the planner decodes anything.
  */
 export async function checkInput(kind: string, file: SpoolFile, limits: Limits, signal?: AbortSignal, given?: Buffer, params?: ImageParams | AudioJobParams | VideoJobParams): Promise<ItemFailure | undefined> {
   const fail = (code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED' | 'PERMISSION_DENIED', why: string): ItemFailure => ({ input: file.name, code, message: `${file.name}: ${why}` });

@@ -1,7 +1,4 @@
 /** JobService: the client-facing gRPC API. */
-import { validateImageParams } from '../shared/kinds/image-params.js';
-import { validateAudioParams } from '../shared/kinds/audio-params.js';
-import { parseVideoParams } from '../shared/kinds/video-params.js';
 import { constants } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
@@ -158,7 +155,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     // An image job's results are checked too: a tiny photo resized to 10^12 px is refused here.
     const kind = coordinatorKinds.get(job.kind);
     const prefetch = kind?.prefetch && ((file: SpoolFile, s: AbortSignal): void => kind.prefetch!(file, s));
-    const params = job.kind === 'image' ? validateImageParams(job.spec.image) : job.kind === 'audio' ? validateAudioParams(job.spec.audio) : job.kind === 'video' ? parseVideoParams(job.spec.video) : undefined;
+    // The kind's own validation (of the spec newJob has checked): what the checks refuse from each input's header.
+    const validated = jobs.validateSpec(job.spec).params;
+    const params = CHECKED_PARAMS.has(job.kind) ? (validated as Parameters<typeof inputChecker>[3]) : undefined;
     const checks = inputChecker(job.kind, limits, signal, params, prefetch);
     // A kind that can start on the first inputs while the rest upload is accepted as soon as one has
     // passed its check.
@@ -168,7 +167,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       ended = true;
       attempt.stop(new TesseraError(status.CANCELLED, `job ${job.id} ended while its inputs were uploading`));
     };
-    const early = kind?.plansWhileReceiving?.(jobs.validateSpec(job.spec).params, job.spec) ? receiveEarly(job, checks, attempt, endUpload) : undefined;
+    const early = kind?.plansWhileReceiving?.(validated, job.spec) ? receiveEarly(job, checks, attempt, endUpload) : undefined;
     try {
       const inputs = await receiveInputs(job, iterator, spool, shared, limits, signal, checks.add, early?.feed);
       // A client that goes away between two inputs may end its stream as one that sent its last:
@@ -332,6 +331,9 @@ function idleLimited<T>(it: AsyncIterator<T>, ms: number): AsyncIterator<T> {
     return: (value?: unknown) => (it.return ? it.return(value) : Promise.resolve({ done: true, value: undefined as T })),
   };
 }
+
+/** Kinds whose params the input checks hold each input against (see inputChecker). */
+const CHECKED_PARAMS: ReadonlySet<string> = new Set(['image', 'audio', 'video']);
 
 /** Event-loop turns a submission's end waits for a cancellation that may follow it. */
 const CANCEL_TURNS = 4;

@@ -14,11 +14,20 @@ export const FULL_BELOW_BYTES = 16 * 1024 * 1024;
  * than FULL_BELOW_BYTES free; false where that cannot be told.
  */
 export async function nearlyFull(file: string): Promise<boolean> {
+  const free = await freeBytes(file);
+  return free !== undefined && free < FULL_BELOW_BYTES;
+}
+
+/**
+ * Bytes free to the tool's user (root's reserve not counted) on the file system holding `file`, or
+ * its folder where the file is not there; undefined where that cannot be told.
+ */
+export async function freeBytes(file: string): Promise<number | undefined> {
   for (const at of [file, path.dirname(file)]) {
     const st = await statfs(at).catch(() => undefined);
-    if (st) return st.bavail * st.bsize < FULL_BELOW_BYTES;
+    if (st) return st.bavail * st.bsize;
   }
-  return false;
+  return undefined;
 }
 
 /**

@@ -162,29 +162,25 @@ export class CoordinatorMetrics {
         },
       });
     }
-    // Counted by the job manager once a submission settles, kept: a dropped one brought no input.
-    new Counter({
-      name: 'tessera_input_bytes_total',
-      help: 'Bytes of the inputs of submitted jobs (a submission dropped half-way counts none)',
-      labelNames: ['kind'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const [kind, n] of m.inputBytesAccepted) this.inc({ kind }, n);
-      },
-    });
-    // Jobs this process took over from its store, unfinished: with the submitted ones, they are
-    // what its finished, dropped and unfinished jobs add up to.
-    new Counter({
-      name: 'tessera_jobs_resumed_total',
-      help: 'Unfinished jobs taken over from the store when this coordinator started (submitted to an earlier run)',
-      labelNames: ['kind'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const [kind, n] of m.resumedJobs) this.inc({ kind }, n);
-      },
-    });
+    // Counted by the job manager, by kind: input bytes once a submission settles, kept (a dropped
+    // one brought no input); jobs this process took over from its store, unfinished (with the
+    // submitted ones, what its finished, dropped and unfinished jobs add up to).
+    const byKind: [string, string, ReadonlyMap<string, number>][] = [
+      ['tessera_input_bytes_total', 'Bytes of the inputs of submitted jobs (a submission dropped half-way counts none)', m.inputBytesAccepted],
+      ['tessera_jobs_resumed_total', 'Unfinished jobs taken over from the store when this coordinator started (submitted to an earlier run)', m.resumedJobs],
+    ];
+    for (const [name, help, counts] of byKind) {
+      new Counter({
+        name,
+        help,
+        labelNames: ['kind'],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const [kind, n] of counts) this.inc({ kind }, n);
+        },
+      });
+    }
     const unsubscribeEvents = manager.events.subscribeAll((e) => this.onEvent(e));
     const onSettled = (job: JobRecord, kept: boolean): void => this.onSettled(job, kept);
     manager.submissionsSettled.add(onSettled);

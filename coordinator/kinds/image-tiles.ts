@@ -17,13 +17,13 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
 import { status } from '@grpc/grpc-js';
 import { invalidArgument, TesseraError } from '../../shared/errors.js';
-import { nearlyFull } from '../../shared/disk-space.js';
+import { freeBytes, nearlyFull } from '../../shared/disk-space.js';
 import { MAX_SOURCE_STRIPS, tileConfig, type TileConfig } from '../../shared/media/tile-config.js';
 import { checkSampleFormat, intermediateSpace, splitForTiles, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
 import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, tileFormatFor, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
@@ -218,12 +218,12 @@ async function checkRoomForDecoded(dir: string, o: PlanTilesOptions, split: Tile
   const { width, height } = outputSize({ width: m.width ?? 0, height: m.height ?? 0, orientation: m.orientation ?? 1 }, o.params);
   const sampleBytes = intermediateSpace(m, split.prefix) ? 2 : 1;
   const need = 2 * width * height * Math.max(m.channels ?? 4, 1) * sampleBytes;
-  const st = await statfs(dir).catch(() => undefined);
-  if (!st || need <= st.bavail * st.bsize) return;
+  const free = await freeBytes(dir);
+  if (free === undefined || need <= free) return;
   const gb = (b: number): string => `${(b / 1e9).toFixed(b < 1e9 ? 2 : 1)} GB`;
   throw new TesseraError(
     status.RESOURCE_EXHAUSTED,
-    `${o.input.name}: tiling it needs about ${gb(need)} of the coordinator's disk (${width}x${height} decoded, and the pieces cut from it), and ${gb(st.bavail * st.bsize)} is free`,
+    `${o.input.name}: tiling it needs about ${gb(need)} of the coordinator's disk (${width}x${height} decoded, and the pieces cut from it), and ${gb(free)} is free`,
     { input: o.input.name, retryable: false },
   );
 }
