@@ -29,8 +29,8 @@ const alive = (pid: number): boolean => {
 };
 
 /** A parent process running `script` (an ES module); `line`: the first line it prints, once the cluster has started. */
-function startParent(script: string): { parent: ChildProcess; exited: Promise<unknown>; line: Promise<string> } {
-  const parent = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+function startParent(script: string, env: NodeJS.ProcessEnv = process.env): { parent: ChildProcess; exited: Promise<unknown>; line: Promise<string> } {
+  const parent = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'], env });
   const exited = new Promise((resolve) => parent.once('exit', resolve));
   const line = new Promise<string>((resolve, reject) => {
     createInterface({ input: parent.stdout! }).once('line', resolve);
@@ -69,13 +69,18 @@ describe('LocalCluster children', () => {
   }, 60_000);
 
   it("a cluster's own data dir, left by a parent killed with SIGKILL, goes when the next local cluster starts", async () => {
+    // A temp folder of this test's own: the local clusters of other test files, running alongside,
+    // sweep the shared one and would remove the dead parent's dir before this test looks at it.
+    const tmp = await mkdtemp(path.join(os.tmpdir(), 'tessera-sweep-'));
+    cleanup.push(tmp);
+    const env = { ...process.env, TMPDIR: tmp };
     const script = `
       const { LocalCluster } = await import(${JSON.stringify(LOCAL_CLUSTER)});
       const cluster = await new LocalCluster({ workers: 1, slots: 1 }).start();
       console.log(JSON.stringify({ dataDir: cluster.dataDir, pids: [cluster.coordinator.child.pid, ...cluster.workers.map((w) => w.child.pid)] }));
       setInterval(() => {}, 1000);
     `;
-    const { parent, exited, line: firstLine } = startParent(script);
+    const { parent, exited, line: firstLine } = startParent(script, env);
     try {
       const line = await firstLine;
       const { dataDir, pids } = JSON.parse(line) as { dataDir: string; pids: number[] };
@@ -85,10 +90,18 @@ describe('LocalCluster children', () => {
       await exited;
       const until = Date.now() + 15_000;
       while (pids.some(alive) && Date.now() < until) await sleep(100);
+      expect(path.dirname(dataDir)).toBe(tmp);
       await expect(stat(dataDir)).resolves.toBeTruthy();
-      const { LocalCluster } = (await import(LOCAL_CLUSTER)) as typeof import('../client/local-cluster.js');
-      const next = await new LocalCluster({ workers: 0 }).start();
-      await next.stop();
+      // The next local cluster, started by another program with the same temp folder.
+      const next = startParent(
+        `const { LocalCluster } = await import(${JSON.stringify(LOCAL_CLUSTER)});
+         const cluster = await new LocalCluster({ workers: 0 }).start();
+         await cluster.stop();
+         console.log('stopped');`,
+        env,
+      );
+      expect(await next.line).toBe('stopped');
+      await next.exited;
       await expect(stat(dataDir)).rejects.toMatchObject({ code: 'ENOENT' });
     } finally {
       parent.kill('SIGKILL');
