@@ -6,7 +6,7 @@ import { status } from '@grpc/grpc-js';
 import { TesseraError, invalidArgument, notFound, statusFromName } from '../shared/errors.js';
 import { clientStream, serverStream, unary } from '../shared/grpc-handlers.js';
 import type { Logger } from '../shared/logger.js';
-import { safeFileName } from '../shared/names.js';
+import { NameSet, safeFileName } from '../shared/names.js';
 import type { JobServiceHandlers } from '../shared/proto/generated/tessera/v1/JobService.js';
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { OutputChunk } from '../shared/proto/generated/tessera/v1/OutputChunk.js';
@@ -362,7 +362,7 @@ async function receiveInputs(
   ordered?: (file: Promise<SpoolFile>) => void,
 ): Promise<SpoolFile[]> {
   let total = 0;
-  const names = new Set<string>();
+  const names = new NameSet();
   // Announced in the spec (0 = not said): a job over the limit is refused before any input is received.
   const announced = job.spec.input_count ?? 0;
   if (announced > limits.maxInputs) {
@@ -389,7 +389,11 @@ async function receiveInputs(
     const msg = next.value;
     if (msg.msg !== 'input' || !msg.input) throw invalidArgument(`expected an input header, got "${msg.msg ?? 'nothing'}"`);
     const name = safeFileName(msg.input.name, 'input name');
-    if (names.has(name)) throw invalidArgument(`input name "${name}" is used twice in this job`);
+    const held = names.get(name);
+    if (held === name) throw invalidArgument(`input name "${name}" is used twice in this job`, name);
+    if (held !== undefined) {
+      throw invalidArgument(`input name "${name}" differs from the job's input "${held}" only in case or Unicode form: on macOS and Windows they would be one file; rename one of them`, name);
+    }
     if (announced && names.size >= announced) throw invalidArgument(`input ${name}: the spec announced ${announced} input(s) (spec.input_count) and this is one more`, name);
     if (names.size >= limits.maxInputs) throw new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: a job may have at most ${limits.maxInputs} inputs (the coordinator's --max-inputs)`, { input: name });
     names.add(name);

@@ -51,6 +51,46 @@ function printable(s: string): string {
   return s.replace(/[\u0000-\u001f\u007f\p{Cf}\p{Zl}\p{Zp}\u{80}-\u{9F}]/gu, '?').slice(0, 80);
 }
 
+/**
+ * A name as a file system that ignores case and Unicode form sees it: macOS's and Windows' by
+ * default (`Photo.JPG` is `photo.jpg`; an `é` composed or as `e` + accent is one letter).
+ */
+export function foldedName(name: string): string {
+  return name.normalize('NFC').toLowerCase();
+}
+
+/**
+ * File names that stay distinct wherever they are written: two that differ only in case or
+ * Unicode form count as one, so outputs downloaded to a Mac or a Windows share, or written to a
+ * shared output folder there, never overwrite each other.
+ */
+export class NameSet {
+  private readonly names = new Map<string, string>();
+
+  constructor(names: Iterable<string> = []) {
+    for (const name of names) this.add(name);
+  }
+
+  /** Whether `name`, or a name that differs from it only in case or Unicode form, is held. */
+  has(name: string): boolean {
+    return this.names.has(foldedName(name));
+  }
+
+  /** The name held that `name` is taken for, if any. */
+  get(name: string): string | undefined {
+    return this.names.get(foldedName(name));
+  }
+
+  add(name: string): this {
+    if (!this.has(name)) this.names.set(foldedName(name), name);
+    return this;
+  }
+
+  get size(): number {
+    return this.names.size;
+  }
+}
+
 /** Replaces a file's extension: `photo.jpeg` + `webp` -> `photo.webp`. */
 export function withExtension(name: string, ext: string): string {
   const base = name.includes('.') ? name.slice(0, name.lastIndexOf('.')) : name;

@@ -201,6 +201,18 @@ describe('hostile inputs through a real cluster', () => {
       expect(r.code, name).toBe(grpc.status.INVALID_ARGUMENT);
       expect(r.details, name).toMatch(new RegExp(`^input name ".*" ${why}`));
     }
+    // Two inputs of one job that one file system would take for one file: case, Unicode form.
+    const two = (a: string, b: string): object[] => [{ spec: { image: { width: 10 } } }, { input: { name: a, size: 3 } }, { data: Buffer.from('abc') }, { input_end: {} }, { input: { name: b, size: 3 } }, { data: Buffer.from('abc') }, { input_end: {} }];
+    expect(await submitRaw(two('a.png', 'a.png'))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'input name "a.png" is used twice in this job' });
+    for (const [a, b] of [
+      ['Photo.JPG', 'photo.jpg'],
+      ['caf\u00e9.png', 'cafe\u0301.png'],
+    ]) {
+      expect(await submitRaw(two(a!, b!)), b).toMatchObject({
+        code: grpc.status.INVALID_ARGUMENT,
+        details: `input name "${b}" differs from the job's input "${a}" only in case or Unicode form: on macOS and Windows they would be one file; rename one of them`,
+      });
+    }
     // Names are limited in bytes, not characters: 130 x "é" is 260 bytes, past what a file system takes.
     for (const name of ['x'.repeat(300), 'é'.repeat(130)]) {
       expect(await submitRaw([{ spec: { image: { width: 10 } } }, { input: { name, size: 1 } }])).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/input name ".*\.\.\." is longer than 200 bytes \(UTF-8\)/) });

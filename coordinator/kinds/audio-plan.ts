@@ -19,6 +19,7 @@ import { takeHeaderProbe } from '../input-check.js';
 import { ARRIVAL_PAUSE_MS, itemFailure } from './plan-each.js';
 import { decodeToWav } from '../../shared/media/audio-render.js';
 import { checkWavComplete, readWavInfo, wavHeader, type WavInfo } from '../../shared/media/audio-wav.js';
+import { NameSet } from '../../shared/names.js';
 
 /** Small files are grouped into one subtask up to this many seconds of audio (less on a small batch)... */
 const GROUP_SECONDS = 60;
@@ -42,7 +43,7 @@ export async function planAudio(ctx: PlanContext<AudioJobParams>): Promise<PlanR
   if (ctx.arriving) return { subtasks: [], later: planArriving(ctx, ctx.arriving) };
   const errors: ItemFailure[] = [];
   const subtasks: SubtaskPlan[] = [];
-  const taken = new Set<string>(['audio-report.json']);
+  const taken = new NameSet(['audio-report.json']);
   const probed: Probed[] = [];
   for (const file of ctx.inputs) {
     try {
@@ -74,7 +75,7 @@ export async function planAudio(ctx: PlanContext<AudioJobParams>): Promise<PlanR
  * as planned at once; long files there count towards the group size, here not).
  */
 async function* planArriving(ctx: PlanContext<AudioJobParams>, arriving: NonNullable<PlanContext<AudioJobParams>['arriving']>): AsyncGenerator<SubtaskPlan | PlanErrors> {
-  const taken = new Set<string>(['audio-report.json']);
+  const taken = new NameSet(['audio-report.json']);
   const waiting: Small[] = [];
   const seconds = (list: Small[]): number => list.reduce((n, x) => n + x.seconds, 0);
   for (;;) {
@@ -141,7 +142,7 @@ function groupSubtask(group: Small[], p: AudioJobParams): SubtaskPlan {
 }
 
 /** One probed file: a long one's segment subtasks, or a small one's render to be grouped. */
-async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe: AudioProbe, taken: Set<string>): Promise<SubtaskPlan[] | Small> {
+async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe: AudioProbe, taken: NameSet): Promise<SubtaskPlan[] | Small> {
   const p = ctx.params;
   const outRate = outputSampleRate(p, probe.sampleRate);
   const channels = outputChannels(p, probe.channels);
@@ -229,7 +230,7 @@ async function planSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, p
 }
 
 /** A unique output name for the input; its waveform names are reserved with it. */
-function reserveOutput(input: string, p: AudioJobParams, taken: Set<string>): string {
+function reserveOutput(input: string, p: AudioJobParams, taken: NameSet): string {
   const name = outputName(input, AUDIO_CODECS[p.codec].extension, taken);
   const stem = name.slice(0, name.lastIndexOf('.'));
   if (p.waveform) for (const ext of ['waveform.json', 'waveform.png']) taken.add(`${stem}.${ext}`);

@@ -48,6 +48,12 @@ describe('image batch planning', () => {
     const same = outputNames(['a.png', 'a.jpg', 'a.jpg.png'], () => 'jpg');
     expect([...same.values()]).toEqual(['a.jpg', 'a.jpg.jpg', 'a.jpg.png.jpg']);
   });
+
+  it('gives names that differ only in case or Unicode form distinct names: one file on macOS and Windows', () => {
+    expect([...outputNames(['A.png', 'a.jpg'], () => 'webp').values()]).toEqual(['A.webp', 'a.jpg.webp']);
+    // é composed (U+00E9), then as e + combining acute (U+0301).
+    expect([...outputNames(['caf\u00e9.png', 'cafe\u0301.jpg'], () => 'webp').values()]).toEqual(['caf\u00e9.webp', 'cafe\u0301.jpg.webp']);
+  });
 });
 
 describe('image batch split after a failure', () => {

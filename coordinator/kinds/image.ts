@@ -9,7 +9,7 @@ import { checkNewImageParams, validateImageParams, type ImageParams } from '../.
 import { FORMAT_EXTENSION, outputFormat } from '../../shared/media/image-pipeline.js';
 import { SNIFF_BYTES, sniffBuffer } from '../../shared/media/sniff.js';
 import { splitForTiles } from '../../shared/media/tile-pipeline.js';
-import { withExtension } from '../../shared/names.js';
+import { NameSet, withExtension } from '../../shared/names.js';
 import { isTilePlan, mergeTiles, planTiledInputs } from './image-tiles.js';
 import { ARRIVAL_PAUSE_MS } from './plan-each.js';
 
@@ -26,11 +26,12 @@ const MAX_BYTES_PER_SUBTASK = 16 * 1024 * 1024;
  * Output names, distinct, given in submission order: the input's base name with the new
  * extension; a name already given (`a.png`, then `a.jpg` -> `a.webp`) keeps the full input name as
  * the base instead (`a.jpg.webp`); a name still taken (an input named `a.jpg.webp` too) gets a
- * number (`a.jpg-2.webp`). A name depends only on the inputs before it, so a job planned while its
+ * number (`a.jpg-2.webp`). Names that differ only in case or Unicode form count as one
+ * (`A.png`, then `a.jpg` -> `a.jpg.webp`). A name depends only on the inputs before it, so a job planned while its
  * inputs still arrive names them as one planned at once.
  */
 export class OutputNamer {
-  private readonly taken = new Set<string>();
+  private readonly taken = new NameSet();
 
   name(input: string, ext: string): string {
     let name = withExtension(input, ext);

@@ -14,6 +14,7 @@ import { takeHeaderProbe } from '../input-check.js';
 import { thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
 import { planEach, planEachArriving, type PlanOne } from './plan-each.js';
 import { writeSprites } from './video-sprite.js';
+import { foldedName, NameSet } from '../../shared/names.js';
 
 /** Thumbnails per subtask at least: fewer would spend more on process start-up and transfer than on work. */
 const MIN_PER_SUBTASK = 4;
@@ -37,10 +38,10 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
     // nor clip.mp4.mkv the first of them), numbered as a last resort.
     const bases = ctx.inputs.map((i) => path.parse(i.name).name);
     const prefixes = new Map<string, string>();
-    const used = new Set<string>();
+    const used = new NameSet();
     for (const [k, input] of ctx.inputs.entries()) {
       const base = bases[k]!;
-      let p = bases.filter((b) => b === base).length > 1 ? input.name : base;
+      let p = bases.filter((b) => foldedName(b) === foldedName(base)).length > 1 ? input.name : base;
       if (used.has(p)) p = input.name;
       for (let n = 2; used.has(p); n++) p = `${input.name}-${n}`;
       used.add(p);

@@ -14,6 +14,7 @@ import { runFfmpeg } from '../../shared/ffmpeg.js';
 import type { VideoJobParams } from '../../shared/kinds/video-params.js';
 import { countVideoPackets, probeMedia, probePacketSpan, type StreamSpan } from '../../shared/media/probe.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, chunkFormatOf, NUT_CHUNKS_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { NameSet } from '../../shared/names.js';
 
 /** Plan-time facts about one input that the merge needs (written to the job's workDir). */
 export interface InputPlanRecord {
@@ -67,7 +68,7 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
   const outputs: FinalOutput[] = [];
   const errors: ItemFailure[] = [];
   const rerun: SubtaskPlan[] = [];
-  const usedNames = new Set<string>();
+  const usedNames = new NameSet();
   const ready: Array<{ rec: InputPlanRecord; segs: SubtaskOutcome[]; audio: string | undefined; moreAudio: Array<string | undefined> }> = [];
   for (const rec of records) {
     const mine = [...latest.values()].filter((o) => (o.plan as VideoSubtaskPlan).input === rec.inputIndex);
@@ -128,7 +129,7 @@ async function badSegments(ctx: MergeContext<VideoJobParams>, rec: InputPlanReco
   return segs.filter((s, k) => counts[k] !== (s.plan as VideoSegmentPlan).frames);
 }
 
-async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, segs: SubtaskOutcome[], audio: string | undefined, moreAudio: Array<string | undefined>, usedNames: Set<string>): Promise<FinalOutput> {
+async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, segs: SubtaskOutcome[], audio: string | undefined, moreAudio: Array<string | undefined>, usedNames: NameSet): Promise<FinalOutput> {
   const { signal } = ctx;
   const inputIdx = (segs[0]!.plan as VideoSegmentPlan).input;
   const list = path.join(ctx.workDir, `concat-${inputIdx}.txt`);

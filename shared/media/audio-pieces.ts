@@ -5,6 +5,7 @@
  */
 import type { AudioJobParams } from '../kinds/audio-params.js';
 import type { FadeSamples } from './audio-filters.js';
+import type { NameSet } from '../names.js';
 
 /** How one input file is rendered (the same for all of its pieces). */
 export interface FileRender {
@@ -163,7 +164,7 @@ export function decideLoudness(params: AudioJobParams, measured: number, truePea
 }
 
 /** A unique output name for an input, with the codec's extension. */
-export function outputName(input: string, extension: string, taken: Set<string>): string {
+export function outputName(input: string, extension: string, taken: NameSet): string {
   const base = input.replace(/^.*[\\/]/, '');
   const stem = (base.includes('.') ? base.slice(0, base.lastIndexOf('.')) : base).replace(/[^\w.+-]/g, '_') || 'audio';
   let name = `${stem}.${extension}`;
