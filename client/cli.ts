@@ -3,7 +3,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { status } from '@grpc/grpc-js';
 import { PREFETCH_BELOW_MS, SUBTASK_TIMEOUT_MS, WORKER_PREFETCH, coordinatorAddress, hostPortProblem } from '../shared/config.js';
-import { describeError, tidyGrpcError } from '../shared/errors.js';
+import { TesseraError, describeError, statusName, tidyGrpcError } from '../shared/errors.js';
 import type { TesseraClient } from './client.js';
 import { runCoordinator, runHealth, runWorker } from './commands/servers.js';
 import { configurable } from './commands/config.js';
@@ -369,6 +369,8 @@ program.parseAsync(process.argv).catch((err: unknown) => {
     process.exitCode = err.exitCode === 0 ? 0 : 2;
     return;
   }
+  // With --json a script reads the error on stdout too, as one object where the result would be.
+  if (actionCommand?.opts<{ json?: boolean }>().json === true) process.stdout.write(`${errorJson(tidyGrpcError(err))}\n`);
   if (err instanceof UsageError) {
     process.stderr.write(`tessera: ${err.message}\n`);
     process.exitCode = 2;
@@ -379,6 +381,18 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   if (code === status.UNAVAILABLE) process.stderr.write(`tessera: ${unavailableHint((err as { details?: string }).details ?? '')}\n`);
   process.exitCode = code === status.INVALID_ARGUMENT || code === status.NOT_FOUND ? 2 : 1;
 });
+
+/**
+ * An error as `--json` prints it: `{"error":{"code":"INVALID_ARGUMENT","message":"...","input":"a.jpg"}}`,
+ * `code` the gRPC status name (a usage error is INVALID_ARGUMENT, anything without a status UNKNOWN),
+ * `input` where the error names one.
+ */
+function errorJson(err: unknown): string {
+  const e = err as { code?: unknown; details?: unknown; message?: unknown; input?: unknown } | undefined;
+  const code = err instanceof UsageError ? 'INVALID_ARGUMENT' : typeof e?.code === 'number' ? statusName(e.code) : 'UNKNOWN';
+  const message = !(err instanceof TesseraError) && typeof e?.details === 'string' ? e.details : typeof e?.message === 'string' ? e.message : String(err);
+  return JSON.stringify({ error: { code, message, ...(typeof e?.input === 'string' && e.input ? { input: e.input } : {}) } });
+}
 
 /** The hint after an UNAVAILABLE: what the details say of TLS, else whether anything is listening. */
 function unavailableHint(details: string): string {

@@ -20,7 +20,7 @@ import { CHUNK_SIZE, CLIENT_CHANNEL_OPTIONS, INLINE_OUTPUT_MAX_BYTES, UNARY_DEAD
 import { processAlive } from '../shared/machine.js';
 import { TesseraError, dataLoss, invalidArgument, notFound, tidyGrpcError } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
-import { safeFileName, safeOutputName } from '../shared/names.js';
+import { foldedName, safeFileName, safeOutputName } from '../shared/names.js';
 import { PROTO_FILES, fieldNumber, jobServiceClientConstructor, resolveProtoDir } from '../shared/proto.js';
 import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
 import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobEvent.js';
@@ -1274,7 +1274,8 @@ export async function checkInputFiles(files: readonly string[], names?: readonly
   // Looked up a few dozen at a time (one after another, 400 files took 25-50 ms here), judged in order.
   const limit = pLimit(FILE_CHECKS_AT_ONCE);
   const stats = await Promise.all(files.map((f) => limit(() => stat(f).catch((err: NodeJS.ErrnoException) => err))));
-  const byName = new Map<string, string>();
+  // By name as macOS and Windows see it (the coordinator refuses names that differ only in case or Unicode form).
+  const byName = new Map<string, { name: string; file: string }>();
   const sizes: number[] = [];
   for (const [i, f] of files.entries()) {
     const got = stats[i]!;
@@ -1283,9 +1284,10 @@ export async function checkInputFiles(files: readonly string[], names?: readonly
     if (!st) throw invalidArgument(`${f}: no such file`, f);
     if (!st.isFile()) throw invalidArgument(`${f}: ${st.isDirectory() ? 'is a folder' : 'is not a regular file'}; give the files themselves`, f);
     const name = safeFileName(names?.[i] ?? path.basename(f), `input name of ${f}`);
-    const other = byName.get(name);
-    if (other !== undefined) throw invalidArgument(`${other} and ${f} would both be input "${name}": rename one, or submit them as separate jobs`, f);
-    byName.set(name, f);
+    const other = byName.get(foldedName(name));
+    if (other?.name === name) throw invalidArgument(`${other.file} and ${f} would both be input "${name}": rename one, or submit them as separate jobs`, f);
+    if (other) throw invalidArgument(`${other.file} and ${f} would be inputs "${other.name}" and "${name}", one file on macOS and Windows (they differ only in case or Unicode form): rename one, or submit them as separate jobs`, f);
+    byName.set(foldedName(name), { name, file: f });
     sizes.push(st.size);
   }
   return sizes;

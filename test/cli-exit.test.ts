@@ -165,6 +165,7 @@ describe('tessera submit: exit status', () => {
     const jobsBefore = (await cluster.client.listJobs()).length;
     const sameNameDir = await mkdtemp(path.join(dir, 'same-name-'));
     await writeFile(path.join(sameNameDir, 'blob.bin'), 'another blob');
+    await writeFile(path.join(sameNameDir, 'Blob.BIN'), 'yet another blob');
     const cases: [string, string[], RegExp][] = [
       ['no output folder', ['submit', 'image', '--width', '30', good1], /-o, --output DIR or --shared-output DIR is required/],
       ['a width that is not a number', ['submit', 'image', '--width', 'wide', good1, '-o', outDir()], /--width/],
@@ -172,6 +173,7 @@ describe('tessera submit: exit status', () => {
       ['an unknown option', ['submit', 'image', '--no-such-flag', good1, '-o', outDir()], /unknown option '--no-such-flag'/],
       ['a folder among the files', ['submit', 'image', '--width', '30', dir, '-o', outDir()], /is a folder/],
       ['two files with one name', ['submit', 'passthrough', blob, path.join(sameNameDir, 'blob.bin'), '-o', outDir()], /would both be input "blob\.bin"/],
+      ['two names one file on macOS', ['submit', 'passthrough', blob, path.join(sameNameDir, 'Blob.BIN'), '-o', outDir()], /would be inputs "blob\.bin" and "Blob\.BIN", one file on macOS and Windows/],
       ['an unknown kind', ['submit', 'hologram', good1, '-o', outDir()], /hologram/],
     ];
     for (const [what, args, message] of cases) {
@@ -180,6 +182,24 @@ describe('tessera submit: exit status', () => {
       expect(r.stderr, what).toMatch(message);
     }
     expect((await cluster.client.listJobs()).length, 'no job was submitted').toBe(jobsBefore);
+  });
+
+  it('with --json, the error is on stdout too, as one object: a refusal by the client and one by the coordinator', async () => {
+    const missing = path.join(dir, 'missing.png');
+    const local = await cluster.runCli(['submit', 'image', '--width', '30', missing, '-o', outDir(), '--json']);
+    expect(local.code).toBe(2);
+    expect(JSON.parse(local.stdout)).toEqual({ error: { code: 'INVALID_ARGUMENT', message: `${missing}: no such file` } });
+    expect(local.stderr).toContain(`${missing}: no such file`);
+    // Its only input is text under an image's name: the coordinator refuses the job.
+    const refused = await cluster.runCli(['submit', 'image', '--width', '30', notAnImage, '-o', outDir(), '--json']);
+    expect(refused.code).toBe(2);
+    const { error } = JSON.parse(refused.stdout) as { error: { code: string; message: string } };
+    expect(error.code).toBe('INVALID_ARGUMENT');
+    expect(error.message).toMatch(/^notes\.jpg: /);
+    expect(refused.stderr).toContain(error.message);
+    const unknown = await cluster.runCli(['job', 'no-such-job', '--json']);
+    expect(unknown.code).toBe(2);
+    expect(JSON.parse(unknown.stdout)).toMatchObject({ error: { code: 'NOT_FOUND', message: expect.stringContaining('no-such-job') } });
   });
 });
 

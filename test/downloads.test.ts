@@ -145,7 +145,8 @@ describe('downloads', () => {
     const cli = await cluster.runCli(['download', id, '-o', out, '--name', 'nope.webp', '--json']);
     expect(cli.code, cli.stderr).toBe(2);
     expect(cli.stderr).toContain(`tessera: NOT_FOUND: job ${id} (succeeded) has no output named "nope.webp"; its outputs: "a.bin"`);
-    expect(cli.stdout).toBe('');
+    // With --json, the same error on stdout as one object.
+    expect(JSON.parse(cli.stdout)).toEqual({ error: { code: 'NOT_FOUND', message: expect.stringMatching(new RegExp(`^job ${id} \\(succeeded\\) has no output named "nope\\.webp"; its outputs: "a\\.bin"`)) } });
     await expect(lstat(out)).rejects.toMatchObject({ code: 'ENOENT' });
     const unknownJob = await cluster.runCli(['download', 'no-such-job', '-o', out]);
     expect(unknownJob.code, unknownJob.stderr).toBe(2);
