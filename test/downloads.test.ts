@@ -278,12 +278,15 @@ describe('downloads', () => {
     const out = await mkdtemp(path.join(dir, 'demo-'));
     await writeFile(path.join(out, 'notes.txt'), 'mine');
     await mkdir(path.join(out, 'keep'));
-    for (let round = 0; round < 2; round++) {
-      const r = await runCli(['demo', '-o', out, '--images', '1'], { timeoutMs: 120_000 });
+    // Three images, then one: the folder holds the last run's outputs, not the first run's too.
+    for (const images of ['3', '1']) {
+      const r = await runCli(['demo', '-o', out, '--images', images], { timeoutMs: 120_000 });
       expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(`outputs written to ${out} (${images} files)`);
     }
     // What it wrote is listed beside it, for the next run to know its own.
     expect((await readdir(out)).sort()).toEqual(['.tessera-demo.json', 'keep', 'notes.txt', 'sample-01.webp']);
+    expect(Object.keys((JSON.parse(await readFile(path.join(out, '.tessera-demo.json'), 'utf8')) as { outputs: object }).outputs)).toEqual(['sample-01.webp']);
     expect(await readFile(path.join(out, 'notes.txt'), 'utf8')).toBe('mine');
     // A file of the user's under a demo output's name is not replaced (it was, silently).
     const theirs = await mkdtemp(path.join(dir, 'demo-theirs-'));

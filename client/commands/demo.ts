@@ -49,9 +49,9 @@ export async function runDemo(o: { output: string; images: number }): Promise<nu
     out.write(`  submitted job ${submitted.id}: resize to 800 px wide, sharpen, WebP q80\n`);
     const outDir = path.resolve(o.output);
     // Each output is downloaded as soon as it is published, while the others are still processed;
-    // an earlier demo's outputs are replaced, nothing else in the folder is touched.
-    // The image kind names an output after its input, with the format's extension.
-    await clearEarlierDemo(outDir, files.map((f) => `${path.parse(f).name}.webp`));
+    // an earlier demo's outputs are replaced (all of them: one with more images made more), nothing
+    // else in the folder is touched.
+    await clearEarlierDemo(outDir);
     const { job, paths } = await cluster.client.collect(submitted.id, outDir).catch((err: unknown) => {
       const e = err as TesseraError;
       if (e?.code !== grpc.status.ALREADY_EXISTS) throw err;
@@ -88,24 +88,19 @@ async function readDemoManifest(dir: string): Promise<Map<string, string>> {
 }
 
 /**
- * Removes the files of `names` that an earlier demo wrote into `dir` and that still hold its
- * bytes, for this run to write again; a file of the user's under such a name is left alone (the
- * download then stops at it).
+ * Removes the files an earlier demo wrote into `dir` that still hold its bytes, so the folder holds
+ * this run's outputs only (an earlier run with more images made more); a file of the user's, or
+ * an output the user changed since, is left alone (the download stops at one under an output's name).
  */
-async function clearEarlierDemo(dir: string, names: readonly string[]): Promise<void> {
-  const earlier = await readDemoManifest(dir);
-  for (const name of names) {
+async function clearEarlierDemo(dir: string): Promise<void> {
+  for (const [name, sha256] of await readDemoManifest(dir)) {
     const file = path.join(dir, name);
-    if (earlier.has(name) && (await sha256File(file).catch(() => undefined)) === earlier.get(name)) await rm(file, { force: true });
+    if ((await sha256File(file).catch(() => undefined)) === sha256) await rm(file, { force: true });
   }
 }
 
-/** The manifest after a run: its outputs, and an earlier run's that are still there unchanged. */
+/** The manifest after a run: its outputs. */
 async function writeDemoManifest(dir: string, outputs: readonly OutputInfo__Output[]): Promise<void> {
-  const entries = new Map<string, string>();
-  for (const [name, sha256] of await readDemoManifest(dir)) {
-    if ((await sha256File(path.join(dir, name)).catch(() => undefined)) === sha256) entries.set(name, sha256);
-  }
-  for (const o of outputs) entries.set(o.name, o.sha256);
+  const entries = new Map(outputs.map((o) => [o.name, o.sha256]));
   await writeFile(path.join(dir, MANIFEST), `${JSON.stringify({ outputs: Object.fromEntries(entries) }, null, 2)}\n`);
 }
