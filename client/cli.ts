@@ -254,7 +254,10 @@ program
   .action(async (id: string, o) =>
     withClient(o, async (c, out) => {
       const view = new out.ProgressView(process.stderr, !o.json);
-      if (!o.json) view.start(`job ${id}`);
+      if (!o.json) {
+        view.past((await c.getJob(id)).last_event_seq);
+        view.start(`job ${id}`);
+      }
       for await (const e of c.watch(id, { afterSeq: o.after, onReconnect: (why) => view.note(out.reconnectingNote(why)) })) {
         // output_data is never asked for here: not printed as an empty Buffer on every line.
         if (o.json) process.stdout.write(`${JSON.stringify({ ...e, output_data: undefined })}\n`);
@@ -294,6 +297,7 @@ program
       // Absolute, as submit's: the paths printed (and in --json) name the files wherever they are read.
       const dest = await out.prepareOutputDir(o.output as string);
       const view = new out.ProgressView(process.stderr, !o.json);
+      view.past((await c.getJob(id)).last_event_seq);
       view.start(`job ${id}`);
       const watching = { onReconnect: (why: string) => view.note(out.reconnectingNote(why)) };
       // Ctrl-C exits (rather than dies of the signal), so that what the downloads in flight got

@@ -274,6 +274,24 @@ describe('downloads', () => {
     expect((JSON.parse(d.stdout) as { outputs: { path: string }[] }).outputs.map((o) => o.path)).toEqual([path.join(src, 'rel-out', 'p.bin')]);
   });
 
+  it("tessera download and watch show a job's progress from when they started, not its replayed past", async () => {
+    // A finished job: its events are all past; what it was is the summary.
+    const { id } = await passthrough('past', { 'a.bin': 1000, 'b.bin': 1000 });
+    for (const args of [['download', id, '-o', path.join(dir, 'past-out')], ['watch', id]]) {
+      const r = await cluster.runCli(args);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr.split('\n').filter((l) => l.startsWith('progress')), args[0]).toEqual([]);
+      expect(r.stdout, args[0]).toContain('succeeded');
+    }
+    // A running job: what happens while the download runs is shown.
+    const src = path.join(dir, 'running.bin');
+    await writeFile(src, randomBytes(1000));
+    const job = await cluster.client.submit({ passthrough: { subtasks: 6, work_ms: 400 } }, [src]);
+    const r = await cluster.runCli(['download', job.id, '-o', path.join(dir, 'running-out')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr.split('\n').filter((l) => l.startsWith('progress')).at(-1)).toMatch(/^progress 100% /);
+  });
+
   it('tessera demo -o replaces only its own earlier outputs, and leaves what else is in the folder alone', async () => {
     const out = await mkdtemp(path.join(dir, 'demo-'));
     await writeFile(path.join(out, 'notes.txt'), 'mine');

@@ -123,6 +123,8 @@ export class ProgressView {
   private bar: cliProgress.SingleBar | undefined;
   private lastLine = 0;
   private lastPct = -1;
+  /** Events up to this seq are the job's past, replayed before what happens now (see {@link past}). */
+  private pastThrough = 0;
   /** Between start() and stop(): an update after stop() (an upload still reporting after its call failed) shows nothing. */
   private running = false;
 
@@ -180,7 +182,17 @@ export class ProgressView {
     }
   }
 
+  /**
+   * The events up to `seq` (a job's `last_event_seq` when the command looked) are its past, which a
+   * watch replays first: the bar catches up through them, plain lines skip them (a finished job's
+   * download printed its whole history as progress lines).
+   */
+  past(seq: number | string): void {
+    this.pastThrough = Number(seq) || 0;
+  }
+
   event(e: JobEvent): void {
+    if (!this.tty && Number(e.seq) <= this.pastThrough) return;
     if (e.type === 'progress' || e.type === 'subtask_state' || e.type === 'job_state') {
       const status = e.subtask ? `${e.subtask.label} ${shortState(e.subtask.state)}${e.subtask.worker ? ` @${e.subtask.worker}` : ''}` : e.message;
       // Events without a progress figure (0: a retry, a state change) keep the last one shown.
