@@ -761,8 +761,10 @@ export class JobManager {
       job.startedAt = Date.now();
       this.events.jobState(job, 'running');
     }
-    // A lease is not persisted: after a restart every running subtask is re-run anyway, and stale
-    // results are fenced by the worker session as well as the attempt.
+    // Saved (with the next batch of writes) so that a restart goes on from this attempt number:
+    // the subtask is re-run then, as attempt N + 1, and the job's events never name one attempt
+    // twice. Stale results are fenced by the worker session as well as the attempt.
+    this.store.saveSubtask(s);
     this.events.subtaskState(job, s, `${speculative ? 'speculative copy, ' : ''}attempt ${s.attempt} on ${w.name}`, jobProgress(job, active.subtasks));
     return {
       subtask_id: s.id,

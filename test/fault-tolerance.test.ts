@@ -160,6 +160,8 @@ describe('fault tolerance', () => {
     let succeeded = 0;
     let killedAt = 0;
     const seen: number[] = [];
+    // Each subtask's last state and attempt heard before the kill.
+    const before = new Map<string, { state: string; attempt: number }>();
     const announced = new Set<string>();
     const c = cluster;
     // collect downloads each output as it is announced: some are in flight when the coordinator dies.
@@ -168,6 +170,7 @@ describe('fault tolerance', () => {
         seen.push(Number(e.seq));
         if (e.type === 'output' && e.output) announced.add(e.output.name);
         if (e.type === 'subtask_state' && e.subtask?.state === 'SUBTASK_STATE_SUCCEEDED') succeeded++;
+        if (e.type === 'subtask_state' && e.subtask && !killedAt) before.set(e.subtask.id, { state: e.subtask.state, attempt: e.subtask.attempt });
         if (succeeded === 3 && !killedAt) {
           killedAt = Date.now();
           c.coordinator!.child.kill('SIGKILL');
@@ -180,6 +183,10 @@ describe('fault tolerance', () => {
     for (const f of files) expectSameBytes(await readFile(paths.get(path.basename(f))!), await readFile(f));
     // Subtasks finished before the crash were not run again.
     expect(done.subtasks.filter((s) => s.attempt === 1).length).toBeGreaterThanOrEqual(3);
+    // Those running when it died ran again under the next attempt number, not their first one again.
+    const cut = [...before].filter(([, b]) => b.state === 'SUBTASK_STATE_RUNNING');
+    expect(cut.length).toBeGreaterThan(0);
+    for (const [id, b] of cut) expect(done.subtasks.find((s) => s.id === id)?.attempt, id).toBeGreaterThan(b.attempt);
     // The watcher saw every event exactly once, in order, across the restart.
     expect(seen).toEqual([...seen].sort((a, b) => a - b));
     expect(new Set(seen).size).toBe(seen.length);
