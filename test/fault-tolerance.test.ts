@@ -407,6 +407,45 @@ describe('full disk', () => {
     }
   }, 120_000);
 
+  it("an image a worker cannot write (its temp disk full) is the worker's trouble: retried elsewhere, not failed as the image's", async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { default: sharp } = await import('sharp');
+    const mnt = path.join(dir, 'small-worker-tmp');
+    await import('node:fs/promises').then((fs) => fs.mkdir(mnt, { recursive: true }));
+    // The worker's temp folder on a 1 MiB tmpfs: libvips fails part-way through writing the PNG.
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
+    try {
+      cluster = await startCluster({ workers: 0, slots: 1 });
+      cluster.startWorker('cramped', [], { env: { TMPDIR: mnt } });
+      await cluster.waitForWorkers(1);
+      const noisy = path.join(dir, 'noisy.png');
+      await sharp({ create: { width: 1200, height: 1200, channels: 3, noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).png().toFile(noisy);
+      // Attempts to spare while the second worker starts: the first would run on this one again and again.
+      const job = await cluster.client.submit({ max_attempts: 20, image: { format: 'png' } }, [noisy]);
+      const error = await new Promise<string>((resolve) => {
+        cluster!.client
+          .wait(job.id, (e) => {
+            if (e.type === 'subtask_state' && e.subtask?.state === 'SUBTASK_STATE_PENDING' && e.subtask.error) resolve(e.subtask.error);
+          })
+          .catch(() => undefined);
+      });
+      expect(error).toMatch(/^UNAVAILABLE: noisy\.png: this worker could not write the result \(.*No space left on device.*\): this worker's trouble, not the image's/);
+      // Another worker with room takes it.
+      cluster.startWorker('roomy');
+      const done = await cluster.client.wait(job.id);
+      expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+      expect(done.errors).toEqual([]);
+      expect(done.subtasks[0]!.worker).toBe('roomy');
+      const paths = await cluster.client.download(job.id, path.join(dir, 'roomy-out'));
+      const out = await sharp(paths.get('noisy.png')!).raw().toBuffer();
+      expect(out.equals(await sharp(noisy).raw().toBuffer())).toBe(true);
+    } finally {
+      await cluster?.stop();
+      cluster = undefined;
+      execFileSync('umount', ['-l', mnt]);
+    }
+  });
+
   it("outputs the coordinator's full disk cannot take fail as RESOURCE_EXHAUSTED without quarantining the workers", async () => {
     const { execFileSync } = await import('node:child_process');
     const mnt = path.join(dir, 'small-disk-2');
