@@ -95,6 +95,30 @@ describe('video on a cluster of 2 workers', () => {
     expect(Math.abs(info.audio[0]!.duration - info.video!.duration)).toBeLessThan(0.05);
   });
 
+  it('a video damaged part-way fails at once as INVALID_ARGUMENT naming it and where, not as DATA_LOSS retried three times', async () => {
+    const src = await makeVideo(dir, 'damaged.mp4', { width: 320, height: 240, duration: 6, gop: 50 });
+    // Zeros over five frames' data from about 3 s, inside their segment's one chunk.
+    const { packets } = await runFfprobe<{ packets: { pts_time: string; pos: string; size: string }[] }>(['-select_streams', 'v:0', '-show_entries', 'packet=pts_time,pos,size', '-i', src]);
+    const at = packets.findIndex((p) => Number(p.pts_time) >= 3);
+    const [first, last] = [packets[at]!, packets[at + 4]!];
+    const bytes = await readFile(src);
+    bytes.fill(0, Number(first.pos) + 100, Number(last.pos) + Number(last.size));
+    await writeFile(src, bytes);
+    const job = await cluster.client.submit({ video: { preset: 'ultrafast', segment_seconds: 2 } }, [src]);
+    const done = await cluster.client.wait(job.id);
+    expect(done.state).toBe('JOB_STATE_FAILED');
+    expect(done.errors).toEqual([
+      {
+        input: 'damaged.mp4',
+        code: 'INVALID_ARGUMENT',
+        message: expect.stringMatching(/^damaged\.mp4: the video is damaged from about [2-4]\.\d s \(segment \d, 2\.0 s long\): \d+ of its \d+ frames cannot be decoded \(ffmpeg: .+\); repair or re-encode the file first$/),
+      },
+    ]);
+    // Not retried: the same bytes decode the same anywhere.
+    const failed = done.subtasks.filter((s) => s.state === 'SUBTASK_STATE_FAILED');
+    expect(failed.map((s) => s.attempt)).toEqual([1]);
+  });
+
   it("keeps the source's chapters, title, audio language and subtitles, whichever way the audio goes", async () => {
     // A source with chapters, tags and a subtitle track, as a film's file has them.
     const plain = await makeVideo(dir, 'plain.mp4', { duration: 4, gop: 12, audioChannels: 2 });

@@ -61,6 +61,9 @@ export async function encodeSegment(ctx: ProcessContext<VideoJobParams>, plan: V
   }
 }
 
+/** A decoder's complaint about the stream it reads, as ffmpeg logs it (h264, hevc, mpeg4, vp9...). */
+const DECODE_ERROR = /^.*(?:error while decoding|concealing \d+ [^\n]*errors|Invalid NAL unit|decode_slice_header error|corrupt(?:ed)? (?:input|frame|packet)|Invalid data found when processing input).*$/im;
+
 /** Encodes the frames of one segment. */
 async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegmentPlan): Promise<ProcessResult> {
   const { signal } = ctx;
@@ -79,13 +82,20 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
       }),
     ));
   const base = starts[0]!;
-  const list = path.join(ctx.workDir, 'chunks.txt');
-  const lines = ['ffconcat version 1.0'];
-  chunks.forEach((c, i) => {
-    lines.push(`file '${c.path.replace(/'/g, "'\\''")}'`);
-    if (i + 1 < chunks.length) lines.push(`duration ${(starts[i + 1]! - starts[i]!).toFixed(6)}`);
-  });
-  await writeFile(list, lines.join('\n') + '\n');
+  // One chunk is read as it is: ffmpeg shifts it to start at 0 as the concat demuxer would, and a
+  // damaged packet costs only its own frames (read through concat, every frame after it was lost).
+  const format = chunkFormatOf(plan.chunks[0]!);
+  let input = ['-format_whitelist', format, '-f', format, '-i', chunks[0]!.path];
+  if (chunks.length > 1) {
+    const list = path.join(ctx.workDir, 'chunks.txt');
+    const lines = ['ffconcat version 1.0'];
+    chunks.forEach((c, i) => {
+      lines.push(`file '${c.path.replace(/'/g, "'\\''")}'`);
+      if (i + 1 < chunks.length) lines.push(`duration ${(starts[i + 1]! - starts[i]!).toFixed(6)}`);
+    });
+    await writeFile(list, lines.join('\n') + '\n');
+    input = ['-format_whitelist', `concat,${format}`, '-f', 'concat', '-safe', '0', '-i', list];
+  }
 
   const rel = (t: number): string => Math.max(0, t - base).toFixed(6);
   const filters: string[] = [];
@@ -108,7 +118,7 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
   const out = path.join(ctx.workDir, `segment-${plan.input}-${String(plan.segment).padStart(5, '0')}.mp4`);
   const expectedSpan = plan.frames;
   const args = [
-    '-y', '-noautorotate', '-format_whitelist', `concat,${chunkFormatOf(plan.chunks[0]!)}`, '-f', 'concat', '-safe', '0', '-i', list,
+    '-y', '-noautorotate', ...input,
     '-map', '0:v:0', '-an', '-sn', '-dn', '-vf', filters.join(','),
     // Source timestamps pass through untouched (VFR stays VFR); resampling, when asked, is the fps filter's.
     fpsModeFlag(), 'passthrough', '-frames:v', String(plan.frames),
@@ -120,7 +130,7 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
     '-f', 'mp4', out,
   ];
   const t0 = plan.first - base;
-  const { frames } = await runFfmpeg(args, {
+  const { frames, stderr } = await runFfmpeg(args, {
     signal,
     input: label,
     onProgress: (t) => {
@@ -132,7 +142,18 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
   });
   // ffmpeg's own count of the frames it encoded (a probe of the file cost 0.1-0.2 s on the critical
   // path); the coordinator counts the file's packets when it stitches.
-  if (frames !== expectedSpan) throw dataLoss(`${label}: encoded ${frames ?? 'an unknown number of'} frames where ${expectedSpan} were planned`);
+  if (frames !== expectedSpan) {
+    // Fewer frames than the segment's packets, with the decoder's complaints: the source is damaged
+    // there, and any worker would decode the same (its chunks' checksums were checked on the way).
+    const damage = frames !== undefined && frames < expectedSpan ? DECODE_ERROR.exec(stderr)?.[0] : undefined;
+    if (damage) {
+      throw invalidArgument(
+        `${plan.source}: the video is damaged from about ${plan.first.toFixed(1)} s (${label}, ${plan.duration.toFixed(1)} s long): ${expectedSpan - frames!} of its ${expectedSpan} frames cannot be decoded (ffmpeg: ${damage.replace(/^\[[^\]]*\]\s*/, '').trim()}); repair or re-encode the file first`,
+        plan.source,
+      );
+    }
+    throw dataLoss(`${label}: encoded ${frames ?? 'an unknown number of'} frames where ${expectedSpan} were planned`);
+  }
   ctx.progress(1, `${label} done`);
   const result: VideoSegmentResult = { frames, file: path.basename(out) };
   return { outputs: [{ name: path.basename(out), path: out, source: plan.source }], result };
