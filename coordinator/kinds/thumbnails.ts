@@ -97,7 +97,7 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
     throw invalidArgument(`${input.name}: every ${ctx.params.every} s over ${Number(duration.toFixed(3))} s = ${needed} thumbnails, over the limit of ${MAX_THUMBNAILS}`, input.name);
   }
   const times = thumbnailTimes(ctx.params, duration);
-  // Each thumbnail is the frame shown at its time: more of them than frames repeat some.
+  // Each thumbnail is the first frame at or after its time: more of them than frames repeat some.
   const frames = index.frameTimes.length;
   if (times.length > frames) ctx.warn(input.name, `${times.length} thumbnails asked of a video of ${frames} frame(s): ${times.length - frames} or more show the same frame as another`);
   const cues = thumbnailCues(ctx.params, times, duration);

@@ -1,5 +1,5 @@
 /**
- * Worker side of the `thumbnails` kind: grabs the frames shown at a list of times from the input and
+ * Worker side of the `thumbnails` kind: grabs the frames at a list of times from the input and
  * writes them scaled as JPEG/WebP. The frame for time t is the first one at or after t, as
  * `ffmpeg -ss t -i input -frames:v 1` gives it.
  *
