@@ -59,6 +59,26 @@ describe('audio kind (in process)', () => {
     expect(Math.abs(decoded.samples[decoded.samples.length - 1]!)).toBeLessThan(1e-3);
   });
 
+  test("a mix to fewer channels is ffmpeg's -ac mix, bit for bit: a loud stereo file to mono, and 5.1 to stereo, never clip", async () => {
+    const loud = path.join(dir, 'loud.wav');
+    await runFfmpeg(['-f', 'lavfi', '-i', 'sine=f=440:r=44100:d=6', '-af', 'volume=0.9,pan=stereo|c0=c0|c1=c0', '-c:a', 'pcm_s16le', '-y', loud]);
+    const five = path.join(dir, 'five.wav');
+    await runFfmpeg(['-f', 'lavfi', '-i', 'sine=f=440:r=48000:d=6', '-af', 'volume=0.9,pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0', '-c:a', 'pcm_s16le', '-y', five]);
+    for (const [src, channels, name] of [
+      [loud, 1, 'loud.wav'],
+      [five, 2, 'five.wav'],
+    ] as const) {
+      const r = await runAudioInProcess({ codec: 'wav', channels, segment_seconds: 2 }, [src], path.join(dir, `out-${channels}`));
+      expect(r.errors).toEqual([]);
+      const out = r.outputs.find((o) => o.name === name)!.path;
+      const ref = path.join(dir, `ref-${channels}.wav`);
+      await runFfmpeg(['-i', src, '-ac', String(channels), '-c:a', 'pcm_s16le', '-y', ref]);
+      expect(await decodedMd5(out), name).toBe(await decodedMd5(ref));
+      const { samples } = await decodeFloat(out, dir);
+      expect(samples.filter((x) => Math.abs(x) >= 0.9999).length, `${name}: samples at full scale`).toBe(0);
+    }
+  });
+
   test('wav: resampling 48 kHz -> 44.1 kHz across segments gives the exact sample count and the same samples as one run', async () => {
     const src = await generateAudio(path.join(dir, 'noise.flac'), { source: 'noise', seconds: 10.5, rate: 48000, layout: 'stereo', ext: 'flac' });
     const raw = { codec: 'wav', sample_rate: 44100, segment_seconds: 3 };

@@ -34,6 +34,10 @@ export interface StageAOptions {
 export function stageAChain(o: StageAOptions): string {
   const f: string[] = [];
   if (o.trim) f.push(`atrim=start_sample=${o.trim.startSample}:end_sample=${o.trim.endSample}`, 'asetpts=PTS-STARTPTS');
+  // A mix to another layout is normalised (no output channel sums over full scale), as `ffmpeg -ac`
+  // mixes: converting to float, the resampler would otherwise leave its matrix as it is, and a
+  // loud stereo file mixed to mono, or 5.1 to stereo, clipped hard once written as integers.
+  if (o.outLayout) f.push('aresample=rematrix_maxval=1');
   f.push(`aformat=sample_fmts=flt:sample_rates=${o.outRate}${o.outLayout ? `:channel_layouts=${o.outLayout}` : ''}`);
   // Fades position themselves from timestamps: give the piece its place on the global output timeline.
   f.push(`asettb=1/${o.outRate}`, `asetpts=N+${o.offset}`);
