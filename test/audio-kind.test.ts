@@ -79,6 +79,18 @@ describe('audio kind (in process)', () => {
     }
   });
 
+  test('mp3 at 8 kHz and 11.025 kHz, segmented: every sample, though the container states the priming too', async () => {
+    for (const rate of [8000, 11025]) {
+      const src = path.join(dir, `low-${rate}.wav`);
+      await runFfmpeg(['-f', 'lavfi', '-i', `sine=f=440:r=${rate}:d=12`, '-c:a', 'pcm_s16le', '-y', src]);
+      const r = await runAudioInProcess({ codec: 'mp3', segment_seconds: 3 }, [src], path.join(dir, `out-${rate}`));
+      expect(r.errors, String(rate)).toEqual([]);
+      expect(segmentOffsets(r).length).toBeGreaterThanOrEqual(2);
+      const { samples, channels } = await decodeFloat(r.outputs.find((o) => o.name === `low-${rate}.mp3`)!.path, dir);
+      expect(samples.length / channels, String(rate)).toBe(12 * rate);
+    }
+  });
+
   test('wav: resampling 48 kHz -> 44.1 kHz across segments gives the exact sample count and the same samples as one run', async () => {
     const src = await generateAudio(path.join(dir, 'noise.flac'), { source: 'noise', seconds: 10.5, rate: 48000, layout: 'stereo', ext: 'flac' });
     const raw = { codec: 'wav', sample_rate: 44100, segment_seconds: 3 };
