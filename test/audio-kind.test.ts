@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { ffmpegInfo, runFfmpeg } from '../shared/ffmpeg.js';
+import { ffmpegInfo, runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
 import { validateAudioParams } from '../shared/kinds/audio-params.js';
 import { encoderArgs, stageAChain, stageBChain } from '../shared/media/audio-filters.js';
 import type { FileReport } from '../shared/media/audio-finish.js';
@@ -190,10 +190,20 @@ describe('audio kind (in process)', () => {
     const truncated = path.join(dir, 'cut.flac');
     const bytes = await readFile(full);
     await writeFile(truncated, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    // Three whole frames taken out of the middle (a copy that lost a few blocks): it decodes without
+    // an error, 0.28 s short of what its STREAMINFO states.
+    const damaged = path.join(dir, 'damaged.flac');
+    const { packets } = await runFfprobe<{ packets: { pos: string }[] }>(['-show_entries', 'packet=pos', '-i', full]);
+    const k = Math.floor(packets.length / 2);
+    await writeFile(damaged, Buffer.concat([bytes.subarray(0, Number(packets[k]!.pos)), bytes.subarray(Number(packets[k + 3]!.pos))]));
     const raw = { codec: 'opus', waveform: true };
-    const r = await runAudioInProcess(raw, [good, noAudio, junk, truncated, good2], dir);
+    const r = await runAudioInProcess(raw, [good, noAudio, junk, truncated, damaged, good2], dir);
     const byInput = new Map(r.errors.map((e) => [e.input, e]));
-    expect([...byInput.keys()].sort()).toEqual(['cut.flac', 'notes.txt', 'picture.mkv']);
+    expect([...byInput.keys()].sort()).toEqual(['cut.flac', 'damaged.flac', 'notes.txt', 'picture.mkv']);
+    expect(byInput.get('damaged.flac')!.message).toMatch(/^damaged\.flac: corrupt file: decoded \d\.\d\d s of the 4\.00 s it states: \d\.\d\d s could not be decoded$/);
+    // Segmented, the same file is refused alike.
+    const segmented = await runAudioInProcess({ codec: 'wav', segment_seconds: 2 }, [damaged], path.join(dir, 'segmented'));
+    expect(segmented.errors).toEqual([expect.objectContaining({ input: 'damaged.flac', code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^damaged\.flac: (corrupt|cannot decode|truncated)/) })]);
     for (const [input, e] of byInput) {
       expect(e.code).toBe('INVALID_ARGUMENT');
       expect(e.message).toContain(input);

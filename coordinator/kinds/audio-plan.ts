@@ -200,7 +200,7 @@ async function planSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, p
   const info = await readWavInfo(wavPath, file.name);
   if (wavPath !== file.path) {
     // A decoder stops cleanly where a cut-off file ends: compare with the length the file states.
-    await checkNotTruncated({ path: file.path, input: file.name, frames: info.frames, expected: Math.round(probe.duration * info.sampleRate), durationIsAudio: probe.durationIsAudio, rate: info.sampleRate, signal: ctx.signal });
+    await checkNotTruncated({ path: file.path, input: file.name, frames: info.frames, expected: Math.round(probe.duration * info.sampleRate), durationIsAudio: probe.durationIsAudio, rate: info.sampleRate, exact: probe.codec === 'flac', signal: ctx.signal });
   }
   // A streamed WAV may declare 0 or 0xFFFFFFFF bytes; any other shortfall means the file was cut off.
   if (wavPath === file.path) checkWavComplete(info, file.name);

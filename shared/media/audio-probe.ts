@@ -96,6 +96,11 @@ export interface CompletenessCheck {
   /** False when that duration is the container's rather than the audio's: nothing to compare with. */
   durationIsAudio?: boolean | undefined;
   rate: number;
+  /**
+   * The file states its length to the sample (a FLAC's STREAMINFO): more than 10 ms short is audio
+   * lost. A FLAC decoder skips a damaged frame without an error, so nothing else tells of it.
+   */
+  exact?: boolean | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -107,7 +112,13 @@ export interface CompletenessCheck {
  * estimate. The estimate question costs an ffmpeg run, so it is asked only on a shortfall.
  */
 export async function checkNotTruncated(c: CompletenessCheck): Promise<void> {
-  if (c.durationIsAudio === false || !(c.expected > 0 && c.frames < c.expected * 0.9 && c.expected - c.frames > c.rate)) return;
+  if (c.durationIsAudio === false || !(c.expected > 0)) return;
+  const missing = c.expected - c.frames;
+  const lost = c.exact === true && missing > c.rate / 100;
+  if (!lost && !(c.frames < c.expected * 0.9 && missing > c.rate)) return;
   if (await durationIsEstimate(c.path, c.input, c.signal)) return;
+  if (lost && c.frames >= c.expected * 0.9) {
+    throw invalidArgument(`${c.input}: corrupt file: decoded ${(c.frames / c.rate).toFixed(2)} s of the ${(c.expected / c.rate).toFixed(2)} s it states: ${(missing / c.rate).toFixed(2)} s could not be decoded`, c.input);
+  }
   throw invalidArgument(`${c.input}: truncated file: decoded ${(c.frames / c.rate).toFixed(2)} s of the ${(c.expected / c.rate).toFixed(2)} s it announces`, c.input);
 }

@@ -102,7 +102,7 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
       let info = await readWavInfo(stageA, f.input);
       // The probe's length can promise audio that is not there (a trim inside a wrong duration): never encode nothing.
       if (info.frames === 0) throw invalidArgument(`${f.input}: no audio to encode${f.trim ? ' in the trimmed range' : ''}: the decoded file has no samples`, f.input);
-      await checkNotTruncated({ path: src.path, input: f.input, frames: info.frames, expected: f.totalFrames, durationIsAudio: f.durationIsAudio, rate: f.outRate, signal: ctx.signal });
+      await checkNotTruncated({ path: src.path, input: f.input, frames: info.frames, expected: f.totalFrames, durationIsAudio: f.durationIsAudio, rate: f.outRate, exact: f.sourceCodec === 'flac', signal: ctx.signal });
       if (f.fadeOut && info.frames !== f.totalFrames) {
         // The planner's length came from the container's duration (rounded, or only an estimate from
         // the bitrate): place the fade-out on the decoded end instead, so it ends exactly on the last sample.
