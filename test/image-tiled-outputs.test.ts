@@ -96,6 +96,22 @@ describe('greyscale strips', () => {
     expect((await sharp(tiled.output).metadata()).channels).toBe(3);
     expect((await comparePixels(tiled.output, batch)).maxDiff).toBe(0);
   });
+
+  it('a greyscale PNG with alpha keeps its alpha, tiled as untiled (strips from the intermediate, whose prefix does the greyscale)', async () => {
+    const [w, h] = [301, 211];
+    const rgba = Buffer.alloc(w * h * 4);
+    for (let i = 0; i < w * h; i++) rgba.set([(i * 7) % 256, (i >> 5) % 256, 90, i % w < 60 ? 0 : i % w < 150 ? 128 : 255], i * 4);
+    const src = path.join(dir, 'grey-alpha.png');
+    await sharp(rgba, { raw: { width: w, height: h, channels: 4 } }).png().toFile(src);
+    const params = imageParams({ grayscale: true, format: 'png' });
+    const d = next();
+    const tiled = await runTiledInProcess(src, params, d, { slots: 2, config: FROM_SOURCE });
+    expect(tiled.plans.every((p) => p.read !== 'source'), "sharp's raw output of a greyscale pipeline keeps one band, not the alpha").toBe(true);
+    const batch = path.join(d, 'batch.png');
+    await applyEncoding(applyPipeline(sharp(src), params), params, 'png').toFile(batch);
+    expect((await sharp(tiled.output).metadata()).hasAlpha).toBe(true);
+    expect((await comparePixels(tiled.output, batch)).maxDiff).toBe(0);
+  });
 });
 
 describe('pyramids', () => {

@@ -299,6 +299,8 @@ export function sourceStripCount(m: sharp.Metadata, p: TileImageParams, split: T
   if ((m.depth !== 'uchar' && m.depth !== 'ushort') || (p.autoOrient && (m.orientation ?? 1) !== 1)) return 0;
   // Progressive JPEG and interlaced PNG only decode as a whole: every worker would hold the image.
   if (m.isProgressive) return 0;
+  // sharp's raw output of a greyscale pipeline keeps band 0 only (the alpha is dropped): such tiles come from the intermediate, whose prefix does the greyscale.
+  if (p.grayscale && m.hasAlpha) return 0;
   const { width, height } = sourceRegion(m, p, input);
   const out = mapSize(width, height, split.orientation);
   const n = Math.max(1, slots, Math.ceil((out.width * out.height) / config.maxStripPixels));
