@@ -409,6 +409,9 @@ describe('which inputs are tiled', () => {
       { width: 400, height: 100, fit: 'contain', no_enlarge: true },
       { width: 400, height: 100, fit: 'inside', no_enlarge: true },
       { width: 400, height: 100, fit: 'outside', no_enlarge: true },
+      // One side given: contain pads to it even when it may not enlarge.
+      { width: 1000, fit: 'contain', no_enlarge: true },
+      { height: 900, fit: 'contain', no_enlarge: true },
       { crop: { left: 10, top: 20, width: 150, height: 80 }, width: 75 },
       { width: 120, rotate: 30 },
       { auto_orient: false, width: 150 },

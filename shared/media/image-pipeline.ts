@@ -86,9 +86,10 @@ export function outputSize(dims: { width: number; height: number; orientation: n
     // withoutEnlargement clamps each axis on its own.
     if (p.noEnlarge) [sx, sy] = [Math.min(1, sx), Math.min(1, sy)];
     [w, h] = [Math.max(1, Math.round(w * sx)), Math.max(1, Math.round(h * sy))];
-    // Then cover crops down to the box, contain pads up to it.
+    // Then cover crops down to the box, contain pads up to it: to each side given, also with one
+    // alone (which only shows with noEnlarge: `--width 800 --fit contain --no-enlarge` on 400x300 is 800x300).
     if (p.width && p.height && p.fit === 'cover') [w, h] = [Math.min(w, p.width), Math.min(h, p.height)];
-    if (p.width && p.height && p.fit === 'contain') [w, h] = [Math.max(w, p.width), Math.max(h, p.height)];
+    if (p.fit === 'contain') [w, h] = [Math.max(w, p.width || 0), Math.max(h, p.height || 0)];
   }
   const angle = ((p.rotate % 360) + 360) % 360;
   if (angle % 90 !== 0) {
