@@ -356,6 +356,16 @@ describe('tiled outputs and refusals', () => {
       input: 'source.png',
       message: expect.stringContaining('webp holds at most 16383'),
     });
+    // Auto-tiled (strips cut while the intermediate decodes): refused from the header, before a
+    // pixel is decoded. A file where the job's folder would be: anything written first fails otherwise.
+    const d = path.join(dir, `run-${run++}`);
+    const { mkdir, writeFile } = await import('node:fs/promises');
+    await mkdir(d, { recursive: true });
+    await writeFile(path.join(d, 'job'), 'in the way');
+    await expect(runTiledInProcess(src, imageParams({ width: 24_000, format: 'webp' }), d)).rejects.toMatchObject({
+      codeName: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/^format: webp holds at most 16383 x 16383 pixels, the result would be 24000 x \d+;/),
+    });
   });
 
   it('a corrupt input fails with INVALID_ARGUMENT naming it', async () => {

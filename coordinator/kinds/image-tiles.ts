@@ -119,6 +119,11 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   checkSampleFormat(inputMeta, o.input.name);
   // A crop outside the image gets a message naming the crop rather than libvips' extract error.
   sourceRegion(upright(inputMeta, o.params), o.params, o.input.name);
+  // A result too big for its format is refused from the header, before a pixel is decoded (a
+  // 400 x 300 JPEG asked 24000 wide in WebP decoded 2 GB of intermediate first). The cutter checks
+  // the decoded size again.
+  const predicted = outputSize({ width: inputMeta.width ?? 0, height: inputMeta.height ?? 0, orientation: inputMeta.orientation ?? 1 }, o.params);
+  checkFormatFits(format, split.output, Math.round(predicted.width), Math.round(predicted.height), o.input.name);
   if (o.params.keepMetadata) await saveMetadata(o, config);
   if (o.params.tileSize > 0) return { subtasks: await planIntermediateTiles(o, config, split, format, inputMeta) };
   if (config.stripRead === 'source') {
