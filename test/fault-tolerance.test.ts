@@ -419,7 +419,7 @@ describe('full disk', () => {
       cluster.startWorker('cramped', [], { env: { TMPDIR: mnt } });
       await cluster.waitForWorkers(1);
       const noisy = path.join(dir, 'noisy.png');
-      await sharp({ create: { width: 1200, height: 1200, channels: 3, noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).png().toFile(noisy);
+      await sharp({ create: { width: 1200, height: 1200, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).png().toFile(noisy);
       // Attempts to spare while the second worker starts: the first would run on this one again and again.
       const job = await cluster.client.submit({ max_attempts: 20, image: { format: 'png' } }, [noisy]);
       const error = await new Promise<string>((resolve) => {

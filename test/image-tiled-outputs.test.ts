@@ -114,6 +114,29 @@ describe('greyscale strips', () => {
   });
 });
 
+describe('animations', () => {
+  it('an animated GIF gives its first frame tiled as untiled, in a pyramid too; one that would keep its frames is refused, naming why', async () => {
+    const frames = await Promise.all([0, 1, 2].map((i) => sharp({ create: { width: 300, height: 200, channels: 3, background: { r: 80 * i, g: 100, b: 50 } } }).raw().toBuffer()));
+    const src = path.join(dir, 'anim.gif');
+    await sharp(Buffer.concat(frames), { raw: { width: 300, height: 600, channels: 3, pageHeight: 200 } }).gif({ loop: 0, delay: [100, 100, 100] }).toFile(src);
+    expect((await sharp(src).metadata()).pages).toBe(3);
+    const params = imageParams({ format: 'png', tile_size: 128 });
+    const tiled = await runTiledInProcess(src, params, next());
+    const batch = path.join(dir, 'anim-batch.png');
+    await applyEncoding(applyPipeline(sharp(src), params), params, 'png').toFile(batch);
+    expect(await comparePixels(tiled.output, batch)).toMatchObject({ width: 300, height: 200, maxDiff: 0 });
+    const zip = await readFile((await runTiledInProcess(src, imageParams({ tiled_output: 'deepzoom' }), next())).output);
+    expect(zip.includes(Buffer.from('Width="300"'))).toBe(true);
+    expect(zip.includes(Buffer.from('Height="200"'))).toBe(true);
+    for (const keeps of [{ format: 'webp' }, {}] as const) {
+      await expect(runTiledInProcess(src, imageParams({ ...keeps, tile_size: 128 }), next()), JSON.stringify(keeps)).rejects.toMatchObject({
+        codeName: 'INVALID_ARGUMENT',
+        message: expect.stringMatching(/^anim\.gif: an animation keeps its frames only untiled/),
+      });
+    }
+  });
+});
+
 describe('pyramids', () => {
   it('a TIFF source (its own format by default) gets JPEG tiles, an AVIF with alpha PNG tiles', async () => {
     const tif = path.join(dir, 'scan.tif');

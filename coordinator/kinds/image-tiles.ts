@@ -30,7 +30,7 @@ import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, tileFormatFor,
 import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
 import { vipsExtension, writeVipsCarrier } from '../../shared/media/tile-vips-file.js';
-import { applyPipeline, maxInputPixels, outputFormat, outputPixels, outputSize, turnsQuarter } from '../../shared/media/image-pipeline.js';
+import { ANIMATED_FORMATS, applyPipeline, maxInputPixels, outputFormat, outputPixels, outputSize, turnsQuarter } from '../../shared/media/image-pipeline.js';
 import type { ImageParams } from '../../shared/kinds/image-params.js';
 import { withExtension } from '../../shared/names.js';
 import { isTilePlan, type TilePlan, type TileResult } from '../../shared/media/tile-plan.js';
@@ -117,6 +117,15 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   // A pyramid of a TIFF, AVIF/HEIF or GIF source gets JPEG (or, with alpha, PNG) tiles.
   const format = tileFormatFor(outputFormat(o.params, inputMeta.format), split.output, inputMeta.hasAlpha ?? false);
   checkSampleFormat(inputMeta, o.input.name);
+  if ((inputMeta.pages ?? 1) > 1) {
+    // An animated GIF or WebP gives its first frame in a format that does not keep frames (as on the
+    // batch path); libvips reads page 0 alone unless told otherwise, here and on the workers.
+    const animation = inputMeta.format === 'gif' || inputMeta.format === 'webp';
+    if (!animation) throw invalidArgument(`${o.input.name}: multi-page images are not tiled; send one page`, o.input.name);
+    if (split.output === 'image' && ANIMATED_FORMATS.has(format)) {
+      throw invalidArgument(`${o.input.name}: an animation keeps its frames only untiled (the result here is over the tiling threshold); ask for a smaller size, or another format for its first frame`, o.input.name);
+    }
+  }
   // A crop outside the image gets a message naming the crop rather than libvips' extract error.
   sourceRegion(upright(inputMeta, o.params), o.params, o.input.name);
   // A result too big for its format is refused from the header, before a pixel is decoded (a
@@ -645,7 +654,6 @@ async function metadataCarrier(workDir: string, source: string, channels: number
 async function readMeta(file: string, config: TileConfig, input: string): Promise<sharp.Metadata> {
   const m = await wrapBadInput(sharp(file, { limitInputPixels: config.limitInputPixels }).metadata(), input);
   if (!m.width || !m.height) throw invalidArgument(`${input}: not a readable image (no dimensions)`, input);
-  if ((m.pages ?? 1) > 1) throw invalidArgument(`${input}: multi-page images are not tiled; send one page`, input);
   return m;
 }
 
