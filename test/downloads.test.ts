@@ -283,10 +283,11 @@ describe('downloads', () => {
       expect(r.stderr.split('\n').filter((l) => l.startsWith('progress')), args[0]).toEqual([]);
       expect(r.stdout, args[0]).toContain('succeeded');
     }
-    // A running job: what happens while the download runs is shown.
+    // A running job: what happens while the download runs is shown (10 s of subtasks on 2 slots,
+    // so that a slow host's CLI still starts while it runs).
     const src = path.join(dir, 'running.bin');
     await writeFile(src, randomBytes(1000));
-    const job = await cluster.client.submit({ passthrough: { subtasks: 6, work_ms: 400 } }, [src]);
+    const job = await cluster.client.submit({ passthrough: { subtasks: 20, work_ms: 1000 } }, [src]);
     const r = await cluster.runCli(['download', job.id, '-o', path.join(dir, 'running-out')]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr.split('\n').filter((l) => l.startsWith('progress')).at(-1)).toMatch(/^progress 100% /);

@@ -24,6 +24,11 @@ beforeAll(async () => {
   await writeFile(path.join(dir, 'ttl.yaml'), 'ttl-ms: -5\n');
   await writeFile(path.join(dir, 'limit.yaml'), 'max-jobs-per-client: -1\n');
   await writeFile(path.join(dir, 'slots.json'), '{"slots": 0}\n');
+  await writeFile(path.join(dir, 'not-a-cert.pem'), 'hello\n');
+  // A certificate that expired yesterday (openssl takes -days -1 for it).
+  const { execFileSync } = await import('node:child_process');
+  execFileSync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'expired.key', '-out', 'expired.csr'], { cwd: dir, stdio: 'ignore' });
+  execFileSync('openssl', ['x509', '-req', '-in', 'expired.csr', '-signkey', 'expired.key', '-days', '-1', '-out', 'expired.crt'], { cwd: dir, stdio: 'ignore' });
 });
 
 afterAll(async () => {
@@ -88,6 +93,17 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
       [worker('--worker-token-file', '/nonexistent/worker.token'), {}, 'tessera: --worker-token-file /nonexistent/worker.token: no such file'],
       [worker('--worker-token', 'short'), {}, 'tessera: --worker-token: the worker token is shorter than 16 characters, the least a coordinator accepts (make one with `openssl rand -hex 24`)'],
       [worker('--tls-key', certs.clientKey), {}, 'tessera: --tls-key needs --tls-cert: the certificate and its key go together'],
+      // TLS files that cannot work: a key not the certificate's (the coordinator listened and answered
+      // /healthz, refusing every connection), an expired certificate, a CA that is not one
+      [coordinator('--tls-cert', certs.serverCert, '--tls-key', certs.clientKey), {}, new RegExp(`^tessera: --tls-key ${certs.clientKey}: not the private key of --tls-cert ${certs.serverCert}, or not a PEM key \\(.*\\)$`, 'm')],
+      [coordinator('--tls-cert', certs.serverKey, '--tls-key', certs.serverCert), {}, new RegExp(`^tessera: --tls-cert ${certs.serverKey}: not a PEM certificate \\(.*\\)$`, 'm')],
+      [coordinator('--tls-cert', f('expired.crt'), '--tls-key', f('expired.key')), {}, new RegExp(`^tessera: --tls-cert ${f('expired.crt')}: the coordinator certificate expired on .*GMT; make a new one$`, 'm')],
+      [coordinator('--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-ca', f('not-a-cert.pem')), {}, new RegExp(`^tessera: --tls-ca ${f('not-a-cert.pem')}: not a PEM certificate`, 'm')],
+      [coordinator('--tls-cert', certs.serverCert, '--tls-key', certs.clientKey, '--print-config'), {}, /^tessera: --tls-key .*: not the private key of --tls-cert/m],
+      [worker('--tls-ca', certs.ca, '--tls-cert', certs.clientCert, '--tls-key', certs.serverKey), {}, /^tessera: --tls-key .*: not the private key of --tls-cert/m],
+      [worker('--tls-ca', certs.ca, '--tls-cert', f('expired.crt'), '--tls-key', f('expired.key')), {}, /^tessera: --tls-cert .*: the worker certificate expired on /m],
+      [['jobs', '--coordinator', '127.0.0.1:1', '--tls-ca', f('not-a-cert.pem')], {}, /^tessera: --tls-ca .*: not a PEM certificate/m],
+      [['jobs', '--coordinator', '127.0.0.1:1', '--tls-ca', certs.ca, '--tls-cert', certs.clientCert, '--tls-key', certs.serverKey], {}, /^tessera: --tls-key .*: not the private key of --tls-cert/m],
       // --print-config prints only a configuration that would start
       [coordinator('--ttl-ms', '1000', '--print-config'), {}, 'tessera: --ttl-ms 1000: must be at least twice the heartbeat interval (--heartbeat-ms 1000), or workers are declared lost between heartbeats'],
       [worker('--print-config'), { TESSERA_SLOTS: '0' }, 'tessera: TESSERA_SLOTS=0: must be at least 1'],

@@ -3,7 +3,9 @@
  * command definitions stay readable. Each adder returns the command, so it composes with the others;
  * the `*Security` functions turn parsed flags into Coordinator / Worker options.
  */
-import { accessSync, constants, statSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { MIN_TOKEN_LENGTH, parseClientTokens, readSecret, tokenFingerprint, type TokenEntry } from '../../shared/auth.js';
 import { LIMIT_SPECS, type LimitSpec, type Limits } from '../../shared/limits.js';
@@ -63,6 +65,33 @@ function checkCertKeyPair(f: { tlsCert?: string | undefined; tlsKey?: string | u
   if (Boolean(f.tlsCert) !== Boolean(f.tlsKey)) throw new UsageError(`${name(f.tlsCert ? 'tlsCert' : 'tlsKey')} needs ${f.tlsCert ? '--tls-key' : '--tls-cert'}: the certificate and its key go together`);
 }
 
+/**
+ * Refuses, naming the options, TLS files that cannot work: a certificate or CA that is not PEM, a
+ * certificate out of its validity dates, and a key that is not the certificate's. Checked before
+ * anything starts: a coordinator with a mismatched key listened and answered /healthz while every
+ * connection failed, and an expired one said nothing while every client was refused.
+ */
+function checkTlsFiles(f: { tlsCa?: string | undefined; tlsCert?: string | undefined; tlsKey?: string | undefined }, name: OptionNamer, what: string): void {
+  const certificate = (file: string, attr: string): X509Certificate => {
+    try {
+      return new X509Certificate(readFileSync(file));
+    } catch (err) {
+      throw new UsageError(`${setting(name(attr), file)}: not a PEM certificate (${(err as Error).message})`);
+    }
+  };
+  if (f.tlsCa) certificate(f.tlsCa, 'tlsCa');
+  if (!f.tlsCert || !f.tlsKey) return;
+  const cert = certificate(f.tlsCert, 'tlsCert');
+  const now = Date.now();
+  if (Date.parse(cert.validTo) < now) throw new UsageError(`${setting(name('tlsCert'), f.tlsCert)}: ${what} expired on ${cert.validTo}; make a new one`);
+  if (Date.parse(cert.validFrom) > now) throw new UsageError(`${setting(name('tlsCert'), f.tlsCert)}: ${what} is valid only from ${cert.validFrom} (is this machine's clock right?)`);
+  try {
+    createSecureContext({ cert: readFileSync(f.tlsCert), key: readFileSync(f.tlsKey) });
+  } catch (err) {
+    throw new UsageError(`${setting(name('tlsKey'), f.tlsKey)}: not the private key of ${name('tlsCert')} ${f.tlsCert}, or not a PEM key (${(err as Error).message})`);
+  }
+}
+
 /** Refuses a token no coordinator accepts (see MIN_TOKEN_LENGTH), without showing it. */
 function checkTokenLength(token: string | undefined, name: string, whose: string): void {
   if (token !== undefined && token.length < MIN_TOKEN_LENGTH) {
@@ -119,6 +148,7 @@ export function coordinatorSecurity(o: object, name: OptionNamer = byFlag): Pick
   // the clients' variable, and may be set in a shell that starts a plaintext coordinator.)
   if (f.requireWorkerCert && !f.tlsCert) throw new UsageError(`${name('requireWorkerCert')} needs --tls-cert and --tls-key: client certificates are checked only over TLS`);
   for (const attr of ['tlsCert', 'tlsKey', ...(f.tlsCert ? (['tlsCa'] as const) : [])] as const) checkReadableFile(f[attr], name(attr));
+  if (f.tlsCert) checkTlsFiles(f, name, 'the coordinator certificate');
   const tls: ServerTlsFiles | undefined = f.tlsCert && f.tlsKey ? { cert: f.tlsCert, key: f.tlsKey, ca: f.tlsCa } : undefined;
   // One source or the other (see resolveSecretSources), never both merged: a token removed from
   // the file must not stay valid because the environment still lists it.
@@ -181,6 +211,7 @@ export function workerSecurity(o: object, name: OptionNamer = byFlag): Pick<Work
   const f = o as { tlsCa?: string; tls?: boolean; tlsCert?: string; tlsKey?: string; workerToken?: string; workerTokenFile?: string; memoryLimitMb?: number };
   checkCertKeyPair(f, name);
   for (const attr of ['tlsCa', 'tlsCert', 'tlsKey'] as const) checkReadableFile(f[attr], name(attr));
+  checkTlsFiles(f, name, 'the worker certificate');
   const { secret: token, name: tokenName } = secretOf(f as Record<string, unknown>, 'workerToken', 'workerTokenFile', name);
   // No coordinator accepts it: better said now than as a refusal on every try.
   checkTokenLength(token, tokenName, 'the worker token');
@@ -216,6 +247,7 @@ export function clientSecurityOptions(program: Command): Command {
         const o = cmd.opts<Record<string, unknown>>();
         const name = optionNamer(cmd);
         for (const attr of ['tokenFile', 'tlsCa', 'tlsCert', 'tlsKey']) checkReadableFile(o[attr] as string | undefined, name(attr));
+        checkTlsFiles(o, name, 'the client certificate');
         for (const [, attr, env] of CLIENT_FLAGS) {
           if (typeof o[attr] === 'string') process.env[env] = o[attr];
           // The client library reads the environment: a TESSERA_TOKEN that --token-file beat must go.
