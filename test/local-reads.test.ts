@@ -86,7 +86,7 @@ describe('workers read and write the spool in place on the coordinator machine',
     expect(await passthrough(c, blob, 'out-streamed')).toMatchObject({ served: 2 * 1024 * 1024 + 5, received: 2 * 1024 * 1024 + 5, inPlace: 0 });
   });
 
-  it('is turned off by --no-local-reads, TESSERA_LOCAL_READS=false or local-reads: false in a config file', async () => {
+  it('is turned off by --no-local-reads, TESSERA_LOCAL_READS=false (or TESSERA_NO_LOCAL_READS=1) or local-reads: false (or no-local-reads: true) in a config file', async () => {
     const config = path.join(dir, 'no-local-reads.yaml');
     await writeFile(config, 'local-reads: false\n');
     const localReads = async (args: string[], env: Record<string, string> = {}): Promise<unknown> => {
@@ -100,6 +100,13 @@ describe('workers read and write the spool in place on the coordinator machine',
     expect(await localReads([], { TESSERA_LOCAL_READS: '0' })).toBe(false);
     expect(await localReads([], { TESSERA_LOCAL_READS: 'true' })).toBe(true);
     expect(await localReads(['--config', config])).toBe(false);
+    // As the flag is spelt, too: TESSERA_NO_LOCAL_READS, no-local-reads (the variable named after the value wins).
+    expect(await localReads([], { TESSERA_NO_LOCAL_READS: '1' })).toBe(false);
+    expect(await localReads([], { TESSERA_NO_LOCAL_READS: 'false' })).toBe(true);
+    expect(await localReads([], { TESSERA_NO_LOCAL_READS: '1', TESSERA_LOCAL_READS: 'true' })).toBe(true);
+    const spelt = path.join(dir, 'spelt.yaml');
+    await writeFile(spelt, 'no-local-reads: true\n');
+    expect(await localReads(['--config', spelt])).toBe(false);
     // A switch in a config file takes true or false, not a string that would read as on.
     const quoted = path.join(dir, 'quoted.yaml');
     await writeFile(quoted, 'local-reads: "false"\n');

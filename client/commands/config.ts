@@ -81,6 +81,12 @@ export function configurable(cmd: Command): Command {
   for (const option of cmd.options) {
     if (NOT_CONFIGURABLE.has(option.attributeName()) || option.envVar) continue;
     option.env(envVarOf(option));
+    // A `--no-x` switch is also TESSERA_NO_X, as the flag is spelt (TESSERA_NO_X=1 is TESSERA_X=false);
+    // the variable named after the value wins where both are set.
+    const spelt = option.negate && option.long ? `TESSERA_${option.long.slice(2).replace(/-/g, '_').toUpperCase()}` : undefined;
+    if (spelt && process.env[spelt] !== undefined && process.env[option.envVar!] === undefined) {
+      process.env[option.envVar!] = /^(0|false|no|off)$/i.test(process.env[spelt]!) ? 'true' : 'false';
+    }
     // Commander wires environment handling in addOption(); for an option that gained its variable
     // afterwards, listen for the same event it emits and parse the value as the flag would be.
     cmd.on(`optionEnv:${option.name()}`, (raw: string | undefined) => {
@@ -141,13 +147,16 @@ export function applyConfigFile(cmd: Command, file: string): void {
     if (NOT_CONFIGURABLE.has(o.attributeName())) continue;
     byKey.set(o.attributeName(), o);
     byKey.set(o.long?.replace(/^--(no-)?/, '') ?? o.attributeName(), o);
+    // `--no-x` also as its flag is spelt: `no-x: true` is `x: false`.
+    if (o.negate && o.long) byKey.set(o.long.slice(2), o);
   }
   for (const [key, value] of Object.entries(data)) {
     const option = byKey.get(key);
     // Refuse unknown keys: a typo ("slot: 4") must not silently fall back to the default.
-    if (!option) throw new UsageError(`config file ${file}: unknown option "${key}" for \`tessera ${cmd.name()}\` (known: ${[...new Set([...byKey.values()].map((o) => o.long?.slice(2)))].join(', ')})`);
+    if (!option) throw new UsageError(`config file ${file}: unknown option "${key}" for \`tessera ${cmd.name()}\` (known: ${[...new Set([...byKey.values()].map((o) => (o.negate ? `${o.long?.slice(5)} (or ${o.long?.slice(2)})` : o.long?.slice(2))))].join(', ')})`);
     const source = cmd.getOptionValueSource(option.attributeName());
     if (source === 'cli' || source === 'env') continue;
-    cmd.setOptionValueWithSource(option.attributeName(), coerce(option, key, value, file), 'config');
+    const coerced = coerce(option, key, value, file);
+    cmd.setOptionValueWithSource(option.attributeName(), option.negate && key === option.long?.slice(2) ? !coerced : coerced, 'config');
   }
 }
