@@ -131,8 +131,9 @@ describe('tessera submit: exit status', () => {
     expect(stderr).toContain(`job ${id} (passthrough)`);
     child.kill('SIGINT');
     expect(await exited).toBe(130);
-    expect(stderr).toContain(`tessera download ${id} -o DIR`);
-    expect(stderr).toContain(`tessera cancel ${id}`);
+    // To paste as it is: the coordinator and the folder given here.
+    expect(stderr).toContain(`tessera download ${id} --coordinator ${cluster.address} -o ${out}`);
+    expect(stderr).toContain(`tessera cancel ${id} --coordinator ${cluster.address}`);
     // The job carries on without it.
     expect((await cluster.client.wait(id)).state).toBe('JOB_STATE_SUCCEEDED');
   });

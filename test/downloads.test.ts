@@ -209,7 +209,7 @@ describe('downloads', () => {
     const kept = await cluster.runCli(['submit', 'image', '--width', '32', photo, '-o', folder, '--no-progress']);
     expect(kept.code).toBe(1);
     expect(kept.stderr).toContain("is one of the job's inputs");
-    expect(kept.stderr).toMatch(/tessera download [0-9a-f-]+ -o DIR/);
+    expect(kept.stderr).toMatch(/tessera download [0-9a-f-]+ --coordinator \S+ -o DIR/);
     const forced = await cluster.runCli(['submit', 'image', '--width', '32', photo, '-o', folder, '--overwrite', '--no-progress']);
     expect(forced.code).toBe(1);
     expect(forced.stderr).toContain("is one of the job's inputs");

@@ -54,11 +54,16 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
       process.stdout.write(flags.json ? `${JSON.stringify(jobToJson(job))}\n` : `${job.id}\n`);
       return 0;
     }
+    // The commands that reach this job again, to paste: with the coordinator given here.
+    const at = flags.coordinator ? ` --coordinator ${shellWord(flags.coordinator)}` : '';
+    const fetch = `tessera download ${job.id}${at} -o ${outDir ? shellWord(outDir) : 'DIR'}`;
     // Ctrl-C from here on leaves the job running: say how to get at it (the full id; the bar is
     // taken down so the terminal gets its cursor back).
     onInterrupt = () => {
       view.stop();
-      process.stderr.write(`\ntessera: job ${job.id} goes on without this client; fetch its outputs with: tessera download ${job.id} -o DIR (cancel it with: tessera cancel ${job.id})\n`);
+      // Into the same folder: the download goes on from the part files this one leaves.
+      const get = flags.sharedOutput ? `its outputs go to ${flags.sharedOutput}; follow it with: tessera watch ${job.id}${at}` : `fetch its outputs with: ${fetch}`;
+      process.stderr.write(`\ntessera: job ${job.id} goes on without this client; ${get} (cancel it with: tessera cancel ${job.id}${at})\n`);
       process.exit(130);
     };
     process.once('SIGINT', onInterrupt);
@@ -80,7 +85,8 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
       });
       ({ job: finished, paths } = await collected.catch((err: unknown) => {
         // The job goes on without this client: say how to fetch what it makes.
-        const hint = `\n(job ${job.id} goes on; its outputs stay on the coordinator: tessera download ${job.id} -o DIR)`;
+        // Another folder, maybe: what went wrong may be this one.
+        const hint = `\n(job ${job.id} goes on; its outputs stay on the coordinator: tessera download ${job.id}${at} -o DIR)`;
         const e = err as { message?: unknown; details?: unknown };
         if (typeof e.details === 'string') e.details += hint;
         if (typeof e.message === 'string') e.message += hint;
@@ -98,3 +104,7 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
   }
 }
 
+/** `word` as a shell reads it back: as it is when plain, else in single quotes. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`;
+}
