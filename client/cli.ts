@@ -3,7 +3,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { status } from '@grpc/grpc-js';
 import { PREFETCH_BELOW_MS, SUBTASK_TIMEOUT_MS, WORKER_PREFETCH, coordinatorAddress, hostPortProblem } from '../shared/config.js';
-import { TesseraError, describeError, statusName, tidyGrpcError } from '../shared/errors.js';
+import { TesseraError, describeError, errorInput, statusName, tidyGrpcError } from '../shared/errors.js';
 import type { TesseraClient } from './client.js';
 import { runCoordinator, runHealth, runWorker } from './commands/servers.js';
 import { configurable } from './commands/config.js';
@@ -395,7 +395,8 @@ function errorJson(err: unknown): string {
   const e = err as { code?: unknown; details?: unknown; message?: unknown; input?: unknown } | undefined;
   const code = err instanceof UsageError ? 'INVALID_ARGUMENT' : typeof e?.code === 'number' ? statusName(e.code) : 'UNKNOWN';
   const message = !(err instanceof TesseraError) && typeof e?.details === 'string' ? e.details : typeof e?.message === 'string' ? e.message : String(err);
-  return JSON.stringify({ error: { code, message, ...(typeof e?.input === 'string' && e.input ? { input: e.input } : {}) } });
+  const input = err instanceof UsageError ? err.input : errorInput(err);
+  return JSON.stringify({ error: { code, message, ...(input ? { input } : {}) } });
 }
 
 /** The hint after an UNAVAILABLE: what the details say of TLS, else whether anything is listening. */

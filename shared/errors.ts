@@ -121,7 +121,7 @@ export function isAbortError(err: unknown): boolean {
  */
 export function toServiceError(err: unknown, log?: Logger): Partial<ServiceError> & { code: status; details: string } {
   if (err instanceof TesseraError) {
-    return withMetadata(err.code, err.message);
+    return withMetadata(err.code, err.message, err.input);
   }
   if (isAbortError(err)) return withMetadata(status.CANCELLED, 'cancelled');
   const maybe = err as { code?: unknown; details?: unknown };
@@ -133,8 +133,23 @@ export function toServiceError(err: unknown, log?: Logger): Partial<ServiceError
   return withMetadata(status.INTERNAL, 'internal error (see the coordinator log)');
 }
 
-function withMetadata(code: status, details: string): Partial<ServiceError> & { code: status; details: string } {
-  return { code, details, message: details, metadata: new Metadata() };
+/**
+ * Trailing metadata key of the input (file name) an error is about: binary (`-bin`), so that any
+ * UTF-8 name travels as it is. {@link errorInput} reads it on the client.
+ */
+export const ERROR_INPUT_KEY = 'tessera-input-bin';
+
+function withMetadata(code: status, details: string, input?: string): Partial<ServiceError> & { code: status; details: string } {
+  const metadata = new Metadata();
+  if (input) metadata.set(ERROR_INPUT_KEY, Buffer.from(input, 'utf8'));
+  return { code, details, message: details, metadata };
+}
+
+/** The input an error is about: a TesseraError's own, or the one a coordinator's error carries in its metadata. */
+export function errorInput(err: unknown): string | undefined {
+  if (err instanceof TesseraError) return err.input;
+  const value = (err as { metadata?: { get?: (key: string) => unknown[] } } | undefined)?.metadata?.get?.(ERROR_INPUT_KEY)?.[0];
+  return Buffer.isBuffer(value) && value.length > 0 ? value.toString('utf8') : undefined;
 }
 
 /** Wraps an error thrown by a grpc-js client call so callers can branch on `code`. */

@@ -189,13 +189,14 @@ describe('tessera submit: exit status', () => {
     const missing = path.join(dir, 'missing.png');
     const local = await cluster.runCli(['submit', 'image', '--width', '30', missing, '-o', outDir(), '--json']);
     expect(local.code).toBe(2);
-    expect(JSON.parse(local.stdout)).toEqual({ error: { code: 'INVALID_ARGUMENT', message: `${missing}: no such file` } });
+    expect(JSON.parse(local.stdout)).toEqual({ error: { code: 'INVALID_ARGUMENT', message: `${missing}: no such file`, input: missing } });
     expect(local.stderr).toContain(`${missing}: no such file`);
     // Its only input is text under an image's name: the coordinator refuses the job.
     const refused = await cluster.runCli(['submit', 'image', '--width', '30', notAnImage, '-o', outDir(), '--json']);
     expect(refused.code).toBe(2);
-    const { error } = JSON.parse(refused.stdout) as { error: { code: string; message: string } };
+    const { error } = JSON.parse(refused.stdout) as { error: { code: string; message: string; input: string } };
     expect(error.code).toBe('INVALID_ARGUMENT');
+    expect(error.input, 'the input the coordinator named, from the trailing metadata').toBe('notes.jpg');
     expect(error.message).toMatch(/^notes\.jpg: /);
     expect(refused.stderr).toContain(error.message);
     const unknown = await cluster.runCli(['job', 'no-such-job', '--json']);

@@ -22,7 +22,7 @@ export interface SubmitFlags {
 export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFlags): Promise<number> {
   // The library's own check (submit makes it too), first: a usage error, before the other flags.
   const sizes = await checkInputFiles(files).catch((err: unknown) => {
-    throw err instanceof TesseraError ? new UsageError(err.message) : err;
+    throw err instanceof TesseraError ? new UsageError(err.message, err.input) : err;
   });
   const total = sizes.reduce((n, x) => n + x, 0);
   if (flags.sharedOutput && flags.output) throw new UsageError('-o, --output and --shared-output are exclusive: outputs are downloaded or written to shared storage');
