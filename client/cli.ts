@@ -176,8 +176,8 @@ submitCommand(
   'extract thumbnails (and optionally sprite sheets with a WebVTT index) from videos',
   (c) =>
     c
-      .option('--every <seconds>', 'one thumbnail every N seconds (this or --count is required)', num('--every', { positive: true }))
-      .option('--count <n>', 'N evenly spaced thumbnails', int('--count', { min: 1 }))
+      .option('--every <seconds>', 'one thumbnail every N seconds (this or --count is required)', num('--every', { positive: true, noDefault: true }))
+      .option('--count <n>', 'N evenly spaced thumbnails', int('--count', { min: 1, noDefault: true }))
       .option('--width <px>', 'thumbnail width, 16..4096 (default: 320)', int('--width', { min: 1 }))
       .addOption(new Option('--format <fmt>', 'image format (default: jpeg)').choices(['jpeg', 'webp']))
       .option('--sprite <COLSxROWS>', 'also build sprite sheets and a WebVTT file'),
@@ -222,7 +222,7 @@ program
   .addOption(coordinatorOpt())
   .option('--json', 'JSON output')
   .option('--state <state>', 'only jobs in this state: queued, running, succeeded, partially_succeeded, failed, cancelled')
-  .option('--limit <n>', 'how many, newest first', int('--limit'), 50)
+  .option('--limit <n>', 'how many, newest first', int('--limit', { min: 1 }), 50)
   .option('--all', 'every job the coordinator keeps (overrides --limit)')
   .action(async (o) =>
     withClient(o, async (c, out) => {
@@ -383,6 +383,7 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   const code = (err as { code?: number }).code;
   process.stderr.write(`tessera: ${describeError(tidyGrpcError(err))}\n`);
   if (code === status.UNAVAILABLE) process.stderr.write(`tessera: ${unavailableHint((err as { details?: string }).details ?? '')}\n`);
+  if (code === status.UNAUTHENTICATED) process.stderr.write('tessera: the coordinator wants a client token: give it with --token-file FILE (or TESSERA_TOKEN_FILE, or --token / TESSERA_TOKEN)\n');
   process.exitCode = code === status.INVALID_ARGUMENT || code === status.NOT_FOUND ? 2 : 1;
 });
 

@@ -14,7 +14,10 @@ describe('tessera: usage errors', () => {
       [['submit', 'video', '--crf', '0', 'a.mp4', '-o', 'out'], /^error: option '--crf <n>' argument '0' is invalid\. --crf must be 1 or more \(for a lossless encode, --lossless\)/, 'tessera submit video'],
       // 0 would reach the coordinator as "unset": --quality 0 was quietly quality 80.
       [['submit', 'image', '--quality', '0', 'a.jpg', '-o', 'out'], /^error: option '--quality <q>' argument '0' is invalid\. --quality must be 1 or more, got 0 \(leave it out for the default\)$/, 'tessera submit image'],
-      [['submit', 'thumbnails', '--every', '0', 'a.mp4', '-o', 'out'], /^error: option '--every <seconds>' argument '0' is invalid\. --every must be more than 0, got 0 \(leave it out for the default\)$/, 'tessera submit thumbnails'],
+      // --every and --count have no default: one of them is required.
+      [['submit', 'thumbnails', '--every', '0', 'a.mp4', '-o', 'out'], /^error: option '--every <seconds>' argument '0' is invalid\. --every must be more than 0, got 0$/, 'tessera submit thumbnails'],
+      [['submit', 'thumbnails', '--count', '0', 'a.mp4', '-o', 'out'], /^error: option '--count <n>' argument '0' is invalid\. --count must be 1 or more, got 0$/, 'tessera submit thumbnails'],
+      [['jobs', '--limit', '0'], /^error: option '--limit <n>' argument '0' is invalid\. --limit must be 1 or more, got 0 \(leave it out for the default\)$/, 'tessera jobs'],
       [['submit', 'audio', '--channels', '0', 'a.wav', '-o', 'out'], /^error: option '--channels <n>' argument '0' is invalid\. --channels must be 1 or more, got 0/, 'tessera submit audio'],
       [['submit', 'video', '--fps', '-30', 'a.mp4', '-o', 'out'], /^error: option '--fps <f>' argument '-30' is invalid\. --fps must be more than 0, got -30$/, 'tessera submit video'],
       [['submit', 'hologram', 'a.jpg'], /^error: unknown command 'hologram'$/, 'tessera submit'],

@@ -4,14 +4,15 @@ import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js
 
 /**
  * A number; with `positive`, over 0. A job's field left at 0 reaches the coordinator as "unset"
- * (its default): --every 0 or --fps 0 must not pass for a value.
+ * (its default): --every 0 or --fps 0 must not pass for a value. `noDefault`: the flag has no
+ * default to fall back on (--every), so a 0 is not told to leave it out.
  */
 export const num =
-  (name: string, opts: { positive?: boolean } = {}) =>
+  (name: string, opts: { positive?: boolean; noDefault?: boolean } = {}) =>
   (v: string): number => {
     const n = Number(v);
     if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
-    if (opts.positive && n <= 0) throw new InvalidArgumentError(`${name} must be more than 0, got ${v}${n === 0 ? ' (leave it out for the default)' : ''}`);
+    if (opts.positive && n <= 0) throw new InvalidArgumentError(`${name} must be more than 0, got ${v}${n === 0 && !opts.noDefault ? ' (leave it out for the default)' : ''}`);
     return n;
   };
 
@@ -22,12 +23,12 @@ export const num =
  * quality 80, so fields where 0 is no value of their own take `min: 1`.
  */
 export const int =
-  (name: string, opts: { signed?: boolean; min?: number } = {}) =>
+  (name: string, opts: { signed?: boolean; min?: number; noDefault?: boolean } = {}) =>
   (v: string): number => {
     const n = Number(v);
     if (v.trim() === '' || !Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be a whole number, got "${v}"`);
     const min = opts.min ?? (opts.signed ? -(2 ** 31) : 0);
-    if (n === 0 && min > 0) throw new InvalidArgumentError(`${name} must be ${min} or more, got 0 (leave it out for the default)`);
+    if (n === 0 && min > 0) throw new InvalidArgumentError(`${name} must be ${min} or more, got 0${opts.noDefault ? '' : ' (leave it out for the default)'}`);
     if (n < min || n > 2 ** 31 - 1) throw new InvalidArgumentError(`${name} must be between ${min} and ${2 ** 31 - 1}, got ${v}`);
     return n;
   };
