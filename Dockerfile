@@ -62,14 +62,17 @@ COPY --from=build /app/coordinator/http/assets coordinator/http/assets
 # /results: the shared results folder of docker-compose.yml; a new named volume takes this owner.
 RUN ln -s /app/dist/client/cli.js /usr/local/bin/tessera \
   && mkdir -p /results && chown node:node /results
-# Non-root: the coordinator only needs its data dir, workers only their temp dir.
+# Non-root: the coordinator only needs its data dir, workers only their temp dir. No VOLUME: the
+# workers run this image too and use no /data (each would get an anonymous volume); the
+# coordinator's is mounted where it runs (`-v tessera-data:/data`, or docker-compose.yml).
 USER node
-VOLUME ["/data"]
 EXPOSE 7700 7780
 # No HEALTHCHECK here: the same image runs workers, which have no coordinator to probe. The
 # coordinator's check (`tessera health --http 127.0.0.1:7780`: /healthz, unaffected by TLS and
 # tokens on gRPC) is set where the role is known, in docker-compose.yml or `docker run --health-cmd`.
 ENTRYPOINT ["tessera"]
 # Plaintext off loopback needs --insecure: put the cluster on a private network, or add
-# --tls-cert/--tls-key (see README "Running on several machines").
+# --tls-cert/--tls-key (see README "Running on several machines"). With TLS, --insecure stays while
+# --http is 0.0.0.0: the dashboard is plain HTTP whatever gRPC uses (publish its port on the host's
+# loopback only, as docker-compose.yml does), or the coordinator refuses to start (exit 2).
 CMD ["coordinator", "--listen", "0.0.0.0:7700", "--http", "0.0.0.0:7780", "--data-dir", "/data", "--shared-root", "/media", "--shared-output-root", "/results", "--insecure"]
