@@ -7,6 +7,7 @@ prints one JSON line with what it saw.
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 
@@ -28,9 +29,19 @@ def generate(out):
 
 
 def main():
+    if len(sys.argv) != 4:
+        raise SystemExit(__doc__.strip().splitlines()[2])
     address, input_file, out_dir = sys.argv[1:4]
+    os.makedirs(out_dir, exist_ok=True)
     gen = tempfile.mkdtemp(prefix="tessera-py-")
-    generate(gen)
+    try:
+        generate(gen)
+        run(address, input_file, out_dir)
+    finally:
+        shutil.rmtree(gen, ignore_errors=True)
+
+
+def run(address, input_file, out_dir):
     from tessera.v1 import jobs_pb2, jobs_pb2_grpc, params_pb2
 
     channel = grpc.insecure_channel(address)
