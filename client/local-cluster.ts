@@ -60,7 +60,7 @@ export class LocalCluster {
 
   async start(): Promise<this> {
     this.ownsDataDir = !this.opts.dataDir;
-    if (this.ownsDataDir) await removeStaleClusterDirs();
+    if (this.ownsDataDir) await removeStaleDirs(CLUSTER_DIR_PREFIX);
     this.dataDir = this.opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), `${CLUSTER_DIR_PREFIX}${process.pid}-`)));
     try {
       await this.startCoordinator(undefined, undefined, this.opts.coordinatorCli);
@@ -180,12 +180,13 @@ export class LocalCluster {
 const CLUSTER_DIR_PREFIX = 'tessera-cluster-';
 
 /**
- * Removes the data dirs of local clusters whose process is gone without stopping them (SIGKILL, a
- * power cut): `tessera-cluster-PID-*` in the temp folder, PID no longer alive. Their coordinator
- * and workers end with their parent (see `spawn`); the store and spool would stay for ever.
+ * Removes the folders a process of ours left when it died without cleaning up (SIGKILL, a power
+ * cut): `PREFIX` + `PID-*` in the temp folder, PID no longer alive. The data dirs of local clusters
+ * (`tessera-cluster-`: their coordinator and workers end with their parent, see `spawn`, but the
+ * store and spool would stay for ever), the demo's sample images (`tessera-demo-`).
  */
-async function removeStaleClusterDirs(): Promise<void> {
-  const pattern = new RegExp(`^${CLUSTER_DIR_PREFIX}(\\d+)-`);
+export async function removeStaleDirs(prefix: string): Promise<void> {
+  const pattern = new RegExp(`^${prefix}(\\d+)-`);
   for (const entry of await readdir(os.tmpdir()).catch(() => [] as string[])) {
     const pid = Number(pattern.exec(entry)?.[1] ?? 0);
     if (pid && pid !== process.pid && !processAlive(pid)) await rm(path.join(os.tmpdir(), entry), { recursive: true, force: true }).catch(() => undefined);

@@ -6,12 +6,13 @@
  * A real parent process starts a real cluster from dist/, then is killed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from './helpers/cluster.js';
 
 const LOCAL_CLUSTER = path.resolve('dist/client/local-cluster.js');
 const cleanup: string[] = [];
@@ -107,4 +108,21 @@ describe('LocalCluster children', () => {
       parent.kill('SIGKILL');
     }
   }, 60_000);
+
+  it("the sample images of a demo killed before it cleaned up go when the next demo starts", async () => {
+    const tmp = await mkdtemp(path.join(os.tmpdir(), 'tessera-demo-sweep-'));
+    cleanup.push(tmp);
+    // A process that has ended: its pid is dead.
+    const ended = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' });
+    await new Promise((resolve) => ended.once('exit', resolve));
+    const stale = path.join(tmp, `tessera-demo-${ended.pid}-abc123`);
+    const unrelated = path.join(tmp, 'tessera-demo-notapid');
+    for (const d of [stale, unrelated]) await mkdir(d, { recursive: true });
+    const r = await runCli(['demo', '--images', '1', '-o', path.join(tmp, 'out')], { env: { TMPDIR: tmp }, timeoutMs: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+    await expect(stat(stale)).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(stat(unrelated)).resolves.toBeTruthy();
+    // And its own went as it ended.
+    expect((await readdir(tmp)).filter((e) => /^tessera-demo-\d+-/.test(e))).toEqual([]);
+  }, 120_000);
 });

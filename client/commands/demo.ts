@@ -7,7 +7,9 @@ import sharp from 'sharp';
 import { TesseraError } from '../../shared/errors.js';
 import type { OutputInfo__Output } from '../../shared/proto/generated/tessera/v1/OutputInfo.js';
 import { sha256File } from '../../shared/streams.js';
-import { LocalCluster } from '../local-cluster.js';
+import { LocalCluster, removeStaleDirs } from '../local-cluster.js';
+
+const DEMO_DIR_PREFIX = 'tessera-demo-';
 import { fmtBytes, shortState } from './output.js';
 
 /** Generates `n` varied sample photos-to-be (gradients, shapes and noise) as JPEGs. */
@@ -38,7 +40,9 @@ export async function runDemo(o: { output: string; images: number }): Promise<nu
   const out = process.stdout;
   out.write('Tessera demo: starting a coordinator and two workers on 127.0.0.1...\n');
   const cluster = new LocalCluster({ workers: 2, slots: 1 });
-  const samples = await mkdtemp(path.join(os.tmpdir(), 'tessera-demo-'));
+  // The sample images of a demo killed before it could remove them go when the next one starts.
+  await removeStaleDirs(DEMO_DIR_PREFIX);
+  const samples = await mkdtemp(path.join(os.tmpdir(), `${DEMO_DIR_PREFIX}${process.pid}-`));
   try {
     await cluster.start();
     out.write(`  coordinator at ${cluster.address}, workers: ${cluster.workers.map((w) => w.name).join(', ')}\n`);
