@@ -99,7 +99,8 @@ export async function runScenarios(
       for (const result of Array.isArray(got) ? got : [got]) {
         rows.push({
           name: result.scenario,
-          command: scenario.command,
+          // A smoke run is reproduced as one.
+          command: opts.smoke ? `${scenario.command} --smoke` : scenario.command,
           wallSeconds: 0,
           result,
           failedChecks: Object.entries(result.checks ?? {})

@@ -19,6 +19,8 @@ function expectWellFormed(report: BenchReport): void {
     expect(o.error, `${o.name}: ${o.error}`).toBeUndefined();
     const r = o.result!;
     expect(r.scenario).toBe(o.name);
+    // A smoke run is reproduced as one.
+    expect(o.command).toMatch(/^npm run bench -- \S+ --smoke$/);
     expect(r.inputs.length).toBeGreaterThan(0);
     for (const side of [r.baseline, r.tessera]) {
       expect(side.label.length).toBeGreaterThan(0);
