@@ -136,7 +136,8 @@ export class CoordinatorAuth {
 
   private checkWorker(md: grpc.Metadata, authContext: AuthContext | undefined): { code: status; details: string } | undefined {
     if (this.config.requireWorkerCert && !authContext?.sslPeerCertificate) {
-      return { code: status.UNAUTHENTICATED, details: 'workers must present a client certificate signed by the coordinator CA' };
+      // TLS does not say why a certificate did not verify: every cause is named.
+      return { code: status.UNAUTHENTICATED, details: 'workers must present a valid client certificate signed by the coordinator CA (none was presented, or it is from another CA, expired or not yet valid)' };
     }
     if (this.workersOpen) return undefined;
     const p = this.principal(md);
