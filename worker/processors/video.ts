@@ -82,8 +82,7 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
       }),
     ));
   const base = starts[0]!;
-  // One chunk is read as it is: ffmpeg shifts it to start at 0 as the concat demuxer would, and a
-  // damaged packet costs only its own frames (read through concat, every frame after it was lost).
+  // One chunk is read as it is: ffmpeg shifts it to start at 0 as the concat demuxer would.
   const format = chunkFormatOf(plan.chunks[0]!);
   let input = ['-format_whitelist', format, '-f', format, '-i', chunks[0]!.path];
   if (chunks.length > 1) {
@@ -94,7 +93,9 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
       if (i + 1 < chunks.length) lines.push(`duration ${(starts[i + 1]! - starts[i]!).toFixed(6)}`);
     });
     await writeFile(list, lines.join('\n') + '\n');
-    input = ['-format_whitelist', `concat,${format}`, '-f', 'concat', '-safe', '0', '-i', list];
+    // -auto_convert 0: the concat demuxer's own h264/hevc to Annex B conversion (for stream copy
+    // into MPEG-TS; a decoder takes either form) failed on a damaged packet and ended the read there.
+    input = ['-format_whitelist', `concat,${format}`, '-f', 'concat', '-safe', '0', '-auto_convert', '0', '-i', list];
   }
 
   const rel = (t: number): string => Math.max(0, t - base).toFixed(6);
