@@ -82,21 +82,13 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
       }),
     ));
   const base = starts[0]!;
-  // One chunk is read as it is: ffmpeg shifts it to start at 0 as the concat demuxer would.
-  const format = chunkFormatOf(plan.chunks[0]!);
-  let input = ['-format_whitelist', format, '-f', format, '-i', chunks[0]!.path];
-  if (chunks.length > 1) {
-    const list = path.join(ctx.workDir, 'chunks.txt');
-    const lines = ['ffconcat version 1.0'];
-    chunks.forEach((c, i) => {
-      lines.push(`file '${c.path.replace(/'/g, "'\\''")}'`);
-      if (i + 1 < chunks.length) lines.push(`duration ${(starts[i + 1]! - starts[i]!).toFixed(6)}`);
-    });
-    await writeFile(list, lines.join('\n') + '\n');
-    // -auto_convert 0: the concat demuxer's own h264/hevc to Annex B conversion (for stream copy
-    // into MPEG-TS; a decoder takes either form) failed on a damaged packet and ended the read there.
-    input = ['-format_whitelist', `concat,${format}`, '-f', 'concat', '-safe', '0', '-auto_convert', '0', '-i', list];
-  }
+  const list = path.join(ctx.workDir, 'chunks.txt');
+  const lines = ['ffconcat version 1.0'];
+  chunks.forEach((c, i) => {
+    lines.push(`file '${c.path.replace(/'/g, "'\\''")}'`);
+    if (i + 1 < chunks.length) lines.push(`duration ${(starts[i + 1]! - starts[i]!).toFixed(6)}`);
+  });
+  await writeFile(list, lines.join('\n') + '\n');
 
   const rel = (t: number): string => Math.max(0, t - base).toFixed(6);
   const filters: string[] = [];
@@ -119,7 +111,9 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
   const out = path.join(ctx.workDir, `segment-${plan.input}-${String(plan.segment).padStart(5, '0')}.mp4`);
   const expectedSpan = plan.frames;
   const args = [
-    '-y', '-noautorotate', ...input,
+    // -auto_convert 0: the concat demuxer's own h264/hevc to Annex B conversion (for stream copy into
+    // MPEG-TS; a decoder takes either form) failed on a damaged packet and ended the read there.
+    '-y', '-noautorotate', '-format_whitelist', `concat,${chunkFormatOf(plan.chunks[0]!)}`, '-f', 'concat', '-safe', '0', '-auto_convert', '0', '-i', list,
     '-map', '0:v:0', '-an', '-sn', '-dn', '-vf', filters.join(','),
     // Source timestamps pass through untouched (VFR stays VFR); resampling, when asked, is the fps filter's.
     fpsModeFlag(), 'passthrough', '-frames:v', String(plan.frames),
