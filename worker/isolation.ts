@@ -164,7 +164,7 @@ export class ProcessorIsolation {
       const poll = setInterval(() => {
         const rss = treeRss(child.pid);
         if (rss <= limitBytes) return;
-        this.opts.log.warn({ subtask: ctx.subtaskId, rssMb: Math.round(rss / 2 ** 20), limitMb: this.opts.memoryLimitMb }, 'subtask over its memory ceiling: killed');
+        this.opts.log.warn({ subtask: ctx.subtaskId, rssMb: Math.round(rss / 2 ** 20), rssBytes: rss, limitMb: this.opts.memoryLimitMb }, 'subtask over its memory ceiling: killed');
         killTree(child);
         finish(() =>
           reject(new TesseraError(status.RESOURCE_EXHAUSTED, `subtask used ${Math.round(rss / 2 ** 20)} MiB, over the worker's memory ceiling --memory-limit-mb=${this.opts.memoryLimitMb}: killed`, { retryable: false })),
