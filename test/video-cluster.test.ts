@@ -95,10 +95,7 @@ describe('video on a cluster of 2 workers', () => {
     expect(Math.abs(info.audio[0]!.duration - info.video!.duration)).toBeLessThan(0.05);
   });
 
-  it('a video damaged part-way fails at once as INVALID_ARGUMENT naming it and where, not as DATA_LOSS retried three times', async () => {
-    // (With --fps the frames lost are filled by the resampling, holding the frame before, and the job
-    // succeeds. Its segments read on into the next chunk, through the concat demuxer, which
-    // -auto_convert 0 keeps reading past a damaged packet.)
+  it('a video damaged part-way fails at once as INVALID_ARGUMENT naming it and where, not as DATA_LOSS retried three times; with --fps it is made, with a warning', async () => {
     const src = await makeVideo(dir, 'damaged.mp4', { width: 320, height: 240, duration: 6, gop: 50 });
     // Zeros over five frames' data from about 3.4 s, inside a chunk.
     const { packets } = await runFfprobe<{ packets: { pts_time: string; pos: string; size: string }[] }>(['-select_streams', 'v:0', '-show_entries', 'packet=pts_time,pos,size', '-i', src]);
@@ -123,6 +120,17 @@ describe('video on a cluster of 2 workers', () => {
     // Not retried: the same bytes decode the same anywhere.
     const failed = done.subtasks.filter((s) => s.state === 'SUBTASK_STATE_FAILED');
     expect(failed.map((s) => s.attempt)).toEqual([1]);
+
+    // With --fps the resampling fills the frames lost by holding the one before, and every planned
+    // frame comes out: the video is made, and the job warns where it is damaged.
+    const resampled = await cluster.client.wait((await cluster.client.submit({ video: { preset: 'ultrafast', segment_seconds: 2, fps: 24 } }, [src])).id);
+    expect(resampled.state, JSON.stringify(resampled.errors)).toBe('JOB_STATE_SUCCEEDED');
+    expect(resampled.warnings).toEqual([
+      {
+        input: 'damaged.mp4',
+        message: expect.stringMatching(/^the video is damaged in segment \d \(from about [2-4]\.\d s\) \(ffmpeg: .+\): every frame was made, but frames there may show blocks or smears, or repeat the frame before where --fps filled frames the decoder lost; repair or re-encode the file for a clean copy$/),
+      },
+    ]);
   });
 
   it("keeps the source's chapters, title, audio language and subtitles, whichever way the audio goes", async () => {

@@ -13,7 +13,7 @@ import { chunkPath, spoolFile } from './video-chunks.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import type { VideoJobParams } from '../../shared/kinds/video-params.js';
 import { countVideoPackets, probeMedia, probePacketSpan, type StreamSpan } from '../../shared/media/probe.js';
-import { AUDIO_BESIDE_SEGMENT_FEATURE, chunkFormatOf, NUT_CHUNKS_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, chunkFormatOf, NUT_CHUNKS_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 import { NameSet } from '../../shared/names.js';
 
 /** Plan-time facts about one input that the merge needs (written to the job's workDir). */
@@ -94,6 +94,7 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
     if (bad.length === 0) {
       try {
         outputs.push(await stitch(ctx, rec, segs, audio, moreAudio, usedNames));
+        warnDamage(ctx, rec.input, segs);
         continue;
       } catch (err) {
         // The coordinator's own trouble (a full disk): the job manager merges again later.
@@ -119,6 +120,24 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
   // again (those stitched already too: a merge's outputs are all its phase's).
   if (rerun.length > 0) return { next: rerun };
   return { outputs, errors };
+}
+
+/**
+ * Segments whose every frame came out although the decoder complained about their source frames
+ * (`VideoSegmentResult.damage`): the video is made, and the job says where it may show it.
+ */
+function warnDamage(ctx: MergeContext<VideoJobParams>, input: string, segs: SubtaskOutcome[]): void {
+  const damaged = segs.filter((s) => (s.result as VideoSegmentResult | undefined)?.damage);
+  if (damaged.length === 0) return;
+  const where = damaged.map((s) => {
+    const plan = s.plan as VideoSegmentPlan;
+    return `${plan.segment + 1} (from about ${plan.first.toFixed(1)} s)`;
+  });
+  const held = ctx.params.fps ? ', or repeat the frame before where --fps filled frames the decoder lost' : '';
+  ctx.warn(
+    input,
+    `the video is damaged in segment${where.length > 1 ? 's' : ''} ${where.join(', ')} (ffmpeg: ${(damaged[0]!.result as VideoSegmentResult).damage}): every frame was made, but frames there may show blocks or smears${held}; repair or re-encode the file for a clean copy`,
+  );
 }
 
 /** The segments whose files do not hold the frames planned for them. */

@@ -110,4 +110,9 @@ export interface VideoSegmentResult {
   file: string;
   /** The audio encoded beside the segment (`VideoSegmentPlan.audio`), the subtask's second output. */
   audio?: { channels: number };
+  /**
+   * The decoder's first complaint about the segment's source frames, where every planned frame still
+   * came out (concealed, or held by `--fps`'s resampling); absent for a clean read.
+   */
+  damage?: string;
 }

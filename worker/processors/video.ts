@@ -64,6 +64,11 @@ export async function encodeSegment(ctx: ProcessContext<VideoJobParams>, plan: V
 /** A decoder's complaint about the stream it reads, as ffmpeg logs it (h264, hevc, mpeg4, vp9...). */
 const DECODE_ERROR = /^.*(?:error while decoding|concealing \d+ [^\n]*errors|Invalid NAL unit|decode_slice_header error|corrupt(?:ed)? (?:input|frame|packet)|Invalid data found when processing input).*$/im;
 
+/** A decoder's complaint without ffmpeg's `[h264 @ 0x...]` prefix. */
+function decoderComplaint(line: string): string {
+  return line.replace(/^\[[^\]]*\]\s*/, '').trim();
+}
+
 /** Encodes the frames of one segment. */
 async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegmentPlan): Promise<ProcessResult> {
   const { signal } = ctx;
@@ -143,14 +148,17 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
     const damage = frames !== undefined && frames < expectedSpan ? DECODE_ERROR.exec(stderr)?.[0] : undefined;
     if (damage) {
       throw invalidArgument(
-        `${plan.source}: the video is damaged from about ${plan.first.toFixed(1)} s (${label}, ${plan.duration.toFixed(1)} s long): ${expectedSpan - frames!} of its ${expectedSpan} frames cannot be decoded (ffmpeg: ${damage.replace(/^\[[^\]]*\]\s*/, '').trim()}); repair or re-encode the file first`,
+        `${plan.source}: the video is damaged from about ${plan.first.toFixed(1)} s (${label}, ${plan.duration.toFixed(1)} s long): ${expectedSpan - frames!} of its ${expectedSpan} frames cannot be decoded (ffmpeg: ${decoderComplaint(damage)}); repair or re-encode the file first`,
         plan.source,
       );
     }
     throw dataLoss(`${label}: encoded ${frames ?? 'an unknown number of'} frames where ${expectedSpan} were planned`);
   }
   ctx.progress(1, `${label} done`);
-  const result: VideoSegmentResult = { frames, file: path.basename(out) };
+  // Every frame came out, yet the decoder complained: it concealed damage in frames, or (resampling)
+  // the fps filter filled the frames it lost by holding the one before. The job says so.
+  const complaint = DECODE_ERROR.exec(stderr)?.[0];
+  const result: VideoSegmentResult = { frames, file: path.basename(out), ...(complaint && { damage: decoderComplaint(complaint) }) };
   return { outputs: [{ name: path.basename(out), path: out, source: plan.source }], result };
 }
 
