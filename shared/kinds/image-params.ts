@@ -76,7 +76,7 @@ export function validateImageParams(raw: unknown): ImageParams {
   if (!Number.isFinite(quality) || quality < 0 || quality > 100) throw invalidArgument(`image.quality: ${quality} is out of range (1..100, or 0 for the encoder's default)`);
   const iiifId = text('iiif_id');
   if (iiifId) {
-    if (tiledOutput !== 'iiif') throw invalidArgument('image.iiif_id: applies only to tiled_output iiif');
+    if (tiledOutput !== 'iiif') throw invalidArgument('image.iiif_id: applies only to tiled_output iiif (CLI: --iiif-id with --pyramid iiif)');
     if (iiifId.length > MAX_IIIF_ID_LENGTH) throw invalidArgument(`image.iiif_id: ${iiifId.length} characters, at most ${MAX_IIIF_ID_LENGTH}`);
     if (!isHttpUrl(iiifId)) throw invalidArgument(`image.iiif_id: "${iiifId}" is not an absolute http(s) URL`);
   }
@@ -127,7 +127,7 @@ export function checkNewImageParams(p: ImageParams): void {
   // than after every tile has run. A source whose own format cannot be a tile format gets JPEG tiles
   // (PNG with alpha) instead (tile-stitch.ts `tileFormatFor`).
   if (p.tiledOutput && p.format && !(PYRAMID_TILE_FORMATS as readonly string[]).includes(p.format)) {
-    throw invalidArgument(`image.format: a pyramid (tiled_output ${p.tiledOutput}) is made of ${PYRAMID_TILE_FORMATS.join(', ')} tiles, not ${p.format}`);
+    throw invalidArgument(`image.format: a pyramid (tiled_output ${p.tiledOutput}; CLI: --pyramid) is made of ${PYRAMID_TILE_FORMATS.join(', ')} tiles, not ${p.format} (CLI: --format)`);
   }
   // PNG and TIFF are written losslessly (TIFF with LZW): a quality would be silently ignored.
   if (p.quality > 0 && p.format && !(QUALITY_FORMATS as readonly string[]).includes(p.format)) {
