@@ -258,7 +258,7 @@ program
         view.past((await c.getJob(id)).last_event_seq);
         view.start(`job ${id}`);
       }
-      for await (const e of c.watch(id, { afterSeq: o.after, onReconnect: (why) => view.note(out.reconnectingNote(why)) })) {
+      for await (const e of c.watch(id, { afterSeq: o.after, ...out.reconnectNotes(view) })) {
         // output_data is never asked for here: not printed as an empty Buffer on every line.
         if (o.json) process.stdout.write(`${JSON.stringify({ ...e, output_data: undefined })}\n`);
         else view.event(e);
@@ -299,7 +299,7 @@ program
       const view = new out.ProgressView(process.stderr, !o.json);
       view.past((await c.getJob(id)).last_event_seq);
       view.start(`job ${id}`);
-      const watching = { onReconnect: (why: string) => view.note(out.reconnectingNote(why)) };
+      const watching = out.reconnectNotes(view);
       // Ctrl-C exits (rather than dies of the signal), so that what the downloads in flight got
       // is left as their part files (.NAME.tessera-part), for the next run to resume.
       process.once('SIGINT', () => {

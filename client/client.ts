@@ -81,6 +81,8 @@ export interface WatchOptions {
   reconnectForMs?: number;
   /** Called when the event stream is lost (once per outage), before re-attaching: the reason. */
   onReconnect?: (reason: string) => void;
+  /** Called when the stream is attached again after `onReconnect`: how long it was lost (ms). */
+  onReattach?: (lostForMs: number) => void;
   /**
    * Only events of these types (`job_state`, `subtask_state`, `progress`, `log`, `output`); the
    * final event always comes. Default: all (`wait` without an `onEvent` asks for `job_state` only).
@@ -407,12 +409,16 @@ export class TesseraClient {
       const call = this.client.WatchJob({ job_id: jobId, after_seq: String(last), batch: true, inline_outputs_up_to: opts.inlineOutputsUpTo ?? 0, types: opts.types ?? [] }, this.md());
       const onAbort = (): void => call.cancel();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
-      // Connected (the call got its headers) even if no event comes for a while.
-      call.once('metadata', () => (reached = true));
+      // Connected (the call got its headers, which the coordinator sends at once) even if no event
+      // comes for a while: an outage is over.
+      call.once('metadata', () => {
+        reached = true;
+        if (downSince) opts.onReattach?.(Date.now() - downSince);
+        downSince = 0;
+      });
       try {
         for await (const message of call as AsyncIterable<JobEvent__Output>) {
           reached = true;
-          downSince = 0;
           for (const e of message.type === 'batch' ? message.batch : [message]) {
             last = Number(e.seq);
             yield e;
@@ -549,7 +555,7 @@ export class TesseraClient {
           if (e.type === 'output' && e.output) queue.add(e.output, e.output_data);
         },
         // Small outputs come inside their events: no download call for each.
-        { signal: queue.signal, inlineOutputsUpTo: INLINE_OUTPUT_MAX_BYTES, ...(opts.onReconnect && { onReconnect: opts.onReconnect }), ...(opts.reconnectForMs !== undefined && { reconnectForMs: opts.reconnectForMs }) },
+        { signal: queue.signal, inlineOutputsUpTo: INLINE_OUTPUT_MAX_BYTES, ...(opts.onReconnect && { onReconnect: opts.onReconnect }), ...(opts.onReattach && { onReattach: opts.onReattach }), ...(opts.reconnectForMs !== undefined && { reconnectForMs: opts.reconnectForMs }) },
       );
       watching = false;
       for (const o of job.outputs) queue.add(o);

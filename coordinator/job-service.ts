@@ -278,7 +278,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       let events = watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal, req.types.length > 0 ? new Set(req.types) : undefined);
       if (req.inline_outputs_up_to > 0) events = withOutputData(events, jobs, req.job_id, Math.min(req.inline_outputs_up_to, INLINE_OUTPUT_MAX_BYTES));
       return req.batch ? batched(events) : unbatched(events);
-    }),
+    }, { headersFirst: true }),
 
     GetJob: unary(log, async (req: { job_id: string; include_subtasks: boolean }, ctx) => {
       const job = owned(ctx.metadata, req.job_id);

@@ -2,7 +2,7 @@
  * Thin adapters from grpc-js callback handlers to `async` functions and async generators
  * (in the manner of nice-grpc), so every handler has one error boundary and an AbortSignal.
  */
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { toServiceError } from './errors.js';
 import type { Logger } from './logger.js';
 import { writeWithBackpressure } from './streams.js';
@@ -27,16 +27,24 @@ export function unary<Req, Res>(
   };
 }
 
+/**
+ * A server-streaming handler. `headersFirst`: the response headers go out as the call is accepted,
+ * not with its first message, so a client knows it is attached to a stream that may stay quiet.
+ */
 export function serverStream<Req, Res>(
   log: Logger,
   fn: (req: Req, ctx: { signal: AbortSignal; metadata: grpc.Metadata; peer: string }) => AsyncIterable<Res>,
+  options: { headersFirst?: boolean } = {},
 ): grpc.handleServerStreamingCall<Req, Res> {
   return (call) => {
     const controller = callSignal(call);
     const signal = controller.signal;
     void (async () => {
       try {
-        for await (const msg of fn(call.request, { signal, metadata: call.metadata, peer: call.getPeer() })) {
+        const messages = fn(call.request, { signal, metadata: call.metadata, peer: call.getPeer() });
+        // After the handler's own checks (ownership, arguments), which fail the call with a status instead.
+        if (options.headersFirst) call.sendMetadata(new grpc.Metadata());
+        for await (const msg of messages) {
           if (signal.aborted) return;
           await writeWithBackpressure(call, msg, signal);
         }

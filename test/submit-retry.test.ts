@@ -253,7 +253,7 @@ describe('request_id against the job limit and decoder defaults', () => {
 });
 
 describe('watching through a coordinator restart', () => {
-  it('says once that the stream was lost, re-attaches, and sees the job to its end', async () => {
+  it('says once that the stream was lost and once that it is back (before any new event), and sees the job to its end', async () => {
     const dataDir = path.join(dir, 'watch-restart-data');
     const first = new Coordinator({ listen: '127.0.0.1:0', dataDir, log, http: '' });
     const at = await first.start();
@@ -265,14 +265,28 @@ describe('watching through a coordinator restart', () => {
       const job = await c.submit({ passthrough: {} }, [await file('watched.bin', Buffer.from('watched'))]);
       const lost: string[] = [];
       // No worker yet: the job waits while its coordinator restarts under the watcher.
-      const done = c.wait(job.id, undefined, undefined, { onReconnect: (why) => lost.push(why) });
+      const back: number[] = [];
+      let reattached!: () => void;
+      const reattaching = new Promise<void>((resolve) => (reattached = resolve));
+      const done = c.wait(job.id, undefined, undefined, {
+        onReconnect: (why) => lost.push(why),
+        onReattach: (ms) => {
+          back.push(ms);
+          reattached();
+        },
+      });
       await first.close();
       second = new Coordinator({ listen: at, dataDir, log, http: '' });
       await second.start();
+      // Told while the job still waits for a worker: the watch's headers come before any event.
+      await reattaching;
+      expect(back).toHaveLength(1);
+      expect(back[0]).toBeGreaterThan(0);
       worker = new Worker({ coordinator: at, slots: 1, log, memoryLimitMb: 0, name: 'w' });
       worker.start();
       expect((await done).state).toBe('JOB_STATE_SUCCEEDED');
       expect(lost).toHaveLength(1);
+      expect(back).toHaveLength(1);
     } finally {
       await worker?.close();
       c.close();
@@ -280,6 +294,41 @@ describe('watching through a coordinator restart', () => {
       await second?.close();
     }
   }, 60_000);
+});
+
+describe('watching through a dropped link', () => {
+  it('says that it is back as soon as it is, while the job makes no event', async () => {
+    const [host, port] = address.split(':') as [string, string];
+    const proxy = new TcpProxy({ host, port: Number(port) });
+    const via = new TesseraClient({ address: await proxy.start() });
+    // A job no worker takes (none is connected to this coordinator): it stays queued, making no event.
+    const job = await via.submit({ label: 'quiet', passthrough: {} }, [await file('quiet.bin', Buffer.from('quiet'))]);
+    const ac = new AbortController();
+    const notes: string[] = [];
+    let reattached!: () => void;
+    const back = new Promise<void>((resolve) => (reattached = resolve));
+    const seen: number[] = [];
+    const watching = (async () => {
+      for await (const e of via.watch(job.id, { signal: ac.signal, onReconnect: (why) => void notes.push(`lost: ${why}`), onReattach: () => (notes.push('back'), reattached()) })) seen.push(Number(e.seq));
+    })().catch((err: unknown) => err);
+    try {
+      while (seen.length === 0) await sleep(20);
+      proxy.cut();
+      await back;
+      expect(notes).toHaveLength(2);
+      expect(notes[0]).toMatch(/^lost: /);
+      expect(notes[1]).toBe('back');
+      // Nothing new was told: the job made no event meanwhile.
+      expect(new Set(seen).size).toBe(seen.length);
+      expect((await via.getJob(job.id)).state).toBe('JOB_STATE_QUEUED');
+    } finally {
+      ac.abort();
+      await watching;
+      await via.cancel(job.id).catch(() => undefined);
+      via.close();
+      await proxy.stop();
+    }
+  });
 });
 
 describe('an input file that changes while it is uploaded', () => {

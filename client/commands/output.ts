@@ -117,6 +117,13 @@ export function fmtBytes(n: number): string {
 
 /** What the CLI says while it re-attaches to a job's events. */
 export const reconnectingNote = (why: string): string => `tessera: lost the coordinator (${why}); reconnecting for up to 2 minutes (the job goes on; Ctrl-C to stop waiting)`;
+/** What the CLI says once it follows the job's events again. */
+export const reattachedNote = (lostForMs: number): string => `tessera: reconnected after ${(lostForMs / 1000).toFixed(1)} s; following the job again`;
+/** The watch options that say both. */
+export const reconnectNotes = (view: { note(text: string): void }): { onReconnect: (why: string) => void; onReattach: (ms: number) => void } => ({
+  onReconnect: (why) => view.note(reconnectingNote(why)),
+  onReattach: (ms) => view.note(reattachedNote(ms)),
+});
 
 /** Progress display: a bar on a terminal, plain lines otherwise (logs, CI, pipes). */
 export class ProgressView {

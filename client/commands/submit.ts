@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { TesseraClient, TesseraError, checkInputFiles, type Job } from '../client.js';
 import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
-import { ProgressView, exitCodeFor, jobToJson, prepareOutputDir, printJobHuman, reconnectingNote } from './output.js';
+import { ProgressView, exitCodeFor, jobToJson, prepareOutputDir, printJobHuman, reconnectNotes } from './output.js';
 import { UsageError } from './usage-error.js';
 
 export interface SubmitFlags {
@@ -72,14 +72,14 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
     let paths: Map<string, string>;
     if (flags.sharedOutput) {
       // The cluster writes the outputs into the shared folder: nothing to download.
-      finished = await client.wait(job.id, (e) => view.event(e), undefined, { onReconnect: (why) => view.note(reconnectingNote(why)) });
+      finished = await client.wait(job.id, (e) => view.event(e), undefined, reconnectNotes(view));
       paths = new Map(finished.outputs.map((o) => [o.name, o.shared_path]));
     } else {
       // Outputs are downloaded as they are published, while the rest of the job runs. The inputs
       // are never replaced by an output of the same name (shared ones are still being read).
       const collected = client.collect(job.id, outDir!, {
         onEvent: (e) => view.event(e),
-        onReconnect: (why) => view.note(reconnectingNote(why)),
+        ...reconnectNotes(view),
         overwrite: flags.overwrite === true,
         protect: files,
       });
