@@ -185,11 +185,21 @@ export class TesseraClient {
     opts: CallOptions = {},
   ): Promise<Res> {
     const { signal, done } = this.scope(opts.signal);
+    // A coordinator this client has reached is waited for (it may be restarting) up to the call's
+    // deadline; one never reached (a wrong address) still fails at once.
+    const waiting = this.reached;
+    const md = this.md();
+    if (waiting) md.setOptions({ waitForReady: true });
+    const ms = opts.deadlineMs ?? this.deadlineMs;
     return new Promise<Res>((resolve, reject) => {
       if (signal.aborted) return reject(signal.reason);
-      const call = method.call(this.client, req, this.md(), { deadline: deadline(opts.deadlineMs ?? this.deadlineMs) }, (err, res) => {
+      const call = method.call(this.client, req, md, { deadline: deadline(ms) }, (err, res) => {
         // Cut by the caller or by close(): their reason, not the CANCELLED of the call.
         if (signal.aborted) return reject(signal.reason);
+        if (err?.code === grpc.status.DEADLINE_EXCEEDED && waiting && this.client.getChannel().getConnectivityState(false) !== grpc.connectivityState.READY) {
+          // Waited out without a connection: the coordinator is unreachable, not slow.
+          return reject(new TesseraError(grpc.status.UNAVAILABLE, `the coordinator could not be reached for ${(ms / 1000).toFixed(0)} s (it was before: down, or restarting?)`, { retryable: true }));
+        }
         if (err || res === undefined) return reject(tidyGrpcError(err));
         this.reached = true;
         resolve(res);
@@ -242,8 +252,9 @@ export class TesseraClient {
     const retryForMs = options.retryForMs ?? 120_000;
     // The window opens at a failure: a long upload cut off after minutes is still resent.
     let failingSince = 0;
-    // Retried only once the coordinator was reached: a wrong address still fails at once.
-    const seen = { reached: false, progressAt: 0 };
+    // Retried only once the coordinator was reached (by this call, or any before it on this
+    // client): a wrong address still fails at once, a coordinator restarting is waited for.
+    const seen = { reached: this.reached, progressAt: 0 };
     for (let attempt = 1; ; attempt++) {
       try {
         const job = await this.submitOnce(once, files, sizes, shared, options, seen);

@@ -296,6 +296,59 @@ describe('watching through a coordinator restart', () => {
   }, 60_000);
 });
 
+describe('new calls while the coordinator restarts', () => {
+  it('a client that has reached the coordinator waits for it: submit, getJob and listJobs made in the gap succeed', async () => {
+    const dataDir = path.join(dir, 'gap-data');
+    const first = new Coordinator({ listen: '127.0.0.1:0', dataDir, log, http: '' });
+    const at = await first.start();
+    let second: Coordinator | undefined;
+    const c = new TesseraClient({ address: at });
+    try {
+      const before = await c.submit({ label: 'before the gap', passthrough: {} }, [await file('gap-1.bin', Buffer.from('one'))]);
+      await first.close();
+      const retries: number[] = [];
+      // Made while nothing listens: each waits for the coordinator's next run.
+      const calls = Promise.all([
+        c.submit({ label: 'in the gap', passthrough: {} }, [await file('gap-2.bin', Buffer.from('two'))], { onRetry: (_err, attempt) => retries.push(attempt) }),
+        c.getJob(before.id),
+        c.listJobs({ limit: 10 }),
+      ]);
+      await sleep(1500);
+      second = new Coordinator({ listen: at, dataDir, log, http: '' });
+      await second.start();
+      const [made, got, listed] = await calls;
+      expect(got.id).toBe(before.id);
+      expect(listed.map((j) => j.id)).toContain(before.id);
+      expect(made.spec?.label).toBe('in the gap');
+      expect(retries.length).toBeGreaterThan(0);
+      // A client that never reached one still fails at once.
+      const never = new TesseraClient({ address: '127.0.0.1:1' });
+      const t0 = Date.now();
+      await expect(never.getJob(before.id)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      expect(Date.now() - t0).toBeLessThan(5000);
+      never.close();
+    } finally {
+      c.close();
+      await first.close();
+      await second?.close();
+    }
+  }, 60_000);
+
+  it('a coordinator gone for good: a call waits out its deadline and rejects UNAVAILABLE, saying so', async () => {
+    const gone = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'gone-data'), log, http: '' });
+    const at = await gone.start();
+    const c = new TesseraClient({ address: at, deadlineMs: 2000 });
+    try {
+      await c.listJobs({ limit: 1 });
+      await gone.close();
+      await expect(c.listJobs({ limit: 1 })).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE, message: expect.stringContaining('the coordinator could not be reached for 2 s (it was before: down, or restarting?)') });
+    } finally {
+      c.close();
+      await gone.close();
+    }
+  });
+});
+
 describe('watching through a dropped link', () => {
   it('says that it is back as soon as it is, while the job makes no event', async () => {
     const [host, port] = address.split(':') as [string, string];
