@@ -534,6 +534,62 @@ export class TesseraClient {
   }
 
   /**
+   * Streams one published output's bytes, for code that sends them on (to object storage, an HTTP
+   * response) rather than to a folder: `for await (const chunk of client.readOutput(id, name))`.
+   * From `offset` (default 0) to the end; a connection lost on the way is resumed where it broke
+   * (for 2 minutes after bytes last came, as downloads are). The whole output read from 0 is
+   * checked against its SHA-256 and size before the last chunk is given: a mismatch throws
+   * DATA_LOSS instead. An output the job has not published is NOT_FOUND; leaving the loop early
+   * ends the call.
+   */
+  async *readOutput(jobId: string, name: string, opts: { offset?: number; signal?: AbortSignal } = {}): AsyncGenerator<Buffer> {
+    const { signal, done } = this.scope(opts.signal);
+    try {
+      const job = await this.getJob(jobId, { includeSubtasks: false, signal });
+      const info = job.outputs.find((o) => o.name === name);
+      if (!info) throw noSuchOutputs(job, [name]);
+      const size = Number(info.size);
+      const from = opts.offset ?? 0;
+      if (!Number.isSafeInteger(from) || from < 0 || from > size) throw invalidArgument(`offset: ${from} is outside 0..${size} (the size of output "${name}")`);
+      let offset = from;
+      // Only a read of the whole output can be checked; the check holds back the last chunk.
+      const hash = from === 0 && info.sha256 ? newSha256() : undefined;
+      let held: Buffer | undefined;
+      let since = Date.now();
+      for (let attempt = 1; ; attempt++) {
+        const call = this.client.DownloadOutput({ job_id: jobId, name, offset: String(offset) }, this.md(), { deadline: deadline(transferDeadlineMs(size - offset)) });
+        const onAbort = (): void => call.cancel();
+        signal.addEventListener('abort', onAbort, { once: true });
+        try {
+          for await (const chunk of call as AsyncIterable<OutputChunk__Output>) {
+            if (Number(chunk.offset) !== offset) throw dataLoss(`${name}: chunk at offset ${chunk.offset}, expected ${offset}`);
+            hash?.update(chunk.data);
+            offset += chunk.data.length;
+            since = Date.now();
+            if (held) yield held;
+            held = chunk.data;
+          }
+          break;
+        } catch (caught) {
+          if (signal.aborted) throw signal.reason;
+          const err = tidyGrpcError(caught);
+          const code = (err as grpc.ServiceError).code;
+          if (!RETRYABLE_DOWNLOAD.has(code) || code === grpc.status.DATA_LOSS || Date.now() - since > DOWNLOAD_RETRY_FOR_MS) throw err;
+          await pause(Math.min(2000, 200 * attempt), signal);
+        } finally {
+          signal.removeEventListener('abort', onAbort);
+          call.cancel();
+        }
+      }
+      if (offset !== size) throw dataLoss(`${name}: ${offset} bytes read where the output has ${size}`);
+      if (hash && hash.digest('hex') !== info.sha256) throw dataLoss(`${name}: checksum mismatch after reading it`);
+      if (held) yield held;
+    } finally {
+      done();
+    }
+  }
+
+  /**
    * Waits for a job (like `wait`) and downloads its outputs into `dir` as they are published (an
    * `output` event each): a batch's first results arrive while the rest of the job still runs.
    * Outputs up to 1 MiB come inside their events (no download call each) and are written once

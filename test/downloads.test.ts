@@ -153,6 +153,29 @@ describe('downloads', () => {
     expect(unknownJob.stderr).toContain('NOT_FOUND');
   });
 
+  it('readOutput streams an output whole or from an offset, checked, and refuses a name or offset the job has not', async () => {
+    const { id, bytes } = await passthrough('stream', { 'streamed.bin': 5 * 2 ** 20 + 123 });
+    const want = bytes.get('streamed.bin')!;
+    const read = async (opts: { offset?: number } = {}): Promise<Buffer> => {
+      const parts: Buffer[] = [];
+      for await (const chunk of cluster.client.readOutput(id, 'streamed.bin', opts)) parts.push(chunk);
+      return Buffer.concat(parts);
+    };
+    expect(sha(await read())).toBe(sha(want));
+    expect(sha(await read({ offset: 3_000_001 }))).toBe(sha(want.subarray(3_000_001)));
+    expect((await read({ offset: want.length })).length).toBe(0);
+    // A loop left early ends its call: the next read is served as usual.
+    for await (const chunk of cluster.client.readOutput(id, 'streamed.bin')) {
+      expect(chunk.length).toBeGreaterThan(0);
+      break;
+    }
+    expect(sha(await read())).toBe(sha(want));
+    await expect(read({ offset: want.length + 1 })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringContaining(`offset: ${want.length + 1} is outside 0..${want.length}`) });
+    await expect((async () => {
+      for await (const _ of cluster.client.readOutput(id, 'nothing.bin')) void _;
+    })()).rejects.toMatchObject({ code: grpc.status.NOT_FOUND, message: expect.stringContaining('no output named "nothing.bin"') });
+  });
+
   it('answer an offset at the end with the digest alone, and one past it with OUT_OF_RANGE naming both sizes', async () => {
     const { id, bytes } = await passthrough('offsets', { 'o.bin': 5000 });
     const stub = rawJobService(cluster.address);
