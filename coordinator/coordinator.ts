@@ -161,7 +161,9 @@ export class Coordinator {
     const registry = new WorkerRegistry();
     const ttlMs = opts.ttlMs ?? WORKER_TTL_MS;
     const heartbeatMs = opts.heartbeatMs ?? HEARTBEAT_MS;
+    const limits = resolveLimits({ maxFileBytes: opts.maxFileBytes, maxJobBytes: opts.maxJobBytes, maxInputs: opts.maxInputs, ...opts.limits });
     this.jobs = new JobManager(this.store, spool, registry, log, {
+      limits,
       maxAttempts: opts.maxAttempts ?? MAX_ATTEMPTS,
       quarantineFailures: opts.quarantineFailures ?? 5,
       ...(opts.quarantineMs !== undefined ? { quarantineMs: opts.quarantineMs } : {}),
@@ -173,7 +175,6 @@ export class Coordinator {
     const { packageDefinition } = loadTesseraProto();
     const server = new grpc.Server({ ...SERVER_CHANNEL_OPTIONS, interceptors: [auth.interceptor()] });
     this.server = server;
-    const limits = resolveLimits({ maxFileBytes: opts.maxFileBytes, maxJobBytes: opts.maxJobBytes, maxInputs: opts.maxInputs, ...opts.limits });
     server.addService(jobServiceDefinition(), jobServiceHandlers(this.jobs, spool, log, limits, auth, shared));
     server.addService(workerServiceDefinition(), workerServiceHandlers(this.jobs, spool, log, { heartbeatMs, ttlMs, maxOutputBytes: limits.maxJobBytes }, () => undefined));
     this.health.addToServer(server);

@@ -29,6 +29,7 @@ import { SHARED_LOOKUPS, SharedRoots } from './shared-inputs.js';
 import type { Spool } from './spool.js';
 import { RESUME_SEQ_GAP, type JobStore } from './store.js';
 import { WorkerRegistry, type WorkerSession } from './worker-registry.js';
+import { resolveLimits, type Limits } from '../shared/limits.js';
 
 /** How long a worker with repeated failures is left out. */
 const QUARANTINE_MS = 30_000;
@@ -68,6 +69,8 @@ export interface JobManagerOptions {
   prefetchBelowMs: number;
   /** Folders inputs may be referenced from (default: none). */
   sharedRoots?: SharedRoots;
+  /** The coordinator's input limits, which planners apply to what they count (default: resolveLimits()). */
+  limits?: Limits;
 }
 
 /** A job accepted while its upload runs (JobManager.acceptReceiving). */
@@ -535,8 +538,11 @@ export class JobManager {
       signal: active.controller.signal,
       log: this.log.child({ job: job.id }),
       warn: (input: string, message: string) => this.warn(job, input, message),
+      limits: (this.limitsResolved ??= this.opts.limits ?? resolveLimits()),
     };
   }
+
+  private limitsResolved: Limits | undefined;
 
   /** Keeps a warning on the job (once) and tells its watchers; a job that has ended takes no more. */
   private warn(job: JobRecord, input: string, message: string): void {

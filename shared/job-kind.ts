@@ -12,6 +12,7 @@
  */
 import type { JobSpec__Output } from './proto/generated/tessera/v1/JobSpec.js';
 import type { Logger } from './logger.js';
+import type { Limits } from './limits.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, NUT_CHUNKS_FEATURE, VIDEO_LOSSLESS_FEATURE } from './media/video-plan.js';
 
 /**
@@ -133,6 +134,12 @@ export interface PlanContext<P> {
    * sent to its watchers as a `log` event. The same warning given again (a merge run again) is kept once.
    */
   warn(input: string, message: string): void;
+  /**
+   * The coordinator's input limits. The submission check applies them to what a file's header
+   * states; a planner that counts (a video's packets) applies them to what it counts, since a
+   * header can lie.
+   */
+  limits: Limits;
   /**
    * Only for `plan`, and only for a job accepted while its upload still runs (its kind's
    * `plansWhileReceiving`): `inputs` then grows as they come, and `take` gives each accepted input

@@ -2,6 +2,7 @@
  * Limits on what one client may ask of the cluster. Every limit has a flag name (used in error
  * messages, so a user learns which knob to turn), an environment variable and a default.
  */
+import { resourceExhausted, type TesseraError } from './errors.js';
 
 /** The limits the coordinator enforces at submit time. */
 export interface Limits {
@@ -74,4 +75,19 @@ export function resolveLimits(explicit: Partial<Record<keyof Limits, number | st
     out[s.key] = n;
   }
   return out;
+}
+
+/**
+ * The limits on a video or audio input applied to what was counted of it (its packets, its decoded
+ * samples) rather than to what its header states, which can lie: a 120 s file whose header says
+ * 5 s passes the submission check. A RESOURCE_EXHAUSTED error naming the input, or undefined.
+ */
+export function countedMediaOverLimit(input: string, counted: { seconds: number; frames?: number }, limits: Pick<Limits, 'maxMediaSeconds'> & Partial<Pick<Limits, 'maxVideoFrames'>>): TesseraError | undefined {
+  if (counted.seconds > limits.maxMediaSeconds) {
+    return resourceExhausted(`${input}: duration ${counted.seconds.toFixed(1)} s (counted, whatever its header states) is over the limit ${limitFlag('maxMediaSeconds')}=${limits.maxMediaSeconds} (seconds)`, input);
+  }
+  if (counted.frames !== undefined && limits.maxVideoFrames !== undefined && counted.frames > limits.maxVideoFrames) {
+    return resourceExhausted(`${input}: ${counted.frames} frames (counted, whatever its header states) is over the limit ${limitFlag('maxVideoFrames')}=${limits.maxVideoFrames}`, input);
+  }
+  return undefined;
 }

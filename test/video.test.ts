@@ -15,6 +15,7 @@ import { WORKER_FEATURES } from '../shared/job-kind.js';
 import { pino } from 'pino';
 import { videoProcessor } from '../worker/processors/video.js';
 import { decodedPictureHashes, makeVideo, runKindInProcess, specOf, type VideoFixture } from './helpers/media.js';
+import { resolveLimits } from '../shared/limits.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -257,7 +258,7 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     const plan = await videoKind.plan({
       jobId: 'j', params: parseVideoParams({ preset: 'ultrafast', segment_seconds: 1 }), spec: specOf('video', {}), workDir: await mkdtemp(path.join(dir, 'plan-')),
       inputs: [{ name: 'beside.mp4', path: src, size: 0, sha256: '' }], cluster: { workers: 2, slots: 2, encoders: new Set(['libx264', 'aac']), encoderSets: [new Set(['libx264', 'aac'])], features: new Set(WORKER_FEATURES) },
-      signal: new AbortController().signal, log: pino({ level: 'silent' }), warn: () => undefined,
+      signal: new AbortController().signal, log: pino({ level: 'silent' }), warn: () => undefined, limits: resolveLimits(),
     });
     expect(plan.subtasks.map((s) => s.label)).toEqual(['beside.mp4 segment 1 (0.0s-1.0s) and audio', 'beside.mp4 segment 2 (1.0s-2.0s)', 'beside.mp4 segment 3 (2.0s-3.0s)']);
     const carrier = plan.subtasks[0]!;

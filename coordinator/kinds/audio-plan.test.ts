@@ -12,6 +12,7 @@ import { createLogger } from '../../shared/logger.js';
 import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import { planItems } from '../../test/helpers/plans.js';
 import { planAudio } from './audio-plan.js';
+import { resolveLimits } from '../../shared/limits.js';
 
 const run = promisify(execFile);
 let dir: string;
@@ -54,6 +55,7 @@ function context(slots: number, params: AudioJobParams, given: SpoolFile[], arri
     signal: new AbortController().signal,
     log: createLogger('test', 'silent'),
     warn: () => undefined,
+    limits: resolveLimits(),
     arriving,
   };
 }

@@ -20,6 +20,7 @@ import { ARRIVAL_PAUSE_MS, itemFailure } from './plan-each.js';
 import { decodeToWav } from '../../shared/media/audio-render.js';
 import { checkWavComplete, readWavInfo, wavHeader, type WavInfo } from '../../shared/media/audio-wav.js';
 import { NameSet } from '../../shared/names.js';
+import { countedMediaOverLimit } from '../../shared/limits.js';
 
 /** Small files are grouped into one subtask up to this many seconds of audio (less on a small batch)... */
 const GROUP_SECONDS = 60;
@@ -157,6 +158,7 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
     bits: losslessBits(probe.sampleFormat),
     durationIsAudio: probe.durationIsAudio,
     sourceCodec: probe.codec,
+    maxSeconds: ctx.limits.maxMediaSeconds,
   };
   const startSec = p.trim?.start ?? 0;
   const endSec = p.trim?.end ? Math.min(p.trim.end, probe.duration || p.trim.end) : probe.duration;
@@ -195,9 +197,12 @@ async function planSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, p
   let wavPath = file.path;
   if (!isCuttableWav(probe)) {
     wavPath = path.join(ctx.workDir, `decoded-${createHash('sha1').update(file.name).digest('hex').slice(0, 12)}.wav`);
-    await decodeToWav(file.path, file.name, probe.sampleFormat, wavPath, ctx.signal, probe.codec);
+    await decodeToWav(file.path, file.name, probe.sampleFormat, wavPath, ctx.signal, probe.codec, ctx.limits.maxMediaSeconds);
   }
   const info = await readWavInfo(wavPath, file.name);
+  // What was decoded (or a WAV's data), not what the header states, is held to the limit.
+  const over = countedMediaOverLimit(file.name, { seconds: info.frames / info.sampleRate }, ctx.limits);
+  if (over) throw over;
   if (wavPath !== file.path) {
     // A decoder stops cleanly where a cut-off file ends: compare with the length the file states.
     await checkNotTruncated({ path: file.path, input: file.name, frames: info.frames, expected: Math.round(probe.duration * info.sampleRate), durationIsAudio: probe.durationIsAudio, rate: info.sampleRate, exact: probe.codec === 'flac', signal: ctx.signal });

@@ -6,6 +6,7 @@ import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/Jo
 import { validateImageParams } from '../../shared/kinds/image-params.js';
 import { planItems } from '../../test/helpers/plans.js';
 import { groupBatches, imageKind, outputNames } from './image.js';
+import { resolveLimits } from '../../shared/limits.js';
 
 const file = (name: string, size: number): SpoolFile => ({ name, size, path: `/x/${name}`, sha256: '' });
 
@@ -137,6 +138,7 @@ describe('an image batch planned while its photos arrive', () => {
       signal: new AbortController().signal,
       log: createLogger('test', 'silent'),
       warn: () => undefined,
+      limits: resolveLimits(),
       arriving,
     });
     expect(subtasks).toEqual([]);

@@ -15,6 +15,7 @@ import { thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video
 import { planEach, planEachArriving, type PlanOne } from './plan-each.js';
 import { writeSprites } from './video-sprite.js';
 import { foldedName, NameSet } from '../../shared/names.js';
+import { countedMediaOverLimit } from '../../shared/limits.js';
 
 /** Thumbnails per subtask at least: fewer would spend more on process start-up and transfer than on work. */
 const MIN_PER_SUBTASK = 4;
@@ -91,6 +92,8 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
   const first = index.frameTimes[0]!;
   const last = index.frameTimes[index.frameTimes.length - 1]!;
   const duration = Math.max(index.end - first, 1e-3);
+  const over = countedMediaOverLimit(input.name, { seconds: index.end - first, frames: index.frameTimes.length }, ctx.limits);
+  if (over) throw over;
   const needed = thumbnailCount(ctx.params, duration);
   // Refused rather than cut short: the first MAX_THUMBNAILS alone would silently leave the rest of the video out.
   if (needed > MAX_THUMBNAILS) {

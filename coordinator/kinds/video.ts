@@ -24,6 +24,7 @@ import { takeHeaderProbe } from '../input-check.js';
 import { planSegments, segmentCount } from './video-segments.js';
 import { mergeVideo, type InputPlanRecord } from './video-merge.js';
 import { planEach, planEachArriving, type PlanOne } from './plan-each.js';
+import { countedMediaOverLimit } from '../../shared/limits.js';
 
 /** The `video` kind as the coordinator registry sees it. */
 export const videoKind: CoordinatorKind<VideoJobParams> = {
@@ -68,6 +69,8 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   if (!video) throw invalidArgument(`${name}: has no video stream`, name);
   if (!video.width || !video.height) throw invalidArgument(`${name}: the video stream has no picture size`, name);
   if (index instanceof Error) throw index;
+  const over = countedMediaOverLimit(name, { seconds: index.end - index.frameTimes[0]!, frames: index.frameTimes.length }, ctx.limits);
+  if (over) throw over;
   const tracks = params.audioCodec === 'none' ? [] : info.audio;
   const audio = tracks[0];
   const copyRefused = params.audioCodec === 'copy' ? copyAudioRefusal(tracks.map((t) => t.codec), params.container) : undefined;

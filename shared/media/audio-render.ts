@@ -28,6 +28,16 @@ export interface StageARun {
   threads?: number | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((seconds: number) => void) | undefined;
+  /**
+   * Output written up to this many seconds and a sample more, at most: a file holding more than
+   * its header states is decoded only as far as the coordinator's limit, then refused.
+   */
+  maxSeconds?: number | undefined;
+}
+
+/** `-t` for an output capped at `maxSeconds` (a little past it, so that a count over the cap shows). */
+function capArgs(maxSeconds: number | undefined): string[] {
+  return maxSeconds && maxSeconds > 0 ? ['-t', (maxSeconds + 1).toFixed(3)] : [];
 }
 
 /** True for codecs whose packets are bare samples (pcm_s16le, pcm_f32be, ...): no bitstream to be corrupt. */
@@ -49,7 +59,7 @@ export function corruptPacketsFail(codec: string | undefined): boolean {
 
 /** Decodes the first audio stream and applies stage A; decode errors (truncated/corrupt input) fail the input. */
 export async function renderStageA(r: StageARun): Promise<void> {
-  const args = ['-i', r.source, '-map', '0:a:0', '-vn', '-sn', '-dn', '-af', r.chain, '-c:a', 'pcm_f32le', '-f', 'wav', '-rf64', 'auto', '-y', r.out];
+  const args = ['-i', r.source, '-map', '0:a:0', '-vn', '-sn', '-dn', '-af', r.chain, ...capArgs(r.maxSeconds), '-c:a', 'pcm_f32le', '-f', 'wav', '-rf64', 'auto', '-y', r.out];
   if (corruptPacketsFail(r.codec)) args.unshift('-xerror');
   if (r.threads) args.unshift('-threads', String(r.threads));
   await decodeRun(args, r.input, r.signal, r.onProgress);
@@ -173,11 +183,11 @@ export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | 
  * Decodes a file to a WAV with the decoder's own sample format (exact: no conversion but planar->packed).
  * `sourceCodec` as in {@link corruptPacketsFail}.
  */
-export async function decodeToWav(source: string, input: string, sampleFormat: string, out: string, signal?: AbortSignal, sourceCodec?: string): Promise<void> {
+export async function decodeToWav(source: string, input: string, sampleFormat: string, out: string, signal?: AbortSignal, sourceCodec?: string, maxSeconds?: number): Promise<void> {
   const fmt = sampleFormat.replace(/p$/, '');
   const codec = fmt === 's16' ? 'pcm_s16le' : fmt === 's32' ? 'pcm_s32le' : fmt === 'u8' ? 'pcm_u8' : 'pcm_f32le';
   // Doubles (rare) become float: a negligible rounding that both the segmented and whole path would share.
-  const args = ['-i', source, '-map', '0:a:0', '-vn', '-sn', '-dn', '-map_metadata', '-1', '-c:a', codec, '-f', 'wav', '-rf64', 'auto', '-y', out];
+  const args = ['-i', source, '-map', '0:a:0', '-vn', '-sn', '-dn', '-map_metadata', '-1', ...capArgs(maxSeconds), '-c:a', codec, '-f', 'wav', '-rf64', 'auto', '-y', out];
   if (corruptPacketsFail(sourceCodec)) args.unshift('-xerror');
   await decodeRun(args, input, signal);
 }

@@ -14,6 +14,7 @@ import { probeAudio } from '../../shared/media/audio-probe.js';
 import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import { audioKind } from '../../coordinator/kinds/audio.js';
 import { audioProcessor } from '../../worker/processors/audio.js';
+import { resolveLimits } from '../../shared/limits.js';
 
 /** Source kinds: a steady sine, pink-ish noise, or speech-like bursts (tone + noise) with silences. */
 export type AudioSource = 'sine' | 'noise' | 'speech';
@@ -108,7 +109,7 @@ export async function runAudioInProcess(raw: Record<string, unknown>, files: str
   for (const f of files) inputs.push({ name: path.basename(f), path: f, size: (await stat(f)).size, sha256: '' });
   const signal = new AbortController().signal;
   const warnings: ItemWarning[] = [];
-  const base = { jobId: 'job', params, spec, inputs, cluster: { workers: 2, slots: 2, encoders: new Set<string>(), encoderSets: [], features: new Set(WORKER_FEATURES) }, workDir: coord, signal, log, warn: (input: string, message: string) => void warnings.push({ input, message }) };
+  const base = { jobId: 'job', params, spec, inputs, cluster: { workers: 2, slots: 2, encoders: new Set<string>(), encoderSets: [], features: new Set(WORKER_FEATURES) }, workDir: coord, signal, log, warn: (input: string, message: string) => void warnings.push({ input, message }), limits: resolveLimits() };
   const planned = await audioKind.plan(base);
   const results: SubtaskOutcome[] = [];
   for (const [index, st] of planned.subtasks.entries()) {

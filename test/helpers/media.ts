@@ -12,6 +12,7 @@ import type { TesseraError } from '../../shared/errors.js';
 import { ffmpegBinaries, ffmpegInfo, fpsModeFlag, runFfmpeg } from '../../shared/ffmpeg.js';
 import { WORKER_FEATURES, type CoordinatorKind, type FinalOutput, type ItemFailure, type ItemWarning, type SpoolFile, type SubtaskOutcome, type WorkerProcessor } from '../../shared/job-kind.js';
 import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
+import { resolveLimits, type Limits } from '../../shared/limits.js';
 
 export interface VideoFixture {
   /** Seconds of video (ignored when `vfr` is set: 1 s at 24 fps then 1 s at 60 fps, repeated). */
@@ -110,7 +111,7 @@ export async function runKindInProcess<P>(
   processor: WorkerProcessor<P>,
   spec: JobSpec__Output,
   files: string[],
-  opts: { dir: string; slots?: number; threads?: number; encoders?: string[]; features?: readonly string[]; signal?: AbortSignal },
+  opts: { dir: string; slots?: number; threads?: number; encoders?: string[]; features?: readonly string[]; signal?: AbortSignal; limits?: Partial<Limits> },
 ): Promise<InProcessRun> {
   const signal = opts.signal ?? new AbortController().signal;
   const kindName = kind.name as 'video' | 'thumbnails';
@@ -122,7 +123,7 @@ export async function runKindInProcess<P>(
   const encoders = new Set(opts.encoders ?? ffmpegInfo().encoders);
   const cluster = { workers: 1, slots: opts.slots ?? 2, encoders, encoderSets: [encoders], features: new Set(opts.features ?? WORKER_FEATURES) };
   const warnings: ItemWarning[] = [];
-  const base = { jobId: 'job-1', params, spec, inputs, cluster, workDir, signal, log, warn: (input: string, message: string) => void warnings.push({ input, message }) };
+  const base = { jobId: 'job-1', params, spec, inputs, cluster, workDir, signal, log, warn: (input: string, message: string) => void warnings.push({ input, message }), limits: resolveLimits(opts.limits) };
   const planned = await kind.plan(base);
   let subtasks = planned.subtasks;
   const errors: ItemFailure[] = [...(planned.errors ?? [])];

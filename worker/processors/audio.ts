@@ -18,6 +18,7 @@ import { fadeSamples, type AudioSubtaskPlan, type FileRender, type SegmentPlan, 
 import { checkNotTruncated } from '../../shared/media/audio-probe.js';
 import { renderStageA } from '../../shared/media/audio-render.js';
 import { readWavInfo } from '../../shared/media/audio-wav.js';
+import { countedMediaOverLimit } from '../../shared/limits.js';
 
 /** Name of the per-segment statistics file a segment subtask returns next to its PCM body. */
 export const SEGMENT_STATS = 'stats.json';
@@ -97,9 +98,13 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
           out: stageA,
           threads: ctx.threads,
           signal: ctx.signal,
+          maxSeconds: f.maxSeconds,
         });
       await render(f);
       let info = await readWavInfo(stageA, f.input);
+      // A header that states less than the file holds passed the submission check: what was decoded is held to the limit.
+      const over = f.maxSeconds ? countedMediaOverLimit(f.input, { seconds: info.frames / f.outRate }, { maxMediaSeconds: f.maxSeconds }) : undefined;
+      if (over) throw over;
       // The probe's length can promise audio that is not there (a trim inside a wrong duration): never encode nothing.
       if (info.frames === 0) throw invalidArgument(`${f.input}: no audio to encode${f.trim ? ' in the trimmed range' : ''}: the decoded file has no samples`, f.input);
       await checkNotTruncated({ path: src.path, input: f.input, frames: info.frames, expected: f.totalFrames, durationIsAudio: f.durationIsAudio, rate: f.outRate, exact: f.sourceCodec === 'flac', signal: ctx.signal });
@@ -136,7 +141,7 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
   if (outputs.length === 0 && itemErrors.length > 0 && plan.files.length === 1) {
     // A subtask with nothing but a bad input: report it as the subtask's error so it is not retried.
     const e = itemErrors[0]!;
-    throw invalidArgument(e.message, e.input);
+    throw new TesseraError(status[e.code as keyof typeof status] ?? status.INVALID_ARGUMENT, e.message, { input: e.input, retryable: false });
   }
   return { outputs, itemErrors, result: { files: reports } };
 }
