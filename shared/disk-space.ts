@@ -31,6 +31,15 @@ export async function freeBytes(file: string): Promise<number | undefined> {
 }
 
 /**
+ * Bytes free to the tool's user and the size of the file system holding `dir`; undefined where
+ * that cannot be told.
+ */
+export async function diskRoom(dir: string): Promise<{ free: number; total: number } | undefined> {
+  const st = await statfs(dir).catch(() => undefined);
+  return st && { free: st.bavail * st.bsize, total: st.blocks * st.bsize };
+}
+
+/**
  * Where an ffmpeg command line writes: its last argument, unless that is stdout, a pipe or the null
  * muxer's "-"; undefined then.
  */

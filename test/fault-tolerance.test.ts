@@ -380,7 +380,7 @@ describe('full disk', () => {
       const tiled = await cluster.client.wait((await cluster.client.submit({ image: { width: 6000, tile_size: 512, format: 'png' } }, [png])).id);
       expect(tiled.state).toBe('JOB_STATE_FAILED');
       expect(tiled.errors).toEqual([
-        expect.objectContaining({ input: 'upscaled.png', code: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/^upscaled\.png: tiling it needs about 0\.16 GB of the coordinator's disk \(6000x4500 decoded.*, and 0\.0\d GB is free$/) }),
+        expect.objectContaining({ input: 'upscaled.png', code: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/^upscaled\.png: tiling it needs about 0\.16 GB of the coordinator's disk \(6000x4500 decoded.*, and 0\.0\d GB is free \(0\.00 GB is kept for other jobs\)$/) }),
       ]);
 
       // A video whose chunks do not fit: ffmpeg says only "Invalid argument" for the trailer it could not write.

@@ -23,7 +23,7 @@ import sharp from 'sharp';
 import type { FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
 import { status } from '@grpc/grpc-js';
 import { invalidArgument, TesseraError } from '../../shared/errors.js';
-import { freeBytes, nearlyFull } from '../../shared/disk-space.js';
+import { diskRoom, nearlyFull } from '../../shared/disk-space.js';
 import { MAX_SOURCE_STRIPS, tileConfig, type TileConfig } from '../../shared/media/tile-config.js';
 import { checkSampleFormat, intermediateSpace, splitForTiles, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
 import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, tileFormatFor, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
@@ -176,7 +176,7 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
   let planned: { t: TileGeometry; core: Rect; cut: Rect }[] = [];
   let out = { width: 0, height: 0 };
   let depth = 'uchar';
-  await checkRoomForDecoded(dir, o, split, m);
+  const release = await reserveRoomForDecoded(dir, o, split, m);
   const src = openSource(o, config);
   const cuts = cutStripsWhileDecoding({
     intermediate,
@@ -220,26 +220,44 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
   } finally {
     // Every strip holds its own copy of its rows: the intermediate is not needed any more.
     await rm(intermediate, { force: true });
+    release();
   }
 }
+
+/** Bytes of the coordinator's disk that the decodes under way may still write (see {@link reserveRoomForDecoded}). */
+let reservedForDecodes = 0;
 
 /**
  * Refuses, before a pixel is written, an image whose decoded copy and the pieces cut from it (about
  * twice the copy, until the last piece is cut) the disk of `dir` cannot hold: a photo upscaled a
- * hundred times would otherwise fill the coordinator's disk for minutes first.
+ * hundred times would otherwise fill the coordinator's disk for minutes first. The room is held
+ * until `release` (the pieces are cut): images tiled at once cannot all count the same free bytes,
+ * and a twentieth of the file system stays free for the uploads and work of other jobs.
  */
-async function checkRoomForDecoded(dir: string, o: PlanTilesOptions, split: TileSplit, m: sharp.Metadata): Promise<void> {
+async function reserveRoomForDecoded(dir: string, o: PlanTilesOptions, split: TileSplit, m: sharp.Metadata): Promise<() => void> {
   const { width, height } = outputSize({ width: m.width ?? 0, height: m.height ?? 0, orientation: m.orientation ?? 1 }, o.params);
   const sampleBytes = intermediateSpace(m, split.prefix) ? 2 : 1;
   const need = 2 * width * height * Math.max(m.channels ?? 4, 1) * sampleBytes;
-  const free = await freeBytes(dir);
-  if (free === undefined || need <= free) return;
-  const gb = (b: number): string => `${(b / 1e9).toFixed(b < 1e9 ? 2 : 1)} GB`;
-  throw new TesseraError(
-    status.RESOURCE_EXHAUSTED,
-    `${o.input.name}: tiling it needs about ${gb(need)} of the coordinator's disk (${width}x${height} decoded, and the pieces cut from it), and ${gb(free)} is free`,
-    { input: o.input.name, retryable: false },
-  );
+  const room = await diskRoom(dir);
+  if (room !== undefined) {
+    const kept = Math.floor(room.total / 20);
+    const usable = room.free - reservedForDecodes - kept;
+    if (need > usable) {
+      const gb = (b: number): string => `${(Math.max(0, b) / 1e9).toFixed(b < 1e9 ? 2 : 1)} GB`;
+      const held = reservedForDecodes > 0 ? `, ${gb(reservedForDecodes)} of it held for other images being tiled` : '';
+      throw new TesseraError(
+        status.RESOURCE_EXHAUSTED,
+        `${o.input.name}: tiling it needs about ${gb(need)} of the coordinator's disk (${width}x${height} decoded, and the pieces cut from it), and ${gb(room.free)} is free${held} (${gb(kept)} is kept for other jobs)`,
+        { input: o.input.name, retryable: false },
+      );
+    }
+  }
+  reservedForDecodes += need;
+  let held = true;
+  return () => {
+    if (held) reservedForDecodes -= need;
+    held = false;
+  };
 }
 
 /** The coordinator's decode pass: the pipeline's prefix, in the source's sample format (tile-pipeline.ts `intermediateSpace`). */
@@ -395,15 +413,24 @@ function balancedStrips(width: number, height: number, count: number, split: Til
 
 /** Decodes `input` once (running the pipeline's prefix), cuts it into halo'd tiles and returns one subtask per tile. */
 async function planIntermediateTiles(o: PlanTilesOptions, config: TileConfig, split: TileSplit, format: TiledFormat, m: sharp.Metadata): Promise<SubtaskPlan[]> {
-  const pipeline = o.pipeline ?? applyPipeline;
-  const p = o.params;
-  const name = o.input.name;
-  const dir = await tileDir(o.workDir, name);
+  const dir = await tileDir(o.workDir, o.input.name);
 
   // One decode pass: auto-orient, crop, greyscale and resize as the whole-image pipeline would do them.
   const intermediate = path.join(dir, 'decoded.v');
   o.signal.throwIfAborted();
-  await checkRoomForDecoded(dir, o, split, m);
+  const release = await reserveRoomForDecoded(dir, o, split, m);
+  try {
+    return await cutIntermediateTiles(o, config, split, format, m, dir, intermediate);
+  } finally {
+    release();
+  }
+}
+
+/** {@link planIntermediateTiles}' decode and cuts, the room for them held. */
+async function cutIntermediateTiles(o: PlanTilesOptions, config: TileConfig, split: TileSplit, format: TiledFormat, m: sharp.Metadata, dir: string, intermediate: string): Promise<SubtaskPlan[]> {
+  const pipeline = o.pipeline ?? applyPipeline;
+  const p = o.params;
+  const name = o.input.name;
   const src = openSource(o, config);
   const space = intermediateSpace(m, split.prefix);
   const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate);
