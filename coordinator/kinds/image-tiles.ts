@@ -29,7 +29,7 @@ import { checkSampleFormat, intermediateSpace, splitForTiles, type PipelineFn, t
 import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, tileFormatFor, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
 import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
-import { vipsExtension, writeVipsCarrier } from '../../shared/media/tile-vips-file.js';
+import { readVipsSize, vipsExtension, writeVipsCarrier } from '../../shared/media/tile-vips-file.js';
 import { ANIMATED_FORMATS, applyPipeline, maxInputPixels, outputFormat, outputPixels, outputSize, turnsQuarter } from '../../shared/media/image-pipeline.js';
 import type { ImageParams } from '../../shared/kinds/image-params.js';
 import { withExtension } from '../../shared/names.js';
@@ -650,6 +650,15 @@ async function stitchSource(source: string, list: SubtaskOutcome[], outputDir: s
       throw new TileCheckError(`${source}: joined ${got.width}x${got.height}, expected ${first.outWidth}x${first.outHeight}`);
     }
     return { name, path: outPath, source, contentType: contentTypeOf(first.format, first.output) };
+  }
+  // Every tile must be the `.v` it says it is, of its size, before libvips (which picks a loader by
+  // content) opens it.
+  for (const o of list) {
+    const plan = o.plan as TilePlan;
+    const v = await readVipsSize(o.outputs[0]!.path);
+    if (!v || v.width !== plan.out.w || v.height !== plan.out.h) {
+      throw new TileCheckError(`${source}: tile ${plan.index + 1} came back ${v ? `as a ${v.width}x${v.height} .v` : 'in another format than .v'}, expected a ${plan.out.w}x${plan.out.h} .v`);
+    }
   }
   const got = await stitchTiles({
     tiles,

@@ -12,6 +12,8 @@ import type { Rect } from './tiling.js';
 
 /** libvips' magic number as it opens a little-endian `.v` file. */
 const MAGIC_INTEL = 0xb6a6f208;
+/** libvips' magic number as it opens a big-endian `.v` file. */
+const MAGIC_SPARC = 0x08f2a6b6;
 /** VipsInterpretation values of the header's Type field. */
 const INTERPRETATION_B_W = 1;
 const INTERPRETATION_SRGB = 22;
@@ -51,6 +53,27 @@ export function vipsResolution(head: Buffer): Resolution | undefined {
   if (head.length < HEADER_BYTES || head.readUInt32BE(0) !== MAGIC_INTEL) return undefined;
   const [xres, yres] = [head.readFloatLE(32), head.readFloatLE(36)];
   return xres > 0 && yres > 0 ? { xres, yres } : undefined;
+}
+
+/**
+ * The size a `.v` file's header gives (either byte order), or undefined when `file` is not a `.v`
+ * at all. The stitch asks this of every tile a worker sent before libvips opens it: libvips picks a
+ * loader by a file's content, and a tile that is not what it should be (a worker's fault, or a
+ * hostile worker's SVG) must never reach another loader.
+ */
+export async function readVipsSize(file: string): Promise<{ width: number; height: number; channels: number } | undefined> {
+  const fh = await open(file, 'r');
+  try {
+    const { buffer, bytesRead } = await fh.read(Buffer.alloc(HEADER_BYTES), 0, HEADER_BYTES, 0);
+    if (bytesRead < HEADER_BYTES) return undefined;
+    const magic = buffer.readUInt32BE(0);
+    if (magic !== MAGIC_INTEL && magic !== MAGIC_SPARC) return undefined;
+    const le = magic === MAGIC_INTEL;
+    const int = (at: number): number => (le ? buffer.readUInt32LE(at) : buffer.readUInt32BE(at));
+    return { width: int(4), height: int(8), channels: int(12) };
+  } finally {
+    await fh.close();
+  }
 }
 
 /** The resolution in a `.v` file's header; libvips' default when the file is not a little-endian `.v`. */
