@@ -388,7 +388,7 @@ async function receiveInputs(
   while (!next.done) {
     const msg = next.value;
     if (msg.msg !== 'input' || !msg.input) throw invalidArgument(`expected an input header, got "${msg.msg ?? 'nothing'}"`);
-    const name = safeFileName(msg.input.name, 'input name');
+    const name = withInputNamed(msg.input.name, () => safeFileName(msg.input!.name, 'input name'));
     const held = names.get(name);
     if (held === name) throw invalidArgument(`input name "${name}" is used twice in this job`, name);
     if (held !== undefined) {
@@ -441,7 +441,7 @@ async function receiveInputs(
       }
     }
     const file = spool.inputPath(job.id, name);
-    const { size, sha256 } = await spool.writeAtomic(file, chunks(), { maxBytes: limits.maxFileBytes, limitName: "the coordinator's --max-file-bytes", expectedSha256: () => trailer, what: `input ${name}`, signal });
+    const { size, sha256 } = await spool.writeAtomic(file, chunks(), { maxBytes: limits.maxFileBytes, limitName: "the coordinator's --max-file-bytes", expectedSha256: () => trailer, what: `input ${name}`, input: name, signal });
     if (declared && declared !== size) throw invalidArgument(`input ${name}: header said ${declared} bytes but ${size} arrived`, name);
     const received: SpoolFile = { name, path: file, size, sha256 };
     arrived(received);
@@ -714,4 +714,14 @@ function canonicalJson(value: unknown): string {
     return v;
   };
   return JSON.stringify(clean(value));
+}
+
+/** `fn`, whose refusal (a bad input name) carries that name as its input, for the client to print. */
+function withInputNamed<T>(input: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof TesseraError && err.input === undefined && input) throw new TesseraError(err.code, err.message, { retryable: err.retryable, input });
+    throw err;
+  }
 }

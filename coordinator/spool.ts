@@ -9,7 +9,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { finished } from 'node:stream/promises';
 import { status } from '@grpc/grpc-js';
-import { TesseraError, dataLoss } from '../shared/errors.js';
+import { TesseraError } from '../shared/errors.js';
 import { closeWriteStream, threadedWriteStream } from '../shared/file-writer.js';
 import { newSha256, writeWithBackpressure } from '../shared/streams.js';
 
@@ -179,7 +179,7 @@ export class Spool {
   async writeAtomic(
     dest: string,
     chunks: AsyncIterable<Buffer>,
-    opts: { maxBytes?: number; limitName?: string; expectedSha256?: () => string | undefined; what: string; signal?: AbortSignal },
+    opts: { maxBytes?: number; limitName?: string; expectedSha256?: () => string | undefined; what: string; signal?: AbortSignal; /** The job input the file is, named in errors' metadata. */ input?: string },
   ): Promise<{ size: number; sha256: string }> {
     await mkdir(path.dirname(dest), { recursive: true });
     const tmp = `${dest}.${randomUUID().slice(0, 8)}.tmp`;
@@ -192,7 +192,7 @@ export class Spool {
       for await (const chunk of chunks) {
         size += chunk.length;
         if (opts.maxBytes !== undefined && size > opts.maxBytes) {
-          throw new TesseraError(status.RESOURCE_EXHAUSTED, `${opts.what} is larger than the limit of ${opts.maxBytes} bytes${opts.limitName ? ` (${opts.limitName})` : ''}`, { retryable: false });
+          throw new TesseraError(status.RESOURCE_EXHAUSTED, `${opts.what} is larger than the limit of ${opts.maxBytes} bytes${opts.limitName ? ` (${opts.limitName})` : ''}`, { retryable: false, input: opts.input });
         }
         hash.update(chunk);
         await writeWithBackpressure(out, chunk, opts.signal);
@@ -201,7 +201,7 @@ export class Spool {
       await finished(out);
       const sha256 = hash.digest('hex');
       const expected = opts.expectedSha256?.();
-      if (expected && expected !== sha256) throw dataLoss(`${opts.what}: checksum mismatch (sent ${expected}, received ${sha256})`);
+      if (expected && expected !== sha256) throw new TesseraError(status.DATA_LOSS, `${opts.what}: checksum mismatch (sent ${expected}, received ${sha256})`, { retryable: true, input: opts.input });
       await rename(tmp, dest);
       // Known from now on to workers that may read it in place: no stat when it is assigned.
       const jobId = this.jobOf(dest);
@@ -211,7 +211,7 @@ export class Spool {
       await closeWriteStream(out);
       await rm(tmp, { force: true });
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
-        throw new TesseraError(status.RESOURCE_EXHAUSTED, `${opts.what}: the coordinator's disk is full`, { retryable: true });
+        throw new TesseraError(status.RESOURCE_EXHAUSTED, `${opts.what}: the coordinator's disk is full`, { retryable: true, input: opts.input });
       }
       throw err;
     }

@@ -71,9 +71,15 @@ const EMPTY_NOTE = /\s*Resolution note:\s*$/;
  * so that an error ends with its cause. Other errors are returned as they are.
  */
 export function tidyGrpcError<E>(err: E): E {
-  const e = err as { details?: unknown; message?: unknown } | null;
+  const e = err as { details?: unknown; message?: unknown; input?: unknown; metadata?: unknown } | null;
   if (e && typeof e.details === 'string') e.details = e.details.replace(EMPTY_NOTE, '');
   if (e && typeof e.message === 'string') e.message = e.message.replace(EMPTY_NOTE, '');
+  // The input a refusal is about (its trailing metadata `tessera-input-bin`), as `input`, where a
+  // TesseraError of the client's own has it too.
+  if (e && typeof e === 'object' && e.metadata && e.input === undefined) {
+    const input = errorInput(e);
+    if (input !== undefined) e.input = input;
+  }
   return err;
 }
 

@@ -20,6 +20,7 @@ import { ffmpegBinaries, runFfmpeg } from '../shared/ffmpeg.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { errorInput } from '../shared/errors.js';
 
 let cluster: TestCluster;
 let dir: string;
@@ -175,9 +176,9 @@ describe('hostile inputs through a real cluster', () => {
   it('names with ../ or absolute paths, oversized and malformed messages, unknown kinds and out-of-range params', async () => {
     const { proto } = loadTesseraProto();
     const raw = new proto.tessera.v1.JobService(cluster.address, grpc.credentials.createInsecure(), { 'grpc.max_send_message_length': -1 }) as JobServiceClient;
-    const submitRaw = (messages: object[]): Promise<{ code: number; details: string }> =>
+    const submitRaw = (messages: object[]): Promise<{ code: number; details: string; input?: string }> =>
       new Promise((resolve) => {
-        const call = raw.SubmitJob({ deadline: Date.now() + 20_000 }, (err) => resolve(err ? { code: err.code, details: err.details } : { code: 0, details: 'ok' }));
+        const call = raw.SubmitJob({ deadline: Date.now() + 20_000 }, (err) => resolve(err ? { code: err.code, details: err.details, input: errorInput(err) } : { code: 0, details: 'ok' }));
         for (const m of messages) call.write(m);
         call.end();
       });
@@ -185,6 +186,8 @@ describe('hostile inputs through a real cluster', () => {
       const r = await submitRaw([{ spec: { image: { width: 10 } } }, { input: { name, size: 3 } }, { data: Buffer.from('abc') }, { input_end: {} }]);
       expect(r.code, name).toBe(grpc.status.INVALID_ARGUMENT);
       expect(r.details, name).toMatch(/input name .* (must not contain slashes|is not a plain file name)/);
+      // The name refused rides in the trailer, as every refusal of one input's does.
+      expect(r.input, name).toBe(name);
     }
     // Names that read as another (invisible, or drawn as slashes), blank ones, and names of
     // Tessera's own temporary files (one job's cleanup in a shared output folder would take another's output).

@@ -153,6 +153,8 @@ describe('submission limits', () => {
     expect.soft(err.details, 'the message names the limit').toContain(String(MAX_FILE_BYTES));
     expect.soft(err.details, 'the message names the input').toContain('too-big.bin');
     expect.soft(err.details).not.toContain('fits.bin');
+    // The library gives the input refused as `input`, from the trailer, as its own errors have it.
+    expect((err as grpc.ServiceError & { input?: string }).input).toBe('too-big.bin');
     await expectNothingLeft();
   });
 
