@@ -383,7 +383,14 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   const code = (err as { code?: number }).code;
   process.stderr.write(`tessera: ${describeError(tidyGrpcError(err))}\n`);
   if (code === status.UNAVAILABLE) process.stderr.write(`tessera: ${unavailableHint((err as { details?: string }).details ?? '')}\n`);
-  if (code === status.UNAUTHENTICATED) process.stderr.write('tessera: the coordinator wants a client token: give it with --token-file FILE (or TESSERA_TOKEN_FILE, or --token / TESSERA_TOKEN)\n');
+  if (code === status.UNAUTHENTICATED) {
+    const details = String((err as { details?: unknown })?.details ?? '');
+    process.stderr.write(
+      /^unknown client token/.test(details)
+        ? 'tessera: the coordinator does not know the client token given: check --token-file FILE (or TESSERA_TOKEN_FILE, or --token / TESSERA_TOKEN)\n'
+        : 'tessera: the coordinator wants a client token: give it with --token-file FILE (or TESSERA_TOKEN_FILE, or --token / TESSERA_TOKEN)\n',
+    );
+  }
   process.exitCode = code === status.INVALID_ARGUMENT || code === status.NOT_FOUND ? 2 : 1;
 });
 

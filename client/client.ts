@@ -965,7 +965,7 @@ async function openOwnAs(file: string, dest: string, part: string): Promise<{ fh
 }
 
 const alreadyThere = (dest: string, name: string): TesseraError =>
-  new TesseraError(grpc.status.ALREADY_EXISTS, `${dest} already exists and is not output "${name}": kept (replace it with --overwrite, or download into another folder)`, { retryable: false });
+  new TesseraError(grpc.status.ALREADY_EXISTS, `${dest} already exists and is not output "${name}": kept (replace it with overwrite: true, --overwrite in the CLI, or download into another folder)`, { retryable: false });
 
 /** Errors of `link` on a file system without hard links (FAT, some network shares). */
 const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);

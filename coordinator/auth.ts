@@ -141,7 +141,7 @@ export class CoordinatorAuth {
     }
     if (this.workersOpen) return undefined;
     const p = this.principal(md);
-    if (!p) return { code: status.UNAUTHENTICATED, details: bearerToken(md) ? 'unknown worker token' : 'missing worker token (authorization: Bearer <token>)' };
+    if (!p) return { code: status.UNAUTHENTICATED, details: bearerToken(md) ? 'unknown worker token' : missingToken('worker', md) };
     if (p.role !== 'worker') return { code: status.PERMISSION_DENIED, details: 'a client token cannot be used by a worker' };
     return undefined;
   }
@@ -149,7 +149,7 @@ export class CoordinatorAuth {
   private checkClient(md: grpc.Metadata): { code: status; details: string } | undefined {
     if (this.clientsOpen) return undefined;
     const p = this.principal(md);
-    if (!p) return { code: status.UNAUTHENTICATED, details: bearerToken(md) ? 'unknown client token' : 'missing client token (authorization: Bearer <token>)' };
+    if (!p) return { code: status.UNAUTHENTICATED, details: bearerToken(md) ? 'unknown client token' : missingToken('client', md) };
     if (p.role === 'worker') return { code: status.PERMISSION_DENIED, details: 'the worker join token cannot be used by a client' };
     return undefined;
   }
@@ -178,4 +178,11 @@ export class CoordinatorAuth {
 /** A token's SHA-256 (hex): what is kept of the tokens that worked. */
 function secretKey(token: string): string {
   return createHash('sha256').update(token).digest('hex');
+}
+
+/** Why no token was read: none sent, or an `authorization` header not of the form `Bearer TOKEN`. */
+function missingToken(role: 'client' | 'worker', md: grpc.Metadata): string {
+  const given = md.get('authorization')[0];
+  if (given === undefined) return `missing ${role} token (authorization: Bearer <token>)`;
+  return `the authorization metadata is not "Bearer <token>": no ${role} token read from it`;
 }

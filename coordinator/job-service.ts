@@ -301,6 +301,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
 
     DownloadOutput: serverStream(log, (req: { job_id: string; name: string; offset: string }, ctx) => {
       owned(ctx.metadata, req.job_id);
+      if (!req.name) throw invalidArgument("name is empty: name the output (an OutputInfo's name, as GetJob or an output event gives it)");
       jobs.outputDownloads++;
       return download(jobs, req, ctx.signal);
     }),

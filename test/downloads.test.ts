@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
 import { partName } from '../client/client.js';
 import { settledCalls } from './helpers/calls.js';
-import { rawJobService } from './helpers/raw-grpc.js';
+import { rawDownload, rawJobService } from './helpers/raw-grpc.js';
 
 let cluster: TestCluster;
 let dir: string;
@@ -174,6 +174,8 @@ describe('downloads', () => {
     await expect((async () => {
       for await (const _ of cluster.client.readOutput(id, 'nothing.bin')) void _;
     })()).rejects.toMatchObject({ code: grpc.status.NOT_FOUND, message: expect.stringContaining('no output named "nothing.bin"') });
+    // No name at all is a malformed request, as an empty job id is.
+    expect((await rawDownload(cluster.address, id, '')).err).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^name is empty: name the output/) });
   });
 
   it('answer an offset at the end with the digest alone, and one past it with OUT_OF_RANGE naming both sizes', async () => {

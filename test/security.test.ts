@@ -15,6 +15,7 @@ import { loadTesseraProto } from '../shared/proto.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
 import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { rawJobService } from './helpers/raw-grpc.js';
 
 const WORKER = 'worker-token-0123456789abcdef';
 const ALICE = 'alice-token-0123456789abcdef';
@@ -87,6 +88,13 @@ describe('tokens', () => {
   it('missing or unknown client tokens are UNAUTHENTICATED, the worker token is PERMISSION_DENIED; nothing secret is logged', async () => {
     expect(await failure(as().listJobs())).toMatchObject({ code: grpc.status.UNAUTHENTICATED, details: expect.stringMatching(/missing client token/) });
     expect(await failure(as(WRONG).listJobs())).toMatchObject({ code: grpc.status.UNAUTHENTICATED, details: 'unknown client token' });
+    // A token sent without its "Bearer " is told so, not "missing".
+    const raw = rawJobService(cluster.address);
+    const md = new grpc.Metadata();
+    md.set('authorization', ALICE);
+    const unprefixed = await new Promise<grpc.ServiceError | null>((resolve) => raw.ListJobs({}, md, (err) => resolve(err)));
+    raw.close();
+    expect(unprefixed).toMatchObject({ code: grpc.status.UNAUTHENTICATED, details: 'the authorization metadata is not "Bearer <token>": no client token read from it' });
     expect(await failure(as(WORKER).listJobs())).toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: expect.stringMatching(/worker join token cannot be used by a client/) });
     // The coordinator's log reaches us through its stderr pipe, asynchronously: wait for it.
     const failedLines = (): string[] => logs.filter((l) => l.includes('authentication failed'));
