@@ -138,6 +138,8 @@ export class LocalCluster {
   }
 
   private spawn(name: string, args: string[], env: NodeJS.ProcessEnv | undefined, cli = CLI_PATH): ManagedProcess {
+    // A process started after stop() would be nobody's to stop: it would keep this process alive.
+    if (this.stopped) throw new Error(`LocalCluster: cannot start ${name}: the cluster was stopped (make a new LocalCluster)`);
     // TESSERA_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles every cluster process.
     const nodeArgs = (process.env['TESSERA_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean);
     const child = spawn(process.execPath, [...nodeArgs, cli, ...args], {
@@ -160,8 +162,11 @@ export class LocalCluster {
     return { name, child, exited };
   }
 
-  /** Stops every process (SIGKILL after a short grace) and removes the data dir it created. */
+  private stopped = false;
+
+  /** Stops every process (SIGKILL after a short grace) and removes the data dir it created; nothing starts after it. */
   async stop(): Promise<void> {
+    this.stopped = true;
     this.client?.close();
     const all = [...this.workers, ...(this.coordinator ? [this.coordinator] : [])];
     await Promise.all(

@@ -161,3 +161,13 @@ describe('errors', () => {
     expect((local as Error).message).toContain('"nope.bin"');
   }, 60_000);
 });
+
+describe('LocalCluster', () => {
+  it('starts nothing once stopped: a process it would no longer stop would keep the program alive', async () => {
+    const { LocalCluster } = await import('../client/index.js');
+    const cluster = await new LocalCluster({ workers: 1 }).start();
+    await cluster.stop();
+    await expect(cluster.startCoordinator()).rejects.toThrow('LocalCluster: cannot start coordinator: the cluster was stopped (make a new LocalCluster)');
+    expect(() => cluster.startWorker()).toThrow(/^LocalCluster: cannot start worker-\d+: the cluster was stopped/);
+  });
+});
