@@ -639,10 +639,19 @@ export class TesseraClient {
   }
 
   private downloadQueue(jobId: string, dir: string, opts: DownloadOptions): DownloadQueue {
-    return new DownloadQueue((o, dest, publish, signal) => this.downloadOne(jobId, o.name, dest, o.sha256, Number(o.size), publish, signal), dir, opts);
+    return new DownloadQueue((o, dest, publish, signal) => this.downloadOne(jobId, o.name, dest, o.sha256, Number(o.size), publish, signal, opts.onProgress), dir, opts);
   }
 
-  private async downloadOne(jobId: string, name: string, dest: string, expected: string, size: number, publish: Publish, signal?: AbortSignal): Promise<void> {
+  private async downloadOne(
+    jobId: string,
+    name: string,
+    dest: string,
+    expected: string,
+    size: number,
+    publish: Publish,
+    signal?: AbortSignal,
+    onProgress?: DownloadOptions['onProgress'],
+  ): Promise<void> {
     const part = partName(dest);
     const { fh, file } = await openOwn(dest, part);
     // Until verified, what came in is kept (as the part file) for the next try to resume.
@@ -674,6 +683,7 @@ export class TesseraClient {
             // A failed write (a full disk) throws its error here.
             await writeWithBackpressure(out, chunk.data);
             offset += chunk.data.length;
+            onProgress?.({ name, bytes: offset, size });
           }
           received = true;
         } finally {
@@ -784,6 +794,12 @@ export interface DownloadOptions {
   protect?: string[];
   /** Called once per outage when a download loses the coordinator and waits to resume (as a watch's `onReconnect`). */
   onReconnect?: (reason: string) => void;
+  /**
+   * Called as an output's bytes come in (about once per MiB): its name, the bytes it has so far (a
+   * resumed download counts what its part file held) and its size. Outputs that came inside their
+   * events, or were already in the folder, are not reported.
+   */
+  onProgress?: (p: { name: string; bytes: number; size: number }) => void;
 }
 
 /** What an output must hold: its size and SHA-256, as the coordinator announced them. */

@@ -178,6 +178,17 @@ describe('downloads', () => {
     expect((await rawDownload(cluster.address, id, '')).err).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^name is empty: name the output/) });
   });
 
+  it('report each streamed output\'s bytes as they come (onProgress), up to its size', async () => {
+    const { id } = await passthrough('progress', { 'big.bin': 4 * 2 ** 20 + 5, 'tiny.bin': 100 });
+    const seen: Array<{ name: string; bytes: number; size: number }> = [];
+    const out = await mkdtemp(path.join(dir, 'progress-out-'));
+    await cluster.client.download(id, out, { onProgress: (p) => seen.push(p) });
+    const big = seen.filter((p) => p.name === 'big.bin');
+    expect(big.length).toBeGreaterThan(1);
+    expect(big.map((p) => p.bytes)).toEqual([...big.map((p) => p.bytes)].sort((a, b) => a - b));
+    expect(big.at(-1)).toEqual({ name: 'big.bin', bytes: 4 * 2 ** 20 + 5, size: 4 * 2 ** 20 + 5 });
+  });
+
   it('answer an offset at the end with the digest alone, and one past it with OUT_OF_RANGE naming both sizes', async () => {
     const { id, bytes } = await passthrough('offsets', { 'o.bin': 5000 });
     const stub = rawJobService(cluster.address);
