@@ -95,7 +95,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
   /** One submission: the spec, then its inputs (uploaded or by reference), checked; then the job is accepted. */
   async function submit(owner: string, messages: AsyncIterable<SubmitJobRequest__Output>, signal: AbortSignal): Promise<ReturnType<typeof toJobMessage>> {
     if (shuttingDown) throw new TesseraError(status.UNAVAILABLE, 'the coordinator is shutting down: send the submission again (to its next run)');
-    const iterator = idleLimited(messages[Symbol.asyncIterator](), uploadIdleMs());
+    const iterator = idleLimited(messages[Symbol.asyncIterator](), uploadIdleMs(), (m) => (m.msg === 'data' ? (m.data?.length ?? 0) : Infinity));
     const first = await iterator.next();
     if (first.done || first.value.msg !== 'spec' || !first.value.spec) throw invalidArgument('the first SubmitJob message must be the job spec');
     const job = jobs.newJob(first.value.spec, owner);
@@ -311,21 +311,46 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
 }
 
 /**
- * How long a submission may send nothing before the coordinator gives up on it: a client that went
- * quiet (hung, or holding the call open on purpose) would otherwise keep its stream, its partial
- * file and one of its --max-jobs-per-client places for as long as its own deadline says.
- * TESSERA_UPLOAD_IDLE_MS sets it (tests).
+ * How long a submission may go without progress before the coordinator gives up on it: a client
+ * that went quiet, or trickles a byte now and then (hung, or holding the call open on purpose),
+ * would otherwise keep its stream, its partial file and one of its --max-jobs-per-client places for
+ * as long as its own deadline says. Progress is a message that is not data (the spec, an input's
+ * header or end) or UPLOAD_PROGRESS_BYTES of data. TESSERA_UPLOAD_IDLE_MS sets it (tests).
  */
 const uploadIdleMs = (): number => Number(process.env['TESSERA_UPLOAD_IDLE_MS']) || 120_000;
+/** Data that counts as progress of an upload: 64 KiB (0.5 KiB/s over the 2 minutes). */
+const UPLOAD_PROGRESS_BYTES = 64 * 1024;
 
-/** `it`, whose every `next()` fails with DEADLINE_EXCEEDED when no message comes within `ms`. */
-function idleLimited<T>(it: AsyncIterator<T>, ms: number): AsyncIterator<T> {
+/**
+ * `it`, whose `next()` fails with DEADLINE_EXCEEDED once `ms` pass without progress: a message
+ * `weigh` gives Infinity, or messages whose weights add up to `enough`.
+ */
+function idleLimited<T>(it: AsyncIterator<T>, ms: number, weigh: (m: T) => number = () => Infinity, enough = UPLOAD_PROGRESS_BYTES): AsyncIterator<T> {
+  // Time spent waiting for the client since its last progress: the coordinator's own time between
+  // two reads (a slow disk) is not the client's.
+  let waited = 0;
+  let since = 0;
   return {
     next: () =>
       new Promise<IteratorResult<T>>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new TesseraError(status.DEADLINE_EXCEEDED, `the submission sent nothing for ${ms / 1000} s: the coordinator gave up on it; nothing of it was kept`, { retryable: false })), ms);
+        const asked = Date.now();
+        const timer = setTimeout(
+          () => reject(new TesseraError(status.DEADLINE_EXCEEDED, `the submission ${since > 0 ? `sent only ${since} bytes` : 'sent nothing'} in ${ms / 1000} s: the coordinator gave up on it; nothing of it was kept`, { retryable: false })),
+          Math.max(0, ms - waited),
+        );
         it.next().then(
-          (r) => (clearTimeout(timer), resolve(r)),
+          (r) => {
+            clearTimeout(timer);
+            waited += Date.now() - asked;
+            if (!r.done) {
+              since += weigh(r.value);
+              if (since >= enough) {
+                waited = 0;
+                since = 0;
+              }
+            }
+            resolve(r);
+          },
           (err: unknown) => (clearTimeout(timer), reject(err)),
         );
       }),

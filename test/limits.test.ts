@@ -209,8 +209,22 @@ describe('submission limits', () => {
         call.write({ data: randomBytes(10_000) });
       });
       expect(err?.code, err?.details).toBe(grpc.status.DEADLINE_EXCEEDED);
-      expect(err?.details).toBe('the submission sent nothing for 1 s: the coordinator gave up on it; nothing of it was kept');
+      expect(err?.details).toBe('the submission sent only 10000 bytes in 1 s: the coordinator gave up on it; nothing of it was kept');
       expect(Date.now() - started).toBeLessThan(10_000);
+      await expectNothingLeft();
+
+      // A byte every 100 ms never goes quiet, and is given up on all the same.
+      const trickled = Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      const trickle = await new Promise<grpc.ServiceError | null>((resolve) => {
+        const call = stub.SubmitJob({ deadline: Date.now() + 86_400_000 }, (e) => resolve(e));
+        call.write({ spec: { passthrough: {} } });
+        call.write({ input: { name: 'trickle.bin', size: '100000' } });
+        timer = setInterval(() => call.write({ data: Buffer.from('x') }), 100);
+      }).finally(() => clearInterval(timer));
+      expect(trickle?.code, trickle?.details).toBe(grpc.status.DEADLINE_EXCEEDED);
+      expect(trickle?.details).toMatch(/^the submission sent only \d bytes in 1 s: the coordinator gave up on it; nothing of it was kept$/);
+      expect(Date.now() - trickled).toBeLessThan(10_000);
       await expectNothingLeft();
     } finally {
       delete process.env['TESSERA_UPLOAD_IDLE_MS'];
