@@ -83,6 +83,12 @@ export class Worker {
   private state: Lifecycle = 'new';
   private readonly instanceId = randomUUID();
   private readonly client: WorkerServiceClient;
+  /**
+   * Inputs and outputs travel on a connection of their own: on a slow link, heartbeats queued
+   * behind megabytes of subtask data on the control stream's connection arrived too late, and the
+   * coordinator took the worker for lost every few seconds.
+   */
+  private readonly bulk: WorkerServiceClient;
   private call: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output> | undefined;
   private workerId = '';
   /** Results waiting for the end of this event-loop turn (see sendResult). */
@@ -118,7 +124,10 @@ export class Worker {
     const memoryLimitMb = opts.memoryLimitMb ?? defaultMemoryLimitMb(this.slots);
     this.isolation = memoryLimitMb > 0 ? new ProcessorIsolation({ memoryLimitMb, log: opts.log, prewarm: Math.min(this.slots, 4) }) : undefined;
     const WorkerService = workerServiceClientConstructor();
-    this.client = new WorkerService(opts.coordinator, opts.credentials ?? grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
+    const credentials = opts.credentials ?? grpc.credentials.createInsecure();
+    this.client = new WorkerService(opts.coordinator, credentials, CLIENT_CHANNEL_OPTIONS);
+    // A pool of its own: channels to the same address with the same options would share one connection.
+    this.bulk = new WorkerService(opts.coordinator, credentials, { ...CLIENT_CHANNEL_OPTIONS, 'grpc.use_local_subchannel_pool': 1 });
     this.registered = new Promise((resolve) => (this.markRegistered = resolve));
   }
 
@@ -252,7 +261,7 @@ export class Worker {
         a.timeout_ms || 30 * 60_000,
       );
       const result = await executeSubtask(a, controller.signal, {
-        client: this.client,
+        client: this.bulk,
         metadata: () => this.metadata(),
         processors: workerProcessors,
         isolate: this.isolation?.hookFor(a.kind),
@@ -354,6 +363,7 @@ export class Worker {
         // already closed
       }
       this.client.close();
+      this.bulk.close();
       this.isolation?.close();
       await rm(this.tempRoot, { recursive: true, force: true }).catch(() => undefined);
     })();

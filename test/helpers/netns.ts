@@ -24,6 +24,11 @@ export interface Lab {
   spawn(host: Host, command: string, args: string[], opts?: SpawnOptions): ChildProcess;
   /** Runs a command inside `host`'s namespace and returns its stdout. */
   exec(host: Host, command: string, args: string[]): Promise<string>;
+  /**
+   * Limits `host`'s link to `rate` (tc syntax, e.g. "1mbit") both ways, with a FIFO at the
+   * bottleneck holding at most `latency` of traffic (a token bucket on each end of its veth pair).
+   */
+  limitRate(host: Host, rate: string, latency?: string): Promise<void>;
   /** Deletes every namespace (and with them the veth pairs and the bridge). Idempotent. */
   close(): Promise<void>;
 }
@@ -74,6 +79,12 @@ export async function createLab(names: string[]): Promise<Lab | undefined> {
       hosts,
       spawn: (host, command, args, opts = {}) => spawn('ip', ['netns', 'exec', host.ns, command, ...args], opts),
       exec: async (host, command, args) => (await run('ip', ['netns', 'exec', host.ns, command, ...args])).stdout,
+      async limitRate(host, rate, latency = '400ms') {
+        const port = `p${hosts.indexOf(host)}`;
+        for (const [ns, dev] of [[host.ns, 'eth0'], [bridgeNs, port]] as const) {
+          await run('tc', ['-n', ns, 'qdisc', 'replace', 'dev', dev, 'root', 'tbf', 'rate', rate, 'burst', '16kb', 'latency', latency]);
+        }
+      },
       async close() {
         process.off('exit', onExit);
         await close();
