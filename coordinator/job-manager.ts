@@ -989,8 +989,9 @@ export class JobManager {
         for (const other of s.leases) this.revokeLease(s, other, 'subtask failed');
         s.leases = [];
         s.durationMs = Date.now() - s.startedAt;
-        // The coordinator's own full disk is not the subtask's failure: it does not use up an attempt.
-        this.retryOrFail(active, s, error, r.retryable, !r.coordinatorFault);
+        // The coordinator's own full disk is not the subtask's failure: it does not use up an
+        // attempt, however long it lasts (as a merge waits for room).
+        this.retryOrFail(active, s, error, r.retryable, r.coordinatorFault ? 'coordinator' : true);
       }
     }
     this.requestDispatch();
@@ -1053,20 +1054,23 @@ export class JobManager {
 
   /**
    * After a failed attempt: runs the subtask again (after a backoff) or fails it. `counts` false:
-   * the attempt ended through no fault of the subtask or its worker (the coordinator's own disk,
-   * a worker's planned drain) and does not use up one of its attempts (up to max_attempts such).
+   * the attempt ended through no fault of the subtask or its worker (a worker's planned drain)
+   * and does not use up one of its attempts (up to max_attempts such); 'coordinator': the
+   * coordinator's own trouble (its disk full while taking the outputs), which never uses one up
+   * and is waited out, ever later (up to a minute apart), as a merge stopped by it is.
    */
-  private retryOrFail(active: ActiveJob, s: SubtaskRecord, error: ItemFailure, retryable: boolean, counts = true): void {
+  private retryOrFail(active: ActiveJob, s: SubtaskRecord, error: ItemFailure, retryable: boolean, counts: boolean | 'coordinator' = true): void {
     const job = active.record;
-    // Free attempts are limited too: a disk that stays full fails the subtask in the end.
-    if (!counts && (s.setbacks ?? 0) < job.maxAttempts) s.setbacks = (s.setbacks ?? 0) + 1;
+    // Free attempts of a drain are limited: a worker drained again and again fails the subtask in the end.
+    if (counts === 'coordinator' || (!counts && (s.setbacks ?? 0) < job.maxAttempts)) s.setbacks = (s.setbacks ?? 0) + 1;
     else s.failures += 1;
     s.speculative = false;
     if (retryable && s.failures < job.maxAttempts) {
       s.state = 'pending';
       s.workerId = '';
       s.error = error;
-      s.notBefore = Date.now() + retryBackoffMs(this.opts.retryBaseMs, s.failures + (s.setbacks ?? 0));
+      const tries = s.failures + (s.setbacks ?? 0);
+      s.notBefore = Date.now() + (counts === 'coordinator' ? Math.min(MAX_MERGE_RETRY_MS, MERGE_RETRY_MS * 2 ** Math.min(10, tries - 1)) : retryBackoffMs(this.opts.retryBaseMs, tries));
       this.store.saveSubtask(s);
       this.events.subtaskState(job, s, `attempt ${s.attempt} failed (${error.code}: ${error.message}); retrying`);
       this.scheduler.enqueue([s]);
