@@ -6,7 +6,7 @@
  * namespace; real TCP between them. Needs CAP_NET_ADMIN and tc.
  */
 import { randomBytes } from 'node:crypto';
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
