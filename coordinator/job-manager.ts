@@ -2,6 +2,7 @@
  * Job lifecycle on the coordinator: plan -> schedule -> collect results -> merge (-> next phase)
  * -> publish. Owns the in-memory records, persists them through the store, emits events.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { constants as fsConstants } from 'node:fs';
@@ -40,6 +41,8 @@ const MAX_REQUEST_ID_BYTES = 128;
 const START_RETRY_MS = 5_000;
 /** How long past its timeout (at least; 10% of the timeout for long ones) a lease runs before the coordinator takes it back. */
 const OVERDUE_GRACE_MS = 30_000;
+/** How long after a restart a plan waits for the first worker of its kind to come back. */
+const RESTART_WORKER_GRACE_MS = 10_000;
 /** A merge stopped by the coordinator's own trouble (its disk full) runs again after this, doubling up to MAX_MERGE_RETRY_MS. */
 const MERGE_RETRY_MS = 2_000;
 const MAX_MERGE_RETRY_MS = 60_000;
@@ -482,6 +485,8 @@ export class JobManager {
     try {
       // The planner may read the inputs (headers, a huge image's pixels, ffprobe): only as submitted.
       await Promise.all([this.assertSharedInputs(job), this.spool.prepareJob(job.id, { work: kind.writesFiles !== false })]);
+      if (TERMINAL_JOB_STATES.has(job.state)) return;
+      await this.workersBackAfterRestart(job);
       if (TERMINAL_JOB_STATES.has(job.state)) return;
       const arriving = this.arrivals.get(job.id);
       // A plan that goes on through an upload sees the workers as they are when it reads them
@@ -1545,9 +1550,26 @@ export class JobManager {
     return removed;
   }
 
+  /** Until when a plan waits for a worker of its kind after a restart (see workersBackAfterRestart). */
+  private restartedUntil = 0;
+
+  /**
+   * Just after a restart the workers are still coming back (each reconnects within a few seconds):
+   * a plan made before any worker of its kind is back would see a cluster of none, with none of
+   * their features (a video would be cut for the oldest workers, losing its exact frame timing). It
+   * waits for the first of them, for RESTART_WORKER_GRACE_MS at most.
+   */
+  private async workersBackAfterRestart(job: JobRecord): Promise<void> {
+    while (Date.now() < this.restartedUntil && this.registry.activeCount(job.kind).workers === 0 && !TERMINAL_JOB_STATES.has(job.state) && !this.stopping) {
+      await sleep(100);
+    }
+  }
+
   /** Restores jobs from the store after a restart and resumes the unfinished ones. */
   resume(): number {
     const { jobs, subtasks } = this.store.loadAll();
+    // A store with jobs in it: this is a restart, and workers were connected to the last run.
+    if (jobs.length > 0) this.restartedUntil = Date.now() + RESTART_WORKER_GRACE_MS;
     let resumed = 0;
     for (const job of jobs) {
       if (job.receiving && !TERMINAL_JOB_STATES.has(job.state)) {

@@ -296,6 +296,40 @@ describe('watching through a coordinator restart', () => {
   }, 60_000);
 });
 
+describe('planning just after a restart', () => {
+  it('waits for the first worker of the kind to come back (up to 10 s), where a fresh coordinator plans at once', async () => {
+    const dataDir = path.join(dir, 'replan-data');
+    const first = new Coordinator({ listen: '127.0.0.1:0', dataDir, log, http: '' });
+    const at = await first.start();
+    const c = new TesseraClient({ address: at });
+    const { Worker } = await import('../worker/worker.js');
+    let second: Coordinator | undefined;
+    let worker: InstanceType<typeof Worker> | undefined;
+    try {
+      // Fresh: no worker yet, and the job is planned all the same (its subtask waits for one).
+      const fresh = await c.submit({ passthrough: {} }, [await file('fresh.bin', Buffer.from('fresh'))]);
+      for (let i = 0; i < 50 && (await c.getJob(fresh.id)).subtasks.length === 0; i++) await sleep(20);
+      expect((await c.getJob(fresh.id)).subtasks).toHaveLength(1);
+      await first.close();
+      second = new Coordinator({ listen: at, dataDir, log, http: '' });
+      await second.start();
+      // Restarted: a job submitted before any worker is back is not planned for a cluster of none.
+      const job = await c.submit({ passthrough: {} }, [await file('early.bin', Buffer.from('early'))]);
+      await sleep(1500);
+      expect((await c.getJob(job.id)).subtasks).toEqual([]);
+      worker = new Worker({ coordinator: at, slots: 1, log, memoryLimitMb: 0, name: 'back' });
+      worker.start();
+      expect((await c.wait(job.id)).state).toBe('JOB_STATE_SUCCEEDED');
+      expect((await c.wait(fresh.id)).state).toBe('JOB_STATE_SUCCEEDED');
+    } finally {
+      await worker?.close();
+      c.close();
+      await first.close();
+      await second?.close();
+    }
+  }, 60_000);
+});
+
 describe('new calls while the coordinator restarts', () => {
   it('a client that has reached the coordinator waits for it: submit, getJob and listJobs made in the gap succeed', async () => {
     const dataDir = path.join(dir, 'gap-data');
