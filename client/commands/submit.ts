@@ -1,5 +1,6 @@
 /** `tessera submit KIND ...`: upload, watch with progress, download, report. */
 import path from 'node:path';
+import { status } from '@grpc/grpc-js';
 import { TesseraClient, TesseraError, checkInputFiles, type Job } from '../client.js';
 import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import { ProgressView, exitCodeFor, jobToJson, prepareOutputDir, printJobHuman, reconnectNotes } from './output.js';
@@ -85,8 +86,10 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
       });
       ({ job: finished, paths } = await collected.catch((err: unknown) => {
         // The job goes on without this client: say how to fetch what it makes.
-        // Another folder, maybe: what went wrong may be this one.
-        const hint = `\n(job ${job.id} goes on; its outputs stay on the coordinator: tessera download ${job.id}${at} -o DIR)`;
+        // Lost the coordinator: into the same folder, going on from what came. Anything else may
+        // be this folder's trouble (full, not writable): another folder, maybe.
+        const lost = (err as { code?: unknown }).code === status.UNAVAILABLE;
+        const hint = `\n(job ${job.id} goes on; its outputs stay on the coordinator: ${lost ? fetch : `tessera download ${job.id}${at} -o DIR`})`;
         const e = err as { message?: unknown; details?: unknown };
         if (typeof e.details === 'string') e.details += hint;
         if (typeof e.message === 'string') e.message += hint;
