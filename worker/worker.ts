@@ -288,9 +288,12 @@ export class Worker {
     this.results = [];
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     // The coordinator re-queues our leases when it loses us: stop working on them.
+    const abandoned = this.running.size;
     for (const r of this.running.values()) r.controller.abort(new TesseraError(grpc.status.UNAVAILABLE, 'lost the coordinator', { retryable: true }));
     if (this.state === 'stopped') return;
     if (this.state === 'draining') {
+      // Draining, nothing to come back for: the coordinator runs what was left again elsewhere.
+      this.opts.log.warn({ reason: disconnectReason(err), abandoned }, 'lost the coordinator while draining: stopping now; it runs the abandoned subtasks again elsewhere');
       void this.close();
       return;
     }
