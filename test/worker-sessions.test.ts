@@ -156,3 +156,18 @@ describe('a quarantined worker', () => {
     expect((await client.listWorkers()).find((w) => w.name === 'a')?.state).toBe('active');
   });
 });
+
+describe('worker names', () => {
+  it('two workers connected under one name: the coordinator warns, naming both addresses', async () => {
+    const { LocalCluster } = await import('../client/local-cluster.js');
+    const lines: string[] = [];
+    const cluster = await new LocalCluster({ workers: 0, logLevel: 'warn', onLog: (who, line) => who === 'coordinator' && lines.push(line) }).start();
+    cleanups.push(() => cluster.stop());
+    cluster.startWorker('twin');
+    cluster.startWorker('twin');
+    await cluster.waitForWorkers(2);
+    for (let i = 0; i < 100 && !lines.some((l) => l.includes('share this name')); i++) await sleep(50);
+    const warning = lines.map((l) => JSON.parse(l) as { msg: string; worker?: string }).find((l) => l.msg.includes('two connected workers share this name'));
+    expect(warning).toMatchObject({ worker: 'twin', address: expect.any(String), other: expect.any(String) });
+  });
+});
