@@ -639,7 +639,7 @@ describe('shared inputs checked again before a merge', () => {
 });
 
 describe("the coordinator's own trouble", () => {
-  it('retries a result its full disk could not take without using up an attempt, for as long as the disk stays full, ever later', async () => {
+  it('retries a result its full disk could not take without using up an attempt, ever later, for as long as TESSERA_FULL_DISK_WAIT_MS', async () => {
     kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [plan('one')] }), merge: async () => ({ outputs: [] }) });
     const { manager, worker, assigned, store } = setup();
     // One attempt allowed: a counted failure would fail the subtask at once.

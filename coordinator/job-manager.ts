@@ -31,6 +31,7 @@ import type { Spool } from './spool.js';
 import { RESUME_SEQ_GAP, type JobStore } from './store.js';
 import { WorkerRegistry, type WorkerSession } from './worker-registry.js';
 import { resolveLimits, type Limits } from '../shared/limits.js';
+import { envInt } from '../shared/config.js';
 
 /** How long a worker with repeated failures is left out. */
 const QUARANTINE_MS = 30_000;
@@ -41,6 +42,12 @@ const MAX_REQUEST_ID_BYTES = 128;
 const START_RETRY_MS = 5_000;
 /** How long past its timeout (at least; 10% of the timeout for long ones) a lease runs before the coordinator takes it back. */
 const OVERDUE_GRACE_MS = 30_000;
+/**
+ * How long the coordinator's full disk may refuse a subtask's outputs before those attempts count
+ * (10 min; TESSERA_FULL_DISK_WAIT_MS, for tests): a disk that fills for a while costs no job its
+ * finished work, one that stays full fails the jobs in the end rather than running them for ever.
+ */
+const fullDiskWaitMs = (): number => envInt('TESSERA_FULL_DISK_WAIT_MS', 10 * 60_000);
 /** How long after a restart a plan waits for the first worker of its kind to come back. */
 const RESTART_WORKER_GRACE_MS = 10_000;
 /** A merge stopped by the coordinator's own trouble (its disk full) runs again after this, doubling up to MAX_MERGE_RETRY_MS. */
@@ -1066,8 +1073,12 @@ export class JobManager {
    */
   private retryOrFail(active: ActiveJob, s: SubtaskRecord, error: ItemFailure, retryable: boolean, counts: boolean | 'coordinator' = true): void {
     const job = active.record;
-    // Free attempts of a drain are limited: a worker drained again and again fails the subtask in the end.
-    if (counts === 'coordinator' || (!counts && (s.setbacks ?? 0) < job.maxAttempts)) s.setbacks = (s.setbacks ?? 0) + 1;
+    // Free attempts are limited: a worker drained again and again, or a disk that stays full for
+    // FULL_DISK_WAIT_MS, fails the subtask in the end.
+    const now = Date.now();
+    if (counts === 'coordinator') s.diskFullSince ??= now;
+    const free = counts === 'coordinator' ? now - s.diskFullSince! < fullDiskWaitMs() : !counts && (s.setbacks ?? 0) < job.maxAttempts;
+    if (free) s.setbacks = (s.setbacks ?? 0) + 1;
     else s.failures += 1;
     s.speculative = false;
     if (retryable && s.failures < job.maxAttempts) {
@@ -1075,7 +1086,7 @@ export class JobManager {
       s.workerId = '';
       s.error = error;
       const tries = s.failures + (s.setbacks ?? 0);
-      s.notBefore = Date.now() + (counts === 'coordinator' ? Math.min(MAX_MERGE_RETRY_MS, MERGE_RETRY_MS * 2 ** Math.min(10, tries - 1)) : retryBackoffMs(this.opts.retryBaseMs, tries));
+      s.notBefore = now + (counts === 'coordinator' && free ? Math.min(MAX_MERGE_RETRY_MS, MERGE_RETRY_MS * 2 ** Math.min(10, tries - 1)) : retryBackoffMs(this.opts.retryBaseMs, tries));
       this.store.saveSubtask(s);
       this.events.subtaskState(job, s, `attempt ${s.attempt} failed (${error.code}: ${error.message}); retrying`);
       this.scheduler.enqueue([s]);

@@ -747,7 +747,8 @@ function withInputNamed<T>(input: string, fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof TesseraError && err.input === undefined && input) throw new TesseraError(err.code, err.message, { retryable: err.retryable, input });
+    // A name far too long for one (a hostile one of megabytes) is not sent back in the trailers.
+    if (err instanceof TesseraError && err.input === undefined && input && Buffer.byteLength(input) <= 1024) throw new TesseraError(err.code, err.message, { retryable: err.retryable, input });
     throw err;
   }
 }

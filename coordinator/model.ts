@@ -86,9 +86,12 @@ export interface SubtaskRecord extends Omit<SubtaskPlan, 'plan'> {
   failures: number;
   /**
    * Attempts ended through no fault of the subtask or its worker (the coordinator's own full disk, a
-   * planned drain) that did not count as failures; at most the job's max_attempts of them (in memory only).
+   * planned drain) that did not count as failures; of drains at most the job's max_attempts, of the
+   * coordinator's full disk as many as come within FULL_DISK_WAIT_MS (in memory only).
    */
   setbacks: number;
+  /** When the coordinator's full disk first refused this subtask's outputs (in memory only). */
+  diskFullSince?: number;
   /** Failed for good and replaced by this many smaller subtasks (the kind's `split`): its failure is theirs to report. 0: not replaced. */
   replacedBy: number;
 }
