@@ -48,6 +48,8 @@ const OVERDUE_GRACE_MS = 30_000;
  * finished work, one that stays full fails the jobs in the end rather than running them for ever.
  */
 const fullDiskWaitMs = (): number => envInt('TESSERA_FULL_DISK_WAIT_MS', 10 * 60_000);
+/** How long a subtask whose input one worker called bad waits for another worker's opinion. */
+const SECOND_OPINION_WAIT_MS = 60_000;
 /** How long after a restart a plan waits for the first worker of its kind to come back. */
 const RESTART_WORKER_GRACE_MS = 10_000;
 /** A merge stopped by the coordinator's own trouble (its disk full) runs again after this, doubling up to MAX_MERGE_RETRY_MS. */
@@ -985,6 +987,13 @@ export class JobManager {
       s.itemErrors = r.itemErrors;
       s.result = r.result;
       s.error = undefined;
+      if (s.blamedBy) {
+        // Another worker processed what the first one called bad input: that verdict was its own fault.
+        const blamer = this.registry.get(s.blamedBy.id);
+        this.log.warn({ job: s.jobId, subtask: s.id, worker: s.blamedBy.name, processedBy: w.name }, 'a worker called an input bad that another worker processed: counted as its failure');
+        if (blamer) this.noteWorkerFailure(blamer, active.record.kind);
+        s.blamedBy = undefined;
+      }
       this.store.saveSubtask(s);
       this.events.subtaskState(active.record, s, 'done', jobProgress(active.record, active.subtasks));
       this.publishEarly(active, s);
@@ -1001,13 +1010,30 @@ export class JobManager {
         for (const other of s.leases) this.revokeLease(s, other, 'subtask failed');
         s.leases = [];
         s.durationMs = Date.now() - s.startedAt;
-        // The coordinator's own full disk is not the subtask's failure: it does not use up an
-        // attempt, however long it lasts (as a merge waits for room).
-        this.retryOrFail(active, s, error, r.retryable, r.coordinatorFault ? 'coordinator' : true);
+        if (!r.retryable && error.code === 'INVALID_ARGUMENT' && !s.blamedBy && this.secondOpinionFrom(w, s, active.record.kind)) {
+          // One worker's word that the input is bad fails the job for good: a worker whose own
+          // decoder is broken (a library built without a format) would fail every job it is given.
+          // Another worker is asked first, without using up an attempt.
+          s.blamedBy = { id: w.id, name: w.name, instance: w.instanceId, at: Date.now() };
+          this.log.info({ job: s.jobId, subtask: s.id, worker: w.name, input: error.input, code: error.code }, 'a worker called the input bad: asking another worker');
+          this.retryOrFail(active, s, { ...error, message: `${error.message} (worker ${w.name}; asking another worker)` }, true, false);
+          // Past the wait, any worker may take it: look again then, even if nothing else happens.
+          setTimeout(() => this.requestDispatch(), SECOND_OPINION_WAIT_MS + 10).unref();
+        } else {
+          // The coordinator's own full disk is not the subtask's failure: it does not use up an
+          // attempt, however long it lasts (as a merge waits for room).
+          this.retryOrFail(active, s, error, r.retryable, r.coordinatorFault ? 'coordinator' : true);
+        }
       }
     }
     this.requestDispatch();
     this.checkPhase(active);
+  }
+
+  /** Whether another worker (another process than `w`) that can run `s` is connected, to ask for a second opinion. */
+  private secondOpinionFrom(w: WorkerSession, s: SubtaskRecord, kind: string): boolean {
+    // A quarantined worker's word is worth less than the one given: not asked.
+    return this.registry.all().some((o) => o.id !== w.id && o.instanceId !== w.instanceId && o.state === 'active' && canRun(o, s, kind));
   }
 
   private noteWorkerFailure(w: WorkerSession, kind: string): void {
@@ -1666,6 +1692,9 @@ function expectedRunTimes(phase: readonly SubtaskRecord[], finished: readonly Su
 
 function canRun(w: WorkerSession, s: SubtaskRecord, kind: string): boolean {
   if (!w.kinds.has(kind)) return false;
+  // A second opinion comes from another worker (another process: not the same one reconnected),
+  // for SECOND_OPINION_WAIT_MS; then (none came: the others left, or are busy) any worker.
+  if (s.blamedBy && (w.id === s.blamedBy.id || w.instanceId === s.blamedBy.instance) && Date.now() - s.blamedBy.at < SECOND_OPINION_WAIT_MS) return false;
   const enc = s.requires?.encoders;
   if (enc) for (const e of enc) if (!w.encoders.has(e)) return false;
   const features = s.requires?.features;

@@ -92,6 +92,12 @@ export interface SubtaskRecord extends Omit<SubtaskPlan, 'plan'> {
   setbacks: number;
   /** When the coordinator's full disk first refused this subtask's outputs (in memory only). */
   diskFullSince?: number;
+  /**
+   * The worker (id and name) that called this subtask's input bad, while another worker is asked
+   * for a second opinion (in memory only): it is not asked again, and if the other worker
+   * succeeds, the verdict counts as that worker's failure.
+   */
+  blamedBy?: { id: string; name: string; instance: string; at: number };
   /** Failed for good and replaced by this many smaller subtasks (the kind's `split`): its failure is theirs to report. 0: not replaced. */
   replacedBy: number;
 }
