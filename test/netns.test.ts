@@ -4,7 +4,6 @@
  * video job split across both workers. Where namespaces cannot be made (no CAP_NET_ADMIN), the
  * same test runs on separate loopback addresses (127.0.0.2..5) instead.
  */
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,30 +11,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeCheck, probeVideoIndex } from '../shared/media/probe.js';
 import { CLI_PATH, runCli } from './helpers/cluster.js';
 import { makeVideo } from './helpers/media.js';
-import { createLab, type Host, type Lab } from './helpers/netns.js';
+import { createLab, tesseraProcesses, type Host, type Lab } from './helpers/netns.js';
 
 let lab: Lab | undefined;
 let hosts: Host[];
 let dir: string;
-const children: ChildProcess[] = [];
+let processes: ReturnType<typeof tesseraProcesses>;
 
-/** Starts `tessera ARGS` on `host` and resolves with the first stdout line matching `ready`. */
-function startOn(host: Host, args: string[], ready: RegExp): Promise<RegExpExecArray> {
-  const opts: SpawnOptions = { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] };
-  const child = lab ? lab.spawn(host, process.execPath, [CLI_PATH, ...args], opts) : spawn(process.execPath, [CLI_PATH, ...args], opts);
-  children.push(child);
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = ready.exec(out);
-      if (m) resolve(m);
-    });
-    child.once('exit', (code) => reject(new Error(`tessera ${args[0]} on ${host.name} exited with ${code}: ${stderr}`)));
-  });
-}
+/** Starts `tessera ARGS` on `host` and resolves with the first stdout match of `ready`. */
+const startOn = (host: Host, args: string[], ready: RegExp): Promise<RegExpExecArray> => processes.start(host, args, ready);
 
 /** Runs the CLI as the client host. */
 async function client(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -55,20 +39,12 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-netns-'));
   const names = ['coordinator', 'worker-a', 'worker-b', 'client'];
   lab = await createLab(names);
+  processes = tesseraProcesses(lab, CLI_PATH);
   hosts = lab ? lab.hosts : names.map((name, i) => ({ name, ns: '', address: `127.0.0.${i + 2}` }));
 });
 
 afterAll(async () => {
-  await Promise.all(
-    children.map(async (c) => {
-      if (c.exitCode !== null || c.signalCode !== null) return;
-      const exited = new Promise((r) => c.once('exit', r));
-      c.kill('SIGTERM');
-      const t = setTimeout(() => c.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(t);
-    }),
-  );
+  await processes?.stopAll();
   await lab?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });

@@ -6,35 +6,17 @@
  * namespace; real TCP between them. Needs CAP_NET_ADMIN and tc.
  */
 import { randomBytes } from 'node:crypto';
-import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../shared/streams.js';
 import { CLI_PATH } from './helpers/cluster.js';
-import { createLab, type Host, type Lab } from './helpers/netns.js';
+import { createLab, tesseraProcesses, type Host, type Lab } from './helpers/netns.js';
 
 let lab: Lab | undefined;
 let dir: string;
-const children: ChildProcess[] = [];
-const logs = new Map<string, string>();
-
-function startOn(host: Host, args: string[], ready: RegExp): Promise<void> {
-  const opts: SpawnOptions = { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] };
-  const child = lab!.spawn(host, process.execPath, [CLI_PATH, ...args], opts);
-  children.push(child);
-  logs.set(host.name, '');
-  child.stderr!.on('data', (d: Buffer) => logs.set(host.name, logs.get(host.name)! + d.toString()));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (ready.test(out)) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`tessera ${args[0]} on ${host.name} exited with ${code}: ${logs.get(host.name)}`)));
-  });
-}
+let processes: ReturnType<typeof tesseraProcesses>;
 
 function run(host: Host, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -50,19 +32,11 @@ function run(host: Host, args: string[]): Promise<{ code: number | null; stdout:
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-slow-link-'));
   lab = await createLab(['coordinator', 'worker', 'client']);
+  processes = tesseraProcesses(lab, CLI_PATH);
 });
 
 afterAll(async () => {
-  await Promise.all(
-    children.map(async (c) => {
-      if (c.exitCode !== null || c.signalCode !== null) return;
-      const exited = new Promise((r) => c.once('exit', r));
-      c.kill('SIGTERM');
-      const t = setTimeout(() => c.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(t);
-    }),
-  );
+  await processes?.stopAll();
   await lab?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -74,8 +48,8 @@ describe('a worker on a slow link', () => {
     const [c, w, cl] = lab!.hosts as [Host, Host, Host];
     const grpcAddr = `${c.address}:7700`;
     // The hosts share this machine's files: the worker must not read and write the spool in place.
-    await startOn(c, ['coordinator', '--listen', grpcAddr, '--http', `${c.address}:7780`, '--insecure', '--no-local-reads', '--data-dir', path.join(dir, 'data')], /dashboard on http:\/\/\S+/);
-    await startOn(w, ['worker', '--coordinator', grpcAddr, '--name', 'far', '--slots', '1'], /connecting to/);
+    await processes.start(c, ['coordinator', '--listen', grpcAddr, '--http', `${c.address}:7780`, '--insecure', '--no-local-reads', '--data-dir', path.join(dir, 'data')], /dashboard on http:\/\/\S+/);
+    await processes.start(w, ['worker', '--coordinator', grpcAddr, '--name', 'far', '--slots', '1'], /connecting to/);
     await lab!.limitRate(w, '1mbit');
     // 1.5 MiB down to the worker and the same back up: about 13 s each way at 1 Mbit/s.
     const data = randomBytes(1.5 * 2 ** 20);
@@ -89,6 +63,6 @@ describe('a worker on a slow link', () => {
     // Never taken for lost: one attempt, on the far worker.
     expect(job.subtasks.map((s) => [s.worker, s.attempt])).toEqual([['far', 1]]);
     expect(sha256(await readFile(path.join(out, 'payload.bin')))).toBe(sha256(data));
-    expect(logs.get('coordinator')).not.toMatch(/worker lost|lease expired/);
+    expect(processes.logs.get('coordinator')).not.toMatch(/worker lost|lease expired/);
   }, 180_000);
 });

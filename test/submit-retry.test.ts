@@ -252,104 +252,107 @@ describe('request_id against the job limit and decoder defaults', () => {
   });
 });
 
+/**
+ * A coordinator on a data dir of its own that stops and starts again on the same address (a
+ * restart), a client of it, and a worker started when asked; `close()` stops them all.
+ */
+async function restartable(name: string) {
+  const dataDir = path.join(dir, `${name}-data`);
+  let coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir, log, http: '' });
+  const at = await coordinator.start();
+  const c = new TesseraClient({ address: at });
+  const { Worker } = await import('../worker/worker.js');
+  let worker: InstanceType<typeof Worker> | undefined;
+  return {
+    c,
+    stop: () => coordinator.close(),
+    async start(): Promise<void> {
+      coordinator = new Coordinator({ listen: at, dataDir, log, http: '' });
+      await coordinator.start();
+    },
+    startWorker(workerName: string): void {
+      worker = new Worker({ coordinator: at, slots: 1, log, memoryLimitMb: 0, name: workerName });
+      worker.start();
+    },
+    async close(): Promise<void> {
+      await worker?.close();
+      c.close();
+      await coordinator.close();
+    },
+  };
+}
+
 describe('watching through a coordinator restart', () => {
   it('says once that the stream was lost and once that it is back (before any new event), and sees the job to its end', async () => {
-    const dataDir = path.join(dir, 'watch-restart-data');
-    const first = new Coordinator({ listen: '127.0.0.1:0', dataDir, log, http: '' });
-    const at = await first.start();
-    let second: Coordinator | undefined;
-    const c = new TesseraClient({ address: at });
-    const { Worker } = await import('../worker/worker.js');
-    let worker: InstanceType<typeof Worker> | undefined;
+    const r = await restartable('watch-restart');
     try {
-      const job = await c.submit({ passthrough: {} }, [await file('watched.bin', Buffer.from('watched'))]);
+      const job = await r.c.submit({ passthrough: {} }, [await file('watched.bin', Buffer.from('watched'))]);
       const lost: string[] = [];
       // No worker yet: the job waits while its coordinator restarts under the watcher.
       const back: number[] = [];
       let reattached!: () => void;
       const reattaching = new Promise<void>((resolve) => (reattached = resolve));
-      const done = c.wait(job.id, undefined, undefined, {
+      const done = r.c.wait(job.id, undefined, undefined, {
         onReconnect: (why) => lost.push(why),
         onReattach: (ms) => {
           back.push(ms);
           reattached();
         },
       });
-      await first.close();
-      second = new Coordinator({ listen: at, dataDir, log, http: '' });
-      await second.start();
+      await r.stop();
+      await r.start();
       // Told while the job still waits for a worker: the watch's headers come before any event.
       await reattaching;
       expect(back).toHaveLength(1);
       expect(back[0]).toBeGreaterThan(0);
-      worker = new Worker({ coordinator: at, slots: 1, log, memoryLimitMb: 0, name: 'w' });
-      worker.start();
+      r.startWorker('w');
       expect((await done).state).toBe('JOB_STATE_SUCCEEDED');
       expect(lost).toHaveLength(1);
       expect(back).toHaveLength(1);
     } finally {
-      await worker?.close();
-      c.close();
-      await first.close();
-      await second?.close();
+      await r.close();
     }
   }, 60_000);
 });
 
 describe('planning just after a restart', () => {
   it('waits for the first worker of the kind to come back (up to 10 s), where a fresh coordinator plans at once', async () => {
-    const dataDir = path.join(dir, 'replan-data');
-    const first = new Coordinator({ listen: '127.0.0.1:0', dataDir, log, http: '' });
-    const at = await first.start();
-    const c = new TesseraClient({ address: at });
-    const { Worker } = await import('../worker/worker.js');
-    let second: Coordinator | undefined;
-    let worker: InstanceType<typeof Worker> | undefined;
+    const r = await restartable('replan');
     try {
       // Fresh: no worker yet, and the job is planned all the same (its subtask waits for one).
-      const fresh = await c.submit({ passthrough: {} }, [await file('fresh.bin', Buffer.from('fresh'))]);
-      for (let i = 0; i < 50 && (await c.getJob(fresh.id)).subtasks.length === 0; i++) await sleep(20);
-      expect((await c.getJob(fresh.id)).subtasks).toHaveLength(1);
-      await first.close();
-      second = new Coordinator({ listen: at, dataDir, log, http: '' });
-      await second.start();
+      const fresh = await r.c.submit({ passthrough: {} }, [await file('fresh.bin', Buffer.from('fresh'))]);
+      for (let i = 0; i < 50 && (await r.c.getJob(fresh.id)).subtasks.length === 0; i++) await sleep(20);
+      expect((await r.c.getJob(fresh.id)).subtasks).toHaveLength(1);
+      await r.stop();
+      await r.start();
       // Restarted: a job submitted before any worker is back is not planned for a cluster of none.
-      const job = await c.submit({ passthrough: {} }, [await file('early.bin', Buffer.from('early'))]);
+      const job = await r.c.submit({ passthrough: {} }, [await file('early.bin', Buffer.from('early'))]);
       await sleep(1500);
-      expect((await c.getJob(job.id)).subtasks).toEqual([]);
-      worker = new Worker({ coordinator: at, slots: 1, log, memoryLimitMb: 0, name: 'back' });
-      worker.start();
-      expect((await c.wait(job.id)).state).toBe('JOB_STATE_SUCCEEDED');
-      expect((await c.wait(fresh.id)).state).toBe('JOB_STATE_SUCCEEDED');
+      expect((await r.c.getJob(job.id)).subtasks).toEqual([]);
+      r.startWorker('back');
+      expect((await r.c.wait(job.id)).state).toBe('JOB_STATE_SUCCEEDED');
+      expect((await r.c.wait(fresh.id)).state).toBe('JOB_STATE_SUCCEEDED');
     } finally {
-      await worker?.close();
-      c.close();
-      await first.close();
-      await second?.close();
+      await r.close();
     }
   }, 60_000);
 });
 
 describe('new calls while the coordinator restarts', () => {
   it('a client that has reached the coordinator waits for it: submit, getJob and listJobs made in the gap succeed', async () => {
-    const dataDir = path.join(dir, 'gap-data');
-    const first = new Coordinator({ listen: '127.0.0.1:0', dataDir, log, http: '' });
-    const at = await first.start();
-    let second: Coordinator | undefined;
-    const c = new TesseraClient({ address: at });
+    const r = await restartable('gap');
     try {
-      const before = await c.submit({ label: 'before the gap', passthrough: {} }, [await file('gap-1.bin', Buffer.from('one'))]);
-      await first.close();
+      const before = await r.c.submit({ label: 'before the gap', passthrough: {} }, [await file('gap-1.bin', Buffer.from('one'))]);
+      await r.stop();
       const retries: number[] = [];
       // Made while nothing listens: each waits for the coordinator's next run.
       const calls = Promise.all([
-        c.submit({ label: 'in the gap', passthrough: {} }, [await file('gap-2.bin', Buffer.from('two'))], { onRetry: (_err, attempt) => retries.push(attempt) }),
-        c.getJob(before.id),
-        c.listJobs({ limit: 10 }),
+        r.c.submit({ label: 'in the gap', passthrough: {} }, [await file('gap-2.bin', Buffer.from('two'))], { onRetry: (_err, attempt) => retries.push(attempt) }),
+        r.c.getJob(before.id),
+        r.c.listJobs({ limit: 10 }),
       ]);
       await sleep(1500);
-      second = new Coordinator({ listen: at, dataDir, log, http: '' });
-      await second.start();
+      await r.start();
       const [made, got, listed] = await calls;
       expect(got.id).toBe(before.id);
       expect(listed.map((j) => j.id)).toContain(before.id);
@@ -362,9 +365,7 @@ describe('new calls while the coordinator restarts', () => {
       expect(Date.now() - t0).toBeLessThan(5000);
       never.close();
     } finally {
-      c.close();
-      await first.close();
-      await second?.close();
+      await r.close();
     }
   }, 60_000);
 

@@ -96,3 +96,44 @@ export async function createLab(names: string[]): Promise<Lab | undefined> {
     throw err;
   }
 }
+
+/**
+ * `tessera` processes on the lab's hosts (or, without a lab, on this machine): `start` resolves
+ * with the first stdout match of `ready` (rejects if the process exits first), `logs` keeps each
+ * host's stderr, `stopAll` ends them all (SIGTERM, SIGKILL after 3 s).
+ */
+export function tesseraProcesses(lab: Lab | undefined, cli: string) {
+  const children: ChildProcess[] = [];
+  const logs = new Map<string, string>();
+  return {
+    logs,
+    start(host: Host, args: string[], ready: RegExp): Promise<RegExpExecArray> {
+      const opts: SpawnOptions = { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] };
+      const child = lab ? lab.spawn(host, process.execPath, [cli, ...args], opts) : spawn(process.execPath, [cli, ...args], opts);
+      children.push(child);
+      logs.set(host.name, '');
+      child.stderr!.on('data', (d: Buffer) => logs.set(host.name, logs.get(host.name)! + d.toString()));
+      return new Promise((resolve, reject) => {
+        let out = '';
+        child.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = ready.exec(out);
+          if (m) resolve(m);
+        });
+        child.once('exit', (code) => reject(new Error(`tessera ${args[0]} on ${host.name} exited with ${code}: ${logs.get(host.name)}`)));
+      });
+    },
+    async stopAll(): Promise<void> {
+      await Promise.all(
+        children.map(async (c) => {
+          if (c.exitCode !== null || c.signalCode !== null) return;
+          const exited = new Promise((r) => c.once('exit', r));
+          c.kill('SIGTERM');
+          const t = setTimeout(() => c.kill('SIGKILL'), 3000);
+          await exited;
+          clearTimeout(t);
+        }),
+      );
+    },
+  };
+}
