@@ -22,17 +22,8 @@ let processes: ReturnType<typeof tesseraProcesses>;
 const startOn = (host: Host, args: string[], ready: RegExp): Promise<RegExpExecArray> => processes.start(host, args, ready);
 
 /** Runs the CLI as the client host. */
-async function client(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  if (!lab) return runCli(args);
-  const c = hosts[3]!;
-  return new Promise((resolve) => {
-    const child = lab!.spawn(c, process.execPath, [CLI_PATH, ...args], { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function client(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return lab ? processes.run(hosts[3]!, args) : runCli(args);
 }
 
 beforeAll(async () => {

@@ -18,17 +18,6 @@ let lab: Lab | undefined;
 let dir: string;
 let processes: ReturnType<typeof tesseraProcesses>;
 
-function run(host: Host, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = lab!.spawn(host, process.execPath, [CLI_PATH, ...args], { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-slow-link-'));
   lab = await createLab(['coordinator', 'worker', 'client']);
@@ -56,7 +45,7 @@ describe('a worker on a slow link', () => {
     const src = path.join(dir, 'payload.bin');
     await writeFile(src, data);
     const out = path.join(dir, 'out');
-    const r = await run(cl, ['submit', 'passthrough', src, '-o', out, '--json', '--no-progress', '--coordinator', grpcAddr]);
+    const r = await processes.run(cl, ['submit', 'passthrough', src, '-o', out, '--json', '--no-progress', '--coordinator', grpcAddr]);
     expect(r.code, r.stderr).toBe(0);
     const job = JSON.parse(r.stdout) as { state: string; subtasks: { worker: string; attempt: number }[] };
     expect(job.state).toBe('succeeded');

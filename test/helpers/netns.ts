@@ -123,6 +123,17 @@ export function tesseraProcesses(lab: Lab | undefined, cli: string) {
         child.once('exit', (code) => reject(new Error(`tessera ${args[0]} on ${host.name} exited with ${code}: ${logs.get(host.name)}`)));
       });
     },
+    /** Runs `tessera ARGS` on `host` (a lab's host) to its end: exit code, stdout, stderr. */
+    run(host: Host, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+      return new Promise((resolve) => {
+        const child = lab!.spawn(host, process.execPath, [cli, ...args], { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+    },
     async stopAll(): Promise<void> {
       await Promise.all(
         children.map(async (c) => {
