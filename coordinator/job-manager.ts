@@ -201,7 +201,11 @@ export class JobManager {
     private readonly opts: JobManagerOptions,
   ) {
     this.events = new EventLog(store);
+    this.limits = opts.limits ?? resolveLimits();
   }
+
+  /** The coordinator's input limits, for planners (JobManagerOptions.limits). */
+  private readonly limits: Limits;
 
   /** Validates a spec: known kind, typed params. Returns the kind and normalised params. */
   validateSpec(spec: JobSpec__Output): { kind: CoordinatorKind; params: unknown } {
@@ -552,11 +556,9 @@ export class JobManager {
       signal: active.controller.signal,
       log: this.log.child({ job: job.id }),
       warn: (input: string, message: string) => this.warn(job, input, message),
-      limits: (this.limitsResolved ??= this.opts.limits ?? resolveLimits()),
+      limits: this.limits,
     };
   }
-
-  private limitsResolved: Limits | undefined;
 
   /** Keeps a warning on the job (once) and tells its watchers; a job that has ended takes no more. */
   private warn(job: JobRecord, input: string, message: string): void {

@@ -8,7 +8,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { invalidArgument, TesseraError } from '../../shared/errors.js';
+import { invalidArgument, statusFromName, TesseraError } from '../../shared/errors.js';
 import type { ItemFailure, ProcessContext, ProcessOutput, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
 import { audioParamsFromSpec, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { analyzePiece } from '../../shared/media/audio-analyze.js';
@@ -141,7 +141,7 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
   if (outputs.length === 0 && itemErrors.length > 0 && plan.files.length === 1) {
     // A subtask with nothing but a bad input: report it as the subtask's error so it is not retried.
     const e = itemErrors[0]!;
-    throw new TesseraError(status[e.code as keyof typeof status] ?? status.INVALID_ARGUMENT, e.message, { input: e.input, retryable: false });
+    throw new TesseraError(statusFromName(e.code), e.message, { input: e.input, retryable: false });
   }
   return { outputs, itemErrors, result: { files: reports } };
 }
