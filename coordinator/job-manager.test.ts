@@ -41,6 +41,7 @@ const dirs: string[] = [];
 afterEach(() => {
   kinds.set('passthrough', original);
   afterMove.hook = undefined;
+  vi.unstubAllEnvs();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
@@ -640,6 +641,8 @@ describe('shared inputs checked again before a merge', () => {
 
 describe("the coordinator's own trouble", () => {
   it('retries a result its full disk could not take without using up an attempt, ever later, for as long as TESSERA_FULL_DISK_WAIT_MS', async () => {
+    // 200 ms, 400 ms, ... rather than the default 2 s, 4 s, ...
+    vi.stubEnv('TESSERA_FULL_DISK_RETRY_MS', '200');
     kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [plan('one')] }), merge: async () => ({ outputs: [] }) });
     const { manager, worker, assigned, store } = setup();
     // One attempt allowed: a counted failure would fail the subtask at once.
@@ -652,11 +655,12 @@ describe("the coordinator's own trouble", () => {
       at.push(Date.now());
       manager.onResult(worker, { subtaskId: assigned()[n - 1]!.subtask_id!, attempt: n, ok: false, outputs: [], itemErrors: [], error: full, retryable: true, result: undefined, coordinatorFault: true });
     }
-    // Waited out as a merge is: 2 s, then 4 s, ...; more such failures than max_attempts (1), none counted.
+    // Waited out as a merge is: 200 ms, then 400 ms, ...; more such failures than max_attempts (1), none counted.
     await until(() => assigned().length === 4, 'attempt 4', 20_000);
     at.push(Date.now());
-    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(1900);
-    expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(3900);
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(190);
+    expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(390);
+    expect(at[3]! - at[2]!).toBeGreaterThanOrEqual(790);
     expect(job.state).not.toBe('failed');
     manager.onResult(worker, { subtaskId: assigned()[3]!.subtask_id!, attempt: 4, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
     await until(() => job.state === 'succeeded', 'the job to succeed once there is room');
@@ -672,6 +676,7 @@ describe("the coordinator's own trouble", () => {
   });
 
   it('runs a merge its full disk stopped again, each into a folder of its own, and the job succeeds once there is room', async () => {
+    vi.stubEnv('TESSERA_FULL_DISK_RETRY_MS', '200');
     let merges = 0;
     const dirsUsed: string[] = [];
     kinds.set('passthrough', {
@@ -696,8 +701,7 @@ describe("the coordinator's own trouble", () => {
     await sleep(20);
     expect(job.state).toBe('running');
     expect(job.message).toMatch(/merging phase 0 waits for the coordinator: .*no space left/);
-    for (let i = 0; i < 100 && job.state !== 'succeeded'; i++) await sleep(50);
-    expect(job.state).toBe('succeeded');
+    await until(() => job.state === 'succeeded', 'the second merge');
     expect(merges).toBe(2);
     // Merges never write where outputs are published: the output was moved into place from the second one's folder.
     const out = path.join(dir, 'spool', 'jobs', job.id, 'out');

@@ -52,9 +52,14 @@ const fullDiskWaitMs = (): number => envInt('TESSERA_FULL_DISK_WAIT_MS', 10 * 60
 const SECOND_OPINION_WAIT_MS = 60_000;
 /** How long after a restart a plan waits for the first worker of its kind to come back. */
 const RESTART_WORKER_GRACE_MS = 10_000;
-/** A merge stopped by the coordinator's own trouble (its disk full) runs again after this, doubling up to MAX_MERGE_RETRY_MS. */
-const MERGE_RETRY_MS = 2_000;
-const MAX_MERGE_RETRY_MS = 60_000;
+/**
+ * How long the coordinator's own trouble (its disk full) is waited out before a merge it stopped,
+ * or outputs it could not take, are tried again: 2 s (TESSERA_FULL_DISK_RETRY_MS, for tests),
+ * doubling with each try up to a minute.
+ */
+function troubleRetryMs(tries: number): number {
+  return Math.min(60_000, envInt('TESSERA_FULL_DISK_RETRY_MS', 2_000) * 2 ** Math.min(10, Math.max(0, tries - 1)));
+}
 /** Longest wait before a retry. */
 const MAX_RETRY_BACKOFF_MS = 30_000;
 
@@ -1113,8 +1118,10 @@ export class JobManager {
       s.state = 'pending';
       s.workerId = '';
       s.error = error;
-      const tries = s.failures + (s.setbacks ?? 0);
-      s.notBefore = now + (counts === 'coordinator' && free ? Math.min(MAX_MERGE_RETRY_MS, MERGE_RETRY_MS * 2 ** Math.min(10, tries - 1)) : retryBackoffMs(this.opts.retryBaseMs, tries));
+      // A counted failure backs off by the failures alone: the free tries before it (a disk full
+      // for ten minutes) say nothing of how soon the subtask's own trouble may pass.
+      const tries = free ? s.failures + (s.setbacks ?? 0) : s.failures;
+      s.notBefore = now + (counts === 'coordinator' && free ? troubleRetryMs(tries) : retryBackoffMs(this.opts.retryBaseMs, tries));
       this.store.saveSubtask(s);
       this.events.subtaskState(job, s, `attempt ${s.attempt} failed (${error.code}: ${error.message}); retrying`);
       this.scheduler.enqueue([s]);
@@ -1237,10 +1244,10 @@ export class JobManager {
       if (isCoordinatorTrouble(err) && !this.stopping && !TERMINAL_JOB_STATES.has(job.state)) {
         // The coordinator's disk is full (or out of descriptors): not the job's fault. Merge again later.
         active.mergeRetries = (active.mergeRetries ?? 0) + 1;
-        const wait = Math.min(MAX_MERGE_RETRY_MS, MERGE_RETRY_MS * 2 ** (active.mergeRetries - 1));
+        const wait = troubleRetryMs(active.mergeRetries);
         active.mergedPhase = phase - 1;
         job.message = `merging phase ${phase} waits for the coordinator: ${describeError(err)}`;
-        this.events.log(job, `${job.message}; trying again in ${Math.round(wait / 1000)} s`);
+        this.events.log(job, `${job.message}; trying again in ${(wait / 1000).toFixed(wait < 10_000 ? 1 : 0)} s`);
         this.log.warn({ err, job: job.id, phase, waitMs: wait }, 'merge stopped by the coordinator\'s own trouble; trying again');
         this.later(wait, () => void this.phaseDone(active));
         return;

@@ -275,7 +275,7 @@ describe('fault tolerance', () => {
     });
     const victim = cluster.workers[0]!;
     expect(victim.name).toBe('worker-1');
-    const files = await blobs(4);
+    const files = await blobs(3);
     // 3 s each: long enough that the subtask is still running when the signal arrives, and too long for lease-ahead.
     const done = await cluster.client.wait((await cluster.client.submit({ passthrough: { work_ms: 3000 } }, files)).id);
     expect(termAt).toBeGreaterThan(0);
@@ -454,14 +454,15 @@ describe('full disk', () => {
     // machine would hand the spooled input back as a link, which takes no room.
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', mnt]);
     try {
-      // A disk full for good: free attempts for 3 s (10 min by default), then attempts that count.
-      cluster = await startCluster({ workers: 2, slots: 1, dataDir: mnt, coordinatorArgs: ['--quarantine-failures', '2', '--no-local-reads'], env: { TESSERA_FULL_DISK_WAIT_MS: '3000' } });
+      // A disk full for good: free attempts for 1.5 s (10 min by default), 0.4 s then 0.8 s apart
+      // (2 s, 4 s, ... by default), then attempts that count.
+      cluster = await startCluster({ workers: 2, slots: 1, dataDir: mnt, coordinatorArgs: ['--quarantine-failures', '2', '--no-local-reads'], env: { TESSERA_FULL_DISK_WAIT_MS: '1500', TESSERA_FULL_DISK_RETRY_MS: '400' } });
       const input = path.join(dir, 'fits-once.bin');
       await writeFile(input, randomBytes(3_500_000));
       const job = await cluster.client.wait((await cluster.client.submit({ max_attempts: 3, passthrough: {} }, [input])).id);
       expect(job.state).toBe('JOB_STATE_FAILED');
-      // The coordinator's own full disk is not the subtask's failure: free attempts (2 s, then 4 s
-      // apart) while it may pass, then 3 that count.
+      // The coordinator's own full disk is not the subtask's failure: free attempts while it may
+      // pass, then 3 that count.
       expect(job.subtasks[0]!.attempt).toBeGreaterThanOrEqual(4);
       expect(job.subtasks[0]!.attempt).toBeLessThanOrEqual(6);
       expect(job.errors.map((e) => e.code)).toEqual(['RESOURCE_EXHAUSTED']);

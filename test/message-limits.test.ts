@@ -100,10 +100,10 @@ describe('message limits', () => {
   });
 
   it('a worker whose output upload is refused mid-stream stops reading it', async () => {
-    // A noisy 6000 x 6000 JPEG (about 15 MB) made into a PNG of about 100 MB: past the 32 MiB the
+    // A noisy 4000 x 4000 JPEG (about 7 MB) made into a PNG of about 45 MB: past the 32 MiB the
     // coordinator takes for an output here, and far past what the stream's buffers hold.
-    const src = path.join(dir, 'noise-6000.jpg');
-    await sharp({ create: { width: 6000, height: 6000, channels: 3, background: '#777', noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).jpeg({ quality: 40 }).toFile(src);
+    const src = path.join(dir, 'noise-4000.jpg');
+    await sharp({ create: { width: 4000, height: 4000, channels: 3, background: '#777', noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).jpeg({ quality: 40 }).toFile(src);
     const job = await cluster.client.submit({ label: 'output too big', max_attempts: 1, image: { format: 'png' } }, [src]);
     const done = await cluster.client.wait(job.id);
     expect(done.state).toBe('JOB_STATE_FAILED');
