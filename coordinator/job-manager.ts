@@ -1116,6 +1116,7 @@ export class JobManager {
     s.speculative = false;
     if (retryable && s.failures < job.maxAttempts) {
       s.state = 'pending';
+      if (counts === true && s.workerId) s.failedOn = s.workerId;
       s.workerId = '';
       s.error = error;
       // A counted failure backs off by the failures alone: the free tries before it (a disk full

@@ -93,6 +93,11 @@ export interface SubtaskRecord extends Omit<SubtaskPlan, 'plan'> {
   /** When the coordinator's full disk first refused this subtask's outputs (in memory only). */
   diskFullSince?: number;
   /**
+   * The worker (session id) its last counted attempt failed on (in memory only): the retry goes
+   * at once to another worker with room, and to that one only after the backoff.
+   */
+  failedOn?: string;
+  /**
    * The worker (id and name) that called this subtask's input bad, while another worker is asked
    * for a second opinion (in memory only): it is not asked again, and if the other worker
    * succeeds, the verdict counts as that worker's failure.

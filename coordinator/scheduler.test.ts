@@ -132,4 +132,24 @@ describe('Scheduler', () => {
     retry.state = 'running';
     expect(s.nextRetryAt(Date.now())).toBe(Infinity);
   });
+
+  it('sends a retry at once to another worker than the one it failed on, and to that one only after its backoff', () => {
+    const s = new Scheduler();
+    s.addJob('a', 'image', 0, 1);
+    const retry = subtask('a', 0);
+    const now = Date.now();
+    retry.notBefore = now + 5_000;
+    retry.failedOn = 'cramped';
+    s.enqueue([retry]);
+    // Only the worker it failed on has room: it waits.
+    const cramped = worker('cramped', 4);
+    expect(s.dispatch([cramped], now, canRun)).toEqual([]);
+    // Another worker joins (with less room): it takes the retry at once.
+    const out = s.dispatch([cramped, worker('roomy', 1)], now, canRun);
+    expect(out.map((a) => a.worker.name)).toEqual(['roomy']);
+    // Past the backoff, the worker it failed on may take it, if no other has room.
+    s.enqueue([retry]);
+    expect(s.dispatch([cramped], now, canRun)).toEqual([]);
+    expect(s.dispatch([cramped], retry.notBefore, canRun).map((a) => a.worker.name)).toEqual(['cramped']);
+  });
 });

@@ -184,9 +184,11 @@ export class Scheduler {
   private pickFrom(q: JobQueue, credit: CreditBook, now: number, canRun: (w: WorkerSession, s: SubtaskRecord, kind: string) => boolean): Assignment | undefined {
     for (let i = q.head; i < q.pending.length; i++) {
       const s = q.pending[i]!;
-      if (s.notBefore > now) continue;
+      // A retry goes at once to another worker than the one it just failed on (whose own trouble
+      // it may have been: a full temp disk, a broken library), and to that one after its backoff.
+      let best = s.failedOn === undefined ? undefined : credit.most((w) => w.id !== s.failedOn && canRun(w, s, q.kind));
       // The worker with the most free credit that can run it: spreads work evenly.
-      const best = credit.most((w) => canRun(w, s, q.kind));
+      if (!best && s.notBefore <= now) best = credit.most((w) => canRun(w, s, q.kind));
       if (best) {
         if (i === q.head) {
           q.head++;
