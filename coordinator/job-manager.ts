@@ -598,7 +598,7 @@ export class JobManager {
   }
 
   /** Adds a phase's subtasks (`append`: more of the current phase, numbered after those it has). */
-  private addSubtasks(active: ActiveJob, plans: SubtaskPlan[], phase: number, append = false): void {
+  private addSubtasks(active: ActiveJob, plans: SubtaskPlan[], phase: number, append = false): SubtaskRecord[] {
     const job = active.record;
     job.phase = phase;
     const first = append ? active.subtasks.reduce((n, s) => (s.phase === phase ? n + 1 : n), 0) : 0;
@@ -616,6 +616,7 @@ export class JobManager {
     this.events.log(job, job.message);
     this.scheduler.enqueue(created);
     this.requestDispatch();
+    return created;
   }
 
   /** Coalesces dispatch requests into one pass per event-loop turn. */
@@ -994,13 +995,15 @@ export class JobManager {
       s.itemErrors = r.itemErrors;
       s.result = r.result;
       s.error = undefined;
-      if (s.blamedBy) {
-        // Another worker processed what the first one called bad input: that verdict was its own fault.
-        const blamer = this.registry.get(s.blamedBy.id);
-        this.log.warn({ job: s.jobId, subtask: s.id, worker: s.blamedBy.name, processedBy: w.name }, 'a worker called an input bad that another worker processed: counted as its failure');
+      const secondOpinion = s.blamedBy;
+      s.blamedBy = undefined;
+      // Another worker processed what the first one called bad input: that verdict was its own fault.
+      if (secondOpinion && !r.itemErrors.some((e) => e.code === 'INVALID_ARGUMENT')) {
+        const blamer = this.registry.get(secondOpinion.id);
+        this.log.warn({ job: s.jobId, subtask: s.id, worker: secondOpinion.name, processedBy: w.name }, 'a worker called an input bad that another worker processed: counted as its failure');
         if (blamer) this.noteWorkerFailure(blamer, active.record.kind);
-        s.blamedBy = undefined;
       }
+      if (!secondOpinion) this.askAboutBadItems(active, s, w);
       this.store.saveSubtask(s);
       this.events.subtaskState(active.record, s, 'done', jobProgress(active.record, active.subtasks));
       this.publishEarly(active, s);
@@ -1035,6 +1038,28 @@ export class JobManager {
     }
     this.requestDispatch();
     this.checkPhase(active);
+  }
+
+  /**
+   * The items of a subtask that succeeded which its worker called bad input (INVALID_ARGUMENT):
+   * run again, one subtask each, on another worker first, as a subtask that fails so is (see
+   * onResult). Their errors are dropped from this subtask's; those subtasks report their own.
+   */
+  private askAboutBadItems(active: ActiveJob, s: SubtaskRecord, w: WorkerSession): void {
+    const bad = [...new Set(s.itemErrors.filter((e) => e.code === 'INVALID_ARGUMENT' && e.input).map((e) => e.input))];
+    if (bad.length === 0 || this.stopping || !active.kind.split || !this.secondOpinionFrom(w, s, active.record.kind)) return;
+    const parts = active.kind.split(s, bad);
+    if (!parts || parts.length === 0) return;
+    const asked = new Set(parts.flatMap((p) => p.items));
+    s.itemErrors = s.itemErrors.filter((e) => !asked.has(e.input));
+    const blamedBy = { id: w.id, name: w.name, instance: w.instanceId, at: Date.now() };
+    for (const part of this.addSubtasks(active, parts, s.phase, true)) part.blamedBy = blamedBy;
+    this.log.info({ job: s.jobId, subtask: s.id, worker: w.name, inputs: [...asked] }, 'a worker called inputs of a batch bad: asking another worker');
+    const names = [...asked];
+    const named = names.length <= 3 ? names.join(', ') : `${names.slice(0, 3).join(', ')} and ${names.length - 3} more`;
+    this.events.log(active.record, `worker ${w.name} called ${named} bad input: asking another worker`);
+    // Past the wait, any worker may take them: look again then, even if nothing else happens.
+    setTimeout(() => this.requestDispatch(), SECOND_OPINION_WAIT_MS + 10).unref();
   }
 
   /** Whether another worker (another process than `w`) that can run `s` is connected, to ask for a second opinion. */

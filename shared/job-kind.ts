@@ -256,12 +256,15 @@ export interface CoordinatorKind<P = unknown> {
    */
   outputsAreFinal?(plan: unknown): boolean;
   /**
-   * Optional: the subtask of several items cut into subtasks of fewer (one item each, typically).
-   * When such a subtask fails for good with an error that names none of its items (its processor
-   * crashed, went past its memory ceiling), the coordinator runs these instead, with fresh
-   * attempts, so that only the item at fault fails. Undefined or fewer than two: not split. Pure.
+   * Optional: the subtask of several items cut into subtasks of one item each; with `only`, of
+   * those items alone (also from a subtask of one). Pure. The coordinator runs them:
+   * - instead of a subtask of several that fails for good with an error naming none of its items
+   *   (its processor crashed, went past its memory ceiling), with fresh attempts, so that only the
+   *   item at fault fails (undefined or fewer than two: not split);
+   * - for the items one worker called bad input (INVALID_ARGUMENT) in a subtask that otherwise
+   *   succeeded, on another worker, before their errors are taken as the inputs' own.
    */
-  split?(subtask: SubtaskPlan): SubtaskPlan[] | undefined;
+  split?(subtask: SubtaskPlan, only?: readonly string[]): SubtaskPlan[] | undefined;
   /**
    * Optional: false when `plan` and `merge` write no files of their own (they only list the
    * subtasks' files), so the job gets no `workDir` and no merge folder: two folders made and removed

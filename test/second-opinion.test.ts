@@ -28,7 +28,8 @@ beforeAll(async () => {
     `#!/bin/sh\ncase " $* " in *" -version "*|*" -encoders "*|*" -h "*|*" -hide_banner -buildconf "*) exec ${ffmpegBinaries().ffmpeg} "$@";; esac\necho "[h264 @ 0x1] Invalid data found when processing input" >&2\nexit 1\n`,
   );
   await chmod(broken, 0o755);
-  cluster = await new LocalCluster({ workers: 0, logLevel: 'info', coordinatorArgs: ['--quarantine-failures', '2'], onLog: (who, line) => who === 'coordinator' && lines.push(line) }).start();
+  // No quarantine: the broken worker keeps taking work, test after test.
+  cluster = await new LocalCluster({ workers: 0, logLevel: 'info', coordinatorArgs: ['--quarantine-failures', '0'], onLog: (who, line) => who === 'coordinator' && lines.push(line) }).start();
   cluster.startWorker('good', ['--slots', '1']);
   cluster.startWorker('broken', ['--slots', '1'], { env: { FFMPEG_PATH: broken } });
   await cluster.waitForWorkers(2);
@@ -67,5 +68,26 @@ describe('an input one worker calls bad', () => {
     expect(d.state).toBe('JOB_STATE_FAILED');
     expect(d.errors).toEqual([expect.objectContaining({ input: 'bad.flac', code: 'INVALID_ARGUMENT' })]);
     expect(d.errors[0]!.message).not.toContain('asking another worker');
+  });
+
+  it('in a batch that otherwise succeeded is given to another worker too, a file at a time; a truly bad one still fails', async () => {
+    // Nine small files, grouped several to a subtask: the broken worker takes some groups whole.
+    const names = Array.from({ length: 8 }, (_, i) => `clip-${i}.flac`);
+    for (const [i, n] of names.entries()) await runFfmpeg(['-f', 'lavfi', '-i', `sine=f=${300 + 50 * i}:d=1`, '-c:a', 'flac', '-y', path.join(dir, n)]);
+    const files = [...names.map((n) => path.join(dir, n)), path.join(dir, 'bad.flac')];
+    const seen = lines.length;
+    const d = await cluster.client.wait((await cluster.client.submit({ audio: { codec: 'wav' } }, files)).id);
+    // Every good file came out; only the truly bad one failed, once, as its own.
+    expect(d.outputs.map((o) => o.name).filter((n) => n.endsWith('.wav')).sort()).toEqual(names.map((n) => n.replace('.flac', '.wav')).sort());
+    expect(d.errors).toEqual([expect.objectContaining({ input: 'bad.flac', code: 'INVALID_ARGUMENT' })]);
+    // The broken worker's groups succeeded with nothing out, and their files ran again, one subtask each, on the good one.
+    const grouped = d.subtasks.filter((s) => s.worker === 'broken');
+    expect(grouped.length).toBeGreaterThan(0);
+    const asked = lines.slice(seen).map((l) => JSON.parse(l) as { msg: string; worker?: string; inputs?: string[] }).filter((l) => l.msg.startsWith('a worker called inputs of a batch bad'));
+    expect(asked.length).toBeGreaterThan(0);
+    expect(asked.every((l) => l.worker === 'broken')).toBe(true);
+    const rerun = asked.flatMap((l) => l.inputs ?? []);
+    expect(rerun.filter((n) => n !== 'bad.flac').length).toBeGreaterThan(0);
+    for (const n of rerun.filter((x) => x !== 'bad.flac')) expect(d.subtasks.find((s) => s.label === `file ${n}`)?.worker).toBe('good');
   });
 });

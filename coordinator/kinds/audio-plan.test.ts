@@ -11,7 +11,7 @@ import { validateAudioParams, type AudioJobParams } from '../../shared/kinds/aud
 import { createLogger } from '../../shared/logger.js';
 import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import { planItems } from '../../test/helpers/plans.js';
-import { planAudio } from './audio-plan.js';
+import { planAudio, splitWholeFiles } from './audio-plan.js';
 import { resolveLimits } from '../../shared/limits.js';
 
 const run = promisify(execFile);
@@ -108,5 +108,22 @@ describe('an audio job planned while its files arrive', () => {
     expect([await next(), await next(), await next()]).toEqual([['n100.wav'], ['n100.wav'], ['n100.wav']]);
     arriving.end();
     expect(await next()).toEqual(['(done)']);
+  });
+});
+
+describe('audio split', () => {
+  it('cuts a group of whole files into one subtask per file (of those asked, when given), and leaves a segment alone', () => {
+    const file = (name: string): SpoolFile => ({ name, path: `/spool/${name}`, size: 100, sha256: '' }) as SpoolFile;
+    const render = (input: string) => ({ input, output: input.replace('.flac', '.mp3') });
+    const group = { label: 'files a.flac .. b.flac (2)', inputs: [file('a.flac'), file('b.flac')], weight: 40, items: ['a.flac', 'b.flac'], requires: { encoders: ['libmp3lame'] }, plan: { type: 'whole', files: [render('a.flac'), render('b.flac')] } };
+    expect(splitWholeFiles(group)).toEqual([
+      { label: 'file a.flac', inputs: [group.inputs[0]], weight: 20, items: ['a.flac'], requires: { encoders: ['libmp3lame'] }, plan: { type: 'whole', files: [render('a.flac')] } },
+      { label: 'file b.flac', inputs: [group.inputs[1]], weight: 20, items: ['b.flac'], requires: { encoders: ['libmp3lame'] }, plan: { type: 'whole', files: [render('b.flac')] } },
+    ]);
+    expect(splitWholeFiles(group, ['b.flac'])?.map((p) => p.items)).toEqual([['b.flac']]);
+    const single = { ...group, inputs: [file('a.flac')], items: ['a.flac'], plan: { type: 'whole', files: [render('a.flac')] } };
+    expect(splitWholeFiles(single)).toBeUndefined();
+    expect(splitWholeFiles(single, ['a.flac'])?.map((p) => p.items)).toEqual([['a.flac']]);
+    expect(splitWholeFiles({ ...group, plan: { type: 'segment', file: render('a.flac') } }, ['a.flac'])).toBeUndefined();
   });
 });

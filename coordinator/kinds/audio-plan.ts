@@ -142,6 +142,29 @@ function groupSubtask(group: Small[], p: AudioJobParams): SubtaskPlan {
   };
 }
 
+/**
+ * A group of whole files cut into a subtask per file (of the files in `only`, when given): the
+ * audio kind's `split`. A segment of a long file is not split.
+ */
+export function splitWholeFiles(s: SubtaskPlan, only?: readonly string[]): SubtaskPlan[] | undefined {
+  const plan = s.plan as WholeFilesPlan | SegmentPlan;
+  if (plan.type !== 'whole' || (!only && plan.files.length < 2)) return undefined;
+  const count = plan.files.length;
+  return plan.files
+    .filter((f) => !only || only.includes(f.input))
+    .map((f) => {
+      const file = s.inputs.find((i) => i.name === f.input);
+      return {
+        label: `file ${f.input}`,
+        inputs: file ? [file] : [],
+        plan: { type: 'whole', files: [f] } satisfies WholeFilesPlan,
+        weight: Math.max(1, Math.round(s.weight / count)),
+        items: [f.input],
+        ...(s.requires ? { requires: s.requires } : {}),
+      };
+    });
+}
+
 /** One probed file: a long one's segment subtasks, or a small one's render to be grouped. */
 async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe: AudioProbe, taken: NameSet): Promise<SubtaskPlan[] | Small> {
   const p = ctx.params;

@@ -23,7 +23,7 @@
 import type { CoordinatorKind } from '../../shared/job-kind.js';
 import { checkNewAudioParams, validateAudioParams, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { mergeAudio } from './audio-merge.js';
-import { planAudio } from './audio-plan.js';
+import { planAudio, splitWholeFiles } from './audio-plan.js';
 
 export const audioKind: CoordinatorKind<AudioJobParams> = {
   name: 'audio',
@@ -31,5 +31,8 @@ export const audioKind: CoordinatorKind<AudioJobParams> = {
   checkNew: (p) => checkNewAudioParams(p),
   plansWhileReceiving: () => true,
   plan: planAudio,
+  // A group of small files that fails without naming one runs again a file at a time; a file one
+  // worker called bad is given to another (see CoordinatorKind.split).
+  split: splitWholeFiles,
   merge: mergeAudio,
 };

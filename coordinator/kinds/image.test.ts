@@ -65,7 +65,12 @@ describe('image batch split after a failure', () => {
       { label: 'a.jpg', inputs: [files[0]], weight: 10, items: ['a.jpg'], plan: { type: 'batch', items: [{ input: 'a.jpg', output: 'a.webp' }] } },
       { label: 'b.png', inputs: [files[1]], weight: 20, items: ['b.png'], plan: { type: 'batch', items: [{ input: 'b.png', output: 'b.webp' }] } },
     ]);
-    expect(imageKind.split!({ ...batch, inputs: [files[0]!], items: ['a.jpg'], plan: { type: 'batch', items: [{ input: 'a.jpg', output: 'a.webp' }] } })).toBeUndefined();
+    const single = { ...batch, inputs: [files[0]!], items: ['a.jpg'], plan: { type: 'batch', items: [{ input: 'a.jpg', output: 'a.webp' }] } };
+    expect(imageKind.split!(single)).toBeUndefined();
+    // The photos a worker called bad, for another worker's opinion: those alone, also from a batch of one.
+    expect(imageKind.split!(batch, ['b.png'])?.map((p) => p.items)).toEqual([['b.png']]);
+    expect(imageKind.split!(single, ['a.jpg'])?.map((p) => p.label)).toEqual(['a.jpg']);
+    expect(imageKind.split!({ ...batch, plan: { type: 'tile' } }, ['a.jpg'])).toBeUndefined();
   });
 });
 

@@ -126,11 +126,11 @@ export const imageKind: CoordinatorKind<ImageParams> = {
         }),
   outputsAreFinal: (plan) => !isTilePlan(plan),
   // A batch whose failure names no photo runs again one photo at a time: only the culprit fails.
-  split: (s) => {
+  split: (s, only) => {
     if (isTilePlan(s.plan)) return undefined;
     const plan = s.plan as ImageBatchPlan;
-    if (plan.items.length < 2) return undefined;
-    return plan.items.map((item) => {
+    if (!only && plan.items.length < 2) return undefined;
+    return plan.items.filter((item) => !only || only.includes(item.input)).map((item) => {
       const file = s.inputs.find((f) => f.name === item.input);
       return { label: item.input, inputs: file ? [file] : [], plan: { type: 'batch', items: [item] } satisfies ImageBatchPlan, weight: file?.size ?? 0, items: [item.input] };
     });
