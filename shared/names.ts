@@ -14,7 +14,10 @@ export const MAX_OUTPUT_NAME_BYTES = 240;
 
 /**
  * Checks a client-supplied file name: a plain name, never a path. Keeps names predictable on every
- * platform and makes it impossible for an output or a spool file to land outside its folder.
+ * platform and makes it impossible for an output or a spool file to land outside its folder. Names
+ * Windows cannot hold as files are refused too (a device name such as `CON` or `nul.txt`, one of
+ * `< > : " | ? *`, a trailing dot or space): outputs are named after inputs, and a client there
+ * downloads them. INVALID_ARGUMENT naming `what`, the name and the rule it breaks.
  */
 export function safeFileName(name: string, what = 'file name', maxBytes = MAX_NAME_BYTES): string {
   if (typeof name !== 'string' || name.length === 0) throw invalidArgument(`${what} is empty`);
@@ -27,11 +30,36 @@ export function safeFileName(name: string, what = 'file name', maxBytes = MAX_NA
   if (HIDDEN.test(name)) throw invalidArgument(`${what} "${printable(name)}" contains invisible or formatting characters (such as U+202E or U+200B)`);
   if (SLASH_LIKE.test(name)) throw invalidArgument(`${what} "${printable(name)}" contains a character drawn as a slash (such as U+2215 or U+FF0F)`);
   if (/^\s+$/u.test(name)) throw invalidArgument(`${what} "${name}" is blank`);
+  const windows = windowsProblem(name);
+  if (windows) throw invalidArgument(`${what} "${printable(name)}" ${windows}`);
   // Tessera's own temporary files: the coordinator's in shared output folders, the client's part files.
   if (name.startsWith(RESERVED_PREFIX) || name.endsWith(RESERVED_SUFFIX)) {
     throw invalidArgument(`${what} "${printable(name)}" is reserved: names starting with ${RESERVED_PREFIX} or ending with ${RESERVED_SUFFIX} are Tessera's temporary files`);
   }
   return name;
+}
+
+/**
+ * Device names of Windows (`CON`, `NUL`, `COM1`, ...): a file named so, with any extension
+ * (`nul.txt`, `COM1.tar.gz`) and spaces before it, is the device there, not a file. Superscript
+ * digits count (`COM¹`), and so do the console's own names.
+ */
+const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[0-9\u00b9\u00b2\u00b3]|lpt[0-9\u00b9\u00b2\u00b3]|conin\$|conout\$)$/i;
+/** Characters Windows does not allow in a file name (besides the slashes and control characters refused before). */
+const WINDOWS_FORBIDDEN = /[<>:"|?*]/;
+
+/**
+ * Why `name` cannot be written as it is on Windows, or undefined. A client there downloading such
+ * an output would write to a device (`CON`, `nul.txt`), fail (`a:b.txt`, which NTFS also reads
+ * as an alternate data stream), or write under another name (Windows drops a trailing dot or space).
+ */
+function windowsProblem(name: string): string | undefined {
+  const bad = WINDOWS_FORBIDDEN.exec(name);
+  if (bad) return `contains "${bad[0]}", which Windows does not allow in file names (none of < > : " | ? *)`;
+  const stem = name.split('.')[0]!.replace(/ +$/, '');
+  if (WINDOWS_DEVICE.test(stem)) return `is the device ${stem.toUpperCase()} on Windows (CON, PRN, AUX, NUL, COM0-9, LPT0-9, with any extension): rename it`;
+  if (/[. ]$/.test(name)) return `ends with ${name.endsWith('.') ? 'a dot' : 'a space'}, which Windows drops from file names: rename it`;
+  return undefined;
 }
 
 /** Format and separator characters: bidirectional overrides, zero-width ones, line separators. */
@@ -91,8 +119,12 @@ export class NameSet {
   }
 }
 
-/** Replaces a file's extension: `photo.jpeg` + `webp` -> `photo.webp`. */
+/**
+ * Replaces a file's extension: `photo.jpeg` + `webp` -> `photo.webp`. Dots and spaces the base
+ * would end with are dropped (`photo..jpg` -> `photo.png`): a pyramid's zip holds a folder named
+ * after its base, which Windows could not make.
+ */
 export function withExtension(name: string, ext: string): string {
-  const base = name.includes('.') ? name.slice(0, name.lastIndexOf('.')) : name;
+  const base = (name.includes('.') ? name.slice(0, name.lastIndexOf('.')) : name).replace(/[. ]+$/, '');
   return `${base || 'output'}.${ext}`;
 }

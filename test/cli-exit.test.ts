@@ -167,6 +167,10 @@ describe('tessera submit: exit status', () => {
     const sameNameDir = await mkdtemp(path.join(dir, 'same-name-'));
     await writeFile(path.join(sameNameDir, 'blob.bin'), 'another blob');
     await writeFile(path.join(sameNameDir, 'Blob.BIN'), 'yet another blob');
+    // Files a Linux or macOS client has, under names a client on Windows could not download: refused before any byte is sent.
+    await writeFile(path.join(sameNameDir, 'nul.txt'), 'a device on Windows');
+    await writeFile(path.join(sameNameDir, 'a:b.png'), 'a colon');
+    await writeFile(path.join(sameNameDir, 'trailing.'), 'a trailing dot');
     const cases: [string, string[], RegExp][] = [
       ['no output folder', ['submit', 'image', '--width', '30', good1], /-o, --output DIR or --shared-output DIR is required/],
       ['a width that is not a number', ['submit', 'image', '--width', 'wide', good1, '-o', outDir()], /--width/],
@@ -176,6 +180,9 @@ describe('tessera submit: exit status', () => {
       ['two files with one name', ['submit', 'passthrough', blob, path.join(sameNameDir, 'blob.bin'), '-o', outDir()], /would both be input "blob\.bin"/],
       ['two names one file on macOS', ['submit', 'passthrough', blob, path.join(sameNameDir, 'Blob.BIN'), '-o', outDir()], /would be inputs "blob\.bin" and "Blob\.BIN", one file on macOS and Windows/],
       ['an unknown kind', ['submit', 'hologram', good1, '-o', outDir()], /hologram/],
+      ['a Windows device name', ['submit', 'passthrough', blob, path.join(sameNameDir, 'nul.txt'), '-o', outDir()], /input name of \S+nul\.txt "nul\.txt" is the device NUL on Windows/],
+      ['a colon', ['submit', 'passthrough', path.join(sameNameDir, 'a:b.png'), '-o', outDir()], /"a:b\.png" contains ":", which Windows does not allow in file names/],
+      ['a trailing dot', ['submit', 'passthrough', path.join(sameNameDir, 'trailing.'), '-o', outDir()], /"trailing\." ends with a dot, which Windows drops from file names/],
     ];
     for (const [what, args, message] of cases) {
       const r = await cluster.runCli(args);

@@ -199,10 +199,25 @@ describe('hostile inputs through a real cluster', () => {
       ['\u00A0 ', 'is blank'],
       ['.tessera-0123-x.part', 'is reserved'],
       ['.x.tessera-part', 'is reserved'],
+      // Names a client on Windows could not download as a file: devices, forbidden characters, a trailing dot or space.
+      ['CON', 'is the device CON on Windows'],
+      ['nul.txt', 'is the device NUL on Windows'],
+      ['COM1.png', 'is the device COM1 on Windows'],
+      ['lpt9 .tar.gz', 'is the device LPT9 on Windows'],
+      ['a:b.txt', 'contains ":", which Windows does not allow'],
+      ['what?.png', 'contains "\\?", which Windows does not allow'],
+      ['a<b>.png', 'contains "<", which Windows does not allow'],
+      ['say"hi".png', 'contains """, which Windows does not allow'],
+      ['a|b.png', 'contains "\\|", which Windows does not allow'],
+      ['star*.png', 'contains "\\*", which Windows does not allow'],
+      ['photo.', 'ends with a dot, which Windows drops'],
+      ['photo.png ', 'ends with a space, which Windows drops'],
     ]) {
       const r = await submitRaw([{ spec: { image: { width: 10 } } }, { input: { name, size: 3 } }, { data: Buffer.from('abc') }, { input_end: {} }]);
       expect(r.code, name).toBe(grpc.status.INVALID_ARGUMENT);
       expect(r.details, name).toMatch(new RegExp(`^input name ".*" ${why}`));
+      // The name refused rides in the trailer, as every refusal of one input's does.
+      expect(r.input, name).toBe(name);
     }
     // Two inputs of one job that one file system would take for one file: case, Unicode form.
     const two = (a: string, b: string): object[] => [{ spec: { image: { width: 10 } } }, { input: { name: a, size: 3 } }, { data: Buffer.from('abc') }, { input_end: {} }, { input: { name: b, size: 3 } }, { data: Buffer.from('abc') }, { input_end: {} }];

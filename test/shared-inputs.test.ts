@@ -79,7 +79,7 @@ describe('inputs by reference', () => {
       ['gone.bin', path.join(shared, 'gone.bin'), grpc.status.NOT_FOUND, /input gone\.bin: shared path .* does not exist/],
       ['folder', path.join(shared, 'photos'), grpc.status.INVALID_ARGUMENT, /input folder: .*not a regular file/],
       ['rel.jpg', 'photos/p0.jpg', grpc.status.INVALID_ARGUMENT, /input rel\.jpg: shared path photos\/p0\.jpg is not absolute/],
-      ['nul.jpg', `${shared}/photos/p0.jpg\u0000.txt`, grpc.status.INVALID_ARGUMENT, /input nul\.jpg: shared path ".*\\u0000\.txt" contains control characters/],
+      ['ctl.jpg', `${shared}/photos/p0.jpg\u0000.txt`, grpc.status.INVALID_ARGUMENT, /input ctl\.jpg: shared path ".*\\u0000\.txt" contains control characters/],
     ];
     for (const [name, p, code, message] of cases) {
       const err = await rawSubmit(c.address, [{ spec }, { input: { name, shared_path: p } }]);

@@ -55,6 +55,13 @@ describe('image batch planning', () => {
     // é composed (U+00E9), then as e + combining acute (U+0301).
     expect([...outputNames(['caf\u00e9.png', 'cafe\u0301.jpg'], () => 'webp').values()]).toEqual(['caf\u00e9.webp', 'cafe\u0301.jpg.webp']);
   });
+
+  it('gives no stem ending with a dot or a space, which a pyramid zip would hold as a folder Windows cannot make', () => {
+    // libvips names an IIIF pyramid's folder inside the zip after the output's stem: `photo.` from `photo..zip`.
+    const names = outputNames(['photo..jpg', 'photo .png', 'photo.jpg'], () => 'zip');
+    expect([...names.values()]).toEqual(['photo.zip', 'photo .png.zip', 'photo.jpg.zip']);
+    for (const name of names.values()) expect(name.slice(0, -'.zip'.length)).not.toMatch(/[. ]$/);
+  });
 });
 
 describe('image batch split after a failure', () => {
