@@ -59,6 +59,7 @@ program
   .option('--quarantine-failures <n>', 'retryable failures in a minute that quarantine a worker for 30 s (0 = never)', int('--quarantine-failures'), 5)
   .option('--retention-hours <h>', "how long a finished job's outputs, record and events are kept (0 = for ever)", num('--retention-hours'), 24)
   .option('--shared-root <dir...>', 'folders on shared storage whose files clients may submit by reference (submit --shared)')
+  .option('--shared-root-allow-hardlinks', 'accept files under --shared-root that have other names too (hard links), which may lie outside it: refused by default')
   .option('--shared-output-root <dir...>', 'folders on shared storage into which jobs may have their outputs written (submit --shared-output); files there may be replaced')
   .option('--prefetch-below-ms <ms>', "jobs whose subtasks all run shorter than this use the workers' prefetch places (0 = never)", int('--prefetch-below-ms'), PREFETCH_BELOW_MS)
   .option('--no-local-reads', "make workers on this machine fetch every input and upload every output over gRPC, instead of reading and writing the spool's files in place")

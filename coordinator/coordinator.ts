@@ -48,6 +48,8 @@ export interface CoordinatorOptions {
   localReads?: boolean;
   /** Folders on shared storage whose files clients may submit by reference (coordinator/shared-inputs.ts). */
   sharedRoots?: string[];
+  /** Accept files with several names (hard links) under `sharedRoots` (default: refused; see shared-inputs.ts). */
+  sharedRootAllowHardlinks?: boolean;
   /** Folders jobs may have their outputs written to (`spec.shared_output_dir`). */
   sharedOutputRoots?: string[];
   retryBaseMs?: number;
@@ -114,8 +116,8 @@ export class Coordinator {
     // Client tokens without a worker token would let anyone join as a worker and read every job's
     // inputs; --insecure (plaintext on a trusted network) does not change that.
     if (!auth.clientsOpen && auth.workersOpen) throw new Error('client tokens are set but no worker token: set --worker-token (or TESSERA_WORKER_TOKEN) too, or anyone could join as a worker and read every job');
-    const shared = await SharedRoots.create(opts.sharedRoots ?? [], opts.dataDir, opts.sharedOutputRoots ?? []);
-    if (shared.list.length > 0) log.info({ sharedRoots: shared.list }, 'inputs by reference allowed under the shared folders');
+    const shared = await SharedRoots.create(opts.sharedRoots ?? [], opts.dataDir, opts.sharedOutputRoots ?? [], { allowHardlinks: opts.sharedRootAllowHardlinks === true });
+    if (shared.list.length > 0) log.info({ sharedRoots: shared.list, allowHardlinks: shared.allowHardlinks }, 'inputs by reference allowed under the shared folders');
     if (shared.outputList.length > 0) log.info({ sharedOutputRoots: shared.outputList }, 'outputs may be written into the shared output folders');
     // A volume owned by another user (a bind mount, one written by a root image) would fail below
     // as "unable to open database file", naming nothing.

@@ -3,7 +3,7 @@
  * reference is resolved, and how a file replaced after submission is caught.
  */
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, realpath, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, link, mkdir, mkdtemp, realpath, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -54,6 +54,39 @@ describe('SharedRoots', () => {
     const f = await roots.resolve('a.bin', path.join(media, 'a.bin'));
     expect(f).toMatchObject({ name: 'a.bin', path: path.join(media, 'a.bin'), size: 4, sha256: '' });
     await roots.assertUnchanged(f);
+  });
+
+  it('refuses a file with other names (hard links), which may lie outside the roots, unless allowed', async () => {
+    const roots = await SharedRoots.create([media], data);
+    // A hard link inside the root to a file outside it: realpath says it is inside.
+    const secret = path.join(dir, 'outside', 'hard-secret.bin');
+    await writeFile(secret, 'secret bytes');
+    const inRoot = path.join(media, 'hard.bin');
+    await link(secret, inRoot);
+    expect(await realpath(inRoot)).toBe(inRoot);
+    const refused = await roots.lookup('hard.bin', inRoot, 64).then(
+      () => undefined,
+      (e: { code?: number; message?: string; input?: string }) => e,
+    );
+    expect(refused?.code).toBe(status.PERMISSION_DENIED);
+    expect(refused?.input).toBe('hard.bin');
+    expect(refused?.message).toBe(
+      `input hard.bin: shared path ${inRoot} is a file with 2 names (hard links), and the coordinator cannot tell whether the others lie outside its shared folders: submit a copy, or start the coordinator with --shared-root-allow-hardlinks where hard links under the shared folders are made on purpose`,
+    );
+    // Two names both inside the root look the same from here: refused too.
+    await link(path.join(media, 'a.bin'), path.join(media, 'a-again.bin'));
+    expect(await code(roots.resolve('a-again.bin', path.join(media, 'a-again.bin')))).toBe(status.PERMISSION_DENIED);
+    expect(await code(roots.resolve('a.bin', path.join(media, 'a.bin')))).toBe(status.PERMISSION_DENIED);
+    await rm(path.join(media, 'a-again.bin'));
+    // The site that links on purpose says so.
+    const allowing = await SharedRoots.create([media], data, [], { allowHardlinks: true });
+    const taken = await allowing.lookup('hard.bin', inRoot, 64);
+    expect(taken.file).toMatchObject({ name: 'hard.bin', path: inRoot, size: 12 });
+    expect(taken.head?.toString()).toBe('secret bytes');
+    await allowing.assertUnchanged(taken.file);
+    await rm(inRoot);
+    // Once it has one name again, it is taken by default.
+    expect((await roots.resolve('a.bin', path.join(media, 'a.bin'))).size).toBe(4);
   });
 
   it('reads the head of a file through the lookup: the bytes asked for, fewer of a shorter file, none of a FIFO', async () => {

@@ -5,7 +5,9 @@
  *
  * Only folders the operator lists with `--shared-root` may be referenced (never `/`, system folders
  * or anything overlapping the coordinator's data dir). A path must lie inside a root as written
- * and once resolved (symlinks included), or the input is refused. Such files are read in place and
+ * and once resolved (symlinks included), or the input is refused. A file with more than one name
+ * (hard links) is refused too, unless the operator allows it (`--shared-root-allow-hardlinks`):
+ * its other names may lie anywhere on that file system, and no path tells where. Such files are read in place and
  * never written or removed. Their identity at submission (device, inode, size, modification time)
  * stands in for a checksum: every later read resolves the path again and checks it against that,
  * so a file changed, replaced or swapped for a symlink since is refused, not read.
@@ -39,13 +41,16 @@ export class SharedRoots {
     private readonly roots: readonly string[],
     /** Folders clients may have outputs written into (`--shared-output-root`): writing is its own grant. */
     private readonly outputRoots: readonly string[] = [],
+    /** Accept files with several names (hard links) under the roots (`--shared-root-allow-hardlinks`). */
+    readonly allowHardlinks = false,
   ) {}
 
   /**
    * Resolves the configured folders once: `dirs` clients may read from, `outputDirs` they may have
    * outputs written to. Each must exist, and none may expose the system or the data dir.
+   * `allowHardlinks`: accept files under `dirs` that have other names too (see {@link lookup}).
    */
-  static async create(dirs: readonly string[], dataDir: string, outputDirs: readonly string[] = []): Promise<SharedRoots> {
+  static async create(dirs: readonly string[], dataDir: string, outputDirs: readonly string[] = [], o: { allowHardlinks?: boolean } = {}): Promise<SharedRoots> {
     const data = await realpath(dataDir).catch(() => path.resolve(dataDir));
     const check = async (flag: string, d: string): Promise<string> => {
       const real = await realpath(path.resolve(d)).catch(() => {
@@ -61,7 +66,7 @@ export class SharedRoots {
     for (const d of dirs) roots.push(await check('--shared-root', d));
     const outputRoots: string[] = [];
     for (const d of outputDirs) outputRoots.push(await check('--shared-output-root', d));
-    return new SharedRoots(roots, outputRoots);
+    return new SharedRoots(roots, outputRoots, o.allowHardlinks === true);
   }
 
   /** No shared folder: every reference is refused, and so is every shared input read later. */
@@ -80,8 +85,9 @@ export class SharedRoots {
   /**
    * The spool entry for input `name` given by reference as `sharedPath`, or a gRPC error naming the
    * input and the problem: FAILED_PRECONDITION when this coordinator shares nothing, PERMISSION_DENIED
-   * outside the shared roots (before anything there is looked at), NOT_FOUND, INVALID_ARGUMENT for
-   * a relative path or something that is not a regular file.
+   * outside the shared roots (before anything there is looked at) or for a file with other names
+   * (hard links, unless allowed), NOT_FOUND, INVALID_ARGUMENT for a relative path or something that
+   * is not a regular file.
    */
   async resolve(name: string, sharedPath: string): Promise<SpoolFile> {
     return (await this.lookup(name, sharedPath, 0)).file;
@@ -91,7 +97,8 @@ export class SharedRoots {
    * `resolve`, and the first `headBytes` of the file (fewer if it is shorter) read through the
    * same descriptor: the submission's format and header check needs them, and would otherwise
    * open the file again. No `head` when that read failed: the check reads the file itself, and
-   * refuses it as its own input.
+   * refuses it as its own input. The file's type and its count of names are taken from that
+   * descriptor (fstat) before a byte is read: what is judged is what would be read.
    */
   async lookup(name: string, sharedPath: string, headBytes: number): Promise<{ file: SpoolFile; head: Buffer | undefined }> {
     const refuse = (code: status, why: string): TesseraError => new TesseraError(code, `input ${name}: ${why}`, { input: name, retryable: false });
@@ -109,7 +116,20 @@ export class SharedRoots {
       throw refuse(status.NOT_FOUND, `shared path ${sharedPath} does not exist`);
     }
     if (!this.covers(real)) throw outside();
-    const opened = await statNoFollow(real, headBytes).catch((err: NodeJS.ErrnoException) => err);
+    // Judged on the descriptor's own status, before anything is read through it.
+    const judge = (st: Stats): void => {
+      if (!st.isFile()) throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} is not a regular file`);
+      // realpath sees symlinks, not hard links: another name of this file may lie outside the
+      // roots (a secret linked in by someone who may write here), and nothing tells where.
+      if (st.nlink > 1 && !this.allowHardlinks) {
+        throw refuse(
+          status.PERMISSION_DENIED,
+          `shared path ${sharedPath} is a file with ${st.nlink} names (hard links), and the coordinator cannot tell whether the others lie outside its shared folders: submit a copy, or start the coordinator with --shared-root-allow-hardlinks where hard links under the shared folders are made on purpose`,
+        );
+      }
+    };
+    const opened = await statNoFollow(real, headBytes, judge).catch((err: NodeJS.ErrnoException) => err);
+    if (opened instanceof TesseraError) throw opened;
     if (opened instanceof Error) {
       // O_NOFOLLOW on a symlink swapped in after realpath: ELOOP. Not readable by the coordinator: EACCES.
       if (opened.code === 'EACCES' || opened.code === 'EPERM') throw refuse(status.PERMISSION_DENIED, `shared path ${sharedPath} is not readable by the coordinator`);
@@ -117,7 +137,6 @@ export class SharedRoots {
       throw refuse(status.NOT_FOUND, `shared path ${sharedPath} does not exist`);
     }
     const { st, head } = opened;
-    if (!st.isFile()) throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} is not a regular file`);
     return { file: { name, path: real, size: st.size, sha256: '', shared: identity(st) }, head };
   }
 
@@ -197,11 +216,13 @@ export class SharedRoots {
  * attributes with the server (close-to-open), where a bare lstat may answer from a cache up to a
  * minute old and miss a file rewritten on another host. With `headBytes`, a regular file's first
  * bytes are read too (one read: on a network mount it may return fewer; none if it fails).
+ * `judge` sees the status first and may throw, and then nothing is read.
  */
-async function statNoFollow(file: string, headBytes = 0): Promise<{ st: Stats; head: Buffer | undefined }> {
+async function statNoFollow(file: string, headBytes = 0, judge?: (st: Stats) => void): Promise<{ st: Stats; head: Buffer | undefined }> {
   const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
     const st = await fh.stat();
+    judge?.(st);
     if (headBytes === 0 || !st.isFile()) return { st, head: undefined };
     const head = Buffer.allocUnsafe(Math.min(headBytes, st.size));
     const read = head.length > 0 ? await fh.read(head, 0, head.length, 0).catch(() => undefined) : { bytesRead: 0 };

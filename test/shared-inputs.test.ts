@@ -6,13 +6,14 @@
  * see the shared folder (its own mount namespace) is streamed the bytes instead.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, readdir, realpath, rm, symlink, writeFile, appendFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, realpath, rm, symlink, writeFile, appendFile, link } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawSubmit } from './helpers/raw-grpc.js';
+import { errorInput } from '../shared/errors.js';
 import { startCluster, workerWithTmpfsOver, type TestCluster } from './helpers/cluster.js';
 
 let dir: string;
@@ -41,6 +42,8 @@ beforeAll(async () => {
   }
   await writeFile(path.join(outside, 'secret.bin'), 'not yours');
   await symlink(path.join(outside, 'secret.bin'), path.join(shared, 'link-out.bin'));
+  // A hard link: the same file under a name inside the shared folder, which realpath cannot see through.
+  await link(path.join(outside, 'secret.bin'), path.join(shared, 'hard-out.bin'));
 });
 
 afterAll(async () => {
@@ -98,6 +101,30 @@ describe('inputs by reference', () => {
     const refused = await rawSubmit(closed.address, [{ spec }, { input: { name: 'p0.jpg', shared_path: path.join(shared, 'photos', 'p0.jpg') } }]);
     expect(refused?.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(refused?.details).toMatch(/input p0\.jpg: submitted by reference .* start it with --shared-root/);
+  });
+
+  it('refuses a hard link under the shared folder (which may be a file from outside it) unless --shared-root-allow-hardlinks is given', async () => {
+    const hard = path.join(shared, 'hard-out.bin');
+    const c = await cluster({ workers: 1, coordinatorArgs: ['--shared-root', shared] });
+    const err = await rawSubmit(c.address, [{ spec: { passthrough: {} } }, { input: { name: 'hard-out.bin', shared_path: hard } }]);
+    expect(err?.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(err?.details).toBe(
+      `input hard-out.bin: shared path ${hard} is a file with 2 names (hard links), and the coordinator cannot tell whether the others lie outside its shared folders: submit a copy, or start the coordinator with --shared-root-allow-hardlinks where hard links under the shared folders are made on purpose`,
+    );
+    expect(errorInput(err)).toBe('hard-out.bin');
+    // The CLI says the same, and nothing of the file comes out.
+    const out = path.join(dir, 'out-hard');
+    const cli = await c.runCli(['submit', 'passthrough', '--shared', hard, '-o', out]);
+    expect(cli.code, cli.stderr).not.toBe(0);
+    expect(cli.stderr).toContain('PERMISSION_DENIED');
+    expect(cli.stderr).toContain('--shared-root-allow-hardlinks');
+    expect(await c.client.listJobs()).toEqual([]);
+
+    // A site that links on purpose allows it (the flag, its variable or its config key).
+    const allowing = await cluster({ workers: 1, coordinatorArgs: ['--shared-root', shared], env: { TESSERA_SHARED_ROOT_ALLOW_HARDLINKS: '1' } });
+    const r = await allowing.runCli(['submit', 'passthrough', '--shared', hard, '-o', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await readFile(path.join(out, 'hard-out.bin'), 'utf8')).toBe('not yours');
   });
 
   it('refuses a file changed after submission rather than process it', async () => {

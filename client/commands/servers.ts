@@ -25,6 +25,8 @@ export interface CoordinatorCommandOptions {
   /** false with --no-local-reads. */
   localReads: boolean;
   sharedRoot?: string[];
+  /** Accept files with several names (hard links) under --shared-root. */
+  sharedRootAllowHardlinks?: boolean;
   sharedOutputRoot?: string[];
   logLevel: LevelWithSilent;
   logFormat?: LogFormat;
@@ -108,7 +110,7 @@ export async function runCoordinator(o: CoordinatorCommandOptions, cmd?: Command
   const log = createLogger('coordinator', o.logLevel, o.logFormat);
   routeGrpcLogs(log);
   const { Coordinator } = await import('../../coordinator/coordinator.js');
-  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...(o.subtaskTimeoutMs !== undefined ? { subtaskTimeoutMs: o.subtaskTimeoutMs } : {}), quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), localReads: o.localReads, ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), ...security });
+  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...(o.subtaskTimeoutMs !== undefined ? { subtaskTimeoutMs: o.subtaskTimeoutMs } : {}), quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), localReads: o.localReads, ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), sharedRootAllowHardlinks: o.sharedRootAllowHardlinks === true, ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), ...security });
   const address = await coordinator.start();
   // Plain lines on stdout so scripts (and the test harness) learn the bound ports; the address is
   // the first word after "listening on" (LocalCluster parses it), what protects it follows.
