@@ -10,6 +10,7 @@ import { configurable } from './commands/config.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../shared/logger.js';
 import { audioSpec, cropOption, crfOption, imageSpec, int, num, passthroughSpec, thumbnailsSpec, trimOption, videoSpec } from './commands/specs.js';
 import { UsageError } from './commands/usage-error.js';
+import { EXIT, EXIT_HELP, coordinatorUnreachable, exitCodeForError } from './commands/exit-codes.js';
 import { clientSecurityOptions, coordinatorSecurityOptions, workerSecurityOptions } from './commands/security-options.js';
 import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import { useBulkHeapGrowth } from '../shared/malloc.js';
@@ -25,7 +26,8 @@ const program = new Command('tessera')
   .version('0.1.0')
   // Usage errors (a bad option value, an unknown option or command, a missing argument) come back
   // as errors rather than exit(1): they exit 2, as every invalid argument does.
-  .exitOverride();
+  .exitOverride()
+  .addHelpText('after', EXIT_HELP);
 
 const coordinatorOpt = (): Option => new Option('--coordinator <host:port>', 'coordinator address').env('TESSERA_COORDINATOR').default('127.0.0.1:7700');
 
@@ -83,7 +85,7 @@ configurable(logOptions(program.commands.at(-1)!));
 
 program
   .command('health')
-  .description('check a coordinator through grpc.health.v1 (exit 0 when SERVING): for Docker and scripts')
+  .description('check a coordinator through grpc.health.v1 (exit 0 when SERVING, 1 for any other answer, 4 when nothing answers): for Docker and scripts')
   .addOption(coordinatorOpt())
   .option('--http <host:port>', "check its /healthz over HTTP instead (the dashboard address): no TLS or token involved, so it suits a container's own health check")
   .option('--service <name>', "service to check ('' = the whole server)", '')
@@ -306,7 +308,7 @@ program
       process.once('SIGINT', () => {
         view.stop();
         process.stderr.write(`\ntessera: download stopped; run the same command again to finish it\n`);
-        process.exit(130);
+        process.exit(EXIT.interrupted);
       });
       // A finished job's events are replayed: its small outputs come inside them, no call each.
       // Named outputs are looked for once the job has ended: one may still be published while it runs.
@@ -371,19 +373,20 @@ program.hook('preAction', (_program, command) => {
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {
     // Commander has printed its message (and where to find the usage); --help and --version end with 0.
-    process.exitCode = err.exitCode === 0 ? 0 : 2;
+    process.exitCode = err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     return;
   }
   // With --json a script reads the error on stdout too, as one object where the result would be.
   if (actionCommand?.opts<{ json?: boolean }>().json === true) process.stdout.write(`${errorJson(tidyGrpcError(err))}\n`);
   if (err instanceof UsageError) {
     process.stderr.write(`tessera: ${err.message}\n`);
-    process.exitCode = 2;
+    process.exitCode = EXIT.usage;
     return;
   }
   const code = (err as { code?: number }).code;
   process.stderr.write(`tessera: ${describeError(tidyGrpcError(err))}\n`);
-  if (code === status.UNAVAILABLE) process.stderr.write(`tessera: ${unavailableHint((err as { details?: string }).details ?? '')}\n`);
+  const trouble = coordinatorUnreachable(err) ? unreachableTrouble((err as { details?: string }).details ?? '') : undefined;
+  if (trouble) process.stderr.write(`tessera: ${trouble.hint}\n`);
   if (code === status.UNAUTHENTICATED) {
     const details = String((err as { details?: unknown })?.details ?? '');
     process.stderr.write(
@@ -392,7 +395,7 @@ program.parseAsync(process.argv).catch((err: unknown) => {
         : 'tessera: the coordinator wants a client token: give it with --token-file FILE (or TESSERA_TOKEN_FILE, or --token / TESSERA_TOKEN)\n',
     );
   }
-  process.exitCode = code === status.INVALID_ARGUMENT || code === status.NOT_FOUND ? 2 : 1;
+  process.exitCode = exitCodeForError(err, trouble?.tls === true);
 });
 
 /**
@@ -408,12 +411,15 @@ function errorJson(err: unknown): string {
   return JSON.stringify({ error: { code, message, ...(input ? { input } : {}) } });
 }
 
-/** The hint after an UNAVAILABLE: what the details say of TLS, else whether anything is listening. */
-function unavailableHint(details: string): string {
+/**
+ * The hint after the coordinator could not be reached: what the details say of TLS (a mistake of
+ * the command's, `tls`), else whether anything is listening.
+ */
+function unreachableTrouble(details: string): { hint: string; tls: boolean } {
   const address = coordinatorAddress(actionCommand?.opts<{ coordinator?: string }>().coordinator);
   // The client flags are in the environment by now (see clientSecurityOptions).
   const { files, tls } = clientTlsFromEnv();
   const trouble = tlsTrouble(details, tls || Boolean(files.ca || files.cert));
-  if (trouble) return `TLS: ${tlsTroubleHint(trouble, address, { ca: '--tls-ca / TESSERA_TLS_CA', tls: '--tls / TESSERA_TLS' })}`;
-  return `is a coordinator running at ${address}?`;
+  if (trouble) return { hint: `TLS: ${tlsTroubleHint(trouble, address, { ca: '--tls-ca / TESSERA_TLS_CA', tls: '--tls / TESSERA_TLS' })}`, tls: true };
+  return { hint: `is a coordinator running at ${address}?`, tls: false };
 }

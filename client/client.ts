@@ -196,9 +196,12 @@ export class TesseraClient {
       const call = method.call(this.client, req, md, { deadline: deadline(ms) }, (err, res) => {
         // Cut by the caller or by close(): their reason, not the CANCELLED of the call.
         if (signal.aborted) return reject(signal.reason);
-        if (err?.code === grpc.status.DEADLINE_EXCEEDED && waiting && this.client.getChannel().getConnectivityState(false) !== grpc.connectivityState.READY) {
-          // Waited out without a connection: the coordinator is unreachable, not slow.
-          return reject(new TesseraError(grpc.status.UNAVAILABLE, `the coordinator could not be reached for ${(ms / 1000).toFixed(0)} s (it was before: down, or restarting?)`, { retryable: true }));
+        if (err?.code === grpc.status.DEADLINE_EXCEEDED && this.client.getChannel().getConnectivityState(false) !== grpc.connectivityState.READY) {
+          // Waited out without a connection: the coordinator is unreachable, not slow. One never
+          // reached gets here when something takes the connection and never speaks gRPC (a
+          // firewall dropping it, a hung host): grpc-js waits 20 s before it gives up connecting.
+          const why = waiting ? 'it was before: down, or restarting?' : `nothing answered at ${this.address}`;
+          return reject(new TesseraError(grpc.status.UNAVAILABLE, `the coordinator could not be reached for ${(ms / 1000).toFixed(0)} s (${why})`, { retryable: true }));
         }
         if (err || res === undefined) return reject(tidyGrpcError(err));
         this.reached = true;

@@ -182,7 +182,7 @@ describe('CLI errors', () => {
       });
     });
     const r = await cli(['jobs', '--coordinator', `127.0.0.1:${port}`]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(4);
     expect(r.stderr).toContain(`is a coordinator running at 127.0.0.1:${port}?`);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * `tessera submit` exit status (README, "CLI"): 0 succeeded, 3 partially succeeded (some inputs
- * failed, see `errors`), 1 failed or cancelled, 2 invalid arguments; and TESSERA_COORDINATOR is the
- * address when --coordinator is not given (the flag wins over it).
+ * failed, see `errors`), 1 failed or cancelled, 2 invalid arguments, 4 the coordinator could not be
+ * reached or was lost (every command); and TESSERA_COORDINATOR is the address when --coordinator is
+ * not given (the flag wins over it).
  *
  * A real cluster (coordinator and two worker processes from dist/) and the real CLI; the media are
  * made with sharp.
@@ -13,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { CLI_PATH } from '../client/local-cluster.js';
 import { runCli, startCluster, type CliResult, type TestCluster } from './helpers/cluster.js';
 import { deadAddress } from './helpers/addresses.js';
@@ -233,7 +235,7 @@ describe('TESSERA_COORDINATOR', () => {
   it('is used (and named) when it points where no coordinator runs; --coordinator wins over it', async () => {
     const dead = await deadAddress();
     const down = await runCli(['jobs', '--json'], { env: { TESSERA_COORDINATOR: dead }, timeoutMs: 30_000 });
-    expect(down.code, down.stderr).toBe(1);
+    expect(down.code, down.stderr).toBe(4);
     expect(down.stderr).toContain(`is a coordinator running at ${dead}?`);
     const out = outDir();
     const r = await runCli(['submit', 'passthrough', blob, '-o', out, '--json', '--coordinator', cluster.address], { env: { TESSERA_COORDINATOR: dead } });
@@ -245,7 +247,7 @@ describe('TESSERA_COORDINATOR', () => {
     const dead = await deadAddress();
     const out = outDir();
     const r = await runCli(['submit', 'image', '--width', '30', good1, '-o', out], { env: { TESSERA_COORDINATOR: dead }, timeoutMs: 30_000 });
-    expect(r.code, r.stderr).toBe(1);
+    expect(r.code, r.stderr).toBe(4);
     const lines = r.stderr.trimEnd().split('\n');
     const error = lines.findIndex((l) => l.startsWith('tessera: UNAVAILABLE: '));
     expect(error, r.stderr).toBeGreaterThanOrEqual(0);
@@ -255,4 +257,70 @@ describe('TESSERA_COORDINATOR', () => {
     expect(lines.slice(error + 1)).toEqual([`tessera: is a coordinator running at ${dead}?`]);
     await expect(readdir(out)).rejects.toMatchObject({ code: 'ENOENT' });
   });
+});
+
+describe('exit status 4: the coordinator could not be reached, or was lost', () => {
+  it('is in the table of exit statuses after `tessera --help`', async () => {
+    const r = await runCli(['--help']);
+    expect(r.code).toBe(0);
+    const table = r.stdout.slice(r.stdout.indexOf('Exit status:'));
+    for (const code of ['0', '1', '2', '3', '4', '130']) expect(table).toMatch(new RegExp(`^  ${code} +\\S`, 'm'));
+    expect(table).toMatch(/^ {2}4 +the coordinator could not be reached, or was lost/m);
+  });
+
+  it('every client command where nothing listens, with the error as JSON too', async () => {
+    const dead = await deadAddress();
+    const commands = [['jobs'], ['job', 'some-job'], ['watch', 'some-job'], ['cancel', 'some-job'], ['workers'], ['download', 'some-job', '-o', outDir()], ['submit', 'passthrough', blob, '-o', outDir()]];
+    for (const args of commands) {
+      const r = await runCli([...args, '--coordinator', dead, '--json'], { timeoutMs: 30_000 });
+      expect(r.code, `${args[0]}: ${r.stderr}`).toBe(4);
+      expect(JSON.parse(r.stdout.trim().split('\n').at(-1)!), args[0]).toMatchObject({ error: { code: 'UNAVAILABLE' } });
+      expect(r.stderr, args[0]).toContain(`is a coordinator running at ${dead}?`);
+    }
+  }, 120_000);
+
+  it('where something takes the connection and never answers: a deadline that passes while still connecting is 4 too', async () => {
+    // A TCP server that accepts and never speaks HTTP/2: grpc-js keeps connecting (for 20 s).
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((s) => void sockets.push(s.on('error', () => undefined)));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const address = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+    try {
+      // grpc-js's own DEADLINE_EXCEEDED ("..., Waiting for LB pick"), which no coordinator gave.
+      const health = await runCli(['health', '--timeout-ms', '1000', '--coordinator', address], { timeoutMs: 30_000 });
+      expect(health.code, health.stderr).toBe(4);
+      expect(health.stderr).toMatch(/^tessera: DEADLINE_EXCEEDED: /);
+      expect(health.stderr).toContain(`is a coordinator running at ${address}?`);
+      // The client library's unary calls say it in words, as UNAVAILABLE, at their 15 s deadline.
+      const jobs = await runCli(['jobs', '--coordinator', address], { timeoutMs: 60_000 });
+      expect(jobs.code, jobs.stderr).toBe(4);
+      expect(jobs.stderr).toContain(`tessera: UNAVAILABLE: the coordinator could not be reached for 15 s (nothing answered at ${address})`);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  }, 90_000);
+
+  it('`tessera watch` whose coordinator is killed and does not come back within 2 minutes: 4 (a job that failed is 1, above)', async () => {
+    const own = await startCluster({ workers: 0 });
+    try {
+      // No workers: the job stays queued, and the watch waits on it.
+      const job = await own.client.submit({ passthrough: {} }, [blob]);
+      const child = spawn(process.execPath, [CLI_PATH, 'watch', job.id, '--json', '--coordinator', own.address], { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+      // Attached once it has printed the job's first event.
+      for (let i = 0; i < 300 && !stdout.includes('"job_state"'); i++) await sleep(100);
+      expect(stdout, stderr).toContain('"job_state"');
+      own.coordinator!.child.kill('SIGKILL');
+      const code = await exited;
+      expect(code, stderr).toBe(4);
+      expect(JSON.parse(stdout.trim().split('\n').at(-1)!)).toMatchObject({ error: { code: 'UNAVAILABLE' } });
+    } finally {
+      await own.stop();
+    }
+  }, 200_000);
 });

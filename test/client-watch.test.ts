@@ -56,11 +56,11 @@ describe('a coordinator never reached', () => {
     }
   }, 30_000);
 
-  it('tessera watch and tessera download exit 1 at once, without "lost the coordinator"', async () => {
+  it('tessera watch and tessera download exit 4 (coordinator unreachable) at once, without "lost the coordinator"', async () => {
     const dead = await deadAddress();
     for (const args of [['watch', 'some-job'], ['download', 'some-job', '-o', path.join(dir, 'never-cli')]]) {
       const r = await runCli([...args, '--coordinator', dead], { timeoutMs: 20_000 });
-      expect(r.code, r.stderr).toBe(1);
+      expect(r.code, r.stderr).toBe(4);
       expect(r.stderr).toContain('UNAVAILABLE');
       expect(r.stderr).toContain(`is a coordinator running at ${dead}?`);
       expect(r.stderr).not.toContain('lost the coordinator');

@@ -167,7 +167,7 @@ describe('docker-compose.yml', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe('SERVING');
     const down = await runCli(args.map((a, i) => (i === at + 1 ? '127.0.0.1:1' : a)));
-    expect(down.code).toBe(1);
+    expect(down.code).toBe(4);
     expect(down.stdout.trim()).toBe('UNREACHABLE');
   });
 });

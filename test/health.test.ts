@@ -91,6 +91,10 @@ describe('probes', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ status: 'SERVING', service: '' });
     const one = await cluster.runCli(['health', '--service', 'tessera.v1.WorkerService']);
     expect(one.stdout.trim()).toBe('SERVING');
+    // An answer other than SERVING is 1; 4 is kept for no answer at all (below).
+    const unknown = await cluster.runCli(['health', '--service', 'tessera.v1.NoSuchService']);
+    expect(unknown.code, unknown.stderr).toBe(1);
+    expect(unknown.stdout.trim()).toBe('SERVICE_UNKNOWN');
     const res = await fetch(`http://${cluster.httpAddress}/healthz`);
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('ok\n');
@@ -110,10 +114,13 @@ describe('probes', () => {
     expect(ok.stdout.trim()).toBe('SERVING');
   });
 
-  it('`tessera health` exits 1 when nothing answers', async () => {
+  it('`tessera health` exits 4 when nothing answers, over gRPC and over HTTP', async () => {
     // Port 9 (discard) on loopback: nothing listens there.
     const r = await runCli(['health', '--timeout-ms', '500', '--coordinator', '127.0.0.1:9']);
-    expect(r.code).toBe(1);
+    expect(r.code, r.stderr).toBe(4);
+    const http = await runCli(['health', '--timeout-ms', '500', '--http', '127.0.0.1:9']);
+    expect(http.code, http.stderr).toBe(4);
+    expect(http.stdout.trim()).toBe('UNREACHABLE');
   });
 
   // Last: it stops the coordinator.

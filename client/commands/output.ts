@@ -6,6 +6,7 @@ import cliProgress from 'cli-progress';
 import type { Job, JobEvent, WorkerInfo } from '../client.js';
 import { withInput } from '../../shared/errors.js';
 import { UsageError } from './usage-error.js';
+import { EXIT } from './exit-codes.js';
 
 /**
  * The -o folder, absolute, checked now: a path that cannot be one (a file in the way, no
@@ -146,7 +147,7 @@ export class ProgressView {
     this.stop();
     if (process.listenerCount('SIGINT') === 0) {
       this.stream.write('\n');
-      process.exit(130);
+      process.exit(EXIT.interrupted);
     }
   };
 
@@ -225,10 +226,10 @@ export class ProgressView {
   }
 }
 
-/** Exit codes: 0 succeeded, 3 partially succeeded, 1 failed or cancelled (or any error but those below), 2 usage error, INVALID_ARGUMENT or NOT_FOUND. */
+/** Exit status of a command that waited for `job` to end: 0 succeeded, 3 partially succeeded, 1 failed or cancelled (errors: see exit-codes.ts). */
 export function exitCodeFor(job: Job): number {
   const s = shortState(job.state);
-  if (s === 'succeeded') return 0;
-  if (s === 'partially_succeeded') return 3;
-  return 1;
+  if (s === 'succeeded') return EXIT.ok;
+  if (s === 'partially_succeeded') return EXIT.partial;
+  return EXIT.failed;
 }

@@ -10,6 +10,7 @@ import { byFlag, coordinatorSecurity, optionNamer, securitySummary, setting, wor
 import { PROTO_LOADER_OPTIONS } from '../../shared/proto.js';
 import { assertSecureDashboard, assertSecureListen, clientCredentialsFromEnv } from '../../shared/tls.js';
 import { UsageError } from './usage-error.js';
+import { EXIT } from './exit-codes.js';
 
 export interface CoordinatorCommandOptions {
   listen: string;
@@ -223,13 +224,17 @@ export async function checkHealth(address: string, service = '', timeoutMs = 300
   }
 }
 
-/** `tessera health`: prints the status; exit 0 when SERVING, 1 otherwise. */
+/**
+ * `tessera health`: prints the status; exit 0 when SERVING, 1 for any other answer, 4 when nothing
+ * answered over HTTP (`UNREACHABLE`; a gRPC check that cannot connect ends with its error, which
+ * the CLI turns into 4 too).
+ */
 export async function runHealth(o: { coordinator?: string; http?: string; service: string; timeoutMs: number; json?: boolean }): Promise<number> {
   const address = o.http ? `http://${o.http}/healthz` : coordinatorAddress(o.coordinator);
   const status = o.http ? await checkHttpHealth(address, o.timeoutMs) : await checkHealth(address, o.service, o.timeoutMs);
   if (o.json) process.stdout.write(`${JSON.stringify({ address, service: o.service, status })}\n`);
   else process.stdout.write(`${status}\n`);
-  return status === 'SERVING' ? 0 : 1;
+  return status === 'SERVING' ? EXIT.ok : status === 'UNREACHABLE' ? EXIT.unreachable : EXIT.failed;
 }
 
 /** `/healthz` of a coordinator's HTTP server: 200 while it takes work, 503 while starting or draining. */

@@ -5,6 +5,7 @@ import { TesseraClient, TesseraError, checkInputFiles, type Job } from '../clien
 import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import { ProgressView, exitCodeFor, jobToJson, prepareOutputDir, printJobHuman, reconnectNotes } from './output.js';
 import { UsageError } from './usage-error.js';
+import { EXIT } from './exit-codes.js';
 
 export interface SubmitFlags {
   coordinator?: string;
@@ -53,7 +54,7 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
     view.stop();
     if (flags.wait === false) {
       process.stdout.write(flags.json ? `${JSON.stringify(jobToJson(job))}\n` : `${job.id}\n`);
-      return 0;
+      return EXIT.ok;
     }
     // The commands that reach this job again, to paste: with the coordinator given here.
     const at = flags.coordinator ? ` --coordinator ${shellWord(flags.coordinator)}` : '';
@@ -65,7 +66,7 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
       // Into the same folder: the download goes on from the part files this one leaves.
       const get = flags.sharedOutput ? `its outputs go to ${flags.sharedOutput}; follow it with: tessera watch ${job.id}${at}` : `fetch its outputs with: ${fetch}`;
       process.stderr.write(`\ntessera: job ${job.id} goes on without this client; ${get} (cancel it with: tessera cancel ${job.id}${at})\n`);
-      process.exit(130);
+      process.exit(EXIT.interrupted);
     };
     process.once('SIGINT', onInterrupt);
     view.start(`job ${job.id} (${job.kind})`);
