@@ -12,6 +12,7 @@ import { audioSpec, cropOption, crfOption, imageSpec, int, num, passthroughSpec,
 import { UsageError } from './commands/usage-error.js';
 import { EXIT, EXIT_HELP, coordinatorUnreachable, exitCodeForError } from './commands/exit-codes.js';
 import { clientSecurityOptions, coordinatorSecurityOptions, workerSecurityOptions } from './commands/security-options.js';
+import { clientKeepaliveOptions, serverKeepaliveOptions } from './commands/keepalive-options.js';
 import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import { useBulkHeapGrowth } from '../shared/malloc.js';
 import { clientTlsFromEnv, dropIpServerNameWarning, tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
@@ -67,6 +68,7 @@ program
   .option('--no-local-reads', "make workers on this machine fetch every input and upload every output over gRPC, instead of reading and writing the spool's files in place")
   .action(async (o, cmd: Command) => runCoordinator(o, cmd));
 coordinatorSecurityOptions(program.commands.at(-1)!);
+serverKeepaliveOptions(program.commands.at(-1)!, 'coordinator');
 configurable(logOptions(program.commands.at(-1)!));
 
 program
@@ -81,6 +83,7 @@ program
   .option('--drain-grace-ms <ms>', 'how long SIGTERM waits for running subtasks', int('--drain-grace-ms'), 30_000)
   .action(async (o, cmd: Command) => runWorker(o, cmd));
 workerSecurityOptions(program.commands.at(-1)!);
+serverKeepaliveOptions(program.commands.at(-1)!, 'worker');
 configurable(logOptions(program.commands.at(-1)!));
 
 program
@@ -353,6 +356,7 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 });
 
 clientSecurityOptions(program);
+clientKeepaliveOptions(program);
 
 /**
  * A usage error is its one line and where to read the usage of the command it was in (as git, npm

@@ -16,7 +16,7 @@ import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
-import { CHUNK_SIZE, CLIENT_CHANNEL_OPTIONS, INLINE_OUTPUT_MAX_BYTES, UNARY_DEADLINE_MS, coordinatorAddress, transferDeadlineMs } from '../shared/config.js';
+import { CHUNK_SIZE, DEFAULT_KEEPALIVE, INLINE_OUTPUT_MAX_BYTES, KEEPALIVE_ENV, UNARY_DEADLINE_MS, clientChannelOptions, coordinatorAddress, keepaliveFromEnv, keepaliveProblem, transferDeadlineMs, type Keepalive } from '../shared/config.js';
 import { processAlive } from '../shared/machine.js';
 import { TesseraError, dataLoss, invalidArgument, notFound, tidyGrpcError } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
@@ -54,6 +54,12 @@ export interface ClientOptions {
   token?: string;
   /** Deadline of unary calls in ms. */
   deadlineMs?: number;
+  /**
+   * Keepalive pings to the coordinator: every `timeMs` (at least 5000, the most often the
+   * coordinator permits), the connection taken for dead after `timeoutMs` (at least 1000) without an
+   * answer. Default: TESSERA_KEEPALIVE_MS and TESSERA_KEEPALIVE_TIMEOUT_MS, else 10000 and 5000.
+   */
+  keepalive?: Partial<Keepalive>;
 }
 
 export interface UploadProgress {
@@ -98,6 +104,15 @@ export interface CallOptions {
   deadlineMs?: number;
 }
 
+/** `ClientOptions.keepalive` over the environment's (TESSERA_KEEPALIVE_MS...); INVALID_ARGUMENT naming what is out of range. */
+function keepaliveOf(given: Partial<Keepalive> | undefined): Keepalive {
+  // The environment is read only for what is not given (a bad variable does not stop a client that overrides it).
+  const k = { ...(given?.timeMs !== undefined && given.timeoutMs !== undefined ? DEFAULT_KEEPALIVE : keepaliveFromEnv()), ...given };
+  const problem = keepaliveProblem(k);
+  if (problem) throw new TesseraError(grpc.status.INVALID_ARGUMENT, `keepalive.${problem.key} ${k[problem.key]}: ${problem.rule} (${KEEPALIVE_ENV[problem.key]} sets it too)`);
+  return k;
+}
+
 /** The most jobs one ListJobs page holds. */
 const MAX_LIST_PAGE = 1000;
 
@@ -135,7 +150,7 @@ export class TesseraClient {
   constructor(opts: ClientOptions = {}) {
     this.address = coordinatorAddress(opts.address);
     const JobService = jobServiceClientConstructor();
-    this.client = new JobService(this.address, opts.credentials ?? clientCredentialsFromEnv(), CLIENT_CHANNEL_OPTIONS);
+    this.client = new JobService(this.address, opts.credentials ?? clientCredentialsFromEnv(), clientChannelOptions(keepaliveOf(opts.keepalive)));
     // Read once: the token may come from a file (TESSERA_TOKEN_FILE).
     this.token = opts.token ?? clientTokenFromEnv();
     this.deadlineMs = opts.deadlineMs ?? UNARY_DEADLINE_MS;

@@ -21,3 +21,5 @@ export {
 /** The gRPC status codes every rejection's `code` is one of, and the type of the coordinator's refusals. */
 export { status, type ServiceError } from '@grpc/grpc-js';
 export { LocalCluster, type LocalClusterOptions, type ManagedProcess } from './local-cluster.js';
+/** Keepalive settings (`ClientOptions.keepalive`). */
+export type { Keepalive } from '../shared/config.js';

@@ -6,7 +6,7 @@ import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
-import { FLOW_CONTROL_WINDOW, HEARTBEAT_MS, MAX_ATTEMPTS, PREFETCH_BELOW_MS, SERVER_CHANNEL_OPTIONS, SUBTASK_TIMEOUT_MS, WORKER_TTL_MS, listenFailure } from '../shared/config.js';
+import { FLOW_CONTROL_WINDOW, HEARTBEAT_MS, MAX_ATTEMPTS, PREFETCH_BELOW_MS, SUBTASK_TIMEOUT_MS, WORKER_TTL_MS, listenFailure, serverChannelOptions, type Keepalive } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import { JobManager } from './job-manager.js';
@@ -48,6 +48,8 @@ export interface CoordinatorOptions {
   localReads?: boolean;
   /** Folders on shared storage whose files clients may submit by reference (coordinator/shared-inputs.ts). */
   sharedRoots?: string[];
+  /** Keepalive pings of the server's connections to its clients and workers (default DEFAULT_KEEPALIVE). */
+  keepalive?: Keepalive;
   /** Accept files with several names (hard links) under `sharedRoots` (default: refused; see shared-inputs.ts). */
   sharedRootAllowHardlinks?: boolean;
   /** Folders jobs may have their outputs written to (`spec.shared_output_dir`). */
@@ -175,7 +177,7 @@ export class Coordinator {
       sharedRoots: shared,
     });
     const { packageDefinition } = loadTesseraProto();
-    const server = new grpc.Server({ ...SERVER_CHANNEL_OPTIONS, interceptors: [auth.interceptor()] });
+    const server = new grpc.Server({ ...serverChannelOptions(this.opts.keepalive), interceptors: [auth.interceptor()] });
     this.server = server;
     server.addService(jobServiceDefinition(), jobServiceHandlers(this.jobs, spool, log, limits, auth, shared));
     server.addService(workerServiceDefinition(), workerServiceHandlers(this.jobs, spool, log, { heartbeatMs, ttlMs, maxOutputBytes: limits.maxJobBytes }, () => undefined));

@@ -87,12 +87,63 @@ export const PREFETCH_BELOW_MS = 1000;
 export const UNARY_DEADLINE_MS = 15_000;
 
 /**
- * Keepalive settings. The server's minimum ping interval must not exceed the clients' keepalive
- * time, or grpc-js closes connections with `too_many_pings`.
+ * Keepalive: how often a side pings a connection (`timeMs`), and how long it waits for the answer
+ * before it takes the connection for dead (`timeoutMs`). Clients (the CLI, the client library,
+ * workers) ping the coordinator; the coordinator pings them. A link whose queues hold a ping's
+ * answer back for seconds (a congested WAN, no fair queuing) needs a longer timeout.
  */
+export interface Keepalive {
+  timeMs: number;
+  timeoutMs: number;
+}
+
+export const DEFAULT_KEEPALIVE: Readonly<Keepalive> = { timeMs: 10_000, timeoutMs: 5_000 };
+
+/**
+ * The shortest keepalive interval accepted anywhere, and the server's minimum permitted ping
+ * interval: one constant, so that no client may be set to ping more often than the coordinator
+ * permits (gRPC servers that enforce it, and proxies, close such connections with `too_many_pings`).
+ */
+export const MIN_KEEPALIVE_MS = 5_000;
+/** The shortest keepalive timeout accepted: below it a busy event loop (a GC pause) reads as a dead link. */
+export const MIN_KEEPALIVE_TIMEOUT_MS = 1_000;
+
+/** Environment variables of the keepalive settings, read by the client library (the CLI's flags set them). */
+export const KEEPALIVE_ENV = { timeMs: 'TESSERA_KEEPALIVE_MS', timeoutMs: 'TESSERA_KEEPALIVE_TIMEOUT_MS' } as const;
+
+/**
+ * What is wrong with keepalive `k`: the setting (`timeMs` or `timeoutMs`) and the rule it breaks,
+ * for the caller to name as it was given; undefined when nothing is.
+ */
+export function keepaliveProblem(k: Keepalive): { key: keyof Keepalive; rule: string } | undefined {
+  if (!Number.isInteger(k.timeMs) || k.timeMs < MIN_KEEPALIVE_MS) {
+    return { key: 'timeMs', rule: `must be a whole number of ms, at least ${MIN_KEEPALIVE_MS}: the coordinator permits pings no more often, and closes connections that ping more often (too_many_pings)` };
+  }
+  if (!Number.isInteger(k.timeoutMs) || k.timeoutMs < MIN_KEEPALIVE_TIMEOUT_MS) return { key: 'timeoutMs', rule: `must be a whole number of ms, at least ${MIN_KEEPALIVE_TIMEOUT_MS}` };
+  return undefined;
+}
+
+/**
+ * Keepalive from TESSERA_KEEPALIVE_MS and TESSERA_KEEPALIVE_TIMEOUT_MS, each defaulting to
+ * {@link DEFAULT_KEEPALIVE}. INVALID_ARGUMENT naming the variable for a value that is not a whole
+ * number of ms in range.
+ */
+export function keepaliveFromEnv(env: NodeJS.ProcessEnv = process.env): Keepalive {
+  const read = (key: keyof Keepalive): number => {
+    const raw = env[KEEPALIVE_ENV[key]];
+    if (raw === undefined || raw.trim() === '') return DEFAULT_KEEPALIVE[key];
+    return /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
+  };
+  const k = { timeMs: read('timeMs'), timeoutMs: read('timeoutMs') };
+  const problem = keepaliveProblem(k);
+  if (problem) throw new TesseraError(status.INVALID_ARGUMENT, `${KEEPALIVE_ENV[problem.key]}=${env[KEEPALIVE_ENV[problem.key]] ?? ''}: ${problem.rule}`);
+  return k;
+}
+
+/** Channel options of every client of the coordinator (CLI, client library, workers), with the default keepalive. */
 export const CLIENT_CHANNEL_OPTIONS = {
-  'grpc.keepalive_time_ms': 10_000,
-  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_time_ms': DEFAULT_KEEPALIVE.timeMs,
+  'grpc.keepalive_timeout_ms': DEFAULT_KEEPALIVE.timeoutMs,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
@@ -102,14 +153,26 @@ export const CLIENT_CHANNEL_OPTIONS = {
   'grpc.max_reconnect_backoff_ms': 2_000,
 } as const;
 
+/** Channel options of the coordinator's server, with the default keepalive. */
 export const SERVER_CHANNEL_OPTIONS = {
-  'grpc.keepalive_time_ms': 10_000,
-  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_time_ms': DEFAULT_KEEPALIVE.timeMs,
+  'grpc.keepalive_timeout_ms': DEFAULT_KEEPALIVE.timeoutMs,
   'grpc.keepalive_permit_without_calls': 1,
-  'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  // Fixed, whatever the coordinator's own keepalive: every client may ping as often as MIN_KEEPALIVE_MS.
+  'grpc.http2.min_ping_interval_without_data_ms': MIN_KEEPALIVE_MS,
   'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
 } as const;
+
+/** {@link CLIENT_CHANNEL_OPTIONS} with keepalive `k`. */
+export function clientChannelOptions(k: Keepalive = DEFAULT_KEEPALIVE): Record<string, number> {
+  return { ...CLIENT_CHANNEL_OPTIONS, 'grpc.keepalive_time_ms': k.timeMs, 'grpc.keepalive_timeout_ms': k.timeoutMs };
+}
+
+/** {@link SERVER_CHANNEL_OPTIONS} with keepalive `k` (the coordinator's pings of its clients). */
+export function serverChannelOptions(k: Keepalive = DEFAULT_KEEPALIVE): Record<string, number> {
+  return { ...SERVER_CHANNEL_OPTIONS, 'grpc.keepalive_time_ms': k.timeMs, 'grpc.keepalive_timeout_ms': k.timeoutMs };
+}
 
 /** Reads a positive integer from the environment, else the fallback. */
 export function envInt(name: string, fallback: number): number {

@@ -162,6 +162,33 @@ describe('errors', () => {
   }, 60_000);
 });
 
+describe('keepalive', () => {
+  it('is checked when the client is made: INVALID_ARGUMENT naming the setting, given or from the environment', () => {
+    const made = (f: () => unknown): unknown => {
+      try {
+        return f();
+      } catch (err) {
+        return err;
+      }
+    };
+    const tooOften = made(() => new TesseraClient({ address: '127.0.0.1:9', keepalive: { timeMs: 1000 } }));
+    expect(tooOften).toBeInstanceOf(TesseraError);
+    expect(tooOften).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/^keepalive\.timeMs 1000: must be a whole number of ms, at least 5000: .*\(TESSERA_KEEPALIVE_MS sets it too\)$/) });
+    const saved = process.env['TESSERA_KEEPALIVE_TIMEOUT_MS'];
+    process.env['TESSERA_KEEPALIVE_TIMEOUT_MS'] = '10';
+    try {
+      expect(made(() => new TesseraClient({ address: '127.0.0.1:9' }))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/^TESSERA_KEEPALIVE_TIMEOUT_MS=10: /) });
+      // Both given: the environment is not read.
+      const client = made(() => new TesseraClient({ address: '127.0.0.1:9', keepalive: { timeMs: 20_000, timeoutMs: 8_000 } }));
+      expect(client).toBeInstanceOf(TesseraClient);
+      (client as TesseraClient).close();
+    } finally {
+      if (saved === undefined) delete process.env['TESSERA_KEEPALIVE_TIMEOUT_MS'];
+      else process.env['TESSERA_KEEPALIVE_TIMEOUT_MS'] = saved;
+    }
+  });
+});
+
 describe('LocalCluster', () => {
   it('starts nothing once stopped: a process it would no longer stop would keep the program alive', async () => {
     const { LocalCluster } = await import('../client/index.js');

@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import sharp from 'sharp';
-import { CLIENT_CHANNEL_OPTIONS, HEARTBEAT_MS, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
+import { HEARTBEAT_MS, clientChannelOptions, type Keepalive, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
 import { TesseraError, tidyGrpcError } from '../shared/errors.js';
 import { availableCores } from '../shared/machine.js';
 import { tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
@@ -43,6 +43,8 @@ export interface WorkerOptions {
   token?: string;
   /** Memory ceiling (MiB) of a subtask's processor, run in a child process; 0 = run in-process. */
   memoryLimitMb?: number;
+  /** Keepalive pings of its connections to the coordinator (default DEFAULT_KEEPALIVE). */
+  keepalive?: Keepalive;
 }
 
 type Lifecycle = 'new' | 'running' | 'draining' | 'stopped';
@@ -125,9 +127,10 @@ export class Worker {
     this.isolation = memoryLimitMb > 0 ? new ProcessorIsolation({ memoryLimitMb, log: opts.log, prewarm: Math.min(this.slots, 4) }) : undefined;
     const WorkerService = workerServiceClientConstructor();
     const credentials = opts.credentials ?? grpc.credentials.createInsecure();
-    this.client = new WorkerService(opts.coordinator, credentials, CLIENT_CHANNEL_OPTIONS);
+    const channelOptions = clientChannelOptions(opts.keepalive);
+    this.client = new WorkerService(opts.coordinator, credentials, channelOptions);
     // A pool of its own: channels to the same address with the same options would share one connection.
-    this.bulk = new WorkerService(opts.coordinator, credentials, { ...CLIENT_CHANNEL_OPTIONS, 'grpc.use_local_subchannel_pool': 1 });
+    this.bulk = new WorkerService(opts.coordinator, credentials, { ...channelOptions, 'grpc.use_local_subchannel_pool': 1 });
     this.registered = new Promise((resolve) => (this.markRegistered = resolve));
   }
 

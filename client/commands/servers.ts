@@ -10,9 +10,10 @@ import { byFlag, coordinatorSecurity, optionNamer, securitySummary, setting, wor
 import { PROTO_LOADER_OPTIONS } from '../../shared/proto.js';
 import { assertSecureDashboard, assertSecureListen, clientCredentialsFromEnv } from '../../shared/tls.js';
 import { UsageError } from './usage-error.js';
+import { checkKeepalive, type KeepaliveFlags } from './keepalive-options.js';
 import { EXIT } from './exit-codes.js';
 
-export interface CoordinatorCommandOptions {
+export interface CoordinatorCommandOptions extends KeepaliveFlags {
   listen: string;
   http?: string;
   dataDir: string;
@@ -59,6 +60,7 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
   atLeast(o, 'subtaskTimeoutMs', 1000, name);
   // 0 keeps finished jobs for ever; below that means nothing.
   atLeast(o, 'retentionHours', 0, name, ' (0 = keep for ever)');
+  checkKeepalive(o, name);
   for (const [attr, value] of [['listen', o.listen], ['http', o.http === 'off' ? '' : o.http]] as const) {
     const problem = value ? hostPortProblem(value, { portZero: true }) : undefined;
     if (problem) throw new UsageError(`${setting(name(attr), value)}: ${problem}`);
@@ -77,6 +79,7 @@ export function checkWorkerSettings(o: WorkerCommandOptions, name: OptionNamer =
   atLeast(o, 'slots', 1, name);
   atLeast(o, 'threads', 1, name);
   atLeast(o, 'prefetch', 0, name, ' (0 = none)');
+  checkKeepalive(o, name);
 }
 
 /**
@@ -111,7 +114,7 @@ export async function runCoordinator(o: CoordinatorCommandOptions, cmd?: Command
   const log = createLogger('coordinator', o.logLevel, o.logFormat);
   routeGrpcLogs(log);
   const { Coordinator } = await import('../../coordinator/coordinator.js');
-  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...(o.subtaskTimeoutMs !== undefined ? { subtaskTimeoutMs: o.subtaskTimeoutMs } : {}), quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), localReads: o.localReads, ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), sharedRootAllowHardlinks: o.sharedRootAllowHardlinks === true, ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), ...security });
+  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...(o.subtaskTimeoutMs !== undefined ? { subtaskTimeoutMs: o.subtaskTimeoutMs } : {}), quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), localReads: o.localReads, ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), sharedRootAllowHardlinks: o.sharedRootAllowHardlinks === true, ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), keepalive: checkKeepalive(o, name), ...security });
   const address = await coordinator.start();
   // Plain lines on stdout so scripts (and the test harness) learn the bound ports; the address is
   // the first word after "listening on" (LocalCluster parses it), what protects it follows.
@@ -140,7 +143,7 @@ function onParentExit(stop: () => void): void {
   process.once('disconnect', stop);
 }
 
-export interface WorkerCommandOptions {
+export interface WorkerCommandOptions extends KeepaliveFlags {
   coordinator?: string;
   slots?: number;
   threads?: number;
@@ -175,6 +178,7 @@ export async function runWorker(o: WorkerCommandOptions, cmd?: Command): Promise
     labels,
     log,
     drainGraceMs: o.drainGraceMs,
+    keepalive: checkKeepalive(o, optionName),
     ...security,
   });
   worker.start();
