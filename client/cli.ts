@@ -31,6 +31,9 @@ const program = new Command('tessera')
   .addHelpText('after', EXIT_HELP);
 
 const coordinatorOpt = (): Option => new Option('--coordinator <host:port>', 'coordinator address').env('TESSERA_COORDINATOR').default('127.0.0.1:7700');
+/** How long a command that follows a job keeps reconnecting to a coordinator it lost (the default is output.ts' RECONNECT_FOR_S). */
+const reconnectOpt = (): Option =>
+  new Option('--reconnect-for <seconds>', 'how long to keep reconnecting to a coordinator that went away (a restart) before giving up with exit status 4; the job goes on').argParser(int('--reconnect-for', { min: 1, noDefault: true })).default(120);
 
 type Output = typeof import('./commands/output.js');
 
@@ -111,6 +114,7 @@ function submitCommand(name: string, description: string, configure: (c: Command
   const c = submit.command(`${name} ${args}`).description(description);
   configure(c)
     .addOption(coordinatorOpt())
+    .addOption(reconnectOpt())
     .option('-o, --output <dir>', 'folder for the outputs')
     .option('--overwrite', 'replace files already in the output folder (never the job\'s own input files); without it a different file under an output\'s name stops the download')
     .option('--shared-output <dir>', "have the cluster write the outputs into this folder on shared storage (under one of the coordinator's --shared-output-root folders) instead of downloading them")
@@ -255,6 +259,7 @@ program
   .command('watch <id>')
   .description("follow a job's events until it ends")
   .addOption(coordinatorOpt())
+  .addOption(reconnectOpt())
   .option('--json', 'one JSON event per line')
   .option('--after <seq>', 'resume after this event sequence number', int('--after'), 0)
   .action(async (id: string, o) =>
@@ -264,7 +269,7 @@ program
         view.past((await c.getJob(id)).last_event_seq);
         view.start(`job ${id}`);
       }
-      for await (const e of c.watch(id, { afterSeq: o.after, ...out.reconnectNotes(view) })) {
+      for await (const e of c.watch(id, { afterSeq: o.after, ...out.reconnectNotes(view, o.reconnectFor) })) {
         // output_data is never asked for here: not printed as an empty Buffer on every line.
         if (o.json) process.stdout.write(`${JSON.stringify({ ...e, output_data: undefined })}\n`);
         else view.event(e);
@@ -293,6 +298,7 @@ program
   .command('download <id>')
   .description("download a job's outputs; a running job's as each is published, until it ends")
   .addOption(coordinatorOpt())
+  .addOption(reconnectOpt())
   .requiredOption('-o, --output <dir>', 'destination folder')
   .option('--overwrite', 'replace files already in the folder; without it a different file under an output\'s name stops the download')
   .option('--name <name...>', 'only these outputs (once the job has ended; a name the job has no output of is an error)')
@@ -305,7 +311,7 @@ program
       const view = new out.ProgressView(process.stderr, !o.json);
       view.past((await c.getJob(id)).last_event_seq);
       view.start(`job ${id}`);
-      const watching = out.reconnectNotes(view);
+      const watching = out.reconnectNotes(view, o.reconnectFor);
       // Ctrl-C exits (rather than dies of the signal), so that what the downloads in flight got
       // is left as their part files (.NAME.tessera-part), for the next run to resume.
       process.once('SIGINT', () => {

@@ -29,7 +29,7 @@ Exit status:
   2    invalid arguments or input (usage, INVALID_ARGUMENT), an unknown job or output (NOT_FOUND),
        a setting of \`tessera coordinator\` or \`tessera worker\` that cannot work
   3    a job waited for partially succeeded (some inputs failed: see its errors)
-  4    the coordinator could not be reached, or was lost and not back within 2 minutes
+  4    the coordinator could not be reached, or was lost and not back within 2 minutes (--reconnect-for)
        (UNAVAILABLE, or a deadline passed while still connecting): a job may still be running;
        \`tessera health\`: nothing answered
   130  Ctrl-C while waiting for a job: it goes on without this client

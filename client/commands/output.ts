@@ -116,14 +116,23 @@ export function fmtBytes(n: number): string {
   return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }
 
+/** `ms` in words: "2 minutes", "90 s". */
+const span = (ms: number): string => (ms >= 120_000 && ms % 60_000 === 0 ? `${ms / 60_000} minutes` : `${Math.round(ms / 1000)} s`);
+/** The default of `--reconnect-for`, in seconds. */
+export const RECONNECT_FOR_S = 120;
 /** What the CLI says while it re-attaches to a job's events. */
-export const reconnectingNote = (why: string): string => `tessera: lost the coordinator (${why}); reconnecting for up to 2 minutes (the job goes on; Ctrl-C to stop waiting)`;
+export const reconnectingNote = (why: string, forMs = RECONNECT_FOR_S * 1000): string =>
+  `tessera: lost the coordinator (${why}); reconnecting for up to ${span(forMs)} (the job goes on; Ctrl-C to stop waiting)`;
 /** What the CLI says once it follows the job's events again. */
 export const reattachedNote = (lostForMs: number): string => `tessera: reconnected after ${(lostForMs / 1000).toFixed(1)} s; following the job again`;
-/** The watch options that say both. */
-export const reconnectNotes = (view: { note(text: string): void }): { onReconnect: (why: string) => void; onReattach: (ms: number) => void } => ({
-  onReconnect: (why) => view.note(reconnectingNote(why)),
+/** A command's watch options: its notes of a lost and regained coordinator, and how long it tries (`--reconnect-for`, s). */
+export const reconnectNotes = (
+  view: { note(text: string): void },
+  forS = RECONNECT_FOR_S,
+): { onReconnect: (why: string) => void; onReattach: (ms: number) => void; reconnectForMs: number } => ({
+  onReconnect: (why) => view.note(reconnectingNote(why, forS * 1000)),
   onReattach: (ms) => view.note(reattachedNote(ms)),
+  reconnectForMs: forS * 1000,
 });
 
 /** Progress display: a bar on a terminal, plain lines otherwise (logs, CI, pipes). */

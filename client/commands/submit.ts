@@ -19,6 +19,8 @@ export interface SubmitFlags {
   sharedOutput?: string;
   /** Replace files already in the output folder (never the job's inputs). */
   overwrite?: boolean;
+  /** How long to keep resending the submission and following the job while the coordinator is away (s, default 120). */
+  reconnectFor?: number;
 }
 
 export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFlags): Promise<number> {
@@ -40,6 +42,7 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
     let done = 0;
     const job = await client.submit(spec, files, {
       shared: flags.shared === true,
+      ...(flags.reconnectFor !== undefined && { retryForMs: flags.reconnectFor * 1000 }),
       onUpload: (p) => {
         view.update(Math.min(1, (done + p.sentBytes) / Math.max(1, total)), `upload ${p.file}`);
         if (p.sentBytes === p.totalBytes) done += p.totalBytes;
@@ -74,14 +77,14 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
     let paths: Map<string, string>;
     if (flags.sharedOutput) {
       // The cluster writes the outputs into the shared folder: nothing to download.
-      finished = await client.wait(job.id, (e) => view.event(e), undefined, reconnectNotes(view));
+      finished = await client.wait(job.id, (e) => view.event(e), undefined, reconnectNotes(view, flags.reconnectFor));
       paths = new Map(finished.outputs.map((o) => [o.name, o.shared_path]));
     } else {
       // Outputs are downloaded as they are published, while the rest of the job runs. The inputs
       // are never replaced by an output of the same name (shared ones are still being read).
       const collected = client.collect(job.id, outDir!, {
         onEvent: (e) => view.event(e),
-        ...reconnectNotes(view),
+        ...reconnectNotes(view, flags.reconnectFor),
         overwrite: flags.overwrite === true,
         protect: files,
       });
