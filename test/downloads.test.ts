@@ -348,7 +348,9 @@ describe('downloads', () => {
     await writeFile(path.join(theirs, 'sample-01.webp'), 'my own picture');
     const r = await runCli(['demo', '-o', theirs, '--images', '1'], { timeoutMs: 120_000 });
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain(`${path.join(theirs, 'sample-01.webp')} already exists and is not output "sample-01.webp": kept, it is not an earlier demo's output (run the demo with -o another folder)`);
+    expect(r.stderr).toContain(`${path.join(theirs, 'sample-01.webp')} already exists and is not an earlier demo's output: kept (run the demo with -o another folder)`);
+    // Said before starting anything.
+    expect(r.stdout).not.toContain('starting a coordinator');
     expect(await readFile(path.join(theirs, 'sample-01.webp'), 'utf8')).toBe('my own picture');
     // Nor is a demo output the user changed since.
     await writeFile(path.join(out, 'sample-01.webp'), 'edited');

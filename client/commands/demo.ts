@@ -1,5 +1,5 @@
 /** `tessera demo` / `npm start`: a whole cluster on loopback processing generated sample images. */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -11,6 +11,9 @@ import { LocalCluster, removeStaleDirs } from '../local-cluster.js';
 
 const DEMO_DIR_PREFIX = 'tessera-demo-';
 import { fmtBytes, shortState } from './output.js';
+
+/** The name of the `i`th sample image (from 0), without its extension. */
+const sampleStem = (i: number): string => `sample-${String(i + 1).padStart(2, '0')}`;
 
 /** Generates `n` varied sample photos-to-be (gradients, shapes and noise) as JPEGs. */
 export async function generateSampleImages(dir: string, n: number): Promise<string[]> {
@@ -28,7 +31,7 @@ export async function generateSampleImages(dir: string, n: number): Promise<stri
       <circle cx="${width * 0.3}" cy="${height * 0.4}" r="${height * 0.25}" fill="hsl(${(hue + 60) % 360},80%,70%)" opacity="0.8"/>
       <rect x="${width * 0.55}" y="${height * 0.2}" width="${width * 0.3}" height="${height * 0.5}" fill="hsl(${(hue + 200) % 360},60%,50%)" opacity="0.7"/>
     </svg>`;
-    const file = path.join(dir, `sample-${String(i + 1).padStart(2, '0')}.jpg`);
+    const file = path.join(dir, `${sampleStem(i)}.jpg`);
     await sharp(Buffer.from(svg)).jpeg({ quality: 90 }).toFile(file);
     files.push(file);
   }
@@ -38,6 +41,17 @@ export async function generateSampleImages(dir: string, n: number): Promise<stri
 export async function runDemo(o: { output: string; images: number }): Promise<number> {
   const started = Date.now();
   const out = process.stdout;
+  const outDir = path.resolve(o.output);
+  // An earlier demo's outputs are replaced (all of them: one with more images made more), nothing
+  // else in the folder is touched: a file of the user's under an output's name stops the demo
+  // before it starts anything.
+  await clearEarlierDemo(outDir);
+  for (let i = 0; i < o.images; i++) {
+    const file = path.join(outDir, `${sampleStem(i)}.webp`);
+    if (await stat(file).then(() => true, () => false)) {
+      throw new TesseraError(grpc.status.ALREADY_EXISTS, `${file} already exists and is not an earlier demo's output: kept (run the demo with -o another folder)`, { retryable: false });
+    }
+  }
   out.write('Tessera demo: starting a coordinator and two workers on 127.0.0.1...\n');
   const cluster = new LocalCluster({ workers: 2, slots: 1 });
   // The sample images of a demo killed before it could remove them go when the next one starts.
@@ -51,11 +65,7 @@ export async function runDemo(o: { output: string; images: number }): Promise<nu
     const t0 = Date.now();
     const submitted = await cluster.client.submit({ label: 'demo', image: { width: 800, format: 'webp', quality: 80, sharpen: true } }, files);
     out.write(`  submitted job ${submitted.id}: resize to 800 px wide, sharpen, WebP q80\n`);
-    const outDir = path.resolve(o.output);
-    // Each output is downloaded as soon as it is published, while the others are still processed;
-    // an earlier demo's outputs are replaced (all of them: one with more images made more), nothing
-    // else in the folder is touched.
-    await clearEarlierDemo(outDir);
+    // Each output is downloaded as soon as it is published, while the others are still processed.
     const { job, paths } = await cluster.client.collect(submitted.id, outDir).catch((err: unknown) => {
       const e = err as TesseraError;
       if (e?.code !== grpc.status.ALREADY_EXISTS) throw err;
