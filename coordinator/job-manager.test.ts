@@ -5,7 +5,8 @@
  * them. The move of an output into a shared folder is the real one, wrapped so that a test can act
  * the moment it has happened.
  */
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,9 +16,12 @@ import type { CoordinatorKind, SpoolFile, SubtaskPlan } from '../shared/job-kind
 import { createLogger } from '../shared/logger.js';
 import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
+import type { OutputRef__Output } from '../shared/proto/generated/tessera/v1/OutputRef.js';
+import { sharedOutputTemp } from '../shared/shared-output.js';
 import { JobManager, retryBackoffMs } from './job-manager.js';
 import { SharedRoots } from './shared-inputs.js';
 import { coordinatorKinds } from './kinds/index.js';
+import type { SubtaskRecord } from './model.js';
 import { Spool } from './spool.js';
 import { JobStore } from './store.js';
 import { WorkerRegistry, newWorkerSession, type WorkerSession } from './worker-registry.js';
@@ -35,12 +39,26 @@ vi.mock('../shared/shared-output.js', async (importOriginal) => {
   };
 });
 
+/** Called right after each rename the job manager makes (taking a worker's output into the spool). */
+const afterRename = vi.hoisted(() => ({ hook: undefined as undefined | ((dest: string) => void) }));
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:fs/promises')>();
+  return {
+    ...real,
+    rename: async (src: string, dest: string) => {
+      await real.rename(src, dest);
+      afterRename.hook?.(dest);
+    },
+  };
+});
+
 const kinds = coordinatorKinds as Map<string, CoordinatorKind>;
 const original = kinds.get('passthrough')!;
 const dirs: string[] = [];
 afterEach(() => {
   kinds.set('passthrough', original);
   afterMove.hook = undefined;
+  afterRename.hook = undefined;
   vi.unstubAllEnvs();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
@@ -596,6 +614,38 @@ describe('publishing into a shared output folder', () => {
     await until(() => job.state === 'cancelled' && !readdirSync(out).includes('second.bin'), 'the cancel and the take-back');
     expect(job.outputs.map((o) => o.name)).toEqual(['first.bin']);
     expect(readdirSync(out)).toEqual(['first.bin']);
+    manager.close();
+    store.close();
+  });
+});
+
+describe("outputs a worker wrote into the spool itself", () => {
+  it("takes its own spooled input linked back while another name of that input goes (a stale attempt's, discarded meanwhile)", async () => {
+    const { manager, worker, assigned, store, dir } = setup();
+    // Workers on this machine write into the spool (as with a coordinator's local reads on).
+    await (manager as unknown as { spool: Spool }).spool.offerLocalReads();
+    const bytes = Buffer.from('the bytes the coordinator received');
+    const inputPath = path.join(dir, 'spool', 'in.bin');
+    mkdirSync(path.dirname(inputPath), { recursive: true });
+    writeFileSync(inputPath, bytes);
+    const input: SpoolFile = { name: 'in.bin', path: inputPath, size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+    kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [{ ...plan('one'), inputs: [input] }] }), merge: async () => ({ outputs: [] }) });
+    const job = manager.newJob(spec, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length === 1, 'the subtask');
+    const a = assigned()[0]!;
+    // The worker hands the input back by a link at its temporary name; an earlier attempt's link
+    // to the same input is removed the moment the coordinator has moved this one into place.
+    const temp = sharedOutputTemp(a.shared_output_dir!, a.job_id!, a.subtask_id!, a.shared_output_token!, 'in.bin');
+    mkdirSync(path.dirname(temp), { recursive: true });
+    linkSync(inputPath, temp);
+    const stale = path.join(dir, 'stale-attempt-link');
+    linkSync(inputPath, stale);
+    afterRename.hook = () => rmSync(stale);
+    const s = (manager as unknown as { subtasks: Map<string, SubtaskRecord> }).subtasks.get(a.subtask_id!)!;
+    const got = await manager.workerWrittenOutput(worker, s, a.attempt!, 'in.bin', { name: 'in.bin', size: String(bytes.length), sha256: input.sha256, source: 'in.bin', shared_path: temp } as OutputRef__Output);
+    expect(got).toMatchObject({ name: 'in.bin', size: bytes.length, sha256: input.sha256 });
+    expect(readFileSync(got.path)).toEqual(bytes);
     manager.close();
     store.close();
   });

@@ -876,7 +876,9 @@ export class JobManager {
     await mkdir(path.dirname(file), { recursive: true });
     await rename(o.shared_path, file);
     const moved = await lstat(file).catch(() => undefined);
-    if (!moved?.isFile() || moved.ino !== st.ino || moved.dev !== st.dev || moved.nlink !== st.nlink || moved.size !== st.size) {
+    // A linked input's other names come and go meanwhile (a stale attempt's link to the same input
+    // is discarded while this one is taken): its inode and size say it is still that input.
+    if (!moved?.isFile() || moved.ino !== st.ino || moved.dev !== st.dev || (!linkedInput && moved.nlink !== st.nlink) || moved.size !== st.size) {
       await rm(file, { force: true });
       throw dataLoss(`output ${name} of subtask ${s.id}: ${o.shared_path} was replaced while the coordinator took it`);
     }
