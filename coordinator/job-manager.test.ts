@@ -512,8 +512,11 @@ describe('lease-ahead (prefetch)', () => {
     const moved = manager.subtasksOf(j.id).find((s) => s.id === waiting!.subtask_id)!;
     expect([moved.state, moved.failures, moved.worker]).toEqual(['running', 0, 'worker-2']);
     expect(manager.eventsAfter(j.id, 0).some((e) => e.subtask?.id === waiting!.subtask_id && e.subtask?.state === 'SUBTASK_STATE_PENDING' && (e.subtask?.attempt ?? 0) > 0)).toBe(false);
-    // A late result of the cancelled attempt is fenced; both real attempts finish the job.
+    // A late result of the cancelled attempt is fenced (known for one the coordinator cancelled:
+    // not logged as trouble); both real attempts finish the job.
+    expect(worker.cancelled.get(waiting!.subtask_id!)).toBe(1);
     finish(waiting!.subtask_id!, 1, 10);
+    expect(worker.cancelled.has(waiting!.subtask_id!)).toBe(false);
     finish(running!.subtask_id!, 1, 500);
     manager.onResult(w2, { subtaskId: waiting!.subtask_id!, attempt: 2, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined, runMs: 500 });
     await until(() => manager.get(j.id).state === 'succeeded', 'the job to succeed');

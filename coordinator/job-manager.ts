@@ -48,6 +48,8 @@ const OVERDUE_GRACE_MS = 30_000;
  * finished work, one that stays full fails the jobs in the end rather than running them for ever.
  */
 const fullDiskWaitMs = (): number => envInt('TESSERA_FULL_DISK_WAIT_MS', 10 * 60_000);
+/** Cancelled leases remembered per worker (WorkerSession.cancelled), the latest. */
+const CANCELLED_KEPT = 1000;
 /** How long a subtask whose input one worker called bad waits for another worker's opinion. */
 const SECOND_OPINION_WAIT_MS = 60_000;
 /** How long after a restart a plan waits for the first worker of its kind to come back. */
@@ -971,7 +973,10 @@ export class JobManager {
     const s = this.leaseIsCurrent(r.subtaskId, r.attempt, w.id);
     this.endLease(w, r.subtaskId, r.attempt);
     if (!s) {
-      this.log.warn({ job: this.subtasks.get(r.subtaskId)?.jobId, worker: w.name, workerId: w.id, subtask: r.subtaskId, attempt: r.attempt }, 'discarded result of a stale attempt');
+      // Routine for an attempt the coordinator itself took back (the worker finished it before the
+      // cancel arrived); a sign of trouble for one it lost (the worker was taken for lost).
+      const cancelled = w.cancelled.get(r.subtaskId) === r.attempt && w.cancelled.delete(r.subtaskId);
+      this.log[cancelled ? 'debug' : 'warn']({ job: this.subtasks.get(r.subtaskId)?.jobId, worker: w.name, workerId: w.id, subtask: r.subtaskId, attempt: r.attempt }, cancelled ? 'discarded the result of an attempt it had cancelled' : 'discarded result of a stale attempt');
       this.requestDispatch();
       return;
     }
@@ -1445,7 +1450,7 @@ export class JobManager {
     this.events.jobState(job, message, true);
     // Written with everything else (a store that cannot write now, on a full disk, keeps the final
     // state and retries): the job ends regardless.
-    this.log.info({ job: job.id, state, outputs: job.outputs.length, errors: job.errors.length }, 'job finished');
+    this.log.info({ job: job.id, state, outputs: job.outputs.length, errors: job.errors.length, message: job.message }, 'job finished');
     // A job that failed or was cancelled lets go of its work folder at once (a tiled image's decoded
     // copy, a video's chunks): on a full disk, that is what lets the store write its end. Should the
     // coordinator restart before that, the job's subtasks fail again for want of their pieces.
@@ -1514,6 +1519,8 @@ export class JobManager {
     const w = this.registry.get(lease.workerId);
     if (!w) return;
     this.endLease(w, s.id, lease.attempt);
+    w.cancelled.set(s.id, lease.attempt);
+    if (w.cancelled.size > CANCELLED_KEPT) w.cancelled.delete(w.cancelled.keys().next().value!);
     this.registry.send(w, { cancel: { subtask_id: s.id, attempt: lease.attempt, reason } });
   }
 

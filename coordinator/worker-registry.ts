@@ -32,6 +32,12 @@ export interface WorkerSession {
    * the worker runs them in): subtask id -> lease.
    */
   waiting: Map<string, Lease>;
+  /**
+   * Leases the coordinator took back from this worker and told it to cancel (moved to an idle
+   * worker, a copy that lost): subtask id -> attempt. A result that still comes for one is
+   * expected, not a sign of trouble. The oldest go past CANCELLED_KEPT.
+   */
+  cancelled: Map<string, number>;
   call: ServerDuplexStream<WorkerMessage__Output, CoordinatorMessage> | undefined;
   load: number;
   done: number;
@@ -69,6 +75,7 @@ export function newWorkerSession(r: Pick<WorkerSession, 'id' | 'name' | 'instanc
     connectedAt: now,
     leases: new Map(),
     waiting: new Map(),
+    cancelled: new Map(),
     load: 0,
     done: 0,
     failed: 0,

@@ -89,5 +89,9 @@ describe('an input one worker calls bad', () => {
     const rerun = asked.flatMap((l) => l.inputs ?? []);
     expect(rerun.filter((n) => n !== 'bad.flac').length).toBeGreaterThan(0);
     for (const n of rerun.filter((x) => x !== 'bad.flac')) expect(d.subtasks.find((s) => s.label === `file ${n}`)?.worker).toBe('good');
+    // The job's end is one log line, with its state, counts and message.
+    for (let i = 0; i < 50 && !lines.some((l) => l.includes(d.id) && l.includes('job finished')); i++) await sleep(50);
+    const ends = lines.map((l) => JSON.parse(l) as { msg: string; job?: string; final?: boolean; state?: string; outputs?: number; message?: string }).filter((l) => l.job === d.id && (l.final || l.msg === 'job finished'));
+    expect(ends).toEqual([expect.objectContaining({ msg: 'job finished', state: 'partially_succeeded', outputs: d.outputs.length, message: d.message })]);
   });
 });

@@ -25,7 +25,8 @@ export class SubtaskLogger {
         if (trouble) log.warn({ ...fields, error: s.error }, e.message || `subtask ${state}`);
         else if (state === 'succeeded') log.debug({ ...fields, durationMs: Number(s.duration_ms) }, 'subtask succeeded');
         else log.debug(fields, e.message || `subtask ${state}`);
-      } else if (e.type === 'job_state') {
+      } else if (e.type === 'job_state' && !e.final) {
+        // The end is the job manager's "job finished" line, with the message and the counts.
         log.info({ job, state: stateName(e.job_state, 'JOB_STATE_'), final: e.final || undefined }, e.message || 'job state');
       }
     });
