@@ -148,6 +148,7 @@ export class Coordinator {
     this.store = new JobStore(path.join(opts.dataDir, 'tessera.db'), {
       onFlushError: (err) => log.error({ err: err.message }, 'job store write failed; kept in memory and retried'),
     });
+    if (this.store.vacuumed) log.info({ freedBytes: this.store.vacuumed.freedBytes }, 'job store rewritten to give the space of removed jobs back (once; from now on it is given back as jobs expire)');
     this.store.startWriterThread();
     const spool = new Spool(path.join(opts.dataDir, 'spool'));
     if (opts.localReads !== false) await spool.offerLocalReads();

@@ -1627,7 +1627,15 @@ export class JobManager {
       await this.spool.removeJob(job.id).catch((err: unknown) => this.log.warn({ err, job: job.id }, 'removing an expired job\'s files failed'));
       removed++;
     }
-    if (removed > 0) this.log.info({ jobs: removed, retentionMs }, 'removed finished jobs past their retention');
+    if (removed > 0) {
+      // Their pages go back to the file system, a few MiB at a time between other work.
+      let pages = 0;
+      for (let step = this.store.reclaimSpace(); step > 0 && !this.stopping; step = this.store.reclaimSpace()) {
+        pages += step;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      this.log.info({ jobs: removed, retentionMs, storeBytesFreed: pages * this.store.pageStats().pageSize }, 'removed finished jobs past their retention');
+    }
     return removed;
   }
 

@@ -444,3 +444,65 @@ describe('JobStore schema version', () => {
     after.close();
   });
 });
+
+describe('JobStore disk space', () => {
+  /** Fills a store with `n` jobs of about 20 KB of events each, flushed. */
+  function fill(store: JobStore, n: number): void {
+    for (let j = 0; j < n; j++) {
+      store.saveJob(job(`job-${j}`));
+      for (let seq = 1; seq <= 20; seq++) store.appendEvent({ ...event(`job-${j}`, seq), message: 'x'.repeat(1000) });
+    }
+    store.flush();
+  }
+
+  it('gives the pages of removed jobs back to the file system, a bounded step at a time', () => {
+    const file = dbFile();
+    const store = new JobStore(file);
+    fill(store, 200);
+    const full = store.pageStats();
+    for (let j = 0; j < 200; j++) store.deleteJob(`job-${j}`);
+    expect(store.pageStats().free).toBeGreaterThan(full.pages / 2);
+    // A step gives back at most what it is asked; repeated, everything.
+    expect(store.reclaimSpace(100)).toBe(100);
+    while (store.reclaimSpace(500) > 0);
+    const after = store.pageStats();
+    expect(after.free).toBe(0);
+    expect(after.pages).toBeLessThan(full.pages / 10);
+    store.close();
+    // The file itself shrank (the WAL checkpointed at close).
+    expect(new Database(file).pragma('page_count', { simple: true })).toBe(after.pages);
+  });
+
+  it('rewrites at open, once, a store made without auto_vacuum that is mostly free pages; leaves one that is not', () => {
+    const make = (jobs: number, removed: number): string => {
+      const file = dbFile();
+      // As an older Tessera made it: no auto_vacuum.
+      const old = new Database(file);
+      old.exec('CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
+      old.close();
+      const store = new JobStore(file);
+      fill(store, jobs);
+      for (let j = 0; j < removed; j++) store.deleteJob(`job-${j}`);
+      store.close();
+      const db = new Database(file);
+      expect(db.pragma('auto_vacuum', { simple: true })).toBe(0);
+      db.close();
+      return file;
+    };
+    // About 20 MB written, 90% removed: rewritten, and kept giving space back from then on.
+    const mostlyFree = make(1000, 900);
+    const before = new JobStore(mostlyFree);
+    expect(before.vacuumed?.freedBytes).toBeGreaterThan(16 * 1024 * 1024);
+    expect(before.pageStats().free).toBe(0);
+    expect(before.loadAll().jobs.map((j) => j.id)).toHaveLength(100);
+    before.deleteJob('job-950');
+    expect(before.reclaimSpace()).toBeGreaterThan(0);
+    before.close();
+    // A quarter free is not worth a rewrite at start.
+    const mostlyLive = make(1000, 100);
+    const kept = new JobStore(mostlyLive);
+    expect(kept.vacuumed).toBeUndefined();
+    expect(kept.reclaimSpace()).toBe(0);
+    kept.close();
+  });
+});

@@ -60,6 +60,9 @@ export const RESUME_SEQ_GAP = 100_000;
  */
 export const SCHEMA_VERSION = 2;
 
+/** Free space in a store without auto_vacuum past which it is converted at open (see JobStore). */
+const CONVERT_FREE_BYTES = 16 * 1024 * 1024;
+
 /** Brings a store of an older (or no) version to SCHEMA_VERSION, all in one transaction. */
 function migrate(db: Database.Database): void {
   db.transaction(() => {
@@ -154,9 +157,13 @@ export class JobStore {
             'it was written by a newer Tessera, whose records this one would misread. Run that version (or a newer one) on this data dir; nothing was changed',
         );
       }
+      // A new store gives the pages of removed jobs back to the file system (reclaimSpace):
+      // auto_vacuum is settable only before the first table is made (or by a VACUUM).
+      if (version === 0 && this.pageStats().pages <= 1) this.db.pragma('auto_vacuum = INCREMENTAL');
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
       if (version < SCHEMA_VERSION) migrate(this.db);
+      this.convertToIncrementalVacuum();
     } catch (err) {
       this.db.close();
       throw err;
@@ -173,6 +180,46 @@ export class JobStore {
       files: this.db.prepare('SELECT job_id, kind, first, files FROM job_files ORDER BY job_id, kind, first'),
     };
     this.writeStmts = writeStatements(this.db);
+  }
+
+  /** The file's pages, those free among them, and the page size. */
+  pageStats(): { pages: number; free: number; pageSize: number } {
+    return {
+      pages: this.db.pragma('page_count', { simple: true }) as number,
+      free: this.db.pragma('freelist_count', { simple: true }) as number,
+      pageSize: this.db.pragma('page_size', { simple: true }) as number,
+    };
+  }
+
+  /**
+   * A store made before auto_vacuum was set keeps the pages of every job it ever removed: after a
+   * busy day, mostly free pages. Once a quarter of it (and at least CONVERT_FREE_BYTES) is free,
+   * it is rewritten once with auto_vacuum on (a VACUUM: its time is that of the live data, no
+   * more than of what it frees), at start.
+   */
+  private convertToIncrementalVacuum(): void {
+    if ((this.db.pragma('auto_vacuum', { simple: true }) as number) !== 0) return;
+    const { pages, free, pageSize } = this.pageStats();
+    if (free * pageSize < CONVERT_FREE_BYTES || free * 4 < pages) return;
+    this.db.pragma('auto_vacuum = INCREMENTAL');
+    this.db.exec('VACUUM');
+    this.vacuumed = { freedBytes: (pages - this.pageStats().pages) * pageSize };
+  }
+
+  /** What the conversion at open freed (for the coordinator to log), if it ran. */
+  vacuumed: { freedBytes: number } | undefined;
+
+  /**
+   * Gives up to `maxPages` free pages (those of removed jobs) back to the file system; the file
+   * shrinks at the next checkpoint. A bounded step, since it runs on the event loop: call again
+   * while it returns `maxPages`. 0 for a store without auto_vacuum (see convertToIncrementalVacuum).
+   */
+  reclaimSpace(maxPages = 2048): number {
+    const { free } = this.pageStats();
+    if (free === 0 || (this.db.pragma('auto_vacuum', { simple: true }) as number) !== 2) return 0;
+    this.flush();
+    this.db.pragma(`incremental_vacuum(${Math.min(free, maxPages)})`);
+    return free - this.pageStats().free;
   }
 
   saveJob(job: JobRecord): void {
