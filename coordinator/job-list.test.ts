@@ -1,7 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { loadTesseraProto } from '../shared/proto.js';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_BYTES, MAX_PAGE_SIZE, listPage } from './job-list.js';
+import { DEFAULT_PAGE_SIZE, JobOrder, MAX_PAGE_BYTES, MAX_PAGE_SIZE, listPage as listPageOf } from './job-list.js';
 import type { JobRecord, JobState } from './model.js';
 
 /** A finished job as the manager keeps it; `n` sets its id and, with `sameMs`, its creation time. */
@@ -24,6 +24,19 @@ function record(n: number, o: { state?: JobState; label?: string; message?: stri
     maxAttempts: 3,
   };
 }
+
+/** The jobs kept, in the order the coordinator keeps them in (added as given: out of order too). */
+function kept(jobs: JobRecord[]): JobOrder {
+  const order = new JobOrder(() => true);
+  for (const j of jobs) order.add(j);
+  return order;
+}
+
+/** A page of `jobs` (each visible to the caller). */
+const listPage = (jobs: JobRecord[] | JobOrder, req: { limit: number; state: string; pageToken: string }, wanted: JobState | undefined): ReturnType<typeof listPageOf> => {
+  const order = jobs instanceof JobOrder ? jobs : kept(jobs);
+  return listPageOf((before) => order.newestFirst(before), () => true, req, wanted);
+};
 
 /** Every page in turn, as a client following next_page_token does. */
 function allPages(jobs: JobRecord[], limit: number, state = '', wanted?: JobState): { ids: string[]; sizes: number[] } {
@@ -101,11 +114,34 @@ describe('ListJobs pages', () => {
 
   it('a job submitted between two pages does not appear in the later one', () => {
     const jobs = Array.from({ length: 10 }, (_, n) => record(n));
-    const first = listPage(jobs, { limit: 4, state: '', pageToken: '' }, undefined);
-    jobs.push(record(100));
-    const rest = allPages(jobs, 4);
-    const second = listPage(jobs, { limit: 100, state: '', pageToken: first.next_page_token }, undefined);
-    expect([...first.jobs, ...second.jobs].map((j) => j.id)).toEqual(newestFirst(jobs.slice(0, 10)));
-    expect(rest.ids[0]).toBe('job-000100');
+    const order = kept(jobs);
+    const first = listPage(order, { limit: 4, state: '', pageToken: '' }, undefined);
+    order.add(record(100));
+    const second = listPage(order, { limit: 100, state: '', pageToken: first.next_page_token }, undefined);
+    expect([...first.jobs, ...second.jobs].map((j) => j.id)).toEqual(newestFirst(jobs));
+    expect(listPage(order, { limit: 1, state: '', pageToken: '' }, undefined).jobs[0]!.id).toBe('job-000100');
+  });
+
+  it('skips jobs removed since they were kept, and pages by the owner asked for', () => {
+    const jobs = Array.from({ length: 3_000 }, (_, n) => ({ ...record(n), owner: n % 2 ? 'alice' : 'bob' }));
+    const gone = new Set<string>();
+    const order = new JobOrder((j) => !gone.has(j.id));
+    for (const j of jobs) order.add(j);
+    // Two thirds removed, one at a time, as retention does: the order drops them as it goes.
+    for (const j of jobs) {
+      if (Number(j.id.slice(4)) % 3 === 0) continue;
+      gone.add(j.id);
+      order.removed();
+    }
+    const left = jobs.filter((j) => !gone.has(j.id));
+    const alice = (j: JobRecord): boolean => j.owner === 'alice';
+    const ids: string[] = [];
+    let pageToken = '';
+    do {
+      const page = listPageOf((before) => order.newestFirst(before), alice, { limit: 70, state: '', pageToken }, undefined);
+      ids.push(...page.jobs.map((j) => j.id!));
+      pageToken = page.next_page_token;
+    } while (pageToken);
+    expect(ids).toEqual(newestFirst(left.filter(alice)));
   });
 });

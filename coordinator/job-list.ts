@@ -1,5 +1,6 @@
 /**
- * ListJobs' pages: jobs newest first (ties by id), cut by the page size and by the answer's size,
+ * ListJobs' pages: jobs newest first (jobs made in the same millisecond by id, so that a cursor falls
+ * between two of them), cut by the page size and by the answer's size,
  * with an opaque token that says where the next page starts.
  */
 import { invalidArgument } from '../shared/errors.js';
@@ -18,12 +19,6 @@ interface Cursor {
   /** The filter the page before was asked with. */
   state: string;
 }
-
-/** Newest first; jobs made in the same millisecond by id, so that a cursor falls between two of them. */
-const newerFirst = (a: JobRecord, b: JobRecord): number => b.createdAt - a.createdAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
-
-/** Whether `job` comes after the cursor's job in that order. */
-const after = (job: JobRecord, c: Cursor): boolean => job.createdAt < c.createdAt || (job.createdAt === c.createdAt && job.id < c.id);
 
 function encodeCursor(c: Cursor): string {
   return Buffer.from(JSON.stringify([c.createdAt, c.id, c.state]), 'utf8').toString('base64url');
@@ -46,31 +41,97 @@ function decodeCursor(token: string, state: string): Cursor {
   return { createdAt, id, state };
 }
 
+type JobKey = { createdAt: number; id: string };
+
+/** Whether job `a` comes before `b` in creation order (ties by id). */
+const olderThan = (a: JobKey, b: JobKey): boolean => a.createdAt < b.createdAt || (a.createdAt === b.createdAt && a.id < b.id);
+
+/**
+ * Kept jobs in creation order (then by id), so that a page starts where the last one ended, found
+ * by a binary search, instead of every kept job being filtered and sorted for every page (a
+ * coordinator may keep hundreds of thousands). A removed job stays in the order, skipped, until
+ * removed ones are half of it.
+ */
+export class JobOrder {
+  /** Oldest first. */
+  private order: JobRecord[] = [];
+  private removedSince = 0;
+
+  /** `isKept`: whether a job in the order is still kept (not removed since). */
+  constructor(private readonly isKept: (job: JobRecord) => boolean) {}
+
+  /** A job newly kept: at the end, as a new job almost always goes. */
+  add(job: JobRecord): void {
+    const last = this.order[this.order.length - 1];
+    if (!last || olderThan(last, job)) this.order.push(job);
+    else this.order.splice(this.firstAtOrAfter(job), 0, job);
+  }
+
+  /** A kept job was removed. */
+  removed(): void {
+    if (++this.removedSince > 1024 && this.removedSince * 2 > this.order.length) {
+      this.order = this.order.filter(this.isKept);
+      this.removedSince = 0;
+    }
+  }
+
+  /** Kept jobs newest first, from just before `before` (a job's time and id) when given. */
+  *newestFirst(before?: JobKey): Generator<JobRecord, void, undefined> {
+    const order = this.order;
+    for (let i = (before ? this.firstAtOrAfter(before) : order.length) - 1; i >= 0; i--) {
+      const job = order[i]!;
+      if (this.isKept(job)) yield job;
+    }
+  }
+
+  /** The index of the first job that is not older than `key`. */
+  private firstAtOrAfter(key: JobKey): number {
+    let lo = 0;
+    let hi = this.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (olderThan(this.order[mid]!, key)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
+
 /** Rough upper bound of a summary's encoded size: its JSON, which spells every field's name. */
 const summaryBytes = (job: Job): number => Buffer.byteLength(JSON.stringify(job), 'utf8');
 
 /**
- * One page of `jobs` (already narrowed to what the caller may see): those in `wanted` (all when
- * undefined), after the page `pageToken` ends, at most `limit` (0 = the default) and
- * MAX_PAGE_BYTES of them.
+ * One page of the kept jobs, read newest first from `newestFirst` (from just before the cursor's
+ * job): those `visible` to the caller and in `wanted` (all when undefined), after the page
+ * `pageToken` ends, at most `limit` (0 = the default) and MAX_PAGE_BYTES of them. Only what the
+ * page needs is looked at (and one job more), not every kept job.
  */
-export function listPage(jobs: Iterable<JobRecord>, req: { limit: number; state: string; pageToken: string }, wanted: JobState | undefined): { jobs: Job[]; next_page_token: string } {
+export function listPage(
+  newestFirst: (before?: JobKey) => Iterable<JobRecord>,
+  visible: (job: JobRecord) => boolean,
+  req: { limit: number; state: string; pageToken: string },
+  wanted: JobState | undefined,
+): { jobs: Job[]; next_page_token: string } {
   const size = Math.min(req.limit || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
   const cursor = req.pageToken ? decodeCursor(req.pageToken, req.state) : undefined;
-  const candidates: JobRecord[] = [];
-  for (const j of jobs) if ((!wanted || j.state === wanted) && (!cursor || after(j, cursor))) candidates.push(j);
-  candidates.sort(newerFirst);
   const page: Job[] = [];
+  let last: JobRecord | undefined;
+  let more = false;
   let bytes = 0;
-  for (const job of candidates) {
-    if (page.length === size) break;
+  for (const job of newestFirst(cursor)) {
+    if ((wanted && job.state !== wanted) || !visible(job)) continue;
+    if (page.length === size) {
+      more = true;
+      break;
+    }
     const summary = toJobSummary(job);
     bytes += summaryBytes(summary);
-    // The first one always goes in (a summary is far under the limit): every page moves on.
-    if (bytes > MAX_PAGE_BYTES && page.length > 0) break;
+    if (bytes > MAX_PAGE_BYTES && page.length > 0) {
+      more = true;
+      break;
+    }
     page.push(summary);
+    last = job;
   }
-  const last = candidates[page.length - 1];
-  const more = page.length < candidates.length && last !== undefined;
-  return { jobs: page, next_page_token: more ? encodeCursor({ createdAt: last.createdAt, id: last.id, state: req.state }) : '' };
+  return { jobs: page, next_page_token: more && last ? encodeCursor({ createdAt: last.createdAt, id: last.id, state: req.state }) : '' };
 }

@@ -24,6 +24,7 @@ import { jobOfSharedTemp, moveInto, removeSharedTemps, sharedOutputTemp } from '
 import { sha256File } from '../shared/streams.js';
 import { EventLog } from './events.js';
 import { coordinatorKinds } from './kinds/index.js';
+import { JobOrder } from './job-list.js';
 import { TERMINAL_JOB_STATES, jobProgress, newSubtaskRecord, type JobRecord, type JobState, type Lease, type OutputRecord, type SubtaskRecord } from './model.js';
 import { Scheduler } from './scheduler.js';
 import { SHARED_LOOKUPS, SharedRoots } from './shared-inputs.js';
@@ -160,6 +161,8 @@ export class JobManager {
    */
   private readonly byRequest = new Map<string, JobRecord>();
   private readonly unfinished = new Map<string, Set<string>>();
+  /** Kept jobs in creation order, for ListJobs' pages. */
+  private readonly order = new JobOrder((job) => this.jobs.get(job.id) === job);
   private readonly active = new Map<string, ActiveJob>();
   private readonly subtasks = new Map<string, SubtaskRecord>();
   /** The inputs still arriving for jobs accepted while their upload runs, by job. */
@@ -392,6 +395,7 @@ export class JobManager {
   }
 
   private keep(job: JobRecord): void {
+    if (this.jobs.get(job.id) !== job) this.order.add(job);
     this.jobs.set(job.id, job);
     if (job.spec.request_id) this.byRequest.set(requestKey(job.owner, job.spec.request_id), job);
     if (!TERMINAL_JOB_STATES.has(job.state)) {
@@ -403,6 +407,7 @@ export class JobManager {
 
   private drop(job: JobRecord): void {
     this.jobs.delete(job.id);
+    this.order.removed();
     const key = job.spec.request_id ? requestKey(job.owner, job.spec.request_id) : undefined;
     if (key && this.byRequest.get(key) === job) this.byRequest.delete(key);
     this.finished(job);
@@ -431,6 +436,11 @@ export class JobManager {
 
   list(): JobRecord[] {
     return [...this.jobs.values()];
+  }
+
+  /** Kept jobs newest first (by creation time, then id), from just before `before` (a job's time and id) when given. */
+  newestFirst(before?: { createdAt: number; id: string }): Iterable<JobRecord> {
+    return this.order.newestFirst(before);
   }
 
   /**

@@ -289,8 +289,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       const caller = access.identify(ctx.metadata);
       const wanted = req.state ? jobStateFromEnum(req.state) : undefined;
       if (req.state && !wanted) throw invalidArgument(`state: unknown job state "${req.state}" (one of queued, running, succeeded, partially_succeeded, failed, cancelled)`);
-      const visible = caller.admin ? jobs.list() : jobs.list().filter((j) => j.owner === caller.id);
-      return listPage(visible, { limit: req.limit, state: req.state, pageToken: req.page_token }, wanted);
+      return listPage((before) => jobs.newestFirst(before), (j) => caller.admin || j.owner === caller.id, { limit: req.limit, state: req.state, pageToken: req.page_token }, wanted);
     }),
 
     CancelJob: unary(log, async (req: { job_id: string }, ctx) => {
