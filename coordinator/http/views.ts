@@ -112,8 +112,10 @@ export function fromInfo(info: ReturnType<typeof toSubtaskInfo>): SubtaskView {
 
 /** Most recent jobs first, at most `limit`. */
 export function recentJobs(manager: JobManager, limit: number): JobRecord[] {
-  return manager
-    .list()
-    .sort((a, b) => b.createdAt - a.createdAt)
-    .slice(0, limit);
+  const jobs: JobRecord[] = [];
+  for (const job of manager.newestFirst()) {
+    if (jobs.length === limit) break;
+    jobs.push(job);
+  }
+  return jobs;
 }
