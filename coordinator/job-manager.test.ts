@@ -6,7 +6,7 @@
  * the moment it has happened.
  */
 import { createHash } from 'node:crypto';
-import { linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -343,6 +343,46 @@ describe('cancelled while planned', () => {
     expect(manager.subtasksOf(job.id)).toEqual([]);
     const events = manager.eventsAfter(job.id, 0);
     expect(events.at(-1)!.final).toBe(true);
+    manager.close();
+    store.close();
+  });
+});
+
+describe('a job cancelled while it is planned', () => {
+  it('loses what its planner wrote into its work folder after the cancel, once the planner is done', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let workDir = '';
+    let wrote = false;
+    kinds.set('passthrough', {
+      ...original,
+      writesFiles: true,
+      // A planner that notices the cancel late: it writes a chunk after it, then gives up.
+      plan: async (ctx) => {
+        workDir = ctx.workDir;
+        await released;
+        mkdirSync(workDir, { recursive: true });
+        writeFileSync(path.join(workDir, 'chunk-000.nut'), 'late');
+        wrote = true;
+        // Still busy a moment after the write (a chunk's muxer closing).
+        await sleep(50);
+        throw new DOMException('cancelled', 'AbortError');
+      },
+      merge: async () => ({ outputs: [] }),
+    });
+    const { manager, store } = setup();
+    const job = manager.newJob(spec, 'anonymous');
+    manager.accept(job);
+    await until(() => workDir !== '', 'the planner');
+    manager.cancel(job.id);
+    // The cancel removes the folder at once, and again once its end is stored (within 20 ms); the
+    // planner writes there after that.
+    await until(() => !existsSync(workDir), 'the work folder to go');
+    await sleep(150);
+    release();
+    await until(() => wrote, 'the late write');
+    await until(() => !existsSync(workDir), 'the work folder to go again');
+    expect(manager.get(job.id).state).toBe('cancelled');
     manager.close();
     store.close();
   });

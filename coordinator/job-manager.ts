@@ -536,7 +536,18 @@ export class JobManager {
       if (later) void this.addLater(active, later);
     } catch (err) {
       this.failJob(active, err, 'planning failed');
+    } finally {
+      this.afterPlanning(job);
     }
+  }
+
+  /**
+   * A job cancelled (or failed) while it was planned had its work folder removed at once (see
+   * finish), but the planner, until it noticed, may have written there again (a video's chunks):
+   * removed again once the planner is done.
+   */
+  private afterPlanning(job: JobRecord): void {
+    if (job.state === 'cancelled' || job.state === 'failed') void this.spool.removeWork(job.id).catch(() => undefined);
   }
 
   /** Adds a kind's `later` subtasks to phase 0 as they come; phase 0 can end once they stop. */
@@ -552,6 +563,8 @@ export class JobManager {
     } catch (err) {
       this.failJob(active, err, 'planning failed');
       return;
+    } finally {
+      this.afterPlanning(job);
     }
     if (TERMINAL_JOB_STATES.has(job.state) || this.stopping) return;
     active.planning = false;
