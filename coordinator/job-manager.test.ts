@@ -21,7 +21,7 @@ import { sharedOutputTemp } from '../shared/shared-output.js';
 import { JobManager, retryBackoffMs } from './job-manager.js';
 import { SharedRoots } from './shared-inputs.js';
 import { coordinatorKinds } from './kinds/index.js';
-import type { SubtaskRecord } from './model.js';
+import { TERMINAL_JOB_STATES, type SubtaskRecord } from './model.js';
 import { Spool } from './spool.js';
 import { JobStore } from './store.js';
 import { WorkerRegistry, newWorkerSession, type WorkerSession } from './worker-registry.js';
@@ -346,6 +346,44 @@ describe('cancelled while planned', () => {
     manager.close();
     store.close();
   });
+});
+
+describe('inputs of a batch one worker called bad', () => {
+  /** A kind with one subtask of three inputs, cut one input a subtask by `split`. */
+  const batchKind = (): CoordinatorKind => ({
+    ...original,
+    plan: async () => ({ subtasks: [{ ...plan('a, b, c'), items: ['a', 'b', 'c'] }] }),
+    split: (s, only) => s.items.filter((i) => !only || only.includes(i)).map((i) => ({ ...plan(i), items: [i] })),
+    merge: async () => ({ outputs: [] }),
+  });
+  const bad = (input: string) => ({ input, code: 'INVALID_ARGUMENT', message: `${input}: cannot decode it` });
+
+  for (const agrees of [false, true]) {
+    it(agrees ? 'fail when the other worker agrees, and the first is not counted for it' : 'run again on another worker, one subtask each; if it processes them, the first worker is counted for it', async () => {
+      kinds.set('passthrough', batchKind());
+      const { manager, registry, worker, assigned, store } = setup();
+      const job = manager.newJob(spec, 'anonymous');
+      manager.accept(job);
+      await until(() => assigned().length === 1, 'the batch');
+      const other: CoordinatorMessage[] = [];
+      const w2 = secondWorker(registry, other);
+      // The batch succeeds on worker-1, which calls b bad.
+      manager.onResult(worker, { subtaskId: assigned()[0]!.subtask_id!, attempt: 1, ok: true, outputs: [], itemErrors: [bad('b')], retryable: false, result: undefined });
+      // b alone goes to worker-2, though worker-1 has more room.
+      await until(() => assignmentsIn(other).length === 1, 'b on the other worker');
+      expect(assigned()).toHaveLength(1);
+      const again = manager.subtasksOf(job.id).find((s) => s.id === assignmentsIn(other)[0]!.subtask_id)!;
+      expect(again.items).toEqual(['b']);
+      expect(manager.eventsAfter(job.id, 0).some((e) => e.message === 'worker worker-1 called b bad input: asking another worker')).toBe(true);
+      manager.onResult(w2, { subtaskId: again.id, attempt: 1, ok: true, outputs: [], itemErrors: agrees ? [bad('b')] : [], retryable: false, result: undefined });
+      await until(() => TERMINAL_JOB_STATES.has(manager.get(job.id).state), 'the end of the job');
+      // (A job of no outputs with an error has failed.)
+      expect(manager.get(job.id)).toMatchObject(agrees ? { state: 'failed', errors: [bad('b')] } : { state: 'succeeded', errors: [] });
+      expect(worker.recentFailures).toHaveLength(agrees ? 0 : 1);
+      manager.close();
+      store.close();
+    });
+  }
 });
 
 describe('a job cancelled while it is planned', () => {
