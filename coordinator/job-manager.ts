@@ -1072,20 +1072,19 @@ export class JobManager {
 
   /**
    * The items of a subtask that succeeded which its worker called bad input (INVALID_ARGUMENT):
-   * run again, one subtask each, on another worker first, as a subtask that fails so is (see
-   * onResult). Their errors are dropped from this subtask's; those subtasks report their own.
+   * run again, one subtask each, on another worker first, as the input of a subtask that failed
+   * so is (see onResult). Their errors are dropped from this subtask's; those subtasks report their own.
    */
   private askAboutBadItems(active: ActiveJob, s: SubtaskRecord, w: WorkerSession): void {
     const bad = [...new Set(s.itemErrors.filter((e) => e.code === 'INVALID_ARGUMENT' && e.input).map((e) => e.input))];
     if (bad.length === 0 || this.stopping || !active.kind.split || !this.secondOpinionFrom(w, s, active.record.kind)) return;
     const parts = active.kind.split(s, bad);
     if (!parts || parts.length === 0) return;
-    const asked = new Set(parts.flatMap((p) => p.items));
-    s.itemErrors = s.itemErrors.filter((e) => !asked.has(e.input));
+    const names = [...new Set(parts.flatMap((p) => p.items))];
+    s.itemErrors = s.itemErrors.filter((e) => !names.includes(e.input));
     const blamedBy = { id: w.id, name: w.name, instance: w.instanceId, at: Date.now() };
     for (const part of this.addSubtasks(active, parts, s.phase, true)) part.blamedBy = blamedBy;
-    this.log.info({ job: s.jobId, subtask: s.id, worker: w.name, inputs: [...asked] }, 'a worker called inputs of a batch bad: asking another worker');
-    const names = [...asked];
+    this.log.info({ job: s.jobId, subtask: s.id, worker: w.name, inputs: names }, 'a worker called inputs of a batch bad: asking another worker');
     const named = names.length <= 3 ? names.join(', ') : `${names.slice(0, 3).join(', ')} and ${names.length - 3} more`;
     this.events.log(active.record, `worker ${w.name} called ${named} bad input: asking another worker`);
     // Past the wait, any worker may take them: look again then, even if nothing else happens.
