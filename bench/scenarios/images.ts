@@ -133,7 +133,8 @@ async function runCluster(ctx: BenchContext, files: string[], mode: Mode): Promi
   const shared = mode !== 'images-upload';
   ctx.log(`cluster, ${MODES[mode]}: coordinator + ${WORKERS} workers x ${SLOTS} slot`);
   const outDir = await mkdtemp(path.join(ctx.workDir, `cluster-${mode}-`));
-  const roots = shared ? ['--shared-root', path.dirname(files[0]!), '--shared-output-root', outDir] : [];
+  // The photos beyond the distinct ones are hard links to them (see photoCache), made on purpose.
+  const roots = shared ? ['--shared-root', path.dirname(files[0]!), '--shared-root-allow-hardlinks', '--shared-output-root', outDir] : [];
   const cluster = await new LocalCluster({ workers: WORKERS, slots: SLOTS, coordinatorArgs: roots }).start();
   try {
     const cpu0 = await machineCpu();
