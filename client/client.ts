@@ -106,7 +106,7 @@ export interface CallOptions {
 
 /** `ClientOptions.keepalive` over the environment's (TESSERA_KEEPALIVE_MS...); INVALID_ARGUMENT naming what is out of range. */
 function keepaliveOf(given: Partial<Keepalive> | undefined): Keepalive {
-  // The environment is read only for what is not given (a bad variable does not stop a client that overrides it).
+  // The environment is read unless both are given (a bad variable does not stop a client that sets both).
   const k = { ...(given?.timeMs !== undefined && given.timeoutMs !== undefined ? DEFAULT_KEEPALIVE : keepaliveFromEnv()), ...given };
   const problem = keepaliveProblem(k);
   if (problem) throw new TesseraError(grpc.status.INVALID_ARGUMENT, `keepalive.${problem.key} ${k[problem.key]}: ${problem.rule} (${KEEPALIVE_ENV[problem.key]} sets it too)`);
