@@ -334,7 +334,7 @@ function idleLimited<T>(it: AsyncIterator<T>, ms: number, weigh: (m: T) => numbe
       new Promise<IteratorResult<T>>((resolve, reject) => {
         const asked = Date.now();
         const timer = setTimeout(
-          () => reject(new TesseraError(status.DEADLINE_EXCEEDED, `the submission ${since > 0 ? `sent only ${since} bytes` : 'sent nothing'} in ${ms / 1000} s: the coordinator gave up on it; nothing of it was kept`, { retryable: false })),
+          () => reject(new TesseraError(status.DEADLINE_EXCEEDED, `the submission ${since > 0 ? `sent only ${since} byte${since === 1 ? '' : 's'}` : 'sent nothing'} in ${ms / 1000} s: the coordinator gave up on it; nothing of it was kept`, { retryable: false })),
           Math.max(0, ms - waited),
         );
         it.next().then(
