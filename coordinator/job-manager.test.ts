@@ -21,7 +21,7 @@ import { sharedOutputTemp } from '../shared/shared-output.js';
 import { JobManager, retryBackoffMs } from './job-manager.js';
 import { SharedRoots } from './shared-inputs.js';
 import { coordinatorKinds } from './kinds/index.js';
-import { TERMINAL_JOB_STATES, type SubtaskRecord } from './model.js';
+import { TERMINAL_JOB_STATES, jobProgress, type SubtaskRecord } from './model.js';
 import { Spool } from './spool.js';
 import { JobStore } from './store.js';
 import { WorkerRegistry, newWorkerSession, type WorkerSession } from './worker-registry.js';
@@ -423,6 +423,42 @@ describe('a job cancelled while it is planned', () => {
     expect(manager.get(job.id).state).toBe('cancelled');
     manager.close();
     store.close();
+  });
+});
+
+describe("a job's progress", () => {
+  it('never goes back while the job runs: not for a subtask that fails and starts again, nor after a restart that redoes what ran', async () => {
+    const first = setup(undefined, 4);
+    const job = first.manager.newJob({ ...spec, passthrough: { subtasks: 4, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    first.manager.accept(job);
+    await until(() => first.assigned().length === 4, 'four subtasks running');
+    const [a, b, c] = first.assigned();
+    const progressIn = (m: JobManager) => jobProgress(m.get(job.id), m.subtasksOf(job.id));
+    first.finish(a!.subtask_id!, 1, 10);
+    first.manager.onProgress(first.worker, b!.subtask_id!, 1, 0.8, '');
+    // One done and one at 80% of four, the subtasks carrying 95% of the bar.
+    const before = progressIn(first.manager);
+    expect(before).toBeCloseTo((1.8 / 4) * 0.95, 5);
+    // The subtask at 80% fails and starts again from nothing: the bar holds.
+    first.manager.onResult(first.worker, { subtaskId: b!.subtask_id!, attempt: 1, ok: false, outputs: [], itemErrors: [], retryable: true, result: undefined, error: { input: '', code: 'UNAVAILABLE', message: 'the worker lost its disk' } });
+    await until(() => first.assigned().length === 5, 'its second attempt');
+    expect(first.manager.subtasksOf(job.id).find((s) => s.id === b!.subtask_id)!.progress).toBe(0);
+    expect(progressIn(first.manager)).toBeCloseTo(before, 5);
+    // It moves again once the work passes where it stood.
+    first.manager.onProgress(first.worker, c!.subtask_id!, 1, 0.9, '');
+    const last = progressIn(first.manager);
+    expect(last).toBeCloseTo((1.9 / 4) * 0.95, 5);
+
+    // Restarted, the running subtasks run again from 0: its watchers' bars go on from where they stood.
+    first.manager.close();
+    first.store.close();
+    const second = setup(first.dir, 4);
+    expect(second.store.lastProgress(job.id)).toBeCloseTo(last, 5);
+    expect(second.manager.resume()).toBe(1);
+    await until(() => second.assigned().length === 3, 'the unfinished subtasks to run again');
+    expect(progressIn(second.manager)).toBeCloseTo(last, 5);
+    second.manager.close();
+    second.store.close();
   });
 });
 

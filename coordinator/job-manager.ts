@@ -25,7 +25,7 @@ import { sha256File } from '../shared/streams.js';
 import { EventLog } from './events.js';
 import { coordinatorKinds } from './kinds/index.js';
 import { JobOrder } from './job-list.js';
-import { TERMINAL_JOB_STATES, jobProgress, newSubtaskRecord, type JobRecord, type JobState, type Lease, type OutputRecord, type SubtaskRecord } from './model.js';
+import { TERMINAL_JOB_STATES, jobProgress, newSubtaskRecord, resumeProgress, type JobRecord, type JobState, type Lease, type OutputRecord, type SubtaskRecord } from './model.js';
 import { Scheduler } from './scheduler.js';
 import { SHARED_LOOKUPS, SharedRoots } from './shared-inputs.js';
 import type { Spool } from './spool.js';
@@ -491,6 +491,8 @@ export class JobManager {
     const active: ActiveJob = { record: job, kind, params, subtasks: resumeSubtasks ?? [], controller: new AbortController(), mergedPhase: -1, planning: false, runEstimateMs: kind.expectedRunMs?.(params) ?? NaN, runMaxMs: 0, runSamples: 0, runTotalMs: 0, published: new Map(job.outputs.map((o) => [o.name, o.source])), publishing: Promise.resolve() };
     this.active.set(job.id, active);
     this.scheduler.addJob(job.id, kind.name, job.spec.priority, job.createdAt);
+    // Its clients' bars go on from where they stood, not from what is left after work is redone.
+    if (resumeSubtasks) resumeProgress(job, this.store.lastProgress(job.id));
     if (resumeSubtasks && resumeSubtasks.length > 0) {
       for (const s of resumeSubtasks) this.subtasks.set(s.id, s);
       // Outputs of subtasks that finished just before the restart may not be published yet.

@@ -252,12 +252,26 @@ const PROGRESS_EXACT_UP_TO = 1000;
  * it is asked on every subtask event: with 20,000 subtasks that made the coordinator O(n^2)
  * (20 s of CPU for 5,000 no-op subtasks). So the sum of a job of more than PROGRESS_EXACT_UP_TO
  * subtasks is cached for PROGRESS_TTL_MS. Without `subtasks`: the last sum made, 0 before any.
+ *
+ * It never goes back while the job runs: work done again (a retry, what ran when the coordinator
+ * stopped, a segment encoded again in a later phase) and inputs planned later would otherwise
+ * move a client's bar backwards. It stays where it was until the sum passes it.
  */
+/**
+ * Where a job's progress stood before the coordinator restarted (the last figure its events gave),
+ * so that it goes on from there.
+ */
+export function resumeProgress(job: JobRecord, value: number): void {
+  if (TERMINAL_JOB_STATES.has(job.state) || !(value > 0)) return;
+  const cached = progressCache.get(job);
+  progressCache.set(job, { at: 0, phase: job.phase, count: 0, value: Math.max(cached?.value ?? 0, Math.min(0.99, value)) });
+}
+
 export function jobProgress(job: JobRecord, subtasks: SubtaskRecord[] | undefined): number {
   if (TERMINAL_JOB_STATES.has(job.state)) return job.state === 'cancelled' ? 0 : 1;
   // Without the subtasks at hand (a listing, an event about something else): the last figure computed.
   if (!subtasks) return progressCache.get(job)?.value ?? 0;
-  if (subtasks.length === 0) return 0;
+  if (subtasks.length === 0) return progressCache.get(job)?.value ?? 0;
   const now = Date.now();
   const cached = progressCache.get(job);
   // A small job is summed afresh every time: its events then say exactly how far it is.
@@ -270,7 +284,7 @@ export function jobProgress(job: JobRecord, subtasks: SubtaskRecord[] | undefine
     sum += s.state === 'succeeded' || s.state === 'failed' ? 1 : s.progress;
   }
   // Later phases (merges) are usually short: the current phase carries 95% of the bar.
-  const value = n === 0 ? 0 : Math.min(0.99, (sum / n) * 0.95);
+  const value = Math.max(cached?.value ?? 0, n === 0 ? 0 : Math.min(0.99, (sum / n) * 0.95));
   progressCache.set(job, { at: now, phase: job.phase, count: subtasks.length, value });
   return value;
 }

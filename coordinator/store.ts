@@ -174,6 +174,7 @@ export class JobStore {
       deleteEvents: this.db.prepare('DELETE FROM events WHERE job_id = ?'),
       deleteAllFiles: this.db.prepare('DELETE FROM job_files WHERE job_id = ?'),
       eventsAfter: this.db.prepare('SELECT event FROM events WHERE job_id = ? AND seq > ? ORDER BY seq'),
+      lastEvents: this.db.prepare('SELECT event FROM events WHERE job_id = ? ORDER BY seq DESC LIMIT 8'),
       jobs: this.db.prepare('SELECT record FROM jobs ORDER BY created_at'),
       jobIds: this.db.prepare('SELECT id FROM jobs'),
       subtasksOf: this.db.prepare('SELECT record, live FROM subtasks WHERE job_id = ?'),
@@ -287,6 +288,19 @@ export class JobStore {
       last = Number(e.seq);
     }
     return out;
+  }
+
+  /**
+   * The highest progress figure among a job's last events (the last rows written: a row is one
+   * flush), 0 without any: where its clients' bars stood when the coordinator stopped.
+   */
+  lastProgress(jobId: string): number {
+    let best = 0;
+    for (const row of this.stmts.lastEvents.iterate(jobId) as IterableIterator<{ event: string }>) {
+      const parsed = JSON.parse(row.event) as JobEvent | JobEvent[];
+      for (const e of Array.isArray(parsed) ? parsed : [parsed]) if (!e.final) best = Math.max(best, Number(e.progress) || 0);
+    }
+    return best;
   }
 
   /** Every job, with its subtasks for the unfinished ones (used at start-up to resume). */
