@@ -2,7 +2,7 @@
 /** The `tessera` command: coordinator, worker, job submission and inspection, demo. */
 import { Command, CommanderError, Option } from 'commander';
 import { status } from '@grpc/grpc-js';
-import { PREFETCH_BELOW_MS, SUBTASK_TIMEOUT_MS, WORKER_PREFETCH, coordinatorAddress, hostPortProblem } from '../shared/config.js';
+import { PREFETCH_BELOW_MS, STALL_MS, SUBTASK_TIMEOUT_MS, WORKER_PREFETCH, coordinatorAddress, hostPortProblem } from '../shared/config.js';
 import { TesseraError, describeError, errorInput, statusName, tidyGrpcError } from '../shared/errors.js';
 import type { TesseraClient } from './client.js';
 import { runCoordinator, runHealth, runWorker } from './commands/servers.js';
@@ -62,6 +62,7 @@ program
   .option('--ttl-ms <ms>', 'a worker silent this long is lost', int('--ttl-ms'), 5000)
   .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'), 3)
   .option('--subtask-timeout-ms <ms>', 'an attempt running longer is stopped and retried (kinds may set longer ones: a video segment at least 10 min)', int('--subtask-timeout-ms'), SUBTASK_TIMEOUT_MS)
+  .option('--stall-ms <ms>', 'a running subtask its worker has reported no progress on for this long gets a speculative copy on an idle worker (0 = never)', int('--stall-ms'), STALL_MS)
   .option('--quarantine-failures <n>', 'retryable failures in a minute that quarantine a worker for 30 s (0 = never)', int('--quarantine-failures'), 5)
   .option('--retention-hours <h>', "how long a finished job's outputs, record and events are kept (0 = for ever)", num('--retention-hours'), 24)
   .option('--shared-root <dir...>', 'folders on shared storage whose files clients may submit by reference (submit --shared)')

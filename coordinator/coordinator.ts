@@ -6,7 +6,7 @@ import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
-import { FLOW_CONTROL_WINDOW, HEARTBEAT_MS, MAX_ATTEMPTS, PREFETCH_BELOW_MS, SUBTASK_TIMEOUT_MS, WORKER_TTL_MS, listenFailure, serverChannelOptions, type Keepalive } from '../shared/config.js';
+import { FLOW_CONTROL_WINDOW, HEARTBEAT_MS, MAX_ATTEMPTS, PREFETCH_BELOW_MS, STALL_MS, SUBTASK_TIMEOUT_MS, WORKER_TTL_MS, listenFailure, serverChannelOptions, type Keepalive } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import { JobManager } from './job-manager.js';
@@ -39,6 +39,8 @@ export interface CoordinatorOptions {
   /** How long finished jobs (outputs, record, events) are kept, ms; 0 = for ever (default 24 h). */
   retentionMs?: number;
   subtaskTimeoutMs?: number;
+  /** A running subtask its worker reports no progress on for this long gets a speculative copy (default 60 s; 0 = never). */
+  stallMs?: number;
   /** Jobs whose subtasks all run shorter than this (ms) use workers' prefetch places (0 = never). */
   prefetchBelowMs?: number;
   /**
@@ -173,6 +175,7 @@ export class Coordinator {
       quarantineFailures: opts.quarantineFailures ?? 5,
       ...(opts.quarantineMs !== undefined ? { quarantineMs: opts.quarantineMs } : {}),
       subtaskTimeoutMs: opts.subtaskTimeoutMs ?? SUBTASK_TIMEOUT_MS,
+      stallMs: opts.stallMs ?? STALL_MS,
       retryBaseMs: opts.retryBaseMs ?? 500,
       prefetchBelowMs: opts.prefetchBelowMs ?? PREFETCH_BELOW_MS,
       sharedRoots: shared,

@@ -536,6 +536,37 @@ describe('the straggler rule', () => {
   });
 });
 
+describe('the stall rule', () => {
+  it('copies, one at a time onto an idle worker, what a worker that took all of a job has reported no progress on for 60 s', async () => {
+    // A worker of many slots takes all four subtasks and never reports on them: nothing of the job
+    // finishes, so no straggler rule can apply, and its heartbeats keep its leases.
+    const { manager, registry, worker, store, assigned, cancels } = setup(undefined, 8);
+    const job = manager.newJob({ ...spec, passthrough: { subtasks: 4, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length === 4, 'four subtasks on the first worker');
+    const held = assigned().map((a) => a.subtask_id!);
+    const copies: CoordinatorMessage[] = [];
+    const w2 = secondWorker(registry, copies);
+    await sleep(100);
+    // One of them it did report on, just now.
+    manager.onProgress(worker, held[0]!, 1, 0.1, '');
+    const reported = Date.now();
+    manager.speculate(reported + 30_000);
+    expect(assignmentsIn(copies)).toEqual([]);
+    // 60 s on: the three it said nothing about are stalled, the other has 50 ms to go. One copy (copies
+    // stay a tenth of running work, at least one), on the idle worker.
+    manager.speculate(reported + 59_950);
+    expect(assignmentsIn(copies).map((a) => [a.subtask_id, a.attempt])).toEqual([[held[1], 2]]);
+    // The copy's result wins and the stalled attempt is cancelled; the next stalled one gets its copy.
+    manager.onResult(w2, { subtaskId: held[1]!, attempt: 2, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
+    expect(cancels().map((c) => c.subtask_id)).toEqual([held[1]]);
+    manager.speculate(reported + 59_950);
+    expect(assignmentsIn(copies).map((a) => a.subtask_id)).toEqual([held[1], held[2]]);
+    manager.close();
+    store.close();
+  });
+});
+
 describe('lease-ahead (prefetch)', () => {
   const job = (workMs: number) => ({ ...spec, passthrough: { subtasks: 6, work_ms: workMs, fail_first_attempts: 0 } }) as unknown as JobSpec__Output;
 

@@ -32,7 +32,7 @@ import type { Spool } from './spool.js';
 import { RESUME_SEQ_GAP, type JobStore } from './store.js';
 import { WorkerRegistry, type WorkerSession } from './worker-registry.js';
 import { resolveLimits, type Limits } from '../shared/limits.js';
-import { envInt } from '../shared/config.js';
+import { STALL_MS, envInt } from '../shared/config.js';
 
 /** How long a worker with repeated failures is left out. */
 const QUARANTINE_MS = 30_000;
@@ -79,6 +79,11 @@ export function retryBackoffMs(baseMs: number, tries: number, random: () => numb
 export interface JobManagerOptions {
   maxAttempts: number;
   subtaskTimeoutMs: number;
+  /**
+   * How long a running subtask may go without a progress report from its worker before it gets a
+   * speculative copy (`speculate`); 0 = never. Default STALL_MS.
+   */
+  stallMs?: number;
   /** Base of the exponential retry backoff. */
   retryBaseMs: number;
   /** Retryable failures within a minute that quarantine a worker (0 = never). */
@@ -971,6 +976,8 @@ export class JobManager {
   onProgress(w: WorkerSession, subtaskId: string, attempt: number, fraction: number, message: string): void {
     const s = this.leaseIsCurrent(subtaskId, attempt, w.id);
     if (!s) return;
+    const lease = s.leases.find((l) => l.attempt === attempt && l.workerId === w.id);
+    if (lease) lease.progressAt = Date.now();
     s.progress = Math.max(0, Math.min(1, fraction));
     const active = this.active.get(s.jobId);
     if (active) this.events.progress(active.record, s, jobProgress(active.record, active.subtasks), message);
@@ -1578,13 +1585,18 @@ export class JobManager {
   }
 
   /**
-   * Straggler rule (Spark's, with LATE's estimate of time left): once 75% of a phase's subtasks are
-   * done, a subtask running longer than 1.5x what the finished ones predict for it gets a
-   * speculative copy on another idle worker, unless its own progress says it will end before a copy
-   * could. The prediction scales the finished ones' median run time per unit of `weight` (a tile
-   * twice the pixels, a segment twice the seconds, is expected to take twice as long) when every
-   * subtask of the phase has a weight, else it is their median run time. Only idle capacity is used
-   * (no pending work anywhere), and copies stay a small share of running work.
+   * Speculative copies, on idle capacity only (no pending work anywhere), at most one per attempt,
+   * and staying a small share of running work. A subtask gets one
+   * - as a straggler (Spark's rule, with LATE's estimate of time left): once 75% of its phase is
+   *   done, running longer than 1.5x what the finished ones predict for it, unless its own progress
+   *   says it will end before a copy could. The prediction scales the finished ones' median run time
+   *   per unit of `weight` (a tile twice the pixels, a segment twice the seconds, is expected to take
+   *   twice as long) when every subtask of the phase has a weight, else it is their median run time;
+   * - as stalled: its worker has reported no progress on it for `stallMs` (60 s, or 4x the run
+   *   expected of it when longer), whatever the rest of its job. A worker that hangs while its
+   *   heartbeats go on (a processor stuck on a disk, a worker that takes work and never does it)
+   *   would otherwise hold its subtasks until their timeout (30 minutes by default), and a job all
+   *   of whose subtasks it took has no finished ones to call any of them a straggler.
    */
   speculate(now = Date.now()): void {
     if (this.scheduler.pendingCount() > 0) return;
@@ -1595,11 +1607,12 @@ export class JobManager {
     for (const w of this.registry.all()) running += w.leases.size;
     for (const s of this.subtasks.values()) if (s.state === 'running' && s.leases.length > 1) copies++;
     const maxCopies = Math.max(1, Math.floor(running * 0.1));
+    const stallMs = this.opts.stallMs ?? STALL_MS;
     for (const active of this.active.values()) {
       const current = active.subtasks.filter((s) => s.phase === active.record.phase);
       const finished = current.filter((s) => s.state === 'succeeded');
-      if (finished.length === 0 || finished.length < current.length * 0.75) continue;
-      const expect = expectedRunTimes(current, finished);
+      const late = finished.length > 0 && finished.length >= current.length * 0.75;
+      const expect = finished.length > 0 ? expectedRunTimes(current, finished) : () => this.expectedRunMs(active.record.id);
       for (const s of current) {
         if (copies >= maxCopies) return;
         // One copy per attempt: after it ended, the remaining lease runs alone.
@@ -1609,13 +1622,17 @@ export class JobManager {
         if (lease.runningSince === undefined) continue;
         const elapsed = now - lease.runningSince;
         const expected = expect(s);
-        if (elapsed <= Math.max(1.5 * expected, 200)) continue;
+        const quietMs = now - Math.max(lease.runningSince, lease.progressAt ?? 0);
         // Its own progress (reported by the worker: frames, seconds encoded) puts its end nearer
         // than a copy started now would get: leave it.
-        if (s.progress > 0.05 && (elapsed * (1 - s.progress)) / s.progress < expected) continue;
+        const straggling = late && elapsed > Math.max(1.5 * expected, 200) && !(s.progress > 0.05 && (elapsed * (1 - s.progress)) / s.progress < expected);
+        const stalled = stallMs > 0 && quietMs > Math.max(stallMs, expected > 0 ? 4 * expected : 0);
+        if (!straggling && !stalled) continue;
         const w = idle.find((x) => x.id !== lease.workerId && x.leases.size < x.slots && canRun(x, s, active.record.kind));
         if (!w) continue;
-        this.log.info({ job: s.jobId, subtask: s.id, runningMs: elapsed, expectedMs: Math.round(expected), progress: s.progress, worker: w.name }, 'straggler: starting a speculative copy');
+        const fields = { job: s.jobId, subtask: s.id, runningMs: elapsed, expectedMs: Math.round(expected), progress: s.progress, worker: lease.worker, copyOn: w.name };
+        if (straggling) this.log.info(fields, 'straggler: starting a speculative copy');
+        else this.log.warn({ ...fields, quietMs }, `no progress from ${lease.worker} on it for ${Math.round(quietMs / 1000)} s: starting a speculative copy`);
         this.speculativeCopies++;
         copies++;
         this.assign(s, w, true);

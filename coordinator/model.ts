@@ -156,6 +156,8 @@ export interface Lease {
    * undefined while it waits. The straggler rule counts from here, not from the assignment.
    */
   runningSince: number | undefined;
+  /** When its worker last reported progress on it (undefined: not yet). */
+  progressAt?: number | undefined;
   speculative: boolean;
   /**
    * Where this lease may write its outputs itself ("": it uploads them): the job's shared output

@@ -75,6 +75,12 @@ export const WORKER_TTL_MS = 5000;
 export const MAX_ATTEMPTS = 3;
 export const SUBTASK_TIMEOUT_MS = 30 * 60 * 1000;
 /**
+ * A running subtask its worker has reported no progress on for this long gets a speculative copy
+ * on an idle worker (the coordinator's --stall-ms): a worker that hangs while its heartbeats go on
+ * would otherwise hold it until SUBTASK_TIMEOUT_MS.
+ */
+export const STALL_MS = 60_000;
+/**
  * Lease-ahead: a worker queues this many assignments beyond its slots, and the coordinator uses
  * them for jobs whose subtasks all run shorter than PREFETCH_BELOW_MS (by the kind's estimate, then
  * as measured), so that a freed slot starts its next subtask at once instead of after a round trip

@@ -106,6 +106,26 @@ describe('fault tolerance', () => {
     report('straggler', { jobTotal: elapsed, slowWorkerDelay: SLOW_MS });
   });
 
+  it('a worker that took a whole job and reports nothing on it (hung, its heartbeats going on) has it copied, subtask by subtask, to a worker that comes', async () => {
+    // Stalled after 1.5 s without a progress report (60 s by default).
+    cluster = await startCluster({ workers: 0, slots: 4, coordinatorArgs: ['--stall-ms', '1500'] });
+    const hung = cluster.startWorker('hung', [], { env: { TESSERA_DIAG_DELAY_MS: '3600000' } });
+    await cluster.waitForWorkers(1);
+    const files = await blobs(3, 20_000);
+    const t0 = Date.now();
+    const job = await cluster.client.submit({ passthrough: { work_ms: 20 } }, files);
+    for (let i = 0; i < 100 && (await cluster.client.getJob(job.id)).subtasks.filter((s) => s.state === 'SUBTASK_STATE_RUNNING').length < 3; i++) await sleep(50);
+    expect((await cluster.client.getJob(job.id)).subtasks.map((s) => s.worker)).toEqual(['hung', 'hung', 'hung']);
+    // No subtask of it finishes: no straggler rule applies. Only the stall rule frees it.
+    cluster.startWorker('healthy');
+    const done = await cluster.client.wait(job.id);
+    await expectIdenticalOutputs(cluster, done, files);
+    expect(done.subtasks.map((s) => [s.worker, s.attempt])).toEqual([['healthy', 2], ['healthy', 2], ['healthy', 2]]);
+    expect(await cluster.metric('tessera_speculative_copies_total')).toBe(3);
+    expect(hung.child.exitCode).toBeNull();
+    report('stalled worker', { jobTotal: Date.now() - t0 });
+  });
+
   it('a subtask waiting in a slow worker\'s queue moves to a worker that has run out of work', async () => {
     cluster = await startCluster({ workers: 1, slots: 1 });
     const SLOW_MS = 3_600_000;

@@ -21,6 +21,7 @@ export interface CoordinatorCommandOptions extends KeepaliveFlags {
   ttlMs: number;
   maxAttempts: number;
   subtaskTimeoutMs?: number;
+  stallMs?: number;
   quarantineFailures: number;
   retentionHours?: number;
   prefetchBelowMs?: number;
@@ -58,6 +59,7 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
   atLeast(o, 'maxAttempts', 1, name);
   // Below a second every attempt would be taken back as overdue (and count toward quarantine).
   atLeast(o, 'subtaskTimeoutMs', 1000, name);
+  atLeast(o, 'stallMs', 0, name, ' (0 = never)');
   // 0 keeps finished jobs for ever; below that means nothing.
   atLeast(o, 'retentionHours', 0, name, ' (0 = keep for ever)');
   checkKeepalive(o, name);
@@ -114,7 +116,7 @@ export async function runCoordinator(o: CoordinatorCommandOptions, cmd?: Command
   const log = createLogger('coordinator', o.logLevel, o.logFormat);
   routeGrpcLogs(log);
   const { Coordinator } = await import('../../coordinator/coordinator.js');
-  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...(o.subtaskTimeoutMs !== undefined ? { subtaskTimeoutMs: o.subtaskTimeoutMs } : {}), quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), localReads: o.localReads, ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), sharedRootAllowHardlinks: o.sharedRootAllowHardlinks === true, ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), keepalive: checkKeepalive(o, name), ...security });
+  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...(o.subtaskTimeoutMs !== undefined ? { subtaskTimeoutMs: o.subtaskTimeoutMs } : {}), ...(o.stallMs !== undefined ? { stallMs: o.stallMs } : {}), quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), localReads: o.localReads, ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), sharedRootAllowHardlinks: o.sharedRootAllowHardlinks === true, ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), keepalive: checkKeepalive(o, name), ...security });
   const address = await coordinator.start();
   // Plain lines on stdout so scripts (and the test harness) learn the bound ports; the address is
   // the first word after "listening on" (LocalCluster parses it), what protects it follows.
