@@ -116,6 +116,17 @@ describe('listening', () => {
   });
 });
 
+/** The messages of the warnings among JSON log lines. */
+const warningsIn = (stderr: string): string[] =>
+  stderr.split('\n').flatMap((l) => {
+    try {
+      const line = JSON.parse(l) as { level: number; msg: string };
+      return line.level === LEVEL.warn ? [line.msg] : [];
+    } catch {
+      return [];
+    }
+  });
+
 /** Runs the CLI until it prints its listening line, then stops it; returns that line. */
 async function startsListening(args: string[]): Promise<string> {
   const started = await listening(args);
@@ -153,6 +164,35 @@ async function listening(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{
 }
 
 describe('what the operator is told', () => {
+  it("a coordinator started from a shell set up for clients does not take their TESSERA_TLS_* for its own: it reads TESSERA_SERVER_TLS_*, and warns", async () => {
+    const data = path.join(dir, 'data-env');
+    const client = { TESSERA_TLS_CA: certs.ca, TESSERA_TLS_CERT: certs.clientCert, TESSERA_TLS_KEY: certs.clientKey };
+    // Only the clients' variables: plaintext (no certificate of its own), and it says why for each.
+    const plain = await listening(['coordinator', '--listen', '127.0.0.1:0', '--http', 'off', '--data-dir', data], client);
+    await plain.stop();
+    expect(plain.line).toMatch(/\(plaintext, no tokens\)$/);
+    const warnings = warningsIn(plain.stderr());
+    expect(warnings).toEqual([
+      `TESSERA_TLS_CERT is set but not read: it is what clients and workers use; the coordinator's own setting is --tls-cert (TESSERA_SERVER_TLS_CERT, config key "tls-cert")`,
+      `TESSERA_TLS_KEY is set but not read: it is what clients and workers use; the coordinator's own setting is --tls-key (TESSERA_SERVER_TLS_KEY, config key "tls-key")`,
+      `TESSERA_TLS_CA is set but not read: it is what clients and workers use; the coordinator's own setting is --tls-ca (TESSERA_SERVER_TLS_CA, config key "tls-ca")`,
+    ]);
+    // Its own certificate from TESSERA_SERVER_TLS_*: TLS, and the clients' CA does not turn on client-certificate checks.
+    const served = await listening(['coordinator', '--listen', '127.0.0.1:0', '--http', 'off', '--data-dir', data], { ...client, TESSERA_SERVER_TLS_CERT: certs.serverCert, TESSERA_SERVER_TLS_KEY: certs.serverKey });
+    try {
+      expect(served.line).toMatch(/\(TLS, no tokens\)$/);
+      const job = await runCli(['health', '--coordinator', served.address], { env: { TESSERA_TLS_CA: certs.ca }, timeoutMs: 20_000 });
+      expect(job.code, job.stderr).toBe(0);
+    } finally {
+      await served.stop();
+    }
+    expect(warningsIn(served.stderr())).toEqual([expect.stringMatching(/^TESSERA_TLS_CA is set but not read/)]);
+    // With TESSERA_SERVER_TLS_CA too, it asks peers for certificates.
+    const checked = await listening(['coordinator', '--listen', '127.0.0.1:0', '--http', 'off', '--data-dir', data], { TESSERA_SERVER_TLS_CERT: certs.serverCert, TESSERA_SERVER_TLS_KEY: certs.serverKey, TESSERA_SERVER_TLS_CA: certs.ca });
+    await checked.stop();
+    expect(checked.line).toMatch(/\(TLS, client certificates checked when presented, no tokens\)$/);
+  });
+
   const tlsHint = (address: string): RegExp => new RegExp(`^tessera: TLS: the certificate of the coordinator at ${address.replace(/\./g, '\\.')} was not accepted: check --tls-ca / TESSERA_TLS_CA \\(or --tls / TESSERA_TLS\\) against the coordinator's certificate`);
 
   it('the CLI names TLS, not a missing coordinator, for each TLS mistake; and no DEP0123 warning', async () => {

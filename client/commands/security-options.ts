@@ -106,11 +106,32 @@ function secretOf(f: Record<string, unknown>, value: string, file: string, name:
   return { secret: readSecret({ value: f[value] as string | undefined, file: path }), name: path !== undefined ? setting(name(file), path) : name(value) };
 }
 
+/** The coordinator's TLS settings' environment variables, apart from the clients' and workers' TESSERA_TLS_*. */
+export const SERVER_TLS_ENV = { tlsCert: 'TESSERA_SERVER_TLS_CERT', tlsKey: 'TESSERA_SERVER_TLS_KEY', tlsCa: 'TESSERA_SERVER_TLS_CA' } as const;
+
+/**
+ * The clients' TLS variables set where a coordinator starts without its own setting of the same
+ * name: it does not read them. Each as a line for its log, naming what it reads instead.
+ */
+export function clientTlsVariablesIgnored(cmd: Command | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
+  const out: string[] = [];
+  for (const [attr, server] of Object.entries(SERVER_TLS_ENV)) {
+    const client = server.replace('SERVER_', '');
+    if (!env[client] || (cmd && cmd.getOptionValueSource(attr) !== undefined)) continue;
+    const flag = `--${attr.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    out.push(`${client} is set but not read: it is what clients and workers use; the coordinator's own setting is ${flag} (${server}, config key "${flag.slice(2)}")`);
+  }
+  return out;
+}
+
 /** Adds the coordinator's TLS, token and limit flags. */
 export function coordinatorSecurityOptions(c: Command): Command {
-  c.option('--tls-cert <file>', 'serve TLS with this certificate (PEM)')
-    .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
-    .option('--tls-ca <file>', 'CA that client certificates must chain to (asks every peer for one)')
+  // Their variables are the server's own (SERVER_TLS_ENV): TESSERA_TLS_* are what clients and
+  // workers trust and present, and a coordinator started from a shell set up for clients took a
+  // client's CA as the one to check its peers' certificates against.
+  c.addOption(new Option('--tls-cert <file>', 'serve TLS with this certificate (PEM)').env(SERVER_TLS_ENV.tlsCert))
+    .addOption(new Option('--tls-key <file>', 'private key of --tls-cert (PEM)').env(SERVER_TLS_ENV.tlsKey))
+    .addOption(new Option('--tls-ca <file>', 'CA that client certificates must chain to (asks every peer for one)').env(SERVER_TLS_ENV.tlsCa))
     .option('--require-worker-cert', 'workers must present a certificate signed by --tls-ca (mutual TLS)')
     .option('--insecure', 'allow plaintext on a non-loopback address (trusted networks only)')
     .option('--worker-token <token>', 'join token every worker must present (prefer the env var or a file)')
@@ -144,8 +165,7 @@ export function coordinatorSecurity(o: object, name: OptionNamer = byFlag): Pick
   checkCertKeyPair(f, name);
   if (f.requireWorkerCert && !f.tlsCa) throw new UsageError(`${name('requireWorkerCert')} needs --tls-ca (the CA that signs worker certificates)`);
   // Without a certificate the coordinator serves plaintext: every worker would be refused for want
-  // of a certificate it cannot present. (A CA alone is ignored, as before: TESSERA_TLS_CA is also
-  // the clients' variable, and may be set in a shell that starts a plaintext coordinator.)
+  // of a certificate it cannot present. (A CA alone is ignored.)
   if (f.requireWorkerCert && !f.tlsCert) throw new UsageError(`${name('requireWorkerCert')} needs --tls-cert and --tls-key: client certificates are checked only over TLS`);
   for (const attr of ['tlsCert', 'tlsKey', ...(f.tlsCert ? (['tlsCa'] as const) : [])] as const) checkReadableFile(f[attr], name(attr));
   if (f.tlsCert) checkTlsFiles(f, name, 'the coordinator certificate');

@@ -6,7 +6,7 @@ import type { LevelWithSilent } from 'pino';
 import { createLogger, type LogFormat, type Logger } from '../../shared/logger.js';
 import { coordinatorAddress, hostPortProblem } from '../../shared/config.js';
 import type { Command } from 'commander';
-import { byFlag, coordinatorSecurity, optionNamer, securitySummary, setting, workerSecurity, type OptionNamer } from './security-options.js';
+import { byFlag, clientTlsVariablesIgnored, coordinatorSecurity, optionNamer, securitySummary, setting, workerSecurity, type OptionNamer } from './security-options.js';
 import { PROTO_LOADER_OPTIONS } from '../../shared/proto.js';
 import { assertSecureDashboard, assertSecureListen, clientCredentialsFromEnv } from '../../shared/tls.js';
 import { UsageError } from './usage-error.js';
@@ -115,6 +115,7 @@ export async function runCoordinator(o: CoordinatorCommandOptions, cmd?: Command
   const security = coordinatorSecurity(o, name);
   const log = createLogger('coordinator', o.logLevel, o.logFormat);
   routeGrpcLogs(log);
+  for (const line of clientTlsVariablesIgnored(cmd)) log.warn(line);
   const { Coordinator } = await import('../../coordinator/coordinator.js');
   const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...(o.subtaskTimeoutMs !== undefined ? { subtaskTimeoutMs: o.subtaskTimeoutMs } : {}), ...(o.stallMs !== undefined ? { stallMs: o.stallMs } : {}), quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), localReads: o.localReads, ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), sharedRootAllowHardlinks: o.sharedRootAllowHardlinks === true, ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), keepalive: checkKeepalive(o, name), ...security });
   const address = await coordinator.start();
