@@ -305,7 +305,13 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       return download(jobs, req, ctx.signal);
     }),
 
-    ListWorkers: unary(log, async () => ({ workers: jobs.registry.all().map((w) => jobs.registry.toInfo(w)) })),
+    ListWorkers: unary(log, async (_req: unknown, ctx) => {
+      const workers = jobs.registry.all().map((w) => jobs.registry.toInfo(w));
+      if (access.identify(ctx.metadata).admin) return { workers };
+      // A client sees what it can run where, not where the machines are or which library versions
+      // (with their known flaws) they run: addresses and versions are for admin tokens.
+      return { workers: workers.map((w) => ({ ...w, address: '', capabilities: w.capabilities && { ...w.capabilities, ffmpeg_version: '', sharp_version: '', libvips_version: '' } })) };
+    }),
   };
 }
 

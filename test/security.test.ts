@@ -131,6 +131,24 @@ describe('tokens', () => {
     expect(viaFile.stderr).toMatch(/PERMISSION_DENIED: job .* belongs to another client/);
   });
 
+  it('a client token sees what the workers can run, not their addresses or library versions; an admin sees all', async () => {
+    const asAlice = await as(ALICE).listWorkers();
+    const asRoot = await as(ROOT).listWorkers();
+    expect(asAlice.map((w) => w.name).sort()).toEqual(asRoot.map((w) => w.name).sort());
+    expect(asAlice.length).toBeGreaterThan(0);
+    for (const w of asRoot) {
+      expect(w.address).toContain('127.0.0.1:');
+      expect(w.capabilities?.libvips_version).toMatch(/^\d+\.\d+/);
+      expect(w.capabilities?.ffmpeg_version).not.toBe('');
+    }
+    for (const w of asAlice) {
+      expect([w.address, w.capabilities?.ffmpeg_version, w.capabilities?.sharp_version, w.capabilities?.libvips_version]).toEqual(['', '', '', '']);
+      expect(w.capabilities?.kinds).toEqual(expect.arrayContaining(['image', 'video', 'passthrough']));
+      expect(w.capabilities?.encoders).toContain('libx264');
+      expect(w.slots).toBe(1);
+    }
+  });
+
   it('a client may have at most --max-jobs-per-client unfinished jobs (RESOURCE_EXHAUSTED naming the limit)', async () => {
     const bob = as(BOB);
     const slow = await Promise.all([0, 1].map(() => bob.submit({ passthrough: { subtasks: 1, work_ms: 20_000 } }, [])));
