@@ -61,11 +61,15 @@ describe('the dashboard with client tokens', () => {
     const access = await get('/access', { authorization: `Bearer ${ADMIN}` });
     expect(access.status).toBe(204);
     // The page's token goes into a cookie no script of the page can read, that expires.
-    expect(access.headers.get('set-cookie')).toBe(`tessera_token=${encodeURIComponent(ADMIN)}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200`);
-    expect((await get('/access', { cookie: `tessera_token=${encodeURIComponent(ADMIN)}` })).headers.get('set-cookie')).toBeNull();
-    expect((await get('/api/workers', { cookie: `other=1; tessera_token=${encodeURIComponent(ADMIN)}` })).status).toBe(200);
+    // Named after its port: a browser sends it to every port of the host, and another
+    // coordinator on this machine must not be handed it (nor take another's for its own).
+    const name = `tessera_token_${coordinator.httpAddress.split(':').at(-1)}`;
+    expect(access.headers.get('set-cookie')).toBe(`${name}=${encodeURIComponent(ADMIN)}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200`);
+    expect((await get('/access', { cookie: `${name}=${encodeURIComponent(ADMIN)}` })).headers.get('set-cookie')).toBeNull();
+    expect((await get('/api/workers', { cookie: `other=1; ${name}=${encodeURIComponent(ADMIN)}` })).status).toBe(200);
+    expect((await get('/api/workers', { cookie: `tessera_token_1=${encodeURIComponent(ADMIN)}; tessera_token=${encodeURIComponent(ADMIN)}` })).status).toBe(401);
     // A cookie that does not decode is a wrong token, not a server error.
-    expect((await get('/api/jobs', { cookie: 'tessera_token=%E0%A4%A' })).status).toBe(401);
+    expect((await get('/api/jobs', { cookie: `${name}=%E0%A4%A` })).status).toBe(401);
     // The live stream too (read no further than its status).
     const events = await get('/events');
     expect(events.status).toBe(401);
@@ -93,7 +97,7 @@ describe('the dashboard page in a browser', () => {
         "That client token is not an admin token; the dashboard needs one to show every client's jobs:",
       ]);
       expect(await browser.page.evaluate('document.cookie')).not.toContain('tessera_token');
-      const [cookie] = (await browser.context.cookies()).filter((c) => c.name === 'tessera_token');
+      const [cookie] = (await browser.context.cookies()).filter((c) => c.name === `tessera_token_${coordinator.httpAddress.split(':').at(-1)}`);
       expect(cookie).toMatchObject({ value: encodeURIComponent(ADMIN), httpOnly: true, sameSite: 'Strict' });
       expect(cookie!.expires).toBeGreaterThan(Date.now() / 1000 + 11 * 3600);
     } finally {

@@ -35,13 +35,21 @@ export interface HttpServerOptions {
 /** How long the dashboard's cookie keeps an admin token. */
 const ACCESS_COOKIE_SECONDS = 12 * 3600;
 
+/**
+ * The dashboard's cookie, named after the port it is served on: a browser sends a host's cookies
+ * to every port of it, and another coordinator (another cluster) on the same machine would
+ * otherwise be handed this one's admin token.
+ */
+const cookieName = (req: IncomingMessage): string => `tessera_token_${req.socket.localPort}`;
+
 /** The token of an HTTP request: its bearer header, else the dashboard's cookie. */
 function requestToken(req: IncomingMessage): string | undefined {
   const auth = req.headers.authorization;
   if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
+  const name = cookieName(req);
   for (const part of (req.headers.cookie ?? '').split(';')) {
     const [k, ...v] = part.trim().split('=');
-    if (k !== 'tessera_token') continue;
+    if (k !== name) continue;
     // A cookie that does not decode is no token (a 401 like any wrong one), not a server error.
     try {
       return decodeURIComponent(v.join('='));
@@ -142,7 +150,7 @@ export class CoordinatorHttpServer {
         // The page asks once whether it may see the jobs (401 above when it needs a token). A token
         // it shows as a bearer is kept in a cookie no script can read, for its later requests.
         if (access && req.headers.authorization?.startsWith('Bearer ')) {
-          res.setHeader('set-cookie', `tessera_token=${encodeURIComponent(req.headers.authorization.slice(7).trim())}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${ACCESS_COOKIE_SECONDS}`);
+          res.setHeader('set-cookie', `${cookieName(req)}=${encodeURIComponent(req.headers.authorization.slice(7).trim())}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${ACCESS_COOKIE_SECONDS}`);
         }
         res.writeHead(204);
         res.end();
