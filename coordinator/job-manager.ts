@@ -180,6 +180,8 @@ export class JobManager {
   /** Counters for metrics. */
   leaseExpiries = 0;
   speculativeCopies = 0;
+  /** Of those, the copies of subtasks whose worker reported no progress for --stall-ms (see `speculate`). */
+  stalledCopies = 0;
   /** Queued assignments moved to an idle worker before they started (see `moveQueued`). */
   queuedMoved = 0;
   /** Bytes of subtask inputs streamed to workers (FetchTaskInput); inputs read in place add none. */
@@ -1632,7 +1634,10 @@ export class JobManager {
         if (!w) continue;
         const fields = { job: s.jobId, subtask: s.id, runningMs: elapsed, expectedMs: Math.round(expected), progress: s.progress, worker: lease.worker, copyOn: w.name };
         if (straggling) this.log.info(fields, 'straggler: starting a speculative copy');
-        else this.log.warn({ ...fields, quietMs }, `no progress from ${lease.worker} on it for ${Math.round(quietMs / 1000)} s: starting a speculative copy`);
+        else {
+          this.log.warn({ ...fields, quietMs }, `no progress from ${lease.worker} on it for ${Math.round(quietMs / 1000)} s: starting a speculative copy`);
+          this.stalledCopies++;
+        }
         this.speculativeCopies++;
         copies++;
         this.assign(s, w, true);

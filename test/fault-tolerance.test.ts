@@ -122,6 +122,7 @@ describe('fault tolerance', () => {
     await expectIdenticalOutputs(cluster, done, files);
     expect(done.subtasks.map((s) => [s.worker, s.attempt])).toEqual([['healthy', 2], ['healthy', 2], ['healthy', 2]]);
     expect(await cluster.metric('tessera_speculative_copies_total')).toBe(3);
+    expect(await cluster.metric('tessera_stalled_copies_total')).toBe(3);
     expect(hung.child.exitCode).toBeNull();
     report('stalled worker', { jobTotal: Date.now() - t0 });
   });

@@ -142,7 +142,8 @@ export class CoordinatorMetrics {
     // The job manager counts these itself: a lease taken back while another copy of the subtask
     // keeps running emits no event, so the events alone would undercount; bytes served have none.
     const counted: [string, string, () => number][] = [
-      ['tessera_speculative_copies_total', 'Speculative copies of straggling subtasks started', () => m.speculativeCopies],
+      ['tessera_speculative_copies_total', 'Speculative copies of straggling or stalled subtasks started', () => m.speculativeCopies],
+      ['tessera_stalled_copies_total', 'Of the speculative copies, those of subtasks whose worker had reported no progress on them for --stall-ms (a worker that hangs while its heartbeats go on)', () => m.stalledCopies],
       ['tessera_queued_subtasks_moved_total', 'Assignments taken from a worker\'s prefetch queue before they started and given to an idle worker (end of a job of short subtasks)', () => m.queuedMoved],
       ['tessera_lease_expiries_total', 'Leases taken back from a worker that was lost, unreachable or draining past its grace', () => m.leaseExpiries],
       ['tessera_task_input_bytes_served_total', 'Bytes of subtask inputs streamed to workers (inputs a worker reads in place, from shared storage or the spool, add none)', () => m.inputBytesServed],
