@@ -1020,7 +1020,17 @@ export class JobManager {
     if (r.ok) {
       w.done++;
       // First valid result wins: the other copy (if any) is cancelled.
-      for (const other of s.leases) this.revokeLease(s, other, 'a copy of this subtask finished first');
+      for (const other of s.leases) {
+        // A lease its worker said nothing more about once it was found stalled counts as that
+        // worker's failure (as Hadoop counts a task silent past its timeout): one that keeps taking
+        // work and not doing it is quarantined, not handed every job's subtasks to hold.
+        const holder = other.stalledAt !== undefined && !((other.progressAt ?? 0) > other.stalledAt) ? this.registry.get(other.workerId) : undefined;
+        if (holder) {
+          this.log.warn({ job: s.jobId, subtask: s.id, worker: holder.name, finishedBy: w.name }, 'a copy finished a subtask its worker had stalled on: counted as its failure');
+          this.noteWorkerFailure(holder, active.record.kind);
+        }
+        this.revokeLease(s, other, 'a copy of this subtask finished first');
+      }
       s.leases = [];
       // The worker's own figure leaves out the time the assignment waited in its prefetch queue.
       s.durationMs = r.runMs !== undefined && r.runMs > 0 ? r.runMs : Date.now() - lease.startedAt;
@@ -1636,6 +1646,7 @@ export class JobManager {
         if (straggling) this.log.info(fields, 'straggler: starting a speculative copy');
         else {
           this.log.warn({ ...fields, quietMs }, `no progress from ${lease.worker} on it for ${Math.round(quietMs / 1000)} s: starting a speculative copy`);
+          lease.stalledAt = Date.now();
           this.stalledCopies++;
         }
         this.speculativeCopies++;

@@ -158,6 +158,8 @@ export interface Lease {
   runningSince: number | undefined;
   /** When its worker last reported progress on it (undefined: not yet). */
   progressAt?: number | undefined;
+  /** When it was found stalled (no progress for --stall-ms) and a copy of it started. */
+  stalledAt?: number | undefined;
   speculative: boolean;
   /**
    * Where this lease may write its outputs itself ("": it uploads them): the job's shared output
