@@ -4,6 +4,11 @@
  * coordinator takes it for lost every few seconds (default TTL 5 s), takes its subtask back and the
  * job fails with "worker lost". Coordinator, worker and client each in their own network
  * namespace; real TCP between them. Needs CAP_NET_ADMIN and tc.
+ *
+ * The coordinator runs with a 2 s TTL (heartbeats every 250 ms) instead of the default 5 s, and
+ * the payload is sized to the TTL: each way takes about 3 TTLs at 1 Mbit/s, as 1.5 MiB did
+ * against 5 s, so a heartbeat that waited behind the bytes would still be late several times over
+ * (the FIFO at the bottleneck delays any packet at most 400 ms).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -37,11 +42,11 @@ describe('a worker on a slow link', () => {
     const [c, w, cl] = lab!.hosts as [Host, Host, Host];
     const grpcAddr = `${c.address}:7700`;
     // The hosts share this machine's files: the worker must not read and write the spool in place.
-    await processes.start(c, ['coordinator', '--listen', grpcAddr, '--http', `${c.address}:7780`, '--insecure', '--no-local-reads', '--data-dir', path.join(dir, 'data')], /dashboard on http:\/\/\S+/);
+    await processes.start(c, ['coordinator', '--listen', grpcAddr, '--http', `${c.address}:7780`, '--insecure', '--no-local-reads', '--heartbeat-ms', '250', '--ttl-ms', '2000', '--data-dir', path.join(dir, 'data')], /dashboard on http:\/\/\S+/);
     await processes.start(w, ['worker', '--coordinator', grpcAddr, '--name', 'far', '--slots', '1'], /connecting to/);
     await lab!.limitRate(w, '1mbit');
-    // 1.5 MiB down to the worker and the same back up: about 13 s each way at 1 Mbit/s.
-    const data = randomBytes(1.5 * 2 ** 20);
+    // 0.75 MiB down to the worker and the same back up: about 6.5 s each way at 1 Mbit/s, 3 TTLs.
+    const data = randomBytes(0.75 * 2 ** 20);
     const src = path.join(dir, 'payload.bin');
     await writeFile(src, data);
     const out = path.join(dir, 'out');
