@@ -121,6 +121,17 @@ const clientClosed = (): TesseraError => new TesseraError(grpc.status.CANCELLED,
 export const TERMINAL_STATES = new Set(['JOB_STATE_SUCCEEDED', 'JOB_STATE_PARTIALLY_SUCCEEDED', 'JOB_STATE_FAILED', 'JOB_STATE_CANCELLED']);
 
 /**
+ * Test knob, not a setting: TESSERA_TEST_UNARY_DEADLINE_MS (a positive whole number of ms) replaces
+ * the 15 s default deadline of unary calls ({@link UNARY_DEADLINE_MS}) for clients that set none,
+ * so that a test of what happens at that deadline (the CLI against something that never answers)
+ * need not wait 15 s. Unset (as everywhere but in the tests), the default stands.
+ */
+function testUnaryDeadlineMs(): number | undefined {
+  const v = process.env['TESSERA_TEST_UNARY_DEADLINE_MS'];
+  return v && /^[1-9]\d*$/.test(v) ? Number(v) : undefined;
+}
+
+/**
  * A client of one coordinator.
  *
  * Errors: every method rejects with an error whose numeric `code` is a gRPC status
@@ -153,7 +164,7 @@ export class TesseraClient {
     this.client = new JobService(this.address, opts.credentials ?? clientCredentialsFromEnv(), clientChannelOptions(keepaliveOf(opts.keepalive)));
     // Read once: the token may come from a file (TESSERA_TOKEN_FILE).
     this.token = opts.token ?? clientTokenFromEnv();
-    this.deadlineMs = opts.deadlineMs ?? UNARY_DEADLINE_MS;
+    this.deadlineMs = opts.deadlineMs ?? testUnaryDeadlineMs() ?? UNARY_DEADLINE_MS;
   }
 
   private md(): grpc.Metadata {
