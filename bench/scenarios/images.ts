@@ -127,15 +127,24 @@ interface ClusterRun {
   checks: Record<string, boolean>;
 }
 
-/** One cluster run over `files` in `mode`: coordinator and workers started for it, stopped after. */
-async function runCluster(ctx: BenchContext, files: string[], mode: Mode): Promise<ClusterRun> {
+/** A cluster for `files` (2 workers x 1 slot); with `sharedOutputRoot`, the photos' folder is its shared root and that folder its shared-output root. */
+function startCluster(files: string[], sharedOutputRoot?: string): Promise<LocalCluster> {
+  // The photos beyond the distinct ones are hard links to them (see photoCache), made on purpose.
+  const roots = sharedOutputRoot ? ['--shared-root', path.dirname(files[0]!), '--shared-root-allow-hardlinks', '--shared-output-root', sharedOutputRoot] : [];
+  return new LocalCluster({ workers: WORKERS, slots: SLOTS, coordinatorArgs: roots }).start();
+}
+
+/**
+ * One cluster run over `files` in `mode`: coordinator and workers started for it, stopped after;
+ * or, given `reuse` (the smoke run: three cluster starts were most of its time), on that cluster,
+ * started with the shared roots and left running.
+ */
+async function runCluster(ctx: BenchContext, files: string[], mode: Mode, reuse?: { cluster: LocalCluster; outRoot: string }): Promise<ClusterRun> {
   const count = files.length;
   const shared = mode !== 'images-upload';
-  ctx.log(`cluster, ${MODES[mode]}: coordinator + ${WORKERS} workers x ${SLOTS} slot`);
-  const outDir = await mkdtemp(path.join(ctx.workDir, `cluster-${mode}-`));
-  // The photos beyond the distinct ones are hard links to them (see photoCache), made on purpose.
-  const roots = shared ? ['--shared-root', path.dirname(files[0]!), '--shared-root-allow-hardlinks', '--shared-output-root', outDir] : [];
-  const cluster = await new LocalCluster({ workers: WORKERS, slots: SLOTS, coordinatorArgs: roots }).start();
+  ctx.log(`cluster, ${MODES[mode]}: coordinator + ${WORKERS} workers x ${SLOTS} slot${reuse ? ' (the one cluster of the smoke run)' : ''}`);
+  const outDir = await mkdtemp(path.join(reuse?.outRoot ?? ctx.workDir, `cluster-${mode}-`));
+  const cluster = reuse?.cluster ?? (await startCluster(files, shared ? outDir : undefined));
   try {
     const cpu0 = await machineCpu();
     const t0 = performance.now();
@@ -179,7 +188,7 @@ async function runCluster(ctx: BenchContext, files: string[], mode: Mode): Promi
     ctx.log(`cluster (${MODES[mode]}) ${seconds.toFixed(2)} s; the machine busy ${run.busyCpuS.toFixed(1)} CPU-s, idle ${run.idleCpuS.toFixed(1)} CPU-s`);
     return run;
   } finally {
-    await cluster.stop();
+    if (!reuse) await cluster.stop();
   }
 }
 
@@ -250,15 +259,23 @@ export const imagesScenario: MultiBenchScenario = {
     // by 10-20% over minutes, and a pair close in time sees the same machine.
     // Two rounds: a third added 66 s to a bench that must finish within 15 minutes on a slow host.
     const rounds = ctx.smoke ? 1 : 2;
-    const bases: SingleRun[] = [];
-    const headline: ClusterRun[] = [];
-    for (let i = 0; i < rounds; i++) {
-      bases.push(await runSingleProcess(files, path.join(ctx.workDir, `single-${i + 1}`), WORKERS * SLOTS, threads));
-      ctx.log(`one process ${bases[i]!.seconds.toFixed(2)} s; the machine busy ${bases[i]!.busyCpuS.toFixed(1)} CPU-s`);
-      headline.push(await runCluster(ctx, files, 'images'));
+    // The smoke run measures nothing: its three modes share one cluster (each its own job and
+    // output folder, under the one shared-output root). The bench starts a fresh one per run.
+    const outRoot = ctx.smoke ? await mkdtemp(path.join(ctx.workDir, 'cluster-outputs-')) : undefined;
+    const reuse = outRoot ? { cluster: await startCluster(files, outRoot), outRoot } : undefined;
+    try {
+      const bases: SingleRun[] = [];
+      const headline: ClusterRun[] = [];
+      for (let i = 0; i < rounds; i++) {
+        bases.push(await runSingleProcess(files, path.join(ctx.workDir, `single-${i + 1}`), WORKERS * SLOTS, threads));
+        ctx.log(`one process ${bases[i]!.seconds.toFixed(2)} s; the machine busy ${bases[i]!.busyCpuS.toFixed(1)} CPU-s`);
+        headline.push(await runCluster(ctx, files, 'images', reuse));
+      }
+      const download = await runCluster(ctx, files, 'images-download', reuse);
+      const upload = await runCluster(ctx, files, 'images-upload', reuse);
+      return [row('images', inputs, count, bases, headline), row('images-download', inputs, count, bases, [download]), row('images-upload', inputs, count, bases, [upload])];
+    } finally {
+      await reuse?.cluster.stop();
     }
-    const download = await runCluster(ctx, files, 'images-download');
-    const upload = await runCluster(ctx, files, 'images-upload');
-    return [row('images', inputs, count, bases, headline), row('images-download', inputs, count, bases, [download]), row('images-upload', inputs, count, bases, [upload])];
   },
 };
