@@ -38,7 +38,7 @@ export const audioScenario: BenchScenario = {
   description: '60 min speech-like FLAC -> -16 LUFS MP3: segmented analysis + one encode on coordinator + 2 workers vs ffmpeg two-pass loudnorm',
   command: 'npm run bench -- audio',
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const seconds = ctx.smoke ? 20 : 3600;
+    const seconds = ctx.smoke ? 12 : 3600;
     const src = await cachedInput(ctx, `talk-${seconds}s-v1.flac`, `${seconds} s speech-like stereo FLAC at ${RATE} Hz`, (file) => makeSource(file, seconds));
 
     ctx.log('ffmpeg two-pass loudnorm (linear) -> mp3 128k');
@@ -50,8 +50,8 @@ export const audioScenario: BenchScenario = {
     ctx.log('cluster: coordinator + 2 workers x 1 slot');
     const cluster = await new LocalCluster({ workers: 2, slots: 1 }).start();
     try {
-      // The smoke run uses 5 s segments so that the segmented path is exercised on a 20 s file.
-      const raw = { codec: 'mp3', bitrate: '128k', normalize: true, loudness: TARGET, true_peak: TRUE_PEAK, segment_seconds: ctx.smoke ? 5 : 0 };
+      // The smoke run uses 3 s segments so that the segmented path is exercised (4 segments) on a 12 s file.
+      const raw = { codec: 'mp3', bitrate: '128k', normalize: true, loudness: TARGET, true_peak: TRUE_PEAK, segment_seconds: ctx.smoke ? 3 : 0 };
       const t0 = performance.now();
       const job = await cluster.client.submit({ label: 'bench audio', audio: raw }, [src]);
       const done = await cluster.client.wait(job.id);
