@@ -331,7 +331,8 @@ describe('resumable download', () => {
 
   it("a finished job's download cut by a coordinator restart says so once, and resumes when it is back", async () => {
     cluster = await startCluster({ workers: 1, slots: 1 });
-    const files = await blobs(1, 200 * 2 ** 20);
+    // 64 MiB: the download takes a few hundred ms at least, and it is cut within ms of its first bytes.
+    const files = await blobs(1, 64 * 2 ** 20);
     const job = await cluster.client.wait((await cluster.client.submit({ passthrough: {} }, files)).id);
     const out = path.join(dir, 'cut');
     const notes: string[] = [];
