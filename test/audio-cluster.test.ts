@@ -8,7 +8,7 @@ import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { ffmpegBinaries, ffmpegInfo, runFfmpeg } from '../shared/ffmpeg.js';
 import { validateAudioParams } from '../shared/kinds/audio-params.js';
 import { encoderArgs, stageAChain, stageBChain } from '../shared/media/audio-filters.js';
@@ -19,19 +19,24 @@ import { decodedMd5, decodeFloat, ebur128, generateAudio } from './helpers/audio
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 
 let dir: string;
-let cluster: TestCluster | undefined;
+// One cluster (2 workers x 1 slot) for every test: each submits its own jobs and looks only at
+// them, so the three starts each test made of the same cluster were time spent for nothing.
+let cluster: TestCluster;
+beforeAll(async () => {
+  cluster = await startCluster({ workers: 2, slots: 1 });
+});
+afterAll(async () => {
+  await cluster?.stop();
+});
 beforeEach(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-audio-cluster-'));
 });
 afterEach(async () => {
-  await cluster?.stop();
-  cluster = undefined;
   await rm(dir, { recursive: true, force: true });
 });
 
 describe('audio on a cluster of two workers', () => {
   test('a long 5.1 file is segmented over both workers; flac output equals one ffmpeg run; loudness matches ebur128', async () => {
-    cluster = await startCluster({ workers: 2, slots: 1 });
     const src = await generateAudio(path.join(dir, 'lecture.wav'), { source: 'speech', seconds: 16, rate: 44100, layout: '5.1', ext: 'wav', amplitude: 0.08 });
     const raw = { codec: 'flac', channels: 2, fade_in: 1, fade_out: 2, normalize: true, loudness: -18, segment_seconds: 4 };
     const job = await cluster.client.submit({ audio: raw }, [src]);
@@ -62,7 +67,6 @@ describe('audio on a cluster of two workers', () => {
   });
 
   test('CLI batch: files spread over workers as mp3 with waveforms; a non-media file and a file without audio fail alone', async () => {
-    cluster = await startCluster({ workers: 2, slots: 1 });
     const inputs = [
       await generateAudio(path.join(dir, 'a.flac'), { source: 'speech', seconds: 12, rate: 48000, layout: 'stereo', ext: 'flac' }),
       await generateAudio(path.join(dir, 'b.wav'), { source: 'sine', seconds: 8, rate: 44100, layout: 'mono', ext: 'wav' }),
@@ -95,7 +99,6 @@ describe('audio on a cluster of two workers', () => {
   });
 
   test('CLI: a WAV written to a pipe is converted in full; a file too short to normalise fails alone, named; bad trim and true-peak settings are refused', async () => {
-    cluster = await startCluster({ workers: 2, slots: 1 });
     // `ffmpeg ... -f wav - > piped.wav`: RIFF and data sizes 0xFFFFFFFF; 3.3 s, not a whole number of demuxer packets.
     const piped = path.join(dir, 'piped.wav');
     const fd = openSync(piped, 'w');
