@@ -177,6 +177,10 @@ describe('what the operator is told', () => {
       `TESSERA_TLS_KEY is set but not read: it is what clients and workers use; the coordinator's own setting is --tls-key (TESSERA_SERVER_TLS_KEY, config key "tls-key")`,
       `TESSERA_TLS_CA is set but not read: it is what clients and workers use; the coordinator's own setting is --tls-ca (TESSERA_SERVER_TLS_CA, config key "tls-ca")`,
     ]);
+    // Off loopback it refuses to serve plaintext, and says where its own certificate goes.
+    const refused = await runCli(['coordinator', '--listen', '0.0.0.0:0', '--http', 'off', '--data-dir', data], { env: client, timeoutMs: 20_000 });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/refusing to listen on 0\.0\.0\.0:0 without TLS.*\(TESSERA_TLS_CERT is set, but it is what clients and workers present: the coordinator reads TESSERA_SERVER_TLS_CERT and TESSERA_SERVER_TLS_KEY\)/s);
     // Its own certificate from TESSERA_SERVER_TLS_*: TLS, and the clients' CA does not turn on client-certificate checks.
     const served = await listening(['coordinator', '--listen', '127.0.0.1:0', '--http', 'off', '--data-dir', data], { ...client, TESSERA_SERVER_TLS_CERT: certs.serverCert, TESSERA_SERVER_TLS_KEY: certs.serverKey });
     try {

@@ -72,7 +72,9 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
     assertSecureListen(o.listen, Boolean(o.tlsCert), Boolean(o.insecure));
     assertSecureDashboard(o.http, Boolean(o.insecure));
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    // A certificate given the clients' way is not the coordinator's: say where it goes.
+    const hint = !o.tlsCert && process.env['TESSERA_TLS_CERT'] ? ' (TESSERA_TLS_CERT is set, but it is what clients and workers present: the coordinator reads TESSERA_SERVER_TLS_CERT and TESSERA_SERVER_TLS_KEY)' : '';
+    throw new UsageError(`${(err as Error).message}${hint}`);
   }
 }
 
