@@ -557,6 +557,8 @@ describe('the stall rule', () => {
     // stay a tenth of running work, at least one), on the idle worker.
     manager.speculate(reported + 59_950);
     expect(assignmentsIn(copies).map((a) => [a.subtask_id, a.attempt])).toEqual([[held[1], 2]]);
+    // The worker is now the scheduler's last choice (see scheduler.test.ts), until it reports again.
+    expect(worker.stalledSince).toBeGreaterThan(0);
     // The copy's result wins and the stalled attempt is cancelled, counted as its worker's failure
     // (towards its quarantine); the next stalled one gets its copy.
     manager.onResult(w2, { subtaskId: held[1]!, attempt: 2, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
@@ -567,6 +569,7 @@ describe('the stall rule', () => {
     // This one its worker takes up again after the copy started: slow, not stalled, and not a failure.
     await sleep(5);
     manager.onProgress(worker, held[2]!, 1, 0.5, '');
+    expect(worker.stalledSince).toBe(0);
     manager.onResult(w2, { subtaskId: held[2]!, attempt: 2, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
     expect(cancels().map((c) => c.subtask_id)).toEqual([held[1], held[2]]);
     expect(worker.recentFailures).toHaveLength(1);

@@ -980,6 +980,7 @@ export class JobManager {
     if (!s) return;
     const lease = s.leases.find((l) => l.attempt === attempt && l.workerId === w.id);
     if (lease) lease.progressAt = Date.now();
+    w.stalledSince = 0;
     s.progress = Math.max(0, Math.min(1, fraction));
     const active = this.active.get(s.jobId);
     if (active) this.events.progress(active.record, s, jobProgress(active.record, active.subtasks), message);
@@ -1006,6 +1007,8 @@ export class JobManager {
     if (this.stopping) return;
     const s = this.leaseIsCurrent(r.subtaskId, r.attempt, w.id);
     this.endLease(w, r.subtaskId, r.attempt);
+    // It reports: whatever it held up, it is working.
+    w.stalledSince = 0;
     if (!s) {
       // Routine for an attempt the coordinator itself took back (the worker finished it before the
       // cancel arrived); a sign of trouble for one it lost (the worker was taken for lost).
@@ -1640,13 +1643,16 @@ export class JobManager {
         const straggling = late && elapsed > Math.max(1.5 * expected, 200) && !(s.progress > 0.05 && (elapsed * (1 - s.progress)) / s.progress < expected);
         const stalled = stallMs > 0 && quietMs > Math.max(stallMs, expected > 0 ? 4 * expected : 0);
         if (!straggling && !stalled) continue;
-        const w = idle.find((x) => x.id !== lease.workerId && x.leases.size < x.slots && canRun(x, s, active.record.kind));
+        // Not onto a worker itself found stalled: the copy would wait there as the original does.
+        const w = idle.find((x) => x.id !== lease.workerId && !(x.stalledSince > 0) && x.leases.size < x.slots && canRun(x, s, active.record.kind));
         if (!w) continue;
         const fields = { job: s.jobId, subtask: s.id, runningMs: elapsed, expectedMs: Math.round(expected), progress: s.progress, worker: lease.worker, copyOn: w.name };
         if (straggling) this.log.info(fields, 'straggler: starting a speculative copy');
         else {
           this.log.warn({ ...fields, quietMs }, `no progress from ${lease.worker} on it for ${Math.round(quietMs / 1000)} s: starting a speculative copy`);
           lease.stalledAt = Date.now();
+          const holder = this.registry.get(lease.workerId);
+          if (holder && !(holder.stalledSince > 0)) holder.stalledSince = lease.stalledAt;
           this.stalledCopies++;
         }
         this.speculativeCopies++;

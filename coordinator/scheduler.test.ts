@@ -44,6 +44,20 @@ describe('Scheduler', () => {
     expect(new Set(spread.map((a) => a.worker)).size).toBe(500);
   });
 
+  it('gives a worker holding a stalled attempt work only when no other worker that can run it has room', () => {
+    const s = new Scheduler();
+    s.addJob('a', 'image', 0, 1);
+    s.enqueue(Array.from({ length: 4 }, (_, i) => subtask('a', i)));
+    // The most room of all, from a worker that takes work and never does it.
+    const hoarder = Object.assign(worker('hoarder', 64), { stalledSince: Date.now() });
+    const small = worker('small', 2);
+    expect(s.dispatch([hoarder, small], Date.now(), canRun).map((a) => a.worker.name)).toEqual(['small', 'small', 'hoarder', 'hoarder']);
+    // Once it reports again, it is like any other.
+    hoarder.stalledSince = 0;
+    s.enqueue([subtask('a', 4)]);
+    expect(s.dispatch([hoarder, worker('other', 2)], Date.now(), canRun).map((a) => a.worker.name)).toEqual(['hoarder']);
+  });
+
   it('is fair across jobs of the same priority and serves higher priority first', () => {
     const s = new Scheduler();
     s.addJob('old', 'image', 0, 1);

@@ -224,13 +224,23 @@ class CreditBook {
     if (c > this.top) this.top = c;
   }
 
-  /** The worker with the most credit that `fits`; among equals, the one that got there first. */
+  /**
+   * The worker with the most credit that `fits`; among equals, the one that got there first. A
+   * worker holding a stalled attempt (`stalledSince`) comes after every other that fits, whatever
+   * its credit: one that takes work and never does it has the most room of all.
+   */
   most(fits: (w: WorkerSession) => boolean): WorkerSession | undefined {
+    let stalled: WorkerSession | undefined;
     for (let c = this.top; c > 0; c--) {
       const bucket = this.byCredit[c];
-      if (bucket) for (const w of bucket) if (fits(w)) return w;
+      if (!bucket) continue;
+      for (const w of bucket) {
+        if (w.stalledSince > 0) {
+          if (!stalled && fits(w)) stalled = w;
+        } else if (fits(w)) return w;
+      }
     }
-    return undefined;
+    return stalled;
   }
 
   /** One unit of `w`'s credit is used. */

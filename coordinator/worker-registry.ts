@@ -45,6 +45,12 @@ export interface WorkerSession {
   /** Times of recent failures, for quarantine. */
   recentFailures: number[];
   quarantinedUntil: number;
+  /**
+   * Since when it has held an attempt found stalled (no progress for --stall-ms), with no report
+   * from it on any attempt since; 0: none. The scheduler gives it work only when no other worker
+   * that can take it has room.
+   */
+  stalledSince: number;
   /** The worker said it is draining (a planned stop): what its end cuts short is no failure of the work. */
   drainRequested: boolean;
   lostAt: number;
@@ -81,6 +87,7 @@ export function newWorkerSession(r: Pick<WorkerSession, 'id' | 'name' | 'instanc
     failed: 0,
     recentFailures: [],
     quarantinedUntil: 0,
+    stalledSince: 0,
     drainRequested: false,
     lostAt: 0,
     foreignSharedDirs: new Set(),
