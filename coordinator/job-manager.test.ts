@@ -578,6 +578,30 @@ describe('the stall rule', () => {
   });
 });
 
+describe('the stall rule and the prefetch queue', () => {
+  it("gives back what waits in a stalled worker's prefetch queue, to run on another worker", async () => {
+    const { manager, registry, store, assigned, cancels } = setup(undefined, 1, 1);
+    const job = manager.newJob({ ...spec, passthrough: { subtasks: 2, work_ms: 10, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length === 2, 'one subtask running and one queued behind it');
+    const [running, queued] = assigned();
+    const copies: CoordinatorMessage[] = [];
+    const w2 = secondWorker(registry, copies);
+    // A minute without a word on the running one: it is copied, and the queued one, which the
+    // stuck worker would never start, goes back to the queue.
+    manager.speculate(Date.now() + 61_000);
+    expect(assignmentsIn(copies).map((a) => a.subtask_id)).toEqual([running!.subtask_id]);
+    expect(cancels().map((c) => c.subtask_id)).toEqual([queued!.subtask_id]);
+    expect(manager.subtasksOf(job.id).find((s) => s.id === queued!.subtask_id)!.state).toBe('pending');
+    // The copy's result frees the other worker, which takes it (the stalled one, free too, comes last).
+    manager.onResult(w2, { subtaskId: running!.subtask_id!, attempt: 2, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
+    await until(() => assignmentsIn(copies).length === 2, 'the queued subtask on the other worker');
+    expect(assignmentsIn(copies)[1]!.subtask_id).toBe(queued!.subtask_id);
+    manager.close();
+    store.close();
+  });
+});
+
 describe('lease-ahead (prefetch)', () => {
   const job = (workMs: number) => ({ ...spec, passthrough: { subtasks: 6, work_ms: workMs, fail_first_attempts: 0 } }) as unknown as JobSpec__Output;
 

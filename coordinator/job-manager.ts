@@ -1652,7 +1652,11 @@ export class JobManager {
           this.log.warn({ ...fields, quietMs }, `no progress from ${lease.worker} on it for ${Math.round(quietMs / 1000)} s: starting a speculative copy`);
           lease.stalledAt = Date.now();
           const holder = this.registry.get(lease.workerId);
-          if (holder && !(holder.stalledSince > 0)) holder.stalledSince = lease.stalledAt;
+          if (holder && !(holder.stalledSince > 0)) {
+            holder.stalledSince = lease.stalledAt;
+            // A worker stuck on what it runs will not start what waits in its prefetch queue.
+            this.takeBackWaiting(holder, `${holder.name} has reported no progress on a subtask for ${Math.round(quietMs / 1000)} s`);
+          }
           this.stalledCopies++;
         }
         this.speculativeCopies++;
