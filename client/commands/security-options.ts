@@ -118,7 +118,7 @@ export function clientTlsVariablesIgnored(cmd: Command | undefined, env: NodeJS.
   for (const [attr, server] of Object.entries(SERVER_TLS_ENV)) {
     const client = server.replace('SERVER_', '');
     if (!env[client] || (cmd && cmd.getOptionValueSource(attr) !== undefined)) continue;
-    const flag = `--${attr.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    const flag = byFlag(attr);
     out.push(`${client} is set but not read: it is what clients and workers use; the coordinator's own setting is ${flag} (${server}, config key "${flag.slice(2)}")`);
   }
   return out;

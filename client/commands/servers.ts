@@ -6,7 +6,7 @@ import type { LevelWithSilent } from 'pino';
 import { createLogger, type LogFormat, type Logger } from '../../shared/logger.js';
 import { coordinatorAddress, hostPortProblem } from '../../shared/config.js';
 import type { Command } from 'commander';
-import { byFlag, clientTlsVariablesIgnored, coordinatorSecurity, optionNamer, securitySummary, setting, workerSecurity, type OptionNamer } from './security-options.js';
+import { SERVER_TLS_ENV, byFlag, clientTlsVariablesIgnored, coordinatorSecurity, optionNamer, securitySummary, setting, workerSecurity, type OptionNamer } from './security-options.js';
 import { PROTO_LOADER_OPTIONS } from '../../shared/proto.js';
 import { assertSecureDashboard, assertSecureListen, clientCredentialsFromEnv } from '../../shared/tls.js';
 import { UsageError } from './usage-error.js';
@@ -73,7 +73,7 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
     assertSecureDashboard(o.http, Boolean(o.insecure));
   } catch (err) {
     // A certificate given the clients' way is not the coordinator's: say where it goes.
-    const hint = !o.tlsCert && process.env['TESSERA_TLS_CERT'] ? ' (TESSERA_TLS_CERT is set, but it is what clients and workers present: the coordinator reads TESSERA_SERVER_TLS_CERT and TESSERA_SERVER_TLS_KEY)' : '';
+    const hint = !o.tlsCert && process.env['TESSERA_TLS_CERT'] ? ` (TESSERA_TLS_CERT is set, but it is what clients and workers present: the coordinator reads ${SERVER_TLS_ENV.tlsCert} and ${SERVER_TLS_ENV.tlsKey})` : '';
     throw new UsageError(`${(err as Error).message}${hint}`);
   }
 }
