@@ -1,7 +1,7 @@
 #!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=134217728 node
 /** The `tessera` command: coordinator, worker, job submission and inspection, demo. */
 import { Command, CommanderError, Option } from 'commander';
-import { status } from '@grpc/grpc-js';
+import { status } from '../shared/grpc-status.js';
 import { PREFETCH_BELOW_MS, STALL_MS, SUBTASK_TIMEOUT_MS, WORKER_PREFETCH, coordinatorAddress, hostPortProblem } from '../shared/config.js';
 import { TesseraError, describeError, errorInput, statusName, tidyGrpcError } from '../shared/errors.js';
 import type { TesseraClient } from './client.js';

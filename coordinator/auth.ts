@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { status } from '@grpc/grpc-js';
+import { status } from '../shared/grpc-status.js';
 import { TokenTable, bearerToken, tokenFingerprint, type Principal, type TokenEntry } from '../shared/auth.js';
 import { TesseraError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';

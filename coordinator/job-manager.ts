@@ -8,7 +8,7 @@ import type { Stats } from 'node:fs';
 import { constants as fsConstants } from 'node:fs';
 import { access, lstat, mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { status } from '@grpc/grpc-js';
+import { status } from '../shared/grpc-status.js';
 import pLimit from 'p-limit';
 import { TesseraError, dataLoss, hasLocalTroubleCode, describeError, isAbortError, notFound, failedPrecondition, withInput } from '../shared/errors.js';
 import { Channel } from '../shared/channel.js';

@@ -2,7 +2,7 @@
 import { constants } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
-import { status } from '@grpc/grpc-js';
+import { status } from '../shared/grpc-status.js';
 import { TesseraError, invalidArgument, notFound, statusFromName } from '../shared/errors.js';
 import { clientStream, serverStream, unary } from '../shared/grpc-handlers.js';
 import type { Logger } from '../shared/logger.js';

@@ -18,7 +18,7 @@
 import { constants, type Stats } from 'node:fs';
 import { access, mkdir, open, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { status } from '@grpc/grpc-js';
+import { status } from '../shared/grpc-status.js';
 import { TesseraError } from '../shared/errors.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 

@@ -8,7 +8,7 @@ import { lstat, mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promi
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { finished } from 'node:stream/promises';
-import { status } from '@grpc/grpc-js';
+import { status } from '../shared/grpc-status.js';
 import { TesseraError } from '../shared/errors.js';
 import { closeWriteStream, threadedWriteStream } from '../shared/file-writer.js';
 import { newSha256, writeWithBackpressure } from '../shared/streams.js';

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { status } from '@grpc/grpc-js';
+import { status } from '../shared/grpc-status.js';
 import { TesseraError } from '../shared/errors.js';
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { SpoolFile } from '../shared/job-kind.js';

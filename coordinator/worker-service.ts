@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { status } from '@grpc/grpc-js';
+import { status } from '../shared/grpc-status.js';
 import { TesseraError, dataLoss, hasLocalTroubleCode, invalidArgument } from '../shared/errors.js';
 import { asWire, passEncoded, readEncodedChunks } from '../shared/encoded-chunks.js';
 import { clientStream, serverStream } from '../shared/grpc-handlers.js';

@@ -1,5 +1,5 @@
 /** Defaults shared by the coordinator, workers and clients. */
-import { status } from '@grpc/grpc-js';
+import { status } from './grpc-status.js';
 import { TesseraError } from './errors.js';
 
 export const DEFAULT_COORDINATOR_ADDRESS = '127.0.0.1:7700';

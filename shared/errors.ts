@@ -1,4 +1,6 @@
-import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
+import { createRequire } from 'node:module';
+import type { Metadata, ServiceError } from '@grpc/grpc-js';
+import { status } from './grpc-status.js';
 import type { Logger } from 'pino';
 
 /** Names of gRPC status codes, as they travel in messages (`ItemError.code`, `SubtaskResult.error_code`). */
@@ -145,8 +147,19 @@ export function toServiceError(err: unknown, log?: Logger): Partial<ServiceError
  */
 export const ERROR_INPUT_KEY = 'tessera-input-bin';
 
+const require = createRequire(import.meta.url);
+
+/**
+ * grpc-js's Metadata, loaded when an error is first turned into a gRPC one: only processes that
+ * answer calls do that, and they have grpc-js loaded already; a processor child never does, and so
+ * never loads grpc-js (see shared/grpc-status.ts).
+ */
+function newMetadata(): Metadata {
+  return new (require('@grpc/grpc-js') as typeof import('@grpc/grpc-js')).Metadata();
+}
+
 function withMetadata(code: status, details: string, input?: string): Partial<ServiceError> & { code: status; details: string } {
-  const metadata = new Metadata();
+  const metadata = newMetadata();
   if (input) metadata.set(ERROR_INPUT_KEY, Buffer.from(input, 'utf8'));
   return { code, details, message: details, metadata };
 }

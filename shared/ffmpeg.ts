@@ -17,7 +17,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { getSystemErrorMap, promisify } from 'node:util';
-import { status } from '@grpc/grpc-js';
+import { status } from './grpc-status.js';
 import { TesseraError, localTroubleCode } from './errors.js';
 import { ffmpegOutput, nearlyFull } from './disk-space.js';
 

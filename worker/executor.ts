@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import type * as grpc from '@grpc/grpc-js';
-import { status } from '@grpc/grpc-js';
+import { status } from '../shared/grpc-status.js';
 import { INLINE_LIMIT, INLINE_RESULT_BYTES, transferDeadlineMs } from '../shared/config.js';
 import { processAlive } from '../shared/machine.js';
 import { TesseraError, dataLoss, isAbortError, statusName } from '../shared/errors.js';

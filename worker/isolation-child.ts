@@ -2,7 +2,7 @@
  * The child side of worker/isolation.ts: receives one subtask at a time over IPC, runs the kind's
  * processor and sends back progress and the result (or the error, with its gRPC status).
  */
-import { status } from '@grpc/grpc-js';
+import { status } from '../shared/grpc-status.js';
 import pino from 'pino';
 import sharp from 'sharp';
 import { TesseraError } from '../shared/errors.js';

@@ -12,7 +12,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { status } from '@grpc/grpc-js';
+import { status } from '../shared/grpc-status.js';
 import { TesseraError } from '../shared/errors.js';
 import { knownFfmpegInfo } from '../shared/ffmpeg.js';
 import type { ProcessContext, ProcessResult } from '../shared/job-kind.js';

@@ -3,7 +3,7 @@
  * script tells by them whether to look at the job (1, 3), fix its command line (2), or try again
  * once the coordinator is back (4): a job it lost sight of may still be running.
  */
-import { status } from '@grpc/grpc-js';
+import { status } from '../../shared/grpc-status.js';
 
 export const EXIT = {
   /** Done; a job the command waited for succeeded. */

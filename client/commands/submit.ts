@@ -1,6 +1,6 @@
 /** `tessera submit KIND ...`: upload, watch with progress, download, report. */
 import path from 'node:path';
-import { status } from '@grpc/grpc-js';
+import { status } from '../../shared/grpc-status.js';
 import { TesseraClient, TesseraError, checkInputFiles, type Job } from '../client.js';
 import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import { ProgressView, exitCodeFor, jobToJson, prepareOutputDir, printJobHuman, reconnectNotes } from './output.js';

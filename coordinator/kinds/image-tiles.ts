@@ -21,7 +21,7 @@ import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
-import { status } from '@grpc/grpc-js';
+import { status } from '../../shared/grpc-status.js';
 import { invalidArgument, TesseraError } from '../../shared/errors.js';
 import { diskRoom, nearlyFull } from '../../shared/disk-space.js';
 import { MAX_SOURCE_STRIPS, tileConfig, type TileConfig } from '../../shared/media/tile-config.js';

@@ -7,7 +7,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { status } from '@grpc/grpc-js';
+import { status } from '../../shared/grpc-status.js';
 import { invalidArgument, statusFromName, TesseraError } from '../../shared/errors.js';
 import type { ItemFailure, ProcessContext, ProcessOutput, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
 import { audioParamsFromSpec, type AudioJobParams } from '../../shared/kinds/audio-params.js';

@@ -1,6 +1,6 @@
 /** Worker side of `image`: runs the pipeline on each image of a batch; a bad image fails only itself. */
 import path from 'node:path';
-import { status } from '@grpc/grpc-js';
+import { status } from '../../shared/grpc-status.js';
 import { TesseraError, hasLocalTroubleCode, invalidArgument, isAbortError, isLocalTrouble, resourceExhausted } from '../../shared/errors.js';
 import type { ItemFailure, ProcessOutput, WorkerProcessor } from '../../shared/job-kind.js';
 import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';

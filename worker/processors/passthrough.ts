@@ -1,6 +1,6 @@
 /** Worker side of the diagnostic `passthrough` kind: copy the input, optionally sleep or fail. */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { status } from '@grpc/grpc-js';
+import { status } from '../../shared/grpc-status.js';
 import { TesseraError } from '../../shared/errors.js';
 import type { WorkerProcessor } from '../../shared/job-kind.js';
 import { validatePassthroughParams, type PassthroughParams } from '../../shared/kinds/passthrough-params.js';

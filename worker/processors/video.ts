@@ -9,7 +9,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { status } from '@grpc/grpc-js';
+import { status } from '../../shared/grpc-status.js';
 import { dataLoss, invalidArgument, TesseraError } from '../../shared/errors.js';
 import { fpsModeFlag, runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
