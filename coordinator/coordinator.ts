@@ -4,12 +4,12 @@ import { access, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
-import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { FLOW_CONTROL_WINDOW, HEARTBEAT_MS, MAX_ATTEMPTS, PREFETCH_BELOW_MS, STALL_MS, SUBTASK_TIMEOUT_MS, WORKER_TTL_MS, listenFailure, serverChannelOptions, type Keepalive } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import { JobManager } from './job-manager.js';
+import { addReflection } from './reflection.js';
 import { jobServiceDefinition, jobServiceHandlers } from './job-service.js';
 import { SharedRoots } from './shared-inputs.js';
 import { Spool } from './spool.js';
@@ -186,7 +186,7 @@ export class Coordinator {
     server.addService(jobServiceDefinition(), jobServiceHandlers(this.jobs, spool, log, limits, auth, shared));
     server.addService(workerServiceDefinition(), workerServiceHandlers(this.jobs, spool, log, { heartbeatMs, ttlMs, maxOutputBytes: limits.maxJobBytes }, () => undefined));
     this.health.addToServer(server);
-    new ReflectionService(packageDefinition).addToServer(server);
+    addReflection(server, packageDefinition);
 
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(opts.listen, opts.tls ? serverCredentials(opts.tls) : grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(listenFailure(opts.listen, err, '--listen')) : resolve(p)));

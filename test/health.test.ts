@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
+import { FileDescriptorProto } from 'protobufjs/ext/descriptor/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_CHANNEL_OPTIONS } from '../shared/config.js';
 import { loadTesseraProto } from '../shared/proto.js';
@@ -37,24 +38,35 @@ function check(client: HealthClient, service: string): Promise<string> {
   );
 }
 
-/** Names of the services the server's reflection lists (grpc.reflection.v1, as grpcurl asks). */
-function listServices(address: string): Promise<string[]> {
+interface ReflectionAnswer {
+  list_services_response?: { service: { name: string }[] };
+  file_descriptor_response?: { file_descriptor_proto: Buffer[] };
+  error_response?: { error_message: string };
+}
+
+/** One question to the server's reflection service (grpc.reflection.v1, as grpcurl asks; v1alpha, as older tools do). */
+function reflect(address: string, version: 'v1' | 'v1alpha', question: Record<string, string>): Promise<ReflectionAnswer> {
   const require = createRequire(import.meta.url);
-  const proto = path.join(path.dirname(require.resolve('@grpc/reflection/package.json')), 'build/proto/grpc/reflection/v1/reflection.proto');
-  type Stream = grpc.ClientDuplexStream<{ list_services: string }, { list_services_response?: { service: { name: string }[] }; error_response?: { error_message: string } }>;
-  const pkg = grpc.loadPackageDefinition(loadSync(proto, LOADER)) as unknown as { grpc: { reflection: { v1: { ServerReflection: Ctor<grpc.Client & { ServerReflectionInfo(): Stream }> } } } };
-  const client = new pkg.grpc.reflection.v1.ServerReflection(address, grpc.credentials.createInsecure());
+  const proto = path.join(path.dirname(require.resolve('@grpc/reflection/package.json')), `build/proto/grpc/reflection/${version}/reflection.proto`);
+  type Stream = grpc.ClientDuplexStream<Record<string, string>, ReflectionAnswer>;
+  const pkg = grpc.loadPackageDefinition(loadSync(proto, LOADER)) as unknown as { grpc: { reflection: Record<string, { ServerReflection: Ctor<grpc.Client & { ServerReflectionInfo(): Stream }> }> } };
+  const client = new pkg.grpc.reflection[version]!.ServerReflection(address, grpc.credentials.createInsecure());
   return new Promise((resolve, reject) => {
     const call = client.ServerReflectionInfo();
-    call.on('data', (msg) => {
+    call.on('data', (msg: ReflectionAnswer) => {
       call.end();
       client.close();
-      if (msg.list_services_response) resolve(msg.list_services_response.service.map((s: { name: string }) => s.name));
-      else reject(new Error(msg.error_response?.error_message ?? 'no list_services_response'));
+      resolve(msg);
     });
     call.on('error', reject);
-    call.write({ list_services: '' });
+    call.write(question);
   });
+}
+
+async function listServices(address: string, version: 'v1' | 'v1alpha' = 'v1'): Promise<string[]> {
+  const msg = await reflect(address, version, { list_services: '' });
+  if (!msg.list_services_response) throw new Error(msg.error_response?.error_message ?? 'no list_services_response');
+  return msg.list_services_response.service.map((s) => s.name);
 }
 
 let cluster: TestCluster;
@@ -80,9 +92,17 @@ describe('probes', () => {
     }
   });
 
-  it('server reflection lists both Tessera services', async () => {
-    const names = await listServices(cluster.address);
-    expect(names).toEqual(expect.arrayContaining(['tessera.v1.JobService', 'tessera.v1.WorkerService']));
+  it('server reflection lists both Tessera services, and describes them (v1 and v1alpha)', async () => {
+    for (const version of ['v1', 'v1alpha'] as const) {
+      expect(await listServices(cluster.address, version)).toEqual(expect.arrayContaining(['tessera.v1.JobService', 'tessera.v1.WorkerService']));
+      // What `grpcurl describe tessera.v1.JobService` asks: the file that defines it, with its methods.
+      const answer = await reflect(cluster.address, version, { file_containing_symbol: 'tessera.v1.JobService' });
+      const files = (answer.file_descriptor_response?.file_descriptor_proto ?? []).map((b) => FileDescriptorProto.decode(b) as unknown as { service: { name: string; method: { name: string }[] }[] });
+      const service = files.flatMap((f) => f.service).find((s) => s.name === 'JobService');
+      expect(service?.method.map((m) => m.name)).toEqual(expect.arrayContaining(['SubmitJob', 'WatchJob']));
+      const unknown = await reflect(cluster.address, version, { file_containing_symbol: 'tessera.v1.NoSuchThing' });
+      expect(unknown.error_response?.error_message).toBeTruthy();
+    }
   });
 
   it('`tessera health` exits 0 and prints SERVING; /healthz answers ok', async () => {
