@@ -578,6 +578,54 @@ describe('the stall rule', () => {
   });
 });
 
+describe('the stall rule when the copy fails', () => {
+  it('takes the stalled attempt back too, counted as its worker’s failure, and runs the subtask again on a worker that reports', async () => {
+    const { manager, registry, worker, store, assigned, cancels } = setup(undefined, 1);
+    const job = manager.newJob({ ...spec, passthrough: { subtasks: 1, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length === 1, 'the subtask on the first worker');
+    const held = assigned()[0]!.subtask_id!;
+    const copies: CoordinatorMessage[] = [];
+    const w2 = secondWorker(registry, copies);
+    manager.speculate(Date.now() + 61_000);
+    expect(assignmentsIn(copies).map((a) => [a.subtask_id, a.attempt])).toEqual([[held, 2]]);
+    // The copy's worker loses its disk. Left to decide, the stalled attempt would hold the subtask
+    // until its timeout; it is cancelled instead, and the subtask runs again.
+    manager.onResult(w2, { subtaskId: held, attempt: 2, ok: false, outputs: [], itemErrors: [], retryable: true, result: undefined, error: { input: '', code: 'UNAVAILABLE', message: 'the worker lost its disk' } });
+    expect(cancels().map((c) => [c.subtask_id, c.attempt])).toEqual([[held, 1]]);
+    expect(worker.recentFailures).toHaveLength(1);
+    await until(() => assignmentsIn(copies).length === 2, 'a third attempt');
+    // Not on the worker still silent about the second: on the one that answered.
+    expect(assignmentsIn(copies)[1]!.attempt).toBe(3);
+    expect(assigned()).toHaveLength(1);
+    manager.onResult(w2, { subtaskId: held, attempt: 3, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
+    await until(() => manager.get(job.id).state === 'succeeded', 'the job to succeed');
+    manager.close();
+    store.close();
+  });
+
+  it('leaves the original to decide once its worker has reported on it again', async () => {
+    const { manager, registry, worker, store, assigned, cancels } = setup(undefined, 1);
+    const job = manager.newJob({ ...spec, passthrough: { subtasks: 1, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length === 1, 'the subtask on the first worker');
+    const held = assigned()[0]!.subtask_id!;
+    const copies: CoordinatorMessage[] = [];
+    const w2 = secondWorker(registry, copies);
+    manager.speculate(Date.now() + 61_000);
+    await sleep(5);
+    manager.onProgress(worker, held, 1, 0.5, '');
+    manager.onResult(w2, { subtaskId: held, attempt: 2, ok: false, outputs: [], itemErrors: [], retryable: true, result: undefined, error: { input: '', code: 'UNAVAILABLE', message: 'the worker lost its disk' } });
+    expect(cancels()).toEqual([]);
+    expect(worker.recentFailures).toHaveLength(0);
+    expect(manager.subtasksOf(job.id)[0]!.state).toBe('running');
+    manager.onResult(worker, { subtaskId: held, attempt: 1, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
+    await until(() => manager.get(job.id).state === 'succeeded', 'the job to succeed on the original');
+    manager.close();
+    store.close();
+  });
+});
+
 describe('the stall rule and the prefetch queue', () => {
   it("gives back what waits in a stalled worker's prefetch queue, to run on another worker", async () => {
     const { manager, registry, store, assigned, cancels } = setup(undefined, 1, 1);

@@ -1027,7 +1027,7 @@ export class JobManager {
         // A lease its worker said nothing more about once it was found stalled counts as that
         // worker's failure (as Hadoop counts a task silent past its timeout): one that keeps taking
         // work and not doing it is quarantined, not handed every job's subtasks to hold.
-        const holder = other.stalledAt !== undefined && !((other.progressAt ?? 0) > other.stalledAt) ? this.registry.get(other.workerId) : undefined;
+        const holder = stillStalled(other) ? this.registry.get(other.workerId) : undefined;
         if (holder) {
           this.log.warn({ job: s.jobId, subtask: s.id, worker: holder.name, finishedBy: w.name }, 'a copy finished a subtask its worker had stalled on: counted as its failure');
           this.noteWorkerFailure(holder, active.record.kind);
@@ -1066,12 +1066,24 @@ export class JobManager {
       // Bad input is not the worker's fault: only retryable failures count towards quarantine.
       if (r.retryable && !r.coordinatorFault) this.noteWorkerFailure(w, active.record.kind);
       const error = r.error ?? { input: '', code: 'UNKNOWN', message: 'failed' };
-      if (s.leases.length > 0) {
+      // A copy of an attempt its worker stalled on failed, and that worker has still said nothing
+      // of it: left to decide, it would hold the subtask until its timeout (30 min). It is taken
+      // back, and the failure handled as the subtask's only one (run again elsewhere, or a second
+      // opinion on an input called bad).
+      const stalled = s.leases.length > 0 && s.leases.every(stillStalled);
+      if (s.leases.length > 0 && !stalled) {
         // The other copy is still running: it decides, whatever ended this one (a smaller memory
         // ceiling on the copy's worker must not cancel an original at 90%); no third is started.
         this.log.info({ job: s.jobId, subtask: s.id, attempt: r.attempt, worker: w.name, code: error.code }, 'one copy failed; the other copy continues');
       } else {
-        for (const other of s.leases) this.revokeLease(s, other, 'subtask failed');
+        if (stalled) this.log.warn({ job: s.jobId, subtask: s.id, attempt: r.attempt, worker: w.name, code: error.code, stalledOn: s.leases.map((l) => l.worker) }, 'the copy of a stalled attempt failed: taking the stalled attempt back too');
+        for (const other of s.leases) {
+          this.revokeLease(s, other, stalled ? `its copy failed and ${other.worker} has reported no progress on it` : 'subtask failed');
+          // Its worker's failure, as when a copy finishes first; unless the copy's failure says the
+          // input is at fault (a decoder that hangs on it is not the worker's doing).
+          const holder = stalled && r.retryable ? this.registry.get(other.workerId) : undefined;
+          if (holder) this.noteWorkerFailure(holder, active.record.kind);
+        }
         s.leases = [];
         s.durationMs = Date.now() - s.startedAt;
         if (!r.retryable && error.code === 'INVALID_ARGUMENT' && !s.blamedBy && this.secondOpinionFrom(w, s, active.record.kind)) {
@@ -1807,6 +1819,11 @@ function expectedRunTimes(phase: readonly SubtaskRecord[], finished: readonly Su
   }
   const m = median(finished.map((s) => s.durationMs));
   return () => m;
+}
+
+/** A lease found stalled (see `speculate`) whose worker has reported nothing on it since. */
+function stillStalled(lease: Lease): boolean {
+  return lease.stalledAt !== undefined && !((lease.progressAt ?? 0) > lease.stalledAt);
 }
 
 function canRun(w: WorkerSession, s: SubtaskRecord, kind: string): boolean {

@@ -166,4 +166,18 @@ describe('Scheduler', () => {
     expect(s.dispatch([cramped], now, canRun)).toEqual([]);
     expect(s.dispatch([cramped], retry.notBefore, canRun).map((a) => a.worker.name)).toEqual(['cramped']);
   });
+
+  it('does not send a retry at once to a worker holding a stalled attempt: the one it failed on takes it after its backoff', () => {
+    const s = new Scheduler();
+    s.addJob('a', 'image', 0, 1);
+    const retry = subtask('a', 0);
+    const now = Date.now();
+    retry.notBefore = now + 5_000;
+    retry.failedOn = 'flaky';
+    s.enqueue([retry]);
+    const flaky = worker('flaky', 1);
+    const hoarder = Object.assign(worker('hoarder', 4), { stalledSince: now });
+    expect(s.dispatch([flaky, hoarder], now, canRun)).toEqual([]);
+    expect(s.dispatch([flaky, hoarder], retry.notBefore, canRun).map((a) => a.worker.name)).toEqual(['flaky']);
+  });
 });
