@@ -63,7 +63,7 @@ program
   .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'), 3)
   .option('--subtask-timeout-ms <ms>', 'an attempt running longer is stopped and retried (kinds may set longer ones: a video segment at least 10 min)', int('--subtask-timeout-ms'), SUBTASK_TIMEOUT_MS)
   .option('--stall-ms <ms>', 'a running subtask its worker has reported no progress on for this long gets a speculative copy on an idle worker (0 = never)', int('--stall-ms'), STALL_MS)
-  .option('--quarantine-failures <n>', 'retryable failures in a minute that quarantine a worker for 30 s (0 = never)', int('--quarantine-failures'), 5)
+  .option('--quarantine-failures <n>', 'retryable failures in a minute that quarantine a worker for 30 s, twice as long each time again within 10 min (0 = never)', int('--quarantine-failures'), 5)
   .option('--retention-hours <h>', "how long a finished job's outputs, record and events are kept (0 = for ever)", num('--retention-hours'), 24)
   .option('--shared-root <dir...>', 'folders on shared storage whose files clients may submit by reference (submit --shared)')
   .option('--shared-root-allow-hardlinks', 'accept files under --shared-root that have other names too (hard links), which may lie outside it: refused by default')

@@ -79,7 +79,7 @@ function streamingKind(release: AsyncIterable<SubtaskPlan>, merged: string[][]):
 }
 
 
-function setup(dataDir?: string, slots = 8, prefetch = 0, quarantineFailures = 0, sharedRoots?: SharedRoots) {
+function setup(dataDir?: string, slots = 8, prefetch = 0, quarantineFailures = 0, sharedRoots?: SharedRoots, quarantineMs?: number) {
   const dir = dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'tessera-jm-'));
   if (!dataDir) dirs.push(dir);
   const store = new JobStore(path.join(dir, 'jobs.db'));
@@ -89,6 +89,7 @@ function setup(dataDir?: string, slots = 8, prefetch = 0, quarantineFailures = 0
     subtaskTimeoutMs: 60_000,
     retryBaseMs: 10,
     quarantineFailures,
+    ...(quarantineMs !== undefined ? { quarantineMs } : {}),
     prefetchBelowMs: 1000,
     ...(sharedRoots ? { sharedRoots } : {}),
   });
@@ -573,6 +574,46 @@ describe('the stall rule', () => {
     manager.onResult(w2, { subtaskId: held[2]!, attempt: 2, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
     expect(cancels().map((c) => c.subtask_id)).toEqual([held[1], held[2]]);
     expect(worker.recentFailures).toHaveLength(1);
+    manager.close();
+    store.close();
+  });
+});
+
+describe('quarantine', () => {
+  it('lasts twice as long each time a worker is quarantined again within 10 minutes of the last, and forgets after', async () => {
+    const { manager, registry, worker, store, assigned } = setup(undefined, 8, 0, 1, undefined, 40);
+    secondWorker(registry, []);
+    const job = manager.newJob({ ...spec, passthrough: { subtasks: 12, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length === 8, 'eight subtasks on the first worker');
+    const held = assigned().map((a) => a.subtask_id!);
+    const failOne = () => {
+      const id = held.shift()!;
+      manager.onResult(worker, { subtaskId: id, attempt: 1, ok: false, outputs: [], itemErrors: [], retryable: true, result: undefined, error: { input: '', code: 'UNAVAILABLE', message: 'its disk is gone' } });
+      expect(worker.state).toBe('quarantined');
+      return worker.quarantinedUntil - Date.now();
+    };
+    const periods: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      periods.push(failOne());
+      await until(() => registry.endQuarantines() || worker.state === 'active', 'the quarantine to end', 1000);
+    }
+    expect(periods[0]).toBeGreaterThan(30);
+    expect(periods[0]).toBeLessThanOrEqual(40);
+    expect(periods[1]).toBeGreaterThan(70);
+    expect(periods[1]).toBeLessThanOrEqual(80);
+    expect(periods[2]).toBeGreaterThan(150);
+    expect(periods[2]).toBeLessThanOrEqual(160);
+    expect(worker.quarantines).toBe(3);
+    // However many in a row, never longer than 10 minutes.
+    worker.quarantines = 40;
+    expect(failOne()).toBeGreaterThan(10 * 60_000 - 1000);
+    expect(worker.quarantinedUntil - Date.now()).toBeLessThanOrEqual(10 * 60_000);
+    worker.state = 'active';
+    // Ten minutes without a quarantine: the next one is the first again.
+    worker.quarantinedUntil = Date.now() - 10 * 60_000 - 1;
+    expect(failOne()).toBeLessThanOrEqual(40);
+    expect(worker.quarantines).toBe(1);
     manager.close();
     store.close();
   });

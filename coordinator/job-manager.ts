@@ -36,6 +36,15 @@ import { STALL_MS, envInt } from '../shared/config.js';
 
 /** How long a worker with repeated failures is left out. */
 const QUARANTINE_MS = 30_000;
+/**
+ * A worker quarantined again within this long of its last quarantine's end is quarantined twice as
+ * long as that one, up to QUARANTINE_MAX_MS (or the quarantine set, if longer): a worker that fails
+ * whatever it is given, or takes work and never does it, would otherwise be back every 30 s to fail
+ * or hold five more subtasks. Kubernetes backs off a crash loop the same way, and forgets it after
+ * ten minutes of running well.
+ */
+const QUARANTINE_RESET_MS = 10 * 60_000;
+const QUARANTINE_MAX_MS = 10 * 60_000;
 /** Longest job label (it travels in every listing). */
 const MAX_LABEL_BYTES = 1024;
 const MAX_REQUEST_ID_BYTES = 128;
@@ -1142,11 +1151,13 @@ export class JobManager {
     const others = this.registry.all().filter((o) => o !== w && o.state === 'active' && o.kinds.has(kind)).length;
     const limit = this.opts.quarantineFailures;
     if (limit > 0 && w.recentFailures.length >= limit && w.state === 'active' && others > 0) {
-      const period = this.opts.quarantineMs ?? QUARANTINE_MS;
+      const base = this.opts.quarantineMs ?? QUARANTINE_MS;
+      w.quarantines = w.quarantinedUntil > 0 && now - w.quarantinedUntil < QUARANTINE_RESET_MS ? w.quarantines + 1 : 1;
+      const period = Math.min(Math.max(base, QUARANTINE_MAX_MS), base * 2 ** Math.min(w.quarantines - 1, 30));
       w.state = 'quarantined';
       w.quarantinedUntil = now + period;
       w.recentFailures = [];
-      this.log.warn({ worker: w.name, workerId: w.id, failures: limit, ms: period }, 'worker quarantined after repeated failures');
+      this.log.warn({ worker: w.name, workerId: w.id, failures: limit, ms: period, inARow: w.quarantines }, w.quarantines > 1 ? `worker quarantined after repeated failures, for the ${ordinal(w.quarantines)} time in a row: ${Math.round(period / 1000)} s` : 'worker quarantined after repeated failures');
       this.takeBackWaiting(w, `worker ${w.name} was quarantined after repeated failures`);
     }
   }
@@ -1819,6 +1830,12 @@ function expectedRunTimes(phase: readonly SubtaskRecord[], finished: readonly Su
   }
   const m = median(finished.map((s) => s.durationMs));
   return () => m;
+}
+
+function ordinal(n: number): string {
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? 'th' : ({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[n % 10] ?? 'th';
+  return `${n}${suffix}`;
 }
 
 /** A lease found stalled (see `speculate`) whose worker has reported nothing on it since. */

@@ -44,7 +44,10 @@ export interface WorkerSession {
   failed: number;
   /** Times of recent failures, for quarantine. */
   recentFailures: number[];
+  /** When its quarantine ends (or last ended); 0: never quarantined. */
   quarantinedUntil: number;
+  /** Quarantines in a row, each within QUARANTINE_RESET_MS of the last one's end: each lasts twice as long. */
+  quarantines: number;
   /**
    * Since when it has held an attempt found stalled (no progress for --stall-ms), with no report
    * from it on any attempt since; 0: none. The scheduler gives it work only when no other worker
@@ -87,6 +90,7 @@ export function newWorkerSession(r: Pick<WorkerSession, 'id' | 'name' | 'instanc
     failed: 0,
     recentFailures: [],
     quarantinedUntil: 0,
+    quarantines: 0,
     stalledSince: 0,
     drainRequested: false,
     lostAt: 0,
