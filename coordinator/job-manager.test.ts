@@ -620,15 +620,21 @@ describe('quarantine', () => {
 });
 
 describe('the stall rule when the copy fails', () => {
-  it('takes the stalled attempt back too, counted as its worker’s failure, and runs the subtask again on a worker that reports', async () => {
-    const { manager, registry, worker, store, assigned, cancels } = setup(undefined, 1);
-    const job = manager.newJob({ ...spec, passthrough: { subtasks: 1, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
-    manager.accept(job);
-    await until(() => assigned().length === 1, 'the subtask on the first worker');
-    const held = assigned()[0]!.subtask_id!;
+  /** A job of one subtask that its worker said nothing of for 61 s, copied onto a second worker. */
+  async function copiedAfterAStall() {
+    const t = setup(undefined, 1);
+    const job = t.manager.newJob({ ...spec, passthrough: { subtasks: 1, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    t.manager.accept(job);
+    await until(() => t.assigned().length === 1, 'the subtask on the first worker');
+    const held = t.assigned()[0]!.subtask_id!;
     const copies: CoordinatorMessage[] = [];
-    const w2 = secondWorker(registry, copies);
-    manager.speculate(Date.now() + 61_000);
+    const w2 = secondWorker(t.registry, copies);
+    t.manager.speculate(Date.now() + 61_000);
+    return { ...t, job, held, copies, w2 };
+  }
+
+  it('takes the stalled attempt back too, counted as its worker’s failure, and runs the subtask again on a worker that reports', async () => {
+    const { manager, worker, store, assigned, cancels, job, held, copies, w2 } = await copiedAfterAStall();
     expect(assignmentsIn(copies).map((a) => [a.subtask_id, a.attempt])).toEqual([[held, 2]]);
     // The copy's worker loses its disk. Left to decide, the stalled attempt would hold the subtask
     // until its timeout; it is cancelled instead, and the subtask runs again.
@@ -646,14 +652,7 @@ describe('the stall rule when the copy fails', () => {
   });
 
   it('leaves the original to decide once its worker has reported on it again', async () => {
-    const { manager, registry, worker, store, assigned, cancels } = setup(undefined, 1);
-    const job = manager.newJob({ ...spec, passthrough: { subtasks: 1, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
-    manager.accept(job);
-    await until(() => assigned().length === 1, 'the subtask on the first worker');
-    const held = assigned()[0]!.subtask_id!;
-    const copies: CoordinatorMessage[] = [];
-    const w2 = secondWorker(registry, copies);
-    manager.speculate(Date.now() + 61_000);
+    const { manager, worker, store, cancels, job, held, w2 } = await copiedAfterAStall();
     await sleep(5);
     manager.onProgress(worker, held, 1, 0.5, '');
     manager.onResult(w2, { subtaskId: held, attempt: 2, ok: false, outputs: [], itemErrors: [], retryable: true, result: undefined, error: { input: '', code: 'UNAVAILABLE', message: 'the worker lost its disk' } });
