@@ -1157,7 +1157,7 @@ export class JobManager {
       w.state = 'quarantined';
       w.quarantinedUntil = now + period;
       w.recentFailures = [];
-      this.log.warn({ worker: w.name, workerId: w.id, failures: limit, ms: period, inARow: w.quarantines }, w.quarantines > 1 ? `worker quarantined after repeated failures, for the ${ordinal(w.quarantines)} time in a row: ${Math.round(period / 1000)} s` : 'worker quarantined after repeated failures');
+      this.log.warn({ worker: w.name, workerId: w.id, failures: limit, ms: period, inARow: w.quarantines }, w.quarantines > 1 ? `worker quarantined after repeated failures, ${w.quarantines} times in a row: for ${Math.round(period / 1000)} s` : 'worker quarantined after repeated failures');
       this.takeBackWaiting(w, `worker ${w.name} was quarantined after repeated failures`);
     }
   }
@@ -1830,12 +1830,6 @@ function expectedRunTimes(phase: readonly SubtaskRecord[], finished: readonly Su
   }
   const m = median(finished.map((s) => s.durationMs));
   return () => m;
-}
-
-function ordinal(n: number): string {
-  const tens = n % 100;
-  const suffix = tens >= 11 && tens <= 13 ? 'th' : ({ 1: 'st', 2: 'nd', 3: 'rd' } as Record<number, string>)[n % 10] ?? 'th';
-  return `${n}${suffix}`;
 }
 
 /** A lease found stalled (see `speculate`) whose worker has reported nothing on it since. */
