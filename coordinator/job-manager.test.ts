@@ -79,7 +79,7 @@ function streamingKind(release: AsyncIterable<SubtaskPlan>, merged: string[][]):
 }
 
 
-function setup(dataDir?: string, slots = 8, prefetch = 0, quarantineFailures = 0, sharedRoots?: SharedRoots, quarantineMs?: number) {
+function setup(dataDir?: string, slots = 8, prefetch = 0, quarantineFailures = 0, sharedRoots?: SharedRoots, extra: { quarantineMs?: number; stallMs?: number } = {}) {
   const dir = dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'tessera-jm-'));
   if (!dataDir) dirs.push(dir);
   const store = new JobStore(path.join(dir, 'jobs.db'));
@@ -89,7 +89,7 @@ function setup(dataDir?: string, slots = 8, prefetch = 0, quarantineFailures = 0
     subtaskTimeoutMs: 60_000,
     retryBaseMs: 10,
     quarantineFailures,
-    ...(quarantineMs !== undefined ? { quarantineMs } : {}),
+    ...extra,
     prefetchBelowMs: 1000,
     ...(sharedRoots ? { sharedRoots } : {}),
   });
@@ -581,7 +581,7 @@ describe('the stall rule', () => {
 
 describe('quarantine', () => {
   it('lasts twice as long each time a worker is quarantined again within 10 minutes of the last, and forgets after', async () => {
-    const { manager, registry, worker, store, assigned } = setup(undefined, 8, 0, 1, undefined, 40);
+    const { manager, registry, worker, store, assigned } = setup(undefined, 8, 0, 1, undefined, { quarantineMs: 40 });
     secondWorker(registry, []);
     const job = manager.newJob({ ...spec, passthrough: { subtasks: 12, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
     manager.accept(job);
@@ -614,6 +614,41 @@ describe('quarantine', () => {
     worker.quarantinedUntil = Date.now() - 10 * 60_000 - 1;
     expect(failOne()).toBeLessThanOrEqual(40);
     expect(worker.quarantines).toBe(1);
+    manager.close();
+    store.close();
+  });
+});
+
+describe('the stall rule while work waits', () => {
+  it('marks what a worker has said nothing of at once, and copies it in the next slot that frees, before any waiting subtask', async () => {
+    const { manager, registry, worker, store, assigned } = setup(undefined, 2, 0, 0, undefined, { stallMs: 200 });
+    const job = manager.newJob({ ...spec, passthrough: { subtasks: 6, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length === 2, 'two subtasks on the first worker');
+    const held = assigned().map((a) => a.subtask_id!);
+    const copies: CoordinatorMessage[] = [];
+    const w2 = secondWorker(registry, copies);
+    manager.requestDispatch();
+    await until(() => assignmentsIn(copies).length === 1, 'a subtask on the second worker');
+    await sleep(250);
+    // The second worker reports; the first has said nothing for 250 ms. Three subtasks wait, and no
+    // slot is free: both of the first worker's attempts are marked stalled, and nothing is copied yet.
+    const busy = assignmentsIn(copies)[0]!;
+    manager.onProgress(w2, busy.subtask_id!, busy.attempt!, 0.5, '');
+    manager.speculate();
+    expect(worker.stalledSince).toBeGreaterThan(0);
+    expect(assignmentsIn(copies)).toHaveLength(1);
+    // Its slot frees: a copy of a stalled attempt runs there, not one of the waiting subtasks.
+    manager.onResult(w2, { subtaskId: busy.subtask_id!, attempt: busy.attempt!, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
+    await until(() => assignmentsIn(copies).length === 2, 'the next assignment on the second worker');
+    const next = assignmentsIn(copies)[1]!;
+    expect(held).toContain(next.subtask_id);
+    expect(next.attempt).toBe(2);
+    // The copy wins; the stalled attempt is cancelled and counted.
+    manager.onResult(w2, { subtaskId: next.subtask_id!, attempt: 2, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
+    await until(() => assignmentsIn(copies).length === 3, 'the other stalled attempt copied next');
+    expect(assignmentsIn(copies)[2]!.subtask_id).toBe(held.find((id) => id !== next.subtask_id));
+    expect(worker.recentFailures).toHaveLength(1);
     manager.close();
     store.close();
   });

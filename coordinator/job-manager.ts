@@ -191,6 +191,11 @@ export class JobManager {
   speculativeCopies = 0;
   /** Of those, the copies of subtasks whose worker reported no progress for --stall-ms (see `speculate`). */
   stalledCopies = 0;
+  /**
+   * Subtasks whose only attempt was found stalled while no worker had room for a copy (work was
+   * waiting): the next slot that frees runs a copy of one of them before any waiting subtask.
+   */
+  private readonly awaitingCopy = new Set<SubtaskRecord>();
   /** Queued assignments moved to an idle worker before they started (see `moveQueued`). */
   queuedMoved = 0;
   /** Bytes of subtask inputs streamed to workers (FetchTaskInput); inputs read in place add none. */
@@ -699,6 +704,7 @@ export class JobManager {
     const now = Date.now();
     const workers = this.registry.schedulable(now);
     if (workers.length > 0) {
+      if (this.awaitingCopy.size > 0) this.copyStalled(workers);
       const assignments = this.scheduler.dispatch(workers, now, (w, s, kind) => canRun(w, s, kind), this.prefetch);
       // One message per worker per pass: thousands of tiny subtasks a second cost a handful of
       // writes on each control stream rather than one each.
@@ -1637,15 +1643,19 @@ export class JobManager {
    *   of whose subtasks it took has no finished ones to call any of them a straggler.
    */
   speculate(now = Date.now()): void {
-    if (this.scheduler.pendingCount() > 0) return;
+    const stallMs = this.opts.stallMs ?? STALL_MS;
     const idle = this.registry.schedulable(now);
-    if (idle.length === 0) return;
+    // With work waiting, or no slot free, only the stall rule applies: a copy of a stalled attempt
+    // goes before any waiting subtask, in the next slot that frees (see copyStalled).
+    if (this.scheduler.pendingCount() > 0 || idle.length === 0) {
+      if (stallMs > 0) this.markStalledAttempts(now, stallMs);
+      return;
+    }
     let running = 0;
     let copies = 0;
     for (const w of this.registry.all()) running += w.leases.size;
     for (const s of this.subtasks.values()) if (s.state === 'running' && s.leases.length > 1) copies++;
     const maxCopies = Math.max(1, Math.floor(running * 0.1));
-    const stallMs = this.opts.stallMs ?? STALL_MS;
     for (const active of this.active.values()) {
       const current = active.subtasks.filter((s) => s.phase === active.record.phase);
       const finished = current.filter((s) => s.state === 'succeeded');
@@ -1666,26 +1676,85 @@ export class JobManager {
         const straggling = late && elapsed > Math.max(1.5 * expected, 200) && !(s.progress > 0.05 && (elapsed * (1 - s.progress)) / s.progress < expected);
         const stalled = stallMs > 0 && quietMs > Math.max(stallMs, expected > 0 ? 4 * expected : 0);
         if (!straggling && !stalled) continue;
-        // Not onto a worker itself found stalled: the copy would wait there as the original does.
-        const w = idle.find((x) => x.id !== lease.workerId && !(x.stalledSince > 0) && x.leases.size < x.slots && canRun(x, s, active.record.kind));
-        if (!w) continue;
-        const fields = { job: s.jobId, subtask: s.id, runningMs: elapsed, expectedMs: Math.round(expected), progress: s.progress, worker: lease.worker, copyOn: w.name };
-        if (straggling) this.log.info(fields, 'straggler: starting a speculative copy');
-        else {
-          this.log.warn({ ...fields, quietMs }, `no progress from ${lease.worker} on it for ${Math.round(quietMs / 1000)} s: starting a speculative copy`);
-          lease.stalledAt = Date.now();
-          const holder = this.registry.get(lease.workerId);
-          if (holder && !(holder.stalledSince > 0)) {
-            holder.stalledSince = lease.stalledAt;
-            // A worker stuck on what it runs will not start what waits in its prefetch queue.
-            this.takeBackWaiting(holder, `${holder.name} has reported no progress on a subtask for ${Math.round(quietMs / 1000)} s`);
-          }
-          this.stalledCopies++;
+        const fields = { job: s.jobId, subtask: s.id, runningMs: elapsed, expectedMs: Math.round(expected), progress: s.progress, worker: lease.worker };
+        if (stalled && !stillStalled(lease)) {
+          this.log.warn({ ...fields, quietMs }, `no progress from ${lease.worker} on it for ${Math.round(quietMs / 1000)} s: it gets a speculative copy`);
+          this.markStalled(lease, quietMs);
         }
-        this.speculativeCopies++;
+        const w = this.copyTarget(idle, s, lease, active.record.kind);
+        if (!w) {
+          if (stalled) this.awaitingCopy.add(s);
+          continue;
+        }
+        if (straggling && !stalled) this.log.info({ ...fields, copyOn: w.name }, 'straggler: starting a speculative copy');
         copies++;
-        this.assign(s, w, true);
+        this.copy(s, w, stalled);
       }
+    }
+  }
+
+  /**
+   * The stall rule while no copy can start now: running attempts their workers have said nothing
+   * of for `stallMs` (or 4x their job's mean run) are marked stalled and wait for a free slot. By
+   * the workers' running leases, not every subtask: this runs at every sweep of a busy cluster.
+   */
+  private markStalledAttempts(now: number, stallMs: number): void {
+    for (const holder of this.registry.all()) {
+      if (holder.leases.size === holder.waiting.size) continue;
+      for (const [id, attempt] of [...holder.leases]) {
+        const s = this.subtasks.get(id);
+        const lease = s?.leases[0];
+        if (!s || s.state !== 'running' || s.leases.length !== 1 || s.speculative || !lease || lease.attempt !== attempt || lease.runningSince === undefined || stillStalled(lease)) continue;
+        const expected = this.expectedRunMs(s.jobId);
+        const quietMs = now - Math.max(lease.runningSince, lease.progressAt ?? 0);
+        if (!(quietMs > Math.max(stallMs, expected > 0 ? 4 * expected : 0))) continue;
+        this.log.warn({ job: s.jobId, subtask: s.id, runningMs: now - lease.runningSince, worker: lease.worker, quietMs }, `no progress from ${lease.worker} on it for ${Math.round(quietMs / 1000)} s: it gets a speculative copy in the next free slot`);
+        this.markStalled(lease, quietMs);
+        this.awaitingCopy.add(s);
+      }
+    }
+  }
+
+  /** Marks an attempt stalled; its worker, on its first, becomes the scheduler's last choice. */
+  private markStalled(lease: Lease, quietMs: number): void {
+    lease.stalledAt = Date.now();
+    const holder = this.registry.get(lease.workerId);
+    if (holder && !(holder.stalledSince > 0)) {
+      holder.stalledSince = lease.stalledAt;
+      // A worker stuck on what it runs will not start what waits in its prefetch queue.
+      this.takeBackWaiting(holder, `${holder.name} has reported no progress on a subtask for ${Math.round(quietMs / 1000)} s`);
+    }
+  }
+
+  /** A worker with a free slot for a copy of `s`: not the original's, nor one itself found stalled (the copy would wait there as the original does). */
+  private copyTarget(workers: readonly WorkerSession[], s: SubtaskRecord, lease: Lease, kind: string): WorkerSession | undefined {
+    return workers.find((x) => x.id !== lease.workerId && x.state === 'active' && !(x.stalledSince > 0) && x.leases.size < x.slots && canRun(x, s, kind));
+  }
+
+  private copy(s: SubtaskRecord, w: WorkerSession, stalled: boolean): void {
+    this.awaitingCopy.delete(s);
+    if (stalled) this.stalledCopies++;
+    this.speculativeCopies++;
+    this.assign(s, w, true);
+  }
+
+  /**
+   * Copies of the attempts found stalled while work was waiting, before that work takes the free
+   * slots: each holds up its job, while a waiting subtask has not started to. Those no longer
+   * alone and stalled (reported on, finished, copied) are dropped.
+   */
+  private copyStalled(workers: readonly WorkerSession[]): void {
+    for (const s of [...this.awaitingCopy]) {
+      const lease = s.leases[0];
+      const active = this.active.get(s.jobId);
+      if (!active || s.state !== 'running' || s.leases.length !== 1 || s.speculative || !lease || !stillStalled(lease)) {
+        this.awaitingCopy.delete(s);
+        continue;
+      }
+      const w = this.copyTarget(workers, s, lease, active.record.kind);
+      if (!w) return;
+      this.log.info({ job: s.jobId, subtask: s.id, worker: lease.worker, copyOn: w.name }, 'a slot freed: copying a stalled attempt before any waiting subtask');
+      this.copy(s, w, true);
     }
   }
 
