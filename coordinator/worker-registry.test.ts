@@ -79,6 +79,28 @@ describe('WorkerRegistry listings', () => {
       ['s3', 'w1', 'active'],
     ]);
   });
+
+  it('hands a worker back under its name its quarantine and its count of quarantines in a row, unless it is the only worker', () => {
+    const registry = new WorkerRegistry();
+    const session = (id: string, name: string) => newWorkerSession({ id, name, instanceId: id, address: '', slots: 1, capabilities: caps, call: undefined });
+    const now = 1_000_000;
+    const flaky = session('s1', 'flaky');
+    registry.add(flaky);
+    registry.add(session('s2', 'steady'));
+    Object.assign(flaky, { state: 'lost', quarantines: 3, quarantinedUntil: now + 60_000, recentFailures: [now - 90_000, now - 1_000] });
+    // It crashed while quarantined and came back at once (a container restarted under the same name).
+    const back = session('s3', 'flaky');
+    registry.add(back, now);
+    expect([back.state, back.quarantines, back.quarantinedUntil, back.recentFailures]).toEqual(['quarantined', 3, now + 60_000, [now - 1_000]]);
+    // Alone, it keeps the count (its next quarantine is longer) but takes work.
+    const alone = new WorkerRegistry();
+    const lone = session('s4', 'lone');
+    alone.add(lone);
+    Object.assign(lone, { state: 'lost', quarantines: 2, quarantinedUntil: now + 60_000 });
+    const again = session('s5', 'lone');
+    alone.add(again, now);
+    expect([again.state, again.quarantines, again.quarantinedUntil]).toEqual(['active', 2, now + 60_000]);
+  });
 });
 
 describe('a stalled coordinator', () => {

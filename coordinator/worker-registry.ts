@@ -105,9 +105,20 @@ export const slotsInUse = (w: WorkerSession): number => Math.min(w.leases.size, 
 export class WorkerRegistry {
   private readonly sessions = new Map<string, WorkerSession>();
 
-  add(session: WorkerSession): void {
+  add(session: WorkerSession, now = Date.now()): void {
     // A worker back under its name (restarted, reconnected) replaces its lost session: one row per worker.
-    for (const [id, w] of this.sessions) if (w.state === 'lost' && w.name === session.name) this.sessions.delete(id);
+    for (const [id, w] of this.sessions) {
+      if (w.state !== 'lost' || w.name !== session.name) continue;
+      this.sessions.delete(id);
+      // Its record goes with the name: a worker that crashes and restarts (a container's worker
+      // keeps its name, hostname and pid 1) or reconnects sheds neither its quarantine nor its
+      // count of quarantines in a row. Unless it is the only worker: a cluster that stops itself
+      // helps nobody (as a quarantine never takes the last one).
+      session.recentFailures = w.recentFailures.filter((t) => now - t < 60_000);
+      session.quarantines = w.quarantines;
+      session.quarantinedUntil = w.quarantinedUntil;
+      if (w.quarantinedUntil > now && [...this.sessions.values()].some((o) => o.state === 'active')) session.state = 'quarantined';
+    }
     this.sessions.set(session.id, session);
   }
 
