@@ -30,7 +30,7 @@ import { Scheduler } from './scheduler.js';
 import { SHARED_LOOKUPS, SharedRoots } from './shared-inputs.js';
 import type { Spool } from './spool.js';
 import { RESUME_SEQ_GAP, type JobStore } from './store.js';
-import { WorkerRegistry, type WorkerSession } from './worker-registry.js';
+import { FAILURE_WINDOW_MS, WorkerRegistry, type WorkerSession } from './worker-registry.js';
 import { resolveLimits, type Limits } from '../shared/limits.js';
 import { STALL_MS, envInt } from '../shared/config.js';
 
@@ -1150,7 +1150,7 @@ export class JobManager {
 
   private noteWorkerFailure(w: WorkerSession, kind: string): void {
     const now = Date.now();
-    w.recentFailures = w.recentFailures.filter((t) => now - t < 60_000);
+    w.recentFailures = w.recentFailures.filter((t) => now - t < FAILURE_WINDOW_MS);
     w.recentFailures.push(now);
     // Never quarantine the last active worker that can run this kind: a cluster that stops itself
     // helps nobody.
@@ -1674,7 +1674,7 @@ export class JobManager {
         // Its own progress (reported by the worker: frames, seconds encoded) puts its end nearer
         // than a copy started now would get: leave it.
         const straggling = late && elapsed > Math.max(1.5 * expected, 200) && !(s.progress > 0.05 && (elapsed * (1 - s.progress)) / s.progress < expected);
-        const stalled = stallMs > 0 && quietMs > Math.max(stallMs, expected > 0 ? 4 * expected : 0);
+        const stalled = stallMs > 0 && quietPastStall(quietMs, stallMs, expected);
         if (!straggling && !stalled) continue;
         const fields = { job: s.jobId, subtask: s.id, runningMs: elapsed, expectedMs: Math.round(expected), progress: s.progress, worker: lease.worker };
         if (stalled && !stillStalled(lease)) {
@@ -1707,7 +1707,7 @@ export class JobManager {
         if (!s || s.state !== 'running' || s.leases.length !== 1 || s.speculative || !lease || lease.attempt !== attempt || lease.runningSince === undefined || stillStalled(lease)) continue;
         const expected = this.expectedRunMs(s.jobId);
         const quietMs = now - Math.max(lease.runningSince, lease.progressAt ?? 0);
-        if (!(quietMs > Math.max(stallMs, expected > 0 ? 4 * expected : 0))) continue;
+        if (!quietPastStall(quietMs, stallMs, expected)) continue;
         this.log.warn({ job: s.jobId, subtask: s.id, runningMs: now - lease.runningSince, worker: lease.worker, quietMs }, `no progress from ${lease.worker} on it for ${Math.round(quietMs / 1000)} s: it gets a speculative copy in the next free slot`);
         this.markStalled(lease, quietMs);
         this.awaitingCopy.add(s);
@@ -1899,6 +1899,11 @@ function expectedRunTimes(phase: readonly SubtaskRecord[], finished: readonly Su
   }
   const m = median(finished.map((s) => s.durationMs));
   return () => m;
+}
+
+/** The stall rule's test: silent for `stallMs`, or 4x the run expected of it where that is longer. */
+function quietPastStall(quietMs: number, stallMs: number, expectedMs: number): boolean {
+  return quietMs > Math.max(stallMs, expectedMs > 0 ? 4 * expectedMs : 0);
 }
 
 /** A lease found stalled (see `speculate`) whose worker has reported nothing on it since. */

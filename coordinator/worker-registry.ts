@@ -42,7 +42,7 @@ export interface WorkerSession {
   load: number;
   done: number;
   failed: number;
-  /** Times of recent failures, for quarantine. */
+  /** Times of its failures within FAILURE_WINDOW_MS, for quarantine. */
   recentFailures: number[];
   /** When its quarantine ends (or last ended); 0: never quarantined. */
   quarantinedUntil: number;
@@ -99,6 +99,9 @@ export function newWorkerSession(r: Pick<WorkerSession, 'id' | 'name' | 'instanc
   };
 }
 
+/** The window in which a worker's retryable failures count towards its quarantine. */
+export const FAILURE_WINDOW_MS = 60_000;
+
 /** Slots in use: leases beyond the slots wait in the worker's prefetch queue and do not count. */
 export const slotsInUse = (w: WorkerSession): number => Math.min(w.leases.size, w.slots);
 
@@ -114,7 +117,7 @@ export class WorkerRegistry {
       // keeps its name, hostname and pid 1) or reconnects sheds neither its quarantine nor its
       // count of quarantines in a row. Unless it is the only worker: a cluster that stops itself
       // helps nobody (as a quarantine never takes the last one).
-      session.recentFailures = w.recentFailures.filter((t) => now - t < 60_000);
+      session.recentFailures = w.recentFailures.filter((t) => now - t < FAILURE_WINDOW_MS);
       session.quarantines = w.quarantines;
       session.quarantinedUntil = w.quarantinedUntil;
       if (w.quarantinedUntil > now && [...this.sessions.values()].some((o) => o.state === 'active')) session.state = 'quarantined';
