@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import os from 'node:os';
-import pino, { type Logger, type LevelWithSilent } from 'pino';
+import type Pino from 'pino';
+import type { Logger, LevelWithSilent } from 'pino';
 import type PinoPretty from 'pino-pretty';
 
 const require = createRequire(import.meta.url);
@@ -28,6 +29,9 @@ export function createLogger(
 ): Logger {
   // hostname: lines from several machines stay apart in a central log store.
   const options = { name, level, base: { pid: process.pid, hostname: os.hostname(), component: name } };
+  // pino is loaded here, not with the module: a command that only parses its flags (--help, a
+  // usage error) or only calls the coordinator (every client command) never loads it.
+  const pino = require('pino') as typeof Pino;
   const usePretty = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true);
   if (usePretty) {
     // In-process pretty stream (not a worker-thread transport): no extra thread per process, and

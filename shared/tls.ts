@@ -5,7 +5,12 @@
  * Workers and clients trust the CA (or the system roots) and may present a certificate of their own.
  */
 import { readFileSync } from 'node:fs';
-import * as grpc from '@grpc/grpc-js';
+import { createRequire } from 'node:module';
+import type * as Grpc from '@grpc/grpc-js';
+
+/** grpc-js, loaded when credentials are made: the CLI checks TLS flags (naming files, say) without it. */
+const require = createRequire(import.meta.url);
+const grpcJs = (): typeof Grpc => require('@grpc/grpc-js') as typeof Grpc;
 
 /** Certificate files of a server. */
 export interface ServerTlsFiles {
@@ -25,40 +30,40 @@ export interface ClientTlsFiles {
 }
 
 /** A certificate provider with fixed contents (grpc-js only takes optional client certificates through providers). */
-class StaticCertificateProvider implements grpc.experimental.CertificateProvider {
+class StaticCertificateProvider implements Grpc.experimental.CertificateProvider {
   constructor(
     private readonly ca: Buffer | null,
     private readonly identity: { certificate: Buffer; privateKey: Buffer } | null,
   ) {}
   // Listeners are called on a later tick: grpc-js registers the server's watcher only after adding
   // these listeners, so a synchronous update would be lost and every connection dropped.
-  addCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {
+  addCaCertificateListener(l: Grpc.experimental.CaCertificateUpdateListener): void {
     setImmediate(() => l(this.ca ? { caCertificate: this.ca } : null));
   }
   removeCaCertificateListener(): void {}
-  addIdentityCertificateListener(l: grpc.experimental.IdentityCertificateUpdateListener): void {
+  addIdentityCertificateListener(l: Grpc.experimental.IdentityCertificateUpdateListener): void {
     setImmediate(() => l(this.identity));
   }
   removeIdentityCertificateListener(): void {}
 }
 
 /** Server credentials: TLS with `files`, client certificates requested (and verified) when a CA is given. */
-export function serverCredentials(files: ServerTlsFiles): grpc.ServerCredentials {
+export function serverCredentials(files: ServerTlsFiles): Grpc.ServerCredentials {
   const certificate = readFileSync(files.cert);
   const privateKey = readFileSync(files.key);
-  if (!files.ca) return grpc.ServerCredentials.createSsl(null, [{ cert_chain: certificate, private_key: privateKey }], false);
+  if (!files.ca) return grpcJs().ServerCredentials.createSsl(null, [{ cert_chain: certificate, private_key: privateKey }], false);
   const identity = new StaticCertificateProvider(null, { certificate, privateKey });
   const ca = new StaticCertificateProvider(readFileSync(files.ca), null);
   // Positional: identity provider, then CA provider; `false` = ask for a certificate but do not require one.
-  return grpc.experimental.createCertificateProviderServerCredentials(identity, ca, false);
+  return grpcJs().experimental.createCertificateProviderServerCredentials(identity, ca, false);
 }
 
 /** Channel credentials for a worker or client; TLS when any file is given or `tls` is true. */
-export function channelCredentials(files: ClientTlsFiles, tls = false): grpc.ChannelCredentials {
-  if (!tls && !files.ca && !files.cert && !files.key) return grpc.credentials.createInsecure();
+export function channelCredentials(files: ClientTlsFiles, tls = false): Grpc.ChannelCredentials {
+  if (!tls && !files.ca && !files.cert && !files.key) return grpcJs().credentials.createInsecure();
   if (Boolean(files.cert) !== Boolean(files.key)) throw new Error('a client certificate needs both --tls-cert and --tls-key');
   const read = (f: string | undefined): Buffer | null => (f ? readFileSync(f) : null);
-  return grpc.credentials.createSsl(read(files.ca), read(files.key), read(files.cert));
+  return grpcJs().credentials.createSsl(read(files.ca), read(files.key), read(files.cert));
 }
 
 /** Client TLS settings from the environment (TESSERA_TLS_CA, TESSERA_TLS_CERT, TESSERA_TLS_KEY, TESSERA_TLS=1). */
@@ -100,7 +105,7 @@ export function assertSecureDashboard(http: string | undefined, insecure: boolea
 }
 
 /** Channel credentials from the environment (see {@link clientTlsFromEnv}); plaintext when none is set. */
-export function clientCredentialsFromEnv(env: NodeJS.ProcessEnv = process.env): grpc.ChannelCredentials {
+export function clientCredentialsFromEnv(env: NodeJS.ProcessEnv = process.env): Grpc.ChannelCredentials {
   const { files, tls } = clientTlsFromEnv(env);
   return channelCredentials(files, tls);
 }

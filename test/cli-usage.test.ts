@@ -2,6 +2,8 @@
  * A usage error is one line and where to read the usage of the command it was in, exit 2 (as git,
  * npm and docker do): not the whole help after it. The real CLI from dist/; no cluster needed.
  */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cluster.js';
 
@@ -45,5 +47,21 @@ describe('tessera: usage errors', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('Usage: tessera submit image [options] <files...>');
     expect(r.stdout).toContain('--width <px>');
+  });
+});
+
+describe('tessera: commands that only read their flags', () => {
+  it('load neither gRPC, protobuf nor the logger: --version, --help and a bad setting answer at once', () => {
+    // Which CommonJS modules the real CLI loaded, written as it exits (stderr), in a fresh Node.
+    const hook = "process.on('exit', () => require('node:fs').writeSync(2, '\\nLOADED ' + JSON.stringify(Object.keys(require('node:module')._cache)) + '\\n'))";
+    const cli = fileURLToPath(new URL('../dist/client/cli.js', import.meta.url));
+    for (const args of [['--version'], ['--help'], ['coordinator', '--listen', 'nowhere'], ['worker', '--slots', '0']]) {
+      const r = spawnSync(process.execPath, ['-e', `${hook}; process.argv.splice(1, 0, ${JSON.stringify(cli)}); import(${JSON.stringify(cli)})`, '--', ...args], { encoding: 'utf8', timeout: 30_000 });
+      const line = r.stderr.split('\n').find((l) => l.startsWith('LOADED '));
+      expect(line, `tessera ${args.join(' ')}: ${r.stderr}`).toBeDefined();
+      const loaded = JSON.parse(line!.slice('LOADED '.length)) as string[];
+      expect(loaded.some((f) => f.includes('/commander/')), args.join(' ')).toBe(true);
+      expect(loaded.filter((f) => /\/(@grpc\/grpc-js|@grpc\/proto-loader|protobufjs|pino)\//.test(f)), args.join(' ')).toEqual([]);
+    }
   });
 });

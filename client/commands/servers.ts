@@ -1,17 +1,20 @@
 /** `tessera coordinator`, `tessera worker` (long-running, with signal handling) and `tessera health`. */
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+import type * as Grpc from '@grpc/grpc-js';
 import type { LevelWithSilent } from 'pino';
 import { createLogger, type LogFormat, type Logger } from '../../shared/logger.js';
 import { coordinatorAddress, hostPortProblem } from '../../shared/config.js';
 import type { Command } from 'commander';
 import { SERVER_TLS_ENV, byFlag, clientTlsVariablesIgnored, coordinatorSecurity, optionNamer, securitySummary, setting, workerSecurity, type OptionNamer } from './security-options.js';
-import { PROTO_LOADER_OPTIONS } from '../../shared/proto.js';
 import { assertSecureDashboard, assertSecureListen, clientCredentialsFromEnv } from '../../shared/tls.js';
 import { UsageError } from './usage-error.js';
 import { checkKeepalive, type KeepaliveFlags } from './keepalive-options.js';
 import { EXIT } from './exit-codes.js';
+import { status } from '../../shared/grpc-status.js';
+
+const require = createRequire(import.meta.url);
 
 export interface CoordinatorCommandOptions extends KeepaliveFlags {
   listen: string;
@@ -204,8 +207,8 @@ export async function runWorker(o: WorkerCommandOptions, cmd?: Command): Promise
   });
 }
 
-interface HealthClient extends grpc.Client {
-  Check(req: { service: string }, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void;
+interface HealthClient extends Grpc.Client {
+  Check(req: { service: string }, opts: Grpc.CallOptions, cb: (err: Grpc.ServiceError | null, res?: { status: string }) => void): void;
 }
 
 /**
@@ -214,16 +217,16 @@ interface HealthClient extends grpc.Client {
  * client command (`--tls`, `--tls-ca` or their TESSERA_* variables).
  */
 export async function checkHealth(address: string, service = '', timeoutMs = 3000, credentials = clientCredentialsFromEnv()): Promise<string> {
-  const [{ loadSync }, { protoPath: healthProtoPath }] = await Promise.all([import('@grpc/proto-loader'), import('grpc-health-check')]);
+  const [grpc, { loadSync }, { protoPath: healthProtoPath }, { PROTO_LOADER_OPTIONS }] = await Promise.all([import('@grpc/grpc-js'), import('@grpc/proto-loader'), import('grpc-health-check'), import('../../shared/proto.js')]);
   const def = loadSync(healthProtoPath, PROTO_LOADER_OPTIONS);
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: new (addr: string, creds: grpc.ChannelCredentials) => HealthClient } } } };
+  const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: new (addr: string, creds: Grpc.ChannelCredentials) => HealthClient } } } };
   const client = new pkg.grpc.health.v1.Health(address, credentials);
   try {
     return await new Promise<string>((resolve, reject) => {
       client.Check({ service }, { deadline: Date.now() + timeoutMs }, (err, res) => {
         if (err) {
           // grpc.health.v1 answers NOT_FOUND for a service it does not know.
-          if (err.code === grpc.status.NOT_FOUND) resolve('SERVICE_UNKNOWN');
+          if (err.code === status.NOT_FOUND) resolve('SERVICE_UNKNOWN');
           else reject(err);
         } else resolve(res?.status ?? 'UNKNOWN');
       });
@@ -262,5 +265,5 @@ async function checkHttpHealth(url: string, timeoutMs: number): Promise<string> 
  * the log is.
  */
 function routeGrpcLogs(log: Logger): void {
-  grpc.setLogger({ error: (...args: unknown[]) => log.warn({ source: 'grpc-js' }, args.map(String).join(' ')) });
+  (require('@grpc/grpc-js') as typeof Grpc).setLogger({ error: (...args: unknown[]) => log.warn({ source: 'grpc-js' }, args.map(String).join(' ')) });
 }
