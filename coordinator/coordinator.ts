@@ -205,9 +205,10 @@ export class Coordinator {
       const now = performance.now();
       const late = now - lastSweep - sweepMs;
       lastSweep = now;
+      const paused = late > heartbeatMs;
       if (late > Math.min(heartbeatMs, sweepMs)) {
         registry.credit(late);
-        if (late > heartbeatMs) log.warn({ stalledMs: Math.round(late) }, 'the coordinator was stalled: workers are not held to heartbeats it could not read');
+        if (paused) log.warn({ stalledMs: Math.round(late) }, 'the coordinator was stalled: workers are not held to heartbeats it could not read');
       }
       for (const w of registry.expired(ttlMs)) jobs.onWorkerLost(w, `no heartbeat for ${ttlMs} ms`);
       // A quarantine that is over frees its slots: nothing else may ask for a dispatch meanwhile.
@@ -215,7 +216,9 @@ export class Coordinator {
       registry.prune(10 * 60_000);
       // Leases far past their subtask's timeout: the worker could not end them itself.
       if (jobs.expireOverdue() > 0) jobs.requestDispatch();
-      jobs.speculate();
+      // Nor to progress reports: after a stall of its own every attempt would look stalled at once.
+      // The next sweep, after the sockets were read, looks.
+      if (!paused) jobs.speculate();
     }, sweepMs);
     this.sweepTimer.unref();
     // Finished jobs past their retention: checked at start and then a few times per period.

@@ -112,15 +112,16 @@ function setup(dataDir?: string, slots = 8, prefetch = 0, quarantineFailures = 0
   return { dir, store, registry, manager, worker, assigned, cancels, finish };
 }
 
-/** A second worker, one slot, whose assignments land in `sent`. */
-function secondWorker(registry: WorkerRegistry, sent: CoordinatorMessage[]): WorkerSession {
+/** A second worker (one slot unless told), whose assignments land in `sent`. */
+function secondWorker(registry: WorkerRegistry, sent: CoordinatorMessage[], o: { id?: string; slots?: number; kinds?: string[]; encoders?: string[] } = {}): WorkerSession {
+  const id = o.id ?? 'w2';
   const w = newWorkerSession({
-    id: 'w2',
-    name: 'worker-2',
-    instanceId: 'i2',
+    id,
+    name: `worker-${id.slice(1)}`,
+    instanceId: `i-${id}`,
     address: 'test',
-    slots: 1,
-    capabilities: { kinds: ['passthrough'], encoders: [] } as unknown as WorkerSession['capabilities'],
+    slots: o.slots ?? 1,
+    capabilities: { kinds: o.kinds ?? ['passthrough'], encoders: o.encoders ?? [] } as unknown as WorkerSession['capabilities'],
     call: { write: (m: CoordinatorMessage) => sent.push(m) } as unknown as WorkerSession['call'],
   });
   registry.add(w);
@@ -654,6 +655,69 @@ describe('the stall rule while work waits', () => {
   });
 });
 
+describe('the stall rule while work waits: its edges', () => {
+  const job = (n: number) => ({ ...spec, passthrough: { subtasks: n, work_ms: 0, fail_first_attempts: 0 } }) as unknown as JobSpec__Output;
+
+  it('copies the other stalled attempts when no free worker can take the first', async () => {
+    const { manager, registry, worker, store, assigned } = setup(undefined, 2, 0, 0, undefined, { stallMs: 200 });
+    const j = manager.newJob(job(5), 'anonymous');
+    manager.accept(j);
+    await until(() => assigned().length === 2, 'two subtasks on the first worker');
+    const [a, b] = assigned().map((x) => x.subtask_id!);
+    await sleep(250);
+    manager.speculate();
+    expect(worker.stalledSince).toBeGreaterThan(0);
+    // The first stalled one needs an encoder the worker that frees up lacks.
+    manager.subtasksOf(j.id).find((s) => s.id === a)!.requires = { encoders: ['libx265'] };
+    const copies: CoordinatorMessage[] = [];
+    secondWorker(registry, copies);
+    manager.requestDispatch();
+    await until(() => assignmentsIn(copies).length === 1, 'an assignment on the second worker');
+    expect(assignmentsIn(copies).map((x) => [x.subtask_id, x.attempt])).toEqual([[b, 2]]);
+    manager.close();
+    store.close();
+  });
+
+  it('copies a stalled attempt into an idle worker the waiting work cannot use, at once', async () => {
+    const { manager, registry, store, assigned } = setup(undefined, 1, 0, 0, undefined, { stallMs: 200 });
+    const j = manager.newJob(job(2), 'anonymous');
+    manager.accept(j);
+    await until(() => assigned().length === 1, 'one subtask on the first worker');
+    const held = assigned()[0]!.subtask_id!;
+    // What waits needs an encoder no worker has: it stays pending, and the cluster counts as busy.
+    manager.subtasksOf(j.id).find((s) => s.id !== held)!.requires = { encoders: ['libx265'] };
+    const copies: CoordinatorMessage[] = [];
+    secondWorker(registry, copies);
+    manager.requestDispatch();
+    await sleep(250);
+    expect(assignmentsIn(copies)).toEqual([]);
+    manager.speculate();
+    await until(() => assignmentsIn(copies).length === 1, 'the copy on the idle worker');
+    expect(assignmentsIn(copies).map((x) => [x.subtask_id, x.attempt])).toEqual([[held, 2]]);
+    manager.close();
+    store.close();
+  });
+
+  it('keeps the copies of stalled attempts within a tenth of running work, as every copy', async () => {
+    const { manager, registry, store, assigned } = setup(undefined, 8, 0, 0, undefined, { stallMs: 200 });
+    manager.accept(manager.newJob(job(8), 'anonymous'));
+    await until(() => assigned().length === 8, 'eight subtasks on the first worker');
+    await sleep(250);
+    // No slot free: all eight are marked. A worker of eight slots comes: one copy (eight running).
+    manager.speculate();
+    const copies: CoordinatorMessage[] = [];
+    secondWorker(registry, copies, { slots: 8 });
+    manager.requestDispatch();
+    await until(() => assignmentsIn(copies).length === 1, 'a copy');
+    await sleep(50);
+    manager.speculate();
+    await sleep(50);
+    expect(assignmentsIn(copies)).toHaveLength(1);
+    manager.close();
+    store.close();
+  });
+});
+
 describe('the stall rule when the copy fails', () => {
   /** A job of one subtask that its worker said nothing of for 61 s, copied onto a second worker. */
   async function copiedAfterAStall() {
@@ -686,6 +750,31 @@ describe('the stall rule when the copy fails', () => {
     store.close();
   });
 
+  it('leaves the stalled attempt running when the copy failed for good on its own worker (a smaller memory ceiling)', async () => {
+    const { manager, worker, store, cancels, job, held, w2 } = await copiedAfterAStall();
+    manager.onResult(w2, { subtaskId: held, attempt: 2, ok: false, outputs: [], itemErrors: [], retryable: false, result: undefined, error: { input: '', code: 'RESOURCE_EXHAUSTED', message: "subtask used 600 MiB, over the worker's memory ceiling --memory-limit-mb=512: killed" } });
+    expect(cancels()).toEqual([]);
+    expect(worker.recentFailures).toHaveLength(0);
+    expect(manager.subtasksOf(job.id)[0]!.state).toBe('running');
+    manager.onResult(worker, { subtaskId: held, attempt: 1, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
+    await until(() => manager.get(job.id).state === 'succeeded', 'the job to succeed on the original');
+    manager.close();
+    store.close();
+  });
+
+  it('copies the stalled attempt again when the copy’s worker is lost', async () => {
+    const { manager, registry, store, job, held, w2 } = await copiedAfterAStall();
+    manager.onWorkerLost(w2, 'crashed');
+    const third: CoordinatorMessage[] = [];
+    secondWorker(registry, third, { id: 'w3' });
+    manager.requestDispatch();
+    await until(() => assignmentsIn(third).length === 1, 'another copy');
+    expect(assignmentsIn(third).map((a) => [a.subtask_id, a.attempt])).toEqual([[held, 3]]);
+    expect(manager.subtasksOf(job.id)[0]!.leases).toHaveLength(2);
+    manager.close();
+    store.close();
+  });
+
   it('leaves the original to decide once its worker has reported on it again', async () => {
     const { manager, worker, store, cancels, job, held, w2 } = await copiedAfterAStall();
     await sleep(5);
@@ -696,6 +785,35 @@ describe('the stall rule when the copy fails', () => {
     expect(manager.subtasksOf(job.id)[0]!.state).toBe('running');
     manager.onResult(worker, { subtaskId: held, attempt: 1, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
     await until(() => manager.get(job.id).state === 'succeeded', 'the job to succeed on the original');
+    manager.close();
+    store.close();
+  });
+});
+
+describe('a worker marked stalled', () => {
+  it('is no longer the last choice once its heartbeat shows the attempt taken back from it has ended', async () => {
+    const { manager, registry, worker, store, assigned } = setup(undefined, 1);
+    const first = manager.newJob({ ...spec, passthrough: { subtasks: 1, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    manager.accept(first);
+    await until(() => assigned().length === 1, 'the subtask on the first worker');
+    const held = assigned()[0]!.subtask_id!;
+    const copies: CoordinatorMessage[] = [];
+    const w2 = secondWorker(registry, copies);
+    manager.speculate(Date.now() + 61_000);
+    manager.onResult(w2, { subtaskId: held, attempt: 2, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
+    await until(() => manager.get(first.id).state === 'succeeded', 'the first job');
+    // Told to cancel, the worker sends no result for the stalled attempt. While it still runs it,
+    // the mark stays; once its heartbeat no longer lists it, the mark goes.
+    manager.onHeartbeat(worker, [{ subtask_id: held, attempt: 1 }]);
+    expect(worker.stalledSince).toBeGreaterThan(0);
+    manager.onHeartbeat(worker, []);
+    expect(worker.stalledSince).toBe(0);
+    // The other worker stalls next: its copy goes to the first one.
+    const second = manager.newJob({ ...spec, passthrough: { subtasks: 1, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    manager.accept(second);
+    await until(() => assigned().length + assignmentsIn(copies).length === 3, 'the second job assigned');
+    manager.speculate(Date.now() + 61_000);
+    expect(assigned().length + assignmentsIn(copies).length).toBe(4);
     manager.close();
     store.close();
   });

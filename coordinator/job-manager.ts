@@ -1001,6 +1001,20 @@ export class JobManager {
     if (active) this.events.progress(active.record, s, jobProgress(active.record, active.subtasks), message);
   }
 
+  /**
+   * A heartbeat of a worker marked stalled (the scheduler's last choice): the mark goes once it
+   * holds no attempt still found stalled and runs none of those taken back from it. A worker whose
+   * stalled attempt was cancelled sends no result for it, and may have nothing else to report on.
+   */
+  onHeartbeat(w: WorkerSession, running: readonly { subtask_id: string; attempt: number }[]): void {
+    for (const [id, attempt] of w.leases) {
+      const lease = this.subtasks.get(id)?.leases.find((l) => l.attempt === attempt && l.workerId === w.id);
+      if (lease && stillStalled(lease)) return;
+    }
+    if (running.some((r) => w.cancelled.get(r.subtask_id) === r.attempt)) return;
+    w.stalledSince = 0;
+  }
+
   /** A worker reported the end of an attempt. Stale attempts are discarded (fencing). */
   onResult(
     w: WorkerSession,
@@ -1045,7 +1059,7 @@ export class JobManager {
         const holder = stillStalled(other) ? this.registry.get(other.workerId) : undefined;
         if (holder) {
           this.log.warn({ job: s.jobId, subtask: s.id, worker: holder.name, finishedBy: w.name }, 'a copy finished a subtask its worker had stalled on: counted as its failure');
-          this.noteWorkerFailure(holder, active.record.kind);
+          this.noteWorkerFailure(holder);
         }
         this.revokeLease(s, other, 'a copy of this subtask finished first');
       }
@@ -1070,7 +1084,7 @@ export class JobManager {
       if (secondOpinion && !r.itemErrors.some((e) => e.code === 'INVALID_ARGUMENT')) {
         const blamer = this.registry.get(secondOpinion.id);
         this.log.warn({ job: s.jobId, subtask: s.id, worker: secondOpinion.name, processedBy: w.name }, 'a worker called an input bad that another worker processed: counted as its failure');
-        if (blamer) this.noteWorkerFailure(blamer, active.record.kind);
+        if (blamer) this.noteWorkerFailure(blamer);
       }
       if (!secondOpinion) this.askAboutBadItems(active, s, w);
       this.store.saveSubtask(s);
@@ -1079,13 +1093,16 @@ export class JobManager {
     } else {
       w.failed++;
       // Bad input is not the worker's fault: only retryable failures count towards quarantine.
-      if (r.retryable && !r.coordinatorFault) this.noteWorkerFailure(w, active.record.kind);
+      if (r.retryable && !r.coordinatorFault) this.noteWorkerFailure(w);
       const error = r.error ?? { input: '', code: 'UNKNOWN', message: 'failed' };
       // A copy of an attempt its worker stalled on failed, and that worker has still said nothing
       // of it: left to decide, it would hold the subtask until its timeout (30 min). It is taken
       // back, and the failure handled as the subtask's only one (run again elsewhere, or a second
-      // opinion on an input called bad).
-      const stalled = s.leases.length > 0 && s.leases.every(stillStalled);
+      // opinion on an input called bad). Not for a failure that would end the subtask for good
+      // (the copy's worker's smaller memory ceiling, say) nor the coordinator's own: the stalled
+      // attempt may yet finish.
+      const rerun = !r.coordinatorFault && (r.retryable || (error.code === 'INVALID_ARGUMENT' && !s.blamedBy && this.secondOpinionFrom(w, s, active.record.kind)));
+      const stalled = rerun && s.leases.length > 0 && s.leases.every(stillStalled);
       if (s.leases.length > 0 && !stalled) {
         // The other copy is still running: it decides, whatever ended this one (a smaller memory
         // ceiling on the copy's worker must not cancel an original at 90%); no third is started.
@@ -1097,7 +1114,7 @@ export class JobManager {
           // Its worker's failure, as when a copy finishes first; unless the copy's failure says the
           // input is at fault (a decoder that hangs on it is not the worker's doing).
           const holder = stalled && r.retryable ? this.registry.get(other.workerId) : undefined;
-          if (holder) this.noteWorkerFailure(holder, active.record.kind);
+          if (holder) this.noteWorkerFailure(holder);
         }
         s.leases = [];
         s.durationMs = Date.now() - s.startedAt;
@@ -1148,15 +1165,15 @@ export class JobManager {
     return this.registry.all().some((o) => o.id !== w.id && o.instanceId !== w.instanceId && o.state === 'active' && canRun(o, s, kind));
   }
 
-  private noteWorkerFailure(w: WorkerSession, kind: string): void {
+  private noteWorkerFailure(w: WorkerSession): void {
     const now = Date.now();
     w.recentFailures = w.recentFailures.filter((t) => now - t < FAILURE_WINDOW_MS);
     w.recentFailures.push(now);
-    // Never quarantine the last active worker that can run this kind: a cluster that stops itself
-    // helps nobody.
-    const others = this.registry.all().filter((o) => o !== w && o.state === 'active' && o.kinds.has(kind)).length;
+    // Never quarantine the last active worker of a kind it runs (whichever kind failed: a
+    // quarantine stops all its work): a cluster that stops itself helps nobody. The quarantine ends
+    // early should it become that (see WorkerRegistry.endQuarantines).
     const limit = this.opts.quarantineFailures;
-    if (limit > 0 && w.recentFailures.length >= limit && w.state === 'active' && others > 0) {
+    if (limit > 0 && w.recentFailures.length >= limit && w.state === 'active' && this.registry.othersRun(w)) {
       const base = this.opts.quarantineMs ?? QUARANTINE_MS;
       w.quarantines = w.quarantinedUntil > 0 && now - w.quarantinedUntil < QUARANTINE_RESET_MS ? w.quarantines + 1 : 1;
       const period = Math.min(Math.max(base, QUARANTINE_MAX_MS), base * 2 ** Math.min(w.quarantines - 1, 30));
@@ -1265,6 +1282,13 @@ export class JobManager {
     if (s.leases.length > 0) {
       // Another copy runs on: nothing else says this one ended.
       this.log.warn({ job: s.jobId, subtask: s.id, attempt, worker: w.name, reason }, 'lease expired');
+      if (s.leases.every(stillStalled)) {
+        // What is left is an attempt its worker stalled on: it gets another copy (this one's end
+        // says nothing of the subtask), in the next free slot.
+        s.speculative = false;
+        this.awaitingCopy.add(s);
+        this.requestDispatch();
+      }
       this.store.saveSubtask(s);
       return;
     }
@@ -1621,7 +1645,7 @@ export class JobManager {
         // Its slot may still be taken by the stuck process: a worker that cannot stop what it runs
         // counts towards quarantine like one that fails it.
         const job = this.active.get(s.jobId)?.record;
-        if (job) this.noteWorkerFailure(w, job.kind);
+        if (job) this.noteWorkerFailure(w);
         expired++;
       }
     }
@@ -1651,18 +1675,14 @@ export class JobManager {
       if (stallMs > 0) this.markStalledAttempts(now, stallMs);
       return;
     }
-    let running = 0;
-    let copies = 0;
-    for (const w of this.registry.all()) running += w.leases.size;
-    for (const s of this.subtasks.values()) if (s.state === 'running' && s.leases.length > 1) copies++;
-    const maxCopies = Math.max(1, Math.floor(running * 0.1));
+    let budget = this.copyBudget();
     for (const active of this.active.values()) {
       const current = active.subtasks.filter((s) => s.phase === active.record.phase);
       const finished = current.filter((s) => s.state === 'succeeded');
       const late = finished.length > 0 && finished.length >= current.length * 0.75;
       const expect = finished.length > 0 ? expectedRunTimes(current, finished) : () => this.expectedRunMs(active.record.id);
       for (const s of current) {
-        if (copies >= maxCopies) return;
+        if (budget <= 0) return;
         // One copy per attempt: after it ended, the remaining lease runs alone.
         if (s.state !== 'running' || s.leases.length !== 1 || s.speculative) continue;
         const lease = s.leases[0]!;
@@ -1687,10 +1707,23 @@ export class JobManager {
           continue;
         }
         if (straggling && !stalled) this.log.info({ ...fields, copyOn: w.name }, 'straggler: starting a speculative copy');
-        copies++;
+        budget--;
         this.copy(s, w, stalled);
       }
     }
+  }
+
+  /**
+   * How many more speculative copies may run: all of them together stay within a tenth of the
+   * running attempts (one at least), whichever rule started them. A stall of the whole cluster
+   * (its shared storage hung, say) must not double its load.
+   */
+  private copyBudget(): number {
+    let running = 0;
+    let copies = 0;
+    for (const w of this.registry.all()) running += w.leases.size;
+    for (const s of this.subtasks.values()) if (s.state === 'running' && s.leases.length > 1) copies++;
+    return Math.max(1, Math.floor(running * 0.1)) - copies;
   }
 
   /**
@@ -1711,6 +1744,8 @@ export class JobManager {
         this.log.warn({ job: s.jobId, subtask: s.id, runningMs: now - lease.runningSince, worker: lease.worker, quietMs }, `no progress from ${lease.worker} on it for ${Math.round(quietMs / 1000)} s: it gets a speculative copy in the next free slot`);
         this.markStalled(lease, quietMs);
         this.awaitingCopy.add(s);
+        // A slot may be free for it already (the waiting work cannot run there): look now.
+        this.requestDispatch();
       }
     }
   }
@@ -1744,6 +1779,7 @@ export class JobManager {
    * alone and stalled (reported on, finished, copied) are dropped.
    */
   private copyStalled(workers: readonly WorkerSession[]): void {
+    let budget = this.copyBudget();
     for (const s of [...this.awaitingCopy]) {
       const lease = s.leases[0];
       const active = this.active.get(s.jobId);
@@ -1751,8 +1787,11 @@ export class JobManager {
         this.awaitingCopy.delete(s);
         continue;
       }
+      if (budget <= 0) return;
+      // One no free worker can take (an encoder only the stalled one has) waits; the others go on.
       const w = this.copyTarget(workers, s, lease, active.record.kind);
-      if (!w) return;
+      if (!w) continue;
+      budget--;
       this.log.info({ job: s.jobId, subtask: s.id, worker: lease.worker, copyOn: w.name }, 'a slot freed: copying a stalled attempt before any waiting subtask');
       this.copy(s, w, true);
     }

@@ -101,6 +101,31 @@ describe('WorkerRegistry listings', () => {
     alone.add(again, now);
     expect([again.state, again.quarantines, again.quarantinedUntil]).toEqual(['active', 2, now + 60_000]);
   });
+
+  it('keeps a worker out of quarantine while it is the only active one of a kind it runs, and ends one that became so', () => {
+    const registry = new WorkerRegistry();
+    const session = (id: string, name: string, kinds: string[]) => newWorkerSession({ id, name, instanceId: id, address: '', slots: 1, capabilities: { ...caps, kinds }, call: undefined });
+    const now = 1_000_000;
+    const images = session('s1', 'images', ['image']);
+    registry.add(images);
+    const video = session('s2', 'video', ['video']);
+    registry.add(video);
+    Object.assign(video, { state: 'lost', quarantines: 4, quarantinedUntil: now + 8 * 60_000 });
+    // The only video worker restarts while an image worker runs: it comes back taking work (and
+    // keeps its count), or no video would run for eight minutes.
+    const back = session('s3', 'video', ['video']);
+    registry.add(back, now);
+    expect([back.state, back.quarantines]).toEqual(['active', 4]);
+    // Quarantined beside another worker of its kind, it sits out its time; once that one is lost,
+    // its quarantine ends at the next sweep.
+    const other = session('s4', 'video-2', ['video']);
+    registry.add(other);
+    Object.assign(back, { state: 'quarantined', quarantinedUntil: now + 60_000 });
+    expect(registry.endQuarantines(now)).toBe(false);
+    other.state = 'lost';
+    expect(registry.endQuarantines(now)).toBe(true);
+    expect(back.state).toBe('active');
+  });
 });
 
 describe('a stalled coordinator', () => {

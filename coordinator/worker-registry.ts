@@ -115,12 +115,12 @@ export class WorkerRegistry {
       this.sessions.delete(id);
       // Its record goes with the name: a worker that crashes and restarts (a container's worker
       // keeps its name, hostname and pid 1) or reconnects sheds neither its quarantine nor its
-      // count of quarantines in a row. Unless it is the only worker: a cluster that stops itself
-      // helps nobody (as a quarantine never takes the last one).
+      // count of quarantines in a row. Unless it is the only worker of one of its kinds: a cluster
+      // that stops itself helps nobody (as a quarantine never takes the last one).
       session.recentFailures = w.recentFailures.filter((t) => now - t < FAILURE_WINDOW_MS);
       session.quarantines = w.quarantines;
       session.quarantinedUntil = w.quarantinedUntil;
-      if (w.quarantinedUntil > now && [...this.sessions.values()].some((o) => o.state === 'active')) session.state = 'quarantined';
+      if (w.quarantinedUntil > now && this.othersRun(session)) session.state = 'quarantined';
     }
     this.sessions.set(session.id, session);
   }
@@ -133,11 +133,22 @@ export class WorkerRegistry {
     return [...this.sessions.values()];
   }
 
-  /** Ends the quarantines that are over; true when one ended (there is a worker to dispatch to). */
+  /** Whether every kind `w` runs has another active worker: only then may `w` sit out a quarantine. */
+  othersRun(w: WorkerSession): boolean {
+    const active = [...this.sessions.values()].filter((o) => o !== w && o.state === 'active');
+    return [...w.kinds].every((k) => active.some((o) => o.kinds.has(k)));
+  }
+
+  /**
+   * Ends the quarantines that are over, and those of workers left alone with a kind (the others
+   * that ran it lost or quarantined themselves: quarantines of up to 10 minutes must not hold a
+   * cluster idle, as a quarantine never takes the last worker of a kind); true when one ended
+   * (there is a worker to dispatch to).
+   */
   endQuarantines(now = Date.now()): boolean {
     let ended = false;
     for (const w of this.sessions.values()) {
-      if (w.state === 'quarantined' && w.quarantinedUntil <= now) {
+      if (w.state === 'quarantined' && (w.quarantinedUntil <= now || !this.othersRun(w))) {
         w.state = 'active';
         ended = true;
       }

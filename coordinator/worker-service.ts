@@ -205,6 +205,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
           switch (msg.msg) {
             case 'heartbeat':
               session.load = msg.heartbeat?.load ?? 0;
+              if (session.stalledSince > 0) jobs.onHeartbeat(session, msg.heartbeat?.running ?? []);
               break;
             case 'progress':
               if (msg.progress) jobs.onProgress(session, msg.progress.subtask_id, msg.progress.attempt, msg.progress.fraction, msg.progress.message);
