@@ -102,6 +102,33 @@ describe('WorkerRegistry listings', () => {
     expect([again.state, again.quarantines, again.quarantinedUntil]).toEqual(['active', 2, now + 60_000]);
   });
 
+  it('hands its quarantine to a worker back under its name after a stop as planned, or before its old session was found lost', () => {
+    const registry = new WorkerRegistry();
+    const session = (id: string, name: string) => newWorkerSession({ id, name, instanceId: id, address: '', slots: 1, capabilities: caps, call: undefined });
+    const now = 1_000_000;
+    registry.add(session('s0', 'steady'));
+    // Stopped by its supervisor while quarantined (it drained and left) and started again.
+    const drained = session('s1', 'flaky');
+    registry.add(drained);
+    Object.assign(drained, { state: 'quarantined', quarantines: 2, quarantinedUntil: now + 60_000 });
+    registry.remove(drained.id, now);
+    expect(registry.all().map((w) => w.name)).toEqual(['steady']);
+    const started = session('s2', 'flaky');
+    registry.add(started, now + 1_000);
+    expect([started.state, started.quarantines, started.quarantinedUntil]).toEqual(['quarantined', 2, now + 60_000]);
+    // Killed and back within the heartbeat TTL: its old session is not lost yet.
+    const quick = session('s3', 'flaky');
+    registry.add(quick, now + 2_000);
+    expect([quick.state, quick.quarantines]).toEqual(['quarantined', 2]);
+    // A record of one that left is kept as long as a lost worker is listed, then forgotten.
+    registry.remove(started.id, now);
+    registry.remove(quick.id, now);
+    registry.prune(10 * 60_000, now + 11 * 60_000);
+    const later = session('s4', 'flaky');
+    registry.add(later, now + 11 * 60_000);
+    expect([later.state, later.quarantines]).toEqual(['active', 0]);
+  });
+
   it('keeps a worker out of quarantine while it is the only active one of a kind it runs, and ends one that became so', () => {
     const registry = new WorkerRegistry();
     const session = (id: string, name: string, kinds: string[]) => newWorkerSession({ id, name, instanceId: id, address: '', slots: 1, capabilities: { ...caps, kinds }, call: undefined });

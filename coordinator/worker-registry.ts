@@ -105,24 +105,43 @@ export const FAILURE_WINDOW_MS = 60_000;
 /** Slots in use: leases beyond the slots wait in the worker's prefetch queue and do not count. */
 export const slotsInUse = (w: WorkerSession): number => Math.min(w.leases.size, w.slots);
 
+/** What a worker's name carries over to its next session (see WorkerRegistry.add). */
+type FailureRecord = Pick<WorkerSession, 'recentFailures' | 'quarantines' | 'quarantinedUntil'>;
+
 export class WorkerRegistry {
   private readonly sessions = new Map<string, WorkerSession>();
+  /** The failure records of workers that left after draining, by name, until pruned. */
+  private readonly left = new Map<string, FailureRecord & { at: number }>();
 
   add(session: WorkerSession, now = Date.now()): void {
-    // A worker back under its name (restarted, reconnected) replaces its lost session: one row per worker.
+    // Its record goes with the name: a worker that crashes and restarts (a container's worker keeps
+    // its name, hostname and pid 1), reconnects, or is stopped and started again sheds neither its
+    // quarantine nor its count of quarantines in a row: from its lost session (which it replaces:
+    // one row per worker), from one not yet found lost (a restart quicker than the TTL), or from
+    // one that left after draining.
+    const left = this.left.get(session.name);
+    if (left) {
+      this.left.delete(session.name);
+      this.inherit(session, left, now);
+    }
     for (const [id, w] of this.sessions) {
-      if (w.state !== 'lost' || w.name !== session.name) continue;
-      this.sessions.delete(id);
-      // Its record goes with the name: a worker that crashes and restarts (a container's worker
-      // keeps its name, hostname and pid 1) or reconnects sheds neither its quarantine nor its
-      // count of quarantines in a row. Unless it is the only worker of one of its kinds: a cluster
-      // that stops itself helps nobody (as a quarantine never takes the last one).
-      session.recentFailures = w.recentFailures.filter((t) => now - t < FAILURE_WINDOW_MS);
-      session.quarantines = w.quarantines;
-      session.quarantinedUntil = w.quarantinedUntil;
-      if (w.quarantinedUntil > now && this.othersRun(session)) session.state = 'quarantined';
+      if (w.name !== session.name) continue;
+      if (w.state === 'lost') this.sessions.delete(id);
+      this.inherit(session, w, now);
     }
     this.sessions.set(session.id, session);
+  }
+
+  /**
+   * Takes over `from`'s failures and quarantine; quarantined unless it would be the only active
+   * worker of one of its kinds (a cluster that stops itself helps nobody, as a quarantine never
+   * takes the last one).
+   */
+  private inherit(session: WorkerSession, from: FailureRecord, now: number): void {
+    session.recentFailures = [...new Set([...session.recentFailures, ...from.recentFailures.filter((t) => now - t < FAILURE_WINDOW_MS)])].sort((a, b) => a - b);
+    session.quarantines = Math.max(session.quarantines, from.quarantines);
+    session.quarantinedUntil = Math.max(session.quarantinedUntil, from.quarantinedUntil);
+    if (session.quarantinedUntil > now && this.othersRun(session)) session.state = 'quarantined';
   }
 
   get(id: string): WorkerSession | undefined {
@@ -182,14 +201,20 @@ export class WorkerRegistry {
     for (const w of this.sessions.values()) if (w.state !== 'lost') w.lastHeartbeat = Math.min(now, w.lastHeartbeat + ms);
   }
 
-  /** Forgets a worker at once (one that left as planned). */
-  remove(id: string): void {
+  /**
+   * Forgets a worker at once (one that left as planned); its failures and quarantine are kept
+   * under its name for as long as a lost worker's (see add, prune).
+   */
+  remove(id: string, now = Date.now()): void {
+    const w = this.sessions.get(id);
     this.sessions.delete(id);
+    if (w && (w.quarantines > 0 || w.recentFailures.length > 0)) this.left.set(w.name, { recentFailures: w.recentFailures, quarantines: w.quarantines, quarantinedUntil: w.quarantinedUntil, at: now });
   }
 
-  /** Forgets lost workers after a while so listings stay short. */
+  /** Forgets lost workers after a while so listings stay short, and the records of those that left. */
   prune(keepLostMs: number, now = Date.now()): void {
     for (const [id, w] of this.sessions) if (w.state === 'lost' && now - w.lostAt > keepLostMs) this.sessions.delete(id);
+    for (const [name, r] of this.left) if (now - r.at > keepLostMs) this.left.delete(name);
   }
 
   /**
