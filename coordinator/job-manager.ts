@@ -1787,7 +1787,8 @@ export class JobManager {
         this.awaitingCopy.delete(s);
         continue;
       }
-      if (budget <= 0) return;
+      // Past the budget the loop goes on only to drop those no longer waiting (a job that ended).
+      if (budget <= 0) continue;
       // One no free worker can take (an encoder only the stalled one has) waits; the others go on.
       const w = this.copyTarget(workers, s, lease, active.record.kind);
       if (!w) continue;
