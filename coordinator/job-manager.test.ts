@@ -657,57 +657,62 @@ describe('the stall rule while work waits', () => {
 
 describe('the stall rule while work waits: its edges', () => {
   const job = (n: number) => ({ ...spec, passthrough: { subtasks: n, work_ms: 0, fail_first_attempts: 0 } }) as unknown as JobSpec__Output;
+  /** The subtask of `jobId` that `pick` finds needs an encoder no worker here has. */
+  const needsX265 = (manager: JobManager, jobId: string, pick: (s: SubtaskRecord) => boolean): void => {
+    manager.subtasksOf(jobId).find(pick)!.requires = { encoders: ['libx265'] };
+  };
+  /** A second worker joins and a dispatch is asked for; its assignments land in the list returned. */
+  const join = (registry: WorkerRegistry, manager: JobManager, o: { slots?: number } = {}): CoordinatorMessage[] => {
+    const copies: CoordinatorMessage[] = [];
+    secondWorker(registry, copies, o);
+    manager.requestDispatch();
+    return copies;
+  };
+  const attempts = (sent: CoordinatorMessage[]) => assignmentsIn(sent).map((x) => [x.subtask_id, x.attempt]);
+  /** A first worker of `slots` slots running a job of `n` subtasks (stall rule at 200 ms), its first `slots` taken. */
+  async function running(slots: number, n: number) {
+    const t = setup(undefined, slots, 0, 0, undefined, { stallMs: 200 });
+    const j = t.manager.newJob(job(n), 'anonymous');
+    t.manager.accept(j);
+    await until(() => t.assigned().length === Math.min(slots, n), 'the first worker full');
+    return { ...t, j, held: t.assigned().map((x) => x.subtask_id!) };
+  }
 
   it('copies the other stalled attempts when no free worker can take the first', async () => {
-    const { manager, registry, worker, store, assigned } = setup(undefined, 2, 0, 0, undefined, { stallMs: 200 });
-    const j = manager.newJob(job(5), 'anonymous');
-    manager.accept(j);
-    await until(() => assigned().length === 2, 'two subtasks on the first worker');
-    const [a, b] = assigned().map((x) => x.subtask_id!);
+    const { manager, registry, worker, store, j, held } = await running(2, 5);
+    const [a, b] = held;
     await sleep(250);
     manager.speculate();
     expect(worker.stalledSince).toBeGreaterThan(0);
     // The first stalled one needs an encoder the worker that frees up lacks.
-    manager.subtasksOf(j.id).find((s) => s.id === a)!.requires = { encoders: ['libx265'] };
-    const copies: CoordinatorMessage[] = [];
-    secondWorker(registry, copies);
-    manager.requestDispatch();
+    needsX265(manager, j.id, (s) => s.id === a);
+    const copies = join(registry, manager);
     await until(() => assignmentsIn(copies).length === 1, 'an assignment on the second worker');
-    expect(assignmentsIn(copies).map((x) => [x.subtask_id, x.attempt])).toEqual([[b, 2]]);
+    expect(attempts(copies)).toEqual([[b, 2]]);
     manager.close();
     store.close();
   });
 
   it('copies a stalled attempt into an idle worker the waiting work cannot use, at once', async () => {
-    const { manager, registry, store, assigned } = setup(undefined, 1, 0, 0, undefined, { stallMs: 200 });
-    const j = manager.newJob(job(2), 'anonymous');
-    manager.accept(j);
-    await until(() => assigned().length === 1, 'one subtask on the first worker');
-    const held = assigned()[0]!.subtask_id!;
+    const { manager, registry, store, j, held: [held] } = await running(1, 2);
     // What waits needs an encoder no worker has: it stays pending, and the cluster counts as busy.
-    manager.subtasksOf(j.id).find((s) => s.id !== held)!.requires = { encoders: ['libx265'] };
-    const copies: CoordinatorMessage[] = [];
-    secondWorker(registry, copies);
-    manager.requestDispatch();
+    needsX265(manager, j.id, (s) => s.id !== held);
+    const copies = join(registry, manager);
     await sleep(250);
     expect(assignmentsIn(copies)).toEqual([]);
     manager.speculate();
     await until(() => assignmentsIn(copies).length === 1, 'the copy on the idle worker');
-    expect(assignmentsIn(copies).map((x) => [x.subtask_id, x.attempt])).toEqual([[held, 2]]);
+    expect(attempts(copies)).toEqual([[held, 2]]);
     manager.close();
     store.close();
   });
 
   it('keeps the copies of stalled attempts within a tenth of running work, as every copy', async () => {
-    const { manager, registry, store, assigned } = setup(undefined, 8, 0, 0, undefined, { stallMs: 200 });
-    manager.accept(manager.newJob(job(8), 'anonymous'));
-    await until(() => assigned().length === 8, 'eight subtasks on the first worker');
+    const { manager, registry, store } = await running(8, 8);
     await sleep(250);
     // No slot free: all eight are marked. A worker of eight slots comes: one copy (eight running).
     manager.speculate();
-    const copies: CoordinatorMessage[] = [];
-    secondWorker(registry, copies, { slots: 8 });
-    manager.requestDispatch();
+    const copies = join(registry, manager, { slots: 8 });
     await until(() => assignmentsIn(copies).length === 1, 'a copy');
     await sleep(50);
     manager.speculate();
@@ -732,6 +737,17 @@ describe('the stall rule when the copy fails', () => {
     return { ...t, job, held, copies, w2 };
   }
 
+  /** The copy failed and the stalled attempt was left running: nothing cancelled or counted, and its result ends the job. */
+  async function originalDecides({ manager, worker, store, cancels, job, held }: Awaited<ReturnType<typeof copiedAfterAStall>>) {
+    expect(cancels()).toEqual([]);
+    expect(worker.recentFailures).toHaveLength(0);
+    expect(manager.subtasksOf(job.id)[0]!.state).toBe('running');
+    manager.onResult(worker, { subtaskId: held, attempt: 1, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
+    await until(() => manager.get(job.id).state === 'succeeded', 'the job to succeed on the original');
+    manager.close();
+    store.close();
+  }
+
   it('takes the stalled attempt back too, counted as its worker’s failure, and runs the subtask again on a worker that reports', async () => {
     const { manager, worker, store, assigned, cancels, job, held, copies, w2 } = await copiedAfterAStall();
     expect(assignmentsIn(copies).map((a) => [a.subtask_id, a.attempt])).toEqual([[held, 2]]);
@@ -751,15 +767,10 @@ describe('the stall rule when the copy fails', () => {
   });
 
   it('leaves the stalled attempt running when the copy failed for good on its own worker (a smaller memory ceiling)', async () => {
-    const { manager, worker, store, cancels, job, held, w2 } = await copiedAfterAStall();
+    const t = await copiedAfterAStall();
+    const { manager, held, w2 } = t;
     manager.onResult(w2, { subtaskId: held, attempt: 2, ok: false, outputs: [], itemErrors: [], retryable: false, result: undefined, error: { input: '', code: 'RESOURCE_EXHAUSTED', message: "subtask used 600 MiB, over the worker's memory ceiling --memory-limit-mb=512: killed" } });
-    expect(cancels()).toEqual([]);
-    expect(worker.recentFailures).toHaveLength(0);
-    expect(manager.subtasksOf(job.id)[0]!.state).toBe('running');
-    manager.onResult(worker, { subtaskId: held, attempt: 1, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
-    await until(() => manager.get(job.id).state === 'succeeded', 'the job to succeed on the original');
-    manager.close();
-    store.close();
+    await originalDecides(t);
   });
 
   it('copies the stalled attempt again when the copy’s worker is lost', async () => {
@@ -776,17 +787,12 @@ describe('the stall rule when the copy fails', () => {
   });
 
   it('leaves the original to decide once its worker has reported on it again', async () => {
-    const { manager, worker, store, cancels, job, held, w2 } = await copiedAfterAStall();
+    const t = await copiedAfterAStall();
+    const { manager, worker, held, w2 } = t;
     await sleep(5);
     manager.onProgress(worker, held, 1, 0.5, '');
     manager.onResult(w2, { subtaskId: held, attempt: 2, ok: false, outputs: [], itemErrors: [], retryable: true, result: undefined, error: { input: '', code: 'UNAVAILABLE', message: 'the worker lost its disk' } });
-    expect(cancels()).toEqual([]);
-    expect(worker.recentFailures).toHaveLength(0);
-    expect(manager.subtasksOf(job.id)[0]!.state).toBe('running');
-    manager.onResult(worker, { subtaskId: held, attempt: 1, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
-    await until(() => manager.get(job.id).state === 'succeeded', 'the job to succeed on the original');
-    manager.close();
-    store.close();
+    await originalDecides(t);
   });
 });
 
