@@ -359,16 +359,36 @@ describe('inputs of a batch one worker called bad', () => {
     merge: async () => ({ outputs: [] }),
   });
   const bad = (input: string) => ({ input, code: 'INVALID_ARGUMENT', message: `${input}: cannot decode it` });
+  /** The batch running on worker-1 (subtask `id`); worker-2, idle, has joined (its assignments in `other`). */
+  async function batchRunning() {
+    kinds.set('passthrough', batchKind());
+    const t = setup();
+    const job = t.manager.newJob(spec, 'anonymous');
+    t.manager.accept(job);
+    await until(() => t.assigned().length === 1, 'the batch');
+    const other: CoordinatorMessage[] = [];
+    const w2 = secondWorker(t.registry, other);
+    return { ...t, job, other, w2, id: t.assigned()[0]!.subtask_id! };
+  }
+
+  it('asks another opinion of an input the second worker calls bad that the first did not, and counts the first worker\'s wrong verdict', async () => {
+    const { manager, worker, assigned, store, other, w2, id } = await batchRunning();
+    // worker-1 fails the whole batch calling it bad input (a): worker-2 is asked.
+    manager.onResult(worker, { subtaskId: id, attempt: 1, ok: false, outputs: [], itemErrors: [], retryable: false, result: undefined, error: bad('a') });
+    await until(() => assignmentsIn(other).length === 1, 'the second opinion');
+    // worker-2 processes a (worker-1 was wrong) but calls b bad: b has had one worker's word only.
+    manager.onResult(w2, { subtaskId: id, attempt: 2, ok: true, outputs: [], itemErrors: [bad('b')], retryable: false, result: undefined });
+    await sleep(100);
+    // b runs again on another worker (worker-1) before it fails; worker-1's wrong verdict on a is counted.
+    expect(assigned().length).toBe(2);
+    expect(worker.recentFailures).toHaveLength(1);
+    manager.close();
+    store.close();
+  });
 
   for (const agrees of [false, true]) {
     it(agrees ? 'fail when the other worker agrees, and the first is not counted for it' : 'run again on another worker, one subtask each; if it processes them, the first worker is counted for it', async () => {
-      kinds.set('passthrough', batchKind());
-      const { manager, registry, worker, assigned, store } = setup();
-      const job = manager.newJob(spec, 'anonymous');
-      manager.accept(job);
-      await until(() => assigned().length === 1, 'the batch');
-      const other: CoordinatorMessage[] = [];
-      const w2 = secondWorker(registry, other);
+      const { manager, worker, assigned, store, job, other, w2 } = await batchRunning();
       // The batch succeeds on worker-1, which calls b bad.
       manager.onResult(worker, { subtaskId: assigned()[0]!.subtask_id!, attempt: 1, ok: true, outputs: [], itemErrors: [bad('b')], retryable: false, result: undefined });
       // b alone goes to worker-2, though worker-1 has more room.
@@ -464,20 +484,27 @@ describe("a job's progress", () => {
   });
 });
 
+/**
+ * A job of four subtasks on a worker of four slots, three of them finished at once; the fourth runs
+ * far past them and an idle second worker (its assignments in `other`) gets a copy of it.
+ */
+async function aStragglerCopied() {
+  const t = setup(undefined, 4);
+  const job = t.manager.newJob({ ...spec, passthrough: { subtasks: 4, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+  t.manager.accept(job);
+  await until(() => t.assigned().length === 4, 'four subtasks running');
+  const [a, b, c, straggler] = t.assigned();
+  for (const x of [a, b, c]) t.finish(x!.subtask_id!, 1, 10);
+  const other: CoordinatorMessage[] = [];
+  const w2 = secondWorker(t.registry, other);
+  t.manager.speculate(Date.now() + 10_000);
+  expect(assignmentsIn(other).map((x) => x.subtask_id)).toEqual([straggler!.subtask_id]);
+  return { ...t, job, straggler: straggler!, other, w2, copy: assignmentsIn(other)[0]! };
+}
+
 describe('speculative copies', () => {
   it("a copy's failure, even a non-retryable one, ends only the copy while the original runs; no second copy follows", async () => {
-    const { manager, registry, assigned, cancels, finish, store } = setup(undefined, 4);
-    const job = manager.newJob({ ...spec, passthrough: { subtasks: 4, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
-    manager.accept(job);
-    await until(() => assigned().length === 4, 'four subtasks running');
-    const [a, b, c, straggler] = assigned();
-    for (const x of [a, b, c]) finish(x!.subtask_id!, 1, 10);
-    // The fourth runs far past the others: an idle second worker gets a copy.
-    const other: CoordinatorMessage[] = [];
-    const w2 = secondWorker(registry, other);
-    manager.speculate(Date.now() + 10_000);
-    expect(assignmentsIn(other).map((x) => x.subtask_id)).toEqual([straggler!.subtask_id]);
-    const copy = assignmentsIn(other)[0]!;
+    const { manager, cancels, finish, store, job, straggler, other, w2, copy } = await aStragglerCopied();
     // Its worker's smaller memory ceiling kills it: not retryable, yet the original goes on.
     manager.onResult(w2, { subtaskId: copy.subtask_id!, attempt: copy.attempt!, ok: false, outputs: [], itemErrors: [], retryable: false, result: undefined, error: { input: '', code: 'RESOURCE_EXHAUSTED', message: 'over the memory ceiling' } });
     expect(cancels()).toEqual([]);
@@ -1361,4 +1388,88 @@ describe('errors', () => {
     manager.close();
     store.close();
   });
+});
+
+describe('a failure, with copies, setbacks and second opinions', () => {
+  const one = (): CoordinatorKind => ({ ...original, plan: async () => ({ subtasks: [plan('one')] }), merge: async () => ({ outputs: [] }) });
+  const fail = (retryable: boolean, code = 'UNAVAILABLE', extra: Record<string, unknown> = {}) => ({ ok: false, outputs: [], itemErrors: [], retryable, result: undefined, error: { input: '', code, message: `${code} here` }, ...extra });
+  const bad = (input: string) => ({ input, code: 'INVALID_ARGUMENT', message: `${input}: cannot decode it` });
+  /** A job of one subtask, max_attempts 1, whose first attempt the coordinator's full disk refused: attempt 2 runs. */
+  async function afterAFullDiskSetback() {
+    vi.stubEnv('TESSERA_FULL_DISK_RETRY_MS', '20');
+    kinds.set('passthrough', one());
+    const t = setup(undefined, 1);
+    const job = t.manager.newJob({ ...spec, max_attempts: 1 } as JobSpec__Output, 'anonymous');
+    t.manager.accept(job);
+    await until(() => t.assigned().length === 1, 'attempt 1');
+    const id = t.assigned()[0]!.subtask_id!;
+    t.manager.onResult(t.worker, { subtaskId: id, attempt: 1, ...fail(true, 'RESOURCE_EXHAUSTED', { coordinatorFault: true }) });
+    await until(() => t.assigned().length === 2, 'attempt 2', 5000);
+    return { ...t, job, id };
+  }
+
+  it('retries at once on another worker when the original fails after its copy failed: not on the worker it just failed on', async () => {
+    const { manager, worker, assigned, store, job, straggler, other, w2, copy } = await aStragglerCopied();
+    // The copy fails (retryable): the original runs on.
+    manager.onResult(w2, { subtaskId: copy.subtask_id!, attempt: copy.attempt!, ...fail(true) });
+    // Then the original fails on worker-1 (retryable).
+    manager.onResult(worker, { subtaskId: straggler!.subtask_id!, attempt: 1, ...fail(true) });
+    const s = manager.subtasksOf(job.id).find((x) => x.id === straggler!.subtask_id)!;
+    await sleep(50);
+    const attempts = [...assigned().map((x) => [x.subtask_id, x.attempt, 'worker-1']), ...assignmentsIn(other).map((x) => [x.subtask_id, x.attempt, 'worker-2'])].filter((x) => x[0] === s.id);
+    // Attempt 3 goes at once to worker-2, which has a free slot: it failed on worker-1 last.
+    expect(attempts.find((x) => x[1] === 3)?.[2]).toBe('worker-2');
+    manager.close();
+    store.close();
+  });
+
+  it("waits out the coordinator's full disk on every worker, also after an earlier failure sent a retry elsewhere at once", async () => {
+    vi.stubEnv('TESSERA_FULL_DISK_RETRY_MS', '2000');
+    kinds.set('passthrough', one());
+    const { manager, registry, worker, assigned, store } = setup(undefined, 1);
+    const other: CoordinatorMessage[] = [];
+    const w2 = secondWorker(registry, other);
+    const job = manager.newJob(spec, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length + assignmentsIn(other).length === 1, 'attempt 1');
+    const [first, second, firstSent, secondSent] = assigned().length === 1 ? [worker, w2, assigned, () => assignmentsIn(other)] as const : [w2, worker, () => assignmentsIn(other), assigned] as const;
+    const id = firstSent()[0]!.subtask_id!;
+    // A counted failure on the first worker: the retry goes at once to the second.
+    manager.onResult(first, { subtaskId: id, attempt: 1, ...fail(true) });
+    await until(() => secondSent().length === 1, 'attempt 2 on the other worker');
+    // The coordinator's disk refuses attempt 2's outputs: waited out, 2 s at least.
+    const t0 = Date.now();
+    manager.onResult(second, { subtaskId: id, attempt: 2, ...fail(true, 'RESOURCE_EXHAUSTED', { coordinatorFault: true }) });
+    await sleep(300);
+    const attempt3 = assigned().length + assignmentsIn(other).length === 3;
+    expect({ attempt3, waitedMs: Date.now() - t0 }).toMatchObject({ attempt3: false });
+    manager.close();
+    store.close();
+  });
+
+  it('asks a second opinion after free retries too (max_attempts 1, one full-disk setback): one worker\'s word does not fail the input', async () => {
+    const { manager, registry, worker, store, job, id } = await afterAFullDiskSetback();
+    const other: CoordinatorMessage[] = [];
+    secondWorker(registry, other);
+    // worker-1 calls the input bad; worker-2 is there to ask.
+    manager.onResult(worker, { subtaskId: id, attempt: 2, ok: false, outputs: [], itemErrors: [], retryable: false, result: undefined, error: bad('one') });
+    const s = manager.subtasksOf(job.id)[0]!;
+    expect({ state: s.state, failures: s.failures }).toEqual({ state: 'pending', failures: 0 });
+    await until(() => assignmentsIn(other).length === 1, 'the second opinion');
+    manager.close();
+    store.close();
+  });
+
+  it('keeps a drain a free retry after a full-disk setback (max_attempts 1): each kind of setback has its own limit', async () => {
+    const { manager, worker, store, job } = await afterAFullDiskSetback();
+    // The worker drains and its grace ends with attempt 2 still running.
+    worker.drainRequested = true;
+    manager.onWorkerDraining(worker);
+    manager.onWorkerLost(worker, 'grace over');
+    const s = manager.subtasksOf(job.id)[0]!;
+    expect({ state: s.state, failures: s.failures }).toEqual({ state: 'pending', failures: 0 });
+    manager.close();
+    store.close();
+  });
+
 });

@@ -1080,13 +1080,15 @@ export class JobManager {
       s.error = undefined;
       const secondOpinion = s.blamedBy;
       s.blamedBy = undefined;
-      // Another worker processed what the first one called bad input: that verdict was its own fault.
-      if (secondOpinion && !r.itemErrors.some((e) => e.code === 'INVALID_ARGUMENT')) {
+      // Another worker processed what the first one called bad input (the input it named, or any of
+      // them where it named none): that verdict was its own fault.
+      if (secondOpinion && !r.itemErrors.some((e) => e.code === 'INVALID_ARGUMENT' && (!secondOpinion.input || e.input === secondOpinion.input))) {
         const blamer = this.registry.get(secondOpinion.id);
         this.log.warn({ job: s.jobId, subtask: s.id, worker: secondOpinion.name, processedBy: w.name }, 'a worker called an input bad that another worker processed: counted as its failure');
         if (blamer) this.noteWorkerFailure(blamer);
       }
-      if (!secondOpinion) this.askAboutBadItems(active, s, w);
+      // Inputs this worker calls bad that were not what it was asked about get an opinion of their own.
+      this.askAboutBadItems(active, s, w, secondOpinion ? (secondOpinion.input ? [secondOpinion.input] : s.items) : []);
       this.store.saveSubtask(s);
       this.events.subtaskState(active.record, s, 'done', jobProgress(active.record, active.subtasks));
       this.publishEarly(active, s);
@@ -1122,15 +1124,15 @@ export class JobManager {
           // One worker's word that the input is bad fails the job for good: a worker whose own
           // decoder is broken (a library built without a format) would fail every job it is given.
           // Another worker is asked first, without using up an attempt.
-          s.blamedBy = { id: w.id, name: w.name, instance: w.instanceId, at: Date.now() };
+          s.blamedBy = { id: w.id, name: w.name, instance: w.instanceId, at: Date.now(), ...(error.input ? { input: error.input } : {}) };
           this.log.info({ job: s.jobId, subtask: s.id, worker: w.name, input: error.input, code: error.code }, 'a worker called the input bad: asking another worker');
-          this.retryOrFail(active, s, { ...error, message: `${error.message} (worker ${w.name}; asking another worker)` }, true, false);
+          this.retryOrFail(active, s, w.id, { ...error, message: `${error.message} (worker ${w.name}; asking another worker)` }, true, 'second-opinion');
           // Past the wait, any worker may take it: look again then, even if nothing else happens.
           setTimeout(() => this.requestDispatch(), SECOND_OPINION_WAIT_MS + 10).unref();
         } else {
           // The coordinator's own full disk is not the subtask's failure: it does not use up an
           // attempt, however long it lasts (as a merge waits for room).
-          this.retryOrFail(active, s, error, r.retryable, r.coordinatorFault ? 'coordinator' : true);
+          this.retryOrFail(active, s, w.id, error, r.retryable, r.coordinatorFault ? 'coordinator' : true);
         }
       }
     }
@@ -1142,9 +1144,10 @@ export class JobManager {
    * The items of a subtask that succeeded which its worker called bad input (INVALID_ARGUMENT):
    * run again, one subtask each, on another worker first, as the input of a subtask that failed
    * so is (see onResult). Their errors are dropped from this subtask's; those subtasks report their own.
+   * Those in `checked` are not asked about again: this worker was the second to call them bad.
    */
-  private askAboutBadItems(active: ActiveJob, s: SubtaskRecord, w: WorkerSession): void {
-    const bad = [...new Set(s.itemErrors.filter((e) => e.code === 'INVALID_ARGUMENT' && e.input).map((e) => e.input))];
+  private askAboutBadItems(active: ActiveJob, s: SubtaskRecord, w: WorkerSession, checked: readonly string[] = []): void {
+    const bad = [...new Set(s.itemErrors.filter((e) => e.code === 'INVALID_ARGUMENT' && e.input && !checked.includes(e.input)).map((e) => e.input))];
     if (bad.length === 0 || this.stopping || !active.kind.split || !this.secondOpinionFrom(w, s, active.record.kind)) return;
     const parts = active.kind.split(s, bad);
     if (!parts || parts.length === 0) return;
@@ -1228,19 +1231,29 @@ export class JobManager {
    * coordinator's own trouble (its disk full while taking the outputs), which never uses one up
    * and is waited out, ever later (up to a minute apart), as a merge stopped by it is.
    */
-  private retryOrFail(active: ActiveJob, s: SubtaskRecord, error: ItemFailure, retryable: boolean, counts: boolean | 'coordinator' = true): void {
+  /**
+   * Ends attempt `s.attempt`, which failed on worker `on`: retried or failed for good. `counts`:
+   * true for a failure of the subtask; 'coordinator' for the coordinator's own full disk, free for
+   * FULL_DISK_WAIT_MS; false for a worker stopped as planned (a drain), free up to the job's
+   * max_attempts times; 'second-opinion' for a worker's verdict of bad input that another worker
+   * is to check, always free (`blamedBy` allows it once).
+   */
+  private retryOrFail(active: ActiveJob, s: SubtaskRecord, on: string, error: ItemFailure, retryable: boolean, counts: boolean | 'coordinator' | 'second-opinion' = true): void {
     const job = active.record;
     // Free attempts are limited: a worker drained again and again, or a disk that stays full for
-    // FULL_DISK_WAIT_MS, fails the subtask in the end.
+    // FULL_DISK_WAIT_MS, fails the subtask in the end. Each kind of setback has its own limit.
     const now = Date.now();
     if (counts === 'coordinator') s.diskFullSince ??= now;
-    const free = counts === 'coordinator' ? now - s.diskFullSince! < fullDiskWaitMs() : !counts && (s.setbacks ?? 0) < job.maxAttempts;
+    const free = counts === 'coordinator' ? now - s.diskFullSince! < fullDiskWaitMs() : counts === 'second-opinion' || (!counts && (s.drains ?? 0) < job.maxAttempts);
     if (free) s.setbacks = (s.setbacks ?? 0) + 1;
     else s.failures += 1;
+    if (free && counts === false) s.drains = (s.drains ?? 0) + 1;
     s.speculative = false;
     if (retryable && s.failures < job.maxAttempts) {
       s.state = 'pending';
-      if (counts === true && s.workerId) s.failedOn = s.workerId;
+      // Only a counted failure sends the retry elsewhere at once (see Scheduler.pickFrom); any other
+      // waits its backoff wherever it runs, also a retry after an earlier counted failure.
+      s.failedOn = counts === true && on ? on : undefined;
       s.workerId = '';
       s.error = error;
       // A counted failure backs off by the failures alone: the free tries before it (a disk full
@@ -1294,7 +1307,7 @@ export class JobManager {
     }
     // The retry (or the failure) below logs it, once, with the reason.
     this.log.debug({ job: s.jobId, subtask: s.id, attempt, worker: w.name, reason }, 'lease expired');
-    this.retryOrFail(active, s, { input: s.items.length === 1 ? s.items[0]! : '', code: 'UNAVAILABLE', message: reason }, retryable, counts);
+    this.retryOrFail(active, s, w.id, { input: s.items.length === 1 ? s.items[0]! : '', code: 'UNAVAILABLE', message: reason }, retryable, counts);
     this.checkPhase(active);
     this.requestDispatch();
   }

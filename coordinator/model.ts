@@ -90,6 +90,8 @@ export interface SubtaskRecord extends Omit<SubtaskPlan, 'plan'> {
    * coordinator's full disk as many as come within FULL_DISK_WAIT_MS (in memory only).
    */
   setbacks: number;
+  /** Of the setbacks, the drains (in memory only): free up to the job's max_attempts times. */
+  drains?: number;
   /** When the coordinator's full disk first refused this subtask's outputs (in memory only). */
   diskFullSince?: number;
   /**
@@ -102,7 +104,7 @@ export interface SubtaskRecord extends Omit<SubtaskPlan, 'plan'> {
    * for a second opinion (in memory only): it is not asked again, and if the other worker
    * succeeds, the verdict counts as that worker's failure.
    */
-  blamedBy?: { id: string; name: string; instance: string; at: number };
+  blamedBy?: { id: string; name: string; instance: string; at: number; /** The input it called bad; none: every input of the subtask. */ input?: string };
   /** Failed for good and replaced by this many smaller subtasks (the kind's `split`): its failure is theirs to report. 0: not replaced. */
   replacedBy: number;
 }
