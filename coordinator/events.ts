@@ -23,6 +23,22 @@ export class EventLog {
     };
   }
 
+  private readonly goneListeners = new Set<(jobId: string) => void>();
+
+  /**
+   * Called with the id of each job that leaves the coordinator (past its retention, or a submission
+   * that failed): its watchers end, the dashboard drops it. Returns the unsubscribe function.
+   */
+  onGone(listener: (jobId: string) => void): () => void {
+    this.goneListeners.add(listener);
+    return () => this.goneListeners.delete(listener);
+  }
+
+  /** A job left the coordinator (see onGone). */
+  gone(jobId: string): void {
+    for (const l of [...this.goneListeners]) l(jobId);
+  }
+
   /** Every event of every job (metrics, dashboard). Returns the unsubscribe function. */
   subscribeAll(listener: Listener): () => void {
     this.global.add(listener);

@@ -6,7 +6,10 @@
  * the moment it has happened.
  */
 import { createHash } from 'node:crypto';
+import type Database from 'better-sqlite3';
 import { existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,6 +22,8 @@ import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSp
 import type { OutputRef__Output } from '../shared/proto/generated/tessera/v1/OutputRef.js';
 import { sharedOutputTemp } from '../shared/shared-output.js';
 import { JobManager, retryBackoffMs } from './job-manager.js';
+import { watch } from './job-service.js';
+import { LiveHub } from './http/live.js';
 import { SharedRoots } from './shared-inputs.js';
 import { coordinatorKinds } from './kinds/index.js';
 import { TERMINAL_JOB_STATES, jobProgress, type SubtaskRecord } from './model.js';
@@ -1472,4 +1477,124 @@ describe('a failure, with copies, setbacks and second opinions', () => {
     store.close();
   });
 
+});
+
+describe('jobs that leave, and jobs that come back', () => {
+  const noop = (subtasks: number) => ({ ...spec, passthrough: { subtasks, work_ms: 0, fail_first_attempts: 0 } }) as unknown as JobSpec__Output;
+
+  it('ends a watch with NOT_FOUND when retention removes the job between two pages of its replay', async () => {
+    const { manager, store } = setup();
+    const job = manager.newJob(noop(0), 'anonymous');
+    await manager.accept(job);
+    // A finished job with more events than one page of the store (10,000).
+    for (let i = 0; i < 10_050; i++) {
+      manager.events.log(job, `line ${i}`);
+      if (i % 1000 === 999) store.flush();
+    }
+    manager.cancel(job.id);
+    store.flush();
+    const stream = watch(manager, job.id, 0, new AbortController().signal);
+    expect((await stream.next()).value!.length).toBeGreaterThan(0);
+    expect(await manager.removeExpired(1, Date.now() + 10)).toBe(1);
+    const rest = (async () => {
+      for await (const _run of stream);
+      return 'ended';
+    })().catch((err: unknown) => err);
+    const outcome = await Promise.race([rest, sleep(1500).then(() => 'still waiting')]);
+    expect(outcome).toMatchObject({ code: 5, message: expect.stringMatching(/was removed while it was watched/) });
+    manager.close();
+    store.close();
+  });
+
+  it("goes on after a restart from the job's progress: the 'coordinator restarted' event does not say 0", async () => {
+    const first = setup();
+    const job = first.manager.newJob(noop(4), 'anonymous');
+    void first.manager.accept(job);
+    await until(() => first.assigned().length === 4, 'four subtasks running');
+    first.finish(first.assigned()[0]!.subtask_id!, 1);
+    await sleep(30);
+    const before = Number(first.manager.eventsAfter(job.id, 0).at(-1)!.progress);
+    expect(before).toBeGreaterThan(0.2);
+    first.manager.close();
+    first.store.close();
+    const second = setup(first.dir);
+    expect(second.manager.resume()).toBe(1);
+    const resumed = second.manager.eventsAfter(job.id, 0).find((e) => e.message === 'coordinator restarted: resuming')!;
+    expect(Number(resumed.progress)).toBeGreaterThanOrEqual(before);
+    await sleep(50);
+    second.manager.close();
+    second.store.close();
+  });
+
+  it('does not bring back at the next start a submission that failed while the store could not write (a full disk)', async () => {
+    kinds.set('passthrough', receivingKind([]));
+    const first = setup();
+    const job = first.manager.newJob(noop(0), 'anonymous');
+    job.inputs = [{ name: 'a', path: '/nonexistent/a', size: 1, sha256: '' }];
+    const receiving = await first.manager.acceptReceiving(job);
+    await sleep(50);
+    first.store.flush();
+    // The disk fills: the store may not grow its file (as in store.test.ts), and the job's end needs room.
+    const db = (first.store as unknown as { db: Database.Database }).db;
+    db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
+    job.errors.push(...Array.from({ length: 3000 }, (_, i) => ({ input: `x${i}`, code: 'INVALID_ARGUMENT', message: 'y'.repeat(50) })));
+    await receiving.discard(new Error('the client went away'));
+    expect(() => first.manager.get(job.id)).toThrow(/not found/);
+    // Room again: the store's own retry writes what waited, and the job is deleted after it.
+    db.pragma('max_page_count = 1073741823');
+    await sleep(1500);
+    first.manager.close();
+    first.store.close();
+    const second = setup(first.dir);
+    second.manager.resume();
+    expect(() => second.manager.get(job.id)).toThrow(/not found/);
+    second.manager.close();
+    second.store.close();
+  });
+
+  it("tells the dashboard's browsers of a job retention removed, so that its row goes", async () => {
+    const { manager, store } = setup();
+    const hub = new LiveHub(manager);
+    const server = createServer((_req, res) => hub.attach(res, ''));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const controller = new AbortController();
+    try {
+      const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/events`, { signal: controller.signal });
+      const reader = res.body!.getReader();
+      let text = '';
+      const read = async (until: (t: string) => boolean): Promise<void> => {
+        while (!until(text)) text += new TextDecoder().decode((await reader.read()).value);
+      };
+      await read((t) => t.includes('event: snapshot'));
+      expect(text).toMatch(/"jobLimit":100/);
+      const job = manager.newJob(noop(0), 'anonymous');
+      await manager.accept(job);
+      manager.cancel(job.id);
+      store.flush();
+      expect(await manager.removeExpired(1, Date.now() + 10)).toBe(1);
+      await read((t) => t.includes('event: removed'));
+      expect(text).toContain(`event: removed\ndata: {"jobs":["${job.id}"]}`);
+    } finally {
+      controller.abort();
+      hub.close();
+      server.close();
+      manager.close();
+      store.close();
+    }
+  });
+
+  it('removes each expired job once when two retention sweeps overlap (one takes longer than the interval)', async () => {
+    const { manager, store } = setup();
+    for (let i = 0; i < 50; i++) {
+      const job = manager.newJob(noop(0), 'anonymous');
+      await manager.accept(job);
+      manager.cancel(job.id);
+    }
+    store.flush();
+    const at = Date.now() + 10;
+    const [a, b] = await Promise.all([manager.removeExpired(1, at), manager.removeExpired(1, at)]);
+    expect(a + b).toBe(50);
+    manager.close();
+    store.close();
+  });
 });

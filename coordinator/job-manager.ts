@@ -393,8 +393,19 @@ export class JobManager {
     try {
       this.store.deleteJob(job.id);
     } catch (err) {
-      // A store that cannot write now (a full disk, the coordinator stopping): the next start drops it.
-      this.log.warn({ err, job: job.id }, 'dropping a job whose submission failed: the store could not delete it');
+      // A store that cannot write now (a full disk): what it still holds of the job (its end, among
+      // the writes it retries) is written once there is room, and deleted right after, or it would
+      // come back at the next start as a failed job whose client was told the submission failed.
+      this.log.warn({ err, job: job.id }, 'dropping a job whose submission failed: the store could not delete it yet; it will once it can write');
+      this.store.whenStored(() =>
+        setImmediate(() => {
+          try {
+            this.store.deleteJob(job.id);
+          } catch (e) {
+            this.log.warn({ err: e, job: job.id }, 'dropping a job whose submission failed: the store could not delete it; the next start drops it if its upload had not ended');
+          }
+        }),
+      );
     }
     const shared = job.spec.shared_output_dir;
     await Promise.all([
@@ -432,6 +443,7 @@ export class JobManager {
     const key = job.spec.request_id ? requestKey(job.owner, job.spec.request_id) : undefined;
     if (key && this.byRequest.get(key) === job) this.byRequest.delete(key);
     this.finished(job);
+    this.events.gone(job.id);
   }
 
   /** `job` no longer counts as unfinished. */
@@ -1829,9 +1841,25 @@ export class JobManager {
    * Returns how many. Asking for one afterwards is NOT_FOUND.
    */
   async removeExpired(retentionMs: number, now = Date.now()): Promise<number> {
+    // One sweep at a time: a long one (tens of thousands of jobs, each a folder to remove) outlasts
+    // the timer's interval, and two would remove, count and log the same jobs.
+    if (this.expiring) return 0;
+    this.expiring = true;
+    try {
+      return await this.removeExpiredNow(retentionMs, now);
+    } finally {
+      this.expiring = false;
+    }
+  }
+
+  private expiring = false;
+
+  private async removeExpiredNow(retentionMs: number, now: number): Promise<number> {
     let removed = 0;
     for (const job of [...this.jobs.values()]) {
       if (this.stopping) break;
+      // Gone meanwhile (a job dropped while this sweep awaited the file system).
+      if (this.jobs.get(job.id) !== job) continue;
       if (!TERMINAL_JOB_STATES.has(job.state) || job.finishedAt <= 0 || now - job.finishedAt < retentionMs) continue;
       // Out of the store first: should that fail (a full disk), the job stays, and is tried again later.
       this.store.deleteJob(job.id);
@@ -1886,6 +1914,8 @@ export class JobManager {
       resumed++;
       this.resumedJobs.set(job.kind, (this.resumedJobs.get(job.kind) ?? 0) + 1);
       job.seq += RESUME_SEQ_GAP;
+      // The event goes on from the progress its clients saw last, not from 0.
+      resumeProgress(job, this.store.lastProgress(job.id));
       this.events.log(job, 'coordinator restarted: resuming');
       this.begin(job, subtasks.get(job.id) ?? []);
     }

@@ -599,6 +599,15 @@ export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, 
     stopping = true;
     wake?.();
   });
+  // A job that leaves the coordinator while it is watched (past its retention between two pages of
+  // its replay, or a submission that failed before its end was written) ends the stream.
+  let gone = false;
+  const offGone = jobs.events.onGone((id) => {
+    if (id !== jobId) return;
+    gone = true;
+    wake?.();
+  });
+  const removed = (): TesseraError => notFound(`job ${jobId} was removed while it was watched (past its retention, or its submission failed)`);
   signal.addEventListener('abort', onAbort, { once: true });
   let last = afterSeq;
   /** Replays the log after `last` page by page until it has caught up; true at the final event. */
@@ -619,6 +628,7 @@ export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, 
   try {
     if (yield* replay()) return;
     if (TERMINAL_JOB_STATES.has(job.state) && last >= job.seq) return;
+    if (gone) throw removed();
     for (;;) {
       if (overflowed) {
         // Queue again from now on (what arrives twice is skipped by its seq), then read back the rest.
@@ -642,6 +652,7 @@ export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, 
       if (final) return;
       if (head < queue.length || overflowed) continue;
       if (signal.aborted || stopping) return;
+      if (gone) throw removed();
       await new Promise<void>((resolve) => {
         wake = resolve;
       });
@@ -654,6 +665,7 @@ export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, 
   } finally {
     signal.removeEventListener('abort', onAbort);
     offStop();
+    offGone();
     unsubscribe();
   }
 }

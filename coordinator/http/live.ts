@@ -39,11 +39,20 @@ export class LiveHub {
   private readonly endedJobs = new Set<string>();
   private readonly history: ThroughputSample[] = [];
   private current: ThroughputSample = { t: Math.floor(Date.now() / 1000), subtasks: 0, jobs: 0, failures: 0 };
+  /** Jobs that left the coordinator since the last flush (retention): browsers drop their rows. */
+  private readonly goneJobs = new Set<string>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly unsubscribe: () => void;
+  private readonly offGone: () => void;
 
   constructor(private readonly manager: JobManager) {
     this.unsubscribe = manager.events.subscribeAll((e) => this.onEvent(e));
+    this.offGone = manager.events.onGone((id) => {
+      this.dirtyJobs.delete(id);
+      this.dirtySubtasks.delete(id);
+      this.endedJobs.delete(id);
+      if (this.clients.size > 0) this.goneJobs.add(id);
+    });
     const flush = setInterval(() => this.flush(), 250);
     const second = setInterval(() => this.tick(), 1000);
     const ping = setInterval(() => this.broadcast(': ping\n\n'), 15_000);
@@ -93,6 +102,7 @@ export class LiveHub {
       now: Date.now(),
       workers: this.manager.registry.all().map(workerView),
       jobs: recentJobs(this.manager, JOB_LIMIT).map((j) => jobView(this.manager, j)),
+      jobLimit: JOB_LIMIT,
       throughput: this.history,
     });
     if (job) {
@@ -109,6 +119,10 @@ export class LiveHub {
   }
 
   private flush(): void {
+    if (this.goneJobs.size > 0) {
+      this.broadcast(frame('removed', { jobs: [...this.goneJobs] }));
+      this.goneJobs.clear();
+    }
     if (this.dirtyJobs.size === 0) return;
     // Nobody watching: drop the changes rather than build views (a new browser gets a snapshot).
     if (this.clients.size === 0) {
@@ -122,7 +136,7 @@ export class LiveHub {
       try {
         jobs.push(jobView(this.manager, this.manager.get(id)));
       } catch {
-        // The job vanished (not expected; jobs are kept): nothing to show.
+        // The job left meanwhile (its removal is sent on its own): nothing to show.
       }
     }
     const jobsMsg = frame('jobs', { jobs });
@@ -167,6 +181,7 @@ export class LiveHub {
 
   close(): void {
     this.unsubscribe();
+    this.offGone();
     for (const t of this.timers) clearInterval(t);
     for (const c of this.clients) c.res.end();
     this.clients.clear();

@@ -11,6 +11,8 @@ const $ = (id) => document.getElementById(id);
 const state = {
   workers: [],
   jobs: new Map(),
+  /** How many jobs the list holds (the server's snapshot size): updates of older ones push them out. */
+  jobLimit: 100,
   subtasks: new Map(),
   throughput: [],
   selected: decodeURIComponent(location.hash.slice(1)),
@@ -33,11 +35,19 @@ function connect() {
     state.skew = d.now - Date.now();
     state.workers = d.workers;
     state.jobs = new Map(d.jobs.map((j) => [j.id, j]));
+    state.jobLimit = d.jobLimit ?? state.jobLimit;
     state.throughput = d.throughput;
     render();
   });
   es.addEventListener('jobs', (e) => {
     for (const j of JSON.parse(e.data).jobs) state.jobs.set(j.id, j);
+    trimJobs();
+    renderJobTable();
+    renderJobMeta();
+  });
+  // Jobs the coordinator no longer keeps (past their retention).
+  es.addEventListener('removed', (e) => {
+    for (const id of JSON.parse(e.data).jobs) state.jobs.delete(id);
     renderJobTable();
     renderJobMeta();
   });
@@ -59,6 +69,13 @@ function connect() {
     renderSummary();
     drawChart($('chart'), state.throughput, CHART_SECONDS);
   });
+}
+
+/** Keeps the newest `jobLimit` jobs (and the selected one): an open page does not gather every job of its session. */
+function trimJobs() {
+  if (state.jobs.size <= state.jobLimit) return;
+  const newest = [...state.jobs.values()].sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? -1 : 1));
+  for (const j of newest.slice(state.jobLimit)) if (j.id !== state.selected) state.jobs.delete(j.id);
 }
 
 function setConn(s, text) {
