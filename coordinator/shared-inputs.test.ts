@@ -56,6 +56,25 @@ describe('SharedRoots', () => {
     await roots.assertUnchanged(f);
   });
 
+  it('folds `..` as written before it resolves or makes anything: `lnk/..` is not taken through a link that leads outside', async () => {
+    const renders = path.join(dir, 'renders');
+    await mkdir(path.join(dir, 'outside', 'deep'), { recursive: true });
+    await mkdir(renders);
+    // Someone who may write under the roots links a folder from outside in.
+    await symlink(path.join(dir, 'outside', 'deep'), path.join(media, 'lnk'));
+    await symlink(path.join(dir, 'outside', 'deep'), path.join(renders, 'lnk'));
+    const roots = await SharedRoots.create([media], data, [renders]);
+    // As written, <media>/b.bin; through the link, <outside>/b.bin, which exists: the answer must
+    // not tell whether files outside exist.
+    expect(await code(roots.resolve('x', `${media}/lnk/../b.bin`))).toBe(await code(roots.resolve('y', `${media}/lnk/../nothing.bin`)));
+    // An output folder asked for the same way is made where it reads, inside; nothing outside.
+    expect(await roots.resolveOutputDir(`${renders}/lnk/../made/sub`)).toBe(path.join(renders, 'made', 'sub'));
+    await expect(stat(path.join(dir, 'outside', 'made'))).rejects.toThrow(/ENOENT/);
+    // Through the link itself, the folder made would be outside: refused, and not made.
+    expect(await code(roots.resolveOutputDir(`${renders}/lnk/made`))).toBe(status.PERMISSION_DENIED);
+    await expect(stat(path.join(dir, 'outside', 'deep', 'made'))).rejects.toThrow(/ENOENT/);
+  });
+
   it('refuses a file with other names (hard links), which may lie outside the roots, unless allowed', async () => {
     const roots = await SharedRoots.create([media], data);
     // A hard link inside the root to a file outside it: realpath says it is inside.

@@ -107,11 +107,14 @@ export class SharedRoots {
     if (/[\u0000-\u001f\u007f]/.test(sharedPath)) throw refuse(status.INVALID_ARGUMENT, `shared path ${JSON.stringify(sharedPath)} contains control characters`);
     if (!path.isAbsolute(sharedPath)) throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} is not absolute`);
     const outside = (): TesseraError => refuse(status.PERMISSION_DENIED, `shared path ${sharedPath} is outside the coordinator's shared folders`);
-    // As written first (`..` folded), so that nothing outside is even looked up; then resolved.
-    if (!this.covers(path.resolve(sharedPath))) throw outside();
+    // As written first (`..` folded), so that nothing outside is even looked up; then resolved. The
+    // folded path is what is resolved: given as written, the kernel would take `lnk/..` through the
+    // link, and answer for a file outside (one there: PERMISSION_DENIED; none: NOT_FOUND).
+    const asWritten = path.resolve(sharedPath);
+    if (!this.covers(asWritten)) throw outside();
     let real: string;
     try {
-      real = await realpath(sharedPath);
+      real = await realpath(asWritten);
     } catch {
       throw refuse(status.NOT_FOUND, `shared path ${sharedPath} does not exist`);
     }
@@ -165,21 +168,24 @@ export class SharedRoots {
     if (!path.isAbsolute(dir)) throw refuse(status.INVALID_ARGUMENT, 'not an absolute path');
     const outside = (): TesseraError => refuse(status.PERMISSION_DENIED, "outside the coordinator's shared output folders");
     const covers = (p: string): boolean => this.coversOutput(p);
-    if (!covers(path.resolve(dir))) throw outside();
-    let real = await realpath(dir).catch(() => undefined);
+    // Folded (`..` taken off as written) before anything is resolved or made: `lnk/../made`, given
+    // as written, would be made through the link, outside every root, before the check refused it.
+    const asWritten = path.resolve(dir);
+    if (!covers(asWritten)) throw outside();
+    let real = await realpath(asWritten).catch(() => undefined);
     if (real === undefined) {
       // Made, with its parents, as `-o DIR` would be, if what exists of it lies inside a root.
-      for (let existing = path.dirname(path.resolve(dir)); ; existing = path.dirname(existing)) {
+      for (let existing = path.dirname(asWritten); ; existing = path.dirname(existing)) {
         if (!covers(existing)) throw outside();
         const resolved = await realpath(existing).catch(() => undefined);
         if (resolved === undefined) continue;
         if (!covers(resolved)) throw outside();
         break;
       }
-      await mkdir(dir, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+      await mkdir(asWritten, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
         throw refuse(err.code === 'EACCES' || err.code === 'EPERM' ? status.PERMISSION_DENIED : err.code === 'ENOTDIR' ? status.INVALID_ARGUMENT : status.FAILED_PRECONDITION, `cannot create it: ${err.code ?? err.message}`);
       });
-      real = await realpath(dir);
+      real = await realpath(asWritten);
     }
     if (!covers(real)) throw outside();
     if (!(await stat(real)).isDirectory()) throw refuse(status.INVALID_ARGUMENT, 'not a folder');
