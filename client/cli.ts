@@ -266,16 +266,21 @@ program
   .action(async (id: string, o) =>
     withClient(o, async (c, out) => {
       const view = new out.ProgressView(process.stderr, !o.json);
-      if (!o.json) {
-        view.past((await c.getJob(id)).last_event_seq);
-        view.start(`job ${id}`);
+      try {
+        if (!o.json) {
+          view.past((await c.getJob(id)).last_event_seq);
+          view.start(`job ${id}`);
+        }
+        for await (const e of c.watch(id, { afterSeq: o.after, ...out.reconnectNotes(view, o.reconnectFor) })) {
+          // output_data is never asked for here: not printed as an empty Buffer on every line.
+          if (o.json) process.stdout.write(`${JSON.stringify({ ...e, output_data: undefined })}\n`);
+          else view.event(e);
+        }
+      } finally {
+        // Also when the watch ends in an error (the coordinator gone for good): the bar's timer
+        // would keep the process up, and the terminal would keep its cursor hidden.
+        view.stop();
       }
-      for await (const e of c.watch(id, { afterSeq: o.after, ...out.reconnectNotes(view, o.reconnectFor) })) {
-        // output_data is never asked for here: not printed as an empty Buffer on every line.
-        if (o.json) process.stdout.write(`${JSON.stringify({ ...e, output_data: undefined })}\n`);
-        else view.event(e);
-      }
-      view.stop();
       const job = await c.getJob(id);
       if (!o.json) out.printJobHuman(job);
       process.exitCode = out.exitCodeFor(job);

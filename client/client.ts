@@ -566,12 +566,12 @@ export class TesseraClient {
    * Streams one published output's bytes, for code that sends them on (to object storage, an HTTP
    * response) rather than to a folder: `for await (const chunk of client.readOutput(id, name))`.
    * From `offset` (default 0) to the end; a connection lost on the way is resumed where it broke
-   * (for 2 minutes after bytes last came, as downloads are). The whole output read from 0 is
+   * (for `reconnectForMs`, 2 minutes by default, after bytes last came, as downloads are). The whole output read from 0 is
    * checked against its SHA-256 and size before the last chunk is given: a mismatch throws
    * DATA_LOSS instead. An output the job has not published is NOT_FOUND; leaving the loop early
    * ends the call.
    */
-  async *readOutput(jobId: string, name: string, opts: { offset?: number; signal?: AbortSignal } = {}): AsyncGenerator<Buffer> {
+  async *readOutput(jobId: string, name: string, opts: { offset?: number; signal?: AbortSignal; reconnectForMs?: number } = {}): AsyncGenerator<Buffer> {
     const { signal, done } = this.scope(opts.signal);
     try {
       const job = await this.getJob(jobId, { includeSubtasks: false, signal });
@@ -603,7 +603,7 @@ export class TesseraClient {
           if (signal.aborted) throw signal.reason;
           const err = tidyGrpcError(caught);
           const code = (err as grpc.ServiceError).code;
-          if (!RETRYABLE_DOWNLOAD.has(code) || code === grpc.status.DATA_LOSS || Date.now() - since > DOWNLOAD_RETRY_FOR_MS) throw err;
+          if (!RETRYABLE_DOWNLOAD.has(code) || code === grpc.status.DATA_LOSS || Date.now() - since > (opts.reconnectForMs ?? DOWNLOAD_RETRY_FOR_MS)) throw err;
           await pause(Math.min(2000, 200 * attempt), signal);
         } finally {
           signal.removeEventListener('abort', onAbort);
@@ -823,6 +823,11 @@ export interface DownloadOptions {
   protect?: string[];
   /** Called once per outage when a download loses the coordinator and waits to resume (as a watch's `onReconnect`). */
   onReconnect?: (reason: string) => void;
+  /**
+   * How long a download keeps resuming while the coordinator cannot be reached, counted from the
+   * last bytes it got (ms, default 2 min; `collect` gives its watch the same).
+   */
+  reconnectForMs?: number;
   /**
    * Called as an output's bytes come in (about once per MiB): its name, the bytes it has so far (a
    * resumed download counts what its part file held) and its size. Outputs that came inside their
@@ -1120,9 +1125,12 @@ class DownloadQueue {
     this.publish = this.overwrite ? publishReplacing : publishKeeping;
     this.protect = opts.protect ?? [];
     this.onReconnect = opts.onReconnect;
+    this.retryForMs = opts.reconnectForMs ?? DOWNLOAD_RETRY_FOR_MS;
   }
 
   private readonly onReconnect: ((reason: string) => void) | undefined;
+  /** How long a download keeps resuming without bytes coming in (see DownloadOptions.reconnectForMs). */
+  private readonly retryForMs: number;
   /** Between a download losing the coordinator and bytes coming in again: one note per outage. */
   private down = false;
 
@@ -1208,7 +1216,7 @@ class DownloadQueue {
           // Bytes came in since the last note: this is another outage.
           this.down = false;
         }
-        if (this.signal.aborted || !RETRYABLE_DOWNLOAD.has(code) || Date.now() - started > DOWNLOAD_RETRY_FOR_MS) throw err;
+        if (this.signal.aborted || !RETRYABLE_DOWNLOAD.has(code) || Date.now() - started > this.retryForMs) throw err;
         // A mismatch that a fresh start does not cure is real: report it.
         if (code === grpc.status.DATA_LOSS && attempt >= 2) throw err;
         if ((code === grpc.status.UNAVAILABLE || code === grpc.status.CANCELLED) && !this.down) {
