@@ -1251,6 +1251,19 @@ describe('overdue leases', () => {
   });
 });
 
+describe('timeouts', () => {
+  it('sends no timeout longer than a timer can keep (2^31 - 1 ms): a longer one would fire at once on the worker', async () => {
+    // A kind's own timeout may be long (a video's audio track: 10 s per second of the source).
+    kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [{ ...plan('long'), timeoutMs: 3_000_000_000 }] }), merge: async () => ({ outputs: [] }) });
+    const { manager, assigned, store } = setup();
+    manager.accept(manager.newJob(spec, 'anonymous'));
+    await until(() => assigned().length === 1, 'the subtask');
+    expect(assigned()[0]!.timeout_ms).toBe(2 ** 31 - 1);
+    manager.close();
+    store.close();
+  });
+});
+
 describe('split after a failure', () => {
   it('runs a subtask of several inputs that failed without naming one again one input at a time: only the culprit fails', async () => {
     const three: SubtaskPlan = { label: 'a, b, c', inputs: [], plan: { label: 'abc' }, weight: 3, items: ['a', 'b', 'c'] };

@@ -32,7 +32,7 @@ import type { Spool } from './spool.js';
 import { RESUME_SEQ_GAP, type JobStore } from './store.js';
 import { FAILURE_WINDOW_MS, WorkerRegistry, type WorkerSession } from './worker-registry.js';
 import { resolveLimits, type Limits } from '../shared/limits.js';
-import { STALL_MS, envInt } from '../shared/config.js';
+import { MAX_SUBTASK_TIMEOUT_MS, STALL_MS, envInt } from '../shared/config.js';
 
 /** How long a worker with repeated failures is left out. */
 const QUARANTINE_MS = 30_000;
@@ -863,7 +863,8 @@ export class JobManager {
       spec: job.spec,
       plan_json: JSON.stringify(s.plan ?? null),
       inputs: s.inputs.map((f) => this.assignedInput(f)),
-      timeout_ms: s.timeoutMs ?? this.opts.subtaskTimeoutMs,
+      // A kind's own (a long video's audio track) or the library's may be longer than any timer takes.
+      timeout_ms: Math.min(s.timeoutMs ?? this.opts.subtaskTimeoutMs, MAX_SUBTASK_TIMEOUT_MS),
       phase: s.phase,
       shared_output_dir: outputDir,
       shared_output_token: outputDir ? leaseToken(w, s.attempt) : '',

@@ -75,6 +75,11 @@ export const WORKER_TTL_MS = 5000;
 export const MAX_ATTEMPTS = 3;
 export const SUBTASK_TIMEOUT_MS = 30 * 60 * 1000;
 /**
+ * The longest timeout a subtask is given (about 24.8 days): Node's timers take at most 2^31 - 1 ms
+ * and fire at once past it, and an assignment carries it as a uint32.
+ */
+export const MAX_SUBTASK_TIMEOUT_MS = 2 ** 31 - 1;
+/**
  * A running subtask its worker has reported no progress on for this long gets a speculative copy
  * on an idle worker (the coordinator's --stall-ms): a worker that hangs while its heartbeats go on
  * would otherwise hold it until SUBTASK_TIMEOUT_MS.

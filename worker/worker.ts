@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import sharp from 'sharp';
-import { HEARTBEAT_MS, clientChannelOptions, type Keepalive, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
+import { HEARTBEAT_MS, MAX_SUBTASK_TIMEOUT_MS, clientChannelOptions, type Keepalive, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
 import { TesseraError, tidyGrpcError } from '../shared/errors.js';
 import { availableCores } from '../shared/machine.js';
 import { tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
@@ -93,6 +93,8 @@ export class Worker {
   private readonly bulk: WorkerServiceClient;
   private call: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output> | undefined;
   private workerId = '';
+  /** Counts the control streams this worker lost: what began on one is not reported on the next. */
+  private session = 0;
   /** Results waiting for the end of this event-loop turn (see sendResult). */
   private results: SubtaskResult[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -255,13 +257,16 @@ export class Worker {
 
   private accept(a: Assignment__Output): void {
     const controller = new AbortController();
+    // The session it came on: its result and progress mean nothing to the next one (see onDisconnect).
+    const session = this.session;
     this.running.set(a.subtask_id, { attempt: a.attempt, controller });
     void this.limit(async () => {
       this.opts.log.debug({ subtask: a.subtask_id, attempt: a.attempt, kind: a.kind }, 'subtask started');
       // The clock starts when a slot takes it, not while it waits in the prefetch queue.
       const timeout = setTimeout(
         () => controller.abort(new TesseraError(grpc.status.DEADLINE_EXCEEDED, `subtask timed out after ${a.timeout_ms} ms`, { retryable: true })),
-        a.timeout_ms || 30 * 60_000,
+        // Past 2^31 - 1 ms Node would fire at once: a coordinator of another version may send more.
+        Math.min(a.timeout_ms || 30 * 60_000, MAX_SUBTASK_TIMEOUT_MS),
       );
       const result = await executeSubtask(a, controller.signal, {
         client: this.bulk,
@@ -271,14 +276,17 @@ export class Worker {
         threads: this.threads,
         tempRoot: this.tempRoot,
         log: this.opts.log,
-        progress: (subtaskId, attempt, fraction, message) => this.send({ progress: { subtask_id: subtaskId, attempt, fraction, message } }),
+        progress: (subtaskId, attempt, fraction, message) => {
+          if (session === this.session) this.send({ progress: { subtask_id: subtaskId, attempt, fraction, message } });
+        },
       });
       clearTimeout(timeout);
       this.opts.log.debug({ subtask: a.subtask_id, attempt: a.attempt, ok: !result.error_code, ...(result.error_code ? { error: result.error_code } : {}) }, 'subtask ended');
       const current = this.running.get(a.subtask_id);
       if (current?.controller === controller) this.running.delete(a.subtask_id);
-      // A subtask cancelled by the coordinator needs no result: its lease is already gone.
-      if (!(controller.signal.aborted && result.error_code === 'CANCELLED' && !result.retryable)) this.sendResult(result);
+      // A subtask cancelled by the coordinator needs no result: its lease is already gone. Nor one
+      // of a lost session, which may end after the next session began (a processor slow to stop).
+      if (session === this.session && !(controller.signal.aborted && result.error_code === 'CANCELLED' && !result.retryable)) this.sendResult(result);
       if (this.running.size === 0) this.idle?.();
     });
   }
@@ -287,6 +295,7 @@ export class Worker {
   private onDisconnect(err: grpc.ServiceError | undefined): void {
     this.call = undefined;
     this.workerId = '';
+    this.session++;
     // Results of the lost session's leases mean nothing to the next session.
     this.results = [];
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
