@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
-import { existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -1076,6 +1076,39 @@ describe('publishing into a shared output folder', () => {
     await until(() => job.state === 'cancelled' && !readdirSync(out).includes('second.bin'), 'the cancel and the take-back');
     expect(job.outputs.map((o) => o.name)).toEqual(['first.bin']);
     expect(readdirSync(out)).toEqual(['first.bin']);
+    manager.close();
+    store.close();
+  });
+});
+
+describe('an output a worker wrote into a shared folder', () => {
+  it('is published only if it is still the file the coordinator checked: one put at its temporary name since is refused and removed', async () => {
+    const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'tessera-written-')));
+    dirs.push(dir);
+    const out = path.join(dir, 'shared', 'out');
+    mkdirSync(out, { recursive: true });
+    kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [{ ...plan('one'), items: ['out.bin'] }] }), merge: async () => ({ outputs: [] }) });
+    const sharedRoots = await SharedRoots.create([], path.join(dir, 'data'), [path.join(dir, 'shared')]);
+    const { manager, worker, assigned, store } = setup(undefined, 1, 0, 0, sharedRoots);
+    const job = manager.newJob({ ...spec, shared_output_dir: out } as JobSpec__Output, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length === 1, 'the subtask');
+    const a = assigned()[0]!;
+    expect(a.shared_output_dir).toBe(out);
+    const bytes = Buffer.from('what the worker wrote');
+    const temp = sharedOutputTemp(out, a.job_id!, a.subtask_id!, a.shared_output_token!, 'out.bin');
+    writeFileSync(temp, bytes);
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    const s = (manager as unknown as { subtasks: Map<string, SubtaskRecord> }).subtasks.get(a.subtask_id!)!;
+    const got = await manager.workerWrittenOutput(worker, s, a.attempt!, 'out.bin', { name: 'out.bin', size: String(bytes.length), sha256: sha, source: 'out.bin', shared_path: temp } as OutputRef__Output);
+    // Someone who may write in the folder replaces the checked file before it is published.
+    writeFileSync(path.join(out, 'other'), 'something else, of its own size');
+    renameSync(path.join(out, 'other'), temp);
+    manager.onResult(worker, { subtaskId: a.subtask_id!, attempt: a.attempt!, ok: true, outputs: [got], itemErrors: [], retryable: false, result: undefined });
+    await until(() => TERMINAL_JOB_STATES.has(job.state), 'the end of the job');
+    expect(job.outputs.map((o) => o.name)).not.toContain('out.bin');
+    expect(JSON.stringify(job.errors)).toMatch(/was replaced after the coordinator checked it/);
+    expect(readdirSync(out)).toEqual([]);
     manager.close();
     store.close();
   });

@@ -932,7 +932,7 @@ export class JobManager {
     }
     if (!inSpool) {
       this.outputBytesInPlace += st.size;
-      return { name, path: o.shared_path, size: st.size, sha256: o.sha256 };
+      return { name, path: o.shared_path, size: st.size, sha256: o.sha256, written: { dev: st.dev, ino: st.ino } };
     }
     const file = this.subtaskOutputPath(s, attempt, name);
     await mkdir(path.dirname(file), { recursive: true });
@@ -1469,6 +1469,15 @@ export class JobManager {
         if (shared) throw new TesseraError(err.code === 'EACCES' || err.code === 'EPERM' ? status.PERMISSION_DENIED : status.FAILED_PRECONDITION, `output ${name}: cannot write it to the shared folder ${shared}: ${err.message}`, { retryable: false });
         throw err;
       });
+    }
+    // A worker's file in a shared folder is published only if it is still the file checked when
+    // its result came: anyone who may write there could have put another at its temporary name.
+    if (spooled?.written) {
+      const there = await lstat(dest).catch(() => undefined);
+      if (!there?.isFile() || there.dev !== spooled.written.dev || there.ino !== spooled.written.ino || there.nlink !== 1 || there.size !== spooled.size) {
+        if (there) await removeIfSame(dest, there).catch(() => undefined);
+        throw dataLoss(`output ${name}: the file ${o.path} was replaced after the coordinator checked it; not published`);
+      }
     }
     // A subtask's file was measured and hashed as it arrived; one the merge wrote is measured and
     // hashed now, so that downloads carry the checksum of what is on disk.

@@ -43,6 +43,12 @@ export interface SpoolFile {
    */
   shared?: { mtimeMs: number; ino: number; dev: number };
   /**
+   * Set for an output a worker wrote into a job's shared output folder: the file the coordinator
+   * checked there (its temporary name is in a folder others may write to). Publishing takes only
+   * that file.
+   */
+  written?: { ino: number; dev: number };
+  /**
    * An image input's width, height and EXIF orientation as its header gave them when it was
    * checked at submission (sharp metadata), so that planning need not read every header again.
    */
