@@ -484,7 +484,8 @@ export class TesseraClient {
         if (channel.getConnectivityState(false) === grpc.connectivityState.READY) reached = true;
         if (!reached) throw err;
         lost(details ?? String(err));
-        if (Date.now() - downSince > (opts.reconnectForMs ?? 120_000)) throw err;
+        // Given up: the coordinator is lost (UNAVAILABLE, exit 4), also when the last call ended CANCELLED.
+        if (Date.now() - downSince > (opts.reconnectForMs ?? 120_000)) throw code === grpc.status.UNAVAILABLE ? err : new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}: ${details ?? String(err)}`);
         await pause(500, opts.signal);
       } finally {
         opts.signal?.removeEventListener('abort', onAbort);
