@@ -734,6 +734,8 @@ export class TesseraClient {
       }
       // Verify the whole file (including a resumed prefix) before publishing it; a mismatch is not kept.
       keep = false;
+      // Its size too: a stream that ended early, where no checksum was announced, is not the output.
+      if (offset !== size) throw dataLoss(`${name}: ${offset} bytes downloaded where the output has ${size}`);
       if (expected && hash.digest('hex') !== expected) throw new TesseraError(grpc.status.DATA_LOSS, `${name}: checksum mismatch after download`);
       await publish(file, dest, name, { size, sha256: expected });
     } catch (err) {
