@@ -426,6 +426,11 @@ export class JobManager {
     return this.unfinished.get(owner)?.size ?? 0;
   }
 
+  /** Whether `job` is among those `unfinishedCount` counts. */
+  countsAsUnfinished(job: JobRecord): boolean {
+    return this.unfinished.get(job.owner)?.has(job.id) === true;
+  }
+
   private keep(job: JobRecord): void {
     if (this.jobs.get(job.id) !== job) this.order.add(job);
     this.jobs.set(job.id, job);

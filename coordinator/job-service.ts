@@ -105,6 +105,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     const attempt: Attempt = { spec: canonicalJson(specToCompare(job.spec)), superseded: false, counted: false, stop: (reason: Error) => (messages as { destroy?: (e: Error) => void }).destroy?.(reason) };
     // Everything up to the first await is one step: of two attempts with the same id, the one that
     // arrived last is the one that stays.
+    let replacing: Attempt | undefined;
     if (requestId && requestKey) {
       const earlier = jobs.findByRequest(owner, requestId);
       if (earlier) {
@@ -126,11 +127,14 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
         before.superseded = true;
         uncount(before, owner);
         before.stop(superseded(job));
+        replacing = before;
       }
       receivingRequests.set(requestKey, attempt);
     }
+    // A repeat takes the place of the submission it replaces: also of the job that one started
+    // while its upload ran, which is being dropped (not at once: it may have files to remove).
     try {
-      const unfinished = jobs.unfinishedCount(owner) + (receiving.get(owner) ?? 0);
+      const unfinished = jobs.unfinishedCount(owner) + (receiving.get(owner) ?? 0) - (replacing?.early && jobs.countsAsUnfinished(replacing.early) ? 1 : 0);
       if (unfinished >= limits.maxJobsPerClient) throw new TesseraError(status.RESOURCE_EXHAUSTED, `${unfinished} unfinished jobs (submissions still uploading included): over the limit --max-jobs-per-client=${limits.maxJobsPerClient}; wait for some to finish`);
       count(owner, 1);
       attempt.counted = true;
@@ -244,6 +248,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
             job.inputs = [file];
             job.errors.push(...refused);
             uncount(attempt, job.owner);
+            attempt.early = job;
             started = await jobs.acceptReceiving(job, endUpload);
           }
         });
@@ -452,6 +457,7 @@ async function receiveInputs(
     }
     await settle();
     let trailer: string | undefined;
+    let got = 0;
     async function* chunks(): AsyncGenerator<Buffer> {
       for (;;) {
         const r = await iterator.next();
@@ -459,6 +465,9 @@ async function receiveInputs(
         if (r.value.msg === 'data' && r.value.data) {
           total += r.value.data.length;
           if (total > limits.maxJobBytes) throw overJobLimit(name, limits);
+          // Past the size its header declared, refused at once rather than written to the end.
+          got += r.value.data.length;
+          if (declared && got > declared) throw invalidArgument(`input ${name}: header said ${declared} bytes but more arrived`, name);
           yield r.value.data;
         } else if (r.value.msg === 'input_end') {
           trailer = r.value.input_end?.sha256?.toLowerCase() || undefined;
@@ -725,6 +734,8 @@ interface Attempt {
   counted: boolean;
   /** Ends its upload with `reason`. */
   stop: (reason: Error) => void;
+  /** The job it started while its upload runs (counted among its owner's unfinished jobs until dropped). */
+  early?: JobRecord;
 }
 
 /**
