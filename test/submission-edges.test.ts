@@ -3,7 +3,7 @@
  * workers) that allows one unfinished job per client: a repeat of a submission whose job already
  * started while its upload ran, and an input that sends more than its header declared.
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
