@@ -2,6 +2,7 @@
  * A token bucket per peer host for failed authentications: a few mistakes are free, a stream of
  * guesses is slowed to the refill rate. Buckets of quiet peers are forgotten.
  */
+import { isIP } from 'node:net';
 
 /** How many failures a peer may burst, and how fast it earns them back. */
 export interface RateLimitOptions {
@@ -53,11 +54,18 @@ export class FailureRateLimiter {
   }
 }
 
-/** The host part of a grpc-js peer string ("ipv4:127.0.0.1:5000", "[::1]:5000", "unix:/x"). */
+/**
+ * The host part of a grpc-js peer string ("ipv4:127.0.0.1:5000", "[::1]:5000", "unix:/x"). A
+ * grpc-js server gives an IPv6 peer unbracketed, its port after the last colon ("::1:5000",
+ * "::ffff:10.0.0.7:40000"): kept with its port, every new connection would be a host of its own,
+ * and the failed-authentication limit would hold nobody back.
+ */
 export function peerHost(peer: string): string {
   const p = peer.replace(/^(ipv4|ipv6|unix):/, '');
   const v6 = /^\[([^\]]+)\]/.exec(p);
   if (v6) return v6[1]!;
   const i = p.lastIndexOf(':');
-  return i > 0 && p.indexOf(':') === i ? p.slice(0, i) : p;
+  if (i <= 0) return p;
+  const host = p.slice(0, i);
+  return p.indexOf(':') === i || (isIP(host) === 6 && /^\d+$/.test(p.slice(i + 1))) ? host : p;
 }

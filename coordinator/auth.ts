@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
-import { TokenTable, bearerToken, tokenFingerprint, type Principal, type TokenEntry } from '../shared/auth.js';
+import { TokenTable, bearerToken, tokenFingerprint, tokenShared, type Principal, type TokenEntry } from '../shared/auth.js';
 import { TesseraError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { FailureRateLimiter, peerHost, type RateLimitOptions } from './auth-rate-limit.js';
@@ -58,6 +58,9 @@ export class CoordinatorAuth {
   ) {
     const entries: TokenEntry[] = [...(config.clientTokens ?? [])];
     if (config.workerToken) entries.push({ id: 'worker', role: 'worker', token: config.workerToken });
+    // The command line refuses these as usage errors; a program starting a coordinator is told too.
+    const clash = tokenShared(entries);
+    if (clash) throw new Error(`auth: "${clash[0]}" and "${clash[1]}" have the same token: each needs its own`);
     this.tokens = new TokenTable(entries);
     this.clientsOpen = (config.clientTokens ?? []).length === 0;
     this.workersOpen = !config.workerToken;

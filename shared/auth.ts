@@ -105,15 +105,33 @@ export function parseClientTokens(text: string): TokenEntry[] {
   for (const [i, raw] of text.split(/[\n,]/).entries()) {
     const line = raw.trim();
     if (!line || line.startsWith('#')) continue;
-    const parts = line.split(':');
+    const parts = line.split(':').map((x) => x.trim());
     const [id, token, role] = parts;
     if (parts.length < 2 || parts.length > 3 || !id || !token || (role !== undefined && role !== 'admin')) {
       throw new Error(`client tokens, entry ${i + 1}: expected NAME:TOKEN or NAME:TOKEN:admin`);
     }
     if (!/^[\w.@-]{1,64}$/.test(id)) throw new Error(`client tokens, entry ${i + 1}: name "${id.slice(0, 64)}" may only use letters, digits and . @ _ -`);
+    // A token is sent as one word (Authorization: Bearer TOKEN): one with a space could never match.
+    if (/\s/.test(token)) throw new Error(`client tokens, entry ${i + 1} ("${id}"): the token contains white space, which no client can send`);
     out.push({ id, token, role: role === 'admin' ? 'admin' : 'client' });
   }
+  const clash = tokenShared(out);
+  if (clash) throw new Error(`client tokens: "${clash[0]}" and "${clash[1]}" have the same token: each name needs its own (the first would be taken for both)`);
   return out;
+}
+
+/**
+ * Two names with one token, if any (the worker's among them): a token identifies its holder, so the
+ * second name would be taken for the first, or a client for a worker.
+ */
+export function tokenShared(entries: readonly { id: string; token: string }[]): [string, string] | undefined {
+  const seen = new Map<string, string>();
+  for (const e of entries) {
+    const other = seen.get(e.token);
+    if (other !== undefined) return [other, e.id];
+    seen.set(e.token, e.id);
+  }
+  return undefined;
 }
 
 /** The client's API token from TESSERA_TOKEN or the file named by TESSERA_TOKEN_FILE. */

@@ -165,8 +165,10 @@ export function coordinatorSecurity(o: object, name: OptionNamer = byFlag): Pick
   checkCertKeyPair(f, name);
   if (f.requireWorkerCert && !f.tlsCa) throw new UsageError(`${name('requireWorkerCert')} needs --tls-ca (the CA that signs worker certificates)`);
   // Without a certificate the coordinator serves plaintext: every worker would be refused for want
-  // of a certificate it cannot present. (A CA alone is ignored.)
+  // of a certificate it cannot present.
   if (f.requireWorkerCert && !f.tlsCert) throw new UsageError(`${name('requireWorkerCert')} needs --tls-cert and --tls-key: client certificates are checked only over TLS`);
+  // A CA alone would be dropped: the coordinator would serve plaintext and check no certificate.
+  if (f.tlsCa && !f.tlsCert) throw new UsageError(`${name('tlsCa')} needs --tls-cert and --tls-key: the coordinator asks its peers for certificates only over TLS`);
   for (const attr of ['tlsCert', 'tlsKey', ...(f.tlsCert ? (['tlsCa'] as const) : [])] as const) checkReadableFile(f[attr], name(attr));
   if (f.tlsCert) checkTlsFiles(f, name, 'the coordinator certificate');
   const tls: ServerTlsFiles | undefined = f.tlsCert && f.tlsKey ? { cert: f.tlsCert, key: f.tlsKey, ca: f.tlsCa } : undefined;
@@ -182,6 +184,8 @@ export function coordinatorSecurity(o: object, name: OptionNamer = byFlag): Pick
   for (const e of clientTokens) checkTokenLength(e.token, clientTokensSecret.name, `the token of "${e.id}"`);
   const workerToken = secretOf(f as Record<string, unknown>, 'workerToken', 'workerTokenFile', name);
   checkTokenLength(workerToken.secret, workerToken.name, 'the worker token');
+  const asWorker = workerToken.secret ? clientTokens.find((e) => e.token === workerToken.secret) : undefined;
+  if (asWorker) throw new UsageError(`${clientTokensSecret.name}: the token of "${asWorker.id}" is the worker token (${workerToken.name}): give clients tokens of their own, or that client would be taken for a worker and every worker for that client`);
   // Also refused by the coordinator itself; here it is a usage error, before anything starts.
   if (clientTokens.length > 0 && !workerToken.secret) {
     throw new UsageError(`${clientTokensSecret.name} needs a worker token: set --worker-token-file (or --worker-token, TESSERA_WORKER_TOKEN) too, or anyone could join as a worker and read every job`);

@@ -1,0 +1,57 @@
+/**
+ * Who the coordinator takes a caller for: peers as grpc-js names them (for the limit on failed
+ * authentications), and token settings that would make one holder pass for another.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import { coordinatorSecurity } from '../client/commands/security-options.js';
+import { createLogger } from '../shared/logger.js';
+import { CoordinatorAuth } from './auth.js';
+import { peerHost } from './auth-rate-limit.js';
+
+const log = createLogger('test', 'silent', 'json');
+const bearer = (t: string): grpc.Metadata => {
+  const m = new grpc.Metadata();
+  m.set('authorization', `Bearer ${t}`);
+  return m;
+};
+const token = (c: string): string => c.repeat(20);
+
+describe('peers', () => {
+  it('drop the port of an IPv6 peer as a grpc-js server gives it (no brackets), as of an IPv4 one', () => {
+    expect(peerHost('::1:54321')).toBe('::1');
+    expect(peerHost('::ffff:10.0.0.7:40000')).toBe('::ffff:10.0.0.7');
+    expect(peerHost('[::1]:5000')).toBe('::1');
+    expect(peerHost('ipv4:127.0.0.1:5000')).toBe('127.0.0.1');
+    expect(peerHost('unix:/run/tessera.sock')).toBe('/run/tessera.sock');
+  });
+
+  it('hold back an IPv6 address that guesses tokens, whatever port each new connection comes from', () => {
+    const auth = new CoordinatorAuth({ workerToken: token('w'), clientTokens: [{ id: 'alice', role: 'client', token: token('a') }] }, log);
+    let held = 0;
+    for (let port = 40000; port < 40050; port++) {
+      const r = auth.check('/tessera.v1.JobService/GetJob', bearer(`guess-${port}-xxxxxxxxxxxx`), `::ffff:10.0.0.7:${port}`, undefined);
+      if (r?.code === grpc.status.RESOURCE_EXHAUSTED) held++;
+    }
+    expect(held).toBeGreaterThan(30);
+  });
+});
+
+describe('token settings refused at start', () => {
+  it('one token under two names, or a client token that is the worker token', () => {
+    expect(() => coordinatorSecurity({ workerToken: token('w'), clientTokens: `alice:${token('t')},bob:${token('t')}` })).toThrow(/"alice" and "bob" have the same token/);
+    expect(() => coordinatorSecurity({ workerToken: token('w'), clientTokens: `alice:${token('w')}` })).toThrow(/the token of "alice" is the worker token/);
+    // A program starting a coordinator is told too.
+    expect(() => new CoordinatorAuth({ workerToken: token('w'), clientTokens: [{ id: 'alice', role: 'client', token: token('w') }] }, log)).toThrow(/"alice" and "worker" have the same token/);
+  });
+
+  it('a token with white space in it (no client can send one), and spaces around the colon are no part of it', () => {
+    expect(() => coordinatorSecurity({ workerToken: token('w'), clientTokens: `alice:${token('t')} ${token('u')}` })).toThrow(/contains white space/);
+    const { auth } = coordinatorSecurity({ workerToken: token('w'), clientTokens: `alice : ${token('t')}` });
+    expect(auth?.clientTokens).toEqual([{ id: 'alice', token: token('t'), role: 'client' }]);
+  });
+
+  it('--tls-ca without a certificate (the coordinator would serve plaintext and check nothing)', () => {
+    expect(() => coordinatorSecurity({ tlsCa: '/nonexistent/ca.pem' })).toThrow(/--tls-ca needs --tls-cert and --tls-key/);
+  });
+});
