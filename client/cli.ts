@@ -208,8 +208,8 @@ submitCommand(
       .option('--fade-in <s>', 'fade-in seconds', num('--fade-in'))
       .option('--fade-out <s>', 'fade-out seconds', num('--fade-out'))
       .option('--normalize', 'loudness-normalise (default target -16 LUFS)')
-      .option('--loudness <lufs>', 'target integrated loudness (implies --normalize)', num('--loudness'))
-      .option('--true-peak <dbtp>', 'true-peak ceiling, -9..0 (default: -1.5; with --normalize or --loudness)', num('--true-peak'))
+      .option('--loudness <lufs>', 'target integrated loudness, -70..-5 (implies --normalize)', num('--loudness', { nonZero: 'give -70..-5, or leave it out for -16' }))
+      .option('--true-peak <dbtp>', 'true-peak ceiling, -9..-0.01 (default: -1.5; with --normalize or --loudness)', num('--true-peak', { nonZero: 'give -0.01 for a ceiling at full scale, or leave it out for -1.5' }))
       .option('--waveform', 'also produce a PNG waveform and JSON peaks')
       .option('--segment-seconds <s>', 'split long files into segments of this length (default: 180)', num('--segment-seconds', { positive: true })),
   audioSpec,

@@ -21,6 +21,9 @@ describe('tessera: usage errors', () => {
       [['submit', 'thumbnails', '--count', '0', 'a.mp4', '-o', 'out'], /^error: option '--count <n>' argument '0' is invalid\. --count must be 1 or more, got 0$/, 'tessera submit thumbnails'],
       [['jobs', '--limit', '0'], /^error: option '--limit <n>' argument '0' is invalid\. --limit must be 1 or more, got 0 \(leave it out for the default\)$/, 'tessera jobs'],
       [['submit', 'audio', '--channels', '0', 'a.wav', '-o', 'out'], /^error: option '--channels <n>' argument '0' is invalid\. --channels must be 1 or more, got 0/, 'tessera submit audio'],
+      // 0 would reach the coordinator as "unset": --true-peak 0 was quietly -1.5, --loudness 0 quietly -16.
+      [['submit', 'audio', '--normalize', '--true-peak', '0', 'a.wav', '-o', 'out'], /^error: option '--true-peak <dbtp>' argument '0' is invalid\. --true-peak cannot be 0, which a job reads as unset: give -0\.01/, 'tessera submit audio'],
+      [['submit', 'audio', '--loudness', '0', 'a.wav', '-o', 'out'], /^error: option '--loudness <lufs>' argument '0' is invalid\. --loudness cannot be 0, which a job reads as unset: give -70\.\.-5/, 'tessera submit audio'],
       [['submit', 'video', '--fps', '-30', 'a.mp4', '-o', 'out'], /^error: option '--fps <f>' argument '-30' is invalid\. --fps must be more than 0, got -30$/, 'tessera submit video'],
       [['submit', 'hologram', 'a.jpg'], /^error: unknown command 'hologram'$/, 'tessera submit'],
       [['download', 'some-job'], /^error: required option '-o, --output <dir>' not specified$/, 'tessera download'],

@@ -8,11 +8,13 @@ import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js
  * default to fall back on (--every), so a 0 is not told to leave it out.
  */
 export const num =
-  (name: string, opts: { positive?: boolean; noDefault?: boolean } = {}) =>
+  (name: string, opts: { positive?: boolean; noDefault?: boolean; nonZero?: string } = {}) =>
   (v: string): number => {
     const n = Number(v);
     if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got "${v}"`);
     if (opts.positive && n <= 0) throw new InvalidArgumentError(`${name} must be more than 0, got ${v}${n === 0 && !opts.noDefault ? ' (leave it out for the default)' : ''}`);
+    // A job's field at 0 reaches the coordinator as "unset": refused rather than quietly the default.
+    if (opts.nonZero !== undefined && n === 0) throw new InvalidArgumentError(`${name} cannot be 0, which a job reads as unset: ${opts.nonZero}`);
     return n;
   };
 
