@@ -132,6 +132,14 @@ describe('thumbnails kind (plan -> process -> merge in-process)', () => {
     expect(run.errors).toEqual([{ input: 'long.mp4', code: 'INVALID_ARGUMENT', message: 'long.mp4: every 0.04 s over 401 s = 10025 thumbnails, over the limit of 10000' }]);
   });
 
+  it('refuses a sprite sheet taller than WebP and JPEG hold (a portrait video), naming the input and the rows that fit', async () => {
+    // 9:16: thumbnails 320 px wide are 568 px tall; 30 rows would make a sheet 17,040 px tall.
+    const src = await makeVideo(dir, 'tall.mp4', { duration: 2, width: 90, height: 160 });
+    const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { count: 30, width: 320, format: 'webp', sprite: '1x30' }), [src], { dir });
+    expect(run.outputs).toEqual([]);
+    expect(run.errors).toEqual([{ input: 'tall.mp4', code: 'INVALID_ARGUMENT', message: 'tall.mp4: a sprite sheet of 30 rows of 320x568 px thumbnails would be 17040 px tall, over the 16383-pixel limit: ask fewer rows (--sprite 1x28) or a smaller --width' }]);
+  });
+
   it('reports a file without video against that input', async () => {
     const wav = path.join(dir, 'tone.wav');
     await runFfmpeg(['-y', '-f', 'lavfi', '-i', 'sine=duration=1', wav]);

@@ -110,6 +110,13 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
   const [w, h] = v.rotation === 90 || v.rotation === 270 ? [v.height, shownWidth] : [shownWidth, v.height];
   const width = ctx.params.width;
   const height = Math.max(2, 2 * Math.round((width * h) / w / 2));
+  // The sheet's height follows the video's shape (checked here, where it is known, as its width
+  // was with the params): a portrait video's sheet could pass what WebP and JPEG can hold.
+  const sprite = ctx.params.sprite;
+  const rows = sprite ? Math.min(sprite.rows, Math.ceil(times.length / sprite.cols)) : 0;
+  if (sprite && rows * height > 16_383) {
+    throw invalidArgument(`${input.name}: a sprite sheet of ${rows} rows of ${width}x${height} px thumbnails would be ${rows * height} px tall, over the 16383-pixel limit: ask fewer rows (--sprite ${sprite.cols}x${Math.max(1, Math.floor(16_383 / height))}) or a smaller --width`, input.name);
+  }
   const parts = Math.max(1, Math.min(2 * Math.max(1, ctx.cluster.slots), Math.ceil(times.length / MIN_PER_SUBTASK)));
   const per = Math.ceil(times.length / parts);
   for (let p = 0; p * per < times.length; p++) {
