@@ -173,6 +173,15 @@ describe('image processor animations', () => {
       expect(big.itemErrors).toEqual([
         { input: 'anim.webp', code: 'RESOURCE_EXHAUSTED', message: 'anim.webp: the result would be 10 frames of 1080000 pixels = 10800000 pixels, over the limit of 5000000 pixels (TESSERA_MAX_INPUT_PIXELS)' },
       ]);
+      // The source's frames count only where they are kept: 10 frames of 120 x 90 pass 100,000
+      // pixels together, one does not. As a still, its first frame is made; as an animation, refused.
+      process.env['TESSERA_MAX_INPUT_PIXELS'] = '100000';
+      const firstOnly = await run({ 'anim.webp': webp }, work, { width: 60, format: 'png' });
+      expect(firstOnly.itemErrors).toEqual([]);
+      const kept = await run({ 'anim.webp': webp }, work, { width: 60 });
+      expect(kept.itemErrors).toEqual([
+        { input: 'anim.webp', code: 'RESOURCE_EXHAUSTED', message: 'anim.webp: image of 10 frames of 120x90 = 108000 pixels is over the limit of 100000 pixels (TESSERA_MAX_INPUT_PIXELS)' },
+      ]);
     } finally {
       if (saved === undefined) delete process.env['TESSERA_MAX_INPUT_PIXELS'];
       else process.env['TESSERA_MAX_INPUT_PIXELS'] = saved;

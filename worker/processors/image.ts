@@ -64,13 +64,17 @@ export const imageProcessor: WorkerProcessor<ImageParams> = {
 async function processOne(file: string, outputName: string, p: ImageParams, workDir: string, signal: AbortSignal) {
   const meta = await openImage(file).metadata();
   const frames = meta.pages ?? 1;
-  const pixels = (meta.width ?? 0) * (meta.height ?? 0) * frames;
-  if (pixels > maxInputPixels()) throw new Error(`image of ${meta.width}x${meta.height} is over the limit of ${maxInputPixels()} pixels`);
-  const badCrop = cropProblem(p, meta);
-  if (badCrop) throw invalidArgument(badCrop);
   const format = outputFormat(p, meta.format);
   // An animation keeps its frames in a format that holds them (its first frame only in the others).
   const animated = frames > 1 && ANIMATED_FORMATS.has(format);
+  // What is decoded: every frame of an animation kept as one, else the first.
+  const decoded = (meta.width ?? 0) * (meta.height ?? 0) * (animated ? frames : 1);
+  if (decoded > maxInputPixels()) {
+    const what = animated ? `${frames} frames of ${meta.width}x${meta.height} = ${decoded} pixels` : `${meta.width}x${meta.height} pixels`;
+    throw resourceExhausted(`image of ${what} is over the limit of ${maxInputPixels()} pixels (TESSERA_MAX_INPUT_PIXELS)`);
+  }
+  const badCrop = cropProblem(p, meta);
+  if (badCrop) throw invalidArgument(badCrop);
   if (animated) {
     const refusal = animationRefusal(p, meta.orientation ?? 1);
     if (refusal) throw invalidArgument(refusal);
