@@ -30,7 +30,7 @@ describe('peers', () => {
     const auth = new CoordinatorAuth({ workerToken: token('w'), clientTokens: [{ id: 'alice', role: 'client', token: token('a') }] }, log);
     let held = 0;
     for (let port = 40000; port < 40050; port++) {
-      const r = auth.check('/tessera.v1.JobService/GetJob', bearer(`guess-${port}-xxxxxxxxxxxx`), `::ffff:10.0.0.7:${port}`, undefined);
+      const r = auth.check('/tessera.v1.JobService/GetJob', bearer(`guess-${port}-${'g'.repeat(12)}`), `::ffff:10.0.0.7:${port}`, undefined);
       if (r?.code === grpc.status.RESOURCE_EXHAUSTED) held++;
     }
     expect(held).toBeGreaterThan(30);
