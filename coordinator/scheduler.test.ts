@@ -147,14 +147,20 @@ describe('Scheduler', () => {
     expect(s.nextRetryAt(Date.now())).toBe(Infinity);
   });
 
-  it('sends a retry at once to another worker than the one it failed on, and to that one only after its backoff', () => {
+  /** A scheduler holding one retry of job `a` that failed on worker `failedOn`, in its 5 s backoff. */
+  const retryThatFailedOn = (failedOn: string) => {
     const s = new Scheduler();
     s.addJob('a', 'image', 0, 1);
     const retry = subtask('a', 0);
     const now = Date.now();
     retry.notBefore = now + 5_000;
-    retry.failedOn = 'cramped';
+    retry.failedOn = failedOn;
     s.enqueue([retry]);
+    return { s, retry, now };
+  };
+
+  it('sends a retry at once to another worker than the one it failed on, and to that one only after its backoff', () => {
+    const { s, retry, now } = retryThatFailedOn('cramped');
     // Only the worker it failed on has room: it waits.
     const cramped = worker('cramped', 4);
     expect(s.dispatch([cramped], now, canRun)).toEqual([]);
@@ -168,13 +174,7 @@ describe('Scheduler', () => {
   });
 
   it('does not send a retry at once to a worker holding a stalled attempt: the one it failed on takes it after its backoff', () => {
-    const s = new Scheduler();
-    s.addJob('a', 'image', 0, 1);
-    const retry = subtask('a', 0);
-    const now = Date.now();
-    retry.notBefore = now + 5_000;
-    retry.failedOn = 'flaky';
-    s.enqueue([retry]);
+    const { s, retry, now } = retryThatFailedOn('flaky');
     const flaky = worker('flaky', 1);
     const hoarder = Object.assign(worker('hoarder', 4), { stalledSince: now });
     expect(s.dispatch([flaky, hoarder], now, canRun)).toEqual([]);
