@@ -6,6 +6,7 @@
  * from it (the others behind the same NAT), so that a guesser learns nothing while held.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -104,6 +105,43 @@ describe('the dashboard page in a browser', () => {
       await browser.close();
     }
   }, 60_000);
+});
+
+/** A GET with the `Host` header given (fetch will not set one). */
+function getAs(address: string, host: string, p: string): Promise<{ status: number; body: string }> {
+  const i = address.lastIndexOf(':');
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)), path: p, headers: { host }, timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+  });
+}
+
+describe('a dashboard on loopback', () => {
+  it('answers only requests addressed to a loopback name: another name pointed at 127.0.0.1 (DNS rebinding) is refused', async () => {
+    const open = new Coordinator({ listen: '127.0.0.1:0', http: '127.0.0.1:0', dataDir: path.join(dir, 'rebind'), log });
+    await open.start();
+    try {
+      const port = open.httpAddress.split(':').at(-1)!;
+      // No client tokens: all of it is open to whoever reaches it, so the name is what guards it.
+      for (const p of ['/api/jobs', '/api/workers', '/', '/events', '/metrics', '/healthz']) {
+        const r = await getAs(open.httpAddress, `evil.example:${port}`, p);
+        expect(r.status, p).toBe(403);
+        expect(r.body, p).toContain('answers only requests addressed to localhost, 127.0.0.1 or [::1], not to "evil.example"');
+      }
+      expect((await getAs(open.httpAddress, 'EVIL.example.', '/api/jobs')).status).toBe(403);
+      expect((await getAs(open.httpAddress, '127.0.0.1.nip.io', '/api/jobs')).status).toBe(403);
+      for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'LOCALHOST', `localhost.:${port}`, `dash.localhost:${port}`, `[::1]:${port}`, '127.1.2.3', '']) {
+        expect((await getAs(open.httpAddress, host, '/api/jobs')).status, host).toBe(200);
+      }
+    } finally {
+      await open.close();
+    }
+  });
 });
 
 describe('a coordinator refuses to start', () => {

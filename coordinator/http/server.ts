@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listenFailure } from '../../shared/config.js';
+import { isLoopbackHost, listenHost } from '../../shared/tls.js';
 import type { Logger } from '../../shared/logger.js';
 import type { JobManager } from '../job-manager.js';
 import type { DashboardAccess } from '../auth.js';
@@ -58,6 +59,26 @@ function requestToken(req: IncomingMessage): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * The host name a request was addressed to (its `Host` header without the port), lower case and
+ * without a trailing dot; '' when there is none (HTTP/1.0).
+ */
+function requestHost(req: IncomingMessage): string {
+  const host = (req.headers.host ?? '').trim().toLowerCase();
+  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '');
+  return name.replace(/\.$/, '');
+}
+
+/**
+ * Whether a request to a dashboard bound to loopback was addressed to a loopback name. A web page
+ * the user opens elsewhere can point its own host name at 127.0.0.1 (DNS rebinding) and then read
+ * the dashboard as same-origin: its requests carry that name, so they are refused. Browsers resolve
+ * `localhost` and `*.localhost` to loopback themselves, so those cannot be rebound.
+ */
+function loopbackName(host: string): boolean {
+  return host === '' || host.endsWith('.localhost') || isLoopbackHost(host);
 }
 
 /**
@@ -123,6 +144,15 @@ export class CoordinatorHttpServer {
     const url = new URL(req.url ?? '/', 'http://dashboard');
     const { manager } = this.opts;
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n');
+    if (isLoopbackHost(listenHost(this.opts.listen)) && !loopbackName(requestHost(req))) {
+      return text(
+        res,
+        403,
+        `this dashboard listens on loopback (${this.address}) and answers only requests addressed to localhost, 127.0.0.1 or [::1], ` +
+          `not to "${requestHost(req)}": a page elsewhere may have pointed that name at this machine. ` +
+          'A reverse proxy in front of it should pass the Host it connects to (nginx does unless told otherwise).\n',
+      );
+    }
     // What shows every client's jobs needs an admin token when clients need tokens.
     const access = this.opts.dashboardAccess;
     if (access && (url.pathname === '/events' || url.pathname === '/access' || url.pathname.startsWith('/api/'))) {
