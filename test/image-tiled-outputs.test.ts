@@ -1,6 +1,7 @@
 /**
  * Tiled-path outputs, in-process (the real planner, worker processor and merger): pyramids of any
  * source format, the source's resolution kept, greyscale strips as three-band sRGB, the IIIF id,
+ * which sources are read as strips straight from the file,
  * and a truncated source read as strips failing as the input's own INVALID_ARGUMENT.
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -157,6 +158,39 @@ describe('pyramids', () => {
     const zip = (await readFile(out.output)).toString('latin1');
     expect(zip).toContain('"id": "https://images.example.org/iiif/iiif"');
     expect(zip).not.toContain('example.com');
+  });
+
+  it("an IIIF pyramid's id and folder are a URI path segment whatever the input's name: a space or '#' becomes '_'", async () => {
+    const named = await makeSource(path.join(dir, 'scan #2 v1%.png'), 200, 150);
+    const out = await runTiledInProcess(named, imageParams({ tiled_output: 'iiif', iiif_id: 'https://images.example.org/iiif' }), next());
+    expect(path.basename(out.output)).toBe('scan #2 v1%.zip');
+    const zip = (await readFile(out.output)).toString('latin1');
+    // Raw, '#' would end the path and a viewer would ask for tiles of "scan "; encoded, the id would
+    // not name the folder a static server finds the tiles in.
+    const id = /"id": "([^"]*)"/.exec(zip)?.[1];
+    expect(id).toBe('https://images.example.org/iiif/scan__2_v1_');
+    expect(new URL(id!).pathname).toBe('/iiif/scan__2_v1_');
+    expect(zip).toContain('scan__2_v1_/info.json');
+  });
+});
+
+describe('strips read straight from the source', () => {
+  it('are for JPEG, PNG and TIFF only: libvips decodes a WebP whole, so each worker would hold the image', async () => {
+    const png = await makeSource(path.join(dir, 'strip-src.png'), 640, 480);
+    const cases = [
+      ['photo.webp', (s: sharp.Sharp) => s.webp({ lossless: true }), 'intermediate'],
+      ['photo.tiff', (s: sharp.Sharp) => s.tiff({ compression: 'lzw' }), 'source'],
+      ['photo.png', (s: sharp.Sharp) => s.png(), 'source'],
+    ] as const;
+    for (const [name, encode, read] of cases) {
+      const file = path.join(dir, name);
+      await encode(sharp(png)).toFile(file);
+      const input: SpoolFile = { name, path: file, size: 0, sha256: '' };
+      const config = { ...tileConfig({}), thresholdPixels: 1, ...FROM_SOURCE };
+      const subtasks = await allTiles(await planTiles({ input, params: imageParams({ blur: 1, format: 'png' }), workDir: path.join(next(), 'job'), slots: 2, signal: new AbortController().signal, config }));
+      expect(subtasks.length, name).toBeGreaterThan(1);
+      expect(new Set(subtasks.map((s) => (s.plan as TilePlan).read)), name).toEqual(new Set([read]));
+    }
   });
 });
 

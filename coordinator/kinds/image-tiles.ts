@@ -176,7 +176,7 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
   let planned: { t: TileGeometry; core: Rect; cut: Rect }[] = [];
   let out = { width: 0, height: 0 };
   let depth = 'uchar';
-  const release = await reserveRoomForDecoded(dir, o, split, m);
+  const release = await reserveRoomForDecoded(dir, o, split, m, config, 'strips');
   const src = openSource(o, config);
   const cuts = cutStripsWhileDecoding({
     intermediate,
@@ -224,6 +224,17 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
   }
 }
 
+/**
+ * Bytes per pixel of the decoded intermediate: libvips writes 8-bit sRGB (with the source's alpha)
+ * whatever the source's bands, a one-band grey source included, unless the prefix makes it grey or
+ * a 16-bit source is kept 16-bit in its own space ({@link intermediateSpace}).
+ */
+function intermediatePixelBytes(m: sharp.Metadata, prefix: TileImageParams): number {
+  const space = intermediateSpace(m, prefix);
+  if (space) return 2 * Math.max(m.channels ?? 4, 1);
+  return (prefix.grayscale ? 1 : 3) + (m.hasAlpha ? 1 : 0);
+}
+
 /** Bytes of the coordinator's disk that the decodes under way may still write (see {@link reserveRoomForDecoded}). */
 let reservedForDecodes = 0;
 
@@ -234,10 +245,21 @@ let reservedForDecodes = 0;
  * until `release` (the pieces are cut): images tiled at once cannot all count the same free bytes,
  * and a twentieth of the file system stays free for the uploads and work of other jobs.
  */
-async function reserveRoomForDecoded(dir: string, o: PlanTilesOptions, split: TileSplit, m: sharp.Metadata): Promise<() => void> {
+async function reserveRoomForDecoded(dir: string, o: PlanTilesOptions, split: TileSplit, m: sharp.Metadata, config: TileConfig, pieces: 'grid' | 'strips'): Promise<() => void> {
   const { width, height } = outputSize({ width: m.width ?? 0, height: m.height ?? 0, orientation: m.orientation ?? 1 }, o.params);
-  const sampleBytes = intermediateSpace(m, split.prefix) ? 2 : 1;
-  const need = 2 * width * height * Math.max(m.channels ?? 4, 1) * sampleBytes;
+  const decoded = width * height * intermediatePixelBytes(m, split.prefix);
+  // The pieces hold every pixel again, and their halos some twice: a grid's squares grow on four
+  // sides, the strips on two (the long ones).
+  const h = split.halo;
+  let copies: number;
+  if (pieces === 'grid') {
+    const t = chooseTileSize(width, height, o.slots, o.params.tileSize);
+    copies = ((Math.min(t, width) + 2 * h) * (Math.min(t, height) + 2 * h)) / (Math.min(t, width) * Math.min(t, height));
+  } else {
+    const n = Math.max(1, o.slots, Math.ceil((width * height) / config.maxStripPixels));
+    copies = 1 + (2 * h * n) / Math.max(1, Math.min(width, height));
+  }
+  const need = Math.ceil(decoded * (1 + copies));
   const room = await diskRoom(dir);
   if (room !== undefined) {
     const kept = Math.floor(room.total / 20);
@@ -331,6 +353,9 @@ export function sourceStripCount(m: sharp.Metadata, p: TileImageParams, split: T
   if ((m.depth !== 'uchar' && m.depth !== 'ushort') || (p.autoOrient && (m.orientation ?? 1) !== 1)) return 0;
   // Progressive JPEG and interlaced PNG only decode as a whole: every worker would hold the image.
   if (m.isProgressive) return 0;
+  // Of the others only JPEG, PNG and TIFF decode top down and stop at the strip's last row: libvips
+  // decodes a WebP, AVIF/HEIF or GIF frame whole, so each worker would hold the image.
+  if (!['jpeg', 'png', 'tiff'].includes(m.format ?? '')) return 0;
   // sharp's raw output of a greyscale pipeline keeps band 0 only (the alpha is dropped): such tiles come from the intermediate, whose prefix does the greyscale.
   if (p.grayscale && m.hasAlpha) return 0;
   const { width, height } = sourceRegion(m, p, input);
@@ -418,10 +443,16 @@ async function planIntermediateTiles(o: PlanTilesOptions, config: TileConfig, sp
   // One decode pass: auto-orient, crop, greyscale and resize as the whole-image pipeline would do them.
   const intermediate = path.join(dir, 'decoded.v');
   o.signal.throwIfAborted();
-  const release = await reserveRoomForDecoded(dir, o, split, m);
+  const release = await reserveRoomForDecoded(dir, o, split, m, config, 'grid');
   try {
     return await cutIntermediateTiles(o, config, split, format, m, dir, intermediate);
+  } catch (err) {
+    // No subtask will read the pieces already cut.
+    await rm(dir, { recursive: true, force: true });
+    throw err;
   } finally {
+    // Every tile holds its own copy of its pixels: the intermediate is not needed any more.
+    await rm(intermediate, { force: true });
     release();
   }
 }

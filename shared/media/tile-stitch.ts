@@ -9,6 +9,7 @@
  * photographic content and up to about 20% for flat synthetic images.
  * Decoded pixels are the same either way.
  */
+import path from 'node:path';
 import sharp from 'sharp';
 import type { Sharp } from 'sharp';
 import { invalidArgument } from '../errors.js';
@@ -65,6 +66,17 @@ export function tileFormatFor(format: TiledFormat, output: TiledOutput, hasAlpha
 }
 
 /**
+ * The name an IIIF pyramid's folder and `info.json` `id` end in: the output's, with every ASCII
+ * character a URI path segment cannot hold as it is (a space, `#`, `%`, `?`...) made `_`. libvips
+ * writes the same name as the folder and at the end of the `id`, and a viewer asks for
+ * `id/region/size/...`: an encoded name would not be the folder's, a raw `#` would end the path.
+ * Letters beyond ASCII stay (an IRI; browsers encode them and servers decode them back).
+ */
+export function iiifName(name: string): string {
+  return name.replace(/[\x00-\x2c\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7d\x7f]/g, '_');
+}
+
+/**
  * Applies the encoder for `format` (and the pyramid layout for deepzoom/iiif), with the batch path's
  * settings (image-pipeline.ts `applyEncoding`) except JPEG Huffman optimisation (see the file's
  * comment) and tiled BigTIFF for TIFF.
@@ -77,7 +89,7 @@ export function encodeTiled(
   width: number,
   height: number,
   channels: number,
-  iiifId = '',
+  iiif?: { id: string; name: string },
 ): Sharp {
   if (output !== 'image' && format !== tileFormatFor(format, output, false)) {
     // sharp's tile() takes jpeg, png and webp only; the planner chose one (tileFormatFor).
@@ -113,7 +125,7 @@ export function encodeTiled(
       break;
   }
   if (output === 'deepzoom') img = img.tile({ size: 256, layout: 'dz' });
-  if (output === 'iiif') img = img.tile({ size: 256, layout: 'iiif3', ...(iiifId ? { id: iiifId } : {}) });
+  if (output === 'iiif') img = img.tile({ size: 256, layout: 'iiif3', ...(iiif ? { basename: iiifName(iiif.name), ...(iiif.id ? { id: iiif.id } : {}) } : {}) });
   return img;
 }
 
@@ -182,7 +194,7 @@ export async function stitchTiles(opts: {
   if (opts.channels === 1) img = img.removeAlpha();
   // Kept, the profile is attached as it is and the pixels are not converted.
   if (opts.metadata) img = img.keepMetadata();
-  img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels, opts.iiifId);
+  img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels, { id: opts.iiifId ?? '', name: path.basename(opts.outPath, '.zip') });
   const info = await img.toFile(opts.outPath);
   return { width: info.width, height: info.height };
 }
