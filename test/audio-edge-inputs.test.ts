@@ -2,16 +2,22 @@
  * The audio kind on inputs at the edges (in process: the real planner, worker processor and merge, on
  * generated audio): WAVs whose header states no size (written to a pipe), WAVs cut short, trims shorter
  * than a sample, normalisation of files shorter than one 400 ms loudness block, the message of a
- * loudness setting without normalize, and the output's true peak in audio-report.json.
+ * loudness setting without normalize, the output's true peak in audio-report.json (a peak right
+ * before a join measured as in one piece), and a segment whose statistics come back damaged.
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { TesseraError } from '../shared/errors.js';
-import { ffmpegBinaries } from '../shared/ffmpeg.js';
+import { ffmpegBinaries, runFfmpeg } from '../shared/ffmpeg.js';
+import { mergeAudio } from '../coordinator/kinds/audio-merge.js';
+import { createLogger } from '../shared/logger.js';
+import type { MergeContext, SubtaskOutcome } from '../shared/job-kind.js';
+import type { AudioJobParams } from '../shared/kinds/audio-params.js';
+import type { FileRender, SegmentPlan } from '../shared/media/audio-pieces.js';
 import { checkNewAudioParams, validateAudioParams } from '../shared/kinds/audio-params.js';
 import { probeAudio } from '../shared/media/audio-probe.js';
 import { withoutProgress } from '../shared/media/audio-render.js';
@@ -183,5 +189,69 @@ describe('audio inputs at the edges', () => {
     // Not normalised: a lossy output is not measured (a whole pass for a figure nobody asked for).
     const plain = await runAudioInProcess({ codec: 'mp3' }, [quiet], path.join(dir, 'plain'));
     expect((await audioReport(plain)).map((r) => r.outputTruePeak)).toEqual([null]);
+  });
+});
+
+/**
+ * 8 s of a quiet 997 Hz tone at 48 kHz mono (float WAV) with a 6-sample burst (+ + - - + +) ending on
+ * the last sample before `at` seconds: its inter-sample peak is about 2.7 dB over its samples.
+ */
+async function burstBefore(file: string, at: number): Promise<string> {
+  const n0 = at * 48000 - 6;
+  const expr = `0.1*sin(2*PI*997*t)+if(between(n\\,${n0}\\,${n0 + 5})\\,0.3*if(lt(mod(n-${n0}\\,4)\\,2)\\,1\\,-1)\\,0)`;
+  await runFfmpeg(['-f', 'lavfi', '-i', `aevalsrc=${expr}:s=48000:d=8`, '-c:a', 'pcm_f32le', '-y', file]);
+  return file;
+}
+
+describe('a peak right before a join', () => {
+  test('is measured as in one piece, and the limited output keeps under the true-peak ceiling, segmented or whole', async () => {
+    const src = await burstBefore(path.join(dir, 'burst.wav'), 4);
+    const raw = { codec: 'flac', normalize: true, loudness: -16, true_peak: -1.5 };
+    const seg = await runAudioInProcess({ ...raw, segment_seconds: 4 }, [src], path.join(dir, 'seg'));
+    const whole = await runAudioInProcess({ ...raw, segment_seconds: 60 }, [src], path.join(dir, 'whole'));
+    expect([seg.errors, whole.errors]).toEqual([[], []]);
+    const [s] = await audioReport(seg);
+    const [w] = await audioReport(whole);
+    expect([s!.pieces, w!.pieces]).toEqual([2, 1]);
+    // Before, the segmented analysis never oversampled the 6 samples before the join: -9.1 against -6.4 dBTP.
+    expect(s!.sourceTruePeak).toBeCloseTo(w!.sourceTruePeak, 1);
+    expect([s!.limited, w!.limited]).toEqual([true, true]);
+    // ...and the output, whole or segmented, then went 1.7 dB over the ceiling (+0.2 dBTP): a sample-peak
+    // limiter 1 dB under it does not hold a burst whose inter-sample peak rises 2.7 dB over its samples.
+    for (const [r, report] of [[seg, s], [whole, w]] as const) {
+      const measured = (await ebur128(r.outputs.find((o) => o.name === 'burst.flac')!.path)).truePeak;
+      expect(measured).toBeLessThanOrEqual(-1.5 + 0.1);
+      expect(report!.outputTruePeak).toBe(measured);
+    }
+  });
+});
+
+describe('a segment that comes back damaged', () => {
+  test('statistics that do not parse or lack a field fail their file as DATA_LOSS; the rest of the batch is published', async () => {
+    const spool = path.join(dir, 'spool');
+    await mkdir(spool, { recursive: true });
+    const body = path.join(spool, 'body.wav');
+    await runFfmpeg(['-f', 'lavfi', '-i', 'sine=r=8000:d=2', '-c:a', 'pcm_s16le', '-y', body]);
+    const file: FileRender = { input: 'long.wav', output: 'long.flac', sourceRate: 8000, outRate: 8000, outLayout: '', weightLayout: 'mono', bits: 16, totalFrames: 16000 };
+    const plan: SegmentPlan = { type: 'segment', file, segmentInput: 'segment.wav', index: 0, count: 1, offset: 0, preRoll: 0 };
+    const small = path.join(spool, 'small.flac');
+    await writeFile(small, 'made by a worker');
+    const cases = [
+      ['{"frames":16000,"sampleRate":8000,', "long.wav: segment 0's statistics do not parse"],
+      ['{"frames":16000,"sampleRate":8000,"channels":1,"samplePeak":0.5,"truePeak":0.5}', "long.wav: segment 0's statistics lack their loudness sub-blocks"],
+      ['null', "long.wav: segment 0's statistics lack their frames"],
+    ];
+    for (const [text, message] of cases) {
+      const stats = path.join(spool, 'stats.json');
+      await writeFile(stats, text!);
+      const segment: SubtaskOutcome = { index: 0, phase: 0, label: 'segment', plan, items: ['long.wav'], ok: true, itemErrors: [], result: {}, worker: 'w', outputs: [{ name: 'body.wav', path: body, size: 0, sha256: '' }, { name: 'stats.json', path: stats, size: 0, sha256: '' }] };
+      const whole: SubtaskOutcome = { index: 1, phase: 0, label: 'file small.wav', items: ['small.wav'], ok: true, itemErrors: [], worker: 'w', plan: { type: 'whole', files: [{ ...file, input: 'small.wav', output: 'small.flac' }] }, outputs: [{ name: 'small.flac', path: small, size: 16, sha256: '' }], result: { files: [] } };
+      const out = path.join(dir, `out-${cases.findIndex((c) => c[0] === text)}`);
+      await mkdir(out);
+      const ctx = { jobId: 'j', params: validateAudioParams({ codec: 'flac', segment_seconds: 2 }), workDir: dir, signal: new AbortController().signal, log: createLogger('test', 'silent'), warn: () => undefined, phase: 0, results: [segment, whole], history: [], outputDir: out } as unknown as MergeContext<AudioJobParams>;
+      const merged = await mergeAudio(ctx);
+      expect(merged.errors, text).toEqual([expect.objectContaining({ input: 'long.wav', code: 'DATA_LOSS', message: expect.stringContaining(message!) })]);
+      expect(merged.outputs?.map((o) => o.name), text).toEqual(['small.flac']);
+    }
   });
 });

@@ -88,7 +88,8 @@ async function finishSegmented(ctx: MergeContext<AudioJobParams>, input: string,
     const body = s.outputs.find((o) => o.name === 'body.wav');
     const st = s.outputs.find((o) => o.name === 'stats.json');
     if (!body || !st) throw dataLoss(`${input}: segment ${plan.index} returned no body or statistics`);
-    const stat = JSON.parse(await readFile(st.path, 'utf8')) as PieceStats;
+    const stat = await readPieceStats(st.path, input, plan.index);
+    if (stats.length > 0 && stat.channels !== stats[0]!.channels) throw dataLoss(`${input}: segment ${plan.index} has ${stat.channels} channels, segment 0 ${stats[0]!.channels}`);
     const info = await readWavInfo(body.path, input);
     // Verify before joining: the body that crossed the wire has the frames the plan and the analysis say.
     if (info.frames !== stat.frames || (plan.body !== undefined && stat.frames !== plan.body) || plan.offset !== expectOffset) {
@@ -111,6 +112,34 @@ async function finishSegmented(ctx: MergeContext<AudioJobParams>, input: string,
   }
   ctx.log.info({ input, loudness: done.report.loudness, gainDb: done.report.gainDb, segments: ordered.length }, 'audio file merged');
   return done;
+}
+
+/**
+ * A segment's statistics as its worker wrote them, checked before the join reads them: statistics
+ * that do not parse or lack a field (a damaged file, a worker of another version) fail their input
+ * with DATA_LOSS, as a body that does not verify does, not the whole job.
+ */
+async function readPieceStats(file: string, input: string, index: number): Promise<PieceStats> {
+  const bad = (why: string): TesseraError => dataLoss(`${input}: segment ${index}'s statistics ${why}`);
+  let v: unknown;
+  try {
+    v = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw bad(`do not parse: ${(err as Error).message}`);
+  }
+  const num = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x);
+  const nums = (x: unknown): x is number[] => Array.isArray(x) && x.every(num);
+  const s = (v ?? {}) as Partial<PieceStats>;
+  if (typeof v !== 'object' || ![s.frames, s.sampleRate, s.channels].every((n) => Number.isInteger(n) && (n as number) >= 0) || !num(s.samplePeak) || !num(s.truePeak)) {
+    throw bad('lack their frames, sample rate, channels or peaks');
+  }
+  const b = s.subBlocks;
+  if (!b || !nums(b.energy) || !nums(b.samples) || b.energy.length !== b.samples.length || !num(b.partial?.energy) || !num(b.partial?.samples)) {
+    throw bad('lack their loudness sub-blocks');
+  }
+  const w = s.waveform;
+  if (w !== undefined && (!num(w?.spp) || !nums(w?.min) || !nums(w?.max) || w.min.length !== w.max.length)) throw bad('hold a malformed waveform');
+  return s as PieceStats;
 }
 
 /** The most samples of priming and padding an encoder adds to what its container states. */

@@ -44,6 +44,8 @@ export interface AnalyzeOptions {
 
 /** 4x oversampling interpolator: 3 fractional phases x 12 taps of a Hann-windowed sinc. */
 const TAPS = 12;
+/** Frames the interpolation filter looks at after an interval's left sample. */
+const AFTER = TAPS - 6;
 const PHASES: Float64Array[] = [1, 2, 3].map((p) => {
   const h = new Float64Array(TAPS);
   let sum = 0;
@@ -80,7 +82,10 @@ export async function analyzePiece(wavPath: string, o: AnalyzeOptions): Promise<
   }) : undefined;
   try {
     if (out) await out.write(wavHeader(info.format, info.sampleRate, ch, o.body, info.channelMask));
-    await forEachFrameChunk(fh, info, 0, o.preRoll + o.body, async (bytes, n) => {
+    // The body's last intervals need the AFTER frames past it (the post-roll's first), read for
+    // the true peak only: without them a peak right before a join would go unmeasured.
+    const context = Math.min(AFTER, info.frames - o.preRoll - o.body);
+    await forEachFrameChunk(fh, info, 0, o.preRoll + o.body + context, async (bytes, n) => {
       const x = toFloat32(bytes, info.format);
       const bodyStart = Math.max(0, o.preRoll - frameIndex); // first body frame within the chunk
       const bodyEnd = Math.min(n, o.preRoll + o.body - frameIndex);
@@ -95,39 +100,49 @@ export async function analyzePiece(wavPath: string, o: AnalyzeOptions): Promise<
         if (wf) binWaveform(wf, body, ch, frameIndex + bodyStart - o.preRoll);
         if (out) await out.write(bytes.subarray(bodyStart * info.blockAlign, bodyEnd * info.blockAlign));
       }
-      // True peak over the intervals whose left sample lies in the body.
       const buf = new Float32Array(tail.length + x.length);
       buf.set(tail);
       buf.set(x, tail.length);
-      const frames = buf.length / ch;
-      const first = frameIndex - carry; // file frame index of buf's frame 0
-      for (let f = 5; f + 6 < frames; f++) {
-        const fi = first + f;
-        if (fi < o.preRoll || fi >= o.preRoll + o.body) continue;
-        for (let c = 0; c < ch; c++) {
-          const a = Math.max(Math.abs(buf[f * ch + c]!), Math.abs(buf[(f + 1) * ch + c]!));
-          // An inter-sample peak can only set a new maximum next to loud samples: a band-limited signal
-          // does not overshoot both neighbours by 3 dB outside pathological test signals. Skipping the
-          // intervals under -3 dB of the running peak halves the cost of the analysis pass.
-          if (a < 0.7 * truePeak) continue;
-          if (a > truePeak) truePeak = a;
-          for (const h of PHASES) {
-            let y = 0;
-            for (let k = 0; k < TAPS; k++) y += h[k]! * buf[(f - 5 + k) * ch + c]!;
-            const ay = Math.abs(y);
-            if (ay > truePeak) truePeak = ay;
-          }
-        }
-      }
+      scanTruePeak(buf, frameIndex - carry);
       tail = buf.slice(buf.length - carry * ch);
       frameIndex += n;
     }, o.signal);
+    // Where the file ends within the context, the intervals at the body's end see silence after it,
+    // as those at the file's start see silence before it (the zero tail above).
+    if (context < AFTER) {
+      const buf = new Float32Array(tail.length + AFTER * ch);
+      buf.set(tail);
+      scanTruePeak(buf, frameIndex - carry);
+    }
   } finally {
     await fh.close();
     await out?.close();
   }
   truePeak = Math.max(truePeak, samplePeak);
   return { frames: o.body, sampleRate: info.sampleRate, channels: ch, subBlocks: meter.subBlocks(), samplePeak, truePeak, waveform: wf };
+
+  /** True peak over the intervals of `buf` (whose frame 0 is the file's frame `first`) whose left sample lies in the body. */
+  function scanTruePeak(buf: Float32Array, first: number): void {
+    const frames = buf.length / ch;
+    for (let f = 5; f + 6 < frames; f++) {
+      const fi = first + f;
+      if (fi < o.preRoll || fi >= o.preRoll + o.body) continue;
+      for (let c = 0; c < ch; c++) {
+        const a = Math.max(Math.abs(buf[f * ch + c]!), Math.abs(buf[(f + 1) * ch + c]!));
+        // An inter-sample peak can only set a new maximum next to loud samples: a band-limited signal
+        // does not overshoot both neighbours by 3 dB outside pathological test signals. Skipping the
+        // intervals under -3 dB of the running peak halves the cost of the analysis pass.
+        if (a < 0.7 * truePeak) continue;
+        if (a > truePeak) truePeak = a;
+        for (const h of PHASES) {
+          let y = 0;
+          for (let k = 0; k < TAPS; k++) y += h[k]! * buf[(f - 5 + k) * ch + c]!;
+          const ay = Math.abs(y);
+          if (ay > truePeak) truePeak = ay;
+        }
+      }
+    }
+  }
 }
 
 function binWaveform(wf: WaveformBins, body: Float32Array, ch: number, firstBodyFrame: number): void {

@@ -142,7 +142,16 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
   // ceiling by a few tenths of a dB); one not normalised is not measured at all (null).
   const lossless = !AUDIO_CODECS[o.params.codec].lossy;
   const sourcePeakDb = 20 * Math.log10(Math.max(joined.truePeak, 1e-10));
-  const limitedPeakDb = lossless && o.params.normalize && decision.limit !== undefined ? await measuredTruePeak(out, o) : undefined;
+  let limitedPeakDb = lossless && o.params.normalize && decision.limit !== undefined ? await measuredTruePeak(out, o) : undefined;
+  if (limitedPeakDb !== undefined && decision.limit !== undefined && limitedPeakDb > o.params.truePeak + TRUE_PEAK_TOLERANCE_DB) {
+    // The limiter holds sample peaks LIMITER_MARGIN_DB under the ceiling; material whose inter-sample
+    // peaks rise further over its samples (a burst near a quarter of the rate rises 2.7 dB) still
+    // passes the ceiling. Encode once more with the limit lowered by the overshoot measured.
+    const limit = Math.round(Math.max(0.0625, decision.limit * 10 ** ((o.params.truePeak - limitedPeakDb) / 20)) * 1e6) / 1e6;
+    decision = { ...decision, limit };
+    await encode(decision, [0.8, 0.2]);
+    limitedPeakDb = await measuredTruePeak(out, o);
+  }
   const outPeakDb = !lossless ? lossyPeakDb : (limitedPeakDb ?? (joined.truePeak > 0 ? sourcePeakDb + decision.gainDb : -Infinity));
   const files = [o.file.output];
   let waveform: FileReport['waveform'];
@@ -213,6 +222,9 @@ async function measuredTruePeak(out: string, o: FinishOptions): Promise<number> 
     throw err;
   }
 }
+
+/** How far over the ceiling a lossless limited output may measure (ebur128 reports tenths of a dB). */
+const TRUE_PEAK_TOLERANCE_DB = 0.1;
 
 function round(x: number, digits: number): number {
   const f = 10 ** digits;
