@@ -515,14 +515,16 @@ export class TesseraClient {
   private async watchToEnd(jobId: string, onEvent: ((e: JobEvent__Output) => void) | undefined, opts: WatchOptions & { inlineOutputsUpTo?: number }): Promise<Job__Output> {
     const { signal } = opts;
     for await (const e of this.watch(jobId, opts)) onEvent?.(e);
-    // The coordinator may be restarting right now: retry the final read for a while.
-    for (let attempt = 0; ; attempt++) {
+    // The coordinator may be restarting right now: retry the final read as the watch reconnects,
+    // for `reconnectForMs` in all, each call's deadline within what is left of it.
+    const until = Date.now() + (opts.reconnectForMs ?? 120_000);
+    for (;;) {
       signal?.throwIfAborted();
       try {
-        return await this.getJob(jobId, signal ? { signal } : {});
+        return await this.getJob(jobId, { deadlineMs: Math.max(1, Math.min(this.deadlineMs, until - Date.now())), ...(signal && { signal }) });
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
-        if ((err as grpc.ServiceError).code !== grpc.status.UNAVAILABLE || attempt >= 60) throw err;
+        if ((err as grpc.ServiceError).code !== grpc.status.UNAVAILABLE || Date.now() + 500 >= until) throw err;
         await pause(500, signal);
       }
     }
