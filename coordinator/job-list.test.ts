@@ -107,6 +107,10 @@ describe('ListJobs pages', () => {
     expect(() => listPage(jobs, { limit: 3, state: 'failed', pageToken: next_page_token }, 'failed')).toThrow(
       expect.objectContaining({ code: status.INVALID_ARGUMENT, message: expect.stringMatching(/^page_token: made for state "", asked with state "failed"/) }),
     );
+    // The same filter spelled the other way is the same filter.
+    const failed = Array.from({ length: 10 }, (_, n) => record(n, { state: 'failed' }));
+    const first = listPage(failed, { limit: 3, state: 'failed', pageToken: '' }, 'failed');
+    expect(listPage(failed, { limit: 3, state: 'JOB_STATE_FAILED', pageToken: first.next_page_token }, 'failed').jobs.map((j) => j.id)).toEqual(newestFirst(failed).slice(3, 6));
     for (const bad of ['nonsense', next_page_token.slice(0, 10), Buffer.from('[1,2,3]').toString('base64url'), Buffer.from('["x","y",""]').toString('base64url')]) {
       expect(() => listPage(jobs, { limit: 3, state: '', pageToken: bad }, undefined)).toThrow(expect.objectContaining({ code: status.INVALID_ARGUMENT, message: expect.stringMatching(/^page_token: not a next_page_token/) }));
     }

@@ -113,7 +113,9 @@ export function listPage(
   wanted: JobState | undefined,
 ): { jobs: Job[]; next_page_token: string } {
   const size = Math.min(req.limit || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-  const cursor = req.pageToken ? decodeCursor(req.pageToken, req.state) : undefined;
+  // The filter as the coordinator reads it ("failed" and "JOB_STATE_FAILED" are one), so that a
+  // page token made with either spelling is good for the other.
+  const cursor = req.pageToken ? decodeCursor(req.pageToken, wanted ?? '') : undefined;
   const page: Job[] = [];
   let last: JobRecord | undefined;
   let more = false;
@@ -133,5 +135,5 @@ export function listPage(
     page.push(summary);
     last = job;
   }
-  return { jobs: page, next_page_token: more && last ? encodeCursor({ createdAt: last.createdAt, id: last.id, state: req.state }) : '' };
+  return { jobs: page, next_page_token: more && last ? encodeCursor({ createdAt: last.createdAt, id: last.id, state: wanted ?? '' }) : '' };
 }
