@@ -213,6 +213,25 @@ describe('ffmpeg dies with the process that started it', () => {
       isolation.close();
     }
   });
+
+  it('an idle processor child killed before the worker noticed is not handed the next subtask: a fresh child runs it', async () => {
+    const processors = path.join(dir, 'pid-processors.mjs');
+    await writeFile(processors, `export const processors = new Map([['pid', { name: 'pid', params: () => ({}), async process() { return { outputs: [], result: process.pid }; } }]]);\n`);
+    const isolation = new ProcessorIsolation({ memoryLimitMb: 1024, processorsModule: processors, log: pino({ level: 'silent' }) });
+    const ctx = (): ProcessContext<unknown> => ({ jobId: 'j', subtaskId: 's', attempt: 1, phase: 0, params: {}, spec: {} as JobSpec__Output, plan: null, inputs: [], workDir: dir, signal: new AbortController().signal, progress: () => undefined, threads: 1, log: pino({ level: 'silent' }) });
+    try {
+      // Its child, healthy, goes back to the idle ones.
+      const first = (await isolation.run('pid', ctx())).result as number;
+      // Killed (the OOM killer, an operator) in the same turn as the next assignment comes: the
+      // worker has not yet seen it exit. Before, the subtask failed as "processor crashed".
+      process.kill(first, 'SIGKILL');
+      const second = (await isolation.run('pid', ctx())).result as number;
+      expect(second).toBeGreaterThan(0);
+      expect(second).not.toBe(first);
+    } finally {
+      isolation.close();
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

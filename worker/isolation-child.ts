@@ -21,6 +21,7 @@ export interface ChildRequest {
 
 /** What the child sends back. */
 export type ChildReply =
+  | { type: 'started' }
   | { type: 'progress'; fraction: number; message: string }
   | { type: 'done'; result: ProcessResult }
   | { type: 'error'; error: { message: string; code?: number; retryable?: boolean; input?: string } };
@@ -51,6 +52,8 @@ export async function isolationChildMain(): Promise<void> {
   });
   process.on('message', (m: ChildRequest) => {
     if (m?.type !== 'run') return;
+    // Taken: a death from here on is this subtask's (the parent runs it again on a fresh child only before).
+    send({ type: 'started' });
     if (m.ffmpeg) adoptFfmpegInfo(m.ffmpeg);
     void (async () => {
       try {

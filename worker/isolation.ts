@@ -69,7 +69,18 @@ export class ProcessorIsolation {
   async run(kind: string, ctx: ProcessContext<unknown>): Promise<ProcessResult> {
     if (this.closed) throw new TesseraError(status.UNAVAILABLE, 'worker shutting down', { retryable: true });
     ctx.signal.throwIfAborted();
-    const child = this.takeIdle() ?? this.spawn();
+    const idle = this.takeIdle();
+    try {
+      return await this.runOn(idle ?? this.spawn(), kind, ctx);
+    } catch (err) {
+      // An idle child that died while it waited (the OOM killer, a kill from outside) before its
+      // exit was noticed never got the subtask: it runs on a fresh child instead.
+      if (!idle || !(err as { beforeStart?: boolean }).beforeStart || this.closed || ctx.signal.aborted) throw err;
+      return this.runOn(this.spawn(), kind, ctx);
+    }
+  }
+
+  private async runOn(child: ChildProcess, kind: string, ctx: ProcessContext<unknown>): Promise<ProcessResult> {
     this.busy.add(child);
     const ffmpeg = this.informed.has(child) ? undefined : knownFfmpegInfo();
     if (ffmpeg) this.informed.add(child);
@@ -142,8 +153,11 @@ export class ProcessorIsolation {
         child.channel?.unref();
         fn();
       };
+      // Whether the child said it took the request.
+      let started = false;
       const onMessage = (m: ChildReply): void => {
-        if (m.type === 'progress') ctx.progress(m.fraction, m.message);
+        if (m.type === 'started') started = true;
+        else if (m.type === 'progress') ctx.progress(m.fraction, m.message);
         else if (m.type === 'done') finish(() => resolve(m.result));
         else if (m.type === 'error') {
           const e = m.error;
@@ -153,7 +167,7 @@ export class ProcessorIsolation {
       };
       const onExit = (code: number | null, sig: NodeJS.Signals | null): void => {
         const how = sig ? `killed by ${sig}` : `exit code ${code}`;
-        finish(() => reject(new TesseraError(status.INTERNAL, `processor crashed (${how}); the worker is unharmed`, { retryable: true })));
+        finish(() => reject(Object.assign(new TesseraError(status.INTERNAL, `processor crashed (${how}); the worker is unharmed`, { retryable: true }), { beforeStart: !started })));
       };
       const onAbort = (): void => {
         // Kill first, so that a processor ignoring its signal (a hang) cannot hold the slot.
@@ -215,8 +229,8 @@ export function treeRss(pid: number | undefined): number {
     if (seen.has(p) || seen.size > 256) return;
     seen.add(p);
     try {
-      const pages = Number(readFileSync(`/proc/${p}/statm`, 'utf8').split(' ')[1]);
-      total += pages * 4096;
+      // VmRSS is in kB whatever the kernel's page size (statm counts pages: 64 KiB on some arm64 kernels).
+      total += Number(/^VmRSS:\s*(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0) * 1024;
       for (const t of readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/)) if (t) visit(Number(t));
     } catch {
       // The process ended between two reads.

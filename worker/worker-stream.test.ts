@@ -1,9 +1,10 @@
 /**
  * The worker's control stream, seen from the coordinator's end: a real Worker in this process
  * against a bare WorkerService on loopback that records what arrives, each Connect stream apart.
- * The processors are two of the test's own (one quick, one that ignores its abort signal for a
- * while), so that what is checked is the worker's handling of assignments, timeouts and sessions.
+ * The processors are the test's own (one quick, two that ignore their abort signal for a while),
+ * so that what is checked is the worker's handling of assignments, timeouts, sessions and close().
  */
+import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -35,11 +36,24 @@ vi.mock('./processors/index.js', () => {
         await wait(1500);
         return { outputs: [] };
       }),
+      // Writes a scratch file in its work folder, ignores its signal for 800 ms, then reads the file
+      // back: what it saw is left on globalThis.lingering.
+      mk('lingering', async (ctx) => {
+        const { readFile, writeFile } = await import('node:fs/promises');
+        const seen = ((globalThis as { lingering?: { ended: boolean; error: string } }).lingering = { ended: false, error: '' });
+        const scratch = `${ctx.workDir}/scratch.bin`;
+        await writeFile(scratch, 'x');
+        await wait(800);
+        await readFile(scratch).catch((err: Error) => (seen.error = err.message));
+        seen.ended = true;
+        return { outputs: [] };
+      }),
     ]),
   };
 });
 
 const { Worker } = await import('./worker.js');
+const { defaultTempRoot } = await import('./executor.js');
 const log = createLogger('test', 'silent', 'json');
 
 type Stream = grpc.ServerDuplexStream<WorkerMessage__Output, CoordinatorMessage>;
@@ -112,5 +126,17 @@ describe('the control stream', () => {
     await sleep(2000);
     // st-old's attempt 7 belonged to the first session.
     expect(s2.results.map((r) => `${r.subtask_id}#${r.attempt} ${r.error_code}`)).toEqual([]);
+  });
+
+  it('close() waits for a subtask it aborted that is still in a native call, before it removes the files under it', async () => {
+    const { first, worker } = await setup();
+    first.call.write(assignment('st-linger', 1, 'lingering'));
+    const seen = (): { ended: boolean; error: string } | undefined => (globalThis as { lingering?: { ended: boolean; error: string } }).lingering;
+    await vi.waitFor(() => expect(seen()).toBeDefined(), { timeout: 5000 });
+    await sleep(100);
+    await worker.close();
+    // Before, close() removed the temp root at once: the subtask's scratch file vanished under it (ENOENT).
+    expect(seen()).toEqual({ ended: true, error: '' });
+    expect(existsSync(defaultTempRoot('rev-worker'))).toBe(false);
   });
 });

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import sharp from 'sharp';
@@ -55,6 +56,8 @@ interface Running {
 }
 
 const WORKER_ID_HEADER = 'x-tessera-worker-id';
+/** How long close() waits for aborted subtasks to end before it removes their files. */
+const CLOSE_WAIT_MS = 5000;
 
 /** Statuses with which a coordinator refuses a worker for good: trying again as it is cannot help. */
 const REFUSALS: ReadonlySet<grpc.status> = new Set([grpc.status.UNAUTHENTICATED, grpc.status.PERMISSION_DENIED]);
@@ -380,6 +383,9 @@ export class Worker {
       this.client.close();
       this.bulk.close();
       this.isolation?.close();
+      // An aborted subtask ends at its next await, one in a native call (an in-process sharp
+      // pipeline) when that returns: its files are under the temp root, so wait for it, a while.
+      for (const until = Date.now() + CLOSE_WAIT_MS; this.limit.activeCount + this.limit.pendingCount > 0 && Date.now() < until; ) await sleep(20);
       await rm(this.tempRoot, { recursive: true, force: true }).catch(() => undefined);
     })();
     return this.closing;
