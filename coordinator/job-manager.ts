@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { constants as fsConstants } from 'node:fs';
-import { access, lstat, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { access, lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '../shared/grpc-status.js';
 import pLimit from 'p-limit';
@@ -150,8 +150,8 @@ interface ActiveJob {
   mergeRetries?: number;
   /** The job's output folder, created once. */
   outputDirMade?: Promise<unknown>;
-  /** Paths of the job's shared inputs, built when an output is first published to a shared folder. */
-  sharedInputPaths?: ReadonlySet<string>;
+  /** The job's shared inputs, found when an output is first published to a shared folder. */
+  sharedInputs?: readonly SpoolFile[];
   /** The job's subtask folder in the spool as workers on this machine see it ("": local reads are off), found once. */
   spoolOutputDir?: string;
 }
@@ -174,6 +174,8 @@ export class JobManager {
    * request_id, and each owner's unfinished jobs.
    */
   private readonly byRequest = new Map<string, JobRecord>();
+  /** Jobs accepted and not yet on disk, with their commit. */
+  private readonly committing = new Map<string, Promise<void>>();
   private readonly unfinished = new Map<string, Set<string>>();
   /** Kept jobs in creation order, for ListJobs' pages. */
   private readonly order = new JobOrder((job) => this.jobs.get(job.id) === job);
@@ -283,6 +285,10 @@ export class JobManager {
 
   /** Registers an accepted job (inputs already spooled) and starts planning it once it is on disk. */
   async accept(job: JobRecord): Promise<void> {
+    const committed = this.store.committed();
+    // Until then it is not listed, and a repeat of its submission waits for it (whenCommitted).
+    this.committing.set(job.id, committed);
+    committed.catch(() => undefined);
     this.keep(job);
     job.message = 'planning';
     const of = job.spec.input_count ? ` of ${job.spec.input_count}` : '';
@@ -294,12 +300,14 @@ export class JobManager {
     // each). If it cannot be written (a full disk), the submission fails and the job is gone, not
     // left queued forever.
     try {
-      await this.store.committed();
+      await committed;
     } catch (err) {
       this.drop(job);
       this.store.forget(job.id);
       this.settled(job, false);
       throw err;
+    } finally {
+      this.committing.delete(job.id);
     }
     // One still receiving is settled when its upload ends.
     if (!job.receiving) this.settled(job, true);
@@ -416,6 +424,11 @@ export class JobManager {
   }
 
   /** The kept job `owner` submitted with `requestId` (see JobSpec.request_id), if any; not one still receiving its inputs. */
+  /** Resolves once `job` is on disk; rejects as its submission failed when it could not be written. */
+  whenCommitted(job: JobRecord): Promise<void> {
+    return this.committing.get(job.id) ?? Promise.resolve();
+  }
+
   findByRequest(owner: string, requestId: string): JobRecord | undefined {
     const job = this.byRequest.get(requestKey(owner, requestId));
     return job?.receiving ? undefined : job;
@@ -477,8 +490,9 @@ export class JobManager {
   }
 
   /** Kept jobs newest first (by creation time, then id), from just before `before` (a job's time and id) when given. */
-  newestFirst(before?: { createdAt: number; id: string }): Iterable<JobRecord> {
-    return this.order.newestFirst(before);
+  *newestFirst(before?: { createdAt: number; id: string }): Iterable<JobRecord> {
+    // A job not yet on disk is not shown: a coordinator stopped now would not know it.
+    for (const job of this.order.newestFirst(before)) if (!this.committing.has(job.id)) yield job;
   }
 
   /**
@@ -1462,15 +1476,24 @@ export class JobManager {
     const shared = job.spec.shared_output_dir;
     const dest = path.join(shared || this.spool.outputDir(job.id), name);
     const spooled = known.get(o.path);
-    // A folder the job reads from may be the one it writes to: never over one of its own inputs.
-    if (shared && (active.sharedInputPaths ??= new Set(job.inputs.flatMap((i) => (i.shared ? [i.path] : [])))).has(dest)) {
-      throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace the job's own input ${dest}: write the outputs to another folder`, { input: o.source, retryable: false });
+    // A folder the job reads from may be the one it writes to: never over one of its own inputs,
+    // by name nor by identity (on a case-insensitive share IMG_0001.jpg is IMG_0001.JPG; a hard
+    // link or another Unicode form of the name is the same file too).
+    if (shared) {
+      const inputs = (active.sharedInputs ??= job.inputs.filter((i) => i.shared));
+      const there = inputs.length > 0 ? await lstat(dest).catch(() => undefined) : undefined;
+      const input = inputs.find((i) => i.path === dest || (there && there.dev === i.shared!.dev && there.ino === i.shared!.ino));
+      if (input) throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace the job's own input ${input.path}: write the outputs to another folder`, { input: o.source, retryable: false });
     }
     if (path.resolve(o.path) !== dest) {
       await moveInto(o.path, dest, job.id).catch(async (err: NodeJS.ErrnoException) => {
-        // Moved already, by a coordinator stopped before it recorded the output: list it now (if
-        // it is that file, as far as its size tells: a shared folder may hold an older one).
-        if (err.code === 'ENOENT' && (await stat(dest).then((st) => st.isFile() && (!spooled || st.size === spooled.size), () => false))) return;
+        // Moved already, by a coordinator stopped before it recorded the output: list it now if it
+        // is that file. A shared folder may hold another of the same size by now (another job's
+        // output of that name, an older render): its checksum tells.
+        if (err.code === 'ENOENT' && (await stat(dest).then((st) => st.isFile() && (!spooled || st.size === spooled.size), () => false))) {
+          if (!spooled?.sha256 || (await sha256File(dest)) === spooled.sha256) return;
+          throw dataLoss(`output ${name}: ${dest} is not the file this job made (moved there before the coordinator stopped, replaced since); not published`);
+        }
         if (shared) throw new TesseraError(err.code === 'EACCES' || err.code === 'EPERM' ? status.PERMISSION_DENIED : status.FAILED_PRECONDITION, `output ${name}: cannot write it to the shared folder ${shared}: ${err.message}`, { retryable: false });
         throw err;
       });
@@ -1879,6 +1902,8 @@ export class JobManager {
       // Out of the store first: should that fail (a full disk), the job stays, and is tried again later.
       this.store.deleteJob(job.id);
       this.drop(job);
+      // What a worker cut off from the job wrote into its shared folder after the job ended.
+      if (job.spec.shared_output_dir) await removeSharedTemps(job.spec.shared_output_dir, job.id).catch(() => undefined);
       await this.spool.removeJob(job.id).catch((err: unknown) => this.log.warn({ err, job: job.id }, 'removing an expired job\'s files failed'));
       removed++;
     }
@@ -1934,7 +1959,26 @@ export class JobManager {
       this.events.log(job, 'coordinator restarted: resuming');
       this.begin(job, subtasks.get(job.id) ?? []);
     }
+    void this.sweepSharedTemps(jobs.filter((j) => TERMINAL_JOB_STATES.has(j.state) && j.spec.shared_output_dir)).catch((err: unknown) => this.log.warn({ err }, 'sweeping shared output folders failed'));
     return resumed;
+  }
+
+  /**
+   * Removes what workers wrote into the shared output folders of these finished jobs after their
+   * sweep at the end (a worker cut off, its result never come): one listing per folder. Only the
+   * temporary files of these jobs: another coordinator's jobs may write to the same folder.
+   */
+  private async sweepSharedTemps(finished: JobRecord[]): Promise<void> {
+    const byDir = new Map<string, Set<string>>();
+    for (const j of finished) {
+      const dir = j.spec.shared_output_dir;
+      byDir.set(dir, (byDir.get(dir) ?? new Set()).add(j.id));
+    }
+    for (const [dir, ids] of byDir) {
+      if (this.stopping) return;
+      const names = await readdir(dir).catch(() => [] as string[]);
+      await Promise.all(names.filter((n) => ids.has(jobOfSharedTemp(n) ?? '')).map((n) => rm(path.join(dir, n), { force: true }).catch(() => undefined)));
+    }
   }
 
   outputPath(jobId: string, name: string): OutputRecord {

@@ -114,6 +114,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
         if (canonicalJson(specToCompare(earlier.spec)) !== attempt.spec) {
           throw new TesseraError(status.ALREADY_EXISTS, `spec.request_id ${requestId}: already used for job ${earlier.id}, whose spec differs; use a new id for a new job`);
         }
+        // Not on disk yet: answered once it is, or failed as its submission fails (a full disk).
+        await jobs.whenCommitted(earlier);
         log.info({ job: earlier.id, requestId, owner }, 'submission repeated: answered with the job it made');
         return toJobMessage(earlier, jobs.subtasksOf(earlier.id));
       }

@@ -40,7 +40,8 @@ vi.mock('./processors/index.js', () => {
       // back: what it saw is left on globalThis.lingering.
       mk('lingering', async (ctx) => {
         const { readFile, writeFile } = await import('node:fs/promises');
-        const seen = ((globalThis as { lingering?: { ended: boolean; error: string } }).lingering = { ended: false, error: '' });
+        const seen: { ended: boolean; error: string } = { ended: false, error: '' };
+        (globalThis as { lingering?: typeof seen }).lingering = seen;
         const scratch = `${ctx.workDir}/scratch.bin`;
         await writeFile(scratch, 'x');
         await wait(800);
