@@ -140,6 +140,14 @@ describe('thumbnails kind (plan -> process -> merge in-process)', () => {
     expect(run.errors).toEqual([{ input: 'tall.mp4', code: 'INVALID_ARGUMENT', message: 'tall.mp4: a sprite sheet of 30 rows of 320x568 px thumbnails would be 17040 px tall, over the 16383-pixel limit: ask fewer rows (--sprite 1x28) or a smaller --width' }]);
   });
 
+  it('refuses thumbnails taller than their format or ffmpeg can make (a very tall video), naming the input and a width that fits', async () => {
+    const src = await makeVideo(dir, 'sliver.mp4', { duration: 1, width: 16, height: 480 });
+    const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { count: 1, width: 4096 }), [src], { dir });
+    // Before, a worker ran it and ffmpeg's own words came back: "Picture size 4096x122880 is invalid".
+    expect(run.outcomes).toEqual([]);
+    expect(run.errors).toEqual([{ input: 'sliver.mp4', code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^sliver\.mp4: its 4096x122880 px thumbnails would be larger than JPEG or ffmpeg can make: ask a smaller --width \(\d+ fits\)$/) }]);
+  });
+
   it('reports a file without video against that input', async () => {
     const wav = path.join(dir, 'tone.wav');
     await runFfmpeg(['-y', '-f', 'lavfi', '-i', 'sine=duration=1', wav]);

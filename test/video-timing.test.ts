@@ -1,7 +1,9 @@
 /**
  * Video defects found by a tester, each on generated media through the kind's real plan -> process ->
  * merge (in-process, real ffmpeg): VFR timing kept, MP3 audio, low-rate AAC, exact output frame
- * rates, and the message and status of an intermediate that cannot be written.
+ * rates, sources whose times start well before 0 (a stream-copy trim, a wrapped MPEG-TS clock), an
+ * MPEG-TS whose header underestimates its audio, a picture too large refused at planning, and the
+ * message and status of an intermediate that cannot be written.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -150,5 +152,39 @@ describe('video timing and audio fixes', () => {
     expect(err!.message).not.toMatch(/0x[0-9a-f]{6}/);
     const parts = err!.message.split('; ');
     expect(new Set(parts).size).toBe(parts.length);
+  });
+
+  // The segment muxer compares its cut times with packet times it has already shifted to be
+  // non-negative: where that shift is longer than a GOP, chunks were cut a keyframe (or several)
+  // early, and every segment failed as "encoded 14 frames where 54 were planned" (25 of 50, TS).
+  it.each([
+    ['an MP4 trimmed by stream copy (1.6 s hidden lead, keyframes 0.4 s apart)', async () => {
+      const whole = await make('trim-whole.mp4', ['-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=25:d=8', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '1000', '-force_key_frames', '0,2,2.4,2.8,3.2,3.6,4,4.4,4.8,5.2,5.6,6,6.4,6.8,7.2,7.6']);
+      return make('trimmed.mp4', ['-ss', '1.6', '-i', whole, '-c', 'copy']);
+    }],
+    ['an MPEG-TS whose clock wraps 1.3 s in (times from -1.3 s), a keyframe every second', () =>
+      make('wrap.ts', ['-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=25:d=6', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '25', '-output_ts_offset', '95441', '-f', 'mpegts'])],
+  ] as const)('keeps every frame of %s', async (_what, build) => {
+    const src = await build();
+    const index = await probeVideoIndex(src);
+    expect(index.nonNegative).toBe(false);
+    for (const segment_seconds of [0, 1]) {
+      const out = await transcode(src, { audio_codec: 'none', segment_seconds });
+      expect((await decodeCheck(out)).frames, `segment_seconds ${segment_seconds}`).toBe(index.frameTimes.length);
+    }
+  });
+
+  it('stitches an MPEG-TS whose header underestimates its 44.1 kHz AAC track (ffmpeg estimates 5.83 s of 6.04), the audio encoded or copied', async () => {
+    const src = await make('broadcast.ts', ['-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=25:d=6', '-f', 'lavfi', '-i', 'sine=d=6', '-map', '0:v', '-map', '1:a', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '25', '-c:a', 'aac', '-output_ts_offset', '10', '-f', 'mpegts']);
+    // Before: "stitched output failed verification: audio runs from -0.023 s to 6.014 s of the video, the source's from -0.023 s to 5.805 s" (DATA_LOSS).
+    for (const audio_codec of ['aac', 'copy']) await transcode(src, { segment_seconds: 2, container: 'mkv', audio_codec });
+  });
+
+  it('refuses at planning, as INVALID_ARGUMENT naming the size, a box whose derived edge no encoder makes (--width 8192 of a 16x480 video)', async () => {
+    const src = await make('sliver.mp4', ['-f', 'lavfi', '-i', 'testsrc2=s=16x480:r=25:d=1', '-c:v', 'libx264', '-preset', 'ultrafast']);
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', width: 8192, audio_codec: 'none' }), [src], { dir, slots: 2 });
+    // Before, a worker's encode failed as a retryable DATA_LOSS, run again on other workers.
+    expect(run.outcomes).toEqual([]);
+    expect(run.errors).toEqual([{ input: 'sliver.mp4', code: 'INVALID_ARGUMENT', message: 'sliver.mp4: its 16x480 picture fitted to 8192xany would be 8192x245760, over 8192 px on an edge: ask a box that fits both edges (--width and --height)' }]);
   });
 });

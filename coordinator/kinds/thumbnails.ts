@@ -110,6 +110,15 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
   const [w, h] = v.rotation === 90 || v.rotation === 270 ? [v.height, shownWidth] : [shownWidth, v.height];
   const width = ctx.params.width;
   const height = Math.max(2, 2 * Math.round((width * h) / w / 2));
+  // A thumbnail's height follows the video's shape too: a tall one could pass what its format
+  // holds (WebP 16383 px, JPEG 65535) or what ffmpeg makes (images under 2^28 px, its margin in).
+  const tallest = ctx.params.format === 'webp' ? 16_383 : 65_535;
+  const fits = (wd: number, ht: number): boolean => ht <= tallest && (wd + 128) * (ht + 128) < 2 ** 28;
+  if (!fits(width, height)) {
+    let most = width;
+    while (most > 16 && !fits(most, Math.max(2, 2 * Math.round((most * h) / w / 2)))) most = Math.floor(most * 0.9);
+    throw invalidArgument(`${input.name}: its ${width}x${height} px thumbnails would be larger than ${ctx.params.format === 'webp' ? 'WebP' : 'JPEG'} or ffmpeg can make: ask a smaller --width (${most} fits)`, input.name);
+  }
   // The sheet's height follows the video's shape (checked here, where it is known, as its width
   // was with the params): a portrait video's sheet could pass what WebP and JPEG can hold.
   const sprite = ctx.params.sprite;

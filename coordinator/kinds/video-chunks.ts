@@ -30,12 +30,31 @@ export async function cutVideoChunks(
   cutTimes: number[],
   dir: string,
   signal: AbortSignal,
-  opts: { format?: ChunkFormat; sourceFirstPts?: number } = {},
+  opts: { format?: ChunkFormat; sourceFirstPts?: number; expectedShift?: number } = {},
 ): Promise<{ chunks: SpoolFile[]; shift: number }> {
   const format = opts.format ?? 'nut';
   await mkdir(dir, { recursive: true });
-  // A plan made again (the coordinator stopped while planning) may cut into fewer chunks: the
-  // first cut's chunks must not be counted, nor handed out, as this one's.
+  // The muxer compares the cut times with packet times it has already moved by its shift (a source
+  // whose decode times start before 0: B-frame delay, a trim by stream copy, a wrapped MPEG-TS
+  // clock), so the times are moved by it too: as expected from the first keyframe's decode time,
+  // and, where the measured shift differs, cut again with that one.
+  let expected = opts.expectedShift ?? 0;
+  for (let attempt = 1; ; attempt++) {
+    const names = await cutAt(src, input, streamIndex, cutTimes.map((t) => t + expected), dir, format, signal);
+    const shift = opts.sourceFirstPts === undefined ? 0 : await chunkTimeShift(path.join(dir, names[0]!), opts.sourceFirstPts, input, signal);
+    if (Math.abs(shift - expected) > 0.0005 && attempt === 1) {
+      expected = shift;
+      continue;
+    }
+    const chunks = await Promise.all(names.map((n) => spoolFile(path.join(dir, n), `${path.basename(dir)}-${n}`)));
+    return { chunks, shift };
+  }
+}
+
+/** One run of the segment muxer: the chunks' names, in order. */
+async function cutAt(src: string, input: string, streamIndex: number, cutTimes: number[], dir: string, format: ChunkFormat, signal: AbortSignal): Promise<string[]> {
+  // A plan made again (the coordinator stopped while planning), or a cut made again, may cut into
+  // fewer chunks: the earlier cut's chunks must not be counted, nor handed out, as this one's.
   for (const f of await readdir(dir)) if (CHUNK.test(f)) await rm(path.join(dir, f), { force: true });
   // The segment muxer splits at the first keyframe presenting at or after each time: aim just before it.
   const times = cutTimes.map((t) => (t - 0.0005).toFixed(6));
@@ -50,11 +69,7 @@ export async function cutVideoChunks(
   if (names.length !== cutTimes.length + 1) {
     throw dataLoss(`${input}: stream-copy split made ${names.length} chunks where ${cutTimes.length + 1} were planned`);
   }
-  const [shift, ...chunks] = await Promise.all([
-    opts.sourceFirstPts === undefined ? 0 : chunkTimeShift(path.join(dir, names[0]!), opts.sourceFirstPts, input, signal),
-    ...names.map((n) => spoolFile(path.join(dir, n), `${path.basename(dir)}-${n}`)),
-  ]);
-  return { chunks: chunks as SpoolFile[], shift: shift as number };
+  return names;
 }
 
 /**

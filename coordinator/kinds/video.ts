@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { CoordinatorKind, PlanContext, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument } from '../../shared/errors.js';
-import { parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
+import { MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, NUT_CHUNKS_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
@@ -78,6 +78,12 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
 
   const encoder = VIDEO_ENCODERS[params.codec].find((e) => ctx.cluster.encoders.has(e)) ?? VIDEO_ENCODERS[params.codec][0]!;
   const size = outputSize(video.width, video.height, video.rotation, params.width, params.height);
+  // The edge derived from a box (a tall source's height from --width) may pass what any encoder
+  // makes: refused here, not found on a worker as an encode that failed. A source's own size stays.
+  const [ownWidth, ownHeight] = video.rotation === 90 || video.rotation === 270 ? [video.height, video.width] : [video.width, video.height];
+  if ((size.width > MAX_DIMENSION && size.width > ownWidth) || (size.height > MAX_DIMENSION && size.height > ownHeight)) {
+    throw invalidArgument(`${name}: its ${ownWidth}x${ownHeight} picture fitted to ${params.width || 'any'}x${params.height || 'any'} would be ${size.width}x${size.height}, over ${MAX_DIMENSION} px on an edge: ask a box that fits both edges (--width and --height)`, name);
+  }
   // 4:2:0 takes even edges only: an odd one asked for is one pixel less, said rather than done silently.
   const odd = [params.width % 2 === 1 ? `width ${params.width} -> ${size.width}` : '', params.height % 2 === 1 ? `height ${params.height} -> ${size.height}` : ''].filter(Boolean);
   if (odd.length > 0) ctx.warn(name, `the video's edges must be even: ${odd.join(', ')}`);
@@ -98,7 +104,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   const [{ chunks, shift }, prepared] = await Promise.all([
     // Workers see chunk timestamps: every time in a segment plan is moved by the muxer's shift,
     // measured on chunk 0 (an ffprobe, 0.25-0.3 s) unless the source has no time it could move.
-    cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal, { format: nut ? 'nut' : 'matroska', ...(!index.nonNegative && { sourceFirstPts: index.packets[0]!.pts }) }),
+    cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal, { format: nut ? 'nut' : 'matroska', ...(!index.nonNegative && { sourceFirstPts: index.packets[0]!.pts, expectedShift: Math.max(0, -(index.firstKeyDts ?? 0)) }) }),
     // The first track's files beside the chunks (as plans from before further tracks name them), the others' in folders of their own.
     Promise.all(tracks.map((track, t) => prepareTrack(input.path, name, info.formatName, track, t === 0 ? chunkDir : path.join(chunkDir, `audio${t}`), `in${inputIndex}-audio${t === 0 ? '' : t}`, params, signal))),
   ]);
@@ -290,7 +296,7 @@ async function prepareTrack(src: string, name: string, formatName: string, track
   const withoutLead = mode === 'copy' && params.container !== 'mp4' && isMovFamily(formatName) && (await hiddenLead(src, String(track.index), { signal, input: name })) > HIDDEN_LEAD_KEPT_S;
   const [file, span, copy] = await Promise.all([
     mode === 'encode' ? copyAudioTrack(src, name, formatName, track, dir, base, signal) : undefined,
-    audioSpanOf(src, name, track, signal),
+    audioSpanOf(src, name, formatName, track, signal),
     withoutLead ? extractAudio(src, name, track.index, path.join(dir, 'audio-copy.mka'), `${base}-copy.mka`, signal, { dropLead: true }) : undefined,
   ]);
   // The copy starts at its first whole packet after 0 (up to a packet late, at 8 kHz 128 ms): the
@@ -323,8 +329,11 @@ function isMovFamily(formatName: string): boolean {
  * Where the source audio starts and ends: from the stream's own start and duration, or, where the
  * container gives no per-stream duration (Matroska, WebM), from its packets.
  */
-async function audioSpanOf(file: string, name: string, audio: AudioStreamInfo, signal: AbortSignal): Promise<StreamSpan | undefined> {
-  if (Number.isFinite(audio.duration)) return { start: audio.startTime, end: audio.startTime + audio.duration };
+async function audioSpanOf(file: string, name: string, formatName: string, audio: AudioStreamInfo, signal: AbortSignal): Promise<StreamSpan | undefined> {
+  // Only MP4/MOV state a track's exact duration; MPEG-TS and the like give ffmpeg's estimate (0.2 s
+  // short for 6 s of 44.1 kHz AAC), against which the stitched file, the source's audio to the
+  // sample, would fail its own check.
+  if (isMovFamily(formatName) && Number.isFinite(audio.duration)) return { start: audio.startTime, end: audio.startTime + audio.duration };
   return probePacketSpan(file, String(audio.index), { signal, input: name });
 }
 

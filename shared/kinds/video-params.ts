@@ -92,7 +92,8 @@ export function copyAudioRefusal(codecs: readonly string[], container: VideoCont
   return `its ${codecs[t]} ${t === 0 ? 'audio' : `audio track ${t + 1}`} cannot be copied into ${container}; choose an audio codec such as ${container === 'webm' ? 'opus' : 'aac'}`;
 }
 
-const MAX_DIMENSION = 8192;
+/** The largest output edge asked for (--width, --height); one derived from the source's shape is held to it too. */
+export const MAX_DIMENSION = 8192;
 
 /** Parses "2M", "800k", "1.5m", "128000" into bits/s; NaN when malformed. */
 export function parseBitrate(text: string): number {

@@ -191,6 +191,11 @@ export interface VideoIndex {
    * before B-frames, and the copy is moved.
    */
   nonNegative: boolean;
+  /**
+   * Decode time of the first keyframe in decode order (seconds), where the file states one: the
+   * first packet a stream copy writes, whose negative time a muxer refusing those shifts away.
+   */
+  firstKeyDts?: number;
 }
 
 /** Reads the packet index of the first video stream (demux only, no decoding: fast). */
@@ -208,9 +213,15 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions = {}): Pr
   }
   const packets: VideoPacket[] = [];
   let nonNegative = true;
+  let firstKeyDts: number | undefined;
+  let keySeen = false;
   for (const p of raw.packets ?? []) {
     const dts = num(p.dts_time);
     if (!(dts >= 0) || num(p.pts_time) < 0) nonNegative = false;
+    if (!keySeen && (p.flags ?? '').includes('K')) {
+      keySeen = true;
+      if (Number.isFinite(dts)) firstKeyDts = dts;
+    }
     const pts = num(p.pts_time ?? p.dts_time);
     if (!Number.isFinite(pts)) continue; // packets without timestamps cannot be placed; the decoder drops them too
     const flags = p.flags ?? '';
@@ -251,7 +262,7 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions = {}): Pr
   const hi = intervals.reduce((a, b) => Math.max(a, b), 0);
   // Millisecond containers (mkv, webm) jitter by 1 ms: that is rounding, not a variable rate.
   const vfr = intervals.length > 1 && hi - lo > 0.0015 + 0.01 * hi;
-  return { packets, frameTimes, cleanKeyframes, openKeyframes, end: last + lastDuration, vfr, nonNegative };
+  return { packets, frameTimes, cleanKeyframes, openKeyframes, end: last + lastDuration, vfr, nonNegative, ...(firstKeyDts !== undefined && { firstKeyDts }) };
 }
 
 /** Presentation span of a stream in seconds: its first timestamp and its end (last pts + duration). */
