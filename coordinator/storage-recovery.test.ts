@@ -133,23 +133,27 @@ async function until(cond: () => boolean, what: string, ms = 3000): Promise<void
   if (!cond()) throw new Error(`timed out waiting for ${what}`);
 }
 
+/** A job of one subtask (output out.bin) writing to a shared folder, on a first run of the coordinator, its subtask assigned. */
+async function sharedFolderJob() {
+  const dir = tempDir('tessera-storage-');
+  const data = path.join(dir, 'data');
+  const out = path.join(dir, 'shared', 'out');
+  mkdirSync(out, { recursive: true });
+  mkdirSync(data, { recursive: true });
+  kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [plan('one', ['out.bin'])] }), merge: async () => ({ outputs: [] }) });
+  const sharedRoots = await SharedRoots.create([], data, [path.join(dir, 'shared')]);
+  const first = setup(data, sharedRoots);
+  const job = first.manager.newJob({ ...spec, shared_output_dir: out } as JobSpec__Output, 'anonymous');
+  await first.manager.accept(job);
+  await until(() => first.assigned().length === 1, 'the subtask');
+  return { data, out, sharedRoots, first, job, a: first.assigned()[0]! };
+}
+
 describe('an output moved into its shared folder just before a crash', () => {
   it('is listed after the restart only if it is still the file the job made, not another of the same size put there since', async () => {
-    const dir = tempDir('tessera-r40d-recover-');
-    const data = path.join(dir, 'data');
-    const out = path.join(dir, 'shared', 'out');
-    mkdirSync(out, { recursive: true });
-    mkdirSync(data, { recursive: true });
-    kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [plan('one', ['out.bin'])] }), merge: async () => ({ outputs: [] }) });
-    const sharedRoots = await SharedRoots.create([], data, [path.join(dir, 'shared')]);
-
-    // First run: the output is uploaded (a worker without the share), then moved into the folder,
-    // and the coordinator "crashes" right after that move: nothing it does afterwards reaches the store.
-    const first = setup(data, sharedRoots);
-    const job = first.manager.newJob({ ...spec, shared_output_dir: out } as JobSpec__Output, 'anonymous');
-    await first.manager.accept(job);
-    await until(() => first.assigned().length === 1, 'the subtask');
-    const a = first.assigned()[0]!;
+    const { data, out, sharedRoots, first, job, a } = await sharedFolderJob();
+    // The output is uploaded (a worker without the share), then moved into the folder, and the
+    // coordinator "crashes" right after that move: nothing it does afterwards reaches the store.
     const ours = Buffer.from('the output this job made: AAAAAAAAAAAAAAAA');
     afterMove.hook = (dest) => {
       if (dest === path.join(out, 'out.bin')) first.store.close();
@@ -188,18 +192,7 @@ describe('an output moved into its shared folder just before a crash', () => {
 
 describe('temporary files in a shared output folder', () => {
   it("are swept also when an attempt wrote them after its job ended and its result never came (a worker cut off): by a restart, or the job's removal at the end of its retention", async () => {
-    const dir = tempDir('tessera-r40d-temps-');
-    const data = path.join(dir, 'data');
-    const out = path.join(dir, 'shared', 'out');
-    mkdirSync(out, { recursive: true });
-    mkdirSync(data, { recursive: true });
-    kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [plan('one', ['out.bin'])] }), merge: async () => ({ outputs: [] }) });
-    const sharedRoots = await SharedRoots.create([], data, [path.join(dir, 'shared')]);
-    const first = setup(data, sharedRoots);
-    const job = first.manager.newJob({ ...spec, shared_output_dir: out } as JobSpec__Output, 'anonymous');
-    await first.manager.accept(job);
-    await until(() => first.assigned().length === 1, 'the subtask');
-    const a = first.assigned()[0]!;
+    const { data, out, sharedRoots, first, job, a } = await sharedFolderJob();
     expect(a.shared_output_dir).toBe(out);
 
     // The job is cancelled; its sweep of the folder runs (and finds nothing yet).
@@ -228,7 +221,7 @@ describe('temporary files in a shared output folder', () => {
 
 describe('an output and an input of the same job in a case-insensitive shared folder', () => {
   it("never replaces the input whose name differs from the output's only in case (IMG_0001.JPG -> IMG_0001.jpg)", async () => {
-    const dir = tempDir('tessera-r40d-case-');
+    const dir = tempDir('tessera-storage-case-');
     const data = path.join(dir, 'data');
     const media = path.join(dir, 'shared', 'shoot');
     mkdirSync(media, { recursive: true });
@@ -263,7 +256,7 @@ describe('an output and an input of the same job in a case-insensitive shared fo
 
 describe('a job not yet on disk', () => {
   it('is not listed (ListJobs) before its first commit: a crash then would lose a job a client saw', async () => {
-    const dir = tempDir('tessera-r40d-list-');
+    const dir = tempDir('tessera-storage-list-');
     kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [plan('one')] }), merge: async () => ({ outputs: [] }) });
     const { manager, store } = setup(dir);
     // The commit takes a moment (a busy writer thread, a slow fsync): emulated by a delay before it.
@@ -290,7 +283,7 @@ describe('a job not yet on disk', () => {
   });
 
   it('answers a repeated submission (same request_id) only once it is committed: when that commit fails, the repeat fails too', async () => {
-    const dir = tempDir('tessera-r40d-retry-');
+    const dir = tempDir('tessera-storage-retry-');
     kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [plan('one')] }), merge: async () => ({ outputs: [] }) });
     const { manager, store } = setup(dir);
     // The store's commit fails (a full disk), a moment after it was asked for.
