@@ -451,6 +451,45 @@ describe('a job cancelled while it is planned', () => {
     manager.close();
     store.close();
   });
+
+  it('ends the planning its plan left going, so that what it holds is given back (disk reserved for a decode)', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let holding = false;
+    let planned = false;
+    // As the tiled path's decoded strips: started (its first strip out), holding room until its finally.
+    async function* strips(): AsyncGenerator<SubtaskPlan> {
+      holding = true;
+      try {
+        yield plan('strip 1');
+        yield plan('strip 2');
+      } finally {
+        holding = false;
+      }
+    }
+    kinds.set('passthrough', {
+      ...original,
+      plan: async () => {
+        const later = strips();
+        const first = await later.next();
+        planned = true;
+        await released;
+        return { subtasks: [first.value as SubtaskPlan], later };
+      },
+      merge: async () => ({ outputs: [] }),
+    });
+    const { manager, store } = setup();
+    const job = manager.newJob(spec, 'anonymous');
+    manager.accept(job);
+    await until(() => planned, 'the plan');
+    manager.cancel(job.id);
+    release();
+    // Before, the dropped plan's generator stayed suspended: its reservation was never given back.
+    await until(() => !holding, 'the planning to let go');
+    expect(manager.get(job.id).state).toBe('cancelled');
+    manager.close();
+    store.close();
+  });
 });
 
 describe("a job's progress", () => {

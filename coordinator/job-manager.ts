@@ -577,8 +577,12 @@ export class JobManager {
       // (workers that join during a long upload count for the inputs planned after).
       const ctx = { ...this.planContext(active), ...(arriving && { arriving, cluster: this.liveCluster(job.kind) }) };
       const { subtasks, errors, later } = await kind.plan(ctx);
-      // Cancelled while it was planned (finish() has let go of it): its plan is dropped.
-      if (TERMINAL_JOB_STATES.has(job.state)) return;
+      // Cancelled while it was planned (finish() has let go of it): its plan is dropped, and the
+      // planning still going on (its `finally`s give back what they hold: disk reserved for a decode).
+      if (TERMINAL_JOB_STATES.has(job.state)) {
+        void (later as AsyncGenerator<unknown> | undefined)?.return?.(undefined)?.catch(() => undefined);
+        return;
+      }
       if (errors) job.errors.push(...errors);
       if (subtasks.length === 0 && !later) {
         await this.finishWithOutputs(active, []);
