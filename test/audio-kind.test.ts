@@ -105,6 +105,9 @@ describe('audio kind (in process)', () => {
     expect(a.samples.length).toBe(b.samples.length);
     expect(a.samples.length / 2).toBe(Math.round(10.5 * 44100));
     expect(await decodedMd5(out)).toBe(await decodedMd5(ref));
+    // Written to be able to pass 4 GiB (6 h of 24-bit stereo at 96 kHz): ffmpeg's -rf64 auto keeps
+    // room for a 64-bit size (a JUNK chunk before fmt) and makes the file RF64 when it gets there.
+    expect((await readFile(out)).subarray(0, 16).toString('latin1')).toMatch(/^RIFF[^]{4}WAVEJUNK$/);
   });
 
   test('identity stage A: loudness gated across segments equals ffmpeg ebur128 within 0.1 LU; output within 0.5 LU of target and under the ceiling', async () => {

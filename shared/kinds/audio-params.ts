@@ -31,7 +31,8 @@ export const AUDIO_CODECS: Readonly<Record<AudioCodec, AudioCodecInfo>> = {
   mp3: { encoder: 'libmp3lame', extension: 'mp3', contentType: 'audio/mpeg', lossy: true, defaultBitrate: 128_000, sampleRates: [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000], muxerOptions: {} },
   opus: { encoder: 'libopus', extension: 'opus', contentType: 'audio/ogg', lossy: true, defaultBitrate: 96_000, sampleRates: [8000, 12000, 16000, 24000, 48000], muxerOptions: {} },
   flac: { encoder: 'flac', extension: 'flac', contentType: 'audio/flac', lossy: false, defaultBitrate: 0, sampleRates: [], muxerOptions: {} },
-  wav: { encoder: 'pcm_s16le', extension: 'wav', contentType: 'audio/wav', lossy: false, defaultBitrate: 0, sampleRates: [], muxerOptions: {} },
+  // rf64 auto: room for a 64-bit size is kept, and used past 4 GiB (6 h of 24-bit stereo at 96 kHz), where a RIFF size would wrap.
+  wav: { encoder: 'pcm_s16le', extension: 'wav', contentType: 'audio/wav', lossy: false, defaultBitrate: 0, sampleRates: [], muxerOptions: { rf64: 'auto' } },
 };
 
 /** Normalised params of an audio job. */
