@@ -32,9 +32,9 @@ export interface FileReport {
    * True peak of the source as rendered (after resampling, down-mix and fades, before gain, limiter
    * and encoding), dBTP. Kept under this name for existing readers; {@link sourceTruePeak} says the same.
    */
-  truePeak: number;
-  /** The same value as `truePeak`, named for what it is. */
-  sourceTruePeak: number;
+  truePeak: number | null;
+  /** The same value as `truePeak`, named for what it is; null for digital silence, as `outputTruePeak`. */
+  sourceTruePeak: number | null;
   /**
    * True peak of the output file, dBTP. Lossless: the source's plus the gain (exact but for the
    * 16/24-bit rounding), or measured on the file by ffmpeg's ebur128 (peak=true, 0.1 dB) when the
@@ -170,11 +170,11 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
     loudness: Number.isFinite(loud.lufs) ? round(loud.lufs, 3) : null,
     gainDb: decision.gainDb,
     limit: decision.limit,
-    truePeak: round(sourcePeakDb, 3),
-    sourceTruePeak: round(sourcePeakDb, 3),
+    truePeak: joined.truePeak > 0 ? round(sourcePeakDb, 3) : null,
+    sourceTruePeak: joined.truePeak > 0 ? round(sourcePeakDb, 3) : null,
     outputTruePeak: Number.isFinite(outPeakDb) ? round(outPeakDb, 3) : null,
     limited: decision.limit !== undefined,
-    codecCorrectionDb: corrected,
+    codecCorrectionDb: round(corrected, 4),
     pieces: o.pieces.length,
     waveform,
   };
