@@ -5,7 +5,7 @@
  */
 import { invalidArgument } from '../shared/errors.js';
 import type { Job } from '../shared/proto/generated/tessera/v1/Job.js';
-import { toJobSummary, type JobRecord, type JobState } from './model.js';
+import { jobStateFromEnum, toJobSummary, type JobRecord, type JobState } from './model.js';
 
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 1000;
@@ -35,7 +35,8 @@ function decodeCursor(token: string, state: string): Cursor {
     throw invalidArgument('page_token: not a next_page_token this coordinator gave (damaged or cut short)');
   }
   const [createdAt, id, tokenState] = parsed as [number, string, string];
-  if (tokenState !== state) {
+  // A token of a coordinator before 2026-12-05 holds the filter as the client spelled it.
+  if ((jobStateFromEnum(tokenState) ?? tokenState) !== state) {
     throw invalidArgument(`page_token: made for state "${tokenState}", asked with state "${state}"; ask the next page with the same filter`);
   }
   return { createdAt, id, state };
