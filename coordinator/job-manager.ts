@@ -58,6 +58,9 @@ const OVERDUE_GRACE_MS = 30_000;
  * finished work, one that stays full fails the jobs in the end rather than running them for ever.
  */
 const fullDiskWaitMs = (): number => envInt('TESSERA_FULL_DISK_WAIT_MS', 10 * 60_000);
+/** How the event of an assignment taken back from a worker's queue before it started begins: no attempt was used. */
+export const TAKEN_BACK = 'taken back before it started';
+
 /** Cancelled leases remembered per worker (WorkerSession.cancelled), the latest. */
 const CANCELLED_KEPT = 1000;
 /** How long a subtask whose input one worker called bad waits for another worker's opinion. */
@@ -191,6 +194,12 @@ export class JobManager {
   /** Counters for metrics. */
   leaseExpiries = 0;
   speculativeCopies = 0;
+  /**
+   * Attempts that failed and were queued again, by kind (and in all): not assignments taken back
+   * before they started (from a draining or quarantined worker's queue), which used no attempt.
+   */
+  readonly retriesByKind = new Map<string, number>();
+  retries = 0;
   /** Of those, the copies of subtasks whose worker reported no progress for --stall-ms (see `speculate`). */
   stalledCopies = 0;
   /**
@@ -1250,7 +1259,7 @@ export class JobManager {
       s.workerId = '';
       s.speculative = false;
       this.store.saveSubtask(s);
-      this.events.subtaskState(active.record, s, `taken back before it started: ${reason}`);
+      this.events.subtaskState(active.record, s, `${TAKEN_BACK}: ${reason}`);
       this.scheduler.enqueue([s]);
       taken++;
     }
@@ -1297,6 +1306,8 @@ export class JobManager {
       const tries = free ? s.failures + (s.setbacks ?? 0) : s.failures;
       s.notBefore = now + (counts === 'coordinator' && free ? troubleRetryMs(tries) : retryBackoffMs(this.opts.retryBaseMs, tries));
       this.store.saveSubtask(s);
+      this.retriesByKind.set(job.kind, (this.retriesByKind.get(job.kind) ?? 0) + 1);
+      this.retries++;
       this.events.subtaskState(job, s, `attempt ${s.attempt} failed (${error.code}: ${error.message}); retrying`);
       this.scheduler.enqueue([s]);
       return;
@@ -1324,9 +1335,9 @@ export class JobManager {
   releaseLease(w: WorkerSession, s: SubtaskRecord, attempt: number, reason: string, retryable: boolean, counts = true): void {
     this.endLease(w, s.id, attempt);
     const active = this.active.get(s.jobId);
-    const before = s.leases.length;
-    s.leases = s.leases.filter((l) => !(l.attempt === attempt && l.workerId === w.id));
-    if (!active || s.state !== 'running' || s.leases.length === before) return;
+    const lease = s.leases.find((l) => l.attempt === attempt && l.workerId === w.id);
+    s.leases = s.leases.filter((l) => l !== lease);
+    if (!active || s.state !== 'running' || !lease) return;
     this.leaseExpiries++;
     if (s.leases.length > 0) {
       // Another copy runs on: nothing else says this one ended.
@@ -1341,8 +1352,10 @@ export class JobManager {
       this.store.saveSubtask(s);
       return;
     }
-    // The retry (or the failure) below logs it, once, with the reason.
+    // The retry (or the failure) below logs it, once, with the reason; the attempt's time is
+    // what it ran (a lost worker's, a timed-out one's), as a result would have said.
     this.log.debug({ job: s.jobId, subtask: s.id, attempt, worker: w.name, reason }, 'lease expired');
+    s.durationMs = lease.runningSince === undefined ? 0 : Date.now() - lease.runningSince;
     this.retryOrFail(active, s, w.id, { input: s.items.length === 1 ? s.items[0]! : '', code: 'UNAVAILABLE', message: reason }, retryable, counts);
     this.checkPhase(active);
     this.requestDispatch();

@@ -7,6 +7,7 @@
 import type { ServerResponse } from 'node:http';
 import type { JobEvent } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobManager } from '../job-manager.js';
+import type { SubtaskRecord } from '../model.js';
 import { fromInfo, jobView, recentJobs, subtaskView, workerView, type SubtaskView } from './views.js';
 
 /** Jobs listed in the snapshot. */
@@ -30,6 +31,15 @@ interface Client {
   known: number;
 }
 
+/** Headers of the event stream. */
+export const EVENT_STREAM_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache, no-transform',
+  connection: 'keep-alive',
+  // Reverse proxies (nginx) would otherwise buffer the stream.
+  'x-accel-buffering': 'no',
+};
+
 export class LiveHub {
   private readonly clients = new Set<Client>();
   private readonly dirtyJobs = new Set<string>();
@@ -39,6 +49,8 @@ export class LiveHub {
   private readonly endedJobs = new Set<string>();
   private readonly history: ThroughputSample[] = [];
   private current: ThroughputSample = { t: Math.floor(Date.now() / 1000), subtasks: 0, jobs: 0, failures: 0 };
+  /** The job manager's retries counted into the samples so far. */
+  private retriesSeen: number;
   /** Jobs that left the coordinator since the last flush (retention): browsers drop their rows. */
   private readonly goneJobs = new Set<string>();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -46,6 +58,7 @@ export class LiveHub {
   private readonly offGone: () => void;
 
   constructor(private readonly manager: JobManager) {
+    this.retriesSeen = manager.retries;
     this.unsubscribe = manager.events.subscribeAll((e) => this.onEvent(e));
     this.offGone = manager.events.onGone((id) => {
       this.dirtyJobs.delete(id);
@@ -73,7 +86,8 @@ export class LiveHub {
     if ((e.type === 'subtask_state' || e.type === 'progress') && e.subtask) {
       const state = e.subtask.state;
       if (e.type === 'subtask_state' && state === 'SUBTASK_STATE_SUCCEEDED') this.current.subtasks++;
-      if (e.type === 'subtask_state' && (state === 'SUBTASK_STATE_FAILED' || (state === 'SUBTASK_STATE_PENDING' && (e.subtask.attempt ?? 0) > 0))) this.current.failures++;
+      // Retries are the job manager's count (see tick): a subtask back in `pending` may have been taken back unstarted.
+      if (e.type === 'subtask_state' && state === 'SUBTASK_STATE_FAILED') this.current.failures++;
       // Deltas are for connected browsers only (a new one gets the full picture): with none
       // watching, thousands of subtask events a second cost a counter each, not a view each.
       if (this.clients.size === 0) return;
@@ -86,13 +100,7 @@ export class LiveHub {
 
   /** Registers a browser: sends the full picture at once, then deltas. */
   attach(res: ServerResponse, job: string): void {
-    res.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache, no-transform',
-      connection: 'keep-alive',
-      // Reverse proxies (nginx) would otherwise buffer the stream.
-      'x-accel-buffering': 'no',
-    });
+    res.writeHead(200, EVENT_STREAM_HEADERS);
     const client: Client = { res, job, known: 0 };
     this.clients.add(client);
     res.on('close', () => this.clients.delete(client));
@@ -140,19 +148,37 @@ export class LiveHub {
       }
     }
     const jobsMsg = frame('jobs', { jobs });
+    // Each job's subtasks read, and each frame made, once per flush whatever the browsers watching it.
+    const lists = new Map<string, readonly SubtaskRecord[]>();
+    const frames = new Map<string, string>();
+    const once = (key: string, make: () => string): string => {
+      let f = frames.get(key);
+      if (f === undefined) frames.set(key, (f = make()));
+      return f;
+    };
     for (const c of this.clients) {
       write(c, jobsMsg);
-      if (!c.job || !this.dirtyJobs.has(c.job)) continue;
-      // Subtasks planned since the browser's last full picture come with no event of their own:
-      // send the whole picture again when the count moved, else the changes.
-      const all = this.manager.subtasksOf(c.job);
-      if (all.length !== c.known || this.endedJobs.has(c.job)) {
-        write(c, frame('subtasks', { job: c.job, full: true, subtasks: all.map(subtaskView) }));
-        c.known = all.length;
-        continue;
+      const job = c.job;
+      if (!job || !this.dirtyJobs.has(job)) continue;
+      let all = lists.get(job);
+      if (!all) lists.set(job, (all = this.manager.subtasksOf(job)));
+      const list = all;
+      const changed = this.dirtySubtasks.get(job);
+      if (list.length < c.known || this.endedJobs.has(job)) {
+        // The end of the job (its unfinished subtasks cancelled without an event each): the whole picture.
+        write(c, once(`${job} full`, () => frame('subtasks', { job, full: true, subtasks: list.map(subtaskView) })));
+      } else if (list.length > c.known) {
+        // Planned since the browser's last picture (no event of their own): those, and the changes.
+        const known = c.known;
+        write(c, once(`${job} ${known}`, () => {
+          const added = list.slice(known).map(subtaskView);
+          const seen = new Set(added.map((v) => v.id));
+          return frame('subtasks', { job, full: false, subtasks: [...added, ...[...(changed?.values() ?? [])].filter((v) => !seen.has(v.id))] });
+        }));
+      } else if (changed) {
+        write(c, once(`${job} changes`, () => frame('subtasks', { job, full: false, subtasks: [...changed.values()] })));
       }
-      const changed = this.dirtySubtasks.get(c.job);
-      if (changed) write(c, frame('subtasks', { job: c.job, full: false, subtasks: [...changed.values()] }));
+      c.known = list.length;
     }
     // Synchronous from the top: no event can have arrived since.
     this.dirtyJobs.clear();
@@ -162,6 +188,8 @@ export class LiveHub {
 
   private tick(): void {
     const now = Math.floor(Date.now() / 1000);
+    this.current.failures += this.manager.retries - this.retriesSeen;
+    this.retriesSeen = this.manager.retries;
     this.history.push(this.current);
     if (this.history.length > HISTORY) this.history.shift();
     const sample = this.current;

@@ -24,12 +24,10 @@ export class CoordinatorMetrics {
   private readonly kindOf = new Map<string, string>();
   private readonly unsubscribe: () => void;
   /**
-   * Subtask transitions (by kind and wire state) and retries (by kind), counted here and handed to
-   * prom-client when scraped: given labels, it hashes them on every call, and every subtask makes
-   * two or more transitions.
+   * Subtask transitions (by kind and wire state), counted here and handed to prom-client when
+   * scraped: given labels, it hashes them on every call, and every subtask makes two or more.
    */
   private readonly transitionCounts = new Map<string, { kind: string; state: string; n: number }>();
-  private readonly retryCounts = new Map<string, number>();
 
   private readonly jobsSubmitted = new Counter({ name: 'tessera_jobs_submitted_total', help: 'Jobs accepted, by kind', labelNames: ['kind'], registers: [this.registry] });
   private readonly jobsDropped = new Counter({
@@ -61,7 +59,9 @@ export class CoordinatorMetrics {
     registers: [this.registry],
     collect: () => {
       this.retries.reset();
-      for (const [kind, n] of this.retryCounts) this.retries.inc({ kind }, n);
+      // The job manager's count: a subtask back in `pending` is not always a retry (one taken back
+      // from a draining worker's queue before it started used no attempt).
+      for (const [kind, n] of this.manager.retriesByKind) this.retries.inc({ kind }, n);
     },
   });
   private readonly duration = new Histogram({
@@ -225,8 +225,6 @@ export class CoordinatorMetrics {
     else this.transitionCounts.set(key, (counted = { kind, state: stateName(s.state, 'SUBTASK_STATE_'), n: 1 }));
     const state = counted.state;
     if (state === 'succeeded' || state === 'failed') this.duration.observe({ kind, outcome: state }, Number(s.duration_ms) / 1000);
-    // A subtask back in `pending` after an attempt is a retry.
-    if (state === 'pending' && (s.attempt ?? 0) > 0) this.retryCounts.set(kind, (this.retryCounts.get(kind) ?? 0) + 1);
   }
 
   private countFinished(job: JobRecord, state: string): void {

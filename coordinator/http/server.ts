@@ -14,7 +14,7 @@ import { isLoopbackHost, listenHost } from '../../shared/tls.js';
 import type { Logger } from '../../shared/logger.js';
 import type { JobManager } from '../job-manager.js';
 import type { DashboardAccess } from '../auth.js';
-import { LiveHub } from './live.js';
+import { EVENT_STREAM_HEADERS, LiveHub } from './live.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { jobView, recentJobs, subtaskView, workerView } from './views.js';
 
@@ -141,7 +141,15 @@ export class CoordinatorHttpServer {
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://dashboard');
+    // A path only (an absolute URL is for proxies), and "//host..." is a path here, not an authority.
+    const target = req.url ?? '/';
+    let url: URL | undefined;
+    try {
+      if (target.startsWith('/')) url = new URL(`http://dashboard${target}`);
+    } catch {
+      url = undefined;
+    }
+    if (!url) return text(res, 400, 'bad request: the request target is not a path\n');
     const { manager } = this.opts;
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n');
     if (isLoopbackHost(listenHost(this.opts.listen)) && !loopbackName(requestHost(req))) {
@@ -174,6 +182,12 @@ export class CoordinatorHttpServer {
         return;
       }
       case '/events':
+        // A HEAD (a probe) gets the stream's headers and its end, and no place among the browsers.
+        if (req.method === 'HEAD') {
+          res.writeHead(200, EVENT_STREAM_HEADERS);
+          res.end();
+          return;
+        }
         this.live.attach(res, url.searchParams.get('job') ?? '');
         return;
       case '/access':

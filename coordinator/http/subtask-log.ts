@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../../shared/logger.js';
 import type { JobEvent } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
-import type { JobManager } from '../job-manager.js';
+import { TAKEN_BACK, type JobManager } from '../job-manager.js';
 import { stateName } from './metrics.js';
 
 export class SubtaskLogger {
@@ -18,7 +18,8 @@ export class SubtaskLogger {
       if (e.type === 'subtask_state' && e.subtask) {
         const s = e.subtask;
         const state = stateName(s.state, 'SUBTASK_STATE_');
-        const trouble = state === 'failed' || (state === 'pending' && (s.attempt ?? 0) > 0);
+        // Back in `pending` after an attempt that failed; not one taken back unstarted from a draining worker's queue.
+        const trouble = state === 'failed' || (state === 'pending' && (s.attempt ?? 0) > 0 && !e.message?.startsWith(TAKEN_BACK));
         // Routine transitions are debug: a 20,000-subtask job would otherwise write 40,000 info lines.
         if (!trouble && !log.isLevelEnabled('debug')) return;
         const fields = { job, subtask: s.id, attempt: s.attempt, worker: s.worker || undefined, state, label: s.label || undefined, phase: s.phase };
