@@ -3,7 +3,9 @@
  * generated audio): WAVs whose header states no size (written to a pipe), WAVs cut short, trims shorter
  * than a sample, normalisation of files shorter than one 400 ms loudness block, the message of a
  * loudness setting without normalize, the output's true peak in audio-report.json (a peak right
- * before a join measured as in one piece), and a segment whose statistics come back damaged.
+ * before a join measured as in one piece), a segment whose statistics come back damaged, and files
+ * whose headers say less or other than they hold (a 0 data size, a container longer than its sound,
+ * no length at all, 20-bit samples) or that cannot be converted as asked.
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
@@ -21,6 +23,7 @@ import type { FileRender, SegmentPlan } from '../shared/media/audio-pieces.js';
 import { checkNewAudioParams, validateAudioParams } from '../shared/kinds/audio-params.js';
 import { probeAudio } from '../shared/media/audio-probe.js';
 import { withoutProgress } from '../shared/media/audio-render.js';
+import { wavHeader } from '../shared/media/audio-wav.js';
 import { audioReport, decodeFloat, ebur128, generateAudio, runAudioInProcess } from './helpers/audio-media.js';
 
 let dir: string;
@@ -254,5 +257,89 @@ describe('a segment that comes back damaged', () => {
       expect(merged.errors, text).toEqual([expect.objectContaining({ input: 'long.wav', code: 'DATA_LOSS', message: expect.stringContaining(message!) })]);
       expect(merged.outputs?.map((o) => o.name), text).toEqual(['small.flac']);
     }
+  });
+});
+
+const peak = (s: Float32Array, from: number, n: number): number => Math.max(...Array.from(s.subarray(from, from + n), Math.abs));
+
+describe('files whose headers say less or other than they hold, and conversions that cannot be made', () => {
+  test('a streamed WAV whose header states 0 data bytes ("to the end") is converted in full when segmented too, as when rendered whole', async () => {
+    // 5 s of 48 kHz mono s16; RIFF and data sizes 0, as some writers leave a header they cannot seek back to.
+    const src = await generateAudio(path.join(dir, 'zero.wav'), { source: 'sine', seconds: 5, rate: 48000, layout: 'mono', ext: 'wav' });
+    const b = await readFile(src);
+    b.writeUInt32LE(0, 4);
+    b.writeUInt32LE(0, b.indexOf('data') + 4);
+    await writeFile(src, b);
+    for (const segment_seconds of [180, 2]) {
+      // Before, segment_seconds 2 threw a RangeError out of cutWav (0 frames read), failing the whole job.
+      const r = await runAudioInProcess({ codec: 'flac', segment_seconds }, [src], path.join(dir, `run-${segment_seconds}`));
+      expect(r.errors).toEqual([]);
+      const [rep] = await audioReport(r);
+      expect(rep!.frames).toBe(5 * 48000);
+    }
+  });
+
+  test('a trim that starts past the decoded audio of a long file fails that file alone (INVALID_ARGUMENT), not the whole job with a RangeError', async () => {
+    // Matroska: the container's 8 s are the picture's, the sound is 4 s. trim.start 5 s passes the
+    // probe's check (5 < 8) and plans segments (3 s > 2 s); once decoded, there are no frames to cut.
+    const mkv = path.join(dir, 'clip.mkv');
+    await runFfmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=64x48:rate=5:duration=8', '-f', 'lavfi', '-i', 'sine=f=440:r=48000:d=4', '-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'flac', '-y', mkv]);
+    const good = await generateAudio(path.join(dir, 'good.wav'), { source: 'sine', seconds: 9, rate: 48000, layout: 'stereo', ext: 'wav' });
+    const r = await runAudioInProcess({ codec: 'flac', trim: { start: 5, end: 0 }, segment_seconds: 2 }, [mkv, good], dir);
+    expect(r.errors.map((e) => [e.input, e.code])).toEqual([['clip.mkv', 'INVALID_ARGUMENT']]);
+    expect(r.outputs.map((o) => o.name)).toContain('good.flac');
+  });
+
+  test('a fade-in on a file whose length the container does not state (Matroska written to a pipe) is applied', async () => {
+    const src = path.join(dir, 'live.mka');
+    const fd = openSync(src, 'w');
+    try {
+      const p = spawnSync(ffmpegBinaries().ffmpeg, ['-v', 'error', '-f', 'lavfi', '-i', 'sine=f=440:r=48000:d=3,volume=3', '-c:a', 'flac', '-f', 'matroska', 'pipe:1'], { stdio: ['ignore', fd, 'pipe'] });
+      expect(p.status).toBe(0);
+    } finally {
+      closeSync(fd);
+    }
+    expect((await probeAudio(src, 'live.mka')).duration).toBe(0);
+    const r = await runAudioInProcess({ codec: 'wav', fade_in: 1 }, [src], dir);
+    expect(r.errors).toEqual([]);
+    const { samples } = await decodeFloat(r.outputs.find((o) => o.name === 'live.wav')!.path, dir);
+    expect(samples.length).toBe(3 * 48000);
+    // Full level (0.375) from 1 s on; the first 200 samples of a 1 s fade-in are under 0.2 % of it.
+    expect(peak(samples, 96000, 200)).toBeGreaterThan(0.3);
+    expect(peak(samples, 0, 200)).toBeLessThan(0.01);
+  });
+
+  test('a PCM WAV of 20-bit samples in 3 bytes (wBitsPerSample 20), which ffmpeg decodes, is converted rather than refused', async () => {
+    const frames = 48000 * 3;
+    const data = Buffer.alloc(frames * 2 * 3);
+    for (let i = 0; i < frames * 2; i++) data.writeIntLE(Math.round(Math.sin(i / 20) * 300000) & ~0xf, i * 3, 3);
+    const h = wavHeader('s24', 48000, 2, frames);
+    h.writeUInt16LE(20, 34); // WAVE_FORMAT_PCM, 20 valid bits in a 3-byte container
+    const src = path.join(dir, 'w20.wav');
+    await writeFile(src, Buffer.concat([h, data]));
+    // ffmpeg reads it as pcm_s24le.
+    await runFfmpeg(['-i', src, '-f', 'null', '-']);
+    for (const segment_seconds of [180, 2]) {
+      const r = await runAudioInProcess({ codec: 'flac', segment_seconds }, [src], path.join(dir, `run-${segment_seconds}`));
+      expect(r.errors).toEqual([]);
+      expect((await audioReport(r))[0]!.frames).toBe(frames);
+    }
+  });
+
+  test('flac: a sample_rate the FLAC encoder cannot write (over 65535 Hz and not a multiple of 10) is refused by the params, not by every file at encode', () => {
+    expect(() => validateAudioParams({ codec: 'flac', sample_rate: 96001 })).toThrow(/^sample_rate: flac cannot encode 96001 Hz/);
+    expect(validateAudioParams({ codec: 'flac', sample_rate: 96000 }).sampleRate).toBe(96000);
+  });
+
+  test('a complete 10-channel WAV that cannot be mixed down to mp3 stereo is not called "truncated or corrupt"', async () => {
+    const tones = Array.from({ length: 10 }, (_, i) => `sine=f=${300 + 50 * i}:r=48000:d=1[s${i}]`).join(';');
+    const src = path.join(dir, 'array.wav');
+    await runFfmpeg(['-filter_complex', `${tones};${Array.from({ length: 10 }, (_, i) => `[s${i}]`).join('')}amerge=inputs=10`, '-c:a', 'pcm_s16le', '-y', src]);
+    // The file is whole: converted as it is, it passes. Before, the mp3 said "truncated or corrupt".
+    const wav = await runAudioInProcess({ codec: 'wav' }, [src], path.join(dir, 'wav'));
+    expect(wav.errors).toEqual([]);
+    const r = await runAudioInProcess({ codec: 'mp3' }, [src], path.join(dir, 'mp3'));
+    expect(r.errors.map((e) => e.code)).toEqual(['INVALID_ARGUMENT']);
+    expect(r.errors[0]!.message).not.toMatch(/truncated or corrupt/);
   });
 });

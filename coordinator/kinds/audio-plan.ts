@@ -235,6 +235,11 @@ async function planSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, p
   const start = Math.min(info.frames, Math.round((p.trim?.start ?? 0) * info.sampleRate));
   const end = p.trim?.end ? Math.min(info.frames, Math.round(p.trim.end * info.sampleRate)) : info.frames;
   const frames = end - start;
+  // The container may state more than it holds (a Matroska file whose picture outlasts its sound):
+  // once decoded, the trim can start past the end.
+  if (frames <= 0) {
+    throw invalidArgument(`${file.name}: no audio to encode${p.trim ? ` in the trimmed range: trim.start ${p.trim.start} s is past the end of the ${(info.frames / info.sampleRate).toFixed(2)} s decoded` : ''}`, file.name);
+  }
   const totalFrames = resampledFrames(frames, info.sampleRate, base.outRate);
   const render: FileRender = { ...base, totalFrames, ...fadeSamples(p, base.outRate, totalFrames), waveformSpp: p.waveform ? waveformSpp(base.outRate, totalFrames) : undefined };
   const cuts = segmentCuts(start, frames, info.sampleRate, base.outRate, p.segmentSeconds);

@@ -102,6 +102,10 @@ export function validateAudioParams(raw: unknown): AudioJobParams {
   if (sampleRate !== 0 && (!Number.isInteger(sampleRate) || sampleRate < 8000 || sampleRate > 192_000)) {
     throw invalidArgument(`sample_rate: ${sampleRate} Hz is outside 8000..192000`);
   }
+  // FLAC's header codes rates past 65535 Hz in tens of hertz.
+  if (codec === 'flac' && sampleRate > 65_535 && sampleRate % 10 !== 0) {
+    throw invalidArgument(`sample_rate: flac cannot encode ${sampleRate} Hz (over 65535 Hz it takes multiples of 10 only)`);
+  }
   if (sampleRate !== 0 && info.sampleRates.length > 0 && !info.sampleRates.includes(sampleRate)) {
     throw invalidArgument(`sample_rate: ${codec} cannot encode ${sampleRate} Hz (use one of ${info.sampleRates.join(', ')})`);
   }

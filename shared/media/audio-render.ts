@@ -75,7 +75,12 @@ async function decodeRun(args: string[], input: string, signal: AbortSignal | un
     await runFfmpeg(['-nostats', ...args], { signal, input, onProgress });
   } catch (err) {
     if (err instanceof TesseraError && !err.retryable) {
-      throw invalidArgument(`${input}: cannot decode audio (truncated or corrupt file): ${withoutProgress(err.message.replace(/^[^:]*: /, ''))}`, input);
+      const detail = withoutProgress(err.message.replace(/^[^:]*: /, ''));
+      // A filter that cannot be set up (a layout swresample cannot mix) is no fault of the file's bytes.
+      const why = /Failed to (?:configure|inject frame into) filter|Rematrix is needed|not yet implemented in FFmpeg|Error (?:initializing|reinitializing) filters/.test(detail)
+        ? 'cannot convert its audio as asked (its channels or format cannot be mixed or converted so)'
+        : 'cannot decode audio (truncated or corrupt file)';
+      throw invalidArgument(`${input}: ${why}: ${detail}`, input);
     }
     throw err;
   }

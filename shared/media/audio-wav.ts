@@ -61,10 +61,11 @@ export async function readWavInfo(path: string, input = path): Promise<WavInfo> 
         if (!fmt) throw invalidArgument(`${input}: WAV data chunk before its fmt chunk`, input);
         const dataOffset = pos + 8;
         // 0xFFFFFFFF: the size is in ds64 (RF64), or unknown (a WAV written as a stream): to the end.
-        // Writers that could not seek back put a size at or near 0xFFFFFFFF: stated, it is not.
-        let sizeStated = len < 0xfffffff0;
+        // Writers that could not seek back put a size at or near 0xFFFFFFFF, or leave the 0 they
+        // began with (ffmpeg reads both as "to the end"): stated, it is not.
+        let sizeStated = len < 0xfffffff0 && !(len === 0 && size > dataOffset);
         if (len === 0xffffffff && dataSize64 !== undefined) [len, sizeStated] = [dataSize64, true];
-        else if (len === 0xffffffff) len = size - dataOffset;
+        else if (!sizeStated) len = size - dataOffset;
         const dataBytes = Math.min(len, size - dataOffset);
         return { ...fmt, dataOffset, declaredBytes: len, dataBytes, sizeStated, frames: Math.floor(dataBytes / fmt.blockAlign) };
       }
@@ -98,10 +99,13 @@ function parseFmt(f: Buffer, input: string): Omit<WavInfo, 'dataOffset' | 'decla
     channelMask = f.readUInt32LE(20);
     tag = f.readUInt16LE(24); // first two bytes of the sub-format GUID are the format tag
   }
+  // Integer samples are stored in whole bytes: 20 valid bits in 3 (a field recorder's), 12 in 2. Read
+  // as their container, as ffmpeg reads them (the bits below are zero).
+  const bytes = channels > 0 ? blockAlign / channels : 0;
   let format: WavSampleFormat | undefined;
-  if (tag === 1) format = bits === 16 ? 's16' : bits === 24 ? 's24' : bits === 32 ? 's32' : bits === 8 ? 'u8' : undefined;
-  else if (tag === 3 && bits === 32) format = 'f32';
-  if (!format || channels < 1 || blockAlign !== (channels * bits) / 8) throw invalidArgument(`${input}: unsupported WAV sample format (tag ${tag}, ${bits} bits)`, input);
+  if (tag === 1 && bits > 8 * bytes - 8 && bits <= 8 * bytes) format = bytes === 2 ? 's16' : bytes === 3 ? 's24' : bytes === 4 ? 's32' : bytes === 1 ? 'u8' : undefined;
+  else if (tag === 3 && bits === 32 && bytes === 4) format = 'f32';
+  if (!format || channels < 1) throw invalidArgument(`${input}: unsupported WAV sample format (tag ${tag}, ${bits} bits in ${bytes || '?'} bytes)`, input);
   return { format, sampleRate, channels, blockAlign, channelMask };
 }
 

@@ -108,10 +108,12 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
       // The probe's length can promise audio that is not there (a trim inside a wrong duration): never encode nothing.
       if (info.frames === 0) throw invalidArgument(`${f.input}: no audio to encode${f.trim ? ' in the trimmed range' : ''}: the decoded file has no samples`, f.input);
       await checkNotTruncated({ path: src.path, input: f.input, frames: info.frames, expected: f.totalFrames, durationIsAudio: f.durationIsAudio, rate: f.outRate, exact: f.sourceCodec === 'flac', signal: ctx.signal });
-      if (f.fadeOut && info.frames !== f.totalFrames) {
-        // The planner's length came from the container's duration (rounded, or only an estimate from
-        // the bitrate): place the fade-out on the decoded end instead, so it ends exactly on the last sample.
-        await render(fadeSamples(ctx.params, f.outRate, info.frames));
+      const placed = fadeSamples(ctx.params, f.outRate, info.frames);
+      if (info.frames !== f.totalFrames && JSON.stringify([placed.fadeIn, placed.fadeOut]) !== JSON.stringify([f.fadeIn, f.fadeOut])) {
+        // The planner's length came from the container's duration (rounded, an estimate from the
+        // bitrate, or none at all): place the fades on the decoded length instead, the fade-out
+        // ending on the last sample, a fade-in longer than the audio spanning all of it.
+        await render(placed);
         info = await readWavInfo(stageA, f.input);
       }
       step(0.3);
