@@ -149,8 +149,8 @@ submitCommand(
       .option('--blur <sigma>', 'Gaussian blur', num('--blur'))
       .option('--sharpen', 'sharpen')
       .option('--grayscale', 'convert to grayscale')
-      .option('--brightness <x>', 'brightness multiplier', num('--brightness'))
-      .option('--saturation <x>', 'saturation multiplier', num('--saturation'))
+      .option('--brightness <x>', 'brightness multiplier', num('--brightness', { nonZero: 'give a small value such as 0.01 for near black, or leave it out for unchanged' }))
+      .option('--saturation <x>', 'saturation multiplier', num('--saturation', { nonZero: 'use --grayscale for no colour, or leave it out for unchanged' }))
       .option('--hue <deg>', 'hue rotation', int('--hue', { signed: true }))
       .addOption(new Option('--format <fmt>', "output format (default: the input's, where it is one of these, else jpeg)").choices(['jpeg', 'jpg', 'png', 'webp', 'avif', 'tiff']))
       .option('--quality <q>', 'encoder quality 1-100 of jpeg, webp and avif output (png and tiff are lossless: refused with --format png|tiff, not applied to inputs kept as png or tiff)', int('--quality', { min: 1 }))
@@ -390,6 +390,11 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {
     // Commander has printed its message (and where to find the usage); --help and --version end with 0.
     process.exitCode = err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    // No command ran to read --json from (commander stopped at the flags): it is on the command line.
+    const args = process.argv.slice(2);
+    const end = args.indexOf('--');
+    const json = args.slice(0, end < 0 ? undefined : end).includes('--json');
+    if (err.exitCode !== 0 && json) process.stdout.write(`${errorJson(new UsageError(err.message.replace(/^error: /, '')))}\n`);
     return;
   }
   // With --json a script reads the error on stdout too, as one object where the result would be.

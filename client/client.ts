@@ -266,7 +266,7 @@ export class TesseraClient {
     // The shared paths are resolved beside the checks; a check's refusal comes first.
     const resolving = options.shared ? Promise.allSettled(files.map((f) => realpath(f))) : undefined;
     const sizes = await checkInputFiles(files, options.names);
-    const sizesNow = (): Promise<number[]> => Promise.all(files.map(async (f) => (await stat(f)).size));
+    const sizesNow = (): Promise<number[]> => Promise.all(files.map(async (f) => (await stat(f).catch((err: NodeJS.ErrnoException) => { throw unreadable(f, err); })).size));
     let shared: string[] | undefined;
     if (resolving) {
       shared = [];
@@ -318,6 +318,8 @@ export class TesseraClient {
       seen.reached = true;
       seen.progressAt = Date.now();
     };
+    // Aborted while the files were checked (or between two tries): no call is started, so no job made.
+    if (options.signal?.aborted) return Promise.reject(options.signal.reason);
     return new Promise<Job__Output>((resolve, reject) => {
       const total = sizes.reduce((n, x) => n + x, 0);
       // Ended by the coordinator's answer (a refusal mid-upload): the upload stops there.
@@ -341,7 +343,10 @@ export class TesseraClient {
             call.write({ input: { name, size: String(total) } });
             const hash = newSha256();
             let sent = 0;
-            const fh = await open(file, 'r');
+            // Gone or unreadable since it was checked: named, with a gRPC code, as every refusal.
+            const fh = await open(file, 'r').catch((err: NodeJS.ErrnoException) => {
+              throw unreadable(file, err);
+            });
             try {
               // Up to the size the header declared; a file that changed since is refused here,
               // naming it, rather than by the coordinator's count.
@@ -1392,6 +1397,11 @@ function isIntegerIn(v: unknown, [min, max]: readonly [bigint, bigint]): boolean
 
 /** Files {@link checkInputFiles} looks up at once. */
 const FILE_CHECKS_AT_ONCE = 32;
+
+/** A file that could be read when checked and cannot now (removed, renamed, its permissions changed). */
+function unreadable(file: string, err: NodeJS.ErrnoException): TesseraError {
+  return invalidArgument(`${file}: ${err.code === 'ENOENT' ? 'no such file any more' : `cannot be read (${err.code ?? err.message})`}: it changed while it was submitted`, file);
+}
 
 /**
  * Checks a submission's files before anything is sent: each must be a regular file, and no two may

@@ -24,6 +24,9 @@ describe('tessera: usage errors', () => {
       // 0 would reach the coordinator as "unset": --true-peak 0 was quietly -1.5, --loudness 0 quietly -16.
       [['submit', 'audio', '--normalize', '--true-peak', '0', 'a.wav', '-o', 'out'], /^error: option '--true-peak <dbtp>' argument '0' is invalid\. --true-peak cannot be 0, which a job reads as unset: give -0\.01/, 'tessera submit audio'],
       [['submit', 'audio', '--loudness', '0', 'a.wav', '-o', 'out'], /^error: option '--loudness <lufs>' argument '0' is invalid\. --loudness cannot be 0, which a job reads as unset: give -70\.\.-5/, 'tessera submit audio'],
+      // Likewise --saturation 0 and --brightness 0 came back as the image unchanged.
+      [['submit', 'image', '--saturation', '0', 'a.png', '-o', 'out'], /^error: option '--saturation <x>' argument '0' is invalid\. --saturation cannot be 0, which a job reads as unset: use --grayscale for no colour/, 'tessera submit image'],
+      [['submit', 'image', '--brightness', '0', 'a.png', '-o', 'out'], /^error: option '--brightness <x>' argument '0' is invalid\. --brightness cannot be 0/, 'tessera submit image'],
       [['submit', 'video', '--fps', '-30', 'a.mp4', '-o', 'out'], /^error: option '--fps <f>' argument '-30' is invalid\. --fps must be more than 0, got -30$/, 'tessera submit video'],
       [['submit', 'hologram', 'a.jpg'], /^error: unknown command 'hologram'$/, 'tessera submit'],
       [['download', 'some-job'], /^error: required option '-o, --output <dir>' not specified$/, 'tessera download'],
@@ -37,6 +40,22 @@ describe('tessera: usage errors', () => {
       expect(r.stdout, what).toBe('');
       expect(r.stderr.trimEnd().split('\n'), what).toEqual([expect.stringMatching(message), `(run "${command} --help" for usage)`]);
     }
+  });
+
+  it('with --json, are also one JSON object on stdout, as every other error of a --json command', async () => {
+    const cases = [
+      ['submit', 'passthrough', '--json', '--priority', 'high', 'a.bin', '-o', 'out'],
+      ['submit', 'image', '--json', '--width', '0', 'a.png', '-o', 'out'],
+      ['jobs', '--json', '--limit', '0'],
+    ];
+    for (const args of cases) {
+      const r = await runCli(args, { timeoutMs: 30_000 });
+      expect(r.code, args.join(' ')).toBe(2);
+      // Before, stdout was empty: a script's JSON.parse(stdout) broke.
+      expect(JSON.parse(r.stdout), args.join(' ')).toEqual({ error: { code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^option '--\w+ <\w+>' argument '\w+' is invalid/) } });
+    }
+    // A file named --json after -- is an input, not the flag.
+    expect((await runCli(['submit', 'image', '--width', '0', '--', '--json'], { timeoutMs: 30_000 })).stdout).toBe('');
   });
 
   it('keep a suggestion for a misspelt command, still without the help', async () => {

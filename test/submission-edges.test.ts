@@ -1,9 +1,10 @@
 /**
  * Submissions at their edges, against a real coordinator in this process (gRPC on loopback, no
  * workers) that allows one unfinished job per client: a repeat of a submission whose job already
- * started while its upload ran, and an input that sends more than its header declared.
+ * started while its upload ran, an input that sends more than its header declared, a submission
+ * aborted before its call starts, and an input gone before its turn to upload.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -68,5 +69,52 @@ describe('submissions at their edges', () => {
     held.call.end();
     await held.answer;
     expect(early).not.toBe('still receiving');
+  });
+});
+
+describe('the client library', () => {
+  // A coordinator of its own: the one above takes one unfinished job per client, and has one.
+  let own: Coordinator;
+  let lib: TesseraClient;
+  beforeAll(async () => {
+    own = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data-lib'), log, http: '' });
+    lib = new TesseraClient({ address: await own.start() });
+  });
+  afterAll(async () => {
+    lib?.close();
+    await own?.close();
+  });
+  const labelled = async (label: string): Promise<string[]> => (await lib.listJobs({ limit: 1000 })).filter((j) => j.spec?.label === label).map((j) => j.id);
+
+  it('aborted while it checks the files, before its call starts, rejects at once with the reason and makes no job', async () => {
+    const f = path.join(dir, 'abort-me.bin');
+    await writeFile(f, Buffer.alloc(1000, 1));
+    for (const [label, files] of [['aborted-nofiles', []], ['aborted-file', [f]]] as const) {
+      const ac = new AbortController();
+      const submitting = lib.submit({ label, passthrough: {} }, [...files], { signal: ac.signal });
+      ac.abort();
+      // Before: with no files the job was made and submit resolved; with one, it hung until the transfer deadline (60 s).
+      const outcome = await Promise.race([submitting.then(() => 'resolved', (e: Error) => e.name), sleep(5000).then(() => 'still pending after 5 s')]);
+      expect(outcome, label).toBe('AbortError');
+      await sleep(200);
+      expect(await labelled(label), label).toEqual([]);
+    }
+  });
+
+  it('rejects an input gone before its turn to upload with a gRPC code naming it, not the raw file-system error', async () => {
+    const first = path.join(dir, 'first.bin');
+    const second = path.join(dir, 'second.bin');
+    await writeFile(first, Buffer.alloc(2_000_000, 1));
+    await writeFile(second, Buffer.alloc(10, 2));
+    // The second goes once the first is on its way (for a user who is not root, a file made mode 000 does the same).
+    let removed: Promise<void> | undefined;
+    const err = (await lib.submit({ label: 'vanished', passthrough: {} }, [first, second], { onUpload: () => void (removed ??= rm(second)) }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as { code?: unknown; message?: string; input?: unknown };
+    // Before: Node's error, code "ENOENT" (the CLI then exited 1, --json said UNKNOWN).
+    expect(err).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, input: second, message: `${second}: no such file any more: it changed while it was submitted` });
+    await sleep(200);
+    expect(await labelled('vanished')).toEqual([]);
   });
 });
