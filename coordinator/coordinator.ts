@@ -194,6 +194,15 @@ export class Coordinator {
     widenFlowControlWindows(server);
     const colon = opts.listen.lastIndexOf(':');
     this.address = `${colon >= 0 ? opts.listen.slice(0, colon) : opts.listen}:${port}`;
+    // Metrics and the subtask log listen before the jobs are resumed: a resumed job that fails at
+    // once (its shared folder no longer shared) is counted as finished, as it is as resumed.
+    this.observability = await startObservability({
+      http: opts.http,
+      manager: this.jobs,
+      log,
+      serving: () => this.state === 'running',
+      dashboardAccess: auth.clientsOpen ? undefined : (token, peer) => auth.dashboardAccess(token, peer),
+    });
     const resumed = this.jobs.resume();
     // Failure detection: a worker silent past the TTL is lost and its leases go back to the queue.
     const sweepMs = Math.min(500, Math.max(50, Math.floor(ttlMs / 5)));
@@ -229,13 +238,6 @@ export class Coordinator {
       this.retentionTimer = setInterval(expire, Math.min(60_000, Math.max(1000, Math.floor(retentionMs / 4))));
       this.retentionTimer.unref();
     }
-    this.observability = await startObservability({
-      http: opts.http,
-      manager: this.jobs,
-      log,
-      serving: () => this.state === 'running',
-      dashboardAccess: auth.clientsOpen ? undefined : (token, peer) => auth.dashboardAccess(token, peer),
-    });
     this.setServing(true);
     this.state = 'running';
     log.info({ address: this.address, dataDir: opts.dataDir, resumed }, 'coordinator listening');

@@ -11,12 +11,14 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Channel } from '../../shared/channel.js';
 import type { CoordinatorKind, SubtaskPlan } from '../../shared/job-kind.js';
 import { createLogger } from '../../shared/logger.js';
 import type { CoordinatorMessage } from '../../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
+import { TesseraClient } from '../../client/client.js';
 import { Coordinator } from '../coordinator.js';
 import { JobManager } from '../job-manager.js';
 import { CoordinatorMetrics } from './metrics.js';
@@ -125,6 +127,40 @@ describe('/metrics', () => {
     } finally {
       metrics.close();
       close();
+    }
+  });
+});
+
+describe('/metrics across a restart', () => {
+  it('counts a resumed job that fails at once (a spec this version no longer takes) as finished, as it counts it as resumed', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'tessera-observability-resume-'));
+    dirs.push(dir);
+    const data = path.join(dir, 'data');
+    // No workers: the job waits, and is resumed by the next start.
+    const first = new Coordinator({ listen: '127.0.0.1:0', http: '', dataDir: data, log });
+    const lib = new TesseraClient({ address: await first.start() });
+    const job = await lib.submit({ passthrough: { subtasks: 2, work_ms: 1000 } }, []);
+    lib.close();
+    await first.close();
+    // As a version with a lower limit would read it (passthrough.work_ms over 600000).
+    const db = new Database(path.join(data, 'tessera.db'));
+    const row = db.prepare('SELECT record FROM jobs WHERE id = ?').get(job.id) as { record: string };
+    const record = JSON.parse(row.record) as { spec: { passthrough: { work_ms: number } } };
+    record.spec.passthrough.work_ms = 900_000;
+    db.prepare('UPDATE jobs SET record = ? WHERE id = ?').run(JSON.stringify(record), job.id);
+    db.close();
+    const second = new Coordinator({ listen: '127.0.0.1:0', http: '127.0.0.1:0', dataDir: data, log });
+    await second.start();
+    const again = new TesseraClient({ address: second.address });
+    try {
+      expect((await again.getJob(job.id)).state).toBe('JOB_STATE_FAILED');
+      const text = await (await fetch(`http://${second.httpAddress}/metrics`)).text();
+      expect(text).toMatch(/tessera_jobs_resumed_total\{kind="passthrough"\} 1/);
+      // Before, it failed before the metrics listened: resumed 1, finished 0, for good.
+      expect(text).toMatch(/tessera_jobs_finished_total\{kind="passthrough",state="failed"\} 1/);
+    } finally {
+      again.close();
+      await second.close();
     }
   });
 });
