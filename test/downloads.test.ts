@@ -4,15 +4,16 @@
  * through a link (symbolic or hard) left at its part file (`.NAME.tessera-part`); a file that already holds the output's bytes counts as
  * downloaded, so running a download again finishes what an earlier one started.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { link, lstat, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
+import { CLI_PATH, runCli, startCluster, type TestCluster } from './helpers/cluster.js';
 import { partName } from '../client/client.js';
 import { settledCalls } from './helpers/calls.js';
 import { rawDownload, rawJobService } from './helpers/raw-grpc.js';
@@ -356,5 +357,42 @@ describe('downloads', () => {
     await writeFile(path.join(out, 'sample-01.webp'), 'edited');
     expect((await runCli(['demo', '-o', out, '--images', '1'], { timeoutMs: 120_000 })).code).not.toBe(0);
     expect(await readFile(path.join(out, 'sample-01.webp'), 'utf8')).toBe('edited');
+  }, 240_000);
+
+  it('tessera demo that it then refuses (a file of the user\'s under an output name) deletes nothing, an earlier demo\'s outputs included', async () => {
+    const out = await mkdtemp(path.join(dir, 'demo-refused-'));
+    // An earlier `--images 1` run's output and its manifest, then a picture of the user's under the name a 2-image run writes.
+    const earlier = Buffer.from('an earlier demo output');
+    await writeFile(path.join(out, 'sample-01.webp'), earlier);
+    await writeFile(path.join(out, '.tessera-demo.json'), `${JSON.stringify({ outputs: { 'sample-01.webp': createHash('sha256').update(earlier).digest('hex') } })}\n`);
+    await writeFile(path.join(out, 'sample-02.webp'), 'my own picture');
+    const r = await runCli(['demo', '-o', out, '--images', '2'], { timeoutMs: 60_000 });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`${path.join(out, 'sample-02.webp')} already exists and is not an earlier demo's output`);
+    // Before, the earlier output was deleted first, then the run refused.
+    expect((await readdir(out)).sort()).toEqual(['.tessera-demo.json', 'sample-01.webp', 'sample-02.webp']);
+    expect(await readFile(path.join(out, 'sample-01.webp'))).toEqual(earlier);
+  });
+
+  it('tessera demo stopped by Ctrl-C leaves nothing in the temp folder, and the next run replaces what it downloaded', async () => {
+    const tmp = await mkdtemp(path.join(dir, 'demo-sigint-'));
+    const out = path.join(tmp, 'out');
+    const env = { ...process.env, TMPDIR: tmp, TESSERA_LOG_LEVEL: 'warn' };
+    const demo = spawn(process.execPath, [CLI_PATH, 'demo', '-o', out, '--images', '12'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    demo.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const exited = new Promise<number | null>((resolve) => demo.once('exit', (code) => resolve(code)));
+    // Ctrl-C once the first output is in the folder.
+    const until = Date.now() + 90_000;
+    while (Date.now() < until && demo.exitCode === null && !(await readdir(out).catch(() => [] as string[])).some((f) => /^sample-\d+\.webp$/.test(f))) await sleep(20);
+    demo.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stdout).not.toContain('Total demo time');
+    // Before, its sample images and its cluster's data dir stayed (the process died of the signal).
+    expect((await readdir(tmp)).filter((e) => /^tessera-(demo|cluster)-\d+-/.test(e))).toEqual([]);
+    // And what it downloaded was no demo's output for the next run ("already exists and is not an earlier demo's output").
+    const next = await runCli(['demo', '-o', out, '--images', '2'], { env: { TMPDIR: tmp }, timeoutMs: 120_000 });
+    expect(next.code, next.stderr).toBe(0);
+    expect((await readdir(out)).sort()).toEqual(['.tessera-demo.json', 'sample-01.webp', 'sample-02.webp']);
   }, 240_000);
 });

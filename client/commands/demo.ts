@@ -1,12 +1,12 @@
 /** `tessera demo` / `npm start`: a whole cluster on loopback processing generated sample images. */
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { TesseraError } from '../../shared/errors.js';
-import type { OutputInfo__Output } from '../../shared/proto/generated/tessera/v1/OutputInfo.js';
 import { sha256File } from '../../shared/streams.js';
+import type { JobEvent__Output } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
 import { LocalCluster, removeStaleDirs } from '../local-cluster.js';
 
 const DEMO_DIR_PREFIX = 'tessera-demo-';
@@ -44,19 +44,38 @@ export async function runDemo(o: { output: string; images: number }): Promise<nu
   const outDir = path.resolve(o.output);
   // An earlier demo's outputs are replaced (all of them: one with more images made more), nothing
   // else in the folder is touched: a file of the user's under an output's name stops the demo
-  // before it starts anything.
-  await clearEarlierDemo(outDir);
+  // before it changes or starts anything.
+  const earlier = await earlierDemoOutputs(outDir);
   for (let i = 0; i < o.images; i++) {
-    const file = path.join(outDir, `${sampleStem(i)}.webp`);
-    if (await stat(file).then(() => true, () => false)) {
+    const name = `${sampleStem(i)}.webp`;
+    const file = path.join(outDir, name);
+    // lstat: a link left at the name (even a dangling one) is something there too.
+    if (!earlier.has(name) && (await lstat(file).then(() => true, () => false))) {
       throw new TesseraError(grpc.status.ALREADY_EXISTS, `${file} already exists and is not an earlier demo's output: kept (run the demo with -o another folder)`, { retryable: false });
     }
   }
+  await Promise.all([...earlier.values()].map((file) => rm(file, { force: true })));
   out.write('Tessera demo: starting a coordinator and two workers on 127.0.0.1...\n');
   const cluster = new LocalCluster({ workers: 2, slots: 1 });
   // The sample images of a demo killed before it could remove them go when the next one starts.
   await removeStaleDirs(DEMO_DIR_PREFIX);
   const samples = await mkdtemp(path.join(os.tmpdir(), `${DEMO_DIR_PREFIX}${process.pid}-`));
+  // What this run leaves: its cluster stopped, its samples gone, and the outputs it downloaded
+  // listed as a demo's (a run cut short too, so that the next one replaces them).
+  const published = new Map<string, string>();
+  let cleaned: Promise<void> | undefined;
+  const cleanUp = (): Promise<void> =>
+    (cleaned ??= (async () => {
+      await cluster.stop();
+      await rm(samples, { recursive: true, force: true });
+      await writeDemoManifest(outDir, published);
+    })());
+  // Ctrl-C (or a kill) would end the process before the `finally` below.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    void cleanUp().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     await cluster.start();
     out.write(`  coordinator at ${cluster.address}, workers: ${cluster.workers.map((w) => w.name).join(', ')}\n`);
@@ -66,12 +85,15 @@ export async function runDemo(o: { output: string; images: number }): Promise<nu
     const submitted = await cluster.client.submit({ label: 'demo', image: { width: 800, format: 'webp', quality: 80, sharpen: true } }, files);
     out.write(`  submitted job ${submitted.id}: resize to 800 px wide, sharpen, WebP q80\n`);
     // Each output is downloaded as soon as it is published, while the others are still processed.
-    const { job, paths } = await cluster.client.collect(submitted.id, outDir).catch((err: unknown) => {
+    // Each output's checksum as announced: what the manifest may list as this demo's.
+    const onEvent = (e: JobEvent__Output): void => {
+      if (e.output?.name) published.set(e.output.name, e.output.sha256);
+    };
+    const { job, paths } = await cluster.client.collect(submitted.id, outDir, { onEvent }).catch((err: unknown) => {
       const e = err as TesseraError;
       if (e?.code !== grpc.status.ALREADY_EXISTS) throw err;
       throw new TesseraError(grpc.status.ALREADY_EXISTS, `${e.message.replace(/: kept .*$/, '')}: kept, it is not an earlier demo's output (run the demo with -o another folder)`, { retryable: false });
     });
-    await writeDemoManifest(outDir, job.outputs);
     const secs = (Date.now() - t0) / 1000;
     const perWorker = new Map<string, number>();
     for (const s of job.subtasks) perWorker.set(s.worker, (perWorker.get(s.worker) ?? 0) + 1);
@@ -83,8 +105,9 @@ export async function runDemo(o: { output: string; images: number }): Promise<nu
     out.write(`Total demo time ${((Date.now() - started) / 1000).toFixed(1)} s.\n`);
     return shortState(job.state) === 'succeeded' ? 0 : 1;
   } finally {
-    await cluster.stop();
-    await rm(samples, { recursive: true, force: true });
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await cleanUp();
   }
 }
 
@@ -102,19 +125,28 @@ async function readDemoManifest(dir: string): Promise<Map<string, string>> {
 }
 
 /**
- * Removes the files an earlier demo wrote into `dir` that still hold its bytes, so the folder holds
- * this run's outputs only (an earlier run with more images made more); a file of the user's, or
- * an output the user changed since, is left alone (the download stops at one under an output's name).
+ * The files an earlier demo wrote into `dir` that still hold its bytes (name -> path): this run
+ * replaces them all, so the folder holds its outputs only (an earlier run with more images made
+ * more). A file of the user's, or an output the user changed since, is not among them.
  */
-async function clearEarlierDemo(dir: string): Promise<void> {
+async function earlierDemoOutputs(dir: string): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
   for (const [name, sha256] of await readDemoManifest(dir)) {
     const file = path.join(dir, name);
-    if ((await sha256File(file).catch(() => undefined)) === sha256) await rm(file, { force: true });
+    if ((await sha256File(file).catch(() => undefined)) === sha256) found.set(name, file);
   }
+  return found;
 }
 
-/** The manifest after a run: its outputs. */
-async function writeDemoManifest(dir: string, outputs: readonly OutputInfo__Output[]): Promise<void> {
-  const entries = new Map(outputs.map((o) => [o.name, o.sha256]));
-  await writeFile(path.join(dir, MANIFEST), `${JSON.stringify({ outputs: Object.fromEntries(entries) }, null, 2)}\n`);
+/**
+ * The manifest after a run, finished or cut short: the outputs (name -> SHA-256 as announced) that
+ * are in `dir` with those bytes, i.e. that it downloaded. A folder it never made is left unmade.
+ */
+async function writeDemoManifest(dir: string, published: ReadonlyMap<string, string>): Promise<void> {
+  const entries: Record<string, string> = {};
+  for (const [name, sha256] of published) {
+    if ((await sha256File(path.join(dir, name)).catch(() => undefined)) === sha256) entries[name] = sha256;
+  }
+  if (Object.keys(entries).length === 0 && !(await lstat(path.join(dir, MANIFEST)).then(() => true, () => false))) return;
+  await writeFile(path.join(dir, MANIFEST), `${JSON.stringify({ outputs: entries }, null, 2)}\n`).catch(() => undefined);
 }

@@ -70,6 +70,10 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
     const problem = value ? hostPortProblem(value, { portZero: true }) : undefined;
     if (problem) throw new UsageError(`${setting(name(attr), value)}: ${problem}`);
   }
+  // One port for both would fail at the dashboard's listen as "in use by another program": it is the gRPC server's.
+  if (o.http && o.http !== 'off' && sameListenAddress(o.http, o.listen)) {
+    throw new UsageError(`${setting(name('http'), o.http)}: the gRPC server listens there (${setting(name('listen'), o.listen)}); give the dashboard a port of its own, or --http off`);
+  }
   // The Coordinator's own rules, checked here so that they are usage errors.
   try {
     assertSecureListen(o.listen, Boolean(o.tlsCert), Boolean(o.insecure));
@@ -87,6 +91,33 @@ export function checkWorkerSettings(o: WorkerCommandOptions, name: OptionNamer =
   atLeast(o, 'threads', 1, name);
   atLeast(o, 'prefetch', 0, name, ' (0 = none)');
   checkKeepalive(o, name);
+  workerLabels(o, name);
+  try {
+    coordinatorAddress(o.coordinator);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** The worker's labels (`--label k=v,k2=v2`, repeatable) as a map; a usage error naming the one that is no KEY=VALUE as it was given. */
+function workerLabels(o: WorkerCommandOptions, name: OptionNamer): Record<string, string> {
+  const pairs = (o.label ?? []).flatMap((l) => l.split(',')).filter(Boolean);
+  const bad = pairs.find((l) => !/^[^=\s]+=/.test(l));
+  if (bad !== undefined) throw new UsageError(`${setting(name('label'), bad)}: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)`);
+  return Object.fromEntries(pairs.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+}
+
+/** Whether two listen addresses take the same port on the same host (localhost is 127.0.0.1; port 0 is never the same). */
+function sameListenAddress(a: string, b: string): boolean {
+  const split = (x: string): [string, string] => {
+    const i = x.lastIndexOf(':');
+    const host = x.slice(0, i).replace(/^\[|\]$/g, '').toLowerCase();
+    return [host === 'localhost' ? '127.0.0.1' : host, x.slice(i + 1)];
+  };
+  const [ha, pa] = split(a);
+  const [hb, pb] = split(b);
+  const any = (h: string): boolean => h === '0.0.0.0' || h === '::' || h === '';
+  return pa === pb && pa !== '0' && (ha === hb || any(ha) || any(hb));
 }
 
 /**
@@ -174,10 +205,7 @@ export async function runWorker(o: WorkerCommandOptions, cmd?: Command): Promise
   const log = createLogger('worker', o.logLevel, o.logFormat).child({ worker: name });
   routeGrpcLogs(log);
   const { Worker } = await import('../../worker/worker.js');
-  const pairs = (o.label ?? []).flatMap((l) => l.split(',')).filter(Boolean);
-  const bad = pairs.find((l) => !/^[^=\s]+=/.test(l));
-  if (bad !== undefined) throw new UsageError(`--label ${bad}: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)`);
-  const labels = Object.fromEntries(pairs.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  const labels = workerLabels(o, optionName);
   const worker = new Worker({
     coordinator: coordinatorAddress(o.coordinator),
     ...(o.slots !== undefined ? { slots: o.slots } : {}),
