@@ -9,7 +9,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { finished } from 'node:stream/promises';
 import { status } from '../shared/grpc-status.js';
-import { TesseraError } from '../shared/errors.js';
+import { TesseraError, hasLocalTroubleCode } from '../shared/errors.js';
 import { closeWriteStream, threadedWriteStream } from '../shared/file-writer.js';
 import { newSha256, writeWithBackpressure } from '../shared/streams.js';
 
@@ -210,8 +210,10 @@ export class Spool {
     } catch (err) {
       await closeWriteStream(out);
       await rm(tmp, { force: true });
-      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
-        throw new TesseraError(status.RESOURCE_EXHAUSTED, `${opts.what}: the coordinator's disk is full`, { retryable: true, input: opts.input });
+      // The coordinator's own trouble (a full disk or quota, out of descriptors): retried, not the sender's.
+      if (hasLocalTroubleCode(err)) {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw new TesseraError(status.RESOURCE_EXHAUSTED, `${opts.what}: ${code === 'ENOSPC' ? "the coordinator's disk is full" : `the coordinator cannot store it (${code})`}`, { retryable: true, input: opts.input });
       }
       throw err;
     }

@@ -1,6 +1,6 @@
 /** WorkerService: registration, heartbeats and assignments on `Connect`; bulk bytes on side streams. */
 import { randomUUID } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
@@ -62,6 +62,11 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
   const uploadKey = (subtaskId: string, attempt: number): string => `${subtaskId}#${attempt}`;
   /** Attempts whose output upload the coordinator refused for want of disk: their failure is not the worker's. */
   const refusedForDisk = new Set<string>();
+  /**
+   * Attempts whose output the coordinator refused as over its limit: the output's fault, not to be
+   * run again (a gRPC error carries no "retryable", and the worker would report it as one).
+   */
+  const refusedForLimit = new Set<string>();
 
   function sessionOf(md: grpc.Metadata): WorkerSession {
     authorize(md);
@@ -79,8 +84,10 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
     const outputs: SpoolFile[] = [];
     let ok = r.ok;
     let error = r.ok ? undefined : { input: '', code: r.error_code || 'UNKNOWN', message: r.error_message || 'failed' };
-    let retryable = r.retryable;
+    let retryable = r.retryable && !(!r.ok && refusedForLimit.delete(key));
     let coordinatorFault = !r.ok && refusedForDisk.delete(key);
+    // What this attempt put in the spool (uploads, inline outputs written below): nobody's if it does not count.
+    const spooled = [...files.values()].map((f) => f.path);
     if (s && r.ok) {
       try {
         for (const o of r.outputs) {
@@ -93,6 +100,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
             if (o.sha256 && sha256(data) !== o.sha256) throw dataLoss(`output ${name} of subtask ${s.id}: checksum mismatch`);
             const file = jobs.subtaskOutputPath(s, r.attempt, name);
             await mkdir(path.dirname(file), { recursive: true });
+            spooled.push(file);
             await writeFile(file, data);
             jobs.outputBytesReceived += data.length;
             outputs.push({ name, path: file, size: data.length, sha256: o.sha256 || sha256(data) });
@@ -117,8 +125,11 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
         retryable = e.retryable;
       }
     }
-    // Files a refused or stale attempt wrote into a shared folder are nobody's: remove them now.
-    if (!s || !ok) await jobs.discardSharedOutputs(w, r.subtask_id, r.attempt, r.outputs).catch(() => undefined);
+    // Files a refused or stale attempt wrote into a shared folder, or sent, are nobody's: removed now.
+    if (!s || !ok) {
+      await jobs.discardSharedOutputs(w, r.subtask_id, r.attempt, r.outputs).catch(() => undefined);
+      await Promise.all(spooled.map((f) => rm(f, { force: true })));
+    }
     let result: unknown;
     try {
       result = r.result_json ? JSON.parse(r.result_json) : undefined;
@@ -272,9 +283,14 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       const s = jobs.leaseIsCurrent(h.subtask_id, h.attempt, w.id);
       if (!s) throw new TesseraError(status.FAILED_PRECONDITION, `subtask ${h.subtask_id} attempt ${h.attempt} is no longer leased to this worker`, { retryable: false });
       let trailer: string | undefined;
+      const leased = (): void => {
+        if (!jobs.leaseIsCurrent(h.subtask_id, h.attempt, w.id)) throw new TesseraError(status.FAILED_PRECONDITION, `subtask ${h.subtask_id} attempt ${h.attempt} is no longer leased to this worker`, { retryable: false });
+      };
       async function* chunks(): AsyncGenerator<Buffer> {
         for (;;) {
           const r = await iterator.next();
+          // A lease taken back while its output arrives (its worker lost, a timeout, a copy that won): not kept.
+          leased();
           if (r.done) return;
           if (r.value.msg === 'data' && r.value.data) yield r.value.data;
           else if (r.value.msg === 'sha256') trailer = r.value.sha256;
@@ -290,12 +306,17 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
         })
         .catch((err: unknown) => {
           // The coordinator's disk is full (retryable; an output over the limit is not).
-          if (err instanceof TesseraError && err.code === status.RESOURCE_EXHAUSTED && err.retryable) {
-            if (refusedForDisk.size > 10_000) refusedForDisk.clear();
-            refusedForDisk.add(uploadKey(s.id, h.attempt));
+          if (err instanceof TesseraError && err.code === status.RESOURCE_EXHAUSTED) {
+            const refused = err.retryable ? refusedForDisk : refusedForLimit;
+            if (refused.size > 10_000) refused.clear();
+            refused.add(uploadKey(s.id, h.attempt));
           }
           throw err;
         });
+      if (!jobs.leaseIsCurrent(h.subtask_id, h.attempt, w.id)) {
+        await rm(file, { force: true });
+        leased();
+      }
       // The worker states the size it read; a file that changed under it arrives cut or padded.
       if (Number(h.size) > 0 && Number(h.size) !== size) {
         throw new TesseraError(status.DATA_LOSS, `output ${name} of subtask ${s.id}: the header said ${h.size} bytes but ${size} arrived`);
