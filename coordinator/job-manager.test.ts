@@ -16,7 +16,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Channel } from '../shared/channel.js';
 import type { CoordinatorKind, SpoolFile, SubtaskPlan } from '../shared/job-kind.js';
-import { createLogger } from '../shared/logger.js';
 import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import type { OutputRef__Output } from '../shared/proto/generated/tessera/v1/OutputRef.js';
@@ -25,6 +24,7 @@ import { JobManager, retryBackoffMs } from './job-manager.js';
 import { watch } from './job-service.js';
 import { LiveHub } from './http/live.js';
 import { SharedRoots } from './shared-inputs.js';
+import { inProcessManager } from '../test/helpers/job-manager.js';
 import { coordinatorKinds } from './kinds/index.js';
 import { TERMINAL_JOB_STATES, jobProgress, type SubtaskRecord } from './model.js';
 import { Spool } from './spool.js';
@@ -87,30 +87,7 @@ function streamingKind(release: AsyncIterable<SubtaskPlan>, merged: string[][]):
 function setup(dataDir?: string, slots = 8, prefetch = 0, quarantineFailures = 0, sharedRoots?: SharedRoots, extra: { quarantineMs?: number; stallMs?: number } = {}) {
   const dir = dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'tessera-jm-'));
   if (!dataDir) dirs.push(dir);
-  const store = new JobStore(path.join(dir, 'jobs.db'));
-  const registry = new WorkerRegistry();
-  const manager = new JobManager(store, new Spool(path.join(dir, 'spool')), registry, createLogger('test', 'silent'), {
-    maxAttempts: 3,
-    subtaskTimeoutMs: 60_000,
-    retryBaseMs: 10,
-    quarantineFailures,
-    ...extra,
-    prefetchBelowMs: 1000,
-    ...(sharedRoots ? { sharedRoots } : {}),
-  });
-  const sent: CoordinatorMessage[] = [];
-  const worker = newWorkerSession({
-    id: 'w1',
-    name: 'worker-1',
-    instanceId: 'i1',
-    address: 'test',
-    slots,
-    prefetch,
-    capabilities: { kinds: ['passthrough'], encoders: [] } as unknown as WorkerSession['capabilities'],
-    call: { write: (m: CoordinatorMessage) => sent.push(m) } as unknown as WorkerSession['call'],
-  });
-  registry.add(worker);
-  const assigned = () => sent.flatMap((m) => (m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])));
+  const { store, registry, manager, worker, sent, assigned } = inProcessManager({ dataDir: dir, slots, prefetch, quarantineFailures, extra, ...(sharedRoots && { sharedRoots }) });
   const cancels = () => sent.flatMap((m) => (m.cancel ? [m.cancel] : []));
   const finish = (subtaskId: string, attempt: number, runMs?: number) =>
     manager.onResult(worker, { subtaskId, attempt, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined, ...(runMs !== undefined ? { runMs } : {}) });

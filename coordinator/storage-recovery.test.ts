@@ -20,19 +20,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CoordinatorKind, SpoolFile, SubtaskPlan } from '../shared/job-kind.js';
-import { createLogger } from '../shared/logger.js';
 import { foldedName } from '../shared/names.js';
-import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import { sharedOutputTemp } from '../shared/shared-output.js';
-import { JobManager } from './job-manager.js';
 import { listPage } from './job-list.js';
 import { coordinatorKinds } from './kinds/index.js';
 import { TERMINAL_JOB_STATES, type SubtaskRecord } from './model.js';
 import { SharedRoots } from './shared-inputs.js';
-import { Spool } from './spool.js';
-import { JobStore } from './store.js';
-import { WorkerRegistry, newWorkerSession, type WorkerSession } from './worker-registry.js';
+import { inProcessManager } from '../test/helpers/job-manager.js';
 
 /** Called right after each real move of an output into place (publishing). */
 const afterMove = vi.hoisted(() => ({ hook: undefined as undefined | ((dest: string) => void) }));
@@ -92,29 +87,7 @@ function tempDir(prefix: string): string {
 
 /** A coordinator's job manager on `dataDir` (a restart: the same dir again), with one worker of 8 slots. */
 function setup(dataDir: string, sharedRoots?: SharedRoots) {
-  const store = new JobStore(path.join(dataDir, 'jobs.db'));
-  const registry = new WorkerRegistry();
-  const manager = new JobManager(store, new Spool(path.join(dataDir, 'spool')), registry, createLogger('test', 'silent'), {
-    maxAttempts: 3,
-    subtaskTimeoutMs: 60_000,
-    retryBaseMs: 10,
-    quarantineFailures: 0,
-    prefetchBelowMs: 1000,
-    ...(sharedRoots ? { sharedRoots } : {}),
-  });
-  const sent: CoordinatorMessage[] = [];
-  const worker = newWorkerSession({
-    id: 'w1',
-    name: 'worker-1',
-    instanceId: 'i1',
-    address: 'test',
-    slots: 8,
-    prefetch: 0,
-    capabilities: { kinds: ['passthrough'], encoders: [] } as unknown as WorkerSession['capabilities'],
-    call: { write: (m: CoordinatorMessage) => sent.push(m) } as unknown as WorkerSession['call'],
-  });
-  registry.add(worker);
-  const assigned = () => sent.flatMap((m) => (m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])));
+  const { store, registry, manager, worker, assigned } = inProcessManager({ dataDir, ...(sharedRoots && { sharedRoots }) });
   const subtask = (id: string) => (manager as unknown as { subtasks: Map<string, SubtaskRecord> }).subtasks.get(id)!;
   /** The worker's result for an attempt, with `bytes` uploaded as output `name` (spooled where an upload goes). */
   const uploaded = (subtaskId: string, attempt: number, name: string, bytes: Buffer): SpoolFile => {

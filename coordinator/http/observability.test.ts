@@ -16,17 +16,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Channel } from '../../shared/channel.js';
 import type { CoordinatorKind, SubtaskPlan } from '../../shared/job-kind.js';
 import { createLogger } from '../../shared/logger.js';
-import type { CoordinatorMessage } from '../../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import { TesseraClient } from '../../client/client.js';
 import { Coordinator } from '../coordinator.js';
-import { JobManager } from '../job-manager.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { LiveHub } from './live.js';
 import { coordinatorKinds } from '../kinds/index.js';
-import { Spool } from '../spool.js';
-import { JobStore } from '../store.js';
-import { WorkerRegistry, newWorkerSession, type WorkerSession } from '../worker-registry.js';
+import { inProcessManager } from '../../test/helpers/job-manager.js';
 
 const log = createLogger('test', 'silent');
 const kinds = coordinatorKinds as Map<string, CoordinatorKind>;
@@ -43,28 +39,7 @@ const spec = (subtasks: number, maxAttempts = 0): JobSpec__Output =>
 function setup(slots = 8, prefetch = 0) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tessera-observability-'));
   dirs.push(dir);
-  const store = new JobStore(path.join(dir, 'jobs.db'));
-  const registry = new WorkerRegistry();
-  const manager = new JobManager(store, new Spool(path.join(dir, 'spool')), registry, log, {
-    maxAttempts: 3,
-    subtaskTimeoutMs: 60_000,
-    retryBaseMs: 10,
-    quarantineFailures: 0,
-    prefetchBelowMs: 1000,
-  });
-  const sent: CoordinatorMessage[] = [];
-  const worker = newWorkerSession({
-    id: 'w1',
-    name: 'worker-1',
-    instanceId: 'i1',
-    address: 'test',
-    slots,
-    prefetch,
-    capabilities: { kinds: ['passthrough'], encoders: [] } as unknown as WorkerSession['capabilities'],
-    call: { write: (m: CoordinatorMessage) => sent.push(m) } as unknown as WorkerSession['call'],
-  });
-  registry.add(worker);
-  const assigned = () => sent.flatMap((m) => (m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])));
+  const { manager, registry, worker, assigned, store } = inProcessManager({ dataDir: dir, slots, prefetch });
   const close = () => {
     manager.close();
     store.close();
