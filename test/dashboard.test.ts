@@ -5,12 +5,16 @@
  * and does all that over one event stream per selection (no polling). Screenshots land in
  * test-output/.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromiumAvailable, launchBrowser, type Browser } from './helpers/browser.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { TesseraClient } from '../client/client.js';
+import { Coordinator } from '../coordinator/coordinator.js';
+import { createLogger } from '../shared/logger.js';
 
 /** The few DOM shapes the page functions touch (this project compiles without the DOM lib). */
 interface Tile {
@@ -99,5 +103,26 @@ describe('dashboard', () => {
     // Live updates came over server-sent events: one stream before and one after selecting the job.
     expect(requests.filter((p) => p === '/events')).toHaveLength(2);
     expect(requests.filter((p) => p.startsWith('/api/'))).toHaveLength(0);
+  });
+
+  it('drops a job the coordinator no longer keeps (past its retention), its mosaic with it', async () => {
+    const { page } = browser;
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'tessera-dash-retention-'));
+    // Retention of 2 s; no workers: the job waits with its tiles pending until it is cancelled.
+    const coordinator = new Coordinator({ listen: '127.0.0.1:0', http: '127.0.0.1:0', dataDir, log: createLogger('test', 'silent', 'json'), retentionMs: 2000 });
+    const client = new TesseraClient({ address: await coordinator.start() });
+    try {
+      const job = await client.submit({ passthrough: { subtasks: 3 } }, []);
+      await page.goto(`http://${coordinator.httpAddress}/#${job.id}`);
+      await expect.poll(() => page.locator('#mosaic .tile').count(), { timeout: 10_000 }).toBe(3);
+      await client.cancel(job.id);
+      await page.locator(`#jobs tr[data-job="${job.id}"]`).waitFor({ state: 'detached', timeout: 15_000 });
+      // Before, the row went and the removed job's tiles stayed on the page until a reload.
+      await expect.poll(() => page.locator('#mosaic .tile').count(), { timeout: 5_000 }).toBe(0);
+    } finally {
+      client.close();
+      await coordinator.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });

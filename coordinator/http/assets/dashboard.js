@@ -47,7 +47,13 @@ function connect() {
   });
   // Jobs the coordinator no longer keeps (past their retention).
   es.addEventListener('removed', (e) => {
-    for (const id of JSON.parse(e.data).jobs) state.jobs.delete(id);
+    const gone = JSON.parse(e.data).jobs;
+    for (const id of gone) state.jobs.delete(id);
+    // The selected job went too: its mosaic with it (no more of its subtasks will come).
+    if (gone.includes(state.selected)) {
+      state.subtasks = new Map();
+      renderSubtasks();
+    }
     renderJobTable();
     renderJobMeta();
   });
