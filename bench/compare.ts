@@ -6,7 +6,7 @@
  * baseline says more about the host than about the code; the table shows both.
  */
 import { readFile } from 'node:fs/promises';
-import { fmt, isNamed, type BenchReport, type ScenarioOutcome } from './harness.js';
+import { fmt, fmtRatio, isNamed, type BenchReport, type ScenarioOutcome } from './harness.js';
 
 /** One row of a comparison: the outcome of that name in each run (undefined where the run lacks it). */
 export interface ComparedRow {
@@ -68,7 +68,7 @@ function ratioCell(o: ScenarioOutcome | undefined): string {
   if (!o) return '(not run)';
   if (!o.result) return 'ERROR';
   const met = o.targetMet === undefined ? '' : o.targetMet ? ' (met)' : ' (missed)';
-  return `${fmt(o.result.ratio)}${met}`;
+  return `${fmtRatio(o.result)}${met}`;
 }
 
 /** One line on what a run was: when, which code, what command, which machine. */

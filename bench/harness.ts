@@ -129,6 +129,18 @@ export function fmt(n: number): string {
   return Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 10 ? n.toFixed(1) : n.toFixed(2);
 }
 
+/**
+ * A ratio as the table shows it: {@link fmt}, or as many more digits as it takes for the figure
+ * shown to fall on the same side of the target as the ratio (0.8996 against >= 0.9 is "0.8996",
+ * not a "0.90" beside "NO").
+ */
+export function fmtRatio(r: Pick<BenchResult, 'ratio' | 'target'>): string {
+  const met = targetMet(r as BenchResult);
+  let shown = fmt(r.ratio);
+  for (let digits = 3; digits <= 8 && targetMet({ ...r, ratio: Number(shown) } as BenchResult) !== met; digits++) shown = r.ratio.toFixed(digits);
+  return shown;
+}
+
 /** A markdown table of every outcome (also readable on a terminal). */
 export function formatTable(report: BenchReport): string {
   const rows = [
@@ -139,7 +151,7 @@ export function formatTable(report: BenchReport): string {
       const side = (s: BenchResult['baseline']): string => `${s.label}: ${fmt(s.seconds)} s`;
       const met = o.targetMet === undefined ? '(smoke)' : o.targetMet ? 'yes' : 'NO';
       const checks = o.failedChecks.length === 0 ? 'ok' : `FAILED ${o.failedChecks.join(', ')}`;
-      return [o.name, side(r.baseline), side(r.tessera), fmt(r.ratio), `${r.target.better === 'lower' ? '<=' : '>='} ${r.target.value}`, met, checks];
+      return [o.name, side(r.baseline), side(r.tessera), fmtRatio(r), `${r.target.better === 'lower' ? '<=' : '>='} ${r.target.value}`, met, checks];
     }),
   ];
   const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;

@@ -5,7 +5,7 @@
  * `npm run bench -- --compare BEFORE.json [AFTER.json] [NAME...]` prints two runs side by side
  * (AFTER defaults to bench/results.json) and runs nothing.
  */
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { useBulkHeapGrowth } from '../shared/malloc.js';
@@ -45,8 +45,11 @@ async function main(argv: string[]): Promise<number> {
       while (compare.length < 2 && argv[i + 1]?.endsWith('.json')) compare.push(userPath(argv[++i]!));
       if (compare.length === 0) throw new UsageError('--compare needs the results file of an earlier run (BEFORE.json)');
     } else if (a === '--smoke') smoke = true;
-    else if (a === '--out') out = userPath(argv[++i] ?? '');
-    else if (a.startsWith('--out=')) out = userPath(a.slice(6));
+    else if (a === '--out' || a.startsWith('--out=')) {
+      const given = a === '--out' ? argv[++i] : a.slice(6);
+      if (!given || given.startsWith('-')) throw new UsageError('--out needs the path of the results file (e.g. --out results.json)');
+      out = userPath(given);
+    }
     else if (a === '--list') {
       for (const s of scenarios) console.log(`${s.name.padEnd(18)} ${s.description}`);
       return 0;
@@ -65,6 +68,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const selected = selectScenarios(scenarios, names);
+  // A folder there would be renamed away at the end, as a previous results file is.
+  if (await stat(out).then((st) => st.isDirectory(), () => false)) throw new UsageError(`--out ${out} is a folder: give the path of the results file in it (e.g. ${path.join(out, 'results.json')})`);
   // Before the run: a folder that cannot be made fails now, not after a quarter of an hour of measuring.
   await mkdir(path.dirname(out), { recursive: true });
   const report = await runScenarios(selected, { smoke, command: `npm run bench --${argv.length ? ' ' + argv.join(' ') : ''}` });

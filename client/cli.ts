@@ -57,6 +57,7 @@ program
   .description('run the coordinator')
   .option('--listen <host:port>', 'gRPC listen address (non-loopback needs TLS or --insecure)', '127.0.0.1:7700')
   .option('--http <host:port>', "dashboard and /metrics address ('off' for none)", '127.0.0.1:7780')
+  .option('--http-host <name...>', 'a host name the dashboard answers to besides localhost and IP addresses (a page elsewhere could point any other name at it: DNS rebinding)')
   .option('--data-dir <dir>', 'job store and spool', '.tessera')
   .option('--heartbeat-ms <ms>', 'worker heartbeat interval', int('--heartbeat-ms'), 1000)
   .option('--ttl-ms <ms>', 'a worker silent this long is lost', int('--ttl-ms'), 5000)

@@ -72,6 +72,8 @@ export interface CoordinatorOptions {
   shutdownGraceMs?: number;
   /** host:port of the dashboard and /metrics ('' or undefined: none). */
   http?: string;
+  /** Host names the dashboard answers to besides localhost and IP addresses (`--http-host`). */
+  httpHosts?: string[];
 }
 
 type Lifecycle = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -198,6 +200,7 @@ export class Coordinator {
     // once (its shared folder no longer shared) is counted as finished, as it is as resumed.
     this.observability = await startObservability({
       http: opts.http,
+      hosts: opts.httpHosts,
       manager: this.jobs,
       log,
       serving: () => this.state === 'running',

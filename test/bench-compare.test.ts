@@ -4,7 +4,7 @@
  * measures nothing), compared in-process and through the real command (`dist/bench/run.js`).
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -144,6 +144,12 @@ describe('bench --compare', () => {
       const unknown = await run('--fast');
       expect(unknown.code).toBe(2);
       expect(unknown.stderr).toContain('unknown option --fast');
+      // Before, a bare --out or a folder was taken, and after the whole run renamed away as "the run before".
+      const bareOut = await run('scale', '--out');
+      expect([bareOut.code, bareOut.stderr]).toEqual([2, expect.stringContaining('--out needs the path of the results file')]);
+      const folder = await run('scale', '--out', 'runs');
+      expect([folder.code, folder.stderr]).toEqual([2, expect.stringContaining(`--out ${path.join(dir, 'runs')} is a folder`)]);
+      expect((await stat(path.join(dir, 'runs'))).isDirectory()).toBe(true);
     });
 
     it('keeps the run before beside the new results, and says how to compare the two', async () => {

@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { formatTable, runScenarios, selectScenarios, type BenchReport } from '../bench/harness.js';
 import { scenarios } from '../bench/scenarios/index.js';
 import { maxPixelDiff } from '../bench/scenarios/tiles.js';
+import type { BenchResult } from '../bench/types.js';
 
 /** What every outcome of a smoke run must hold, whatever its scenario. */
 function expectWellFormed(report: BenchReport): void {
@@ -59,6 +60,22 @@ describe('bench harness (smoke)', () => {
     expect(report.outcomes.map((o) => o.name)).toEqual(['video', 'audio', 'tiles']);
     expectWellFormed(report);
   }, 240_000);
+
+  it('shows a ratio on the same side of its target as the met cell says (0.8996 against >= 0.9 is no "0.90 | NO")', async () => {
+    for (const [ratio, value, better, shown] of [
+      [0.8996, 0.9, 'higher', '0.8996'],
+      [0.9496, 0.95, 'higher', '0.9496'],
+      [9.996, 10, 'higher', '9.996'],
+      [1.1004, 1.1, 'lower', '1.1004'],
+      [0.913, 0.9, 'higher', '0.91'],
+    ] as const) {
+      const result: BenchResult = { scenario: 'row', inputs: 'made up', baseline: { label: 'base', seconds: 1 }, tessera: { label: 'cluster', seconds: 1 }, ratio, ratioMeaning: 'made up', target: { value, better } };
+      const report = await runScenarios([{ name: 'row', description: 'd', command: 'npm run bench -- row', run: async () => result }], { smoke: false, log: () => undefined });
+      const cells = formatTable(report).split('\n')[2]!.split('|').map((c) => c.trim());
+      // Before, each of the first four printed the target itself ("0.90", "10.0") beside "NO".
+      expect([cells[4], cells[6]], String(ratio)).toEqual([shown, (better === 'higher' ? ratio >= value : ratio <= value) ? 'yes' : 'NO']);
+    }
+  });
 
   it('selects scenarios by name or group prefix and rejects unknown names', () => {
     expect(selectScenarios(scenarios, ['transport']).map((s) => s.name)).toEqual(['transport']);

@@ -121,25 +121,28 @@ function getAs(address: string, host: string, p: string): Promise<{ status: numb
   });
 }
 
-describe('a dashboard on loopback', () => {
-  it('answers only requests addressed to a loopback name: another name pointed at 127.0.0.1 (DNS rebinding) is refused', async () => {
-    const open = new Coordinator({ listen: '127.0.0.1:0', http: '127.0.0.1:0', dataDir: path.join(dir, 'rebind'), log });
-    await open.start();
-    try {
-      const port = open.httpAddress.split(':').at(-1)!;
-      // No client tokens: all of it is open to whoever reaches it, so the name is what guards it.
-      for (const p of ['/api/jobs', '/api/workers', '/', '/events', '/metrics', '/healthz']) {
-        const r = await getAs(open.httpAddress, `evil.example:${port}`, p);
-        expect(r.status, p).toBe(403);
-        expect(r.body, p).toContain('answers only requests addressed to localhost, 127.0.0.1 or [::1], not to "evil.example"');
+describe('the dashboard and DNS rebinding', () => {
+  it('answers only requests addressed to localhost, an IP address or a name given: another name pointed at it is refused, on loopback and off it', async () => {
+    // Off loopback too (a container's 0.0.0.0, published on the host's 127.0.0.1): before, only a dashboard bound to loopback checked.
+    for (const http of ['127.0.0.1:0', '0.0.0.0:0']) {
+      const open = new Coordinator({ listen: '127.0.0.1:0', http, insecure: true, dataDir: path.join(dir, `rebind-${http.split(':')[0]}`), log, httpHosts: ['dash.example.org'] });
+      await open.start();
+      try {
+        const port = open.httpAddress.split(':').at(-1)!;
+        const address = `127.0.0.1:${port}`;
+        // No client tokens: all of it is open to whoever reaches it, so the name is what guards it.
+        for (const p of ['/api/jobs', '/api/workers', '/', '/events', '/metrics', '/healthz']) {
+          const r = await getAs(address, `evil.example:${port}`, p);
+          expect(r.status, `${http} ${p}`).toBe(403);
+          expect(r.body, p).toContain('answers only requests addressed to localhost, an IP address or a name given with --http-host, not to "evil.example"');
+        }
+        for (const host of ['EVIL.example.', '127.0.0.1.nip.io', 'localhost.evil.example']) expect((await getAs(address, host, '/api/jobs')).status, host).toBe(403);
+        for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'LOCALHOST', `localhost.:${port}`, `dash.localhost:${port}`, `[::1]:${port}`, '127.1.2.3', '10.1.2.3:7780', `DASH.example.org:${port}`, '']) {
+          expect((await getAs(address, host, '/api/jobs')).status, `${http} ${host}`).toBe(200);
+        }
+      } finally {
+        await open.close();
       }
-      expect((await getAs(open.httpAddress, 'EVIL.example.', '/api/jobs')).status).toBe(403);
-      expect((await getAs(open.httpAddress, '127.0.0.1.nip.io', '/api/jobs')).status).toBe(403);
-      for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'LOCALHOST', `localhost.:${port}`, `dash.localhost:${port}`, `[::1]:${port}`, '127.1.2.3', '']) {
-        expect((await getAs(open.httpAddress, host, '/api/jobs')).status, host).toBe(200);
-      }
-    } finally {
-      await open.close();
     }
   });
 });

@@ -19,6 +19,7 @@ const require = createRequire(import.meta.url);
 export interface CoordinatorCommandOptions extends KeepaliveFlags {
   listen: string;
   http?: string;
+  httpHost?: string[];
   dataDir: string;
   heartbeatMs: number;
   ttlMs: number;
@@ -154,7 +155,7 @@ export async function runCoordinator(o: CoordinatorCommandOptions, cmd?: Command
   routeGrpcLogs(log);
   for (const line of clientTlsVariablesIgnored(cmd)) log.warn(line);
   const { Coordinator } = await import('../../coordinator/coordinator.js');
-  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...(o.subtaskTimeoutMs !== undefined ? { subtaskTimeoutMs: o.subtaskTimeoutMs } : {}), ...(o.stallMs !== undefined ? { stallMs: o.stallMs } : {}), quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), localReads: o.localReads, ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), sharedRootAllowHardlinks: o.sharedRootAllowHardlinks === true, ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), keepalive: checkKeepalive(o, name), ...security });
+  const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), ...(o.httpHost ? { httpHosts: o.httpHost.flatMap((h) => h.split(',')).filter(Boolean) } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...(o.subtaskTimeoutMs !== undefined ? { subtaskTimeoutMs: o.subtaskTimeoutMs } : {}), ...(o.stallMs !== undefined ? { stallMs: o.stallMs } : {}), quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), localReads: o.localReads, ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), sharedRootAllowHardlinks: o.sharedRootAllowHardlinks === true, ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), keepalive: checkKeepalive(o, name), ...security });
   const address = await coordinator.start();
   // Plain lines on stdout so scripts (and the test harness) learn the bound ports; the address is
   // the first word after "listening on" (LocalCluster parses it), what protects it follows.

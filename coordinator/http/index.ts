@@ -18,10 +18,10 @@ export interface Observability {
 }
 
 /** `http`: host:port, or '' / 'off' for no HTTP server. */
-export async function startObservability(o: { http: string | undefined; manager: JobManager; log: Logger; serving: () => boolean; dashboardAccess?: ((token: string, peer: string) => DashboardAccess) | undefined }): Promise<Observability> {
+export async function startObservability(o: { http: string | undefined; hosts?: readonly string[] | undefined; manager: JobManager; log: Logger; serving: () => boolean; dashboardAccess?: ((token: string, peer: string) => DashboardAccess) | undefined }): Promise<Observability> {
   const subtaskLog = new SubtaskLogger(o.manager, o.log);
   const enabled = o.http !== undefined && o.http !== '' && o.http !== 'off';
-  const server = enabled ? new CoordinatorHttpServer({ listen: o.http!, manager: o.manager, log: o.log, serving: o.serving, ...(o.dashboardAccess ? { dashboardAccess: o.dashboardAccess } : {}) }) : undefined;
+  const server = enabled ? new CoordinatorHttpServer({ listen: o.http!, manager: o.manager, log: o.log, serving: o.serving, ...(o.hosts ? { hosts: o.hosts } : {}), ...(o.dashboardAccess ? { dashboardAccess: o.dashboardAccess } : {}) }) : undefined;
   try {
     await server?.start();
   } catch (err) {

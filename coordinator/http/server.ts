@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listenFailure } from '../../shared/config.js';
-import { isLoopbackHost, listenHost } from '../../shared/tls.js';
+import { isIP } from 'node:net';
 import type { Logger } from '../../shared/logger.js';
 import type { JobManager } from '../job-manager.js';
 import type { DashboardAccess } from '../auth.js';
@@ -31,6 +31,8 @@ export interface HttpServerOptions {
    * cookie the dashboard page sets; `/metrics` and `/healthz` stay open.
    */
   dashboardAccess?: (token: string, peer: string) => DashboardAccess;
+  /** Host names it answers to besides localhost and IP addresses (`--http-host`). */
+  hosts?: readonly string[];
 }
 
 /** How long the dashboard's cookie keeps an admin token. */
@@ -72,13 +74,14 @@ function requestHost(req: IncomingMessage): string {
 }
 
 /**
- * Whether a request to a dashboard bound to loopback was addressed to a loopback name. A web page
- * the user opens elsewhere can point its own host name at 127.0.0.1 (DNS rebinding) and then read
- * the dashboard as same-origin: its requests carry that name, so they are refused. Browsers resolve
- * `localhost` and `*.localhost` to loopback themselves, so those cannot be rebound.
+ * Whether a request was addressed to a name no one else can point at this dashboard. A web page the
+ * user opens elsewhere can point its own host name at 127.0.0.1, or at the machine's address (DNS
+ * rebinding), and then read the dashboard as same-origin: its requests carry that name, so they
+ * are refused. An IP address cannot be rebound, and browsers resolve `localhost` and `*.localhost`
+ * to loopback themselves; any other name must be one the operator gave (`--http-host`).
  */
-function loopbackName(host: string): boolean {
-  return host === '' || host.endsWith('.localhost') || isLoopbackHost(host);
+function unrebindable(host: string, allowed: readonly string[]): boolean {
+  return host === '' || host === 'localhost' || host.endsWith('.localhost') || isIP(host) !== 0 || allowed.includes(host);
 }
 
 /**
@@ -105,10 +108,12 @@ export class CoordinatorHttpServer {
   readonly live: LiveHub;
   private readonly server: http.Server;
   private readonly assets = assetsDir();
+  private readonly allowedHosts: readonly string[];
   /** The bound address, e.g. 127.0.0.1:7780. */
   address = '';
 
   constructor(private readonly opts: HttpServerOptions) {
+    this.allowedHosts = (opts.hosts ?? []).map((h) => h.trim().toLowerCase().replace(/\.$/, ''));
     this.metrics = new CoordinatorMetrics(opts.manager);
     this.live = new LiveHub(opts.manager);
     this.server = http.createServer((req, res) => {
@@ -152,13 +157,13 @@ export class CoordinatorHttpServer {
     if (!url) return text(res, 400, 'bad request: the request target is not a path\n');
     const { manager } = this.opts;
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n');
-    if (isLoopbackHost(listenHost(this.opts.listen)) && !loopbackName(requestHost(req))) {
+    if (!unrebindable(requestHost(req), this.allowedHosts)) {
       return text(
         res,
         403,
-        `this dashboard listens on loopback (${this.address}) and answers only requests addressed to localhost, 127.0.0.1 or [::1], ` +
+        `this dashboard answers only requests addressed to localhost, an IP address or a name given with --http-host, ` +
           `not to "${requestHost(req)}": a page elsewhere may have pointed that name at this machine. ` +
-          'A reverse proxy in front of it should pass the Host it connects to (nginx does unless told otherwise).\n',
+          'Give the name you reach it by with --http-host NAME; a reverse proxy in front of it may instead pass the address it connects to as the Host (nginx does unless told otherwise).\n',
       );
     }
     // What shows every client's jobs needs an admin token when clients need tokens.
