@@ -134,7 +134,9 @@ async function slotRound(cluster: LocalCluster, sim: Sim, workers: number, subta
   // The job's span on the slots: first assignment to last result.
   const start = Math.min(...busy.map((b) => b[0]));
   const end = Math.max(...busy.map((b) => b[1]));
-  const busyMs = busy.reduce((sum, [a, b]) => sum + (b - a), 0);
+  // Each subtask counts its WORK_MS, not the time its timer took to fire in a simulator holding 500
+  // sessions: that lag stretches the span too, and counted as work it would hide as many gaps.
+  const busyMs = busy.reduce((sum, [a, b]) => sum + Math.min(b - a, WORK_MS), 0);
   // Where the slot-time not used went: before every slot had started (the first assignments going
   // out), after the first slot ran out of work (the tail), or between subtasks.
   const starts = busy.map((b) => b[0]).sort((a, b) => a - b);
