@@ -113,7 +113,7 @@ async function runCluster(ctx: BenchContext, opts: { src: string; bytes: number;
     return {
       scenario: name,
       inputs: `one ${bytes / MiB} MiB incompressible file, passthrough kind (1 subtask); time = submit start to verified download; ${localReads ? 'the worker reads the spooled input and writes its output in place (on the coordinator\'s machine)' : 'the worker fetches the input and uploads the output over gRPC (--no-local-reads), as on another machine'}`,
-      baseline: { label: 'cat x 4 (same bytes, same disk passes)', seconds: (opts.baseSeconds * bytes) / opts.baseBytes, figures: { MiBps: round(baseRate, 1) } },
+      baseline: { label: `cat x 4 (the same bytes; ${localReads ? 'the cluster writes them twice, reading in place' : 'the same four disk passes'})`, seconds: (opts.baseSeconds * bytes) / opts.baseBytes, figures: { MiBps: round(baseRate, 1) } },
       tessera: {
         label: `cluster (coordinator + 2 workers x 1 slot), ${hops} gRPC hops`,
         seconds,
