@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TesseraClient } from '../client/client.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { createLogger } from '../shared/logger.js';
+import { TcpProxy } from './helpers/tcp-proxy.js';
 
 const log = createLogger('test', 'silent', 'json');
 const ADMIN = 'admin-token-aaaaaaaaaaaaaaaa';
@@ -80,9 +81,13 @@ describe('the dashboard with client tokens', () => {
 });
 
 describe('the dashboard page in a browser', () => {
-  it('asks for an admin token once, and keeps it where no script of the page can read it', async () => {
+  it('asks for an admin token once, keeps it where no script of the page can read it, and asks again once it is refused', async () => {
     const { launchBrowser } = await import('./helpers/browser.js');
     const browser = await launchBrowser();
+    // The page through a proxy whose connections the test can cut.
+    const [host, port] = [coordinator.httpAddress.slice(0, coordinator.httpAddress.lastIndexOf(':')), Number(coordinator.httpAddress.split(':').at(-1))];
+    const proxy = new TcpProxy({ host, port });
+    const via = await proxy.start();
     try {
       const asked: string[] = [];
       browser.page.on('dialog', (d) => {
@@ -91,7 +96,7 @@ describe('the dashboard page in a browser', () => {
         void d.accept(asked.length === 1 ? ALICE : ADMIN);
       });
       const events = browser.page.waitForResponse((r) => new URL(r.url()).pathname === '/events' && r.status() === 200, { timeout: 15_000 });
-      await browser.page.goto(`http://${coordinator.httpAddress}/`);
+      await browser.page.goto(`http://${via}/`);
       await events;
       expect(asked).toEqual([
         'This coordinator needs an admin client token to show its jobs:',
@@ -101,8 +106,18 @@ describe('the dashboard page in a browser', () => {
       const [cookie] = (await browser.context.cookies()).filter((c) => c.name === `tessera_token_${coordinator.httpAddress.split(':').at(-1)}`);
       expect(cookie).toMatchObject({ value: encodeURIComponent(ADMIN), httpOnly: true, sameSite: 'Strict' });
       expect(cookie!.expires).toBeGreaterThan(Date.now() / 1000 + 11 * 3600);
+      // The cookie gone (expired after its 12 hours), the stream cut: its reconnect is refused, and
+      // the page asks again and goes on. Before, an EventSource refused stopped for good.
+      await browser.context.clearCookies();
+      const again = browser.page.waitForResponse((r) => new URL(r.url()).pathname === '/events' && r.status() === 200, { timeout: 30_000 });
+      proxy.cut();
+      await again;
+      expect(asked).toHaveLength(3);
+      expect(asked[2]).toBe('This coordinator needs an admin client token to show its jobs:');
+      await browser.page.locator('#conn[data-state="live"]').waitFor({ timeout: 10_000 });
     } finally {
       await browser.close();
+      await proxy.stop();
     }
   }, 60_000);
 });

@@ -29,7 +29,17 @@ function connect() {
   const es = new EventSource(url);
   state.source = es;
   es.addEventListener('open', () => setConn('live', 'live'));
-  es.addEventListener('error', () => setConn('reconnecting', 'reconnecting…'));
+  es.addEventListener('error', () => {
+    setConn('reconnecting', 'reconnecting…');
+    // A refusal (401 once the token's cookie expired, a coordinator started again with other
+    // tokens) ends an EventSource for good, where a lost connection is retried: ask again, then
+    // connect again.
+    if (es.readyState === EventSource.CLOSED) {
+      setTimeout(() => {
+        if (state.source === es) ensureAccess().then(connect);
+      }, 2000);
+    }
+  });
   es.addEventListener('snapshot', (e) => {
     const d = JSON.parse(e.data);
     state.skew = d.now - Date.now();
