@@ -220,14 +220,19 @@ describe('ffmpeg dies with the process that started it', () => {
     const isolation = new ProcessorIsolation({ memoryLimitMb: 1024, processorsModule: processors, log: pino({ level: 'silent' }) });
     const ctx = (): ProcessContext<unknown> => ({ jobId: 'j', subtaskId: 's', attempt: 1, phase: 0, params: {}, spec: {} as JobSpec__Output, plan: null, inputs: [], workDir: dir, signal: new AbortController().signal, progress: () => undefined, threads: 1, log: pino({ level: 'silent' }) });
     try {
-      // Its child, healthy, goes back to the idle ones.
-      const first = (await isolation.run('pid', ctx())).result as number;
       // Killed (the OOM killer, an operator) in the same turn as the next assignment comes: the
-      // worker has not yet seen it exit. Before, the subtask failed as "processor crashed".
-      process.kill(first, 'SIGKILL');
-      const second = (await isolation.run('pid', ctx())).result as number;
-      expect(second).toBeGreaterThan(0);
-      expect(second).not.toBe(first);
+      // worker has not yet seen it exit. Before, the subtask failed as "processor crashed". Also
+      // once the kill has landed (its IPC pipe gone: the request fails as EPIPE) but the worker
+      // has still not seen it, its event loop busy meanwhile.
+      for (const busyMs of [0, 300]) {
+        // Its child, healthy, goes back to the idle ones.
+        const first = (await isolation.run('pid', ctx())).result as number;
+        process.kill(first, 'SIGKILL');
+        for (const until = Date.now() + busyMs; Date.now() < until; );
+        const second = (await isolation.run('pid', ctx())).result as number;
+        expect(second, `busy ${busyMs} ms`).toBeGreaterThan(0);
+        expect(second).not.toBe(first);
+      }
     } finally {
       isolation.close();
     }

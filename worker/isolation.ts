@@ -189,7 +189,8 @@ export class ProcessorIsolation {
       child.on('exit', onExit);
       ctx.signal.addEventListener('abort', onAbort, { once: true });
       child.send(request, (err) => {
-        if (err) finish(() => reject(new TesseraError(status.INTERNAL, `cannot start the processor: ${err.message}`, { retryable: true })));
+        // Not delivered (the child died and its channel is gone: EPIPE): it never took the subtask either.
+        if (err) finish(() => reject(Object.assign(new TesseraError(status.INTERNAL, `cannot start the processor: ${err.message}`, { retryable: true }), { beforeStart: true })));
       });
     });
   }
