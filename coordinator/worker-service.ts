@@ -280,16 +280,18 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       if (first.done || first.value.msg !== 'header' || !first.value.header) throw invalidArgument('the first UploadTaskOutput message must be the header');
       const h = first.value.header;
       const name = safeOutputName(h.name);
-      const s = jobs.leaseIsCurrent(h.subtask_id, h.attempt, w.id);
-      if (!s) throw new TesseraError(status.FAILED_PRECONDITION, `subtask ${h.subtask_id} attempt ${h.attempt} is no longer leased to this worker`, { retryable: false });
-      let trailer: string | undefined;
-      const leased = (): void => {
-        if (!jobs.leaseIsCurrent(h.subtask_id, h.attempt, w.id)) throw new TesseraError(status.FAILED_PRECONDITION, `subtask ${h.subtask_id} attempt ${h.attempt} is no longer leased to this worker`, { retryable: false });
+      // The lease, checked at the header, at every chunk and at the end: one taken back while its
+      // output arrives (its worker lost, a timeout, a copy that won) is not kept.
+      const leased = (): NonNullable<ReturnType<typeof jobs.leaseIsCurrent>> => {
+        const current = jobs.leaseIsCurrent(h.subtask_id, h.attempt, w.id);
+        if (!current) throw new TesseraError(status.FAILED_PRECONDITION, `subtask ${h.subtask_id} attempt ${h.attempt} is no longer leased to this worker`, { retryable: false });
+        return current;
       };
+      const s = leased();
+      let trailer: string | undefined;
       async function* chunks(): AsyncGenerator<Buffer> {
         for (;;) {
           const r = await iterator.next();
-          // A lease taken back while its output arrives (its worker lost, a timeout, a copy that won): not kept.
           leased();
           if (r.done) return;
           if (r.value.msg === 'data' && r.value.data) yield r.value.data;
@@ -313,9 +315,11 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
           }
           throw err;
         });
-      if (!jobs.leaseIsCurrent(h.subtask_id, h.attempt, w.id)) {
-        await rm(file, { force: true });
+      try {
         leased();
+      } catch (err) {
+        await rm(file, { force: true });
+        throw err;
       }
       // The worker states the size it read; a file that changed under it arrives cut or padded.
       if (Number(h.size) > 0 && Number(h.size) !== size) {

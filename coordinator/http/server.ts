@@ -157,12 +157,13 @@ export class CoordinatorHttpServer {
     if (!url) return text(res, 400, 'bad request: the request target is not a path\n');
     const { manager } = this.opts;
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n');
-    if (!unrebindable(requestHost(req), this.allowedHosts)) {
+    const host = requestHost(req);
+    if (!unrebindable(host, this.allowedHosts)) {
       return text(
         res,
         403,
         `this dashboard answers only requests addressed to localhost, an IP address or a name given with --http-host, ` +
-          `not to "${requestHost(req)}": a page elsewhere may have pointed that name at this machine. ` +
+          `not to "${host}": a page elsewhere may have pointed that name at this machine. ` +
           'Give the name you reach it by with --http-host NAME; a reverse proxy in front of it may instead pass the address it connects to as the Host (nginx does unless told otherwise).\n',
       );
     }
