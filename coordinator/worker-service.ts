@@ -293,10 +293,12 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
         for (;;) {
           const r = await iterator.next();
           leased();
-          if (r.done) return;
+          if (r.done) break;
           if (r.value.msg === 'data' && r.value.data) yield r.value.data;
           else if (r.value.msg === 'sha256') trailer = r.value.sha256;
         }
+        // Without its digest a cut-short upload would pass for whole (as SubmitJob's input_end).
+        if (!trailer) throw invalidArgument(`output ${name} of subtask ${h.subtask_id}: the upload ended without its sha256 trailer`);
       }
       const file = jobs.subtaskOutputPath(s, h.attempt, name);
       const { size, sha256: digest } = await spool
@@ -322,7 +324,8 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
         throw err;
       }
       // The worker states the size it read; a file that changed under it arrives cut or padded.
-      if (Number(h.size) > 0 && Number(h.size) !== size) {
+      if (Number(h.size) !== size) {
+        await rm(file, { force: true });
         throw new TesseraError(status.DATA_LOSS, `output ${name} of subtask ${s.id}: the header said ${h.size} bytes but ${size} arrived`);
       }
       // Uploads of leases that ended without their result (the worker was lost) wait for nothing.

@@ -152,7 +152,7 @@ describe('SubmitJob: the framing of an upload', () => {
   });
 });
 
-type Corruption = 'upload trailer' | 'result reference' | 'inline';
+type Corruption = 'upload trailer' | 'no trailer' | 'header size 0' | 'result reference' | 'inline';
 
 /**
  * A worker written by hand on a real Connect stream: on attempt 1 of each subtask it sends `a.bin`'s
@@ -177,14 +177,14 @@ function corruptingWorker(address: string, good: Buffer, how: Corruption, spoolJ
   const spoolAfterRefusal: string[][] = [];
   const failures: unknown[] = [];
 
-  const upload = (subtaskId: string, attempt: number, data: Buffer, trailer: string): Promise<grpc.ServiceError | null> =>
+  const upload = (subtaskId: string, attempt: number, data: Buffer, trailer: string | undefined, size = data.length): Promise<grpc.ServiceError | null> =>
     new Promise((resolve) => {
       const md = new grpc.Metadata();
       md.set('x-tessera-worker-id', workerId);
       const up = stub.UploadTaskOutput(md, (err) => resolve(err));
-      up.write({ header: { subtask_id: subtaskId, attempt, name: 'a.bin', size: String(data.length) } });
+      up.write({ header: { subtask_id: subtaskId, attempt, name: 'a.bin', size: String(size) } });
       for (let i = 0; i < data.length; i += 64 * 1024) up.write({ data: data.subarray(i, i + 64 * 1024) });
-      up.write({ sha256: trailer });
+      if (trailer !== undefined) up.write({ sha256: trailer });
       up.end();
     });
 
@@ -202,9 +202,15 @@ function corruptingWorker(address: string, good: Buffer, how: Corruption, spoolJ
           const err = await upload(a.subtask_id, a.attempt, good, sha(good));
           if (err) throw err;
           call.write({ result: { ...base, outputs: [ref] } });
-        } else if (how === 'upload trailer') {
-          // The trailer is the right bytes' checksum, the data are not those bytes.
-          const err = await upload(a.subtask_id, a.attempt, bad, sha(good));
+        } else if (how === 'upload trailer' || how === 'no trailer' || how === 'header size 0') {
+          // The trailer is the right bytes' checksum, the data are not those bytes; or the upload has
+          // no trailer to check them against; or its header states no size (and the trailer is the bad bytes').
+          const err =
+            how === 'upload trailer'
+              ? await upload(a.subtask_id, a.attempt, bad, sha(good))
+              : how === 'no trailer'
+                ? await upload(a.subtask_id, a.attempt, bad, undefined)
+                : await upload(a.subtask_id, a.attempt, bad, sha(bad), 0);
           uploadErrors.push({ code: err?.code ?? 0, details: err?.details ?? '' });
           spoolAfterRefusal.push((await filesUnder(spoolJobs)).filter((f) => f.includes('/st/')));
           // And it claims success anyway, naming the refused upload.
@@ -236,7 +242,7 @@ function corruptingWorker(address: string, good: Buffer, how: Corruption, spoolJ
 }
 
 describe("a worker's output whose bytes are not the checksum it reports", () => {
-  it.each<Corruption>(['upload trailer', 'result reference', 'inline'])('(%s) is refused, the subtask retried, and the job ends with the right bytes', async (how) => {
+  it.each<Corruption>(['upload trailer', 'no trailer', 'header size 0', 'result reference', 'inline'])('(%s) is refused, the subtask retried, and the job ends with the right bytes', async (how) => {
     const { dir, client, spoolJobs, address } = await startCoordinator({ retryBaseMs: 10 });
     const good = randomBytes(300_000);
     const input = path.join(dir, 'a.bin');
@@ -253,9 +259,14 @@ describe("a worker's output whose bytes are not the checksum it reports", () => 
     // The bad attempt was not taken: the one subtask needed a second attempt, and got no third.
     expect(w.attempts).toEqual([1, 2]);
     expect(done.subtasks.map((s) => s.attempt)).toEqual([2]);
-    if (how === 'upload trailer') {
+    if (how === 'upload trailer' || how === 'no trailer' || how === 'header size 0') {
       // UploadTaskOutput itself refused the bytes, and kept none of them (no file, no temp file).
-      expect(w.uploadErrors).toEqual([{ code: grpc.status.DATA_LOSS, details: expect.stringMatching(/output a\.bin of subtask .*: checksum mismatch/) }]);
+      const refusal = {
+        'upload trailer': [grpc.status.DATA_LOSS, /output a\.bin of subtask .*: checksum mismatch/],
+        'no trailer': [grpc.status.INVALID_ARGUMENT, /output a\.bin of subtask .*: the upload ended without its sha256 trailer/],
+        'header size 0': [grpc.status.DATA_LOSS, /output a\.bin of subtask .*: the header said 0 bytes but 300000 arrived/],
+      }[how] as [number, RegExp];
+      expect(w.uploadErrors).toEqual([{ code: refusal[0], details: expect.stringMatching(refusal[1]) }]);
       expect(w.spoolAfterRefusal).toEqual([[]]);
       expect(messages.some((m) => /a\.bin .*was announced but never uploaded/.test(m)), messages.join('\n')).toBe(true);
     } else {
