@@ -14,7 +14,7 @@ import { audioParamsFromSpec, type AudioJobParams } from '../../shared/kinds/aud
 import { analyzePiece } from '../../shared/media/audio-analyze.js';
 import { stageAChain } from '../../shared/media/audio-filters.js';
 import { finishFile, type FileReport } from '../../shared/media/audio-finish.js';
-import { fadeSamples, type AudioSubtaskPlan, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
+import { fadeSamples, waveformSpp, type AudioSubtaskPlan, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
 import { checkNotTruncated } from '../../shared/media/audio-probe.js';
 import { renderStageA } from '../../shared/media/audio-render.js';
 import { readWavInfo } from '../../shared/media/audio-wav.js';
@@ -117,7 +117,9 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
         info = await readWavInfo(stageA, f.input);
       }
       step(0.3);
-      const stats = await analyzePiece(stageA, { preRoll: 0, body: info.frames, layout: f.weightLayout, waveformSpp: f.waveformSpp, signal: ctx.signal });
+      // The waveform's bin size too: a file of unknown length would get 100 bins a second, past the ~20,000 bins.
+      const spp = f.waveformSpp !== undefined && info.frames !== f.totalFrames ? waveformSpp(f.outRate, info.frames) : f.waveformSpp;
+      const stats = await analyzePiece(stageA, { preRoll: 0, body: info.frames, layout: f.weightLayout, waveformSpp: spp, signal: ctx.signal });
       const done = await finishFile({
         params: ctx.params,
         file: f,
