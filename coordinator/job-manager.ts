@@ -432,12 +432,12 @@ export class JobManager {
     ]);
   }
 
-  /** The kept job `owner` submitted with `requestId` (see JobSpec.request_id), if any; not one still receiving its inputs. */
   /** Resolves once `job` is on disk; rejects as its submission failed when it could not be written. */
   whenCommitted(job: JobRecord): Promise<void> {
     return this.committing.get(job.id) ?? Promise.resolve();
   }
 
+  /** The kept job `owner` submitted with `requestId` (see JobSpec.request_id), if any; not one still receiving its inputs. */
   findByRequest(owner: string, requestId: string): JobRecord | undefined {
     const job = this.byRequest.get(requestKey(owner, requestId));
     return job?.receiving ? undefined : job;
