@@ -134,10 +134,26 @@ describe('image header checks', () => {
     expect(await checkInput('image', gif, limits, undefined, undefined, validateImageParams({ width: 400, format: 'png' }))).toBeUndefined();
   });
 
-  it('a broken image fails as its own input, by name', async () => {
+  it("a broken image fails as its own input, by name (not by the coordinator's path to it)", async () => {
     const photo = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#369' } }).jpeg().toBuffer();
-    const verdict = await checkInput('image', await spoolFile('cut.jpg', photo.subarray(0, 40)), resolveLimits());
+    const file = await spoolFile('cut.jpg', photo.subarray(0, 40));
+    const verdict = await checkInput('image', file, resolveLimits());
     expect(verdict).toMatchObject({ input: 'cut.jpg', code: 'INVALID_ARGUMENT', message: expect.stringContaining('cut.jpg: not a decodable image') });
+    expect(verdict!.message).not.toContain(path.dirname(file.path));
+  });
+
+  it('an animated GIF cut short (which libvips decodes without a word, frames missing) is refused at submission', async () => {
+    const raw = Buffer.alloc(40 * 30 * 10 * 3);
+    for (let i = 0; i < raw.length; i++) raw[i] = (i * 2654435761) >>> 24;
+    const gif = await sharp(raw, { raw: { width: 40, height: 30 * 10, channels: 3, pageHeight: 30 } }).gif().toBuffer();
+    expect(await checkInput('image', await spoolFile('whole.gif', gif), resolveLimits())).toBeUndefined();
+    // Zero padding after the trailer is no cut.
+    expect(await checkInput('image', await spoolFile('padded.gif', Buffer.concat([gif, Buffer.alloc(100)])), resolveLimits())).toBeUndefined();
+    expect(await checkInput('image', await spoolFile('cut.gif', gif.subarray(0, gif.length >> 1)), resolveLimits())).toEqual({
+      input: 'cut.gif',
+      code: 'INVALID_ARGUMENT',
+      message: 'cut.gif: a GIF cut short (it does not end with its trailer): a copy or upload that stopped early?',
+    });
   });
 });
 

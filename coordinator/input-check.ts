@@ -13,7 +13,7 @@ import type { ImageParams } from '../shared/kinds/image-params.js';
 import type { AudioJobParams } from '../shared/kinds/audio-params.js';
 import { copyAudioRefusal, type VideoContainer, type VideoJobParams } from '../shared/kinds/video-params.js';
 import { describeLimit, limitFlag, type Limits } from '../shared/limits.js';
-import { ANIMATED_FORMATS, animationRefusal, cropProblem, outputFormat } from '../shared/media/image-pipeline.js';
+import { animationRefusal, cropProblem, gifTruncation, keepsFrames, outputFormat } from '../shared/media/image-pipeline.js';
 import { SNIFF_BYTES, refusalFor, sniffBuffer, type SniffedFormat } from '../shared/media/sniff.js';
 import { HandOff } from './hand-off.js';
 import { oversizeOutput } from './kinds/image-tiles.js';
@@ -199,8 +199,11 @@ async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, 
   try {
     meta ??= await sharp(file.path, options).metadata();
   } catch (err) {
-    return fail('INVALID_ARGUMENT', `not a decodable image (${String((err as Error).message ?? err).slice(0, 200)})`);
+    // libvips names the file by the coordinator's path to it: by its name instead.
+    return fail('INVALID_ARGUMENT', `not a decodable image (${String((err as Error).message ?? err).split(file.path).join(file.name).slice(0, 200)})`);
   }
+  const truncated = meta.format === 'gif' ? await gifTruncation(file.path).catch(() => undefined) : undefined;
+  if (truncated) return fail('INVALID_ARGUMENT', truncated);
   // The planner sizes its work from this rather than read the header again.
   file.dims = { width: meta.width ?? 0, height: meta.height ?? 0, orientation: meta.orientation ?? 1 };
   const width = meta.width ?? 0;
@@ -216,7 +219,7 @@ async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, 
   const badCrop = params && cropProblem(params, meta);
   if (badCrop) return fail('INVALID_ARGUMENT', badCrop);
   // An animation keeps its frames in a format that holds them: the result has as many.
-  const kept = params && ANIMATED_FORMATS.has(outputFormat(params, meta.format)) ? frames : 1;
+  const kept = params && keepsFrames(meta.format, outputFormat(params, meta.format)) ? frames : 1;
   const refusal = params && kept > 1 ? animationRefusal(params, meta.orientation ?? 1) : undefined;
   if (refusal) return fail('INVALID_ARGUMENT', refusal);
   const oversize = params && oversizeOutput(file.dims, params, limits.maxPixels, limitFlag('maxPixels'), kept);

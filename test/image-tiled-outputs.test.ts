@@ -47,13 +47,14 @@ describe('the tiled path keeps the source resolution as the batch path does', ()
     ['jpeg output with keep_metadata, --tile 64', 'jpeg', { tile_size: 64, format: 'jpeg', keep_metadata: true }, {}],
     ['jpeg output with keep_metadata, strips from the source', 'jpeg', { format: 'jpeg', keep_metadata: true }, FROM_SOURCE],
     ['png output, strips from the decoded intermediate', 'png', { format: 'png', sharpen: true }, { stripRead: 'intermediate' as const }],
+    ['tiff output, --tile 64', 'png', { tile_size: 64, format: 'tiff' }, {}],
   ] as const)('%s', async (_label, srcFormat, p, config) => {
     const src = await dpiSource(`dpi-${run}.${srcFormat === 'png' ? 'png' : 'jpg'}`, srcFormat);
     const params = imageParams(p);
     const d = next();
     const tiled = await runTiledInProcess(src, params, d, { slots: 2, config });
     const batch = path.join(d, `batch.${params.format}`);
-    await applyEncoding(applyPipeline(sharp(src), params), params, params.format || 'png').toFile(batch);
+    await applyEncoding(applyPipeline(sharp(src), params), params, params.format || 'png', { density: (await sharp(src).metadata()).density }).toFile(batch);
     const [t, b] = [await sharp(tiled.output).metadata(), await sharp(batch).metadata()];
     expect(b.density).toBe(300);
     expect(t.density).toBe(b.density);

@@ -3,10 +3,12 @@
 /**
  * A one-line description of a sharp error on an input: "not a decodable image (...)" for
  * unrecognised, truncated or corrupt files, whatever the loader (VipsJpeg, pngload, webpload...),
- * else libvips' first line.
+ * else libvips' first line. `file`: the input's path here, said as its name.
  */
-export function describeSharpError(err: unknown): string {
-  const msg = (err as Error)?.message ?? String(err);
+export function describeSharpError(err: unknown, file?: { path: string; name: string }): string {
+  let msg = (err as Error)?.message ?? String(err);
+  // libvips names the file by the worker's path to it, a folder of the worker's own: the input's name instead.
+  if (file && file.path) msg = msg.split(file.path).join(file.name);
   const first = msg.split('\n')[0] ?? msg;
   if (/unsupported image format|Input file contains unsupported|Input buffer contains unsupported/i.test(msg)) return 'not a decodable image (unsupported or unrecognised format)';
   if (/extract_area|bad extract area/i.test(msg)) return 'the crop reaches outside the image';

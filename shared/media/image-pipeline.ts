@@ -1,5 +1,5 @@
 /** The sharp pipeline of the `image` kind, shared by the batch path and the tiled path. */
-import { rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import sharp, { type OutputInfo, type Sharp } from 'sharp';
 import { envInt } from '../config.js';
@@ -9,6 +9,25 @@ import { intermediateSpace, splitForTiles, type SourceSamples } from './tile-pip
 /** Largest input accepted, in pixels (width x height x pages), checked from the header before decoding. */
 export function maxInputPixels(): number {
   return envInt('TESSERA_MAX_INPUT_PIXELS', 1_000_000_000);
+}
+
+/**
+ * Why a GIF is cut short, or undefined: it must end with its trailer (0x3B; zero padding after it
+ * is tolerated). libvips decodes a cut animation without a word, its last frames missing or
+ * garbled; a cut still GIF it refuses.
+ */
+export async function gifTruncation(file: string): Promise<string | undefined> {
+  const fh = await open(file, 'r');
+  try {
+    const { size } = await fh.stat();
+    const tail = Buffer.alloc(Math.min(size, 4096));
+    await fh.read(tail, 0, tail.length, size - tail.length);
+    let end = tail.length;
+    while (end > 0 && tail[end - 1] === 0) end--;
+    return end > 0 && tail[end - 1] === 0x3b ? undefined : 'a GIF cut short (it does not end with its trailer): a copy or upload that stopped early?';
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Opens an input with explicit limits (never sharp's implicit default). */
@@ -115,6 +134,15 @@ export type OutputFormat = ImageFormat | 'gif';
 export const ANIMATED_FORMATS: ReadonlySet<OutputFormat> = new Set<OutputFormat>(['webp', 'gif']);
 
 /**
+ * Whether an input of several frames (pages) keeps them all in `output`: an animation in a format
+ * that holds one, and a multi-page TIFF (scanned pages) kept as TIFF too; else its first frame is
+ * the image.
+ */
+export function keepsFrames(inputFormat: string | undefined, output: OutputFormat): boolean {
+  return ANIMATED_FORMATS.has(output) || (output === 'tiff' && inputFormat === 'tiff');
+}
+
+/**
  * Why the frames of an animation (sharp's pages, stacked top to bottom) cannot go through `p`
  * frame by frame, or undefined when they can. sharp runs each step on the whole stack: resize,
  * crop, flop, greyscale and colour work per frame; a rotation other than 180 degrees is refused by
@@ -130,7 +158,7 @@ export function animationRefusal(p: ImageParams, orientation: number): string | 
     p.autoOrient && orientation !== 1 ? `auto-orientation (EXIF orientation ${orientation})` : '',
   ].filter(Boolean);
   if (steps.length === 0) return undefined;
-  return `an animated image keeps its frames only through resize, crop, flop, greyscale and colour steps, not ${steps.join(', ')}; ask for a still format (jpeg, png) to process its first frame`;
+  return `an animated or multi-page image keeps its frames only through resize, crop, flop, greyscale and colour steps, not ${steps.join(', ')}; ask for a still format (jpeg, png) to process its first frame`;
 }
 
 /**
@@ -157,9 +185,35 @@ export function outputFormat(p: ImageParams, inputFormat: string | undefined): O
 
 export const FORMAT_EXTENSION: Record<OutputFormat, string> = { jpeg: 'jpg', png: 'png', webp: 'webp', avif: 'avif', tiff: 'tif', gif: 'gif' };
 
+/**
+ * sharp's TIFF writer sets its own resolution (1 px/mm, 25.4 dpi) unless given one: the source's
+ * `density` (dots per inch, sharp's metadata) in its terms, pixels per millimetre.
+ */
+export function tiffResolution(density: number | undefined): { xres?: number; yres?: number } {
+  return density && density > 0 ? { xres: density / 25.4, yres: density / 25.4 } : {};
+}
+
+/** What {@link applyEncoding} needs to know of the source beyond its pixels. */
+export interface EncodingSource {
+  /** Dots per inch (sharp's metadata), which TIFF must be told. */
+  density?: number | undefined;
+  /** A one-band (grey) image with an embedded ICC profile. */
+  greyWithProfile?: boolean | undefined;
+}
+
+/** Formats that write a one-band image as one band, and so can carry a grey ICC profile. */
+const GREY_FORMATS: ReadonlySet<OutputFormat> = new Set<OutputFormat>(['jpeg', 'png', 'tiff']);
+
 /** Encoder settings; metadata is stripped unless asked to keep it. */
-export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat): Sharp {
-  if (p.keepMetadata) img = img.keepMetadata();
+export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, source: EncodingSource = {}): Sharp {
+  const density = source.density;
+  if (p.keepMetadata) {
+    img = img.keepMetadata();
+    // sharp writes sRGB, to which a grey profile cannot be attached: it was dropped, the samples
+    // left unconverted (the image much darker or lighter). Kept one band where the format holds it;
+    // else converted through the profile and tagged sRGB.
+    if (source.greyWithProfile) img = GREY_FORMATS.has(format) ? img.toColourspace('b-w') : img.withIccProfile('srgb');
+  }
   const quality = p.quality || undefined;
   switch (format) {
     case 'jpeg':
@@ -171,7 +225,7 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat):
     case 'avif':
       return img.avif({ quality, effort: 2 });
     case 'tiff':
-      return img.tiff({ quality, compression: 'lzw' });
+      return img.tiff({ quality, compression: 'lzw', ...tiffResolution(density) });
     case 'gif':
       return img.gif();
   }
@@ -180,10 +234,12 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat):
 /** What {@link renderImage} needs besides the params. */
 export interface RenderOptions {
   format: OutputFormat;
-  /** Keep every frame of an animated input (the format must hold them: {@link ANIMATED_FORMATS}). */
+  /** Keep every frame of an animated or multi-page input (the format must hold them: {@link keepsFrames}). */
   animated: boolean;
   /** The source's samples (sharp metadata), for the geometry pass's intermediate. */
   samples: SourceSamples;
+  /** The source's resolution and profile (sharp's metadata), kept in the output. */
+  source?: EncodingSource;
   /** Scratch folder for the geometry pass's intermediate. */
   workDir: string;
   signal: AbortSignal;
@@ -199,7 +255,7 @@ export interface RenderOptions {
  */
 export async function renderImage(file: string, p: ImageParams, dest: string, o: RenderOptions): Promise<OutputInfo> {
   const source = openImage(file, o.animated ? { animated: true } : {});
-  if (!needsGeometryPass(p)) return written(applyEncoding(applyPipeline(source, p), p, o.format), dest, o.signal);
+  if (!needsGeometryPass(p)) return written(applyEncoding(applyPipeline(source, p), p, o.format, o.source), dest, o.signal);
   const split = splitForTiles(p);
   const intermediate = path.join(o.workDir, `.geometry-${path.basename(dest)}.v`);
   try {
@@ -211,7 +267,7 @@ export async function renderImage(file: string, p: ImageParams, dest: string, o:
     await written(first, intermediate, o.signal);
     o.signal.throwIfAborted();
     // Random access: the turn reads the intermediate's columns.
-    return await written(applyEncoding(applyPipeline(openImage(intermediate, { sequentialRead: false }), split.tile), p, o.format), dest, o.signal);
+    return await written(applyEncoding(applyPipeline(openImage(intermediate, { sequentialRead: false }), split.tile), p, o.format, o.source), dest, o.signal);
   } finally {
     await rm(intermediate, { force: true });
   }

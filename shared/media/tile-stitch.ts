@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import type { Sharp } from 'sharp';
 import { invalidArgument } from '../errors.js';
 import { PYRAMID_TILE_FORMATS } from '../kinds/image-params.js';
-import { FORMAT_EXTENSION, type OutputFormat } from './image-pipeline.js';
+import { FORMAT_EXTENSION, tiffResolution, type OutputFormat } from './image-pipeline.js';
 import type { Rect } from './tiling.js';
 import type { TiledOutput } from './tile-pipeline.js';
 
@@ -90,6 +90,7 @@ export function encodeTiled(
   height: number,
   channels: number,
   iiif?: { id: string; name: string },
+  density?: number,
 ): Sharp {
   if (output !== 'image' && format !== tileFormatFor(format, output, false)) {
     // sharp's tile() takes jpeg, png and webp only; the planner chose one (tileFormatFor).
@@ -121,6 +122,7 @@ export function encodeTiled(
         tileWidth: 256,
         tileHeight: 256,
         bigtiff: width * height * channels > 3.5 * 2 ** 30,
+        ...tiffResolution(density),
       });
       break;
   }
@@ -194,7 +196,9 @@ export async function stitchTiles(opts: {
   if (opts.channels === 1) img = img.removeAlpha();
   // Kept, the profile is attached as it is and the pixels are not converted.
   if (opts.metadata) img = img.keepMetadata();
-  img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels, { id: opts.iiifId ?? '', name: path.basename(opts.outPath, '.zip') });
+  // TIFF is told the resolution the tiles carry (the source's), or sharp writes its own 25.4 dpi.
+  const density = opts.format === 'tiff' && opts.output === 'image' ? (await sharp(paths[0]!).metadata()).density : undefined;
+  img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels, { id: opts.iiifId ?? '', name: path.basename(opts.outPath, '.zip') }, density);
   const info = await img.toFile(opts.outPath);
   return { width: info.width, height: info.height };
 }

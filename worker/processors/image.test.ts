@@ -157,7 +157,7 @@ describe('image processor animations', () => {
     const work = await mkdtemp(path.join(dir, 'anim-refused-'));
     const turned = await run({ 'anim.webp': webp }, work, { width: 60, rotate: 90 });
     expect(turned.itemErrors).toEqual([
-      { input: 'anim.webp', code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^anim\.webp: an animated image keeps its frames only through .* not rotate; ask for a still format/) },
+      { input: 'anim.webp', code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^anim\.webp: an animated or multi-page image keeps its frames only through .* not rotate; ask for a still format/) },
     ]);
     // A still format takes the first frame, as documented.
     const still = await run({ 'anim.webp': webp }, work, { width: 60, rotate: 90, format: 'png' });

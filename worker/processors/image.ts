@@ -7,7 +7,7 @@ import { validateImageParams, type ImageParams } from '../../shared/kinds/image-
 import { describeSharpError } from '../../shared/media/image-errors.js';
 import { isTilePlan } from '../../shared/media/tile-plan.js';
 import { processTile } from './image-tile.js';
-import { ANIMATED_FORMATS, FORMAT_EXTENSION, animationRefusal, cropProblem, maxInputPixels, openImage, outputFormat, outputPixels, renderImage } from '../../shared/media/image-pipeline.js';
+import { FORMAT_EXTENSION, animationRefusal, cropProblem, gifTruncation, keepsFrames, maxInputPixels, openImage, outputFormat, outputPixels, renderImage } from '../../shared/media/image-pipeline.js';
 
 interface BatchPlan {
   type: 'batch';
@@ -52,7 +52,7 @@ export const imageProcessor: WorkerProcessor<ImageParams> = {
           throw new TesseraError(status.UNAVAILABLE, `${item.input}: this worker could not write the result (${cause}): this worker's trouble, not the image's`, { retryable: true });
         }
         if (err instanceof TesseraError) itemErrors.push({ input: item.input, code: err.codeName, message: `${item.input}: ${err.message}` });
-        else itemErrors.push({ input: item.input, code: 'INVALID_ARGUMENT', message: `${item.input}: ${describeSharpError(err)}` });
+        else itemErrors.push({ input: item.input, code: 'INVALID_ARGUMENT', message: `${item.input}: ${describeSharpError(err, { path: input.path, name: item.input })}` });
       }
       ctx.progress((k + 1) / plan.items.length, item.input);
     }
@@ -62,11 +62,14 @@ export const imageProcessor: WorkerProcessor<ImageParams> = {
 };
 
 async function processOne(file: string, outputName: string, p: ImageParams, workDir: string, signal: AbortSignal) {
-  const meta = await openImage(file).metadata();
+  // The header only, with no limit: the pixel limit is applied below, and named.
+  const meta = await openImage(file, { limitInputPixels: false }).metadata();
+  const truncated = meta.format === 'gif' ? await gifTruncation(file) : undefined;
+  if (truncated) throw invalidArgument(truncated);
   const frames = meta.pages ?? 1;
   const format = outputFormat(p, meta.format);
   // An animation keeps its frames in a format that holds them (its first frame only in the others).
-  const animated = frames > 1 && ANIMATED_FORMATS.has(format);
+  const animated = frames > 1 && keepsFrames(meta.format, format);
   // What is decoded: every frame of an animation kept as one, else the first.
   const decoded = (meta.width ?? 0) * (meta.height ?? 0) * (animated ? frames : 1);
   if (decoded > maxInputPixels()) {
@@ -85,7 +88,20 @@ async function processOne(file: string, outputName: string, p: ImageParams, work
   }
   const name = outputName.endsWith(`.${FORMAT_EXTENSION[format]}`) ? outputName : `${outputName}.${FORMAT_EXTENSION[format]}`;
   const dest = path.join(workDir, name);
-  const info = await renderImage(file, p, dest, { format, animated, samples: meta, workDir, signal });
+  const info = await renderImage(file, p, dest, {
+    format,
+    animated,
+    samples: meta,
+    source: { density: meta.density, greyWithProfile: meta.channels !== undefined && meta.channels <= 2 && Boolean(meta.hasProfile) },
+    workDir,
+    signal,
+  }).catch((err: unknown) => {
+    // libvips keeps pages as one stack of frames of one size.
+    if (animated && /page \d+ differs from page/.test(String((err as Error)?.message))) {
+      throw invalidArgument(`its ${frames} pages are not all one size, and its pages are kept only when they are; ask for another format (jpeg, png) for its first page`);
+    }
+    throw err;
+  });
   // An animation's height is one frame's (sharp reports the frames' stack).
   return { name, path: dest, width: info.width, height: info.pageHeight ?? info.height, format: info.format, size: info.size };
 }

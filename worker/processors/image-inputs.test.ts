@@ -1,0 +1,256 @@
+/**
+ * The image batch path (worker/processors/image.ts, shared/media/image-pipeline.ts) on inputs the
+ * README makes promises about: multi-page TIFFs, cut-short animations, the source's resolution and
+ * a grey image's own profile kept, the worker's pixel limit named, the worker's paths kept out of
+ * messages.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
+import type { ProcessContext } from '../../shared/job-kind.js';
+import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
+import { imageProcessor } from './image.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-image-inputs-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Runs one batch subtask over `files` (name -> bytes), as image.test.ts does. */
+async function run(files: Record<string, Buffer>, params: Record<string, unknown>): Promise<ReturnType<typeof imageProcessor.process>> {
+  const inputDir = await mkdtemp(path.join(dir, 'in-'));
+  const workDir = await mkdtemp(path.join(dir, 'work-'));
+  const inputs = await Promise.all(
+    Object.entries(files).map(async ([name, bytes]) => {
+      const file = path.join(inputDir, name);
+      await writeFile(file, bytes);
+      return { name, path: file, size: bytes.length };
+    }),
+  );
+  const ctx: ProcessContext<ImageParams> = {
+    jobId: 'job',
+    subtaskId: 'st',
+    attempt: 1,
+    phase: 0,
+    params: validateImageParams(params),
+    spec: {} as ProcessContext<ImageParams>['spec'],
+    plan: { type: 'batch', items: inputs.map((i) => ({ input: i.name, output: path.parse(i.name).name })) },
+    inputs,
+    workDir,
+    signal: new AbortController().signal,
+    progress: () => undefined,
+    threads: 1,
+    log: pino({ level: 'silent' }),
+  };
+  return imageProcessor.process(ctx);
+}
+
+/** A noisy RGB image (every decoding error shows). */
+function noise(width: number, height: number): sharp.Sharp {
+  const raw = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < raw.length; i++) raw[i] = (i * 7919 + (i >> 5) * 31) & 255;
+  return sharp(raw, { raw: { width, height, channels: 3 } });
+}
+
+/** A baseline TIFF of uncompressed 8-bit RGB pages of any sizes, one strip each (libvips writes pages of one size only). */
+function multiPageTiff(pages: { width: number; height: number; rgb: [number, number, number] }[]): Buffer {
+  const header = Buffer.alloc(8);
+  header.write('II', 0, 'latin1');
+  header.writeUInt16LE(42, 2);
+  const parts: Buffer[] = [header];
+  const ifds: Buffer[] = [];
+  const ifdAt: number[] = [];
+  let offset = header.length;
+  for (const p of pages) {
+    const data = Buffer.alloc(p.width * p.height * 3);
+    for (let i = 0; i < data.length; i += 3) data.set(p.rgb, i);
+    const dataAt = offset;
+    const bps = Buffer.alloc(6);
+    for (let b = 0; b < 3; b++) bps.writeUInt16LE(8, b * 2);
+    const bpsAt = dataAt + data.length;
+    offset = bpsAt + bps.length;
+    // Tag, type (3 SHORT, 4 LONG), count, value or offset.
+    const entries: [number, number, number, number][] = [
+      [256, 4, 1, p.width], [257, 4, 1, p.height], [258, 3, 3, bpsAt], [259, 3, 1, 1], [262, 3, 1, 2],
+      [273, 4, 1, dataAt], [277, 3, 1, 3], [278, 4, 1, p.height], [279, 4, 1, data.length], [284, 3, 1, 1],
+    ];
+    const ifd = Buffer.alloc(2 + entries.length * 12 + 4);
+    ifd.writeUInt16LE(entries.length, 0);
+    entries.forEach(([tag, type, count, value], i) => {
+      const at = 2 + i * 12;
+      ifd.writeUInt16LE(tag, at);
+      ifd.writeUInt16LE(type, at + 2);
+      ifd.writeUInt32LE(count, at + 4);
+      if (type === 3 && count === 1) ifd.writeUInt16LE(value, at + 8);
+      else ifd.writeUInt32LE(value, at + 8);
+    });
+    ifdAt.push(offset);
+    offset += ifd.length;
+    ifds.push(ifd);
+    parts.push(data, bps, ifd);
+  }
+  header.writeUInt32LE(ifdAt[0]!, 4);
+  ifds.forEach((ifd, i) => ifd.writeUInt32LE(ifdAt[i + 1] ?? 0, ifd.length - 4));
+  return Buffer.concat(parts);
+}
+
+/** A minimal ICC v2 greyscale display profile with a pure gamma curve (kTRC). */
+function greyIcc(gamma: number): Buffer {
+  const s15 = (v: number): Buffer => {
+    const b = Buffer.alloc(4);
+    b.writeInt32BE(Math.round(v * 65536));
+    return b;
+  };
+  const pad4 = (b: Buffer): Buffer => Buffer.concat([b, Buffer.alloc((4 - (b.length % 4)) % 4)]);
+  const descText = Buffer.from('Grey test\0', 'latin1');
+  const descHead = Buffer.alloc(12);
+  descHead.write('desc', 0);
+  descHead.writeUInt32BE(descText.length, 8);
+  const desc = pad4(Buffer.concat([descHead, descText, Buffer.alloc(4 + 4 + 2 + 1 + 67)]));
+  const wtpt = Buffer.concat([Buffer.from('XYZ \0\0\0\0', 'latin1'), s15(0.9642), s15(1.0), s15(0.8249)]);
+  const ktrc = Buffer.alloc(16);
+  ktrc.write('curv', 0);
+  ktrc.writeUInt32BE(1, 8);
+  ktrc.writeUInt16BE(Math.round(gamma * 256), 12);
+  const cprt = pad4(Buffer.from('text\0\0\0\0none\0', 'latin1'));
+  const tags: [string, Buffer][] = [['desc', desc], ['wtpt', wtpt], ['kTRC', ktrc], ['cprt', cprt]];
+  const table = Buffer.alloc(4 + tags.length * 12);
+  table.writeUInt32BE(tags.length, 0);
+  let offset = 128 + table.length;
+  tags.forEach(([sig, data], i) => {
+    table.write(sig, 4 + i * 12, 'latin1');
+    table.writeUInt32BE(offset, 8 + i * 12);
+    table.writeUInt32BE(data.length, 12 + i * 12);
+    offset += data.length;
+  });
+  const head = Buffer.alloc(128);
+  head.writeUInt32BE(offset, 0);
+  head.writeUInt32BE(0x02100000, 8);
+  head.write('mntr', 12);
+  head.write('GRAY', 16);
+  head.write('XYZ ', 20);
+  head.writeUInt16BE(2020, 24);
+  head.writeUInt16BE(1, 26);
+  head.writeUInt16BE(1, 28);
+  head.write('acsp', 36);
+  s15(0.9642).copy(head, 68);
+  s15(1.0).copy(head, 72);
+  s15(0.8249).copy(head, 76);
+  return Buffer.concat([head, table, ...tags.map(([, d]) => d)]);
+}
+
+/** `jpeg` with `icc` embedded as one APP2 ICC_PROFILE segment. */
+function withIcc(jpeg: Buffer, icc: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from('ICC_PROFILE\0', 'latin1'), Buffer.from([1, 1]), icc]);
+  const marker = Buffer.from([0xff, 0xe2, 0, 0]);
+  marker.writeUInt16BE(body.length + 2, 2);
+  return Buffer.concat([jpeg.subarray(0, 2), marker, body, jpeg.subarray(2)]);
+}
+
+describe('the image batch path on inputs at the edges', () => {
+  let anim: Buffer;
+  beforeAll(async () => {
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=120x90:rate=10:duration=0.5', '-loop', '0', path.join(dir, 'anim.gif')]);
+    anim = await readFile(path.join(dir, 'anim.gif'));
+  });
+
+  it('a multi-page TIFF kept as TIFF keeps its pages (not silently cut to its first); one whose pages differ in size is refused, named', async () => {
+    const tif = await sharp(anim, { animated: true }).tiff({ compression: 'lzw' }).toBuffer();
+    expect((await sharp(tif).metadata()).pages).toBe(5);
+    for (const params of [{ width: 60 }, { width: 60, format: 'tiff' }]) {
+      const r = await run({ 'scan.tif': tif }, params);
+      expect(r.itemErrors).toEqual([]);
+      const out = await sharp(r.outputs[0]!.path).metadata();
+      expect([out.pages, out.width, out.height], JSON.stringify(params)).toEqual([5, 60, 45]);
+      // The pages are those of one direct sharp call on all of them.
+      const want = await sharp(tif, { animated: true }).resize({ width: 60 }).raw().toBuffer();
+      const got = await sharp(r.outputs[0]!.path, { pages: -1 }).raw().toBuffer();
+      expect(got.equals(want)).toBe(true);
+    }
+    // In a still format, its first page (as an animation's first frame).
+    const jpeg = await run({ 'scan.tif': tif }, { width: 60, format: 'jpeg' });
+    expect((await sharp(jpeg.outputs[0]!.path).metadata()).pages).toBeUndefined();
+    const mixed = multiPageTiff([
+      { width: 40, height: 30, rgb: [255, 0, 0] },
+      { width: 20, height: 50, rgb: [0, 255, 0] },
+    ]);
+    const refused = await run({ 'mixed.tif': mixed, 'scan.tif': tif }, { width: 20 });
+    expect(refused.outputs.map((o) => o.name)).toEqual(['scan.tif']);
+    expect(refused.itemErrors).toEqual([
+      { input: 'mixed.tif', code: 'INVALID_ARGUMENT', message: 'mixed.tif: its 2 pages are not all one size, and its pages are kept only when they are; ask for another format (jpeg, png) for its first page' },
+    ]);
+  });
+
+  it('a truncated animated GIF is refused as a truncated still GIF is, not written with frames lost or garbled', async () => {
+    const still = await noise(200, 150).gif().toBuffer();
+    const cut = (b: Buffer, f: number): Buffer => b.subarray(0, Math.floor(b.length * f));
+    const r = await run({ 'still.gif': cut(still, 0.99), 'half.gif': cut(anim, 0.5), 'most.gif': cut(anim, 0.99), 'ok.gif': anim }, { width: 60 });
+    expect(r.outputs.map((o) => o.name)).toEqual(['ok.gif']);
+    expect(r.itemErrors!.map((e) => [e.input, e.code])).toEqual([
+      ['still.gif', 'INVALID_ARGUMENT'],
+      ['half.gif', 'INVALID_ARGUMENT'],
+      ['most.gif', 'INVALID_ARGUMENT'],
+    ]);
+  });
+
+  it('a TIFF output keeps the source resolution (README: "TIFF and EXIF resolution ... as the batch path does")', async () => {
+    const src = await noise(64, 32).withMetadata({ density: 300 }).tiff().toBuffer();
+    expect((await sharp(src).metadata()).density).toBe(300);
+    for (const params of [{ format: 'png' }, { format: 'tiff' }, { format: 'tiff', keep_metadata: true }]) {
+      const r = await run({ 'print.tif': src }, params);
+      expect(r.itemErrors).toEqual([]);
+      expect((await sharp(r.outputs[0]!.path).metadata()).density, JSON.stringify(params)).toBe(300);
+    }
+  });
+
+  it('keep_metadata on a greyscale JPEG with its own ICC profile keeps the profile, or converts the samples: its tones stay', async () => {
+    // A linear (gamma 1.0) grey ramp: shown right, sample 120 is about sRGB 183.
+    const raw = Buffer.alloc(64 * 32);
+    for (let i = 0; i < raw.length; i++) raw[i] = (i % 64) * 4;
+    const plain = await sharp(raw, { raw: { width: 64, height: 32, channels: 1 } }).toColourspace('b-w').jpeg({ quality: 100 }).toBuffer();
+    const src = withIcc(plain, greyIcc(1.0));
+    const meta = await sharp(src).metadata();
+    expect([meta.space, meta.hasProfile]).toEqual(['b-w', true]);
+    // What the source looks like in sRGB (sharp applies the embedded profile).
+    const shown = async (b: Buffer | string): Promise<number> => (await sharp(b).png().toBuffer().then((png) => sharp(png).raw().toBuffer()))[30 * 3]!;
+    const expected = await shown(src);
+    expect(expected).toBeGreaterThan(170);
+    for (const format of ['jpeg', 'png']) {
+      const r = await run({ 'grey.jpg': src }, { format, keep_metadata: true });
+      expect(r.itemErrors).toEqual([]);
+      const out = r.outputs[0]!.path;
+      const m = await sharp(out).metadata();
+      expect(Math.abs((await shown(out)) - expected), `${format}: profile ${m.hasProfile ? 'kept' : 'dropped'}, sample shown as ${await shown(out)}`).toBeLessThan(6);
+    }
+  });
+
+  it('a still image over TESSERA_MAX_INPUT_PIXELS fails as RESOURCE_EXHAUSTED naming the limit (as an animation does), not INVALID_ARGUMENT', async () => {
+    const png = await sharp({ create: { width: 400, height: 300, channels: 3, background: '#357' } }).png().toBuffer();
+    const saved = process.env['TESSERA_MAX_INPUT_PIXELS'];
+    process.env['TESSERA_MAX_INPUT_PIXELS'] = '100000';
+    try {
+      const r = await run({ 'big.png': png }, { width: 60, format: 'jpeg' });
+      expect(r.itemErrors).toEqual([
+        { input: 'big.png', code: 'RESOURCE_EXHAUSTED', message: 'big.png: image of 400x300 pixels is over the limit of 100000 pixels (TESSERA_MAX_INPUT_PIXELS)' },
+      ]);
+    } finally {
+      if (saved === undefined) delete process.env['TESSERA_MAX_INPUT_PIXELS'];
+      else process.env['TESSERA_MAX_INPUT_PIXELS'] = saved;
+    }
+  });
+
+  it("an item error names the input, never the worker's own path to it", async () => {
+    const tif = await noise(300, 200).tiff().toBuffer();
+    const avif = await noise(300, 200).avif().toBuffer();
+    const r = await run({ 'cut.tif': tif.subarray(0, Math.floor(tif.length * 0.99)), 'cut.avif': avif.subarray(0, avif.length >> 1) }, { width: 60, format: 'jpeg' });
+    expect(r.itemErrors!.map((e) => e.input)).toEqual(['cut.tif', 'cut.avif']);
+    for (const e of r.itemErrors!) expect(e.message).not.toContain(dir);
+  });
+});
