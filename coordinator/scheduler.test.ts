@@ -89,6 +89,32 @@ describe('Scheduler', () => {
     expect([...first, ...second]).toEqual(['a', 'b', 'c', 'a', 'b', 'c']);
   });
 
+  it('serves a job whose turn it is after another job ran out of pending work', () => {
+    const s = new Scheduler();
+    for (const [i, id] of ['a', 'b', 'c'].entries()) s.addJob(id, 'image', 0, i);
+    s.enqueue([...Array.from({ length: 5 }, (_, i) => subtask('a', i)), subtask('b', 0), ...Array.from({ length: 5 }, (_, i) => subtask('c', i))]);
+    // One slot frees at a time: a, b (its last pending subtask), then it is c's turn.
+    const served = Array.from({ length: 3 }, () => s.dispatch([worker('w', 1)], Date.now(), canRun)[0]!.subtask.jobId);
+    expect(served).toEqual(['a', 'b', 'c']);
+  });
+
+  it('does not starve a job while another one gets one subtask at a time (its inputs still arriving)', () => {
+    const s = new Scheduler();
+    for (const [i, id] of ['a', 'b', 'c'].entries()) s.addJob(id, 'image', 0, i);
+    s.enqueue([...Array.from({ length: 50 }, (_, i) => subtask('a', i)), ...Array.from({ length: 50 }, (_, i) => subtask('c', i))]);
+    // b's subtasks are planned one by one as its upload goes on: one more arrives after each slot
+    // that a took, while b has none pending.
+    const served: string[] = [];
+    let next = 0;
+    s.enqueue([subtask('b', next++)]);
+    for (let pass = 0; pass < 20; pass++) {
+      if (served.at(-1) === 'a' && s.pendingCount('b') === 0) s.enqueue([subtask('b', next++)]);
+      served.push(s.dispatch([worker('w', 1)], Date.now(), canRun)[0]!.subtask.jobId);
+    }
+    // c has pending work at every pass, a and b at most: c must get about a third of the 20 slots.
+    expect(served.filter((j) => j === 'c').length, served.join('')).toBeGreaterThanOrEqual(5);
+  });
+
   it('fills free slots everywhere before queueing ahead, and queues ahead only for the jobs allowed to', () => {
     const s = new Scheduler();
     s.addJob('short', 'image', 0, 1);

@@ -38,8 +38,13 @@ export interface Assignment {
 
 export class Scheduler {
   private readonly queues = new Map<string, JobQueue>();
-  /** Round-robin cursor per priority tier. */
-  private readonly cursor = new Map<number, number>();
+  /**
+   * Round-robin place per priority tier: the job served last (its sort key). Not an index: the
+   * jobs with pending work change between passes (one runs out, one gets more as its inputs
+   * arrive), and an index would then point at another job than the one whose turn it is. (Kept
+   * after its job is gone: only its key is read.)
+   */
+  private readonly cursor = new Map<number, JobQueue>();
   /**
    * Subtasks enqueued with a retry backoff (`notBefore` in the future). Kept apart so that
    * `nextRetryAt`, asked after every dispatch, looks at the few retries, not every pending subtask.
@@ -161,13 +166,16 @@ export class Scheduler {
     const tiers = [...new Set(queues.map((q) => q.priority))].sort((a, b) => b - a);
     for (const priority of tiers) {
       if (credit.total === 0) break;
-      const jobs = queues.filter((q) => q.priority === priority).sort((a, b) => a.createdAt - b.createdAt);
+      const jobs = queues.filter((q) => q.priority === priority).sort(byAge);
       // Round robin: one subtask per job in turn, resuming after the job served last time; stop
       // when credit runs out or a whole round picks nothing (all held back or not runnable).
-      let pos = (this.cursor.get(priority) ?? 0) % jobs.length;
+      const last = this.cursor.get(priority);
+      let pos = last ? jobs.findIndex((q) => byAge(q, last) > 0) : 0;
+      if (pos < 0) pos = 0;
       let misses = 0;
       while (credit.total > 0 && misses < jobs.length) {
-        const picked = this.pickFrom(jobs[pos]!, credit, now, canRun);
+        const q = jobs[pos]!;
+        const picked = this.pickFrom(q, credit, now, canRun);
         pos = (pos + 1) % jobs.length;
         if (!picked) {
           misses++;
@@ -176,8 +184,8 @@ export class Scheduler {
         misses = 0;
         out.push(picked);
         credit.take(picked.worker);
+        this.cursor.set(priority, q);
       }
-      this.cursor.set(priority, pos);
     }
   }
 
@@ -201,6 +209,11 @@ export class Scheduler {
     }
     return undefined;
   }
+}
+
+/** Oldest job first; jobs made in the same millisecond by id, so that the order is total. */
+function byAge(a: { createdAt: number; jobId: string }, b: { createdAt: number; jobId: string }): number {
+  return a.createdAt - b.createdAt || (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0);
 }
 
 /**
