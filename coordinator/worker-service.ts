@@ -195,6 +195,15 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
               call,
             });
             registry.add(session);
+            // The same process on a new stream: it saw its old one break (before this side did) and
+            // stopped what it ran there. That session is dead: released now, not given more work
+            // until its TTL runs out.
+            for (const old of registry.all()) {
+              if (old === session || !session.instanceId || old.instanceId !== session.instanceId || old.state === 'lost') continue;
+              const stale = old.call;
+              jobs.onWorkerLost(old, 'it registered again on a new stream');
+              stale?.end();
+            }
             const reply: CoordinatorMessage = { registered: { worker_id: session.id, heartbeat_ms: opts.heartbeatMs, ttl_ms: opts.ttlMs } };
             call.write(reply);
             log.info({ worker: session.name, slots, prefetch, kinds: [...session.kinds], address: peer }, 'worker registered');

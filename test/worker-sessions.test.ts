@@ -19,6 +19,7 @@ import { loadTesseraProto } from '../shared/proto.js';
 import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { WorkerMessage } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
 import { Worker } from '../worker/worker.js';
+import { byHandWorker } from './helpers/raw-grpc.js';
 
 const log = createLogger('test', 'silent', 'json');
 const cleanups: (() => Promise<void>)[] = [];
@@ -95,6 +96,34 @@ function handWorker(address: string, name: string, kinds: string[], answer: (a: 
     },
   };
 }
+
+describe('a worker back on a new stream before its old session is found lost', () => {
+  it('has its old session released at once (its work given out again) and given nothing more', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-again-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    // A TTL far beyond the test: only the registration can tell that the old session is dead.
+    const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log, http: '', ttlMs: 120_000 });
+    const address = await coordinator.start();
+    cleanups.push(() => coordinator.close());
+    const client = new TesseraClient({ address });
+    cleanups.push(async () => client.close());
+    const as = { name: 'w', instanceId: 'w-process-1', slots: 2 };
+    const before = byHandWorker(address, undefined, as);
+    cleanups.push(async () => before.stop());
+    await expect.poll(async () => (await client.listWorkers()).length, { timeout: 10_000, interval: 20 }).toBe(1);
+    const job = await client.submit({ max_attempts: 3, passthrough: { subtasks: 2, work_ms: 60_000 } }, []);
+    await expect.poll(() => before.seen.length, { timeout: 10_000, interval: 20 }).toBe(2);
+    // Its stream broke on its side (the coordinator has not noticed): the same process registers again.
+    const after = byHandWorker(address, undefined, as);
+    cleanups.push(async () => after.stop());
+    // Both subtasks go to the new session, as second attempts; the old stream is ended.
+    await expect.poll(() => after.seen.map((a) => a.attempt), { timeout: 10_000, interval: 20 }).toEqual([2, 2]);
+    await before.ended;
+    const workers = await client.listWorkers();
+    expect(workers.map((w) => w.state).sort()).toEqual(['active', 'lost']);
+    expect(before.seen.map((a) => a.job_id)).toEqual([job.id, job.id]);
+  });
+});
 
 describe('a quarantined worker', () => {
   const QUARANTINE_MS = 1000;

@@ -55,25 +55,36 @@ export function rawDownload(address: string, jobId: string, name: string): Promi
 export interface ByHandWorker {
   /** The assignments it was given, in order. */
   seen: Assignment__Output[];
+  /** Resolves when the coordinator ends its stream (or the stream fails). */
+  ended: Promise<void>;
   stop(): void;
 }
 
-export function byHandWorker(address: string, answer: (a: Assignment__Output) => Promise<SubtaskResult>): ByHandWorker {
+/** `answer` undefined: the assignments are kept, never answered. `as`: its registration (defaults: one slot, name `by-hand`). */
+export function byHandWorker(
+  address: string,
+  answer: ((a: Assignment__Output) => Promise<SubtaskResult>) | undefined,
+  as: { name?: string; instanceId?: string; slots?: number } = {},
+): ByHandWorker {
   const { proto } = loadTesseraProto();
   const stub = new proto.tessera.v1.WorkerService(address, grpc.credentials.createInsecure());
   const call = stub.Connect(new grpc.Metadata());
   const seen: Assignment__Output[] = [];
   const heartbeat = setInterval(() => call.write({ heartbeat: { slots_used: 0, load: 0, rss_bytes: '0', running: [] } }), 500);
-  call.on('error', () => undefined);
+  const ended = new Promise<void>((resolve) => {
+    call.on('end', resolve);
+    call.on('error', () => resolve());
+  });
   call.on('data', (msg: CoordinatorMessage__Output) => {
     for (const a of msg.assign ? [msg.assign] : (msg.assign_batch?.assignments ?? [])) {
       seen.push(a);
-      void answer(a).then((result) => call.write({ result }));
+      if (answer) void answer(a).then((result) => call.write({ result }));
     }
   });
-  call.write({ register: { name: 'by-hand', slots: 1, instance_id: 'by-hand-1', capabilities: { kinds: ['passthrough'] } } });
+  call.write({ register: { name: as.name ?? 'by-hand', slots: as.slots ?? 1, instance_id: as.instanceId ?? 'by-hand-1', capabilities: { kinds: ['passthrough'] } } });
   return {
     seen,
+    ended,
     stop: () => {
       clearInterval(heartbeat);
       call.cancel();
