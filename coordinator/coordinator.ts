@@ -231,6 +231,7 @@ export class Coordinator {
       // Nor to progress reports: after a stall of its own every attempt would look stalled at once.
       // The next sweep, after the sockets were read, looks.
       if (!paused) jobs.speculate();
+      jobs.explainWaiting();
     }, sweepMs);
     this.sweepTimer.unref();
     // Finished jobs past their retention: checked at start and then a few times per period.

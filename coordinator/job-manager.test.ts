@@ -628,6 +628,49 @@ describe('the stall rule', () => {
   });
 });
 
+describe('work no connected worker can run', () => {
+  it('is said in the job (what is missing), and said again when a worker that can run it connects', async () => {
+    // As the video kind plans an av1 job on workers without an AV1 encoder: its segments require one.
+    kinds.set('passthrough', {
+      ...original,
+      plan: async () => ({ subtasks: [{ ...plan('segment 1'), requires: { encoders: ['libsvtav1'] } }] }),
+      merge: async () => ({ outputs: [] }),
+    });
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'tessera-cannot-'));
+    dirs.push(dir);
+    const { manager, registry, store, assigned } = inProcessManager({ dataDir: dir, slots: 4 });
+    const job = manager.newJob(spec, 'anonymous');
+    await manager.accept(job);
+    await expect.poll(() => job.message).toBe('phase 0: 1 subtask(s)');
+    manager.explainWaiting(Date.now());
+    expect(assigned()).toEqual([]);
+    const waiting = 'waiting for a worker that can run it: none of the 1 connected worker(s) has the encoder libsvtav1 (its ffmpeg lacks it)';
+    expect(job.message).toBe(waiting);
+    // Said once, not at every look.
+    manager.explainWaiting(Date.now() + 1500);
+    expect(manager.eventsAfter(job.id, 0).filter((e) => e.message === waiting)).toHaveLength(1);
+    // A worker with the encoder connects: the work goes to it, and the job's message is its own again.
+    const sent: CoordinatorMessage[] = [];
+    const able = newWorkerSession({
+      id: 'w2',
+      name: 'worker-2',
+      instanceId: 'i2',
+      address: 'test',
+      slots: 1,
+      capabilities: { kinds: ['passthrough'], encoders: ['libsvtav1'] } as unknown as WorkerSession['capabilities'],
+      call: { write: (m: CoordinatorMessage) => sent.push(m) } as unknown as WorkerSession['call'],
+    });
+    registry.add(able);
+    manager.requestDispatch();
+    await expect.poll(() => sent.length).toBe(1);
+    manager.explainWaiting(Date.now() + 3000);
+    expect(job.message).toBe('phase 0: 1 subtask(s)');
+    expect(manager.eventsAfter(job.id, 0).at(-1)?.message).toBe('a worker that can run it is connected');
+    manager.close();
+    store.close();
+  });
+});
+
 describe('quarantine', () => {
   it('lasts twice as long each time a worker is quarantined again within 10 minutes of the last, and forgets after', async () => {
     const { manager, registry, worker, store, assigned } = setup(undefined, 8, 0, 1, undefined, { quarantineMs: 40 });

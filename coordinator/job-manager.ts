@@ -157,6 +157,8 @@ interface ActiveJob {
   sharedInputs?: readonly SpoolFile[];
   /** The job's subtask folder in the spool as workers on this machine see it ("": local reads are off), found once. */
   spoolOutputDir?: string;
+  /** Set while no connected worker can run some of its pending work: the message said, and the one it replaced. */
+  waiting?: { message: string; before: string };
 }
 
 /**
@@ -189,6 +191,8 @@ export class JobManager {
   /** Of the jobs still receiving their inputs: how to stop their upload (see UploadStop). */
   private readonly uploadStops = new Map<string, UploadStop>();
   private dispatchScheduled = false;
+  /** When {@link explainWaiting} last looked. */
+  private explainedAt = 0;
   private stopping = false;
   private readonly stopListeners = new Set<() => void>();
   /** Counters for metrics. */
@@ -1746,6 +1750,46 @@ export class JobManager {
    *   would otherwise hold its subtasks until their timeout (30 minutes by default), and a job all
    *   of whose subtasks it took has no finished ones to call any of them a straggler.
    */
+  /**
+   * Says why a job's pending work does not start when no connected worker can run it (none runs
+   * its kind, none has the encoder or feature its plan requires: an av1 job on workers without an
+   * AV1 encoder, the only worker with one gone), rather than leaving it queued without a word; and
+   * says so again when one that can connects. Once a second at most, from the coordinator's sweep.
+   */
+  explainWaiting(now = Date.now()): void {
+    if (now - this.explainedAt < 1000) return;
+    this.explainedAt = now;
+    const workers = this.registry.all().filter((w) => w.state === 'active' || w.state === 'quarantined' || w.state === 'draining');
+    for (const active of this.active.values()) {
+      const job = active.record;
+      if (TERMINAL_JOB_STATES.has(job.state)) continue;
+      let missing: string | undefined;
+      if (this.scheduler.pendingCount(job.id) > 0) {
+        // One look per distinct set of requirements: a job's subtasks mostly share theirs.
+        const seen = new Set<SubtaskRecord['requires']>();
+        for (const sub of active.subtasks) {
+          if (sub.state !== 'pending' || seen.has(sub.requires)) continue;
+          seen.add(sub.requires);
+          if (workers.some((w) => w.state !== 'draining' && capable(w, sub, active.kind.name))) continue;
+          missing = lacking(workers, sub, active.kind.name);
+          break;
+        }
+      }
+      const message = missing && `waiting for a worker that can run it: ${missing}`;
+      if (message === active.waiting?.message) continue;
+      if (message) {
+        active.waiting = { message, before: active.waiting?.before ?? job.message };
+        job.message = message;
+        this.log[workers.length > 0 ? 'warn' : 'info']({ job: job.id, missing }, 'no connected worker can run this job');
+      } else {
+        if (job.message === active.waiting!.message) job.message = active.waiting!.before;
+        active.waiting = undefined;
+      }
+      this.store.saveJob(job);
+      this.events.jobState(job, message ?? 'a worker that can run it is connected');
+    }
+  }
+
   speculate(now = Date.now()): void {
     const stallMs = this.opts.stallMs ?? STALL_MS;
     const idle = this.registry.schedulable(now);
@@ -2070,11 +2114,30 @@ function stillStalled(lease: Lease): boolean {
   return lease.stalledAt !== undefined && !((lease.progressAt ?? 0) > lease.stalledAt);
 }
 
+/** What none of `workers` has that `s` needs, in words. */
+function lacking(workers: readonly WorkerSession[], s: SubtaskRecord, kind: string): string {
+  const connected = workers.filter((w) => w.state !== 'draining');
+  if (connected.length === 0) return 'no worker is connected';
+  const of = `none of the ${connected.length} connected worker(s)`;
+  const runs = connected.filter((w) => w.kinds.has(kind));
+  if (runs.length === 0) return `${of} runs ${kind} jobs`;
+  const encoders = (s.requires?.encoders ?? []).filter((e) => !runs.some((w) => w.encoders.has(e)));
+  if (encoders.length > 0) return `${of} has the encoder ${encoders.join(', ')} (its ffmpeg lacks it)`;
+  const features = (s.requires?.features ?? []).filter((f) => !runs.some((w) => w.features.has(f)));
+  if (features.length > 0) return `${of} has ${features.join(', ')} (an older Tessera version?)`;
+  return `${of} has ${[...(s.requires?.encoders ?? []), ...(s.requires?.features ?? [])].join(' and ')} together`;
+}
+
 function canRun(w: WorkerSession, s: SubtaskRecord, kind: string): boolean {
-  if (!w.kinds.has(kind)) return false;
   // A second opinion comes from another worker (another process: not the same one reconnected),
   // for SECOND_OPINION_WAIT_MS; then (none came: the others left, or are busy) any worker.
   if (s.blamedBy && (w.id === s.blamedBy.id || w.instanceId === s.blamedBy.instance) && Date.now() - s.blamedBy.at < SECOND_OPINION_WAIT_MS) return false;
+  return capable(w, s, kind);
+}
+
+/** Whether `w` has what `s` needs: its kind, and the encoders and features its plan requires. */
+function capable(w: WorkerSession, s: SubtaskRecord, kind: string): boolean {
+  if (!w.kinds.has(kind)) return false;
   const enc = s.requires?.encoders;
   if (enc) for (const e of enc) if (!w.encoders.has(e)) return false;
   const features = s.requires?.features;
