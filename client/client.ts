@@ -444,9 +444,9 @@ export class TesseraClient {
     let reached = this.reached;
     const channel = this.client.getChannel();
     // Once per outage: the first time the stream is lost after it last delivered.
-    const lost = (why: string): void => {
+    const lost = (why: string, at = Date.now()): void => {
       if (!downSince) opts.onReconnect?.(why);
-      downSince ||= Date.now();
+      downSince ||= at;
     };
     for (;;) {
       // Aborted before the call: none is made (one made and never read would stay open).
@@ -471,11 +471,13 @@ export class TesseraClient {
           }
         }
         // The stream ended without the final event: the coordinator is shutting down (re-attach),
-        // or the job had ended at or before `afterSeq` (nothing is left to send: done).
-        const job = await this.getJob(jobId, { includeSubtasks: false, ...(opts.signal && { signal: opts.signal }) }).catch(() => undefined);
+        // or the job had ended at or before `afterSeq` (nothing is left to send: done). Asked
+        // briefly: a coordinator going away does not answer, and the outage counts from now.
+        const endedAt = Date.now();
+        const job = await this.getJob(jobId, { includeSubtasks: false, deadlineMs: 2000, ...(opts.signal && { signal: opts.signal }) }).catch(() => undefined);
         if (job && TERMINAL_STATES.has(job.state) && last >= Number(job.last_event_seq)) return;
         reached = true;
-        lost('the coordinator ended the event stream');
+        lost('the coordinator ended the event stream', endedAt);
         if (Date.now() - downSince > (opts.reconnectForMs ?? 120_000)) throw new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}`);
         await pause(500, opts.signal);
       } catch (caught) {

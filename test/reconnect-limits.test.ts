@@ -48,6 +48,35 @@ describe('giving up on a lost coordinator', () => {
     }
   }, 90_000);
 
+  it('a coordinator stopped with SIGTERM (its streams ended, not cut) is told lost at once by a client that has made a call before (as every CLI command has), and given up reconnectForMs later', async () => {
+    const own: TestCluster = await startCluster({ workers: 0 });
+    const client = new TesseraClient({ address: own.address });
+    try {
+      const job = await own.client.submit({ passthrough: {} }, [blob]);
+      // As `tessera watch` does before it watches (and `submit` before it collects): a unary call.
+      await client.getJob(job.id);
+      let termAt = 0;
+      let lostAt = 0;
+      const watching = (async () => {
+        for await (const e of client.watch(job.id, { reconnectForMs: 2000, onReconnect: () => (lostAt ||= Date.now()) })) void e;
+      })().then(() => 'ended', (err: { code?: number }) => `rejected ${err.code}`);
+      await sleep(1000);
+      termAt = Date.now();
+      own.coordinator!.child.kill('SIGTERM');
+      const r = await Promise.race([watching, sleep(40_000).then(() => 'still waiting')]);
+      const gaveUpAfter = Date.now() - termAt;
+      expect(lostAt, 'onReconnect was called').toBeGreaterThan(0);
+      // The loss is told when it happens, not once a 15 s unary deadline has run out.
+      expect(lostAt - termAt, 'ms from SIGTERM to "lost the coordinator"').toBeLessThan(5_000);
+      expect(r).toBe('rejected 14');
+      // reconnectForMs 2000: given up within a few seconds of the loss, not 2 s after a 15 s wait.
+      expect(gaveUpAfter, 'ms from SIGTERM to giving up').toBeLessThan(9_000);
+    } finally {
+      client.close();
+      await own.stop();
+    }
+  }, 90_000);
+
   it('collect with reconnectForMs 2000: a download cut by a lost coordinator gives up within about that, not after 2 minutes', async () => {
     const own: TestCluster = await startCluster({ workers: 1 });
     const big = path.join(dir, 'big.bin');
