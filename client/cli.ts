@@ -347,7 +347,7 @@ program
   .action(async (o) =>
     withClient(o, async (c, out) => {
       const workers = await c.listWorkers();
-      if (o.json) process.stdout.write(`${JSON.stringify(workers.map((w) => ({ id: w.id, name: w.name, state: w.state, address: w.address, slots: w.slots, slots_used: w.slots_used, subtasks_done: Number(w.subtasks_done), subtasks_failed: Number(w.subtasks_failed), load: w.load, last_heartbeat_ms: Number(w.last_heartbeat_ms), kinds: w.capabilities?.kinds ?? [], encoders: w.capabilities?.encoders.length ?? 0 })))}\n`);
+      if (o.json) process.stdout.write(`${JSON.stringify(workers.map(out.workerToJson))}\n`);
       else out.printWorkersTable(workers);
     }),
   );

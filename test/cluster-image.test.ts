@@ -19,7 +19,7 @@ beforeAll(async () => {
     await (i % 2 ? img.png() : img.jpeg()).toFile(file);
     photos.push(file);
   }
-  cluster = await startCluster({ workers: 2, slots: 1 });
+  cluster = await startCluster({ workers: 2, slots: 1, workerArgs: ['--label', 'zone=a', '--label', 'disk=ssd'] });
 });
 
 afterAll(async () => {
@@ -120,11 +120,16 @@ describe('image batch through the CLI', () => {
     expect(jobs.map((j) => j.id)).toContain(id);
     const job = JSON.parse((await cluster.runCli(['job', id, '--json'])).stdout) as { state: string };
     expect(job.state).toBe('succeeded');
-    const workers = JSON.parse((await cluster.runCli(['workers', '--json'])).stdout) as { name: string; state: string }[];
-    expect(workers.map((w) => [w.name, w.state]).sort()).toEqual([
-      ['worker-1', 'active'],
-      ['worker-2', 'active'],
+    const workers = JSON.parse((await cluster.runCli(['workers', '--json'])).stdout) as { name: string; state: string; labels: Record<string, string>; features: string[] }[];
+    expect(workers.map((w) => [w.name, w.state, w.labels]).sort()).toEqual([
+      ['worker-1', 'active', { zone: 'a', disk: 'ssd' }],
+      ['worker-2', 'active', { zone: 'a', disk: 'ssd' }],
     ]);
+    expect(workers[0]!.features.length).toBeGreaterThan(0);
+    // The table shows them too.
+    const table = (await cluster.runCli(['workers'])).stdout.split('\n');
+    expect(table[0]).toMatch(/KINDS +LABELS$/);
+    expect(table.filter((l) => l.startsWith('worker-')).every((l) => l.endsWith('disk=ssd,zone=a'))).toBe(true);
   });
 });
 

@@ -100,13 +100,50 @@ export function printJobsTable(jobs: Job[], out = process.stdout): void {
   }
 }
 
+/** A worker labels, `k=v,k2=v2` (sorted by key). */
+const labelsText = (w: WorkerInfo): string =>
+  Object.entries(w.capabilities?.labels ?? {})
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+
 export function printWorkersTable(workers: WorkerInfo[], out = process.stdout): void {
-  out.write(`${'NAME'.padEnd(28)}${'STATE'.padEnd(13)}${'SLOTS'.padEnd(8)}${'DONE'.padEnd(7)}${'FAILED'.padEnd(8)}${'LOAD'.padEnd(7)}KINDS\n`);
-  for (const w of workers) {
+  const kinds = workers.map((w) => w.capabilities?.kinds.join(',') ?? '');
+  const width = Math.max(5, ...kinds.map((k) => k.length)) + 2;
+  out.write(`${'NAME'.padEnd(28)}${'STATE'.padEnd(13)}${'SLOTS'.padEnd(8)}${'DONE'.padEnd(7)}${'FAILED'.padEnd(8)}${'LOAD'.padEnd(7)}${'KINDS'.padEnd(width)}LABELS\n`);
+  workers.forEach((w, i) => {
     out.write(
-      `${w.name.padEnd(28)}${w.state.padEnd(13)}${`${w.slots_used}/${w.slots}`.padEnd(8)}${String(w.subtasks_done).padEnd(7)}${String(w.subtasks_failed).padEnd(8)}${w.load.toFixed(2).padEnd(7)}${w.capabilities?.kinds.join(',') ?? ''}\n`,
+      `${w.name.padEnd(28)}${w.state.padEnd(13)}${`${w.slots_used}/${w.slots}`.padEnd(8)}${String(w.subtasks_done).padEnd(7)}${String(w.subtasks_failed).padEnd(8)}${w.load.toFixed(2).padEnd(7)}${kinds[i]!.padEnd(width)}${labelsText(w)}\n`.replace(/ +\n$/, '\n'),
     );
-  }
+  });
+}
+
+/**
+ * `tessera workers --json`'s object for a worker: what the coordinator answers, its labels and
+ * features among them; the versions (given to admin tokens only) when given.
+ */
+export function workerToJson(w: WorkerInfo): Record<string, unknown> {
+  const c = w.capabilities;
+  const versions = c ? { ffmpeg_version: c.ffmpeg_version, sharp_version: c.sharp_version, libvips_version: c.libvips_version } : {};
+  return {
+    id: w.id,
+    name: w.name,
+    state: w.state,
+    address: w.address,
+    slots: w.slots,
+    slots_used: w.slots_used,
+    subtasks_done: Number(w.subtasks_done),
+    subtasks_failed: Number(w.subtasks_failed),
+    load: w.load,
+    last_heartbeat_ms: Number(w.last_heartbeat_ms),
+    kinds: c?.kinds ?? [],
+    encoders: c?.encoders.length ?? 0,
+    labels: c?.labels ?? {},
+    features: c?.features ?? [],
+    cpu_count: c?.cpu_count ?? 0,
+    memory_bytes: Number(c?.memory_bytes ?? 0),
+    ...Object.fromEntries(Object.entries(versions).filter(([, v]) => v)),
+  };
 }
 
 export function fmtBytes(n: number): string {
