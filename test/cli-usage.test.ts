@@ -70,6 +70,16 @@ describe('tessera: usage errors', () => {
     expect(r.stdout).toContain('Usage: tessera submit image [options] <files...>');
     expect(r.stdout).toContain('--width <px>');
   });
+
+  it('names the variable of a --no-x switch as the flag is spelt (it said TESSERA_LOCAL_READS, which reads as turning it on)', async () => {
+    const r = await runCli(['coordinator', '--help'], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const help = r.stdout.replace(/\s+/g, ' ');
+    expect(help).toContain('(env: TESSERA_NO_LOCAL_READS=1, or TESSERA_LOCAL_READS=false)');
+    expect(help).not.toMatch(/env: TESSERA_LOCAL_READS\)/);
+    // Other options keep commander's own mention.
+    expect(help).toContain('env: TESSERA_INSECURE)');
+  });
 });
 
 describe('tessera: commands that only read their flags', () => {

@@ -110,6 +110,8 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
       [coordinator('--tls-cert', certs.serverCert, '--print-config'), {}, 'tessera: --tls-cert needs --tls-key: the certificate and its key go together'],
       // a client command's files too
       [['jobs', '--coordinator', '127.0.0.1:1', '--token-file', '/nonexistent/alice.token'], {}, 'tessera: --token-file /nonexistent/alice.token: no such file'],
+      // It exited 1 ("a client certificate needs both --tls-cert and --tls-key"): a usage error, as the worker's.
+      [['jobs', '--coordinator', '127.0.0.1:1', '--tls-cert', certs.clientCert], {}, 'tessera: --tls-cert needs --tls-key: the certificate and its key go together'],
       // addresses: grpc-js took a missing port for 443, and Node failed on one out of range only when it listened
       [coordinator('--listen', '127.0.0.1'), {}, 'tessera: --listen 127.0.0.1: the port is missing (HOST:PORT, e.g. 127.0.0.1:7700)'],
       [coordinator('--listen', '127.0.0.1:99999', '--print-config'), {}, 'tessera: --listen 127.0.0.1:99999: port 99999 is outside 0..65535'],

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { Option, type Command } from 'commander';
+import { Help, Option, type Command } from 'commander';
 import { UsageError } from './usage-error.js';
 import { redactSecrets, resolveSecretSources } from './security-options.js';
 import { checkServerSettings } from './servers.js';
@@ -78,12 +78,30 @@ function coerce(option: Option, key: string, value: unknown, file: string): unkn
  * after the command's options are defined.
  */
 export function configurable(cmd: Command): Command {
+  // Commander's help names an option's variable itself; not where the description already does.
+  cmd.configureHelp({
+    optionDescription(this: Help, option: Option): string {
+      if ((option as Option & { helpEnv?: false }).helpEnv !== false) return Help.prototype.optionDescription.call(this, option);
+      const envVar = option.envVar;
+      option.envVar = undefined;
+      try {
+        return Help.prototype.optionDescription.call(this, option);
+      } finally {
+        option.envVar = envVar;
+      }
+    },
+  });
   for (const option of cmd.options) {
     if (NOT_CONFIGURABLE.has(option.attributeName()) || option.envVar) continue;
     option.env(envVarOf(option));
     // A `--no-x` switch is also TESSERA_NO_X, as the flag is spelt (TESSERA_NO_X=1 is TESSERA_X=false);
     // the variable named after the value wins where both are set.
     const spelt = option.negate && option.long ? `TESSERA_${option.long.slice(2).replace(/-/g, '_').toUpperCase()}` : undefined;
+    // The help says the variable as the flag is spelt: "env: TESSERA_LOCAL_READS" read as turning it on.
+    if (spelt) {
+      option.description = `${option.description} (env: ${spelt}=1, or ${option.envVar}=false)`;
+      (option as Option & { helpEnv?: false }).helpEnv = false;
+    }
     if (spelt && process.env[spelt] !== undefined && process.env[option.envVar!] === undefined) {
       process.env[option.envVar!] = /^(0|false|no|off)$/i.test(process.env[spelt]!) ? 'true' : 'false';
     }

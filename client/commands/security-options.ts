@@ -270,6 +270,7 @@ export function clientSecurityOptions(program: Command): Command {
         resolveSecretSources(cmd);
         const o = cmd.opts<Record<string, unknown>>();
         const name = optionNamer(cmd);
+        checkCertKeyPair(o, name);
         for (const attr of ['tokenFile', 'tlsCa', 'tlsCert', 'tlsKey']) checkReadableFile(o[attr] as string | undefined, name(attr));
         checkTlsFiles(o, name, 'the client certificate');
         for (const [, attr, env] of CLIENT_FLAGS) {
