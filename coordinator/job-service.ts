@@ -26,6 +26,7 @@ import type { Limits } from '../shared/limits.js';
 import { compileEncoder, withFallback, type Encoder } from '../shared/proto-encoder.js';
 import { fieldNumber, loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
 import { INLINE_OUTPUT_MAX_BYTES } from '../shared/config.js';
+import { sha256File } from '../shared/streams.js';
 
 export type JobServiceLimits = Limits;
 
@@ -440,11 +441,23 @@ async function receiveInputs(
     if (msg.input.shared_path) {
       // By reference: nothing to receive, the file is read in place.
       const sharedPath = msg.input.shared_path;
+      // Its input_end, if one follows, may carry the file's digest: checked, as an upload's is.
+      next = await iterator.next();
+      let digest: string | undefined;
+      if (!next.done && next.value.msg === 'input_end') {
+        digest = checkedDigest(next.value.input_end?.sha256, name);
+        next = await iterator.next();
+      }
+      if (!next.done && next.value.msg === 'data') throw invalidArgument(`input ${name} is submitted by reference (shared_path): no data may follow its header`, name);
       const lookup = lookups(async () => {
         // The check's head is read through the lookup's descriptor: the file is opened once.
         const { file: f, head } = await shared.lookup(name, sharedPath, headBytes(job.kind));
         if (f.size > limits.maxFileBytes) throw overFileLimit(name, f.size, limits);
         if (declared && declared !== f.size) throw invalidArgument(`input ${name}: header said ${declared} bytes but ${sharedPath} holds ${f.size}`, name);
+        if (digest) {
+          const read = await sha256File(f.path, signal);
+          if (read !== digest) throw new TesseraError(status.DATA_LOSS, `input ${name}: ${sharedPath} is not the file input_end.sha256 names (sent ${digest}, read ${read})`, { input: name });
+        }
         arrived(f, head);
         return f;
       });
@@ -452,9 +465,6 @@ async function receiveInputs(
       lookup.catch(() => undefined);
       inputs.push(lookup);
       ordered?.(lookup);
-      next = await iterator.next();
-      if (!next.done && next.value.msg === 'input_end') next = await iterator.next();
-      if (!next.done && next.value.msg === 'data') throw invalidArgument(`input ${name} is submitted by reference (shared_path): no data may follow its header`, name);
       continue;
     }
     await settle();
@@ -472,8 +482,7 @@ async function receiveInputs(
           if (declared && got > declared) throw invalidArgument(`input ${name}: header said ${declared} bytes but more arrived`, name);
           yield r.value.data;
         } else if (r.value.msg === 'input_end') {
-          trailer = r.value.input_end?.sha256?.toLowerCase() || undefined;
-          if (trailer !== undefined && !/^[0-9a-f]{64}$/.test(trailer)) throw invalidArgument(`input ${name}: input_end.sha256 ${JSON.stringify(r.value.input_end!.sha256.slice(0, 80))} is not a SHA-256 hex digest (64 hex digits, or "" for none)`, name);
+          trailer = checkedDigest(r.value.input_end?.sha256, name);
           return;
         } else {
           // Without its input_end an upload cut short (a client that stopped reading its file)
@@ -565,6 +574,13 @@ async function publishedBytes(jobs: JobManager, jobId: string, name: string, siz
   return data?.length === size ? data : undefined;
 }
 
+/** An input_end's digest, lower case; undefined for none (""); INVALID_ARGUMENT when it is no SHA-256. */
+function checkedDigest(sent: string | undefined, name: string): string | undefined {
+  const digest = sent?.toLowerCase() || undefined;
+  if (digest !== undefined && !/^[0-9a-f]{64}$/.test(digest)) throw invalidArgument(`input ${name}: input_end.sha256 ${JSON.stringify(sent!.slice(0, 80))} is not a SHA-256 hex digest (64 hex digits, or "" for none)`, name);
+  return digest;
+}
+
 /** Most events in one batch: bounds a message at a few hundred KiB (plus the outputs sent inside them). */
 const MAX_BATCH = 1000;
 /** Most live events a watcher's stream holds while its client does not read (then they come from the store). */
@@ -579,6 +595,9 @@ const EVENT_TYPES: ReadonlySet<string> = new Set(['job_state', 'subtask_state', 
  */
 export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal: AbortSignal, types?: ReadonlySet<string>): AsyncGenerator<JobEvent[]> {
   const job = jobs.get(jobId);
+  // Sequence numbers never go back (a restart goes on 100,000 higher): one past the job's last is
+  // none the coordinator gave, and waiting for events after it would wait past the job's end.
+  if (afterSeq > job.seq) throw new TesseraError(status.OUT_OF_RANGE, `after_seq ${afterSeq} is past the last event of job ${jobId} (${job.seq}): give the seq of an event this job sent, or 0`);
   const wanted = (e: JobEvent): boolean => !types || types.has(e.type ?? '') || Boolean(e.final);
   // Subscribe before replaying so nothing falls between the replay and the live stream.
   // Live events not yet sent, from `head` on (a head index, not shift(): see the scheduler's queues).
@@ -650,7 +669,11 @@ export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, 
       let final = false;
       while (head < queue.length && run.length < MAX_BATCH && !final) {
         const e = queue[head++]!;
-        if (Number(e.seq) <= last) continue;
+        if (Number(e.seq) <= last) {
+          // Read already (in the replay): the stream still ends with the job.
+          final = Boolean(e.final);
+          continue;
+        }
         last = Number(e.seq);
         run.push(e);
         final = Boolean(e.final);

@@ -158,7 +158,16 @@ function newMetadata(): Metadata {
   return new (require('@grpc/grpc-js') as typeof import('@grpc/grpc-js')).Metadata();
 }
 
+/**
+ * Most bytes of an error's message on the wire. A status message that repeats a client's 100 KB
+ * job id is larger than the HTTP/2 header list a client accepts: the status never arrives, and
+ * that client's connection stops answering.
+ */
+const MAX_DETAILS_BYTES = 4096;
+
 function withMetadata(code: status, details: string, input?: string): Partial<ServiceError> & { code: status; details: string } {
+  if (Buffer.byteLength(details) > MAX_DETAILS_BYTES) details = `${Buffer.from(details).subarray(0, MAX_DETAILS_BYTES).toString('utf8').replace(/\uFFFD$/, '')}... (cut)`;
+  if (input && Buffer.byteLength(input) > MAX_DETAILS_BYTES) input = undefined;
   const metadata = newMetadata();
   if (input) metadata.set(ERROR_INPUT_KEY, Buffer.from(input, 'utf8'));
   return { code, details, message: details, metadata };

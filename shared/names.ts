@@ -22,6 +22,8 @@ export const MAX_OUTPUT_NAME_BYTES = 240;
 export function safeFileName(name: string, what = 'file name', maxBytes = MAX_NAME_BYTES): string {
   if (typeof name !== 'string' || name.length === 0) throw invalidArgument(`${what} is empty`);
   if (Buffer.byteLength(name) > maxBytes) throw invalidArgument(`${what} "${printable(name.slice(0, 40))}..." is longer than ${maxBytes} bytes (UTF-8)`);
+  // protobufjs decodes bytes that are not UTF-8 as U+FFFD: the name the client meant is not this one.
+  if (name.includes('\uFFFD')) throw invalidArgument(`${what} "${printable(name)}" is not valid UTF-8 (it holds U+FFFD, which stands for bytes that are not)`);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f/\\]/.test(name)) throw invalidArgument(`${what} "${printable(name)}" must not contain slashes or control characters`);
   if (name === '.' || name === '..' || path.basename(name) !== name) throw invalidArgument(`${what} "${printable(name)}" is not a plain file name`);
