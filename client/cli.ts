@@ -18,6 +18,10 @@ import { useBulkHeapGrowth } from '../shared/malloc.js';
 import { clientTlsFromEnv, dropIpServerNameWarning, tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
 
 useBulkHeapGrowth();
+// An empty TESSERA_ variable is an unset one: a compose file's `X: ${X:-}` or an `export X=` meant
+// to clear it must neither switch a setting on (TESSERA_INSECURE=) nor make "" a path (the working
+// folder as the data dir).
+for (const [name, value] of Object.entries(process.env)) if (name.startsWith('TESSERA_') && value === '') delete process.env[name];
 // grpc-js names an IP address as the TLS ServerName on every TLS call to one: Node's warning about
 // it says nothing an operator can act on.
 dropIpServerNameWarning();

@@ -132,6 +132,9 @@ export class Coordinator {
       const uid = typeof process.getuid === 'function' ? ` (uid ${process.getuid()})` : '';
       throw new Error(`data dir ${opts.dataDir} is not writable by this process${uid}: ${err.code ?? err.message}; give it to that user, or choose another --data-dir`);
     };
+    // Under /proc or /sys every folder is "missing": Node's recursive mkdir would loop for ever.
+    const resolved = path.resolve(opts.dataDir);
+    if (['/proc', '/sys'].some((s) => resolved === s || resolved.startsWith(`${s}/`))) throw new Error(`data dir ${opts.dataDir} is inside ${resolved.split('/')[1] === 'proc' ? '/proc' : '/sys'}, a kernel file system: choose another --data-dir`);
     await mkdir(opts.dataDir, { recursive: true }).catch(notWritable);
     await access(opts.dataDir, constants.W_OK | constants.X_OK).catch(notWritable);
     // One coordinator per data dir, before anything in it is read: two would both resume and run

@@ -15,7 +15,7 @@
  * A job may also name a folder inside a root for its outputs (`spec.shared_output_dir`, see
  * shared/shared-output.ts): resolved the same way at submission, and again before each publication.
  */
-import { constants, type Stats } from 'node:fs';
+import { constants, realpathSync, statSync, type Stats } from 'node:fs';
 import { access, mkdir, open, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '../shared/grpc-status.js';
@@ -36,6 +36,31 @@ export const SHARED_LOOKUPS = 2;
 
 const identity = (st: Stats): Shared => ({ mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev });
 
+/**
+ * `d` as a shared folder (`--shared-root`, `--shared-output-root`): its real path, or why it cannot
+ * be one (missing, not a folder, the whole file system, a system folder, overlapping the data dir).
+ * Synchronous: the CLI's checks of a configuration (`--print-config` too) run it.
+ */
+export function sharedRootProblem(d: string, dataDir: string): { real: string } | { problem: string } {
+  let real: string;
+  try {
+    real = realpathSync(path.resolve(d));
+  } catch {
+    return { problem: 'no such folder' };
+  }
+  if (!statSync(real).isDirectory()) return { problem: 'not a folder' };
+  if (real === path.parse(real).root) return { problem: 'the whole file system cannot be shared; name the media folders' };
+  if (SYSTEM.some((s) => inside(real, s))) return { problem: 'a system folder cannot be shared' };
+  let data: string;
+  try {
+    data = realpathSync(dataDir);
+  } catch {
+    data = path.resolve(dataDir);
+  }
+  if (inside(data, real) || inside(real, data)) return { problem: `overlaps the data dir ${data} (other jobs' files and the job store)` };
+  return { real };
+}
+
 export class SharedRoots {
   private constructor(
     private readonly roots: readonly string[],
@@ -51,16 +76,10 @@ export class SharedRoots {
    * `allowHardlinks`: accept files under `dirs` that have other names too (see {@link lookup}).
    */
   static async create(dirs: readonly string[], dataDir: string, outputDirs: readonly string[] = [], o: { allowHardlinks?: boolean } = {}): Promise<SharedRoots> {
-    const data = await realpath(dataDir).catch(() => path.resolve(dataDir));
     const check = async (flag: string, d: string): Promise<string> => {
-      const real = await realpath(path.resolve(d)).catch(() => {
-        throw new Error(`${flag} ${d}: no such folder`);
-      });
-      if (!(await stat(real)).isDirectory()) throw new Error(`${flag} ${d}: not a folder`);
-      if (real === path.parse(real).root) throw new Error(`${flag} ${d}: the whole file system cannot be shared; name the media folders`);
-      if (SYSTEM.some((s) => inside(real, s))) throw new Error(`${flag} ${d}: a system folder cannot be shared`);
-      if (inside(data, real) || inside(real, data)) throw new Error(`${flag} ${d}: overlaps the data dir ${data} (other jobs' files and the job store)`);
-      return real;
+      const found = sharedRootProblem(d, dataDir);
+      if ('problem' in found) throw new Error(`${flag} ${d}: ${found.problem}`);
+      return found.real;
     };
     const roots: string[] = [];
     for (const d of dirs) roots.push(await check('--shared-root', d));

@@ -18,6 +18,7 @@ import type { SubtaskResult__Output } from '../shared/proto/generated/tessera/v1
 import type { UploadTaskOutputRequest__Output } from '../shared/proto/generated/tessera/v1/UploadTaskOutputRequest.js';
 import type { WorkerMessage__Output } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
 import type { WorkerServiceHandlers } from '../shared/proto/generated/tessera/v1/WorkerService.js';
+import { MAX_WORKER_SLOTS } from '../shared/config.js';
 import { sha256 } from '../shared/streams.js';
 import type { JobManager } from './job-manager.js';
 import type { Spool } from './spool.js';
@@ -182,7 +183,8 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
           if (msg.msg === 'register' && msg.register) {
             const r = msg.register;
             if (session) return;
-            const slots = Math.max(1, Math.min(256, r.slots || 1));
+            const slots = Math.max(1, Math.min(MAX_WORKER_SLOTS, r.slots || 1));
+            if ((r.slots || 1) > MAX_WORKER_SLOTS) log.warn({ worker: r.name || peer, asked: r.slots, given: slots }, `a worker asked for more slots than a coordinator gives one worker (${MAX_WORKER_SLOTS}): it gets ${MAX_WORKER_SLOTS}`);
             const prefetch = Math.min(slots * 4, r.prefetch || 0);
             session = newWorkerSession({
               id: randomUUID(),

@@ -185,6 +185,23 @@ export function serverChannelOptions(k: Keepalive = DEFAULT_KEEPALIVE): Record<s
   return { ...SERVER_CHANNEL_OPTIONS, 'grpc.keepalive_time_ms': k.timeMs, 'grpc.keepalive_timeout_ms': k.timeoutMs };
 }
 
+/** Most slots a coordinator gives one worker: a worker asks for no more (its memory and threads per slot are sized on its count). */
+export const MAX_WORKER_SLOTS = 256;
+
+/**
+ * A switch's value as an environment variable gives it: true for 1, true, yes, on; false for 0,
+ * false, no, off (any case); undefined for anything else, which the caller refuses naming it (a
+ * typo such as `flase` is not taken for yes).
+ */
+export function parseSwitch(raw: string): boolean | undefined {
+  if (/^(1|true|yes|on)$/i.test(raw.trim())) return true;
+  if (/^(0|false|no|off)$/i.test(raw.trim())) return false;
+  return undefined;
+}
+
+/** What a switch variable may be set to, for messages. */
+export const SWITCH_VALUES = '1, true, yes or on; 0, false, no or off';
+
 /** Reads a positive integer from the environment, else the fallback. */
 export function envInt(name: string, fallback: number): number {
   const raw = process.env[name];

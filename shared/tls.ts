@@ -7,6 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as Grpc from '@grpc/grpc-js';
+import { SWITCH_VALUES, parseSwitch } from './config.js';
+import { TesseraError } from './errors.js';
+import { status } from './grpc-status.js';
 
 /** grpc-js, loaded when credentials are made: the CLI checks TLS flags (naming files, say) without it. */
 const require = createRequire(import.meta.url);
@@ -66,10 +69,14 @@ export function channelCredentials(files: ClientTlsFiles, tls = false): Grpc.Cha
   return grpcJs().credentials.createSsl(read(files.ca), read(files.key), read(files.cert));
 }
 
-/** Client TLS settings from the environment (TESSERA_TLS_CA, TESSERA_TLS_CERT, TESSERA_TLS_KEY, TESSERA_TLS=1). */
+/** Client TLS settings from the environment (TESSERA_TLS_CA, TESSERA_TLS_CERT, TESSERA_TLS_KEY, TESSERA_TLS=1 or another yes). */
 export function clientTlsFromEnv(env: NodeJS.ProcessEnv = process.env): { files: ClientTlsFiles; tls: boolean } {
   const files = { ca: env['TESSERA_TLS_CA'] || undefined, cert: env['TESSERA_TLS_CERT'] || undefined, key: env['TESSERA_TLS_KEY'] || undefined };
-  return { files, tls: env['TESSERA_TLS'] === '1' || env['TESSERA_TLS'] === 'true' };
+  const raw = env['TESSERA_TLS'];
+  const tls = raw ? parseSwitch(raw) : false;
+  // Read as the worker reads it: a value that is neither a yes nor a no is refused, not taken for no.
+  if (tls === undefined) throw new TesseraError(status.INVALID_ARGUMENT, `TESSERA_TLS=${raw}: expected ${SWITCH_VALUES}`);
+  return { files, tls };
 }
 
 /** The host of a `host:port` listen address, without IPv6 brackets. */

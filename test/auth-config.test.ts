@@ -5,7 +5,7 @@
  * secrets only as fingerprints. Also: the CLI's "is a coordinator running" hint names the address
  * that the command dialled.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -167,8 +167,14 @@ describe('secret options without a cluster', () => {
   });
 
   it('--print-config shows relative paths as they will be opened, from the working directory', async () => {
-    const { options } = await printConfig(['coordinator', '--data-dir', 'state', '--shared-root', 'media', '/srv/media']);
-    expect(options).toMatchObject({ dataDir: path.resolve('state'), sharedRoot: [path.resolve('media'), '/srv/media'] });
+    // (Shared roots must exist: --print-config checks them as a start does.)
+    const cwd = path.join(dir, 'cwd');
+    const other = path.join(dir, 'srv-media');
+    await mkdir(path.join(cwd, 'media'), { recursive: true });
+    await mkdir(other, { recursive: true });
+    const r = await runCli(['coordinator', '--data-dir', 'state', '--shared-root', 'media', other, '--print-config'], { env: clean, cwd });
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { options: object }).options).toMatchObject({ dataDir: path.join(cwd, 'state'), sharedRoot: [path.join(cwd, 'media'), other] });
   });
 });
 

@@ -122,8 +122,8 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
       // Named as given (it was always "--label"), and refused by --print-config too (it printed them, exit 0).
       [worker(), { TESSERA_LABEL: 'gpu' }, 'tessera: TESSERA_LABEL=gpu: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)'],
       [worker('--label', 'gpu', '--print-config'), {}, 'tessera: --label gpu: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)'],
-      [['worker', '--coordinator', 'nope', '--print-config'], {}, 'tessera: coordinator address "nope" (--coordinator, TESSERA_COORDINATOR): the port is missing (HOST:PORT, e.g. 127.0.0.1:7700)'],
-      [['worker', '--coordinator', '127.0.0.1:99999'], {}, 'tessera: coordinator address "127.0.0.1:99999" (--coordinator, TESSERA_COORDINATOR): port 99999 is outside 1..65535'],
+      [['worker', '--coordinator', 'nope', '--print-config'], {}, 'tessera: --coordinator nope: the port is missing (HOST:PORT, e.g. 127.0.0.1:7700)'],
+      [['worker', '--coordinator', '127.0.0.1:99999'], {}, 'tessera: --coordinator 127.0.0.1:99999: port 99999 is outside 1..65535'],
       // One port for gRPC and the dashboard failed at the dashboard's listen, "in use by another coordinator, or another program" (exit 1).
       [['coordinator', '--listen', '127.0.0.1:17791', '--http', 'localhost:17791', '--data-dir', path.join(dir, 'data')], {}, 'tessera: --http localhost:17791: the gRPC server listens there (--listen 127.0.0.1:17791); give the dashboard a port of its own, or --http off'],
       [['jobs', '--coordinator', 'coordinator.example'], {}, 'tessera: INVALID_ARGUMENT: coordinator address "coordinator.example" (--coordinator, TESSERA_COORDINATOR): the port is missing (HOST:PORT, e.g. 127.0.0.1:7700)'],

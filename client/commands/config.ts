@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Help, Option, type Command } from 'commander';
+import { SWITCH_VALUES, parseSwitch } from '../../shared/config.js';
 import { UsageError } from './usage-error.js';
 import { redactSecrets, resolveSecretSources } from './security-options.js';
 import { checkServerSettings } from './servers.js';
@@ -103,7 +104,9 @@ export function configurable(cmd: Command): Command {
       (option as Option & { helpEnv?: false }).helpEnv = false;
     }
     if (spelt && process.env[spelt] !== undefined && process.env[option.envVar!] === undefined) {
-      process.env[option.envVar!] = /^(0|false|no|off)$/i.test(process.env[spelt]!) ? 'true' : 'false';
+      const on = parseSwitch(process.env[spelt]!);
+      if (on === undefined) throw new UsageError(`${spelt}=${process.env[spelt]}: expected ${SWITCH_VALUES}`);
+      process.env[option.envVar!] = on ? 'false' : 'true';
     }
     // Commander wires environment handling in addOption(); for an option that gained its variable
     // afterwards, listen for the same event it emits and parse the value as the flag would be.
@@ -115,7 +118,9 @@ export function configurable(cmd: Command): Command {
         // A switch: commander passes no value; unlike commander, TESSERA_X=false means off. The
         // variable is named after the value, also for a `--no-x` flag (TESSERA_LOCAL_READS=false
         // is --no-local-reads).
-        value = !/^(0|false|no|off)$/i.test(process.env[option.envVar!] ?? '');
+        const raw = process.env[option.envVar!] ?? '';
+        value = parseSwitch(raw);
+        if (value === undefined) throw new UsageError(`${option.envVar}=${raw}: expected ${SWITCH_VALUES}`);
       }
       else if (option.variadic) value = raw.split(',').filter(Boolean).map((v) => (parseArg ? parseArg(v, undefined) : v)).flat();
       else if (parseArg) {

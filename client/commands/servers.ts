@@ -5,13 +5,14 @@ import path from 'node:path';
 import type * as Grpc from '@grpc/grpc-js';
 import type { LevelWithSilent } from 'pino';
 import { createLogger, type LogFormat, type Logger } from '../../shared/logger.js';
-import { coordinatorAddress, hostPortProblem } from '../../shared/config.js';
+import { MAX_WORKER_SLOTS, coordinatorAddress, hostPortProblem } from '../../shared/config.js';
 import type { Command } from 'commander';
 import { SERVER_TLS_ENV, byFlag, clientTlsVariablesIgnored, coordinatorSecurity, optionNamer, securitySummary, setting, workerSecurity, type OptionNamer } from './security-options.js';
 import { assertSecureDashboard, assertSecureListen, clientCredentialsFromEnv } from '../../shared/tls.js';
 import { UsageError } from './usage-error.js';
 import { checkKeepalive, type KeepaliveFlags } from './keepalive-options.js';
 import { EXIT } from './exit-codes.js';
+import { sharedRootProblem } from '../../coordinator/shared-inputs.js';
 import { status } from '../../shared/grpc-status.js';
 
 const require = createRequire(import.meta.url);
@@ -75,6 +76,13 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
   if (o.http && o.http !== 'off' && sameListenAddress(o.http, o.listen)) {
     throw new UsageError(`${setting(name('http'), o.http)}: the gRPC server listens there (${setting(name('listen'), o.listen)}); give the dashboard a port of its own, or --http off`);
   }
+  // Shared folders that cannot be shared: said now (--print-config too), naming them as given.
+  for (const attr of ['sharedRoot', 'sharedOutputRoot'] as const) {
+    for (const d of o[attr] ?? []) {
+      const found = sharedRootProblem(d, o.dataDir);
+      if ('problem' in found) throw new UsageError(`${setting(name(attr), d)}: ${found.problem}`);
+    }
+  }
   // The Coordinator's own rules, checked here so that they are usage errors.
   try {
     assertSecureListen(o.listen, Boolean(o.tlsCert), Boolean(o.insecure));
@@ -89,15 +97,14 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
 /** Refuses worker settings that parse but cannot work (see {@link checkCoordinatorSettings}). */
 export function checkWorkerSettings(o: WorkerCommandOptions, name: OptionNamer = byFlag): void {
   atLeast(o, 'slots', 1, name);
+  if (typeof o.slots === 'number' && o.slots > MAX_WORKER_SLOTS) throw new UsageError(`${setting(name('slots'), o.slots)}: must be at most ${MAX_WORKER_SLOTS}, the most a coordinator gives one worker`);
   atLeast(o, 'threads', 1, name);
   atLeast(o, 'prefetch', 0, name, ' (0 = none)');
   checkKeepalive(o, name);
   workerLabels(o, name);
-  try {
-    coordinatorAddress(o.coordinator);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  // Named as given: the flag, its variable or the config key.
+  const problem = o.coordinator === undefined ? undefined : hostPortProblem(o.coordinator, { portZero: false });
+  if (problem) throw new UsageError(`${setting(name('coordinator'), o.coordinator)}: ${problem}`);
 }
 
 /** The worker's labels (`--label k=v,k2=v2`, repeatable) as a map; a usage error naming the one that is no KEY=VALUE as it was given. */
