@@ -651,7 +651,7 @@ export class TesseraClient {
   ): Promise<{ job: Job__Output; paths: Map<string, string> }> {
     // While the watch runs it says when the coordinator is lost; after it, the downloads left do.
     let watching = true;
-    const queue = this.downloadQueue(jobId, dir, { ...opts, onReconnect: (why) => void (!watching && opts.onReconnect?.(why)) });
+    const queue = this.downloadQueue(jobId, dir, { ...opts, onReconnect: (why) => void (!watching && opts.onReconnect?.(why)), onReattach: (ms) => void (!watching && opts.onReattach?.(ms)) });
     let job: Job__Output;
     try {
       job = await this.watchToEnd(
@@ -678,7 +678,15 @@ export class TesseraClient {
   }
 
   private downloadQueue(jobId: string, dir: string, opts: DownloadOptions): DownloadQueue {
-    return new DownloadQueue((o, dest, publish, signal) => this.downloadOne(jobId, o.name, dest, o.sha256, Number(o.size), publish, signal, opts.onProgress), dir, opts);
+    return new DownloadQueue(
+      (o, dest, publish, signal, onBytes) =>
+        this.downloadOne(jobId, o.name, dest, o.sha256, Number(o.size), publish, signal, (p) => {
+          onBytes();
+          opts.onProgress?.(p);
+        }),
+      dir,
+      opts,
+    );
   }
 
   private async downloadOne(
@@ -835,6 +843,8 @@ export interface DownloadOptions {
   protect?: string[];
   /** Called once per outage when a download loses the coordinator and waits to resume (as a watch's `onReconnect`). */
   onReconnect?: (reason: string) => void;
+  /** Called when bytes come in again after `onReconnect`: how long the download was without them (ms). */
+  onReattach?: (lostForMs: number) => void;
   /**
    * How long a download keeps resuming while the coordinator cannot be reached, counted from the
    * last bytes it got (ms, default 2 min; `collect` gives its watch the same).
@@ -1123,7 +1133,8 @@ class DownloadQueue {
   private held = 0;
 
   constructor(
-    private readonly fetch: (o: OutputInfo__Output, dest: string, publish: Publish, signal: AbortSignal) => Promise<void>,
+    /** Fetches `o` into `dest`, calling `onBytes` as its bytes come in. */
+    private readonly fetch: (o: OutputInfo__Output, dest: string, publish: Publish, signal: AbortSignal, onBytes: () => void) => Promise<void>,
     private readonly dir: string,
     opts: DownloadOptions,
   ) {
@@ -1137,10 +1148,20 @@ class DownloadQueue {
     this.publish = this.overwrite ? publishReplacing : publishKeeping;
     this.protect = opts.protect ?? [];
     this.onReconnect = opts.onReconnect;
+    this.onReattach = opts.onReattach;
     this.retryForMs = opts.reconnectForMs ?? DOWNLOAD_RETRY_FOR_MS;
   }
 
   private readonly onReconnect: ((reason: string) => void) | undefined;
+  private readonly onReattach: ((lostForMs: number) => void) | undefined;
+  /** When the outage being waited out began (with `down`). */
+  private downSince = 0;
+  /** Bytes came in: an outage being waited out is over, and said so once. */
+  private readonly back = (): void => {
+    if (!this.down) return;
+    this.down = false;
+    this.onReattach?.(Date.now() - this.downSince);
+  };
   /** How long a download keeps resuming without bytes coming in (see DownloadOptions.reconnectForMs). */
   private readonly retryForMs: number;
   /** Between a download losing the coordinator and bytes coming in again: one note per outage. */
@@ -1214,8 +1235,8 @@ class DownloadQueue {
     let had = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.fetch(o, dest, this.publish, this.signal);
-        this.down = false;
+        await this.fetch(o, dest, this.publish, this.signal, this.back);
+        this.back();
         return;
       } catch (err) {
         const code = (err as grpc.ServiceError).code;
@@ -1226,13 +1247,14 @@ class DownloadQueue {
           had = got;
           started = Date.now();
           // Bytes came in since the last note: this is another outage.
-          this.down = false;
+          this.back();
         }
         if (this.signal.aborted || !RETRYABLE_DOWNLOAD.has(code) || Date.now() - started > this.retryForMs) throw err;
         // A mismatch that a fresh start does not cure is real: report it.
         if (code === grpc.status.DATA_LOSS && attempt >= 2) throw err;
         if ((code === grpc.status.UNAVAILABLE || code === grpc.status.CANCELLED) && !this.down) {
           this.down = true;
+          this.downSince = Date.now();
           this.onReconnect?.((err as grpc.ServiceError).details ?? String(err));
         }
         await pause(Math.min(2000, 200 * attempt), this.signal);

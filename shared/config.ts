@@ -108,7 +108,13 @@ export interface Keepalive {
   timeoutMs: number;
 }
 
-export const DEFAULT_KEEPALIVE: Readonly<Keepalive> = { timeMs: 10_000, timeoutMs: 5_000 };
+/**
+ * 20 s to answer, gRPC's own default: a side's ping waits behind what its connection already
+ * queued. A client uploading over a 2 Mbit/s uplink holds about 4 s of its own bytes unsent in its
+ * kernel, ahead of its pings and of its answers to the coordinator's: at 5 s each try of a
+ * submission longer than ~10 s was cut, and sent again from its start, for ever.
+ */
+export const DEFAULT_KEEPALIVE: Readonly<Keepalive> = { timeMs: 10_000, timeoutMs: 20_000 };
 
 /**
  * The shortest keepalive interval accepted anywhere, and the server's minimum permitted ping
@@ -162,6 +168,9 @@ export const CLIENT_CHANNEL_OPTIONS = {
   'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
   'grpc.initial_reconnect_backoff_ms': 200,
   'grpc.max_reconnect_backoff_ms': 2_000,
+  // A coordinator back at a new address under the same name (a container made again): grpc-js
+  // resolves a name again at most every 30 s by default, and the workers would dial the old one.
+  'grpc.dns_min_time_between_resolutions_ms': 1_000,
 } as const;
 
 /** Channel options of the coordinator's server, with the default keepalive. */

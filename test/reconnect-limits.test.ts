@@ -4,7 +4,7 @@
  * as it found it and exits.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -76,6 +76,37 @@ describe('giving up on a lost coordinator', () => {
       await own.stop();
     }
   }, 90_000);
+
+  it("a download cut once says it lost the coordinator, then that it is back once bytes come in again (README: \"and say when they are back\")", async () => {
+    const own: TestCluster = await startCluster({ workers: 1 });
+    const big = path.join(dir, 'cut-once.bin');
+    await writeFile(big, Buffer.alloc(48 * 1024 * 1024, 5));
+    const [host, port] = own.address.split(':');
+    const proxy = new TcpProxy({ host: host!, port: Number(port) });
+    const client = new TesseraClient({ address: await proxy.start() });
+    try {
+      const job = await own.client.submit({ passthrough: {} }, [big]);
+      await own.client.wait(job.id);
+      const notes: string[] = [];
+      let cut = false;
+      const { paths } = await client.collect(job.id, path.join(dir, 'out-cut-once'), {
+        onReconnect: () => notes.push('lost'),
+        onReattach: () => notes.push('back'),
+        onProgress: () => {
+          if (!cut) {
+            cut = true;
+            proxy.cut();
+          }
+        },
+      });
+      expect(notes).toEqual(['lost', 'back']);
+      expect((await readFile(paths.get('cut-once.bin')!)).equals(await readFile(big))).toBe(true);
+    } finally {
+      client.close();
+      await proxy.stop();
+      await own.stop();
+    }
+  }, 120_000);
 
   it('collect with reconnectForMs 2000: a download cut by a lost coordinator gives up within about that, not after 2 minutes', async () => {
     const own: TestCluster = await startCluster({ workers: 1 });

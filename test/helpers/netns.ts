@@ -29,6 +29,12 @@ export interface Lab {
    * bottleneck holding at most `latency` of traffic (a token bucket on each end of its veth pair).
    */
   limitRate(host: Host, rate: string, latency?: string): Promise<void>;
+  /**
+   * Takes `host`'s link down (its port on the bridge: nothing passes either way, its sockets stay
+   * open, as on a cut cable) or up again. (This kernel has no sch_netem nor tc actions, so random
+   * loss and added delay cannot be emulated.)
+   */
+  setLink(host: Host, up: boolean): Promise<void>;
   /** Deletes every namespace (and with them the veth pairs and the bridge). Idempotent. */
   close(): Promise<void>;
 }
@@ -38,9 +44,9 @@ async function ip(...args: string[]): Promise<void> {
 }
 
 /** Creates one namespace per name, e.g. ['coordinator', 'worker-a', 'worker-b', 'client']. */
-export async function createLab(names: string[]): Promise<Lab | undefined> {
+export async function createLab(names: string[], opts: { tag?: string } = {}): Promise<Lab | undefined> {
   // Unique per test process: parallel runs (and leftovers of a killed run) do not collide.
-  const tag = `ts${process.pid % 100_000}`;
+  const tag = opts.tag ?? `ts${process.pid % 100_000}`;
   const subnet = `10.200.${(process.pid % 250) + 1}`;
   const bridgeNs = `${tag}-br`;
   const created: string[] = [];
@@ -84,6 +90,9 @@ export async function createLab(names: string[]): Promise<Lab | undefined> {
         for (const [ns, dev] of [[host.ns, 'eth0'], [bridgeNs, port]] as const) {
           await run('tc', ['-n', ns, 'qdisc', 'replace', 'dev', dev, 'root', 'tbf', 'rate', rate, 'burst', '16kb', 'latency', latency]);
         }
+      },
+      async setLink(host, up) {
+        await ip('-n', bridgeNs, 'link', 'set', `p${hosts.indexOf(host)}`, up ? 'up' : 'down');
       },
       async close() {
         process.off('exit', onExit);

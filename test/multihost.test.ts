@@ -1,0 +1,126 @@
+/**
+ * Links between hosts as they are off a LAN (network namespaces on this machine, real TCP between
+ * them; needs root): a client on a slow uplink, and workers that reach the coordinator by a DNS
+ * name that moves to another address when the coordinator is made again (as a container is).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CLI_PATH } from './helpers/cluster.js';
+import { createLab, tesseraProcesses, type Host, type Lab } from './helpers/netns.js';
+
+let lab: Lab;
+let hosts: [Host, Host, Host, Host];
+let dir: string;
+let procs: ReturnType<typeof tesseraProcesses>;
+const etcDirs: string[] = [];
+let n = 0;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-multihost-'));
+  const made = await createLab(['coordinator', 'worker-a', 'worker-b', 'client'], { tag: `tmh${process.pid % 10_000}x${n++}` });
+  if (!made) throw new Error('network namespaces could not be made (this test needs root: CAP_NET_ADMIN)');
+  lab = made;
+  hosts = lab.hosts as [Host, Host, Host, Host];
+  procs = tesseraProcesses(lab, CLI_PATH);
+});
+
+afterEach(async () => {
+  await procs?.stopAll();
+  await lab?.close();
+  for (const d of etcDirs.splice(0)) await rm(d, { recursive: true, force: true });
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Gives `host` an /etc/hosts of its own (`ip netns exec` bind-mounts /etc/netns/NS/hosts). */
+async function hostsFile(host: Host, lines: string): Promise<void> {
+  const d = `/etc/netns/${host.ns}`;
+  await mkdir(d, { recursive: true });
+  if (!etcDirs.includes(d)) etcDirs.push(d);
+  await writeFile(path.join(d, 'hosts'), `127.0.0.1 localhost\n${lines}\n`);
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms: number): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(250);
+  }
+}
+
+/** Runs the CLI on `host` for at most `ms` (then killed: `timedOut`), with what it printed. */
+function runBounded(host: Host, args: string[], ms: number): Promise<{ code: number | null; stdout: string; stderr: string; timedOut: boolean }> {
+  return new Promise((resolve) => {
+    const child = lab.spawn(host, process.execPath, [CLI_PATH, ...args], { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const t = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, ms);
+    child.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr, timedOut });
+    });
+  });
+}
+
+const activeWorkers = async (coordinator: string): Promise<number> => {
+  const r = await procs.run(hosts[3], ['workers', '--json', '--coordinator', coordinator]);
+  return (JSON.parse(r.stdout) as { state: string }[]).filter((w) => w.state === 'active').length;
+};
+
+describe('a client on a slow uplink', () => {
+  it('submits an input whose upload outlasts the keepalive interval (5 MiB at 2 Mbit/s), with the default settings', { timeout: 90_000 }, async () => {
+    // Each side pings every 10 s; the client's pings, and its answers to the coordinator's, wait
+    // behind the ~1 MB of its own upload its kernel holds unsent (4 s at 2 Mbit/s). With 5 s to
+    // answer, every try was cut and the submission sent again from its start, for ever.
+    const [c, , , cl] = hosts;
+    const addr = `${c.address}:7700`;
+    await procs.start(c, ['coordinator', '--listen', addr, '--http', 'off', '--insecure', '--data-dir', path.join(dir, 'data')], /listening on/);
+    const src = path.join(dir, 'big.bin');
+    await writeFile(src, randomBytes(5 * 1024 * 1024));
+    await lab.limitRate(cl, '2mbit');
+    const r = await runBounded(cl, ['submit', 'passthrough', src, '--no-wait', '--coordinator', addr], 60_000);
+    expect(r.stderr).not.toMatch(/submission interrupted/);
+    expect(r.timedOut, r.stderr).toBe(false);
+    expect(r.code, r.stderr).toBe(0);
+  });
+});
+
+describe('workers that reach the coordinator by name', () => {
+  it('follow it to its new address within seconds when it is made again elsewhere (a container recreated)', { timeout: 90_000 }, async () => {
+    const [c, wa, wb, cl] = hosts;
+    for (const h of [wa, wb, cl]) await hostsFile(h, `${c.address} coord.test`);
+    const args = ['coordinator', '--listen', '0.0.0.0:7700', '--http', 'off', '--insecure', '--data-dir', path.join(dir, 'data')];
+    const spawnCoordinator = () => lab.spawn(c, process.execPath, [CLI_PATH, ...args], { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: 'ignore' });
+    let coordinator = spawnCoordinator();
+    try {
+      for (const w of [wa, wb]) await procs.start(w, ['worker', '--coordinator', 'coord.test:7700', '--name', w.name, '--slots', '1'], /connecting to/);
+      await waitFor('both workers', async () => ((await activeWorkers('coord.test:7700')) === 2 ? true : undefined), 20_000);
+      const exited = new Promise((r) => coordinator.once('exit', r));
+      coordinator.kill('SIGTERM');
+      await exited;
+      const moved = c.address.replace(/\.\d+$/, '.99');
+      await lab.exec(c, 'ip', ['addr', 'del', `${c.address}/24`, 'dev', 'eth0']);
+      await lab.exec(c, 'ip', ['addr', 'add', `${moved}/24`, 'dev', 'eth0']);
+      for (const h of [wa, wb, cl]) await hostsFile(h, `${moved} coord.test`);
+      coordinator = spawnCoordinator();
+      const t0 = Date.now();
+      await waitFor('both workers back', async () => ((await activeWorkers('coord.test:7700')) === 2 ? true : undefined), 45_000);
+      // grpc-js resolved a name again at most every 30 s: the workers came back after ~30 s.
+      expect(Date.now() - t0).toBeLessThan(10_000);
+    } finally {
+      coordinator.kill('SIGKILL');
+    }
+  });
+});
