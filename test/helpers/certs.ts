@@ -33,10 +33,9 @@ function makeLeaf(dir: string, name: string, ca: string, ext: string): void {
   openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', `${name}.crt`], dir);
 }
 
-/** `altNames`: the server certificate's subjectAltName (default `IP:127.0.0.1,DNS:localhost`). */
-export async function makeTestCerts(opts: { altNames?: string } = {}): Promise<TestCerts> {
+export async function makeTestCerts(): Promise<TestCerts> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-certs-'));
-  await writeFile(path.join(dir, 'server.ext'), `subjectAltName=${opts.altNames ?? 'IP:127.0.0.1,DNS:localhost'}\nextendedKeyUsage=serverAuth\n`);
+  await writeFile(path.join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
   await writeFile(path.join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
   makeCa(dir, 'ca');
   makeCa(dir, 'stranger-ca');

@@ -29,12 +29,6 @@ export interface Lab {
    * bottleneck holding at most `latency` of traffic (a token bucket on each end of its veth pair).
    */
   limitRate(host: Host, rate: string, latency?: string): Promise<void>;
-  /**
-   * Takes `host`'s link down (its port on the bridge: nothing passes either way, its sockets stay
-   * open, as on a cut cable) or up again. (This kernel has no sch_netem nor tc actions, so random
-   * loss and added delay cannot be emulated.)
-   */
-  setLink(host: Host, up: boolean): Promise<void>;
   /** Deletes every namespace (and with them the veth pairs and the bridge). Idempotent. */
   close(): Promise<void>;
 }
@@ -90,9 +84,6 @@ export async function createLab(names: string[], opts: { tag?: string } = {}): P
         for (const [ns, dev] of [[host.ns, 'eth0'], [bridgeNs, port]] as const) {
           await run('tc', ['-n', ns, 'qdisc', 'replace', 'dev', dev, 'root', 'tbf', 'rate', rate, 'burst', '16kb', 'latency', latency]);
         }
-      },
-      async setLink(host, up) {
-        await ip('-n', bridgeNs, 'link', 'set', `p${hosts.indexOf(host)}`, up ? 'up' : 'down');
       },
       async close() {
         process.off('exit', onExit);
