@@ -57,7 +57,7 @@ export interface ClientOptions {
   /**
    * Keepalive pings to the coordinator: every `timeMs` (at least 5000, the most often the
    * coordinator permits), the connection taken for dead after `timeoutMs` (at least 1000) without an
-   * answer. Default: TESSERA_KEEPALIVE_MS and TESSERA_KEEPALIVE_TIMEOUT_MS, else 10000 and 5000.
+   * answer. Default: TESSERA_KEEPALIVE_MS and TESSERA_KEEPALIVE_TIMEOUT_MS, else 10000 and 20000.
    */
   keepalive?: Partial<Keepalive>;
 }
