@@ -115,6 +115,22 @@ describe('Scheduler', () => {
     expect(served.filter((j) => j === 'c').length, served.join('')).toBeGreaterThanOrEqual(5);
   });
 
+  it('asks the workers once per pass about subtasks of the same requirements none of them meets, not once per subtask', () => {
+    const s = new Scheduler();
+    s.addJob('v', 'image', 0, 1);
+    s.enqueue(Array.from({ length: 2000 }, (_, i) => ({ ...subtask('v', i), requires: { encoders: ['libsvtav1'] } }) as SubtaskRecord));
+    const idle = Array.from({ length: 500 }, (_, i) => worker(`w${i}`, 1));
+    let asked = 0;
+    const counting = (w: WorkerSession, sub: SubtaskRecord, kind: string): boolean => {
+      asked++;
+      return canRun(w, sub, kind) && (sub.requires?.encoders ?? []).every((e) => w.encoders.has(e));
+    };
+    expect(s.dispatch(idle, Date.now(), counting)).toEqual([]);
+    // Before: each of the 2,000 subtasks asked every one of the 500 workers (a million calls a pass).
+    expect(asked).toBeLessThanOrEqual(500);
+    expect(s.pendingCount('v')).toBe(2000);
+  });
+
   it('fills free slots everywhere before queueing ahead, and queues ahead only for the jobs allowed to', () => {
     const s = new Scheduler();
     s.addJob('short', 'image', 0, 1);
