@@ -4,16 +4,13 @@
  * a grey image's own profile kept, the worker's pixel limit named, the worker's paths kept out of
  * messages.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pino from 'pino';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
-import type { ProcessContext } from '../../shared/job-kind.js';
-import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
-import { imageProcessor } from './image.js';
+import { runImageBatch } from '../../test/helpers/image-batch.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -23,34 +20,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Runs one batch subtask over `files` (name -> bytes), as image.test.ts does. */
-async function run(files: Record<string, Buffer>, params: Record<string, unknown>): Promise<ReturnType<typeof imageProcessor.process>> {
-  const inputDir = await mkdtemp(path.join(dir, 'in-'));
-  const workDir = await mkdtemp(path.join(dir, 'work-'));
-  const inputs = await Promise.all(
-    Object.entries(files).map(async ([name, bytes]) => {
-      const file = path.join(inputDir, name);
-      await writeFile(file, bytes);
-      return { name, path: file, size: bytes.length };
-    }),
-  );
-  const ctx: ProcessContext<ImageParams> = {
-    jobId: 'job',
-    subtaskId: 'st',
-    attempt: 1,
-    phase: 0,
-    params: validateImageParams(params),
-    spec: {} as ProcessContext<ImageParams>['spec'],
-    plan: { type: 'batch', items: inputs.map((i) => ({ input: i.name, output: path.parse(i.name).name })) },
-    inputs,
-    workDir,
-    signal: new AbortController().signal,
-    progress: () => undefined,
-    threads: 1,
-    log: pino({ level: 'silent' }),
-  };
-  return imageProcessor.process(ctx);
-}
+const run = (files: Record<string, Buffer>, params: Record<string, unknown>) => runImageBatch(dir, files, params);
 
 /** A noisy RGB image (every decoding error shows). */
 function noise(width: number, height: number): sharp.Sharp {

@@ -7,13 +7,10 @@
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pino from 'pino';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
-import type { ProcessContext } from '../../shared/job-kind.js';
-import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
-import { imageProcessor } from './image.js';
+import { runImageBatch } from '../../test/helpers/image-batch.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -23,31 +20,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function run(files: Record<string, Buffer>, workDir: string, params: Record<string, unknown> = { width: 64, format: 'jpeg' }): Promise<ReturnType<typeof imageProcessor.process>> {
-  const inputs = await Promise.all(
-    Object.entries(files).map(async ([name, bytes]) => {
-      const file = path.join(dir, name);
-      await writeFile(file, bytes);
-      return { name, path: file, size: bytes.length };
-    }),
-  );
-  const ctx: ProcessContext<ImageParams> = {
-    jobId: 'job',
-    subtaskId: 'st',
-    attempt: 1,
-    phase: 0,
-    params: validateImageParams(params),
-    spec: {} as ProcessContext<ImageParams>['spec'],
-    plan: { type: 'batch', items: inputs.map((i) => ({ input: i.name, output: path.parse(i.name).name })) },
-    inputs,
-    workDir,
-    signal: new AbortController().signal,
-    progress: () => undefined,
-    threads: 1,
-    log: pino({ level: 'silent' }),
-  };
-  return imageProcessor.process(ctx);
-}
+const run = (files: Record<string, Buffer>, workDir: string, params: Record<string, unknown> = { width: 64, format: 'jpeg' }) => runImageBatch(dir, files, params, workDir);
 
 describe('image processor failures', () => {
   it('a corrupt image is its own item error; a full disk fails the subtask, retryably, naming neither as bad input', async () => {
