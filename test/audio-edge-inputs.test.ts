@@ -49,6 +49,18 @@ function pipedWav(file: string, graph: string): string {
   return file;
 }
 
+/** FLAC in Matroska written to a pipe: the muxer cannot go back to write the length, so none is stated. */
+function pipedMka(file: string, graph: string): string {
+  const fd = openSync(file, 'w');
+  try {
+    const r = spawnSync(ffmpegBinaries().ffmpeg, ['-hide_banner', '-nostdin', '-v', 'error', '-f', 'lavfi', '-i', graph, '-c:a', 'flac', '-f', 'matroska', 'pipe:1'], { stdio: ['ignore', fd, 'pipe'] });
+    if (r.status !== 0) throw new Error(`ffmpeg failed: ${String(r.stderr)}`);
+  } finally {
+    closeSync(fd);
+  }
+  return file;
+}
+
 function invalid(fn: () => unknown): TesseraError {
   try {
     fn();
@@ -291,14 +303,7 @@ describe('files whose headers say less or other than they hold, and conversions 
   });
 
   test('a fade-in on a file whose length the container does not state (Matroska written to a pipe) is applied', async () => {
-    const src = path.join(dir, 'live.mka');
-    const fd = openSync(src, 'w');
-    try {
-      const p = spawnSync(ffmpegBinaries().ffmpeg, ['-v', 'error', '-f', 'lavfi', '-i', 'sine=f=440:r=48000:d=3,volume=3', '-c:a', 'flac', '-f', 'matroska', 'pipe:1'], { stdio: ['ignore', fd, 'pipe'] });
-      expect(p.status).toBe(0);
-    } finally {
-      closeSync(fd);
-    }
+    const src = pipedMka(path.join(dir, 'live.mka'), 'sine=f=440:r=48000:d=3,volume=3');
     expect((await probeAudio(src, 'live.mka')).duration).toBe(0);
     const r = await runAudioInProcess({ codec: 'wav', fade_in: 1 }, [src], dir);
     expect(r.errors).toEqual([]);
@@ -310,14 +315,7 @@ describe('files whose headers say less or other than they hold, and conversions 
   });
 
   test("the waveform of a file whose length the container does not state has its bins sized on the decoded length (at most ~20,000)", async () => {
-    const src = path.join(dir, 'long.mka');
-    const fd = openSync(src, 'w');
-    try {
-      const p = spawnSync(ffmpegBinaries().ffmpeg, ['-v', 'error', '-f', 'lavfi', '-i', 'sine=f=440:r=8000:d=210', '-c:a', 'flac', '-f', 'matroska', 'pipe:1'], { stdio: ['ignore', fd, 'pipe'] });
-      expect(p.status).toBe(0);
-    } finally {
-      closeSync(fd);
-    }
+    const src = pipedMka(path.join(dir, 'long.mka'), 'sine=f=440:r=8000:d=210');
     expect((await probeAudio(src, 'long.mka')).duration).toBe(0);
     const r = await runAudioInProcess({ codec: 'wav', waveform: true }, [src], dir);
     expect(r.errors).toEqual([]);
