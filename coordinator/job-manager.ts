@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { constants as fsConstants } from 'node:fs';
-import { access, lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { access, lstat, mkdir, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '../shared/grpc-status.js';
 import pLimit from 'p-limit';
@@ -1021,6 +1021,15 @@ export class JobManager {
     await (this.opts.sharedRoots ?? SharedRoots.none()).assertUnchanged(f);
   }
 
+  /** A shared input opened and checked by its descriptor (see SharedRoots.openUnchanged); then {@link assertSharedHandle} once read. */
+  openShared(f: SpoolFile): Promise<FileHandle> {
+    return (this.opts.sharedRoots ?? SharedRoots.none()).openUnchanged(f);
+  }
+
+  assertSharedHandle(fh: FileHandle, f: SpoolFile): Promise<void> {
+    return (this.opts.sharedRoots ?? SharedRoots.none()).assertHandleUnchanged(fh, f);
+  }
+
   /** Throws FAILED_PRECONDITION if the job's shared output folder no longer resolves to itself inside an output root. */
   async assertOutputDir(job: JobRecord): Promise<void> {
     if (job.spec.shared_output_dir) await (this.opts.sharedRoots ?? SharedRoots.none()).assertOutputDir(job.spec.shared_output_dir);
@@ -1041,7 +1050,8 @@ export class JobManager {
 
   onProgress(w: WorkerSession, subtaskId: string, attempt: number, fraction: number, message: string): void {
     const s = this.leaseIsCurrent(subtaskId, attempt, w.id);
-    if (!s) return;
+    // A fraction that is no number (a buggy or hostile worker) would become every watcher's progress.
+    if (!s || !Number.isFinite(fraction)) return;
     const lease = s.leases.find((l) => l.attempt === attempt && l.workerId === w.id);
     if (lease) lease.progressAt = Date.now();
     w.stalledSince = 0;

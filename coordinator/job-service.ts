@@ -317,8 +317,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       const workers = jobs.registry.all().map((w) => jobs.registry.toInfo(w));
       if (access.identify(ctx.metadata).admin) return { workers };
       // A client sees what it can run where, not where the machines are or which library versions
-      // (with their known flaws) they run: addresses and versions are for admin tokens.
-      return { workers: workers.map((w) => ({ ...w, address: '', capabilities: w.capabilities && { ...w.capabilities, ffmpeg_version: '', sharp_version: '', libvips_version: '' } })) };
+      // (with their known flaws) they run: addresses and versions are for admin tokens. Nor the
+      // session ids: a worker's side calls name their session by it.
+      return { workers: workers.map((w) => ({ ...w, id: '', address: '', capabilities: w.capabilities && { ...w.capabilities, ffmpeg_version: '', sharp_version: '', libvips_version: '' } })) };
     }),
   };
 }

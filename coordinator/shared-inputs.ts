@@ -16,7 +16,7 @@
  * shared/shared-output.ts): resolved the same way at submission, and again before each publication.
  */
 import { constants, realpathSync, statSync, type Stats } from 'node:fs';
-import { access, mkdir, open, realpath, stat } from 'node:fs/promises';
+import { access, mkdir, open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '../shared/grpc-status.js';
 import { TesseraError } from '../shared/errors.js';
@@ -35,6 +35,10 @@ type Shared = NonNullable<SpoolFile['shared']>;
 export const SHARED_LOOKUPS = 2;
 
 const identity = (st: Stats): Shared => ({ mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev });
+
+/** Whether `st` is the file `f` was when it was submitted (size, modification time, inode, device). */
+const sameIdentity = (st: Stats, f: SpoolFile): boolean =>
+  st.isFile() && st.size === f.size && st.mtimeMs === f.shared!.mtimeMs && st.ino === f.shared!.ino && st.dev === f.shared!.dev;
 
 /**
  * `d` as a shared folder (`--shared-root`, `--shared-output-root`): its real path, or why it cannot
@@ -167,12 +171,37 @@ export class SharedRoots {
    * was submitted: the same path once resolved, inside a current root, with the same identity.
    * Inputs that are not shared pass.
    */
+  /**
+   * `f` (a shared input) opened for reading, checked by its descriptor to be the file submitted:
+   * what is read through it is that file, whatever its path names meanwhile (a client swapping its
+   * file for a symlink between a check by path and an open by path would have another file read).
+   * FAILED_PRECONDITION as {@link assertUnchanged} when it is not. The caller closes it.
+   */
+  async openUnchanged(f: SpoolFile): Promise<FileHandle> {
+    const changed = (how: string): TesseraError => new TesseraError(status.FAILED_PRECONDITION, `input ${f.name}: the shared file ${f.path} ${how} after the job was submitted`, { input: f.name, retryable: false });
+    if (!f.shared) throw new Error(`openUnchanged: ${f.name} is not a shared input`);
+    const fh = await open(f.path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((err: NodeJS.ErrnoException) => {
+      throw changed(err.code === 'ENOENT' ? 'was removed' : 'changed');
+    });
+    try {
+      if (!sameIdentity(await fh.stat(), f)) throw changed('changed');
+      return fh;
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Throws {@link openUnchanged}'s error when the file `fh` reads is no longer `f` as submitted (changed while it was read). */
+  async assertHandleUnchanged(fh: FileHandle, f: SpoolFile): Promise<void> {
+    if (!sameIdentity(await fh.stat(), f)) throw new TesseraError(status.FAILED_PRECONDITION, `input ${f.name}: the shared file ${f.path} changed while it was read`, { input: f.name, retryable: false });
+  }
+
   async assertUnchanged(f: SpoolFile): Promise<void> {
     if (!f.shared) return;
     const real = await realpath(f.path).catch(() => undefined);
     const st = real === f.path && this.covers(real) ? (await statNoFollow(real).catch(() => undefined))?.st : undefined;
-    const same = st?.isFile() && st.size === f.size && st.mtimeMs === f.shared.mtimeMs && st.ino === f.shared.ino && st.dev === f.shared.dev;
-    if (!same) throw new TesseraError(status.FAILED_PRECONDITION, `input ${f.name}: the shared file ${f.path} ${st || real ? 'changed' : 'was removed'} after the job was submitted`, { input: f.name, retryable: false });
+    if (!st || !sameIdentity(st, f)) throw new TesseraError(status.FAILED_PRECONDITION, `input ${f.name}: the shared file ${f.path} ${st || real ? 'changed' : 'was removed'} after the job was submitted`, { input: f.name, retryable: false });
   }
 
   /**

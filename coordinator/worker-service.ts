@@ -273,15 +273,21 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
     FetchTaskInput: serverStream(log, async function* (req: { subtask_id: string; attempt: number; name: string; offset: string }, ctx): AsyncGenerator<DataChunk> {
       const w = sessionOf(ctx.metadata);
       const f = jobs.taskInput(req.subtask_id, req.attempt, w.id, req.name);
-      await jobs.assertSharedUnchanged(f);
       const offset = Number(req.offset || 0);
-      // A shared file is read up to its submitted size, and checked again once read.
-      const size = f.shared ? f.size : undefined;
-      for await (const chunk of readEncodedChunks(f.path, { field: fieldNumber('tessera.v1.DataChunk', 'data'), fields: (at) => encodeDataChunkFields({ offset: String(at) }), offset, size, signal: ctx.signal })) {
-        yield asWire<DataChunk>(chunk.message);
-        jobs.inputBytesServed += chunk.data.length;
+      // A shared file is read through a descriptor checked to be the file submitted (never by a
+      // path a client may have swapped for a symlink since), up to its submitted size, and checked
+      // again once read.
+      const fh = f.shared ? await jobs.openShared(f) : undefined;
+      try {
+        const size = f.shared ? f.size : undefined;
+        for await (const chunk of readEncodedChunks(fh ?? f.path, { field: fieldNumber('tessera.v1.DataChunk', 'data'), fields: (at) => encodeDataChunkFields({ offset: String(at) }), offset, size, signal: ctx.signal })) {
+          yield asWire<DataChunk>(chunk.message);
+          jobs.inputBytesServed += chunk.data.length;
+        }
+        if (fh) await jobs.assertSharedHandle(fh, f);
+      } finally {
+        await fh?.close();
       }
-      await jobs.assertSharedUnchanged(f);
     }),
 
     UploadTaskOutput: clientStream(log, async (messages: AsyncIterable<UploadTaskOutputRequest__Output>, ctx) => {

@@ -2,8 +2,8 @@
  * Runs one assigned subtask: fetch its inputs (verified), call the kind's processor with an
  * AbortSignal, upload the outputs (verified), and build the result message.
  */
-import { constants as fsConstants, mkdirSync } from 'node:fs';
-import { access, copyFile, link, lstat, mkdir, readFile, readdir, readlink, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { constants as fsConstants, existsSync, mkdirSync } from 'node:fs';
+import { access, copyFile, link, lstat, mkdir, open, readFile, readdir, readlink, realpath, rm, stat, symlink, writeFile, type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -58,13 +58,15 @@ export async function executeSubtask(a: Assignment__Output, signal: AbortSignal,
     return workDir;
   };
   const base = { subtask_id: a.subtask_id, attempt: a.attempt };
+  // Shared inputs read in place through descriptors held while the subtask runs (see fetchInputs).
+  const held: FileHandle[] = [];
   try {
     // Cancelled while it waited in the prefetch queue: nothing to run.
     signal.throwIfAborted();
     const processor = deps.processors.get(a.kind);
     if (!processor) throw new TesseraError(status.FAILED_PRECONDITION, `this worker cannot run ${a.kind} subtasks`, { retryable: true });
     if (!a.spec) throw new TesseraError(status.INVALID_ARGUMENT, 'assignment without a job spec', { retryable: false });
-    const inputs = a.inputs.length > 0 ? await fetchInputs(a, ensureWorkDir(), signal, deps) : [];
+    const inputs = a.inputs.length > 0 ? await fetchInputs(a, ensureWorkDir(), signal, deps, held) : [];
     const ctx: ProcessContext<unknown> = {
       jobId: a.job_id,
       subtaskId: a.subtask_id,
@@ -117,6 +119,7 @@ export async function executeSubtask(a: Assignment__Output, signal: AbortSignal,
   } catch (err) {
     return { ...base, ok: false, ...describeFailure(err, signal, logger()), duration_ms: String(Date.now() - started) };
   } finally {
+    await Promise.all(held.map((fh) => fh.close().catch(() => undefined)));
     if (made) await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
   }
 }
@@ -154,8 +157,30 @@ async function sameSharedFile(input: Assignment__Output['inputs'][number]): Prom
   }
 }
 
-/** Fetches an assignment's inputs into `workDir`/in (exported for tests; executeSubtask is its caller). */
-export async function fetchInputs(a: Assignment__Output, workDir: string, signal: AbortSignal, deps: ExecutorDeps): Promise<LocalFile[]> {
+/** Whether this system names a process's open files as /proc/PID/fd/N (Linux). */
+const PROC_FD = existsSync(`/proc/${process.pid}/fd`);
+
+/**
+ * A shared input (on a client's shared storage) opened once, not through a symlink at its last
+ * step, and checked by its descriptor to be the file submitted: undefined when it is not. What is
+ * read through the descriptor is that file whatever the path names later: a client swapping its
+ * file for a symlink to another (the worker token's, another job's) after the check is not read.
+ */
+async function openShared(input: Assignment__Output['inputs'][number]): Promise<FileHandle | undefined> {
+  const fh = await open(input.shared_path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK).catch(() => undefined);
+  if (!fh) return undefined;
+  const st = await fh.stat().catch(() => undefined);
+  if (st?.isFile() && st.size === Number(input.size) && st.mtimeMs === input.mtime_ms && String(st.ino) === input.ino) return fh;
+  await fh.close().catch(() => undefined);
+  return undefined;
+}
+
+/**
+ * Fetches an assignment's inputs into `workDir`/in (exported for tests; executeSubtask is its
+ * caller). Shared inputs read in place are opened here; their descriptors go into `held`, for the
+ * caller to close once the subtask is over.
+ */
+export async function fetchInputs(a: Assignment__Output, workDir: string, signal: AbortSignal, deps: ExecutorDeps, held: FileHandle[] = []): Promise<LocalFile[]> {
   const dir = path.join(workDir, 'in');
   if (a.inputs.length > 0) await mkdir(dir, { recursive: true });
   const files: LocalFile[] = [];
@@ -166,10 +191,18 @@ export async function fetchInputs(a: Assignment__Output, workDir: string, signal
     const file = path.join(dir, name);
     if (input.shared_path && (await sameSharedFile(input))) {
       // Shared storage this worker sees at the same path: read in place, nothing is copied. The
-      // link keeps the input's name for processors that go by it.
-      await symlink(input.shared_path, file);
-      files.push({ name, path: file, size: Number(input.size) });
-      continue;
+      // link keeps the input's name for processors that go by it. A client's file is linked as the
+      // descriptor checked here (the processors, children of this process, open /proc/PID/fd/N: the
+      // same file, whatever its path names meanwhile); the coordinator's spool, which no client
+      // writes, by its path.
+      const fh = !input.spooled && PROC_FD ? await openShared(input) : undefined;
+      if (input.spooled || !PROC_FD || fh) {
+        if (fh) held.push(fh);
+        await symlink(fh ? `/proc/${process.pid}/fd/${fh.fd}` : input.shared_path, file);
+        files.push({ name, path: file, size: Number(input.size) });
+        continue;
+      }
+      // Changed between the two looks: streamed by the coordinator, which refuses a changed file.
     }
     const hash = newSha256();
     let size = 0;
