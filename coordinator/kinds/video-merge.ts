@@ -45,6 +45,8 @@ export interface InputPlanRecord {
   moreAudio?: Array<NonNullable<InputPlanRecord['audio']>>;
   /** The source's subtitle tracks (absent in records from before they were kept). */
   subtitles?: Array<{ streamIndex: number; codec: string }>;
+  /** The source's start timecode (MediaInfo.timecode), written into the output as ffmpeg does. */
+  timecode?: string;
   segments: Array<{ frames: number; duration: number }>;
   expectedFrames: number;
   expectedDuration: number;
@@ -196,6 +198,8 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   // transcode: the source's title, dates and chapters (on the source's timeline, which the output
   // keeps), and each audio track's language and name.
   args.push(...maps, '-map_metadata', String(src), '-map_chapters', String(src));
+  // A camera's start timecode (MP4: a tmcd track; Matroska: a TIMECODE tag), editors conform by it.
+  if (rec.timecode) args.push('-timecode', rec.timecode);
   mapped.forEach((streamIndex, k) => args.push(`-map_metadata:s:a:${k}`, `${src}:s:${streamIndex}`));
   args.push('-c', 'copy');
   // The subtitle tracks, from the source (on its timeline, which the output keeps), each in the form

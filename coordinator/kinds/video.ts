@@ -75,6 +75,11 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   const audio = tracks[0];
   const copyRefused = params.audioCodec === 'copy' ? copyAudioRefusal(tracks.map((t) => t.codec), params.container) : undefined;
   if (copyRefused) throw invalidArgument(`${name}: ${copyRefused}`, name);
+  // More channels than the encoder can take, refused now rather than after the whole video is encoded.
+  tracks.forEach((t, k) => {
+    const too = tooManyChannels(params.audioCodec, t);
+    if (too) throw invalidArgument(`${name}: audio track ${k + 1} has ${t.channels} channels${t.channelLayout && !/channels|unknown/.test(t.channelLayout) ? ` (${t.channelLayout})` : ''}; ${too}: ask for --audio-codec opus (up to 255 channels), copy (into mkv) or none`, name);
+  });
 
   const encoder = VIDEO_ENCODERS[params.codec].find((e) => ctx.cluster.encoders.has(e)) ?? VIDEO_ENCODERS[params.codec][0]!;
   const size = outputSize(video.width, video.height, video.rotation, params.width, params.height);
@@ -217,6 +222,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
     audio: audioRecord,
     ...(moreAudio.length > 0 && { moreAudio }),
     subtitles: info.subtitles.map((t) => ({ streamIndex: t.index, codec: t.codec })),
+    ...(info.timecode && { timecode: info.timecode }),
     segments,
     expectedFrames,
     expectedDuration: rate ? expectedFrames / rate : index.end - first,
@@ -225,6 +231,17 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
     height: size.height,
   };
   return { subtasks, record };
+}
+
+/**
+ * Why `codec` cannot encode `track` for its channels, or undefined: AAC holds at most 8; MP3 is
+ * down-mixed to stereo, which ffmpeg does only from a layout it knows (up to 8 channels without one).
+ */
+function tooManyChannels(codec: string, track: { channels: number; channelLayout: string }): string | undefined {
+  if (codec === 'aac' && track.channels > 8) return 'AAC holds at most 8';
+  const known = track.channelLayout !== '' && !/channels|unknown/.test(track.channelLayout);
+  if (codec === 'mp3' && track.channels > 8 && !known) return 'MP3 holds stereo, and ffmpeg has no down-mix for that many channels without a layout';
+  return undefined;
 }
 
 /** An input's two probes, each its result or its error (the error thrown by the plan, in turn). */

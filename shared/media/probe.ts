@@ -53,6 +53,11 @@ export interface AudioStreamInfo {
 export interface MediaInfo {
   /** Demuxer names, e.g. "mov,mp4,m4a,3gp,3g2,mj2" or "mpegts". */
   formatName: string;
+  /**
+   * The start timecode a camera or recorder wrote (`01:00:00:00`): the video stream's, a timecode
+   * (tmcd) track's or the file's tag, as ffmpeg carries it over in a transcode; absent when none.
+   */
+  timecode?: string;
   /** Container duration in seconds (NaN when unknown). */
   duration: number;
   /** Container start time in seconds (the smallest stream start). */
@@ -93,7 +98,7 @@ interface RawStream {
 
 /** What `ffprobe -show_format -show_streams` gives, as far as it is read here. */
 interface RawProbe {
-  format?: { format_name?: string; duration?: string; start_time?: string };
+  format?: { format_name?: string; duration?: string; start_time?: string; tags?: Record<string, string> };
   streams?: RawStream[];
 }
 
@@ -105,8 +110,11 @@ export async function probeMedia(file: string, opts: ProbeOptions & { countPacke
   const streams = raw.streams ?? [];
   // Cover art is a video stream of one frame: never the picture track we transcode.
   const v = streams.find((s) => s.codec_type === 'video' && !s.disposition?.attached_pic);
+  const tagged = [v, ...streams.filter((s) => s.codec_type === 'data'), raw.format];
+  const timecode = tagged.map((t) => t?.tags?.['timecode'] ?? t?.tags?.['TIMECODE']).find((tc) => tc && /^\d{2}:\d{2}:\d{2}[:;.]\d{2,3}$/.test(tc));
   return {
     formatName: raw.format.format_name ?? '',
+    ...(timecode && { timecode }),
     duration: num(raw.format.duration),
     startTime: num(raw.format.start_time) || 0,
     video: v ? videoInfo(v) : undefined,
