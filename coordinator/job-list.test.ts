@@ -138,7 +138,7 @@ describe('ListJobs pages', () => {
     for (const j of jobs) {
       if (Number(j.id.slice(4)) % 3 === 0) continue;
       gone.add(j.id);
-      order.removed();
+      order.removed(j);
     }
     const left = jobs.filter((j) => !gone.has(j.id));
     const alice = (j: JobRecord): boolean => j.owner === 'alice';

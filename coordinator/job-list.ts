@@ -50,16 +50,19 @@ const olderThan = (a: JobKey, b: JobKey): boolean => a.createdAt < b.createdAt |
 /**
  * Kept jobs in creation order (then by id), so that a page starts where the last one ended, found
  * by a binary search, instead of every kept job being filtered and sorted for every page (a
- * coordinator may keep hundreds of thousands). A removed job stays in the order, skipped, until
- * removed ones are half of it.
+ * coordinator may keep hundreds of thousands). A removed job leaves its key in the order (its
+ * record is let go at once: a batch's can hold thousands of errors), skipped, until removed ones
+ * are half of it.
  */
 export class JobOrder {
-  /** Oldest first. */
-  private order: JobRecord[] = [];
+  /** Oldest first: kept jobs, and the keys of removed ones. */
+  private order: Array<JobRecord | JobKey> = [];
   private removedSince = 0;
 
   /** `isKept`: whether a job in the order is still kept (not removed since). */
   constructor(private readonly isKept: (job: JobRecord) => boolean) {}
+
+  private kept = (job: JobRecord | JobKey): job is JobRecord => 'state' in job && this.isKept(job);
 
   /** A job newly kept: at the end, as a new job almost always goes. */
   add(job: JobRecord): void {
@@ -68,10 +71,13 @@ export class JobOrder {
     else this.order.splice(this.firstAtOrAfter(job), 0, job);
   }
 
-  /** A kept job was removed. */
-  removed(): void {
+  /** A kept job was removed: only its key stays, until removed ones are compacted away. */
+  removed(job: JobKey): void {
+    const i = this.firstAtOrAfter(job);
+    const at = this.order[i];
+    if (at && at.id === job.id) this.order[i] = { createdAt: job.createdAt, id: job.id };
     if (++this.removedSince > 1024 && this.removedSince * 2 > this.order.length) {
-      this.order = this.order.filter(this.isKept);
+      this.order = this.order.filter(this.kept);
       this.removedSince = 0;
     }
   }
@@ -81,7 +87,7 @@ export class JobOrder {
     const order = this.order;
     for (let i = (before ? this.firstAtOrAfter(before) : order.length) - 1; i >= 0; i--) {
       const job = order[i]!;
-      if (this.isKept(job)) yield job;
+      if (this.kept(job)) yield job;
     }
   }
 

@@ -470,7 +470,7 @@ export class JobManager {
 
   private drop(job: JobRecord): void {
     this.jobs.delete(job.id);
-    this.order.removed();
+    this.order.removed(job);
     const key = job.spec.request_id ? requestKey(job.owner, job.spec.request_id) : undefined;
     if (key && this.byRequest.get(key) === job) this.byRequest.delete(key);
     this.finished(job);
