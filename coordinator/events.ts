@@ -50,9 +50,13 @@ export class EventLog {
     const event: JobEvent = { seq: String(job.seq), time_ms: String(Date.now()), job_id: job.id, job_state: jobStateEnum(job.state), ...partial };
     this.store.appendEvent(event);
     this.store.saveJob(job);
-    const set = this.listeners.get(job.id);
-    if (set) for (const l of [...set]) l(event);
-    for (const l of this.global) l(event);
+    // Told once on disk (the store commits within ~20 ms): a crash must not take back what a
+    // watcher was told (a job's end, an output it announced). In order: commits are.
+    this.store.whenStored(() => {
+      const set = this.listeners.get(job.id);
+      if (set) for (const l of [...set]) l(event);
+      for (const l of this.global) l(event);
+    });
     return event;
   }
 

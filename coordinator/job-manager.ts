@@ -494,8 +494,9 @@ export class JobManager {
   }
 
   /** Logged events of a job after `afterSeq`, oldest first. */
-  eventsAfter(jobId: string, afterSeq: number): JobEvent[] {
-    return this.store.eventsAfter(jobId, afterSeq);
+  /** A job's events after `afterSeq`; `stored`: only those on disk, what a watcher may be told (the rest reach it live once they are). */
+  eventsAfter(jobId: string, afterSeq: number, o: { stored?: boolean } = {}): JobEvent[] {
+    return this.store.eventsAfter(jobId, afterSeq, undefined, o);
   }
 
   list(): JobRecord[] {
@@ -701,7 +702,7 @@ export class JobManager {
     // One random tag per phase: ids stay unique across phases and restarts without a UUID each.
     const tag = randomUUID().slice(0, 6);
     const created = plans.map((p, index) =>
-      newSubtaskRecord(p, { id: `${job.id.slice(0, 8)}-${phase}-${first + index}-${tag}`, jobId: job.id, index: first + index, phase, timeoutMs: this.opts.subtaskTimeoutMs }),
+      newSubtaskRecord(p, { id: `${job.id.slice(0, 8)}-${phase}-${first + index}-${tag}`, jobId: job.id, index: first + index, phase, timeoutMs: 0 }),
     );
     for (const s of created) {
       active.subtasks.push(s);
@@ -768,6 +769,15 @@ export class JobManager {
       this.moveQueued(workers, now);
     }
     this.armRetryTimer(now);
+  }
+
+  /**
+   * How long an attempt of `s` may run: the coordinator's --subtask-timeout-ms as it runs now (a
+   * restart with a longer one reaches the jobs it resumes), or the kind's own longer limit (a long
+   * video segment's). Records from before held the setting of their day: the longer one counts.
+   */
+  private timeoutOf(s: SubtaskRecord): number {
+    return Math.max(s.timeoutMs || 0, this.opts.subtaskTimeoutMs);
   }
 
   /** A job's mean run time so far (ms), else the kind's estimate; NaN when neither is known. */
@@ -900,7 +910,7 @@ export class JobManager {
       plan_json: JSON.stringify(s.plan ?? null),
       inputs: s.inputs.map((f) => this.assignedInput(f)),
       // A kind's own (a long video's audio track) or the library's may be longer than any timer takes.
-      timeout_ms: Math.min(s.timeoutMs ?? this.opts.subtaskTimeoutMs, MAX_SUBTASK_TIMEOUT_MS),
+      timeout_ms: Math.min(this.timeoutOf(s), MAX_SUBTASK_TIMEOUT_MS),
       phase: s.phase,
       shared_output_dir: outputDir,
       shared_output_token: outputDir ? leaseToken(w, s.attempt) : '',
@@ -1731,7 +1741,7 @@ export class JobManager {
         const s = this.subtasks.get(id);
         const lease = s?.leases.find((l) => l.attempt === attempt && l.workerId === w.id);
         if (!s || !lease || s.state !== 'running') continue;
-        const limit = s.timeoutMs || this.opts.subtaskTimeoutMs;
+        const limit = this.timeoutOf(s);
         if (lease.runningSince === undefined || now - lease.runningSince <= limit + Math.max(OVERDUE_GRACE_MS, limit * 0.1)) continue;
         const reason = `subtask timed out after ${limit} ms and its worker ${w.name} did not stop it`;
         this.registry.send(w, { cancel: { subtask_id: s.id, attempt, reason } });
@@ -2031,7 +2041,18 @@ export class JobManager {
       this.begin(job, subtasks.get(job.id) ?? []);
     }
     void this.sweepSharedTemps(jobs.filter((j) => TERMINAL_JOB_STATES.has(j.state) && j.spec.shared_output_dir)).catch((err: unknown) => this.log.warn({ err }, 'sweeping shared output folders failed'));
+    void this.sweepFinishedSpools(jobs.filter((j) => TERMINAL_JOB_STATES.has(j.state))).catch((err: unknown) => this.log.warn({ err }, 'sweeping finished jobs\' spool folders failed'));
     return resumed;
+  }
+
+  /**
+   * Removes the inputs and intermediates of jobs that had ended: the end is removed once it is on
+   * disk (see finish), and a crash in between left them, for ever with --retention-hours 0. One
+   * listing per job, a few at a time, in the background.
+   */
+  private async sweepFinishedSpools(finished: JobRecord[]): Promise<void> {
+    const limit = pLimit(4);
+    await Promise.all(finished.map((j) => limit(() => (this.stopping ? undefined : this.spool.removeIntermediates(j.id, { inputs: true })))));
   }
 
   /**

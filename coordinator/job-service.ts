@@ -643,7 +643,7 @@ export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, 
   let last = afterSeq;
   /** Replays the log after `last` page by page until it has caught up; true at the final event. */
   async function* replay(): AsyncGenerator<JobEvent[], boolean> {
-    for (let page = jobs.eventsAfter(jobId, last); page.length > 0; page = jobs.eventsAfter(jobId, last)) {
+    for (let page = jobs.eventsAfter(jobId, last, { stored: true }); page.length > 0; page = jobs.eventsAfter(jobId, last, { stored: true })) {
       for (let i = 0; i < page.length; i += MAX_BATCH) {
         const run = page.slice(i, i + MAX_BATCH);
         const end = run.findIndex((e) => e.final);

@@ -158,12 +158,12 @@ export class Spool {
     return { folders, bytes };
   }
 
-  /** Removes what a finished job no longer reads: its intermediates and (with `inputs`) its inputs; its outputs stay. */
   /** Removes a job's work folder (its planners' and mergers' files), nothing else. */
   async removeWork(jobId: string): Promise<void> {
     await rm(this.workDir(jobId), { recursive: true, force: true });
   }
 
+  /** Removes what a finished job no longer reads: its intermediates and (with `inputs`) its inputs; its outputs stay. */
   async removeIntermediates(jobId: string, opts: { inputs: boolean }): Promise<void> {
     this.forget(jobId);
     // Only the folders the job made (see prepareJob): one listing, rather than two lookups for each.

@@ -269,7 +269,7 @@ export class JobStore {
    * one each). At least `limit` of them when there are that many (callers page with the last seq
    * they got). A row holds one event (older stores) or the array of events written in one flush.
    */
-  eventsAfter(jobId: string, afterSeq: number, limit = 10_000): JobEvent[] {
+  eventsAfter(jobId: string, afterSeq: number, limit = 10_000, o: { stored?: boolean } = {}): JobEvent[] {
     const out: JobEvent[] = [];
     let last = afterSeq;
     for (const row of this.stmts.eventsAfter.iterate(jobId, afterSeq) as IterableIterator<{ event: string }>) {
@@ -281,7 +281,9 @@ export class JobStore {
       }
       if (out.length >= limit) return out;
     }
-    // Then those being written (read before their commit, or after it: then skipped as seen) and those waiting.
+    // Then those being written (read before their commit, or after it: then skipped as seen) and
+    // those waiting; `stored`: only those on disk (what a watcher may be told).
+    if (o.stored) return out;
     for (const e of (this.inFlight?.events ?? []).concat(this.pendingEvents)) {
       if (e.job_id !== jobId || Number(e.seq) <= last) continue;
       out.push(e);

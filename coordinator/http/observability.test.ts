@@ -65,7 +65,7 @@ async function samples(metrics: CoordinatorMetrics): Promise<Map<string, number>
 
 describe('/metrics', () => {
   it('tessera_subtask_duration_seconds: an attempt that fails for good because its worker was lost is observed with its real duration, not 0', async () => {
-    const { manager, worker, assigned, close } = setup(1);
+    const { manager, worker, assigned, store, close } = setup(1);
     const metrics = new CoordinatorMetrics(manager);
     try {
       // One attempt only: the lost worker's attempt fails the subtask for good.
@@ -75,6 +75,8 @@ describe('/metrics', () => {
       await sleep(400);
       manager.onWorkerLost(worker, 'no heartbeat');
       await until(() => manager.subtasksOf(job.id).every((s) => s.state === 'failed') || job.state === 'failed', 'the subtask to fail');
+      // Events reach their listeners once on disk.
+      await store.committed();
       const s = await samples(metrics);
       expect(s.get('tessera_subtask_duration_seconds_count{kind="passthrough",outcome="failed"}')).toBe(1);
       // The attempt ran ~0.4 s: before, observed as 0 (the duration was set only by a worker's result).
@@ -129,10 +131,11 @@ describe('/metrics across a restart', () => {
     const again = new TesseraClient({ address: second.address });
     try {
       expect((await again.getJob(job.id)).state).toBe('JOB_STATE_FAILED');
-      const text = await (await fetch(`http://${second.httpAddress}/metrics`)).text();
-      expect(text).toMatch(/tessera_jobs_resumed_total\{kind="passthrough"\} 1/);
-      // Before, it failed before the metrics listened: resumed 1, finished 0, for good.
-      expect(text).toMatch(/tessera_jobs_finished_total\{kind="passthrough",state="failed"\} 1/);
+      const metricsText = async (): Promise<string> => (await fetch(`http://${second.httpAddress}/metrics`)).text();
+      // Before, it failed before the metrics listened: resumed 1, finished 0, for good. (Events
+      // reach the metrics once on disk, within a few ms.)
+      await expect.poll(metricsText).toMatch(/tessera_jobs_finished_total\{kind="passthrough",state="failed"\} 1/);
+      expect(await metricsText()).toMatch(/tessera_jobs_resumed_total\{kind="passthrough"\} 1/);
     } finally {
       again.close();
       await second.close();
