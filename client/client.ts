@@ -454,9 +454,20 @@ export class TesseraClient {
       const call = this.client.WatchJob({ job_id: jobId, after_seq: String(last), batch: true, inline_outputs_up_to: opts.inlineOutputsUpTo ?? 0, types: opts.types ?? [] }, this.md());
       const onAbort = (): void => call.cancel();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
+      // The coordinator sends the call's headers at once. Without them in time (a coordinator
+      // stopped with SIGSTOP, a hung host, an address that takes connections and never answers)
+      // the call would wait for ever in a channel that stays CONNECTING: given up as UNAVAILABLE
+      // after the unary deadline, or what is left of the reconnect window in an outage.
+      let unanswered = false;
+      const answerWithin = downSince ? Math.max(0, downSince + (opts.reconnectForMs ?? 120_000) - Date.now()) : this.deadlineMs;
+      const noAnswer = setTimeout(() => {
+        unanswered = true;
+        call.cancel();
+      }, answerWithin);
       // Connected (the call got its headers, which the coordinator sends at once) even if no event
       // comes for a while: an outage is over.
       call.once('metadata', () => {
+        clearTimeout(noAnswer);
         reached = true;
         if (downSince) opts.onReattach?.(Date.now() - downSince);
         downSince = 0;
@@ -483,6 +494,14 @@ export class TesseraClient {
       } catch (caught) {
         // Aborted: the caller's reason, not the CANCELLED of the call it cut (nor a sleep's AbortError).
         if (opts.signal?.aborted) throw opts.signal.reason;
+        if (unanswered) {
+          const why = reached ? `the coordinator at ${this.address} did not answer for ${(answerWithin / 1000).toFixed(0)} s (stopped, or its host hung?)` : `the coordinator could not be reached for ${(answerWithin / 1000).toFixed(0)} s (nothing answered at ${this.address})`;
+          if (!reached) throw new TesseraError(grpc.status.UNAVAILABLE, why, { retryable: true });
+          lost(why);
+          if (Date.now() - downSince >= (opts.reconnectForMs ?? 120_000)) throw new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}: ${why}`, { retryable: true });
+          await pause(500, opts.signal);
+          continue;
+        }
         const err = tidyGrpcError(caught);
         const { code, details } = err as grpc.ServiceError;
         if (code !== grpc.status.UNAVAILABLE && code !== grpc.status.CANCELLED) throw err;
@@ -495,6 +514,7 @@ export class TesseraClient {
         if (Date.now() - downSince > (opts.reconnectForMs ?? 120_000)) throw code === grpc.status.UNAVAILABLE ? err : new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}: ${details ?? String(err)}`);
         await pause(500, opts.signal);
       } finally {
+        clearTimeout(noAnswer);
         opts.signal?.removeEventListener('abort', onAbort);
         // A caller that stops reading (a break out of its loop) ends the generator here: the call
         // must end too, or it stays open (and the coordinator keeps its events coming) until the
