@@ -37,6 +37,11 @@ import { clientTokenFromEnv } from '../shared/auth.js';
 import { clientCredentialsFromEnv } from '../shared/tls.js';
 import type * as Protobuf from 'protobufjs';
 
+/** Refuses an option that is not a whole number of at least `min` (INVALID_ARGUMENT naming it). */
+function wholeNumber(name: string, value: number, min: number): void {
+  if (!Number.isSafeInteger(value) || value < min) throw invalidArgument(`${name}: ${value} is not a whole number of at least ${min}`);
+}
+
 /** Outputs downloaded at once, and the largest output downloaded alongside others. */
 const DOWNLOAD_CONCURRENCY = 8;
 const PARALLEL_DOWNLOAD_MAX_BYTES = 8 * 1024 * 1024;
@@ -322,8 +327,20 @@ export class TesseraClient {
     if (options.signal?.aborted) return Promise.reject(options.signal.reason);
     return new Promise<Job__Output>((resolve, reject) => {
       const total = sizes.reduce((n, x) => n + x, 0);
+      // The caller's abort counts until the coordinator answers, not only while the bytes go out:
+      // aborted meanwhile, the submission rejects with the signal's reason (the call is cancelled).
+      const off = (): void => options.signal?.removeEventListener('abort', onAbort);
+      const answered = (job: Job__Output): void => {
+        off();
+        if (options.signal?.aborted) reject(options.signal.reason);
+        else resolve(job);
+      };
+      const failed = (err: unknown): void => {
+        off();
+        reject(options.signal?.aborted ? options.signal.reason : err);
+      };
       // Ended by the coordinator's answer (a refusal mid-upload): the upload stops there.
-      const { signal, callback } = endsWithAnswer(resolve, reject, options.signal);
+      const { signal, callback } = endsWithAnswer(answered, failed, options.signal);
       const call = this.client.SubmitJob(this.md(), { deadline: deadline(transferDeadlineMs(total)) }, callback);
       const onAbort = (): void => call.cancel();
       options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -369,9 +386,7 @@ export class TesseraClient {
           call.end();
         } catch (err) {
           call.cancel();
-          reject(err);
-        } finally {
-          options.signal?.removeEventListener('abort', onAbort);
+          failed(err);
         }
       })();
     });
@@ -388,6 +403,7 @@ export class TesseraClient {
    * Asks as many pages as that takes (see {@link listJobsPage}).
    */
   async listJobs(opts: CallOptions & { limit?: number; state?: string } = {}): Promise<Job__Output[]> {
+    if (opts.limit !== undefined && opts.limit !== Infinity) wholeNumber('limit', opts.limit, 1);
     const limit = opts.limit || 50;
     const jobs: Job__Output[] = [];
     let pageToken = '';
@@ -404,6 +420,7 @@ export class TesseraClient {
    * 3 MiB), and the token of the next page ("" on the last). Ask the next page with the same `state`.
    */
   async listJobsPage(opts: CallOptions & { limit?: number; state?: string; pageToken?: string } = {}): Promise<{ jobs: Job__Output[]; nextPageToken: string }> {
+    if (opts.limit !== undefined) wholeNumber('limit', opts.limit, 0);
     const res = await this.unaryCall<unknown, { jobs: Job__Output[]; next_page_token: string }>(
       this.client.ListJobs as never,
       { limit: opts.limit ?? 50, state: opts.state ?? '', page_token: opts.pageToken ?? '' },
@@ -1160,6 +1177,7 @@ class DownloadQueue {
   ) {
     this.caller = opts.signal;
     this.signal = opts.signal ? AbortSignal.any([opts.signal, this.stop.signal]) : this.stop.signal;
+    if (opts.concurrency !== undefined) wholeNumber('concurrency', opts.concurrency, 1);
     const concurrency = Math.max(1, opts.concurrency ?? DOWNLOAD_CONCURRENCY);
     // Each download in flight listens on it.
     setMaxListeners(concurrency + 10, this.signal);

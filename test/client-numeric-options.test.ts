@@ -1,0 +1,50 @@
+/**
+ * Numeric options a TypeScript caller passes as `number`: the README says `listJobs({ limit })`
+ * returns "up to limit" jobs and that every error the library rejects with carries a numeric gRPC
+ * `code`. A fractional or negative limit returned more jobs than asked (every job up to 50 or
+ * 1000), and a fractional download `concurrency` rejected with p-limit's bare TypeError.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCluster, type TestCluster } from './helpers/cluster.js';
+
+let cluster: TestCluster;
+let dir = '';
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-numeric-options-'));
+  cluster = await startCluster({ workers: 1, slots: 1 });
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const caught = (p: Promise<unknown>): Promise<unknown> => p.then(() => undefined, (e: unknown) => e);
+
+describe('numeric options out of their range', () => {
+  it('listJobs never returns more jobs than its limit: a fraction or a negative number is refused (INVALID_ARGUMENT) or honoured', async () => {
+    for (let i = 0; i < 4; i++) await cluster.client.submit({ passthrough: {} }, []);
+    for (const limit of [2.5, -1]) {
+      const got = await cluster.client.listJobs({ limit }).then(
+        (jobs) => ({ jobs }),
+        (err: unknown) => ({ err }),
+      );
+      // It was 4 jobs for limit 2.5 (a second page asked with limit 0.5, sent as 0: the default 50) and for -1 (sent as a uint32: 1000).
+      expect('err' in got ? (got.err as grpc.ServiceError).code : got, `limit ${limit}`).toBe(grpc.status.INVALID_ARGUMENT);
+    }
+  });
+
+  it('a download concurrency that is not a whole number rejects with a gRPC code, not a bare TypeError', async () => {
+    const file = path.join(dir, 'a.bin');
+    await writeFile(file, 'a');
+    const job = await cluster.client.wait((await cluster.client.submit({ passthrough: {} }, [file])).id);
+    const err = await caught(cluster.client.download(job.id, path.join(dir, 'out'), { concurrency: 2.5 }));
+    // It was a TypeError "Expected `concurrency` to be a number from 1 and up", code undefined.
+    expect((err as grpc.ServiceError | undefined)?.code, String(err)).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+});
