@@ -5,7 +5,9 @@
  * resolved with the environment they set, and documented in the README.
  */
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import { Ajv2019 } from 'ajv/dist/2019.js';
@@ -52,9 +54,24 @@ function instructions(text: string): { op: string; args: string }[] {
 async function resolved(args: string[], env: Record<string, string> = {}): Promise<{ command: string; options: Record<string, unknown>; sources: Record<string, string> }> {
   // Drop the test runner's TESSERA_* so that only the deployment's own settings count.
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TESSERA_')));
-  const r = await runCli([...args, '--print-config'], { env: { ...clean, ...env } });
-  expect(r.code, `tessera ${args.join(' ')}: ${r.stderr}`).toBe(0);
-  return JSON.parse(r.stdout);
+  // --print-config checks that the shared folders exist, as a start does: the container's (its
+  // volumes, /media and /results) are made under a folder of this test's, and said back as they are.
+  const root = await mkdtemp(path.join(os.tmpdir(), 'tessera-compose-'));
+  try {
+    const shared = new Set(['--shared-root', '--shared-output-root']);
+    const here = await Promise.all(
+      args.map(async (a, i) => {
+        if (!shared.has(args[i - 1] ?? '') || !path.isAbsolute(a)) return a;
+        await mkdir(path.join(root, a), { recursive: true });
+        return path.join(root, a);
+      }),
+    );
+    const r = await runCli([...here, '--print-config'], { env: { ...clean, ...env } });
+    expect(r.code, `tessera ${args.join(' ')}: ${r.stderr}`).toBe(0);
+    return JSON.parse(r.stdout.split(root).join(''));
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
 }
 
 /** Removes draft-07 `id` keywords (schema names, not property names) that draft 2019-09 refuses. */
