@@ -12,8 +12,8 @@ import {
 } from './config.js';
 
 describe('keepalive settings', () => {
-  it('default to a ping every 10 s, answered within 5 s, on both sides', () => {
-    expect(DEFAULT_KEEPALIVE).toEqual({ timeMs: 10_000, timeoutMs: 5_000 });
+  it('default to a ping every 10 s, answered within 20 s (as gRPC itself defaults), on both sides', () => {
+    expect(DEFAULT_KEEPALIVE).toEqual({ timeMs: 10_000, timeoutMs: 20_000 });
     expect(clientChannelOptions()).toEqual(CLIENT_CHANNEL_OPTIONS);
     expect(serverChannelOptions()).toEqual(SERVER_CHANNEL_OPTIONS);
     expect(keepaliveFromEnv({})).toEqual(DEFAULT_KEEPALIVE);
@@ -40,7 +40,7 @@ describe('keepalive settings', () => {
   });
 
   it('come from TESSERA_KEEPALIVE_MS and TESSERA_KEEPALIVE_TIMEOUT_MS, each on its own; a bad value is refused naming its variable', () => {
-    expect(keepaliveFromEnv({ TESSERA_KEEPALIVE_MS: '15000' })).toEqual({ timeMs: 15_000, timeoutMs: 5_000 });
+    expect(keepaliveFromEnv({ TESSERA_KEEPALIVE_MS: '15000' })).toEqual({ timeMs: 15_000, timeoutMs: 20_000 });
     expect(keepaliveFromEnv({ TESSERA_KEEPALIVE_TIMEOUT_MS: '20000' })).toEqual({ timeMs: 10_000, timeoutMs: 20_000 });
     expect(keepaliveFromEnv({ TESSERA_KEEPALIVE_MS: '', TESSERA_KEEPALIVE_TIMEOUT_MS: ' 7000 ' })).toEqual({ timeMs: 10_000, timeoutMs: 7_000 });
     expect(() => keepaliveFromEnv({ TESSERA_KEEPALIVE_MS: '1000' })).toThrow(/^TESSERA_KEEPALIVE_MS=1000: must be a whole number of ms, at least 5000: .*too_many_pings/);
