@@ -1779,7 +1779,8 @@ export class JobManager {
   explainWaiting(now = Date.now()): void {
     if (now - this.explainedAt < 1000) return;
     this.explainedAt = now;
-    const workers = this.registry.all().filter((w) => w.state === 'active' || w.state === 'quarantined' || w.state === 'draining');
+    // Those that can take work now or later (a quarantine ends); a draining worker takes no more.
+    const workers = this.registry.all().filter((w) => w.state === 'active' || w.state === 'quarantined');
     for (const active of this.active.values()) {
       const job = active.record;
       if (TERMINAL_JOB_STATES.has(job.state)) continue;
@@ -1790,7 +1791,7 @@ export class JobManager {
         for (const sub of active.subtasks) {
           if (sub.state !== 'pending' || seen.has(sub.requires)) continue;
           seen.add(sub.requires);
-          if (workers.some((w) => w.state !== 'draining' && capable(w, sub, active.kind.name))) continue;
+          if (workers.some((w) => capable(w, sub, active.kind.name))) continue;
           missing = lacking(workers, sub, active.kind.name);
           break;
         }
@@ -2146,8 +2147,7 @@ function stillStalled(lease: Lease): boolean {
 }
 
 /** What none of `workers` has that `s` needs, in words. */
-function lacking(workers: readonly WorkerSession[], s: SubtaskRecord, kind: string): string {
-  const connected = workers.filter((w) => w.state !== 'draining');
+function lacking(connected: readonly WorkerSession[], s: SubtaskRecord, kind: string): string {
   if (connected.length === 0) return 'no worker is connected';
   const of = `none of the ${connected.length} connected worker(s)`;
   const runs = connected.filter((w) => w.kinds.has(kind));

@@ -11,14 +11,13 @@
  *   (DATA_LOSS) and leaves no file under the output's name, nor its `.part`.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { Coordinator } from '../coordinator/coordinator.js';
+import { filesUnder, startSpoolCoordinator } from './helpers/spool-coordinator.js';
+import type { CoordinatorOptions } from '../coordinator/coordinator.js';
 import { createLogger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
@@ -36,23 +35,7 @@ afterEach(async () => {
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-/** A coordinator on 127.0.0.1:0 with its own data dir; `spoolJobs` is where it keeps each job's files. */
-async function startCoordinator(extra: { retryBaseMs?: number } = {}): Promise<{ dir: string; address: string; spoolJobs: string; coordinator: Coordinator; client: TesseraClient }> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-integrity-'));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log, http: '', ...extra });
-  const address = await coordinator.start();
-  cleanups.push(() => coordinator.close());
-  const client = new TesseraClient({ address });
-  cleanups.push(async () => client.close());
-  return { dir, address, spoolJobs: path.join(dir, 'data', 'spool', 'jobs'), coordinator, client };
-}
-
-/** Every file under `root` (relative paths); none when it does not exist. */
-async function filesUnder(root: string): Promise<string[]> {
-  const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch(() => []);
-  return entries.filter((e) => e.isFile()).map((e) => path.relative(root, path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name))).sort();
-}
+const startCoordinator = (extra: Partial<CoordinatorOptions> = {}) => startSpoolCoordinator(cleanups, extra);
 
 describe('SubmitJob: an input whose bytes are not its input_end.sha256', () => {
   it('fails with DATA_LOSS naming the input, and nothing of the submission stays in the spool', async () => {

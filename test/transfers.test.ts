@@ -6,14 +6,13 @@
  * written by hand on the generated stubs.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { Coordinator, type CoordinatorOptions } from '../coordinator/coordinator.js';
+import { filesUnder, startSpoolCoordinator } from './helpers/spool-coordinator.js';
+import type { CoordinatorOptions } from '../coordinator/coordinator.js';
 import { createLogger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import type { WorkerProcessor } from '../shared/job-kind.js';
@@ -31,21 +30,7 @@ afterEach(async () => {
 });
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-async function startCoordinator(extra: Partial<CoordinatorOptions> = {}) {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-transfers-'));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log, http: '', ...extra });
-  const address = await coordinator.start();
-  cleanups.push(() => coordinator.close());
-  const client = new TesseraClient({ address });
-  cleanups.push(async () => client.close());
-  return { dir, address, spoolJobs: path.join(dir, 'data', 'spool', 'jobs'), coordinator, client };
-}
-
-async function filesUnder(root: string): Promise<string[]> {
-  const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch(() => []);
-  return entries.filter((e) => e.isFile()).map((e) => path.relative(root, path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name))).sort();
-}
+const startCoordinator = (extra: Partial<CoordinatorOptions> = {}) => startSpoolCoordinator(cleanups, extra);
 
 describe('an output over the limit (--max-job-bytes) is the output\'s fault, however it reaches the coordinator', () => {
   it.each([
@@ -151,17 +136,25 @@ function handWorker(address: string) {
   };
 }
 
+/**
+ * A coordinator that streams every byte (no local reads), a worker written by hand registered with
+ * it, a passthrough job of one 300 KB input, and that job's first assignment.
+ */
+async function oneJobOnHandWorker() {
+  const { dir, address, client, spoolJobs } = await startCoordinator({ retryBaseMs: 10, localReads: false });
+  const w = handWorker(address);
+  cleanups.push(async () => w.close());
+  while ((await client.listWorkers()).length < 1) await sleep(20);
+  const good = randomBytes(300_000);
+  const input = path.join(dir, 'a.bin');
+  await writeFile(input, good);
+  const job = await client.submit({ passthrough: {} }, [input]);
+  return { client, spoolJobs, w, good, job, a1: await w.nextAssignment(1) };
+}
+
 describe('uploaded outputs of an attempt that does not count', () => {
   it('an attempt that uploaded an output and then failed leaves nothing in the spool once its failure is in', async () => {
-    const { dir, address, client, spoolJobs } = await startCoordinator({ retryBaseMs: 10, localReads: false });
-    const w = handWorker(address);
-    cleanups.push(async () => w.close());
-    while ((await client.listWorkers()).length < 1) await sleep(20);
-    const good = randomBytes(300_000);
-    const input = path.join(dir, 'a.bin');
-    await writeFile(input, good);
-    const job = await client.submit({ passthrough: {} }, [input]);
-    const a1 = await w.nextAssignment(1);
+    const { client, spoolJobs, w, good, job, a1 } = await oneJobOnHandWorker();
     // Output a.bin is uploaded (and taken), then the attempt fails (a second output that could not be made, say).
     expect(await w.upload(a1.subtask_id, 1, 'a.bin', good)).toBeNull();
     w.result({ subtask_id: a1.subtask_id, attempt: 1, ok: false, error_code: 'UNAVAILABLE', error_message: 'second output failed', retryable: true });
@@ -176,15 +169,7 @@ describe('uploaded outputs of an attempt that does not count', () => {
   }, 30_000);
 
   it('an upload whose lease was taken back while it ran (its worker\'s control stream lost) is refused, and nothing of it kept', async () => {
-    const { dir, address, client, spoolJobs } = await startCoordinator({ retryBaseMs: 10, localReads: false });
-    const w = handWorker(address);
-    cleanups.push(async () => w.close());
-    while ((await client.listWorkers()).length < 1) await sleep(20);
-    const good = randomBytes(300_000);
-    const input = path.join(dir, 'a.bin');
-    await writeFile(input, good);
-    await client.submit({ passthrough: {} }, [input]);
-    const a1 = await w.nextAssignment(1);
+    const { client, spoolJobs, w, good, a1 } = await oneJobOnHandWorker();
     const { up, answer } = w.startUpload(a1.subtask_id, 1, 'a.bin', good.length);
     up.write({ data: good.subarray(0, 100_000) });
     await sleep(300);

@@ -189,20 +189,18 @@ export async function fetchInputs(a: Assignment__Output, workDir: string, signal
     signal.throwIfAborted();
     const name = safeFileName(input.name, 'input name');
     const file = path.join(dir, name);
-    if (input.shared_path && (await sameSharedFile(input))) {
-      // Shared storage this worker sees at the same path: read in place, nothing is copied. The
-      // link keeps the input's name for processors that go by it. A client's file is linked as the
-      // descriptor checked here (the processors, children of this process, open /proc/PID/fd/N: the
-      // same file, whatever its path names meanwhile); the coordinator's spool, which no client
-      // writes, by its path.
-      const fh = !input.spooled && PROC_FD ? await openShared(input) : undefined;
-      if (input.spooled || !PROC_FD || fh) {
-        if (fh) held.push(fh);
-        await symlink(fh ? `/proc/${process.pid}/fd/${fh.fd}` : input.shared_path, file);
-        files.push({ name, path: file, size: Number(input.size) });
-        continue;
-      }
-      // Changed between the two looks: streamed by the coordinator, which refuses a changed file.
+    // Shared storage this worker sees at the same path: read in place, nothing is copied. The link
+    // keeps the input's name for processors that go by it. A client's file is linked as the
+    // descriptor checked here (the processors, children of this process, open /proc/PID/fd/N: the
+    // same file, whatever its path names meanwhile); the coordinator's spool, which no client
+    // writes, by its path. Not the file submitted here: streamed by the coordinator, which refuses
+    // a changed one.
+    const fh = input.shared_path && !input.spooled && PROC_FD ? await openShared(input) : undefined;
+    if (fh || (input.shared_path && (input.spooled || !PROC_FD) && (await sameSharedFile(input)))) {
+      if (fh) held.push(fh);
+      await symlink(fh ? `/proc/${process.pid}/fd/${fh.fd}` : input.shared_path, file);
+      files.push({ name, path: file, size: Number(input.size) });
+      continue;
     }
     const hash = newSha256();
     let size = 0;
