@@ -298,16 +298,20 @@ export class JobManager {
 
   /** Registers an accepted job (inputs already spooled) and starts planning it once it is on disk. */
   async accept(job: JobRecord): Promise<void> {
-    const committed = this.store.committed();
-    // Until then it is not listed, and a repeat of its submission waits for it (whenCommitted).
-    this.committing.set(job.id, committed);
-    committed.catch(() => undefined);
     this.keep(job);
     job.message = 'planning';
     const of = job.spec.input_count ? ` of ${job.spec.input_count}` : '';
     // Every input announced is in (a job of one file accepted at its first input): none to wait for.
     const more = job.receiving && !(job.spec.input_count && job.inputs.length >= job.spec.input_count);
     this.events.jobState(job, `accepted ${job.inputs.length}${more ? `${of} input(s), more arriving` : ' input(s)'}`);
+    // The commit asked for once the job and its first event are saved: asked before, with nothing
+    // else waiting to be written, it was already done and the job only reached the disk with the
+    // next timed flush (a crash in between lost a job its client had been told of).
+    const committed = this.store.committed();
+    // Until then it is not listed, and a repeat of its submission waits for it (whenCommitted).
+    // Nothing ran between keep() and here: no listing saw it.
+    this.committing.set(job.id, committed);
+    committed.catch(() => undefined);
     // The client is told the job exists only once it is on disk (the store's writer thread commits
     // it at once, or with the next batch when busy: hundreds of submissions need not make a commit
     // each). If it cannot be written (a full disk), the submission fails and the job is gone, not

@@ -96,6 +96,19 @@ describe('/metrics', () => {
     for (const l of workerLines) expect(l['worker']).toBe('worker-2');
   });
 
+  it('counts a job of no inputs, accepted whole while the store was idle, as submitted and finished', async () => {
+    // Its submission settled before the metrics had heard of the job (the commit was asked for
+    // before the job was saved): counted by neither, and kept in the metrics' table for ever.
+    await new Promise((r) => setTimeout(r, 300));
+    const before = await scrape(cluster);
+    const job = await cluster.client.submit({ passthrough: { subtasks: 1, work_ms: 10 } }, []);
+    expect((await cluster.client.wait(job.id)).state).toBe('JOB_STATE_SUCCEEDED');
+    const after = await scrape(cluster);
+    const k = 'kind="passthrough"';
+    expect(delta(before, after, `tessera_jobs_submitted_total{${k}}`)).toBe(1);
+    expect(delta(before, after, `tessera_jobs_finished_total{${k},state="succeeded"}`)).toBe(1);
+  });
+
   it('counts a lease taken back from a worker killed mid-subtask, and shows the worker lost', async () => {
     const before = await scrape(cluster);
     const victim = cluster.workers[0]!;
