@@ -8,10 +8,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { runFfmpeg } from '../shared/ffmpeg.js';
+import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
 import type { SegmentPlan } from '../shared/media/audio-pieces.js';
 import { probeAudio } from '../shared/media/audio-probe.js';
-import { decodedMd5, decodeFloat, generateAudio, runAudioInProcess, audioReport } from './helpers/audio-media.js';
+import { decodedMd5, decodeFloat, ebur128, generateAudio, runAudioInProcess, audioReport } from './helpers/audio-media.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -68,6 +68,44 @@ describe('audio kind: sources as they come', () => {
       const { samples, channels } = await decodeFloat(r.outputs.find((o) => o.name === name)!.path, dir);
       const rms = channelRms(samples, channels);
       for (const c of [0, 1, 2, 4, 5]) expect(Math.abs(20 * Math.log10(rms[c]! / rms[0]! / (gains[c]! / gains[0]!))), `${name} channel ${c}`).toBeLessThan(1);
+    }
+  });
+
+  test('aac: an AC3 5.1(side) track normalised is written as AAC 5.1 (side -> back); a 3.1 one keeps its channels and reaches the target as ebur128 weighs it', async () => {
+    // The AAC encoder has no 5.1(side) configuration: it wrote a program config element that decodes
+    // with no layout, and the loudness check (ebur128) refused that, failing the file as a bad input.
+    const noise = (s: number): string => `anoisesrc=r=48000:d=3:c=pink:a=0.15:s=${s},aformat=channel_layouts=mono`;
+    const movie = path.join(dir, 'movie.mka');
+    await runFfmpeg(['-filter_complex', `${noise(1)}[a];${noise(2)}[b];${noise(3)}[c];${noise(4)}[d];${noise(5)}[e];${noise(6)}[f];[a][b][c][d][e][f]join=inputs=6:channel_layout=5.1(side)`, '-c:a', 'ac3', '-b:a', '448k', '-y', movie]);
+    // A 3.1 (FL FR FC LFE, AC3's 3/0 + LFE): weighed as quad, its centre and LFE counted as backs,
+    // it came out 2 LU under the target.
+    const tv = path.join(dir, 'tv.wav');
+    await runFfmpeg(['-filter_complex', `${noise(1)}[a];${noise(2)}[b];${noise(3)}[c];${noise(4)}[d];[a][b][c][d]join=inputs=4:channel_layout=3.1:map=0.0-FL|1.0-FR|2.0-FC|3.0-LFE`, '-c:a', 'pcm_s16le', '-y', tv]);
+    const r = await runAudioInProcess({ codec: 'aac', normalize: true }, [movie, tv], dir);
+    expect(r.errors).toEqual([]);
+    const out = (name: string): string => r.outputs.find((o) => o.name === name)!.path;
+    expect((await probeAudio(out('movie.m4a'), 'movie.m4a')).layout).toBe('5.1');
+    expect(Math.abs((await ebur128(out('movie.m4a'))).integrated - -16)).toBeLessThanOrEqual(0.5);
+    // AAC reads a 3.1 back without a layout: measured as what it was written as.
+    expect((await probeAudio(out('tv.m4a'), 'tv.m4a')).channels).toBe(4);
+    expect(Math.abs((await ebur128(out('tv.m4a'), 'channelmap=channel_layout=3.1')).integrated - -16)).toBeLessThanOrEqual(0.5);
+    const flac = await runAudioInProcess({ codec: 'flac', normalize: true }, [tv], path.join(dir, 'flac'));
+    expect(flac.errors).toEqual([]);
+    expect((await probeAudio(flac.outputs[0]!.path, 'tv.flac')).layout).toBe('3.1');
+    expect(Math.abs((await ebur128(flac.outputs[0]!.path)).integrated - -16)).toBeLessThanOrEqual(0.5);
+  });
+
+  test("the source's tags (title, artist, album) are kept, as a plain ffmpeg conversion keeps them; its gapless and gain tags are not", async () => {
+    const src = path.join(dir, 'song.flac');
+    const tags = ['title=My Title', 'artist=Some Artist', 'album=The Album', 'REPLAYGAIN_TRACK_GAIN=-7.5 dB'].flatMap((t) => ['-metadata', t]);
+    await runFfmpeg(['-f', 'lavfi', '-i', 'anoisesrc=r=44100:d=1.5:c=pink:a=0.2,aformat=channel_layouts=stereo', ...tags, '-c:a', 'flac', '-y', src]);
+    for (const codec of ['mp3', 'flac', 'opus', 'aac']) {
+      const r = await runAudioInProcess({ codec }, [src], path.join(dir, codec));
+      expect(r.errors).toEqual([]);
+      const p = await runFfprobe<{ format?: { tags?: Record<string, string> }; streams?: Array<{ tags?: Record<string, string> }> }>(['-show_format', '-show_streams', '-i', r.outputs[0]!.path]);
+      const got = Object.fromEntries(Object.entries({ ...p.format?.tags, ...p.streams?.[0]?.tags }).map(([k, v]) => [k.toLowerCase(), v]));
+      expect(got, codec).toMatchObject({ title: 'My Title', artist: 'Some Artist', album: 'The Album' });
+      expect(got['replaygain_track_gain'], codec).toBeUndefined();
     }
   });
 

@@ -182,6 +182,7 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
     durationIsAudio: probe.durationIsAudio,
     sourceCodec: probe.codec,
     maxSeconds: ctx.limits.maxMediaSeconds,
+    tags: probe.tags,
   };
   const startSec = p.trim?.start ?? 0;
   const endSec = p.trim?.end ? Math.min(p.trim.end, probe.duration || p.trim.end) : probe.duration;

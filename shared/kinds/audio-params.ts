@@ -79,6 +79,15 @@ export const CHANNEL_LAYOUTS: Readonly<Record<number, string>> = { 1: 'mono', 2:
  */
 export const OPUS_LAYOUTS: Readonly<Record<number, string>> = { 1: 'mono', 2: 'stereo', 3: '3.0', 4: 'quad', 5: '5.0', 6: '5.1', 7: '6.1', 8: '7.1' };
 
+/**
+ * Layouts the AAC encoder writes only as a program config element, which ffmpeg's decoder reads back
+ * with no layout at all (5.1(side), every AC3/E-AC3 5.1 track's), and the standard one they are
+ * written as instead: the surrounds moved from the sides to the back, exactly, as every AC3-to-AAC
+ * converter does. Other layouts AAC has no configuration for (3.1, 6.0, 7.0, ...) keep their channels
+ * and are read back without a layout.
+ */
+const AAC_SIDE_AS_BACK: Readonly<Record<string, string>> = { '5.1(side)': '5.1', '5.0(side)': '5.0', 'quad(side)': 'quad' };
+
 const AUDIO_FIELD_TYPES: Record<string, FieldType> = {
   codec: 'string', bitrate: 'string', sample_rate: 'number', channels: 'number', trim: 'object', fade_in: 'number', fade_out: 'number',
   normalize: 'boolean', loudness: 'number', true_peak: 'number', waveform: 'boolean', segment_seconds: 'number',
@@ -197,6 +206,8 @@ export function outputChannels(params: AudioJobParams, sourceChannels: number): 
 export function outputLayout(params: AudioJobParams, channels: number, sourceChannels: number, sourceLayout: string): string {
   const required = params.codec === 'opus' ? OPUS_LAYOUTS[channels] : undefined;
   if (required) return channels === sourceChannels && sourceLayout === required ? '' : required;
+  const asBack = params.codec === 'aac' && channels === sourceChannels ? AAC_SIDE_AS_BACK[sourceLayout] : undefined;
+  if (asBack) return asBack;
   return channels !== sourceChannels ? CHANNEL_LAYOUTS[channels] ?? '' : '';
 }
 

@@ -11,7 +11,7 @@ import type { PieceStats } from './audio-analyze.js';
 import { outputEncoding, stageBChain } from './audio-filters.js';
 import { decideLoudness, MIN_NORMALIZE_SECONDS, type FileRender, type LoudnessDecision } from './audio-pieces.js';
 import { invalidArgument, TesseraError } from '../errors.js';
-import { encodeFinal, measureEncoded, measureEncodedLoudness, isLossyCodec, type EncodedMeasurement } from './audio-render.js';
+import { encodeFinal, measureEncoded, measureEncodedLoudness, isLossyCodec, type EncodedMeasurement, type MeasuredLayout } from './audio-render.js';
 import { joinBins, waveformJson, writeWaveform } from './audio-waveform.js';
 import { integratedLoudness } from './loudness.js';
 
@@ -107,7 +107,8 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
   // A lossy output is measured as it is encoded (see encodeFinal): the check below then costs no pass
   // of its own, and its true peak (what the encoder made of the limiter's ceiling) comes with it.
   const codec = o.params.codec;
-  const measure = lossyNormalize && isLossyCodec(codec) ? { codec, frames: joined.frames, truePeak: true } : undefined;
+  const layout = measuredLayout(o);
+  const measure = lossyNormalize && isLossyCodec(codec) ? { codec, frames: joined.frames, truePeak: true, layout } : undefined;
   const encode = (d: LoudnessDecision, share: [number, number], measuring?: typeof measure): Promise<EncodedMeasurement | undefined> =>
     encodeFinal({
       pieces: o.pieces,
@@ -120,9 +121,10 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
       signal: o.signal,
       onProgress: o.onProgress && seconds > 0 ? (t) => o.onProgress!(share[0] + share[1] * Math.min(1, t / seconds)) : undefined,
       measure: measuring,
+      tags: o.file.tags,
     });
   // Measured on the file where the measurement beside the encode failed.
-  const measuredOut = async (m: EncodedMeasurement | undefined): Promise<EncodedMeasurement> => m ?? (await measureEncoded(out, o.file.input, { truePeak: true, signal: o.signal }));
+  const measuredOut = async (m: EncodedMeasurement | undefined): Promise<EncodedMeasurement> => m ?? (await measureEncoded(out, o.file.input, { truePeak: true, layout, signal: o.signal }));
   const first = await encode(decision, [0, 0.8], measure);
   let lossyPeakDb = NaN;
   if (lossyNormalize) {
@@ -201,9 +203,9 @@ async function pieceCodecLoss(o: FinishOptions, lufs: number, truePeak: number):
     workDir: o.workDir,
     threads: o.threads,
     signal: o.signal,
-    measure: isLossyCodec(o.params.codec) ? { codec: o.params.codec, frames: piece.frames } : undefined,
+    measure: isLossyCodec(o.params.codec) ? { codec: o.params.codec, frames: piece.frames, layout: measuredLayout(o) } : undefined,
   });
-  const after = beside?.lufs ?? (await measureEncodedLoudness(probe, o.file.input, o.signal));
+  const after = beside?.lufs ?? (await measureEncodedLoudness(probe, o.file.input, o.signal, measuredLayout(o)));
   await rm(probe, { force: true });
   const loss = before + d.gainDb - after;
   // Only a plausible codec loss is trusted (a limiter-heavy piece could mislead it).
@@ -216,7 +218,7 @@ async function pieceCodecLoss(o: FinishOptions, lufs: number, truePeak: number):
  */
 async function measuredTruePeak(out: string, o: FinishOptions): Promise<number> {
   try {
-    return (await measureEncoded(out, o.file.input, { truePeak: true, signal: o.signal })).truePeak;
+    return (await measureEncoded(out, o.file.input, { truePeak: true, layout: measuredLayout(o), signal: o.signal })).truePeak;
   } catch (err) {
     if (err instanceof TesseraError && !err.retryable) return NaN;
     throw err;
@@ -229,4 +231,10 @@ const TRUE_PEAK_TOLERANCE_DB = 0.1;
 function round(x: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
+}
+
+/** The layout the output is encoded with (the one its loudness is weighed by), for its measurements. */
+function measuredLayout(o: FinishOptions): MeasuredLayout | undefined {
+  const channels = o.stats[0]?.channels ?? 0;
+  return o.file.weightLayout && channels > 0 ? { name: o.file.weightLayout, channels } : undefined;
 }

@@ -36,6 +36,8 @@ export interface FileRender {
   fadeOut?: FadeSamples | undefined;
   /** Waveform bin size in output samples (absent = no waveform). */
   waveformSpp?: number | undefined;
+  /** The source's tags, written into the output (absent in plans from before 2026-12-05: none). */
+  tags?: Record<string, string> | undefined;
 }
 
 /** A subtask that renders whole (small) files, start to finish, on one worker. */

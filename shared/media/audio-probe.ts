@@ -28,11 +28,13 @@ export interface AudioProbe {
    * sound), and says nothing about whether the audio is complete.
    */
   durationIsAudio: boolean;
+  /** The tags a listener knows the file by (title, artist, album...), see {@link listenerTags}. */
+  tags: Record<string, string>;
 }
 
 interface FfprobeOutput {
-  streams?: Array<{ codec_type?: string; codec_name?: string; sample_rate?: string; channels?: number; channel_layout?: string; sample_fmt?: string; duration?: string }>;
-  format?: { format_name?: string; duration?: string };
+  streams?: Array<{ codec_type?: string; codec_name?: string; sample_rate?: string; channels?: number; channel_layout?: string; sample_fmt?: string; duration?: string; tags?: Record<string, string> }>;
+  format?: { format_name?: string; duration?: string; tags?: Record<string, string> };
 }
 
 /**
@@ -63,7 +65,41 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
     sampleFormat: a.sample_fmt ?? '',
     duration,
     durationIsAudio: a.duration !== undefined || (out.streams?.length ?? 0) <= 1,
+    // Ogg keeps its comments on the stream, the other containers on the file.
+    tags: listenerTags({ ...a.tags, ...out.format?.tags }),
   };
+}
+
+/**
+ * Tags that describe the file's own sound, and so do not hold for an output encoded afresh, or
+ * describe the container: the encoder, gapless and gain data (iTunSMPB, ReplayGain, R128 gains),
+ * Matroska's statistics, MP4's brands and handler, a FLAC cue sheet, embedded pictures.
+ */
+const NOT_CARRIED = /^(encoder|encoder_options|encoded_with|major_brand|minor_version|compatible_brands|handler_name|vendor_id|language|duration|bps|number_of_frames|number_of_bytes|_statistics_.*|itunsmpb|itunnorm|replaygain_.*|r128_.*|cuesheet|metadata_block_picture|coverart.*|id3v2_priv\..*)$/i;
+/** A value past this is not a tag a listener reads (a picture or a cue sheet in a comment). */
+const MAX_TAG_CHARS = 4096;
+/** All of a file's tags together: the final encode's command line stays short. */
+const MAX_TAGS_CHARS = 32 * 1024;
+
+/**
+ * The tags of a source to carry into its output, as `ffmpeg` carries a file's tags when it converts
+ * it (title, artist, album, date, comment, ...), less those that would be wrong for the new encode
+ * ({@link NOT_CARRIED}) and values too long to be anything a listener reads.
+ */
+export function listenerTags(all: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  const seen = new Set<string>();
+  let chars = 0;
+  for (const [key, value] of Object.entries(all)) {
+    if (typeof value !== 'string' || NOT_CARRIED.test(key) || value.length > MAX_TAG_CHARS || !/^[\w .:-]{1,64}$/.test(key)) continue;
+    // One value per name whatever its case (Vorbis comments are case-blind; a file may hold TITLE and title).
+    if (seen.has(key.toLowerCase())) continue;
+    if (chars + key.length + value.length > MAX_TAGS_CHARS) break;
+    seen.add(key.toLowerCase());
+    chars += key.length + value.length;
+    out[key] = value;
+  }
+  return out;
 }
 
 /** True when the input is a PCM WAV whose bytes can be cut directly into sample-exact segments. */

@@ -10,6 +10,7 @@ import { PassThrough } from 'node:stream';
 import { invalidArgument, TesseraError } from '../errors.js';
 import { runFfmpeg } from '../ffmpeg.js';
 import { encodingArgs, type OutputEncoding } from './audio-filters.js';
+import { spelledLayout } from './loudness.js';
 
 export interface StageARun {
   /** Local path of the source (a whole file or a segment WAV). */
@@ -113,7 +114,9 @@ export interface FinalEncode {
    * Measure the output's loudness while it is encoded (lossy codecs): `frames` is the number of
    * samples (per channel) the joined pieces hold; `truePeak` measures its true peak too.
    */
-  measure?: { codec: LossyCodec; frames: number; truePeak?: boolean } | undefined;
+  measure?: { codec: LossyCodec; frames: number; truePeak?: boolean; layout?: MeasuredLayout } | undefined;
+  /** Tags written into the output (the source's, see listenerTags). */
+  tags?: Record<string, string> | undefined;
 }
 
 /** The codecs whose output's loudness is checked after the encode (AUDIO_CODECS' lossy ones). */
@@ -161,6 +164,7 @@ export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | 
     inputArgs = ['-f', 'concat', '-safe', '0', '-i', list];
   }
   const args = [...inputArgs, '-map', '0:a:0', '-map_metadata', '-1'];
+  for (const [key, value] of Object.entries(e.tags ?? {})) args.push('-metadata', `${key}=${value}`);
   if (e.chain) args.push('-af', e.chain);
   if (e.threads) args.unshift('-threads', String(e.threads));
   const { codec, format, muxerOptions } = e.encoder;
@@ -176,7 +180,7 @@ export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | 
   const stream = new PassThrough();
   const [encoded, measured] = await Promise.allSettled([
     runFfmpeg(args, { signal: e.signal, input: e.input, onProgress: e.onProgress, pipe3: stream }),
-    runFfmpeg(['-nostats', '-f', how.demuxer, '-i', 'pipe:0', '-map', '0:a:0', '-af', `${trim}${ebur128Filter(e.measure.truePeak === true)}`, '-f', 'null', '-'], { signal: e.signal, input: e.input, stdin: stream }),
+    runFfmpeg(['-nostats', '-f', how.demuxer, '-i', 'pipe:0', '-map', '0:a:0', '-af', `${trim}${relabel(e.measure.layout)}${ebur128Filter(e.measure.truePeak === true)}`, '-f', 'null', '-'], { signal: e.signal, input: e.input, stdin: stream }),
   ]);
   if (encoded.status === 'rejected') throw encoded.reason;
   // This process reads the encoder's pipe, whatever becomes of the measuring side, and that side
@@ -198,8 +202,8 @@ export async function decodeToWav(source: string, input: string, sampleFormat: s
 }
 
 /** Integrated loudness of an encoded file by ffmpeg's ebur128 (0.1 LU resolution), -Infinity for silence. */
-export async function measureEncodedLoudness(file: string, input: string, signal?: AbortSignal): Promise<number> {
-  return (await measureEncoded(file, input, { signal })).lufs;
+export async function measureEncodedLoudness(file: string, input: string, signal?: AbortSignal, layout?: MeasuredLayout): Promise<number> {
+  return (await measureEncoded(file, input, { signal, layout })).lufs;
 }
 
 /** What ffmpeg's ebur128 reads from an encoded file. */
@@ -214,9 +218,26 @@ export interface EncodedMeasurement {
  * Measures an encoded file as a player decodes it. `truePeak` adds ebur128's 4x oversampling (about
  * twice the cost of the loudness alone: roughly 10 s per hour of stereo here).
  */
-export async function measureEncoded(file: string, input: string, o: { truePeak?: boolean; signal?: AbortSignal | undefined } = {}): Promise<EncodedMeasurement> {
-  const { stderr } = await runFfmpeg(['-nostats', '-i', file, '-map', '0:a:0', '-af', ebur128Filter(o.truePeak === true), '-f', 'null', '-'], { signal: o.signal, input });
+export async function measureEncoded(file: string, input: string, o: { truePeak?: boolean; layout?: MeasuredLayout | undefined; signal?: AbortSignal | undefined } = {}): Promise<EncodedMeasurement> {
+  const { stderr } = await runFfmpeg(['-nostats', '-i', file, '-map', '0:a:0', '-af', `${relabel(o.layout)}${ebur128Filter(o.truePeak === true)}`, '-f', 'null', '-'], { signal: o.signal, input });
   return parseEbur128(stderr, o.truePeak === true);
+}
+
+/** The layout an output was encoded with: ffprobe's name of it, and its channel count. */
+export interface MeasuredLayout {
+  name: string;
+  channels: number;
+}
+
+/**
+ * Names the decoded channels as they were encoded, channel for channel, before ebur128 weighs them.
+ * AAC has no configuration for some layouts (3.1, 6.0, 7.0, ...): the encoder writes them with a
+ * program config element that ffmpeg decodes with no layout, which ebur128 refuses ("Unknown channel
+ * layouts not supported"), and which a default layout of the count would weigh wrongly.
+ */
+function relabel(layout: MeasuredLayout | undefined): string {
+  const spelled = layout ? spelledLayout(layout.channels, layout.name) : undefined;
+  return spelled ? `channelmap=channel_layout=${spelled},` : '';
 }
 
 /** ffmpeg's ebur128, printing each block (parsed by {@link parseEbur128}), with true peaks when asked. */

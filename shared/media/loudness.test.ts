@@ -70,6 +70,15 @@ describe('BS.1770 loudness', () => {
     expect(channelWeights(7, '6.1')).toEqual([1, 1, 1, 0, 1.41, 1.41, 1.41]);
     expect(channelWeights(7)).toEqual([1, 1, 1, 0, 1.41, 1.41, 1.41]);
     expect(channelWeights(2)).toEqual([1, 1]);
+    // Layouts beyond the common ones, as ffprobe names them: each channel by its own name, not as
+    // the default layout of its count (a 3.1 weighed as quad counted its centre and LFE as backs).
+    expect(channelWeights(4, '3.1')).toEqual([1, 1, 1, 0]);
+    expect(channelWeights(5, '4.1')).toEqual([1, 1, 1, 0, 1.41]);
+    expect(channelWeights(6, 'hexagonal')).toEqual([1, 1, 1, 1.41, 1.41, 1.41]);
+    expect(channelWeights(7, '7.0')).toEqual([1, 1, 1, 1.41, 1.41, 1.41, 1.41]);
+    expect(channelWeights(8, '7.1(wide)')).toEqual([1, 1, 1, 0, 1.41, 1.41, 1, 1]);
+    expect(channelWeights(4, '4 channels (FL+FR+LFE+BC)')).toEqual([1, 1, 0, 1.41]);
+    expect(channelWeights(4, 'unknown')).toEqual([1, 1, 1.41, 1.41]);
   });
 
   test('metering in whole-second pieces with a pre-roll joins to the same sub-blocks as one pass', () => {

@@ -112,35 +112,71 @@ export function kWeightingFilters(sampleRate: number): [Biquad, Biquad] {
 
 /**
  * BS.1770 channel weights for an ffmpeg channel layout name / channel count, matching ffmpeg's ebur128:
- * LFE is excluded (0), surround (side/back) channels weigh 1.41, the rest 1.
+ * the LFEs are excluded (0), surround channels (side, back, top back, surround direct) weigh 1.41,
+ * the rest 1.
  */
 export function channelWeights(channels: number, layout?: string): number[] {
   const names = layoutChannelNames(channels, layout);
-  return names.map((n) => (n === 'LFE' ? 0 : /^(SL|SR|BL|BR|BC|TBL|TBR|TBC)$/.test(n) ? 1.41 : 1));
+  return names.map((n) => (/^LFE2?$/.test(n) ? 0 : /^(SL|SR|BL|BR|BC|TBL|TBR|TBC|SDL|SDR)$/.test(n) ? 1.41 : 1));
 }
 
-/** Channel names (ffmpeg order) of the common layouts; unknown layouts weigh every channel 1. */
+/**
+ * ffmpeg's named layouts (libavutil's channel_layout_map, ffmpeg 5.1), channels in ffmpeg's order.
+ * A layout weighed by the wrong names misses its target: a 3.1 taken for quad weighs its centre
+ * and LFE as back channels (2 LU too quiet once normalised).
+ */
+const NAMED_LAYOUTS: Readonly<Record<string, string>> = {
+  mono: 'FC',
+  stereo: 'FL+FR',
+  '2.1': 'FL+FR+LFE',
+  '3.0': 'FL+FR+FC',
+  '3.0(back)': 'FL+FR+BC',
+  '4.0': 'FL+FR+FC+BC',
+  quad: 'FL+FR+BL+BR',
+  'quad(side)': 'FL+FR+SL+SR',
+  '3.1': 'FL+FR+FC+LFE',
+  '5.0': 'FL+FR+FC+BL+BR',
+  '5.0(side)': 'FL+FR+FC+SL+SR',
+  '4.1': 'FL+FR+FC+LFE+BC',
+  '5.1': 'FL+FR+FC+LFE+BL+BR',
+  '5.1(side)': 'FL+FR+FC+LFE+SL+SR',
+  '6.0': 'FL+FR+FC+BC+SL+SR',
+  '6.0(front)': 'FL+FR+FLC+FRC+SL+SR',
+  hexagonal: 'FL+FR+FC+BL+BR+BC',
+  '6.1': 'FL+FR+FC+LFE+BC+SL+SR',
+  '6.1(back)': 'FL+FR+FC+LFE+BL+BR+BC',
+  '6.1(front)': 'FL+FR+LFE+FLC+FRC+SL+SR',
+  '7.0': 'FL+FR+FC+BL+BR+SL+SR',
+  '7.0(front)': 'FL+FR+FC+FLC+FRC+SL+SR',
+  '7.1': 'FL+FR+FC+LFE+BL+BR+SL+SR',
+  '7.1(wide)': 'FL+FR+FC+LFE+BL+BR+FLC+FRC',
+  '7.1(wide-side)': 'FL+FR+FC+LFE+FLC+FRC+SL+SR',
+  '7.1(top)': 'FL+FR+FC+LFE+BL+BR+TFL+TFR',
+  octagonal: 'FL+FR+FC+BL+BR+BC+SL+SR',
+  downmix: 'DL+DR',
+};
+
+/**
+ * The channels of a layout as ffprobe names it, in ffmpeg's order and spelling ("FL+FR+FC+LFE"): one
+ * of ffmpeg's named layouts, or a layout of its own ("FL+FR+LFE", "3 channels (FL+FR+LFE)");
+ * undefined for none, "unknown", or a layout of another count.
+ */
+export function spelledLayout(channels: number, layout?: string): string | undefined {
+  const spelled = layout ? (NAMED_LAYOUTS[layout] ?? /^(?:\d+ channels \()?([A-Z0-9]+(?:\+[A-Z0-9]+)*)\)?$/.exec(layout)?.[1]) : undefined;
+  return spelled && spelled.split('+').length === channels ? spelled : undefined;
+}
+
+/**
+ * Channel names (ffmpeg order) of a layout as ffprobe names it ({@link spelledLayout}). Without a
+ * layout ffmpeg assumes the default one of the count; a count with none weighs every channel 1.
+ */
 export function layoutChannelNames(channels: number, layout?: string): string[] {
-  const known: Record<string, string[]> = {
-    mono: ['FC'],
-    stereo: ['FL', 'FR'],
-    '2.1': ['FL', 'FR', 'LFE'],
-    '3.0': ['FL', 'FR', 'FC'],
-    quad: ['FL', 'FR', 'BL', 'BR'],
-    '4.0': ['FL', 'FR', 'FC', 'BC'],
-    '5.0': ['FL', 'FR', 'FC', 'BL', 'BR'],
-    '5.0(side)': ['FL', 'FR', 'FC', 'SL', 'SR'],
-    '5.1': ['FL', 'FR', 'FC', 'LFE', 'BL', 'BR'],
-    '5.1(side)': ['FL', 'FR', 'FC', 'LFE', 'SL', 'SR'],
-    '6.1': ['FL', 'FR', 'FC', 'LFE', 'BC', 'SL', 'SR'],
-    '7.1': ['FL', 'FR', 'FC', 'LFE', 'BL', 'BR', 'SL', 'SR'],
-  };
-  const names = layout ? known[layout] : undefined;
-  if (names && names.length === channels) return names;
+  const spelled = spelledLayout(channels, layout);
+  if (spelled) return spelled.split('+');
   // No layout (e.g. a WAV without a channel mask): ffmpeg assumes the default layout for the count.
   const byCount: Record<number, string> = { 1: 'mono', 2: 'stereo', 3: '2.1', 4: 'quad', 5: '5.0', 6: '5.1', 7: '6.1', 8: '7.1' };
-  const fallback = known[byCount[channels] ?? ''];
-  return fallback ?? Array.from({ length: channels }, (_, i) => `C${i}`);
+  const fallback = NAMED_LAYOUTS[byCount[channels] ?? ''];
+  return fallback ? fallback.split('+') : Array.from({ length: channels }, (_, i) => `C${i}`);
 }
 
 /**
