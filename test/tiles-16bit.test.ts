@@ -122,16 +122,25 @@ describe('16-bit sources, tiled vs whole image, pixel-exact', () => {
     });
   });
 
-  it('a float scRGB source is exact (sharp converts it to 8-bit sRGB first, as the intermediate does)', async () => {
-    const raw = await sharp(src16).resize(503).raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
-    const u = new Uint16Array(raw.data.buffer, raw.data.byteOffset, raw.data.length / 2);
-    const f = Float32Array.from(u, (v) => v / 65535);
-    const file = path.join(dir, 'float.v');
-    await sharp(f, { raw: { width: raw.info.width, height: raw.info.height, channels: 3 } }).toColourspace('scrgb').toFile(file);
-    expect((await sharp(file).metadata()).depth).toBe('float');
-    for (const tile of [0, 128]) {
-      const r = await tiledVsWhole(file, imageParams({ blur: 2, sharpen: true, format: 'png', tile_size: tile }), { stripRead: 'source' });
+  it('a float scRGB (linear light) source is exact through geometry, and refused with blur, sharpen or colour steps, naming it', async () => {
+    // libvips' own sRGB -> scRGB conversion: 32-bit float, linear light, 0..1, real content (an
+    // earlier fixture fed 0..1 floats as 0..255 sRGB and came out all black: it could not fail).
+    const file = path.join(dir, 'linear.tif');
+    await sharp(src16).resize(331).toColourspace('scrgb').tiff({ compression: 'lzw' }).toFile(file);
+    const m = await sharp(file).metadata();
+    expect([m.depth, m.space]).toEqual(['float', 'scrgb']);
+    expect(Math.max(...(await sharp(await sharp(file).png().toBuffer()).stats()).channels.map((c) => c.max))).toBeGreaterThan(100);
+    for (const tile of [0, 64]) {
+      const r = await tiledVsWhole(file, imageParams({ rotate: 90, flop: true, width: 300, format: 'png', tile_size: tile }), { stripRead: 'source' });
       expect(r.maxDiff).toBe(0);
+    }
+    // The whole image blurs (and modulates) in linear light, the tiles an 8-bit sRGB intermediate: up to 44 levels apart.
+    for (const p of [{ blur: 2, tile_size: 64 }, { sharpen: true }, { saturation: 1.3 }]) {
+      await expect(runTiledInProcess(file, imageParams({ ...p, format: 'png' }), path.join(dir, `run-${run++}`), { slots: 2, config: { stripRead: 'source' } })).rejects.toMatchObject({
+        codeName: 'INVALID_ARGUMENT',
+        input: 'linear.tif',
+        message: expect.stringContaining('linear.tif: tiled processing of a float scRGB (linear light) image is pixel-exact only for geometry (resize, crop, rotate, flip), not '),
+      });
     }
   });
 

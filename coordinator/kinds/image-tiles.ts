@@ -116,7 +116,7 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   const inputMeta = await readMeta(o.input.path, config, o.input.name);
   // A pyramid of a TIFF, AVIF/HEIF or GIF source gets JPEG (or, with alpha, PNG) tiles.
   const format = tileFormatFor(outputFormat(o.params, inputMeta.format), split.output, inputMeta.hasAlpha ?? false);
-  checkSampleFormat(inputMeta, o.input.name);
+  checkSampleFormat(inputMeta, o.input.name, split);
   if ((inputMeta.pages ?? 1) > 1) {
     // An animated GIF or WebP gives its first frame in a format that does not keep frames (as on the
     // batch path); libvips reads page 0 alone unless told otherwise, here and on the workers.

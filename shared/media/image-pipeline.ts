@@ -225,6 +225,11 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
     case 'avif':
       return img.avif({ quality, effort: 2 });
     case 'tiff':
+      // sharp's mild sharpen (no sigma) leaves the samples in float, which the other writers cast
+      // to 8 bits and libvips' TIFF writer writes as they are: a 32-bit float TIFF of 0..255 values
+      // that reads back white. A transform to sRGB casts them (the same pixels, as the tiled path
+      // writes them); with keep_metadata it tags the output sRGB, converting a source's own profile.
+      if (p.sharpen && !(p.keepMetadata && source.greyWithProfile)) img = img.withIccProfile('srgb', { attach: p.keepMetadata });
       return img.tiff({ quality, compression: 'lzw', ...tiffResolution(density) });
     case 'gif':
       return img.gif();

@@ -65,8 +65,8 @@ export function intermediateSpace(m: SourceSamples, prefix: TileImageParams): 'r
 
 /**
  * Sample formats the tiled path reproduces exactly (checked pixel by pixel in test/tiles.test.ts and
- * test/tiles-16bit.test.ts): 8-bit (sRGB, grey, CMYK, with or without a profile) and float scRGB,
- * which sharp processes as 8-bit sRGB or grey like the 8-bit intermediate, and 16-bit RGB or grey,
+ * test/tiles-16bit.test.ts): 8-bit (sRGB, grey, CMYK, with or without a profile), float scRGB
+ * through geometry alone ({@link checkSampleFormat}), and 16-bit RGB or grey,
  * kept 16-bit ({@link intermediateSpace}).
  */
 function exactSamples(m: SourceSamples): boolean {
@@ -80,8 +80,20 @@ function exactSamples(m: SourceSamples): boolean {
  * LAB): sharp runs some of those ops in the source's own space or depth, which the intermediate does
  * not model, so tiles would differ from the whole-image result (LAB by up to 61 levels).
  */
-export function checkSampleFormat(m: SourceSamples, input: string): void {
-  if (exactSamples(m)) return;
+export function checkSampleFormat(m: SourceSamples, input: string, split?: TileSplit): void {
+  if (exactSamples(m)) {
+    // The whole image blurs, sharpens and modulates float scRGB in linear light, converting to 8-bit
+    // sRGB only at the end; the intermediate is 8-bit sRGB, so tiles blurred there were off by up to
+    // 44 levels (modulated, by 2).
+    const steps = split ? [...split.ops.map((o) => o.op), ...(['brightness', 'saturation', 'hue'] as const).filter((k) => split.tile[k])] : [];
+    if (m.depth === 'float' && steps.length > 0) {
+      throw invalidArgument(
+        `${input}: tiled processing of a float scRGB (linear light) image is pixel-exact only for geometry (resize, crop, rotate, flip), not ${steps.join(', ')}, which the whole image applies in linear light; convert it to 8- or 16-bit RGB first`,
+        input,
+      );
+    }
+    return;
+  }
   throw invalidArgument(
     `${input}: tiled processing is pixel-exact for 8-bit, 16-bit RGB or grey and float scRGB images, this one has ${m.depth ?? 'unknown'} samples in ${m.space ?? 'an unknown colourspace'}; convert it to 8- or 16-bit RGB first`,
     input,
