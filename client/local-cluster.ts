@@ -10,7 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BULK_MALLOC_ENV } from '../shared/malloc.js';
 import { processAlive } from '../shared/machine.js';
+import * as grpc from '@grpc/grpc-js';
 import { TesseraClient, type ClientOptions } from './client.js';
+import { DEFAULT_KEEPALIVE } from '../shared/config.js';
 
 /** Path of the compiled CLI entry point (dist/client/cli.js), also when this module runs from source (tests). */
 export const CLI_PATH = import.meta.url.endsWith('.ts')
@@ -37,12 +39,19 @@ export interface LocalClusterOptions {
   coordinatorCli?: string;
   /** The CLI the workers that `start()` starts run; this package's by default. */
   workerCli?: string;
+  /**
+   * The processes take none of this process's TESSERA_* settings (but TESSERA_NODE_ARGS), only
+   * `env`: the demo's private cluster in a shell set up for a real one (TLS, tokens, a config file).
+   */
+  ownSettings?: boolean;
 }
 
 export interface ManagedProcess {
   name: string;
   child: ChildProcess;
   exited: Promise<number | null>;
+  /** Its last lines on stderr (a few), to say why it stopped. */
+  lastLines: string[];
 }
 
 export class LocalCluster {
@@ -64,7 +73,9 @@ export class LocalCluster {
     this.dataDir = this.opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), `${CLUSTER_DIR_PREFIX}${process.pid}-`)));
     try {
       await this.startCoordinator(undefined, undefined, this.opts.coordinatorCli);
-      this.client = new TesseraClient({ address: this.address, ...this.opts.clientOptions });
+      // With its own settings, its client takes none from the environment either (TLS, a token, keepalive).
+      const own: Omit<ClientOptions, 'address'> = this.opts.ownSettings ? { credentials: grpc.credentials.createInsecure(), token: '', keepalive: DEFAULT_KEEPALIVE } : {};
+      this.client = new TesseraClient({ address: this.address, ...own, ...this.opts.clientOptions });
       for (let i = 0; i < (this.opts.workers ?? 2); i++) this.startWorker(undefined, [], { cli: this.opts.workerCli });
       await this.waitForWorkers(this.opts.workers ?? 2);
     } catch (err) {
@@ -100,7 +111,10 @@ export class LocalCluster {
         }
       };
       proc.child.stdout?.on('data', onData);
-      void proc.exited.then((code) => reject(new Error(`coordinator exited with ${code} before listening`)));
+      void proc.exited.then((code) => {
+        const said = proc.lastLines.filter((l) => l.trim()).slice(-3).join(' / ');
+        reject(new Error(`coordinator exited with ${code} before listening${said ? `: ${said}` : ''}`));
+      });
     }).finally(() => clearTimeout(timer));
   }
 
@@ -142,24 +156,29 @@ export class LocalCluster {
     if (this.stopped) throw new Error(`LocalCluster: cannot start ${name}: the cluster was stopped (make a new LocalCluster)`);
     // TESSERA_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles every cluster process.
     const nodeArgs = (process.env['TESSERA_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean);
+    const inherited = this.opts.ownSettings ? Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TESSERA_') || k === 'TESSERA_NODE_ARGS')) : process.env;
     const child = spawn(process.execPath, [...nodeArgs, cli, ...args], {
-      env: { ...BULK_MALLOC_ENV, ...process.env, TESSERA_LOG_LEVEL: this.opts.logLevel ?? 'warn', ...this.opts.env, ...env },
+      env: { ...BULK_MALLOC_ENV, ...inherited, TESSERA_LOG_LEVEL: this.opts.logLevel ?? 'warn', ...this.opts.env, ...env },
       // The IPC channel ends when this process does, however it ends: the child stops then (servers.ts).
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     let buf = '';
+    const lastLines: string[] = [];
     child.stderr?.on('data', (d: Buffer) => {
-      if (!this.opts.onLog) return;
-      buf += d.toString();
+      // Bounded: a line that never ends is cut.
+      buf = (buf + d.toString()).slice(-64 * 1024);
       let nl;
       while ((nl = buf.indexOf('\n')) >= 0) {
-        this.opts.onLog(name, buf.slice(0, nl));
+        const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
+        lastLines.push(line.slice(0, 1000));
+        if (lastLines.length > 5) lastLines.shift();
+        this.opts.onLog?.(name, line);
       }
     });
     child.stdout?.resume();
-    return { name, child, exited };
+    return { name, child, exited, lastLines };
   }
 
   private stopped = false;

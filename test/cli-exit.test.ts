@@ -7,7 +7,7 @@
  * A real cluster (coordinator and two worker processes from dist/) and the real CLI; the media are
  * made with sharp.
  */
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -191,6 +191,16 @@ describe('tessera submit: exit status', () => {
       expect(r.code, `${what}: ${r.stderr}`).toBe(2);
       expect(r.stderr, what).toMatch(message);
     }
+    // -o at a symbolic link to nothing: refused at once, not after the upload and the job (exit 1,
+    // ENOENT from mkdir); `download` the same; and `demo -o FILE` before it starts a cluster.
+    const dangling = path.join(dir, 'dangling');
+    await symlink(path.join(dir, 'no-such-target'), dangling);
+    for (const args of [['submit', 'image', '--width', '30', good1, '-o', dangling], ['download', '00000000-0000-4000-8000-000000000000', '-o', dangling]]) {
+      const r = await cluster.runCli(args);
+      expect([r.code, r.stderr], args[0]).toEqual([2, `tessera: -o ${dangling}: cannot write the outputs there (${dangling} is a symbolic link to ${path.join(dir, 'no-such-target')}, which does not exist)\n`]);
+    }
+    const demo = await runCli(['demo', '-o', good1, '--images', '1']);
+    expect([demo.code, demo.stdout, demo.stderr]).toEqual([2, '', `tessera: -o ${good1}: cannot write the outputs there (is a file, not a folder)\n`]);
     expect((await cluster.client.listJobs()).length, 'no job was submitted').toBe(jobsBefore);
   });
 

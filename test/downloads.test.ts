@@ -335,8 +335,14 @@ describe('downloads', () => {
     await writeFile(path.join(out, 'notes.txt'), 'mine');
     await mkdir(path.join(out, 'keep'));
     // Three images, then one: the folder holds the last run's outputs, not the first run's too.
+    // The second run in a shell set up for a real cluster: a worker's config file, TLS and a token.
+    // Its private cluster took them (the coordinator refused the file's keys, the workers dialled
+    // with TLS) and the demo failed ("exited with 2", nothing more).
+    const config = path.join(dir, 'worker.yaml');
+    await writeFile(config, 'slots: 4\nlabel: [zone=a]\n');
+    const shell = { TESSERA_CONFIG: config, TESSERA_TLS: '1', TESSERA_TOKEN: 'a-token-of-a-real-cluster-0123456789' };
     for (const images of ['3', '1']) {
-      const r = await runCli(['demo', '-o', out, '--images', images], { timeoutMs: 120_000 });
+      const r = await runCli(['demo', '-o', out, '--images', images], { timeoutMs: 120_000, ...(images === '1' && { env: shell }) });
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toContain(`outputs written to ${out} (${images} files)`);
     }

@@ -5,7 +5,9 @@
  * are rate-limited per peer, valid tokens excepted (last, since it locks failing callers on
  * 127.0.0.1 out for a while).
  */
+import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -14,7 +16,8 @@ import { TesseraClient } from '../client/client.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
 import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
+import { CLI_PATH } from '../client/local-cluster.js';
 import { rawJobService } from './helpers/raw-grpc.js';
 
 const WORKER = 'worker-token-0123456789abcdef';
@@ -129,6 +132,28 @@ describe('tokens', () => {
     const viaFile = await cluster.runCli(['job', job.id, '--token-file', path.join(dir, 'bob.token')]);
     expect(viaFile.code).not.toBe(0);
     expect(viaFile.stderr).toMatch(/PERMISSION_DENIED: job .* belongs to another client/);
+  });
+
+  it('Ctrl-C in `tessera submit --token-file` prints commands that work when pasted: they name the token file', async () => {
+    const blob = path.join(dir, 'hint.bin');
+    await writeFile(blob, 'passthrough bytes '.repeat(100));
+    const tokenFile = path.join(dir, 'alice.token');
+    await writeFile(tokenFile, `${ALICE}\n`);
+    const env = { ...process.env, TESSERA_TOKEN: undefined, TESSERA_TOKEN_FILE: undefined };
+    const args = [CLI_PATH, 'submit', 'passthrough', '--work-ms', '3000', blob, '-o', path.join(dir, 'hint-out'), '--coordinator', cluster.address, '--token-file', tokenFile];
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+    for (let i = 0; i < 300 && !/job \S+ \(passthrough\)/.test(stderr); i++) await sleep(50);
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    // It named only --coordinator: pasted, the download was UNAUTHENTICATED.
+    const pasted = /fetch its outputs with: tessera (download .*?) \(cancel it/.exec(stderr)?.[1];
+    expect(pasted, stderr).toContain(`--token-file ${tokenFile}`);
+    const r = await runCli(pasted!.split(' '), { env: { TESSERA_TOKEN: '', TESSERA_TOKEN_FILE: '' } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/UNAUTHENTICATED/);
   });
 
   it('a client token sees what the workers can run, not their addresses or library versions; an admin sees all', async () => {

@@ -10,7 +10,7 @@ import type { JobEvent__Output } from '../../shared/proto/generated/tessera/v1/J
 import { LocalCluster, removeStaleDirs } from '../local-cluster.js';
 
 const DEMO_DIR_PREFIX = 'tessera-demo-';
-import { fmtBytes, shortState } from './output.js';
+import { fmtBytes, prepareOutputDir, shortState } from './output.js';
 
 /** The name of the `i`th sample image (from 0), without its extension. */
 const sampleStem = (i: number): string => `sample-${String(i + 1).padStart(2, '0')}`;
@@ -41,7 +41,8 @@ export async function generateSampleImages(dir: string, n: number): Promise<stri
 export async function runDemo(o: { output: string; images: number }): Promise<number> {
   const started = Date.now();
   const out = process.stdout;
-  const outDir = path.resolve(o.output);
+  // Before anything starts: a file, or a link to nothing, where the folder goes.
+  const outDir = await prepareOutputDir(o.output);
   // An earlier demo's outputs are replaced (all of them: one with more images made more), nothing
   // else in the folder is touched: a file of the user's under an output's name stops the demo
   // before it changes or starts anything.
@@ -56,7 +57,9 @@ export async function runDemo(o: { output: string; images: number }): Promise<nu
   }
   await Promise.all([...earlier.values()].map((file) => rm(file, { force: true })));
   out.write('Tessera demo: starting a coordinator and two workers on 127.0.0.1...\n');
-  const cluster = new LocalCluster({ workers: 2, slots: 1 });
+  // Its own settings: a shell set up for a real cluster (TLS, tokens, a config file) would
+  // otherwise reach this one's processes, which run open on loopback.
+  const cluster = new LocalCluster({ workers: 2, slots: 1, ownSettings: true });
   // The sample images of a demo killed before it could remove them go when the next one starts.
   await removeStaleDirs(DEMO_DIR_PREFIX);
   const samples = await mkdtemp(path.join(os.tmpdir(), `${DEMO_DIR_PREFIX}${process.pid}-`));

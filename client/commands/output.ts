@@ -1,6 +1,6 @@
 /** How the CLI shows jobs, events and progress: JSON for scripts, a bar or plain lines for people. */
 import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
+import { access, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Job, JobEvent, WorkerInfo } from '../client.js';
@@ -22,6 +22,11 @@ export async function prepareOutputDir(dir: string): Promise<string> {
     // ENOTDIR: a file above it; the walk up finds it.
     const st = await stat(at).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' || err.code === 'ENOTDIR' ? undefined : err));
     if (st instanceof Error) throw new UsageError(`-o ${dir}: cannot write the outputs there (${st.message})`);
+    // A symbolic link to nothing: not a folder still to be made (mkdir would fail on the link).
+    if (!st) {
+      const target = await readlink(at).catch(() => undefined);
+      if (target !== undefined) throw new UsageError(`-o ${dir}: cannot write the outputs there (${at} is a symbolic link to ${target}, which does not exist)`);
+    }
     if (st && !st.isDirectory()) throw new UsageError(`-o ${dir}: cannot write the outputs there (${at === abs ? '' : `${at} `}is a file, not a folder)`);
     if (st) break;
     at = path.dirname(at);
@@ -110,10 +115,12 @@ const labelsText = (w: WorkerInfo): string =>
 export function printWorkersTable(workers: WorkerInfo[], out = process.stdout): void {
   const kinds = workers.map((w) => w.capabilities?.kinds.join(',') ?? '');
   const width = Math.max(5, ...kinds.map((k) => k.length)) + 2;
-  out.write(`${'NAME'.padEnd(28)}${'STATE'.padEnd(13)}${'SLOTS'.padEnd(8)}${'DONE'.padEnd(7)}${'FAILED'.padEnd(8)}${'LOAD'.padEnd(7)}${'KINDS'.padEnd(width)}LABELS\n`);
+  // As wide as the longest name (a pod's or host-pid name can pass 28): a column of its own.
+  const nameWidth = Math.max(26, ...workers.map((w) => w.name.length)) + 2;
+  out.write(`${'NAME'.padEnd(nameWidth)}${'STATE'.padEnd(13)}${'SLOTS'.padEnd(8)}${'DONE'.padEnd(7)}${'FAILED'.padEnd(8)}${'LOAD'.padEnd(7)}${'KINDS'.padEnd(width)}LABELS\n`);
   workers.forEach((w, i) => {
     out.write(
-      `${w.name.padEnd(28)}${w.state.padEnd(13)}${`${w.slots_used}/${w.slots}`.padEnd(8)}${String(w.subtasks_done).padEnd(7)}${String(w.subtasks_failed).padEnd(8)}${w.load.toFixed(2).padEnd(7)}${kinds[i]!.padEnd(width)}${labelsText(w)}\n`.replace(/ +\n$/, '\n'),
+      `${w.name.padEnd(nameWidth)}${w.state.padEnd(13)}${`${w.slots_used}/${w.slots}`.padEnd(8)}${String(w.subtasks_done).padEnd(7)}${String(w.subtasks_failed).padEnd(8)}${w.load.toFixed(2).padEnd(7)}${kinds[i]!.padEnd(width)}${labelsText(w)}\n`.replace(/ +\n$/, '\n'),
     );
   });
 }

@@ -5,6 +5,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { MIN_TOKEN_LENGTH, parseClientTokens, readSecret, tokenFingerprint, type TokenEntry } from '../../shared/auth.js';
@@ -279,12 +280,29 @@ export function clientSecurityOptions(program: Command): Command {
           else if (cmd.getOptionValueSource(attr) === OVERRIDDEN) delete process.env[env];
         }
         if (o['tls'] === true) process.env['TESSERA_TLS'] = '1';
+        // What a command printed to paste must carry to reach the coordinator the same way (not a
+        // token given as a value: a secret; one from the environment is still there when pasted).
+        givenConnectionFlags = [];
+        for (const [flag, attr] of CLIENT_FLAGS) {
+          if (attr !== 'token' && typeof o[attr] === 'string' && cmd.getOptionValueSource(attr) === 'cli') givenConnectionFlags.push(flag.split(' ')[0]!, path.resolve(o[attr]));
+        }
+        if (o['tls'] === true && cmd.getOptionValueSource('tls') === 'cli') givenConnectionFlags.push('--tls');
       });
     }
     c.commands.forEach(visit);
   };
   visit(program);
   return program;
+}
+
+let givenConnectionFlags: string[] = [];
+
+/**
+ * The connection flags (token file, TLS files, --tls) given on this command's line, files made
+ * absolute: for the commands a command prints to be pasted (`tessera download ID ...`).
+ */
+export function connectionFlagsGiven(): readonly string[] {
+  return givenConnectionFlags;
 }
 
 /** Secrets that may be given as a value or as a file holding it: attribute names of the two options. */

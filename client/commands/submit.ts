@@ -5,6 +5,7 @@ import { TesseraClient, TesseraError, checkInputFiles, type Job } from '../clien
 import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import { ProgressView, exitCodeFor, jobToJson, prepareOutputDir, printJobHuman, reconnectNotes } from './output.js';
 import { UsageError } from './usage-error.js';
+import { connectionFlagsGiven } from './security-options.js';
 import { EXIT } from './exit-codes.js';
 
 export interface SubmitFlags {
@@ -59,8 +60,9 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
       process.stdout.write(flags.json ? `${JSON.stringify(jobToJson(job))}\n` : `${job.id}\n`);
       return EXIT.ok;
     }
-    // The commands that reach this job again, to paste: with the coordinator given here.
-    const at = flags.coordinator ? ` --coordinator ${shellWord(flags.coordinator)}` : '';
+    // The commands that reach this job again, to paste: with the coordinator, token file and TLS
+    // files given here.
+    const at = [...(flags.coordinator ? ['--coordinator', flags.coordinator] : []), ...connectionFlagsGiven()].map((w) => ` ${w.startsWith('--') ? w : shellWord(w)}`).join('');
     const fetch = `tessera download ${job.id}${at} -o ${outDir ? shellWord(outDir) : 'DIR'}`;
     // Ctrl-C from here on leaves the job running: say how to get at it (the full id; the bar is
     // taken down so the terminal gets its cursor back).
