@@ -60,7 +60,9 @@ async function cutAt(src: string, input: string, streamIndex: number, cutTimes: 
   const times = cutTimes.map((t) => (t - 0.0005).toFixed(6));
   // -copytb 1: the chunks keep the demuxer's time base (ffmpeg's automatic choice may take one from
   // the frame rate, 1/15 for a VFR Matroska, onto which NUT would round every 1 ms time).
-  const args = ['-copyts', '-i', src, '-map', `0:${streamIndex}`, '-c', 'copy', '-copytb', '1', '-f', 'segment', '-segment_format', format, '-reset_timestamps', '0'];
+  // +genpts: MPEG-PS (a DVD's .vob/.mpg) needs a presentation time only every 0.7 s; NUT refuses a
+  // packet without one ("Negative pts not supported"), which failed the whole input at planning.
+  const args = ['-copyts', '-fflags', '+genpts', '-i', src, '-map', `0:${streamIndex}`, '-c', 'copy', '-copytb', '1', '-f', 'segment', '-segment_format', format, '-reset_timestamps', '0'];
   if (times.length > 0) args.push('-segment_times', times.join(','));
   else args.push('-segment_time', '1000000000');
   args.push(path.join(dir, `chunk%05d.${chunkExtension(format)}`));

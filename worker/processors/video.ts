@@ -91,6 +91,10 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
   const lines = ['ffconcat version 1.0'];
   chunks.forEach((c, i) => {
     lines.push(`file '${c.path.replace(/'/g, "'\\''")}'`);
+    // Each chunk's start as planned, not as the demuxer reads it: a NUT chunk of MPEG-1/2 video has
+    // no decode time on its first packet, so it reads none (0), and every chunk after the first was
+    // placed its whole start too late (the trim then dropped its frames).
+    lines.push(`inpoint ${starts[i]!.toFixed(6)}`);
     if (i + 1 < chunks.length) lines.push(`duration ${(starts[i + 1]! - starts[i]!).toFixed(6)}`);
   });
   await writeFile(list, lines.join('\n') + '\n');

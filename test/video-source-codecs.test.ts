@@ -1,0 +1,75 @@
+/**
+ * Sources as DVD and broadcast recorders write them (MPEG-2 video in Matroska, MPEG-TS and MPEG-PS),
+ * through the video kind in-process (real plan -> process -> merge), each against what one `ffmpeg`
+ * command with the same request gives: every frame.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { videoKind } from '../coordinator/kinds/video.js';
+import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
+import { videoProcessor } from '../worker/processors/video.js';
+import { runKindInProcess, specOf } from './helpers/media.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-source-codecs-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Writes `name` from a small testsrc2 clip (and a tone when `audio`) with the given output arguments. */
+async function make(name: string, seconds: number, audio: string | undefined, args: string[]): Promise<string> {
+  const file = path.join(dir, name);
+  await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', `testsrc2=size=96x64:rate=25:duration=${seconds}`, ...(audio ? ['-f', 'lavfi', '-i', audio] : []), ...args, file]);
+  return file;
+}
+
+/** The first video stream's pixel format and counted packets. */
+async function videoOf(file: string): Promise<{ pixFmt: string; frames: number }> {
+  const r = await runFfprobe<{ streams: Array<{ pix_fmt: string; nb_read_packets: string }> }>(['-count_packets', '-select_streams', 'v:0', '-show_entries', 'stream=pix_fmt,nb_read_packets', '-i', file]);
+  return { pixFmt: r.streams[0]!.pix_fmt, frames: Number(r.streams[0]!.nb_read_packets) };
+}
+
+/** What one ffmpeg command makes of `src` with the video encoder arguments given. */
+async function baseline(src: string, video: string[]): Promise<{ pixFmt: string; frames: number }> {
+  const out = path.join(dir, `baseline-${path.basename(src)}.mp4`);
+  await runFfmpeg(['-y', '-v', 'error', '-i', src, ...video, '-preset', 'ultrafast', '-c:a', 'aac', out]);
+  return videoOf(out);
+}
+
+async function transcode(src: string, params: Record<string, unknown>) {
+  const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', ...params }), [src], { dir, slots: 2 });
+  return { errors: run.errors, out: run.outputs[0] ? await videoOf(run.outputs[0].path) : undefined };
+}
+
+describe('video kind: source codecs from cameras, recorders and editors', () => {
+  it.each([
+    ['Matroska', 'mpeg2.mkv'],
+    ['MPEG-TS (broadcast, HDV)', 'mpeg2.ts'],
+  ])('keeps every frame of an MPEG-2 video (%s) split into segments', async (_, name) => {
+    const src = await make(name, 2, 'sine=duration=2:sample_rate=48000', ['-c:v', 'mpeg2video', '-c:a', 'mp2']);
+    const single = await baseline(src, ['-c:v', 'libx264']);
+    expect(single.frames).toBe(50);
+    const { errors, out } = await transcode(src, { segment_seconds: 1 });
+    // It was DATA_LOSS "segment 1: encoded 24 frames where 25 were planned" (Matroska) and "encoded 0
+    // frames where 25 were planned" (MPEG-TS): the NUT chunks of MPEG-2 have no start time, so the
+    // concat demuxer places every chunk after the first one chunk-start seconds too late.
+    expect(errors).toEqual([]);
+    expect(out?.frames).toBe(single.frames);
+  }, 60_000);
+
+  it('transcodes a DVD-style MPEG-PS (.mpg/.vob) whose packets do not all carry a PTS', async () => {
+    const src = await make('dvd.mpg', 3, 'sine=duration=3', ['-c:v', 'mpeg2video', '-c:a', 'mp2', '-f', 'vob']);
+    const single = await baseline(src, ['-c:v', 'libx264']);
+    expect(single.frames).toBe(75);
+    const { errors, out } = await transcode(src, {});
+    // It was refused as the input's fault, INVALID_ARGUMENT "dvd.mpg: ffmpeg failed:
+    // av_interleaved_write_frame(): Invalid argument": the NUT muxer of the stream-copy cut takes no
+    // packet without a PTS ("Negative pts not supported ... Try to enable the genpts flag").
+    expect(errors).toEqual([]);
+    expect(out?.frames).toBe(single.frames);
+  }, 60_000);
+});
