@@ -26,7 +26,7 @@ function worker(name: string): WorkerInfo {
 describe('tessera workers (table)', () => {
   it('keeps a long worker name apart from its state', () => {
     let text = '';
-    const out = { write: (s: string) => ((text += s), true) } as unknown as NodeJS.WriteStream;
+    const out = { write: (s: string) => ((text += s), true) } as unknown as typeof process.stdout;
     const long = 'tessera-worker-7d9f8c6b5-x2x9q.prod';
     printWorkersTable([worker('short'), worker(long)], out);
     const rows = text.trimEnd().split('\n');

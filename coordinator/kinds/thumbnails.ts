@@ -91,7 +91,10 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
   const index = await probeVideoIndex(input.path, { signal: ctx.signal, input: input.name });
   const first = index.frameTimes[0]!;
   const last = index.frameTimes[index.frameTimes.length - 1]!;
-  const duration = Math.max(index.end - first, 1e-3);
+  // Times count from the file's start, as `ffmpeg -ss` and a player's timeline do: a video that
+  // starts after its audio has its first frame later than 0 (before, times counted from that frame).
+  const origin = Number.isFinite(info.startTime) ? Math.min(info.startTime, first) : first;
+  const duration = Math.max(index.end - origin, 1e-3);
   const over = countedMediaOverLimit(input.name, { seconds: index.end - first, frames: index.frameTimes.length }, ctx.limits);
   if (over) throw over;
   const needed = thumbnailCount(ctx.params, duration);
@@ -126,6 +129,8 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
   if (sprite && rows * height > 16_383) {
     throw invalidArgument(`${input.name}: a sprite sheet of ${rows} rows of ${width}x${height} px thumbnails would be ${rows * height} px tall, over the 16383-pixel limit: ask fewer rows (--sprite ${sprite.cols}x${Math.max(1, Math.floor(16_383 / height))}) or a smaller --width`, input.name);
   }
+  // Keyframes (presentation times, sorted) where the demuxer would not seek to one by itself.
+  const keyframes = SEEKS_ANY_PACKET.test(info.formatName) ? index.packets.filter((pk) => pk.keyframe && !pk.discard).map((pk) => pk.pts).sort((a, b) => a - b) : undefined;
   const parts = Math.max(1, Math.min(2 * Math.max(1, ctx.cluster.slots), Math.ceil(times.length / MIN_PER_SUBTASK)));
   const per = Math.ceil(times.length / parts);
   for (let p = 0; p * per < times.length; p++) {
@@ -133,11 +138,12 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
     const plan: ThumbnailRangePlan = {
       source: input.name,
       // Seek targets are relative to the container start; never past the last frame.
-      times: slice.map((t) => Math.min(first + t, last) - info.startTime),
+      times: slice.map((t) => Math.min(origin + t, last) - info.startTime),
       numbers: slice.map((_, k) => p * per + k + 1),
       cues: cues.slice(p * per, (p + 1) * per),
       width,
       height,
+      ...(keyframes && { seekFrom: slice.map((t) => Math.max(0, seekPoint(keyframes, Math.min(origin + t, last)) - info.startTime)) }),
     };
     subtasks.push({
       label: `${input.name} thumbnails ${plan.numbers[0]}-${plan.numbers[plan.numbers.length - 1]} (${slice[0]!.toFixed(1)}s-${slice[slice.length - 1]!.toFixed(1)}s)`,
@@ -150,12 +156,28 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
   return { subtasks };
 }
 
+/**
+ * Demuxers that take any packet as a seek point (MPEG-TS, MPEG-PS, raw elementary streams): a seek
+ * lands after the keyframe before the time, and the decoder then shows nothing until the next one.
+ */
+const SEEKS_ANY_PACKET = /^(mpegts|mpeg|mpegvideo|h264|hevc|m4v)$/;
+
+/** Where to start decoding for the frame at `t`: the keyframe at or before it, a tenth of a second earlier. */
+function seekPoint(keyframes: number[], t: number): number {
+  let k = keyframes[0] ?? t;
+  for (const kf of keyframes) {
+    if (kf > t + 1e-6) break;
+    k = kf;
+  }
+  return k - 0.1;
+}
+
 /** Number of thumbnails `params` asks of a video of `duration` seconds (every T from 0, or N). */
 export function thumbnailCount(params: ThumbnailJobParams, duration: number): number {
   return params.count || Math.max(1, Math.ceil(duration / params.every - 1e-9));
 }
 
-/** Thumbnail times in seconds from the first frame: every T (from 0), or N centred in equal slices. */
+/** Thumbnail times in seconds from the start of the file: every T (from 0), or N centred in equal slices. */
 export function thumbnailTimes(params: ThumbnailJobParams, duration: number): number[] {
   const n = thumbnailCount(params, duration);
   if (params.count) return Array.from({ length: n }, (_, i) => ((i + 0.5) * duration) / n);

@@ -44,7 +44,8 @@ export async function writeSprites(dir: string, s: SpriteInput, signal: AbortSig
   s.cues.forEach(([start, end], i) => {
     const k = Math.floor(i / perSheet);
     const j = i % perSheet;
-    lines.push(`${vttTime(start)} --> ${vttTime(end)}`, `${sheetName(k)}#xywh=${(j % s.cols) * s.width},${Math.floor(j / s.cols) * s.height},${s.width},${s.height}`, '');
+    // A URL relative to the .vtt, as players read it: a name's `#`, `%`, `?` or space escaped.
+    lines.push(`${vttTime(start)} --> ${vttTime(end)}`, `${encodeURIComponent(sheetName(k))}#xywh=${(j % s.cols) * s.width},${Math.floor(j / s.cols) * s.height},${s.width},${s.height}`, '');
   });
   await writeFile(path.join(dir, `${s.prefix}thumbnails.vtt`), lines.join('\n'));
   names.push(`${s.prefix}thumbnails.vtt`);

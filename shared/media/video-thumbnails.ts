@@ -10,11 +10,18 @@ export interface ThumbnailRangePlan {
   /** Seek positions in seconds from the start of the file, and the 1-based number of each thumbnail. */
   times: number[];
   numbers: number[];
-  /** The time range (seconds from the first frame) each thumbnail stands for, for the WebVTT index. */
+  /** The time range (seconds from the start of the file) each thumbnail stands for, for the WebVTT index. */
   cues: Array<[number, number]>;
   /** Thumbnail size (after the source's display rotation). */
   width: number;
   height: number;
+  /**
+   * Where to start decoding for each time (seconds from the start of the file): the keyframe at or
+   * before it, a little earlier. Only for sources whose demuxer seeks to any packet, not to a
+   * keyframe (MPEG-TS, MPEG-PS, raw streams): a seek there to the time itself decoded from the next
+   * keyframe on (the wrong frame), or, after the last one, nothing. Absent: seek to the time.
+   */
+  seekFrom?: number[] | undefined;
 }
 
 /** Name of thumbnail `n` (1-based). */

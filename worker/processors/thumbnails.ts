@@ -52,6 +52,8 @@ export interface GrabSpec {
   times: number[];
   /** Output file of each time (absolute). */
   outputs: string[];
+  /** Where to start decoding for each time (ThumbnailRangePlan.seekFrom); absent: at the time. */
+  from?: number[] | undefined;
   width: number;
   height: number;
   format: ThumbnailJobParams['format'];
@@ -77,6 +79,7 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
       input: input.path,
       times: plan.times.slice(i, i + per),
       outputs: outputs.slice(i, i + per).map((o) => o.path),
+      from: plan.seekFrom?.slice(i, i + per),
       width: plan.width,
       height: plan.height,
       format: ctx.params.format,
@@ -123,9 +126,12 @@ export async function grabBySeeking(spec: GrabSpec): Promise<void> {
     const args: string[] = ['-y', '-threads', String(spec.threads)];
     // `-t` bounds each input: ffmpeg 5 would otherwise decode every seeked input to the end of the
     // file after its one-frame output is done.
-    for (const t of times) args.push('-ss', t.toFixed(6), '-t', String(TAIL_SECONDS), '-i', spec.input);
-    times.forEach((_, k) => {
-      args.push('-map', `${k}:v:0`, '-frames:v', '1', '-vf', scale, ...codec, '-f', 'image2', '-update', '1', spec.outputs[i + k]!);
+    // From a point before the time (seekFrom), the frames before the time are passed over here.
+    const from = (k: number): number => spec.from?.[i + k] ?? times[k]!;
+    times.forEach((t, k) => args.push('-ss', from(k).toFixed(6), '-t', (t - from(k) + TAIL_SECONDS).toFixed(6), '-i', spec.input));
+    times.forEach((t, k) => {
+      const skip = from(k) < t ? `select='gte(t,${Math.max(0, t - from(k) - 1e-6).toFixed(6)})',` : '';
+      args.push('-map', `${k}:v:0`, '-frames:v', '1', '-vf', `${skip}${scale}`, ...codec, '-f', 'image2', '-update', '1', spec.outputs[i + k]!);
     });
     await runFfmpeg(args, { signal: spec.signal, input: spec.source });
   }
@@ -141,12 +147,15 @@ export async function grabBySeeking(spec: GrabSpec): Promise<void> {
  */
 export async function grabInOnePass(spec: GrabSpec, workDir: string): Promise<boolean> {
   const { scale, codec } = encoding(spec);
-  const t0 = spec.times[0]!;
+  // The seek: to the first time, or to a point before it (seekFrom).
+  const t0 = Math.min(spec.from?.[0] ?? spec.times[0]!, spec.times[0]!);
   // Relative to the seek, as the frames' timestamps are after it. A microsecond of slack keeps a
   // frame exactly at a time (as the seek finds it) from being lost to rounding in the subtraction.
   const rel = spec.times.map((t) => Math.max(0, t - t0 - 1e-6));
-  // The first frame out of the seek is the first time's; every later time wants the first frame past it.
-  const terms = ['isnan(prev_selected_t)', ...rel.slice(1).map((r) => `gte(t,${r.toFixed(6)})*lt(prev_selected_t,${r.toFixed(6)})`)];
+  // The first frame out of the seek is the first time's (from a point before it, the first at or
+  // after it); every later time wants the first frame past it.
+  const firstTerm = t0 < spec.times[0]! ? `gte(t,${rel[0]!.toFixed(6)})*isnan(prev_selected_t)` : 'isnan(prev_selected_t)';
+  const terms = [firstTerm, ...rel.slice(1).map((r) => `gte(t,${r.toFixed(6)})*lt(prev_selected_t,${r.toFixed(6)})`)];
   const ext = spec.format === 'jpeg' ? 'jpg' : 'webp';
   const prefix = `pass-${process.hrtime.bigint()}`;
   const listing = `${prefix}.frames`;
