@@ -717,16 +717,29 @@ async function* download(jobs: JobManager, req: { job_id: string; name: string; 
   }
   // An output in a shared folder is read through a descriptor that is the published file's: the
   // folder is writable by others, and a symlink put in its place must not be followed.
-  const handle = out.shared ? await openPublishedShared(jobs, req.job_id, out) : undefined;
+  // The spool's copy gone (a damaged disk, a hand that removed it): NOT_FOUND naming it, not INTERNAL.
+  const handle = out.shared
+    ? await openPublishedShared(jobs, req.job_id, out)
+    : await open(out.path, 'r').catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') throw notFound(`output ${out.name}: its file in the coordinator's spool is gone`);
+        throw err;
+      });
   // OutputChunk's fields but `data`: what readEncodedChunks puts in front of each chunk's bytes.
   const encodeFields = (outputChunkFields ??= compileEncoder(loadTesseraRoot(), 'tessera.v1.OutputChunk'));
   const total = String(out.size);
   const fields = (at: number, length: number): Buffer => encodeFields({ offset: String(at), total_size: total, sha256: at + length >= out.size ? out.sha256 : '' });
+  let sent = offset;
   try {
-    for await (const chunk of readEncodedChunks(handle ?? out.path, { field: fieldNumber('tessera.v1.OutputChunk', 'data'), fields, offset, size: out.size, signal })) yield asWire<OutputChunk>(chunk.message);
+    for await (const chunk of readEncodedChunks(handle, { field: fieldNumber('tessera.v1.OutputChunk', 'data'), fields, offset, size: out.size, signal })) {
+      sent = chunk.position + chunk.data.length;
+      yield asWire<OutputChunk>(chunk.message);
+    }
   } finally {
-    await handle?.close();
+    await handle.close();
   }
+  // A file cut short on the coordinator's disk ended the stream early: a client that writes chunks
+  // until the end (no digest came: it rides on the last one) would keep a part as the whole.
+  if (sent < out.size) throw new TesseraError(status.DATA_LOSS, `output ${out.name}: the coordinator's file holds ${sent} of its ${out.size} bytes`, { retryable: false });
 }
 
 /**

@@ -86,7 +86,9 @@ function printable(s: string): string {
  * default (`Photo.JPG` is `photo.jpg`; an `é` composed or as `e` + accent is one letter).
  */
 export function foldedName(name: string): string {
-  return name.normalize('NFC').toLowerCase();
+  // Final sigma folds as sigma, as both file systems fold it (toLowerCase alone turns a final Σ
+  // into σ, and leaves a typed ς as it is: ΟΔΟΣ and οδος came out two names).
+  return name.normalize('NFC').toLowerCase().replace(/ς/g, 'σ');
 }
 
 /**
