@@ -3,14 +3,12 @@
  * AbortSignal, upload the outputs (verified), and build the result message.
  */
 import { constants as fsConstants, existsSync, mkdirSync } from 'node:fs';
-import { access, copyFile, link, lstat, mkdir, open, readFile, readdir, readlink, realpath, rm, stat, symlink, writeFile, type FileHandle } from 'node:fs/promises';
-import os from 'node:os';
+import { access, copyFile, link, lstat, mkdir, open, readFile, readlink, realpath, rm, stat, symlink, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
 import { INLINE_LIMIT, INLINE_RESULT_BYTES, transferDeadlineMs } from '../shared/config.js';
-import { processAlive } from '../shared/machine.js';
 import { TesseraError, dataLoss, isAbortError, statusName } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../shared/job-kind.js';
@@ -345,24 +343,3 @@ async function inputReadInPlace(a: Assignment__Output, file: string): Promise<As
   return input && (await sameSharedFile(input)) ? input : undefined;
 }
 
-const TEMP_PREFIX = 'tessera-worker-';
-
-/** A temp root private to this worker process (its pid is the last part of the name). */
-export function defaultTempRoot(name: string): string {
-  return path.join(os.tmpdir(), `${TEMP_PREFIX}${name.replace(/[^\w.-]/g, '_')}-${process.pid}`);
-}
-
-/**
- * Removes temp roots left by worker processes that died without cleaning up (SIGKILL, OOM): any
- * `tessera-worker-*-PID` folder whose PID is no longer alive. Returns how many were removed.
- */
-export async function removeStaleTempRoots(): Promise<number> {
-  let removed = 0;
-  for (const entry of await readdir(os.tmpdir()).catch(() => [] as string[])) {
-    const m = new RegExp(`^${TEMP_PREFIX}.*-(\\d+)$`).exec(entry);
-    if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
-    await rm(path.join(os.tmpdir(), entry), { recursive: true, force: true });
-    removed++;
-  }
-  return removed;
-}

@@ -54,7 +54,6 @@ vi.mock('./processors/index.js', () => {
 });
 
 const { Worker } = await import('./worker.js');
-const { defaultTempRoot } = await import('./executor.js');
 const log = createLogger('test', 'silent', 'json');
 
 type Stream = grpc.ServerDuplexStream<WorkerMessage__Output, CoordinatorMessage>;
@@ -138,6 +137,6 @@ describe('the control stream', () => {
     await worker.close();
     // Before, close() removed the temp root at once: the subtask's scratch file vanished under it (ENOENT).
     expect(seen()).toEqual({ ended: true, error: '' });
-    expect(existsSync(defaultTempRoot('rev-worker'))).toBe(false);
+    expect(existsSync(worker.tempRoot)).toBe(false);
   });
 });

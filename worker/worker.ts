@@ -22,7 +22,9 @@ import type { WorkerMessage } from '../shared/proto/generated/tessera/v1/WorkerM
 import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
 import { detectCapabilities } from './capabilities.js';
 import { probeFfmpegInfo } from '../shared/ffmpeg.js';
-import { defaultTempRoot, executeSubtask, removeStaleTempRoots } from './executor.js';
+import { executeSubtask } from './executor.js';
+import { TEMP_HEARTBEAT_MS, defaultTempRoot, listenInTempRoot, makeTempRoot, removeStaleTempRoots, touchTempRoot } from './temp-root.js';
+import type { Server } from 'node:net';
 import { workerProcessors } from './processors/index.js';
 import { ProcessorIsolation, defaultMemoryLimitMb } from './isolation.js';
 
@@ -108,7 +110,10 @@ export class Worker {
   private readonly running = new Map<string, Running>();
   private readonly limit;
   private readonly threads: number;
-  private readonly tempRoot: string;
+  /** This worker's own folder under TMPDIR: each attempt's files go in a folder of it. */
+  readonly tempRoot: string;
+  private tempHeartbeat: NodeJS.Timeout | undefined;
+  private tempSocket: Server | undefined;
   private closing: Promise<void> | undefined;
   /** Child processes that run the processors (undefined: in-process). */
   private readonly isolation: ProcessorIsolation | undefined;
@@ -141,11 +146,26 @@ export class Worker {
 
   start(): void {
     if (this.state !== 'new') throw new Error(`cannot start a worker that is ${this.state}`);
+    // A temp folder it cannot write would fail every subtask it took: refused before it registers.
+    makeTempRoot(this.tempRoot);
     this.state = 'running';
-    void removeStaleTempRoots().then(
-      (n) => n > 0 && this.opts.log.info({ removed: n }, 'removed temp folders of dead workers'),
-      () => undefined,
-    );
+    const sweep = (): void =>
+      void removeStaleTempRoots(this.tempRoot).then(
+        (n) => n > 0 && this.opts.log.info({ removed: n }, 'removed temp folders of dead workers'),
+        () => undefined,
+      );
+    // Listening first: a worker starting meanwhile takes this one for alive.
+    void listenInTempRoot(this.tempRoot).then((server) => {
+      if (this.state !== 'stopped') this.tempSocket = server;
+      else server?.close();
+      sweep();
+    });
+    // The heartbeat that tells other workers' sweeps this one is alive; a dead one's folder found on the way goes.
+    this.tempHeartbeat = setInterval(() => {
+      void touchTempRoot(this.tempRoot);
+      sweep();
+    }, TEMP_HEARTBEAT_MS);
+    this.tempHeartbeat.unref();
     // ffmpeg is probed (for the registration's capabilities) without blocking the event loop; a probe
     // that fails is run again, and reported, when the registration is written.
     void probeFfmpegInfo().catch(() => undefined).finally(() => this.connect());
@@ -386,6 +406,8 @@ export class Worker {
       // An aborted subtask ends at its next await, one in a native call (an in-process sharp
       // pipeline) when that returns: its files are under the temp root, so wait for it, a while.
       for (const until = Date.now() + CLOSE_WAIT_MS; this.limit.activeCount + this.limit.pendingCount > 0 && Date.now() < until; ) await sleep(20);
+      clearInterval(this.tempHeartbeat);
+      this.tempSocket?.close();
       await rm(this.tempRoot, { recursive: true, force: true }).catch(() => undefined);
     })();
     return this.closing;

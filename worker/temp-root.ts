@@ -1,0 +1,145 @@
+/**
+ * The worker's temp root: a folder of its own under the system temp folder (TMPDIR), made and
+ * checked writable at start, kept with a heartbeat, and the sweep that removes those of workers
+ * that died without cleaning up (SIGKILL, OOM).
+ *
+ * Whether another root's worker is alive cannot be told from its PID alone: workers in containers
+ * sharing one scratch folder live in PID namespaces of their own, where the other's PID is nobody
+ * (a live worker's files were removed under its running subtask), and a container restarted with
+ * the same host name and PID made a root of the same name as its killed predecessor's and never
+ * removed what that one left. So each root's name is unique to its process, and a live worker
+ * answers on a Unix socket in its root, whatever namespace either is in (a refused connection: its
+ * worker is gone). Where there is no socket (a path too long for one, a root of an earlier version),
+ * the `.alive` file says which PID namespace and PID made it and is touched every
+ * {@link TEMP_HEARTBEAT_MS}: such a root is dead when its PID is gone in the namespace that made it
+ * (this worker's), or when its heartbeat stopped {@link STALE_MS} ago.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { readFile, readdir, rm, stat, utimes } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { processAlive } from '../shared/machine.js';
+
+const TEMP_PREFIX = 'tessera-worker-';
+const ALIVE = '.alive';
+/** The socket a live worker listens on in its root. */
+const SOCKET = '.s';
+/** sun_path holds 108 bytes, its terminating NUL included. */
+const MAX_SOCKET_PATH = 107;
+/** How often a worker touches its root's `.alive` (and sweeps the dead ones'). */
+export const TEMP_HEARTBEAT_MS = 30_000;
+/** A root whose heartbeat is this old is a dead worker's, whatever its PID. */
+export const STALE_MS = 4 * TEMP_HEARTBEAT_MS;
+
+/** A temp root name private to this worker process: its name, its PID and a random part. */
+export function defaultTempRoot(name: string): string {
+  return path.join(os.tmpdir(), `${TEMP_PREFIX}${name.replace(/[^\w.-]/g, '_')}-${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+/** This process's PID namespace ("pid:[4026531836]"), or "" where /proc does not tell. */
+function pidNamespace(): string {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Makes `root` and its heartbeat; throws an error that names the folder and the reason where this
+ * process cannot write there (a read-only TMPDIR took every subtask and failed it as a "processor
+ * error: ENOENT", recursive mkdir's report of EROFS).
+ */
+export function makeTempRoot(root: string): void {
+  try {
+    mkdirSync(path.dirname(root), { recursive: true });
+    // Not recursive: the real error (EROFS, EACCES) comes back.
+    mkdirSync(root);
+    writeFileSync(path.join(root, ALIVE), `${pidNamespace()} ${process.pid}\n`);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`temp folder ${path.dirname(root)} cannot be written by this worker (${e.code ?? e.message}): set TMPDIR to a folder it can write`);
+  }
+}
+
+/**
+ * Listens on the root's socket, which tells other workers this one is alive (see the module's
+ * comment); resolves to the server (to close at the end), or undefined where there is none.
+ */
+export async function listenInTempRoot(root: string): Promise<net.Server | undefined> {
+  const file = path.join(root, SOCKET);
+  if (Buffer.byteLength(file) > MAX_SOCKET_PATH) return undefined;
+  const server = net.createServer((socket) => socket.destroy());
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(undefined));
+    server.listen(file, () => {
+      server.unref();
+      resolve(server);
+    });
+  });
+}
+
+/** Whether a worker answers on the socket in `dir`: true, false (refused), or undefined (no socket, or no telling). */
+function answers(dir: string): Promise<boolean | undefined> {
+  const file = path.join(dir, SOCKET);
+  if (Buffer.byteLength(file) > MAX_SOCKET_PATH) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    const socket = net.connect(file);
+    const done = (v: boolean | undefined): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(true), 2000);
+    socket.once('connect', () => done(true));
+    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED' ? false : err.code === 'ENOENT' ? undefined : true));
+  });
+}
+
+/** Touches `root`'s heartbeat (making it again if a sweep of an older version removed it). */
+export async function touchTempRoot(root: string): Promise<void> {
+  const now = new Date();
+  await utimes(path.join(root, ALIVE), now, now).catch(() => {
+    try {
+      makeTempRoot(root);
+    } catch {
+      // Not writable any more: each subtask then fails as this worker's trouble.
+    }
+  });
+}
+
+/** Whether the worker that made the temp root `dir` (named `entry`) is gone. */
+async function deadRoot(dir: string, entry: string, ns: string, now: number): Promise<boolean> {
+  const answered = await answers(dir);
+  if (answered !== undefined) return !answered;
+  const alive = await readFile(path.join(dir, ALIVE), 'utf8').catch(() => undefined);
+  const [madeIn, pidText] = alive?.trim().split(' ') ?? [];
+  // A root of an earlier version (no random part) has no heartbeat: its PID ends its name. One of
+  // this version without a heartbeat is being made: only its age tells.
+  const legacy = !/-\d+-[0-9a-f]{8}$/.test(entry);
+  const pid = Number(pidText ?? (legacy ? /-(\d+)$/.exec(entry)?.[1] : undefined) ?? NaN);
+  // Made in this namespace: its PID tells (an earlier version's root too, as that version did).
+  const sameNamespace = alive === undefined ? legacy : madeIn !== '' && madeIn === ns;
+  if (Number.isSafeInteger(pid) && sameNamespace && !processAlive(pid)) return true;
+  // Anywhere else, the heartbeat (an earlier version's root: the folder's own time, which changes
+  // with every subtask folder made or removed in it).
+  const touched = await stat(alive === undefined ? dir : path.join(dir, ALIVE)).then((s) => s.mtimeMs, () => undefined);
+  return touched !== undefined && now - touched > STALE_MS;
+}
+
+/** Removes the temp roots of dead workers (see the module's comment); returns how many. */
+export async function removeStaleTempRoots(own?: string): Promise<number> {
+  const ns = pidNamespace();
+  const now = Date.now();
+  let removed = 0;
+  for (const entry of await readdir(os.tmpdir()).catch(() => [] as string[])) {
+    const dir = path.join(os.tmpdir(), entry);
+    if (!entry.startsWith(TEMP_PREFIX) || dir === own || !/-\d+(-[0-9a-f]{8})?$/.test(entry)) continue;
+    if (!(await deadRoot(dir, entry, ns, now))) continue;
+    await rm(dir, { recursive: true, force: true });
+    removed++;
+  }
+  return removed;
+}
