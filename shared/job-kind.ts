@@ -13,7 +13,7 @@
 import type { JobSpec__Output } from './proto/generated/tessera/v1/JobSpec.js';
 import type { Logger } from './logger.js';
 import type { Limits } from './limits.js';
-import { AUDIO_BESIDE_SEGMENT_FEATURE, NUT_CHUNKS_FEATURE, VIDEO_LOSSLESS_FEATURE } from './media/video-plan.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, NUT_CHUNKS_FEATURE, VIDEO_10BIT_FEATURE, VIDEO_LOSSLESS_FEATURE } from './media/video-plan.js';
 
 /**
  * Features (`Capabilities.features`) a worker of this version advertises: behaviours that older
@@ -22,7 +22,7 @@ import { AUDIO_BESIDE_SEGMENT_FEATURE, NUT_CHUNKS_FEATURE, VIDEO_LOSSLESS_FEATUR
  * - `video-audio-beside-segment`: encodes a video's audio track beside a segment, in the same
  *   subtask (older: only as a subtask of its own).
  */
-export const WORKER_FEATURES: readonly string[] = [NUT_CHUNKS_FEATURE, AUDIO_BESIDE_SEGMENT_FEATURE, VIDEO_LOSSLESS_FEATURE];
+export const WORKER_FEATURES: readonly string[] = [NUT_CHUNKS_FEATURE, AUDIO_BESIDE_SEGMENT_FEATURE, VIDEO_LOSSLESS_FEATURE, VIDEO_10BIT_FEATURE];
 
 /** Names of the kinds; also the field names of `JobSpec.params`. */
 export type KindName = 'image' | 'video' | 'thumbnails' | 'audio' | 'passthrough';

@@ -1,7 +1,7 @@
 /**
  * Sources as DVD and broadcast recorders write them (MPEG-2 video in Matroska, MPEG-TS and MPEG-PS),
  * through the video kind in-process (real plan -> process -> merge), each against what one `ffmpeg`
- * command with the same request gives: every frame.
+ * command with the same request gives: every frame, and a 10-bit source's 10 bits where the codec keeps them.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -42,7 +42,7 @@ async function baseline(src: string, video: string[]): Promise<{ pixFmt: string;
 
 async function transcode(src: string, params: Record<string, unknown>) {
   const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', ...params }), [src], { dir, slots: 2 });
-  return { errors: run.errors, out: run.outputs[0] ? await videoOf(run.outputs[0].path) : undefined };
+  return { errors: run.errors, warnings: run.warnings, out: run.outputs[0] ? await videoOf(run.outputs[0].path) : undefined };
 }
 
 describe('video kind: source codecs from cameras, recorders and editors', () => {
@@ -71,5 +71,22 @@ describe('video kind: source codecs from cameras, recorders and editors', () => 
     // packet without a PTS ("Negative pts not supported ... Try to enable the genpts flag").
     expect(errors).toEqual([]);
     expect(out?.frames).toBe(single.frames);
+  }, 60_000);
+
+  it('keeps a 10-bit HDR10 (BT.2020 / PQ) source 10-bit through h265 and vp9, as `ffmpeg` does; h264 stays 8-bit and says so', async () => {
+    const src = await make('hdr10.mkv', 2, undefined, ['-c:v', 'libx265', '-preset', 'ultrafast', '-x265-params', 'log-level=error', '-pix_fmt', 'yuv420p10le',
+      '-color_primaries', 'bt2020', '-color_trc', 'smpte2084', '-colorspace', 'bt2020nc']);
+    const single = await baseline(src, ['-c:v', 'libx265', '-x265-params', 'log-level=error']);
+    expect(single.pixFmt).toBe('yuv420p10le');
+    // It was 8-bit yuv420p, still tagged smpte2084/bt2020: PQ in 8 bits bands, and HDR10 is 10-bit by definition.
+    for (const codec of ['h265', 'vp9']) {
+      const { errors, warnings, out } = await transcode(src, { codec, segment_seconds: 1 });
+      expect([errors, warnings], codec).toEqual([[], []]);
+      expect(out, codec).toEqual({ pixFmt: 'yuv420p10le', frames: 50 });
+    }
+    const h264 = await transcode(src, { segment_seconds: 1 });
+    expect(h264.errors).toEqual([]);
+    expect(h264.out).toEqual({ pixFmt: 'yuv420p', frames: 50 });
+    expect(h264.warnings).toEqual([{ input: 'hdr10.mkv', message: 'an HDR (PQ) source encoded in 8 bits, still tagged PQ: its picture may band (libx264 writes 8 here; --codec h265, vp9 or av1 keeps 10)' }]);
   }, 60_000);
 });

@@ -13,7 +13,7 @@ import { chunkPath, spoolFile } from './video-chunks.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import type { VideoJobParams } from '../../shared/kinds/video-params.js';
 import { countVideoPackets, probeMedia, probePacketSpan, type StreamSpan } from '../../shared/media/probe.js';
-import { AUDIO_BESIDE_SEGMENT_FEATURE, chunkFormatOf, NUT_CHUNKS_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, chunkFormatOf, NUT_CHUNKS_FEATURE, VIDEO_10BIT_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 import { NameSet } from '../../shared/names.js';
 
 /** Plan-time facts about one input that the merge needs (written to the job's workDir). */
@@ -372,7 +372,12 @@ async function resubmit(bad: SubtaskOutcome, workDir: string, lossless: boolean)
   const plan = bad.plan as VideoSegmentPlan;
   const names = plan.audio ? [...plan.chunks, plan.audio.file] : plan.chunks;
   const inputs = await Promise.all(names.map((name) => spoolFile(chunkPath(workDir, name), name)));
-  const features = [...(chunkFormatOf(plan.chunks[0]!) === 'nut' ? [NUT_CHUNKS_FEATURE] : []), ...(plan.audio ? [AUDIO_BESIDE_SEGMENT_FEATURE] : []), ...(lossless ? [VIDEO_LOSSLESS_FEATURE] : [])];
+  const features = [
+    ...(chunkFormatOf(plan.chunks[0]!) === 'nut' ? [NUT_CHUNKS_FEATURE] : []),
+    ...(plan.audio ? [AUDIO_BESIDE_SEGMENT_FEATURE] : []),
+    ...(lossless ? [VIDEO_LOSSLESS_FEATURE] : []),
+    ...(plan.pixFmt ? [VIDEO_10BIT_FEATURE] : []),
+  ];
   const encoders = plan.audio ? [plan.encoder, plan.audio.encoder] : [plan.encoder];
   return { label: `${bad.label.replace(/ \(re-run\)$/, '')} (re-run)`, inputs, plan, weight: 1, items: bad.items, requires: { encoders, ...(features.length > 0 && { features }) } };
 }

@@ -17,7 +17,7 @@ import { invalidArgument } from '../../shared/errors.js';
 import { MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
-import { AUDIO_BESIDE_SEGMENT_FEATURE, NUT_CHUNKS_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, deepPixels, NUT_CHUNKS_FEATURE, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
 import { HandOff } from '../hand-off.js';
 import { takeHeaderProbe } from '../input-check.js';
@@ -102,8 +102,17 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   // NUT keeps the source's frame times exactly; Matroska only while a worker too old to read NUT
   // can take video work (its segments then go to any worker).
   const nut = ctx.cluster.features.has(NUT_CHUNKS_FEATURE);
-  // What every segment's worker must have: NUT reading, and lossless encoding when asked for.
-  const features = [...(nut ? [NUT_CHUNKS_FEATURE] : []), ...(params.lossless ? [VIDEO_LOSSLESS_FEATURE] : [])];
+  // A source of more than 8 bits (HDR10, HLG, a camera's 10-bit log) keeps 10 through an encoder
+  // that writes them, as `ffmpeg -c:v libx265` does: 8 bits of PQ band, and are out of spec. Not
+  // lossless (8-bit 4:2:0, as documented), nor while a worker that would encode 8 can take it.
+  const tenBit = deepPixels(video.pixFmt) && !params.lossless && TEN_BIT_ENCODERS.has(encoder) && ctx.cluster.features.has(VIDEO_10BIT_FEATURE);
+  const hdr = video.colorTransfer === 'smpte2084' ? 'PQ' : video.colorTransfer === 'arib-std-b67' ? 'HLG' : '';
+  if (hdr && !tenBit) {
+    const why = params.lossless ? 'lossless is 8-bit' : TEN_BIT_ENCODERS.has(encoder) ? 'no worker here encodes 10 bits yet' : `${encoder} writes 8 here; --codec h265, vp9 or av1 keeps 10`;
+    ctx.warn(name, `an HDR (${hdr}) source encoded in 8 bits, still tagged ${hdr}: its picture may band (${why})`);
+  }
+  // What every segment's worker must have: NUT reading, lossless and 10-bit encoding when asked for.
+  const features = [...(nut ? [NUT_CHUNKS_FEATURE] : []), ...(params.lossless ? [VIDEO_LOSSLESS_FEATURE] : []), ...(tenBit ? [VIDEO_10BIT_FEATURE] : [])];
   const encodeAudio = audio && params.audioCodec !== 'copy';
   // The video split and each audio track's copy and measure only read the source: run them together.
   const [{ chunks, shift }, prepared] = await Promise.all([
@@ -147,6 +156,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
       width: size.width,
       height: size.height,
       encoder,
+      ...(tenBit && { pixFmt: 'yuv420p10le' as const }),
     };
     // In resampling mode a range reads on into the next chunk so the last slots see the frames after it.
     if (rate && seg.lastChunk + 1 < chunks.length) {

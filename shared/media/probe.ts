@@ -22,6 +22,8 @@ export interface VideoStreamInfo {
   width: number;
   height: number;
   pixFmt: string;
+  /** Transfer characteristic as ffprobe names it (smpte2084 for PQ, arib-std-b67 for HLG), "" when unknown. */
+  colorTransfer: string;
   /** Average frame rate (frames / duration), 0 when unknown. */
   avgFps: number;
   /** Container/codec nominal rate (r_frame_rate), 0 when unknown. */
@@ -81,6 +83,7 @@ interface RawStream {
   width?: number;
   height?: number;
   pix_fmt?: string;
+  color_transfer?: string;
   sample_aspect_ratio?: string;
   avg_frame_rate?: string;
   r_frame_rate?: string;
@@ -142,6 +145,7 @@ function videoInfo(s: RawStream): VideoStreamInfo {
     width: s.width ?? 0,
     height: s.height ?? 0,
     pixFmt: s.pix_fmt ?? '',
+    colorTransfer: s.color_transfer ?? '',
     avgFps: rate(s.avg_frame_rate),
     rFps: rate(s.r_frame_rate),
     rotation: rotationOf(s),

@@ -12,14 +12,15 @@ const AOM_CPU_USED = [8, 8, 7, 6, 5, 4, 3, 2, 1];
 const SVT_PRESET = [12, 11, 10, 9, 8, 7, 5, 4, 2];
 
 /** Output arguments (after `-map`) that encode video with `encoder` at the job's settings. */
-export function videoEncoderArgs(params: VideoJobParams, encoder: string, threads: number): string[] {
+export function videoEncoderArgs(params: VideoJobParams, encoder: string, threads: number, pixFmt = 'yuv420p'): string[] {
   const speed = Math.max(0, PRESETS.indexOf(params.preset as (typeof PRESETS)[number]));
   const t = String(Math.max(1, threads));
   const quality = (crfFlag: string[]): string[] =>
     params.bitrate !== undefined ? ['-b:v', String(params.bitrate)] : [...crfFlag, String(params.crf)];
   const lossless = params.lossless;
-  // 8-bit 4:2:0 plays everywhere; every encoder gets the same pixel format.
-  const common = ['-pix_fmt', 'yuv420p'];
+  // 8-bit 4:2:0 plays everywhere (10-bit for a deep source through an encoder that keeps it, see
+  // VideoSegmentPlan.pixFmt); every segment gets the same pixel format.
+  const common = ['-pix_fmt', pixFmt];
   switch (encoder) {
     case 'libx264':
       // Closed GOPs are x264's default; said explicitly because segments are cut right after them.

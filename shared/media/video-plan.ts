@@ -21,6 +21,22 @@ export const AUDIO_BESIDE_SEGMENT_FEATURE = 'video-audio-beside-segment';
  * codec's default quality: a lossless job's segments go only to workers that have this.
  */
 export const VIDEO_LOSSLESS_FEATURE = 'video-lossless';
+/**
+ * Workers that encode a segment plan's `pixFmt` (10-bit). An older one would encode 8 bits, and a
+ * stitch of segments of both would not play: such segments go only to workers that have this.
+ */
+export const VIDEO_10BIT_FEATURE = 'video-10bit';
+
+/**
+ * Whether a decoder pixel format holds more than 8 bits a sample (yuv420p10le, p010le, gbrp12le...):
+ * ffmpeg names them by their depth, ending in le/be, or as the p0xx/p2xx/p4xx/y2xx packed ones.
+ */
+export function deepPixels(pixFmt: string): boolean {
+  return /(9|10|12|14|16)(le|be)$/.test(pixFmt) || /^(p01[026]|p21[06]|p41[06]|y21[026])/.test(pixFmt);
+}
+
+/** Encoders that write 10-bit 4:2:0 (Main 10, VP9 profile 2, AV1 Main): a deep source keeps 10 bits through them. */
+export const TEN_BIT_ENCODERS: ReadonlySet<string> = new Set(['libx265', 'libvpx-vp9', 'libaom-av1', 'libsvtav1']);
 
 const CHUNK_EXTENSION: Readonly<Record<ChunkFormat, string>> = { nut: 'nut', matroska: 'mkv' };
 
@@ -71,6 +87,11 @@ export interface VideoSegmentPlan {
   height: number;
   /** The one encoder every segment uses (e.g. libx264). */
   encoder: string;
+  /**
+   * The pixel format every segment is encoded in: 'yuv420p10le' for a source of more than 8 bits
+   * through an encoder that keeps 10 ({@link TEN_BIT_ENCODERS}); absent: 8-bit yuv420p.
+   */
+  pixFmt?: 'yuv420p10le' | undefined;
   /**
    * The audio track to encode beside this segment, at the same time (the first segment dispatched
    * carries it): it then takes no slot of its own, where as a subtask of its own it put its whole

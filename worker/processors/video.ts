@@ -110,7 +110,7 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
     // At the very end of the video the last frame is held until every planned slot is filled.
     filters.push(`tpad=stop_mode=clone:stop_duration=${(2 / plan.fps.rate).toFixed(6)}`);
   }
-  filters.push('format=yuv420p');
+  filters.push(`format=${plan.pixFmt ?? 'yuv420p'}`);
   // The segment starts at 0: an MP4 records a later start as an edit list in milliseconds, which
   // would move its frames off the output grid (the stitch places each segment by its given duration).
   filters.push('setpts=PTS-STARTPTS');
@@ -130,7 +130,7 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
     // the stream's guessed frame rate, 1/22.5 s for a 30-then-15 fps clip) rounds VFR timestamps onto
     // a coarse grid, giving frames the same timestamp (non-monotonic DTS at the stitch).
     ...(plan.fps ? [] : ['-enc_time_base:v', '-1']),
-    ...videoEncoderArgs(ctx.params, plan.encoder, ctx.threads),
+    ...videoEncoderArgs(ctx.params, plan.encoder, ctx.threads, plan.pixFmt),
     '-f', 'mp4', out,
   ];
   const t0 = plan.first - base;
