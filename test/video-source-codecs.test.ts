@@ -1,5 +1,6 @@
 /**
- * Sources as DVD and broadcast recorders write them (MPEG-2 video in Matroska, MPEG-TS and MPEG-PS),
+ * Sources as DVD and broadcast recorders, screen recorders and HDR cameras write them (MPEG-2 video
+ * in Matroska, MPEG-TS and MPEG-PS; QuickTime Animation; 10-bit HDR10),
  * through the video kind in-process (real plan -> process -> merge), each against what one `ffmpeg`
  * command with the same request gives: every frame, and a 10-bit source's 10 bits where the codec keeps them.
  */
@@ -69,6 +70,17 @@ describe('video kind: source codecs from cameras, recorders and editors', () => 
     // It was refused as the input's fault, INVALID_ARGUMENT "dvd.mpg: ffmpeg failed:
     // av_interleaved_write_frame(): Invalid argument": the NUT muxer of the stream-copy cut takes no
     // packet without a PTS ("Negative pts not supported ... Try to enable the genpts flag").
+    expect(errors).toEqual([]);
+    expect(out?.frames).toBe(single.frames);
+  }, 60_000);
+
+  it('transcodes a QuickTime Animation (qtrle) MOV, as screen recorders and motion-graphics editors export it, split into segments', async () => {
+    const src = await make('animation.mov', 2, undefined, ['-c:v', 'qtrle', '-g', '25']);
+    const single = await baseline(src, ['-c:v', 'libx264']);
+    expect(single.frames).toBe(50);
+    const { errors, out } = await transcode(src, { segment_seconds: 1 });
+    // It was DATA_LOSS "segment 1: encode failed: ... [qtrle] Unsupported colorspace: 0 bits/sample?"
+    // on every attempt: NUT (and Matroska) chunks lose the sample description's bit depth; MOV keeps it.
     expect(errors).toEqual([]);
     expect(out?.frames).toBe(single.frames);
   }, 60_000);

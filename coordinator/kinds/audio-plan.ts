@@ -13,7 +13,7 @@ import { invalidArgument } from '../../shared/errors.js';
 import type { ItemFailure, PlanContext, PlanErrors, PlanResult, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { AUDIO_CODECS, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { losslessBits } from '../../shared/media/audio-filters.js';
-import { fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
+import { AUDIO_TAGS_FEATURE, fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
 import { checkNotTruncated, isCuttableWav, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
 import { takeHeaderProbe } from '../input-check.js';
 import { ARRIVAL_PAUSE_MS, itemFailure } from './plan-each.js';
@@ -138,7 +138,7 @@ function groupSubtask(group: Small[], p: AudioJobParams): SubtaskPlan {
     plan: { type: 'whole', files: group.map((g) => g.render) } satisfies WholeFilesPlan,
     weight: Math.max(1, Math.round(group.reduce((n, g) => n + g.seconds, 0) * 10)),
     items: names,
-    requires: { encoders: [AUDIO_CODECS[p.codec].encoder] },
+    requires: { encoders: [AUDIO_CODECS[p.codec].encoder], ...(group.some((g) => Object.keys(g.render.tags ?? {}).length > 0) && { features: [AUDIO_TAGS_FEATURE] }) },
   };
 }
 

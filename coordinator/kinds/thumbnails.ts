@@ -11,7 +11,7 @@ import { invalidArgument } from '../../shared/errors.js';
 import { MAX_THUMBNAILS, parseThumbnailParams, type ThumbnailJobParams } from '../../shared/kinds/thumbnails-params.js';
 import { probeMedia, probeVideoIndex } from '../../shared/media/probe.js';
 import { takeHeaderProbe } from '../input-check.js';
-import { thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
+import { THUMBNAILS_SEEK_FROM_FEATURE, thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
 import { planEach, planEachArriving, type PlanOne } from './plan-each.js';
 import { writeSprites } from './video-sprite.js';
 import { foldedName, NameSet } from '../../shared/names.js';
@@ -151,6 +151,7 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
       plan,
       weight: slice.length,
       items: [input.name],
+      ...(plan.seekFrom && { requires: { features: [THUMBNAILS_SEEK_FROM_FEATURE] } }),
     });
   }
   return { subtasks };

@@ -16,7 +16,7 @@ import { runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
 import type { SpoolFile } from '../../shared/job-kind.js';
 import { chunkExtension, chunkFormatOf, type ChunkFormat } from '../../shared/media/video-plan.js';
 
-const CHUNK = /^chunk\d{5}\.(nut|mkv)$/;
+const CHUNK = /^chunk\d{5}\.(nut|mkv|mov)$/;
 
 /**
  * Cuts stream `streamIndex` of `src` at `cutTimes` into `dir/chunkNNNNN.nut` (or `.mkv`) files, in

@@ -13,7 +13,7 @@ import { chunkPath, spoolFile } from './video-chunks.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import type { VideoJobParams } from '../../shared/kinds/video-params.js';
 import { countVideoPackets, probeMedia, probePacketSpan, type StreamSpan } from '../../shared/media/probe.js';
-import { AUDIO_BESIDE_SEGMENT_FEATURE, chunkFormatOf, NUT_CHUNKS_FEATURE, VIDEO_10BIT_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, chunkFormatOf, MOV_CHUNKS_FEATURE, NUT_CHUNKS_FEATURE, VIDEO_10BIT_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 import { NameSet } from '../../shared/names.js';
 
 /** Plan-time facts about one input that the merge needs (written to the job's workDir). */
@@ -373,7 +373,7 @@ async function resubmit(bad: SubtaskOutcome, workDir: string, lossless: boolean)
   const names = plan.audio ? [...plan.chunks, plan.audio.file] : plan.chunks;
   const inputs = await Promise.all(names.map((name) => spoolFile(chunkPath(workDir, name), name)));
   const features = [
-    ...(chunkFormatOf(plan.chunks[0]!) === 'nut' ? [NUT_CHUNKS_FEATURE] : []),
+    ...(chunkFormatOf(plan.chunks[0]!) === 'nut' ? [NUT_CHUNKS_FEATURE] : chunkFormatOf(plan.chunks[0]!) === 'mov' ? [MOV_CHUNKS_FEATURE] : []),
     ...(plan.audio ? [AUDIO_BESIDE_SEGMENT_FEATURE] : []),
     ...(lossless ? [VIDEO_LOSSLESS_FEATURE] : []),
     ...(plan.pixFmt ? [VIDEO_10BIT_FEATURE] : []),

@@ -17,7 +17,7 @@ import { invalidArgument } from '../../shared/errors.js';
 import { MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
-import { AUDIO_BESIDE_SEGMENT_FEATURE, deepPixels, NUT_CHUNKS_FEATURE, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
 import { HandOff } from '../hand-off.js';
 import { takeHeaderProbe } from '../input-check.js';
@@ -102,23 +102,34 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   // NUT keeps the source's frame times exactly; Matroska only while a worker too old to read NUT
   // can take video work (its segments then go to any worker).
   const nut = ctx.cluster.features.has(NUT_CHUNKS_FEATURE);
+  // A QuickTime source whose decoder needs its sample description is cut into MOV (where every
+  // worker that could take it reads MOV; its times move nowhere: no decode time below 0).
+  const mov = SAMPLE_DESCRIPTION_CODECS.has(video.codec) && /\bmov\b/.test(info.formatName) && index.nonNegative && ctx.cluster.features.has(MOV_CHUNKS_FEATURE);
+  const format = mov ? 'mov' : nut ? 'nut' : 'matroska';
   // A source of more than 8 bits (HDR10, HLG, a camera's 10-bit log) keeps 10 through an encoder
   // that writes them, as `ffmpeg -c:v libx265` does: 8 bits of PQ band, and are out of spec. Not
   // lossless (8-bit 4:2:0, as documented), nor while a worker that would encode 8 can take it.
-  const tenBit = deepPixels(video.pixFmt) && !params.lossless && TEN_BIT_ENCODERS.has(encoder) && ctx.cluster.features.has(VIDEO_10BIT_FEATURE);
+  // Required of the segments' workers, as lossless is: a job planned before they are back (after a
+  // restart) must not be planned 8-bit for good.
+  const tenBit = deepPixels(video.pixFmt) && !params.lossless && TEN_BIT_ENCODERS.has(encoder);
   const hdr = video.colorTransfer === 'smpte2084' ? 'PQ' : video.colorTransfer === 'arib-std-b67' ? 'HLG' : '';
   if (hdr && !tenBit) {
-    const why = params.lossless ? 'lossless is 8-bit' : TEN_BIT_ENCODERS.has(encoder) ? 'no worker here encodes 10 bits yet' : `${encoder} writes 8 here; --codec h265, vp9 or av1 keeps 10`;
+    const why = params.lossless ? 'lossless is 8-bit' : `${encoder} writes 8 here; --codec h265, vp9 or av1 keeps 10`;
     ctx.warn(name, `an HDR (${hdr}) source encoded in 8 bits, still tagged ${hdr}: its picture may band (${why})`);
   }
   // What every segment's worker must have: NUT reading, lossless and 10-bit encoding when asked for.
-  const features = [...(nut ? [NUT_CHUNKS_FEATURE] : []), ...(params.lossless ? [VIDEO_LOSSLESS_FEATURE] : []), ...(tenBit ? [VIDEO_10BIT_FEATURE] : [])];
+  const features = [
+    ...(format === 'nut' ? [NUT_CHUNKS_FEATURE] : format === 'mov' ? [MOV_CHUNKS_FEATURE] : []),
+    ...(params.lossless ? [VIDEO_LOSSLESS_FEATURE] : []),
+    ...(tenBit ? [VIDEO_10BIT_FEATURE] : []),
+    ...(format === 'nut' && UNTIMED_CHUNK_CODECS.has(video.codec) ? [CHUNK_INPOINT_FEATURE] : []),
+  ];
   const encodeAudio = audio && params.audioCodec !== 'copy';
   // The video split and each audio track's copy and measure only read the source: run them together.
   const [{ chunks, shift }, prepared] = await Promise.all([
     // Workers see chunk timestamps: every time in a segment plan is moved by the muxer's shift,
     // measured on chunk 0 (an ffprobe, 0.25-0.3 s) unless the source has no time it could move.
-    cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal, { format: nut ? 'nut' : 'matroska', ...(!index.nonNegative && { sourceFirstPts: index.packets[0]!.pts, expectedShift: Math.max(0, -(index.firstKeyDts ?? 0)) }) }),
+    cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal, { format, ...(!index.nonNegative && { sourceFirstPts: index.packets[0]!.pts, expectedShift: Math.max(0, -(index.firstKeyDts ?? 0)) }) }),
     // The first track's files beside the chunks (as plans from before further tracks name them), the others' in folders of their own.
     Promise.all(tracks.map((track, t) => prepareTrack(input.path, name, info.formatName, track, t === 0 ? chunkDir : path.join(chunkDir, `audio${t}`), `in${inputIndex}-audio${t === 0 ? '' : t}`, params, signal))),
   ]);
@@ -145,7 +156,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
       segment: number,
       chunks: chunks.slice(seg.firstChunk, seg.lastChunk + 1).map((c) => c.name),
       // Matroska chunks start at those times rounded to 1 ms: workers probe them, as before.
-      ...(nut && { chunkStarts: chunkStarts.slice(seg.firstChunk, seg.lastChunk + 1) }),
+      ...(format !== 'matroska' && { chunkStarts: chunkStarts.slice(seg.firstChunk, seg.lastChunk + 1) }),
       lo: seg.lo + shift,
       hi: rate || seg.hi === null ? null : seg.hi + shift,
       first: seg.start + shift,

@@ -7,6 +7,12 @@ import type { AudioJobParams } from '../kinds/audio-params.js';
 import type { FadeSamples } from './audio-filters.js';
 import type { NameSet } from '../names.js';
 
+/**
+ * Workers that write `FileRender.tags`: an older one would leave the source's tags out, saying
+ * nothing. A whole-file subtask of a tagged source requires it.
+ */
+export const AUDIO_TAGS_FEATURE = 'audio-tags';
+
 /** How one input file is rendered (the same for all of its pieces). */
 export interface FileRender {
   /** Job input name (client file name). */

@@ -6,10 +6,32 @@
 /**
  * The containers of the stream-copied chunks. NUT holds any codec and keeps the source's time base
  * exactly; Matroska (what workers from before the `video-nut-chunks` feature read) rounds every
- * time to 1 ms. Commands that read chunks name the demuxer, so that the format allow-list opens
- * them and nothing else.
+ * time to 1 ms. MOV, for a QuickTime source whose decoder reads the sample description (see
+ * {@link SAMPLE_DESCRIPTION_CODECS}). Commands that read chunks name the demuxer, so that the format
+ * allow-list opens them and nothing else.
  */
-export type ChunkFormat = 'nut' | 'matroska';
+export type ChunkFormat = 'nut' | 'matroska' | 'mov';
+
+/**
+ * Codecs whose decoder reads what a QuickTime sample description holds beyond the codec (its bit
+ * depth, its palette): QuickTime Animation (qtrle, screen recordings and motion-graphics exports),
+ * raw video, and the old palette codecs. NUT and Matroska chunks lose it ("[qtrle] Unsupported
+ * colorspace: 0 bits/sample?", every segment failed): such a MOV or MP4 source is cut into MOV.
+ */
+export const SAMPLE_DESCRIPTION_CODECS: ReadonlySet<string> = new Set(['qtrle', 'rawvideo', '8bps', 'msrle', 'qdraw', 'smc', 'rpza', 'cinepak', 'tscc', 'tscc2']);
+
+/**
+ * Workers that place each chunk at its planned start (`inpoint`): an older one placed a chunk of
+ * MPEG-1/2 video, which reads no start of its own, its whole start too late, and the segment
+ * failed (DATA_LOSS, frames lost). Such segments require it.
+ */
+export const CHUNK_INPOINT_FEATURE = 'video-chunk-inpoint';
+
+/** Codecs whose NUT chunks read no start time (no decode time on their first packet). */
+export const UNTIMED_CHUNK_CODECS: ReadonlySet<string> = new Set(['mpeg1video', 'mpeg2video']);
+
+/** The worker feature that reads MOV chunks. */
+export const MOV_CHUNKS_FEATURE = 'video-mov-chunks';
 
 /** The worker feature that reads NUT chunks (`Capabilities.features`). */
 export const NUT_CHUNKS_FEATURE = 'video-nut-chunks';
@@ -38,7 +60,7 @@ export function deepPixels(pixFmt: string): boolean {
 /** Encoders that write 10-bit 4:2:0 (Main 10, VP9 profile 2, AV1 Main): a deep source keeps 10 bits through them. */
 export const TEN_BIT_ENCODERS: ReadonlySet<string> = new Set(['libx265', 'libvpx-vp9', 'libaom-av1', 'libsvtav1']);
 
-const CHUNK_EXTENSION: Readonly<Record<ChunkFormat, string>> = { nut: 'nut', matroska: 'mkv' };
+const CHUNK_EXTENSION: Readonly<Record<ChunkFormat, string>> = { nut: 'nut', matroska: 'mkv', mov: 'mov' };
 
 /** File extension of a chunk in `format`. */
 export function chunkExtension(format: ChunkFormat): string {
@@ -47,7 +69,7 @@ export function chunkExtension(format: ChunkFormat): string {
 
 /** The container of a chunk, from its name (plans from before NUT chunks name `.mkv` files). */
 export function chunkFormatOf(name: string): ChunkFormat {
-  return name.endsWith('.nut') ? 'nut' : 'matroska';
+  return name.endsWith('.nut') ? 'nut' : name.endsWith('.mov') ? 'mov' : 'matroska';
 }
 
 /** Encodes the frames of one time range of the video stream. */

@@ -24,6 +24,12 @@ export interface ThumbnailRangePlan {
   seekFrom?: number[] | undefined;
 }
 
+/**
+ * Workers that decode from `ThumbnailRangePlan.seekFrom`: an older one would seek to each time and
+ * make the wrong frame (the next keyframe) with no error. Plans that set it require it.
+ */
+export const THUMBNAILS_SEEK_FROM_FEATURE = 'thumbnails-seek-from';
+
 /** Name of thumbnail `n` (1-based). */
 export function thumbnailName(n: number, format: ThumbnailJobParams['format']): string {
   return `thumb-${String(n).padStart(5, '0')}.${format === 'jpeg' ? 'jpg' : 'webp'}`;
