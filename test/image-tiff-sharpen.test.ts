@@ -53,4 +53,19 @@ describe('sharpen with TIFF output', () => {
     expect([m.format, m.depth, m.space]).toEqual(['tiff', 'uchar', 'srgb']);
     expect((await comparePixels(tiff.outputs[0]!.path, png.outputs[0]!.path)).maxDiff).toBe(0);
   });
+
+  it('of a 16-bit RGB source (a scanner\'s or a raw converter\'s): the pixels of the same request as PNG, and of the tiled path', async () => {
+    // The cast for 8-bit sources, run for this one too, converted its colours (up to 118 levels off).
+    const src16 = path.join(dir, 'photo16.png');
+    await sharp(src).toColourspace('rgb16').png().toFile(src16);
+    expect((await sharp(src16).metadata()).depth).toBe('ushort');
+    const bytes = { 'photo16.png': await readFile(src16) };
+    await Promise.all(['tiff16', 'png16'].map((f) => mkdir(path.join(dir, f))));
+    const tiff = await runImageBatch(path.join(dir, 'tiff16'), bytes, { sharpen: true, format: 'tiff' });
+    const png = await runImageBatch(path.join(dir, 'png16'), bytes, { sharpen: true, format: 'png' });
+    expect([tiff.itemErrors, png.itemErrors]).toEqual([[], []]);
+    const tiled = await runTiledInProcess(src16, imageParams({ sharpen: true, format: 'tiff', tile_size: 64 }), path.join(dir, 'tiled16'), { slots: 2 });
+    expect((await comparePixels(png.outputs[0]!.path, tiled.output)).maxDiff).toBe(0);
+    expect((await comparePixels(tiff.outputs[0]!.path, png.outputs[0]!.path)).maxDiff).toBe(0);
+  });
 });

@@ -76,6 +76,25 @@ describe('thumbnails of MPEG-TS / MPEG-PS sources (keyframe every 2 s)', () => {
   });
 });
 
+describe('thumbnails of an MPEG-TS whose video starts seconds after its audio', () => {
+  it('makes every thumbnail (the first ones, before the first keyframe, show the first frame)', async () => {
+    // Audio from 0 s, video (7 s, keyframe every 2 s) from 3 s.
+    const src = path.join(dir, 'late.ts');
+    await runFfmpeg([
+      '-y', '-v', 'error', '-f', 'lavfi', '-i', 'sine=duration=10', '-itsoffset', '3', '-f', 'lavfi', '-i', 'testsrc2=size=96x64:rate=25:duration=7',
+      '-map', '0:a', '-map', '1:v', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '50', '-c:a', 'mp2', '-f', 'mpegts', src,
+    ]);
+    const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { every: 2.5, width: 48 }), [src], { dir });
+    // It failed, INVALID_ARGUMENT "ffmpeg failed: ... Numerical result out of range": the point to
+    // decode from planned for 0 s (the keyframe at 3 s, less 0.1) lay after the time, a negative -t.
+    expect(run.errors).toEqual([]);
+    // Times 0 and 2.5 s (before the video) show its first frame, as `ffmpeg -ss T -i late.ts -frames:v 1` does; 5 s is frame 50.
+    const frames = await decodedFrames(src, 'late');
+    const thumbs = run.outputs.filter((o) => o.name.startsWith('thumb-')).sort((x, y) => x.name.localeCompare(y.name));
+    expect(await Promise.all(thumbs.slice(0, 3).map((t) => nearestFrame(t.path, frames)))).toEqual([0, 0, 50]);
+  });
+});
+
 describe('thumbnails of a video that starts after its container (audio first)', () => {
   it('thumbnail at T is the frame `ffmpeg -ss T -i src -frames:v 1` gives, as the README says', async () => {
     // Video 0..6 s shifted to start at 1.5 s, beside audio from 0: the video stream starts at 1.5 s.

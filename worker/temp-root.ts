@@ -33,9 +33,12 @@ export const TEMP_HEARTBEAT_MS = 30_000;
 /** A root whose heartbeat is this old is a dead worker's, whatever its PID. */
 export const STALE_MS = 4 * TEMP_HEARTBEAT_MS;
 
-/** A temp root name private to this worker process: its name, its PID and a random part. */
+/**
+ * A temp root name private to this worker process: its name, its PID and a random part, which
+ * starts with a letter (an earlier version's sweep took a name's last number for its worker's PID).
+ */
 export function defaultTempRoot(name: string): string {
-  return path.join(os.tmpdir(), `${TEMP_PREFIX}${name.replace(/[^\w.-]/g, '_')}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  return path.join(os.tmpdir(), `${TEMP_PREFIX}${name.replace(/[^\w.-]/g, '_')}-${process.pid}-r${randomBytes(4).toString('hex')}`);
 }
 
 /** This process's PID namespace ("pid:[4026531836]"), or "" where /proc does not tell. */
@@ -118,7 +121,7 @@ async function deadRoot(dir: string, entry: string, ns: string, now: number): Pr
   const [madeIn, pidText] = alive?.trim().split(' ') ?? [];
   // A root of an earlier version (no random part) has no heartbeat: its PID ends its name. One of
   // this version without a heartbeat is being made: only its age tells.
-  const legacy = !/-\d+-[0-9a-f]{8}$/.test(entry);
+  const legacy = !/-\d+-r[0-9a-f]{8}$/.test(entry);
   const pid = Number(pidText ?? (legacy ? /-(\d+)$/.exec(entry)?.[1] : undefined) ?? NaN);
   // Made in this namespace: its PID tells (an earlier version's root too, as that version did).
   const sameNamespace = alive === undefined ? legacy : madeIn !== '' && madeIn === ns;
@@ -136,7 +139,7 @@ export async function removeStaleTempRoots(own?: string): Promise<number> {
   let removed = 0;
   for (const entry of await readdir(os.tmpdir()).catch(() => [] as string[])) {
     const dir = path.join(os.tmpdir(), entry);
-    if (!entry.startsWith(TEMP_PREFIX) || dir === own || !/-\d+(-[0-9a-f]{8})?$/.test(entry)) continue;
+    if (!entry.startsWith(TEMP_PREFIX) || dir === own || !/-\d+(-r[0-9a-f]{8})?$/.test(entry)) continue;
     if (!(await deadRoot(dir, entry, ns, now))) continue;
     await rm(dir, { recursive: true, force: true });
     removed++;

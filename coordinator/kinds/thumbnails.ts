@@ -143,7 +143,7 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
       cues: cues.slice(p * per, (p + 1) * per),
       width,
       height,
-      ...(keyframes && { seekFrom: slice.map((t) => Math.max(0, seekPoint(keyframes, Math.min(origin + t, last)) - info.startTime)) }),
+      ...(keyframes && { seekFrom: slice.map((t) => Math.max(0, Math.min(seekPoint(keyframes, Math.min(origin + t, last)), origin + t) - info.startTime)) }),
     };
     subtasks.push({
       label: `${input.name} thumbnails ${plan.numbers[0]}-${plan.numbers[plan.numbers.length - 1]} (${slice[0]!.toFixed(1)}s-${slice[slice.length - 1]!.toFixed(1)}s)`,

@@ -285,7 +285,8 @@ const prefetched = new HandOff<SpoolFile, { signal: AbortSignal; probes: Promise
 async function probeInput(file: string, name: string, signal: AbortSignal, header: unknown): Promise<Probes> {
   const [info, index] = await Promise.all([
     probeMedia(file, { signal, input: name, given: header }).catch((err: unknown) => asError(err)),
-    probeVideoIndex(file, { signal, input: name }).catch((err: unknown) => asError(err)),
+    // The times the cut's chunks will carry (it makes up those a packet does not state).
+    probeVideoIndex(file, { signal, input: name, genpts: true }).catch((err: unknown) => asError(err)),
   ]);
   return { info, index };
 }

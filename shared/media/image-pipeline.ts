@@ -199,6 +199,8 @@ export interface EncodingSource {
   density?: number | undefined;
   /** A one-band (grey) image with an embedded ICC profile. */
   greyWithProfile?: boolean | undefined;
+  /** 8-bit samples (sharp's depth `uchar`), which sharp's mild sharpen leaves in float. */
+  eightBit?: boolean | undefined;
 }
 
 /** Formats that write a one-band image as one band, and so can carry a grey ICC profile. */
@@ -229,7 +231,8 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
       // to 8 bits and libvips' TIFF writer writes as they are: a 32-bit float TIFF of 0..255 values
       // that reads back white. A transform to sRGB casts them (the same pixels, as the tiled path
       // writes them); with keep_metadata it tags the output sRGB, converting a source's own profile.
-      if (p.sharpen && !(p.keepMetadata && source.greyWithProfile)) img = img.withIccProfile('srgb', { attach: p.keepMetadata });
+      // Of an 8-bit source only: a 16-bit one comes out 8-bit anyway, and the transform would convert its colours.
+      if (p.sharpen && source.eightBit && !(p.keepMetadata && source.greyWithProfile)) img = img.withIccProfile('srgb', { attach: p.keepMetadata });
       return img.tiff({ quality, compression: 'lzw', ...tiffResolution(density) });
     case 'gif':
       return img.gif();

@@ -210,10 +210,14 @@ export interface VideoIndex {
   firstKeyDts?: number;
 }
 
-/** Reads the packet index of the first video stream (demux only, no decoding: fast). */
-export async function probeVideoIndex(file: string, opts: ProbeOptions = {}): Promise<VideoIndex> {
+/**
+ * Reads the packet index of the first video stream (demux only, no decoding: fast). `genpts`: with
+ * the presentation times the demuxer makes up for packets that state none (an AVI's, an MPEG-PS's),
+ * as a stream copy with `-fflags +genpts` writes them (the video kind's cut).
+ */
+export async function probeVideoIndex(file: string, opts: ProbeOptions & { genpts?: boolean } = {}): Promise<VideoIndex> {
   const { result: raw, stderr } = await runFfprobeLogged<{ packets?: Array<{ pts_time?: string; dts_time?: string; duration_time?: string; flags?: string }> }>(
-    ['-select_streams', 'v:0', '-show_entries', 'packet=pts_time,dts_time,duration_time,flags', '-i', file],
+    [...(opts.genpts ? ['-fflags', '+genpts'] : []), '-select_streams', 'v:0', '-show_entries', 'packet=pts_time,dts_time,duration_time,flags', '-i', file],
     { signal: opts.signal, input: opts.input },
   );
   // An MP4/MOV whose index (at the front, "faststart") lists samples past the end of the file: a

@@ -92,7 +92,7 @@ async function processOne(file: string, outputName: string, p: ImageParams, work
     format,
     animated,
     samples: meta,
-    source: { density: meta.density, greyWithProfile: meta.channels !== undefined && meta.channels <= 2 && Boolean(meta.hasProfile) },
+    source: { density: meta.density, greyWithProfile: meta.channels !== undefined && meta.channels <= 2 && Boolean(meta.hasProfile), eightBit: meta.depth === 'uchar' },
     workDir,
     signal,
   }).catch((err: unknown) => {

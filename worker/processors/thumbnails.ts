@@ -127,7 +127,8 @@ export async function grabBySeeking(spec: GrabSpec): Promise<void> {
     // `-t` bounds each input: ffmpeg 5 would otherwise decode every seeked input to the end of the
     // file after its one-frame output is done.
     // From a point before the time (seekFrom), the frames before the time are passed over here.
-    const from = (k: number): number => spec.from?.[i + k] ?? times[k]!;
+    // Never after the time (a plan's point for a time before the video's first keyframe).
+    const from = (k: number): number => Math.min(spec.from?.[i + k] ?? times[k]!, times[k]!);
     times.forEach((t, k) => args.push('-ss', from(k).toFixed(6), '-t', (t - from(k) + TAIL_SECONDS).toFixed(6), '-i', spec.input));
     times.forEach((t, k) => {
       const skip = from(k) < t ? `select='gte(t,${Math.max(0, t - from(k) - 1e-6).toFixed(6)})',` : '';
