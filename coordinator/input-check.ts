@@ -189,6 +189,15 @@ type Fail = (code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED' | 'PERMISSION_DENIE
  */
 const HEADER_FIRST: ReadonlySet<SniffedFormat> = new Set(['jpeg', 'png']);
 
+/** A 32 x 32 HEIC (HEVC-coded HEIF, as phones write), 639 bytes: whether this libvips decodes one. */
+const TINY_HEIC = 'AAAAHGZ0eXBoZWljAAAAAG1pZjFoZWljbWlhZgAAAa1tZXRhAAAAAAAAACFoZGxyAAAAAAAAAABwaWN0AAAAAAAAAAAAAAAAAAAAAA5waXRtAAAAAAACAAAAEGlkYXQAAAAAACAAIAAAADhpbG9jAQAAAERAAAIAAQAAAAAAAAHRAAEAAAAAAAAArgACAAEAAAAAAAAAAQAAAAAAAAAIAAAAOGlpbmYAAAAAAAIAAAAVaW5mZQIAAAEAAQAAaHZjMQAAAAAVaW5mZQIAAAAAAgAAZ3JpZAAAAADYaXBycAAAALZpcGNvAAAAdmh2Y0MBA3AAAAAAAAAAAAAe8AD8/fj4AAAPAyAAAQAYQAEMAf//A3AAAAMAkAAAAwAAAwAeugJAIQABACpCAQEDcAAAAwCQAAADAAADAB6gIIEFlurkprm4EBAwIAAAAwAgAAADACEiAAEABkQBwXPAiQAAABRpc3BlAAAAAAAAAEAAAABAAAAAFGlzcGUAAAAAAAAAIAAAACAAAAAQcGl4aQAAAAADCAgIAAAAGmlwbWEAAAAAAAAAAgABAoECAAICA4QAAAAaaXJlZgAAAAAAAAAOZGltZwACAAEAAQAAALZtZGF0AAAAqigBrwY46WWHTLbhH7VvfwV1Z1lO4Pl3CG03o8mp7Vgog468Fzz6KE31MT45cFIT1LEA/QbF8RT93/8xpRfF2z2PNPvW1jpRo2TSn/9FOXJZEhY8oIlfT/Xh7IxleSCZF00vGbX8EPO0XfbCfye+HzTf5U4vuZHulOaut5w722f2SEZtTgP/iDDWldAh/5Gw1d7C6JnVyY8M8SrGNotttwTNDOHd5FfS7Dv8';
+let hevcDecoding: Promise<boolean> | undefined;
+
+/** Whether this build of libvips decodes HEVC-coded HEIF (found out once, on the first HEIC). */
+function hevcDecodes(): Promise<boolean> {
+  return (hevcDecoding ??= sharp(Buffer.from(TINY_HEIC, 'base64')).raw().toBuffer().then(() => true, () => false));
+}
+
 async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, limits: Limits, fail: Fail, params?: ImageParams): Promise<ItemFailure | undefined> {
   // metadata() reads the header only; the pixel limit is ours to apply, below, with the limit named.
   const options = { limitInputPixels: false } as const;
@@ -201,6 +210,11 @@ async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, 
   } catch (err) {
     // libvips names the file by the coordinator's path to it: by its name instead.
     return fail('INVALID_ARGUMENT', `not a decodable image (${String((err as Error).message ?? err).split(file.path).join(file.name).slice(0, 200)})`);
+  }
+  // Phones' HEIC is HEVC-coded: sharp's prebuilt libvips reads its header but has no HEVC decoder,
+  // and a worker failed the photo as "not a decodable image (bad seek to 1024)".
+  if (meta.format === 'heif' && meta.compression === 'hevc' && !(await hevcDecodes())) {
+    return fail('INVALID_ARGUMENT', 'HEIC (HEVC-coded HEIF) cannot be decoded by this build of libvips, which has no HEVC decoder; convert it to JPEG or AVIF first');
   }
   const truncated = meta.format === 'gif' ? await gifTruncation(file.path).catch(() => undefined) : undefined;
   if (truncated) return fail('INVALID_ARGUMENT', truncated);
