@@ -1,6 +1,6 @@
 /**
- * Sources as DVD and broadcast recorders, screen recorders and HDR cameras write them (MPEG-2 video
- * in Matroska, MPEG-TS and MPEG-PS; QuickTime Animation; 10-bit HDR10),
+ * Sources as DVD and broadcast recorders, screen recorders, old cameras and HDR cameras write them
+ * (MPEG-2 video in Matroska, MPEG-TS and MPEG-PS; QuickTime Animation; Xvid AVI; 10-bit HDR10),
  * through the video kind in-process (real plan -> process -> merge), each against what one `ffmpeg`
  * command with the same request gives: every frame, and a 10-bit source's 10 bits where the codec keeps them.
  */
@@ -47,40 +47,25 @@ async function transcode(src: string, params: Record<string, unknown>) {
 }
 
 describe('video kind: source codecs from cameras, recorders and editors', () => {
+  // Each was a failure of a good file: MPEG-2 split into segments was DATA_LOSS ("encoded 24 frames
+  // where 25 were planned" from Matroska, 0 from MPEG-TS: its NUT chunks read no start time, and the
+  // concat demuxer placed every chunk after the first one its start too late); a DVD's MPEG-PS was
+  // refused as INVALID_ARGUMENT "av_interleaved_write_frame(): Invalid argument" (NUT takes no packet
+  // without a PTS: the cut now generates them); QuickTime Animation was DATA_LOSS "[qtrle]
+  // Unsupported colorspace: 0 bits/sample?" on every attempt (NUT and Matroska chunks lose the
+  // sample description's bit depth; MOV keeps it); an Xvid AVI (decode times only) lost a frame a
+  // segment once the cut generated times the planner's index did not have.
   it.each([
-    ['Matroska', 'mpeg2.mkv'],
-    ['MPEG-TS (broadcast, HDV)', 'mpeg2.ts'],
-  ])('keeps every frame of an MPEG-2 video (%s) split into segments', async (_, name) => {
-    const src = await make(name, 2, 'sine=duration=2:sample_rate=48000', ['-c:v', 'mpeg2video', '-c:a', 'mp2']);
+    ['MPEG-2 video in Matroska, split into segments', 'mpeg2.mkv', 2, ['-c:v', 'mpeg2video', '-c:a', 'mp2'], { segment_seconds: 1 }],
+    ['MPEG-2 video in MPEG-TS (broadcast, HDV), split into segments', 'mpeg2.ts', 2, ['-c:v', 'mpeg2video', '-c:a', 'mp2'], { segment_seconds: 1 }],
+    ['a DVD-style MPEG-PS (.mpg/.vob) whose packets do not all carry a PTS', 'dvd.mpg', 3, ['-c:v', 'mpeg2video', '-c:a', 'mp2', '-f', 'vob'], {}],
+    ['QuickTime Animation (qtrle), as screen recorders export it, split into segments', 'animation.mov', 2, ['-c:v', 'qtrle', '-g', '25'], { segment_seconds: 1 }],
+    ['an Xvid AVI with B-frames, split into segments', 'xvid.avi', 3, ['-c:v', 'mpeg4', '-vtag', 'XVID', '-bf', '1', '-g', '25', '-q:v', '4', '-an'], { segment_seconds: 1 }],
+  ] as const)('keeps every frame of %s', async (_, name, seconds, args, params) => {
+    const src = await make(name, seconds, args.includes('-an') ? undefined : `sine=duration=${seconds}:sample_rate=48000`, args.filter((a) => a !== '-an'));
     const single = await baseline(src, ['-c:v', 'libx264']);
-    expect(single.frames).toBe(50);
-    const { errors, out } = await transcode(src, { segment_seconds: 1 });
-    // It was DATA_LOSS "segment 1: encoded 24 frames where 25 were planned" (Matroska) and "encoded 0
-    // frames where 25 were planned" (MPEG-TS): the NUT chunks of MPEG-2 have no start time, so the
-    // concat demuxer places every chunk after the first one chunk-start seconds too late.
-    expect(errors).toEqual([]);
-    expect(out?.frames).toBe(single.frames);
-  }, 60_000);
-
-  it('transcodes a DVD-style MPEG-PS (.mpg/.vob) whose packets do not all carry a PTS', async () => {
-    const src = await make('dvd.mpg', 3, 'sine=duration=3', ['-c:v', 'mpeg2video', '-c:a', 'mp2', '-f', 'vob']);
-    const single = await baseline(src, ['-c:v', 'libx264']);
-    expect(single.frames).toBe(75);
-    const { errors, out } = await transcode(src, {});
-    // It was refused as the input's fault, INVALID_ARGUMENT "dvd.mpg: ffmpeg failed:
-    // av_interleaved_write_frame(): Invalid argument": the NUT muxer of the stream-copy cut takes no
-    // packet without a PTS ("Negative pts not supported ... Try to enable the genpts flag").
-    expect(errors).toEqual([]);
-    expect(out?.frames).toBe(single.frames);
-  }, 60_000);
-
-  it('transcodes a QuickTime Animation (qtrle) MOV, as screen recorders and motion-graphics editors export it, split into segments', async () => {
-    const src = await make('animation.mov', 2, undefined, ['-c:v', 'qtrle', '-g', '25']);
-    const single = await baseline(src, ['-c:v', 'libx264']);
-    expect(single.frames).toBe(50);
-    const { errors, out } = await transcode(src, { segment_seconds: 1 });
-    // It was DATA_LOSS "segment 1: encode failed: ... [qtrle] Unsupported colorspace: 0 bits/sample?"
-    // on every attempt: NUT (and Matroska) chunks lose the sample description's bit depth; MOV keeps it.
+    expect(single.frames).toBe(25 * seconds);
+    const { errors, out } = await transcode(src, params);
     expect(errors).toEqual([]);
     expect(out?.frames).toBe(single.frames);
   }, 60_000);
