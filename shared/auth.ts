@@ -57,9 +57,12 @@ export class TokenTable {
 /** The bearer token of a call, or undefined when there is none. */
 export function bearerToken(md: Metadata): string | undefined {
   const raw = md.get('authorization')[0];
-  if (typeof raw !== 'string') return undefined;
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(raw);
-  return m?.[1];
+  return typeof raw === 'string' ? bearerOf(raw) : undefined;
+}
+
+/** The token of an `Authorization` value, its scheme `Bearer` in any case (RFC 9110: schemes are case-blind). */
+export function bearerOf(authorization: string | undefined): string | undefined {
+  return authorization === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1];
 }
 
 /** A fingerprint of a token that is safe to log (it cannot be turned back into the token). */

@@ -62,7 +62,7 @@ describe('video kind: source codecs from cameras, recorders and editors', () => 
     ['QuickTime Animation (qtrle), as screen recorders export it, split into segments', 'animation.mov', 2, ['-c:v', 'qtrle', '-g', '25'], { segment_seconds: 1 }],
     ['an Xvid AVI with B-frames, split into segments', 'xvid.avi', 3, ['-c:v', 'mpeg4', '-vtag', 'XVID', '-bf', '1', '-g', '25', '-q:v', '4', '-an'], { segment_seconds: 1 }],
   ] as const)('keeps every frame of %s', async (_, name, seconds, args, params) => {
-    const src = await make(name, seconds, args.includes('-an') ? undefined : `sine=duration=${seconds}:sample_rate=48000`, args.filter((a) => a !== '-an'));
+    const src = await make(name, seconds, (args as readonly string[]).includes('-an') ? undefined : `sine=duration=${seconds}:sample_rate=48000`, (args as readonly string[]).filter((a) => a !== '-an'));
     const single = await baseline(src, ['-c:v', 'libx264']);
     expect(single.frames).toBe(25 * seconds);
     const { errors, out } = await transcode(src, params);

@@ -14,6 +14,7 @@ import { isIP } from 'node:net';
 import type { Logger } from '../../shared/logger.js';
 import type { JobManager } from '../job-manager.js';
 import type { DashboardAccess } from '../auth.js';
+import { bearerOf } from '../../shared/auth.js';
 import { EVENT_STREAM_HEADERS, LiveHub } from './live.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { jobView, recentJobs, subtaskView, workerView } from './views.js';
@@ -47,8 +48,9 @@ const cookieName = (req: IncomingMessage): string => `tessera_token_${req.socket
 
 /** The token of an HTTP request: its bearer header, else the dashboard's cookie. */
 function requestToken(req: IncomingMessage): string | undefined {
-  const auth = req.headers.authorization;
-  if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
+  // `bearer` as gRPC takes it: some clients and proxies write the scheme in lower case.
+  const bearer = bearerOf(req.headers.authorization);
+  if (bearer) return bearer;
   const name = cookieName(req);
   for (const part of (req.headers.cookie ?? '').split(';')) {
     const [k, ...v] = part.trim().split('=');
@@ -156,7 +158,8 @@ export class CoordinatorHttpServer {
     }
     if (!url) return text(res, 400, 'bad request: the request target is not a path\n');
     const { manager } = this.opts;
-    if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n');
+    // RFC 9110: a 405 says which methods are (a client probing with OPTIONS learns it here).
+    if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n', { allow: 'GET, HEAD' });
     const host = requestHost(req);
     if (!unrebindable(host, this.allowedHosts)) {
       return text(
@@ -199,8 +202,9 @@ export class CoordinatorHttpServer {
       case '/access':
         // The page asks once whether it may see the jobs (401 above when it needs a token). A token
         // it shows as a bearer is kept in a cookie no script can read, for its later requests.
-        if (access && req.headers.authorization?.startsWith('Bearer ')) {
-          res.setHeader('set-cookie', `${cookieName(req)}=${encodeURIComponent(req.headers.authorization.slice(7).trim())}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${ACCESS_COOKIE_SECONDS}`);
+        const shown = bearerOf(req.headers.authorization);
+        if (access && shown) {
+          res.setHeader('set-cookie', `${cookieName(req)}=${encodeURIComponent(shown)}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${ACCESS_COOKIE_SECONDS}`);
         }
         res.writeHead(204);
         res.end();
@@ -248,8 +252,8 @@ export class CoordinatorHttpServer {
   }
 }
 
-function text(res: ServerResponse, code: number, body: string): void {
-  res.writeHead(code, { 'content-type': 'text/plain; charset=utf-8' });
+function text(res: ServerResponse, code: number, body: string, headers: Record<string, string> = {}): void {
+  res.writeHead(code, { 'content-type': 'text/plain; charset=utf-8', ...headers });
   res.end(body);
 }
 

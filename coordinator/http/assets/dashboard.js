@@ -8,6 +8,16 @@ import { fmtDuration, renderJobs, renderLegend, renderMosaic, renderWorkers } fr
 const CHART_SECONDS = 180;
 const $ = (id) => document.getElementById(id);
 
+/** The job the link selects: its fragment, as it is where it is not valid percent-encoding (`#50%` threw, and the page never went live). */
+function hashJob() {
+  const raw = location.hash.slice(1);
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
 const state = {
   workers: [],
   jobs: new Map(),
@@ -15,7 +25,7 @@ const state = {
   jobLimit: 100,
   subtasks: new Map(),
   throughput: [],
-  selected: decodeURIComponent(location.hash.slice(1)),
+  selected: hashJob(),
   /** Server clock minus ours, so "last heartbeat" is right on a machine with a skewed clock. */
   skew: 0,
   source: undefined,
@@ -151,7 +161,7 @@ function render() {
   drawChart($('chart'), state.throughput, CHART_SECONDS);
 }
 
-window.addEventListener('hashchange', () => select(decodeURIComponent(location.hash.slice(1))));
+window.addEventListener('hashchange', () => select(hashJob()));
 // A job is selected on the press, on whichever rendering of its row is there (see renderJobs);
 const jobRows = $('jobs').tBodies[0];
 jobRows.addEventListener('pointerdown', (e) => {
