@@ -73,7 +73,7 @@ describe('the dashboard over HTTP', () => {
     try {
       // "#50%" (a typo, a half-copied link): decodeURIComponent throws URIError on it.
       await browser.page.goto(`http://${open.httpAddress}/#50%`);
-      await browser.page.waitForFunction(() => document.getElementById('conn')?.dataset['state'] === 'live', undefined, { timeout: 5000 }).catch(() => undefined);
+      await browser.page.waitForFunction("document.getElementById('conn')?.dataset.state === 'live'", undefined, { timeout: 5000 }).catch(() => undefined);
       expect(errors).toEqual([]);
       expect(await browser.page.locator('#conn').getAttribute('data-state')).toBe('live');
     } finally {

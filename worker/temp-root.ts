@@ -16,7 +16,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readlinkSync, writeFileSync } from 'node:fs';
-import { readFile, readdir, rm, stat, utimes } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { lstat, open, readdir, rm, utimes } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,7 +60,7 @@ export function makeTempRoot(root: string): void {
   try {
     mkdirSync(path.dirname(root), { recursive: true });
     // Not recursive: the real error (EROFS, EACCES) comes back.
-    mkdirSync(root);
+    mkdirSync(root, { mode: 0o700 });
     writeFileSync(path.join(root, ALIVE), `${pidNamespace()} ${process.pid}\n`);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
@@ -113,11 +114,36 @@ export async function touchTempRoot(root: string): Promise<void> {
   });
 }
 
+/**
+ * The heartbeat file of `dir`: its text and time, where it is a small regular file of this user.
+ * Opened without following a link and without blocking: a FIFO planted there hung the sweep, and
+ * after four of them every file read of the worker (libuv's four threads each blocked in open).
+ */
+async function heartbeatOf(dir: string): Promise<{ text: string; mtimeMs: number } | undefined> {
+  const fh = await open(path.join(dir, ALIVE), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK).catch(() => undefined);
+  if (!fh) return undefined;
+  try {
+    const st = await fh.stat();
+    if (!st.isFile() || !ownedHere(st)) return undefined;
+    const buf = Buffer.alloc(128);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    return { text: buf.subarray(0, bytesRead).toString('utf8'), mtimeMs: st.mtimeMs };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Whether a file is this process's user's (everything is, where there are no users). */
+function ownedHere(st: { uid: number }): boolean {
+  return process.getuid === undefined || st.uid === process.getuid();
+}
+
 /** Whether the worker that made the temp root `dir` (named `entry`) is gone. */
-async function deadRoot(dir: string, entry: string, ns: string, now: number): Promise<boolean> {
+async function deadRoot(dir: string, entry: string, ns: string, now: number, dirMtimeMs: number): Promise<boolean> {
   const answered = await answers(dir);
   if (answered !== undefined) return !answered;
-  const alive = await readFile(path.join(dir, ALIVE), 'utf8').catch(() => undefined);
+  const heartbeat = await heartbeatOf(dir);
+  const alive = heartbeat?.text;
   const [madeIn, pidText] = alive?.trim().split(' ') ?? [];
   // A root of an earlier version (no random part) has no heartbeat: its PID ends its name. One of
   // this version without a heartbeat is being made: only its age tells.
@@ -128,8 +154,7 @@ async function deadRoot(dir: string, entry: string, ns: string, now: number): Pr
   if (Number.isSafeInteger(pid) && sameNamespace && !processAlive(pid)) return true;
   // Anywhere else, the heartbeat (an earlier version's root: the folder's own time, which changes
   // with every subtask folder made or removed in it).
-  const touched = await stat(alive === undefined ? dir : path.join(dir, ALIVE)).then((s) => s.mtimeMs, () => undefined);
-  return touched !== undefined && now - touched > STALE_MS;
+  return now - (heartbeat?.mtimeMs ?? dirMtimeMs) > STALE_MS;
 }
 
 /** Removes the temp roots of dead workers (see the module's comment); returns how many. */
@@ -140,7 +165,12 @@ export async function removeStaleTempRoots(own?: string): Promise<number> {
   for (const entry of await readdir(os.tmpdir()).catch(() => [] as string[])) {
     const dir = path.join(os.tmpdir(), entry);
     if (!entry.startsWith(TEMP_PREFIX) || dir === own || !/-\d+(-r[0-9a-f]{8})?$/.test(entry)) continue;
-    if (!(await deadRoot(dir, entry, ns, now))) continue;
+    // Only a real folder of this user: in a shared /tmp anyone can make one of such a name, and
+    // swap a folder inside it for a link while the removal walks it (it then removed the link's
+    // target's files). Inside a folder of this user's, no one else can.
+    const st = await lstat(dir).catch(() => undefined);
+    if (!st || !st.isDirectory() || !ownedHere(st)) continue;
+    if (!(await deadRoot(dir, entry, ns, now, st.mtimeMs))) continue;
     await rm(dir, { recursive: true, force: true });
     removed++;
   }
