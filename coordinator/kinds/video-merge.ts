@@ -377,7 +377,11 @@ async function resubmit(bad: SubtaskOutcome, workDir: string, lossless: boolean)
     ...(plan.audio ? [AUDIO_BESIDE_SEGMENT_FEATURE] : []),
     ...(lossless ? [VIDEO_LOSSLESS_FEATURE] : []),
     ...(plan.pixFmt ? [VIDEO_10BIT_FEATURE] : []),
+    // Whatever the first plan required: a re-run on a worker without it (an MPEG-2 segment without
+    // the inpoint) failed again.
+    ...(plan.features ?? []),
   ];
   const encoders = plan.audio ? [plan.encoder, plan.audio.encoder] : [plan.encoder];
-  return { label: `${bad.label.replace(/ \(re-run\)$/, '')} (re-run)`, inputs, plan, weight: 1, items: bad.items, requires: { encoders, ...(features.length > 0 && { features }) } };
+  const unique = [...new Set(features)];
+  return { label: `${bad.label.replace(/ \(re-run\)$/, '')} (re-run)`, inputs, plan, weight: 1, items: bad.items, requires: { encoders, ...(unique.length > 0 && { features: unique }) } };
 }

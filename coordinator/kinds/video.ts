@@ -104,7 +104,8 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   const nut = ctx.cluster.features.has(NUT_CHUNKS_FEATURE);
   // A QuickTime source whose decoder needs its sample description is cut into MOV (where every
   // worker that could take it reads MOV; its times move nowhere: no decode time below 0).
-  const mov = SAMPLE_DESCRIPTION_CODECS.has(video.codec) && /\bmov\b/.test(info.formatName) && index.nonNegative && ctx.cluster.features.has(MOV_CHUNKS_FEATURE);
+  // Required of its segments' workers, not chosen by who is connected now: no other chunk can be decoded.
+  const mov = SAMPLE_DESCRIPTION_CODECS.has(video.codec) && /\bmov\b/.test(info.formatName) && index.nonNegative;
   const format = mov ? 'mov' : nut ? 'nut' : 'matroska';
   // A source of more than 8 bits (HDR10, HLG, a camera's 10-bit log) keeps 10 through an encoder
   // that writes them, as `ffmpeg -c:v libx265` does: 8 bits of PQ band, and are out of spec. Not
@@ -168,6 +169,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
       height: size.height,
       encoder,
       ...(tenBit && { pixFmt: 'yuv420p10le' as const }),
+      ...(features.length > 0 && { features }),
     };
     // In resampling mode a range reads on into the next chunk so the last slots see the frames after it.
     if (rate && seg.lastChunk + 1 < chunks.length) {

@@ -91,7 +91,8 @@ export function listenerTags(all: Record<string, string>): Record<string, string
   const seen = new Set<string>();
   let chars = 0;
   for (const [key, value] of Object.entries(all)) {
-    if (typeof value !== 'string' || NOT_CARRIED.test(key) || value.length > MAX_TAG_CHARS || !/^[\w .:-]{1,64}$/.test(key)) continue;
+    // Matroska's statistics tags carry their language (mkvmerge writes `BPS-eng`, `DURATION-eng`).
+    if (typeof value !== 'string' || NOT_CARRIED.test(key.replace(/-[a-z]{2,3}(-[A-Za-z]{2})?$/, '')) || value.length > MAX_TAG_CHARS || !/^[\w .:-]{1,64}$/.test(key)) continue;
     // One value per name whatever its case (Vorbis comments are case-blind; a file may hold TITLE and title).
     if (seen.has(key.toLowerCase())) continue;
     if (chars + key.length + value.length > MAX_TAGS_CHARS) break;

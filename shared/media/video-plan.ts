@@ -54,7 +54,8 @@ export const VIDEO_10BIT_FEATURE = 'video-10bit';
  * ffmpeg names them by their depth, ending in le/be, or as the p0xx/p2xx/p4xx/y2xx packed ones.
  */
 export function deepPixels(pixFmt: string): boolean {
-  return /(9|10|12|14|16)(le|be)$/.test(pixFmt) || /^(p01[026]|p21[06]|p41[06]|y21[026])/.test(pixFmt);
+  // Packed 16-bit RGB is named by its bits a pixel (rgb48be, bgra64le: 16-bit PNG or TIFF video, MOV's "trillions of colours").
+  return /(9|10|12|14|16)(le|be)$/.test(pixFmt) || /^(p01[026]|p21[06]|p41[06]|y21[026]|rgb48|bgr48|rgba64|bgra64)/.test(pixFmt);
 }
 
 /** Encoders that write 10-bit 4:2:0 (Main 10, VP9 profile 2, AV1 Main): a deep source keeps 10 bits through them. */
@@ -114,6 +115,8 @@ export interface VideoSegmentPlan {
    * through an encoder that keeps 10 ({@link TEN_BIT_ENCODERS}); absent: 8-bit yuv420p.
    */
   pixFmt?: 'yuv420p10le' | undefined;
+  /** The worker features the segment requires (a re-run requires them again); absent in older plans. */
+  features?: string[] | undefined;
   /**
    * The audio track to encode beside this segment, at the same time (the first segment dispatched
    * carries it): it then takes no slot of its own, where as a subtask of its own it put its whole
