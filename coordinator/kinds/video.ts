@@ -94,7 +94,9 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   if (odd.length > 0) ctx.warn(name, `the video's edges must be even: ${odd.join(', ')}`);
   const first = index.frameTimes[0]!;
   const span = Math.max(index.end - first, 1e-3);
-  const count = segmentCount(span, ctx.cluster.slots, params.segmentSeconds);
+  // A clock that restarts (two recordings joined, a DVD recorder's cells) places no frame by its
+  // times: cut into segments, frames were lost (DATA_LOSS); one segment decodes it as ffmpeg does.
+  const count = index.discontinuous ? 1 : segmentCount(span, ctx.cluster.slots, params.segmentSeconds);
   // Snap to a keyframe only when it is close: an uneven split costs encode time on the critical path,
   // while a range that starts between keyframes only decodes (much cheaper) a few frames it drops.
   const layout = planSegments(index, { count, snapTolerance: (0.03 * span) / count });

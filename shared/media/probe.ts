@@ -204,6 +204,11 @@ export interface VideoIndex {
    */
   nonNegative: boolean;
   /**
+   * True when the decode times step back (by more than a second) somewhere: the stream's clock
+   * restarted. Its times then do not place its frames, and it is not cut into segments.
+   */
+  discontinuous?: boolean;
+  /**
    * Decode time of the first keyframe in decode order (seconds), where the file states one: the
    * first packet a stream copy writes, whose negative time a muxer refusing those shifts away.
    */
@@ -229,11 +234,19 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions & { genpt
   }
   const packets: VideoPacket[] = [];
   let nonNegative = true;
+  let discontinuous = false;
+  let lastDts = -Infinity;
   let firstKeyDts: number | undefined;
   let keySeen = false;
   for (const p of raw.packets ?? []) {
     const dts = num(p.dts_time);
     if (!(dts >= 0) || num(p.pts_time) < 0) nonNegative = false;
+    // Decode times run forward; a step back of more than a second is a clock that restarted (two
+    // recordings joined end to end, a DVD recorder's new cell).
+    if (Number.isFinite(dts)) {
+      if (dts < lastDts - 1) discontinuous = true;
+      lastDts = dts;
+    }
     if (!keySeen && (p.flags ?? '').includes('K')) {
       keySeen = true;
       if (Number.isFinite(dts)) firstKeyDts = dts;
@@ -278,7 +291,7 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions & { genpt
   const hi = intervals.reduce((a, b) => Math.max(a, b), 0);
   // Millisecond containers (mkv, webm) jitter by 1 ms: that is rounding, not a variable rate.
   const vfr = intervals.length > 1 && hi - lo > 0.0015 + 0.01 * hi;
-  return { packets, frameTimes, cleanKeyframes, openKeyframes, end: last + lastDuration, vfr, nonNegative, ...(firstKeyDts !== undefined && { firstKeyDts }) };
+  return { packets, frameTimes, cleanKeyframes, openKeyframes, end: last + lastDuration, vfr, nonNegative, discontinuous, ...(firstKeyDts !== undefined && { firstKeyDts }) };
 }
 
 /** Presentation span of a stream in seconds: its first timestamp and its end (last pts + duration). */
