@@ -207,7 +207,7 @@ export interface EncodingSource {
 const GREY_FORMATS: ReadonlySet<OutputFormat> = new Set<OutputFormat>(['jpeg', 'png', 'tiff']);
 
 /** Encoder settings; metadata is stripped unless asked to keep it. */
-export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, source: EncodingSource = {}, timing: { delay?: number[]; loop?: number } = {}): Sharp {
+export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, source: EncodingSource = {}): Sharp {
   const density = source.density;
   if (p.keepMetadata) {
     img = img.keepMetadata();
@@ -223,7 +223,7 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
     case 'png':
       return img.png();
     case 'webp':
-      return img.webp({ quality, ...timing });
+      return img.webp({ quality });
     case 'avif':
       return img.avif({ quality, effort: 2 });
     case 'tiff':
@@ -235,7 +235,7 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
       if (p.sharpen && source.eightBit && !(p.keepMetadata && source.greyWithProfile)) img = img.withIccProfile('srgb', { attach: p.keepMetadata });
       return img.tiff({ quality, compression: 'lzw', ...tiffResolution(density) });
     case 'gif':
-      return img.gif({ ...timing });
+      return img.gif();
   }
 }
 
@@ -262,7 +262,6 @@ export interface RenderOptions {
  * converted, as in one call.
  */
 export async function renderImage(file: string, p: ImageParams, dest: string, o: RenderOptions): Promise<OutputInfo> {
-  if (o.animated && (p.width || p.height)) return renderFramesApart(file, p, dest, o);
   const source = openImage(file, o.animated ? { animated: true } : {});
   if (!needsGeometryPass(p)) return written(applyEncoding(applyPipeline(source, p), p, o.format, o.source), dest, o.signal);
   const split = splitForTiles(p);
@@ -280,31 +279,6 @@ export async function renderImage(file: string, p: ImageParams, dest: string, o:
   } finally {
     await rm(intermediate, { force: true });
   }
-}
-
-/**
- * An animation resized: each frame on its own, then joined again. libvips resizes the stack of
- * frames as one tall image, whose kernel reads across each frame's edge (libvips#4014): a GIF's
- * second frame came out with half of the first one's colour on its top row. The frames are decoded
- * once (a GIF's frame k needs the ones before it), cut from the stack, and keep their delays and loop.
- */
-async function renderFramesApart(file: string, p: ImageParams, dest: string, o: RenderOptions): Promise<OutputInfo> {
-  const stack = openImage(file, { animated: true });
-  const meta = await stack.metadata();
-  const { data, info } = await stack.raw().toBuffer({ resolveWithObject: true });
-  const pageHeight = meta.pageHeight ?? info.height;
-  const count = Math.max(1, Math.round(info.height / pageHeight));
-  const frames: Buffer[] = [];
-  for (let k = 0; k < count; k++) {
-    o.signal.throwIfAborted();
-    const raw = { width: info.width, height: pageHeight, channels: info.channels };
-    const frame = openImage(data.subarray(k * info.width * pageHeight * info.channels, (k + 1) * info.width * pageHeight * info.channels), { raw, sequentialRead: true });
-    // Lossless, alpha kept: the join reads them back as they were made.
-    frames.push(await applyPipeline(frame, { ...p, autoOrient: false }).png({ compressionLevel: 0 }).toBuffer());
-  }
-  const joined = sharp(frames, { join: { animated: true } });
-  const timing = { ...(meta.delay && { delay: meta.delay }), ...(meta.loop !== undefined && { loop: meta.loop }) };
-  return written(applyEncoding(joined, p, o.format, o.source, timing), dest, o.signal);
 }
 
 /** Writes `img` to `dest`, stopping it when `signal` aborts. */
