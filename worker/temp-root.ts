@@ -151,7 +151,9 @@ async function deadRoot(dir: string, entry: string, ns: string, now: number, dir
   const pid = Number(pidText ?? (legacy ? /-(\d+)$/.exec(entry)?.[1] : undefined) ?? NaN);
   // Made in this namespace: its PID tells (an earlier version's root too, as that version did).
   const sameNamespace = alive === undefined ? legacy : madeIn !== '' && madeIn === ns;
-  if (Number.isSafeInteger(pid) && sameNamespace && !processAlive(pid)) return true;
+  // (Alive there: alive, however old its folder; an earlier version's worker keeps no heartbeat, and
+  // a long subtask of one had its files removed under it.)
+  if (Number.isSafeInteger(pid) && sameNamespace) return !processAlive(pid);
   // Anywhere else, the heartbeat (an earlier version's root: the folder's own time, which changes
   // with every subtask folder made or removed in it).
   return now - (heartbeat?.mtimeMs ?? dirMtimeMs) > STALE_MS;
