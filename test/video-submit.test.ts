@@ -79,7 +79,7 @@ it('a subtitle track ffmpeg cannot carry into the output is left out: the video 
   const r = await runCli(['submit', 'video', src, '--container', 'mp4', '--preset', 'ultrafast', '--segment-seconds', '1', '-o', out, '--no-progress', '--coordinator', cluster.address]);
   expect(r.code, r.stderr).toBe(0);
   // ffmpeg's reason as it gives it (5.1: "Subtitle encoding failed"; other versions word it otherwise).
-  const warning = /^the subtitle track\(s\) could not be carried over, and the video was stitched without them \(ffmpeg: [^\n]+\)$/;
+  const warning = /^subtitle track\(s\) subrip \(stream 2\) could not be carried over, and the video was stitched without them \(ffmpeg: [^\n]+\)$/;
   expect(r.stdout).toContain('  1 output(s), 1 warning(s)\n');
   expect(r.stdout.split('\n').filter((l) => l.startsWith('  warning: film.mkv: ')).map((l) => l.slice('  warning: film.mkv: '.length))).toEqual([expect.stringMatching(warning)]);
   const job = await cluster.client.getJob((await cluster.client.listJobs({ limit: 1 }))[0]!.id);

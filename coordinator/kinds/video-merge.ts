@@ -5,7 +5,7 @@
  * fails, each segment is counted: one that does not hold its planned frames is planned again as a
  * new phase (up to twice); the output is only returned once it verifies.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FinalOutput, ItemFailure, MergeContext, MergeResult, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
 import { dataLoss, hasLocalTroubleCode, TesseraError } from '../../shared/errors.js';
@@ -40,11 +40,15 @@ export interface InputPlanRecord {
      * keep both. Absent when it could not be measured (and in records from before it existed).
      */
     span?: StreamSpan;
+    /** The source track's disposition ("default", "comment", "0"), set on the output's; absent in older records. */
+    disposition?: string;
   } | null;
   /** The source's further audio tracks, in order (absent when it has one; and in records from before they were kept). */
   moreAudio?: Array<NonNullable<InputPlanRecord['audio']>>;
   /** The source's subtitle tracks (absent in records from before they were kept). */
   subtitles?: Array<{ streamIndex: number; codec: string }>;
+  /** The source's video stream (its language and title are the output's); absent in older records. */
+  videoStreamIndex?: number;
   /** The source's start timecode (MediaInfo.timecode), written into the output as ffmpeg does. */
   timecode?: string;
   segments: Array<{ frames: number; duration: number }>;
@@ -180,6 +184,7 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   // Each audio track from where it is: its copy out of the source, the source, or its encoded file.
   const maps = ['-map', '0:v:0'];
   const mapped: number[] = [];
+  const dispositions: Array<string | undefined> = [];
   let hasAudio = false;
   const tracks = [rec.audio, ...(rec.moreAudio ?? [])];
   tracks.forEach((t, k) => {
@@ -191,6 +196,7 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
     if (!from || !t) return;
     maps.push('-map', from);
     mapped.push(t.streamIndex);
+    dispositions.push(t.disposition);
     if (k === 0) hasAudio = true;
   });
   const src = sourceInput();
@@ -201,13 +207,17 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   // A camera's start timecode (MP4: a tmcd track; Matroska: a TIMECODE tag), editors conform by it.
   if (rec.timecode) args.push('-timecode', rec.timecode);
   mapped.forEach((streamIndex, k) => args.push(`-map_metadata:s:a:${k}`, `${src}:s:${streamIndex}`));
+  // Each track's flags as the source had them: an encoded track's file has its own (a commentary
+  // came out a second default track), and "0" keeps a muxer from making one up.
+  dispositions.forEach((d, k) => d !== undefined && args.push(`-disposition:a:${k}`, d));
+  // The picture's own language and title, as `ffmpeg -map 0` keeps them.
+  if (rec.videoStreamIndex !== undefined) args.push('-map_metadata:s:v:0', `${src}:s:${rec.videoStreamIndex}`);
   args.push('-c', 'copy');
   // The subtitle tracks, from the source (on its timeline, which the output keeps), each in the form
   // the container holds; where it holds none (a picture-based track in MP4 or WebM) the track is left out.
-  const subtitles: string[] = [];
+  const carried: Array<{ streamIndex: number; codec: string; to: string }> = [];
   const left: string[] = [];
   let inMatroska = true;
-  let kept = 0;
   for (const t of rec.subtitles ?? []) {
     const codec = subtitleCodec(t.codec, rec.container);
     if (!codec) {
@@ -215,9 +225,11 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
       inMatroska &&= subtitleCodec(t.codec, 'mkv') !== undefined;
       continue;
     }
-    subtitles.push('-map', `${src}:${t.streamIndex}`, `-c:s:${kept}`, codec, `-map_metadata:s:s:${kept}`, `${src}:s:${t.streamIndex}`);
-    kept++;
+    carried.push({ streamIndex: t.streamIndex, codec: t.codec, to: codec });
   }
+  const subtitleArgs = (tracks: typeof carried): string[] =>
+    tracks.flatMap((t, k) => ['-map', `${src}:${t.streamIndex}`, `-c:s:${k}`, t.to, `-map_metadata:s:s:${k}`, `${src}:s:${t.streamIndex}`]);
+  const subtitles = subtitleArgs(carried);
   const tail: string[] = [];
   if (rec.container === 'mp4') {
     if (rec.codec === 'h265') tail.push('-tag:v', 'hvc1'); // players (Apple) only take hvc1 in MP4
@@ -232,8 +244,22 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
     // stitched again without them. Should that fail too, the trouble was elsewhere: its error stands.
     const theInput = err instanceof TesseraError && !err.retryable && err.codeName === 'INVALID_ARGUMENT';
     if (subtitles.length === 0 || signal.aborted || !theInput) throw err;
-    await runFfmpeg([...args, ...tail], { signal, input: rec.input });
-    refused = err.message.replace(/^.*?\bffmpeg failed: /s, 'ffmpeg: ');
+    // Which tracks: each converted alone (text only, quick). Those that go are kept: one track with
+    // a cue MP4 cannot hold took every other one with it.
+    const fine: typeof carried = [];
+    const failed: string[] = [];
+    for (const [k, t] of carried.entries()) {
+      const probe = path.join(ctx.workDir, `subtitle-check-${inputIdx}-${k}.${rec.container}`);
+      const ok = await runFfmpeg(['-y', '-v', 'error', '-i', rec.inputPath, '-map', `0:${t.streamIndex}`, '-c:s', t.to, '-f', MUXER[rec.container], probe], { signal, input: rec.input }).then(
+        () => true,
+        () => false,
+      );
+      await rm(probe, { force: true });
+      if (ok) fine.push(t);
+      else failed.push(`${t.codec} (stream ${t.streamIndex})`);
+    }
+    await runFfmpeg([...args, ...(failed.length > 0 ? subtitleArgs(fine) : []), ...tail], { signal, input: rec.input });
+    refused = `${failed.length > 0 ? `track(s) ${failed.join(', ')}` : 'track(s)'}: ${err.message.replace(/^.*?\bffmpeg failed: /s, 'ffmpeg: ')}`;
   }
   await verifyOutput(out, rec, hasAudio, mapped.length, signal);
   // Told once the output they are about is made.
@@ -241,7 +267,7 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
     const container = rec.container === 'mkv' ? 'Matroska' : rec.container === 'mp4' ? 'MP4' : 'WebM';
     ctx.warn(rec.input, `subtitle track(s) ${left.join(', ')} left out: ${container} cannot hold them${inMatroska && rec.container !== 'mkv' ? ' (Matroska can: --container mkv)' : ''}`);
   }
-  if (refused) ctx.warn(rec.input, `the subtitle track(s) could not be carried over, and the video was stitched without them (${refused})`);
+  if (refused) ctx.warn(rec.input, `subtitle ${refused.startsWith('track(s) ') ? refused.replace(/:.*$/s, '') : 'track(s)'} could not be carried over, and the video was stitched without them (${refused.replace(/^track\(s\)[^:]*: /, '')})`);
   return { name, path: out, source: rec.input, contentType: CONTENT_TYPE[rec.container] };
 }
 

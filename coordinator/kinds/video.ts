@@ -71,7 +71,13 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   if (index instanceof Error) throw index;
   const over = countedMediaOverLimit(name, { seconds: index.end - index.frameTimes[0]!, frames: index.frameTimes.length }, ctx.limits);
   if (over) throw over;
-  const tracks = params.audioCodec === 'none' ? [] : info.audio;
+  // A track declared but carrying no sound (a broadcast's audio description or second language
+  // PID that sent nothing: no sample rate) cannot be copied out or encoded: left out, and said.
+  const silent = info.audio.filter((t) => !t.sampleRate || !t.channels);
+  if (silent.length > 0 && params.audioCodec !== 'none') {
+    ctx.warn(name, `left out of the output: ${silent.map((t) => `audio track ${info.audio.indexOf(t) + 1} (stream ${t.index}${t.codec ? `, ${t.codec}` : ''}), which carries no sound`).join(', ')}`);
+  }
+  const tracks = params.audioCodec === 'none' ? [] : info.audio.filter((t) => !silent.includes(t));
   const audio = tracks[0];
   const copyRefused = params.audioCodec === 'copy' ? copyAudioRefusal(tracks.map((t) => t.codec), params.container) : undefined;
   if (copyRefused) throw invalidArgument(`${name}: ${copyRefused}`, name);
@@ -248,6 +254,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
     ...(moreAudio.length > 0 && { moreAudio }),
     subtitles: info.subtitles.map((t) => ({ streamIndex: t.index, codec: t.codec })),
     ...(info.timecode && { timecode: info.timecode }),
+    videoStreamIndex: video.index,
     segments,
     expectedFrames,
     expectedDuration: rate ? expectedFrames / rate : index.end - first,
@@ -354,6 +361,7 @@ function trackRecord(p: PreparedTrack, track: AudioStreamInfo, containerStart: n
     mode: p.mode,
     streamIndex: track.index,
     offset: track.startTime - containerStart,
+    ...(track.disposition !== undefined && { disposition: track.disposition }),
     ...(p.copy && { file: p.copy.path, fileStart: Math.max(0, p.copyStart) }),
     // A copy without the hidden lead starts where its first whole packet does.
     ...(p.span && { span: { start: p.span.start - first + Math.max(0, p.copyStart), end: p.span.end - first } }),

@@ -75,7 +75,8 @@ const CONTAINER_AUDIO: Record<VideoContainer, readonly AudioCodecChoice[]> = {
 
 /** Source audio codecs a container accepts by stream copy. */
 export const CONTAINER_COPY_AUDIO: Record<VideoContainer, readonly string[] | 'any'> = {
-  mp4: ['aac', 'mp3', 'opus', 'alac', 'flac', 'ac3', 'eac3'],
+  // mp2: a DVD's or a broadcast's track, which MP4 holds (as `ffmpeg -c:a copy` writes it).
+  mp4: ['aac', 'mp3', 'mp2', 'opus', 'alac', 'flac', 'ac3', 'eac3'],
   mkv: 'any',
   webm: ['opus', 'vorbis'],
 };

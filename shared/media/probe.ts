@@ -44,6 +44,8 @@ export interface VideoStreamInfo {
 
 export interface AudioStreamInfo {
   index: number;
+  /** The track's disposition flags as ffmpeg names them, joined ("default", "comment", "default+forced"); "0" for none. */
+  disposition?: string;
   codec: string;
   channels: number;
   channelLayout: string;
@@ -96,7 +98,7 @@ interface RawStream {
   tags?: Record<string, string>;
   nb_read_packets?: string;
   side_data_list?: Array<{ side_data_type?: string; rotation?: number }>;
-  disposition?: { attached_pic?: number };
+  disposition?: Record<string, number> & { attached_pic?: number };
 }
 
 /** What `ffprobe -show_format -show_streams` gives, as far as it is read here. */
@@ -129,12 +131,19 @@ export async function probeMedia(file: string, opts: ProbeOptions & { countPacke
       sampleRate: Number(s.sample_rate ?? 0),
       startTime: num(s.start_time) || 0,
       duration: num(s.duration),
+      disposition: dispositionOf(s),
     })),
     subtitles: streams.filter((s) => s.codec_type === 'subtitle').map((s) => ({ index: s.index, codec: s.codec_name ?? '' })),
     others: streams
       .filter((s) => s !== v && s.codec_type !== 'audio' && s.codec_type !== 'subtitle')
       .map((s) => ({ index: s.index, type: s.disposition?.attached_pic ? 'cover art' : (s.codec_type ?? 'unknown'), codec: s.codec_name ?? '' })),
   };
+}
+
+/** A stream's disposition flags as `-disposition` takes them ("default+comment"), "0" for none. */
+function dispositionOf(s: RawStream): string {
+  const flags = Object.entries(s.disposition ?? {}).filter(([, v]) => v === 1).map(([k]) => k);
+  return flags.length > 0 ? flags.join('+') : '0';
 }
 
 function videoInfo(s: RawStream): VideoStreamInfo {
