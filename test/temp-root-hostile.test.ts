@@ -1,6 +1,6 @@
 /**
  * The temp-root sweep (worker/temp-root.ts) against folders another local user can plant in a
- * shared TMPDIR: a `tessera-worker-*-PID-rXXXXXXXX` name is anyone's to make in /tmp. A planted
+ * shared TMPDIR: a `tessera-worker-*-PID-r<8 hex digits>` name is anyone's to make in /tmp. A planted
  * `.alive` that is a FIFO hung the sweep (and, four sweeps on, every file read of the worker); a
  * subfolder swapped for a link mid-removal had the sweep delete the link target's files.
  */

@@ -149,7 +149,7 @@ describe('subtask timeout', () => {
     const collecting = client.collect(job.id, out, { onEvent: (e) => events.push(e), signal: AbortSignal.timeout(60_000) }).finally(() => (finished = true));
 
     // The slow worker's folder for the attempt it runs (its inputs are fetched into it).
-    // tessera-worker-NAME-PID-rXXXXXXXX: the random part keeps a restarted container's apart.
+    // tessera-worker-NAME-PID-r<8 hex digits>: the random part keeps a restarted container's apart.
     const rootName = await until(async () => (await readdir(slowTmp)).find((e) => e.startsWith(`tessera-worker-slow-${slow.child.pid}-r`)), 20_000, "the slow worker's temp root");
     const slowRoot = path.join(slowTmp, rootName);
     const workDir = await until(async () => (await readdir(slowRoot).catch(() => [] as string[])).find((e) => /^st-.*-a1$/.test(e)), 20_000, "the slow worker's attempt folder");
