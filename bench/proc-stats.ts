@@ -2,6 +2,7 @@
  * Process figures the benchmarks record, read from /proc (Linux): peak RSS (VmHWM) and CPU time
  * (utime + stime). Elsewhere they read as NaN and the scenarios print "n/a".
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import os from 'node:os';
 
@@ -18,9 +19,31 @@ export async function peakRssMiB(pid: number | undefined): Promise<number> {
   }
 }
 
-/** Peak RSS of this process in MiB (getrusage maxrss). */
+/**
+ * Peak RSS of this process in MiB since {@link resetSelfPeakRss} (VmHWM), else since it started
+ * (getrusage maxrss, where /proc does not tell).
+ */
 export function selfPeakRssMiB(): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Math.round(Number(m[1]) / 1024);
+  } catch {
+    // Not Linux.
+  }
   return Math.round(process.resourceUsage().maxRSS / 1024);
+}
+
+/**
+ * Starts this process's peak RSS afresh (Linux: `5` to /proc/self/clear_refs), so that a row's
+ * client figure is its own: `npm run bench` runs every scenario in one process, and the figure
+ * was whatever an earlier row, or making the inputs (the photos, 634 MiB), had peaked at.
+ */
+export function resetSelfPeakRss(): void {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    // Not Linux, or not allowed: the figure is the process's lifetime peak.
+  }
 }
 
 /**

@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import pLimit from 'p-limit';
 import sharp from 'sharp';
 import { LocalCluster } from '../../client/local-cluster.js';
-import { machineCpu, peakRssMiB, percentile, round, selfPeakRssMiB } from '../proc-stats.js';
+import { machineCpu, peakRssMiB, percentile, resetSelfPeakRss, round, selfPeakRssMiB } from '../proc-stats.js';
 import type { MultiBenchScenario } from '../harness.js';
 import type { BenchContext, BenchResult } from '../types.js';
 
@@ -145,6 +145,8 @@ async function runCluster(ctx: BenchContext, files: string[], mode: Mode, reuse?
   ctx.log(`cluster, ${MODES[mode]}: coordinator + ${WORKERS} workers x ${SLOTS} slot${reuse ? ' (the one cluster of the smoke run)' : ''}`);
   const outDir = await mkdtemp(path.join(reuse?.outRoot ?? ctx.workDir, `cluster-${mode}-`));
   const cluster = reuse?.cluster ?? (await startCluster(files, shared ? outDir : undefined));
+  // The client's peak is this run's, not making the photos' (634 MiB) in this process.
+  resetSelfPeakRss();
   try {
     const cpu0 = await machineCpu();
     const t0 = performance.now();

@@ -12,7 +12,7 @@ import pLimit from 'p-limit';
 import { LocalCluster } from '../../client/local-cluster.js';
 import { latencySummary, runNoopJobs } from '../job-timeline.js';
 import type { MultiBenchScenario } from '../harness.js';
-import { cpuSeconds, peakRssMiB, round, selfPeakRssMiB } from '../proc-stats.js';
+import { cpuSeconds, peakRssMiB, resetSelfPeakRss, round, selfPeakRssMiB } from '../proc-stats.js';
 import type { BenchContext, BenchResult } from '../types.js';
 
 /** Dask distributed, 2 workers x 1 thread, no-op tasks on this 2-core machine (issue 8). */
@@ -41,6 +41,8 @@ async function measure(ctx: BenchContext, cluster: LocalCluster, name: string, j
   const jobCount = ctx.smoke ? Math.min(jobs, 5) : jobs;
   const perJob = Math.floor(total / jobCount);
   const rounds: { baseSeconds: number; run: Awaited<ReturnType<typeof runNoopJobs>>; coordinatorCpu: number; rate: number }[] = [];
+  // The client's peak is this row's (the servers' are their lifetime's: one cluster serves both rows).
+  resetSelfPeakRss();
   for (let i = 0; i < (ctx.smoke ? 1 : ROUNDS); i++) {
     ctx.log(`round ${i + 1}: in-process baseline, ${total} no-op tasks through p-limit(${WORKERS * SLOTS})`);
     const baseSeconds = await inProcessBaseline(total, WORKERS * SLOTS);
