@@ -9,6 +9,7 @@ import { checkNewImageParams, validateImageParams, type ImageParams } from '../.
 import { FORMAT_EXTENSION, outputFormat } from '../../shared/media/image-pipeline.js';
 import { SNIFF_BYTES, sniffBuffer } from '../../shared/media/sniff.js';
 import { splitForTiles } from '../../shared/media/tile-pipeline.js';
+import { iiifName } from '../../shared/media/tile-stitch.js';
 import { NameSet, withExtension } from '../../shared/names.js';
 import { isTilePlan, mergeTiles, planTiledInputs } from './image-tiles.js';
 import { ARRIVAL_PAUSE_MS } from './plan-each.js';
@@ -33,19 +34,31 @@ const MAX_BYTES_PER_SUBTASK = 16 * 1024 * 1024;
 export class OutputNamer {
   private readonly taken = new NameSet();
 
+  /**
+   * `fold`: what else makes two names one. An IIIF pyramid's folder and `id` are its name with
+   * every character a URI path cannot hold made `_` (iiifName): `a b.png` and `a_b.png` made one
+   * `id`, the second zip unpacked over the first.
+   */
+  constructor(private readonly fold: (name: string) => string = (name) => name) {}
+
   name(input: string, ext: string): string {
+    const taken = (n: string): boolean => this.taken.has(this.fold(n));
     let name = withExtension(input, ext);
-    if (this.taken.has(name)) name = `${input}.${ext}`;
+    if (taken(name)) name = `${input}.${ext}`;
     const base = name.slice(0, name.lastIndexOf('.'));
-    for (let n = 2; this.taken.has(name); n++) name = `${base}-${n}.${ext}`;
-    this.taken.add(name);
+    for (let n = 2; taken(name); n++) name = `${base}-${n}.${ext}`;
+    this.taken.add(this.fold(name));
     return name;
   }
 }
 
+/** The namer of a job's outputs: IIIF pyramids also distinct as their `id`s. */
+export function namerFor(params: ImageParams): OutputNamer {
+  return params.tiledOutput === 'iiif' ? new OutputNamer(iiifName) : new OutputNamer();
+}
+
 /** {@link OutputNamer}'s names of `inputs`, by input. */
-export function outputNames(inputs: string[], ext: (input: string) => string): Map<string, string> {
-  const namer = new OutputNamer();
+export function outputNames(inputs: string[], ext: (input: string) => string, namer = new OutputNamer()): Map<string, string> {
   return new Map(inputs.map((input) => [input, namer.name(input, ext(input))]));
 }
 
@@ -107,7 +120,7 @@ export const imageKind: CoordinatorKind<ImageParams> = {
     const extensions = new Map<string, string>();
     const sniffs = pLimit(8);
     await Promise.all(inputs.map((f) => sniffs(async () => extensions.set(f.name, await outputExtension(f, params)))));
-    const names = outputNames(inputs.map((i) => i.name), (input) => extensions.get(input) ?? 'jpg');
+    const names = outputNames(inputs.map((i) => i.name), (input) => extensions.get(input) ?? 'jpg', namerFor(params));
     // Huge images (or --tile) go down the tiled path: one subtask per tile, stitched in merge.
     const tiles = await planTiledInputs(inputs, params, { workDir, slots: cluster.slots, signal, outputNames: names });
     const batched = inputs.filter((f) => !tiles.tiled.has(f.name));
@@ -172,7 +185,7 @@ async function* planArriving(
   params: ImageParams,
   o: { workDir: string; cluster: Pick<ClusterView, 'slots'>; signal: AbortSignal },
 ): AsyncGenerator<SubtaskPlan | PlanErrors> {
-  const namer = new OutputNamer();
+  const namer = namerFor(params);
   const names = new Map<string, string>();
   // The slots as they are at each step (workers may join during a long upload).
   const slots = (): number => o.cluster.slots;

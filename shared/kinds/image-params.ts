@@ -112,7 +112,8 @@ function isHttpUrl(s: string): boolean {
   if (/[\s\u0000-\u001f\u007f"\\]/.test(s)) return false;
   try {
     const u = new URL(s);
-    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '' && !u.username && !u.password && !u.search && !u.hash;
+    // A bare `?` or `#` reads as an empty query or fragment (''): the name would land in it.
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '' && !u.username && !u.password && !u.search && !u.hash && !/[?#]/.test(s);
   } catch {
     return false;
   }

@@ -196,6 +196,9 @@ export async function stitchTiles(opts: {
   if (opts.channels === 1) img = img.removeAlpha();
   // Kept, the profile is attached as it is and the pixels are not converted.
   if (opts.metadata) img = img.keepMetadata();
+  // A pyramid's tiles cannot carry the source's EXIF orientation (a viewer would turn each tile
+  // on its own, the picture scrambled): upright, as the descriptor's size is.
+  if (opts.metadata && opts.output !== 'image') img = img.withMetadata({ orientation: 1 });
   // TIFF is told the resolution the tiles carry (the source's), or sharp writes its own 25.4 dpi.
   const density = opts.format === 'tiff' && opts.output === 'image' ? (await sharp(paths[0]!).metadata()).density : undefined;
   img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels, { id: opts.iiifId ?? '', name: path.basename(opts.outPath, '.zip') }, density);
