@@ -1985,13 +1985,21 @@ export class JobManager {
       // Gone meanwhile (a job dropped while this sweep awaited the file system).
       if (this.jobs.get(job.id) !== job) continue;
       if (!TERMINAL_JOB_STATES.has(job.state) || job.finishedAt <= 0 || now - job.finishedAt < retentionMs) continue;
-      // Out of the store first: should that fail (a full disk), the job stays, and is tried again later.
-      this.store.deleteJob(job.id);
-      this.drop(job);
+      // Out of the store first: should that fail (a full disk), the job stays, and its record is
+      // tried again at the next sweep; its files go anyway, as they are what frees such a disk (the
+      // sweep stopped at the first failure, and nothing was ever freed).
+      let deleted = true;
+      try {
+        this.store.deleteJob(job.id);
+      } catch (err) {
+        deleted = false;
+        this.log.warn({ err, job: job.id }, 'removing an expired job from the store failed: its files go now, its record at a later sweep');
+      }
+      if (deleted) this.drop(job);
       // What a worker cut off from the job wrote into its shared folder after the job ended.
       if (job.spec.shared_output_dir) await removeSharedTemps(job.spec.shared_output_dir, job.id).catch(() => undefined);
       await this.spool.removeJob(job.id).catch((err: unknown) => this.log.warn({ err, job: job.id }, 'removing an expired job\'s files failed'));
-      removed++;
+      if (deleted) removed++;
     }
     if (removed > 0) {
       // Their pages go back to the file system, a few MiB at a time between other work.
@@ -2000,6 +2008,8 @@ export class JobManager {
         pages += step;
         await new Promise((resolve) => setImmediate(resolve));
       }
+      // The file shrinks at a checkpoint, which an idle coordinator would not start.
+      if (pages > 0 && !this.stopping) this.store.checkpoint();
       this.log.info({ jobs: removed, retentionMs, storeBytesFreed: pages * this.store.pageStats().pageSize }, 'removed finished jobs past their retention');
     }
     return removed;

@@ -1,6 +1,6 @@
 /** WorkerService: registration, heartbeats and assignments on `Connect`; bulk bytes on side streams. */
 import { randomUUID } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
@@ -68,6 +68,12 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
    * run again (a gRPC error carries no "retryable", and the worker would report it as one).
    */
   const refusedForLimit = new Set<string>();
+  /**
+   * Attempts whose input was gone from the spool (a damaged disk, a hand that removed it): failed
+   * as that, naming the input, not run again, and not counted against the worker (it was INTERNAL,
+   * retried twice, and quarantined healthy workers).
+   */
+  const inputGone = new Map<string, { input: string; message: string }>();
 
   function sessionOf(md: grpc.Metadata): WorkerSession {
     authorize(md);
@@ -87,6 +93,12 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
     let error = r.ok ? undefined : { input: '', code: r.error_code || 'UNKNOWN', message: r.error_message || 'failed' };
     let retryable = r.retryable && !(!r.ok && refusedForLimit.delete(key));
     let coordinatorFault = !r.ok && refusedForDisk.delete(key);
+    const gone = r.ok ? undefined : inputGone.get(key);
+    inputGone.delete(key);
+    if (gone) {
+      error = { input: gone.input, code: 'DATA_LOSS', message: gone.message };
+      retryable = false;
+    }
     // What this attempt put in the spool (uploads, inline outputs written below): nobody's if it does not count.
     const spooled = [...files.values()].map((f) => f.path);
     if (s && r.ok) {
@@ -277,16 +289,23 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       // A shared file is read through a descriptor checked to be the file submitted (never by a
       // path a client may have swapped for a symlink since), up to its submitted size, and checked
       // again once read.
-      const fh = f.shared ? await jobs.openShared(f) : undefined;
+      const fh = f.shared
+        ? await jobs.openShared(f)
+        : await open(f.path, 'r').catch((err: NodeJS.ErrnoException) => {
+            if (err.code !== 'ENOENT') throw err;
+            const message = `${req.name}: its file in the coordinator's spool is gone`;
+            inputGone.set(uploadKey(req.subtask_id, req.attempt), { input: req.name, message });
+            throw new TesseraError(status.DATA_LOSS, message, { retryable: false });
+          });
       try {
         const size = f.shared ? f.size : undefined;
-        for await (const chunk of readEncodedChunks(fh ?? f.path, { field: fieldNumber('tessera.v1.DataChunk', 'data'), fields: (at) => encodeDataChunkFields({ offset: String(at) }), offset, size, signal: ctx.signal })) {
+        for await (const chunk of readEncodedChunks(fh, { field: fieldNumber('tessera.v1.DataChunk', 'data'), fields: (at) => encodeDataChunkFields({ offset: String(at) }), offset, size, signal: ctx.signal })) {
           yield asWire<DataChunk>(chunk.message);
           jobs.inputBytesServed += chunk.data.length;
         }
-        if (fh) await jobs.assertSharedHandle(fh, f);
+        if (f.shared) await jobs.assertSharedHandle(fh, f);
       } finally {
-        await fh?.close();
+        await fh.close();
       }
     }),
 
