@@ -360,7 +360,14 @@ export function sourceStripCount(m: sharp.Metadata, p: TileImageParams, split: T
   if (p.grayscale && m.hasAlpha) return 0;
   const { width, height } = sourceRegion(m, p, input);
   const out = mapSize(width, height, split.orientation);
-  const n = Math.max(1, slots, Math.ceil((out.width * out.height) / config.maxStripPixels));
+  // Enough strips that the largest fits the limit: the top ones are cut taller (they decode
+  // sooner, balancedStrips), and counted as equal they passed it (nearly twice, for eight strips).
+  let n = Math.max(1, slots, Math.ceil((out.width * out.height) / config.maxStripPixels));
+  const largest = (k: number): number => {
+    const ends = balancedStripEnds(out.height, k, DECODE_SHARE);
+    return Math.max(...ends.map((e, i) => e - (i === 0 ? 0 : ends[i - 1]!)));
+  };
+  while (n <= MAX_SOURCE_STRIPS && out.width * largest(n) > config.maxStripPixels) n++;
   return n <= MAX_SOURCE_STRIPS ? n : 0;
 }
 
@@ -566,7 +573,13 @@ export async function planTiledInputs(
     // Every tiled step opens its images with this limit: a larger result could not be made, and
     // must not be decoded into the intermediate first.
     const dims = await headerDims(input);
-    const oversize = dims && oversizeOutput(dims, params, config.limitInputPixels, 'TESSERA_TILE_LIMIT_INPUT_PIXELS');
+    // The source too, which every step opens with the same limit: one over it (its result under
+    // it, after a resize or crop) failed as the input's INVALID_ARGUMENT "cannot decode image".
+    const sourcePixels = dims ? dims.width * dims.height : 0;
+    const oversize =
+      dims && sourcePixels > config.limitInputPixels
+        ? `${dims.width}x${dims.height} = ${sourcePixels} pixels is over the limit of ${config.limitInputPixels} pixels (TESSERA_TILE_LIMIT_INPUT_PIXELS)`
+        : dims && oversizeOutput(dims, params, config.limitInputPixels, 'TESSERA_TILE_LIMIT_INPUT_PIXELS');
     if (oversize) {
       errors.push({ input: input.name, code: 'RESOURCE_EXHAUSTED', message: `${input.name}: ${oversize}` });
       continue;

@@ -1,0 +1,97 @@
+/**
+ * The tiled path's limits as the README states them ("Memory": a worker holds one piece, at most
+ * TESSERA_TILE_MAX_STRIP_PIXELS; limits are named in the error that hits them). A JPEG's strips
+ * read from the source are cut taller at the top: counted as equal, the top one passed the limit.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SpoolFile } from '../shared/job-kind.js';
+import type { TilePlan } from '../shared/media/tile-plan.js';
+import { tileConfig } from '../shared/media/tile-config.js';
+import { allTiles, planTiledInputs, planTiles } from '../coordinator/kinds/image-tiles.js';
+import { imageParams, makeSource } from './tiles-helpers.js';
+import { startCluster, type TestCluster } from './helpers/cluster.js';
+
+let dir: string;
+let jpeg: string;
+const signal = new AbortController().signal;
+const spool = (file: string): SpoolFile => ({ name: path.basename(file), path: file, size: 0, sha256: '' });
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-tiles-limits-'));
+  jpeg = await makeSource(path.join(dir, 'big.jpg'), 1024, 1024, 'jpeg');
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('TESSERA_TILE_MAX_STRIP_PIXELS', () => {
+  it('no strip read from a JPEG source is over the piece limit (balanced strips)', async () => {
+    // 1024 x 1024 = 1,048,576 px; limit 131,072 px -> 8 strips of 128 rows if equal.
+    // 300,000 px: 6 balanced strips fit (the top one 278 rows); 131,072 px: none of 8 do (the top
+    // one of 8 is 246 rows, where 128 would be equal), and the strips come from the decoded copy.
+    for (const [limit, read] of [[300_000, 'source'], [131_072, 'intermediate']] as const) {
+      const config = { ...tileConfig({}), thresholdPixels: 1000, maxStripPixels: limit, stripRead: 'source' } as const;
+      const p = await planTiles({ input: spool(jpeg), params: imageParams({}), workDir: path.join(dir, `run-strips-${limit}`), slots: 2, signal, config });
+      const plans = (await allTiles(p)).map((s) => s.plan as TilePlan);
+      expect(plans[0]!.read, String(limit)).toBe(read);
+      const sizes = plans.map((t) => t.cut.w * t.cut.h);
+      // Observed: the top strip of 8 was 246 rows = 251,904 px, nearly twice the 131,072 limit.
+      expect(Math.max(...sizes), String(limit)).toBeLessThanOrEqual(limit);
+    }
+  });
+});
+
+describe('TESSERA_TILE_LIMIT_INPUT_PIXELS', () => {
+  it('a source over the limit (its result under it) is refused RESOURCE_EXHAUSTED naming the limit, not INVALID_ARGUMENT', async () => {
+    // The source is 1,048,576 px, over a limit of 500,000; the result (resized to 256 px) is 65,536 px.
+    const config = { ...tileConfig({}), thresholdPixels: 1000, limitInputPixels: 500_000 } as const;
+    const r = await planTiledInputs([spool(jpeg)], imageParams({ tile_size: 128, width: 256 }), { workDir: path.join(dir, 'run-limit'), slots: 2, signal, config });
+    expect(r.subtasks).toHaveLength(0);
+    expect(r.errors).toHaveLength(1);
+    // Observed: INVALID_ARGUMENT "big.jpg: cannot decode image for tiling: Input image exceeds pixel limit".
+    expect(r.errors[0]!.code).toBe('RESOURCE_EXHAUSTED');
+    expect(r.errors[0]!.message).toContain('TESSERA_TILE_LIMIT_INPUT_PIXELS');
+  });
+});
+
+function clusterWith(env: Record<string, string>): () => TestCluster {
+  let cluster: TestCluster;
+  beforeAll(async () => {
+    cluster = await startCluster({ workers: 2, slots: 1, env: { TESSERA_TILE_THRESHOLD_PIXELS: '1000', ...env } });
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+  return () => cluster;
+}
+
+describe('on a real cluster, TESSERA_TILE_MAX_STRIP_PIXELS=300000', () => {
+  const cluster = clusterWith({ TESSERA_TILE_MAX_STRIP_PIXELS: '300000' });
+  it('every strip a worker is handed is within TESSERA_TILE_MAX_STRIP_PIXELS', async () => {
+    const r = await cluster().runCli(['submit', 'image', '--format', 'jpeg', jpeg, '-o', path.join(dir, 'out-strips'), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const job = JSON.parse(r.stdout) as { subtasks: { label: string }[] };
+    const sizes = job.subtasks.map((s) => {
+      const m = / (\d+)x(\d+) from the source/.exec(s.label);
+      return Number(m![1]) * Number(m![2]);
+    });
+    // Observed: 4 strips, the top one 1024x347 (355,328 px).
+    expect(sizes.length).toBeGreaterThan(1);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(300_000);
+  });
+});
+
+describe('on a real cluster, TESSERA_TILE_LIMIT_INPUT_PIXELS=500000', () => {
+  const cluster = clusterWith({ TESSERA_TILE_LIMIT_INPUT_PIXELS: '500000' });
+  it('a source over TESSERA_TILE_LIMIT_INPUT_PIXELS fails RESOURCE_EXHAUSTED naming the limit', async () => {
+    const r = await cluster().runCli(['submit', 'image', '--tile', '128', '--width', '256', jpeg, '-o', path.join(dir, 'out-limit'), '--json']);
+    const job = JSON.parse(r.stdout) as { errors: { code: string; message: string }[] };
+    // Observed: INVALID_ARGUMENT "big.jpg: cannot decode image for tiling: Input image exceeds pixel limit".
+    expect(job.errors.map((e) => e.code)).toEqual(['RESOURCE_EXHAUSTED']);
+    expect(job.errors[0]!.message).toContain('TESSERA_TILE_LIMIT_INPUT_PIXELS');
+  });
+});
