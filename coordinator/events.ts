@@ -61,7 +61,7 @@ export class EventLog {
   }
 
   jobState(job: JobRecord, message: string, final = false): void {
-    this.emit(job, { type: 'job_state', message, final, progress: final ? 1 : jobProgress(job, undefined) });
+    this.emit(job, { type: 'job_state', message, final, progress: jobProgress(job, undefined) });
   }
 
   subtaskState(job: JobRecord, s: SubtaskRecord, message = '', progress = jobProgress(job, undefined)): void {

@@ -274,7 +274,9 @@ export function resumeProgress(job: JobRecord, value: number): void {
 }
 
 export function jobProgress(job: JobRecord, subtasks: SubtaskRecord[] | undefined): number {
-  if (TERMINAL_JOB_STATES.has(job.state)) return job.state === 'cancelled' ? 0 : 1;
+  // A cancelled job stays where it stopped (it dropped to 0 in the events of its stopped subtasks,
+  // then its final event said 1): what it had done is what a watcher last saw.
+  if (TERMINAL_JOB_STATES.has(job.state)) return job.state === 'cancelled' ? (progressCache.get(job)?.value ?? 0) : 1;
   // Without the subtasks at hand (a listing, an event about something else): the last figure computed.
   if (!subtasks) return progressCache.get(job)?.value ?? 0;
   if (subtasks.length === 0) return progressCache.get(job)?.value ?? 0;
