@@ -199,7 +199,10 @@ export function toSubtaskInfo(s: SubtaskRecord): SubtaskInfo {
     progress: s.progress,
     duration_ms: String(s.durationMs),
     speculative: s.speculative,
-    error: s.error ? `${s.error.code}: ${s.error.message}` : '',
+    // A subtask that succeeded with some of its items failed (a photo of a batch that does not
+    // decode) says so too: it read as a plain success, and the item's failure showed only in the
+    // job's errors once it had ended.
+    error: s.error ? `${s.error.code}: ${s.error.message}` : (s.itemErrors ?? []).map((e) => `${e.code}: ${e.message}`).join('; ').slice(0, 4096),
   };
 }
 
