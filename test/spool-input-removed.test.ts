@@ -20,16 +20,22 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
 });
 
+/** A coordinator (no worker yet) on a data dir of its own, and a client of it; all gone after the test. */
+async function coordinatorWith(opts: { maxAttempts?: number }): Promise<{ dir: string; dataDir: string; address: string; client: TesseraClient }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-spool-gone-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const dataDir = path.join(dir, 'data');
+  const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir, log, http: '', ...opts });
+  const address = await coordinator.start();
+  cleanups.push(() => coordinator.close());
+  const client = new TesseraClient({ address });
+  cleanups.push(() => client.close());
+  return { dir, dataDir, address, client };
+}
+
 describe('a spooled input removed by hand', () => {
   it('fails its job with an error that says the spool file is gone, not INTERNAL', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-spool-gone-'));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const dataDir = path.join(dir, 'data');
-    const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir, log, http: '', maxAttempts: 2 });
-    const address = await coordinator.start();
-    cleanups.push(() => coordinator.close());
-    const client = new TesseraClient({ address });
-    cleanups.push(() => client.close());
+    const { dir, dataDir, address, client } = await coordinatorWith({ maxAttempts: 2 });
 
     const file = path.join(dir, 'a.bin');
     await writeFile(file, Buffer.alloc(200_000, 3));
@@ -51,14 +57,7 @@ describe('a spooled input removed by hand', () => {
   }, 30_000);
 
   it("is the coordinator's trouble, not its workers': no healthy worker is quarantined for it", async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-spool-gone-'));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const dataDir = path.join(dir, 'data');
-    const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir, log, http: '' });
-    const address = await coordinator.start();
-    cleanups.push(() => coordinator.close());
-    const client = new TesseraClient({ address });
-    cleanups.push(() => client.close());
+    const { dir, dataDir, address, client } = await coordinatorWith({});
     const file = path.join(dir, 'a.bin');
     await writeFile(file, Buffer.alloc(200_000, 3));
     const ids: string[] = [];

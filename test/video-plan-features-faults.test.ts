@@ -2,7 +2,7 @@
  * The 2026-12-05 video plan fields through faults: a segment re-run after the merge found it damaged,
  * and a job planned while no worker is connected.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +13,7 @@ import type { VideoJobParams } from '../shared/kinds/video-params.js';
 import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
 import type { VideoSubtaskPlan } from '../shared/media/video-plan.js';
 import { videoProcessor } from '../worker/processors/video.js';
-import { runKindInProcess, specOf } from './helpers/media.js';
+import { damagingSegment, runKindInProcess, specOf } from './helpers/media.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -45,20 +45,8 @@ describe('video segments re-run or planned around faults keep what they require 
       },
     };
     // Segment 2's first file is damaged after the worker counted it (a bad disk or copy).
-    let damaged = 0;
-    const flaky: typeof videoProcessor = {
-      ...videoProcessor,
-      async process(ctx) {
-        const res = await videoProcessor.process(ctx);
-        const plan = ctx.plan as VideoSubtaskPlan;
-        if (plan.type === 'segment' && plan.segment === 1 && damaged++ === 0) {
-          const file = res.outputs[0]!.path;
-          await writeFile(file, (await readFile(file)).subarray(0, 1500));
-        }
-        return res;
-      },
-    };
-    const run = await runKindInProcess(kind, flaky, specOf('video', { preset: 'ultrafast', segment_seconds: 1 }), [src], { dir });
+    const flaky = damagingSegment(videoProcessor, { segment: 1, keep: 1500 });
+    const run = await runKindInProcess(kind, flaky.processor, specOf('video', { preset: 'ultrafast', segment_seconds: 1 }), [src], { dir });
     expect(run.errors).toEqual([]);
     expect(rerun).toHaveLength(1);
     const original = planned.find((s) => (s.plan as VideoSubtaskPlan).type === 'segment' && (s.plan as { segment: number }).segment === 1)!;

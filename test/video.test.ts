@@ -14,7 +14,7 @@ import type { VideoSegmentPlan, VideoSubtaskPlan } from '../shared/media/video-p
 import { WORKER_FEATURES } from '../shared/job-kind.js';
 import { pino } from 'pino';
 import { videoProcessor } from '../worker/processors/video.js';
-import { decodedPictureHashes, makeVideo, runKindInProcess, specOf, type VideoFixture } from './helpers/media.js';
+import { damagingSegment, decodedPictureHashes, makeVideo, runKindInProcess, specOf, type VideoFixture } from './helpers/media.js';
 import { resolveLimits } from '../shared/limits.js';
 
 let dir: string;
@@ -320,23 +320,10 @@ describe('video kind (plan -> process -> merge in-process)', () => {
   it('gives up on a segment that keeps arriving damaged, and still publishes the other input', async () => {
     const good = await makeVideo(dir, 'good.mp4', { duration: 2 });
     const bad = await makeVideo(dir, 'always-damaged.mp4', { duration: 2 });
-    let damaged = 0;
-    const flaky: typeof videoProcessor = {
-      ...videoProcessor,
-      async process(ctx) {
-        const res = await videoProcessor.process(ctx);
-        const plan = ctx.plan as VideoSubtaskPlan;
-        if (plan.type === 'segment' && plan.source === 'always-damaged.mp4' && plan.segment === 1) {
-          damaged++;
-          const file = res.outputs[0]!.path;
-          await writeFile(file, (await readFile(file)).subarray(0, 2000));
-        }
-        return res;
-      },
-    };
-    const run = await runKindInProcess(videoKind, flaky, specOf('video', { preset: 'ultrafast', segment_seconds: 1 }), [good, bad], { dir });
+    const flaky = damagingSegment(videoProcessor, { segment: 1, keep: 2000, source: 'always-damaged.mp4', always: true });
+    const run = await runKindInProcess(videoKind, flaky.processor, specOf('video', { preset: 'ultrafast', segment_seconds: 1 }), [good, bad], { dir });
     // The first encode and two re-runs.
-    expect(damaged).toBe(3);
+    expect(flaky.seen()).toBe(3);
     expect(run.outputs.map((o) => o.name)).toEqual(['good.mp4']);
     expect((await decodeCheck(run.outputs[0]!.path)).frames).toBe(50);
     expect(run.errors).toEqual([{ input: 'always-damaged.mp4', code: 'DATA_LOSS', message: 'always-damaged.mp4: segment 2 kept failing its frame-count check' }]);
@@ -345,23 +332,11 @@ describe('video kind (plan -> process -> merge in-process)', () => {
 
   it('encodes a segment again when its file arrives damaged', async () => {
     const src = await makeVideo(dir, 'damaged.mp4', { duration: 3 });
-    let damaged = 0;
     // Damage the bytes of segment 2's first result after the worker checked it (as a bad disk or copy would).
-    const flaky: typeof videoProcessor = {
-      ...videoProcessor,
-      async process(ctx) {
-        const res = await videoProcessor.process(ctx);
-        const plan = ctx.plan as { type: string; segment: number };
-        if (plan.type === 'segment' && plan.segment === 1 && damaged++ === 0) {
-          const file = res.outputs[0]!.path;
-          await writeFile(file, (await readFile(file)).subarray(0, 2000));
-        }
-        return res;
-      },
-    };
-    const run = await runKindInProcess(videoKind, flaky, specOf('video', { preset: 'ultrafast', segment_seconds: 1 }), [src], { dir });
+    const flaky = damagingSegment(videoProcessor, { segment: 1, keep: 2000 });
+    const run = await runKindInProcess(videoKind, flaky.processor, specOf('video', { preset: 'ultrafast', segment_seconds: 1 }), [src], { dir });
     expect(run.errors).toEqual([]);
-    expect(damaged).toBe(2);
+    expect(flaky.seen()).toBe(2);
     expect(run.outcomes.filter((o) => o.phase === 1).map((o) => o.label)).toEqual([expect.stringContaining('segment 2')]);
     const decoded = await decodeCheck(run.outputs[0]!.path);
     expect(decoded.errors).toEqual([]);

@@ -4,7 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
@@ -178,4 +178,28 @@ export function specOf(kind: 'video' | 'thumbnails', params: Record<string, unkn
 export async function decodedPictureHashes(file: string): Promise<string[]> {
   const { stdout } = await promisify(execFile)(ffmpegBinaries().ffmpeg, ['-v', 'error', '-i', file, '-map', '0:v:0', '-f', 'framemd5', '-'], { maxBuffer: 16 * 2 ** 20 });
   return stdout.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(',').at(-1)!.trim());
+}
+
+/**
+ * `processor` with the file of its result for video segment `segment` (0-based; of `source` only,
+ * when given) cut to `keep` bytes after it was checked, as a bad disk or copy would: the first such
+ * result only, or every one with `always`. `seen()` counts the results of that segment made.
+ */
+export function damagingSegment<P>(processor: WorkerProcessor<P>, o: { segment: number; keep: number; source?: string; always?: boolean }): { processor: WorkerProcessor<P>; seen: () => number } {
+  let seen = 0;
+  return {
+    processor: {
+      ...processor,
+      async process(ctx) {
+        const res = await processor.process(ctx);
+        const plan = ctx.plan as { type?: string; segment?: number; source?: string };
+        if (plan.type === 'segment' && plan.segment === o.segment && (o.source === undefined || plan.source === o.source) && (seen++ === 0 || o.always)) {
+          const file = res.outputs[0]!.path;
+          await writeFile(file, (await readFile(file)).subarray(0, o.keep));
+        }
+        return res;
+      },
+    },
+    seen: () => seen,
+  };
 }
