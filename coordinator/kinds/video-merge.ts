@@ -236,7 +236,8 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
     tail.push('-movflags', '+faststart');
   }
   tail.push('-f', MUXER[rec.container], out);
-  let refused: string | undefined;
+  /** Subtitle tracks ffmpeg would not carry over (named where one alone could be told), and what it said. */
+  let refused: { tracks: string[]; reason: string } | undefined;
   try {
     await runFfmpeg([...args, ...subtitles, ...tail], { signal, input: rec.input });
   } catch (err) {
@@ -259,7 +260,7 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
       else failed.push(`${t.codec} (stream ${t.streamIndex})`);
     }
     await runFfmpeg([...args, ...(failed.length > 0 ? subtitleArgs(fine) : []), ...tail], { signal, input: rec.input });
-    refused = `${failed.length > 0 ? `track(s) ${failed.join(', ')}` : 'track(s)'}: ${err.message.replace(/^.*?\bffmpeg failed: /s, 'ffmpeg: ')}`;
+    refused = { tracks: failed, reason: err.message.replace(/^.*?\bffmpeg failed: /s, 'ffmpeg: ') };
   }
   await verifyOutput(out, rec, hasAudio, mapped.length, signal);
   // Told once the output they are about is made.
@@ -267,7 +268,7 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
     const container = rec.container === 'mkv' ? 'Matroska' : rec.container === 'mp4' ? 'MP4' : 'WebM';
     ctx.warn(rec.input, `subtitle track(s) ${left.join(', ')} left out: ${container} cannot hold them${inMatroska && rec.container !== 'mkv' ? ' (Matroska can: --container mkv)' : ''}`);
   }
-  if (refused) ctx.warn(rec.input, `subtitle ${refused.startsWith('track(s) ') ? refused.replace(/:.*$/s, '') : 'track(s)'} could not be carried over, and the video was stitched without them (${refused.replace(/^track\(s\)[^:]*: /, '')})`);
+  if (refused) ctx.warn(rec.input, `subtitle track(s)${refused.tracks.length > 0 ? ` ${refused.tracks.join(', ')}` : ''} could not be carried over, and the video was stitched without them (${refused.reason})`);
   return { name, path: out, source: rec.input, contentType: CONTENT_TYPE[rec.container] };
 }
 
