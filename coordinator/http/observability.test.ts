@@ -21,6 +21,8 @@ import { TesseraClient } from '../../client/client.js';
 import { Coordinator } from '../coordinator.js';
 import { CoordinatorMetrics } from './metrics.js';
 import { LiveHub } from './live.js';
+import { CoordinatorHttpServer } from './server.js';
+
 import { coordinatorKinds } from '../kinds/index.js';
 import { inProcessManager } from '../../test/helpers/job-manager.js';
 
@@ -255,6 +257,52 @@ describe('HTTP edges', () => {
     } finally {
       agent.destroy();
       await coordinator.close();
+    }
+  });
+  it('closes a connection whose request trickles in (408) within the request timeout, while a live feed lasts past it', async () => {
+    const { manager, close } = setup();
+    const server = new CoordinatorHttpServer({ listen: '127.0.0.1:0', manager, log, serving: () => true, requestTimeoutMs: 800 });
+    const address = await server.start();
+    const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.split(':').at(-1))];
+    /** Sends `head` then one byte of `drip` every 100 ms; resolves with what came back and when the server closed it. */
+    const trickle = (head: string, drip: string): Promise<{ answer: string; ms: number }> =>
+      new Promise((resolve, reject) => {
+        const t0 = Date.now();
+        let answer = '';
+        const sock = net.connect(port, host, () => sock.write(head));
+        const timer = setInterval(() => sock.writable && sock.write(drip), 100);
+        const give = setTimeout(() => sock.destroy(new Error('still open after 6 s')), 6000);
+        sock.setEncoding('utf8');
+        sock.on('data', (c: string) => (answer += c));
+        sock.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' || err.code === 'ECONNRESET' ? undefined : reject(err)));
+        sock.on('close', () => {
+          clearInterval(timer);
+          clearTimeout(give);
+          resolve({ answer, ms: Date.now() - t0 });
+        });
+      });
+    const feed = new Promise<number>((resolve, reject) => {
+      http.get({ host, port, path: '/events' }, (res) => {
+        res.resume();
+        setTimeout(() => {
+          resolve(res.statusCode ?? 0);
+          res.destroy();
+        }, 2500);
+        res.on('close', () => reject(new Error('the live feed was closed')));
+      });
+    });
+    try {
+      // Before: requestTimeout 0, so both sockets stayed open as long as the client kept dripping.
+      const body = await trickle('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n', 'a');
+      expect(body.answer).toContain('408 Request Timeout');
+      expect(body.ms).toBeLessThan(5000);
+      const headers = await trickle('GET /healthz HTTP/1.1\r\n', 'X');
+      expect(headers.answer).toContain('408 Request Timeout');
+      expect(headers.ms).toBeLessThan(5000);
+      expect(await feed).toBe(200);
+    } finally {
+      await server.close();
+      close();
     }
   });
 });

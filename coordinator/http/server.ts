@@ -34,7 +34,12 @@ export interface HttpServerOptions {
   dashboardAccess?: (token: string, peer: string) => DashboardAccess;
   /** Host names it answers to besides localhost and IP addresses (`--http-host`). */
   hosts?: readonly string[];
+  /** How long a client may take to send a whole request, headers and body (default 30 s). */
+  requestTimeoutMs?: number;
 }
+
+/** A request (headers and body) must arrive within this; a live feed's response may last forever. */
+const REQUEST_TIMEOUT_MS = 30_000;
 
 /** How long the dashboard's cookie keeps an admin token. */
 const ACCESS_COOKIE_SECONDS = 12 * 3600;
@@ -118,15 +123,20 @@ export class CoordinatorHttpServer {
     this.allowedHosts = (opts.hosts ?? []).map((h) => h.trim().toLowerCase().replace(/\.$/, ''));
     this.metrics = new CoordinatorMetrics(opts.manager);
     this.live = new LiveHub(opts.manager);
-    this.server = http.createServer((req, res) => {
+    // Node checks the timeouts below on this interval (30 s by default, longer than a short timeout).
+    const requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    this.server = http.createServer({ connectionsCheckingInterval: Math.min(requestTimeout / 4, 5000) }, (req, res) => {
       this.route(req, res).catch((err: unknown) => {
         opts.log.error({ err, url: req.url }, 'http request failed');
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
         res.end('internal error\n');
       });
     });
-    // SSE streams are long-lived: no request timeout, but keep idle keep-alive sockets short.
-    this.server.requestTimeout = 0;
+    // The request timeout is for receiving the request only: a live feed's response (SSE) goes on
+    // past it, but a client that trickles its headers or a body in holds a socket no longer than
+    // this (408). Idle keep-alive sockets are closed sooner still.
+    this.server.requestTimeout = requestTimeout;
+    this.server.headersTimeout = requestTimeout;
     this.server.keepAliveTimeout = 5000;
   }
 
