@@ -19,6 +19,7 @@ import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord, ty
 import { listPage } from './job-list.js';
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
+import { peerHost } from './auth-rate-limit.js';
 import { headBytes, inputChecker } from './input-check.js';
 import { coordinatorKinds } from './kinds/index.js';
 import { SHARED_LOOKUPS, type SharedRoots } from './shared-inputs.js';
@@ -32,6 +33,8 @@ export type JobServiceLimits = Limits;
 
 /** Who is calling, and whether they may touch a job (coordinator/auth.ts). */
 export interface JobAccess {
+  /** Whether clients need no token (then every client is the same identity). */
+  readonly clientsOpen: boolean;
   identify(md: grpc.Metadata): Caller;
   assertOwner(caller: Caller, owner: string, jobId: string): void;
 }
@@ -62,6 +65,39 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     const job = jobs.get(jobId);
     access.assertOwner(access.identify(md), job.owner, jobId);
     return job;
+  };
+  /**
+   * WatchJob and DownloadOutput calls open, per client: each holds memory on the coordinator (about
+   * 18 KiB), so one client cannot open them without end. A client is its token's identity; where
+   * clients need no token, its address (every client there is the same identity).
+   */
+  const streams = new Map<string, number>();
+  const holdStream = <T>(md: grpc.Metadata, peer: string, signal: AbortSignal, open: () => AsyncIterable<T>): AsyncIterable<T> => {
+    const caller = access.identify(md);
+    const key = access.clientsOpen ? `address ${peerHost(peer)}` : `client ${caller.id}`;
+    const held = streams.get(key) ?? 0;
+    if (held >= limits.maxStreamsPerClient) {
+      throw new TesseraError(status.RESOURCE_EXHAUSTED, `${held} WatchJob and DownloadOutput calls open from this client: over the limit --max-streams-per-client=${limits.maxStreamsPerClient}; end some first`);
+    }
+    const it = open();
+    streams.set(key, held + 1);
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      const n = (streams.get(key) ?? 1) - 1;
+      if (n > 0) streams.set(key, n);
+      else streams.delete(key);
+    };
+    signal.addEventListener('abort', release, { once: true });
+    return (async function* () {
+      try {
+        yield* it;
+      } finally {
+        signal.removeEventListener('abort', release);
+        release();
+      }
+    })();
   };
   /**
    * Submissions with a request_id still receiving their inputs, by owner and id. A retry of one
@@ -283,9 +319,11 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       owned(ctx.metadata, req.job_id);
       const unknown = req.types.find((t) => !EVENT_TYPES.has(t));
       if (unknown !== undefined) throw invalidArgument(`types: unknown event type "${unknown}" (one of ${[...EVENT_TYPES].join(', ')})`);
-      let events = watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal, req.types.length > 0 ? new Set(req.types) : undefined);
-      if (req.inline_outputs_up_to > 0) events = withOutputData(events, jobs, req.job_id, Math.min(req.inline_outputs_up_to, INLINE_OUTPUT_MAX_BYTES));
-      return req.batch ? batched(events) : unbatched(events);
+      return holdStream(ctx.metadata, ctx.peer, ctx.signal, () => {
+        let events = watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal, req.types.length > 0 ? new Set(req.types) : undefined);
+        if (req.inline_outputs_up_to > 0) events = withOutputData(events, jobs, req.job_id, Math.min(req.inline_outputs_up_to, INLINE_OUTPUT_MAX_BYTES));
+        return req.batch ? batched(events) : unbatched(events);
+      });
     }, { headersFirst: true }),
 
     GetJob: unary(log, async (req: { job_id: string; include_subtasks: boolean }, ctx) => {
@@ -309,8 +347,10 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     DownloadOutput: serverStream(log, (req: { job_id: string; name: string; offset: string }, ctx) => {
       owned(ctx.metadata, req.job_id);
       if (!req.name) throw invalidArgument("name is empty: name the output (an OutputInfo's name, as GetJob or an output event gives it)");
-      jobs.outputDownloads++;
-      return download(jobs, req, ctx.signal);
+      return holdStream(ctx.metadata, ctx.peer, ctx.signal, () => {
+        jobs.outputDownloads++;
+        return download(jobs, req, ctx.signal);
+      });
     }),
 
     ListWorkers: unary(log, async (_req: unknown, ctx) => {

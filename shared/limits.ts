@@ -24,6 +24,8 @@ export interface Limits {
   maxVideoFrames: number;
   /** Unfinished jobs of one client identity at a time. */
   maxJobsPerClient: number;
+  /** WatchJob and DownloadOutput calls one client has open at once (each holds some memory). */
+  maxStreamsPerClient: number;
 }
 
 /** One limit's flag, environment variable, default and meaning. */
@@ -46,6 +48,8 @@ export const LIMIT_SPECS: readonly LimitSpec[] = [
   { key: 'maxVideoPixels', flag: '--max-video-pixels', env: 'TESSERA_MAX_VIDEO_PIXELS', fallback: 7680 * 4320, description: 'most pixels of one video frame (8K)' },
   { key: 'maxVideoFrames', flag: '--max-video-frames', env: 'TESSERA_MAX_VIDEO_FRAMES', fallback: 6 * 3600 * 120, description: 'most frames of one video' },
   { key: 'maxJobsPerClient', flag: '--max-jobs-per-client', env: 'TESSERA_MAX_JOBS_PER_CLIENT', fallback: 100, description: 'most unfinished jobs of one client' },
+  // About 18 KiB of the coordinator's memory each: 1000 is 18 MiB, and many watchers per job.
+  { key: 'maxStreamsPerClient', flag: '--max-streams-per-client', env: 'TESSERA_MAX_STREAMS_PER_CLIENT', fallback: 1000, description: 'most WatchJob and DownloadOutput calls one client has open at once' },
 ];
 
 /** The flag that sets a limit, for messages ("over the limit --max-pixels=..."). */

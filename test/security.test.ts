@@ -1,7 +1,7 @@
 /**
  * Tokens on a real cluster: workers join with the worker token, clients act with their own; a
  * client token cannot act as a worker and the reverse; jobs are private to their submitter (admins
- * excepted); failures are logged without the secret; per-client job limits; and failed attempts
+ * excepted); failures are logged without the secret; per-client job and stream limits; and failed attempts
  * are rate-limited per peer, valid tokens excepted (last, since it locks failing callers on
  * 127.0.0.1 out for a while).
  */
@@ -24,6 +24,7 @@ const WORKER = 'worker-token-0123456789abcdef';
 const ALICE = 'alice-token-0123456789abcdef';
 const BOB = 'bob-token-0123456789abcdef0';
 const ROOT = 'root-token-0123456789abcdef';
+const CAROL = 'carol-token-0123456789abcdef';
 const WRONG = 'wrong-token-guess-0123456789';
 
 let cluster: TestCluster;
@@ -69,10 +70,10 @@ async function drain(it: AsyncIterable<unknown>): Promise<void> {
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-security-'));
   const tokens = path.join(dir, 'clients.txt');
-  await writeFile(tokens, `# name:token[:admin]\nalice:${ALICE}\nbob:${BOB}\nroot:${ROOT}:admin\n`);
+  await writeFile(tokens, `# name:token[:admin]\nalice:${ALICE}\nbob:${BOB}\nroot:${ROOT}:admin\ncarol:${CAROL}\n`);
   await writeFile(path.join(dir, 'worker.token'), `${WORKER}\n`);
   cluster = await startCluster({
-    coordinatorArgs: ['--worker-token-file', path.join(dir, 'worker.token'), '--client-tokens-file', tokens, '--max-jobs-per-client', '2'],
+    coordinatorArgs: ['--worker-token-file', path.join(dir, 'worker.token'), '--client-tokens-file', tokens, '--max-jobs-per-client', '2', '--max-streams-per-client', '6'],
     workerArgs: ['--worker-token', WORKER],
     clientOptions: { token: ROOT },
     onLog: (who, line) => {
@@ -182,6 +183,55 @@ describe('tokens', () => {
     const other = await as(ALICE).submit({ passthrough: {} }, []);
     expect(other.id).toBeTruthy();
     for (const j of slow) await bob.cancel(j.id);
+  });
+
+  it('a client may have at most --max-streams-per-client WatchJob and DownloadOutput calls open; others are not affected, and a call that ends frees its place', async () => {
+    const job = await as(CAROL).submit({ passthrough: { subtasks: 1, work_ms: 20_000 } }, []);
+    const stub = rawJobService(cluster.address);
+    const md = (token: string): grpc.Metadata => {
+      const m = new grpc.Metadata();
+      m.set('authorization', `Bearer ${token}`);
+      return m;
+    };
+    /** A WatchJob of the job: resolves 'open' once the coordinator has taken it, or its error. */
+    const watch = (token: string) => {
+      const call = stub.WatchJob({ job_id: job.id }, md(token));
+      const answer = new Promise<string | grpc.ServiceError>((resolve) => {
+        call.on('metadata', () => resolve('open'));
+        call.on('error', (e: grpc.ServiceError) => resolve(e));
+        call.on('data', () => undefined);
+      });
+      return { call, answer };
+    };
+    const held = Array.from({ length: 6 }, () => watch(CAROL));
+    expect(await Promise.all(held.map((h) => h.answer))).toEqual(Array(6).fill('open'));
+    // Before: no limit, each call held about 18 KiB of the coordinator's memory, without end.
+    const over = watch(CAROL);
+    expect(await over.answer).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, details: '6 WatchJob and DownloadOutput calls open from this client: over the limit --max-streams-per-client=6; end some first' });
+    const download = await new Promise<grpc.ServiceError | undefined>((resolve) => {
+      const call = stub.DownloadOutput({ job_id: job.id, name: 'x' }, md(CAROL));
+      call.on('data', () => undefined);
+      call.on('error', resolve);
+      call.on('end', () => resolve(undefined));
+    });
+    expect(download).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
+    // Another client (an admin, who may watch it) is not affected.
+    const admin = watch(ROOT);
+    expect(await admin.answer).toBe('open');
+    admin.call.cancel();
+    // One call cancelled: its place is free again.
+    held[0]!.call.cancel();
+    let again: ReturnType<typeof watch> | undefined;
+    await expect
+      .poll(async () => {
+        again?.call.cancel();
+        again = watch(CAROL);
+        return again.answer;
+      }, { timeout: 5000, interval: 50 })
+      .toBe('open');
+    for (const h of [...held, again!]) h.call.cancel();
+    await as(CAROL).cancel(job.id);
+    stub.close();
   });
 
   it('submissions still uploading count towards --max-jobs-per-client, and stop counting when they end', async () => {
