@@ -4,7 +4,7 @@ import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
-import { TesseraError, dataLoss, hasLocalTroubleCode, invalidArgument } from '../shared/errors.js';
+import { TesseraError, dataLoss, hasLocalTroubleCode, invalidArgument, statusDetails } from '../shared/errors.js';
 import { asWire, passEncoded, readEncodedChunks } from '../shared/encoded-chunks.js';
 import { clientStream, serverStream } from '../shared/grpc-handlers.js';
 import { compileDecoder, compileEncoder, withFallback } from '../shared/proto-encoder.js';
@@ -187,7 +187,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       try {
         authorize(call.metadata);
       } catch (err) {
-        call.emit('error', { code: (err as TesseraError).code ?? status.UNAUTHENTICATED, details: (err as Error).message, metadata: new grpc.Metadata() });
+        call.emit('error', { code: (err as TesseraError).code ?? status.UNAUTHENTICATED, details: statusDetails((err as Error).message), metadata: new grpc.Metadata() });
         return;
       }
       call.on('data', (msg: WorkerMessage__Output) => {
@@ -271,7 +271,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
           }
         } catch (err) {
           const e = err instanceof TesseraError ? err : invalidArgument(String(err));
-          call.emit('error', { code: e.code, details: e.message, metadata: new grpc.Metadata() });
+          call.emit('error', { code: e.code, details: statusDetails(e.message), metadata: new grpc.Metadata() });
         }
       });
       call.on('end', () => {

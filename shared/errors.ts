@@ -165,8 +165,21 @@ function newMetadata(): Metadata {
  */
 const MAX_DETAILS_BYTES = 4096;
 
+/**
+ * A status message as it can go on the wire: at most MAX_DETAILS_BYTES, and well-formed. A message
+ * that quotes a client's text cut in the middle of an astral character (an emoji is two UTF-16
+ * units) holds a lone surrogate, and grpc-js's `encodeURI` of it throws as the status is sent: in a
+ * handler's callback, an exception that took the whole process down. Written as UTF-8 and read
+ * back, a lone surrogate becomes U+FFFD.
+ */
+export function statusDetails(details: string): string {
+  const bytes = Buffer.from(details, 'utf8');
+  if (bytes.length > MAX_DETAILS_BYTES) return `${bytes.subarray(0, MAX_DETAILS_BYTES).toString('utf8').replace(/\uFFFD$/, '')}... (cut)`;
+  return bytes.toString('utf8');
+}
+
 function withMetadata(code: status, details: string, input?: string): Partial<ServiceError> & { code: status; details: string } {
-  if (Buffer.byteLength(details) > MAX_DETAILS_BYTES) details = `${Buffer.from(details).subarray(0, MAX_DETAILS_BYTES).toString('utf8').replace(/\uFFFD$/, '')}... (cut)`;
+  details = statusDetails(details);
   if (input && Buffer.byteLength(input) > MAX_DETAILS_BYTES) input = undefined;
   const metadata = newMetadata();
   if (input) metadata.set(ERROR_INPUT_KEY, Buffer.from(input, 'utf8'));

@@ -7,6 +7,24 @@ import { toServiceError } from './errors.js';
 import type { Logger } from './logger.js';
 import { writeWithBackpressure } from './streams.js';
 
+/**
+ * Ends a call with the status of `err`. Should grpc-js throw as it sends it (a message it cannot
+ * write), the call still ends, as INTERNAL: a throw here is in a promise's handler, where it would
+ * be an unhandled rejection and stop the whole process.
+ */
+function endWith(send: (e: ReturnType<typeof toServiceError>) => void, err: unknown, log: Logger): void {
+  try {
+    send(toServiceError(err, log));
+  } catch (sendErr) {
+    log.error({ err: sendErr, cause: err }, 'could not send a call\'s status: sent INTERNAL instead');
+    try {
+      send({ code: grpc.status.INTERNAL, details: 'internal error (see the coordinator log)', metadata: new grpc.Metadata() });
+    } catch {
+      // The call is beyond answering; the process goes on.
+    }
+  }
+}
+
 /** A per-call AbortController tied to the call's 'cancelled' event. */
 function callSignal(call: { on(event: 'cancelled', cb: () => void): unknown; removeListener?: unknown }): AbortController {
   const controller = new AbortController();
@@ -22,7 +40,7 @@ export function unary<Req, Res>(
     const controller = callSignal(call);
     fn(call.request, { signal: controller.signal, metadata: call.metadata, peer: call.getPeer() }).then(
       (res) => callback(null, res),
-      (err: unknown) => callback(toServiceError(err, log)),
+      (err: unknown) => endWith((e) => callback(e), err, log),
     );
   };
 }
@@ -52,7 +70,7 @@ export function serverStream<Req, Res>(
       } catch (err) {
         if (signal.aborted) return;
         // grpc-js turns an 'error' event on a server stream into the call's status.
-        call.emit('error', toServiceError(err, log));
+        endWith((e) => call.emit('error', e), err, log);
       }
     })();
   };
@@ -69,7 +87,7 @@ export function clientStream<Req, Res>(
       (err: unknown) => {
         // Stop reading the rest of an upload we have rejected.
         call.removeAllListeners('data');
-        callback(toServiceError(err, log));
+        endWith((e) => callback(e), err, log);
       },
     );
   };

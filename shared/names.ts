@@ -21,7 +21,7 @@ export const MAX_OUTPUT_NAME_BYTES = 240;
  */
 export function safeFileName(name: string, what = 'file name', maxBytes = MAX_NAME_BYTES): string {
   if (typeof name !== 'string' || name.length === 0) throw invalidArgument(`${what} is empty`);
-  if (Buffer.byteLength(name) > maxBytes) throw invalidArgument(`${what} "${printable(name.slice(0, 40))}..." is longer than ${maxBytes} bytes (UTF-8)`);
+  if (Buffer.byteLength(name) > maxBytes) throw invalidArgument(`${what} "${printable(leading(name, 40))}..." is longer than ${maxBytes} bytes (UTF-8)`);
   // protobufjs decodes bytes that are not UTF-8 as U+FFFD: the name the client meant is not this one.
   if (name.includes('\uFFFD')) throw invalidArgument(`${what} "${printable(name)}" is not valid UTF-8 (it holds U+FFFD, which stands for bytes that are not)`);
   // eslint-disable-next-line no-control-regex
@@ -76,9 +76,14 @@ export function safeOutputName(name: string): string {
   return safeFileName(name, 'output name', MAX_OUTPUT_NAME_BYTES);
 }
 
+/** The first `n` characters of `s`, by code point: a cut by UTF-16 unit can split an emoji in two. */
+function leading(s: string, n: number): string {
+  return Array.from(s.slice(0, 2 * n)).slice(0, n).join('');
+}
+
 function printable(s: string): string {
   // eslint-disable-next-line no-control-regex
-  return s.replace(/[\u0000-\u001f\u007f\p{Cf}\p{Zl}\p{Zp}\u{80}-\u{9F}]/gu, '?').slice(0, 80);
+  return leading(s.replace(/[\u0000-\u001f\u007f\p{Cf}\p{Zl}\p{Zp}\u{80}-\u{9F}]/gu, '?'), 80);
 }
 
 /**
