@@ -33,7 +33,7 @@ import type { WorkerInfo__Output } from '../shared/proto/generated/tessera/v1/Wo
 import { asWire, readEncodedChunks } from '../shared/encoded-chunks.js';
 import { closeWriteStream, threadedWriteStream } from '../shared/file-writer.js';
 import { endsWithAnswer, newSha256, sha256, sha256File, writeWithBackpressure } from '../shared/streams.js';
-import { clientTokenFromEnv } from '../shared/auth.js';
+import { clientTokenFromEnv, tokenProblem } from '../shared/auth.js';
 import { clientCredentialsFromEnv } from '../shared/tls.js';
 import type * as Protobuf from 'protobufjs';
 
@@ -169,6 +169,9 @@ export class TesseraClient {
     this.client = new JobService(this.address, opts.credentials ?? clientCredentialsFromEnv(), clientChannelOptions(keepaliveOf(opts.keepalive)));
     // Read once: the token may come from a file (TESSERA_TOKEN_FILE).
     this.token = opts.token ?? clientTokenFromEnv();
+    const problem = this.token === undefined ? undefined : tokenProblem(this.token);
+    // Not the token itself in the message: grpc-js's own refusal, at the first call, quoted it.
+    if (problem) throw invalidArgument(`the client token (${opts.token !== undefined ? 'the token option' : 'TESSERA_TOKEN or TESSERA_TOKEN_FILE'}) ${problem}`);
     this.deadlineMs = opts.deadlineMs ?? testUnaryDeadlineMs() ?? UNARY_DEADLINE_MS;
   }
 

@@ -25,6 +25,20 @@ export interface TokenEntry extends Principal {
 /** Shortest token accepted: anything shorter is guessable. */
 export const MIN_TOKEN_LENGTH = 16;
 
+/**
+ * Why no client or worker could send `token`, or undefined. A token travels as one word of a
+ * gRPC header (`authorization: Bearer TOKEN`): printable ASCII without spaces. grpc-js refuses
+ * anything else as the call is made, with an error that quotes the header (the secret). The
+ * reason never holds the token.
+ */
+export function tokenProblem(token: string): string | undefined {
+  if (/[\r\n]/.test(token)) return 'holds a line break (a token file holds the token on one line, and nothing else)';
+  if (/\s/.test(token)) return 'contains white space, which no client can send';
+  // eslint-disable-next-line no-control-regex
+  if (/[^\x21-\x7e]/.test(token)) return 'holds a character other than printable ASCII (letters, digits, punctuation), which a gRPC header cannot carry';
+  return undefined;
+}
+
 const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
 
 /** A set of tokens, looked up in constant time. */
@@ -34,6 +48,8 @@ export class TokenTable {
   constructor(entries: readonly TokenEntry[]) {
     for (const e of entries) {
       if (e.token.length < MIN_TOKEN_LENGTH) throw new Error(`the token of "${e.id}" is shorter than ${MIN_TOKEN_LENGTH} characters`);
+      const problem = tokenProblem(e.token);
+      if (problem) throw new Error(`the token of "${e.id}" ${problem}`);
     }
     this.entries = entries.map((e) => ({ hash: digest(e.token), principal: { id: e.id, role: e.role } }));
   }
@@ -115,7 +131,8 @@ export function parseClientTokens(text: string): TokenEntry[] {
     }
     if (!/^[\w.@-]{1,64}$/.test(id)) throw new Error(`client tokens, entry ${i + 1}: name "${id.slice(0, 64)}" may only use letters, digits and . @ _ -`);
     // A token is sent as one word (Authorization: Bearer TOKEN): one with a space could never match.
-    if (/\s/.test(token)) throw new Error(`client tokens, entry ${i + 1} ("${id}"): the token contains white space, which no client can send`);
+    const problem = tokenProblem(token);
+    if (problem) throw new Error(`client tokens, entry ${i + 1} ("${id}"): the token ${problem}`);
     out.push({ id, token, role: role === 'admin' ? 'admin' : 'client' });
   }
   const clash = tokenShared(out);

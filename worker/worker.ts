@@ -27,6 +27,7 @@ import { TEMP_HEARTBEAT_MS, defaultTempRoot, listenInTempRoot, makeTempRoot, rem
 import type { Server } from 'node:net';
 import { workerProcessors } from './processors/index.js';
 import { ProcessorIsolation, defaultMemoryLimitMb } from './isolation.js';
+import { tokenProblem } from '../shared/auth.js';
 
 export interface WorkerOptions {
   coordinator: string;
@@ -123,6 +124,9 @@ export class Worker {
   private markRegistered!: () => void;
 
   constructor(private readonly opts: WorkerOptions) {
+    const problem = opts.token === undefined ? undefined : tokenProblem(opts.token);
+    // Else grpc-js refuses it at the first call, in a callback, with a message quoting it.
+    if (problem) throw new Error(`the worker token ${problem}`);
     // The container's limits, not the host's: several workers may share a machine.
     const cores = availableCores();
     this.slots = Math.max(1, opts.slots ?? cores);

@@ -8,7 +8,7 @@ import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { MIN_TOKEN_LENGTH, parseClientTokens, readSecret, tokenFingerprint, type TokenEntry } from '../../shared/auth.js';
+import { MIN_TOKEN_LENGTH, parseClientTokens, readSecret, tokenFingerprint, tokenProblem, type TokenEntry } from '../../shared/auth.js';
 import { LIMIT_SPECS, type LimitSpec, type Limits } from '../../shared/limits.js';
 import { channelCredentials, type ServerTlsFiles } from '../../shared/tls.js';
 import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
@@ -93,11 +93,14 @@ function checkTlsFiles(f: { tlsCa?: string | undefined; tlsCert?: string | undef
   }
 }
 
-/** Refuses a token no coordinator accepts (see MIN_TOKEN_LENGTH), without showing it. */
-function checkTokenLength(token: string | undefined, name: string, whose: string): void {
-  if (token !== undefined && token.length < MIN_TOKEN_LENGTH) {
+/** Refuses a token no coordinator accepts (see MIN_TOKEN_LENGTH) or no call can carry (tokenProblem), without showing it. */
+function checkToken(token: string | undefined, name: string, whose: string): void {
+  if (token === undefined) return;
+  if (token.length < MIN_TOKEN_LENGTH) {
     throw new UsageError(`${name}: ${whose} is shorter than ${MIN_TOKEN_LENGTH} characters, the least a coordinator accepts (make one with \`openssl rand -hex 24\`)`);
   }
+  const problem = tokenProblem(token);
+  if (problem) throw new UsageError(`${name}: ${whose} ${problem}`);
 }
 
 /** Reads a secret given as a value or a file (one of the two; see resolveSecretSources), naming the one given. */
@@ -182,9 +185,9 @@ export function coordinatorSecurity(o: object, name: OptionNamer = byFlag): Pick
   } catch (err) {
     throw new UsageError(`${clientTokensSecret.name}: ${(err as Error).message}`);
   }
-  for (const e of clientTokens) checkTokenLength(e.token, clientTokensSecret.name, `the token of "${e.id}"`);
+  for (const e of clientTokens) checkToken(e.token, clientTokensSecret.name, `the token of "${e.id}"`);
   const workerToken = secretOf(f as Record<string, unknown>, 'workerToken', 'workerTokenFile', name);
-  checkTokenLength(workerToken.secret, workerToken.name, 'the worker token');
+  checkToken(workerToken.secret, workerToken.name, 'the worker token');
   const asWorker = workerToken.secret ? clientTokens.find((e) => e.token === workerToken.secret) : undefined;
   if (asWorker) throw new UsageError(`${clientTokensSecret.name}: the token of "${asWorker.id}" is the worker token (${workerToken.name}): give clients tokens of their own, or that client would be taken for a worker and every worker for that client`);
   // Also refused by the coordinator itself; here it is a usage error, before anything starts.
@@ -239,7 +242,7 @@ export function workerSecurity(o: object, name: OptionNamer = byFlag): Pick<Work
   checkTlsFiles(f, name, 'the worker certificate');
   const { secret: token, name: tokenName } = secretOf(f as Record<string, unknown>, 'workerToken', 'workerTokenFile', name);
   // No coordinator accepts it: better said now than as a refusal on every try.
-  checkTokenLength(token, tokenName, 'the worker token');
+  checkToken(token, tokenName, 'the worker token');
   return {
     credentials: channelCredentials({ ca: f.tlsCa, cert: f.tlsCert, key: f.tlsKey }, Boolean(f.tls)),
     ...(token ? { token } : {}),
@@ -274,6 +277,11 @@ export function clientSecurityOptions(program: Command): Command {
         checkCertKeyPair(o, name);
         for (const attr of ['tokenFile', 'tlsCa', 'tlsCert', 'tlsKey']) checkReadableFile(o[attr] as string | undefined, name(attr));
         checkTlsFiles(o, name, 'the client certificate');
+        // A token no call can carry: grpc-js would refuse it at the first call, quoting it.
+        const tokenFile = o['tokenFile'] as string | undefined;
+        const token = readSecret({ value: o['token'] as string | undefined, file: tokenFile });
+        const problem = token === undefined ? undefined : tokenProblem(token);
+        if (problem) throw new UsageError(`${tokenFile !== undefined ? setting(name('tokenFile'), tokenFile) : name('token')}: the token ${problem}`);
         for (const [, attr, env] of CLIENT_FLAGS) {
           if (typeof o[attr] === 'string') process.env[env] = o[attr];
           // The client library reads the environment: a TESSERA_TOKEN that --token-file beat must go.
