@@ -4,7 +4,7 @@
  * variable or config-file key) and what it must be. Failures of the machine rather than of the
  * settings (a port in use) stay exit 1. The real CLI from dist/.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -102,6 +102,9 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
       [coordinator('--tls-cert', certs.serverCert, '--tls-key', certs.clientKey, '--print-config'), {}, /^tessera: --tls-key .*: not the private key of --tls-cert/m],
       [worker('--tls-ca', certs.ca, '--tls-cert', certs.clientCert, '--tls-key', certs.serverKey), {}, /^tessera: --tls-key .*: not the private key of --tls-cert/m],
       [worker('--tls-ca', certs.ca, '--tls-cert', f('expired.crt'), '--tls-key', f('expired.key')), {}, /^tessera: --tls-cert .*: the worker certificate expired on /m],
+      // An expired CA: it started, then refused every worker, each told to check its certificate was signed by it (it was).
+      [coordinator('--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-ca', f('expired.crt'), '--print-config'), {}, new RegExp(`^tessera: --tls-ca ${f('expired.crt')}: the CA certificate expired on .*GMT: no certificate it signed can be verified$`, 'm')],
+      [worker('--tls-ca', f('expired.crt')), {}, /^tessera: --tls-ca .*: the CA certificate expired on .*: no certificate it signed can be verified$/m],
       [['jobs', '--coordinator', '127.0.0.1:1', '--tls-ca', f('not-a-cert.pem')], {}, /^tessera: --tls-ca .*: not a PEM certificate/m],
       [['jobs', '--coordinator', '127.0.0.1:1', '--tls-ca', certs.ca, '--tls-cert', certs.clientCert, '--tls-key', certs.serverKey], {}, /^tessera: --tls-key .*: not the private key of --tls-cert/m],
       // --print-config prints only a configuration that would start
@@ -137,6 +140,15 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
       if (typeof message === 'string') expect(r.stderr.trimEnd(), what).toBe(message);
       else expect(r.stderr, what).toMatch(message);
     });
+  });
+});
+
+describe('a CA bundle', () => {
+  it('holding an expired CA next to a valid one is taken (a rotation in progress)', async () => {
+    const bundle = path.join(dir, 'bundle.pem');
+    await writeFile(bundle, (await readFile(path.join(dir, 'expired.crt'), 'utf8')) + (await readFile(certs.ca, 'utf8')));
+    const r = await cli(coordinator('--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-ca', bundle, '--print-config'));
+    expect(r.code, r.stderr).toBe(0);
   });
 });
 

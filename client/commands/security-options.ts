@@ -80,10 +80,26 @@ function checkTlsFiles(f: { tlsCa?: string | undefined; tlsCert?: string | undef
       throw new UsageError(`${setting(name(attr), file)}: not a PEM certificate (${(err as Error).message})`);
     }
   };
-  if (f.tlsCa) certificate(f.tlsCa, 'tlsCa');
+  const now = Date.now();
+  if (f.tlsCa) {
+    certificate(f.tlsCa, 'tlsCa');
+    // Every certificate of the bundle: it is unusable only when none is valid now. An expired CA
+    // refused every peer's certificate, each told to check that it was signed by this CA (it was).
+    const bundle = (readFileSync(f.tlsCa, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).flatMap((pem) => {
+      try {
+        return [new X509Certificate(pem)];
+      } catch {
+        return [];
+      }
+    });
+    if (bundle.length > 0 && bundle.every((c) => Date.parse(c.validTo) < now || Date.parse(c.validFrom) > now)) {
+      const c = bundle[0]!;
+      const when = Date.parse(c.validTo) < now ? `expired on ${c.validTo}` : `is valid only from ${c.validFrom} (is this machine's clock right?)`;
+      throw new UsageError(`${setting(name('tlsCa'), f.tlsCa)}: the CA certificate ${when}${bundle.length > 1 ? ', as is every other one in the file' : ''}: no certificate it signed can be verified`);
+    }
+  }
   if (!f.tlsCert || !f.tlsKey) return;
   const cert = certificate(f.tlsCert, 'tlsCert');
-  const now = Date.now();
   if (Date.parse(cert.validTo) < now) throw new UsageError(`${setting(name('tlsCert'), f.tlsCert)}: ${what} expired on ${cert.validTo}; make a new one`);
   if (Date.parse(cert.validFrom) > now) throw new UsageError(`${setting(name('tlsCert'), f.tlsCert)}: ${what} is valid only from ${cert.validFrom} (is this machine's clock right?)`);
   try {
