@@ -87,9 +87,13 @@ export class CoordinatorAuth {
     const isWorker = path.startsWith(WORKER_PREFIX);
     const isJob = path.startsWith(JOB_PREFIX);
     if (!isWorker && !isJob) return undefined;
+    // A side that checks nothing (clients without tokens, workers without token or certificate)
+    // has nothing to guess: its calls neither wait nor vouch for their token on the other side.
+    if (isWorker ? this.workersOpen && !this.config.requireWorkerCert : this.clientsOpen) return undefined;
     const host = peerHost(peer);
     const token = bearerToken(md);
-    const key = token === undefined ? '' : secretKey(token);
+    // What a token proved is kept per side: a worker token that worked says nothing of a client's.
+    const key = `${isWorker ? 'worker' : 'client'}:${token === undefined ? '' : secretKey(token)}`;
     const wait = this.limiter.retryAfterMs(host);
     // While an address is held back, only tokens that have already worked from it are looked at:
     // a guesser learns nothing, and the clients and workers sharing its address (a NAT, Docker's
