@@ -3,7 +3,7 @@
  * reference is resolved, and how a file replaced after submission is caught.
  */
 import { execFileSync } from 'node:child_process';
-import { chmod, link, mkdir, mkdtemp, realpath, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, link, mkdir, mkdtemp, readdir, realpath, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -73,6 +73,25 @@ describe('SharedRoots', () => {
     // Through the link itself, the folder made would be outside: refused, and not made.
     expect(await code(roots.resolveOutputDir(`${renders}/lnk/made`))).toBe(status.PERMISSION_DENIED);
     await expect(stat(path.join(dir, 'outside', 'deep', 'made'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('refuses an output folder with control or invisible characters (INVALID_ARGUMENT, shown quoted), and makes nothing', async () => {
+    const out = path.join(dir, 'odd-renders');
+    await mkdir(out);
+    const roots = await SharedRoots.create([media], data, [out]);
+    // Before: a NUL was FAILED_PRECONDITION "cannot create it: ERR_INVALID_ARG_VALUE", with the NUL
+    // in the message; a line break or a right-to-left override was made in the root.
+    for (const name of ['a\0b', 'line\nbreak', 'report\u202Egnp.exe', 'zero\u200Bwidth']) {
+      const err = await roots.resolveOutputDir(path.join(out, name)).then(
+        () => undefined,
+        (e: { code?: number; message?: string }) => e,
+      );
+      expect(err?.code, JSON.stringify(name)).toBe(status.INVALID_ARGUMENT);
+      expect(err?.message).toContain(`spec.shared_output_dir ${JSON.stringify(path.join(out, name))}: contains`);
+    }
+    expect(await readdir(out)).toEqual([]);
+    // Letters of any script are names like any other.
+    expect(await roots.resolveOutputDir(path.join(out, 'rendus-été-日本'))).toBe(path.join(out, 'rendus-été-日本'));
   });
 
   it('refuses a file with other names (hard links), which may lie outside the roots, unless allowed', async () => {

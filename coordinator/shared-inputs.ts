@@ -21,6 +21,7 @@ import path from 'node:path';
 import { status } from '../shared/grpc-status.js';
 import { TesseraError } from '../shared/errors.js';
 import type { SpoolFile } from '../shared/job-kind.js';
+import { pathCharacterProblem } from '../shared/names.js';
 
 const SYSTEM = ['/proc', '/sys', '/dev', '/run'];
 
@@ -211,7 +212,9 @@ export class SharedRoots {
    * relative path or a file.
    */
   async resolveOutputDir(dir: string): Promise<string> {
-    const refuse = (code: status, why: string): TesseraError => new TesseraError(code, `spec.shared_output_dir ${dir}: ${why}`, { retryable: false });
+    const oddCharacters = pathCharacterProblem(dir);
+    const refuse = (code: status, why: string): TesseraError => new TesseraError(code, `spec.shared_output_dir ${oddCharacters ? JSON.stringify(dir) : dir}: ${why}`, { retryable: false });
+    if (oddCharacters) throw refuse(status.INVALID_ARGUMENT, oddCharacters);
     if (this.outputRoots.length === 0) throw refuse(status.FAILED_PRECONDITION, 'this coordinator writes outputs to no shared folder: start it with --shared-output-root, or download the outputs');
     if (!path.isAbsolute(dir)) throw refuse(status.INVALID_ARGUMENT, 'not an absolute path');
     const outside = (): TesseraError => refuse(status.PERMISSION_DENIED, "outside the coordinator's shared output folders");

@@ -66,6 +66,19 @@ function windowsProblem(name: string): string | undefined {
 
 /** Format and separator characters: bidirectional overrides, zero-width ones, line separators. */
 const HIDDEN = /[\p{Cf}\p{Zl}\p{Zp}\u{80}-\u{9F}]/u;
+
+/**
+ * Why a path a client names for the coordinator to make (an output folder) is no name anyone should
+ * find in a listing, or undefined: control characters (a line break forges lines in `ls`, logs and
+ * scripts; a NUL no system call takes) and invisible ones (a right-to-left override shows
+ * `report\u202Egnp.exe` as `reportexe.png`), as in file names.
+ */
+export function pathCharacterProblem(p: string): string | undefined {
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(p)) return 'contains control characters';
+  if (HIDDEN.test(p)) return 'contains invisible or formatting characters (such as U+202E or U+200B)';
+  return undefined;
+}
 /** Characters drawn as a slash or a backslash. */
 const SLASH_LIKE = /[\u2044\u2215\u2216\u29F8\u29F9\uFF0F\uFF3C]/u;
 const RESERVED_PREFIX = '.tessera-';
