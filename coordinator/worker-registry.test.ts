@@ -80,6 +80,22 @@ describe('WorkerRegistry listings', () => {
     ]);
   });
 
+  it('keeps at most so many lost workers, the most recently lost, whatever their age: a peer registering again and again does not grow it', () => {
+    const registry = new WorkerRegistry();
+    const now = 1_000_000;
+    const session = (id: string) => newWorkerSession({ id, name: id, instanceId: id, address: '', slots: 1, capabilities: caps, call: undefined });
+    const live = session('live');
+    registry.add(live);
+    for (let i = 0; i < 5; i++) {
+      const w = session(`gone-${i}`);
+      registry.add(w);
+      w.state = 'lost';
+      w.lostAt = now + i;
+    }
+    registry.prune(10 * 60_000, now + 10, 2);
+    expect(registry.all().map((w) => w.id).sort()).toEqual(['gone-3', 'gone-4', 'live']);
+  });
+
   it('hands a worker back under its name its quarantine and its count of quarantines in a row, unless it is the only worker', () => {
     const registry = new WorkerRegistry();
     const session = (id: string, name: string) => newWorkerSession({ id, name, instanceId: id, address: '', slots: 1, capabilities: caps, call: undefined });

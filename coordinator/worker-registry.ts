@@ -108,6 +108,9 @@ export const slotsInUse = (w: WorkerSession): number => Math.min(w.leases.size, 
 /** What a worker's name carries over to its next session (see WorkerRegistry.add). */
 type FailureRecord = Pick<WorkerSession, 'recentFailures' | 'quarantines' | 'quarantinedUntil'>;
 
+/** Most lost workers (and workers that left with failures on record) kept for listings and quarantines. */
+const MAX_LOST_KEPT = 1000;
+
 export class WorkerRegistry {
   private readonly sessions = new Map<string, WorkerSession>();
   /** The failure records of workers that left after draining, by name, until pruned. */
@@ -211,10 +214,17 @@ export class WorkerRegistry {
     if (w && (w.quarantines > 0 || w.recentFailures.length > 0)) this.left.set(w.name, { recentFailures: w.recentFailures, quarantines: w.quarantines, quarantinedUntil: w.quarantinedUntil, at: now });
   }
 
-  /** Forgets lost workers after a while so listings stay short, and the records of those that left. */
-  prune(keepLostMs: number, now = Date.now()): void {
+  /**
+   * Forgets lost workers after a while so listings stay short, and the records of those that left;
+   * past `keepLost` of either, the oldest first: a peer that registers and leaves again and again
+   * must not grow them without end.
+   */
+  prune(keepLostMs: number, now = Date.now(), keepLost = MAX_LOST_KEPT): void {
     for (const [id, w] of this.sessions) if (w.state === 'lost' && now - w.lostAt > keepLostMs) this.sessions.delete(id);
     for (const [name, r] of this.left) if (now - r.at > keepLostMs) this.left.delete(name);
+    const lost = [...this.sessions.values()].filter((w) => w.state === 'lost');
+    if (lost.length > keepLost) for (const w of lost.sort((a, b) => a.lostAt - b.lostAt).slice(0, lost.length - keepLost)) this.sessions.delete(w.id);
+    if (this.left.size > keepLost) for (const [name] of [...this.left].sort((a, b) => a[1].at - b[1].at).slice(0, this.left.size - keepLost)) this.left.delete(name);
   }
 
   /**

@@ -18,7 +18,7 @@ import type { SubtaskResult__Output } from '../shared/proto/generated/tessera/v1
 import type { UploadTaskOutputRequest__Output } from '../shared/proto/generated/tessera/v1/UploadTaskOutputRequest.js';
 import type { WorkerMessage__Output } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
 import type { WorkerServiceHandlers } from '../shared/proto/generated/tessera/v1/WorkerService.js';
-import { MAX_WORKER_SLOTS } from '../shared/config.js';
+import { MAX_WORKER_SLOTS, REGISTER_TEXT_BYTES } from '../shared/config.js';
 import { sha256 } from '../shared/streams.js';
 import type { JobManager } from './job-manager.js';
 import type { Spool } from './spool.js';
@@ -195,6 +195,8 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
           if (msg.msg === 'register' && msg.register) {
             const r = msg.register;
             if (session) return;
+            const problem = registerProblem(r);
+            if (problem) throw invalidArgument(`register: ${problem}`);
             const slots = Math.max(1, Math.min(MAX_WORKER_SLOTS, r.slots || 1));
             if ((r.slots || 1) > MAX_WORKER_SLOTS) log.warn({ worker: r.name || peer, asked: r.slots, given: slots }, `a worker asked for more slots than a coordinator gives one worker (${MAX_WORKER_SLOTS}): it gets ${MAX_WORKER_SLOTS}`);
             const prefetch = Math.min(slots * 4, r.prefetch || 0);
@@ -286,6 +288,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       const w = sessionOf(ctx.metadata);
       const f = jobs.taskInput(req.subtask_id, req.attempt, w.id, req.name);
       const offset = Number(req.offset || 0);
+      if (!Number.isSafeInteger(offset) || offset > f.size) throw new TesseraError(status.OUT_OF_RANGE, `offset ${req.offset} is past the end of input ${req.name} (${f.size} bytes)`, { retryable: false });
       // A shared file is read through a descriptor checked to be the file submitted (never by a
       // path a client may have swapped for a symlink since), up to its submitted size, and checked
       // again once read.
@@ -374,4 +377,40 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       return { size: String(size), sha256: digest };
     }),
   };
+}
+
+/** Most entries of a registration's lists (kinds, encoders, features, labels). */
+const REGISTER_LIST_ENTRIES = 1024;
+
+/**
+ * What is wrong with a registration, or undefined. The coordinator keeps what a worker registers
+ * with (a lost one's for minutes), lists it in every ListWorkers answer and logs its name on every
+ * line about it: a name of megabytes from any peer that may connect as a worker made ListWorkers
+ * fail for every client (its answer past the message limit), and a few hundred of them ran the
+ * coordinator out of memory.
+ */
+function registerProblem(r: NonNullable<WorkerMessage__Output['register']>): string | undefined {
+  const text = (what: string, v: string, printable = false): string | undefined => {
+    if (Buffer.byteLength(v) > REGISTER_TEXT_BYTES) return `${what} is longer than ${REGISTER_TEXT_BYTES} bytes`;
+    // eslint-disable-next-line no-control-regex
+    if (printable && /[\u0000-\u001f\u007f]/.test(v)) return `${what} ${JSON.stringify(v)} contains control characters`;
+    return undefined;
+  };
+  const c = r.capabilities;
+  const lists: [string, readonly string[]][] = c ? [['capabilities.kinds', c.kinds], ['capabilities.encoders', c.encoders], ['capabilities.features', c.features], ['capabilities.labels', Object.keys(c.labels ?? {})]] : [];
+  for (const [what, list] of lists) if (list.length > REGISTER_LIST_ENTRIES) return `${what} has ${list.length} entries, more than ${REGISTER_LIST_ENTRIES}`;
+  const checks = [
+    text('the worker name', r.name, true),
+    text('instance_id', r.instance_id, true),
+    ...(c
+      ? [
+          text('capabilities.ffmpeg_version', c.ffmpeg_version),
+          text('capabilities.sharp_version', c.sharp_version),
+          text('capabilities.libvips_version', c.libvips_version),
+          ...lists.flatMap(([what, list]) => list.map((v) => text(`an entry of ${what}`, v, true))),
+          ...Object.entries(c.labels ?? {}).map(([k, v]) => text(`label ${k}`, v, true)),
+        ]
+      : []),
+  ];
+  return checks.find((p) => p !== undefined);
 }

@@ -197,6 +197,9 @@ export function serverChannelOptions(k: Keepalive = DEFAULT_KEEPALIVE): Record<s
 /** Most slots a coordinator gives one worker: a worker asks for no more (its memory and threads per slot are sized on its count). */
 export const MAX_WORKER_SLOTS = 256;
 
+/** Most bytes of a worker's name, instance id, a label's key or value, a capability entry. */
+export const REGISTER_TEXT_BYTES = 256;
+
 /**
  * A switch's value as an environment variable gives it: true for 1, true, yes, on; false for 0,
  * false, no, off (any case); undefined for anything else, which the caller refuses naming it (a

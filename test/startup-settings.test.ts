@@ -122,6 +122,8 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
       [coordinator('--http', 'localhost:http'), {}, 'tessera: --http localhost:http: port "http" is not a number'],
       [coordinator('--listen', '[::1]:7700x'), {}, 'tessera: --listen [::1]:7700x: port "7700x" is not a number'],
       [worker('--label', 'zone=a,nolabel'), {}, 'tessera: --label nolabel: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)'],
+      // What a coordinator refuses at registration, on every try.
+      [worker('--name', 'n'.repeat(300)), {}, 'tessera: --name: longer than 256 bytes'],
       // Named as given (it was always "--label"), and refused by --print-config too (it printed them, exit 0).
       [worker(), { TESSERA_LABEL: 'gpu' }, 'tessera: TESSERA_LABEL=gpu: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)'],
       [worker('--label', 'gpu', '--print-config'), {}, 'tessera: --label gpu: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)'],

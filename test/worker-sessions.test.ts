@@ -199,4 +199,38 @@ describe('worker names', () => {
     const warning = lines.map((l) => JSON.parse(l) as { msg: string; worker?: string }).find((l) => l.msg.includes('two connected workers share this name'));
     expect(warning).toMatchObject({ worker: 'twin', address: expect.any(String), other: expect.any(String) });
   });
+
+  it('a registration past its bounds (a name of megabytes, a line break in it) is INVALID_ARGUMENT, and ListWorkers keeps answering', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-register-bounds-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log, http: '' });
+    const address = await coordinator.start();
+    cleanups.push(() => coordinator.close());
+    const { proto } = loadTesseraProto();
+    const caps = { kinds: ['passthrough'], encoders: [], cpu_count: 1, ffmpeg_version: '', sharp_version: '', libvips_version: '', labels: {}, memory_bytes: '0', features: [] };
+    /** What a raw Connect that registers as `name` is answered first: a message, or the stream's error. */
+    const registerAs = async (name: string, instanceId: string, labels: Record<string, string> = {}): Promise<{ msg?: string; code?: number; details?: string }> => {
+      const stub = new proto.tessera.v1.WorkerService(address, grpc.credentials.createInsecure());
+      const call = stub.Connect(new grpc.Metadata());
+      const answer = await new Promise<{ msg?: string; code?: number; details?: string }>((resolve) => {
+        call.on('data', (m: CoordinatorMessage__Output) => resolve({ msg: m.msg }));
+        call.on('error', (e: grpc.ServiceError) => resolve({ code: e.code, details: e.details }));
+        call.write({ register: { name, slots: 1, capabilities: { ...caps, labels }, instance_id: instanceId } });
+      });
+      call.end();
+      call.cancel();
+      stub.close();
+      return answer;
+    };
+    // Before: two names of 9 MB put ListWorkers' answer past the 16 MiB message limit, for every
+    // client, for the 10 minutes lost sessions are listed; a few hundred ran the heap out.
+    expect(await registerAs(`huge-a-${'N'.repeat(9_000_000)}`, 'huge-a')).toEqual({ code: grpc.status.INVALID_ARGUMENT, details: 'register: the worker name is longer than 256 bytes' });
+    expect(await registerAs(`huge-b-${'N'.repeat(9_000_000)}`, 'huge-b')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    expect(await registerAs('line\nbreak', 'nl')).toEqual({ code: grpc.status.INVALID_ARGUMENT, details: 'register: the worker name "line\\nbreak" contains control characters' });
+    expect(await registerAs('w', 'lbl', { zone: 'z'.repeat(300) })).toEqual({ code: grpc.status.INVALID_ARGUMENT, details: 'register: label zone is longer than 256 bytes' });
+    expect(await registerAs('ordinary-worker', 'ok')).toEqual({ msg: 'registered' });
+    const client = new TesseraClient({ address });
+    cleanups.push(async () => client.close());
+    expect((await client.listWorkers()).map((w) => w.name)).toEqual(['ordinary-worker']);
+  });
 });

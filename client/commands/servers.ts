@@ -5,7 +5,7 @@ import path from 'node:path';
 import type * as Grpc from '@grpc/grpc-js';
 import type { LevelWithSilent } from 'pino';
 import { createLogger, type LogFormat, type Logger } from '../../shared/logger.js';
-import { MAX_WORKER_SLOTS, coordinatorAddress, hostPortProblem } from '../../shared/config.js';
+import { MAX_WORKER_SLOTS, REGISTER_TEXT_BYTES, coordinatorAddress, hostPortProblem } from '../../shared/config.js';
 import type { Command } from 'commander';
 import { SERVER_TLS_ENV, byFlag, clientTlsVariablesIgnored, coordinatorSecurity, optionNamer, securitySummary, setting, workerSecurity, type OptionNamer } from './security-options.js';
 import { assertSecureDashboard, assertSecureListen, clientCredentialsFromEnv } from '../../shared/tls.js';
@@ -101,7 +101,15 @@ export function checkWorkerSettings(o: WorkerCommandOptions, name: OptionNamer =
   atLeast(o, 'threads', 1, name);
   atLeast(o, 'prefetch', 0, name, ' (0 = none)');
   checkKeepalive(o, name);
-  workerLabels(o, name);
+  const labels = workerLabels(o, name);
+  // What a coordinator refuses at registration, on every try.
+  if (o.name !== undefined) {
+    if (Buffer.byteLength(o.name) > REGISTER_TEXT_BYTES) throw new UsageError(`${name('name')}: longer than ${REGISTER_TEXT_BYTES} bytes`);
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u001f\u007f]/.test(o.name)) throw new UsageError(`${setting(name('name'), JSON.stringify(o.name))}: contains control characters`);
+  }
+  const long = Object.entries(labels).find(([k, v]) => Buffer.byteLength(k) > REGISTER_TEXT_BYTES || Buffer.byteLength(v) > REGISTER_TEXT_BYTES);
+  if (long) throw new UsageError(`${name('label')} ${long[0].slice(0, 40)}...: a label's key and value are at most ${REGISTER_TEXT_BYTES} bytes each`);
   // Named as given: the flag, its variable or the config key.
   const problem = o.coordinator === undefined ? undefined : hostPortProblem(o.coordinator, { portZero: false });
   if (problem) throw new UsageError(`${setting(name('coordinator'), o.coordinator)}: ${problem}`);
