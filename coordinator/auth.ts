@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
-import { TokenTable, bearerToken, tokenFingerprint, tokenShared, type Principal, type TokenEntry } from '../shared/auth.js';
+import { TokenTable, bearerToken, tokenFingerprint, tokenProblem, tokenShared, type Principal, type TokenEntry } from '../shared/auth.js';
 import { TesseraError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { FailureRateLimiter, peerHost, type RateLimitOptions } from './auth-rate-limit.js';
@@ -131,6 +131,11 @@ export class CoordinatorAuth {
    * everything, another client token nothing; under the same limit on failures as gRPC calls.
    */
   dashboardAccess(token: string, peer: string): DashboardAccess {
+    // No token of a gRPC header (grpc-js's Metadata would throw on it): a wrong one, counted as one.
+    if (tokenProblem(token)) {
+      this.limiter.fail(peerHost(peer));
+      return 'unauthenticated';
+    }
     const md = new grpc.Metadata();
     md.set('authorization', `Bearer ${token}`);
     if (this.check(`${JOB_PREFIX}Dashboard`, md, peer, undefined)) return 'unauthenticated';

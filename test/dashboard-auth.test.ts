@@ -72,6 +72,10 @@ describe('the dashboard with client tokens', () => {
     expect((await get('/api/workers', { cookie: `tessera_token_1=${encodeURIComponent(ADMIN)}; tessera_token=${encodeURIComponent(ADMIN)}` })).status).toBe(401);
     // A cookie that does not decode is a wrong token, not a server error.
     expect((await get('/api/jobs', { cookie: `${name}=%E0%A4%A` })).status).toBe(401);
+    // Nor one outside ASCII, as a header (Latin-1 "é") or a cookie (UTF-8): grpc-js's Metadata,
+    // which checks it, threw, and the request got 500 and an error with a stack in the log.
+    expect((await get('/api/jobs', { authorization: 'Bearer caf\u00e9-token-aaaaaaaaaaaa' })).status).toBe(401);
+    expect((await get('/api/workers', { cookie: `${name}=caf%C3%A9-token-aaaaaaaaaa` })).status).toBe(401);
     // The live stream too (read no further than its status).
     const events = await get('/events');
     expect(events.status).toBe(401);
