@@ -6,7 +6,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { dataLoss, TesseraError } from '../../shared/errors.js';
+import { dataLoss, hasLocalTroubleCode, TesseraError } from '../../shared/errors.js';
 import type { FinalOutput, ItemFailure, MergeContext, MergeResult, SubtaskOutcome } from '../../shared/job-kind.js';
 import { AUDIO_CODECS, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import type { PieceStats } from '../../shared/media/audio-analyze.js';
@@ -44,9 +44,10 @@ export async function mergeAudio(ctx: MergeContext<AudioJobParams>): Promise<Mer
       reports.push(done.report);
       for (const name of done.files) outputs.push({ name, path: path.join(ctx.outputDir, name), source: input, contentType: contentType(name, ctx.params) });
     } catch (err) {
+      // The coordinator's own trouble (a full disk): the job manager merges again later, as for video.
+      if (!(err instanceof TesseraError) || hasLocalTroubleCode(err)) throw err;
       // A segment that does not verify fails its file only; the rest of the batch is published.
-      if (err instanceof TesseraError) errors.push({ input, code: err.codeName, message: err.message });
-      else throw err;
+      errors.push({ input, code: err.codeName, message: err.message });
     }
   }
   if (reports.length > 0) {

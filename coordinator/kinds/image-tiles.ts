@@ -22,7 +22,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { FinalOutput, ItemFailure, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
 import { status } from '../../shared/grpc-status.js';
-import { invalidArgument, TesseraError } from '../../shared/errors.js';
+import { hasLocalTroubleCode, invalidArgument, localTroubleCode, TesseraError } from '../../shared/errors.js';
 import { diskRoom, nearlyFull } from '../../shared/disk-space.js';
 import { MAX_SOURCE_STRIPS, tileConfig, type TileConfig } from '../../shared/media/tile-config.js';
 import { checkSampleFormat, intermediateSpace, splitForTiles, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
@@ -631,6 +631,8 @@ export async function mergeTiles(
     try {
       outputs.push(await stitchSource(source, list, outputDir, workDir));
     } catch (err) {
+      // The coordinator's own trouble (a full disk): the job manager merges again later.
+      if (hasLocalTroubleCode(err)) throw err;
       if (err instanceof TesseraError || err instanceof TileCheckError) {
         errors.push({ input: source, code: err instanceof TesseraError ? err.codeName : err.code, message: err.message });
       } else {
@@ -687,7 +689,7 @@ async function stitchSource(source: string, list: SubtaskOutcome[], outputDir: s
       ordered.map((t) => t.path),
       outPath,
     ).catch((err: unknown) => {
-      if (err instanceof TesseraError) throw err;
+      if (err instanceof TesseraError || hasLocalTroubleCode(err)) throw err;
       throw new TileCheckError(`${source}: its JPEG strips cannot be joined: ${(err as Error).message}`);
     });
     if (got.width !== first.outWidth || got.height !== first.outHeight) {
@@ -716,11 +718,27 @@ async function stitchSource(source: string, list: SubtaskOutcome[], outputDir: s
     limitInputPixels: first.limitInputPixels,
     metadata: first.params.keepMetadata ? await metadataCarrier(workDir, source, channels) : undefined,
     iiifId: first.params.iiifId,
+  }).catch(async (err: unknown) => {
+    throw await asDiskTrouble(err, outPath, workDir);
   });
   if (first.output === 'image' && (got.width !== first.outWidth || got.height !== first.outHeight)) {
     throw new TileCheckError(`${source}: stitched ${got.width}x${got.height}, expected ${first.outWidth}x${first.outHeight}`);
   }
   return { name, path: outPath, source, contentType: contentTypeOf(first.format, first.output) };
+}
+
+/**
+ * `err` of a stitch, as the coordinator's disk trouble where it is that: libvips says a write
+ * failed only in words ("write error", then "system error: No space left on device"), with no
+ * errno for the job manager to see, which then failed the job (INTERNAL "merge failed") rather than
+ * merge again once there is room.
+ */
+async function asDiskTrouble(err: unknown, outPath: string, workDir: string): Promise<unknown> {
+  if (hasLocalTroubleCode(err) || err instanceof TesseraError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  const code = localTroubleCode(message, [outPath, workDir]) ?? ((await nearlyFull(outPath)) ? 'ENOSPC' : undefined);
+  if (!code) return err;
+  return Object.assign(new Error(`the coordinator could not write ${path.basename(outPath)} (${code}: its disk is full, or out of quota or file descriptors): ${message.split('\n')[0]}`, { cause: err }), { code });
 }
 
 /** A `.v` carrier of the metadata {@link saveMetadata} kept, with the tiles' `channels` (tile-vips-file.ts `writeVipsCarrier`). */
