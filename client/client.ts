@@ -5,7 +5,7 @@
  * are verified with SHA-256; `watch` re-attaches after a lost connection from the last event seen.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { setMaxListeners } from 'node:events';
+import { getMaxListeners, setMaxListeners } from 'node:events';
 import { constants as fsc, existsSync, linkSync, renameSync, unlinkSync, writeFile } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, realpath, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -42,11 +42,41 @@ function wholeNumber(name: string, value: number, min: number): void {
   if (!Number.isSafeInteger(value) || value < min) throw invalidArgument(`${name}: ${value} is not a whole number of at least ${min}`);
 }
 
+/** The longest wait a timer takes (about 24.8 days): Node runs a longer one after 1 ms. */
+const MAX_WAIT_MS = 2 ** 31 - 1;
+
+/** Calls in flight that may share one caller's AbortSignal without Node warning of a leak. */
+const USER_SIGNAL_LISTENERS = 10_000;
+
+/**
+ * Whether a call's error is the coordinator's answer (a refusal, a status it sent), not the
+ * transport's failure to reach it (no connection, a deadline run out, the call cancelled here).
+ */
+function answered(err: unknown): boolean {
+  const { code, details } = (err ?? {}) as { code?: number; details?: string };
+  if (typeof code !== 'number') return false;
+  if (code === grpc.status.DEADLINE_EXCEEDED || code === grpc.status.CANCELLED) return false;
+  return code !== grpc.status.UNAVAILABLE || !/^(No connection established|Name resolution failed)/.test(details ?? '');
+}
+
+/** Refuses a duration option that is no whole number of ms from `min` to MAX_WAIT_MS (Infinity among them), naming it. */
+function durationMs(name: string, value: number | undefined, min: number): void {
+  if (value === undefined) return;
+  wholeNumber(name, value, min);
+  if (value > MAX_WAIT_MS) throw invalidArgument(`${name}: ${value} ms is longer than the most a timer waits, ${MAX_WAIT_MS} (24.8 days)`);
+}
+
 /** Outputs downloaded at once, and the largest output downloaded alongside others. */
 const DOWNLOAD_CONCURRENCY = 8;
 const PARALLEL_DOWNLOAD_MAX_BYTES = 8 * 1024 * 1024;
 /** Most bytes of such outputs held in memory until written. */
 const MAX_HELD_INLINE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * A refusal of the coordinator: grpc-js's ServiceError (`code`, `details`, `metadata`), and `input`,
+ * the input file it is about, where there is one (from its trailer `tessera-input-bin`).
+ */
+export type ServiceError = grpc.ServiceError & { input?: string };
 
 export type { Job__Output as Job, JobEvent__Output as JobEvent, JobSpec, OutputInfo__Output as OutputInfo, WorkerInfo__Output as WorkerInfo };
 export { TesseraError };
@@ -83,7 +113,7 @@ export interface SubmitOptions {
   /** How long to keep sending the submission again while the coordinator is unavailable (ms; 0: never). */
   retryForMs?: number;
   /** Called before the submission is sent again: the error that ended the last try, and the try about to start (2, 3, ...). */
-  onRetry?: (err: grpc.ServiceError, attempt: number) => void;
+  onRetry?: (err: ServiceError, attempt: number) => void;
 }
 
 export interface WatchOptions {
@@ -168,10 +198,12 @@ export class TesseraClient {
     const JobService = jobServiceClientConstructor();
     this.client = new JobService(this.address, opts.credentials ?? clientCredentialsFromEnv(), clientChannelOptions(keepaliveOf(opts.keepalive)));
     // Read once: the token may come from a file (TESSERA_TOKEN_FILE).
-    this.token = opts.token ?? clientTokenFromEnv();
+    // Trimmed as the environment's is: read from a file, it ends with a line break.
+    this.token = opts.token?.trim() ?? clientTokenFromEnv();
     const problem = this.token === undefined ? undefined : tokenProblem(this.token);
     // Not the token itself in the message: grpc-js's own refusal, at the first call, quoted it.
     if (problem) throw invalidArgument(`the client token (${opts.token !== undefined ? 'the token option' : 'TESSERA_TOKEN or TESSERA_TOKEN_FILE'}) ${problem}`);
+    durationMs('deadlineMs', opts.deadlineMs, 1);
     this.deadlineMs = opts.deadlineMs ?? testUnaryDeadlineMs() ?? UNARY_DEADLINE_MS;
   }
 
@@ -191,6 +223,9 @@ export class TesseraClient {
     if (this.closed) ctl.abort(clientClosed());
     else if (user?.aborted) ctl.abort(user.reason);
     else {
+      // One signal for every call of a service is the usual thing (its shutdown): each call in
+      // flight listens once, and lets go when it ends. Node's warning of a leak past 10 is false here.
+      if (user && getMaxListeners(user) < USER_SIGNAL_LISTENERS) setMaxListeners(USER_SIGNAL_LISTENERS, user);
       user?.addEventListener('abort', fromUser, { once: true });
       this.open.add(ctl);
     }
@@ -227,6 +262,7 @@ export class TesseraClient {
     const ms = opts.deadlineMs ?? this.deadlineMs;
     return new Promise<Res>((resolve, reject) => {
       if (signal.aborted) return reject(signal.reason);
+      durationMs('deadlineMs', opts.deadlineMs, 1);
       const call = method.call(this.client, req, md, { deadline: deadline(ms) }, (err, res) => {
         // Cut by the caller or by close(): their reason, not the CANCELLED of the call.
         if (signal.aborted) return reject(signal.reason);
@@ -237,6 +273,9 @@ export class TesseraClient {
           const why = waiting ? 'it was before: down, or restarting?' : `nothing answered at ${this.address}`;
           return reject(new TesseraError(grpc.status.UNAVAILABLE, `the coordinator could not be reached for ${(ms / 1000).toFixed(0)} s (${why})`, { retryable: true }));
         }
+        // Any status but "could not connect" is the coordinator's answer: it was reached, and a
+        // later call waits for it while it restarts (as after a success).
+        if (err && answered(err)) this.reached = true;
         if (err || res === undefined) return reject(tidyGrpcError(err));
         this.reached = true;
         resolve(res);
@@ -314,7 +353,7 @@ export class TesseraClient {
           const changed = files.findIndex((_, i) => now[i] !== sizes[i]);
           if (changed >= 0) throw changedWhileSubmitted(files[changed]!, sizes[changed]!, now[changed]!, 'not sent again; ');
         }
-        options.onRetry?.(err as grpc.ServiceError, attempt + 1);
+        options.onRetry?.(err as ServiceError, attempt + 1);
       }
     }
   }
@@ -457,6 +496,7 @@ export class TesseraClient {
   }
 
   private async *watchScoped(jobId: string, opts: WatchOptions & { afterSeq?: number; inlineOutputsUpTo?: number }): AsyncGenerator<JobEvent__Output> {
+    durationMs('reconnectForMs', opts.reconnectForMs, 0);
     let last = opts.afterSeq ?? 0;
     let downSince = 0;
     // Re-attached only once the coordinator was reached (by this call, or any before it on this
@@ -488,7 +528,7 @@ export class TesseraClient {
       // comes for a while: an outage is over.
       call.once('metadata', () => {
         clearTimeout(noAnswer);
-        reached = true;
+        reached = this.reached = true;
         if (downSince) opts.onReattach?.(Date.now() - downSince);
         downSince = 0;
       });
@@ -524,6 +564,7 @@ export class TesseraClient {
         }
         const err = tidyGrpcError(caught);
         const { code, details } = err as grpc.ServiceError;
+        if (answered(err)) this.reached = true;
         if (code !== grpc.status.UNAVAILABLE && code !== grpc.status.CANCELLED) throw err;
         // Any answer but "could not connect" means the coordinator was there (a dropped connection, its shutdown).
         if (code === grpc.status.UNAVAILABLE && !/^(No connection established|Name resolution failed)/.test(details ?? '')) reached = true;

@@ -18,8 +18,10 @@ export {
   type WatchOptions,
   type WorkerInfo,
 } from './client.js';
-/** The gRPC status codes every rejection's `code` is one of, and the type of the coordinator's refusals. */
-export { status, type ServiceError } from '@grpc/grpc-js';
+/** The gRPC status codes every rejection's `code` is one of. */
+export { status } from '@grpc/grpc-js';
+/** The type of the coordinator's refusals (grpc-js's, with the input a refusal is about). */
+export type { ServiceError } from './client.js';
 export { LocalCluster, type LocalClusterOptions, type ManagedProcess } from './local-cluster.js';
 /** Keepalive settings (`ClientOptions.keepalive`). */
 export type { Keepalive } from '../shared/config.js';

@@ -36,7 +36,7 @@ describe('types', () => {
     try {
       await writeFile(
         path.join(work, 'example.ts'),
-        `import { TesseraClient, TesseraError, type DownloadOptions, type SubmitOptions, type WatchOptions, type Job } from 'tessera';
+        `import { TesseraClient, TesseraError, status, type DownloadOptions, type SubmitOptions, type WatchOptions, type Job, type ServiceError } from 'tessera';
 import { TesseraClient as Direct } from '../../dist/client/index.js';
 const client = new TesseraClient({ address: 'coordinator:7700' });
 const submitOptions: SubmitOptions = { retryForMs: 0 };
@@ -47,6 +47,13 @@ const { job: done, paths } = await client.collect(job.id, 'out', { ...watchOptio
 const code: number = new TesseraError(3, 'x').code;
 const direct: Direct = client;
 console.log(done.state, paths.size, code, direct.address);
+// The README's refusal, with the input it is about (the exported type had no \`input\`).
+try {
+  await client.submit({ image: { width: 800, format: 'webp' } }, ['a.jpg']);
+} catch (err) {
+  const e = err as ServiceError;
+  if (e.code === status.INVALID_ARGUMENT) console.log(e.details, e.metadata, e.input);
+}
 `,
       );
       await writeFile(path.join(work, 'tsconfig.json'), JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: true, types: ['node'] }, files: ['example.ts'] }));
@@ -185,6 +192,61 @@ describe('keepalive', () => {
     } finally {
       if (saved === undefined) delete process.env['TESSERA_KEEPALIVE_TIMEOUT_MS'];
       else process.env['TESSERA_KEEPALIVE_TIMEOUT_MS'] = saved;
+    }
+  });
+});
+
+describe('options', () => {
+  const made = (f: () => unknown): unknown => {
+    try {
+      return f();
+    } catch (err) {
+      return err;
+    }
+  };
+
+  it('deadlineMs and reconnectForMs no timer can wait are INVALID_ARGUMENT naming them, never a crash of the process or "could not be reached"', async () => {
+    // Before: Infinity crashed the caller's process once the coordinator was reached (grpc-js threw
+    // "Deadline is too far in the future" outside any promise), 0 or 2**31 answered "the coordinator
+    // could not be reached" while it was up (Node runs a longer timer after 1 ms).
+    for (const deadlineMs of [Infinity, 0, -5, Number.NaN, 1.5, 2 ** 31]) {
+      expect(made(() => new TesseraClient({ address: '127.0.0.1:9', deadlineMs })), String(deadlineMs)).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/^deadlineMs: /) });
+    }
+    const client = new TesseraClient({ address: '127.0.0.1:9' });
+    try {
+      // A call's own: a rejection, not a throw.
+      const call = client.getJob('j', { deadlineMs: Infinity });
+      expect(await caught(call)).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/^deadlineMs: /) });
+      expect(await caught(client.wait('j', undefined, { reconnectForMs: Infinity }))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/^reconnectForMs: /) });
+    } finally {
+      client.close();
+    }
+  });
+
+  it('a token is trimmed as from TESSERA_TOKEN_FILE; one no header can carry is INVALID_ARGUMENT, without the token', () => {
+    // Before: a token read with readFileSync kept its line break, and every call threw, quoting it.
+    const fromFile = made(() => new TesseraClient({ address: '127.0.0.1:9', token: 'alice-token-0123456789abcdef\n' }));
+    expect(fromFile).toBeInstanceOf(TesseraClient);
+    (fromFile as TesseraClient).close();
+    const secret = 'pässwort-geheim-0123456789';
+    const refused = made(() => new TesseraClient({ address: '127.0.0.1:9', token: secret }));
+    expect(refused).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/^the client token \(the token option\) holds a character other than printable ASCII/) });
+    expect((refused as Error).message).not.toContain(secret);
+  });
+
+  it('one AbortSignal shared by many calls at once draws no warning of a leak', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    const client = new TesseraClient({ address: await deadAddress() });
+    const shutdown = new AbortController();
+    try {
+      await Promise.all(Array.from({ length: 20 }, () => caught(client.getJob('j', { signal: shutdown.signal }))));
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.includes('MaxListenersExceeded'))).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      client.close();
     }
   });
 });
