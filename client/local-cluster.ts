@@ -77,7 +77,7 @@ export class LocalCluster {
       const own: Omit<ClientOptions, 'address'> = this.opts.ownSettings ? { credentials: grpc.credentials.createInsecure(), token: '', keepalive: DEFAULT_KEEPALIVE } : {};
       this.client = new TesseraClient({ address: this.address, ...own, ...this.opts.clientOptions });
       for (let i = 0; i < (this.opts.workers ?? 2); i++) this.startWorker(undefined, [], { cli: this.opts.workerCli });
-      await this.waitForWorkers(this.opts.workers ?? 2);
+      await this.waitForWorkers(this.opts.workers ?? 2, 30_000, this.workers);
     } catch (err) {
       // Nothing started is left running, and the data dir made here goes too.
       await this.stop();
@@ -140,12 +140,21 @@ export class LocalCluster {
     return Number(line.slice(name.length + 1));
   }
 
-  /** Waits until `n` workers are active. */
-  async waitForWorkers(n: number, timeoutMs = 30_000): Promise<void> {
+  /**
+   * Waits until `n` workers are active. `started`: the processes that are to be those workers; once
+   * too few of them are left running, it fails at once, with the last words of one that exited
+   * (a bad worker argument), rather than at the timeout.
+   */
+  async waitForWorkers(n: number, timeoutMs = 30_000, started?: readonly ManagedProcess[]): Promise<void> {
     const until = Date.now() + timeoutMs;
     for (;;) {
       const workers = await this.client.listWorkers().catch(() => []);
       if (workers.filter((w) => w.state === 'active').length >= n) return;
+      const gone = (started ?? []).filter((p) => p.child.exitCode !== null || p.child.signalCode !== null);
+      if (started && started.length - gone.length < n) {
+        const p = gone[0]!;
+        throw new Error(`${p.name} exited (${p.child.exitCode ?? p.child.signalCode}) before it registered${p.lastLines.length > 0 ? `: ${p.lastLines.join(' | ')}` : ''}`);
+      }
       if (Date.now() > until) throw new Error(`only ${workers.length} of ${n} workers registered within ${timeoutMs} ms`);
       await sleep(100);
     }

@@ -259,4 +259,15 @@ describe('LocalCluster', () => {
     await expect(cluster.startCoordinator()).rejects.toThrow('LocalCluster: cannot start coordinator: the cluster was stopped (make a new LocalCluster)');
     expect(() => cluster.startWorker()).toThrow(/^LocalCluster: cannot start worker-\d+: the cluster was stopped/);
   });
+
+  it('whose workers exit at start (a bad argument) fails at once, with their last words, not after 30 s', async () => {
+    const { LocalCluster } = await import('../client/index.js');
+    const started = Date.now();
+    const err = await new LocalCluster({ workers: 1, workerArgs: ['--slots', 'zero'] }).start().then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(/^worker-1 exited \(2\) before it registered: .*--slots/);
+    expect(Date.now() - started).toBeLessThan(15_000);
+  });
 });
