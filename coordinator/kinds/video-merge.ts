@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { FinalOutput, ItemFailure, MergeContext, MergeResult, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
 import { dataLoss, hasLocalTroubleCode, TesseraError } from '../../shared/errors.js';
 import { chunkPath, spoolFile } from './video-chunks.js';
-import { runFfmpeg } from '../../shared/ffmpeg.js';
+import { fpsModeFlag, runFfmpeg } from '../../shared/ffmpeg.js';
 import type { VideoJobParams } from '../../shared/kinds/video-params.js';
 import { countVideoPackets, probeMedia, probePacketSpan, type StreamSpan } from '../../shared/media/probe.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, chunkFormatOf, MOV_CHUNKS_FEATURE, NUT_CHUNKS_FEATURE, VIDEO_10BIT_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
@@ -187,18 +187,18 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   const dispositions: Array<string | undefined> = [];
   let hasAudio = false;
   const tracks = [rec.audio, ...(rec.moreAudio ?? [])];
-  tracks.forEach((t, k) => {
+  for (const [k, t] of tracks.entries()) {
     const encoded = k === 0 ? audio : moreAudio[k - 1];
     let from: string | undefined;
     if (t?.mode === 'copy' && t.file) from = `${input('-itsoffset', (t.offset + (t.fileStart ?? 0)).toFixed(6), '-i', t.file)}:a:0`;
     else if (t?.mode === 'copy') from = `${sourceInput()}:${t.streamIndex}`;
-    else if (t && encoded) from = `${input('-itsoffset', t.offset.toFixed(6), '-i', encoded)}:a:0`;
-    if (!from || !t) return;
+    else if (t && encoded) from = `${input('-itsoffset', (t.offset + (await encodedLead(encoded, rec, signal))).toFixed(6), '-i', encoded)}:a:0`;
+    if (!from || !t) continue;
     maps.push('-map', from);
     mapped.push(t.streamIndex);
     dispositions.push(t.disposition);
     if (k === 0) hasAudio = true;
-  });
+  }
   const src = sourceInput();
   // What a player shows of the file besides its pictures and sound, as ffmpeg keeps it in a
   // transcode: the source's title, dates and chapters (on the source's timeline, which the output
@@ -341,7 +341,9 @@ async function verifyOutput(file: string, rec: InputPlanRecord, hasAudio: boolea
   if (frames !== rec.expectedFrames) throw fail(`${frames} frames, expected ${rec.expectedFrames}`);
   if (errors.length > 0) throw fail(`errors at the segment joins: ${errors.slice(0, 3).join('; ')}`);
   if (info.audio.length !== audioTracks) throw fail(`${info.audio.length} audio tracks, expected ${audioTracks}`);
-  const vDur = info.video.duration;
+  // MP4's own; Matroska keeps none per stream, and a video of fewer than about ten frames beside
+  // longer audio is given the file's length (the frames are counted above in any case).
+  const vDur = rec.container === 'mp4' ? info.video.duration : Number.NaN;
   if (Number.isFinite(vDur) && Math.abs(vDur - rec.expectedDuration) > rec.frameDuration + 0.002) {
     throw fail(`video lasts ${vDur.toFixed(3)} s, expected ${rec.expectedDuration.toFixed(3)} s`);
   }
@@ -360,6 +362,19 @@ async function verifyOutput(file: string, rec: InputPlanRecord, hasAudio: boolea
       throw fail(`audio runs from ${start.toFixed(3)} s to ${end.toFixed(3)} s of the video, the source's from ${want.start.toFixed(3)} s to ${want.end.toFixed(3)} s`);
     }
   }
+}
+
+/**
+ * Where an encoded track's first packet lies before its start, for an MP4 output: Opus comes in
+ * Matroska, which tells the encoder's pre-skip (6.5 ms) as a negative start. ffmpeg moves an input
+ * to start at 0 (the pre-skip then played, the sound late by it); moved by that much less, the
+ * output's MP4 hides it behind an edit list, as a single `ffmpeg -c:a libopus out.mp4` does.
+ * Matroska and WebM outputs carry the pre-skip as it is; the other intermediates start at 0.
+ */
+async function encodedLead(file: string, rec: InputPlanRecord, signal: AbortSignal): Promise<number> {
+  if (rec.container !== 'mp4' || path.extname(file) !== '.mka') return 0;
+  const start = (await probeMedia(file, { signal, input: rec.input })).audio[0]?.startTime ?? 0;
+  return start < 0 ? start : 0;
 }
 
 /** A stream's span as its header gives it (MP4), undefined without a duration. */
@@ -382,7 +397,10 @@ async function checkJoins(file: string, rec: InputPlanRecord, signal: AbortSigna
     args.push('-ss', (at + 0.001).toFixed(6), '-t', '0.5', '-i', file);
     at += seg.duration;
   }
-  rec.segments.slice(0, 32).forEach((_, k) => args.push('-map', `${k + 1}:v:0`, '-frames:v', '8', '-f', 'null', '-'));
+  // Frames at their own times: at a constant rate's ticks (the default), two frames of a variable
+  // rate less than a tick apart get one timestamp, and the null muxer's complaint of it was taken
+  // for a broken join.
+  rec.segments.slice(0, 32).forEach((_, k) => args.push('-map', `${k + 1}:v:0`, '-frames:v', '8', fpsModeFlag(), 'passthrough', '-enc_time_base:v', '-1', '-f', 'null', '-'));
   const { stderr } = await runFfmpeg(args, { signal, input: rec.input });
   return stderr.split('\n').filter((l) => l.trim().length > 0);
 }
