@@ -52,6 +52,7 @@ export function cropOption(v: string): { left: number; top: number; width: numbe
   const parts = v.split(',').map(Number);
   if (parts.length !== 4 || parts.some((n) => !Number.isInteger(n) || n < 0)) throw new InvalidArgumentError(`--crop must be LEFT,TOP,WIDTH,HEIGHT, got "${v}"`);
   const [left, top, width, height] = parts as [number, number, number, number];
+  if (width === 0 || height === 0) throw new InvalidArgumentError(`--crop: the width and height must both be positive, got "${v}"`);
   return { left, top, width, height };
 }
 

@@ -59,7 +59,8 @@ export function validateImageParams(raw: unknown): ImageParams {
   if (format && !(IMAGE_FORMATS as readonly string[]).includes(format)) throw invalidArgument(`image.format: "${text('format')}" is not one of ${IMAGE_FORMATS.join(', ')}`);
   let crop: ImageParams['crop'];
   const c = record('image.crop', p['crop']);
-  if (c['width'] || c['height'] || c['left'] || c['top']) {
+  // A crop given is a crop, zeros too (they were taken for none, and the whole image came back).
+  if (p['crop'] != null) {
     if (!c['width'] || !c['height']) throw invalidArgument('image.crop: width and height must both be positive');
     crop = {
       left: num('crop.left', 0, MAX_EDGE, c['left']),
