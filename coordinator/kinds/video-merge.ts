@@ -213,6 +213,9 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   // The picture's own language and title, as `ffmpeg -map 0` keeps them.
   if (rec.videoStreamIndex !== undefined) args.push('-map_metadata:s:v:0', `${src}:s:${rec.videoStreamIndex}`);
   args.push('-c', 'copy');
+  // A copied FLAC track: ffmpeg before 6.1 writes FLAC into MP4 (the standard `fLaC` entry) only
+  // when told it may ("experimental"); of the codecs MP4 takes by copy it is the only one.
+  if (rec.container === 'mp4' && tracks.some((t) => t?.mode === 'copy')) args.push('-strict', 'experimental');
   // The subtitle tracks, from the source (on its timeline, which the output keeps), each in the form
   // the container holds; where it holds none (a picture-based track in MP4 or WebM) the track is left out.
   const carried: Array<{ streamIndex: number; codec: string; to: string }> = [];
