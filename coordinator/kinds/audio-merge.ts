@@ -50,6 +50,7 @@ export async function mergeAudio(ctx: MergeContext<AudioJobParams>): Promise<Mer
       errors.push({ input, code: err.codeName, message: err.message });
     }
   }
+  for (const r of reports) warnLoudnessMissed(ctx, r);
   if (reports.length > 0) {
     const file = path.join(ctx.outputDir, AUDIO_REPORT);
     await writeFile(file, JSON.stringify({ files: reports }, null, 2));
@@ -155,4 +156,19 @@ function contentTypeByName(name: string): string {
   if (name.endsWith('.json')) return 'application/json';
   const codec = Object.values(AUDIO_CODECS).find((c) => name.endsWith(`.${c.extension}`));
   return codec?.contentType ?? 'application/octet-stream';
+}
+
+/** How far a normalised output may land from its target before the job says so, LU. */
+const LOUDNESS_MISS_WARNED_LU = 1;
+
+/**
+ * Says so where a normalised output missed its loudness target: the true-peak ceiling held it back
+ * (dense, loud material, the limiter taking off what the gain put on). The file is still made.
+ */
+function warnLoudnessMissed(ctx: MergeContext<AudioJobParams>, r: FileReport): void {
+  const got = r.outputLoudness;
+  const { loudness, truePeak } = ctx.params;
+  if (!ctx.params.normalize || got === undefined || got === null || Math.abs(got - loudness) <= LOUDNESS_MISS_WARNED_LU) return;
+  const why = r.limited ? `the true-peak ceiling of ${truePeak} dBTP held it back (the limiter took off what the gain put on)` : 'the encoder changed it more than it could be corrected';
+  ctx.warn(r.input, `normalised to ${got.toFixed(1)} LUFS, not the ${loudness} LUFS asked: ${why}; a lower --loudness or a higher --true-peak reaches its target`);
 }

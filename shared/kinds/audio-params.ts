@@ -137,6 +137,9 @@ export function validateAudioParams(raw: unknown): AudioJobParams {
   if (loudness < -70 || loudness > -5) throw invalidArgument(`loudness: ${loudness} LUFS is outside -70..-5`);
   const truePeak = num(p.true_peak) || -1.5;
   if (truePeak < -9 || truePeak > 0) throw invalidArgument(`true_peak: ${truePeak} dBTP is outside -9..0`);
+  // Integrated loudness cannot be over the peaks (a full-scale square wave, the loudest there is, is
+  // about as loud as its peak): such a target could only be missed, every time.
+  if (normalize && loudness > truePeak) throw invalidArgument(`loudness/true_peak: a target of ${loudness} LUFS over a ceiling of ${truePeak} dBTP cannot be reached (nothing is louder than its peaks): lower loudness or raise true_peak`);
   if (!normalize && (num(p.loudness) !== 0 || num(p.true_peak) !== 0)) {
     // Name the fields that were set, and the one to add: both only apply when normalisation is on.
     const set = [num(p.loudness) !== 0 ? `loudness ${loudness} LUFS` : '', num(p.true_peak) !== 0 ? `true_peak ${truePeak} dBTP` : ''].filter(Boolean);

@@ -43,6 +43,12 @@ export interface FileReport {
    * where ebur128 cannot measure the file.
    */
   outputTruePeak: number | null;
+  /**
+   * Integrated loudness of the output, LUFS, when normalised: measured on a lossy output and on a
+   * limited lossless one, the source's plus the gain otherwise; null where it is not known. A
+   * limiter that had to take much off leaves it under the target (the job warns past 1 LU).
+   */
+  outputLoudness?: number | null;
   limited: boolean;
   /** Gain added after measuring the encoded output (lossy codecs that lose treble energy), dB. */
   codecCorrectionDb: number;
@@ -127,16 +133,28 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
   const measuredOut = async (m: EncodedMeasurement | undefined): Promise<EncodedMeasurement> => m ?? (await measureEncoded(out, o.file.input, { truePeak: true, layout, signal: o.signal }));
   const first = await encode(decision, [0, 0.8], measure);
   let lossyPeakDb = NaN;
+  let outLufs = NaN;
   if (lossyNormalize) {
     // Check the encoded output; if it still misses by more than 0.3 LU, encode once more corrected by the miss.
     let measured = await measuredOut(first);
     const miss = o.params.loudness - measured.lufs;
-    if (Number.isFinite(measured.lufs) && Math.abs(miss) > 0.3) {
+    // The codec's loss only: where the limiter worked, what it took is not won back by more gain in
+    // front of it, which drove it harder and the encoder's overshoot of the ceiling with it (1.5 to
+    // 5 dB over, the target still missed).
+    if (Number.isFinite(measured.lufs) && Math.abs(miss) > 0.3 && decision.limit === undefined) {
       corrected += miss;
       decision = decideLoudness(o.params, loud.lufs - corrected, joined.truePeak);
       measured = await measuredOut(await encode(decision, [0.8, 0.2], measure));
     }
+    // A lossy encoder's own peaks over the limiter's ceiling: on dense material the limiter leans on
+    // hard (pink noise brought up 17 dB), over a dB. Encoded once more with the limit lowered by it.
+    if (decision.limit !== undefined && measured.truePeak > o.params.truePeak + LOSSY_TRUE_PEAK_TOLERANCE_DB) {
+      const limit = Math.round(Math.max(0.0625, decision.limit * 10 ** ((o.params.truePeak - measured.truePeak) / 20)) * 1e6) / 1e6;
+      decision = { ...decision, limit };
+      measured = await measuredOut(await encode(decision, [0.9, 0.1], measure));
+    }
     lossyPeakDb = measured.truePeak;
+    outLufs = measured.lufs;
   }
   // Nothing but gain and 16/24-bit rounding between the analysed signal and a lossless output without
   // limiter: its true peak is known. A lossless one through the (sample-peak) limiter is measured.
@@ -144,7 +162,9 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
   // ceiling by a few tenths of a dB); one not normalised is not measured at all (null).
   const lossless = !AUDIO_CODECS[o.params.codec].lossy;
   const sourcePeakDb = 20 * Math.log10(Math.max(joined.truePeak, 1e-10));
-  let limitedPeakDb = lossless && o.params.normalize && decision.limit !== undefined ? await measuredTruePeak(out, o) : undefined;
+  const limitedMeasure = lossless && o.params.normalize && decision.limit !== undefined ? await measuredLimited(out, o) : undefined;
+  let limitedPeakDb = limitedMeasure?.truePeak;
+  if (limitedMeasure) outLufs = limitedMeasure.lufs;
   if (limitedPeakDb !== undefined && decision.limit !== undefined && limitedPeakDb > o.params.truePeak + TRUE_PEAK_TOLERANCE_DB) {
     // The limiter holds sample peaks LIMITER_MARGIN_DB under the ceiling; material whose inter-sample
     // peaks rise further over its samples (a burst near a quarter of the rate rises 2.7 dB) still
@@ -152,8 +172,12 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
     const limit = Math.round(Math.max(0.0625, decision.limit * 10 ** ((o.params.truePeak - limitedPeakDb) / 20)) * 1e6) / 1e6;
     decision = { ...decision, limit };
     await encode(decision, [0.8, 0.2]);
-    limitedPeakDb = await measuredTruePeak(out, o);
+    const again = await measuredLimited(out, o);
+    limitedPeakDb = again.truePeak;
+    outLufs = again.lufs;
   }
+  // Without a limiter a lossless output is the source with the gain applied: its loudness is known.
+  if (lossless && o.params.normalize && decision.limit === undefined && Number.isFinite(loud.lufs)) outLufs = loud.lufs + decision.gainDb;
   const outPeakDb = !lossless ? lossyPeakDb : (limitedPeakDb ?? (joined.truePeak > 0 ? sourcePeakDb + decision.gainDb : -Infinity));
   const files = [o.file.output];
   let waveform: FileReport['waveform'];
@@ -175,6 +199,7 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
     truePeak: joined.truePeak > 0 ? round(sourcePeakDb, 3) : null,
     sourceTruePeak: joined.truePeak > 0 ? round(sourcePeakDb, 3) : null,
     outputTruePeak: Number.isFinite(outPeakDb) ? round(outPeakDb, 3) : null,
+    ...(o.params.normalize && { outputLoudness: Number.isFinite(outLufs) ? round(outLufs, 3) : null }),
     limited: decision.limit !== undefined,
     codecCorrectionDb: round(corrected, 4),
     pieces: o.pieces.length,
@@ -216,14 +241,18 @@ async function pieceCodecLoss(o: FinishOptions, lufs: number, truePeak: number):
  * The output's true peak, dBTP, for the report only: ebur128 refuses some layouts (a 10-channel
  * Opus has none), and the file is fine without the figure (NaN: reported as null).
  */
-async function measuredTruePeak(out: string, o: FinishOptions): Promise<number> {
+async function measuredLimited(out: string, o: FinishOptions): Promise<{ truePeak: number; lufs: number }> {
   try {
-    return (await measureEncoded(out, o.file.input, { truePeak: true, layout: measuredLayout(o), signal: o.signal })).truePeak;
+    const m = await measureEncoded(out, o.file.input, { truePeak: true, layout: measuredLayout(o), signal: o.signal });
+    return { truePeak: m.truePeak, lufs: m.lufs };
   } catch (err) {
-    if (err instanceof TesseraError && !err.retryable) return NaN;
+    if (err instanceof TesseraError && !err.retryable) return { truePeak: NaN, lufs: NaN };
     throw err;
   }
 }
+
+/** How far over the ceiling a lossy output may measure before it is encoded again with a lower limit. */
+const LOSSY_TRUE_PEAK_TOLERANCE_DB = 0.5;
 
 /** How far over the ceiling a lossless limited output may measure (ebur128 reports tenths of a dB). */
 const TRUE_PEAK_TOLERANCE_DB = 0.1;

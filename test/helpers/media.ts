@@ -170,7 +170,7 @@ async function spoolOf(file: string, name: string): Promise<SpoolFile> {
 }
 
 /** A JobSpec for one kind with the given params. */
-export function specOf(kind: 'video' | 'thumbnails', params: Record<string, unknown>): JobSpec__Output {
+export function specOf(kind: 'video' | 'thumbnails' | 'audio', params: Record<string, unknown>): JobSpec__Output {
   return { label: 'test', priority: 0, max_attempts: 3, params: kind, [kind]: params } as unknown as JobSpec__Output;
 }
 
