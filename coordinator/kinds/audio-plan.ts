@@ -11,7 +11,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { invalidArgument } from '../../shared/errors.js';
 import type { ItemFailure, PlanContext, PlanErrors, PlanResult, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
-import { AUDIO_CODECS, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
+import { AUDIO_CODECS, bitrateProblem, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { losslessBits } from '../../shared/media/audio-filters.js';
 import { AUDIO_TAGS_FEATURE, fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
 import { checkNotTruncated, isCuttableWav, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
@@ -171,6 +171,9 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
   const outRate = outputSampleRate(p, probe.sampleRate);
   const channels = outputChannels(p, probe.channels);
   const outLayout = outputLayout(p, channels, probe.channels, probe.layout);
+  // An encoder fails on a bitrate it cannot take for these channels (Opus), or writes another (MP3).
+  const rateProblem = bitrateProblem(p.codec, p.bitrate, channels, outRate);
+  if (rateProblem) throw invalidArgument(`${file.name}: bitrate ${p.bitrate / 1000}k is ${rateProblem} (this file is ${channels === 1 ? 'mono' : `${channels} channels`} at ${outRate} Hz)`, file.name);
   const base = {
     input: file.name,
     output: '',

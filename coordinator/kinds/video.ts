@@ -15,6 +15,7 @@ import type { CoordinatorKind, PlanContext, SpoolFile, SubtaskPlan } from '../..
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument } from '../../shared/errors.js';
 import { MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
+import { bitrateProblem } from '../../shared/kinds/audio-params.js';
 import { hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
@@ -85,6 +86,10 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   tracks.forEach((t, k) => {
     const too = tooManyChannels(params.audioCodec, t);
     if (too) throw invalidArgument(`${name}: audio track ${k + 1} has ${t.channels} channels${t.channelLayout && !/channels|unknown/.test(t.channelLayout) ? ` (${t.channelLayout})` : ''}; ${too}: ask for --audio-codec opus (up to 255 channels), copy (into mkv) or none`, name);
+    // A bitrate the encoder cannot take for the track's channels failed after every segment was
+    // encoded (Opus), or was quietly changed (MP3, stereo at most).
+    const rateProblem = params.audioCodec === 'opus' || params.audioCodec === 'mp3' ? bitrateProblem(params.audioCodec, params.audioBitrate, params.audioCodec === 'mp3' ? Math.min(2, t.channels) : t.channels, t.sampleRate) : undefined;
+    if (rateProblem) throw invalidArgument(`${name}: audio_bitrate ${params.audioBitrate / 1000}k is ${rateProblem} (audio track ${k + 1}: ${t.channels} channel${t.channels === 1 ? '' : 's'} at ${t.sampleRate} Hz)`, name);
   });
 
   const encoder = VIDEO_ENCODERS[params.codec].find((e) => ctx.cluster.encoders.has(e)) ?? VIDEO_ENCODERS[params.codec][0]!;

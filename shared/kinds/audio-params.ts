@@ -121,6 +121,9 @@ export function validateAudioParams(raw: unknown): AudioJobParams {
   const channels = num(p.channels);
   if (channels !== 0 && !(channels in CHANNEL_LAYOUTS)) throw invalidArgument(`channels: ${channels} is not one of 1, 2, 4, 6, 8`);
   if (codec === 'mp3' && channels > 2) throw invalidArgument(`channels: mp3 holds at most 2 channels`);
+  // What the params alone tell; the rest once each input's channels and rate are known (planning).
+  const rateProblem = p.bitrate ? bitrateProblem(codec, bitrate, channels, sampleRate) : undefined;
+  if (rateProblem) throw invalidArgument(`bitrate: ${p.bitrate} is ${rateProblem}`);
   let trim: AudioJobParams['trim'] = null;
   if (p.trim) {
     const start = num(p.trim.start);
@@ -159,6 +162,24 @@ export function audioParamsFromSpec(spec: JobSpec__Output): AudioJobParams {
 }
 
 /** Parses "128k", "1.5M" or "96000" into bits per second (8k..512k). */
+/**
+ * What an encoder cannot do with `bps` for `channels` at `sampleRate` (undefined: it takes it), as
+ * the end of a message (`bitrate: 300k is ...`). libopus takes 500 b/s to 256 kb/s per channel and
+ * fails on more; LAME writes at most 320 kb/s (160 kb/s under 32 kHz) and at least 32 kb/s at 32
+ * kHz and over, and quietly writes its own nearest rate instead. Where the channels or the rate are
+ * not known yet (0), what is known is checked.
+ */
+export function bitrateProblem(codec: string, bps: number, channels = 0, sampleRate = 0): string | undefined {
+  const k = (b: number): string => `${b / 1000}k`;
+  if (codec === 'opus' && channels > 0 && bps > 256_000 * channels) return `over the ${k(256_000 * channels)} libopus takes for ${channels} channel${channels === 1 ? '' : 's'} (256k each)`;
+  if (codec === 'mp3') {
+    if (bps > 320_000) return 'over the 320k MP3 allows';
+    if (sampleRate > 0 && sampleRate < 32_000 && bps > 160_000) return `over the 160k MP3 allows at ${sampleRate} Hz`;
+    if (sampleRate >= 32_000 && bps < 32_000) return `under the 32k MP3 allows at ${sampleRate} Hz`;
+  }
+  return undefined;
+}
+
 export function parseBitrate(text: string): number {
   const m = /^(\d+(?:\.\d+)?)([kKmM]?)$/.exec(text.trim());
   if (!m) throw invalidArgument(`bitrate: "${text}" is not a bitrate such as 128k`);
