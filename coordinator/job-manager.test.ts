@@ -154,6 +154,7 @@ describe('streaming plans', () => {
     first.manager.accept(job);
     feed.push(plan('later 1'));
     await until(() => first.assigned().length === 2, 'two subtasks');
+    const before = first.assigned().map((a) => a.subtask_id!);
     first.manager.close();
     first.store.close();
 
@@ -172,6 +173,10 @@ describe('streaming plans', () => {
     await until(() => resumed.state === 'succeeded', 'the resumed job to finish');
     expect(merged).toEqual([['now', 'later A']]);
     expect(second.manager.subtasksOf(job.id)).toHaveLength(2);
+    // A watcher saw the first run's subtasks start: each ends in its view (it stayed running for good).
+    const last = new Map<string, string>();
+    for (const e of second.manager.eventsAfter(job.id, 0)) if (e.type === 'subtask_state' && e.subtask) last.set(String(e.subtask.id), String(e.subtask.state));
+    expect(before.map((id) => last.get(id))).toEqual(['SUBTASK_STATE_CANCELLED', 'SUBTASK_STATE_CANCELLED']);
     second.manager.close();
     second.store.close();
   });

@@ -555,6 +555,13 @@ export class JobManager {
     if (resumeSubtasks && job.phase === 0 && job.planComplete === false) {
       // Stopped while phase 0 was still being planned: what was planned may be partial. Plan again.
       this.log.info({ job: job.id }, 'planning was not finished before the restart: planning again');
+      // Its watchers saw those subtasks start: each is told it is gone, or it would stay running in
+      // their view for good (the new plan's are others, `strip 1/1` where it was `strip 1/2`).
+      for (const s of resumeSubtasks) {
+        if (s.state === 'succeeded' || s.state === 'failed' || s.state === 'cancelled') continue;
+        s.state = 'cancelled';
+        this.events.subtaskState(job, s, 'planned again after the coordinator restarted: replaced');
+      }
       this.store.deleteSubtasks(job.id);
       resumeSubtasks = undefined;
     }
