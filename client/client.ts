@@ -496,7 +496,8 @@ export class TesseraClient {
   }
 
   private async *watchScoped(jobId: string, opts: WatchOptions & { afterSeq?: number; inlineOutputsUpTo?: number }): AsyncGenerator<JobEvent__Output> {
-    durationMs('reconnectForMs', opts.reconnectForMs, 0);
+    // A window, not a timer: any length (Infinity: for as long as it takes); the waits within it are capped.
+    if (opts.reconnectForMs !== undefined && !(opts.reconnectForMs >= 0)) throw invalidArgument(`reconnectForMs: ${opts.reconnectForMs} is not a number of ms of at least 0`);
     let last = opts.afterSeq ?? 0;
     let downSince = 0;
     // Re-attached only once the coordinator was reached (by this call, or any before it on this
@@ -519,7 +520,7 @@ export class TesseraClient {
       // the call would wait for ever in a channel that stays CONNECTING: given up as UNAVAILABLE
       // after the unary deadline, or what is left of the reconnect window in an outage.
       let unanswered = false;
-      const answerWithin = downSince ? Math.max(0, downSince + (opts.reconnectForMs ?? 120_000) - Date.now()) : this.deadlineMs;
+      const answerWithin = Math.min(MAX_WAIT_MS, downSince ? Math.max(0, downSince + (opts.reconnectForMs ?? 120_000) - Date.now()) : this.deadlineMs);
       const noAnswer = setTimeout(() => {
         unanswered = true;
         call.cancel();

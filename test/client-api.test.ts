@@ -217,7 +217,10 @@ describe('options', () => {
       // A call's own: a rejection, not a throw.
       const call = client.getJob('j', { deadlineMs: Infinity });
       expect(await caught(call)).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/^deadlineMs: /) });
-      expect(await caught(client.wait('j', undefined, { reconnectForMs: Infinity }))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/^reconnectForMs: /) });
+      // reconnectForMs is a window, not a timer: any length goes (a CLI's --reconnect-for of 30 days
+      // was refused after the job was made), a negative one is refused.
+      expect(await caught(client.wait('j', undefined, { reconnectForMs: -1 }))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/^reconnectForMs: /) });
+      expect(await caught(client.wait('j', undefined, { reconnectForMs: Infinity }))).toMatchObject({ code: grpc.status.UNAVAILABLE });
     } finally {
       client.close();
     }

@@ -124,6 +124,7 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
       [worker('--label', 'zone=a,nolabel'), {}, 'tessera: --label nolabel: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)'],
       // What a coordinator refuses at registration, on every try.
       [worker('--name', 'n'.repeat(300)), {}, 'tessera: --name: longer than 256 bytes'],
+      [worker('--label', 'note=rack\t7'), {}, 'tessera: --label "note=rack\\t7": contains control characters'],
       // Named as given (it was always "--label"), and refused by --print-config too (it printed them, exit 0).
       [worker(), { TESSERA_LABEL: 'gpu' }, 'tessera: TESSERA_LABEL=gpu: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)'],
       [worker('--label', 'gpu', '--print-config'), {}, 'tessera: --label gpu: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)'],

@@ -55,4 +55,22 @@ describe('a worker the coordinator refuses', () => {
     expect(JSON.stringify(lines)).not.toContain(token);
     expect(refusals(lines)[0]).toMatchObject({ level: LEVEL.error, reason: 'UNAUTHENTICATED: unknown worker token' });
   });
+
+  it('for what it registers with (a label the coordinator does not take): an error line naming it and what to change, not a lost connection retried at debug', async () => {
+    const { Worker } = await import('../worker/worker.js');
+    const lines: { level: string; fields: Record<string, unknown>; msg: string }[] = [];
+    const record = (level: string) => (fields: Record<string, unknown>, msg: string) => void lines.push({ level, fields, msg });
+    const log = { error: record('error'), warn: record('warn'), info: record('info'), debug: record('debug'), trace: record('trace'), fatal: record('fatal'), child: () => log, level: 'debug' };
+    // The CLI refuses such a label at start; a program making its own Worker is told by the coordinator.
+    const worker = new Worker({ coordinator: cluster.address, slots: 1, memoryLimitMb: 0, name: 'labelled', token: WORKER_TOKEN, labels: { note: 'rack\t7' }, log: log as never });
+    worker.start();
+    try {
+      await expect.poll(() => lines.find((l) => /refused this worker/.test(l.msg)), { timeout: 15_000, interval: 50 }).toBeDefined();
+      const refused = lines.find((l) => /refused this worker/.test(l.msg))!;
+      // Before: "disconnected from coordinator; reconnecting" once at warn, then every 5 s at debug, for ever.
+      expect(refused).toMatchObject({ level: 'error', fields: { reason: 'INVALID_ARGUMENT: register: label note "rack\\t7" contains control characters', check: expect.stringMatching(/--name and --label/) } });
+    } finally {
+      await worker.close();
+    }
+  });
 });

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import sharp from 'sharp';
-import { HEARTBEAT_MS, MAX_SUBTASK_TIMEOUT_MS, clientChannelOptions, type Keepalive, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
+import { HEARTBEAT_MS, MAX_SUBTASK_TIMEOUT_MS, REGISTER_TEXT_BYTES, clientChannelOptions, type Keepalive, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
 import { TesseraError, tidyGrpcError } from '../shared/errors.js';
 import { availableCores } from '../shared/machine.js';
 import { tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
@@ -77,6 +77,7 @@ function disconnectReason(err: grpc.ServiceError | undefined): string {
 
 /** What an operator should check when the coordinator refuses this worker. */
 function refusalCheck(err: grpc.ServiceError): string {
+  if (err.details.startsWith('register:')) return `what this worker registers with: its --name and --label keys and values at most ${REGISTER_TEXT_BYTES} bytes each, without control characters`;
   const token = "the worker token (--worker-token, --worker-token-file, TESSERA_WORKER_TOKEN or TESSERA_WORKER_TOKEN_FILE) must be the coordinator's --worker-token";
   const cert = "the client certificate (--tls-cert and --tls-key) must be signed by the coordinator's --tls-ca";
   if (/certificate/i.test(err.details)) return cert;
@@ -340,7 +341,8 @@ export class Worker {
     const delay = Math.min(5000, 200 * 2 ** this.reconnectAttempt) * (0.5 + Math.random() * 0.5);
     this.reconnectAttempt++;
     const retryInMs = Math.round(delay);
-    if (err && REFUSALS.has(err.code)) this.logRefusal(err, retryInMs);
+    // A registration the coordinator finds wrong (a label it does not take) is refused alike, every try.
+    if (err && (REFUSALS.has(err.code) || (err.code === grpc.status.INVALID_ARGUMENT && err.details.startsWith('register:')))) this.logRefusal(err, retryInMs);
     else {
       const usingTls = this.opts.credentials?._isSecure() ?? false;
       const trouble = err?.code === grpc.status.UNAVAILABLE ? tlsTrouble(err.details, usingTls) : undefined;

@@ -110,6 +110,9 @@ export function checkWorkerSettings(o: WorkerCommandOptions, name: OptionNamer =
   }
   const long = Object.entries(labels).find(([k, v]) => Buffer.byteLength(k) > REGISTER_TEXT_BYTES || Buffer.byteLength(v) > REGISTER_TEXT_BYTES);
   if (long) throw new UsageError(`${name('label')} ${long[0].slice(0, 40)}...: a label's key and value are at most ${REGISTER_TEXT_BYTES} bytes each`);
+  // eslint-disable-next-line no-control-regex
+  const odd = Object.entries(labels).find(([k, v]) => /[\u0000-\u001f\u007f]/.test(k + v));
+  if (odd) throw new UsageError(`${setting(name('label'), JSON.stringify(`${odd[0]}=${odd[1]}`))}: contains control characters`);
   // Named as given: the flag, its variable or the config key.
   const problem = o.coordinator === undefined ? undefined : hostPortProblem(o.coordinator, { portZero: false });
   if (problem) throw new UsageError(`${setting(name('coordinator'), o.coordinator)}: ${problem}`);
