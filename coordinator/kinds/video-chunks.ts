@@ -12,7 +12,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { dataLoss } from '../../shared/errors.js';
-import { runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
+import { fpsModeFlag, runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
 import type { SpoolFile } from '../../shared/job-kind.js';
 import { chunkExtension, chunkFormatOf, type ChunkFormat } from '../../shared/media/video-plan.js';
 
@@ -30,7 +30,7 @@ export async function cutVideoChunks(
   cutTimes: number[],
   dir: string,
   signal: AbortSignal,
-  opts: { format?: ChunkFormat; sourceFirstPts?: number; expectedShift?: number } = {},
+  opts: { format?: ChunkFormat; sourceFirstPts?: number; expectedShift?: number; lossless?: boolean } = {},
 ): Promise<{ chunks: SpoolFile[]; shift: number }> {
   const format = opts.format ?? 'nut';
   await mkdir(dir, { recursive: true });
@@ -40,7 +40,7 @@ export async function cutVideoChunks(
   // and, where the measured shift differs, cut again with that one.
   let expected = opts.expectedShift ?? 0;
   for (let attempt = 1; ; attempt++) {
-    const names = await cutAt(src, input, streamIndex, cutTimes.map((t) => t + expected), dir, format, signal);
+    const names = await cutAt(src, input, streamIndex, cutTimes.map((t) => t + expected), dir, format, signal, opts.lossless ?? false);
     const shift = opts.sourceFirstPts === undefined ? 0 : await chunkTimeShift(path.join(dir, names[0]!), opts.sourceFirstPts, input, signal);
     if (Math.abs(shift - expected) > 0.0005 && attempt === 1) {
       expected = shift;
@@ -52,7 +52,7 @@ export async function cutVideoChunks(
 }
 
 /** One run of the segment muxer: the chunks' names, in order. */
-async function cutAt(src: string, input: string, streamIndex: number, cutTimes: number[], dir: string, format: ChunkFormat, signal: AbortSignal): Promise<string[]> {
+async function cutAt(src: string, input: string, streamIndex: number, cutTimes: number[], dir: string, format: ChunkFormat, signal: AbortSignal, lossless: boolean): Promise<string[]> {
   // A plan made again (the coordinator stopped while planning), or a cut made again, may cut into
   // fewer chunks: the earlier cut's chunks must not be counted, nor handed out, as this one's.
   for (const f of await readdir(dir)) if (CHUNK.test(f)) await rm(path.join(dir, f), { force: true });
@@ -62,7 +62,10 @@ async function cutAt(src: string, input: string, streamIndex: number, cutTimes: 
   // the frame rate, 1/15 for a VFR Matroska, onto which NUT would round every 1 ms time).
   // +genpts: MPEG-PS (a DVD's .vob/.mpg) needs a presentation time only every 0.7 s; NUT refuses a
   // packet without one ("Negative pts not supported"), which failed the whole input at planning.
-  const args = ['-copyts', '-fflags', '+genpts', '-i', src, '-map', `0:${streamIndex}`, '-c', 'copy', '-copytb', '1', '-f', 'segment', '-segment_format', format, '-reset_timestamps', '0'];
+  // `lossless`: each picture encoded as FFV1 (intra-only: every frame a keyframe, as in the source),
+  // at the source's own times and time base.
+  const codec = lossless ? ['-c:v', 'ffv1', '-level', '3', '-g', '1', fpsModeFlag(), 'passthrough', '-enc_time_base:v', '-1'] : ['-c', 'copy', '-copytb', '1'];
+  const args = ['-copyts', '-fflags', '+genpts', '-i', src, '-map', `0:${streamIndex}`, ...codec, '-f', 'segment', '-segment_format', format, '-reset_timestamps', '0'];
   if (times.length > 0) args.push('-segment_times', times.join(','));
   else args.push('-segment_time', '1000000000');
   args.push(path.join(dir, `chunk%05d.${chunkExtension(format)}`));

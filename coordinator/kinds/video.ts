@@ -118,7 +118,12 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   // A QuickTime source whose decoder needs its sample description is cut into MOV (where every
   // worker that could take it reads MOV; its times move nowhere: no decode time below 0).
   // Required of its segments' workers, not chosen by who is connected now: no other chunk can be decoded.
-  const mov = SAMPLE_DESCRIPTION_CODECS.has(video.codec) && /\bmov\b/.test(info.formatName) && index.nonNegative;
+  // A palette (which MOV chunks after the first do not carry either), or such a codec's packed RGB
+  // outside MOV (an AVI's bottom-up BGR24 DIB read back as rgb555le): copied into chunks, their
+  // pictures came out black or noise with no error. Their chunks are encoded losslessly instead
+  // (FFV1, intra-only, whose stream says everything its decoder needs), as the source's pictures.
+  const lossless = video.pixFmt === 'pal8' || (SAMPLE_DESCRIPTION_CODECS.has(video.codec) && !/\bmov\b/.test(info.formatName) && !/^(yuv|yuvj|gray|nv1)/.test(video.pixFmt));
+  const mov = !lossless && SAMPLE_DESCRIPTION_CODECS.has(video.codec) && /\bmov\b/.test(info.formatName) && index.nonNegative;
   const format = mov ? 'mov' : nut ? 'nut' : 'matroska';
   // A source of more than 8 bits (HDR10, HLG, a camera's 10-bit log) keeps 10 through an encoder
   // that writes them, as `ffmpeg -c:v libx265` does: 8 bits of PQ band, and are out of spec. Not
@@ -143,7 +148,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   const [{ chunks, shift }, prepared] = await Promise.all([
     // Workers see chunk timestamps: every time in a segment plan is moved by the muxer's shift,
     // measured on chunk 0 (an ffprobe, 0.25-0.3 s) unless the source has no time it could move.
-    cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal, { format, ...(!index.nonNegative && { sourceFirstPts: index.packets[0]!.pts, expectedShift: Math.max(0, -(index.firstKeyDts ?? 0)) }) }),
+    cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal, { format, lossless, ...(!index.nonNegative && { sourceFirstPts: index.packets[0]!.pts, expectedShift: Math.max(0, -(index.firstKeyDts ?? 0)) }) }),
     // The first track's files beside the chunks (as plans from before further tracks name them), the others' in folders of their own.
     Promise.all(tracks.map((track, t) => prepareTrack(input.path, name, info.formatName, track, t === 0 ? chunkDir : path.join(chunkDir, `audio${t}`), `in${inputIndex}-audio${t === 0 ? '' : t}`, params, signal))),
   ]);
