@@ -45,6 +45,9 @@ function wholeNumber(name: string, value: number, min: number): void {
 /** The longest wait a timer takes (about 24.8 days): Node runs a longer one after 1 ms. */
 const MAX_WAIT_MS = 2 ** 31 - 1;
 
+/** How long a watch waits, after the final event, for the coordinator to end the call itself. */
+const FINAL_END_WAIT_MS = 2000;
+
 /** Calls in flight that may share one caller's AbortSignal without Node warning of a leak. */
 const USER_SIGNAL_LISTENERS = 10_000;
 
@@ -515,6 +518,11 @@ export class TesseraClient {
       const call = this.client.WatchJob({ job_id: jobId, after_seq: String(last), batch: true, inline_outputs_up_to: opts.inlineOutputsUpTo ?? 0, types: opts.types ?? [] }, this.md());
       const onAbort = (): void => call.cancel();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
+      // The call's status: after the final event the coordinator ends the call itself, and it is
+      // let end. Cancelled instead, each watch sent a stream reset: a client waiting on a thousand
+      // jobs looked like a rapid-reset attack, and the coordinator closed its whole connection.
+      let closed = false;
+      const ended = new Promise<void>((resolve) => call.once('status', () => ((closed = true), resolve())));
       // The coordinator sends the call's headers at once. Without them in time (a coordinator
       // stopped with SIGSTOP, a hung host, an address that takes connections and never answers)
       // the call would wait for ever in a channel that stays CONNECTING: given up as UNAVAILABLE
@@ -539,7 +547,10 @@ export class TesseraClient {
           for (const e of message.type === 'batch' ? message.batch : [message]) {
             last = Number(e.seq);
             yield e;
-            if (e.final) return;
+            if (e.final) {
+              await Promise.race([ended, sleep(FINAL_END_WAIT_MS, undefined, { ref: false })]);
+              return;
+            }
           }
         }
         // The stream ended without the final event: the coordinator is shutting down (re-attach),
@@ -581,7 +592,7 @@ export class TesseraClient {
         // A caller that stops reading (a break out of its loop) ends the generator here: the call
         // must end too, or it stays open (and the coordinator keeps its events coming) until the
         // job does. Nothing for a call that has already ended.
-        call.cancel();
+        if (!closed) call.cancel();
       }
     }
   }
@@ -681,6 +692,10 @@ export class TesseraClient {
         const call = this.client.DownloadOutput({ job_id: jobId, name, offset: String(offset) }, this.md(), { deadline: deadline(transferDeadlineMs(size - offset)) });
         const onAbort = (): void => call.cancel();
         signal.addEventListener('abort', onAbort, { once: true });
+        // A call that ended on its own is not cancelled (a stream reset each, which the coordinator
+        // counts against the connection, as for watches).
+        let closed = false;
+        call.once('status', () => (closed = true));
         try {
           for await (const chunk of call as AsyncIterable<OutputChunk__Output>) {
             if (Number(chunk.offset) !== offset) throw dataLoss(`${name}: chunk at offset ${chunk.offset}, expected ${offset}`);
@@ -699,7 +714,7 @@ export class TesseraClient {
           await pause(Math.min(2000, 200 * attempt), signal);
         } finally {
           signal.removeEventListener('abort', onAbort);
-          call.cancel();
+          if (!closed) call.cancel();
         }
       }
       if (offset !== size) throw dataLoss(`${name}: ${offset} bytes read where the output has ${size}`);
