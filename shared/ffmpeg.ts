@@ -124,6 +124,18 @@ export function adoptFfmpegInfo(known: FfmpegInfo): void {
   info ??= known;
 }
 
+/**
+ * Most decoder threads asked of ffmpeg (its own advice: "a thread count greater than 16 is not
+ * recommended"). A frame-threaded decoder holds a context and frames per thread: a worker's
+ * `--threads` of thousands failed every decode ("Cannot allocate memory"), blamed on the input.
+ */
+export const MAX_DECODER_THREADS = 16;
+
+/** `threads` for a decoder (`-threads` before `-i`): 0 (automatic) as it is, else at most MAX_DECODER_THREADS. */
+export function decoderThreads(threads: number): string {
+  return String(threads > 0 ? Math.min(threads, MAX_DECODER_THREADS) : 0);
+}
+
 /** Frame-rate mode flag: `-fps_mode` on ffmpeg >= 5.1, `-vsync` before. */
 export function fpsModeFlag(): string {
   const { version, major } = ffmpegInfo();

@@ -57,6 +57,7 @@ function atLeast(o: object, attr: string, min: number, name: OptionNamer, why = 
  * option as it was given (flag, environment variable or config key) and the range it must be in.
  */
 export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: OptionNamer = byFlag): void {
+  checkMaxInputPixels();
   atLeast(o, 'heartbeatMs', MIN_HEARTBEAT_MS, name);
   // A worker is lost after ttl-ms without a heartbeat: at less than two intervals, one late
   // heartbeat (a GC pause, a busy event loop) would lose it and re-queue its work.
@@ -94,11 +95,29 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
   }
 }
 
+/**
+ * TESSERA_MAX_INPUT_PIXELS, read by both sides where images are opened: a value sharp does not take
+ * (past 2^53, a fraction, a typo) failed every image job, each blamed on its input.
+ */
+function checkMaxInputPixels(env: NodeJS.ProcessEnv = process.env): void {
+  const raw = env['TESSERA_MAX_INPUT_PIXELS'];
+  if (raw === undefined || raw === '') return;
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(Number(raw)) || Number(raw) < 1) {
+    throw new UsageError(`TESSERA_MAX_INPUT_PIXELS=${raw}: must be a whole number of pixels from 1 to ${Number.MAX_SAFE_INTEGER}`);
+  }
+}
+
+/** Most threads per slot a worker takes (x264's own most). */
+const MAX_WORKER_THREADS = 128;
+
 /** Refuses worker settings that parse but cannot work (see {@link checkCoordinatorSettings}). */
 export function checkWorkerSettings(o: WorkerCommandOptions, name: OptionNamer = byFlag): void {
   atLeast(o, 'slots', 1, name);
   if (typeof o.slots === 'number' && o.slots > MAX_WORKER_SLOTS) throw new UsageError(`${setting(name('slots'), o.slots)}: must be at most ${MAX_WORKER_SLOTS}, the most a coordinator gives one worker`);
+  checkMaxInputPixels();
   atLeast(o, 'threads', 1, name);
+  // libvips takes at most 1024, x264 128: more cannot be used, and ffmpeg's decoders run out of memory on thousands.
+  if (typeof o.threads === 'number' && o.threads > MAX_WORKER_THREADS) throw new UsageError(`${setting(name('threads'), o.threads)}: must be at most ${MAX_WORKER_THREADS} (no encoder uses more threads than that)`);
   atLeast(o, 'prefetch', 0, name, ' (0 = none)');
   checkKeepalive(o, name);
   const labels = workerLabels(o, name);

@@ -31,7 +31,7 @@ async function mergeMs(n: number): Promise<number> {
       index: p, phase: 0, label: `range ${p}`, items: ['v.mp4'], ok: true, itemErrors: [], result: {}, worker: 'w',
       plan: { source: 'v.mp4', times: Array<number>(per).fill(0), numbers: [], cues: [], width: 32, height: 18 } satisfies ThumbnailRangePlan,
       outputs: Array.from({ length: per }, (_, k) => ({ name: thumbnailName(p * per + k + 1, 'jpeg'), path: src, size: 1 })),
-    }));
+    })) as unknown as SubtaskOutcome[];
     const params: ThumbnailJobParams = { every: 0, count: n, width: 32, format: 'jpeg', sprite: null } as unknown as ThumbnailJobParams;
     const ctx = { params, inputs: [{ name: 'v.mp4', path: src, size: 1 }], results, history: [], phase: 0, outputDir: dir, signal: new AbortController().signal } as unknown as MergeContext<ThumbnailJobParams>;
     const t = performance.now();

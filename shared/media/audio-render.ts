@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { invalidArgument, TesseraError } from '../errors.js';
-import { runFfmpeg } from '../ffmpeg.js';
+import { decoderThreads, runFfmpeg } from '../ffmpeg.js';
 import { encodingArgs, type OutputEncoding } from './audio-filters.js';
 import { spelledLayout } from './loudness.js';
 
@@ -62,7 +62,7 @@ export function corruptPacketsFail(codec: string | undefined): boolean {
 export async function renderStageA(r: StageARun): Promise<void> {
   const args = ['-i', r.source, '-map', '0:a:0', '-vn', '-sn', '-dn', '-af', r.chain, ...capArgs(r.maxSeconds), '-c:a', 'pcm_f32le', '-f', 'wav', '-rf64', 'auto', '-y', r.out];
   if (corruptPacketsFail(r.codec)) args.unshift('-xerror');
-  if (r.threads) args.unshift('-threads', String(r.threads));
+  if (r.threads) args.unshift('-threads', decoderThreads(r.threads));
   await decodeRun(args, r.input, r.signal, r.onProgress);
 }
 
@@ -166,7 +166,7 @@ export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | 
   const args = [...inputArgs, '-map', '0:a:0', '-map_metadata', '-1'];
   for (const [key, value] of Object.entries(e.tags ?? {})) args.push('-metadata', `${key}=${value}`);
   if (e.chain) args.push('-af', e.chain);
-  if (e.threads) args.unshift('-threads', String(e.threads));
+  if (e.threads) args.unshift('-threads', decoderThreads(e.threads));
   const { codec, format, muxerOptions } = e.encoder;
   if (!e.measure) {
     args.push(...encodingArgs(e.encoder), '-y', e.out);

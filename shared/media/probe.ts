@@ -7,7 +7,7 @@
  * client-facing name so a failure reads "clip.mov: ffprobe failed: ..." (INVALID_ARGUMENT).
  */
 import { invalidArgument } from '../errors.js';
-import { runFfmpeg, runFfprobe, runFfprobeLogged } from '../ffmpeg.js';
+import { decoderThreads, runFfmpeg, runFfprobe, runFfprobeLogged } from '../ffmpeg.js';
 
 export interface ProbeOptions {
   signal?: AbortSignal | undefined;
@@ -372,7 +372,7 @@ export interface DecodeCheck {
 
 /** Decodes every stream of a file, counting video frames and collecting decoder errors. */
 export async function decodeCheck(file: string, opts: ProbeOptions & { threads?: number } = {}): Promise<DecodeCheck> {
-  const threads = String(opts.threads ?? 0);
+  const threads = decoderThreads(opts.threads ?? 0);
   // A null output plus the progress report's frame counter: hashing every frame (framemd5) would
   // cost more than the decoding itself.
   const { stderr, stdout } = await runFfmpeg(

@@ -14,7 +14,7 @@
 import { copyFile, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { dataLoss, invalidArgument } from '../../shared/errors.js';
-import { runFfmpeg } from '../../shared/ffmpeg.js';
+import { decoderThreads, runFfmpeg } from '../../shared/ffmpeg.js';
 import type { ProcessContext, ProcessOutput, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
 import { parseThumbnailParams, type ThumbnailJobParams } from '../../shared/kinds/thumbnails-params.js';
 import { thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
@@ -123,7 +123,7 @@ export async function grabBySeeking(spec: GrabSpec): Promise<void> {
   const { scale, codec } = encoding(spec);
   for (let i = 0; i < spec.times.length; i += PER_PROCESS) {
     const times = spec.times.slice(i, i + PER_PROCESS);
-    const args: string[] = ['-y', '-threads', String(spec.threads)];
+    const args: string[] = ['-y', '-threads', decoderThreads(spec.threads)];
     // `-t` bounds each input: ffmpeg 5 would otherwise decode every seeked input to the end of the
     // file after its one-frame output is done.
     // From a point before the time (seekFrom), the frames before the time are passed over here.
@@ -171,7 +171,7 @@ export async function grabInOnePass(spec: GrabSpec, workDir: string): Promise<bo
   const span = rel[rel.length - 1]! + TAIL_SECONDS;
   // Relative names: the pattern and the listing are then free of whatever the work dir's path holds.
   await runFfmpeg(
-    ['-y', '-threads', String(spec.threads), '-ss', t0.toFixed(6), '-t', span.toFixed(6), '-i', spec.input,
+    ['-y', '-threads', decoderThreads(spec.threads), '-ss', t0.toFixed(6), '-t', span.toFixed(6), '-i', spec.input,
       '-map', '0:v:0', '-vf', filters, '-vsync', 'passthrough', ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-%05d.${ext}`],
     { signal: spec.signal, input: spec.source, cwd: workDir },
   );
