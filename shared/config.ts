@@ -125,6 +125,9 @@ export const MIN_KEEPALIVE_MS = 5_000;
 /** The shortest keepalive timeout accepted: below it a busy event loop (a GC pause) reads as a dead link. */
 export const MIN_KEEPALIVE_TIMEOUT_MS = 1_000;
 
+/** The longest a Node timer waits: one set longer runs after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Environment variables of the keepalive settings, read by the client library (the CLI's flags set them). */
 export const KEEPALIVE_ENV = { timeMs: 'TESSERA_KEEPALIVE_MS', timeoutMs: 'TESSERA_KEEPALIVE_TIMEOUT_MS' } as const;
 
@@ -137,6 +140,9 @@ export function keepaliveProblem(k: Keepalive): { key: keyof Keepalive; rule: st
     return { key: 'timeMs', rule: `must be a whole number of ms, at least ${MIN_KEEPALIVE_MS}: the coordinator permits pings no more often, and closes connections that ping more often (too_many_pings)` };
   }
   if (!Number.isInteger(k.timeoutMs) || k.timeoutMs < MIN_KEEPALIVE_TIMEOUT_MS) return { key: 'timeoutMs', rule: `must be a whole number of ms, at least ${MIN_KEEPALIVE_TIMEOUT_MS}` };
+  // grpc-js waits for a ping's answer with a plain timer, which Node runs after 1 ms past this:
+  // every connection was taken for dead at its first ping.
+  for (const key of ['timeMs', 'timeoutMs'] as const) if (k[key] > MAX_TIMER_MS) return { key, rule: `must be at most ${MAX_TIMER_MS} ms (about 24.8 days)` };
   return undefined;
 }
 

@@ -185,6 +185,10 @@ describe('keepalive', () => {
     process.env['TESSERA_KEEPALIVE_TIMEOUT_MS'] = '10';
     try {
       expect(made(() => new TesseraClient({ address: '127.0.0.1:9' }))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/^TESSERA_KEEPALIVE_TIMEOUT_MS=10: /) });
+      // Past what a timer waits: every connection was dropped at its first ping.
+      process.env['TESSERA_KEEPALIVE_TIMEOUT_MS'] = '2147483648';
+      expect(made(() => new TesseraClient({ address: '127.0.0.1:9' }))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/^TESSERA_KEEPALIVE_TIMEOUT_MS=2147483648: must be at most 2147483647 ms/) });
+      expect(made(() => new TesseraClient({ address: '127.0.0.1:9', keepalive: { timeMs: 20_000, timeoutMs: 2 ** 31 } }))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/^keepalive\.timeoutMs 2147483648: must be at most/) });
       // Both given: the environment is not read.
       const client = made(() => new TesseraClient({ address: '127.0.0.1:9', keepalive: { timeMs: 20_000, timeoutMs: 8_000 } }));
       expect(client).toBeInstanceOf(TesseraClient);
