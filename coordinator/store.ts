@@ -319,6 +319,15 @@ export class JobStore {
     return best;
   }
 
+  /** The progress a job's final event gave (a cancelled job's: where it stopped), or undefined. */
+  finalProgress(jobId: string): number | undefined {
+    for (const row of this.stmts.lastEvents.iterate(jobId) as IterableIterator<{ event: string }>) {
+      const parsed = JSON.parse(row.event) as JobEvent | JobEvent[];
+      for (const e of Array.isArray(parsed) ? parsed : [parsed]) if (e.final) return Number(e.progress) || 0;
+    }
+    return undefined;
+  }
+
   /** Every job, with its subtasks for the unfinished ones (used at start-up to resume). */
   loadAll(): { jobs: JobRecord[]; subtasks: Map<string, SubtaskRecord[]> } {
     const jobs = (this.stmts.jobs.all() as { record: string }[]).map((r) => JSON.parse(r.record) as JobRecord);
@@ -841,7 +850,16 @@ interface SubtaskRow {
   live: string | null;
 }
 
+/** The fields {@link liveState} writes. */
+const LIVE_KEYS = Object.keys(liveState({} as SubtaskRecord)) as (keyof LiveState)[];
+
 function fromRow(row: SubtaskRow): SubtaskRecord {
   const record = JSON.parse(row.record) as SubtaskRecord;
-  return row.live ? Object.assign(record, JSON.parse(row.live) as LiveState) : record;
+  if (!row.live) return record;
+  // Every live field as the last update had it, one it left out (cleared, as a retried subtask's
+  // error once it succeeds) included: the row's first snapshot may have held it (the failed
+  // attempt's error, read back for good on a subtask that succeeded).
+  const live = JSON.parse(row.live) as Partial<LiveState>;
+  for (const key of LIVE_KEYS) (record as unknown as Record<string, unknown>)[key] = live[key];
+  return record;
 }
