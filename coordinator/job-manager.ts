@@ -25,7 +25,7 @@ import { sha256File } from '../shared/streams.js';
 import { EventLog } from './events.js';
 import { coordinatorKinds } from './kinds/index.js';
 import { JobOrder } from './job-list.js';
-import { TERMINAL_JOB_STATES, jobProgress, newSubtaskRecord, resumeProgress, type JobRecord, type JobState, type Lease, type OutputRecord, type SubtaskRecord } from './model.js';
+import { TERMINAL_JOB_STATES, jobProgress, keepCancelledProgress, newSubtaskRecord, resumeProgress, type JobRecord, type JobState, type Lease, type OutputRecord, type SubtaskRecord } from './model.js';
 import { Scheduler } from './scheduler.js';
 import { SHARED_LOOKUPS, SharedRoots } from './shared-inputs.js';
 import type { Spool } from './spool.js';
@@ -1688,6 +1688,8 @@ export class JobManager {
     if (s.state !== 'running') return;
     for (const lease of s.leases) this.revokeLease(s, lease, reason);
     s.leases = [];
+    // No copy runs any more (it said so for good: "a speculative copy is running").
+    s.speculative = false;
     s.state = 'cancelled';
     this.store.saveSubtask(s);
     // Its watchers (and the dashboard, and the metrics) saw it start: they see it end. Pending ones
@@ -2053,6 +2055,9 @@ export class JobManager {
       // Ended while its upload ran, saved so before that was cleared there (see finish): kept as it ended.
       job.receiving = false;
       this.keep(job);
+      // Where a cancelled job stopped lives in memory beside it: read back from its final event (it
+      // said 0 after a restart, where its final event said how far it had come).
+      if (job.state === 'cancelled') keepCancelledProgress(job, this.store.finalProgress(job.id) ?? 0);
       if (TERMINAL_JOB_STATES.has(job.state)) continue;
       resumed++;
       this.resumedJobs.set(job.kind, (this.resumedJobs.get(job.kind) ?? 0) + 1);

@@ -276,6 +276,11 @@ export function resumeProgress(job: JobRecord, value: number): void {
   progressCache.set(job, { at: 0, phase: job.phase, count: 0, value: Math.max(cached?.value ?? 0, Math.min(0.99, value)) });
 }
 
+/** A cancelled job's progress as its final event gave it (read back after a restart). */
+export function keepCancelledProgress(job: JobRecord, value: number): void {
+  if (job.state === 'cancelled' && value > 0) progressCache.set(job, { at: 0, phase: job.phase, count: 0, value });
+}
+
 export function jobProgress(job: JobRecord, subtasks: SubtaskRecord[] | undefined): number {
   // A cancelled job stays where it stopped (it dropped to 0 in the events of its stopped subtasks,
   // then its final event said 1): what it had done is what a watcher last saw.
