@@ -37,6 +37,6 @@ it('a subtask of a job cancelled while its speculative copy ran does not say a c
   expect(s.state).toBe('SUBTASK_STATE_CANCELLED');
   // Neither attempt runs any more.
   expect({ state: s.state, speculative: s.speculative }).toEqual({ state: 'SUBTASK_STATE_CANCELLED', speculative: false });
-  const ended = events.filter((e) => e.subtask?.id === copied && e.subtask.state === 'SUBTASK_STATE_CANCELLED').map((e) => e.subtask!.speculative);
+  const ended = events.filter((e) => e.subtask?.id === copied && e.subtask?.state === 'SUBTASK_STATE_CANCELLED').map((e) => e.subtask!.speculative);
   expect(ended).toEqual([false]);
 }, 60_000);

@@ -201,6 +201,8 @@ export interface EncodingSource {
   greyWithProfile?: boolean | undefined;
   /** 8-bit samples (sharp's depth `uchar`), which sharp's mild sharpen leaves in float. */
   eightBit?: boolean | undefined;
+  /** The grey source's own ICC profile as a file, where a sharpened TIFF must be cast through it. */
+  profile?: string | undefined;
 }
 
 /** Formats that write a one-band image as one band, and so can carry a grey ICC profile. */
@@ -232,7 +234,12 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
       // that reads back white. A transform to sRGB casts them (the same pixels, as the tiled path
       // writes them); with keep_metadata it tags the output sRGB, converting a source's own profile.
       // Of an 8-bit source only: a 16-bit one comes out 8-bit anyway, and the transform would convert its colours.
-      if (p.sharpen && source.eightBit && !(p.keepMetadata && source.greyWithProfile)) img = img.withIccProfile('srgb', { attach: p.keepMetadata });
+      // A grey source whose profile is kept is cast through that profile (one band, its tones and
+      // its profile kept): skipped, it came out as the 32-bit float TIFF.
+      if (p.sharpen && source.eightBit) {
+        if (!(p.keepMetadata && source.greyWithProfile)) img = img.withIccProfile('srgb', { attach: p.keepMetadata });
+        else if (source.profile) img = img.withIccProfile(source.profile, { attach: true });
+      }
       return img.tiff({ quality, compression: 'lzw', ...tiffResolution(density) });
     case 'gif':
       return img.gif();
@@ -272,6 +279,9 @@ export async function renderImage(file: string, p: ImageParams, dest: string, o:
     const space = intermediateSpace(o.samples, split.prefix);
     if (space) first = first.toColourspace(space);
     if (p.keepMetadata) first = first.keepMetadata();
+    // One band, as the second pass finds it: written as sRGB, the intermediate dropped a grey source's
+    // own profile (which sRGB cannot carry) with its samples unconverted, and the output's tones were wrong.
+    if (p.keepMetadata && o.source?.greyWithProfile && !space) first = first.toColourspace('b-w');
     await written(first, intermediate, o.signal);
     o.signal.throwIfAborted();
     // Random access: the turn reads the intermediate's columns.

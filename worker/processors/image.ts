@@ -1,4 +1,5 @@
 /** Worker side of `image`: runs the pipeline on each image of a batch; a bad image fails only itself. */
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '../../shared/grpc-status.js';
 import { TesseraError, hasLocalTroubleCode, invalidArgument, isAbortError, isLocalTrouble, resourceExhausted } from '../../shared/errors.js';
@@ -88,11 +89,18 @@ async function processOne(file: string, outputName: string, p: ImageParams, work
   }
   const name = outputName.endsWith(`.${FORMAT_EXTENSION[format]}`) ? outputName : `${outputName}.${FORMAT_EXTENSION[format]}`;
   const dest = path.join(workDir, name);
+  const greyWithProfile = meta.channels !== undefined && meta.channels <= 2 && Boolean(meta.hasProfile);
+  // A sharpened TIFF of a grey source whose profile is kept is cast to 8 bits through that profile.
+  let profile: string | undefined;
+  if (greyWithProfile && p.keepMetadata && p.sharpen && format === 'tiff' && meta.icc) {
+    profile = path.join(workDir, `.profile-${name}.icc`);
+    await writeFile(profile, meta.icc);
+  }
   const info = await renderImage(file, p, dest, {
     format,
     animated,
     samples: meta,
-    source: { density: meta.density, greyWithProfile: meta.channels !== undefined && meta.channels <= 2 && Boolean(meta.hasProfile), eightBit: meta.depth === 'uchar' },
+    source: { density: meta.density, greyWithProfile, eightBit: meta.depth === 'uchar', profile },
     workDir,
     signal,
   }).catch((err: unknown) => {
