@@ -18,7 +18,7 @@ import { MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAu
 import { bitrateProblem } from '../../shared/kinds/audio-params.js';
 import { hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
-import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
 import { HandOff } from '../hand-off.js';
 import { takeHeaderProbe } from '../input-check.js';
@@ -122,8 +122,8 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   // outside MOV (an AVI's bottom-up BGR24 DIB read back as rgb555le): copied into chunks, their
   // pictures came out black or noise with no error. Their chunks are encoded losslessly instead
   // (FFV1, intra-only, whose stream says everything its decoder needs), as the source's pictures.
-  const lossless = video.pixFmt === 'pal8' || (SAMPLE_DESCRIPTION_CODECS.has(video.codec) && !/\bmov\b/.test(info.formatName) && !/^(yuv|yuvj|gray|nv1)/.test(video.pixFmt));
-  const mov = !lossless && SAMPLE_DESCRIPTION_CODECS.has(video.codec) && /\bmov\b/.test(info.formatName) && index.nonNegative;
+  const ffv1Chunks = video.pixFmt === 'pal8' || (SAMPLE_DESCRIPTION_CODECS.has(video.codec) && !/\bmov\b/.test(info.formatName) && !/^(yuv|yuvj|gray|nv1)/.test(video.pixFmt));
+  const mov = !ffv1Chunks && SAMPLE_DESCRIPTION_CODECS.has(video.codec) && /\bmov\b/.test(info.formatName) && index.nonNegative;
   const format = mov ? 'mov' : nut ? 'nut' : 'matroska';
   // A source of more than 8 bits (HDR10, HLG, a camera's 10-bit log) keeps 10 through an encoder
   // that writes them, as `ffmpeg -c:v libx265` does: 8 bits of PQ band, and are out of spec. Not
@@ -136,19 +136,24 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
     const why = params.lossless ? 'lossless is 8-bit' : `${encoder} writes 8 here; --codec h265, vp9 or av1 keeps 10`;
     ctx.warn(name, `an HDR (${hdr}) source encoded in 8 bits, still tagged ${hdr}: its picture may band (${why})`);
   }
+  // The source's colour description, told to each segment's frames (NUT chunks lose what the
+  // codec's bitstream does not carry); a lossless full-range source stays full range.
+  const colour = videoColour(video);
+  const keepFullRange = params.lossless && (colour?.range === 'pc' || /^yuvj/.test(video.pixFmt));
   // What every segment's worker must have: NUT reading, lossless and 10-bit encoding when asked for.
   const features = [
     ...(format === 'nut' ? [NUT_CHUNKS_FEATURE] : format === 'mov' ? [MOV_CHUNKS_FEATURE] : []),
     ...(params.lossless ? [VIDEO_LOSSLESS_FEATURE] : []),
     ...(tenBit ? [VIDEO_10BIT_FEATURE] : []),
     ...(format === 'nut' && UNTIMED_CHUNK_CODECS.has(video.codec) ? [CHUNK_INPOINT_FEATURE] : []),
+    ...(colour || keepFullRange ? [VIDEO_COLOUR_FEATURE] : []),
   ];
   const encodeAudio = audio && params.audioCodec !== 'copy';
   // The video split and each audio track's copy and measure only read the source: run them together.
   const [{ chunks, shift }, prepared] = await Promise.all([
     // Workers see chunk timestamps: every time in a segment plan is moved by the muxer's shift,
     // measured on chunk 0 (an ffprobe, 0.25-0.3 s) unless the source has no time it could move.
-    cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal, { format, lossless, ...(!index.nonNegative && { sourceFirstPts: index.packets[0]!.pts, expectedShift: Math.max(0, -(index.firstKeyDts ?? 0)) }) }),
+    cutVideoChunks(input.path, name, video.index, layout.cutTimes, chunkDir, signal, { format, lossless: ffv1Chunks, ...(!index.nonNegative && { sourceFirstPts: index.packets[0]!.pts, expectedShift: Math.max(0, -(index.firstKeyDts ?? 0)) }) }),
     // The first track's files beside the chunks (as plans from before further tracks name them), the others' in folders of their own.
     Promise.all(tracks.map((track, t) => prepareTrack(input.path, name, info.formatName, track, t === 0 ? chunkDir : path.join(chunkDir, `audio${t}`), `in${inputIndex}-audio${t === 0 ? '' : t}`, params, signal))),
   ]);
@@ -187,6 +192,8 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
       height: size.height,
       encoder,
       ...(tenBit && { pixFmt: 'yuv420p10le' as const }),
+      ...(colour && { colour }),
+      ...(keepFullRange && { keepFullRange }),
       ...(features.length > 0 && { features }),
     };
     // In resampling mode a range reads on into the next chunk so the last slots see the frames after it.

@@ -24,6 +24,10 @@ export interface VideoStreamInfo {
   pixFmt: string;
   /** Transfer characteristic as ffprobe names it (smpte2084 for PQ, arib-std-b67 for HLG), "" when unknown. */
   colorTransfer: string;
+  /** Colour primaries, matrix and range as ffprobe names them ('' where unknown). */
+  colorPrimaries: string;
+  colorSpace: string;
+  colorRange: string;
   /** Average frame rate (frames / duration), 0 when unknown. */
   avgFps: number;
   /** Container/codec nominal rate (r_frame_rate), 0 when unknown. */
@@ -86,6 +90,9 @@ interface RawStream {
   height?: number;
   pix_fmt?: string;
   color_transfer?: string;
+  color_primaries?: string;
+  color_space?: string;
+  color_range?: string;
   sample_aspect_ratio?: string;
   avg_frame_rate?: string;
   r_frame_rate?: string;
@@ -155,6 +162,9 @@ function videoInfo(s: RawStream): VideoStreamInfo {
     height: s.height ?? 0,
     pixFmt: s.pix_fmt ?? '',
     colorTransfer: s.color_transfer ?? '',
+    colorPrimaries: s.color_primaries ?? '',
+    colorSpace: s.color_space ?? '',
+    colorRange: s.color_range ?? '',
     avgFps: rate(s.avg_frame_rate),
     rFps: rate(s.r_frame_rate),
     rotation: rotationOf(s),

@@ -50,6 +50,43 @@ export const VIDEO_LOSSLESS_FEATURE = 'video-lossless';
 export const VIDEO_10BIT_FEATURE = 'video-10bit';
 
 /**
+ * Workers that apply a segment plan's `colour` and `keepFullRange`. An older one encodes as before
+ * (untagged), and segments of both in one output would differ: such segments require it.
+ */
+export const VIDEO_COLOUR_FEATURE = 'video-colour';
+
+/** A video stream's colour description, as ffmpeg's `setparams` filter takes it. */
+export interface VideoColour {
+  range?: string;
+  primaries?: string;
+  transfer?: string;
+  space?: string;
+}
+
+const COLOUR_NAMES = {
+  range: new Set(['tv', 'pc']),
+  primaries: new Set(['bt709', 'bt470m', 'bt470bg', 'smpte170m', 'smpte240m', 'film', 'bt2020', 'smpte428', 'smpte431', 'smpte432', 'jedec-p22', 'ebu3213']),
+  transfer: new Set(['bt709', 'bt470m', 'bt470bg', 'smpte170m', 'smpte240m', 'linear', 'log100', 'log316', 'iec61966-2-4', 'bt1361e', 'iec61966-2-1', 'bt2020-10', 'bt2020-12', 'smpte2084', 'smpte428', 'arib-std-b67']),
+  space: new Set(['gbr', 'bt709', 'fcc', 'bt470bg', 'smpte170m', 'smpte240m', 'ycgco', 'bt2020nc', 'bt2020c', 'smpte2085', 'chroma-derived-nc', 'chroma-derived-c', 'ictcp']),
+} as const;
+
+/** A stream's colour description from ffprobe's names, each only where ffmpeg's setparams knows it; undefined when none is known. */
+export function videoColour(v: { colorRange: string; colorPrimaries: string; colorTransfer: string; colorSpace: string }): VideoColour | undefined {
+  const c: VideoColour = {};
+  if (COLOUR_NAMES.range.has(v.colorRange)) c.range = v.colorRange;
+  if (COLOUR_NAMES.primaries.has(v.colorPrimaries)) c.primaries = v.colorPrimaries;
+  if (COLOUR_NAMES.transfer.has(v.colorTransfer)) c.transfer = v.colorTransfer;
+  if (COLOUR_NAMES.space.has(v.colorSpace)) c.space = v.colorSpace;
+  return Object.keys(c).length > 0 ? c : undefined;
+}
+
+/** The `setparams` filter that tells frames `c`. */
+export function colourFilter(c: VideoColour): string {
+  const opts = [c.range && `range=${c.range}`, c.primaries && `color_primaries=${c.primaries}`, c.transfer && `color_trc=${c.transfer}`, c.space && `colorspace=${c.space}`].filter(Boolean);
+  return `setparams=${opts.join(':')}`;
+}
+
+/**
  * Whether a decoder pixel format holds more than 8 bits a sample (yuv420p10le, p010le, gbrp12le...):
  * ffmpeg names them by their depth, ending in le/be, or as the p0xx/p2xx/p4xx/y2xx packed ones.
  */
@@ -115,6 +152,18 @@ export interface VideoSegmentPlan {
    * through an encoder that keeps 10 ({@link TEN_BIT_ENCODERS}); absent: 8-bit yuv420p.
    */
   pixFmt?: 'yuv420p10le' | undefined;
+  /**
+   * The source's colour description (ffmpeg's names), where it has one: its frames are told it
+   * before anything converts them, so that a full range is converted as ffmpeg converts it and the
+   * encoder writes the tags. NUT chunks carry none of it (VP9's primaries and transfer, FFV1's and
+   * VP8's everything, full range included), and outputs came out untagged (HDR10 as SDR).
+   */
+  colour?: VideoColour | undefined;
+  /**
+   * A lossless segment of a full-range source: kept full range (no conversion to limited, which
+   * changed every picture), tagged so.
+   */
+  keepFullRange?: boolean | undefined;
   /** The worker features the segment requires (a re-run requires them again); absent in older plans. */
   features?: string[] | undefined;
   /**

@@ -16,7 +16,7 @@ import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '
 import { parseVideoParams, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { probeMedia } from '../../shared/media/probe.js';
 import { audioEncoderArgs, rotationFilters, videoEncoderArgs } from '../../shared/media/video-encode.js';
-import { chunkFormatOf, type VideoAudioPlan, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { chunkFormatOf, colourFilter, type VideoAudioPlan, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 
 /** The `video` kind as the worker registry sees it. */
 export const videoProcessor: WorkerProcessor<VideoJobParams> = {
@@ -101,9 +101,12 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
 
   const rel = (t: number): string => Math.max(0, t - base).toFixed(6);
   const filters: string[] = [];
+  // The source's colour description first, before anything converts the frames (see VideoSegmentPlan.colour).
+  if (plan.colour) filters.push(colourFilter(plan.colour));
   filters.push(plan.hi === null ? `trim=start=${rel(plan.lo)}` : `trim=start=${rel(plan.lo)}:end=${rel(plan.hi)}`);
   filters.push(...rotationFilters(plan.rotation));
-  filters.push(`scale=${plan.width}:${plan.height}`);
+  // Lossless of a full-range source: no conversion to limited range (every picture changed).
+  filters.push(plan.keepFullRange ? `scale=${plan.width}:${plan.height}:in_range=pc:out_range=pc` : `scale=${plan.width}:${plan.height}`);
   if (plan.fps) {
     // Frames are sampled on the job-wide grid (first slot given), holding the last frame shown.
     filters.push(`fps=fps=${plan.fps.rate}:start_time=${rel(plan.fps.firstSlot)}:round=up`);
