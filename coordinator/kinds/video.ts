@@ -136,6 +136,8 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
     const why = params.lossless ? 'lossless is 8-bit' : `${encoder} writes 8 here; --codec h265, vp9 or av1 keeps 10`;
     ctx.warn(name, `an HDR (${hdr}) source encoded in 8 bits, still tagged ${hdr}: its picture may band (${why})`);
   }
+  // Outputs are 4:2:0 without alpha, as ffmpeg writes h264, h265 and AV1: said, as every other thing left out is.
+  if (hasAlpha(video.pixFmt)) ctx.warn(name, `its alpha channel (${video.pixFmt}) is left out: the output is opaque`);
   // The source's colour description, told to each segment's frames (NUT chunks lose what the
   // codec's bitstream does not carry); a lossless full-range source stays full range.
   const colour = videoColour(video);
@@ -409,4 +411,9 @@ function longestInterval(times: readonly number[], span: number): number {
   let longest = times.length > 1 ? 0 : span;
   for (let k = 1; k < times.length; k++) longest = Math.max(longest, times[k]! - times[k - 1]!);
   return longest;
+}
+
+/** Whether a pixel format has an alpha channel (yuva420p, rgba, gbrap, ya8, ...). */
+function hasAlpha(pixFmt: string): boolean {
+  return /^(yuva|gbrap|ya\d|rgba|bgra|argb|abgr)/.test(pixFmt);
 }

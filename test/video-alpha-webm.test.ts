@@ -1,0 +1,43 @@
+/**
+ * A source with an alpha channel (PNG in MOV, as motion-graphics tools export overlays and
+ * stickers) into VP9 WebM, which holds alpha: `ffmpeg -c:v libvpx-vp9 out.webm` keeps it.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { videoKind } from '../coordinator/kinds/video.js';
+import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
+import { videoProcessor } from '../worker/processors/video.js';
+import { runKindInProcess, specOf } from './helpers/media.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-alpha-webm-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Whether a WebM's VP9 track carries alpha (the ALPHA_MODE tag the libvpx decoder reads it by). */
+async function hasAlpha(file: string): Promise<boolean> {
+  const r = await runFfprobe<{ streams: Array<{ tags?: Record<string, string> }> }>(['-select_streams', 'v:0', '-show_entries', 'stream_tags', '-i', file]);
+  return Object.entries(r.streams[0]?.tags ?? {}).some(([k, v]) => k.toLowerCase() === 'alpha_mode' && v === '1');
+}
+
+describe('video kind: a source with alpha into VP9 WebM', () => {
+  it('keeps the alpha as `ffmpeg` does, or at least says it was dropped', async () => {
+    const src = path.join(dir, 'overlay.mov');
+    // Opaque on the left, transparent on the right.
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=96x64:rate=25:duration=1,format=rgba,geq=r=r(X\\,Y):g=g(X\\,Y):b=b(X\\,Y):a=if(lt(X\\,48)\\,255\\,0)', '-c:v', 'png', src]);
+    const single = path.join(dir, 'single.webm');
+    await runFfmpeg(['-y', '-v', 'error', '-i', src, '-c:v', 'libvpx-vp9', '-deadline', 'realtime', '-cpu-used', '8', single]);
+    expect(await hasAlpha(single)).toBe(true);
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', container: 'webm' }), [src], { dir, slots: 2 });
+    expect(run.errors).toEqual([]);
+    const kept = await hasAlpha(run.outputs[0]!.path);
+    // Was: neither. The transparent half came out as opaque colour, and the job said nothing (while a
+    // subtitle track, cover art or an attachment left out is a warning).
+    expect(kept || run.warnings.some((w) => /alpha|transparen/i.test(w.message))).toBe(true);
+  }, 60_000);
+});
