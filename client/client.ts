@@ -699,6 +699,8 @@ export class TesseraClient {
         try {
           for await (const chunk of call as AsyncIterable<OutputChunk__Output>) {
             if (Number(chunk.offset) !== offset) throw dataLoss(`${name}: chunk at offset ${chunk.offset}, expected ${offset}`);
+            // Past the output's size (a buggy or hostile coordinator): refused at once, not read until the deadline.
+            if (offset + chunk.data.length > size) throw dataLoss(`${name}: more than its ${size} bytes arrived`);
             hash?.update(chunk.data);
             offset += chunk.data.length;
             since = Date.now();
@@ -823,6 +825,8 @@ export class TesseraClient {
         try {
           for await (const chunk of call as AsyncIterable<OutputChunk__Output>) {
             if (Number(chunk.offset) !== offset) throw dataLoss(`${name}: chunk at offset ${chunk.offset}, expected ${offset}`);
+            // Past the output's size (a buggy or hostile coordinator): refused before it is written.
+            if (offset + chunk.data.length > size) throw dataLoss(`${name}: more than its ${size} bytes arrived`);
             hash.update(chunk.data);
             // A failed write (a full disk) throws its error here.
             await writeWithBackpressure(out, chunk.data);

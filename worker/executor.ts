@@ -9,11 +9,11 @@ import { finished } from 'node:stream/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
 import { INLINE_LIMIT, INLINE_RESULT_BYTES, transferDeadlineMs } from '../shared/config.js';
-import { TesseraError, dataLoss, isAbortError, statusName } from '../shared/errors.js';
+import { TesseraError, dataLoss, invalidArgument, isAbortError, statusName } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
-import { safeFileName, safeOutputName } from '../shared/names.js';
+import { NameSet, safeFileName, safeOutputName } from '../shared/names.js';
 import type { Assignment__Output } from '../shared/proto/generated/tessera/v1/Assignment.js';
 import type { OutputRef } from '../shared/proto/generated/tessera/v1/OutputRef.js';
 import type { SubtaskResult } from '../shared/proto/generated/tessera/v1/SubtaskResult.js';
@@ -182,10 +182,15 @@ export async function fetchInputs(a: Assignment__Output, workDir: string, signal
   const dir = path.join(workDir, 'in');
   if (a.inputs.length > 0) await mkdir(dir, { recursive: true });
   const files: LocalFile[] = [];
+  // Two inputs of one name would write the second through the first (a shared input's link: the
+  // client's own file on its storage); a coordinator never sends them, a buggy or hostile one might.
+  const names = new NameSet();
   for (const input of a.inputs) {
     // Cancelled (or timed out) while the previous input came in: fetch no more.
     signal.throwIfAborted();
     const name = safeFileName(input.name, 'input name');
+    if (names.has(name)) throw invalidArgument(`input ${name}: named twice in one assignment`);
+    names.add(name);
     const file = path.join(dir, name);
     // Shared storage this worker sees at the same path: read in place, nothing is copied. The link
     // keeps the input's name for processors that go by it. A client's file is linked as the
@@ -205,7 +210,8 @@ export async function fetchInputs(a: Assignment__Output, workDir: string, signal
     if (input.inline) {
       hash.update(input.inline_data);
       size = input.inline_data.length;
-      await writeFile(file, input.inline_data);
+      // A new file, never through a link that is there.
+      await writeFile(file, input.inline_data, { flag: fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW });
     } else {
       const out = threadedWriteStream(file);
       // A write still in flight when an abort destroys the stream errors later: that error is
@@ -224,6 +230,8 @@ export async function fetchInputs(a: Assignment__Output, workDir: string, signal
           // A write that failed (a full disk) ends the loop here with its error (writeWithBackpressure).
           hash.update(chunk.data);
           size += chunk.data.length;
+          // Past what was announced: refused at once, not written until the call's deadline.
+          if (size > Number(input.size)) throw dataLoss(`input ${name}: more than the ${input.size} bytes announced arrived`);
           await writeWithBackpressure(out, chunk.data, signal);
         }
         ended = true;

@@ -54,6 +54,8 @@ async function processInput(ctx: TileProcessContext, input: LocalFile, pipeline:
   const expected = mapSize(plan.cut.w, plan.cut.h, plan.orientation);
   // Where the core sits inside the processed (possibly rotated/mirrored) tile.
   const core = mapRect(plan.coreInCut, plan.cut.w, plan.cut.h, plan.orientation);
+  // File names are made of it: a coordinator's plan with a path in it must not lead outside the work folder.
+  if (!Number.isSafeInteger(plan.index) || plan.index < 0) throw invalidArgument(`tile plan: index ${JSON.stringify(plan.index)} is not a whole number`);
   const name = `tile-${plan.index}.v`;
   const outPath = path.join(ctx.workDir, name);
   const jpegName = `tile-${plan.index}.jpg`;

@@ -16,7 +16,7 @@ import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '
 import { parseVideoParams, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { probeMedia } from '../../shared/media/probe.js';
 import { audioEncoderArgs, rotationFilters, videoEncoderArgs } from '../../shared/media/video-encode.js';
-import { chunkFormatOf, colourFilter, type VideoAudioPlan, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { chunkFormatOf, colourFilter, videoColour, type VideoAudioPlan, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 
 /** The `video` kind as the worker registry sees it. */
 export const videoProcessor: WorkerProcessor<VideoJobParams> = {
@@ -24,9 +24,30 @@ export const videoProcessor: WorkerProcessor<VideoJobParams> = {
   params: (spec) => parseVideoParams(spec.video),
   async process(ctx) {
     const plan = ctx.plan as VideoSubtaskPlan;
+    const problem = planProblem(plan);
+    if (problem) throw invalidArgument(`video plan: ${problem}`);
     return plan.type === 'audio' ? encodeAudio(ctx, plan) : encodeSegment(ctx, plan);
   },
 };
+
+/**
+ * What in a plan is not as the coordinator makes it, or undefined. Its fields go into file names
+ * and ffmpeg's arguments: a plan from a buggy or impersonated coordinator with an `input` of
+ * `/../../x` had ffmpeg write outside the worker's temp folder, and one with text in `width` would
+ * reach the filter graph.
+ */
+function planProblem(plan: VideoSubtaskPlan): string | undefined {
+  const whole = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+  if (plan.type !== 'audio' && plan.type !== 'segment') return 'an unknown plan type';
+  if (!whole(plan.input)) return 'input is not a whole number';
+  if (plan.type === 'audio') return plan.track === undefined || whole(plan.track) ? undefined : 'track is not a whole number';
+  if (!whole(plan.segment) || !whole(plan.width) || !whole(plan.height) || !whole(plan.frames)) return 'segment, width, height and frames must be whole numbers';
+  if (plan.pixFmt !== undefined && plan.pixFmt !== 'yuv420p10le') return `pixFmt ${JSON.stringify(plan.pixFmt)} is not one this worker encodes`;
+  if (plan.fps && !(Number.isFinite(plan.fps.rate) && plan.fps.rate > 0 && Number.isFinite(plan.fps.firstSlot))) return 'fps is not a rate';
+  if (![plan.lo, plan.hi ?? 0, plan.first, plan.rotation ?? 0].every(Number.isFinite)) return 'a time is not a number';
+  if (plan.colour && JSON.stringify(videoColour({ colorRange: plan.colour.range ?? '', colorPrimaries: plan.colour.primaries ?? '', colorTransfer: plan.colour.transfer ?? '', colorSpace: plan.colour.space ?? '' }) ?? {}) !== JSON.stringify(plan.colour)) return 'colour holds a name ffmpeg does not know';
+  return undefined;
+}
 
 /**
  * Encodes one segment, and the audio track beside it when the plan carries it (both at once: the
