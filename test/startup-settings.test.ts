@@ -128,6 +128,7 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
       // Past 2^53 (or a typo), every image job failed, blamed on its input.
       [worker(), { TESSERA_MAX_INPUT_PIXELS: '1e16' }, 'tessera: TESSERA_MAX_INPUT_PIXELS=1e16: must be a whole number of pixels from 1 to 9007199254740991'],
       [coordinator('--print-config'), { TESSERA_MAX_INPUT_PIXELS: 'abc' }, 'tessera: TESSERA_MAX_INPUT_PIXELS=abc: must be a whole number of pixels from 1 to 9007199254740991'],
+      [worker(), { TESSERA_MAX_INPUT_PIXELS: '1.5' }, 'tessera: TESSERA_MAX_INPUT_PIXELS=1.5: must be a whole number of pixels from 1 to 9007199254740991'],
       [worker('--label', 'note=rack\t7'), {}, 'tessera: --label "note=rack\\t7": contains control characters'],
       // Named as given (it was always "--label"), and refused by --print-config too (it printed them, exit 0).
       [worker(), { TESSERA_LABEL: 'gpu' }, 'tessera: TESSERA_LABEL=gpu: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)'],

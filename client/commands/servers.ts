@@ -102,7 +102,8 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
 function checkMaxInputPixels(env: NodeJS.ProcessEnv = process.env): void {
   const raw = env['TESSERA_MAX_INPUT_PIXELS'];
   if (raw === undefined || raw === '') return;
-  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(Number(raw)) || Number(raw) < 1) {
+  // As the code that reads it takes it (Number: 2e9 is two billion).
+  if (!Number.isSafeInteger(Number(raw)) || Number(raw) < 1) {
     throw new UsageError(`TESSERA_MAX_INPUT_PIXELS=${raw}: must be a whole number of pixels from 1 to ${Number.MAX_SAFE_INTEGER}`);
   }
 }

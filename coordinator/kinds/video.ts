@@ -16,7 +16,7 @@ import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument } from '../../shared/errors.js';
 import { MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { bitrateProblem } from '../../shared/kinds/audio-params.js';
-import { hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
+import { alphaInUse, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
@@ -137,7 +137,10 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
     ctx.warn(name, `an HDR (${hdr}) source encoded in 8 bits, still tagged ${hdr}: its picture may band (${why})`);
   }
   // Outputs are 4:2:0 without alpha, as ffmpeg writes h264, h265 and AV1: said, as every other thing left out is.
-  if (hasAlpha(video.pixFmt)) ctx.warn(name, `its alpha channel (${video.pixFmt}) is left out: the output is opaque`);
+  // Only where it is used: a capture tool's 32-bit RGB is opaque (or all 0) and loses nothing.
+  if (hasAlpha(video.pixFmt) && (await alphaInUse(input.path, { signal, input: name }).catch(() => false))) {
+    ctx.warn(name, `its alpha channel (${video.pixFmt}) is left out: the output is opaque`);
+  }
   // The source's colour description, told to each segment's frames (NUT chunks lose what the
   // codec's bitstream does not carry); a lossless full-range source stays full range.
   const colour = videoColour(video);

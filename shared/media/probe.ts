@@ -364,6 +364,21 @@ export async function hiddenLead(file: string, stream: string, opts: ProbeOption
   return shown && first ? Math.max(0, shown.pts - first.pts) : 0;
 }
 
+/**
+ * Whether the first picture of the first video stream uses its alpha channel: anything but one
+ * value everywhere that means nothing (all opaque, or all 0 as capture tools write an unused one).
+ * Decodes that one picture.
+ */
+export async function alphaInUse(file: string, opts: ProbeOptions = {}): Promise<boolean> {
+  const { stderr } = await runFfmpeg(['-v', 'info', '-i', file, '-map', '0:v:0', '-frames:v', '1', '-vf', 'alphaextract,signalstats,metadata=mode=print', '-f', 'null', '-'], { signal: opts.signal, input: opts.input });
+  const min = Number(/lavfi\.signalstats\.YMIN=(\d+)/.exec(stderr)?.[1]);
+  const max = Number(/lavfi\.signalstats\.YMAX=(\d+)/.exec(stderr)?.[1]);
+  if (!Number.isFinite(min) || !Number.isFinite(max)) return false;
+  const full = /lavfi\.signalstats\.YBITDEPTH=(\d+)/.exec(stderr)?.[1];
+  const top = 2 ** (full ? Number(full) : 8) - 1;
+  return !(min === max && (min === top || min === 0));
+}
+
 /** Number of video packets in the first video stream (demux only). */
 export async function countVideoPackets(file: string, opts: ProbeOptions = {}): Promise<number> {
   const raw = await runFfprobe<{ streams?: Array<{ nb_read_packets?: string }> }>(
