@@ -11,7 +11,7 @@ import type { FinalOutput, ItemFailure, MergeContext, MergeResult, SubtaskOutcom
 import { AUDIO_CODECS, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import type { PieceStats } from '../../shared/media/audio-analyze.js';
 import { finishFile, type FileReport } from '../../shared/media/audio-finish.js';
-import type { AudioSubtaskPlan, SegmentPlan, WholeFilesPlan } from '../../shared/media/audio-pieces.js';
+import { MAX_GAIN_DB, type AudioSubtaskPlan, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
 import { probeAudio } from '../../shared/media/audio-probe.js';
 import { readWavInfo } from '../../shared/media/audio-wav.js';
 
@@ -169,6 +169,10 @@ function warnLoudnessMissed(ctx: MergeContext<AudioJobParams>, r: FileReport): v
   const got = r.outputLoudness;
   const { loudness, truePeak } = ctx.params;
   if (!ctx.params.normalize || got === undefined || got === null || Math.abs(got - loudness) <= LOUDNESS_MISS_WARNED_LU) return;
-  const why = r.limited ? `the true-peak ceiling of ${truePeak} dBTP held it back (the limiter took off what the gain put on)` : 'the encoder changed it more than it could be corrected';
-  ctx.warn(r.input, `normalised to ${got.toFixed(1)} LUFS, not the ${loudness} LUFS asked: ${why}; a lower --loudness or a higher --true-peak reaches its target`);
+  const why = r.limited
+    ? `the true-peak ceiling of ${truePeak} dBTP held it back (the limiter took off what the gain put on); a lower --loudness or a higher --true-peak reaches its target`
+    : Math.abs(r.gainDb) >= MAX_GAIN_DB
+      ? `the gain is at most ${MAX_GAIN_DB} dB (the source measures ${r.loudness} LUFS)`
+      : 'the encoder changed its loudness more than a second encode could correct';
+  ctx.warn(r.input, `normalised to ${got.toFixed(1)} LUFS, not the ${loudness} LUFS asked: ${why}`);
 }

@@ -172,7 +172,8 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
   const channels = outputChannels(p, probe.channels);
   const outLayout = outputLayout(p, channels, probe.channels, probe.layout);
   // An encoder fails on a bitrate it cannot take for these channels (Opus), or writes another (MP3).
-  const rateProblem = bitrateProblem(p.codec, p.bitrate, channels, outRate);
+  // A default is the encoder's to fit (LAME writes 64k of the 128k default at 8 kHz, as ffmpeg does).
+  const rateProblem = p.bitrateGiven ? bitrateProblem(p.codec, p.bitrate, channels, outRate) : undefined;
   if (rateProblem) throw invalidArgument(`${file.name}: bitrate ${p.bitrate / 1000}k is ${rateProblem} (this file is ${channels === 1 ? 'mono' : `${channels} channels`} at ${outRate} Hz)`, file.name);
   const base = {
     input: file.name,

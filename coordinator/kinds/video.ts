@@ -88,7 +88,12 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
     if (too) throw invalidArgument(`${name}: audio track ${k + 1} has ${t.channels} channels${t.channelLayout && !/channels|unknown/.test(t.channelLayout) ? ` (${t.channelLayout})` : ''}; ${too}: ask for --audio-codec opus (up to 255 channels), copy (into mkv) or none`, name);
     // A bitrate the encoder cannot take for the track's channels failed after every segment was
     // encoded (Opus), or was quietly changed (MP3, stereo at most).
-    const rateProblem = params.audioCodec === 'opus' || params.audioCodec === 'mp3' ? bitrateProblem(params.audioCodec, params.audioBitrate, params.audioCodec === 'mp3' ? Math.min(2, t.channels) : t.channels, t.sampleRate) : undefined;
+    // MP3 of a low rate: its MP4 intermediate refuses it under 16 kHz (the job failed after every
+    // segment, "a fault in Tessera"), and its encoder delay under 22.05 kHz is not hidden in Matroska.
+    if (params.audioCodec === 'mp3' && t.sampleRate > 0 && (t.sampleRate < 16_000 || (t.sampleRate < 22_050 && params.container !== 'mp4'))) {
+      throw invalidArgument(`${name}: audio track ${k + 1} is ${t.sampleRate} Hz, which MP3 audio is not written at here${t.sampleRate >= 16_000 ? ` into ${params.container}` : ''}: ask for --audio-codec aac or opus`, name);
+    }
+    const rateProblem = params.audioBitrateGiven && (params.audioCodec === 'opus' || params.audioCodec === 'mp3') ? bitrateProblem(params.audioCodec, params.audioBitrate, params.audioCodec === 'mp3' ? Math.min(2, t.channels) : t.channels, t.sampleRate) : undefined;
     if (rateProblem) throw invalidArgument(`${name}: audio_bitrate ${params.audioBitrate / 1000}k is ${rateProblem} (audio track ${k + 1}: ${t.channels} channel${t.channels === 1 ? '' : 's'} at ${t.sampleRate} Hz)`, name);
   });
 

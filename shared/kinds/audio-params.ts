@@ -38,6 +38,8 @@ export const AUDIO_CODECS: Readonly<Record<AudioCodec, AudioCodecInfo>> = {
 /** Normalised params of an audio job. */
 export interface AudioJobParams {
   codec: AudioCodec;
+  /** Whether the job gave the bitrate (a default the encoder cannot keep at a file's rate is its own to lower). */
+  bitrateGiven?: boolean;
   /** Bits per second for lossy codecs (0 for lossless). */
   bitrate: number;
   /** Output sample rate in Hz (0 = keep the source's, unless the codec cannot take it). */
@@ -153,7 +155,7 @@ export function validateAudioParams(raw: unknown): AudioJobParams {
   if (!Number.isInteger(segmentSeconds) || segmentSeconds < 2 || segmentSeconds > 3600) {
     throw invalidArgument(`segment_seconds: ${segmentSeconds} must be a whole number of seconds in 2..3600`);
   }
-  return { codec: codec as AudioCodec, bitrate, sampleRate, channels, trim, fadeIn, fadeOut, normalize, loudness, truePeak, waveform: Boolean(p.waveform), segmentSeconds };
+  return { codec: codec as AudioCodec, bitrate, bitrateGiven: Boolean(p.bitrate), sampleRate, channels, trim, fadeIn, fadeOut, normalize, loudness, truePeak, waveform: Boolean(p.waveform), segmentSeconds };
 }
 
 /** Params of an audio job spec (worker side: already validated by the coordinator, validated again cheaply). */
@@ -166,7 +168,7 @@ export function audioParamsFromSpec(spec: JobSpec__Output): AudioJobParams {
  * What an encoder cannot do with `bps` for `channels` at `sampleRate` (undefined: it takes it), as
  * the end of a message (`bitrate: 300k is ...`). libopus takes 500 b/s to 256 kb/s per channel and
  * fails on more; LAME writes at most 320 kb/s (160 kb/s under 32 kHz) and at least 32 kb/s at 32
- * kHz and over, and quietly writes its own nearest rate instead. Where the channels or the rate are
+ * kHz and over (64 kb/s under 16 kHz), and quietly writes its own nearest rate instead. Where the channels or the rate are
  * not known yet (0), what is known is checked.
  */
 export function bitrateProblem(codec: string, bps: number, channels = 0, sampleRate = 0): string | undefined {
@@ -174,6 +176,7 @@ export function bitrateProblem(codec: string, bps: number, channels = 0, sampleR
   if (codec === 'opus' && channels > 0 && bps > 256_000 * channels) return `over the ${k(256_000 * channels)} libopus takes for ${channels} channel${channels === 1 ? '' : 's'} (256k each)`;
   if (codec === 'mp3') {
     if (bps > 320_000) return 'over the 320k MP3 allows';
+    if (sampleRate > 0 && sampleRate < 16_000 && bps > 64_000) return `over the 64k MP3 allows at ${sampleRate} Hz`;
     if (sampleRate > 0 && sampleRate < 32_000 && bps > 160_000) return `over the 160k MP3 allows at ${sampleRate} Hz`;
     if (sampleRate >= 32_000 && bps < 32_000) return `under the 32k MP3 allows at ${sampleRate} Hz`;
   }

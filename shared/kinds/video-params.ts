@@ -30,6 +30,8 @@ export interface VideoJobParams {
   audioCodec: AudioCodecChoice;
   /** Audio bitrate in bits/s (lossy codecs). */
   audioBitrate: number;
+  /** Whether the job gave audio_bitrate (a default is the encoder's to fit). */
+  audioBitrateGiven?: boolean;
   container: VideoContainer;
   /** Target segment length in seconds (0 = chosen by the planner). */
   segmentSeconds: number;
@@ -167,7 +169,7 @@ export function parseVideoParams(raw: Partial<VideoParams__Output> | null | unde
     throw invalidArgument(`segment_seconds: ${p.segment_seconds} is outside 1..3600 (0 = automatic)`);
   }
 
-  return { codec, crf, bitrate, lossless, preset, width, height, fps, audioCodec, audioBitrate, container, segmentSeconds };
+  return { codec, crf, bitrate, lossless, preset, width, height, fps, audioCodec, audioBitrate, audioBitrateGiven: audioBitrateText !== '', container, segmentSeconds };
 }
 
 function isOneOf<T extends string>(value: string, options: readonly T[]): value is T {

@@ -218,6 +218,9 @@ async function pieceCodecLoss(o: FinishOptions, lufs: number, truePeak: number):
   const before = integratedLoudness({ energy: piece.subBlocks.energy, samples: piece.subBlocks.samples }).lufs;
   if (!Number.isFinite(before)) return 0;
   const d = decideLoudness(o.params, lufs, truePeak);
+  // Through the limiter the piece's loss is the limiter's too, which more gain does not win back (as
+  // for a whole file, see finishFile): a long file was driven harder than the same file short.
+  if (d.limit !== undefined) return 0;
   const probe = path.join(o.workDir, `codec-probe.${AUDIO_CODECS[o.params.codec].extension}`);
   const beside = await encodeFinal({
     pieces: [o.pieces[i]!],

@@ -165,12 +165,15 @@ export interface LoudnessDecision {
 export const LIMITER_MARGIN_DB = 1;
 
 /** Decides gain and limiter from the measured loudness and true peak (linear). */
+/** The most gain (or cut) normalisation applies, dB. */
+export const MAX_GAIN_DB = 60;
+
 export function decideLoudness(params: AudioJobParams, measured: number, truePeak: number): LoudnessDecision {
   const peakDb = truePeak > 0 ? 20 * Math.log10(truePeak) : -Infinity;
   if (!params.normalize || !Number.isFinite(measured)) return { measured, gainDb: 0, peakAfterGain: peakDb };
   // Silence-like material (gated out entirely) gets no gain rather than +inf.
   // Rounded as the filter string writes it, so the report states the exact gain that was applied.
-  const gainDb = Math.round(Math.max(-60, Math.min(60, params.loudness - measured)) * 1e4) / 1e4;
+  const gainDb = Math.round(Math.max(-MAX_GAIN_DB, Math.min(MAX_GAIN_DB, params.loudness - measured)) * 1e4) / 1e4;
   const peakAfterGain = peakDb + gainDb;
   const limit = peakAfterGain > params.truePeak ? Math.round(Math.max(0.0625, 10 ** ((params.truePeak - LIMITER_MARGIN_DB) / 20)) * 1e6) / 1e6 : undefined;
   return { measured, gainDb, limit, peakAfterGain };
