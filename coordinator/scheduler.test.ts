@@ -11,6 +11,21 @@ const subtask = (jobId: string, index: number, weight = 1): SubtaskRecord => ({ 
 const canRun = (w: WorkerSession, _s: SubtaskRecord, kind: string): boolean => w.kinds.has(kind);
 
 describe('Scheduler', () => {
+  it('keeps nothing of a priority tier once its last job is removed (a client may use any number of priorities)', () => {
+    const s = new Scheduler();
+    const w = worker('w', 100);
+    for (let p = 0; p < 8; p++) {
+      s.addJob(`j${p}`, 'image', 100 + p, p);
+      s.enqueue(Array.from({ length: 50 }, (_, i) => subtask(`j${p}`, i)));
+    }
+    expect(s.dispatch([w], Date.now(), canRun)).toHaveLength(100);
+    for (let p = 0; p < 8; p++) s.removeJob(`j${p}`);
+    // Before: one round-robin place per priority ever used, each the whole queue of its last job,
+    // with every subtask record it had handed out, for good.
+    const inside = s as unknown as { cursor: Map<number, unknown>; tierJobs: Map<number, number> };
+    expect([inside.cursor.size, inside.tierJobs.size]).toEqual([0, 0]);
+  });
+
   it('never assigns more than a worker has free slots (credit)', () => {
     const s = new Scheduler();
     s.addJob('a', 'image', 0, 1);

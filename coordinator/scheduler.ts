@@ -41,22 +41,38 @@ export class Scheduler {
   /**
    * Round-robin place per priority tier: the job served last (its sort key). Not an index: the
    * jobs with pending work change between passes (one runs out, one gets more as its inputs
-   * arrive), and an index would then point at another job than the one whose turn it is. (Kept
-   * after its job is gone: only its key is read.)
+   * arrive), and an index would then point at another job than the one whose turn it is. Only
+   * the key is kept (the queue itself, with every subtask it handed out, stayed for good with the
+   * job long gone), and a tier's entry goes with its last job.
    */
-  private readonly cursor = new Map<number, JobQueue>();
+  private readonly cursor = new Map<number, { createdAt: number; jobId: string }>();
   /**
    * Subtasks enqueued with a retry backoff (`notBefore` in the future). Kept apart so that
    * `nextRetryAt`, asked after every dispatch, looks at the few retries, not every pending subtask.
    */
   private readonly delayed = new Set<SubtaskRecord>();
 
+  /** Jobs queued per priority: a tier's round-robin place goes with its last job. */
+  private readonly tierJobs = new Map<number, number>();
+
   addJob(jobId: string, kind: string, priority: number, createdAt: number): void {
-    if (!this.queues.has(jobId)) this.queues.set(jobId, { jobId, kind, priority, createdAt, pending: [], head: 0 });
+    if (this.queues.has(jobId)) return;
+    this.queues.set(jobId, { jobId, kind, priority, createdAt, pending: [], head: 0 });
+    this.tierJobs.set(priority, (this.tierJobs.get(priority) ?? 0) + 1);
   }
 
   removeJob(jobId: string): void {
+    const gone = this.queues.get(jobId);
     this.queues.delete(jobId);
+    // A priority no job has any more (a client may use any number of them): its place goes too.
+    if (gone) {
+      const left = (this.tierJobs.get(gone.priority) ?? 1) - 1;
+      if (left > 0) this.tierJobs.set(gone.priority, left);
+      else {
+        this.tierJobs.delete(gone.priority);
+        this.cursor.delete(gone.priority);
+      }
+    }
     for (const s of this.delayed) if (s.jobId === jobId) this.delayed.delete(s);
   }
 
@@ -184,7 +200,7 @@ export class Scheduler {
         misses = 0;
         out.push(picked);
         credit.take(picked.worker);
-        this.cursor.set(priority, q);
+        this.cursor.set(priority, { createdAt: q.createdAt, jobId: q.jobId });
       }
     }
   }
