@@ -6,6 +6,10 @@ import { envInt } from '../config.js';
 import type { ImageFormat, ImageParams } from '../kinds/image-params.js';
 import { intermediateSpace, splitForTiles, type SourceSamples } from './tile-pipeline.js';
 
+// libvips's operation cache keeps the files it opened open, inputs removed since among them (their
+// disk space not given back for as long as the process lives); every image here is opened once.
+sharp.cache(false);
+
 /** Largest input accepted, in pixels (width x height x pages), checked from the header before decoding. */
 export function maxInputPixels(): number {
   return envInt('TESSERA_MAX_INPUT_PIXELS', 1_000_000_000);
