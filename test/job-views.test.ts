@@ -1,9 +1,13 @@
 /**
- * A subtask that failed an attempt and then succeeded on its retry: every view of the finished job
- * must show it as a plain success. GetJob(include_subtasks), `tessera job ID --json` and the dashboard's /api/jobs/ID read a
- * finished job's subtasks back from the store, whose row kept the first attempt's `error` (the
- * subtask's row was inserted after that attempt failed, and the later state update leaves out an
- * `error` that is undefined, so the insert's value survives).
+ * A finished job as every view reads it back (GetJob, ListJobs, the CLI, the dashboard), against
+ * what its events said, before and after a coordinator restart; one cluster for both cases.
+ * - A subtask that failed an attempt and then succeeded: GetJob(include_subtasks), `tessera job
+ *   --json` and the dashboard read its row back from the store, which kept the first attempt's
+ *   `error` (the row was inserted after that attempt failed; the later update left out the
+ *   cleared field, so the insert's value survived).
+ * - A cancelled job's progress is where it stopped (progress-cancelled.test.ts): after a restart
+ *   GetJob, ListJobs and the dashboard said 0, while its replayed final event said where it had
+ *   stopped (the figure lived only in an in-memory cache that a restart did not fill).
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobEvent.js';
@@ -42,4 +46,34 @@ it('a subtask retried once and then succeeded carries no error in GetJob, the da
   expect(cli.code).toBe(0);
   const printed = JSON.parse(cli.stdout) as { subtasks: { label: string; state: string; error: string }[] };
   expect(printed.subtasks.map((s) => `${s.label}: ${s.state} "${s.error}"`).sort()).toEqual([0, 1, 2, 3].map((i) => `no-op ${i}: succeeded ""`));
+}, 60_000);
+
+it('a cancelled job keeps its progress through a coordinator restart (GetJob, ListJobs, dashboard, final event agree)', async () => {
+  const c = cluster;
+  const job = await c.client.submit({ passthrough: { subtasks: 6, work_ms: 500 } }, []);
+  let cancelled = false;
+  for await (const e of c.client.watch(job.id)) {
+    if (!cancelled && Number(e.progress) > 0.3) {
+      cancelled = true;
+      await c.client.cancel(job.id);
+    }
+  }
+  const before = await c.client.getJob(job.id);
+  expect(before.state).toBe('JOB_STATE_CANCELLED');
+  expect(before.progress).toBeGreaterThan(0.3);
+
+  c.coordinator!.child.kill('SIGTERM');
+  await c.coordinator!.exited;
+  await c.startCoordinator();
+
+  const replayed: JobEvent__Output[] = [];
+  for await (const e of c.client.watch(job.id)) replayed.push(e);
+  const final = replayed[replayed.length - 1]!;
+  expect(final.final).toBe(true);
+  expect(Number(final.progress)).toBe(before.progress);
+
+  const after = await c.client.getJob(job.id);
+  const listed = (await c.client.listJobs({ state: 'cancelled' })).find((j) => j.id === job.id);
+  const dash = (await (await fetch(`http://${c.httpAddress}/api/jobs/${job.id}`)).json()) as { progress: number };
+  expect({ getJob: after.progress, listJobs: listed?.progress, dashboard: dash.progress }).toEqual({ getJob: before.progress, listJobs: before.progress, dashboard: before.progress });
 }, 60_000);
