@@ -47,8 +47,9 @@ it.each([
   expect(run.warnings, seen).toEqual([{ input: 'pink.wav', message: expect.stringMatching(/^normalised to -\d+\.\d LUFS, not the -8 LUFS asked: the true-peak ceiling of -3 dBTP held it back/) }]);
 }, 60_000);
 
-it('a target over the ceiling (-5 LUFS under -9 dBTP) is refused at submission', () => {
-  expect(() => validateAudioParams({ codec: 'aac', normalize: true, loudness: -5, true_peak: -9 })).toThrow(
+it('a target over the ceiling (-5 LUFS under -9 dBTP) is refused at submission (a stored job of an earlier version still runs)', () => {
+  expect(validateAudioParams({ codec: 'aac', normalize: true, loudness: -5, true_peak: -9 }).loudness).toBe(-5);
+  expect(() => audioKind.checkNew!(validateAudioParams({ codec: 'aac', normalize: true, loudness: -5, true_peak: -9 }), {} as never)).toThrow(
     expect.objectContaining({ code: status.INVALID_ARGUMENT, message: expect.stringMatching(/^loudness\/true_peak: a target of -5 LUFS over a ceiling of -9 dBTP cannot be reached/) }),
   );
 });

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { invalidArgument } from '../../shared/errors.js';
 import type { ItemFailure, PlanContext, PlanErrors, PlanResult, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
-import { AUDIO_CODECS, bitrateProblem, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
+import { AUDIO_CODECS, bitrateProblem, mp3RateWritten, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { losslessBits } from '../../shared/media/audio-filters.js';
 import { AUDIO_TAGS_FEATURE, fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
 import { checkNotTruncated, isCuttableWav, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
@@ -172,9 +172,12 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
   const channels = outputChannels(p, probe.channels);
   const outLayout = outputLayout(p, channels, probe.channels, probe.layout);
   // An encoder fails on a bitrate it cannot take for these channels (Opus), or writes another (MP3).
-  // A default is the encoder's to fit (LAME writes 64k of the 128k default at 8 kHz, as ffmpeg does).
-  const rateProblem = p.bitrateGiven ? bitrateProblem(p.codec, p.bitrate, channels, outRate) : undefined;
+  // An encoder fails on a bitrate it cannot take for these channels (Opus); LAME writes another at
+  // a low rate without a word (said here; a default is the encoder's to fit, as ffmpeg does).
+  const rateProblem = p.bitrateGiven ? bitrateProblem(p.codec, p.bitrate, channels) : undefined;
   if (rateProblem) throw invalidArgument(`${file.name}: bitrate ${p.bitrate / 1000}k is ${rateProblem} (this file is ${channels === 1 ? 'mono' : `${channels} channels`} at ${outRate} Hz)`, file.name);
+  const written = p.codec === 'mp3' && p.bitrateGiven ? mp3RateWritten(p.bitrate, outRate) : undefined;
+  if (written) ctx.warn(file.name, `bitrate ${p.bitrate / 1000}k is written as ${written / 1000}k, the ${written > p.bitrate ? 'least' : 'most'} MP3 has at ${outRate} Hz`);
   const base = {
     input: file.name,
     output: '',

@@ -35,6 +35,10 @@ export const videoKind: CoordinatorKind<VideoJobParams> = {
   // read an empty codec as h264 and refuse the job: the spec carries them as chosen. Only for WebM,
   // which those versions refused without them, so a stored spec never differs from its repeat's.
   checkNew: (p, spec) => {
+    // A new submission's audio bitrate that no track could be written at (MP3 over 320k); the
+    // channels of each track are looked at when it is planned. Not of a stored job (it ran before).
+    const rateProblem = p.audioBitrateGiven && p.audioCodec === 'mp3' ? bitrateProblem('mp3', p.audioBitrate) : undefined;
+    if (rateProblem) throw invalidArgument(`audio_bitrate: ${p.audioBitrate / 1000}k is ${rateProblem}`);
     const v = spec.video;
     if (!v || (v.container ?? '').toLowerCase() !== 'webm') return;
     if (!v.codec) v.codec = p.codec;
@@ -93,7 +97,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
     if (params.audioCodec === 'mp3' && t.sampleRate > 0 && (t.sampleRate < 16_000 || (t.sampleRate < 22_050 && params.container !== 'mp4'))) {
       throw invalidArgument(`${name}: audio track ${k + 1} is ${t.sampleRate} Hz, which MP3 audio is not written at here${t.sampleRate >= 16_000 ? ` into ${params.container}` : ''}: ask for --audio-codec aac or opus`, name);
     }
-    const rateProblem = params.audioBitrateGiven && (params.audioCodec === 'opus' || params.audioCodec === 'mp3') ? bitrateProblem(params.audioCodec, params.audioBitrate, params.audioCodec === 'mp3' ? Math.min(2, t.channels) : t.channels, t.sampleRate) : undefined;
+    const rateProblem = params.audioBitrateGiven && (params.audioCodec === 'opus' || params.audioCodec === 'mp3') ? bitrateProblem(params.audioCodec, params.audioBitrate, params.audioCodec === 'mp3' ? Math.min(2, t.channels) : t.channels) : undefined;
     if (rateProblem) throw invalidArgument(`${name}: audio_bitrate ${params.audioBitrate / 1000}k is ${rateProblem} (audio track ${k + 1}: ${t.channels} channel${t.channels === 1 ? '' : 's'} at ${t.sampleRate} Hz)`, name);
   });
 
@@ -143,13 +147,16 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   }
   // Outputs are 4:2:0 without alpha, as ffmpeg writes h264, h265 and AV1: said, as every other thing left out is.
   // Only where it is used: a capture tool's 32-bit RGB is opaque (or all 0) and loses nothing.
-  if (hasAlpha(video.pixFmt) && (await alphaInUse(input.path, { signal, input: name }).catch(() => false))) {
+  if (hasAlpha(video.pixFmt) && (await alphaInUse(input.path, video.pixFmt, { signal, input: name }).catch(() => false))) {
     ctx.warn(name, `its alpha channel (${video.pixFmt}) is left out: the output is opaque`);
   }
   // The source's colour description, told to each segment's frames (NUT chunks lose what the
   // codec's bitstream does not carry); a lossless full-range source stays full range.
-  const colour = videoColour(video);
-  const keepFullRange = params.lossless && (colour?.range === 'pc' || /^yuvj/.test(video.pixFmt));
+  // Only where the codec's bitstream does not carry it itself (H.264's, HEVC's, AV1's and MPEG-2's
+  // does: their chunks keep it, and any worker's encode of them carries it, as before): an upgraded
+  // coordinator must not hold such a job for upgraded workers.
+  const colour = BITSTREAM_COLOUR_CODECS.has(video.codec) ? undefined : videoColour(video);
+  const keepFullRange = params.lossless && (videoColour(video)?.range === 'pc' || /^yuvj/.test(video.pixFmt));
   // What every segment's worker must have: NUT reading, lossless and 10-bit encoding when asked for.
   const features = [
     ...(format === 'nut' ? [NUT_CHUNKS_FEATURE] : format === 'mov' ? [MOV_CHUNKS_FEATURE] : []),
@@ -425,3 +432,6 @@ function longestInterval(times: readonly number[], span: number): number {
 function hasAlpha(pixFmt: string): boolean {
   return /^(yuva|gbrap|ya\d|rgba|bgra|argb|abgr)/.test(pixFmt);
 }
+
+/** Codecs whose bitstream carries the colour description (primaries, transfer, matrix, range). */
+const BITSTREAM_COLOUR_CODECS: ReadonlySet<string> = new Set(['h264', 'hevc', 'av1', 'mpeg2video']);

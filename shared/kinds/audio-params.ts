@@ -123,9 +123,6 @@ export function validateAudioParams(raw: unknown): AudioJobParams {
   const channels = num(p.channels);
   if (channels !== 0 && !(channels in CHANNEL_LAYOUTS)) throw invalidArgument(`channels: ${channels} is not one of 1, 2, 4, 6, 8`);
   if (codec === 'mp3' && channels > 2) throw invalidArgument(`channels: mp3 holds at most 2 channels`);
-  // What the params alone tell; the rest once each input's channels and rate are known (planning).
-  const rateProblem = p.bitrate ? bitrateProblem(codec, bitrate, channels, sampleRate) : undefined;
-  if (rateProblem) throw invalidArgument(`bitrate: ${p.bitrate} is ${rateProblem}`);
   let trim: AudioJobParams['trim'] = null;
   if (p.trim) {
     const start = num(p.trim.start);
@@ -142,9 +139,6 @@ export function validateAudioParams(raw: unknown): AudioJobParams {
   if (loudness < -70 || loudness > -5) throw invalidArgument(`loudness: ${loudness} LUFS is outside -70..-5`);
   const truePeak = num(p.true_peak) || -1.5;
   if (truePeak < -9 || truePeak > 0) throw invalidArgument(`true_peak: ${truePeak} dBTP is outside -9..0`);
-  // Integrated loudness cannot be over the peaks (a full-scale square wave, the loudest there is, is
-  // about as loud as its peak): such a target could only be missed, every time.
-  if (normalize && loudness > truePeak) throw invalidArgument(`loudness/true_peak: a target of ${loudness} LUFS over a ceiling of ${truePeak} dBTP cannot be reached (nothing is louder than its peaks): lower loudness or raise true_peak`);
   if (!normalize && (num(p.loudness) !== 0 || num(p.true_peak) !== 0)) {
     // Name the fields that were set, and the one to add: both only apply when normalisation is on.
     const set = [num(p.loudness) !== 0 ? `loudness ${loudness} LUFS` : '', num(p.true_peak) !== 0 ? `true_peak ${truePeak} dBTP` : ''].filter(Boolean);
@@ -165,22 +159,27 @@ export function audioParamsFromSpec(spec: JobSpec__Output): AudioJobParams {
 
 /** Parses "128k", "1.5M" or "96000" into bits per second (8k..512k). */
 /**
- * What an encoder cannot do with `bps` for `channels` at `sampleRate` (undefined: it takes it), as
- * the end of a message (`bitrate: 300k is ...`). libopus takes 500 b/s to 256 kb/s per channel and
- * fails on more; LAME writes at most 320 kb/s (160 kb/s under 32 kHz) and at least 32 kb/s at 32
- * kHz and over (64 kb/s under 16 kHz), and quietly writes its own nearest rate instead. Where the channels or the rate are
- * not known yet (0), what is known is checked.
+ * What an encoder cannot do with `bps` for `channels` (undefined: it takes it), as the end of a
+ * message (`bitrate: 300k is ...`). libopus takes 500 b/s to 256 kb/s per channel and fails on
+ * more; MP3 has no rate over 320 kb/s (for rates LAME lowers at a low sample rate, see
+ * mp3RateWritten). Where the channels are not known yet (0), what is known is checked.
  */
-export function bitrateProblem(codec: string, bps: number, channels = 0, sampleRate = 0): string | undefined {
+export function bitrateProblem(codec: string, bps: number, channels = 0): string | undefined {
   const k = (b: number): string => `${b / 1000}k`;
   if (codec === 'opus' && channels > 0 && bps > 256_000 * channels) return `over the ${k(256_000 * channels)} libopus takes for ${channels} channel${channels === 1 ? '' : 's'} (256k each)`;
-  if (codec === 'mp3') {
-    if (bps > 320_000) return 'over the 320k MP3 allows';
-    if (sampleRate > 0 && sampleRate < 16_000 && bps > 64_000) return `over the 64k MP3 allows at ${sampleRate} Hz`;
-    if (sampleRate > 0 && sampleRate < 32_000 && bps > 160_000) return `over the 160k MP3 allows at ${sampleRate} Hz`;
-    if (sampleRate >= 32_000 && bps < 32_000) return `under the 32k MP3 allows at ${sampleRate} Hz`;
-  }
+  if (codec === 'mp3' && bps > 320_000) return 'over the 320k MP3 allows';
   return undefined;
+}
+
+/**
+ * The bitrate LAME writes at `sampleRate` when asked for `bps` (it keeps to what MP3 allows there:
+ * 8..64k under 16 kHz, 8..160k under 32 kHz, 32..320k from 32 kHz), or undefined when it keeps `bps`.
+ * It changes it without a word: the job says so.
+ */
+export function mp3RateWritten(bps: number, sampleRate: number): number | undefined {
+  if (sampleRate <= 0) return undefined;
+  const [lo, hi] = sampleRate < 16_000 ? [8_000, 64_000] : sampleRate < 32_000 ? [8_000, 160_000] : [32_000, 320_000];
+  return bps > hi ? hi : bps < lo ? lo : undefined;
 }
 
 export function parseBitrate(text: string): number {
@@ -242,7 +241,17 @@ export function outputLayout(params: AudioJobParams, channels: number, sourceCha
  * Refusals of new submissions only (`CoordinatorKind.checkNew`): jobs accepted before them still
  * resume and run on workers of any version, as they did then.
  */
+/**
+ * Refusals of a new submission only (not of a stored job resumed, nor of a worker's subtask: an
+ * earlier version took these, and its jobs must still run).
+ */
 export function checkNewAudioParams(p: AudioJobParams): void {
+  // What the params alone tell; the rest once each input's channels and rate are known (planning).
+  const rateProblem = p.bitrateGiven ? bitrateProblem(p.codec, p.bitrate, p.channels) : undefined;
+  if (rateProblem) throw invalidArgument(`bitrate: ${p.bitrate / 1000}k is ${rateProblem}`);
+  // Integrated loudness cannot be over the peaks (a full-scale square wave, the loudest there is, is
+  // about as loud as its peak): such a target could only be missed, every time.
+  if (p.normalize && p.loudness > p.truePeak) throw invalidArgument(`loudness/true_peak: a target of ${p.loudness} LUFS over a ceiling of ${p.truePeak} dBTP cannot be reached (nothing is louder than its peaks): lower loudness or raise true_peak`);
   const t = p.trim;
   if (t && t.end !== 0 && t.end - t.start < MIN_TRIM_SECONDS) {
     throw invalidArgument(`trim: ${t.start}..${t.end} s keeps ${trimSeconds(t.end - t.start)} s of audio; a trim must keep at least ${MIN_TRIM_SECONDS} s`);

@@ -15,7 +15,7 @@ describe('parseVideoParams', () => {
   it('applies defaults: h264 crf 23 medium, aac 128k, mp4, automatic segments', () => {
     expect(parseVideoParams({})).toEqual({
       codec: 'h264', crf: 23, bitrate: undefined, lossless: false, preset: 'medium', width: 0, height: 0, fps: 0,
-      audioCodec: 'aac', audioBitrate: 128000, container: 'mp4', segmentSeconds: 0,
+      audioCodec: 'aac', audioBitrate: 128000, audioBitrateGiven: false, container: 'mp4', segmentSeconds: 0,
     });
   });
 

@@ -4,7 +4,6 @@
  */
 import { checkFieldTypes } from './param-checks.js';
 import { invalidArgument } from '../errors.js';
-import { bitrateProblem } from './audio-params.js';
 import type { VideoParams__Output } from '../proto/generated/tessera/v1/VideoParams.js';
 
 export type VideoCodec = 'h264' | 'h265' | 'vp9' | 'av1';
@@ -157,9 +156,7 @@ export function parseVideoParams(raw: Partial<VideoParams__Output> | null | unde
   const audioBitrate = audioBitrateText ? parseBitrate(audioBitrateText) : 128e3;
   if (!Number.isFinite(audioBitrate) || audioBitrate < 8e3 || audioBitrate > 1e6) throw invalidArgument(`audio_bitrate: "${audioBitrateText}" is not a rate within 8k..1M`);
   if (audioBitrateText && (audioCodec === 'copy' || audioCodec === 'none')) throw invalidArgument(`audio_bitrate: has no meaning with audio_codec ${audioCodec}`);
-  // What the params alone tell (MP3's ceiling); the channels and rate of each track at planning.
-  const rateProblem = audioBitrateText ? bitrateProblem(audioCodec, audioBitrate) : undefined;
-  if (rateProblem) throw invalidArgument(`audio_bitrate: ${audioBitrateText} is ${rateProblem}`);
+
 
   if (!CONTAINER_VIDEO[container].includes(codec)) throw invalidArgument(`container: ${container} cannot hold ${codec} video (use ${CONTAINER_VIDEO[container].join(' or ')})`);
   if (!CONTAINER_AUDIO[container].includes(audioCodec)) throw invalidArgument(`audio_codec: ${container} cannot hold ${audioCodec} audio (use ${CONTAINER_AUDIO[container].join(', ')})`);

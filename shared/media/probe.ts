@@ -365,18 +365,20 @@ export async function hiddenLead(file: string, stream: string, opts: ProbeOption
 }
 
 /**
- * Whether the first picture of the first video stream uses its alpha channel: anything but one
- * value everywhere that means nothing (all opaque, or all 0 as capture tools write an unused one).
- * Decodes that one picture.
+ * Whether the first picture of the first video stream uses its alpha channel: anything but all
+ * opaque (a capture tool's 32-bit RGB, which loses nothing). Decodes that one picture.
  */
-export async function alphaInUse(file: string, opts: ProbeOptions = {}): Promise<boolean> {
+export async function alphaInUse(file: string, pixFmt: string, opts: ProbeOptions = {}): Promise<boolean> {
   const { stderr } = await runFfmpeg(['-v', 'info', '-i', file, '-map', '0:v:0', '-frames:v', '1', '-vf', 'alphaextract,signalstats,metadata=mode=print', '-f', 'null', '-'], { signal: opts.signal, input: opts.input });
   const min = Number(/lavfi\.signalstats\.YMIN=(\d+)/.exec(stderr)?.[1]);
   const max = Number(/lavfi\.signalstats\.YMAX=(\d+)/.exec(stderr)?.[1]);
   if (!Number.isFinite(min) || !Number.isFinite(max)) return false;
-  const full = /lavfi\.signalstats\.YBITDEPTH=(\d+)/.exec(stderr)?.[1];
-  const top = 2 ** (full ? Number(full) : 8) - 1;
-  return !(min === max && (min === top || min === 0));
+  // Opaque is the largest sample of the alpha's depth: 16 bits in rgba64 and ya16, the number in
+  // yuva420p10le or gbrap12le, else 8.
+  const bits = /^(rgba|bgra)64|^ya16/.test(pixFmt) ? 16 : Number(/p(\d+)(le|be)$/.exec(pixFmt)?.[1] ?? 8);
+  const top = 2 ** bits - 1;
+  // Fully transparent is in use too (an overlay that fades in): only all opaque means nothing.
+  return !(min === max && min === top);
 }
 
 /** Number of video packets in the first video stream (demux only). */
