@@ -152,18 +152,20 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   }
   // The source's colour description, told to each segment's frames (NUT chunks lose what the
   // codec's bitstream does not carry); a lossless full-range source stays full range.
-  // Only where the codec's bitstream does not carry it itself (H.264's, HEVC's, AV1's and MPEG-2's
-  // does: their chunks keep it, and any worker's encode of them carries it, as before): an upgraded
-  // coordinator must not hold such a job for upgraded workers.
-  const colour = BITSTREAM_COLOUR_CODECS.has(video.codec) ? undefined : videoColour(video);
-  const keepFullRange = params.lossless && (videoColour(video)?.range === 'pc' || /^yuvj/.test(video.pixFmt));
+  // Required of the workers only where the codec's bitstream does not carry it itself (H.264's,
+  // HEVC's, AV1's and MPEG-2's usually does, and any worker's encode of them carries it, as before):
+  // an upgraded coordinator must not hold such a job for upgraded workers. Told to them all the same
+  // (a container's tags an H.264 stream lacks).
+  const colour = videoColour(video);
+  const colourNeeded = colour !== undefined && !BITSTREAM_COLOUR_CODECS.has(video.codec);
+  const keepFullRange = params.lossless && (colour?.range === 'pc' || /^yuvj/.test(video.pixFmt));
   // What every segment's worker must have: NUT reading, lossless and 10-bit encoding when asked for.
   const features = [
     ...(format === 'nut' ? [NUT_CHUNKS_FEATURE] : format === 'mov' ? [MOV_CHUNKS_FEATURE] : []),
     ...(params.lossless ? [VIDEO_LOSSLESS_FEATURE] : []),
     ...(tenBit ? [VIDEO_10BIT_FEATURE] : []),
     ...(format === 'nut' && UNTIMED_CHUNK_CODECS.has(video.codec) ? [CHUNK_INPOINT_FEATURE] : []),
-    ...(colour || keepFullRange ? [VIDEO_COLOUR_FEATURE] : []),
+    ...(colourNeeded || keepFullRange ? [VIDEO_COLOUR_FEATURE] : []),
   ];
   const encodeAudio = audio && params.audioCodec !== 'copy';
   // The video split and each audio track's copy and measure only read the source: run them together.
