@@ -70,6 +70,13 @@ async function waitsForFeature(id: string, feature: string): Promise<void> {
   expect(message).toMatch(new RegExp(`waiting for a worker that can run it: .*${feature}`));
 }
 
+type Colour = { color_range?: string; color_space?: string; color_primaries?: string; color_transfer?: string };
+async function colourOf(file: string): Promise<Colour> {
+  const r = await runFfprobe<{ streams: Colour[] }>(['-select_streams', 'v:0', '-show_entries', 'stream=color_range,color_space,color_primaries,color_transfer', '-i', file]);
+  const s = r.streams[0]!;
+  return { color_range: s.color_range, color_space: s.color_space, color_primaries: s.color_primaries, color_transfer: s.color_transfer };
+}
+
 describe('a coordinator of this version beside a worker from before the 2026-12-05 plan fields', () => {
   it('thumbnails of an MPEG-TS wait for a worker that decodes from the keyframe before each time, never the next keyframe', async () => {
     // 7 s at 25 fps, keyframes at 0, 2, 4, 6 s. Every 2.5 s: 0, 2.5, 5 s -> frames 0, 63, 125.
@@ -109,5 +116,24 @@ describe('a coordinator of this version beside a worker from before the 2026-12-
     const got = Object.fromEntries(Object.entries(p.format?.tags ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
     // Observed before: {} (only the encoder tag), no warning, and the job SUCCEEDED on the older worker.
     expect(got).toMatchObject({ title: 'My Title', artist: 'Some Artist', album: 'The Album' });
+  });
+
+  // video-colour (after 214098f): required only where the codec's bitstream lacks the description.
+  it('a BT.709-tagged H.264 video runs on them, tagged as the source (its bitstream carries the tags)', async () => {
+    const src = path.join(dir, 'phone.mp4');
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=96x64:rate=25:duration=2', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-color_primaries', 'bt709', '-color_trc', 'bt709', '-colorspace', 'bt709', '-color_range', 'tv', src]);
+    const c = cluster!;
+    const job = await c.client.submit({ video: { preset: 'ultrafast', codec: 'h264' } }, [src]);
+    // Observed: the job stays RUNNING with "waiting for a worker that can run it: no connected
+    // worker has video-colour (an older Tessera version?)" and the old worker is never given a segment.
+    let got = await c.client.getJob(job.id);
+    for (let i = 0; i < 150 && !/SUCCEEDED|FAILED|CANCELLED/.test(got.state); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      got = await c.client.getJob(job.id);
+    }
+    expect(got.message).not.toMatch(/video-colour/);
+    expect(got.state, got.message).toBe('JOB_STATE_SUCCEEDED');
+    const out = [...(await c.client.download(job.id, path.join(dir, 'out'))).values()][0]!;
+    expect(await colourOf(out)).toEqual(await colourOf(src));
   });
 });
