@@ -4,6 +4,9 @@
  * that corrects a lossy output's loudness took that loss for the codec's and added gain in front of
  * the limiter: the output passed the true-peak ceiling by 1.5 to 5 dB (README: up to about 1 dB on
  * loud, dense material), and still missed the target. A target over the ceiling was accepted.
+ * A segmented file's middle piece, measured through the limiter, had the limiter's take added as the
+ * codec's loss (a long file driven harder than the same file whole); and a file held back by the
+ * gain cap was said to be the encoder's doing.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -13,6 +16,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { audioKind } from '../coordinator/kinds/audio.js';
 import { runFfmpeg } from '../shared/ffmpeg.js';
 import { validateAudioParams } from '../shared/kinds/audio-params.js';
+import type { FileReport } from '../shared/media/audio-finish.js';
 import { audioProcessor } from '../worker/processors/audio.js';
 import { ebur128 } from './helpers/audio-media.js';
 import { runKindInProcess, specOf } from './helpers/media.js';
@@ -53,3 +57,36 @@ it('a target over the ceiling (-5 LUFS under -9 dBTP) is refused at submission (
     expect.objectContaining({ code: status.INVALID_ARGUMENT, message: expect.stringMatching(/^loudness\/true_peak: a target of -5 LUFS over a ceiling of -9 dBTP cannot be reached/) }),
   );
 });
+
+it('a limited AAC output gets the same gain and no codec correction whether the file is segmented or whole', async () => {
+  // Before: a segmented file's middle piece measured the limiter's take as the codec's loss (0.6 dB
+  // more gain, a lower limit; at -8 LUFS under -3 dBTP, 3 dB) where the whole file got none.
+  const long = path.join(dir, 'pink-6s.wav');
+  await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'anoisesrc=d=6:a=0.3:c=pink:seed=1:r=48000', '-ac', '2', long]);
+  const report = async (params: Record<string, unknown>): Promise<FileReport> => {
+    const run = await runKindInProcess(audioKind, audioProcessor, specOf('audio', params), [long], { dir });
+    expect(run.errors).toEqual([]);
+    const file = run.outputs.find((o) => o.name === 'audio-report.json')!;
+    return (JSON.parse(await readFile(file.path, 'utf8')) as { files: FileReport[] }).files[0]!;
+  };
+  const params = { codec: 'aac', normalize: true, loudness: -12, true_peak: -3 };
+  const whole = await report(params);
+  const segmented = await report({ ...params, segment_seconds: 2 });
+  const seen = JSON.stringify({ whole, segmented });
+  expect([whole.pieces, segmented.pieces > 1, whole.limited && segmented.limited], seen).toEqual([1, true, true]);
+  expect([whole.codecCorrectionDb, segmented.codecCorrectionDb], seen).toEqual([0, 0]);
+  expect(Math.abs(segmented.gainDb - whole.gainDb), seen).toBeLessThan(0.5);
+}, 60_000);
+
+it("a lossless output held back by the gain cap is said to be so, not the encoder's doing, nor fixed by a higher --true-peak", async () => {
+  // A 997 Hz tone at -64 dBFS: about -67 LUFS, over the -70 LUFS gate; +60 dB (the most) leaves it at -7.
+  const quiet = path.join(dir, 'quiet.wav');
+  await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'sine=f=997:r=48000:d=3,volume=0.005', '-c:a', 'pcm_s24le', quiet]);
+  const run = await runKindInProcess(audioKind, audioProcessor, specOf('audio', { codec: 'wav', normalize: true, loudness: -5 }), [quiet], { dir });
+  expect(run.errors).toEqual([]);
+  const m = await ebur128(run.outputs.find((o) => o.name === 'quiet.wav')!.path);
+  const seen = JSON.stringify({ m, warnings: run.warnings });
+  expect([m.integrated < -6, m.truePeak < -3], seen).toEqual([true, true]);
+  // Before: "... the encoder changed it more than it could be corrected; a lower --loudness or a higher --true-peak reaches its target".
+  expect(run.warnings, seen).toEqual([{ input: 'quiet.wav', message: expect.stringMatching(/^normalised to -7\.\d LUFS, not the -5 LUFS asked: the gain is at most 60 dB \(the source measures -6\d\.\d+ LUFS\)$/) }]);
+}, 30_000);

@@ -1,6 +1,9 @@
 /**
- * A source with an alpha channel (PNG in MOV, as motion-graphics tools export overlays and
- * stickers) into VP9 WebM, which holds alpha: `ffmpeg -c:v libvpx-vp9 out.webm` keeps it.
+ * A video's alpha channel. A source with alpha into VP9 WebM: `ffmpeg -c:v libvpx-vp9` keeps it;
+ * the job dropped it without a word, though it says so of everything else it leaves out. Now it
+ * warns, where the alpha is in use: not of a capture tool's opaque 32-bit RGB (a false warning
+ * when it was first added), and of an overlay whose first picture is fully transparent (a fade-in;
+ * missed when "one value everywhere" was taken for unused).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -39,5 +42,29 @@ describe('video kind: a source with alpha into VP9 WebM', () => {
     // Was: neither. The transparent half came out as opaque colour, and the job said nothing (while a
     // subtitle track, cover art or an attachment left out is a warning).
     expect(kept || run.warnings.some((w) => /alpha|transparen/i.test(w.message))).toBe(true);
+  }, 60_000);
+});
+
+describe('video kind: alpha warning', () => {
+  it('a 32-bit uncompressed AVI whose pictures are all opaque is made without an alpha warning', async () => {
+    const src = path.join(dir, 'capture.avi');
+    // Every pixel's alpha 255 (format=bgra from an opaque source).
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=96x64:rate=25:duration=1,format=bgra', '-c:v', 'rawvideo', src]);
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast' }), [src], { dir, slots: 2 });
+    expect(run.errors).toEqual([]);
+    // Observed: [{ input: 'capture.avi', message: 'its alpha channel (bgra) is left out: the output is opaque' }]
+    expect(run.warnings).toEqual([]);
+  }, 60_000);
+});
+
+describe('video kind: alpha warning', () => {
+  it('an overlay whose first picture is fully transparent (a fade-in) is said to lose its alpha', async () => {
+    const src = path.join(dir, 'lower-third.mov');
+    // Alpha 0 everywhere in the first 0.2 s, then opaque on the left half, transparent on the right.
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=96x64:rate=25:duration=1,format=rgba,geq=r=r(X\\,Y):g=g(X\\,Y):b=b(X\\,Y):a=if(lt(T\\,0.2)\\,0\\,if(lt(X\\,48)\\,255\\,0))', '-c:v', 'qtrle', src]);
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast' }), [src], { dir, slots: 2 });
+    expect(run.errors).toEqual([]);
+    // Observed: [] (no warning; the output's right half is opaque colour from 0.2 s on).
+    expect(run.warnings.some((w) => /alpha/i.test(w.message))).toBe(true);
   }, 60_000);
 });
