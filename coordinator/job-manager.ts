@@ -264,6 +264,12 @@ export class JobManager {
     return { kind, params };
   }
 
+  /** A new submission's refusals that a retry of an accepted one is spared (CoordinatorKind.refuseNew). */
+  refuseNew(job: JobRecord): void {
+    const { kind, params } = this.validateSpec(job.spec);
+    kind.refuseNew?.(params, job.spec);
+  }
+
   newJob(spec: JobSpec__Output, owner: string): JobRecord {
     // Two kinds on the wire decode to both messages, `params` naming the last: one would be dropped unseen.
     const kinds = [...coordinatorKinds.keys()].filter((k) => (spec as unknown as Record<string, unknown>)[k] != null);

@@ -156,6 +156,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
         log.info({ job: earlier.id, requestId, owner }, 'submission repeated: answered with the job it made');
         return toJobMessage(earlier, jobs.subtasksOf(earlier.id));
       }
+      // Not a repeat of a job accepted (by this version or an earlier one): the rules added since hold.
+      jobs.refuseNew(job);
       const before = receivingRequests.get(requestKey);
       // Another submission, not a repeat of the one still uploading: refused, and that one goes on.
       if (before && before.spec !== attempt.spec) {
@@ -169,6 +171,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
         replacing = before;
       }
       receivingRequests.set(requestKey, attempt);
+    } else {
+      jobs.refuseNew(job);
     }
     // A repeat takes the place of the submission it replaces: also of the job that one started
     // while its upload ran, which is being dropped (not at once: it may have files to remove).

@@ -224,6 +224,12 @@ export interface CoordinatorKind<P = unknown> {
    */
   checkNew?(params: P, spec: JobSpec__Output): void;
   /**
+   * Optional: like `checkNew`, but run after a submission is known not to repeat one already
+   * accepted (its `request_id`): a client's retry of a job an earlier version took is answered with
+   * that job, not refused by a rule added since.
+   */
+  refuseNew?(params: P, spec: JobSpec__Output): void;
+  /**
    * Optional: starts reading what `plan` will need of an input (its probes) as soon as the input
    * has passed its submission check, so that the reading overlaps the other inputs' checks and the
    * job's first commit. What it reads is kept in memory for `plan` to take (a plan after a restart

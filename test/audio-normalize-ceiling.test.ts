@@ -53,7 +53,7 @@ it.each([
 
 it('a target over the ceiling (-5 LUFS under -9 dBTP) is refused at submission (a stored job of an earlier version still runs)', () => {
   expect(validateAudioParams({ codec: 'aac', normalize: true, loudness: -5, true_peak: -9 }).loudness).toBe(-5);
-  expect(() => audioKind.checkNew!(validateAudioParams({ codec: 'aac', normalize: true, loudness: -5, true_peak: -9 }), {} as never)).toThrow(
+  expect(() => audioKind.refuseNew!(validateAudioParams({ codec: 'aac', normalize: true, loudness: -5, true_peak: -9 }), {} as never)).toThrow(
     expect.objectContaining({ code: status.INVALID_ARGUMENT, message: expect.stringMatching(/^loudness\/true_peak: a target of -5 LUFS over a ceiling of -9 dBTP cannot be reached/) }),
   );
 });

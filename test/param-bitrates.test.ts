@@ -46,13 +46,13 @@ const refusal = (f: () => unknown): unknown => {
 
 describe('at submission, where the params tell', () => {
   it('mp3 over 320k; opus over 256k a channel with the channels given (a new submission only: a stored job of an earlier version still runs)', () => {
-    const fresh = (raw: Record<string, unknown>) => () => audioKind.checkNew!(validateAudioParams(raw), {} as never);
+    const fresh = (raw: Record<string, unknown>) => () => audioKind.refuseNew!(validateAudioParams(raw), {} as never);
     expect(refusal(fresh({ codec: 'mp3', bitrate: '512k' }))).toMatchObject({ code: status.INVALID_ARGUMENT, message: 'bitrate: 512k is over the 320k MP3 allows' });
     expect(refusal(fresh({ codec: 'opus', bitrate: '300k', channels: 1 }))).toMatchObject({ message: 'bitrate: 300k is over the 256k libopus takes for 1 channel (256k each)' });
     expect(refusal(fresh({ codec: 'opus', bitrate: '300k', channels: 2 }))).toBeUndefined();
     expect(validateAudioParams({ codec: 'mp3', bitrate: '512k' }).bitrate).toBe(512_000);
     const video = parseVideoParams({ audio_codec: 'mp3', audio_bitrate: '512k' });
-    expect(refusal(() => videoKind.checkNew!(video, { video: { audio_codec: 'mp3', audio_bitrate: '512k' } } as never))).toMatchObject({ message: 'audio_bitrate: 512k is over the 320k MP3 allows' });
+    expect(refusal(() => videoKind.refuseNew!(video, { video: { audio_codec: 'mp3', audio_bitrate: '512k' } } as never))).toMatchObject({ message: 'audio_bitrate: 512k is over the 320k MP3 allows' });
   });
 });
 

@@ -68,3 +68,26 @@ describe('video kind: alpha warning', () => {
     expect(run.warnings.some((w) => /alpha/i.test(w.message))).toBe(true);
   }, 60_000);
 });
+
+describe('video kind: alpha warning of a deep alpha', () => {
+  it.each([
+    ['ProRes 4444 (yuva444p12le)', 'prores4444.mov', ['-c:v', 'prores_ks', '-profile:v', '4444', '-pix_fmt', 'yuva444p10le']],
+    ['FFV1 yuva420p10le', 'ffv1-yuva10.mkv', ['-c:v', 'ffv1', '-pix_fmt', 'yuva420p10le']],
+    ['FFV1 gbrap12le', 'ffv1-gbrap12.mkv', ['-c:v', 'ffv1', '-pix_fmt', 'gbrap12le']],
+    ['16-bit PNG in MOV (rgba64be)', 'png64.mov', ['-c:v', 'png', '-pix_fmt', 'rgba64be']],
+  ] as const)('a fully opaque %s is not said to lose its alpha', async (_, name, args) => {
+    const src = path.join(dir, name);
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=64x48:rate=25:duration=0.4,format=rgba', ...args, src]);
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast' }), [src], { dir, slots: 2 });
+    expect(run.errors).toEqual([]);
+    // Observed: "its alpha channel (yuva444p12le) is left out: the output is opaque" (nothing is lost).
+    expect(run.warnings.filter((w) => /alpha/i.test(w.message))).toEqual([]);
+  }, 60_000);
+
+  it('a half-transparent FFV1 yuva420p10le is still said to lose its alpha', async () => {
+    const src = path.join(dir, 'half-yuva10.mkv');
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=64x48:rate=25:duration=0.4,format=rgba,colorchannelmixer=aa=0.5', '-c:v', 'ffv1', '-pix_fmt', 'yuva420p10le', src]);
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast' }), [src], { dir, slots: 2 });
+    expect(run.warnings.filter((w) => /alpha/i.test(w.message))).toHaveLength(1);
+  }, 60_000);
+});

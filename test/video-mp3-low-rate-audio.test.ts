@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { videoKind } from '../coordinator/kinds/video.js';
-import { runFfmpeg } from '../shared/ffmpeg.js';
+import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
 import { videoProcessor } from '../worker/processors/video.js';
 import { runKindInProcess, specOf } from './helpers/media.js';
 
@@ -56,4 +56,20 @@ it('an 8 kHz track into mp4 with mp3 audio is delivered, or refused at planning 
   for (const e of run.errors) expect(e.code, e.message).toBe('INVALID_ARGUMENT');
   // A refusal comes at planning, before any segment is encoded.
   if (run.errors.length) expect(run.outcomes).toEqual([]);
+}, 60_000);
+
+// The rates LAME lowers, said as the audio kind says them (the video kind once refused them, then wrote them silently).
+it.each([
+  [16000, '256k', 160_000],
+  [44100, '16k', 32_000],
+])('a %i Hz track asked as mp3 at %s is said to be written at its LAME rate', async (rate, bitrate, written) => {
+  const clip = await clipWithAudioAt(rate);
+  const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', container: 'mp4', audio_codec: 'mp3', audio_bitrate: bitrate }), [clip], { dir });
+  expect(run.errors).toEqual([]);
+  const out = run.outputs[0]!;
+  const streams = (await runFfprobe<{ streams: { bit_rate: string }[] }>(['-select_streams', 'a', '-show_entries', 'stream=bit_rate', '-i', out.path])).streams;
+  // What LAME really wrote (MP4 states it from the size of 1 s: within 5 %), not what was asked.
+  expect(Math.abs(Number(streams[0]!.bit_rate) / written - 1)).toBeLessThan(0.05);
+  // Observed: no warning at all (the audio kind says "bitrate 256k is written as 160k, ...").
+  expect(run.warnings).toEqual([expect.objectContaining({ input: `clip-${rate}.mp4`, message: expect.stringContaining(`written as ${written / 1000}k`) })]);
 }, 60_000);

@@ -48,3 +48,22 @@ describe('video kind: a source whose colour description is in its container', ()
     expect(await colourOf(run.outputs[0]!.path)).toEqual(expected);
   }, 60_000);
 });
+
+describe('video kind: H.264 whose colour description is in its container only', () => {
+  it.each(['mkv', 'mp4'])('H.264 in %s tagged BT.709 by its container keeps the tags as `ffmpeg` does', async (ext) => {
+    // A bitstream with no colour in its VUI, remuxed with the container's tags.
+    const raw = path.join(dir, `raw-${ext}.mkv`);
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=96x64:rate=25:duration=1', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', raw]);
+    const src = path.join(dir, `tagged.${ext}`);
+    await runFfmpeg(['-y', '-v', 'error', '-i', raw, '-c', 'copy', '-color_primaries', 'bt709', '-color_trc', 'bt709', '-colorspace', 'bt709', '-color_range', 'tv', src]);
+    expect((await colourOf(src)).color_primaries).toBe('bt709');
+    const single = path.join(dir, `single-${ext}.mp4`);
+    await runFfmpeg(['-y', '-v', 'error', '-i', src, '-c:v', 'libx264', '-preset', 'ultrafast', single]);
+    const expected = await colourOf(single);
+    expect(expected.color_primaries).toBe('bt709');
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', codec: 'h264' }), [src], { dir, slots: 2 });
+    expect(run.errors).toEqual([]);
+    // Observed: all four 'unknown' (primaries, transfer, matrix and range lost with the container).
+    expect(await colourOf(run.outputs[0]!.path)).toEqual(expected);
+  }, 60_000);
+});

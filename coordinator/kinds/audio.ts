@@ -21,7 +21,7 @@
  * followed by a lookahead limiter only when the gain would push the true peak over the ceiling.
  */
 import type { CoordinatorKind } from '../../shared/job-kind.js';
-import { checkNewAudioParams, validateAudioParams, type AudioJobParams } from '../../shared/kinds/audio-params.js';
+import { checkNewAudioParams, refuseNewAudioParams, validateAudioParams, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { mergeAudio } from './audio-merge.js';
 import { planAudio, splitWholeFiles } from './audio-plan.js';
 
@@ -29,6 +29,7 @@ export const audioKind: CoordinatorKind<AudioJobParams> = {
   name: 'audio',
   validate: (params) => validateAudioParams(params),
   checkNew: (p) => checkNewAudioParams(p),
+  refuseNew: (p) => refuseNewAudioParams(p),
   plansWhileReceiving: () => true,
   plan: planAudio,
   // A group of small files that fails without naming one runs again a file at a time; a file one

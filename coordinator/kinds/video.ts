@@ -15,7 +15,7 @@ import type { CoordinatorKind, PlanContext, SpoolFile, SubtaskPlan } from '../..
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument } from '../../shared/errors.js';
 import { MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
-import { bitrateProblem } from '../../shared/kinds/audio-params.js';
+import { bitrateProblem, mp3RateWritten } from '../../shared/kinds/audio-params.js';
 import { alphaInUse, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
@@ -34,11 +34,13 @@ export const videoKind: CoordinatorKind<VideoJobParams> = {
   // WebM's own defaults (VP9, Opus) are newer than the workers of an earlier version, which would
   // read an empty codec as h264 and refuse the job: the spec carries them as chosen. Only for WebM,
   // which those versions refused without them, so a stored spec never differs from its repeat's.
-  checkNew: (p, spec) => {
-    // A new submission's audio bitrate that no track could be written at (MP3 over 320k); the
-    // channels of each track are looked at when it is planned. Not of a stored job (it ran before).
+  // A new submission's audio bitrate that no track could be written at (MP3 over 320k); the
+  // channels of each track are looked at when it is planned. Not of a stored job, nor a retry's.
+  refuseNew: (p) => {
     const rateProblem = p.audioBitrateGiven && p.audioCodec === 'mp3' ? bitrateProblem('mp3', p.audioBitrate) : undefined;
     if (rateProblem) throw invalidArgument(`audio_bitrate: ${p.audioBitrate / 1000}k is ${rateProblem}`);
+  },
+  checkNew: (p, spec) => {
     const v = spec.video;
     if (!v || (v.container ?? '').toLowerCase() !== 'webm') return;
     if (!v.codec) v.codec = p.codec;
@@ -97,6 +99,8 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
     if (params.audioCodec === 'mp3' && t.sampleRate > 0 && (t.sampleRate < 16_000 || (t.sampleRate < 22_050 && params.container !== 'mp4'))) {
       throw invalidArgument(`${name}: audio track ${k + 1} is ${t.sampleRate} Hz, which MP3 audio is not written at here${t.sampleRate >= 16_000 ? ` into ${params.container}` : ''}: ask for --audio-codec aac or opus`, name);
     }
+    const written = params.audioBitrateGiven && params.audioCodec === 'mp3' ? mp3RateWritten(params.audioBitrate, t.sampleRate) : undefined;
+    if (written) ctx.warn(name, `audio track ${k + 1}: audio_bitrate ${params.audioBitrate / 1000}k is written as ${written / 1000}k, the ${written > params.audioBitrate ? 'least' : 'most'} MP3 has at ${t.sampleRate} Hz`);
     const rateProblem = params.audioBitrateGiven && (params.audioCodec === 'opus' || params.audioCodec === 'mp3') ? bitrateProblem(params.audioCodec, params.audioBitrate, params.audioCodec === 'mp3' ? Math.min(2, t.channels) : t.channels) : undefined;
     if (rateProblem) throw invalidArgument(`${name}: audio_bitrate ${params.audioBitrate / 1000}k is ${rateProblem} (audio track ${k + 1}: ${t.channels} channel${t.channels === 1 ? '' : 's'} at ${t.sampleRate} Hz)`, name);
   });
@@ -147,7 +151,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   }
   // Outputs are 4:2:0 without alpha, as ffmpeg writes h264, h265 and AV1: said, as every other thing left out is.
   // Only where it is used: a capture tool's 32-bit RGB is opaque (or all 0) and loses nothing.
-  if (hasAlpha(video.pixFmt) && (await alphaInUse(input.path, video.pixFmt, { signal, input: name }).catch(() => false))) {
+  if (hasAlpha(video.pixFmt) && (await alphaInUse(input.path, { signal, input: name }).catch(() => false))) {
     ctx.warn(name, `its alpha channel (${video.pixFmt}) is left out: the output is opaque`);
   }
   // The source's colour description, told to each segment's frames (NUT chunks lose what the

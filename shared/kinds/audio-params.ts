@@ -242,16 +242,20 @@ export function outputLayout(params: AudioJobParams, channels: number, sourceCha
  * resume and run on workers of any version, as they did then.
  */
 /**
- * Refusals of a new submission only (not of a stored job resumed, nor of a worker's subtask: an
- * earlier version took these, and its jobs must still run).
+ * Refusals of a new submission that is no repeat of an accepted one (not of a stored job resumed,
+ * nor of a worker's subtask, nor of a client's retry: an earlier version took these, and its jobs
+ * must still run and be found).
  */
-export function checkNewAudioParams(p: AudioJobParams): void {
+export function refuseNewAudioParams(p: AudioJobParams): void {
   // What the params alone tell; the rest once each input's channels and rate are known (planning).
   const rateProblem = p.bitrateGiven ? bitrateProblem(p.codec, p.bitrate, p.channels) : undefined;
   if (rateProblem) throw invalidArgument(`bitrate: ${p.bitrate / 1000}k is ${rateProblem}`);
   // Integrated loudness cannot be over the peaks (a full-scale square wave, the loudest there is, is
   // about as loud as its peak): such a target could only be missed, every time.
   if (p.normalize && p.loudness > p.truePeak) throw invalidArgument(`loudness/true_peak: a target of ${p.loudness} LUFS over a ceiling of ${p.truePeak} dBTP cannot be reached (nothing is louder than its peaks): lower loudness or raise true_peak`);
+}
+
+export function checkNewAudioParams(p: AudioJobParams): void {
   const t = p.trim;
   if (t && t.end !== 0 && t.end - t.start < MIN_TRIM_SECONDS) {
     throw invalidArgument(`trim: ${t.start}..${t.end} s keeps ${trimSeconds(t.end - t.start)} s of audio; a trim must keep at least ${MIN_TRIM_SECONDS} s`);

@@ -368,17 +368,15 @@ export async function hiddenLead(file: string, stream: string, opts: ProbeOption
  * Whether the first picture of the first video stream uses its alpha channel: anything but all
  * opaque (a capture tool's 32-bit RGB, which loses nothing). Decodes that one picture.
  */
-export async function alphaInUse(file: string, pixFmt: string, opts: ProbeOptions = {}): Promise<boolean> {
-  const { stderr } = await runFfmpeg(['-v', 'info', '-i', file, '-map', '0:v:0', '-frames:v', '1', '-vf', 'alphaextract,signalstats,metadata=mode=print', '-f', 'null', '-'], { signal: opts.signal, input: opts.input });
+export async function alphaInUse(file: string, opts: ProbeOptions = {}): Promise<boolean> {
+  // Through 8-bit RGBA first: alphaextract of a deeper alpha gives a plane signalstats reads scaled
+  // (an opaque 10-bit alpha measured 60314), and every opaque ProRes 4444 was said to lose it.
+  const { stderr } = await runFfmpeg(['-v', 'info', '-i', file, '-map', '0:v:0', '-frames:v', '1', '-vf', 'format=rgba,alphaextract,signalstats,metadata=mode=print', '-f', 'null', '-'], { signal: opts.signal, input: opts.input });
   const min = Number(/lavfi\.signalstats\.YMIN=(\d+)/.exec(stderr)?.[1]);
   const max = Number(/lavfi\.signalstats\.YMAX=(\d+)/.exec(stderr)?.[1]);
   if (!Number.isFinite(min) || !Number.isFinite(max)) return false;
-  // Opaque is the largest sample of the alpha's depth: 16 bits in rgba64 and ya16, the number in
-  // yuva420p10le or gbrap12le, else 8.
-  const bits = /^(rgba|bgra)64|^ya16/.test(pixFmt) ? 16 : Number(/p(\d+)(le|be)$/.exec(pixFmt)?.[1] ?? 8);
-  const top = 2 ** bits - 1;
   // Fully transparent is in use too (an overlay that fades in): only all opaque means nothing.
-  return !(min === max && min === top);
+  return !(min === max && min === 255);
 }
 
 /** Number of video packets in the first video stream (demux only). */
