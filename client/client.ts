@@ -16,7 +16,7 @@ import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
-import { CHUNK_SIZE, DEFAULT_KEEPALIVE, INLINE_OUTPUT_MAX_BYTES, KEEPALIVE_ENV, UNARY_DEADLINE_MS, clientChannelOptions, coordinatorAddress, keepaliveFromEnv, keepaliveProblem, transferDeadlineMs, type Keepalive } from '../shared/config.js';
+import { CHUNK_SIZE, DEFAULT_KEEPALIVE, INLINE_OUTPUT_MAX_BYTES, KEEPALIVE_ENV, MAX_TIMER_MS, UNARY_DEADLINE_MS, clientChannelOptions, coordinatorAddress, keepaliveFromEnv, keepaliveProblem, transferDeadlineMs, type Keepalive } from '../shared/config.js';
 import { processAlive } from '../shared/machine.js';
 import { TesseraError, dataLoss, invalidArgument, notFound, tidyGrpcError } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
@@ -42,8 +42,6 @@ function wholeNumber(name: string, value: number, min: number): void {
   if (!Number.isSafeInteger(value) || value < min) throw invalidArgument(`${name}: ${value} is not a whole number of at least ${min}`);
 }
 
-/** The longest wait a timer takes (about 24.8 days): Node runs a longer one after 1 ms. */
-const MAX_WAIT_MS = 2 ** 31 - 1;
 
 /** How long a watch waits, after the final event, for the coordinator to end the call itself. */
 const FINAL_END_WAIT_MS = 2000;
@@ -62,11 +60,11 @@ function answered(err: unknown): boolean {
   return code !== grpc.status.UNAVAILABLE || !/^(No connection established|Name resolution failed)/.test(details ?? '');
 }
 
-/** Refuses a duration option that is no whole number of ms from `min` to MAX_WAIT_MS (Infinity among them), naming it. */
+/** Refuses a duration option that is no whole number of ms from `min` to MAX_TIMER_MS (Infinity among them), naming it. */
 function durationMs(name: string, value: number | undefined, min: number): void {
   if (value === undefined) return;
   wholeNumber(name, value, min);
-  if (value > MAX_WAIT_MS) throw invalidArgument(`${name}: ${value} ms is longer than the most a timer waits, ${MAX_WAIT_MS} (24.8 days)`);
+  if (value > MAX_TIMER_MS) throw invalidArgument(`${name}: ${value} ms is longer than the most a timer waits, ${MAX_TIMER_MS} (24.8 days)`);
 }
 
 /** Outputs downloaded at once, and the largest output downloaded alongside others. */
@@ -528,7 +526,7 @@ export class TesseraClient {
       // the call would wait for ever in a channel that stays CONNECTING: given up as UNAVAILABLE
       // after the unary deadline, or what is left of the reconnect window in an outage.
       let unanswered = false;
-      const answerWithin = Math.min(MAX_WAIT_MS, downSince ? Math.max(0, downSince + (opts.reconnectForMs ?? 120_000) - Date.now()) : this.deadlineMs);
+      const answerWithin = Math.min(MAX_TIMER_MS, downSince ? Math.max(0, downSince + (opts.reconnectForMs ?? 120_000) - Date.now()) : this.deadlineMs);
       const noAnswer = setTimeout(() => {
         unanswered = true;
         call.cancel();

@@ -171,7 +171,6 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
   const outRate = outputSampleRate(p, probe.sampleRate);
   const channels = outputChannels(p, probe.channels);
   const outLayout = outputLayout(p, channels, probe.channels, probe.layout);
-  // An encoder fails on a bitrate it cannot take for these channels (Opus), or writes another (MP3).
   // An encoder fails on a bitrate it cannot take for these channels (Opus); LAME writes another at
   // a low rate without a word (said here; a default is the encoder's to fit, as ffmpeg does).
   const rateProblem = p.bitrateGiven ? bitrateProblem(p.codec, p.bitrate, channels) : undefined;

@@ -101,7 +101,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
     }
     const written = params.audioBitrateGiven && params.audioCodec === 'mp3' ? mp3RateWritten(params.audioBitrate, t.sampleRate) : undefined;
     if (written) ctx.warn(name, `audio track ${k + 1}: audio_bitrate ${params.audioBitrate / 1000}k is written as ${written / 1000}k, the ${written > params.audioBitrate ? 'least' : 'most'} MP3 has at ${t.sampleRate} Hz`);
-    const rateProblem = params.audioBitrateGiven && (params.audioCodec === 'opus' || params.audioCodec === 'mp3') ? bitrateProblem(params.audioCodec, params.audioBitrate, params.audioCodec === 'mp3' ? Math.min(2, t.channels) : t.channels) : undefined;
+    const rateProblem = params.audioBitrateGiven && (params.audioCodec === 'opus' || params.audioCodec === 'mp3') ? bitrateProblem(params.audioCodec, params.audioBitrate, t.channels) : undefined;
     if (rateProblem) throw invalidArgument(`${name}: audio_bitrate ${params.audioBitrate / 1000}k is ${rateProblem} (audio track ${k + 1}: ${t.channels} channel${t.channels === 1 ? '' : 's'} at ${t.sampleRate} Hz)`, name);
   });
 
@@ -135,8 +135,9 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   // outside MOV (an AVI's bottom-up BGR24 DIB read back as rgb555le): copied into chunks, their
   // pictures came out black or noise with no error. Their chunks are encoded losslessly instead
   // (FFV1, intra-only, whose stream says everything its decoder needs), as the source's pictures.
-  const ffv1Chunks = video.pixFmt === 'pal8' || (SAMPLE_DESCRIPTION_CODECS.has(video.codec) && !/\bmov\b/.test(info.formatName) && !/^(yuv|yuvj|gray|nv1)/.test(video.pixFmt));
-  const mov = !ffv1Chunks && SAMPLE_DESCRIPTION_CODECS.has(video.codec) && /\bmov\b/.test(info.formatName) && index.nonNegative;
+  const movSource = isMovFamily(info.formatName);
+  const ffv1Chunks = video.pixFmt === 'pal8' || (SAMPLE_DESCRIPTION_CODECS.has(video.codec) && !movSource && !/^(yuv|gray|nv1)/.test(video.pixFmt));
+  const mov = !ffv1Chunks && SAMPLE_DESCRIPTION_CODECS.has(video.codec) && movSource && index.nonNegative;
   const format = mov ? 'mov' : nut ? 'nut' : 'matroska';
   // A source of more than 8 bits (HDR10, HLG, a camera's 10-bit log) keeps 10 through an encoder
   // that writes them, as `ffmpeg -c:v libx265` does: 8 bits of PQ band, and are out of spec. Not

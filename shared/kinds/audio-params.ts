@@ -157,7 +157,6 @@ export function audioParamsFromSpec(spec: JobSpec__Output): AudioJobParams {
   return validateAudioParams(spec.audio);
 }
 
-/** Parses "128k", "1.5M" or "96000" into bits per second (8k..512k). */
 /**
  * What an encoder cannot do with `bps` for `channels` (undefined: it takes it), as the end of a
  * message (`bitrate: 300k is ...`). libopus takes 500 b/s to 256 kb/s per channel and fails on
@@ -182,6 +181,7 @@ export function mp3RateWritten(bps: number, sampleRate: number): number | undefi
   return bps > hi ? hi : bps < lo ? lo : undefined;
 }
 
+/** Parses "128k", "1.5M" or "96000" into bits per second (8k..512k). */
 export function parseBitrate(text: string): number {
   const m = /^(\d+(?:\.\d+)?)([kKmM]?)$/.exec(text.trim());
   if (!m) throw invalidArgument(`bitrate: "${text}" is not a bitrate such as 128k`);
@@ -238,10 +238,6 @@ export function outputLayout(params: AudioJobParams, channels: number, sourceCha
 }
 
 /**
- * Refusals of new submissions only (`CoordinatorKind.checkNew`): jobs accepted before them still
- * resume and run on workers of any version, as they did then.
- */
-/**
  * Refusals of a new submission that is no repeat of an accepted one (not of a stored job resumed,
  * nor of a worker's subtask, nor of a client's retry: an earlier version took these, and its jobs
  * must still run and be found).
@@ -255,6 +251,10 @@ export function refuseNewAudioParams(p: AudioJobParams): void {
   if (p.normalize && p.loudness > p.truePeak) throw invalidArgument(`loudness/true_peak: a target of ${p.loudness} LUFS over a ceiling of ${p.truePeak} dBTP cannot be reached (nothing is louder than its peaks): lower loudness or raise true_peak`);
 }
 
+/**
+ * Refusals of new submissions only (`CoordinatorKind.checkNew`): jobs accepted before them still
+ * resume and run on workers of any version, as they did then.
+ */
 export function checkNewAudioParams(p: AudioJobParams): void {
   const t = p.trim;
   if (t && t.end !== 0 && t.end - t.start < MIN_TRIM_SECONDS) {

@@ -164,10 +164,10 @@ export interface LoudnessDecision {
  */
 export const LIMITER_MARGIN_DB = 1;
 
-/** Decides gain and limiter from the measured loudness and true peak (linear). */
 /** The most gain (or cut) normalisation applies, dB. */
 export const MAX_GAIN_DB = 60;
 
+/** Decides gain and limiter from the measured loudness and true peak (linear). */
 export function decideLoudness(params: AudioJobParams, measured: number, truePeak: number): LoudnessDecision {
   const peakDb = truePeak > 0 ? 20 * Math.log10(truePeak) : -Infinity;
   if (!params.normalize || !Number.isFinite(measured)) return { measured, gainDb: 0, peakAfterGain: peakDb };
