@@ -73,3 +73,32 @@ it.each([
   // Observed: no warning at all (the audio kind says "bitrate 256k is written as 160k, ...").
   expect(run.warnings).toEqual([expect.objectContaining({ input: `clip-${rate}.mp4`, message: expect.stringContaining(`written as ${written / 1000}k`) })]);
 }, 60_000);
+
+it.each([
+  ['256k', 256_000],
+  ['16k', 32_000],
+])('a 30000 Hz track asked as mp3 at %s: the warning (or its absence) matches the rate LAME writes', async (bitrate, written) => {
+  const clip = path.join(dir, `clip-30k-${bitrate}.mkv`);
+  await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=s=64x48:r=25:d=1', '-f', 'lavfi', '-i', 'sine=d=1:r=30000', '-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'pcm_s16le', '-shortest', clip]);
+  const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', container: 'mp4', audio_codec: 'mp3', audio_bitrate: bitrate }), [clip], { dir });
+  expect(run.errors).toEqual([]);
+  const a = (await runFfprobe<{ streams: { sample_rate: string; bit_rate: string }[] }>(['-select_streams', 'a', '-show_entries', 'stream=sample_rate,bit_rate', '-i', run.outputs[0]!.path])).streams[0]!;
+  // What was written: 32 kHz, at `written` (within 5 %).
+  expect(a.sample_rate).toBe('32000');
+  expect(Math.abs(Number(a.bit_rate) / written - 1)).toBeLessThan(0.05);
+  const said = run.warnings.filter((w) => /audio_bitrate/.test(w.message)).map((w) => w.message);
+  // Observed: 256k -> ["audio track 1: audio_bitrate 256k is written as 160k, the most MP3 has at 30000 Hz"] (it is written at 256k);
+  //           16k  -> [] (it is written at 32k).
+  if (written === Number.parseInt(bitrate, 10) * 1000) expect(said).toEqual([]);
+  else expect(said).toEqual([expect.stringContaining(`written as ${written / 1000}k`)]);
+}, 60_000);
+
+it('an input refused for its second track (8 kHz) carries no rate warning of its first (16 kHz)', async () => {
+  const clip = path.join(dir, 'two-tracks.mkv');
+  await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=s=64x48:r=25:d=1', '-f', 'lavfi', '-i', 'sine=d=1:r=16000', '-f', 'lavfi', '-i', 'sine=d=1:r=8000', '-map', '0:v', '-map', '1:a', '-map', '2:a', '-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'pcm_s16le', '-shortest', clip]);
+  const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', container: 'mp4', audio_codec: 'mp3', audio_bitrate: '256k' }), [clip], { dir });
+  expect(run.errors).toEqual([expect.objectContaining({ input: 'two-tracks.mkv', code: 'INVALID_ARGUMENT', message: expect.stringContaining('audio track 2 is 8000 Hz') })]);
+  expect(run.outputs).toEqual([]);
+  // Observed: [{ input: 'two-tracks.mkv', message: 'audio track 1: audio_bitrate 256k is written as 160k, the most MP3 has at 16000 Hz' }]
+  expect(run.warnings).toEqual([]);
+}, 60_000);

@@ -15,7 +15,7 @@ import type { CoordinatorKind, PlanContext, SpoolFile, SubtaskPlan } from '../..
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument } from '../../shared/errors.js';
 import { MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
-import { bitrateProblem, mp3RateWritten } from '../../shared/kinds/audio-params.js';
+import { AUDIO_CODECS, bitrateProblem, mp3RateWritten } from '../../shared/kinds/audio-params.js';
 import { alphaInUse, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
@@ -89,21 +89,25 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   const copyRefused = params.audioCodec === 'copy' ? copyAudioRefusal(tracks.map((t) => t.codec), params.container) : undefined;
   if (copyRefused) throw invalidArgument(`${name}: ${copyRefused}`, name);
   // More channels than the encoder can take, refused now rather than after the whole video is encoded.
+  const rateNotes: string[] = [];
   tracks.forEach((t, k) => {
     const too = tooManyChannels(params.audioCodec, t);
     if (too) throw invalidArgument(`${name}: audio track ${k + 1} has ${t.channels} channels${t.channelLayout && !/channels|unknown/.test(t.channelLayout) ? ` (${t.channelLayout})` : ''}; ${too}: ask for --audio-codec opus (up to 255 channels), copy (into mkv) or none`, name);
-    // A bitrate the encoder cannot take for the track's channels failed after every segment was
-    // encoded (Opus), or was quietly changed (MP3, stereo at most).
     // MP3 of a low rate: its MP4 intermediate refuses it under 16 kHz (the job failed after every
     // segment, "a fault in Tessera"), and its encoder delay under 22.05 kHz is not hidden in Matroska.
     if (params.audioCodec === 'mp3' && t.sampleRate > 0 && (t.sampleRate < 16_000 || (t.sampleRate < 22_050 && params.container !== 'mp4'))) {
       throw invalidArgument(`${name}: audio track ${k + 1} is ${t.sampleRate} Hz, which MP3 audio is not written at here${t.sampleRate >= 16_000 ? ` into ${params.container}` : ''}: ask for --audio-codec aac or opus`, name);
     }
-    const written = params.audioBitrateGiven && params.audioCodec === 'mp3' ? mp3RateWritten(params.audioBitrate, t.sampleRate) : undefined;
-    if (written) ctx.warn(name, `audio track ${k + 1}: audio_bitrate ${params.audioBitrate / 1000}k is written as ${written / 1000}k, the ${written > params.audioBitrate ? 'least' : 'most'} MP3 has at ${t.sampleRate} Hz`);
+    // A bitrate the encoder cannot take for the track's channels failed after every segment was
+    // encoded (Opus); one LAME changes at the rate it encodes at (the MP3 rate nearest the track's) is said.
     const rateProblem = params.audioBitrateGiven && (params.audioCodec === 'opus' || params.audioCodec === 'mp3') ? bitrateProblem(params.audioCodec, params.audioBitrate, t.channels) : undefined;
     if (rateProblem) throw invalidArgument(`${name}: audio_bitrate ${params.audioBitrate / 1000}k is ${rateProblem} (audio track ${k + 1}: ${t.channels} channel${t.channels === 1 ? '' : 's'} at ${t.sampleRate} Hz)`, name);
+    const rate = nearestRate(t.sampleRate, AUDIO_CODECS.mp3.sampleRates);
+    const written = params.audioBitrateGiven && params.audioCodec === 'mp3' ? mp3RateWritten(params.audioBitrate, rate) : undefined;
+    if (written) rateNotes.push(`audio track ${k + 1}: audio_bitrate ${params.audioBitrate / 1000}k is written as ${written / 1000}k, the ${written > params.audioBitrate ? 'least' : 'most'} MP3 has at ${rate} Hz`);
   });
+  // Only of an input that is planned (not before a later track refuses it).
+  for (const note of rateNotes) ctx.warn(name, note);
 
   const encoder = VIDEO_ENCODERS[params.codec].find((e) => ctx.cluster.encoders.has(e)) ?? VIDEO_ENCODERS[params.codec][0]!;
   const size = outputSize(video.width, video.height, video.rotation, params.width, params.height);
@@ -442,3 +446,8 @@ function hasAlpha(pixFmt: string): boolean {
 
 /** Codecs whose bitstream carries the colour description (primaries, transfer, matrix, range). */
 const BITSTREAM_COLOUR_CODECS: ReadonlySet<string> = new Set(['h264', 'hevc', 'av1', 'mpeg2video']);
+
+/** The rate of `rates` nearest `rate`, which an encoder that takes only those writes (as ffmpeg picks it). */
+function nearestRate(rate: number, rates: readonly number[]): number {
+  return rates.reduce((best, r) => (Math.abs(r - rate) < Math.abs(best - rate) ? r : best), rates[0]!);
+}
