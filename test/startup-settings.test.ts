@@ -130,6 +130,9 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
       [coordinator('--print-config'), { TESSERA_MAX_INPUT_PIXELS: 'abc' }, 'tessera: TESSERA_MAX_INPUT_PIXELS=abc: must be a whole number of pixels from 1 to 9007199254740991'],
       [worker(), { TESSERA_MAX_INPUT_PIXELS: '1.5' }, 'tessera: TESSERA_MAX_INPUT_PIXELS=1.5: must be a whole number of pixels from 1 to 9007199254740991'],
       [worker('--label', 'note=rack\t7'), {}, 'tessera: --label "note=rack\\t7": contains control characters'],
+      // Shown escaped: a raw control character went to the terminal (DEL showed as nothing).
+      [worker('--label', 'gpu\x01'), {}, 'tessera: --label "gpu\\u0001": expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)'],
+      [worker(), { TESSERA_LABEL: 'gpu=x\x7f' }, 'tessera: TESSERA_LABEL="gpu=x\\u007f": contains control characters'],
       // Named as given (it was always "--label"), and refused by --print-config too (it printed them, exit 0).
       [worker(), { TESSERA_LABEL: 'gpu' }, 'tessera: TESSERA_LABEL=gpu: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)'],
       [worker('--label', 'gpu', '--print-config'), {}, 'tessera: --label gpu: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)'],

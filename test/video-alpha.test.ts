@@ -91,3 +91,15 @@ describe('video kind: alpha warning of a deep alpha', () => {
     expect(run.warnings.filter((w) => /alpha/i.test(w.message))).toHaveLength(1);
   }, 60_000);
 });
+
+describe('video kind: alpha warning of a VP9 WebM with alpha', () => {
+  it('a half-transparent VP9 WebM (alpha_mode=1) is said to lose its alpha', async () => {
+    const src = path.join(dir, 'overlay.webm');
+    // ffprobe reports yuv420p (the alpha is in BlockAdditional; only libvpx-vp9 decodes it).
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=64x48:rate=10:duration=0.5,format=yuva420p,colorchannelmixer=aa=0.5', '-c:v', 'libvpx-vp9', '-deadline', 'realtime', '-cpu-used', '8', src]);
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast' }), [src], { dir, slots: 2 });
+    expect(run.errors).toEqual([]);
+    // Observed: [] (the output is opaque, nothing said).
+    expect(run.warnings.some((w) => /alpha/i.test(w.message))).toBe(true);
+  }, 60_000);
+});

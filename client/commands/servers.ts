@@ -126,23 +126,29 @@ export function checkWorkerSettings(o: WorkerCommandOptions, name: OptionNamer =
   if (o.name !== undefined) {
     if (Buffer.byteLength(o.name) > REGISTER_TEXT_BYTES) throw new UsageError(`${name('name')}: longer than ${REGISTER_TEXT_BYTES} bytes`);
     // eslint-disable-next-line no-control-regex
-    if (/[\u0000-\u001f\u007f]/.test(o.name)) throw new UsageError(`${setting(name('name'), JSON.stringify(o.name))}: contains control characters`);
+    if (/[\u0000-\u001f\u007f]/.test(o.name)) throw new UsageError(`${setting(name('name'), shownQuoted(o.name))}: contains control characters`);
   }
   const long = Object.entries(labels).find(([k, v]) => Buffer.byteLength(k) > REGISTER_TEXT_BYTES || Buffer.byteLength(v) > REGISTER_TEXT_BYTES);
   if (long) throw new UsageError(`${name('label')} ${long[0].slice(0, 40)}...: a label's key and value are at most ${REGISTER_TEXT_BYTES} bytes each`);
   // eslint-disable-next-line no-control-regex
   const odd = Object.entries(labels).find(([k, v]) => /[\u0000-\u001f\u007f]/.test(k + v));
-  if (odd) throw new UsageError(`${setting(name('label'), JSON.stringify(`${odd[0]}=${odd[1]}`))}: contains control characters`);
+  if (odd) throw new UsageError(`${setting(name('label'), shownQuoted(`${odd[0]}=${odd[1]}`))}: contains control characters`);
   // Named as given: the flag, its variable or the config key.
   const problem = o.coordinator === undefined ? undefined : hostPortProblem(o.coordinator, { portZero: false });
   if (problem) throw new UsageError(`${setting(name('coordinator'), o.coordinator)}: ${problem}`);
+}
+
+/** `v` quoted with every control character written out (JSON leaves DEL as it is), for a terminal. */
+function shownQuoted(v: string): string {
+  return JSON.stringify(v).replace(/\u007f/g, '\\u007f');
 }
 
 /** The worker's labels (`--label k=v,k2=v2`, repeatable) as a map; a usage error naming the one that is no KEY=VALUE as it was given. */
 function workerLabels(o: WorkerCommandOptions, name: OptionNamer): Record<string, string> {
   const pairs = (o.label ?? []).flatMap((l) => l.split(',')).filter(Boolean);
   const bad = pairs.find((l) => !/^[^=\s]+=/.test(l));
-  if (bad !== undefined) throw new UsageError(`${setting(name('label'), bad)}: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)`);
+  // eslint-disable-next-line no-control-regex
+  if (bad !== undefined) throw new UsageError(`${setting(name('label'), /[\u0000-\u001f\u007f]/.test(bad) ? shownQuoted(bad) : bad)}: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)`);
   return Object.fromEntries(pairs.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
 }
 

@@ -156,8 +156,10 @@ async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inp
   }
   // Outputs are 4:2:0 without alpha, as ffmpeg writes h264, h265 and AV1: said, as every other thing left out is.
   // Only where it is used: a capture tool's 32-bit RGB is opaque (or all 0) and loses nothing.
-  if (hasAlpha(video.pixFmt) && (await alphaInUse(input.path, { signal, input: name }).catch(() => false))) {
-    ctx.warn(name, `its alpha channel (${video.pixFmt}) is left out: the output is opaque`);
+  // VP8/VP9 alpha (WebM's alpha_mode) is read only by libvpx's decoder, not the one ffprobe and the
+  // check use: taken as in use, as its encoder wrote it.
+  if (video.alphaMode || (hasAlpha(video.pixFmt) && (await alphaInUse(input.path, { signal, input: name }).catch(() => false)))) {
+    ctx.warn(name, `its alpha channel (${video.alphaMode ? `${video.codec} alpha` : video.pixFmt}) is left out: the output is opaque`);
   }
   // The source's colour description, told to each segment's frames (NUT chunks lose what the
   // codec's bitstream does not carry); a lossless full-range source stays full range.

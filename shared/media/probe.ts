@@ -28,6 +28,8 @@ export interface VideoStreamInfo {
   colorPrimaries: string;
   colorSpace: string;
   colorRange: string;
+  /** VP8/VP9 in WebM or Matroska with an alpha channel (`alpha_mode` 1): the decoder ffprobe uses shows none in the pixel format. */
+  alphaMode?: boolean;
   /** Average frame rate (frames / duration), 0 when unknown. */
   avgFps: number;
   /** Container/codec nominal rate (r_frame_rate), 0 when unknown. */
@@ -161,6 +163,7 @@ function videoInfo(s: RawStream): VideoStreamInfo {
     width: s.width ?? 0,
     height: s.height ?? 0,
     pixFmt: s.pix_fmt ?? '',
+    alphaMode: s.tags?.['alpha_mode'] === '1' || s.tags?.['ALPHA_MODE'] === '1',
     colorTransfer: s.color_transfer ?? '',
     colorPrimaries: s.color_primaries ?? '',
     colorSpace: s.color_space ?? '',
