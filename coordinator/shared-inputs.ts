@@ -21,7 +21,7 @@ import path from 'node:path';
 import { status } from '../shared/grpc-status.js';
 import { TesseraError } from '../shared/errors.js';
 import type { SpoolFile } from '../shared/job-kind.js';
-import { pathCharacterProblem } from '../shared/names.js';
+import { hasControlCharacters, pathCharacterProblem } from '../shared/names.js';
 
 const SYSTEM = ['/proc', '/sys', '/dev', '/run'];
 
@@ -127,8 +127,7 @@ export class SharedRoots {
   async lookup(name: string, sharedPath: string, headBytes: number): Promise<{ file: SpoolFile; head: Buffer | undefined }> {
     const refuse = (code: status, why: string): TesseraError => new TesseraError(code, `input ${name}: ${why}`, { input: name, retryable: false });
     if (this.roots.length === 0) throw refuse(status.FAILED_PRECONDITION, `submitted by reference (${sharedPath}) but this coordinator shares no folder: start it with --shared-root, or upload the file`);
-    // eslint-disable-next-line no-control-regex
-    if (/[\u0000-\u001f\u007f]/.test(sharedPath)) throw refuse(status.INVALID_ARGUMENT, `shared path ${JSON.stringify(sharedPath)} contains control characters`);
+    if (hasControlCharacters(sharedPath)) throw refuse(status.INVALID_ARGUMENT, `shared path ${JSON.stringify(sharedPath)} contains control characters`);
     if (!path.isAbsolute(sharedPath)) throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} is not absolute`);
     const outside = (): TesseraError => refuse(status.PERMISSION_DENIED, `shared path ${sharedPath} is outside the coordinator's shared folders`);
     // As written first (`..` folded), so that nothing outside is even looked up; then resolved. The

@@ -11,7 +11,7 @@ import { compileDecoder, compileEncoder, withFallback } from '../shared/proto-en
 import { fieldNumber, loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
-import { safeOutputName } from '../shared/names.js';
+import { hasControlCharacters, safeOutputName } from '../shared/names.js';
 import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { DataChunk } from '../shared/proto/generated/tessera/v1/DataChunk.js';
 import type { SubtaskResult__Output } from '../shared/proto/generated/tessera/v1/SubtaskResult.js';
@@ -392,8 +392,7 @@ const REGISTER_LIST_ENTRIES = 1024;
 function registerProblem(r: NonNullable<WorkerMessage__Output['register']>): string | undefined {
   const text = (what: string, v: string, printable = false): string | undefined => {
     if (Buffer.byteLength(v) > REGISTER_TEXT_BYTES) return `${what} is longer than ${REGISTER_TEXT_BYTES} bytes`;
-    // eslint-disable-next-line no-control-regex
-    if (printable && /[\u0000-\u001f\u007f]/.test(v)) return `${what} ${JSON.stringify(v)} contains control characters`;
+    if (printable && hasControlCharacters(v)) return `${what} ${JSON.stringify(v)} contains control characters`;
     return undefined;
   };
   const c = r.capabilities;

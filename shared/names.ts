@@ -67,6 +67,14 @@ function windowsProblem(name: string): string | undefined {
 /** Format and separator characters: bidirectional overrides, zero-width ones, line separators. */
 const HIDDEN = /[\p{Cf}\p{Zl}\p{Zp}\u{80}-\u{9F}]/u;
 
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** Whether `s` holds a C0 control character or DEL (a line break forges lines in logs and listings; a NUL no system call takes). */
+export function hasControlCharacters(s: string): boolean {
+  return CONTROL.test(s);
+}
+
 /**
  * Why a path a client names for the coordinator to make (an output folder) is no name anyone should
  * find in a listing, or undefined: control characters (a line break forges lines in `ls`, logs and
@@ -74,8 +82,7 @@ const HIDDEN = /[\p{Cf}\p{Zl}\p{Zp}\u{80}-\u{9F}]/u;
  * `report\u202Egnp.exe` as `reportexe.png`), as in file names.
  */
 export function pathCharacterProblem(p: string): string | undefined {
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(p)) return 'contains control characters';
+  if (hasControlCharacters(p)) return 'contains control characters';
   if (HIDDEN.test(p)) return 'contains invisible or formatting characters (such as U+202E or U+200B)';
   return undefined;
 }

@@ -75,9 +75,14 @@ function disconnectReason(err: grpc.ServiceError | undefined): string {
   return `${grpc.status[err.code] ?? err.code}: ${err.details}`;
 }
 
+/** A registration the coordinator finds wrong (coordinator/worker-service.ts `registerProblem`): refused alike on every try. */
+function refusedRegistration(err: grpc.ServiceError): boolean {
+  return err.code === grpc.status.INVALID_ARGUMENT && err.details.startsWith('register:');
+}
+
 /** What an operator should check when the coordinator refuses this worker. */
 function refusalCheck(err: grpc.ServiceError): string {
-  if (err.details.startsWith('register:')) return `what this worker registers with: its --name and --label keys and values at most ${REGISTER_TEXT_BYTES} bytes each, without control characters`;
+  if (refusedRegistration(err)) return `what this worker registers with: its --name and --label keys and values at most ${REGISTER_TEXT_BYTES} bytes each, without control characters`;
   const token = "the worker token (--worker-token, --worker-token-file, TESSERA_WORKER_TOKEN or TESSERA_WORKER_TOKEN_FILE) must be the coordinator's --worker-token";
   const cert = "the client certificate (--tls-cert and --tls-key) must be signed by the coordinator's --tls-ca";
   if (/certificate/i.test(err.details)) return cert;
@@ -342,7 +347,7 @@ export class Worker {
     this.reconnectAttempt++;
     const retryInMs = Math.round(delay);
     // A registration the coordinator finds wrong (a label it does not take) is refused alike, every try.
-    if (err && (REFUSALS.has(err.code) || (err.code === grpc.status.INVALID_ARGUMENT && err.details.startsWith('register:')))) this.logRefusal(err, retryInMs);
+    if (err && (REFUSALS.has(err.code) || refusedRegistration(err))) this.logRefusal(err, retryInMs);
     else {
       const usingTls = this.opts.credentials?._isSecure() ?? false;
       const trouble = err?.code === grpc.status.UNAVAILABLE ? tlsTrouble(err.details, usingTls) : undefined;

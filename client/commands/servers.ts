@@ -14,6 +14,7 @@ import { checkKeepalive, type KeepaliveFlags } from './keepalive-options.js';
 import { EXIT } from './exit-codes.js';
 import { sharedRootProblem } from '../../coordinator/shared-inputs.js';
 import { status } from '../../shared/grpc-status.js';
+import { hasControlCharacters } from '../../shared/names.js';
 
 const require = createRequire(import.meta.url);
 
@@ -125,13 +126,11 @@ export function checkWorkerSettings(o: WorkerCommandOptions, name: OptionNamer =
   // What a coordinator refuses at registration, on every try.
   if (o.name !== undefined) {
     if (Buffer.byteLength(o.name) > REGISTER_TEXT_BYTES) throw new UsageError(`${name('name')}: longer than ${REGISTER_TEXT_BYTES} bytes`);
-    // eslint-disable-next-line no-control-regex
-    if (/[\u0000-\u001f\u007f]/.test(o.name)) throw new UsageError(`${setting(name('name'), shownQuoted(o.name))}: contains control characters`);
+    if (hasControlCharacters(o.name)) throw new UsageError(`${setting(name('name'), shownQuoted(o.name))}: contains control characters`);
   }
   const long = Object.entries(labels).find(([k, v]) => Buffer.byteLength(k) > REGISTER_TEXT_BYTES || Buffer.byteLength(v) > REGISTER_TEXT_BYTES);
   if (long) throw new UsageError(`${name('label')} ${long[0].slice(0, 40)}...: a label's key and value are at most ${REGISTER_TEXT_BYTES} bytes each`);
-  // eslint-disable-next-line no-control-regex
-  const odd = Object.entries(labels).find(([k, v]) => /[\u0000-\u001f\u007f]/.test(k + v));
+  const odd = Object.entries(labels).find(([k, v]) => hasControlCharacters(k + v));
   if (odd) throw new UsageError(`${setting(name('label'), shownQuoted(`${odd[0]}=${odd[1]}`))}: contains control characters`);
   // Named as given: the flag, its variable or the config key.
   const problem = o.coordinator === undefined ? undefined : hostPortProblem(o.coordinator, { portZero: false });
@@ -147,8 +146,7 @@ function shownQuoted(v: string): string {
 function workerLabels(o: WorkerCommandOptions, name: OptionNamer): Record<string, string> {
   const pairs = (o.label ?? []).flatMap((l) => l.split(',')).filter(Boolean);
   const bad = pairs.find((l) => !/^[^=\s]+=/.test(l));
-  // eslint-disable-next-line no-control-regex
-  if (bad !== undefined) throw new UsageError(`${setting(name('label'), /[\u0000-\u001f\u007f]/.test(bad) ? shownQuoted(bad) : bad)}: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)`);
+  if (bad !== undefined) throw new UsageError(`${setting(name('label'), hasControlCharacters(bad) ? shownQuoted(bad) : bad)}: expected KEY=VALUE (e.g. --label gpu=nvidia,zone=a)`);
   return Object.fromEntries(pairs.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
 }
 
