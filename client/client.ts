@@ -341,9 +341,9 @@ export class TesseraClient {
         // Aborted: the caller's reason, not the CANCELLED of the call it cut.
         if (options.signal?.aborted) throw options.signal.reason;
         const err = tidyGrpcError(caught);
-        const { code, details } = err as grpc.ServiceError;
+        const { code } = err as grpc.ServiceError;
         // Any answer but "could not connect" means the coordinator was there (a dropped connection, its shutdown).
-        if (code === grpc.status.UNAVAILABLE && !/^(No connection established|Name resolution failed)/.test(details ?? '')) seen.reached = true;
+        if (code === grpc.status.UNAVAILABLE && answered(err)) seen.reached = true;
         // A try that got bytes through since the last failure opens a new window.
         if (!failingSince || seen.progressAt > failingSince) failingSince = Date.now();
         if (code !== grpc.status.UNAVAILABLE || !seen.reached || Date.now() - failingSince + 1000 > retryForMs) throw err;
@@ -577,7 +577,7 @@ export class TesseraClient {
         if (answered(err)) this.reached = true;
         if (code !== grpc.status.UNAVAILABLE && code !== grpc.status.CANCELLED) throw err;
         // Any answer but "could not connect" means the coordinator was there (a dropped connection, its shutdown).
-        if (code === grpc.status.UNAVAILABLE && !/^(No connection established|Name resolution failed)/.test(details ?? '')) reached = true;
+        if (code === grpc.status.UNAVAILABLE && answered(err)) reached = true;
         if (channel.getConnectivityState(false) === grpc.connectivityState.READY) reached = true;
         if (!reached) throw err;
         lost(details ?? String(err));

@@ -501,7 +501,7 @@ describe("a job's progress", () => {
     first.manager.close();
     first.store.close();
     const second = setup(first.dir, 4);
-    expect(second.store.lastProgress(job.id)).toBeCloseTo(last, 5);
+    expect(second.store.storedProgress(job.id).last).toBeCloseTo(last, 5);
     expect(second.manager.resume()).toBe(1);
     await until(() => second.assigned().length === 3, 'the unfinished subtasks to run again');
     expect(progressIn(second.manager)).toBeCloseTo(last, 5);

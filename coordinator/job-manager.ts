@@ -575,7 +575,7 @@ export class JobManager {
     this.active.set(job.id, active);
     this.scheduler.addJob(job.id, kind.name, job.spec.priority, job.createdAt);
     // Its clients' bars go on from where they stood, not from what is left after work is redone.
-    if (resumeSubtasks) resumeProgress(job, this.store.lastProgress(job.id));
+    if (resumeSubtasks) resumeProgress(job, this.store.storedProgress(job.id).last);
     if (resumeSubtasks && resumeSubtasks.length > 0) {
       for (const s of resumeSubtasks) this.subtasks.set(s.id, s);
       // Outputs of subtasks that finished just before the restart may not be published yet.
@@ -2063,13 +2063,13 @@ export class JobManager {
       this.keep(job);
       // Where a cancelled job stopped lives in memory beside it: read back from its final event (it
       // said 0 after a restart, where its final event said how far it had come).
-      if (job.state === 'cancelled') keepCancelledProgress(job, this.store.finalProgress(job.id) ?? 0);
+      if (job.state === 'cancelled') keepCancelledProgress(job, this.store.storedProgress(job.id).final ?? 0);
       if (TERMINAL_JOB_STATES.has(job.state)) continue;
       resumed++;
       this.resumedJobs.set(job.kind, (this.resumedJobs.get(job.kind) ?? 0) + 1);
       job.seq += RESUME_SEQ_GAP;
       // The event goes on from the progress its clients saw last, not from 0.
-      resumeProgress(job, this.store.lastProgress(job.id));
+      resumeProgress(job, this.store.storedProgress(job.id).last);
       this.events.log(job, 'coordinator restarted: resuming');
       this.begin(job, subtasks.get(job.id) ?? []);
     }

@@ -307,25 +307,21 @@ export class JobStore {
   }
 
   /**
-   * The highest progress figure among a job's last events (the last rows written: a row is one
-   * flush), 0 without any: where its clients' bars stood when the coordinator stopped.
+   * Progress among a job's last events (the last rows written: a row is one flush): `last`, the
+   * highest figure of those not final (where its clients' bars stood when the coordinator stopped;
+   * 0 without any), and `final`, what its final event gave (a cancelled job's: where it stopped).
    */
-  lastProgress(jobId: string): number {
-    let best = 0;
+  storedProgress(jobId: string): { last: number; final: number | undefined } {
+    let last = 0;
+    let final: number | undefined;
     for (const row of this.stmts.lastEvents.iterate(jobId) as IterableIterator<{ event: string }>) {
       const parsed = JSON.parse(row.event) as JobEvent | JobEvent[];
-      for (const e of Array.isArray(parsed) ? parsed : [parsed]) if (!e.final) best = Math.max(best, Number(e.progress) || 0);
+      for (const e of Array.isArray(parsed) ? parsed : [parsed]) {
+        if (!e.final) last = Math.max(last, Number(e.progress) || 0);
+        else final ??= Number(e.progress) || 0;
+      }
     }
-    return best;
-  }
-
-  /** The progress a job's final event gave (a cancelled job's: where it stopped), or undefined. */
-  finalProgress(jobId: string): number | undefined {
-    for (const row of this.stmts.lastEvents.iterate(jobId) as IterableIterator<{ event: string }>) {
-      const parsed = JSON.parse(row.event) as JobEvent | JobEvent[];
-      for (const e of Array.isArray(parsed) ? parsed : [parsed]) if (e.final) return Number(e.progress) || 0;
-    }
-    return undefined;
+    return { last, final };
   }
 
   /** Every job, with its subtasks for the unfinished ones (used at start-up to resume). */

@@ -9,7 +9,7 @@ import { ffmpegInfo } from '../ffmpeg.js';
 import { AUDIO_CODECS, type AudioJobParams } from '../kinds/audio-params.js';
 import type { PieceStats } from './audio-analyze.js';
 import { outputEncoding, stageBChain } from './audio-filters.js';
-import { decideLoudness, MIN_NORMALIZE_SECONDS, type FileRender, type LoudnessDecision } from './audio-pieces.js';
+import { decideLoudness, limiterLevel, MIN_NORMALIZE_SECONDS, type FileRender, type LoudnessDecision } from './audio-pieces.js';
 import { invalidArgument, TesseraError } from '../errors.js';
 import { encodeFinal, measureEncoded, measureEncodedLoudness, isLossyCodec, type EncodedMeasurement, type MeasuredLayout } from './audio-render.js';
 import { joinBins, waveformJson, writeWaveform } from './audio-waveform.js';
@@ -149,7 +149,7 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
     // A lossy encoder's own peaks over the limiter's ceiling: on dense material the limiter leans on
     // hard (pink noise brought up 17 dB), over a dB. Encoded once more with the limit lowered by it.
     if (decision.limit !== undefined && measured.truePeak > o.params.truePeak + LOSSY_TRUE_PEAK_TOLERANCE_DB) {
-      const limit = Math.round(Math.max(0.0625, decision.limit * 10 ** ((o.params.truePeak - measured.truePeak) / 20)) * 1e6) / 1e6;
+      const limit = limiterLevel(o.params.truePeak - measured.truePeak, decision.limit);
       decision = { ...decision, limit };
       measured = await measuredOut(await encode(decision, [0.9, 0.1], measure));
     }
@@ -169,7 +169,7 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
     // The limiter holds sample peaks LIMITER_MARGIN_DB under the ceiling; material whose inter-sample
     // peaks rise further over its samples (a burst near a quarter of the rate rises 2.7 dB) still
     // passes the ceiling. Encode once more with the limit lowered by the overshoot measured.
-    const limit = Math.round(Math.max(0.0625, decision.limit * 10 ** ((o.params.truePeak - limitedPeakDb) / 20)) * 1e6) / 1e6;
+    const limit = limiterLevel(o.params.truePeak - limitedPeakDb, decision.limit);
     decision = { ...decision, limit };
     await encode(decision, [0.8, 0.2]);
     const again = await measuredLimited(out, o);

@@ -164,6 +164,14 @@ export interface LoudnessDecision {
  */
 export const LIMITER_MARGIN_DB = 1;
 
+/**
+ * The limiter's sample-peak level (linear) `dB` under full scale times `scale`, as the filter string
+ * writes it (6 decimals), never under 0.0625 (-24 dBFS, alimiter's floor).
+ */
+export function limiterLevel(dB: number, scale = 1): number {
+  return Math.round(Math.max(0.0625, scale * 10 ** (dB / 20)) * 1e6) / 1e6;
+}
+
 /** The most gain (or cut) normalisation applies, dB. */
 export const MAX_GAIN_DB = 60;
 
@@ -175,7 +183,7 @@ export function decideLoudness(params: AudioJobParams, measured: number, truePea
   // Rounded as the filter string writes it, so the report states the exact gain that was applied.
   const gainDb = Math.round(Math.max(-MAX_GAIN_DB, Math.min(MAX_GAIN_DB, params.loudness - measured)) * 1e4) / 1e4;
   const peakAfterGain = peakDb + gainDb;
-  const limit = peakAfterGain > params.truePeak ? Math.round(Math.max(0.0625, 10 ** ((params.truePeak - LIMITER_MARGIN_DB) / 20)) * 1e6) / 1e6 : undefined;
+  const limit = peakAfterGain > params.truePeak ? limiterLevel(params.truePeak - LIMITER_MARGIN_DB) : undefined;
   return { measured, gainDb, limit, peakAfterGain };
 }
 

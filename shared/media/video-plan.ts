@@ -80,6 +80,19 @@ export function videoColour(v: { colorRange: string; colorPrimaries: string; col
   return Object.keys(c).length > 0 ? c : undefined;
 }
 
+/** What is wrong with a colour description read from a plan (an unknown field or name), or undefined. */
+export function colourProblem(c: unknown): string | undefined {
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) return 'colour is not an object';
+  const entries = Object.entries(c);
+  if (entries.length === 0) return 'colour is empty';
+  for (const [k, v] of entries) {
+    const names: ReadonlySet<string> | undefined = Object.hasOwn(COLOUR_NAMES, k) ? COLOUR_NAMES[k as keyof typeof COLOUR_NAMES] : undefined;
+    if (!names) return `colour has a field ${JSON.stringify(k)} ffmpeg does not know`;
+    if (typeof v !== 'string' || !names.has(v)) return `colour.${k} ${JSON.stringify(v)} is not a name ffmpeg knows`;
+  }
+  return undefined;
+}
+
 /** The `setparams` filter that tells frames `c`. */
 export function colourFilter(c: VideoColour): string {
   const opts = [c.range && `range=${c.range}`, c.primaries && `color_primaries=${c.primaries}`, c.transfer && `color_trc=${c.transfer}`, c.space && `colorspace=${c.space}`].filter(Boolean);

@@ -16,7 +16,7 @@ import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '
 import { parseVideoParams, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { probeMedia } from '../../shared/media/probe.js';
 import { audioEncoderArgs, rotationFilters, videoEncoderArgs } from '../../shared/media/video-encode.js';
-import { chunkFormatOf, colourFilter, videoColour, type VideoAudioPlan, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { chunkFormatOf, colourFilter, colourProblem, type VideoAudioPlan, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 
 /** The `video` kind as the worker registry sees it. */
 export const videoProcessor: WorkerProcessor<VideoJobParams> = {
@@ -45,7 +45,10 @@ function planProblem(plan: VideoSubtaskPlan): string | undefined {
   if (plan.pixFmt !== undefined && plan.pixFmt !== 'yuv420p10le') return `pixFmt ${JSON.stringify(plan.pixFmt)} is not one this worker encodes`;
   if (plan.fps && !(Number.isFinite(plan.fps.rate) && plan.fps.rate > 0 && Number.isFinite(plan.fps.firstSlot))) return 'fps is not a rate';
   if (![plan.lo, plan.hi ?? 0, plan.first, plan.rotation ?? 0].every(Number.isFinite)) return 'a time is not a number';
-  if (plan.colour && JSON.stringify(videoColour({ colorRange: plan.colour.range ?? '', colorPrimaries: plan.colour.primaries ?? '', colorTransfer: plan.colour.transfer ?? '', colorSpace: plan.colour.space ?? '' }) ?? {}) !== JSON.stringify(plan.colour)) return 'colour holds a name ffmpeg does not know';
+  if (plan.colour !== undefined) {
+    const problem = colourProblem(plan.colour);
+    if (problem) return problem;
+  }
   return undefined;
 }
 
