@@ -45,6 +45,27 @@ describe('TESSERA_TILE_MAX_STRIP_PIXELS', () => {
   });
 });
 
+describe('a forced tile size (--tile) against TESSERA_TILE_MAX_STRIP_PIXELS', () => {
+  it('pieces over the limit are refused at planning, naming the size that fits; those within are cut', async () => {
+    const config = { ...tileConfig({}), thresholdPixels: 1000, maxStripPixels: 300_000 } as const;
+    // 1024 x 1024 tiles of the 1024 x 1024 JPEG: one piece of 1,048,576 px, 3.5 times the limit.
+    // Observed before: one subtask of the whole image, whatever the limit.
+    const over = await planTiledInputs([spool(jpeg)], imageParams({ tile_size: 1024 }), { workDir: path.join(dir, 'run-forced-over'), slots: 2, signal, config });
+    expect(over.subtasks).toHaveLength(0);
+    expect(over.errors).toHaveLength(1);
+    expect(over.errors[0]!.code).toBe('INVALID_ARGUMENT');
+    expect(over.errors[0]!.message).toBe('big.jpg: image.tile_size 1024 makes pieces of 1.05 Mpx with their 0 px halo, more than the 0.30 Mpx a worker holds at once (TESSERA_TILE_MAX_STRIP_PIXELS); at most 547 fits, or leave tile_size at 0 for strips');
+    // The halo counts: blur(4) needs 12 px on each side, so 547 no longer fits.
+    const blurred = await planTiledInputs([spool(jpeg)], imageParams({ tile_size: 547, blur: 4 }), { workDir: path.join(dir, 'run-forced-halo'), slots: 2, signal, config });
+    expect(blurred.errors[0]?.message).toMatch(/image\.tile_size 547 .* with their \d+ px halo.*; at most \d+ fits/);
+    const within = await planTiledInputs([spool(jpeg)], imageParams({ tile_size: 512 }), { workDir: path.join(dir, 'run-forced-within'), slots: 2, signal, config });
+    expect(within.errors).toHaveLength(0);
+    const plans = within.subtasks.map((s) => s.plan as TilePlan);
+    expect(plans).toHaveLength(4);
+    for (const t of plans) expect(t.cut.w * t.cut.h).toBeLessThanOrEqual(300_000);
+  });
+});
+
 describe('TESSERA_TILE_LIMIT_INPUT_PIXELS', () => {
   it('a source over the limit (its result under it) is refused RESOURCE_EXHAUSTED naming the limit, not INVALID_ARGUMENT', async () => {
     // The source is 1,048,576 px, over a limit of 500,000; the result (resized to 256 px) is 65,536 px.

@@ -134,7 +134,10 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   const predicted = outputSize({ width: inputMeta.width ?? 0, height: inputMeta.height ?? 0, orientation: inputMeta.orientation ?? 1 }, o.params);
   checkFormatFits(format, split.output, Math.round(predicted.width), Math.round(predicted.height), o.input.name);
   if (o.params.keepMetadata) await saveMetadata(o, config);
-  if (o.params.tileSize > 0) return { subtasks: await planIntermediateTiles(o, config, split, format, inputMeta) };
+  if (o.params.tileSize > 0) {
+    checkForcedTile(o.params.tileSize, Math.round(predicted.width), Math.round(predicted.height), split.halo, config, o.input.name);
+    return { subtasks: await planIntermediateTiles(o, config, split, format, inputMeta) };
+  }
   if (config.stripRead === 'source') {
     const strips = sourceStripCount(inputMeta, o.params, split, config, o.slots, o.input.name);
     if (strips > 0) return { subtasks: planSourceStrips(o, config, split, inputMeta, format, strips) };
@@ -441,6 +444,28 @@ function balancedStrips(width: number, height: number, count: number, split: Til
   const upsideDown = split.orientation.flip !== (split.orientation.angle === 180);
   const outEnds = upsideDown ? [...ends.slice(0, -1).map((e) => height - e).reverse(), height] : ends;
   return stripsEndingAt(width, height, outEnds, 16);
+}
+
+/**
+ * Refuses a forced tile size (`--tile`) whose pieces, with their halo, are more than a worker holds
+ * at once (`maxStripPixels`, as the strips the planner chooses keep to), naming the largest size that
+ * fits: `--tile 65536` would hand one worker the whole decoded image of any size.
+ */
+function checkForcedTile(tile: number, width: number, height: number, halo: number, config: TileConfig, input: string): void {
+  const piece = (t: number): number => (Math.min(t, width) + 2 * halo) * (Math.min(t, height) + 2 * halo);
+  if (piece(tile) <= config.maxStripPixels) return;
+  let fits = 0;
+  for (let lo = 1, hi = tile; lo <= hi; ) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (piece(mid) <= config.maxStripPixels) [fits, lo] = [mid, mid + 1];
+    else hi = mid - 1;
+  }
+  const mpx = (n: number): string => `${(n / 1e6).toFixed(n < 1e7 ? 2 : 0)} Mpx`;
+  const largest = fits >= 64 ? `at most ${fits} fits` : 'no tile size of 64 or more fits';
+  throw invalidArgument(
+    `${input}: image.tile_size ${tile} makes pieces of ${mpx(piece(tile))} with their ${halo} px halo, more than the ${mpx(config.maxStripPixels)} a worker holds at once (TESSERA_TILE_MAX_STRIP_PIXELS); ${largest}, or leave tile_size at 0 for strips`,
+    input,
+  );
 }
 
 /** Decodes `input` once (running the pipeline's prefix), cuts it into halo'd tiles and returns one subtask per tile. */
