@@ -339,10 +339,23 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
         // Without its digest a cut-short upload would pass for whole (as SubmitJob's input_end).
         if (!trailer) throw invalidArgument(`output ${name} of subtask ${h.subtask_id}: the upload ended without its sha256 trailer`);
       }
+      const key = uploadKey(s.id, h.attempt);
+      // An attempt's uploads together keep to the limit of one file, and to a number of files no
+      // kind makes (a buggy or hostile worker's endless uploads under one lease are refused).
+      const earlier = [...(uploaded.get(key)?.files.values() ?? [])].filter((f) => f.name !== name);
+      const refuse = (message: string): never => {
+        if (refusedForLimit.size > 10_000) refusedForLimit.clear();
+        refusedForLimit.add(key);
+        throw new TesseraError(status.RESOURCE_EXHAUSTED, message, { retryable: false });
+      };
+      if (earlier.length >= MAX_UPLOADS_PER_ATTEMPT) refuse(`output ${name} of subtask ${s.id}: attempt ${h.attempt} has uploaded ${earlier.length} outputs already, the most one attempt may`);
+      const earlierBytes = earlier.reduce((n, f) => n + f.size, 0);
+      if (earlierBytes >= opts.maxOutputBytes) refuse(`output ${name} of subtask ${s.id}: attempt ${h.attempt} has uploaded ${earlierBytes} bytes already, the limit for all its outputs (the coordinator's --max-job-bytes)`);
       const file = jobs.subtaskOutputPath(s, h.attempt, name);
       const { size, sha256: digest } = await spool
         .writeAtomic(file, chunks(), {
-          maxBytes: opts.maxOutputBytes,
+          maxBytes: opts.maxOutputBytes - earlierBytes,
+          ...(earlierBytes > 0 ? { limitName: `what --max-job-bytes leaves once attempt ${h.attempt}'s earlier outputs, ${earlierBytes} bytes, are counted` } : {}),
           expectedSha256: () => trailer,
           what: `output ${name} of subtask ${s.id}`,
           signal: ctx.signal,
@@ -352,7 +365,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
           if (err instanceof TesseraError && err.code === status.RESOURCE_EXHAUSTED) {
             const refused = err.retryable ? refusedForDisk : refusedForLimit;
             if (refused.size > 10_000) refused.clear();
-            refused.add(uploadKey(s.id, h.attempt));
+            refused.add(key);
           }
           throw err;
         });
@@ -369,7 +382,6 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       }
       // Uploads of leases that ended without their result (the worker was lost) wait for nothing.
       for (const [k, u] of uploaded) if (!jobs.leaseIsCurrent(u.subtaskId, u.attempt, u.workerId)) uploaded.delete(k);
-      const key = uploadKey(s.id, h.attempt);
       let entry = uploaded.get(key);
       if (!entry) uploaded.set(key, (entry = { subtaskId: s.id, attempt: h.attempt, workerId: w.id, files: new Map() }));
       entry.files.set(name, { name, path: file, size, sha256: digest });
@@ -378,6 +390,9 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
     }),
   };
 }
+
+/** Most files one attempt may upload (a thumbnails job makes at most 10,000; a batch one per photo). */
+const MAX_UPLOADS_PER_ATTEMPT = 100_000;
 
 /** Most entries of a registration's lists (kinds, encoders, features, labels). */
 const REGISTER_LIST_ENTRIES = 1024;

@@ -66,6 +66,40 @@ describe('an output over the limit (--max-job-bytes) is the output\'s fault, how
     // The same output is not worth a second attempt whichever way it came in (uploaded, it ran three times, each counted against the worker).
     expect(full.subtasks.map((s) => s.attempt), messages.join('\n')).toEqual([1]);
   }, 30_000);
+
+  it('an attempt\'s uploads together keep to it: many outputs, each under the limit, are refused once their sum passes it', async () => {
+    // Observed before: every upload under the limit was taken, however many under one lease (a
+    // worker gone wrong filled the coordinator's disk with one subtask's outputs).
+    const { dir, address, client, spoolJobs } = await startCoordinator({ retryBaseMs: 10, localReads: false, maxJobBytes: 200_000, maxFileBytes: 200_000 });
+    const w = handWorker(address);
+    cleanups.push(async () => w.close());
+    while ((await client.listWorkers()).length < 1) await sleep(20);
+    const input = path.join(dir, 'a.bin');
+    await writeFile(input, randomBytes(1000));
+    const job = await client.submit({ passthrough: {} }, [input]);
+    const a1 = await w.nextAssignment(1);
+    const piece = randomBytes(80_000);
+    expect(await w.upload(a1.subtask_id, 1, 'one.bin', piece)).toBeNull();
+    // The same name again replaces the first: still 80,000 bytes in all.
+    expect(await w.upload(a1.subtask_id, 1, 'one.bin', piece)).toBeNull();
+    expect(await w.upload(a1.subtask_id, 1, 'two.bin', piece)).toBeNull();
+    const third = await w.upload(a1.subtask_id, 1, 'three.bin', piece);
+    expect({ code: third?.code, details: third?.details }).toEqual({
+      code: grpc.status.RESOURCE_EXHAUSTED,
+      details: `output three.bin of subtask ${a1.subtask_id} is larger than the limit of 40000 bytes (what --max-job-bytes leaves once attempt 1's earlier outputs, 160000 bytes, are counted)`,
+    });
+    // What is left is taken; once at the limit, the next is refused at its header.
+    expect(await w.upload(a1.subtask_id, 1, 'four.bin', randomBytes(40_000))).toBeNull();
+    const fifth = await w.upload(a1.subtask_id, 1, 'five.bin', randomBytes(10));
+    expect(fifth?.details).toBe(`output five.bin of subtask ${a1.subtask_id}: attempt 1 has uploaded 200000 bytes already, the limit for all its outputs (the coordinator's --max-job-bytes)`);
+    // The worker reports the failure it was given: the subtask fails at once, not retried.
+    w.result({ subtask_id: a1.subtask_id, attempt: 1, ok: false, error_code: 'RESOURCE_EXHAUSTED', error_message: fifth!.details, retryable: true });
+    const done = await client.wait(job.id);
+    expect(done.state).toBe('JOB_STATE_FAILED');
+    expect((await client.getJob(job.id, { includeSubtasks: true })).subtasks.map((x) => x.attempt)).toEqual([1]);
+    const left = (await filesUnder(spoolJobs)).filter((f) => f.includes(`${path.sep}st${path.sep}`));
+    expect(left).toEqual([]);
+  }, 30_000);
 });
 
 /** A worker written by hand on real Connect / UploadTaskOutput streams. */
