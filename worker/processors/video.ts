@@ -169,7 +169,11 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
     },
   }).catch((err: unknown) => {
     // The coordinator cut and checked this input already: a failure here is this machine's problem.
-    throw err instanceof Error && !signal.aborted ? dataLoss(`${label}: encode failed: ${err.message}`) : err;
+    // One runFfmpeg already calls this machine's (its disk full: UNAVAILABLE, naming the segment)
+    // keeps its status; a decoder's verdict on the chunk becomes a retryable DATA_LOSS.
+    if (signal.aborted || !(err instanceof Error)) throw err;
+    if (err instanceof TesseraError && err.code !== status.INVALID_ARGUMENT) throw err;
+    throw dataLoss(`${label}: encode failed: ${err.message.startsWith(`${label}: `) ? err.message.slice(label.length + 2) : err.message}`);
   });
   // ffmpeg's own count of the frames it encoded (a probe of the file cost 0.1-0.2 s on the critical
   // path); the coordinator counts the file's packets when it stitches.

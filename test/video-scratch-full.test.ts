@@ -1,0 +1,76 @@
+/**
+ * A worker whose scratch folder (TMPDIR) fills while ffmpeg encodes a video segment. ffmpeg's run
+ * says so (shared/ffmpeg.ts: UNAVAILABLE "ffmpeg failed on this machine (its disk is full), not
+ * because of the input"), as the image, audio and thumbnail processors pass on; the video
+ * processor rewraps every encode failure as DATA_LOSS ("encode failed"), the code the README
+ * keeps for bytes that do not match their SHA-256, so the job's error says the input's data was
+ * lost when only the worker's disk was full.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TesseraClient } from '../client/client.js';
+import { Coordinator } from '../coordinator/coordinator.js';
+import { createLogger } from '../shared/logger.js';
+import { Worker } from '../worker/worker.js';
+import { makeVideo } from './helpers/media.js';
+import { generateAudio } from './helpers/audio-media.js';
+
+const log = createLogger('test', 'silent', 'json');
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
+});
+
+/** A coordinator and one worker whose TMPDIR is a 128 KiB tmpfs (the tests run as root). */
+async function clusterWithSmallScratch(dir: string): Promise<TesseraClient> {
+  const small = path.join(dir, 'small');
+  await mkdir(small);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=128k', 'tmpfs', small]);
+  cleanups.push(() => void execFileSync('umount', ['-l', small]));
+  const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log, http: '', maxAttempts: 1 });
+  const address = await coordinator.start();
+  cleanups.push(() => coordinator.close());
+  const client = new TesseraClient({ address });
+  cleanups.push(() => client.close());
+  // The worker's temp root is taken from TMPDIR when it is made.
+  const old = process.env.TMPDIR;
+  process.env.TMPDIR = small;
+  const worker = new Worker({ coordinator: address, slots: 1, log, memoryLimitMb: 0, name: 'w' });
+  if (old === undefined) delete process.env.TMPDIR;
+  else process.env.TMPDIR = old;
+  worker.start();
+  cleanups.push(() => worker.close());
+  await worker.registered;
+  return client;
+}
+
+describe("a worker's scratch disk full during an encode", () => {
+  it('fails a video segment as the worker\'s trouble (UNAVAILABLE, disk full), not as DATA_LOSS of the input', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-scratch-full-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const client = await clusterWithSmallScratch(dir);
+    const src = await makeVideo(dir, 'v.mp4', { duration: 4, width: 320, height: 240 });
+    const job = await client.wait((await client.submit({ video: { lossless: true, audio_codec: 'none', segment_seconds: 100 } }, [src])).id);
+    expect(job.state).toBe('JOB_STATE_FAILED');
+    const [err] = job.errors;
+    expect(err!.message).toMatch(/its disk is full/);
+    expect(err!.code).toBe('UNAVAILABLE');
+    // The segment named once (it read "segment 1: encode failed: segment 1: ffmpeg failed ...").
+    expect(err!.message.match(/segment 1:/g)).toHaveLength(1);
+  }, 60_000);
+
+  it('(for comparison) fails an audio file the same way as UNAVAILABLE', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-scratch-full-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const client = await clusterWithSmallScratch(dir);
+    const src = await generateAudio(path.join(dir, 'a.flac'), { source: 'noise', seconds: 5, rate: 48000, layout: 'stereo', ext: 'flac' });
+    const job = await client.wait((await client.submit({ audio: { codec: 'wav' } }, [src])).id);
+    expect(job.state).toBe('JOB_STATE_FAILED');
+    const [err] = job.errors;
+    expect(err!.message).toMatch(/its disk is full/);
+    expect(err!.code).toBe('UNAVAILABLE');
+  }, 60_000);
+});
