@@ -33,6 +33,7 @@ import { RESUME_SEQ_GAP, type JobStore } from './store.js';
 import { FAILURE_WINDOW_MS, WorkerRegistry, type WorkerSession } from './worker-registry.js';
 import { resolveLimits, type Limits } from '../shared/limits.js';
 import { MAX_SUBTASK_TIMEOUT_MS, STALL_MS, envInt } from '../shared/config.js';
+import { steadyNow } from '../shared/clock.js';
 
 /** How long a worker with repeated failures is left out. */
 const QUARANTINE_MS = 30_000;
@@ -767,7 +768,7 @@ export class JobManager {
 
   private dispatch(): void {
     if (this.stopping) return;
-    const now = Date.now();
+    const now = steadyNow();
     const workers = this.registry.schedulable(now);
     if (workers.length > 0) {
       if (this.awaitingCopy.size > 0) this.copyStalled(workers);
@@ -891,7 +892,7 @@ export class JobManager {
     const active = this.active.get(s.jobId);
     if (!active || s.state !== (speculative ? 'running' : 'pending')) return undefined;
     const job = active.record;
-    const now = Date.now();
+    const now = steadyNow();
     s.attempt += 1;
     s.state = 'running';
     s.workerId = w.id;
@@ -899,7 +900,7 @@ export class JobManager {
     s.speculative = speculative;
     if (!speculative) {
       s.progress = 0;
-      s.startedAt = now;
+      s.startedAt = Date.now();
     }
     const outputDir = this.outputDirFor(active, s, w);
     // Beyond the worker's slots the assignment waits in its prefetch queue.
@@ -1080,7 +1081,7 @@ export class JobManager {
     // A fraction that is no number (a buggy or hostile worker) would become every watcher's progress.
     if (!s || !Number.isFinite(fraction)) return;
     const lease = s.leases.find((l) => l.attempt === attempt && l.workerId === w.id);
-    if (lease) lease.progressAt = Date.now();
+    if (lease) lease.progressAt = steadyNow();
     w.stalledSince = 0;
     s.progress = Math.max(0, Math.min(1, fraction));
     const active = this.active.get(s.jobId);
@@ -1151,7 +1152,7 @@ export class JobManager {
       }
       s.leases = [];
       // The worker's own figure leaves out the time the assignment waited in its prefetch queue.
-      s.durationMs = r.runMs !== undefined && r.runMs > 0 ? r.runMs : Date.now() - lease.startedAt;
+      s.durationMs = r.runMs !== undefined && r.runMs > 0 ? r.runMs : steadyNow() - lease.startedAt;
       active.runMaxMs = Math.max(active.runMaxMs, s.durationMs);
       active.runSamples++;
       active.runTotalMs += s.durationMs;
@@ -1210,7 +1211,7 @@ export class JobManager {
           // One worker's word that the input is bad fails the job for good: a worker whose own
           // decoder is broken (a library built without a format) would fail every job it is given.
           // Another worker is asked first, without using up an attempt.
-          s.blamedBy = { id: w.id, name: w.name, instance: w.instanceId, at: Date.now(), ...(error.input ? { input: error.input } : {}) };
+          s.blamedBy = { id: w.id, name: w.name, instance: w.instanceId, at: steadyNow(), ...(error.input ? { input: error.input } : {}) };
           this.log.info({ job: s.jobId, subtask: s.id, worker: w.name, input: error.input, code: error.code }, 'a worker called the input bad: asking another worker');
           this.retryOrFail(active, s, w.id, { ...error, message: `${error.message} (worker ${w.name}; asking another worker)` }, true, 'second-opinion');
           // Past the wait, any worker may take it: look again then, even if nothing else happens.
@@ -1239,7 +1240,7 @@ export class JobManager {
     if (!parts || parts.length === 0) return;
     const names = [...new Set(parts.flatMap((p) => p.items))];
     s.itemErrors = s.itemErrors.filter((e) => !names.includes(e.input));
-    const blamedBy = { id: w.id, name: w.name, instance: w.instanceId, at: Date.now() };
+    const blamedBy = { id: w.id, name: w.name, instance: w.instanceId, at: steadyNow() };
     for (const part of this.addSubtasks(active, parts, s.phase, true)) part.blamedBy = blamedBy;
     this.log.info({ job: s.jobId, subtask: s.id, worker: w.name, inputs: names }, 'a worker called inputs of a batch bad: asking another worker');
     const named = names.length <= 3 ? names.join(', ') : `${names.slice(0, 3).join(', ')} and ${names.length - 3} more`;
@@ -1255,7 +1256,7 @@ export class JobManager {
   }
 
   private noteWorkerFailure(w: WorkerSession): void {
-    const now = Date.now();
+    const now = steadyNow();
     w.recentFailures = w.recentFailures.filter((t) => now - t < FAILURE_WINDOW_MS);
     w.recentFailures.push(now);
     // Never quarantine the last active worker of a kind it runs (whichever kind failed: a
@@ -1328,7 +1329,7 @@ export class JobManager {
     const job = active.record;
     // Free attempts are limited: a worker drained again and again, or a disk that stays full for
     // FULL_DISK_WAIT_MS, fails the subtask in the end. Each kind of setback has its own limit.
-    const now = Date.now();
+    const now = steadyNow();
     if (counts === 'coordinator') s.diskFullSince ??= now;
     const free = counts === 'coordinator' ? now - s.diskFullSince! < fullDiskWaitMs() : counts === 'second-opinion' || (!counts && (s.drains ?? 0) < job.maxAttempts);
     if (free) s.setbacks = (s.setbacks ?? 0) + 1;
@@ -1396,7 +1397,7 @@ export class JobManager {
     // The retry (or the failure) below logs it, once, with the reason; the attempt's time is
     // what it ran (a lost worker's, a timed-out one's), as a result would have said.
     this.log.debug({ job: s.jobId, subtask: s.id, attempt, worker: w.name, reason }, 'lease expired');
-    s.durationMs = lease.runningSince === undefined ? 0 : Date.now() - lease.runningSince;
+    s.durationMs = lease.runningSince === undefined ? 0 : steadyNow() - lease.runningSince;
     this.retryOrFail(active, s, w.id, { input: s.items.length === 1 ? s.items[0]! : '', code: 'UNAVAILABLE', message: reason }, retryable, counts);
     this.checkPhase(active);
     this.requestDispatch();
@@ -1408,7 +1409,7 @@ export class JobManager {
     // attempt is used up. Any other end (a crash, a kill, a cut link) counts.
     const drained = w.drainRequested;
     w.state = 'lost';
-    w.lostAt = Date.now();
+    w.lostAt = steadyNow();
     w.call = undefined;
     // A planned stop is no alarm: not a warning, and the worker leaves the list at once (a lost one
     // stays listed, as `lost`, for 10 minutes).
@@ -1728,7 +1729,7 @@ export class JobManager {
     if (w.leases.get(subtaskId) !== attempt) return;
     w.leases.delete(subtaskId);
     if (w.waiting.delete(subtaskId) || w.waiting.size === 0) return;
-    const now = Date.now();
+    const now = steadyNow();
     for (const [id, lease] of w.waiting) {
       if (w.leases.size - w.waiting.size >= w.slots) break;
       w.waiting.delete(id);
@@ -1752,7 +1753,7 @@ export class JobManager {
    * forever: the lease is taken back, the worker told to cancel, and the attempt fails as timed out.
    * Returns how many were taken back.
    */
-  expireOverdue(now = Date.now()): number {
+  expireOverdue(now = steadyNow()): number {
     let expired = 0;
     // Only what workers hold: every lease is in its worker's map (a lost worker's are released).
     for (const w of this.registry.all()) {
@@ -1795,7 +1796,7 @@ export class JobManager {
    * AV1 encoder, the only worker with one gone), rather than leaving it queued without a word; and
    * says so again when one that can connects. Once a second at most, from the coordinator's sweep.
    */
-  explainWaiting(now = Date.now()): void {
+  explainWaiting(now = steadyNow()): void {
     if (now - this.explainedAt < 1000) return;
     this.explainedAt = now;
     // Those that can take work now or later (a quarantine ends); a draining worker takes no more.
@@ -1830,7 +1831,7 @@ export class JobManager {
     }
   }
 
-  speculate(now = Date.now()): void {
+  speculate(now = steadyNow()): void {
     const stallMs = this.opts.stallMs ?? STALL_MS;
     const idle = this.registry.schedulable(now);
     // With work waiting, or no slot free, only the stall rule applies: a copy of a stalled attempt
@@ -1916,7 +1917,7 @@ export class JobManager {
 
   /** Marks an attempt stalled; its worker, on its first, becomes the scheduler's last choice. */
   private markStalled(lease: Lease, quietMs: number): void {
-    lease.stalledAt = Date.now();
+    lease.stalledAt = steadyNow();
     const holder = this.registry.get(lease.workerId);
     if (holder && !(holder.stalledSince > 0)) {
       holder.stalledSince = lease.stalledAt;
@@ -2040,7 +2041,7 @@ export class JobManager {
    * waits for the first of them, for RESTART_WORKER_GRACE_MS at most.
    */
   private async workersBackAfterRestart(job: JobRecord): Promise<void> {
-    while (Date.now() < this.restartedUntil && this.registry.activeCount(job.kind).workers === 0 && !TERMINAL_JOB_STATES.has(job.state) && !this.stopping) {
+    while (steadyNow() < this.restartedUntil && this.registry.activeCount(job.kind).workers === 0 && !TERMINAL_JOB_STATES.has(job.state) && !this.stopping) {
       await sleep(100);
     }
   }
@@ -2049,7 +2050,7 @@ export class JobManager {
   resume(): number {
     const { jobs, subtasks } = this.store.loadAll();
     // A store with jobs in it: this is a restart, and workers were connected to the last run.
-    if (jobs.length > 0) this.restartedUntil = Date.now() + RESTART_WORKER_GRACE_MS;
+    if (jobs.length > 0) this.restartedUntil = steadyNow() + RESTART_WORKER_GRACE_MS;
     let resumed = 0;
     for (const job of jobs) {
       if (job.receiving && !TERMINAL_JOB_STATES.has(job.state)) {
@@ -2194,7 +2195,7 @@ function lacking(connected: readonly WorkerSession[], s: SubtaskRecord, kind: st
 function canRun(w: WorkerSession, s: SubtaskRecord, kind: string): boolean {
   // A second opinion comes from another worker (another process: not the same one reconnected),
   // for SECOND_OPINION_WAIT_MS; then (none came: the others left, or are busy) any worker.
-  if (s.blamedBy && (w.id === s.blamedBy.id || w.instanceId === s.blamedBy.instance) && Date.now() - s.blamedBy.at < SECOND_OPINION_WAIT_MS) return false;
+  if (s.blamedBy && (w.id === s.blamedBy.id || w.instanceId === s.blamedBy.instance) && steadyNow() - s.blamedBy.at < SECOND_OPINION_WAIT_MS) return false;
   return capable(w, s, kind);
 }
 

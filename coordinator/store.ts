@@ -23,6 +23,7 @@ import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js'
 import type { SpoolFile } from '../shared/job-kind.js';
 import { TERMINAL_JOB_STATES, type JobRecord, type OutputRecord, type SubtaskRecord } from './model.js';
 import { applyBatch, writeStatements, type WriteBatch, type WriterData, type WriterReply, type WriterRequest, type WriteStatements } from './store-writer.js';
+import { steadyNow } from '../shared/clock.js';
 
 /** The writer thread's module (compiled: a worker thread runs plain Node, also under vitest). */
 const WRITER_ENTRY = import.meta.url.endsWith('.ts') ? fileURLToPath(new URL('../dist/coordinator/store-writer.js', import.meta.url)) : fileURLToPath(new URL('./store-writer.js', import.meta.url));
@@ -696,7 +697,7 @@ export class JobStore {
     const t = this.inFlight;
     const writer = this.writer;
     if (!t || !writer) return;
-    const deadline = Date.now() + WRITER_STALL_MS;
+    const deadline = steadyNow() + WRITER_STALL_MS;
     while (this.inFlight === t) {
       const got = receiveMessageOnPort(writer.port) as { message: WriterReply } | undefined;
       if (got) {
@@ -704,7 +705,7 @@ export class JobStore {
         continue;
       }
       const seen = Atomics.load(writer.flag, 0);
-      if (Date.now() > deadline) {
+      if (steadyNow() > deadline) {
         this.dropWriter(writer, `did not answer in ${WRITER_STALL_MS / 1000} s`);
         return;
       }
@@ -738,8 +739,8 @@ export class JobStore {
     const id = ++writer.lastId;
     writer.port.postMessage({ id, close: true } satisfies WriterRequest);
     // A thread that died just before (its exit not yet seen) does not answer: not worth more than a few seconds.
-    const deadline = Date.now() + 5000;
-    while (Atomics.load(writer.flag, 0) < id && Date.now() < deadline) Atomics.wait(writer.flag, 0, Atomics.load(writer.flag, 0), 100);
+    const deadline = steadyNow() + 5000;
+    while (Atomics.load(writer.flag, 0) < id && steadyNow() < deadline) Atomics.wait(writer.flag, 0, Atomics.load(writer.flag, 0), 100);
     writer.port.close();
     void writer.worker.terminate().catch(() => undefined);
   }

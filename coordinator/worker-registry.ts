@@ -7,6 +7,7 @@ import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/Co
 import type { WorkerMessage__Output } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
 import type { WorkerInfo } from '../shared/proto/generated/tessera/v1/WorkerInfo.js';
 import type { Lease } from './model.js';
+import { steadyNow, wallTimeOf } from '../shared/clock.js';
 
 export type WorkerState = 'active' | 'draining' | 'lost' | 'quarantined';
 
@@ -72,7 +73,7 @@ export interface WorkerSession {
 
 /** A freshly registered, active session with no leases. */
 export function newWorkerSession(r: Pick<WorkerSession, 'id' | 'name' | 'instanceId' | 'address' | 'slots' | 'capabilities' | 'call'> & Partial<Pick<WorkerSession, 'prefetch'>>): WorkerSession {
-  const now = Date.now();
+  const now = steadyNow();
   return {
     prefetch: 0,
     ...r,
@@ -116,7 +117,7 @@ export class WorkerRegistry {
   /** The failure records of workers that left after draining, by name, until pruned. */
   private readonly left = new Map<string, FailureRecord & { at: number }>();
 
-  add(session: WorkerSession, now = Date.now()): void {
+  add(session: WorkerSession, now = steadyNow()): void {
     // Its record goes with the name: a worker that crashes and restarts (a container's worker keeps
     // its name, hostname and pid 1), reconnects, or is stopped and started again sheds neither its
     // quarantine nor its count of quarantines in a row: from its lost session (which it replaces:
@@ -167,7 +168,7 @@ export class WorkerRegistry {
    * cluster idle, as a quarantine never takes the last worker of a kind); true when one ended
    * (there is a worker to dispatch to).
    */
-  endQuarantines(now = Date.now()): boolean {
+  endQuarantines(now = steadyNow()): boolean {
     let ended = false;
     for (const w of this.sessions.values()) {
       if (w.state === 'quarantined' && (w.quarantinedUntil <= now || !this.othersRun(w))) {
@@ -179,7 +180,7 @@ export class WorkerRegistry {
   }
 
   /** Workers that can take new work now. */
-  schedulable(now = Date.now()): WorkerSession[] {
+  schedulable(now = steadyNow()): WorkerSession[] {
     const out: WorkerSession[] = [];
     for (const w of this.sessions.values()) {
       if (w.state === 'quarantined' && w.quarantinedUntil <= now) w.state = 'active';
@@ -189,7 +190,7 @@ export class WorkerRegistry {
   }
 
   /** Workers silent for longer than ttlMs (still marked active or draining). */
-  expired(ttlMs: number, now = Date.now()): WorkerSession[] {
+  expired(ttlMs: number, now = steadyNow()): WorkerSession[] {
     return this.all().filter((w) => w.state !== 'lost' && now - w.lastHeartbeat > ttlMs);
   }
 
@@ -199,7 +200,7 @@ export class WorkerRegistry {
    * sweep's timer runs before they are read. That silence is the coordinator's, not the workers':
    * each is credited it (never past `now`).
    */
-  credit(ms: number, now = Date.now()): void {
+  credit(ms: number, now = steadyNow()): void {
     if (!(ms > 0)) return;
     for (const w of this.sessions.values()) if (w.state !== 'lost') w.lastHeartbeat = Math.min(now, w.lastHeartbeat + ms);
   }
@@ -208,7 +209,7 @@ export class WorkerRegistry {
    * Forgets a worker at once (one that left as planned); its failures and quarantine are kept
    * under its name for as long as a lost worker's (see add, prune).
    */
-  remove(id: string, now = Date.now()): void {
+  remove(id: string, now = steadyNow()): void {
     const w = this.sessions.get(id);
     this.sessions.delete(id);
     if (w && (w.quarantines > 0 || w.recentFailures.length > 0)) this.left.set(w.name, { recentFailures: w.recentFailures, quarantines: w.quarantines, quarantinedUntil: w.quarantinedUntil, at: now });
@@ -219,7 +220,7 @@ export class WorkerRegistry {
    * past `keepLost` of either, the oldest first: a peer that registers and leaves again and again
    * must not grow them without end.
    */
-  prune(keepLostMs: number, now = Date.now(), keepLost = MAX_LOST_KEPT): void {
+  prune(keepLostMs: number, now = steadyNow(), keepLost = MAX_LOST_KEPT): void {
     for (const [id, w] of this.sessions) if (w.state === 'lost' && now - w.lostAt > keepLostMs) this.sessions.delete(id);
     for (const [name, r] of this.left) if (now - r.at > keepLostMs) this.left.delete(name);
     const lost = [...this.sessions.values()].filter((w) => w.state === 'lost');
@@ -270,7 +271,7 @@ export class WorkerRegistry {
       state: w.state,
       slots: w.slots,
       slots_used: slotsInUse(w),
-      last_heartbeat_ms: String(w.lastHeartbeat),
+      last_heartbeat_ms: String(Math.round(wallTimeOf(w.lastHeartbeat))),
       capabilities: w.capabilities,
       subtasks_done: String(w.done),
       subtasks_failed: String(w.failed),

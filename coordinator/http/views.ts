@@ -3,6 +3,7 @@ import type { JobManager } from '../job-manager.js';
 import { stateName } from './metrics.js';
 import { jobProgress, TERMINAL_JOB_STATES, toSubtaskInfo, type JobRecord, type SubtaskRecord } from '../model.js';
 import { slotsInUse, type WorkerSession } from '../worker-registry.js';
+import { wallTimeOf } from '../../shared/clock.js';
 
 /** One worker row. */
 export interface WorkerView {
@@ -60,7 +61,7 @@ export function workerView(w: WorkerSession): WorkerView {
     slots: w.slots,
     slotsUsed: slotsInUse(w),
     load: w.load,
-    lastHeartbeatMs: w.lastHeartbeat,
+    lastHeartbeatMs: Math.round(wallTimeOf(w.lastHeartbeat)),
     done: w.done,
     failed: w.failed,
     kinds: [...w.kinds],
