@@ -223,7 +223,10 @@ export class Coordinator {
       const paused = late > heartbeatMs;
       if (late > Math.min(heartbeatMs, sweepMs)) {
         registry.credit(late);
-        if (paused) log.warn({ stalledMs: Math.round(late) }, 'the coordinator was stalled: workers are not held to heartbeats it could not read');
+        if (paused) {
+          log.warn({ stalledMs: Math.round(late) }, 'the coordinator was stalled: workers are not held to heartbeats it could not read');
+          jobs.noteOwnStall(late);
+        }
       }
       for (const w of registry.expired(ttlMs)) jobs.onWorkerLost(w, `no heartbeat for ${ttlMs} ms`);
       // A quarantine that is over frees its slots: nothing else may ask for a dispatch meanwhile.

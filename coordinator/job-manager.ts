@@ -66,6 +66,11 @@ export const TAKEN_BACK = 'taken back before it started';
 const CANCELLED_KEPT = 1000;
 /** How long a subtask whose input one worker called bad waits for another worker's opinion. */
 const SECOND_OPINION_WAIT_MS = 60_000;
+/**
+ * How long after its own stall the coordinator excuses lost workers: their keepalive gave up during
+ * it, and they reconnect after a backoff of a few seconds and register again.
+ */
+const STALL_EXCUSE_MS = 30_000;
 /** How long after a restart a plan waits for the first worker of its kind to come back. */
 const RESTART_WORKER_GRACE_MS = 10_000;
 /**
@@ -1403,11 +1408,27 @@ export class JobManager {
     this.requestDispatch();
   }
 
+  /** Until when (steady ms) workers lost are excused for the coordinator's own stall. */
+  private stallExcusedUntil = 0;
+
+  /**
+   * The coordinator's process stalled for `ms` (found by its sweep): workers lost in the next
+   * STALL_EXCUSE_MS, as they come back from giving its connection up, lose no attempt for it.
+   */
+  noteOwnStall(ms: number): void {
+    this.stallExcusedUntil = steadyNow() + STALL_EXCUSE_MS;
+    this.log.debug({ stalledMs: Math.round(ms) }, 'workers lost in the next seconds are not held to attempts');
+  }
+
   onWorkerLost(w: WorkerSession, reason: string): void {
     if (w.state === 'lost' || this.stopping) return;
     // A worker stopping as planned (it said it drains; its grace is over) cut its subtasks short: no
     // attempt is used up. Any other end (a crash, a kill, a cut link) counts.
     const drained = w.drainRequested;
+    // Lost in the wake of the coordinator's own stall (a freeze of its process or machine past the
+    // workers' keepalive: they gave the connection up and registered again, their finished results
+    // with the old session): not the worker's doing, and no attempt is used up either.
+    const excused = !drained && steadyNow() < this.stallExcusedUntil;
     w.state = 'lost';
     w.lostAt = steadyNow();
     w.call = undefined;
@@ -1417,7 +1438,7 @@ export class JobManager {
     else this.log.warn({ worker: w.name, workerId: w.id, leases: w.leases.size, reason }, 'worker lost');
     for (const [subtaskId, attempt] of [...w.leases]) {
       const s = this.subtasks.get(subtaskId);
-      if (s) this.releaseLease(w, s, attempt, `worker ${w.name} ${drained ? 'stopped while draining' : 'lost'}: ${reason}`, true, !drained);
+      if (s) this.releaseLease(w, s, attempt, `worker ${w.name} ${drained ? 'stopped while draining' : 'lost'}: ${reason}${excused ? ' (after the coordinator stalled: not counted)' : ''}`, true, !drained && !excused);
     }
     w.leases.clear();
     w.waiting.clear();
