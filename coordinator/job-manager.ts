@@ -1389,6 +1389,19 @@ export class JobManager {
     if (s.leases.length > 0) {
       // Another copy runs on: nothing else says this one ended.
       this.log.warn({ job: s.jobId, subtask: s.id, attempt, worker: w.name, reason }, 'lease expired');
+      const left = s.leases.length === 1 ? s.leases[0]! : undefined;
+      if (left && s.workerId === w.id) {
+        // The subtask was shown on the copy that ended (lease() points it at the newest): it runs
+        // where the lease left runs, and no copy runs any more. That attempt gets no other copy
+        // (one copy per attempt) unless it is stalled (below).
+        s.worker = left.worker;
+        s.workerId = left.workerId;
+        if (lease.speculative) {
+          s.speculative = false;
+          this.copyEnded.set(s, left.attempt);
+        }
+        this.events.subtaskState(active.record, s, `the speculative copy on ${w.name} ended (${reason}); attempt ${left.attempt} on ${left.worker} goes on`, jobProgress(active.record, active.subtasks));
+      }
       if (s.leases.every(stillStalled)) {
         // What is left is an attempt its worker stalled on: it gets another copy (this one's end
         // says nothing of the subtask), in the next free slot.
@@ -1407,6 +1420,9 @@ export class JobManager {
     this.checkPhase(active);
     this.requestDispatch();
   }
+
+  /** Subtasks whose speculative copy ended while their original ran on: the original's attempt (it gets no other). */
+  private readonly copyEnded = new WeakMap<SubtaskRecord, number>();
 
   /** Until when (steady ms) workers lost are excused for the coordinator's own stall. */
   private stallExcusedUntil = 0;
@@ -1870,7 +1886,7 @@ export class JobManager {
       for (const s of current) {
         if (budget <= 0) return;
         // One copy per attempt: after it ended, the remaining lease runs alone.
-        if (s.state !== 'running' || s.leases.length !== 1 || s.speculative) continue;
+        if (s.state !== 'running' || s.leases.length !== 1 || s.speculative || this.copyEnded.get(s) === s.leases[0]!.attempt) continue;
         const lease = s.leases[0]!;
         // Waiting in the worker's prefetch queue is not running slowly.
         if (lease.runningSince === undefined) continue;
