@@ -1611,9 +1611,11 @@ export class JobManager {
     if (taken()) return;
     if (TERMINAL_JOB_STATES.has(job.state)) {
       // The job ended (cancelled) while the file moved: its record, final now, will not list it,
-      // and a file it does not list must not stay in the job's shared folder. Only that file: if
-      // something else is at the name by now, it is left alone.
+      // and a file it does not list must not stay, in the job's shared folder (only that file: if
+      // something else is at the name by now, it is left alone) nor in its spool folder, where
+      // nothing would ever remove it before the job's retention ends.
       if (identity) await removeIfSame(dest, identity);
+      else await rm(dest, { force: true });
       return;
     }
     const out: OutputRecord = {
