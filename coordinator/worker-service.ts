@@ -19,7 +19,8 @@ import type { UploadTaskOutputRequest__Output } from '../shared/proto/generated/
 import type { WorkerMessage__Output } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
 import type { WorkerServiceHandlers } from '../shared/proto/generated/tessera/v1/WorkerService.js';
 import { MAX_WORKER_SLOTS, REGISTER_TEXT_BYTES } from '../shared/config.js';
-import { sha256 } from '../shared/streams.js';
+import { sha256, sha256File } from '../shared/streams.js';
+import type { SubtaskRecord } from './model.js';
 import type { JobManager } from './job-manager.js';
 import type { Spool } from './spool.js';
 import { newWorkerSession, type WorkerSession } from './worker-registry.js';
@@ -84,6 +85,18 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
     return w;
   }
 
+  /**
+   * A worker's "checksum mismatch" on a spooled input whose file no longer has the checksum it was
+   * uploaded with (rewritten in place, its size kept): the spool's loss, as a cut file is.
+   */
+  async function damagedInSpool(s: SubtaskRecord, r: SubtaskResult__Output): Promise<{ input: string; message: string } | undefined> {
+    const name = r.error_code === 'DATA_LOSS' ? /^input (.+): checksum mismatch after transfer$/.exec(r.error_message)?.[1] : undefined;
+    const f = name === undefined ? undefined : s.inputs.find((i) => i.name === name && !i.shared && i.sha256);
+    if (!f) return undefined;
+    const digest = await sha256File(f.path).catch(() => undefined);
+    return digest === f.sha256 ? undefined : { input: f.name, message: `${f.name}: its file in the coordinator's spool is damaged (its checksum is not the one it was uploaded with)` };
+  }
+
   async function handleResult(w: WorkerSession, r: SubtaskResult__Output): Promise<void> {
     const key = uploadKey(r.subtask_id, r.attempt);
     const files = uploaded.get(key)?.files ?? new Map<string, SpoolFile>();
@@ -94,7 +107,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
     let error = r.ok ? undefined : { input: '', code: r.error_code || 'UNKNOWN', message: r.error_message || 'failed' };
     let retryable = r.retryable && !(!r.ok && refusedForLimit.delete(key));
     let coordinatorFault = !r.ok && refusedForDisk.delete(key);
-    const gone = r.ok ? undefined : inputGone.get(key);
+    const gone = r.ok ? undefined : (inputGone.get(key) ?? (s ? await damagedInSpool(s, r) : undefined));
     inputGone.delete(key);
     if (gone) {
       error = { input: gone.input, code: 'DATA_LOSS', message: gone.message };
@@ -293,14 +306,25 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       // A shared file is read through a descriptor checked to be the file submitted (never by a
       // path a client may have swapped for a symlink since), up to its submitted size, and checked
       // again once read.
+      // A spooled input gone or damaged (cut, padded) is the coordinator's loss, not the transfer's:
+      // every attempt would read the same file. Its subtask fails at once, not held against the worker.
+      const spoolLoss = (why: string): TesseraError => {
+        const message = `${req.name}: its file in the coordinator's spool is ${why}`;
+        inputGone.set(uploadKey(req.subtask_id, req.attempt), { input: req.name, message });
+        return new TesseraError(status.DATA_LOSS, message, { retryable: false });
+      };
       const fh = f.shared
         ? await jobs.openShared(f)
         : await open(f.path, 'r').catch((err: NodeJS.ErrnoException) => {
-            if (err.code !== 'ENOENT') throw err;
-            const message = `${req.name}: its file in the coordinator's spool is gone`;
-            inputGone.set(uploadKey(req.subtask_id, req.attempt), { input: req.name, message });
-            throw new TesseraError(status.DATA_LOSS, message, { retryable: false });
+            throw err.code === 'ENOENT' ? spoolLoss('gone') : err;
           });
+      if (!f.shared) {
+        const { size } = await fh.stat();
+        if (size !== f.size) {
+          await fh.close();
+          throw spoolLoss(`damaged (${size} bytes where ${f.size} were uploaded)`);
+        }
+      }
       try {
         const size = f.shared ? f.size : undefined;
         for await (const chunk of readEncodedChunks(fh, { field: fieldNumber('tessera.v1.DataChunk', 'data'), fields: (at) => encodeDataChunkFields({ offset: String(at) }), offset, size, signal: ctx.signal })) {
