@@ -30,6 +30,7 @@ import { TERMINAL_JOB_STATES, jobProgress, type SubtaskRecord } from './model.js
 import { Spool } from './spool.js';
 import { JobStore } from './store.js';
 import { WorkerRegistry, newWorkerSession, type WorkerSession } from './worker-registry.js';
+import { steadyNow } from '../shared/clock.js';
 
 /** Called right after each real move of an output into place (publishing; see the last test). */
 const afterMove = vi.hoisted(() => ({ hook: undefined as undefined | ((dest: string) => void) }));
@@ -523,7 +524,7 @@ async function aStragglerCopied() {
   for (const x of [a, b, c]) t.finish(x!.subtask_id!, 1, 10);
   const other: CoordinatorMessage[] = [];
   const w2 = secondWorker(t.registry, other);
-  t.manager.speculate(Date.now() + 10_000);
+  t.manager.speculate(steadyNow() + 10_000);
   expect(assignmentsIn(other).map((x) => x.subtask_id)).toEqual([straggler!.subtask_id]);
   return { ...t, job, straggler: straggler!, other, w2, copy: assignmentsIn(other)[0]! };
 }
@@ -535,7 +536,7 @@ describe('speculative copies', () => {
     manager.onResult(w2, { subtaskId: copy.subtask_id!, attempt: copy.attempt!, ok: false, outputs: [], itemErrors: [], retryable: false, result: undefined, error: { input: '', code: 'RESOURCE_EXHAUSTED', message: 'over the memory ceiling' } });
     expect(cancels()).toEqual([]);
     expect(manager.subtasksOf(job.id).find((s) => s.id === straggler!.subtask_id)!.state).toBe('running');
-    manager.speculate(Date.now() + 20_000);
+    manager.speculate(steadyNow() + 20_000);
     expect(assignmentsIn(other)).toHaveLength(1);
     finish(straggler!.subtask_id!, 1, 10);
     await until(() => manager.get(job.id).state === 'succeeded', 'the job to succeed on the original');
@@ -568,9 +569,9 @@ describe('the straggler rule', () => {
   it('expects a subtask of four times the weight to take four times as long before it copies it', async () => {
     const { manager, store, last, copies } = await threeDoneOneRunning([1, 1, 1, 4]);
     // 300 ms: past 1.5x the others' 100 ms, but not past 1.5x the 400 ms its weight predicts.
-    manager.speculate(Date.now() + 300);
+    manager.speculate(steadyNow() + 300);
     expect(assignmentsIn(copies)).toEqual([]);
-    manager.speculate(Date.now() + 700);
+    manager.speculate(steadyNow() + 700);
     expect(assignmentsIn(copies).map((a) => [a.subtask_id, a.attempt])).toEqual([[last.subtask_id, 2]]);
     manager.close();
     store.close();
@@ -580,11 +581,11 @@ describe('the straggler rule', () => {
     const { manager, worker, store, last, copies } = await threeDoneOneRunning([1, 1, 1, 1]);
     // 1 s in at 95%: about 53 ms left, less than the 100 ms a copy would take.
     manager.onProgress(worker, last.subtask_id!, 1, 0.95, '');
-    manager.speculate(Date.now() + 1000);
+    manager.speculate(steadyNow() + 1000);
     expect(assignmentsIn(copies)).toEqual([]);
     // At half way after 1 s, a copy (100 ms) ends well before it.
     manager.onProgress(worker, last.subtask_id!, 1, 0.5, '');
-    manager.speculate(Date.now() + 1000);
+    manager.speculate(steadyNow() + 1000);
     expect(assignmentsIn(copies).map((a) => [a.subtask_id, a.attempt])).toEqual([[last.subtask_id, 2]]);
     manager.close();
     store.close();
@@ -605,7 +606,7 @@ describe('the stall rule', () => {
     await sleep(100);
     // One of them it did report on, just now.
     manager.onProgress(worker, held[0]!, 1, 0.1, '');
-    const reported = Date.now();
+    const reported = steadyNow();
     manager.speculate(reported + 30_000);
     expect(assignmentsIn(copies)).toEqual([]);
     // 60 s on: the three it said nothing about are stalled, the other has 50 ms to go. One copy (copies
@@ -647,12 +648,12 @@ describe('work no connected worker can run', () => {
     const job = manager.newJob(spec, 'anonymous');
     await manager.accept(job);
     await expect.poll(() => job.message).toBe('phase 0: 1 subtask(s)');
-    manager.explainWaiting(Date.now());
+    manager.explainWaiting(steadyNow());
     expect(assigned()).toEqual([]);
     const waiting = 'waiting for a worker that can run it: none of the 1 connected worker(s) has the encoder libsvtav1 (its ffmpeg lacks it)';
     expect(job.message).toBe(waiting);
     // Said once, not at every look.
-    manager.explainWaiting(Date.now() + 1500);
+    manager.explainWaiting(steadyNow() + 1500);
     expect(manager.eventsAfter(job.id, 0).filter((e) => e.message === waiting)).toHaveLength(1);
     // A worker with the encoder connects: the work goes to it, and the job's message is its own again.
     const sent: CoordinatorMessage[] = [];
@@ -668,7 +669,7 @@ describe('work no connected worker can run', () => {
     registry.add(able);
     manager.requestDispatch();
     await expect.poll(() => sent.length).toBe(1);
-    manager.explainWaiting(Date.now() + 3000);
+    manager.explainWaiting(steadyNow() + 3000);
     expect(job.message).toBe('phase 0: 1 subtask(s)');
     expect(manager.eventsAfter(job.id, 0).at(-1)?.message).toBe('a worker that can run it is connected');
     manager.close();
@@ -688,7 +689,7 @@ describe('quarantine', () => {
       const id = held.shift()!;
       manager.onResult(worker, { subtaskId: id, attempt: 1, ok: false, outputs: [], itemErrors: [], retryable: true, result: undefined, error: { input: '', code: 'UNAVAILABLE', message: 'its disk is gone' } });
       expect(worker.state).toBe('quarantined');
-      return worker.quarantinedUntil - Date.now();
+      return worker.quarantinedUntil - steadyNow();
     };
     const periods: number[] = [];
     for (let i = 0; i < 3; i++) {
@@ -705,10 +706,10 @@ describe('quarantine', () => {
     // However many in a row, never longer than 10 minutes.
     worker.quarantines = 40;
     expect(failOne()).toBeGreaterThan(10 * 60_000 - 1000);
-    expect(worker.quarantinedUntil - Date.now()).toBeLessThanOrEqual(10 * 60_000);
+    expect(worker.quarantinedUntil - steadyNow()).toBeLessThanOrEqual(10 * 60_000);
     worker.state = 'active';
     // Ten minutes without a quarantine: the next one is the first again.
-    worker.quarantinedUntil = Date.now() - 10 * 60_000 - 1;
+    worker.quarantinedUntil = steadyNow() - 10 * 60_000 - 1;
     expect(failOne()).toBeLessThanOrEqual(40);
     expect(worker.quarantines).toBe(1);
     manager.close();
@@ -829,7 +830,7 @@ describe('the stall rule when the copy fails', () => {
     const held = t.assigned()[0]!.subtask_id!;
     const copies: CoordinatorMessage[] = [];
     const w2 = secondWorker(t.registry, copies);
-    t.manager.speculate(Date.now() + 61_000);
+    t.manager.speculate(steadyNow() + 61_000);
     return { ...t, job, held, copies, w2 };
   }
 
@@ -901,7 +902,7 @@ describe('a worker marked stalled', () => {
     const held = assigned()[0]!.subtask_id!;
     const copies: CoordinatorMessage[] = [];
     const w2 = secondWorker(registry, copies);
-    manager.speculate(Date.now() + 61_000);
+    manager.speculate(steadyNow() + 61_000);
     manager.onResult(w2, { subtaskId: held, attempt: 2, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
     await until(() => manager.get(first.id).state === 'succeeded', 'the first job');
     // Told to cancel, the worker sends no result for the stalled attempt. While it still runs it,
@@ -914,7 +915,7 @@ describe('a worker marked stalled', () => {
     const second = manager.newJob({ ...spec, passthrough: { subtasks: 1, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
     manager.accept(second);
     await until(() => assigned().length + assignmentsIn(copies).length === 3, 'the second job assigned');
-    manager.speculate(Date.now() + 61_000);
+    manager.speculate(steadyNow() + 61_000);
     expect(assigned().length + assignmentsIn(copies).length).toBe(4);
     manager.close();
     store.close();
@@ -932,7 +933,7 @@ describe('the stall rule and the prefetch queue', () => {
     const w2 = secondWorker(registry, copies);
     // A minute without a word on the running one: it is copied, and the queued one, which the
     // stuck worker would never start, goes back to the queue.
-    manager.speculate(Date.now() + 61_000);
+    manager.speculate(steadyNow() + 61_000);
     expect(assignmentsIn(copies).map((a) => a.subtask_id)).toEqual([running!.subtask_id]);
     expect(cancels().map((c) => c.subtask_id)).toEqual([queued!.subtask_id]);
     expect(manager.subtasksOf(job.id).find((s) => s.id === queued!.subtask_id)!.state).toBe('pending');
@@ -1010,7 +1011,7 @@ describe('lease-ahead (prefetch)', () => {
     manager.speculate();
     expect(copies).toEqual([]);
     // Still running 300 ms after a slot took it: that is a straggler, and the idle worker gets a copy.
-    manager.speculate(Date.now() + 300);
+    manager.speculate(steadyNow() + 300);
     expect(assignmentsIn(copies).map((a) => [a.subtask_id, a.attempt])).toEqual([[assigned()[7]!.subtask_id, 2]]);
     manager.close();
     store.close();
@@ -1332,9 +1333,9 @@ describe('overdue leases', () => {
     await until(() => assigned().length === 1, 'the subtask');
     const id = assigned()[0]!.subtask_id!;
     // Within its timeout (60 s here) and the grace after it, nothing happens.
-    expect(manager.expireOverdue(Date.now() + 60_000)).toBe(0);
+    expect(manager.expireOverdue(steadyNow() + 60_000)).toBe(0);
     expect(cancels()).toEqual([]);
-    expect(manager.expireOverdue(Date.now() + 60_000 + 31_000)).toBe(1);
+    expect(manager.expireOverdue(steadyNow() + 60_000 + 31_000)).toBe(1);
     expect(cancels()).toMatchObject([{ subtask_id: id, attempt: 1, reason: expect.stringContaining('timed out') }]);
     await until(() => assigned().length === 2, 'the second attempt');
     expect(assigned()[1]).toMatchObject({ subtask_id: id, attempt: 2 });

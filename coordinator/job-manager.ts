@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { constants as fsConstants } from 'node:fs';
-import { access, lstat, mkdir, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { access, lstat, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '../shared/grpc-status.js';
 import pLimit from 'p-limit';
@@ -34,6 +34,7 @@ import { FAILURE_WINDOW_MS, WorkerRegistry, type WorkerSession } from './worker-
 import { resolveLimits, type Limits } from '../shared/limits.js';
 import { MAX_SUBTASK_TIMEOUT_MS, STALL_MS, envInt } from '../shared/config.js';
 import { steadyNow } from '../shared/clock.js';
+import { makeDir } from '../shared/make-dir.js';
 
 /** How long a worker with repeated failures is left out. */
 const QUARANTINE_MS = 30_000;
@@ -1004,7 +1005,7 @@ export class JobManager {
       return { name, path: o.shared_path, size: st.size, sha256: o.sha256, written: { dev: st.dev, ino: st.ino } };
     }
     const file = this.subtaskOutputPath(s, attempt, name);
-    await mkdir(path.dirname(file), { recursive: true });
+    await makeDir(path.dirname(file));
     await rename(o.shared_path, file);
     const moved = await lstat(file).catch(() => undefined);
     // A linked input's other names come and go meanwhile (a stale attempt's link to the same input
@@ -1500,7 +1501,7 @@ export class JobManager {
       // rename): a merge run again (after a restart, or the disk had been full) never rewrites an
       // output already published, perhaps being downloaded. The folder goes with the intermediates.
       const outputDir = path.join(this.spool.workDir(job.id), `merge-${phase}-${randomBytes(4).toString('hex')}`);
-      if (active.kind.writesFiles !== false) await mkdir(outputDir, { recursive: true });
+      if (active.kind.writesFiles !== false) await makeDir(outputDir);
       // Merges may read the inputs again (a video's audio track): only as they were submitted.
       if (active.kind.mergeReadsInputs?.(results) ?? true) await this.assertSharedInputs(job);
       const merged = await active.kind.merge({ ...this.planContext(active), phase, results, history: outcomes.filter((o) => o.phase < phase), outputDir });
@@ -1549,7 +1550,7 @@ export class JobManager {
 
   /** Before publishing: the job's spool output folder made (once), its shared output folder still where it was. */
   private async readyToPublish(active: ActiveJob): Promise<void> {
-    await (active.outputDirMade ??= mkdir(this.spool.outputDir(active.record.id), { recursive: true }));
+    await (active.outputDirMade ??= makeDir(this.spool.outputDir(active.record.id)));
     await this.assertOutputDir(active.record);
   }
 

@@ -9,9 +9,10 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { finished } from 'node:stream/promises';
 import { status } from '../shared/grpc-status.js';
-import { TesseraError, hasLocalTroubleCode } from '../shared/errors.js';
+import { TesseraError, describeStorageFault, hasLocalTroubleCode, storageFaultCode } from '../shared/errors.js';
 import { closeWriteStream, threadedWriteStream } from '../shared/file-writer.js';
 import { newSha256, writeWithBackpressure } from '../shared/streams.js';
+import { makeDir } from '../shared/make-dir.js';
 
 /** Where a spool file lies without symlinks, and its identity: what a worker on this machine checks before reading it in place. */
 export interface LocalFile {
@@ -124,7 +125,7 @@ export class Spool {
    */
   async prepareJob(jobId: string, opts: { work: boolean }): Promise<void> {
     const dirs = [...(this.realRoot === undefined ? [] : ['st']), ...(opts.work ? ['work'] : [])];
-    await Promise.all(dirs.map((d) => mkdir(path.join(this.jobDir(jobId), d), { recursive: true })));
+    await Promise.all(dirs.map((d) => makeDir(path.join(this.jobDir(jobId), d))));
   }
 
   async removeJob(jobId: string): Promise<void> {
@@ -181,7 +182,9 @@ export class Spool {
     chunks: AsyncIterable<Buffer>,
     opts: { maxBytes?: number; limitName?: string; expectedSha256?: () => string | undefined; what: string; signal?: AbortSignal; /** The job input the file is, named in errors' metadata. */ input?: string },
   ): Promise<{ size: number; sha256: string }> {
-    await mkdir(path.dirname(dest), { recursive: true });
+    await makeDir(path.dirname(dest)).catch((err: unknown) => {
+      throw storageTrouble(err, opts) ?? err;
+    });
     const tmp = `${dest}.${randomUUID().slice(0, 8)}.tmp`;
     const out = threadedWriteStream(tmp);
     // Errors reach us through write/finished; a late one after destroy() must not crash the process.
@@ -210,14 +213,25 @@ export class Spool {
     } catch (err) {
       await closeWriteStream(out);
       await rm(tmp, { force: true });
-      // The coordinator's own trouble (a full disk or quota, out of descriptors): retried, not the sender's.
-      if (hasLocalTroubleCode(err)) {
-        const code = (err as NodeJS.ErrnoException).code;
-        throw new TesseraError(status.RESOURCE_EXHAUSTED, `${opts.what}: ${code === 'ENOSPC' ? "the coordinator's disk is full" : `the coordinator cannot store it (${code})`}`, { retryable: true, input: opts.input });
-      }
-      throw err;
+      throw storageTrouble(err, opts) ?? err;
     }
   }
+}
+
+/**
+ * The coordinator's own trouble storing a file, said as such (retried, never the sender's fault):
+ * a full disk or quota, out of descriptors (RESOURCE_EXHAUSTED), or a spool that cannot be written
+ * at all, read-only or failing (FAILED_PRECONDITION: it lasts until someone fixes it). The errno
+ * rides along as the cause. Undefined for other errors.
+ */
+function storageTrouble(err: unknown, opts: { what: string; input?: string }): TesseraError | undefined {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (hasLocalTroubleCode(err)) {
+    return new TesseraError(status.RESOURCE_EXHAUSTED, `${opts.what}: ${code === 'ENOSPC' ? "the coordinator's disk is full" : `the coordinator cannot store it (${code})`}`, { retryable: true, input: opts.input });
+  }
+  const fault = storageFaultCode(err);
+  if (fault) return new TesseraError(status.FAILED_PRECONDITION, `${opts.what}: the coordinator cannot write its spool (${describeStorageFault(fault)})`, { retryable: true, input: opts.input, cause: err });
+  return undefined;
 }
 
 /** Bytes of the files under `dir` (links not followed). */

@@ -1,10 +1,10 @@
 /** WorkerService: registration, heartbeats and assignments on `Connect`; bulk bytes on side streams. */
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { open, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
-import { TesseraError, dataLoss, hasLocalTroubleCode, invalidArgument, statusDetails } from '../shared/errors.js';
+import { TesseraError, dataLoss, describeStorageFault, hasLocalTroubleCode, invalidArgument, statusDetails, storageFaultCode } from '../shared/errors.js';
 import { asWire, passEncoded, readEncodedChunks } from '../shared/encoded-chunks.js';
 import { clientStream, serverStream } from '../shared/grpc-handlers.js';
 import { compileDecoder, compileEncoder, withFallback } from '../shared/proto-encoder.js';
@@ -25,6 +25,7 @@ import type { JobManager } from './job-manager.js';
 import type { Spool } from './spool.js';
 import { newWorkerSession, type WorkerSession } from './worker-registry.js';
 import { steadyNow } from '../shared/clock.js';
+import { makeDir } from '../shared/make-dir.js';
 
 export const WORKER_ID_HEADER = 'x-tessera-worker-id';
 
@@ -107,6 +108,9 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
     let error = r.ok ? undefined : { input: '', code: r.error_code || 'UNKNOWN', message: r.error_message || 'failed' };
     let retryable = r.retryable && !(!r.ok && refusedForLimit.delete(key));
     let coordinatorFault = !r.ok && refusedForDisk.delete(key);
+    // Refused for the coordinator's own disk: retried whatever the worker made of the refusal (a
+    // spool that cannot be written answers FAILED_PRECONDITION, which a worker does not retry).
+    if (coordinatorFault) retryable = true;
     const gone = r.ok ? undefined : (inputGone.get(key) ?? (s ? await damagedInSpool(s, r) : undefined));
     inputGone.delete(key);
     if (gone) {
@@ -126,7 +130,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
             const data = o.inline_data;
             if (o.sha256 && sha256(data) !== o.sha256) throw dataLoss(`output ${name} of subtask ${s.id}: checksum mismatch`);
             const file = jobs.subtaskOutputPath(s, r.attempt, name);
-            await mkdir(path.dirname(file), { recursive: true });
+            await makeDir(path.dirname(file));
             spooled.push(file);
             await writeFile(file, data);
             jobs.outputBytesReceived += data.length;
@@ -140,14 +144,18 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
         }
       } catch (err) {
         ok = false;
-        // The coordinator's own disk (full, out of descriptors): retried, and not held against the worker.
-        coordinatorFault = hasLocalTroubleCode(err);
+        // The coordinator's own disk (full, out of descriptors, read-only or failing): retried, and
+        // not held against the worker.
+        const fault = storageFaultCode(err);
+        coordinatorFault = hasLocalTroubleCode(err) || fault !== undefined;
         const e =
           err instanceof TesseraError
             ? err
-            : coordinatorFault
-              ? new TesseraError(status.RESOURCE_EXHAUSTED, `the coordinator could not store the outputs of subtask ${r.subtask_id} (${(err as NodeJS.ErrnoException).code}: free space in its --data-dir); retried`, { retryable: true })
-              : dataLoss(String(err));
+            : fault
+              ? new TesseraError(status.FAILED_PRECONDITION, `the coordinator could not store the outputs of subtask ${r.subtask_id} (its spool: ${describeStorageFault(fault)}); retried`, { retryable: true })
+              : coordinatorFault
+                ? new TesseraError(status.RESOURCE_EXHAUSTED, `the coordinator could not store the outputs of subtask ${r.subtask_id} (${(err as NodeJS.ErrnoException).code}: free space in its --data-dir); retried`, { retryable: true })
+                : dataLoss(String(err));
         error = { input: '', code: e.codeName, message: e.message };
         retryable = e.retryable;
       }
@@ -386,8 +394,8 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
           signal: ctx.signal,
         })
         .catch((err: unknown) => {
-          // The coordinator's disk is full (retryable; an output over the limit is not).
-          if (err instanceof TesseraError && err.code === status.RESOURCE_EXHAUSTED) {
+          // The coordinator's disk is full or cannot be written (retryable; an output over the limit is not).
+          if (err instanceof TesseraError && (err.code === status.RESOURCE_EXHAUSTED || storageFaultCode(err))) {
             const refused = err.retryable ? refusedForDisk : refusedForLimit;
             if (refused.size > 10_000) refused.clear();
             refused.add(key);

@@ -52,6 +52,26 @@ export function hasLocalTroubleCode(err: unknown): boolean {
 }
 
 /**
+ * Errno codes of storage that cannot be written at all (a file system remounted read-only after an
+ * I/O error, a device failing, a data dir whose permissions changed): the machine's trouble, as a
+ * full disk is, but one that lasts until someone fixes it.
+ */
+export const STORAGE_FAULT_CODES: ReadonlySet<string> = new Set(['EROFS', 'EIO', 'EACCES', 'EPERM']);
+
+/** The STORAGE_FAULT_CODES errno an error carries, itself or in its cause, or undefined. */
+export function storageFaultCode(err: unknown): string | undefined {
+  const errno = (e: unknown): unknown => (e as NodeJS.ErrnoException | undefined)?.code;
+  return [errno(err), errno((err as Error | undefined)?.cause)].find((c): c is string => typeof c === 'string' && STORAGE_FAULT_CODES.has(c));
+}
+
+const STORAGE_FAULT_TEXT: Readonly<Record<string, string>> = { EROFS: 'read-only file system', EIO: 'input/output error', EACCES: 'permission denied', EPERM: 'operation not permitted' };
+
+/** "read-only file system, EROFS" for a storage fault's errno. */
+export function describeStorageFault(code: string): string {
+  return `${STORAGE_FAULT_TEXT[code] ?? code}, ${code}`;
+}
+
+/**
  * Whether an error log tells of this machine's trouble (a full disk or quota, too many open files)
  * rather than of the input: such a failure is retried, elsewhere, not blamed on the file. Only an
  * error line counts: one that is not indented (ffmpeg indents metadata) and ends with the system's
@@ -138,6 +158,9 @@ export function toServiceError(err: unknown, log?: Logger): Partial<ServiceError
     return withMetadata(maybe.code, maybe.details);
   }
   log?.error({ err }, 'internal error');
+  // Its own storage unwritable (the path is in the log, not told to peers): said as such, not as a bug.
+  const fault = storageFaultCode(err);
+  if (fault) return withMetadata(status.FAILED_PRECONDITION, `the coordinator cannot write its data dir (${describeStorageFault(fault)}; see its log)`);
   return withMetadata(status.INTERNAL, 'internal error (see the coordinator log)');
 }
 
