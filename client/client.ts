@@ -35,6 +35,7 @@ import { closeWriteStream, threadedWriteStream } from '../shared/file-writer.js'
 import { endsWithAnswer, newSha256, sha256, sha256File, writeWithBackpressure } from '../shared/streams.js';
 import { clientTokenFromEnv, tokenProblem } from '../shared/auth.js';
 import { clientCredentialsFromEnv } from '../shared/tls.js';
+import { steadyNow } from '../shared/clock.js';
 import type * as Protobuf from 'protobufjs';
 
 /** Refuses an option that is not a whole number of at least `min` (INVALID_ARGUMENT naming it). */
@@ -345,8 +346,8 @@ export class TesseraClient {
         // Any answer but "could not connect" means the coordinator was there (a dropped connection, its shutdown).
         if (code === grpc.status.UNAVAILABLE && answered(err)) seen.reached = true;
         // A try that got bytes through since the last failure opens a new window.
-        if (!failingSince || seen.progressAt > failingSince) failingSince = Date.now();
-        if (code !== grpc.status.UNAVAILABLE || !seen.reached || Date.now() - failingSince + 1000 > retryForMs) throw err;
+        if (!failingSince || seen.progressAt > failingSince) failingSince = steadyNow();
+        if (code !== grpc.status.UNAVAILABLE || !seen.reached || steadyNow() - failingSince + 1000 > retryForMs) throw err;
         await pause(1000, options.signal);
         // Sent again only as it was: a file that changed meanwhile would make another job than the one asked for.
         if (!shared) {
@@ -364,7 +365,7 @@ export class TesseraClient {
     const connected = (): void => {
       if (channel.getConnectivityState(false) !== grpc.connectivityState.READY) return;
       seen.reached = true;
-      seen.progressAt = Date.now();
+      seen.progressAt = steadyNow();
     };
     // Aborted while the files were checked (or between two tries): no call is started, so no job made.
     if (options.signal?.aborted) return Promise.reject(options.signal.reason);
@@ -506,7 +507,7 @@ export class TesseraClient {
     let reached = this.reached;
     const channel = this.client.getChannel();
     // Once per outage: the first time the stream is lost after it last delivered.
-    const lost = (why: string, at = Date.now()): void => {
+    const lost = (why: string, at = steadyNow()): void => {
       if (!downSince) opts.onReconnect?.(why);
       downSince ||= at;
     };
@@ -526,7 +527,7 @@ export class TesseraClient {
       // the call would wait for ever in a channel that stays CONNECTING: given up as UNAVAILABLE
       // after the unary deadline, or what is left of the reconnect window in an outage.
       let unanswered = false;
-      const answerWithin = Math.min(MAX_TIMER_MS, downSince ? Math.max(0, downSince + (opts.reconnectForMs ?? 120_000) - Date.now()) : this.deadlineMs);
+      const answerWithin = Math.min(MAX_TIMER_MS, downSince ? Math.max(0, downSince + (opts.reconnectForMs ?? 120_000) - steadyNow()) : this.deadlineMs);
       const noAnswer = setTimeout(() => {
         unanswered = true;
         call.cancel();
@@ -536,7 +537,7 @@ export class TesseraClient {
       call.once('metadata', () => {
         clearTimeout(noAnswer);
         reached = this.reached = true;
-        if (downSince) opts.onReattach?.(Date.now() - downSince);
+        if (downSince) opts.onReattach?.(steadyNow() - downSince);
         downSince = 0;
       });
       try {
@@ -554,12 +555,12 @@ export class TesseraClient {
         // The stream ended without the final event: the coordinator is shutting down (re-attach),
         // or the job had ended at or before `afterSeq` (nothing is left to send: done). Asked
         // briefly: a coordinator going away does not answer, and the outage counts from now.
-        const endedAt = Date.now();
+        const endedAt = steadyNow();
         const job = await this.getJob(jobId, { includeSubtasks: false, deadlineMs: 2000, ...(opts.signal && { signal: opts.signal }) }).catch(() => undefined);
         if (job && TERMINAL_STATES.has(job.state) && last >= Number(job.last_event_seq)) return;
         reached = true;
         lost('the coordinator ended the event stream', endedAt);
-        if (Date.now() - downSince > (opts.reconnectForMs ?? 120_000)) throw new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}`);
+        if (steadyNow() - downSince > (opts.reconnectForMs ?? 120_000)) throw new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}`);
         await pause(500, opts.signal);
       } catch (caught) {
         // Aborted: the caller's reason, not the CANCELLED of the call it cut (nor a sleep's AbortError).
@@ -568,7 +569,7 @@ export class TesseraClient {
           const why = reached ? `the coordinator at ${this.address} did not answer for ${(answerWithin / 1000).toFixed(0)} s (stopped, or its host hung?)` : `the coordinator could not be reached for ${(answerWithin / 1000).toFixed(0)} s (nothing answered at ${this.address})`;
           if (!reached) throw new TesseraError(grpc.status.UNAVAILABLE, why, { retryable: true });
           lost(why);
-          if (Date.now() - downSince >= (opts.reconnectForMs ?? 120_000)) throw new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}: ${why}`, { retryable: true });
+          if (steadyNow() - downSince >= (opts.reconnectForMs ?? 120_000)) throw new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}: ${why}`, { retryable: true });
           await pause(500, opts.signal);
           continue;
         }
@@ -582,7 +583,7 @@ export class TesseraClient {
         if (!reached) throw err;
         lost(details ?? String(err));
         // Given up: the coordinator is lost (UNAVAILABLE, exit 4), also when the last call ended CANCELLED.
-        if (Date.now() - downSince > (opts.reconnectForMs ?? 120_000)) throw code === grpc.status.UNAVAILABLE ? err : new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}: ${details ?? String(err)}`);
+        if (steadyNow() - downSince > (opts.reconnectForMs ?? 120_000)) throw code === grpc.status.UNAVAILABLE ? err : new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}: ${details ?? String(err)}`);
         await pause(500, opts.signal);
       } finally {
         clearTimeout(noAnswer);
@@ -615,14 +616,14 @@ export class TesseraClient {
     for await (const e of this.watch(jobId, opts)) onEvent?.(e);
     // The coordinator may be restarting right now: retry the final read as the watch reconnects,
     // for `reconnectForMs` in all, each call's deadline within what is left of it.
-    const until = Date.now() + (opts.reconnectForMs ?? 120_000);
+    const until = steadyNow() + (opts.reconnectForMs ?? 120_000);
     for (;;) {
       signal?.throwIfAborted();
       try {
-        return await this.getJob(jobId, { deadlineMs: Math.max(1, Math.min(this.deadlineMs, until - Date.now())), ...(signal && { signal }) });
+        return await this.getJob(jobId, { deadlineMs: Math.max(1, Math.min(this.deadlineMs, until - steadyNow())), ...(signal && { signal }) });
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
-        if ((err as grpc.ServiceError).code !== grpc.status.UNAVAILABLE || Date.now() + 500 >= until) throw err;
+        if ((err as grpc.ServiceError).code !== grpc.status.UNAVAILABLE || steadyNow() + 500 >= until) throw err;
         await pause(500, signal);
       }
     }
@@ -685,7 +686,7 @@ export class TesseraClient {
       // Only a read of the whole output can be checked; the check holds back the last chunk.
       const hash = from === 0 && info.sha256 ? newSha256() : undefined;
       let held: Buffer | undefined;
-      let since = Date.now();
+      let since = steadyNow();
       for (let attempt = 1; ; attempt++) {
         const call = this.client.DownloadOutput({ job_id: jobId, name, offset: String(offset) }, this.md(), { deadline: deadline(transferDeadlineMs(size - offset)) });
         const onAbort = (): void => call.cancel();
@@ -701,7 +702,7 @@ export class TesseraClient {
             if (offset + chunk.data.length > size) throw dataLoss(`${name}: more than its ${size} bytes arrived`);
             hash?.update(chunk.data);
             offset += chunk.data.length;
-            since = Date.now();
+            since = steadyNow();
             if (held) yield held;
             held = chunk.data;
           }
@@ -710,7 +711,7 @@ export class TesseraClient {
           if (signal.aborted) throw signal.reason;
           const err = tidyGrpcError(caught);
           const code = (err as grpc.ServiceError).code;
-          if (!RETRYABLE_DOWNLOAD.has(code) || code === grpc.status.DATA_LOSS || Date.now() - since > (opts.reconnectForMs ?? DOWNLOAD_RETRY_FOR_MS)) throw err;
+          if (!RETRYABLE_DOWNLOAD.has(code) || code === grpc.status.DATA_LOSS || steadyNow() - since > (opts.reconnectForMs ?? DOWNLOAD_RETRY_FOR_MS)) throw err;
           await pause(Math.min(2000, 200 * attempt), signal);
         } finally {
           signal.removeEventListener('abort', onAbort);
@@ -990,7 +991,7 @@ const OWN_FILE = /^\.tessera-([0-9a-f]{6})-(\d+)-([0-9a-f]{12})-[0-9a-f]{8}\.tes
 const folderScans = new Map<string, { at: number; entries: Promise<string[]> }>();
 
 function entriesOf(dir: string): Promise<string[]> {
-  const now = Date.now();
+  const now = steadyNow();
   const cached = folderScans.get(dir);
   if (cached && now - cached.at < 2000) return cached.entries;
   for (const [d, s] of folderScans) if (now - s.at >= 2000) folderScans.delete(d);
@@ -1260,7 +1261,7 @@ class DownloadQueue {
   private readonly back = (): void => {
     if (!this.down) return;
     this.down = false;
-    this.onReattach?.(Date.now() - this.downSince);
+    this.onReattach?.(steadyNow() - this.downSince);
   };
   /** How long a download keeps resuming without bytes coming in (see DownloadOptions.reconnectForMs). */
   private readonly retryForMs: number;
@@ -1331,7 +1332,7 @@ class DownloadQueue {
   private async fetchWithRetries(o: OutputInfo__Output, dest: string): Promise<void> {
     // The retry window counts from the last time bytes came in: a long download cut after
     // minutes still resumes.
-    let started = Date.now();
+    let started = steadyNow();
     let had = 0;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -1345,16 +1346,16 @@ class DownloadQueue {
         const got = await stat(partName(dest)).then((s) => s.size, () => 0);
         if (got > had) {
           had = got;
-          started = Date.now();
+          started = steadyNow();
           // Bytes came in since the last note: this is another outage.
           this.back();
         }
-        if (this.signal.aborted || !RETRYABLE_DOWNLOAD.has(code) || Date.now() - started > this.retryForMs) throw err;
+        if (this.signal.aborted || !RETRYABLE_DOWNLOAD.has(code) || steadyNow() - started > this.retryForMs) throw err;
         // A mismatch that a fresh start does not cure is real: report it.
         if (code === grpc.status.DATA_LOSS && attempt >= 2) throw err;
         if ((code === grpc.status.UNAVAILABLE || code === grpc.status.CANCELLED) && !this.down) {
           this.down = true;
-          this.downSince = Date.now();
+          this.downSince = steadyNow();
           this.onReconnect?.((err as grpc.ServiceError).details ?? String(err));
         }
         await pause(Math.min(2000, 200 * attempt), this.signal);

@@ -13,6 +13,7 @@ import { processAlive } from '../shared/machine.js';
 import * as grpc from '@grpc/grpc-js';
 import { TesseraClient, type ClientOptions } from './client.js';
 import { DEFAULT_KEEPALIVE } from '../shared/config.js';
+import { steadyNow } from '../shared/clock.js';
 
 /** Path of the compiled CLI entry point (dist/client/cli.js), also when this module runs from source (tests). */
 export const CLI_PATH = import.meta.url.endsWith('.ts')
@@ -146,7 +147,7 @@ export class LocalCluster {
    * (a bad worker argument), rather than at the timeout.
    */
   async waitForWorkers(n: number, timeoutMs = 30_000, started?: readonly ManagedProcess[]): Promise<void> {
-    const until = Date.now() + timeoutMs;
+    const until = steadyNow() + timeoutMs;
     for (;;) {
       const workers = await this.client.listWorkers().catch(() => []);
       if (workers.filter((w) => w.state === 'active').length >= n) return;
@@ -155,7 +156,7 @@ export class LocalCluster {
         const p = gone[0]!;
         throw new Error(`${p.name} exited (${p.child.exitCode ?? p.child.signalCode}) before it registered${p.lastLines.length > 0 ? `: ${p.lastLines.join(' | ')}` : ''}`);
       }
-      if (Date.now() > until) throw new Error(`only ${workers.length} of ${n} workers registered within ${timeoutMs} ms`);
+      if (steadyNow() > until) throw new Error(`only ${workers.length} of ${n} workers registered within ${timeoutMs} ms`);
       await sleep(100);
     }
   }

@@ -271,7 +271,7 @@ export class WorkerRegistry {
       state: w.state,
       slots: w.slots,
       slots_used: slotsInUse(w),
-      last_heartbeat_ms: String(Math.round(wallTimeOf(w.lastHeartbeat))),
+      last_heartbeat_ms: String(wallTimeOf(w.lastHeartbeat)),
       capabilities: w.capabilities,
       subtasks_done: String(w.done),
       subtasks_failed: String(w.failed),

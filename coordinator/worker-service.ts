@@ -245,7 +245,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
             const reply: CoordinatorMessage = { registered: { worker_id: session.id, heartbeat_ms: opts.heartbeatMs, ttl_ms: opts.ttlMs } };
             call.write(reply);
             log.info({ worker: session.name, slots, prefetch, kinds: [...session.kinds], address: peer }, 'worker registered');
-            if (session.state === 'quarantined') log.warn({ worker: session.name, ms: Math.round(session.quarantinedUntil - steadyNow()), inARow: session.quarantines }, 'a worker back under the name of a quarantined one: still quarantined');
+            if (session.state === 'quarantined') log.warn({ worker: session.name, ms: session.quarantinedUntil - steadyNow(), inARow: session.quarantines }, 'a worker back under the name of a quarantined one: still quarantined');
             const named = session.name;
             const twin = registry.all().find((o) => o !== session && o.name === named && o.state !== 'lost' && o.instanceId !== session!.instanceId);
             if (twin) log.warn({ worker: named, address: peer, other: twin.address }, 'two connected workers share this name: give each its own --name (logs, metrics and `tessera workers` tell workers apart by it)');

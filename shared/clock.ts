@@ -11,9 +11,12 @@
  */
 const origin = Date.now() - performance.now();
 
-/** Milliseconds since the epoch as of the process's start, moved on by the monotonic clock only. */
+/**
+ * Milliseconds since the epoch as of the process's start, moved on by the monotonic clock only:
+ * whole milliseconds, as `Date.now()` gives them, never smaller than a reading before.
+ */
 export function steadyNow(): number {
-  return origin + performance.now();
+  return Math.floor(origin + performance.now());
 }
 
 /** The wall-clock time (epoch ms) of a `steadyNow()` reading. */

@@ -25,6 +25,7 @@ import { asWire, readEncodedChunks } from '../shared/encoded-chunks.js';
 import { fieldNumber } from '../shared/proto.js';
 import { closeWriteStream, threadedWriteStream } from '../shared/file-writer.js';
 import { endsWithAnswer, newSha256, sha256, sha256File, writeWithBackpressure } from '../shared/streams.js';
+import { steadyNow } from '../shared/clock.js';
 
 export interface ExecutorDeps {
   client: WorkerServiceClient;
@@ -40,7 +41,7 @@ export interface ExecutorDeps {
 
 /** Executes an assignment and returns the result message to send (never throws). */
 export async function executeSubtask(a: Assignment__Output, signal: AbortSignal, deps: ExecutorDeps): Promise<SubtaskResult> {
-  const started = Date.now();
+  const started = steadyNow();
   let log: Logger | undefined;
   const logger = (): Logger => (log ??= deps.log.child({ job: a.job_id, subtask: a.subtask_id, attempt: a.attempt }));
   // The work folder is made when first asked for: a subtask without inputs or files of its own
@@ -112,10 +113,10 @@ export async function executeSubtask(a: Assignment__Output, signal: AbortSignal,
       outputs,
       item_errors: (result.itemErrors ?? []).map((e) => ({ input: e.input, code: e.code, message: e.message })),
       result_json: result.result === undefined ? '' : JSON.stringify(result.result),
-      duration_ms: String(Date.now() - started),
+      duration_ms: String(steadyNow() - started),
     };
   } catch (err) {
-    return { ...base, ok: false, ...describeFailure(err, signal, logger()), duration_ms: String(Date.now() - started) };
+    return { ...base, ok: false, ...describeFailure(err, signal, logger()), duration_ms: String(steadyNow() - started) };
   } finally {
     await Promise.all(held.map((fh) => fh.close().catch(() => undefined)));
     if (made) await rm(workDir, { recursive: true, force: true }).catch(() => undefined);

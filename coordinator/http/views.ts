@@ -61,7 +61,7 @@ export function workerView(w: WorkerSession): WorkerView {
     slots: w.slots,
     slotsUsed: slotsInUse(w),
     load: w.load,
-    lastHeartbeatMs: Math.round(wallTimeOf(w.lastHeartbeat)),
+    lastHeartbeatMs: wallTimeOf(w.lastHeartbeat),
     done: w.done,
     failed: w.failed,
     kinds: [...w.kinds],
