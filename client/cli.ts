@@ -391,6 +391,25 @@ let actionCommand: Command | undefined;
 program.hook('preAction', (_program, command) => {
   actionCommand = command;
 });
+/** Commands that go on running once their action has returned (they exit when they are stopped). */
+const SERVER_COMMANDS: ReadonlySet<string> = new Set(['coordinator', 'worker']);
+
+/**
+ * Ends the process once a command has ended and what it printed is written. A connection cut on a
+ * link that drops packets (no reset) can leave a socket write that never completes (Node's HTTP/2
+ * waits for it before it destroys the socket): `submit` printed that it gave up, then stayed alive
+ * until the link came back, 15 minutes for a link that never does.
+ */
+function exitWhenWritten(): void {
+  if (actionCommand && SERVER_COMMANDS.has(actionCommand.name())) return;
+  let pending = 2;
+  const done = (): void => {
+    if (--pending === 0) process.exit();
+  };
+  process.stdout.write('', done);
+  process.stderr.write('', done);
+}
+
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) {
     // Commander has printed its message (and where to find the usage); --help and --version end with 0.
@@ -422,7 +441,7 @@ program.parseAsync(process.argv).catch((err: unknown) => {
     );
   }
   process.exitCode = exitCodeForError(err, trouble?.tls === true);
-});
+}).finally(exitWhenWritten);
 
 /**
  * An error as `--json` prints it: `{"error":{"code":"INVALID_ARGUMENT","message":"...","input":"a.jpg"}}`,

@@ -68,6 +68,9 @@ function durationMs(name: string, value: number | undefined, min: number): void 
   if (value > MAX_TIMER_MS) throw invalidArgument(`${name}: ${value} ms is longer than the most a timer waits, ${MAX_TIMER_MS} (24.8 days)`);
 }
 
+/** Tries of one submission cut after sending data (each starting again from its first byte) before it gives up. */
+const MAX_SUBMIT_CUTS = 5;
+
 /** Outputs downloaded at once, and the largest output downloaded alongside others. */
 const DOWNLOAD_CONCURRENCY = 8;
 const PARALLEL_DOWNLOAD_MAX_BYTES = 8 * 1024 * 1024;
@@ -296,7 +299,8 @@ export class TesseraClient {
    * The submission is safe to retry and is retried: it carries a request_id (`spec.request_id`, or
    * a new UUID), and if the coordinator, once reached, goes away before it answers (a lost
    * connection, a restart), the whole submission is sent again, 1 s apart, for up to `retryForMs`
-   * (2 min) from the failure (a try that got bytes through opens a new window). The coordinator
+   * (2 min) from the failure (a try that got bytes through opens a new window, up to five tries
+   * cut after sending data: each starts from the first byte). The coordinator
    * answers a retry of a submission it accepted with the job it made, so one call makes at most
    * one job.
    *
@@ -333,6 +337,7 @@ export class TesseraClient {
     // Retried only once the coordinator was reached (by this call, or any before it on this
     // client): a wrong address still fails at once, a coordinator restarting is waited for.
     const seen = { reached: this.reached, progressAt: 0 };
+    let cutAfterData = 0;
     for (let attempt = 1; ; attempt++) {
       try {
         const job = await this.submitOnce(once, files, sizes, shared, options, seen);
@@ -346,8 +351,16 @@ export class TesseraClient {
         // Any answer but "could not connect" means the coordinator was there (a dropped connection, its shutdown).
         if (code === grpc.status.UNAVAILABLE && answered(err)) seen.reached = true;
         // A try that got bytes through since the last failure opens a new window.
-        if (!failingSince || seen.progressAt > failingSince) failingSince = steadyNow();
+        const progressed = seen.progressAt > failingSince;
+        if (!failingSince || progressed) failingSince = steadyNow();
         if (code !== grpc.status.UNAVAILABLE || !seen.reached || steadyNow() - failingSince + 1000 > retryForMs) throw err;
+        // Each try starts from the first byte: one cut again and again after sending data (a link
+        // too slow for the keepalive's timeout, say) would go on for ever.
+        if (progressed) cutAfterData++;
+        if (cutAfterData >= MAX_SUBMIT_CUTS) {
+          const why = (err as grpc.ServiceError).details ?? String(err);
+          throw new TesseraError(grpc.status.UNAVAILABLE, `${why}: the submission was cut ${cutAfterData} times after sending data, and each try starts from the first byte; given up (on a slow or lossy link, raise --keepalive-timeout-ms; see README "Running on several machines")`, { retryable: true });
+        }
         await pause(1000, options.signal);
         // Sent again only as it was: a file that changed meanwhile would make another job than the one asked for.
         if (!shared) {

@@ -64,8 +64,15 @@ export const INLINE_LIMIT = 64 * 1024;
 export const INLINE_RESULT_BYTES = 4 * 1024 * 1024;
 export const RESULTS_MESSAGE_BYTES = 8 * 1024 * 1024;
 
-/** HTTP/2 flow-control window per stream and connection, on both sides. */
-export const FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
+/**
+ * HTTP/2 flow-control window per stream and connection, on both sides. Node's 64 KiB stalls every
+ * bulk stream each few chunks; but what the window lets a sender queue goes out before a keepalive
+ * ping sent after it, and a ping unanswered within the keepalive timeout (20 s) cuts the connection:
+ * with 16 MiB, an upload over a 2 Mbit/s uplink held its pings 67 s back and was cut and sent again
+ * from its first byte for ever. 2 MiB is 8 s of such a link (with the kernel's own send buffer, about
+ * 12 s), and on loopback a hop still moves 600-700 MiB/s (docs/performance.md).
+ */
+export const FLOW_CONTROL_WINDOW = 2 * 1024 * 1024;
 
 /** Largest gRPC message either side accepts (a chunk plus headroom, or a batch of inline payloads). */
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;

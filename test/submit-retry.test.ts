@@ -175,6 +175,34 @@ describe('SubmitJob request_id', () => {
     }
   });
 
+  it('gives up once its upload has been cut five times after sending data (each try starts from its first byte)', async () => {
+    const [host, port] = address.split(':') as [string, string];
+    const proxy = new TcpProxy({ host, port: Number(port) });
+    const via = new TesseraClient({ address: await proxy.start() });
+    try {
+      const f = await file('cut-each-time.bin', randomBytes(8 * 1024 * 1024));
+      const retries: number[] = [];
+      // Every try is cut half-way (a link too slow for its keepalive does that): before, the tries
+      // went on for ever, each one opening a new --reconnect-for window.
+      const err = (await via
+        .submit({ label: 'cut each time', request_id: 'req-cut-each-time', passthrough: {} }, [f], {
+          retryForMs: 1000,
+          onRetry: (_e, attempt) => retries.push(attempt),
+          onUpload: (p) => {
+            if (p.sentBytes >= 4 * 1024 * 1024) proxy.cut();
+          },
+        })
+        .catch((e: unknown) => e)) as grpc.ServiceError;
+      expect(retries).toEqual([2, 3, 4, 5]);
+      expect(err.code).toBe(grpc.status.UNAVAILABLE);
+      expect(err.message).toMatch(/: the submission was cut 5 times after sending data, and each try starts from the first byte; given up \(on a slow or lossy link, raise --keepalive-timeout-ms/);
+      expect(await jobsWith('req-cut-each-time')).toEqual([]);
+    } finally {
+      via.close();
+      await proxy.stop();
+    }
+  }, 30_000);
+
   it('still fails at once when the coordinator was never reached', async () => {
     const nowhere = new TesseraClient({ address: '127.0.0.1:1' });
     try {

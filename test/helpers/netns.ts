@@ -29,6 +29,11 @@ export interface Lab {
    * bottleneck holding at most `latency` of traffic (a token bucket on each end of its veth pair).
    */
   limitRate(host: Host, rate: string, latency?: string): Promise<void>;
+  /**
+   * Sets `host`'s port on the bridge down (its packets then vanish without a reset, as behind a
+   * switch port gone dead) or up again.
+   */
+  setLink(host: Host, state: 'up' | 'down'): Promise<void>;
   /** Deletes every namespace (and with them the veth pairs and the bridge). Idempotent. */
   close(): Promise<void>;
 }
@@ -84,6 +89,9 @@ export async function createLab(names: string[], opts: { tag?: string } = {}): P
         for (const [ns, dev] of [[host.ns, 'eth0'], [bridgeNs, port]] as const) {
           await run('tc', ['-n', ns, 'qdisc', 'replace', 'dev', dev, 'root', 'tbf', 'rate', rate, 'burst', '16kb', 'latency', latency]);
         }
+      },
+      async setLink(host, state) {
+        await ip('-n', bridgeNs, 'link', 'set', `p${hosts.indexOf(host)}`, state);
       },
       async close() {
         process.off('exit', onExit);
