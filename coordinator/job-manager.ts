@@ -235,6 +235,12 @@ export class JobManager {
    * on its first inputs, or not taken by the store). A job's first event comes before this.
    */
   readonly submissionsSettled = new Set<(job: JobRecord, kept: boolean) => void>();
+  /**
+   * Called as an attempt that ran ends, with its kind, outcome and run time: succeeded, or failed
+   * (retried or not, a lost worker's included). The events cannot tell: a retry is told as the
+   * subtask pending again, and a view's correction repeats a state.
+   */
+  readonly attemptsEnded = new Set<(kind: string, outcome: 'succeeded' | 'failed', ms: number) => void>();
   /** Bytes of subtask outputs received from workers (inline or uploaded); outputs they write in place add none. */
   outputBytesReceived = 0;
   /** Bytes of subtask outputs workers wrote in place: into a job's shared output folder, or into the spool from the coordinator's machine. */
@@ -1165,6 +1171,7 @@ export class JobManager {
       s.worker = lease.worker;
       s.workerId = lease.workerId;
       s.speculative = false;
+      for (const l of this.attemptsEnded) l(active.record.kind, 'succeeded', s.durationMs);
       s.state = 'succeeded';
       s.progress = 1;
       s.outputs = r.outputs;
@@ -1213,6 +1220,7 @@ export class JobManager {
         }
         s.leases = [];
         s.durationMs = Date.now() - s.startedAt;
+        for (const l of this.attemptsEnded) l(active.record.kind, 'failed', s.durationMs);
         if (!r.retryable && error.code === 'INVALID_ARGUMENT' && !s.blamedBy && this.secondOpinionFrom(w, s, active.record.kind)) {
           // One worker's word that the input is bad fails the job for good: a worker whose own
           // decoder is broken (a library built without a format) would fail every job it is given.
@@ -1417,6 +1425,7 @@ export class JobManager {
     // what it ran (a lost worker's, a timed-out one's), as a result would have said.
     this.log.debug({ job: s.jobId, subtask: s.id, attempt, worker: w.name, reason }, 'lease expired');
     s.durationMs = lease.runningSince === undefined ? 0 : steadyNow() - lease.runningSince;
+    if (lease.runningSince !== undefined) for (const l of this.attemptsEnded) l(active.record.kind, 'failed', s.durationMs);
     this.retryOrFail(active, s, w.id, { input: s.items.length === 1 ? s.items[0]! : '', code: 'UNAVAILABLE', message: reason }, retryable, counts);
     this.checkPhase(active);
     this.requestDispatch();

@@ -41,6 +41,10 @@ export class CoordinatorMetrics {
    * those that ended meanwhile: counted once it is known whether the job is kept.
    */
   private readonly unsettled = new Map<string, { finished?: string }>();
+  /** Jobs dropped with their submission whose final event has not come yet. */
+  private readonly dropped = new Set<string>();
+  /** Per unfinished job, each subtask's last counted state and attempt. */
+  private readonly lastTransition = new Map<string, Map<string, string>>();
   private readonly jobsFinished = new Counter({ name: 'tessera_jobs_finished_total', help: 'Jobs that reached a final state, by kind and state', labelNames: ['kind', 'state'], registers: [this.registry] });
   private readonly subtaskTransitions: Counter<'kind' | 'state'> = new Counter({
     name: 'tessera_subtask_transitions_total',
@@ -139,8 +143,8 @@ export class CoordinatorMetrics {
         this.set({ use: 'used' }, used);
       },
     });
-    // The job manager counts these itself: a lease taken back while another copy of the subtask
-    // keeps running emits no event, so the events alone would undercount; bytes served have none.
+    // The job manager counts these itself: the events do not tell them (a lease taken back while
+    // another copy runs on is told only as a view's correction); bytes served have none.
     const counted: [string, string, () => number][] = [
       ['tessera_speculative_copies_total', 'Speculative copies of straggling or stalled subtasks started', () => m.speculativeCopies],
       ['tessera_stalled_copies_total', 'Of the speculative copies, those of subtasks whose worker had reported no progress on them for --stall-ms (a worker that hangs while its heartbeats go on)', () => m.stalledCopies],
@@ -185,9 +189,12 @@ export class CoordinatorMetrics {
     const unsubscribeEvents = manager.events.subscribeAll((e) => this.onEvent(e));
     const onSettled = (job: JobRecord, kept: boolean): void => this.onSettled(job, kept);
     manager.submissionsSettled.add(onSettled);
+    const onAttempt = (kind: string, outcome: 'succeeded' | 'failed', ms: number): void => this.duration.observe({ kind, outcome }, ms / 1000);
+    manager.attemptsEnded.add(onAttempt);
     this.unsubscribe = () => {
       unsubscribeEvents();
       manager.submissionsSettled.delete(onSettled);
+      manager.attemptsEnded.delete(onAttempt);
     };
   }
 
@@ -205,26 +212,44 @@ export class CoordinatorMetrics {
   }
 
   private onEvent(e: JobEvent): void {
-    const kind = this.kind(e.job_id ?? '');
+    const jobId = e.job_id ?? '';
+    const kind = this.kind(jobId);
     if (e.type === 'job_state') {
       const state = stateName(e.job_state, 'JOB_STATE_');
       // A new job: counted once its submission settles.
-      if (state === 'queued' && Number(e.seq) === 1) this.unsettled.set(e.job_id ?? '', {});
+      if (state === 'queued' && Number(e.seq) === 1) this.unsettled.set(jobId, {});
       if (e.final) {
-        const pending = this.unsettled.get(e.job_id ?? '');
+        this.lastTransition.delete(jobId);
+        const pending = this.unsettled.get(jobId);
         if (pending) pending.finished = state;
-        else this.countFinished(this.manager.get(e.job_id ?? ''), state);
+        else if (this.dropped.delete(jobId)) this.kindOf.delete(jobId);
+        else {
+          // A job removed meanwhile (its retention was 0) has no record to count from any more.
+          let job: JobRecord | undefined;
+          try {
+            job = this.manager.get(jobId);
+          } catch {
+            job = undefined;
+          }
+          if (job) this.countFinished(job, state);
+          else this.kindOf.delete(jobId);
+        }
       }
       return;
     }
     if (e.type !== 'subtask_state' || !e.subtask) return;
     const s = e.subtask;
+    // A transition is a new state or a new attempt: an event that repeats both (a view corrected,
+    // as when a speculative copy ends and the original runs on) is none.
+    let seen = this.lastTransition.get(jobId);
+    if (!seen) this.lastTransition.set(jobId, (seen = new Map()));
+    const mark = `${s.state}\0${s.attempt}`;
+    if (seen.get(s.id ?? '') === mark) return;
+    seen.set(s.id ?? '', mark);
     const key = `${kind}\0${s.state}`;
-    let counted = this.transitionCounts.get(key);
+    const counted = this.transitionCounts.get(key);
     if (counted) counted.n++;
-    else this.transitionCounts.set(key, (counted = { kind, state: stateName(s.state, 'SUBTASK_STATE_'), n: 1 }));
-    const state = counted.state;
-    if (state === 'succeeded' || state === 'failed') this.duration.observe({ kind, outcome: state }, Number(s.duration_ms) / 1000);
+    else this.transitionCounts.set(key, { kind, state: stateName(s.state, 'SUBTASK_STATE_'), n: 1 });
   }
 
   private countFinished(job: JobRecord, state: string): void {
@@ -239,8 +264,11 @@ export class CoordinatorMetrics {
     if (!pending) return;
     this.unsettled.delete(job.id);
     if (!kept) {
-      this.jobsDropped.inc({ kind: this.kind(job.id) });
-      this.kindOf.delete(job.id);
+      // Its last events (its subtasks cancelled, its final one) come after this, once stored: they
+      // keep its kind until the final one.
+      this.kindOf.set(job.id, job.kind);
+      this.dropped.add(job.id);
+      this.jobsDropped.inc({ kind: job.kind });
       return;
     }
     this.jobsSubmitted.inc({ kind: this.kind(job.id) });
