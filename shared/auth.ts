@@ -104,9 +104,11 @@ export interface SecretSources {
  */
 export function readSecret(s: SecretSources, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const fromFile = (f: string): string => readFileSync(f, 'utf8').trim();
-  if (s.value && s.file) throw new Error('a secret was given both as a value and as a file: give one');
-  if (s.value) return s.value.trim();
-  if (s.file) return fromFile(s.file);
+  // Given (a flag, a config key) even if empty: an empty token is refused as too short, never taken
+  // for none (`--worker-token "$UNSET"` started a coordinator any worker could join).
+  if (s.value !== undefined && s.file !== undefined) throw new Error('a secret was given both as a value and as a file: give one');
+  if (s.value !== undefined) return s.value.trim();
+  if (s.file !== undefined) return fromFile(s.file);
   const value = s.env ? env[s.env] : undefined;
   const file = s.fileEnv ? env[s.fileEnv] : undefined;
   if (value && file) throw new Error(`${s.env} and ${s.fileEnv} are both set: set one`);

@@ -10,7 +10,9 @@ export const DEFAULT_COORDINATOR_ADDRESS = '127.0.0.1:7700';
  * connects, over and over); a gRPC target with a scheme (`dns:`, `unix:`, `ipv4:`...) is left as it is.
  */
 export function coordinatorAddress(flag?: string): string {
-  const address = flag || process.env['TESSERA_COORDINATOR'] || DEFAULT_COORDINATOR_ADDRESS;
+  // A flag given empty (`--coordinator "$UNSET"`) is refused, not replaced by the environment or the
+  // default: that sent the job to whatever ran on 127.0.0.1. An empty variable counts as unset.
+  const address = flag ?? (process.env['TESSERA_COORDINATOR'] || DEFAULT_COORDINATOR_ADDRESS);
   const problem = hostPortProblem(address, { portZero: false });
   if (problem) throw new TesseraError(status.INVALID_ARGUMENT, `coordinator address "${address}" (--coordinator, TESSERA_COORDINATOR): ${problem}`);
   return address;

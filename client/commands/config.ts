@@ -104,9 +104,15 @@ export function configurable(cmd: Command): Command {
       (option as Option & { helpEnv?: false }).helpEnv = false;
     }
     if (spelt && process.env[spelt] !== undefined && process.env[option.envVar!] === undefined) {
-      const on = parseSwitch(process.env[spelt]!);
-      if (on === undefined) throw new UsageError(`${spelt}=${process.env[spelt]}: expected ${SWITCH_VALUES}`);
-      process.env[option.envVar!] = on ? 'false' : 'true';
+      const raw = process.env[spelt]!;
+      const on = parseSwitch(raw);
+      // Refused when this command runs, as a usage error: thrown here, as the commands are being
+      // defined, it was a stack trace that stopped every command, --help and --version included.
+      if (on === undefined) {
+        cmd.hook('preAction', () => {
+          throw new UsageError(`${spelt}=${raw}: expected ${SWITCH_VALUES}`);
+        });
+      } else process.env[option.envVar!] = on ? 'false' : 'true';
     }
     // Commander wires environment handling in addOption(); for an option that gained its variable
     // afterwards, listen for the same event it emits and parse the value as the flag would be.

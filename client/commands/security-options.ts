@@ -197,7 +197,9 @@ export function coordinatorSecurity(o: object, name: OptionNamer = byFlag): Pick
   const clientTokensSecret = secretOf(f as Record<string, unknown>, 'clientTokens', 'clientTokensFile', name);
   let clientTokens: TokenEntry[] = [];
   try {
-    clientTokens = clientTokensSecret.secret ? parseClientTokens(clientTokensSecret.secret) : [];
+    clientTokens = clientTokensSecret.secret !== undefined ? parseClientTokens(clientTokensSecret.secret) : [];
+    // Given but empty (an unset variable in a unit file, a file of comments): not "no client tokens".
+    if (clientTokensSecret.secret !== undefined && clientTokens.length === 0) throw new Error('holds no NAME:TOKEN entry: a coordinator given none would take every client');
   } catch (err) {
     throw new UsageError(`${clientTokensSecret.name}: ${(err as Error).message}`);
   }

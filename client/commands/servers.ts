@@ -15,6 +15,7 @@ import { EXIT } from './exit-codes.js';
 import { sharedRootProblem } from '../../coordinator/shared-inputs.js';
 import { status } from '../../shared/grpc-status.js';
 import { hasControlCharacters } from '../../shared/names.js';
+import { tileConfig } from '../../shared/media/tile-config.js';
 
 const require = createRequire(import.meta.url);
 
@@ -70,9 +71,17 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
   // 0 keeps finished jobs for ever; below that means nothing.
   atLeast(o, 'retentionHours', 0, name, ' (0 = keep for ever)');
   checkKeepalive(o, name);
-  for (const [attr, value] of [['listen', o.listen], ['http', o.http === 'off' ? '' : o.http]] as const) {
-    const problem = value ? hostPortProblem(value, { portZero: true }) : undefined;
+  for (const [attr, value] of [['listen', o.listen], ['http', o.http]] as const) {
+    if (value === undefined || (attr === 'http' && value === 'off')) continue;
+    // Given empty (an unset variable in a unit file): refused, not the port grpc-js cannot parse nor no dashboard.
+    const problem = value.trim() === '' ? `empty${attr === 'http' ? ' (--http off turns the dashboard off)' : ''}` : hostPortProblem(value, { portZero: true });
     if (problem) throw new UsageError(`${setting(name(attr), value)}: ${problem}`);
+  }
+  if (o.dataDir.trim() === '') throw new UsageError(`${setting(name('dataDir'), o.dataDir)}: empty (it would be the working folder)`);
+  try {
+    tileConfig();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
   // One port for both would fail at the dashboard's listen as "in use by another program": it is the gRPC server's.
   if (o.http && o.http !== 'off' && sameListenAddress(o.http, o.listen)) {

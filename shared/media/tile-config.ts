@@ -42,20 +42,26 @@ export const MAX_SOURCE_STRIPS = 8;
 
 /**
  * Reads TESSERA_TILE_THRESHOLD_PIXELS, TESSERA_TILE_LIMIT_INPUT_PIXELS and
- * TESSERA_TILE_MAX_STRIP_PIXELS (positive integers), else the defaults, and
- * TESSERA_TILE_STRIP_READ (`intermediate` to cut strips from the source decoded once, else `source`).
+ * TESSERA_TILE_MAX_STRIP_PIXELS (positive whole numbers), else the defaults, and
+ * TESSERA_TILE_STRIP_READ (`intermediate` to cut strips from the source decoded once, `source`, the
+ * default). A value that is none of those is an error naming the variable, never the default in
+ * silence (`50M` gave 150 Mpx strips to workers sized for 50). The coordinator checks them at start.
  */
 export function tileConfig(env: NodeJS.ProcessEnv = process.env): TileConfig {
+  const read = env['TESSERA_TILE_STRIP_READ']?.trim() || 'source';
+  if (read !== 'intermediate' && read !== 'source') throw new Error(`TESSERA_TILE_STRIP_READ=${env['TESSERA_TILE_STRIP_READ']}: expected source or intermediate`);
   return {
-    thresholdPixels: positive(env['TESSERA_TILE_THRESHOLD_PIXELS'], DEFAULT_TILE_THRESHOLD_PIXELS),
-    limitInputPixels: positive(env['TESSERA_TILE_LIMIT_INPUT_PIXELS'], DEFAULT_TILE_LIMIT_INPUT_PIXELS),
-    maxStripPixels: positive(env['TESSERA_TILE_MAX_STRIP_PIXELS'], DEFAULT_TILE_MAX_STRIP_PIXELS),
-    stripRead: env['TESSERA_TILE_STRIP_READ']?.trim() === 'intermediate' ? 'intermediate' : 'source',
+    thresholdPixels: positive(env, 'TESSERA_TILE_THRESHOLD_PIXELS', DEFAULT_TILE_THRESHOLD_PIXELS),
+    limitInputPixels: positive(env, 'TESSERA_TILE_LIMIT_INPUT_PIXELS', DEFAULT_TILE_LIMIT_INPUT_PIXELS),
+    maxStripPixels: positive(env, 'TESSERA_TILE_MAX_STRIP_PIXELS', DEFAULT_TILE_MAX_STRIP_PIXELS),
+    stripRead: read,
   };
 }
 
-function positive(raw: string | undefined, fallback: number): number {
+function positive(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
   if (raw === undefined || raw.trim() === '') return fallback;
   const n = Number(raw);
-  return Number.isSafeInteger(n) && n > 0 ? n : fallback;
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name}=${raw}: must be a whole number of pixels from 1 to ${Number.MAX_SAFE_INTEGER}`);
+  return n;
 }
