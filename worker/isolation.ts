@@ -114,6 +114,8 @@ export class ProcessorIsolation {
         MALLOC_ARENA_MAX: '2',
         ...withoutBulkMalloc(process.env),
         [CHILD_ENV]: '1',
+        // The worker's own level, whichever way it was given (flag, config key, variable).
+        TESSERA_LOG_LEVEL: this.opts.log.level,
         ...(this.opts.processorsModule ? { TESSERA_ISOLATION_PROCESSORS: this.opts.processorsModule } : {}),
       },
       // Its own process group: killing -pid also kills the ffmpeg it runs.
