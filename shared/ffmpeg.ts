@@ -358,8 +358,14 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
         reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} failed on this machine (${why}), not because of the input: ${reason}`, { ...(options.input && { input: options.input }), retryable: true, cause: Object.assign(new Error(reason), { code: trouble }) }));
         return;
       }
-      // A failing ffmpeg almost always means the input is bad; crashes by signal may be transient.
-      reject(new TesseraError(sig ? status.INTERNAL : status.INVALID_ARGUMENT, `${what}${path.basename(bin)} failed: ${reason}`, { input: options.input, retryable: Boolean(sig) }));
+      // Killed by a signal (a crash, the OOM killer, a kill from outside): said as such, and tried
+      // again; the last lines of its log, an encode's statistics, say nothing of it.
+      if (sig) {
+        reject(new TesseraError(status.INTERNAL, `${what}${path.basename(bin)} crashed (killed by ${sig})`, { input: options.input, retryable: true }));
+        return;
+      }
+      // A failing ffmpeg almost always means the input is bad.
+      reject(new TesseraError(status.INVALID_ARGUMENT, `${what}${path.basename(bin)} failed: ${reason}`, { input: options.input, retryable: false }));
     });
   });
 }

@@ -49,6 +49,9 @@ export interface IsolationOptions {
   log: Logger;
 }
 
+/** A child still holding more than this share of the ceiling after its subtask is retired, not pooled. */
+const RETIRE_ABOVE_CEILING_SHARE = 0.25;
+
 export class ProcessorIsolation {
   private readonly idle: ChildProcess[] = [];
   private readonly busy = new Set<ChildProcess>();
@@ -101,7 +104,11 @@ export class ProcessorIsolation {
       throw err;
     } finally {
       this.busy.delete(child);
-      if (healthy && !this.closed && this.idle.length < (this.opts.maxIdle ?? 4)) this.idle.push(child);
+      // A child that kept much of what its subtask used (glibc holds libvips' freed heap) is not
+      // pooled: the ceiling counts its whole tree, and its next subtask, one that fits, was killed
+      // for memory the last one left (and an idle child held it meanwhile).
+      const kept = healthy ? treeRss(child.pid) : 0;
+      if (healthy && !this.closed && this.idle.length < (this.opts.maxIdle ?? 4) && kept <= this.opts.memoryLimitMb * 1024 * 1024 * RETIRE_ABOVE_CEILING_SHARE) this.idle.push(child);
       else killTree(child);
     }
   }
