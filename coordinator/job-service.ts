@@ -26,7 +26,7 @@ import { SHARED_LOOKUPS, type SharedRoots } from './shared-inputs.js';
 import type { Limits } from '../shared/limits.js';
 import { compileEncoder, withFallback, type Encoder } from '../shared/proto-encoder.js';
 import { fieldNumber, loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
-import { INLINE_OUTPUT_MAX_BYTES } from '../shared/config.js';
+import { INLINE_OUTPUT_MAX_BYTES, envInt } from '../shared/config.js';
 import { sha256File } from '../shared/streams.js';
 
 export type JobServiceLimits = Limits;
@@ -375,7 +375,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
  * as long as its own deadline says. Progress is a message that is not data (the spec, an input's
  * header or end) or UPLOAD_PROGRESS_BYTES of data. TESSERA_UPLOAD_IDLE_MS sets it (tests).
  */
-const uploadIdleMs = (): number => Number(process.env['TESSERA_UPLOAD_IDLE_MS']) || 120_000;
+const uploadIdleMs = (): number => envInt('TESSERA_UPLOAD_IDLE_MS', 120_000) || 120_000;
 /** Data that counts as progress of an upload: 64 KiB (0.5 KiB/s over the 2 minutes). */
 const UPLOAD_PROGRESS_BYTES = 64 * 1024;
 

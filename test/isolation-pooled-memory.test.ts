@@ -20,7 +20,7 @@ let cluster: TestCluster;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-pooled-memory-'));
   photo = path.join(dir, 'photo.jpg');
-  await sharp({ create: { width: 9000, height: 9000, channels: 3, noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).jpeg({ quality: 90 }).toFile(photo);
+  await sharp({ create: { width: 9000, height: 9000, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).jpeg({ quality: 90 }).toFile(photo);
   cluster = await startCluster({ workers: 0 });
 }, 60_000);
 afterAll(async () => {
