@@ -103,8 +103,9 @@ describe('an empty token given as a flag or a config key', () => {
   });
 });
 
-describe('TESSERA_TILE_* variables (README "Huge images") that cannot be read', () => {
+describe('TESSERA_TILE_* variables (README "Huge images") and TESSERA_FULL_DISK_WAIT_MS that cannot be read', () => {
   for (const [name, value] of [
+    ['TESSERA_FULL_DISK_WAIT_MS', '10m'],
     ['TESSERA_TILE_MAX_STRIP_PIXELS', '50M'],
     ['TESSERA_TILE_THRESHOLD_PIXELS', '-1'],
     ['TESSERA_TILE_LIMIT_INPUT_PIXELS', '2GiB'],
