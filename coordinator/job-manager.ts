@@ -798,7 +798,29 @@ export class JobManager {
       for (const [worker, batch] of batches) this.sendAssignments(worker, batch);
       this.moveQueued(workers, now);
     }
+    this.yieldQueuedToPriority(now);
     this.armRetryTimer(now);
+  }
+
+  /**
+   * Work waiting in workers' prefetch queues gives way to a job of higher priority that found no
+   * slot: a freed slot goes to the oldest queued assignment, so a priority-10 job waited for every
+   * priority-0 subtask queued on each worker (four per slot at most). The queued assignments a
+   * pending subtask of higher priority could take over are taken back (never started: no attempt is
+   * used) and queued again behind it.
+   */
+  private yieldQueuedToPriority(now: number): void {
+    if (this.scheduler.pendingCount() === 0) return;
+    const heads = this.scheduler.readyHeads(now);
+    if (heads.length === 0) return;
+    const top = heads[0]!.priority;
+    for (const w of this.registry.all()) {
+      if (w.waiting.size === 0 || w.state !== 'active') continue;
+      this.takeBackWaiting(w, 'a job of higher priority is waiting', (s) => {
+        const priority = this.active.get(s.jobId)?.record.spec.priority ?? 0;
+        return priority < top && heads.some((h) => h.priority > priority && canRun(w, h.subtask, h.kind));
+      });
+    }
   }
 
   /**
@@ -1209,6 +1231,8 @@ export class JobManager {
         // The other copy is still running: it decides, whatever ended this one (a smaller memory
         // ceiling on the copy's worker must not cancel an original at 90%); no third is started.
         this.log.info({ job: s.jobId, subtask: s.id, attempt: r.attempt, worker: w.name, code: error.code }, 'one copy failed; the other copy continues');
+        this.oneCopyEnded(active, s, w, lease, `failed: ${error.code}: ${error.message}`);
+        this.store.saveSubtask(s);
       } else {
         if (stalled) this.log.warn({ job: s.jobId, subtask: s.id, attempt: r.attempt, worker: w.name, code: error.code, stalledOn: s.leases.map((l) => l.worker) }, 'the copy of a stalled attempt failed: taking the stalled attempt back too');
         for (const other of s.leases) {
@@ -1297,15 +1321,16 @@ export class JobManager {
   }
 
   /**
-   * Takes back the leases waiting in a worker's prefetch queue (it is quarantined or draining) and
-   * puts their subtasks back in the queue for other workers. They never started, so this is not a
+   * Takes back the leases waiting in a worker's prefetch queue (it is quarantined or draining, or
+   * `which` says a job of higher priority should go first) and puts their subtasks back in the
+   * queue for other workers. They never started, so this is not a
    * failed attempt. Should the worker have started one meanwhile, the cancel stops it.
    */
-  private takeBackWaiting(w: WorkerSession, reason: string): void {
+  private takeBackWaiting(w: WorkerSession, reason: string, which: (s: SubtaskRecord) => boolean = () => true): void {
     let taken = 0;
     for (const [id, lease] of [...w.waiting]) {
       const s = this.subtasks.get(id);
-      if (!s) continue;
+      if (!s || !which(s)) continue;
       this.revokeLease(s, lease, reason);
       s.leases = s.leases.filter((l) => l !== lease);
       const active = this.active.get(s.jobId);
@@ -1387,6 +1412,24 @@ export class JobManager {
     this.events.subtaskState(job, s, `failed: ${error.code}: ${error.message}`);
   }
 
+  /**
+   * One of a subtask's two copies ended without a result (its worker lost or drained, or it failed)
+   * while the other runs on. Where the subtask was shown on the one that ended (lease() points it
+   * at the newest), it is shown where the other runs, with no copy running, and watchers are told;
+   * that attempt gets no other copy (one copy per attempt) unless it stalls.
+   */
+  private oneCopyEnded(active: ActiveJob, s: SubtaskRecord, w: WorkerSession, ended: Lease, reason: string): void {
+    const left = s.leases.length === 1 ? s.leases[0]! : undefined;
+    if (!left || s.workerId !== w.id) return;
+    s.worker = left.worker;
+    s.workerId = left.workerId;
+    if (ended.speculative) {
+      s.speculative = false;
+      this.copyEnded.set(s, left.attempt);
+    }
+    this.events.subtaskState(active.record, s, `the speculative copy on ${w.name} ended (${reason}); attempt ${left.attempt} on ${left.worker} goes on`, jobProgress(active.record, active.subtasks));
+  }
+
   /** Takes a lease back from a worker (lost, unreachable, draining past its grace). */
   releaseLease(w: WorkerSession, s: SubtaskRecord, attempt: number, reason: string, retryable: boolean, counts = true): void {
     this.endLease(w, s.id, attempt);
@@ -1398,19 +1441,7 @@ export class JobManager {
     if (s.leases.length > 0) {
       // Another copy runs on: nothing else says this one ended.
       this.log.warn({ job: s.jobId, subtask: s.id, attempt, worker: w.name, reason }, 'lease expired');
-      const left = s.leases.length === 1 ? s.leases[0]! : undefined;
-      if (left && s.workerId === w.id) {
-        // The subtask was shown on the copy that ended (lease() points it at the newest): it runs
-        // where the lease left runs, and no copy runs any more. That attempt gets no other copy
-        // (one copy per attempt) unless it is stalled (below).
-        s.worker = left.worker;
-        s.workerId = left.workerId;
-        if (lease.speculative) {
-          s.speculative = false;
-          this.copyEnded.set(s, left.attempt);
-        }
-        this.events.subtaskState(active.record, s, `the speculative copy on ${w.name} ended (${reason}); attempt ${left.attempt} on ${left.worker} goes on`, jobProgress(active.record, active.subtasks));
-      }
+      this.oneCopyEnded(active, s, w, lease, reason);
       if (s.leases.every(stillStalled)) {
         // What is left is an attempt its worker stalled on: it gets another copy (this one's end
         // says nothing of the subtask), in the next free slot.
@@ -1559,7 +1590,11 @@ export class JobManager {
 
   /** Before publishing: the job's spool output folder made (once), its shared output folder still where it was. */
   private async readyToPublish(active: ActiveJob): Promise<void> {
-    await (active.outputDirMade ??= makeDir(this.spool.outputDir(active.record.id)));
+    // Made once; a failure (the disk full or read-only then) is not kept for the publishes after it.
+    await (active.outputDirMade ??= makeDir(this.spool.outputDir(active.record.id)).catch((err: unknown) => {
+      active.outputDirMade = undefined;
+      throw err;
+    }));
     await this.assertOutputDir(active.record);
   }
 

@@ -109,6 +109,23 @@ export class Scheduler {
     return n;
   }
 
+  /**
+   * The next pending subtask of each job with work ready now, highest priority first: what queued
+   * work of lower priority stands in front of.
+   */
+  readyHeads(now: number): { priority: number; kind: string; subtask: SubtaskRecord }[] {
+    const out: { priority: number; kind: string; subtask: SubtaskRecord }[] = [];
+    for (const q of this.queues.values()) {
+      for (let i = q.head; i < q.pending.length; i++) {
+        const s = q.pending[i]!;
+        if (s.notBefore > now) continue;
+        out.push({ priority: q.priority, kind: q.kind, subtask: s });
+        break;
+      }
+    }
+    return out.sort((a, b) => b.priority - a.priority);
+  }
+
   /** Earliest retry time among pending subtasks held back by backoff (Infinity when none). */
   nextRetryAt(now: number): number {
     let t = Infinity;
