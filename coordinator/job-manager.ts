@@ -10,7 +10,7 @@ import { access, lstat, readdir, rename, rm, stat, type FileHandle } from 'node:
 import path from 'node:path';
 import { status } from '../shared/grpc-status.js';
 import pLimit from 'p-limit';
-import { TesseraError, dataLoss, hasLocalTroubleCode, describeError, isAbortError, notFound, failedPrecondition, withInput } from '../shared/errors.js';
+import { TesseraError, dataLoss, hasDiskTroubleCode, hasLocalTroubleCode, describeError, isAbortError, notFound, failedPrecondition, withInput } from '../shared/errors.js';
 import { Channel } from '../shared/channel.js';
 import { isPlanErrors, type ClusterView, type CoordinatorKind, type FinalOutput, type ItemFailure, type PlanErrors, type SpoolFile, type SubtaskOutcome, type SubtaskPlan } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
@@ -2348,7 +2348,8 @@ async function removeIfSame(file: string, was: Pick<Stats, 'dev' | 'ino'>): Prom
  * start is not: that needs an install, and the job fails.
  */
 function isCoordinatorTrouble(err: unknown): boolean {
-  if (hasLocalTroubleCode(err)) return true;
+  // Its disk full, read-only (remounted so after an I/O error) or failing.
+  if (hasDiskTroubleCode(err)) return true;
   // The store or spool that cannot write (limits are not retryable).
   return err instanceof TesseraError && err.code === status.RESOURCE_EXHAUSTED && err.retryable && !err.input;
 }

@@ -64,6 +64,16 @@ export function storageFaultCode(err: unknown): string | undefined {
   return [errno(err), errno((err as Error | undefined)?.cause)].find((c): c is string => typeof c === 'string' && STORAGE_FAULT_CODES.has(c));
 }
 
+/**
+ * Whether an error carries trouble of this machine's disk that passes by itself or once an operator
+ * sees to it: full, out of quota or descriptors (LOCAL_TROUBLE_CODES), read-only or failing (EROFS,
+ * EIO). Permissions are left out: a file it may not read is the job's.
+ */
+export function hasDiskTroubleCode(err: unknown): boolean {
+  const fault = storageFaultCode(err);
+  return hasLocalTroubleCode(err) || fault === 'EROFS' || fault === 'EIO';
+}
+
 const STORAGE_FAULT_TEXT: Readonly<Record<string, string>> = { EROFS: 'read-only file system', EIO: 'input/output error', EACCES: 'permission denied', EPERM: 'operation not permitted' };
 
 /** "read-only file system, EROFS" for a storage fault's errno. */
@@ -72,7 +82,7 @@ export function describeStorageFault(code: string): string {
 }
 
 /**
- * Whether an error log tells of this machine's trouble (a full disk or quota, too many open files)
+ * Whether an error log tells of this machine's trouble (a full disk or quota, too many open files, a read-only one)
  * rather than of the input: such a failure is retried, elsewhere, not blamed on the file. Only an
  * error line counts: one that is not indented (ffmpeg indents metadata) and ends with the system's
  * message after ": ", once every path in `paths` is taken out (a file may be named after one).
@@ -82,7 +92,7 @@ export function isLocalTrouble(log: string, paths: readonly string[] = []): bool
   return localTroubleCode(log, paths) !== undefined;
 }
 
-const TROUBLE_CODES: Readonly<Record<string, string>> = { 'No space left on device': 'ENOSPC', 'Disk quota exceeded': 'EDQUOT', 'Too many open files': 'EMFILE' };
+const TROUBLE_CODES: Readonly<Record<string, string>> = { 'No space left on device': 'ENOSPC', 'Disk quota exceeded': 'EDQUOT', 'Too many open files': 'EMFILE', 'Read-only file system': 'EROFS' };
 const TROUBLE_LINE = new RegExp(`: (${Object.keys(TROUBLE_CODES).join('|')})\\s*$`);
 
 const EMPTY_NOTE = /\s*Resolution note:\s*$/;

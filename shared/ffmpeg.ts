@@ -353,7 +353,7 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       const output = !trouble && !sig ? ffmpegOutput(args) : undefined;
       if (output && (await nearlyFull(output))) trouble = 'ENOSPC';
       if (trouble) {
-        const why = trouble === 'EMFILE' ? 'too many open files' : 'its disk is full';
+        const why = trouble === 'EMFILE' ? 'too many open files' : trouble === 'EROFS' ? 'its disk is read-only' : 'its disk is full';
         // The errno rides along as the cause: the coordinator waits out its own full disk (a merge), not other trouble.
         reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} failed on this machine (${why}), not because of the input: ${reason}`, { ...(options.input && { input: options.input }), retryable: true, cause: Object.assign(new Error(reason), { code: trouble }) }));
         return;

@@ -89,6 +89,46 @@ describe("a merge stopped by the coordinator's full disk", () => {
     expect(done.outputs.map((o) => o.name).sort()).toEqual(['audio-report.json', 'talk.wav']);
   }, 120_000);
 
+  it('an audio file joined while the job\'s folder is read-only (remounted so after an I/O error) waits for it to be writable again, not failed', async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-merge-ro-'));
+    const data = path.join(dir, 'data');
+    const freeze = path.join(dir, 'freeze');
+    const wrapper = path.join(dir, 'ffmpeg');
+    await writeFile(freeze, '');
+    await writeFile(wrapper, `#!/bin/sh\ncase "$*" in *"/work/merge-"*) [ -e '${freeze}' ] && rm -f '${freeze}' && kill -STOP $$ ;; esac\nexec '${ffmpegBinaries().ffmpeg}' "$@"\n`, { mode: 0o755 });
+    cluster = await new LocalCluster({ workers: 2, slots: 1, dataDir: data, env: { FFMPEG_PATH: wrapper, TESSERA_FULL_DISK_RETRY_MS: '200' } }).start();
+    const c = cluster;
+    const src = await generateAudio(path.join(dir, 'talk.wav'), { source: 'speech', seconds: 20, rate: 48000, layout: 'stereo', ext: 'wav' });
+    const job = await c.client.submit({ audio: { codec: 'wav', segment_seconds: 10 } }, [src]);
+    let merger: number | undefined;
+    for (const until = Date.now() + 60_000; merger === undefined && Date.now() < until; ) {
+      merger = await stoppedChildOf(c.coordinator!.child.pid!);
+      if (merger === undefined) await sleep(50);
+    }
+    expect(merger, 'the coordinator never ran its merge').toBeDefined();
+    // The job's folder (its merge's work and its outputs) turns read-only under the coordinator.
+    const folder = path.join(data, 'spool', 'jobs', job.id);
+    execFileSync('mount', ['--bind', folder, folder]);
+    mounted.push(folder);
+    execFileSync('mount', ['-o', 'remount,bind,ro', folder]);
+    process.kill(merger!, 'SIGCONT');
+    let waiting = '';
+    let ended = '';
+    for (const until = Date.now() + 20_000; !waiting && !ended && Date.now() < until; ) {
+      const j = await c.client.getJob(job.id);
+      if (/waits for the coordinator/.test(j.message)) waiting = j.message;
+      else if (j.state !== 'JOB_STATE_RUNNING') ended = `${j.state}: ${j.errors.map((e) => `${e.code}: ${e.message}`).join('; ')}`;
+      await sleep(100);
+    }
+    execFileSync('umount', ['-l', mounted.pop()!]);
+    const done = await c.client.wait(job.id);
+    // Observed before: FAILED, INVALID_ARGUMENT "ffmpeg failed: ... Read-only file system" (the input blamed).
+    expect(ended).toBe('');
+    expect(waiting).toMatch(/merging phase 0 waits for the coordinator: .*read-only/);
+    expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+    expect(done.outputs.map((o) => o.name).sort()).toEqual(['audio-report.json', 'talk.wav']);
+  }, 120_000);
+
   // The tiled-image stitch runs in the coordinator's process (sharp / the JPEG splicer): its merge is
   // run here as the coordinator runs it, into an output folder on a 64 KiB tmpfs. The job manager
   // merges again later only when the error carries the disk's errno (hasLocalTroubleCode).
