@@ -526,6 +526,13 @@ export class JobManager {
     return [...this.jobs.values()];
   }
 
+  /** Kept jobs not finished yet (queued or running): what the dashboard's summary counts. */
+  inProgressCount(): number {
+    let n = 0;
+    for (const a of this.active.values()) if (!TERMINAL_JOB_STATES.has(a.record.state) && !this.committing.has(a.record.id)) n++;
+    return n;
+  }
+
   /** Kept jobs newest first (by creation time, then id), from just before `before` (a job's time and id) when given. */
   *newestFirst(before?: { createdAt: number; id: string }): Iterable<JobRecord> {
     // A job not yet on disk is not shown: a coordinator stopped now would not know it.

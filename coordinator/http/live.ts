@@ -7,7 +7,7 @@
 import type { ServerResponse } from 'node:http';
 import type { JobEvent } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobManager } from '../job-manager.js';
-import type { SubtaskRecord } from '../model.js';
+import type { JobRecord, SubtaskRecord } from '../model.js';
 import { fromInfo, jobView, recentJobs, subtaskView, workerView, type SubtaskView } from './views.js';
 
 /** Jobs listed in the snapshot. */
@@ -114,11 +114,20 @@ export class LiveHub {
     res.on('drain', () => (client.picture = 0));
     // Browsers reconnect on their own after a drop; tell them not to wait long.
     res.write('retry: 1000\n\n');
+    // The selected job is described too when it is older than the newest JOB_LIMIT (a link to it).
+    const recent = recentJobs(this.manager, JOB_LIMIT);
+    let selected: JobRecord | undefined;
+    try {
+      selected = job && !recent.some((j) => j.id === job) ? this.manager.get(job) : undefined;
+    } catch {
+      selected = undefined;
+    }
     send(res, 'snapshot', {
       now: Date.now(),
       workers: this.manager.registry.all().map(workerView),
-      jobs: recentJobs(this.manager, JOB_LIMIT).map((j) => jobView(this.manager, j)),
+      jobs: [...recent, ...(selected ? [selected] : [])].map((j) => jobView(this.manager, j)),
       jobLimit: JOB_LIMIT,
+      inProgress: this.manager.inProgressCount(),
       throughput: this.history,
     });
     if (job) {
@@ -204,7 +213,7 @@ export class LiveHub {
     const sample = this.current;
     this.current = { t: now, subtasks: 0, jobs: 0, failures: 0 };
     if (this.clients.size === 0) return;
-    this.broadcast(frame('tick', { now: Date.now(), sample, workers: this.manager.registry.all().map(workerView) }));
+    this.broadcast(frame('tick', { now: Date.now(), sample, workers: this.manager.registry.all().map(workerView), inProgress: this.manager.inProgressCount() }));
   }
 
   private broadcast(text: string): void {

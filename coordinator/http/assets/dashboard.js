@@ -24,6 +24,8 @@ const state = {
   /** How many jobs the list holds (the server's snapshot size): updates of older ones push them out. */
   jobLimit: 100,
   subtasks: new Map(),
+  /** Unfinished jobs, as the coordinator counts them (snapshot and ticks). */
+  inProgress: undefined,
   throughput: [],
   selected: hashJob(),
   /** Server clock minus ours, so "last heartbeat" is right on a machine with a skewed clock. */
@@ -56,6 +58,7 @@ function connect() {
     state.workers = d.workers;
     state.jobs = new Map(d.jobs.map((j) => [j.id, j]));
     state.jobLimit = d.jobLimit ?? state.jobLimit;
+    state.inProgress = d.inProgress;
     state.throughput = d.throughput;
     render();
   });
@@ -82,12 +85,14 @@ function connect() {
     if (d.job !== state.selected) return;
     if (d.full) state.subtasks = new Map();
     for (const s of d.subtasks) state.subtasks.set(s.id, s);
-    renderSubtasks();
+    // A delta repaints only its own tiles (a full picture redraws them all).
+    renderSubtasks(d.full ? undefined : d.subtasks);
   });
   es.addEventListener('tick', (e) => {
     const d = JSON.parse(e.data);
     state.skew = d.now - Date.now();
     state.workers = d.workers;
+    state.inProgress = d.inProgress;
     state.throughput.push(d.sample);
     if (state.throughput.length > CHART_SECONDS) state.throughput.shift();
     renderWorkers($('workers').tBodies[0], state.workers, now());
@@ -127,7 +132,8 @@ function renderSummary() {
   const active = state.workers.filter((w) => w.state !== 'lost');
   const slots = active.reduce((n, w) => n + w.slots, 0);
   const used = active.reduce((n, w) => n + w.slotsUsed, 0);
-  const running = [...state.jobs.values()].filter((j) => j.state === 'running' || j.state === 'queued').length;
+  // The coordinator's own count: the list holds only the newest jobs.
+  const running = state.inProgress ?? [...state.jobs.values()].filter((j) => j.state === 'running' || j.state === 'queued').length;
   $('summary').textContent = `${active.length} worker(s) · ${used}/${slots} slots busy · ${running} job(s) in progress`;
 }
 
@@ -144,12 +150,24 @@ function renderJobMeta() {
   $('job-meta').textContent = `${job.state.replace('_', ' ')} · ${Math.round(job.progress * 100)}% · ${job.inputs} input(s) · ${fmtDuration((job.finishedAt || now()) - (job.startedAt || job.createdAt))} · ${job.message}`;
 }
 
-function renderSubtasks() {
-  renderMosaic($('mosaic'), state.subtasks, (id) => {
-    const s = state.subtasks.get(id);
-    if (s) $('tile-info').textContent = `${s.label || `subtask ${s.index}`} — ${s.state}${s.worker ? ` on ${s.worker}` : ''}, attempt ${s.attempt}${s.speculative ? ', speculative copy' : ''}${s.durationMs ? `, ${fmtDuration(s.durationMs)}` : ''}${s.error ? ` — ${s.error}` : ''}`;
-  });
-  renderLegend($('mosaic-legend'), state.subtasks);
+/** Workers named in the mosaic's legend: redrawn only when one is added (or on a full picture). */
+let legendWorkers = new Set();
+
+function renderSubtasks(changed) {
+  renderMosaic(
+    $('mosaic'),
+    state.subtasks,
+    (id) => {
+      const s = state.subtasks.get(id);
+      if (s) $('tile-info').textContent = `${s.label || `subtask ${s.index}`} — ${s.state}${s.worker ? ` on ${s.worker}` : ''}, attempt ${s.attempt}${s.speculative ? ', speculative copy' : ''}${s.durationMs ? `, ${fmtDuration(s.durationMs)}` : ''}${s.error ? ` — ${s.error}` : ''}`;
+    },
+    changed,
+  );
+  const seen = changed ? new Set(legendWorkers) : new Set();
+  for (const s of changed ?? state.subtasks.values()) if (s.worker) seen.add(s.worker);
+  if (changed && seen.size === legendWorkers.size) return;
+  legendWorkers = seen;
+  renderLegend($('mosaic-legend'), legendWorkers);
 }
 
 function render() {

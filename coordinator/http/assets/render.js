@@ -86,7 +86,9 @@ export function renderJobs(tbody, jobs, now, selected) {
       tr.dataset.job = j.id;
       tr.dataset.state = j.state;
       if (j.id === selected) tr.className = 'selected';
-      cell(tr, j.label ? `${j.id.slice(0, 8)} · ${j.label}` : j.id.slice(0, 8)).title = j.id;
+      // A label may be 1 KiB: cut to the cell (its whole text in the tooltip), not the table 8,500 px wide.
+      const name = cell(tr, j.label ? `${j.id.slice(0, 8)} · ${j.label}` : j.id.slice(0, 8), 'job');
+      name.title = j.label ? `${j.id}\n${j.label}` : j.id;
       cell(tr, j.kind);
       cell(tr, badge(j.state));
       const bar = document.createElement('span');
@@ -109,35 +111,49 @@ export function renderJobs(tbody, jobs, now, selected) {
 }
 
 /** Updates the mosaic in place: one tile per subtask, keyed by id. */
-export function renderMosaic(container, subtasks, onHover) {
-  const existing = new Map([...container.children].map((el) => [el.dataset.id, el]));
+export function renderMosaic(container, subtasks, onHover, changed) {
+  // Tiles by subtask id, kept with the container: a live update touches only the tiles it names.
+  let tiles = container.tessTiles;
+  if (!tiles) container.tessTiles = tiles = new Map();
+  // An update that adds no tile changes those it names, in place: redrawing and re-inserting every
+  // tile of a job of 20,000 on each update (a few a second) froze the page for seconds at a time.
+  if (changed && tiles.size === subtasks.size && changed.every((s) => tiles.has(s.id))) {
+    for (const s of changed) paintTile(tiles.get(s.id), s);
+    return;
+  }
+  for (const id of tiles.keys()) if (!subtasks.has(id)) tiles.delete(id);
   const sorted = [...subtasks.values()].sort((a, b) => a.phase - b.phase || a.index - b.index);
-  const tiles = sorted.map((s) => {
-    let el = existing.get(s.id);
+  const els = sorted.map((s) => {
+    let el = tiles.get(s.id);
     if (!el) {
       el = document.createElement('div');
       el.className = 'tile';
       el.setAttribute('role', 'listitem');
       el.dataset.id = s.id;
       el.addEventListener('mouseenter', () => onHover(el.dataset.id));
+      tiles.set(s.id, el);
     }
-    el.dataset.state = s.state;
-    el.dataset.worker = s.worker;
-    el.dataset.attempt = String(s.attempt);
-    el.dataset.phase = String(s.phase);
-    el.classList.toggle('retried', s.attempt > 1);
-    el.classList.toggle('speculative', s.speculative);
-    el.style.setProperty('--worker', workerColor(s.worker));
-    el.textContent = String(s.index);
-    el.title = `${s.label || `#${s.index}`} · ${s.state}${s.worker ? ` on ${s.worker}` : ''} · attempt ${s.attempt}${s.speculative ? ' (speculative copy)' : ''}${s.error ? ` · ${s.error}` : ''}`;
+    paintTile(el, s);
     return el;
   });
-  container.replaceChildren(...tiles);
+  container.replaceChildren(...els);
+}
+
+function paintTile(el, s) {
+  el.dataset.state = s.state;
+  el.dataset.worker = s.worker;
+  el.dataset.attempt = String(s.attempt);
+  el.dataset.phase = String(s.phase);
+  el.classList.toggle('retried', s.attempt > 1);
+  el.classList.toggle('speculative', s.speculative);
+  el.style.setProperty('--worker', workerColor(s.worker));
+  el.textContent = String(s.index);
+  el.title = `${s.label || `#${s.index}`} · ${s.state}${s.worker ? ` on ${s.worker}` : ''} · attempt ${s.attempt}${s.speculative ? ' (speculative copy)' : ''}${s.error ? ` · ${s.error}` : ''}`;
 }
 
 /** Legend: states, then one swatch per worker seen in the mosaic. */
-export function renderLegend(container, subtasks) {
-  const workers = [...new Set([...subtasks.values()].map((s) => s.worker).filter(Boolean))].sort();
+export function renderLegend(container, workerNames) {
+  const workers = [...workerNames].sort();
   const parts = ['pending', 'running', 'succeeded', 'failed'].map((s) => {
     const span = document.createElement('span');
     const k = document.createElement('span');
