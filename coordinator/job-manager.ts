@@ -72,6 +72,8 @@ const SECOND_OPINION_WAIT_MS = 60_000;
  * it, and they reconnect after a backoff of a few seconds and register again.
  */
 const STALL_EXCUSE_MS = 30_000;
+/** How long a worker's queue places stay kept for work of a higher priority after the last pass that wanted them. */
+const RESERVE_QUEUE_MS = 2_000;
 /** How long after a restart a plan waits for the first worker of its kind to come back. */
 const RESTART_WORKER_GRACE_MS = 10_000;
 /**
@@ -783,6 +785,8 @@ export class JobManager {
       }
       return true;
     },
+    /** Work of `priority` may be queued on `w` unless its places are kept for higher work (yieldQueuedToPriority). */
+    queueOn: (w: WorkerSession, priority: number): boolean => priority >= w.reservedFor || steadyNow() >= w.reservedUntil,
   };
 
   private dispatch(): void {
@@ -811,22 +815,58 @@ export class JobManager {
 
   /**
    * Work waiting in workers' prefetch queues gives way to a job of higher priority that found no
-   * slot: a freed slot goes to the oldest queued assignment, so a priority-10 job waited for every
-   * priority-0 subtask queued on each worker (four per slot at most). The queued assignments a
-   * pending subtask of higher priority could take over are taken back (never started: no attempt is
-   * used) and queued again behind it.
+   * slot: a worker runs its queue first in, first out, so a priority-10 job waited for every
+   * priority-0 subtask queued on each worker (four per slot at most). For each pending subtask of
+   * higher priority, one worker that could run it is cleared of the lower-priority assignments it
+   * has queued (never started: taken back, no attempt used, queued again), so that the next slot it
+   * frees is the higher-priority job's; a worker with nothing lower queued serves one already. No
+   * more workers are cleared than such subtasks are pending; those serving keep their queue places
+   * for that priority for RESERVE_QUEUE_MS after the last pass that wanted them, so that the job's
+   * next subtask does not clear again what was queued meanwhile. A pass costs nothing while every
+   * job is of one priority.
    */
   private yieldQueuedToPriority(now: number): void {
-    if (this.scheduler.pendingCount() === 0) return;
-    const heads = this.scheduler.readyHeads(now);
+    if (this.scheduler.priorityTiers < 2 || this.scheduler.pendingCount() === 0) return;
+    const lowest = this.scheduler.lowestPriority();
+    const heads = this.scheduler.readyHeadsAbove(lowest, now);
     if (heads.length === 0) return;
-    const top = heads[0]!.priority;
-    for (const w of this.registry.all()) {
-      if (w.waiting.size === 0 || w.state !== 'active') continue;
-      this.takeBackWaiting(w, 'a job of higher priority is waiting', (s) => {
-        const priority = this.active.get(s.jobId)?.record.spec.priority ?? 0;
-        return priority < top && heads.some((h) => h.priority > priority && canRun(w, h.subtask, h.kind));
-      });
+    const priorityOf = (id: string): number => {
+      const s = this.subtasks.get(id);
+      return (s && this.active.get(s.jobId)?.record.spec.priority) ?? 0;
+    };
+    const serving = new Set<WorkerSession>();
+    const keep = (w: WorkerSession, priority: number): void => {
+      serving.add(w);
+      // Its places stay for that work a little while: lower work queued there again meanwhile would
+      // be taken back again at the job's next subtask (the attempts of work that never ran climbing).
+      w.reservedFor = priority;
+      w.reservedUntil = now + RESERVE_QUEUE_MS;
+    };
+    for (const h of heads) {
+      let served = 0;
+      const candidates: WorkerSession[] = [];
+      for (const w of this.registry.all()) {
+        if (served >= h.pending) break;
+        if (w.state !== 'active' || serving.has(w) || !canRun(w, h.subtask, h.kind)) continue;
+        let lower = false;
+        for (const id of w.waiting.keys()) {
+          if (priorityOf(id) < h.priority) {
+            lower = true;
+            break;
+          }
+        }
+        if (lower) candidates.push(w);
+        else {
+          keep(w, h.priority);
+          served++;
+        }
+      }
+      for (const w of candidates) {
+        if (served >= h.pending) break;
+        this.takeBackWaiting(w, 'a job of higher priority is waiting', (s) => priorityOf(s.id) < h.priority);
+        keep(w, h.priority);
+        served++;
+      }
     }
   }
 

@@ -109,17 +109,30 @@ export class Scheduler {
     return n;
   }
 
+  /** Whether the jobs known here are of more than one priority (else none can outrank another). */
+  get priorityTiers(): number {
+    return this.tierJobs.size;
+  }
+
+  /** The lowest priority of any job known here (its work may wait in workers' queues), or Infinity. */
+  lowestPriority(): number {
+    let low = Infinity;
+    for (const p of this.tierJobs.keys()) if (p < low) low = p;
+    return low;
+  }
+
   /**
-   * The next pending subtask of each job with work ready now, highest priority first: what queued
-   * work of lower priority stands in front of.
+   * Each job above `priority` with work ready now: its next pending subtask and how many it has
+   * pending, highest priority first. What queued work of lower priority stands in front of.
    */
-  readyHeads(now: number): { priority: number; kind: string; subtask: SubtaskRecord }[] {
-    const out: { priority: number; kind: string; subtask: SubtaskRecord }[] = [];
+  readyHeadsAbove(priority: number, now: number): { jobId: string; priority: number; kind: string; subtask: SubtaskRecord; pending: number }[] {
+    const out: { jobId: string; priority: number; kind: string; subtask: SubtaskRecord; pending: number }[] = [];
     for (const q of this.queues.values()) {
+      if (q.priority <= priority) continue;
       for (let i = q.head; i < q.pending.length; i++) {
         const s = q.pending[i]!;
         if (s.notBefore > now) continue;
-        out.push({ priority: q.priority, kind: q.kind, subtask: s });
+        out.push({ jobId: q.jobId, priority: q.priority, kind: q.kind, subtask: s, pending: size(q) });
         break;
       }
     }
@@ -151,7 +164,7 @@ export class Scheduler {
     workers: WorkerSession[],
     now: number,
     canRun: (w: WorkerSession, s: SubtaskRecord, kind: string) => boolean,
-    prefetch?: { job(jobId: string): boolean; worker(w: WorkerSession): boolean },
+    prefetch?: { job(jobId: string): boolean; worker(w: WorkerSession): boolean; queueOn?(w: WorkerSession, priority: number): boolean },
   ): Assignment[] {
     const out: Assignment[] = [];
     this.fill(out, workers, (w) => w.slots - w.leases.size, now, canRun, () => true);
@@ -179,7 +192,10 @@ export class Scheduler {
         if (prefetch.job(q.jobId)) queueable.add(q.jobId);
         else if (q.priority > waiting) waiting = q.priority;
       }
-      this.fill(out, fit, (w) => w.slots + w.prefetch - w.leases.size - (taken.get(w) ?? 0), now, canRun, (q) => q.priority > waiting && queueable.has(q.jobId));
+      // A queue kept for higher work (see WorkerSession.reservedFor) takes nothing below it.
+      const queueOn = prefetch.queueOn;
+      const canQueue = queueOn ? (w: WorkerSession, s: SubtaskRecord, kind: string): boolean => canRun(w, s, kind) && queueOn(w, this.queues.get(s.jobId)?.priority ?? 0) : canRun;
+      this.fill(out, fit, (w) => w.slots + w.prefetch - w.leases.size - (taken.get(w) ?? 0), now, canQueue, (q) => q.priority > waiting && queueable.has(q.jobId));
     }
     return out;
   }

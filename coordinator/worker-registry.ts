@@ -55,6 +55,13 @@ export interface WorkerSession {
    * that can take it has room.
    */
   stalledSince: number;
+  /**
+   * Queue places kept for work of this priority or above until `reservedUntil` (steady ms): its
+   * queue was cleared for a job of higher priority, and lower work queued there again would only be
+   * taken back again at the next of that job's subtasks.
+   */
+  reservedFor: number;
+  reservedUntil: number;
   /** The worker said it is draining (a planned stop): what its end cuts short is no failure of the work. */
   drainRequested: boolean;
   lostAt: number;
@@ -93,6 +100,8 @@ export function newWorkerSession(r: Pick<WorkerSession, 'id' | 'name' | 'instanc
     quarantinedUntil: 0,
     quarantines: 0,
     stalledSince: 0,
+    reservedFor: -Infinity,
+    reservedUntil: 0,
     drainRequested: false,
     lostAt: 0,
     foreignSharedDirs: new Set(),
