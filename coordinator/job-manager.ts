@@ -1947,6 +1947,18 @@ export class JobManager {
           break;
         }
       }
+      // An encoder the plan chose that no worker has (none had the codec's when it was planned,
+      // or the one with it left): another of the same output that a worker has, where the kind can.
+      if (missing && active.kind.retarget) {
+        const encoders = new Set(workers.filter((w) => w.kinds.has(active.kind.name)).flatMap((w) => [...w.encoders]));
+        const changed = active.kind.retarget(active.params, active.subtasks, encoders) as SubtaskRecord[];
+        if (changed.length > 0) {
+          for (const sub of changed) this.store.saveSubtask(sub);
+          this.log.info({ job: job.id, subtasks: changed.length }, 'pending work pointed at an encoder a connected worker has');
+          this.requestDispatch();
+          missing = undefined;
+        }
+      }
       const message = missing && `waiting for a worker that can run it: ${missing}`;
       if (message === active.waiting?.message) continue;
       if (message) {

@@ -364,6 +364,13 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
         reject(new TesseraError(status.INTERNAL, `${what}${path.basename(bin)} crashed (killed by ${sig})`, { input: options.input, retryable: true }));
         return;
       }
+      // An encoder this ffmpeg was built without is this machine's lack, not the input's fault: tried
+      // again, elsewhere (a plan names the encoders it needs, so this is an ffmpeg that said it had one).
+      const missing = /Unknown encoder '([^']+)'|Encoder (?:not found|'([^']+)' not found)/.exec(stderr);
+      if (missing) {
+        reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} on this machine has no encoder ${missing[1] ?? missing[2] ?? ''}, not because of the input: ${reason}`.replace(' encoder ,', ' such encoder,'), { ...(options.input && { input: options.input }), retryable: true }));
+        return;
+      }
       // A failing ffmpeg almost always means the input is bad.
       reject(new TesseraError(status.INVALID_ARGUMENT, `${what}${path.basename(bin)} failed: ${reason}`, { input: options.input, retryable: false }));
     });

@@ -26,6 +26,13 @@ import { AUDIO_TAGS_FEATURE } from './media/audio-pieces.js';
  */
 export const WORKER_FEATURES: readonly string[] = [NUT_CHUNKS_FEATURE, AUDIO_BESIDE_SEGMENT_FEATURE, VIDEO_LOSSLESS_FEATURE, VIDEO_10BIT_FEATURE, MOV_CHUNKS_FEATURE, CHUNK_INPOINT_FEATURE, THUMBNAILS_SEEK_FROM_FEATURE, AUDIO_TAGS_FEATURE, VIDEO_COLOUR_FEATURE];
 
+/** What {@link CoordinatorKind.retarget} sees of a subtask. */
+export interface RetargetableSubtask {
+  state: string;
+  plan?: unknown;
+  requires?: { encoders?: string[]; features?: string[] };
+}
+
 /** Names of the kinds; also the field names of `JobSpec.params`. */
 export type KindName = 'image' | 'video' | 'thumbnails' | 'audio' | 'passthrough';
 
@@ -229,6 +236,14 @@ export interface CoordinatorKind<P = unknown> {
    * that job, not refused by a rule added since.
    */
   refuseNew?(params: P, spec: JobSpec__Output): void;
+  /**
+   * Optional: a job whose pending work no connected worker can run for want of an encoder its plan
+   * chose (the cluster had none of the codec's when it was planned, or the one with it left) may be
+   * pointed at another encoder of the same output that `encoders` (those of the connected workers of
+   * the kind) has. Changes the subtasks given (their `plan` and `requires`) and returns those it
+   * changed; only work that has not run with the old choice (the kind's merge joins one encoder's).
+   */
+  retarget?(params: P, subtasks: RetargetableSubtask[], encoders: ReadonlySet<string>): RetargetableSubtask[];
   /**
    * Optional: starts reading what `plan` will need of an input (its probes) as soon as the input
    * has passed its submission check, so that the reading overlaps the other inputs' checks and the

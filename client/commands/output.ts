@@ -184,6 +184,8 @@ export class ProgressView {
   private bar: cliProgress.SingleBar | undefined;
   private lastLine = 0;
   private lastPct = -1;
+  /** The last message of the job's own shown (see event). */
+  private lastJobMessage = '';
   /** Events up to this seq are the job's past, replayed before what happens now (see {@link past}). */
   private pastThrough = 0;
   /** Between start() and stop(): an update after stop() (an upload still reporting after its call failed) shows nothing. */
@@ -226,17 +228,22 @@ export class ProgressView {
     }
   }
 
-  update(fraction: number, status: string): void {
+  update(fraction: number, status: string, said = false): void {
     if (!this.enabled || !this.running) return;
     const pct = Math.round(fraction * 100);
     if (this.bar) {
-      this.bar.update(pct, { status: status.slice(0, 60) });
+      // As much of the status as the terminal's width leaves (the bar and its label take ~60
+      // columns): cut at 60 characters, "waiting for a worker that can run it: none of the 1
+      // connecte" stopped before what was missing.
+      const columns = this.stream.columns || Number(process.env['COLUMNS']) || 80;
+      this.bar.update(pct, { status: status.slice(0, Math.max(60, columns - 60)) });
       this.lastPct = pct;
       return;
     }
-    // Plain lines: at most one per second, or on a 10% step.
+    // Plain lines: at most one per second, or on a 10% step; and what the job itself says (a job
+    // waiting for a worker that can run it stays at 0%, and said so to nobody).
     const now = Date.now();
-    if (pct !== this.lastPct && (now - this.lastLine > 1000 || Math.floor(pct / 10) !== Math.floor(this.lastPct / 10))) {
+    if (said || (pct !== this.lastPct && (now - this.lastLine > 1000 || Math.floor(pct / 10) !== Math.floor(this.lastPct / 10)))) {
       this.stream.write(`progress ${pct}% ${status}\n`);
       this.lastLine = now;
       this.lastPct = pct;
@@ -256,8 +263,11 @@ export class ProgressView {
     if (!this.tty && Number(e.seq) <= this.pastThrough) return;
     if (e.type === 'progress' || e.type === 'subtask_state' || e.type === 'job_state') {
       const status = e.subtask ? `${e.subtask.label} ${shortState(e.subtask.state)}${e.subtask.worker ? ` @${e.subtask.worker}` : ''}` : e.message;
+      // A new message of the job's own is always shown (a plain line even at the same percentage).
+      const said = e.type === 'job_state' && !e.subtask && Boolean(e.message) && e.message !== this.lastJobMessage;
+      if (said) this.lastJobMessage = e.message;
       // Events without a progress figure (0: a retry, a state change) keep the last one shown.
-      this.update(e.type === 'job_state' && e.final ? 1 : e.progress || Math.max(0, this.lastPct) / 100, status);
+      this.update(e.type === 'job_state' && e.final ? 1 : e.progress || Math.max(0, this.lastPct) / 100, status, said);
     }
   }
 

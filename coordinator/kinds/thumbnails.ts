@@ -156,7 +156,9 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
       plan,
       weight: slice.length,
       items: [input.name],
-      ...(plan.seekFrom && { requires: { features: [THUMBNAILS_SEEK_FROM_FEATURE] } }),
+      // The worker's ffmpeg encodes each thumbnail: one without the format's encoder (a build without
+      // libwebp) would fail the job blaming the input; the job waits for a worker that has it.
+      requires: { encoders: [ctx.params.format === 'webp' ? 'libwebp' : 'mjpeg'], ...(plan.seekFrom && { features: [THUMBNAILS_SEEK_FROM_FEATURE] }) },
     });
   }
   return { subtasks };

@@ -11,14 +11,14 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { CoordinatorKind, PlanContext, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
+import type { CoordinatorKind, PlanContext, RetargetableSubtask, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument } from '../../shared/errors.js';
 import { MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { AUDIO_CODECS, bitrateProblem, mp3RateWritten } from '../../shared/kinds/audio-params.js';
 import { alphaInUse, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
-import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
 import { HandOff } from '../hand-off.js';
 import { takeHeaderProbe } from '../input-check.js';
@@ -45,6 +45,32 @@ export const videoKind: CoordinatorKind<VideoJobParams> = {
     if (!v || (v.container ?? '').toLowerCase() !== 'webm') return;
     if (!v.codec) v.codec = p.codec;
     if (!v.audio_codec) v.audio_codec = p.audioCodec;
+  },
+  retarget(params, subtasks, encoders) {
+    // Segments of one input share an encoder (the stitch joins one encoder's streams): switched only
+    // while none of them has run or is running, to the codec's next encoder the workers have.
+    const byInput = new Map<number, RetargetableSubtask[]>();
+    for (const s of subtasks) {
+      const plan = s.plan as VideoSubtaskPlan | undefined;
+      if (plan?.type !== 'segment') continue;
+      let group = byInput.get(plan.input);
+      if (!group) byInput.set(plan.input, (group = []));
+      group.push(s);
+    }
+    const changed: RetargetableSubtask[] = [];
+    for (const group of byInput.values()) {
+      const first = group[0]!.plan as VideoSegmentPlan;
+      if (encoders.has(first.encoder) || !group.every((s) => s.state === 'pending')) continue;
+      const next = VIDEO_ENCODERS[params.codec].find((e) => encoders.has(e) && (!first.pixFmt || TEN_BIT_ENCODERS.has(e)));
+      if (!next) continue;
+      for (const s of group) {
+        const plan = s.plan as VideoSegmentPlan;
+        s.plan = { ...plan, encoder: next };
+        s.requires = { ...s.requires, encoders: (s.requires?.encoders ?? []).map((e) => (e === plan.encoder ? next : e)) };
+        changed.push(s);
+      }
+    }
+    return changed;
   },
   prefetch(input, signal) {
     prefetched.give(input, { signal, probes: probeInput(input.path, input.name, signal, takeHeaderProbe(input)) });
