@@ -87,8 +87,17 @@ function openForWriting(file: string): Database.Database {
   const db = new Database(file);
   // Per connection: WAL is the file's, but the sync level is each connection's.
   db.pragma('synchronous = NORMAL');
+  db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
   return db;
 }
+
+/**
+ * What the WAL is cut back to after a checkpoint (per connection: each one that checkpoints). A
+ * large transaction (a plan of 100,000 subtasks) grows it to its size, 66 MB, and SQLite's own
+ * checkpoints then reuse the file from its start without ever shrinking it: it kept its peak on
+ * disk until a retention sweep truncated it (never with --retention-hours 0).
+ */
+export const WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024;
 
 function serve({ file, port, flag }: WriterData): void {
   let db: Database.Database | undefined;

@@ -22,7 +22,7 @@ import { TesseraError } from '../shared/errors.js';
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 import { TERMINAL_JOB_STATES, type JobRecord, type OutputRecord, type SubtaskRecord } from './model.js';
-import { applyBatch, writeStatements, type WriteBatch, type WriterData, type WriterReply, type WriterRequest, type WriteStatements } from './store-writer.js';
+import { applyBatch, WAL_SIZE_LIMIT_BYTES, writeStatements, type WriteBatch, type WriterData, type WriterReply, type WriterRequest, type WriteStatements } from './store-writer.js';
 import { steadyNow } from '../shared/clock.js';
 
 /** The writer thread's module (compiled: a worker thread runs plain Node, also under vitest). */
@@ -163,6 +163,7 @@ export class JobStore {
       if (version === 0 && this.pageStats().pages <= 1) this.db.pragma('auto_vacuum = INCREMENTAL');
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
+      this.db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
       if (version < SCHEMA_VERSION) migrate(this.db);
       this.convertToIncrementalVacuum();
     } catch (err) {
