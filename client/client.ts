@@ -359,7 +359,7 @@ export class TesseraClient {
         if (progressed) cutAfterData++;
         if (cutAfterData >= MAX_SUBMIT_CUTS) {
           const why = (err as grpc.ServiceError).details ?? String(err);
-          throw new TesseraError(grpc.status.UNAVAILABLE, `${why}: the submission was cut ${cutAfterData} times after sending data, and each try starts from the first byte; given up (on a slow or lossy link, raise --keepalive-timeout-ms; see README "Running on several machines")`, { retryable: true });
+          throw new TesseraError(grpc.status.UNAVAILABLE, `${why}: the submission was cut ${cutAfterData} times after sending data, and each try starts from the first byte; given up (on a slow or lossy link, raise the keepalive timeout: --keepalive-timeout-ms, or \`keepalive\` in the client's options; see README "Running on several machines")`, { retryable: true });
         }
         await pause(1000, options.signal);
         // Sent again only as it was: a file that changed meanwhile would make another job than the one asked for.

@@ -10,7 +10,7 @@ import { access, lstat, readdir, rename, rm, stat, type FileHandle } from 'node:
 import path from 'node:path';
 import { status } from '../shared/grpc-status.js';
 import pLimit from 'p-limit';
-import { TesseraError, dataLoss, hasDiskTroubleCode, hasLocalTroubleCode, describeError, isAbortError, notFound, failedPrecondition, withInput } from '../shared/errors.js';
+import { TesseraError, dataLoss, isOwnTroubleToWaitOut, hasLocalTroubleCode, describeError, isAbortError, notFound, failedPrecondition, withInput } from '../shared/errors.js';
 import { Channel } from '../shared/channel.js';
 import { isPlanErrors, type ClusterView, type CoordinatorKind, type FinalOutput, type ItemFailure, type PlanErrors, type SpoolFile, type SubtaskOutcome, type SubtaskPlan } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
@@ -55,8 +55,8 @@ const START_RETRY_MS = 5_000;
 /** How long past its timeout (at least; 10% of the timeout for long ones) a lease runs before the coordinator takes it back. */
 const OVERDUE_GRACE_MS = 30_000;
 /**
- * How long the coordinator's full disk may refuse a subtask's outputs before those attempts count
- * (10 min; TESSERA_FULL_DISK_WAIT_MS, for tests): a disk that fills for a while costs no job its
+ * How long the coordinator's full or unwritable disk may refuse a subtask's outputs before those
+ * attempts count (10 min; TESSERA_FULL_DISK_WAIT_MS, checked at start): a disk that fills for a while costs no job its
  * finished work, one that stays full fails the jobs in the end rather than running them for ever.
  */
 const fullDiskWaitMs = (): number => envInt('TESSERA_FULL_DISK_WAIT_MS', 10 * 60_000);
@@ -514,6 +514,11 @@ export class JobManager {
     return job;
   }
 
+  /** The job, or undefined when this coordinator does not keep it (never had it, or removed it). */
+  find(jobId: string): JobRecord | undefined {
+    return this.jobs.get(jobId);
+  }
+
   subtasksOf(jobId: string): SubtaskRecord[] {
     return this.active.get(jobId)?.subtasks ?? this.store.subtasksOf(jobId);
   }
@@ -826,13 +831,13 @@ export class JobManager {
    * job is of one priority.
    */
   private yieldQueuedToPriority(now: number): void {
-    if (this.scheduler.priorityTiers < 2 || this.scheduler.pendingCount() === 0) return;
+    if (!this.scheduler.hasMixedPriorities() || this.scheduler.pendingCount() === 0) return;
     const lowest = this.scheduler.lowestPriority();
     const heads = this.scheduler.readyHeadsAbove(lowest, now);
     if (heads.length === 0) return;
     const priorityOf = (id: string): number => {
       const s = this.subtasks.get(id);
-      return (s && this.active.get(s.jobId)?.record.spec.priority) ?? 0;
+      return s ? this.scheduler.priorityOf(s.jobId) : 0;
     };
     const serving = new Set<WorkerSession>();
     const keep = (w: WorkerSession, priority: number): void => {
@@ -1233,7 +1238,7 @@ export class JobManager {
       }
       s.leases = [];
       // The worker's own figure leaves out the time the assignment waited in its prefetch queue.
-      s.durationMs = r.runMs !== undefined && r.runMs > 0 ? r.runMs : steadyNow() - lease.startedAt;
+      s.durationMs = attemptRunMs(lease, r.runMs);
       active.runMaxMs = Math.max(active.runMaxMs, s.durationMs);
       active.runSamples++;
       active.runTotalMs += s.durationMs;
@@ -1290,7 +1295,7 @@ export class JobManager {
           if (holder) this.noteWorkerFailure(holder);
         }
         s.leases = [];
-        s.durationMs = Date.now() - s.startedAt;
+        s.durationMs = attemptRunMs(lease, r.runMs);
         for (const l of this.attemptsEnded) l(active.record.kind, 'failed', s.durationMs);
         if (!r.retryable && error.code === 'INVALID_ARGUMENT' && !s.blamedBy && this.secondOpinionFrom(w, s, active.record.kind)) {
           // One worker's word that the input is bad fails the job for good: a worker whose own
@@ -1486,7 +1491,7 @@ export class JobManager {
     if (!active || s.state !== 'running' || !lease) return;
     this.leaseExpiries++;
     if (s.leases.length > 0) {
-      // Another copy runs on: nothing else says this one ended.
+      // Another copy runs on: the subtask stays running (oneCopyEnded corrects the views).
       this.log.warn({ job: s.jobId, subtask: s.id, attempt, worker: w.name, reason }, 'lease expired');
       this.oneCopyEnded(active, s, w, lease, reason);
       if (s.leases.every(stillStalled)) {
@@ -1502,7 +1507,7 @@ export class JobManager {
     // The retry (or the failure) below logs it, once, with the reason; the attempt's time is
     // what it ran (a lost worker's, a timed-out one's), as a result would have said.
     this.log.debug({ job: s.jobId, subtask: s.id, attempt, worker: w.name, reason }, 'lease expired');
-    s.durationMs = lease.runningSince === undefined ? 0 : steadyNow() - lease.runningSince;
+    s.durationMs = attemptRunMs(lease);
     if (lease.runningSince !== undefined) for (const l of this.attemptsEnded) l(active.record.kind, 'failed', s.durationMs);
     this.retryOrFail(active, s, w.id, { input: s.items.length === 1 ? s.items[0]! : '', code: 'UNAVAILABLE', message: reason }, retryable, counts);
     this.checkPhase(active);
@@ -1603,7 +1608,7 @@ export class JobManager {
       await this.finishWithOutputs(active, merged.outputs ?? []);
     } catch (err) {
       if (isCoordinatorTrouble(err) && !this.stopping && !TERMINAL_JOB_STATES.has(job.state)) {
-        // The coordinator's disk is full (or out of descriptors): not the job's fault. Merge again later.
+        // The coordinator's disk is full, read-only or failing (or out of descriptors): not the job's fault. Merge again later.
         active.mergeRetries = (active.mergeRetries ?? 0) + 1;
         const wait = troubleRetryMs(active.mergeRetries);
         active.mergedPhase = phase - 1;
@@ -2405,14 +2410,20 @@ async function removeIfSame(file: string, was: Pick<Stats, 'dev' | 'ino'>): Prom
   if (now && now.dev === was.dev && now.ino === was.ino) await rm(file, { force: true });
 }
 
+/** What an attempt ran: the worker's own figure, else from when a slot took it (steady clock; 0 if it never left the prefetch queue). */
+function attemptRunMs(lease: Lease, runMs?: number): number {
+  if (runMs !== undefined && runMs > 0) return runMs;
+  return lease.runningSince === undefined ? 0 : steadyNow() - lease.runningSince;
+}
+
 /**
  * An error that tells of the coordinator's own trouble that passes by itself or by an operator
- * freeing room (its disk or quota full, no descriptors left), not of the job. An ffmpeg it cannot
+ * seeing to it (its disk or quota full, read-only or failing, no descriptors left), not of the job. An ffmpeg it cannot
  * start is not: that needs an install, and the job fails.
  */
 function isCoordinatorTrouble(err: unknown): boolean {
   // Its disk full, read-only (remounted so after an I/O error) or failing.
-  if (hasDiskTroubleCode(err)) return true;
+  if (isOwnTroubleToWaitOut(err)) return true;
   // The store or spool that cannot write (limits are not retryable).
   return err instanceof TesseraError && err.code === status.RESOURCE_EXHAUSTED && err.retryable && !err.input;
 }

@@ -28,6 +28,7 @@ import { compileEncoder, withFallback, type Encoder } from '../shared/proto-enco
 import { fieldNumber, loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
 import { INLINE_OUTPUT_MAX_BYTES, envInt } from '../shared/config.js';
 import { sha256File } from '../shared/streams.js';
+import { steadyNow } from '../shared/clock.js';
 
 export type JobServiceLimits = Limits;
 
@@ -391,7 +392,7 @@ function idleLimited<T>(it: AsyncIterator<T>, ms: number, weigh: (m: T) => numbe
   return {
     next: () =>
       new Promise<IteratorResult<T>>((resolve, reject) => {
-        const asked = Date.now();
+        const asked = steadyNow();
         const timer = setTimeout(
           () => reject(new TesseraError(status.DEADLINE_EXCEEDED, `the submission ${since > 0 ? `sent only ${since} byte${since === 1 ? '' : 's'}` : 'sent nothing'} in ${ms / 1000} s: the coordinator gave up on it; nothing of it was kept`, { retryable: false })),
           Math.max(0, ms - waited),
@@ -399,7 +400,7 @@ function idleLimited<T>(it: AsyncIterator<T>, ms: number, weigh: (m: T) => numbe
         it.next().then(
           (r) => {
             clearTimeout(timer);
-            waited += Date.now() - asked;
+            waited += steadyNow() - asked;
             if (!r.done) {
               since += weigh(r.value);
               if (since >= enough) {

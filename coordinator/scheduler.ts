@@ -110,8 +110,13 @@ export class Scheduler {
   }
 
   /** Whether the jobs known here are of more than one priority (else none can outrank another). */
-  get priorityTiers(): number {
-    return this.tierJobs.size;
+  hasMixedPriorities(): boolean {
+    return this.tierJobs.size > 1;
+  }
+
+  /** A job's priority as queued here (0 for one not known). */
+  priorityOf(jobId: string): number {
+    return this.queues.get(jobId)?.priority ?? 0;
   }
 
   /** The lowest priority of any job known here (its work may wait in workers' queues), or Infinity. */
@@ -125,14 +130,14 @@ export class Scheduler {
    * Each job above `priority` with work ready now: its next pending subtask and how many it has
    * pending, highest priority first. What queued work of lower priority stands in front of.
    */
-  readyHeadsAbove(priority: number, now: number): { jobId: string; priority: number; kind: string; subtask: SubtaskRecord; pending: number }[] {
-    const out: { jobId: string; priority: number; kind: string; subtask: SubtaskRecord; pending: number }[] = [];
+  readyHeadsAbove(priority: number, now: number): { priority: number; kind: string; subtask: SubtaskRecord; pending: number }[] {
+    const out: { priority: number; kind: string; subtask: SubtaskRecord; pending: number }[] = [];
     for (const q of this.queues.values()) {
       if (q.priority <= priority) continue;
       for (let i = q.head; i < q.pending.length; i++) {
         const s = q.pending[i]!;
         if (s.notBefore > now) continue;
-        out.push({ jobId: q.jobId, priority: q.priority, kind: q.kind, subtask: s, pending: size(q) });
+        out.push({ priority: q.priority, kind: q.kind, subtask: s, pending: size(q) });
         break;
       }
     }
@@ -194,7 +199,7 @@ export class Scheduler {
       }
       // A queue kept for higher work (see WorkerSession.reservedFor) takes nothing below it.
       const queueOn = prefetch.queueOn;
-      const canQueue = queueOn ? (w: WorkerSession, s: SubtaskRecord, kind: string): boolean => canRun(w, s, kind) && queueOn(w, this.queues.get(s.jobId)?.priority ?? 0) : canRun;
+      const canQueue = queueOn ? (w: WorkerSession, s: SubtaskRecord, kind: string): boolean => canRun(w, s, kind) && queueOn(w, this.priorityOf(s.jobId)) : canRun;
       this.fill(out, fit, (w) => w.slots + w.prefetch - w.leases.size - (taken.get(w) ?? 0), now, canQueue, (q) => q.priority > waiting && queueable.has(q.jobId));
     }
     return out;

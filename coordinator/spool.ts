@@ -221,8 +221,8 @@ export class Spool {
 /**
  * The coordinator's own trouble storing a file, said as such (retried, never the sender's fault):
  * a full disk or quota, out of descriptors (RESOURCE_EXHAUSTED), or a spool that cannot be written
- * at all, read-only or failing (FAILED_PRECONDITION: it lasts until someone fixes it). The errno
- * rides along as the cause. Undefined for other errors.
+ * at all, read-only or failing (FAILED_PRECONDITION: it lasts until someone fixes it; its errno
+ * rides along as the cause, which storageFaultCode reads). Undefined for other errors.
  */
 function storageTrouble(err: unknown, opts: { what: string; input?: string }): TesseraError | undefined {
   const code = (err as NodeJS.ErrnoException).code;

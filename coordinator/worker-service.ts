@@ -4,7 +4,7 @@ import { open, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
-import { TesseraError, dataLoss, describeStorageFault, hasLocalTroubleCode, invalidArgument, statusDetails, storageFaultCode } from '../shared/errors.js';
+import { TesseraError, dataLoss, describeStorageFault, hasLocalTroubleCode, inputOfChecksumMismatch, invalidArgument, statusDetails, storageFaultCode } from '../shared/errors.js';
 import { asWire, passEncoded, readEncodedChunks } from '../shared/encoded-chunks.js';
 import { clientStream, serverStream } from '../shared/grpc-handlers.js';
 import { compileDecoder, compileEncoder, withFallback } from '../shared/proto-encoder.js';
@@ -91,11 +91,11 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
    * uploaded with (rewritten in place, its size kept): the spool's loss, as a cut file is.
    */
   async function damagedInSpool(s: SubtaskRecord, r: SubtaskResult__Output): Promise<{ input: string; message: string } | undefined> {
-    const name = r.error_code === 'DATA_LOSS' ? /^input (.+): checksum mismatch after transfer$/.exec(r.error_message)?.[1] : undefined;
+    const name = r.error_code === 'DATA_LOSS' ? inputOfChecksumMismatch(r.error_message) : undefined;
     const f = name === undefined ? undefined : s.inputs.find((i) => i.name === name && !i.shared && i.sha256);
     if (!f) return undefined;
     const digest = await sha256File(f.path).catch(() => undefined);
-    return digest === f.sha256 ? undefined : { input: f.name, message: `${f.name}: its file in the coordinator's spool is damaged (its checksum is not the one it was uploaded with)` };
+    return digest === f.sha256 ? undefined : { input: f.name, message: spoolLossMessage(f.name, 'damaged (its checksum is not the one it was uploaded with)') };
   }
 
   async function handleResult(w: WorkerSession, r: SubtaskResult__Output): Promise<void> {
@@ -317,7 +317,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       // A spooled input gone or damaged (cut, padded) is the coordinator's loss, not the transfer's:
       // every attempt would read the same file. Its subtask fails at once, not held against the worker.
       const spoolLoss = (why: string): TesseraError => {
-        const message = `${req.name}: its file in the coordinator's spool is ${why}`;
+        const message = spoolLossMessage(req.name, why);
         inputGone.set(uploadKey(req.subtask_id, req.attempt), { input: req.name, message });
         return new TesseraError(status.DATA_LOSS, message, { retryable: false });
       };
@@ -422,6 +422,11 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       return { size: String(size), sha256: digest };
     }),
   };
+}
+
+/** What a job is told of an input whose file in the spool is gone or damaged. */
+function spoolLossMessage(input: string, why: string): string {
+  return `${input}: its file in the coordinator's spool is ${why}`;
 }
 
 /** Most files one attempt may upload (a thumbnails job makes at most 10,000; a batch one per photo). */

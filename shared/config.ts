@@ -232,7 +232,7 @@ export const SWITCH_VALUES = '1, true, yes or on; 0, false, no or off';
 /** Reads a positive integer from the environment, else the fallback. */
 export function envInt(name: string, fallback: number): number {
   const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
+  if (raw === undefined || raw.trim() === '') return fallback;
   const n = Number(raw);
   return Number.isFinite(n) && n >= 0 ? n : fallback;
 }

@@ -47,8 +47,13 @@ export const LOCAL_TROUBLE_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQU
 
 /** Whether an error carries one of LOCAL_TROUBLE_CODES as its errno, itself or in its cause. */
 export function hasLocalTroubleCode(err: unknown): boolean {
+  return errnosOf(err).some((c) => LOCAL_TROUBLE_CODES.has(c));
+}
+
+/** The errno codes an error carries, itself and in its cause. */
+function errnosOf(err: unknown): string[] {
   const errno = (e: unknown): unknown => (e as NodeJS.ErrnoException | undefined)?.code;
-  return [errno(err), errno((err as Error | undefined)?.cause)].some((c) => typeof c === 'string' && LOCAL_TROUBLE_CODES.has(c));
+  return [errno(err), errno((err as Error | undefined)?.cause)].filter((c): c is string => typeof c === 'string');
 }
 
 /**
@@ -60,16 +65,16 @@ export const STORAGE_FAULT_CODES: ReadonlySet<string> = new Set(['EROFS', 'EIO',
 
 /** The STORAGE_FAULT_CODES errno an error carries, itself or in its cause, or undefined. */
 export function storageFaultCode(err: unknown): string | undefined {
-  const errno = (e: unknown): unknown => (e as NodeJS.ErrnoException | undefined)?.code;
-  return [errno(err), errno((err as Error | undefined)?.cause)].find((c): c is string => typeof c === 'string' && STORAGE_FAULT_CODES.has(c));
+  return errnosOf(err).find((c) => STORAGE_FAULT_CODES.has(c));
 }
 
 /**
- * Whether an error carries trouble of this machine's disk that passes by itself or once an operator
- * sees to it: full, out of quota or descriptors (LOCAL_TROUBLE_CODES), read-only or failing (EROFS,
- * EIO). Permissions are left out: a file it may not read is the job's.
+ * Whether an error carries this machine's own trouble that passes by itself or once an operator
+ * sees to it, and is waited out rather than failing the work: a disk full or out of quota, no file
+ * descriptors left (LOCAL_TROUBLE_CODES), a disk read-only or failing (EROFS, EIO). Permissions are
+ * left out: a file it may not read is the job's.
  */
-export function hasDiskTroubleCode(err: unknown): boolean {
+export function isOwnTroubleToWaitOut(err: unknown): boolean {
   const fault = storageFaultCode(err);
   return hasLocalTroubleCode(err) || fault === 'EROFS' || fault === 'EIO';
 }
@@ -113,6 +118,16 @@ export function tidyGrpcError<E>(err: E): E {
     if (input !== undefined) e.input = input;
   }
   return err;
+}
+
+/** A worker's report of an input whose bytes arrived with another SHA-256 than they left with. */
+export function inputChecksumMismatch(name: string): TesseraError {
+  return dataLoss(`input ${name}: checksum mismatch after transfer`);
+}
+
+/** The input an {@link inputChecksumMismatch} message names, or undefined for any other message. */
+export function inputOfChecksumMismatch(message: string): string | undefined {
+  return /^input (.+): checksum mismatch after transfer$/.exec(message)?.[1];
 }
 
 /** `INPUT: message`, unless the message names the input first already (as most do). */

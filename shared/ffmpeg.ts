@@ -368,7 +368,8 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       // again, elsewhere (a plan names the encoders it needs, so this is an ffmpeg that said it had one).
       const missing = /Unknown encoder '([^']+)'|Encoder (?:not found|'([^']+)' not found)/.exec(stderr);
       if (missing) {
-        reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} on this machine has no encoder ${missing[1] ?? missing[2] ?? ''}, not because of the input: ${reason}`.replace(' encoder ,', ' such encoder,'), { ...(options.input && { input: options.input }), retryable: true }));
+        const name = missing[1] ?? missing[2];
+        reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} on this machine has no ${name ? `encoder ${name}` : 'such encoder'}, not because of the input: ${reason}`, { ...(options.input && { input: options.input }), retryable: true }));
         return;
       }
       // A failing ffmpeg almost always means the input is bad.

@@ -195,7 +195,7 @@ describe('SubmitJob request_id', () => {
         .catch((e: unknown) => e)) as grpc.ServiceError;
       expect(retries).toEqual([2, 3, 4, 5]);
       expect(err.code).toBe(grpc.status.UNAVAILABLE);
-      expect(err.message).toMatch(/: the submission was cut 5 times after sending data, and each try starts from the first byte; given up \(on a slow or lossy link, raise --keepalive-timeout-ms/);
+      expect(err.message).toMatch(/: the submission was cut 5 times after sending data, and each try starts from the first byte; given up \(on a slow or lossy link, raise the keepalive timeout: --keepalive-timeout-ms/);
       expect(await jobsWith('req-cut-each-time')).toEqual([]);
     } finally {
       via.close();

@@ -9,7 +9,7 @@ import { finished } from 'node:stream/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
 import { INLINE_LIMIT, INLINE_RESULT_BYTES, transferDeadlineMs } from '../shared/config.js';
-import { TesseraError, dataLoss, invalidArgument, isAbortError, statusName } from '../shared/errors.js';
+import { TesseraError, dataLoss, inputChecksumMismatch, invalidArgument, isAbortError, statusName } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
@@ -248,7 +248,7 @@ export async function fetchInputs(a: Assignment__Output, workDir: string, signal
       }
     }
     const digest = hash.digest('hex');
-    if (input.sha256 && digest !== input.sha256) throw dataLoss(`input ${name}: checksum mismatch after transfer`);
+    if (input.sha256 && digest !== input.sha256) throw inputChecksumMismatch(name);
     if (size !== Number(input.size)) throw dataLoss(`input ${name}: ${size} bytes arrived, ${input.size} expected`);
     files.push({ name, path: file, size });
   }

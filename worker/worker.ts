@@ -28,6 +28,7 @@ import type { Server } from 'node:net';
 import { workerProcessors } from './processors/index.js';
 import { ProcessorIsolation, defaultMemoryLimitMb } from './isolation.js';
 import { tokenProblem } from '../shared/auth.js';
+import { steadyNow } from '../shared/clock.js';
 
 export interface WorkerOptions {
   coordinator: string;
@@ -367,7 +368,7 @@ export class Worker {
    */
   private logRefusal(err: grpc.ServiceError, retryInMs: number): void {
     const reason = `${grpc.status[err.code]}: ${err.details}`;
-    const now = Date.now();
+    const now = steadyNow();
     const last = this.refusal;
     const fields = { reason, check: refusalCheck(err), retryInMs };
     if (last && last.reason === reason && now - last.loggedAt < REFUSAL_LOG_INTERVAL_MS) {
@@ -416,7 +417,7 @@ export class Worker {
       this.isolation?.close();
       // An aborted subtask ends at its next await, one in a native call (an in-process sharp
       // pipeline) when that returns: its files are under the temp root, so wait for it, a while.
-      for (const until = Date.now() + CLOSE_WAIT_MS; this.limit.activeCount + this.limit.pendingCount > 0 && Date.now() < until; ) await sleep(20);
+      for (const until = steadyNow() + CLOSE_WAIT_MS; this.limit.activeCount + this.limit.pendingCount > 0 && steadyNow() < until; ) await sleep(20);
       clearInterval(this.tempHeartbeat);
       this.tempSocket?.close();
       await rm(this.tempRoot, { recursive: true, force: true }).catch(() => undefined);

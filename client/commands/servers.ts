@@ -79,7 +79,7 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
   }
   // How long its own full or unwritable disk is waited out (README "Configuration"): a typo is no default.
   const wait = process.env['TESSERA_FULL_DISK_WAIT_MS'];
-  if (wait !== undefined && wait !== '' && !(Number.isSafeInteger(Number(wait)) && Number(wait) >= 0)) throw new UsageError(`TESSERA_FULL_DISK_WAIT_MS=${wait}: must be a whole number of milliseconds, 0 or more`);
+  if (wait !== undefined && wait.trim() !== '' && !(Number.isSafeInteger(Number(wait)) && Number(wait) >= 0)) throw new UsageError(`TESSERA_FULL_DISK_WAIT_MS=${wait}: must be a whole number of milliseconds, 0 or more`);
   if (o.dataDir.trim() === '') throw new UsageError(`${setting(name('dataDir'), o.dataDir)}: empty (it would be the working folder)`);
   try {
     tileConfig();

@@ -7,7 +7,7 @@
 import type { ServerResponse } from 'node:http';
 import type { JobEvent } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobManager } from '../job-manager.js';
-import type { JobRecord, SubtaskRecord } from '../model.js';
+import type { SubtaskRecord } from '../model.js';
 import { fromInfo, jobView, recentJobs, subtaskView, workerView, type SubtaskView } from './views.js';
 
 /** Jobs listed in the snapshot. */
@@ -116,12 +116,7 @@ export class LiveHub {
     res.write('retry: 1000\n\n');
     // The selected job is described too when it is older than the newest JOB_LIMIT (a link to it).
     const recent = recentJobs(this.manager, JOB_LIMIT);
-    let selected: JobRecord | undefined;
-    try {
-      selected = job && !recent.some((j) => j.id === job) ? this.manager.get(job) : undefined;
-    } catch {
-      selected = undefined;
-    }
+    const selected = job && !recent.some((j) => j.id === job) ? this.manager.find(job) : undefined;
     send(res, 'snapshot', {
       now: Date.now(),
       workers: this.manager.registry.all().map(workerView),

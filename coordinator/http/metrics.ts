@@ -201,11 +201,7 @@ export class CoordinatorMetrics {
   private kind(jobId: string): string {
     let k = this.kindOf.get(jobId);
     if (k === undefined) {
-      try {
-        k = this.manager.get(jobId).kind;
-      } catch {
-        k = 'unknown';
-      }
+      k = this.manager.find(jobId)?.kind ?? 'unknown';
       this.kindOf.set(jobId, k);
     }
     return k;
@@ -225,12 +221,7 @@ export class CoordinatorMetrics {
         else if (this.dropped.delete(jobId)) this.kindOf.delete(jobId);
         else {
           // A job removed meanwhile (its retention was 0) has no record to count from any more.
-          let job: JobRecord | undefined;
-          try {
-            job = this.manager.get(jobId);
-          } catch {
-            job = undefined;
-          }
+          const job = this.manager.find(jobId);
           if (job) this.countFinished(job, state);
           else this.kindOf.delete(jobId);
         }

@@ -6,7 +6,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { dataLoss, hasDiskTroubleCode, TesseraError } from '../../shared/errors.js';
+import { dataLoss, isOwnTroubleToWaitOut, TesseraError } from '../../shared/errors.js';
 import type { FinalOutput, ItemFailure, MergeContext, MergeResult, SubtaskOutcome } from '../../shared/job-kind.js';
 import { AUDIO_CODECS, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import type { PieceStats } from '../../shared/media/audio-analyze.js';
@@ -45,7 +45,7 @@ export async function mergeAudio(ctx: MergeContext<AudioJobParams>): Promise<Mer
       for (const name of done.files) outputs.push({ name, path: path.join(ctx.outputDir, name), source: input, contentType: contentType(name, ctx.params) });
     } catch (err) {
       // The coordinator's own trouble (a full disk): the job manager merges again later, as for video.
-      if (!(err instanceof TesseraError) || hasDiskTroubleCode(err)) throw err;
+      if (!(err instanceof TesseraError) || isOwnTroubleToWaitOut(err)) throw err;
       // A segment that does not verify fails its file only; the rest of the batch is published.
       errors.push({ input, code: err.codeName, message: err.message });
     }

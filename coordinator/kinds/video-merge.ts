@@ -8,7 +8,7 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FinalOutput, ItemFailure, MergeContext, MergeResult, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
-import { dataLoss, hasDiskTroubleCode, TesseraError } from '../../shared/errors.js';
+import { dataLoss, isOwnTroubleToWaitOut, TesseraError } from '../../shared/errors.js';
 import { chunkPath, spoolFile } from './video-chunks.js';
 import { fpsModeFlag, runFfmpeg } from '../../shared/ffmpeg.js';
 import type { VideoJobParams } from '../../shared/kinds/video-params.js';
@@ -104,7 +104,7 @@ export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<Mer
         continue;
       } catch (err) {
         // The coordinator's own trouble (a full disk): the job manager merges again later.
-        if (!(err instanceof TesseraError) || hasDiskTroubleCode(err)) throw err;
+        if (!(err instanceof TesseraError) || isOwnTroubleToWaitOut(err)) throw err;
         // The stitched file's frames are counted as it is verified: only when it fails are the
         // segments counted one by one, and one whose bytes do not hold its planned frames is encoded
         // again (the worker counted its encode; this catches what went wrong on the way here).
