@@ -48,39 +48,53 @@ async function stoppedChildOf(parent: number): Promise<number | undefined> {
   return undefined;
 }
 
+/**
+ * A cluster of two workers on `data` whose ffmpeg stops itself as the coordinator's audio merge
+ * starts (its output lies in the job's work/merge-N-* folder), a 20 s audio job of two segments on
+ * it, and that stopped merge's PID: the disk is spoilt at that moment, then the merge let go.
+ */
+async function audioMergePaused(data: string): Promise<{ c: LocalCluster; job: { id: string }; merger: number }> {
+  const freeze = path.join(dir, 'freeze');
+  const wrapper = path.join(dir, 'ffmpeg');
+  await writeFile(freeze, '');
+  await writeFile(wrapper, `#!/bin/sh\ncase "$*" in *"/work/merge-"*) [ -e '${freeze}' ] && rm -f '${freeze}' && kill -STOP $$ ;; esac\nexec '${ffmpegBinaries().ffmpeg}' "$@"\n`, { mode: 0o755 });
+  cluster = await new LocalCluster({ workers: 2, slots: 1, dataDir: data, env: { FFMPEG_PATH: wrapper, TESSERA_FULL_DISK_RETRY_MS: '200' } }).start();
+  const c = cluster;
+  const src = await generateAudio(path.join(dir, 'talk.wav'), { source: 'speech', seconds: 20, rate: 48000, layout: 'stereo', ext: 'wav' });
+  const job = await c.client.submit({ audio: { codec: 'wav', segment_seconds: 10 } }, [src]);
+  let merger: number | undefined;
+  for (const until = Date.now() + 60_000; merger === undefined && Date.now() < until; ) {
+    merger = await stoppedChildOf(c.coordinator!.child.pid!);
+    if (merger === undefined) await sleep(50);
+  }
+  expect(merger, 'the coordinator never ran its merge').toBeDefined();
+  return { c, job, merger: merger! };
+}
+
+/** Until the job says its merge waits for the coordinator (that message) or ends (its state and errors), 20 s at most. */
+async function waitingOrEnded(c: LocalCluster, jobId: string): Promise<{ waiting: string; ended: string }> {
+  let waiting = '';
+  let ended = '';
+  for (const until = Date.now() + 20_000; !waiting && !ended && Date.now() < until; ) {
+    const j = await c.client.getJob(jobId);
+    if (/waits for the coordinator/.test(j.message)) waiting = j.message;
+    else if (j.state !== 'JOB_STATE_RUNNING') ended = `${j.state}: ${j.errors.map((e) => `${e.code}: ${e.message}`).join('; ')}`;
+    await sleep(100);
+  }
+  return { waiting, ended };
+}
+
 describe("a merge stopped by the coordinator's full disk", () => {
   it('an audio file joined on a full disk waits for room and is published, not failed as UNAVAILABLE "its disk is full"', async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-merge-full-'));
     const data = await tmpfs(path.join(dir, 'data'), '32m');
-    // The cluster's ffmpeg stops itself before it writes the coordinator's merge (its output lies in
-    // the job's work/merge-N-* folder) while `freeze` exists: the disk is filled at that moment.
-    const freeze = path.join(dir, 'freeze');
-    const wrapper = path.join(dir, 'ffmpeg');
-    await writeFile(freeze, '');
-    await writeFile(wrapper, `#!/bin/sh\ncase "$*" in *"/work/merge-"*) [ -e '${freeze}' ] && rm -f '${freeze}' && kill -STOP $$ ;; esac\nexec '${ffmpegBinaries().ffmpeg}' "$@"\n`, { mode: 0o755 });
-    cluster = await new LocalCluster({ workers: 2, slots: 1, dataDir: data, env: { FFMPEG_PATH: wrapper, TESSERA_FULL_DISK_RETRY_MS: '200' } }).start();
-    const c = cluster;
-    const src = await generateAudio(path.join(dir, 'talk.wav'), { source: 'speech', seconds: 20, rate: 48000, layout: 'stereo', ext: 'wav' });
-    const job = await c.client.submit({ audio: { codec: 'wav', segment_seconds: 10 } }, [src]);
-    let merger: number | undefined;
-    for (const until = Date.now() + 60_000; merger === undefined && Date.now() < until; ) {
-      merger = await stoppedChildOf(c.coordinator!.child.pid!);
-      if (merger === undefined) await sleep(50);
-    }
-    expect(merger, 'the coordinator never ran its merge').toBeDefined();
+    const { c, job, merger } = await audioMergePaused(data);
     const filler = path.join(data, 'filler');
     const fs = statfsSync(data);
     execFileSync('fallocate', ['-l', String(fs.bavail * fs.bsize - 64 * 1024), filler]);
-    process.kill(merger!, 'SIGCONT');
+    process.kill(merger, 'SIGCONT');
     // The merge fails for want of room: the job must wait for it (and say so), not end.
-    let waiting = '';
-    let ended = '';
-    for (const until = Date.now() + 20_000; !waiting && !ended && Date.now() < until; ) {
-      const j = await c.client.getJob(job.id);
-      if (/waits for the coordinator/.test(j.message)) waiting = j.message;
-      else if (j.state !== 'JOB_STATE_RUNNING') ended = `${j.state}: ${j.errors.map((e) => `${e.code}: ${e.message}`).join('; ')}`;
-      await sleep(100);
-    }
+    const { waiting, ended } = await waitingOrEnded(c, job.id);
     await rm(filler);
     const done = await c.client.wait(job.id);
     expect(ended).toBe('');
@@ -92,34 +106,14 @@ describe("a merge stopped by the coordinator's full disk", () => {
   it('an audio file joined while the job\'s folder is read-only (remounted so after an I/O error) waits for it to be writable again, not failed', async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-merge-ro-'));
     const data = path.join(dir, 'data');
-    const freeze = path.join(dir, 'freeze');
-    const wrapper = path.join(dir, 'ffmpeg');
-    await writeFile(freeze, '');
-    await writeFile(wrapper, `#!/bin/sh\ncase "$*" in *"/work/merge-"*) [ -e '${freeze}' ] && rm -f '${freeze}' && kill -STOP $$ ;; esac\nexec '${ffmpegBinaries().ffmpeg}' "$@"\n`, { mode: 0o755 });
-    cluster = await new LocalCluster({ workers: 2, slots: 1, dataDir: data, env: { FFMPEG_PATH: wrapper, TESSERA_FULL_DISK_RETRY_MS: '200' } }).start();
-    const c = cluster;
-    const src = await generateAudio(path.join(dir, 'talk.wav'), { source: 'speech', seconds: 20, rate: 48000, layout: 'stereo', ext: 'wav' });
-    const job = await c.client.submit({ audio: { codec: 'wav', segment_seconds: 10 } }, [src]);
-    let merger: number | undefined;
-    for (const until = Date.now() + 60_000; merger === undefined && Date.now() < until; ) {
-      merger = await stoppedChildOf(c.coordinator!.child.pid!);
-      if (merger === undefined) await sleep(50);
-    }
-    expect(merger, 'the coordinator never ran its merge').toBeDefined();
+    const { c, job, merger } = await audioMergePaused(data);
     // The job's folder (its merge's work and its outputs) turns read-only under the coordinator.
     const folder = path.join(data, 'spool', 'jobs', job.id);
     execFileSync('mount', ['--bind', folder, folder]);
     mounted.push(folder);
     execFileSync('mount', ['-o', 'remount,bind,ro', folder]);
-    process.kill(merger!, 'SIGCONT');
-    let waiting = '';
-    let ended = '';
-    for (const until = Date.now() + 20_000; !waiting && !ended && Date.now() < until; ) {
-      const j = await c.client.getJob(job.id);
-      if (/waits for the coordinator/.test(j.message)) waiting = j.message;
-      else if (j.state !== 'JOB_STATE_RUNNING') ended = `${j.state}: ${j.errors.map((e) => `${e.code}: ${e.message}`).join('; ')}`;
-      await sleep(100);
-    }
+    process.kill(merger, 'SIGCONT');
+    const { waiting, ended } = await waitingOrEnded(c, job.id);
     execFileSync('umount', ['-l', mounted.pop()!]);
     const done = await c.client.wait(job.id);
     // Observed before: FAILED, INVALID_ARGUMENT "ffmpeg failed: ... Read-only file system" (the input blamed).
