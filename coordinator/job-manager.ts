@@ -861,7 +861,9 @@ export class JobManager {
           }
         }
         if (lower) candidates.push(w);
-        else {
+        else if (w.leases.size < w.slots || (w.leases.size < w.slots + w.prefetch && this.prefetch.job(h.jobId) && this.prefetch.worker(w))) {
+          // Room for it now, or a queue place it may take: that worker serves it already. One whose
+          // queue is empty because it cannot queue (no --prefetch, a long subtask running) does not.
           keep(w, h.priority);
           served++;
         }
@@ -1958,7 +1960,10 @@ export class JobManager {
         const encoders = new Set(workers.filter((w) => w.kinds.has(active.kind.name)).flatMap((w) => [...w.encoders]));
         const changed = active.kind.retarget(active.params, active.subtasks, encoders) as SubtaskRecord[];
         if (changed.length > 0) {
-          for (const sub of changed) this.store.saveSubtask(sub);
+          for (const sub of changed) {
+            sub.retargeted = { plan: sub.plan, ...(sub.requires && { requires: sub.requires }) };
+            this.store.saveSubtask(sub);
+          }
           this.log.info({ job: job.id, subtasks: changed.length }, 'pending work pointed at an encoder a connected worker has');
           this.requestDispatch();
           missing = undefined;

@@ -107,6 +107,12 @@ export interface SubtaskRecord extends Omit<SubtaskPlan, 'plan'> {
   blamedBy?: { id: string; name: string; instance: string; at: number; /** The input it called bad; none: every input of the subtask. */ input?: string };
   /** Failed for good and replaced by this many smaller subtasks (the kind's `split`): its failure is theirs to report. 0: not replaced. */
   replacedBy: number;
+  /**
+   * The plan and requirements as the kind pointed them at another encoder after planning
+   * (CoordinatorKind.retarget): stored with the live state, which is all a state update writes,
+   * and put back over the planned ones when the store is read.
+   */
+  retargeted?: { plan: unknown; requires?: SubtaskRecord['requires'] };
 }
 
 /**

@@ -130,14 +130,14 @@ export class Scheduler {
    * Each job above `priority` with work ready now: its next pending subtask and how many it has
    * pending, highest priority first. What queued work of lower priority stands in front of.
    */
-  readyHeadsAbove(priority: number, now: number): { priority: number; kind: string; subtask: SubtaskRecord; pending: number }[] {
-    const out: { priority: number; kind: string; subtask: SubtaskRecord; pending: number }[] = [];
+  readyHeadsAbove(priority: number, now: number): { jobId: string; priority: number; kind: string; subtask: SubtaskRecord; pending: number }[] {
+    const out: { jobId: string; priority: number; kind: string; subtask: SubtaskRecord; pending: number }[] = [];
     for (const q of this.queues.values()) {
       if (q.priority <= priority) continue;
       for (let i = q.head; i < q.pending.length; i++) {
         const s = q.pending[i]!;
         if (s.notBefore > now) continue;
-        out.push({ priority: q.priority, kind: q.kind, subtask: s, pending: size(q) });
+        out.push({ jobId: q.jobId, priority: q.priority, kind: q.kind, subtask: s, pending: size(q) });
         break;
       }
     }

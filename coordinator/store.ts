@@ -819,7 +819,7 @@ function groupByJob(events: JobEvent[]): Map<string, JobEvent[]> {
 /** The fields of a subtask that change after it is planned: all a state update writes. */
 type LiveState = Pick<
   SubtaskRecord,
-  'state' | 'attempt' | 'workerId' | 'worker' | 'progress' | 'startedAt' | 'durationMs' | 'notBefore' | 'error' | 'itemErrors' | 'outputs' | 'result' | 'speculative' | 'leases' | 'failures' | 'replacedBy'
+  'state' | 'attempt' | 'workerId' | 'worker' | 'progress' | 'startedAt' | 'durationMs' | 'notBefore' | 'error' | 'itemErrors' | 'outputs' | 'result' | 'speculative' | 'leases' | 'failures' | 'replacedBy' | 'retargeted'
 >;
 
 function liveState(s: SubtaskRecord): LiveState {
@@ -840,6 +840,7 @@ function liveState(s: SubtaskRecord): LiveState {
     leases: s.leases,
     failures: s.failures,
     replacedBy: s.replacedBy,
+    retargeted: s.retargeted,
   };
 }
 
@@ -859,5 +860,9 @@ function fromRow(row: SubtaskRow): SubtaskRecord {
   // attempt's error, read back for good on a subtask that succeeded).
   const live = JSON.parse(row.live) as Partial<LiveState>;
   for (const key of LIVE_KEYS) (record as unknown as Record<string, unknown>)[key] = live[key];
+  if (record.retargeted) {
+    record.plan = record.retargeted.plan;
+    record.requires = record.retargeted.requires;
+  }
   return record;
 }

@@ -366,10 +366,11 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       }
       // An encoder this ffmpeg was built without is this machine's lack, not the input's fault: tried
       // again, elsewhere (a plan names the encoders it needs, so this is an ffmpeg that said it had one).
-      const missing = /Unknown encoder '([^']+)'|Encoder (?:not found|'([^']+)' not found)/.exec(stderr);
-      if (missing) {
-        const name = missing[1] ?? missing[2];
-        reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} on this machine has no ${name ? `encoder ${name}` : 'such encoder'}, not because of the input: ${reason}`, { ...(options.input && { input: options.input }), retryable: true }));
+      // ffmpeg's own line only (a line of its own, naming an encoder this run asked for): an input's
+      // metadata printed in the log may say anything, and bad input must stay the input's.
+      const name = [...stderr.matchAll(/^(?:\[[^\]\n]*\] ?)?Unknown encoder '([^'\n]+)'\s*$/gm)].map((m) => m[1]!).find((e) => args.includes(e));
+      if (name) {
+        reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} on this machine has no encoder ${name}, not because of the input: ${reason}`, { ...(options.input && { input: options.input }), retryable: true }));
         return;
       }
       // A failing ffmpeg almost always means the input is bad.
