@@ -16,6 +16,8 @@ import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
 let dir: string;
 let wrapper: string;
 let clip: string;
+/** 8 s, a keyframe a second: 8 segments of 1 s. */
+let longClip: string;
 let cluster: LocalCluster | undefined;
 
 beforeAll(async () => {
@@ -43,6 +45,8 @@ exec ${real} "$@"
   await chmod(wrapper, 0o755);
   clip = path.join(dir, 'clip.mp4');
   await runFfmpeg(['-f', 'lavfi', '-i', 'testsrc=size=96x64:rate=10', '-t', '3', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-y', clip]);
+  longClip = path.join(dir, 'long.mp4');
+  await runFfmpeg(['-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=25', '-t', '8', '-c:v', 'libx264', '-g', '25', '-pix_fmt', 'yuv420p', '-y', longClip]);
 });
 
 afterEach(async () => {
@@ -163,4 +167,44 @@ describe('tessera submit of a job no connected worker can run, on a terminal', (
     // is cut to 60 characters, and the first 38 of them are the fixed words.
     expect(screen).toMatch(/libsvtav1/);
   });
+});
+
+/*
+ * The encoder switch is stored with the subtasks' live state, the only part a state update writes:
+ * after a coordinator restart the job went back to the encoder no worker has, and waited for good.
+ */
+describe('an AV1 job pointed at libaom-av1, the coordinator restarted while its segments run', () => {
+  it('goes on with libaom-av1 after the restart', async () => {
+    const c = await new LocalCluster({ workers: 0 }).start();
+    cluster = c;
+    // Planned while no worker has an AV1 encoder: the plan names libsvtav1.
+    c.startWorker('no-av1', ['--slots', '1'], { env: { FFMPEG_PATH: wrapper, HIDE_ENC: 'libsvtav1 libaom-av1 librav1e' } });
+    await c.waitForWorkers(1);
+    const job = await c.client.submit({ video: { codec: 'av1', crf: 50, audio_codec: 'none', segment_seconds: 1 } }, [longClip]);
+    for (let i = 0; i < 60 && !/waiting for a worker/.test((await c.client.getJob(job.id)).message); i++) await sleep(250);
+    // A libaom-only worker joins: the pending segments are pointed at libaom-av1 and start.
+    c.startWorker('aom-only', ['--slots', '1'], { env: { FFMPEG_PATH: wrapper, HIDE_ENC: 'libsvtav1' } });
+    let j: Job__Output = await c.client.getJob(job.id);
+    const done = (x: Job__Output) => x.subtasks.filter((s) => s.state === 'SUBTASK_STATE_SUCCEEDED').length;
+    for (let i = 0; i < 400 && done(j) === 0 && !TERMINAL.has(j.state); i++) {
+      await sleep(50);
+      j = await c.client.getJob(job.id);
+    }
+    expect(done(j), 'a segment encoded with libaom-av1').toBeGreaterThan(0);
+    expect(j.state, 'not over before the restart (else nothing to see)').toBe('JOB_STATE_RUNNING');
+    // The coordinator restarts (same data dir and port); the workers reconnect.
+    c.coordinator!.child.kill('SIGKILL');
+    await c.coordinator!.exited;
+    await c.startCoordinator();
+    await c.waitForWorkers(2);
+    const end = Date.now() + 12_000;
+    j = await c.client.getJob(job.id);
+    while (!TERMINAL.has(j.state) && Date.now() < end) {
+      await sleep(500);
+      j = await c.client.getJob(job.id);
+    }
+    // Observed: still JOB_STATE_RUNNING, "waiting for a worker that can run it: none of the 2
+    // connected worker(s) has the encoder libsvtav1 ..." (the retarget was never stored).
+    expect({ state: j.state, message: j.message }).toEqual({ state: 'JOB_STATE_SUCCEEDED', message: expect.anything() });
+  }, 90_000);
 });
