@@ -201,7 +201,7 @@ export class TesseraClient {
   constructor(opts: ClientOptions = {}) {
     this.address = coordinatorAddress(opts.address);
     const JobService = jobServiceClientConstructor();
-    this.client = new JobService(this.address, opts.credentials ?? clientCredentialsFromEnv(), clientChannelOptions(keepaliveOf(opts.keepalive)));
+    this.client = new JobService(this.address, opts.credentials ?? clientCredentialsFromEnv(), clientChannelOptions(keepaliveOf(opts.keepalive), this.address));
     // Read once: the token may come from a file (TESSERA_TOKEN_FILE).
     // Trimmed as the environment's is: read from a file, it ends with a line break.
     this.token = opts.token?.trim() ?? clientTokenFromEnv();
