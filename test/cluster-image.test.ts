@@ -120,12 +120,15 @@ describe('image batch through the CLI', () => {
     expect(jobs.map((j) => j.id)).toContain(id);
     const job = JSON.parse((await cluster.runCli(['job', id, '--json'])).stdout) as { state: string };
     expect(job.state).toBe('succeeded');
-    const workers = JSON.parse((await cluster.runCli(['workers', '--json'])).stdout) as { name: string; state: string; labels: Record<string, string>; features: string[] }[];
+    const workers = JSON.parse((await cluster.runCli(['workers', '--json'])).stdout) as { name: string; state: string; labels: Record<string, string>; features: string[]; encoders: number; kind_encoders: string[] }[];
     expect(workers.map((w) => [w.name, w.state, w.labels]).sort()).toEqual([
       ['worker-1', 'active', { zone: 'a', disk: 'ssd' }],
       ['worker-2', 'active', { zone: 'a', disk: 'ssd' }],
     ]);
     expect(workers[0]!.features.length).toBeGreaterThan(0);
+    // Of its ffmpeg's encoders (a count), those the job kinds use, by name.
+    expect(workers[0]!.encoders).toBeGreaterThan(workers[0]!.kind_encoders.length);
+    expect(workers[0]!.kind_encoders).toEqual(expect.arrayContaining(['libx264', 'aac', 'mjpeg']));
     // The table shows them too.
     const table = (await cluster.runCli(['workers'])).stdout.split('\n');
     expect(table[0]).toMatch(/KINDS +LABELS$/);

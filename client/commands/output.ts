@@ -5,6 +5,7 @@ import path from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Job, JobEvent, WorkerInfo } from '../client.js';
 import { withInput } from '../../shared/errors.js';
+import { AUDIO_ENCODERS, VIDEO_ENCODERS } from '../../shared/kinds/video-params.js';
 import { UsageError } from './usage-error.js';
 import { EXIT } from './exit-codes.js';
 
@@ -126,8 +127,16 @@ export function printWorkersTable(workers: WorkerInfo[], out = process.stdout): 
 }
 
 /**
+ * The encoders the job kinds use (video and audio codecs, thumbnail formats): of a worker's
+ * ffmpeg's hundreds, those that decide which jobs it can run.
+ */
+const KIND_ENCODERS: ReadonlySet<string> = new Set([...Object.values(VIDEO_ENCODERS).flat(), ...Object.values(AUDIO_ENCODERS), 'mjpeg', 'libwebp', 'flac', 'pcm_s16le', 'pcm_s24le']);
+
+/**
  * `tessera workers --json`'s object for a worker: what the coordinator answers, its labels and
- * features among them; the versions (given to admin tokens only) when given.
+ * features among them, and of its encoders (`encoders`, their count) the ones the job kinds use
+ * (`kind_encoders`: a job waiting for libsvtav1 can be matched to the worker that has it); the
+ * versions (given to admin tokens only) when given.
  */
 export function workerToJson(w: WorkerInfo): Record<string, unknown> {
   const c = w.capabilities;
@@ -145,6 +154,7 @@ export function workerToJson(w: WorkerInfo): Record<string, unknown> {
     last_heartbeat_ms: Number(w.last_heartbeat_ms),
     kinds: c?.kinds ?? [],
     encoders: c?.encoders.length ?? 0,
+    kind_encoders: (c?.encoders ?? []).filter((e) => KIND_ENCODERS.has(e)).sort(),
     labels: c?.labels ?? {},
     features: c?.features ?? [],
     cpu_count: c?.cpu_count ?? 0,
