@@ -20,6 +20,7 @@ import { CoordinatorAuth, type AuthConfig } from './auth.js';
 import { resolveLimits, type Limits } from '../shared/limits.js';
 import { assertSecureDashboard, assertSecureListen, serverCredentials, type ServerTlsFiles } from '../shared/tls.js';
 import { startObservability, type Observability } from './http/index.js';
+import { tileConfig } from '../shared/media/tile-config.js';
 
 /** How long finished jobs are kept by default. */
 const DEFAULT_RETENTION_MS = 24 * 3_600_000;
@@ -118,6 +119,9 @@ export class Coordinator {
     const log = opts.log;
     assertSecureListen(opts.listen, Boolean(opts.tls), Boolean(opts.insecure));
     assertSecureDashboard(opts.http, Boolean(opts.insecure));
+    // The huge-image settings, read again at each plan: a value that cannot work refuses the start
+    // (as `tessera coordinator` does), not every tiled job later.
+    tileConfig();
     const auth = new CoordinatorAuth(opts.auth ?? {}, log);
     // Client tokens without a worker token would let anyone join as a worker and read every job's
     // inputs; --insecure (plaintext on a trusted network) does not change that.

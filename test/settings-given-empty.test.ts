@@ -119,6 +119,23 @@ describe('TESSERA_TILE_* variables (README "Huge images") and TESSERA_FULL_DISK_
   }
 });
 
+describe('a Coordinator started by a program (the library, not the CLI) with a TESSERA_TILE_* it cannot read', () => {
+  it('refuses to start, naming it, rather than failing every tiled job later', async () => {
+    const { Coordinator } = await import('../coordinator/coordinator.js');
+    const { createLogger } = await import('../shared/logger.js');
+    const before = process.env['TESSERA_TILE_MAX_STRIP_PIXELS'];
+    process.env['TESSERA_TILE_MAX_STRIP_PIXELS'] = '50M';
+    try {
+      const c = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'lib-data'), log: createLogger('test', 'silent', 'json'), http: '' });
+      await expect(c.start()).rejects.toThrow('TESSERA_TILE_MAX_STRIP_PIXELS=50M: must be a whole number of pixels');
+      await c.close();
+    } finally {
+      if (before === undefined) delete process.env['TESSERA_TILE_MAX_STRIP_PIXELS'];
+      else process.env['TESSERA_TILE_MAX_STRIP_PIXELS'] = before;
+    }
+  });
+});
+
 describe('a client command given an empty --coordinator', () => {
   it('is refused (exit 2 naming --coordinator), not replaced by TESSERA_COORDINATOR or the default address', async () => {
     const r = await cli(['jobs', '--coordinator', ''], { TESSERA_COORDINATOR: '127.0.0.1:1' });
