@@ -35,24 +35,30 @@ async function until(cond: () => boolean, what: string, ms = 2000): Promise<void
   if (!cond()) throw new Error(`timed out waiting for ${what}`);
 }
 
+/** Registers worker-2 (one slot, four queue places) beside the manager's worker-1; what it is sent. */
+function addWorker2(registry: { add(w: WorkerSession): void }): CoordinatorMessage[] {
+  const other: CoordinatorMessage[] = [];
+  registry.add(
+    newWorkerSession({
+      id: 'w2',
+      name: 'worker-2',
+      instanceId: 'i-w2',
+      address: 'test',
+      slots: 1,
+      prefetch: 4,
+      capabilities: { kinds: ['passthrough'], encoders: [] } as unknown as WorkerSession['capabilities'],
+      call: { write: (m: CoordinatorMessage) => other.push(m) } as unknown as WorkerSession['call'],
+    }),
+  );
+  return other;
+}
+
 describe('priority take-back of queued assignments', () => {
   it('one pending higher-priority subtask clears one worker\'s queue, not every queue', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'tessera-takeback-'));
     dirs.push(dir);
     const { manager, registry, sent, store } = inProcessManager({ dataDir: dir, slots: 1, prefetch: 4 });
-    const other: CoordinatorMessage[] = [];
-    registry.add(
-      newWorkerSession({
-        id: 'w2',
-        name: 'worker-2',
-        instanceId: 'i-w2',
-        address: 'test',
-        slots: 1,
-        prefetch: 4,
-        capabilities: { kinds: ['passthrough'], encoders: [] } as unknown as WorkerSession['capabilities'],
-        call: { write: (m: CoordinatorMessage) => other.push(m) } as unknown as WorkerSession['call'],
-      }),
-    );
+    const other = addWorker2(registry);
     const assigns = (m: CoordinatorMessage[]) => m.flatMap((x) => (x.assign ? [x.assign] : (x.assign_batch?.assignments ?? [])));
     const cancels = () => [...sent, ...other].flatMap((m) => (m.cancel ? [m.cancel] : []));
     // A big low-priority job of short subtasks: each worker runs one and queues four.
@@ -154,19 +160,7 @@ function setup(w1Prefetch: number) {
   dirs.push(dir);
   // worker-1 (registered first) and worker-2, one slot each.
   const m = inProcessManager({ dataDir: dir, slots: 1, prefetch: w1Prefetch });
-  const other: CoordinatorMessage[] = [];
-  m.registry.add(
-    newWorkerSession({
-      id: 'w2',
-      name: 'worker-2',
-      instanceId: 'i-w2',
-      address: 'test',
-      slots: 1,
-      prefetch: 4,
-      capabilities: { kinds: ['passthrough'], encoders: [] } as unknown as WorkerSession['capabilities'],
-      call: { write: (msg: CoordinatorMessage) => other.push(msg) } as unknown as WorkerSession['call'],
-    }),
-  );
+  const other = addWorker2(m.registry);
   const assigns = (msgs: CoordinatorMessage[]) => msgs.flatMap((x) => (x.assign ? [x.assign] : (x.assign_batch?.assignments ?? [])));
   return { ...m, other, assigns };
 }

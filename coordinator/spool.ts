@@ -224,7 +224,7 @@ export class Spool {
  * at all, read-only or failing (FAILED_PRECONDITION: it lasts until someone fixes it; its errno
  * rides along as the cause, which storageFaultCode reads). Undefined for other errors.
  */
-function storageTrouble(err: unknown, opts: { what: string; input?: string }): TesseraError | undefined {
+export function storageTrouble(err: unknown, opts: { what: string; input?: string }): TesseraError | undefined {
   const code = (err as NodeJS.ErrnoException).code;
   if (hasLocalTroubleCode(err)) {
     return new TesseraError(status.RESOURCE_EXHAUSTED, `${opts.what}: ${code === 'ENOSPC' ? "the coordinator's disk is full" : `the coordinator cannot store it (${code})`}`, { retryable: true, input: opts.input });

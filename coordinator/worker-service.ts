@@ -4,7 +4,7 @@ import { open, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
-import { TesseraError, dataLoss, describeStorageFault, hasLocalTroubleCode, inputOfChecksumMismatch, invalidArgument, statusDetails, storageFaultCode } from '../shared/errors.js';
+import { TesseraError, dataLoss, hasLocalTroubleCode, inputOfChecksumMismatch, invalidArgument, statusDetails, storageFaultCode } from '../shared/errors.js';
 import { asWire, passEncoded, readEncodedChunks } from '../shared/encoded-chunks.js';
 import { clientStream, serverStream } from '../shared/grpc-handlers.js';
 import { compileDecoder, compileEncoder, withFallback } from '../shared/proto-encoder.js';
@@ -22,7 +22,7 @@ import { MAX_WORKER_SLOTS, REGISTER_TEXT_BYTES } from '../shared/config.js';
 import { sha256, sha256File } from '../shared/streams.js';
 import type { SubtaskRecord } from './model.js';
 import type { JobManager } from './job-manager.js';
-import type { Spool } from './spool.js';
+import { storageTrouble, type Spool } from './spool.js';
 import { newWorkerSession, type WorkerSession } from './worker-registry.js';
 import { steadyNow } from '../shared/clock.js';
 import { makeDir } from '../shared/make-dir.js';
@@ -146,16 +146,8 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
         ok = false;
         // The coordinator's own disk (full, out of descriptors, read-only or failing): retried, and
         // not held against the worker.
-        const fault = storageFaultCode(err);
-        coordinatorFault = hasLocalTroubleCode(err) || fault !== undefined;
-        const e =
-          err instanceof TesseraError
-            ? err
-            : fault
-              ? new TesseraError(status.FAILED_PRECONDITION, `the coordinator could not store the outputs of subtask ${r.subtask_id} (its spool: ${describeStorageFault(fault)}); retried`, { retryable: true })
-              : coordinatorFault
-                ? new TesseraError(status.RESOURCE_EXHAUSTED, `the coordinator could not store the outputs of subtask ${r.subtask_id} (${(err as NodeJS.ErrnoException).code}: free space in its --data-dir); retried`, { retryable: true })
-                : dataLoss(String(err));
+        coordinatorFault = hasLocalTroubleCode(err) || storageFaultCode(err) !== undefined;
+        const e = err instanceof TesseraError ? err : (storageTrouble(err, { what: `the outputs of subtask ${r.subtask_id}` }) ?? dataLoss(String(err)));
         error = { input: '', code: e.codeName, message: e.message };
         retryable = e.retryable;
       }
