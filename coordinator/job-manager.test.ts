@@ -717,6 +717,61 @@ describe('quarantine', () => {
   });
 });
 
+describe('quarantine and the encoders work requires', () => {
+  /** Eight segments that require libsvtav1, as the video kind plans an AV1 job. */
+  function av1Kind(): void {
+    kinds.set('passthrough', {
+      ...original,
+      plan: async () => ({ subtasks: Array.from({ length: 8 }, (_, i) => ({ ...plan(`segment ${i}`), requires: { encoders: ['libsvtav1'] } })) }),
+      merge: async () => ({ outputs: [] }),
+    });
+  }
+  const failure = (subtaskId: string) => ({ subtaskId, attempt: 1, ok: false, outputs: [], itemErrors: [], retryable: true, result: undefined, error: { input: '', code: 'UNAVAILABLE', message: 'its disk is gone' } });
+
+  it('never takes the only worker with the encoder pending work requires', async () => {
+    av1Kind();
+    const { manager, registry, worker, store, assigned } = setup(undefined, 8, 0, 2);
+    (worker as { encoders: ReadonlySet<string> }).encoders = new Set(['libsvtav1']);
+    // Another worker of the kind, without the encoder: the kinds rule alone would quarantine worker-1.
+    const other = secondWorker(registry, []);
+    const job = manager.newJob(spec, 'anonymous');
+    await manager.accept(job);
+    await until(() => assigned().length === 8, 'the segments on the only worker with libsvtav1');
+    const held = assigned().map((a) => a.subtask_id!);
+    manager.onResult(worker, failure(held[0]!));
+    manager.onResult(worker, failure(held[1]!));
+    expect(worker.state).toBe('active');
+    expect(worker.recentFailures).toHaveLength(2);
+    // With a second worker that has it, the rule applies as before.
+    (other as { encoders: ReadonlySet<string> }).encoders = new Set(['libsvtav1']);
+    manager.onResult(worker, failure(held[2]!));
+    expect(worker.state).toBe('quarantined');
+    manager.close();
+    store.close();
+  });
+
+  it('ends the quarantine of the only worker that can run pending work', async () => {
+    av1Kind();
+    const { manager, registry, worker, store, assigned } = setup(undefined, 8, 0, 0, undefined, { quarantineMs: 60_000 });
+    (worker as { encoders: ReadonlySet<string> }).encoders = new Set(['libsvtav1']);
+    secondWorker(registry, []);
+    // Quarantined before the job came (its failures were another job's).
+    worker.state = 'quarantined';
+    worker.quarantinedUntil = steadyNow() + 60_000;
+    const job = manager.newJob(spec, 'anonymous');
+    await manager.accept(job);
+    await expect.poll(() => job.message).toBe('phase 0: 8 subtask(s)');
+    expect(assigned()).toEqual([]);
+    manager.explainWaiting(steadyNow());
+    expect(worker.state).toBe('active');
+    await until(() => assigned().length === 8, 'the segments on the worker whose quarantine ended');
+    expect(manager.eventsAfter(job.id, 0).some((e) => /worker-1's quarantine ended early/.test(e.message))).toBe(true);
+    expect(job.message).toBe('phase 0: 8 subtask(s)');
+    manager.close();
+    store.close();
+  });
+});
+
 describe('the stall rule while work waits', () => {
   it('marks what a worker has said nothing of at once, and copies it in the next slot that frees, before any waiting subtask', async () => {
     const { manager, registry, worker, store, assigned } = setup(undefined, 2, 0, 0, undefined, { stallMs: 200 });

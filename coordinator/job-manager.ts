@@ -1352,10 +1352,12 @@ export class JobManager {
     w.recentFailures = w.recentFailures.filter((t) => now - t < FAILURE_WINDOW_MS);
     w.recentFailures.push(now);
     // Never quarantine the last active worker of a kind it runs (whichever kind failed: a
-    // quarantine stops all its work): a cluster that stops itself helps nobody. The quarantine ends
-    // early should it become that (see WorkerRegistry.endQuarantines).
+    // quarantine stops all its work), nor the only one with the encoder or feature some unfinished
+    // work requires (the one AV1 encoder of a cluster): a cluster that stops itself helps nobody.
+    // The quarantine ends early should it become that (see WorkerRegistry.endQuarantines, and
+    // explainWaiting for requirements).
     const limit = this.opts.quarantineFailures;
-    if (limit > 0 && w.recentFailures.length >= limit && w.state === 'active' && this.registry.othersRun(w)) {
+    if (limit > 0 && w.recentFailures.length >= limit && w.state === 'active' && this.registry.othersRun(w) && !this.onlyOneAble(w)) {
       const base = this.opts.quarantineMs ?? QUARANTINE_MS;
       w.quarantines = w.quarantinedUntil > 0 && now - w.quarantinedUntil < QUARANTINE_RESET_MS ? w.quarantines + 1 : 1;
       const period = Math.min(Math.max(base, QUARANTINE_MAX_MS), base * 2 ** Math.min(w.quarantines - 1, 30));
@@ -1365,6 +1367,26 @@ export class JobManager {
       this.log.warn({ worker: w.name, workerId: w.id, failures: limit, ms: period, inARow: w.quarantines }, w.quarantines > 1 ? `worker quarantined after repeated failures, ${w.quarantines} times in a row: for ${Math.round(period / 1000)} s` : 'worker quarantined after repeated failures');
       this.takeBackWaiting(w, `worker ${w.name} was quarantined after repeated failures`);
     }
+  }
+
+  /**
+   * Whether `w` is the only active worker that can run some unfinished subtask (pending, or running
+   * on it): the only one with the encoder or feature its plan requires. One look per distinct set of
+   * requirements, as a job's subtasks mostly share theirs.
+   */
+  private onlyOneAble(w: WorkerSession): boolean {
+    const others = this.registry.all().filter((o) => o !== w && o.state === 'active');
+    for (const active of this.active.values()) {
+      if (TERMINAL_JOB_STATES.has(active.record.state)) continue;
+      const kind = active.kind.name;
+      const seen = new Set<SubtaskRecord['requires']>();
+      for (const sub of active.subtasks) {
+        if ((sub.state !== 'pending' && sub.state !== 'running') || seen.has(sub.requires)) continue;
+        seen.add(sub.requires);
+        if (capable(w, sub, kind) && !others.some((o) => capable(o, sub, kind))) return true;
+      }
+    }
+    return false;
   }
 
   /** A worker said it is draining: what waits in its prefetch queue runs elsewhere; what runs may finish. */
@@ -1949,7 +1971,17 @@ export class JobManager {
         for (const sub of active.subtasks) {
           if (sub.state !== 'pending' || seen.has(sub.requires)) continue;
           seen.add(sub.requires);
-          if (workers.some((w) => capable(w, sub, active.kind.name))) continue;
+          if (workers.some((w) => w.state === 'active' && capable(w, sub, active.kind.name))) continue;
+          // Only a quarantined worker can run it (the only one with its encoder): a quarantine
+          // must not hold the job, as one never takes the last worker of a kind.
+          const spared = workers.find((w) => w.state === 'quarantined' && capable(w, sub, active.kind.name));
+          if (spared) {
+            spared.state = 'active';
+            this.log.warn({ worker: spared.name, workerId: spared.id, job: job.id }, 'quarantine ended early: no other worker can run pending work');
+            this.events.log(job, `worker ${spared.name}'s quarantine ended early: no other connected worker can run this job's pending work`);
+            this.requestDispatch();
+            continue;
+          }
           missing = lacking(workers, sub, active.kind.name);
           break;
         }
