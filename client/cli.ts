@@ -273,7 +273,7 @@ program
       const view = new out.ProgressView(process.stderr, !o.json);
       try {
         if (!o.json) {
-          view.past((await c.getJob(id)).last_event_seq);
+          view.past((await c.getJob(id, { includeSubtasks: false })).last_event_seq);
           view.start(`job ${id}`);
         }
         for await (const e of c.watch(id, { afterSeq: o.after, ...out.reconnectNotes(view, o.reconnectFor) })) {
@@ -320,7 +320,7 @@ program
       // Absolute, as submit's: the paths printed (and in --json) name the files wherever they are read.
       const dest = await out.prepareOutputDir(o.output as string);
       const view = new out.ProgressView(process.stderr, !o.json);
-      view.past((await c.getJob(id)).last_event_seq);
+      view.past((await c.getJob(id, { includeSubtasks: false })).last_event_seq);
       view.start(`job ${id}`);
       const watching = out.reconnectNotes(view, o.reconnectFor);
       // Ctrl-C exits (rather than dies of the signal), so that what the downloads in flight got

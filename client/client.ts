@@ -449,9 +449,21 @@ export class TesseraClient {
     });
   }
 
-  /** One job, with its subtasks unless `includeSubtasks` is false (a big job's list is long). */
-  getJob(jobId: string, opts: CallOptions & { includeSubtasks?: boolean } = {}): Promise<Job__Output> {
-    return this.unaryCall(this.client.GetJob, { job_id: jobId, include_subtasks: opts.includeSubtasks ?? true }, opts);
+  /**
+   * One job, with all its subtasks unless `includeSubtasks` is false (a big job's list is long). The
+   * coordinator gives them a page of up to 10,000 at a time: they are read page by page (each call
+   * within the deadline), and the job is as the last page found it.
+   */
+  async getJob(jobId: string, opts: CallOptions & { includeSubtasks?: boolean } = {}): Promise<Job__Output> {
+    if (!(opts.includeSubtasks ?? true)) return this.unaryCall(this.client.GetJob, { job_id: jobId, include_subtasks: false }, opts);
+    let job: Job__Output = await this.unaryCall(this.client.GetJob, { job_id: jobId, include_subtasks: true }, opts);
+    if (!job.next_subtask_page_token) return job;
+    const subtasks = [...job.subtasks];
+    while (job.next_subtask_page_token) {
+      job = await this.unaryCall(this.client.GetJob, { job_id: jobId, include_subtasks: true, subtask_page_token: job.next_subtask_page_token }, opts);
+      for (const s of job.subtasks) subtasks.push(s);
+    }
+    return { ...job, subtasks };
   }
 
   /**

@@ -765,7 +765,7 @@ describe('quarantine and the encoders work requires', () => {
     manager.explainWaiting(steadyNow());
     expect(worker.state).toBe('active');
     await until(() => assigned().length === 8, 'the segments on the worker whose quarantine ended');
-    expect(manager.eventsAfter(job.id, 0).some((e) => /worker-1's quarantine ended early/.test(e.message))).toBe(true);
+    expect(manager.eventsAfter(job.id, 0).some((e) => /worker-1's quarantine ended early/.test(e.message ?? ''))).toBe(true);
     expect(job.message).toBe('phase 0: 8 subtask(s)');
     manager.close();
     store.close();

@@ -523,6 +523,20 @@ export class JobManager {
     return this.active.get(jobId)?.subtasks ?? this.store.subtasksOf(jobId);
   }
 
+  /** A running job's subtasks (in memory); undefined for one that ended (in the store). */
+  liveSubtasksOf(jobId: string): SubtaskRecord[] | undefined {
+    return this.active.get(jobId)?.subtasks;
+  }
+
+  /** `limit` subtasks of a job from `offset` on, in the order they were made (phase, then index). */
+  subtasksPage(jobId: string, offset: number, limit: number): SubtaskRecord[] {
+    const live = this.active.get(jobId)?.subtasks;
+    if (!live) return this.store.subtasksPage(jobId, offset, limit);
+    // Made in that order, and read back in it after a restart.
+    const inOrder = live.every((s, i) => i === 0 || live[i - 1]!.phase < s.phase || (live[i - 1]!.phase === s.phase && live[i - 1]!.index < s.index));
+    return (inOrder ? live : [...live].sort((a, b) => a.phase - b.phase || a.index - b.index)).slice(offset, offset + limit);
+  }
+
   /** Logged events of a job after `afterSeq`, oldest first. */
   /** A job's events after `afterSeq`; `stored`: only those on disk, what a watcher may be told (the rest reach it live once they are). */
   eventsAfter(jobId: string, afterSeq: number, o: { stored?: boolean } = {}): JobEvent[] {

@@ -17,6 +17,7 @@ import pLimit from 'p-limit';
 import type { JobManager, ReceivingJob, UploadStop } from './job-manager.js';
 import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord, type OutputRecord } from './model.js';
 import { listPage } from './job-list.js';
+import { subtaskPage } from './subtask-pages.js';
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
 import { peerHost } from './auth-rate-limit.js';
@@ -61,6 +62,11 @@ export function jobServiceDefinition(): grpc.ServiceDefinition {
 
 export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, limits: JobServiceLimits, access: JobAccess, shared: SharedRoots): JobServiceHandlers {
   /** The job, if the caller may read, watch, cancel or download it. */
+  /** A job as answered: its subtasks' first page (or the one asked for), unless told to leave them out. */
+  const jobMessage = (job: JobRecord, o: { subtasks?: boolean; limit?: number; token?: string } = {}): ReturnType<typeof toJobMessage> => {
+    const page = o.subtasks === false ? undefined : subtaskPage(job.id, (offset, limit) => jobs.subtasksPage(job.id, offset, limit), o.limit ?? 0, o.token ?? '');
+    return toJobMessage(job, page, jobs.liveSubtasksOf(job.id));
+  };
   const owned = (md: grpc.Metadata, jobId: string): JobRecord => {
     if (!jobId) throw invalidArgument('job_id is empty: name the job (its id, as SubmitJob or ListJobs returned it)');
     const job = jobs.get(jobId);
@@ -155,7 +161,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
         // Not on disk yet: answered once it is, or failed as its submission fails (a full disk).
         await jobs.whenCommitted(earlier);
         log.info({ job: earlier.id, requestId, owner }, 'submission repeated: answered with the job it made');
-        return toJobMessage(earlier, jobs.subtasksOf(earlier.id));
+        return jobMessage(earlier);
       }
       // Not a repeat of a job accepted (by this version or an earlier one): the rules added since hold.
       jobs.refuseNew(job);
@@ -258,14 +264,14 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
         // Answered once the job's end is on disk, as an accepted job is once it is.
         await stopped?.end();
         log.info({ job: job.id, state: job.state, inputs: job.inputs.length, owner }, 'upload stopped: the job ended while it ran');
-        return toJobMessage(job, jobs.subtasksOf(job.id));
+        return jobMessage(job);
       }
       await early?.discard(err);
       await spool.removeJob(job.id);
       throw err;
     }
     log.info({ job: job.id, kind: job.kind, inputs: job.inputs.length, owner, early: Boolean(early) }, 'job accepted');
-    return toJobMessage(job, jobs.subtasksOf(job.id));
+    return jobMessage(job);
   }
 
   /**
@@ -331,9 +337,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       });
     }, { headersFirst: true }),
 
-    GetJob: unary(log, async (req: { job_id: string; include_subtasks: boolean }, ctx) => {
+    GetJob: unary(log, async (req: { job_id: string; include_subtasks: boolean; subtask_limit: number; subtask_page_token: string }, ctx) => {
       const job = owned(ctx.metadata, req.job_id);
-      return toJobMessage(job, req.include_subtasks ? jobs.subtasksOf(job.id) : []);
+      return jobMessage(job, { subtasks: req.include_subtasks, limit: req.subtask_limit, token: req.subtask_page_token });
     }),
 
     ListJobs: unary(log, async (req: { limit: number; state: string; page_token: string }, ctx) => {
@@ -346,7 +352,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     CancelJob: unary(log, async (req: { job_id: string }, ctx) => {
       owned(ctx.metadata, req.job_id);
       const job = jobs.cancel(req.job_id);
-      return toJobMessage(job, jobs.subtasksOf(job.id));
+      return jobMessage(job);
     }),
 
     DownloadOutput: serverStream(log, (req: { job_id: string; name: string; offset: string }, ctx) => {

@@ -216,16 +216,21 @@ export function toOutputInfo(o: OutputRecord): OutputInfo {
   return { name: o.name, size: String(o.size), sha256: o.sha256, source: o.source, content_type: o.contentType, shared_path: o.shared ? o.path : '' };
 }
 
-export function toJobMessage(job: JobRecord, subtasks: SubtaskRecord[] | undefined): Job {
+/**
+ * A job as GetJob answers: `page`, the subtasks asked for (none when undefined); `all`, every
+ * subtask where they are at hand (a running job's, for its progress).
+ */
+export function toJobMessage(job: JobRecord, page: { subtasks: SubtaskInfo[]; next: string } | undefined, all: SubtaskRecord[] | undefined): Job {
   return {
     ...toJobSummary(job),
     message: job.message,
     inputs: job.inputs.map((i) => ({ name: i.name, size: String(i.size), sha256: i.sha256, shared_path: i.shared ? i.path : '' })),
     outputs: job.outputs.map(toOutputInfo),
-    subtasks: subtasks?.map(toSubtaskInfo) ?? [],
+    subtasks: page?.subtasks ?? [],
+    next_subtask_page_token: page?.next ?? '',
     errors: job.errors.map((e) => ({ input: e.input, code: e.code, message: e.message })),
     warnings: (job.warnings ?? []).map((w) => ({ input: w.input, message: w.message })),
-    progress: jobProgress(job, subtasks),
+    progress: jobProgress(job, all),
   };
 }
 

@@ -180,6 +180,8 @@ export class JobStore {
       jobs: this.db.prepare('SELECT record FROM jobs ORDER BY created_at'),
       jobIds: this.db.prepare('SELECT id FROM jobs'),
       subtasksOf: this.db.prepare('SELECT record, live FROM subtasks WHERE job_id = ?'),
+      // Rows in the order they were inserted, which is the order the subtasks were made (an upsert keeps its row).
+      subtasksPage: this.db.prepare('SELECT record, live FROM subtasks WHERE job_id = ? ORDER BY rowid LIMIT ? OFFSET ?'),
       files: this.db.prepare('SELECT job_id, kind, first, files FROM job_files ORDER BY job_id, kind, first'),
     };
     this.writeStmts = writeStatements(this.db);
@@ -450,6 +452,26 @@ export class JobStore {
       for (const s of list ?? []) if (s.jobId === jobId) byId.set(s.id, s);
     }
     return [...byId.values()].sort((a, b) => a.phase - b.phase || a.index - b.index);
+  }
+
+  /**
+   * `limit` subtasks of a job from `offset` on, in the order they were made (phase, then index): only
+   * those rows are read and parsed, not a big job's every one.
+   */
+  subtasksPage(jobId: string, offset: number, limit: number): SubtaskRecord[] {
+    // Some not written yet (a job just planned): where they fall among the rows is known only from all of them.
+    const unwritten = (list: SubtaskRecord[] | undefined): boolean => list?.some((s) => s.jobId === jobId) ?? false;
+    if (unwritten(this.inFlight?.created) || unwritten(this.newSubtasks)) return this.subtasksOf(jobId).slice(offset, offset + limit);
+    const changed = new Map<string, SubtaskRecord>();
+    for (const list of [this.inFlight?.subtasks, this.dirtySubtasks.values()]) {
+      for (const s of list ?? []) if (s.jobId === jobId) changed.set(s.id, s);
+    }
+    return (this.stmts.subtasksPage.all(jobId, limit, offset) as SubtaskRow[])
+      .map((row) => {
+        const s = fromRow(row);
+        return changed.get(s.id) ?? s;
+      })
+      .sort((a, b) => a.phase - b.phase || a.index - b.index);
   }
 
   private scheduleFlush(): void {

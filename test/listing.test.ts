@@ -75,6 +75,54 @@ describe('ListJobs', () => {
     expect((await client.getJob(job.id)).subtasks).toHaveLength(3);
   });
 
+  it("GetJob gives a big job's subtasks a page at a time, queued or ended (from the store); the client reads them all", async () => {
+    // No worker: 25,000 pending subtasks in memory; cancelled, read back from the store.
+    const job = await client.submit({ label: 'pages', passthrough: { subtasks: 25_000 } }, []);
+    const { proto } = loadTesseraProto();
+    const stub = new proto.tessera.v1.JobService(client.address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
+    const get = (req: { job_id: string; include_subtasks: boolean; subtask_limit?: number; subtask_page_token?: string }): Promise<Job__Output> =>
+      new Promise((resolve, reject) => stub.GetJob(req, (err, res) => (err ? reject(err) : resolve(res!))));
+    const readAll = async (limit?: number): Promise<{ pages: number[]; keys: string[] }> => {
+      const pages: number[] = [];
+      const keys: string[] = [];
+      let token = '';
+      do {
+        const page = await get({ job_id: job.id, include_subtasks: true, ...(limit !== undefined && { subtask_limit: limit }), subtask_page_token: token });
+        pages.push(page.subtasks.length);
+        for (const s of page.subtasks) keys.push(`${s.phase}/${s.index}`);
+        token = page.next_subtask_page_token;
+      } while (token);
+      return { pages, keys };
+    };
+    const inOrder = Array.from({ length: 25_000 }, (_, i) => `0/${i}`);
+    await expect.poll(async () => (await client.getJob(job.id, { includeSubtasks: false })).message, { timeout: 10_000 }).toBe('phase 0: 25000 subtask(s)');
+    try {
+      for (const read of [() => readAll(), () => readAll(7_000), () => readAll(50_000)]) {
+        const { pages, keys } = await read();
+        expect(keys).toEqual(inOrder);
+        expect(pages.length).toBeGreaterThan(1);
+        expect(Math.max(...pages)).toBeLessThanOrEqual(10_000);
+      }
+      expect((await readAll(7_000)).pages).toEqual([7_000, 7_000, 7_000, 4_000]);
+      expect((await client.getJob(job.id)).subtasks.map((s) => `${s.phase}/${s.index}`)).toEqual(inOrder);
+      // Ended: its subtasks come from the store, in the same pages.
+      await client.cancel(job.id);
+      expect((await readAll(7_000)).pages).toEqual([7_000, 7_000, 7_000, 4_000]);
+      const ended = await client.getJob(job.id);
+      expect(ended.subtasks.map((s) => `${s.phase}/${s.index}`)).toEqual(inOrder);
+      expect(new Set(ended.subtasks.map((s) => s.state))).toEqual(new Set(['SUBTASK_STATE_CANCELLED']));
+      expect(ended.next_subtask_page_token).toBe('');
+      // A token is for its own job; a damaged one is refused.
+      const other = await client.submit({ passthrough: { subtasks: 1 } }, []);
+      const token = (await get({ job_id: job.id, include_subtasks: true, subtask_limit: 10 })).next_subtask_page_token;
+      await expect(get({ job_id: other.id, include_subtasks: true, subtask_page_token: token })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: `subtask_page_token: made for job ${job.id}, asked with job ${other.id}` });
+      await expect(get({ job_id: job.id, include_subtasks: true, subtask_page_token: 'x!' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^subtask_page_token: not a next_subtask_page_token/) });
+      await client.cancel(other.id);
+    } finally {
+      stub.close();
+    }
+  });
+
   it('pages through every job over gRPC: the client follows the tokens, the CLI lists them all with --all', async () => {
     // No inputs and no worker: each job would stay queued, and a client may keep only 100 such.
     const made: string[] = [];

@@ -1,0 +1,63 @@
+/**
+ * A job's subtasks one page at a time (GetJob's `subtask_limit` and `subtask_page_token`). A job of
+ * 100,000 subtasks in one answer held the coordinator's only thread for over 2 s (read from the
+ * store, then encoded): every worker's heartbeat and every other client's call waited, and the
+ * answer could pass any client's message limit. A page is read and encoded in tens of milliseconds;
+ * the client library reads the pages one after another, so the thread is free between them.
+ */
+import { invalidArgument } from '../shared/errors.js';
+import type { SubtaskInfo } from '../shared/proto/generated/tessera/v1/SubtaskInfo.js';
+import { toSubtaskInfo, type SubtaskRecord } from './model.js';
+
+/** Subtasks per page when none or more are asked for. */
+export const MAX_SUBTASK_PAGE = 10_000;
+/** A page ends before its subtasks pass this (one failure's message may be 4 KiB). */
+export const MAX_SUBTASK_PAGE_BYTES = 3 * 1024 * 1024;
+
+export interface SubtaskPage {
+  subtasks: SubtaskInfo[];
+  /** Where the next page starts; "" when this one is the last. */
+  next: string;
+}
+
+/** Reads `limit` subtasks of a job from `offset` on, in the order they were made. */
+export type PageReader = (offset: number, limit: number) => SubtaskRecord[];
+
+function encodeToken(jobId: string, offset: number): string {
+  return Buffer.from(JSON.stringify([jobId, offset]), 'utf8').toString('base64url');
+}
+
+function decodeToken(token: string, jobId: string): number {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+  } catch {
+    parsed = undefined;
+  }
+  if (!Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== 'string' || !Number.isSafeInteger(parsed[1]) || (parsed[1] as number) < 0) {
+    throw invalidArgument('subtask_page_token: not a next_subtask_page_token this coordinator gave (damaged or cut short)');
+  }
+  if (parsed[0] !== jobId) throw invalidArgument(`subtask_page_token: made for job ${parsed[0] as string}, asked with job ${jobId}`);
+  return parsed[1] as number;
+}
+
+/** Rough upper bound of a subtask's encoded size: its strings, and the rest's few dozen bytes. */
+const infoBytes = (s: SubtaskInfo): number => 48 + Buffer.byteLength(s.id ?? '') + Buffer.byteLength(s.label ?? '') + Buffer.byteLength(s.worker ?? '') + Buffer.byteLength(s.error ?? '');
+
+/** The page `token` names (the first for ""), of at most `limit` subtasks (0: the most). */
+export function subtaskPage(jobId: string, read: PageReader, limit: number, token: string): SubtaskPage {
+  const offset = token ? decodeToken(token, jobId) : 0;
+  const size = limit > 0 ? Math.min(limit, MAX_SUBTASK_PAGE) : MAX_SUBTASK_PAGE;
+  // One more than the page: whether another page follows, without counting them all.
+  const records = read(offset, size + 1);
+  const subtasks: SubtaskInfo[] = [];
+  let bytes = 0;
+  for (const r of records) {
+    if (subtasks.length === size) break;
+    const info = toSubtaskInfo(r);
+    bytes += infoBytes(info);
+    if (bytes > MAX_SUBTASK_PAGE_BYTES && subtasks.length > 0) break;
+    subtasks.push(info);
+  }
+  return { subtasks, next: subtasks.length < records.length ? encodeToken(jobId, offset + subtasks.length) : '' };
+}
