@@ -174,7 +174,7 @@ export function layoutChannelNames(channels: number, layout?: string): string[] 
   const spelled = spelledLayout(channels, layout);
   if (spelled) return spelled.split('+');
   // No layout (e.g. a WAV without a channel mask): ffmpeg assumes the default layout for the count.
-  const byCount: Record<number, string> = { 1: 'mono', 2: 'stereo', 3: '2.1', 4: 'quad', 5: '5.0', 6: '5.1', 7: '6.1', 8: '7.1' };
+  const byCount: Record<number, string> = { 1: 'mono', 2: 'stereo', 3: '2.1', 4: '4.0', 5: '5.0', 6: '5.1', 7: '6.1', 8: '7.1' };
   const fallback = NAMED_LAYOUTS[byCount[channels] ?? ''];
   return fallback ? fallback.split('+') : Array.from({ length: channels }, (_, i) => `C${i}`);
 }
