@@ -22,9 +22,9 @@ describe('subtask pages', () => {
     do {
       const page = subtaskPage('job', read, 0, token);
       sizes.push(page.subtasks.length);
-      seen.push(...page.subtasks.map((s) => s.index));
+      seen.push(...page.subtasks.map((s) => s.index ?? -1));
       // Each page's messages alone stay under the limit.
-      expect(page.subtasks.reduce((n, s) => n + s.error.length, 0)).toBeLessThan(MAX_SUBTASK_PAGE_BYTES);
+      expect(page.subtasks.reduce((n, s) => n + (s.error ?? "").length, 0)).toBeLessThan(MAX_SUBTASK_PAGE_BYTES);
       token = page.next;
     } while (token);
     expect(sizes.length).toBe(3);

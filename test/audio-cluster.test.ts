@@ -53,7 +53,7 @@ describe('audio on a cluster of two workers', () => {
     // The same filters in one process: stage A over the whole file, then the gain the coordinator chose.
     const params = validateAudioParams(raw);
     const a = stageAChain({ outRate: 44100, outLayout: 'stereo', offset: 0, ...fadeSamples(params, 44100, rep.frames) });
-    const b = stageBChain({ gainDb: rep.gainDb, limit: rep.limit, ffmpegMajor: ffmpegInfo().major });
+    const b = stageBChain({ gainDb: rep.gainDb, limit: rep.limit, sampleRate: 44100, ffmpegMajor: ffmpegInfo().major });
     const ref = path.join(dir, 'ref.flac');
     await runFfmpeg(['-i', src, '-map', '0:a:0', '-af', b ? `${a},${b}` : a, ...encoderArgs('flac', 0, 16), '-y', ref]);
     const out = files.get('lecture.flac')!;

@@ -30,7 +30,7 @@ const report = audioReport;
 async function singleProcess(src: string, raw: Record<string, unknown>, rep: FileReport, out: string, opts: { outLayout?: string; bits?: 16 | 24 } = {}): Promise<string> {
   const params = validateAudioParams(raw);
   const a = stageAChain({ outRate: rep.sampleRate, outLayout: opts.outLayout ?? '', offset: 0, ...fadeSamples(params, rep.sampleRate, rep.frames) });
-  const b = stageBChain({ gainDb: rep.gainDb, limit: rep.limit, ffmpegMajor: ffmpegInfo().major });
+  const b = stageBChain({ gainDb: rep.gainDb, limit: rep.limit, sampleRate: rep.sampleRate, ffmpegMajor: ffmpegInfo().major });
   await runFfmpeg(['-i', src, '-map', '0:a:0', '-map_metadata', '-1', '-af', b ? `${a},${b}` : a, ...encoderArgs(params.codec, params.bitrate, opts.bits ?? 16), '-y', out]);
   return out;
 }

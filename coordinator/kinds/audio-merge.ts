@@ -50,7 +50,10 @@ export async function mergeAudio(ctx: MergeContext<AudioJobParams>): Promise<Mer
       errors.push({ input, code: err.codeName, message: err.message });
     }
   }
-  for (const r of reports) warnLoudnessMissed(ctx, r);
+  for (const r of reports) {
+    warnLoudnessMissed(ctx, r);
+    warnPeakOver(ctx, r);
+  }
   if (reports.length > 0) {
     const file = path.join(ctx.outputDir, AUDIO_REPORT);
     await writeFile(file, JSON.stringify({ files: reports }, null, 2));
@@ -156,6 +159,21 @@ function contentTypeByName(name: string): string {
   if (name.endsWith('.json')) return 'application/json';
   const codec = Object.values(AUDIO_CODECS).find((c) => name.endsWith(`.${c.extension}`));
   return codec?.contentType ?? 'application/octet-stream';
+}
+
+/** How far over its true-peak ceiling a normalised output may measure before the job says so, dB (a lossy encoder's own peaks). */
+const PEAK_OVER_WARNED_DB = 0.5;
+
+/**
+ * Says so where a normalised output still measures over its true-peak ceiling after the limiter was
+ * lowered as far as the encodes allowed (a lossy encoder's own peaks on bright material): the
+ * report's `outputTruePeak` says where, and the job would otherwise look like it kept the ceiling.
+ */
+function warnPeakOver(ctx: MergeContext<AudioJobParams>, r: FileReport): void {
+  const got = r.outputTruePeak;
+  const { truePeak } = ctx.params;
+  if (!ctx.params.normalize || got === undefined || got === null || !(got > truePeak + PEAK_OVER_WARNED_DB)) return;
+  ctx.warn(r.input, `true peak ${got.toFixed(1)} dBTP, over the ${truePeak} dBTP ceiling: the encoder's own peaks passed the limiter's; a lower --true-peak or a higher bitrate keeps it`);
 }
 
 /** How far a normalised output may land from its target before the job says so, LU. */

@@ -55,8 +55,10 @@ export function stageAChain(o: StageAOptions): string {
 export interface StageBOptions {
   /** Gain in dB (0 = none). */
   gainDb: number;
-  /** Sample-peak limit (linear, 0.0625..1) of the lookahead limiter, or undefined for none. */
+  /** Peak limit (linear, 0.0625..1) of the lookahead limiter, or undefined for none. */
   limit?: number | undefined;
+  /** The signal's sample rate: the limiter works at 4 times it (see stageBChain). */
+  sampleRate: number;
   /** ffmpeg major version (alimiter's latency compensation exists from 5 on). */
   ffmpegMajor: number;
 }
@@ -72,7 +74,11 @@ export function stageBChain(o: StageBOptions): string {
   if (o.limit !== undefined) {
     // level=disabled: alimiter would otherwise re-normalise the output to the limit and undo the gain.
     const latency = o.ffmpegMajor >= 5 ? ':latency=1' : '';
-    f.push(`alimiter=limit=${o.limit.toFixed(6)}:attack=${LIMITER_ATTACK_MS}:release=${LIMITER_RELEASE_MS}:level=disabled${latency}`);
+    // At 4 times the rate: alimiter holds sample peaks, and between samples a signal rises over them
+    // (clipped or bright material by 3-7 dB). Oversampled, its samples are the true peak's points
+    // (BS.1770's 4x), so the limit holds for the true peak too; a sample-peak limit low enough for
+    // that would squash such material by as much.
+    f.push(`aresample=${o.sampleRate * 4}`, `alimiter=limit=${o.limit.toFixed(6)}:attack=${LIMITER_ATTACK_MS}:release=${LIMITER_RELEASE_MS}:level=disabled${latency}`, `aresample=${o.sampleRate}`);
   }
   return f.join(',');
 }

@@ -9,7 +9,7 @@ import { ffmpegInfo } from '../ffmpeg.js';
 import { AUDIO_CODECS, type AudioJobParams } from '../kinds/audio-params.js';
 import type { PieceStats } from './audio-analyze.js';
 import { outputEncoding, stageBChain } from './audio-filters.js';
-import { decideLoudness, limiterLevel, MIN_NORMALIZE_SECONDS, type FileRender, type LoudnessDecision } from './audio-pieces.js';
+import { decideLoudness, LIMITER_MARGIN_DB, limiterLevel, MIN_NORMALIZE_SECONDS, type FileRender, type LoudnessDecision } from './audio-pieces.js';
 import { invalidArgument, TesseraError } from '../errors.js';
 import { encodeFinal, measureEncoded, measureEncodedLoudness, isLossyCodec, type EncodedMeasurement, type MeasuredLayout } from './audio-render.js';
 import { joinBins, waveformJson, writeWaveform } from './audio-waveform.js';
@@ -119,7 +119,7 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
     encodeFinal({
       pieces: o.pieces,
       input: o.file.input,
-      chain: stageBChain({ gainDb: d.gainDb, limit: d.limit, ffmpegMajor: ffmpegInfo().major }),
+      chain: stageBChain({ gainDb: d.gainDb, limit: d.limit, sampleRate: o.file.outRate, ffmpegMajor: ffmpegInfo().major }),
       encoder: outputEncoding(o.params.codec, o.params.bitrate, o.file.bits, o.stats[0]?.channels),
       out,
       workDir: o.workDir,
@@ -147,9 +147,12 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
       measured = await measuredOut(await encode(decision, [0.8, 0.2], measure));
     }
     // A lossy encoder's own peaks over the limiter's ceiling: on dense material the limiter leans on
-    // hard (pink noise brought up 17 dB), over a dB. Encoded once more with the limit lowered by it.
-    if (decision.limit !== undefined && measured.truePeak > o.params.truePeak + LOSSY_TRUE_PEAK_TOLERANCE_DB) {
-      const limit = limiterLevel(o.params.truePeak - measured.truePeak, decision.limit);
+    // hard (pink noise brought up 17 dB), over a dB. Encoded again with the limit lowered by it, up
+    // to PEAK_RETRIES times (the overshoot grows as the limiter works harder: opus on bright
+    // material needed two); without a limiter (the source's peaks were just under the ceiling, the
+    // encoder's went over), through one.
+    for (let tries = 0; tries < PEAK_RETRIES && measured.truePeak > o.params.truePeak + LOSSY_TRUE_PEAK_TOLERANCE_DB; tries++) {
+      const limit = decision.limit === undefined ? limiterLevel(o.params.truePeak - LIMITER_MARGIN_DB) : limiterLevel(o.params.truePeak - measured.truePeak, decision.limit);
       decision = { ...decision, limit };
       measured = await measuredOut(await encode(decision, [0.9, 0.1], measure));
     }
@@ -165,7 +168,7 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
   const limitedMeasure = lossless && o.params.normalize && decision.limit !== undefined ? await measuredLimited(out, o) : undefined;
   let limitedPeakDb = limitedMeasure?.truePeak;
   if (limitedMeasure) outLufs = limitedMeasure.lufs;
-  if (limitedPeakDb !== undefined && decision.limit !== undefined && limitedPeakDb > o.params.truePeak + TRUE_PEAK_TOLERANCE_DB) {
+  for (let tries = 0; tries < PEAK_RETRIES && limitedPeakDb !== undefined && decision.limit !== undefined && limitedPeakDb > o.params.truePeak + TRUE_PEAK_TOLERANCE_DB; tries++) {
     // The limiter holds sample peaks LIMITER_MARGIN_DB under the ceiling; material whose inter-sample
     // peaks rise further over its samples (a burst near a quarter of the rate rises 2.7 dB) still
     // passes the ceiling. Encode once more with the limit lowered by the overshoot measured.
@@ -225,7 +228,7 @@ async function pieceCodecLoss(o: FinishOptions, lufs: number, truePeak: number):
   const beside = await encodeFinal({
     pieces: [o.pieces[i]!],
     input: o.file.input,
-    chain: stageBChain({ gainDb: d.gainDb, limit: d.limit, ffmpegMajor: ffmpegInfo().major }),
+    chain: stageBChain({ gainDb: d.gainDb, limit: d.limit, sampleRate: o.file.outRate, ffmpegMajor: ffmpegInfo().major }),
     encoder: outputEncoding(o.params.codec, o.params.bitrate, o.file.bits, o.stats[0]?.channels),
     out: probe,
     workDir: o.workDir,
@@ -253,6 +256,9 @@ async function measuredLimited(out: string, o: FinishOptions): Promise<{ truePea
     throw err;
   }
 }
+
+/** Encodes again with a lower limit, at most, for an output measured over the ceiling. */
+const PEAK_RETRIES = 3;
 
 /** How far over the ceiling a lossy output may measure before it is encoded again with a lower limit. */
 const LOSSY_TRUE_PEAK_TOLERANCE_DB = 0.5;
