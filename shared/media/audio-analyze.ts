@@ -83,6 +83,19 @@ const PHASES: Float64Array[] = [1, 2, 3].map((p) => {
  */
 const GAIN_BOUND = Math.max(...PHASES.map((h) => h.reduce((n, x) => n + Math.abs(x), 0)));
 
+/**
+ * The same filters folded about their middle (phase 3 is phase 1 reversed, phase 2 is symmetric):
+ * for the window's 12 pairs of samples x[j] and x[23 - j], with s = x[j] + x[23 - j] and
+ * d = x[j] - x[23 - j], phase 1 gives A + B and phase 3 A - B, where A = sum(EVEN[j] s) and
+ * B = sum(ODD[j] d), and phase 2 sum(MID[j] s): the louder of the two outer points is |A| + |B|.
+ */
+const HALF = TAPS / 2;
+const EVEN = Float64Array.from({ length: HALF }, (_, j) => (PHASES[0]![j]! + PHASES[0]![TAPS - 1 - j]!) / 2);
+const ODD = Float64Array.from({ length: HALF }, (_, j) => (PHASES[0]![j]! - PHASES[0]![TAPS - 1 - j]!) / 2);
+const MID = Float64Array.from({ length: HALF }, (_, j) => PHASES[1]![j]!);
+/** Frames per block of the skip test: a window of TAPS frames spans at most three. */
+const BLOCK = 16;
+
 /** Analyses `wavPath` (any PCM WAV; stage A writes float). */
 export async function analyzePiece(wavPath: string, o: AnalyzeOptions): Promise<PieceStats> {
   const info = await readWavInfo(wavPath);
@@ -91,6 +104,9 @@ export async function analyzePiece(wavPath: string, o: AnalyzeOptions): Promise<
   const meter = new KWeightedMeter(info.sampleRate, ch, o.layout);
   let samplePeak = 0;
   let truePeak = 0;
+  // Scratch for scanTruePeak: one channel's samples, and the loudest of each block's.
+  let x = new Float64Array(0);
+  let loudest = new Float64Array(0);
   const spp = o.waveformSpp;
   const wf: WaveformBins | undefined = spp ? { spp, min: [], max: [] } : undefined;
   // Carry TAPS - 1 frames between chunks so that each interpolated interval sees all its samples.
@@ -144,26 +160,59 @@ export async function analyzePiece(wavPath: string, o: AnalyzeOptions): Promise<
   truePeak = Math.max(truePeak, samplePeak);
   return { frames: o.body, sampleRate: info.sampleRate, channels: ch, subBlocks: meter.subBlocks(), samplePeak, truePeak, waveform: wf };
 
-  /** True peak over the intervals of `buf` (whose frame 0 is the file's frame `first`) whose left sample lies in the body. */
+  /**
+   * True peak over the intervals of `buf` (whose frame 0 is the file's frame `first`) whose left
+   * sample lies in the body. A block of intervals is skipped when the loudest samples under any of
+   * their filters (those of it and the blocks beside it) times GAIN_BOUND cannot reach the peak so
+   * far; the others are interpolated with the folded filters, one channel at a time.
+   */
   function scanTruePeak(buf: Float32Array, first: number): void {
     const frames = buf.length / ch;
-    for (let f = BEFORE; f + AFTER < frames; f++) {
-      const fi = first + f;
-      if (fi < o.preRoll || fi >= o.preRoll + o.body) continue;
-      for (let c = 0; c < ch; c++) {
-        const a = Math.max(Math.abs(buf[f * ch + c]!), Math.abs(buf[(f + 1) * ch + c]!));
-        if (a > truePeak) truePeak = a;
-        let loudest = 0;
-        for (let k = 0; k < TAPS; k++) {
-          const v = Math.abs(buf[(f - BEFORE + k) * ch + c]!);
-          if (v > loudest) loudest = v;
+    const lo = Math.max(BEFORE, o.preRoll - first);
+    const hi = Math.min(frames - AFTER, o.preRoll + o.body - first);
+    if (hi <= lo) return;
+    // The channel's samples under the intervals lo..hi-1, from x[0] = buf frame lo - BEFORE.
+    const n = hi - lo + TAPS - 1;
+    if (x.length < n) x = new Float64Array(n);
+    const blocks = Math.ceil((hi - lo) / BLOCK);
+    if (loudest.length < blocks) loudest = new Float64Array(blocks);
+    for (let c = 0; c < ch; c++) {
+      for (let i = 0, j = (lo - BEFORE) * ch + c; i < n; i++, j += ch) x[i] = buf[j]!;
+      // Intervals of block b (lo + b * BLOCK on) read x[b * BLOCK .. b * BLOCK + BLOCK + TAPS - 2].
+      for (let b = 0; b < blocks; b++) {
+        let m = 0;
+        const end = Math.min(n, b * BLOCK + BLOCK + TAPS - 1);
+        for (let i = b * BLOCK; i < end; i++) {
+          const v = Math.abs(x[i]!);
+          if (v > m) m = v;
         }
-        if (loudest * GAIN_BOUND <= truePeak) continue;
-        for (const h of PHASES) {
-          let y = 0;
-          for (let k = 0; k < TAPS; k++) y += h[k]! * buf[(f - BEFORE + k) * ch + c]!;
-          const ay = Math.abs(y);
-          if (ay > truePeak) truePeak = ay;
+        loudest[b] = m;
+        // The samples of the body's intervals themselves are peaks too.
+        const s0 = b * BLOCK + BEFORE;
+        const s1 = Math.min(s0 + BLOCK, hi - lo + BEFORE) + 1;
+        for (let i = s0; i < s1; i++) {
+          const v = Math.abs(x[i]!);
+          if (v > truePeak) truePeak = v;
+        }
+      }
+      for (let b = 0; b < blocks; b++) {
+        if (loudest[b]! * GAIN_BOUND <= truePeak) continue;
+        const end = Math.min(hi - lo, b * BLOCK + BLOCK);
+        for (let f = b * BLOCK; f < end; f++) {
+          let a = 0;
+          let d = 0;
+          let m = 0;
+          for (let j = 0; j < HALF; j++) {
+            const l = x[f + j]!;
+            const r = x[f + TAPS - 1 - j]!;
+            const sum = l + r;
+            a += EVEN[j]! * sum;
+            d += ODD[j]! * (l - r);
+            m += MID[j]! * sum;
+          }
+          const outer = Math.abs(a) + Math.abs(d);
+          if (outer > truePeak) truePeak = outer;
+          if (Math.abs(m) > truePeak) truePeak = Math.abs(m);
         }
       }
     }
