@@ -43,7 +43,12 @@ export interface WriteBatch {
   events: [string, number, string][];
 }
 
-export type WriterRequest = { id: number; batch: WriteBatch } | { id: number; close: true };
+/**
+ * `part`: one of the slices of a batch too big for the thread's heap (see splitBatch), posted one
+ * after another: the first begins the transaction, the last commits it and is answered. A slice
+ * that fails rolls it back and is answered; the rest of that batch is then dropped.
+ */
+export type WriterRequest = { id: number; batch: WriteBatch; part?: { index: number; last: boolean } } | { id: number; close: true };
 export type WriterReply = { id: number; ok: true } | { id: number; ok: false; code?: string; message: string };
 
 export interface WriterData {
@@ -69,17 +74,59 @@ export function writeStatements(db: Database.Database): WriteStatements {
 
 /** Writes a batch in one transaction (all of it or, on an error, none). */
 export function applyBatch(db: Database.Database, stmts: WriteStatements, batch: WriteBatch): void {
-  db.transaction(() => {
-    for (const j of batch.jobs) {
-      if (j.inputs !== undefined) stmts.insertFiles.run(j.id, 'input', j.inputsFrom ?? 0, j.inputs);
-      if (j.rewriteOutputs) stmts.deleteFiles.run(j.id, 'output');
-      if (j.outputs !== undefined) stmts.insertFiles.run(j.id, 'output', j.outputsFrom, j.outputs);
-      stmts.upsertJob.run(j.id, j.state, j.createdAt, j.record);
+  db.transaction(() => applyWrites(stmts, batch))();
+}
+
+/** A batch's statements, in the transaction open on their connection. */
+function applyWrites(stmts: WriteStatements, batch: WriteBatch): void {
+  for (const j of batch.jobs) {
+    if (j.inputs !== undefined) stmts.insertFiles.run(j.id, 'input', j.inputsFrom ?? 0, j.inputs);
+    if (j.rewriteOutputs) stmts.deleteFiles.run(j.id, 'output');
+    if (j.outputs !== undefined) stmts.insertFiles.run(j.id, 'output', j.outputsFrom, j.outputs);
+    stmts.upsertJob.run(j.id, j.state, j.createdAt, j.record);
+  }
+  for (const [id, jobId, record] of batch.created) stmts.insertSubtask.run(id, jobId, record);
+  for (const [live, id] of batch.updates) stmts.updateSubtask.run(live, id);
+  for (const [jobId, seq, events] of batch.events) stmts.insertEvent.run(jobId, seq, events);
+}
+
+/** About how many bytes a batch's strings hold (one per UTF-16 unit: a bound, not a count). */
+export function batchBytes(b: WriteBatch): number {
+  let n = 0;
+  for (const j of b.jobs) n += jobBytes(j);
+  for (const c of b.created) n += c[2].length;
+  for (const u of b.updates) n += u[0].length;
+  for (const e of b.events) n += e[2].length;
+  return n;
+}
+
+const jobBytes = (j: JobWrite): number => j.record.length + (j.inputs?.length ?? 0) + (j.outputs?.length ?? 0);
+
+/**
+ * A batch cut into slices of about `maxBytes` each (one row may pass it alone), in its order: the
+ * writer thread applies them one after another in one transaction, holding one slice at a time (a
+ * plan of 100,000 subtasks is 25 MB of strings, past the thread's heap). Written on the event loop
+ * instead, it held every call and heartbeat for 1-2.6 s.
+ */
+export function splitBatch(b: WriteBatch, maxBytes: number): WriteBatch[] {
+  const parts: WriteBatch[] = [];
+  let part: WriteBatch = { jobs: [], created: [], updates: [], events: [] };
+  let bytes = 0;
+  const add = <K extends keyof WriteBatch>(key: K, row: WriteBatch[K][number], size: number): void => {
+    if (bytes > 0 && bytes + size > maxBytes) {
+      parts.push(part);
+      part = { jobs: [], created: [], updates: [], events: [] };
+      bytes = 0;
     }
-    for (const [id, jobId, record] of batch.created) stmts.insertSubtask.run(id, jobId, record);
-    for (const [live, id] of batch.updates) stmts.updateSubtask.run(live, id);
-    for (const [jobId, seq, events] of batch.events) stmts.insertEvent.run(jobId, seq, events);
-  })();
+    (part[key] as WriteBatch[K][number][]).push(row);
+    bytes += size;
+  };
+  for (const j of b.jobs) add('jobs', j, jobBytes(j));
+  for (const c of b.created) add('created', c, c[2].length);
+  for (const u of b.updates) add('updates', u, u[0].length);
+  for (const e of b.events) add('events', e, e[2].length);
+  parts.push(part);
+  return parts;
 }
 
 /** Opens a connection to the store for writing, as the store's own is set up. */
@@ -102,6 +149,8 @@ export const WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024;
 function serve({ file, port, flag }: WriterData): void {
   let db: Database.Database | undefined;
   let stmts: WriteStatements | undefined;
+  /** The batch whose slices are being applied (its transaction open). */
+  let open: number | undefined;
   const answer = (reply: WriterReply): void => {
     port.postMessage(reply);
     Atomics.store(flag, 0, reply.id);
@@ -115,12 +164,30 @@ function serve({ file, port, flag }: WriterData): void {
       port.close();
       return;
     }
+    const part = req.part;
+    // A later slice of a batch whose transaction is not open (an earlier slice failed): dropped.
+    if (part && part.index > 0 && open !== req.id) return;
     try {
       db ??= openForWriting(file);
       stmts ??= writeStatements(db);
-      applyBatch(db, stmts, req.batch);
-      answer({ id: req.id, ok: true });
+      if (!part) {
+        applyBatch(db, stmts, req.batch);
+        answer({ id: req.id, ok: true });
+        return;
+      }
+      if (part.index === 0) {
+        db.exec('BEGIN');
+        open = req.id;
+      }
+      applyWrites(stmts, req.batch);
+      if (part.last) {
+        db.exec('COMMIT');
+        open = undefined;
+        answer({ id: req.id, ok: true });
+      }
     } catch (err) {
+      if (part && db?.inTransaction) db.exec('ROLLBACK');
+      open = undefined;
       const e = err as Error & { code?: string };
       answer({ id: req.id, ok: false, ...(e.code ? { code: e.code } : {}), message: e.message });
     }

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import { newSubtaskRecord, type JobRecord, type SubtaskRecord } from './model.js';
 import { JobStore, SCHEMA_VERSION } from './store.js';
+import { batchBytes, splitBatch } from './store-writer.js';
 
 const dirs: string[] = [];
 function dbFile(): string {
@@ -276,22 +277,59 @@ describe('JobStore', () => {
     store.close();
   });
 
-  it("writes a job of tens of thousands of subtasks on the main thread, in one transaction, not through the thread's heap", async () => {
+  it('writes a job of 100,000 subtasks on its writer thread in slices of one transaction, the event loop going on meanwhile', async () => {
     const file = dbFile();
-    const store = new JobStore(file);
+    const errors: Error[] = [];
+    const store = new JobStore(file, { onFlushError: (e) => errors.push(e) });
     store.saveJob(job('big'));
-    store.createSubtasks(Array.from({ length: 12_000 }, (_, i) => subtask('big', i)));
+    store.createSubtasks(Array.from({ length: 100_000 }, (_, i) => subtask('big', i)));
     const done = store.committed();
-    expect((store as unknown as { inFlight?: unknown }).inFlight).toBeUndefined();
-    await done;
+    // Handed to the thread (25 MB of strings, past its heap: in slices), not written here.
+    expect((store as unknown as { inFlight?: unknown }).inFlight).toBeDefined();
+    // Meanwhile the event loop turns, and a reader sees none of the job's subtasks or all of them.
     const reader = new Database(file, { readonly: true });
-    expect((reader.prepare("SELECT count(*) AS n FROM subtasks WHERE job_id = 'big'").get() as { n: number }).n).toBe(12_000);
+    const count = reader.prepare("SELECT count(*) AS n FROM subtasks WHERE job_id = 'big'");
+    const seen = new Set<number>();
+    let turns = 0;
+    let committed = false;
+    void done.then(() => (committed = true));
+    while (!committed) {
+      seen.add((count.get() as { n: number }).n);
+      turns++;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    seen.add((count.get() as { n: number }).n);
     reader.close();
-    // Small batches go to the thread again.
+    expect(turns).toBeGreaterThan(1);
+    expect([...seen].filter((n) => n !== 0 && n !== 100_000)).toEqual([]);
+    expect(seen.has(100_000)).toBe(true);
+    expect(errors).toEqual([]);
+    // The thread is still the one writing.
     store.appendEvent(event('big', 1));
     void store.committed();
     expect((store as unknown as { inFlight?: unknown }).inFlight).toBeDefined();
     store.close();
+    const reopened = new JobStore(file);
+    expect(reopened.subtasksOf('big')).toHaveLength(100_000);
+    reopened.close();
+  });
+
+  it('cuts a big batch into slices of about the size asked, in order, losing nothing', () => {
+    const batch = {
+      jobs: [{ id: 'j', state: 'running', createdAt: 1, record: 'r'.repeat(10), rewriteOutputs: false, outputsFrom: 0 }],
+      created: Array.from({ length: 50 }, (_, i): [string, string, string] => [`s${i}`, 'j', 'x'.repeat(100)]),
+      updates: Array.from({ length: 30 }, (_, i): [string, string] => ['y'.repeat(50), `s${i}`]),
+      events: [['j', 9, 'e'.repeat(2000)] as [string, number, string]],
+    };
+    const parts = splitBatch(batch, 1000);
+    expect(parts.length).toBeGreaterThan(5);
+    for (const p of parts.slice(0, -1)) expect(batchBytes(p)).toBeLessThanOrEqual(1000);
+    // One row bigger than a slice is a slice of its own.
+    expect(parts.at(-1)!.events).toEqual(batch.events);
+    expect(parts.flatMap((p) => p.jobs)).toEqual(batch.jobs);
+    expect(parts.flatMap((p) => p.created)).toEqual(batch.created);
+    expect(parts.flatMap((p) => p.updates)).toEqual(batch.updates);
+    expect(splitBatch({ jobs: [], created: [], updates: [], events: [] }, 1000)).toHaveLength(1);
   });
 
   it('starts its writer thread before the first write when asked, commits through it, and closes it unused', async () => {

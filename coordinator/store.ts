@@ -22,7 +22,7 @@ import { TesseraError } from '../shared/errors.js';
 import type { JobEvent } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 import { TERMINAL_JOB_STATES, type JobRecord, type OutputRecord, type SubtaskRecord } from './model.js';
-import { applyBatch, WAL_SIZE_LIMIT_BYTES, writeStatements, type WriteBatch, type WriterData, type WriterReply, type WriterRequest, type WriteStatements } from './store-writer.js';
+import { applyBatch, batchBytes, WAL_SIZE_LIMIT_BYTES, writeStatements, type WriteBatch, type WriterData, type WriterReply, type WriterRequest, type WriteStatements } from './store-writer.js';
 import { steadyNow } from '../shared/clock.js';
 
 /** The writer thread's module (compiled: a worker thread runs plain Node, also under vitest). */
@@ -35,7 +35,7 @@ const WRITER_STALL_MS = 30_000;
  * writes on its own thread from then on (see dropWriter).
  */
 const WRITER_HEAP = { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 };
-/** Batches larger than this are written on the main thread (see flushInBackground). */
+/** Batches larger than this go to the writer thread in slices of this size (see flushInBackground). */
 const WRITER_BATCH_MAX_BYTES = 4 * 1024 * 1024;
 
 /**
@@ -140,7 +140,8 @@ export class JobStore {
   /** The writer thread: started with the first background write; null once it failed (then all writes are synchronous). */
   private writer: Writer | undefined | null;
   /** The batch the writer thread is committing (at most one at a time: batches commit in order). */
-  private inFlight: (Taken & { id: number }) | undefined;
+  /** The batch the writer thread has; `rest`: its slices not posted yet (see postParts). */
+  private inFlight: (Taken & { id: number; rest?: { parts: Generator<WriteBatch>; next: WriteBatch; index: number } }) | undefined;
 
   /** `onFlushError`: a write that nobody waits for failed (it is kept and tried again); the coordinator logs it. */
   constructor(
@@ -548,23 +549,51 @@ export class JobStore {
       return;
     }
     const taken = this.take();
-    const batch = this.serialise(taken);
     const writer = this.startWriter();
-    // A job of tens of thousands of subtasks planned at once is written here, in one transaction as
-    // always, rather than copied into the thread's heap (which it would grow for good).
-    if (!writer || batchBytes(batch) > WRITER_BATCH_MAX_BYTES) {
-      const err = this.writeHere(taken, batch);
+    if (!writer) {
+      const err = this.writeHere(taken, this.serialise(taken));
       // The failure is reported to whoever waited for the batch; with nobody, to the log.
       if (err && taken.waiters.length === 0) this.opts.onFlushError?.(err);
       return;
     }
     const id = ++writer.lastId;
-    this.inFlight = { ...taken, id };
     // Only the records stay referenced while the thread writes: the strings are garbage once posted
-    // (kept alive, they set how far V8 lets the heap grow before its next full collection).
-    writer.port.postMessage({ id, batch } satisfies WriterRequest);
+    // (kept alive, they set how far V8 lets the heap grow before its next full collection). A job of
+    // tens of thousands of subtasks planned at once goes in slices, still one transaction: the
+    // thread never holds more than one of them (its heap would grow for good), and each is made
+    // and posted in a turn of the event loop of its own (made and written here at once, the
+    // 100,000 subtasks of one job held every call and heartbeat for 1-2.6 s).
+    const parts = this.serialiseParts(taken, WRITER_BATCH_MAX_BYTES);
+    const first = parts.next().value as WriteBatch;
+    const second = parts.next();
+    this.inFlight = { ...taken, id };
+    if (second.done) {
+      writer.port.postMessage({ id, batch: first } satisfies WriterRequest);
+    } else {
+      writer.port.postMessage({ id, batch: first, part: { index: 0, last: false } } satisfies WriterRequest);
+      this.inFlight.rest = { parts, next: second.value, index: 1 };
+      setImmediate(() => this.postParts(id, false));
+    }
     // Keeps the process up until the batch is committed (the thread itself never does).
     writer.port.ref();
+  }
+
+  /**
+   * Posts the next slice of the batch in flight (`all`: every one left, for a caller that waits for
+   * the batch now), then the next in a later turn.
+   */
+  private postParts(id: number, all: boolean): void {
+    const t = this.inFlight;
+    const writer = this.writer;
+    if (!t || t.id !== id || !t.rest || !writer) return;
+    do {
+      const rest: { parts: Generator<WriteBatch>; next: WriteBatch; index: number } = t.rest;
+      const after = rest.parts.next();
+      writer.port.postMessage({ id, batch: rest.next, part: { index: rest.index, last: Boolean(after.done) } } satisfies WriterRequest);
+      if (after.done) t.rest = undefined;
+      else t.rest = { parts: rest.parts, next: after.value, index: rest.index + 1 };
+    } while (all && t.rest);
+    if (t.rest) setImmediate(() => this.postParts(id, false));
   }
 
   /** Writes a taken batch on the main connection; the error (the batch put back, its waiters told) if it failed. */
@@ -589,7 +618,12 @@ export class JobStore {
     const jobs = [...this.dirtyJobs.values()];
     const created = this.newSubtasks;
     // A subtask first written in this batch is written whole, as it is now: no update beside it.
-    for (const s of created) this.dirtySubtasks.delete(s.id);
+    // Looked up by record, from the (few) changed ones: deleting 100,000 new ids by their strings
+    // took 130 ms of the event loop.
+    if (this.dirtySubtasks.size > 0 && created.length > 0) {
+      const made = new Set(created);
+      for (const [id, s] of this.dirtySubtasks) if (made.has(s)) this.dirtySubtasks.delete(id);
+    }
     const subtasks = [...this.dirtySubtasks.values()];
     const events = this.pendingEvents;
     this.newSubtasks = [];
@@ -604,8 +638,18 @@ export class JobStore {
   }
 
   /** What a batch writes, as SQL parameters (at once after `take`: it reads which files are stored). */
-  private serialise({ jobs, created, subtasks, events, inputsTaken, outputsTaken }: Taken): WriteBatch {
-    return {
+  private serialise(t: Taken): WriteBatch {
+    const parts = [...this.serialiseParts(t, Infinity)];
+    return parts.length === 1 ? parts[0]! : { jobs: parts.flatMap((p) => p.jobs), created: parts.flatMap((p) => p.created), updates: parts.flatMap((p) => p.updates), events: parts.flatMap((p) => p.events) };
+  }
+
+  /**
+   * A batch as SQL parameters in slices of about `maxBytes` of strings, made as they are asked for:
+   * the jobs at once (at once after `take`: it reads which files are stored), the subtasks and
+   * events a slice at a time (100,000 new subtasks are 140 ms of JSON).
+   */
+  private *serialiseParts({ jobs, created, subtasks, events, inputsTaken, outputsTaken }: Taken, maxBytes: number): Generator<WriteBatch> {
+    let part: WriteBatch = {
       jobs: jobs.map((j, i) => {
         const { inputs, outputs: all, ...record } = j;
         const outputs = all.slice(0, outputsTaken[i]);
@@ -626,12 +670,39 @@ export class JobStore {
           ...(outputs.length > outputsFrom ? { outputs: JSON.stringify(outputs.slice(outputsFrom)) } : {}),
         };
       }),
-      created: created.map((s) => [s.id, s.jobId, JSON.stringify(s)]),
-      updates: subtasks.map((s) => [JSON.stringify(liveState(s)), s.id]),
-      // One row per job per flush, keyed by its last seq: a job emitting thousands of events a
-      // second costs one insert per commit, not one each.
-      events: [...groupByJob(events)].map(([jobId, list]) => [jobId, Number(list[list.length - 1]!.seq), JSON.stringify(list)]),
+      created: [],
+      updates: [],
+      events: [],
     };
+    let bytes = batchBytes(part);
+    const room = (): boolean => bytes < maxBytes;
+    const next = (): WriteBatch => {
+      const full = part;
+      part = { jobs: [], created: [], updates: [], events: [] };
+      bytes = 0;
+      return full;
+    };
+    for (const s of created) {
+      if (!room()) yield next();
+      const record = JSON.stringify(s);
+      part.created.push([s.id, s.jobId, record]);
+      bytes += record.length;
+    }
+    for (const s of subtasks) {
+      if (!room()) yield next();
+      const live = JSON.stringify(liveState(s));
+      part.updates.push([live, s.id]);
+      bytes += live.length;
+    }
+    // One row per job per flush, keyed by its last seq: a job emitting thousands of events a
+    // second costs one insert per commit, not one each.
+    for (const [jobId, list] of groupByJob(events)) {
+      if (!room()) yield next();
+      const row = JSON.stringify(list);
+      part.events.push([jobId, Number(list[list.length - 1]!.seq), row]);
+      bytes += row.length;
+    }
+    yield part;
   }
 
   /** A batch is on disk: its waiters and what waited for it go on. */
@@ -720,6 +791,8 @@ export class JobStore {
     const t = this.inFlight;
     const writer = this.writer;
     if (!t || !writer) return;
+    // Its slices not posted yet go now: the thread answers after the last.
+    this.postParts(t.id, true);
     const deadline = steadyNow() + WRITER_STALL_MS;
     while (this.inFlight === t) {
       const got = receiveMessageOnPort(writer.port) as { message: WriterReply } | undefined;
@@ -805,16 +878,6 @@ interface Taken {
   /** How many outputs each of `jobs` had when taken: what the batch writes of them. */
   inputsTaken: number[];
   outputsTaken: number[];
-}
-
-/** About how many bytes a batch's strings hold (one per UTF-16 unit: a bound, not a count). */
-function batchBytes(b: WriteBatch): number {
-  let n = 0;
-  for (const j of b.jobs) n += j.record.length + (j.inputs?.length ?? 0) + (j.outputs?.length ?? 0);
-  for (const c of b.created) n += c[2].length;
-  for (const u of b.updates) n += u[0].length;
-  for (const e of b.events) n += e[2].length;
-  return n;
 }
 
 /** Calls each; what one throws is its caller's business, not the store's. */
