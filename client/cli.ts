@@ -15,7 +15,7 @@ import { clientSecurityOptions, coordinatorSecurityOptions, workerSecurityOption
 import { clientKeepaliveOptions, serverKeepaliveOptions } from './commands/keepalive-options.js';
 import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import { useBulkHeapGrowth } from '../shared/malloc.js';
-import { clientTlsFromEnv, dropIpServerNameWarning, tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
+import { clientTlsFromEnv, dropIpServerNameWarning, tlsAnswers, tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
 
 useBulkHeapGrowth();
 // An empty TESSERA_ variable is an unset one: a compose file's `X: ${X:-}` or an `export X=` meant
@@ -410,7 +410,7 @@ function exitWhenWritten(): void {
   process.stderr.write('', done);
 }
 
-program.parseAsync(process.argv).catch((err: unknown) => {
+program.parseAsync(process.argv).catch(async (err: unknown) => {
   if (err instanceof CommanderError) {
     // Commander has printed its message (and where to find the usage); --help and --version end with 0.
     process.exitCode = err.exitCode === 0 ? EXIT.ok : EXIT.usage;
@@ -430,7 +430,7 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   }
   const code = (err as { code?: number }).code;
   process.stderr.write(`tessera: ${describeError(tidyGrpcError(err))}\n`);
-  const trouble = coordinatorUnreachable(err) ? unreachableTrouble((err as { details?: string }).details ?? '') : undefined;
+  const trouble = coordinatorUnreachable(err) ? await unreachableTrouble((err as { details?: string }).details ?? '') : undefined;
   if (trouble) process.stderr.write(`tessera: ${trouble.hint}\n`);
   if (code === status.UNAUTHENTICATED) {
     const details = String((err as { details?: unknown })?.details ?? '');
@@ -460,11 +460,16 @@ function errorJson(err: unknown): string {
  * The hint after the coordinator could not be reached: what the details say of TLS (a mistake of
  * the command's, `tls`), else whether anything is listening.
  */
-function unreachableTrouble(details: string): { hint: string; tls: boolean } {
+async function unreachableTrouble(details: string): Promise<{ hint: string; tls: boolean }> {
   const address = coordinatorAddress(actionCommand?.opts<{ coordinator?: string }>().coordinator);
   // The client flags are in the environment by now (see clientSecurityOptions).
   const { files, tls } = clientTlsFromEnv();
   const trouble = tlsTrouble(details, tls || Boolean(files.ca || files.cert));
+  // Closed before gRPC started: a TLS coordinator, or a forwarder with nothing behind it (then
+  // nothing answered: 4, as when nothing listens, so that a script retries).
+  if (trouble === 'peer-tls' && !(await tlsAnswers(address))) {
+    return { hint: `the connection to ${address} was closed before gRPC started, and no TLS server answers there either: is a coordinator running behind it (a port forwarder or proxy whose far end is down does this)?`, tls: false };
+  }
   if (trouble) return { hint: `TLS: ${tlsTroubleHint(trouble, address, { ca: '--tls-ca / TESSERA_TLS_CA', tls: '--tls / TESSERA_TLS' })}`, tls: true };
   return { hint: `is a coordinator running at ${address}?`, tls: false };
 }

@@ -1574,7 +1574,13 @@ export async function checkInputFiles(files: readonly string[], names?: readonly
     if (got instanceof Error && got.code !== 'ENOENT' && got.code !== 'ENOTDIR') throw invalidArgument(`${f}: cannot be read (${got.code ?? got.message})`, f);
     if (!st) throw invalidArgument(`${f}: no such file`, f);
     if (!st.isFile()) throw invalidArgument(`${f}: ${st.isDirectory() ? 'is a folder' : 'is not a regular file'}; give the files themselves`, f);
-    const name = safeFileName(names?.[i] ?? path.basename(f), `input name of ${f}`);
+    let name: string;
+    try {
+      name = safeFileName(names?.[i] ?? path.basename(f), `input name of ${f}`);
+    } catch (err) {
+      // The rule it breaks, and the file it is about (as for a folder or a missing file).
+      throw err instanceof TesseraError && !err.input ? invalidArgument(err.message, f) : err;
+    }
     const other = byName.get(foldedName(name));
     if (other?.name === name) throw invalidArgument(`${other.file} and ${f} would both be input "${name}": rename one, or submit them as separate jobs`, f);
     if (other) throw invalidArgument(`${other.file} and ${f} would be inputs "${other.name}" and "${name}", one file on macOS and Windows (they differ only in case or Unicode form): rename one, or submit them as separate jobs`, f);

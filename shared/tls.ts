@@ -5,6 +5,7 @@
  * Workers and clients trust the CA (or the system roots) and may present a certificate of their own.
  */
 import { readFileSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
 import { createRequire } from 'node:module';
 import type * as Grpc from '@grpc/grpc-js';
 import { SWITCH_VALUES, parseSwitch } from './config.js';
@@ -134,6 +135,31 @@ export function tlsTrouble(details: string, usingTls: boolean): TlsTrouble | und
   // connection says so instead).
   if (!usingTls && /Last error: Failed to connect \(/.test(details)) return 'peer-tls';
   return undefined;
+}
+
+/**
+ * Whether a TLS server answers at `address` (HOST:PORT; a TLS handshake within `timeoutMs`, the
+ * certificate not checked). A connection closed before HTTP/2 started is what a TLS coordinator
+ * does to a plaintext client, and also what a port forwarder with nothing behind it does (Docker's
+ * published port while its coordinator restarts, `ssh -L`, `kubectl port-forward`): only this
+ * tells them apart. False for an address that is not HOST:PORT (a unix socket).
+ */
+export function tlsAnswers(address: string, timeoutMs = 2000): Promise<boolean> {
+  const m = /^(?:dns:(?:\/\/\/)?|ipv4:|ipv6:)?\[?([^\]]*?)\]?:(\d+)$/.exec(address);
+  if (!m) return Promise.resolve(false);
+  const host = m[1]!;
+  return new Promise((resolve) => {
+    const socket = tlsConnect({ host, port: Number(m[2]), rejectUnauthorized: false, ALPNProtocols: ['h2'], ...(/^[\d.:]+$/.test(host) ? {} : { servername: host }) });
+    const done = (answered: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(answered);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.once('secureConnect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.once('close', () => done(false));
+  });
 }
 
 /**

@@ -12,7 +12,7 @@ import sharp from 'sharp';
 import { HEARTBEAT_MS, MAX_SUBTASK_TIMEOUT_MS, REGISTER_TEXT_BYTES, clientChannelOptions, type Keepalive, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
 import { TesseraError, tidyGrpcError } from '../shared/errors.js';
 import { availableCores } from '../shared/machine.js';
-import { tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
+import { tlsAnswers, tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
 import type { Logger } from '../shared/logger.js';
 import { workerServiceClientConstructor } from '../shared/proto.js';
 import type { Assignment__Output } from '../shared/proto/generated/tessera/v1/Assignment.js';
@@ -352,10 +352,17 @@ export class Worker {
     else {
       const usingTls = this.opts.credentials?._isSecure() ?? false;
       const trouble = err?.code === grpc.status.UNAVAILABLE ? tlsTrouble(err.details, usingTls) : undefined;
-      const hint = trouble && tlsTroubleHint(trouble, this.opts.coordinator, { ca: '--tls-ca / TESSERA_TLS_CA', tls: '--tls / TESSERA_TLS' });
       // Once per outage at warn: the tries after it, every few seconds while a coordinator restarts, at debug.
       const level = this.reconnectAttempt === 1 ? 'warn' : 'debug';
-      this.opts.log[level]({ reason: disconnectReason(err), ...(hint ? { hint } : {}), retryInMs, attempt: this.reconnectAttempt }, 'disconnected from coordinator; reconnecting');
+      const attempt = this.reconnectAttempt;
+      const say = (t: typeof trouble): void => {
+        const hint = t && tlsTroubleHint(t, this.opts.coordinator, { ca: '--tls-ca / TESSERA_TLS_CA', tls: '--tls / TESSERA_TLS' });
+        this.opts.log[level]({ reason: disconnectReason(err), ...(hint ? { hint } : {}), retryInMs, attempt }, 'disconnected from coordinator; reconnecting');
+      };
+      // Closed before gRPC started: a TLS coordinator only if a TLS server answers there (a port
+      // forwarder whose coordinator is down closes it too).
+      if (trouble === 'peer-tls' && level === 'warn') void tlsAnswers(this.opts.coordinator).then((tls) => say(tls ? trouble : undefined));
+      else say(trouble);
     }
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
