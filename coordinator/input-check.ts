@@ -198,6 +198,15 @@ function hevcDecodes(): Promise<boolean> {
   return (hevcDecoding ??= sharp(Buffer.from(TINY_HEIC, 'base64')).raw().toBuffer().then(() => true, () => false));
 }
 
+/** A 64 x 48 AVIF of 10 bits a sample (as HDR phone captures and libavif write), 532 bytes. */
+const TINY_AVIF_10BIT = 'AAAAIGZ0eXBhdmlmAAAAAGF2aWZtaWYxbWlhZk1BMUIAAAD5bWV0YQAAAAAAAAAvaGRscgAAAAAAAAAAcGljdAAAAAAAAAAAAAAAAFBpY3R1cmVIYW5kbGVyAAAAAA5waXRtAAAAAAABAAAAHmlsb2MAAAAARAAAAQABAAAAAQAAASEAAADzAAAAKGlpbmYAAAAAAAEAAAAaaW5mZQIAAAAAAQAAYXYwMUNvbG9yAAAAAGppcHJwAAAAS2lwY28AAAAUaXNwZQAAAAAAAABAAAAAMAAAABBwaXhpAAAAAAMKCgoAAAAMYXYxQ4EATAAAAAATY29scm5jbHgAAgACAAIAAAAAF2lwbWEAAAAAAAAAAQABBAECgwQAAAD7bWRhdAoGGBV/vbgIMugBRyAACzVxY/WBANtxWUBkBjfbytybe/G+bto2YbIMoyzr5V+oAkDkRrndpkYbBZfAPudfji2a3nYtwNDophAZOFfsshGUXuSLEpnsNcbu7POhsebKlC2GnZt9M4Ex6hrtPb/RbLK3tt6iVaQPDkm3bpKW9XCvV3eOXGZw4602GAOo85VcumCDJEnt90nu2stWQXZl1vHIHzo3i9uhzkyGA3/IGnyL6TaT2jRaDz+mOfmGtxrO32YxmJfF7de6L6aYLYhcCLasRkQGxfzM6wfmYNQ12N3vZxVL8JDbPSaGwDyaDHK2B+ljwg==';
+let deepAv1Decoding: Promise<boolean> | undefined;
+
+/** Whether this build of libvips decodes AVIF of more than 8 bits a sample (found out once, on the first). */
+function deepAv1Decodes(): Promise<boolean> {
+  return (deepAv1Decoding ??= sharp(Buffer.from(TINY_AVIF_10BIT, 'base64')).raw().toBuffer().then(() => true, () => false));
+}
+
 async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, limits: Limits, fail: Fail, params?: ImageParams): Promise<ItemFailure | undefined> {
   // metadata() reads the header only; the pixel limit is ours to apply, below, with the limit named.
   const options = { limitInputPixels: false } as const;
@@ -215,6 +224,11 @@ async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, 
   // and a worker failed the photo as "not a decodable image (bad seek to 1024)".
   if (meta.format === 'heif' && meta.compression === 'hevc' && !(await hevcDecodes())) {
     return fail('INVALID_ARGUMENT', 'HEIC (HEVC-coded HEIF) cannot be decoded by this build of libvips, which has no HEVC decoder; convert it to JPEG or AVIF first');
+  }
+  // Likewise 10- and 12-bit AVIF (HDR captures): the header reads, the pixels do not ("bad seek").
+  const bits = meta.bitsPerSample ?? 8;
+  if (meta.format === 'heif' && meta.compression === 'av1' && bits > 8 && !(await deepAv1Decodes())) {
+    return fail('INVALID_ARGUMENT', `${bits}-bit AVIF cannot be decoded by this build of libvips (its AV1 decoder reads 8 bits a sample only); convert it to 8-bit AVIF, PNG or 16-bit TIFF first`);
   }
   const truncated = meta.format === 'gif' ? await gifTruncation(file.path).catch(() => undefined) : undefined;
   if (truncated) return fail('INVALID_ARGUMENT', truncated);

@@ -123,7 +123,11 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
     const animation = inputMeta.format === 'gif' || inputMeta.format === 'webp';
     if (!animation) throw invalidArgument(`${o.input.name}: multi-page images are not tiled; send one page`, o.input.name);
     if (split.output === 'image' && ANIMATED_FORMATS.has(format)) {
-      throw invalidArgument(`${o.input.name}: an animation keeps its frames only untiled (the result here is over the tiling threshold); ask for a smaller size, or another format for its first frame`, o.input.name);
+      // Forced (image.tile_size) or over the threshold: the way out differs.
+      const why = o.params.tileSize > 0
+        ? 'image.tile_size (--tile) tiles it; leave tile_size at 0'
+        : 'the result here is over the tiling threshold; ask for a smaller size';
+      throw invalidArgument(`${o.input.name}: an animation keeps its frames only untiled (${why}), or ask for another format for its first frame`, o.input.name);
     }
   }
   // A crop outside the image gets a message naming the crop rather than libvips' extract error.
@@ -183,7 +187,7 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
   const src = openSource(o, config);
   const cuts = cutStripsWhileDecoding({
     intermediate,
-    decode: () => wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate),
+    decode: () => wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate, o.input.path),
     signal: o.signal,
     plan: ({ width, height, depth: d }) => {
       depth = d;
@@ -325,7 +329,7 @@ async function saveMetadata(o: PlanTilesOptions, config: TileConfig): Promise<vo
   let img = sharp(o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true, ignoreIcc: true }).extract({ left: 0, top: 0, width: 1, height: 1 });
   if (o.params.autoOrient) img = img.autoOrient();
   try {
-    await wrapBadInput(img.keepMetadata().toFile(probe), o.input.name, probe);
+    await wrapBadInput(img.keepMetadata().toFile(probe), o.input.name, probe, o.input.path);
     await writeFile(path.join(dir, METADATA_FILE), vipsExtension(await readFile(probe)));
   } finally {
     await rm(probe, { force: true });
@@ -496,7 +500,7 @@ async function cutIntermediateTiles(o: PlanTilesOptions, config: TileConfig, spl
   const name = o.input.name;
   const src = openSource(o, config);
   const space = intermediateSpace(m, split.prefix);
-  const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate);
+  const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate, o.input.path);
   o.signal.throwIfAborted();
 
   const { width, height } = decoded;
@@ -775,7 +779,7 @@ async function metadataCarrier(workDir: string, source: string, channels: number
 }
 
 async function readMeta(file: string, config: TileConfig, input: string): Promise<sharp.Metadata> {
-  const m = await wrapBadInput(sharp(file, { limitInputPixels: config.limitInputPixels }).metadata(), input);
+  const m = await wrapBadInput(sharp(file, { limitInputPixels: config.limitInputPixels }).metadata(), input, undefined, file);
   if (!m.width || !m.height) throw invalidArgument(`${input}: not a readable image (no dimensions)`, input);
   return m;
 }
@@ -785,11 +789,17 @@ async function readMeta(file: string, config: TileConfig, input: string): Promis
  * input; a write that failed where the coordinator's disk (that of `writing`) is full into
  * RESOURCE_EXHAUSTED, since libvips tells it only as "write failed".
  */
-async function wrapBadInput<T>(p: Promise<T>, input: string, writing?: string): Promise<T> {
+async function wrapBadInput<T>(p: Promise<T>, input: string, writing?: string, file?: string): Promise<T> {
   try {
     return await p;
   } catch (err) {
-    const msg = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+    // libvips names the file by the coordinator's path to it (its data dir, the spool's layout):
+    // never told to a client, which gets the input's name instead, as on the batch path.
+    let raw = err instanceof Error ? err.message : String(err);
+    if (file) raw = raw.split(file).join(input);
+    if (writing) raw = raw.split(writing).join(`the coordinator's ${path.basename(writing)}`);
+    const lines = raw.split('\n').map((l) => l.trim()).filter(Boolean);
+    const msg = lines.find((l) => /^heif: /.test(l)) ?? lines[0] ?? raw;
     if (writing && (await nearlyFull(writing))) {
       throw new TesseraError(status.RESOURCE_EXHAUSTED, `${input}: the coordinator's disk is full: cannot write the decoded image for tiling (${msg})`, {
         input,

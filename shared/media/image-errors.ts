@@ -9,7 +9,10 @@ export function describeSharpError(err: unknown, file?: { path: string; name: st
   let msg = (err as Error)?.message ?? String(err);
   // libvips names the file by the worker's path to it, a folder of the worker's own: the input's name instead.
   if (file && file.path) msg = msg.split(file.path).join(file.name);
-  const first = msg.split('\n')[0] ?? msg;
+  // libvips' first line may be its loader's last step ("bad seek to 1024"); the decoder's own reason,
+  // where it gave one, says more ("heif: ... Bitstream not supported by this decoder").
+  const lines = msg.split('\n').map((l) => l.trim()).filter(Boolean);
+  const first = lines.find((l) => /^heif: /.test(l)) ?? lines[0] ?? msg;
   if (/unsupported image format|Input file contains unsupported|Input buffer contains unsupported/i.test(msg)) return 'not a decodable image (unsupported or unrecognised format)';
   if (/extract_area|bad extract area/i.test(msg)) return 'the crop reaches outside the image';
   if (/premature end|truncated|end of stream|unexpected end|VipsJpeg|\b[a-z0-9]+load(_source|_buffer)?:|read error|corrupt|Invalid|bad/i.test(msg)) return `not a decodable image (${first})`;
