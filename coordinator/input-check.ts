@@ -331,7 +331,7 @@ async function checkHeader(kind: string, file: SpoolFile, demuxer: string, limit
   let probe: Probe;
   try {
     // Everything the planners read too (they take it, below, rather than probe again).
-    probe = await runFfprobe<Probe>(['-format_whitelist', demuxer, '-show_format', '-show_streams', '-i', file.path], { signal, input: file.name });
+    probe = await runFfprobe<Probe>(['-format_whitelist', demuxer, '-show_format', '-show_streams', '-show_chapters', '-i', file.path], { signal, input: file.name });
   } catch (err) {
     if (signal?.aborted) throw err;
     const msg = (err as Error).message ?? String(err);

@@ -56,7 +56,7 @@ describe('10-bit AVIF where this libvips cannot decode it', () => {
       return;
     }
     expect(r.itemErrors).toHaveLength(1);
-    expect(r.itemErrors[0]!.message).toMatch(/^hdr\.avif: not a decodable image \(heif: .*Bitstream not supported by this decoder/);
+    expect(r.itemErrors![0]!.message).toMatch(/^hdr\.avif: not a decodable image \(heif: .*Bitstream not supported by this decoder/);
   });
 
   it("the tiled path's refusal names the input, never the coordinator's spool path", async () => {

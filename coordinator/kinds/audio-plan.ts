@@ -13,8 +13,8 @@ import { invalidArgument } from '../../shared/errors.js';
 import type { ItemFailure, PlanContext, PlanErrors, PlanResult, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { AUDIO_CODECS, bitrateProblem, mp3RateWritten, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { losslessBits } from '../../shared/media/audio-filters.js';
-import { AUDIO_TAGS_FEATURE, fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
-import { checkNotTruncated, isCuttableWav, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
+import { AUDIO_CHAPTERS_FEATURE, AUDIO_TAGS_FEATURE, fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
+import { checkNotTruncated, isCuttableWav, keptChapters, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
 import { takeHeaderProbe } from '../input-check.js';
 import { ARRIVAL_PAUSE_MS, itemFailure } from './plan-each.js';
 import { decodeToWav } from '../../shared/media/audio-render.js';
@@ -129,6 +129,14 @@ function groups(smalls: Small[], groupSeconds: number): Small[][] {
   return out;
 }
 
+/** What a group's renders need of a worker beyond the encoder: to write the sources' tags, chapters. */
+function features(group: Small[]): string[] {
+  return [
+    ...(group.some((g) => Object.keys(g.render.tags ?? {}).length > 0) ? [AUDIO_TAGS_FEATURE] : []),
+    ...(group.some((g) => (g.render.chapters ?? []).length > 0) ? [AUDIO_CHAPTERS_FEATURE] : []),
+  ];
+}
+
 /** One `whole` subtask rendering a group of small files. */
 function groupSubtask(group: Small[], p: AudioJobParams): SubtaskPlan {
   const names = group.map((g) => g.file.name);
@@ -138,7 +146,7 @@ function groupSubtask(group: Small[], p: AudioJobParams): SubtaskPlan {
     plan: { type: 'whole', files: group.map((g) => g.render) } satisfies WholeFilesPlan,
     weight: Math.max(1, Math.round(group.reduce((n, g) => n + g.seconds, 0) * 10)),
     items: names,
-    requires: { encoders: [AUDIO_CODECS[p.codec].encoder], ...(group.some((g) => Object.keys(g.render.tags ?? {}).length > 0) && { features: [AUDIO_TAGS_FEATURE] }) },
+    requires: { encoders: [AUDIO_CODECS[p.codec].encoder], ...(features(group).length > 0 && { features: features(group) }) },
   };
 }
 
@@ -192,6 +200,8 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
   };
   const startSec = p.trim?.start ?? 0;
   const endSec = p.trim?.end ? Math.min(p.trim.end, probe.duration || p.trim.end) : probe.duration;
+  const chapters = keptChapters(probe.chapters, startSec, p.trim?.end ? p.trim.end : Infinity);
+  if (chapters.length > 0) Object.assign(base, { chapters });
   if (probe.duration > 0 && startSec >= probe.duration) throw invalidArgument(`${file.name}: trim.start ${startSec} s is past the end (${probe.duration.toFixed(2)} s)`, file.name);
   const seconds = Math.max(0, endSec - startSec);
   // The params allow no trim under MIN_TRIM_SECONDS; one that runs past the end can still keep less.

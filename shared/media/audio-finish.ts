@@ -128,6 +128,7 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
       onProgress: o.onProgress && seconds > 0 ? (t) => o.onProgress!(share[0] + share[1] * Math.min(1, t / seconds)) : undefined,
       measure: measuring,
       tags: o.file.tags,
+      chapters: o.file.chapters,
     });
   // Measured on the file where the measurement beside the encode failed.
   const measuredOut = async (m: EncodedMeasurement | undefined): Promise<EncodedMeasurement> => m ?? (await measureEncoded(out, o.file.input, { truePeak: true, layout, signal: o.signal }));

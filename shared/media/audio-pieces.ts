@@ -13,6 +13,12 @@ import type { NameSet } from '../names.js';
  */
 export const AUDIO_TAGS_FEATURE = 'audio-tags';
 
+/**
+ * Workers that write `FileRender.chapters`: an older one would leave them out, saying nothing. A
+ * whole-file subtask of a source with chapters requires it.
+ */
+export const AUDIO_CHAPTERS_FEATURE = 'audio-chapters';
+
 /** How one input file is rendered (the same for all of its pieces). */
 export interface FileRender {
   /** Job input name (client file name). */
@@ -44,6 +50,8 @@ export interface FileRender {
   waveformSpp?: number | undefined;
   /** The source's tags, written into the output (absent in plans from before 2026-12-05: none). */
   tags?: Record<string, string> | undefined;
+  /** The source's chapters on the output's timeline (seconds), written into it (absent: none). */
+  chapters?: Array<{ start: number; end: number; title: string }> | undefined;
 }
 
 /** A subtask that renders whole (small) files, start to finish, on one worker. */

@@ -30,12 +30,25 @@ export interface AudioProbe {
   durationIsAudio: boolean;
   /** The tags a listener knows the file by (title, artist, album...), see {@link listenerTags}. */
   tags: Record<string, string>;
+  /** Its chapters (an audiobook's, a mix's), in seconds from its start, in order. */
+  chapters: Chapter[];
+}
+
+/** A chapter mark: from `start` to `end` seconds, and its title ("" for none). */
+export interface Chapter {
+  start: number;
+  end: number;
+  title: string;
 }
 
 interface FfprobeOutput {
   streams?: Array<{ codec_type?: string; codec_name?: string; sample_rate?: string; channels?: number; channel_layout?: string; sample_fmt?: string; duration?: string; tags?: Record<string, string> }>;
   format?: { format_name?: string; duration?: string; tags?: Record<string, string> };
+  chapters?: Array<{ start_time?: string; end_time?: string; tags?: Record<string, string> }>;
 }
+
+/** Most chapters carried (a cue sheet's tracks, an audiobook's chapters: far fewer). */
+const MAX_CHAPTERS = 1000;
 
 /**
  * Probes `path` (logical name `input` for messages); `given`: that probe's output already made (the
@@ -44,7 +57,7 @@ interface FfprobeOutput {
 export async function probeAudio(path: string, input: string, signal?: AbortSignal, given?: unknown): Promise<AudioProbe> {
   let out: FfprobeOutput;
   try {
-    out = (given as FfprobeOutput | undefined) ?? (await runFfprobe<FfprobeOutput>(['-show_streams', '-show_format', '-i', path], { signal, input }));
+    out = (given as FfprobeOutput | undefined) ?? (await runFfprobe<FfprobeOutput>(['-show_streams', '-show_format', '-show_chapters', '-i', path], { signal, input }));
   } catch (err) {
     if (err instanceof TesseraError && err.retryable) throw err;
     if (signal?.aborted) throw err;
@@ -67,7 +80,22 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
     durationIsAudio: a.duration !== undefined || (out.streams?.length ?? 0) <= 1,
     // Ogg keeps its comments on the stream, the other containers on the file.
     tags: listenerTags({ ...a.tags, ...out.format?.tags }),
+    chapters: (out.chapters ?? [])
+      .map((c) => ({ start: Number(c.start_time), end: Number(c.end_time), title: (c.tags?.['title'] ?? '').slice(0, MAX_TAG_CHARS) }))
+      .filter((c) => Number.isFinite(c.start) && Number.isFinite(c.end) && c.end > c.start)
+      .slice(0, MAX_CHAPTERS),
   };
+}
+
+/**
+ * A source's chapters on its output's timeline: the audio kept is `start` to `end` seconds of the
+ * source (a trim), so a chapter moves back by `start` and is cut to what is kept; one wholly cut
+ * away is dropped, as ffmpeg drops it.
+ */
+export function keptChapters(chapters: readonly Chapter[], start: number, end: number): Chapter[] {
+  return chapters
+    .filter((c) => c.end > start && c.start < end)
+    .map((c) => ({ start: Math.max(0, c.start - start), end: Math.min(end, c.end) - start, title: c.title }));
 }
 
 /**

@@ -117,6 +117,19 @@ export interface FinalEncode {
   measure?: { codec: LossyCodec; frames: number; truePeak?: boolean; layout?: MeasuredLayout } | undefined;
   /** Tags written into the output (the source's, see listenerTags). */
   tags?: Record<string, string> | undefined;
+  /** Chapters written into the output (the source's, on the output's timeline, seconds). */
+  chapters?: Array<{ start: number; end: number; title: string }> | undefined;
+}
+
+/** A value in an ffmetadata file: `=`, `;`, `#`, `\` and line breaks escaped with a backslash. */
+const ffmetadataValue = (v: string): string => v.replace(/[=;#\\\n]/g, (c) => `\\${c}`);
+
+/** An ffmetadata file of chapters (milliseconds), the second input of the final encode. */
+async function writeChapters(chapters: NonNullable<FinalEncode['chapters']>, workDir: string): Promise<string> {
+  const file = path.join(workDir, `chapters-${process.pid}-${Date.now()}.txt`);
+  const body = chapters.map((c) => `[CHAPTER]\nTIMEBASE=1/1000\nSTART=${Math.round(c.start * 1000)}\nEND=${Math.round(c.end * 1000)}\n${c.title ? `title=${ffmetadataValue(c.title)}\n` : ''}`).join('');
+  await writeFile(file, `;FFMETADATA1\n${body}`);
+  return file;
 }
 
 /** The codecs whose output's loudness is checked after the encode (AUDIO_CODECS' lossy ones). */
@@ -163,12 +176,18 @@ export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | 
     await writeFile(list, e.pieces.map((p) => `file '${p.replace(/'/g, "'\\''")}'\n`).join(''));
     inputArgs = ['-f', 'concat', '-safe', '0', '-i', list];
   }
-  const args = [...inputArgs, '-map', '0:a:0', '-map_metadata', '-1'];
+  // Chapters from a file of their own: the pieces carry none (a chapter cut at a join, or trimmed, is the plan's).
+  if (e.chapters && e.chapters.length > 0) inputArgs.push('-f', 'ffmetadata', '-i', await writeChapters(e.chapters, e.workDir));
+  // The file's and the stream's metadata are the tags below only; a chapter's (its title) comes
+  // with it (`-map_metadata -1` alone dropped chapters' titles).
+  const args = [...inputArgs, '-map', '0:a:0', '-map_metadata:g', '-1', '-map_metadata:s', '-1', '-map_chapters', e.chapters && e.chapters.length > 0 ? '1' : '-1'];
   for (const [key, value] of Object.entries(e.tags ?? {})) args.push('-metadata', `${key}=${value}`);
   if (e.chain) args.push('-af', e.chain);
   if (e.threads) args.unshift('-threads', decoderThreads(e.threads));
   const { codec, format, muxerOptions } = e.encoder;
-  if (!e.measure) {
+  // ffmpeg's tee muxer writes no chapters: a file with chapters is measured once written instead
+  // (undefined here: the caller measures the file).
+  if (!e.measure || (e.chapters && e.chapters.length > 0)) {
     args.push(...encodingArgs(e.encoder), '-y', e.out);
     await runFfmpeg(args, { signal: e.signal, input: e.input, onProgress: e.onProgress });
     return undefined;
