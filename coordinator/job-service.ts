@@ -727,6 +727,8 @@ export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, 
       // `wait()` asks for job_state only) read a busy job's whole log in one turn, and 50 of them
       // attaching at once held every other call and heartbeat for 3.5 s (100: 18 s).
       await replayTurn();
+      // A watcher gone while it waited for its turn reads no more of the log.
+      if (signal.aborted || stopping) return false;
       const page = jobs.eventsAfter(jobId, last, { stored: true, limit: REPLAY_PAGE });
       if (page.length === 0) break;
       for (let i = 0; i < page.length; i += MAX_BATCH) {

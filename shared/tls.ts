@@ -142,14 +142,17 @@ export function tlsTrouble(details: string, usingTls: boolean): TlsTrouble | und
  * certificate not checked). A connection closed before HTTP/2 started is what a TLS coordinator
  * does to a plaintext client, and also what a port forwarder with nothing behind it does (Docker's
  * published port while its coordinator restarts, `ssh -L`, `kubectl port-forward`): only this
- * tells them apart. False for an address that is not HOST:PORT (a unix socket).
+ * tells them apart. HOST:PORT or a unix socket (`unix:/path`).
  */
 export function tlsAnswers(address: string, timeoutMs = 2000): Promise<boolean> {
+  // A unix socket (`unix:/path`, `unix:///path`; `unix-abstract:name` in the abstract namespace).
+  const socketPath = /^unix:(?:\/\/)?(\/.*)$/.exec(address)?.[1] ?? (/^unix-abstract:(.+)$/.exec(address)?.[1] !== undefined ? `\0${address.slice('unix-abstract:'.length)}` : undefined);
   const m = /^(?:dns:(?:\/\/\/)?|ipv4:|ipv6:)?\[?([^\]]*?)\]?:(\d+)$/.exec(address);
-  if (!m) return Promise.resolve(false);
-  const host = m[1]!;
+  if (!socketPath && !m) return Promise.resolve(false);
+  const host = m?.[1] ?? 'localhost';
   return new Promise((resolve) => {
-    const socket = tlsConnect({ host, port: Number(m[2]), rejectUnauthorized: false, ALPNProtocols: ['h2'], ...(/^[\d.:]+$/.test(host) ? {} : { servername: host }) });
+    const where = socketPath !== undefined ? { path: socketPath } : { host, port: Number(m![2]), ...(/^[\d.:]+$/.test(host) ? {} : { servername: host }) };
+    const socket = tlsConnect({ ...where, rejectUnauthorized: false, ALPNProtocols: ['h2'] });
     const done = (answered: boolean): void => {
       clearTimeout(timer);
       socket.destroy();
