@@ -88,13 +88,38 @@ export const videoKind: CoordinatorKind<VideoJobParams> = {
   merge: mergeVideo,
 };
 
-async function planInput(ctx: PlanContext<VideoJobParams>, input: SpoolFile, inputIndex: number): Promise<{ subtasks: SubtaskPlan[]; record: InputPlanRecord }> {
+/** Containers whose clock may jump (ffmpeg's AVFMT_TS_DISCONT): the muxer each is copied into to run it on. */
+const JUMPING_CLOCKS: Readonly<Record<string, string>> = { mpegts: 'mpegts', mpeg: 'vob' };
+
+/**
+ * Whether a stream's decode times jump: back by more than 0.1 s, or forward by more than 10 s
+ * (ffmpeg's own thresholds for a container whose clock may jump, see JUMPING_CLOCKS).
+ */
+function clockJumps(index: VideoIndex): boolean {
+  return index.jumps === true || index.discontinuous === true;
+}
+
+async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inputIndex: number): Promise<{ subtasks: SubtaskPlan[]; record: InputPlanRecord }> {
   const { params, signal } = ctx;
+  let input = given;
   const name = input.name;
   const early = prefetched.take(input);
   let probes = early ? await early.probes : undefined;
   // Probes stopped with their submission are no probes (a plan never sees such a job, but a test may).
   if (!probes || early?.signal.aborted) probes = await probeInput(input.path, name, signal, takeHeaderProbe(input));
+  // An MPEG-TS or -PS whose clock jumps (two recordings joined with `cat`, a DVD's cells, a
+  // broadcast's splice) is copied once as ffmpeg reads it, its clock run on across each jump: cut
+  // as it is (-copyts), the part after a restart was squeezed into the last millisecond before it,
+  // and a jump forward kept as a frozen picture and silence.
+  const muxer = probes.info instanceof Error ? undefined : JUMPING_CLOCKS[probes.info.formatName];
+  if (muxer && !(probes.index instanceof Error) && clockJumps(probes.index)) {
+    const linear = path.join(ctx.workDir, `linear${inputIndex}.${muxer === 'vob' ? 'vob' : 'ts'}`);
+    await mkdir(ctx.workDir, { recursive: true });
+    await runFfmpeg(['-y', '-v', 'error', '-i', input.path, '-map', '0:v', '-map', '0:a?', '-map', '0:s?', '-c', 'copy', '-f', muxer, linear], { signal, input: name });
+    input = { ...input, path: linear };
+    probes = await probeInput(linear, name, signal, undefined);
+    ctx.warn(name, 'its clock jumps (recordings joined end to end?): played straight on across each jump, as ffmpeg plays it');
+  }
   const { index } = probes;
   if (probes.info instanceof Error) throw probes.info;
   const info = probes.info;

@@ -231,6 +231,12 @@ export interface VideoIndex {
    */
   discontinuous?: boolean;
   /**
+   * True when the decode times step back by more than 0.1 s or forward by more than 10 s somewhere:
+   * where the container's clock may jump (MPEG-TS and -PS), ffmpeg runs its clock on across such a
+   * step rather than keep it.
+   */
+  jumps?: boolean;
+  /**
    * Decode time of the first keyframe in decode order (seconds), where the file states one: the
    * first packet a stream copy writes, whose negative time a muxer refusing those shifts away.
    */
@@ -257,6 +263,7 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions & { genpt
   const packets: VideoPacket[] = [];
   let nonNegative = true;
   let discontinuous = false;
+  let jumps = false;
   let lastDts = -Infinity;
   let firstKeyDts: number | undefined;
   let keySeen = false;
@@ -267,6 +274,7 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions & { genpt
     // recordings joined end to end, a DVD recorder's new cell).
     if (Number.isFinite(dts)) {
       if (dts < lastDts - 1) discontinuous = true;
+      if (lastDts > -Infinity && (dts < lastDts - 0.1 || dts > lastDts + 10)) jumps = true;
       lastDts = dts;
     }
     if (!keySeen && (p.flags ?? '').includes('K')) {
@@ -313,7 +321,7 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions & { genpt
   const hi = intervals.reduce((a, b) => Math.max(a, b), 0);
   // Millisecond containers (mkv, webm) jitter by 1 ms: that is rounding, not a variable rate.
   const vfr = intervals.length > 1 && hi - lo > 0.0015 + 0.01 * hi;
-  return { packets, frameTimes, cleanKeyframes, openKeyframes, end: last + lastDuration, vfr, nonNegative, discontinuous, ...(firstKeyDts !== undefined && { firstKeyDts }) };
+  return { packets, frameTimes, cleanKeyframes, openKeyframes, end: last + lastDuration, vfr, nonNegative, discontinuous, jumps, ...(firstKeyDts !== undefined && { firstKeyDts }) };
 }
 
 /** Presentation span of a stream in seconds: its first timestamp and its end (last pts + duration). */
