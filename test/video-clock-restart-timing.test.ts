@@ -1,10 +1,9 @@
 /**
  * A video whose clock restarts part-way (two recordings joined with `cat`, a DVD recorder's cells):
- * the README says it "is encoded as one segment, as its times do not place its frames", and one
- * `ffmpeg -i joined -c:v libx264 out.mp4` plays the second recording after the first. The video
- * kind keeps every frame (the frame count is right) but gives the second recording's frames (and
- * its sound) times inside the first one's last millisecond: the output lasts half as long, and the
- * second recording is never seen or heard.
+ * one `ffmpeg -i joined -c:v libx264 out.mp4` plays the second recording after the first, and so
+ * does the video kind. It kept every frame (the frame count was right) but gave the second
+ * recording's frames (and its sound) times inside the first one's last millisecond: the output
+ * lasted half as long, and the second recording was never seen or heard.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';

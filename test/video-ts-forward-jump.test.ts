@@ -2,8 +2,8 @@
  * An MPEG-TS whose clock jumps forward part-way (a broadcast capture across a splice, two
  * recordings joined with `cat` where the second's clock runs far ahead of the first's): one
  * `ffmpeg -i capture.ts -c:v libx264 out.mp4` reads the jump as a discontinuity (MPEG-TS is a
- * format with discontinuous timestamps) and plays the second part straight after the first. The
- * video kind keeps the jump as it is: 28 s of frozen picture and silence in a 4 s capture.
+ * format with discontinuous timestamps) and plays the second part straight after the first, and so
+ * does the video kind (it kept the jump: 28 s of frozen picture and silence in a 4 s capture).
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';

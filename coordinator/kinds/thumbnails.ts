@@ -11,7 +11,7 @@ import { invalidArgument } from '../../shared/errors.js';
 import { MAX_THUMBNAILS, parseThumbnailParams, type ThumbnailJobParams } from '../../shared/kinds/thumbnails-params.js';
 import { probeMedia, probeVideoIndex } from '../../shared/media/probe.js';
 import { takeHeaderProbe } from '../input-check.js';
-import { THUMBNAILS_SEEK_FROM_FEATURE, thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
+import { THUMBNAILS_FRAME_NUMBERS_FEATURE, THUMBNAILS_SEEK_FROM_FEATURE, thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
 import { planEach, planEachArriving, type PlanOne } from './plan-each.js';
 import { writeSprites } from './video-sprite.js';
 import { foldedName, NameSet } from '../../shared/names.js';
@@ -135,7 +135,8 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
     throw invalidArgument(`${input.name}: a sprite sheet of ${rows} rows of ${width}x${height} px thumbnails would be ${rows * height} px tall, over the 16383-pixel limit: ask fewer rows (--sprite ${sprite.cols}x${Math.max(1, Math.floor(16_383 / height))}) or a smaller --width`, input.name);
   }
   // Keyframes (presentation times, sorted) where the demuxer would not seek to one by itself.
-  const keyframes = SEEKS_ANY_PACKET.test(info.formatName) ? index.packets.filter((pk) => pk.keyframe && !pk.discard).map((pk) => pk.pts).sort((a, b) => a - b) : undefined;
+  const byNumber = UNRELIABLE_SEEK.test(info.formatName);
+  const keyframes = !byNumber && SEEKS_ANY_PACKET.test(info.formatName) ? index.packets.filter((pk) => pk.keyframe && !pk.discard).map((pk) => pk.pts).sort((a, b) => a - b) : undefined;
   const parts = Math.max(1, Math.min(2 * Math.max(1, ctx.cluster.slots), Math.ceil(times.length / MIN_PER_SUBTASK)));
   const per = Math.ceil(times.length / parts);
   for (let p = 0; p * per < times.length; p++) {
@@ -149,6 +150,7 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
       width,
       height,
       ...(keyframes && { seekFrom: slice.map((t) => Math.max(0, Math.min(seekPoint(keyframes, Math.min(origin + t, last)), origin + t) - info.startTime)) }),
+      ...(byNumber && { frames: slice.map((t) => frameAt(index.frameTimes, Math.min(origin + t, last))) }),
     };
     subtasks.push({
       label: `${input.name} thumbnails ${plan.numbers[0]}-${plan.numbers[plan.numbers.length - 1]} (${slice[0]!.toFixed(1)}s-${slice[slice.length - 1]!.toFixed(1)}s)`,
@@ -158,7 +160,7 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
       items: [input.name],
       // The worker's ffmpeg encodes each thumbnail: one without the format's encoder (a build without
       // libwebp) would fail the job blaming the input; the job waits for a worker that has it.
-      requires: { encoders: [ctx.params.format === 'webp' ? 'libwebp' : 'mjpeg'], ...(plan.seekFrom && { features: [THUMBNAILS_SEEK_FROM_FEATURE] }) },
+      requires: { encoders: [ctx.params.format === 'webp' ? 'libwebp' : 'mjpeg'], ...(plan.seekFrom && { features: [THUMBNAILS_SEEK_FROM_FEATURE] }), ...(plan.frames && { features: [THUMBNAILS_FRAME_NUMBERS_FEATURE] }) },
     });
   }
   return { subtasks };
@@ -169,6 +171,27 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
  * lands after the keyframe before the time, and the decoder then shows nothing until the next one.
  */
 const SEEKS_ANY_PACKET = /^(mpegts|mpeg|mpegvideo|h264|hevc|m4v)$/;
+
+/**
+ * Demuxers whose seek and frame times are not to be trusted for picking a frame: FLV with B-frames
+ * (composition offsets: `-ss 0` gave no frame, or with audio the keyframe 2 s on) and AVI (no
+ * presentation times: B-frame streams stamped a frame or two late, `-ss 0` skipping the first GOP).
+ * Their thumbnails are picked by frame number, decoded from the start.
+ */
+const UNRELIABLE_SEEK = /^(flv|avi)$/;
+
+/** The number (display order, from 0) of the first frame at or after `t` in sorted `times`: the last one past them all. */
+function frameAt(times: number[], t: number): number {
+  let lo = 0;
+  let hi = times.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    // A microsecond of slack: ffprobe prints times to the microsecond.
+    if (times[mid]! < t - 1e-6) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
 
 /** Where to start decoding for the frame at `t`: the keyframe at or before it, a tenth of a second earlier. */
 function seekPoint(keyframes: number[], t: number): number {

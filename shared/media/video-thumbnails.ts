@@ -22,7 +22,19 @@ export interface ThumbnailRangePlan {
    * keyframe on (the wrong frame), or, after the last one, nothing. Absent: seek to the time.
    */
   seekFrom?: number[] | undefined;
+  /**
+   * The frame of each time, by its number in display order from the first (0), for sources whose
+   * demuxer neither seeks nor stamps frames reliably (FLV with B-frames, AVI): decoded from the
+   * start and picked by number. Absent: by time.
+   */
+  frames?: number[] | undefined;
 }
+
+/**
+ * Workers that pick `ThumbnailRangePlan.frames` by number: an older one would seek to each time and
+ * make the wrong frame, or none. Plans that set it require it.
+ */
+export const THUMBNAILS_FRAME_NUMBERS_FEATURE = 'thumbnails-frame-numbers';
 
 /**
  * Workers that decode from `ThumbnailRangePlan.seekFrom`: an older one would seek to each time and

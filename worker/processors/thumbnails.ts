@@ -38,6 +38,15 @@ const PER_PASS = 48;
  */
 const TAIL_SECONDS = 2;
 
+/**
+ * How far before a time a frame may lie and still be the frame at it: the seek offset ffmpeg
+ * subtracts is rounded into the stream's time base (half a 90 kHz tick, 6 us; of 1/12800, 39 us;
+ * of Matroska's millisecond, 0.5 ms), which put a frame exactly at a time just under it, and the
+ * frame after it was taken (or, at the last frame, none at all: the input failed). Under a
+ * millisecond: a time a millisecond after a frame still gets the next one, as `-ss` gives it.
+ */
+const SLACK_SECONDS = 0.0005;
+
 /** The `thumbnails` kind as the worker registry sees it. */
 export const thumbnailsProcessor: WorkerProcessor<ThumbnailJobParams> = {
   name: 'thumbnails',
@@ -72,6 +81,13 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
     return { name, path: path.join(ctx.workDir, name), source: plan.source };
   });
   const n = plan.times.length;
+  if (plan.frames) {
+    for (let i = 0; i < n; i += PER_PASS) {
+      await grabByNumber({ input: input.path, frames: plan.frames.slice(i, i + PER_PASS), outputs: outputs.slice(i, i + PER_PASS).map((o) => o.path), width: plan.width, height: plan.height, format: ctx.params.format, threads: ctx.threads, signal: ctx.signal, source: plan.source }, ctx.workDir);
+      ctx.progress(Math.min(1, (i + PER_PASS) / n), `${Math.min(n, i + PER_PASS)}/${n} thumbnails`);
+    }
+    return checkOutputs(outputs, plan);
+  }
   const dense = n > 1 && (plan.times[n - 1]! - plan.times[0]!) / (n - 1) <= DENSE_GAP_SECONDS;
   const per = dense ? PER_PASS : PER_PROCESS;
   for (let i = 0; i < n; i += per) {
@@ -98,6 +114,10 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
     }
     ctx.progress(Math.min(1, (i + spec.times.length) / n), `${i + spec.times.length}/${n} thumbnails`);
   }
+  return checkOutputs(outputs, plan);
+}
+
+async function checkOutputs(outputs: ProcessOutput[], plan: ThumbnailRangePlan): Promise<ProcessResult> {
   for (const o of outputs) {
     // An empty or missing file means ffmpeg found no frame at that time: worth another attempt.
     const size = await stat(o.path).then((s) => s.size, () => 0);
@@ -106,8 +126,31 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
   return { outputs, result: { count: outputs.length } };
 }
 
+/**
+ * The frames of the given numbers (display order from 0, ascending), decoded from the start of the
+ * input with no seek (see ThumbnailRangePlan.frames), to `outputs` in order.
+ */
+export async function grabByNumber(spec: Omit<GrabSpec, 'times' | 'from'> & { frames: number[] }, workDir: string): Promise<void> {
+  const { scale, codec } = encoding(spec);
+  const wanted = [...new Set(spec.frames)].sort((a, b) => a - b);
+  const ext = spec.format === 'jpeg' ? 'jpg' : 'webp';
+  const prefix = `frames-${process.hrtime.bigint()}`;
+  await runFfmpeg(
+    ['-y', '-threads', decoderThreads(spec.threads), '-i', spec.input, '-map', '0:v:0', '-vf', `select='${wanted.map((f) => `eq(n,${f})`).join('+')}',${scale}`,
+      '-vsync', 'passthrough', '-frames:v', String(wanted.length), ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-%05d.${ext}`],
+    { signal: spec.signal, input: spec.source, cwd: workDir },
+  );
+  const file = (k: number): string => path.join(workDir, `${prefix}-${String(k).padStart(5, '0')}.${ext}`);
+  for (const [i, f] of spec.frames.entries()) {
+    // A frame several thumbnails share is copied for all but the last of them, then moved.
+    const k = wanted.indexOf(f);
+    if (spec.frames.slice(i + 1).includes(f)) await copyFile(file(k), spec.outputs[i]!);
+    else await rename(file(k), spec.outputs[i]!).catch(() => undefined);
+  }
+}
+
 /** The scaling and encoding every thumbnail gets. */
-function encoding(spec: GrabSpec): { scale: string; codec: string[] } {
+function encoding(spec: Pick<GrabSpec, 'width' | 'height' | 'format'>): { scale: string; codec: string[] } {
   const jpeg = spec.format === 'jpeg';
   // The planner sized the box to the displayed aspect: square pixels in it, or viewers would stretch
   // an anamorphic source's picture again. Full-range YUV is what JPEG decoders expect; libwebp takes
@@ -131,7 +174,7 @@ export async function grabBySeeking(spec: GrabSpec): Promise<void> {
     const from = (k: number): number => Math.min(spec.from?.[i + k] ?? times[k]!, times[k]!);
     times.forEach((t, k) => args.push('-ss', from(k).toFixed(6), '-t', (t - from(k) + TAIL_SECONDS).toFixed(6), '-i', spec.input));
     times.forEach((t, k) => {
-      const skip = from(k) < t ? `select='gte(t,${Math.max(0, t - from(k) - 1e-6).toFixed(6)})',` : '';
+      const skip = from(k) < t ? `select='gte(t,${Math.max(0, t - from(k) - SLACK_SECONDS).toFixed(6)})',` : '';
       args.push('-map', `${k}:v:0`, '-frames:v', '1', '-vf', `${skip}${scale}`, ...codec, '-f', 'image2', '-update', '1', spec.outputs[i + k]!);
     });
     await runFfmpeg(args, { signal: spec.signal, input: spec.source });
@@ -150,9 +193,9 @@ export async function grabInOnePass(spec: GrabSpec, workDir: string): Promise<bo
   const { scale, codec } = encoding(spec);
   // The seek: to the first time, or to a point before it (seekFrom).
   const t0 = Math.min(spec.from?.[0] ?? spec.times[0]!, spec.times[0]!);
-  // Relative to the seek, as the frames' timestamps are after it. A microsecond of slack keeps a
-  // frame exactly at a time (as the seek finds it) from being lost to rounding in the subtraction.
-  const rel = spec.times.map((t) => Math.max(0, t - t0 - 1e-6));
+  // Relative to the seek, as the frames' timestamps are after it, with SLACK_SECONDS for the
+  // rounding of the seek offset.
+  const rel = spec.times.map((t) => Math.max(0, t - t0 - SLACK_SECONDS));
   // The first frame out of the seek is the first time's (from a point before it, the first at or
   // after it); every later time wants the first frame past it.
   const firstTerm = t0 < spec.times[0]! ? `gte(t,${rel[0]!.toFixed(6)})*isnan(prev_selected_t)` : 'isnan(prev_selected_t)';
