@@ -1717,9 +1717,18 @@ export class JobManager {
     // link or another Unicode form of the name is the same file too).
     if (shared) {
       const inputs = (active.sharedInputs ??= job.inputs.filter((i) => i.shared));
-      const there = inputs.length > 0 ? await lstat(dest).catch(() => undefined) : undefined;
-      const input = inputs.find((i) => i.path === dest || (there && there.dev === i.shared!.dev && there.ino === i.shared!.ino));
+      const there = await lstat(dest).catch(() => undefined);
+      // A symlink there is judged by what it names too (an input submitted by the link's name).
+      const target = there?.isSymbolicLink() ? await stat(dest).catch(() => undefined) : there;
+      const same = (st: Stats | undefined, i: SpoolFile): boolean => Boolean(st && st.dev === i.shared!.dev && st.ino === i.shared!.ino);
+      const input = inputs.find((i) => i.path === dest || same(there, i) || same(target, i));
       if (input) throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace the job's own input ${input.path}: write the outputs to another folder`, { input: o.source, retryable: false });
+      // An uploaded input's own file may lie in this folder (uploaded from it): a file there of an
+      // uploaded input's size and checksum is that input's, not replaced either.
+      const sized = target?.isFile() ? job.inputs.filter((i) => !i.shared && i.sha256 && i.size === target.size) : [];
+      const digest = sized.length > 0 ? await sha256File(dest).catch(() => '') : '';
+      const uploaded = sized.find((i) => i.sha256 === digest);
+      if (uploaded) throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace ${dest}, the file the job's input ${uploaded.name} was uploaded from (the same bytes): write the outputs to another folder`, { input: o.source, retryable: false });
     }
     if (path.resolve(o.path) !== dest) {
       await moveInto(o.path, dest, job.id).catch(async (err: NodeJS.ErrnoException) => {

@@ -16,12 +16,13 @@
  * shared/shared-output.ts): resolved the same way at submission, and again before each publication.
  */
 import { constants, realpathSync, statSync, type Stats } from 'node:fs';
-import { access, mkdir, open, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { access, open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '../shared/grpc-status.js';
 import { TesseraError } from '../shared/errors.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 import { hasControlCharacters, pathCharacterProblem } from '../shared/names.js';
+import { makeDir } from '../shared/make-dir.js';
 
 const SYSTEM = ['/proc', '/sys', '/dev', '/run'];
 
@@ -138,7 +139,13 @@ export class SharedRoots {
     let real: string;
     try {
       real = await realpath(asWritten);
-    } catch {
+    } catch (err) {
+      // Only a name that is not there is NOT_FOUND: a folder on the way the coordinator may not
+      // enter hides a file that exists (as an unreadable file is, PERMISSION_DENIED).
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EPERM') throw refuse(status.PERMISSION_DENIED, `shared path ${sharedPath} is not readable by the coordinator (a folder on its way cannot be entered: ${code})`);
+      if (code === 'ELOOP') throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} runs through too many symbolic links`);
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw refuse(status.UNAVAILABLE, `shared path ${sharedPath} cannot be looked up (${code ?? String(err)}); try again`);
       throw refuse(status.NOT_FOUND, `shared path ${sharedPath} does not exist`);
     }
     if (!this.covers(real)) throw outside();
@@ -232,8 +239,10 @@ export class SharedRoots {
         if (!covers(resolved)) throw outside();
         break;
       }
-      await mkdir(asWritten, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
-        throw refuse(err.code === 'EACCES' || err.code === 'EPERM' ? status.PERMISSION_DENIED : err.code === 'ENOTDIR' ? status.INVALID_ARGUMENT : status.FAILED_PRECONDITION, `cannot create it: ${err.code ?? err.message}`);
+      // makeDir: the system's own reason (Node's recursive mkdir said ENOENT for a read-only share).
+      await makeDir(asWritten).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'EACCES' || err.code === 'EPERM' || err.code === 'EROFS') throw refuse(status.PERMISSION_DENIED, `not writable by the coordinator: cannot create it (${err.code === 'EROFS' ? 'a read-only file system' : err.code})`);
+        throw refuse(err.code === 'ENOTDIR' ? status.INVALID_ARGUMENT : status.FAILED_PRECONDITION, `cannot create it: ${err.code ?? err.message}`);
       });
       real = await realpath(asWritten);
     }
