@@ -135,7 +135,11 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
     throw invalidArgument(`${input.name}: a sprite sheet of ${rows} rows of ${width}x${height} px thumbnails would be ${rows * height} px tall, over the 16383-pixel limit: ask fewer rows (--sprite ${sprite.cols}x${Math.max(1, Math.floor(16_383 / height))}) or a smaller --width`, input.name);
   }
   // Keyframes (presentation times, sorted) where the demuxer would not seek to one by itself.
-  const byNumber = UNRELIABLE_SEEK.test(info.formatName);
+  // By number, except an MPEG-4 part 2 stream (XviD, DivX) with a chunk of a few bytes: a frame
+  // coded as "not coded" (an N-VOP, a repeated picture) that the decoder outputs nothing for, which
+  // would shift every later number; such a file is picked by time, as before.
+  const notCoded = /^(mpeg4|msmpeg4v[23]?|h263)$/.test(v.codec) && index.packets.some((pk) => pk.size !== undefined && pk.size > 0 && pk.size <= N_VOP_MAX_BYTES);
+  const byNumber = UNRELIABLE_SEEK.test(info.formatName) && !notCoded;
   const keyframes = !byNumber && SEEKS_ANY_PACKET.test(info.formatName) ? index.packets.filter((pk) => pk.keyframe && !pk.discard).map((pk) => pk.pts).sort((a, b) => a - b) : undefined;
   const parts = Math.max(1, Math.min(2 * Math.max(1, ctx.cluster.slots), Math.ceil(times.length / MIN_PER_SUBTASK)));
   const per = Math.ceil(times.length / parts);
@@ -179,6 +183,9 @@ const SEEKS_ANY_PACKET = /^(mpegts|mpeg|mpegvideo|h264|hevc|m4v)$/;
  * Their thumbnails are picked by frame number, decoded from the start.
  */
 const UNRELIABLE_SEEK = /^(flv|avi)$/;
+
+/** Most bytes of an MPEG-4 "not coded" frame (a start code, a few header bits and stuffing); any coded one is more. */
+const N_VOP_MAX_BYTES = 8;
 
 /** The number (display order, from 0) of the first frame at or after `t` in sorted `times`: the last one past them all. */
 function frameAt(times: number[], t: number): number {

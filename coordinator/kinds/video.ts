@@ -99,6 +99,11 @@ function clockJumps(index: VideoIndex): boolean {
   return index.jumps === true || index.discontinuous === true;
 }
 
+/** The audio tracks a source declares that carry no sound, as the job names them. */
+function silentTrackNotes(info: MediaInfo): string[] {
+  return info.audio.filter((t) => !t.sampleRate || !t.channels).map((t) => `audio track ${info.audio.indexOf(t) + 1} (stream ${t.index}${t.codec ? `, ${t.codec}` : ''}), which carries no sound`);
+}
+
 async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inputIndex: number): Promise<{ subtasks: SubtaskPlan[]; record: InputPlanRecord }> {
   const { params, signal } = ctx;
   let input = given;
@@ -112,10 +117,14 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   // as it is (-copyts), the part after a restart was squeezed into the last millisecond before it,
   // and a jump forward kept as a frozen picture and silence.
   const muxer = probes.info instanceof Error ? undefined : JUMPING_CLOCKS[probes.info.formatName];
+  // Tracks declared without sound, as the source has them (the copy below leaves them out).
+  let silentNotes = probes.info instanceof Error ? [] : silentTrackNotes(probes.info);
   if (muxer && !(probes.index instanceof Error) && clockJumps(probes.index)) {
     const linear = path.join(ctx.workDir, `linear${inputIndex}.${muxer === 'vob' ? 'vob' : 'ts'}`);
     await mkdir(ctx.workDir, { recursive: true });
-    await runFfmpeg(['-y', '-v', 'error', '-i', input.path, '-map', '0:v', '-map', '0:a?', '-map', '0:s?', '-c', 'copy', '-f', muxer, linear], { signal, input: name });
+    // The audio tracks that carry sound only: the muxer refuses one declared without (left out below, and said).
+    const sounding = probes.info instanceof Error ? [] : probes.info.audio.filter((t) => t.sampleRate && t.channels).flatMap((t) => ['-map', `0:${t.index}`]);
+    await runFfmpeg(['-y', '-v', 'error', '-i', input.path, '-map', '0:v', ...sounding, '-map', '0:s?', '-c', 'copy', '-f', muxer, linear], { signal, input: name });
     input = { ...input, path: linear };
     probes = await probeInput(linear, name, signal, undefined);
     ctx.warn(name, 'its clock jumps (recordings joined end to end?): played straight on across each jump, as ffmpeg plays it');
@@ -132,9 +141,8 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   // A track declared but carrying no sound (a broadcast's audio description or second language
   // PID that sent nothing: no sample rate) cannot be copied out or encoded: left out, and said.
   const silent = info.audio.filter((t) => !t.sampleRate || !t.channels);
-  if (silent.length > 0 && params.audioCodec !== 'none') {
-    ctx.warn(name, `left out of the output: ${silent.map((t) => `audio track ${info.audio.indexOf(t) + 1} (stream ${t.index}${t.codec ? `, ${t.codec}` : ''}), which carries no sound`).join(', ')}`);
-  }
+  if (input === given) silentNotes = silentTrackNotes(info);
+  if (silentNotes.length > 0 && params.audioCodec !== 'none') ctx.warn(name, `left out of the output: ${silentNotes.join(', ')}`);
   const tracks = params.audioCodec === 'none' ? [] : info.audio.filter((t) => !silent.includes(t));
   const audio = tracks[0];
   const copyRefused = params.audioCodec === 'copy' ? copyAudioRefusal(tracks.map((t) => t.codec), params.container) : undefined;

@@ -194,6 +194,8 @@ export interface VideoPacket {
   pts: number;
   /** Duration in seconds (0 when unknown). */
   duration: number;
+  /** Bytes (0 when unknown). */
+  size?: number;
   keyframe: boolean;
   /**
    * True for a frame an edit list hides (ffprobe's `D` flag: MP4/MOV trimmed by stream copy). It is
@@ -249,8 +251,8 @@ export interface VideoIndex {
  * as a stream copy with `-fflags +genpts` writes them (the video kind's cut).
  */
 export async function probeVideoIndex(file: string, opts: ProbeOptions & { genpts?: boolean } = {}): Promise<VideoIndex> {
-  const { result: raw, stderr } = await runFfprobeLogged<{ packets?: Array<{ pts_time?: string; dts_time?: string; duration_time?: string; flags?: string }> }>(
-    [...(opts.genpts ? ['-fflags', '+genpts'] : []), '-select_streams', 'v:0', '-show_entries', 'packet=pts_time,dts_time,duration_time,flags', '-i', file],
+  const { result: raw, stderr } = await runFfprobeLogged<{ packets?: Array<{ pts_time?: string; dts_time?: string; duration_time?: string; size?: string; flags?: string }> }>(
+    [...(opts.genpts ? ['-fflags', '+genpts'] : []), '-select_streams', 'v:0', '-show_entries', 'packet=pts_time,dts_time,duration_time,size,flags', '-i', file],
     { signal: opts.signal, input: opts.input },
   );
   // An MP4/MOV whose index (at the front, "faststart") lists samples past the end of the file: a
@@ -284,7 +286,7 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions & { genpt
     const pts = num(p.pts_time ?? p.dts_time);
     if (!Number.isFinite(pts)) continue; // packets without timestamps cannot be placed; the decoder drops them too
     const flags = p.flags ?? '';
-    const packet: VideoPacket = { pts, duration: num(p.duration_time) || 0, keyframe: flags.includes('K') };
+    const packet: VideoPacket = { pts, duration: num(p.duration_time) || 0, size: num(p.size) || 0, keyframe: flags.includes('K') };
     if (flags.includes('D')) packet.discard = true;
     packets.push(packet);
   }

@@ -32,6 +32,9 @@ export const DENSE_GAP_SECONDS = 2;
  */
 const PER_PASS = 48;
 
+/** Thumbnails picked by number in one ffmpeg run (one decode from the start): PER_PASS to a branch of its filter graph. */
+const PER_NUMBERED_RUN = 20 * PER_PASS;
+
 /**
  * How far past its last time a pass (or a seek) decodes: the frame shown at a time can start up to a
  * frame's duration later, and a low frame rate or a variable one has long frames.
@@ -82,9 +85,9 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
   });
   const n = plan.times.length;
   if (plan.frames) {
-    for (let i = 0; i < n; i += PER_PASS) {
-      await grabByNumber({ input: input.path, frames: plan.frames.slice(i, i + PER_PASS), outputs: outputs.slice(i, i + PER_PASS).map((o) => o.path), width: plan.width, height: plan.height, format: ctx.params.format, threads: ctx.threads, signal: ctx.signal, source: plan.source }, ctx.workDir);
-      ctx.progress(Math.min(1, (i + PER_PASS) / n), `${Math.min(n, i + PER_PASS)}/${n} thumbnails`);
+    for (let i = 0; i < n; i += PER_NUMBERED_RUN) {
+      await grabByNumber({ input: input.path, frames: plan.frames.slice(i, i + PER_NUMBERED_RUN), outputs: outputs.slice(i, i + PER_NUMBERED_RUN).map((o) => o.path), width: plan.width, height: plan.height, format: ctx.params.format, threads: ctx.threads, signal: ctx.signal, source: plan.source }, ctx.workDir);
+      ctx.progress(Math.min(1, (i + PER_NUMBERED_RUN) / n), `${Math.min(n, i + PER_NUMBERED_RUN)}/${n} thumbnails`);
     }
     return checkOutputs(outputs, plan);
   }
@@ -135,17 +138,26 @@ export async function grabByNumber(spec: Omit<GrabSpec, 'times' | 'from'> & { fr
   const wanted = [...new Set(spec.frames)].sort((a, b) => a - b);
   const ext = spec.format === 'jpeg' ? 'jpg' : 'webp';
   const prefix = `frames-${process.hrtime.bigint()}`;
-  await runFfmpeg(
-    ['-y', '-threads', decoderThreads(spec.threads), '-i', spec.input, '-map', '0:v:0', '-vf', `select='${wanted.map((f) => `eq(n,${f})`).join('+')}',${scale}`,
-      '-vsync', 'passthrough', '-frames:v', String(wanted.length), ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-%05d.${ext}`],
-    { signal: spec.signal, input: spec.source, cwd: workDir },
-  );
-  const file = (k: number): string => path.join(workDir, `${prefix}-${String(k).padStart(5, '0')}.${ext}`);
+  // One decode for them all: the decoded stream is split into branches of PER_PASS numbers each (a
+  // select expression holds no more), each written to files of its own. A run per PER_PASS, each
+  // decoding from the start again, made the work grow with the square of the count.
+  const branches: number[][] = [];
+  for (let i = 0; i < wanted.length; i += PER_PASS) branches.push(wanted.slice(i, i + PER_PASS));
+  const graph = [
+    `[0:v:0]split=${branches.length}${branches.map((_, b) => `[in${b}]`).join('')}`,
+    ...branches.map((set, b) => `[in${b}]select='${set.map((f) => `eq(n,${f})`).join('+')}',${scale}[out${b}]`),
+  ].join(';');
+  const args = ['-y', '-threads', decoderThreads(spec.threads), '-i', spec.input, '-filter_complex', graph];
+  branches.forEach((set, b) => args.push('-map', `[out${b}]`, '-vsync', 'passthrough', '-frames:v', String(set.length), ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-${b}-%05d.${ext}`));
+  await runFfmpeg(args, { signal: spec.signal, input: spec.source, cwd: workDir });
+  const file = (f: number): string => {
+    const k = wanted.indexOf(f);
+    return path.join(workDir, `${prefix}-${Math.floor(k / PER_PASS)}-${String(k % PER_PASS).padStart(5, '0')}.${ext}`);
+  };
   for (const [i, f] of spec.frames.entries()) {
     // A frame several thumbnails share is copied for all but the last of them, then moved.
-    const k = wanted.indexOf(f);
-    if (spec.frames.slice(i + 1).includes(f)) await copyFile(file(k), spec.outputs[i]!);
-    else await rename(file(k), spec.outputs[i]!).catch(() => undefined);
+    if (spec.frames.slice(i + 1).includes(f)) await copyFile(file(f), spec.outputs[i]!);
+    else await rename(file(f), spec.outputs[i]!).catch(() => undefined);
   }
 }
 
