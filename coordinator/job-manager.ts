@@ -1725,10 +1725,13 @@ export class JobManager {
       if (input) throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace the job's own input ${input.path}: write the outputs to another folder`, { input: o.source, retryable: false });
       // An uploaded input's own file may lie in this folder (uploaded from it): a file there of an
       // uploaded input's size and checksum is that input's, not replaced either.
+      // Replaced by the very same bytes (a job run again into its folder, a copy), nothing is lost.
       const sized = target?.isFile() ? job.inputs.filter((i) => !i.shared && i.sha256 && i.size === target.size) : [];
       const digest = sized.length > 0 ? await sha256File(dest).catch(() => '') : '';
       const uploaded = sized.find((i) => i.sha256 === digest);
-      if (uploaded) throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace ${dest}, the file the job's input ${uploaded.name} was uploaded from (the same bytes): write the outputs to another folder`, { input: o.source, retryable: false });
+      if (uploaded && (spooled?.sha256 || (await sha256File(o.path).catch(() => ''))) !== digest) {
+        throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace ${dest}, the file the job's input ${uploaded.name} was uploaded from (the same bytes): write the outputs to another folder`, { input: o.source, retryable: false });
+      }
     }
     if (path.resolve(o.path) !== dest) {
       await moveInto(o.path, dest, job.id).catch(async (err: NodeJS.ErrnoException) => {

@@ -145,6 +145,7 @@ export class SharedRoots {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EACCES' || code === 'EPERM') throw refuse(status.PERMISSION_DENIED, `shared path ${sharedPath} is not readable by the coordinator (a folder on its way cannot be entered: ${code})`);
       if (code === 'ELOOP') throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} runs through too many symbolic links`);
+      if (code === 'ENAMETOOLONG' || code === 'EINVAL') throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} is not a path this file system takes (${code})`);
       if (code !== 'ENOENT' && code !== 'ENOTDIR') throw refuse(status.UNAVAILABLE, `shared path ${sharedPath} cannot be looked up (${code ?? String(err)}); try again`);
       throw refuse(status.NOT_FOUND, `shared path ${sharedPath} does not exist`);
     }
