@@ -16,7 +16,7 @@ import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
-import { CHUNK_SIZE, DEFAULT_KEEPALIVE, INLINE_OUTPUT_MAX_BYTES, KEEPALIVE_ENV, MAX_TIMER_MS, UNARY_DEADLINE_MS, clientChannelOptions, coordinatorAddress, keepaliveFromEnv, keepaliveProblem, transferDeadlineMs, type Keepalive } from '../shared/config.js';
+import { CHUNK_SIZE, DEFAULT_KEEPALIVE, INLINE_OUTPUT_MAX_BYTES, KEEPALIVE_ENV, MAX_TIMER_MS, UNARY_DEADLINE_MS, clientChannelOptions, coordinatorAddress, keepaliveFromEnv, keepaliveProblem, submitDeadlineMs, transferDeadlineMs, type Keepalive } from '../shared/config.js';
 import { processAlive } from '../shared/machine.js';
 import { TesseraError, dataLoss, invalidArgument, notFound, tidyGrpcError } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
@@ -398,7 +398,7 @@ export class TesseraClient {
       };
       // Ended by the coordinator's answer (a refusal mid-upload): the upload stops there.
       const { signal, callback } = endsWithAnswer(answered, failed, options.signal);
-      const call = this.client.SubmitJob(this.md(), { deadline: deadline(transferDeadlineMs(total)) }, callback);
+      const call = this.client.SubmitJob(this.md(), { deadline: deadline(submitDeadlineMs(total, files.length)) }, callback);
       const onAbort = (): void => call.cancel();
       options.signal?.addEventListener('abort', onAbort, { once: true });
       void (async () => {

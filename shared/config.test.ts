@@ -66,3 +66,15 @@ describe('isLocalAddress', () => {
     expect(flowControlWindowFor('127.0.0.1:7700')).toBe(LOCAL_FLOW_CONTROL_WINDOW);
   });
 });
+
+describe('the deadline of a submission', () => {
+  it("grows with its inputs, which the coordinator checks before it answers, not with its bytes alone", async () => {
+    const { submitDeadlineMs, transferDeadlineMs } = await import('./config.js');
+    // 1,700 clips of 100 ms (2.7 MB): the coordinator's checks (35-75 ms each, two at a time, more
+    // on a loaded machine) took it past 63 s, the deadline of the bytes alone.
+    expect(transferDeadlineMs(2.7 * 1024 * 1024)).toBe(63_000);
+    expect(submitDeadlineMs(2.7 * 1024 * 1024, 1700)).toBeGreaterThanOrEqual(63_000 + 1700 * 150);
+    // One big file: as a transfer.
+    expect(submitDeadlineMs(4 * 1024 ** 3, 1)).toBeGreaterThanOrEqual(transferDeadlineMs(4 * 1024 ** 3));
+  });
+});
