@@ -456,7 +456,7 @@ export class JobManager {
     const shared = job.spec.shared_output_dir;
     await Promise.all([
       this.spool.removeJob(job.id).catch((err: unknown) => this.log.warn({ err, job: job.id }, 'removing the files of a dropped job')),
-      ...job.outputs.flatMap((o) => (o.shared ? [removeIfSame(o.path, o.shared).catch(() => undefined)] : [])),
+      ...job.outputs.flatMap((o) => (o.shared && !o.shared.kept ? [removeIfSame(o.path, o.shared).catch(() => undefined)] : [])),
       shared ? removeSharedTemps(shared, job.id).catch(() => undefined) : undefined,
     ]);
   }
@@ -1715,6 +1715,9 @@ export class JobManager {
     // A folder the job reads from may be the one it writes to: never over one of its own inputs,
     // by name nor by identity (on a case-insensitive share IMG_0001.jpg is IMG_0001.JPG; a hard
     // link or another Unicode form of the name is the same file too).
+    // The file already there has the output's very bytes and is an uploaded input's own file: left
+    // as it is and listed as the output, never the job's to remove (see OutputRecord.shared.kept).
+    let kept = false;
     if (shared) {
       const inputs = (active.sharedInputs ??= job.inputs.filter((i) => i.shared));
       const there = await lstat(dest).catch(() => undefined);
@@ -1724,16 +1727,20 @@ export class JobManager {
       const input = inputs.find((i) => i.path === dest || same(there, i) || same(target, i));
       if (input) throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace the job's own input ${input.path}: write the outputs to another folder`, { input: o.source, retryable: false });
       // An uploaded input's own file may lie in this folder (uploaded from it): a file there of an
-      // uploaded input's size and checksum is that input's, not replaced either.
-      // Replaced by the very same bytes (a job run again into its folder, a copy), nothing is lost.
-      const sized = target?.isFile() ? job.inputs.filter((i) => !i.shared && i.sha256 && i.size === target.size) : [];
+      // uploaded input's size and checksum is that input's, not replaced either. Where the output
+      // has those very bytes (a job run again into its folder, a copy) it is that file: kept.
+      const sized = there?.isFile() ? job.inputs.filter((i) => !i.shared && i.sha256 && i.size === there.size) : [];
       const digest = sized.length > 0 ? await sha256File(dest).catch(() => '') : '';
       const uploaded = sized.find((i) => i.sha256 === digest);
-      if (uploaded && (spooled?.sha256 || (await sha256File(o.path).catch(() => ''))) !== digest) {
-        throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace ${dest}, the file the job's input ${uploaded.name} was uploaded from (the same bytes): write the outputs to another folder`, { input: o.source, retryable: false });
+      if (uploaded) {
+        if ((spooled?.sha256 || (await sha256File(o.path).catch(() => ''))) !== digest) {
+          throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace ${dest}, the file the job's input ${uploaded.name} was uploaded from (the same bytes): write the outputs to another folder`, { input: o.source, retryable: false });
+        }
+        kept = true;
+        if (path.resolve(o.path) !== dest) await rm(o.path, { force: true });
       }
     }
-    if (path.resolve(o.path) !== dest) {
+    if (!kept && path.resolve(o.path) !== dest) {
       await moveInto(o.path, dest, job.id).catch(async (err: NodeJS.ErrnoException) => {
         // Moved already, by a coordinator stopped before it recorded the output: list it now if it
         // is that file. A shared folder may hold another of the same size by now (another job's
@@ -1748,7 +1755,7 @@ export class JobManager {
     }
     // A worker's file in a shared folder is published only if it is still the file checked when
     // its result came: anyone who may write there could have put another at its temporary name.
-    if (spooled?.written) {
+    if (spooled?.written && !kept) {
       const there = await lstat(dest).catch(() => undefined);
       if (!there?.isFile() || there.dev !== spooled.written.dev || there.ino !== spooled.written.ino || there.nlink !== 1 || there.size !== spooled.size) {
         if (there) await removeIfSame(dest, there).catch(() => undefined);
@@ -1766,6 +1773,7 @@ export class JobManager {
       // and a file it does not list must not stay, in the job's shared folder (only that file: if
       // something else is at the name by now, it is left alone) nor in its spool folder, where
       // nothing would ever remove it before the job's retention ends.
+      if (kept) return;
       if (identity) await removeIfSame(dest, identity);
       else await rm(dest, { force: true });
       return;
@@ -1777,7 +1785,7 @@ export class JobManager {
       sha256,
       source: o.source,
       contentType: o.contentType ?? contentTypeOf(name),
-      ...(identity ? { shared: { dev: identity.dev, ino: identity.ino, mtimeMs: identity.mtimeMs } } : {}),
+      ...(identity ? { shared: { dev: identity.dev, ino: identity.ino, mtimeMs: identity.mtimeMs, ...(kept && { kept: true as const }) } } : {}),
     };
     active.published.set(name, o.source);
     job.outputs.push(out);

@@ -21,7 +21,7 @@ export interface OutputRecord {
    * Published into the job's shared output folder (`path` is there), not the spool: the file's
    * identity then, so that a download can tell it from one put in its place since.
    */
-  shared?: { dev: number; ino: number; mtimeMs: number };
+  shared?: { dev: number; ino: number; mtimeMs: number; /** The file was there already, with these bytes (an uploaded input's own): never removed with the job. */ kept?: true };
 }
 
 export interface JobRecord {
