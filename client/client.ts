@@ -187,6 +187,9 @@ function testUnaryDeadlineMs(): number | undefined {
  * DOMException named `AbortError` unless `abort(reason)` was given another. Aborting `wait` or
  * `collect` stops this client's watching and downloads; the job goes on (cancel it with `cancel`).
  */
+/** Subtasks asked for a page at a time (the most a coordinator gives in one). */
+const SUBTASK_PAGE = 10_000;
+
 export class TesseraClient {
   readonly address: string;
   /** Whether any call of this client has had an answer from the coordinator (see `watch`). */
@@ -456,14 +459,21 @@ export class TesseraClient {
    */
   async getJob(jobId: string, opts: CallOptions & { includeSubtasks?: boolean } = {}): Promise<Job__Output> {
     if (!(opts.includeSubtasks ?? true)) return this.unaryCall(this.client.GetJob, { job_id: jobId, include_subtasks: false }, opts);
-    let job: Job__Output = await this.unaryCall(this.client.GetJob, { job_id: jobId, include_subtasks: true }, opts);
+    // Pages asked for (a coordinator from before pages sends them all at once, with no token).
+    const job: Job__Output = await this.unaryCall(this.client.GetJob, { job_id: jobId, include_subtasks: true, subtask_limit: SUBTASK_PAGE }, opts);
+    return this.restOfSubtasks(job, opts);
+  }
+
+  /** `job` with the subtasks of the pages after its own, read one by one (the job as the last found it). */
+  private async restOfSubtasks(first: Job__Output, opts: CallOptions): Promise<Job__Output> {
+    let job = first;
     if (!job.next_subtask_page_token) return job;
     const subtasks = [...job.subtasks];
     while (job.next_subtask_page_token) {
-      job = await this.unaryCall(this.client.GetJob, { job_id: jobId, include_subtasks: true, subtask_page_token: job.next_subtask_page_token }, opts);
+      job = await this.unaryCall(this.client.GetJob, { job_id: first.id, include_subtasks: true, subtask_limit: SUBTASK_PAGE, subtask_page_token: job.next_subtask_page_token }, opts);
       for (const s of job.subtasks) subtasks.push(s);
     }
-    return { ...job, subtasks };
+    return { ...job, subtasks, next_subtask_page_token: '' };
   }
 
   /**
@@ -498,8 +508,10 @@ export class TesseraClient {
     return { jobs: res.jobs, nextPageToken: res.next_page_token };
   }
 
-  cancel(jobId: string, opts: CallOptions = {}): Promise<Job__Output> {
-    return this.unaryCall(this.client.CancelJob, { job_id: jobId }, opts);
+  /** Cancels a job; the job as it ended, with all its subtasks (read a page at a time). */
+  async cancel(jobId: string, opts: CallOptions = {}): Promise<Job__Output> {
+    const job: Job__Output = await this.unaryCall(this.client.CancelJob, { job_id: jobId, subtask_limit: SUBTASK_PAGE }, opts);
+    return this.restOfSubtasks(job, opts);
   }
 
   async listWorkers(opts: CallOptions = {}): Promise<WorkerInfo__Output[]> {

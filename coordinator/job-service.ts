@@ -17,7 +17,7 @@ import pLimit from 'p-limit';
 import type { JobManager, ReceivingJob, UploadStop } from './job-manager.js';
 import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord, type OutputRecord } from './model.js';
 import { listPage } from './job-list.js';
-import { subtaskPage } from './subtask-pages.js';
+import { MAX_SUBTASK_PAGE, subtaskPage } from './subtask-pages.js';
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
 import { peerHost } from './auth-rate-limit.js';
@@ -64,7 +64,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
   /** The job, if the caller may read, watch, cancel or download it. */
   /** A job as answered: its subtasks' first page (or the one asked for), unless told to leave them out. */
   const jobMessage = (job: JobRecord, o: { subtasks?: boolean; limit?: number; token?: string } = {}): ReturnType<typeof toJobMessage> => {
-    const page = o.subtasks === false ? undefined : subtaskPage(job.id, (offset, limit) => jobs.subtasksPage(job.id, offset, limit), o.limit ?? 0, o.token ?? '');
+    // By default the first page (SubmitJob's answer); a limit of 0 asks for all of them.
+    const page = o.subtasks === false ? undefined : subtaskPage(job.id, (offset, limit) => jobs.subtasksPage(job.id, offset, limit), o.limit ?? MAX_SUBTASK_PAGE, o.token ?? '');
     return toJobMessage(job, page, jobs.liveSubtasksOf(job.id));
   };
   const owned = (md: grpc.Metadata, jobId: string): JobRecord => {
@@ -349,10 +350,10 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       return listPage((before) => jobs.newestFirst(before), (j) => caller.admin || j.owner === caller.id, { limit: req.limit, state: req.state, pageToken: req.page_token }, wanted);
     }),
 
-    CancelJob: unary(log, async (req: { job_id: string }, ctx) => {
+    CancelJob: unary(log, async (req: { job_id: string; subtask_limit: number }, ctx) => {
       owned(ctx.metadata, req.job_id);
       const job = jobs.cancel(req.job_id);
-      return jobMessage(job);
+      return jobMessage(job, { limit: req.subtask_limit ?? 0 });
     }),
 
     DownloadOutput: serverStream(log, (req: { job_id: string; name: string; offset: string }, ctx) => {

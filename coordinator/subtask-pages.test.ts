@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { newSubtaskRecord, type SubtaskRecord } from './model.js';
-import { MAX_SUBTASK_PAGE_BYTES, subtaskPage } from './subtask-pages.js';
+import { MAX_SUBTASK_PAGE, MAX_SUBTASK_PAGE_BYTES, subtaskPage } from './subtask-pages.js';
 
 /** `n` failed subtasks, each with a failure message of 4 KiB (as long as a subtask's error gets). */
 function failedSubtasks(n: number): SubtaskRecord[] {
@@ -20,7 +20,7 @@ describe('subtask pages', () => {
     const seen: number[] = [];
     let token = '';
     do {
-      const page = subtaskPage('job', read, 0, token);
+      const page = subtaskPage('job', read, MAX_SUBTASK_PAGE, token);
       sizes.push(page.subtasks.length);
       seen.push(...page.subtasks.map((s) => s.index ?? -1));
       // Each page's messages alone stay under the limit.
@@ -35,9 +35,12 @@ describe('subtask pages', () => {
   it('holds one subtask however big it is, and takes a limit over 10,000 as 10,000', () => {
     const huge = failedSubtasks(2);
     huge[0]!.error!.message = 'y'.repeat(MAX_SUBTASK_PAGE_BYTES + 1);
-    const first = subtaskPage('job', (o, l) => huge.slice(o, o + l), 0, '');
+    const first = subtaskPage('job', (o, l) => huge.slice(o, o + l), MAX_SUBTASK_PAGE, '');
     expect(first.subtasks).toHaveLength(1);
     expect(subtaskPage('job', (o, l) => huge.slice(o, o + l), 0, first.next).subtasks.map((s) => s.index)).toEqual([1]);
+    // No limit and no token (a client from before pages): all of them, in one answer.
+    expect(subtaskPage('job', (o, l) => huge.slice(o, o + l), 0, '')).toMatchObject({ next: '' });
+    expect(subtaskPage('job', (o, l) => huge.slice(o, o + l), 0, '').subtasks).toHaveLength(2);
     const many = Array.from({ length: 12_000 }, (_, index) => newSubtaskRecord({ label: '', inputs: [], plan: {}, weight: 1, items: [] }, { id: `j-${index}`, jobId: 'job', index, phase: 0, timeoutMs: 0 }));
     expect(subtaskPage('job', (o, l) => many.slice(o, o + l), 1_000_000, '').subtasks).toHaveLength(10_000);
   });

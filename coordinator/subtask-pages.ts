@@ -44,8 +44,12 @@ function decodeToken(token: string, jobId: string): number {
 /** Rough upper bound of a subtask's encoded size: its strings, and the rest's few dozen bytes. */
 const infoBytes = (s: SubtaskInfo): number => 48 + Buffer.byteLength(s.id ?? '') + Buffer.byteLength(s.label ?? '') + Buffer.byteLength(s.worker ?? '') + Buffer.byteLength(s.error ?? '');
 
-/** The page `token` names (the first for ""), of at most `limit` subtasks (0: the most). */
+/**
+ * The page `token` names (the first for ""), of at most `limit` subtasks (0 with a token: the
+ * most; 0 without: all of them, as a client from before pages asks, and gets).
+ */
 export function subtaskPage(jobId: string, read: PageReader, limit: number, token: string): SubtaskPage {
+  if (limit <= 0 && !token) return { subtasks: read(0, Number.MAX_SAFE_INTEGER).map(toSubtaskInfo), next: '' };
   const offset = token ? decodeToken(token, jobId) : 0;
   const size = limit > 0 ? Math.min(limit, MAX_SUBTASK_PAGE) : MAX_SUBTASK_PAGE;
   // One more than the page: whether another page follows, without counting them all.
