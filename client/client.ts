@@ -16,7 +16,7 @@ import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
-import { CHUNK_SIZE, DEFAULT_KEEPALIVE, INLINE_OUTPUT_MAX_BYTES, KEEPALIVE_ENV, MAX_TIMER_MS, UNARY_DEADLINE_MS, clientChannelOptions, coordinatorAddress, keepaliveFromEnv, keepaliveProblem, submitDeadlineMs, transferDeadlineMs, type Keepalive } from '../shared/config.js';
+import { CHUNK_SIZE, DEFAULT_KEEPALIVE, SUBTASK_PAGE_HEADER, INLINE_OUTPUT_MAX_BYTES, KEEPALIVE_ENV, MAX_TIMER_MS, UNARY_DEADLINE_MS, clientChannelOptions, coordinatorAddress, keepaliveFromEnv, keepaliveProblem, submitDeadlineMs, transferDeadlineMs, type Keepalive } from '../shared/config.js';
 import { processAlive } from '../shared/machine.js';
 import { TesseraError, dataLoss, invalidArgument, notFound, tidyGrpcError } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
@@ -345,7 +345,8 @@ export class TesseraClient {
       try {
         const job = await this.submitOnce(once, files, sizes, shared, options, seen);
         this.reached = true;
-        return job;
+        // The answer holds the first page of the job's subtasks (asked for below); the rest as GetJob gives them.
+        return await this.restOfSubtasks(job, { ...(options.signal && { signal: options.signal }) });
       } catch (caught) {
         // Aborted: the caller's reason, not the CANCELLED of the call it cut.
         if (options.signal?.aborted) throw options.signal.reason;
@@ -401,7 +402,10 @@ export class TesseraClient {
       };
       // Ended by the coordinator's answer (a refusal mid-upload): the upload stops there.
       const { signal, callback } = endsWithAnswer(answered, failed, options.signal);
-      const call = this.client.SubmitJob(this.md(), { deadline: deadline(submitDeadlineMs(total, files.length)) }, callback);
+      // Its subtasks a page at a time, as GetJob's (a coordinator from before pages sends them all).
+      const md = this.md();
+      md.set(SUBTASK_PAGE_HEADER, String(SUBTASK_PAGE));
+      const call = this.client.SubmitJob(md, { deadline: deadline(submitDeadlineMs(total, files.length)) }, callback);
       const onAbort = (): void => call.cancel();
       options.signal?.addEventListener('abort', onAbort, { once: true });
       void (async () => {

@@ -17,7 +17,7 @@ import pLimit from 'p-limit';
 import type { JobManager, ReceivingJob, UploadStop } from './job-manager.js';
 import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord, type OutputRecord } from './model.js';
 import { listPage } from './job-list.js';
-import { MAX_SUBTASK_PAGE, subtaskPage } from './subtask-pages.js';
+import { subtaskPage } from './subtask-pages.js';
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
 import { peerHost } from './auth-rate-limit.js';
@@ -27,7 +27,7 @@ import { SHARED_LOOKUPS, type SharedRoots } from './shared-inputs.js';
 import type { Limits } from '../shared/limits.js';
 import { compileEncoder, withFallback, type Encoder } from '../shared/proto-encoder.js';
 import { fieldNumber, loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
-import { INLINE_OUTPUT_MAX_BYTES, envInt } from '../shared/config.js';
+import { INLINE_OUTPUT_MAX_BYTES, SUBTASK_PAGE_HEADER, envInt } from '../shared/config.js';
 import { sha256File } from '../shared/streams.js';
 import { steadyNow } from '../shared/clock.js';
 
@@ -64,8 +64,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
   /** The job, if the caller may read, watch, cancel or download it. */
   /** A job as answered: its subtasks' first page (or the one asked for), unless told to leave them out. */
   const jobMessage = (job: JobRecord, o: { subtasks?: boolean; limit?: number; token?: string } = {}): ReturnType<typeof toJobMessage> => {
-    // By default the first page (SubmitJob's answer); a limit of 0 asks for all of them.
-    const page = o.subtasks === false ? undefined : subtaskPage(job.id, (offset, limit) => jobs.subtasksPage(job.id, offset, limit), o.limit ?? MAX_SUBTASK_PAGE, o.token ?? '');
+    // A limit of 0 (or none) asks for all of them, as a client from before pages does.
+    const page = o.subtasks === false ? undefined : subtaskPage(job.id, (offset, limit) => jobs.subtasksPage(job.id, offset, limit), o.limit ?? 0, o.token ?? '');
     return toJobMessage(job, page, jobs.liveSubtasksOf(job.id));
   };
   const owned = (md: grpc.Metadata, jobId: string): JobRecord => {
@@ -138,7 +138,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
   });
 
   /** One submission: the spec, then its inputs (uploaded or by reference), checked; then the job is accepted. */
-  async function submit(owner: string, messages: AsyncIterable<SubmitJobRequest__Output>, signal: AbortSignal): Promise<ReturnType<typeof toJobMessage>> {
+  async function submit(owner: string, messages: AsyncIterable<SubmitJobRequest__Output>, signal: AbortSignal, subtaskLimit: number): Promise<ReturnType<typeof toJobMessage>> {
     if (shuttingDown) throw new TesseraError(status.UNAVAILABLE, 'the coordinator is shutting down: send the submission again (to its next run)');
     const iterator = idleLimited(messages[Symbol.asyncIterator](), uploadIdleMs(), (m) => (m.msg === 'data' ? (m.data?.length ?? 0) : Infinity));
     const first = await iterator.next();
@@ -162,7 +162,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
         // Not on disk yet: answered once it is, or failed as its submission fails (a full disk).
         await jobs.whenCommitted(earlier);
         log.info({ job: earlier.id, requestId, owner }, 'submission repeated: answered with the job it made');
-        return jobMessage(earlier);
+        return jobMessage(earlier, { limit: subtaskLimit });
       }
       // Not a repeat of a job accepted (by this version or an earlier one): the rules added since hold.
       jobs.refuseNew(job);
@@ -194,7 +194,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       signal.addEventListener('abort', cancelled, { once: true });
       // Before any input arrives: a folder the outputs cannot go to fails the submission at once.
       if (job.spec.shared_output_dir) job.spec.shared_output_dir = await shared.resolveOutputDir(job.spec.shared_output_dir);
-      return await receiveAndAccept(job, iterator, signal, attempt);
+      return await receiveAndAccept(job, iterator, signal, attempt, subtaskLimit);
     } finally {
       signal.removeEventListener('abort', cancelled);
       uploading.delete(attempt.stop);
@@ -203,7 +203,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     }
   }
 
-  async function receiveAndAccept(job: JobRecord, iterator: AsyncIterator<SubmitJobRequest__Output>, signal: AbortSignal, attempt: Attempt): Promise<ReturnType<typeof toJobMessage>> {
+  async function receiveAndAccept(job: JobRecord, iterator: AsyncIterator<SubmitJobRequest__Output>, signal: AbortSignal, attempt: Attempt, subtaskLimit: number): Promise<ReturnType<typeof toJobMessage>> {
     const owner = job.owner;
     // Formats by content and header limits, before anything decodes an input: a refused input
     // fails as its own item. Each is checked as soon as it has arrived.
@@ -265,14 +265,14 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
         // Answered once the job's end is on disk, as an accepted job is once it is.
         await stopped?.end();
         log.info({ job: job.id, state: job.state, inputs: job.inputs.length, owner }, 'upload stopped: the job ended while it ran');
-        return jobMessage(job);
+        return jobMessage(job, { limit: subtaskLimit });
       }
       await early?.discard(err);
       await spool.removeJob(job.id);
       throw err;
     }
     log.info({ job: job.id, kind: job.kind, inputs: job.inputs.length, owner, early: Boolean(early) }, 'job accepted');
-    return jobMessage(job);
+    return jobMessage(job, { limit: subtaskLimit });
   }
 
   /**
@@ -324,7 +324,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
 
   return {
     SubmitJob: clientStream<SubmitJobRequest__Output, ReturnType<typeof toJobMessage>>(log, async (messages, ctx) => {
-      return submit(access.identify(ctx.metadata).id, messages, ctx.signal);
+      // The answer's subtasks: a page where the client asks for pages, else all of them (as before pages).
+      const limit = Number(ctx.metadata.get(SUBTASK_PAGE_HEADER)[0] ?? 0);
+      return submit(access.identify(ctx.metadata).id, messages, ctx.signal, Number.isSafeInteger(limit) && limit > 0 ? limit : 0);
     }),
 
     WatchJob: serverStream(log, (req: { job_id: string; after_seq: string; batch: boolean; inline_outputs_up_to: number; types: string[] }, ctx) => {

@@ -269,6 +269,12 @@ export function transferDeadlineMs(bytes: number): number {
 }
 
 /**
+ * SubmitJob's request metadata asking for its answer's subtasks a page of this many at a time, as
+ * GetJob's `subtask_limit` (without it, all of them, as a client from before pages expects).
+ */
+export const SUBTASK_PAGE_HEADER = 'tessera-subtask-limit';
+
+/**
  * Deadline of a submission: its bytes' transfer, and a quarter of a second for each input, which
  * the coordinator checks before it answers (an ffprobe each, 35-75 ms here, two at a time): 1,700
  * clips of 100 ms (2.7 MB) took it over 63 s, and the call was cut with DEADLINE_EXCEEDED after
