@@ -14,11 +14,10 @@
  * (TESSERA_OLD_CLI=/path/to/tessera-release-d222048f5acf/dist/client/cli.js uses a release built
  * already, instead of building d222048 with buildRelease).
  */
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalCluster, runCli } from '../helpers/cluster.js';
+import { LocalCluster, runCli, type CliResult } from '../helpers/cluster.js';
 import { buildRelease } from '../helpers/release.js';
 
 /** The last release before GetJob gave subtasks a page at a time. */
@@ -44,23 +43,7 @@ afterAll(async () => {
 });
 
 /** The release's CLI against this cluster. */
-function runOldCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [oldCli, ...args, '--coordinator', cluster!.address], { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`old tessera ${args.join(' ')} timed out`));
-    }, 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const runOldCli = (args: string[]): Promise<CliResult> => runCli([...args, '--coordinator', cluster!.address], { cli: oldCli, timeoutMs: 60_000 });
 
 describe('a job of more than 10,000 subtasks, read by a client that does not ask for the pages', () => {
   it("the release's `tessera job --json` lists all 12,000 subtasks, or fails saying it cannot (not 10,000 and exit 0)", async () => {
