@@ -274,7 +274,10 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
     // start with the system's own error (ENOENT, EACCES), reported below.
     const wrapper = path.isAbsolute(bin) && isExecutable(bin) ? parentDeathWrapper() : undefined;
     const stdio: StdioOptions = [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(options.pipe3 ? ['pipe' as const] : [])];
-    const child = wrapper ? spawn(wrapper, ['--pdeathsig', 'KILL', '--', bin, ...args], { cwd: options.cwd, stdio }) : spawn(bin, args, { cwd: options.cwd, stdio });
+    // A process group of its own: a terminal's Ctrl-C (SIGINT to the foreground group) is the
+    // worker's to handle (it drains, the running encodes finish), not ffmpeg's, which it stopped at
+    // once, failing the subtask and using up an attempt. Killed with its group on abort.
+    const child = wrapper ? spawn(wrapper, ['--pdeathsig', 'KILL', '--', bin, ...args], { cwd: options.cwd, stdio, detached: true }) : spawn(bin, args, { cwd: options.cwd, stdio, detached: true });
     if (options.stdin && child.stdin) {
       const { stdin } = options;
       // A process that stops reading (it ended, or failed) must not stall the writer: EPIPE is
@@ -319,7 +322,12 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       }
     });
     const onAbort = (): void => {
-      child.kill('SIGKILL');
+      try {
+        if (child.pid === undefined) throw new Error('not started');
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
     };
     options.signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (err: NodeJS.ErrnoException) => {
@@ -362,6 +370,13 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       // again; the last lines of its log, an encode's statistics, say nothing of it.
       if (sig) {
         reject(new TesseraError(status.INTERNAL, `${what}${path.basename(bin)} crashed (killed by ${sig})`, { input: options.input, retryable: true }));
+        return;
+      }
+      // Stopped by a signal it handles (SIGINT, SIGTERM from outside: "Exiting normally, received
+      // signal 2"): this machine's doing, tried again, not a fault of the input.
+      const received = /Exiting normally, received signal (\d+)/.exec(stderr);
+      if (received) {
+        reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} was stopped by signal ${received[1]} on this machine, not because of the input`, { ...(options.input && { input: options.input }), retryable: true }));
         return;
       }
       // An encoder this ffmpeg was built without is this machine's lack, not the input's fault: tried

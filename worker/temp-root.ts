@@ -14,7 +14,7 @@
  * {@link TEMP_HEARTBEAT_MS}: such a root is dead when its PID is gone in the namespace that made it
  * (this worker's), or when its heartbeat stopped {@link STALE_MS} ago.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { constants as fsConstants } from 'node:fs';
 import { lstat, open, readdir, rm, utimes } from 'node:fs/promises';
@@ -39,8 +39,15 @@ export const STALE_MS = 4 * TEMP_HEARTBEAT_MS;
  * starts with a letter (an earlier version's sweep took a name's last number for its worker's PID).
  */
 export function defaultTempRoot(name: string): string {
-  return path.join(os.tmpdir(), `${TEMP_PREFIX}${name.replace(/[^\w.-]/g, '_')}-${process.pid}-r${randomBytes(4).toString('hex')}`);
+  // A long name (up to 256 bytes is taken) is cut, with a hash of the whole, to keep the folder's
+  // name under the file system's 255 bytes: past about 222 the worker failed at start, blaming TMPDIR.
+  let part = name.replace(/[^\w.-]/g, '_');
+  if (part.length > MAX_NAME_PART) part = `${part.slice(0, MAX_NAME_PART - 9)}~${createHash('sha1').update(name).digest('hex').slice(0, 8)}`;
+  return path.join(os.tmpdir(), `${TEMP_PREFIX}${part}-${process.pid}-r${randomBytes(4).toString('hex')}`);
 }
+
+/** Most characters of a worker's name in its temp root's name (the rest: prefix, PID, random part). */
+const MAX_NAME_PART = 160;
 
 /** This process's PID namespace ("pid:[4026531836]"), or "" where /proc does not tell. */
 function pidNamespace(): string {
@@ -102,16 +109,27 @@ function answers(dir: string): Promise<boolean | undefined> {
   });
 }
 
-/** Touches `root`'s heartbeat (making it again if a sweep of an older version removed it). */
-export async function touchTempRoot(root: string): Promise<void> {
+/**
+ * Touches `root`'s heartbeat, making it again where it is gone (the root removed by a tmp cleaner
+ * or an operator, and made again bare by the next subtask: without it, and its socket, another
+ * worker's sweep took the live root for a dead one's and removed it under a running subtask);
+ * true where it had to be made again (the caller listens on the socket again).
+ */
+export async function touchTempRoot(root: string): Promise<boolean> {
   const now = new Date();
-  await utimes(path.join(root, ALIVE), now, now).catch(() => {
-    try {
-      makeTempRoot(root);
-    } catch {
-      // Not writable any more: each subtask then fails as this worker's trouble.
-    }
-  });
+  return utimes(path.join(root, ALIVE), now, now).then(
+    () => false,
+    () => {
+      try {
+        mkdirSync(root, { recursive: true, mode: 0o700 });
+        writeFileSync(path.join(root, ALIVE), `${pidNamespace()} ${process.pid}\n`);
+        return true;
+      } catch {
+        // Not writable any more: each subtask then fails as this worker's trouble.
+        return false;
+      }
+    },
+  );
 }
 
 /**

@@ -173,7 +173,15 @@ export class Worker {
     });
     // The heartbeat that tells other workers' sweeps this one is alive; a dead one's folder found on the way goes.
     this.tempHeartbeat = setInterval(() => {
-      void touchTempRoot(this.tempRoot);
+      void touchTempRoot(this.tempRoot).then(async (remade) => {
+        // The root was made again: its socket (what tells a sweep this worker is alive) too.
+        if (!remade || this.state === 'stopped') return;
+        this.tempSocket?.close();
+        const server = await listenInTempRoot(this.tempRoot);
+        // (It may have stopped while the socket was made.)
+        if ((this.state as string) !== 'stopped') this.tempSocket = server;
+        else server?.close();
+      });
       sweep();
     }, TEMP_HEARTBEAT_MS);
     this.tempHeartbeat.unref();
