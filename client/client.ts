@@ -540,7 +540,7 @@ export class TesseraClient {
 
   private async *watchScoped(jobId: string, opts: WatchOptions & { afterSeq?: number; inlineOutputsUpTo?: number }): AsyncGenerator<JobEvent__Output> {
     // A window, not a timer: any length (Infinity: for as long as it takes); the waits within it are capped.
-    if (opts.reconnectForMs !== undefined && !(opts.reconnectForMs >= 0)) throw invalidArgument(`reconnectForMs: ${opts.reconnectForMs} is not a number of ms of at least 0`);
+    checkReconnectFor(opts.reconnectForMs);
     let last = opts.afterSeq ?? 0;
     let downSince = 0;
     // Re-attached only once the coordinator was reached (by this call, or any before it on this
@@ -687,6 +687,7 @@ export class TesseraClient {
 
   private async downloadScoped(jobId: string, dir: string, opts: DownloadOptions & { names?: string[] }): Promise<Map<string, string>> {
     opts.signal?.throwIfAborted();
+    checkReconnectFor(opts.reconnectForMs);
     const job = await this.getJob(jobId, { includeSubtasks: false, ...(opts.signal && { signal: opts.signal }) });
     opts.signal?.throwIfAborted();
     if (opts.names) {
@@ -715,6 +716,7 @@ export class TesseraClient {
    * ends the call.
    */
   async *readOutput(jobId: string, name: string, opts: { offset?: number; signal?: AbortSignal; reconnectForMs?: number } = {}): AsyncGenerator<Buffer> {
+    checkReconnectFor(opts.reconnectForMs);
     const { signal, done } = this.scope(opts.signal);
     try {
       const job = await this.getJob(jobId, { includeSubtasks: false, signal });
@@ -1014,6 +1016,11 @@ type Publish = (file: string, dest: string, name: string, want: Expected) => Pro
  * output) called `NAME.part` is never taken for a leftover and replaced. At most 254 bytes for a
  * 240-byte output name.
  */
+/** A `reconnectForMs` given must be a number of ms of at least 0 (NaN, from an unset variable, retried for ever). */
+function checkReconnectFor(ms: number | undefined): void {
+  if (ms !== undefined && !(ms >= 0)) throw invalidArgument(`reconnectForMs: ${ms} is not a number of ms of at least 0`);
+}
+
 export const partName = (dest: string): string => path.join(path.dirname(dest), `.${path.basename(dest)}.tessera-part`);
 
 /**
@@ -1232,6 +1239,23 @@ async function writeAtomically(dest: string, data: Buffer, publish: Publish, nam
     throw err;
   } finally {
     inFlight.delete(file);
+  }
+  await dropLeftovers(dest);
+}
+
+/**
+ * What a stopped download left of an output now written whole: its part file (Ctrl-C leaves one
+ * even of an output that came inside its event) and a killed download's own file, which a
+ * streamed download takes over but an output written from its event never looked at: they stayed
+ * in the folder for good. Regular files only, never through a link.
+ */
+async function dropLeftovers(dest: string): Promise<void> {
+  const part = partName(dest);
+  if ((await lstat(part).catch(() => undefined))?.isFile()) await rm(part, { force: true }).catch(() => undefined);
+  // The folder's listing (cached) is looked through only where it holds a download's own file at all.
+  if (!(await entriesOf(path.dirname(dest))).some((e) => e.startsWith('.tessera-') && e.endsWith('.tessera-part'))) return;
+  for (let orphan = await orphanOf(dest).catch(() => undefined), tries = 0; orphan && tries < 16; orphan = await orphanOf(dest).catch(() => undefined), tries++) {
+    await rm(orphan, { force: true }).catch(() => undefined);
   }
 }
 
