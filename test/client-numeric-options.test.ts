@@ -3,7 +3,10 @@
  * returns "up to limit" jobs and that every error the library rejects with carries a numeric gRPC
  * `code`. A fractional or negative limit returned more jobs than asked (every job up to 50 or
  * 1000), and a fractional download `concurrency` rejected with p-limit's bare TypeError.
+ * `download` and `readOutput` took any `reconnectForMs` where `wait` and `collect` refuse a
+ * negative one or NaN: NaN made a download whose coordinator had gone retry for ever.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -46,5 +49,22 @@ describe('numeric options out of their range', () => {
     const err = await caught(cluster.client.download(job.id, path.join(dir, 'out'), { concurrency: 2.5 }));
     // It was a TypeError "Expected `concurrency` to be a number from 1 and up", code undefined.
     expect((err as grpc.ServiceError | undefined)?.code, String(err)).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+  it('reconnectForMs of download and readOutput: a negative number or NaN is INVALID_ARGUMENT naming it, as for wait and collect (NaN retried for ever)', async () => {
+    await writeFile(path.join(dir, 'a.bin'), randomBytes(2 * 2 ** 20));
+    const job = await cluster.client.submit({ passthrough: {} }, [path.join(dir, 'a.bin')]);
+    expect((await cluster.client.wait(job.id)).state).toBe('JOB_STATE_SUCCEEDED');
+    for (const v of [-1, Number.NaN]) {
+      // The reference: wait and collect refuse it.
+      expect(await caught(cluster.client.collect(job.id, path.join(dir, `c${v}`), { reconnectForMs: v }))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+      expect(await caught(cluster.client.download(job.id, path.join(dir, `d${v}`), { reconnectForMs: v })), `download, reconnectForMs ${v}`).toMatchObject({
+        code: grpc.status.INVALID_ARGUMENT,
+        message: expect.stringMatching(/reconnectForMs/),
+      });
+      const read = (async () => {
+        for await (const chunk of cluster.client.readOutput(job.id, 'a.bin', { reconnectForMs: v })) void chunk;
+      })();
+      expect(await caught(read), `readOutput, reconnectForMs ${v}`).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/reconnectForMs/) });
+    }
   });
 });

@@ -1,6 +1,6 @@
 /**
  * A worker `--name` the CLI and the coordinator accept (at most 256 bytes, no control characters)
- * but longer than about 222 bytes: the worker's temp root, named `tessera-worker-NAME-PID-rXXXXXXXX`,
+ * but longer than about 222 bytes: the worker's temp root, named `tessera-worker-NAME-PID-r` and 8 hex digits,
  * cuts the name (with a hash of the whole) to stay under the 255-byte limit of a file name. It
  * exited 1 at start blaming the temp folder ("temp folder /tmp cannot be written by this worker
  * (ENAMETOOLONG): set TMPDIR to a folder it can write"), which was writable and not the problem.

@@ -91,14 +91,6 @@ export const videoKind: CoordinatorKind<VideoJobParams> = {
 /** Containers whose clock may jump (ffmpeg's AVFMT_TS_DISCONT): the muxer each is copied into to run it on. */
 const JUMPING_CLOCKS: Readonly<Record<string, string>> = { mpegts: 'mpegts', mpeg: 'vob' };
 
-/**
- * Whether a stream's decode times jump: back by more than 0.1 s, or forward by more than 10 s
- * (ffmpeg's own thresholds for a container whose clock may jump, see JUMPING_CLOCKS).
- */
-function clockJumps(index: VideoIndex): boolean {
-  return index.jumps === true || index.discontinuous === true;
-}
-
 /** The audio tracks a source declares that carry no sound, as the job names them. */
 function silentTrackNotes(info: MediaInfo): string[] {
   return info.audio.filter((t) => !t.sampleRate || !t.channels).map((t) => `audio track ${info.audio.indexOf(t) + 1} (stream ${t.index}${t.codec ? `, ${t.codec}` : ''}), which carries no sound`);
@@ -119,7 +111,8 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   const muxer = probes.info instanceof Error ? undefined : JUMPING_CLOCKS[probes.info.formatName];
   // Tracks declared without sound, as the source has them (the copy below leaves them out).
   let silentNotes = probes.info instanceof Error ? [] : silentTrackNotes(probes.info);
-  if (muxer && !(probes.index instanceof Error) && clockJumps(probes.index)) {
+  // (`jumps`: back by more than 0.1 s or forward by more than 10 s, ffmpeg's own thresholds.)
+  if (muxer && !(probes.index instanceof Error) && probes.index.jumps === true) {
     const linear = path.join(ctx.workDir, `linear${inputIndex}.${muxer === 'vob' ? 'vob' : 'ts'}`);
     await mkdir(ctx.workDir, { recursive: true });
     // The audio tracks that carry sound only: the muxer refuses one declared without (left out below, and said).
