@@ -1,8 +1,8 @@
 /**
  * A live worker's temp root deleted from under it (a tmp cleaner, an operator's `rm -rf
  * /tmp/tessera-*`): the next subtask makes the root again (recursive mkdir), bare, and the 30 s
- * heartbeat restores its `.alive` and its socket, which tell other workers it is alive. It could
- * not (its non-recursive mkdir of the root, already there, failed with EEXIST, which it
+ * heartbeat (2 s here, through a test knob) restores its `.alive` and its socket, which tell other
+ * workers it is alive. It could not (its non-recursive mkdir of the root, already there, failed with EEXIST, which it
  * swallowed): another worker's sweep then took the live root for a dead one's once the folder's
  * own time was 2 minutes old, and removed it under the running subtask.
  */
@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { defaultTempRoot, makeTempRoot, removeStaleTempRoots, STALE_MS, TEMP_HEARTBEAT_MS, touchTempRoot } from '../worker/temp-root.js';
+import { defaultTempRoot, makeTempRoot, removeStaleTempRoots, STALE_MS, touchTempRoot } from '../worker/temp-root.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 
 let dir = '';
@@ -62,7 +62,9 @@ describe("a live worker's temp root deleted while it runs", () => {
     const scratch = path.join(dir, 'scratch');
     mkdirSync(scratch);
     cluster = await startCluster({ workers: 0, coordinatorArgs: ['--no-local-reads'] });
-    cluster.startWorker('live', ['--slots', '1', '--prefetch', '0'], { env: { TMPDIR: scratch } });
+    // Its heartbeat every 2 s (test knob) instead of 30 s: what matters is that one goes by.
+    const heartbeatMs = 2000;
+    cluster.startWorker('live', ['--slots', '1', '--prefetch', '0'], { env: { TMPDIR: scratch, TESSERA_TEST_TEMP_HEARTBEAT_MS: String(heartbeatMs) } });
     await cluster.waitForWorkers(1);
     const live = (await readdir(scratch)).find((e) => e.startsWith('tessera-worker-live-'))!;
     expect(live).toBeTruthy();
@@ -70,11 +72,11 @@ describe("a live worker's temp root deleted while it runs", () => {
     rmSync(path.join(scratch, live), { recursive: true });
     const blob = path.join(dir, 'blob.bin');
     await writeFile(blob, randomBytes(100_000));
-    const job = await cluster.client.submit({ max_attempts: 1, passthrough: { work_ms: TEMP_HEARTBEAT_MS + 15_000 } }, [blob]);
+    const job = await cluster.client.submit({ max_attempts: 1, passthrough: { work_ms: heartbeatMs + 10_000 } }, [blob]);
     const attempt = await within(10_000, async () => (await readdir(path.join(scratch, live)).catch(() => [] as string[])).find((e) => e.startsWith('st-')));
     expect(attempt, 'the running attempt folder').toBeTruthy();
     // One heartbeat of the worker's temp root goes by.
-    await sleep(TEMP_HEARTBEAT_MS + 2000);
+    await sleep(heartbeatMs + 2000);
     // Time passes with the long subtask running: the root's own time grows old (simulated).
     const old = new Date(Date.now() - STALE_MS - 60_000);
     utimesSync(path.join(scratch, live), old, old);

@@ -35,6 +35,17 @@ export const TEMP_HEARTBEAT_MS = 30_000;
 export const STALE_MS = 4 * TEMP_HEARTBEAT_MS;
 
 /**
+ * How often this worker touches its root: {@link TEMP_HEARTBEAT_MS}, or, as a test knob and not a
+ * setting, TESSERA_TEST_TEMP_HEARTBEAT_MS (a positive whole number of ms, at most the default), so
+ * that a test of what a heartbeat repairs need not wait 30 s. A sweep still takes a root for dead
+ * only after {@link STALE_MS}.
+ */
+export function tempHeartbeatMs(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env['TESSERA_TEST_TEMP_HEARTBEAT_MS'];
+  return v && /^[1-9]\d*$/.test(v) ? Math.min(Number(v), TEMP_HEARTBEAT_MS) : TEMP_HEARTBEAT_MS;
+}
+
+/**
  * A temp root name private to this worker process: its name, its PID and a random part, which
  * starts with a letter (an earlier version's sweep took a name's last number for its worker's PID).
  */

@@ -23,7 +23,7 @@ import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/W
 import { detectCapabilities } from './capabilities.js';
 import { probeFfmpegInfo } from '../shared/ffmpeg.js';
 import { executeSubtask } from './executor.js';
-import { TEMP_HEARTBEAT_MS, defaultTempRoot, listenInTempRoot, makeTempRoot, removeStaleTempRoots, touchTempRoot } from './temp-root.js';
+import { defaultTempRoot, tempHeartbeatMs, listenInTempRoot, makeTempRoot, removeStaleTempRoots, touchTempRoot } from './temp-root.js';
 import type { Server } from 'node:net';
 import { workerProcessors } from './processors/index.js';
 import { ProcessorIsolation, defaultMemoryLimitMb } from './isolation.js';
@@ -183,7 +183,7 @@ export class Worker {
         else server?.close();
       });
       sweep();
-    }, TEMP_HEARTBEAT_MS);
+    }, tempHeartbeatMs());
     this.tempHeartbeat.unref();
     // ffmpeg is probed (for the registration's capabilities) without blocking the event loop; a probe
     // that fails is run again, and reported, when the registration is written.
