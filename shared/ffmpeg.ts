@@ -373,8 +373,11 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
         return;
       }
       // Stopped by a signal it handles (SIGINT, SIGTERM from outside: "Exiting normally, received
-      // signal 2"): this machine's doing, tried again, not a fault of the input.
-      const received = /Exiting normally, received signal (\d+)/.exec(stderr);
+      // signal 2"): this machine's doing, tried again, not a fault of the input. Only ffmpeg's own
+      // last line with its exit status for it (255): the log also holds the input's name and tags,
+      // which may say anything, and bad input must stay the input's.
+      const last = stderr.split(/[\r\n]/).filter((l) => l.trim().length > 0).pop() ?? '';
+      const received = code === 255 ? /^Exiting normally, received signal (\d+)\.?$/.exec(last.trim()) : null;
       if (received) {
         reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} was stopped by signal ${received[1]} on this machine, not because of the input`, { ...(options.input && { input: options.input }), retryable: true }));
         return;
