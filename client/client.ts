@@ -307,8 +307,8 @@ export class TesseraClient {
    * answers a retry of a submission it accepted with the job it made, so one call makes at most
    * one job.
    *
-   * Before anything is sent, INVALID_ARGUMENT ({@link TesseraError}) for a spec that does not fit
-   * the contract (a field of the wrong type or out of its type's range, an unknown field, two job
+   * Before anything is sent, INVALID_ARGUMENT ({@link TesseraError}) for a `retryForMs` that is not
+   * a number of ms of at least 0, for a spec that does not fit the contract (a field of the wrong type or out of its type's range, an unknown field, two job
    * kinds: see {@link checkJobSpec}) and for files that cannot be inputs (see
    * {@link checkInputFiles}).
    */
@@ -319,6 +319,8 @@ export class TesseraClient {
   private async submitScoped(spec: JobSpec, files: string[], options: SubmitOptions): Promise<Job__Output> {
     options.signal?.throwIfAborted();
     checkJobSpec(spec);
+    // NaN (a setting read from an unset variable) would resend the submission for ever.
+    checkReconnectFor(options.retryForMs, 'retryForMs');
     // The shared paths are resolved beside the checks; a check's refusal comes first.
     const resolving = options.shared ? Promise.allSettled(files.map((f) => realpath(f))) : undefined;
     const sizes = await checkInputFiles(files, options.names);
@@ -1017,8 +1019,8 @@ type Publish = (file: string, dest: string, name: string, want: Expected) => Pro
  * 240-byte output name.
  */
 /** A `reconnectForMs` given must be a number of ms of at least 0 (NaN, from an unset variable, retried for ever). */
-function checkReconnectFor(ms: number | undefined): void {
-  if (ms !== undefined && !(ms >= 0)) throw invalidArgument(`reconnectForMs: ${ms} is not a number of ms of at least 0`);
+function checkReconnectFor(ms: number | undefined, name = 'reconnectForMs'): void {
+  if (ms !== undefined && !(ms >= 0)) throw invalidArgument(`${name}: ${ms} is not a number of ms of at least 0`);
 }
 
 export const partName = (dest: string): string => path.join(path.dirname(dest), `.${path.basename(dest)}.tessera-part`);
@@ -1240,14 +1242,13 @@ async function writeAtomically(dest: string, data: Buffer, publish: Publish, nam
   } finally {
     inFlight.delete(file);
   }
-  await dropLeftovers(dest);
 }
 
 /**
- * What a stopped download left of an output now written whole: its part file (Ctrl-C leaves one
- * even of an output that came inside its event) and a killed download's own file, which a
- * streamed download takes over but an output written from its event never looked at: they stayed
- * in the folder for good. Regular files only, never through a link.
+ * What stopped downloads left of an output now written whole: its part file (Ctrl-C leaves one
+ * even of an output that came inside its event) and killed downloads' own files, of which a
+ * streamed download takes over one at most and an output written from its event none: they
+ * stayed in the folder for good. Regular files only, never through a link.
  */
 async function dropLeftovers(dest: string): Promise<void> {
   const part = partName(dest);
@@ -1358,9 +1359,13 @@ class DownloadQueue {
           throw new TesseraError(grpc.status.FAILED_PRECONDITION, `output "${o.name}" is named like the file another output is written to while it downloads (.NAME.tessera-part): download them into separate folders (tessera download --name NAME -o DIR)`, { retryable: false });
         }
         await (this.made ??= mkdir(this.dir, { recursive: true }));
-        if (await this.present(o, dest)) return;
-        if (given) await writeAtomically(dest, given, this.publish, o.name, { size: Number(o.size), sha256: o.sha256 });
-        else await this.fetchWithRetries(o, dest);
+        if (!(await this.present(o, dest))) {
+          if (given) await writeAtomically(dest, given, this.publish, o.name, { size: Number(o.size), sha256: o.sha256 });
+          else await this.fetchWithRetries(o, dest);
+        }
+        // The output is whole: what stopped downloads left of it goes (a streamed download takes
+        // over one of them at most, an output written from its event or already there none).
+        await dropLeftovers(dest);
       } catch (caught) {
         const err = localTrouble(caught, dest);
         this.stop.abort(err);

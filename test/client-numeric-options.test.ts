@@ -67,4 +67,15 @@ describe('numeric options out of their range', () => {
       expect(await caught(read), `readOutput, reconnectForMs ${v}`).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringMatching(/reconnectForMs/) });
     }
   });
+  it("submit's retryForMs: a negative number or NaN is INVALID_ARGUMENT naming it, before anything is sent (NaN resent a submission whose coordinator went away for ever)", async () => {
+    await writeFile(path.join(dir, 'r.bin'), 'r');
+    const before = (await cluster.client.listJobs()).length;
+    for (const v of [-1, Number.NaN]) {
+      expect(await caught(cluster.client.submit({ passthrough: {} }, [path.join(dir, 'r.bin')], { retryForMs: v })), `retryForMs ${v}`).toMatchObject({
+        code: grpc.status.INVALID_ARGUMENT,
+        message: expect.stringMatching(/^retryForMs: /),
+      });
+    }
+    expect((await cluster.client.listJobs()).length, 'no job made').toBe(before);
+  });
 });

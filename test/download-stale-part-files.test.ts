@@ -3,7 +3,10 @@
  * name `.tessera-HOST-PID-DIGEST-RANDOM.tessera-part` (killed outright), and README says the next
  * download of that output into that folder takes it over. For outputs that come inside their
  * events (up to 1 MiB: most of a batch job's) the next download writes the output from the event,
- * and removes those files once it has: it never looked at them, and they stayed for ever.
+ * and removes those files once it has: it never looked at them, and they stayed for ever. A
+ * streamed output's download takes over one of them and removes the others (two killed downloads,
+ * or one beside a Ctrl-C part file, left all but one for good: review K7); an output already there
+ * whole does too.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -30,25 +33,32 @@ afterAll(async () => {
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
 describe('a download that finishes what a stopped one started', () => {
-  it('leaves no part file of a small output behind (Ctrl-C part file, or a killed download\'s own file)', async () => {
-    const src = path.join(dir, 'src');
+  it.each([
+    ['a small output (written from its event)', 20_000],
+    ['a streamed output (over 1 MiB)', 3 * 2 ** 20],
+  ])("leaves nothing a stopped download left behind, for %s (a Ctrl-C part file, killed downloads' own files)", async (_, size) => {
+    const src = path.join(dir, `src-${size}`);
     await mkdir(src);
-    const bytes = randomBytes(20_000);
+    const bytes = randomBytes(size);
     await writeFile(path.join(src, 'a.bin'), bytes);
     const job = await cluster.client.submit({ passthrough: {} }, [path.join(src, 'a.bin')]);
     expect((await cluster.client.wait(job.id)).state).toBe('JOB_STATE_SUCCEEDED');
-
-    for (const how of ['cli', 'library'] as const) {
-      const out = path.join(dir, `out-${how}`);
-      await mkdir(out);
-      const dest = path.join(out, 'a.bin');
+    const leave = async (dest: string): Promise<void> => {
       // What a download stopped by Ctrl-C leaves: the first bytes, as the output's part file.
       await writeFile(partName(dest), bytes.subarray(0, 8_000));
-      // What a download killed outright leaves: its own file, of this machine and a process that is gone.
-      const deadPid = spawnSync('true').pid!;
-      const own = `.tessera-${sha(os.hostname()).slice(0, 6)}-${deadPid}-${sha('a.bin').slice(0, 12)}-0123abcd.tessera-part`;
-      await writeFile(path.join(out, own), bytes.subarray(0, 4_000));
+      // What two downloads killed outright leave: each its own file, of this machine and a process that is gone.
+      for (const rand of ['0123abcd', '4567cdef']) {
+        const deadPid = spawnSync('true').pid!;
+        const own = `.tessera-${sha(os.hostname()).slice(0, 6)}-${deadPid}-${sha('a.bin').slice(0, 12)}-${rand}.tessera-part`;
+        await writeFile(path.join(path.dirname(dest), own), bytes.subarray(0, 4_000));
+      }
+    };
 
+    for (const how of ['cli', 'library'] as const) {
+      const out = path.join(dir, `out-${size}-${how}`);
+      await mkdir(out);
+      const dest = path.join(out, 'a.bin');
+      await leave(dest);
       if (how === 'cli') {
         const r = await cluster.runCli(['download', job.id, '-o', out, '--json']);
         expect(r.code, r.stderr).toBe(0);
@@ -57,8 +67,14 @@ describe('a download that finishes what a stopped one started', () => {
       }
       // The output is there and whole...
       expect(sha(await readFile(dest))).toBe(sha(bytes));
-      // ...and nothing a stopped download left is: it was taken over, not left behind.
+      // ...and nothing a stopped download left is: taken over or removed, not left behind.
       expect((await readdir(out)).sort(), how).toEqual(['a.bin']);
     }
+    // Downloaded again, the output already there whole: what stopped downloads left since goes too.
+    const out = path.join(dir, `out-${size}-cli`);
+    await leave(path.join(out, 'a.bin'));
+    const r = await cluster.runCli(['download', job.id, '-o', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readdir(out)).sort(), 'output already there').toEqual(['a.bin']);
   });
 });
