@@ -11,7 +11,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '../../shared/grpc-status.js';
 import { dataLoss, invalidArgument, TesseraError } from '../../shared/errors.js';
-import { fpsModeFlag, runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
+import { decoderThreads, fpsModeFlag, runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
 import { parseVideoParams, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { probeMedia } from '../../shared/media/probe.js';
@@ -149,7 +149,9 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
   const args = [
     // -auto_convert 0: the concat demuxer's own h264/hevc to Annex B conversion (for stream copy into
     // MPEG-TS; a decoder takes either form) failed on a damaged packet and ended the read there.
-    '-y', '-noautorotate', '-format_whitelist', `concat,${chunkFormatOf(plan.chunks[0]!)}`, '-f', 'concat', '-safe', '0', '-auto_convert', '0', '-i', list,
+    // The decoder keeps to the slot's threads too, as the encoder does: by default it took a frame
+    // thread per core beside each slot's encode (README "Sizing slots").
+    '-y', '-threads', decoderThreads(ctx.threads), '-noautorotate', '-format_whitelist', `concat,${chunkFormatOf(plan.chunks[0]!)}`, '-f', 'concat', '-safe', '0', '-auto_convert', '0', '-i', list,
     '-map', '0:v:0', '-an', '-sn', '-dn', '-vf', filters.join(','),
     // Source timestamps pass through untouched (VFR stays VFR); resampling, when asked, is the fps filter's.
     fpsModeFlag(), 'passthrough', '-frames:v', String(plan.frames),
