@@ -3,7 +3,7 @@
  * (in the manner of nice-grpc), so every handler has one error boundary and an AbortSignal.
  */
 import * as grpc from '@grpc/grpc-js';
-import { toServiceError } from './errors.js';
+import { TesseraError, toServiceError } from './errors.js';
 import type { Logger } from './logger.js';
 import { writeWithBackpressure } from './streams.js';
 
@@ -87,6 +87,13 @@ export function clientStream<Req, Res>(
       (err: unknown) => {
         // Stop reading the rest of an upload we have rejected.
         call.removeAllListeners('data');
+        // The peer went away mid-stream (a worker killed while it sent a result, a client while it
+        // uploaded): an expected fault, handled as the peer lost, not a bug of this process.
+        if (controller.signal.aborted || (err as NodeJS.ErrnoException | undefined)?.code === 'ERR_STREAM_PREMATURE_CLOSE') {
+          log.warn({ peer: call.getPeer() }, 'a stream was cut off by its peer (gone mid-stream)');
+          endWith((e) => callback(e), new TesseraError(grpc.status.CANCELLED, 'the stream was cut off'), log);
+          return;
+        }
         endWith((e) => callback(e), err, log);
       },
     );
