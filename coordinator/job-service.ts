@@ -1,6 +1,7 @@
 /** JobService: the client-facing gRPC API. */
 import { constants } from 'node:fs';
-import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { open, readFile, realpath, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
 import { TesseraError, invalidArgument, notFound, statusFromName } from '../shared/errors.js';
@@ -15,9 +16,9 @@ import { asWire, passEncoded, readEncodedChunks } from '../shared/encoded-chunks
 import type { ItemFailure, SpoolFile } from '../shared/job-kind.js';
 import pLimit from 'p-limit';
 import type { JobManager, ReceivingJob, UploadStop } from './job-manager.js';
-import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord, type OutputRecord } from './model.js';
+import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord, type OutputRecord, type SubtaskRecord } from './model.js';
 import { listPage } from './job-list.js';
-import { subtaskPage } from './subtask-pages.js';
+import { subtaskPage, subtasksIfTheyFit } from './subtask-pages.js';
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
 import { peerHost } from './auth-rate-limit.js';
@@ -61,13 +62,17 @@ export function jobServiceDefinition(): grpc.ServiceDefinition {
 }
 
 export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, limits: JobServiceLimits, access: JobAccess, shared: SharedRoots): JobServiceHandlers {
-  /** The job, if the caller may read, watch, cancel or download it. */
-  /** A job as answered: its subtasks' first page (or the one asked for), unless told to leave them out. */
-  const jobMessage = (job: JobRecord, o: { subtasks?: boolean; limit?: number; token?: string } = {}): ReturnType<typeof toJobMessage> => {
-    // A limit of 0 (or none) asks for all of them, as a client from before pages does.
-    const page = o.subtasks === false ? undefined : subtaskPage(job.id, (offset, limit) => jobs.subtasksPage(job.id, offset, limit), o.limit ?? 0, o.token ?? '');
+  /**
+   * A job as answered: its subtasks' first page (or the one asked for), unless told to leave them
+   * out. A limit of 0 (or none) asks for all of them, as a client from before pages does; `ifTheyFit`
+   * (SubmitJob's answer without a page asked), all where they fit in a page's bytes, else the first page.
+   */
+  const jobMessage = (job: JobRecord, o: { subtasks?: boolean; limit?: number; token?: string; ifTheyFit?: boolean } = {}): ReturnType<typeof toJobMessage> => {
+    const read = (offset: number, limit: number): SubtaskRecord[] => jobs.subtasksPage(job.id, offset, limit);
+    const page = o.subtasks === false ? undefined : o.ifTheyFit && !o.limit ? subtasksIfTheyFit(job.id, read) : subtaskPage(job.id, read, o.limit ?? 0, o.token ?? '');
     return toJobMessage(job, page, jobs.liveSubtasksOf(job.id));
   };
+  /** The job, if the caller may read, watch, cancel or download it. */
   const owned = (md: grpc.Metadata, jobId: string): JobRecord => {
     if (!jobId) throw invalidArgument('job_id is empty: name the job (its id, as SubmitJob or ListJobs returned it)');
     const job = jobs.get(jobId);
@@ -147,7 +152,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     const requestId = job.spec.request_id;
     const requestKey = requestId ? `${owner}\n${requestId}` : undefined;
     const cancelled = (): void => attempt.stop(new TesseraError(status.CANCELLED, 'the client cancelled the submission; nothing of it was kept'));
-    const attempt: Attempt = { spec: canonicalJson(specToCompare(job.spec)), superseded: false, counted: false, stop: (reason: Error) => (messages as { destroy?: (e: Error) => void }).destroy?.(reason) };
+    // The output folder as written (folded): two attempts in flight are the same client's retry.
+    const attempt: Attempt = { spec: canonicalJson(specToCompare(job.spec, job.spec.shared_output_dir && path.resolve(job.spec.shared_output_dir))), superseded: false, counted: false, stop: (reason: Error) => (messages as { destroy?: (e: Error) => void }).destroy?.(reason) };
     // Everything up to the first await is one step: of two attempts with the same id, the one that
     // arrived last is the one that stays.
     let replacing: Attempt | undefined;
@@ -156,13 +162,15 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       if (earlier) {
         // A retry of a submission that was accepted (its answer lost): answer with its job, read
         // none of the inputs again. Before the job limit, which that very job may fill.
-        if (canonicalJson(specToCompare(earlier.spec)) !== attempt.spec) {
+        // Its output folder is stored resolved: this one's is resolved too (not made), so that another
+        // spelling of the same folder is the same spec and another folder is not.
+        if (canonicalJson(specToCompare(earlier.spec)) !== canonicalJson(specToCompare(job.spec, await comparableOutputDir(job.spec.shared_output_dir)))) {
           throw new TesseraError(status.ALREADY_EXISTS, `spec.request_id ${requestId}: already used for job ${earlier.id}, whose spec differs; use a new id for a new job`);
         }
         // Not on disk yet: answered once it is, or failed as its submission fails (a full disk).
         await jobs.whenCommitted(earlier);
         log.info({ job: earlier.id, requestId, owner }, 'submission repeated: answered with the job it made');
-        return jobMessage(earlier, { limit: subtaskLimit });
+        return jobMessage(earlier, { limit: subtaskLimit, ifTheyFit: true });
       }
       // Not a repeat of a job accepted (by this version or an earlier one): the rules added since hold.
       jobs.refuseNew(job);
@@ -265,14 +273,14 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
         // Answered once the job's end is on disk, as an accepted job is once it is.
         await stopped?.end();
         log.info({ job: job.id, state: job.state, inputs: job.inputs.length, owner }, 'upload stopped: the job ended while it ran');
-        return jobMessage(job, { limit: subtaskLimit });
+        return jobMessage(job, { limit: subtaskLimit, ifTheyFit: true });
       }
       await early?.discard(err);
       await spool.removeJob(job.id);
       throw err;
     }
     log.info({ job: job.id, kind: job.kind, inputs: job.inputs.length, owner, early: Boolean(early) }, 'job accepted');
-    return jobMessage(job, { limit: subtaskLimit });
+    return jobMessage(job, { limit: subtaskLimit, ifTheyFit: true });
   }
 
   /**
@@ -324,7 +332,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
 
   return {
     SubmitJob: clientStream<SubmitJobRequest__Output, ReturnType<typeof toJobMessage>>(log, async (messages, ctx) => {
-      // The answer's subtasks: a page where the client asks for pages, else all of them (as before pages).
+      // The answer's subtasks: a page where the client asks for pages, else all of them where they
+      // fit in a page's bytes (as before pages), or the first page.
       const limit = Number(ctx.metadata.get(SUBTASK_PAGE_HEADER)[0] ?? 0);
       return submit(access.identify(ctx.metadata).id, messages, ctx.signal, Number.isSafeInteger(limit) && limit > 0 ? limit : 0);
     }),
@@ -868,13 +877,21 @@ interface Attempt {
 }
 
 /**
- * What two submissions with one request_id must agree on: the spec but its output folder (stored
- * resolved; a repeat names it as the client did) and its input count (about the stream, not the
- * job: a repeat is checked against its own count).
+ * What two submissions with one request_id must agree on: the spec, with its output folder as
+ * `outputDir` says (stored resolved; a repeat names it as the client did), but its input count
+ * (about the stream, not the job: a repeat is checked against its own count). A repeat naming
+ * another folder was answered with the first job, its outputs going to the first folder.
  */
-function specToCompare(spec: JobRecord['spec']): unknown {
+function specToCompare(spec: JobRecord['spec'], outputDir = spec.shared_output_dir): unknown {
   const { shared_output_dir: _dir, input_count: _count, ...rest } = spec;
-  return rest;
+  return outputDir ? { ...rest, shared_output_dir: outputDir } : rest;
+}
+
+/** `dir` as a stored spec has it: its real path where it exists, else as written (folded); "" for none. */
+async function comparableOutputDir(dir: string | undefined): Promise<string> {
+  if (!dir) return '';
+  const folded = path.resolve(dir);
+  return realpath(folded).catch(() => folded);
 }
 
 /**

@@ -65,3 +65,26 @@ export function subtaskPage(jobId: string, read: PageReader, limit: number, toke
   }
   return { subtasks, next: subtasks.length < records.length ? encodeToken(jobId, offset + subtasks.length) : '' };
 }
+
+/**
+ * SubmitJob's answer to a client that asks for no page (request metadata tessera-subtask-limit:
+ * every client from before pages, a stub of another language): all of the job's subtasks where
+ * they fit in one page's 3 MiB (what a gRPC client takes by default is 4 MiB), else the first page
+ * and its `next`. All of them at any size made a default client's answer RESOURCE_EXHAUSTED for a
+ * job of about 70,000 subtasks, the job made and running all the same. Read a page at a time, and
+ * no further than the 3 MiB.
+ */
+export function subtasksIfTheyFit(jobId: string, read: PageReader): SubtaskPage {
+  const all: SubtaskInfo[] = [];
+  let bytes = 0;
+  for (let offset = 0; ; offset += MAX_SUBTASK_PAGE) {
+    const records = read(offset, MAX_SUBTASK_PAGE);
+    for (const r of records) {
+      const info = toSubtaskInfo(r);
+      bytes += infoBytes(info);
+      if (bytes > MAX_SUBTASK_PAGE_BYTES) return subtaskPage(jobId, read, MAX_SUBTASK_PAGE, '');
+      all.push(info);
+    }
+    if (records.length < MAX_SUBTASK_PAGE) return { subtasks: all, next: '' };
+  }
+}
