@@ -25,7 +25,7 @@ import { status } from '../../shared/grpc-status.js';
 import { hasLocalTroubleCode, invalidArgument, localTroubleCode, TesseraError } from '../../shared/errors.js';
 import { diskRoom, nearlyFull } from '../../shared/disk-space.js';
 import { MAX_SOURCE_STRIPS, tileConfig, type TileConfig } from '../../shared/media/tile-config.js';
-import { checkSampleFormat, intermediateSpace, splitForTiles, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
+import { checkSampleFormat, intermediateSpace, needsSrgbFromSixteen, splitForTiles, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
 import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, tileFormatFor, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
 import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
@@ -187,7 +187,7 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
   const src = openSource(o, config);
   const cuts = cutStripsWhileDecoding({
     intermediate,
-    decode: () => wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate, o.input.path),
+    decode: () => wrapBadInput(decodePrefix(pipeline, src, split, m, o.params.keepMetadata).toFile(intermediate), name, intermediate, o.input.path),
     signal: o.signal,
     plan: ({ width, height, depth: d }) => {
       depth = d;
@@ -290,8 +290,10 @@ async function reserveRoomForDecoded(dir: string, o: PlanTilesOptions, split: Ti
 }
 
 /** The coordinator's decode pass: the pipeline's prefix, in the source's sample format (tile-pipeline.ts `intermediateSpace`). */
-function decodePrefix(pipeline: PipelineFn, src: sharp.Sharp, split: TileSplit, m: sharp.Metadata): sharp.Sharp {
-  const img = pipeline(src, split.prefix);
+function decodePrefix(pipeline: PipelineFn, src: sharp.Sharp, split: TileSplit, m: sharp.Metadata, keepMetadata: boolean): sharp.Sharp {
+  let img = pipeline(src, split.prefix);
+  // The intermediate carries no profile: a 16-bit source's samples go into it as sRGB.
+  if (needsSrgbFromSixteen(m, keepMetadata)) img = img.withIccProfile('srgb', { attach: false });
   const space = intermediateSpace(m, split.prefix);
   return space ? img.toColourspace(space) : img;
 }
@@ -500,7 +502,7 @@ async function cutIntermediateTiles(o: PlanTilesOptions, config: TileConfig, spl
   const name = o.input.name;
   const src = openSource(o, config);
   const space = intermediateSpace(m, split.prefix);
-  const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate, o.input.path);
+  const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m, o.params.keepMetadata).toFile(intermediate), name, intermediate, o.input.path);
   o.signal.throwIfAborted();
 
   const { width, height } = decoded;

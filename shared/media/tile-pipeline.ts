@@ -47,6 +47,27 @@ export interface SourceSamples {
   depth?: string;
   channels?: number;
   space?: string;
+  hasProfile?: boolean;
+}
+
+/**
+ * Whether the pass that reads this source must convert its samples to sRGB itself: a 16-bit RGB
+ * source with its own profile whose metadata is not kept. sharp takes such a source into a Display
+ * P3 working space and writes it out from there, untagged: a P3 (200,60,40) came out as 201,60,40
+ * where the same picture at 8 bits gives 217,42,23, on every path (review IC). The conversion is
+ * `withIccProfile('srgb', { attach: false })`, which keeps 16-bit samples 16-bit.
+ */
+export function needsSrgbFromSixteen(m: SourceSamples, keepMetadata: boolean): boolean {
+  return !keepMetadata && m.depth === 'ushort' && Boolean(m.hasProfile) && m.space !== 'cmyk';
+}
+
+/**
+ * A 16-bit source's samples converted to sRGB through its own profile ({@link needsSrgbFromSixteen}). A grey one is taken through 8-bit grey, the only way sharp converts it (its
+ * 16-bit grey is never converted, the tones of a linear profile 60 levels too dark): 8-bit out, as
+ * the same picture at 8 bits comes out.
+ */
+export function toSrgbFromSixteen(img: Sharp, grey: boolean | undefined): Sharp {
+  return (grey ? img.toColourspace('b-w') : img).withIccProfile('srgb', { attach: false });
 }
 
 /**

@@ -7,6 +7,7 @@ import type { ItemFailure, ProcessOutput, WorkerProcessor } from '../../shared/j
 import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
 import { describeSharpError } from '../../shared/media/image-errors.js';
 import { isTilePlan } from '../../shared/media/tile-plan.js';
+import { needsSrgbFromSixteen } from '../../shared/media/tile-pipeline.js';
 import { processTile } from './image-tile.js';
 import { FORMAT_EXTENSION, animationRefusal, cropProblem, gifTruncation, keepsFrames, maxInputPixels, openImage, outputFormat, outputPixels, renderImage } from '../../shared/media/image-pipeline.js';
 
@@ -100,7 +101,7 @@ async function processOne(file: string, outputName: string, p: ImageParams, work
     format,
     animated,
     samples: meta,
-    source: { density: meta.density, greyWithProfile, eightBit: meta.depth === 'uchar', profile },
+    source: { density: meta.density, greyWithProfile, eightBit: meta.depth === 'uchar', profile, sixteenToSrgb: needsSrgbFromSixteen(meta, p.keepMetadata) },
     workDir,
     signal,
   }).catch((err: unknown) => {
