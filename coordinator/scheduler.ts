@@ -275,6 +275,11 @@ export class Scheduler {
   }
 }
 
+/** How much a worker can run: its kinds, encoders and features, counted. */
+function breadth(w: WorkerSession): number {
+  return w.kinds.size + w.encoders.size + w.features.size;
+}
+
 /** What a subtask requires of a worker beyond its job's kind, as a key ("" for nothing). */
 function requiresKey(s: SubtaskRecord): string {
   const r = s.requires;
@@ -300,9 +305,15 @@ class CreditBook {
   private top = 0;
   /** Credit left in all. */
   total = 0;
+  /** The breadth ({@link breadth}) of the first worker added, and whether another's differs. */
+  private firstBreadth = -1;
+  private mixed = false;
 
   add(w: WorkerSession, c: number): void {
     if (c <= 0 || this.credit.has(w)) return;
+    const b = breadth(w);
+    if (this.firstBreadth < 0) this.firstBreadth = b;
+    else if (b !== this.firstBreadth) this.mixed = true;
     this.credit.set(w, c);
     (this.byCredit[c] ??= new Set()).add(w);
     this.total += c;
@@ -310,20 +321,30 @@ class CreditBook {
   }
 
   /**
-   * The worker with the most credit that `fits`; among equals, the one that got there first. A
-   * worker holding a stalled attempt (`stalledSince`) comes after every other that fits, whatever
-   * its credit: one that takes work and never does it has the most room of all.
+   * The worker with the most credit that `fits`; among equals, the one that can run the least
+   * (kinds, encoders, features), then the one that got there first: work any worker can run leaves
+   * the only worker with ffmpeg (an encoder, a feature) to the jobs that need it. Taking the first
+   * of equals, a passthrough or image subtask took it while a worker without ffmpeg sat idle, and
+   * an audio job waited for that subtask to end (review FS). A worker holding a stalled attempt
+   * (`stalledSince`) comes after every other that fits, whatever its credit: one that takes work
+   * and never does it has the most room of all.
    */
   most(fits: (w: WorkerSession) => boolean): WorkerSession | undefined {
     let stalled: WorkerSession | undefined;
     for (let c = this.top; c > 0; c--) {
       const bucket = this.byCredit[c];
       if (!bucket) continue;
+      let pick: WorkerSession | undefined;
       for (const w of bucket) {
         if (w.stalledSince > 0) {
           if (!stalled && fits(w)) stalled = w;
-        } else if (fits(w)) return w;
+        } else if ((!pick || breadth(w) < breadth(pick)) && fits(w)) {
+          pick = w;
+          // Workers alike (the usual cluster): the first that fits, as it comes.
+          if (!this.mixed) return w;
+        }
       }
+      if (pick) return pick;
     }
     return stalled;
   }
