@@ -237,4 +237,42 @@ describe('Scheduler', () => {
     expect(s.dispatch([flaky, hoarder], now, canRun)).toEqual([]);
     expect(s.dispatch([flaky, hoarder], retry.notBefore, canRun).map((a) => a.worker.name)).toEqual(['flaky']);
   });
+
+  it("keeps the slot a higher-priority retry's failure freed from lower work during its backoff, then gives it the retry", () => {
+    const s = new Scheduler();
+    s.addJob('high', 'image', 10, 1);
+    s.addJob('low', 'image', 0, 2);
+    const now = Date.now();
+    const retry = subtask('high', 0);
+    retry.notBefore = now + 500;
+    retry.failedOn = 'w';
+    s.enqueue([retry, subtask('low', 0), subtask('low', 1)]);
+    const w = worker('w', 1);
+    // It took low's subtask, and the retry then waited for all of it after its backoff (review FS).
+    expect(s.dispatch([w], now, canRun)).toEqual([]);
+    // Another worker's room goes to the retry at once; with the retry gone, low work flows again.
+    const other = worker('other', 1);
+    expect(s.dispatch([w, other], now, canRun).map((a) => [a.subtask.jobId, a.worker.name])).toEqual([
+      ['high', 'other'],
+      ['low', 'w'],
+    ]);
+  });
+
+  it('holds nothing for a retry of equal or lower priority, nor after its backoff', () => {
+    const s = new Scheduler();
+    s.addJob('a', 'image', 0, 1);
+    s.addJob('b', 'image', 0, 2);
+    const now = Date.now();
+    const retry = subtask('a', 0);
+    retry.notBefore = now + 500;
+    retry.failedOn = 'w';
+    s.enqueue([retry, subtask('b', 0)]);
+    expect(s.dispatch([worker('w', 1)], now, canRun).map((a) => a.subtask.jobId)).toEqual(['b']);
+    s.addJob('h', 'image', 5, 3);
+    const late = subtask('h', 0);
+    late.notBefore = now + 500;
+    late.failedOn = 'w';
+    s.enqueue([late, subtask('b', 1)]);
+    expect(s.dispatch([worker('w', 1)], late.notBefore, canRun).map((a) => a.subtask.jobId)).toEqual(['h']);
+  });
 });

@@ -218,7 +218,17 @@ export class Scheduler {
     if (credit.total === 0) return;
     const queues = [...this.queues.values()].filter((q) => size(q) > 0 && eligible(q));
     const tiers = [...new Set(queues.map((q) => q.priority))].sort((a, b) => b - a);
+    const holds = this.retryHolds(workers, now);
     for (const priority of tiers) {
+      // A retry in its backoff keeps a place on the worker it failed on from lower work: that work
+      // took the slot its failure freed, and the retry (of a higher priority) then waited for all
+      // of it, minutes behind a video segment (review FS).
+      for (const h of holds) {
+        // (Not for one placed on another worker in this very pass.)
+        if (h.held || h.priority <= priority || out.some((a) => a.subtask === h.subtask)) continue;
+        h.held = true;
+        credit.take(h.worker);
+      }
       if (credit.total === 0) break;
       const jobs = queues.filter((q) => q.priority === priority).sort(byAge);
       // Round robin: one subtask per job in turn, resuming after the job served last time; stop
@@ -241,6 +251,21 @@ export class Scheduler {
         this.cursor.set(priority, { createdAt: q.createdAt, jobId: q.jobId });
       }
     }
+  }
+
+  /**
+   * Retries waiting out their backoff (README: "on the same worker after an exponential backoff"):
+   * the worker each failed on, among `workers`, and its job's priority. Few (the failed subtasks of
+   * the moment), found in the set kept for wake-ups.
+   */
+  private retryHolds(workers: WorkerSession[], now: number): Array<{ subtask: SubtaskRecord; worker: WorkerSession; priority: number; held: boolean }> {
+    const holds: Array<{ subtask: SubtaskRecord; worker: WorkerSession; priority: number; held: boolean }> = [];
+    for (const s of this.delayed) {
+      if (s.failedOn === undefined || s.state !== 'pending' || s.notBefore <= now) continue;
+      const worker = workers.find((w) => w.id === s.failedOn);
+      if (worker) holds.push({ subtask: s, worker, priority: this.priorityOf(s.jobId), held: false });
+    }
+    return holds;
   }
 
   private pickFrom(q: JobQueue, credit: CreditBook, now: number, canRun: (w: WorkerSession, s: SubtaskRecord, kind: string) => boolean): Assignment | undefined {
