@@ -25,7 +25,7 @@ import { status } from '../../shared/grpc-status.js';
 import { hasLocalTroubleCode, invalidArgument, localTroubleCode, TesseraError } from '../../shared/errors.js';
 import { diskRoom, nearlyFull } from '../../shared/disk-space.js';
 import { MAX_SOURCE_STRIPS, tileConfig, type TileConfig } from '../../shared/media/tile-config.js';
-import { checkSampleFormat, intermediateSpace, needsSrgbFromSixteen, splitForTiles, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
+import { checkSampleFormat, intermediateSpace, keepsOwnSpace, needsSrgbFromSixteen, splitForTiles, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
 import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, tileFormatFor, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
 import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
@@ -184,7 +184,7 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
   let out = { width: 0, height: 0 };
   let depth = 'uchar';
   const release = await reserveRoomForDecoded(dir, o, split, m, config, 'strips');
-  const src = openSource(o, config);
+  const src = openSource(o, config, m);
   const cuts = cutStripsWhileDecoding({
     intermediate,
     decode: () => wrapBadInput(decodePrefix(pipeline, src, split, m, o.params.keepMetadata).toFile(intermediate), name, intermediate, o.input.path),
@@ -312,9 +312,10 @@ function jpegStrips(format: TiledFormat, split: TileSplit, p: TileImageParams): 
  * is ignored, so that its pixels stay in its own colour space all along the tiled path (the
  * profile is attached to the result as it is), as the batch path keeps them.
  */
-function openSource(o: PlanTilesOptions, config: TileConfig): sharp.Sharp {
-  return sharp(o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true, ignoreIcc: o.params.keepMetadata });
+function openSource(o: PlanTilesOptions, config: TileConfig, m: sharp.Metadata): sharp.Sharp {
+  return sharp(o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true, ignoreIcc: keepsOwnSpace(m, o.params.keepMetadata) });
 }
+
 
 /** Where {@link saveMetadata} keeps an input's metadata for the stitch. */
 const METADATA_FILE = 'metadata.v-extension';
@@ -500,7 +501,7 @@ async function cutIntermediateTiles(o: PlanTilesOptions, config: TileConfig, spl
   const pipeline = o.pipeline ?? applyPipeline;
   const p = o.params;
   const name = o.input.name;
-  const src = openSource(o, config);
+  const src = openSource(o, config, m);
   const space = intermediateSpace(m, split.prefix);
   const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m, o.params.keepMetadata).toFile(intermediate), name, intermediate, o.input.path);
   o.signal.throwIfAborted();

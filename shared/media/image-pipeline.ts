@@ -207,6 +207,8 @@ export interface EncodingSource {
   eightBit?: boolean | undefined;
   /** The grey source's own ICC profile as a file, where a sharpened TIFF must be cast through it. */
   profile?: string | undefined;
+  /** A CMYK source with its own profile (sharp's `space` cmyk, `hasProfile`). */
+  cmykWithProfile?: boolean | undefined;
   /** A 16-bit RGB source with its own profile, metadata not kept: converted to sRGB ({@link needsSrgbFromSixteen}). */
   sixteenToSrgb?: boolean | undefined;
 }
@@ -219,6 +221,10 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
   const density = source.density;
   if (p.keepMetadata) {
     img = img.keepMetadata();
+    // A CMYK source's own profile cannot stay with RGB samples, and sharp, told to keep it, ignores
+    // it: the samples were converted with libvips' built-in CMYK profile instead (a press profile
+    // far from it: 206,77,30 came out 196,56,33). Converted through its own, tagged sRGB (review IC).
+    if (source.cmykWithProfile) img = img.withIccProfile('srgb');
     // sharp writes sRGB, to which a grey profile cannot be attached: it was dropped, the samples
     // left unconverted (the image much darker or lighter). Kept one band where the format holds it;
     // else converted through the profile and tagged sRGB.

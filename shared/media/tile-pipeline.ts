@@ -71,6 +71,15 @@ export function toSrgbFromSixteen(img: Sharp, grey: boolean | undefined): Sharp 
 }
 
 /**
+ * Whether the tiled path leaves a source's samples in its own colour space (`keep_metadata`), its
+ * embedded profile ignored. Not a CMYK source's: its profile cannot stay with RGB samples, and,
+ * ignored, libvips' built-in CMYK profile converted them instead of its own (review IC).
+ */
+export function keepsOwnSpace(m: { space?: string | undefined; hasProfile?: boolean | undefined }, keepMetadata: boolean): boolean {
+  return keepMetadata && !(m.space === 'cmyk' && m.hasProfile);
+}
+
+/**
  * The colourspace to write the decoded intermediate in, or undefined for sharp's default (8-bit
  * sRGB or grey). sharp converts every output to 8 bits at the very end of a pipeline; the
  * whole-image pipeline does that once, after blur, sharpen and modulate, so a 16-bit source must

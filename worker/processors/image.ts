@@ -101,7 +101,7 @@ async function processOne(file: string, outputName: string, p: ImageParams, work
     format,
     animated,
     samples: meta,
-    source: { density: meta.density, greyWithProfile, eightBit: meta.depth === 'uchar', profile, sixteenToSrgb: needsSrgbFromSixteen(meta, p.keepMetadata) },
+    source: { density: meta.density, greyWithProfile, eightBit: meta.depth === 'uchar', profile, sixteenToSrgb: needsSrgbFromSixteen(meta, p.keepMetadata), cmykWithProfile: meta.space === 'cmyk' && Boolean(meta.hasProfile) },
     workDir,
     signal,
   }).catch((err: unknown) => {
