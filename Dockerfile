@@ -29,9 +29,15 @@ COPY worker worker
 COPY client client
 COPY bench bench
 # The image runs Debian's ffmpeg (FFMPEG_PATH below): the npm fallback binaries (about 140 MB) go.
+# So do better-sqlite3's build by-products and SQLite sources where it compiled itself (it loads
+# build/Release/better_sqlite3.node alone) and fluent-ffmpeg's shipped coverage report and docs:
+# about 38 MB of the runtime's 83.
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund \
- && rm -rf node_modules/@ffmpeg-installer node_modules/@ffprobe-installer
+ && rm -rf node_modules/@ffmpeg-installer node_modules/@ffprobe-installer \
+ && cd node_modules/better-sqlite3 \
+ && rm -rf build/Release/obj build/Release/obj.target build/Release/.deps build/Release/test_extension.node build/Release/sqlite3.a deps src \
+ && cd ../fluent-ffmpeg && rm -rf coverage doc
 
 FROM node:20-bookworm-slim
 # Debian's ffmpeg (5.1, with the encoders the workers advertise) instead of the 2018 build that
