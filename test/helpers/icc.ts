@@ -1,25 +1,23 @@
 /** ICC profiles made by hand for tests of how images carry them. */
+import sharp from 'sharp';
 
-/** A minimal ICC v2 greyscale display profile with a pure gamma curve (kTRC). */
-export function greyIcc(gamma: number): Buffer {
-  const s15 = (v: number): Buffer => {
-    const b = Buffer.alloc(4);
-    b.writeInt32BE(Math.round(v * 65536));
-    return b;
-  };
-  const pad4 = (b: Buffer): Buffer => Buffer.concat([b, Buffer.alloc((4 - (b.length % 4)) % 4)]);
-  const descText = Buffer.from('Grey test\0', 'latin1');
+const s15 = (v: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeInt32BE(Math.round(v * 65536));
+  return b;
+};
+const pad4 = (b: Buffer): Buffer => Buffer.concat([b, Buffer.alloc((4 - (b.length % 4)) % 4)]);
+
+/** A minimal ICC v2 profile of `deviceClass` (mntr, prtr), its `desc`, D50 `wtpt` and `cprt` tags and `more`. */
+function iccProfile(deviceClass: string, colourSpace: string, pcs: string, name: string, more: [string, Buffer][]): Buffer {
+  const descText = Buffer.from(`${name}\0`, 'latin1');
   const descHead = Buffer.alloc(12);
   descHead.write('desc', 0);
   descHead.writeUInt32BE(descText.length, 8);
   const desc = pad4(Buffer.concat([descHead, descText, Buffer.alloc(4 + 4 + 2 + 1 + 67)]));
   const wtpt = Buffer.concat([Buffer.from('XYZ \0\0\0\0', 'latin1'), s15(0.9642), s15(1.0), s15(0.8249)]);
-  const ktrc = Buffer.alloc(16);
-  ktrc.write('curv', 0);
-  ktrc.writeUInt32BE(1, 8);
-  ktrc.writeUInt16BE(Math.round(gamma * 256), 12);
   const cprt = pad4(Buffer.from('text\0\0\0\0none\0', 'latin1'));
-  const tags: [string, Buffer][] = [['desc', desc], ['wtpt', wtpt], ['kTRC', ktrc], ['cprt', cprt]];
+  const tags: [string, Buffer][] = [['desc', desc], ['wtpt', wtpt], ...more, ['cprt', cprt]];
   const table = Buffer.alloc(4 + tags.length * 12);
   table.writeUInt32BE(tags.length, 0);
   let offset = 128 + table.length;
@@ -32,9 +30,9 @@ export function greyIcc(gamma: number): Buffer {
   const head = Buffer.alloc(128);
   head.writeUInt32BE(offset, 0);
   head.writeUInt32BE(0x02100000, 8);
-  head.write('mntr', 12);
-  head.write('GRAY', 16);
-  head.write('XYZ ', 20);
+  head.write(deviceClass, 12);
+  head.write(colourSpace, 16);
+  head.write(pcs, 20);
   head.writeUInt16BE(2020, 24);
   head.writeUInt16BE(1, 26);
   head.writeUInt16BE(1, 28);
@@ -43,6 +41,38 @@ export function greyIcc(gamma: number): Buffer {
   s15(1.0).copy(head, 72);
   s15(0.8249).copy(head, 76);
   return Buffer.concat([head, table, ...tags.map(([, d]) => d)]);
+}
+
+/** A minimal ICC v2 greyscale display profile with a pure gamma curve (kTRC). */
+export function greyIcc(gamma: number): Buffer {
+  const ktrc = Buffer.alloc(16);
+  ktrc.write('curv', 0);
+  ktrc.writeUInt32BE(1, 8);
+  ktrc.writeUInt16BE(Math.round(gamma * 256), 12);
+  return iccProfile('mntr', 'GRAY', 'XYZ ', 'Grey test', [['kTRC', ktrc]]);
+}
+
+/**
+ * A minimal ICC v2 CMYK output profile, not libvips' built-in one: A2B0 is a lut8 with a 2-point
+ * CLUT holding the naive mix (R = (1-C)(1-K), ...) of each of the 16 corners, in Lab.
+ */
+export async function cmykIcc(): Promise<Buffer> {
+  const rgb = Buffer.alloc(16 * 3);
+  for (let i = 0; i < 16; i++) {
+    const [c, m, y, k] = [(i >> 3) & 1, (i >> 2) & 1, (i >> 1) & 1, i & 1];
+    [rgb[i * 3], rgb[i * 3 + 1], rgb[i * 3 + 2]] = [255 * (1 - c) * (1 - k), 255 * (1 - m) * (1 - k), 255 * (1 - y) * (1 - k)];
+  }
+  const lab = await sharp(rgb, { raw: { width: 16, height: 1, channels: 3 } }).toColourspace('lab').raw({ depth: 'float' }).toBuffer();
+  const f = new Float32Array(lab.buffer, lab.byteOffset, 48);
+  const byte = (v: number): number => Math.max(0, Math.min(255, Math.round(v)));
+  const clut = Buffer.from(Array.from({ length: 48 }, (_, i) => (i % 3 === 0 ? byte((f[i]! / 100) * 255) : byte(f[i]! + 128))));
+  const ramp = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+  const lutHead = Buffer.alloc(12);
+  lutHead.write('mft1', 0);
+  [lutHead[8], lutHead[9], lutHead[10]] = [4, 3, 2];
+  const matrix = Buffer.concat([1, 0, 0, 0, 1, 0, 0, 0, 1].map(s15));
+  const a2b0 = pad4(Buffer.concat([lutHead, matrix, ramp, ramp, ramp, ramp, clut, ramp, ramp, ramp]));
+  return iccProfile('prtr', 'CMYK', 'Lab ', 'Own CMYK test', [['A2B0', a2b0]]);
 }
 
 /** `jpeg` with `icc` embedded as one APP2 ICC_PROFILE segment. */
