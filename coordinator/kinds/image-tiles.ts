@@ -25,7 +25,7 @@ import { status } from '../../shared/grpc-status.js';
 import { hasLocalTroubleCode, invalidArgument, localTroubleCode, TesseraError } from '../../shared/errors.js';
 import { diskRoom, nearlyFull } from '../../shared/disk-space.js';
 import { MAX_SOURCE_STRIPS, tileConfig, type TileConfig } from '../../shared/media/tile-config.js';
-import { checkSampleFormat, intermediateSpace, keepsOwnSpace, needsSrgbFromSixteen, splitForTiles, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
+import { checkSampleFormat, intermediateSpace, keepsOwnSpace, needsSrgbFromSixteen, splitForTiles, writeSrgbCopy, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
 import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, tileFormatFor, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
 import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
@@ -113,14 +113,14 @@ export interface TilePlanning {
 export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   const config = o.config ?? tileConfig();
   const split = splitForTiles(o.params);
-  const inputMeta = await readMeta(o.input.path, config, o.input.name);
+  const sourceMeta = await readMeta(o.input.path, config, o.input.name);
   // A pyramid of a TIFF, AVIF/HEIF or GIF source gets JPEG (or, with alpha, PNG) tiles.
-  const format = tileFormatFor(outputFormat(o.params, inputMeta.format), split.output, inputMeta.hasAlpha ?? false);
-  checkSampleFormat(inputMeta, o.input.name, split);
-  if ((inputMeta.pages ?? 1) > 1) {
+  const format = tileFormatFor(outputFormat(o.params, sourceMeta.format), split.output, sourceMeta.hasAlpha ?? false);
+  checkSampleFormat(sourceMeta, o.input.name, split);
+  if ((sourceMeta.pages ?? 1) > 1) {
     // An animated GIF or WebP gives its first frame in a format that does not keep frames (as on the
     // batch path); libvips reads page 0 alone unless told otherwise, here and on the workers.
-    const animation = inputMeta.format === 'gif' || inputMeta.format === 'webp';
+    const animation = sourceMeta.format === 'gif' || sourceMeta.format === 'webp';
     if (!animation) throw invalidArgument(`${o.input.name}: multi-page images are not tiled; send one page`, o.input.name);
     if (split.output === 'image' && ANIMATED_FORMATS.has(format)) {
       // Forced (image.tile_size) or over the threshold: the way out differs.
@@ -131,18 +131,27 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
     }
   }
   // A crop outside the image gets a message naming the crop rather than libvips' extract error.
-  sourceRegion(upright(inputMeta, o.params), o.params, o.input.name);
+  sourceRegion(upright(sourceMeta, o.params), o.params, o.input.name);
   // A result too big for its format is refused from the header, before a pixel is decoded (a
   // 400 x 300 JPEG asked 24000 wide in WebP decoded 2 GB of intermediate first). The cutter checks
   // the decoded size again.
-  const predicted = outputSize({ width: inputMeta.width ?? 0, height: inputMeta.height ?? 0, orientation: inputMeta.orientation ?? 1 }, o.params);
+  const predicted = outputSize({ width: sourceMeta.width ?? 0, height: sourceMeta.height ?? 0, orientation: sourceMeta.orientation ?? 1 }, o.params);
   checkFormatFits(format, split.output, Math.round(predicted.width), Math.round(predicted.height), o.input.name);
   if (o.params.keepMetadata) await saveMetadata(o, config);
+  // A 16-bit source with its own profile: converted to sRGB into a copy first, which the decode reads
+  // instead (as the whole-image path does); never read as strips, which the workers take from the source.
+  let inputMeta = sourceMeta;
+  if (needsSrgbFromSixteen(sourceMeta, o.params.keepMetadata)) {
+    const copy = path.join(await tileDir(o.workDir, o.input.name), 'srgb.v');
+    await wrapBadInput(writeSrgbCopy(o.input.path, copy, sourceMeta, config.limitInputPixels), o.input.name, copy, o.input.path);
+    o = { ...o, input: { ...o.input, path: copy } };
+    inputMeta = { ...(await sharp(copy, { limitInputPixels: config.limitInputPixels }).metadata()), format: sourceMeta.format };
+  }
   if (o.params.tileSize > 0) {
     checkForcedTile(o.params.tileSize, Math.round(predicted.width), Math.round(predicted.height), split.halo, config, o.input.name);
     return { subtasks: await planIntermediateTiles(o, config, split, format, inputMeta) };
   }
-  if (config.stripRead === 'source') {
+  if (config.stripRead === 'source' && inputMeta === sourceMeta) {
     const strips = sourceStripCount(inputMeta, o.params, split, config, o.slots, o.input.name);
     if (strips > 0) return { subtasks: planSourceStrips(o, config, split, inputMeta, format, strips) };
   }
@@ -187,7 +196,7 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
   const src = openSource(o, config, m);
   const cuts = cutStripsWhileDecoding({
     intermediate,
-    decode: () => wrapBadInput(decodePrefix(pipeline, src, split, m, o.params.keepMetadata).toFile(intermediate), name, intermediate, o.input.path),
+    decode: () => wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate, o.input.path),
     signal: o.signal,
     plan: ({ width, height, depth: d }) => {
       depth = d;
@@ -290,10 +299,8 @@ async function reserveRoomForDecoded(dir: string, o: PlanTilesOptions, split: Ti
 }
 
 /** The coordinator's decode pass: the pipeline's prefix, in the source's sample format (tile-pipeline.ts `intermediateSpace`). */
-function decodePrefix(pipeline: PipelineFn, src: sharp.Sharp, split: TileSplit, m: sharp.Metadata, keepMetadata: boolean): sharp.Sharp {
-  let img = pipeline(src, split.prefix);
-  // The intermediate carries no profile: a 16-bit source's samples go into it as sRGB.
-  if (needsSrgbFromSixteen(m, keepMetadata)) img = img.withIccProfile('srgb', { attach: false });
+function decodePrefix(pipeline: PipelineFn, src: sharp.Sharp, split: TileSplit, m: sharp.Metadata): sharp.Sharp {
+  const img = pipeline(src, split.prefix);
   const space = intermediateSpace(m, split.prefix);
   return space ? img.toColourspace(space) : img;
 }
@@ -503,7 +510,7 @@ async function cutIntermediateTiles(o: PlanTilesOptions, config: TileConfig, spl
   const name = o.input.name;
   const src = openSource(o, config, m);
   const space = intermediateSpace(m, split.prefix);
-  const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m, o.params.keepMetadata).toFile(intermediate), name, intermediate, o.input.path);
+  const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate, o.input.path);
   o.signal.throwIfAborted();
 
   const { width, height } = decoded;

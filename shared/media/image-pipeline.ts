@@ -4,7 +4,7 @@ import path from 'node:path';
 import sharp, { type OutputInfo, type Sharp } from 'sharp';
 import { envInt } from '../config.js';
 import type { ImageFormat, ImageParams } from '../kinds/image-params.js';
-import { intermediateSpace, splitForTiles, toSrgbFromSixteen, type SourceSamples } from './tile-pipeline.js';
+import { intermediateSpace, splitForTiles, type SourceSamples } from './tile-pipeline.js';
 
 // libvips's operation cache keeps the files it opened open, inputs removed since among them (their
 // disk space not given back for as long as the process lives); every image here is opened once.
@@ -209,8 +209,6 @@ export interface EncodingSource {
   profile?: string | undefined;
   /** A CMYK source with its own profile (sharp's `space` cmyk, `hasProfile`). */
   cmykWithProfile?: boolean | undefined;
-  /** A 16-bit RGB source with its own profile, metadata not kept: converted to sRGB ({@link needsSrgbFromSixteen}). */
-  sixteenToSrgb?: boolean | undefined;
 }
 
 /** Formats that write a one-band image as one band, and so can carry a grey ICC profile. */
@@ -230,7 +228,6 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
     // else converted through the profile and tagged sRGB.
     if (source.greyWithProfile) img = GREY_FORMATS.has(format) ? img.toColourspace('b-w') : img.withIccProfile('srgb');
   }
-  if (source.sixteenToSrgb) img = toSrgbFromSixteen(img, source.greyWithProfile);
   const quality = p.quality || undefined;
   switch (format) {
     case 'jpeg':
@@ -295,13 +292,10 @@ export async function renderImage(file: string, p: ImageParams, dest: string, o:
     // One band, as the second pass finds it: written as sRGB, the intermediate dropped a grey source's
     // own profile (which sRGB cannot carry) with its samples unconverted, and the output's tones were wrong.
     if (p.keepMetadata && o.source?.greyWithProfile && !space) first = first.toColourspace('b-w');
-    // The intermediate carries no profile: a 16-bit source's samples go into it as sRGB, and the
-    // second pass takes them as they are.
-    if (o.source?.sixteenToSrgb) first = toSrgbFromSixteen(first, o.source.greyWithProfile);
     await written(first, intermediate, o.signal);
     o.signal.throwIfAborted();
     // Random access: the turn reads the intermediate's columns.
-    return await written(applyEncoding(applyPipeline(openImage(intermediate, { sequentialRead: false }), split.tile), p, o.format, { ...o.source, sixteenToSrgb: false }), dest, o.signal);
+    return await written(applyEncoding(applyPipeline(openImage(intermediate, { sequentialRead: false }), split.tile), p, o.format, o.source), dest, o.signal);
   } finally {
     await rm(intermediate, { force: true });
   }

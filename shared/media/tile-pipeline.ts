@@ -13,7 +13,7 @@
  * Both halves call the image kind's own pipeline function (`applyPipeline` in image-pipeline.ts) with
  * the other half's fields neutralised, so the per-pixel arithmetic is the same code as the batch path.
  */
-import type { Sharp } from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import type { ImageParams } from '../kinds/image-params.js';
 import { invalidArgument } from '../errors.js';
 import { chainHalo, type NeighbourhoodOp, type Orientation } from './tiling.js';
@@ -51,23 +51,30 @@ export interface SourceSamples {
 }
 
 /**
- * Whether the pass that reads this source must convert its samples to sRGB itself: a 16-bit RGB
- * source with its own profile whose metadata is not kept. sharp takes such a source into a Display
- * P3 working space and writes it out from there, untagged: a P3 (200,60,40) came out as 201,60,40
- * where the same picture at 8 bits gives 217,42,23, on every path (review IC). The conversion is
- * `withIccProfile('srgb', { attach: false })`, which keeps 16-bit samples 16-bit.
+ * Whether a source is converted to sRGB into a copy before anything else ({@link writeSrgbCopy}):
+ * a 16-bit one with its own profile whose metadata is not kept. sharp takes an RGB16 source into a
+ * Display P3 working space and writes it out from there, untagged (a P3 (200,60,40) came out as
+ * 201,60,40 where the same picture at 8 bits gives 217,42,23), and leaves a GREY16 one unconverted,
+ * on every path (review IC).
  */
 export function needsSrgbFromSixteen(m: SourceSamples, keepMetadata: boolean): boolean {
   return !keepMetadata && m.depth === 'ushort' && Boolean(m.hasProfile) && m.space !== 'cmyk';
 }
 
 /**
- * A 16-bit source's samples converted to sRGB through its own profile ({@link needsSrgbFromSixteen}). A grey one is taken through 8-bit grey, the only way sharp converts it (its
- * 16-bit grey is never converted, the tones of a linear profile 60 levels too dark): 8-bit out, as
- * the same picture at 8 bits comes out.
+ * Writes `dest` (a libvips `.v`): the 16-bit source `file` converted to sRGB through its own
+ * profile ({@link needsSrgbFromSixteen}), nothing else done, its EXIF (orientation) and resolution
+ * kept and no profile: every path then runs the pipeline on it as on an untagged 16-bit source,
+ * so that colour steps (hue, saturation, greyscale) act on sRGB samples as they do for the same
+ * picture at 8 bits, and the tiled and whole-image paths stay pixel-identical (converting at the
+ * end of one and before the tile steps of the other made them differ by up to 50 levels: review
+ * K8). RGB stays 16-bit; grey goes through 8-bit grey, the only way libvips converts it (its
+ * 16-bit grey is never converted: the tones of a linear profile came out 60 levels too dark).
  */
-export function toSrgbFromSixteen(img: Sharp, grey: boolean | undefined): Sharp {
-  return (grey ? img.toColourspace('b-w') : img).withIccProfile('srgb', { attach: false });
+export async function writeSrgbCopy(file: string, dest: string, m: SourceSamples, limitInputPixels: number | boolean): Promise<void> {
+  const grey = (m.channels ?? 3) <= 2;
+  const img = sharp(file, { limitInputPixels });
+  await (grey ? img.toColourspace('b-w') : img.toColourspace('rgb16')).withIccProfile('srgb', { attach: false }).keepExif().toFile(dest);
 }
 
 /**

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import type { TesseraError } from '../../shared/errors.js';
 import { ffmpegBinaries, ffmpegInfo, fpsModeFlag, runFfmpeg } from '../../shared/ffmpeg.js';
-import { WORKER_FEATURES, type CoordinatorKind, type FinalOutput, type ItemFailure, type ItemWarning, type SpoolFile, type SubtaskOutcome, type WorkerProcessor } from '../../shared/job-kind.js';
+import { WORKER_FEATURES, isPlanErrors, type CoordinatorKind, type FinalOutput, type ItemFailure, type ItemWarning, type SpoolFile, type SubtaskOutcome, type WorkerProcessor } from '../../shared/job-kind.js';
 import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import { resolveLimits, type Limits } from '../../shared/limits.js';
 
@@ -127,6 +127,14 @@ export async function runKindInProcess<P>(
   const planned = await kind.plan(base);
   let subtasks = planned.subtasks;
   const errors: ItemFailure[] = [...(planned.errors ?? [])];
+  // Subtasks planned as the plan goes on (a tiled image's strips, cut as its decode runs).
+  if (planned.later) {
+    subtasks = [...subtasks];
+    for await (const s of planned.later) {
+      if (isPlanErrors(s)) errors.push(...s.errors);
+      else subtasks.push(...(Array.isArray(s) ? s : [s]));
+    }
+  }
   const history: SubtaskOutcome[] = [];
   const progress = new Map<string, number[]>();
   for (let phase = 0; ; phase++) {

@@ -13,7 +13,7 @@ import type { LocalFile, ProcessResult } from '../../shared/job-kind.js';
 import { TesseraError, failedPrecondition, hasLocalTroubleCode, invalidArgument, isAbortError, isLocalTrouble } from '../../shared/errors.js';
 import { describeSharpError } from '../../shared/media/image-errors.js';
 import { applyPipeline } from '../../shared/media/image-pipeline.js';
-import { keepsOwnSpace, needsSrgbFromSixteen, toSrgbFromSixteen, type PipelineFn } from '../../shared/media/tile-pipeline.js';
+import { keepsOwnSpace, type PipelineFn } from '../../shared/media/tile-pipeline.js';
 import { encodeTiled } from '../../shared/media/tile-stitch.js';
 import { readVipsResolution, writeVipsRect, type Resolution } from '../../shared/media/tile-vips-file.js';
 import { mapRect, mapSize } from '../../shared/media/tiling.js';
@@ -63,12 +63,10 @@ async function processInput(ctx: TileProcessContext, input: LocalFile, pipeline:
   // Reading the original source, sequential access lets libvips decode down to the cut's last row
   // and drop the rows above it as it goes, instead of decoding the whole image up front. With
   // keep_metadata the source's pixels stay in its colour space (the stitch attaches its profile).
-  // The source itself (an intermediate has no profile): a 16-bit one's samples come out as sRGB,
-  // a CMYK one's through its own profile.
+  // The source itself (an intermediate has no profile): a CMYK one's converted through its own profile.
   const m = plan.read === 'source' ? await sharp(input.path, { limitInputPixels: plan.limitInputPixels }).metadata() : undefined;
   const src = sharp(input.path, { limitInputPixels: plan.limitInputPixels, sequentialRead: plan.read === 'source', ignoreIcc: m ? keepsOwnSpace(m, plan.params.keepMetadata) : plan.params.keepMetadata });
-  let piped = pipeline(src, plan.params);
-  if (m && needsSrgbFromSixteen(m, plan.params.keepMetadata)) piped = toSrgbFromSixteen(piped, (m.channels ?? 3) <= 2);
+  const piped = pipeline(src, plan.params);
   let result: TileResult;
   if (plan.depth === 'uchar' || plan.depth === 'ushort') {
     // 8-bit output (the usual case): keep the processed tile in memory (at most one strip) rather

@@ -1,5 +1,5 @@
 /** Worker side of `image`: runs the pipeline on each image of a batch; a bad image fails only itself. */
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '../../shared/grpc-status.js';
 import { TesseraError, hasLocalTroubleCode, invalidArgument, isAbortError, isLocalTrouble, resourceExhausted } from '../../shared/errors.js';
@@ -7,7 +7,7 @@ import type { ItemFailure, ProcessOutput, WorkerProcessor } from '../../shared/j
 import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
 import { describeSharpError } from '../../shared/media/image-errors.js';
 import { isTilePlan } from '../../shared/media/tile-plan.js';
-import { needsSrgbFromSixteen } from '../../shared/media/tile-pipeline.js';
+import { needsSrgbFromSixteen, writeSrgbCopy } from '../../shared/media/tile-pipeline.js';
 import { processTile } from './image-tile.js';
 import { FORMAT_EXTENSION, animationRefusal, cropProblem, gifTruncation, keepsFrames, maxInputPixels, openImage, outputFormat, outputPixels, renderImage } from '../../shared/media/image-pipeline.js';
 
@@ -90,27 +90,39 @@ async function processOne(file: string, outputName: string, p: ImageParams, work
   }
   const name = outputName.endsWith(`.${FORMAT_EXTENSION[format]}`) ? outputName : `${outputName}.${FORMAT_EXTENSION[format]}`;
   const dest = path.join(workDir, name);
-  const greyWithProfile = meta.channels !== undefined && meta.channels <= 2 && Boolean(meta.hasProfile);
-  // A sharpened TIFF of a grey source whose profile is kept is cast to 8 bits through that profile.
-  let profile: string | undefined;
-  if (greyWithProfile && p.keepMetadata && p.sharpen && format === 'tiff' && meta.icc) {
-    profile = path.join(workDir, `.profile-${name}.icc`);
-    await writeFile(profile, meta.icc);
+  // A 16-bit source with its own profile: converted to sRGB into a copy first, which is rendered.
+  let src = file;
+  let samples = meta;
+  if (!animated && needsSrgbFromSixteen(meta, p.keepMetadata)) {
+    src = path.join(workDir, `.srgb-${name}.v`);
+    await writeSrgbCopy(file, src, meta, maxInputPixels());
+    samples = await openImage(src, { limitInputPixels: false }).metadata();
   }
-  const info = await renderImage(file, p, dest, {
-    format,
-    animated,
-    samples: meta,
-    source: { density: meta.density, greyWithProfile, eightBit: meta.depth === 'uchar', profile, sixteenToSrgb: needsSrgbFromSixteen(meta, p.keepMetadata), cmykWithProfile: meta.space === 'cmyk' && Boolean(meta.hasProfile) },
-    workDir,
-    signal,
-  }).catch((err: unknown) => {
-    // libvips keeps pages as one stack of frames of one size.
-    if (animated && /page \d+ differs from page/.test(String((err as Error)?.message))) {
-      throw invalidArgument(`its ${frames} pages are not all one size, and its pages are kept only when they are; ask for another format (jpeg, png) for its first page`);
+  try {
+    const greyWithProfile = samples.channels !== undefined && samples.channels <= 2 && Boolean(samples.hasProfile);
+    // A sharpened TIFF of a grey source whose profile is kept is cast to 8 bits through that profile.
+    let profile: string | undefined;
+    if (greyWithProfile && p.keepMetadata && p.sharpen && format === 'tiff' && samples.icc) {
+      profile = path.join(workDir, `.profile-${name}.icc`);
+      await writeFile(profile, samples.icc);
     }
-    throw err;
-  });
-  // An animation's height is one frame's (sharp reports the frames' stack).
-  return { name, path: dest, width: info.width, height: info.pageHeight ?? info.height, format: info.format, size: info.size };
+    const info = await renderImage(src, p, dest, {
+      format,
+      animated,
+      samples,
+      source: { density: samples.density, greyWithProfile, eightBit: samples.depth === 'uchar', profile, cmykWithProfile: samples.space === 'cmyk' && Boolean(samples.hasProfile) },
+      workDir,
+      signal,
+    }).catch((err: unknown) => {
+      // libvips keeps pages as one stack of frames of one size.
+      if (animated && /page \d+ differs from page/.test(String((err as Error)?.message))) {
+        throw invalidArgument(`its ${frames} pages are not all one size, and its pages are kept only when they are; ask for another format (jpeg, png) for its first page`);
+      }
+      throw err;
+    });
+    // An animation's height is one frame's (sharp reports the frames' stack).
+    return { name, path: dest, width: info.width, height: info.pageHeight ?? info.height, format: info.format, size: info.size };
+  } finally {
+    if (src !== file) await rm(src, { force: true });
+  }
 }
