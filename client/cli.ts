@@ -276,10 +276,18 @@ program
           view.past((await c.getJob(id, { includeSubtasks: false })).last_event_seq);
           view.start(`job ${id}`);
         }
-        for await (const e of c.watch(id, { afterSeq: o.after, ...out.reconnectNotes(view, o.reconnectFor) })) {
-          // output_data is never asked for here: not printed as an empty Buffer on every line.
-          if (o.json) process.stdout.write(`${JSON.stringify({ ...e, output_data: undefined })}\n`);
-          else view.event(e);
+        try {
+          for await (const e of c.watch(id, { afterSeq: o.after, ...out.reconnectNotes(view, o.reconnectFor) })) {
+            // output_data is never asked for here: not printed as an empty Buffer on every line.
+            if (o.json) process.stdout.write(`${JSON.stringify({ ...e, output_data: undefined })}\n`);
+            else view.event(e);
+          }
+        } catch (err) {
+          // The command's mistake (exit 2, naming the flag), not the job's (1: it failed).
+          if ((err as { code?: number }).code === status.OUT_OF_RANGE) {
+            throw new UsageError(`--after ${o.after}: ${String((err as { details?: string }).details ?? '').replace(/^after_seq \d+ is /, 'is ')}`);
+          }
+          throw err;
         }
       } finally {
         // Also when the watch ends in an error (the coordinator gone for good): the bar's timer
@@ -429,8 +437,10 @@ program.parseAsync(process.argv).catch(async (err: unknown) => {
     return;
   }
   const code = (err as { code?: number }).code;
+  // Whatever goes wrong in saying more below, the command has failed.
+  process.exitCode = exitCodeForError(err, false);
   process.stderr.write(`tessera: ${describeError(tidyGrpcError(err))}\n`);
-  const trouble = coordinatorUnreachable(err) ? await unreachableTrouble((err as { details?: string }).details ?? '') : undefined;
+  const trouble = coordinatorUnreachable(err) ? await unreachableTrouble((err as { details?: string }).details ?? '').catch(() => undefined) : undefined;
   if (trouble) process.stderr.write(`tessera: ${trouble.hint}\n`);
   if (code === status.UNAUTHENTICATED) {
     const details = String((err as { details?: unknown })?.details ?? '');
@@ -471,5 +481,10 @@ async function unreachableTrouble(details: string): Promise<{ hint: string; tls:
     return { hint: `the connection to ${address} was closed before gRPC started, and no TLS server answers there either: is a coordinator running behind it (a port forwarder or proxy whose far end is down does this)?`, tls: false };
   }
   if (trouble) return { hint: `TLS: ${tlsTroubleHint(trouble, address, { ca: '--tls-ca / TESSERA_TLS_CA', tls: '--tls / TESSERA_TLS' })}`, tls: true };
+  // grpc-js' word for an answer that is not HTTP/2: something else listens there, most often the
+  // coordinator's own dashboard (its --http port given for its --listen one).
+  if (/Protocol error/.test(details)) {
+    return { hint: `something answers at ${address}, but not gRPC (an HTTP server: the coordinator's dashboard, its --http address?): give the coordinator's gRPC address (its --listen, 7700 by default)`, tls: false };
+  }
   return { hint: `is a coordinator running at ${address}?`, tls: false };
 }

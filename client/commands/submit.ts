@@ -7,6 +7,7 @@ import { ProgressView, exitCodeFor, jobToJson, prepareOutputDir, printJobHuman, 
 import { UsageError } from './usage-error.js';
 import { connectionFlagsGiven } from './security-options.js';
 import { EXIT } from './exit-codes.js';
+import { coordinatorAddress } from '../../shared/config.js';
 
 export interface SubmitFlags {
   coordinator?: string;
@@ -33,8 +34,11 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
   if (flags.sharedOutput && flags.output) throw new UsageError('-o, --output and --shared-output are exclusive: outputs are downloaded or written to shared storage');
   if (flags.wait !== false && !flags.output && !flags.sharedOutput) throw new UsageError('-o, --output DIR or --shared-output DIR is required (or use --no-wait)');
   if (flags.sharedOutput) spec = { ...spec, shared_output_dir: path.resolve(flags.sharedOutput) };
+  // The address is checked before anything is made: an empty --coordinator ("$UNSET") is refused,
+  // as every other command refuses it, not replaced by TESSERA_COORDINATOR or the default.
+  const address = coordinatorAddress(flags.coordinator);
   const outDir = flags.output !== undefined && flags.wait !== false ? await prepareOutputDir(flags.output) : undefined;
-  const client = new TesseraClient(flags.coordinator ? { address: flags.coordinator } : {});
+  const client = new TesseraClient({ address });
   const view = new ProgressView(process.stderr, !flags.json && flags.progress !== false);
   let onInterrupt: (() => void) | undefined;
   try {

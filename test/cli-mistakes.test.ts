@@ -1,0 +1,75 @@
+/**
+ * Slips a user makes at the shell, each told as what it is (review CL):
+ * - `submit --coordinator ""` (`--coordinator "$UNSET"`) is refused, exit 2, as every other command
+ *   refuses it: it went to TESSERA_COORDINATOR or 127.0.0.1:7700, and where nothing answered there
+ *   it printed UNAVAILABLE and exited 0.
+ * - `watch ID --after N` past the job's last event is the command's mistake (exit 2, naming
+ *   `--after`), not the job's (exit 1 says it failed; it succeeded).
+ * - A command pointed at the coordinator's dashboard (its HTTP port) says an HTTP server answers
+ *   there, not "is a coordinator running at ...?" after grpc-js' bare "Protocol error".
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
+import { deadAddress } from './helpers/addresses.js';
+
+let cluster: TestCluster;
+let dir: string;
+let file: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-cli-mistakes-'));
+  file = path.join(dir, 'a.bin');
+  await writeFile(file, 'passthrough bytes\n');
+  cluster = await startCluster({ workers: 1, slots: 1 });
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('tessera submit --coordinator ""', () => {
+  it('is refused as the other commands refuse it, not sent to TESSERA_COORDINATOR, and never exits 0', async () => {
+    const jobs = await runCli(['jobs', '--coordinator', ''], { env: { TESSERA_COORDINATOR: cluster.address }, timeoutMs: 30_000 });
+    expect(jobs.code, jobs.stderr).toBe(2);
+    expect(jobs.stderr).toMatch(/coordinator address ""/);
+    const before = (await cluster.client.listJobs()).length;
+    const r = await runCli(['submit', 'passthrough', file, '--no-wait', '--coordinator', ''], { env: { TESSERA_COORDINATOR: cluster.address }, timeoutMs: 30_000 });
+    expect({ code: r.code, jobs: (await cluster.client.listJobs()).length - before }, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).toEqual({ code: 2, jobs: 0 });
+    expect(r.stderr).toMatch(/coordinator address ""/);
+    // Nothing at TESSERA_COORDINATOR: it printed UNAVAILABLE and the error object, and exited 0.
+    const dead = await runCli(['submit', 'passthrough', file, '-o', path.join(dir, 'out'), '--json', '--coordinator', ''], { env: { TESSERA_COORDINATOR: await deadAddress() }, timeoutMs: 30_000 });
+    expect(dead.code, `stdout: ${dead.stdout}\nstderr: ${dead.stderr}`).toBe(2);
+  });
+});
+
+describe('tessera watch --after past the last event', () => {
+  it('is a usage error (exit 2, naming --after), not the exit status of a failed job', async () => {
+    const done = await cluster.client.wait((await cluster.client.submit({ passthrough: {} }, [file])).id);
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    const past = String(Number(done.last_event_seq) + 100);
+    const r = await cluster.runCli(['watch', done.id, '--after', past], { timeoutMs: 30_000 });
+    // It was "tessera: OUT_OF_RANGE: after_seq 108 is past the last event of job ... (8)", exit 1.
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/--after/);
+    const j = await cluster.runCli(['watch', done.id, '--after', past, '--json'], { timeoutMs: 30_000 });
+    expect(j.code, j.stderr).toBe(2);
+    expect(JSON.parse(j.stdout)).toEqual({ error: expect.objectContaining({ message: expect.stringMatching(/--after/) }) });
+  });
+});
+
+describe('a client command pointed at the dashboard (HTTP) port', () => {
+  it('says that an HTTP server, not a gRPC coordinator, answers there', async () => {
+    for (const args of [['jobs'], ['workers'], ['job', 'some-id']]) {
+      const r = await runCli([...args, '--coordinator', cluster.httpAddress], { timeoutMs: 30_000 });
+      const what = `tessera ${args.join(' ')}: ${r.stderr}`;
+      expect(r.code, what).toBe(4);
+      // It was "is a coordinator running at 127.0.0.1:NNNN?" after a bare "Protocol error".
+      expect(r.stderr, what).not.toMatch(/is a coordinator running at/);
+      expect(r.stderr, what).toMatch(/not gRPC .*dashboard/);
+    }
+  });
+});
