@@ -343,6 +343,11 @@ export class TesseraClient {
     // client): a wrong address still fails at once, a coordinator restarting is waited for.
     const seen = { reached: this.reached, progressAt: 0 };
     let cutAfterData = 0;
+    // Never reached: connected first, within the unary deadline, as any other call (and given up
+    // then, not retried). The submission's own deadline allows for its upload (minutes for
+    // gigabytes), which a host that takes the connection and never answers held for all of it
+    // (review CL).
+    if (!seen.reached) await this.connectedWithin(this.deadlineMs, options.signal);
     for (let attempt = 1; ; attempt++) {
       try {
         const job = await this.submitOnce(once, files, sizes, shared, options, seen);
@@ -376,6 +381,32 @@ export class TesseraClient {
         }
         options.onRetry?.(err as ServiceError, attempt + 1);
       }
+    }
+  }
+
+  /**
+   * Resolves once the channel is connected, or as soon as connecting failed (the call then fails
+   * at once, as to a closed port); UNAVAILABLE after `ms` still connecting (something takes the
+   * connection and never speaks gRPC: a hung host, a firewall, a wrong service).
+   */
+  private async connectedWithin(ms: number, signal?: AbortSignal): Promise<void> {
+    const channel = this.client.getChannel();
+    const end = Date.now() + ms;
+    for (;;) {
+      signal?.throwIfAborted();
+      const state = channel.getConnectivityState(true);
+      if (state !== grpc.connectivityState.IDLE && state !== grpc.connectivityState.CONNECTING) return;
+      if (Date.now() >= end) {
+        throw new TesseraError(grpc.status.UNAVAILABLE, `the coordinator could not be reached for ${(ms / 1000).toFixed(0)} s (nothing answered at ${this.address})`, { retryable: true });
+      }
+      await new Promise<void>((resolve) => {
+        const onAbort = (): void => resolve();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        channel.watchConnectivityState(state, end, () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        });
+      });
     }
   }
 

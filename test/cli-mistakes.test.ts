@@ -7,8 +7,12 @@
  *   `--after`), not the job's (exit 1 says it failed; it succeeded).
  * - A command pointed at the coordinator's dashboard (its HTTP port) says an HTTP server answers
  *   there, not "is a coordinator running at ...?" after grpc-js' bare "Protocol error".
+ * - `submit` to an address that takes the connection and never answers gives up at the unary
+ *   deadline with UNAVAILABLE, exit 4, as the other commands do: it waited for the whole upload's
+ *   deadline (61 s for a small file, 6 minutes for 300 MiB), then said grpc-js' DEADLINE_EXCEEDED.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -72,4 +76,25 @@ describe('a client command pointed at the dashboard (HTTP) port', () => {
       expect(r.stderr, what).toMatch(/not gRPC .*dashboard/);
     }
   });
+});
+
+describe('tessera submit to an address that takes the connection and never answers', () => {
+  it('gives up as the other commands do (UNAVAILABLE, exit 4), not after the upload deadline', async () => {
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((sock) => void sockets.push(sock.on('error', () => undefined)));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const address = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+    try {
+      // The unary deadline, 2 s here through the test knob (15 s by default).
+      const env = { TESSERA_TEST_UNARY_DEADLINE_MS: '2000' };
+      const jobs = await runCli(['jobs', '--json', '--coordinator', address], { env, timeoutMs: 15_000 });
+      expect(jobs.code, jobs.stderr).toBe(4);
+      const r = await runCli(['submit', 'passthrough', file, '--no-wait', '--json', '--coordinator', address], { env, timeoutMs: 15_000 });
+      expect(r.code, r.stderr).toBe(4);
+      expect(JSON.parse(r.stdout)).toEqual({ error: { code: 'UNAVAILABLE', message: expect.stringContaining(`nothing answered at ${address}`) } });
+    } finally {
+      for (const sock of sockets) sock.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  }, 40_000);
 });
