@@ -1,7 +1,8 @@
 /**
  * A browser opening a job that ended gets its subtasks read back from the store a page per
  * event-loop turn: read at once, a job of 100,000 held the coordinator 0.7 s (every heartbeat and
- * call waited). The first page replaces the mosaic, the others add to it, every subtask once.
+ * call waited). The first page replaces the mosaic, the others add to it, every subtask once;
+ * `GET /api/jobs/ID` writes its list the same way.
  */
 import http from 'node:http';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -48,4 +49,8 @@ it('sends an ended job of 25,000 subtasks as pages: the first full, the rest add
     [false, 5_000],
   ]);
   expect(new Set(frames.flatMap((f) => f.ids)).size).toBe(25_000);
+  // GET /api/jobs/ID writes the same list a page per turn: one JSON document all the same.
+  const body = (await (await fetch(`http://${cluster.httpAddress}/api/jobs/${job.id}`)).json()) as { id: string; subtaskList: { id: string }[] };
+  expect(body.id).toBe(job.id);
+  expect(new Set(body.subtaskList.map((st) => st.id)).size).toBe(25_000);
 }, 60_000);

@@ -13,6 +13,7 @@ import { listenFailure } from '../../shared/config.js';
 import { isIP } from 'node:net';
 import type { Logger } from '../../shared/logger.js';
 import type { JobManager } from '../job-manager.js';
+import type { SubtaskRecord } from '../model.js';
 import type { DashboardAccess } from '../auth.js';
 import { bearerOf } from '../../shared/auth.js';
 import { EVENT_STREAM_HEADERS, LiveHub } from './live.js';
@@ -234,7 +235,9 @@ export class CoordinatorHttpServer {
       } catch {
         return text(res, 404, 'no such job\n');
       }
-      return json(res, { ...jobView(manager, job), subtaskList: manager.subtasksOf(job.id).map(subtaskView) });
+      const live = manager.liveSubtasksOf(job.id);
+      if (live) return json(res, { ...jobView(manager, job), subtaskList: live.map(subtaskView) });
+      return jsonWithStoredSubtasks(res, jobView(manager, job), (offset, limit) => manager.subtasksPage(job.id, offset, limit));
     }
     const assetMatch = /^\/assets\/([\w-]+\.(?:js|css|svg))$/.exec(url.pathname);
     if (assetMatch) return this.file(res, assetMatch[1]!);
@@ -270,4 +273,27 @@ function text(res: ServerResponse, code: number, body: string, headers: Record<s
 function json(res: ServerResponse, body: unknown): void {
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body));
+}
+
+/** Subtasks of an ended job read back from the store and written per event-loop turn. */
+const STORED_PAGE = 10_000;
+
+/**
+ * `view` with the `subtaskList` of a job that ended, read from the store and written a page per
+ * event-loop turn: read at once, a job of 100,000 held the coordinator most of a second.
+ */
+async function jsonWithStoredSubtasks(res: ServerResponse, view: object, page: (offset: number, limit: number) => SubtaskRecord[]): Promise<void> {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  const head = JSON.stringify({ ...view, subtaskList: [] });
+  res.write(head.slice(0, -2));
+  for (let offset = 0; ; ) {
+    const rows = page(offset, STORED_PAGE);
+    if (res.destroyed) return;
+    const items = rows.map((r) => JSON.stringify(subtaskView(r))).join(',');
+    if (items) res.write(`${offset > 0 ? ',' : ''}${items}`);
+    offset += rows.length;
+    if (rows.length < STORED_PAGE) break;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  res.end(']}');
 }
