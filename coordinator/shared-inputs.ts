@@ -16,7 +16,7 @@
  * shared/shared-output.ts): resolved the same way at submission, and again before each publication.
  */
 import { constants, realpathSync, statSync, type Stats } from 'node:fs';
-import { access, open, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { access, open, readlink, realpath, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '../shared/grpc-status.js';
 import { TesseraError } from '../shared/errors.js';
@@ -167,6 +167,8 @@ export class SharedRoots {
     if (opened instanceof Error) {
       // O_NOFOLLOW on a symlink swapped in after realpath: ELOOP. Not readable by the coordinator: EACCES.
       if (opened.code === 'EACCES' || opened.code === 'EPERM') throw refuse(status.PERMISSION_DENIED, `shared path ${sharedPath} is not readable by the coordinator`);
+      // A folder on the way replaced (by a link) between the path's check and its open.
+      if (opened.code === 'EMOVED') throw refuse(status.PERMISSION_DENIED, `shared path ${sharedPath} changed while it was looked up (a folder on its way replaced, by a symbolic link?): submit it again once it stays put`);
       if (opened.code === 'ELOOP') throw refuse(status.INVALID_ARGUMENT, `shared path ${sharedPath} is not a regular file`);
       throw refuse(status.NOT_FOUND, `shared path ${sharedPath} does not exist`);
     }
@@ -192,7 +194,7 @@ export class SharedRoots {
       throw changed(err.code === 'ENOENT' ? 'was removed' : 'changed');
     });
     try {
-      if (!sameIdentity(await fh.stat(), f)) throw changed('changed');
+      if (!(await opensAt(fh, f.path)) || !sameIdentity(await fh.stat(), f)) throw changed('changed');
       return fh;
     } catch (err) {
       await fh.close().catch(() => undefined);
@@ -284,9 +286,25 @@ export class SharedRoots {
  * bytes are read too (one read: on a network mount it may return fewer; none if it fails).
  * `judge` sees the status first and may throw, and then nothing is read.
  */
+/**
+ * Whether `fh` is the file at `real`, a resolved path: as the kernel names the descriptor
+ * (/proc/self/fd), or, without /proc, as realpath names the path now (the same device and inode).
+ * O_NOFOLLOW refuses a symbolic link at the last step only: a folder on the way swapped for a link
+ * between the path's check and its open (a client that may write under a shared root) had the
+ * coordinator open, record and serve any file it may read (review SEC).
+ */
+async function opensAt(fh: FileHandle, real: string): Promise<boolean> {
+  const named = await readlink(`/proc/self/fd/${fh.fd}`).catch(() => undefined);
+  if (named !== undefined) return named === real;
+  if ((await realpath(real).catch(() => undefined)) !== real) return false;
+  const [a, b] = await Promise.all([fh.stat(), stat(real)]);
+  return a.dev === b.dev && a.ino === b.ino;
+}
+
 async function statNoFollow(file: string, headBytes = 0, judge?: (st: Stats) => void): Promise<{ st: Stats; head: Buffer | undefined }> {
   const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
+    if (!(await opensAt(fh, file))) throw Object.assign(new Error(`${file} was not the file opened`), { code: 'EMOVED' });
     const st = await fh.stat();
     judge?.(st);
     if (headBytes === 0 || !st.isFile()) return { st, head: undefined };
