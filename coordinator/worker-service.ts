@@ -11,7 +11,7 @@ import { compileDecoder, compileEncoder, withFallback } from '../shared/proto-en
 import { fieldNumber, loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
 import type { SpoolFile } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
-import { hasControlCharacters, safeOutputName } from '../shared/names.js';
+import { hasControlCharacters, peerText, safeOutputName } from '../shared/names.js';
 import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { DataChunk } from '../shared/proto/generated/tessera/v1/DataChunk.js';
 import type { SubtaskResult__Output } from '../shared/proto/generated/tessera/v1/SubtaskResult.js';
@@ -105,7 +105,8 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
     const s = jobs.leaseIsCurrent(r.subtask_id, r.attempt, w.id);
     const outputs: SpoolFile[] = [];
     let ok = r.ok;
-    let error = r.ok ? undefined : { input: '', code: r.error_code || 'UNKNOWN', message: r.error_message || 'failed' };
+    // What the worker says is shown to clients as it is: made printable (no escape sequences, no forged lines).
+    let error = r.ok ? undefined : { input: '', code: peerText(r.error_code || 'UNKNOWN', 64), message: peerText(r.error_message || 'failed') };
     let retryable = r.retryable && !(!r.ok && refusedForLimit.delete(key));
     let coordinatorFault = !r.ok && refusedForDisk.delete(key);
     // Refused for the coordinator's own disk: retried whatever the worker made of the refusal (a
@@ -168,7 +169,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       attempt: r.attempt,
       ok,
       outputs,
-      itemErrors: r.item_errors.map((e) => ({ input: e.input, code: e.code, message: e.message })),
+      itemErrors: r.item_errors.map((e) => ({ input: peerText(e.input, 1000), code: peerText(e.code, 64), message: peerText(e.message) })),
       ...(error ? { error } : {}),
       retryable,
       result,

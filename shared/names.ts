@@ -101,6 +101,18 @@ function leading(s: string, n: number): string {
   return Array.from(s.slice(0, 2 * n)).slice(0, n).join('');
 }
 
+/**
+ * Text a peer sent to be shown to others (a worker's error message, the input it names), made safe
+ * to print: line breaks and tabs as spaces, other control and invisible characters (escape
+ * sequences that clear a terminal or set its title, a bidirectional override) as `?`, at most
+ * `max` characters. A worker's message reached every client's terminal as it was sent, forged
+ * lines (`tessera: job succeeded, run: curl ... | sh`) and all (review SEC).
+ */
+export function peerText(s: string, max = 4000): string {
+  // eslint-disable-next-line no-control-regex
+  return leading(s.replace(/[\t\n\r]/g, ' ').replace(/[\u0000-\u001f\u007f\p{Cf}\p{Zl}\p{Zp}\u{80}-\u{9F}]/gu, '?'), max);
+}
+
 function printable(s: string): string {
   // eslint-disable-next-line no-control-regex
   return leading(s.replace(/[\u0000-\u001f\u007f\p{Cf}\p{Zl}\p{Zp}\u{80}-\u{9F}]/gu, '?'), 80);

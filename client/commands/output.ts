@@ -5,6 +5,7 @@ import path from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Job, JobEvent, WorkerInfo } from '../client.js';
 import { withInput } from '../../shared/errors.js';
+import { peerText } from '../../shared/names.js';
 import { AUDIO_ENCODERS, VIDEO_ENCODERS } from '../../shared/kinds/video-params.js';
 import { UsageError } from './usage-error.js';
 import { EXIT } from './exit-codes.js';
@@ -90,13 +91,14 @@ export function printJobHuman(job: Job, paths?: Map<string, string>, out = proce
   // A job still running says how long it has run so far, and how far it is.
   const took = !created ? '' : finished ? `  (${((finished - created) / 1000).toFixed(2)} s)` : `  (${Math.round(job.progress * 100)}%, ${((Date.now() - created) / 1000).toFixed(0)} s so far)`;
   out.write(`job ${job.id}  ${job.kind}  ${shortState(job.state)}${took}\n`);
-  if (job.message) out.write(`  ${job.message}\n`);
+  // What a coordinator (or a worker through it) says is printed as text, never as terminal control.
+  if (job.message) out.write(`  ${peerText(job.message)}\n`);
   for (const o of job.outputs) out.write(`  output ${o.name}  ${fmtBytes(Number(o.size))}${paths?.get(o.name) ? `  -> ${paths.get(o.name)}` : ''}\n`);
   const byWorker = new Map<string, number>();
   for (const s of job.subtasks) if (s.worker) byWorker.set(s.worker, (byWorker.get(s.worker) ?? 0) + 1);
   if (byWorker.size > 0) out.write(`  subtasks: ${job.subtasks.length} (${[...byWorker].map(([w, n]) => `${w}: ${n}`).join(', ')})\n`);
-  for (const e of job.errors) out.write(`  error ${e.code}: ${withInput(e.input, e.message)}\n`);
-  for (const w of job.warnings) out.write(`  warning: ${withInput(w.input, w.message)}\n`);
+  for (const e of job.errors) out.write(`  error ${peerText(e.code, 64)}: ${peerText(withInput(e.input, e.message))}\n`);
+  for (const w of job.warnings) out.write(`  warning: ${peerText(withInput(w.input, w.message))}\n`);
 }
 
 export function printJobsTable(jobs: Job[], out = process.stdout): void {

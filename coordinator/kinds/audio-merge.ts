@@ -73,9 +73,14 @@ function collectWhole(r: SubtaskOutcome, plan: WholeFilesPlan, outputs: FinalOut
   }
   const result = r.result as { files?: FileReport[] } | undefined;
   for (const rep of result?.files ?? []) reports.push(rep);
+  // Only the names the plan gives (each file's output, and its waveform's two with --waveform): a
+  // worker naming others (`payload.exe`, `TONE.WAV` beside `tone.wav`) had them published (review SEC).
   for (const o of r.outputs) {
-    const owner = plan.files.find((f) => o.name === f.output || o.name.startsWith(`${f.output.replace(/\.[^.]+$/, '')}.waveform.`));
-    outputs.push({ name: o.name, path: o.path, source: owner?.input ?? '', contentType: contentTypeByName(o.name) });
+    const owner = plan.files.find((f) => {
+      const stem = f.output.replace(/\.[^.]+$/, '');
+      return o.name === f.output || o.name === `${stem}.waveform.json` || o.name === `${stem}.waveform.png`;
+    });
+    if (owner) outputs.push({ name: o.name, path: o.path, source: owner.input, contentType: contentTypeByName(o.name) });
   }
 }
 
