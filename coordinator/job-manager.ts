@@ -5,8 +5,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { constants as fsConstants } from 'node:fs';
-import { access, lstat, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { constants as fsConstants, existsSync } from 'node:fs';
+import { access, lstat, open, readdir, readlink, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '../shared/grpc-status.js';
 import pLimit from 'p-limit';
@@ -1711,85 +1711,94 @@ export class JobManager {
     // Outputs live in the job's output folder (or its shared one): intermediates are removed later.
     const shared = job.spec.shared_output_dir;
     const dest = path.join(shared || this.spool.outputDir(job.id), name);
-    const spooled = known.get(o.path);
-    // A folder the job reads from may be the one it writes to: never over one of its own inputs,
-    // by name nor by identity (on a case-insensitive share IMG_0001.jpg is IMG_0001.JPG; a hard
-    // link or another Unicode form of the name is the same file too).
-    // The file already there has the output's very bytes and is an uploaded input's own file: left
-    // as it is and listed as the output, never the job's to remove (see OutputRecord.shared.kept).
-    let kept = false;
-    if (shared) {
-      const inputs = (active.sharedInputs ??= job.inputs.filter((i) => i.shared));
-      const there = await lstat(dest).catch(() => undefined);
-      // A symlink there is judged by what it names too (an input submitted by the link's name).
-      const target = there?.isSymbolicLink() ? await stat(dest).catch(() => undefined) : there;
-      const same = (st: Stats | undefined, i: SpoolFile): boolean => Boolean(st && st.dev === i.shared!.dev && st.ino === i.shared!.ino);
-      const input = inputs.find((i) => i.path === dest || same(there, i) || same(target, i));
-      if (input) throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace the job's own input ${input.path}: write the outputs to another folder`, { input: o.source, retryable: false });
-      // An uploaded input's own file may lie in this folder (uploaded from it): a file there of an
-      // uploaded input's size and checksum is that input's, not replaced either. Where the output
-      // has those very bytes (a job run again into its folder, a copy) it is that file: kept.
-      const sized = there?.isFile() ? job.inputs.filter((i) => !i.shared && i.sha256 && i.size === there.size) : [];
-      const digest = sized.length > 0 ? await sha256File(dest).catch(() => '') : '';
-      const uploaded = sized.find((i) => i.sha256 === digest);
-      if (uploaded) {
-        if ((spooled?.sha256 || (await sha256File(o.path).catch(() => ''))) !== digest) {
-          throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace ${dest}, the file the job's input ${uploaded.name} was uploaded from (the same bytes): write the outputs to another folder`, { input: o.source, retryable: false });
+    // A shared folder is written through a descriptor of it, checked to be that folder: a folder on
+    // its path swapped for a link (by anyone who may write there) between the check of the path and
+    // the write had the output (a name and bytes a client chose) written wherever the link led.
+    const dir = shared ? await openOutputDir(shared) : undefined;
+    try {
+      const at = dir ? path.join(`/proc/self/fd/${dir.fd}`, name) : dest;
+      const spooled = known.get(o.path);
+      // A folder the job reads from may be the one it writes to: never over one of its own inputs,
+      // by name nor by identity (on a case-insensitive share IMG_0001.jpg is IMG_0001.JPG; a hard
+      // link or another Unicode form of the name is the same file too).
+      // The file already there has the output's very bytes and is an uploaded input's own file: left
+      // as it is and listed as the output, never the job's to remove (see OutputRecord.shared.kept).
+      let kept = false;
+      if (shared) {
+        const inputs = (active.sharedInputs ??= job.inputs.filter((i) => i.shared));
+        const there = await lstat(at).catch(() => undefined);
+        // A symlink there is judged by what it names too (an input submitted by the link's name).
+        const target = there?.isSymbolicLink() ? await stat(at).catch(() => undefined) : there;
+        const same = (st: Stats | undefined, i: SpoolFile): boolean => Boolean(st && st.dev === i.shared!.dev && st.ino === i.shared!.ino);
+        const input = inputs.find((i) => i.path === dest || same(there, i) || same(target, i));
+        if (input) throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace the job's own input ${input.path}: write the outputs to another folder`, { input: o.source, retryable: false });
+        // An uploaded input's own file may lie in this folder (uploaded from it): a file there of an
+        // uploaded input's size and checksum is that input's, not replaced either. Where the output
+        // has those very bytes (a job run again into its folder, a copy) it is that file: kept.
+        const sized = there?.isFile() ? job.inputs.filter((i) => !i.shared && i.sha256 && i.size === there.size) : [];
+        const digest = sized.length > 0 ? await sha256File(at).catch(() => '') : '';
+        const uploaded = sized.find((i) => i.sha256 === digest);
+        if (uploaded) {
+          if ((spooled?.sha256 || (await sha256File(o.path).catch(() => ''))) !== digest) {
+            throw new TesseraError(status.INVALID_ARGUMENT, `output ${name} would replace ${dest}, the file the job's input ${uploaded.name} was uploaded from (the same bytes): write the outputs to another folder`, { input: o.source, retryable: false });
+          }
+          kept = true;
+          if (path.resolve(o.path) !== dest) await rm(o.path, { force: true });
         }
-        kept = true;
-        if (path.resolve(o.path) !== dest) await rm(o.path, { force: true });
       }
-    }
-    if (!kept && path.resolve(o.path) !== dest) {
-      await moveInto(o.path, dest, job.id).catch(async (err: NodeJS.ErrnoException) => {
-        // Moved already, by a coordinator stopped before it recorded the output: list it now if it
-        // is that file. A shared folder may hold another of the same size by now (another job's
-        // output of that name, an older render): its checksum tells.
-        if (err.code === 'ENOENT' && (await stat(dest).then((st) => st.isFile() && (!spooled || st.size === spooled.size), () => false))) {
-          if (!spooled?.sha256 || (await sha256File(dest)) === spooled.sha256) return;
-          throw dataLoss(`output ${name}: ${dest} is not the file this job made (moved there before the coordinator stopped, replaced since); not published`);
+      if (!kept && path.resolve(o.path) !== dest) {
+        await moveInto(o.path, at, job.id).catch(async (err: NodeJS.ErrnoException) => {
+          // Moved already, by a coordinator stopped before it recorded the output: list it now if it
+          // is that file. A shared folder may hold another of the same size by now (another job's
+          // output of that name, an older render): its checksum tells.
+          if (err.code === 'ENOENT' && (await stat(at).then((st) => st.isFile() && (!spooled || st.size === spooled.size), () => false))) {
+            if (!spooled?.sha256 || (await sha256File(at)) === spooled.sha256) return;
+            throw dataLoss(`output ${name}: ${dest} is not the file this job made (moved there before the coordinator stopped, replaced since); not published`);
+          }
+          if (shared) throw new TesseraError(err.code === 'EACCES' || err.code === 'EPERM' ? status.PERMISSION_DENIED : status.FAILED_PRECONDITION, `output ${name}: cannot write it to the shared folder ${shared}: ${err.message}`, { retryable: false });
+          throw err;
+        });
+      }
+      // A worker's file in a shared folder is published only if it is still the file checked when
+      // its result came: anyone who may write there could have put another at its temporary name.
+      if (spooled?.written && !kept) {
+        const there = await lstat(at).catch(() => undefined);
+        if (!there?.isFile() || there.dev !== spooled.written.dev || there.ino !== spooled.written.ino || there.nlink !== 1 || there.size !== spooled.size) {
+          if (there) await removeIfSame(at, there).catch(() => undefined);
+          throw dataLoss(`output ${name}: the file ${o.path} was replaced after the coordinator checked it; not published`);
         }
-        if (shared) throw new TesseraError(err.code === 'EACCES' || err.code === 'EPERM' ? status.PERMISSION_DENIED : status.FAILED_PRECONDITION, `output ${name}: cannot write it to the shared folder ${shared}: ${err.message}`, { retryable: false });
-        throw err;
-      });
-    }
-    // A worker's file in a shared folder is published only if it is still the file checked when
-    // its result came: anyone who may write there could have put another at its temporary name.
-    if (spooled?.written && !kept) {
-      const there = await lstat(dest).catch(() => undefined);
-      if (!there?.isFile() || there.dev !== spooled.written.dev || there.ino !== spooled.written.ino || there.nlink !== 1 || there.size !== spooled.size) {
-        if (there) await removeIfSame(dest, there).catch(() => undefined);
-        throw dataLoss(`output ${name}: the file ${o.path} was replaced after the coordinator checked it; not published`);
       }
+      // A subtask's file was measured and hashed as it arrived; one the merge wrote is measured and
+      // hashed now, so that downloads carry the checksum of what is on disk.
+      const size = spooled?.sha256 ? spooled.size : (await stat(at)).size;
+      const sha256 = spooled?.sha256 || (await sha256File(at));
+      const identity = shared ? await lstat(at) : undefined;
+      if (taken()) return;
+      if (TERMINAL_JOB_STATES.has(job.state)) {
+        // The job ended (cancelled) while the file moved: its record, final now, will not list it,
+        // and a file it does not list must not stay, in the job's shared folder (only that file: if
+        // something else is at the name by now, it is left alone) nor in its spool folder, where
+        // nothing would ever remove it before the job's retention ends.
+        if (kept) return;
+        if (identity) await removeIfSame(at, identity);
+        else await rm(at, { force: true });
+        return;
+      }
+      const out: OutputRecord = {
+        name,
+        path: dest,
+        size,
+        sha256,
+        source: o.source,
+        contentType: o.contentType ?? contentTypeOf(name),
+        ...(identity ? { shared: { dev: identity.dev, ino: identity.ino, mtimeMs: identity.mtimeMs, ...(kept && { kept: true as const }) } } : {}),
+      };
+      active.published.set(name, o.source);
+      job.outputs.push(out);
+      this.events.output(job, out);
+    } finally {
+      await dir?.close();
     }
-    // A subtask's file was measured and hashed as it arrived; one the merge wrote is measured and
-    // hashed now, so that downloads carry the checksum of what is on disk.
-    const size = spooled?.sha256 ? spooled.size : (await stat(dest)).size;
-    const sha256 = spooled?.sha256 || (await sha256File(dest));
-    const identity = shared ? await lstat(dest) : undefined;
-    if (taken()) return;
-    if (TERMINAL_JOB_STATES.has(job.state)) {
-      // The job ended (cancelled) while the file moved: its record, final now, will not list it,
-      // and a file it does not list must not stay, in the job's shared folder (only that file: if
-      // something else is at the name by now, it is left alone) nor in its spool folder, where
-      // nothing would ever remove it before the job's retention ends.
-      if (kept) return;
-      if (identity) await removeIfSame(dest, identity);
-      else await rm(dest, { force: true });
-      return;
-    }
-    const out: OutputRecord = {
-      name,
-      path: dest,
-      size,
-      sha256,
-      source: o.source,
-      contentType: o.contentType ?? contentTypeOf(name),
-      ...(identity ? { shared: { dev: identity.dev, ino: identity.ino, mtimeMs: identity.mtimeMs, ...(kept && { kept: true as const }) } } : {}),
-    };
-    active.published.set(name, o.source);
-    job.outputs.push(out);
-    this.events.output(job, out);
   }
 
   private async finishWithOutputs(active: ActiveJob, outputs: FinalOutput[]): Promise<void> {
@@ -2425,6 +2434,25 @@ function canRun(w: WorkerSession, s: SubtaskRecord, kind: string): boolean {
   // for SECOND_OPINION_WAIT_MS; then (none came: the others left, or are busy) any worker.
   if (s.blamedBy && (w.id === s.blamedBy.id || w.instanceId === s.blamedBy.instance) && steadyNow() - s.blamedBy.at < SECOND_OPINION_WAIT_MS) return false;
   return capable(w, s, kind);
+}
+
+/**
+ * The shared output folder `dir` (a resolved path) opened, checked by its descriptor to be that
+ * folder (/proc/self/fd); undefined where the system names no descriptors so (then by its path).
+ * FAILED_PRECONDITION when the path leads elsewhere now.
+ */
+async function openOutputDir(dir: string): Promise<FileHandle | undefined> {
+  if (!existsSync('/proc/self/fd')) return undefined;
+  const fh = await open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY).catch((err: NodeJS.ErrnoException) => {
+    const denied = err.code === 'EACCES' || err.code === 'EPERM';
+    throw new TesseraError(denied ? status.PERMISSION_DENIED : status.FAILED_PRECONDITION, `the shared output folder ${dir} cannot be opened (${err.code ?? err.message}): not written`, { retryable: false });
+  });
+  const at = await readlink(`/proc/self/fd/${fh.fd}`).catch(() => undefined);
+  if (at !== dir) {
+    await fh.close();
+    throw new TesseraError(status.FAILED_PRECONDITION, `the shared output folder ${dir} changed (a folder on its path replaced, by a symbolic link?): not written`, { retryable: false });
+  }
+  return fh;
 }
 
 /** Whether `w` has what `s` needs: its kind, and the encoders and features its plan requires. */
