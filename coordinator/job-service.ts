@@ -592,9 +592,11 @@ async function* batched(source: AsyncGenerator<JobEvent[]>): AsyncGenerator<JobE
 
 /**
  * Most bytes of outputs sent inside the events of one message (one output may pass it alone):
- * with the events around them, a message stays under the 4 MiB that gRPC clients accept by default.
+ * with the events around them, a message stays under the 4 MiB that gRPC clients accept by default,
+ * and a watcher that does not read holds a few of them, not tens of MiB (3 MiB runs: about 15 MiB
+ * per unread watcher, review MEM).
  */
-const INLINE_RUN_BYTES = 3 * 1024 * 1024;
+const INLINE_RUN_BYTES = 1024 * 1024;
 
 /**
  * Adds the bytes of each small output to its `output` event (a copy: the events are shared by
