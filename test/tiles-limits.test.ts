@@ -6,6 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SpoolFile } from '../shared/job-kind.js';
 import type { TilePlan } from '../shared/media/tile-plan.js';
@@ -63,6 +64,26 @@ describe('a forced tile size (--tile) against TESSERA_TILE_MAX_STRIP_PIXELS', ()
     const plans = within.subtasks.map((s) => s.plan as TilePlan);
     expect(plans).toHaveLength(4);
     for (const t of plans) expect(t.cut.w * t.cut.h).toBeLessThanOrEqual(300_000);
+  });
+});
+
+describe('a source libvips decodes only whole', () => {
+  it('is refused RESOURCE_EXHAUSTED, named, above TESSERA_TILE_MAX_STRIP_PIXELS: the coordinator would hold all of it decoded', async () => {
+    const progressive = path.join(dir, 'prog.jpg');
+    const interlaced = path.join(dir, 'inter.png');
+    await sharp(jpeg).jpeg({ progressive: true }).toFile(progressive);
+    await sharp(jpeg).png({ progressive: true }).toFile(interlaced);
+    const config = { ...tileConfig({}), thresholdPixels: 1000, maxStripPixels: 500_000 } as const;
+    for (const [file, what] of [[progressive, 'a progressive JPEG'], [interlaced, 'an interlaced PNG']] as const) {
+      const r = await planTiledInputs([spool(file)], imageParams({ blur: 1 }), { workDir: path.join(dir, `run-whole-${what.length}`), slots: 2, signal, config });
+      expect(r.subtasks).toHaveLength(0);
+      expect(r.errors.map((e) => [e.code, e.message])).toEqual([
+        ['RESOURCE_EXHAUSTED', `${path.basename(file)}: ${what} of 1024x1024 decodes only whole, and 1 Mpx is more than a decode may hold (1 Mpx, TESSERA_TILE_MAX_STRIP_PIXELS): save it as a baseline JPEG, a non-interlaced PNG or a TIFF`],
+      ]);
+    }
+    // The same pixels baseline-encoded are cut as they decode.
+    const ok = await planTiledInputs([spool(jpeg)], imageParams({ blur: 1 }), { workDir: path.join(dir, 'run-whole-baseline'), slots: 2, signal, config });
+    expect(ok.errors).toEqual([]);
   });
 });
 

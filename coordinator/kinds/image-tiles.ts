@@ -117,6 +117,7 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   // A pyramid of a TIFF, AVIF/HEIF or GIF source gets JPEG (or, with alpha, PNG) tiles.
   const format = tileFormatFor(outputFormat(o.params, sourceMeta.format), split.output, sourceMeta.hasAlpha ?? false);
   checkSampleFormat(sourceMeta, o.input.name, split);
+  checkWholeDecode(sourceMeta, config, o.input.name);
   if ((sourceMeta.pages ?? 1) > 1) {
     // An animated GIF or WebP gives its first frame in a format that does not keep frames (as on the
     // batch path); libvips reads page 0 alone unless told otherwise, here and on the workers.
@@ -156,6 +157,25 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
     if (strips > 0) return { subtasks: planSourceStrips(o, config, split, inputMeta, format, strips) };
   }
   return planDecodedStrips(o, config, split, format, inputMeta);
+}
+
+/**
+ * A source libvips decodes only whole (a progressive JPEG, an interlaced PNG, a WebP, AVIF/HEIF or
+ * GIF frame) is decoded in the coordinator's memory, all of it at once, before its strips are cut:
+ * refused, naming it, above the pixels a strip may have (TESSERA_TILE_MAX_STRIP_PIXELS, what a
+ * decode is sized for). A few-hundred-KiB interlaced PNG of 16,000 x 16,000 took a coordinator to
+ * 869 MiB; one of a gigapixel would take it down, with every job it holds (review MEM).
+ */
+function checkWholeDecode(m: sharp.Metadata, config: TileConfig, input: string): void {
+  const pixels = (m.width ?? 0) * (m.height ?? 0);
+  const whole = m.isProgressive || !['jpeg', 'png', 'tiff'].includes(m.format ?? '');
+  if (!whole || pixels <= config.maxStripPixels) return;
+  const what = m.format === 'jpeg' ? 'a progressive JPEG' : m.format === 'png' ? 'an interlaced PNG' : `a ${(m.format ?? 'image').toUpperCase()}`;
+  throw new TesseraError(
+    status.RESOURCE_EXHAUSTED,
+    `${input}: ${what} of ${m.width}x${m.height} decodes only whole, and ${(pixels / 1e6).toFixed(0)} Mpx is more than a decode may hold (${(config.maxStripPixels / 1e6).toFixed(0)} Mpx, TESSERA_TILE_MAX_STRIP_PIXELS): save it as a baseline JPEG, a non-interlaced PNG or a TIFF`,
+    { input, retryable: false },
+  );
 }
 
 /** Every subtask of a planning, waiting for the `later` ones (the whole decode). */
