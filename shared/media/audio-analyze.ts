@@ -158,6 +158,8 @@ export async function analyzePiece(wavPath: string, o: AnalyzeOptions): Promise<
     await out?.close();
   }
   truePeak = Math.max(truePeak, samplePeak);
+  // (A bin no sample reached, were there one, is silence.)
+  if (wf) for (let i = 0; i < wf.min.length; i++) if (wf.min[i]! > wf.max[i]!) wf.min[i] = wf.max[i] = 0;
   return { frames: o.body, sampleRate: info.sampleRate, channels: ch, subBlocks: meter.subBlocks(), samplePeak, truePeak, waveform: wf };
 
   /**
@@ -223,9 +225,11 @@ function binWaveform(wf: WaveformBins, body: Float32Array, ch: number, firstBody
   const frames = body.length / ch;
   for (let f = 0; f < frames; f++) {
     const bin = Math.floor((firstBodyFrame + f) / wf.spp);
+    // A bin starts empty, not at 0: one whose samples are all above 0 (bass under 50 Hz in a 10 ms
+    // bin, an offset) kept 0 as its minimum, one all below 0 as its maximum (review AU3).
     while (wf.min.length <= bin) {
-      wf.min.push(0);
-      wf.max.push(0);
+      wf.min.push(Infinity);
+      wf.max.push(-Infinity);
     }
     let lo = wf.min[bin]!;
     let hi = wf.max[bin]!;
