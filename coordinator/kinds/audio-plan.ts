@@ -11,7 +11,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { invalidArgument } from '../../shared/errors.js';
 import type { ItemFailure, PlanContext, PlanErrors, PlanResult, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
-import { AUDIO_CODECS, bitrateProblem, mp3RateWritten, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
+import { AUDIO_CODECS, aacRateWritten, bitrateProblem, mp3RateWritten, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { losslessBits } from '../../shared/media/audio-filters.js';
 import { AUDIO_CHAPTERS_FEATURE, AUDIO_TAGS_FEATURE, fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
 import { checkNotTruncated, isCuttableWav, keptChapters, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
@@ -185,6 +185,9 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
   if (rateProblem) throw invalidArgument(`${file.name}: bitrate ${p.bitrate / 1000}k is ${rateProblem} (this file is ${channels === 1 ? 'mono' : `${channels} channels`} at ${outRate} Hz)`, file.name);
   const written = p.codec === 'mp3' && p.bitrateGiven ? mp3RateWritten(p.bitrate, outRate) : undefined;
   if (written) ctx.warn(file.name, `bitrate ${p.bitrate / 1000}k is written as ${written / 1000}k, the ${written > p.bitrate ? 'least' : 'most'} MP3 has at ${outRate} Hz`);
+  // AAC's encoder clamps a rate it cannot hold, saying so in its log only (review AU3).
+  const aacMost = p.codec === 'aac' && p.bitrateGiven ? aacRateWritten(p.bitrate, outRate, channels) : undefined;
+  if (aacMost) ctx.warn(file.name, `bitrate ${p.bitrate / 1000}k is written as at most ${aacMost / 1000}k, the most AAC holds at ${outRate} Hz for ${channels === 1 ? 'mono' : `${channels} channels`}`);
   const base = {
     input: file.name,
     output: '',

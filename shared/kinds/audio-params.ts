@@ -181,6 +181,17 @@ export function mp3RateWritten(bps: number, sampleRate: number): number | undefi
   return bps > hi ? hi : bps < lo ? lo : undefined;
 }
 
+/**
+ * The bitrate ffmpeg's AAC encoder writes where `bps` is more than it holds at `sampleRate` with
+ * `channels`: 6144 bits per channel per frame of 1024 samples, 6 x the rate per channel (132.3k for
+ * mono at 22.05 kHz); undefined where it takes `bps`. Above it the encoder clamps, saying so only in
+ * its log.
+ */
+export function aacRateWritten(bps: number, sampleRate: number, channels: number): number | undefined {
+  const most = 6 * sampleRate * Math.max(1, channels);
+  return sampleRate > 0 && bps > most ? most : undefined;
+}
+
 /** Parses "128k", "1.5M" or "96000" into bits per second (8k..512k). */
 export function parseBitrate(text: string): number {
   const m = /^(\d+(?:\.\d+)?)([kKmM]?)$/.exec(text.trim());
