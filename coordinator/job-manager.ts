@@ -2441,9 +2441,13 @@ function canRun(w: WorkerSession, s: SubtaskRecord, kind: string): boolean {
  * folder (/proc/self/fd); undefined where the system names no descriptors so (then by its path).
  * FAILED_PRECONDITION when the path leads elsewhere now.
  */
+/** Linux's O_PATH (a descriptor that names a file without opening it for reading), which Node does not export. */
+const O_PATH = 0o10000000;
+
 async function openOutputDir(dir: string): Promise<FileHandle | undefined> {
   if (!existsSync('/proc/self/fd')) return undefined;
-  const fh = await open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY).catch((err: NodeJS.ErrnoException) => {
+  // O_PATH: a folder the coordinator may write to but not list (a drop folder, -wx) opens too.
+  const fh = await open(dir, O_PATH | fsConstants.O_DIRECTORY).catch((err: NodeJS.ErrnoException) => {
     const denied = err.code === 'EACCES' || err.code === 'EPERM';
     throw new TesseraError(denied ? status.PERMISSION_DENIED : status.FAILED_PRECONDITION, `the shared output folder ${dir} cannot be opened (${err.code ?? err.message}): not written`, { retryable: false });
   });

@@ -13,7 +13,7 @@
  * case-insensitive one does (macOS, Windows/SMB shares; this kernel mounts none).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -31,13 +31,23 @@ import { inProcessManager } from '../test/helpers/job-manager.js';
 
 /** Called right after each real move of an output into place (publishing). */
 const afterMove = vi.hoisted(() => ({ hook: undefined as undefined | ((dest: string) => void) }));
+/**
+ * The path `p` names: a shared folder is written through its descriptor, as
+ * /proc/self/fd/N/NAME, which the mocks below see as the folder's own path.
+ */
+const named = vi.hoisted(() => ({
+  path: (p: string): string => {
+    const m = /^\/proc\/self\/fd\/(\d+)\/([^/]+)$/.exec(p);
+    return m ? `${readlinkSync(`/proc/self/fd/${m[1]}`)}/${m[2]}` : p;
+  },
+}));
 vi.mock('../shared/shared-output.js', async (importOriginal) => {
   const real = await importOriginal<typeof import('../shared/shared-output.js')>();
   return {
     ...real,
     moveInto: async (src: string, dest: string, jobId: string) => {
       await real.moveInto(src, dest, jobId);
-      afterMove.hook?.(dest);
+      afterMove.hook?.(named.path(dest));
     },
   };
 });
@@ -50,7 +60,7 @@ vi.mock('../shared/shared-output.js', async (importOriginal) => {
 const ci = vi.hoisted(() => ({ dir: undefined as string | undefined, fold: undefined as undefined | ((p: string) => string) }));
 vi.mock('node:fs/promises', async (importOriginal) => {
   const real = await importOriginal<typeof import('node:fs/promises')>();
-  const f = (p: unknown): string => (typeof p === 'string' && ci.fold ? ci.fold(p) : (p as string));
+  const f = (p: unknown): string => (typeof p === 'string' && ci.fold ? ci.fold(named.path(p)) : (p as string));
   return {
     ...real,
     rename: (src: string, dest: string) => real.rename(f(src), f(dest)),

@@ -237,7 +237,11 @@ export class CoordinatorHttpServer {
       }
       const live = manager.liveSubtasksOf(job.id);
       if (live) return json(res, { ...jobView(manager, job), subtaskList: live.map(subtaskView) });
-      return jsonWithStoredSubtasks(res, jobView(manager, job), (offset, limit) => manager.subtasksPage(job.id, offset, limit));
+      return jsonWithStoredSubtasks(res, jobView(manager, job), (offset, limit) => {
+        // Removed between two pages (past its retention): the answer is cut, not a shorter list.
+        if (offset > 0 && !manager.find(job.id)) throw new Error(`job ${job.id} was removed while its subtasks were sent`);
+        return manager.subtasksPage(job.id, offset, limit);
+      });
     }
     const assetMatch = /^\/assets\/([\w-]+\.(?:js|css|svg))$/.exec(url.pathname);
     if (assetMatch) return this.file(res, assetMatch[1]!);
@@ -287,7 +291,13 @@ async function jsonWithStoredSubtasks(res: ServerResponse, view: object, page: (
   const head = JSON.stringify({ ...view, subtaskList: [] });
   res.write(head.slice(0, -2));
   for (let offset = 0; ; ) {
-    const rows = page(offset, STORED_PAGE);
+    let rows: SubtaskRecord[];
+    try {
+      rows = page(offset, STORED_PAGE);
+    } catch {
+      res.destroy();
+      return;
+    }
     if (res.destroyed) return;
     const items = rows.map((r) => JSON.stringify(subtaskView(r))).join(',');
     if (items) res.write(`${offset > 0 ? ',' : ''}${items}`);

@@ -1,0 +1,82 @@
+/**
+ * A shared output folder the coordinator may write into but not list (a drop folder: mode 0333,
+ * `-wx`) takes the outputs of a job: publishing needs only to rename into it (README, "Inputs and
+ * outputs on shared storage"; the submission checks W_OK | X_OK). Outputs are published through a
+ * descriptor of the folder, opened O_PATH: opened O_RDONLY, which needs read permission, every
+ * output failed with PERMISSION_DENIED and the job with them (review K9). The coordinator runs
+ * without the capabilities that let root read anything (tests run as root), as
+ * test/shared-input-unsearchable-folder.test.ts does.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { TesseraClient } from '../client/client.js';
+import { createLogger } from '../shared/logger.js';
+import { Worker } from '../worker/worker.js';
+import { CLI_PATH } from './helpers/cluster.js';
+
+const log = createLogger('test', 'silent', 'json');
+let dir: string;
+let drop: string;
+let coordinator: ChildProcess | undefined;
+let address: string;
+
+beforeAll(async () => {
+  dir = await realpath(await mkdtemp(path.join(os.tmpdir(), 'tessera-dropbox-')));
+  const root = path.join(dir, 'out');
+  drop = path.join(root, 'drop');
+  await mkdir(drop, { recursive: true });
+  await mkdir(path.join(dir, 'data'));
+  await chmod(drop, 0o333); // write and search, no listing: a drop folder
+  const child = spawn('setpriv', ['--bounding-set', '-dac_override,-dac_read_search', process.execPath, CLI_PATH, 'coordinator', '--listen', '127.0.0.1:0', '--http', 'off', '--data-dir', path.join(dir, 'data'), '--shared-output-root', root], {
+    env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  coordinator = child;
+  address = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the coordinator did not start')), 20_000);
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const m = /listening on (\S+)/.exec(buf);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    child.stderr!.resume();
+    child.once('exit', (code) => reject(new Error(`coordinator exited with ${code}`)));
+  });
+}, 30_000);
+
+afterAll(async () => {
+  if (coordinator && coordinator.exitCode === null) {
+    const exited = new Promise((resolve) => coordinator!.once('exit', resolve));
+    coordinator.kill('SIGKILL');
+    await exited;
+  }
+  if (dir) {
+    await chmod(drop, 0o755).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+it('a job writes its outputs into a shared output folder the coordinator may write but not list', async () => {
+  const input = path.join(dir, 'a.bin');
+  await writeFile(input, 'drop me off');
+  const worker = new Worker({ coordinator: address, slots: 1, log, memoryLimitMb: 0, name: 'w1' });
+  worker.start();
+  const client = new TesseraClient({ address, deadlineMs: 10_000 });
+  try {
+    const submitted = await client.submit({ passthrough: {}, shared_output_dir: drop }, [input]);
+    const job = await client.wait(submitted.id);
+    // Observed: JOB_STATE_FAILED, PERMISSION_DENIED "the shared output folder ... cannot be opened (EACCES): not written".
+    expect(job.state, `${job.message} ${JSON.stringify(job.errors)}`).toBe('JOB_STATE_SUCCEEDED');
+    expect((await readFile(path.join(drop, 'a.bin'))).toString()).toBe('drop me off');
+  } finally {
+    client.close();
+    await worker.close();
+  }
+}, 30_000);
