@@ -6,13 +6,13 @@
  * a missing file. The coordinator runs without the capabilities that let root read anything (tests
  * run as root), as the existing unreadable-file test in coordinator/shared-inputs.test.ts does.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { CLI_PATH } from './helpers/cluster.js';
+import { startUnprivilegedCoordinator, stopCoordinator } from './helpers/unprivileged.js';
 import { rawSubmit } from './helpers/raw-grpc.js';
 
 let dir: string;
@@ -29,33 +29,11 @@ beforeAll(async () => {
   await writeFile(path.join(media, 'secret.bin'), 'exists');
   await chmod(path.join(media, 'secret.bin'), 0o000);
   await chmod(path.join(media, 'private'), 0o000);
-  const child = spawn('setpriv', ['--bounding-set', '-dac_override,-dac_read_search', process.execPath, CLI_PATH, 'coordinator', '--listen', '127.0.0.1:0', '--http', 'off', '--data-dir', path.join(dir, 'data'), '--shared-root', media], {
-    env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  coordinator = child;
-  address = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('the coordinator did not start')), 20_000);
-    let buf = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const m = /listening on (\S+)/.exec(buf);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.stderr!.resume();
-    child.once('exit', (code) => reject(new Error(`coordinator exited with ${code}`)));
-  });
+  ({ child: coordinator, address } = await startUnprivilegedCoordinator(['--http', 'off', '--data-dir', path.join(dir, 'data'), '--shared-root', media]));
 }, 30_000);
 
 afterAll(async () => {
-  if (coordinator && coordinator.exitCode === null) {
-    const exited = new Promise((resolve) => coordinator!.once('exit', resolve));
-    coordinator.kill('SIGKILL');
-    await exited;
-  }
+  await stopCoordinator(coordinator);
   if (dir) {
     await chmod(path.join(media, 'private'), 0o755).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });

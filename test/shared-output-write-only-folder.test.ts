@@ -7,7 +7,7 @@
  * without the capabilities that let root read anything (tests run as root), as
  * test/shared-input-unsearchable-folder.test.ts does.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,7 +15,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { TesseraClient } from '../client/client.js';
 import { createLogger } from '../shared/logger.js';
 import { Worker } from '../worker/worker.js';
-import { CLI_PATH } from './helpers/cluster.js';
+import { startUnprivilegedCoordinator, stopCoordinator } from './helpers/unprivileged.js';
 
 const log = createLogger('test', 'silent', 'json');
 let dir: string;
@@ -30,33 +30,11 @@ beforeAll(async () => {
   await mkdir(drop, { recursive: true });
   await mkdir(path.join(dir, 'data'));
   await chmod(drop, 0o333); // write and search, no listing: a drop folder
-  const child = spawn('setpriv', ['--bounding-set', '-dac_override,-dac_read_search', process.execPath, CLI_PATH, 'coordinator', '--listen', '127.0.0.1:0', '--http', 'off', '--data-dir', path.join(dir, 'data'), '--shared-output-root', root], {
-    env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  coordinator = child;
-  address = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('the coordinator did not start')), 20_000);
-    let buf = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const m = /listening on (\S+)/.exec(buf);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.stderr!.resume();
-    child.once('exit', (code) => reject(new Error(`coordinator exited with ${code}`)));
-  });
+  ({ child: coordinator, address } = await startUnprivilegedCoordinator(['--http', 'off', '--data-dir', path.join(dir, 'data'), '--shared-output-root', root]));
 }, 30_000);
 
 afterAll(async () => {
-  if (coordinator && coordinator.exitCode === null) {
-    const exited = new Promise((resolve) => coordinator!.once('exit', resolve));
-    coordinator.kill('SIGKILL');
-    await exited;
-  }
+  await stopCoordinator(coordinator);
   if (dir) {
     await chmod(drop, 0o755).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
