@@ -9,14 +9,13 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { imageKind } from '../coordinator/kinds/image.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import { imageProcessor } from '../worker/processors/image.js';
 import { runKindInProcess } from './helpers/media.js';
-import { greyIcc } from './helpers/icc.js';
+import { greyIcc, withPngIcc } from './helpers/icc.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -30,35 +29,14 @@ afterAll(async () => {
 const imageSpec = (params: Record<string, unknown>): JobSpec__Output =>
   ({ label: 'test', priority: 0, max_attempts: 3, params: 'image', image: params }) as unknown as JobSpec__Output;
 
-function crc32(buf: Buffer): number {
-  let crc = 0xffffffff;
-  for (const byte of buf) {
-    let c = (crc ^ byte) & 0xff;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    crc = (crc >>> 8) ^ c;
-  }
-  return (crc ^ 0xffffffff) >>> 0;
-}
-
-/** `png` with `icc` embedded as an iCCP chunk right after IHDR: tagged, its samples untouched. */
-function withIccp(png: Buffer, icc: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from('ICC\0\0', 'latin1'), zlib.deflateSync(icc)]);
-  const type = Buffer.from('iCCP', 'latin1');
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(body.length);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([type, body])));
-  return Buffer.concat([png.subarray(0, 33), len, type, body, crc, png.subarray(33)]);
-}
-
 /** The same flat image at 8 and 16 bits a sample, both tagged with `icc`. */
 async function pair(name: string, raw: Buffer, channels: 1 | 3, icc: Buffer): Promise<{ eight: string; sixteen: string }> {
   const eight8 = await sharp(raw, { raw: { width: 128, height: 96, channels } }).toColourspace(channels === 1 ? 'b-w' : 'srgb').png().toBuffer();
   const sixteen16 = await sharp(eight8).toColourspace(channels === 1 ? 'grey16' : 'rgb16').png().toBuffer();
   const eight = path.join(dir, `${name}-8.png`);
   const sixteen = path.join(dir, `${name}-16.png`);
-  await writeFile(eight, withIccp(eight8, icc));
-  await writeFile(sixteen, withIccp(sixteen16, icc));
+  await writeFile(eight, withPngIcc(eight8, icc));
+  await writeFile(sixteen, withPngIcc(sixteen16, icc));
   expect((await sharp(sixteen).metadata()).depth).toBe('ushort');
   return { eight, sixteen };
 }

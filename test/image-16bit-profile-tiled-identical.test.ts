@@ -10,8 +10,8 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import zlib from 'node:zlib';
 import sharp from 'sharp';
+import { withPngIcc } from './helpers/icc.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { imageKind } from '../coordinator/kinds/image.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
@@ -23,27 +23,6 @@ let plain: string;
 let p3: string;
 const W = 256;
 const H = 128;
-
-function crc32(buf: Buffer): number {
-  let crc = 0xffffffff;
-  for (const byte of buf) {
-    let c = (crc ^ byte) & 0xff;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    crc = (crc >>> 8) ^ c;
-  }
-  return (crc ^ 0xffffffff) >>> 0;
-}
-
-/** `png` with `icc` embedded as an iCCP chunk right after IHDR: tagged, its samples untouched. */
-function withIccp(png: Buffer, icc: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from('ICC\0\0', 'latin1'), zlib.deflateSync(icc)]);
-  const type = Buffer.from('iCCP', 'latin1');
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(body.length);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([type, body])));
-  return Buffer.concat([png.subarray(0, 33), len, type, body, crc, png.subarray(33)]);
-}
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-16bit-tiled-'));
@@ -62,7 +41,7 @@ beforeAll(async () => {
   plain = path.join(dir, 'plain.png');
   p3 = path.join(dir, 'p3.png');
   await writeFile(plain, png16);
-  await writeFile(p3, withIccp(png16, icc));
+  await writeFile(p3, withPngIcc(png16, icc));
   expect((await sharp(p3).metadata()).depth).toBe('ushort');
 });
 afterAll(async () => {
@@ -119,8 +98,8 @@ describe('colour operations on a 16-bit source with an ICC profile (metadata not
     const flat8 = await sharp({ create: { width: 128, height: 96, channels: 3, background: { r: 200, g: 60, b: 40 } } }).png().toBuffer();
     const eight = path.join(dir, 'flat8.png');
     const sixteen = path.join(dir, 'flat16.png');
-    await writeFile(eight, withIccp(flat8, icc));
-    await writeFile(sixteen, withIccp(await sharp(flat8).toColourspace('rgb16').png().toBuffer(), icc));
+    await writeFile(eight, withPngIcc(flat8, icc));
+    await writeFile(sixteen, withPngIcc(await sharp(flat8).toColourspace('rgb16').png().toBuffer(), icc));
     const seen: string[] = [];
     let worst = 0;
     for (const params of [{ format: 'png' }, { format: 'png', hue: 90 }, { format: 'png', saturation: 0.5 }, { format: 'png', brightness: 1.3 }, { format: 'png', grayscale: true }]) {

@@ -1,4 +1,5 @@
 /** ICC profiles made by hand for tests of how images carry them. */
+import zlib from 'node:zlib';
 import sharp from 'sharp';
 
 const s15 = (v: number): Buffer => {
@@ -81,4 +82,25 @@ export function withIcc(jpeg: Buffer, icc: Buffer): Buffer {
   const marker = Buffer.from([0xff, 0xe2, 0, 0]);
   marker.writeUInt16BE(body.length + 2, 2);
   return Buffer.concat([jpeg.subarray(0, 2), marker, body, jpeg.subarray(2)]);
+}
+
+function crc32(buf: Buffer): number {
+  let crc = 0xffffffff;
+  for (const byte of buf) {
+    let c = (crc ^ byte) & 0xff;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    crc = (crc >>> 8) ^ c;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+/** `png` with `icc` embedded as an iCCP chunk right after IHDR: tagged, its samples untouched. */
+export function withPngIcc(png: Buffer, icc: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from('ICC\0\0', 'latin1'), zlib.deflateSync(icc)]);
+  const type = Buffer.from('iCCP', 'latin1');
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(body.length);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(Buffer.concat([type, body])));
+  return Buffer.concat([png.subarray(0, 33), len, type, body, crc, png.subarray(33)]);
 }
