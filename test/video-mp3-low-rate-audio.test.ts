@@ -5,7 +5,7 @@
  * as INTERNAL "a fault in Tessera" for any output container and the default bitrate. At 16 kHz into
  * Matroska the stitched file failed its own verification (audio starting 69 ms before the video, the
  * encoder's delay). Now refused at planning, naming the track and what to ask for; 16 kHz into MP4,
- * which worked, still works.
+ * which worked, still works. An AAC rate over what the encoder holds at the track's rate is said.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -101,4 +101,13 @@ it('an input refused for its second track (8 kHz) carries no rate warning of its
   expect(run.outputs).toEqual([]);
   // Observed: [{ input: 'two-tracks.mkv', message: 'audio track 1: audio_bitrate 256k is written as 160k, the most MP3 has at 16000 Hz' }]
   expect(run.warnings).toEqual([]);
+}, 60_000);
+
+it('an AAC audio_bitrate over what the encoder holds at the track\'s rate is said, naming the track and the rate written, not clamped in silence', async () => {
+  const clip = path.join(dir, 'voice-8k.mkv');
+  await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=s=64x48:r=25:d=1', '-f', 'lavfi', '-i', 'sine=d=1:r=8000', '-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'pcm_s16le', '-shortest', clip]);
+  const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', container: 'mp4', audio_codec: 'aac', audio_bitrate: '128k' }), [clip], { dir });
+  expect(run.errors).toEqual([]);
+  // 6 x 8,000 for one channel: the encoder writes at most 48k (it logs "Too many bits ... clamping").
+  expect(run.warnings.map((w) => w.message)).toEqual(['audio track 1: audio_bitrate 128k is written as at most 48k, the most AAC holds at 8000 Hz for mono']);
 }, 60_000);

@@ -15,7 +15,7 @@ import type { CoordinatorKind, PlanContext, RetargetableSubtask, SpoolFile, Subt
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument } from '../../shared/errors.js';
 import { MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
-import { AUDIO_CODECS, bitrateProblem, mp3RateWritten } from '../../shared/kinds/audio-params.js';
+import { AUDIO_CODECS, aacRateWritten, bitrateProblem, mp3RateWritten } from '../../shared/kinds/audio-params.js';
 import { alphaInUse, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
@@ -157,6 +157,9 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
     const rate = nearestRate(t.sampleRate, AUDIO_CODECS.mp3.sampleRates);
     const written = params.audioBitrateGiven && params.audioCodec === 'mp3' ? mp3RateWritten(params.audioBitrate, rate) : undefined;
     if (written) rateNotes.push(`audio track ${k + 1}: audio_bitrate ${params.audioBitrate / 1000}k is written as ${written / 1000}k, the ${written > params.audioBitrate ? 'least' : 'most'} MP3 has at ${rate} Hz`);
+    // AAC's encoder clamps a rate it cannot hold at the track's rate and channels, in its log only.
+    const aacMost = params.audioBitrateGiven && params.audioCodec === 'aac' ? aacRateWritten(params.audioBitrate, t.sampleRate, t.channels) : undefined;
+    if (aacMost) rateNotes.push(`audio track ${k + 1}: audio_bitrate ${params.audioBitrate / 1000}k is written as at most ${aacMost / 1000}k, the most AAC holds at ${t.sampleRate} Hz for ${t.channels === 1 ? 'mono' : `${t.channels} channels`}`);
   });
   // Only of an input that is planned (not before a later track refuses it).
   for (const note of rateNotes) ctx.warn(name, note);
