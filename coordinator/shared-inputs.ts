@@ -48,6 +48,8 @@ const sameIdentity = (st: Stats, f: SpoolFile): boolean =>
  * Synchronous: the CLI's checks of a configuration (`--print-config` too) run it.
  */
 export function sharedRootProblem(d: string, dataDir: string): { real: string } | { problem: string } {
+  // Given empty (an unset variable in a unit file): never the working folder, shared with every client.
+  if (d.trim() === '') return { problem: 'empty (it would be the working folder)' };
   let real: string;
   try {
     real = realpathSync(path.resolve(d));

@@ -19,7 +19,7 @@ export function coordinatorAddress(flag?: string): string {
 }
 
 /** A gRPC target with a scheme grpc-js resolves (`dns:///host:port`, `unix:/path`, `ipv4:1.2.3.4:5`): not HOST:PORT. */
-const TARGET_SCHEME = /^(dns|unix|unix-abstract|ipv4|ipv6|xds):/i;
+export const TARGET_SCHEME = /^(dns|unix|unix-abstract|ipv4|ipv6|xds):/i;
 
 /**
  * What is wrong with `value` as HOST:PORT (a name, an IPv4 address, or an IPv6 one in brackets),

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type * as Grpc from '@grpc/grpc-js';
 import type { LevelWithSilent } from 'pino';
 import { createLogger, type LogFormat, type Logger } from '../../shared/logger.js';
-import { MAX_WORKER_SLOTS, REGISTER_TEXT_BYTES, coordinatorAddress, hostPortProblem } from '../../shared/config.js';
+import { MAX_WORKER_SLOTS, REGISTER_TEXT_BYTES, TARGET_SCHEME, coordinatorAddress, hostPortProblem } from '../../shared/config.js';
 import type { Command } from 'commander';
 import { SERVER_TLS_ENV, byFlag, clientTlsVariablesIgnored, coordinatorSecurity, optionNamer, securitySummary, setting, workerSecurity, type OptionNamer } from './security-options.js';
 import { assertSecureDashboard, assertSecureListen, clientCredentialsFromEnv } from '../../shared/tls.js';
@@ -74,13 +74,18 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
   for (const [attr, value] of [['listen', o.listen], ['http', o.http]] as const) {
     if (value === undefined || (attr === 'http' && value === 'off')) continue;
     // Given empty (an unset variable in a unit file): refused, not the port grpc-js cannot parse nor no dashboard.
-    const problem = value.trim() === '' ? `empty${attr === 'http' ? ' (--http off turns the dashboard off)' : ''}` : hostPortProblem(value, { portZero: true });
+    // The dashboard is Node's HTTP server: HOST:PORT only (a gRPC target scheme passed the check,
+    // then failed the start with ENOTFOUND).
+    const scheme = attr === 'http' && TARGET_SCHEME.test(value) ? 'the dashboard is plain HTTP on HOST:PORT (a gRPC target scheme such as ipv4: or unix: is for --listen)' : undefined;
+    const problem = value.trim() === '' ? `empty${attr === 'http' ? ' (--http off turns the dashboard off)' : ''}` : (scheme ?? hostPortProblem(value, { portZero: true }));
     if (problem) throw new UsageError(`${setting(name(attr), value)}: ${problem}`);
   }
   // How long its own full or unwritable disk is waited out (README "Configuration"): a typo is no default.
   const wait = process.env['TESSERA_FULL_DISK_WAIT_MS'];
   if (wait !== undefined && wait.trim() !== '' && !(Number.isSafeInteger(Number(wait)) && Number(wait) >= 0)) throw new UsageError(`TESSERA_FULL_DISK_WAIT_MS=${wait}: must be a whole number of milliseconds, 0 or more`);
   if (o.dataDir.trim() === '') throw new UsageError(`${setting(name('dataDir'), o.dataDir)}: empty (it would be the working folder)`);
+  // Given empty, no extra name is not what was meant either.
+  if ((o.httpHost ?? []).some((h) => h.trim() === '')) throw new UsageError(`${setting(name('httpHost'), '""')}: empty (give the host name the dashboard answers to, or leave the setting out)`);
   try {
     tileConfig();
   } catch (err) {
@@ -134,6 +139,9 @@ export function checkWorkerSettings(o: WorkerCommandOptions, name: OptionNamer =
   if (typeof o.threads === 'number' && o.threads > MAX_WORKER_THREADS) throw new UsageError(`${setting(name('threads'), o.threads)}: must be at most ${MAX_WORKER_THREADS} (no encoder uses more threads than that)`);
   atLeast(o, 'prefetch', 0, name, ' (0 = none)');
   checkKeepalive(o, name);
+  // Given empty (`--name "$NODE_NAME"` unset), not HOST-PID nor no labels in silence.
+  if (o.name !== undefined && o.name.trim() === '') throw new UsageError(`${setting(name('name'), '""')}: empty (leave it out for HOST-PID)`);
+  if ((o.label ?? []).some((l) => l.trim() === '')) throw new UsageError(`${setting(name('label'), '""')}: empty (expected KEY=VALUE, e.g. --label gpu=nvidia,zone=a)`);
   const labels = workerLabels(o, name);
   // What a coordinator refuses at registration, on every try.
   if (o.name !== undefined) {
@@ -256,7 +264,7 @@ export async function runWorker(o: WorkerCommandOptions, cmd?: Command): Promise
   checkWorkerSettings(o, optionName);
   const security = workerSecurity(o, optionName);
   // The name is decided here (same default as the Worker's) so that every log line carries it.
-  const name = o.name || `${os.hostname()}-${process.pid}`;
+  const name = o.name ?? `${os.hostname()}-${process.pid}`;
   const log = createLogger('worker', o.logLevel, o.logFormat).child({ worker: name });
   routeGrpcLogs(log);
   const { Worker } = await import('../../worker/worker.js');
