@@ -16,7 +16,7 @@ import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument } from '../../shared/errors.js';
 import { MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { AUDIO_CODECS, aacRateWritten, bitrateProblem, mp3RateWritten } from '../../shared/kinds/audio-params.js';
-import { alphaInUse, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
+import { alphaInUse, decodableStarts, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, withoutKeyframesAt, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
@@ -122,7 +122,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
     probes = await probeInput(linear, name, signal, undefined);
     ctx.warn(name, 'its clock jumps (recordings joined end to end?): played straight on across each jump, as ffmpeg plays it');
   }
-  const { index } = probes;
+  let { index } = probes;
   if (probes.info instanceof Error) throw probes.info;
   const info = probes.info;
   const video = info.video;
@@ -182,7 +182,23 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   const count = index.discontinuous ? 1 : segmentCount(span, ctx.cluster.slots, params.segmentSeconds);
   // Snap to a keyframe only when it is close: an uneven split costs encode time on the critical path,
   // while a range that starts between keyframes only decodes (much cheaper) a few frames it drops.
-  const layout = planSegments(index, { count, snapTolerance: (0.03 * span) / count });
+  const segmentOptions = { count, snapTolerance: (0.03 * span) / count };
+  let layout = planSegments(index, segmentOptions);
+  // A packet flagged as a keyframe is not always one a decoder can start at: an intra-refresh
+  // H.264's recovery points are flagged so (drones, dashcams, IP cameras), and a segment decoded
+  // from one lost the frames before the picture was whole: the intact file was refused as damaged
+  // (review VID4). Each cut is checked (one ffprobe), those that are not taken out, the segments
+  // planned again; as a last resort one segment, decoded from the start as ffmpeg does. Only where
+  // the container seeks exactly (MP4, MOV, Matroska), so that a frame of the cut's time is the answer.
+  if (layout.cutTimes.length > 0 && RECOVERY_POINT_CODECS.has(video.codec) && (isMovFamily(info.formatName) || /matroska|webm/.test(info.formatName))) {
+    for (let tries = 0; layout.cutTimes.length > 0; tries++) {
+      const ok = await decodableStarts(input.path, layout.cutTimes, { signal, input: name, genpts: true });
+      const bad = layout.cutTimes.filter((t) => !ok.has(t));
+      if (bad.length === 0) break;
+      index = withoutKeyframesAt(index, bad);
+      layout = planSegments(index, tries < 2 ? segmentOptions : { ...segmentOptions, count: 1 });
+    }
+  }
   const chunkDir = path.join(ctx.workDir, `in${inputIndex}`);
   // NUT keeps the source's frame times exactly; Matroska only while a worker too old to read NUT
   // can take video work (its segments then go to any worker).
@@ -474,6 +490,9 @@ function trackRecord(p: PreparedTrack, track: AudioStreamInfo, containerStart: n
 const HIDDEN_LEAD_KEPT_S = 0.025;
 
 /** An MP4/MOV-family container (ffmpeg's demuxer name lists every member). */
+/** Codecs whose streams may flag recovery points (not random-access points) as keyframes. */
+const RECOVERY_POINT_CODECS = new Set(['h264', 'hevc']);
+
 function isMovFamily(formatName: string): boolean {
   return formatName.split(',').some((f) => f === 'mov' || f === 'mp4');
 }

@@ -338,6 +338,30 @@ export interface StreamSpan {
  * WebM), where a track shorter or later than the video is otherwise invisible. Packets an edit list
  * discards are left out. Undefined when the stream has no timed packet.
  */
+/**
+ * Which of `times` (the presentation times of packets flagged as keyframes) a decoder can start
+ * from: those where a decode begun there gives a frame of that time at once, one ffprobe for them
+ * all (a packet read at each). An intra-refresh H.264's recovery points (x264 --intra-refresh, as
+ * drones, dashcams and IP cameras write) are flagged as keyframes, yet a decode begun there gives
+ * no frame until the refresh has passed.
+ */
+export async function decodableStarts(file: string, times: readonly number[], opts: ProbeOptions & { genpts?: boolean } = {}): Promise<Set<number>> {
+  if (times.length === 0) return new Set();
+  const intervals = times.map((t) => `${t.toFixed(6)}%+#1`).join(',');
+  const r = await runFfprobe<{ frames?: Array<{ pts_time?: string; best_effort_timestamp_time?: string }> }>(
+    [...(opts.genpts ? ['-fflags', '+genpts'] : []), '-read_intervals', intervals, '-select_streams', 'v:0', '-show_entries', 'frame=pts_time,best_effort_timestamp_time', '-i', file],
+    { signal: opts.signal, input: opts.input },
+  );
+  const seen = (r.frames ?? []).map((f) => num(f.pts_time ?? f.best_effort_timestamp_time)).filter(Number.isFinite);
+  return new Set(times.filter((t) => seen.some((x) => Math.abs(x - t) < 0.0015)));
+}
+
+/** `index` with the packets presenting at `times` no longer taken for keyframes. */
+export function withoutKeyframesAt(index: VideoIndex, times: readonly number[]): VideoIndex {
+  const not = (p: VideoPacket): boolean => p.keyframe && times.some((t) => Math.abs(p.pts - t) < 1e-6);
+  return { ...index, packets: index.packets.map((p) => (not(p) ? { ...p, keyframe: false } : p)) };
+}
+
 export async function probePacketSpan(file: string, stream: string, opts: ProbeOptions & { firstPackets?: number } = {}): Promise<StreamSpan | undefined> {
   // Only the first packets when only the start matters (a full dump of a 2 h file is ~0.5M packets).
   const head = opts.firstPackets ? ['-read_intervals', `%+#${opts.firstPackets}`] : [];
