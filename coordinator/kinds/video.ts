@@ -16,7 +16,7 @@ import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument } from '../../shared/errors.js';
 import { MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { AUDIO_CODECS, aacRateWritten, bitrateProblem, mp3RateWritten } from '../../shared/kinds/audio-params.js';
-import { alphaInUse, decodableStarts, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, withoutKeyframesAt, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
+import { alphaInUse, framesDecodedAt, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
@@ -122,7 +122,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
     probes = await probeInput(linear, name, signal, undefined);
     ctx.warn(name, 'its clock jumps (recordings joined end to end?): played straight on across each jump, as ffmpeg plays it');
   }
-  let { index } = probes;
+  const { index } = probes;
   if (probes.info instanceof Error) throw probes.info;
   const info = probes.info;
   const video = info.video;
@@ -187,17 +187,11 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   // A packet flagged as a keyframe is not always one a decoder can start at: an intra-refresh
   // H.264's recovery points are flagged so (drones, dashcams, IP cameras), and a segment decoded
   // from one lost the frames before the picture was whole: the intact file was refused as damaged
-  // (review VID4). Each cut is checked (one ffprobe), those that are not taken out, the segments
-  // planned again; as a last resort one segment, decoded from the start as ffmpeg does. Only where
-  // the container seeks exactly (MP4, MOV, Matroska), so that a frame of the cut's time is the answer.
+  // (review VID4). Where a decode begun at each cut gives no frame at all (one ffprobe), the video
+  // is one segment, decoded from its start as ffmpeg does. Only where the container seeks by its
+  // index (MP4, MOV, Matroska).
   if (layout.cutTimes.length > 0 && RECOVERY_POINT_CODECS.has(video.codec) && (isMovFamily(info.formatName) || /matroska|webm/.test(info.formatName))) {
-    for (let tries = 0; layout.cutTimes.length > 0; tries++) {
-      const ok = await decodableStarts(input.path, layout.cutTimes, { signal, input: name, genpts: true });
-      const bad = layout.cutTimes.filter((t) => !ok.has(t));
-      if (bad.length === 0) break;
-      index = withoutKeyframesAt(index, bad);
-      layout = planSegments(index, tries < 2 ? segmentOptions : { ...segmentOptions, count: 1 });
-    }
+    if ((await framesDecodedAt(input.path, layout.cutTimes, { signal, input: name, genpts: true })) === 0) layout = planSegments(index, { ...segmentOptions, count: 1 });
   }
   const chunkDir = path.join(ctx.workDir, `in${inputIndex}`);
   // NUT keeps the source's frame times exactly; Matroska only while a worker too old to read NUT

@@ -339,27 +339,20 @@ export interface StreamSpan {
  * discards are left out. Undefined when the stream has no timed packet.
  */
 /**
- * Which of `times` (the presentation times of packets flagged as keyframes) a decoder can start
- * from: those where a decode begun there gives a frame of that time at once, one ffprobe for them
- * all (a packet read at each). An intra-refresh H.264's recovery points (x264 --intra-refresh, as
- * drones, dashcams and IP cameras write) are flagged as keyframes, yet a decode begun there gives
- * no frame until the refresh has passed.
+ * How many frames a decode begun at each of `times` (packets flagged as keyframes) gives at once,
+ * a packet read at each, one ffprobe for them all. An intra-refresh H.264's recovery points (x264
+ * --intra-refresh, as drones, dashcams and IP cameras write) are flagged as keyframes, yet a decode
+ * begun there gives nothing until the refresh has passed: none at all where every cut is one.
+ * (Elsewhere the seek may land a keyframe early, an MP4 trimmed by stream copy: a frame all the same.)
  */
-export async function decodableStarts(file: string, times: readonly number[], opts: ProbeOptions & { genpts?: boolean } = {}): Promise<Set<number>> {
-  if (times.length === 0) return new Set();
+export async function framesDecodedAt(file: string, times: readonly number[], opts: ProbeOptions & { genpts?: boolean } = {}): Promise<number> {
+  if (times.length === 0) return 0;
   const intervals = times.map((t) => `${t.toFixed(6)}%+#1`).join(',');
-  const r = await runFfprobe<{ frames?: Array<{ pts_time?: string; best_effort_timestamp_time?: string }> }>(
-    [...(opts.genpts ? ['-fflags', '+genpts'] : []), '-read_intervals', intervals, '-select_streams', 'v:0', '-show_entries', 'frame=pts_time,best_effort_timestamp_time', '-i', file],
+  const r = await runFfprobe<{ frames?: unknown[] }>(
+    [...(opts.genpts ? ['-fflags', '+genpts'] : []), '-read_intervals', intervals, '-select_streams', 'v:0', '-show_entries', 'frame=pts_time', '-i', file],
     { signal: opts.signal, input: opts.input },
   );
-  const seen = (r.frames ?? []).map((f) => num(f.pts_time ?? f.best_effort_timestamp_time)).filter(Number.isFinite);
-  return new Set(times.filter((t) => seen.some((x) => Math.abs(x - t) < 0.0015)));
-}
-
-/** `index` with the packets presenting at `times` no longer taken for keyframes. */
-export function withoutKeyframesAt(index: VideoIndex, times: readonly number[]): VideoIndex {
-  const not = (p: VideoPacket): boolean => p.keyframe && times.some((t) => Math.abs(p.pts - t) < 1e-6);
-  return { ...index, packets: index.packets.map((p) => (not(p) ? { ...p, keyframe: false } : p)) };
+  return r.frames?.length ?? 0;
 }
 
 export async function probePacketSpan(file: string, stream: string, opts: ProbeOptions & { firstPackets?: number } = {}): Promise<StreamSpan | undefined> {

@@ -1,0 +1,61 @@
+/**
+ * An MP4 trimmed by stream copy (`ffmpeg -ss 0.5 -i in.mp4 -c copy out.mp4`: an edit list whose
+ * media starts past the file's first keyframe) is split into segments like its untrimmed original.
+ * A first check of its cuts (a frame of the cut's own time from a decode begun there) took every
+ * cut for "not a decoder start", ffprobe's seek landing one GOP early in such a file: no chunks,
+ * each segment decoding the source from its first frame (review K10). A decode begun at its cuts
+ * gives frames, which is all the check asks now (an intra-refresh stream's give none).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { videoKind } from '../coordinator/kinds/video.js';
+import { runFfmpeg } from '../shared/ffmpeg.js';
+import { framesDecodedAt, probeVideoIndex } from '../shared/media/probe.js';
+import { videoProcessor } from '../worker/processors/video.js';
+import { runKindInProcess, specOf } from './helpers/media.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-edit-list-cuts-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function sources(): Promise<{ plain: string; trimmed: string }> {
+  const plain = path.join(dir, 'plain.mp4');
+  await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=25:duration=8', '-c:v', 'libx264', '-preset', 'medium', '-g', '25', plain]);
+  const trimmed = path.join(dir, 'trimmed.mp4');
+  await runFfmpeg(['-y', '-v', 'error', '-ss', '0.5', '-i', plain, '-c', 'copy', trimmed]);
+  return { plain, trimmed };
+}
+
+describe('video kind: an MP4 trimmed by stream copy (edit list)', () => {
+  it('a decode begun at the keyframes of an ordinary H.264 trimmed by stream copy gives frames', async () => {
+    const { trimmed } = await sources();
+    const index = await probeVideoIndex(trimmed, { genpts: true });
+    const keys = index.packets.filter((p) => p.keyframe && !p.discard && p.pts > 0).map((p) => p.pts);
+    expect(keys.length).toBeGreaterThan(4);
+    expect(await framesDecodedAt(trimmed, keys, { genpts: true })).toBeGreaterThan(0);
+  }, 30_000);
+
+  it('is cut into chunks like its untrimmed original, not decoded from its start by every segment', async () => {
+    const { plain, trimmed } = await sources();
+    // Where the last of four segments starts decoding (its first chunk's start, source seconds).
+    const lastDecodeStart = async (f: string): Promise<number> => {
+      const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', codec: 'h264' }), [f], { dir, slots: 4 });
+      expect(run.errors).toEqual([]);
+      expect(run.outputs).toHaveLength(1);
+      const segs = run.outcomes.map((o) => o.plan as unknown as { type?: string; segment?: number; chunkStarts?: number[] }).filter((p) => p?.type === 'segment');
+      expect(segs).toHaveLength(4);
+      const last = segs.find((p) => p.segment === 3)!;
+      return last.chunkStarts?.[0] ?? Number.NaN;
+    };
+    expect(await lastDecodeStart(plain)).toBeGreaterThan(5);
+    // With every cut refused: about -0.5 (the file's first keyframe), no chunks at all, and each of
+    // the four segments decoding the source from its start (the last one all 8 s of it).
+    expect(await lastDecodeStart(trimmed)).toBeGreaterThan(4);
+  }, 60_000);
+});
