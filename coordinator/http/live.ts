@@ -8,6 +8,7 @@ import type { ServerResponse } from 'node:http';
 import type { JobEvent } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobManager } from '../job-manager.js';
 import type { SubtaskRecord } from '../model.js';
+import { pagesPerTurn } from '../subtask-pages.js';
 import { fromInfo, jobView, recentJobs, subtaskView, workerView, type SubtaskView } from './views.js';
 
 /** Jobs listed in the snapshot. */
@@ -45,9 +46,6 @@ export const EVENT_STREAM_HEADERS = {
   // Reverse proxies (nginx) would otherwise buffer the stream.
   'x-accel-buffering': 'no',
 };
-
-/** Subtasks of an ended job read and sent per event-loop turn. */
-const STORED_PAGE = 10_000;
 
 export class LiveHub {
   private readonly clients = new Set<Client>();
@@ -155,14 +153,12 @@ export class LiveHub {
    * browser opened it. It no longer changes, so the pages need no reconciling with deltas.
    */
   private async sendStoredSubtasks(client: Client, job: string): Promise<void> {
-    for (let offset = 0; ; ) {
-      const page = this.manager.subtasksPage(job, offset, STORED_PAGE);
+    let offset = 0;
+    for await (const page of pagesPerTurn((from, limit) => this.manager.subtasksPage(job, from, limit))) {
       if (!this.clients.has(client)) return;
       send(client.res, 'subtasks', { job, full: offset === 0, subtasks: page.map(subtaskView) });
       offset += page.length;
       client.known = offset;
-      if (page.length < STORED_PAGE) return;
-      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 

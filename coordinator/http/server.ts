@@ -14,6 +14,7 @@ import { isIP } from 'node:net';
 import type { Logger } from '../../shared/logger.js';
 import type { JobManager } from '../job-manager.js';
 import type { SubtaskRecord } from '../model.js';
+import { pagesPerTurn } from '../subtask-pages.js';
 import type { DashboardAccess } from '../auth.js';
 import { bearerOf } from '../../shared/auth.js';
 import { EVENT_STREAM_HEADERS, LiveHub } from './live.js';
@@ -279,31 +280,26 @@ function json(res: ServerResponse, body: unknown): void {
   res.end(JSON.stringify(body));
 }
 
-/** Subtasks of an ended job read back from the store and written per event-loop turn. */
-const STORED_PAGE = 10_000;
-
 /**
  * `view` with the `subtaskList` of a job that ended, read from the store and written a page per
- * event-loop turn: read at once, a job of 100,000 held the coordinator most of a second.
+ * event-loop turn: read at once, a job of 100,000 held the coordinator most of a second. A page
+ * that cannot be read (the job removed meanwhile) cuts the answer off.
  */
 async function jsonWithStoredSubtasks(res: ServerResponse, view: object, page: (offset: number, limit: number) => SubtaskRecord[]): Promise<void> {
   res.writeHead(200, { 'content-type': 'application/json' });
   const head = JSON.stringify({ ...view, subtaskList: [] });
   res.write(head.slice(0, -2));
-  for (let offset = 0; ; ) {
-    let rows: SubtaskRecord[];
-    try {
-      rows = page(offset, STORED_PAGE);
-    } catch {
-      res.destroy();
-      return;
+  let first = true;
+  try {
+    for await (const rows of pagesPerTurn(page)) {
+      if (res.destroyed) return;
+      const items = rows.map((r) => JSON.stringify(subtaskView(r))).join(',');
+      if (items) res.write(`${first ? '' : ','}${items}`);
+      first &&= !items;
     }
-    if (res.destroyed) return;
-    const items = rows.map((r) => JSON.stringify(subtaskView(r))).join(',');
-    if (items) res.write(`${offset > 0 ? ',' : ''}${items}`);
-    offset += rows.length;
-    if (rows.length < STORED_PAGE) break;
-    await new Promise<void>((resolve) => setImmediate(resolve));
+  } catch {
+    res.destroy();
+    return;
   }
   res.end(']}');
 }
