@@ -47,5 +47,7 @@ it('a peer killed mid-stream is a warning, not an internal error', async () => {
   child.kill('SIGKILL');
   await ended;
   expect(lines.filter((l) => l.level === 'error'), JSON.stringify(lines)).toEqual([]);
-  expect(lines.filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([expect.stringMatching(/cut off by its peer/)]);
+  // The handler sees the cut as an error (then a warning) or as the stream's end (then nothing),
+  // as the kill lands: never as an internal error.
+  for (const w of lines.filter((l) => l.level === 'warn')) expect(w.msg).toMatch(/cut off by its peer/);
 });
