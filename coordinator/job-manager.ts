@@ -457,7 +457,7 @@ export class JobManager {
     await Promise.all([
       this.spool.removeJob(job.id).catch((err: unknown) => this.log.warn({ err, job: job.id }, 'removing the files of a dropped job')),
       ...job.outputs.flatMap((o) => (o.shared && !o.shared.kept ? [removeIfSame(o.path, o.shared).catch(() => undefined)] : [])),
-      shared ? removeSharedTemps(shared, job.id).catch(() => undefined) : undefined,
+      shared ? this.removeSharedTempsOf(job) : undefined,
     ]);
   }
 
@@ -1148,7 +1148,7 @@ export class JobManager {
     await Promise.all(outputs.filter((o) => own.has(o.shared_path)).map((o) => rm(o.shared_path, { force: true })));
     const jobId = outputs.map((o) => (o.shared_path ? jobOfSharedTemp(o.shared_path) : undefined)).find((id) => id !== undefined);
     const job = jobId ? this.jobs.get(jobId) : undefined;
-    if (job?.spec.shared_output_dir && TERMINAL_JOB_STATES.has(job.state)) await removeSharedTemps(job.spec.shared_output_dir, job.id);
+    if (job && TERMINAL_JOB_STATES.has(job.state)) await this.removeSharedTempsOf(job);
   }
 
   /** Throws FAILED_PRECONDITION naming the input if a shared input is no longer the file submitted. */
@@ -1890,7 +1890,7 @@ export class JobManager {
       // retention otherwise).
       this.store.whenStored(() => void this.spool.removeIntermediates(job.id, { inputs: true }).catch(() => undefined));
       // What attempts left in the shared folder (the published outputs have their own names by now).
-      if (job.spec.shared_output_dir) void removeSharedTemps(job.spec.shared_output_dir, job.id).catch(() => undefined);
+      void this.removeSharedTempsOf(job);
     }
   }
 
@@ -2327,6 +2327,33 @@ export class JobManager {
   }
 
   /**
+   * Removes what the attempts of `job` left in its shared output folder: the outputs its subtasks
+   * were credited with and that were not published under their own names, by name (all a drop
+   * folder allows), then whatever a listing of the folder finds (see removeSharedTemps).
+   */
+  private async removeSharedTempsOf(job: JobRecord): Promise<void> {
+    const dir = job.spec.shared_output_dir;
+    if (!dir) return;
+    try {
+      const known = this.subtasksOf(job.id).flatMap((s) => s.outputs.map((o) => o.path));
+      await removeSharedTemps(dir, job.id, known);
+    } catch (err) {
+      this.unlistable(dir, err);
+    }
+  }
+
+  /** Shared output folders the coordinator said it cannot clean up (once each). */
+  private readonly unlistableDirs = new Set<string>();
+
+  /** Warns, once per folder, that what attempts which never reported wrote into `dir` stays there. */
+  private unlistable(dir: string, err: unknown): void {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || this.unlistableDirs.has(dir)) return;
+    if (this.unlistableDirs.size >= 1000) this.unlistableDirs.clear();
+    this.unlistableDirs.add(dir);
+    this.log.warn({ err, dir }, "a shared output folder cannot be listed (a drop folder?): temporary files of attempts that never reported back stay there; those it was told of are removed");
+  }
+
+  /**
    * Removes what workers wrote into the shared output folders of these finished jobs after their
    * sweep at the end (a worker cut off, its result never come): one listing per folder. Only the
    * temporary files of these jobs: another coordinator's jobs may write to the same folder.
@@ -2339,7 +2366,10 @@ export class JobManager {
     }
     for (const [dir, ids] of byDir) {
       if (this.stopping) return;
-      const names = await readdir(dir).catch(() => [] as string[]);
+      const names = await readdir(dir).catch((err: unknown) => {
+        this.unlistable(dir, err);
+        return [] as string[];
+      });
       await Promise.all(names.filter((n) => ids.has(jobOfSharedTemp(n) ?? '')).map((n) => rm(path.join(dir, n), { force: true }).catch(() => undefined)));
     }
   }

@@ -33,12 +33,25 @@ export function jobOfSharedTemp(file: string): string | undefined {
   return UUID.test(jobId) ? jobId : undefined;
 }
 
-/** Removes the temporary files job `jobId` left in `dir`. Returns how many. */
-export async function removeSharedTemps(dir: string, jobId: string): Promise<number> {
+/**
+ * Removes the temporary files job `jobId` left in `dir`: those among `known` (paths the coordinator
+ * was told of) by name, then whatever a listing of the folder finds. A folder the coordinator may
+ * write to but not list (a drop folder, `-wx`) gives up only the known ones: the listing's error is
+ * thrown once they are gone (ENOENT, a folder gone, is not an error).
+ */
+export async function removeSharedTemps(dir: string, jobId: string, known: Iterable<string> = []): Promise<void> {
   const prefix = `${TEMP_PREFIX}${jobId}-`;
-  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith(prefix) && n.endsWith(TEMP_SUFFIX));
-  await Promise.all(names.map((n) => rm(path.join(dir, n), { force: true })));
-  return names.length;
+  const ours = (n: string): boolean => n.startsWith(prefix) && n.endsWith(TEMP_SUFFIX);
+  const named = [...known].filter((p) => path.dirname(p) === dir && ours(path.basename(p)));
+  await Promise.all(named.map((p) => rm(p, { force: true })));
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  await Promise.all(names.filter(ours).map((n) => rm(path.join(dir, n), { force: true })));
 }
 
 /**
