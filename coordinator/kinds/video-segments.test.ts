@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { VideoIndex, VideoPacket } from '../../shared/media/probe.js';
-import { planSegments, segmentCount } from './video-segments.js';
+import { planDecodableSegments, planSegments, segmentCount } from './video-segments.js';
 
 /** 100 frames at 25 fps, keyframe every 25 frames; `openAt` keyframes are followed by two leading B-frames. */
 function index(openAt: number[] = []): VideoIndex {
@@ -54,5 +54,51 @@ describe('segmentCount', () => {
     expect(segmentCount(1, 8, 0)).toBe(1);
     expect(segmentCount(3600, 2, 0)).toBe(60);
     expect(segmentCount(60, 2, 10)).toBe(6);
+  });
+});
+
+describe('planDecodableSegments', () => {
+  const opts = { count: 4, snapTolerance: 0.1 };
+  const rounded = (xs: number[]): number[] => xs.map((x) => +x.toFixed(2));
+
+  it('keeps the plan when a decode can begin at every cut, asking once', async () => {
+    const asked: number[][] = [];
+    const layout = await planDecodableSegments(index(), opts, async (cuts) => {
+      asked.push(rounded(cuts));
+      return cuts.map(() => true);
+    });
+    expect(layout).toEqual(planSegments(index(), opts));
+    expect(asked).toEqual([[1, 2, 3]]);
+  });
+
+  it('plans again around a cut where a decode cannot begin: its range decodes from the keyframe before', async () => {
+    // The keyframe at 2 s is a recovery point (an intra-refresh stream with IDRs at 1 and 3 s).
+    const layout = await planDecodableSegments(index(), opts, async (cuts) => cuts.map((t) => Math.abs(t - 2) > 1e-6));
+    expect(rounded(layout.cutTimes)).toEqual([1, 3]);
+    expect(layout.segments.map((s) => [s.from, s.to])).toEqual([[0, 25], [25, 50], [50, 75], [75, 100]]);
+    // Frames 50-74 decode from 1 s (chunk 1).
+    expect(layout.segments[2]).toMatchObject({ firstChunk: 1, lastChunk: 1 });
+  });
+
+  it('is one segment when no cut can begin a decode (a stream whose only IDR is its first frame)', async () => {
+    const layout = await planDecodableSegments(index(), opts, async (cuts) => cuts.map(() => false));
+    expect(layout.cutTimes).toEqual([]);
+    expect(layout.segments.map((s) => [s.from, s.to])).toEqual([[0, 100]]);
+  });
+
+  it('asks again, seeking half-way to the next keyframe, where the first seek could not tell', async () => {
+    const asked: Array<[number[], number[] | undefined]> = [];
+    const layout = await planDecodableSegments(index(), opts, async (cuts, seekTo) => {
+      asked.push([rounded(cuts), seekTo && rounded(seekTo)]);
+      // The first seek lands elsewhere for the cut at 2 s; the later one lands on it.
+      return cuts.map((t) => (!seekTo && Math.abs(t - 2) < 1e-6 ? undefined : true));
+    });
+    expect(rounded(layout.cutTimes)).toEqual([1, 2, 3]);
+    expect(asked).toEqual([[[1, 2, 3], undefined], [[2], [2.5]]]);
+  });
+
+  it('refuses a cut that still cannot tell after the second seek', async () => {
+    const layout = await planDecodableSegments(index(), opts, async (cuts) => cuts.map((t) => (Math.abs(t - 2) < 1e-6 ? undefined : true)));
+    expect(rounded(layout.cutTimes)).toEqual([1, 3]);
   });
 });

@@ -103,6 +103,43 @@ export function planSegments(index: VideoIndex, opts: SegmentOptions): SegmentLa
   return { cutTimes, segments };
 }
 
+/**
+ * {@link planSegments}, cut only where a decoder can start: `check` tells for each cut time whether
+ * a decode begun there gives its frame (true), none (false), or cannot tell (undefined: the seek
+ * landed elsewhere; asked once more seeking half-way to the next keyframe, at most 1 s on). A cut
+ * that fails is no keyframe to the plan any more, and the video is planned again around it (its
+ * range then decodes from the keyframe before); three rounds at most. A video left with no cut,
+ * where every segment would decode it from its start, is one segment.
+ */
+export async function planDecodableSegments(
+  index: VideoIndex,
+  opts: SegmentOptions,
+  check: (cuts: number[], seekTo?: number[]) => Promise<Array<boolean | undefined>>,
+): Promise<SegmentLayout> {
+  const keyTimes = index.packets.filter((p) => p.keyframe).map((p) => p.pts).sort((a, b) => a - b);
+  const refused = new Set<number>();
+  let layout = planSegments(index, opts);
+  for (let round = 0; round < 3 && layout.cutTimes.length > 0; round++) {
+    const cuts = layout.cutTimes;
+    const verdicts = await check(cuts);
+    const unsure = cuts.flatMap((_, i) => (verdicts[i] === undefined ? [i] : []));
+    if (unsure.length > 0) {
+      const later = unsure.map((i) => {
+        const next = keyTimes[upperBound(keyTimes, cuts[i]! + 1e-6)] ?? index.end;
+        return cuts[i]! + Math.min(1, (next - cuts[i]!) / 2);
+      });
+      const again = await check(unsure.map((i) => cuts[i]!), later);
+      unsure.forEach((i, k) => (verdicts[i] = again[k]));
+    }
+    const bad = cuts.filter((_, i) => verdicts[i] !== true);
+    if (bad.length === 0) return layout;
+    for (const t of bad) refused.add(t);
+    layout = planSegments({ ...index, packets: index.packets.map((p) => (p.keyframe && refused.has(p.pts) ? { ...p, keyframe: false } : p)) }, opts);
+  }
+  // Left unchecked after three rounds, or with no cut at all: one segment.
+  return refused.size === 0 ? layout : planSegments(index, { ...opts, count: 1 });
+}
+
 /** First index i with xs[i] >= x (xs sorted). */
 function lowerBound(xs: readonly number[], x: number): number {
   let lo = 0;

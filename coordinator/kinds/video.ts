@@ -16,13 +16,13 @@ import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument } from '../../shared/errors.js';
 import { MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { AUDIO_CODECS, aacRateWritten, bitrateProblem, mp3RateWritten } from '../../shared/kinds/audio-params.js';
-import { alphaInUse, framesDecodedAt, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
+import { alphaInUse, decoderStartsAt, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
 import { HandOff } from '../hand-off.js';
 import { takeHeaderProbe } from '../input-check.js';
-import { planSegments, segmentCount } from './video-segments.js';
+import { planDecodableSegments, planSegments, segmentCount } from './video-segments.js';
 import { mergeVideo, type InputPlanRecord } from './video-merge.js';
 import { planEach, planEachArriving, type PlanOne } from './plan-each.js';
 import { countedMediaOverLimit } from '../../shared/limits.js';
@@ -183,16 +183,16 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   // Snap to a keyframe only when it is close: an uneven split costs encode time on the critical path,
   // while a range that starts between keyframes only decodes (much cheaper) a few frames it drops.
   const segmentOptions = { count, snapTolerance: (0.03 * span) / count };
-  let layout = planSegments(index, segmentOptions);
   // A packet flagged as a keyframe is not always one a decoder can start at: an intra-refresh
   // H.264's recovery points are flagged so (drones, dashcams, IP cameras), and a segment decoded
   // from one lost the frames before the picture was whole: the intact file was refused as damaged
-  // (review VID4). Where a decode begun at each cut gives no frame at all (one ffprobe), the video
-  // is one segment, decoded from its start as ffmpeg does. Only where the container seeks by its
-  // index (MP4, MOV, Matroska).
-  if (layout.cutTimes.length > 0 && RECOVERY_POINT_CODECS.has(video.codec) && (isMovFamily(info.formatName) || /matroska|webm/.test(info.formatName))) {
-    if ((await framesDecodedAt(input.path, layout.cutTimes, { signal, input: name, genpts: true })) === 0) layout = planSegments(index, { ...segmentOptions, count: 1 });
-  }
+  // (review VID4). Each cut is checked (one ffprobe) and the video cut only where a decode can
+  // begin; a file with an IDR here and there (camera clips joined by stream copy) is cut at those
+  // (review K11). Only where the container seeks by its index (MP4, MOV, Matroska).
+  const checkCuts = RECOVERY_POINT_CODECS.has(video.codec) && (isMovFamily(info.formatName) || /matroska|webm/.test(info.formatName));
+  const layout = checkCuts
+    ? await planDecodableSegments(index, segmentOptions, (cuts, seekTo) => decoderStartsAt(input.path, cuts, { signal, input: name, genpts: true, seekTo }))
+    : planSegments(index, segmentOptions);
   const chunkDir = path.join(ctx.workDir, `in${inputIndex}`);
   // NUT keeps the source's frame times exactly; Matroska only while a worker too old to read NUT
   // can take video work (its segments then go to any worker).
@@ -483,10 +483,10 @@ function trackRecord(p: PreparedTrack, track: AudioStreamInfo, containerStart: n
 /** The most a copied track may carry of what its container hid (the merge's A/V check allows 50 ms). */
 const HIDDEN_LEAD_KEPT_S = 0.025;
 
-/** An MP4/MOV-family container (ffmpeg's demuxer name lists every member). */
 /** Codecs whose streams may flag recovery points (not random-access points) as keyframes. */
 const RECOVERY_POINT_CODECS = new Set(['h264', 'hevc']);
 
+/** An MP4/MOV-family container (ffmpeg's demuxer name lists every member). */
 function isMovFamily(formatName: string): boolean {
   return formatName.split(',').some((f) => f === 'mov' || f === 'mp4');
 }

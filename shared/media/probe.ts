@@ -333,28 +333,41 @@ export interface StreamSpan {
 }
 
 /**
+ * Whether a decoder can start at each of `cuts` (times of packets flagged as keyframes): a packet
+ * read at each, one ffprobe for them all. True where that packet gave a frame of its own time,
+ * false where it gave none, undefined where the seek landed on another packet and nothing can be
+ * said (ffprobe's seek may land a keyframe early: in an MP4 trimmed by stream copy, on the first
+ * packet, which the edit list discards). An intra-refresh H.264's recovery points (x264
+ * --intra-refresh, as drones, dashcams and IP cameras write) are flagged as keyframes, yet a decode
+ * begun there gives nothing until the refresh has passed. `seekTo`: where to seek for each cut
+ * (the cut itself by default; later, towards the next keyframe, to land on it after all).
+ */
+export async function decoderStartsAt(file: string, cuts: readonly number[], opts: ProbeOptions & { genpts?: boolean; seekTo?: readonly number[] } = {}): Promise<Array<boolean | undefined>> {
+  if (cuts.length === 0) return [];
+  const intervals = (opts.seekTo ?? cuts).map((t) => `${t.toFixed(6)}%+#1`).join(',');
+  const r = await runFfprobe<{ packets_and_frames?: Array<{ type?: string; pts_time?: string; flags?: string }> }>(
+    [...(opts.genpts ? ['-fflags', '+genpts'] : []), '-read_intervals', intervals, '-select_streams', 'v:0', '-show_entries', 'packet=pts_time,flags:frame=pts_time', '-i', file],
+    { signal: opts.signal, input: opts.input },
+  );
+  const entries = r.packets_and_frames ?? [];
+  // One packet per interval, in their order (frames come as the decoder gives them, by their times).
+  const packets = entries.filter((e) => e.type === 'packet');
+  const frames = entries.filter((e) => e.type === 'frame').map((e) => num(e.pts_time));
+  if (packets.length !== cuts.length) return cuts.map(() => undefined);
+  const same = (a: number, b: number): boolean => Math.abs(a - b) <= 0.0005;
+  return cuts.map((t, i) => {
+    const pts = num(packets[i]!.pts_time);
+    if (!Number.isFinite(pts) || !same(pts, t) || (packets[i]!.flags ?? '').includes('D')) return undefined;
+    return frames.some((f) => same(f, pts));
+  });
+}
+
+/**
  * Measures the span of stream `stream` (an ffprobe specifier: "a:0", or an absolute index such as
  * "1") from its packets, demux only. For containers that give no per-stream duration (Matroska,
  * WebM), where a track shorter or later than the video is otherwise invisible. Packets an edit list
  * discards are left out. Undefined when the stream has no timed packet.
  */
-/**
- * How many frames a decode begun at each of `times` (packets flagged as keyframes) gives at once,
- * a packet read at each, one ffprobe for them all. An intra-refresh H.264's recovery points (x264
- * --intra-refresh, as drones, dashcams and IP cameras write) are flagged as keyframes, yet a decode
- * begun there gives nothing until the refresh has passed: none at all where every cut is one.
- * (Elsewhere the seek may land a keyframe early, an MP4 trimmed by stream copy: a frame all the same.)
- */
-export async function framesDecodedAt(file: string, times: readonly number[], opts: ProbeOptions & { genpts?: boolean } = {}): Promise<number> {
-  if (times.length === 0) return 0;
-  const intervals = times.map((t) => `${t.toFixed(6)}%+#1`).join(',');
-  const r = await runFfprobe<{ frames?: unknown[] }>(
-    [...(opts.genpts ? ['-fflags', '+genpts'] : []), '-read_intervals', intervals, '-select_streams', 'v:0', '-show_entries', 'frame=pts_time', '-i', file],
-    { signal: opts.signal, input: opts.input },
-  );
-  return r.frames?.length ?? 0;
-}
-
 export async function probePacketSpan(file: string, stream: string, opts: ProbeOptions & { firstPackets?: number } = {}): Promise<StreamSpan | undefined> {
   // Only the first packets when only the start matters (a full dump of a 2 h file is ~0.5M packets).
   const head = opts.firstPackets ? ['-read_intervals', `%+#${opts.firstPackets}`] : [];
