@@ -243,10 +243,12 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
       // to 8 bits and libvips' TIFF writer writes as they are: a 32-bit float TIFF of 0..255 values
       // that reads back white. A transform to sRGB casts them (the same pixels, as the tiled path
       // writes them); with keep_metadata it tags the output sRGB, converting a source's own profile.
-      // Of an 8-bit source only: a 16-bit one comes out 8-bit anyway, and the transform would convert its colours.
-      // A grey source whose profile is kept is cast through that profile (one band, its tones and
-      // its profile kept): skipped, it came out as the 32-bit float TIFF.
-      if (p.sharpen && source.eightBit) {
+      // Of samples 8-bit when sharpened: an 8-bit source, or any made grey first (greyscale is
+      // 8-bit b-w, as in the tiled path; a 16-bit source turned grey came out as the float TIFF,
+      // review IMGOPT). A 16-bit one otherwise comes out 8-bit anyway, and the transform would
+      // convert its colours. A grey source whose profile is kept is cast through that profile (one
+      // band, its tones and its profile kept): skipped, it came out as the 32-bit float TIFF.
+      if (p.sharpen && (source.eightBit || p.grayscale)) {
         if (!(p.keepMetadata && source.greyWithProfile)) img = img.withIccProfile('srgb', { attach: p.keepMetadata });
         else if (source.profile) img = img.withIccProfile(source.profile, { attach: true });
       }
@@ -289,6 +291,10 @@ export async function renderImage(file: string, p: ImageParams, dest: string, o:
     const space = intermediateSpace(o.samples, split.prefix);
     if (space) first = first.toColourspace(space);
     if (p.keepMetadata) first = first.keepMetadata();
+    // Told to keep a CMYK source's own profile, sharp ignores it and converts with libvips'
+    // built-in one (see applyEncoding): the intermediate is converted through its own, as the
+    // one-call path converts the output (review IMGOPT).
+    if (p.keepMetadata && o.source?.cmykWithProfile) first = first.withIccProfile('srgb');
     // One band, as the second pass finds it: written as sRGB, the intermediate dropped a grey source's
     // own profile (which sRGB cannot carry) with its samples unconverted, and the output's tones were wrong.
     if (p.keepMetadata && o.source?.greyWithProfile && !space) first = first.toColourspace('b-w');
