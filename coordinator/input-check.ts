@@ -16,7 +16,7 @@ import { describeLimit, limitFlag, type Limits } from '../shared/limits.js';
 import { animationRefusal, cropProblem, gifTruncation, keepsFrames, outputFormat } from '../shared/media/image-pipeline.js';
 import { SNIFF_BYTES, refusalFor, sniffBuffer, type SniffedFormat } from '../shared/media/sniff.js';
 import { HandOff } from './hand-off.js';
-import { oversizeOutput } from './kinds/image-tiles.js';
+import { formatEdgeProblem, oversizeOutput } from './kinds/image-tiles.js';
 
 /** ffmpeg demuxer names per sniffed container: ffprobe may use only the demuxer the bytes claim. */
 const DEMUXERS: Partial<Record<SniffedFormat, string>> = {
@@ -252,6 +252,10 @@ async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, 
   if (refusal) return fail('INVALID_ARGUMENT', refusal);
   const oversize = params && oversizeOutput(file.dims, params, limits.maxPixels, limitFlag('maxPixels'), kept);
   if (oversize) return fail('RESOURCE_EXHAUSTED', oversize);
+  // Its format's own edge limit: a worker failed it with sharp's words, neither size nor limit named
+  // ("too large for the HEIF format", an AVIF asked for; review IMGOPT).
+  const edge = params && formatEdgeProblem(file.dims, params, outputFormat(params, meta.format));
+  if (edge) return fail('INVALID_ARGUMENT', edge);
   return undefined;
 }
 

@@ -26,7 +26,7 @@ import { hasLocalTroubleCode, invalidArgument, localTroubleCode, TesseraError } 
 import { diskRoom, nearlyFull } from '../../shared/disk-space.js';
 import { MAX_SOURCE_STRIPS, tileConfig, type TileConfig } from '../../shared/media/tile-config.js';
 import { checkSampleFormat, intermediateSpace, keepsOwnSpace, needsSrgbFromSixteen, splitForTiles, writeSrgbCopy, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
-import { checkFormatFits, gridOrder, stitchTiles, tiledExtension, tileFormatFor, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
+import { checkFormatFits, FORMAT_MAX_EDGE, gridOrder, stitchTiles, tiledExtension, tileFormatFor, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
 import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
 import { readVipsSize, vipsExtension, writeVipsCarrier } from '../../shared/media/tile-vips-file.js';
@@ -78,6 +78,19 @@ export function oversizeOutput(dims: { width: number; height: number; orientatio
   if (pixels <= limit) return undefined;
   const shape = `${Math.round(size.width)}x${Math.round(size.height)}${frames > 1 ? `x${frames} frames` : ''}`;
   return `the result would be ${shape} = ${pixels} pixels, over the limit ${limitName}=${limit}; ask for a smaller width or height`;
+}
+
+/**
+ * Where the result of `p` on an image of `dims` would be over the edge `format` holds (WebP 16,383
+ * px, AVIF 16,384, JPEG and GIF 65,535): the refusal's words. A pyramid's tiles are small.
+ */
+export function formatEdgeProblem(dims: { width: number; height: number; orientation: number }, p: ImageParams, format: TiledFormat): string | undefined {
+  if (p.tiledOutput) return undefined;
+  const size = outputSize(dims, p);
+  const [width, height] = [Math.round(size.width), Math.round(size.height)];
+  const max = FORMAT_MAX_EDGE[format];
+  if (width <= max && height <= max) return undefined;
+  return `format: ${format} holds at most ${max} x ${max} pixels, the result would be ${width} x ${height}; ask for a smaller width or height, or use --format png or tiff (format png or tiff)`;
 }
 
 /** Options of {@link planTiles}. */
