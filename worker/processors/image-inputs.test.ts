@@ -103,7 +103,7 @@ describe('the image batch path on inputs at the edges', () => {
     const refused = await run({ 'mixed.tif': mixed, 'scan.tif': tif }, { width: 20 });
     expect(refused.outputs.map((o) => o.name)).toEqual(['scan.tif']);
     expect(refused.itemErrors).toEqual([
-      { input: 'mixed.tif', code: 'INVALID_ARGUMENT', message: 'mixed.tif: its 2 pages are not all one size, and its pages are kept only when they are; ask for another format (jpeg, png) for its first page' },
+      { input: 'mixed.tif', code: 'INVALID_ARGUMENT', message: 'mixed.tif: its 2 pages are not all alike (page 2 is 20x50, 3 bands, uchar samples where page 1 is 40x30, 3 bands, uchar samples), and its pages are kept only when they are of one size, bands and sample format; ask for another format (jpeg, png) for its first page' },
     ]);
   });
 

@@ -113,11 +113,10 @@ async function processOne(file: string, outputName: string, p: ImageParams, work
       source: { density: samples.density, greyWithProfile, eightBit: samples.depth === 'uchar', profile, cmykWithProfile: samples.space === 'cmyk' && Boolean(samples.hasProfile) },
       workDir,
       signal,
-    }).catch((err: unknown) => {
-      // libvips keeps pages as one stack of frames of one size.
-      if (animated && /page \d+ differs from page/.test(String((err as Error)?.message))) {
-        throw invalidArgument(`its ${frames} pages are not all one size, and its pages are kept only when they are; ask for another format (jpeg, png) for its first page`);
-      }
+    }).catch(async (err: unknown) => {
+      // libvips keeps pages as one stack of frames alike: of one size, bands and sample format.
+      const differs = animated ? /page (\d+) differs from page (\d+)/.exec(String((err as Error)?.message)) : null;
+      if (differs) throw invalidArgument(await pagesUnlike(src, Number(differs[1]), Number(differs[2]), frames));
       throw err;
     });
     // An animation's height is one frame's (sharp reports the frames' stack).
@@ -125,4 +124,18 @@ async function processOne(file: string, outputName: string, p: ImageParams, work
   } finally {
     if (src !== file) await rm(src, { force: true });
   }
+}
+
+/**
+ * Why the pages of `file` cannot be kept as one animation: how page `page` differs from page `base`
+ * (libvips said only that it does; a colour page among grey ones was said to be another size).
+ */
+async function pagesUnlike(file: string, page: number, base: number, frames: number): Promise<string> {
+  const describe = async (k: number): Promise<string | undefined> => {
+    const m = await openImage(file, { page: k }).metadata().catch(() => undefined);
+    return m ? `${m.width}x${m.height}, ${m.channels} ${m.channels === 1 ? 'band' : 'bands'}, ${m.depth ?? 'unknown'} samples` : undefined;
+  };
+  const [one, other] = await Promise.all([describe(page), describe(base)]);
+  const how = one && other ? `page ${page + 1} is ${one} where page ${base + 1} is ${other}` : `page ${page + 1} is unlike page ${base + 1}`;
+  return `its ${frames} pages are not all alike (${how}), and its pages are kept only when they are of one size, bands and sample format; ask for another format (jpeg, png) for its first page`;
 }
