@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { CoordinatorKind, PlanContext, RetargetableSubtask, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument } from '../../shared/errors.js';
-import { MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
+import { ENCODER_LIMITS, encoderMisfit, MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { AUDIO_CODECS, aacRateWritten, bitrateProblem, mp3RateWritten } from '../../shared/kinds/audio-params.js';
 import { alphaInUse, decoderStartsAt, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
@@ -61,7 +61,7 @@ export const videoKind: CoordinatorKind<VideoJobParams> = {
     for (const group of byInput.values()) {
       const first = group[0]!.plan as VideoSegmentPlan;
       if (encoders.has(first.encoder) || !group.every((s) => s.state === 'pending')) continue;
-      const next = VIDEO_ENCODERS[params.codec].find((e) => encoders.has(e) && (!first.pixFmt || TEN_BIT_ENCODERS.has(e)));
+      const next = VIDEO_ENCODERS[params.codec].find((e) => encoders.has(e) && (!first.pixFmt || TEN_BIT_ENCODERS.has(e)) && !encoderMisfit(e, first.width, first.height, first.fps?.rate ?? 0));
       if (!next) continue;
       for (const s of group) {
         const plan = s.plan as VideoSegmentPlan;
@@ -164,8 +164,22 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   // Only of an input that is planned (not before a later track refuses it).
   for (const note of rateNotes) ctx.warn(name, note);
 
-  const encoder = VIDEO_ENCODERS[params.codec].find((e) => ctx.cluster.encoders.has(e)) ?? VIDEO_ENCODERS[params.codec][0]!;
   const size = outputSize(video.width, video.height, video.rotation, params.width, params.height);
+  // The first of the codec's encoders the cluster has that can make this picture at this rate
+  // (SVT-AV1 no edge under 64 px, x265 none under 16): one that cannot failed every segment on the
+  // workers with ffmpeg's words (review VOPT). None: refused here, naming the size or the rate.
+  const outFps = params.fps || video.rFps || video.avgFps;
+  // (None connected yet: the first that fits, which the segments then wait for.)
+  const present = VIDEO_ENCODERS[params.codec].filter((e) => ctx.cluster.encoders.has(e));
+  const candidates = present.length > 0 ? present : VIDEO_ENCODERS[params.codec];
+  const encoder = candidates.find((e) => !encoderMisfit(e, size.width, size.height, outFps)) ?? candidates[0]!;
+  const misfit = encoderMisfit(encoder, size.width, size.height, outFps);
+  if (misfit) {
+    const what = misfit.includes('fps') ? `its ${+outFps.toFixed(3)} fps` : `its ${size.width}x${size.height} output`;
+    const ask = misfit.includes('fps') ? `ask --fps ${ENCODER_LIMITS[encoder]!.maxFps} or less` : 'ask a larger --width or --height';
+    const only = candidates.length === 1 ? ` (the only ${params.codec} encoder ${present.length > 0 ? "this cluster's workers have" : 'Tessera uses'})` : '';
+    throw invalidArgument(`${name}: ${what} cannot be encoded as ${params.codec}: ${misfit}${only}; ${ask}, or another --codec`, name);
+  }
   // The edge derived from a box (a tall source's height from --width) may pass what any encoder
   // makes: refused here, not found on a worker as an encode that failed. A source's own size stays.
   const [ownWidth, ownHeight] = video.rotation === 90 || video.rotation === 270 ? [video.height, video.width] : [video.width, video.height];

@@ -47,6 +47,24 @@ export const VIDEO_ENCODERS: Readonly<Record<VideoCodec, readonly string[]>> = {
   av1: ['libsvtav1', 'libaom-av1'],
 };
 
+/**
+ * What an encoder cannot make, where it is less than any picture and rate (ffmpeg 5.1's libraries):
+ * SVT-AV1 refuses an edge under 64 px or over 240 fps, x265 an edge under 16 px ("bad parameter",
+ * "Image size is too small"), each when it opens, on every segment.
+ */
+export const ENCODER_LIMITS: Readonly<Record<string, { minEdge?: number; maxFps?: number }>> = {
+  libsvtav1: { minEdge: 64, maxFps: 240 },
+  libx265: { minEdge: 16 },
+};
+
+/** Why `encoder` cannot make a `width` x `height` picture at `fps` (0: not known), or undefined when it can. */
+export function encoderMisfit(encoder: string, width: number, height: number, fps: number): string | undefined {
+  const l = ENCODER_LIMITS[encoder];
+  if (l?.minEdge && Math.min(width, height) < l.minEdge) return `${encoder} makes no picture under ${l.minEdge} px on an edge`;
+  if (l?.maxFps && fps > l.maxFps + 1e-6) return `${encoder} takes at most ${l.maxFps} fps`;
+  return undefined;
+}
+
 /** Encoders for the lossy audio codecs. */
 export const AUDIO_ENCODERS: Readonly<Record<'aac' | 'opus' | 'mp3', string>> = {
   aac: 'aac',
