@@ -68,6 +68,10 @@ describe('keep_metadata on a CMYK JPEG with its own embedded profile', () => {
       ['batch, keep_metadata, png', { format: 'png', keep_metadata: true }, undefined],
       ['tiled (--tile), keep_metadata', { format: 'png', keep_metadata: true, tile_size: 64 }, undefined],
       ['tiled (source strips), keep_metadata', { format: 'png', keep_metadata: true }, '1'],
+      // A quarter turn into a box takes two passes (the geometry first): the first converted with the
+      // built-in profile, 196,56,33 (review IMGOPT).
+      ['batch, keep_metadata, rotate 90 into a cover box', { format: 'jpeg', rotate: 90, width: 100, height: 50, keep_metadata: true }, undefined],
+      ['batch, keep_metadata, rotate 270 into a contain box, png', { format: 'png', rotate: 270, width: 100, height: 50, fit: 'contain', keep_metadata: true }, undefined],
     ];
     for (const [what, params, threshold] of cases) {
       if (threshold) process.env['TESSERA_TILE_THRESHOLD_PIXELS'] = threshold;

@@ -30,8 +30,8 @@ function noise(width: number, height: number): sharp.Sharp {
   return sharp(raw, { raw: { width, height, channels: 3 } });
 }
 
-/** A baseline TIFF of uncompressed 8-bit RGB pages of any sizes, one strip each (libvips writes pages of one size only). */
-function multiPageTiff(pages: { width: number; height: number; rgb: [number, number, number] }[]): Buffer {
+/** A baseline TIFF of uncompressed 8-bit RGB (or, given `grey`, one-band) pages of any sizes, one strip each (libvips writes pages of one size only). */
+function multiPageTiff(pages: { width: number; height: number; rgb: [number, number, number]; grey?: number }[]): Buffer {
   const header = Buffer.alloc(8);
   header.write('II', 0, 'latin1');
   header.writeUInt16LE(42, 2);
@@ -40,8 +40,9 @@ function multiPageTiff(pages: { width: number; height: number; rgb: [number, num
   const ifdAt: number[] = [];
   let offset = header.length;
   for (const p of pages) {
-    const data = Buffer.alloc(p.width * p.height * 3);
-    for (let i = 0; i < data.length; i += 3) data.set(p.rgb, i);
+    const bands = p.grey === undefined ? 3 : 1;
+    const data = Buffer.alloc(p.width * p.height * bands, p.grey ?? 0);
+    if (bands === 3) for (let i = 0; i < data.length; i += 3) data.set(p.rgb, i);
     const dataAt = offset;
     const bps = Buffer.alloc(6);
     for (let b = 0; b < 3; b++) bps.writeUInt16LE(8, b * 2);
@@ -49,8 +50,8 @@ function multiPageTiff(pages: { width: number; height: number; rgb: [number, num
     offset = bpsAt + bps.length;
     // Tag, type (3 SHORT, 4 LONG), count, value or offset.
     const entries: [number, number, number, number][] = [
-      [256, 4, 1, p.width], [257, 4, 1, p.height], [258, 3, 3, bpsAt], [259, 3, 1, 1], [262, 3, 1, 2],
-      [273, 4, 1, dataAt], [277, 3, 1, 3], [278, 4, 1, p.height], [279, 4, 1, data.length], [284, 3, 1, 1],
+      [256, 4, 1, p.width], [257, 4, 1, p.height], bands === 3 ? [258, 3, 3, bpsAt] : [258, 3, 1, 8], [259, 3, 1, 1], [262, 3, 1, bands === 3 ? 2 : 1],
+      [273, 4, 1, dataAt], [277, 3, 1, bands], [278, 4, 1, p.height], [279, 4, 1, data.length], [284, 3, 1, 1],
     ];
     const ifd = Buffer.alloc(2 + entries.length * 12 + 4);
     ifd.writeUInt16LE(entries.length, 0);
@@ -80,7 +81,7 @@ describe('the image batch path on inputs at the edges', () => {
     anim = await readFile(path.join(dir, 'anim.gif'));
   });
 
-  it('a multi-page TIFF kept as TIFF keeps its pages (not silently cut to its first); one whose pages differ in size is refused, named', async () => {
+  it('a multi-page TIFF kept as TIFF keeps its pages (not silently cut to its first); one whose pages differ in size or bands is refused, named', async () => {
     const tif = await sharp(anim, { animated: true }).tiff({ compression: 'lzw' }).toBuffer();
     expect((await sharp(tif).metadata()).pages).toBe(5);
     for (const params of [{ width: 60 }, { width: 60, format: 'tiff' }]) {
@@ -104,6 +105,16 @@ describe('the image batch path on inputs at the edges', () => {
     expect(refused.outputs.map((o) => o.name)).toEqual(['scan.tif']);
     expect(refused.itemErrors).toEqual([
       { input: 'mixed.tif', code: 'INVALID_ARGUMENT', message: 'mixed.tif: its 2 pages are not all alike (page 2 is 20x50, 3 bands, uchar samples where page 1 is 40x30, 3 bands, uchar samples), and its pages are kept only when they are of one size, bands and sample format; ask for another format (jpeg, png) for its first page' },
+    ]);
+    // One size, a colour page and a grey one (a scan): told so, where it was said to be of pages of
+    // different sizes (review IMGOPT).
+    const scan = multiPageTiff([
+      { width: 40, height: 30, rgb: [200, 200, 200] },
+      { width: 40, height: 30, rgb: [0, 0, 0], grey: 50 },
+    ]);
+    const bands = await run({ 'colour-and-grey.tif': scan }, {});
+    expect((bands.itemErrors ?? []).map((e) => e.message)).toEqual([
+      'colour-and-grey.tif: its 2 pages are not all alike (page 2 is 40x30, 1 band, uchar samples where page 1 is 40x30, 3 bands, uchar samples), and its pages are kept only when they are of one size, bands and sample format; ask for another format (jpeg, png) for its first page',
     ]);
   });
 
