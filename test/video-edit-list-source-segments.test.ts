@@ -3,8 +3,9 @@
  * media starts past the file's first keyframe) is split into segments like its untrimmed original.
  * A first check of its cuts (a frame of the cut's own time from a decode begun there) took every
  * cut for "not a decoder start", ffprobe's seek landing one GOP early in such a file: no chunks,
- * each segment decoding the source from its first frame (review K10). A decode begun at its cuts
- * gives frames, which is all the check asks now (an intra-refresh stream's give none).
+ * each segment decoding the source from its first frame (review K10). A cut where the seek lands
+ * elsewhere is asked again, seeking half-way to the next keyframe, where it lands on the cut; with
+ * one cut only (a long GOP), the first check alone made the file one segment (review K11).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -60,5 +61,24 @@ describe('video kind: an MP4 trimmed by stream copy (edit list)', () => {
     // With every cut refused: about -0.5 (the file's first keyframe), no chunks at all, and each of
     // the four segments decoding the source from its start (the last one all 8 s of it).
     expect(await lastDecodeStart(trimmed)).toBeGreaterThan(4);
+  }, 60_000);
+
+  it('with a long GOP (one cut, its seek landing on the discarded first keyframe) is split like its original', async () => {
+    // 10 s, a keyframe every 4 s, B-frames (x264 medium): keyframes at 0, 4, 8 s; trimmed, at -0.52
+    // (discarded by the edit list), 3.48 and 7.48 s.
+    const plain = path.join(dir, 'long-gop.mp4');
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=25:duration=10', '-c:v', 'libx264', '-preset', 'medium', '-g', '100', plain]);
+    const trimmed = path.join(dir, 'long-gop-trimmed.mp4');
+    await runFfmpeg(['-y', '-v', 'error', '-ss', '0.5', '-i', plain, '-c', 'copy', trimmed]);
+    const segments = async (f: string): Promise<number> => {
+      // Two slots: four segments asked for; the keyframe at 4 s (3.48 s) is the only cut.
+      const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', codec: 'h264' }), [f], { dir, slots: 2 });
+      expect(run.errors).toEqual([]);
+      expect(run.outputs).toHaveLength(1);
+      return run.outcomes.map((o) => o.plan as unknown as { type?: string }).filter((p) => p?.type === 'segment').length;
+    };
+    expect(await segments(plain)).toBe(4);
+    // It was: 1 (the whole 9.5 s encoded by one worker).
+    expect(await segments(trimmed)).toBe(4);
   }, 60_000);
 });
