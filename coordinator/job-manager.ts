@@ -1890,7 +1890,7 @@ export class JobManager {
       // retention otherwise).
       this.store.whenStored(() => void this.spool.removeIntermediates(job.id, { inputs: true }).catch(() => undefined));
       // What attempts left in the shared folder (the published outputs have their own names by now).
-      void this.removeSharedTempsOf(job);
+      void this.removeSharedTempsOf(job, active?.subtasks);
     }
   }
 
@@ -2331,11 +2331,13 @@ export class JobManager {
    * were credited with and that were not published under their own names, by name (all a drop
    * folder allows), then whatever a listing of the folder finds (see removeSharedTemps).
    */
-  private async removeSharedTempsOf(job: JobRecord): Promise<void> {
+  private async removeSharedTempsOf(job: JobRecord, subtasks: readonly SubtaskRecord[] = this.active.get(job.id)?.subtasks ?? []): Promise<void> {
     const dir = job.spec.shared_output_dir;
     if (!dir) return;
     try {
-      const known = this.subtasksOf(job.id).flatMap((s) => s.outputs.map((o) => o.path));
+      // Those in memory only: an ended job's from the store would be a synchronous read of every
+      // subtask (a late result's own are removed by name where it is discarded).
+      const known = subtasks.flatMap((s) => s.outputs.map((o) => o.path));
       await removeSharedTemps(dir, job.id, known);
     } catch (err) {
       this.unlistable(dir, err);
