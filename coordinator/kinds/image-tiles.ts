@@ -82,7 +82,7 @@ export function oversizeOutput(dims: { width: number; height: number; orientatio
 
 /**
  * Where the result of `p` on an image of `dims` would be over the edge `format` holds (WebP 16,383
- * px, AVIF 16,384, JPEG and GIF 65,535): the refusal's words. A pyramid's tiles are small.
+ * px, AVIF 16,384, JPEG 65,500, GIF 65,535): the refusal's words. A pyramid's tiles are small.
  */
 export function formatEdgeProblem(dims: { width: number; height: number; orientation: number }, p: ImageParams, format: TiledFormat): string | undefined {
   if (p.tiledOutput) return undefined;

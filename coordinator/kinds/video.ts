@@ -61,7 +61,7 @@ export const videoKind: CoordinatorKind<VideoJobParams> = {
     for (const group of byInput.values()) {
       const first = group[0]!.plan as VideoSegmentPlan;
       if (encoders.has(first.encoder) || !group.every((s) => s.state === 'pending')) continue;
-      const next = VIDEO_ENCODERS[params.codec].find((e) => encoders.has(e) && (!first.pixFmt || TEN_BIT_ENCODERS.has(e)) && !encoderMisfit(e, first.width, first.height, first.fps?.rate ?? 0));
+      const next = VIDEO_ENCODERS[params.codec].find((e) => encoders.has(e) && (!first.pixFmt || TEN_BIT_ENCODERS.has(e)) && !encoderMisfit(e, first.width, first.height, first.fps?.rate ?? first.outFps ?? 0));
       if (!next) continue;
       for (const s of group) {
         const plan = s.plan as VideoSegmentPlan;
@@ -300,6 +300,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
       width: size.width,
       height: size.height,
       encoder,
+      ...(outFps > 0 && { outFps }),
       ...(tenBit && { pixFmt: 'yuv420p10le' as const }),
       ...(colour && { colour }),
       ...(keepFullRange && { keepFullRange }),

@@ -29,7 +29,8 @@ export type TiledFormat = OutputFormat;
 
 /** Largest width/height each format can hold. */
 export const FORMAT_MAX_EDGE: Record<TiledFormat, number> = {
-  jpeg: 65_535,
+  // libjpeg's JPEG_MAX_DIMENSION (65,501 px: "Maximum supported image dimension is 65500 pixels").
+  jpeg: 65_500,
   png: 2 ** 31 - 1,
   webp: 16_383,
   avif: 16_384,

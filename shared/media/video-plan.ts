@@ -161,6 +161,12 @@ export interface VideoSegmentPlan {
   /** The one encoder every segment uses (e.g. libx264). */
   encoder: string;
   /**
+   * The output's frame rate the encoder was chosen for (the asked --fps, else the source's): what
+   * another encoder must take too where the segments are moved to one (ENCODER_LIMITS in video-params.ts).
+   * Absent from plans made before it.
+   */
+  outFps?: number | undefined;
+  /**
    * The pixel format every segment is encoded in: 'yuv420p10le' for a source of more than 8 bits
    * through an encoder that keeps 10 ({@link TEN_BIT_ENCODERS}); absent: 8-bit yuv420p.
    */

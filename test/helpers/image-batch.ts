@@ -10,7 +10,7 @@ import type { ProcessContext } from '../../shared/job-kind.js';
 import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
 import { imageProcessor } from '../../worker/processors/image.js';
 
-export async function runImageBatch(dir: string, files: Record<string, Buffer>, params: Record<string, unknown>, workDir?: string): Promise<ReturnType<typeof imageProcessor.process>> {
+export async function runImageBatch(dir: string, files: Record<string, Buffer>, params: Record<string, unknown>, workDir?: string): Promise<Awaited<ReturnType<typeof imageProcessor.process>>> {
   const inputDir = await mkdtemp(path.join(dir, 'in-'));
   const inputs = await Promise.all(
     Object.entries(files).map(async ([name, bytes]) => {
