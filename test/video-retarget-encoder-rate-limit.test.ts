@@ -29,21 +29,25 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** The AV1 plan of `src` (an ultrafast low-quality encode, no audio) on a cluster of `encoders`, one worker of `slots`. */
+async function planAv1(src: string, encoders: Set<string>, slots: number) {
+  const spec = specOf('video', { preset: 'ultrafast', audio_codec: 'none', codec: 'av1', crf: 50 });
+  const params = videoKind.validate(spec.video!, spec);
+  const input: SpoolFile = { name: path.basename(src), path: src, size: (await stat(src)).size, sha256: createHash('sha256').update(await readFile(src)).digest('hex') };
+  const workDir = await mkdtemp(path.join(dir, 'job-'));
+  const ctx = {
+    jobId: 'job-1', params, spec, inputs: [input], workDir, signal: new AbortController().signal, log: pino({ level: 'silent' }),
+    cluster: { workers: 1, slots, encoders, encoderSets: [encoders], features: new Set(WORKER_FEATURES) },
+    warn: () => undefined, limits: resolveLimits({}),
+  };
+  return { spec, params, planned: await videoKind.plan(ctx as never) };
+}
+
 describe('video kind: retarget to another encoder of the codec', () => {
   it('does not point a 300 fps source at SVT-AV1 (at most 240 fps); a retargeted segment encodes', async () => {
     const src = await makeVideo(dir, 'fast.mp4', { duration: 0.5, width: 160, height: 120, fps: 300, gop: 75 });
-    const spec = specOf('video', { preset: 'ultrafast', audio_codec: 'none', codec: 'av1', crf: 50 });
-    const params = videoKind.validate(spec.video!, spec);
-    const input: SpoolFile = { name: 'fast.mp4', path: src, size: (await stat(src)).size, sha256: createHash('sha256').update(await readFile(src)).digest('hex') };
     // Planned while the only AV1 encoder the workers had was libaom-av1.
-    const encoders = new Set(ffmpegInfo().encoders.filter((e) => e !== 'libsvtav1'));
-    const workDir = await mkdtemp(path.join(dir, 'job-'));
-    const ctx = {
-      jobId: 'job-1', params, spec, inputs: [input], workDir, signal: new AbortController().signal, log: pino({ level: 'silent' }),
-      cluster: { workers: 1, slots: 2, encoders, encoderSets: [encoders], features: new Set(WORKER_FEATURES) },
-      warn: () => undefined, limits: resolveLimits({}),
-    };
-    const planned = await videoKind.plan(ctx as never);
+    const { spec, params, planned } = await planAv1(src, new Set(ffmpegInfo().encoders.filter((e) => e !== 'libsvtav1')), 2);
     expect(planned.errors ?? []).toEqual([]);
     const subtasks = planned.subtasks.map((s) => ({ ...s, state: 'pending' })) as unknown as RetargetableSubtask[];
     const segments = subtasks.filter((s) => (s.plan as VideoSegmentPlan).type === 'segment');
@@ -62,5 +66,26 @@ describe('video kind: retarget to another encoder of the codec', () => {
       // It was: libsvtav1 chosen, DATA_LOSS "... bad parameter" on every segment.
       await expect(run.then(() => 'encoded', (err: Error) => `${(err as { codeName?: string }).codeName}: ${err.message.slice(0, 160)}`)).resolves.toBe('encoded');
     }
+  }, 60_000);
+
+  it('a segment whose encoder will not open for its picture and rate fails for good, naming them, not as retryable DATA_LOSS', async () => {
+    const src = await makeVideo(dir, 'small.mp4', { duration: 0.4, width: 80, height: 60, fps: 25, gop: 25 });
+    const { spec, planned } = await planAv1(src, new Set(ffmpegInfo().encoders), 1);
+    const segment = planned.subtasks.find((s) => (s.plan as VideoSegmentPlan).type === 'segment')!;
+    // Planned for libaom-av1 (SVT-AV1 makes no edge under 64 px); a plan that named SVT-AV1 anyway
+    // stands for any encoder limit the planner does not know.
+    expect((segment.plan as VideoSegmentPlan).encoder).toBe('libaom-av1');
+    const plan = { ...(JSON.parse(JSON.stringify(segment.plan)) as VideoSegmentPlan), encoder: 'libsvtav1' };
+    const taskDir = await mkdtemp(path.join(dir, 'task-'));
+    const err = await videoProcessor
+      .process({
+        jobId: 'job-2', subtaskId: 'st-0', attempt: 1, phase: 0, params: videoProcessor.params(spec), spec, plan,
+        inputs: segment.inputs.map((f) => ({ name: f.name, path: f.path, size: f.size })), workDir: taskDir, signal: new AbortController().signal,
+        progress: () => undefined, threads: 1, log: pino({ level: 'silent' }),
+      } as never)
+      .then(() => undefined, (e: unknown) => e as { codeName?: string; retryable?: boolean; message: string });
+    // It was: DATA_LOSS "segment 1: encode failed: ffmpeg failed: [libsvtav1] ... bad parameter", retried on every worker.
+    expect([err?.codeName, err?.retryable]).toEqual(['INTERNAL', false]);
+    expect(err?.message).toMatch(/libsvtav1 would not encode 80x60 at 25 fps/);
   }, 60_000);
 });

@@ -175,7 +175,13 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
     // keeps its status; a decoder's verdict on the chunk becomes a retryable DATA_LOSS.
     if (signal.aborted || !(err instanceof Error)) throw err;
     if (err instanceof TesseraError && err.code !== status.INVALID_ARGUMENT) throw err;
-    throw dataLoss(`${label}: encode failed: ${err.message.startsWith(`${label}: `) ? err.message.slice(label.length + 2) : err.message}`);
+    const why = err.message.startsWith(`${label}: `) ? err.message.slice(label.length + 2) : err.message;
+    // An encoder that will not open for the plan's picture and rate (one ENCODER_LIMITS does not
+    // know): the plan's fault, the same on every worker, not data lost on the way here.
+    if (ENCODER_OPEN_FAILURE.test(why)) {
+      throw new TesseraError(status.INTERNAL, `${label}: ${plan.encoder} would not encode ${plan.width}x${plan.height}${plan.outFps ? ` at ${+plan.outFps.toFixed(3)} fps` : ''} (${why.replace(/^.*?ffmpeg failed: /, '')}); a fault in Tessera's plan, not in the input: ask another size, rate or --codec`, { retryable: false });
+    }
+    throw dataLoss(`${label}: encode failed: ${why}`);
   });
   // ffmpeg's own count of the frames it encoded (a probe of the file cost 0.1-0.2 s on the critical
   // path); the coordinator counts the file's packets when it stitches.
@@ -233,6 +239,9 @@ const AUDIO_INTERMEDIATE: Readonly<Record<string, { ext: string; muxer: string }
   libmp3lame: { ext: 'mp4', muxer: 'mp4' },
   libopus: { ext: 'mka', muxer: 'matroska' },
 };
+
+/** What ffmpeg says when the video encoder refuses its settings as it opens. */
+const ENCODER_OPEN_FAILURE = /Error while opening encoder|Error setting encoder parameters/;
 
 /** What ffmpeg says when it cannot set up an output (muxer, encoder), as opposed to reading the input. */
 const OUTPUT_SETUP_FAILURE = /Could not write header|Error initializing output stream|Could not find tag for codec|Error while opening encoder|Error opening output file/;
