@@ -9,13 +9,15 @@ import path from 'node:path';
 import type { CoordinatorKind, FinalOutput, ItemFailure, PlanContext, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { invalidArgument } from '../../shared/errors.js';
 import { MAX_THUMBNAILS, parseThumbnailParams, type ThumbnailJobParams } from '../../shared/kinds/thumbnails-params.js';
-import { probeMedia, probeVideoIndex } from '../../shared/media/probe.js';
+import { probeMedia, probeVideoIndex, type VideoIndex } from '../../shared/media/probe.js';
 import { takeHeaderProbe } from '../input-check.js';
 import { THUMBNAILS_FRAME_NUMBERS_FEATURE, THUMBNAILS_SEEK_FROM_FEATURE, thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
 import { planEach, planEachArriving, type PlanOne } from './plan-each.js';
 import { writeSprites } from './video-sprite.js';
 import { foldedName, NameSet } from '../../shared/names.js';
 import { countedMediaOverLimit } from '../../shared/limits.js';
+import { CLOCK_JUMPS_WARNING, linearCopy } from './linear-clock.js';
+import { spoolFile } from './video-chunks.js';
 
 /** Thumbnails per subtask at least: fewer would spend more on process start-up and transfer than on work. */
 const MIN_PER_SUBTASK = 4;
@@ -26,7 +28,7 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
   validate: (params) => parseThumbnailParams(params as Parameters<typeof parseThumbnailParams>[0]),
   plansWhileReceiving: () => true,
   async plan(ctx) {
-    const planOne: PlanOne<object> = (input) => planInput(ctx, input);
+    const planOne: PlanOne<object> = (input, i) => planInput(ctx, input, i);
     if (ctx.arriving) return { subtasks: [], later: planEachArriving(ctx.arriving, planOne) };
     const { subtasks, errors } = await planEach(ctx.inputs, planOne);
     return { subtasks, errors };
@@ -88,12 +90,24 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
 };
 
 /** One video's thumbnail subtasks: its times, split into ranges over the slots. */
-async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile): Promise<{ subtasks: SubtaskPlan[] }> {
+async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile, inputIndex: number): Promise<{ subtasks: SubtaskPlan[] }> {
   const subtasks: SubtaskPlan[] = [];
-  const info = await probeMedia(input.path, { signal: ctx.signal, input: input.name, given: takeHeaderProbe(input) });
+  let input = given;
+  let info = await probeMedia(input.path, { signal: ctx.signal, input: input.name, given: takeHeaderProbe(input) });
+  if (!info.video?.width || !info.video.height) throw invalidArgument(`${input.name}: has no video stream`, input.name);
+  let index = await probeVideoIndex(input.path, { signal: ctx.signal, input: input.name });
+  // Recordings joined end to end (MPEG-TS or -PS): its video copied once, its clock run on across
+  // each jump, as the video kind does; sought as it was, the second recording was never reached and
+  // the times stopped at the first's end, without a word (review THOPT).
+  const linear = await linearCopy(input.path, input.name, info.formatName, index, ['-map', '0:v:0'], ctx.workDir, `linear${inputIndex}`, ctx.signal);
+  if (linear) {
+    input = await spoolFile(linear, given.name);
+    info = await probeMedia(linear, { signal: ctx.signal, input: input.name });
+    index = await probeVideoIndex(linear, { signal: ctx.signal, input: input.name });
+    ctx.warn(input.name, CLOCK_JUMPS_WARNING);
+  }
   const v = info.video;
   if (!v || !v.width || !v.height) throw invalidArgument(`${input.name}: has no video stream`, input.name);
-  const index = await probeVideoIndex(input.path, { signal: ctx.signal, input: input.name });
   const first = index.frameTimes[0]!;
   const last = index.frameTimes[index.frameTimes.length - 1]!;
   // Times count from the file's start, as `ffmpeg -ss` and a player's timeline do: a video that
@@ -140,7 +154,15 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
   // would shift every later number; such a file is picked by time, as before.
   const notCoded = /^(mpeg4|msmpeg4v[23]?|h263)$/.test(v.codec) && index.packets.some((pk) => pk.size !== undefined && pk.size > 0 && pk.size <= N_VOP_MAX_BYTES);
   const byNumber = UNRELIABLE_SEEK.test(info.formatName) && !notCoded;
-  const keyframes = !byNumber && SEEKS_ANY_PACKET.test(info.formatName) ? index.packets.filter((pk) => pk.keyframe && !pk.discard).map((pk) => pk.pts).sort((a, b) => a - b) : undefined;
+  // Also an MP4 or MOV with open GOPs: it seeks to the keyframe decoded at or before the time, and a
+  // time among a keyframe's leading frames got the keyframe, a frame or two late (review THOPT).
+  const openGopMov = index.openKeyframes.length > 0 && info.formatName.split(',').some((f) => f === 'mov' || f === 'mp4');
+  // And Y4M, every frame a keyframe: a seek between two frames stamped the first frame out 0, not
+  // its own time, and the pass took the frame after the one wanted; sought to a frame's own time
+  // (no margin), it counts from there (review THOPT).
+  const y4m = info.formatName === 'yuv4mpegpipe';
+  const keyframes = !byNumber && (SEEKS_ANY_PACKET.test(info.formatName) || openGopMov || y4m) ? seekableKeyframes(index) : undefined;
+  const margin = y4m ? 0 : 0.1;
   const parts = Math.max(1, Math.min(2 * Math.max(1, ctx.cluster.slots), Math.ceil(times.length / MIN_PER_SUBTASK)));
   const per = Math.ceil(times.length / parts);
   for (let p = 0; p * per < times.length; p++) {
@@ -153,7 +175,7 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, input: SpoolFile)
       cues: cues.slice(p * per, (p + 1) * per),
       width,
       height,
-      ...(keyframes && { seekFrom: slice.map((t) => Math.max(0, Math.min(seekPoint(keyframes, Math.min(origin + t, last)), origin + t) - info.startTime)) }),
+      ...(keyframes && { seekFrom: slice.map((t) => Math.max(0, Math.min(seekPoint(keyframes, Math.min(origin + t, last), margin), origin + t) - info.startTime)) }),
       ...(byNumber && { frames: slice.map((t) => frameAt(index.frameTimes, Math.min(origin + t, last))) }),
     };
     subtasks.push({
@@ -200,17 +222,36 @@ function frameAt(times: number[], t: number): number {
   return lo;
 }
 
-/** Where to start decoding for the frame at `t`: the keyframe at or before it, a tenth of a second earlier. */
-function seekPoint(keyframes: number[], t: number): number {
+/** The keyframes shown (not an edit list's discarded ones), by presentation time, each with where a seek to it must aim. */
+interface SeekableKeyframe {
+  pts: number;
+  /** Its decode time where it is decoded before it is shown (B-frames), else its presentation time. */
+  seek: number;
+}
+
+function seekableKeyframes(index: VideoIndex): SeekableKeyframe[] {
+  return index.packets
+    .filter((pk) => pk.keyframe && !pk.discard)
+    .map((pk) => ({ pts: pk.pts, seek: Math.min(pk.pts, pk.dts ?? pk.pts) }))
+    .sort((a, b) => a.pts - b.pts);
+}
+
+/**
+ * Where to start decoding for the frame at `t`: `margin` (a tenth of a second) before the keyframe
+ * shown at or before it, by its decode time (MPEG-TS seeks by decode time: aimed at its presentation
+ * time, a low-rate capture's seek landed past a keyframe decoded two frames earlier, 2 s at 1 fps,
+ * and gave the next GOP's frame or none at all; review THOPT).
+ */
+function seekPoint(keyframes: SeekableKeyframe[], t: number, margin: number): number {
   // Binary search (sorted): thousands of times over a long capture's thousands of keyframes.
   let lo = 0;
   let hi = keyframes.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (keyframes[mid]! <= t + 1e-6) lo = mid + 1;
+    if (keyframes[mid]!.pts <= t + 1e-6) lo = mid + 1;
     else hi = mid;
   }
-  return (lo > 0 ? keyframes[lo - 1]! : (keyframes[0] ?? t)) - 0.1;
+  return (lo > 0 ? keyframes[lo - 1]!.seek : (keyframes[0]?.seek ?? t)) - margin;
 }
 
 /** Number of thumbnails `params` asks of a video of `duration` seconds (every T from 0, or N). */

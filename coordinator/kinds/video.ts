@@ -23,6 +23,7 @@ import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
 import { HandOff } from '../hand-off.js';
 import { takeHeaderProbe } from '../input-check.js';
 import { planDecodableSegments, planSegments, segmentCount } from './video-segments.js';
+import { CLOCK_JUMPS_WARNING, linearCopy } from './linear-clock.js';
 import { mergeVideo, type InputPlanRecord } from './video-merge.js';
 import { planEach, planEachArriving, type PlanOne } from './plan-each.js';
 import { countedMediaOverLimit } from '../../shared/limits.js';
@@ -88,8 +89,6 @@ export const videoKind: CoordinatorKind<VideoJobParams> = {
   merge: mergeVideo,
 };
 
-/** Containers whose clock may jump (ffmpeg's AVFMT_TS_DISCONT): the muxer each is copied into to run it on. */
-const JUMPING_CLOCKS: Readonly<Record<string, string>> = { mpegts: 'mpegts', mpeg: 'vob' };
 
 /** The audio tracks a source declares that carry no sound, as the job names them. */
 function silentTrackNotes(info: MediaInfo): string[] {
@@ -108,19 +107,15 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   // broadcast's splice) is copied once as ffmpeg reads it, its clock run on across each jump: cut
   // as it is (-copyts), the part after a restart was squeezed into the last millisecond before it,
   // and a jump forward kept as a frozen picture and silence.
-  const muxer = probes.info instanceof Error ? undefined : JUMPING_CLOCKS[probes.info.formatName];
   // Tracks declared without sound, as the source has them (the copy below leaves them out).
   let silentNotes = probes.info instanceof Error ? [] : silentTrackNotes(probes.info);
-  // (`jumps`: back by more than 0.1 s or forward by more than 10 s, ffmpeg's own thresholds.)
-  if (muxer && !(probes.index instanceof Error) && probes.index.jumps === true) {
-    const linear = path.join(ctx.workDir, `linear${inputIndex}.${muxer === 'vob' ? 'vob' : 'ts'}`);
-    await mkdir(ctx.workDir, { recursive: true });
-    // The audio tracks that carry sound only: the muxer refuses one declared without (left out below, and said).
-    const sounding = probes.info instanceof Error ? [] : probes.info.audio.filter((t) => t.sampleRate && t.channels).flatMap((t) => ['-map', `0:${t.index}`]);
-    await runFfmpeg(['-y', '-v', 'error', '-i', input.path, '-map', '0:v', ...sounding, '-map', '0:s?', '-c', 'copy', '-f', muxer, linear], { signal, input: name });
+  // The audio tracks that carry sound only: the muxer refuses one declared without (left out below, and said).
+  const sounding = probes.info instanceof Error ? [] : probes.info.audio.filter((t) => t.sampleRate && t.channels).flatMap((t) => ['-map', `0:${t.index}`]);
+  const linear = probes.info instanceof Error || probes.index instanceof Error ? undefined : await linearCopy(input.path, name, probes.info.formatName, probes.index, ['-map', '0:v', ...sounding, '-map', '0:s?'], ctx.workDir, `linear${inputIndex}`, signal);
+  if (linear) {
     input = { ...input, path: linear };
     probes = await probeInput(linear, name, signal, undefined);
-    ctx.warn(name, 'its clock jumps (recordings joined end to end?): played straight on across each jump, as ffmpeg plays it');
+    ctx.warn(name, CLOCK_JUMPS_WARNING);
   }
   const { index } = probes;
   if (probes.info instanceof Error) throw probes.info;

@@ -198,6 +198,11 @@ export interface VideoPacket {
   size?: number;
   keyframe: boolean;
   /**
+   * A keyframe's decode time in seconds, where it is decoded before it is shown (B-frames): a
+   * demuxer that seeks by decode time (MPEG-TS) must be sent before it. Absent otherwise.
+   */
+  dts?: number;
+  /**
    * True for a frame an edit list hides (ffprobe's `D` flag: MP4/MOV trimmed by stream copy). It is
    * decoded, as a reference for the frames after it, but never shown.
    */
@@ -288,6 +293,7 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions & { genpt
     const flags = p.flags ?? '';
     const packet: VideoPacket = { pts, duration: num(p.duration_time) || 0, size: num(p.size) || 0, keyframe: flags.includes('K') };
     if (flags.includes('D')) packet.discard = true;
+    if (packet.keyframe && dts < pts) packet.dts = dts;
     packets.push(packet);
   }
   // Frames before the first keyframe (a stream cut mid-GOP), and leading frames that reference

@@ -173,6 +173,15 @@ function encoding(spec: Pick<GrabSpec, 'width' | 'height' | 'format'>): { scale:
   };
 }
 
+/**
+ * The input option that seeks to `t`: none at the start. An MPEG-TS with B-frames decodes its first
+ * keyframe before the file's start time, and `-ss 0` (a seek by decode time) landed past it: the
+ * first GOP was never decoded (review THOPT).
+ */
+function seekTo(t: number): string[] {
+  return t > 0 ? ['-ss', t.toFixed(6)] : [];
+}
+
 /** One input-side seek per time, {@link PER_PROCESS} of them in one ffmpeg process. */
 export async function grabBySeeking(spec: GrabSpec): Promise<void> {
   const { scale, codec } = encoding(spec);
@@ -184,7 +193,7 @@ export async function grabBySeeking(spec: GrabSpec): Promise<void> {
     // From a point before the time (seekFrom), the frames before the time are passed over here.
     // Never after the time (a plan's point for a time before the video's first keyframe).
     const from = (k: number): number => Math.min(spec.from?.[i + k] ?? times[k]!, times[k]!);
-    times.forEach((t, k) => args.push('-ss', from(k).toFixed(6), '-t', (t - from(k) + TAIL_SECONDS).toFixed(6), '-i', spec.input));
+    times.forEach((t, k) => args.push(...seekTo(from(k)), '-t', (t - from(k) + TAIL_SECONDS).toFixed(6), '-i', spec.input));
     times.forEach((t, k) => {
       const skip = from(k) < t ? `select='gte(t,${Math.max(0, t - from(k) - SLACK_SECONDS).toFixed(6)})',` : '';
       args.push('-map', `${k}:v:0`, '-frames:v', '1', '-vf', `${skip}${scale}`, ...codec, '-f', 'image2', '-update', '1', spec.outputs[i + k]!);
@@ -226,7 +235,7 @@ export async function grabInOnePass(spec: GrabSpec, workDir: string): Promise<bo
   const span = rel[rel.length - 1]! + TAIL_SECONDS;
   // Relative names: the pattern and the listing are then free of whatever the work dir's path holds.
   await runFfmpeg(
-    ['-y', '-threads', decoderThreads(spec.threads), '-ss', t0.toFixed(6), '-t', span.toFixed(6), '-i', spec.input,
+    ['-y', '-threads', decoderThreads(spec.threads), ...seekTo(t0), '-t', span.toFixed(6), '-i', spec.input,
       '-map', '0:v:0', '-vf', filters, '-vsync', 'passthrough', ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-%05d.${ext}`],
     { signal: spec.signal, input: spec.source, cwd: workDir },
   );
