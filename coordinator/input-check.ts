@@ -16,6 +16,7 @@ import { describeLimit, limitFlag, type Limits } from '../shared/limits.js';
 import { animationRefusal, cropProblem, gifTruncation, keepsFrames, outputFormat } from '../shared/media/image-pipeline.js';
 import { SNIFF_BYTES, refusalFor, sniffBuffer, type SniffedFormat } from '../shared/media/sniff.js';
 import { HandOff } from './hand-off.js';
+import { withVipsPath } from '../shared/media/vips-path.js';
 import { formatEdgeProblem, oversizeOutput } from './kinds/image-tiles.js';
 
 /** ffmpeg demuxer names per sniffed container: ffprobe may use only the demuxer the bytes claim. */
@@ -215,7 +216,7 @@ async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, 
   let meta: sharp.Metadata | undefined;
   if (whole || HEADER_FIRST.has(format)) meta = await sharp(head, options).metadata().catch(() => undefined);
   try {
-    meta ??= await sharp(file.path, options).metadata();
+    meta ??= await withVipsPath(file.path, (name) => sharp(name, options).metadata());
   } catch (err) {
     // libvips names the file by the coordinator's path to it: by its name instead.
     return fail('INVALID_ARGUMENT', `not a decodable image (${String((err as Error).message ?? err).split(file.path).join(file.name).slice(0, 200)})`);

@@ -28,6 +28,7 @@ import { MAX_SOURCE_STRIPS, tileConfig, type TileConfig } from '../../shared/med
 import { checkSampleFormat, intermediateSpace, keepsOwnSpace, needsSrgbFromSixteen, splitForTiles, writeSrgbCopy, type PipelineFn, type TileImageParams, type TileSplit } from '../../shared/media/tile-pipeline.js';
 import { checkFormatFits, FORMAT_MAX_EDGE, gridOrder, stitchTiles, tiledExtension, tileFormatFor, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
 import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
+import { vipsSafePath, withVipsPath } from '../../shared/media/vips-path.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
 import { readVipsSize, vipsExtension, writeVipsCarrier } from '../../shared/media/tile-vips-file.js';
 import { ANIMATED_FORMATS, applyPipeline, maxInputPixels, outputFormat, outputPixels, outputSize, turnsQuarter } from '../../shared/media/image-pipeline.js';
@@ -59,7 +60,7 @@ export async function needsTiling(input: SpoolFile, params: TileImageParams, con
 async function headerDims(input: SpoolFile): Promise<SpoolFile['dims']> {
   if (input.dims) return input.dims;
   try {
-    const m = await sharp(input.path, { limitInputPixels: false }).metadata();
+    const m = await withVipsPath(input.path, (name) => sharp(name, { limitInputPixels: false }).metadata());
     return { width: m.width ?? 0, height: m.height ?? 0, orientation: m.orientation ?? 1 };
   } catch {
     return undefined;
@@ -99,6 +100,8 @@ export interface PlanTilesOptions {
   params: TileImageParams;
   /** Private scratch folder (the job's workDir). */
   workDir: string;
+  /** The name libvips opens the input by, where not its path (vips-path.ts); set by planTiles. */
+  source?: string;
   /** Worker slots, to size tiles when `tile_size` is 0. */
   slots: number;
   signal: AbortSignal;
@@ -126,7 +129,9 @@ export interface TilePlanning {
 export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   const config = o.config ?? tileConfig();
   const split = splitForTiles(o.params);
-  const sourceMeta = await readMeta(o.input.path, config, o.input.name);
+  // The name libvips is given for the input (see vips-path.ts).
+  o = { ...o, source: await vipsSafePath(o.input.path, o.workDir) };
+  const sourceMeta = await readMeta(o.source!, config, o.input.name);
   // A pyramid of a TIFF, AVIF/HEIF or GIF source gets JPEG (or, with alpha, PNG) tiles.
   const format = tileFormatFor(outputFormat(o.params, sourceMeta.format), split.output, sourceMeta.hasAlpha ?? false);
   checkSampleFormat(sourceMeta, o.input.name, split);
@@ -157,8 +162,8 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   let inputMeta = sourceMeta;
   if (needsSrgbFromSixteen(sourceMeta, o.params.keepMetadata)) {
     const copy = path.join(await tileDir(o.workDir, o.input.name), 'srgb.v');
-    await wrapBadInput(writeSrgbCopy(o.input.path, copy, sourceMeta, config.limitInputPixels), o.input.name, copy, o.input.path);
-    o = { ...o, input: { ...o.input, path: copy } };
+    await wrapBadInput(writeSrgbCopy(o.source!, copy, sourceMeta, config.limitInputPixels), o.input.name, copy, o.source ?? o.input.path);
+    o = { ...o, input: { ...o.input, path: copy }, source: copy };
     inputMeta = { ...(await sharp(copy, { limitInputPixels: config.limitInputPixels }).metadata()), format: sourceMeta.format };
   }
   if (o.params.tileSize > 0) {
@@ -229,7 +234,7 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
   const src = openSource(o, config, m);
   const cuts = cutStripsWhileDecoding({
     intermediate,
-    decode: () => wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate, o.input.path),
+    decode: () => wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate, o.source ?? o.input.path),
     signal: o.signal,
     plan: ({ width, height, depth: d }) => {
       depth = d;
@@ -353,7 +358,7 @@ function jpegStrips(format: TiledFormat, split: TileSplit, p: TileImageParams): 
  * profile is attached to the result as it is), as the batch path keeps them.
  */
 function openSource(o: PlanTilesOptions, config: TileConfig, m: sharp.Metadata): sharp.Sharp {
-  return sharp(o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true, ignoreIcc: keepsOwnSpace(m, o.params.keepMetadata) });
+  return sharp(o.source ?? o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true, ignoreIcc: keepsOwnSpace(m, o.params.keepMetadata) });
 }
 
 
@@ -369,10 +374,10 @@ const METADATA_FILE = 'metadata.v-extension';
 async function saveMetadata(o: PlanTilesOptions, config: TileConfig): Promise<void> {
   const dir = await tileDir(o.workDir, o.input.name);
   const probe = path.join(dir, 'metadata-probe.v');
-  let img = sharp(o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true, ignoreIcc: true }).extract({ left: 0, top: 0, width: 1, height: 1 });
+  let img = sharp(o.source ?? o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true, ignoreIcc: true }).extract({ left: 0, top: 0, width: 1, height: 1 });
   if (o.params.autoOrient) img = img.autoOrient();
   try {
-    await wrapBadInput(img.keepMetadata().toFile(probe), o.input.name, probe, o.input.path);
+    await wrapBadInput(img.keepMetadata().toFile(probe), o.input.name, probe, o.source ?? o.input.path);
     await writeFile(path.join(dir, METADATA_FILE), vipsExtension(await readFile(probe)));
   } finally {
     await rm(probe, { force: true });
@@ -543,7 +548,7 @@ async function cutIntermediateTiles(o: PlanTilesOptions, config: TileConfig, spl
   const name = o.input.name;
   const src = openSource(o, config, m);
   const space = intermediateSpace(m, split.prefix);
-  const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate, o.input.path);
+  const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate, o.source ?? o.input.path);
   o.signal.throwIfAborted();
 
   const { width, height } = decoded;

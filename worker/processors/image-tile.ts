@@ -13,6 +13,7 @@ import type { LocalFile, ProcessResult } from '../../shared/job-kind.js';
 import { TesseraError, failedPrecondition, hasLocalTroubleCode, invalidArgument, isAbortError, isLocalTrouble } from '../../shared/errors.js';
 import { describeSharpError } from '../../shared/media/image-errors.js';
 import { applyPipeline } from '../../shared/media/image-pipeline.js';
+import { vipsSafePath } from '../../shared/media/vips-path.js';
 import { keepsOwnSpace, type PipelineFn } from '../../shared/media/tile-pipeline.js';
 import { encodeTiled } from '../../shared/media/tile-stitch.js';
 import { readVipsResolution, writeVipsRect, type Resolution } from '../../shared/media/tile-vips-file.js';
@@ -64,8 +65,10 @@ async function processInput(ctx: TileProcessContext, input: LocalFile, pipeline:
   // and drop the rows above it as it goes, instead of decoding the whole image up front. With
   // keep_metadata the source's pixels stay in its colour space (the stitch attaches its profile).
   // The source itself (an intermediate has no profile): a CMYK one's converted through its own profile.
-  const m = plan.read === 'source' ? await sharp(input.path, { limitInputPixels: plan.limitInputPixels }).metadata() : undefined;
-  const src = sharp(input.path, { limitInputPixels: plan.limitInputPixels, sequentialRead: plan.read === 'source', ignoreIcc: m ? keepsOwnSpace(m, plan.params.keepMetadata) : plan.params.keepMetadata });
+  // Under a name libvips opens as that file (an input's own name may end in `[...]`).
+  const source = await vipsSafePath(input.path, ctx.workDir);
+  const m = plan.read === 'source' ? await sharp(source, { limitInputPixels: plan.limitInputPixels }).metadata() : undefined;
+  const src = sharp(source, { limitInputPixels: plan.limitInputPixels, sequentialRead: plan.read === 'source', ignoreIcc: m ? keepsOwnSpace(m, plan.params.keepMetadata) : plan.params.keepMetadata });
   const piped = pipeline(src, plan.params);
   let result: TileResult;
   if (plan.depth === 'uchar' || plan.depth === 'ushort') {
@@ -120,7 +123,7 @@ async function inputResolution(plan: TilePlan, input: LocalFile, workDir: string
   if (plan.read === 'intermediate') return readVipsResolution(input.path);
   const probe = path.join(workDir, `resolution-${plan.index}.v`);
   try {
-    await sharp(input.path, { limitInputPixels: plan.limitInputPixels, sequentialRead: true }).extract({ left: 0, top: 0, width: 1, height: 1 }).toFile(probe);
+    await sharp(await vipsSafePath(input.path, workDir), { limitInputPixels: plan.limitInputPixels, sequentialRead: true }).extract({ left: 0, top: 0, width: 1, height: 1 }).toFile(probe);
     return await readVipsResolution(probe);
   } finally {
     await rm(probe, { force: true });

@@ -9,6 +9,7 @@ import { describeSharpError } from '../../shared/media/image-errors.js';
 import { isTilePlan } from '../../shared/media/tile-plan.js';
 import { needsSrgbFromSixteen, writeSrgbCopy } from '../../shared/media/tile-pipeline.js';
 import { processTile } from './image-tile.js';
+import { vipsSafePath } from '../../shared/media/vips-path.js';
 import { FORMAT_EXTENSION, animationRefusal, cropProblem, gifTruncation, keepsFrames, maxInputPixels, openImage, outputFormat, outputPixels, renderImage } from '../../shared/media/image-pipeline.js';
 
 interface BatchPlan {
@@ -63,7 +64,9 @@ export const imageProcessor: WorkerProcessor<ImageParams> = {
   },
 };
 
-async function processOne(file: string, outputName: string, p: ImageParams, workDir: string, signal: AbortSignal) {
+async function processOne(given: string, outputName: string, p: ImageParams, workDir: string, signal: AbortSignal) {
+  // Under a name libvips opens as that file (an input's own name may end in `[...]`).
+  const file = await vipsSafePath(given, workDir);
   // The header only, with no limit: the pixel limit is applied below, and named.
   const meta = await openImage(file, { limitInputPixels: false }).metadata();
   const truncated = meta.format === 'gif' ? await gifTruncation(file) : undefined;
