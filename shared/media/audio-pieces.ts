@@ -5,7 +5,7 @@
  */
 import type { AudioJobParams } from '../kinds/audio-params.js';
 import type { FadeSamples } from './audio-filters.js';
-import type { NameSet } from '../names.js';
+import { withExtension, type NameSet } from '../names.js';
 
 /**
  * Workers that write `FileRender.tags`: an older one would leave the source's tags out, saying
@@ -195,11 +195,16 @@ export function decideLoudness(params: AudioJobParams, measured: number, truePea
   return { measured, gainDb, limit, peakAfterGain };
 }
 
-/** A unique output name for an input, with the codec's extension. */
+/**
+ * A unique output name for an input, with the codec's extension: its own name otherwise, as the
+ * other kinds name theirs (input names are checked on the way in). Every character outside ASCII
+ * letters and digits was made `_`: `Beyoncé – Halo.wav` gave `Beyonc____Halo.mp3`, and names in
+ * other scripts `_.mp3`, `_-2.mp3` (review NAMES).
+ */
 export function outputName(input: string, extension: string, taken: NameSet): string {
-  const base = input.replace(/^.*[\\/]/, '');
-  const stem = (base.includes('.') ? base.slice(0, base.lastIndexOf('.')) : base).replace(/[^\w.+-]/g, '_') || 'audio';
-  let name = `${stem}.${extension}`;
+  const first = withExtension(input.replace(/^.*[\\/]/, ''), extension);
+  const stem = first.slice(0, -(extension.length + 1));
+  let name = first;
   for (let i = 2; taken.has(name); i++) name = `${stem}-${i}.${extension}`;
   taken.add(name);
   return name;
