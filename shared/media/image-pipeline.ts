@@ -73,13 +73,16 @@ export function applyPipeline(img: Sharp, p: ImageParams): Sharp {
 
 /**
  * Whether one sharp call would make the wrong image: sharp crops a `cover` resize to its box, and
- * pads a `contain` one, only *after* rotating, with the box unturned. After a quarter turn a
- * 400 x 200 photo stored sideways (EXIF 6) asked for width 100 comes out 100 x 100, not 200 x 100;
- * a 100 x 80 cover box gives 80 x 80. Such params run the geometry first ({@link renderImage}).
+ * pads a `contain` one, only *after* rotating and mirroring, with the box unturned. After a quarter
+ * turn a 400 x 200 photo stored sideways (EXIF 6) asked for width 100 comes out 100 x 100, not
+ * 200 x 100; a 100 x 80 cover box gives 80 x 80. After a half turn or a flip the centred crop or
+ * padding of an odd overflow lands a row off the one the same crop mirrored gives, which the tiled
+ * path makes (review TILEOPT). Such params run the geometry first ({@link renderImage}).
  */
 export function needsGeometryPass(p: ImageParams): boolean {
-  const quarterTurn = (((p.rotate % 360) + 360) % 360) % 180 === 90;
-  return quarterTurn && (p.width > 0 || p.height > 0) && (p.fit === 'cover' || p.fit === 'contain');
+  const turn = (((p.rotate % 360) + 360) % 360);
+  const mirrors = turn === 90 || turn === 180 || turn === 270 || p.flip || p.flop;
+  return mirrors && (p.width > 0 || p.height > 0) && (p.fit === 'cover' || p.fit === 'contain');
 }
 
 /** Whether auto-orientation turns a source with this EXIF orientation a quarter (5-8): its sides swap. */
@@ -254,7 +257,9 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
       }
       return img.tiff({ quality, compression: 'lzw', ...tiffResolution(density) });
     case 'gif':
-      return img.gif();
+      // A palette of its own: told to reuse the source's (sharp's default), libvips snapped a
+      // colour step's new colours back to the old ones (hue 40: up to 111 levels off; review TILEOPT).
+      return img.gif({ reuse: false });
   }
 }
 

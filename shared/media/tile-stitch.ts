@@ -112,7 +112,9 @@ export function encodeTiled(
       img = img.avif({ ...q, effort: 2 });
       break;
     case 'gif':
-      img = img.gif();
+      // Its own palette: the source's kept with --keep-metadata is cut short in the metadata's
+      // carrier (about 113 of 256 colours), and colours came out up to 107 levels off (review TILEOPT).
+      img = img.gif({ reuse: false });
       break;
     case 'tiff':
       // Lossless, tiled, and BigTIFF once the raw data nears classic TIFF's 4 GiB offsets.
