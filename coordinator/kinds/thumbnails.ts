@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { CoordinatorKind, FinalOutput, ItemFailure, PlanContext, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { invalidArgument } from '../../shared/errors.js';
 import { MAX_THUMBNAILS, parseThumbnailParams, type ThumbnailJobParams } from '../../shared/kinds/thumbnails-params.js';
-import { probeMedia, probeVideoIndex, type VideoIndex } from '../../shared/media/probe.js';
+import { endsEarlyWarning, probeMedia, probeVideoIndex, type VideoIndex } from '../../shared/media/probe.js';
 import { takeHeaderProbe } from '../input-check.js';
 import { THUMBNAILS_FRAME_NUMBERS_FEATURE, THUMBNAILS_SEEK_FROM_FEATURE, thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
 import { planEach, planEachArriving, type PlanOne } from './plan-each.js';
@@ -108,6 +108,7 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile,
   }
   const v = info.video;
   if (!v || !v.width || !v.height) throw invalidArgument(`${input.name}: has no video stream`, input.name);
+  if (index.endsEarly) ctx.warn(input.name, endsEarlyWarning(index, info.duration));
   const first = index.frameTimes[0]!;
   const last = index.frameTimes[index.frameTimes.length - 1]!;
   // Times count from the file's start, as `ffmpeg -ss` and a player's timeline do: a video that

@@ -16,7 +16,7 @@ import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { invalidArgument } from '../../shared/errors.js';
 import { ENCODER_LIMITS, encoderMisfit, MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { AUDIO_CODECS, aacRateWritten, bitrateProblem, mp3RateWritten } from '../../shared/kinds/audio-params.js';
-import { alphaInUse, decoderStartsAt, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
+import { alphaInUse, decoderStartsAt, endsEarlyWarning, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { outputSize } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
@@ -124,6 +124,8 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   if (!video) throw invalidArgument(`${name}: has no video stream`, name);
   if (!video.width || !video.height) throw invalidArgument(`${name}: the video stream has no picture size`, name);
   if (index instanceof Error) throw index;
+  // A Matroska cut short made the part before the cut, without a word (review ERRUX).
+  if (index.endsEarly) ctx.warn(name, endsEarlyWarning(index, info.duration));
   const over = countedMediaOverLimit(name, { seconds: index.end - index.frameTimes[0]!, frames: index.frameTimes.length }, ctx.limits);
   if (over) throw over;
   // A track declared but carrying no sound (a broadcast's audio description or second language

@@ -68,7 +68,11 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
   const sampleRate = Number(a.sample_rate ?? 0);
   const channels = a.channels ?? 0;
   if (!sampleRate || !channels) throw invalidArgument(`${input}: audio stream has no sample rate or channels`, input);
-  const duration = Number(a.duration ?? out.format?.duration ?? 0) || Number(out.format?.duration ?? 0) || 0;
+  // Matroska and WebM give no stream duration: each track's length is its DURATION tag. Without it
+  // a file with a video track had no length of its audio's own, and one cut short made half its
+  // sound and succeeded (review ERRUX).
+  const tagged = matroskaDuration(a.tags?.['DURATION'] ?? a.tags?.['duration']);
+  const duration = Number(a.duration ?? (tagged || out.format?.duration) ?? 0) || Number(out.format?.duration ?? 0) || 0;
   return {
     container: out.format?.format_name ?? '',
     codec: a.codec_name ?? '',
@@ -77,7 +81,7 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
     layout: a.channel_layout ?? '',
     sampleFormat: a.sample_fmt ?? '',
     duration,
-    durationIsAudio: a.duration !== undefined || (out.streams?.length ?? 0) <= 1,
+    durationIsAudio: a.duration !== undefined || tagged > 0 || (out.streams?.length ?? 0) <= 1,
     // Ogg keeps its comments on the stream, the other containers on the file.
     tags: listenerTags({ ...a.tags, ...out.format?.tags }),
     chapters: (out.chapters ?? [])
@@ -85,6 +89,12 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
       .filter((c) => Number.isFinite(c.start) && Number.isFinite(c.end) && c.end > c.start)
       .slice(0, MAX_CHAPTERS),
   };
+}
+
+/** Seconds of a Matroska DURATION tag (`00:00:04.023000000`); 0 when there is none or it does not read. */
+function matroskaDuration(tag: string | undefined): number {
+  const m = /^(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$/.exec(tag?.trim() ?? '');
+  return m ? Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]) : 0;
 }
 
 /**

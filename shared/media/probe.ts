@@ -238,6 +238,12 @@ export interface VideoIndex {
    */
   discontinuous?: boolean;
   /**
+   * True when the demuxer met the end of the file inside the data it announced (Matroska's "File
+   * ended prematurely", an element running past its parent): a copy or upload cut short, whose
+   * packets stop where its bytes do.
+   */
+  endsEarly?: boolean;
+  /**
    * True when the decode times step back by more than 0.1 s or forward by more than 10 s somewhere:
    * where the container's clock may jump (MPEG-TS and -PS), ffmpeg runs its clock on across such a
    * step rather than keep it.
@@ -329,7 +335,17 @@ export async function probeVideoIndex(file: string, opts: ProbeOptions & { genpt
   const hi = intervals.reduce((a, b) => Math.max(a, b), 0);
   // Millisecond containers (mkv, webm) jitter by 1 ms: that is rounding, not a variable rate.
   const vfr = intervals.length > 1 && hi - lo > 0.0015 + 0.01 * hi;
-  return { packets, frameTimes, cleanKeyframes, openKeyframes, end: last + lastDuration, vfr, nonNegative, discontinuous, jumps, ...(firstKeyDts !== undefined && { firstKeyDts }) };
+  const endsEarly = /File ended prematurely|exceeds containing master element/.test(stderr);
+  return { packets, frameTimes, cleanKeyframes, openKeyframes, end: last + lastDuration, vfr, nonNegative, discontinuous, jumps, ...(firstKeyDts !== undefined && { firstKeyDts }), ...(endsEarly && { endsEarly }) };
+}
+
+/**
+ * What a kind tells the job of a video whose file ends inside its data ({@link VideoIndex.endsEarly}),
+ * where what is there is made: how much of what the container states its picture has.
+ */
+export function endsEarlyWarning(index: VideoIndex, stated: number): string {
+  const of = Number.isFinite(stated) && stated > index.end ? ` of the ${stated.toFixed(2)} s it states` : '';
+  return `the file ends early (cut short?): its picture stops at ${index.end.toFixed(2)} s${of}; what is there is made`;
 }
 
 /** Presentation span of a stream in seconds: its first timestamp and its end (last pts + duration). */
