@@ -7,7 +7,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { getMaxListeners, setMaxListeners } from 'node:events';
 import { constants as fsc, existsSync, linkSync, renameSync, unlinkSync, writeFile } from 'node:fs';
-import { link, lstat, mkdir, open, readdir, realpath, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { access, link, lstat, mkdir, open, readdir, realpath, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -323,7 +323,7 @@ export class TesseraClient {
     checkReconnectFor(options.retryForMs, 'retryForMs');
     // The shared paths are resolved beside the checks; a check's refusal comes first.
     const resolving = options.shared ? Promise.allSettled(files.map((f) => realpath(f))) : undefined;
-    const sizes = await checkInputFiles(files, options.names);
+    const sizes = await checkInputFiles(files, options.names, { readable: !options.shared });
     const sizesNow = (): Promise<number[]> => Promise.all(files.map(async (f) => (await stat(f).catch((err: NodeJS.ErrnoException) => { throw unreadable(f, err); })).size));
     let shared: string[] | undefined;
     if (resolving) {
@@ -1624,23 +1624,30 @@ function isIntegerIn(v: unknown, [min, max]: readonly [bigint, bigint]): boolean
 /** Files {@link checkInputFiles} looks up at once. */
 const FILE_CHECKS_AT_ONCE = 32;
 
+/** Words for a file this process may not read. */
+const NOT_PERMITTED = 'cannot be read (permission denied): check its permissions';
+
 /** A file that could be read when checked and cannot now (removed, renamed, its permissions changed). */
 function unreadable(file: string, err: NodeJS.ErrnoException): TesseraError {
+  if (err.code === 'EACCES' || err.code === 'EPERM') return invalidArgument(`${file}: ${NOT_PERMITTED}`, file);
   return invalidArgument(`${file}: ${err.code === 'ENOENT' ? 'no such file any more' : `cannot be read (${err.code ?? err.message})`}: it changed while it was submitted`, file);
 }
 
 /**
- * Checks a submission's files before anything is sent: each must be a regular file, and no two may
- * have the same input name (`names[i]`, default each file's base name). Returns their sizes.
- * INVALID_ARGUMENT ({@link TesseraError}, its `input` the path) naming the path otherwise.
+ * Checks a submission's files before anything is sent: each must be a regular file, readable by
+ * this process where it is to be uploaded (`readable`: one it may not read was refused only as its
+ * upload began, said to have changed meanwhile; review ERRUX), and no two may have the same input
+ * name (`names[i]`, default each file's base name). Returns their sizes. INVALID_ARGUMENT
+ * ({@link TesseraError}, its `input` the path) naming the path otherwise.
  */
-export async function checkInputFiles(files: readonly string[], names?: readonly (string | undefined)[]): Promise<number[]> {
+export async function checkInputFiles(files: readonly string[], names?: readonly (string | undefined)[], opts: { readable?: boolean } = {}): Promise<number[]> {
   files.forEach((f, i) => {
     if (typeof f !== 'string' || f === '') throw invalidArgument(`files[${i}]: ${shown(f)} is not a file path`);
   });
   // Looked up a few dozen at a time (one after another, 400 files took 25-50 ms here), judged in order.
   const limit = pLimit(FILE_CHECKS_AT_ONCE);
   const stats = await Promise.all(files.map((f) => limit(() => stat(f).catch((err: NodeJS.ErrnoException) => err))));
+  const denied = opts.readable ? await Promise.all(files.map((f, i) => (stats[i] instanceof Error ? false : limit(() => access(f, fsc.R_OK).then(() => false, (err: NodeJS.ErrnoException) => err.code === 'EACCES' || err.code === 'EPERM'))))) : [];
   // By name as macOS and Windows see it (the coordinator refuses names that differ only in case or Unicode form).
   const byName = new Map<string, { name: string; file: string }>();
   const sizes: number[] = [];
@@ -1650,6 +1657,7 @@ export async function checkInputFiles(files: readonly string[], names?: readonly
     if (got instanceof Error && got.code !== 'ENOENT' && got.code !== 'ENOTDIR') throw invalidArgument(`${f}: cannot be read (${got.code ?? got.message})`, f);
     if (!st) throw invalidArgument(`${f}: no such file`, f);
     if (!st.isFile()) throw invalidArgument(`${f}: ${st.isDirectory() ? 'is a folder' : 'is not a regular file'}; give the files themselves`, f);
+    if (denied[i]) throw invalidArgument(`${f}: ${NOT_PERMITTED}`, f);
     let name: string;
     try {
       name = safeFileName(names?.[i] ?? path.basename(f), `input name of ${f}`);

@@ -27,7 +27,7 @@ export interface SubmitFlags {
 
 export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFlags): Promise<number> {
   // The library's own check (submit makes it too), first: a usage error, before the other flags.
-  const sizes = await checkInputFiles(files).catch((err: unknown) => {
+  const sizes = await checkInputFiles(files, undefined, { readable: !flags.shared }).catch((err: unknown) => {
     throw err instanceof TesseraError ? new UsageError(err.message, err.input) : err;
   });
   const total = sizes.reduce((n, x) => n + x, 0);
