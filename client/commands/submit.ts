@@ -1,9 +1,9 @@
 /** `tessera submit KIND ...`: upload, watch with progress, download, report. */
 import path from 'node:path';
 import { status } from '../../shared/grpc-status.js';
-import { TesseraClient, TesseraError, checkInputFiles, type Job } from '../client.js';
+import { TERMINAL_STATES, TesseraClient, TesseraError, checkInputFiles, type Job } from '../client.js';
 import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
-import { ProgressView, exitCodeFor, jobToJson, prepareOutputDir, printJobHuman, reconnectNotes } from './output.js';
+import { ProgressView, exitCodeFor, jobToJson, prepareOutputDir, printJobHuman, reconnectNotes, shortState } from './output.js';
 import { UsageError } from './usage-error.js';
 import { connectionFlagsGiven } from './security-options.js';
 import { EXIT } from './exit-codes.js';
@@ -94,12 +94,15 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
         overwrite: flags.overwrite === true,
         protect: files,
       });
-      ({ job: finished, paths } = await collected.catch((err: unknown) => {
-        // The job goes on without this client: say how to fetch what it makes.
+      ({ job: finished, paths } = await collected.catch(async (err: unknown) => {
+        // Say how to fetch what the job makes, and whether it goes on without this client: a
+        // video's outputs come as it ends, and "goes on" was said of jobs that had succeeded (review ERRUX).
         // Lost the coordinator: into the same folder, going on from what came. Anything else may
         // be this folder's trouble (full, not writable): another folder, maybe.
         const lost = (err as { code?: unknown }).code === status.UNAVAILABLE;
-        const hint = `\n(job ${job.id} goes on; its outputs stay on the coordinator: ${lost ? fetch : `tessera download ${job.id}${at} -o DIR`})`;
+        const now = lost ? undefined : await client.getJob(job.id, { includeSubtasks: false, deadlineMs: 5000 }).catch(() => undefined);
+        const state = now && TERMINAL_STATES.has(now.state) ? shortState(now.state) : 'goes on';
+        const hint = `\n(job ${job.id} ${state}; its outputs stay on the coordinator: ${lost ? fetch : `tessera download ${job.id}${at} -o DIR`})`;
         const e = err as { message?: unknown; details?: unknown };
         if (typeof e.details === 'string') e.details += hint;
         if (typeof e.message === 'string') e.message += hint;
