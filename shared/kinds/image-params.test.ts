@@ -8,7 +8,7 @@ describe('image params', () => {
     expect(validateImageParams({ quality: 0 }).quality).toBe(0);
     expect(validateImageParams({ quality: 100 }).quality).toBe(100);
     expect(() => validateImageParams({ quality: 101 })).toThrow(
-      expect.objectContaining({ code: status.INVALID_ARGUMENT, message: "image.quality: 101 is out of range (1..100, or 0 for the encoder's default)" }),
+      expect.objectContaining({ code: status.INVALID_ARGUMENT, message: "image.quality: 101 is out of range (1..100; unset for the encoder's default)" }),
     );
   });
 

@@ -74,7 +74,7 @@ export function validateImageParams(raw: unknown): ImageParams {
   const tiledOutput = text('tiled_output').toLowerCase();
   if (tiledOutput && tiledOutput !== 'deepzoom' && tiledOutput !== 'iiif') throw invalidArgument(`image.tiled_output: "${text('tiled_output')}" is not one of deepzoom, iiif`);
   const quality = readNum('image.quality', p['quality']);
-  if (!Number.isFinite(quality) || quality < 0 || quality > 100) throw invalidArgument(`image.quality: ${quality} is out of range (1..100, or 0 for the encoder's default)`);
+  if (!Number.isFinite(quality) || quality < 0 || quality > 100) throw invalidArgument(`image.quality: ${quality} is out of range (1..100; unset for the encoder's default)`);
   const iiifId = text('iiif_id');
   if (iiifId) {
     if (tiledOutput !== 'iiif') throw invalidArgument('image.iiif_id: applies only to tiled_output iiif (CLI: --iiif-id with --pyramid iiif)');

@@ -166,7 +166,7 @@ export function parseVideoParams(raw: Partial<VideoParams__Output> | null | unde
   }
 
   const fps = Number(p.fps ?? 0);
-  if (!Number.isFinite(fps) || fps < 0 || fps > 240 || (fps > 0 && fps < 1)) throw invalidArgument(`fps: ${p.fps} is outside 1..240 (0 keeps the source timing)`);
+  if (!Number.isFinite(fps) || fps < 0 || fps > 240 || (fps > 0 && fps < 1)) throw invalidArgument(`fps: ${p.fps} is outside 1..240 (unset keeps the source timing)`);
 
   const audioCodec = (p.audio_codec || (container === 'webm' ? 'opus' : 'aac')).toLowerCase();
   if (!isOneOf(audioCodec, ['aac', 'opus', 'mp3', 'copy', 'none'] as const)) throw invalidArgument(`audio_codec: "${p.audio_codec}" is not one of aac, opus, mp3, copy, none`);
