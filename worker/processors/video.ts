@@ -177,7 +177,11 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
     if (err instanceof TesseraError && err.code !== status.INVALID_ARGUMENT) throw err;
     const why = err.message.startsWith(`${label}: `) ? err.message.slice(label.length + 2) : err.message;
     // An encoder that will not open for the plan's picture and rate (one ENCODER_LIMITS does not
-    // know): the plan's fault, the same on every worker, not data lost on the way here.
+    // know): the plan's fault, the same on every worker, not data lost on the way here. Short of
+    // memory, this worker's trouble: another may open it (review K13).
+    if (ENCODER_OPEN_FAILURE.test(why) && RESOURCE_SHORTAGE.test(why)) {
+      throw new TesseraError(status.UNAVAILABLE, `${label}: ${plan.encoder} could not start on this worker for want of memory (${why.replace(/^.*?ffmpeg failed: /, '')})`, { retryable: true });
+    }
     if (ENCODER_OPEN_FAILURE.test(why)) {
       throw new TesseraError(status.INTERNAL, `${label}: ${plan.encoder} would not encode ${plan.width}x${plan.height}${plan.outFps ? ` at ${+plan.outFps.toFixed(3)} fps` : ''} (${why.replace(/^.*?ffmpeg failed: /, '')}); a fault in Tessera's plan, not in the input: ask another size, rate or --codec`, { retryable: false });
     }
@@ -242,6 +246,8 @@ const AUDIO_INTERMEDIATE: Readonly<Record<string, { ext: string; muxer: string }
 
 /** What ffmpeg says when the video encoder refuses its settings as it opens. */
 const ENCODER_OPEN_FAILURE = /Error while opening encoder|Error setting encoder parameters/;
+/** What an encoder says when the machine, not its settings, is short (SVT-AV1's "insufficient resources"). */
+const RESOURCE_SHORTAGE = /insufficient resources|allocate memory|Cannot allocate memory|out of memory|ENOMEM/i;
 
 /** What ffmpeg says when it cannot set up an output (muxer, encoder), as opposed to reading the input. */
 const OUTPUT_SETUP_FAILURE = /Could not write header|Error initializing output stream|Could not find tag for codec|Error while opening encoder|Error opening output file/;
