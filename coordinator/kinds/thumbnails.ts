@@ -95,7 +95,12 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile,
   let input = given;
   let info = await probeMedia(input.path, { signal: ctx.signal, input: input.name, given: takeHeaderProbe(input) });
   if (!info.video?.width || !info.video.height) throw invalidArgument(`${input.name}: has no video stream`, input.name);
-  let index = await probeVideoIndex(input.path, { signal: ctx.signal, input: input.name });
+  // An MPEG-PS's times generated where packets have none, as the video kind reads them: a VOB's
+  // B-frame stream leaves them off, and a reference frame's decode time stood for its presentation
+  // time, so the last times ran past the frames and the input failed DATA_LOSS (review K13). (Not
+  // elsewhere: an AVI's generated times are not its frames'; it is picked by number.)
+  const genpts = (f: string): boolean => f === 'mpeg';
+  let index = await probeVideoIndex(input.path, { signal: ctx.signal, input: input.name, genpts: genpts(info.formatName) });
   // Recordings joined end to end (MPEG-TS or -PS): its video copied once, its clock run on across
   // each jump, as the video kind does; sought as it was, the second recording was never reached and
   // the times stopped at the first's end, without a word (review THOPT).
@@ -103,7 +108,7 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile,
   if (linear) {
     input = await spoolFile(linear, given.name);
     info = await probeMedia(linear, { signal: ctx.signal, input: input.name });
-    index = await probeVideoIndex(linear, { signal: ctx.signal, input: input.name });
+    index = await probeVideoIndex(linear, { signal: ctx.signal, input: input.name, genpts: genpts(info.formatName) });
     ctx.warn(input.name, CLOCK_JUMPS_WARNING);
   }
   const v = info.video;
