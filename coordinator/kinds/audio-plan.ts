@@ -198,18 +198,27 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
     bits: losslessBits(probe.sampleFormat),
     durationIsAudio: probe.durationIsAudio,
     sourceCodec: probe.codec,
+    ...(probe.audioTracks > 1 && { stream: probe.stream }),
     maxSeconds: ctx.limits.maxMediaSeconds,
     tags: probe.tags,
   };
-  const startSec = p.trim?.start ?? 0;
-  const endSec = p.trim?.end ? Math.min(p.trim.end, probe.duration || p.trim.end) : probe.duration;
-  const chapters = keptChapters(probe.chapters, startSec, p.trim?.end ? p.trim.end : Infinity);
+  if (probe.audioTracks > 1) ctx.warn(file.name, `it has ${probe.audioTracks} audio tracks: stream ${probe.stream} is encoded, the one ffmpeg takes (the default track, else the one with the most channels)`);
+  // A trim is on the file's timeline, as `ffmpeg -ss/-to` takes it: where the sound starts after
+  // the picture, its samples start that much later (it was counted from the first sample: --trim
+  // 2.5,3.5 of a sound starting at 2 s kept 4.5 to 5 s; review AVC).
+  const offset = probe.startOffset;
+  const startSec = Math.max(0, (p.trim?.start ?? 0) - offset);
+  const trimEnd = p.trim?.end ? Math.max(0, p.trim.end - offset) : undefined;
+  const endSec = trimEnd !== undefined ? Math.min(trimEnd, probe.duration || trimEnd) : probe.duration;
+  // Chapters are on the file's timeline; the output starts at the first sample kept.
+  const chapters = keptChapters(probe.chapters, Math.max(p.trim?.start ?? 0, offset), p.trim?.end ? p.trim.end : Infinity);
   if (chapters.length > 0) Object.assign(base, { chapters });
-  if (probe.duration > 0 && startSec >= probe.duration) throw invalidArgument(`${file.name}: trim.start ${startSec} s is past the end (${probe.duration.toFixed(2)} s)`, file.name);
+  const soundEnds = `${(offset + probe.duration).toFixed(2)} s${offset > 0 ? `; its sound starts at ${offset.toFixed(2)} s` : ''}`;
+  if (probe.duration > 0 && startSec >= probe.duration) throw invalidArgument(`${file.name}: trim.start ${p.trim?.start ?? 0} s is past the end (${soundEnds})`, file.name);
   const seconds = Math.max(0, endSec - startSec);
   // The params allow no trim under MIN_TRIM_SECONDS; one that runs past the end can still keep less.
   if (p.trim && probe.duration > 0 && seconds < MIN_TRIM_SECONDS) {
-    throw invalidArgument(`${file.name}: trim.start ${startSec} s leaves ${Number(seconds.toPrecision(3))} s before the end (${probe.duration.toFixed(2)} s); a trim must keep at least ${MIN_TRIM_SECONDS} s`, file.name);
+    throw invalidArgument(`${file.name}: trim.start ${p.trim.start} s leaves ${Number(seconds.toPrecision(3))} s before the end (${soundEnds}); a trim must keep at least ${MIN_TRIM_SECONDS} s`, file.name);
   }
   // A fade longer than what is kept spans all of it: allowed, and said.
   const longFades = [p.fadeIn > seconds ? `fade-in ${p.fadeIn} s` : '', p.fadeOut > seconds ? `fade-out ${p.fadeOut} s` : ''].filter(Boolean);
@@ -221,7 +230,7 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
   // A PCM WAV's header is read here (a few bytes): one cut short is refused as the segmented path does.
   if (isCuttableWav(probe)) checkWavComplete(await readWavInfo(file.path, file.name), file.name);
   const startSample = Math.round(startSec * probe.sampleRate);
-  const endSample = p.trim?.end ? Math.round(p.trim.end * probe.sampleRate) : undefined;
+  const endSample = trimEnd !== undefined ? Math.round(trimEnd * probe.sampleRate) : undefined;
   const srcFrames = Math.round(seconds * probe.sampleRate);
   const totalFrames = resampledFrames(srcFrames, probe.sampleRate, outRate);
   const render: WholeFilesPlan['files'][number] = {
@@ -239,7 +248,7 @@ async function planSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, p
   let wavPath = file.path;
   if (!isCuttableWav(probe)) {
     wavPath = path.join(ctx.workDir, `decoded-${createHash('sha1').update(file.name).digest('hex').slice(0, 12)}.wav`);
-    await decodeToWav(file.path, file.name, probe.sampleFormat, wavPath, ctx.signal, probe.codec, ctx.limits.maxMediaSeconds);
+    await decodeToWav(file.path, file.name, probe.sampleFormat, wavPath, ctx.signal, probe.codec, ctx.limits.maxMediaSeconds, probe.audioTracks > 1 ? probe.stream : undefined);
   }
   try {
     return await cutSegments(ctx, file, probe, base, wavPath);
@@ -259,12 +268,13 @@ async function cutSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, pr
   if (over) throw over;
   if (wavPath !== file.path) {
     // A decoder stops cleanly where a cut-off file ends: compare with the length the file states.
-    await checkNotTruncated({ path: file.path, input: file.name, frames: info.frames, expected: Math.round(probe.duration * info.sampleRate), durationIsAudio: probe.durationIsAudio, rate: info.sampleRate, exact: probe.codec === 'flac', signal: ctx.signal });
+    await checkNotTruncated({ path: file.path, input: file.name, frames: info.frames, expected: Math.round(probe.duration * info.sampleRate), durationIsAudio: probe.durationIsAudio, rate: info.sampleRate, exact: probe.codec === 'flac', stream: probe.stream, signal: ctx.signal });
   }
   // A streamed WAV may declare 0 or 0xFFFFFFFF bytes; any other shortfall means the file was cut off.
   if (wavPath === file.path) checkWavComplete(info, file.name);
-  const start = Math.min(info.frames, Math.round((p.trim?.start ?? 0) * info.sampleRate));
-  const end = p.trim?.end ? Math.min(info.frames, Math.round(p.trim.end * info.sampleRate)) : info.frames;
+  // On the file's timeline (see planFile).
+  const start = Math.min(info.frames, Math.round(Math.max(0, (p.trim?.start ?? 0) - probe.startOffset) * info.sampleRate));
+  const end = p.trim?.end ? Math.min(info.frames, Math.round(Math.max(0, p.trim.end - probe.startOffset) * info.sampleRate)) : info.frames;
   const frames = end - start;
   // The container may state more than it holds (a Matroska file whose picture outlasts its sound):
   // once decoded, the trim can start past the end.

@@ -35,6 +35,8 @@ export interface FileRender {
   bits: 16 | 24;
   /** The source's codec (ffprobe name): a PCM source is decoded without `-xerror` (audio-render.ts). */
   sourceCodec?: string | undefined;
+  /** The source's audio track where it has several (AudioProbe.stream; absent: its first). */
+  stream?: number | undefined;
   /** Output frames expected for the whole file (exact for WAV-cut files, estimated for others). */
   totalFrames: number;
   /** False when that estimate came from the container, not the audio stream (see AudioProbe.durationIsAudio). */

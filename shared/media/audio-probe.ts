@@ -32,6 +32,14 @@ export interface AudioProbe {
   tags: Record<string, string>;
   /** Its chapters (an audiobook's, a mix's), in seconds from its start, in order. */
   chapters: Chapter[];
+  /**
+   * The audio track taken (its stream index in the file), of `audioTracks`: the one ffmpeg takes,
+   * the default one, else the one with the most channels, else the first.
+   */
+  stream: number;
+  audioTracks: number;
+  /** Where the track's sound starts on the file's timeline, in seconds (a video's audio may start after its picture). */
+  startOffset: number;
 }
 
 /** A chapter mark: from `start` to `end` seconds, and its title ("" for none). */
@@ -42,8 +50,8 @@ export interface Chapter {
 }
 
 interface FfprobeOutput {
-  streams?: Array<{ codec_type?: string; codec_name?: string; sample_rate?: string; channels?: number; channel_layout?: string; sample_fmt?: string; duration?: string; tags?: Record<string, string> }>;
-  format?: { format_name?: string; duration?: string; tags?: Record<string, string> };
+  streams?: Array<{ index?: number; codec_type?: string; codec_name?: string; sample_rate?: string; channels?: number; channel_layout?: string; sample_fmt?: string; duration?: string; start_time?: string; disposition?: Record<string, number>; tags?: Record<string, string> }>;
+  format?: { format_name?: string; duration?: string; start_time?: string; tags?: Record<string, string> };
   chapters?: Array<{ start_time?: string; end_time?: string; tags?: Record<string, string> }>;
 }
 
@@ -63,7 +71,12 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
     if (signal?.aborted) throw err;
     throw invalidArgument(`${input}: not a readable media file`, input);
   }
-  const a = out.streams?.find((s) => s.codec_type === 'audio');
+  // Of several audio tracks, the one ffmpeg takes (its -vn default): the default one, then the most
+  // channels, then the first. The first was taken: a commentary track before the main one was
+  // encoded in its place (review AVC).
+  const audios = (out.streams ?? []).filter((s) => s.codec_type === 'audio');
+  const score = (s: (typeof audios)[number]): number => (s.disposition?.['default'] ? 1e6 : 0) + (s.channels ?? 0);
+  const a = audios.reduce<(typeof audios)[number] | undefined>((best, s) => (!best || score(s) > score(best) ? s : best), undefined);
   if (!a) throw invalidArgument(`${input}: no audio stream`, input);
   const sampleRate = Number(a.sample_rate ?? 0);
   const channels = a.channels ?? 0;
@@ -81,13 +94,18 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
     layout: a.channel_layout ?? '',
     sampleFormat: a.sample_fmt ?? '',
     duration,
-    durationIsAudio: a.duration !== undefined || tagged > 0 || (out.streams?.length ?? 0) <= 1,
+    // An MPEG-TS or -PS states no length: its stream duration is the span of its timestamps, a
+    // recorder's dropout in it, and a whole capture was refused as truncated (review AVC).
+    durationIsAudio: !/^(mpegts|mpeg)$/.test(out.format?.format_name ?? '') && (a.duration !== undefined || tagged > 0 || (out.streams?.length ?? 0) <= 1),
     // Ogg keeps its comments on the stream, the other containers on the file.
     tags: listenerTags({ ...a.tags, ...out.format?.tags }),
     chapters: (out.chapters ?? [])
       .map((c) => ({ start: Number(c.start_time), end: Number(c.end_time), title: (c.tags?.['title'] ?? '').slice(0, MAX_TAG_CHARS) }))
       .filter((c) => Number.isFinite(c.start) && Number.isFinite(c.end) && c.end > c.start)
       .slice(0, MAX_CHAPTERS),
+    stream: a.index ?? 0,
+    audioTracks: audios.length,
+    startOffset: Math.max(0, Number(a.start_time) - Number(out.format?.start_time)) || 0,
   };
 }
 
@@ -153,9 +171,14 @@ export function isCuttableWav(p: AudioProbe): boolean {
  * same warning since 2011, in every version we support), while opening the file: one packet is
  * demuxed, nothing decoded.
  */
-export async function durationIsEstimate(path: string, input: string, signal?: AbortSignal): Promise<boolean> {
-  const { stderr } = await runFfmpeg(['-v', 'warning', '-i', path, '-map', '0:a:0', '-c', 'copy', '-frames:a', '1', '-f', 'null', '-'], { signal, input });
+export async function durationIsEstimate(path: string, input: string, signal?: AbortSignal, stream?: number): Promise<boolean> {
+  const { stderr } = await runFfmpeg(['-v', 'warning', '-i', path, '-map', audioMap(stream), '-c', 'copy', '-frames:a', '1', '-f', 'null', '-'], { signal, input });
   return /Estimating duration from bitrate/.test(stderr);
+}
+
+/** The -map of a source's audio track: stream `stream` of the file, else its first audio track. */
+export function audioMap(stream: number | undefined): string {
+  return stream === undefined ? '0:a:0' : `0:${stream}`;
 }
 
 /** A decoded length to check against what the file announces. */
@@ -176,6 +199,8 @@ export interface CompletenessCheck {
    * lost. A FLAC decoder skips a damaged frame without an error, so nothing else tells of it.
    */
   exact?: boolean | undefined;
+  /** The audio track checked (AudioProbe.stream; absent: the first). */
+  stream?: number | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -191,7 +216,7 @@ export async function checkNotTruncated(c: CompletenessCheck): Promise<void> {
   const missing = c.expected - c.frames;
   const lost = c.exact === true && missing > c.rate / 100;
   if (!lost && !(c.frames < c.expected * 0.9 && missing > c.rate)) return;
-  if (await durationIsEstimate(c.path, c.input, c.signal)) return;
+  if (await durationIsEstimate(c.path, c.input, c.signal, c.stream)) return;
   if (lost && c.frames >= c.expected * 0.9) {
     throw invalidArgument(`${c.input}: corrupt file: decoded ${(c.frames / c.rate).toFixed(2)} s of the ${(c.expected / c.rate).toFixed(2)} s it states: ${(missing / c.rate).toFixed(2)} s could not be decoded`, c.input);
   }

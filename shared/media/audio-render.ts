@@ -11,10 +11,13 @@ import { invalidArgument, TesseraError } from '../errors.js';
 import { decoderThreads, runFfmpeg } from '../ffmpeg.js';
 import { encodingArgs, type OutputEncoding } from './audio-filters.js';
 import { spelledLayout } from './loudness.js';
+import { audioMap } from './audio-probe.js';
 
 export interface StageARun {
   /** Local path of the source (a whole file or a segment WAV). */
   source: string;
+  /** The source's audio track (AudioProbe.stream; absent: its first). */
+  stream?: number | undefined;
   /** Job input name, for messages. */
   input: string;
   /** Filter chain from {@link stageAChain}. */
@@ -60,7 +63,7 @@ export function corruptPacketsFail(codec: string | undefined): boolean {
 
 /** Decodes the first audio stream and applies stage A; decode errors (truncated/corrupt input) fail the input. */
 export async function renderStageA(r: StageARun): Promise<void> {
-  const args = ['-i', r.source, '-map', '0:a:0', '-vn', '-sn', '-dn', '-af', r.chain, ...capArgs(r.maxSeconds), '-c:a', 'pcm_f32le', '-f', 'wav', '-rf64', 'auto', '-y', r.out];
+  const args = ['-i', r.source, '-map', audioMap(r.stream), '-vn', '-sn', '-dn', '-af', r.chain, ...capArgs(r.maxSeconds), '-c:a', 'pcm_f32le', '-f', 'wav', '-rf64', 'auto', '-y', r.out];
   if (corruptPacketsFail(r.codec)) args.unshift('-xerror');
   if (r.threads) args.unshift('-threads', decoderThreads(r.threads));
   await decodeRun(args, r.input, r.signal, r.onProgress);
@@ -211,11 +214,11 @@ export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | 
  * Decodes a file to a WAV with the decoder's own sample format (exact: no conversion but planar->packed).
  * `sourceCodec` as in {@link corruptPacketsFail}.
  */
-export async function decodeToWav(source: string, input: string, sampleFormat: string, out: string, signal?: AbortSignal, sourceCodec?: string, maxSeconds?: number): Promise<void> {
+export async function decodeToWav(source: string, input: string, sampleFormat: string, out: string, signal?: AbortSignal, sourceCodec?: string, maxSeconds?: number, stream?: number): Promise<void> {
   const fmt = sampleFormat.replace(/p$/, '');
   const codec = fmt === 's16' ? 'pcm_s16le' : fmt === 's32' ? 'pcm_s32le' : fmt === 'u8' ? 'pcm_u8' : 'pcm_f32le';
   // Doubles (rare) become float: a negligible rounding that both the segmented and whole path would share.
-  const args = ['-i', source, '-map', '0:a:0', '-vn', '-sn', '-dn', '-map_metadata', '-1', ...capArgs(maxSeconds), '-c:a', codec, '-f', 'wav', '-rf64', 'auto', '-y', out];
+  const args = ['-i', source, '-map', audioMap(stream), '-vn', '-sn', '-dn', '-map_metadata', '-1', ...capArgs(maxSeconds), '-c:a', codec, '-f', 'wav', '-rf64', 'auto', '-y', out];
   if (corruptPacketsFail(sourceCodec)) args.unshift('-xerror');
   await decodeRun(args, input, signal);
 }
