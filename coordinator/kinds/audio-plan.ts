@@ -197,6 +197,7 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
     weightLayout: outLayout || probe.layout,
     bits: losslessBits(probe.sampleFormat),
     durationIsAudio: probe.durationIsAudio,
+    ...(probe.durationFromTag && { durationFromTag: true }),
     sourceCodec: probe.codec,
     ...(probe.audioTracks > 1 && { stream: probe.stream }),
     maxSeconds: ctx.limits.maxMediaSeconds,
@@ -268,7 +269,7 @@ async function cutSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, pr
   if (over) throw over;
   if (wavPath !== file.path) {
     // A decoder stops cleanly where a cut-off file ends: compare with the length the file states.
-    await checkNotTruncated({ path: file.path, input: file.name, frames: info.frames, expected: Math.round(probe.duration * info.sampleRate), durationIsAudio: probe.durationIsAudio, rate: info.sampleRate, exact: probe.codec === 'flac', stream: probe.stream, signal: ctx.signal });
+    await checkNotTruncated({ path: file.path, input: file.name, frames: info.frames, expected: Math.round(probe.duration * info.sampleRate), durationIsAudio: probe.durationIsAudio, rate: info.sampleRate, exact: probe.codec === 'flac' && !probe.durationFromTag, stream: probe.stream, signal: ctx.signal });
   }
   // A streamed WAV may declare 0 or 0xFFFFFFFF bytes; any other shortfall means the file was cut off.
   if (wavPath === file.path) checkWavComplete(info, file.name);

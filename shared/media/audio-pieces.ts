@@ -41,6 +41,8 @@ export interface FileRender {
   totalFrames: number;
   /** False when that estimate came from the container, not the audio stream (see AudioProbe.durationIsAudio). */
   durationIsAudio?: boolean | undefined;
+  /** That estimate is a Matroska tag's (AudioProbe.durationFromTag): never held to the sample. */
+  durationFromTag?: boolean | undefined;
   /**
    * The coordinator's --max-media-seconds: a whole-file render stops a little past it and the file
    * is refused, whatever length its header states (absent in plans from before 2026-12-04).

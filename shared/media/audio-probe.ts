@@ -28,6 +28,11 @@ export interface AudioProbe {
    * sound), and says nothing about whether the audio is complete.
    */
   durationIsAudio: boolean;
+  /**
+   * Whether `duration` is a Matroska track tag's (to the millisecond, gaps in the track counted): a
+   * bound to hold the decoded length to loosely, never to the sample as a FLAC's own count is.
+   */
+  durationFromTag?: boolean;
   /** The tags a listener knows the file by (title, artist, album...), see {@link listenerTags}. */
   tags: Record<string, string>;
   /** Its chapters (an audiobook's, a mix's), in seconds from its start, in order. */
@@ -84,7 +89,12 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
   // Matroska and WebM give no stream duration: each track's length is its DURATION tag. Without it
   // a file with a video track had no length of its audio's own, and one cut short made half its
   // sound and succeeded (review ERRUX).
-  const tagged = matroskaDuration(a.tags?.['DURATION'] ?? a.tags?.['duration']);
+  // The tag is where the track ends on the file's timeline (ffmpeg writes last timestamp + duration),
+  // mkvmerge's with a language (`DURATION-eng`): a sound that starts after the picture is that much
+  // shorter (review K14).
+  const tagKey = Object.keys(a.tags ?? {}).find((k) => /^duration(-[a-z]{2,3})?$/i.test(k));
+  const tagEnd = matroskaDuration(tagKey ? a.tags![tagKey] : undefined);
+  const tagged = tagEnd > 0 ? Math.max(0, tagEnd - Math.max(0, Number(a.start_time) || 0)) : 0;
   const duration = Number(a.duration ?? (tagged || out.format?.duration) ?? 0) || Number(out.format?.duration ?? 0) || 0;
   return {
     container: out.format?.format_name ?? '',
@@ -97,6 +107,7 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
     // An MPEG-TS or -PS states no length: its stream duration is the span of its timestamps, a
     // recorder's dropout in it, and a whole capture was refused as truncated (review AVC).
     durationIsAudio: !/^(mpegts|mpeg)$/.test(out.format?.format_name ?? '') && (a.duration !== undefined || tagged > 0 || (out.streams?.length ?? 0) <= 1),
+    ...(a.duration === undefined && tagged > 0 && { durationFromTag: true }),
     // Ogg keeps its comments on the stream, the other containers on the file.
     tags: listenerTags({ ...a.tags, ...out.format?.tags }),
     chapters: (out.chapters ?? [])

@@ -257,11 +257,13 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
       }
       return img.tiff({ quality, compression: 'lzw', ...tiffResolution(density) });
     case 'gif':
-      // After a colour step a palette of its own: told to reuse the source's (sharp's default),
-      // libvips snapped the new colours back to the old ones (hue 40: up to 111 levels off; review
-      // TILEOPT). Otherwise the source's, as sharp does: a palette of its own costs an animation's
-      // resize 4-5 times the time and nearly twice the bytes (review K13).
-      return img.gif({ reuse: !(p.grayscale || p.brightness || p.saturation || p.hue) });
+      // After a step that makes colours the source has not (grey, hue, brightness, saturation, a
+      // blur's ramps, a sharpen's halos) a palette of its own: told to reuse the source's (sharp's
+      // default), libvips snapped them back to the old ones (hue 40: up to 111 levels off; review
+      // TILEOPT; a two-colour GIF's blur undone, K14). Otherwise the source's, as sharp does: a
+      // palette of its own costs an animation's resize 4-5 times the time and nearly twice the
+      // bytes (review K13).
+      return img.gif({ reuse: !(p.grayscale || p.brightness || p.saturation || p.hue || p.blur || p.sharpen) });
   }
 }
 
