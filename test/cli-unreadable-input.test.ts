@@ -4,14 +4,13 @@
  * was unreadable from the start). The CLI runs under setpriv without CAP_DAC_OVERRIDE /
  * CAP_DAC_READ_SEARCH so that file modes hold for it as for any user (the tests run as root).
  */
-import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { createLogger } from '../shared/logger.js';
-import { CLI_PATH } from './helpers/cluster.js';
+import { runCli } from './helpers/cluster.js';
 
 const log = createLogger('test', 'silent', 'json');
 let dir: string;
@@ -19,7 +18,7 @@ let coordinator: Coordinator;
 let address: string;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-rev-errux-unreadable-'));
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-cli-unreadable-'));
   coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log, http: '' });
   address = await coordinator.start();
 });
@@ -29,33 +28,13 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-function runUnprivileged(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('setpriv', ['--bounding-set', '-dac_override,-dac_read_search', process.execPath, CLI_PATH, ...args], {
-      env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`timed out; stderr: ${stderr}`));
-    }, 30_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe('tessera submit of a file the user may not read', () => {
   it('says the file cannot be read (permission), not that it changed while it was submitted', async () => {
     const file = path.join(dir, 'secret.bin');
     await writeFile(file, 'bytes nobody may read\n');
     await chmod(file, 0o000);
-    const r = await runUnprivileged(['submit', 'passthrough', file, '--no-wait', '--no-progress', '--coordinator', address]);
+    const r = await runCli(['submit', 'passthrough', file, '--no-wait', '--no-progress', '--coordinator', address], { unprivileged: true });
     const what = `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
     // INVALID_ARGUMENT naming the file: exit 2 (README, "CLI").
     expect(r.code, what).toBe(2);

@@ -17,10 +17,16 @@ export interface TestCluster extends LocalCluster {
   runCli(args: string[], opts?: { env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<CliResult>;
 }
 
-/** Runs the real CLI (`cli`: another build's, a release's); `--coordinator` is not added for you unless a cluster does it. */
-export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string; cli?: string } = {}): Promise<CliResult> {
+/**
+ * Runs the real CLI (`cli`: another build's, a release's); `--coordinator` is not added for you unless
+ * a cluster does it. `unprivileged`: under `setpriv` without the capabilities that let root read and
+ * write anything (tests run as root), so that file modes hold for it as for any user.
+ */
+export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string; cli?: string; unprivileged?: boolean } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [opts.cli ?? CLI_PATH, ...args], { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.cwd && { cwd: opts.cwd }) });
+    const argv = [opts.cli ?? CLI_PATH, ...args];
+    const [cmd, cmdArgs] = opts.unprivileged ? ['setpriv', ['--bounding-set', '-dac_override,-dac_read_search', process.execPath, ...argv]] : [process.execPath, argv];
+    const child = spawn(cmd, cmdArgs, { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.cwd && { cwd: opts.cwd }) });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
