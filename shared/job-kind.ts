@@ -15,7 +15,7 @@ import type { Logger } from './logger.js';
 import type { Limits } from './limits.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, MOV_CHUNKS_FEATURE, NUT_CHUNKS_FEATURE, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE } from './media/video-plan.js';
 import { THUMBNAILS_FRAME_NUMBERS_FEATURE, THUMBNAILS_SEEK_FROM_FEATURE } from './media/video-thumbnails.js';
-import { AUDIO_CHAPTERS_FEATURE, AUDIO_TAGS_FEATURE } from './media/audio-pieces.js';
+import { AUDIO_CHAPTERS_FEATURE, AUDIO_STREAM_FEATURE, AUDIO_TAGS_FEATURE } from './media/audio-pieces.js';
 
 /**
  * Features (`Capabilities.features`) a worker of this version advertises: behaviours that older
@@ -24,7 +24,7 @@ import { AUDIO_CHAPTERS_FEATURE, AUDIO_TAGS_FEATURE } from './media/audio-pieces
  * - `video-audio-beside-segment`: encodes a video's audio track beside a segment, in the same
  *   subtask (older: only as a subtask of its own).
  */
-export const WORKER_FEATURES: readonly string[] = [NUT_CHUNKS_FEATURE, AUDIO_BESIDE_SEGMENT_FEATURE, VIDEO_LOSSLESS_FEATURE, VIDEO_10BIT_FEATURE, MOV_CHUNKS_FEATURE, CHUNK_INPOINT_FEATURE, THUMBNAILS_SEEK_FROM_FEATURE, AUDIO_TAGS_FEATURE, VIDEO_COLOUR_FEATURE, AUDIO_CHAPTERS_FEATURE, THUMBNAILS_FRAME_NUMBERS_FEATURE];
+export const WORKER_FEATURES: readonly string[] = [NUT_CHUNKS_FEATURE, AUDIO_BESIDE_SEGMENT_FEATURE, VIDEO_LOSSLESS_FEATURE, VIDEO_10BIT_FEATURE, MOV_CHUNKS_FEATURE, CHUNK_INPOINT_FEATURE, THUMBNAILS_SEEK_FROM_FEATURE, AUDIO_TAGS_FEATURE, VIDEO_COLOUR_FEATURE, AUDIO_CHAPTERS_FEATURE, THUMBNAILS_FRAME_NUMBERS_FEATURE, AUDIO_STREAM_FEATURE];
 
 /** What {@link CoordinatorKind.retarget} sees of a subtask. */
 export interface RetargetableSubtask {

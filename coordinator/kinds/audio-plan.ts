@@ -13,7 +13,7 @@ import { invalidArgument } from '../../shared/errors.js';
 import type { ItemFailure, PlanContext, PlanErrors, PlanResult, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { AUDIO_CODECS, aacRateWritten, bitrateProblem, mp3RateWritten, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { losslessBits } from '../../shared/media/audio-filters.js';
-import { AUDIO_CHAPTERS_FEATURE, AUDIO_TAGS_FEATURE, fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
+import { AUDIO_CHAPTERS_FEATURE, AUDIO_STREAM_FEATURE, AUDIO_TAGS_FEATURE, fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
 import { checkNotTruncated, isCuttableWav, keptChapters, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
 import { takeHeaderProbe } from '../input-check.js';
 import { ARRIVAL_PAUSE_MS, itemFailure } from './plan-each.js';
@@ -134,6 +134,7 @@ function features(group: Small[]): string[] {
   return [
     ...(group.some((g) => Object.keys(g.render.tags ?? {}).length > 0) ? [AUDIO_TAGS_FEATURE] : []),
     ...(group.some((g) => (g.render.chapters ?? []).length > 0) ? [AUDIO_CHAPTERS_FEATURE] : []),
+    ...(group.some((g) => g.render.stream !== undefined || g.render.durationFromTag || g.render.fillGaps) ? [AUDIO_STREAM_FEATURE] : []),
   ];
 }
 
@@ -200,6 +201,8 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
     ...(probe.durationFromTag && { durationFromTag: true }),
     sourceCodec: probe.codec,
     ...(probe.audioTracks > 1 && { stream: probe.stream }),
+    // A trim of an MPEG-TS or -PS, whose sound may drop out: on its timeline, gaps as silence (review K15).
+    ...(p.trim && /^(mpegts|mpeg)$/.test(probe.container) && { fillGaps: true }),
     maxSeconds: ctx.limits.maxMediaSeconds,
     tags: probe.tags,
   };
@@ -249,7 +252,7 @@ async function planSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, p
   let wavPath = file.path;
   if (!isCuttableWav(probe)) {
     wavPath = path.join(ctx.workDir, `decoded-${createHash('sha1').update(file.name).digest('hex').slice(0, 12)}.wav`);
-    await decodeToWav(file.path, file.name, probe.sampleFormat, wavPath, ctx.signal, probe.codec, ctx.limits.maxMediaSeconds, probe.audioTracks > 1 ? probe.stream : undefined);
+    await decodeToWav(file.path, file.name, probe.sampleFormat, wavPath, ctx.signal, probe.codec, ctx.limits.maxMediaSeconds, probe.audioTracks > 1 ? probe.stream : undefined, base.fillGaps);
   }
   try {
     return await cutSegments(ctx, file, probe, base, wavPath);

@@ -18,6 +18,8 @@ export interface FadeSamples {
 export interface StageAOptions {
   /** Source trim in source samples (whole-file pieces only; segments arrive already cut). */
   trim?: { startSample: number; endSample: number } | undefined;
+  /** Fill the gaps in the source's timestamps with silence first, so that its samples follow its timeline (a trim of an MPEG-TS's dropout). */
+  fillGaps?: boolean | undefined;
   /** Output sample rate; differs from the source's when resampling. */
   outRate: number;
   /** Output channel layout name when down/up-mixing ("" = keep). */
@@ -30,9 +32,13 @@ export interface StageAOptions {
   pieceLength?: number | undefined;
 }
 
+/** Silence where the timestamps jump (over 0.1 s): the samples then follow the source's timeline. */
+export const FILL_GAPS = 'aresample=async=1';
+
 /** The stage-A filter chain. It always ends in packed float at the output rate. */
 export function stageAChain(o: StageAOptions): string {
   const f: string[] = [];
+  if (o.fillGaps) f.push(FILL_GAPS);
   if (o.trim) f.push(`atrim=start_sample=${o.trim.startSample}:end_sample=${o.trim.endSample}`, 'asetpts=PTS-STARTPTS');
   // A mix to another layout is normalised (no output channel sums over full scale), as `ffmpeg -ac`
   // mixes: converting to float, the resampler would otherwise leave its matrix as it is, and a

@@ -18,6 +18,12 @@ export const AUDIO_TAGS_FEATURE = 'audio-tags';
  * whole-file subtask of a source with chapters requires it.
  */
 export const AUDIO_CHAPTERS_FEATURE = 'audio-chapters';
+/**
+ * Workers that render FileRender's `stream`, `durationFromTag` and `fillGaps`: an older one encoded
+ * the first audio track (a commentary) where the plan said another, and held a Matroska tag's length
+ * to the sample (review K15).
+ */
+export const AUDIO_STREAM_FEATURE = 'audio-stream';
 
 /** How one input file is rendered (the same for all of its pieces). */
 export interface FileRender {
@@ -37,6 +43,8 @@ export interface FileRender {
   sourceCodec?: string | undefined;
   /** The source's audio track where it has several (AudioProbe.stream; absent: its first). */
   stream?: number | undefined;
+  /** A trimmed MPEG-TS or -PS: its timestamp gaps filled with silence first (audio-filters.ts FILL_GAPS). */
+  fillGaps?: boolean | undefined;
   /** Output frames expected for the whole file (exact for WAV-cut files, estimated for others). */
   totalFrames: number;
   /** False when that estimate came from the container, not the audio stream (see AudioProbe.durationIsAudio). */

@@ -92,10 +92,21 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
   // The tag is where the track ends on the file's timeline (ffmpeg writes last timestamp + duration),
   // mkvmerge's with a language (`DURATION-eng`): a sound that starts after the picture is that much
   // shorter (review K14).
-  const tagKey = Object.keys(a.tags ?? {}).find((k) => /^duration(-[a-z]{2,3})?$/i.test(k));
+  // The muxer's own (no language) before one with a language: ffmpeg copies mkvmerge's
+  // `DURATION-eng` into a file it cuts, stale, beside the one it writes (review K15).
+  const tagKeys = Object.keys(a.tags ?? {});
+  const tagKey = tagKeys.find((k) => /^duration$/i.test(k)) ?? tagKeys.find((k) => /^duration-[a-z]{2,3}$/i.test(k));
   const tagEnd = matroskaDuration(tagKey ? a.tags![tagKey] : undefined);
-  const tagged = tagEnd > 0 ? Math.max(0, tagEnd - Math.max(0, Number(a.start_time) || 0)) : 0;
-  const duration = Number(a.duration ?? (tagged || out.format?.duration) ?? 0) || Number(out.format?.duration ?? 0) || 0;
+  // Matroska keeps no stream start or duration: ffprobe gives those of the packets it reads in its
+  // first seconds, and for a track whose first packet comes later the file's (start 0, its whole
+  // length): a sound starting at 6 s was refused as truncated and trimmed 6 s late (review K15).
+  // Its start is its first packet's, one more read of a track that shares the file.
+  const matroska = /matroska|webm/.test(out.format?.format_name ?? '');
+  const trackStart = matroska && (out.streams?.length ?? 0) > 1 ? await firstPacketTime(path, a.index ?? 0, input, signal) : undefined;
+  const start = trackStart ?? (Number(a.start_time) || 0);
+  const tagged = tagEnd > 0 ? Math.max(0, tagEnd - Math.max(0, start)) : 0;
+  const streamDuration = matroska ? undefined : a.duration;
+  const duration = Number(streamDuration ?? (tagged || out.format?.duration) ?? 0) || Number(out.format?.duration ?? 0) || 0;
   return {
     container: out.format?.format_name ?? '',
     codec: a.codec_name ?? '',
@@ -106,8 +117,8 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
     duration,
     // An MPEG-TS or -PS states no length: its stream duration is the span of its timestamps, a
     // recorder's dropout in it, and a whole capture was refused as truncated (review AVC).
-    durationIsAudio: !/^(mpegts|mpeg)$/.test(out.format?.format_name ?? '') && (a.duration !== undefined || tagged > 0 || (out.streams?.length ?? 0) <= 1),
-    ...(a.duration === undefined && tagged > 0 && { durationFromTag: true }),
+    durationIsAudio: !/^(mpegts|mpeg)$/.test(out.format?.format_name ?? '') && (streamDuration !== undefined || tagged > 0 || (out.streams?.length ?? 0) <= 1),
+    ...(streamDuration === undefined && tagged > 0 && { durationFromTag: true }),
     // Ogg keeps its comments on the stream, the other containers on the file.
     tags: listenerTags({ ...a.tags, ...out.format?.tags }),
     chapters: (out.chapters ?? [])
@@ -116,8 +127,19 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
       .slice(0, MAX_CHAPTERS),
     stream: a.index ?? 0,
     audioTracks: audios.length,
-    startOffset: Math.max(0, Number(a.start_time) - Number(out.format?.start_time)) || 0,
+    startOffset: Math.max(0, start - (Number(out.format?.start_time) || 0)) || 0,
   };
+}
+
+/** When stream `index` of `path` starts: its first packet's time (demuxed up to it, nothing decoded); undefined when it has none. */
+async function firstPacketTime(path: string, index: number, input: string, signal?: AbortSignal): Promise<number | undefined> {
+  const r = await runFfprobe<{ packets?: Array<{ pts_time?: string; dts_time?: string }> }>(
+    ['-select_streams', String(index), '-read_intervals', '%+#1', '-show_entries', 'packet=pts_time,dts_time', '-i', path],
+    { signal, input },
+  ).catch(() => undefined);
+  const p = r?.packets?.[0];
+  const t = Number(p?.pts_time ?? p?.dts_time);
+  return Number.isFinite(t) ? t : undefined;
 }
 
 /** Seconds of a Matroska DURATION tag (`00:00:04.023000000`); 0 when there is none or it does not read. */

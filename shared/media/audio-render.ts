@@ -9,7 +9,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { invalidArgument, TesseraError } from '../errors.js';
 import { decoderThreads, runFfmpeg } from '../ffmpeg.js';
-import { encodingArgs, type OutputEncoding } from './audio-filters.js';
+import { encodingArgs, FILL_GAPS, type OutputEncoding } from './audio-filters.js';
 import { spelledLayout } from './loudness.js';
 import { audioMap } from './audio-probe.js';
 
@@ -214,11 +214,11 @@ export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | 
  * Decodes a file to a WAV with the decoder's own sample format (exact: no conversion but planar->packed).
  * `sourceCodec` as in {@link corruptPacketsFail}.
  */
-export async function decodeToWav(source: string, input: string, sampleFormat: string, out: string, signal?: AbortSignal, sourceCodec?: string, maxSeconds?: number, stream?: number): Promise<void> {
+export async function decodeToWav(source: string, input: string, sampleFormat: string, out: string, signal?: AbortSignal, sourceCodec?: string, maxSeconds?: number, stream?: number, fillGaps?: boolean): Promise<void> {
   const fmt = sampleFormat.replace(/p$/, '');
   const codec = fmt === 's16' ? 'pcm_s16le' : fmt === 's32' ? 'pcm_s32le' : fmt === 'u8' ? 'pcm_u8' : 'pcm_f32le';
   // Doubles (rare) become float: a negligible rounding that both the segmented and whole path would share.
-  const args = ['-i', source, '-map', audioMap(stream), '-vn', '-sn', '-dn', '-map_metadata', '-1', ...capArgs(maxSeconds), '-c:a', codec, '-f', 'wav', '-rf64', 'auto', '-y', out];
+  const args = ['-i', source, '-map', audioMap(stream), '-vn', '-sn', '-dn', '-map_metadata', '-1', ...(fillGaps ? ['-af', FILL_GAPS] : []), ...capArgs(maxSeconds), '-c:a', codec, '-f', 'wav', '-rf64', 'auto', '-y', out];
   if (corruptPacketsFail(sourceCodec)) args.unshift('-xerror');
   await decodeRun(args, input, signal);
 }

@@ -95,7 +95,7 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
           input: f.input,
           stream: f.stream,
           codec: f.sourceCodec,
-          chain: stageAChain({ trim: f.trim, outRate: f.outRate, outLayout: f.outLayout, offset: 0, ...fades }),
+          chain: stageAChain({ trim: f.trim, fillGaps: f.fillGaps, outRate: f.outRate, outLayout: f.outLayout, offset: 0, ...fades }),
           out: stageA,
           threads: ctx.threads,
           signal: ctx.signal,
