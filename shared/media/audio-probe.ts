@@ -102,7 +102,9 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
   // length): a sound starting at 6 s was refused as truncated and trimmed 6 s late (review K15).
   // Its start is its first packet's, one more read of a track that shares the file.
   const matroska = /matroska|webm/.test(out.format?.format_name ?? '');
-  const trackStart = matroska && (out.streams?.length ?? 0) > 1 ? await firstPacketTime(path, a.index ?? 0, input, signal) : undefined;
+  // Only beside another timed stream (not a cover picture or an attachment: an audio file's, which starts with the file).
+  const timed = (out.streams ?? []).filter((x) => x.codec_type !== 'attachment' && !x.disposition?.['attached_pic']);
+  const trackStart = matroska && timed.length > 1 ? await firstPacketTime(path, a.index ?? 0, input, signal) : undefined;
   const start = trackStart ?? (Number(a.start_time) || 0);
   const tagged = tagEnd > 0 ? Math.max(0, tagEnd - Math.max(0, start)) : 0;
   const streamDuration = matroska ? undefined : a.duration;

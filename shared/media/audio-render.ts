@@ -18,6 +18,8 @@ export interface StageARun {
   source: string;
   /** The source's audio track (AudioProbe.stream; absent: its first). */
   stream?: number | undefined;
+  /** The chain fills timestamp gaps (FileRender.fillGaps): the demuxer's long jumps are kept for it. */
+  fillGaps?: boolean | undefined;
   /** Job input name, for messages. */
   input: string;
   /** Filter chain from {@link stageAChain}. */
@@ -61,9 +63,18 @@ export function corruptPacketsFail(codec: string | undefined): boolean {
   return codec === undefined || !isPcmCodec(codec);
 }
 
+/**
+ * The input option that keeps an MPEG-TS/PS's forward jumps for FILL_GAPS to fill: ffmpeg closes one
+ * over 10 s itself before any filter sees it, and a trim after a long dropout was cut from the closed-up
+ * sound (review K16). Back jumps are closed as before; the -t cap bounds what a wild jump adds.
+ */
+function keepJumps(fillGaps: boolean | undefined): string[] {
+  return fillGaps ? ['-dts_delta_threshold', '1000000'] : [];
+}
+
 /** Decodes the first audio stream and applies stage A; decode errors (truncated/corrupt input) fail the input. */
 export async function renderStageA(r: StageARun): Promise<void> {
-  const args = ['-i', r.source, '-map', audioMap(r.stream), '-vn', '-sn', '-dn', '-af', r.chain, ...capArgs(r.maxSeconds), '-c:a', 'pcm_f32le', '-f', 'wav', '-rf64', 'auto', '-y', r.out];
+  const args = [...keepJumps(r.fillGaps), '-i', r.source, '-map', audioMap(r.stream), '-vn', '-sn', '-dn', '-af', r.chain, ...capArgs(r.maxSeconds), '-c:a', 'pcm_f32le', '-f', 'wav', '-rf64', 'auto', '-y', r.out];
   if (corruptPacketsFail(r.codec)) args.unshift('-xerror');
   if (r.threads) args.unshift('-threads', decoderThreads(r.threads));
   await decodeRun(args, r.input, r.signal, r.onProgress);
@@ -218,7 +229,7 @@ export async function decodeToWav(source: string, input: string, sampleFormat: s
   const fmt = sampleFormat.replace(/p$/, '');
   const codec = fmt === 's16' ? 'pcm_s16le' : fmt === 's32' ? 'pcm_s32le' : fmt === 'u8' ? 'pcm_u8' : 'pcm_f32le';
   // Doubles (rare) become float: a negligible rounding that both the segmented and whole path would share.
-  const args = ['-i', source, '-map', audioMap(stream), '-vn', '-sn', '-dn', '-map_metadata', '-1', ...(fillGaps ? ['-af', FILL_GAPS] : []), ...capArgs(maxSeconds), '-c:a', codec, '-f', 'wav', '-rf64', 'auto', '-y', out];
+  const args = [...keepJumps(fillGaps), '-i', source, '-map', audioMap(stream), '-vn', '-sn', '-dn', '-map_metadata', '-1', ...(fillGaps ? ['-af', FILL_GAPS] : []), ...capArgs(maxSeconds), '-c:a', codec, '-f', 'wav', '-rf64', 'auto', '-y', out];
   if (corruptPacketsFail(sourceCodec)) args.unshift('-xerror');
   await decodeRun(args, input, signal);
 }

@@ -94,6 +94,7 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
           source: src.path,
           input: f.input,
           stream: f.stream,
+          fillGaps: f.fillGaps,
           codec: f.sourceCodec,
           chain: stageAChain({ trim: f.trim, fillGaps: f.fillGaps, outRate: f.outRate, outLayout: f.outLayout, offset: 0, ...fades }),
           out: stageA,
