@@ -33,7 +33,7 @@ const { probeAudio } = await import('../shared/media/audio-probe.js');
 
 let dir: string;
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-rev-k16-mka-cover-'));
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-mka-cover-'));
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });

@@ -20,7 +20,7 @@ let cluster: TestCluster;
 let dir: string;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-rev-k14-mkvlang-'));
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-mkvlang-'));
   cluster = await startCluster({ workers: 1, slots: 1 });
 });
 

@@ -17,7 +17,7 @@ let cluster: TestCluster;
 let dir: string;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-rev-k14-late-'));
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-late-'));
   cluster = await startCluster({ workers: 1, slots: 1 });
 });
 

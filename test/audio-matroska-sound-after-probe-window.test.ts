@@ -18,22 +18,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runFfmpeg } from '../shared/ffmpeg.js';
-import { decodeFloat, runAudioInProcess } from './helpers/audio-media.js';
+import { crossingsPerSecond, decodeFloat, runAudioInProcess } from './helpers/audio-media.js';
 
 let dir: string;
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-rev-k15-late-sound-'));
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-late-sound-'));
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-/** Sign changes a second in channel 0: twice a steady tone's frequency. */
-function crossingsPerSecond(samples: Float32Array, channels: number, rate: number): number {
-  let n = 0;
-  for (let i = channels; i < samples.length; i += channels) if (samples[i - channels]! < 0 !== samples[i]! < 0) n++;
-  return n / (samples.length / channels / rate);
-}
 
 /** 14 s of picture; 8 s of sound from 6 s, its tone 200 Hz in its first second, 100 Hz higher each second after. */
 async function lateSound(ext: 'mkv' | 'webm'): Promise<string> {

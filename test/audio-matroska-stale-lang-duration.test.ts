@@ -17,7 +17,7 @@ import { runAudioInProcess } from './helpers/audio-media.js';
 
 let dir: string;
 beforeEach(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-rev-k15-stale-tag-'));
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-stale-tag-'));
 });
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true });

@@ -16,12 +16,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runFfmpeg } from '../shared/ffmpeg.js';
-import { decodeFloat, runAudioInProcess } from './helpers/audio-media.js';
+import { crossingsPerSecond, decodeFloat, runAudioInProcess } from './helpers/audio-media.js';
 
 let dir: string;
 let src: string;
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-rev-k15-ts-dropout-'));
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-ts-dropout-'));
   // 10 s of sound whose tone is 200 Hz in its first second, 100 Hz higher each second after; from
   // its 3rd second on it comes 3 s later (the file: sound 0..3 s, nothing 3..6 s, sound 6..13 s).
   src = path.join(dir, 'capture.ts');
@@ -33,13 +33,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-/** Sign changes a second in channel 0: twice a steady tone's frequency. */
-function crossingsPerSecond(samples: Float32Array, channels: number, rate: number): number {
-  let n = 0;
-  for (let i = channels; i < samples.length; i += channels) if (samples[i - channels]! < 0 !== samples[i]! < 0) n++;
-  return n / (samples.length / channels / rate);
-}
 
 describe('audio job trimming an MPEG-TS capture whose sound drops out for 3 s', () => {
   test.each([180, 2])('a trim 7..8 keeps what ffmpeg -ss 7 -to 8 keeps (segment_seconds %i)', async (segment_seconds) => {

@@ -18,12 +18,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runFfmpeg } from '../shared/ffmpeg.js';
-import { decodeFloat, runAudioInProcess } from './helpers/audio-media.js';
+import { crossingsPerSecond, decodeFloat, peak, runAudioInProcess } from './helpers/audio-media.js';
 
 let dir: string;
 let src: string;
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-rev-k16-ts-long-dropout-'));
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-ts-long-dropout-'));
   // 10 s of sound whose tone is 200 Hz in its first second, 100 Hz higher each second after; from
   // its 3rd second on it comes 12 s later (the file: sound 0..3 s, nothing 3..15 s, sound 15..22 s).
   src = path.join(dir, 'capture.ts');
@@ -35,20 +35,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-/** Sign changes a second in channel 0: twice a steady tone's frequency. */
-function crossingsPerSecond(samples: Float32Array, channels: number, rate: number): number {
-  let n = 0;
-  for (let i = channels; i < samples.length; i += channels) if (samples[i - channels]! < 0 !== samples[i]! < 0) n++;
-  return n / (samples.length / channels / rate);
-}
-
-/** Largest absolute sample. */
-function peak(samples: Float32Array): number {
-  let m = 0;
-  for (const s of samples) m = Math.max(m, Math.abs(s));
-  return m;
-}
 
 describe('audio job trimming an MPEG-TS capture whose sound drops out for 12 s', () => {
   test.each([180, 2])('a trim 16..19 keeps what ffmpeg -ss 16 -to 19 keeps (segment_seconds %i)', async (segment_seconds) => {

@@ -28,7 +28,7 @@ const BEFORE_TRACK_CHOICE = ['video-nut-chunks', 'video-audio-beside-segment', '
 
 let dir: string;
 beforeEach(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-rev-k15-track-'));
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-track-'));
 });
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true });

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
-import { decodeFloat, runAudioInProcess } from './helpers/audio-media.js';
+import { crossingsPerSecond, decodeFloat, runAudioInProcess } from './helpers/audio-media.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -27,13 +27,6 @@ async function decodedFrames(file: string, before: string[] = []): Promise<numbe
   await runFfmpeg([...before, '-i', file, '-vn', '-c:a', 'pcm_s16le', '-f', 'wav', '-y', wav]);
   const p = await runFfprobe<{ streams: Array<{ duration_ts: number }> }>(['-show_entries', 'stream=duration_ts', '-i', wav]);
   return Number(p.streams[0]!.duration_ts);
-}
-
-/** Sign changes a second in channel 0: twice a steady tone's frequency. */
-function crossingsPerSecond(samples: Float32Array, channels: number, rate: number): number {
-  let n = 0;
-  for (let i = channels; i < samples.length; i += channels) if (samples[i - channels]! < 0 !== samples[i]! < 0) n++;
-  return n / (samples.length / channels / rate);
 }
 
 describe('audio of video files', () => {

@@ -21,7 +21,7 @@ let photo: string;
 let video: string;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-rev-errux-range-'));
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-range-'));
   photo = path.join(dir, 'a.png');
   video = path.join(dir, 'v.mp4');
   execFileSync('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=64x48', '-frames:v', '1', photo]);

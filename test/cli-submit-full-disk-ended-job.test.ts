@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { withSmallDisk } from './helpers/tmpfs.js';
 
-const disk = withSmallDisk('tessera-rev-errux-fulldisk-');
+const disk = withSmallDisk('tessera-fulldisk-');
 let cluster: TestCluster;
 
 beforeAll(async () => {

@@ -28,7 +28,7 @@ async function cutShort(name: string, args: string[]): Promise<string> {
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-rev-errux-mkv-'));
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-mkv-'));
   cluster = await startCluster({ workers: 1, slots: 1 });
 });
 

@@ -153,3 +153,17 @@ export async function audioReport(r: InProcessResult): Promise<FileReport[]> {
   if (!out) throw new Error('the job wrote no audio-report.json');
   return (JSON.parse(await readFile(out.path, 'utf8')) as { files: FileReport[] }).files;
 }
+
+/** Sign changes a second in channel 0 of interleaved `samples`: twice a steady tone's frequency. */
+export function crossingsPerSecond(samples: Float32Array, channels: number, rate: number): number {
+  let n = 0;
+  for (let i = channels; i < samples.length; i += channels) if (samples[i - channels]! < 0 !== samples[i]! < 0) n++;
+  return n / (samples.length / channels / rate);
+}
+
+/** Largest absolute sample. */
+export function peak(samples: Float32Array): number {
+  let m = 0;
+  for (const s of samples) m = Math.max(m, Math.abs(s));
+  return m;
+}
