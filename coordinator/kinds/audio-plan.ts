@@ -174,6 +174,18 @@ export function splitWholeFiles(s: SubtaskPlan, only?: readonly string[]): Subta
     });
 }
 
+/**
+ * The trim of `p` on the sound's own timeline, in seconds from its first sample: the file's (as
+ * `ffmpeg -ss/-to` takes it) less where the sound starts in it, never before it; `end` undefined
+ * for none.
+ */
+function soundTrim(p: AudioJobParams, probe: AudioProbe): { start: number; end: number | undefined } {
+  return {
+    start: Math.max(0, (p.trim?.start ?? 0) - probe.startOffset),
+    end: p.trim?.end ? Math.max(0, p.trim.end - probe.startOffset) : undefined,
+  };
+}
+
 /** One probed file: a long one's segment subtasks, or a small one's render to be grouped. */
 async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe: AudioProbe, taken: NameSet): Promise<SubtaskPlan[] | Small> {
   const p = ctx.params;
@@ -211,8 +223,7 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
   // the picture, its samples start that much later (it was counted from the first sample: --trim
   // 2.5,3.5 of a sound starting at 2 s kept 4.5 to 5 s; review AVC).
   const offset = probe.startOffset;
-  const startSec = Math.max(0, (p.trim?.start ?? 0) - offset);
-  const trimEnd = p.trim?.end ? Math.max(0, p.trim.end - offset) : undefined;
+  const { start: startSec, end: trimEnd } = soundTrim(p, probe);
   const endSec = trimEnd !== undefined ? Math.min(trimEnd, probe.duration || trimEnd) : probe.duration;
   // Chapters are on the file's timeline; the output starts at the first sample kept.
   const chapters = keptChapters(probe.chapters, Math.max(p.trim?.start ?? 0, offset), p.trim?.end ? p.trim.end : Infinity);
@@ -252,7 +263,7 @@ async function planSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, p
   let wavPath = file.path;
   if (!isCuttableWav(probe)) {
     wavPath = path.join(ctx.workDir, `decoded-${createHash('sha1').update(file.name).digest('hex').slice(0, 12)}.wav`);
-    await decodeToWav(file.path, file.name, probe.sampleFormat, wavPath, ctx.signal, probe.codec, ctx.limits.maxMediaSeconds, probe.audioTracks > 1 ? probe.stream : undefined, base.fillGaps);
+    await decodeToWav(file.path, file.name, probe.sampleFormat, wavPath, ctx.signal, probe.codec, ctx.limits.maxMediaSeconds, base.stream, base.fillGaps);
   }
   try {
     return await cutSegments(ctx, file, probe, base, wavPath);
@@ -276,9 +287,9 @@ async function cutSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, pr
   }
   // A streamed WAV may declare 0 or 0xFFFFFFFF bytes; any other shortfall means the file was cut off.
   if (wavPath === file.path) checkWavComplete(info, file.name);
-  // On the file's timeline (see planFile).
-  const start = Math.min(info.frames, Math.round(Math.max(0, (p.trim?.start ?? 0) - probe.startOffset) * info.sampleRate));
-  const end = p.trim?.end ? Math.min(info.frames, Math.round(Math.max(0, p.trim.end - probe.startOffset) * info.sampleRate)) : info.frames;
+  const trim = soundTrim(p, probe);
+  const start = Math.min(info.frames, Math.round(trim.start * info.sampleRate));
+  const end = trim.end !== undefined ? Math.min(info.frames, Math.round(trim.end * info.sampleRate)) : info.frames;
   const frames = end - start;
   // The container may state more than it holds (a Matroska file whose picture outlasts its sound):
   // once decoded, the trim can start past the end.

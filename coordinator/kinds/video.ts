@@ -172,10 +172,10 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   const encoder = candidates.find((e) => !encoderMisfit(e, size.width, size.height, outFps)) ?? candidates[0]!;
   const misfit = encoderMisfit(encoder, size.width, size.height, outFps);
   if (misfit) {
-    const what = misfit.includes('fps') ? `its ${+outFps.toFixed(3)} fps` : `its ${size.width}x${size.height} output`;
-    const ask = misfit.includes('fps') ? `ask --fps ${ENCODER_LIMITS[encoder]!.maxFps} or less` : 'ask a larger --width or --height';
+    const what = misfit.of === 'rate' ? `its ${+outFps.toFixed(3)} fps` : `its ${size.width}x${size.height} output`;
+    const ask = misfit.of === 'rate' ? `ask --fps ${ENCODER_LIMITS[encoder]!.maxFps} or less` : 'ask a larger --width or --height';
     const only = candidates.length === 1 ? ` (the only ${params.codec} encoder ${present.length > 0 ? "this cluster's workers have" : 'Tessera uses'})` : '';
-    throw invalidArgument(`${name}: ${what} cannot be encoded as ${params.codec}: ${misfit}${only}; ${ask}, or another --codec`, name);
+    throw invalidArgument(`${name}: ${what} cannot be encoded as ${params.codec}: ${misfit.why}${only}; ${ask}, or another --codec`, name);
   }
   // The edge derived from a box (a tall source's height from --width) may pass what any encoder
   // makes: refused here, not found on a worker as an encode that failed. A source's own size stays.

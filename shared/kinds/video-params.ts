@@ -57,11 +57,14 @@ export const ENCODER_LIMITS: Readonly<Record<string, { minEdge?: number; maxFps?
   libx265: { minEdge: 16 },
 };
 
-/** Why `encoder` cannot make a `width` x `height` picture at `fps` (0: not known), or undefined when it can. */
-export function encoderMisfit(encoder: string, width: number, height: number, fps: number): string | undefined {
+/**
+ * Why `encoder` cannot make a `width` x `height` picture at `fps` (0: not known): its words and
+ * which of the two it is; undefined when it can.
+ */
+export function encoderMisfit(encoder: string, width: number, height: number, fps: number): { why: string; of: 'size' | 'rate' } | undefined {
   const l = ENCODER_LIMITS[encoder];
-  if (l?.minEdge && Math.min(width, height) < l.minEdge) return `${encoder} makes no picture under ${l.minEdge} px on an edge`;
-  if (l?.maxFps && fps > l.maxFps + 1e-6) return `${encoder} takes at most ${l.maxFps} fps`;
+  if (l?.minEdge && Math.min(width, height) < l.minEdge) return { why: `${encoder} makes no picture under ${l.minEdge} px on an edge`, of: 'size' };
+  if (l?.maxFps && fps > l.maxFps + 1e-6) return { why: `${encoder} takes at most ${l.maxFps} fps`, of: 'rate' };
   return undefined;
 }
 

@@ -108,7 +108,7 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
   const start = trackStart ?? (Number(a.start_time) || 0);
   const tagged = tagEnd > 0 ? Math.max(0, tagEnd - Math.max(0, start)) : 0;
   const streamDuration = matroska ? undefined : a.duration;
-  const duration = Number(streamDuration ?? (tagged || out.format?.duration) ?? 0) || Number(out.format?.duration ?? 0) || 0;
+  const duration = Number(streamDuration) || tagged || Number(out.format?.duration) || 0;
   return {
     container: out.format?.format_name ?? '',
     codec: a.codec_name ?? '',
