@@ -187,6 +187,18 @@ function soundTrim(p: AudioJobParams, probe: AudioProbe): { start: number; end: 
 }
 
 /** One probed file: a long one's segment subtasks, or a small one's render to be grouped. */
+/**
+ * Whether a source's decoded layout or rate may change part-way, which a whole-file render then
+ * decodes apart (FileRender.decodeApart): a broadcast capture's stereo turning 5.1 at a programme's
+ * start, MP3s of two rates joined end to end. Formats that are streams of self-describing frames
+ * (MPEG-TS/PS, FLV, Ogg's chained streams, bare AAC/AC-3/MP3/DTS), and codecs that carry their
+ * format in every frame in any container (a capture's AC-3 remuxed into Matroska). A file whose
+ * format is fixed once in its header (WAV, FLAC, AAC in MP4) pays no second process.
+ */
+export function formatMayChange(probe: Pick<AudioProbe, 'container' | 'codec'>): boolean {
+  return /^(mpegts|mpeg|flv|ogg|asf|wtv|aac|ac3|eac3|mp3|dts|truehd|loas|mp2)$/.test(probe.container) || /^(ac3|eac3|dts|mp2|mp3|aac_latm|truehd)$/.test(probe.codec);
+}
+
 async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe: AudioProbe, taken: NameSet): Promise<SubtaskPlan[] | Small> {
   const p = ctx.params;
   const outRate = outputSampleRate(p, probe.sampleRate);
@@ -215,6 +227,7 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
     ...(probe.audioTracks > 1 && { stream: probe.stream }),
     // A trim of an MPEG-TS or -PS, whose sound may drop out: on its timeline, gaps as silence (review K15).
     ...(p.trim && /^(mpegts|mpeg)$/.test(probe.container) && { fillGaps: true }),
+    ...(formatMayChange(probe) && { decodeApart: { rate: probe.sampleRate, channels: probe.channels, layout: probe.layout } }),
     maxSeconds: ctx.limits.maxMediaSeconds,
     tags: probe.tags,
   };
@@ -263,7 +276,7 @@ async function planSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, p
   let wavPath = file.path;
   if (!isCuttableWav(probe)) {
     wavPath = path.join(ctx.workDir, `decoded-${createHash('sha1').update(file.name).digest('hex').slice(0, 12)}.wav`);
-    await decodeToWav(file.path, file.name, probe.sampleFormat, wavPath, ctx.signal, probe.codec, ctx.limits.maxMediaSeconds, base.stream, base.fillGaps);
+    await decodeToWav(file.path, file.name, probe.sampleFormat, wavPath, ctx.signal, probe.codec, ctx.limits.maxMediaSeconds, base.stream, base.fillGaps, base.decodeApart);
   }
   try {
     return await cutSegments(ctx, file, probe, base, wavPath);

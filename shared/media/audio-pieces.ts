@@ -5,6 +5,7 @@
  */
 import type { AudioJobParams } from '../kinds/audio-params.js';
 import type { FadeSamples } from './audio-filters.js';
+import type { PinnedFormat } from './audio-render.js';
 import { withExtension, type NameSet } from '../names.js';
 
 /**
@@ -45,6 +46,12 @@ export interface FileRender {
   stream?: number | undefined;
   /** A trimmed MPEG-TS or -PS: its timestamp gaps filled with silence first (audio-filters.ts FILL_GAPS). */
   fillGaps?: boolean | undefined;
+  /**
+   * Decoded by a process of its own before the whole-file chain (audio-render.ts StageARun.decodeApart):
+   * a source whose layout or rate may change part-way (broadcast and elementary-stream formats,
+   * codecs carrying their format in each frame). Workers from before it render such a file as before.
+   */
+  decodeApart?: PinnedFormat | undefined;
   /** Output frames expected for the whole file (exact for WAV-cut files, estimated for others). */
   totalFrames: number;
   /** False when that estimate came from the container, not the audio stream (see AudioProbe.durationIsAudio). */

@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { invalidArgument, TesseraError } from '../errors.js';
-import { decoderThreads, runFfmpeg } from '../ffmpeg.js';
+import { decoderThreads, ffmpegInfo, runFfmpeg, type RunOptions } from '../ffmpeg.js';
 import { encodingArgs, FILL_GAPS, type OutputEncoding } from './audio-filters.js';
 import { spelledLayout } from './loudness.js';
 import { audioMap } from './audio-probe.js';
@@ -20,6 +20,12 @@ export interface StageARun {
   stream?: number | undefined;
   /** The chain fills timestamp gaps (FileRender.fillGaps): the demuxer's long jumps are kept for it. */
   fillGaps?: boolean | undefined;
+  /**
+   * Decode in a process of its own, piping the stream as float PCM of this format to the one running
+   * the chain (FileRender.decodeApart): a source whose layout or rate changes part-way. The chain must
+   * then not fill gaps itself: the decoding side does.
+   */
+  decodeApart?: PinnedFormat | undefined;
   /** Job input name, for messages. */
   input: string;
   /** Filter chain from {@link stageAChain}. */
@@ -72,12 +78,68 @@ function keepJumps(fillGaps: boolean | undefined): string[] {
   return fillGaps ? ['-dts_delta_threshold', '1000000'] : [];
 }
 
-/** Decodes the first audio stream and applies stage A; decode errors (truncated/corrupt input) fail the input. */
+/** Decodes the source's audio track and applies stage A; decode errors (truncated/corrupt input) fail the input. */
 export async function renderStageA(r: StageARun): Promise<void> {
-  const args = [...keepJumps(r.fillGaps), '-i', r.source, '-map', audioMap(r.stream), '-vn', '-sn', '-dn', '-af', r.chain, ...capArgs(r.maxSeconds), '-c:a', 'pcm_f32le', '-f', 'wav', '-rf64', 'auto', '-y', r.out];
-  if (corruptPacketsFail(r.codec)) args.unshift('-xerror');
-  if (r.threads) args.unshift('-threads', decoderThreads(r.threads));
-  await decodeRun(args, r.input, r.signal, r.onProgress);
+  const head = [...(corruptPacketsFail(r.codec) ? ['-xerror'] : []), ...(r.threads ? ['-threads', decoderThreads(r.threads)] : [])];
+  const source = [...keepJumps(r.fillGaps), '-i', r.source, '-map', audioMap(r.stream), '-vn', '-sn', '-dn'];
+  const out = ['-af', r.chain, ...capArgs(r.maxSeconds), '-c:a', 'pcm_f32le', '-f', 'wav', '-rf64', 'auto', '-y', r.out];
+  if (!r.decodeApart) {
+    await decodeRun([...head, ...source, ...out], r.input, r.signal, { onProgress: r.onProgress });
+    return;
+  }
+  // ffmpeg's command line builds its filter graph afresh where the decoded layout or rate changes
+  // (a broadcast's stereo to 5.1, MP3s of two rates joined), and the chain's counters (the trim's
+  // sample numbers, the timeline's N) start again from 0 there: the output's times ran backwards
+  // and the file was refused as corrupt, or, without -xerror, the trim was cut a second time
+  // (review K16). The decoding process converts the whole stream to the format it starts in and
+  // writes bare samples, whose muxer takes no timestamps (a WAV muxer's -xerror refuses the MP3
+  // demuxer's, which run backwards across a rate change); the chain reads them unchanging.
+  const pcm = new PassThrough();
+  const raw = pinnedRaw(r.decodeApart);
+  await bothRuns(
+    decodeRun([...head, ...source, '-map_metadata', '-1', '-af', [...(r.fillGaps ? [FILL_GAPS] : []), raw.filter].join(','), ...capArgs(r.maxSeconds), ...raw.output, 'pipe:3'], r.input, r.signal, { pipe3: pcm }),
+    decodeRun([...raw.input, '-i', 'pipe:0', ...out], r.input, r.signal, { stdin: pcm, onProgress: r.onProgress }),
+  );
+}
+
+/**
+ * Waits for a decoding process and the one reading its pipe. The decoder's failure first (the reader
+ * then read a stream that ended early), unless it failed only because the reader had stopped.
+ */
+async function bothRuns(decoding: Promise<void>, reading: Promise<void>): Promise<void> {
+  const [decoded, read] = await Promise.allSettled([decoding, reading]);
+  const pipeClosed = decoded.status === 'rejected' && read.status === 'rejected' && /Broken pipe/.test(String((decoded.reason as Error)?.message));
+  if (decoded.status === 'rejected' && !pipeClosed) throw decoded.reason;
+  if (read.status === 'rejected') throw read.reason;
+}
+
+/** The format a source is decoded to when decoded apart: its first (probed) rate and layout. */
+export interface PinnedFormat {
+  rate: number;
+  channels: number;
+  /** ffmpeg's layout name, "" when the source states none. */
+  layout: string;
+}
+
+/**
+ * The decoding side's last filter, output and the reading side's input options, for bare samples of
+ * `codec` (pcm_f32le, pcm_s16le...) in `f`'s format.
+ */
+function pinnedRaw(f: PinnedFormat, codec = 'pcm_f32le'): { filter: string; output: string[]; input: string[] } {
+  const layout = f.layout || `${f.channels}c`;
+  const raw = codec.replace(/^pcm_/, '');
+  const sampleFmt = { f32le: 'flt', s16le: 's16', s32le: 's32', u8: 'u8' }[raw] ?? 'flt';
+  return {
+    filter: `aformat=sample_fmts=${sampleFmt}:sample_rates=${f.rate}:channel_layouts=${layout}`,
+    output: ['-c:a', codec, '-f', raw],
+    input: ['-f', raw, '-ar', String(f.rate), ...(f.layout ? [layoutOption(), f.layout] : ['-ac', String(f.channels)])],
+  };
+}
+
+/** A raw input's layout option: `-ch_layout` from ffmpeg 5.1 (its channel layout API), `-channel_layout` before. */
+function layoutOption(): string {
+  const { version, major } = ffmpegInfo();
+  return major > 5 || (major === 5 && !/^n?5\.0/.test(version)) ? '-ch_layout' : '-channel_layout';
 }
 
 /**
@@ -85,9 +147,9 @@ export async function renderStageA(r: StageARun): Promise<void> {
  * truncated or corrupt. `-nostats` keeps ffmpeg's progress line ("size= ... time= ... bitrate=") out
  * of the log the error message is taken from.
  */
-async function decodeRun(args: string[], input: string, signal: AbortSignal | undefined, onProgress?: ((seconds: number) => void) | undefined): Promise<void> {
+async function decodeRun(args: string[], input: string, signal: AbortSignal | undefined, o: Pick<RunOptions, 'onProgress' | 'stdin' | 'pipe3'> = {}): Promise<void> {
   try {
-    await runFfmpeg(['-nostats', ...args], { signal, input, onProgress });
+    await runFfmpeg(['-nostats', ...args], { signal, input, ...o });
   } catch (err) {
     if (err instanceof TesseraError && !err.retryable) {
       const detail = withoutProgress(err.message.replace(/^[^:]*: /, ''));
@@ -225,13 +287,25 @@ export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | 
  * Decodes a file to a WAV with the decoder's own sample format (exact: no conversion but planar->packed).
  * `sourceCodec` as in {@link corruptPacketsFail}.
  */
-export async function decodeToWav(source: string, input: string, sampleFormat: string, out: string, signal?: AbortSignal, sourceCodec?: string, maxSeconds?: number, stream?: number, fillGaps?: boolean): Promise<void> {
+export async function decodeToWav(source: string, input: string, sampleFormat: string, out: string, signal?: AbortSignal, sourceCodec?: string, maxSeconds?: number, stream?: number, fillGaps?: boolean, decodeApart?: PinnedFormat): Promise<void> {
   const fmt = sampleFormat.replace(/p$/, '');
   const codec = fmt === 's16' ? 'pcm_s16le' : fmt === 's32' ? 'pcm_s32le' : fmt === 'u8' ? 'pcm_u8' : 'pcm_f32le';
+  const head = corruptPacketsFail(sourceCodec) ? ['-xerror'] : [];
+  const decode = [...head, ...keepJumps(fillGaps), '-i', source, '-map', audioMap(stream), '-vn', '-sn', '-dn', '-map_metadata', '-1'];
+  const wav = [...capArgs(maxSeconds), '-f', 'wav', '-rf64', 'auto', '-y', out];
   // Doubles (rare) become float: a negligible rounding that both the segmented and whole path would share.
-  const args = [...keepJumps(fillGaps), '-i', source, '-map', audioMap(stream), '-vn', '-sn', '-dn', '-map_metadata', '-1', ...(fillGaps ? ['-af', FILL_GAPS] : []), ...capArgs(maxSeconds), '-c:a', codec, '-f', 'wav', '-rf64', 'auto', '-y', out];
-  if (corruptPacketsFail(sourceCodec)) args.unshift('-xerror');
-  await decodeRun(args, input, signal);
+  if (!decodeApart) {
+    await decodeRun([...decode, ...(fillGaps ? ['-af', FILL_GAPS] : []), '-c:a', codec, ...wav], input, signal);
+    return;
+  }
+  // A format that may change part-way is written in its first one, as bare samples, and wrapped
+  // as a WAV by a second process (see renderStageA).
+  const raw = pinnedRaw(decodeApart, codec);
+  const pcm = new PassThrough();
+  await bothRuns(
+    decodeRun([...decode, '-af', [...(fillGaps ? [FILL_GAPS] : []), raw.filter].join(','), ...capArgs(maxSeconds), ...raw.output, 'pipe:3'], input, signal, { pipe3: pcm }),
+    decodeRun([...raw.input, '-i', 'pipe:0', '-c:a', 'copy', ...wav], input, signal, { stdin: pcm }),
+  );
 }
 
 /** Integrated loudness of an encoded file by ffmpeg's ebur128 (0.1 LU resolution), -Infinity for silence. */

@@ -95,8 +95,10 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
           input: f.input,
           stream: f.stream,
           fillGaps: f.fillGaps,
+          decodeApart: f.decodeApart,
           codec: f.sourceCodec,
-          chain: stageAChain({ trim: f.trim, fillGaps: f.fillGaps, outRate: f.outRate, outLayout: f.outLayout, offset: 0, ...fades }),
+          // Gaps are filled on the decoding side when that is a process of its own.
+          chain: stageAChain({ trim: f.trim, fillGaps: f.fillGaps && !f.decodeApart, outRate: f.outRate, outLayout: f.outLayout, offset: 0, ...fades }),
           out: stageA,
           threads: ctx.threads,
           signal: ctx.signal,
