@@ -216,7 +216,9 @@ submitCommand(
       .option('--loudness <lufs>', 'target integrated loudness, -70..-5 (implies --normalize)', num('--loudness', { nonZero: 'give -70..-5, or leave it out for -16' }))
       .option('--true-peak <dbtp>', 'true-peak ceiling, -9..-0.01 (default: -1.5; with --normalize or --loudness)', num('--true-peak', { nonZero: 'give -0.01 for a ceiling at full scale, or leave it out for -1.5' }))
       .option('--waveform', 'also produce a PNG waveform and JSON peaks')
-      .option('--segment-seconds <s>', 'split long files into segments of this length (default: 180)', num('--segment-seconds', { positive: true })),
+      .option('--segment-seconds <s>', 'split long files into segments of this length (default: 180)', num('--segment-seconds', { positive: true }))
+      .option('--track <n>', "encode each file's Nth audio track, 1 = its first (default: its default track, else the one with the most channels)", int('--track', { min: 1 }))
+      .option('--language <code>', 'encode the audio track tagged with this language, e.g. fra, en, pt-BR (not with --track)'),
   audioSpec,
 );
 

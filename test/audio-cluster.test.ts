@@ -129,4 +129,23 @@ describe('audio on a cluster of two workers', () => {
     expect(peak.code).toBe(2);
     expect(peak.stderr).toContain('also set normalize: true (CLI: --normalize)');
   });
+
+  test('CLI: --language and --track choose a film\'s audio track; a pair of them, or a track the file lacks, is refused by name', async () => {
+    // Track 1: mono 300 Hz `eng`, flagged default; track 2: stereo 660 Hz `fre`.
+    const film = path.join(dir, 'film.mkv');
+    await runFfmpeg([
+      '-f', 'lavfi', '-i', 'sine=f=300:r=48000:d=1', '-f', 'lavfi', '-i', 'sine=f=660:r=48000:d=1', '-filter_complex', '[1]aformat=channel_layouts=stereo[b]',
+      '-map', '0', '-map', '[b]', '-c:a', 'flac', '-metadata:s:a:0', 'language=eng', '-metadata:s:a:1', 'language=fre', '-y', film,
+    ]);
+    const french = await cluster.runCli(['submit', 'audio', '--codec', 'wav', '--language', 'fra', film, '-o', path.join(dir, 'fra'), '--json']);
+    expect(french.code).toBe(0);
+    const got = await decodeFloat(path.join(dir, 'fra', 'film.wav'), dir);
+    expect(got.channels).toBe(2);
+    const third = await cluster.runCli(['submit', 'audio', '--track', '3', film, '-o', path.join(dir, 'third'), '--json']);
+    expect(third.code).not.toBe(0);
+    expect(JSON.parse(third.stdout).errors).toEqual([{ input: 'film.mkv', code: 'INVALID_ARGUMENT', message: 'film.mkv: audio track 3 asked, but it has 2 audio tracks' }]);
+    const both = await cluster.runCli(['submit', 'audio', '--track', '2', '--language', 'fra', film, '-o', path.join(dir, 'both')]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('track/language: give one of track 2 and language "fra", not both');
+  });
 });

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
+import { validateAudioParams } from '../shared/kinds/audio-params.js';
 import { crossingsPerSecond, decodeFloat, runAudioInProcess } from './helpers/audio-media.js';
 
 let dir: string;
@@ -95,4 +96,76 @@ describe('audio of video files', () => {
     expect(b.errors).toEqual([]);
     expect(await decodedFrames(b.outputs.find((o) => o.name === 'late.wav')!.path)).toBe(48000);
   }, 30_000);
+});
+
+describe('the audio track a job chooses (track, language)', () => {
+  /**
+   * A film of 4 s: track 1 mono 300 Hz commentary tagged `eng`; track 2 stereo 1 kHz main sound,
+   * default, tagged `fre` (mkvmerge's ISO 639-2/B code for French); track 3 stereo 500 Hz `ger`.
+   */
+  async function film(): Promise<string> {
+    const src = path.join(dir, 'film.mkv');
+    await runFfmpeg([
+      '-f', 'lavfi', '-i', 'testsrc=s=64x48:r=10:d=4', '-f', 'lavfi', '-i', 'sine=f=300:r=48000:d=4', '-f', 'lavfi', '-i', 'sine=f=1000:r=48000:d=4', '-f', 'lavfi', '-i', 'sine=f=500:r=48000:d=4',
+      '-filter_complex', '[2]aformat=channel_layouts=stereo[main];[3]aformat=channel_layouts=stereo[dub]', '-map', '0', '-map', '1', '-map', '[main]', '-map', '[dub]', '-c:v', 'libx264', '-c:a', 'flac',
+      '-disposition:a:0', 'comment', '-disposition:a:1', 'default', '-disposition:a:2', '0',
+      '-metadata:s:a:0', 'language=eng', '-metadata:s:a:1', 'language=fre', '-metadata:s:a:2', 'language=ger', '-y', src,
+    ]);
+    return src;
+  }
+
+  /** The job's output of the film: its channels and tone (Hz), and the job's warnings. */
+  async function encoded(src: string, raw: Record<string, unknown>, tag: string): Promise<{ channels: number; hz: number; warnings: string[] }> {
+    const r = await runAudioInProcess({ codec: 'wav', ...raw }, [src], path.join(dir, tag));
+    expect(r.errors).toEqual([]);
+    const got = await decodeFloat(r.outputs.find((o) => o.name === 'film.wav')!.path, dir);
+    return { channels: got.channels, hz: Math.round(crossingsPerSecond(got.samples, got.channels, 48000) / 2 / 10) * 10, warnings: r.warnings.map((w) => w.message) };
+  }
+
+  test('by number, rendered whole and in segments; by language in any ISO 639 form of it', async () => {
+    const src = await film();
+    // The one ffmpeg takes, and said so.
+    const auto = await encoded(src, {}, 'auto');
+    expect(auto).toEqual({ channels: 2, hz: 1000, warnings: [expect.stringMatching(/it has 3 audio tracks: stream 2 is encoded/)] });
+    // Asked for: no warning.
+    expect(await encoded(src, { track: 1 }, 'track1')).toEqual({ channels: 1, hz: 300, warnings: [] });
+    expect(await encoded(src, { track: 3, segment_seconds: 2 }, 'track3-segmented')).toEqual({ channels: 2, hz: 500, warnings: [] });
+    // `fra` (ISO 639-2/T) and `fr` (639-1) find the track mkvmerge tags `fre`; `de-AT` the `ger` one.
+    expect(await encoded(src, { language: 'fra' }, 'fra')).toMatchObject({ hz: 1000 });
+    expect(await encoded(src, { language: 'fr' }, 'fr')).toMatchObject({ hz: 1000 });
+    expect(await encoded(src, { language: 'de-AT', segment_seconds: 2 }, 'de')).toMatchObject({ channels: 2, hz: 500 });
+    expect(await encoded(src, { language: 'ENG' }, 'eng')).toMatchObject({ channels: 1, hz: 300 });
+  }, 60_000);
+
+  test('a track the file does not have fails that file, naming what it has; the other files are converted', async () => {
+    const src = await film();
+    const other = path.join(dir, 'song.wav');
+    await runFfmpeg(['-f', 'lavfi', '-i', 'sine=f=440:r=48000:d=1', '-y', other]);
+    const four = await runAudioInProcess({ codec: 'wav', track: 2 }, [src, other], path.join(dir, 'four'));
+    expect(four.errors).toEqual([{ input: 'song.wav', code: 'INVALID_ARGUMENT', message: 'song.wav: audio track 2 asked, but it has one audio track' }]);
+    expect(four.outputs.map((o) => o.name)).toContain('film.wav');
+    const spanish = await runAudioInProcess({ codec: 'wav', language: 'spa' }, [src, other], path.join(dir, 'spa'));
+    expect(spanish.errors).toEqual([
+      { input: 'film.mkv', code: 'INVALID_ARGUMENT', message: 'film.mkv: no audio track in language "spa" (it has 3 audio tracks: 1 eng, 2 fre, 3 ger)' },
+      { input: 'song.wav', code: 'INVALID_ARGUMENT', message: 'song.wav: no audio track in language "spa" (it has one audio track: 1 untagged)' },
+    ]);
+  }, 60_000);
+
+  test('track and language are checked when the job is submitted', () => {
+    const refused = (raw: Record<string, unknown>): string => {
+      try {
+        validateAudioParams(raw);
+      } catch (err) {
+        expect((err as { codeName?: string }).codeName).toBe('INVALID_ARGUMENT');
+        return (err as Error).message;
+      }
+      throw new Error(`${JSON.stringify(raw)} was accepted`);
+    };
+    expect(refused({ track: 1.5 })).toBe('track: 1.5 must be a whole number in 1..128 (1 = a file\'s first audio track; unset = its default one)');
+    expect(refused({ track: 2, language: 'fra' })).toBe('track/language: give one of track 2 and language "fra", not both');
+    expect(refused({ language: 'French' })).toBe('language: "French" is not a language code such as eng, fra, de or pt-BR');
+    expect(validateAudioParams({ track: 2 }).track).toEqual({ number: 2 });
+    expect(validateAudioParams({ language: ' pt-BR ' }).track).toEqual({ language: 'pt-br' });
+    expect(validateAudioParams({ track: 0, language: '' }).track).toBeUndefined();
+  });
 });

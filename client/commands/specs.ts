@@ -150,6 +150,8 @@ export function audioSpec(o: Opts): JobSpec {
       true_peak: o['truePeak'] as number | undefined,
       waveform: Boolean(o['waveform']),
       segment_seconds: o['segmentSeconds'] as number | undefined,
+      track: o['track'] as number | undefined,
+      language: o['language'] as string | undefined,
     },
   };
 }

@@ -48,7 +48,7 @@ export async function planAudio(ctx: PlanContext<AudioJobParams>): Promise<PlanR
   const probed: Probed[] = [];
   for (const file of ctx.inputs) {
     try {
-      probed.push({ file, probe: await probeAudio(file.path, file.name, ctx.signal, takeHeaderProbe(file)) });
+      probed.push({ file, probe: await probeAudio(file.path, file.name, ctx.signal, takeHeaderProbe(file), ctx.params.track) });
     } catch (err) {
       errors.push(itemFailure(err, file.name));
     }
@@ -84,7 +84,7 @@ async function* planArriving(ctx: PlanContext<AudioJobParams>, arriving: NonNull
     if (run === undefined) break;
     for (const file of run) {
       try {
-        const probe = await probeAudio(file.path, file.name, ctx.signal, takeHeaderProbe(file));
+        const probe = await probeAudio(file.path, file.name, ctx.signal, takeHeaderProbe(file), ctx.params.track);
         const planned = await planFile(ctx, file, probe, taken);
         if (Array.isArray(planned)) yield* planned;
         else waiting.push(planned);
@@ -231,7 +231,7 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
     maxSeconds: ctx.limits.maxMediaSeconds,
     tags: probe.tags,
   };
-  if (probe.audioTracks > 1) ctx.warn(file.name, `it has ${probe.audioTracks} audio tracks: stream ${probe.stream} is encoded, the one ffmpeg takes (the default track, else the one with the most channels)`);
+  if (probe.audioTracks > 1 && !probe.chosen) ctx.warn(file.name, `it has ${probe.audioTracks} audio tracks: stream ${probe.stream} is encoded, the one ffmpeg takes (the default track, else the one with the most channels)`);
   // A trim is on the file's timeline, as `ffmpeg -ss/-to` takes it: where the sound starts after
   // the picture, its samples start that much later (it was counted from the first sample: --trim
   // 2.5,3.5 of a sound starting at 2 s kept 4.5 to 5 s; review AVC).

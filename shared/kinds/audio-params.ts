@@ -60,7 +60,12 @@ export interface AudioJobParams {
   waveform: boolean;
   /** Files longer than this (seconds) are split into segments of about this length. */
   segmentSeconds: number;
+  /** The audio track chosen (AudioTrackChoice); absent: the one ffmpeg takes. */
+  track?: AudioTrackChoice | undefined;
 }
+
+/** A job's choice of each file's audio track: its `number`th (1 = first), or the one tagged `language`. */
+export type AudioTrackChoice = { number: number } | { language: string };
 
 /**
  * Least audio a trim may keep, seconds. Every output codec writes a readable file from one sample on,
@@ -92,8 +97,11 @@ const AAC_SIDE_AS_BACK: Readonly<Record<string, string>> = { '5.1(side)': '5.1',
 
 const AUDIO_FIELD_TYPES: Record<string, FieldType> = {
   codec: 'string', bitrate: 'string', sample_rate: 'number', channels: 'number', trim: 'object', fade_in: 'number', fade_out: 'number',
-  normalize: 'boolean', loudness: 'number', true_peak: 'number', waveform: 'boolean', segment_seconds: 'number',
+  normalize: 'boolean', loudness: 'number', true_peak: 'number', waveform: 'boolean', segment_seconds: 'number', track: 'number', language: 'string',
 };
+
+/** Most audio tracks a file is asked about (a player's menu holds a few; Matroska allows 126 tracks in all). */
+const MAX_TRACK = 128;
 
 /** Validates raw AudioParams (defaults from the proto loader applied) and returns the normalised params. */
 export function validateAudioParams(raw: unknown): AudioJobParams {
@@ -149,7 +157,23 @@ export function validateAudioParams(raw: unknown): AudioJobParams {
   if (!Number.isInteger(segmentSeconds) || segmentSeconds < 2 || segmentSeconds > 3600) {
     throw invalidArgument(`segment_seconds: ${segmentSeconds} must be a whole number of seconds in 2..3600`);
   }
-  return { codec: codec as AudioCodec, bitrate, bitrateGiven: Boolean(p.bitrate), sampleRate, channels, trim, fadeIn, fadeOut, normalize, loudness, truePeak, waveform: Boolean(p.waveform), segmentSeconds };
+  const track = trackChoice(p.track, p.language);
+  return { codec: codec as AudioCodec, bitrate, bitrateGiven: Boolean(p.bitrate), sampleRate, channels, trim, fadeIn, fadeOut, normalize, loudness, truePeak, waveform: Boolean(p.waveform), segmentSeconds, ...(track && { track }) };
+}
+
+/** The `track` and `language` fields as one choice (neither: undefined). */
+function trackChoice(track: unknown, language: unknown): AudioTrackChoice | undefined {
+  const n = num(track);
+  const lang = typeof language === 'string' ? language.trim() : '';
+  if (n !== 0 && lang) throw invalidArgument(`track/language: give one of track ${n} and language "${lang}", not both`);
+  if (n !== 0) {
+    if (!Number.isInteger(n) || n < 1 || n > MAX_TRACK) throw invalidArgument(`track: ${n} must be a whole number in 1..${MAX_TRACK} (1 = a file's first audio track; unset = its default one)`);
+    return { number: n };
+  }
+  if (!lang) return undefined;
+  // ISO 639 codes as containers tag them (eng, fr), with a BCP 47 region or script where Matroska's newer tags carry one (pt-BR).
+  if (!/^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$/.test(lang)) throw invalidArgument(`language: "${lang.slice(0, 40)}" is not a language code such as eng, fra, de or pt-BR`);
+  return { language: lang.toLowerCase() };
 }
 
 /** Params of an audio job spec (worker side: already validated by the coordinator, validated again cheaply). */

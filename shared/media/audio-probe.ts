@@ -3,8 +3,10 @@
  * Non-media files and files without an audio stream fail with INVALID_ARGUMENT naming the input.
  * Also the truncation check, which needs to know whether that duration was announced or guessed.
  */
+import { iso6392 } from 'iso-639-2';
 import { invalidArgument, TesseraError } from '../errors.js';
 import { runFfmpeg, runFfprobe } from '../ffmpeg.js';
+import type { AudioTrackChoice } from '../kinds/audio-params.js';
 
 /** What the audio kind needs to know about an input. */
 export interface AudioProbe {
@@ -43,6 +45,8 @@ export interface AudioProbe {
    */
   stream: number;
   audioTracks: number;
+  /** `stream` is the job's choice (AudioJobParams.track), not ffmpeg's. */
+  chosen?: boolean;
   /** Where the track's sound starts on the file's timeline, in seconds (a video's audio may start after its picture). */
   startOffset: number;
 }
@@ -63,11 +67,46 @@ interface FfprobeOutput {
 /** Most chapters carried (a cue sheet's tracks, an audiobook's chapters: far fewer). */
 const MAX_CHAPTERS = 1000;
 
+type ProbedStream = NonNullable<FfprobeOutput['streams']>[number];
+
+/** Every form of an ISO 639 code (fr, fra, fre) to one key: containers tag French as any of them (mkvmerge `fre`, MP4 `fra`). */
+const LANGUAGE_KEYS = new Map<string, string>(iso6392.flatMap((l) => [l.iso6392B, l.iso6392T, l.iso6391].filter((c): c is string => Boolean(c)).map((c) => [c, l.iso6392B] as const)));
+
+/** A language tag's key for matching: its primary code in one form (`pt-BR` -> `por`), unknown codes as they are. */
+export function languageKey(tag: string): string {
+  const primary = tag.trim().toLowerCase().split('-')[0] ?? '';
+  return LANGUAGE_KEYS.get(primary) ?? primary;
+}
+
+/**
+ * The audio track a job asked for, among a file's `audios` (in file order): its `number`th, or the one
+ * tagged `language` (the exact tag first, then any of the language: `fra` finds mkvmerge's `fre`,
+ * `pt-BR` a `por`), the default one or the one with the most channels among several.
+ */
+function chosenTrack(audios: ProbedStream[], choice: AudioTrackChoice, input: string, prefer: (s: ProbedStream) => number): ProbedStream {
+  const count = audios.length === 1 ? 'one audio track' : `${audios.length} audio tracks`;
+  if ('number' in choice) {
+    const a = audios[choice.number - 1];
+    if (!a) throw invalidArgument(`${input}: audio track ${choice.number} asked, but it has ${count}`, input);
+    return a;
+  }
+  const lang = (s: ProbedStream): string => s.tags?.['language'] ?? Object.entries(s.tags ?? {}).find(([k]) => /^language$/i.test(k))?.[1] ?? '';
+  const exact = audios.filter((s) => lang(s).toLowerCase() === choice.language);
+  const same = exact.length > 0 ? exact : audios.filter((s) => lang(s) && languageKey(lang(s)) === languageKey(choice.language));
+  const best = same.reduce<ProbedStream | undefined>((b, s) => (!b || prefer(s) > prefer(b) ? s : b), undefined);
+  if (!best) {
+    const tags = audios.map((s, i) => `${i + 1} ${lang(s) || 'untagged'}`).join(', ');
+    throw invalidArgument(`${input}: no audio track in language "${choice.language}" (it has ${count}: ${tags})`, input);
+  }
+  return best;
+}
+
 /**
  * Probes `path` (logical name `input` for messages); `given`: that probe's output already made (the
  * submission check's `-show_format -show_streams`), parsed instead of running ffprobe again.
+ * `choice`: the job's audio track (AudioJobParams.track); absent, the one ffmpeg takes.
  */
-export async function probeAudio(path: string, input: string, signal?: AbortSignal, given?: unknown): Promise<AudioProbe> {
+export async function probeAudio(path: string, input: string, signal?: AbortSignal, given?: unknown, choice?: AudioTrackChoice): Promise<AudioProbe> {
   let out: FfprobeOutput;
   try {
     out = (given as FfprobeOutput | undefined) ?? (await runFfprobe<FfprobeOutput>(['-show_streams', '-show_format', '-show_chapters', '-i', path], { signal, input }));
@@ -81,8 +120,8 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
   // encoded in its place (review AVC).
   const audios = (out.streams ?? []).filter((s) => s.codec_type === 'audio');
   const score = (s: (typeof audios)[number]): number => (s.disposition?.['default'] ? 1e6 : 0) + (s.channels ?? 0);
-  const a = audios.reduce<(typeof audios)[number] | undefined>((best, s) => (!best || score(s) > score(best) ? s : best), undefined);
-  if (!a) throw invalidArgument(`${input}: no audio stream`, input);
+  if (audios.length === 0) throw invalidArgument(`${input}: no audio stream`, input);
+  const a = choice ? chosenTrack(audios, choice, input, score) : audios.reduce((best, s) => (score(s) > score(best) ? s : best));
   const sampleRate = Number(a.sample_rate ?? 0);
   const channels = a.channels ?? 0;
   if (!sampleRate || !channels) throw invalidArgument(`${input}: audio stream has no sample rate or channels`, input);
@@ -129,6 +168,7 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
       .slice(0, MAX_CHAPTERS),
     stream: a.index ?? 0,
     audioTracks: audios.length,
+    ...(choice && { chosen: true }),
     startOffset: Math.max(0, start - (Number(out.format?.start_time) || 0)) || 0,
   };
 }
