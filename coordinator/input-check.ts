@@ -30,7 +30,9 @@ const DEMUXERS: Partial<Record<SniffedFormat, string>> = {
   ogg: 'ogg',
   y4m: 'yuv4mpegpipe',
   wav: 'wav',
-  mp3: 'mp3',
+  // A file that starts with an ID3v2 tag is sniffed as MP3, and ffmpeg finds ADTS AAC or FLAC behind
+  // such a tag too (podcast tools and HLS audio segments tag them so; review AWILD).
+  mp3: 'mp3,aac,flac',
   aac: 'aac',
   flac: 'flac',
   aiff: 'aiff',
@@ -365,8 +367,9 @@ async function checkHeader(kind: string, file: SpoolFile, demuxer: string, limit
   }
   if (kind === 'audio' && !streams.some((s) => s.codec_type === 'audio')) return fail('INVALID_ARGUMENT', `has no audio stream${empty}`);
   // A trim that starts after the end keeps nothing (the planner says the same, reading the samples).
+  // Not an Ogg's: it states its last link's length, and a chained one holds more (review AWILD).
   const trimStart = asks?.trimStart ?? 0;
-  if (trimStart > 0 && duration > 0 && trimStart >= duration) return fail('INVALID_ARGUMENT', `trim.start ${trimStart} s is past the end (${duration.toFixed(2)} s)`);
+  if (trimStart > 0 && duration > 0 && trimStart >= duration && probe.format?.format_name !== 'ogg') return fail('INVALID_ARGUMENT', `trim.start ${trimStart} s is past the end (${duration.toFixed(2)} s)`);
   const copyRefused = asks?.copyAudioInto && copyAudioRefusal(streams.filter((s) => s.codec_type === 'audio').map((s) => s.codec_name ?? ''), asks.copyAudioInto);
   if (copyRefused) return fail('INVALID_ARGUMENT', copyRefused);
   headerProbes.give(file, probe);

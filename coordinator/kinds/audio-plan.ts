@@ -14,7 +14,7 @@ import type { ItemFailure, PlanContext, PlanErrors, PlanResult, SpoolFile, Subta
 import { AUDIO_CODECS, aacRateWritten, bitrateProblem, mp3RateWritten, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { losslessBits } from '../../shared/media/audio-filters.js';
 import { AUDIO_CHAPTERS_FEATURE, AUDIO_STREAM_FEATURE, AUDIO_TAGS_FEATURE, fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
-import { checkNotTruncated, isCuttableWav, keptChapters, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
+import { checkNotTruncated, isCuttableWav, keptChapters, packetLength, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
 import { takeHeaderProbe } from '../input-check.js';
 import { ARRIVAL_PAUSE_MS, itemFailure } from './plan-each.js';
 import { decodeToWav } from '../../shared/media/audio-render.js';
@@ -48,7 +48,7 @@ export async function planAudio(ctx: PlanContext<AudioJobParams>): Promise<PlanR
   const probed: Probed[] = [];
   for (const file of ctx.inputs) {
     try {
-      probed.push({ file, probe: await probeAudio(file.path, file.name, ctx.signal, takeHeaderProbe(file), ctx.params.track) });
+      probed.push({ file, probe: await probeForPlan(ctx, file) });
     } catch (err) {
       errors.push(itemFailure(err, file.name));
     }
@@ -84,7 +84,7 @@ async function* planArriving(ctx: PlanContext<AudioJobParams>, arriving: NonNull
     if (run === undefined) break;
     for (const file of run) {
       try {
-        const probe = await probeAudio(file.path, file.name, ctx.signal, takeHeaderProbe(file), ctx.params.track);
+        const probe = await probeForPlan(ctx, file);
         const planned = await planFile(ctx, file, probe, taken);
         if (Array.isArray(planned)) yield* planned;
         else waiting.push(planned);
@@ -187,6 +187,25 @@ function soundTrim(p: AudioJobParams, probe: AudioProbe): { start: number; end: 
 }
 
 /** One probed file: a long one's segment subtasks, or a small one's render to be grouped. */
+/** Ogg files at least this large are measured (see {@link probeForPlan}): a few minutes of Vorbis or Opus and more. */
+const MEASURED_OGG_BYTES = 8 << 20;
+
+/**
+ * The probe a file is planned by: where its stated length is none (a FLAC written to a pipe) or may
+ * be short (an Ogg states its last link's, and a chained one, two files joined or a radio rip,
+ * holds more), the length its packets add up to. Without it such a file was never cut into
+ * segments, small ones were grouped as if empty, and a trim into a chained Ogg's second link was
+ * refused as past the end (review AWILD). A small Ogg without a trim is rendered whole, on its
+ * decoded length, either way.
+ */
+async function probeForPlan(ctx: PlanContext<AudioJobParams>, file: SpoolFile): Promise<AudioProbe> {
+  const probe = await probeAudio(file.path, file.name, ctx.signal, takeHeaderProbe(file), ctx.params.track);
+  const ogg = probe.container === 'ogg' && (ctx.params.trim !== null || file.size >= MEASURED_OGG_BYTES);
+  if (probe.duration > 0 && !ogg) return probe;
+  const measured = await packetLength(file.path, probe.stream, file.name, ctx.signal);
+  return measured > probe.duration ? { ...probe, duration: measured } : probe;
+}
+
 /**
  * Whether a source's decoded layout or rate may change part-way, which a whole-file render then
  * decodes apart (FileRender.decodeApart): a broadcast capture's stereo turning 5.1 at a programme's

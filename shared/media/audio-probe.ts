@@ -251,6 +251,24 @@ export async function durationIsEstimate(path: string, input: string, signal?: A
   return /Estimating duration from bitrate/.test(stderr);
 }
 
+/**
+ * The length of stream `stream` of `path` in seconds, its packets' durations summed (demuxed, nothing
+ * decoded: about 0.1 s a minute of Vorbis here); 0 when it has none. For a file whose stated length
+ * is none or wrong: a FLAC written to a pipe states no sample count; a chained Ogg (two files
+ * joined, a radio rip) states its last link's length (review AWILD).
+ */
+export async function packetLength(path: string, stream: number, input: string, signal?: AbortSignal): Promise<number> {
+  const r = await runFfprobe<{ packets?: Array<{ duration?: number | string }>; streams?: Array<{ time_base?: string }> }>(
+    ['-select_streams', String(stream), '-show_entries', 'packet=duration:stream=time_base', '-i', path],
+    { signal, input },
+  );
+  const [num, den] = (r.streams?.[0]?.time_base ?? '').split('/').map(Number);
+  if (!num || !den) return 0;
+  let ticks = 0;
+  for (const p of r.packets ?? []) ticks += Number(p.duration) || 0;
+  return (ticks * num) / den;
+}
+
 /** The -map of a source's audio track: stream `stream` of the file, else its first audio track. */
 export function audioMap(stream: number | undefined): string {
   return stream === undefined ? '0:a:0' : `0:${stream}`;

@@ -64,9 +64,14 @@ export function isPcmCodec(codec: string): boolean {
  * short last packet of any file whose data does not end on its packet size as corrupt: a WAV written
  * to a pipe (its size 0xFFFFFFFF) or whose header states more than it holds. A truncated PCM file is
  * caught by the length checks instead (audio-probe.ts checkNotTruncated, audio-wav.ts checkWavComplete).
+ * Nor for MPEG audio (MP3, MP2): its decoder looks for the next frame's sync word past anything
+ * else, and says "Header missing" of what it skips, which MP3s from the wild hold between or after
+ * their frames: the ID3 tag and Info frame of each part of MP3s joined with `cat`, a download's
+ * zero padding, a Lyrics3 tag. ffmpeg and every player play through them; a file cut short is
+ * still refused by its stated length (review AWILD).
  */
 export function corruptPacketsFail(codec: string | undefined): boolean {
-  return codec === undefined || !isPcmCodec(codec);
+  return codec === undefined || !(isPcmCodec(codec) || /^mp[123]$/.test(codec));
 }
 
 /**
