@@ -269,6 +269,21 @@ export async function packetLength(path: string, stream: number, input: string, 
   return (ticks * num) / den;
 }
 
+/**
+ * The format of the first frame stream `stream` of `path` decodes to (one frame decoded), which ffmpeg
+ * converts the whole stream to; undefined when none decodes. A stream's probed format is the last
+ * its parser saw in the seconds ffprobe reads: a capture whose stereo turns 5.1 after a second
+ * probes as 5.1 (review K17).
+ */
+export async function firstFrameFormat(path: string, stream: number, input: string, signal?: AbortSignal): Promise<{ sampleRate: number; channels: number; layout: string } | undefined> {
+  const { stderr } = await runFfmpeg(['-i', path, '-map', audioMap(stream), '-vn', '-sn', '-dn', '-af', 'ashowinfo', '-frames:a', '1', '-f', 'null', '-'], { signal, input });
+  const m = / channels:(\d+) chlayout:(.+?) rate:(\d+) /.exec(stderr);
+  if (!m) return undefined;
+  // An unnamed order ("6 channels", "unknown") is no layout, as ffprobe says "".
+  const layout = /^(unknown|\d+ channels)$/.test(m[2]!) ? '' : m[2]!;
+  return { sampleRate: Number(m[3]), channels: Number(m[1]), layout };
+}
+
 /** The -map of a source's audio track: stream `stream` of the file, else its first audio track. */
 export function audioMap(stream: number | undefined): string {
   return stream === undefined ? '0:a:0' : `0:${stream}`;

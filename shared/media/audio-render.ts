@@ -7,6 +7,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
 import { invalidArgument, TesseraError } from '../errors.js';
 import { decoderThreads, ffmpegInfo, runFfmpeg, type RunOptions } from '../ffmpeg.js';
 import { encodingArgs, FILL_GAPS, type OutputEncoding } from './audio-filters.js';
@@ -87,35 +88,88 @@ function keepJumps(fillGaps: boolean | undefined): string[] {
 export async function renderStageA(r: StageARun): Promise<void> {
   const head = [...(corruptPacketsFail(r.codec) ? ['-xerror'] : []), ...(r.threads ? ['-threads', decoderThreads(r.threads)] : [])];
   const source = [...keepJumps(r.fillGaps), '-i', r.source, '-map', audioMap(r.stream), '-vn', '-sn', '-dn'];
-  const out = ['-af', r.chain, ...capArgs(r.maxSeconds), '-c:a', 'pcm_f32le', '-f', 'wav', '-rf64', 'auto', '-y', r.out];
+  const out = [...capArgs(r.maxSeconds), '-c:a', 'pcm_f32le', '-f', 'wav', '-rf64', 'auto', '-y', r.out];
   if (!r.decodeApart) {
-    await decodeRun([...head, ...source, ...out], r.input, r.signal, { onProgress: r.onProgress });
+    await decodeRun([...head, ...source, '-af', r.chain, ...out], r.input, r.signal, { onProgress: r.onProgress });
     return;
   }
   // ffmpeg's command line builds its filter graph afresh where the decoded layout or rate changes
   // (a broadcast's stereo to 5.1, MP3s of two rates joined), and the chain's counters (the trim's
   // sample numbers, the timeline's N) start again from 0 there: the output's times ran backwards
   // and the file was refused as corrupt, or, without -xerror, the trim was cut a second time
-  // (review K16). The decoding process converts the whole stream to the format it starts in and
-  // writes bare samples, whose muxer takes no timestamps (a WAV muxer's -xerror refuses the MP3
-  // demuxer's, which run backwards across a rate change); the chain reads them unchanging.
-  const pcm = new PassThrough();
-  const raw = pinnedRaw(r.decodeApart);
-  await bothRuns(
-    decodeRun([...head, ...source, '-map_metadata', '-1', '-af', [...(r.fillGaps ? [FILL_GAPS] : []), raw.filter].join(','), ...capArgs(r.maxSeconds), ...raw.output, 'pipe:3'], r.input, r.signal, { pipe3: pcm }),
-    decodeRun([...raw.input, '-i', 'pipe:0', ...out], r.input, r.signal, { stdin: pcm, onProgress: r.onProgress }),
-  );
+  // (review K16). The decoding process converts the whole stream to its first frame's format; the
+  // chain reads it unchanging.
+  await decodedApart({
+    decode: [...head, ...source, '-map_metadata', '-1'],
+    format: r.decodeApart,
+    fillGaps: r.fillGaps,
+    maxSeconds: r.maxSeconds,
+    input: r.input,
+    signal: r.signal,
+    onProgress: r.onProgress,
+    reader: (input, filters) => [...input, '-i', 'pipe:0', '-af', [...filters, r.chain].join(','), ...out],
+  });
 }
 
+/** How long a decoding process may take to end by itself once the process reading its pipe has ended. */
+const DECODER_GRACE_MS = 250;
+
 /**
- * Waits for a decoding process and the one reading its pipe. The decoder's failure first (the reader
- * then read a stream that ended early), unless it failed only because the reader had stopped.
+ * Runs a decode in two processes: the first decodes (`decode`: its input and stream) and writes the
+ * stream in `format` to a pipe, the second reads it (`reader`, given its input options and the
+ * filters to put first in its chain). Bare samples, whose muxer takes no timestamps (a WAV muxer's
+ * -xerror refuses a chained Ogg's or joined MP3s', which run backwards), or, where gaps are filled
+ * (`fillGaps`), NUT with its timestamps: both fill them, the decoder so that its times never run
+ * back (a looped or joined capture's repeat them, which its muxer's -xerror refuses), the reader
+ * because the decoder's filter starts again, and misses a gap, where the format changes (review
+ * K17). NUT keeps the channel count only: the reader names the layout again.
+ *
+ * The decoder's own failure is the one reported (a reader then read a stream that ended early). A
+ * reader that ends first (at a trim's end: what ffmpeg -to does) leaves the decoder decoding a
+ * stream nobody reads, which its pipe would drain into nothing to the end of a long capture: it is
+ * stopped (review K17).
  */
-async function bothRuns(decoding: Promise<void>, reading: Promise<void>): Promise<void> {
-  const [decoded, read] = await Promise.allSettled([decoding, reading]);
-  const pipeClosed = decoded.status === 'rejected' && read.status === 'rejected' && /Broken pipe/.test(String((decoded.reason as Error)?.message));
-  if (decoded.status === 'rejected' && !pipeClosed) throw decoded.reason;
-  if (read.status === 'rejected') throw read.reason;
+async function decodedApart(o: {
+  decode: string[];
+  format: PinnedFormat;
+  /** Output codec of the pipe's samples (pcm_f32le, or the decoder's own sample format, see decodeToWav). */
+  codec?: string;
+  fillGaps?: boolean | undefined;
+  maxSeconds?: number | undefined;
+  input: string;
+  signal?: AbortSignal | undefined;
+  onProgress?: ((seconds: number) => void) | undefined;
+  reader: (input: string[], filters: string[]) => string[];
+}): Promise<void> {
+  const raw = pinnedRaw(o.format, o.codec);
+  const relabel = o.format.layout ? [`channelmap=channel_layout=${o.format.layout}`] : [];
+  const [output, input, filters] = o.fillGaps ? [[raw.output[0]!, raw.output[1]!, '-f', 'nut'], ['-f', 'nut'], [...relabel, FILL_GAPS]] : [raw.output, raw.input, []];
+  const pcm = new PassThrough();
+  const stop = new AbortController();
+  const forward = (): void => stop.abort(o.signal?.reason);
+  if (o.signal?.aborted) forward();
+  else o.signal?.addEventListener('abort', forward, { once: true });
+  try {
+    // Settles with the decoder's error, or undefined.
+    const decoding = decodeRun([...o.decode, '-af', [...(o.fillGaps ? [FILL_GAPS] : []), raw.filter].join(','), ...capArgs(o.maxSeconds), ...output, 'pipe:3'], o.input, stop.signal, { pipe3: pcm }).then(
+      () => undefined,
+      (err: unknown) => err ?? new Error('decoder failed'),
+    );
+    const read = await decodeRun(o.reader(input, filters), o.input, o.signal, { stdin: pcm, ...(o.onProgress && { onProgress: o.onProgress }) }).then(
+      () => undefined,
+      (err: unknown) => err ?? new Error('reader failed'),
+    );
+    const ended = await Promise.race([decoding.then((err) => ({ err })), delay(DECODER_GRACE_MS)]);
+    if (!ended) {
+      stop.abort();
+      await decoding;
+    } else if (ended.err !== undefined) {
+      throw ended.err;
+    }
+    if (read !== undefined) throw read;
+  } finally {
+    o.signal?.removeEventListener('abort', forward);
+  }
 }
 
 /** The format a source is decoded to when decoded apart: its first (probed) rate and layout. */
@@ -303,14 +357,18 @@ export async function decodeToWav(source: string, input: string, sampleFormat: s
     await decodeRun([...decode, ...(fillGaps ? ['-af', FILL_GAPS] : []), '-c:a', codec, ...wav], input, signal);
     return;
   }
-  // A format that may change part-way is written in its first one, as bare samples, and wrapped
-  // as a WAV by a second process (see renderStageA).
-  const raw = pinnedRaw(decodeApart, codec);
-  const pcm = new PassThrough();
-  await bothRuns(
-    decodeRun([...decode, '-af', [...(fillGaps ? [FILL_GAPS] : []), raw.filter].join(','), ...capArgs(maxSeconds), ...raw.output, 'pipe:3'], input, signal, { pipe3: pcm }),
-    decodeRun([...raw.input, '-i', 'pipe:0', '-c:a', 'copy', ...wav], input, signal, { stdin: pcm }),
-  );
+  // A format that may change part-way is written in its first one by one process, and wrapped as
+  // a WAV by a second (see renderStageA).
+  await decodedApart({
+    decode,
+    format: decodeApart,
+    codec,
+    fillGaps,
+    maxSeconds,
+    input,
+    signal,
+    reader: (pipeInput, filters) => [...pipeInput, '-i', 'pipe:0', ...(filters.length > 0 ? ['-af', filters.join(','), '-c:a', codec] : ['-c:a', 'copy']), ...wav],
+  });
 }
 
 /** Integrated loudness of an encoded file by ffmpeg's ebur128 (0.1 LU resolution), -Infinity for silence. */

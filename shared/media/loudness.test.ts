@@ -40,6 +40,16 @@ describe('BS.1770 loudness', () => {
     }
   });
 
+  test('a 200 Hz sine reads as at 48 kHz at low rates too (8 kHz telephony, 1 and 2 kHz sensor logs)', () => {
+    // Observed: NaN at 1 and 2 kHz (the shelf designed past the band is unstable), which a segment's
+    // statistics lost as DATA_LOSS; +0.2 dB at 8 kHz and +2 dB at 1 kHz from the high-pass's gain.
+    const at48 = measureIntegrated(sine(200, 0.1, 48000, 5), 48000, 1).lufs;
+    for (const rate of [8000, 2000, 1000]) {
+      const lufs = measureIntegrated(sine(200, 0.1, rate, 5), rate, 1).lufs;
+      expect(Math.abs(lufs - at48)).toBeLessThan(0.1);
+    }
+  });
+
   test('constant loudness integrates to itself; silence is gated out entirely', () => {
     expect(integratedLoudness(constant(-18.5, 10)).lufs).toBeCloseTo(-18.5, 9);
     const silent = integratedLoudness(constant(-80, 10));

@@ -102,12 +102,22 @@ export function kWeightingFilters(sampleRate: number): [Biquad, Biquad] {
     a1: (2 * (K * K - 1)) / a0,
     a2: (1 - K / Q + K * K) / a0,
   };
+  // At a rate whose band ends under the shelf's corner (under 3.4 kHz: a 1 kHz sensor log), the shelf
+  // designed by this transform is unstable and the meter read NaN, which a segment's statistics lost
+  // (DATA_LOSS); the shelf raises nothing so low (+0.3 dB at 500 Hz as BS.1770 draws it at 48 kHz): none.
+  const flat: Biquad = { b0: 1, b1: 0, b2: 0, a1: 0, a2: 0 };
+  const pre = sampleRate > 2 * f0 ? shelf : flat;
   f0 = 38.13547087602444;
   Q = 0.5003270373238773;
   K = Math.tan((Math.PI * f0) / sampleRate);
   a0 = 1 + K / Q + K * K;
-  const highPass: Biquad = { b0: 1, b1: -2, b2: 1, a1: (2 * (K * K - 1)) / a0, a2: (1 - K / Q + K * K) / a0 };
-  return [shelf, highPass];
+  // BS.1770 tables the numerator 1, -2, 1 at 48 kHz, where the pass band then gains a0 (+0.04 dB);
+  // kept at other rates, that gain grows as the rate falls (+2 dB at 1 kHz): the numerator is scaled
+  // to the tabled filter's pass band (exactly 1 at 48 kHz).
+  const K48 = Math.tan((Math.PI * f0) / 48000);
+  const g = (1 + K48 / Q + K48 * K48) / a0;
+  const highPass: Biquad = { b0: g, b1: -2 * g, b2: g, a1: (2 * (K * K - 1)) / a0, a2: (1 - K / Q + K * K) / a0 };
+  return [pre, highPass];
 }
 
 /**
