@@ -1,14 +1,23 @@
 /** How a sharp/libvips failure on a user's image is told to the user (worker batch and tile paths alike). */
+import path from 'node:path';
+import { VIPS_LINK_PREFIX } from './vips-path.js';
+
+/** `text` matched literally in a RegExp. */
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /**
  * A one-line description of a sharp error on an input: "not a decodable image (...)" for
  * unrecognised, truncated or corrupt files, whatever the loader (VipsJpeg, pngload, webpload...),
  * else libvips' first line. `file`: the input's path here, said as its name.
  */
-export function describeSharpError(err: unknown, file?: { path: string; name: string }): string {
+export function describeSharpError(err: unknown, file?: { path: string; name: string; linksIn?: string }): string {
   let msg = (err as Error)?.message ?? String(err);
   // libvips names the file by the worker's path to it, a folder of the worker's own: the input's name instead.
   if (file && file.path) msg = msg.split(file.path).join(file.name);
+  // So for the names it was given instead of a name it would split (vips-path.ts): a link in the
+  // work folder `linksIn`, or the descriptor's /proc path (review IWILD).
+  if (file && file.linksIn) msg = msg.replace(new RegExp(`${escapeRegExp(path.join(file.linksIn, VIPS_LINK_PREFIX))}[0-9a-f]+`, 'g'), file.name);
+  if (file) msg = msg.replace(/\/proc\/self\/fd\/\d+/g, file.name);
   // libvips' first line may be its loader's last step ("bad seek to 1024"); the decoder's own reason,
   // where it gave one, says more ("heif: ... Bitstream not supported by this decoder").
   const lines = msg.split('\n').map((l) => l.trim()).filter(Boolean);

@@ -16,9 +16,11 @@ export function maxInputPixels(): number {
 }
 
 /**
- * Why a GIF is cut short, or undefined: it must end with its trailer (0x3B; zero padding after it
- * is tolerated). libvips decodes a cut animation without a word, its last frames missing or
- * garbled; a cut still GIF it refuses.
+ * Why a GIF is cut short, or undefined: it must reach its trailer (0x3B). libvips decodes a cut
+ * animation without a word, its last frames missing or garbled; a cut still GIF it refuses. A file
+ * whose last byte but zero padding is the trailer passes at once; any other is walked block by
+ * block (sub-blocks skipped by their lengths, nothing decoded): bytes after the trailer (a CR LF of
+ * a text-mode copy, data glued on, padding past a few KiB) were taken for a cut (review IWILD).
  */
 export async function gifTruncation(file: string): Promise<string | undefined> {
   const fh = await open(file, 'r');
@@ -28,10 +30,55 @@ export async function gifTruncation(file: string): Promise<string | undefined> {
     await fh.read(tail, 0, tail.length, size - tail.length);
     let end = tail.length;
     while (end > 0 && tail[end - 1] === 0) end--;
-    return end > 0 && tail[end - 1] === 0x3b ? undefined : 'a GIF cut short (it does not end with its trailer): a copy or upload that stopped early?';
+    if (end > 0 && tail[end - 1] === 0x3b) return undefined;
+    return (await gifReachesTrailer(fh, size)) ? undefined : 'a GIF cut short (it does not reach its trailer): a copy or upload that stopped early?';
   } finally {
     await fh.close();
   }
+}
+
+/** Whether a GIF's blocks, walked from its header, lead to its trailer within the file. */
+async function gifReachesTrailer(fh: Awaited<ReturnType<typeof open>>, size: number): Promise<boolean> {
+  const buf = Buffer.alloc(64 * 1024);
+  let start = 0;
+  let length = 0;
+  const byteAt = async (pos: number): Promise<number | undefined> => {
+    if (pos >= size) return undefined;
+    if (pos < start || pos >= start + length) {
+      start = pos;
+      length = (await fh.read(buf, 0, buf.length, pos)).bytesRead;
+      if (length === 0) return undefined;
+    }
+    return buf[pos - start];
+  };
+  /** The position after a run of sub-blocks starting at `pos`, or undefined where the file ends first. */
+  const afterSubBlocks = async (pos: number): Promise<number | undefined> => {
+    for (;;) {
+      const n = await byteAt(pos);
+      if (n === undefined) return undefined;
+      pos += 1 + n;
+      if (n === 0) return pos;
+    }
+  };
+  const colourTable = (flags: number): number => (flags & 0x80 ? 3 * (1 << ((flags & 7) + 1)) : 0);
+  const screen = await byteAt(10);
+  if (screen === undefined) return false;
+  let pos: number | undefined = 13 + colourTable(screen);
+  while (pos !== undefined) {
+    const block = await byteAt(pos);
+    if (block === 0x3b) return true;
+    if (block === 0x21) {
+      pos = await afterSubBlocks(pos + 2);
+    } else if (block === 0x2c) {
+      const flags = await byteAt(pos + 9);
+      if (flags === undefined) return false;
+      // The descriptor (10 bytes), its colour table, the LZW code size, then the image's sub-blocks.
+      pos = await afterSubBlocks(pos + 10 + colourTable(flags) + 1);
+    } else {
+      return false;
+    }
+  }
+  return false;
 }
 
 /** Opens an input with explicit limits (never sharp's implicit default). */

@@ -14,6 +14,9 @@ export function vipsSplits(file: string): boolean {
   return file.endsWith(']');
 }
 
+/** How the links {@link vipsSafePath} makes are named (then 12 hex digits). */
+export const VIPS_LINK_PREFIX = 'vips-source-';
+
 /**
  * `file` under a name libvips opens as that file: itself, or a symlink to it made in `dir` (a
  * scratch folder that goes with the work).
@@ -21,7 +24,7 @@ export function vipsSplits(file: string): boolean {
 export async function vipsSafePath(file: string, dir: string): Promise<string> {
   if (!vipsSplits(file)) return file;
   await mkdir(dir, { recursive: true });
-  const link = path.join(dir, `vips-source-${randomBytes(6).toString('hex')}`);
+  const link = path.join(dir, `${VIPS_LINK_PREFIX}${randomBytes(6).toString('hex')}`);
   await symlink(path.resolve(file), link);
   return link;
 }

@@ -46,7 +46,7 @@ export async function processTile(ctx: TileProcessContext, pipeline: PipelineFn 
     const raw = String((err as Error)?.message ?? err);
     // This worker's full disk is not the image's fault: left to the retry.
     if (hasLocalTroubleCode(err) || isLocalTrouble(raw, [input.path, ctx.workDir])) throw err;
-    throw invalidArgument(`${plan.source}: cannot decode image for tiling: ${describeSharpError(err, { path: input.path, name: plan.source })}`, plan.source);
+    throw invalidArgument(`${plan.source}: cannot decode image for tiling: ${describeSharpError(err, { path: input.path, name: plan.source, linksIn: ctx.workDir })}`, plan.source);
   }
 }
 

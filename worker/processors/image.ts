@@ -55,7 +55,7 @@ export const imageProcessor: WorkerProcessor<ImageParams> = {
           throw new TesseraError(status.UNAVAILABLE, `${item.input}: this worker could not write the result (${cause}): this worker's trouble, not the image's`, { retryable: true });
         }
         if (err instanceof TesseraError) itemErrors.push({ input: item.input, code: err.codeName, message: `${item.input}: ${err.message}` });
-        else itemErrors.push({ input: item.input, code: 'INVALID_ARGUMENT', message: `${item.input}: ${describeSharpError(err, { path: input.path, name: item.input })}` });
+        else itemErrors.push({ input: item.input, code: 'INVALID_ARGUMENT', message: `${item.input}: ${describeSharpError(err, { path: input.path, name: item.input, linksIn: ctx.workDir })}` });
       }
       ctx.progress((k + 1) / plan.items.length, item.input);
     }

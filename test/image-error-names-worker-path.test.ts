@@ -1,0 +1,82 @@
+/**
+ * A damaged TIFF (its last strips' offsets point past the end of the file, as in a scan cut short or
+ * a bad copy: the header reads, the pixels do not) whose name ends in `]` (`scan [1]`). libvips
+ * would read such a name as file + load options, so the worker opens it through a symlink it makes
+ * in its work folder (vips-path.ts `vipsSafePath`), and libvips names that symlink in its error
+ * ("<path>: bad seek to ..."). The error is then told with `describeSharpError(err, { path:
+ * input.path, ... })`, which takes out the input's own path but not the symlink's, so the job's
+ * error shows the worker's scratch path instead of the input's name. The README: "a refusal names
+ * the input, never a path of the coordinator's" (and the batch path means the same of a worker's:
+ * "libvips names the file by the worker's path to it, a folder of the worker's own: the input's
+ * name instead", image-errors.ts).
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { imageKind } from '../coordinator/kinds/image.js';
+import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
+import { imageProcessor } from '../worker/processors/image.js';
+import { runImageBatch } from './helpers/image-batch.js';
+import { runKindInProcess } from './helpers/media.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-err-path-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A 300 x 200 uncompressed TIFF whose (last) strip offsets point past the end of the file. */
+async function damagedTiff(): Promise<Buffer> {
+  const tif = await sharp({ create: { width: 300, height: 200, channels: 3, background: '#888', noise: { type: 'gaussian', mean: 100, sigma: 30 } } })
+    .tiff({ compression: 'none' })
+    .toBuffer();
+  const ifd = tif.readUInt32LE(4);
+  for (let k = 0; k < tif.readUInt16LE(ifd); k++) {
+    const entry = ifd + 2 + 12 * k;
+    if (tif.readUInt16LE(entry) !== 273) continue; // StripOffsets
+    const count = tif.readUInt32LE(entry + 4);
+    // One strip: its offset is the entry's value itself; more: the value points at the offsets.
+    if (count === 1) tif.writeUInt32LE(0x7ffffff0, entry + 8);
+    else for (let s = Math.max(0, count - 5); s < count; s++) tif.writeUInt32LE(0x7ffffff0, tif.readUInt32LE(entry + 8) + 4 * s);
+  }
+  return tif;
+}
+
+const imageSpec = (params: Record<string, unknown>): JobSpec__Output =>
+  ({ label: 'test', priority: 0, max_attempts: 3, params: 'image', image: params }) as unknown as JobSpec__Output;
+
+describe('the error of a damaged input whose name ends in ]', () => {
+  it('names the input (as for any other name), not the worker symlink libvips was given', async () => {
+    const bytes = await damagedTiff();
+    const res = await runImageBatch(dir, { 'scan.tif': bytes, 'scan [1]': bytes }, { width: 100 });
+    const byInput = Object.fromEntries((res.itemErrors ?? []).map((e) => [e.input, e.message]));
+    // The same file under a plain name: "scan.tif: not a decodable image (scan.tif: bad seek to 2147483632)".
+    expect(byInput['scan.tif']).toMatch(/^scan\.tif: not a decodable image \(scan\.tif: bad seek/);
+    // Observed: "scan [1]: not a decodable image (/tmp/.../work-XXXX/vips-source-3f1c...: bad seek to 2147483632)".
+    expect(byInput['scan [1]']).toMatch(/^scan \[1\]: not a decodable image \(scan \[1\]: bad seek/);
+    expect(byInput['scan [1]']).not.toContain('vips-source-');
+    expect(byInput['scan [1]']).not.toContain(dir);
+  });
+
+  it('on the tiled path too (a worker reads its strip from the source through the same symlink)', async () => {
+    const file = path.join(dir, 'tiled [1]');
+    await writeFile(file, await damagedTiff());
+    const saved = process.env['TESSERA_TILE_THRESHOLD_PIXELS'];
+    // Auto tiling (strips read straight from the source by the workers) for this small image.
+    process.env['TESSERA_TILE_THRESHOLD_PIXELS'] = '1000';
+    try {
+      const run = await runKindInProcess(imageKind, imageProcessor, imageSpec({ format: 'png' }), [file], { dir, slots: 2 });
+      expect(run.outputs).toEqual([]);
+      const messages = [...run.errors.map((e) => e.message), ...run.outcomes.map((o) => o.error?.message ?? '')].filter(Boolean);
+      expect(messages.length).toBeGreaterThan(0);
+      for (const m of messages) expect(m).not.toContain('vips-source-');
+    } finally {
+      if (saved === undefined) delete process.env['TESSERA_TILE_THRESHOLD_PIXELS'];
+      else process.env['TESSERA_TILE_THRESHOLD_PIXELS'] = saved;
+    }
+  });
+});
