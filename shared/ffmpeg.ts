@@ -151,6 +151,8 @@ export interface RunOptions {
   onProgress?: (outTimeSeconds: number) => void;
   /** Name of the input, for error messages. */
   input?: string;
+  /** Each line of stdout as it comes (instead of collecting it), for listings too long to hold. */
+  onStdoutLine?: ((line: string) => void) | undefined;
   /** Collect stdout (for `-f null -` analyses that print there, or raw pipes). */
   captureStdout?: boolean;
   /**
@@ -214,6 +216,15 @@ export function runFfmpeg(args: readonly string[], options: RunOptions = {}): Pr
 /** Runs ffprobe (hardened) and parses its JSON output. */
 export async function runFfprobe<T = unknown>(args: readonly string[], options: RunOptions = {}): Promise<T> {
   return (await runFfprobeLogged<T>(args, options)).result;
+}
+
+/**
+ * Runs ffprobe (hardened) printing CSV with section names (`packet,960`), each line handed to
+ * `onLine` as it comes: every packet of a two-hour file, which as JSON objects held 140 MB.
+ */
+export async function runFfprobeLines(args: readonly string[], onLine: (line: string) => void, options: RunOptions = {}): Promise<void> {
+  const full = ['-v', 'error', '-of', 'csv', ...hardenArgs(args).slice(2)];
+  await runProcess(ffmpegBinaries().ffprobe, ['-hide_banner', ...full], { ...options, onStdoutLine: onLine });
 }
 
 /** {@link runFfprobe}, and the errors ffprobe reported on its way (a "partial file" packet, say). */
@@ -317,6 +328,11 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
           if (m) options.onProgress(Number(m[1]) / 1e6);
           else if (line.startsWith('frame=')) frames = Number(line.slice(6));
         }
+      } else if (options.onStdoutLine) {
+        progressBuf += d.toString('utf8');
+        const lines = progressBuf.split('\n');
+        progressBuf = lines.pop() ?? '';
+        for (const line of lines) options.onStdoutLine(line);
       } else if (options.captureStdout) {
         stdoutChunks.push(d);
       }

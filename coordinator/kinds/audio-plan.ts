@@ -14,7 +14,7 @@ import type { ItemFailure, PlanContext, PlanErrors, PlanResult, SpoolFile, Subta
 import { AUDIO_CODECS, aacRateWritten, bitrateProblem, mp3RateWritten, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { losslessBits } from '../../shared/media/audio-filters.js';
 import { AUDIO_CHAPTERS_FEATURE, AUDIO_STREAM_FEATURE, AUDIO_TAGS_FEATURE, fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
-import { checkNotTruncated, firstFrameFormat, isCuttableWav, keptChapters, packetLength, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
+import { checkNotTruncated, firstFrameFormat, statedExactly, isCuttableWav, keptChapters, packetLength, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
 import { takeHeaderProbe } from '../input-check.js';
 import { ARRIVAL_PAUSE_MS, itemFailure } from './plan-each.js';
 import { decodeToWav } from '../../shared/media/audio-render.js';
@@ -191,8 +191,8 @@ function soundTrim(p: AudioJobParams, probe: AudioProbe): { start: number; end: 
 const MEASURED_OGG_BYTES = 8 << 20;
 
 /**
- * The probe a file is planned by: a format that may change part-way is its first frame's (one frame
- * decoded, about 40 ms of an ffmpeg), which the render converts the whole stream to; where its stated length is none (a FLAC written to a pipe) or may
+ * The probe a file is planned by: a capture's format that may change part-way is its first frame's
+ * (one frame decoded, about 60 ms of an ffmpeg), which the render converts the whole stream to; where its stated length is none (a FLAC written to a pipe) or may
  * be short (an Ogg states its last link's, and a chained one, two files joined or a radio rip,
  * holds more), the length its packets add up to. Without it such a file was never cut into
  * segments, small ones were grouped as if empty, and a trim into a chained Ogg's second link was
@@ -201,8 +201,11 @@ const MEASURED_OGG_BYTES = 8 << 20;
  */
 async function probeForPlan(ctx: PlanContext<AudioJobParams>, file: SpoolFile): Promise<AudioProbe> {
   let probe = await probeAudio(file.path, file.name, ctx.signal, takeHeaderProbe(file), ctx.params.track);
-  // A format that may change part-way is converted to its first frame's: planned by that too.
-  const first = formatMayChange(probe) ? await firstFrameFormat(file.path, probe.stream, file.name, ctx.signal) : undefined;
+  // A format that may change part-way is converted to its first frame's: planned by that too, where
+  // a change is likely within ffprobe's first seconds (a capture starting just before a programme);
+  // MP3, Ogg and bare AAC files (nearly all of one format; 60 ms of planning each) by their probe.
+  const capture = /^(mpegts|mpeg|flv|asf|wtv|ac3|eac3|dts|truehd)$/.test(probe.container) || /^(ac3|eac3|dts|truehd|mp2)$/.test(probe.codec);
+  const first = capture ? await firstFrameFormat(file.path, probe.stream, file.name, ctx.signal) : undefined;
   if (first) probe = { ...probe, ...first };
   const ogg = probe.container === 'ogg' && (ctx.params.trim !== null || file.size >= MEASURED_OGG_BYTES);
   if (probe.duration > 0 && !ogg) return probe;
@@ -319,7 +322,7 @@ async function cutSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, pr
   if (over) throw over;
   if (wavPath !== file.path) {
     // A decoder stops cleanly where a cut-off file ends: compare with the length the file states.
-    await checkNotTruncated({ path: file.path, input: file.name, frames: info.frames, expected: Math.round(probe.duration * info.sampleRate), durationIsAudio: probe.durationIsAudio, rate: info.sampleRate, exact: probe.codec === 'flac' && !probe.durationFromTag, stream: probe.stream, signal: ctx.signal });
+    await checkNotTruncated({ path: file.path, input: file.name, frames: info.frames, expected: Math.round(probe.duration * info.sampleRate), durationIsAudio: probe.durationIsAudio, rate: info.sampleRate, exact: statedExactly(probe.codec, probe.durationFromTag), codec: probe.codec, stream: probe.stream, signal: ctx.signal });
   }
   // A streamed WAV may declare 0 or 0xFFFFFFFF bytes; any other shortfall means the file was cut off.
   if (wavPath === file.path) checkWavComplete(info, file.name);

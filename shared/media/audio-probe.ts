@@ -5,7 +5,7 @@
  */
 import { iso6392 } from 'iso-639-2';
 import { invalidArgument, TesseraError } from '../errors.js';
-import { runFfmpeg, runFfprobe } from '../ffmpeg.js';
+import { runFfmpeg, runFfprobe, runFfprobeLines } from '../ffmpeg.js';
 import type { AudioTrackChoice } from '../kinds/audio-params.js';
 
 /** What the audio kind needs to know about an input. */
@@ -234,6 +234,15 @@ export function listenerTags(all: Record<string, string>): Record<string, string
   return out;
 }
 
+/**
+ * Whether a source's stated length is exact enough to hold its decoded length to (CompletenessCheck.exact):
+ * a FLAC's STREAMINFO count, an MP3's Info or Xing frame count (a length estimated from the bitrate
+ * where there is none, which checkNotTruncated then tells apart); not a Matroska tag's.
+ */
+export function statedExactly(codec: string | undefined, durationFromTag: boolean | undefined): boolean {
+  return /^(flac|mp[123])$/.test(codec ?? '') && !durationFromTag;
+}
+
 /** True when the input is a PCM WAV whose bytes can be cut directly into sample-exact segments. */
 export function isCuttableWav(p: AudioProbe): boolean {
   return p.container === 'wav' && /^pcm_(s16le|s24le|s32le|f32le|u8)$/.test(p.codec);
@@ -258,15 +267,16 @@ export async function durationIsEstimate(path: string, input: string, signal?: A
  * joined, a radio rip) states its last link's length (review AWILD).
  */
 export async function packetLength(path: string, stream: number, input: string, signal?: AbortSignal): Promise<number> {
-  const r = await runFfprobe<{ packets?: Array<{ duration?: number | string }>; streams?: Array<{ time_base?: string }> }>(
-    ['-select_streams', String(stream), '-show_entries', 'packet=duration:stream=time_base', '-i', path],
-    { signal, input },
-  );
-  const [num, den] = (r.streams?.[0]?.time_base ?? '').split('/').map(Number);
-  if (!num || !den) return 0;
+  let timeBase = 0;
   let ticks = 0;
-  for (const p of r.packets ?? []) ticks += Number(p.duration) || 0;
-  return (ticks * num) / den;
+  await runFfprobeLines(['-select_streams', String(stream), '-show_entries', 'packet=duration:stream=time_base', '-i', path], (line) => {
+    if (line.startsWith('packet,')) ticks += Number(line.slice(7)) || 0;
+    else if (line.startsWith('stream,')) {
+      const [num, den] = line.slice(7).split('/').map(Number);
+      timeBase = num && den ? num / den : 0;
+    }
+  }, { signal, input });
+  return ticks * timeBase;
 }
 
 /**
@@ -303,10 +313,13 @@ export interface CompletenessCheck {
   durationIsAudio?: boolean | undefined;
   rate: number;
   /**
-   * The file states its length to the sample (a FLAC's STREAMINFO): more than 10 ms short is audio
-   * lost. A FLAC decoder skips a damaged frame without an error, so nothing else tells of it.
+   * The file states its length to the sample, or to a frame (statedExactly): more than that short
+   * is audio lost. A FLAC or MP3 decoder skips a damaged frame without an error (MP3 is decoded
+   * without -xerror, see audio-render.ts corruptPacketsFail), so nothing else tells of it.
    */
   exact?: boolean | undefined;
+  /** The codec, for how exact: two frames of MP3 (an Info frame's count, less its gapless trims). */
+  codec?: string | undefined;
   /** The audio track checked (AudioProbe.stream; absent: the first). */
   stream?: number | undefined;
   signal?: AbortSignal | undefined;
@@ -322,7 +335,7 @@ export interface CompletenessCheck {
 export async function checkNotTruncated(c: CompletenessCheck): Promise<void> {
   if (c.durationIsAudio === false || !(c.expected > 0)) return;
   const missing = c.expected - c.frames;
-  const lost = c.exact === true && missing > c.rate / 100;
+  const lost = c.exact === true && missing > c.rate * (/^mp[123]$/.test(c.codec ?? '') ? 0.06 : 0.01);
   if (!lost && !(c.frames < c.expected * 0.9 && missing > c.rate)) return;
   if (await durationIsEstimate(c.path, c.input, c.signal, c.stream)) return;
   if (lost && c.frames >= c.expected * 0.9) {

@@ -88,7 +88,8 @@ export interface Biquad {
 
 /** The two BS.1770 K-weighting stages (high-shelf "pre-filter", then RLB high-pass) for a sample rate. */
 export function kWeightingFilters(sampleRate: number): [Biquad, Biquad] {
-  let f0 = 1681.974450955533;
+  const shelfCorner = 1681.974450955533;
+  let f0 = shelfCorner;
   const G = 3.999843853973347;
   let Q = 0.7071752369554196;
   let K = Math.tan((Math.PI * f0) / sampleRate);
@@ -102,22 +103,21 @@ export function kWeightingFilters(sampleRate: number): [Biquad, Biquad] {
     a1: (2 * (K * K - 1)) / a0,
     a2: (1 - K / Q + K * K) / a0,
   };
-  // At a rate whose band ends under the shelf's corner (under 3.4 kHz: a 1 kHz sensor log), the shelf
-  // designed by this transform is unstable and the meter read NaN, which a segment's statistics lost
-  // (DATA_LOSS); the shelf raises nothing so low (+0.3 dB at 500 Hz as BS.1770 draws it at 48 kHz): none.
-  const flat: Biquad = { b0: 1, b1: 0, b2: 0, a1: 0, a2: 0 };
-  const pre = sampleRate > 2 * f0 ? shelf : flat;
   f0 = 38.13547087602444;
   Q = 0.5003270373238773;
   K = Math.tan((Math.PI * f0) / sampleRate);
   a0 = 1 + K / Q + K * K;
-  // BS.1770 tables the numerator 1, -2, 1 at 48 kHz, where the pass band then gains a0 (+0.04 dB);
-  // kept at other rates, that gain grows as the rate falls (+2 dB at 1 kHz): the numerator is scaled
-  // to the tabled filter's pass band (exactly 1 at 48 kHz).
+  const a = { a1: (2 * (K * K - 1)) / a0, a2: (1 - K / Q + K * K) / a0 };
+  // BS.1770 tables the high-pass numerator 1, -2, 1 (at 48 kHz), which with this shelf reads within
+  // 0.05 LU of ffmpeg's ebur128 (which measures at 48 kHz) from 4 kHz up. At a rate whose band ends
+  // under the shelf's corner (under 3.4 kHz: a 1 kHz sensor log) that shelf is unstable and the
+  // meter read NaN, which a segment's statistics lost (DATA_LOSS): there, no shelf, and the
+  // high-pass's numerator scaled to the 48 kHz filter's pass band, which grows as the rate falls
+  // (+2 dB at 1 kHz). A 200 Hz tone then reads within 0.1 LU of 48 kHz; a 1 kHz one about 0.7 low.
+  if (sampleRate > 2 * shelfCorner) return [shelf, { b0: 1, b1: -2, b2: 1, ...a }];
   const K48 = Math.tan((Math.PI * f0) / 48000);
   const g = (1 + K48 / Q + K48 * K48) / a0;
-  const highPass: Biquad = { b0: g, b1: -2 * g, b2: g, a1: (2 * (K * K - 1)) / a0, a2: (1 - K / Q + K * K) / a0 };
-  return [pre, highPass];
+  return [{ b0: 1, b1: 0, b2: 0, a1: 0, a2: 0 }, { b0: g, b1: -2 * g, b2: g, ...a }];
 }
 
 /**

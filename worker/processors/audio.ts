@@ -15,7 +15,7 @@ import { analyzePiece } from '../../shared/media/audio-analyze.js';
 import { stageAChain } from '../../shared/media/audio-filters.js';
 import { finishFile, type FileReport } from '../../shared/media/audio-finish.js';
 import { fadeSamples, waveformSpp, type AudioSubtaskPlan, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
-import { checkNotTruncated } from '../../shared/media/audio-probe.js';
+import { checkNotTruncated, statedExactly } from '../../shared/media/audio-probe.js';
 import { renderStageA } from '../../shared/media/audio-render.js';
 import { readWavInfo } from '../../shared/media/audio-wav.js';
 import { countedMediaOverLimit } from '../../shared/limits.js';
@@ -111,7 +111,7 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
       if (over) throw over;
       // The probe's length can promise audio that is not there (a trim inside a wrong duration): never encode nothing.
       if (info.frames === 0) throw invalidArgument(`${f.input}: no audio to encode${f.trim ? ' in the trimmed range' : ''}: the decoded file has no samples`, f.input);
-      await checkNotTruncated({ path: src.path, input: f.input, frames: info.frames, expected: f.totalFrames, durationIsAudio: f.durationIsAudio, rate: f.outRate, exact: f.sourceCodec === 'flac' && !f.durationFromTag, stream: f.stream, signal: ctx.signal });
+      await checkNotTruncated({ path: src.path, input: f.input, frames: info.frames, expected: f.totalFrames, durationIsAudio: f.durationIsAudio, rate: f.outRate, exact: statedExactly(f.sourceCodec, f.durationFromTag), codec: f.sourceCodec, stream: f.stream, signal: ctx.signal });
       const placed = fadeSamples(ctx.params, f.outRate, info.frames);
       if (info.frames !== f.totalFrames && JSON.stringify([placed.fadeIn, placed.fadeOut]) !== JSON.stringify([f.fadeIn, f.fadeOut])) {
         // The planner's length came from the container's duration (rounded, an estimate from the
