@@ -249,6 +249,7 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
     bits: losslessBits(probe.sampleFormat),
     durationIsAudio: probe.durationIsAudio,
     ...(probe.durationFromTag && { durationFromTag: true }),
+    ...(probe.statedSkip && { statedSkip: probe.statedSkip }),
     sourceCodec: probe.codec,
     ...(probe.audioTracks > 1 && { stream: probe.stream }),
     // A trim of an MPEG-TS or -PS, whose sound may drop out: on its timeline, gaps as silence (review K15).
@@ -322,7 +323,7 @@ async function cutSegments(ctx: PlanContext<AudioJobParams>, file: SpoolFile, pr
   if (over) throw over;
   if (wavPath !== file.path) {
     // A decoder stops cleanly where a cut-off file ends: compare with the length the file states.
-    await checkNotTruncated({ path: file.path, input: file.name, frames: info.frames, expected: Math.round(probe.duration * info.sampleRate), durationIsAudio: probe.durationIsAudio, rate: info.sampleRate, exact: statedExactly(probe.codec, probe.durationFromTag), codec: probe.codec, stream: probe.stream, signal: ctx.signal });
+    await checkNotTruncated({ path: file.path, input: file.name, frames: info.frames, expected: Math.round(probe.duration * info.sampleRate), durationIsAudio: probe.durationIsAudio, rate: info.sampleRate, exact: statedExactly(probe.codec, probe.durationFromTag), codec: probe.codec, sourceRate: probe.sampleRate, skipped: probe.statedSkip, stream: probe.stream, signal: ctx.signal });
   }
   // A streamed WAV may declare 0 or 0xFFFFFFFF bytes; any other shortfall means the file was cut off.
   if (wavPath === file.path) checkWavComplete(info, file.name);

@@ -56,6 +56,8 @@ export interface FileRender {
   totalFrames: number;
   /** False when that estimate came from the container, not the audio stream (see AudioProbe.durationIsAudio). */
   durationIsAudio?: boolean | undefined;
+  /** Seconds of that estimate the decoder skips at the start (AudioProbe.statedSkip: a bare MP3's delay). */
+  statedSkip?: number | undefined;
   /** That estimate is a Matroska tag's (AudioProbe.durationFromTag): never held to the sample. */
   durationFromTag?: boolean | undefined;
   /**

@@ -47,6 +47,11 @@ export interface AudioProbe {
   audioTracks: number;
   /** `stream` is the job's choice (AudioJobParams.track), not ffmpeg's. */
   chosen?: boolean;
+  /**
+   * Seconds at the start that the stated length counts and the decoder skips: a bare MP3's gapless
+   * delay (its stream's start time; more in a stream-copied cut), see CompletenessCheck.skipped.
+   */
+  statedSkip?: number;
   /** Where the track's sound starts on the file's timeline, in seconds (a video's audio may start after its picture). */
   startOffset: number;
 }
@@ -168,6 +173,7 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
       .slice(0, MAX_CHAPTERS),
     stream: a.index ?? 0,
     audioTracks: audios.length,
+    ...(/^mp3$/.test(out.format?.format_name ?? '') && start > 0 && { statedSkip: start }),
     ...(choice && { chosen: true }),
     startOffset: Math.max(0, start - (Number(out.format?.start_time) || 0)) || 0,
   };
@@ -270,9 +276,12 @@ export async function packetLength(path: string, stream: number, input: string, 
   let timeBase = 0;
   let ticks = 0;
   await runFfprobeLines(['-select_streams', String(stream), '-show_entries', 'packet=duration:stream=time_base', '-i', path], (line) => {
-    if (line.startsWith('packet,')) ticks += Number(line.slice(7)) || 0;
+    // The field named, then any side data on the same line (`packet,960,side_data,`: a chained Ogg
+    // link's skip samples; `stream,1/44100,side_data,`: ReplayGain tags) (review K19).
+    const value = line.split(',')[1] ?? '';
+    if (line.startsWith('packet,')) ticks += Number(value) || 0;
     else if (line.startsWith('stream,')) {
-      const [num, den] = line.slice(7).split('/').map(Number);
+      const [num, den] = value.split('/').map(Number);
       timeBase = num && den ? num / den : 0;
     }
   }, { signal, input });
@@ -318,8 +327,12 @@ export interface CompletenessCheck {
    * without -xerror, see audio-render.ts corruptPacketsFail), so nothing else tells of it.
    */
   exact?: boolean | undefined;
-  /** The codec, for how exact: two frames of MP3 (an Info frame's count, less its gapless trims). */
+  /** The codec, for how exact: an MP3's count is its frames', padding and all (three frames allowed). */
   codec?: string | undefined;
+  /** The source's sample rate (an MP3's frame is 1152 samples from 32 kHz up, 576 under); default `rate`. */
+  sourceRate?: number | undefined;
+  /** Seconds of `expected` the decoder skips at the start (AudioProbe.statedSkip). */
+  skipped?: number | undefined;
   /** The audio track checked (AudioProbe.stream; absent: the first). */
   stream?: number | undefined;
   signal?: AbortSignal | undefined;
@@ -335,7 +348,12 @@ export interface CompletenessCheck {
 export async function checkNotTruncated(c: CompletenessCheck): Promise<void> {
   if (c.durationIsAudio === false || !(c.expected > 0)) return;
   const missing = c.expected - c.frames;
-  const lost = c.exact === true && missing > c.rate * (/^mp[123]$/.test(c.codec ?? '') ? 0.06 : 0.01);
+  // An MP3's Info frame counts its frames: the encoder's delay, which the decoder skips (`skipped`),
+  // and its last frame's padding, which it trims, are in it; a stream-copied cut holds frames its
+  // decoder cannot decode for want of their predecessors' bits (review K19).
+  const sourceRate = c.sourceRate ?? c.rate;
+  const allowed = /^mp[123]$/.test(c.codec ?? '') ? ((c.skipped ?? 0) + (3 * (sourceRate >= 32000 ? 1152 : 576)) / sourceRate) * c.rate : c.rate / 100;
+  const lost = c.exact === true && missing > allowed;
   if (!lost && !(c.frames < c.expected * 0.9 && missing > c.rate)) return;
   if (await durationIsEstimate(c.path, c.input, c.signal, c.stream)) return;
   if (lost && c.frames >= c.expected * 0.9) {

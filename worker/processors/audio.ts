@@ -111,7 +111,7 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
       if (over) throw over;
       // The probe's length can promise audio that is not there (a trim inside a wrong duration): never encode nothing.
       if (info.frames === 0) throw invalidArgument(`${f.input}: no audio to encode${f.trim ? ' in the trimmed range' : ''}: the decoded file has no samples`, f.input);
-      await checkNotTruncated({ path: src.path, input: f.input, frames: info.frames, expected: f.totalFrames, durationIsAudio: f.durationIsAudio, rate: f.outRate, exact: statedExactly(f.sourceCodec, f.durationFromTag), codec: f.sourceCodec, stream: f.stream, signal: ctx.signal });
+      await checkNotTruncated({ path: src.path, input: f.input, frames: info.frames, expected: f.totalFrames, durationIsAudio: f.durationIsAudio, rate: f.outRate, exact: statedExactly(f.sourceCodec, f.durationFromTag), codec: f.sourceCodec, sourceRate: f.sourceRate, skipped: f.statedSkip, stream: f.stream, signal: ctx.signal });
       const placed = fadeSamples(ctx.params, f.outRate, info.frames);
       if (info.frames !== f.totalFrames && JSON.stringify([placed.fadeIn, placed.fadeOut]) !== JSON.stringify([f.fadeIn, f.fadeOut])) {
         // The planner's length came from the container's duration (rounded, an estimate from the
