@@ -17,8 +17,8 @@ import { invalidArgument } from '../../shared/errors.js';
 import { ENCODER_LIMITS, encoderMisfit, MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { AUDIO_CODECS, aacRateWritten, bitrateProblem, mp3RateWritten } from '../../shared/kinds/audio-params.js';
 import { alphaInUse, decoderStartsAt, endsEarlyWarning, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
-import { outputSize } from '../../shared/media/video-encode.js';
-import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { orientationFilters, outputSize, rotationFilters } from '../../shared/media/video-encode.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, VIDEO_ORIENT_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
 import { HandOff } from '../hand-off.js';
 import { takeHeaderProbe } from '../input-check.js';
@@ -247,12 +247,16 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   const colourNeeded = colour !== undefined && !BITSTREAM_COLOUR_CODECS.has(video.codec);
   const keepFullRange = params.lossless && (colour?.range === 'pc' || /^yuvj/.test(video.pixFmt));
   // What every segment's worker must have: NUT reading, lossless and 10-bit encoding when asked for.
+  // A mirroring display matrix (a front camera's): filters of its own, which the angle does not give.
+  const shown = orientationFilters(video.rotation, video.displayMatrix);
+  const orient = shown.join() !== rotationFilters(video.rotation).join() ? shown : undefined;
   const features = [
     ...(format === 'nut' ? [NUT_CHUNKS_FEATURE] : format === 'mov' ? [MOV_CHUNKS_FEATURE] : []),
     ...(params.lossless ? [VIDEO_LOSSLESS_FEATURE] : []),
     ...(tenBit ? [VIDEO_10BIT_FEATURE] : []),
     ...(format === 'nut' && UNTIMED_CHUNK_CODECS.has(video.codec) ? [CHUNK_INPOINT_FEATURE] : []),
     ...(colourNeeded || keepFullRange ? [VIDEO_COLOUR_FEATURE] : []),
+    ...(orient ? [VIDEO_ORIENT_FEATURE] : []),
   ];
   const encodeAudio = audio && params.audioCodec !== 'copy';
   // The video split and each audio track's copy and measure only read the source: run them together.
@@ -294,6 +298,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
       frames,
       fps: rate ? { rate, firstSlot: first + fromSlot / rate + shift } : null,
       rotation: video.rotation,
+      ...(orient && { orient }),
       width: size.width,
       height: size.height,
       encoder,

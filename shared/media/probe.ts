@@ -36,6 +36,11 @@ export interface VideoStreamInfo {
   rFps: number;
   /** Clockwise degrees (0, 90, 180, 270) a player turns the picture to display it. */
   rotation: number;
+  /**
+   * The display matrix's first two rows (a, b, u / c, d, v) where the file has one: whether it also
+   * mirrors the picture (a front camera's), which the angle alone does not say (see orientationFilters).
+   */
+  displayMatrix?: number[] | undefined;
   /** Sample (pixel) aspect ratio, a stored pixel's width over its height; 1 when the file does not say. */
   sar: number;
   /** Stream start time in seconds (0 when unknown). */
@@ -106,7 +111,7 @@ interface RawStream {
   sample_rate?: string;
   tags?: Record<string, string>;
   nb_read_packets?: string;
-  side_data_list?: Array<{ side_data_type?: string; rotation?: number }>;
+  side_data_list?: Array<{ side_data_type?: string; rotation?: number; displaymatrix?: string }>;
   disposition?: Record<string, number> & { attached_pic?: number };
 }
 
@@ -171,6 +176,7 @@ function videoInfo(s: RawStream): VideoStreamInfo {
     avgFps: rate(s.avg_frame_rate),
     rFps: rate(s.r_frame_rate),
     rotation: rotationOf(s),
+    ...(displayMatrixOf(s) && { displayMatrix: displayMatrixOf(s) }),
     sar: aspect(s.sample_aspect_ratio),
     startTime: num(s.start_time) || 0,
     duration: num(s.duration),
@@ -186,6 +192,13 @@ function rotationOf(s: RawStream): number {
   const deg = matrix ? -(matrix.rotation ?? 0) : Number(s.tags?.['rotate'] ?? 0);
   const norm = ((Math.round(deg / 90) * 90) % 360 + 360) % 360;
   return norm;
+}
+
+/** The display matrix's nine values, from ffprobe's dump of it ("00000000: 0 65536 0" a row); undefined without one. */
+function displayMatrixOf(s: RawStream): number[] | undefined {
+  const dump = s.side_data_list?.find((d) => d.side_data_type === 'Display Matrix')?.displaymatrix;
+  const values = (dump ?? '').split('\n').flatMap((row) => row.replace(/^\s*[0-9a-f]+:/i, '').trim().split(/\s+/)).filter(Boolean).map(Number);
+  return values.length === 9 && values.every(Number.isFinite) ? values : undefined;
 }
 
 /** One video packet = one frame (for the codecs Tessera transcodes). */

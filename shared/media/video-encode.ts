@@ -70,6 +70,24 @@ export function outputSize(srcWidth: number, srcHeight: number, rotation: number
   return { width, height };
 }
 
+/**
+ * Filters that show the picture as its display matrix says, as ffmpeg's autorotate does: turned by
+ * `rotation` (clockwise), mirrored where the matrix also mirrors (a front camera's: an angle of 180
+ * that is a mirror alone, a quarter turn that is a transpose the other way). Without a matrix (a
+ * `rotate` tag), the turn alone.
+ */
+export function orientationFilters(rotation: number, matrix: readonly number[] | undefined): string[] {
+  if (!matrix) return rotationFilters(rotation);
+  const [a, , , c, d] = matrix as [number, number, number, number, number];
+  if (rotation === 90) return [c > 0 ? 'transpose=cclock_flip' : 'transpose=clock'];
+  if (rotation === 270) return [c < 0 ? 'transpose=clock_flip' : 'transpose=cclock'];
+  if (rotation === 180) return [...(a < 0 ? ['hflip'] : []), ...(d < 0 ? ['vflip'] : [])];
+  return d < 0 ? ['vflip'] : [];
+}
+
+/** The filters {@link orientationFilters} may give, which a worker accepts in a plan. */
+export const ORIENTATION_FILTERS = /^(hflip|vflip|transpose=(clock|cclock|clock_flip|cclock_flip))$/;
+
 /** Filters that turn the picture by a clockwise display rotation. */
 export function rotationFilters(rotation: number): string[] {
   if (rotation === 90) return ['transpose=clock'];

@@ -55,6 +55,12 @@ export const VIDEO_10BIT_FEATURE = 'video-10bit';
  */
 export const VIDEO_COLOUR_FEATURE = 'video-colour';
 
+/**
+ * Workers that apply a segment plan's `orient` (a mirroring display matrix). An older one turns the
+ * picture by the bare angle (a front camera's mirror upside down): such segments require it.
+ */
+export const VIDEO_ORIENT_FEATURE = 'video-orient';
+
 /** A video stream's colour description, as ffmpeg's `setparams` filter takes it. */
 export interface VideoColour {
   range?: string;
@@ -155,6 +161,11 @@ export interface VideoSegmentPlan {
   fps: { rate: number; firstSlot: number } | null;
   /** Clockwise rotation to apply (source display matrix), 0/90/180/270. */
   rotation: number;
+  /**
+   * The filters that show the picture as its display matrix says, where they are not the rotation's
+   * own (a mirroring matrix, video-encode.ts orientationFilters); requires VIDEO_ORIENT_FEATURE.
+   */
+  orient?: string[] | undefined;
   /** Output picture size (after rotation and scaling), even. */
   width: number;
   height: number;

@@ -15,7 +15,7 @@ import { decoderThreads, fpsModeFlag, runFfmpeg, runFfprobe } from '../../shared
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
 import { parseVideoParams, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { probeMedia } from '../../shared/media/probe.js';
-import { audioEncoderArgs, rotationFilters, videoEncoderArgs } from '../../shared/media/video-encode.js';
+import { audioEncoderArgs, ORIENTATION_FILTERS, rotationFilters, videoEncoderArgs } from '../../shared/media/video-encode.js';
 import { chunkFormatOf, colourFilter, colourProblem, type VideoAudioPlan, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 
 /** The `video` kind as the worker registry sees it. */
@@ -45,6 +45,7 @@ function planProblem(plan: VideoSubtaskPlan): string | undefined {
   if (plan.pixFmt !== undefined && plan.pixFmt !== 'yuv420p10le') return `pixFmt ${JSON.stringify(plan.pixFmt)} is not one this worker encodes`;
   if (plan.fps && !(Number.isFinite(plan.fps.rate) && plan.fps.rate > 0 && Number.isFinite(plan.fps.firstSlot))) return 'fps is not a rate';
   if (![plan.lo, plan.hi ?? 0, plan.first, plan.rotation ?? 0].every(Number.isFinite)) return 'a time is not a number';
+  if (plan.orient !== undefined && !(Array.isArray(plan.orient) && plan.orient.every((f) => typeof f === 'string' && ORIENTATION_FILTERS.test(f)))) return 'orient is not a list of flips and transposes';
   if (plan.colour !== undefined) {
     const problem = colourProblem(plan.colour);
     if (problem) return problem;
@@ -128,9 +129,16 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
   // The source's colour description first, before anything converts the frames (see VideoSegmentPlan.colour).
   if (plan.colour) filters.push(colourFilter(plan.colour));
   filters.push(plan.hi === null ? `trim=start=${rel(plan.lo)}` : `trim=start=${rel(plan.lo)}:end=${rel(plan.hi)}`);
-  filters.push(...rotationFilters(plan.rotation));
+  // Scaled before it is turned: the scale filter follows a picture whose size changes part-way (a
+  // recording adapting to its bandwidth, captures joined), which the graph is then not rebuilt for
+  // (-reinit_filter 0 below): a rebuilt graph started setpts (and fps) again from that frame, whose
+  // frames all landed at the segment's start (review VWILD). A transpose after it sees one size only.
+  const orient = plan.orient ?? rotationFilters(plan.rotation);
+  const turned = orient.some((f) => f.startsWith('transpose'));
+  const [w, h] = turned ? [plan.height, plan.width] : [plan.width, plan.height];
   // Lossless of a full-range source: no conversion to limited range (every picture changed).
-  filters.push(plan.keepFullRange ? `scale=${plan.width}:${plan.height}:in_range=pc:out_range=pc` : `scale=${plan.width}:${plan.height}`);
+  filters.push(plan.keepFullRange ? `scale=${w}:${h}:in_range=pc:out_range=pc` : `scale=${w}:${h}`);
+  filters.push(...orient);
   if (plan.fps) {
     // Frames are sampled on the job-wide grid (first slot given), holding the last frame shown.
     filters.push(`fps=fps=${plan.fps.rate}:start_time=${rel(plan.fps.firstSlot)}:round=up`);
@@ -151,7 +159,7 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
     // MPEG-TS; a decoder takes either form) failed on a damaged packet and ended the read there.
     // The decoder keeps to the slot's threads too, as the encoder does: by default it took a frame
     // thread per core beside each slot's encode (README "Sizing slots").
-    '-y', '-threads', decoderThreads(ctx.threads), '-noautorotate', '-format_whitelist', `concat,${chunkFormatOf(plan.chunks[0]!)}`, '-f', 'concat', '-safe', '0', '-auto_convert', '0', '-i', list,
+    '-y', '-threads', decoderThreads(ctx.threads), '-noautorotate', '-reinit_filter', '0', '-format_whitelist', `concat,${chunkFormatOf(plan.chunks[0]!)}`, '-f', 'concat', '-safe', '0', '-auto_convert', '0', '-i', list,
     '-map', '0:v:0', '-an', '-sn', '-dn', '-vf', filters.join(','),
     // Source timestamps pass through untouched (VFR stays VFR); resampling, when asked, is the fps filter's.
     fpsModeFlag(), 'passthrough', '-frames:v', String(plan.frames),
