@@ -27,8 +27,9 @@ export const num =
 export const int =
   (name: string, opts: { signed?: boolean; min?: number; noDefault?: boolean } = {}) =>
   (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be a whole number, got "${v}"`);
+    // Decimal digits only: Number() also reads 1e2 and 0x10, which the message says are not whole numbers (review OPS).
+    const n = /^\s*[+-]?\d+\s*$/.test(v) ? Number(v) : NaN;
+    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be a whole number, got "${v}"`);
     const min = opts.min ?? (opts.signed ? -(2 ** 31) : 0);
     if (n === 0 && min > 0) throw new InvalidArgumentError(`${name} must be ${min} or more, got 0${opts.noDefault ? '' : ' (leave it out for the default)'}`);
     if (n < min || n > 2 ** 31 - 1) throw new InvalidArgumentError(`${name} must be between ${min} and ${2 ** 31 - 1}, got ${v}`);
