@@ -322,7 +322,8 @@ program
   .addOption(reconnectOpt())
   .requiredOption('-o, --output <dir>', 'destination folder')
   .option('--overwrite', 'replace files already in the folder; without it a different file under an output\'s name stops the download')
-  .option('--name <name...>', 'only these outputs (once the job has ended; a name the job has no output of is an error)')
+  // One name a --name: a list (`--name a b`) took the job id after it for another name (review CUX).
+  .option('--name <name>', 'only this output (repeat for several; once the job has ended; a name the job has no output of is an error)', (v: string, prev: string[] = []) => [...prev, v])
   .option('--json', 'JSON output')
   .action(async (id: string, o) =>
     withClient(o, async (c, out) => {
@@ -376,10 +377,17 @@ program
     process.exitCode = await runDemo(o);
   });
 
-// `tessera jobs --json | head -1`: a reader that went away ends the command quietly.
+// `tessera jobs --json | head -1`: a reader that went away ends the command quietly; a command that
+// stops on SIGTERM (the demo, which then removes its cluster's folders; a coordinator) stops so.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code === 'EPIPE') process.exit(0);
-  throw err;
+  if (err.code !== 'EPIPE') throw err;
+  if (process.listenerCount('SIGTERM') > 0) process.kill(process.pid, 'SIGTERM');
+  else process.exit(0);
+});
+// Progress and notes go to stderr: a reader of it that went away (`2>&1 | head`) must not end an
+// upload or a download, whose outcome the exit status still tells (review CUX).
+process.stderr.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
 });
 
 clientSecurityOptions(program);

@@ -38,7 +38,9 @@ export function createLogger(
     // lines written just before exit are not lost. Loaded only here: processes that log JSON (every
     // one started by a service manager or another program) need none of it.
     const pretty = require('pino-pretty') as typeof PinoPretty;
-    return pino(options, pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY === true, ignore: 'pid,hostname,component', messageKey: 'msg' }));
+    // NO_COLOR (https://no-color.org): colorize forced on would override the colour library's own check (review CUX).
+    const colorize = process.stderr.isTTY === true && !process.env['NO_COLOR'];
+    return pino(options, pretty({ destination: 2, sync: true, colorize, ignore: 'pid,hostname,component', messageKey: 'msg' }));
   }
   return pino(options, pino.destination({ fd: 2, sync: false }));
 }

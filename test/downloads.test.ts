@@ -402,3 +402,22 @@ describe('downloads', () => {
     expect((await readdir(out)).sort()).toEqual(['.tessera-demo.json', 'sample-01.webp', 'sample-02.webp']);
   }, 240_000);
 });
+
+describe('tessera download: how its arguments are read (review CUX)', () => {
+  it('--name before the job id takes one name; -o "" (an unset variable) is refused, not the current folder', async () => {
+    const input = path.join(dir, 'cux.bin');
+    await writeFile(input, 'passthrough bytes\n');
+    const job = await cluster.client.wait((await cluster.client.submit({ passthrough: {} }, [input])).id);
+    expect(job.state).toBe('JOB_STATE_SUCCEEDED');
+    // `--name <name...>` took the job id for a second name: exit 2, "error: missing required argument 'id'".
+    const named = path.join(dir, 'cux-named');
+    const r = await cluster.runCli(['download', '--name', 'cux.bin', job.id, '-o', named], { timeoutMs: 30_000 });
+    expect({ code: r.code, files: await readdir(named).catch(() => []) }, r.stderr).toEqual({ code: 0, files: ['cux.bin'] });
+    // It was: exit 0, cux.bin written into the current folder.
+    const cwd = path.join(dir, 'cux-cwd');
+    await mkdir(cwd);
+    const empty = await runCli(['download', job.id, '-o', '', '--coordinator', cluster.address], { cwd, timeoutMs: 30_000 });
+    expect({ code: empty.code, cwd: await readdir(cwd) }, empty.stderr).toEqual({ code: 2, cwd: [] });
+    expect(empty.stderr).toContain('-o "": an empty folder name (an unset variable?)');
+  });
+});

@@ -17,6 +17,8 @@ import { EXIT } from './exit-codes.js';
  * no empty folder behind.
  */
 export async function prepareOutputDir(dir: string): Promise<string> {
+  // `-o "$DEST"` with DEST unset: not the current folder (review CUX).
+  if (dir.trim() === '') throw new UsageError('-o "": an empty folder name (an unset variable?); give the folder for the outputs');
   const abs = path.resolve(dir);
   // The folder, or the nearest folder above it that is there: the one the downloads write into or make it in.
   let at = abs;

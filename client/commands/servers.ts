@@ -221,6 +221,7 @@ export async function runCoordinator(o: CoordinatorCommandOptions, cmd?: Command
   const address = await coordinator.start();
   // Plain lines on stdout so scripts (and the test harness) learn the bound ports; the address is
   // the first word after "listening on" (LocalCluster parses it), what protects it follows.
+  serveWithoutStdout();
   process.stdout.write(`tessera coordinator listening on ${address} (${securitySummary(security)})\n`);
   if (coordinator.httpAddress) process.stdout.write(`tessera dashboard on http://${coordinator.httpAddress}/\n`);
   let stopping = false;
@@ -282,6 +283,7 @@ export async function runWorker(o: WorkerCommandOptions, cmd?: Command): Promise
     ...security,
   });
   worker.start();
+  serveWithoutStdout();
   process.stdout.write(`tessera worker ${worker.name} (${worker.slots} slot${worker.slots === 1 ? '' : 's'}) connecting to ${coordinatorAddress(o.coordinator)}\n`);
   let signals = 0;
   const stop = (signal: string): void => {
@@ -358,4 +360,16 @@ async function checkHttpHealth(url: string, timeoutMs: number): Promise<string> 
  */
 function routeGrpcLogs(log: Logger): void {
   (require('@grpc/grpc-js') as typeof Grpc).setLogger({ error: (...args: unknown[]) => log.warn({ source: 'grpc-js' }, args.map(String).join(' ')) });
+}
+
+/**
+ * A service goes on serving when the reader of its stdout goes away (`tessera coordinator | head -1`
+ * to learn its port): stdout carries its first lines only, its logs go to stderr. The CLI's own
+ * handler ends a command whose reader left, which stopped the service (review CUX).
+ */
+function serveWithoutStdout(): void {
+  process.stdout.removeAllListeners('error');
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
 }
