@@ -65,7 +65,9 @@ async function cutAt(src: string, input: string, streamIndex: number, cutTimes: 
   // `lossless`: each picture encoded as FFV1 (intra-only: every frame a keyframe, as in the source),
   // at the source's own times and time base.
   const codec = lossless ? ['-c:v', 'ffv1', '-level', '3', '-g', '1', fpsModeFlag(), 'passthrough', '-enc_time_base:v', '-1'] : ['-c', 'copy', '-copytb', '1'];
-  const args = ['-copyts', '-fflags', '+genpts', '-i', src, '-map', `0:${streamIndex}`, ...codec, '-f', 'segment', '-segment_format', format, '-reset_timestamps', '0'];
+  // -noautorotate: an FFV1 cut re-encodes the pictures, which ffmpeg would otherwise turn by the
+  // display matrix; the segments turn them, so they were turned twice (review K20).
+  const args = ['-copyts', '-fflags', '+genpts', '-noautorotate', '-i', src, '-map', `0:${streamIndex}`, ...codec, '-f', 'segment', '-segment_format', format, '-reset_timestamps', '0'];
   if (times.length > 0) args.push('-segment_times', times.join(','));
   else args.push('-segment_time', '1000000000');
   args.push(path.join(dir, `chunk%05d.${chunkExtension(format)}`));

@@ -248,7 +248,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   const keepFullRange = params.lossless && (colour?.range === 'pc' || /^yuvj/.test(video.pixFmt));
   // What every segment's worker must have: NUT reading, lossless and 10-bit encoding when asked for.
   // A mirroring display matrix (a front camera's): filters of its own, which the angle does not give.
-  const shown = orientationFilters(video.rotation, video.displayMatrix);
+  const shown = orientationFilters(video.rotation, video.displayMatrix, video.tilt);
   const orient = shown.join() !== rotationFilters(video.rotation).join() ? shown : undefined;
   const features = [
     ...(format === 'nut' ? [NUT_CHUNKS_FEATURE] : format === 'mov' ? [MOV_CHUNKS_FEATURE] : []),

@@ -36,6 +36,8 @@ export interface VideoStreamInfo {
   rFps: number;
   /** Clockwise degrees (0, 90, 180, 270) a player turns the picture to display it. */
   rotation: number;
+  /** A display angle that is no quarter turn, clockwise degrees (then `rotation` is 0): turned within the frame. */
+  tilt?: number | undefined;
   /**
    * The display matrix's first two rows (a, b, u / c, d, v) where the file has one: whether it also
    * mirrors the picture (a front camera's), which the angle alone does not say (see orientationFilters).
@@ -176,6 +178,7 @@ function videoInfo(s: RawStream): VideoStreamInfo {
     avgFps: rate(s.avg_frame_rate),
     rFps: rate(s.r_frame_rate),
     rotation: rotationOf(s),
+    ...(tiltOf(s) !== 0 && { tilt: tiltOf(s) }),
     ...(displayMatrixOf(s) && { displayMatrix: displayMatrixOf(s) }),
     sar: aspect(s.sample_aspect_ratio),
     startTime: num(s.start_time) || 0,
@@ -185,13 +188,30 @@ function videoInfo(s: RawStream): VideoStreamInfo {
   };
 }
 
-/** Clockwise display rotation from the display matrix (ffmpeg >= 5) or the legacy `rotate` tag. */
-function rotationOf(s: RawStream): number {
+/** Clockwise display angle from the display matrix (ffmpeg >= 5) or the legacy `rotate` tag, in 0..360. */
+function displayAngle(s: RawStream): number {
   const matrix = s.side_data_list?.find((d) => d.side_data_type === 'Display Matrix' && typeof d.rotation === 'number');
   // The display matrix angle is counter-clockwise; players turn the picture the other way.
   const deg = matrix ? -(matrix.rotation ?? 0) : Number(s.tags?.['rotate'] ?? 0);
-  const norm = ((Math.round(deg / 90) * 90) % 360 + 360) % 360;
-  return norm;
+  return Number.isFinite(deg) ? ((deg % 360) + 360) % 360 : 0;
+}
+
+/**
+ * Clockwise display rotation, 0/90/180/270: the angle where it is within a degree of a quarter turn
+ * (ffmpeg's tolerance), else 0: another angle is turned by `rotate` within the picture's own frame
+ * (VideoStreamInfo.tilt), which changes no size.
+ */
+function rotationOf(s: RawStream): number {
+  const deg = displayAngle(s);
+  const quarter = Math.round(deg / 90) * 90;
+  return Math.abs(deg - quarter) < 1 ? quarter % 360 : 0;
+}
+
+/** A display angle that is no quarter turn (a "straightened" video), rounded to the degree as ffmpeg rounds it; 0 for none. */
+function tiltOf(s: RawStream): number {
+  const deg = displayAngle(s);
+  const quarter = Math.round(deg / 90) * 90;
+  return Math.abs(deg - quarter) < 1 ? 0 : Math.round(deg);
 }
 
 /** The display matrix's nine values, from ffprobe's dump of it ("00000000: 0 65536 0" a row); undefined without one. */

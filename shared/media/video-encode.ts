@@ -76,7 +76,9 @@ export function outputSize(srcWidth: number, srcHeight: number, rotation: number
  * that is a mirror alone, a quarter turn that is a transpose the other way). Without a matrix (a
  * `rotate` tag), the turn alone.
  */
-export function orientationFilters(rotation: number, matrix: readonly number[] | undefined): string[] {
+export function orientationFilters(rotation: number, matrix: readonly number[] | undefined, tilt = 0): string[] {
+  // Another angle than a quarter turn: turned within the picture's frame, its corners black, as ffmpeg's autorotate does (review K20).
+  if (tilt !== 0) return [`rotate=${tilt}*PI/180`];
   if (!matrix) return rotationFilters(rotation);
   const [a, , , c, d] = matrix as [number, number, number, number, number];
   if (rotation === 90) return [c > 0 ? 'transpose=cclock_flip' : 'transpose=clock'];
@@ -86,7 +88,7 @@ export function orientationFilters(rotation: number, matrix: readonly number[] |
 }
 
 /** The filters {@link orientationFilters} may give, which a worker accepts in a plan. */
-export const ORIENTATION_FILTERS = /^(hflip|vflip|transpose=(clock|cclock|clock_flip|cclock_flip))$/;
+export const ORIENTATION_FILTERS = /^(hflip|vflip|transpose=(clock|cclock|clock_flip|cclock_flip)|rotate=-?\d{1,3}\*PI\/180)$/;
 
 /** Filters that turn the picture by a clockwise display rotation. */
 export function rotationFilters(rotation: number): string[] {
