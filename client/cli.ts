@@ -84,7 +84,7 @@ program
   .command('worker')
   .description('run a worker')
   .addOption(coordinatorOpt())
-  .option('--slots <n>', 'concurrent subtasks (default: one per core)', int('--slots', { min: 1 }))
+  .option('--slots <n>', 'concurrent subtasks (default: one per core)', int('--slots'))
   .option('--threads <n>', 'threads per subtask for ffmpeg and libvips (default: cores / slots)', int('--threads'))
   .option('--prefetch <n>', 'assignments queued beyond the slots, used for short subtasks (0 = none)', int('--prefetch'), WORKER_PREFETCH)
   .option('--name <name>', 'worker name (default: host-pid)')

@@ -162,7 +162,7 @@ describe('image header checks', () => {
     expect(await checkInput('image', await spoolFile('cut.gif', gif.subarray(0, gif.length >> 1)), resolveLimits())).toEqual({
       input: 'cut.gif',
       code: 'INVALID_ARGUMENT',
-      message: 'cut.gif: a GIF cut short (it does not end with its trailer): a copy or upload that stopped early?',
+      message: 'cut.gif: a GIF cut short (it does not reach its trailer): a copy or upload that stopped early?',
     });
   });
 });
