@@ -7,7 +7,10 @@
  *    turned by ffmpeg's autorotate and the segments turned them again, a quarter turn coming out as
  *    a half turn, squeezed (review K20).
  *  - An angle that is no quarter turn (an editor's "straighten"): rounded to the nearest quarter, 60
- *    degrees came out portrait; ffmpeg turns it within the frame (review K20).
+ *    degrees came out portrait; ffmpeg turns it within the frame (review K20). Read from ffprobe's
+ *    `rotation` (cut toward zero), a 30 degree turn was turned by 29, and a 90.6 one transposed
+ *    where ffmpeg (and so the job's thumbnails, in a box sized for a quarter turn) tilts it by 91
+ *    (review K21).
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -62,18 +65,34 @@ async function picture(file: string): Promise<{ size: string; sar: string; dark:
   return { size: `${W}x${H}`, sar: sar === '0:1' || sar === 'N/A' ? '1:1' : sar, dark: Object.entries(corners).sort((p, q) => p[1] - q[1])[0]![0] };
 }
 
+/** The display matrix of a turn by `deg` clockwise as shown. */
+function turn(deg: number): number[] {
+  const r = (deg * Math.PI) / 180;
+  return [Math.cos(r), Math.sin(r), -Math.sin(r), Math.cos(r)];
+}
+
+/** Mean absolute difference (0-255) of two files' first pictures, both as stored, at 64x48 grey. */
+async function difference(a: string, b: string): Promise<number> {
+  const grey = async (f: string): Promise<Buffer> =>
+    (await promisify(execFile)(ffmpegBinaries().ffmpeg, ['-v', 'error', '-noautorotate', '-i', f, '-frames:v', '1', '-vf', 'scale=64:48', '-f', 'rawvideo', '-pix_fmt', 'gray', '-'], { encoding: 'buffer', maxBuffer: 1 << 24 })).stdout;
+  const [x, y] = [await grey(a), await grey(b)];
+  let sum = 0;
+  for (let i = 0; i < x.length; i++) sum += Math.abs(x[i]! - y[i]!);
+  return sum / x.length;
+}
+
 /** What `ffmpeg -i src out.mp4` shows of `src`. */
-async function ffmpegShows(src: string): Promise<{ size: string; sar: string; dark: string }> {
+async function ffmpegShows(src: string): Promise<{ size: string; sar: string; dark: string; file: string }> {
   const single = path.join(dir, `single-${path.basename(src)}.mp4`);
   await runFfmpeg(['-y', '-v', 'error', '-i', src, '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', single]);
-  return picture(single);
+  return { ...(await picture(single)), file: single };
 }
 
 /** What the video kind makes of `src`. */
-async function videoShows(src: string): Promise<{ size: string; sar: string; dark: string }> {
+async function videoShows(src: string): Promise<{ size: string; sar: string; dark: string; file: string }> {
   const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast' }), [src], { dir });
   expect(run.errors).toEqual([]);
-  return picture(run.outputs[0]!.path);
+  return { ...(await picture(run.outputs[0]!.path)), file: run.outputs[0]!.path };
 }
 
 describe('video kind: a display matrix', () => {
@@ -96,16 +115,30 @@ describe('video kind: a display matrix', () => {
   ] as const)('on a palette source cut into FFV1 chunks, %s comes out as ffmpeg shows it, turned once', async (_, name, matrix) => {
     const src = await withMatrix(name, matrix, 'png');
     // Observed: the quarter turn turned twice (dark corner BR, not TR) at SAR 16:9; the mirror mirrored twice.
-    expect(await videoShows(src)).toEqual(await ffmpegShows(src));
+    const [got, want] = await Promise.all([videoShows(src), ffmpegShows(src)]);
+    expect({ ...got, file: '' }).toEqual({ ...want, file: '' });
   }, 60_000);
 
-  it('turned by 60 degrees is turned within its frame, as ffmpeg turns it', async () => {
-    // Clockwise 60 degrees as shown: [cos sin; -sin cos] (ffprobe: rotation -60).
-    const [c, s] = [Math.cos(Math.PI / 3), Math.sin(Math.PI / 3)];
-    const src = await withMatrix('turned60.mp4', [c, s, -s, c]);
-    const expected = await ffmpegShows(src);
-    expect(expected.size, "ffmpeg's autorotate: the rotate filter, the frame's own size").toBe('64x48');
-    // Observed: 48x64 (turned a full quarter), no warning.
-    expect((await videoShows(src)).size).toBe(expected.size);
+  it('turned by 60 degrees, or 30 the other way, is turned within its frame by the same angle as ffmpeg', async () => {
+    for (const deg of [60, -30]) {
+      const src = await withMatrix(`turned${deg}.mp4`, turn(deg));
+      const expected = await ffmpegShows(src);
+      expect(expected.size, "ffmpeg's autorotate: the rotate filter, the frame's own size").toBe('64x48');
+      // Observed: 60 came out 48x64 (turned a full quarter); -30 turned by 29 (a difference of 1.79, not 0).
+      const got = await videoShows(src);
+      expect(got.size).toBe(expected.size);
+      expect(await difference(got.file, expected.file), `${deg} degrees`).toBeLessThan(0.5);
+    }
+  }, 60_000);
+
+  it('a portrait video straightened by 0.6 degrees: the video and its thumbnails have the shape ffmpeg shows', async () => {
+    const src = await withMatrix('cw90.6.mp4', turn(90.6));
+    expect((await ffmpegShows(src)).size, 'ffmpeg: rotate=91 within the frame').toBe('64x48');
+    const thumbs = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { count: 1, width: 64 }), [src], { dir });
+    expect(thumbs.errors).toEqual([]);
+    // Observed: 64x86, ffmpeg's 64x48 picture stretched into a box sized for a quarter turn.
+    expect((await picture(thumbs.outputs[0]!.path)).size, 'thumbnail').toBe('64x48');
+    // Observed: 48x64 (transposed, a quarter turn).
+    expect((await videoShows(src)).size, 'video').toBe('64x48');
   }, 60_000);
 });

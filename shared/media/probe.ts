@@ -188,30 +188,34 @@ function videoInfo(s: RawStream): VideoStreamInfo {
   };
 }
 
-/** Clockwise display angle from the display matrix (ffmpeg >= 5) or the legacy `rotate` tag, in 0..360. */
+/**
+ * Clockwise display angle, whole degrees in 0..359, as ffmpeg's autorotate takes it: from the display
+ * matrix's own values, rounded (ffprobe's `rotation` is cut toward zero: a 30 degree turn read 29,
+ * a 90.6 one a quarter turn where ffmpeg tilts it by 91; review K21), else ffprobe's `rotation`, else
+ * the legacy `rotate` tag.
+ */
 function displayAngle(s: RawStream): number {
-  const matrix = s.side_data_list?.find((d) => d.side_data_type === 'Display Matrix' && typeof d.rotation === 'number');
-  // The display matrix angle is counter-clockwise; players turn the picture the other way.
-  const deg = matrix ? -(matrix.rotation ?? 0) : Number(s.tags?.['rotate'] ?? 0);
-  return Number.isFinite(deg) ? ((deg % 360) + 360) % 360 : 0;
+  const m = displayMatrixOf(s);
+  const side = s.side_data_list?.find((d) => d.side_data_type === 'Display Matrix' && typeof d.rotation === 'number');
+  // av_display_rotation_get's angle is counter-clockwise; players turn the picture the other way.
+  const scale = m ? [Math.hypot(m[0]!, m[3]!), Math.hypot(m[1]!, m[4]!)] : [0, 0];
+  const deg = m && scale[0]! > 0 && scale[1]! > 0 ? Math.round((Math.atan2(m[1]! / scale[1]!, m[0]! / scale[0]!) * 180) / Math.PI) : side ? -(side.rotation ?? 0) : Number(s.tags?.['rotate'] ?? 0);
+  return Number.isFinite(deg) ? ((Math.round(deg) % 360) + 360) % 360 : 0;
+}
+
+/** Clockwise display rotation, 0/90/180/270 (another angle: 0, and VideoStreamInfo.tilt). */
+function rotationOf(s: RawStream): number {
+  const deg = displayAngle(s);
+  return deg % 90 === 0 ? deg : 0;
 }
 
 /**
- * Clockwise display rotation, 0/90/180/270: the angle where it is within a degree of a quarter turn
- * (ffmpeg's tolerance), else 0: another angle is turned by `rotate` within the picture's own frame
- * (VideoStreamInfo.tilt), which changes no size.
+ * A display angle that is no quarter turn (a "straightened" video), which ffmpeg turns by `rotate`
+ * within the picture's frame, changing no size; 0 for none (as ffmpeg: a degree off none is none).
  */
-function rotationOf(s: RawStream): number {
-  const deg = displayAngle(s);
-  const quarter = Math.round(deg / 90) * 90;
-  return Math.abs(deg - quarter) < 1 ? quarter % 360 : 0;
-}
-
-/** A display angle that is no quarter turn (a "straightened" video), rounded to the degree as ffmpeg rounds it; 0 for none. */
 function tiltOf(s: RawStream): number {
   const deg = displayAngle(s);
-  const quarter = Math.round(deg / 90) * 90;
-  return Math.abs(deg - quarter) < 1 ? 0 : Math.round(deg);
+  return deg % 90 === 0 || deg === 1 ? 0 : deg;
 }
 
 /** The display matrix's nine values, from ffprobe's dump of it ("00000000: 0 65536 0" a row); undefined without one. */
