@@ -157,7 +157,7 @@ submitCommand(
       .option('--brightness <x>', 'brightness multiplier', num('--brightness', { nonZero: 'give a small value such as 0.01 for near black, or leave it out for unchanged' }))
       .option('--saturation <x>', 'saturation multiplier', num('--saturation', { nonZero: 'use --grayscale for no colour, or leave it out for unchanged' }))
       .option('--hue <deg>', 'hue rotation', int('--hue', { signed: true }))
-      .addOption(new Option('--format <fmt>', "output format (default: the input's, where it is one of these, else jpeg)").choices(['jpeg', 'jpg', 'png', 'webp', 'avif', 'tiff']))
+      .addOption(new Option('--format <fmt>', "output format (default: the input's, where it is one of these or GIF, else jpeg)").choices(['jpeg', 'jpg', 'png', 'webp', 'avif', 'tiff']))
       .option('--quality <q>', 'encoder quality 1-100 of jpeg, webp and avif output (png and tiff are lossless: refused with --format png|tiff, not applied to inputs kept as png or tiff)', int('--quality', { min: 1 }))
       .option('--keep-metadata', 'keep EXIF/ICC metadata')
       .option('--no-auto-orient', 'do not apply EXIF orientation')
