@@ -84,7 +84,8 @@ program
   .command('worker')
   .description('run a worker')
   .addOption(coordinatorOpt())
-  .option('--slots <n>', 'concurrent subtasks (default: one per core)', int('--slots'))
+  // Signed: 0 or less gets the startup settings' one message ("must be at least 1"), from a flag, a variable or a config key alike.
+  .option('--slots <n>', 'concurrent subtasks (default: one per core)', int('--slots', { signed: true }))
   .option('--threads <n>', 'threads per subtask for ffmpeg and libvips (default: cores / slots)', int('--threads'))
   .option('--prefetch <n>', 'assignments queued beyond the slots, used for short subtasks (0 = none)', int('--prefetch'), WORKER_PREFETCH)
   .option('--name <name>', 'worker name (default: host-pid)')

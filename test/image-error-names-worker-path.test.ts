@@ -79,4 +79,13 @@ describe('the error of a damaged input whose name ends in ]', () => {
       else process.env['TESSERA_TILE_THRESHOLD_PIXELS'] = saved;
     }
   });
+
+  it('names it as given where the name holds `$` patterns (`$$`, `$\'`), not as a replacement pattern reads them', async () => {
+    const bytes = await damagedTiff();
+    const names = ['Ca$$h scan [1]', "Bob$'s scan [2]"];
+    const res = await runImageBatch(dir, Object.fromEntries(names.map((n) => [n, bytes])), { width: 100 });
+    const byInput = Object.fromEntries((res.itemErrors ?? []).map((e) => [e.input, e.message]));
+    // Observed: "Ca$$h scan [1]: not a decodable image (Ca$h scan [1]: bad seek ...)"; the $' one spliced the rest of the message in (review K22).
+    for (const name of names) expect(byInput[name], name).toContain(`not a decodable image (${name}: bad seek`);
+  });
 });

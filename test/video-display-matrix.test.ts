@@ -10,7 +10,8 @@
  *    degrees came out portrait; ffmpeg turns it within the frame (review K20). Read from ffprobe's
  *    `rotation` (cut toward zero), a 30 degree turn was turned by 29, and a 90.6 one transposed
  *    where ffmpeg (and so the job's thumbnails, in a box sized for a quarter turn) tilts it by 91
- *    (review K21).
+ *    (review K21). A matrix of zeros (which maps nothing) was turned by 8 degrees: ffprobe's `rotation`
+ *    for it, -9223372036854775808, was read as an angle (review K22).
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -21,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { thumbnailsKind } from '../coordinator/kinds/thumbnails.js';
 import { videoKind } from '../coordinator/kinds/video.js';
 import { ffmpegBinaries, runFfmpeg } from '../shared/ffmpeg.js';
+import { probeMedia } from '../shared/media/probe.js';
 import { thumbnailsProcessor } from '../worker/processors/thumbnails.js';
 import { videoProcessor } from '../worker/processors/video.js';
 import { runKindInProcess, specOf } from './helpers/media.js';
@@ -140,5 +142,15 @@ describe('video kind: a display matrix', () => {
     expect((await picture(thumbs.outputs[0]!.path)).size, 'thumbnail').toBe('64x48');
     // Observed: 48x64 (transposed, a quarter turn).
     expect((await videoShows(src)).size, 'video').toBe('64x48');
+  }, 60_000);
+
+  it('of zeros is no turn, as ffmpeg takes it', async () => {
+    const src = await withMatrix('zero-matrix.mp4', [0, 0, 0, 0]);
+    const expected = await ffmpegShows(src);
+    expect(expected.size).toBe('64x48');
+    const video = (await probeMedia(src)).video!;
+    expect([video.rotation, video.tilt]).toEqual([0, undefined]);
+    // Observed: turned by 8 degrees within its frame (black corners).
+    expect(await difference((await videoShows(src)).file, expected.file)).toBeLessThan(1);
   }, 60_000);
 });

@@ -16,8 +16,9 @@ export function describeSharpError(err: unknown, file?: { path: string; name: st
   if (file && file.path) msg = msg.split(file.path).join(file.name);
   // So for the names it was given instead of a name it would split (vips-path.ts): a link in the
   // work folder `linksIn`, or the descriptor's /proc path (review IWILD).
-  if (file && file.linksIn) msg = msg.replace(new RegExp(`${escapeRegExp(path.join(file.linksIn, VIPS_LINK_PREFIX))}[0-9a-f]+`, 'g'), file.name);
-  if (file) msg = msg.replace(/\/proc\/self\/fd\/\d+/g, file.name);
+  // The name as a function's result: a replacement string would read `$$` or `$'` in it (review K22).
+  if (file && file.linksIn) msg = msg.replace(new RegExp(`${escapeRegExp(path.join(file.linksIn, VIPS_LINK_PREFIX))}[0-9a-f]+`, 'g'), () => file.name);
+  if (file) msg = msg.replace(/\/proc\/self\/fd\/\d+/g, () => file.name);
   // libvips' first line may be its loader's last step ("bad seek to 1024"); the decoder's own reason,
   // where it gave one, says more ("heif: ... Bitstream not supported by this decoder").
   const lines = msg.split('\n').map((l) => l.trim()).filter(Boolean);

@@ -199,8 +199,11 @@ function displayAngle(s: RawStream): number {
   const side = s.side_data_list?.find((d) => d.side_data_type === 'Display Matrix' && typeof d.rotation === 'number');
   // av_display_rotation_get's angle is counter-clockwise; players turn the picture the other way.
   const scale = m ? [Math.hypot(m[0]!, m[3]!), Math.hypot(m[1]!, m[4]!)] : [0, 0];
-  const deg = m && scale[0]! > 0 && scale[1]! > 0 ? Math.round((Math.atan2(m[1]! / scale[1]!, m[0]! / scale[0]!) * 180) / Math.PI) : side ? -(side.rotation ?? 0) : Number(s.tags?.['rotate'] ?? 0);
-  return Number.isFinite(deg) ? ((Math.round(deg) % 360) + 360) % 360 : 0;
+  // A matrix that maps nothing (all zeros) has no angle: ffmpeg turns nothing, and ffprobe's
+  // `rotation` for it is garbage (-9223372036854775808, review K22).
+  if (m && !(scale[0]! > 0 && scale[1]! > 0)) return 0;
+  const deg = m ? Math.round((Math.atan2(m[1]! / scale[1]!, m[0]! / scale[0]!) * 180) / Math.PI) : side ? -(side.rotation ?? 0) : Number(s.tags?.['rotate'] ?? 0);
+  return Number.isFinite(deg) && Math.abs(deg) <= 3600 ? ((Math.round(deg) % 360) + 360) % 360 : 0;
 }
 
 /** Clockwise display rotation, 0/90/180/270 (another angle: 0, and VideoStreamInfo.tilt). */
