@@ -2,7 +2,8 @@
  * Chapters: an audiobook or a DJ mix with chapters, converted by one `ffmpeg -i in out` run, keeps
  * its chapter marks (ffmpeg copies them by default), and so does the audio kind, whole or segmented
  * (it dropped them, saying nothing); a trim moves them back and drops those cut away, as ffmpeg's
- * `-ss` does.
+ * `-ss` does. In Opus (Vorbis comments), a start in the second half of a second was written a second
+ * late by ffmpeg's writer (4.5 s as 5.5), after a trim past the file's end (review AOUT).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -21,14 +22,14 @@ afterEach(async () => {
 
 type Chapters = { chapters?: Array<{ start_time: string; end_time: string; tags?: { title?: string } }> };
 const chapters = async (file: string): Promise<Array<[string, string | undefined]>> =>
-  ((await runFfprobe<Chapters>(['-show_chapters', '-i', file])).chapters ?? []).map((c) => [Number(c.start_time).toFixed(2), c.tags?.title]);
+  ((await runFfprobe<Chapters>(['-show_chapters', '-i', file])).chapters ?? []).map((c) => [Number(c.start_time).toFixed(3), c.tags?.title]);
 
 test("a source's chapters are kept in the output, as one ffmpeg run keeps them (whole and segmented)", async () => {
   const meta = path.join(dir, 'meta.txt');
   await writeFile(meta, ';FFMETADATA1\ntitle=Book\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=2000\ntitle=Chapter One\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=2000\nEND=5000\ntitle=Chapter Two\n');
   const src = path.join(dir, 'book.m4a');
   await runFfmpeg(['-f', 'lavfi', '-i', 'anoisesrc=r=44100:d=5:c=pink:a=0.2', '-f', 'ffmetadata', '-i', meta, '-map', '0:a', '-map_metadata', '1', '-map_chapters', '1', '-c:a', 'aac', '-y', src]);
-  const want = [['0.00', 'Chapter One'], ['2.00', 'Chapter Two']];
+  const want = [['0.000', 'Chapter One'], ['2.000', 'Chapter Two']];
   expect(await chapters(src)).toEqual(want);
   // What one ffmpeg run over the whole file writes.
   const plain = path.join(dir, 'plain.mp3');
@@ -44,7 +45,39 @@ test("a source's chapters are kept in the output, as one ffmpeg run keeps them (
   // in; the first, cut to its last second, starts the file.
   const r = await runAudioInProcess({ codec: 'opus', normalize: true, trim: { start: 1 } }, [src], path.join(dir, 'trimmed'));
   expect(r.errors).toEqual([]);
-  expect(await chapters(r.outputs.find((o) => o.name === 'book.opus')!.path)).toEqual([['0.00', 'Chapter One'], ['1.00', 'Chapter Two']]);
+  expect(await chapters(r.outputs.find((o) => o.name === 'book.opus')!.path)).toEqual([['0.000', 'Chapter One'], ['1.000', 'Chapter Two']]);
   const late = await runAudioInProcess({ codec: 'mp3', trim: { start: 2.5 } }, [src], path.join(dir, 'late'));
-  expect(await chapters(late.outputs.find((o) => o.name === 'book.mp3')!.path)).toEqual([['0.00', 'Chapter Two']]);
+  expect(await chapters(late.outputs.find((o) => o.name === 'book.mp3')!.path)).toEqual([['0.000', 'Chapter Two']]);
+});
+
+test('opus output keeps chapter starts that fall in the second half of a second', async () => {
+  const meta = path.join(dir, 'meta.txt');
+  await writeFile(meta, ';FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1700\ntitle=One\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=1700\nEND=4500\ntitle=Two\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=4500\nEND=6000\ntitle=Three\n');
+  const src = path.join(dir, 'book.m4a');
+  await runFfmpeg(['-f', 'lavfi', '-i', 'anoisesrc=r=48000:d=6:c=pink:a=0.2', '-f', 'ffmetadata', '-i', meta, '-map', '0:a', '-map_metadata', '1', '-map_chapters', '1', '-c:a', 'aac', '-y', src]);
+  const want = [['0.000', 'One'], ['1.700', 'Two'], ['4.500', 'Three']];
+  expect(await chapters(src)).toEqual(want);
+
+  // MP3 keeps them exactly: the marks themselves are right.
+  const mp3 = await runAudioInProcess({ codec: 'mp3' }, [src], path.join(dir, 'mp3'));
+  expect(await chapters(mp3.outputs.find((o) => o.name === 'book.mp3')!.path)).toEqual(want);
+
+  const opus = await runAudioInProcess({ codec: 'opus' }, [src], path.join(dir, 'opus'));
+  expect(opus.errors).toEqual([]);
+  // Observed: [['0.000','One'],['2.700','Two'],['5.500','Three']].
+  expect(await chapters(opus.outputs.find((o) => o.name === 'book.opus')!.path)).toEqual(want);
+});
+
+test('a trimmed opus output has no chapter starting after its end', async () => {
+  const meta = path.join(dir, 'meta.txt');
+  await writeFile(meta, ';FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=4600\ntitle=One\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=4600\nEND=6000\ntitle=Two\n');
+  const src = path.join(dir, 'mix.m4a');
+  await runFfmpeg(['-f', 'lavfi', '-i', 'anoisesrc=r=48000:d=6:c=pink:a=0.2', '-f', 'ffmetadata', '-i', meta, '-map', '0:a', '-map_metadata', '1', '-map_chapters', '1', '-c:a', 'aac', '-y', src]);
+  // Keeps [1, 5.4) s: 4.4 s, the second chapter starting at 3.6 s.
+  const r = await runAudioInProcess({ codec: 'opus', trim: { start: 1, end: 5.4 } }, [src], path.join(dir, 'trim'));
+  expect(r.errors).toEqual([]);
+  const out = r.outputs.find((o) => o.name === 'mix.opus')!.path;
+  const got = await chapters(out);
+  // Observed: the second chapter at 4.600 s, after the end of the 4.4 s file.
+  expect(got).toEqual([['0.000', 'One'], ['3.600', 'Two']]);
 });

@@ -53,6 +53,7 @@ export async function mergeAudio(ctx: MergeContext<AudioJobParams>): Promise<Mer
   for (const r of reports) {
     warnLoudnessMissed(ctx, r);
     warnPeakOver(ctx, r);
+    warnClipped(ctx, r);
   }
   if (reports.length > 0) {
     const file = path.join(ctx.outputDir, AUDIO_REPORT);
@@ -179,6 +180,12 @@ function warnPeakOver(ctx: MergeContext<AudioJobParams>, r: FileReport): void {
   const { truePeak } = ctx.params;
   if (!ctx.params.normalize || got === undefined || got === null || !(got > truePeak + PEAK_OVER_WARNED_DB)) return;
   ctx.warn(r.input, `true peak ${got.toFixed(1)} dBTP, over the ${truePeak} dBTP ceiling: the encoder's own peaks passed the limiter's; a lower --true-peak or a higher bitrate keeps it`);
+}
+
+/** Says so where a lossless output's samples over full scale were clipped (FileReport.clippedDb). */
+function warnClipped(ctx: MergeContext<AudioJobParams>, r: FileReport): void {
+  if (r.clippedDb === undefined) return;
+  ctx.warn(r.input, `its samples reach +${r.clippedDb.toFixed(2)} dBFS, over full scale (a float source mixed hot): written as ${ctx.params.codec} integers they are clipped there; --normalize (or --loudness) brings them under a ceiling`);
 }
 
 /** How far a normalised output may land from its target before the job says so, LU. */

@@ -97,6 +97,8 @@ export interface OutputEncoding {
   format: string;
   /** Muxer options, as `-name value` on a command line. */
   muxerOptions: Record<string, string>;
+  /** The output's channel count, where known (an Opus 6.1 output is put in order first, audio-render.ts). */
+  channels?: number | undefined;
 }
 
 /**
@@ -113,7 +115,7 @@ export function outputEncoding(codec: AudioCodec, bitrate: number, bits: 16 | 24
   if (info.lossy) args.push('-b:a', String(bitrate));
   // bitexact: no encoder-version tags, so identical samples give identical lossless files.
   if (!info.lossy) args.push('-flags', '+bitexact', '-fflags', '+bitexact');
-  return { codec: args, format: codec === 'aac' ? 'mp4' : codec === 'opus' ? 'ogg' : codec, muxerOptions: { ...info.muxerOptions } };
+  return { codec: args, format: codec === 'aac' ? 'mp4' : codec === 'opus' ? 'ogg' : codec, muxerOptions: { ...info.muxerOptions }, ...(channels > 0 && { channels }) };
 }
 
 /** An {@link OutputEncoding} as one command line's arguments (encoder, muxer options, `-f`). */

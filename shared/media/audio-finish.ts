@@ -44,6 +44,11 @@ export interface FileReport {
    */
   outputTruePeak: number | null;
   /**
+   * Where a lossless output's samples went over full scale and were clipped (a float source mixed
+   * hot, kept without a limiter): how far over, dBFS; absent otherwise.
+   */
+  clippedDb?: number | undefined;
+  /**
    * Integrated loudness of the output, LUFS, when normalised: measured on a lossy output and on a
    * limited lossless one, the source's plus the gain otherwise; null where it is not known. A
    * limiter that had to take much off leaves it under the target (the job warns past 1 LU).
@@ -183,7 +188,13 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
   }
   // Without a limiter a lossless output is the source with the gain applied: its loudness is known.
   if (lossless && o.params.normalize && decision.limit === undefined && Number.isFinite(loud.lufs)) outLufs = loud.lufs + decision.gainDb;
-  const outPeakDb = !lossless ? lossyPeakDb : (limitedPeakDb ?? (joined.truePeak > 0 ? sourcePeakDb + decision.gainDb : -Infinity));
+  // Samples over full scale (a float source mixed hot, with no gain or limiter to bring them under)
+  // are clipped in an integer WAV or FLAC: its true peak is the file's, measured, not the source's
+  // (reported +0.5 dBTP of a file clipped at 0), and the job says so (review AOUT).
+  const samplePeak = Math.max(0, ...o.stats.map((st) => st.samplePeak));
+  const overDb = 20 * Math.log10(Math.max(samplePeak, 1e-10)) + decision.gainDb;
+  const clipped = lossless && decision.limit === undefined && overDb > 0.001 ? await measuredLimited(out, o) : undefined;
+  const outPeakDb = !lossless ? lossyPeakDb : (limitedPeakDb ?? clipped?.truePeak ?? (joined.truePeak > 0 ? sourcePeakDb + decision.gainDb : -Infinity));
   const files = [o.file.output];
   let waveform: FileReport['waveform'];
   const bins = o.stats.map((s) => s.waveform).filter((w) => w !== undefined);
@@ -206,6 +217,7 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
     outputTruePeak: Number.isFinite(outPeakDb) ? round(outPeakDb, 3) : null,
     ...(o.params.normalize && { outputLoudness: Number.isFinite(outLufs) ? round(outLufs, 3) : null }),
     limited: decision.limit !== undefined,
+    ...(clipped && { clippedDb: round(overDb, 3) }),
     codecCorrectionDb: round(corrected, 4),
     pieces: o.pieces.length,
     waveform,
