@@ -65,7 +65,7 @@ program
   .option('--data-dir <dir>', 'job store and spool', '.tessera')
   .option('--heartbeat-ms <ms>', 'worker heartbeat interval', int('--heartbeat-ms'), 1000)
   .option('--ttl-ms <ms>', 'a worker silent this long is lost', int('--ttl-ms'), 5000)
-  .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts'), 3)
+  .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts', { signed: true }), 3)
   .option('--subtask-timeout-ms <ms>', 'an attempt running longer is stopped and retried (kinds may set longer ones: a video segment at least 10 min)', int('--subtask-timeout-ms'), SUBTASK_TIMEOUT_MS)
   .option('--stall-ms <ms>', 'a running subtask its worker has reported no progress on for this long gets a speculative copy on an idle worker (0 = never)', int('--stall-ms'), STALL_MS)
   .option('--quarantine-failures <n>', 'retryable failures in a minute that quarantine a worker for 30 s, twice as long each time again within 10 min (0 = never)', int('--quarantine-failures'), 5)
@@ -86,7 +86,7 @@ program
   .addOption(coordinatorOpt())
   // Signed: 0 or less gets the startup settings' one message ("must be at least 1"), from a flag, a variable or a config key alike.
   .option('--slots <n>', 'concurrent subtasks (default: one per core)', int('--slots', { signed: true }))
-  .option('--threads <n>', 'threads per subtask for ffmpeg and libvips (default: cores / slots)', int('--threads'))
+  .option('--threads <n>', 'threads per subtask for ffmpeg and libvips (default: cores / slots)', int('--threads', { signed: true }))
   .option('--prefetch <n>', 'assignments queued beyond the slots, used for short subtasks (0 = none)', int('--prefetch'), WORKER_PREFETCH)
   .option('--name <name>', 'worker name (default: host-pid)')
   .option('--label <key=value...>', 'labels advertised to the coordinator')

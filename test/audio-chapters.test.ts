@@ -3,7 +3,8 @@
  * its chapter marks (ffmpeg copies them by default), and so does the audio kind, whole or segmented
  * (it dropped them, saying nothing); a trim moves them back and drops those cut away, as ffmpeg's
  * `-ss` does. In Opus (Vorbis comments), a start in the second half of a second was written a second
- * late by ffmpeg's writer (4.5 s as 5.5), after a trim past the file's end (review AOUT).
+ * late by ffmpeg's writer (4.5 s as 5.5), after a trim past the file's end (review AOUT); written as
+ * command-line arguments, a thousand long titles passed the system's limit, spawn E2BIG (review K23).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -80,4 +81,23 @@ test('a trimmed opus output has no chapter starting after its end', async () => 
   const got = await chapters(out);
   // Observed: the second chapter at 4.600 s, after the end of the 4.4 s file.
   expect(got).toEqual([['0.000', 'One'], ['3.600', 'Two']]);
+});
+
+test('an opus output of a source with 1000 long-titled chapters is written, as aac is', async () => {
+  // 1000 chapters of 10 ms, each titled with 2500 characters (under the probe's 4096).
+  const marks = Array.from({ length: 1000 }, (_, i) => `[CHAPTER]\nTIMEBASE=1/1000\nSTART=${i * 10}\nEND=${(i + 1) * 10}\ntitle=${String(i).padStart(4, '0')} ${'n'.repeat(2500)}\n`);
+  await writeFile(path.join(dir, 'meta.txt'), `;FFMETADATA1\n${marks.join('')}`);
+  const src = path.join(dir, 'mix.m4a');
+  await runFfmpeg(['-f', 'lavfi', '-i', 'anoisesrc=r=48000:d=10:c=pink:a=0.2', '-f', 'ffmetadata', '-i', path.join(dir, 'meta.txt'), '-map', '0:a', '-map_metadata', '1', '-map_chapters', '1', '-c:a', 'aac', '-y', src]);
+  const count = async (file: string): Promise<number> => ((await runFfprobe<{ chapters?: unknown[] }>(['-show_chapters', '-i', file])).chapters ?? []).length;
+  expect(await count(src)).toBe(1000);
+
+  const aac = await runAudioInProcess({ codec: 'aac' }, [src], path.join(dir, 'aac'));
+  expect(aac.errors).toEqual([]);
+  expect(await count(aac.outputs.find((o) => o.name === 'mix.m4a')!.path)).toBe(1000);
+
+  const opus = await runAudioInProcess({ codec: 'opus' }, [src], path.join(dir, 'opus'));
+  // Observed: [{ input: 'mix.m4a', code: 'INTERNAL', message: 'spawn E2BIG' }].
+  expect(opus.errors).toEqual([]);
+  expect(await count(opus.outputs.find((o) => o.name === 'mix.opus')!.path)).toBe(1000);
 });

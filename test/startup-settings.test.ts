@@ -72,6 +72,9 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
       // Below 0 too: the parser said "between 0 and 2147483647", then refused 0 (review K22).
       [worker('--slots', '-1'), {}, 'tessera: --slots -1: must be at least 1'],
       [worker(), { TESSERA_SLOTS: '-1' }, 'tessera: TESSERA_SLOTS=-1: must be at least 1'],
+      [worker('--threads', '-1'), {}, 'tessera: --threads -1: must be at least 1'],
+      [worker(), { TESSERA_THREADS: '-1' }, 'tessera: TESSERA_THREADS=-1: must be at least 1'],
+      [coordinator('--max-attempts', '-1'), {}, 'tessera: --max-attempts -1: must be at least 1'],
       [worker(), { TESSERA_SLOTS: '0' }, 'tessera: TESSERA_SLOTS=0: must be at least 1'],
       [worker('--config', f('slots.json')), {}, 'tessera: config key "slots" (0): must be at least 1'],
       [worker('--threads', '0'), {}, 'tessera: --threads 0: must be at least 1'],

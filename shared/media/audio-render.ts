@@ -323,6 +323,13 @@ export function vorbisChapters(chapters: NonNullable<FinalEncode['chapters']>): 
   return out;
 }
 
+/** An ffmetadata file of file-wide keys and values (the output's tags, an Ogg's chapter comments). */
+async function writeGlobalMetadata(values: Record<string, string>, workDir: string): Promise<string> {
+  const file = path.join(workDir, `metadata-${process.pid}-${Date.now()}.txt`);
+  await writeFile(file, `;FFMETADATA1\n${Object.entries(values).map(([k, v]) => `${ffmetadataValue(k)}=${ffmetadataValue(v)}\n`).join('')}`);
+  return file;
+}
+
 /** The codecs whose output's loudness is checked after the encode (AUDIO_CODECS' lossy ones). */
 export type LossyCodec = 'mp3' | 'aac' | 'opus';
 
@@ -370,13 +377,16 @@ export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | 
   // Chapters from a file of their own: the pieces carry none (a chapter cut at a join, or trimmed, is the plan's).
   // Ogg's are Vorbis comments, written here: ffmpeg's writer rounds a start's seconds and adds its
   // milliseconds again, 4.5 s written as 5.5 (review AOUT).
+  // They and the tags go in through a metadata file, not the command line: a thousand long titles
+  // passed the system's limit on it (spawn E2BIG, review K23).
   const oggChapters = e.encoder.format === 'ogg' && e.chapters && e.chapters.length > 0 ? vorbisChapters(e.chapters) : undefined;
   const mapChapters = !oggChapters && e.chapters && e.chapters.length > 0;
   if (mapChapters) inputArgs.push('-f', 'ffmetadata', '-i', await writeChapters(e.chapters!, e.workDir));
+  if (oggChapters) inputArgs.push('-f', 'ffmetadata', '-i', await writeGlobalMetadata({ ...e.tags, ...oggChapters }, e.workDir));
   // The file's and the stream's metadata are the tags below only; a chapter's (its title) comes
   // with it (`-map_metadata -1` alone dropped chapters' titles).
-  const args = [...inputArgs, '-map', '0:a:0', '-map_metadata:g', '-1', '-map_metadata:s', '-1', '-map_chapters', mapChapters ? '1' : '-1'];
-  for (const [key, value] of Object.entries({ ...e.tags, ...oggChapters })) args.push('-metadata', `${key}=${value}`);
+  const args = [...inputArgs, '-map', '0:a:0', '-map_metadata:g', oggChapters ? '1' : '-1', '-map_metadata:s', '-1', '-map_chapters', mapChapters ? '1' : '-1'];
+  if (!oggChapters) for (const [key, value] of Object.entries(e.tags ?? {})) args.push('-metadata', `${key}=${value}`);
   const order = e.encoder.channels === 7 && e.encoder.codec.includes('libopus') ? await opusSevenOrder() : '';
   const chain = [order, e.chain].filter(Boolean).join(',');
   if (chain) args.push('-af', chain);
