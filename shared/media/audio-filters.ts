@@ -97,8 +97,6 @@ export interface OutputEncoding {
   format: string;
   /** Muxer options, as `-name value` on a command line. */
   muxerOptions: Record<string, string>;
-  /** The output's channel count, where known (an Opus 6.1 output is put in order first, audio-render.ts). */
-  channels?: number | undefined;
 }
 
 /**
@@ -110,12 +108,15 @@ export function outputEncoding(codec: AudioCodec, bitrate: number, bits: 16 | 24
   const args = ['-c:a', info.encoder];
   // Counts with a Vorbis layout arrive in it (stage A converts them); beyond those, discrete channels.
   if (codec === 'opus' && channels > 0 && !OPUS_LAYOUTS[channels]) args.push('-mapping_family', '255');
+  // 6.1 with the wrapper's default mapping lands in the wrong Vorbis slots in ffmpeg 5.1 (its centre
+  // played from the back, review AOUT); asked for family 1, as the video kind asks, it is in order.
+  if (codec === 'opus' && channels === 7) args.push('-mapping_family', '1');
   if (codec === 'wav') args.splice(1, 1, bits === 24 ? 'pcm_s24le' : 'pcm_s16le');
   if (codec === 'flac') args.push('-sample_fmt', bits === 24 ? 's32' : 's16');
   if (info.lossy) args.push('-b:a', String(bitrate));
   // bitexact: no encoder-version tags, so identical samples give identical lossless files.
   if (!info.lossy) args.push('-flags', '+bitexact', '-fflags', '+bitexact');
-  return { codec: args, format: codec === 'aac' ? 'mp4' : codec === 'opus' ? 'ogg' : codec, muxerOptions: { ...info.muxerOptions }, ...(channels > 0 && { channels }) };
+  return { codec: args, format: codec === 'aac' ? 'mp4' : codec === 'opus' ? 'ogg' : codec, muxerOptions: { ...info.muxerOptions } };
 }
 
 /** An {@link OutputEncoding} as one command line's arguments (encoder, muxer options, `-f`). */

@@ -4,8 +4,7 @@
  * both for a whole small file; for a long file workers run stage A per segment and the coordinator runs
  * the final encode over the joined segments, so lossy encoders never see a join.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -268,46 +267,6 @@ async function writeChapters(chapters: NonNullable<FinalEncode['chapters']>, wor
   return file;
 }
 
-/** ffmpeg's 6.1 order, and a tone for each channel that tells them apart (the LFE's low: its band is narrow). */
-const SIX_ONE = ['FL', 'FR', 'FC', 'LFE', 'BC', 'SL', 'SR'];
-const SIX_ONE_TONES = [500, 700, 300, 60, 1100, 1300, 1500];
-let sevenOrder: Promise<string> | undefined;
-
-/**
- * The `channelmap` that puts a 6.1 signal in order for this ffmpeg's libopus wrapper, "" where none is
- * needed. ffmpeg 5.1 writes a 7-channel signal into the wrong Vorbis slots (its centre played from the
- * back, the back centre from the side: review AOUT); this encodes a tone a channel once per process,
- * decodes it, and maps each channel to the slot it comes back from, so a fixed ffmpeg needs none.
- */
-export function opusSevenOrder(): Promise<string> {
-  sevenOrder ??= (async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-opus-order-'));
-    try {
-      const file = path.join(dir, 'order.opus');
-      const tones = SIX_ONE_TONES.map((f, i) => `sine=f=${f}:r=48000:d=0.5[c${i}]`).join(';');
-      await runFfmpeg(['-filter_complex', `${tones};${SIX_ONE_TONES.map((_, i) => `[c${i}]`).join('')}join=inputs=7:channel_layout=6.1:map=${SIX_ONE.map((name, i) => `${i}.0-${name}`).join('|')}`, '-c:a', 'libopus', '-b:a', '448k', '-f', 'ogg', '-y', file]);
-      const raw = path.join(dir, 'order.f32');
-      await runFfmpeg(['-i', file, '-f', 'f32le', '-c:a', 'pcm_f32le', '-y', raw]);
-      const pcm = await readFile(raw);
-      const samples = new Float32Array(pcm.buffer, pcm.byteOffset, Math.floor(pcm.length / 4));
-      const frames = Math.floor(samples.length / 7);
-      // Decoded channel i holds the tone of input channel from[i].
-      const from = SIX_ONE.map((_, ch) => {
-        let crossings = 0;
-        for (let f = 1 + 4800; f < frames - 4800; f++) if (samples[(f - 1) * 7 + ch]! < 0 !== samples[f * 7 + ch]! < 0) crossings++;
-        const hz = crossings / 2 / ((frames - 9600) / 48000);
-        return SIX_ONE_TONES.reduce((best, t, j) => (Math.abs(Math.log(t / hz)) < Math.abs(Math.log(SIX_ONE_TONES[best]! / hz)) ? j : best), 0);
-      });
-      if (from.every((j, i) => j === i) || new Set(from).size !== 7) return '';
-      // Decoded slot i plays the encoder's input slot from[i]: source channel i goes into that slot.
-      return `channelmap=map=${SIX_ONE.map((name, i) => `${name}-${SIX_ONE[from[i]!]}`).join('|')}:channel_layout=6.1`;
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  })().catch(() => '');
-  return sevenOrder;
-}
-
 /** Chapters as Vorbis comments (CHAPTER000=00:01:02.500, CHAPTER000NAME=title), as Ogg players read them. */
 export function vorbisChapters(chapters: NonNullable<FinalEncode['chapters']>): Record<string, string> {
   const out: Record<string, string> = {};
@@ -387,9 +346,7 @@ export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | 
   // with it (`-map_metadata -1` alone dropped chapters' titles).
   const args = [...inputArgs, '-map', '0:a:0', '-map_metadata:g', oggChapters ? '1' : '-1', '-map_metadata:s', '-1', '-map_chapters', mapChapters ? '1' : '-1'];
   if (!oggChapters) for (const [key, value] of Object.entries(e.tags ?? {})) args.push('-metadata', `${key}=${value}`);
-  const order = e.encoder.channels === 7 && e.encoder.codec.includes('libopus') ? await opusSevenOrder() : '';
-  const chain = [order, e.chain].filter(Boolean).join(',');
-  if (chain) args.push('-af', chain);
+  if (e.chain) args.push('-af', e.chain);
   if (e.threads) args.unshift('-threads', decoderThreads(e.threads));
   const { codec, format, muxerOptions } = e.encoder;
   // ffmpeg's tee muxer writes no chapters: a file with chapters is measured once written instead
