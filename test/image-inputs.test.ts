@@ -26,3 +26,16 @@ describe('decode errors', () => {
     expect(describeSharpError(err)).toMatch(/^not a decodable image \(/);
   });
 });
+
+describe('the worker paths in a decode error', () => {
+  it("are said as the input's name where the link is a task's beside this one (libvips' error buffer is one per process)", () => {
+    // Two strips of one tiled source failing at the same moment: this task's error may carry the
+    // other's text, naming the link in the other's work folder (CI stop 53).
+    const err = new Error('/tmp/w/st-job-1-tile-2-a1/vips-source-c77e217cdbe5: bad seek to 2147483632\n');
+    const msg = describeSharpError(err, { path: '/tmp/w/st-job-1-tile-1-a1/in/x', name: 'tiled [1]', linksIn: '/tmp/w/st-job-1-tile-1-a1' });
+    expect(msg).toBe('not a decodable image (tiled [1]: bad seek to 2147483632)');
+    // Its own link too, and nothing outside the worker's folder is taken for one.
+    const own = new Error('/tmp/w/st-job-1-tile-1-a1/vips-source-0123456789ab: bad seek to 1; /elsewhere/vips-source-0123456789ab');
+    expect(describeSharpError(own, { path: '/x', name: 'a [1]', linksIn: '/tmp/w/st-job-1-tile-1-a1' })).toBe('not a decodable image (a [1]: bad seek to 1; /elsewhere/vips-source-0123456789ab)');
+  });
+});

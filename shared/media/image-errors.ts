@@ -17,7 +17,13 @@ export function describeSharpError(err: unknown, file?: { path: string; name: st
   // So for the names it was given instead of a name it would split (vips-path.ts): a link in the
   // work folder `linksIn`, or the descriptor's /proc path (review IWILD).
   // The name as a function's result: a replacement string would read `$$` or `$'` in it (review K22).
-  if (file && file.linksIn) msg = msg.replace(new RegExp(`${escapeRegExp(path.join(file.linksIn, VIPS_LINK_PREFIX))}[0-9a-f]+`, 'g'), () => file.name);
+  // libvips keeps one error buffer for the process, so an input's error may carry the text of a
+  // task failing beside it at the same moment (the strips of one tiled source, each in its own work
+  // folder): a link in any folder beside `linksIn` is the worker's as well (CI stop 53).
+  if (file && file.linksIn) {
+    const links = new RegExp(`${escapeRegExp(path.dirname(path.resolve(file.linksIn)) + path.sep)}(?:[\\w.-]+/)+${VIPS_LINK_PREFIX}[0-9a-f]+`, 'g');
+    msg = msg.replace(links, () => file.name);
+  }
   if (file) msg = msg.replace(/\/proc\/self\/fd\/\d+/g, () => file.name);
   // libvips' first line may be its loader's last step ("bad seek to 1024"); the decoder's own reason,
   // where it gave one, says more ("heif: ... Bitstream not supported by this decoder").
