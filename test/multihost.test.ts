@@ -1,9 +1,9 @@
 /**
  * Links between hosts as they are off a LAN (network namespaces on this machine, real TCP between
- * them; needs root): a client on a slow uplink, and workers that reach the coordinator by a DNS
- * name that moves to another address when the coordinator is made again (as a container is).
+ * them; needs root): workers that reach the coordinator by a DNS name that moves to another address
+ * when the coordinator is made again (as a container is). A client on a slow uplink with the default
+ * keepalive: slow-link.test.ts (8 MiB at 2 Mbit/s, longer than this file's 5 MiB once was).
  */
-import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,48 +54,10 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms: nu
   }
 }
 
-/** Runs the CLI on `host` for at most `ms` (then killed: `timedOut`), with what it printed. */
-function runBounded(host: Host, args: string[], ms: number): Promise<{ code: number | null; stdout: string; stderr: string; timedOut: boolean }> {
-  return new Promise((resolve) => {
-    const child = lab.spawn(host, process.execPath, [CLI_PATH, ...args], { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    const t = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, ms);
-    child.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr, timedOut });
-    });
-  });
-}
-
 const activeWorkers = async (coordinator: string): Promise<number> => {
   const r = await procs.run(hosts[3], ['workers', '--json', '--coordinator', coordinator]);
   return (JSON.parse(r.stdout) as { state: string }[]).filter((w) => w.state === 'active').length;
 };
-
-describe('a client on a slow uplink', () => {
-  it('submits an input whose upload outlasts the keepalive interval (5 MiB at 2 Mbit/s), with the default settings', { timeout: 90_000 }, async () => {
-    // Each side pings every 10 s; the client's pings, and its answers to the coordinator's, wait
-    // behind the ~1 MB of its own upload its kernel holds unsent (4 s at 2 Mbit/s). With 5 s to
-    // answer, every try was cut and the submission sent again from its start, for ever.
-    const [c, , , cl] = hosts;
-    const addr = `${c.address}:7700`;
-    await procs.start(c, ['coordinator', '--listen', addr, '--http', 'off', '--insecure', '--data-dir', path.join(dir, 'data')], /listening on/);
-    const src = path.join(dir, 'big.bin');
-    await writeFile(src, randomBytes(5 * 1024 * 1024));
-    await lab.limitRate(cl, '2mbit');
-    const r = await runBounded(cl, ['submit', 'passthrough', src, '--no-wait', '--coordinator', addr], 60_000);
-    expect(r.stderr).not.toMatch(/submission interrupted/);
-    expect(r.timedOut, r.stderr).toBe(false);
-    expect(r.code, r.stderr).toBe(0);
-  });
-});
 
 describe('workers that reach the coordinator by name', () => {
   it('follow it to its new address within seconds when it is made again elsewhere (a container recreated)', { timeout: 90_000 }, async () => {
