@@ -37,8 +37,8 @@ export function checkKeepalive(o: KeepaliveFlags, name: OptionNamer = byFlag): K
 export function serverKeepaliveOptions(c: Command, role: 'coordinator' | 'worker'): Command {
   const whom = role === 'coordinator' ? 'each client and worker connection' : 'the coordinator';
   return c
-    .option('--keepalive-ms <ms>', `ping ${whom} this often (at least ${MIN_KEEPALIVE_MS}, the most often a coordinator permits)`, int('--keepalive-ms', { min: 1 }), DEFAULT_KEEPALIVE.timeMs)
-    .option('--keepalive-timeout-ms <ms>', `a connection whose ping goes unanswered this long is taken for dead (at least ${MIN_KEEPALIVE_TIMEOUT_MS}; raise it on slow or congested links)`, int('--keepalive-timeout-ms', { min: 1 }), DEFAULT_KEEPALIVE.timeoutMs);
+    .option('--keepalive-ms <ms>', `ping ${whom} this often (at least ${MIN_KEEPALIVE_MS}, the most often a coordinator permits)`, int('--keepalive-ms', { signed: true }), DEFAULT_KEEPALIVE.timeMs)
+    .option('--keepalive-timeout-ms <ms>', `a connection whose ping goes unanswered this long is taken for dead (at least ${MIN_KEEPALIVE_TIMEOUT_MS}; raise it on slow or congested links)`, int('--keepalive-timeout-ms', { signed: true }), DEFAULT_KEEPALIVE.timeoutMs);
 }
 
 /**
@@ -50,10 +50,10 @@ export function clientKeepaliveOptions(program: Command): Command {
   const visit = (c: Command): void => {
     const isClient = c.options.some((o) => o.long === '--coordinator') && c.name() !== 'worker' && c.name() !== 'health';
     if (isClient) {
-      c.addOption(new Option('--keepalive-ms <ms>', `ping the coordinator this often (default ${DEFAULT_KEEPALIVE.timeMs}, at least ${MIN_KEEPALIVE_MS})`).argParser(int('--keepalive-ms', { min: 1 })).env(KEEPALIVE_ENV.timeMs));
+      c.addOption(new Option('--keepalive-ms <ms>', `ping the coordinator this often (default ${DEFAULT_KEEPALIVE.timeMs}, at least ${MIN_KEEPALIVE_MS})`).argParser(int('--keepalive-ms', { signed: true })).env(KEEPALIVE_ENV.timeMs));
       c.addOption(
         new Option('--keepalive-timeout-ms <ms>', `take the connection for lost when a ping goes unanswered this long (default ${DEFAULT_KEEPALIVE.timeoutMs}, at least ${MIN_KEEPALIVE_TIMEOUT_MS}; raise it on slow links)`)
-          .argParser(int('--keepalive-timeout-ms', { min: 1 }))
+          .argParser(int('--keepalive-timeout-ms', { signed: true }))
           .env(KEEPALIVE_ENV.timeoutMs),
       );
       c.hook('preAction', (cmd) => {
