@@ -614,7 +614,7 @@ export class JobManager {
     }
     const active: ActiveJob = { record: job, kind, params, subtasks: resumeSubtasks ?? [], controller: new AbortController(), mergedPhase: -1, planning: false, runEstimateMs: kind.expectedRunMs?.(params) ?? NaN, runMaxMs: 0, runSamples: 0, runTotalMs: 0, published: new Map(job.outputs.map((o) => [o.name, o.source])), publishing: Promise.resolve() };
     this.active.set(job.id, active);
-    this.scheduler.addJob(job.id, kind.name, job.spec.priority, job.createdAt);
+    this.scheduler.addJob(job.id, kind.name, job.spec.priority, job.createdAt, job.owner);
     // Its clients' bars go on from where they stood, not from what is left after work is redone.
     if (resumeSubtasks) resumeProgress(job, this.store.storedProgress(job.id).last);
     if (resumeSubtasks && resumeSubtasks.length > 0) {

@@ -22,8 +22,41 @@ describe('Scheduler', () => {
     for (let p = 0; p < 8; p++) s.removeJob(`j${p}`);
     // Before: one round-robin place per priority ever used, each the whole queue of its last job,
     // with every subtask record it had handed out, for good.
-    const inside = s as unknown as { cursor: Map<number, unknown>; tierJobs: Map<number, number> };
-    expect([inside.cursor.size, inside.tierJobs.size]).toEqual([0, 0]);
+    const inside = s as unknown as { cursor: Map<string, unknown>; ownerCursor: Map<number, string>; tierJobs: Map<number, number>; ownerJobs: Map<string, number> };
+    expect([inside.cursor.size, inside.ownerCursor.size, inside.tierJobs.size, inside.ownerJobs.size]).toEqual([0, 0, 0, 0]);
+  });
+
+  it('is fair across the clients of a priority: one that splits its work into many jobs gets no more slots than one with one job', () => {
+    const s = new Scheduler();
+    // Client "many" submits 10 jobs of 10 subtasks, then client "one" a single job of 100.
+    for (let j = 0; j < 10; j++) {
+      s.addJob(`m${j}`, 'image', 0, j, 'many');
+      s.enqueue(Array.from({ length: 10 }, (_, i) => subtask(`m${j}`, i)));
+    }
+    s.addJob('o', 'image', 0, 100, 'one');
+    s.enqueue(Array.from({ length: 100 }, (_, i) => subtask('o', i)));
+    // Before: round robin over the 11 jobs gave "many" 10 of every 11 slots.
+    const first = s.dispatch([worker('w', 20)], Date.now(), canRun);
+    const owners = first.map((a) => (a.subtask.jobId === 'o' ? 'one' : 'many'));
+    expect(owners.filter((o) => o === 'one')).toHaveLength(10);
+    // Within its turns, "many"'s jobs take turns too: ten slots, ten jobs.
+    expect(new Set(first.filter((a) => a.subtask.jobId !== 'o').map((a) => a.subtask.jobId)).size).toBe(10);
+    // A slot at a time (as they free), the clients alternate, and "many"'s turns go round its jobs.
+    const next: string[] = [];
+    for (let k = 0; k < 6; k++) next.push(...s.dispatch([worker('w', 1)], Date.now(), canRun).map((a) => a.subtask.jobId));
+    expect(next.filter((j) => j === 'o')).toHaveLength(3);
+    expect(new Set(next.filter((j) => j !== 'o')).size).toBe(3);
+    // A client whose jobs nothing can run (no worker of its kind) leaves every slot to the other.
+    s.addJob('v', 'video', 0, 200, 'video-client');
+    s.enqueue(Array.from({ length: 10 }, (_, i) => subtask('v', i)));
+    expect(s.dispatch([worker('w', 8)], Date.now(), canRun)).toHaveLength(8);
+    // Without owners (clients open: every job is one client's), jobs take turns as before.
+    const open = new Scheduler();
+    for (const j of ['a', 'b']) {
+      open.addJob(j, 'image', 0, j === 'a' ? 1 : 2);
+      open.enqueue(Array.from({ length: 4 }, (_, i) => subtask(j, i)));
+    }
+    expect(open.dispatch([worker('w', 4)], Date.now(), canRun).map((a) => a.subtask.jobId)).toEqual(['a', 'b', 'a', 'b']);
   });
 
   it('never assigns more than a worker has free slots (credit)', () => {

@@ -2,8 +2,10 @@
  * Credit-based, fair scheduler.
  *
  * Each worker's free slots are its credit: it is never sent more than it can run. Jobs are served
- * by priority (higher first), and round-robin among jobs of the same priority so one large job
- * cannot starve the others; within a job the heaviest pending subtask goes first.
+ * by priority (higher first); within a priority, round-robin among the clients that submitted
+ * them (their owners: the token's NAME, one for every job where clients are open), and among each
+ * client's jobs in turn, so that neither one large job nor a client that splits its work into
+ * many jobs starves the others. Within a job the heaviest pending subtask goes first.
  */
 import type { SubtaskRecord } from './model.js';
 import type { WorkerSession } from './worker-registry.js';
@@ -13,6 +15,8 @@ interface JobQueue {
   kind: string;
   priority: number;
   createdAt: number;
+  /** Who submitted it (JobRecord.owner): the clients of a priority take turns. */
+  owner: string;
   /**
    * Pending subtasks, heaviest first, from index `head` on. Taking the head advances `head`
    * rather than shifting: a queue of 20,000 lives in V8's large-object space, where shift() and
@@ -39,13 +43,17 @@ export interface Assignment {
 export class Scheduler {
   private readonly queues = new Map<string, JobQueue>();
   /**
-   * Round-robin place per priority tier: the job served last (its sort key). Not an index: the
-   * jobs with pending work change between passes (one runs out, one gets more as its inputs
-   * arrive), and an index would then point at another job than the one whose turn it is. Only
-   * the key is kept (the queue itself, with every subtask it handed out, stayed for good with the
-   * job long gone), and a tier's entry goes with its last job.
+   * Round-robin places: per priority tier, the owner served last; per tier and owner (`tierOwnerKey`),
+   * that owner's job served last (its sort key). Not indexes: the jobs with pending work change
+   * between passes (one runs out, one gets more as its inputs arrive), and an index would then
+   * point at another job than the one whose turn it is. Only the keys are kept (the queue itself,
+   * with every subtask it handed out, stayed for good with the job long gone), and an entry goes
+   * with the last job it was kept for.
    */
-  private readonly cursor = new Map<number, { createdAt: number; jobId: string }>();
+  private readonly ownerCursor = new Map<number, string>();
+  private readonly cursor = new Map<string, { createdAt: number; jobId: string }>();
+  /** Jobs queued per tier and owner: that owner's place in the tier goes with its last job. */
+  private readonly ownerJobs = new Map<string, number>();
   /**
    * Subtasks enqueued with a retry backoff (`notBefore` in the future). Kept apart so that
    * `nextRetryAt`, asked after every dispatch, looks at the few retries, not every pending subtask.
@@ -55,10 +63,12 @@ export class Scheduler {
   /** Jobs queued per priority: a tier's round-robin place goes with its last job. */
   private readonly tierJobs = new Map<number, number>();
 
-  addJob(jobId: string, kind: string, priority: number, createdAt: number): void {
+  addJob(jobId: string, kind: string, priority: number, createdAt: number, owner = ''): void {
     if (this.queues.has(jobId)) return;
-    this.queues.set(jobId, { jobId, kind, priority, createdAt, pending: [], head: 0 });
+    this.queues.set(jobId, { jobId, kind, priority, createdAt, owner, pending: [], head: 0 });
     this.tierJobs.set(priority, (this.tierJobs.get(priority) ?? 0) + 1);
+    const key = tierOwnerKey(priority, owner);
+    this.ownerJobs.set(key, (this.ownerJobs.get(key) ?? 0) + 1);
   }
 
   removeJob(jobId: string): void {
@@ -70,7 +80,14 @@ export class Scheduler {
       if (left > 0) this.tierJobs.set(gone.priority, left);
       else {
         this.tierJobs.delete(gone.priority);
-        this.cursor.delete(gone.priority);
+        this.ownerCursor.delete(gone.priority);
+      }
+      const key = tierOwnerKey(gone.priority, gone.owner);
+      const own = (this.ownerJobs.get(key) ?? 1) - 1;
+      if (own > 0) this.ownerJobs.set(key, own);
+      else {
+        this.ownerJobs.delete(key);
+        this.cursor.delete(key);
       }
     }
     for (const s of this.delayed) if (s.jobId === jobId) this.delayed.delete(s);
@@ -232,26 +249,53 @@ export class Scheduler {
         credit.take(h.worker);
       }
       if (credit.total === 0) break;
-      const jobs = queues.filter((q) => q.priority === priority).sort(byAge);
-      // Round robin: one subtask per job in turn, resuming after the job served last time; stop
-      // when credit runs out or a whole round picks nothing (all held back or not runnable).
-      const last = this.cursor.get(priority);
-      let pos = last ? jobs.findIndex((q) => byAge(q, last) > 0) : 0;
-      if (pos < 0) pos = 0;
-      let misses = 0;
-      while (credit.total > 0 && misses < jobs.length) {
-        const q = jobs[pos]!;
-        const picked = this.pickFrom(q, credit, now, canRun);
-        pos = (pos + 1) % jobs.length;
-        if (!picked) {
-          misses++;
+      // Round robin over the tier's owners (by name), one subtask each in turn, resuming after the
+      // owner served last time; each owner's turn goes to its jobs round robin (oldest first),
+      // resuming after its job served last. An owner none of whose jobs can place anything more in
+      // this pass is passed over: credit only goes down within it, so it cannot again. The pass
+      // ends when credit runs out or every owner is passed over.
+      const byOwner = new Map<string, JobQueue[]>();
+      for (const q of queues) {
+        if (q.priority !== priority) continue;
+        const list = byOwner.get(q.owner);
+        if (list) list.push(q);
+        else byOwner.set(q.owner, [q]);
+      }
+      const names = [...byOwner.keys()].sort();
+      const turns = names.map((owner) => {
+        const jobs = byOwner.get(owner)!.sort(byAge);
+        const last = this.cursor.get(tierOwnerKey(priority, owner));
+        const pos = last ? jobs.findIndex((q) => byAge(q, last) > 0) : 0;
+        return { owner, jobs, pos: pos < 0 ? 0 : pos, spent: false };
+      });
+      const lastOwner = this.ownerCursor.get(priority);
+      let at = lastOwner === undefined ? 0 : names.findIndex((o) => o > lastOwner);
+      if (at < 0) at = 0;
+      let passed = 0;
+      while (credit.total > 0 && passed < turns.length) {
+        const t = turns[at]!;
+        at = (at + 1) % turns.length;
+        if (t.spent) {
+          passed++;
           continue;
         }
-        misses = 0;
+        let picked: Assignment | undefined;
+        for (let tried = 0; tried < t.jobs.length && !picked; tried++) {
+          const q = t.jobs[t.pos]!;
+          t.pos = (t.pos + 1) % t.jobs.length;
+          picked = this.pickFrom(q, credit, now, canRun);
+          if (picked) this.cursor.set(tierOwnerKey(priority, t.owner), { createdAt: q.createdAt, jobId: q.jobId });
+        }
+        if (!picked) {
+          t.spent = true;
+          passed++;
+          continue;
+        }
+        passed = 0;
         out.push(picked);
         placed?.add(picked.subtask);
         credit.take(picked.worker);
-        this.cursor.set(priority, { createdAt: q.createdAt, jobId: q.jobId });
+        this.ownerCursor.set(priority, t.owner);
       }
     }
   }
@@ -321,6 +365,11 @@ function requiresKey(s: SubtaskRecord): string {
 }
 
 /** Oldest job first; jobs made in the same millisecond by id, so that the order is total. */
+/** The key of an owner's round-robin place within a priority tier. */
+function tierOwnerKey(priority: number, owner: string): string {
+  return `${priority}\n${owner}`;
+}
+
 function byAge(a: { createdAt: number; jobId: string }, b: { createdAt: number; jobId: string }): number {
   return a.createdAt - b.createdAt || (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0);
 }
