@@ -268,7 +268,7 @@ async function writeChapters(chapters: NonNullable<FinalEncode['chapters']>, wor
 }
 
 /** Chapters as Vorbis comments (CHAPTER000=00:01:02.500, CHAPTER000NAME=title), as Ogg players read them. */
-export function vorbisChapters(chapters: NonNullable<FinalEncode['chapters']>): Record<string, string> {
+function vorbisChapters(chapters: NonNullable<FinalEncode['chapters']>): Record<string, string> {
   const out: Record<string, string> = {};
   chapters.forEach((c, i) => {
     const ms = Math.max(0, Math.floor(c.start * 1000 + 1e-6));
