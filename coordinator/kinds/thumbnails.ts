@@ -11,7 +11,7 @@ import { invalidArgument } from '../../shared/errors.js';
 import { MAX_THUMBNAILS, parseThumbnailParams, type ThumbnailJobParams } from '../../shared/kinds/thumbnails-params.js';
 import { endsEarlyWarning, probeMedia, probeVideoIndex, type VideoIndex } from '../../shared/media/probe.js';
 import { takeHeaderProbe } from '../input-check.js';
-import { THUMBNAILS_FRAME_NUMBERS_FEATURE, THUMBNAILS_SEEK_FROM_FEATURE, thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
+import { THUMBNAILS_FRAME_NUMBERS_FEATURE, THUMBNAILS_SEEK_FROM_FEATURE, THUMBNAILS_STREAM_FEATURE, thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
 import { planEach, planEachArriving, type PlanOne } from './plan-each.js';
 import { writeSprites } from './video-sprite.js';
 import { foldedName, NameSet } from '../../shared/names.js';
@@ -100,15 +100,17 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile,
   // time, so the last times ran past the frames and the input failed DATA_LOSS (review K13). (Not
   // elsewhere: an AVI's generated times are not its frames'; it is picked by number.)
   const genpts = (f: string): boolean => f === 'mpeg';
-  let index = await probeVideoIndex(input.path, { signal: ctx.signal, input: input.name, genpts: genpts(info.formatName) });
+  // The picture track, where it is not the first video stream (a cover or a proxy before the clip): by its index (review VWILD2).
+  const stream = (i: typeof info): number | undefined => (i.pictureIsFirst ? undefined : i.video?.index);
+  let index = await probeVideoIndex(input.path, { signal: ctx.signal, input: input.name, genpts: genpts(info.formatName), stream: stream(info) });
   // Recordings joined end to end (MPEG-TS or -PS): its video copied once, its clock run on across
   // each jump, as the video kind does; sought as it was, the second recording was never reached and
   // the times stopped at the first's end, without a word (review THOPT).
-  const linear = await linearCopy(input.path, input.name, info.formatName, index, ['-map', '0:v:0'], ctx.workDir, `linear${inputIndex}`, ctx.signal);
+  const linear = await linearCopy(input.path, input.name, info.formatName, index, ['-map', `0:${info.video.index}`], ctx.workDir, `linear${inputIndex}`, ctx.signal);
   if (linear) {
     input = await spoolFile(linear, given.name);
     info = await probeMedia(linear, { signal: ctx.signal, input: input.name });
-    index = await probeVideoIndex(linear, { signal: ctx.signal, input: input.name, genpts: genpts(info.formatName) });
+    index = await probeVideoIndex(linear, { signal: ctx.signal, input: input.name, genpts: genpts(info.formatName), stream: stream(info) });
     ctx.warn(input.name, CLOCK_JUMPS_WARNING);
   }
   const v = info.video;
@@ -183,7 +185,9 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile,
       height,
       ...(keyframes && { seekFrom: slice.map((t) => Math.max(0, Math.min(seekPoint(keyframes, Math.min(origin + t, last), margin), origin + t) - info.startTime)) }),
       ...(byNumber && { frames: slice.map((t) => frameAt(index.frameTimes, Math.min(origin + t, last))) }),
+      ...(stream(info) !== undefined && { stream: stream(info) }),
     };
+    const features = [...(plan.seekFrom ? [THUMBNAILS_SEEK_FROM_FEATURE] : []), ...(plan.frames ? [THUMBNAILS_FRAME_NUMBERS_FEATURE] : []), ...(plan.stream !== undefined ? [THUMBNAILS_STREAM_FEATURE] : [])];
     subtasks.push({
       label: `${input.name} thumbnails ${plan.numbers[0]}-${plan.numbers[plan.numbers.length - 1]} (${slice[0]!.toFixed(1)}s-${slice[slice.length - 1]!.toFixed(1)}s)`,
       inputs: [input],
@@ -192,7 +196,7 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile,
       items: [input.name],
       // The worker's ffmpeg encodes each thumbnail: one without the format's encoder (a build without
       // libwebp) would fail the job blaming the input; the job waits for a worker that has it.
-      requires: { encoders: [ctx.params.format === 'webp' ? 'libwebp' : 'mjpeg'], ...(plan.seekFrom && { features: [THUMBNAILS_SEEK_FROM_FEATURE] }), ...(plan.frames && { features: [THUMBNAILS_FRAME_NUMBERS_FEATURE] }) },
+      requires: { encoders: [ctx.params.format === 'webp' ? 'libwebp' : 'mjpeg'], ...(features.length > 0 && { features }) },
     });
   }
   return { subtasks };

@@ -165,7 +165,10 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   // The first of the codec's encoders the cluster has that can make this picture at this rate
   // (SVT-AV1 no edge under 64 px, x265 none under 16): one that cannot failed every segment on the
   // workers with ffmpeg's words (review VOPT). None: refused here, naming the size or the rate.
-  const outFps = params.fps || video.rFps || video.avgFps;
+  // The rate the encoder is opened at, as ffmpeg guesses it (av_guess_frame_rate): a phone's
+  // variable-rate clip stamped in 1/90000 states r_frame_rate 90000, its average about 30; that
+  // clip was refused as "90000 fps" for SVT-AV1 (240 at most), or moved to libaom-av1 (review VWILD2).
+  const outFps = params.fps || guessedRate(video);
   // (None connected yet: the first that fits, which the segments then wait for.)
   const present = VIDEO_ENCODERS[params.codec].filter((e) => ctx.cluster.encoders.has(e));
   const candidates = present.length > 0 ? present : VIDEO_ENCODERS[params.codec];
@@ -202,7 +205,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   // (review K11). Only where the container seeks by its index (MP4, MOV, Matroska).
   const checkCuts = RECOVERY_POINT_CODECS.has(video.codec) && (isMovFamily(info.formatName) || /matroska|webm/.test(info.formatName));
   const layout = checkCuts
-    ? await planDecodableSegments(index, segmentOptions, (cuts, seekTo) => decoderStartsAt(input.path, cuts, { signal, input: name, genpts: true, seekTo }))
+    ? await planDecodableSegments(index, segmentOptions, (cuts, seekTo) => decoderStartsAt(input.path, cuts, { signal, input: name, genpts: true, seekTo, stream: video.index }))
     : planSegments(index, segmentOptions);
   const chunkDir = path.join(ctx.workDir, `in${inputIndex}`);
   // NUT keeps the source's frame times exactly; Matroska only while a worker too old to read NUT
@@ -234,7 +237,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   // Only where it is used: a capture tool's 32-bit RGB is opaque (or all 0) and loses nothing.
   // VP8/VP9 alpha (WebM's alpha_mode) is read only by libvpx's decoder, not the one ffprobe and the
   // check use: taken as in use, as its encoder wrote it.
-  if (video.alphaMode || (hasAlpha(video.pixFmt) && (await alphaInUse(input.path, { signal, input: name }).catch(() => false)))) {
+  if (video.alphaMode || (hasAlpha(video.pixFmt) && (await alphaInUse(input.path, { signal, input: name, stream: video.index }).catch(() => false)))) {
     ctx.warn(name, `its alpha channel (${video.alphaMode ? `${video.codec} alpha` : video.pixFmt}) is left out: the output is opaque`);
   }
   // The source's colour description, told to each segment's frames (NUT chunks lose what the
@@ -423,15 +426,24 @@ const prefetched = new HandOff<SpoolFile, { signal: AbortSignal; probes: Promise
  * submission check's probe of the streams, which spares the first.
  */
 async function probeInput(file: string, name: string, signal: AbortSignal, header: unknown): Promise<Probes> {
-  const [info, index] = await Promise.all([
+  const [info, first] = await Promise.all([
     probeMedia(file, { signal, input: name, given: header }).catch((err: unknown) => asError(err)),
     // The times the cut's chunks will carry (it makes up those a packet does not state).
     probeVideoIndex(file, { signal, input: name, genpts: true }).catch((err: unknown) => asError(err)),
   ]);
+  // Read at once from the first video stream, the picture track nearly always; where it is not
+  // (a cover or a proxy first), from the picture track itself.
+  const index = info instanceof Error || !info.video || info.pictureIsFirst ? first : await probeVideoIndex(file, { signal, input: name, genpts: true, stream: info.video.index }).catch((err: unknown) => asError(err));
   return { info, index };
 }
 
 const asError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
+
+/** A video stream's rate as ffmpeg's av_guess_frame_rate gives it: the average where the nominal rate is implausibly high and the average plausible. */
+function guessedRate(v: { rFps: number; avgFps: number }): number {
+  if (v.rFps > 210 && v.avgFps > 0 && v.avgFps < 70) return v.avgFps;
+  return v.rFps || v.avgFps;
+}
 
 /**
  * Copies the audio track for a worker to encode. An MP4/MOV track stays in its own family: its edit

@@ -79,7 +79,14 @@ export interface MediaInfo {
   duration: number;
   /** Container start time in seconds (the smallest stream start). */
   startTime: number;
+  /**
+   * The picture track: of the video streams that are no attached picture, the largest picture (the
+   * first of equals), as `ffmpeg -i in out` chooses it. Not always the first video stream (`v:0`,
+   * which the probes that read one stream's packets select): see {@link pictureIsFirst}.
+   */
   video: VideoStreamInfo | undefined;
+  /** Whether `video` is the stream `v:0` selects (the first video stream, attached pictures included). */
+  pictureIsFirst: boolean;
   audio: AudioStreamInfo[];
   /** Subtitle streams: their index in the file and codec name (subrip, mov_text, hdmv_pgs_subtitle...). */
   subtitles: Array<{ index: number; codec: string }>;
@@ -129,8 +136,12 @@ export async function probeMedia(file: string, opts: ProbeOptions & { countPacke
   const raw = (opts.given as RawProbe | undefined) ?? (await runFfprobe<RawProbe>([...(opts.countPackets ? ['-count_packets'] : []), '-show_format', '-show_streams', '-i', file], { signal: opts.signal, input: opts.input }));
   if (!raw.format) throw invalidArgument(`${opts.input ?? file}: not a media file ffprobe can read`, opts.input);
   const streams = raw.streams ?? [];
-  // Cover art is a video stream of one frame: never the picture track we transcode.
-  const v = streams.find((s) => s.codec_type === 'video' && !s.disposition?.attached_pic);
+  // Cover art is a video stream of one frame: never the picture track we transcode. Of the others,
+  // the largest picture, as ffmpeg takes it: a Matroska file with its cover (ffmpeg writes it as a
+  // one-picture MJPEG track) or a proxy before the clip was transcoded as that picture, one
+  // frame long beside the sound, the clip left out (review VWILD2).
+  const area = (s: RawStream): number => (s.width ?? 0) * (s.height ?? 0);
+  const v = streams.filter((s) => s.codec_type === 'video' && !s.disposition?.attached_pic).reduce<RawStream | undefined>((best, s) => (!best || area(s) > area(best) ? s : best), undefined);
   const tagged = [v, ...streams.filter((s) => s.codec_type === 'data'), raw.format];
   const timecode = tagged.map((t) => t?.tags?.['timecode'] ?? t?.tags?.['TIMECODE']).find((tc) => tc && /^\d{2}:\d{2}:\d{2}[:;.]\d{2,3}$/.test(tc));
   return {
@@ -139,6 +150,7 @@ export async function probeMedia(file: string, opts: ProbeOptions & { countPacke
     duration: num(raw.format.duration),
     startTime: num(raw.format.start_time) || 0,
     video: v ? videoInfo(v) : undefined,
+    pictureIsFirst: v !== undefined && v === streams.find((s) => s.codec_type === 'video'),
     audio: streams.filter((s) => s.codec_type === 'audio').map((s) => ({
       index: s.index,
       codec: s.codec_name ?? '',
@@ -296,14 +308,19 @@ export interface VideoIndex {
   firstKeyDts?: number;
 }
 
+/** The stream specifier of the picture track: stream `stream` of the file, else its first video stream. */
+function pictureSpecifier(stream: number | undefined): string {
+  return stream === undefined ? 'v:0' : String(stream);
+}
+
 /**
- * Reads the packet index of the first video stream (demux only, no decoding: fast). `genpts`: with
+ * Reads the packet index of the first video stream (or of stream `stream`) (demux only, no decoding: fast). `genpts`: with
  * the presentation times the demuxer makes up for packets that state none (an AVI's, an MPEG-PS's),
  * as a stream copy with `-fflags +genpts` writes them (the video kind's cut).
  */
-export async function probeVideoIndex(file: string, opts: ProbeOptions & { genpts?: boolean } = {}): Promise<VideoIndex> {
+export async function probeVideoIndex(file: string, opts: ProbeOptions & { genpts?: boolean; stream?: number } = {}): Promise<VideoIndex> {
   const { result: raw, stderr } = await runFfprobeLogged<{ packets?: Array<{ pts_time?: string; dts_time?: string; duration_time?: string; size?: string; flags?: string }> }>(
-    [...(opts.genpts ? ['-fflags', '+genpts'] : []), '-select_streams', 'v:0', '-show_entries', 'packet=pts_time,dts_time,duration_time,size,flags', '-i', file],
+    [...(opts.genpts ? ['-fflags', '+genpts'] : []), '-select_streams', pictureSpecifier(opts.stream), '-show_entries', 'packet=pts_time,dts_time,duration_time,size,flags', '-i', file],
     { signal: opts.signal, input: opts.input },
   );
   // An MP4/MOV whose index (at the front, "faststart") lists samples past the end of the file: a
@@ -404,11 +421,11 @@ export interface StreamSpan {
  * begun there gives nothing until the refresh has passed. `seekTo`: where to seek for each cut
  * (the cut itself by default; later, towards the next keyframe, to land on it after all).
  */
-export async function decoderStartsAt(file: string, cuts: readonly number[], opts: ProbeOptions & { genpts?: boolean; seekTo?: readonly number[] } = {}): Promise<Array<boolean | undefined>> {
+export async function decoderStartsAt(file: string, cuts: readonly number[], opts: ProbeOptions & { genpts?: boolean; seekTo?: readonly number[]; stream?: number } = {}): Promise<Array<boolean | undefined>> {
   if (cuts.length === 0) return [];
   const intervals = (opts.seekTo ?? cuts).map((t) => `${t.toFixed(6)}%+#1`).join(',');
   const r = await runFfprobe<{ packets_and_frames?: Array<{ type?: string; pts_time?: string; flags?: string }> }>(
-    [...(opts.genpts ? ['-fflags', '+genpts'] : []), '-read_intervals', intervals, '-select_streams', 'v:0', '-show_entries', 'packet=pts_time,flags:frame=pts_time', '-i', file],
+    [...(opts.genpts ? ['-fflags', '+genpts'] : []), '-read_intervals', intervals, '-select_streams', pictureSpecifier(opts.stream), '-show_entries', 'packet=pts_time,flags:frame=pts_time', '-i', file],
     { signal: opts.signal, input: opts.input },
   );
   const entries = r.packets_and_frames ?? [];
@@ -473,10 +490,10 @@ export async function hiddenLead(file: string, stream: string, opts: ProbeOption
  * Whether the first picture of the first video stream uses its alpha channel: anything but all
  * opaque (a capture tool's 32-bit RGB, which loses nothing). Decodes that one picture.
  */
-export async function alphaInUse(file: string, opts: ProbeOptions = {}): Promise<boolean> {
+export async function alphaInUse(file: string, opts: ProbeOptions & { stream?: number } = {}): Promise<boolean> {
   // Through 8-bit RGBA first: alphaextract of a deeper alpha gives a plane signalstats reads scaled
   // (an opaque 10-bit alpha measured 60314), and every opaque ProRes 4444 was said to lose it.
-  const { stderr } = await runFfmpeg(['-v', 'info', '-i', file, '-map', '0:v:0', '-frames:v', '1', '-vf', 'format=rgba,alphaextract,signalstats,metadata=mode=print', '-f', 'null', '-'], { signal: opts.signal, input: opts.input });
+  const { stderr } = await runFfmpeg(['-v', 'info', '-i', file, '-map', `0:${pictureSpecifier(opts.stream)}`, '-frames:v', '1', '-vf', 'format=rgba,alphaextract,signalstats,metadata=mode=print', '-f', 'null', '-'], { signal: opts.signal, input: opts.input });
   const min = Number(/lavfi\.signalstats\.YMIN=(\d+)/.exec(stderr)?.[1]);
   const max = Number(/lavfi\.signalstats\.YMAX=(\d+)/.exec(stderr)?.[1]);
   if (!Number.isFinite(min) || !Number.isFinite(max)) return false;

@@ -28,6 +28,11 @@ export interface ThumbnailRangePlan {
    * start and picked by number. Absent: by time.
    */
   frames?: number[] | undefined;
+  /**
+   * The picture track's stream index in the file, where it is not the first video stream (a cover
+   * or a proxy before the clip; see MediaInfo.pictureIsFirst). Absent: the first video stream.
+   */
+  stream?: number | undefined;
 }
 
 /**
@@ -41,6 +46,12 @@ export const THUMBNAILS_FRAME_NUMBERS_FEATURE = 'thumbnails-frame-numbers';
  * make the wrong frame (the next keyframe) with no error. Plans that set it require it.
  */
 export const THUMBNAILS_SEEK_FROM_FEATURE = 'thumbnails-seek-from';
+
+/**
+ * Workers that take the picture from `ThumbnailRangePlan.stream`: an older one would take the first
+ * video stream's (the cover). Plans that set it require it.
+ */
+export const THUMBNAILS_STREAM_FEATURE = 'thumbnails-stream';
 
 /** Name of thumbnail `n` (1-based). */
 export function thumbnailName(n: number, format: ThumbnailJobParams['format']): string {

@@ -73,6 +73,8 @@ export interface GrabSpec {
   signal?: AbortSignal | undefined;
   /** The input's client name, for error messages. */
   source: string;
+  /** The picture track's stream index (ThumbnailRangePlan.stream); absent: the first video stream. */
+  stream?: number | undefined;
 }
 
 async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<ProcessResult> {
@@ -86,7 +88,7 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
   const n = plan.times.length;
   if (plan.frames) {
     for (let i = 0; i < n; i += PER_NUMBERED_RUN) {
-      await grabByNumber({ input: input.path, frames: plan.frames.slice(i, i + PER_NUMBERED_RUN), outputs: outputs.slice(i, i + PER_NUMBERED_RUN).map((o) => o.path), width: plan.width, height: plan.height, format: ctx.params.format, threads: ctx.threads, signal: ctx.signal, source: plan.source }, ctx.workDir);
+      await grabByNumber({ input: input.path, stream: plan.stream, frames: plan.frames.slice(i, i + PER_NUMBERED_RUN), outputs: outputs.slice(i, i + PER_NUMBERED_RUN).map((o) => o.path), width: plan.width, height: plan.height, format: ctx.params.format, threads: ctx.threads, signal: ctx.signal, source: plan.source }, ctx.workDir);
       ctx.progress(Math.min(1, (i + PER_NUMBERED_RUN) / n), `${Math.min(n, i + PER_NUMBERED_RUN)}/${n} thumbnails`);
     }
     return checkOutputs(outputs, plan);
@@ -105,6 +107,7 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
       threads: ctx.threads,
       signal: ctx.signal,
       source: plan.source,
+      stream: plan.stream,
     };
     // The pass only saves time: where it cannot do the job, seeking for each time still can.
     const passed = dense ? await grabInOnePass(spec, ctx.workDir).catch((err: unknown) => {
@@ -144,7 +147,7 @@ export async function grabByNumber(spec: Omit<GrabSpec, 'times' | 'from'> & { fr
   const branches: number[][] = [];
   for (let i = 0; i < wanted.length; i += PER_PASS) branches.push(wanted.slice(i, i + PER_PASS));
   const graph = [
-    `[0:v:0]split=${branches.length}${branches.map((_, b) => `[in${b}]`).join('')}`,
+    `[0:${pictureOf(spec)}]split=${branches.length}${branches.map((_, b) => `[in${b}]`).join('')}`,
     ...branches.map((set, b) => `[in${b}]select='${set.map((f) => `eq(n,${f})`).join('+')}',${scale}[out${b}]`),
   ].join(';');
   const args = ['-y', '-threads', decoderThreads(spec.threads), '-i', spec.input, '-filter_complex', graph];
@@ -182,6 +185,11 @@ function seekTo(t: number): string[] {
   return t > 0 ? ['-ss', t.toFixed(6)] : [];
 }
 
+/** The stream specifier of the picture track in `spec.input`. */
+function pictureOf(spec: { stream?: number | undefined }): string {
+  return spec.stream === undefined ? 'v:0' : String(spec.stream);
+}
+
 /** One input-side seek per time, {@link PER_PROCESS} of them in one ffmpeg process. */
 export async function grabBySeeking(spec: GrabSpec): Promise<void> {
   const { scale, codec } = encoding(spec);
@@ -196,7 +204,7 @@ export async function grabBySeeking(spec: GrabSpec): Promise<void> {
     times.forEach((t, k) => args.push(...seekTo(from(k)), '-t', (t - from(k) + TAIL_SECONDS).toFixed(6), '-i', spec.input));
     times.forEach((t, k) => {
       const skip = from(k) < t ? `select='gte(t,${Math.max(0, t - from(k) - SLACK_SECONDS).toFixed(6)})',` : '';
-      args.push('-map', `${k}:v:0`, '-frames:v', '1', '-vf', `${skip}${scale}`, ...codec, '-f', 'image2', '-update', '1', spec.outputs[i + k]!);
+      args.push('-map', `${k}:${pictureOf(spec)}`, '-frames:v', '1', '-vf', `${skip}${scale}`, ...codec, '-f', 'image2', '-update', '1', spec.outputs[i + k]!);
     });
     await runFfmpeg(args, { signal: spec.signal, input: spec.source });
   }
@@ -236,7 +244,7 @@ export async function grabInOnePass(spec: GrabSpec, workDir: string): Promise<bo
   // Relative names: the pattern and the listing are then free of whatever the work dir's path holds.
   await runFfmpeg(
     ['-y', '-threads', decoderThreads(spec.threads), ...seekTo(t0), '-t', span.toFixed(6), '-i', spec.input,
-      '-map', '0:v:0', '-vf', filters, '-vsync', 'passthrough', ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-%05d.${ext}`],
+      '-map', `0:${pictureOf(spec)}`, '-vf', filters, '-vsync', 'passthrough', ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-%05d.${ext}`],
     { signal: spec.signal, input: spec.source, cwd: workDir },
   );
   const listed = await readFile(path.join(workDir, listing), 'utf8').catch(() => '');
