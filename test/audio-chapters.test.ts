@@ -5,6 +5,10 @@
  * `-ss` does. In Opus (Vorbis comments), a start in the second half of a second was written a second
  * late by ffmpeg's writer (4.5 s as 5.5), after a trim past the file's end (review AOUT); written as
  * command-line arguments, a thousand long titles passed the system's limit, spawn E2BIG (review K23).
+ * Through the ffmetadata file that carries them instead, ffmpeg 5.1's reader ends a line at a bare
+ * `\r`, and takes a line break after an escaped backslash for an escaped one: a Windows tagger's
+ * comment or title was cut at its first line, and a title ending in `\` swallowed the next chapter
+ * (review K24).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -100,4 +104,64 @@ test('an opus output of a source with 1000 long-titled chapters is written, as a
   // Observed: [{ input: 'mix.m4a', code: 'INTERNAL', message: 'spawn E2BIG' }].
   expect(opus.errors).toEqual([]);
   expect(await count(opus.outputs.find((o) => o.name === 'mix.opus')!.path)).toBe(1000);
+});
+
+type Probe = { streams?: Array<{ tags?: Record<string, string> }>; format?: { tags?: Record<string, string> }; chapters?: Array<{ start_time: string; tags?: { title?: string } }> };
+const probe = (file: string): Promise<Probe> => runFfprobe<Probe>(['-show_entries', 'stream_tags:format_tags:chapters', '-select_streams', 'a:0', '-i', file]);
+const tagsOf = (p: Probe): Record<string, string> => ({ ...p.format?.tags, ...p.streams?.[0]?.tags });
+const chaptersOf = (p: Probe): Array<[string, string | undefined]> => (p.chapters ?? []).map((c) => [Number(c.start_time).toFixed(3), c.tags?.title]);
+
+test('a comment with Windows line breaks is kept whole in an opus output with chapters', async () => {
+  const comment = 'Recorded live.\r\nSecond line of the notes.';
+  const meta = path.join(dir, 'meta.txt');
+  await writeFile(meta, ';FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1000\ntitle=One\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=1000\nEND=2000\ntitle=Two\n');
+  const src = path.join(dir, 'talk.m4a');
+  await runFfmpeg(['-f', 'lavfi', '-i', 'sine=f=440:r=48000:d=2', '-f', 'ffmetadata', '-i', meta, '-map', '0:a', '-map_chapters', '1', '-metadata', `comment=${comment}`, '-c:a', 'aac', '-y', src]);
+  expect(tagsOf(await probe(src)).comment).toBe(comment);
+
+  // MP3 (tags on the command line) keeps it.
+  const mp3 = await runAudioInProcess({ codec: 'mp3' }, [src], path.join(dir, 'mp3'));
+  expect(tagsOf(await probe(mp3.outputs.find((o) => o.name === 'talk.mp3')!.path)).comment).toBe(comment);
+
+  const opus = await runAudioInProcess({ codec: 'opus' }, [src], path.join(dir, 'opus'));
+  expect(opus.errors).toEqual([]);
+  const p = await probe(opus.outputs.find((o) => o.name === 'talk.opus')!.path);
+  expect(chaptersOf(p)).toEqual([['0.000', 'One'], ['1.000', 'Two']]);
+  // Observed: 'Recorded live.' (the rest dropped at the \r).
+  expect(tagsOf(p).comment).toBe(comment);
+});
+
+test('a chapter title with Windows line breaks is kept whole in mp3 and m4a outputs', async () => {
+  const title = 'Part one\r\nof two';
+  const src = path.join(dir, 'book.ogg');
+  await runFfmpeg(['-f', 'lavfi', '-i', 'sine=f=440:r=48000:d=2', '-c:a', 'libopus', '-metadata', 'CHAPTER000=00:00:00.000', '-metadata', `CHAPTER000NAME=${title}`, '-metadata', 'CHAPTER001=00:00:01.000', '-metadata', 'CHAPTER001NAME=Two', '-y', src]);
+  for (const codec of ['mp3', 'aac'] as const) {
+    const run = await runAudioInProcess({ codec }, [src], path.join(dir, codec));
+    expect(run.errors).toEqual([]);
+    // Observed: 'Part one' (cut at the \r).
+    expect(chaptersOf(await probe(run.outputs.find((o) => o.name.startsWith('book.'))!.path)), codec).toEqual([['0.000', title], ['1.000', 'Two']]);
+  }
+});
+
+test('a chapter title ending in a backslash does not swallow the next chapter of an opus output', async () => {
+  // An Ogg source whose chapters are Vorbis comments, given on the command line (no ffmetadata file).
+  const src = path.join(dir, 'mix.ogg');
+  await runFfmpeg([
+    '-f', 'lavfi', '-i', 'sine=f=440:r=48000:d=3', '-c:a', 'libopus',
+    '-metadata', 'CHAPTER000=00:00:00.000', '-metadata', 'CHAPTER000NAME=Left \\',
+    '-metadata', 'CHAPTER001=00:00:01.000', '-metadata', 'CHAPTER001NAME=Middle',
+    '-metadata', 'CHAPTER002=00:00:02.000', '-metadata', 'CHAPTER002NAME=Right',
+    '-y', src,
+  ]);
+  const want = [['0.000', 'Left \\'], ['1.000', 'Middle'], ['2.000', 'Right']];
+  expect(chaptersOf(await probe(src))).toEqual(want);
+
+  const mp3 = await runAudioInProcess({ codec: 'mp3' }, [src], path.join(dir, 'mp3'));
+  expect(mp3.errors).toEqual([]);
+  // MP3's chapters (an ffmetadata file's [CHAPTER] sections) lost the middle one the same way.
+  expect(chaptersOf(await probe(mp3.outputs.find((o) => o.name === 'mix.mp3')!.path))).toEqual(want);
+  const opus = await runAudioInProcess({ codec: 'opus' }, [src], path.join(dir, 'opus'));
+  expect(opus.errors).toEqual([]);
+  // Observed: [['0.000', 'Left \\\nCHAPTER001=00:00:01.000'], ['2.000', 'Right']]: the second chapter gone.
+  expect(chaptersOf(await probe(opus.outputs.find((o) => o.name === 'mix.opus')!.path))).toEqual(want);
 });

@@ -256,15 +256,35 @@ export interface FinalEncode {
   chapters?: Array<{ start: number; end: number; title: string }> | undefined;
 }
 
-/** A value in an ffmetadata file: `=`, `;`, `#`, `\` and line breaks escaped with a backslash. */
-const ffmetadataValue = (v: string): string => v.replace(/[=;#\\\n]/g, (c) => `\\${c}`);
+/**
+ * A value in an ffmetadata file: `=`, `;`, `#`, `\` and line breaks (`\r` too: ffmpeg's reader
+ * ends a line at one) escaped with a backslash. A value is cut at a bare `\r` (a Windows tagger's
+ * comment kept its first line only, review K24).
+ */
+const ffmetadataValue = (v: string): string => v.replace(/[=;#\\\r\n]/g, (c) => `\\${c}`);
 
-/** An ffmetadata file of chapters (milliseconds), the second input of the final encode. */
-async function writeChapters(chapters: NonNullable<FinalEncode['chapters']>, workDir: string): Promise<string> {
+/**
+ * Whether an ffmetadata file carries `v` as it is. ffmpeg 5.1's reader takes the line break after an
+ * escaped backslash for an escaped one too: a value ending in `\` swallowed the next line (the next
+ * chapter, review K24). Such a value goes on the command line instead (few: no length trouble).
+ */
+const fileCarries = (v: string): boolean => !v.endsWith('\\');
+
+/**
+ * An ffmetadata file of chapters (milliseconds), the second input of the final encode; the titles
+ * it cannot carry (see fileCarries) as `-metadata:c:N` arguments.
+ */
+async function writeChapters(chapters: NonNullable<FinalEncode['chapters']>, workDir: string): Promise<{ file: string; args: string[] }> {
   const file = path.join(workDir, `chapters-${process.pid}-${Date.now()}.txt`);
-  const body = chapters.map((c) => `[CHAPTER]\nTIMEBASE=1/1000\nSTART=${Math.round(c.start * 1000)}\nEND=${Math.round(c.end * 1000)}\n${c.title ? `title=${ffmetadataValue(c.title)}\n` : ''}`).join('');
+  const args: string[] = [];
+  const body = chapters
+    .map((c, i) => {
+      if (c.title && !fileCarries(c.title)) args.push(`-metadata:c:${i}`, `title=${c.title}`);
+      return `[CHAPTER]\nTIMEBASE=1/1000\nSTART=${Math.round(c.start * 1000)}\nEND=${Math.round(c.end * 1000)}\n${c.title && fileCarries(c.title) ? `title=${ffmetadataValue(c.title)}\n` : ''}`;
+    })
+    .join('');
   await writeFile(file, `;FFMETADATA1\n${body}`);
-  return file;
+  return { file, args };
 }
 
 /** Chapters as Vorbis comments (CHAPTER000=00:01:02.500, CHAPTER000NAME=title), as Ogg players read them. */
@@ -282,11 +302,15 @@ function vorbisChapters(chapters: NonNullable<FinalEncode['chapters']>): Record<
   return out;
 }
 
-/** An ffmetadata file of file-wide keys and values (the output's tags, an Ogg's chapter comments). */
-async function writeGlobalMetadata(values: Record<string, string>, workDir: string): Promise<string> {
+/**
+ * An ffmetadata file of file-wide keys and values (an Ogg's chapter comments); those it cannot carry
+ * (see fileCarries) as `-metadata` arguments.
+ */
+async function writeGlobalMetadata(values: Record<string, string>, workDir: string): Promise<{ file: string; args: string[] }> {
   const file = path.join(workDir, `metadata-${process.pid}-${Date.now()}.txt`);
-  await writeFile(file, `;FFMETADATA1\n${Object.entries(values).map(([k, v]) => `${ffmetadataValue(k)}=${ffmetadataValue(v)}\n`).join('')}`);
-  return file;
+  const entries = Object.entries(values);
+  await writeFile(file, `;FFMETADATA1\n${entries.filter(([, v]) => fileCarries(v)).map(([k, v]) => `${ffmetadataValue(k)}=${ffmetadataValue(v)}\n`).join('')}`);
+  return { file, args: entries.filter(([, v]) => !fileCarries(v)).flatMap(([k, v]) => ['-metadata', `${k}=${v}`]) };
 }
 
 /** The codecs whose output's loudness is checked after the encode (AUDIO_CODECS' lossy ones). */
@@ -336,16 +360,17 @@ export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | 
   // Chapters from a file of their own: the pieces carry none (a chapter cut at a join, or trimmed, is the plan's).
   // Ogg's are Vorbis comments, written here: ffmpeg's writer rounds a start's seconds and adds its
   // milliseconds again, 4.5 s written as 5.5 (review AOUT).
-  // They and the tags go in through a metadata file, not the command line: a thousand long titles
-  // passed the system's limit on it (spawn E2BIG, review K23).
+  // They go in through a metadata file, not the command line: a thousand long titles passed the
+  // system's limit on it (spawn E2BIG, review K23). The tags (at most 32 KiB, listenerTags) stay
+  // on the command line, which carries any value as it is.
   const oggChapters = e.encoder.format === 'ogg' && e.chapters && e.chapters.length > 0 ? vorbisChapters(e.chapters) : undefined;
   const mapChapters = !oggChapters && e.chapters && e.chapters.length > 0;
-  if (mapChapters) inputArgs.push('-f', 'ffmetadata', '-i', await writeChapters(e.chapters!, e.workDir));
-  if (oggChapters) inputArgs.push('-f', 'ffmetadata', '-i', await writeGlobalMetadata({ ...e.tags, ...oggChapters }, e.workDir));
+  const metadata = mapChapters ? await writeChapters(e.chapters!, e.workDir) : oggChapters ? await writeGlobalMetadata(oggChapters, e.workDir) : undefined;
+  if (metadata) inputArgs.push('-f', 'ffmetadata', '-i', metadata.file);
   // The file's and the stream's metadata are the tags below only; a chapter's (its title) comes
   // with it (`-map_metadata -1` alone dropped chapters' titles).
-  const args = [...inputArgs, '-map', '0:a:0', '-map_metadata:g', oggChapters ? '1' : '-1', '-map_metadata:s', '-1', '-map_chapters', mapChapters ? '1' : '-1'];
-  if (!oggChapters) for (const [key, value] of Object.entries(e.tags ?? {})) args.push('-metadata', `${key}=${value}`);
+  const args = [...inputArgs, '-map', '0:a:0', '-map_metadata:g', oggChapters ? '1' : '-1', '-map_metadata:s', '-1', '-map_chapters', mapChapters ? '1' : '-1', ...(metadata?.args ?? [])];
+  for (const [key, value] of Object.entries(e.tags ?? {})) args.push('-metadata', `${key}=${value}`);
   if (e.chain) args.push('-af', e.chain);
   if (e.threads) args.unshift('-threads', decoderThreads(e.threads));
   const { codec, format, muxerOptions } = e.encoder;
