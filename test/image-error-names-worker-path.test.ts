@@ -20,6 +20,7 @@ import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSp
 import { imageProcessor } from '../worker/processors/image.js';
 import { runImageBatch } from './helpers/image-batch.js';
 import { runKindInProcess } from './helpers/media.js';
+import { startCluster } from './helpers/cluster.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -29,9 +30,9 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A 300 x 200 uncompressed TIFF whose (last) strip offsets point past the end of the file. */
-async function damagedTiff(): Promise<Buffer> {
-  const tif = await sharp({ create: { width: 300, height: 200, channels: 3, background: '#888', noise: { type: 'gaussian', mean: 100, sigma: 30 } } })
+/** A `width` x `height` uncompressed TIFF whose last (`damaged`) strip offsets point past the end of the file. */
+async function damagedTiff(width = 300, height = 200, damaged = 5): Promise<Buffer> {
+  const tif = await sharp({ create: { width, height, channels: 3, background: '#888', noise: { type: 'gaussian', mean: 100, sigma: 30 } } })
     .tiff({ compression: 'none' })
     .toBuffer();
   const ifd = tif.readUInt32LE(4);
@@ -41,7 +42,7 @@ async function damagedTiff(): Promise<Buffer> {
     const count = tif.readUInt32LE(entry + 4);
     // One strip: its offset is the entry's value itself; more: the value points at the offsets.
     if (count === 1) tif.writeUInt32LE(0x7ffffff0, entry + 8);
-    else for (let s = Math.max(0, count - 5); s < count; s++) tif.writeUInt32LE(0x7ffffff0, tif.readUInt32LE(entry + 8) + 4 * s);
+    else for (let s = Math.max(0, count - damaged); s < count; s++) tif.writeUInt32LE(0x7ffffff0, tif.readUInt32LE(entry + 8) + 4 * s);
   }
   return tif;
 }
@@ -88,4 +89,38 @@ describe('the error of a damaged input whose name ends in ]', () => {
     // Observed: "Ca$$h scan [1]: not a decodable image (Ca$h scan [1]: bad seek ...)"; the $' one spliced the rest of the message in (review K22).
     for (const name of names) expect(byInput[name], name).toContain(`not a decodable image (${name}: bad seek`);
   });
+});
+
+/**
+ * libvips keeps one error buffer per process: where subtasks share one (a worker with
+ * --memory-limit-mb 0), an image failing while another task fails beside it may get the other's
+ * text, naming that task's input in its work folder: another job's, another client's (review K24).
+ */
+describe('the error of a damaged input beside other failing tasks in one process', () => {
+  it("a job's image error names neither the worker's scratch folder nor another job's input (worker with --memory-limit-mb 0)", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-sibling-jobs-'));
+    const cluster = await startCluster({ workers: 1, slots: 4, workerArgs: ['--memory-limit-mb', '0'] });
+    try {
+      const bytes = await damagedTiff(1500, 1000, 50);
+      const names = ['payroll-2026.tif', 'scan.tif', 'map.tif', 'plan.tif'];
+      for (const n of names) await writeFile(path.join(dir, n), bytes);
+      const errors: Array<{ input: string; message: string }> = [];
+      // Two rounds (on this machine the first already showed it).
+      for (let round = 0; round < 2; round++) {
+        const jobs = await Promise.all(names.map((n) => cluster.client.submit({ image: { width: 700 } }, [path.join(dir, n)])));
+        for (const job of await Promise.all(jobs.map((j) => cluster.client.wait(j.id)))) {
+          for (const e of job.errors ?? []) {
+            errors.push({ input: e.input, message: e.message });
+          }
+        }
+      }
+      expect(errors.length).toBeGreaterThan(0);
+      // Observed: { input: 'payroll-2026.tif', message: 'payroll-2026.tif: not a decodable image
+      // (/tmp/tessera-worker-worker-1-7902-rce7fa122/st-49a97048-0-0-312dd7-a1/in/map.tif: bad seek to 2147483632)' }.
+      expect(errors.filter((e) => /\/st-[^/]*-a\d+\/|tessera-worker-|\/in\//.test(e.message) || names.some((n) => n !== e.input && e.message.includes(n))).slice(0, 2)).toEqual([]);
+    } finally {
+      await cluster.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

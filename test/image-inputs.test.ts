@@ -28,14 +28,17 @@ describe('decode errors', () => {
 });
 
 describe('the worker paths in a decode error', () => {
-  it("are said as the input's name where the link is a task's beside this one (libvips' error buffer is one per process)", () => {
-    // Two strips of one tiled source failing at the same moment: this task's error may carry the
-    // other's text, naming the link in the other's work folder (CI stop 53).
-    const err = new Error('/tmp/w/st-job-1-tile-2-a1/vips-source-c77e217cdbe5: bad seek to 2147483632\n');
-    const msg = describeSharpError(err, { path: '/tmp/w/st-job-1-tile-1-a1/in/x', name: 'tiled [1]', linksIn: '/tmp/w/st-job-1-tile-1-a1' });
-    expect(msg).toBe('not a decodable image (tiled [1]: bad seek to 2147483632)');
-    // Its own link too, and nothing outside the worker's folder is taken for one.
-    const own = new Error('/tmp/w/st-job-1-tile-1-a1/vips-source-0123456789ab: bad seek to 1; /elsewhere/vips-source-0123456789ab');
-    expect(describeSharpError(own, { path: '/x', name: 'a [1]', linksIn: '/tmp/w/st-job-1-tile-1-a1' })).toBe('not a decodable image (a [1]: bad seek to 1; /elsewhere/vips-source-0123456789ab)');
+  it("leave out a task's text beside this one's (libvips' error buffer is one per process), naming neither its folder nor its input", () => {
+    // Two tasks failing at the same moment where subtasks share a process: this task's error may
+    // carry the other's text, naming its link or its input in its own work folder (CI stop 53, review K24).
+    const own = { path: '/tmp/w/st-job-1-tile-1-a1/in/x', name: 'tiled [1]', linksIn: '/tmp/w/st-job-1-tile-1-a1' };
+    expect(describeSharpError(new Error('/tmp/w/st-job-1-tile-2-a1/vips-source-c77e217cdbe5: bad seek to 2147483632\n'), own)).toBe('not a decodable image');
+    expect(describeSharpError(new Error('/tmp/w/st-other-job-a1/in/payroll.tif: bad seek to 2147483632'), own)).toBe('not a decodable image');
+    // Its own lines are kept, said by the input's name, the other's left out.
+    const both = new Error('/tmp/w/st-other-job-a1/in/payroll.tif: bad seek to 2147483632\n/tmp/w/st-job-1-tile-1-a1/vips-source-0123456789ab: bad seek to 1\n');
+    expect(describeSharpError(both, own)).toBe('not a decodable image (tiled [1]: bad seek to 1)');
+    // Nothing outside the worker's folder is taken for a task's.
+    const elsewhere = new Error('/tmp/w/st-job-1-tile-1-a1/vips-source-0123456789ab: bad seek to 1; /elsewhere/vips-source-0123456789ab');
+    expect(describeSharpError(elsewhere, own)).toBe('not a decodable image (tiled [1]: bad seek to 1; /elsewhere/vips-source-0123456789ab)');
   });
 });
