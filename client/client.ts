@@ -495,22 +495,43 @@ export class TesseraClient {
    * within the deadline), and the job is as the last page found it.
    */
   async getJob(jobId: string, opts: CallOptions & { includeSubtasks?: boolean } = {}): Promise<Job__Output> {
-    if (!(opts.includeSubtasks ?? true)) return this.unaryCall(this.client.GetJob, { job_id: jobId, include_subtasks: false }, opts);
+    if (!(opts.includeSubtasks ?? true)) return this.restOfLists(await this.unaryCall(this.client.GetJob, { job_id: jobId, include_subtasks: false }, opts), opts);
     // Pages asked for (a coordinator from before pages sends them all at once, with no token).
     const job: Job__Output = await this.unaryCall(this.client.GetJob, { job_id: jobId, include_subtasks: true, subtask_limit: SUBTASK_PAGE }, opts);
     return this.restOfSubtasks(job, opts);
   }
 
-  /** `job` with the subtasks of the pages after its own, read one by one (the job as the last found it). */
+  /**
+   * `job` with the subtasks of the pages after its own, read one by one (the job as the last found
+   * it), and its inputs, outputs, errors and warnings likewise where they did not fit in one answer.
+   */
   private async restOfSubtasks(first: Job__Output, opts: CallOptions): Promise<Job__Output> {
     let job = first;
-    if (!job.next_subtask_page_token) return job;
-    const subtasks = [...job.subtasks];
-    while (job.next_subtask_page_token) {
-      job = await this.unaryCall(this.client.GetJob, { job_id: first.id, include_subtasks: true, subtask_limit: SUBTASK_PAGE, subtask_page_token: job.next_subtask_page_token }, opts);
-      for (const s of job.subtasks) subtasks.push(s);
+    if (job.next_subtask_page_token) {
+      const subtasks = [...job.subtasks];
+      while (job.next_subtask_page_token) {
+        job = await this.unaryCall(this.client.GetJob, { job_id: first.id, include_subtasks: true, subtask_limit: SUBTASK_PAGE, subtask_page_token: job.next_subtask_page_token }, opts);
+        for (const s of job.subtasks) subtasks.push(s);
+      }
+      job = { ...job, subtasks, next_subtask_page_token: '' };
     }
-    return { ...job, subtasks, next_subtask_page_token: '' };
+    return this.restOfLists(job, opts);
+  }
+
+  /** `job` with the rest of its lists, where its answer carried them only in part (`next_list_page_token`). */
+  private async restOfLists(first: Job__Output, opts: CallOptions): Promise<Job__Output> {
+    // (A coordinator from before list pages sends none: the lists are whole.)
+    if (!first.next_list_page_token) return first;
+    const lists = { inputs: [...first.inputs], outputs: [...first.outputs], errors: [...first.errors], warnings: [...first.warnings] };
+    for (let token = first.next_list_page_token; token; ) {
+      const page: Job__Output = await this.unaryCall(this.client.GetJob, { job_id: first.id, include_subtasks: false, list_page_token: token }, opts);
+      lists.inputs.push(...page.inputs);
+      lists.outputs.push(...page.outputs);
+      lists.errors.push(...page.errors);
+      lists.warnings.push(...page.warnings);
+      token = page.next_list_page_token;
+    }
+    return { ...first, ...lists, next_list_page_token: '' };
   }
 
   /**

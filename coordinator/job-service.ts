@@ -18,7 +18,7 @@ import pLimit from 'p-limit';
 import type { JobManager, ReceivingJob, UploadStop } from './job-manager.js';
 import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord, type OutputRecord, type SubtaskRecord } from './model.js';
 import { listPage } from './job-list.js';
-import { subtaskPage, subtasksIfTheyFit } from './subtask-pages.js';
+import { jobListsPage, MAX_ANSWER_BYTES, MAX_SUBTASK_PAGE_BYTES, subtaskPage, subtasksIfTheyFit } from './subtask-pages.js';
 import type { Spool } from './spool.js';
 import type { Caller } from './auth.js';
 import { peerHost } from './auth-rate-limit.js';
@@ -67,10 +67,13 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
    * out. A limit of 0 (or none) asks for all of them, as a client from before pages does; `ifTheyFit`
    * (SubmitJob's answer without a page asked), all where they fit in a page's bytes, else the first page.
    */
-  const jobMessage = (job: JobRecord, o: { subtasks?: boolean; limit?: number; token?: string; ifTheyFit?: boolean } = {}): ReturnType<typeof toJobMessage> => {
+  const jobMessage = (job: JobRecord, o: { subtasks?: boolean; limit?: number; token?: string; ifTheyFit?: boolean; listToken?: string } = {}): ReturnType<typeof toJobMessage> => {
     const read = (offset: number, limit: number): SubtaskRecord[] => jobs.subtasksPage(job.id, offset, limit);
-    const page = o.subtasks === false ? undefined : o.ifTheyFit && !o.limit ? subtasksIfTheyFit(job.id, read) : subtaskPage(job.id, read, o.limit ?? 0, o.token ?? '');
-    return toJobMessage(job, page, jobs.liveSubtasksOf(job.id));
+    // The lists as far as they fit in 2 MiB; a subtask page in what they leave of the answer's 3.5 MiB.
+    const lists = jobListsPage(job, o.listToken ?? '');
+    const room = Math.max(64 * 1024, Math.min(MAX_SUBTASK_PAGE_BYTES, MAX_ANSWER_BYTES - lists.bytes - Buffer.byteLength(job.message)));
+    const page = o.subtasks === false ? undefined : o.ifTheyFit && !o.limit ? subtasksIfTheyFit(job.id, read, room) : subtaskPage(job.id, read, o.limit ?? 0, o.token ?? '', room);
+    return toJobMessage(job, page, jobs.liveSubtasksOf(job.id), lists);
   };
   /** The job, if the caller may read, watch, cancel or download it. */
   const owned = (md: grpc.Metadata, jobId: string): JobRecord => {
@@ -343,15 +346,15 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       const unknown = req.types.find((t) => !EVENT_TYPES.has(t));
       if (unknown !== undefined) throw invalidArgument(`types: unknown event type "${unknown}" (one of ${[...EVENT_TYPES].join(', ')})`);
       return holdStream(ctx.metadata, ctx.peer, ctx.signal, () => {
-        let events = watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal, req.types.length > 0 ? new Set(req.types) : undefined);
+        let events = watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal, req.types.length > 0 ? new Set(req.types) : undefined, String(req.after_seq || 0));
         if (req.inline_outputs_up_to > 0) events = withOutputData(events, jobs, req.job_id, Math.min(req.inline_outputs_up_to, INLINE_OUTPUT_MAX_BYTES));
         return req.batch ? batched(events) : unbatched(events);
       });
     }, { headersFirst: true }),
 
-    GetJob: unary(log, async (req: { job_id: string; include_subtasks: boolean; subtask_limit: number; subtask_page_token: string }, ctx) => {
+    GetJob: unary(log, async (req: { job_id: string; include_subtasks: boolean; subtask_limit: number; subtask_page_token: string; list_page_token: string }, ctx) => {
       const job = owned(ctx.metadata, req.job_id);
-      return jobMessage(job, { subtasks: req.include_subtasks, limit: req.subtask_limit, token: req.subtask_page_token });
+      return jobMessage(job, { subtasks: req.include_subtasks, limit: req.subtask_limit, token: req.subtask_page_token, listToken: req.list_page_token });
     }),
 
     ListJobs: unary(log, async (req: { limit: number; state: string; page_token: string }, ctx) => {
@@ -364,7 +367,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     CancelJob: unary(log, async (req: { job_id: string; subtask_limit: number }, ctx) => {
       owned(ctx.metadata, req.job_id);
       const job = jobs.cancel(req.job_id);
-      return jobMessage(job, { limit: req.subtask_limit ?? 0 });
+      // No limit asked (a stub's default): all where they fit, as SubmitJob's answer (all of a job of
+      // 70,000 passed a default client's 4 MiB, the job cancelled all the same; review API).
+      return jobMessage(job, { limit: req.subtask_limit ?? 0, ifTheyFit: true });
     }),
 
     DownloadOutput: serverStream(log, (req: { job_id: string; name: string; offset: string }, ctx) => {
@@ -445,7 +450,9 @@ const CANCEL_TURNS = 4;
 const superseded = (job: JobRecord): TesseraError =>
   new TesseraError(status.ABORTED, `submission superseded: a newer submission with spec.request_id ${job.spec.request_id} arrived`);
 
-const overFileLimit = (name: string, bytes: number, limits: JobServiceLimits): TesseraError =>
+// (`bytes` as the client sent it where it may pass 2^53: a uint64 read as a Number is rounded, and
+// 2^64 - 1 was said as 18446744073709552000, review API.)
+const overFileLimit = (name: string, bytes: number | string, limits: JobServiceLimits): TesseraError =>
   new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: ${bytes} bytes is over the per-file limit of ${limits.maxFileBytes} bytes (the coordinator's --max-file-bytes)`, { input: name });
 const overJobLimit = (name: string, limits: JobServiceLimits): TesseraError =>
   new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: the job's inputs are over the per-job limit of ${limits.maxJobBytes} bytes (the coordinator's --max-job-bytes)`, { input: name });
@@ -501,7 +508,7 @@ async function receiveInputs(
     if (names.size >= limits.maxInputs) throw new TesseraError(status.RESOURCE_EXHAUSTED, `input ${name}: a job may have at most ${limits.maxInputs} inputs (the coordinator's --max-inputs)`, { input: name });
     names.add(name);
     const declared = Number(msg.input.size || 0);
-    if (declared > limits.maxFileBytes) throw overFileLimit(name, declared, limits);
+    if (declared > limits.maxFileBytes) throw overFileLimit(name, msg.input.size, limits);
     if (msg.input.shared_path) {
       // By reference: nothing to receive, the file is read in place.
       const sharedPath = msg.input.shared_path;
@@ -687,11 +694,12 @@ const EVENT_TYPES: ReadonlySet<string> = new Set(['job_state', 'subtask_state', 
  * A job's events after `afterSeq` until its final one: the log first, then live; in runs of what is
  * ready; only those of `types` (and the final one) when given. Exported for tests.
  */
-export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal: AbortSignal, types?: ReadonlySet<string>): AsyncGenerator<JobEvent[]> {
+export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, signal: AbortSignal, types?: ReadonlySet<string>, sent: string = String(afterSeq)): AsyncGenerator<JobEvent[]> {
   const job = jobs.get(jobId);
   // Sequence numbers never go back (a restart goes on 100,000 higher): one past the job's last is
   // none the coordinator gave, and waiting for events after it would wait past the job's end.
-  if (afterSeq > job.seq) throw new TesseraError(status.OUT_OF_RANGE, `after_seq ${afterSeq} is past the last event of job ${jobId} (${job.seq}): give the seq of an event this job sent, or 0`);
+  // Named as sent (`sent`: a uint64 past 2^53 is rounded as a Number).
+  if (afterSeq > job.seq) throw new TesseraError(status.OUT_OF_RANGE, `after_seq ${sent} is past the last event of job ${jobId} (${job.seq}): give the seq of an event this job sent, or 0`);
   const wanted = (e: JobEvent): boolean => !types || types.has(e.type ?? '') || Boolean(e.final);
   // Subscribe before replaying so nothing falls between the replay and the live stream.
   // Live events not yet sent, from `head` on (a head index, not shift(): see the scheduler's queues).
@@ -811,7 +819,7 @@ let outputChunkFields: Encoder | undefined;
 async function* download(jobs: JobManager, req: { job_id: string; name: string; offset: string }, signal: AbortSignal): AsyncGenerator<OutputChunk> {
   const out = jobs.outputPath(req.job_id, req.name);
   const offset = Number(req.offset || 0);
-  if (offset > out.size) throw new TesseraError(status.OUT_OF_RANGE, `offset ${offset} is past the end of ${req.name} (${out.size} bytes)`);
+  if (offset > out.size) throw new TesseraError(status.OUT_OF_RANGE, `offset ${req.offset || 0} is past the end of ${req.name} (${out.size} bytes)`);
   if (offset === out.size) {
     yield { data: Buffer.alloc(0), offset: String(offset), total_size: String(out.size), sha256: out.sha256 };
     return;

@@ -218,18 +218,20 @@ export function toOutputInfo(o: OutputRecord): OutputInfo {
 
 /**
  * A job as GetJob answers: `page`, the subtasks asked for (none when undefined); `all`, every
- * subtask where they are at hand (a running job's, for its progress).
+ * subtask where they are at hand (a running job's, for its progress); `lists`, its inputs, outputs,
+ * errors and warnings as far as the answer carries them (subtask-pages.ts jobListsPage).
  */
-export function toJobMessage(job: JobRecord, page: { subtasks: SubtaskInfo[]; next: string } | undefined, all: SubtaskRecord[] | undefined): Job {
+export function toJobMessage(job: JobRecord, page: { subtasks: SubtaskInfo[]; next: string } | undefined, all: SubtaskRecord[] | undefined, lists: Pick<Job, 'inputs' | 'outputs' | 'errors' | 'warnings'> & { next: string }): Job {
   return {
     ...toJobSummary(job),
     message: job.message,
-    inputs: job.inputs.map((i) => ({ name: i.name, size: String(i.size), sha256: i.sha256, shared_path: i.shared ? i.path : '' })),
-    outputs: job.outputs.map(toOutputInfo),
+    inputs: lists.inputs ?? [],
+    outputs: lists.outputs ?? [],
     subtasks: page?.subtasks ?? [],
     next_subtask_page_token: page?.next ?? '',
-    errors: job.errors.map((e) => ({ input: e.input, code: e.code, message: e.message })),
-    warnings: (job.warnings ?? []).map((w) => ({ input: w.input, message: w.message })),
+    errors: lists.errors ?? [],
+    warnings: lists.warnings ?? [],
+    next_list_page_token: lists.next,
     progress: jobProgress(job, all),
   };
 }

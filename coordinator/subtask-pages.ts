@@ -6,13 +6,25 @@
  * the client library reads the pages one after another, so the thread is free between them.
  */
 import { invalidArgument } from '../shared/errors.js';
+import type { InputInfo } from '../shared/proto/generated/tessera/v1/InputInfo.js';
+import type { ItemError } from '../shared/proto/generated/tessera/v1/ItemError.js';
+import type { ItemWarning } from '../shared/proto/generated/tessera/v1/ItemWarning.js';
+import type { OutputInfo } from '../shared/proto/generated/tessera/v1/OutputInfo.js';
 import type { SubtaskInfo } from '../shared/proto/generated/tessera/v1/SubtaskInfo.js';
-import { toSubtaskInfo, type SubtaskRecord } from './model.js';
+import { toOutputInfo, toSubtaskInfo, type JobRecord, type SubtaskRecord } from './model.js';
 
 /** Subtasks per page when none or more are asked for. */
 export const MAX_SUBTASK_PAGE = 10_000;
 /** A page ends before its subtasks pass this (one failure's message may be 4 KiB). */
 export const MAX_SUBTASK_PAGE_BYTES = 3 * 1024 * 1024;
+/**
+ * A job's lists (inputs, outputs, errors, warnings) in one answer stop before they pass this: 10,000
+ * inputs with 200-byte names and their outputs came to over 5 MiB, which a client's default 4 MiB
+ * refused, the job made all the same (review API).
+ */
+export const MAX_LIST_PAGE_BYTES = 2 * 1024 * 1024;
+/** What one answer's lists and subtask page together stay within (a client takes 4 MiB by default). */
+export const MAX_ANSWER_BYTES = 3.5 * 1024 * 1024;
 
 export interface SubtaskPage {
   subtasks: SubtaskInfo[];
@@ -46,9 +58,10 @@ const infoBytes = (s: SubtaskInfo): number => 48 + Buffer.byteLength(s.id ?? '')
 
 /**
  * The page `token` names (the first for ""), of at most `limit` subtasks (0 with a token: the
- * most; 0 without: all of them, as a client from before pages asks, and gets).
+ * most; 0 without: all of them, as a client from before pages asks, and gets), and of at most
+ * `maxBytes` (less than a page's own where the job's lists take room in the same answer).
  */
-export function subtaskPage(jobId: string, read: PageReader, limit: number, token: string): SubtaskPage {
+export function subtaskPage(jobId: string, read: PageReader, limit: number, token: string, maxBytes = MAX_SUBTASK_PAGE_BYTES): SubtaskPage {
   if (limit <= 0 && !token) return { subtasks: read(0, Number.MAX_SAFE_INTEGER).map(toSubtaskInfo), next: '' };
   const offset = token ? decodeToken(token, jobId) : 0;
   const size = limit > 0 ? Math.min(limit, MAX_SUBTASK_PAGE) : MAX_SUBTASK_PAGE;
@@ -60,7 +73,7 @@ export function subtaskPage(jobId: string, read: PageReader, limit: number, toke
     if (subtasks.length === size) break;
     const info = toSubtaskInfo(r);
     bytes += infoBytes(info);
-    if (bytes > MAX_SUBTASK_PAGE_BYTES && subtasks.length > 0) break;
+    if (bytes > maxBytes && subtasks.length > 0) break;
     subtasks.push(info);
   }
   return { subtasks, next: subtasks.length < records.length ? encodeToken(jobId, offset + subtasks.length) : '' };
@@ -74,7 +87,7 @@ export function subtaskPage(jobId: string, read: PageReader, limit: number, toke
  * job of about 70,000 subtasks, the job made and running all the same. Read a page at a time, and
  * no further than the 3 MiB.
  */
-export function subtasksIfTheyFit(jobId: string, read: PageReader): SubtaskPage {
+export function subtasksIfTheyFit(jobId: string, read: PageReader, maxBytes = MAX_SUBTASK_PAGE_BYTES): SubtaskPage {
   const all: SubtaskInfo[] = [];
   let bytes = 0;
   for (let offset = 0; ; offset += MAX_SUBTASK_PAGE) {
@@ -82,7 +95,7 @@ export function subtasksIfTheyFit(jobId: string, read: PageReader): SubtaskPage 
     for (const r of records) {
       const info = toSubtaskInfo(r);
       bytes += infoBytes(info);
-      if (bytes > MAX_SUBTASK_PAGE_BYTES) return subtaskPage(jobId, read, MAX_SUBTASK_PAGE, '');
+      if (bytes > maxBytes) return subtaskPage(jobId, read, MAX_SUBTASK_PAGE, '', maxBytes);
       all.push(info);
     }
     if (records.length < MAX_SUBTASK_PAGE) return { subtasks: all, next: '' };
@@ -103,4 +116,69 @@ export async function* pagesPerTurn(read: PageReader): AsyncGenerator<SubtaskRec
     if (page.length < MAX_SUBTASK_PAGE) return;
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
+}
+
+/** A job's lists as one answer carries them (see {@link jobListsPage}). */
+export interface ListPage {
+  inputs: InputInfo[];
+  outputs: OutputInfo[];
+  errors: ItemError[];
+  warnings: ItemWarning[];
+  /** Where the next page starts; "" when nothing is left out. */
+  next: string;
+  /** Rough encoded size of the four lists. */
+  bytes: number;
+}
+
+const LIST_TOKEN_TAG = 'lists';
+
+function decodeListToken(token: string, jobId: string): [number, number, number, number] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+  } catch {
+    parsed = undefined;
+  }
+  const at = Array.isArray(parsed) ? parsed.slice(2) : [];
+  if (!Array.isArray(parsed) || parsed.length !== 6 || parsed[1] !== LIST_TOKEN_TAG || typeof parsed[0] !== 'string' || !at.every((n) => Number.isSafeInteger(n) && (n as number) >= 0)) {
+    throw invalidArgument('list_page_token: not a next_list_page_token this coordinator gave (damaged or cut short)');
+  }
+  if (parsed[0] !== jobId) throw invalidArgument(`list_page_token: made for job ${parsed[0] as string}, asked with job ${jobId}`);
+  return at as [number, number, number, number];
+}
+
+const bytesOf = (...texts: Array<string | undefined>): number => texts.reduce((n, t) => n + Buffer.byteLength(t ?? ''), 16);
+
+/**
+ * The job's inputs, outputs, errors and warnings from where `token` left them (their starts for
+ * ""), in that order, as far as they fit in {@link MAX_LIST_PAGE_BYTES} (a page's first entry
+ * whatever its size, so that every page moves on).
+ */
+export function jobListsPage(job: JobRecord, token: string): ListPage {
+  const [i0, o0, e0, w0] = token ? decodeListToken(token, job.id) : [0, 0, 0, 0];
+  const page: ListPage = { inputs: [], outputs: [], errors: [], warnings: [], next: '', bytes: 0 };
+  let full = false;
+  const fill = <R, T>(records: readonly R[], from: number, into: T[], convert: (r: R) => T, size: (t: T) => number): number => {
+    let k = from;
+    for (; k < records.length && !full; k++) {
+      const t = convert(records[k]!);
+      const b = size(t);
+      if (page.bytes + b > MAX_LIST_PAGE_BYTES && page.bytes > 0) {
+        full = true;
+        break;
+      }
+      page.bytes += b;
+      into.push(t);
+    }
+    return k;
+  };
+  const i = fill(job.inputs, i0, page.inputs, (r) => ({ name: r.name, size: String(r.size), sha256: r.sha256, shared_path: r.shared ? r.path : '' }), (t) => bytesOf(t.name, t.sha256, t.shared_path));
+  const o = fill(job.outputs, o0, page.outputs, toOutputInfo, (t) => bytesOf(t.name, t.sha256, t.source, t.content_type, t.shared_path));
+  const e = fill(job.errors, e0, page.errors, (r) => ({ input: r.input, code: r.code, message: r.message }), (t) => bytesOf(t.input, t.code, t.message));
+  const warnings = job.warnings ?? [];
+  const w = fill(warnings, w0, page.warnings, (r) => ({ input: r.input, message: r.message }), (t) => bytesOf(t.input, t.message));
+  if (i < job.inputs.length || o < job.outputs.length || e < job.errors.length || w < warnings.length) {
+    page.next = Buffer.from(JSON.stringify([job.id, LIST_TOKEN_TAG, i, o, e, w]), 'utf8').toString('base64url');
+  }
+  return page;
 }

@@ -1,0 +1,177 @@
+/**
+ * What a client of another language's generated stub (no channel options) meets (review API).
+ *
+ * SubmitJob's and GetJob's answers must fit what any gRPC client accepts by default
+ * (4 MiB, grpc-js's and Python's grpcio's default receive limit), as the subtask pages were made to:
+ * a job's `inputs` (and `outputs`) lists are sent whole and unpaged, and within the coordinator's
+ * own limits (10,000 inputs, 200-byte names, shared paths of any length) they pass 4 MiB. The
+ * submitting client then gets RESOURCE_EXHAUSTED for a job that was made and runs, and GetJob of
+ * that job fails for it whatever it asks (include_subtasks = false too). The lists now come as far as
+ * they fit in 2 MiB, with a token for the rest.
+ *
+ * A refusal about a 64-bit field names the value the client sent: read with Number(), anything past
+ * 2^53 was rounded before the message was written, and 18446744073709551615 (an unset -1 from a C
+ * or Go stub) was said as 18446744073709552000, a number it never sent and no uint64.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadTesseraProto } from '../shared/proto.js';
+import { sha256 } from '../shared/streams.js';
+import { rawDownload, rawJobService, rawSubmit } from './helpers/raw-grpc.js';
+import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
+import { startCluster, type TestCluster } from './helpers/cluster.js';
+
+let cluster: TestCluster;
+let dir: string;
+let shared: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-api-answer-size-'));
+  shared = path.join(dir, 'shared');
+  await mkdir(shared);
+  cluster = await startCluster({ workers: 1, coordinatorArgs: ['--shared-root', shared] });
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A plain generated stub with no channel options: gRPC's default 4 MiB receive limit. */
+function defaultStub(): JobServiceClient {
+  const { proto } = loadTesseraProto();
+  return new proto.tessera.v1.JobService(cluster.address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as JobServiceClient;
+}
+
+type Ended = { code: number; details: string };
+const ended = (err: grpc.ServiceError | null): Ended => ({ code: err?.code ?? grpc.status.OK, details: err?.details ?? '' });
+
+describe('answers with a long inputs list, to a client with the default 4 MiB receive limit', () => {
+  it('SubmitJob answers the job it made, and GetJob (without subtasks) answers, rather than RESOURCE_EXHAUSTED', async () => {
+    // 1,200 one-byte files by reference under a deep folder (paths of about 3.6 KB; the coordinator
+    // sets no limit on them). Uploading 7,000 inputs with 200-byte names (the name limit) does the
+    // same: SubmitJob's answer 4,298,929 bytes, GetJob's 5,446,153 (measured), but takes 20 s.
+    let folder = shared;
+    for (let i = 0; i < 14; i++) folder = path.join(folder, String.fromCharCode(97 + i).repeat(250));
+    await mkdir(folder, { recursive: true });
+    const files: string[] = [];
+    for (let i = 0; i < 1200; i++) {
+      const f = path.join(folder, `${String(i).padStart(5, '0')}.bin`);
+      await writeFile(f, 'x');
+      files.push(f);
+    }
+    const label = 'answer-size-inputs';
+    const c = defaultStub();
+    const submit = await new Promise<Ended & { id?: string }>((resolve) => {
+      const call = c.SubmitJob({ deadline: Date.now() + 30_000 }, (err, job) => resolve({ ...ended(err), id: job?.id }));
+      call.write({ spec: { label, input_count: files.length, passthrough: { work_ms: 0 } } });
+      for (const f of files) call.write({ input: { name: path.basename(f), shared_path: f } });
+      call.end();
+    });
+    // The job was made all the same (the library client, with its larger limit, sees it).
+    const made = (await cluster.client.listJobs({ limit: 10 })).filter((j) => j.spec?.label === label);
+    expect(made).toHaveLength(1);
+    const id = made[0]!.id;
+    const get = await new Promise<Ended>((resolve) => c.GetJob({ job_id: id, include_subtasks: false }, { deadline: Date.now() + 10_000 }, (err) => resolve(ended(err))));
+    c.close();
+    // Was: RESOURCE_EXHAUSTED "Received message larger than max (4391027 vs. 4194304)" for both.
+    expect(submit.code, submit.details).toBe(grpc.status.OK);
+    expect(submit.id).toBe(id);
+    expect(get.code, get.details).toBe(grpc.status.OK);
+    // Ended, its inputs and outputs (each path-long) still answered to the default stub, a page at a
+    // time, and read whole by the library, which asks for the pages.
+    const done = await cluster.client.wait(id);
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    const stub = defaultStub();
+    const pages: Array<{ inputs: number; outputs: number }> = [];
+    let token = '';
+    do {
+      const page = await new Promise<{ code: number; details: string; job?: { inputs: unknown[]; outputs: unknown[]; next_list_page_token: string; input_count: number } }>((resolve) =>
+        stub.GetJob({ job_id: id, include_subtasks: true, subtask_limit: 10_000, list_page_token: token }, { deadline: Date.now() + 10_000 }, (err, job) => resolve({ ...ended(err), ...(job && { job: job as never }) })),
+      );
+      expect(page.code, page.details).toBe(grpc.status.OK);
+      expect(page.job!.input_count).toBe(1200);
+      pages.push({ inputs: page.job!.inputs.length, outputs: page.job!.outputs.length });
+      token = page.job!.next_list_page_token;
+    } while (token && pages.length < 10);
+    stub.close();
+    expect(pages.length).toBeGreaterThan(1);
+    expect(pages.reduce((n, p) => n + p.inputs, 0)).toBe(1200);
+    expect(pages.reduce((n, p) => n + p.outputs, 0)).toBe(1200);
+    const whole = await cluster.client.getJob(id);
+    expect([whole.inputs.length, whole.outputs.length, whole.subtasks.length > 0, whole.next_list_page_token]).toEqual([1200, 1200, true, '']);
+    expect(new Set(whole.outputs.map((o) => o.name)).size).toBe(1200);
+  }, 60_000);
+});
+
+const MAX_U64 = '18446744073709551615';
+const PAST_2_53 = '9007199254740993';
+
+describe('refusals of out-of-range uint64 fields', () => {
+  it('InputHeader.size: RESOURCE_EXHAUSTED naming the size sent, not a rounded one', async () => {
+    for (const size of [MAX_U64, PAST_2_53]) {
+      const err = await rawSubmit(cluster.address, [{ spec: { passthrough: {} } }, { input: { name: 'a.bin', size } }, { data: Buffer.from('abc') }, { input_end: { sha256: sha256(Buffer.from('abc')) } }]);
+      expect(err?.code, err?.details).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      // Was: "input a.bin: 18446744073709552000 bytes is over the per-file limit ..." (and 9007199254740992).
+      expect(err?.details).toContain(`${size} bytes`);
+    }
+  });
+
+  it('WatchJobRequest.after_seq and DownloadOutputRequest.offset: OUT_OF_RANGE naming the value sent', async () => {
+    const data = Buffer.from('hello');
+    const c = rawJobService(cluster.address);
+    const id = await new Promise<string>((resolve, reject) => {
+      const call = c.SubmitJob((err, job) => (err ? reject(err) : resolve(job!.id!)));
+      call.write({ spec: { passthrough: {} } });
+      call.write({ input: { name: 'a.bin', size: data.length } });
+      call.write({ data });
+      call.write({ input_end: { sha256: sha256(data) } });
+      call.end();
+    });
+    await cluster.client.wait(id);
+    const watch = await new Promise<grpc.ServiceError | undefined>((resolve) => {
+      const call = c.WatchJob({ job_id: id, after_seq: MAX_U64 }, { deadline: Date.now() + 5000 });
+      call.on('data', () => undefined);
+      call.on('error', (err: grpc.ServiceError) => resolve(err));
+      call.on('end', () => resolve(undefined));
+    });
+    c.close();
+    expect(watch?.code, watch?.details).toBe(grpc.status.OUT_OF_RANGE);
+    // Was: "after_seq 18446744073709552000 is past the last event of job ..."
+    expect(watch?.details).toContain(`after_seq ${MAX_U64} `);
+    // rawDownload asks from offset 0: this one by hand.
+    const d = rawJobService(cluster.address);
+    const dl = await new Promise<grpc.ServiceError | undefined>((resolve) => {
+      const call = d.DownloadOutput({ job_id: id, name: 'a.bin', offset: MAX_U64 }, { deadline: Date.now() + 5000 });
+      call.on('data', () => undefined);
+      call.on('error', (err: grpc.ServiceError) => resolve(err));
+      call.on('end', () => resolve(undefined));
+    });
+    d.close();
+    expect(dl?.code, dl?.details).toBe(grpc.status.OUT_OF_RANGE);
+    // Was: "offset 18446744073709552000 is past the end of a.bin (5 bytes)"
+    expect(dl?.details).toContain(`offset ${MAX_U64} `);
+    expect((await rawDownload(cluster.address, id, 'a.bin')).data?.toString()).toBe('hello');
+  });
+});
+
+describe('list_page_token', () => {
+  it('that is no token this coordinator gave, or another job\'s, is INVALID_ARGUMENT naming the field', async () => {
+    const a = (await cluster.client.submit({ passthrough: { work_ms: 0 } }, [])).id;
+    const c = defaultStub();
+    const ask = (token: string): Promise<Ended> => new Promise((resolve) => c.GetJob({ job_id: a, list_page_token: token }, { deadline: Date.now() + 5000 }, (err) => resolve(ended(err))));
+    try {
+      expect(await ask('not-a-token')).toEqual({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^list_page_token: not a next_list_page_token/) });
+      const other = Buffer.from(JSON.stringify(['some-other-job', 'lists', 0, 0, 0, 0])).toString('base64url');
+      expect(await ask(other)).toEqual({ code: grpc.status.INVALID_ARGUMENT, details: `list_page_token: made for job some-other-job, asked with job ${a}` });
+      // A subtask page's token is no list token.
+      const subtaskToken = Buffer.from(JSON.stringify([a, 0])).toString('base64url');
+      expect((await ask(subtaskToken)).code).toBe(grpc.status.INVALID_ARGUMENT);
+    } finally {
+      c.close();
+    }
+  });
+});
