@@ -1825,7 +1825,7 @@ export class JobManager {
       state === 'succeeded'
         ? `${job.outputs.length} output(s)${warned}`
         : state === 'failed'
-          ? job.errors.map((e) => withInput(e.input, e.message)).join('; ') || 'no outputs'
+          ? failureSummary(job.errors.map((e) => withInput(e.input, e.message))) || 'no outputs'
           : `${job.outputs.length} output(s), ${job.errors.length} error(s)${warned}`;
     this.finish(job, state, message);
   }
@@ -2566,6 +2566,24 @@ function isCoordinatorTrouble(err: unknown): boolean {
   if (isOwnTroubleToWaitOut(err)) return true;
   // The store or spool that cannot write (limits are not retryable).
   return err instanceof TesseraError && err.code === status.RESOURCE_EXHAUSTED && err.retryable && !err.input;
+}
+
+/** Longest failed job's message made of its errors (the errors themselves are all in `Job.errors`). */
+const FAILURE_SUMMARY_BYTES = 16 * 1024;
+
+/**
+ * A failed job's message: its errors joined, as far as {@link FAILURE_SUMMARY_BYTES}, then how many
+ * more there are. Every one joined made the message as long as the list (9,000 refused inputs: 2.8 MB
+ * beside the list's own page), and the answer passed a default client's 4 MiB (review K25).
+ */
+function failureSummary(errors: readonly string[]): string {
+  let out = '';
+  for (let k = 0; k < errors.length; k++) {
+    const next = out ? `${out}; ${errors[k]}` : errors[k]!;
+    if (Buffer.byteLength(next) > FAILURE_SUMMARY_BYTES && k > 0) return `${out}; and ${errors.length - k} more error(s) (see the job's errors)`;
+    out = next;
+  }
+  return out;
 }
 
 function requestKey(owner: string, requestId: string): string {

@@ -224,7 +224,8 @@ export function toOutputInfo(o: OutputRecord): OutputInfo {
 export function toJobMessage(job: JobRecord, page: { subtasks: SubtaskInfo[]; next: string } | undefined, all: SubtaskRecord[] | undefined, lists: Pick<Job, 'inputs' | 'outputs' | 'errors' | 'warnings'> & { next: string }): Job {
   return {
     ...toJobSummary(job),
-    message: job.message,
+    // (A failed job's message is a summary of at most 16 KiB; one stored before then may hold every error.)
+    message: job.message.length > ANSWER_MESSAGE_CHARS ? `${job.message.slice(0, ANSWER_MESSAGE_CHARS - 3)}...` : job.message,
     inputs: lists.inputs ?? [],
     outputs: lists.outputs ?? [],
     subtasks: page?.subtasks ?? [],
@@ -236,7 +237,10 @@ export function toJobMessage(job: JobRecord, page: { subtasks: SubtaskInfo[]; ne
   };
 }
 
-/** Longest `message` in a summary: a failed job's joins all its errors. */
+/** Longest `message` in GetJob's answer (its lists take up to 2 MiB of a default client's 4 MiB). */
+const ANSWER_MESSAGE_CHARS = 64 * 1024;
+
+/** Longest `message` in a summary: a failed job's joins its errors. */
 const SUMMARY_MESSAGE_CHARS = 500;
 
 /**

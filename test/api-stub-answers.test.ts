@@ -17,6 +17,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTesseraProto } from '../shared/proto.js';
 import { sha256 } from '../shared/streams.js';
@@ -174,4 +175,40 @@ describe('list_page_token', () => {
       c.close();
     }
   });
+});
+
+// A failed job's message joined every error: 9,000 of them made it 2.8 MB beside the lists' page (review K25).
+describe('a failed job of many errors, to a client with the default 4 MiB receive limit', () => {
+  it('GetJob (without subtasks) answers rather than RESOURCE_EXHAUSTED: the message does not carry every error again past the lists\' 2 MiB', async () => {
+    // 9,000 files by reference that are no image (each refused at submission, an error each), and
+    // one JPEG whose header reads but whose data is cut short (it fails on the worker): no output,
+    // so the job fails and its message joins all 9,001 errors.
+    const files: string[] = [];
+    for (let i = 0; i < 9000; i++) {
+      const f = path.join(shared, `${String(i).padStart(5, '0')}-${'n'.repeat(180)}.jpg`);
+      await writeFile(f, 'x');
+      files.push(f);
+    }
+    const jpeg = await sharp({ create: { width: 128, height: 128, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).jpeg().toBuffer();
+    const cut = path.join(shared, 'cut-short.jpg');
+    await writeFile(cut, jpeg.subarray(0, Math.floor(jpeg.length / 2)));
+    files.push(cut);
+    const job = await cluster.client.submit({ image: { width: 10 } }, files, { shared: true });
+    const done = await cluster.client.wait(job.id);
+    expect(done.state).toBe('JOB_STATE_FAILED');
+    expect(done.errors).toHaveLength(9001);
+
+    const c = defaultStub();
+    const got = await new Promise<{ code: number; details: string; message?: string; next?: string }>((resolve) =>
+      c.GetJob({ job_id: job.id, include_subtasks: false }, { deadline: Date.now() + 10_000 }, (err, j) => resolve({ code: err?.code ?? grpc.status.OK, details: err?.details ?? '', ...(j && { message: j.message, next: j.next_list_page_token }) })),
+    );
+    c.close();
+    // Was: RESOURCE_EXHAUSTED "Received message larger than max (4813502 vs 4194304)": the lists'
+    // 2 MiB page plus a 2.8 MB message.
+    expect(got.code, got.details).toBe(grpc.status.OK);
+    expect(got.next).not.toBe('');
+    // The message says the first errors and how many more there are; the library read them all.
+    expect(got.message).toMatch(/; and \d+ more error\(s\) \(see the job's errors\)$/);
+    expect(Buffer.byteLength(got.message ?? '')).toBeLessThan(17 * 1024);
+  }, 90_000);
 });

@@ -29,6 +29,12 @@ async function streams(file: string): Promise<Stream[]> {
   return r.streams ?? [];
 }
 
+/** Each stream's type, size and default flag. */
+async function defaultStreams(file: string): Promise<Array<{ codec_type?: string; width?: number; height?: number; disposition?: { default?: number } }>> {
+  const r = await runFfprobe<{ streams?: Array<{ codec_type?: string; width?: number; height?: number; disposition?: { default?: number } }> }>(['-show_entries', 'stream=codec_type,width,height:stream_disposition=default', '-i', file]);
+  return r.streams ?? [];
+}
+
 describe('video kind: wild inputs (VWILD2)', () => {
   it('transcodes the real video of a Matroska file whose cover art (a one-picture MJPEG track) comes first, as `ffmpeg -i in.mkv out.mp4` does', async () => {
     // What `ffmpeg -i cover.png -i clip -map 0 -map 1 -disposition:v:0 attached_pic out.mkv` writes:
@@ -89,4 +95,24 @@ describe('video kind: wild inputs (VWILD2)', () => {
     expect(run.errors).toEqual([]);
     expect(run.outcomes.map((o) => (o.plan as { encoder?: string }).encoder)).toContain('libsvtav1');
   }, 120_000);
+
+  // By area alone, the larger second track was taken (review K25): ffmpeg counts a default track 5 Mpx larger.
+  it('transcodes the default track, as `ffmpeg -i in.mp4 out.mp4` does, not the larger non-default one', async () => {
+    // The main programme (160x120, default) and a second, larger, non-default track.
+    const src = path.join(dir, 'two-tracks.mp4');
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=25:duration=1', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=25:duration=1', '-f', 'lavfi', '-i', 'sine=duration=1',
+      '-map', '0', '-map', '1', '-map', '2', '-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'aac', src]);
+    expect((await defaultStreams(src)).map((s) => [s.codec_type, s.width, s.disposition?.default])).toEqual([['video', 160, 1], ['video', 320, 0], ['audio', undefined, 1]]);
+    // One ffmpeg command picks the default track.
+    const baseline = path.join(dir, 'baseline.mp4');
+    await runFfmpeg(['-y', '-v', 'error', '-i', src, '-c:v', 'libx264', '-preset', 'ultrafast', '-c:a', 'aac', baseline]);
+    const b = (await defaultStreams(baseline)).find((s) => s.codec_type === 'video')!;
+    expect([b.width, b.height]).toEqual([160, 120]);
+
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', segment_seconds: 1 }), [src], { dir });
+    expect(run.errors).toEqual([]);
+    const v = (await defaultStreams(run.outputs[0]!.path)).find((s) => s.codec_type === 'video')!;
+    // Is: 320x240, with the warning "left out of the output: video (stream 0, h264)".
+    expect([v.width, v.height]).toEqual([160, 120]);
+  }, 60_000);
 });

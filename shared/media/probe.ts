@@ -80,8 +80,8 @@ export interface MediaInfo {
   /** Container start time in seconds (the smallest stream start). */
   startTime: number;
   /**
-   * The picture track: of the video streams that are no attached picture, the largest picture (the
-   * first of equals), as `ffmpeg -i in out` chooses it. Not always the first video stream (`v:0`,
+   * The picture track: of the video streams that are no attached picture, the one `ffmpeg -i in
+   * out` chooses (the largest picture, a default track counted 5 Mpx larger; the first of equals). Not always the first video stream (`v:0`,
    * which the probes that read one stream's packets select): see {@link pictureIsFirst}.
    */
   video: VideoStreamInfo | undefined;
@@ -137,11 +137,13 @@ export async function probeMedia(file: string, opts: ProbeOptions & { countPacke
   if (!raw.format) throw invalidArgument(`${opts.input ?? file}: not a media file ffprobe can read`, opts.input);
   const streams = raw.streams ?? [];
   // Cover art is a video stream of one frame: never the picture track we transcode. Of the others,
-  // the largest picture, as ffmpeg takes it: a Matroska file with its cover (ffmpeg writes it as a
-  // one-picture MJPEG track) or a proxy before the clip was transcoded as that picture, one
-  // frame long beside the sound, the clip left out (review VWILD2).
-  const area = (s: RawStream): number => (s.width ?? 0) * (s.height ?? 0);
-  const v = streams.filter((s) => s.codec_type === 'video' && !s.disposition?.attached_pic).reduce<RawStream | undefined>((best, s) => (!best || area(s) > area(best) ? s : best), undefined);
+  // the one ffmpeg takes (ffmpeg_opt.c): the largest picture, a track flagged default counted 5
+  // million pixels larger (the first of equals). The first was taken: a Matroska file with its
+  // cover (ffmpeg writes it as a one-picture MJPEG track) or a proxy before the clip was transcoded
+  // as that picture, one frame long beside the sound (review VWILD2); by area alone, an MP4's
+  // default track lost to a larger second one (review K25).
+  const score = (s: RawStream): number => (s.width ?? 0) * (s.height ?? 0) + (s.disposition?.['default'] ? 5_000_000 : 0);
+  const v = streams.filter((s) => s.codec_type === 'video' && !s.disposition?.attached_pic).reduce<RawStream | undefined>((best, s) => (!best || score(s) > score(best) ? s : best), undefined);
   const tagged = [v, ...streams.filter((s) => s.codec_type === 'data'), raw.format];
   const timecode = tagged.map((t) => t?.tags?.['timecode'] ?? t?.tags?.['TIMECODE']).find((tc) => tc && /^\d{2}:\d{2}:\d{2}[:;.]\d{2,3}$/.test(tc));
   return {
