@@ -1253,7 +1253,7 @@ export class JobManager {
         const holder = stillStalled(other) ? this.registry.get(other.workerId) : undefined;
         if (holder) {
           this.log.warn({ job: s.jobId, subtask: s.id, worker: holder.name, finishedBy: w.name }, 'a copy finished a subtask its worker had stalled on: counted as its failure');
-          this.noteWorkerFailure(holder);
+          this.noteWorkerFailure(holder, s.jobId);
         }
         this.revokeLease(s, other, 'a copy of this subtask finished first');
       }
@@ -1280,7 +1280,7 @@ export class JobManager {
       if (secondOpinion && !r.itemErrors.some((e) => e.code === 'INVALID_ARGUMENT' && (!secondOpinion.input || e.input === secondOpinion.input))) {
         const blamer = this.registry.get(secondOpinion.id);
         this.log.warn({ job: s.jobId, subtask: s.id, worker: secondOpinion.name, processedBy: w.name }, 'a worker called an input bad that another worker processed: counted as its failure');
-        if (blamer) this.noteWorkerFailure(blamer);
+        if (blamer) this.noteWorkerFailure(blamer, s.jobId);
       }
       // Inputs this worker calls bad that were not what it was asked about get an opinion of their own.
       this.askAboutBadItems(active, s, w, secondOpinion ? (secondOpinion.input ? [secondOpinion.input] : s.items) : []);
@@ -1290,7 +1290,7 @@ export class JobManager {
     } else {
       w.failed++;
       // Bad input is not the worker's fault: only retryable failures count towards quarantine.
-      if (r.retryable && !r.coordinatorFault) this.noteWorkerFailure(w);
+      if (r.retryable && !r.coordinatorFault) this.noteWorkerFailure(w, s.jobId);
       const error = r.error ?? { input: '', code: 'UNKNOWN', message: 'failed' };
       // A copy of an attempt its worker stalled on failed, and that worker has still said nothing
       // of it: left to decide, it would hold the subtask until its timeout (30 min). It is taken
@@ -1313,7 +1313,7 @@ export class JobManager {
           // Its worker's failure, as when a copy finishes first; unless the copy's failure says the
           // input is at fault (a decoder that hangs on it is not the worker's doing).
           const holder = stalled && r.retryable ? this.registry.get(other.workerId) : undefined;
-          if (holder) this.noteWorkerFailure(holder);
+          if (holder) this.noteWorkerFailure(holder, s.jobId);
         }
         s.leases = [];
         s.durationMs = attemptRunMs(lease, r.runMs);
@@ -1366,17 +1366,27 @@ export class JobManager {
     return this.registry.all().some((o) => o.id !== w.id && o.instanceId !== w.instanceId && o.state === 'active' && canRun(o, s, kind));
   }
 
-  private noteWorkerFailure(w: WorkerSession): void {
+  private noteWorkerFailure(w: WorkerSession, jobId: string): void {
     const now = steadyNow();
-    w.recentFailures = w.recentFailures.filter((t) => now - t < FAILURE_WINDOW_MS);
-    w.recentFailures.push(now);
+    w.recentFailures = w.recentFailures.filter((f) => now - f.at < FAILURE_WINDOW_MS);
+    w.recentFailures.push({ at: now, jobId });
+    // A job whose attempts fail on other workers too in the window is at fault, not this worker: one
+    // client's job failing wherever it ran (its inputs, the diagnostic kind's fail_first_attempts)
+    // quarantined two of three healthy workers, and every other client's work then had one (review
+    // MTEN). Only failures of jobs that have failed nowhere else count.
+    const elsewhere = new Set<string>();
+    for (const o of this.registry.all()) {
+      if (o === w) continue;
+      for (const f of o.recentFailures) if (now - f.at < FAILURE_WINDOW_MS) elsewhere.add(f.jobId);
+    }
+    const own = w.recentFailures.filter((f) => !elsewhere.has(f.jobId)).length;
     // Never quarantine the last active worker of a kind it runs (whichever kind failed: a
     // quarantine stops all its work), nor the only one with the encoder or feature some unfinished
     // work requires (the one AV1 encoder of a cluster): a cluster that stops itself helps nobody.
     // The quarantine ends early should it become that (see WorkerRegistry.endQuarantines, and
     // explainWaiting for requirements).
     const limit = this.opts.quarantineFailures;
-    if (limit > 0 && w.recentFailures.length >= limit && w.state === 'active' && this.registry.othersRun(w) && !this.onlyOneAble(w)) {
+    if (limit > 0 && own >= limit && w.state === 'active' && this.registry.othersRun(w) && !this.onlyOneAble(w)) {
       const base = this.opts.quarantineMs ?? QUARANTINE_MS;
       w.quarantines = w.quarantinedUntil > 0 && now - w.quarantinedUntil < QUARANTINE_RESET_MS ? w.quarantines + 1 : 1;
       const period = Math.min(Math.max(base, QUARANTINE_MAX_MS), base * 2 ** Math.min(w.quarantines - 1, 30));
@@ -1977,7 +1987,7 @@ export class JobManager {
         // Its slot may still be taken by the stuck process: a worker that cannot stop what it runs
         // counts towards quarantine like one that fails it.
         const job = this.active.get(s.jobId)?.record;
-        if (job) this.noteWorkerFailure(w);
+        if (job) this.noteWorkerFailure(w, s.jobId);
         expired++;
       }
     }

@@ -103,11 +103,11 @@ describe('WorkerRegistry listings', () => {
     const flaky = session('s1', 'flaky');
     registry.add(flaky);
     registry.add(session('s2', 'steady'));
-    Object.assign(flaky, { state: 'lost', quarantines: 3, quarantinedUntil: now + 60_000, recentFailures: [now - 90_000, now - 1_000] });
+    Object.assign(flaky, { state: 'lost', quarantines: 3, quarantinedUntil: now + 60_000, recentFailures: [{ at: now - 90_000, jobId: 'j' }, { at: now - 1_000, jobId: 'j' }] });
     // It crashed while quarantined and came back at once (a container restarted under the same name).
     const back = session('s3', 'flaky');
     registry.add(back, now);
-    expect([back.state, back.quarantines, back.quarantinedUntil, back.recentFailures]).toEqual(['quarantined', 3, now + 60_000, [now - 1_000]]);
+    expect([back.state, back.quarantines, back.quarantinedUntil, back.recentFailures]).toEqual(['quarantined', 3, now + 60_000, [{ at: now - 1_000, jobId: 'j' }]]);
     // Alone, it keeps the count (its next quarantine is longer) but takes work.
     const alone = new WorkerRegistry();
     const lone = session('s4', 'lone');

@@ -43,8 +43,8 @@ export interface WorkerSession {
   load: number;
   done: number;
   failed: number;
-  /** Times of its failures within FAILURE_WINDOW_MS, for quarantine. */
-  recentFailures: number[];
+  /** Its failures within FAILURE_WINDOW_MS (when, and of which job), for quarantine. */
+  recentFailures: Array<{ at: number; jobId: string }>;
   /** When its quarantine ends (or last ended); 0: never quarantined. */
   quarantinedUntil: number;
   /** Quarantines in a row, each within QUARANTINE_RESET_MS of the last one's end: each lasts twice as long. */
@@ -151,7 +151,8 @@ export class WorkerRegistry {
    * takes the last one).
    */
   private inherit(session: WorkerSession, from: FailureRecord, now: number): void {
-    session.recentFailures = [...new Set([...session.recentFailures, ...from.recentFailures.filter((t) => now - t < FAILURE_WINDOW_MS)])].sort((a, b) => a - b);
+    const seen = new Set(session.recentFailures);
+    session.recentFailures = [...session.recentFailures, ...from.recentFailures.filter((f) => now - f.at < FAILURE_WINDOW_MS && !seen.has(f))].sort((a, b) => a.at - b.at);
     session.quarantines = Math.max(session.quarantines, from.quarantines);
     session.quarantinedUntil = Math.max(session.quarantinedUntil, from.quarantinedUntil);
     if (session.quarantinedUntil > now && this.othersRun(session)) session.state = 'quarantined';

@@ -37,8 +37,10 @@ describe('the worker paths in a decode error', () => {
     // Its own lines are kept, said by the input's name, the other's left out.
     const both = new Error('/tmp/w/st-other-job-a1/in/payroll.tif: bad seek to 2147483632\n/tmp/w/st-job-1-tile-1-a1/vips-source-0123456789ab: bad seek to 1\n');
     expect(describeSharpError(both, own)).toBe('not a decodable image (tiled [1]: bad seek to 1)');
-    // Nothing outside the worker's folder is taken for a task's.
-    const elsewhere = new Error('/tmp/w/st-job-1-tile-1-a1/vips-source-0123456789ab: bad seek to 1; /elsewhere/vips-source-0123456789ab');
-    expect(describeSharpError(elsewhere, own)).toBe('not a decodable image (tiled [1]: bad seek to 1; /elsewhere/vips-source-0123456789ab)');
+    // Nor one read in place from shared storage, outside the worker's folders (review MTEN).
+    const shared = new Error('/mnt/share/bob/contract.tif: bad seek to 2147483632\n/tmp/w/st-job-1-tile-1-a1/in/x: bad seek to 1');
+    expect(describeSharpError(shared, own)).toBe('not a decodable image (tiled [1]: bad seek to 1)');
+    // Lines naming no file are kept.
+    expect(describeSharpError(new Error('VipsJpeg: Premature end of input file\n'), own)).toBe('not a decodable image (VipsJpeg: Premature end of input file)');
   });
 });

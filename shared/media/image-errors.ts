@@ -5,6 +5,22 @@ import { VIPS_LINK_PREFIX } from './vips-path.js';
 /** `text` matched literally in a RegExp. */
 const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
+/** An absolute path in a line of libvips' (its file names are the paths it was given). */
+const ABSOLUTE_PATH = /(?:^|[\s('"=])\/[^\s:'"]/;
+
+/**
+ * The lines of a libvips error that are this file's own, once its own paths are said by its name:
+ * libvips keeps one error buffer for the process, so where several decodes fail at the same
+ * moment in one process (a worker with --memory-limit-mb 0, the coordinator cutting two jobs'
+ * huge images into strips), one may carry the other's text, naming that file by its path (another
+ * job's, another client's, in the spool or on shared storage). Lines that still name an absolute
+ * path are left out (CI stop 53, reviews K24, MTEN); where nothing is left, the caller says the
+ * failure without libvips' words.
+ */
+export function ownLines(lines: readonly string[]): string[] {
+  return lines.filter((l) => !ABSOLUTE_PATH.test(l));
+}
+
 /**
  * A one-line description of a sharp error on an input: "not a decodable image (...)" for
  * unrecognised, truncated or corrupt files, whatever the loader (VipsJpeg, pngload, webpload...),
@@ -20,14 +36,8 @@ export function describeSharpError(err: unknown, file?: { path: string; name: st
   if (file && file.linksIn) msg = msg.replace(new RegExp(`${escapeRegExp(path.join(file.linksIn, VIPS_LINK_PREFIX))}[0-9a-f]+`, 'g'), () => file.name);
   if (file) msg = msg.replace(/\/proc\/self\/fd\/\d+/g, () => file.name);
   let lines = msg.split('\n').map((l) => l.trim()).filter(Boolean);
-  // libvips keeps one error buffer for the process: where subtasks share one (a worker with
-  // --memory-limit-mb 0, the tests' in-process runs), an input's error may carry the text of a
-  // task failing beside it at the same moment, naming its input in its own work folder (another
-  // job's, another client's). Those lines are left out; where nothing of its own is left, the
-  // failure is said without libvips' words (CI stop 53, review K24).
-  if (file && file.linksIn) {
-    const root = path.dirname(path.resolve(file.linksIn)) + path.sep;
-    const own = lines.filter((l) => !l.includes(root));
+  if (file) {
+    const own = ownLines(lines);
     if (own.length < lines.length) {
       if (own.length === 0) return 'not a decodable image';
       lines = own;
