@@ -136,7 +136,7 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   // A pyramid of a TIFF, AVIF/HEIF or GIF source gets JPEG (or, with alpha, PNG) tiles.
   const format = tileFormatFor(outputFormat(o.params, sourceMeta.format), split.output, sourceMeta.hasAlpha ?? false);
   checkSampleFormat(sourceMeta, o.input.name, split);
-  checkWholeDecode(sourceMeta, config, o.input.name);
+  checkWholeDecode(sourceMeta, config, o.input.name, split.prefix.autoOrient);
   if ((sourceMeta.pages ?? 1) > 1) {
     // An animated GIF or WebP gives its first frame in a format that does not keep frames (as on the
     // batch path); libvips reads page 0 alone unless told otherwise, here and on the workers.
@@ -185,14 +185,19 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
  * decode is sized for). A few-hundred-KiB interlaced PNG of 16,000 x 16,000 took a coordinator to
  * 869 MiB; one of a gigapixel would take it down, with every job it holds (review MEM).
  */
-function checkWholeDecode(m: sharp.Metadata, config: TileConfig, input: string): void {
+function checkWholeDecode(m: sharp.Metadata, config: TileConfig, input: string, autoOrient: boolean): void {
   const pixels = (m.width ?? 0) * (m.height ?? 0);
-  const whole = m.isProgressive || !['jpeg', 'png', 'tiff'].includes(m.format ?? '');
+  // An EXIF orientation other than upright or mirrored left to right is applied by the decode, and
+  // libvips turns (or flips top to bottom) only a whole image: a portrait photo of 1 Gpx held 3 GB
+  // of the coordinator's memory, the process every job shares (review IWILD2).
+  const turned = autoOrient && (m.orientation ?? 1) > 2;
+  const whole = m.isProgressive || !['jpeg', 'png', 'tiff'].includes(m.format ?? '') || turned;
   if (!whole || pixels <= config.maxStripPixels) return;
-  const what = m.format === 'jpeg' ? 'a progressive JPEG' : m.format === 'png' ? 'an interlaced PNG' : `a ${(m.format ?? 'image').toUpperCase()}`;
+  const what = turned && !m.isProgressive ? `an image turned by its EXIF orientation ${m.orientation}` : m.format === 'jpeg' ? 'a progressive JPEG' : m.format === 'png' ? 'an interlaced PNG' : `a ${(m.format ?? 'image').toUpperCase()}`;
+  const fix = turned && !m.isProgressive ? 'save it upright (orientation 1)' : 'save it as a baseline JPEG, a non-interlaced PNG or a TIFF';
   throw new TesseraError(
     status.RESOURCE_EXHAUSTED,
-    `${input}: ${what} of ${m.width}x${m.height} decodes only whole, and ${(pixels / 1e6).toFixed(0)} Mpx is more than a decode may hold (${(config.maxStripPixels / 1e6).toFixed(0)} Mpx, TESSERA_TILE_MAX_STRIP_PIXELS): save it as a baseline JPEG, a non-interlaced PNG or a TIFF`,
+    `${input}: ${what} of ${m.width}x${m.height} decodes only whole, and ${(pixels / 1e6).toFixed(0)} Mpx is more than a decode may hold (${(config.maxStripPixels / 1e6).toFixed(0)} Mpx, TESSERA_TILE_MAX_STRIP_PIXELS): ${fix}`,
     { input, retryable: false },
   );
 }
