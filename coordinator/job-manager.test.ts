@@ -717,6 +717,27 @@ describe('quarantine', () => {
   });
 });
 
+describe('quarantine counts what fails on this worker only', () => {
+  it("leaves out failures of a job as many as it failed on another worker, and counts the rest (a broken worker's)", async () => {
+    const { manager, registry, worker, store, assigned } = setup(undefined, 8, 0, 3);
+    const other = secondWorker(registry, []);
+    const job = manager.newJob({ ...spec, passthrough: { subtasks: 12, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
+    manager.accept(job);
+    await until(() => assigned().length === 8, 'eight subtasks on the first worker');
+    const held = assigned().map((a) => a.subtask_id!);
+    const fail = (id: string) => manager.onResult(worker, { subtaskId: id, attempt: 1, ok: false, outputs: [], itemErrors: [], retryable: true, result: undefined, error: { input: '', code: 'UNAVAILABLE', message: 'failed' } });
+    // The same job failed twice on the other worker in the window: two of this worker's failures of it are the job's.
+    other.recentFailures.push({ at: steadyNow(), jobId: job.id }, { at: steadyNow(), jobId: job.id });
+    for (const id of held.slice(0, 4)) fail(id);
+    expect(worker.state).toBe('active');
+    // A fifth: three beyond the job's failures elsewhere, the limit.
+    fail(held[4]!);
+    expect(worker.state).toBe('quarantined');
+    manager.close();
+    store.close();
+  });
+});
+
 describe('quarantine and the encoders work requires', () => {
   /** Eight segments that require libsvtav1, as the video kind plans an AV1 job. */
   function av1Kind(): void {

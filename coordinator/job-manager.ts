@@ -1373,13 +1373,19 @@ export class JobManager {
     // A job whose attempts fail on other workers too in the window is at fault, not this worker: one
     // client's job failing wherever it ran (its inputs, the diagnostic kind's fail_first_attempts)
     // quarantined two of three healthy workers, and every other client's work then had one (review
-    // MTEN). Only failures of jobs that have failed nowhere else count.
-    const elsewhere = new Set<string>();
+    // MTEN). Of each job's failures here, only those beyond what it failed on any other worker count:
+    // a broken worker's stay its own, one stray failure of the same job elsewhere taking off one.
+    const here = new Map<string, number>();
+    for (const f of w.recentFailures) here.set(f.jobId, (here.get(f.jobId) ?? 0) + 1);
+    const elsewhere = new Map<string, number>();
     for (const o of this.registry.all()) {
       if (o === w) continue;
-      for (const f of o.recentFailures) if (now - f.at < FAILURE_WINDOW_MS) elsewhere.add(f.jobId);
+      const counts = new Map<string, number>();
+      for (const f of o.recentFailures) if (now - f.at < FAILURE_WINDOW_MS && here.has(f.jobId)) counts.set(f.jobId, (counts.get(f.jobId) ?? 0) + 1);
+      for (const [jobId, n] of counts) elsewhere.set(jobId, Math.max(elsewhere.get(jobId) ?? 0, n));
     }
-    const own = w.recentFailures.filter((f) => !elsewhere.has(f.jobId)).length;
+    let own = 0;
+    for (const [jobId, n] of here) own += Math.max(0, n - (elsewhere.get(jobId) ?? 0));
     // Never quarantine the last active worker of a kind it runs (whichever kind failed: a
     // quarantine stops all its work), nor the only one with the encoder or feature some unfinished
     // work requires (the one AV1 encoder of a cluster): a cluster that stops itself helps nobody.
