@@ -146,11 +146,15 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
   });
 
   /** One submission: the spec, then its inputs (uploaded or by reference), checked; then the job is accepted. */
-  async function submit(owner: string, messages: AsyncIterable<SubmitJobRequest__Output>, signal: AbortSignal, subtaskLimit: number): Promise<ReturnType<typeof toJobMessage>> {
+  async function submit(owner: string, messages: AsyncIterable<SubmitJobRequest__Output>, signal: AbortSignal, subtaskLimit: number, admin = true): Promise<ReturnType<typeof toJobMessage>> {
     if (shuttingDown) throw new TesseraError(status.UNAVAILABLE, 'the coordinator is shutting down: send the submission again (to its next run)');
     const iterator = idleLimited(messages[Symbol.asyncIterator](), uploadIdleMs(), (m) => (m.msg === 'data' ? (m.data?.length ?? 0) : Infinity));
     const first = await iterator.next();
     if (first.done || first.value.msg !== 'spec' || !first.value.spec) throw invalidArgument('the first SubmitJob message must be the job spec');
+    const asked = first.value.spec.priority ?? 0;
+    if (!admin && asked > limits.maxClientPriority) {
+      throw new TesseraError(status.PERMISSION_DENIED, `spec.priority ${asked} is over the highest a client token may ask on this coordinator (--max-client-priority=${limits.maxClientPriority}); an admin token may ask more`, { retryable: false });
+    }
     const job = jobs.newJob(first.value.spec, owner);
     const requestId = job.spec.request_id;
     const requestKey = requestId ? `${owner}\n${requestId}` : undefined;
@@ -338,7 +342,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       // The answer's subtasks: a page where the client asks for pages, else all of them where they
       // fit in a page's bytes (as before pages), or the first page.
       const limit = Number(ctx.metadata.get(SUBTASK_PAGE_HEADER)[0] ?? 0);
-      return submit(access.identify(ctx.metadata).id, messages, ctx.signal, Number.isSafeInteger(limit) && limit > 0 ? limit : 0);
+      const caller = access.identify(ctx.metadata);
+      return submit(caller.id, messages, ctx.signal, Number.isSafeInteger(limit) && limit > 0 ? limit : 0, caller.admin);
     }),
 
     WatchJob: serverStream(log, (req: { job_id: string; after_seq: string; batch: boolean; inline_outputs_up_to: number; types: string[] }, ctx) => {

@@ -26,6 +26,11 @@ export interface Limits {
   maxJobsPerClient: number;
   /** WatchJob and DownloadOutput calls one client has open at once (each holds some memory). */
   maxStreamsPerClient: number;
+  /**
+   * Highest `spec.priority` a client token that is no admin one may ask: a higher priority goes
+   * ahead of every other client's work, and takes back their queued assignments (review MTEN).
+   */
+  maxClientPriority: number;
 }
 
 /** One limit's flag, environment variable, default and meaning. */
@@ -35,6 +40,10 @@ export interface LimitSpec {
   env: string;
   fallback: number;
   description: string;
+  /** The least value it takes (1 where absent). */
+  min?: number;
+  /** Said of the default in --help instead of the number. */
+  fallbackText?: string;
 }
 
 export const LIMIT_SPECS: readonly LimitSpec[] = [
@@ -50,7 +59,13 @@ export const LIMIT_SPECS: readonly LimitSpec[] = [
   { key: 'maxJobsPerClient', flag: '--max-jobs-per-client', env: 'TESSERA_MAX_JOBS_PER_CLIENT', fallback: 100, description: 'most unfinished jobs of one client' },
   // About 18 KiB of the coordinator's memory each: 1000 is 18 MiB, and many watchers per job.
   { key: 'maxStreamsPerClient', flag: '--max-streams-per-client', env: 'TESSERA_MAX_STREAMS_PER_CLIENT', fallback: 1000, description: 'most WatchJob and DownloadOutput calls one client has open at once' },
+  { key: 'maxClientPriority', flag: '--max-client-priority', env: 'TESSERA_MAX_CLIENT_PRIORITY', fallback: 2 ** 31 - 1, min: 0, fallbackText: 'none', description: 'highest job priority a client token that is no admin one may ask' },
 ];
+
+/** What a limit's value must be, as its refusal says it. */
+export function limitRule(s: LimitSpec): string {
+  return (s.min ?? 1) === 1 ? 'is not a positive integer' : `is not a whole number of ${s.min} or more`;
+}
 
 /** The flag that sets a limit, for messages ("over the limit --max-pixels=..."). */
 export function limitFlag(key: keyof Limits): string {
@@ -75,7 +90,7 @@ export function resolveLimits(explicit: Partial<Record<keyof Limits, number | st
       continue;
     }
     const n = Number(raw);
-    if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${s.flag} (${s.env}): "${String(raw)}" is not a positive integer`);
+    if (!Number.isSafeInteger(n) || n < (s.min ?? 1)) throw new Error(`${s.flag} (${s.env}): "${String(raw)}" ${limitRule(s)}`);
     out[s.key] = n;
   }
   return out;

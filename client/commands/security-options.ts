@@ -9,16 +9,16 @@ import path from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { MIN_TOKEN_LENGTH, parseClientTokens, readSecret, tokenFingerprint, tokenProblem, type TokenEntry } from '../../shared/auth.js';
-import { LIMIT_SPECS, type LimitSpec, type Limits } from '../../shared/limits.js';
+import { LIMIT_SPECS, limitRule, type LimitSpec, type Limits } from '../../shared/limits.js';
 import { channelCredentials, type ServerTlsFiles } from '../../shared/tls.js';
 import type { CoordinatorOptions } from '../../coordinator/coordinator.js';
 import type { WorkerOptions } from '../../worker/worker.js';
 import { UsageError } from './usage-error.js';
 
 // InvalidArgumentError: commander reports it as a usage error (exit 2), as it does int()'s.
-const positiveInt = (flag: string) => (v: string): number => {
+const limitValue = (s: LimitSpec) => (v: string): number => {
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`${flag}: "${v}" is not a positive integer`);
+  if (!Number.isSafeInteger(n) || n < (s.min ?? 1)) throw new InvalidArgumentError(`${s.flag}: "${v}" ${limitRule(s)}`);
   return n;
 };
 
@@ -158,7 +158,7 @@ export function coordinatorSecurityOptions(c: Command): Command {
     .option('--worker-token-file <file>', 'file holding the worker join token')
     .option('--client-tokens <list>', 'client API tokens, NAME:TOKEN[:admin],... (prefer a file)')
     .option('--client-tokens-file <file>', 'file of client API tokens, one NAME:TOKEN[:admin] per line');
-  for (const s of LIMIT_SPECS) c.addOption(new Option(`${s.flag} <n>`, `limit: ${s.description} (default ${readableDefault(s)})`).argParser(positiveInt(s.flag)));
+  for (const s of LIMIT_SPECS) c.addOption(new Option(`${s.flag} <n>`, `limit: ${s.description} (default ${readableDefault(s)})`).argParser(limitValue(s)));
   return c;
 }
 
@@ -398,6 +398,7 @@ export function redactSecrets(options: Record<string, unknown>): Record<string, 
 
 /** A limit's default as people read it: bytes in GiB and seconds in hours, beside the number to type. */
 function readableDefault(s: LimitSpec): string {
+  if (s.fallbackText) return s.fallbackText;
   const exact = String(s.fallback);
   if (s.key.endsWith('Bytes') && s.fallback % 1024 ** 3 === 0) return `${s.fallback / 1024 ** 3} GiB = ${exact}`;
   if (s.key.endsWith('Seconds') && s.fallback % 3600 === 0) return `${s.fallback / 3600} h = ${exact}`;
