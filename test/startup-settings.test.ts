@@ -68,6 +68,9 @@ describe('invalid startup settings exit 2 with a message naming the option', () 
       [coordinator('--ttl-ms', '-5'), {}, 'tessera: --ttl-ms -5: must be at least twice the heartbeat interval (--heartbeat-ms 1000), or workers are declared lost between heartbeats'],
       [coordinator('--config', f('ttl.yaml')), {}, 'tessera: config key "ttl-ms" (-5): must be at least twice the heartbeat interval (--heartbeat-ms 1000), or workers are declared lost between heartbeats'],
       [coordinator('--heartbeat-ms', '-1'), {}, 'tessera: --heartbeat-ms -1: must be at least 100'],
+      // Past the top, no negative range offered (each has a minimum of its own; review RDOC2).
+      [coordinator('--heartbeat-ms', '3000000000'), {}, /^error: option '--heartbeat-ms <ms>' argument '3000000000' is invalid\. --heartbeat-ms must be at most 2147483647, got 3000000000$/m],
+      [worker('--keepalive-timeout-ms', '3000000000'), {}, /^error: option '--keepalive-timeout-ms <ms>' argument '3000000000' is invalid\. --keepalive-timeout-ms must be at most 2147483647, got 3000000000$/m],
       [coordinator('--subtask-timeout-ms', '-3'), {}, 'tessera: --subtask-timeout-ms -3: must be at least 1000'],
       [worker('--keepalive-timeout-ms', '-1'), {}, 'tessera: --keepalive-timeout-ms -1: must be a whole number of ms, at least 1000'],
       [coordinator('--max-attempts', '0'), {}, 'tessera: --max-attempts 0: must be at least 1'],

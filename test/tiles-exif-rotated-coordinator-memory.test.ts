@@ -12,6 +12,9 @@
  * Measured in a child process (the coordinator's planTiles from dist/, `npm run build` first):
  * peak RSS (VmHWM: getrusage's maxRSS would be the forking test process's) while an 8000 x 6000 JPEG (144 MB decoded) is decoded and cut into strips, with
  * TESSERA_TILE_MAX_STRIP_PIXELS at 20 Mpx, for orientation 1 and for orientations 6 and 3.
+ *
+ * A refusal of a source both progressive and turned said only "save it as a baseline JPEG": done,
+ * it was refused again, "save it upright" (review RDOC2).
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -21,6 +24,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { allTiles, planTiles } from '../coordinator/kinds/image-tiles.js';
+import { validateImageParams } from '../shared/kinds/image-params.js';
+import { tileConfig } from '../shared/media/tile-config.js';
 
 const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
 const W = 8000;
@@ -35,6 +41,9 @@ beforeAll(async () => {
   const gradient = sharp({ create: { width: W, height: H, channels: 3, background: '#3a6' } }).linear([1, 0.5, 0.8], [0, 20, 40]);
   const base = await gradient.jpeg({ quality: 80 }).toBuffer();
   for (const o of [1, 3, 6]) await sharp(base).withMetadata({ orientation: o }).jpeg({ quality: 80 }).toFile(path.join(dir, `o${o}.jpg`));
+  const small = sharp({ create: { width: 1600, height: 1200, channels: 3, background: '#3a6' } });
+  await small.clone().withMetadata({ orientation: 6 }).jpeg({ quality: 80, progressive: true }).toFile(path.join(dir, 'prog-o6.jpg'));
+  await small.clone().withMetadata({ orientation: 6 }).jpeg({ quality: 80 }).toFile(path.join(dir, 'base-o6.jpg'));
   script = path.join(dir, 'plan.mjs');
   await writeFile(
     script,
@@ -85,4 +94,34 @@ describe('tiling a huge JPEG that carries an EXIF orientation', () => {
     // orientation out of the decode, into the tiles' own right-angle transform).
     expect(seen.slice(1).every((l) => / refused /.test(l)), seen.join('\n')).toBe(true);
   }, 120_000);
+});
+
+async function refusal(name: string): Promise<string> {
+  const workDir = await mkdtemp(path.join(dir, 'job-'));
+  try {
+    const p = await planTiles({
+      input: { name, path: path.join(dir, name), size: 0, sha256: '' },
+      params: validateImageParams({ format: 'jpeg' }),
+      workDir,
+      slots: 2,
+      signal: new AbortController().signal,
+      config: { ...tileConfig({}), maxStripPixels: 1_000_000 },
+    } as Parameters<typeof planTiles>[0]);
+    return `planned ${(await allTiles(p)).length}`;
+  } catch (err) {
+    return `${(err as { codeName?: string }).codeName ?? ''} ${(err as Error).message}`;
+  }
+}
+
+describe('a huge progressive JPEG that is also turned by its EXIF orientation', () => {
+  it("is refused with advice that, followed, is enough: not only 'save it as a baseline JPEG'", async () => {
+    const first = await refusal('prog-o6.jpg');
+    expect(first).toMatch(/RESOURCE_EXHAUSTED/);
+    // Following the advice of the first refusal (a baseline JPEG, orientation kept) is refused again:
+    const second = await refusal('base-o6.jpg');
+    expect(second).toMatch(/RESOURCE_EXHAUSTED.*upright/);
+    // So the first refusal should already say the orientation (observed: only "a progressive JPEG
+    // ... save it as a baseline JPEG, a non-interlaced PNG or a TIFF").
+    expect(first).toMatch(/a progressive JPEG turned by its EXIF orientation 6 .*save it upright as a baseline JPEG/);
+  }, 30_000);
 });

@@ -32,6 +32,8 @@ export const int =
     if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be a whole number, got "${v}"`);
     const min = opts.min ?? (opts.signed ? -(2 ** 31) : 0);
     if (n === 0 && min > 0) throw new InvalidArgumentError(`${name} must be ${min} or more, got 0${opts.noDefault ? '' : ' (leave it out for the default)'}`);
+    // Signed, past the top: the least it takes may be its own (checked later, "at least 100"), not -2^31.
+    if (opts.signed && n > 2 ** 31 - 1) throw new InvalidArgumentError(`${name} must be at most ${2 ** 31 - 1}, got ${v}`);
     if (n < min || n > 2 ** 31 - 1) throw new InvalidArgumentError(`${name} must be between ${min} and ${2 ** 31 - 1}, got ${v}`);
     return n;
   };

@@ -193,8 +193,11 @@ function checkWholeDecode(m: sharp.Metadata, config: TileConfig, input: string, 
   const turned = autoOrient && (m.orientation ?? 1) > 2;
   const whole = m.isProgressive || !['jpeg', 'png', 'tiff'].includes(m.format ?? '') || turned;
   if (!whole || pixels <= config.maxStripPixels) return;
-  const what = turned && !m.isProgressive ? `an image turned by its EXIF orientation ${m.orientation}` : m.format === 'jpeg' ? 'a progressive JPEG' : m.format === 'png' ? 'an interlaced PNG' : `a ${(m.format ?? 'image').toUpperCase()}`;
-  const fix = turned && !m.isProgressive ? 'save it upright (orientation 1)' : 'save it as a baseline JPEG, a non-interlaced PNG or a TIFF';
+  // Both causes said where both hold (a phone's progressive portrait photo): the advice, followed, is enough.
+  const format = m.isProgressive || !['jpeg', 'png', 'tiff'].includes(m.format ?? '');
+  const kind = m.format === 'jpeg' ? 'a progressive JPEG' : m.format === 'png' ? 'an interlaced PNG' : `a ${(m.format ?? 'image').toUpperCase()}`;
+  const what = format ? `${kind}${turned ? ` turned by its EXIF orientation ${m.orientation}` : ''}` : `an image turned by its EXIF orientation ${m.orientation}`;
+  const fix = format ? `save it${turned ? ' upright' : ''} as a baseline JPEG, a non-interlaced PNG or a TIFF` : 'save it upright (orientation 1)';
   throw new TesseraError(
     status.RESOURCE_EXHAUSTED,
     `${input}: ${what} of ${m.width}x${m.height} decodes only whole, and ${(pixels / 1e6).toFixed(0)} Mpx is more than a decode may hold (${(config.maxStripPixels / 1e6).toFixed(0)} Mpx, TESSERA_TILE_MAX_STRIP_PIXELS): ${fix}`,
