@@ -718,19 +718,22 @@ describe('quarantine', () => {
 });
 
 describe('quarantine counts what fails on this worker only', () => {
-  it("leaves out failures of a job as many as it failed on another worker, and counts the rest (a broken worker's)", async () => {
+  it("leaves out failures of a job that fails on the other workers about as often, and counts a broken worker's whatever failed elsewhere", async () => {
     const { manager, registry, worker, store, assigned } = setup(undefined, 8, 0, 3);
-    const other = secondWorker(registry, []);
+    const other = secondWorker(registry, [], { id: 'w2', slots: 0 });
+    const third = secondWorker(registry, [], { id: 'w3', slots: 0 });
     const job = manager.newJob({ ...spec, passthrough: { subtasks: 12, work_ms: 0, fail_first_attempts: 0 } } as unknown as JobSpec__Output, 'anonymous');
     manager.accept(job);
     await until(() => assigned().length === 8, 'eight subtasks on the first worker');
     const held = assigned().map((a) => a.subtask_id!);
     const fail = (id: string) => manager.onResult(worker, { subtaskId: id, attempt: 1, ok: false, outputs: [], itemErrors: [], retryable: true, result: undefined, error: { input: '', code: 'UNAVAILABLE', message: 'failed' } });
-    // The same job failed twice on the other worker in the window: two of this worker's failures of it are the job's.
-    other.recentFailures.push({ at: steadyNow(), jobId: job.id }, { at: steadyNow(), jobId: job.id });
+    // The job fails on every other worker as it does here (one client's job failing wherever it runs): not this worker's fault.
+    other.jobOutcomes.set(job.id, { ok: 1, failed: 5, at: steadyNow() });
+    third.jobOutcomes.set(job.id, { ok: 0, failed: 4, at: steadyNow() });
     for (const id of held.slice(0, 4)) fail(id);
     expect(worker.state).toBe('active');
-    // A fifth: three beyond the job's failures elsewhere, the limit.
+    // One other worker runs it well (a stray failure, another broken worker beside): this worker's failures are its own.
+    third.jobOutcomes.set(job.id, { ok: 20, failed: 1, at: steadyNow() });
     fail(held[4]!);
     expect(worker.state).toBe('quarantined');
     manager.close();

@@ -1243,6 +1243,7 @@ export class JobManager {
     const active = this.active.get(s.jobId)!;
     const lease = s.leases.find((l) => l.attempt === r.attempt)!;
     s.leases = s.leases.filter((l) => l !== lease);
+    if (r.ok || (r.retryable && !r.coordinatorFault)) noteOutcome(w, s.jobId, r.ok);
     if (r.ok) {
       w.done++;
       // First valid result wins: the other copy (if any) is cancelled.
@@ -1370,22 +1371,33 @@ export class JobManager {
     const now = steadyNow();
     w.recentFailures = w.recentFailures.filter((f) => now - f.at < FAILURE_WINDOW_MS);
     w.recentFailures.push({ at: now, jobId });
-    // A job whose attempts fail on other workers too in the window is at fault, not this worker: one
+    // A job that fails on the other workers about as often as here is at fault, not this worker: one
     // client's job failing wherever it ran (its inputs, the diagnostic kind's fail_first_attempts)
     // quarantined two of three healthy workers, and every other client's work then had one (review
-    // MTEN). Of each job's failures here, only those beyond what it failed on any other worker count:
-    // a broken worker's stay its own, one stray failure of the same job elsewhere taking off one.
-    const here = new Map<string, number>();
-    for (const f of w.recentFailures) here.set(f.jobId, (here.get(f.jobId) ?? 0) + 1);
-    const elsewhere = new Map<string, number>();
-    for (const o of this.registry.all()) {
-      if (o === w) continue;
-      const counts = new Map<string, number>();
-      for (const f of o.recentFailures) if (now - f.at < FAILURE_WINDOW_MS && here.has(f.jobId)) counts.set(f.jobId, (counts.get(f.jobId) ?? 0) + 1);
-      for (const [jobId, n] of counts) elsewhere.set(jobId, Math.max(elsewhere.get(jobId) ?? 0, n));
-    }
+    // MTEN). A failure counts unless every other worker that ran its job lately failed it at least
+    // a quarter as often as this one does: a broken worker's failures count as long as one worker
+    // runs the job well, whatever failed elsewhere (another broken worker, a stray failure; review K26).
+    // Its own earlier session (a restart under its name) is no other worker.
+    const rate = (o: { ok: number; failed: number }): number => o.failed / Math.max(1, o.ok + o.failed);
+    const excused = new Map<string, boolean>();
+    const jobAtFault = (jobId: string): boolean => {
+      const mine = w.jobOutcomes.get(jobId);
+      if (!mine) return false;
+      let best = Infinity;
+      for (const o of this.registry.all()) {
+        if (o === w || o.name === w.name) continue;
+        const theirs = o.jobOutcomes.get(jobId);
+        // (A worker with fewer results of the job says nothing of it: one stray failure is no rate.)
+        if (theirs && now - theirs.at < FAILURE_WINDOW_MS && theirs.ok + theirs.failed >= 3) best = Math.min(best, rate(theirs));
+      }
+      return best !== Infinity && best >= rate(mine) / 4;
+    };
     let own = 0;
-    for (const [jobId, n] of here) own += Math.max(0, n - (elsewhere.get(jobId) ?? 0));
+    for (const f of w.recentFailures) {
+      let atFault = excused.get(f.jobId);
+      if (atFault === undefined) excused.set(f.jobId, (atFault = jobAtFault(f.jobId)));
+      if (!atFault) own++;
+    }
     // Never quarantine the last active worker of a kind it runs (whichever kind failed: a
     // quarantine stops all its work), nor the only one with the encoder or feature some unfinished
     // work requires (the one AV1 encoder of a cluster): a cluster that stops itself helps nobody.
@@ -2582,6 +2594,23 @@ function isCoordinatorTrouble(err: unknown): boolean {
   if (isOwnTroubleToWaitOut(err)) return true;
   // The store or spool that cannot write (limits are not retryable).
   return err instanceof TesseraError && err.code === status.RESOURCE_EXHAUSTED && err.retryable && !err.input;
+}
+
+/**
+ * Counts an attempt's result for its worker and job ({@link WorkerSession.jobOutcomes}): an entry
+ * idle for FAILURE_WINDOW_MS starts over, and idle ones go once a worker has run many jobs.
+ */
+function noteOutcome(w: WorkerSession, jobId: string, ok: boolean): void {
+  const now = steadyNow();
+  let e = w.jobOutcomes.get(jobId);
+  if (!e || now - e.at >= FAILURE_WINDOW_MS) {
+    if (w.jobOutcomes.size >= 256) for (const [id, o] of w.jobOutcomes) if (now - o.at >= FAILURE_WINDOW_MS) w.jobOutcomes.delete(id);
+    e = { ok: 0, failed: 0, at: now };
+    w.jobOutcomes.set(jobId, e);
+  }
+  if (ok) e.ok++;
+  else e.failed++;
+  e.at = now;
 }
 
 /** Longest failed job's message made of its errors (the errors themselves are all in `Job.errors`). */

@@ -45,6 +45,11 @@ export interface WorkerSession {
   failed: number;
   /** Its failures within FAILURE_WINDOW_MS (when, and of which job), for quarantine. */
   recentFailures: Array<{ at: number; jobId: string }>;
+  /**
+   * Its attempts' results per job (succeeded, failed retryably) since the entry was last idle for
+   * FAILURE_WINDOW_MS (`at`: the last one): whether a job fails on other workers as it does here.
+   */
+  jobOutcomes: Map<string, { ok: number; failed: number; at: number }>;
   /** When its quarantine ends (or last ended); 0: never quarantined. */
   quarantinedUntil: number;
   /** Quarantines in a row, each within QUARANTINE_RESET_MS of the last one's end: each lasts twice as long. */
@@ -97,6 +102,7 @@ export function newWorkerSession(r: Pick<WorkerSession, 'id' | 'name' | 'instanc
     done: 0,
     failed: 0,
     recentFailures: [],
+    jobOutcomes: new Map(),
     quarantinedUntil: 0,
     quarantines: 0,
     stalledSince: 0,
