@@ -359,3 +359,22 @@ describe('files whose headers say less or other than they hold, and conversions 
     expect(r.errors[0]!.message).not.toMatch(/truncated or corrupt/);
   });
 });
+
+// Sources at a rate the output codec cannot hold, as they come in the wild: old Mac sound (22254 Hz),
+// NTSC pull-down audio (44056 Hz), hi-res masters (192 kHz). `ffmpeg -i in out` picks the codec's
+// nearest rate; every such file was written at 48 kHz (review AWILD2).
+describe('a source rate the codec cannot take', () => {
+  for (const [rate, codec, ext, enc] of [[22254, 'mp3', 'mp3', 'libmp3lame'], [44056, 'mp3', 'mp3', 'libmp3lame'], [192000, 'aac', 'm4a', 'aac'], [22050, 'opus', 'opus', 'libopus']] as const) {
+    test(`${rate} Hz to ${codec} is written at the rate ffmpeg chooses`, async () => {
+      const src = path.join(dir, `src-${rate}.wav`);
+      await runFfmpeg(['-f', 'lavfi', '-i', `sine=f=440:r=${rate}:d=1`, '-c:a', 'pcm_s16le', '-y', src]);
+      const ref = path.join(dir, `ref.${ext}`);
+      await runFfmpeg(['-i', src, '-c:a', enc, '-y', ref]);
+      const want = (await probeAudio(ref, 'ref')).sampleRate;
+      const r = await runAudioInProcess({ codec }, [src], path.join(dir, `run-${rate}`));
+      expect(r.errors).toEqual([]);
+      const out = r.outputs.find((o) => o.name.endsWith(`.${ext}`))!;
+      expect((await probeAudio(out.path, out.name)).sampleRate).toBe(want);
+    });
+  }
+});

@@ -247,9 +247,23 @@ export function outputSampleRate(params: AudioJobParams, sourceRate: number): nu
   const want = params.sampleRate || sourceRate;
   const allowed = AUDIO_CODECS[params.codec].sampleRates;
   if (allowed.length === 0 || allowed.includes(want)) return want;
-  // The codec cannot take the source's rate (e.g. opus at 44.1 kHz): use 48 kHz, which all of them take.
-  return 48_000;
+  if (!(want > 0)) return 48_000;
+  // The codec cannot take the source's rate (opus at 44.1 kHz, an old Mac's 22254 Hz as MP3): the
+  // nearest it takes, as ffmpeg's format negotiation picks it (the first of equals in the encoder's
+  // own order). 48 kHz for all of them made 22254 Hz an MP3 at 48 kHz where ffmpeg writes 22050,
+  // and 192 kHz an AAC at 48 kHz where ffmpeg writes 96 kHz (review AWILD2).
+  const order = ENCODER_RATE_ORDER[params.codec] ?? allowed;
+  let best = order[0]!;
+  for (const r of order) if (Math.abs(r - want) < Math.abs(best - want)) best = r;
+  return best;
 }
+
+/** The rates each lossy encoder lists, in its own order (ffmpeg 5.1): the first of two equally near is taken. */
+const ENCODER_RATE_ORDER: Partial<Record<AudioCodec, readonly number[]>> = {
+  aac: [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000],
+  mp3: [44100, 48000, 32000, 22050, 24000, 16000, 11025, 12000, 8000],
+  opus: [48000, 24000, 16000, 12000, 8000],
+};
 
 /** The channel count of the output for a source count (mp3 cannot hold more than two). */
 export function outputChannels(params: AudioJobParams, sourceChannels: number): number {
