@@ -16,9 +16,9 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import sharp from 'sharp';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { TesseraClient } from '../client/index.js';
+import { damagedTiff } from './helpers/damaged-images.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 
 const WORKER = 'worker-token-0123456789abcdef';
@@ -29,21 +29,6 @@ let cluster: TestCluster;
 let dir: string;
 const clients: TesseraClient[] = [];
 
-/** A `width` x `height` uncompressed TIFF whose last (`damaged`) strip offsets point past the end of the file: the header reads, the pixels do not. */
-async function damagedTiff(width: number, height: number, damaged: number): Promise<Buffer> {
-  const tif = await sharp({ create: { width, height, channels: 3, background: '#888', noise: { type: 'gaussian', mean: 100, sigma: 30 } } })
-    .tiff({ compression: 'none' })
-    .toBuffer();
-  const ifd = tif.readUInt32LE(4);
-  for (let k = 0; k < tif.readUInt16LE(ifd); k++) {
-    const entry = ifd + 2 + 12 * k;
-    if (tif.readUInt16LE(entry) !== 273) continue; // StripOffsets
-    const count = tif.readUInt32LE(entry + 4);
-    if (count === 1) tif.writeUInt32LE(0x7ffffff0, entry + 8);
-    else for (let s = Math.max(0, count - damaged); s < count; s++) tif.writeUInt32LE(0x7ffffff0, tif.readUInt32LE(entry + 8) + 4 * s);
-  }
-  return tif;
-}
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-mten-quarantine-'));
@@ -58,6 +43,13 @@ beforeAll(async () => {
   });
 }, 60_000);
 
+/** A client of `token`, closed after the tests. */
+function as(token: string): TesseraClient {
+  const c = new TesseraClient({ address: cluster.address, token });
+  clients.push(c);
+  return c;
+}
+
 afterAll(async () => {
   for (const c of clients) c.close();
   await cluster?.stop();
@@ -65,11 +57,6 @@ afterAll(async () => {
 });
 
 it("one client's job that fails its own attempts does not quarantine the shared workers, leaving another client one worker", async () => {
-  const as = (token: string): TesseraClient => {
-    const c = new TesseraClient({ address: cluster.address, token });
-    clients.push(c);
-    return c;
-  };
   const alice = as(ALICE);
   const bob = as(BOB);
   // Alice: 8 subtasks, each failing its first 2 attempts (16 retryable failures, spread over the workers).
@@ -90,11 +77,6 @@ it("one client's job that fails its own attempts does not quarantine the shared 
 }, 60_000);
 
 it("a tiled image's decode error names neither another client's input nor the coordinator's spool", async () => {
-  const as = (token: string): TesseraClient => {
-    const c = new TesseraClient({ address: cluster.address, token });
-    clients.push(c);
-    return c;
-  };
   const alice = as(ALICE);
   const bob = as(BOB);
   const bytes = await damagedTiff(1500, 1000, 50);

@@ -13,13 +13,13 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { imageKind } from '../coordinator/kinds/image.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import { imageProcessor } from '../worker/processors/image.js';
 import { runImageBatch } from './helpers/image-batch.js';
 import { runKindInProcess } from './helpers/media.js';
+import { damagedTiff } from './helpers/damaged-images.js';
 import { startCluster } from './helpers/cluster.js';
 
 let dir: string;
@@ -30,22 +30,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A `width` x `height` uncompressed TIFF whose last (`damaged`) strip offsets point past the end of the file. */
-async function damagedTiff(width = 300, height = 200, damaged = 5): Promise<Buffer> {
-  const tif = await sharp({ create: { width, height, channels: 3, background: '#888', noise: { type: 'gaussian', mean: 100, sigma: 30 } } })
-    .tiff({ compression: 'none' })
-    .toBuffer();
-  const ifd = tif.readUInt32LE(4);
-  for (let k = 0; k < tif.readUInt16LE(ifd); k++) {
-    const entry = ifd + 2 + 12 * k;
-    if (tif.readUInt16LE(entry) !== 273) continue; // StripOffsets
-    const count = tif.readUInt32LE(entry + 4);
-    // One strip: its offset is the entry's value itself; more: the value points at the offsets.
-    if (count === 1) tif.writeUInt32LE(0x7ffffff0, entry + 8);
-    else for (let s = Math.max(0, count - damaged); s < count; s++) tif.writeUInt32LE(0x7ffffff0, tif.readUInt32LE(entry + 8) + 4 * s);
-  }
-  return tif;
-}
 
 const imageSpec = (params: Record<string, unknown>): JobSpec__Output =>
   ({ label: 'test', priority: 0, max_attempts: 3, params: 'image', image: params }) as unknown as JobSpec__Output;
