@@ -1243,7 +1243,10 @@ export class JobManager {
     const active = this.active.get(s.jobId)!;
     const lease = s.leases.find((l) => l.attempt === r.attempt)!;
     s.leases = s.leases.filter((l) => l !== lease);
-    if (r.ok || (r.retryable && !r.coordinatorFault)) noteOutcome(w, s.jobId, r.ok);
+    // The diagnostic kind's asked-for failures (fail_first_attempts) are the job's, never the
+    // worker's: each subtask's first attempts fail wherever they run, by design (review K27).
+    const planned = !r.ok && active.record.kind === 'passthrough' && r.attempt <= (active.record.spec.passthrough?.fail_first_attempts ?? 0);
+    if (r.ok || (r.retryable && !r.coordinatorFault && !planned)) noteOutcome(w, s.jobId, r.ok);
     if (r.ok) {
       w.done++;
       // First valid result wins: the other copy (if any) is cancelled.
@@ -1291,7 +1294,7 @@ export class JobManager {
     } else {
       w.failed++;
       // Bad input is not the worker's fault: only retryable failures count towards quarantine.
-      if (r.retryable && !r.coordinatorFault) this.noteWorkerFailure(w, s.jobId);
+      if (r.retryable && !r.coordinatorFault && !planned) this.noteWorkerFailure(w, s.jobId);
       const error = r.error ?? { input: '', code: 'UNKNOWN', message: 'failed' };
       // A copy of an attempt its worker stalled on failed, and that worker has still said nothing
       // of it: left to decide, it would hold the subtask until its timeout (30 min). It is taken
@@ -1371,26 +1374,31 @@ export class JobManager {
     const now = steadyNow();
     w.recentFailures = w.recentFailures.filter((f) => now - f.at < FAILURE_WINDOW_MS);
     w.recentFailures.push({ at: now, jobId });
-    // A job that fails on the other workers about as often as here is at fault, not this worker: one
+    // A job that fails on the other workers as it does here is at fault, not this worker: one
     // client's job failing wherever it ran (its inputs, the diagnostic kind's fail_first_attempts)
     // quarantined two of three healthy workers, and every other client's work then had one (review
-    // MTEN). A failure counts unless every other worker that ran its job lately failed it at least
-    // a quarter as often as this one does: a broken worker's failures count as long as one worker
-    // runs the job well, whatever failed elsewhere (another broken worker, a stray failure; review K26).
-    // Its own earlier session (a restart under its name) is no other worker.
-    const rate = (o: { ok: number; failed: number }): number => o.failed / Math.max(1, o.ok + o.failed);
+    // MTEN). A failure is excused where its job, lately, on the other workers together, failed at
+    // least as often as it succeeded and at least half as many times as here, and no other worker
+    // runs it well (3 results or more, a tenth of them failed at most): a broken worker's failures
+    // count beside another broken worker, after a stray failure elsewhere, or where the job runs
+    // well elsewhere (reviews K26, K27). Where no other worker has a result of the job yet, they
+    // count, as before. Its own earlier session (a restart under its name) is no other worker.
+    const mineFailed = new Map<string, number>();
+    for (const f of w.recentFailures) mineFailed.set(f.jobId, (mineFailed.get(f.jobId) ?? 0) + 1);
     const excused = new Map<string, boolean>();
     const jobAtFault = (jobId: string): boolean => {
-      const mine = w.jobOutcomes.get(jobId);
-      if (!mine) return false;
-      let best = Infinity;
+      let ok = 0;
+      let failed = 0;
+      let runsWell = false;
       for (const o of this.registry.all()) {
         if (o === w || o.name === w.name) continue;
         const theirs = o.jobOutcomes.get(jobId);
-        // (A worker with fewer results of the job says nothing of it: one stray failure is no rate.)
-        if (theirs && now - theirs.at < FAILURE_WINDOW_MS && theirs.ok + theirs.failed >= 3) best = Math.min(best, rate(theirs));
+        if (!theirs || now - theirs.at >= FAILURE_WINDOW_MS) continue;
+        ok += theirs.ok;
+        failed += theirs.failed;
+        if (theirs.ok + theirs.failed >= 3 && theirs.failed * 10 <= theirs.ok + theirs.failed) runsWell = true;
       }
-      return best !== Infinity && best >= rate(mine) / 4;
+      return ok + failed > 0 && !runsWell && failed * 2 >= ok && failed * 2 >= (mineFailed.get(jobId) ?? 0);
     };
     let own = 0;
     for (const f of w.recentFailures) {
@@ -2634,3 +2642,4 @@ function failureSummary(errors: readonly string[]): string {
 function requestKey(owner: string, requestId: string): string {
   return `${owner}\n${requestId}`;
 }
+

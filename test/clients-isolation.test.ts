@@ -76,6 +76,16 @@ it("one client's job that fails its own attempts does not quarantine the shared 
   expect(ranOn.size, `Bob's subtasks ran on ${[...ranOn].join(', ')}`).toBeGreaterThan(1);
 }, 60_000);
 
+// Nor many small jobs of it, each failing on two workers (review K27).
+it("one client's one-subtask jobs failing their first attempts everywhere quarantine none of three healthy workers", async () => {
+  const alice = as(ALICE);
+  // 8 jobs, each one subtask failing its first 2 attempts (on two workers), succeeding on its third.
+  const jobs = await Promise.all(Array.from({ length: 8 }, () => alice.submit({ max_attempts: 3, passthrough: { subtasks: 1, work_ms: 0, fail_first_attempts: 2 } }, [])));
+  for (const j of jobs) expect((await alice.wait(j.id)).state).toBe('JOB_STATE_SUCCEEDED');
+  const states = (await alice.listWorkers()).map((w) => `${w.name}:${w.state}`);
+  expect(states.filter((s) => s.endsWith(':quarantined')), `workers after the jobs: ${states.join(', ')}`).toEqual([]);
+}, 60_000);
+
 it("a tiled image's decode error names neither another client's input nor the coordinator's spool", async () => {
   const alice = as(ALICE);
   const bob = as(BOB);

@@ -124,4 +124,33 @@ describe('quarantine of a broken worker, failures of a job counted elsewhere', (
     manager.close();
     store.close();
   });
+
+  // A stray failure among a healthy worker's few results is no rate (review K27).
+  it('one stray failure among a healthy worker\'s first three results of a job does not excuse a broken worker failing that job again and again', async () => {
+    const { manager, registry, worker, sent, store } = setup(3);
+    const healthy = addWorker(registry, 'h');
+    const rec = manager.newJob(job(32), 'anonymous');
+    manager.accept(rec);
+    await until(() => assignmentsIn(sent).length >= 4 && assignmentsIn(healthy.sent).length >= 3, 'subtasks on both workers');
+    // The healthy worker: one transient failure, two successes.
+    const [h1, h2, h3] = assignmentsIn(healthy.sent);
+    manager.onResult(healthy.w, failure(h1!.subtask_id!, h1!.attempt!));
+    manager.onResult(healthy.w, success(h2!.subtask_id!, h2!.attempt!));
+    manager.onResult(healthy.w, success(h3!.subtask_id!, h3!.attempt!));
+    // The broken worker fails everything it is given of the job: 8 failures in a row.
+    const handled = new Set<string>();
+    for (let i = 0; i < 100 && handled.size < 8 && worker.state === 'active'; i++) {
+      for (const a of assignmentsIn(sent)) {
+        const key = `${a.subtask_id}/${a.attempt}`;
+        if (handled.has(key) || handled.size >= 8) continue;
+        handled.add(key);
+        manager.onResult(worker, failure(a.subtask_id!, a.attempt!));
+      }
+      await sleep(10);
+    }
+    expect(worker.failed).toBeGreaterThanOrEqual(3);
+    expect({ failed: worker.failed, state: worker.state }).toEqual({ failed: worker.failed, state: 'quarantined' });
+    manager.close();
+    store.close();
+  });
 });
