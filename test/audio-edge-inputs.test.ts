@@ -378,3 +378,21 @@ describe('a source rate the codec cannot take', () => {
     });
   }
 });
+
+// The least of MPEG-4's rates: ffmpeg's AAC encoder writes it, as it is (review K27).
+test('a 7350 Hz source to AAC is written at 7350 Hz, as ffmpeg writes it', async () => {
+  const src = path.join(dir, 'src.wav');
+  await runFfmpeg(['-f', 'lavfi', '-i', 'sine=f=440:r=7350:d=1', '-c:a', 'pcm_s16le', '-y', src]);
+  const ref = path.join(dir, 'ref.m4a');
+  await runFfmpeg(['-i', src, '-c:a', 'aac', '-y', ref]);
+  const want = (await probeAudio(ref, 'ref')).sampleRate;
+  expect(want).toBe(7350);
+  const r = await runAudioInProcess({ codec: 'aac' }, [src], path.join(dir, 'run'));
+  expect(r.errors).toEqual([]);
+  const out = r.outputs.find((o) => o.name.endsWith('.m4a'))!;
+  expect((await probeAudio(out.path, out.name)).sampleRate).toBe(want);
+});
+
+test('sample_rate 7350 is taken for AAC, whose encoder writes it', () => {
+  expect(() => validateAudioParams({ codec: 'aac', sample_rate: 7350 })).not.toThrow();
+});

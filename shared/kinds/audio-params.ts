@@ -27,7 +27,7 @@ export interface AudioCodecInfo {
 }
 
 export const AUDIO_CODECS: Readonly<Record<AudioCodec, AudioCodecInfo>> = {
-  aac: { encoder: 'aac', extension: 'm4a', contentType: 'audio/mp4', lossy: true, defaultBitrate: 128_000, sampleRates: [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000], muxerOptions: { movflags: '+faststart' } },
+  aac: { encoder: 'aac', extension: 'm4a', contentType: 'audio/mp4', lossy: true, defaultBitrate: 128_000, sampleRates: [7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000], muxerOptions: { movflags: '+faststart' } },
   mp3: { encoder: 'libmp3lame', extension: 'mp3', contentType: 'audio/mpeg', lossy: true, defaultBitrate: 128_000, sampleRates: [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000], muxerOptions: {} },
   opus: { encoder: 'libopus', extension: 'opus', contentType: 'audio/ogg', lossy: true, defaultBitrate: 96_000, sampleRates: [8000, 12000, 16000, 24000, 48000], muxerOptions: {} },
   flac: { encoder: 'flac', extension: 'flac', contentType: 'audio/flac', lossy: false, defaultBitrate: 0, sampleRates: [], muxerOptions: {} },
@@ -118,8 +118,9 @@ export function validateAudioParams(raw: unknown): AudioJobParams {
     bitrate = info.defaultBitrate;
   }
   const sampleRate = num(p.sample_rate);
-  if (sampleRate !== 0 && (!Number.isInteger(sampleRate) || sampleRate < 8000 || sampleRate > 192_000)) {
-    throw invalidArgument(`sample_rate: ${sampleRate} Hz is outside 8000..192000`);
+  // 7350 Hz: the least of MPEG-4's rates, which ffmpeg's AAC encoder writes (review K27).
+  if (sampleRate !== 0 && (!Number.isInteger(sampleRate) || sampleRate < 7350 || sampleRate > 192_000)) {
+    throw invalidArgument(`sample_rate: ${sampleRate} Hz is outside 7350..192000`);
   }
   // FLAC's header codes rates past 65535 Hz in tens of hertz.
   if (codec === 'flac' && sampleRate > 65_535 && sampleRate % 10 !== 0) {
@@ -260,7 +261,7 @@ export function outputSampleRate(params: AudioJobParams, sourceRate: number): nu
 
 /** The rates each lossy encoder lists, in its own order (ffmpeg 5.1): the first of two equally near is taken. */
 const ENCODER_RATE_ORDER: Partial<Record<AudioCodec, readonly number[]>> = {
-  aac: [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000],
+  aac: [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350],
   mp3: [44100, 48000, 32000, 22050, 24000, 16000, 11025, 12000, 8000],
   opus: [48000, 24000, 16000, 12000, 8000],
 };
