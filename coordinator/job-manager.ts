@@ -1374,31 +1374,24 @@ export class JobManager {
     const now = steadyNow();
     w.recentFailures = w.recentFailures.filter((f) => now - f.at < FAILURE_WINDOW_MS);
     w.recentFailures.push({ at: now, jobId });
-    // A job that fails on the other workers as it does here is at fault, not this worker: one
-    // client's job failing wherever it ran (its inputs, the diagnostic kind's fail_first_attempts)
-    // quarantined two of three healthy workers, and every other client's work then had one (review
-    // MTEN). A failure is excused where its job, lately, on the other workers together, failed at
-    // least as often as it succeeded and at least half as many times as here, and no other worker
-    // runs it well (3 results or more, a tenth of them failed at most): a broken worker's failures
-    // count beside another broken worker, after a stray failure elsewhere, or where the job runs
-    // well elsewhere (reviews K26, K27). Where no other worker has a result of the job yet, they
-    // count, as before. Its own earlier session (a restart under its name) is no other worker.
-    const mineFailed = new Map<string, number>();
-    for (const f of w.recentFailures) mineFailed.set(f.jobId, (mineFailed.get(f.jobId) ?? 0) + 1);
+    // A job failing wherever it runs is at fault, not this worker: one client's job whose every
+    // attempt fails (its inputs time out on any worker) quarantined healthy workers, and every other
+    // client's work then had fewer (review MTEN). A failure is excused only on strong evidence: its
+    // job failed lately on at least two other workers and succeeded on none. Looser rules, by
+    // rates or counts of failures elsewhere, let broken workers excuse each other or a big worker
+    // look worse by its number of slots (reviews K26, K27, K28). Its own earlier session (a restart
+    // under its name) is no other worker. The diagnostic kind's asked-for failures never come here.
     const excused = new Map<string, boolean>();
     const jobAtFault = (jobId: string): boolean => {
-      let ok = 0;
-      let failed = 0;
-      let runsWell = false;
+      const failing = new Set<string>();
       for (const o of this.registry.all()) {
         if (o === w || o.name === w.name) continue;
         const theirs = o.jobOutcomes.get(jobId);
         if (!theirs || now - theirs.at >= FAILURE_WINDOW_MS) continue;
-        ok += theirs.ok;
-        failed += theirs.failed;
-        if (theirs.ok + theirs.failed >= 3 && theirs.failed * 10 <= theirs.ok + theirs.failed) runsWell = true;
+        if (theirs.ok > 0) return false;
+        if (theirs.failed > 0) failing.add(o.name);
       }
-      return ok + failed > 0 && !runsWell && failed * 2 >= ok && failed * 2 >= (mineFailed.get(jobId) ?? 0);
+      return failing.size >= 2;
     };
     let own = 0;
     for (const f of w.recentFailures) {
@@ -1511,6 +1504,7 @@ export class JobManager {
       // Only a counted failure sends the retry elsewhere at once (see Scheduler.pickFrom); any other
       // waits its backoff wherever it runs, also a retry after an earlier counted failure.
       s.failedOn = counts === true && on ? on : undefined;
+      if (s.failedOn && !s.failedOnAll?.includes(s.failedOn)) (s.failedOnAll ??= []).push(s.failedOn);
       s.workerId = '';
       s.error = error;
       // A counted failure backs off by the failures alone: the free tries before it (a disk full

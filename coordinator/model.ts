@@ -100,6 +100,12 @@ export interface SubtaskRecord extends Omit<SubtaskPlan, 'plan'> {
    */
   failedOn?: string;
   /**
+   * Every worker (session id) a counted attempt of it failed on (in memory only): the retry goes at
+   * once only to a worker it has not failed on; two broken workers bounced a subtask between them
+   * until its attempts ran out, the healthy worker busy (review K28).
+   */
+  failedOnAll?: string[];
+  /**
    * The worker (id and name) that called this subtask's input bad, while another worker is asked
    * for a second opinion (in memory only): it is not asked again, and if the other worker
    * succeeds, the verdict counts as that worker's failure.

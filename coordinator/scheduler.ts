@@ -331,10 +331,10 @@ export class Scheduler {
       const s = q.pending[i]!;
       const plain = s.failedOn === undefined && s.blamedBy === undefined;
       if (plain && unmet?.has(requiresKey(s))) continue;
-      // A retry goes at once to another worker than the one it just failed on (whose own trouble
-      // it may have been: a full temp disk, a broken library), and to that one after its backoff;
+      // A retry goes at once to a worker it has not failed on (whose own trouble it may have been: a
+      // full temp disk, a broken library), and to any after its backoff;
       // not at once to a worker holding a stalled attempt, which would sit on it as well.
-      let best = s.failedOn === undefined ? undefined : credit.most((w) => w.id !== s.failedOn && canRun(w, s, q.kind));
+      let best = s.failedOn === undefined ? undefined : credit.most((w) => w.id !== s.failedOn && !s.failedOnAll?.includes(w.id) && canRun(w, s, q.kind));
       if (best && best.stalledSince > 0) best = undefined;
       // The worker with the most free credit that can run it: spreads work evenly.
       if (!best && s.notBefore <= now) {
