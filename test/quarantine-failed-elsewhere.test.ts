@@ -10,10 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
-import { newWorkerSession, type WorkerRegistry, type WorkerSession } from '../coordinator/worker-registry.js';
-import { inProcessManager } from './helpers/job-manager.js';
+import type { WorkerSession } from '../coordinator/worker-registry.js';
+import { addWorker, assignmentsIn, failure, inProcessManager, success } from './helpers/job-manager.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -29,24 +28,7 @@ function setup(quarantineFailures: number) {
   return inProcessManager({ dataDir: dir, slots: 4, quarantineFailures, extra: { quarantineMs: 60_000 } });
 }
 
-function addWorker(registry: WorkerRegistry, id: string, name = `worker-${id}`): { w: WorkerSession; sent: CoordinatorMessage[] } {
-  const sent: CoordinatorMessage[] = [];
-  const w = newWorkerSession({
-    id,
-    name,
-    instanceId: `i-${id}`,
-    address: 'test',
-    slots: 4,
-    capabilities: { kinds: ['passthrough'], encoders: [] } as unknown as WorkerSession['capabilities'],
-    call: { write: (m: CoordinatorMessage) => sent.push(m) } as unknown as WorkerSession['call'],
-  });
-  registry.add(w);
-  return { w, sent };
-}
 
-const assignmentsIn = (sent: CoordinatorMessage[]) => sent.flatMap((m) => (m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])));
-const failure = (subtaskId: string, attempt: number) => ({ subtaskId, attempt, ok: false, outputs: [], itemErrors: [], retryable: true, result: undefined, error: { input: '', code: 'UNAVAILABLE', message: 'its scratch disk is gone' } });
-const success = (subtaskId: string, attempt: number) => ({ subtaskId, attempt, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
 
 async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
   for (let i = 0; i < ms / 10 && !cond(); i++) await sleep(10);
@@ -114,7 +96,7 @@ describe('quarantine of a broken worker, failures of a job counted elsewhere', (
     manager.onResult(worker, failure(a2!.subtask_id!, a2!.attempt!));
     expect(worker.recentFailures).toHaveLength(2);
     // worker-1's process restarts and registers again under its name before its old session is found lost.
-    const again = addWorker(registry, 'w1-again', 'worker-1');
+    const again = addWorker(registry, 'w1-again', { name: 'worker-1' });
     expect(again.w.recentFailures).toHaveLength(2);
     await until(() => assignmentsIn(again.sent).length >= 1, 'a subtask on the new session');
     const b = assignmentsIn(again.sent)[0]!;

@@ -9,10 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { CoordinatorMessage } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
-import { newWorkerSession, type WorkerRegistry, type WorkerSession } from '../coordinator/worker-registry.js';
-import { inProcessManager } from './helpers/job-manager.js';
+import { addWorker, assignmentsIn, failure, inProcessManager } from './helpers/job-manager.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -22,23 +20,7 @@ afterEach(() => {
 const job = (subtasks: number) =>
   ({ label: 'q', priority: 0, max_attempts: 0, params: 'passthrough', passthrough: { subtasks, work_ms: 0, fail_first_attempts: 0 } }) as unknown as JobSpec__Output;
 
-function addWorker(registry: WorkerRegistry, id: string, slots: number): { w: WorkerSession; sent: CoordinatorMessage[] } {
-  const sent: CoordinatorMessage[] = [];
-  const w = newWorkerSession({
-    id,
-    name: `worker-${id}`,
-    instanceId: `i-${id}`,
-    address: 'test',
-    slots,
-    capabilities: { kinds: ['passthrough'], encoders: [] } as unknown as WorkerSession['capabilities'],
-    call: { write: (m: CoordinatorMessage) => sent.push(m) } as unknown as WorkerSession['call'],
-  });
-  registry.add(w);
-  return { w, sent };
-}
 
-const assignmentsIn = (sent: CoordinatorMessage[]) => sent.flatMap((m) => (m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])));
-const failure = (subtaskId: string, attempt: number) => ({ subtaskId, attempt, ok: false, outputs: [], itemErrors: [], retryable: true, result: undefined, error: { input: '', code: 'UNAVAILABLE', message: 'its scratch disk is gone' } });
 
 describe('two broken workers beside a healthy one still running the job', () => {
   it('are quarantined before they use up the attempts of the job the healthy worker runs well', async () => {
@@ -47,8 +29,8 @@ describe('two broken workers beside a healthy one still running the job', () => 
     // worker-1 (the helper's, 2 slots) and worker-b (2 slots) are broken; worker-h (2 slots) is healthy
     // but its subtasks take minutes: it has no result of the job yet.
     const { manager, registry, worker, sent, store } = inProcessManager({ dataDir: dir, slots: 2, quarantineFailures: 5, extra: { quarantineMs: 60_000 } });
-    const broken2 = addWorker(registry, 'b', 2);
-    const healthy = addWorker(registry, 'h', 2);
+    const broken2 = addWorker(registry, 'b', { slots: 2 });
+    const healthy = addWorker(registry, 'h', { slots: 2 });
     const rec = manager.newJob(job(12), 'anonymous');
     manager.accept(rec);
     const handled = new Set<string>();

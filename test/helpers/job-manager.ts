@@ -51,3 +51,28 @@ export function inProcessManager(o: ManagerSetup) {
   const assigned = () => sent.flatMap((m) => (m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])));
   return { store, registry, manager, worker, sent, assigned };
 }
+
+/** Another passthrough worker session `id` (named `name`) of `slots` slots, whose control stream records what it is sent. */
+export function addWorker(registry: WorkerRegistry, id: string, o: { name?: string; slots?: number } = {}): { w: WorkerSession; sent: CoordinatorMessage[] } {
+  const sent: CoordinatorMessage[] = [];
+  const w = newWorkerSession({
+    id,
+    name: o.name ?? `worker-${id}`,
+    instanceId: `i-${id}`,
+    address: 'test',
+    slots: o.slots ?? 4,
+    capabilities: { kinds: ['passthrough'], encoders: [] } as unknown as WorkerSession['capabilities'],
+    call: { write: (m: CoordinatorMessage) => sent.push(m) } as unknown as WorkerSession['call'],
+  });
+  registry.add(w);
+  return { w, sent };
+}
+
+/** The assignments among what a worker session was sent. */
+export const assignmentsIn = (sent: CoordinatorMessage[]) => sent.flatMap((m) => (m.assign ? [m.assign] : (m.assign_batch?.assignments ?? [])));
+
+/** A retryable failure of an attempt, as a worker whose scratch disk is gone reports it. */
+export const failure = (subtaskId: string, attempt: number) => ({ subtaskId, attempt, ok: false, outputs: [], itemErrors: [], retryable: true, result: undefined, error: { input: '', code: 'UNAVAILABLE', message: 'its scratch disk is gone' } });
+
+/** A success of an attempt. */
+export const success = (subtaskId: string, attempt: number) => ({ subtaskId, attempt, ok: true, outputs: [], itemErrors: [], retryable: false, result: undefined });
