@@ -35,22 +35,29 @@ export interface SubtaskPage {
 /** Reads `limit` subtasks of a job from `offset` on, in the order they were made. */
 export type PageReader = (offset: number, limit: number) => SubtaskRecord[];
 
-function encodeToken(jobId: string, offset: number): string {
-  return Buffer.from(JSON.stringify([jobId, offset]), 'utf8').toString('base64url');
+/**
+ * A page token: the job, a tag naming what it pages (none for subtasks, as tokens from before
+ * list pages are) and where each list goes on, as base64url JSON.
+ */
+function encodeToken(jobId: string, tag: string | undefined, offsets: readonly number[]): string {
+  return Buffer.from(JSON.stringify([jobId, ...(tag ? [tag] : []), ...offsets]), 'utf8').toString('base64url');
 }
 
-function decodeToken(token: string, jobId: string): number {
+/** The offsets of a token {@link encodeToken} made for `jobId`, or INVALID_ARGUMENT naming `field`. */
+function decodeToken(token: string, jobId: string, field: 'subtask_page_token' | 'list_page_token', tag: string | undefined, count: number): number[] {
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
   } catch {
     parsed = undefined;
   }
-  if (!Array.isArray(parsed) || parsed.length !== 2 || typeof parsed[0] !== 'string' || !Number.isSafeInteger(parsed[1]) || (parsed[1] as number) < 0) {
-    throw invalidArgument('subtask_page_token: not a next_subtask_page_token this coordinator gave (damaged or cut short)');
+  const head = tag ? 2 : 1;
+  const at = Array.isArray(parsed) ? parsed.slice(head) : [];
+  if (!Array.isArray(parsed) || parsed.length !== head + count || typeof parsed[0] !== 'string' || (tag && parsed[1] !== tag) || !at.every((n) => Number.isSafeInteger(n) && (n as number) >= 0)) {
+    throw invalidArgument(`${field}: not a next_${field} this coordinator gave (damaged or cut short)`);
   }
-  if (parsed[0] !== jobId) throw invalidArgument(`subtask_page_token: made for job ${parsed[0] as string}, asked with job ${jobId}`);
-  return parsed[1] as number;
+  if (parsed[0] !== jobId) throw invalidArgument(`${field}: made for job ${parsed[0] as string}, asked with job ${jobId}`);
+  return at as number[];
 }
 
 /** Rough upper bound of a subtask's encoded size: its strings, and the rest's few dozen bytes. */
@@ -63,7 +70,7 @@ const infoBytes = (s: SubtaskInfo): number => 48 + Buffer.byteLength(s.id ?? '')
  */
 export function subtaskPage(jobId: string, read: PageReader, limit: number, token: string, maxBytes = MAX_SUBTASK_PAGE_BYTES): SubtaskPage {
   if (limit <= 0 && !token) return { subtasks: read(0, Number.MAX_SAFE_INTEGER).map(toSubtaskInfo), next: '' };
-  const offset = token ? decodeToken(token, jobId) : 0;
+  const offset = token ? decodeToken(token, jobId, 'subtask_page_token', undefined, 1)[0]! : 0;
   const size = limit > 0 ? Math.min(limit, MAX_SUBTASK_PAGE) : MAX_SUBTASK_PAGE;
   // One more than the page: whether another page follows, without counting them all.
   const records = read(offset, size + 1);
@@ -76,7 +83,7 @@ export function subtaskPage(jobId: string, read: PageReader, limit: number, toke
     if (bytes > maxBytes && subtasks.length > 0) break;
     subtasks.push(info);
   }
-  return { subtasks, next: subtasks.length < records.length ? encodeToken(jobId, offset + subtasks.length) : '' };
+  return { subtasks, next: subtasks.length < records.length ? encodeToken(jobId, undefined, [offset + subtasks.length]) : '' };
 }
 
 /**
@@ -132,21 +139,6 @@ export interface ListPage {
 
 const LIST_TOKEN_TAG = 'lists';
 
-function decodeListToken(token: string, jobId: string): [number, number, number, number] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
-  } catch {
-    parsed = undefined;
-  }
-  const at = Array.isArray(parsed) ? parsed.slice(2) : [];
-  if (!Array.isArray(parsed) || parsed.length !== 6 || parsed[1] !== LIST_TOKEN_TAG || typeof parsed[0] !== 'string' || !at.every((n) => Number.isSafeInteger(n) && (n as number) >= 0)) {
-    throw invalidArgument('list_page_token: not a next_list_page_token this coordinator gave (damaged or cut short)');
-  }
-  if (parsed[0] !== jobId) throw invalidArgument(`list_page_token: made for job ${parsed[0] as string}, asked with job ${jobId}`);
-  return at as [number, number, number, number];
-}
-
 const bytesOf = (...texts: Array<string | undefined>): number => texts.reduce((n, t) => n + Buffer.byteLength(t ?? ''), 16);
 
 /**
@@ -155,7 +147,7 @@ const bytesOf = (...texts: Array<string | undefined>): number => texts.reduce((n
  * whatever its size, so that every page moves on).
  */
 export function jobListsPage(job: JobRecord, token: string): ListPage {
-  const [i0, o0, e0, w0] = token ? decodeListToken(token, job.id) : [0, 0, 0, 0];
+  const [i0, o0, e0, w0] = token ? (decodeToken(token, job.id, 'list_page_token', LIST_TOKEN_TAG, 4) as [number, number, number, number]) : [0, 0, 0, 0];
   const page: ListPage = { inputs: [], outputs: [], errors: [], warnings: [], next: '', bytes: 0 };
   let full = false;
   const fill = <R, T>(records: readonly R[], from: number, into: T[], convert: (r: R) => T, size: (t: T) => number): number => {
@@ -178,7 +170,7 @@ export function jobListsPage(job: JobRecord, token: string): ListPage {
   const warnings = job.warnings ?? [];
   const w = fill(warnings, w0, page.warnings, (r) => ({ input: r.input, message: r.message }), (t) => bytesOf(t.input, t.message));
   if (i < job.inputs.length || o < job.outputs.length || e < job.errors.length || w < warnings.length) {
-    page.next = Buffer.from(JSON.stringify([job.id, LIST_TOKEN_TAG, i, o, e, w]), 'utf8').toString('base64url');
+    page.next = encodeToken(job.id, LIST_TOKEN_TAG, [i, o, e, w]);
   }
   return page;
 }
