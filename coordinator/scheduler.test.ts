@@ -222,6 +222,35 @@ describe('Scheduler', () => {
     expect(out.map((a) => `${a.worker.name}:${a.subtask.jobId}`)).toEqual(['idle:long']);
   });
 
+  it('queues nothing ahead while a job that does not use queue places waits at the same or a higher priority', () => {
+    // Two workers of one slot and one queue place, both running and queueing the short job.
+    const s = new Scheduler();
+    s.addJob('short', 'image', 0, 1);
+    s.enqueue(Array.from({ length: 50 }, (_, i) => subtask('short', i)));
+    const a = worker('a', 1, ['image'], 1);
+    const b = worker('b', 1, ['image'], 1);
+    const prefetch = { job: (jobId: string) => jobId === 'short', worker: () => true };
+    const lease = (out: ReturnType<Scheduler['dispatch']>): string[] => out.map((x) => (x.worker.leases.set(x.subtask.id, 1), `${x.worker.name}:${x.subtask.jobId}`));
+    expect(lease(s.dispatch([a, b], Date.now(), canRun, prefetch))).toEqual(['a:short', 'b:short', 'a:short', 'b:short']);
+    // A new job (not measured yet: no queue places) of a lower priority waits; queueing goes on.
+    s.addJob('low', 'image', -1, 2);
+    s.enqueue([subtask('low', 0)]);
+    a.leases.delete('short-0');
+    expect(lease(s.dispatch([a, b], Date.now(), canRun, prefetch))).toEqual(['a:short']);
+    // One of the same priority: each running subtask that ends leaves its slot to the one queued
+    // behind it, and the queue place is not refilled, so that the next to end frees a real slot.
+    s.addJob('same', 'image', 0, 3);
+    s.enqueue([subtask('same', 0)]);
+    a.leases.delete('short-2');
+    expect(lease(s.dispatch([a, b], Date.now(), canRun, prefetch))).toEqual([]);
+    b.leases.delete('short-1');
+    expect(lease(s.dispatch([a, b], Date.now(), canRun, prefetch))).toEqual([]);
+    // The next to end frees b's slot for it; nothing else waits at its priority, so the queue
+    // places fill again in the same pass.
+    b.leases.delete('short-3');
+    expect(lease(s.dispatch([a, b], Date.now(), canRun, prefetch))).toEqual(['b:same', 'a:short']);
+  });
+
   it('tracks retry backoff without scanning every pending subtask, and forgets dispatched retries', () => {
     const s = new Scheduler();
     s.addJob('a', 'image', 0, 1);

@@ -65,9 +65,13 @@ describe('a job of short subtasks running', () => {
       // Each job came while most of the busy job was still to run: had it waited for the busy job's
       // queue to drain, nearly all of that would have succeeded before it started.
       expect(BUSY - f.atCreation, `${name}: busy subtasks left when it was made`).toBeGreaterThanOrEqual(30);
-      // It took the next slot that freed: only the few busy subtasks already running or queued on
-      // the workers (2 slots + 2 queue places) finished before it, plus some leeway.
-      expect(f.atStart - f.atCreation, `${name}: busy subtasks that succeeded while it waited`).toBeLessThanOrEqual(10);
+      // It did not wait for the busy job's queue to drain (then at least 96 of its subtasks, all but
+      // those running or queued on the workers, would have succeeded first): it started while a
+      // fifth of the busy job was still to run. Not tighter: the time from a job's creation to its
+      // first slot includes its planning (probing the image), which on a loaded CI machine took
+      // over half a second while the busy job's 100 ms subtasks kept ending. That it gets the very
+      // next slot once planned is coordinator/scheduler.test.ts's "queues nothing ahead while...".
+      expect(f.atStart, `${name}: busy subtasks that succeeded before it started`).toBeLessThanOrEqual(BUSY - 20);
     }
   });
 });
