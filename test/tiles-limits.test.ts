@@ -68,22 +68,29 @@ describe('a forced tile size (--tile) against TESSERA_TILE_MAX_STRIP_PIXELS', ()
 });
 
 describe('a source libvips decodes only whole', () => {
-  it('is refused RESOURCE_EXHAUSTED, named, above TESSERA_TILE_MAX_STRIP_PIXELS: the coordinator would hold all of it decoded', async () => {
+  it('above TESSERA_TILE_MAX_STRIP_PIXELS: left to the batch path where tiling was not asked for; refused RESOURCE_EXHAUSTED, named, where it was (the coordinator would hold all of it decoded)', async () => {
     const progressive = path.join(dir, 'prog.jpg');
     const interlaced = path.join(dir, 'inter.png');
     await sharp(jpeg).jpeg({ progressive: true }).toFile(progressive);
     await sharp(jpeg).png({ progressive: true }).toFile(interlaced);
     const config = { ...tileConfig({}), thresholdPixels: 1000, maxStripPixels: 500_000 } as const;
     for (const [file, what] of [[progressive, 'a progressive JPEG'], [interlaced, 'an interlaced PNG']] as const) {
-      const r = await planTiledInputs([spool(file)], imageParams({ blur: 1 }), { workDir: path.join(dir, `run-whole-${what.length}`), slots: 2, signal, config });
-      expect(r.subtasks).toHaveLength(0);
-      expect(r.errors.map((e) => [e.code, e.message])).toEqual([
-        ['RESOURCE_EXHAUSTED', `${path.basename(file)}: ${what} of 1024x1024 decodes only whole, and 1 Mpx is more than a decode may hold (1 Mpx, TESSERA_TILE_MAX_STRIP_PIXELS): save it as a baseline JPEG, a non-interlaced PNG or a TIFF`],
+      // Over the threshold only: one worker makes it whole, as it would a smaller image (it was refused).
+      const auto = await planTiledInputs([spool(file)], imageParams({ blur: 1 }), { workDir: path.join(dir, `run-whole-auto-${what.length}`), slots: 2, signal, config });
+      expect([...auto.tiled, ...auto.errors.map((e) => e.message)]).toEqual([]);
+      const forced = await planTiledInputs([spool(file)], imageParams({ blur: 1, tile_size: 256 }), { workDir: path.join(dir, `run-whole-${what.length}`), slots: 2, signal, config });
+      expect(forced.subtasks).toHaveLength(0);
+      expect(forced.errors.map((e) => [e.code, e.message])).toEqual([
+        ['RESOURCE_EXHAUSTED', `${path.basename(file)}: ${what} of 1024x1024 decodes only whole, and 1 Mpx is more than a decode may hold (1 Mpx, TESSERA_TILE_MAX_STRIP_PIXELS): save it as a baseline JPEG, a non-interlaced PNG or a TIFF, or leave image.tile_size at 0 (one worker then makes it whole)`],
       ]);
+      // A pyramid is made only tiled: no other way out.
+      const pyramid = await planTiledInputs([spool(file)], imageParams({ tiled_output: 'deepzoom' }), { workDir: path.join(dir, `run-whole-dz-${what.length}`), slots: 2, signal, config });
+      expect(pyramid.errors.map((e) => e.message)).toEqual([expect.stringMatching(/decodes only whole.*: save it as a baseline JPEG, a non-interlaced PNG or a TIFF$/)]);
     }
     // The same pixels baseline-encoded are cut as they decode.
     const ok = await planTiledInputs([spool(jpeg)], imageParams({ blur: 1 }), { workDir: path.join(dir, 'run-whole-baseline'), slots: 2, signal, config });
     expect(ok.errors).toEqual([]);
+    expect([...ok.tiled]).toEqual(['big.jpg']);
   });
 });
 
@@ -124,6 +131,23 @@ describe('on a real cluster, TESSERA_TILE_MAX_STRIP_PIXELS=300000', () => {
     // Observed: 4 strips, the top one 1024x347 (355,328 px).
     expect(sizes.length).toBeGreaterThan(1);
     expect(Math.max(...sizes)).toBeLessThanOrEqual(300_000);
+  });
+
+  it('a portrait photo over it (EXIF orientation 6, which libvips applies only to a whole decode) is made whole by one worker, upright, not refused', async () => {
+    // A phone's portrait photo, in small: stored 1024 x 768 on its side, 786,432 px, over the limit.
+    const photo = path.join(dir, 'portrait.jpg');
+    await sharp(jpeg).resize(1024, 768, { fit: 'fill' }).withMetadata({ orientation: 6 }).jpeg({ quality: 90 }).toFile(photo);
+    const out = path.join(dir, 'out-portrait');
+    const r = await cluster().runCli(['submit', 'image', '--format', 'png', photo, '-o', out, '--json']);
+    // Observed before: RESOURCE_EXHAUSTED "portrait.jpg: an image turned by its EXIF orientation 6 ... save it upright".
+    expect(r.code, r.stderr).toBe(0);
+    const job = JSON.parse(r.stdout) as { errors: unknown[]; subtasks: { label: string }[] };
+    expect(job.errors).toEqual([]);
+    expect(job.subtasks.map((s) => s.label)).toEqual([expect.not.stringMatching(/from the source|strip|tile/)]);
+    const made = await sharp(path.join(out, 'portrait.png')).raw().toBuffer({ resolveWithObject: true });
+    expect([made.info.width, made.info.height]).toEqual([768, 1024]);
+    const upright = await sharp(photo).rotate().raw().toBuffer();
+    expect(made.data.equals(upright)).toBe(true);
   });
 });
 

@@ -136,7 +136,7 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   // A pyramid of a TIFF, AVIF/HEIF or GIF source gets JPEG (or, with alpha, PNG) tiles.
   const format = tileFormatFor(outputFormat(o.params, sourceMeta.format), split.output, sourceMeta.hasAlpha ?? false);
   checkSampleFormat(sourceMeta, o.input.name, split);
-  checkWholeDecode(sourceMeta, config, o.input.name, split.prefix.autoOrient);
+  checkWholeDecode(sourceMeta, config, o.input.name, split.prefix.autoOrient, o.params.tileSize > 0 && split.output === 'image');
   if ((sourceMeta.pages ?? 1) > 1) {
     // An animated GIF or WebP gives its first frame in a format that does not keep frames (as on the
     // batch path); libvips reads page 0 alone unless told otherwise, here and on the workers.
@@ -185,24 +185,49 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
  * decode is sized for). A few-hundred-KiB interlaced PNG of 16,000 x 16,000 took a coordinator to
  * 869 MiB; one of a gigapixel would take it down, with every job it holds (review MEM).
  */
-function checkWholeDecode(m: sharp.Metadata, config: TileConfig, input: string, autoOrient: boolean): void {
+function checkWholeDecode(m: sharp.Metadata, config: TileConfig, input: string, autoOrient: boolean, forcedTile: boolean): void {
   const pixels = (m.width ?? 0) * (m.height ?? 0);
-  // An EXIF orientation other than upright or mirrored left to right is applied by the decode, and
-  // libvips turns (or flips top to bottom) only a whole image: a portrait photo of 1 Gpx held 3 GB
-  // of the coordinator's memory, the process every job shares (review IWILD2).
+  if (!tooWholeToCut(m, config, autoOrient)) return;
   const turned = autoOrient && (m.orientation ?? 1) > 2;
-  const whole = m.isProgressive || !['jpeg', 'png', 'tiff'].includes(m.format ?? '') || turned;
-  if (!whole || pixels <= config.maxStripPixels) return;
   // Both causes said where both hold (a phone's progressive portrait photo): the advice, followed, is enough.
   const format = m.isProgressive || !['jpeg', 'png', 'tiff'].includes(m.format ?? '');
   const kind = m.format === 'jpeg' ? 'a progressive JPEG' : m.format === 'png' ? 'an interlaced PNG' : `a ${(m.format ?? 'image').toUpperCase()}`;
   const what = format ? `${kind}${turned ? ` turned by its EXIF orientation ${m.orientation}` : ''}` : `an image turned by its EXIF orientation ${m.orientation}`;
-  const fix = format ? `save it${turned ? ' upright' : ''} as a baseline JPEG, a non-interlaced PNG or a TIFF` : 'save it upright (orientation 1)';
+  let fix = format ? `save it${turned ? ' upright' : ''} as a baseline JPEG, a non-interlaced PNG or a TIFF` : 'save it upright (orientation 1)';
+  // Tiled only because tile_size asked it (not a pyramid): untiled, one worker makes it whole.
+  if (forcedTile && pixels <= maxInputPixels()) fix += ', or leave image.tile_size at 0 (one worker then makes it whole)';
   throw new TesseraError(
     status.RESOURCE_EXHAUSTED,
     `${input}: ${what} of ${m.width}x${m.height} decodes only whole, and ${(pixels / 1e6).toFixed(0)} Mpx is more than a decode may hold (${(config.maxStripPixels / 1e6).toFixed(0)} Mpx, TESSERA_TILE_MAX_STRIP_PIXELS): ${fix}`,
     { input, retryable: false },
   );
+}
+
+/**
+ * Whether `m` is a source libvips decodes only whole and larger than the coordinator may hold
+ * decoded (TESSERA_TILE_MAX_STRIP_PIXELS): see {@link checkWholeDecode}.
+ */
+function tooWholeToCut(m: sharp.Metadata, config: TileConfig, autoOrient: boolean): boolean {
+  // An EXIF orientation other than upright or mirrored left to right is applied by the decode, and
+  // libvips turns (or flips top to bottom) only a whole image: a portrait photo of 1 Gpx held 3 GB
+  // of the coordinator's memory, the process every job shares (review IWILD2).
+  const turned = autoOrient && (m.orientation ?? 1) > 2;
+  const whole = m.isProgressive || !['jpeg', 'png', 'tiff'].includes(m.format ?? '') || turned;
+  return whole && (m.width ?? 0) * (m.height ?? 0) > config.maxStripPixels;
+}
+
+/**
+ * Whether an input the job did not ask to tile (no `tile_size`, no pyramid), tiled only for its
+ * size, goes to the batch path instead: a source the coordinator would have to hold decoded whole
+ * to cut ({@link tooWholeToCut}) that a worker can open (within TESSERA_MAX_INPUT_PIXELS). One
+ * worker then decodes and makes it whole, under its memory ceiling, as it does any image under the
+ * tiling threshold: a phone's 200 Mpx portrait photo (EXIF orientation 6) converted at full size
+ * was refused, asking for it to be saved upright.
+ */
+async function batchInstead(input: SpoolFile, params: TileImageParams, config: TileConfig): Promise<boolean> {
+  if (params.tileSize > 0 || params.tiledOutput) return false;
+  const m = await withVipsPath(input.path, (name) => sharp(name, { limitInputPixels: false }).metadata()).catch(() => undefined);
+  return m !== undefined && (m.width ?? 0) * (m.height ?? 0) <= maxInputPixels() && tooWholeToCut(m, config, params.autoOrient);
 }
 
 /** Every subtask of a planning, waiting for the `later` ones (the whole decode). */
@@ -654,7 +679,7 @@ export async function planTiledInputs(
   // Inputs refused here are neither tiled nor batched: they are in `handled` too.
   const handled = new Set<string>();
   for (const input of inputs) {
-    if (!(await needsTiling(input, params, config))) continue;
+    if (!(await needsTiling(input, params, config)) || (await batchInstead(input, params, config))) continue;
     handled.add(input.name);
     // Every tiled step opens its images with this limit: a larger result could not be made, and
     // must not be decoded into the intermediate first.
