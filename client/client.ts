@@ -203,8 +203,8 @@ export class TesseraClient {
 
   constructor(opts: ClientOptions = {}) {
     this.address = coordinatorAddress(opts.address);
-    const JobService = jobServiceClientConstructor();
-    this.client = new JobService(this.address, opts.credentials ?? clientCredentialsFromEnv(), clientChannelOptions(keepaliveOf(opts.keepalive), this.address));
+    // Every option checked before the channel is made: a refused client left its channel in
+    // grpc-js's registry for the life of the process (review L).
     // Read once: the token may come from a file (TESSERA_TOKEN_FILE).
     // Trimmed as the environment's is: read from a file, it ends with a line break.
     this.token = opts.token?.trim() ?? clientTokenFromEnv();
@@ -213,6 +213,10 @@ export class TesseraClient {
     if (problem) throw invalidArgument(`the client token (${opts.token !== undefined ? 'the token option' : 'TESSERA_TOKEN or TESSERA_TOKEN_FILE'}) ${problem}`);
     durationMs('deadlineMs', opts.deadlineMs, 1);
     this.deadlineMs = opts.deadlineMs ?? testUnaryDeadlineMs() ?? UNARY_DEADLINE_MS;
+    const credentials = opts.credentials ?? clientCredentialsFromEnv();
+    const channelOptions = clientChannelOptions(keepaliveOf(opts.keepalive), this.address);
+    const JobService = jobServiceClientConstructor();
+    this.client = new JobService(this.address, credentials, channelOptions);
   }
 
   private md(): grpc.Metadata {
@@ -335,7 +339,11 @@ export class TesseraClient {
     }
     // The count lets the coordinator refuse a job over its --max-inputs at its spec, and
     // tell a submission cut short (cancelled between two inputs) from a smaller one.
-    const once = { ...spec, request_id: spec.request_id || randomUUID(), input_count: files.length };
+    // What the files are, for the coordinator to tell a retry from the same id reused for other
+    // files: a spec read back from GetJob carries its job's request_id (and that job's digest).
+    const stats = await Promise.all(files.map((f) => stat(f).catch((err: NodeJS.ErrnoException) => { throw unreadable(f, err); })));
+    const manifest = files.map((f, i) => [options.names?.[i] ?? path.basename(f), shared?.[i] ?? '', stats[i]!.size, Math.trunc(stats[i]!.mtimeMs)]);
+    const once = { ...spec, request_id: spec.request_id || randomUUID(), input_count: files.length, inputs_digest: sha256(Buffer.from(JSON.stringify(manifest))) };
     const retryForMs = options.retryForMs ?? 120_000;
     // The window opens at a failure: a long upload cut off after minutes is still resent.
     let failingSince = 0;
@@ -402,7 +410,9 @@ export class TesseraClient {
       await new Promise<void>((resolve) => {
         const onAbort = (): void => resolve();
         signal?.addEventListener('abort', onAbort, { once: true });
-        channel.watchConnectivityState(state, end, () => {
+        // A short watch at a time, looked at again: grpc-js keeps a watch's timer until its deadline,
+        // and one to `end` held a process 15 s after its submission was aborted (review L).
+        channel.watchConnectivityState(state, Math.min(end, Date.now() + 250), () => {
           signal?.removeEventListener('abort', onAbort);
           resolve();
         });
@@ -424,13 +434,23 @@ export class TesseraClient {
       // The caller's abort counts until the coordinator answers, not only while the bytes go out:
       // aborted meanwhile, the submission rejects with the signal's reason (the call is cancelled).
       const off = (): void => options.signal?.removeEventListener('abort', onAbort);
+      // Every byte sent (the call half-closed): from then on the coordinator may make the job at
+      // any moment, its answer on the way.
+      let sentAll = false;
+      let abandoned: NodeJS.Timeout | undefined;
       const answered = (job: Job__Output): void => {
         off();
-        if (options.signal?.aborted) reject(options.signal.reason);
-        else resolve(job);
+        clearTimeout(abandoned);
+        if (options.signal?.aborted) {
+          reject(options.signal.reason);
+          // Made after the caller gave up on it: cancelled, not left running where the caller
+          // cannot see it (its rejection names no job, and the request_id may be this library's).
+          if (sentAll) void this.cancel(job.id).catch(() => undefined);
+        } else resolve(job);
       };
       const failed = (err: unknown): void => {
         off();
+        clearTimeout(abandoned);
         reject(options.signal?.aborted ? options.signal.reason : err);
       };
       // Ended by the coordinator's answer (a refusal mid-upload): the upload stops there.
@@ -439,7 +459,20 @@ export class TesseraClient {
       const md = this.md();
       md.set(SUBTASK_PAGE_HEADER, String(SUBTASK_PAGE));
       const call = this.client.SubmitJob(md, { deadline: deadline(submitDeadlineMs(total, files.length)) }, callback);
-      const onAbort = (): void => call.cancel();
+      const onAbort = (): void => {
+        if (!sentAll || this.closed) {
+          // Cut before its end: the coordinator keeps nothing of it. (A closed client can cancel no job.)
+          call.cancel();
+          return;
+        }
+        // The caller is answered at once; the call is left to end (within the unary deadline), so
+        // that a job made meanwhile is known, and cancelled (review L: cutting the call here left
+        // such a job running, unseen).
+        off();
+        reject(options.signal!.reason);
+        abandoned = setTimeout(() => call.cancel(), this.deadlineMs);
+        abandoned.unref();
+      };
       options.signal?.addEventListener('abort', onAbort, { once: true });
       void (async () => {
         try {
@@ -480,6 +513,7 @@ export class TesseraClient {
             }
             call.write({ input_end: { sha256: hash.digest('hex') } });
           }
+          sentAll = true;
           call.end();
         } catch (err) {
           call.cancel();

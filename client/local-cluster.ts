@@ -92,6 +92,13 @@ export class LocalCluster {
    * (to upgrade from it, say).
    */
   async startCoordinator(listen = this.address || '127.0.0.1:0', timeoutMs = 30_000, cli = CLI_PATH): Promise<void> {
+    const before = this.coordinator;
+    if (before && before.child.exitCode === null && before.child.signalCode === null) {
+      // A restart: the one before must be gone first (it holds the data dir). One still running
+      // was left out of stop() once replaced here, and kept its host process alive (review L).
+      if (!before.child.killed) throw new Error('LocalCluster: cannot start coordinator: the one started before is still running (stop it first, e.g. cluster.coordinator.child.kill())');
+      await before.exited;
+    }
     const proc = this.spawn('coordinator', ['coordinator', '--listen', listen, '--http', '127.0.0.1:0', '--data-dir', this.dataDir, ...(this.opts.coordinatorArgs ?? [])], undefined, cli);
     this.coordinator = proc;
     const extra = this.opts.coordinatorArgs ?? [];

@@ -160,7 +160,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     const requestKey = requestId ? `${owner}\n${requestId}` : undefined;
     const cancelled = (): void => attempt.stop(new TesseraError(status.CANCELLED, 'the client cancelled the submission; nothing of it was kept'));
     // The output folder as written (folded): two attempts in flight are the same client's retry.
-    const attempt: Attempt = { spec: canonicalJson(specToCompare(job.spec, job.spec.shared_output_dir && path.resolve(job.spec.shared_output_dir))), superseded: false, counted: false, stop: (reason: Error) => (messages as { destroy?: (e: Error) => void }).destroy?.(reason) };
+    const attempt: Attempt = { spec: canonicalJson(specToCompare(job.spec, job.spec.shared_output_dir && path.resolve(job.spec.shared_output_dir))), digest: job.spec.inputs_digest ?? '', superseded: false, counted: false, stop: (reason: Error) => (messages as { destroy?: (e: Error) => void }).destroy?.(reason) };
     // Everything up to the first await is one step: of two attempts with the same id, the one that
     // arrived last is the one that stays.
     let replacing: Attempt | undefined;
@@ -174,6 +174,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
         if (canonicalJson(specToCompare(earlier.spec)) !== canonicalJson(specToCompare(job.spec, await comparableOutputDir(job.spec.shared_output_dir)))) {
           throw new TesseraError(status.ALREADY_EXISTS, `spec.request_id ${requestId}: already used for job ${earlier.id}, whose spec differs; use a new id for a new job`);
         }
+        if (differ(earlier.spec.inputs_digest ?? '', job.spec.inputs_digest ?? '')) {
+          throw new TesseraError(status.ALREADY_EXISTS, `spec.request_id ${requestId}: already used for job ${earlier.id}, made of other inputs (their names, sizes or modification times differ: spec.inputs_digest); use a new id for a new job`);
+        }
         // Not on disk yet: answered once it is, or failed as its submission fails (a full disk).
         await jobs.whenCommitted(earlier);
         log.info({ job: earlier.id, requestId, owner }, 'submission repeated: answered with the job it made');
@@ -183,8 +186,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       jobs.refuseNew(job);
       const before = receivingRequests.get(requestKey);
       // Another submission, not a repeat of the one still uploading: refused, and that one goes on.
-      if (before && before.spec !== attempt.spec) {
-        throw new TesseraError(status.ALREADY_EXISTS, `spec.request_id ${requestId}: already used by a submission still uploading, whose spec differs; use a new id for a new job`);
+      if (before && (before.spec !== attempt.spec || differ(before.digest, attempt.digest))) {
+        throw new TesseraError(status.ALREADY_EXISTS, `spec.request_id ${requestId}: already used by a submission still uploading, whose spec or inputs differ; use a new id for a new job`);
       }
       if (before) {
         // The attempt this one repeats (its client gone, perhaps unnoticed yet) no longer counts.
@@ -879,8 +882,10 @@ async function openPublishedShared(jobs: JobManager, jobId: string, out: OutputR
 
 /** A submission still receiving its inputs. */
 interface Attempt {
-  /** Its spec as compared between submissions with one request_id (canonical JSON). */
+  /** Its spec as compared between submissions with one request_id (canonical JSON), without its inputs_digest. */
   spec: string;
+  /** Its spec's inputs_digest ("" where the client said none). */
+  digest: string;
   /** A newer submission with the same request_id took its place: it must not make the job. */
   superseded: boolean;
   /** Counted in its owner's submissions in flight (the job limit). */
@@ -898,9 +903,15 @@ interface Attempt {
  * another folder was answered with the first job, its outputs going to the first folder.
  */
 function specToCompare(spec: JobRecord['spec'], outputDir = spec.shared_output_dir): unknown {
-  const { shared_output_dir: _dir, input_count: _count, ...rest } = spec;
+  const { shared_output_dir: _dir, input_count: _count, inputs_digest: _digest, ...rest } = spec;
   return outputDir ? { ...rest, shared_output_dir: outputDir } : rest;
 }
+
+/**
+ * Whether two submissions' inputs_digest say they are of other inputs: compared only where both
+ * said one (a job accepted before the field, or a client that sends none, is compared by its spec).
+ */
+const differ = (a: string, b: string): boolean => a !== '' && b !== '' && a !== b;
 
 /** `dir` as a stored spec has it: its real path where it exists, else as written (folded); "" for none. */
 async function comparableOutputDir(dir: string | undefined): Promise<string> {

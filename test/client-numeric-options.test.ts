@@ -7,11 +7,13 @@
  * negative one or NaN: NaN made a download whose coordinator had gone retry for ever.
  */
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TesseraClient } from '../client/index.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 
 let cluster: TestCluster;
@@ -77,5 +79,32 @@ describe('numeric options out of their range', () => {
       });
     }
     expect((await cluster.client.listJobs()).length, 'no job made').toBe(before);
+  });
+});
+
+// A client whose options are refused threw from its constructor after making its grpc-js client,
+// never closed: grpc-js keeps every channel in its channelz registry until close() (review L).
+// grpc-js's own channelz registry (the one its channels register in).
+const channelz = createRequire(createRequire(import.meta.url).resolve('@grpc/grpc-js'))('./channelz.js') as {
+  getChannelzHandlers(): { GetTopChannels(call: { request: object }, cb: (err: unknown, res: { channel: unknown[] }) => void): void };
+};
+
+function channelsRegistered(): Promise<number> {
+  return new Promise((resolve, reject) =>
+    channelz.getChannelzHandlers().GetTopChannels({ request: { start_channel_id: 0, max_results: 100_000 } }, (err, res) => (err ? reject(err) : resolve(res.channel.length))),
+  );
+}
+
+describe('a client whose options are refused', () => {
+  it('leaves no channel behind (a closed client leaves none either)', async () => {
+    const before = await channelsRegistered();
+    for (let i = 0; i < 20; i++) new TesseraClient({ address: '127.0.0.1:1' }).close();
+    expect(await channelsRegistered()).toBe(before);
+    for (let i = 0; i < 20; i++) {
+      expect(() => new TesseraClient({ address: '127.0.0.1:1', deadlineMs: -1 })).toThrow(/deadlineMs/);
+      expect(() => new TesseraClient({ address: '127.0.0.1:1', token: 'two\nlines' })).toThrow(/token/);
+    }
+    // Observed: 40 more channels registered, never released.
+    expect(await channelsRegistered()).toBe(before);
   });
 });

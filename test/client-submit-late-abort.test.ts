@@ -15,6 +15,9 @@ import { loadTesseraProto } from '../shared/proto.js';
 
 /** How long the coordinator of the test holds its answer once the upload is in. */
 const HOLD_MS = 3000;
+let holdMs = HOLD_MS;
+/** The jobs CancelJob was called for. */
+const cancelled: string[] = [];
 
 let server: grpc.Server;
 let address = '';
@@ -31,9 +34,13 @@ beforeAll(async () => {
       call.on('data', () => undefined);
       call.on('end', () => {
         uploaded();
-        const timer = setTimeout(() => cb(null, { id: 'job-1', state: 'JOB_STATE_RUNNING' }), HOLD_MS);
+        const timer = setTimeout(() => cb(null, { id: 'job-1', state: 'JOB_STATE_RUNNING' }), holdMs);
         call.on('cancelled', () => clearTimeout(timer));
       });
+    },
+    CancelJob: (call: grpc.ServerUnaryCall<{ job_id: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      cancelled.push(call.request.job_id);
+      cb(null, { id: call.request.job_id, state: 'JOB_STATE_CANCELLED' });
     },
   } as never);
   const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
@@ -65,6 +72,26 @@ describe('submit, between the end of its upload and the answer', () => {
       expect(r.err).toBe(reason);
       expect(r.ms).toBeLessThan(HOLD_MS);
     } finally {
+      client.close();
+    }
+  });
+
+  it('a job the coordinator made meanwhile is cancelled once its answer comes, not left running unseen', async () => {
+    const client = new TesseraClient({ address });
+    try {
+      holdMs = 500;
+      const file = path.join(dir, 'c.bin');
+      await writeFile(file, 'hello');
+      const ac = new AbortController();
+      uploaded = () => setTimeout(() => ac.abort(), 100);
+      const r = await settle(client.submit({ passthrough: {} }, [file], { signal: ac.signal }));
+      expect((r.err as Error).name).toBe('AbortError');
+      expect(r.ms).toBeLessThan(500);
+      // Before: the call was cut at the abort; a job the coordinator had made by then ran on, and
+      // the caller, given a bare AbortError, could not know of it (review L).
+      await expect.poll(() => cancelled, { timeout: 5000 }).toEqual(['job-1']);
+    } finally {
+      holdMs = HOLD_MS;
       client.close();
     }
   });

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli } from './helpers/cluster.js';
+import { LocalCluster, runCli } from './helpers/cluster.js';
 
 const LOCAL_CLUSTER = path.resolve('dist/client/local-cluster.js');
 const cleanup: string[] = [];
@@ -125,4 +125,21 @@ describe('LocalCluster children', () => {
     // And its own went as it ended.
     expect((await readdir(tmp)).filter((e) => /^tessera-demo-\d+-/.test(e))).toEqual([]);
   }, 120_000);
+});
+
+describe('LocalCluster.startCoordinator while the coordinator runs', () => {
+  it('is refused, and stop() still stops the coordinator that was running', async () => {
+    const cluster = await new LocalCluster({ workers: 0 }).start();
+    const running = cluster.coordinator!;
+    try {
+      await expect(cluster.startCoordinator()).rejects.toThrow('LocalCluster: cannot start coordinator: the one started before is still running');
+      await cluster.stop();
+      const gone = await Promise.race([running.exited.then(() => true), sleep(4000).then(() => false)]);
+      // Before: the new coordinator (which failed, the data dir locked) replaced the running one
+      // in the cluster's keeping, and stop() left that one running, its data dir removed (review L).
+      expect(gone).toBe(true);
+    } finally {
+      running.child.kill('SIGKILL');
+    }
+  }, 30_000);
 });

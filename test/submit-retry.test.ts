@@ -4,7 +4,7 @@
  * place, and the client library sends a submission again when its connection drops mid-upload.
  */
 import { randomBytes } from 'node:crypto';
-import { appendFile, readdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, mkdtemp, rm, truncate, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -50,12 +50,17 @@ const jobsWith = async (requestId: string): Promise<string[]> => (await client.l
 describe('SubmitJob request_id', () => {
   it('answers a repeat of an accepted submission with the job it made, reading none of its inputs', async () => {
     const a = await file('a.bin', Buffer.from('first'));
-    const b = await file('b.bin', Buffer.from('a different file'));
+    // The same name, size and modification time as `a` (what the client's inputs_digest covers),
+    // other bytes: answered with the job of `a`, its bytes never read.
+    await mkdir(path.join(dir, 'later'), { recursive: true });
+    const b = path.join(dir, 'later', 'a.bin');
+    await writeFile(b, 'FIRST');
+    for (const f of [a, b]) await utimes(f, 1_700_000_000, 1_700_000_000);
     // No worker: the job stays queued.
     const first = await client.submit({ label: 'once', request_id: 'req-repeat-1', passthrough: {} }, [a]);
     const again = await client.submit({ label: 'once', request_id: 'req-repeat-1', passthrough: {} }, [b]);
     expect(again.id).toBe(first.id);
-    expect(again.inputs.map((i) => [i.name, Number(i.size)])).toEqual([['a.bin', 5]]);
+    expect(again.inputs.map((i) => [i.name, Number(i.size), i.sha256])).toEqual([['a.bin', 5, sha256(Buffer.from('first'))]]);
     expect(await jobsWith('req-repeat-1')).toEqual([first.id]);
     // The CLI takes the id too: running the same command again makes no second job.
     const args = ['submit', 'passthrough', a, '--request-id', 'req-cli-1', '--no-wait', '--coordinator', address];
@@ -80,6 +85,28 @@ describe('SubmitJob request_id', () => {
       expect(err.details).toContain('spec.request_id');
     }
     expect(await jobsWith('req-differs')).toEqual([first.id]);
+  });
+
+  it('refuses an id reused with other files (a spec read back from GetJob carries its request_id), and answers one read back with the same files', async () => {
+    const a = await file('e.bin', Buffer.from('e'));
+    const other = await file('f.bin', Buffer.from('another file'));
+    await utimes(a, 1_700_000_000, 1_700_000_000);
+    const first = await client.submit({ passthrough: {} }, [a]);
+    const readBack = (await client.getJob(first.id)).spec!;
+    expect(readBack.request_id).toBe(first.spec?.request_id);
+    // Before: answered with the job of e.bin, f.bin never sent.
+    const reused = (await client.submit(readBack, [other]).catch((e: unknown) => e)) as grpc.ServiceError;
+    expect(reused.code).toBe(grpc.status.ALREADY_EXISTS);
+    expect(reused.details).toContain(`already used for job ${first.id}, made of other inputs`);
+    // The same file changed since (same name and size, later modification time): other inputs too.
+    await writeFile(a, 'E');
+    const changed = (await client.submit(readBack, [a]).catch((e: unknown) => e)) as grpc.ServiceError;
+    expect(changed.code).toBe(grpc.status.ALREADY_EXISTS);
+    await writeFile(other, 'e');
+    await utimes(other, 1_700_000_000, 1_700_000_000);
+    // The same inputs (as the digest sees them): a repeat, answered with the job.
+    expect((await client.submit(readBack, [other], { names: ['e.bin'] })).id).toBe(first.id);
+    expect(await jobsWith(first.spec!.request_id!)).toEqual([first.id]);
   });
 
   it('gives each submission without an id its own job, and new ids to the client library\'s calls', async () => {
