@@ -187,6 +187,12 @@ function testUnaryDeadlineMs(): number | undefined {
  * DOMException named `AbortError` unless `abort(reason)` was given another. Aborting `wait` or
  * `collect` stops this client's watching and downloads; the job goes on (cancel it with `cancel`).
  */
+/**
+ * How long close() waits for the answers of submissions aborted after their upload (and their
+ * jobs' cancellation) before it cuts them: the coordinator answers within moments of the last byte.
+ */
+const ABANDONED_CLOSE_GRACE_MS = 1000;
+
 /** Subtasks asked for a page at a time (the most a coordinator gives in one). */
 const SUBTASK_PAGE = 10_000;
 
@@ -200,6 +206,12 @@ export class TesseraClient {
   private closed = false;
   /** Every call in progress, so that close() can end them. */
   private readonly open = new Set<AbortController>();
+  /**
+   * Submissions aborted once all was sent, left to end so that a job made meanwhile is cancelled
+   * (see submitOnce): `end` cuts one short. close() gives them {@link ABANDONED_CLOSE_GRACE_MS}
+   * before the channel closes.
+   */
+  private readonly abandoned = new Map<object, () => void>();
 
   constructor(opts: ClientOptions = {}) {
     this.address = coordinatorAddress(opts.address);
@@ -358,7 +370,7 @@ export class TesseraClient {
     if (!seen.reached) await this.connectedWithin(this.deadlineMs, options.signal);
     for (let attempt = 1; ; attempt++) {
       try {
-        const job = await this.submitOnce(once, files, sizes, shared, options, seen);
+        const job = await this.submitOnce(once, files, sizes, shared, options, seen, !spec.request_id);
         this.reached = true;
         // The answer holds the first page of the job's subtasks (asked for below); the rest as GetJob gives them.
         return await this.restOfSubtasks(job, { ...(options.signal && { signal: options.signal }) });
@@ -420,7 +432,11 @@ export class TesseraClient {
     }
   }
 
-  private submitOnce(spec: JobSpec, files: string[], sizes: number[], shared: string[] | undefined, options: SubmitOptions, seen: { reached: boolean; progressAt: number }): Promise<Job__Output> {
+  /**
+   * `ownId`: the request_id is this call's own (made here, not the caller's), so a job answered to
+   * it was made by this call, never an earlier one's: the only kind a late abort may cancel.
+   */
+  private submitOnce(spec: JobSpec, files: string[], sizes: number[], shared: string[] | undefined, options: SubmitOptions, seen: { reached: boolean; progressAt: number }, ownId: boolean): Promise<Job__Output> {
     const channel = this.client.getChannel();
     const connected = (): void => {
       if (channel.getConnectivityState(false) !== grpc.connectivityState.READY) return;
@@ -437,20 +453,29 @@ export class TesseraClient {
       // Every byte sent (the call half-closed): from then on the coordinator may make the job at
       // any moment, its answer on the way.
       let sentAll = false;
+      const key = {};
       let abandoned: NodeJS.Timeout | undefined;
+      const letGo = (): void => {
+        clearTimeout(abandoned);
+        if (this.abandoned.delete(key) && this.closed && this.abandoned.size === 0) this.client.close();
+      };
       const answered = (job: Job__Output): void => {
         off();
-        clearTimeout(abandoned);
         if (options.signal?.aborted) {
           reject(options.signal.reason);
           // Made after the caller gave up on it: cancelled, not left running where the caller
-          // cannot see it (its rejection names no job, and the request_id may be this library's).
-          if (sentAll) void this.cancel(job.id).catch(() => undefined);
+          // cannot see it (its rejection names no job, and the request_id was this library's).
+          // Straight on the channel: a client closed meanwhile holds it open for this.
+          if (this.abandoned.has(key)) {
+            this.client.CancelJob({ job_id: job.id }, this.md(), { deadline: deadline(ABANDONED_CLOSE_GRACE_MS) }, () => letGo());
+            return;
+          }
         } else resolve(job);
+        letGo();
       };
       const failed = (err: unknown): void => {
         off();
-        clearTimeout(abandoned);
+        letGo();
         reject(options.signal?.aborted ? options.signal.reason : err);
       };
       // Ended by the coordinator's answer (a refusal mid-upload): the upload stops there.
@@ -460,8 +485,10 @@ export class TesseraClient {
       md.set(SUBTASK_PAGE_HEADER, String(SUBTASK_PAGE));
       const call = this.client.SubmitJob(md, { deadline: deadline(submitDeadlineMs(total, files.length)) }, callback);
       const onAbort = (): void => {
-        if (!sentAll || this.closed) {
-          // Cut before its end: the coordinator keeps nothing of it. (A closed client can cancel no job.)
+        if (!sentAll || this.closed || !ownId) {
+          // Cut before its end: the coordinator keeps nothing of it. With the caller's own
+          // request_id the answer may be another call's job (a repeat is answered with the job it
+          // made): not this call's to cancel; submitted again with that id, it is found.
           call.cancel();
           return;
         }
@@ -470,6 +497,7 @@ export class TesseraClient {
         // such a job running, unseen).
         off();
         reject(options.signal!.reason);
+        this.abandoned.set(key, () => call.cancel());
         abandoned = setTimeout(() => call.cancel(), this.deadlineMs);
         abandoned.unref();
       };
@@ -1004,7 +1032,16 @@ export class TesseraClient {
     this.closed = true;
     for (const call of this.open) call.abort(clientClosed());
     this.open.clear();
-    this.client.close();
+    if (this.abandoned.size === 0) {
+      this.client.close();
+      return;
+    }
+    // Submissions aborted late, their answers on the way: given a moment to come, so that a job
+    // made meanwhile is cancelled (the usual `finally { client.close() }` right after the abort
+    // left it running), then cut; the channel closes once they have ended.
+    setTimeout(() => {
+      for (const end of this.abandoned.values()) end();
+    }, ABANDONED_CLOSE_GRACE_MS);
   }
 }
 

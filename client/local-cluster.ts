@@ -96,8 +96,9 @@ export class LocalCluster {
     if (before && before.child.exitCode === null && before.child.signalCode === null) {
       // A restart: the one before must be gone first (it holds the data dir). One still running
       // was left out of stop() once replaced here, and kept its host process alive (review L).
-      if (!before.child.killed) throw new Error('LocalCluster: cannot start coordinator: the one started before is still running (stop it first, e.g. cluster.coordinator.child.kill())');
-      await before.exited;
+      // `killed`: a signal was sent, any (a SIGSTOP too): waited for a while, not for ever.
+      const gone = before.child.killed && (await Promise.race([before.exited.then(() => true), sleep(5000, false, { ref: false })]));
+      if (!gone) throw new Error('LocalCluster: cannot start coordinator: the one started before is still running (stop it first, e.g. cluster.coordinator.child.kill())');
     }
     const proc = this.spawn('coordinator', ['coordinator', '--listen', listen, '--http', '127.0.0.1:0', '--data-dir', this.dataDir, ...(this.opts.coordinatorArgs ?? [])], undefined, cli);
     this.coordinator = proc;

@@ -142,4 +142,20 @@ describe('LocalCluster.startCoordinator while the coordinator runs', () => {
       running.child.kill('SIGKILL');
     }
   }, 30_000);
+
+  it('is refused after a signal that did not stop it (paused and resumed), within seconds, not waiting for its exit for ever', async () => {
+    const cluster = await new LocalCluster({ workers: 0 }).start();
+    try {
+      // Paused and resumed, as a test of a hung coordinator does: it runs on, answering.
+      cluster.coordinator!.child.kill('SIGSTOP');
+      cluster.coordinator!.child.kill('SIGCONT');
+      expect((await cluster.client.listWorkers()).length).toBe(0);
+      const starting = cluster.startCoordinator().then(() => 'started', (e: Error) => `refused: ${e.message}`);
+      const r = await Promise.race([starting, sleep(8000).then(() => 'still waiting after 8 s')]);
+      // Before: 'still waiting' (it awaited the exit of a coordinator nobody stopped; review K).
+      expect(r).toMatch(/^refused: LocalCluster: cannot start coordinator: the one started before is still running/);
+    } finally {
+      await cluster.stop();
+    }
+  }, 30_000);
 });
