@@ -26,7 +26,9 @@ afterEach(async () => {
 it('a forward step of the wall clock during a job loses no worker and fails no subtask', async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-clock-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log: pino({ level: 'silent' }), http: '', retentionMs: 0, heartbeatMs: 1000, ttlMs: 2000, maxAttempts: 1 });
+  // A TTL of four heartbeats: on a loaded machine (the suite runs two files at a time on two
+  // cores) a worker starved of the CPU may send one late, which is not what this test is about.
+  const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log: pino({ level: 'silent' }), http: '', retentionMs: 0, heartbeatMs: 1000, ttlMs: 4000, maxAttempts: 1 });
   const address = await coordinator.start();
   const client = new TesseraClient({ address });
   cleanups.push(async () => {
@@ -51,7 +53,7 @@ it('a forward step of the wall clock during a job loses no worker and fails no s
   for (let i = 0; i < 100 && (await client.getJob(job.id)).subtasks[0]?.state !== 'SUBTASK_STATE_RUNNING'; i++) await sleep(50);
   // NTP steps the clock 61 s forward (the workers keep heartbeating all along). Expected: nothing
   // happens. Seen: the sweep finds every worker silent for 61 s and loses them (the job fails with
-  // "worker w1 lost: no heartbeat for 2000 ms"), and the stall rule (--stall-ms 60 s) finds every
+  // "worker w1 lost: no heartbeat for 2000 ms" with a TTL of 2 s), and the stall rule (--stall-ms 60 s) finds every
   // running attempt quiet for 61 s and copies it.
   Date.now = () => realNow() + 61_000;
 
