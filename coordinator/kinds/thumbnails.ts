@@ -154,7 +154,12 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile,
   const sprite = ctx.params.sprite;
   const rows = sprite ? Math.min(sprite.rows, Math.ceil(times.length / sprite.cols)) : 0;
   if (sprite && rows * height > 16_383) {
-    throw invalidArgument(`${input.name}: a sprite sheet of ${rows} rows of ${width}x${height} px thumbnails would be ${rows * height} px tall, over the 16383-pixel limit: ask fewer rows (--sprite ${sprite.cols}x${Math.max(1, Math.floor(16_383 / height))}) or a smaller --width`, input.name);
+    // Where even one row is too tall, fewer rows cannot help: only a width (the largest at which
+    // these rows fit).
+    let most = width;
+    while (most > 16 && rows * Math.max(2, 2 * Math.round((most * h) / w / 2)) > 16_383) most = Math.floor(most * 0.9);
+    const advice = height > 16_383 ? `ask a smaller --width (${most} fits)` : `ask fewer rows (--sprite ${sprite.cols}x${Math.floor(16_383 / height)}) or a smaller --width`;
+    throw invalidArgument(`${input.name}: a sprite sheet of ${rows} row${rows === 1 ? '' : 's'} of ${width}x${height} px thumbnails would be ${rows * height} px tall, over the 16383-pixel limit: ${advice}`, input.name);
   }
   // Keyframes (presentation times, sorted) where the demuxer would not seek to one by itself.
   // By number, except an MPEG-4 part 2 stream (XviD, DivX) with a chunk of a few bytes: a frame

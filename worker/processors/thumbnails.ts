@@ -14,7 +14,7 @@
 import { copyFile, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { dataLoss, invalidArgument } from '../../shared/errors.js';
-import { decoderThreads, runFfmpeg } from '../../shared/ffmpeg.js';
+import { decoderThreads, fpsModeFlag, runFfmpeg } from '../../shared/ffmpeg.js';
 import type { ProcessContext, ProcessOutput, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
 import { parseThumbnailParams, type ThumbnailJobParams } from '../../shared/kinds/thumbnails-params.js';
 import { thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
@@ -151,7 +151,7 @@ export async function grabByNumber(spec: Omit<GrabSpec, 'times' | 'from'> & { fr
     ...branches.map((set, b) => `[in${b}]select='${set.map((f) => `eq(n,${f})`).join('+')}',${scale}[out${b}]`),
   ].join(';');
   const args = ['-y', '-threads', decoderThreads(spec.threads), '-i', spec.input, '-filter_complex', graph];
-  branches.forEach((set, b) => args.push('-map', `[out${b}]`, '-vsync', 'passthrough', '-frames:v', String(set.length), ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-${b}-%05d.${ext}`));
+  branches.forEach((set, b) => args.push('-map', `[out${b}]`, fpsModeFlag(), 'passthrough', '-frames:v', String(set.length), ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-${b}-%05d.${ext}`));
   await runFfmpeg(args, { signal: spec.signal, input: spec.source, cwd: workDir });
   const file = (f: number): string => {
     const k = wanted.indexOf(f);
@@ -244,7 +244,7 @@ export async function grabInOnePass(spec: GrabSpec, workDir: string): Promise<bo
   // Relative names: the pattern and the listing are then free of whatever the work dir's path holds.
   await runFfmpeg(
     ['-y', '-threads', decoderThreads(spec.threads), ...seekTo(t0), '-t', span.toFixed(6), '-i', spec.input,
-      '-map', `0:${pictureOf(spec)}`, '-vf', filters, '-vsync', 'passthrough', ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-%05d.${ext}`],
+      '-map', `0:${pictureOf(spec)}`, '-vf', filters, fpsModeFlag(), 'passthrough', ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-%05d.${ext}`],
     { signal: spec.signal, input: spec.source, cwd: workDir },
   );
   const listed = await readFile(path.join(workDir, listing), 'utf8').catch(() => '');
