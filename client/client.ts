@@ -188,10 +188,11 @@ function testUnaryDeadlineMs(): number | undefined {
  * `collect` stops this client's watching and downloads; the job goes on (cancel it with `cancel`).
  */
 /**
- * How long close() waits for the answers of submissions aborted after their upload (and their
- * jobs' cancellation) before it cuts them: the coordinator answers within moments of the last byte.
+ * How long close() waits for the look-ups of jobs left by aborted submissions (and their
+ * cancellation) before it cuts them, and the deadline of each of those calls.
  */
-const ABANDONED_CLOSE_GRACE_MS = 1000;
+const LEFT_BEHIND_CLOSE_GRACE_MS = 1000;
+const LEFT_BEHIND_DEADLINE_MS = 2000;
 
 /** Subtasks asked for a page at a time (the most a coordinator gives in one). */
 const SUBTASK_PAGE = 10_000;
@@ -207,11 +208,11 @@ export class TesseraClient {
   /** Every call in progress, so that close() can end them. */
   private readonly open = new Set<AbortController>();
   /**
-   * Submissions aborted once all was sent, left to end so that a job made meanwhile is cancelled
-   * (see submitOnce): `end` cuts one short. close() gives them {@link ABANDONED_CLOSE_GRACE_MS}
-   * before the channel closes.
+   * Look-ups of jobs left behind by aborted submissions, on their way to cancel them (see
+   * cancelLeftBehind): `end` cuts one short. close() gives them {@link LEFT_BEHIND_CLOSE_GRACE_MS}.
    */
-  private readonly abandoned = new Map<object, () => void>();
+  private readonly leftBehind = new Map<object, () => void>();
+  private closeGrace: NodeJS.Timeout | undefined;
 
   constructor(opts: ClientOptions = {}) {
     this.address = coordinatorAddress(opts.address);
@@ -368,15 +369,26 @@ export class TesseraClient {
     // gigabytes), which a host that takes the connection and never answers held for all of it
     // (review CL).
     if (!seen.reached) await this.connectedWithin(this.deadlineMs, options.signal);
+    // Whether a try handed over the whole submission: the coordinator may then have made the job,
+    // its answer lost or not waited for. Aborted after that, a job this call made is looked up by
+    // its request_id and cancelled, not left running where the caller, given a bare AbortError,
+    // cannot see it (review L; one made by a try before the last, its answer lost: review J). Only
+    // with the library's own request_id: with the caller's, the job answered may be an earlier
+    // call's (a repeat is answered with the job it made; review K), and the caller can find it.
+    let mayHaveMade = false;
+    const leftBehind = (reason: unknown): unknown => {
+      if (mayHaveMade && !spec.request_id) this.cancelLeftBehind(once.request_id);
+      return reason;
+    };
     for (let attempt = 1; ; attempt++) {
       try {
-        const job = await this.submitOnce(once, files, sizes, shared, options, seen, !spec.request_id);
+        const job = await this.submitOnce(once, files, sizes, shared, options, seen, () => (mayHaveMade = true));
         this.reached = true;
         // The answer holds the first page of the job's subtasks (asked for below); the rest as GetJob gives them.
         return await this.restOfSubtasks(job, { ...(options.signal && { signal: options.signal }) });
       } catch (caught) {
         // Aborted: the caller's reason, not the CANCELLED of the call it cut.
-        if (options.signal?.aborted) throw options.signal.reason;
+        if (options.signal?.aborted) throw leftBehind(options.signal.reason);
         const err = tidyGrpcError(caught);
         const { code } = err as grpc.ServiceError;
         // Any answer but "could not connect" means the coordinator was there (a dropped connection, its shutdown).
@@ -392,7 +404,9 @@ export class TesseraClient {
           const why = (err as grpc.ServiceError).details ?? String(err);
           throw new TesseraError(grpc.status.UNAVAILABLE, `${why}: the submission was cut ${cutAfterData} times after sending data, and each try starts from the first byte; given up (on a slow or lossy link, raise the keepalive timeout: --keepalive-timeout-ms, or \`keepalive\` in the client's options; see README "Running on several machines")`, { retryable: true });
         }
-        await pause(1000, options.signal);
+        await pause(1000, options.signal).catch((err: unknown) => {
+          throw leftBehind(err);
+        });
         // Sent again only as it was: a file that changed meanwhile would make another job than the one asked for.
         if (!shared) {
           const now = await sizesNow();
@@ -432,11 +446,8 @@ export class TesseraClient {
     }
   }
 
-  /**
-   * `ownId`: the request_id is this call's own (made here, not the caller's), so a job answered to
-   * it was made by this call, never an earlier one's: the only kind a late abort may cancel.
-   */
-  private submitOnce(spec: JobSpec, files: string[], sizes: number[], shared: string[] | undefined, options: SubmitOptions, seen: { reached: boolean; progressAt: number }, ownId: boolean): Promise<Job__Output> {
+  /** `sentAll`: called once every message of the submission has been handed to the call (before its end). */
+  private submitOnce(spec: JobSpec, files: string[], sizes: number[], shared: string[] | undefined, options: SubmitOptions, seen: { reached: boolean; progressAt: number }, sentAll: () => void): Promise<Job__Output> {
     const channel = this.client.getChannel();
     const connected = (): void => {
       if (channel.getConnectivityState(false) !== grpc.connectivityState.READY) return;
@@ -448,34 +459,16 @@ export class TesseraClient {
     return new Promise<Job__Output>((resolve, reject) => {
       const total = sizes.reduce((n, x) => n + x, 0);
       // The caller's abort counts until the coordinator answers, not only while the bytes go out:
-      // aborted meanwhile, the submission rejects with the signal's reason (the call is cancelled).
+      // aborted meanwhile, the submission rejects with the signal's reason (the call is cancelled;
+      // a job the coordinator made all the same is found and cancelled: see submitScoped).
       const off = (): void => options.signal?.removeEventListener('abort', onAbort);
-      // Every byte sent (the call half-closed): from then on the coordinator may make the job at
-      // any moment, its answer on the way.
-      let sentAll = false;
-      const key = {};
-      let abandoned: NodeJS.Timeout | undefined;
-      const letGo = (): void => {
-        clearTimeout(abandoned);
-        if (this.abandoned.delete(key) && this.closed && this.abandoned.size === 0) this.client.close();
-      };
       const answered = (job: Job__Output): void => {
         off();
-        if (options.signal?.aborted) {
-          reject(options.signal.reason);
-          // Made after the caller gave up on it: cancelled, not left running where the caller
-          // cannot see it (its rejection names no job, and the request_id was this library's).
-          // Straight on the channel: a client closed meanwhile holds it open for this.
-          if (this.abandoned.has(key)) {
-            this.client.CancelJob({ job_id: job.id }, this.md(), { deadline: deadline(ABANDONED_CLOSE_GRACE_MS) }, () => letGo());
-            return;
-          }
-        } else resolve(job);
-        letGo();
+        if (options.signal?.aborted) reject(options.signal.reason);
+        else resolve(job);
       };
       const failed = (err: unknown): void => {
         off();
-        letGo();
         reject(options.signal?.aborted ? options.signal.reason : err);
       };
       // Ended by the coordinator's answer (a refusal mid-upload): the upload stops there.
@@ -484,23 +477,7 @@ export class TesseraClient {
       const md = this.md();
       md.set(SUBTASK_PAGE_HEADER, String(SUBTASK_PAGE));
       const call = this.client.SubmitJob(md, { deadline: deadline(submitDeadlineMs(total, files.length)) }, callback);
-      const onAbort = (): void => {
-        if (!sentAll || this.closed || !ownId) {
-          // Cut before its end: the coordinator keeps nothing of it. With the caller's own
-          // request_id the answer may be another call's job (a repeat is answered with the job it
-          // made): not this call's to cancel; submitted again with that id, it is found.
-          call.cancel();
-          return;
-        }
-        // The caller is answered at once; the call is left to end (within the unary deadline), so
-        // that a job made meanwhile is known, and cancelled (review L: cutting the call here left
-        // such a job running, unseen).
-        off();
-        reject(options.signal!.reason);
-        this.abandoned.set(key, () => call.cancel());
-        abandoned = setTimeout(() => call.cancel(), this.deadlineMs);
-        abandoned.unref();
-      };
+      const onAbort = (): void => call.cancel();
       options.signal?.addEventListener('abort', onAbort, { once: true });
       void (async () => {
         try {
@@ -541,7 +518,7 @@ export class TesseraClient {
             }
             call.write({ input_end: { sha256: hash.digest('hex') } });
           }
-          sentAll = true;
+          sentAll();
           call.end();
         } catch (err) {
           call.cancel();
@@ -1032,16 +1009,42 @@ export class TesseraClient {
     this.closed = true;
     for (const call of this.open) call.abort(clientClosed());
     this.open.clear();
-    if (this.abandoned.size === 0) {
+    if (this.leftBehind.size === 0) {
       this.client.close();
       return;
     }
-    // Submissions aborted late, their answers on the way: given a moment to come, so that a job
-    // made meanwhile is cancelled (the usual `finally { client.close() }` right after the abort
-    // left it running), then cut; the channel closes once they have ended.
-    setTimeout(() => {
-      for (const end of this.abandoned.values()) end();
-    }, ABANDONED_CLOSE_GRACE_MS);
+    // Jobs of aborted submissions being looked up and cancelled: given a moment (the usual
+    // `finally { client.close() }` right after an abort would leave them running), then cut; the
+    // channel closes once they have ended.
+    this.closeGrace = setTimeout(() => {
+      for (const end of this.leftBehind.values()) end();
+    }, LEFT_BEHIND_CLOSE_GRACE_MS);
+  }
+
+  /**
+   * Finds the job an aborted submission of `requestId` (the library's own) made, if any, and
+   * cancels it: in the background, straight on the channel (a client closed meanwhile holds it open
+   * for this, up to {@link LEFT_BEHIND_CLOSE_GRACE_MS}). The coordinator waits for a submission of
+   * that id it is still receiving to settle first. A coordinator from before the look-up lists all
+   * the client's jobs instead: only one carrying the id is taken.
+   */
+  private cancelLeftBehind(requestId: string): void {
+    if (this.closed) return;
+    const key = {};
+    let call: grpc.ClientUnaryCall | undefined;
+    const done = (): void => {
+      if (!this.leftBehind.delete(key) || !this.closed || this.leftBehind.size > 0) return;
+      clearTimeout(this.closeGrace);
+      this.client.close();
+    };
+    this.leftBehind.set(key, () => call?.cancel());
+    const options = (): grpc.CallOptions => ({ deadline: deadline(LEFT_BEHIND_DEADLINE_MS) });
+    const list = this.client.ListJobs as unknown as (req: object, md: grpc.Metadata, o: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { jobs: Job__Output[] }) => void) => grpc.ClientUnaryCall;
+    call = list.call(this.client, { request_id: requestId, limit: 1000 }, this.md(), options(), (err, res) => {
+      const made = err ? undefined : res?.jobs.find((j) => j.spec?.request_id === requestId);
+      if (!made || TERMINAL_STATES.has(made.state)) return done();
+      call = this.client.CancelJob({ job_id: made.id, subtask_limit: 1 }, this.md(), options(), () => done());
+    });
   }
 }
 

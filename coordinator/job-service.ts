@@ -16,7 +16,7 @@ import { asWire, passEncoded, readEncodedChunks } from '../shared/encoded-chunks
 import type { ItemFailure, SpoolFile } from '../shared/job-kind.js';
 import pLimit from 'p-limit';
 import type { JobManager, ReceivingJob, UploadStop } from './job-manager.js';
-import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, type JobRecord, type OutputRecord, type SubtaskRecord } from './model.js';
+import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, toJobSummary, type JobRecord, type OutputRecord, type SubtaskRecord } from './model.js';
 import { listPage } from './job-list.js';
 import { jobListsPage, MAX_ANSWER_BYTES, MAX_SUBTASK_PAGE_BYTES, subtaskPage, subtasksIfTheyFit } from './subtask-pages.js';
 import type { Spool } from './spool.js';
@@ -160,7 +160,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     const requestKey = requestId ? `${owner}\n${requestId}` : undefined;
     const cancelled = (): void => attempt.stop(new TesseraError(status.CANCELLED, 'the client cancelled the submission; nothing of it was kept'));
     // The output folder as written (folded): two attempts in flight are the same client's retry.
-    const attempt: Attempt = { spec: canonicalJson(specToCompare(job.spec, job.spec.shared_output_dir && path.resolve(job.spec.shared_output_dir))), digest: job.spec.inputs_digest ?? '', superseded: false, counted: false, stop: (reason: Error) => (messages as { destroy?: (e: Error) => void }).destroy?.(reason) };
+    let settled = (): void => undefined;
+    const done = new Promise<void>((resolve) => (settled = resolve));
+    const attempt: Attempt = { spec: canonicalJson(specToCompare(job.spec, job.spec.shared_output_dir && path.resolve(job.spec.shared_output_dir))), digest: job.spec.inputs_digest ?? '', superseded: false, counted: false, stop: (reason: Error) => (messages as { destroy?: (e: Error) => void }).destroy?.(reason), done };
     // Everything up to the first await is one step: of two attempts with the same id, the one that
     // arrived last is the one that stays.
     let replacing: Attempt | undefined;
@@ -218,6 +220,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       uploading.delete(attempt.stop);
       uncount(attempt, owner);
       if (requestKey && receivingRequests.get(requestKey) === attempt) receivingRequests.delete(requestKey);
+      settled();
     }
   }
 
@@ -365,10 +368,19 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       return jobMessage(job, { subtasks: req.include_subtasks, limit: req.subtask_limit, token: req.subtask_page_token, listToken: req.list_page_token });
     }),
 
-    ListJobs: unary(log, async (req: { limit: number; state: string; page_token: string }, ctx) => {
+    ListJobs: unary(log, async (req: { limit: number; state: string; page_token: string; request_id: string }, ctx) => {
       const caller = access.identify(ctx.metadata);
       const wanted = req.state ? jobStateFromEnum(req.state) : undefined;
       if (req.state && !wanted) throw invalidArgument(`state: unknown job state "${req.state}" (one of queued, running, succeeded, partially_succeeded, failed, cancelled)`);
+      if (req.request_id) {
+        // The job a submission made, for a client that stopped waiting for its answer: one still
+        // being received settles first (made, or dropped as cut short), as a repeat would see it.
+        await receivingRequests.get(`${caller.id}\n${req.request_id}`)?.done;
+        const made = jobs.findByRequest(caller.id, req.request_id);
+        // Not listed before it is on disk; one the disk refused is gone with its submission.
+        const kept = made !== undefined && (await jobs.whenCommitted(made).then(() => true, () => false));
+        return { jobs: kept && (!wanted || made.state === wanted) ? [toJobSummary(made)] : [], next_page_token: '' };
+      }
       return listPage((before) => jobs.newestFirst(before), (j) => caller.admin || j.owner === caller.id, { limit: req.limit, state: req.state, pageToken: req.page_token }, wanted);
     }),
 
@@ -892,6 +904,8 @@ interface Attempt {
   counted: boolean;
   /** Ends its upload with `reason`. */
   stop: (reason: Error) => void;
+  /** Settles once it has ended, its job made or not (a lookup by its request_id waits for it). */
+  done: Promise<void>;
   /** The job it started while its upload runs (counted among its owner's unfinished jobs until dropped). */
   early?: JobRecord;
 }

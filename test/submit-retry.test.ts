@@ -109,6 +109,38 @@ describe('SubmitJob request_id', () => {
     expect(await jobsWith(first.spec!.request_id!)).toEqual([first.id]);
   });
 
+  it('ListJobs with a request_id gives the job that submission made, waiting for one still being received', async () => {
+    const { proto } = loadTesseraProto();
+    const raw = new proto.tessera.v1.JobService(address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
+    const lookup = (requestId: string): Promise<{ jobs: { id: string; spec?: { request_id?: string } }[] }> =>
+      new Promise((resolve, reject) => raw.ListJobs({ request_id: requestId } as never, (err, res) => (err ? reject(err) : resolve(res as never))));
+    try {
+      const first = await client.submit({ request_id: 'look-me-up', passthrough: {} }, [await file('g.bin', Buffer.from('g'))]);
+      expect((await lookup('look-me-up')).jobs.map((j) => j.id)).toEqual([first.id]);
+      expect((await lookup('no-such-submission')).jobs).toEqual([]);
+      // A submission still being received: the look-up answers once it has ended, with its job.
+      let answered = false;
+      const made = new Promise<string>((resolve, reject) => {
+        const call = raw.SubmitJob((err, job) => (err ? reject(err) : resolve(job!.id)));
+        call.write({ spec: { request_id: 'still-coming', input_count: 1, passthrough: {} } });
+        call.write({ input: { name: 'h.bin', size: '3' } });
+        call.write({ data: Buffer.from('hh') });
+        setTimeout(() => {
+          call.write({ data: Buffer.from('h') });
+          call.write({ input_end: { sha256: '' } });
+          call.end();
+        }, 500);
+      });
+      await sleep(100);
+      const found = lookup('still-coming').then((r) => ((answered = true), r));
+      await sleep(200);
+      expect(answered).toBe(false);
+      expect((await found).jobs.map((j) => j.id)).toEqual([await made]);
+    } finally {
+      raw.close();
+    }
+  });
+
   it('gives each submission without an id its own job, and new ids to the client library\'s calls', async () => {
     const a = await file('d.bin', Buffer.from('d'));
     const one = await client.submit({ label: 'no id', passthrough: {} }, [a]);
