@@ -122,6 +122,17 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
     const spooled = [...files.values()].map((f) => f.path);
     if (s && r.ok) {
       try {
+        // One attempt's outputs together keep to --max-job-bytes and to MAX_UPLOADS_PER_ATTEMPT files
+        // however they come (uploaded, inline, written in place), checked before anything is
+        // written: only uploads were counted, and a worker's inline outputs of 8 MiB passed a
+        // limit of 1 (review S). What an output claims is checked against the file below.
+        const claimed = [...files.values()].reduce((n, f) => n + f.size, 0) + r.outputs.reduce((n, o) => n + (o.shared_path ? Number(o.size) || 0 : o.inline ? o.inline_data.length : 0), 0);
+        if (r.outputs.length > MAX_UPLOADS_PER_ATTEMPT) {
+          throw new TesseraError(status.RESOURCE_EXHAUSTED, `subtask ${s.id}: attempt ${r.attempt} gives ${r.outputs.length} outputs, more than the ${MAX_UPLOADS_PER_ATTEMPT} one attempt may`, { retryable: false });
+        }
+        if (claimed > opts.maxOutputBytes) {
+          throw new TesseraError(status.RESOURCE_EXHAUSTED, `the outputs of subtask ${s.id} (attempt ${r.attempt}) come to ${claimed} bytes, over the limit for all of one attempt's outputs (the coordinator's --max-job-bytes, ${opts.maxOutputBytes})`, { retryable: false });
+        }
         for (const o of r.outputs) {
           const name = safeOutputName(o.name);
           if (o.shared_path) {
@@ -259,7 +270,9 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
               if (session.stalledSince > 0) jobs.onHeartbeat(session, msg.heartbeat?.running ?? []);
               break;
             case 'progress':
-              if (msg.progress) jobs.onProgress(session, msg.progress.subtask_id, msg.progress.attempt, msg.progress.fraction, msg.progress.message);
+              // A status line, shown to clients: bounded and made printable, as a worker's errors are
+              // (two of 9 MiB made every later WatchJob of the job fail: review S).
+              if (msg.progress) jobs.onProgress(session, msg.progress.subtask_id, msg.progress.attempt, msg.progress.fraction, peerText(msg.progress.message ?? '', PROGRESS_TEXT_CHARS));
               break;
             case 'result':
             case 'results': {
@@ -424,6 +437,8 @@ function spoolLossMessage(input: string, why: string): string {
 
 /** Most files one attempt may upload (a thumbnails job makes at most 10,000; a batch one per photo). */
 const MAX_UPLOADS_PER_ATTEMPT = 100_000;
+/** The most characters of a worker's progress message kept (a status line). */
+const PROGRESS_TEXT_CHARS = 500;
 
 /** Most entries of a registration's lists (kinds, encoders, features, labels). */
 const REGISTER_LIST_ENTRIES = 1024;

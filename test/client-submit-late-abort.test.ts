@@ -9,20 +9,19 @@
  * is there every time; like a coordinator, they make the job once its submission has ended, and
  * ListJobs finds it by request_id.
  */
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/index.js';
+import { TesseraClient, type JobSpec } from '../client/index.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { createLogger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import { startCluster } from './helpers/cluster.js';
+import { exitAfterMark } from './helpers/exit-timing.js';
+import { TcpProxy } from './helpers/tcp-proxy.js';
 
 let dir = '';
 const servers: grpc.Server[] = [];
@@ -88,7 +87,8 @@ async function standIn(opts: { holdMs: number; id?: (requestId: string) => strin
   return s;
 }
 
-const settle = (p: Promise<unknown>): Promise<{ job?: unknown; err?: unknown; ms: number }> => {
+type Settled = { job?: unknown; err?: unknown; ms: number };
+const settle = (p: Promise<unknown>): Promise<Settled> => {
   const started = Date.now();
   return p.then((job) => ({ job, ms: Date.now() - started }), (err: unknown) => ({ err, ms: Date.now() - started }));
 };
@@ -99,58 +99,54 @@ async function file(name: string): Promise<string> {
   return f;
 }
 
+/**
+ * Submits `spec` with one file named `name` to `s`, its signal aborted (with `reason`) 100 ms after
+ * the upload is in; `then` runs with how the call settled, and the client is closed after.
+ */
+async function abortedAfterUpload(s: StandIn, spec: JobSpec, name: string, then: (r: Settled) => Promise<void> | void, reason?: unknown): Promise<void> {
+  const client = new TesseraClient({ address: s.address });
+  try {
+    const ac = new AbortController();
+    s.uploaded = () => setTimeout(() => ac.abort(reason), 100);
+    await then(await settle(client.submit(spec, [await file(name)], { signal: ac.signal })));
+  } finally {
+    client.close();
+  }
+}
+
 describe('submit, between the end of its upload and the answer', () => {
   it('an aborted signal rejects at once with its reason (not the job the coordinator answers later)', async () => {
-    const s = await standIn({ holdMs: 3000 });
-    const client = new TesseraClient({ address: s.address });
-    try {
-      const ac = new AbortController();
-      const reason = new Error('stop waiting for the answer');
-      s.uploaded = () => setTimeout(() => ac.abort(reason), 100);
-      const r = await settle(client.submit({ passthrough: {} }, [await file('a.bin')], { signal: ac.signal }));
+    const reason = new Error('stop waiting for the answer');
+    await abortedAfterUpload(await standIn({ holdMs: 3000 }), { passthrough: {} }, 'a.bin', (r) => {
       // Before: resolved with the job 3 s later, the signal long aborted.
       expect(r.job).toBeUndefined();
       expect(r.err).toBe(reason);
       expect(r.ms).toBeLessThan(3000);
-    } finally {
-      client.close();
-    }
+    }, reason);
   });
 
   it('a job the coordinator made meanwhile is found by its request_id and cancelled, not left running unseen', async () => {
     const s = await standIn({ holdMs: 3000 });
-    const client = new TesseraClient({ address: s.address });
-    try {
-      const ac = new AbortController();
-      s.uploaded = () => setTimeout(() => ac.abort(), 100);
-      const r = await settle(client.submit({ passthrough: {} }, [await file('b.bin')], { signal: ac.signal }));
+    await abortedAfterUpload(s, { passthrough: {} }, 'b.bin', async (r) => {
       expect((r.err as Error).name).toBe('AbortError');
       expect(r.ms).toBeLessThan(1000);
       // Before: the call was cut at the abort; the job the coordinator had made ran on, and the
       // caller, given a bare AbortError, could not know of it (review L).
       await expect.poll(() => s.cancelled, { timeout: 5000 }).toEqual([...s.made.values()]);
       expect(s.cancelled).toHaveLength(1);
-    } finally {
-      client.close();
-    }
+    });
   });
 
   it("with the caller's own request_id, cancels nothing: the job may be an earlier call's (a repeat is answered with it)", async () => {
     const s = await standIn({ holdMs: 300 });
-    const client = new TesseraClient({ address: s.address });
-    try {
-      // An earlier call with this id made a job (its caller holds it).
-      s.made.set('nightly-42', 'job-of-an-earlier-call');
-      const ac = new AbortController();
-      s.uploaded = () => setTimeout(() => ac.abort(), 100);
-      const r = await settle(client.submit({ request_id: 'nightly-42', passthrough: {} }, [await file('c.bin')], { signal: ac.signal }));
+    // An earlier call with this id made a job (its caller holds it).
+    s.made.set('nightly-42', 'job-of-an-earlier-call');
+    await abortedAfterUpload(s, { request_id: 'nightly-42', passthrough: {} }, 'c.bin', async (r) => {
       expect((r.err as Error).name).toBe('AbortError');
       await sleep(800);
       // Before: CancelJob of the job an earlier, successful call with that id had made (review K).
       expect(s.cancelled).toEqual([]);
-    } finally {
-      client.close();
-    }
+    });
   });
 
   it('closed right after the abort (`finally { client.close() }`), still cancels the job made meanwhile', async () => {
@@ -184,21 +180,10 @@ describe('a try whose job was made but whose answer was lost, then the abort bef
   it('cancels the job this call made', async () => {
     // The client reaches the coordinator through a proxy of the test's, which drops the connection
     // (a network cut, a coordinator host rebooting) right after the first try's job is made.
-    const sockets = new Set<net.Socket>();
-    const s = await standIn({ holdMs: 0, id: () => 'job-made-by-try-1', onMade: () => sockets.forEach((x) => x.destroy()) });
-    const proxy = net.createServer((down) => {
-      const up = net.connect(s.port, '127.0.0.1');
-      sockets.add(down).add(up);
-      down.pipe(up).pipe(down);
-      const gone = (): void => {
-        down.destroy();
-        up.destroy();
-      };
-      down.on('error', gone).on('close', gone);
-      up.on('error', gone).on('close', gone);
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const client = new TesseraClient({ address: `127.0.0.1:${(proxy.address() as net.AddressInfo).port}` });
+    let proxy: TcpProxy | undefined;
+    const s = await standIn({ holdMs: 0, id: () => 'job-made-by-try-1', onMade: () => proxy?.cut() });
+    proxy = new TcpProxy({ host: '127.0.0.1', port: s.port });
+    const client = new TesseraClient({ address: await proxy.start() });
     try {
       const ac = new AbortController();
       let retryErr: grpc.ServiceError | undefined;
@@ -220,40 +205,10 @@ describe('a try whose job was made but whose answer was lost, then the abort bef
       await expect.poll(() => s.cancelled, { timeout: 5000 }).toEqual(['job-made-by-try-1']);
     } finally {
       client.close();
-      proxy.close();
-      for (const x of sockets) x.destroy();
+      await proxy.stop();
     }
   }, 15_000);
 });
-
-const index = fileURLToPath(new URL('../dist/client/index.js', import.meta.url));
-
-/** Runs `body` (a module's code, TesseraClient imported, `file` written) in a child: the ms from its `mark()` to its exit. */
-function exitAfterMark(body: string, ms: number): Promise<number | 'still running'> {
-  const code = `
-import { writeFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { TesseraClient } from ${JSON.stringify(index)};
-const file = path.join(os.tmpdir(), 'tessera-late-abort-' + process.pid + '.bin');
-writeFileSync(file, 'x');
-let at = 0;
-const mark = () => { at = Date.now(); };
-process.on('exit', () => { rmSync(file, { force: true }); process.stdout.write('exited ' + (Date.now() - at)); });
-${body}
-`;
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-    child.on('exit', () => {
-      clearTimeout(timer);
-      const m = /exited (\d+)/.exec(out);
-      resolve(m ? Number(m[1]) : 'still running');
-    });
-  });
-}
 
 describe('what holds the process after a late abort', () => {
   it('close() right after it: the process exits as soon as the job is cancelled, within about a second when nothing answers', async () => {
@@ -338,40 +293,23 @@ describe('a real cluster whose answer to the submission is held back (a slow lin
     // A proxy of the test's forwards client -> coordinator freely and holds the coordinator's bytes
     // back from the start of the upload, so the answer is reliably late.
     const [host, port] = cluster.address.split(':') as [string, string];
-    const sockets = new Set<net.Socket>();
-    let hold = false;
-    const held: { to: net.Socket; data: Buffer }[] = [];
-    const proxy = net.createServer((down) => {
-      const up = net.connect(Number(port), host);
-      sockets.add(down).add(up);
-      down.on('data', (d) => up.write(d));
-      up.on('data', (d) => (hold ? held.push({ to: down, data: d }) : down.write(d)));
-      const gone = (): void => {
-        down.destroy();
-        up.destroy();
-      };
-      down.on('error', gone).on('close', gone);
-      up.on('error', gone).on('close', gone);
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const via = new TesseraClient({ address: `127.0.0.1:${(proxy.address() as net.AddressInfo).port}` });
+    const proxy = new TcpProxy({ host, port: Number(port) });
+    const via = new TesseraClient({ address: await proxy.start() });
     try {
       await via.listWorkers();
       const ac = new AbortController();
-      const submitting = settle(via.submit({ passthrough: { work_ms: 3000 } }, [await file('h.bin')], { signal: ac.signal, onUpload: () => void (hold = true) }));
+      const submitting = settle(via.submit({ passthrough: { work_ms: 3000 } }, [await file('h.bin')], { signal: ac.signal, onUpload: () => proxy.holdAnswers() }));
       // The coordinator has made the job (seen by a direct client); its answer is held.
       await expect.poll(async () => (await cluster.client.listJobs()).length, { timeout: 10_000 }).toBe(1);
       ac.abort();
       const r = await submitting;
       expect((r.err as Error).name).toBe('AbortError');
-      hold = false;
-      for (const { to, data } of held.splice(0)) to.write(data);
+      proxy.releaseAnswers();
       // Before: the job ran on (to SUCCEEDED), and the caller's AbortError named nothing (review L).
       await expect.poll(async () => (await cluster.client.listJobs()).map((j) => j.state), { timeout: 10_000 }).toEqual(['JOB_STATE_CANCELLED']);
     } finally {
       via.close();
-      proxy.close();
-      for (const x of sockets) x.destroy();
+      await proxy.stop();
       await cluster.stop();
     }
   }, 60_000);

@@ -5,15 +5,14 @@
  * with UNAVAILABLE, as getJob and submit do"; `tessera watch` exits 4 for "a connection that never
  * got an answer". getJob did (at its deadline); wait, watch and collect waited for ever.
  */
-import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TesseraClient } from '../client/index.js';
+import { exitAfterMark } from './helpers/exit-timing.js';
 
 let hole: net.Server;
 const sockets = new Set<net.Socket>();
@@ -110,42 +109,21 @@ describe('a coordinator that hangs (SIGSTOP) while a job is watched', () => {
 });
 
 // A call aborted while connecting leaves nothing that keeps the process alive.
-const index = fileURLToPath(new URL('../dist/client/index.js', import.meta.url));
-
-/** Runs the scenario in a fresh node; resolves how long it took to exit after the abort (or 'still running' after `ms`). */
+/** Aborts `call` to an address that takes connections and never answers: the ms from the abort to the process's exit. */
 function exitAfterAbort(call: 'submit' | 'getJob', ms: number): Promise<number | 'still running'> {
-  const code = `
-import net from 'node:net';
-import { writeFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { TesseraClient } from ${JSON.stringify(index)};
-// Takes connections and never answers (its sockets do not keep this process alive).
+  return exitAfterMark(
+    `// Takes connections and never answers (its sockets do not keep this process alive).
 const srv = net.createServer((s) => { s.on('error', () => {}); s.unref(); });
 await new Promise((r) => srv.listen(0, '127.0.0.1', r));
 srv.unref();
-const file = path.join(os.tmpdir(), 'tessera-unanswered-abort-' + process.pid + '.bin');
-writeFileSync(file, 'x');
 const client = new TesseraClient({ address: '127.0.0.1:' + srv.address().port });
 const ac = new AbortController();
-const p = ${call === 'submit' ? `client.submit({ passthrough: {} }, [file], { signal: ac.signal })` : `client.getJob('x', { signal: ac.signal })`};
+const p = ${call === 'submit' ? 'client.submit({ passthrough: {} }, [file], { signal: ac.signal })' : "client.getJob('x', { signal: ac.signal })"};
 setTimeout(() => ac.abort(), 300);
 await p.catch((e) => { if (e.name !== 'AbortError') throw e; });
-rmSync(file);
-const at = Date.now();
-process.on('exit', () => process.stdout.write('exited ' + (Date.now() - at)));
-`;
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-    child.on('exit', () => {
-      clearTimeout(timer);
-      const m = /exited (\d+)/.exec(out);
-      resolve(m ? Number(m[1]) : 'still running');
-    });
-  });
+mark();`,
+    ms,
+  );
 }
 
 describe('an aborted call to a coordinator that has not answered yet', () => {

@@ -4,7 +4,7 @@
  * lines into a client's terminal through its error messages (review SEC).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -20,6 +20,8 @@ import type { SubtaskResult } from '../shared/proto/generated/tessera/v1/Subtask
 import type { WorkerMessage } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
 import { sha256 } from '../shared/streams.js';
 import { runCli } from './helpers/cluster.js';
+import { coordinator as handCoordinator, handWorker } from './helpers/hand-worker.js';
+import { sharedOutputTemp } from '../shared/shared-output.js';
 
 const log = createLogger('test', 'silent', 'json');
 const cleanups: (() => Promise<void>)[] = [];
@@ -116,4 +118,83 @@ describe('a hostile worker', () => {
     expect(printed).not.toMatch(/[\u001b\u0007]/);
     expect(printed).not.toMatch(/^tessera: job succeeded/m);
   }, 30_000);
+});
+
+describe('a hostile worker against the limits clients are promised (review S)', () => {
+  it("a worker's huge progress messages do not make the job unwatchable for its client", async () => {
+    const { address, client } = await handCoordinator(cleanups);
+    const big = 'x'.repeat(9 * 1024 * 1024);
+    const w = handWorker(address, ['passthrough'], (a, call) => {
+      // Two progress reports, each well under the 16 MiB message limit, 600 ms apart (past the 250 ms throttle).
+      call.write({ progress: { subtask_id: a.subtask_id, attempt: a.attempt, fraction: 0.3, message: big } });
+      setTimeout(() => call.write({ progress: { subtask_id: a.subtask_id, attempt: a.attempt, fraction: 0.6, message: big } }), 600);
+      setTimeout(() => call.write({ result: { subtask_id: a.subtask_id, attempt: a.attempt, ok: true, outputs: [], item_errors: [], result_json: '', duration_ms: '1' } }), 1200);
+    });
+    cleanups.push(async () => w.stop());
+    const job = await client.submit({ passthrough: { subtasks: 1 } }, []);
+    // Watched to the end (what `tessera submit` and `tessera watch` do: every event).
+    let longest = 0;
+    const done = await client.wait(job.id, (e) => (longest = Math.max(longest, e.message.length)));
+    expect(done.state).toBe('JOB_STATE_SUCCEEDED');
+    // Attached afresh after the end: the replay reads the stored events.
+    const again = await client.wait(job.id, (e) => (longest = Math.max(longest, e.message.length)));
+    expect(again.state).toBe('JOB_STATE_SUCCEEDED');
+    // A worker's text is bounded as its error messages are (review S: every WatchJob of the job
+    // failed RESOURCE_EXHAUSTED, the batch of the two stored events over 16 MiB).
+    expect(longest).toBeLessThanOrEqual(500);
+  }, 30_000);
+
+  it('an output sent inline past --max-job-bytes is refused (the subtask failed), as an uploaded one is', async () => {
+    const { address, client } = await handCoordinator(cleanups, { maxJobBytes: 1024 * 1024 });
+    const tmp = await mkdtemp(path.join(os.tmpdir(), 'tessera-rev-s-in-'));
+    cleanups.push(() => rm(tmp, { recursive: true, force: true }));
+    const input = path.join(tmp, 'a.bin');
+    await writeFile(input, Buffer.alloc(100, 1));
+    // 8 MiB "copy" of a 100-byte input, under the 16 MiB message limit, 8x the coordinator's --max-job-bytes.
+    const huge = Buffer.alloc(8 * 1024 * 1024, 7);
+    const w = handWorker(address, ['passthrough'], (a, call) => {
+      call.write({ result: { subtask_id: a.subtask_id, attempt: a.attempt, ok: true, outputs: [{ name: 'a.bin', size: String(huge.length), sha256: sha256(huge), inline: true, inline_data: huge }], item_errors: [], result_json: '', duration_ms: '1' } });
+    });
+    cleanups.push(async () => w.stop());
+    const job = await client.submit({ passthrough: { subtasks: 0 } }, [input]);
+    const done = await client.wait(job.id);
+    const sizes = done.outputs.map((o) => Number(o.size));
+    // Before: SUCCEEDED, its output 8 MiB where the limit is 1 MiB (review S).
+    expect(sizes.every((s) => s <= 1024 * 1024), `${done.state} ${JSON.stringify(sizes)}`).toBe(true);
+    expect(done.state).not.toBe('JOB_STATE_SUCCEEDED');
+    expect(done.errors.map((e) => e.code)).toEqual(['RESOURCE_EXHAUSTED']);
+  }, 30_000);
+
+  it("outputs a worker writes in place keep to --max-job-bytes together, not each on its own", async () => {
+    const limit = 1024 * 1024;
+    const { address, client } = await handCoordinator(cleanups, { maxJobBytes: limit });
+    const tmp = await mkdtemp(path.join(os.tmpdir(), 'tessera-rev-s-in-'));
+    cleanups.push(() => rm(tmp, { recursive: true, force: true }));
+    const input = path.join(tmp, 'a.bin');
+    await writeFile(input, Buffer.alloc(100, 1));
+    // Three files of 0.9 MiB each: every one under the limit, 2.7 MiB together.
+    const part = Buffer.alloc(Math.floor(0.9 * limit), 3);
+    let dirGiven = '';
+    const w = handWorker(address, ['passthrough'], (a, call) => {
+      dirGiven = a.shared_output_dir;
+      void (async () => {
+        const outputs = [];
+        for (const name of ['a.bin', 'b.bin', 'c.bin']) {
+          const file = sharedOutputTemp(a.shared_output_dir, a.job_id, a.subtask_id, a.shared_output_token, name);
+          await writeFile(file, part, { flag: 'wx' });
+          outputs.push({ name, size: String(part.length), sha256: sha256(part), shared_path: file });
+        }
+        call.write({ result: { subtask_id: a.subtask_id, attempt: a.attempt, ok: true, outputs, item_errors: [], result_json: '', duration_ms: '1' } });
+      })();
+    });
+    cleanups.push(async () => w.stop());
+    const job = await client.submit({ passthrough: { subtasks: 0 } }, [input]);
+    const done = await client.wait(job.id);
+    expect(dirGiven, 'the coordinator offered its spool to write into').not.toBe('');
+    // README: "--max-job-bytes also bounds what one subtask attempt's outputs come to together ... (a
+    // worker past either is refused, the subtask failed, not retried)".
+    expect(done.state).not.toBe('JOB_STATE_SUCCEEDED');
+    expect(done.errors.map((e) => e.code)).toEqual(['RESOURCE_EXHAUSTED']);
+  }, 30_000);
+
 });

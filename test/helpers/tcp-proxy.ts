@@ -9,6 +9,7 @@ export class TcpProxy {
   private server: net.Server | undefined;
   private readonly pairs = new Set<[net.Socket, net.Socket]>();
   private partitioned = false;
+  private holding = false;
   address = '';
 
   constructor(private readonly target: { host: string; port: number }) {}
@@ -19,7 +20,7 @@ export class TcpProxy {
       const pair: [net.Socket, net.Socket] = [client, upstream];
       this.pairs.add(pair);
       client.pipe(upstream);
-      upstream.pipe(client);
+      if (!this.holding) upstream.pipe(client);
       if (this.partitioned) this.pausePair(pair);
       const close = (): void => {
         this.pairs.delete(pair);
@@ -55,6 +56,23 @@ export class TcpProxy {
       a.pipe(b);
       b.pipe(a);
     }
+  }
+
+  /**
+   * Holds back what the far side sends (new connections included) while this side's bytes go on:
+   * a slow link's answers, late. `releaseAnswers` delivers them.
+   */
+  holdAnswers(): void {
+    this.holding = true;
+    for (const [a, b] of this.pairs) {
+      b.unpipe(a);
+      b.pause();
+    }
+  }
+
+  releaseAnswers(): void {
+    this.holding = false;
+    for (const [a, b] of this.pairs) b.pipe(a);
   }
 
   /** Drops every open connection at once (a link that went down); new connections still go through. */
