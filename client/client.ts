@@ -188,11 +188,13 @@ function testUnaryDeadlineMs(): number | undefined {
  * `collect` stops this client's watching and downloads; the job goes on (cancel it with `cancel`).
  */
 /**
- * How long close() waits for the look-ups of jobs left by aborted submissions (and their
- * cancellation) before it cuts them, and the deadline of each of those calls.
+ * How long close() waits for the look-up of a job left by an aborted submission (and its
+ * cancellation) before it cuts them, and how long those two calls get together otherwise (a process
+ * that aborts a submission and exits without close() may wait that long on a coordinator that
+ * does not answer).
  */
 const LEFT_BEHIND_CLOSE_GRACE_MS = 1000;
-const LEFT_BEHIND_DEADLINE_MS = 2000;
+const LEFT_BEHIND_DEADLINE_MS = 5000;
 
 /** Subtasks asked for a page at a time (the most a coordinator gives in one). */
 const SUBTASK_PAGE = 10_000;
@@ -358,12 +360,9 @@ export class TesseraClient {
     const manifest = files.map((f, i) => [options.names?.[i] ?? path.basename(f), shared?.[i] ?? '', stats[i]!.size, Math.trunc(stats[i]!.mtimeMs)]);
     const once = { ...spec, request_id: spec.request_id || randomUUID(), input_count: files.length, inputs_digest: sha256(Buffer.from(JSON.stringify(manifest))) };
     const retryForMs = options.retryForMs ?? 120_000;
-    // The window opens at a failure: a long upload cut off after minutes is still resent.
-    let failingSince = 0;
     // Retried only once the coordinator was reached (by this call, or any before it on this
     // client): a wrong address still fails at once, a coordinator restarting is waited for.
     const seen = { reached: this.reached, progressAt: 0 };
-    let cutAfterData = 0;
     // Never reached: connected first, within the unary deadline, as any other call (and given up
     // then, not retried). The submission's own deadline allows for its upload (minutes for
     // gigabytes), which a host that takes the connection and never answers held for all of it
@@ -376,13 +375,44 @@ export class TesseraClient {
     // with the library's own request_id: with the caller's, the job answered may be an earlier
     // call's (a repeat is answered with the job it made; review K), and the caller can find it.
     let mayHaveMade = false;
-    const leftBehind = (reason: unknown): unknown => {
-      if (mayHaveMade && !spec.request_id) this.cancelLeftBehind(once.request_id);
+    let cleaning = false;
+    const leftBehind = (reason?: unknown): unknown => {
+      if (!cleaning && mayHaveMade && !spec.request_id) {
+        cleaning = true;
+        this.cancelLeftBehind(once.request_id);
+      }
       return reason;
     };
+    // Decided as the abort comes, not once the call it cuts has ended (a turn or more later): a
+    // close() right after the abort then finds the clean-up under way (review M).
+    const onAbort = (): void => void leftBehind();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await this.submitTries(once, files, sizes, shared, options, seen, retryForMs, sizesNow, leftBehind, () => (mayHaveMade = true));
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** The tries of one submission (see submit): sent again, whole, while the coordinator is away. */
+  private async submitTries(
+    once: JobSpec,
+    files: string[],
+    sizes: number[],
+    shared: string[] | undefined,
+    options: SubmitOptions,
+    seen: { reached: boolean; progressAt: number },
+    retryForMs: number,
+    sizesNow: () => Promise<number[]>,
+    leftBehind: (reason: unknown) => unknown,
+    sentAll: () => void,
+  ): Promise<Job__Output> {
+    // The window opens at a failure: a long upload cut off after minutes is still resent.
+    let failingSince = 0;
+    let cutAfterData = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        const job = await this.submitOnce(once, files, sizes, shared, options, seen, () => (mayHaveMade = true));
+        const job = await this.submitOnce(once, files, sizes, shared, options, seen, sentAll);
         this.reached = true;
         // The answer holds the first page of the job's subtasks (asked for below); the rest as GetJob gives them.
         return await this.restOfSubtasks(job, { ...(options.signal && { signal: options.signal }) });
@@ -1038,12 +1068,20 @@ export class TesseraClient {
       this.client.close();
     };
     this.leftBehind.set(key, () => call?.cancel());
-    const options = (): grpc.CallOptions => ({ deadline: deadline(LEFT_BEHIND_DEADLINE_MS) });
+    // One budget for both calls, waiting for a connection within it (a link that catches up, a
+    // coordinator restarting: answers held back 3 s outlived a 2 s deadline; review M).
+    const end = Date.now() + LEFT_BEHIND_DEADLINE_MS;
+    const md = (): grpc.Metadata => {
+      const m = this.md();
+      m.setOptions({ waitForReady: true });
+      return m;
+    };
+    const options = (): grpc.CallOptions => ({ deadline: new Date(end) });
     const list = this.client.ListJobs as unknown as (req: object, md: grpc.Metadata, o: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { jobs: Job__Output[] }) => void) => grpc.ClientUnaryCall;
-    call = list.call(this.client, { request_id: requestId, limit: 1000 }, this.md(), options(), (err, res) => {
+    call = list.call(this.client, { request_id: requestId, limit: 1000 }, md(), options(), (err, res) => {
       const made = err ? undefined : res?.jobs.find((j) => j.spec?.request_id === requestId);
       if (!made || TERMINAL_STATES.has(made.state)) return done();
-      call = this.client.CancelJob({ job_id: made.id, subtask_limit: 1 }, this.md(), options(), () => done());
+      call = this.client.CancelJob({ job_id: made.id, subtask_limit: 1 }, md(), options(), () => done());
     });
   }
 }

@@ -4,6 +4,7 @@
  * blocking and non-blocking probes must agree. Each test loads the module afresh (it probes once).
  */
 import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -60,6 +61,25 @@ describe('ffmpeg probe', () => {
     expect(() => m.ffmpegInfo()).toThrow(/\/bin\/false -encoders exited with 1/);
     await expect(m.probeFfmpegInfo()).rejects.toThrow();
     expect(m.knownFfmpegInfo()).toBeUndefined();
+  });
+});
+
+describe('the version a build names itself', () => {
+  it("takes a build of ffmpeg's development tree (N-..., git-...) for the newest, not version 0: its options are the new ones (-fps_mode)", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'tessera-ffmpeg-version-'));
+    try {
+      for (const [version, major, flag] of [['N-120000-g0123456789-static', 99, '-fps_mode'], ['git-2026-01-01-abcdef0', 99, '-fps_mode'], ['7.1.1-static', 7, '-fps_mode'], ['5.0.3', 5, '-vsync'], ['4.4.2-0ubuntu', 4, '-vsync']] as const) {
+        const fake = path.join(dir, `ffmpeg-${major}-${flag}-${version.length}`);
+        writeFileSync(fake, `#!/bin/sh\necho 'ffmpeg version ${version} Copyright (c) 2000-2026 the FFmpeg developers' >&2\necho 'Encoders:'\necho ' V....D libx264              libx264 H.264'\n`);
+        chmodSync(fake, 0o755);
+        process.env['FFMPEG_PATH'] = fake;
+        const m = await fresh();
+        // Before: "N-..." was read as version 0, and its commands got -vsync, which ffmpeg 9 removed (review M).
+        expect([m.ffmpegInfo().major, m.fpsModeFlag()], version).toEqual([major, flag]);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

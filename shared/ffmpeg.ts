@@ -103,9 +103,14 @@ export async function probeFfmpegInfo(): Promise<FfmpegInfo> {
   return info;
 }
 
+/** The major version a development build of ffmpeg is taken for. */
+const DEVELOPMENT_MAJOR = 99;
+
 function parseFfmpegInfo(encodersText: string, banner: string): FfmpegInfo {
   const version = /ffmpeg version (\S+)/.exec(banner)?.[1] ?? 'unknown';
-  const major = Number(/^n?(\d+)/.exec(version)?.[1] ?? 0);
+  // A build of ffmpeg's development tree ("N-120000-g0123456789", "git-2026-01-01-...") is newer
+  // than every release: taken as such (its options are the newest), not as version 0 (review M).
+  const major = /^(N-|git)/i.test(version) ? DEVELOPMENT_MAJOR : Number(/^n?(\d+)/.exec(version)?.[1] ?? 0);
   const encoders = [...encodersText.matchAll(/^\s[VAS][F.][S.][X.][B.][D.]\s+(\S+)/gm)].map((m) => m[1]!).filter((e) => e !== '=');
   return { version, major, encoders };
 }

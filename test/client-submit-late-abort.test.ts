@@ -163,6 +163,21 @@ describe('submit, between the end of its upload and the answer', () => {
     await expect.poll(() => s.cancelled, { timeout: 5000 }).toEqual([...s.made.values()]);
   });
 
+  it('aborted and closed in the same turn (a shutdown handler), still cancels the job made meanwhile', async () => {
+    const s = await standIn({ holdMs: 300 });
+    const client = new TesseraClient({ address: s.address });
+    const ac = new AbortController();
+    s.uploaded = () =>
+      setTimeout(() => {
+        ac.abort();
+        client.close();
+      }, 50);
+    await expect(client.submit({ passthrough: {} }, [await file('d2.bin')], { signal: ac.signal })).rejects.toMatchObject({ name: 'AbortError' });
+    // Before: the clean-up was decided once the cut call had ended, by then the client was closed,
+    // and nothing was looked up or cancelled (review M).
+    await expect.poll(() => s.cancelled, { timeout: 5000 }).toEqual([...s.made.values()]);
+  });
+
   it('close() ends it at once with CANCELLED ("the client was closed")', async () => {
     const s = await standIn({ holdMs: 3000 });
     const client = new TesseraClient({ address: s.address });
@@ -299,14 +314,17 @@ describe('a real cluster whose answer to the submission is held back (a slow lin
     try {
       await via.listWorkers();
       const ac = new AbortController();
-      const submitting = settle(via.submit({ passthrough: { work_ms: 3000 } }, [await file('h.bin')], { signal: ac.signal, onUpload: () => proxy.holdAnswers() }));
+      const submitting = settle(via.submit({ passthrough: { work_ms: 20_000 } }, [await file('h.bin')], { signal: ac.signal, onUpload: () => proxy.holdAnswers() }));
       // The coordinator has made the job (seen by a direct client); its answer is held.
       await expect.poll(async () => (await cluster.client.listJobs()).length, { timeout: 10_000 }).toBe(1);
       ac.abort();
       const r = await submitting;
       expect((r.err as Error).name).toBe('AbortError');
+      // The link catches up 3 s later (the client stays open, as a long-running service's).
+      await sleep(3000);
       proxy.releaseAnswers();
-      // Before: the job ran on (to SUCCEEDED), and the caller's AbortError named nothing (review L).
+      // Before: the job ran on (to SUCCEEDED), and the caller's AbortError named nothing (review L);
+      // then, answers 3 s late outlived the look-up's 2 s deadline (review M).
       await expect.poll(async () => (await cluster.client.listJobs()).map((j) => j.state), { timeout: 10_000 }).toEqual(['JOB_STATE_CANCELLED']);
     } finally {
       via.close();

@@ -154,11 +154,17 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile,
   const sprite = ctx.params.sprite;
   const rows = sprite ? Math.min(sprite.rows, Math.ceil(times.length / sprite.cols)) : 0;
   if (sprite && rows * height > 16_383) {
-    // Where even one row is too tall, fewer rows cannot help: only a width (the largest at which
-    // these rows fit).
+    // Advice that, followed, is taken: fewer rows where one row fits at this width, a width (16 px
+    // at the least) at which these rows fit, or both where only that fits (a very tall video);
+    // one row too tall at 16 px leaves no sheet to make (review T, M).
+    const heightAt = (wd: number): number => Math.max(2, 2 * Math.round((wd * h) / w / 2));
     let most = width;
-    while (most > 16 && rows * Math.max(2, 2 * Math.round((most * h) / w / 2)) > 16_383) most = Math.floor(most * 0.9);
-    const advice = height > 16_383 ? `ask a smaller --width (${most} fits)` : `ask fewer rows (--sprite ${sprite.cols}x${Math.floor(16_383 / height)}) or a smaller --width`;
+    while (most > 16 && rows * heightAt(most) > 16_383) most = Math.max(16, Math.floor(most * 0.9));
+    const options: string[] = [];
+    if (height <= 16_383) options.push(`fewer rows (--sprite ${sprite.cols}x${Math.floor(16_383 / height)})`);
+    if (rows * heightAt(most) <= 16_383) options.push(`a smaller --width (${most} fits)`);
+    if (options.length === 0 && heightAt(16) <= 16_383) options.push(`fewer rows and a smaller width (--sprite ${sprite.cols}x${Math.floor(16_383 / heightAt(16))} --width 16)`);
+    const advice = options.length > 0 ? `ask ${options.join(' or ')}` : 'the video is too tall for a sprite sheet: leave out --sprite';
     throw invalidArgument(`${input.name}: a sprite sheet of ${rows} row${rows === 1 ? '' : 's'} of ${width}x${height} px thumbnails would be ${rows * height} px tall, over the 16383-pixel limit: ${advice}`, input.name);
   }
   // Keyframes (presentation times, sorted) where the demuxer would not seek to one by itself.
