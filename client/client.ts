@@ -215,6 +215,12 @@ export class TesseraClient {
    */
   private readonly leftBehind = new Map<object, () => void>();
   private closeGrace: NodeJS.Timeout | undefined;
+  private channelClosed = false;
+
+  private closeChannel(): void {
+    this.channelClosed = true;
+    this.client.close();
+  }
 
   constructor(opts: ClientOptions = {}) {
     this.address = coordinatorAddress(opts.address);
@@ -385,10 +391,16 @@ export class TesseraClient {
     };
     // Decided as the abort comes, not once the call it cuts has ended (a turn or more later): a
     // close() right after the abort then finds the clean-up under way (review M).
+    // close() aborts this signal too: the clean-up starts within it, before the channel closes.
     const onAbort = (): void => void leftBehind();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       return await this.submitTries(once, files, sizes, shared, options, seen, retryForMs, sizesNow, leftBehind, () => (mayHaveMade = true));
+    } catch (err) {
+      // Given up for any reason (a file changed before a resend, the resends cut too often, a page
+      // of the answer's subtasks that failed): a job a try made is no more the caller's than after
+      // an abort, who is told of none (review N).
+      throw leftBehind(err);
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
     }
@@ -1037,10 +1049,12 @@ export class TesseraClient {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    // Ending a submission may start the clean-up of a job it made (see cancelLeftBehind): on the
+    // channel still open.
     for (const call of this.open) call.abort(clientClosed());
     this.open.clear();
     if (this.leftBehind.size === 0) {
-      this.client.close();
+      this.closeChannel();
       return;
     }
     // Jobs of aborted submissions being looked up and cancelled: given a moment (the usual
@@ -1059,13 +1073,13 @@ export class TesseraClient {
    * the client's jobs instead: only one carrying the id is taken.
    */
   private cancelLeftBehind(requestId: string): void {
-    if (this.closed) return;
+    if (this.channelClosed) return;
     const key = {};
     let call: grpc.ClientUnaryCall | undefined;
     const done = (): void => {
       if (!this.leftBehind.delete(key) || !this.closed || this.leftBehind.size > 0) return;
       clearTimeout(this.closeGrace);
-      this.client.close();
+      this.closeChannel();
     };
     this.leftBehind.set(key, () => call?.cancel());
     // One budget for both calls, waiting for a connection within it (a link that catches up, a

@@ -9,7 +9,7 @@
  * is there every time; like a coordinator, they make the job once its submission has ended, and
  * ListJobs finds it by request_id.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,6 +22,7 @@ import { loadTesseraProto } from '../shared/proto.js';
 import { startCluster } from './helpers/cluster.js';
 import { exitAfterMark } from './helpers/exit-timing.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';
+import { standIn as submitStandIn, type StandIn } from './helpers/submit-stand-in.js';
 
 let dir = '';
 const servers: grpc.Server[] = [];
@@ -35,55 +36,10 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-interface StandIn {
-  address: string;
-  port: number;
-  /** Jobs made, by the request_id of the submission that made them. */
-  made: Map<string, string>;
-  cancelled: string[];
-  /** Called when a submission's last message is in (the client has sent everything). */
-  uploaded: () => void;
-}
-
-/**
- * A coordinator of the test's: makes job `id(request_id)` when a submission ends and answers
- * `holdMs` later (never, for Infinity); `onMade` runs once it is made, before the answer.
- */
-async function standIn(opts: { holdMs: number; id?: (requestId: string) => string; onMade?: () => void; lookups?: boolean }): Promise<StandIn> {
-  const s: StandIn = { address: '', port: 0, made: new Map(), cancelled: [], uploaded: () => undefined };
-  const { proto } = loadTesseraProto();
-  const server = new grpc.Server();
-  const handlers: Record<string, unknown> = {
-    SubmitJob: (call: grpc.ServerReadableStream<{ spec?: { request_id: string } }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      let requestId = '';
-      call.on('data', (m) => {
-        if (m.spec) requestId = m.spec.request_id;
-      });
-      call.on('end', () => {
-        s.uploaded();
-        const id = s.made.get(requestId) ?? opts.id?.(requestId) ?? `job-${s.made.size + 1}`;
-        s.made.set(requestId, id);
-        opts.onMade?.();
-        if (opts.holdMs === Infinity) return;
-        const timer = setTimeout(() => cb(null, { id, state: 'JOB_STATE_RUNNING', spec: { request_id: requestId } }), opts.holdMs);
-        call.on('cancelled', () => clearTimeout(timer));
-      });
-    },
-    CancelJob: (call: grpc.ServerUnaryCall<{ job_id: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      s.cancelled.push(call.request.job_id);
-      cb(null, { id: call.request.job_id, state: 'JOB_STATE_CANCELLED' });
-    },
-  };
-  if (opts.lookups !== false) {
-    handlers['ListJobs'] = (call: grpc.ServerUnaryCall<{ request_id: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      const id = s.made.get(call.request.request_id);
-      cb(null, { jobs: id ? [{ id, state: 'JOB_STATE_RUNNING', spec: { request_id: call.request.request_id } }] : [], next_page_token: '' });
-    };
-  }
-  server.addService(proto.tessera.v1.JobService.service, handlers as never);
-  s.port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-  s.address = `127.0.0.1:${s.port}`;
-  servers.push(server);
+/** A stand-in coordinator (test/helpers/submit-stand-in.ts), shut down after the file. */
+async function standIn(opts: Parameters<typeof submitStandIn>[0]): Promise<StandIn> {
+  const s = await submitStandIn(opts);
+  servers.push(s.server);
   return s;
 }
 
@@ -163,19 +119,35 @@ describe('submit, between the end of its upload and the answer', () => {
     await expect.poll(() => s.cancelled, { timeout: 5000 }).toEqual([...s.made.values()]);
   });
 
-  it('aborted and closed in the same turn (a shutdown handler), still cancels the job made meanwhile', async () => {
-    const s = await standIn({ holdMs: 300 });
+  it('aborted and closed in one turn (a shutdown handler), either order, still cancels the job made meanwhile', async () => {
+    for (const order of ['abort, close', 'close, abort']) {
+      const s = await standIn({ holdMs: 2000 });
+      const client = new TesseraClient({ address: s.address });
+      const ac = new AbortController();
+      s.uploaded = () =>
+        setTimeout(() => {
+          if (order === 'abort, close') ac.abort();
+          client.close();
+          ac.abort();
+        }, 50);
+      await client.submit({ passthrough: {} }, [await file(`same-turn-${order.length}-${order[0]}.bin`)], { signal: ac.signal }).catch(() => undefined);
+      expect(s.made.size, order).toBe(1);
+      // Before: the clean-up was decided once the cut call had ended, by then the client was closed
+      // (review M); closed first, the clean-up stopped at the closed client (review N).
+      await expect.poll(() => s.cancelled, { timeout: 5000 }).toEqual([...s.made.values()]);
+    }
+  });
+
+  it('close() alone (a SIGTERM handler): the job made meanwhile is cancelled', async () => {
+    const s = await standIn({ holdMs: 2000 });
     const client = new TesseraClient({ address: s.address });
-    const ac = new AbortController();
-    s.uploaded = () =>
-      setTimeout(() => {
-        ac.abort();
-        client.close();
-      }, 50);
-    await expect(client.submit({ passthrough: {} }, [await file('d2.bin')], { signal: ac.signal })).rejects.toMatchObject({ name: 'AbortError' });
-    // Before: the clean-up was decided once the cut call had ended, by then the client was closed,
-    // and nothing was looked up or cancelled (review M).
-    await expect.poll(() => s.cancelled, { timeout: 5000 }).toEqual([...s.made.values()]);
+    s.uploaded = () => setTimeout(() => client.close(), 100);
+    const err = await client.submit({ passthrough: {} }, [await file('n-a.bin')]).catch((e: unknown) => e);
+    expect((err as grpc.ServiceError).code).toBe(grpc.status.CANCELLED);
+    expect(s.made.size).toBe(1);
+    // Before: no look-up and no CancelJob (the client closed first); the job ran on, and the caller
+    // held no id of it (review N).
+    await expect.poll(() => s.cancelled, { timeout: 2500 }).toEqual([...s.made.values()]);
   });
 
   it('close() ends it at once with CANCELLED ("the client was closed")', async () => {
@@ -191,84 +163,84 @@ describe('submit, between the end of its upload and the answer', () => {
   });
 });
 
-describe('a try whose job was made but whose answer was lost, then the abort before the next try is answered', () => {
-  it('cancels the job this call made', async () => {
-    // The client reaches the coordinator through a proxy of the test's, which drops the connection
-    // (a network cut, a coordinator host rebooting) right after the first try's job is made.
-    let proxy: TcpProxy | undefined;
-    const s = await standIn({ holdMs: 0, id: () => 'job-made-by-try-1', onMade: () => proxy?.cut() });
-    proxy = new TcpProxy({ host: '127.0.0.1', port: s.port });
-    const client = new TesseraClient({ address: await proxy.start() });
-    try {
-      const ac = new AbortController();
-      let retryErr: grpc.ServiceError | undefined;
-      const r = await settle(
-        client.submit({ passthrough: {} }, [await file('f.bin')], {
-          signal: ac.signal,
-          onRetry: (err) => {
-            retryErr = err;
-            // The caller gives up as the resend starts (an AbortSignal.timeout running out while the
-            // coordinator could not be reached, say).
-            ac.abort();
-          },
-        }),
-      );
-      expect(retryErr?.code, String(retryErr)).toBe(grpc.status.UNAVAILABLE);
-      expect((r.err as Error).name).toBe('AbortError');
-      expect([...s.made.values()]).toEqual(['job-made-by-try-1']);
-      // Before: nothing cancelled; the job ran on, and the caller's AbortError named no job (review J).
-      await expect.poll(() => s.cancelled, { timeout: 5000 }).toEqual(['job-made-by-try-1']);
-    } finally {
-      client.close();
-      await proxy.stop();
+describe('a try whose job was made but whose answer was lost (the connection dropped), then the submission given up', () => {
+  it('cancels the job that try made, whether the caller aborted as the resend started or the resend was refused (the file changed)', async () => {
+    for (const end of ['aborted', 'file changed'] as const) {
+      // The client reaches the coordinator through a proxy of the test's, which drops the connection
+      // (a network cut, a coordinator host rebooting) right after the first try's job is made.
+      let proxy: TcpProxy | undefined;
+      const s = await standIn({ holdMs: 0 });
+      const f = await file(`lost-${end.length}.bin`);
+      s.onMade = () => {
+        proxy?.cut();
+        if (end === 'file changed') void appendFile(f, ' world');
+      };
+      proxy = new TcpProxy({ host: '127.0.0.1', port: s.port });
+      const client = new TesseraClient({ address: await proxy.start() });
+      try {
+        const ac = new AbortController();
+        let retryErr: grpc.ServiceError | undefined;
+        const r = await settle(
+          client.submit({ passthrough: {} }, [f], {
+            signal: ac.signal,
+            onRetry: (err) => {
+              retryErr = err;
+              // The caller gives up as the resend starts (an AbortSignal.timeout running out while
+              // the coordinator could not be reached, say).
+              if (end === 'aborted') ac.abort();
+            },
+          }),
+        );
+        if (end === 'aborted') {
+          expect(retryErr?.code, String(retryErr)).toBe(grpc.status.UNAVAILABLE);
+          expect((r.err as Error).name).toBe('AbortError');
+        } else {
+          expect((r.err as grpc.ServiceError).code).toBe(grpc.status.FAILED_PRECONDITION);
+          expect(String(r.err)).toContain('submit it anew');
+        }
+        expect(s.made.size, end).toBe(1);
+        // Before: nothing cancelled; the job ran on, and the caller's error named no job (reviews J,
+        // N: following "submit it anew" made a second job beside the first).
+        await expect.poll(() => s.cancelled, { timeout: 5000 }).toEqual([...s.made.values()]);
+      } finally {
+        client.close();
+        await proxy.stop();
+      }
     }
-  }, 15_000);
+  }, 30_000);
 });
 
 describe('what holds the process after a late abort', () => {
-  it('close() right after it: the job is cancelled before the process exits, within about a second when nothing answers', async () => {
-    const quick = await standIn({ holdMs: 150 });
-    const r = await exitAfterMark(
-      `const client = new TesseraClient({ address: '${quick.address}' });
+  /** A child that submits to `address`, aborts `abortMs` after, then closes its client or not: the ms from then to its exit. */
+  const abortThenExit = (address: string, abortMs: number, close: boolean, deadlineMs?: number): Promise<number | 'still running'> =>
+    exitAfterMark(
+      `const client = new TesseraClient({ address: '${address}'${deadlineMs ? `, deadlineMs: ${deadlineMs}` : ''} });
 const ac = new AbortController();
 const p = client.submit({ passthrough: {} }, [file], { signal: ac.signal });
-setTimeout(() => ac.abort(), 100);
+setTimeout(() => ac.abort(), ${abortMs});
 await p.catch((e) => { if (e.name !== 'AbortError') throw e; });
-client.close();
+${close ? 'client.close();' : ''}
 mark();`,
-      6000,
+      15_000,
     );
+
+  it('close() right after it: the job is cancelled before the process exits, within about a second when nothing answers', async () => {
+    const quick = await standIn({ holdMs: 150 });
+    const r = await abortThenExit(quick.address, 100, true);
     // Cancelled before the process ended. (It then exits at once, where close()'s grace timer held
     // it a second whatever (review J): not asserted, a loaded machine's process exit varies as much.)
     expect(quick.cancelled).toEqual([...quick.made.values()]);
     expect(typeof r, `process exit after close(): ${r}`).toBe('number');
     // A coordinator that reads everything and answers nothing (its look-ups neither).
     const silent = await standIn({ holdMs: Infinity, lookups: false });
-    const r2 = await exitAfterMark(
-      `const client = new TesseraClient({ address: '${silent.address}' });
-const ac = new AbortController();
-const p = client.submit({ passthrough: {} }, [file], { signal: ac.signal });
-setTimeout(() => ac.abort(), 300);
-await p.catch((e) => { if (e.name !== 'AbortError') throw e; });
-client.close();
-mark();`,
-      6000,
-    );
+    const r2 = await abortThenExit(silent.address, 300, true);
     // Before: about 9.5 s, at the submission's own deadline (review K).
     expect(typeof r2 === 'number' && r2 < 4000, `process exit after close(): ${r2}`).toBe(true);
-  }, 30_000);
+  }, 40_000);
 
   it('without close(), on a coordinator that does not answer: the process is not held until the unary deadline', async () => {
     const silent = await standIn({ holdMs: Infinity, lookups: false });
-    const r = await exitAfterMark(
-      `const client = new TesseraClient({ address: '${silent.address}', deadlineMs: 8000 });
-const ac = new AbortController();
-const p = client.submit({ passthrough: {} }, [file], { signal: ac.signal });
-setTimeout(() => ac.abort(), 300);
-await p.catch((e) => { if (e.name !== 'AbortError') throw e; });
-mark();`,
-      15000,
-    );
+    const r = await abortThenExit(silent.address, 300, false, 8000);
     // Before: held until the client's unary deadline (8 s here, 15 s by default; review J).
     expect(typeof r === 'number' && r < 4000, `process exit after the abort: ${r}`).toBe(true);
   }, 30_000);
@@ -332,4 +304,39 @@ describe('a real cluster whose answer to the submission is held back (a slow lin
       await cluster.stop();
     }
   }, 60_000);
+});
+
+describe('submit gives up (not aborted) after a try that sent everything', () => {
+  it('the answer came, a later page of its subtasks failed (DEADLINE_EXCEEDED): the job is cancelled or named', async () => {
+    const { proto } = loadTesseraProto();
+    const server = new grpc.Server();
+    servers.push(server);
+    const cancelled: string[] = [];
+    let rid = '';
+    server.addService(proto.tessera.v1.JobService.service, {
+      SubmitJob: (call: grpc.ServerReadableStream<{ spec?: { request_id: string } }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        call.on('data', (m) => {
+          if (m.spec) rid = m.spec.request_id;
+        });
+        call.on('end', () => cb(null, { id: 'job-big', state: 'JOB_STATE_RUNNING', spec: { request_id: rid }, next_subtask_page_token: 'page-2' }));
+      },
+      // A loaded coordinator slow to give the next 10,000 subtasks: no answer within the deadline.
+      GetJob: () => undefined,
+      ListJobs: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, { jobs: [{ id: 'job-big', state: 'JOB_STATE_RUNNING', spec: { request_id: rid } }] }),
+      CancelJob: (call: grpc.ServerUnaryCall<{ job_id: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        cancelled.push(call.request.job_id);
+        cb(null, { id: call.request.job_id, state: 'JOB_STATE_CANCELLED' });
+      },
+    } as never);
+    const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+    const client = new TesseraClient({ address: `127.0.0.1:${port}`, deadlineMs: 500 });
+    try {
+      const err = await client.submit({ passthrough: {} }, [await file('n-e.bin')]).catch((e: unknown) => e);
+      expect((err as grpc.ServiceError).code).toBe(grpc.status.DEADLINE_EXCEEDED);
+      // Before: DEADLINE_EXCEEDED naming no job, nothing cancelled; job-big ran on unseen (review N).
+      await expect.poll(() => cancelled, { timeout: 5000 }).toEqual(['job-big']);
+    } finally {
+      client.close();
+    }
+  });
 });
