@@ -54,6 +54,30 @@ const USER_SIGNAL_LISTENERS = 10_000;
  * Whether a call's error is the coordinator's answer (a refusal, a status it sent), not the
  * transport's failure to reach it (no connection, a deadline run out, the call cancelled here).
  */
+/** A try that failed for want of a connection: nothing of it reached a coordinator. */
+function neverConnected(err: unknown): boolean {
+  const { code, details } = (err ?? {}) as { code?: number; details?: string };
+  return code === grpc.status.UNAVAILABLE && /^(No connection established|Name resolution failed)/.test(details ?? '');
+}
+
+/** The coordinator's answer refusing a submission (not the client's own error, nor a lost connection or deadline). */
+function refusedByCoordinator(err: unknown): boolean {
+  if (err instanceof TesseraError || typeof (err as { code?: unknown } | null)?.code !== 'number') return false;
+  return COORDINATOR_REFUSALS.has((err as { code: number }).code);
+}
+
+const COORDINATOR_REFUSALS: ReadonlySet<number> = new Set([
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.NOT_FOUND,
+  grpc.status.ALREADY_EXISTS,
+  grpc.status.PERMISSION_DENIED,
+  grpc.status.UNAUTHENTICATED,
+  grpc.status.FAILED_PRECONDITION,
+  grpc.status.RESOURCE_EXHAUSTED,
+  grpc.status.OUT_OF_RANGE,
+  grpc.status.UNIMPLEMENTED,
+]);
+
 function answered(err: unknown): boolean {
   const { code, details } = (err ?? {}) as { code?: number; details?: string };
   if (typeof code !== 'number') return false;
@@ -380,10 +404,16 @@ export class TesseraClient {
     // cannot see it (review L; one made by a try before the last, its answer lost: review J). Only
     // with the library's own request_id: with the caller's, the job answered may be an earlier
     // call's (a repeat is answered with the job it made; review K), and the caller can find it.
-    let mayHaveMade = false;
+    // `sending`: the try under way has handed over everything; `mayHaveMade`: a try that ended had,
+    // and was not refused for want of a connection (nothing of it reached a coordinator then: a
+    // submission to one that is down was followed by a look-up that held its process 5 s; review P).
+    const made = { mayHaveMade: false, sending: false };
     let cleaning = false;
     const leftBehind = (reason?: unknown): unknown => {
-      if (!cleaning && mayHaveMade && !spec.request_id) {
+      // The coordinator's own refusal of the last try says the submission made no job (a repeat of
+      // one that had would be answered with it), and a look-up with a refused token would count as
+      // a second failed authentication (review P).
+      if (!cleaning && (made.mayHaveMade || made.sending) && !spec.request_id && !refusedByCoordinator(reason)) {
         cleaning = true;
         this.cancelLeftBehind(once.request_id);
       }
@@ -395,7 +425,7 @@ export class TesseraClient {
     const onAbort = (): void => void leftBehind();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      return await this.submitTries(once, files, sizes, shared, options, seen, retryForMs, sizesNow, leftBehind, () => (mayHaveMade = true));
+      return await this.submitTries(once, files, sizes, shared, options, seen, retryForMs, sizesNow, leftBehind, made);
     } catch (err) {
       // Given up for any reason (a file changed before a resend, the resends cut too often, a page
       // of the answer's subtasks that failed): a job a try made is no more the caller's than after
@@ -417,18 +447,21 @@ export class TesseraClient {
     retryForMs: number,
     sizesNow: () => Promise<number[]>,
     leftBehind: (reason: unknown) => unknown,
-    sentAll: () => void,
+    made: { mayHaveMade: boolean; sending: boolean },
   ): Promise<Job__Output> {
     // The window opens at a failure: a long upload cut off after minutes is still resent.
     let failingSince = 0;
     let cutAfterData = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        const job = await this.submitOnce(once, files, sizes, shared, options, seen, sentAll);
+        made.sending = false;
+        const job = await this.submitOnce(once, files, sizes, shared, options, seen, () => (made.sending = true));
         this.reached = true;
         // The answer holds the first page of the job's subtasks (asked for below); the rest as GetJob gives them.
         return await this.restOfSubtasks(job, { ...(options.signal && { signal: options.signal }) });
       } catch (caught) {
+        if (made.sending && (options.signal?.aborted || !neverConnected(caught))) made.mayHaveMade = true;
+        made.sending = false;
         // Aborted: the caller's reason, not the CANCELLED of the call it cut.
         if (options.signal?.aborted) throw leftBehind(options.signal.reason);
         const err = tidyGrpcError(caught);
@@ -1044,7 +1077,8 @@ export class TesseraClient {
 
   /**
    * Closes the connection. Calls still running end at once, rejecting (or, for `watch`,
-   * throwing) CANCELLED; so does every call made after. Jobs on the cluster go on.
+   * throwing) CANCELLED; so does every call made after. Jobs on the cluster go on, but for one a
+   * submission it cut had made (see submit), which is cancelled first, within a second.
    */
   close(): void {
     if (this.closed) return;

@@ -12,6 +12,7 @@
 import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -343,4 +344,76 @@ describe('submit gives up (not aborted) after a try that sent everything', () =>
       client.close();
     }
   });
+});
+
+const ALICE = 'alice-token-aaaaaaaaaaaaaaaa';
+
+describe('a submission refused for its token (nothing was made)', () => {
+  it('costs one failed authentication, not two: the right token still gets in after three mistakes (burst 4)', async () => {
+    for (const how of ['shared', 'no inputs'] as const) {
+      const shared = path.join(dir, `auth-shared-${how.length}`);
+      await mkdir(shared, { recursive: true });
+      const f = path.join(shared, 'a.bin');
+      await writeFile(f, 'hello');
+      const coordinator = new Coordinator({
+        listen: '127.0.0.1:0',
+        dataDir: path.join(dir, `auth-data-${how.length}`),
+        log: createLogger('test', 'silent', 'json'),
+        http: '',
+        sharedRoots: [shared],
+        // Four failures, then one back every 100 s.
+        auth: { workerToken: 'worker-token-cccccccccccccccc', clientTokens: [{ id: 'alice', role: 'client', token: ALICE }], rateLimit: { burst: 4, perSecond: 0.01 } },
+      });
+      const address = await coordinator.start();
+      const typo = new TesseraClient({ address, token: 'alice-token-typo-aaaaaaaaaaa' });
+      const right = new TesseraClient({ address, token: ALICE });
+      try {
+        for (let i = 0; i < 3; i++) {
+          const err = await typo.submit({ passthrough: {} }, how === 'shared' ? [f] : [], { shared: how === 'shared' }).catch((e: unknown) => e);
+          expect((err as { code?: number }).code, `${how}, mistake ${i + 1}: ${String(err)}`).toBe(16); // UNAUTHENTICATED
+        }
+        await new Promise((r) => setTimeout(r, 300));
+        // Before: RESOURCE_EXHAUSTED "too many failed authentications from 127.0.0.1" (each refusal
+        // was followed by a look-up of its job with the same unknown token; review P).
+        const job = await right.submit({ passthrough: {} }, how === 'shared' ? [f] : [], { shared: how === 'shared' }).catch((e: unknown) => e);
+        expect(String((job as Error).message ?? ''), how).not.toMatch(/too many failed authentications/);
+        expect((job as { id?: string }).id, `${how}: ${String(job)}`).toBeTruthy();
+      } finally {
+        typo.close();
+        right.close();
+        await coordinator.close();
+      }
+    }
+  }, 30_000);
+});
+
+const dist = fileURLToPath(new URL('../dist/', import.meta.url));
+
+describe('a submission to a coordinator that is down (connection refused: nothing of it left this process)', () => {
+  /** A child that reaches a JobService of its own, shuts it down, then submits (shared or with no inputs) without retrying: ms from the rejection to its exit. */
+  const exitAfterRefusedConnection = (how: 'shared' | 'no inputs'): Promise<number | 'still running'> =>
+    exitAfterMark(
+      `const grpc = await import(${JSON.stringify(path.join(dist, '../node_modules/@grpc/grpc-js/build/src/index.js'))});
+const { loadTesseraProto } = await import(${JSON.stringify(path.join(dist, 'shared/proto.js'))});
+const { proto } = loadTesseraProto();
+const server = new grpc.Server();
+server.addService(proto.tessera.v1.JobService.service, { ListJobs: (_c, cb) => cb(null, { jobs: [], next_page_token: '' }) });
+const port = await new Promise((r, j) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? j(e) : r(p))));
+const client = new TesseraClient({ address: '127.0.0.1:' + port });
+await client.listJobs();
+server.forceShutdown();
+await new Promise((r) => setTimeout(r, 200));
+const err = await client.submit({ passthrough: {} }, ${how === 'shared' ? '[file]' : '[]'}, { shared: ${how === 'shared'}, retryForMs: 0 }).catch((e) => e);
+if (err.code !== 14) throw new Error('expected UNAVAILABLE, got ' + err);
+mark();`,
+      15_000,
+    );
+
+  it('the process exits at once after the rejection, as before (no look-up of a job that cannot exist)', async () => {
+    for (const how of ['shared', 'no inputs'] as const) {
+      // Before: about 5000 ms (a look-up of its job waited for the coordinator its 5 s; review P).
+      const r = await exitAfterRefusedConnection(how);
+      expect(typeof r === 'number' && r < 2500, `${how}: exit ${r} ms after the rejection`).toBe(true);
+    }
+  }, 60_000);
 });
