@@ -185,6 +185,7 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   const maps = ['-map', '0:v:0'];
   const mapped: number[] = [];
   const dispositions: Array<string | undefined> = [];
+  const encodedTracks: boolean[] = [];
   let hasAudio = false;
   const tracks = [rec.audio, ...(rec.moreAudio ?? [])];
   for (const [k, t] of tracks.entries()) {
@@ -197,6 +198,7 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
     maps.push('-map', from);
     mapped.push(t.streamIndex);
     dispositions.push(t.disposition);
+    encodedTracks.push(t.mode !== 'copy');
     if (k === 0) hasAudio = true;
   }
   const src = sourceInput();
@@ -212,6 +214,12 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   dispositions.forEach((d, k) => d !== undefined && args.push(`-disposition:a:${k}`, d));
   // The picture's own language and title, as `ffmpeg -map 0` keeps them.
   if (rec.videoStreamIndex !== undefined) args.push('-map_metadata:s:v:0', `${src}:s:${rec.videoStreamIndex}`);
+  // What made each encoded track, not the source's encoder, whose tag came with its other tags (an
+  // H.264 clip made H.265 was tagged libx264; review V): the picture's encoder named, an encoded
+  // audio track's tag left out. And the picture the default track: the audio's dispositions given
+  // keep ffmpeg from marking one itself, and Matroska wrote the only video track as not default.
+  args.push('-metadata:s:v:0', `encoder=${(segs[0]!.plan as VideoSegmentPlan).encoder}`, '-disposition:v:0', 'default');
+  encodedTracks.forEach((encoded, k) => encoded && args.push(`-metadata:s:a:${k}`, 'encoder='));
   args.push('-c', 'copy');
   // A copied FLAC track: ffmpeg before 6.1 writes FLAC into MP4 (the standard `fLaC` entry) only
   // when told it may ("experimental"); of the codecs MP4 takes by copy it is the only one.
