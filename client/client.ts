@@ -54,6 +54,18 @@ const USER_SIGNAL_LISTENERS = 10_000;
  * Whether a call's error is the coordinator's answer (a refusal, a status it sent), not the
  * transport's failure to reach it (no connection, a deadline run out, the call cancelled here).
  */
+/** What the tries of one submission have done, for the clean-up of a job it made (see submitScoped). */
+interface SubmitProgress {
+  /** A try that ended had handed over everything, and did not fail for want of a connection. */
+  mayHaveMade: boolean;
+  /** The try under way has handed over everything. */
+  sending: boolean;
+  /** `mayHaveMade` as it was when the last try started. */
+  madeBefore: boolean;
+  /** The job a try was answered with. */
+  answered: string | undefined;
+}
+
 /** A try that failed for want of a connection: nothing of it reached a coordinator. */
 function neverConnected(err: unknown): boolean {
   const { code, details } = (err ?? {}) as { code?: number; details?: string };
@@ -407,15 +419,20 @@ export class TesseraClient {
     // `sending`: the try under way has handed over everything; `mayHaveMade`: a try that ended had,
     // and was not refused for want of a connection (nothing of it reached a coordinator then: a
     // submission to one that is down was followed by a look-up that held its process 5 s; review P).
-    const made = { mayHaveMade: false, sending: false };
+    // `answered`: the job a try was answered with (its later pages may still fail); `madeBefore`:
+    // whether a try before the last may have made one.
+    const made: SubmitProgress = { mayHaveMade: false, sending: false, madeBefore: false, answered: undefined };
     let cleaning = false;
     const leftBehind = (reason?: unknown): unknown => {
-      // The coordinator's own refusal of the last try says the submission made no job (a repeat of
-      // one that had would be answered with it), and a look-up with a refused token would count as
-      // a second failed authentication (review P).
-      if (!cleaning && (made.mayHaveMade || made.sending) && !spec.request_id && !refusedByCoordinator(reason)) {
+      if (cleaning || spec.request_id) return reason;
+      // The coordinator's own refusal of a try says that try made no job, and a look-up with a
+      // refused token would count as a second failed authentication (review P); a try before it
+      // may still have made one, its answer lost, the retry refused by a coordinator restarted
+      // with other limits (review Q).
+      const candidate = made.answered !== undefined || (refusedByCoordinator(reason) ? made.madeBefore : made.mayHaveMade || made.sending);
+      if (candidate) {
         cleaning = true;
-        this.cancelLeftBehind(once.request_id);
+        this.cancelLeftBehind(once.request_id, made.answered);
       }
       return reason;
     };
@@ -447,7 +464,7 @@ export class TesseraClient {
     retryForMs: number,
     sizesNow: () => Promise<number[]>,
     leftBehind: (reason: unknown) => unknown,
-    made: { mayHaveMade: boolean; sending: boolean },
+    made: SubmitProgress,
   ): Promise<Job__Output> {
     // The window opens at a failure: a long upload cut off after minutes is still resent.
     let failingSince = 0;
@@ -455,8 +472,12 @@ export class TesseraClient {
     for (let attempt = 1; ; attempt++) {
       try {
         made.sending = false;
+        made.madeBefore = made.mayHaveMade;
         const job = await this.submitOnce(once, files, sizes, shared, options, seen, () => (made.sending = true));
         this.reached = true;
+        // This call's job from here, whatever its pages' calls meet (their refusals are no refusal of
+        // the submission; review Q).
+        made.answered = job.id;
         // The answer holds the first page of the job's subtasks (asked for below); the rest as GetJob gives them.
         return await this.restOfSubtasks(job, { ...(options.signal && { signal: options.signal }) });
       } catch (caught) {
@@ -1106,7 +1127,7 @@ export class TesseraClient {
    * that id it is still receiving to settle first. A coordinator from before the look-up lists all
    * the client's jobs instead: only one carrying the id is taken.
    */
-  private cancelLeftBehind(requestId: string): void {
+  private cancelLeftBehind(requestId: string, jobId?: string): void {
     if (this.channelClosed) return;
     const key = {};
     let call: grpc.ClientUnaryCall | undefined;
@@ -1125,11 +1146,16 @@ export class TesseraClient {
       return m;
     };
     const options = (): grpc.CallOptions => ({ deadline: new Date(end) });
+    const cancel = (id: string): void => {
+      call = this.client.CancelJob({ job_id: id, subtask_limit: 1 }, md(), options(), () => done());
+    };
+    // Known (the submission was answered): cancelled straight away.
+    if (jobId) return cancel(jobId);
     const list = this.client.ListJobs as unknown as (req: object, md: grpc.Metadata, o: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { jobs: Job__Output[] }) => void) => grpc.ClientUnaryCall;
     call = list.call(this.client, { request_id: requestId, limit: 1000 }, md(), options(), (err, res) => {
       const made = err ? undefined : res?.jobs.find((j) => j.spec?.request_id === requestId);
       if (!made || TERMINAL_STATES.has(made.state)) return done();
-      call = this.client.CancelJob({ job_id: made.id, subtask_limit: 1 }, md(), options(), () => done());
+      cancel(made.id);
     });
   }
 }

@@ -417,3 +417,78 @@ mark();`,
     }
   }, 60_000);
 });
+
+type Made = { id: string; request_id: string; cancelled: boolean };
+
+/** A stand-in coordinator: `submit(n, requestId)` decides the n-th SubmitJob's end; ListJobs/CancelJob as the clean-up uses them. */
+async function scriptedStandIn(opts: {
+  submit: (n: number, made: Made, cb: grpc.sendUnaryData<unknown>) => void;
+  getJob?: (cb: grpc.sendUnaryData<unknown>) => void;
+}): Promise<{ address: string; jobs: Made[]; server: grpc.Server }> {
+  const { proto } = loadTesseraProto();
+  const jobs: Made[] = [];
+  let n = 0;
+  const server = new grpc.Server();
+  const jobMsg = (j: Made): object => ({ id: j.id, state: j.cancelled ? 'JOB_STATE_CANCELLED' : 'JOB_STATE_RUNNING', spec: { request_id: j.request_id, passthrough: {} } });
+  server.addService(proto.tessera.v1.JobService.service, {
+    SubmitJob: (call: grpc.ServerReadableStream<{ spec?: { request_id: string } }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      let requestId = '';
+      call.on('data', (m) => {
+        if (m.spec) requestId = m.spec.request_id;
+      });
+      call.on('end', () => {
+        n++;
+        // A repeat of the same request_id is the same job (as the coordinator's findByRequest).
+        let made = jobs.find((j) => j.request_id === requestId);
+        if (!made) jobs.push((made = { id: `job-${jobs.length + 1}`, request_id: requestId, cancelled: false }));
+        opts.submit(n, made, cb);
+      });
+    },
+    GetJob: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => opts.getJob?.(cb),
+    ListJobs: (call: grpc.ServerUnaryCall<{ request_id: string }, unknown>, cb: grpc.sendUnaryData<unknown>) =>
+      cb(null, { jobs: jobs.filter((j) => !call.request.request_id || j.request_id === call.request.request_id).map(jobMsg), next_page_token: '' }),
+    CancelJob: (call: grpc.ServerUnaryCall<{ job_id: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      const j = jobs.find((x) => x.id === call.request.job_id);
+      if (j) j.cancelled = true;
+      cb(null, j ? jobMsg(j) : {});
+    },
+  } as never);
+  const port = await new Promise<number>((r, j) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? j(e) : r(p))));
+  return { address: `127.0.0.1:${port}`, jobs, server };
+}
+
+describe('a job a rejected submission made is cancelled, whatever code the rejection carries', () => {
+  /** Submits to `s` (retrying for `retryForMs`), expects PERMISSION_DENIED, and that the one job made is cancelled. */
+  async function refusedYetCancelled(s: Awaited<ReturnType<typeof scriptedStandIn>>, retryForMs: number): Promise<void> {
+    const client = new TesseraClient({ address: s.address });
+    try {
+      const err = (await client.submit({ passthrough: {} }, [await file(`q-${retryForMs}.bin`)], { retryForMs }).catch((e: unknown) => e)) as grpc.ServiceError;
+      expect(err.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(s.jobs).toHaveLength(1);
+      await expect.poll(() => s.jobs[0]!.cancelled, { timeout: 5000 }).toBe(true);
+    } finally {
+      client.close();
+      s.server.forceShutdown();
+    }
+  }
+
+  it('a try whose answer was lost made the job; the repeat is refused (a coordinator restarted with a lower --max-client-priority checks it before the repeat look-up)', async () => {
+    // Before: the job try 1 made was left running where the caller, told PERMISSION_DENIED, could not see it (review Q).
+    const s = await scriptedStandIn({
+      submit: (n, _made, cb) =>
+        n === 1
+          ? cb({ code: grpc.status.UNAVAILABLE, details: 'Connection dropped' }) // the job made, its answer lost
+          : cb({ code: grpc.status.PERMISSION_DENIED, details: 'spec.priority 5 is over the highest a client token may ask on this coordinator (--max-client-priority=0)' }),
+    });
+    await refusedYetCancelled(s, 10_000);
+  }, 20_000);
+
+  it('the job was answered, and a page of its subtasks (restOfSubtasks) is refused: the job the caller never got is cancelled', async () => {
+    // Before: left running, the page's refusal taken for the submission's (review Q).
+    const s = await scriptedStandIn({
+      submit: (_n, made, cb) => cb(null, { id: made.id, state: 'JOB_STATE_RUNNING', spec: { request_id: made.request_id, passthrough: {} }, subtasks: [], next_subtask_page_token: 'p2' }),
+      getJob: (cb) => cb({ code: grpc.status.PERMISSION_DENIED, details: 'refused' }),
+    });
+    await refusedYetCancelled(s, 0);
+  }, 20_000);
+});
