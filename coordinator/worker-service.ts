@@ -131,7 +131,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
           throw new TesseraError(status.RESOURCE_EXHAUSTED, `subtask ${s.id}: attempt ${r.attempt} gives ${r.outputs.length} outputs, more than the ${MAX_UPLOADS_PER_ATTEMPT} one attempt may`, { retryable: false });
         }
         if (claimed > opts.maxOutputBytes) {
-          throw new TesseraError(status.RESOURCE_EXHAUSTED, `the outputs of subtask ${s.id} (attempt ${r.attempt}) come to ${claimed} bytes, over the limit for all of one attempt's outputs (the coordinator's --max-job-bytes, ${opts.maxOutputBytes})`, { retryable: false });
+          throw new TesseraError(status.RESOURCE_EXHAUSTED, `the outputs of subtask ${s.id} (attempt ${r.attempt}) come to ${claimed} bytes, larger than the limit of ${opts.maxOutputBytes} bytes for all of one attempt's outputs (the coordinator's --max-job-bytes)`, { retryable: false });
         }
         for (const o of r.outputs) {
           const name = safeOutputName(o.name);
