@@ -139,14 +139,21 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile,
   const shownWidth = v.width * v.sar;
   const [w, h] = v.rotation === 90 || v.rotation === 270 ? [v.height, shownWidth] : [shownWidth, v.height];
   const width = ctx.params.width;
-  const height = Math.max(2, 2 * Math.round((width * h) / w / 2));
+  // A thumbnail's height at a width (even), and the widest width down from the asked one (16 px at
+  // the least, the params' floor) that `ok` takes: what an advice names.
+  const heightAt = (wd: number): number => Math.max(2, 2 * Math.round((wd * h) / w / 2));
+  const widest = (ok: (wd: number) => boolean): number => {
+    let most = width;
+    while (most > 16 && !ok(most)) most = Math.max(16, Math.floor(most * 0.9));
+    return most;
+  };
+  const height = heightAt(width);
   // A thumbnail's height follows the video's shape too: a tall one could pass what its format
   // holds (WebP 16383 px, JPEG 65535) or what ffmpeg makes (images under 2^28 px, its margin in).
   const tallest = ctx.params.format === 'webp' ? 16_383 : 65_535;
   const fits = (wd: number, ht: number): boolean => ht <= tallest && (wd + 128) * (ht + 128) < 2 ** 28;
   if (!fits(width, height)) {
-    let most = width;
-    while (most > 16 && !fits(most, Math.max(2, 2 * Math.round((most * h) / w / 2)))) most = Math.floor(most * 0.9);
+    const most = widest((wd) => fits(wd, heightAt(wd)));
     throw invalidArgument(`${input.name}: its ${width}x${height} px thumbnails would be larger than ${ctx.params.format === 'webp' ? 'WebP' : 'JPEG'} or ffmpeg can make: ask a smaller --width (${most} fits)`, input.name);
   }
   // The sheet's height follows the video's shape (checked here, where it is known, as its width
@@ -157,9 +164,7 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile,
     // Advice that, followed, is taken: fewer rows where one row fits at this width, a width (16 px
     // at the least) at which these rows fit, or both where only that fits (a very tall video);
     // one row too tall at 16 px leaves no sheet to make (review T, M).
-    const heightAt = (wd: number): number => Math.max(2, 2 * Math.round((wd * h) / w / 2));
-    let most = width;
-    while (most > 16 && rows * heightAt(most) > 16_383) most = Math.max(16, Math.floor(most * 0.9));
+    const most = widest((wd) => rows * heightAt(wd) <= 16_383);
     const options: string[] = [];
     if (height <= 16_383) options.push(`fewer rows (--sprite ${sprite.cols}x${Math.floor(16_383 / height)})`);
     if (rows * heightAt(most) <= 16_383) options.push(`a smaller --width (${most} fits)`);
