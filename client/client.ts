@@ -155,6 +155,25 @@ export interface SubmitOptions {
   retryForMs?: number;
   /** Called before the submission is sent again: the error that ended the last try, and the try about to start (2, 3, ...). */
   onRetry?: (err: ServiceError, attempt: number) => void;
+  /**
+   * Called, before `submit` rejects, where the rejected submission may have left a job running: a
+   * try had handed everything over (the coordinator may have made the job, its answer lost or not
+   * waited for), or an answered job's later subtask pages failed. The library looks that job up by
+   * the submission's request_id and cancels it, in the background, within 5 s; `cleanUp` settles
+   * (never rejects) with what it found. Not called where no try could have made a job, nor where
+   * the spec carries the caller's own request_id (the job may be an earlier call's).
+   */
+  onCleanUp?: (cleanUp: Promise<LeftBehind>) => void;
+}
+
+/** What the clean-up of a rejected submission found (see {@link SubmitOptions.onCleanUp}). */
+export interface LeftBehind {
+  /** The job the submission had made; undefined where the coordinator made none. */
+  jobId?: string;
+  /** That job's state after the clean-up: JOB_STATE_CANCELLED, or the state it had already ended in. */
+  state?: string;
+  /** Why the look-up or the cancel failed (the coordinator not reached within 5 s, the client closed first): then nothing more is known than `jobId`. */
+  error?: ServiceError;
 }
 
 export interface WatchOptions {
@@ -432,7 +451,12 @@ export class TesseraClient {
       const candidate = made.answered !== undefined || (refusedByCoordinator(reason) ? made.madeBefore : made.mayHaveMade || made.sending);
       if (candidate) {
         cleaning = true;
-        this.cancelLeftBehind(once.request_id, made.answered);
+        const cleanUp = this.cancelLeftBehind(once.request_id, made.answered);
+        try {
+          options.onCleanUp?.(cleanUp);
+        } catch {
+          // The caller's callback throwing must not replace the reason the submission rejects with.
+        }
       }
       return reason;
     };
@@ -1127,11 +1151,14 @@ export class TesseraClient {
    * that id it is still receiving to settle first. A coordinator from before the look-up lists all
    * the client's jobs instead: only one carrying the id is taken.
    */
-  private cancelLeftBehind(requestId: string, jobId?: string): void {
-    if (this.channelClosed) return;
+  private cancelLeftBehind(requestId: string, jobId?: string): Promise<LeftBehind> {
+    if (this.channelClosed) return Promise.resolve({ ...(jobId && { jobId }), error: clientClosed() as unknown as ServiceError });
     const key = {};
     let call: grpc.ClientUnaryCall | undefined;
-    const done = (): void => {
+    let settle: (found: LeftBehind) => void = () => undefined;
+    const settled = new Promise<LeftBehind>((resolve) => (settle = resolve));
+    const done = (found: LeftBehind): void => {
+      settle(found);
       if (!this.leftBehind.delete(key) || !this.closed || this.leftBehind.size > 0) return;
       clearTimeout(this.closeGrace);
       this.closeChannel();
@@ -1147,16 +1174,24 @@ export class TesseraClient {
     };
     const options = (): grpc.CallOptions => ({ deadline: new Date(end) });
     const cancel = (id: string): void => {
-      call = this.client.CancelJob({ job_id: id, subtask_limit: 1 }, md(), options(), () => done());
+      call = this.client.CancelJob({ job_id: id, subtask_limit: 1 }, md(), options(), (err: grpc.ServiceError | null, job?: Job__Output) => {
+        done(err ? { jobId: id, error: tidyGrpcError(err) as ServiceError } : { jobId: id, ...(job?.state && { state: job.state }) });
+      });
     };
     // Known (the submission was answered): cancelled straight away.
-    if (jobId) return cancel(jobId);
+    if (jobId) {
+      cancel(jobId);
+      return settled;
+    }
     const list = this.client.ListJobs as unknown as (req: object, md: grpc.Metadata, o: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { jobs: Job__Output[] }) => void) => grpc.ClientUnaryCall;
     call = list.call(this.client, { request_id: requestId, limit: 1000 }, md(), options(), (err, res) => {
-      const made = err ? undefined : res?.jobs.find((j) => j.spec?.request_id === requestId);
-      if (!made || TERMINAL_STATES.has(made.state)) return done();
+      if (err) return done({ error: tidyGrpcError(err) as ServiceError });
+      const made = res?.jobs.find((j) => j.spec?.request_id === requestId);
+      if (!made) return done({});
+      if (TERMINAL_STATES.has(made.state)) return done({ jobId: made.id, state: made.state });
       cancel(made.id);
     });
+    return settled;
   }
 }
 

@@ -12,6 +12,7 @@ export {
   type Job,
   type JobEvent,
   type JobSpec,
+  type LeftBehind,
   type OutputInfo,
   type SubmitOptions,
   type UploadProgress,

@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TesseraClient, type JobSpec } from '../client/index.js';
+import { TesseraClient, type JobSpec, type LeftBehind } from '../client/index.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { createLogger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
@@ -92,6 +92,44 @@ describe('submit, between the end of its upload and the answer', () => {
       await expect.poll(() => s.cancelled, { timeout: 5000 }).toEqual([...s.made.values()]);
       expect(s.cancelled).toHaveLength(1);
     });
+  });
+
+  it('onCleanUp is given the clean-up, which settles with the job it cancelled, or none where the coordinator made none', async () => {
+    // Made: the job is named, in its state after the cancel.
+    const s = await standIn({ holdMs: Infinity });
+    const client = new TesseraClient({ address: s.address });
+    try {
+      const ac = new AbortController();
+      s.uploaded = () => setTimeout(() => ac.abort(), 100);
+      let cleanUp: Promise<LeftBehind> | undefined;
+      await expect(client.submit({ passthrough: {} }, [await file('told-1.bin')], { signal: ac.signal, onCleanUp: (p) => (cleanUp = p) })).rejects.toMatchObject({ name: 'AbortError' });
+      // Handed over before the call rejects: a caller can wait for it before it closes the client.
+      expect(cleanUp).toBeDefined();
+      expect(await cleanUp).toEqual({ jobId: 'job-1', state: 'JOB_STATE_CANCELLED' });
+    } finally {
+      client.close();
+    }
+    // None found (a coordinator that lists its jobs at once, the job not made yet): an empty finding;
+    // the coordinator gone before it could tell: the error.
+    for (const how of ['none', 'gone'] as const) {
+      const none = await standIn({ holdMs: Infinity, makeMs: 60_000, lookups: how === 'none' ? 'old' : 'new' });
+      const other = new TesseraClient({ address: none.address });
+      try {
+        const ac = new AbortController();
+        none.uploaded = () => setTimeout(() => ac.abort(), 100);
+        let cleanUp: Promise<LeftBehind> | undefined;
+        await other.submit({ passthrough: {} }, [await file(`told-${how}.bin`)], { signal: ac.signal, onCleanUp: (p) => (cleanUp = p) }).catch(() => undefined);
+        if (how === 'gone') none.server.forceShutdown();
+        const found = await cleanUp!;
+        if (how === 'none') expect(found).toEqual({});
+        else {
+          expect(found.jobId).toBeUndefined();
+          expect([grpc.status.CANCELLED, grpc.status.UNAVAILABLE]).toContain(found.error?.code);
+        }
+      } finally {
+        other.close();
+      }
+    }
   });
 
   it("with the caller's own request_id, cancels nothing: the job may be an earlier call's (a repeat is answered with it)", async () => {

@@ -1,7 +1,7 @@
 /** `tessera submit KIND ...`: upload, watch with progress, download, report. */
 import path from 'node:path';
 import { status } from '../../shared/grpc-status.js';
-import { TERMINAL_STATES, TesseraClient, TesseraError, checkInputFiles, type Job } from '../client.js';
+import { TERMINAL_STATES, TesseraClient, TesseraError, checkInputFiles, type Job, type LeftBehind } from '../client.js';
 import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import { ProgressView, exitCodeFor, jobToJson, prepareOutputDir, printJobHuman, reconnectNotes, shortState } from './output.js';
 import { UsageError } from './usage-error.js';
@@ -41,11 +41,30 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
   const client = new TesseraClient({ address });
   const view = new ProgressView(process.stderr, !flags.json && flags.progress !== false);
   let onInterrupt: (() => void) | undefined;
+  // Ctrl-C before the job is accepted withdraws the submission: the coordinator makes no job of
+  // one cut short, and one it made meanwhile (the whole upload in, its answer not yet here) is
+  // found and cancelled by the library, which the command waits for (a second Ctrl-C does not).
+  const withdraw = new AbortController();
+  // The commands that reach this job again, to paste: with the coordinator, token file and TLS
+  // files given here.
+  const at = [...(flags.coordinator ? ['--coordinator', flags.coordinator] : []), ...connectionFlagsGiven()].map((w) => ` ${w.startsWith('--') ? w : shellWord(w)}`).join('');
+  let cleanUp: Promise<LeftBehind> | undefined;
+  const onSubmitInterrupt = (): void => {
+    view.stop();
+    if (withdraw.signal.aborted) {
+      process.stderr.write(`\ntessera: interrupted again; not waiting to learn whether the coordinator made a job of the submission (see: tessera jobs${at})\n`);
+      process.exit(EXIT.interrupted);
+    }
+    withdraw.abort(new TesseraError(status.CANCELLED, 'the submission was interrupted (Ctrl-C)'));
+  };
+  process.on('SIGINT', onSubmitInterrupt);
   try {
     view.start(flags.shared ? `submitting ${files.length} shared file(s)` : `uploading ${files.length} file(s)`);
     // Bytes of the files already uploaded completely, so the bar spans the whole upload.
     let done = 0;
     const job = await client.submit(spec, files, {
+      signal: withdraw.signal,
+      onCleanUp: (p) => (cleanUp = p),
       shared: flags.shared === true,
       ...(flags.reconnectFor !== undefined && { retryForMs: flags.reconnectFor * 1000 }),
       onUpload: (p) => {
@@ -58,15 +77,19 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
         done = 0;
         view.note(`submission interrupted (${err.details}); sending it again (try ${attempt})`);
       },
+    }).catch(async (err: unknown) => {
+      if (!withdraw.signal.aborted) throw err;
+      view.stop();
+      await withdrawn(cleanUp, at);
+      return undefined;
     });
+    process.removeListener('SIGINT', onSubmitInterrupt);
+    if (!job) return EXIT.interrupted;
     view.stop();
     if (flags.wait === false) {
       process.stdout.write(flags.json ? `${JSON.stringify(jobToJson(job))}\n` : `${job.id}\n`);
       return EXIT.ok;
     }
-    // The commands that reach this job again, to paste: with the coordinator, token file and TLS
-    // files given here.
-    const at = [...(flags.coordinator ? ['--coordinator', flags.coordinator] : []), ...connectionFlagsGiven()].map((w) => ` ${w.startsWith('--') ? w : shellWord(w)}`).join('');
     const fetch = `tessera download ${job.id}${at} -o ${outDir ? shellWord(outDir) : 'DIR'}`;
     // Ctrl-C from here on leaves the job running: say how to get at it (the full id; the bar is
     // taken down so the terminal gets its cursor back).
@@ -114,10 +137,30 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
     else printJobHuman(finished, paths);
     return exitCodeFor(finished);
   } finally {
+    process.removeListener('SIGINT', onSubmitInterrupt);
     if (onInterrupt) process.removeListener('SIGINT', onInterrupt);
     view.stop();
     client.close();
   }
+}
+
+/** Says what became of an interrupted submission, once the library's clean-up (if any) has ended. */
+async function withdrawn(cleanUp: Promise<LeftBehind> | undefined, at: string): Promise<void> {
+  const say = (line: string): boolean => process.stderr.write(`\ntessera: ${line}\n`);
+  // No clean-up: no try had handed over the whole submission, and the coordinator makes no job of one cut short.
+  if (!cleanUp) {
+    say('interrupted; the submission was withdrawn, no job was made of it');
+    return;
+  }
+  say('interrupted; checking whether the coordinator made a job of the submission (Ctrl-C again not to wait)');
+  const found = await cleanUp;
+  if (found.error) {
+    const why = found.error.details || found.error.message;
+    if (found.jobId) say(`job ${found.jobId}, made of the submission, could not be cancelled (${why}); cancel it with: tessera cancel ${found.jobId}${at}`);
+    else say(`could not learn whether the coordinator made a job of the submission (${why}); look for it with: tessera jobs${at}`);
+  } else if (!found.jobId) say('the submission was withdrawn, no job was made of it');
+  else if (found.state === 'JOB_STATE_CANCELLED') say(`job ${found.jobId}, made as the submission was interrupted, was cancelled`);
+  else say(`job ${found.jobId}, made of the submission, had already ended (${shortState(found.state ?? '')}); see it with: tessera job ${found.jobId}${at}`);
 }
 
 /** `word` as a shell reads it back: as it is when plain, else in single quotes. */

@@ -1,0 +1,134 @@
+/**
+ * Ctrl-C in `tessera submit` before the coordinator has accepted the job (README, "CLI"): the
+ * submission is withdrawn and the command exits 130, saying what became of it. The coordinator
+ * makes no job of a submission cut short; one it made as the interrupt came (the whole upload in,
+ * its answer not yet here) is found by the submission's request_id and cancelled, which the command
+ * waits for (up to 5 s; a second Ctrl-C does not wait).
+ *
+ * A real cluster for the upload cut short; stand-in coordinators of the test's
+ * (test/helpers/submit-stand-in.ts) that make the job and hold their answer, so that the window
+ * is there every time. The CLI is the real one (dist/), signalled as a shell's Ctrl-C signals it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI_PATH, startCluster } from './helpers/cluster.js';
+import { standIn, type StandIn } from './helpers/submit-stand-in.js';
+
+let dir = '';
+const servers: grpc.Server[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-cli-interrupt-'));
+});
+
+afterAll(async () => {
+  for (const s of servers) s.forceShutdown();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function held(opts: Parameters<typeof standIn>[0]): Promise<StandIn> {
+  const s = await standIn(opts);
+  servers.push(s.server);
+  return s;
+}
+
+interface Run {
+  child: ChildProcess;
+  stderr: () => string;
+  exited: Promise<{ code: number | null; ms: number }>;
+  interrupt: () => void;
+}
+
+/** `tessera submit ARGS` as a child, its stderr gathered; `interrupt` sends it SIGINT (a shell's Ctrl-C) and starts the clock `exited` reads. */
+function submit(args: string[]): Run {
+  const child = spawn(process.execPath, [CLI_PATH, 'submit', ...args], { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout!.resume();
+  let since = 0;
+  const kill = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const exited = new Promise<{ code: number | null; ms: number }>((resolve) =>
+    child.on('close', (code) => {
+      clearTimeout(kill);
+      resolve({ code, ms: Date.now() - since });
+    }),
+  );
+  return {
+    child,
+    stderr: () => err,
+    exited,
+    interrupt: () => {
+      since = Date.now();
+      child.kill('SIGINT');
+    },
+  };
+}
+
+async function file(name: string, body: string | Buffer = 'hello'): Promise<string> {
+  const f = path.join(dir, name);
+  await writeFile(f, body);
+  return f;
+}
+
+describe('tessera submit interrupted before the job is accepted', () => {
+  it('mid-upload: exits 130 at once, saying the submission was withdrawn; the coordinator has no job of it', async () => {
+    const cluster = await startCluster({ workers: 1, slots: 1 });
+    try {
+      const big = await file('big.bin', randomBytes(256 * 2 ** 20));
+      const run = submit(['passthrough', big, '--label', 'interrupted upload', '-o', path.join(dir, 'out'), '--coordinator', cluster.address]);
+      // The first progress line: the upload has begun (256 MiB take a second or more here).
+      await new Promise<void>((resolve) => run.child.stderr!.on('data', () => /progress \d+%/.test(run.stderr()) && resolve()));
+      run.interrupt();
+      const { code, ms } = await run.exited;
+      expect(code, run.stderr()).toBe(130);
+      expect(run.stderr()).toContain('tessera: interrupted; the submission was withdrawn, no job was made of it');
+      expect(ms).toBeLessThan(5000);
+      const jobs = await cluster.client.listJobs();
+      expect(jobs.filter((j) => j.spec?.label === 'interrupted upload')).toEqual([]);
+    } finally {
+      await cluster.stop();
+    }
+  }, 90_000);
+
+  it('once the upload is in and the answer has not come: the job the coordinator made is cancelled, and said so', async () => {
+    const s = await held({ holdMs: Infinity });
+    const run = submit(['passthrough', await file('a.bin'), '--no-wait', '--coordinator', s.address]);
+    s.uploaded = () => setTimeout(() => run.interrupt(), 100);
+    const { code, ms } = await run.exited;
+    // Before: killed by the signal (no status), job-1 left running and never named.
+    expect(code, run.stderr()).toBe(130);
+    expect(s.cancelled).toEqual(['job-1']);
+    expect(run.stderr()).toContain('checking whether the coordinator made a job of the submission');
+    expect(run.stderr()).toContain('tessera: job job-1, made as the submission was interrupted, was cancelled');
+    expect(ms).toBeLessThan(5000);
+  }, 60_000);
+
+  it('a coordinator that cannot be asked: says the job may be there and how to look for it', async () => {
+    // No ListJobs: the look-up is refused (UNIMPLEMENTED), as by a coordinator that cannot answer it.
+    const s = await held({ holdMs: Infinity, lookups: false });
+    const run = submit(['passthrough', await file('b.bin'), '--no-wait', '--coordinator', s.address]);
+    s.uploaded = () => setTimeout(() => run.interrupt(), 100);
+    const { code } = await run.exited;
+    expect(code, run.stderr()).toBe(130);
+    expect(run.stderr()).toMatch(/could not learn whether the coordinator made a job of the submission \(.+\); look for it with: tessera jobs --coordinator 127\.0\.0\.1:\d+/);
+  }, 60_000);
+
+  it('a second Ctrl-C while the look-up waits exits at once', async () => {
+    // The job is made 30 s after the upload: the look-up waits for it, as the coordinator's does
+    // for a submission it is still storing.
+    const s = await held({ holdMs: Infinity, makeMs: 30_000 });
+    const run = submit(['passthrough', await file('c.bin'), '--no-wait', '--coordinator', s.address]);
+    s.uploaded = () => setTimeout(() => run.interrupt(), 100);
+    await new Promise<void>((resolve) => run.child.stderr!.on('data', () => /checking whether/.test(run.stderr()) && resolve()));
+    run.interrupt();
+    const { code, ms } = await run.exited;
+    expect(code, run.stderr()).toBe(130);
+    expect(run.stderr()).toContain('interrupted again; not waiting to learn whether the coordinator made a job of the submission (see: tessera jobs --coordinator');
+    expect(ms).toBeLessThan(3000);
+  }, 60_000);
+});
