@@ -1175,7 +1175,13 @@ export class TesseraClient {
     const options = (): grpc.CallOptions => ({ deadline: new Date(end) });
     const cancel = (id: string): void => {
       call = this.client.CancelJob({ job_id: id, subtask_limit: 1 }, md(), options(), (err: grpc.ServiceError | null, job?: Job__Output) => {
-        done(err ? { jobId: id, error: tidyGrpcError(err) as ServiceError } : { jobId: id, ...(job?.state && { state: job.state }) });
+        if (!err) return done({ jobId: id, ...(job?.state && { state: job.state }) });
+        if (err.code !== grpc.status.FAILED_PRECONDITION) return done({ jobId: id, error: tidyGrpcError(err) as ServiceError });
+        // Ended meanwhile (between the look-up and the cancel, or before an answered job's cancel):
+        // the state it ended in, as for one the look-up found ended.
+        call = this.client.GetJob({ job_id: id, include_subtasks: false }, md(), options(), (e: grpc.ServiceError | null, now?: Job__Output) => {
+          done(!e && now && TERMINAL_STATES.has(now.state) ? { jobId: id, state: now.state } : { jobId: id, error: tidyGrpcError(e ?? err) as ServiceError });
+        });
       });
     };
     // Known (the submission was answered): cancelled straight away.

@@ -530,3 +530,38 @@ describe('a job a rejected submission made is cancelled, whatever code the rejec
     await refusedYetCancelled(s, 0);
   }, 20_000);
 });
+
+describe('onCleanUp, the job having ended between the look-up and the cancel ', () => {
+  it('settles with { jobId, state } of the ended job (README: "or that had already ended"), not an error telling to cancel it', async () => {
+    const cluster = await startCluster({ workers: 1, slots: 1 });
+    const [host, port] = cluster.address.split(':') as [string, string];
+    const proxy = new TcpProxy({ host, port: Number(port) });
+    const via = new TesseraClient({ address: await proxy.start() });
+    try {
+      await via.listWorkers();
+      const f = path.join(dir, 'r.bin');
+      await writeFile(f, 'hello');
+      const ac = new AbortController();
+      let cleanUp: Promise<LeftBehind> | undefined;
+      // The coordinator's answer held from the start of the upload: it has made the job, this side does not know.
+      const submitting = via.submit({ passthrough: { work_ms: 1500 } }, [f], { signal: ac.signal, onUpload: () => proxy.holdAnswers(), onCleanUp: (p) => (cleanUp = p) }).catch((e: unknown) => e);
+      await expect.poll(async () => (await cluster.client.listJobs()).map((j) => j.state), { timeout: 10_000 }).toEqual(['JOB_STATE_RUNNING']);
+      // Aborted while it runs: the look-up goes out and is answered "running" (held on the link).
+      ac.abort();
+      expect((await submitting as Error).name).toBe('AbortError');
+      expect(cleanUp).toBeDefined();
+      // The job ends meanwhile; then the link catches up (within the clean-up's 5 s).
+      await expect.poll(async () => (await cluster.client.listJobs()).map((j) => j.state), { timeout: 4000 }).toEqual(['JOB_STATE_SUCCEEDED']);
+      proxy.releaseAnswers();
+      const found = await cleanUp!;
+      const [job] = await cluster.client.listJobs();
+      // Before: { jobId, error: FAILED_PRECONDITION "job ... has already finished (succeeded) ..." },
+      // which the CLI printed as "could not be cancelled (...); cancel it with: tessera cancel ID" (review R).
+      expect(found).toEqual({ jobId: job!.id, state: 'JOB_STATE_SUCCEEDED' });
+    } finally {
+      via.close();
+      await proxy.stop();
+      await cluster.stop();
+    }
+  }, 60_000);
+});

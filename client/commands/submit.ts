@@ -78,9 +78,15 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
         view.note(`submission interrupted (${err.details}); sending it again (try ${attempt})`);
       },
     }).catch(async (err: unknown) => {
-      if (!withdraw.signal.aborted) throw err;
       view.stop();
-      await withdrawn(cleanUp, at);
+      if (!withdraw.signal.aborted) {
+        // Given up after a try that may have made the job (a later page of its answer failed, a
+        // retry refused): the library cancels it, waited for here, else the exit cuts it off.
+        const found = await cleanUp;
+        if (found?.jobId) process.stderr.write(`tessera: ${foundLine(found, at)}\n`);
+        throw err;
+      }
+      await withdrawn(cleanUp, at, spec.request_id);
       return undefined;
     });
     process.removeListener('SIGINT', onSubmitInterrupt);
@@ -145,22 +151,34 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
 }
 
 /** Says what became of an interrupted submission, once the library's clean-up (if any) has ended. */
-async function withdrawn(cleanUp: Promise<LeftBehind> | undefined, at: string): Promise<void> {
+async function withdrawn(cleanUp: Promise<LeftBehind> | undefined, at: string, requestId?: string): Promise<void> {
   const say = (line: string): boolean => process.stderr.write(`\ntessera: ${line}\n`);
+  // The caller's own request_id: the library neither looks the job up nor cancels it (it may be an
+  // earlier run's), so whether one was made is not known here (review R).
+  if (!cleanUp && requestId) {
+    say(`interrupted; the submission was withdrawn, but if the coordinator had all of it, it may have made a job of it (request id ${requestId}), left running: run the same command again to get it, or look for it with: tessera jobs${at}`);
+    return;
+  }
   // No clean-up: no try had handed over the whole submission, and the coordinator makes no job of one cut short.
   if (!cleanUp) {
     say('interrupted; the submission was withdrawn, no job was made of it');
     return;
   }
   say('interrupted; checking whether the coordinator made a job of the submission (Ctrl-C again not to wait)');
-  const found = await cleanUp;
-  if (found.error) {
-    const why = found.error.details || found.error.message;
-    if (found.jobId) say(`job ${found.jobId}, made of the submission, could not be cancelled (${why}); cancel it with: tessera cancel ${found.jobId}${at}`);
-    else say(`could not learn whether the coordinator made a job of the submission (${why}); look for it with: tessera jobs${at}`);
-  } else if (!found.jobId) say('the submission was withdrawn, no job was made of it');
-  else if (found.state === 'JOB_STATE_CANCELLED') say(`job ${found.jobId}, made as the submission was interrupted, was cancelled`);
-  else say(`job ${found.jobId}, made of the submission, had already ended (${shortState(found.state ?? '')}); see it with: tessera job ${found.jobId}${at}`);
+  say(foundLine(await cleanUp, at));
+}
+
+/** What the library's clean-up of a submission found, as a line to print. */
+function foundLine(found: LeftBehind, at: string): string {
+  // Its look-up's own deadline: grpc-js's wording of it names its internals.
+  const why = found.error && (found.error.code === status.DEADLINE_EXCEEDED ? 'the coordinator did not answer within 5 s' : found.error.details || found.error.message);
+  if (found.error && found.jobId) return `job ${found.jobId}, made of the submission, could not be cancelled (${why}); cancel it with: tessera cancel ${found.jobId}${at}`;
+  if (found.error) return `could not learn whether the coordinator made a job of the submission (${why}); look for it with: tessera jobs${at}`;
+  // A coordinator from before the look-up by request_id answers before it has stored a submission
+  // it is still receiving: none found is all that is known (review R).
+  if (!found.jobId) return 'the submission was withdrawn; the coordinator has no job of it';
+  if (found.state === 'JOB_STATE_CANCELLED') return `job ${found.jobId}, made of the submission, was cancelled`;
+  return `job ${found.jobId}, made of the submission, had already ended (${shortState(found.state ?? '')}); see it with: tessera job ${found.jobId}${at}`;
 }
 
 /** `word` as a shell reads it back: as it is when plain, else in single quotes. */
