@@ -120,6 +120,13 @@ describe('image header checks', () => {
     expect(await checkInput('image', photo, limits, undefined, undefined, validateImageParams({ width: 2000 }))).toBeUndefined();
   });
 
+  it("a pyramidal TIFF's reduced-resolution levels are not counted as frames (review I)", async () => {
+    const tif = await sharp({ create: { width: 1024, height: 768, channels: 3, background: '#b4783c' } }).tiff({ pyramid: true, tile: true, tileWidth: 256, tileHeight: 256 }).toBuffer();
+    // 786,432 pixels: under a limit of 1 Mpx as one image, over it counted as three.
+    const limits = resolveLimits({ maxPixels: 1_000_000, maxFrames: 2 });
+    expect(await checkInput('image', await spoolFile('pyramid.tif', tif), limits, undefined, undefined, validateImageParams({ format: 'tiff' }))).toBeUndefined();
+  });
+
   it('an animation that keeps its frames counts them in its result', async () => {
     // Frames that differ (the encoder merges equal ones).
     const raw = Buffer.alloc(40 * 30 * 10 * 3);

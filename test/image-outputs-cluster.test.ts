@@ -108,3 +108,39 @@ describe('a truncated huge JPEG on the strip path', () => {
     ]);
   });
 });
+
+describe('TIFF inputs and outputs (review I)', () => {
+  it('a pyramidal TIFF is one image: resized in the default format (TIFF) and into WebP', async () => {
+    // The image, then the same at half and quarter size, each marked a reduced-resolution version.
+    const pyramid = path.join(dir, 'scan.tif');
+    await sharp({ create: { width: 1024, height: 768, channels: 3, background: { r: 180, g: 120, b: 60 } } })
+      .tiff({ pyramid: true, tile: true, tileWidth: 256, tileHeight: 256 })
+      .toFile(pyramid);
+    for (const format of [[], ['--format', 'webp']]) {
+      const r = await submit(['--width', '500', ...format], [pyramid]);
+      // Before: "scan.tif: its 3 pages are not all alike (page 2 is 512x384 ...)".
+      expect(r.code, r.stderr).toBe(0);
+      const m = await sharp(r.job.outputs[0]!.path, { animated: true }).metadata();
+      expect([m.format, m.width, m.pageHeight ?? m.height, m.pages ?? 1]).toEqual([format.length ? 'webp' : 'tiff', 500, 375, 1]);
+    }
+  });
+
+  it('--keep-metadata into TIFF says that the EXIF is not kept (libvips writes none there); into JPEG it is kept, without a word', async () => {
+    const photo = path.join(dir, 'camera.jpg');
+    await sharp({ create: { width: 320, height: 240, channels: 3, background: '#468' } })
+      .withExif({ IFD0: { Make: 'Tessera Optics', Model: 'T-1', Copyright: 'review I' } })
+      .jpeg()
+      .toFile(photo);
+    const tiff = await submit(['--keep-metadata', '--format', 'tiff'], [photo]);
+    expect(tiff.code, tiff.stderr).toBe(0);
+    // Before: the job succeeded without a word, the camera, time and GPS gone.
+    expect((tiff.job as JobJson & { warnings: { input: string; message: string }[] }).warnings).toEqual([
+      { input: 'camera.jpg', message: expect.stringContaining('its EXIF (camera, time, GPS) is not kept in a TIFF output') },
+    ]);
+    expect((await sharp(tiff.job.outputs[0]!.path).metadata()).exif).toBeUndefined();
+    const jpeg = await submit(['--keep-metadata', '--format', 'jpeg'], [photo]);
+    expect(jpeg.code, jpeg.stderr).toBe(0);
+    expect((jpeg.job as JobJson & { warnings: unknown[] }).warnings).toEqual([]);
+    expect((await sharp(jpeg.job.outputs[0]!.path).metadata()).exif?.includes(Buffer.from('Tessera Optics'))).toBe(true);
+  });
+});

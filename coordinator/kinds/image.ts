@@ -6,7 +6,8 @@ import { open } from 'node:fs/promises';
 import pLimit from 'p-limit';
 import type { ClusterView, CoordinatorKind, PlanContext, PlanErrors, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { checkNewImageParams, validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
-import { FORMAT_EXTENSION, outputFormat } from '../../shared/media/image-pipeline.js';
+import { FORMAT_EXTENSION, openImage, outputFormat } from '../../shared/media/image-pipeline.js';
+import { withVipsPath } from '../../shared/media/vips-path.js';
 import { SNIFF_BYTES, sniffBuffer } from '../../shared/media/sniff.js';
 import { splitForTiles } from '../../shared/media/tile-pipeline.js';
 import { iiifName } from '../../shared/media/tile-stitch.js';
@@ -110,8 +111,8 @@ export const imageKind: CoordinatorKind<ImageParams> = {
   // Each photo can be planned on its own: its name depends only on those before it, and the tiled
   // path reads only the input it tiles.
   plansWhileReceiving: () => true,
-  async plan({ params, inputs, cluster, workDir, signal, arriving }) {
-    if (arriving) return { subtasks: [], later: planArriving(arriving, params, { workDir, cluster, signal }) };
+  async plan({ params, inputs, cluster, workDir, signal, arriving, warn }) {
+    if (arriving) return { subtasks: [], later: planArriving(arriving, params, { workDir, cluster, signal, warn }) };
     // Every output's name is decided here, once, from what the worker will write: a pyramid is a
     // zip; else the format asked for, or (none asked for) the one the worker picks from the input's
     // content (image-pipeline.ts `outputFormat`), never from its name: `a.jpg` holding a PNG
@@ -119,7 +120,15 @@ export const imageKind: CoordinatorKind<ImageParams> = {
     // Reads a file's head only without an explicit format; a few at once (a batch may hold thousands).
     const extensions = new Map<string, string>();
     const sniffs = pLimit(8);
-    await Promise.all(inputs.map((f) => sniffs(async () => extensions.set(f.name, await outputExtension(f, params)))));
+    await Promise.all(
+      inputs.map((f) =>
+        sniffs(async () => {
+          const extension = await outputExtension(f, params);
+          extensions.set(f.name, extension);
+          await warnExifLost(f, extension, params, warn);
+        }),
+      ),
+    );
     const names = outputNames(inputs.map((i) => i.name), (input) => extensions.get(input) ?? 'jpg', namerFor(params));
     // Huge images (or --tile) go down the tiled path: one subtask per tile, stitched in merge.
     const tiles = await planTiledInputs(inputs, params, { workDir, slots: cluster.slots, signal, outputNames: names });
@@ -183,7 +192,7 @@ function batchSubtask(group: SpoolFile[], names: ReadonlyMap<string, string>): S
 async function* planArriving(
   arriving: NonNullable<PlanContext<ImageParams>['arriving']>,
   params: ImageParams,
-  o: { workDir: string; cluster: Pick<ClusterView, 'slots'>; signal: AbortSignal },
+  o: { workDir: string; cluster: Pick<ClusterView, 'slots'>; signal: AbortSignal; warn: PlanContext<ImageParams>['warn'] },
 ): AsyncGenerator<SubtaskPlan | PlanErrors> {
   const namer = namerFor(params);
   const names = new Map<string, string>();
@@ -211,7 +220,9 @@ async function* planArriving(
     if (run === undefined) break;
     for (const f of run) {
       o.signal.throwIfAborted();
-      names.set(f.name, namer.name(f.name, await outputExtension(f, params)));
+      const extension = await outputExtension(f, params);
+      names.set(f.name, namer.name(f.name, extension));
+      await warnExifLost(f, extension, params, o.warn);
       const tiles = await planTiledInputs([f], params, { workDir: o.workDir, slots: slots(), signal: o.signal, outputNames: names });
       if (tiles.errors.length > 0) yield { errors: tiles.errors };
       if (!tiles.tiled.has(f.name)) {
@@ -245,6 +256,18 @@ export async function outputExtension(input: Pick<SpoolFile, 'path'>, params: Pi
   if (params.tiledOutput) return 'zip';
   if (params.format) return FORMAT_EXTENSION[params.format];
   return FORMAT_EXTENSION[outputFormat(params as ImageParams, await sniffFile(input.path))];
+}
+
+/**
+ * `--keep-metadata` into TIFF keeps XMP and the profile but not EXIF (camera, time, GPS): libvips'
+ * TIFF writer writes none. The job says so for each input that had some, rather than drop it
+ * without a word (review I).
+ */
+async function warnExifLost(input: SpoolFile, extension: string, params: ImageParams, warn: PlanContext<ImageParams>['warn']): Promise<void> {
+  if (!params.keepMetadata || extension !== FORMAT_EXTENSION.tiff) return;
+  // Only the header: a name libvips would read options from ('a[1].tif') through a link.
+  const meta = await withVipsPath(input.path, (name) => openImage(name, { limitInputPixels: false }).metadata()).catch(() => undefined);
+  if (meta?.exif) warn(input.name, 'its EXIF (camera, time, GPS) is not kept in a TIFF output, which libvips writes without EXIF; XMP and the colour profile are kept; ask for another format (jpeg, png, webp, avif) to keep EXIF');
 }
 
 async function sniffFile(file: string): Promise<string | undefined> {

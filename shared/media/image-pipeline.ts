@@ -81,6 +81,60 @@ async function gifReachesTrailer(fh: Awaited<ReturnType<typeof open>>, size: num
   return false;
 }
 
+/**
+ * The pages of a TIFF that are pages: libvips counts every directory of its chain, and a pyramidal
+ * TIFF (libvips' own, a Cloud-Optimized GeoTIFF, a scanner's "TIFF with preview") follows its image
+ * with the same image at half, quarter... size, each directory marked NewSubfileType bit 0 (a
+ * reduced-resolution version of another image, TIFF 6.0). Where every directory after the first
+ * is one of those, the file is one image: 1. Else (or unreadable here) `pages`, as libvips says.
+ */
+export async function tiffPages(file: string, pages: number): Promise<number> {
+  if (pages <= 1) return pages;
+  const fh = await open(file, 'r');
+  try {
+    const { size } = await fh.stat();
+    const read = async (pos: number, n: number): Promise<Buffer | undefined> => {
+      if (pos < 0 || pos + n > size) return undefined;
+      const b = Buffer.alloc(n);
+      const { bytesRead } = await fh.read(b, 0, n, pos);
+      return bytesRead === n ? b : undefined;
+    };
+    const head = await read(0, 16);
+    if (!head) return pages;
+    const le = head.toString('latin1', 0, 2) === 'II';
+    const u16 = (b: Buffer, o: number): number => (le ? b.readUInt16LE(o) : b.readUInt16BE(o));
+    const u32 = (b: Buffer, o: number): number => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
+    const u64 = (b: Buffer, o: number): number => Number(le ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o));
+    const big = u16(head, 2) === 43;
+    const [countBytes, entryBytes, offsetBytes] = big ? [8, 20, 8] : [2, 12, 4];
+    let next = big ? u64(head, 8) : u32(head, 4);
+    const seen = new Set<number>();
+    for (let k = 0; next !== 0; k++) {
+      if (seen.has(next) || k > pages) return pages;
+      seen.add(next);
+      const c = await read(next, countBytes);
+      if (!c) return pages;
+      const n = big ? u64(c, 0) : u16(c, 0);
+      // A directory holds a few dozen tags: a count past a classic TIFF's own limit is not a TIFF's.
+      if (n > 0xffff) return pages;
+      const entries = await read(next + countBytes, n * entryBytes + offsetBytes);
+      if (!entries) return pages;
+      let subfileType = 0;
+      for (let i = 0; i < n; i++) {
+        const e = i * entryBytes;
+        if (u16(entries, e) === 254) subfileType = u32(entries, e + (big ? 12 : 8));
+      }
+      if (k > 0 && (subfileType & 1) === 0) return pages;
+      next = big ? u64(entries, n * entryBytes) : u32(entries, n * entryBytes);
+    }
+    return 1;
+  } catch {
+    return pages;
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Opens an input with explicit limits (never sharp's implicit default). */
 export function openImage(input: string | Buffer, options: sharp.SharpOptions = {}): Sharp {
   return sharp(input, { limitInputPixels: maxInputPixels(), sequentialRead: true, ...options });

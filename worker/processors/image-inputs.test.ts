@@ -4,13 +4,14 @@
  * a grey image's own profile kept, the worker's pixel limit named, the worker's paths kept out of
  * messages.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { runImageBatch } from '../../test/helpers/image-batch.js';
+import { tiffPages } from '../../shared/media/image-pipeline.js';
 import { greyIcc, withIcc } from '../../test/helpers/icc.js';
 
 let dir: string;
@@ -22,6 +23,12 @@ afterAll(async () => {
 });
 
 const run = (files: Record<string, Buffer>, params: Record<string, unknown>) => runImageBatch(dir, files, params);
+
+async function writeTemp(name: string, bytes: Buffer): Promise<string> {
+  const file = path.join(dir, name);
+  await writeFile(file, bytes);
+  return file;
+}
 
 /** A noisy RGB image (every decoding error shows). */
 function noise(width: number, height: number): sharp.Sharp {
@@ -116,6 +123,27 @@ describe('the image batch path on inputs at the edges', () => {
     expect((bands.itemErrors ?? []).map((e) => e.message)).toEqual([
       'colour-and-grey.tif: its 2 pages are not all alike (page 2 is 40x30, 1 band, uchar samples where page 1 is 40x30, 3 bands, uchar samples), and its pages are kept only when they are of one size, bands and sample format; ask for another format (jpeg, png) for its first page',
     ]);
+  });
+
+  it('a pyramidal TIFF (its image, then the same at half and quarter size) is one image, not pages that differ (review I)', async () => {
+    // As libvips, a Cloud-Optimized GeoTIFF or a scanner's "TIFF with preview" write it: every
+    // directory after the first marked NewSubfileType 1, a reduced-resolution version of the image.
+    const photo = noise(1024, 768);
+    for (const bigtiff of [false, true]) {
+      const tif = await photo.clone().tiff({ pyramid: true, tile: true, tileWidth: 256, tileHeight: 256, bigtiff }).toBuffer();
+      expect((await sharp(tif).metadata()).pages).toBe(3);
+      expect(await tiffPages(await writeTemp(`pyramid-${bigtiff}.tif`, tif), 3)).toBe(1);
+      for (const params of [{ width: 500 }, { width: 500, format: 'webp' }]) {
+        const r = await run({ 'scan.tif': tif }, params);
+        // Before: "scan.tif: its 3 pages are not all alike (page 2 is 512x384 ...)".
+        expect(r.itemErrors, JSON.stringify({ bigtiff, params })).toEqual([]);
+        const out = await sharp(r.outputs[0]!.path, { animated: true }).metadata();
+        expect([out.width, out.pageHeight ?? out.height, out.pages ?? 1]).toEqual([500, 375, 1]);
+      }
+    }
+    // Pages of one size are pages still (the directories after the first are not reduced versions).
+    const pages = await sharp(anim, { animated: true }).tiff().toBuffer();
+    expect(await tiffPages(await writeTemp('pages.tif', pages), 5)).toBe(5);
   });
 
   it('a truncated animated GIF is refused as a truncated still GIF is, not written with frames lost or garbled', async () => {
