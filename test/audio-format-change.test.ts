@@ -14,6 +14,9 @@
  *  - a trimmed capture's dropout right at the change was closed up (the decoding side's gap filler
  *    starts again there), or a trim in the part after it refused as holding no audio;
  *  - a short clip of a long capture waited for the decoding process to decode all of it.
+ * And (review A): sources joined with ffmpeg's concat demuxer and stream-copied (one header for
+ * both parts: an MP3 refused as corrupt by its Xing frame's length, a FLAC failing on times that
+ * run back), and a capture whose stereo turns 5.1 mixed down hot, clipped where ffmpeg normalises.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -23,7 +26,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { formatMayChange } from '../coordinator/kinds/audio-plan.js';
 import { runFfmpeg } from '../shared/ffmpeg.js';
 import { probeAudio } from '../shared/media/audio-probe.js';
-import { crossingsPerSecond, decodeFloat, peak, runAudioInProcess } from './helpers/audio-media.js';
+import { audioReport, crossingsPerSecond, decodeFloat, peak, runAudioInProcess } from './helpers/audio-media.js';
 
 let dir: string;
 
@@ -171,4 +174,103 @@ describe('a short clip of a long capture', () => {
     // Observed: ~0.5 s from the short file, ~10 s from the long one (the decoder ran to its end).
     expect(fromLong).toBeLessThan(3 * fromShort + 1000);
   }, 120_000);
+});
+
+/** `parts` (lavfi graphs, each encoded with `codec`) joined with the concat demuxer into `name`, stream-copied. */
+async function concatJoined(name: string, parts: string[], codec: string[]): Promise<string> {
+  const files = await Promise.all(parts.map(async (graph, i) => {
+    const file = path.join(dir, `${name}-part${i}${path.extname(name) === '.mka' ? '.flac' : path.extname(name)}`);
+    await runFfmpeg(['-f', 'lavfi', '-i', graph, ...codec, '-y', file]);
+    return file;
+  }));
+  const list = path.join(dir, `${name}.txt`);
+  await writeFile(list, files.map((f) => `file '${f}'\n`).join(''));
+  const out = path.join(dir, name);
+  await runFfmpeg(['-f', 'concat', '-safe', '0', '-i', list, '-c', 'copy', '-y', out]);
+  return out;
+}
+
+/** Frames `ffmpeg -i file out.wav` writes. */
+async function ffmpegFrames(file: string): Promise<number> {
+  const d = await decodeFloat(file, dir);
+  return d.samples.length / d.channels;
+}
+
+/** The job's frames for `src` whole and in 2 s segments, or its error messages. */
+async function framesOrErrors(src: string): Promise<Array<number | string>> {
+  return Promise.all([{ codec: 'wav' }, { codec: 'wav', segment_seconds: 2 }].map(async (raw) => {
+    const r = await runAudioInProcess(raw, [src], path.join(dir, `run-${path.basename(src)}-${JSON.stringify(raw).replace(/\W/g, '')}`));
+    return r.errors.length > 0 ? r.errors.map((e) => e.message).join('; ') : (await audioReport(r))[0]!.frames;
+  }));
+}
+
+/** Peak of the first and of the last `seconds` of a file (interleaved, `rate`), skipping 0.5 s round the middle. */
+async function peaks(file: string, rate: number): Promise<[number, number]> {
+  const { samples, channels } = await decodeFloat(file, dir);
+  const mid = Math.floor(samples.length / channels / 2);
+  const pad = Math.round(0.5 * rate);
+  return [peak(samples.subarray(0, (mid - pad) * channels)), peak(samples.subarray((mid + pad) * channels))];
+}
+
+describe('a source joined with the concat demuxer whose parts differ in rate or channels', () => {
+  // Joined with the concat demuxer and stream-copied (`ffmpeg -f concat -i list.txt -c copy`, the usual
+  // way to join files without re-encoding): one header for the whole, an MP3's Xing frame counting the
+  // frames of both parts, a FLAC's STREAMINFO the first part's (review A).
+  test('MP3: 3 s at 44.1 kHz mono, then 3 s at 48 kHz stereo (its Xing frame counts all frames) converts as ffmpeg converts it', async () => {
+    const src = await concatJoined('podcast.mp3', ['sine=f=440:r=44100:d=3', 'sine=f=660:r=48000:d=3,pan=stereo|c0=c0|c1=c0'], ['-c:a', 'libmp3lame', '-b:a', '128k']);
+    const want = await ffmpegFrames(src);
+    expect(Math.abs(want / 44100 - 6)).toBeLessThan(0.05);
+    // Observed: "podcast.mp3: corrupt file: decoded 6.02 s of the 6.32 s it states: 0.30 s could not be
+    // decoded": the stated length is the frame count at the first part's 1152/44100 s a frame.
+    for (const got of await framesOrErrors(src)) {
+      expect(typeof got, String(got)).toBe('number');
+      expect(Math.abs((got as number) - want)).toBeLessThanOrEqual(1152);
+    }
+  });
+
+  test('FLAC: 3 s at 44.1 kHz, then 3 s at 48 kHz (native FLAC and FLAC in Matroska) converts as ffmpeg converts it', async () => {
+    const parts = ['sine=f=440:r=44100:d=3', 'sine=f=660:r=48000:d=3'];
+    for (const name of ['album.flac', 'album.mka']) {
+      const src = await concatJoined(name, parts, ['-c:a', 'flac']);
+      const want = await ffmpegFrames(src);
+      expect(want, name).toBe(6 * 44100);
+      // Observed: "cannot decode audio (truncated or corrupt file): ffmpeg failed: ...; [wav]
+      // Non-monotonous DTS in output stream 0:0; previous: 129024, current: 0; aborting." (whole; the
+      // Matroska one converted in segments).
+      expect(await framesOrErrors(src), name).toEqual([want, want]);
+    }
+  });
+});
+
+describe('a capture whose stereo turns 5.1', () => {
+  // The decoding process's float mix (FL + 0.707 FC + 0.707 BL, unnormalised) put loud 5.1 at +5 dBFS,
+  // clipped in the output, where ffmpeg (and --channels) mix normalised (review A).
+  test('is mixed to stereo as ffmpeg mixes it (normalised), not clipped, whole and in segments', async () => {
+    const parts = [
+      { graph: 'sine=f=440:r=48000:d=3,volume=5,pan=stereo|c0=c0|c1=c0', at: 0, br: '384k' },
+      // A loud 5.1 programme: each channel at -2.5 dBFS.
+      { graph: 'sine=f=660:r=48000:d=3,volume=6,pan=5.1|c0=c0|c1=c0|c2=c0|c3=0.1*c0|c4=c0|c5=c0', at: 3, br: '448k' },
+    ];
+    const files = await Promise.all(parts.map(async (p, i) => {
+      const f = path.join(dir, `part${i}.ts`);
+      await runFfmpeg(['-f', 'lavfi', '-i', p.graph, '-c:a', 'ac3', '-b:a', p.br, ...(p.at ? ['-output_ts_offset', String(p.at)] : []), '-f', 'mpegts', '-y', f]);
+      return f;
+    }));
+    const capture = path.join(dir, 'capture.ts');
+    await writeFile(capture, Buffer.concat(await Promise.all(files.map((f) => readFile(f)))));
+    const ref = path.join(dir, 'ref.flac');
+    await runFfmpeg(['-i', capture, '-y', ref]);
+    const [refStereo, ref51] = await peaks(ref, 48000);
+    expect(ref51).toBeLessThan(0.8);
+    for (const segment_seconds of [180, 2]) {
+      const r = await runAudioInProcess({ codec: 'flac', segment_seconds }, [capture], path.join(dir, `run-${segment_seconds}`));
+      expect(r.errors).toEqual([]);
+      // Observed: "its samples reach +5.18 dBFS, over full scale (a float source mixed hot): written as
+      // flac integers they are clipped there", and 180,720 samples at full scale.
+      expect(r.warnings, String(segment_seconds)).toEqual([]);
+      const [stereo, fiveOne] = await peaks(r.outputs.find((o) => o.name === 'capture.flac')!.path, 48000);
+      expect(Math.abs(20 * Math.log10(stereo / refStereo)), String(segment_seconds)).toBeLessThan(0.1);
+      expect(Math.abs(20 * Math.log10(fiveOne / ref51)), `${segment_seconds}: 5.1 part ${fiveOne} against ffmpeg's ${ref51}`).toBeLessThan(0.1);
+    }
+  });
 });

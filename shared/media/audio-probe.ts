@@ -356,8 +356,31 @@ export async function checkNotTruncated(c: CompletenessCheck): Promise<void> {
   const lost = c.exact === true && missing > allowed;
   if (!lost && !(c.frames < c.expected * 0.9 && missing > c.rate)) return;
   if (await durationIsEstimate(c.path, c.input, c.signal, c.stream)) return;
+  if (/^mp[123]$/.test(c.codec ?? '') && (await allMpegFramesPresent(c))) return;
   if (lost && c.frames >= c.expected * 0.9) {
     throw invalidArgument(`${c.input}: corrupt file: decoded ${(c.frames / c.rate).toFixed(2)} s of the ${(c.expected / c.rate).toFixed(2)} s it states: ${(missing / c.rate).toFixed(2)} s could not be decoded`, c.input);
   }
   throw invalidArgument(`${c.input}: truncated file: decoded ${(c.frames / c.rate).toFixed(2)} s of the ${(c.expected / c.rate).toFixed(2)} s it announces`, c.input);
+}
+
+/**
+ * Whether an MPEG audio file holds every frame its Info/Xing frame counts (its stated length is that
+ * count at its first frame's duration): the frames demuxed against that count, three allowed. A file
+ * whose later frames are shorter, a 44.1 kHz intro joined to a 48 kHz episode with the concat demuxer
+ * (`-c copy`: one Xing frame counting both parts' frames), decodes to less than its stated length
+ * with no frame lost; one cut short or damaged in the middle (the demuxer skips what is not a frame)
+ * has fewer frames than it counts (review A).
+ */
+async function allMpegFramesPresent(c: CompletenessCheck): Promise<boolean> {
+  const p = await runFfprobe<{ streams?: Array<{ nb_read_packets?: string }>; format?: { duration?: string } }>(
+    ['-count_packets', '-select_streams', c.stream === undefined ? 'a:0' : String(c.stream), '-show_entries', 'stream=nb_read_packets:format=duration', '-i', c.path],
+    { signal: c.signal, input: c.input },
+  );
+  // The first frame's rate, which the stated length is counted in (ffprobe, having read every
+  // packet, would give the last one's).
+  const rate = c.sourceRate ?? c.rate;
+  const perFrame = (c.codec === 'mp1' ? 384 : rate >= 32000 || c.codec === 'mp2' ? 1152 : 576) / rate;
+  const stated = Number(p.format?.duration);
+  const packets = Number(p.streams?.[0]?.nb_read_packets);
+  return stated > 0 && packets > 0 && packets * perFrame >= stated - 3 * perFrame;
 }

@@ -12,7 +12,7 @@ import { invalidArgument, TesseraError } from '../errors.js';
 import { decoderThreads, ffmpegInfo, runFfmpeg, type RunOptions } from '../ffmpeg.js';
 import { encodingArgs, FILL_GAPS, type OutputEncoding } from './audio-filters.js';
 import { spelledLayout } from './loudness.js';
-import { audioMap } from './audio-probe.js';
+import { audioMap, firstFrameFormat } from './audio-probe.js';
 
 export interface StageARun {
   /** Local path of the source (a whole file or a segment WAV). */
@@ -90,7 +90,8 @@ export async function renderStageA(r: StageARun): Promise<void> {
   const source = [...keepJumps(r.fillGaps), '-i', r.source, '-map', audioMap(r.stream), '-vn', '-sn', '-dn'];
   const out = [...capArgs(r.maxSeconds), '-c:a', 'pcm_f32le', '-f', 'wav', '-rf64', 'auto', '-y', r.out];
   if (!r.decodeApart) {
-    await decodeRun([...head, ...source, '-af', r.chain, ...out], r.input, r.signal, { onProgress: r.onProgress });
+    const apart = await unlessFormatChanges(() => decodeRun([...head, ...source, '-af', r.chain, ...out], r.input, r.signal, { onProgress: r.onProgress }), r.source, r.stream, r.input, r.signal);
+    if (apart) await renderStageA({ ...r, decodeApart: apart });
     return;
   }
   // ffmpeg's command line builds its filter graph afresh where the decoded layout or rate changes
@@ -109,6 +110,25 @@ export async function renderStageA(r: StageARun): Promise<void> {
     onProgress: r.onProgress,
     reader: (input, filters) => [...input, '-i', 'pipe:0', '-af', [...filters, r.chain].join(','), ...out],
   });
+}
+
+/**
+ * Runs `decode` (one process, the source's format taken as its header states it); where it fails
+ * because the decoded format changed part-way after all (a FLAC of two rates joined with the concat
+ * demuxer and stream-copied: its STREAMINFO is the first part's, its frames say otherwise, and the
+ * WAV muxer's -xerror refuses the times that run back where ffmpeg's filter graph starts again), the
+ * first frame's format, in which it is then decoded apart, as formatMayChange's sources are (review A).
+ */
+async function unlessFormatChanges(decode: () => Promise<void>, source: string, stream: number | undefined, input: string, signal: AbortSignal | undefined): Promise<PinnedFormat | undefined> {
+  try {
+    await decode();
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof TesseraError) || !/Non-monotonous DTS in output stream/.test(err.message)) throw err;
+    const first = await firstFrameFormat(source, stream ?? 0, input, signal).catch(() => undefined);
+    if (!first) throw err;
+    return { rate: first.sampleRate, channels: first.channels, layout: first.layout };
+  }
 }
 
 /** How long a decoding process may take to end by itself once the process reading its pipe has ended. */
@@ -189,7 +209,9 @@ function pinnedRaw(f: PinnedFormat, codec = 'pcm_f32le'): { filter: string; outp
   const raw = codec.replace(/^pcm_/, '');
   const sampleFmt = { f32le: 'flt', s16le: 's16', s32le: 's32', u8: 'u8' }[raw] ?? 'flt';
   return {
-    filter: `aformat=sample_fmts=${sampleFmt}:sample_rates=${f.rate}:channel_layouts=${layout}`,
+    // A later part in other channels is mixed as ffmpeg mixes it into integer samples, and as stage A
+    // mixes --channels: normalised (a float mix left 5.1 mixed to stereo at up to +7.7 dB; review A).
+    filter: `aresample=rematrix_maxval=1,aformat=sample_fmts=${sampleFmt}:sample_rates=${f.rate}:channel_layouts=${layout}`,
     output: ['-c:a', codec, '-f', raw],
     input: ['-f', raw, '-ar', String(f.rate), ...(f.layout ? [layoutOption(), f.layout] : ['-ac', String(f.channels)])],
   };
@@ -408,7 +430,8 @@ export async function decodeToWav(source: string, input: string, sampleFormat: s
   const wav = [...capArgs(maxSeconds), '-f', 'wav', '-rf64', 'auto', '-y', out];
   // Doubles (rare) become float: a negligible rounding that both the segmented and whole path would share.
   if (!decodeApart) {
-    await decodeRun([...decode, ...(fillGaps ? ['-af', FILL_GAPS] : []), '-c:a', codec, ...wav], input, signal);
+    const apart = await unlessFormatChanges(() => decodeRun([...decode, ...(fillGaps ? ['-af', FILL_GAPS] : []), '-c:a', codec, ...wav], input, signal), source, stream, input, signal);
+    if (apart) await decodeToWav(source, input, sampleFormat, out, signal, sourceCodec, maxSeconds, stream, fillGaps, apart);
     return;
   }
   // A format that may change part-way is written in its first one by one process, and wrapped as
