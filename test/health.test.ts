@@ -4,12 +4,15 @@
  * the coordinator drains), server reflection listing both Tessera services (what grpcurl uses),
  * `tessera health`, and /healthz.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
@@ -103,6 +106,22 @@ describe('probes', () => {
       const unknown = await reflect(cluster.address, version, { file_containing_symbol: 'tessera.v1.NoSuchThing' });
       expect(unknown.error_response?.error_message).toBeTruthy();
     }
+  });
+
+  it('a client built from reflection alone (as grpcurl is) accepts the descriptors it is sent and calls ListWorkers and ListJobs (review G)', async () => {
+    // Python's protobuf, which, like protoc and Go's protodesc (grpcurl), refuses an invalid file:
+    // protobufjs named the entry type of map field Capabilities.labels `Labels`, where protobuf
+    // requires `LabelsEntry`, and the whole tessera.v1 file was refused ("map_entry should not be
+    // set explicitly"): no method could be called. Debian's python3 with python3-grpcio and
+    // python3-grpc-tools (installed by .ci/run).
+    const probe = fileURLToPath(new URL('./python/reflection_probe.py', import.meta.url));
+    const proto = path.join(path.dirname(createRequire(import.meta.url).resolve('@grpc/reflection/package.json')), 'build/proto/grpc/reflection/v1/reflection.proto');
+    const { stdout } = await promisify(execFile)('/usr/bin/python3', [probe, cluster.address, proto], { timeout: 60_000 });
+    const r = JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+    expect(r['services']).toEqual(expect.arrayContaining(['tessera.v1.JobService', 'tessera.v1.WorkerService']));
+    expect(r['pool_error'], JSON.stringify(r)).toBeUndefined();
+    expect(r['ListWorkers'], JSON.stringify(r)).toBe(1);
+    expect(r['ListJobs'], JSON.stringify(r)).toBe(0);
   });
 
   it('`tessera health` exits 0 and prints SERVING; /healthz answers ok', async () => {
