@@ -234,7 +234,12 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     // The kind's own validation (of the spec newJob has checked): what the checks refuse from each input's header.
     const validated = jobs.validateSpec(job.spec).params;
     const params = CHECKED_PARAMS.has(job.kind) ? (validated as Parameters<typeof inputChecker>[3]) : undefined;
-    const checks = inputChecker(job.kind, limits, signal, params, prefetch);
+    // Aborted where the submission fails too, not only where its client cancels: a refused
+    // submission stops reading and hashing the shared files it named, which held its answer (and
+    // a file-system thread) for as long as a file of gigabytes takes to read (review G).
+    const failed = new AbortController();
+    const working = AbortSignal.any([signal, failed.signal]);
+    const checks = inputChecker(job.kind, limits, working, params, prefetch);
     // A kind that can start on the first inputs while the rest upload is accepted as soon as one has
     // passed its check.
     // Cancelled (or failed) while its upload runs: the upload stops, and the client is answered with the job.
@@ -245,7 +250,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     };
     const early = kind?.plansWhileReceiving?.(validated, job.spec) ? receiveEarly(job, checks, attempt, endUpload) : undefined;
     try {
-      const inputs = await receiveInputs(job, iterator, spool, shared, limits, signal, checks.add, early?.feed);
+      const inputs = await receiveInputs(job, iterator, spool, shared, limits, working, checks.add, early?.feed);
       // A client that goes away between two inputs may end its stream as one that sent its last:
       // a grpc-js client cancelling a call ends its side of the stream, then resets it, and the
       // reset arrives an event-loop turn or two later when that client is idle (measured), later
@@ -277,6 +282,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
         await jobs.accept(job);
       }
     } catch (err) {
+      failed.abort(err);
       await checks.stop();
       if (ended) {
         // The job stays as it ended. What arrived since is not kept: the inputs fed meanwhile were

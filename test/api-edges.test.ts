@@ -14,7 +14,7 @@
  * 2^53 was rounded before the message was written, and 18446744073709551615 (an unset -1 from a C
  * or Go stub) was said as 18446744073709552000, a number it never sent and no uint64.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -169,6 +169,25 @@ describe('SubmitJob', () => {
     const malformed = await rawSubmit(cluster.address, [{ spec: { passthrough: {} } }, { input: { name: 'f.bin', shared_path: file } }, { input_end: { sha256: 'not-a-digest' } }]);
     expect(malformed?.code, 'a malformed digest').toBe(grpc.status.INVALID_ARGUMENT);
     expect(malformed?.details).toMatch(/input_end\.sha256/);
+  });
+
+  it('a submission refused after an input by reference with a SHA-256 is answered at once, not once that file is read (review G)', async () => {
+    // 8 GiB of holes: reading and hashing it takes seconds (the page cache gives zeros), as a
+    // camera original on a network share would take minutes.
+    const big = path.join(shared, 'huge-sparse.bin');
+    await writeFile(big, '');
+    await truncate(big, 8 * 2 ** 30);
+    try {
+      const started = Date.now();
+      // The second input's name is refused at once; the first one's digest is still being read.
+      const refused = await rawSubmit(cluster.address, [{ spec: { passthrough: {} } }, { input: { name: 'huge.bin', shared_path: big } }, { input_end: { sha256: '0'.repeat(64) } }, { input: { name: '../escape.bin', shared_path: big } }]);
+      const ms = Date.now() - started;
+      expect(refused?.code).toBe(grpc.status.INVALID_ARGUMENT);
+      // Before: the refusal waited for the whole file's hash (seconds here, minutes for a real one).
+      expect(ms, `answered after ${ms} ms`).toBeLessThan(3000);
+    } finally {
+      await rm(big, { force: true });
+    }
   });
 });
 
