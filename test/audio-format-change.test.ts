@@ -240,6 +240,41 @@ describe('a source joined with the concat demuxer whose parts differ in rate or 
       expect(await framesOrErrors(src), name).toEqual([want, want]);
     }
   });
+
+  test('FLAC of two rates whose audio is not the first stream (a picture track first) converts too (review K)', async () => {
+    const parts = await Promise.all([44100, 48000].map(async (rate) => {
+      const f = path.join(dir, `part-${rate}.mkv`);
+      await runFfmpeg(['-f', 'lavfi', '-i', 'color=c=red:s=32x32:r=5:d=3', '-f', 'lavfi', '-i', `sine=f=440:r=${rate}:d=3`, '-c:v', 'ffv1', '-c:a', 'flac', '-y', f]);
+      return f;
+    }));
+    const list = path.join(dir, 'list-concert.txt');
+    await writeFile(list, parts.map((f) => `file '${f}'\n`).join(''));
+    const src = path.join(dir, 'concert.mkv');
+    await runFfmpeg(['-f', 'concat', '-safe', '0', '-i', list, '-c', 'copy', '-y', src]);
+    // ffmpeg converts it whole, at the first part's rate.
+    const { samples, channels } = await decodeFloat(src, dir, ['-vn']);
+    expect(samples.length / channels).toBe(6 * 44100);
+    // Observed: "concert.mkv: cannot decode audio (truncated or corrupt file): ... Non-monotonous DTS in output stream 0:0 ..."
+    expect(await framesOrErrors(src)).toEqual([6 * 44100, 6 * 44100]);
+  }, 120_000);
+
+  test("MP3 of a 1 s 44.1 kHz jingle and an 8 s 48 kHz episode converts too: its probe states the later part's rate (review K)", async () => {
+    const parts = await Promise.all([['sine=f=440:r=44100:d=1', 'jingle'], ['sine=f=660:r=48000:d=8', 'episode']].map(async ([graph, name]) => {
+      const f = path.join(dir, `${name}.mp3`);
+      await runFfmpeg(['-f', 'lavfi', '-i', graph!, '-c:a', 'libmp3lame', '-b:a', '128k', '-y', f]);
+      return f;
+    }));
+    const list = path.join(dir, 'list-jingle.txt');
+    await writeFile(list, parts.map((f) => `file '${f}'\n`).join(''));
+    const src = path.join(dir, 'jingle-podcast.mp3');
+    await runFfmpeg(['-f', 'concat', '-safe', '0', '-i', list, '-c', 'copy', '-y', src]);
+    // Observed: "podcast.mp3: corrupt file: decoded 9.0x s of the 9.80 s it states": the Xing count at
+    // 1152/44100 s a frame, the frames counted at 1152/48000 (ffprobe's rate is the last its parser saw).
+    for (const got of await framesOrErrors(src)) {
+      expect(typeof got, String(got)).toBe('number');
+      expect(Math.abs((got as number) / 48000 - 9)).toBeLessThan(0.1);
+    }
+  }, 120_000);
 });
 
 describe('a capture whose stereo turns 5.1', () => {

@@ -56,6 +56,25 @@ function expectFrames(got: Array<number | string>, want: number): void {
   }
 }
 
+/** Offsets of the MPEG-1 Layer III frames of a CBR MP3 (its ID3v2 tag skipped). */
+function mp3Frames(b: Buffer): number[] {
+  const rates = [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320];
+  const srs = [44100, 48000, 32000];
+  let pos = b.toString('latin1', 0, 3) === 'ID3' ? 10 + (((b[6]! & 0x7f) << 21) | ((b[7]! & 0x7f) << 14) | ((b[8]! & 0x7f) << 7) | (b[9]! & 0x7f)) : 0;
+  const frames: number[] = [];
+  while (pos + 4 <= b.length) {
+    const br = rates[b[pos + 2]! >> 4];
+    const sr = srs[(b[pos + 2]! >> 2) & 3];
+    if (b[pos] !== 0xff || (b[pos + 1]! & 0xe0) !== 0xe0 || !br || !sr) {
+      pos++;
+      continue;
+    }
+    frames.push(pos);
+    pos += Math.floor((144000 * br) / sr) + ((b[pos + 2]! >> 1) & 1);
+  }
+  return frames;
+}
+
 describe('MP3s from the wild convert as ffmpeg converts them', () => {
   test('two MP3s joined with cat (ID3v2 tag and Info frame mid-stream)', async () => {
     const [a, b] = await Promise.all([mp3('a.mp3', 'sine=f=440:r=44100:d=2'), mp3('b.mp3', 'sine=f=660:r=44100:d=2')]);
@@ -102,4 +121,28 @@ describe('a corrupt MP3', () => {
     // Observed (review K18): converted to 5.46 s of 6.03, no error, no warning.
     for (const got of await converted(damaged)) expect(got).toMatch(/^damaged\.mp3: corrupt file: decoded 5\.\d\d s of the 6\.\d\d s it states: 0\.\d\d s could not be decoded/);
   });
+
+  test('damage inside 100 frames whose headers are intact is refused, not converted 0.29 s short (review K)', async () => {
+    // Every frame's packet is there, so counting them (for sources joined with the concat demuxer,
+    // audio-format-change.test.ts) passed it: the decoder drops the frames it cannot decode.
+    const clean = path.join(dir, 'clean-20s.mp3');
+    await runFfmpeg(['-f', 'lavfi', '-i', 'sine=f=440:r=44100:d=20', '-ac', '2', '-c:a', 'libmp3lame', '-b:a', '128k', '-y', clean]);
+    const b = await readFile(clean);
+    const frames = mp3Frames(b);
+    // The side information (32 bytes after the header) of 100 frames from 7 s on overwritten.
+    let seed = 1;
+    for (const at of frames.slice(300, 400)) {
+      for (let j = 4; j < 36; j++) {
+        seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+        b[at + j] = seed & 0xff;
+      }
+    }
+    const damaged = path.join(dir, 'damaged-headers.mp3');
+    await writeFile(damaged, b);
+    // What ffmpeg decodes of it: frames its decoder could not decode are gone (not silence in their place).
+    const { samples, channels } = await decodeFloat(damaged, dir);
+    const lost = 20 * 44100 - samples.length / channels;
+    expect(lost).toBeGreaterThan(5 * 1152);
+    for (const got of await converted(damaged)) expect(String(got)).toMatch(/^damaged-headers\.mp3: corrupt file/);
+  }, 120_000);
 });

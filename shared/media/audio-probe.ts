@@ -294,7 +294,7 @@ export async function packetLength(path: string, stream: number, input: string, 
  * its parser saw in the seconds ffprobe reads: a capture whose stereo turns 5.1 after a second
  * probes as 5.1 (review K17).
  */
-export async function firstFrameFormat(path: string, stream: number, input: string, signal?: AbortSignal): Promise<{ sampleRate: number; channels: number; layout: string } | undefined> {
+export async function firstFrameFormat(path: string, stream: number | undefined, input: string, signal?: AbortSignal): Promise<{ sampleRate: number; channels: number; layout: string } | undefined> {
   const { stderr } = await runFfmpeg(['-i', path, '-map', audioMap(stream), '-vn', '-sn', '-dn', '-af', 'ashowinfo', '-frames:a', '1', '-f', 'null', '-'], { signal, input });
   const m = / channels:(\d+) chlayout:(.+?) rate:(\d+) /.exec(stderr);
   if (!m) return undefined;
@@ -365,22 +365,35 @@ export async function checkNotTruncated(c: CompletenessCheck): Promise<void> {
 
 /**
  * Whether an MPEG audio file holds every frame its Info/Xing frame counts (its stated length is that
- * count at its first frame's duration): the frames demuxed against that count, three allowed. A file
- * whose later frames are shorter, a 44.1 kHz intro joined to a 48 kHz episode with the concat demuxer
- * (`-c copy`: one Xing frame counting both parts' frames), decodes to less than its stated length
- * with no frame lost; one cut short or damaged in the middle (the demuxer skips what is not a frame)
- * has fewer frames than it counts (review A).
+ * count at its first frame's duration), and its decoded shortfall is all the later frames' shorter
+ * durations: a 44.1 kHz intro joined to a 48 kHz episode with the concat demuxer (`-c copy`: one Xing
+ * frame counting both parts' frames) decodes to less than its stated length with no frame lost. One
+ * cut short has fewer frames than it counts; one damaged inside its frames (headers intact) has them
+ * all, but its decoder drops those it cannot decode: that shortfall no frame length explains (review
+ * A, review K). The first packet's duration is the first frame's (ffprobe's stream rate is the last
+ * its parser saw: a short intro's is the episode's).
  */
 async function allMpegFramesPresent(c: CompletenessCheck): Promise<boolean> {
-  const p = await runFfprobe<{ streams?: Array<{ nb_read_packets?: string }>; format?: { duration?: string } }>(
-    ['-count_packets', '-select_streams', c.stream === undefined ? 'a:0' : String(c.stream), '-show_entries', 'stream=nb_read_packets:format=duration', '-i', c.path],
-    { signal: c.signal, input: c.input },
-  );
-  // The first frame's rate, which the stated length is counted in (ffprobe, having read every
-  // packet, would give the last one's).
-  const rate = c.sourceRate ?? c.rate;
-  const perFrame = (c.codec === 'mp1' ? 384 : rate >= 32000 || c.codec === 'mp2' ? 1152 : 576) / rate;
-  const stated = Number(p.format?.duration);
-  const packets = Number(p.streams?.[0]?.nb_read_packets);
-  return stated > 0 && packets > 0 && packets * perFrame >= stated - 3 * perFrame;
+  let timeBase = 0;
+  let packets = 0;
+  let ticks = 0;
+  let first = 0;
+  let stated = 0;
+  await runFfprobeLines(['-select_streams', c.stream === undefined ? 'a:0' : String(c.stream), '-show_entries', 'packet=duration:stream=time_base:format=duration', '-i', c.path], (line) => {
+    const [kind, value = ''] = line.split(',');
+    if (kind === 'packet') {
+      const d = Number(value) || 0;
+      if (packets === 0) first = d;
+      packets++;
+      ticks += d;
+    } else if (kind === 'stream') {
+      const [num, den] = value.split('/').map(Number);
+      timeBase = num && den ? num / den : 0;
+    } else if (kind === 'format') stated = Number(value);
+  }, { signal: c.signal, input: c.input });
+  const perFrame = first * timeBase;
+  if (!(stated > 0 && perFrame > 0)) return false;
+  if (packets < Math.round(stated / perFrame) - 3) return false;
+  const missing = (c.expected - c.frames) / c.rate;
+  return missing <= stated - ticks * timeBase + 3 * perFrame + (c.skipped ?? 0);
 }

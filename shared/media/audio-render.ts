@@ -125,7 +125,7 @@ async function unlessFormatChanges(decode: () => Promise<void>, source: string, 
     return undefined;
   } catch (err) {
     if (!(err instanceof TesseraError) || !/Non-monotonous DTS in output stream/.test(err.message)) throw err;
-    const first = await firstFrameFormat(source, stream ?? 0, input, signal).catch(() => undefined);
+    const first = await firstFrameFormat(source, stream, input, signal).catch(() => undefined);
     if (!first) throw err;
     return { rate: first.sampleRate, channels: first.channels, layout: first.layout };
   }

@@ -90,7 +90,8 @@ async function gifReachesTrailer(fh: Awaited<ReturnType<typeof open>>, size: num
  */
 export async function tiffPages(file: string, pages: number): Promise<number> {
   if (pages <= 1) return pages;
-  const fh = await open(file, 'r');
+  const fh = await open(file, 'r').catch(() => undefined);
+  if (!fh) return pages;
   try {
     const { size } = await fh.stat();
     const read = async (pos: number, n: number): Promise<Buffer | undefined> => {
@@ -124,7 +125,9 @@ export async function tiffPages(file: string, pages: number): Promise<number> {
         const e = i * entryBytes;
         if (u16(entries, e) === 254) subfileType = u32(entries, e + (big ? 12 : 8));
       }
-      if (k > 0 && (subfileType & 1) === 0) return pages;
+      // A reduced-resolution version (bit 0) or a transparency mask (bit 2: GDAL's COG writes one
+      // after the image and after each overview) is no page of its own.
+      if (k > 0 && (subfileType & 5) === 0) return pages;
       next = big ? u64(entries, n * entryBytes) : u32(entries, n * entryBytes);
     }
     return 1;
