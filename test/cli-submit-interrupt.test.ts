@@ -191,6 +191,7 @@ describe('tessera submit giving up (not interrupted) after the coordinator answe
     expect(run.stderr()).toContain('DEADLINE_EXCEEDED');
     // Before: the command exited before the library's CancelJob went out: job-big ran on, never named (review R).
     expect(cancelled).toEqual(['job-big']);
+    expect(run.stderr()).toContain('tessera: the submission failed; checking whether the coordinator made a job of it');
     expect(run.stderr()).toContain('tessera: job job-big, made of the submission, was cancelled');
   }, 60_000);
 });

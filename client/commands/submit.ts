@@ -49,9 +49,12 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
   // files given here.
   const at = [...(flags.coordinator ? ['--coordinator', flags.coordinator] : []), ...connectionFlagsGiven()].map((w) => ` ${w.startsWith('--') ? w : shellWord(w)}`).join('');
   let cleanUp: Promise<LeftBehind> | undefined;
+  // The submission has failed and the command waits for the clean-up before it says why: a Ctrl-C
+  // then does not wait either.
+  let givingUp = false;
   const onSubmitInterrupt = (): void => {
     view.stop();
-    if (withdraw.signal.aborted) {
+    if (withdraw.signal.aborted || givingUp) {
       process.stderr.write(`\ntessera: interrupted again; not waiting to learn whether the coordinator made a job of the submission (see: tessera jobs${at})\n`);
       process.exit(EXIT.interrupted);
     }
@@ -82,8 +85,13 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
       if (!withdraw.signal.aborted) {
         // Given up after a try that may have made the job (a later page of its answer failed, a
         // retry refused): the library cancels it, waited for here, else the exit cuts it off.
-        const found = await cleanUp;
-        if (found?.jobId) process.stderr.write(`tessera: ${foundLine(found, at)}\n`);
+        if (cleanUp) {
+          givingUp = true;
+          // Up to 5 s where the coordinator does not answer: said, not waited for in silence (review K).
+          process.stderr.write('tessera: the submission failed; checking whether the coordinator made a job of it (Ctrl-C not to wait)\n');
+          const found = await cleanUp;
+          if (found.jobId) process.stderr.write(`tessera: ${foundLine(found, at)}\n`);
+        }
         throw err;
       }
       await withdrawn(cleanUp, at, spec.request_id);
