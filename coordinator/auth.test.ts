@@ -2,6 +2,9 @@
  * Who the coordinator takes a caller for: peers as grpc-js names them (for the limit on failed
  * authentications), and token settings that would make one holder pass for another.
  */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { coordinatorSecurity } from '../client/commands/security-options.js';
@@ -34,6 +37,66 @@ describe('peers', () => {
       if (r?.code === grpc.status.RESOURCE_EXHAUSTED) held++;
     }
     expect(held).toBeGreaterThan(30);
+  });
+});
+
+describe('an address held back for failed authentications (review C)', () => {
+  const config = { workerToken: token('w'), clientTokens: [{ id: 'alice', role: 'client' as const, token: token('a') }] };
+  const peer = 'ipv4:10.0.0.9:5000';
+  const listJobs = (auth: CoordinatorAuth, t: string) => auth.check('/tessera.v1.JobService/ListJobs', bearer(t), peer, undefined)?.code;
+  const heartbeat = (auth: CoordinatorAuth, t: string) => auth.check('/tessera.v1.WorkerService/Heartbeat', bearer(t), peer, undefined)?.code;
+  const floodOfRotatedToken = (auth: CoordinatorAuth): void => {
+    for (let i = 0; i < 20; i++) listJobs(auth, token('r'));
+  };
+
+  it('lets the tokens that had worked from it in after a restart: they are kept in the data dir', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-auth-kept-'));
+    try {
+      const file = path.join(dir, 'auth-known-good.json');
+      const before = new CoordinatorAuth(config, log);
+      before.keepKnownGoodIn(file);
+      expect(listJobs(before, token('a'))).toBeUndefined();
+      expect(heartbeat(before, token('w'))).toBeUndefined();
+      await before.flushKnownGood();
+      // Only digests on disk, never a token.
+      const kept = await readFile(file, 'utf8');
+      expect(kept).not.toContain(token('a'));
+      // Restarted on the same data dir while a client there retries with a rotated token.
+      const after = new CoordinatorAuth(config, log);
+      after.keepKnownGoodIn(file);
+      floodOfRotatedToken(after);
+      expect(listJobs(after, token('r'))).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      // Before: both refused ("too many failed authentications") for as long as the loop ran.
+      expect(listJobs(after, token('a'))).toBeUndefined();
+      expect(heartbeat(after, token('w'))).toBeUndefined();
+      // Without the file, as before: a token not yet seen from the address waits.
+      const forgetful = new CoordinatorAuth(config, log);
+      floodOfRotatedToken(forgetful);
+      expect(listJobs(forgetful, token('a'))).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("counts the worker API's failures apart from the job API's: a client's loop does not keep a new worker out", () => {
+    const auth = new CoordinatorAuth(config, log);
+    floodOfRotatedToken(auth);
+    expect(listJobs(auth, token('a'))).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(heartbeat(auth, token('w'))).toBeUndefined();
+  });
+
+  it('a file that is not what it should be starts empty', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-auth-kept-'));
+    try {
+      const file = path.join(dir, 'auth-known-good.json');
+      await writeFile(file, '{"hosts": {"10.0.0.9": ["client:not-a-digest", 7]}');
+      const auth = new CoordinatorAuth(config, log);
+      auth.keepKnownGoodIn(file);
+      floodOfRotatedToken(auth);
+      expect(listJobs(auth, token('a'))).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

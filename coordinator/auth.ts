@@ -9,6 +9,8 @@
  * With no tokens configured the cluster runs open (the loopback demo): every caller is `local`, an admin.
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
 import { TokenTable, bearerToken, tokenFingerprint, tokenProblem, tokenShared, type Principal, type TokenEntry } from '../shared/auth.js';
@@ -91,10 +93,15 @@ export class CoordinatorAuth {
     // has nothing to guess: its calls neither wait nor vouch for their token on the other side.
     if (isWorker ? this.workersOpen && !this.config.requireWorkerCert : this.clientsOpen) return undefined;
     const host = peerHost(peer);
+    // Failures are counted per side: a client retrying with a stale token holds back the client
+    // calls from its address, not the workers beside it (docker-compose's one address, a NAT): a
+    // coordinator that restarts has forgotten which tokens worked, and its workers could not
+    // get back in while a client's loop failed there (review C).
+    const bucket = `${isWorker ? 'worker' : 'client'} ${host}`;
     const token = bearerToken(md);
     // What a token proved is kept per side: a worker token that worked says nothing of a client's.
     const key = `${isWorker ? 'worker' : 'client'}:${token === undefined ? '' : secretKey(token)}`;
-    const wait = this.limiter.retryAfterMs(host);
+    const wait = this.limiter.retryAfterMs(bucket);
     // While an address is held back, only tokens that have already worked from it are looked at:
     // a guesser learns nothing, and the clients and workers sharing its address (a NAT, Docker's
     // proxy) that were already at work go on. Everything else waits.
@@ -106,7 +113,7 @@ export class CoordinatorAuth {
       this.rememberGood(host, key);
       return undefined;
     }
-    this.limiter.fail(host);
+    this.limiter.fail(bucket);
     // The fingerprint lets an operator tell "an old token" from "random guesses" without logging a secret.
     this.log.warn({ peer, method: path, code: grpc.status[refusal.code], reason: refusal.details, ...(token ? { tokenFingerprint: tokenFingerprint(token) } : {}) }, 'authentication failed');
     return refusal;
@@ -114,6 +121,10 @@ export class CoordinatorAuth {
 
   /** Tokens (their SHA-256) that authenticated from each address: bounded, oldest forgotten first. */
   private readonly knownGood = new Map<string, Set<string>>();
+  /** Where {@link knownGood} is kept across restarts (see {@link keepKnownGoodIn}). */
+  private knownGoodFile: string | undefined;
+  private saving: Promise<void> | undefined;
+  private saveAgain = false;
 
   private rememberGood(host: string, key: string): void {
     let set = this.knownGood.get(host);
@@ -124,6 +135,61 @@ export class CoordinatorAuth {
     }
     if (set.size >= 64) set.delete(set.values().next().value!);
     set.add(key);
+    this.saveKnownGood();
+  }
+
+  /**
+   * Keeps the tokens known to have worked from each address in `file` (the data dir), read back
+   * now: a coordinator that restarts while a client behind a shared address (a NAT, Docker's proxy,
+   * a CI runner) retries with a rotated token has its workers and the other clients there get back
+   * in, as they went on before it (review C). Only SHA-256s of tokens, as in memory; a file that
+   * cannot be read starts empty.
+   */
+  keepKnownGoodIn(file: string): void {
+    this.knownGoodFile = file;
+    try {
+      const kept = JSON.parse(readFileSync(file, 'utf8')) as { hosts?: Record<string, unknown> };
+      for (const [host, keys] of Object.entries(kept.hosts ?? {})) {
+        if (!Array.isArray(keys)) continue;
+        for (const key of keys) if (typeof key === 'string' && /^(worker|client):[0-9a-f]{64}$/.test(key)) this.rememberKept(host, key);
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ err: (err as Error).message, file }, 'the tokens known to have worked could not be read back; starting without them');
+    }
+  }
+
+  /** Adds a key read back from the file (bounded as {@link rememberGood}, without writing it again). */
+  private rememberKept(host: string, key: string): void {
+    const file = this.knownGoodFile;
+    this.knownGoodFile = undefined;
+    this.rememberGood(host, key);
+    this.knownGoodFile = file;
+  }
+
+  /** Writes {@link knownGood} (whole, atomically; one write at a time, the last state last). */
+  private saveKnownGood(): void {
+    const file = this.knownGoodFile;
+    if (!file) return;
+    if (this.saving) {
+      this.saveAgain = true;
+      return;
+    }
+    const hosts = Object.fromEntries([...this.knownGood].map(([host, keys]) => [host, [...keys]]));
+    const tmp = `${file}.${process.pid}.tmp`;
+    this.saving = writeFile(tmp, JSON.stringify({ hosts }), { mode: 0o600 })
+      .then(() => rename(tmp, file))
+      .catch((err: unknown) => this.log.warn({ err: (err as Error).message, file }, 'the tokens known to have worked could not be kept; a restart forgets them'))
+      .finally(() => {
+        this.saving = undefined;
+        if (!this.saveAgain) return;
+        this.saveAgain = false;
+        this.saveKnownGood();
+      });
+  }
+
+  /** Resolves once the last change of the tokens known to have worked is on disk. */
+  async flushKnownGood(): Promise<void> {
+    while (this.saving) await this.saving;
   }
 
   /**
@@ -133,7 +199,7 @@ export class CoordinatorAuth {
   dashboardAccess(token: string, peer: string): DashboardAccess {
     // No token of a gRPC header (grpc-js's Metadata would throw on it): a wrong one, counted as one.
     if (tokenProblem(token)) {
-      this.limiter.fail(peerHost(peer));
+      this.limiter.fail(`client ${peerHost(peer)}`);
       return 'unauthenticated';
     }
     const md = new grpc.Metadata();

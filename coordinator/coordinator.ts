@@ -156,6 +156,7 @@ export class Coordinator {
   private async startOnDataDir(auth: CoordinatorAuth, shared: SharedRoots): Promise<string> {
     const { opts } = this;
     const log = opts.log;
+    auth.keepKnownGoodIn(path.join(opts.dataDir, 'auth-known-good.json'));
     this.store = new JobStore(path.join(opts.dataDir, 'tessera.db'), {
       onFlushError: (err) => log.error({ err: err.message }, 'job store write failed; kept in memory and retried'),
     });

@@ -6,7 +6,7 @@
  * 127.0.0.1 out for a while).
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -289,5 +289,9 @@ describe('tokens', () => {
     await writeFile(file, 'still served');
     const job = await alice.submit({ passthrough: {} }, [file]);
     expect((await alice.wait(job.id)).state).toBe('JOB_STATE_SUCCEEDED');
+    // Which tokens worked from where is kept for a restart (coordinator/auth.test.ts), as digests.
+    const kept = await readFile(path.join(cluster.dataDir, 'auth-known-good.json'), 'utf8');
+    expect(Object.keys((JSON.parse(kept) as { hosts: Record<string, string[]> }).hosts)).toContain('127.0.0.1');
+    expect(kept).not.toContain(ALICE);
   });
 });
