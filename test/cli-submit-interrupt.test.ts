@@ -163,6 +163,22 @@ describe('tessera submit interrupted before the job is accepted', () => {
   }, 60_000);
 });
 
+/** A stand-in that takes every submission whole and then fails it with INTERNAL; `listJobs`: its ListJobs handler (absent: UNIMPLEMENTED). */
+async function failingAfterUpload(listJobs?: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => void): Promise<string> {
+  const { proto } = loadTesseraProto();
+  const server = new grpc.Server();
+  servers.push(server);
+  server.addService(proto.tessera.v1.JobService.service, {
+    SubmitJob: (call: grpc.ServerReadableStream<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      call.on('data', () => undefined);
+      call.on('end', () => cb({ code: grpc.status.INTERNAL, details: 'the store failed after the upload' }));
+    },
+    ...(listJobs && { ListJobs: listJobs }),
+  } as never);
+  const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+  return `127.0.0.1:${port}`;
+}
+
 describe('tessera submit giving up (not interrupted) after the coordinator answered with the job', () => {
   it("a later page of the answer fails: the library's cancel of the job goes out before the command exits, and the job is named", async () => {
     const { proto } = loadTesseraProto();
@@ -193,5 +209,28 @@ describe('tessera submit giving up (not interrupted) after the coordinator answe
     expect(cancelled).toEqual(['job-big']);
     expect(run.stderr()).toContain('tessera: the submission failed; checking whether the coordinator made a job of it');
     expect(run.stderr()).toContain('tessera: job job-big, made of the submission, was cancelled');
+  }, 60_000);
+
+  it('the coordinator has no job of it: said, after "checking whether the coordinator made a job of it"', async () => {
+    const address = await failingAfterUpload((_call, cb) => cb(null, { jobs: [], next_page_token: '' }));
+    const f = await file('gave-up-a.bin');
+    const run = submit(['passthrough', f, '--no-wait', '--coordinator', address]);
+    const r = { ...(await run.exited), stderr: run.stderr() };
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain('INTERNAL');
+    expect(r.stderr).toContain('checking whether the coordinator made a job of it');
+    // Before: nothing followed the "checking" line but the error (review M).
+    expect(r.stderr).toContain('tessera: the coordinator has no job of it');
+  }, 60_000);
+
+  it('the look-up fails: says the job may be there and how to look for it', async () => {
+    const address = await failingAfterUpload();
+    const f = await file('gave-up-b.bin');
+    const run = submit(['passthrough', f, '--no-wait', '--coordinator', address]);
+    const r = { ...(await run.exited), stderr: run.stderr() };
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain('checking whether the coordinator made a job of it');
+    // As the Ctrl-C path says it; before, nothing (review M).
+    expect(r.stderr).toMatch(/could not learn whether the coordinator made a job of the submission \(.+\); look for it with: tessera jobs --coordinator 127\.0\.0\.1:\d+/);
   }, 60_000);
 });

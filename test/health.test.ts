@@ -75,7 +75,7 @@ async function listServices(address: string, version: 'v1' | 'v1alpha' = 'v1'): 
 let cluster: TestCluster;
 
 beforeAll(async () => {
-  cluster = await startCluster({ workers: 1 });
+  cluster = await startCluster({ workers: 1, workerArgs: ['--label', 'zone=eu-west', '--label', 'gpu=none'] });
 });
 
 afterAll(async () => {
@@ -108,21 +108,27 @@ describe('probes', () => {
     }
   });
 
-  it('a client built from reflection alone (as grpcurl is) accepts the descriptors it is sent and calls ListWorkers and ListJobs (review G)', async () => {
-    // Python's protobuf, which, like protoc and Go's protodesc (grpcurl), refuses an invalid file:
-    // protobufjs named the entry type of map field Capabilities.labels `Labels`, where protobuf
-    // requires `LabelsEntry`, and the whole tessera.v1 file was refused ("map_entry should not be
-    // set explicitly"): no method could be called. Debian's python3 with python3-grpcio and
-    // python3-grpc-tools (installed by .ci/run).
-    const probe = fileURLToPath(new URL('./python/reflection_probe.py', import.meta.url));
-    const proto = path.join(path.dirname(createRequire(import.meta.url).resolve('@grpc/reflection/package.json')), 'build/proto/grpc/reflection/v1/reflection.proto');
-    const { stdout } = await promisify(execFile)('/usr/bin/python3', [probe, cluster.address, proto], { timeout: 60_000 });
-    const r = JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
-    expect(r['services']).toEqual(expect.arrayContaining(['tessera.v1.JobService', 'tessera.v1.WorkerService']));
-    expect(r['pool_error'], JSON.stringify(r)).toBeUndefined();
-    expect(r['ListWorkers'], JSON.stringify(r)).toBe(1);
-    expect(r['ListJobs'], JSON.stringify(r)).toBe(0);
-  });
+  for (const version of ['v1', 'v1alpha'] as const) {
+    it(`a client built from reflection alone (as grpcurl is) submits, watches, downloads and lists labels over ${version} (reviews G, M)`, async () => {
+      // Python's protobuf, which, like protoc and Go's protodesc (grpcurl), refuses an invalid file:
+      // protobufjs named the entry type of map field Capabilities.labels `Labels`, where protobuf
+      // requires `LabelsEntry`, and the whole tessera.v1 file was refused ("map_entry should not be
+      // set explicitly"): no method could be called. Debian's python3 with python3-grpcio and
+      // python3-grpc-tools (installed by .ci/run). Client and server streams, and the map field.
+      const probe = fileURLToPath(new URL('./python/reflection_stream_probe.py', import.meta.url));
+      const proto = path.join(path.dirname(createRequire(import.meta.url).resolve('@grpc/reflection/package.json')), `build/proto/grpc/reflection/${version}/reflection.proto`);
+      const { stdout } = await promisify(execFile)('/usr/bin/python3', [probe, cluster.address, proto, version], { timeout: 90_000 });
+      const r = JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+      expect(r['pool_error'], JSON.stringify(r)).toBeUndefined();
+      expect(r['labels_is_map'], JSON.stringify(r)).toBe(true);
+      expect(r['labels_entry']).toBe('tessera.v1.Capabilities.LabelsEntry');
+      expect(r['SubmitJob'], JSON.stringify(r)).toBe(true);
+      expect(r['final_state'], JSON.stringify(r)).toBe('JOB_STATE_SUCCEEDED');
+      expect(r['WatchJob'], JSON.stringify(r)).toEqual(expect.arrayContaining(['job_state', 'output']));
+      expect(r['DownloadOutput'], JSON.stringify(r)).toBe(true);
+      expect(r['labels'], JSON.stringify(r)).toEqual([{ zone: 'eu-west', gpu: 'none' }]);
+    }, 120_000);
+  }
 
   it('`tessera health` exits 0 and prints SERVING; /healthz answers ok', async () => {
     const r = await cluster.runCli(['health', '--json']);

@@ -90,7 +90,8 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
           // Up to 5 s where the coordinator does not answer: said, not waited for in silence (review K).
           process.stderr.write('tessera: the submission failed; checking whether the coordinator made a job of it (Ctrl-C not to wait)\n');
           const found = await cleanUp;
-          if (found.jobId) process.stderr.write(`tessera: ${foundLine(found, at)}\n`);
+          // Whatever it found: a look-up that failed leaves a job that may be running, to look for.
+          process.stderr.write(`tessera: ${found.jobId || found.error ? foundLine(found, at) : 'the coordinator has no job of it'}\n`);
         }
         throw err;
       }
