@@ -11,33 +11,17 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CLI_PATH, startCluster } from './helpers/cluster.js';
-import { standIn, type StandIn } from './helpers/submit-stand-in.js';
+import { pagesNeverAnswered, standInsOfThisFile } from './helpers/submit-stand-in.js';
 import { loadTesseraProto } from '../shared/proto.js';
 
-let dir = '';
-const servers: grpc.Server[] = [];
-
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-cli-interrupt-'));
-});
-
-afterAll(async () => {
-  for (const s of servers) s.forceShutdown();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
-
-async function held(opts: Parameters<typeof standIn>[0]): Promise<StandIn> {
-  const s = await standIn(opts);
-  servers.push(s.server);
-  return s;
-}
+const files = standInsOfThisFile('tessera-cli-interrupt-');
+const { servers, standIn: held } = files;
 
 interface Run {
   child: ChildProcess;
@@ -72,7 +56,7 @@ function submit(args: string[], env: NodeJS.ProcessEnv = {}): Run {
 }
 
 async function file(name: string, body: string | Buffer = 'hello'): Promise<string> {
-  const f = path.join(dir, name);
+  const f = path.join(files.dir(), name);
   await writeFile(f, body);
   return f;
 }
@@ -82,7 +66,7 @@ describe('tessera submit interrupted before the job is accepted', () => {
     const cluster = await startCluster({ workers: 1, slots: 1 });
     try {
       const big = await file('big.bin', randomBytes(256 * 2 ** 20));
-      const run = submit(['passthrough', big, '--label', 'interrupted upload', '-o', path.join(dir, 'out'), '--coordinator', cluster.address]);
+      const run = submit(['passthrough', big, '--label', 'interrupted upload', '-o', path.join(files.dir(), 'out'), '--coordinator', cluster.address]);
       // The first progress line: the upload has begun (256 MiB take a second or more here).
       await new Promise<void>((resolve) => run.child.stderr!.on('data', () => /progress \d+%/.test(run.stderr()) && resolve()));
       run.interrupt();
@@ -181,27 +165,8 @@ async function failingAfterUpload(listJobs?: (call: grpc.ServerUnaryCall<unknown
 
 describe('tessera submit giving up (not interrupted) after the coordinator answered with the job', () => {
   it("a later page of the answer fails: the library's cancel of the job goes out before the command exits, and the job is named", async () => {
-    const { proto } = loadTesseraProto();
-    const server = new grpc.Server();
-    servers.push(server);
-    const cancelled: string[] = [];
-    let rid = '';
-    server.addService(proto.tessera.v1.JobService.service, {
-      SubmitJob: (call: grpc.ServerReadableStream<{ spec?: { request_id: string } }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-        call.on('data', (m) => {
-          if (m.spec) rid = m.spec.request_id;
-        });
-        call.on('end', () => cb(null, { id: 'job-big', state: 'JOB_STATE_RUNNING', spec: { request_id: rid }, next_subtask_page_token: 'page-2' }));
-      },
-      // A loaded coordinator slow to give the next page of subtasks: no answer within the deadline.
-      GetJob: () => undefined,
-      CancelJob: (call: grpc.ServerUnaryCall<{ job_id: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-        cancelled.push(call.request.job_id);
-        cb(null, { id: call.request.job_id, state: 'JOB_STATE_CANCELLED' });
-      },
-    } as never);
-    const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
-    const run = submit(['passthrough', await file('pages.bin'), '--no-wait', '--coordinator', `127.0.0.1:${port}`], { TESSERA_TEST_UNARY_DEADLINE_MS: '500' });
+    const { address, cancelled } = await pagesNeverAnswered(servers);
+    const run = submit(['passthrough', await file('pages.bin'), '--no-wait', '--coordinator', address], { TESSERA_TEST_UNARY_DEADLINE_MS: '500' });
     const { code } = await run.exited;
     expect(code, run.stderr()).toBe(1);
     expect(run.stderr()).toContain('DEADLINE_EXCEEDED');

@@ -9,13 +9,12 @@
  * is there every time; like a coordinator, they make the job once its submission has ended, and
  * ListJobs finds it by request_id.
  */
-import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { TesseraClient, type JobSpec, type LeftBehind } from '../client/index.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { createLogger } from '../shared/logger.js';
@@ -23,26 +22,11 @@ import { loadTesseraProto } from '../shared/proto.js';
 import { startCluster } from './helpers/cluster.js';
 import { exitAfterMark } from './helpers/exit-timing.js';
 import { TcpProxy } from './helpers/tcp-proxy.js';
-import { standIn as submitStandIn, type StandIn } from './helpers/submit-stand-in.js';
+import { pagesNeverAnswered, standInsOfThisFile, type StandIn } from './helpers/submit-stand-in.js';
 
-let dir = '';
-const servers: grpc.Server[] = [];
-
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-late-abort-'));
-});
-
-afterAll(async () => {
-  for (const s of servers) s.forceShutdown();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
-
+const files = standInsOfThisFile('tessera-late-abort-');
 /** A stand-in coordinator (test/helpers/submit-stand-in.ts), shut down after the file. */
-async function standIn(opts: Parameters<typeof submitStandIn>[0]): Promise<StandIn> {
-  const s = await submitStandIn(opts);
-  servers.push(s.server);
-  return s;
-}
+const { servers, standIn } = files;
 
 type Settled = { job?: unknown; err?: unknown; ms: number };
 const settle = (p: Promise<unknown>): Promise<Settled> => {
@@ -51,7 +35,7 @@ const settle = (p: Promise<unknown>): Promise<Settled> => {
 };
 
 async function file(name: string): Promise<string> {
-  const f = path.join(dir, name);
+  const f = path.join(files.dir(), name);
   await writeFile(f, 'hello');
   return f;
 }
@@ -291,9 +275,9 @@ mark();`,
 
 describe('a shared submission aborted before any of it left this process (a real coordinator)', () => {
   it('leaves no job running: none made, or the one made cancelled', async () => {
-    const shared = path.join(dir, 'shared');
+    const shared = path.join(files.dir(), 'shared');
     await mkdir(shared, { recursive: true });
-    const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(dir, 'data'), log: createLogger('test', 'silent', 'json'), http: '', sharedRoots: [shared] });
+    const coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir: path.join(files.dir(), 'data'), log: createLogger('test', 'silent', 'json'), http: '', sharedRoots: [shared] });
     const client = new TesseraClient({ address: await coordinator.start() });
     try {
       await client.listJobs();
@@ -351,28 +335,8 @@ describe('a real cluster whose answer to the submission is held back (a slow lin
 
 describe('submit gives up (not aborted) after a try that sent everything', () => {
   it('the answer came, a later page of its subtasks failed (DEADLINE_EXCEEDED): the job is cancelled or named', async () => {
-    const { proto } = loadTesseraProto();
-    const server = new grpc.Server();
-    servers.push(server);
-    const cancelled: string[] = [];
-    let rid = '';
-    server.addService(proto.tessera.v1.JobService.service, {
-      SubmitJob: (call: grpc.ServerReadableStream<{ spec?: { request_id: string } }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-        call.on('data', (m) => {
-          if (m.spec) rid = m.spec.request_id;
-        });
-        call.on('end', () => cb(null, { id: 'job-big', state: 'JOB_STATE_RUNNING', spec: { request_id: rid }, next_subtask_page_token: 'page-2' }));
-      },
-      // A loaded coordinator slow to give the next 10,000 subtasks: no answer within the deadline.
-      GetJob: () => undefined,
-      ListJobs: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, { jobs: [{ id: 'job-big', state: 'JOB_STATE_RUNNING', spec: { request_id: rid } }] }),
-      CancelJob: (call: grpc.ServerUnaryCall<{ job_id: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-        cancelled.push(call.request.job_id);
-        cb(null, { id: call.request.job_id, state: 'JOB_STATE_CANCELLED' });
-      },
-    } as never);
-    const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
-    const client = new TesseraClient({ address: `127.0.0.1:${port}`, deadlineMs: 500 });
+    const { address, cancelled } = await pagesNeverAnswered(servers);
+    const client = new TesseraClient({ address, deadlineMs: 500 });
     try {
       const err = await client.submit({ passthrough: {} }, [await file('n-e.bin')]).catch((e: unknown) => e);
       expect((err as grpc.ServiceError).code).toBe(grpc.status.DEADLINE_EXCEEDED);
@@ -389,13 +353,13 @@ const ALICE = 'alice-token-aaaaaaaaaaaaaaaa';
 describe('a submission refused for its token (nothing was made)', () => {
   it('costs one failed authentication, not two: the right token still gets in after three mistakes (burst 4)', async () => {
     for (const how of ['shared', 'no inputs'] as const) {
-      const shared = path.join(dir, `auth-shared-${how.length}`);
+      const shared = path.join(files.dir(), `auth-shared-${how.length}`);
       await mkdir(shared, { recursive: true });
       const f = path.join(shared, 'a.bin');
       await writeFile(f, 'hello');
       const coordinator = new Coordinator({
         listen: '127.0.0.1:0',
-        dataDir: path.join(dir, `auth-data-${how.length}`),
+        dataDir: path.join(files.dir(), `auth-data-${how.length}`),
         log: createLogger('test', 'silent', 'json'),
         http: '',
         sharedRoots: [shared],
@@ -539,7 +503,7 @@ describe('onCleanUp, the job having ended between the look-up and the cancel ', 
     const via = new TesseraClient({ address: await proxy.start() });
     try {
       await via.listWorkers();
-      const f = path.join(dir, 'r.bin');
+      const f = path.join(files.dir(), 'r.bin');
       await writeFile(f, 'hello');
       const ac = new AbortController();
       let cleanUp: Promise<LeftBehind> | undefined;

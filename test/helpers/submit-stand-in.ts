@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll } from 'vitest';
 import { loadTesseraProto } from '../../shared/proto.js';
 
 export interface StandIn {
@@ -107,4 +108,58 @@ export async function tempDir(): Promise<{ dir: string; file: (name: string, bod
     },
     remove: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+/**
+ * For one test file, called at its top level: a temp folder (`dir()`, made before its tests) and
+ * `standIn`s that are shut down after them, the folder removed.
+ */
+export function standInsOfThisFile(prefix: string): { dir: () => string; standIn: typeof standIn; servers: grpc.Server[] } {
+  let folder = '';
+  const servers: grpc.Server[] = [];
+  beforeAll(async () => {
+    folder = await mkdtemp(path.join(os.tmpdir(), prefix));
+  });
+  afterAll(async () => {
+    for (const s of servers) s.forceShutdown();
+    if (folder) await rm(folder, { recursive: true, force: true });
+  });
+  return {
+    dir: () => folder,
+    servers,
+    standIn: async (opts) => {
+      const s = await standIn(opts);
+      servers.push(s.server);
+      return s;
+    },
+  };
+}
+
+/**
+ * A coordinator of the test's that answers every submission with job `job-big` and a next page of
+ * subtasks it never gives (GetJob unanswered: a loaded coordinator slow to give the next 10,000),
+ * lists that job by its request_id, and records the cancels; shut down with the file's stand-ins.
+ */
+export async function pagesNeverAnswered(servers: grpc.Server[]): Promise<{ address: string; cancelled: string[] }> {
+  const { proto } = loadTesseraProto();
+  const server = new grpc.Server();
+  servers.push(server);
+  const cancelled: string[] = [];
+  let rid = '';
+  server.addService(proto.tessera.v1.JobService.service, {
+    SubmitJob: (call: grpc.ServerReadableStream<{ spec?: { request_id: string } }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      call.on('data', (m) => {
+        if (m.spec) rid = m.spec.request_id;
+      });
+      call.on('end', () => cb(null, { id: 'job-big', state: 'JOB_STATE_RUNNING', spec: { request_id: rid }, next_subtask_page_token: 'page-2' }));
+    },
+    GetJob: () => undefined,
+    ListJobs: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, { jobs: [{ id: 'job-big', state: 'JOB_STATE_RUNNING', spec: { request_id: rid } }] }),
+    CancelJob: (call: grpc.ServerUnaryCall<{ job_id: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      cancelled.push(call.request.job_id);
+      cb(null, { id: call.request.job_id, state: 'JOB_STATE_CANCELLED' });
+    },
+  } as never);
+  const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+  return { address: `127.0.0.1:${port}`, cancelled };
 }

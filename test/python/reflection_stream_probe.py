@@ -12,10 +12,10 @@ import sys
 import tempfile
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format
+from google.protobuf import json_format
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reflection_probe import GetMessageClass, reflection_stubs  # noqa: E402
+from reflection_client import GetMessageClass, reflected_pool, reflection_stubs  # noqa: E402
 
 
 def main():
@@ -29,34 +29,14 @@ def main():
 
 def probe(address, RV, version):
     channel = grpc.insecure_channel(address)
-    info = channel.stream_stream(
-        "/grpc.reflection.%s.ServerReflection/ServerReflectionInfo" % version,
-        request_serializer=RV.ServerReflectionRequest.SerializeToString,
-        response_deserializer=RV.ServerReflectionResponse.FromString,
-    )
-
-    def ask(**question):
-        return list(info(iter([RV.ServerReflectionRequest(**question)]), timeout=10))[0]
-
     result = {}
-    files = {}
-
-    def take(answer):
-        for raw in answer.file_descriptor_response.file_descriptor_proto:
-            fd = descriptor_pb2.FileDescriptorProto.FromString(raw)
-            files.setdefault(fd.name, fd)
-
-    take(ask(file_containing_symbol="tessera.v1.JobService"))
-    take(ask(file_containing_symbol="tessera.v1.WorkerService"))
-    pool = descriptor_pool.DescriptorPool()
     try:
-        for fd in files.values():
-            pool.Add(fd)
+        pool = reflected_pool(channel, RV, version)
         service = pool.FindServiceByName("tessera.v1.JobService")
         labels = pool.FindMessageTypeByName("tessera.v1.Capabilities").fields_by_name["labels"]
         result["labels_is_map"] = labels.message_type.GetOptions().map_entry
         result["labels_entry"] = labels.message_type.full_name
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 (what a dynamic client reports)
         result["pool_error"] = str(e).strip().splitlines()[-1]
         return result
 

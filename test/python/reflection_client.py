@@ -1,11 +1,7 @@
-"""A client that knows nothing of Tessera but its address, as grpcurl is: it learns the API from the
-coordinator's server reflection (grpc.reflection.v1), builds the message types from the file
-descriptors it is sent, and calls tessera.v1.JobService/ListWorkers and ListJobs with them.
-
-Usage: python3 reflection_probe.py COORDINATOR_ADDR REFLECTION_PROTO; prints one JSON line.
-REFLECTION_PROTO: grpc/reflection/v1/reflection.proto (the copy @grpc/reflection ships).
+"""What a client that knows nothing of Tessera but its address does, as grpcurl does: it learns the
+API from the coordinator's server reflection and builds the message types from the file descriptors
+it is sent (reflection_stream_probe.py calls the methods with them).
 """
-import json
 import os
 import shutil
 import sys
@@ -35,19 +31,11 @@ def reflection_stubs(proto, out):
     return RV
 
 
-def main():
-    address, proto = sys.argv[1:3]
-    out = tempfile.mkdtemp(prefix="tessera-py-refl-")
-    try:
-        print(json.dumps(probe(address, reflection_stubs(proto, out))))
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
-
-
-def probe(address, RV):
-    channel = grpc.insecure_channel(address)
+def reflected_pool(channel, RV, version="v1"):
+    """The descriptor pool of tessera.v1 as reflection describes it: the files defining both services,
+    then every file they depend on, by name (as grpcurl asks). Raises what the pool refuses."""
     info = channel.stream_stream(
-        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.%s.ServerReflection/ServerReflectionInfo" % version,
         request_serializer=RV.ServerReflectionRequest.SerializeToString,
         response_deserializer=RV.ServerReflectionResponse.FromString,
     )
@@ -55,8 +43,6 @@ def probe(address, RV):
     def ask(**question):
         return list(info(iter([RV.ServerReflectionRequest(**question)]), timeout=10))[0]
 
-    result = {"services": [s.name for s in ask(list_services="").list_services_response.service]}
-    # What grpcurl does: the file defining the service, then every file it depends on, by name.
     files = {}
 
     def take(answer):
@@ -65,6 +51,7 @@ def probe(address, RV):
             files.setdefault(fd.name, fd)
 
     take(ask(file_containing_symbol="tessera.v1.JobService"))
+    take(ask(file_containing_symbol="tessera.v1.WorkerService"))
     wanted = [d for f in list(files.values()) for d in f.dependency]
     while wanted:
         name = wanted.pop()
@@ -82,24 +69,6 @@ def probe(address, RV):
         pool.Add(files[name])
         added.add(name)
 
-    try:
-        for name in files:
-            add(name)
-        service = pool.FindServiceByName("tessera.v1.JobService")
-    except Exception as e:  # noqa: BLE001 (what a dynamic client reports)
-        result["pool_error"] = str(e).strip().splitlines()[-1]
-        return result
-    for method in ("ListWorkers", "ListJobs"):
-        m = service.methods_by_name[method]
-        Req, Res = GetMessageClass(m.input_type), GetMessageClass(m.output_type)
-        call = channel.unary_unary("/tessera.v1.JobService/" + method, request_serializer=Req.SerializeToString, response_deserializer=Res.FromString)
-        try:
-            res = call(Req(), timeout=10)
-            result[method] = len(res.workers if method == "ListWorkers" else res.jobs)
-        except grpc.RpcError as e:
-            result[method] = e.code().name + ": " + e.details()
-    return result
-
-
-if __name__ == "__main__":
-    main()
+    for name in files:
+        add(name)
+    return pool
