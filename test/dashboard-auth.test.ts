@@ -150,11 +150,13 @@ describe('the dashboard and DNS rebinding', () => {
         const port = open.httpAddress.split(':').at(-1)!;
         const address = `127.0.0.1:${port}`;
         // No client tokens: all of it is open to whoever reaches it, so the name is what guards it.
-        for (const p of ['/api/jobs', '/api/workers', '/', '/events', '/metrics', '/healthz']) {
+        for (const p of ['/api/jobs', '/api/workers', '/', '/events', '/metrics']) {
           const r = await getAs(address, `evil.example:${port}`, p);
           expect(r.status, `${http} ${p}`).toBe(403);
           expect(r.body, p).toContain('answers only requests addressed to localhost, an IP address or a name given with --http-host, not to "evil.example"');
         }
+        // /healthz tells nothing but "serving": monitors ask it by whatever name they know.
+        expect((await getAs(address, `evil.example:${port}`, '/healthz')).status, `${http} /healthz`).toBe(200);
         for (const host of ['EVIL.example.', '127.0.0.1.nip.io', 'localhost.evil.example']) expect((await getAs(address, host, '/api/jobs')).status, host).toBe(403);
         for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'LOCALHOST', `localhost.:${port}`, `dash.localhost:${port}`, `[::1]:${port}`, '127.1.2.3', '10.1.2.3:7780', `DASH.example.org:${port}`, '']) {
           expect((await getAs(address, host, '/api/jobs')).status, `${http} ${host}`).toBe(200);

@@ -173,7 +173,10 @@ export class CoordinatorHttpServer {
     // RFC 9110: a 405 says which methods are (a client probing with OPTIONS learns it here).
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n', { allow: 'GET, HEAD' });
     const host = requestHost(req);
-    if (!unrebindable(host, this.allowedHosts)) {
+    // /healthz says only whether the coordinator serves: nothing a rebound page could learn, and
+    // monitors (a compose service's probe, a load balancer, `tessera health --http NAME:PORT`) ask
+    // it by name.
+    if (url.pathname !== '/healthz' && !unrebindable(host, this.allowedHosts)) {
       return text(
         res,
         403,
