@@ -8,7 +8,7 @@
  *
  * With no tokens configured the cluster runs open (the loopback demo): every caller is `local`, an admin.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
@@ -93,15 +93,10 @@ export class CoordinatorAuth {
     // has nothing to guess: its calls neither wait nor vouch for their token on the other side.
     if (isWorker ? this.workersOpen && !this.config.requireWorkerCert : this.clientsOpen) return undefined;
     const host = peerHost(peer);
-    // Failures are counted per side: a client retrying with a stale token holds back the client
-    // calls from its address, not the workers beside it (docker-compose's one address, a NAT): a
-    // coordinator that restarts has forgotten which tokens worked, and its workers could not
-    // get back in while a client's loop failed there (review C).
-    const bucket = `${isWorker ? 'worker' : 'client'} ${host}`;
     const token = bearerToken(md);
     // What a token proved is kept per side: a worker token that worked says nothing of a client's.
     const key = `${isWorker ? 'worker' : 'client'}:${token === undefined ? '' : secretKey(token)}`;
-    const wait = this.limiter.retryAfterMs(bucket);
+    const wait = this.limiter.retryAfterMs(host);
     // While an address is held back, only tokens that have already worked from it are looked at:
     // a guesser learns nothing, and the clients and workers sharing its address (a NAT, Docker's
     // proxy) that were already at work go on. Everything else waits.
@@ -113,7 +108,7 @@ export class CoordinatorAuth {
       this.rememberGood(host, key);
       return undefined;
     }
-    this.limiter.fail(bucket);
+    this.limiter.fail(host);
     // The fingerprint lets an operator tell "an old token" from "random guesses" without logging a secret.
     this.log.warn({ peer, method: path, code: grpc.status[refusal.code], reason: refusal.details, ...(token ? { tokenFingerprint: tokenFingerprint(token) } : {}) }, 'authentication failed');
     return refusal;
@@ -147,11 +142,16 @@ export class CoordinatorAuth {
    */
   keepKnownGoodIn(file: string): void {
     this.knownGoodFile = file;
+    // Only the keys of tokens configured now: a token rotated away (or a key no token of this
+    // configuration has) is not known-good, and waits like any other after a restart.
+    const current = new Set<string>();
+    for (const e of this.config.clientTokens ?? []) current.add(`client:${secretKey(e.token)}`);
+    if (this.config.workerToken) current.add(`worker:${secretKey(this.config.workerToken)}`);
     try {
       const kept = JSON.parse(readFileSync(file, 'utf8')) as { hosts?: Record<string, unknown> };
       for (const [host, keys] of Object.entries(kept.hosts ?? {})) {
         if (!Array.isArray(keys)) continue;
-        for (const key of keys) if (typeof key === 'string' && /^(worker|client):[0-9a-f]{64}$/.test(key)) this.rememberKept(host, key);
+        for (const key of keys) if (typeof key === 'string' && current.has(key)) this.rememberKept(host, key);
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ err: (err as Error).message, file }, 'the tokens known to have worked could not be read back; starting without them');
@@ -175,7 +175,9 @@ export class CoordinatorAuth {
       return;
     }
     const hosts = Object.fromEntries([...this.knownGood].map(([host, keys]) => [host, [...keys]]));
-    const tmp = `${file}.${process.pid}.tmp`;
+    // A name of its own each time: a file left by a process of the same pid (1, in a container)
+    // keeps its mode and owner when written over.
+    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
     this.saving = writeFile(tmp, JSON.stringify({ hosts }), { mode: 0o600 })
       .then(() => rename(tmp, file))
       .catch((err: unknown) => this.log.warn({ err: (err as Error).message, file }, 'the tokens known to have worked could not be kept; a restart forgets them'))
@@ -199,7 +201,7 @@ export class CoordinatorAuth {
   dashboardAccess(token: string, peer: string): DashboardAccess {
     // No token of a gRPC header (grpc-js's Metadata would throw on it): a wrong one, counted as one.
     if (tokenProblem(token)) {
-      this.limiter.fail(`client ${peerHost(peer)}`);
+      this.limiter.fail(peerHost(peer));
       return 'unauthenticated';
     }
     const md = new grpc.Metadata();

@@ -86,6 +86,7 @@ export class Coordinator {
   private server: grpc.Server | undefined;
   private store: JobStore | undefined;
   private lock: DataDirLock | undefined;
+  private auth: CoordinatorAuth | undefined;
   private jobs: JobManager | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private retentionTimer: NodeJS.Timeout | undefined;
@@ -123,6 +124,7 @@ export class Coordinator {
     // (as `tessera coordinator` does), not every tiled job later.
     tileConfig();
     const auth = new CoordinatorAuth(opts.auth ?? {}, log);
+    this.auth = auth;
     // Client tokens without a worker token would let anyone join as a worker and read every job's
     // inputs; --insecure (plaintext on a trusted network) does not change that.
     if (!auth.clientsOpen && auth.workersOpen) throw new Error('client tokens are set but no worker token: set --worker-token (or TESSERA_WORKER_TOKEN) too, or anyone could join as a worker and read every job');
@@ -278,6 +280,7 @@ export class Coordinator {
         // After gRPC: /healthz answers 503 while calls still in flight finish, not connection refused.
         ['http', () => this.observability?.close()],
         ['store', () => this.store?.close()],
+        ['tokens known to have worked', () => this.auth?.flushKnownGood()],
         // Last: the next coordinator on this data dir may start once everything is on disk.
         ['data dir lock', () => this.lock?.release()],
       ];
