@@ -48,14 +48,27 @@ describe('an address held back for failed authentications (review C)', () => {
   const floodOfRotatedToken = (auth: CoordinatorAuth): void => {
     for (let i = 0; i < 20; i++) listJobs(auth, token('r'));
   };
-
-  it('lets the tokens that had worked from it in after a restart: they are kept in the data dir', async () => {
+  /** Runs `use` with the path of a known-good file in a folder of its own, removed after. */
+  const withKeptFile = async (use: (file: string) => Promise<void>): Promise<void> => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-auth-kept-'));
     try {
-      const file = path.join(dir, 'auth-known-good.json');
-      const before = new CoordinatorAuth(config, log);
-      before.keepKnownGoodIn(file);
-      expect(listJobs(before, token('a'))).toBeUndefined();
+      await use(path.join(dir, 'auth-known-good.json'));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  };
+  /** A coordinator's auth of `cfg` that worked with `t` from the peer, its file written. */
+  const workedWith = async (file: string, t: string, cfg = config): Promise<CoordinatorAuth> => {
+    const auth = new CoordinatorAuth(cfg, log);
+    auth.keepKnownGoodIn(file);
+    expect(listJobs(auth, t)).toBeUndefined();
+    await auth.flushKnownGood();
+    return auth;
+  };
+
+  it('lets the tokens that had worked from it in after a restart: they are kept in the data dir', () =>
+    withKeptFile(async (file) => {
+      const before = await workedWith(file, token('a'));
       expect(heartbeat(before, token('w'))).toBeUndefined();
       await before.flushKnownGood();
       // Only digests on disk, never a token.
@@ -73,19 +86,11 @@ describe('an address held back for failed authentications (review C)', () => {
       const forgetful = new CoordinatorAuth(config, log);
       floodOfRotatedToken(forgetful);
       expect(listJobs(forgetful, token('a'))).toBe(grpc.status.RESOURCE_EXHAUSTED);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it('a token rotated away is no longer known after the restart: its loop is held back again (review N)', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-auth-kept-'));
-    try {
-      const file = path.join(dir, 'auth-known-good.json');
-      const before = new CoordinatorAuth(config, log);
-      before.keepKnownGoodIn(file);
-      expect(listJobs(before, token('a'))).toBeUndefined();
-      await before.flushKnownGood();
+  it('a token rotated away is no longer known after the restart: its loop is held back again (review N)', () =>
+    withKeptFile(async (file) => {
+      await workedWith(file, token('a'));
       // Alice's token replaced (a rotation needs a restart); her old script retries with the old one.
       const rotated = new CoordinatorAuth({ ...config, clientTokens: [{ id: 'alice', role: 'client' as const, token: token('n') }] }, log);
       rotated.keepKnownGoodIn(file);
@@ -93,24 +98,16 @@ describe('an address held back for failed authentications (review C)', () => {
       // Before: every call judged on its token (UNAUTHENTICATED), never held back, each one logged.
       expect(codes.filter((c) => c === grpc.status.RESOURCE_EXHAUSTED).length).toBeGreaterThan(15);
       expect(codes).not.toContain(undefined);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it('a file that is not what it should be starts empty', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-auth-kept-'));
-    try {
-      const file = path.join(dir, 'auth-known-good.json');
+  it('a file that is not what it should be starts empty', () =>
+    withKeptFile(async (file) => {
       await writeFile(file, '{"hosts": {"10.0.0.9": ["client:not-a-digest", 7]}');
       const auth = new CoordinatorAuth(config, log);
       auth.keepKnownGoodIn(file);
       floodOfRotatedToken(auth);
       expect(listJobs(auth, token('a'))).toBe(grpc.status.RESOURCE_EXHAUSTED);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 });
 
 describe('token settings refused at start', () => {
