@@ -122,15 +122,20 @@ export class CoordinatorAuth {
   private saveAgain = false;
 
   private rememberGood(host: string, key: string): void {
+    if (this.addKnownGood(host, key)) this.saveKnownGood();
+  }
+
+  /** Adds `key` for `host` (bounded, oldest forgotten first); false when it was there. */
+  private addKnownGood(host: string, key: string): boolean {
     let set = this.knownGood.get(host);
-    if (set?.has(key)) return;
+    if (set?.has(key)) return false;
     if (!set) {
       if (this.knownGood.size >= 10_000) this.knownGood.delete(this.knownGood.keys().next().value!);
       this.knownGood.set(host, (set = new Set()));
     }
     if (set.size >= 64) set.delete(set.values().next().value!);
     set.add(key);
-    this.saveKnownGood();
+    return true;
   }
 
   /**
@@ -151,19 +156,11 @@ export class CoordinatorAuth {
       const kept = JSON.parse(readFileSync(file, 'utf8')) as { hosts?: Record<string, unknown> };
       for (const [host, keys] of Object.entries(kept.hosts ?? {})) {
         if (!Array.isArray(keys)) continue;
-        for (const key of keys) if (typeof key === 'string' && current.has(key)) this.rememberKept(host, key);
+        for (const key of keys) if (typeof key === 'string' && current.has(key)) this.addKnownGood(host, key);
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ err: (err as Error).message, file }, 'the tokens known to have worked could not be read back; starting without them');
     }
-  }
-
-  /** Adds a key read back from the file (bounded as {@link rememberGood}, without writing it again). */
-  private rememberKept(host: string, key: string): void {
-    const file = this.knownGoodFile;
-    this.knownGoodFile = undefined;
-    this.rememberGood(host, key);
-    this.knownGoodFile = file;
   }
 
   /** Writes {@link knownGood} (whole, atomically; one write at a time, the last state last). */

@@ -13,7 +13,7 @@ import type { ImageParams } from '../shared/kinds/image-params.js';
 import type { AudioJobParams } from '../shared/kinds/audio-params.js';
 import { copyAudioRefusal, type VideoContainer, type VideoJobParams } from '../shared/kinds/video-params.js';
 import { describeLimit, limitFlag, type Limits } from '../shared/limits.js';
-import { animationRefusal, cropProblem, gifTruncation, keepsFrames, outputFormat, tiffPages } from '../shared/media/image-pipeline.js';
+import { animationRefusal, cropProblem, gifTruncation, imagePages, keepsFrames, outputFormat } from '../shared/media/image-pipeline.js';
 import { SNIFF_BYTES, refusalFor, sniffBuffer, type SniffedFormat } from '../shared/media/sniff.js';
 import { HandOff } from './hand-off.js';
 import { withVipsPath } from '../shared/media/vips-path.js';
@@ -239,7 +239,7 @@ async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, 
   file.dims = { width: meta.width ?? 0, height: meta.height ?? 0, orientation: meta.orientation ?? 1 };
   const width = meta.width ?? 0;
   const height = meta.pageHeight ?? meta.height ?? 0;
-  const frames = Math.max(1, meta.format === 'tiff' ? await tiffPages(file.path, meta.pages ?? 1) : (meta.pages ?? 1));
+  const frames = Math.max(1, await imagePages(file.path, meta));
   if (width <= 0 || height <= 0) return fail('INVALID_ARGUMENT', 'not a decodable image (no dimensions in its header)');
   if (frames > limits.maxFrames) return fail('RESOURCE_EXHAUSTED', `${frames} frames is over the limit ${describeLimit(limits, 'maxFrames')}`);
   const pixels = width * height * frames;

@@ -32,7 +32,7 @@ import { vipsSafePath, withVipsPath } from '../../shared/media/vips-path.js';
 import { ownLines } from '../../shared/media/image-errors.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
 import { readVipsSize, vipsExtension, writeVipsCarrier } from '../../shared/media/tile-vips-file.js';
-import { ANIMATED_FORMATS, applyPipeline, maxInputPixels, outputFormat, outputPixels, outputSize, tiffPages, turnsQuarter } from '../../shared/media/image-pipeline.js';
+import { ANIMATED_FORMATS, applyPipeline, maxInputPixels, outputFormat, outputPixels, imagePages, outputSize, turnsQuarter } from '../../shared/media/image-pipeline.js';
 import type { ImageParams } from '../../shared/kinds/image-params.js';
 import { withExtension } from '../../shared/names.js';
 import { isTilePlan, type TilePlan, type TileResult } from '../../shared/media/tile-plan.js';
@@ -137,7 +137,7 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   const format = tileFormatFor(outputFormat(o.params, sourceMeta.format), split.output, sourceMeta.hasAlpha ?? false);
   checkSampleFormat(sourceMeta, o.input.name, split);
   checkWholeDecode(sourceMeta, config, o.input.name, split.prefix.autoOrient, o.params.tileSize > 0 && split.output === 'image');
-  const pages = sourceMeta.format === 'tiff' ? await tiffPages(o.source!, sourceMeta.pages ?? 1) : (sourceMeta.pages ?? 1);
+  const pages = await imagePages(o.source!, sourceMeta);
   if (pages > 1) {
     // An animated GIF or WebP gives its first frame in a format that does not keep frames (as on the
     // batch path); libvips reads page 0 alone unless told otherwise, here and on the workers.

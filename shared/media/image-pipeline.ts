@@ -81,6 +81,11 @@ async function gifReachesTrailer(fh: Awaited<ReturnType<typeof open>>, size: num
   return false;
 }
 
+/** The pages (frames) of an image as its header states them, a TIFF's reduced-resolution levels and masks not counted (see {@link tiffPages}). */
+export async function imagePages(file: string, meta: Pick<sharp.Metadata, 'format' | 'pages'>): Promise<number> {
+  return meta.format === 'tiff' ? tiffPages(file, meta.pages ?? 1) : (meta.pages ?? 1);
+}
+
 /**
  * The pages of a TIFF that are pages: libvips counts every directory of its chain, and a pyramidal
  * TIFF (libvips' own, a Cloud-Optimized GeoTIFF, a scanner's "TIFF with preview") follows its image

@@ -10,7 +10,7 @@ import { isTilePlan } from '../../shared/media/tile-plan.js';
 import { needsSrgbFromSixteen, writeSrgbCopy } from '../../shared/media/tile-pipeline.js';
 import { processTile } from './image-tile.js';
 import { vipsSafePath } from '../../shared/media/vips-path.js';
-import { FORMAT_EXTENSION, animationRefusal, cropProblem, gifTruncation, keepsFrames, maxInputPixels, openImage, outputFormat, outputPixels, renderImage, tiffPages } from '../../shared/media/image-pipeline.js';
+import { FORMAT_EXTENSION, animationRefusal, cropProblem, gifTruncation, keepsFrames, maxInputPixels, openImage, outputFormat, outputPixels, imagePages, renderImage } from '../../shared/media/image-pipeline.js';
 
 interface BatchPlan {
   type: 'batch';
@@ -71,7 +71,7 @@ async function processOne(given: string, outputName: string, p: ImageParams, wor
   const meta = await openImage(file, { limitInputPixels: false }).metadata();
   const truncated = meta.format === 'gif' ? await gifTruncation(file) : undefined;
   if (truncated) throw invalidArgument(truncated);
-  const frames = meta.format === 'tiff' ? await tiffPages(file, meta.pages ?? 1) : (meta.pages ?? 1);
+  const frames = await imagePages(file, meta);
   const format = outputFormat(p, meta.format);
   // An animation keeps its frames in a format that holds them (its first frame only in the others).
   const animated = frames > 1 && keepsFrames(meta.format, format);
