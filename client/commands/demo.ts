@@ -15,11 +15,16 @@ import { fmtBytes, prepareOutputDir, shortState } from './output.js';
 /** The name of the `i`th sample image (from 0), without its extension. */
 const sampleStem = (i: number): string => `sample-${String(i + 1).padStart(2, '0')}`;
 
-/** Generates `n` varied sample photos-to-be (gradients, shapes and noise) as JPEGs. */
-export async function generateSampleImages(dir: string, n: number): Promise<string[]> {
+/**
+ * Generates `n` varied sample photos-to-be (gradients, shapes and noise) as JPEGs. `signal`: stop
+ * before the next image (and never make `dir` again once it is aborted: the demo removes it then).
+ */
+export async function generateSampleImages(dir: string, n: number, signal?: AbortSignal): Promise<string[]> {
+  signal?.throwIfAborted();
   await mkdir(dir, { recursive: true });
   const files: string[] = [];
   for (let i = 0; i < n; i++) {
+    signal?.throwIfAborted();
     const width = 1600 + (i % 3) * 320;
     const height = 1200 - (i % 2) * 200;
     const hue = (i * 47) % 360;
@@ -67,9 +72,15 @@ export async function runDemo(o: { output: string; images: number }): Promise<nu
   // listed as a demo's (a run cut short too, so that the next one replaces them).
   const published = new Map<string, string>();
   let cleaned: Promise<void> | undefined;
+  // The samples being written when the demo is stopped: it waits for them before removing their
+  // folder, which they made again after it went under load (a stdout reader gone, then SIGTERM).
+  const stopping = new AbortController();
+  let generating: Promise<unknown> | undefined;
   const cleanUp = (): Promise<void> =>
     (cleaned ??= (async () => {
+      stopping.abort();
       await cluster.stop();
+      await generating?.catch(() => undefined);
       await rm(samples, { recursive: true, force: true });
       await writeDemoManifest(outDir, published);
     })());
@@ -82,7 +93,9 @@ export async function runDemo(o: { output: string; images: number }): Promise<nu
   try {
     await cluster.start();
     out.write(`  coordinator at ${cluster.address}, workers: ${cluster.workers.map((w) => w.name).join(', ')}\n`);
-    const files = await generateSampleImages(samples, o.images);
+    const generation = generateSampleImages(samples, o.images, stopping.signal);
+    generating = generation;
+    const files = await generation;
     out.write(`  generated ${files.length} sample images (1600-2240 px JPEG)\n`);
     const t0 = Date.now();
     const submitted = await cluster.client.submit({ label: 'demo', image: { width: 800, format: 'webp', quality: 80, sharpen: true } }, files);
