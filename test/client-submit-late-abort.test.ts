@@ -70,7 +70,7 @@ describe('submit, between the end of its upload and the answer', () => {
     const s = await standIn({ holdMs: 3000 });
     await abortedAfterUpload(s, { passthrough: {} }, 'b.bin', async (r) => {
       expect((r.err as Error).name).toBe('AbortError');
-      expect(r.ms).toBeLessThan(1000);
+      expect(r.ms).toBeLessThan(2500); // the coordinator holds its answer 3 s
       // Before: the call was cut at the abort; the job the coordinator had made ran on, and the
       // caller, given a bare AbortError, could not know of it (review L).
       await expect.poll(() => s.cancelled, { timeout: 5000 }).toEqual([...s.made.values()]);

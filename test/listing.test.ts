@@ -171,7 +171,7 @@ describe('ListJobs', () => {
       expect(err?.code).toBe(grpc.status.CANCELLED);
       expect(err?.message).toMatch(/client was closed/);
     }
-    expect(Date.now() - t0).toBeLessThan(2_000);
+    expect(Date.now() - t0).toBeLessThan(10_000);
     for (const call of [other.getJob(job.id), other.listJobs(), other.submit({ passthrough: {} }, [])]) {
       await expect(call).rejects.toMatchObject({ code: grpc.status.CANCELLED, message: expect.stringMatching(/client was closed/) });
     }
