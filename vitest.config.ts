@@ -6,9 +6,9 @@ export default defineConfig({
     exclude: ['dist/**', 'node_modules/**', 'test/chaos/**', 'test/upgrade/**'],
     testTimeout: 120_000,
     hookTimeout: 60_000,
-    // Three files at a time on a 2-core machine: a quarter of the files' time is spent waiting (TTLs,
-    // reconnects, a 2 Mbit/s link), and a third file fills it. Measured on 2 cores: 906 s at two,
-    // 786-807 s at three, the CPU busy 1,400-1,480 s either way (so four would gain nothing).
+    // Three files at a time on a 2-core machine: at two, for a fifth of the run one of them was
+    // waiting (TTLs, reconnects, a 2 Mbit/s link) rather than computing, and a third file fills
+    // that. Measured here: 906 s at two, 786-807 s at three (docs/performance.md, session 52).
     maxWorkers: 3,
     fileParallelism: true,
   },

@@ -197,8 +197,8 @@ describe('an AV1 job pointed at libaom-av1, the coordinator restarted while its 
     await c.coordinator!.exited;
     await c.startCoordinator();
     await c.waitForWorkers(2);
-    // libaom-av1 at two concurrent test files per core takes its time: the bound is generous, what
-    // is asserted is the end state.
+    // libaom-av1 beside two other test files on two cores takes its time: the bound is generous,
+    // what is asserted is the end state.
     const end = Date.now() + 60_000;
     j = await c.client.getJob(job.id);
     while (!TERMINAL.has(j.state) && Date.now() < end) {

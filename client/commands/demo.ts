@@ -73,7 +73,7 @@ export async function runDemo(o: { output: string; images: number }): Promise<nu
   const published = new Map<string, string>();
   let cleaned: Promise<void> | undefined;
   // The samples being written when the demo is stopped: it waits for them before removing their
-  // folder, which they made again after it went under load (a stdout reader gone, then SIGTERM).
+  // folder (an image written into it during the removal failed that with ENOTEMPTY, the folder left).
   const stopping = new AbortController();
   let generating: Promise<unknown> | undefined;
   const cleanUp = (): Promise<void> =>
