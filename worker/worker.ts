@@ -69,6 +69,17 @@ const REFUSALS: ReadonlySet<grpc.status> = new Set([grpc.status.UNAUTHENTICATED,
 /** How often a refusal that goes on is logged at error level again. */
 const REFUSAL_LOG_INTERVAL_MS = 60_000;
 
+/**
+ * How long a try to reach the coordinator may wait for its connection (TCP, TLS, HTTP/2) before
+ * it is given up and the coordinator's name looked up again; doubled for each such try in a row,
+ * up to CONNECT_TIMEOUT_MAX_MS (gRPC core's minimum connect timeout). grpc-js has none: a
+ * handshake to an address that no longer answers (a coordinator's container made again elsewhere,
+ * its old address gone) waited for the system's SYN retries, about two minutes, while the name
+ * already led to the new one.
+ */
+const CONNECT_TIMEOUT_MS = 5_000;
+const CONNECT_TIMEOUT_MAX_MS = 20_000;
+
 /** Why the control stream ended, for the log: the transport's own words for an unreachable coordinator. */
 function disconnectReason(err: grpc.ServiceError | undefined): string {
   if (!err) return 'coordinator closed the stream';
@@ -97,13 +108,19 @@ export class Worker {
   readonly prefetch: number;
   private state: Lifecycle = 'new';
   private readonly instanceId = randomUUID();
-  private readonly client: WorkerServiceClient;
+  private client: WorkerServiceClient;
   /**
    * Inputs and outputs travel on a connection of their own: on a slow link, heartbeats queued
    * behind megabytes of subtask data on the control stream's connection arrived too late, and the
    * coordinator took the worker for lost every few seconds.
    */
-  private readonly bulk: WorkerServiceClient;
+  private bulk: WorkerServiceClient;
+  /** Makes the two clients above (again, when a connection attempt hangs: see CONNECT_TIMEOUT_MS). */
+  private readonly makeClient: (bulk: boolean) => WorkerServiceClient;
+  /** Gives up the current connection attempt when it hangs (see watchConnect). */
+  private connectTimer: NodeJS.Timeout | undefined;
+  /** Connection attempts given up in a row (see CONNECT_TIMEOUT_MS). */
+  private connectTimeouts = 0;
   private call: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output> | undefined;
   private workerId = '';
   /** Counts the control streams this worker lost: what began on one is not reported on the next. */
@@ -149,9 +166,11 @@ export class Worker {
     const WorkerService = workerServiceClientConstructor();
     const credentials = opts.credentials ?? grpc.credentials.createInsecure();
     const channelOptions = clientChannelOptions(opts.keepalive, opts.coordinator);
-    this.client = new WorkerService(opts.coordinator, credentials, channelOptions);
-    // A pool of its own: channels to the same address with the same options would share one connection.
-    this.bulk = new WorkerService(opts.coordinator, credentials, { ...channelOptions, 'grpc.use_local_subchannel_pool': 1 });
+    // The bulk client has a pool of its own: channels to the same address with the same options
+    // would share one connection.
+    this.makeClient = (bulk) => new WorkerService(opts.coordinator, credentials, bulk ? { ...channelOptions, 'grpc.use_local_subchannel_pool': 1 } : channelOptions);
+    this.client = this.makeClient(false);
+    this.bulk = this.makeClient(true);
     this.registered = new Promise((resolve) => (this.markRegistered = resolve));
   }
 
@@ -211,6 +230,34 @@ export class Worker {
     });
     const caps = detectCapabilities([...workerProcessors.keys()], this.opts.labels ?? {}, log);
     call.write({ register: { name: this.name, slots: this.slots, prefetch: this.prefetch, capabilities: caps, instance_id: this.instanceId } });
+    this.watchConnect(call);
+  }
+
+  /**
+   * Gives up `call` if its channel is still connecting after the connect timeout: the channel is
+   * made again (its name looked up again; grpc-js would keep waiting on the handshake it began)
+   * and the worker reconnects as after any lost stream. The bulk channel goes with it if it is
+   * stuck alike; nothing runs on it while the control stream is down.
+   */
+  private watchConnect(call: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output>): void {
+    clearTimeout(this.connectTimer);
+    const timeoutMs = Math.min(CONNECT_TIMEOUT_MAX_MS, CONNECT_TIMEOUT_MS * 2 ** this.connectTimeouts);
+    const connecting = (c: WorkerServiceClient): boolean => c.getChannel().getConnectivityState(false) === grpc.connectivityState.CONNECTING;
+    this.connectTimer = setTimeout(() => {
+      if (this.call !== call || this.workerId || this.state === 'stopped' || !connecting(this.client)) return;
+      this.connectTimeouts++;
+      this.client.close();
+      this.client = this.makeClient(false);
+      if (connecting(this.bulk)) {
+        this.bulk.close();
+        this.bulk = this.makeClient(true);
+      }
+      this.call = undefined;
+      call.cancel();
+      const details = `no connection to ${this.opts.coordinator} within ${timeoutMs / 1000} s (its address may have changed): looking it up again`;
+      this.onDisconnect(Object.assign(new Error(details), { code: grpc.status.UNAVAILABLE, details, metadata: new grpc.Metadata() }));
+    }, timeoutMs);
+    this.connectTimer.unref();
   }
 
   private onMessage(msg: CoordinatorMessage__Output): void {
@@ -219,6 +266,8 @@ export class Worker {
         const r = msg.registered!;
         this.workerId = r.worker_id;
         this.reconnectAttempt = 0;
+        this.connectTimeouts = 0;
+        clearTimeout(this.connectTimer);
         this.refusal = undefined;
         this.opts.log.info({ workerId: r.worker_id, slots: this.slots }, 'registered with coordinator');
         if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
@@ -420,6 +469,7 @@ export class Worker {
       this.state = 'stopped';
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
       if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+      clearTimeout(this.connectTimer);
       for (const r of this.running.values()) r.controller.abort(new TesseraError(grpc.status.UNAVAILABLE, 'worker shutting down', { retryable: true }));
       this.flushResults();
       try {
