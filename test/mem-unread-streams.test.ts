@@ -3,19 +3,25 @@
  * slow reader, a hostile one) costs the coordinator a few MiB each: grpc-js takes 16 messages on a
  * stream before it says "wait", and each stream held 15-35 MiB (1 MiB download chunks, 3 MiB runs
  * of inline outputs): 40 paused downloads took a coordinator to 874 MiB (review MEM). Real
- * coordinator and worker processes; the coordinator's resident memory read from /proc/PID/status.
+ * coordinator and worker processes; the coordinator's resident memory read from /proc/PID/status,
+ * and what it read from its files from /proc/PID/io.
+ *
+ * The reader that never reads is a plain HTTP/2 client that sends its request and then reads
+ * nothing, so that its flow-control window is never opened again. A grpc-js call never read from
+ * is not one: grpc-js stops taking messages off the connection only after the first it hands on,
+ * so it keeps the whole answer in the client's memory (this test with such calls had all 512 MiB
+ * sent, and measured nothing of the coordinator). A grpc-js call read slowly holds 16 messages.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
+import http2 from 'node:http2';
 import { setTimeout as sleep } from 'node:timers/promises';
-import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { loadTesseraProto } from '../shared/proto.js';
-import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
 
 const MiB = 1024 * 1024;
 const cleanups: (() => Promise<void>)[] = [];
@@ -25,6 +31,31 @@ afterEach(async () => {
 
 /** Resident memory of a process in MiB. */
 const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+
+/** What a process has read with read(2) and the like, its files among it, in MiB (/proc/PID/io). */
+const readMiB = (pid: number): number => Number(/rchar:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))![1]) / MiB;
+
+/**
+ * Calls JobService `method` with `request` over a connection of its own and never reads the
+ * answer: the HTTP/2 stream is paused at once, and its 64 KiB window (the connection's the same)
+ * is never opened again. Returns a function that ends the connection.
+ */
+function unreadCall(address: string, method: 'DownloadOutput' | 'WatchJob', request: object): () => void {
+  const { packageDefinition } = loadTesseraProto();
+  const def = packageDefinition['tessera.v1.JobService'] as unknown as Record<string, { path: string; requestSerialize: (r: object) => Buffer }>;
+  const m = def[method]!;
+  const session = http2.connect(`http://${address}`, { settings: { initialWindowSize: 65_535 } });
+  session.on('error', () => undefined);
+  const stream = session.request({ ':method': 'POST', ':path': m.path, 'content-type': 'application/grpc', te: 'trailers' });
+  stream.on('error', () => undefined);
+  stream.pause();
+  const message = m.requestSerialize(request);
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  message.copy(frame, 5);
+  stream.end(frame);
+  return () => session.destroy();
+}
 
 /** The highest RSS seen over `ms`, sampled every 100 ms. */
 async function peakOver(pid: number, ms: number): Promise<number> {
@@ -36,20 +67,17 @@ async function peakOver(pid: number, ms: number): Promise<number> {
   return peak;
 }
 
-async function setup(): Promise<{ cluster: TestCluster; dir: string; stub: JobServiceClient }> {
+async function setup(): Promise<{ cluster: TestCluster; dir: string }> {
   const cluster = await startCluster({ workers: 1 });
   cleanups.push(() => cluster.stop());
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-mem-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const { proto } = loadTesseraProto();
-  const stub = new proto.tessera.v1.JobService(cluster.address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 16 * MiB }) as unknown as JobServiceClient;
-  cleanups.push(async () => stub.close());
-  return { cluster, dir, stub };
+  return { cluster, dir };
 }
 
 describe('streams a client does not read hold little coordinator memory', () => {
   it('8 paused DownloadOutput calls of a 64 MiB output: the coordinator grows by well under 64 MiB', async () => {
-    const { cluster, dir, stub } = await setup();
+    const { cluster, dir } = await setup();
     const input = path.join(dir, 'big.bin');
     await writeFile(input, randomBytes(64 * MiB));
     const job = await cluster.client.submit({ passthrough: {} }, [input]);
@@ -57,22 +85,24 @@ describe('streams a client does not read hold little coordinator memory', () => 
     const pid = cluster.coordinator!.child.pid!;
     await sleep(1000);
     const before = rssMiB(pid);
+    const readBefore = readMiB(pid);
 
-    const calls = Array.from({ length: 8 }, () => {
-      const call = stub.DownloadOutput({ job_id: job.id, name: 'big.bin', offset: 0 });
-      call.on('error', () => undefined);
-      call.pause(); // a reader that never reads (or reads at 1 MB/s: the same at any moment)
-      return call;
-    });
-    cleanups.push(async () => calls.forEach((c) => c.cancel()));
+    // Readers that never read (or read at 1 MB/s: the same at any moment).
+    const ends = Array.from({ length: 8 }, () => unreadCall(cluster.address, 'DownloadOutput', { job_id: job.id, name: 'big.bin', offset: 0 }));
+    cleanups.push(async () => ends.forEach((end) => end()));
     const peak = await peakOver(pid, 3000);
     const grown = peak - before;
-    // At most two 1 MiB chunks on their way per stream: 8 MiB each is generous (it was about 27).
-    expect(grown, `coordinator RSS ${before.toFixed(0)} -> ${peak.toFixed(0)} MiB with 8 unread downloads`).toBeLessThan(64);
+    const read = readMiB(pid) - readBefore;
+    const said = `coordinator RSS ${before.toFixed(0)} -> ${peak.toFixed(0)} MiB, ${read.toFixed(0)} MiB read, with 8 unread downloads`;
+    // At most two 1 MiB chunks on their way per stream, and one being read: 32 MiB read in all is
+    // generous (all of it would be 512).
+    expect(read, said).toBeLessThan(32);
+    // What was read, and garbage not yet collected: it was about 27 MiB.
+    expect(grown, said).toBeLessThan(64);
   });
 
   it('8 paused WatchJob calls with inline outputs (64 outputs of 512 KiB): the coordinator grows by well under the 256 MiB they would send', async () => {
-    const { cluster, dir, stub } = await setup();
+    const { cluster, dir } = await setup();
     const files: string[] = [];
     for (let i = 0; i < 64; i++) {
       const f = path.join(dir, `f${i}.bin`);
@@ -84,18 +114,18 @@ describe('streams a client does not read hold little coordinator memory', () => 
     const pid = cluster.coordinator!.child.pid!;
     await sleep(1000);
     const before = rssMiB(pid);
+    const readBefore = readMiB(pid);
 
-    const calls = Array.from({ length: 8 }, () => {
-      const call = stub.WatchJob({ job_id: job.id, after_seq: 0, batch: true, inline_outputs_up_to: MiB });
-      call.on('error', () => undefined);
-      call.pause(); // a watcher that never reads its stream
-      return call;
-    });
-    cleanups.push(async () => calls.forEach((c) => c.cancel()));
+    // Watchers that never read their streams.
+    const ends = Array.from({ length: 8 }, () => unreadCall(cluster.address, 'WatchJob', { job_id: job.id, after_seq: 0, batch: true, inline_outputs_up_to: MiB }));
+    cleanups.push(async () => ends.forEach((end) => end()));
     const peak = await peakOver(pid, 3000);
     const grown = peak - before;
-    // Two messages of at most 1 MiB of outputs on their way, and what is read for the next: about
-    // 9 MiB each measured (35 before: 16 messages of 3 MiB queued in grpc-js).
-    expect(grown, `coordinator RSS ${before.toFixed(0)} -> ${peak.toFixed(0)} MiB with 8 unread watchers`).toBeLessThan(96);
+    const read = readMiB(pid) - readBefore;
+    const said = `coordinator RSS ${before.toFixed(0)} -> ${peak.toFixed(0)} MiB, ${read.toFixed(0)} MiB read, with 8 unread watchers`;
+    // Two messages of at most 1 MiB of outputs on their way, and what is read for the next: 4 MiB
+    // each is generous (all of them would be 256 MiB).
+    expect(read, said).toBeLessThan(32);
+    expect(grown, said).toBeLessThan(96);
   });
 });
