@@ -69,8 +69,30 @@ interface SubmitProgress {
 /** A try that failed for want of a connection: nothing of it reached a coordinator. */
 function neverConnected(err: unknown): boolean {
   const { code, details } = (err ?? {}) as { code?: number; details?: string };
-  return code === grpc.status.UNAVAILABLE && /^(No connection established|Name resolution failed)/.test(details ?? '');
+  return code === grpc.status.UNAVAILABLE && NOT_CONNECTED.test(details ?? '');
 }
+
+/**
+ * grpc-js's details of a call that never reached a coordinator: no connection, no address for the
+ * name, or queued on a channel that was closed before it connected (see TesseraClient.unstick).
+ */
+const NOT_CONNECTED = /^(No connection established|Name resolution failed|Channel closed before call started)/;
+
+/** A call failed because its channel was given up while it still waited for a connection (see TesseraClient.unstick). */
+function channelGivenUp(err: unknown): boolean {
+  const { code, details } = (err ?? {}) as { code?: number; details?: string };
+  return code === grpc.status.UNAVAILABLE && /^Channel closed before call started/.test(details ?? '');
+}
+
+/**
+ * How long the client's channel may stay connecting (TCP, TLS, HTTP/2) before it is made again
+ * and the coordinator's name looked up again; doubled each time in a row, up to
+ * CONNECT_TIMEOUT_MAX_MS. grpc-js has no connect timeout: a try to an address that no longer
+ * answers (a coordinator's container made again elsewhere) waited on the system's SYN retries for
+ * about two minutes, the length of a watch's whole reconnect window. As the worker's.
+ */
+const CONNECT_TIMEOUT_MS = 5_000;
+const CONNECT_TIMEOUT_MAX_MS = 20_000;
 
 /** The coordinator's answer refusing a submission (not the client's own error, nor a lost connection or deadline). */
 function refusedByCoordinator(err: unknown): boolean {
@@ -94,7 +116,7 @@ function answered(err: unknown): boolean {
   const { code, details } = (err ?? {}) as { code?: number; details?: string };
   if (typeof code !== 'number') return false;
   if (code === grpc.status.DEADLINE_EXCEEDED || code === grpc.status.CANCELLED) return false;
-  return code !== grpc.status.UNAVAILABLE || !/^(No connection established|Name resolution failed)/.test(details ?? '');
+  return code !== grpc.status.UNAVAILABLE || !NOT_CONNECTED.test(details ?? '');
 }
 
 /** Refuses a duration option that is no whole number of ms from `min` to MAX_TIMER_MS (Infinity among them), naming it. */
@@ -258,7 +280,14 @@ export class TesseraClient {
   readonly address: string;
   /** Whether any call of this client has had an answer from the coordinator (see `watch`). */
   private reached = false;
-  private readonly client: JobServiceClient;
+  private client: JobServiceClient;
+  /** Makes `client` (again: see unstick). */
+  private readonly makeClient: () => JobServiceClient;
+  /** Looks at the channel while calls are in progress (see unstick). */
+  private connectWatch: NodeJS.Timeout | undefined;
+  /** Since when the channel has been seen connecting (0: it is not); channels given up in a row. */
+  private connectingSince = 0;
+  private connectTimeouts = 0;
   private readonly deadlineMs: number;
   private readonly token: string | undefined;
   private closed = false;
@@ -274,7 +303,42 @@ export class TesseraClient {
 
   private closeChannel(): void {
     this.channelClosed = true;
+    clearInterval(this.connectWatch);
+    this.connectWatch = undefined;
     this.client.close();
+  }
+
+  /**
+   * While calls are in progress, looks at the channel twice a second: connecting for longer than
+   * the connect timeout, it is closed (the calls queued on it fail with UNAVAILABLE, "Channel
+   * closed before call started", and are tried again as after any lost connection, on the new
+   * one) and made again, so that the coordinator's name is looked up again.
+   */
+  private unstick(): void {
+    if (this.connectWatch || this.channelClosed) return;
+    this.connectWatch = setInterval(() => {
+      if (this.open.size === 0 || this.channelClosed) {
+        clearInterval(this.connectWatch);
+        this.connectWatch = undefined;
+        this.connectingSince = 0;
+        return;
+      }
+      const state = this.client.getChannel().getConnectivityState(false);
+      if (state !== grpc.connectivityState.CONNECTING) {
+        this.connectingSince = 0;
+        if (state === grpc.connectivityState.READY) this.connectTimeouts = 0;
+        return;
+      }
+      const now = steadyNow();
+      this.connectingSince ||= now;
+      if (now - this.connectingSince < Math.min(CONNECT_TIMEOUT_MAX_MS, CONNECT_TIMEOUT_MS * 2 ** this.connectTimeouts)) return;
+      this.connectTimeouts++;
+      this.connectingSince = 0;
+      const stuck = this.client;
+      this.client = this.makeClient();
+      stuck.close();
+    }, 500);
+    this.connectWatch.unref();
   }
 
   constructor(opts: ClientOptions = {}) {
@@ -292,7 +356,8 @@ export class TesseraClient {
     const credentials = opts.credentials ?? clientCredentialsFromEnv();
     const channelOptions = clientChannelOptions(keepaliveOf(opts.keepalive), this.address);
     const JobService = jobServiceClientConstructor();
-    this.client = new JobService(this.address, credentials, channelOptions);
+    this.makeClient = () => new JobService(this.address, credentials, channelOptions);
+    this.client = this.makeClient();
   }
 
   private md(): grpc.Metadata {
@@ -316,6 +381,7 @@ export class TesseraClient {
       if (user && getMaxListeners(user) < USER_SIGNAL_LISTENERS) setMaxListeners(USER_SIGNAL_LISTENERS, user);
       user?.addEventListener('abort', fromUser, { once: true });
       this.open.add(ctl);
+      this.unstick();
     }
     return {
       signal: ctl.signal,
@@ -345,15 +411,21 @@ export class TesseraClient {
     // A coordinator this client has reached is waited for (it may be restarting) up to the call's
     // deadline; one never reached (a wrong address) still fails at once.
     const waiting = this.reached;
-    const md = this.md();
-    if (waiting) md.setOptions({ waitForReady: true });
     const ms = opts.deadlineMs ?? this.deadlineMs;
+    const until = Date.now() + ms;
     return new Promise<Res>((resolve, reject) => {
       if (signal.aborted) return reject(signal.reason);
       durationMs('deadlineMs', opts.deadlineMs, 1);
-      const call = method.call(this.client, req, md, { deadline: deadline(ms) }, (err, res) => {
+      const md = this.md();
+      if (waiting) md.setOptions({ waitForReady: true });
+      const call = method.call(this.client, req, md, { deadline: until }, (err, res) => {
         // Cut by the caller or by close(): their reason, not the CANCELLED of the call.
         if (signal.aborted) return reject(signal.reason);
+        // Its channel given up while it waited for a connection (see unstick): the call never left, and goes again on the new one.
+        if (channelGivenUp(err) && !this.channelClosed && Date.now() < until) {
+          off();
+          return void this.unaryCall(method, req, { ...opts, deadlineMs: Math.max(1, until - Date.now()) }).then(resolve, reject);
+        }
         if (err?.code === grpc.status.DEADLINE_EXCEEDED && this.client.getChannel().getConnectivityState(false) !== grpc.connectivityState.READY) {
           // Waited out without a connection: the coordinator is unreachable, not slow. One never
           // reached gets here when something takes the connection and never speaks gRPC (a
@@ -368,7 +440,9 @@ export class TesseraClient {
         this.reached = true;
         resolve(res);
       }) as grpc.Call;
-      signal.addEventListener('abort', () => call.cancel(), { once: true });
+      const onAbort = (): void => call.cancel();
+      const off = (): void => signal.removeEventListener('abort', onAbort);
+      signal.addEventListener('abort', onAbort, { once: true });
     }).finally(done);
   }
 
@@ -516,7 +590,8 @@ export class TesseraClient {
         // A try that got bytes through since the last failure opens a new window.
         const progressed = seen.progressAt > failingSince;
         if (!failingSince || progressed) failingSince = steadyNow();
-        if (code !== grpc.status.UNAVAILABLE || !seen.reached || steadyNow() - failingSince + 1000 > retryForMs) throw err;
+        // (A try whose channel was given up while connecting, see unstick, never left: tried again.)
+        if (code !== grpc.status.UNAVAILABLE || !(seen.reached || channelGivenUp(err)) || steadyNow() - failingSince + 1000 > retryForMs) throw err;
         // Each try starts from the first byte: one cut again and again after sending data (a link
         // too slow for the keepalive's timeout, say) would go on for ever.
         if (progressed) cutAfterData++;
@@ -544,10 +619,11 @@ export class TesseraClient {
    * connection and never speaks gRPC: a hung host, a firewall, a wrong service).
    */
   private async connectedWithin(ms: number, signal?: AbortSignal): Promise<void> {
-    const channel = this.client.getChannel();
     const end = Date.now() + ms;
     for (;;) {
       signal?.throwIfAborted();
+      // The channel of the moment: one connecting for too long is made again (see unstick).
+      const channel = this.client.getChannel();
       const state = channel.getConnectivityState(true);
       if (state !== grpc.connectivityState.IDLE && state !== grpc.connectivityState.CONNECTING) return;
       if (Date.now() >= end) {
@@ -759,12 +835,12 @@ export class TesseraClient {
     // Re-attached only once the coordinator was reached (by this call, or any before it on this
     // client): a wrong address still fails at once.
     let reached = this.reached;
-    const channel = this.client.getChannel();
     // Once per outage: the first time the stream is lost after it last delivered.
     const lost = (why: string, at = steadyNow()): void => {
       if (!downSince) opts.onReconnect?.(why);
       downSince ||= at;
     };
+    const firstTry = steadyNow();
     for (;;) {
       // Aborted before the call: none is made (one made and never read would stay open).
       if (opts.signal?.aborted) throw opts.signal.reason;
@@ -829,13 +905,20 @@ export class TesseraClient {
         }
         const err = tidyGrpcError(caught);
         const { code, details } = err as grpc.ServiceError;
+        // Its channel given up while it waited for a connection (see unstick): the call never left,
+        // and goes again on the new channel, within the time it had (a never reached coordinator then fails as above).
+        if (channelGivenUp(err) && !this.channelClosed) {
+          if (downSince) continue;
+          if (!reached && steadyNow() - firstTry >= this.deadlineMs) throw new TesseraError(grpc.status.UNAVAILABLE, `the coordinator could not be reached for ${(this.deadlineMs / 1000).toFixed(0)} s (nothing answered at ${this.address})`, { retryable: true });
+          if (!reached) continue;
+        }
         if (answered(err)) this.reached = true;
         if (code !== grpc.status.UNAVAILABLE && code !== grpc.status.CANCELLED) throw err;
         // Any answer but "could not connect" means the coordinator was there (a dropped connection, its shutdown).
         if (code === grpc.status.UNAVAILABLE && answered(err)) reached = true;
-        if (channel.getConnectivityState(false) === grpc.connectivityState.READY) reached = true;
+        if (this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY) reached = true;
         if (!reached) throw err;
-        lost(details ?? String(err));
+        lost(channelGivenUp(err) ? `no connection to the coordinator at ${this.address} (looking its address up again)` : (details ?? String(err)));
         // Given up: the coordinator is lost (UNAVAILABLE, exit 4), also when the last call ended CANCELLED.
         if (steadyNow() - downSince > (opts.reconnectForMs ?? 120_000)) throw code === grpc.status.UNAVAILABLE ? err : new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}: ${details ?? String(err)}`);
         await pause(500, opts.signal);

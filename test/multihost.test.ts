@@ -1,9 +1,10 @@
 /**
  * Links between hosts as they are off a LAN (network namespaces on this machine, real TCP between
- * them; needs root): workers that reach the coordinator by a DNS name that moves to another address
- * when the coordinator is made again (as a container is). A client on a slow uplink with the default
+ * them; needs root): workers and clients that reach the coordinator by a DNS name that moves to
+ * another address when the coordinator is made again (as a container is). A client on a slow uplink with the default
  * keepalive: slow-link.test.ts (8 MiB at 2 Mbit/s, longer than this file's 5 MiB once was).
  */
+import type { ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,8 +60,8 @@ const activeWorkers = async (coordinator: string): Promise<number> => {
   return (JSON.parse(r.stdout) as { state: string }[]).filter((w) => w.state === 'active').length;
 };
 
-describe('workers that reach the coordinator by name', () => {
-  it('follow it to its new address within seconds when it is made again elsewhere (a container recreated)', { timeout: 120_000 }, async () => {
+describe('a coordinator reached by name and made again at another address', () => {
+  it('workers follow it to its new address within seconds (a container made again elsewhere)', { timeout: 120_000 }, async () => {
     const [c, wa, wb, cl] = hosts;
     for (const h of [wa, wb, cl]) await hostsFile(h, `${c.address} coord.test`);
     const args = ['coordinator', '--listen', '0.0.0.0:7700', '--http', 'off', '--insecure', '--data-dir', path.join(dir, 'data')];
@@ -89,6 +90,65 @@ describe('workers that reach the coordinator by name', () => {
       // try that waited on the old address's handshake waited for the system's SYN retries (~2 min).
       expect(Date.now() - t0).toBeLessThan(15_000);
     } finally {
+      coordinator.kill('SIGKILL');
+    }
+  });
+
+  it('a client watching a job follows it too when its old host went silent, and does not wait on the old address', { timeout: 120_000 }, async () => {
+    const [c, wa, , cl] = hosts;
+    for (const h of [wa, cl]) await hostsFile(h, `${c.address} coord.test`);
+    const args = ['coordinator', '--listen', '0.0.0.0:7700', '--http', 'off', '--insecure', '--data-dir', path.join(dir, 'data')];
+    const spawnCoordinator = () => lab.spawn(c, process.execPath, [CLI_PATH, ...args], { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: 'ignore' });
+    let coordinator = spawnCoordinator();
+    let watch: ChildProcess | undefined;
+    try {
+      const input = path.join(dir, 'in.bin');
+      await writeFile(input, Buffer.alloc(1000, 7));
+      // No worker yet: the job waits, and the client watches it across the move.
+      const submitted = await waitFor('the job submitted', async () => {
+        const r = await procs.run(cl, ['submit', 'passthrough', input, '--no-wait', '--coordinator', 'coord.test:7700']);
+        return r.code === 0 ? r.stdout.trim() : undefined;
+      }, 20_000);
+      // A short keepalive: the silent host is found out in seconds rather than 30.
+      const w = lab.spawn(cl, process.execPath, [CLI_PATH, 'watch', submitted, '--json', '--keepalive-ms', '5000', '--keepalive-timeout-ms', '1000', '--coordinator', 'coord.test:7700'], {
+        env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      watch = w;
+      let said = '';
+      let printed = '';
+      w.stdout!.on('data', (d: Buffer) => ((said += d.toString()), (printed += d.toString())));
+      w.stderr!.on('data', (d: Buffer) => (said += d.toString()));
+      const watchEnded = new Promise<number | null>((r) => w.once('exit', r));
+      // Its first event (a JSON line): it has reached the coordinator.
+      await waitFor('the watch to start', async () => (printed.length > 0 ? true : undefined), 20_000);
+      // The host goes silent (its link dead: no reset, no FIN), its coordinator with it. The watch
+      // finds out by its keepalive, and its tries then go to the old address and get no answer.
+      await lab.setLink(c, 'down');
+      const exited = new Promise((r) => coordinator.once('exit', r));
+      coordinator.kill('SIGTERM');
+      await exited;
+      await waitFor('the watch to lose the coordinator', async () => (/lost the coordinator/.test(said) ? true : undefined), 30_000);
+      await sleep(1_000);
+      // The coordinator made again at another address, under the same name.
+      const moved = c.address.replace(/\.\d+$/, '.99');
+      await lab.exec(c, 'ip', ['addr', 'del', `${c.address}/24`, 'dev', 'eth0']);
+      await lab.exec(c, 'ip', ['addr', 'add', `${moved}/24`, 'dev', 'eth0']);
+      await lab.setLink(c, 'up');
+      for (const h of [wa, cl]) await hostsFile(h, `${moved} coord.test`);
+      coordinator = spawnCoordinator();
+      const t0 = Date.now();
+      await waitFor('the watch back', async () => (/reconnected after/.test(said) ? true : undefined), 60_000).catch((err: Error) => {
+        throw new Error(`${err.message} after ${Date.now() - t0} ms; the watch said:\n${said}`);
+      });
+      // Without a connect timeout of its own, the try under way waited for the system's SYN
+      // retries (about two minutes: the whole reconnect window).
+      expect(Date.now() - t0).toBeLessThan(15_000);
+      // A worker for the job: the watch ends with it, as after any outage.
+      await procs.start(wa, ['worker', '--coordinator', 'coord.test:7700', '--name', wa.name, '--slots', '1'], /connecting to/);
+      expect(await watchEnded, said).toBe(0);
+    } finally {
+      watch?.kill('SIGKILL');
       coordinator.kill('SIGKILL');
     }
   });
