@@ -16,7 +16,7 @@ import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
-import { CHUNK_SIZE, DEFAULT_KEEPALIVE, SUBTASK_PAGE_HEADER, INLINE_OUTPUT_MAX_BYTES, KEEPALIVE_ENV, MAX_TIMER_MS, UNARY_DEADLINE_MS, clientChannelOptions, coordinatorAddress, keepaliveFromEnv, keepaliveProblem, submitDeadlineMs, transferDeadlineMs, type Keepalive } from '../shared/config.js';
+import { CHUNK_SIZE, DEFAULT_KEEPALIVE, SUBTASK_PAGE_HEADER, INLINE_OUTPUT_MAX_BYTES, KEEPALIVE_ENV, MAX_TIMER_MS, UNARY_DEADLINE_MS, clientChannelOptions, connectTimeoutMs, coordinatorAddress, keepaliveFromEnv, keepaliveProblem, submitDeadlineMs, transferDeadlineMs, type Keepalive } from '../shared/config.js';
 import { processAlive } from '../shared/machine.js';
 import { TesseraError, dataLoss, invalidArgument, notFound, tidyGrpcError } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
@@ -83,16 +83,6 @@ function channelGivenUp(err: unknown): boolean {
   const { code, details } = (err ?? {}) as { code?: number; details?: string };
   return code === grpc.status.UNAVAILABLE && /^Channel closed before call started/.test(details ?? '');
 }
-
-/**
- * How long the client's channel may stay connecting (TCP, TLS, HTTP/2) before it is made again
- * and the coordinator's name looked up again; doubled each time in a row, up to
- * CONNECT_TIMEOUT_MAX_MS. grpc-js has no connect timeout: a try to an address that no longer
- * answers (a coordinator's container made again elsewhere) waited on the system's SYN retries for
- * about two minutes, the length of a watch's whole reconnect window. As the worker's.
- */
-const CONNECT_TIMEOUT_MS = 5_000;
-const CONNECT_TIMEOUT_MAX_MS = 20_000;
 
 /** The coordinator's answer refusing a submission (not the client's own error, nor a lost connection or deadline). */
 function refusedByCoordinator(err: unknown): boolean {
@@ -331,7 +321,7 @@ export class TesseraClient {
       }
       const now = steadyNow();
       this.connectingSince ||= now;
-      if (now - this.connectingSince < Math.min(CONNECT_TIMEOUT_MAX_MS, CONNECT_TIMEOUT_MS * 2 ** this.connectTimeouts)) return;
+      if (now - this.connectingSince < connectTimeoutMs(this.connectTimeouts)) return;
       this.connectTimeouts++;
       this.connectingSince = 0;
       const stuck = this.client;

@@ -195,6 +195,18 @@ export function keepaliveFromEnv(env: NodeJS.ProcessEnv = process.env): Keepaliv
   return k;
 }
 
+/**
+ * How long a client's or worker's channel may stay connecting (TCP, TLS, HTTP/2) before it is made
+ * again and the coordinator's name looked up again: 5 s, doubled for each such try in a row, up to
+ * 20 s (gRPC core's minimum connect timeout). grpc-js has no connect timeout: a try to an address
+ * that no longer answers (a coordinator's container made again elsewhere, its old host gone
+ * silent) waited on the system's SYN retries for about two minutes while the name already led to
+ * the new address.
+ */
+export function connectTimeoutMs(triesInARow: number): number {
+  return Math.min(20_000, 5_000 * 2 ** triesInARow);
+}
+
 /** Channel options of every client of the coordinator (CLI, client library, workers), with the default keepalive. */
 export const CLIENT_CHANNEL_OPTIONS = {
   'grpc.keepalive_time_ms': DEFAULT_KEEPALIVE.timeMs,

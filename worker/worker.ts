@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import sharp from 'sharp';
-import { HEARTBEAT_MS, MAX_SUBTASK_TIMEOUT_MS, REGISTER_TEXT_BYTES, clientChannelOptions, type Keepalive, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
+import { HEARTBEAT_MS, MAX_SUBTASK_TIMEOUT_MS, REGISTER_TEXT_BYTES, clientChannelOptions, connectTimeoutMs, type Keepalive, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
 import { TesseraError, tidyGrpcError } from '../shared/errors.js';
 import { availableCores } from '../shared/machine.js';
 import { tlsAnswers, tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
@@ -69,17 +69,6 @@ const REFUSALS: ReadonlySet<grpc.status> = new Set([grpc.status.UNAUTHENTICATED,
 /** How often a refusal that goes on is logged at error level again. */
 const REFUSAL_LOG_INTERVAL_MS = 60_000;
 
-/**
- * How long a try to reach the coordinator may wait for its connection (TCP, TLS, HTTP/2) before
- * it is given up and the coordinator's name looked up again; doubled for each such try in a row,
- * up to CONNECT_TIMEOUT_MAX_MS (gRPC core's minimum connect timeout). grpc-js has none: a
- * handshake to an address that no longer answers (a coordinator's container made again elsewhere,
- * its old address gone) waited for the system's SYN retries, about two minutes, while the name
- * already led to the new one.
- */
-const CONNECT_TIMEOUT_MS = 5_000;
-const CONNECT_TIMEOUT_MAX_MS = 20_000;
-
 /** Why the control stream ended, for the log: the transport's own words for an unreachable coordinator. */
 function disconnectReason(err: grpc.ServiceError | undefined): string {
   if (!err) return 'coordinator closed the stream';
@@ -115,11 +104,11 @@ export class Worker {
    * coordinator took the worker for lost every few seconds.
    */
   private bulk: WorkerServiceClient;
-  /** Makes the two clients above (again, when a connection attempt hangs: see CONNECT_TIMEOUT_MS). */
+  /** Makes the two clients above (again, when a connection attempt hangs: see watchConnect). */
   private readonly makeClient: (bulk: boolean) => WorkerServiceClient;
   /** Gives up the current connection attempt when it hangs (see watchConnect). */
   private connectTimer: NodeJS.Timeout | undefined;
-  /** Connection attempts given up in a row (see CONNECT_TIMEOUT_MS). */
+  /** Connection attempts given up in a row (see connectTimeoutMs). */
   private connectTimeouts = 0;
   private call: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output> | undefined;
   private workerId = '';
@@ -241,7 +230,7 @@ export class Worker {
    */
   private watchConnect(call: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output>): void {
     clearTimeout(this.connectTimer);
-    const timeoutMs = Math.min(CONNECT_TIMEOUT_MAX_MS, CONNECT_TIMEOUT_MS * 2 ** this.connectTimeouts);
+    const timeoutMs = connectTimeoutMs(this.connectTimeouts);
     const connecting = (c: WorkerServiceClient): boolean => c.getChannel().getConnectivityState(false) === grpc.connectivityState.CONNECTING;
     this.connectTimer = setTimeout(() => {
       if (this.call !== call || this.workerId || this.state === 'stopped' || !connecting(this.client)) return;
