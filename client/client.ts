@@ -81,7 +81,24 @@ const NOT_CONNECTED = /^(No connection established|Name resolution failed|Channe
 /** A call failed because its channel was given up while it still waited for a connection (see TesseraClient.unstick). */
 function channelGivenUp(err: unknown): boolean {
   const { code, details } = (err ?? {}) as { code?: number; details?: string };
-  return code === grpc.status.UNAVAILABLE && /^Channel closed before call started/.test(details ?? '');
+  return code === grpc.status.UNAVAILABLE && GIVEN_UP.test(details ?? '');
+}
+
+const GIVEN_UP_DETAILS = 'No connection established: the connection attempt got no answer in time (the coordinator silent, or at another address now)';
+const GIVEN_UP = /^(Channel closed before call started|No connection established: the connection attempt got no answer in time)/;
+
+/**
+ * tidyGrpcError, and grpc-js's "Channel closed before call started" of a call whose channel was
+ * given up while connecting (see TesseraClient.unstick) said as what it is, where it reaches the
+ * caller (the retries' window spent) or a reconnect note.
+ */
+function tidy<E>(err: E): E {
+  const e = tidyGrpcError(err) as { code?: unknown; details?: unknown; message?: unknown } | null;
+  if (e && e.code === grpc.status.UNAVAILABLE && typeof e.details === 'string' && e.details.startsWith('Channel closed before call started')) {
+    if (typeof e.message === 'string') e.message = e.message.replace(e.details, GIVEN_UP_DETAILS);
+    e.details = GIVEN_UP_DETAILS;
+  }
+  return err;
 }
 
 /** The coordinator's answer refusing a submission (not the client's own error, nor a lost connection or deadline). */
@@ -392,10 +409,12 @@ export class TesseraClient {
     }
   }
 
+  /** `waitedMs`: the call's whole deadline, where this is a try again within it (see below). */
   private unaryCall<Req, Res>(
     method: (req: Req, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => unknown,
     req: Req,
     opts: CallOptions = {},
+    waitedMs?: number,
   ): Promise<Res> {
     const { signal, done } = this.scope(opts.signal);
     // A coordinator this client has reached is waited for (it may be restarting) up to the call's
@@ -414,19 +433,19 @@ export class TesseraClient {
         // Its channel given up while it waited for a connection (see unstick): the call never left, and goes again on the new one.
         if (channelGivenUp(err) && !this.channelClosed && Date.now() < until) {
           off();
-          return void this.unaryCall(method, req, { ...opts, deadlineMs: Math.max(1, until - Date.now()) }).then(resolve, reject);
+          return void this.unaryCall(method, req, { ...opts, deadlineMs: Math.max(1, until - Date.now()) }, waitedMs ?? ms).then(resolve, reject);
         }
         if (err?.code === grpc.status.DEADLINE_EXCEEDED && this.client.getChannel().getConnectivityState(false) !== grpc.connectivityState.READY) {
           // Waited out without a connection: the coordinator is unreachable, not slow. One never
           // reached gets here when something takes the connection and never speaks gRPC (a
           // firewall dropping it, a hung host): grpc-js waits 20 s before it gives up connecting.
           const why = waiting ? 'it was before: down, or restarting?' : `nothing answered at ${this.address}`;
-          return reject(new TesseraError(grpc.status.UNAVAILABLE, `the coordinator could not be reached for ${(ms / 1000).toFixed(0)} s (${why})`, { retryable: true }));
+          return reject(new TesseraError(grpc.status.UNAVAILABLE, `the coordinator could not be reached for ${((waitedMs ?? ms) / 1000).toFixed(0)} s (${why})`, { retryable: true }));
         }
         // Any status but "could not connect" is the coordinator's answer: it was reached, and a
         // later call waits for it while it restarts (as after a success).
         if (err && answered(err)) this.reached = true;
-        if (err || res === undefined) return reject(tidyGrpcError(err));
+        if (err || res === undefined) return reject(tidy(err));
         this.reached = true;
         resolve(res);
       }) as grpc.Call;
@@ -573,7 +592,7 @@ export class TesseraClient {
         made.sending = false;
         // Aborted: the caller's reason, not the CANCELLED of the call it cut.
         if (options.signal?.aborted) throw leftBehind(options.signal.reason);
-        const err = tidyGrpcError(caught);
+        const err = tidy(caught);
         const { code } = err as grpc.ServiceError;
         // Any answer but "could not connect" means the coordinator was there (a dropped connection, its shutdown).
         if (code === grpc.status.UNAVAILABLE && answered(err)) seen.reached = true;
@@ -893,7 +912,7 @@ export class TesseraClient {
           await pause(500, opts.signal);
           continue;
         }
-        const err = tidyGrpcError(caught);
+        const err = tidy(caught);
         const { code, details } = err as grpc.ServiceError;
         // Its channel given up while it waited for a connection (see unstick): the call never left,
         // and goes again on the new channel, within the time it had (a never reached coordinator then fails as above).
@@ -1038,7 +1057,7 @@ export class TesseraClient {
           break;
         } catch (caught) {
           if (signal.aborted) throw signal.reason;
-          const err = tidyGrpcError(caught);
+          const err = tidy(caught);
           const code = (err as grpc.ServiceError).code;
           if (!RETRYABLE_DOWNLOAD.has(code) || code === grpc.status.DATA_LOSS || steadyNow() - since > (opts.reconnectForMs ?? DOWNLOAD_RETRY_FOR_MS)) throw err;
           await pause(Math.min(2000, 200 * attempt), signal);
@@ -1249,11 +1268,11 @@ export class TesseraClient {
     const cancel = (id: string): void => {
       call = this.client.CancelJob({ job_id: id, subtask_limit: 1 }, md(), options(), (err: grpc.ServiceError | null, job?: Job__Output) => {
         if (!err) return done({ jobId: id, ...(job?.state && { state: job.state }) });
-        if (err.code !== grpc.status.FAILED_PRECONDITION) return done({ jobId: id, error: tidyGrpcError(err) as ServiceError });
+        if (err.code !== grpc.status.FAILED_PRECONDITION) return done({ jobId: id, error: tidy(err) as ServiceError });
         // Ended meanwhile (between the look-up and the cancel, or before an answered job's cancel):
         // the state it ended in, as for one the look-up found ended.
         call = this.client.GetJob({ job_id: id, include_subtasks: false }, md(), options(), (e: grpc.ServiceError | null, now?: Job__Output) => {
-          done(!e && now && TERMINAL_STATES.has(now.state) ? { jobId: id, state: now.state } : { jobId: id, error: tidyGrpcError(e ?? err) as ServiceError });
+          done(!e && now && TERMINAL_STATES.has(now.state) ? { jobId: id, state: now.state } : { jobId: id, error: tidy(e ?? err) as ServiceError });
         });
       });
     };
@@ -1264,7 +1283,7 @@ export class TesseraClient {
     }
     const list = this.client.ListJobs as unknown as (req: object, md: grpc.Metadata, o: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { jobs: Job__Output[] }) => void) => grpc.ClientUnaryCall;
     call = list.call(this.client, { request_id: requestId, limit: 1000 }, md(), options(), (err, res) => {
-      if (err) return done({ error: tidyGrpcError(err) as ServiceError });
+      if (err) return done({ error: tidy(err) as ServiceError });
       const made = res?.jobs.find((j) => j.spec?.request_id === requestId);
       if (!made) return done({});
       if (TERMINAL_STATES.has(made.state)) return done({ jobId: made.id, state: made.state });
@@ -1761,7 +1780,8 @@ class DownloadQueue {
         await this.fetch(o, dest, this.publish, this.signal, this.back);
         this.back();
         return;
-      } catch (err) {
+      } catch (caught) {
+        const err = tidy(caught);
         const code = (err as grpc.ServiceError).code;
         // A local refusal (a link at the part's name, a file to keep) does not go away by waiting.
         if (err instanceof TesseraError && !err.retryable) throw err;
