@@ -16,7 +16,7 @@ import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
-import { CHUNK_SIZE, DEFAULT_KEEPALIVE, SUBTASK_PAGE_HEADER, INLINE_OUTPUT_MAX_BYTES, KEEPALIVE_ENV, MAX_TIMER_MS, UNARY_DEADLINE_MS, clientChannelOptions, connectTimeoutMs, coordinatorAddress, keepaliveFromEnv, keepaliveProblem, submitDeadlineMs, transferDeadlineMs, type Keepalive } from '../shared/config.js';
+import { CHUNK_SIZE, DEFAULT_KEEPALIVE, SUBTASK_PAGE_HEADER, INLINE_OUTPUT_MAX_BYTES, KEEPALIVE_ENV, MAX_TIMER_MS, UNARY_DEADLINE_MS, clientChannelOptions, connectTimeoutMs, MAX_CONNECT_TIMEOUTS, coordinatorAddress, keepaliveFromEnv, keepaliveProblem, submitDeadlineMs, transferDeadlineMs, type Keepalive } from '../shared/config.js';
 import { processAlive } from '../shared/machine.js';
 import { TesseraError, dataLoss, invalidArgument, notFound, tidyGrpcError } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
@@ -338,7 +338,7 @@ export class TesseraClient {
       }
       const now = steadyNow();
       this.connectingSince ||= now;
-      if (now - this.connectingSince < connectTimeoutMs(this.connectTimeouts)) return;
+      if (now - this.connectingSince < connectTimeoutMs(this.connectTimeouts) || this.connectTimeouts >= MAX_CONNECT_TIMEOUTS) return;
       this.connectTimeouts++;
       this.connectingSince = 0;
       const stuck = this.client;

@@ -207,6 +207,15 @@ export function connectTimeoutMs(triesInARow: number): number {
   return Math.min(20_000, 5_000 * 2 ** triesInARow);
 }
 
+/**
+ * Channels given up in a row (see connectTimeoutMs) before a worker or client stops giving them up
+ * until it is connected again: grpc-js cannot stop the attempt of a channel given up, so each one
+ * to a peer that takes connections and never answers (a hung coordinator) stays open as long as
+ * that peer holds it. Past this many, an outage waits on the attempt under way, as without a connect
+ * timeout: the system's SYN retries (about two minutes), then a new lookup of the name.
+ */
+export const MAX_CONNECT_TIMEOUTS = 3;
+
 /** Channel options of every client of the coordinator (CLI, client library, workers), with the default keepalive. */
 export const CLIENT_CHANNEL_OPTIONS = {
   'grpc.keepalive_time_ms': DEFAULT_KEEPALIVE.timeMs,

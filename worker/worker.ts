@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import sharp from 'sharp';
-import { HEARTBEAT_MS, MAX_SUBTASK_TIMEOUT_MS, REGISTER_TEXT_BYTES, clientChannelOptions, connectTimeoutMs, type Keepalive, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
+import { HEARTBEAT_MS, MAX_SUBTASK_TIMEOUT_MS, REGISTER_TEXT_BYTES, clientChannelOptions, connectTimeoutMs, MAX_CONNECT_TIMEOUTS, type Keepalive, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
 import { TesseraError, tidyGrpcError } from '../shared/errors.js';
 import { availableCores } from '../shared/machine.js';
 import { tlsAnswers, tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
@@ -233,7 +233,7 @@ export class Worker {
     const timeoutMs = connectTimeoutMs(this.connectTimeouts);
     const connecting = (c: WorkerServiceClient): boolean => c.getChannel().getConnectivityState(false) === grpc.connectivityState.CONNECTING;
     this.connectTimer = setTimeout(() => {
-      if (this.call !== call || this.workerId || this.state === 'stopped' || !connecting(this.client)) return;
+      if (this.call !== call || this.workerId || this.state === 'stopped' || !connecting(this.client) || this.connectTimeouts >= MAX_CONNECT_TIMEOUTS) return;
       this.connectTimeouts++;
       this.client.close();
       this.client = this.makeClient(false);
