@@ -927,7 +927,7 @@ export class TesseraClient {
         if (code === grpc.status.UNAVAILABLE && answered(err)) reached = true;
         if (this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY) reached = true;
         if (!reached) throw err;
-        lost(channelGivenUp(err) ? `no connection to the coordinator at ${this.address} (looking its address up again)` : (details ?? String(err)));
+        lost(details ?? String(err));
         // Given up: the coordinator is lost (UNAVAILABLE, exit 4), also when the last call ended CANCELLED.
         if (steadyNow() - downSince > (opts.reconnectForMs ?? 120_000)) throw code === grpc.status.UNAVAILABLE ? err : new TesseraError(grpc.status.UNAVAILABLE, `lost the event stream of job ${jobId}: ${details ?? String(err)}`);
         await pause(500, opts.signal);

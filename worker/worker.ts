@@ -230,10 +230,12 @@ export class Worker {
    */
   private watchConnect(call: grpc.ClientDuplexStream<WorkerMessage, CoordinatorMessage__Output>): void {
     clearTimeout(this.connectTimer);
+    // Past the cap, the attempt under way is waited on (see MAX_CONNECT_TIMEOUTS).
+    if (this.connectTimeouts >= MAX_CONNECT_TIMEOUTS) return;
     const timeoutMs = connectTimeoutMs(this.connectTimeouts);
     const connecting = (c: WorkerServiceClient): boolean => c.getChannel().getConnectivityState(false) === grpc.connectivityState.CONNECTING;
     this.connectTimer = setTimeout(() => {
-      if (this.call !== call || this.workerId || this.state === 'stopped' || !connecting(this.client) || this.connectTimeouts >= MAX_CONNECT_TIMEOUTS) return;
+      if (this.call !== call || this.workerId || this.state === 'stopped' || !connecting(this.client)) return;
       this.connectTimeouts++;
       this.client.close();
       this.client = this.makeClient(false);
