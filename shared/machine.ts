@@ -5,8 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 
-/** Cores: the available parallelism, at most the cgroup's CPU quota (cgroup v2 cpu.max, v1 cfs), rounded up. */
+/** Cores: the available parallelism, at most the CPU quota of this process's cgroups, rounded up. */
 export function availableCores(): number {
   const cores = os.availableParallelism();
   const quota = cgroupCpuQuota();
@@ -21,22 +22,78 @@ export function availableMemoryBytes(): number {
   return constrained && constrained > 0 && constrained < total ? constrained : total;
 }
 
-/** The cgroup's CPU quota in cores, or undefined where none is set or readable. */
-function cgroupCpuQuota(): number | undefined {
-  try {
-    const [quota, period] = readFileSync('/sys/fs/cgroup/cpu.max', 'utf8').trim().split(/\s+/);
-    if (quota && quota !== 'max' && Number(period) > 0) return Number(quota) / Number(period);
-    return undefined;
-  } catch {
-    // cgroup v1, or not Linux.
+/**
+ * The CPU quota in cores of the cgroups this process is in (v2 `cpu.max`, v1 `cpu.cfs_quota_us`
+ * over `cpu.cfs_period_us`), the tightest of its own and every ancestor's up to the mount, or
+ * undefined where none is set or readable. `fsRoot` is a test knob: a folder standing for `/`.
+ *
+ * Read from the process's own cgroup, found through /proc/self/cgroup and /proc/self/mountinfo,
+ * not the mount's top: there the quota of a systemd unit (`CPUQuota=`) or of a cgroup made by hand
+ * is not, and on a cgroup v1 machine a worker limited to half a core sized itself by all of the
+ * machine's. In a container with a cgroup namespace of its own the two are the same folder.
+ */
+export function cgroupCpuQuota(fsRoot = '/'): number | undefined {
+  const read = (file: string): string | undefined => {
+    try {
+      return readFileSync(path.join(fsRoot, file), 'utf8');
+    } catch {
+      return undefined;
+    }
+  };
+  const membership = read('/proc/self/cgroup');
+  const mounts = (read('/proc/self/mountinfo') ?? '').split('\n').map(parseMountInfo).filter((m) => m !== undefined);
+  let tightest: number | undefined;
+  for (const line of (membership ?? '').split('\n')) {
+    // hierarchy-ID:controllers:path (the path may hold colons).
+    const first = line.indexOf(':');
+    const second = line.indexOf(':', first + 1);
+    if (first < 0 || second < 0) continue;
+    const controllers = line.slice(first + 1, second);
+    const cgroup = line.slice(second + 1);
+    const v2 = line.slice(0, first) === '0' && controllers === '';
+    if (!v2 && !controllers.split(',').includes('cpu')) continue;
+    const mount = mounts.find((m) => (v2 ? m.type === 'cgroup2' : m.type === 'cgroup' && m.superOptions.split(',').includes('cpu')));
+    if (!mount) continue;
+    // The cgroup's folder under the mount (a container's mount of its own cgroup has that for root).
+    const rel = mount.root === '/' ? cgroup : cgroup === mount.root || cgroup.startsWith(`${mount.root}/`) ? cgroup.slice(mount.root.length) : '';
+    for (let dir = path.posix.join(mount.point, rel); ; dir = path.posix.dirname(dir)) {
+      const quota = v2 ? cpuMaxQuota(read(path.posix.join(dir, 'cpu.max'))) : cfsQuota(read(path.posix.join(dir, 'cpu.cfs_quota_us')), read(path.posix.join(dir, 'cpu.cfs_period_us')));
+      if (quota !== undefined) tightest = Math.min(tightest ?? quota, quota);
+      if (dir === mount.point || !dir.startsWith(`${mount.point}/`)) break;
+    }
   }
-  try {
-    const quota = Number(readFileSync('/sys/fs/cgroup/cpu/cpu.cfs_quota_us', 'utf8'));
-    const period = Number(readFileSync('/sys/fs/cgroup/cpu/cpu.cfs_period_us', 'utf8'));
-    return quota > 0 && period > 0 ? quota / period : undefined;
-  } catch {
-    return undefined;
-  }
+  return tightest;
+}
+
+/** `cpu.max` ("QUOTA PERIOD", QUOTA "max" for none) in cores. */
+function cpuMaxQuota(text: string | undefined): number | undefined {
+  const [quota, period] = (text ?? '').trim().split(/\s+/);
+  return quota && quota !== 'max' && Number(quota) > 0 && Number(period) > 0 ? Number(quota) / Number(period) : undefined;
+}
+
+/** cgroup v1's quota (-1 for none) over its period, in cores. */
+function cfsQuota(quota: string | undefined, period: string | undefined): number | undefined {
+  const q = Number(quota?.trim());
+  const p = Number(period?.trim());
+  return quota !== undefined && q > 0 && p > 0 ? q / p : undefined;
+}
+
+interface MountInfo {
+  /** The mounted file system's folder that is the mount's top (a container's own cgroup). */
+  root: string;
+  point: string;
+  type: string;
+  superOptions: string;
+}
+
+/** One line of /proc/self/mountinfo: `ID PARENT DEV ROOT POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER`. */
+function parseMountInfo(line: string): MountInfo | undefined {
+  const fields = line.split(' ');
+  const dash = fields.indexOf('-');
+  if (dash < 6 || fields.length < dash + 4) return undefined;
+  // Spaces and the like in paths are octal escapes (\040).
+  const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return { root: unescape(fields[3]!), point: unescape(fields[4]!), type: fields[dash + 1]!, superOptions: fields[dash + 3]! };
 }
 
 /** Whether process `pid` on this machine is running (one of another user's counts: EPERM). */
