@@ -65,9 +65,10 @@ COPY --from=build /app/dist dist
 COPY --from=build /app/proto proto
 # The dashboard is plain HTML/JS/CSS served from the source tree.
 COPY --from=build /app/coordinator/http/assets coordinator/http/assets
-# /results: the shared results folder of docker-compose.yml; a new named volume takes this owner.
+# /results and /scratch: the shared results folder and the workers' scratch volume of
+# docker-compose.yml; a new named volume takes this owner.
 RUN ln -s /app/dist/client/cli.js /usr/local/bin/tessera \
-  && mkdir -p /results && chown node:node /results
+  && mkdir -p /results /scratch && chown node:node /results /scratch
 # Non-root: the coordinator only needs its data dir, workers only their temp dir. No VOLUME: the
 # workers run this image too and use no /data (each would get an anonymous volume); the
 # coordinator's is mounted where it runs (`-v tessera-data:/data`, or docker-compose.yml).

@@ -4,8 +4,8 @@
  * and every command that the Dockerfile and the compose file run is one the real CLI accepts,
  * resolved with the environment they set, and documented in the README.
  */
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
+import { CLI_PATH, runCli, startCluster, type TestCluster } from './helpers/cluster.js';
 
 const root = new URL('../', import.meta.url);
 const read = (name: string): Promise<string> => readFile(new URL(name, root), 'utf8');
@@ -28,6 +28,7 @@ interface Service {
   container_name?: string;
   healthcheck?: { test?: string[]; disable?: boolean };
   depends_on?: Record<string, { condition: string }>;
+  deploy?: { resources?: { limits?: Record<string, string | number> } };
 }
 interface Compose {
   services: Record<string, Service>;
@@ -35,7 +36,7 @@ interface Compose {
 }
 
 /** `${VAR:-default}` as compose interpolates it with VAR unset. */
-const interpolate = (v: string | number): string => String(v).replace(/\$\{\w+:-([^}]*)\}/g, '$1');
+const interpolate = (v: string | number, vars: Record<string, string> = {}): string => String(v).replace(/\$\{(\w+):-([^}]*)\}/g, (_, name: string, dflt: string) => vars[name] || dflt);
 
 /** Dockerfile instructions, with continuation lines joined. */
 function instructions(text: string): { op: string; args: string }[] {
@@ -127,7 +128,7 @@ describe('docker-compose.yml', () => {
     expect(c.volumes).toContain(`tessera-data:${dataDir}`);
     expect(compose.volumes).toHaveProperty('tessera-data');
     // Both on the host's loopback unless the operator says otherwise.
-    expect(c.ports!.map(interpolate)).toEqual(['127.0.0.1:7700:7700', '127.0.0.1:7780:7780']);
+    expect(c.ports!.map((v) => interpolate(v))).toEqual(['127.0.0.1:7700:7700', '127.0.0.1:7780:7780']);
     expect(c.healthcheck!.test!.slice(0, 3)).toEqual(['CMD', 'tessera', 'health']);
   });
 
@@ -135,7 +136,7 @@ describe('docker-compose.yml', () => {
     const c = compose.services['coordinator']!;
     const w = compose.services['worker']!;
     const root = c.command![c.command!.indexOf('--shared-root') + 1]!;
-    const media = (s: Service): string[] => (s.volumes ?? []).map(interpolate).filter((v) => v.split(':')[1] === root);
+    const media = (s: Service): string[] => (s.volumes ?? []).map((v) => interpolate(v)).filter((v) => v.split(':')[1] === root);
     expect(media(c)).toEqual([`tessera-media:${root}:ro`]);
     expect(media(w)).toEqual(media(c));
     expect(compose.volumes).toHaveProperty('tessera-media');
@@ -145,7 +146,7 @@ describe('docker-compose.yml', () => {
     const c = compose.services['coordinator']!;
     const w = compose.services['worker']!;
     expect(c.command![c.command!.indexOf('--shared-output-root') + 1]).toBe('/results');
-    const results = (s: Service): string[] => (s.volumes ?? []).map(interpolate).filter((v) => v.split(':')[1] === '/results');
+    const results = (s: Service): string[] => (s.volumes ?? []).map((v) => interpolate(v)).filter((v) => v.split(':')[1] === '/results');
     expect(results(c)).toEqual(['tessera-results:/results']);
     expect(results(w)).toEqual(results(c));
     expect(compose.volumes).toHaveProperty('tessera-results');
@@ -167,8 +168,57 @@ describe('docker-compose.yml', () => {
     expect(c.command).toBe('coordinator');
     expect(c.options).toMatchObject({ listen: '0.0.0.0:7700', http: '0.0.0.0:7780', dataDir: '/data', sharedRoot: ['/media'], sharedOutputRoot: ['/results'], insecure: true, logFormat: 'json', logLevel: 'info' });
     const w = await resolved(compose.services['worker']!.command!, env(compose.services['worker']!));
-    expect(w.options).toMatchObject({ coordinator: 'coordinator:7700', slots: 2, drainGraceMs: 30000 });
-    expect(w.sources).toMatchObject({ slots: 'env', drainGraceMs: 'env' });
+    expect(w.options).toMatchObject({ coordinator: 'coordinator:7700', drainGraceMs: 30000 });
+    // TESSERA_SLOTS left empty: one slot per CPU of the container's limit (the next test).
+    expect(w.options['slots']).toBeUndefined();
+    expect(w.sources).toMatchObject({ drainGraceMs: 'env' });
+  });
+
+  it("limits each worker container's CPUs and memory, keeps its scratch on a volume, and the worker sizes itself from them", async () => {
+    const w = compose.services['worker']!;
+    const limits = (s: Service, vars: Record<string, string> = {}): Record<string, string> =>
+      Object.fromEntries(Object.entries(s.deploy?.resources?.limits ?? {}).map(([k, v]) => [k, interpolate(v, vars)]));
+    expect(limits(w)).toEqual({ cpus: '2', memory: '4g' });
+    const scratch = interpolate(w.environment!['TMPDIR']!);
+    expect((w.volumes ?? []).map((v) => interpolate(v))).toContain(`tessera-scratch:${scratch}`);
+    expect(compose.volumes).toHaveProperty('tessera-scratch');
+    expect(dockerfile.some((i) => i.op === 'RUN' && new RegExp(`chown node:node .*${scratch}`).test(i.args))).toBe(true);
+
+    // The worker as the container runs it, with TESSERA_WORKER_CPUS=1 and TESSERA_WORKER_MEMORY=2g,
+    // in a real cgroup with those limits (what `deploy.resources.limits` makes) and its scratch
+    // folder standing for the volume.
+    const { cpus, memory } = limits(w, { TESSERA_WORKER_CPUS: '1', TESSERA_WORKER_MEMORY: '2g' });
+    expect([cpus, memory]).toEqual(['1', '2g']);
+    const cgroups = ['/sys/fs/cgroup/cpu', '/sys/fs/cgroup/memory'].map((c) => path.join(c, `tessera-compose-${process.pid}`));
+    const folder = await mkdtemp(path.join(os.tmpdir(), 'tessera-scratch-'));
+    await Promise.all(cgroups.map((c) => mkdir(c)));
+    let worker: ReturnType<typeof spawn> | undefined;
+    try {
+      await writeFile(path.join(cgroups[0]!, 'cpu.cfs_period_us'), '100000');
+      await writeFile(path.join(cgroups[0]!, 'cpu.cfs_quota_us'), String(Number(cpus) * 100000));
+      await writeFile(path.join(cgroups[1]!, 'memory.limit_in_bytes'), String(2 * 2 ** 30));
+      const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TESSERA_')));
+      const containerEnv = Object.fromEntries(Object.entries(w.environment ?? {}).map(([k, v]) => [k, interpolate(v)]));
+      worker = spawn('sh', ['-c', `for c in "$@"; do echo $$ > "$c/cgroup.procs"; done; exec "${process.execPath}" "${CLI_PATH}" ${w.command!.map((a) => `'${a}'`).join(' ')} --coordinator ${cluster.address} --name compose-worker`, 'sh', ...cgroups], {
+        env: { ...clean, ...containerEnv, TMPDIR: folder, TESSERA_LOG_LEVEL: 'error' },
+        stdio: 'ignore',
+      });
+      let seen: { slots: number; cpu_count: number; memory_bytes: number } | undefined;
+      for (let i = 0; i < 100 && !seen; i++) {
+        const r = await cluster.runCli(['workers', '--json']);
+        seen = (JSON.parse(r.stdout || '[]') as { name: string; slots: number; cpu_count: number; memory_bytes: number }[]).find((x) => x.name === 'compose-worker');
+        if (!seen) await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(seen).toMatchObject({ slots: 1, cpu_count: 1, memory_bytes: 2 * 2 ** 30 });
+      // Its scratch root is in the volume's folder, not in the container's own /tmp.
+      expect((await readdir(folder)).filter((f) => f.startsWith('tessera-worker-compose-worker-'))).toHaveLength(1);
+    } finally {
+      worker?.kill('SIGKILL');
+      if (worker && worker.exitCode === null && worker.signalCode === null) await new Promise((r) => worker!.once('exit', r));
+      // The cgroups are empty once the worker (and anything it started) is gone.
+      for (const c of cgroups) for (let i = 0; i < 50; i++) if (await rmdir(c).then(() => true, () => false)) break; else await new Promise((r) => setTimeout(r, 100));
+      await rm(folder, { recursive: true, force: true });
+    }
   });
 
   it('runs a health check that works against a live coordinator; the image has none (workers share it)', async () => {
