@@ -41,12 +41,19 @@ async function pair(name: string, raw: Buffer, channels: 1 | 3, icc: Buffer): Pr
   return { eight, sixteen };
 }
 
-/** Mean sample of each band of the output, read as it is stored (it carries no profile). */
+/**
+ * Mean sample of each band of the output, read as it is stored (it carries no profile), on the
+ * 8-bit scale: a 16-bit PNG (a 16-bit RGB source's, converted to sRGB at 16 bits) over 257.
+ */
 async function means(file: string): Promise<number[]> {
   const m = await sharp(file).metadata();
   expect(m.icc, 'metadata not kept: no profile in the output').toBeUndefined();
-  return (await sharp(file).stats()).channels.slice(0, 3).map((c) => Math.round(c.mean));
+  const scale = m.depth === 'ushort' ? 257 : 1;
+  return (await sharp(file).stats()).channels.slice(0, 3).map((c) => Math.round(c.mean / scale));
 }
+
+/** Sample format of the last output {@link run} made. */
+let lastDepth: string | undefined;
 
 async function run(file: string, params: Record<string, unknown>): Promise<number[]> {
   // `strips`: tiled from the source itself (each worker reads it), as an image past the tiling threshold is.
@@ -55,6 +62,7 @@ async function run(file: string, params: Record<string, unknown>): Promise<numbe
   else delete process.env['TESSERA_TILE_THRESHOLD_PIXELS'];
   const r = await runKindInProcess(imageKind, imageProcessor, imageSpec(rest), [file], { dir, slots: 2 });
   expect(r.errors).toEqual([]);
+  lastDepth = (await sharp(r.outputs[0]!.path).metadata()).depth;
   return means(r.outputs[0]!.path);
 }
 
@@ -70,6 +78,8 @@ describe('a 16-bit source with an embedded ICC profile, metadata stripped (defau
     for (const params of CASES) {
       const expected = await run(eight, params); // about 217,42,24: P3 (200,60,40) in sRGB
       const got = await run(sixteen, params);
+      // Converted to sRGB into a 16-bit copy, it stays 16-bit in a PNG.
+      expect(lastDepth).toBe(params.format === 'png' ? 'ushort' : 'uchar');
       seen.push(`${JSON.stringify(params)}: 8-bit source gives ${expected}, 16-bit source gives ${got}`);
     }
     // Observed: every 16-bit case gives 200/201,60,40 (the P3 numbers, untagged) against 217,42,24.
@@ -85,6 +95,8 @@ describe('a 16-bit source with an embedded ICC profile, metadata stripped (defau
     for (const params of CASES) {
       const expected = await run(eight, params); // about 182: linear 120 shown in sRGB
       const got = await run(sixteen, params);
+      // Grey is converted through its profile at 8 bits (the only way libvips converts it): 8-bit.
+      expect(lastDepth).toBe('uchar');
       seen.push(`${JSON.stringify(params)}: 8-bit source gives ${expected[0]}, 16-bit source gives ${got[0]}`);
     }
     // Observed: 182 for the 8-bit source, 120 for the 16-bit one (the linear samples read as sRGB).

@@ -54,7 +54,7 @@ const imageSpec = (params: Record<string, unknown>): JobSpec__Output =>
   ({ label: 'test', priority: 0, max_attempts: 3, params: 'image', image: params }) as unknown as JobSpec__Output;
 
 /** The output's samples: tiled (a `tile_size` grid, as a huge image is cut), or on the whole-image path. */
-async function pixels(file: string, params: Record<string, unknown>, tiled: boolean): Promise<Buffer> {
+async function pixels(file: string, params: Record<string, unknown>, tiled: boolean): Promise<Uint16Array> {
   const { strip_read: read, tile_size: tile, ...rest } = params;
   if (tiled) rest['tile_size'] = tile;
   if (tiled) process.env['TESSERA_TILE_THRESHOLD_PIXELS'] = '1';
@@ -64,10 +64,13 @@ async function pixels(file: string, params: Record<string, unknown>, tiled: bool
   else delete process.env['TESSERA_TILE_STRIP_READ'];
   const r = await runKindInProcess(imageKind, imageProcessor, imageSpec(rest), [file], { dir, slots: 2 });
   expect(r.errors).toEqual([]);
-  return sharp(r.outputs[0]!.path).raw().toBuffer();
+  // 16-bit on both paths (a 16-bit RGB source into PNG), compared at 16 bits.
+  expect((await sharp(r.outputs[0]!.path).metadata()).depth).toBe('ushort');
+  const raw = await sharp(r.outputs[0]!.path).toColourspace('rgb16').raw({ depth: 'ushort' }).toBuffer();
+  return new Uint16Array(raw.buffer, raw.byteOffset, raw.length / 2);
 }
 
-function compare(a: Buffer, b: Buffer): string {
+function compare(a: Uint16Array, b: Uint16Array): string {
   let differ = 0;
   let max = 0;
   for (let i = 0; i < a.length; i++) {
@@ -89,7 +92,9 @@ async function means(file: string, params: Record<string, unknown>): Promise<num
   delete process.env['TESSERA_TILE_THRESHOLD_PIXELS'];
   const r = await runKindInProcess(imageKind, imageProcessor, imageSpec(params), [file], { dir, slots: 2 });
   expect(r.errors).toEqual([]);
-  return (await sharp(r.outputs[0]!.path).stats()).channels.slice(0, 3).map((c) => Math.round(c.mean));
+  // On the 8-bit scale: a 16-bit PNG's samples over 257.
+  const scale = (await sharp(r.outputs[0]!.path).metadata()).depth === 'ushort' ? 257 : 1;
+  return (await sharp(r.outputs[0]!.path).stats()).channels.slice(0, 3).map((c) => Math.round(c.mean / scale));
 }
 
 describe('colour operations on a 16-bit source with an ICC profile (metadata not kept), whole-image path', () => {

@@ -9,15 +9,20 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyEncoding, applyPipeline } from '../shared/media/image-pipeline.js';
-import type { TileConfig } from '../shared/media/tile-config.js';
 import type { TileImageParams } from '../shared/media/tile-pipeline.js';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import type { SpoolFile, SubtaskOutcome } from '../shared/job-kind.js';
+import { allTiles, mergeTiles, planTiles } from '../coordinator/kinds/image-tiles.js';
+import { processTile } from '../worker/processors/image-tile.js';
+import type { TilePlan } from '../shared/media/tile-plan.js';
+import { tileConfig, type TileConfig } from '../shared/media/tile-config.js';
 import { vipsHeader } from '../shared/media/tile-vips-file.js';
 import { comparePixels, imageParams, makeSource, runTiledInProcess, runWhole } from './tiles-helpers.js';
 
 let dir: string;
 let src16: string;
 let grey16: string;
+let rgba16: string;
 let run = 0;
 
 beforeAll(async () => {
@@ -35,6 +40,17 @@ beforeAll(async () => {
     .toFile(src16);
   grey16 = path.join(dir, 'grey16.png');
   await sharp(src16).toColourspace('grey16').png({ compressionLevel: 1 }).toFile(grey16);
+  // With an alpha band that varies in its low byte as well.
+  const rgba = Buffer.alloc((rgb.data.length / 3) * 4);
+  for (let i = 0; i < rgb.data.length / 6; i++) {
+    rgb.data.copy(rgba, i * 8, i * 6, i * 6 + 6);
+    rgba.writeUInt16LE(20000 + ((i * 104729) % 45000), i * 8 + 6);
+  }
+  rgba16 = path.join(dir, 'rgba16.png');
+  await sharp(rgba, { raw: { width: rgb.info.width, height: rgb.info.height, channels: 4, depth: 'ushort' } as sharp.CreateRaw })
+    .toColourspace('rgb16')
+    .png({ compressionLevel: 1 })
+    .toFile(rgba16);
 });
 
 afterAll(async () => {
@@ -79,15 +95,19 @@ describe('16-bit sources, tiled vs whole image, pixel-exact', () => {
       const r = await tiledVsWhole(src16, imageParams({ ...ops, format: 'png', tile_size: tile }), config);
       expect(r.tiles).toBeGreaterThan(1);
       expect([...r.reads]).toEqual([readOf(config, tile)]);
-      // The output has the whole-image pipeline's bit depth.
+      // The output has the whole-image pipeline's bit depth: 16 bits in PNG, unless made grey
+      // (sharp's greyscale is 8-bit), compared sample for sample at that depth.
       expect(r.depths[0]).toBe(r.depths[1]);
+      expect(r.depths[0]).toBe('grayscale' in ops ? 'uchar' : 'ushort');
+      expect(r.depth).toBe('grayscale' in ops ? 8 : 16);
       expect(r.maxDiff).toBe(0);
     });
   }
 
   it.each(MODES)('%s: 16-bit grey, blur + sharpen', async (_mode, config, tile) => {
     const r = await tiledVsWhole(grey16, imageParams({ blur: 2, sharpen: true, format: 'png', tile_size: tile }), config);
-    expect(r.depths[0]).toBe(r.depths[1]);
+    expect(r.depths).toEqual(['ushort', 'ushort']);
+    expect(r.depth).toBe(16);
     expect([...r.reads]).toEqual([readOf(config, tile)]);
     expect(r.maxDiff).toBe(0);
   });
@@ -95,6 +115,7 @@ describe('16-bit sources, tiled vs whole image, pixel-exact', () => {
   it('resize (in the decode pass) + blur + sharpen: the resize also runs at 16 bits', async () => {
     const r = await tiledVsWhole(src16, imageParams({ width: 1013, blur: 2.5, sharpen: true, format: 'png' }), { stripRead: 'source' });
     expect([...r.reads]).toEqual(['intermediate']);
+    expect(r.depth).toBe(16);
     expect(r.maxDiff).toBe(0);
   });
 
@@ -142,6 +163,50 @@ describe('16-bit sources, tiled vs whole image, pixel-exact', () => {
         message: expect.stringContaining('linear.tif: tiled processing of a float scRGB (linear light) image is pixel-exact only for geometry (resize, crop, rotate, flip), not '),
       });
     }
+  });
+
+  it.each(MODES)('%s: TIFF out of a 16-bit RGBA source is 16-bit, its alpha too, sample for sample the batch path\'s TIFF', async (_mode, config, tile) => {
+    const d = path.join(dir, `run-${run++}`);
+    const params = imageParams({ blur: 2, sharpen: true, rotate: 270, format: 'tiff', tile_size: tile });
+    const tiled = await runTiledInProcess(rgba16, params, d, { slots: 3, config });
+    expect(tiled.plans.length).toBeGreaterThan(1);
+    const whole = path.join(d, 'whole.tif');
+    await applyEncoding(applyPipeline(sharp(rgba16), params), params, 'tiff', { sixteenBit: 'rgb16' }).toFile(whole);
+    const [t, w] = await Promise.all([sharp(tiled.output).metadata(), sharp(whole).metadata()]);
+    expect([t.format, t.depth, t.channels, t.hasAlpha]).toEqual(['tiff', 'ushort', 4, true]);
+    expect([w.depth, w.channels]).toEqual(['ushort', 4]);
+    const r = await comparePixels(tiled.output, whole);
+    expect(r.depth).toBe(16);
+    expect(r.maxDiff).toBe(0);
+  });
+
+  it('a tile that comes back 8-bit among 16-bit ones (a worker of an older version) fails the input as DATA_LOSS, not a dark stripe', async () => {
+    const d = path.join(dir, `run-${run++}`);
+    const signal = new AbortController().signal;
+    const input: SpoolFile = { name: 'source16.png', path: src16, size: 0, sha256: '' };
+    const subtasks = await allTiles(await planTiles({ input, params: imageParams({ blur: 1, format: 'png' }), workDir: path.join(d, 'job'), slots: 2, signal, config: { ...tileConfig({}), thresholdPixels: 1, stripRead: 'source' } }));
+    expect(subtasks.length).toBe(2);
+    const outcomes: SubtaskOutcome[] = [];
+    for (const [index, sub] of subtasks.entries()) {
+      const workDir = path.join(d, `sub-${index}`);
+      await mkdir(workDir, { recursive: true });
+      const r = await processTile({ plan: sub.plan as TilePlan, inputs: sub.inputs.map((f) => ({ name: f.name, path: f.path, size: f.size })), workDir, signal });
+      let out = r.outputs[0]!.path;
+      expect((await sharp(out).metadata()).depth).toBe('ushort');
+      if (index === 1) {
+        // What a worker that writes every tile at 8 bits sends: the same tile, 8-bit sRGB.
+        const eight = path.join(workDir, 'eight.v');
+        await sharp(out).toFile(eight);
+        expect((await sharp(eight).metadata()).depth).toBe('uchar');
+        out = eight;
+      }
+      outcomes.push({ index, phase: 0, label: sub.label, plan: sub.plan, items: sub.items, ok: true, outputs: [{ name: 'tile.v', path: out, size: 0, sha256: '' }], itemErrors: [], result: r.result, worker: 'in-process' });
+    }
+    const outDir = path.join(d, 'out');
+    await mkdir(outDir, { recursive: true });
+    const merged = await mergeTiles(outcomes, outDir, signal, path.join(d, 'job'));
+    expect(merged.outputs).toEqual([]);
+    expect(merged.errors).toEqual([{ input: 'source16.png', code: 'DATA_LOSS', message: 'source16.png: tile 2 came back with samples of band format 0, the others 2' }]);
   });
 
   it.each(MODES)('%s: JPEG out decodes to the whole-image JPEG pixels', async (_mode, config, tile) => {

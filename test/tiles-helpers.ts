@@ -9,7 +9,7 @@ import type { SpoolFile, SubtaskOutcome, SubtaskPlan } from '../shared/job-kind.
 import { mergeTiles, planTiles } from '../coordinator/kinds/image-tiles.js';
 import { processTile } from '../worker/processors/image-tile.js';
 import type { PipelineFn, TileImageParams } from '../shared/media/tile-pipeline.js';
-import { applyPipeline } from '../shared/media/image-pipeline.js';
+import { applyPipeline, sixteenBitSpace } from '../shared/media/image-pipeline.js';
 import { validateImageParams } from '../shared/kinds/image-params.js';
 import type { ImageParams__Output } from '../shared/proto/generated/tessera/v1/ImageParams.js';
 import type { TilePlan } from '../shared/media/tile-plan.js';
@@ -88,18 +88,34 @@ export async function runTiledInProcess(
   return { output: merged.outputs[0]!.path, plans: plans.map((p) => p.plan as TilePlan).sort((a, b) => a.index - b.index) };
 }
 
-/** The same pipeline on the whole image in one sharp call, written as PNG (lossless). */
+/**
+ * The same pipeline on the whole image in one sharp call, written as PNG (lossless) at the depth
+ * the batch path writes a PNG in: 16 bits for a 16-bit RGB or grey source not made grey.
+ */
 export async function runWhole(src: string, params: TileImageParams, out: string, pipeline: PipelineFn = applyPipeline): Promise<string> {
-  await pipeline(sharp(src, { limitInputPixels: 1e9 }), params).png({ compressionLevel: 1 }).toFile(out);
+  const sixteenBit = sixteenBitSpace(await sharp(src, { limitInputPixels: 1e9 }).metadata(), params.grayscale, 'png');
+  const img = pipeline(sharp(src, { limitInputPixels: 1e9 }), params);
+  await (sixteenBit ? img.toColourspace(sixteenBit) : img).png({ compressionLevel: 1 }).toFile(out);
   return out;
 }
 
-/** Decoded pixels of two images: dimensions, channels, max absolute difference and PSNR (dB). */
-export async function comparePixels(a: string, b: string): Promise<{ width: number; height: number; channels: number; maxDiff: number; psnr: number }> {
-  const [ra, rb] = await Promise.all([
-    sharp(a, { limitInputPixels: 1e9 }).raw().toBuffer({ resolveWithObject: true }),
-    sharp(b, { limitInputPixels: 1e9 }).raw().toBuffer({ resolveWithObject: true }),
-  ]);
+/** Decoded samples of an image: at 16 bits where it has them (RGB, or grey where one band), else 8-bit sRGB. */
+async function samplesOf(file: string, sixteen: boolean): Promise<{ data: Uint8Array | Uint16Array; info: sharp.OutputInfo }> {
+  const img = sharp(file, { limitInputPixels: 1e9 });
+  if (!sixteen) return img.raw().toBuffer({ resolveWithObject: true });
+  const m = await img.metadata();
+  const r = await img.toColourspace((m.channels ?? 3) <= 2 ? 'grey16' : 'rgb16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
+  return { data: new Uint16Array(r.data.buffer, r.data.byteOffset, r.data.length / 2), info: r.info };
+}
+
+/**
+ * Decoded pixels of two images: dimensions, channels, max absolute difference and PSNR (dB), at 16
+ * bits a sample where both are 16-bit (`depth`), else at 8.
+ */
+export async function comparePixels(a: string, b: string): Promise<{ width: number; height: number; channels: number; maxDiff: number; psnr: number; depth: 8 | 16 }> {
+  const [ma, mb] = await Promise.all([sharp(a, { limitInputPixels: 1e9 }).metadata(), sharp(b, { limitInputPixels: 1e9 }).metadata()]);
+  const sixteen = ma.depth === 'ushort' && mb.depth === 'ushort';
+  const [ra, rb] = await Promise.all([samplesOf(a, sixteen), samplesOf(b, sixteen)]);
   if (ra.info.width !== rb.info.width || ra.info.height !== rb.info.height || ra.info.channels !== rb.info.channels) {
     throw new Error(`size mismatch: ${ra.info.width}x${ra.info.height}x${ra.info.channels} vs ${rb.info.width}x${rb.info.height}x${rb.info.channels}`);
   }
@@ -111,12 +127,14 @@ export async function comparePixels(a: string, b: string): Promise<{ width: numb
     se += d * d;
   }
   const mse = se / ra.data.length;
+  const peak = sixteen ? 65535 : 255;
   return {
     width: ra.info.width,
     height: ra.info.height,
     channels: ra.info.channels,
     maxDiff,
-    psnr: mse === 0 ? Infinity : 10 * Math.log10((255 * 255) / mse),
+    psnr: mse === 0 ? Infinity : 10 * Math.log10((peak * peak) / mse),
+    depth: sixteen ? 16 : 8,
   };
 }
 

@@ -811,12 +811,17 @@ async function stitchSource(source: string, list: SubtaskOutcome[], outputDir: s
   }
   // Every tile must be the `.v` it says it is, of its size, before libvips (which picks a loader by
   // content) opens it.
+  let bandFormat: number | undefined;
   for (const o of list) {
     const plan = o.plan as TilePlan;
     const v = await readVipsSize(o.outputs[0]!.path);
     if (!v || v.width !== plan.out.w || v.height !== plan.out.h) {
       throw new TileCheckError(`${source}: tile ${plan.index + 1} came back ${v ? `as a ${v.width}x${v.height} .v` : 'in another format than .v'}, expected a ${plan.out.w}x${plan.out.h} .v`);
     }
+    // All of one sample format (8 or 16 bits: workers of different versions may disagree), or the
+    // join would scale none of them and the 8-bit ones come out nearly black.
+    bandFormat ??= v.bandFormat;
+    if (v.bandFormat !== bandFormat) throw new TileCheckError(`${source}: tile ${plan.index + 1} came back with samples of band format ${v.bandFormat}, the others ${bandFormat}`);
   }
   const got = await stitchTiles({
     tiles,

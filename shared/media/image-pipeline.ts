@@ -309,6 +309,23 @@ export function tiffResolution(density: number | undefined): { xres?: number; yr
   return density && density > 0 ? { xres: density / 25.4, yres: density / 25.4 } : {};
 }
 
+/** Formats written at 16 bits a sample where the source has them: JPEG, WebP, GIF and sharp's AVIF hold 8. */
+export function holdsSixteenBits(format: OutputFormat): boolean {
+  return format === 'png' || format === 'tiff';
+}
+
+/**
+ * The 16-bit space a result is written in, or undefined for 8 bits. A 16-bit RGB or grey source
+ * (sharp's `ushort` in `rgb16` or `grey16`, after any conversion through its own profile) written
+ * as PNG or TIFF keeps its 16 bits, in the bands it would have at 8 (RGB, or one grey band where
+ * `oneBand`); made grey it is 8-bit, as sharp's greyscale is. sharp itself converts every result to
+ * 8-bit sRGB at the very end unless told a 16-bit space: the pipeline before that runs at 16 bits.
+ */
+export function sixteenBitSpace(m: { depth?: string | undefined; space?: string | undefined }, grayscale: boolean, format: OutputFormat, oneBand = false): 'rgb16' | 'grey16' | undefined {
+  if (m.depth !== 'ushort' || (m.space !== 'rgb16' && m.space !== 'grey16') || grayscale || !holdsSixteenBits(format)) return undefined;
+  return oneBand ? 'grey16' : 'rgb16';
+}
+
 /** What {@link applyEncoding} needs to know of the source beyond its pixels. */
 export interface EncodingSource {
   /** Dots per inch (sharp's metadata), which TIFF must be told. */
@@ -321,6 +338,8 @@ export interface EncodingSource {
   profile?: string | undefined;
   /** A CMYK source with its own profile (sharp's `space` cmyk, `hasProfile`). */
   cmykWithProfile?: boolean | undefined;
+  /** The 16-bit space to write the result in ({@link sixteenBitSpace}); 8 bits where undefined. */
+  sixteenBit?: 'rgb16' | 'grey16' | undefined;
 }
 
 /** Formats that write a one-band image as one band, and so can carry a grey ICC profile. */
@@ -338,8 +357,10 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
     // sharp writes sRGB, to which a grey profile cannot be attached: it was dropped, the samples
     // left unconverted (the image much darker or lighter). Kept one band where the format holds it;
     // else converted through the profile and tagged sRGB.
-    if (source.greyWithProfile) img = GREY_FORMATS.has(format) ? img.toColourspace('b-w') : img.withIccProfile('srgb');
+    if (source.greyWithProfile) img = GREY_FORMATS.has(format) ? img.toColourspace(source.sixteenBit ?? 'b-w') : img.withIccProfile('srgb');
   }
+  // Last, so that every step before runs at 16 bits and only the writer's cast is left out.
+  if (source.sixteenBit && !(p.keepMetadata && source.greyWithProfile)) img = img.toColourspace(source.sixteenBit);
   const quality = p.quality || undefined;
   switch (format) {
     case 'jpeg':

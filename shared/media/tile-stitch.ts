@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import type { Sharp } from 'sharp';
 import { invalidArgument } from '../errors.js';
 import { PYRAMID_TILE_FORMATS } from '../kinds/image-params.js';
-import { FORMAT_EXTENSION, tiffResolution, type OutputFormat } from './image-pipeline.js';
+import { FORMAT_EXTENSION, holdsSixteenBits, tiffResolution, type OutputFormat } from './image-pipeline.js';
 import type { Rect } from './tiling.js';
 import type { TiledOutput } from './tile-pipeline.js';
 
@@ -89,7 +89,8 @@ export function encodeTiled(
   quality: number,
   width: number,
   height: number,
-  channels: number,
+  /** Bytes of a pixel's samples (bands x 1 or 2), for TIFF's choice of BigTIFF. */
+  bytesPerPixel: number,
   iiif?: { id: string; name: string },
   density?: number,
 ): Sharp {
@@ -124,7 +125,7 @@ export function encodeTiled(
         tile: true,
         tileWidth: 256,
         tileHeight: 256,
-        bigtiff: width * height * channels > 3.5 * 2 ** 30,
+        bigtiff: width * height * bytesPerPixel > 3.5 * 2 ** 30,
         ...tiffResolution(density),
       });
       break;
@@ -202,9 +203,14 @@ export async function stitchTiles(opts: {
   // A pyramid's tiles cannot carry the source's EXIF orientation (a viewer would turn each tile
   // on its own, the picture scrambled): upright, as the descriptor's size is.
   if (opts.metadata && opts.output !== 'image') img = img.withMetadata({ orientation: 1 });
+  const first = await sharp(paths[0]!).metadata();
+  // 16-bit tiles (a 16-bit source into PNG or TIFF: image-tile.ts) are written at 16 bits, as the
+  // batch path writes the same image; sharp would cast them to 8-bit sRGB.
+  const sixteen = first.depth === 'ushort' && opts.output === 'image' && holdsSixteenBits(opts.format);
+  if (sixteen) img = img.toColourspace(opts.channels === 1 ? 'grey16' : 'rgb16');
   // TIFF is told the resolution the tiles carry (the source's), or sharp writes its own 25.4 dpi.
-  const density = opts.format === 'tiff' && opts.output === 'image' ? (await sharp(paths[0]!).metadata()).density : undefined;
-  img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels, { id: opts.iiifId ?? '', name: path.basename(opts.outPath, '.zip') }, density);
+  const density = opts.format === 'tiff' && opts.output === 'image' ? first.density : undefined;
+  img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels * (sixteen ? 2 : 1), { id: opts.iiifId ?? '', name: path.basename(opts.outPath, '.zip') }, density);
   const info = await img.toFile(opts.outPath);
   return { width: info.width, height: info.height };
 }

@@ -21,10 +21,10 @@ describe('readVipsSize', () => {
   it("gives the size of a .v that libvips wrote, and of the workers' own 8-bit .v", async () => {
     const written = path.join(dir, 'sharp.v');
     await sharp({ create: { width: 37, height: 21, channels: 3, background: '#123456' } }).toFile(written);
-    expect(await readVipsSize(written)).toEqual({ width: 37, height: 21, channels: 3 });
+    expect(await readVipsSize(written)).toEqual({ width: 37, height: 21, channels: 3, bandFormat: 0 });
     const own = path.join(dir, 'own.v');
     await writeFile(own, Buffer.concat([vipsHeader(5, 4, 4), Buffer.alloc(5 * 4 * 4)]));
-    expect(await readVipsSize(own)).toEqual({ width: 5, height: 4, channels: 4 });
+    expect(await readVipsSize(own)).toEqual({ width: 5, height: 4, channels: 4, bandFormat: 0 });
   });
 
   it('says undefined of anything else: SVG, PNG, a short file', async () => {

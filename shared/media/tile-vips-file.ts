@@ -61,7 +61,7 @@ export function vipsResolution(head: Buffer): Resolution | undefined {
  * loader by a file's content, and a tile that is not what it should be (a worker's fault, or a
  * hostile worker's SVG) must never reach another loader.
  */
-export async function readVipsSize(file: string): Promise<{ width: number; height: number; channels: number } | undefined> {
+export async function readVipsSize(file: string): Promise<{ width: number; height: number; channels: number; bandFormat: number } | undefined> {
   const fh = await open(file, 'r');
   try {
     const { buffer, bytesRead } = await fh.read(Buffer.alloc(HEADER_BYTES), 0, HEADER_BYTES, 0);
@@ -70,7 +70,7 @@ export async function readVipsSize(file: string): Promise<{ width: number; heigh
     if (magic !== MAGIC_INTEL && magic !== MAGIC_SPARC) return undefined;
     const le = magic === MAGIC_INTEL;
     const int = (at: number): number => (le ? buffer.readUInt32LE(at) : buffer.readUInt32BE(at));
-    return { width: int(4), height: int(8), channels: int(12) };
+    return { width: int(4), height: int(8), channels: int(12), bandFormat: int(20) };
   } finally {
     await fh.close();
   }

@@ -12,7 +12,7 @@ import sharp from 'sharp';
 import type { LocalFile, ProcessResult } from '../../shared/job-kind.js';
 import { TesseraError, failedPrecondition, hasLocalTroubleCode, invalidArgument, isAbortError, isLocalTrouble } from '../../shared/errors.js';
 import { describeSharpError } from '../../shared/media/image-errors.js';
-import { applyPipeline } from '../../shared/media/image-pipeline.js';
+import { applyPipeline, holdsSixteenBits } from '../../shared/media/image-pipeline.js';
 import { vipsSafePath } from '../../shared/media/vips-path.js';
 import { keepsOwnSpace, type PipelineFn } from '../../shared/media/tile-pipeline.js';
 import { encodeTiled } from '../../shared/media/tile-stitch.js';
@@ -71,7 +71,10 @@ async function processInput(ctx: TileProcessContext, input: LocalFile, pipeline:
   const src = sharp(source, { limitInputPixels: plan.limitInputPixels, sequentialRead: plan.read === 'source', ignoreIcc: m ? keepsOwnSpace(m, plan.params.keepMetadata) : plan.params.keepMetadata });
   const piped = pipeline(src, plan.params);
   let result: TileResult;
-  if (plan.depth === 'uchar' || plan.depth === 'ushort') {
+  // A 16-bit source's image in PNG or TIFF is written at 16 bits, as on the batch path
+  // (sixteenBitSpace; a tiled result has RGB bands): its tiles stay 16-bit to the stitch.
+  const sixteenBit = plan.output === 'image' && plan.depth === 'ushort' && !plan.params.grayscale && holdsSixteenBits(plan.format) ? 'rgb16' : undefined;
+  if ((plan.depth === 'uchar' || plan.depth === 'ushort') && !sixteenBit) {
     // 8-bit output (the usual case): keep the processed tile in memory (at most one strip) rather
     // than writing and re-reading it. A 16-bit tile is processed at 16 bits and comes out of the
     // pipeline as 8-bit sRGB or grey, converted once at the end exactly as the whole-image pipeline does.
@@ -99,15 +102,15 @@ async function processInput(ctx: TileProcessContext, input: LocalFile, pipeline:
     await writeVipsRect(outPath, data, info, core, await inputResolution(plan, input, ctx.workDir));
     result = { index: plan.index, width: core.w, height: core.h, channels: info.channels };
   } else {
-    // Deeper formats go through a .v file, which keeps the band format and interpretation.
+    // 16-bit results and deeper formats go through a .v file, which keeps the band format and
+    // interpretation (told the 16-bit space, else sharp writes 8-bit sRGB).
     const processed = path.join(ctx.workDir, `processed-${plan.index}.v`);
-    const info = await piped.toFile(processed);
+    const info = await (sixteenBit ? piped.toColourspace(sixteenBit) : piped).toFile(processed);
     checkSize(plan, info.width, info.height, expected);
     ctx.progress?.(0.7, 'cropping halo');
     ctx.signal.throwIfAborted();
-    const out = await sharp(processed, { limitInputPixels: plan.limitInputPixels })
-      .extract({ left: core.x, top: core.y, width: core.w, height: core.h })
-      .toFile(outPath);
+    const cropped = sharp(processed, { limitInputPixels: plan.limitInputPixels }).extract({ left: core.x, top: core.y, width: core.w, height: core.h });
+    const out = await (sixteenBit ? cropped.toColourspace(sixteenBit) : cropped).toFile(outPath);
     result = { index: plan.index, width: out.width, height: out.height, channels: out.channels };
   }
   ctx.progress?.(1);

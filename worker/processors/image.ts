@@ -10,7 +10,7 @@ import { isTilePlan } from '../../shared/media/tile-plan.js';
 import { needsSrgbFromSixteen, writeSrgbCopy } from '../../shared/media/tile-pipeline.js';
 import { processTile } from './image-tile.js';
 import { vipsSafePath } from '../../shared/media/vips-path.js';
-import { FORMAT_EXTENSION, animationRefusal, cropProblem, gifTruncation, keepsFrames, maxInputPixels, openImage, outputFormat, outputPixels, imagePages, renderImage } from '../../shared/media/image-pipeline.js';
+import { FORMAT_EXTENSION, animationRefusal, cropProblem, gifTruncation, keepsFrames, maxInputPixels, openImage, outputFormat, outputPixels, imagePages, renderImage, sixteenBitSpace } from '../../shared/media/image-pipeline.js';
 
 interface BatchPlan {
   type: 'batch';
@@ -109,11 +109,14 @@ async function processOne(given: string, outputName: string, p: ImageParams, wor
       profile = path.join(workDir, `.profile-${name}.icc`);
       await writeFile(profile, samples.icc);
     }
+    // 16 bits kept in PNG and TIFF, in the bands the result has at 8: one where a grey source's
+    // profile is kept with it (applyEncoding), else RGB.
+    const sixteenBit = sixteenBitSpace(samples, p.grayscale, format, greyWithProfile && p.keepMetadata);
     const info = await renderImage(src, p, dest, {
       format,
       animated,
       samples,
-      source: { density: samples.density, greyWithProfile, eightBit: samples.depth === 'uchar', profile, cmykWithProfile: samples.space === 'cmyk' && Boolean(samples.hasProfile) },
+      source: { density: samples.density, greyWithProfile, eightBit: samples.depth === 'uchar', profile, cmykWithProfile: samples.space === 'cmyk' && Boolean(samples.hasProfile), sixteenBit },
       workDir,
       signal,
     }).catch(async (err: unknown) => {
