@@ -14,7 +14,7 @@ import { imageKind } from '../coordinator/kinds/image.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import { imageProcessor } from '../worker/processors/image.js';
 import { runKindInProcess } from './helpers/media.js';
-import { greyIcc, withIcc } from './helpers/icc.js';
+import { greyIcc, withIcc, withPngIcc } from './helpers/icc.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -68,5 +68,55 @@ describe('keep_metadata on a grey source with its own ICC profile', () => {
     expect(run.errors).toEqual([]);
     const m = await sharp(run.outputs[0]!.path).metadata();
     expect({ depth: m.depth, bitsPerSample: m.bitsPerSample }).toEqual({ depth: 'uchar', bitsPerSample: 8 });
+  });
+
+  it.each([
+    ['strips read from the source', {}, undefined],
+    ['strips cut from the decoded intermediate', {}, 'intermediate'],
+    ['a --tile grid', { tile_size: 96 }, undefined],
+  ] as const)('tiled (%s): the profile stays with one grey band in JPEG, PNG and TIFF, the samples the batch path\'s', async (_mode, extra, read) => {
+    // A 16-bit one too: one 16-bit grey band in PNG.
+    const raw = Buffer.alloc(301 * 203);
+    for (let i = 0; i < raw.length; i++) raw[i] = (i * 7 + (i >> 5)) % 256;
+    const eight = await sharp(raw, { raw: { width: 301, height: 203, channels: 1 } }).toColourspace('b-w').png().toBuffer();
+    const sources = {
+      jpg: withIcc(await sharp(eight).toColourspace('b-w').jpeg({ quality: 95 }).toBuffer(), greyIcc(1.8)),
+      png16: withPngIcc(await sharp(eight).toColourspace('grey16').png().toBuffer(), greyIcc(1.8)),
+    };
+    const seen: string[] = [];
+    for (const [name, bytes] of Object.entries(sources)) {
+      const src = path.join(dir, `tiled-grey-${name}.${name === 'jpg' ? 'jpg' : 'png'}`);
+      await writeFile(src, bytes);
+      for (const format of name === 'jpg' ? ['jpeg', 'png', 'tiff'] : ['png', 'tiff']) {
+        const params = { format, keep_metadata: true, blur: 1.2, ...extra };
+        const out: { path: string; m: sharp.Metadata; samples: Buffer }[] = [];
+        for (const tiled of [false, true]) {
+          if (tiled) process.env['TESSERA_TILE_THRESHOLD_PIXELS'] = '1';
+          if (tiled && read) process.env['TESSERA_TILE_STRIP_READ'] = read;
+          const spec = imageSpec(tiled ? params : { format, keep_metadata: true, blur: 1.2 });
+          const run = await runKindInProcess(imageKind, imageProcessor, spec, [src], { dir, slots: 2 }).finally(() => {
+            delete process.env['TESSERA_TILE_THRESHOLD_PIXELS'];
+            delete process.env['TESSERA_TILE_STRIP_READ'];
+          });
+          expect(run.errors).toEqual([]);
+          const file = run.outputs[0]!.path;
+          const m = await sharp(file).metadata();
+          out.push({ path: file, m, samples: await sharp(file).toColourspace(m.depth === 'ushort' ? 'grey16' : 'b-w').raw({ depth: m.depth === 'ushort' ? 'ushort' : 'uchar' }).toBuffer() });
+        }
+        const [batch, tiled] = out as [(typeof out)[0], (typeof out)[0]];
+        const describe = (o: (typeof out)[0]): string => `${o.m.channels} band(s) ${o.m.depth}, profile ${o.m.icc?.equals(greyIcc(1.8)) ? 'kept' : o.m.icc ? 'another' : 'none'}`;
+        seen.push(`${name} -> ${format}: batch ${describe(batch)}, tiled ${describe(tiled)}, samples ${batch.samples.equals(tiled.samples) ? 'the same' : 'differ'}`);
+      }
+    }
+    // Observed before: tiled, three bands and no profile: the samples unconverted, read as sRGB.
+    expect(seen.join('\n')).toBe(
+      [
+        'jpg -> jpeg: batch 1 band(s) uchar, profile kept, tiled 1 band(s) uchar, profile kept, samples the same',
+        'jpg -> png: batch 1 band(s) uchar, profile kept, tiled 1 band(s) uchar, profile kept, samples the same',
+        'jpg -> tiff: batch 1 band(s) uchar, profile kept, tiled 1 band(s) uchar, profile kept, samples the same',
+        'png16 -> png: batch 1 band(s) ushort, profile kept, tiled 1 band(s) ushort, profile kept, samples the same',
+        'png16 -> tiff: batch 1 band(s) ushort, profile kept, tiled 1 band(s) ushort, profile kept, samples the same',
+      ].join('\n'),
+    );
   });
 });

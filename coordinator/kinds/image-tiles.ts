@@ -409,10 +409,14 @@ const METADATA_FILE = 'metadata.v-extension';
 async function saveMetadata(o: PlanTilesOptions, config: TileConfig): Promise<void> {
   const dir = await tileDir(o.workDir, o.input.name);
   const probe = path.join(dir, 'metadata-probe.v');
-  let img = sharp(o.source ?? o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true, ignoreIcc: true }).extract({ left: 0, top: 0, width: 1, height: 1 });
+  const file = o.source ?? o.input.path;
+  let img = sharp(file, { limitInputPixels: config.limitInputPixels, sequentialRead: true, ignoreIcc: true }).extract({ left: 0, top: 0, width: 1, height: 1 });
   if (o.params.autoOrient) img = img.autoOrient();
+  // Written as sRGB, a grey source's probe lost its grey profile (libvips keeps no profile that
+  // does not fit the bands), and the stitch then had none to keep: one band keeps it.
+  if (((await sharp(file, { limitInputPixels: false }).metadata()).channels ?? 3) <= 2) img = img.toColourspace('b-w');
   try {
-    await wrapBadInput(img.keepMetadata().toFile(probe), o.input.name, probe, o.source ?? o.input.path);
+    await wrapBadInput(img.keepMetadata().toFile(probe), o.input.name, probe, file);
     await writeFile(path.join(dir, METADATA_FILE), vipsExtension(await readFile(probe)));
   } finally {
     await rm(probe, { force: true });

@@ -343,7 +343,7 @@ export interface EncodingSource {
 }
 
 /** Formats that write a one-band image as one band, and so can carry a grey ICC profile. */
-const GREY_FORMATS: ReadonlySet<OutputFormat> = new Set<OutputFormat>(['jpeg', 'png', 'tiff']);
+export const GREY_FORMATS: ReadonlySet<OutputFormat> = new Set<OutputFormat>(['jpeg', 'png', 'tiff']);
 
 /** Encoder settings; metadata is stripped unless asked to keep it. */
 export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, source: EncodingSource = {}): Sharp {

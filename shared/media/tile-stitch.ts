@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import type { Sharp } from 'sharp';
 import { invalidArgument } from '../errors.js';
 import { PYRAMID_TILE_FORMATS } from '../kinds/image-params.js';
-import { FORMAT_EXTENSION, holdsSixteenBits, tiffResolution, type OutputFormat } from './image-pipeline.js';
+import { FORMAT_EXTENSION, GREY_FORMATS, holdsSixteenBits, tiffResolution, type OutputFormat } from './image-pipeline.js';
 import type { Rect } from './tiling.js';
 import type { TiledOutput } from './tile-pipeline.js';
 
@@ -180,6 +180,19 @@ export async function stitchTiles(opts: {
   iiifId?: string;
 }): Promise<{ width: number; height: number }> {
   const { ordered, across } = gridOrder(opts.tiles, opts.width, opts.height);
+  const first = await sharp(ordered[0]!.path).metadata();
+  // 16-bit tiles (a 16-bit source into PNG or TIFF: image-tile.ts) are written at 16 bits, as the
+  // batch path writes the same image; sharp would cast them to 8-bit sRGB.
+  const sixteen = first.depth === 'ushort' && opts.output === 'image' && holdsSixteenBits(opts.format);
+  let space: 'rgb16' | 'grey16' | 'b-w' | undefined = sixteen ? (opts.channels === 1 ? 'grey16' : 'rgb16') : undefined;
+  // A grey source's own profile, kept: the tiles hold its grey samples in RGB bands (all three
+  // alike), to which a grey profile cannot be attached, and libvips dropped it, the samples left
+  // unconverted (a linear profile's tones about 90 levels too dark). As on the batch path
+  // (applyEncoding), one grey band carries it where the format holds one: the bands give it back
+  // exactly, at 8 and 16 bits. (WebP and AVIF, which the batch path converts through the profile,
+  // still lose it here: a conversion reads no profile that arrayjoin's carrier brings.)
+  const written = opts.output === 'image' ? opts.format : tileFormatFor(opts.format, opts.output, opts.channels === 2 || opts.channels === 4);
+  if (opts.metadata && GREY_FORMATS.has(written) && isGreyProfile((await sharp(opts.metadata).metadata()).icc)) space = sixteen ? 'grey16' : 'b-w';
   // The carrier joins as one more cell, below the grid: arrayjoin gives the result the metadata of
   // all its inputs, and the extract below cuts the carrier's row off again.
   const paths = [...ordered.map((t) => t.path), ...(opts.metadata ? [opts.metadata] : [])];
@@ -203,14 +216,15 @@ export async function stitchTiles(opts: {
   // A pyramid's tiles cannot carry the source's EXIF orientation (a viewer would turn each tile
   // on its own, the picture scrambled): upright, as the descriptor's size is.
   if (opts.metadata && opts.output !== 'image') img = img.withMetadata({ orientation: 1 });
-  const first = await sharp(paths[0]!).metadata();
-  // 16-bit tiles (a 16-bit source into PNG or TIFF: image-tile.ts) are written at 16 bits, as the
-  // batch path writes the same image; sharp would cast them to 8-bit sRGB.
-  const sixteen = first.depth === 'ushort' && opts.output === 'image' && holdsSixteenBits(opts.format);
-  if (sixteen) img = img.toColourspace(opts.channels === 1 ? 'grey16' : 'rgb16');
+  if (space) img = img.toColourspace(space);
   // TIFF is told the resolution the tiles carry (the source's), or sharp writes its own 25.4 dpi.
   const density = opts.format === 'tiff' && opts.output === 'image' ? first.density : undefined;
   img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels * (sixteen ? 2 : 1), { id: opts.iiifId ?? '', name: path.basename(opts.outPath, '.zip') }, density);
   const info = await img.toFile(opts.outPath);
   return { width: info.width, height: info.height };
+}
+
+/** Whether an ICC profile is of grey samples (its header's data colour space, bytes 16-19, `GRAY`). */
+export function isGreyProfile(icc: Buffer | undefined): boolean {
+  return icc !== undefined && icc.length >= 20 && icc.toString('latin1', 16, 20) === 'GRAY';
 }
