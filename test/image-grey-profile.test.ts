@@ -74,7 +74,7 @@ describe('keep_metadata on a grey source with its own ICC profile', () => {
     ['strips read from the source', {}, undefined],
     ['strips cut from the decoded intermediate', {}, 'intermediate'],
     ['a --tile grid', { tile_size: 96 }, undefined],
-  ] as const)('tiled (%s): the profile stays with one grey band in JPEG, PNG and TIFF, the samples the batch path\'s', async (_mode, extra, read) => {
+  ] as const)('tiled (%s): the profile stays with one grey band in JPEG, PNG and TIFF, WebP and AVIF are converted through it, the samples the batch path\'s', async (_mode, extra, read) => {
     // A 16-bit one too: one 16-bit grey band in PNG.
     const raw = Buffer.alloc(301 * 203);
     for (let i = 0; i < raw.length; i++) raw[i] = (i * 7 + (i >> 5)) % 256;
@@ -87,7 +87,7 @@ describe('keep_metadata on a grey source with its own ICC profile', () => {
     for (const [name, bytes] of Object.entries(sources)) {
       const src = path.join(dir, `tiled-grey-${name}.${name === 'jpg' ? 'jpg' : 'png'}`);
       await writeFile(src, bytes);
-      for (const format of name === 'jpg' ? ['jpeg', 'png', 'tiff'] : ['png', 'tiff']) {
+      for (const format of name === 'jpg' ? ['jpeg', 'png', 'tiff', 'webp', 'avif'] : ['png', 'tiff']) {
         const params = { format, keep_metadata: true, blur: 1.2, ...extra };
         const out: { path: string; m: sharp.Metadata; samples: Buffer }[] = [];
         for (const tiled of [false, true]) {
@@ -101,10 +101,12 @@ describe('keep_metadata on a grey source with its own ICC profile', () => {
           expect(run.errors).toEqual([]);
           const file = run.outputs[0]!.path;
           const m = await sharp(file).metadata();
-          out.push({ path: file, m, samples: await sharp(file).toColourspace(m.depth === 'ushort' ? 'grey16' : 'b-w').raw({ depth: m.depth === 'ushort' ? 'ushort' : 'uchar' }).toBuffer() });
+          const grey = m.channels === 1;
+          out.push({ path: file, m, samples: await sharp(file).toColourspace(m.depth === 'ushort' ? 'grey16' : grey ? 'b-w' : 'srgb').raw({ depth: m.depth === 'ushort' ? 'ushort' : 'uchar' }).toBuffer() });
         }
         const [batch, tiled] = out as [(typeof out)[0], (typeof out)[0]];
-        const describe = (o: (typeof out)[0]): string => `${o.m.channels} band(s) ${o.m.depth}, profile ${o.m.icc?.equals(greyIcc(1.8)) ? 'kept' : o.m.icc ? 'another' : 'none'}`;
+        const srgb = (await sharp(await sharp({ create: { width: 1, height: 1, channels: 3, background: '#000' } }).withIccProfile('srgb').png().toBuffer()).metadata()).icc!;
+        const describe = (o: (typeof out)[0]): string => `${o.m.channels} band(s) ${o.m.depth}, profile ${o.m.icc?.equals(greyIcc(1.8)) ? 'kept' : o.m.icc?.equals(srgb) ? 'sRGB' : o.m.icc ? 'another' : 'none'}`;
         seen.push(`${name} -> ${format}: batch ${describe(batch)}, tiled ${describe(tiled)}, samples ${batch.samples.equals(tiled.samples) ? 'the same' : 'differ'}`);
       }
     }
@@ -114,6 +116,9 @@ describe('keep_metadata on a grey source with its own ICC profile', () => {
         'jpg -> jpeg: batch 1 band(s) uchar, profile kept, tiled 1 band(s) uchar, profile kept, samples the same',
         'jpg -> png: batch 1 band(s) uchar, profile kept, tiled 1 band(s) uchar, profile kept, samples the same',
         'jpg -> tiff: batch 1 band(s) uchar, profile kept, tiled 1 band(s) uchar, profile kept, samples the same',
+        // Converted through the grey profile to sRGB, and tagged sRGB.
+        'jpg -> webp: batch 3 band(s) uchar, profile sRGB, tiled 3 band(s) uchar, profile sRGB, samples the same',
+        'jpg -> avif: batch 3 band(s) uchar, profile sRGB, tiled 3 band(s) uchar, profile sRGB, samples the same',
         'png16 -> png: batch 1 band(s) ushort, profile kept, tiled 1 band(s) ushort, profile kept, samples the same',
         'png16 -> tiff: batch 1 band(s) ushort, profile kept, tiled 1 band(s) ushort, profile kept, samples the same',
       ].join('\n'),

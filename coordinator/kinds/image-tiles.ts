@@ -266,7 +266,7 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
   let out = { width: 0, height: 0 };
   let depth = 'uchar';
   const release = await reserveRoomForDecoded(dir, o, split, m, config, 'strips');
-  const src = openSource(o, config, m);
+  const src = openSource(o, config, m, format);
   const cuts = cutStripsWhileDecoding({
     intermediate,
     decode: () => wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate, o.source ?? o.input.path),
@@ -392,8 +392,8 @@ function jpegStrips(format: TiledFormat, split: TileSplit, p: TileImageParams): 
  * is ignored, so that its pixels stay in its own colour space all along the tiled path (the
  * profile is attached to the result as it is), as the batch path keeps them.
  */
-function openSource(o: PlanTilesOptions, config: TileConfig, m: sharp.Metadata): sharp.Sharp {
-  return sharp(o.source ?? o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true, ignoreIcc: keepsOwnSpace(m, o.params.keepMetadata) });
+function openSource(o: PlanTilesOptions, config: TileConfig, m: sharp.Metadata, written: TiledFormat): sharp.Sharp {
+  return sharp(o.source ?? o.input.path, { limitInputPixels: config.limitInputPixels, sequentialRead: true, ignoreIcc: keepsOwnSpace(m, o.params.keepMetadata, written) });
 }
 
 
@@ -585,7 +585,7 @@ async function cutIntermediateTiles(o: PlanTilesOptions, config: TileConfig, spl
   const pipeline = o.pipeline ?? applyPipeline;
   const p = o.params;
   const name = o.input.name;
-  const src = openSource(o, config, m);
+  const src = openSource(o, config, m, format);
   const space = intermediateSpace(m, split.prefix);
   const decoded = await wrapBadInput(decodePrefix(pipeline, src, split, m).toFile(intermediate), name, intermediate, o.source ?? o.input.path);
   o.signal.throwIfAborted();

@@ -4,7 +4,7 @@ import path from 'node:path';
 import sharp, { type OutputInfo, type Sharp } from 'sharp';
 import { envInt } from '../config.js';
 import type { ImageFormat, ImageParams } from '../kinds/image-params.js';
-import { intermediateSpace, splitForTiles, type SourceSamples } from './tile-pipeline.js';
+import { GREY_FORMATS, intermediateSpace, splitForTiles, type SourceSamples } from './tile-pipeline.js';
 
 // libvips's operation cache keeps the files it opened open, inputs removed since among them (their
 // disk space not given back for as long as the process lives); every image here is opened once.
@@ -342,8 +342,6 @@ export interface EncodingSource {
   sixteenBit?: 'rgb16' | 'grey16' | undefined;
 }
 
-/** Formats that write a one-band image as one band, and so can carry a grey ICC profile. */
-export const GREY_FORMATS: ReadonlySet<OutputFormat> = new Set<OutputFormat>(['jpeg', 'png', 'tiff']);
 
 /** Encoder settings; metadata is stripped unless asked to keep it. */
 export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, source: EncodingSource = {}): Sharp {

@@ -77,13 +77,24 @@ export async function writeSrgbCopy(file: string, dest: string, m: SourceSamples
   await (grey ? img.toColourspace('b-w') : img.toColourspace('rgb16')).withIccProfile('srgb', { attach: false }).keepExif().toFile(dest);
 }
 
+/** Formats that write a one-band image as one band, and so can carry a grey ICC profile. */
+export const GREY_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'tiff']);
+
 /**
  * Whether the tiled path leaves a source's samples in its own colour space (`keep_metadata`), its
  * embedded profile ignored. Not a CMYK source's: its profile cannot stay with RGB samples, and,
- * ignored, libvips' built-in CMYK profile converted them instead of its own (review IC).
+ * ignored, libvips' built-in CMYK profile converted them instead of its own (review IC). Nor, where
+ * the result is `written` in a format without a grey band (WebP, AVIF, GIF), a grey source's with
+ * its own profile: converted through it at the start, as the batch path converts it.
  */
-export function keepsOwnSpace(m: { space?: string | undefined; hasProfile?: boolean | undefined }, keepMetadata: boolean): boolean {
-  return keepMetadata && !(m.space === 'cmyk' && m.hasProfile);
+export function keepsOwnSpace(m: { space?: string | undefined; hasProfile?: boolean | undefined; channels?: number | undefined }, keepMetadata: boolean, written?: string): boolean {
+  if (!keepMetadata || (m.space === 'cmyk' && m.hasProfile)) return false;
+  return !(written !== undefined && greyProfileToSrgb(m, written));
+}
+
+/** A grey source with its own profile whose result is written in colour (see {@link keepsOwnSpace}). */
+export function greyProfileToSrgb(m: { hasProfile?: boolean | undefined; channels?: number | undefined }, written: string): boolean {
+  return Boolean(m.hasProfile) && (m.channels ?? 3) <= 2 && !GREY_FORMATS.has(written);
 }
 
 /**

@@ -14,9 +14,9 @@ import sharp from 'sharp';
 import type { Sharp } from 'sharp';
 import { invalidArgument } from '../errors.js';
 import { PYRAMID_TILE_FORMATS } from '../kinds/image-params.js';
-import { FORMAT_EXTENSION, GREY_FORMATS, holdsSixteenBits, tiffResolution, type OutputFormat } from './image-pipeline.js';
+import { FORMAT_EXTENSION, holdsSixteenBits, tiffResolution, type OutputFormat } from './image-pipeline.js';
 import type { Rect } from './tiling.js';
-import type { TiledOutput } from './tile-pipeline.js';
+import { GREY_FORMATS, type TiledOutput } from './tile-pipeline.js';
 
 /** A processed tile on disk and where it goes in the output. */
 export interface PlacedTile {
@@ -189,10 +189,11 @@ export async function stitchTiles(opts: {
   // alike), to which a grey profile cannot be attached, and libvips dropped it, the samples left
   // unconverted (a linear profile's tones about 90 levels too dark). As on the batch path
   // (applyEncoding), one grey band carries it where the format holds one: the bands give it back
-  // exactly, at 8 and 16 bits. (WebP and AVIF, which the batch path converts through the profile,
-  // still lose it here: a conversion reads no profile that arrayjoin's carrier brings.)
+  // exactly, at 8 and 16 bits. In a format without a grey band (WebP, AVIF, GIF) the samples were
+  // converted through it to sRGB at the start (tile-pipeline.ts keepsOwnSpace), and are tagged sRGB.
   const written = opts.output === 'image' ? opts.format : tileFormatFor(opts.format, opts.output, opts.channels === 2 || opts.channels === 4);
-  if (opts.metadata && GREY_FORMATS.has(written) && isGreyProfile((await sharp(opts.metadata).metadata()).icc)) space = sixteen ? 'grey16' : 'b-w';
+  const greyProfile = opts.metadata !== undefined && isGreyProfile((await sharp(opts.metadata).metadata()).icc);
+  if (greyProfile && GREY_FORMATS.has(written)) space = sixteen ? 'grey16' : 'b-w';
   // The carrier joins as one more cell, below the grid: arrayjoin gives the result the metadata of
   // all its inputs, and the extract below cuts the carrier's row off again.
   const paths = [...ordered.map((t) => t.path), ...(opts.metadata ? [opts.metadata] : [])];
@@ -217,6 +218,7 @@ export async function stitchTiles(opts: {
   // on its own, the picture scrambled): upright, as the descriptor's size is.
   if (opts.metadata && opts.output !== 'image') img = img.withMetadata({ orientation: 1 });
   if (space) img = img.toColourspace(space);
+  if (greyProfile && !GREY_FORMATS.has(written)) img = img.withIccProfile('srgb');
   // TIFF is told the resolution the tiles carry (the source's), or sharp writes its own 25.4 dpi.
   const density = opts.format === 'tiff' && opts.output === 'image' ? first.density : undefined;
   img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels * (sixteen ? 2 : 1), { id: opts.iiifId ?? '', name: path.basename(opts.outPath, '.zip') }, density);

@@ -68,7 +68,7 @@ async function processInput(ctx: TileProcessContext, input: LocalFile, pipeline:
   // Under a name libvips opens as that file (an input's own name may end in `[...]`).
   const source = await vipsSafePath(input.path, ctx.workDir);
   const m = plan.read === 'source' ? await sharp(source, { limitInputPixels: plan.limitInputPixels }).metadata() : undefined;
-  const src = sharp(source, { limitInputPixels: plan.limitInputPixels, sequentialRead: plan.read === 'source', ignoreIcc: m ? keepsOwnSpace(m, plan.params.keepMetadata) : plan.params.keepMetadata });
+  const src = sharp(source, { limitInputPixels: plan.limitInputPixels, sequentialRead: plan.read === 'source', ignoreIcc: m ? keepsOwnSpace(m, plan.params.keepMetadata, plan.format) : plan.params.keepMetadata });
   const piped = pipeline(src, plan.params);
   let result: TileResult;
   // A 16-bit source's image in PNG or TIFF is written at 16 bits, as on the batch path
