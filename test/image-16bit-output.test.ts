@@ -16,6 +16,12 @@ import { imageProcessor } from '../worker/processors/image.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { greyIcc, withPngIcc } from './helpers/icc.js';
 import { runKindInProcess } from './helpers/media.js';
+import { fromSamples16, samples16 } from './helpers/sixteen.js';
+import { tiff16 } from './helpers/tiff16.js';
+import { isPlanErrors, WORKER_FEATURES, type SpoolFile } from '../shared/job-kind.js';
+import { IMAGE_16BIT_FEATURE } from '../shared/media/tile-plan.js';
+import { createLogger } from '../shared/logger.js';
+import { resolveLimits } from '../shared/limits.js';
 
 const W = 320;
 const H = 240;
@@ -25,13 +31,13 @@ let grey16: string;
 let cluster: TestCluster | undefined;
 
 /** 16-bit samples whose low byte carries detail (a gradient plus noise below the 8-bit step). */
-function sixteenBitRaw(channels: number): Buffer {
-  const raw = Buffer.alloc(W * H * channels * 2);
+function sixteenBitRaw(channels: number): Uint16Array {
+  const raw = new Uint16Array(W * H * channels);
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
       for (let c = 0; c < channels; c++) {
         const i = (y * W + x) * channels + c;
-        raw.writeUInt16LE(Math.min(65535, x * 190 + y * 37 * (c + 1) + ((i * 7919) % 251)), i * 2);
+        raw[i] = Math.min(65535, x * 190 + y * 37 * (c + 1) + ((i * 7919) % 251));
       }
     }
   }
@@ -39,19 +45,9 @@ function sixteenBitRaw(channels: number): Buffer {
 }
 
 async function write16(file: string, channels: 1 | 3, icc?: Buffer): Promise<string> {
-  const png = await sharp(sixteenBitRaw(channels), { raw: { width: W, height: H, channels, depth: 'ushort' } as sharp.CreateRaw })
-    .toColourspace(channels === 1 ? 'grey16' : 'rgb16')
-    .png({ compressionLevel: 1 })
-    .toBuffer();
+  const png = await fromSamples16(sixteenBitRaw(channels), W, H, channels).png({ compressionLevel: 1 }).toBuffer();
   await writeFile(file, icc ? withPngIcc(png, icc) : png);
   return file;
-}
-
-/** The output's samples at 16 bits (RGB, or grey where it has one band). */
-async function samples16(file: string): Promise<Uint16Array> {
-  const m = await sharp(file).metadata();
-  const raw = await sharp(file).toColourspace((m.channels ?? 3) <= 2 ? 'grey16' : 'rgb16').raw({ depth: 'ushort' }).toBuffer();
-  return new Uint16Array(raw.buffer, raw.byteOffset, raw.length / 2);
 }
 
 /** How many samples are not a multiple of 257 (an 8-bit value widened): 0 for an 8-bit image in 16-bit clothes. */
@@ -84,6 +80,13 @@ afterAll(async () => {
 });
 
 describe('16-bit sources keep 16 bits in PNG and TIFF', () => {
+  it('the fixtures hold the 16-bit samples they were made of, every one', async () => {
+    for (const [file, channels] of [[rgb16, 3], [grey16, 1]] as const) {
+      const want = sixteenBitRaw(channels);
+      expect(Buffer.from((await samples16(file)).buffer).equals(Buffer.from(want.buffer)), file).toBe(true);
+    }
+  });
+
   it.each([
     ['png', {}],
     ['tiff', {}],
@@ -103,6 +106,38 @@ describe('16-bit sources keep 16 bits in PNG and TIFF', () => {
   it.each(['jpeg', 'webp', 'avif'])('%s holds 8 bits: written at 8', async (format) => {
     const m = await sharp(await run(rgb16, { format, width: 100 })).metadata();
     expect([m.format === 'heif' ? 'avif' : m.format, m.depth]).toEqual([format, 'uchar']);
+  });
+
+  it('a 16-bit source with alpha padded (a contain box, a turn off the right angles) stays 8-bit: its padding opaque', async () => {
+    const rgba = new Uint16Array(W * H * 4);
+    for (let i = 0; i < W * H; i++) rgba.set([(i * 37) % 65536, (i * 101) % 65536, (i * 7) % 65536, 20000 + ((i * 13) % 45000)], i * 4);
+    const src = path.join(dir, 'rgba16.png');
+    await fromSamples16(rgba, W, H, 4).png().toFile(src);
+    for (const ops of [{ width: 200, height: 200, fit: 'contain' }, { rotate: 30 }]) {
+      const out = await run(src, { format: 'png', ...ops });
+      const m = await sharp(out).metadata();
+      expect([m.depth, m.channels], JSON.stringify(ops)).toEqual(['uchar', 4]);
+      // sharp pads 16-bit alpha with 65280 of 65535; at 8 bits the corner is opaque black.
+      expect([...(await sharp(out).raw().toBuffer()).subarray(0, 4)]).toEqual([0, 0, 0, 255]);
+    }
+    // Not padded: 16-bit, the alpha's low byte kept.
+    const plain = await run(src, { format: 'png', width: 200 });
+    expect((await sharp(plain).metadata()).depth).toBe('ushort');
+  });
+
+  it('a 16-bit CMYK source sharpened into TIFF is written at 8 bits, not as a float TIFF that reads back white', async () => {
+    const cmyk = new Uint16Array(64 * 32 * 4);
+    for (let i = 0; i < cmyk.length; i++) cmyk[i] = (i * 997) % 65536;
+    const src = path.join(dir, 'cmyk16.tif');
+    await writeFile(src, tiff16(64, 32, 4, 5, cmyk, [[332, 3, 1, [1]]]));
+    expect((await sharp(src).metadata()).space).toBe('cmyk');
+    const plain = await run(src, { format: 'tiff' });
+    const sharpened = await run(src, { format: 'tiff', sharpen: true });
+    const m = await sharp(sharpened).metadata();
+    expect([m.depth, m.space]).toEqual(['uchar', 'srgb']);
+    // Observed: a 32-bit float TIFF of 0..255 values, its mean read back 224.8 against 90 unsharpened.
+    const mean = async (f: string): Promise<number> => (await sharp(f).stats()).channels.slice(0, 3).reduce((n, c) => n + c.mean, 0) / 3;
+    expect(Math.abs((await mean(sharpened)) - (await mean(plain)))).toBeLessThan(5);
   });
 
   it('greyscale is 8-bit grey, as sharp makes it', async () => {
@@ -146,11 +181,10 @@ describe('16-bit sources keep 16 bits in PNG and TIFF', () => {
 
   it('a 16-bit multi-page TIFF keeps its pages, each at 16 bits', async () => {
     const pages = path.join(dir, 'pages.tif');
-    const frame = await sharp(rgb16).toColourspace('rgb16').raw({ depth: 'ushort' }).toBuffer();
-    await sharp(Buffer.concat([frame, frame, frame]), { raw: { width: W, height: H * 3, channels: 3, depth: 'ushort', pageHeight: H } as sharp.CreateRaw })
-      .toColourspace('rgb16')
-      .tiff({ compression: 'lzw' })
-      .toFile(pages);
+    const frame = sixteenBitRaw(3);
+    const stack = new Uint16Array(frame.length * 3);
+    for (let k = 0; k < 3; k++) stack.set(frame, k * frame.length);
+    await fromSamples16(stack, W, H * 3, 3, H).tiff({ compression: 'lzw' }).toFile(pages);
     expect((await sharp(pages).metadata()).pages).toBe(3);
     const m = await sharp(await run(pages, { format: 'tiff', width: 160 })).metadata();
     expect([m.pages, m.depth, m.width]).toEqual([3, 'ushort', 160]);
@@ -175,6 +209,32 @@ describe('16-bit sources keep 16 bits in PNG and TIFF', () => {
     const tiles = (await find(unzipped)).filter((f) => f.endsWith('.png'));
     expect(tiles.length).toBeGreaterThan(1);
     for (const t of tiles.slice(0, 5)) expect((await sharp(t).metadata()).depth).toBe('uchar');
+  });
+
+  it('only where every image worker writes 16 bits: with an older worker in the cluster, 8 bits on both paths; 16-bit subtasks require the feature', async () => {
+    const older = WORKER_FEATURES.filter((f) => f !== IMAGE_16BIT_FEATURE);
+    const inputs: SpoolFile[] = [{ name: 'scan.png', path: rgb16, size: 1, sha256: '' }];
+    for (const [features, depth] of [[older, 'uchar'], [WORKER_FEATURES, 'ushort']] as const) {
+      for (const tiled of [false, true]) {
+        const params = { format: 'png', ...(tiled ? { tile_size: 96 } : {}) };
+        const r = await runKindInProcess(imageKind, imageProcessor, spec(params), [rgb16], { dir, slots: 2, features });
+        expect(r.errors).toEqual([]);
+        expect((await sharp(r.outputs[0]!.path).metadata()).depth, `${features.length} features, tiled ${tiled}`).toBe(depth);
+        // What the plan asks of the workers: nothing of an older cluster's, the feature of this one's.
+        const planned = await imageKind.plan({
+          jobId: 'j', params: imageKind.validate(params as never, spec(params)), spec: spec(params), inputs,
+          cluster: { workers: 2, slots: 2, encoders: new Set(), encoderSets: [], features: new Set(features) },
+          workDir: await mkdtemp(path.join(dir, 'plan-')), signal: new AbortController().signal, log: createLogger('test', 'silent'), warn: () => undefined, limits: resolveLimits(),
+        });
+        const all = [...planned.subtasks];
+        if (planned.later) for await (const s of planned.later) if (!isPlanErrors(s)) all.push(...(Array.isArray(s) ? s : [s]));
+        expect(all.length).toBeGreaterThan(tiled ? 1 : 0);
+        for (const s of all) {
+          expect(s.requires?.features ?? [], s.label).toEqual(depth === 'ushort' ? [IMAGE_16BIT_FEATURE] : []);
+          expect((s.plan as { sixteenBit?: boolean }).sixteenBit, s.label).toBe(depth === 'ushort' ? true : undefined);
+        }
+      }
+    }
   });
 
   it('through a real cluster: `tessera submit image --format tiff` of a 16-bit PNG downloads a 16-bit TIFF', async () => {

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { withPngIcc } from './helpers/icc.js';
+import { fromSamples16 } from './helpers/sixteen.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { imageKind } from '../coordinator/kinds/image.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
@@ -28,16 +29,11 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-16bit-tiled-'));
   const icc = (await sharp(await sharp({ create: { width: 4, height: 4, channels: 3, background: '#000' } }).withIccProfile('p3').png().toBuffer()).metadata()).icc!;
   // A 16-bit gradient reaching the edges of the P3 gamut.
-  const raw = Buffer.alloc(W * H * 6);
+  const raw = new Uint16Array(W * H * 3);
   for (let y = 0; y < H; y++) {
-    for (let x = 0; x < W; x++) {
-      const o = (y * W + x) * 6;
-      raw.writeUInt16LE(x * 256 + y, o);
-      raw.writeUInt16LE(y * 512, o + 2);
-      raw.writeUInt16LE(65535 - x * 256, o + 4);
-    }
+    for (let x = 0; x < W; x++) raw.set([x * 256 + y, y * 512, 65535 - x * 256], (y * W + x) * 3);
   }
-  const png16 = await sharp(raw, { raw: { width: W, height: H, channels: 3 } }).toColourspace('rgb16').png().toBuffer();
+  const png16 = await fromSamples16(raw, W, H, 3).png().toBuffer();
   plain = path.join(dir, 'plain.png');
   p3 = path.join(dir, 'p3.png');
   await writeFile(plain, png16);

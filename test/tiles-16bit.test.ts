@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyEncoding, applyPipeline } from '../shared/media/image-pipeline.js';
 import type { TileImageParams } from '../shared/media/tile-pipeline.js';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { fromSamples16, samples16 } from './helpers/sixteen.js';
 import type { SpoolFile, SubtaskOutcome } from '../shared/job-kind.js';
 import { allTiles, mergeTiles, planTiles } from '../coordinator/kinds/image-tiles.js';
 import { processTile } from '../worker/processors/image-tile.js';
@@ -23,6 +24,8 @@ let dir: string;
 let src16: string;
 let grey16: string;
 let rgba16: string;
+let px: Uint16Array;
+let rgbaPx: Uint16Array;
 let run = 0;
 
 beforeAll(async () => {
@@ -31,26 +34,21 @@ beforeAll(async () => {
   // 16-bit with detail below the 8-bit step: noise in the low byte, so that rounding to 8 bits
   // before the blur changes results.
   const rgb = await sharp(src8).toColourspace('rgb16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
-  const px = new Uint16Array(rgb.data.buffer, rgb.data.byteOffset, rgb.data.length / 2);
+  const { width, height } = rgb.info;
+  px = new Uint16Array(rgb.data.buffer, rgb.data.byteOffset, rgb.data.length / 2).slice();
   for (let i = 0; i < px.length; i++) px[i] = Math.max(0, Math.min(65535, px[i]! + ((i * 7919) % 509) - 254));
   src16 = path.join(dir, 'source16.png');
-  await sharp(rgb.data, { raw: { width: rgb.info.width, height: rgb.info.height, channels: 3, depth: 'ushort' } as sharp.CreateRaw })
-    .toColourspace('rgb16')
-    .png({ compressionLevel: 1 })
-    .toFile(src16);
+  await fromSamples16(px, width, height, 3).png({ compressionLevel: 1 }).toFile(src16);
   grey16 = path.join(dir, 'grey16.png');
   await sharp(src16).toColourspace('grey16').png({ compressionLevel: 1 }).toFile(grey16);
   // With an alpha band that varies in its low byte as well.
-  const rgba = Buffer.alloc((rgb.data.length / 3) * 4);
-  for (let i = 0; i < rgb.data.length / 6; i++) {
-    rgb.data.copy(rgba, i * 8, i * 6, i * 6 + 6);
-    rgba.writeUInt16LE(20000 + ((i * 104729) % 45000), i * 8 + 6);
+  rgbaPx = new Uint16Array(width * height * 4);
+  for (let i = 0; i < width * height; i++) {
+    rgbaPx.set(px.subarray(i * 3, i * 3 + 3), i * 4);
+    rgbaPx[i * 4 + 3] = 20000 + ((i * 104729) % 45000);
   }
   rgba16 = path.join(dir, 'rgba16.png');
-  await sharp(rgba, { raw: { width: rgb.info.width, height: rgb.info.height, channels: 4, depth: 'ushort' } as sharp.CreateRaw })
-    .toColourspace('rgb16')
-    .png({ compressionLevel: 1 })
-    .toFile(rgba16);
+  await fromSamples16(rgbaPx, width, height, 4).png({ compressionLevel: 1 }).toFile(rgba16);
 });
 
 afterAll(async () => {
@@ -85,9 +83,11 @@ async function tiledVsWhole(source: string, params: TileImageParams, config: Par
 }
 
 describe('16-bit sources, tiled vs whole image, pixel-exact', () => {
-  it('the fixture really is 16-bit', async () => {
+  it('the fixtures really are 16-bit: every sample what it was made of, the low byte too', async () => {
     const m = await sharp(src16).metadata();
     expect([m.width, m.height, m.depth, m.channels]).toEqual([1531, 1287, 'ushort', 3]);
+    expect(Buffer.from((await samples16(src16)).buffer).equals(Buffer.from(px.buffer))).toBe(true);
+    expect(Buffer.from((await samples16(rgba16)).buffer).equals(Buffer.from(rgbaPx.buffer))).toBe(true);
   });
 
   for (const [mode, config, tile] of MODES) {
@@ -184,7 +184,7 @@ describe('16-bit sources, tiled vs whole image, pixel-exact', () => {
     const d = path.join(dir, `run-${run++}`);
     const signal = new AbortController().signal;
     const input: SpoolFile = { name: 'source16.png', path: src16, size: 0, sha256: '' };
-    const subtasks = await allTiles(await planTiles({ input, params: imageParams({ blur: 1, format: 'png' }), workDir: path.join(d, 'job'), slots: 2, signal, config: { ...tileConfig({}), thresholdPixels: 1, stripRead: 'source' } }));
+    const subtasks = await allTiles(await planTiles({ input, params: imageParams({ blur: 1, format: 'png' }), workDir: path.join(d, 'job'), slots: 2, signal, config: { ...tileConfig({}), thresholdPixels: 1, stripRead: 'source' }, sixteenBit: true }));
     expect(subtasks.length).toBe(2);
     const outcomes: SubtaskOutcome[] = [];
     for (const [index, sub] of subtasks.entries()) {

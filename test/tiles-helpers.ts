@@ -47,13 +47,14 @@ export async function runTiledInProcess(
   src: string,
   params: TileImageParams,
   dir: string,
-  opts: { slots?: number; pipeline?: PipelineFn; config?: Partial<TileConfig> } = {},
+  opts: { slots?: number; pipeline?: PipelineFn; config?: Partial<TileConfig>; sixteenBit?: boolean } = {},
 ): Promise<{ output: string; plans: TilePlan[] }> {
   const signal = new AbortController().signal;
   const input: SpoolFile = { name: path.basename(src), path: src, size: 0, sha256: '' };
   const config = { ...tileConfig({}), ...opts.config };
   const jobDir = path.join(dir, 'job');
-  const planning = await planTiles({ input, params, workDir: jobDir, slots: opts.slots ?? 2, signal, pipeline: opts.pipeline, config });
+  // As a cluster of this version plans (every worker writes 16-bit tiles) unless told otherwise.
+  const planning = await planTiles({ input, params, workDir: jobDir, slots: opts.slots ?? 2, signal, pipeline: opts.pipeline, config, sixteenBit: opts.sixteenBit ?? true });
   const plans: SubtaskPlan[] = [];
   const outcomes: SubtaskOutcome[] = [];
   // As the job manager does: the first strips are processed while the later ones are still being cut.
@@ -93,7 +94,7 @@ export async function runTiledInProcess(
  * the batch path writes a PNG in: 16 bits for a 16-bit RGB or grey source not made grey.
  */
 export async function runWhole(src: string, params: TileImageParams, out: string, pipeline: PipelineFn = applyPipeline): Promise<string> {
-  const sixteenBit = sixteenBitSpace(await sharp(src, { limitInputPixels: 1e9 }).metadata(), params.grayscale, 'png');
+  const sixteenBit = sixteenBitSpace(await sharp(src, { limitInputPixels: 1e9 }).metadata(), params, 'png');
   const img = pipeline(sharp(src, { limitInputPixels: 1e9 }), params);
   await (sixteenBit ? img.toColourspace(sixteenBit) : img).png({ compressionLevel: 1 }).toFile(out);
   return out;

@@ -32,10 +32,10 @@ import { vipsSafePath, withVipsPath } from '../../shared/media/vips-path.js';
 import { ownLines } from '../../shared/media/image-errors.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
 import { readVipsSize, vipsExtension, writeVipsCarrier } from '../../shared/media/tile-vips-file.js';
-import { ANIMATED_FORMATS, applyPipeline, maxInputPixels, outputFormat, outputPixels, imagePages, outputSize, turnsQuarter } from '../../shared/media/image-pipeline.js';
+import { ANIMATED_FORMATS, applyPipeline, maxInputPixels, outputFormat, outputPixels, imagePages, outputSize, padsAlpha, turnsQuarter } from '../../shared/media/image-pipeline.js';
 import type { ImageParams } from '../../shared/kinds/image-params.js';
 import { withExtension } from '../../shared/names.js';
-import { isTilePlan, type TilePlan, type TileResult } from '../../shared/media/tile-plan.js';
+import { IMAGE_16BIT_FEATURE, isTilePlan, type TilePlan, type TileResult } from '../../shared/media/tile-plan.js';
 import { balancedStripEnds, chooseTileSize, grow, mapSize, stripGrid, stripsEndingAt, tileGrid, unmapRect, type Rect, type TileGeometry } from '../../shared/media/tiling.js';
 
 export { isTilePlan, outputPixels, outputSize, type TilePlan, type TileResult };
@@ -111,6 +111,8 @@ export interface PlanTilesOptions {
   /** The image kind's pipeline; tests may pass another. */
   pipeline?: PipelineFn;
   config?: TileConfig;
+  /** 16-bit tiles allowed (every image worker has IMAGE_16BIT_FEATURE): a 16-bit PNG or TIFF result. */
+  sixteenBit?: boolean;
 }
 
 /** The subtasks of one tiled input: those ready now, and (strips still being decoded) the rest as they are cut. */
@@ -133,6 +135,9 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   // The name libvips is given for the input (see vips-path.ts).
   o = { ...o, source: await vipsSafePath(o.input.path, o.workDir) };
   const sourceMeta = await readMeta(o.source!, config, o.input.name);
+  // Not where the result pads a picture with alpha (see padsAlpha); whether its samples are 16-bit
+  // is the workers' to see (the intermediate's or source's depth in the plan).
+  o = { ...o, sixteenBit: o.sixteenBit === true && !padsAlpha(sourceMeta, o.params) };
   // A pyramid of a TIFF, AVIF/HEIF or GIF source gets JPEG (or, with alpha, PNG) tiles.
   const format = tileFormatFor(outputFormat(o.params, sourceMeta.format), split.output, sourceMeta.hasAlpha ?? false);
   checkSampleFormat(sourceMeta, o.input.name, split);
@@ -304,6 +309,7 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
         plan,
         weight: cut.w * cut.h,
         items: [name],
+        ...requiresOf(plan),
       };
     }
   } finally {
@@ -514,6 +520,7 @@ function planSourceStrips(o: PlanTilesOptions, config: TileConfig, split: TileSp
       // Strips lower in a sequential source decode more rows: start them first.
       weight: cut.w * cut.h + Math.round(((cut.y + cut.h) * width) / 4),
       items: [name],
+      ...requiresOf(plan),
     };
   });
 }
@@ -626,9 +633,15 @@ async function cutIntermediateTiles(o: PlanTilesOptions, config: TileConfig, spl
       plan,
       weight: cut.w * cut.h,
       items: [name],
+      ...requiresOf(plan),
     });
   }
   return plans;
+}
+
+/** A tile that may be made 16-bit goes only to a worker that makes it so (its neighbours would be). */
+function requiresOf(plan: TilePlan): Pick<SubtaskPlan, 'requires'> {
+  return plan.sixteenBit ? { requires: { features: [IMAGE_16BIT_FEATURE] } } : {};
 }
 
 /** The fields of a tile plan that do not depend on where the worker reads its pixels. */
@@ -661,6 +674,7 @@ function tilePlanBase(
     quality: o.params.quality,
     outputName: withExtension(o.outputName ?? o.input.name, tiledExtension(format, split.output)),
     limitInputPixels: config.limitInputPixels,
+    ...(o.sixteenBit ? { sixteenBit: true } : {}),
   };
 }
 
@@ -676,7 +690,7 @@ function tilePlanBase(
 export async function planTiledInputs(
   inputs: readonly SpoolFile[],
   params: TileImageParams,
-  o: { workDir: string; slots: number; signal: AbortSignal; outputNames?: ReadonlyMap<string, string>; config?: TileConfig },
+  o: { workDir: string; slots: number; signal: AbortSignal; outputNames?: ReadonlyMap<string, string>; config?: TileConfig; sixteenBit?: boolean },
 ): Promise<{ tiled: Set<string>; subtasks: SubtaskPlan[]; later?: AsyncIterable<SubtaskPlan>; errors: ItemFailure[] }> {
   const config = o.config ?? tileConfig();
   const tiled: SpoolFile[] = [];
@@ -706,7 +720,7 @@ export async function planTiledInputs(
   let later: AsyncIterable<SubtaskPlan> | undefined;
   for (const [k, input] of tiled.entries()) {
     try {
-      const p = await planTiles({ input, params, workDir: o.workDir, slots: o.slots, signal: o.signal, outputName: o.outputNames?.get(input.name), config });
+      const p = await planTiles({ input, params, workDir: o.workDir, slots: o.slots, signal: o.signal, outputName: o.outputNames?.get(input.name), config, sixteenBit: o.sixteenBit });
       if (k === tiled.length - 1) {
         subtasks.push(...p.subtasks);
         later = p.later;

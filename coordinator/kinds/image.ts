@@ -13,12 +13,15 @@ import { splitForTiles } from '../../shared/media/tile-pipeline.js';
 import { iiifName } from '../../shared/media/tile-stitch.js';
 import { NameSet, withExtension } from '../../shared/names.js';
 import { isTilePlan, mergeTiles, planTiledInputs } from './image-tiles.js';
+import { IMAGE_16BIT_FEATURE } from '../../shared/media/tile-plan.js';
 import { ARRIVAL_PAUSE_MS } from './plan-each.js';
 
 /** What a batch subtask is told: which inputs, and the output name of each. */
 export interface ImageBatchPlan {
   type: 'batch';
   items: { input: string; output: string }[];
+  /** 16-bit results allowed: every image worker has IMAGE_16BIT_FEATURE (tile-plan.ts). */
+  sixteenBit?: boolean;
 }
 
 const MAX_ITEMS_PER_SUBTASK = 8;
@@ -131,9 +134,10 @@ export const imageKind: CoordinatorKind<ImageParams> = {
     );
     const names = outputNames(inputs.map((i) => i.name), (input) => extensions.get(input) ?? 'jpg', namerFor(params));
     // Huge images (or --tile) go down the tiled path: one subtask per tile, stitched in merge.
-    const tiles = await planTiledInputs(inputs, params, { workDir, slots: cluster.slots, signal, outputNames: names });
+    const sixteenBit = cluster.features.has(IMAGE_16BIT_FEATURE);
+    const tiles = await planTiledInputs(inputs, params, { workDir, slots: cluster.slots, signal, outputNames: names, sixteenBit });
     const batched = inputs.filter((f) => !tiles.tiled.has(f.name));
-    const subtasks = groupBatches(batched, cluster.slots).map((group) => batchSubtask(group, names));
+    const subtasks = groupBatches(batched, cluster.slots).map((group) => batchSubtask(group, names, sixteenBit));
     // A huge input's strips keep coming while the coordinator decodes it (`later`).
     return { subtasks: [...subtasks, ...tiles.subtasks], errors: tiles.errors, later: tiles.later };
   },
@@ -154,7 +158,7 @@ export const imageKind: CoordinatorKind<ImageParams> = {
     if (!only && plan.items.length < 2) return undefined;
     return plan.items.filter((item) => !only || only.includes(item.input)).map((item) => {
       const file = s.inputs.find((f) => f.name === item.input);
-      return { label: item.input, inputs: file ? [file] : [], plan: { type: 'batch', items: [item] } satisfies ImageBatchPlan, weight: file?.size ?? 0, items: [item.input] };
+      return { label: item.input, inputs: file ? [file] : [], plan: { ...plan, items: [item] } satisfies ImageBatchPlan, weight: file?.size ?? 0, items: [item.input], ...(s.requires ? { requires: s.requires } : {}) };
     });
   },
   // Resized photos are published as they come; only tiles are stitched here (from their strips).
@@ -166,9 +170,13 @@ export const imageKind: CoordinatorKind<ImageParams> = {
   },
 };
 
-/** One subtask resizing `group`, into the names given. */
-function batchSubtask(group: SpoolFile[], names: ReadonlyMap<string, string>): SubtaskPlan {
-  const plan: ImageBatchPlan = { type: 'batch', items: group.map((f) => ({ input: f.name, output: names.get(f.name)! })) };
+/**
+ * One subtask resizing `group`, into the names given; with `sixteenBit` (every image worker has
+ * IMAGE_16BIT_FEATURE), 16-bit PNG and TIFF results of 16-bit sources, on such workers only, so
+ * that a job's results do not depend on which worker took them.
+ */
+function batchSubtask(group: SpoolFile[], names: ReadonlyMap<string, string>, sixteenBit: boolean): SubtaskPlan {
+  const plan: ImageBatchPlan = { type: 'batch', items: group.map((f) => ({ input: f.name, output: names.get(f.name)! })), ...(sixteenBit ? { sixteenBit } : {}) };
   const first = group[0]!.name;
   return {
     label: group.length === 1 ? first : `${group.length} images (${first}, ...)`,
@@ -176,6 +184,7 @@ function batchSubtask(group: SpoolFile[], names: ReadonlyMap<string, string>): S
     plan,
     weight: group.reduce((n, f) => n + f.size, 0),
     items: group.map((f) => f.name),
+    ...(sixteenBit ? { requires: { features: [IMAGE_16BIT_FEATURE] } } : {}),
   };
 }
 
@@ -192,13 +201,15 @@ function batchSubtask(group: SpoolFile[], names: ReadonlyMap<string, string>): S
 async function* planArriving(
   arriving: NonNullable<PlanContext<ImageParams>['arriving']>,
   params: ImageParams,
-  o: { workDir: string; cluster: Pick<ClusterView, 'slots'>; signal: AbortSignal; warn: PlanContext<ImageParams>['warn'] },
+  o: { workDir: string; cluster: Pick<ClusterView, 'slots' | 'features'>; signal: AbortSignal; warn: PlanContext<ImageParams>['warn'] },
 ): AsyncGenerator<SubtaskPlan | PlanErrors> {
   const namer = namerFor(params);
   const names = new Map<string, string>();
   // The slots as they are at each step (workers may join during a long upload).
   const slots = (): number => o.cluster.slots;
   const keptBack = (): number => Math.max(1, slots()) * TAIL_SINGLES_PER_SLOT;
+  // The workers as they are when each subtask is made: it must match its own requires.
+  const sixteenBit = (): boolean => o.cluster.features.has(IMAGE_16BIT_FEATURE);
   const waiting: SpoolFile[] = [];
   /**
    * The first photos of `waiting` when they fill a subtask and another subtask's worth beside the
@@ -223,7 +234,7 @@ async function* planArriving(
       const extension = await outputExtension(f, params);
       names.set(f.name, namer.name(f.name, extension));
       await warnExifLost(f, extension, params, o.warn);
-      const tiles = await planTiledInputs([f], params, { workDir: o.workDir, slots: slots(), signal: o.signal, outputNames: names });
+      const tiles = await planTiledInputs([f], params, { workDir: o.workDir, slots: slots(), signal: o.signal, outputNames: names, sixteenBit: sixteenBit() });
       if (tiles.errors.length > 0) yield { errors: tiles.errors };
       if (!tiles.tiled.has(f.name)) {
         waiting.push(f);
@@ -234,12 +245,12 @@ async function* planArriving(
     }
     if (run.length === 0) {
       // One subtask per slot at most: more would only add subtasks where the upload goes on.
-      for (const group of groupBatches(waiting.splice(0), slots(), 1)) yield batchSubtask(group, names);
+      for (const group of groupBatches(waiting.splice(0), slots(), 1)) yield batchSubtask(group, names, sixteenBit());
       continue;
     }
-    for (let group = fullGroup(); group; group = fullGroup()) yield batchSubtask(group, names);
+    for (let group = fullGroup(); group; group = fullGroup()) yield batchSubtask(group, names, sixteenBit());
   }
-  for (const group of groupBatches(waiting, slots())) yield batchSubtask(group, names);
+  for (const group of groupBatches(waiting, slots())) yield batchSubtask(group, names, sixteenBit());
 }
 
 /** The input an output of a batch was made from: its planned name, or that name with the extension the worker added. */

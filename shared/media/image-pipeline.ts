@@ -309,6 +309,15 @@ export function tiffResolution(density: number | undefined): { xres?: number; yr
   return density && density > 0 ? { xres: density / 25.4, yres: density / 25.4 } : {};
 }
 
+/**
+ * Whether the params pad the picture of a source with an alpha band (a `contain` box, a turn off
+ * the right angles): sharp fills a 16-bit alpha's padding with 255 x 256, 0.4% transparent, which
+ * the 8-bit cast hid. Such results stay 8-bit.
+ */
+export function padsAlpha(m: { hasAlpha?: boolean | undefined }, p: Pick<ImageParams, 'fit' | 'width' | 'height' | 'rotate'>): boolean {
+  return Boolean(m.hasAlpha) && ((p.fit === 'contain' && p.width > 0 && p.height > 0) || p.rotate % 90 !== 0);
+}
+
 /** Formats written at 16 bits a sample where the source has them: JPEG, WebP, GIF and sharp's AVIF hold 8. */
 export function holdsSixteenBits(format: OutputFormat): boolean {
   return format === 'png' || format === 'tiff';
@@ -318,12 +327,23 @@ export function holdsSixteenBits(format: OutputFormat): boolean {
  * The 16-bit space a result is written in, or undefined for 8 bits. A 16-bit RGB or grey source
  * (sharp's `ushort` in `rgb16` or `grey16`, after any conversion through its own profile) written
  * as PNG or TIFF keeps its 16 bits, in the bands it would have at 8 (RGB, or one grey band where
- * `oneBand`); made grey it is 8-bit, as sharp's greyscale is. sharp itself converts every result to
- * 8-bit sRGB at the very end unless told a 16-bit space: the pipeline before that runs at 16 bits.
+ * `oneBand`); made grey it is 8-bit, as sharp's greyscale is, and so is one {@link padsAlpha}.
+ * sharp itself converts every result to 8-bit sRGB at the very end unless told a 16-bit space: the
+ * pipeline before that runs at 16 bits.
  */
-export function sixteenBitSpace(m: { depth?: string | undefined; space?: string | undefined }, grayscale: boolean, format: OutputFormat, oneBand = false): 'rgb16' | 'grey16' | undefined {
-  if (m.depth !== 'ushort' || (m.space !== 'rgb16' && m.space !== 'grey16') || grayscale || !holdsSixteenBits(format)) return undefined;
+export function sixteenBitSpace(
+  m: { depth?: string | undefined; space?: string | undefined; hasAlpha?: boolean | undefined },
+  p: Pick<ImageParams, 'grayscale' | 'fit' | 'width' | 'height' | 'rotate'>,
+  format: OutputFormat,
+  oneBand = false,
+): 'rgb16' | 'grey16' | undefined {
+  if (!isSixteenBitRgbOrGrey(m) || p.grayscale || !holdsSixteenBits(format) || padsAlpha(m, p)) return undefined;
   return oneBand ? 'grey16' : 'rgb16';
+}
+
+/** sharp's `ushort` samples in `rgb16` or `grey16`. */
+export function isSixteenBitRgbOrGrey(m: { depth?: string | undefined; space?: string | undefined }): boolean {
+  return m.depth === 'ushort' && (m.space === 'rgb16' || m.space === 'grey16');
 }
 
 /** What {@link applyEncoding} needs to know of the source beyond its pixels. */
@@ -332,8 +352,11 @@ export interface EncodingSource {
   density?: number | undefined;
   /** A one-band (grey) image with an embedded ICC profile. */
   greyWithProfile?: boolean | undefined;
-  /** 8-bit samples (sharp's depth `uchar`), which sharp's mild sharpen leaves in float. */
-  eightBit?: boolean | undefined;
+  /**
+   * Samples that sharp's mild sharpen leaves in float unless cast: any but 16-bit RGB or grey
+   * (which sharp casts back to 16 bits), e.g. 8-bit, or 16-bit CMYK converted to sRGB.
+   */
+  sharpenedInFloat?: boolean | undefined;
   /** The grey source's own ICC profile as a file, where a sharpened TIFF must be cast through it. */
   profile?: string | undefined;
   /** A CMYK source with its own profile (sharp's `space` cmyk, `hasProfile`). */
@@ -374,12 +397,14 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
       // to 8 bits and libvips' TIFF writer writes as they are: a 32-bit float TIFF of 0..255 values
       // that reads back white. A transform to sRGB casts them (the same pixels, as the tiled path
       // writes them); with keep_metadata it tags the output sRGB, converting a source's own profile.
-      // Of samples 8-bit when sharpened: an 8-bit source, or any made grey first (greyscale is
-      // 8-bit b-w, as in the tiled path; a 16-bit source turned grey came out as the float TIFF,
-      // review IMGOPT). A 16-bit one otherwise comes out 8-bit anyway, and the transform would
-      // convert its colours. A grey source whose profile is kept is cast through that profile (one
-      // band, its tones and its profile kept): skipped, it came out as the 32-bit float TIFF.
-      if (p.sharpen && (source.eightBit || p.grayscale)) {
+      // Of samples left in float when sharpened: an 8-bit source, a 16-bit CMYK one (converted to
+      // sRGB, it came out as the float TIFF too), or any made grey first (greyscale is 8-bit b-w,
+      // as in the tiled path; a 16-bit source turned grey came out as the float TIFF, review
+      // IMGOPT). A 16-bit RGB or grey one is cast back to 16 bits by sharp (and written so, or at 8
+      // bits), and the transform would convert its colours. A grey source whose profile is kept is
+      // cast through that profile (one band, its tones and its profile kept): skipped, it came out
+      // as the 32-bit float TIFF.
+      if (p.sharpen && (source.sharpenedInFloat || p.grayscale)) {
         if (!(p.keepMetadata && source.greyWithProfile)) img = img.withIccProfile('srgb', { attach: p.keepMetadata });
         else if (source.profile) img = img.withIccProfile(source.profile, { attach: true });
       }

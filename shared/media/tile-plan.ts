@@ -5,6 +5,14 @@ import type { TileImageParams, TiledOutput } from './tile-pipeline.js';
 import type { TiledFormat } from './tile-stitch.js';
 import type { Orientation, Rect } from './tiling.js';
 
+/**
+ * Feature (`Capabilities.features`) of workers that write 16-bit results (image-pipeline.ts `sixteenBitSpace`)
+ * where their subtask's plan allows it (`sixteenBit` of a batch or tile plan). A coordinator allows
+ * it only where every image worker has it, and such subtasks require it: an older worker writes
+ * 8 bits, and a tiled image's strips of both kinds could not be stitched.
+ */
+export const IMAGE_16BIT_FEATURE = 'image-16bit';
+
 /** The `plan` of a tile subtask (JSON). The worker recognises it by `type: 'tile'`. */
 export interface TilePlan {
   type: 'tile';
@@ -44,6 +52,11 @@ export interface TilePlan {
   channels: number;
   /** Band format of the intermediate or source (sharp's `depth`, e.g. "uchar"). */
   depth: string;
+  /**
+   * A 16-bit intermediate or source is processed into 16-bit tiles for a 16-bit result
+   * ({@link IMAGE_16BIT_FEATURE}; absent in older coordinators' plans: 8 bits).
+   */
+  sixteenBit?: boolean;
   limitInputPixels: number;
 }
 

@@ -154,7 +154,9 @@ export async function runKindInProcess<P>(
           progress: (f) => fractions.push(f), threads: opts.threads ?? 1, log,
         });
         const outs = await Promise.all(res.outputs.map((o) => spoolOf(o.path, o.name)));
-        results[i] = { ...common, ok: true, outputs: outs, result: JSON.parse(JSON.stringify(res.result ?? null)) };
+        // An item the processor refused (one bad photo of a batch) is the job's error, as the job manager reports it.
+        errors.push(...(res.itemErrors ?? []));
+        results[i] = { ...common, ok: true, outputs: outs, itemErrors: res.itemErrors ?? [], result: JSON.parse(JSON.stringify(res.result ?? null)) };
       } catch (err) {
         const e = err as TesseraError;
         results[i] = { ...common, ok: false, outputs: [], result: null, error: { input: st.items[0] ?? '', code: e.codeName ?? 'INTERNAL', message: e.message } };

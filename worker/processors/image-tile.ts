@@ -71,9 +71,9 @@ async function processInput(ctx: TileProcessContext, input: LocalFile, pipeline:
   const src = sharp(source, { limitInputPixels: plan.limitInputPixels, sequentialRead: plan.read === 'source', ignoreIcc: m ? keepsOwnSpace(m, plan.params.keepMetadata, plan.format) : plan.params.keepMetadata });
   const piped = pipeline(src, plan.params);
   let result: TileResult;
-  // A 16-bit source's image in PNG or TIFF is written at 16 bits, as on the batch path
-  // (sixteenBitSpace; a tiled result has RGB bands): its tiles stay 16-bit to the stitch.
-  const sixteenBit = plan.output === 'image' && plan.depth === 'ushort' && !plan.params.grayscale && holdsSixteenBits(plan.format) ? 'rgb16' : undefined;
+  // A 16-bit source's image in PNG or TIFF is written at 16 bits where the plan says so, as on the
+  // batch path (sixteenBitSpace; a tiled result has RGB bands): its tiles stay 16-bit to the stitch.
+  const sixteenBit = plan.sixteenBit === true && plan.output === 'image' && plan.depth === 'ushort' && !plan.params.grayscale && holdsSixteenBits(plan.format) ? 'rgb16' : undefined;
   if ((plan.depth === 'uchar' || plan.depth === 'ushort') && !sixteenBit) {
     // 8-bit output (the usual case): keep the processed tile in memory (at most one strip) rather
     // than writing and re-reading it. A 16-bit tile is processed at 16 bits and comes out of the

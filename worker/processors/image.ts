@@ -10,11 +10,13 @@ import { isTilePlan } from '../../shared/media/tile-plan.js';
 import { needsSrgbFromSixteen, writeSrgbCopy } from '../../shared/media/tile-pipeline.js';
 import { processTile } from './image-tile.js';
 import { vipsSafePath } from '../../shared/media/vips-path.js';
-import { FORMAT_EXTENSION, animationRefusal, cropProblem, gifTruncation, keepsFrames, maxInputPixels, openImage, outputFormat, outputPixels, imagePages, renderImage, sixteenBitSpace } from '../../shared/media/image-pipeline.js';
+import { FORMAT_EXTENSION, animationRefusal, cropProblem, gifTruncation, keepsFrames, maxInputPixels, openImage, outputFormat, outputPixels, imagePages, renderImage, isSixteenBitRgbOrGrey, sixteenBitSpace } from '../../shared/media/image-pipeline.js';
 
 interface BatchPlan {
   type: 'batch';
   items: { input: string; output: string }[];
+  /** 16-bit results allowed (IMAGE_16BIT_FEATURE); absent in older coordinators' plans. */
+  sixteenBit?: boolean;
 }
 
 export interface ImageItemResult {
@@ -40,7 +42,7 @@ export const imageProcessor: WorkerProcessor<ImageParams> = {
       const input = ctx.inputs.find((i) => i.name === item.input);
       if (!input) throw new TesseraError(status.INTERNAL, `input ${item.input} missing from the assignment`);
       try {
-        const r = await processOne(input.path, item.output, ctx.params, ctx.workDir, ctx.signal);
+        const r = await processOne(input.path, item.output, ctx.params, ctx.workDir, ctx.signal, plan.sixteenBit === true);
         outputs.push({ name: r.name, path: r.path, source: item.input });
         items.push({ input: item.input, output: r.name, width: r.width, height: r.height, format: r.format, size: r.size });
       } catch (err) {
@@ -64,7 +66,7 @@ export const imageProcessor: WorkerProcessor<ImageParams> = {
   },
 };
 
-async function processOne(given: string, outputName: string, p: ImageParams, workDir: string, signal: AbortSignal) {
+async function processOne(given: string, outputName: string, p: ImageParams, workDir: string, signal: AbortSignal, sixteenBitAllowed: boolean) {
   // Under a name libvips opens as that file (an input's own name may end in `[...]`).
   const file = await vipsSafePath(given, workDir);
   // The header only, with no limit: the pixel limit is applied below, and named.
@@ -111,12 +113,12 @@ async function processOne(given: string, outputName: string, p: ImageParams, wor
     }
     // 16 bits kept in PNG and TIFF, in the bands the result has at 8: one where a grey source's
     // profile is kept with it (applyEncoding), else RGB.
-    const sixteenBit = sixteenBitSpace(samples, p.grayscale, format, greyWithProfile && p.keepMetadata);
+    const sixteenBit = sixteenBitAllowed ? sixteenBitSpace(samples, p, format, greyWithProfile && p.keepMetadata) : undefined;
     const info = await renderImage(src, p, dest, {
       format,
       animated,
       samples,
-      source: { density: samples.density, greyWithProfile, eightBit: samples.depth === 'uchar', profile, cmykWithProfile: samples.space === 'cmyk' && Boolean(samples.hasProfile), sixteenBit },
+      source: { density: samples.density, greyWithProfile, sharpenedInFloat: !isSixteenBitRgbOrGrey(samples), profile, cmykWithProfile: samples.space === 'cmyk' && Boolean(samples.hasProfile), sixteenBit },
       workDir,
       signal,
     }).catch(async (err: unknown) => {
