@@ -165,7 +165,8 @@ submitCommand(
       .option('--no-auto-orient', 'do not apply EXIF orientation')
       .option('--tile <size>', 'process as tiles of SIZE px (huge images)', int('--tile', { min: 1 }))
       .addOption(new Option('--pyramid <kind>', 'tile pyramid (a zip) instead of one image, at any size; tiles jpeg, png or webp').choices(['deepzoom', 'iiif']))
-      .option('--iiif-id <url>', "with --pyramid iiif: the image's base URI in info.json (absolute http(s) URL; default https://example.com/iiif)"),
+      .option('--iiif-id <url>', "with --pyramid iiif: the image's base URI in info.json (absolute http(s) URL; default https://example.com/iiif)")
+      .addOption(new Option('--bit-depth <bits>', 'bits a sample of png and tiff results (default: 16 for a 16-bit RGB or grey source, else 8)').choices(['8', '16'])),
   imageSpec,
 );
 

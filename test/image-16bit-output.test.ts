@@ -237,7 +237,17 @@ describe('16-bit sources keep 16 bits in PNG and TIFF', () => {
     }
   });
 
-  it('through a real cluster: `tessera submit image --format tiff` of a 16-bit PNG downloads a 16-bit TIFF', async () => {
+  it('bit_depth 8 writes every result at 8 bits, batch and tiled; 16 is the default; others are refused naming the field', async () => {
+    for (const params of [{ format: 'png', bit_depth: 8 }, { format: 'tiff', bit_depth: 8, tile_size: 96 }]) {
+      expect((await sharp(await run(rgb16, params, 'tile_size' in params)).metadata()).depth, JSON.stringify(params)).toBe('uchar');
+    }
+    expect((await sharp(await run(rgb16, { format: 'png', bit_depth: 16 })).metadata()).depth).toBe('ushort');
+    for (const bad of [1, 12, 32]) {
+      expect(() => imageKind.validate({ bit_depth: bad } as never, spec({ bit_depth: bad }))).toThrow(`image.bit_depth: ${bad} is not 8 or 16`);
+    }
+  });
+
+  it('through a real cluster: `tessera submit image --format tiff` of a 16-bit PNG downloads a 16-bit TIFF, `--bit-depth 8` an 8-bit one', async () => {
     cluster = await startCluster({ workers: 1 });
     const out = path.join(dir, 'cluster-out');
     const r = await cluster.runCli(['submit', 'image', '--format', 'tiff', '--width', '200', rgb16, '-o', out]);
@@ -246,5 +256,12 @@ describe('16-bit sources keep 16 bits in PNG and TIFF', () => {
     expect([m.format, m.depth, m.width]).toEqual(['tiff', 'ushort', 200]);
     const s = await samples16(path.join(out, 'scan.tif'));
     expect(lowByteDetail(s)).toBeGreaterThan(s.length / 2);
+    const eight = path.join(dir, 'cluster-out-8');
+    const r8 = await cluster.runCli(['submit', 'image', '--format', 'png', '--bit-depth', '8', rgb16, '-o', eight]);
+    expect(r8.code, r8.stderr).toBe(0);
+    expect((await sharp(path.join(eight, 'scan.png')).metadata()).depth).toBe('uchar');
+    const wrong = await cluster.runCli(['submit', 'image', '--bit-depth', '12', rgb16, '-o', eight]);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain("'12' is invalid");
   });
 });

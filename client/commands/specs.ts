@@ -99,6 +99,7 @@ export function imageSpec(o: Opts): JobSpec {
       tile_size: o['tile'] as number | undefined,
       tiled_output: o['pyramid'] as string | undefined,
       iiif_id: o['iiifId'] as string | undefined,
+      bit_depth: o['bitDepth'] === undefined ? undefined : Number(o['bitDepth']),
     },
   };
 }

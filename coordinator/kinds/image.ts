@@ -134,7 +134,8 @@ export const imageKind: CoordinatorKind<ImageParams> = {
     );
     const names = outputNames(inputs.map((i) => i.name), (input) => extensions.get(input) ?? 'jpg', namerFor(params));
     // Huge images (or --tile) go down the tiled path: one subtask per tile, stitched in merge.
-    const sixteenBit = cluster.features.has(IMAGE_16BIT_FEATURE);
+    // Unless asked for 8 bits: then every result is 8-bit, on any worker.
+    const sixteenBit = params.bitDepth !== 8 && cluster.features.has(IMAGE_16BIT_FEATURE);
     const tiles = await planTiledInputs(inputs, params, { workDir, slots: cluster.slots, signal, outputNames: names, sixteenBit });
     const batched = inputs.filter((f) => !tiles.tiled.has(f.name));
     const subtasks = groupBatches(batched, cluster.slots).map((group) => batchSubtask(group, names, sixteenBit));
@@ -209,7 +210,7 @@ async function* planArriving(
   const slots = (): number => o.cluster.slots;
   const keptBack = (): number => Math.max(1, slots()) * TAIL_SINGLES_PER_SLOT;
   // The workers as they are when each subtask is made: it must match its own requires.
-  const sixteenBit = (): boolean => o.cluster.features.has(IMAGE_16BIT_FEATURE);
+  const sixteenBit = (): boolean => params.bitDepth !== 8 && o.cluster.features.has(IMAGE_16BIT_FEATURE);
   const waiting: SpoolFile[] = [];
   /**
    * The first photos of `waiting` when they fill a subtask and another subtask's worth beside the

@@ -38,6 +38,8 @@ export interface ImageParams {
   tiledOutput: '' | 'deepzoom' | 'iiif';
   /** Base URI of an IIIF pyramid (its info.json `id` is this plus the output's name); '' = sharp's default, https://example.com/iiif. */
   iiifId: string;
+  /** 8: every result at 8 bits a sample; 0: as the source (16-bit RGB or grey sources keep 16 bits in PNG and TIFF). */
+  bitDepth: 0 | 8;
 }
 
 const MAX_EDGE = 1_000_000;
@@ -81,6 +83,8 @@ export function validateImageParams(raw: unknown): ImageParams {
     if (iiifId.length > MAX_IIIF_ID_LENGTH) throw invalidArgument(`image.iiif_id: ${iiifId.length} characters, at most ${MAX_IIIF_ID_LENGTH}`);
     if (!isHttpUrl(iiifId)) throw invalidArgument(`image.iiif_id: "${iiifId}" is not an absolute http(s) URL`);
   }
+  const bitDepth = readNum('image.bit_depth', p['bit_depth']);
+  if (bitDepth !== 0 && bitDepth !== 8 && bitDepth !== 16) throw invalidArgument(`image.bit_depth: ${bitDepth} is not 8 or 16 (unset or 16: as the source, 16-bit RGB or grey sources keeping 16 bits in png and tiff; 8: every result at 8 bits)`);
   const tileSize = num('tile_size', 0, 65_536);
   if (tileSize > 0 && tileSize < 64) throw invalidArgument(`image.tile_size: ${tileSize} is below the minimum of 64`);
   return {
@@ -105,6 +109,7 @@ export function validateImageParams(raw: unknown): ImageParams {
     tileSize,
     tiledOutput: tiledOutput as ImageParams['tiledOutput'],
     iiifId: iiifId.replace(/\/+$/, ''),
+    bitDepth: bitDepth === 8 ? 8 : 0,
   };
 }
 
