@@ -1,5 +1,6 @@
 #!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=134217728 node
 /** The `tessera` command: coordinator, worker, job submission and inspection, demo. */
+import os from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
 import { status } from '../shared/grpc-status.js';
 import { PREFETCH_BELOW_MS, STALL_MS, SUBTASK_TIMEOUT_MS, WORKER_PREFETCH, coordinatorAddress, hostPortProblem } from '../shared/config.js';
@@ -15,6 +16,8 @@ import { clientSecurityOptions, coordinatorSecurityOptions, workerSecurityOption
 import { clientKeepaliveOptions, serverKeepaliveOptions } from './commands/keepalive-options.js';
 import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import { useBulkHeapGrowth } from '../shared/malloc.js';
+import { workerSizing } from '../shared/machine.js';
+import { LIMIT_SPECS, resolveLimits } from '../shared/limits.js';
 import { clientTlsFromEnv, dropIpServerNameWarning, tlsAnswers, tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
 
 useBulkHeapGrowth();
@@ -79,7 +82,8 @@ program
   .action(async (o, cmd: Command) => runCoordinator(o, cmd));
 coordinatorSecurityOptions(program.commands.at(-1)!);
 serverKeepaliveOptions(program.commands.at(-1)!, 'coordinator');
-configurable(logOptions(program.commands.at(-1)!));
+// --print-config shows every limit, those left at their defaults too.
+configurable(logOptions(program.commands.at(-1)!), (o) => ({ ...resolveLimits(Object.fromEntries(LIMIT_SPECS.map((s) => [s.key, o[s.key] as number | undefined]))) }));
 
 program
   .command('worker')
@@ -95,7 +99,11 @@ program
   .action(async (o, cmd: Command) => runWorker(o, cmd));
 workerSecurityOptions(program.commands.at(-1)!);
 serverKeepaliveOptions(program.commands.at(-1)!, 'worker');
-configurable(logOptions(program.commands.at(-1)!));
+// --print-config shows what the worker works out from this machine (its container's limits).
+configurable(logOptions(program.commands.at(-1)!), (o) => ({
+  ...workerSizing({ slots: o['slots'] as number | undefined, threads: o['threads'] as number | undefined, memoryLimitMb: o['memoryLimitMb'] as number | undefined }),
+  name: `${os.hostname()}-PID`,
+}));
 
 program
   .command('health')
@@ -499,5 +507,8 @@ async function unreachableTrouble(details: string): Promise<{ hint: string; tls:
   if (/Protocol error/.test(details)) {
     return { hint: `something answers at ${address}, but not gRPC (an HTTP server: the coordinator's dashboard, its --http address?): give the coordinator's gRPC address (its --listen, 7700 by default)`, tls: false };
   }
+  // `tessera health --http` asked the dashboard's address, not the gRPC one.
+  const http = actionCommand?.name() === 'health' ? actionCommand.opts<{ http?: string }>().http : undefined;
+  if (http) return { hint: `is a coordinator serving its dashboard (--http) at ${http}?`, tls: false };
   return { hint: `is a coordinator running at ${address}?`, tls: false };
 }

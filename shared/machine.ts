@@ -22,6 +22,21 @@ export function availableMemoryBytes(): number {
   return constrained && constrained > 0 && constrained < total ? constrained : total;
 }
 
+/** Default memory ceiling of one subtask: 80% of the memory this worker may use (its container's limit) shared by the slots, at least 1 GiB. */
+export function defaultMemoryLimitMb(slots: number): number {
+  return Math.max(1024, Math.floor((availableMemoryBytes() / 2 ** 20) * 0.8 / Math.max(1, slots)));
+}
+
+/** A worker's slots, libvips/ffmpeg threads per slot and memory ceiling per subtask, as given or by default from the machine. */
+export function workerSizing(given: { slots?: number | undefined; threads?: number | undefined; memoryLimitMb?: number | undefined }): { slots: number; threads: number; memoryLimitMb: number } {
+  const cores = availableCores();
+  // The container's limits, not the host's: several workers may share a machine.
+  const slots = Math.max(1, given.slots ?? cores);
+  // Slots x libvips threads should not exceed the cores.
+  const threads = Math.max(1, given.threads ?? Math.floor(cores / slots));
+  return { slots, threads, memoryLimitMb: given.memoryLimitMb ?? defaultMemoryLimitMb(slots) };
+}
+
 /**
  * The CPU quota in cores of the cgroups this process is in (v2 `cpu.max`, v1 `cpu.cfs_quota_us`
  * over `cpu.cfs_period_us`), the tightest of its own and every ancestor's up to the mount, or

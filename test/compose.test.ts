@@ -169,9 +169,8 @@ describe('docker-compose.yml', () => {
     expect(c.options).toMatchObject({ listen: '0.0.0.0:7700', http: '0.0.0.0:7780', dataDir: '/data', sharedRoot: ['/media'], sharedOutputRoot: ['/results'], insecure: true, logFormat: 'json', logLevel: 'info' });
     const w = await resolved(compose.services['worker']!.command!, env(compose.services['worker']!));
     expect(w.options).toMatchObject({ coordinator: 'coordinator:7700', drainGraceMs: 30000 });
-    // TESSERA_SLOTS left empty: one slot per CPU of the container's limit (the next test).
-    expect(w.options['slots']).toBeUndefined();
-    expect(w.sources).toMatchObject({ drainGraceMs: 'env' });
+    // TESSERA_SLOTS left empty: one slot per CPU of the container's limit (the next test), a default.
+    expect(w.sources).toMatchObject({ drainGraceMs: 'env', slots: 'default' });
   });
 
   it("limits each worker container's CPUs and memory, keeps its scratch on a volume, and the worker sizes itself from them", async () => {

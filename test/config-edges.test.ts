@@ -8,6 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientTlsFromEnv } from '../shared/tls.js';
+import { availableCores, defaultMemoryLimitMb } from '../shared/machine.js';
+import { LIMIT_SPECS, resolveLimits } from '../shared/limits.js';
 import { runCli, type CliResult } from './helpers/cluster.js';
 import { cleanEnv } from './helpers/process-logs.js';
 
@@ -130,7 +132,31 @@ describe('data dir', () => {
   });
 });
 
+describe('--print-config shows the defaults a start works out', () => {
+  it("a worker's slots, threads, memory ceiling and name, from this machine (its container's limits)", async () => {
+    const cores = availableCores();
+    const p = printed(await cli(['worker', '--print-config']));
+    expect(p.options).toMatchObject({ slots: cores, threads: 1, memoryLimitMb: defaultMemoryLimitMb(cores), name: `${os.hostname()}-PID` });
+    expect(p.sources).toMatchObject({ slots: 'default', threads: 'default', memoryLimitMb: 'default', name: 'default' });
+    const given = printed(await cli(['worker', '--print-config', '--slots', '1', '--name', 'w1'], { TESSERA_MEMORY_LIMIT_MB: '2048' }));
+    expect(given.options).toMatchObject({ slots: 1, threads: cores, memoryLimitMb: 2048, name: 'w1' });
+    expect(given.sources).toMatchObject({ slots: 'cli', threads: 'default', memoryLimitMb: 'env', name: 'cli' });
+  });
+
+  it("a coordinator's limits, those left at their defaults too", async () => {
+    const p = printed(await cli([...coordinator(), '--print-config'], { TESSERA_MAX_INPUTS: '7' }));
+    const defaults = resolveLimits({}, {});
+    expect(p.options).toMatchObject({ ...defaults, maxInputs: 7 });
+    for (const s of LIMIT_SPECS) expect(p.sources[s.key], s.key).toBe(s.key === 'maxInputs' ? 'env' : 'default');
+  });
+});
+
 describe('help', () => {
+  it('`tessera --help` says what Ctrl-C does as the README does: a submission not yet accepted is withdrawn', async () => {
+    const r = await cli(['--help']);
+    expect(r.stdout).toContain('130  Ctrl-C: before the job is accepted (its upload), the submission is withdrawn');
+  });
+
   it('`tessera worker --help` shows the default of --memory-limit-mb', async () => {
     const r = await cli(['worker', '--help']);
     expect(r.code).toBe(0);

@@ -166,6 +166,15 @@ describe('probes', () => {
     const http = await runCli(['health', '--timeout-ms', '500', '--http', '127.0.0.1:9']);
     expect(http.code, http.stderr).toBe(4);
     expect(http.stdout.trim()).toBe('UNREACHABLE');
+    // With --json, one shape in both modes: the error every command prints (the HTTP check printed
+    // {"status":"UNREACHABLE"} where the gRPC one printed {"error":...}).
+    for (const mode of [['--coordinator', '127.0.0.1:9'], ['--http', '127.0.0.1:9']]) {
+      const j = await runCli(['health', '--timeout-ms', '500', ...mode, '--json']);
+      expect(j.code, j.stderr).toBe(4);
+      expect(JSON.parse(j.stdout)).toMatchObject({ error: { code: 'UNAVAILABLE', message: expect.any(String) } });
+    }
+    const hint = await runCli(['health', '--timeout-ms', '500', '--http', '127.0.0.1:9', '--json']);
+    expect(hint.stderr).toContain('is a coordinator serving its dashboard (--http) at 127.0.0.1:9?');
   });
 
   // Last: it stops the coordinator.

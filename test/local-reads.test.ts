@@ -107,6 +107,9 @@ describe('workers read and write the spool in place on the coordinator machine',
     const spelt = path.join(dir, 'spelt.yaml');
     await writeFile(spelt, 'no-local-reads: true\n');
     expect(await localReads(['--config', spelt])).toBe(false);
+    // And in camelCase, as every key may be written (it was refused as an unknown option).
+    await writeFile(spelt, 'noLocalReads: true\n');
+    expect(await localReads(['--config', spelt])).toBe(false);
     // A switch in a config file takes true or false, not a string that would read as on.
     const quoted = path.join(dir, 'quoted.yaml');
     await writeFile(quoted, 'local-reads: "false"\n');

@@ -17,7 +17,6 @@ import { TesseraError } from '../shared/errors.js';
 import { knownFfmpegInfo } from '../shared/ffmpeg.js';
 import type { ProcessContext, ProcessResult } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
-import { availableMemoryBytes } from '../shared/machine.js';
 import { withoutBulkMalloc } from '../shared/malloc.js';
 import { isolationChildMain, type ChildReply, type ChildRequest } from './isolation-child.js';
 
@@ -27,10 +26,6 @@ const ENTRY = import.meta.url.endsWith('.ts') ? fileURLToPath(new URL('../dist/w
 /** Kinds that touch no untrusted decoder. */
 const IN_PROCESS_KINDS: ReadonlySet<string> = new Set(['passthrough']);
 
-/** Default memory ceiling of one subtask: 80% of the memory this worker may use (its container's limit) shared by the slots, at least 1 GiB. */
-export function defaultMemoryLimitMb(slots: number): number {
-  return Math.max(1024, Math.floor((availableMemoryBytes() / 2 ** 20) * 0.8 / Math.max(1, slots)));
-}
 
 /** Set in a child's environment; the child then serves requests instead of being a library. */
 const CHILD_ENV = 'TESSERA_ISOLATION_CHILD';

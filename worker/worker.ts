@@ -11,7 +11,7 @@ import pLimit from 'p-limit';
 import sharp from 'sharp';
 import { HEARTBEAT_MS, MAX_SUBTASK_TIMEOUT_MS, REGISTER_TEXT_BYTES, clientChannelOptions, connectTimeoutMs, MAX_CONNECT_TIMEOUTS, type Keepalive, RESULTS_MESSAGE_BYTES, WORKER_PREFETCH } from '../shared/config.js';
 import { TesseraError, tidyGrpcError } from '../shared/errors.js';
-import { availableCores } from '../shared/machine.js';
+import { workerSizing } from '../shared/machine.js';
 import { tlsAnswers, tlsTrouble, tlsTroubleHint } from '../shared/tls.js';
 import type { Logger } from '../shared/logger.js';
 import { workerServiceClientConstructor } from '../shared/proto.js';
@@ -26,7 +26,7 @@ import { executeSubtask } from './executor.js';
 import { defaultTempRoot, tempHeartbeatMs, listenInTempRoot, makeTempRoot, removeStaleTempRoots, touchTempRoot } from './temp-root.js';
 import type { Server } from 'node:net';
 import { workerProcessors } from './processors/index.js';
-import { ProcessorIsolation, defaultMemoryLimitMb } from './isolation.js';
+import { ProcessorIsolation } from './isolation.js';
 import { tokenProblem } from '../shared/auth.js';
 import { steadyNow } from '../shared/clock.js';
 
@@ -140,17 +140,15 @@ export class Worker {
     const problem = opts.token === undefined ? undefined : tokenProblem(opts.token);
     // Else grpc-js refuses it at the first call, in a callback, with a message quoting it.
     if (problem) throw new Error(`the worker token ${problem}`);
-    // The container's limits, not the host's: several workers may share a machine.
-    const cores = availableCores();
-    this.slots = Math.max(1, opts.slots ?? cores);
-    // Slots x libvips threads should not exceed the cores.
-    this.threads = Math.max(1, opts.threads ?? Math.floor(cores / this.slots));
+    const sizing = workerSizing(opts);
+    this.slots = sizing.slots;
+    this.threads = sizing.threads;
     sharp.concurrency(this.threads);
     this.name = opts.name ?? `${os.hostname()}-${process.pid}`;
     this.prefetch = Math.max(0, opts.prefetch ?? WORKER_PREFETCH);
     this.limit = pLimit(this.slots);
     this.tempRoot = defaultTempRoot(this.name);
-    const memoryLimitMb = opts.memoryLimitMb ?? defaultMemoryLimitMb(this.slots);
+    const memoryLimitMb = sizing.memoryLimitMb;
     this.isolation = memoryLimitMb > 0 ? new ProcessorIsolation({ memoryLimitMb, log: opts.log, prewarm: Math.min(this.slots, 4) }) : undefined;
     const WorkerService = workerServiceClientConstructor();
     const credentials = opts.credentials ?? grpc.credentials.createInsecure();

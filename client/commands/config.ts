@@ -78,7 +78,7 @@ function coerce(option: Option, key: string, value: unknown, file: string): unkn
  * exits: for checking a deployment's flags, environment and file without starting anything). Call
  * after the command's options are defined.
  */
-export function configurable(cmd: Command): Command {
+export function configurable(cmd: Command, defaults?: (options: Record<string, unknown>) => Record<string, unknown>): Command {
   // Commander's help names an option's variable itself; not where the description already does.
   cmd.configureHelp({
     optionDescription(this: Help, option: Option): string {
@@ -154,7 +154,14 @@ export function configurable(cmd: Command): Command {
       // Relative paths (from any source, a config file's included) are taken from the working
       // directory: shown as they will be opened.
       const resolved = Object.fromEntries(Object.entries(given).map(([k, v]) => [k, PATH_OPTIONS.has(k) ? absolute(v) : v]));
-      const sources = Object.fromEntries(Object.keys(resolved).map((k) => [k, command.getOptionValueSource(k) ?? 'unset']));
+      const sources: Record<string, string> = Object.fromEntries(Object.keys(resolved).map((k) => [k, command.getOptionValueSource(k) ?? 'unset']));
+      // Settings whose default the command works out at start (from the machine, or a table of
+      // limits), which commander does not know: shown too, as `default`.
+      for (const [k, v] of Object.entries(defaults?.(resolved) ?? {})) {
+        if (resolved[k] !== undefined) continue;
+        resolved[k] = v;
+        sources[k] = 'default';
+      }
       // The output gets pasted into tickets and CI logs: secrets appear as fingerprints only.
       process.stdout.write(`${JSON.stringify({ command: command.name(), options: redactSecrets(resolved), sources })}\n`);
       process.exit(0);
@@ -176,8 +183,11 @@ export function applyConfigFile(cmd: Command, file: string): void {
     if (NOT_CONFIGURABLE.has(o.attributeName())) continue;
     byKey.set(o.attributeName(), o);
     byKey.set(o.long?.replace(/^--(no-)?/, '') ?? o.attributeName(), o);
-    // `--no-x` also as its flag is spelt: `no-x: true` is `x: false`.
-    if (o.negate && o.long) byKey.set(o.long.slice(2), o);
+    // `--no-x` also as its flag is spelt: `no-x: true` is `x: false` (`noX: true` too).
+    if (o.negate && o.long) {
+      byKey.set(o.long.slice(2), o);
+      byKey.set(camelCase(o.long.slice(2)), o);
+    }
   }
   for (const [key, value] of Object.entries(data)) {
     const option = byKey.get(key);
@@ -186,6 +196,10 @@ export function applyConfigFile(cmd: Command, file: string): void {
     const source = cmd.getOptionValueSource(option.attributeName());
     if (source === 'cli' || source === 'env') continue;
     const coerced = coerce(option, key, value, file);
-    cmd.setOptionValueWithSource(option.attributeName(), option.negate && key === option.long?.slice(2) ? !coerced : coerced, 'config');
+    const spelt = option.negate && option.long ? option.long.slice(2) : undefined;
+    cmd.setOptionValueWithSource(option.attributeName(), spelt && (key === spelt || key === camelCase(spelt)) ? !coerced : coerced, 'config');
   }
 }
+
+/** `no-local-reads` as `noLocalReads`. */
+const camelCase = (s: string): string => s.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());

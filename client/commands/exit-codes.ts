@@ -16,7 +16,7 @@ export const EXIT = {
   partial: 3,
   /** The coordinator could not be reached, or was lost and did not come back in time. */
   unreachable: 4,
-  /** Ctrl-C while waiting for a job (which goes on). */
+  /** Ctrl-C: a submission not yet accepted is withdrawn; an accepted job goes on. */
   interrupted: 130,
 } as const;
 
@@ -32,7 +32,8 @@ Exit status:
   4    the coordinator could not be reached, or was lost and not back within 2 minutes (--reconnect-for)
        (UNAVAILABLE, or a deadline passed while still connecting): a job may still be running;
        \`tessera health\`: nothing answered
-  130  Ctrl-C while waiting for a job: it goes on without this client
+  130  Ctrl-C: before the job is accepted (its upload), the submission is withdrawn and no job is
+       left; once it is, the job goes on without this client (also a download or the demo stopped)
 `;
 
 /**

@@ -14,6 +14,7 @@ import { checkKeepalive, type KeepaliveFlags } from './keepalive-options.js';
 import { EXIT } from './exit-codes.js';
 import { sharedRootProblem } from '../../coordinator/shared-inputs.js';
 import { status } from '../../shared/grpc-status.js';
+import { TesseraError } from '../../shared/errors.js';
 import { hasControlCharacters } from '../../shared/names.js';
 import { tileConfig } from '../../shared/media/tile-config.js';
 
@@ -337,19 +338,25 @@ export async function checkHealth(address: string, service = '', timeoutMs = 300
  */
 export async function runHealth(o: { coordinator?: string; http?: string; service: string; timeoutMs: number; json?: boolean }): Promise<number> {
   const address = o.http ? `http://${o.http}/healthz` : coordinatorAddress(o.coordinator);
-  const status = o.http ? await checkHttpHealth(address, o.timeoutMs) : await checkHealth(address, o.service, o.timeoutMs);
-  if (o.json) process.stdout.write(`${JSON.stringify({ address, service: o.service, status })}\n`);
-  else process.stdout.write(`${status}\n`);
-  return status === 'SERVING' ? EXIT.ok : status === 'UNREACHABLE' ? EXIT.unreachable : EXIT.failed;
+  const answer = o.http ? await checkHttpHealth(address, o.timeoutMs) : { status: await checkHealth(address, o.service, o.timeoutMs) };
+  // With --json, no answer is an error as every command's is ({"error":...}, exit 4), as the gRPC
+  // check's is: a script reading one mode's output read another shape from the other.
+  if (o.json && answer.status === 'UNREACHABLE') throw new TesseraError(status.UNAVAILABLE, `no answer from ${address}: ${answer.reason}`);
+  if (o.json) process.stdout.write(`${JSON.stringify({ address, service: o.service, status: answer.status })}\n`);
+  else process.stdout.write(`${answer.status}\n`);
+  return answer.status === 'SERVING' ? EXIT.ok : answer.status === 'UNREACHABLE' ? EXIT.unreachable : EXIT.failed;
 }
 
 /** `/healthz` of a coordinator's HTTP server: 200 while it takes work, 503 while starting or draining. */
-async function checkHttpHealth(url: string, timeoutMs: number): Promise<string> {
+async function checkHttpHealth(url: string, timeoutMs: number): Promise<{ status: string; reason?: string }> {
   try {
     const r = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-    return r.status === 200 ? 'SERVING' : r.status === 503 ? 'NOT_SERVING' : `HTTP_${r.status}`;
-  } catch {
-    return 'UNREACHABLE';
+    return { status: r.status === 200 ? 'SERVING' : r.status === 503 ? 'NOT_SERVING' : `HTTP_${r.status}` };
+  } catch (err) {
+    // fetch says "fetch failed"; its cause says why (ECONNREFUSED, ENOTFOUND, "bad port").
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    const reason = (err as Error).name === 'TimeoutError' ? `nothing within ${timeoutMs} ms` : (cause?.code ?? cause?.message ?? (err as Error).message);
+    return { status: 'UNREACHABLE', reason };
   }
 }
 
