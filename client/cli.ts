@@ -102,7 +102,8 @@ serverKeepaliveOptions(program.commands.at(-1)!, 'worker');
 // --print-config shows what the worker works out from this machine (its container's limits).
 configurable(logOptions(program.commands.at(-1)!), (o) => ({
   ...workerSizing({ slots: o['slots'] as number | undefined, threads: o['threads'] as number | undefined, memoryLimitMb: o['memoryLimitMb'] as number | undefined }),
-  name: `${os.hostname()}-PID`,
+  // The worker's own PID, not this one's: a placeholder.
+  name: `${os.hostname()}-<pid>`,
 }));
 
 program

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { availableCores, availableMemoryBytes, cgroupCpuQuota } from './machine.js';
+import { availableCores, availableMemoryBytes, cgroupCpuQuota, defaultMemoryLimitMb } from './machine.js';
 
 const run = promisify(execFile);
 const roots: string[] = [];
@@ -81,6 +81,36 @@ describe('what this process may use of the machine', () => {
       '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us': '100000\n',
     });
     expect(cgroupCpuQuota(root)).toBe(0.5);
+  });
+
+  it("reads no other cgroup's quota: only mounts whose root holds the process's cgroup, every one of them", async () => {
+    // The same v1 hierarchy mounted twice: another container's cgroup first (8 cores), this one's after.
+    const twice = await fakeRoot({
+      '/proc/self/cgroup': '4:cpu,cpuacct:/docker/abc\n',
+      '/proc/self/mountinfo': [
+        '700 690 0:29 /docker/other /mnt/other rw - cgroup cgroup rw,cpu,cpuacct',
+        '701 690 0:29 /docker/abc /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpu,cpuacct',
+      ].join('\n'),
+      '/mnt/other/cpu.cfs_quota_us': '800000\n',
+      '/mnt/other/cpu.cfs_period_us': '100000\n',
+      '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us': '50000\n',
+      '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us': '100000\n',
+    });
+    expect(cgroupCpuQuota(twice)).toBe(0.5);
+    // A second cgroup2 mount (a hybrid machine's `unified`) listed before the one with the controller.
+    const hybrid = await fakeRoot({
+      '/proc/self/cgroup': '0::/app\n',
+      '/proc/self/mountinfo': ['41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw', '30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw'].join('\n'),
+      '/sys/fs/cgroup/app/cpu.max': '100000 100000\n',
+    });
+    expect(cgroupCpuQuota(hybrid)).toBe(1);
+  });
+
+  it('a memory ceiling per subtask of 80% of the memory over the slots, at least 1 GiB unless the memory is less', () => {
+    const usable = Math.floor((availableMemoryBytes() / 2 ** 20) * 0.8);
+    expect(defaultMemoryLimitMb(1)).toBe(Math.max(Math.min(1024, usable), usable));
+    expect(defaultMemoryLimitMb(10_000)).toBe(Math.min(1024, usable));
+    expect(defaultMemoryLimitMb(10_000)).toBeLessThanOrEqual(usable);
   });
 
   it('has no quota where none is set or nothing can be read', async () => {

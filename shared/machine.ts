@@ -22,9 +22,12 @@ export function availableMemoryBytes(): number {
   return constrained && constrained > 0 && constrained < total ? constrained : total;
 }
 
-/** Default memory ceiling of one subtask: 80% of the memory this worker may use (its container's limit) shared by the slots, at least 1 GiB. */
+/** Default memory ceiling of one subtask: 80% of the memory this worker may use (its container's limit) shared by the slots, at least 1 GiB (or those 80% where they are less). */
 export function defaultMemoryLimitMb(slots: number): number {
-  return Math.max(1024, Math.floor((availableMemoryBytes() / 2 ** 20) * 0.8 / Math.max(1, slots)));
+  const usable = Math.floor((availableMemoryBytes() / 2 ** 20) * 0.8);
+  // The floor never past the memory itself: in a 512 MiB container a 1 GiB ceiling let a runaway
+  // subtask meet the container's OOM killer (the worker's end) before its own.
+  return Math.max(Math.min(1024, usable), Math.floor(usable / Math.max(1, slots)));
 }
 
 /** A worker's slots, libvips/ffmpeg threads per slot and memory ceiling per subtask, as given or by default from the machine. */
@@ -67,14 +70,18 @@ export function cgroupCpuQuota(fsRoot = '/'): number | undefined {
     const cgroup = line.slice(second + 1);
     const v2 = line.slice(0, first) === '0' && controllers === '';
     if (!v2 && !controllers.split(',').includes('cpu')) continue;
-    const mount = mounts.find((m) => (v2 ? m.type === 'cgroup2' : m.type === 'cgroup' && m.superOptions.split(',').includes('cpu')));
-    if (!mount) continue;
-    // The cgroup's folder under the mount (a container's mount of its own cgroup has that for root).
-    const rel = mount.root === '/' ? cgroup : cgroup === mount.root || cgroup.startsWith(`${mount.root}/`) ? cgroup.slice(mount.root.length) : '';
-    for (let dir = path.posix.join(mount.point, rel); ; dir = path.posix.dirname(dir)) {
-      const quota = v2 ? cpuMaxQuota(read(path.posix.join(dir, 'cpu.max'))) : cfsQuota(read(path.posix.join(dir, 'cpu.cfs_quota_us')), read(path.posix.join(dir, 'cpu.cfs_period_us')));
-      if (quota !== undefined) tightest = Math.min(tightest ?? quota, quota);
-      if (dir === mount.point || !dir.startsWith(`${mount.point}/`)) break;
+    // The mounts of this hierarchy that hold the cgroup: their root (the top of the hierarchy, or a
+    // container's own cgroup) is the cgroup or above it. Another mount's top is another cgroup's,
+    // whose quota is not this process's. Where several hold it (the same hierarchy mounted twice, a
+    // hybrid machine's `unified` beside the real one), each is read: the tightest quota counts.
+    const under = (root: string): boolean => root === '/' || cgroup === root || cgroup.startsWith(`${root}/`);
+    for (const mount of mounts.filter((m) => (v2 ? m.type === 'cgroup2' : m.type === 'cgroup' && m.superOptions.split(',').includes('cpu')) && under(m.root))) {
+      const rel = mount.root === '/' ? cgroup : cgroup.slice(mount.root.length);
+      for (let dir = path.posix.join(mount.point, rel).replace(/(.)\/+$/, '$1'); ; dir = path.posix.dirname(dir)) {
+        const quota = v2 ? cpuMaxQuota(read(path.posix.join(dir, 'cpu.max'))) : cfsQuota(read(path.posix.join(dir, 'cpu.cfs_quota_us')), read(path.posix.join(dir, 'cpu.cfs_period_us')));
+        if (quota !== undefined) tightest = Math.min(tightest ?? quota, quota);
+        if (dir === mount.point || !dir.startsWith(`${mount.point}/`)) break;
+      }
     }
   }
   return tightest;

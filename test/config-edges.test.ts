@@ -136,7 +136,7 @@ describe('--print-config shows the defaults a start works out', () => {
   it("a worker's slots, threads, memory ceiling and name, from this machine (its container's limits)", async () => {
     const cores = availableCores();
     const p = printed(await cli(['worker', '--print-config']));
-    expect(p.options).toMatchObject({ slots: cores, threads: 1, memoryLimitMb: defaultMemoryLimitMb(cores), name: `${os.hostname()}-PID` });
+    expect(p.options).toMatchObject({ slots: cores, threads: 1, memoryLimitMb: defaultMemoryLimitMb(cores), name: `${os.hostname()}-<pid>` });
     expect(p.sources).toMatchObject({ slots: 'default', threads: 'default', memoryLimitMb: 'default', name: 'default' });
     const given = printed(await cli(['worker', '--print-config', '--slots', '1', '--name', 'w1'], { TESSERA_MEMORY_LIMIT_MB: '2048' }));
     expect(given.options).toMatchObject({ slots: 1, threads: cores, memoryLimitMb: 2048, name: 'w1' });

@@ -166,6 +166,7 @@ describe('probes', () => {
     const http = await runCli(['health', '--timeout-ms', '500', '--http', '127.0.0.1:9']);
     expect(http.code, http.stderr).toBe(4);
     expect(http.stdout.trim()).toBe('UNREACHABLE');
+    expect(http.stderr).toContain('tessera: no answer from http://127.0.0.1:9/healthz: bad port');
     // With --json, one shape in both modes: the error every command prints (the HTTP check printed
     // {"status":"UNREACHABLE"} where the gRPC one printed {"error":...}).
     for (const mode of [['--coordinator', '127.0.0.1:9'], ['--http', '127.0.0.1:9']]) {

@@ -220,6 +220,8 @@ describe('16-bit sources keep 16 bits in PNG and TIFF', () => {
         const r = await runKindInProcess(imageKind, imageProcessor, spec(params), [rgb16], { dir, slots: 2, features });
         expect(r.errors).toEqual([]);
         expect((await sharp(r.outputs[0]!.path).metadata()).depth, `${features.length} features, tiled ${tiled}`).toBe(depth);
+        // Said, where 16 bits were possible and not made.
+        expect(r.warnings.map((w) => w.message)).toEqual(depth === 'uchar' ? [expect.stringMatching(/^written at 8 bits a sample: no worker that writes 16-bit results \(feature image-16bit\)/)] : []);
         // What the plan asks of the workers: nothing of an older cluster's, the feature of this one's.
         const planned = await imageKind.plan({
           jobId: 'j', params: imageKind.validate(params as never, spec(params)), spec: spec(params), inputs,
@@ -242,6 +244,11 @@ describe('16-bit sources keep 16 bits in PNG and TIFF', () => {
       expect((await sharp(await run(rgb16, params, 'tile_size' in params)).metadata()).depth, JSON.stringify(params)).toBe('uchar');
     }
     expect((await sharp(await run(rgb16, { format: 'png', bit_depth: 16 })).metadata()).depth).toBe('ushort');
+    // Asked for, 8 bits are not warned of; nor are they where no worker was there to make 16.
+    const asked = await runKindInProcess(imageKind, imageProcessor, spec({ format: 'png', bit_depth: 8 }), [rgb16], { dir, slots: 2, features: [] });
+    expect(asked.warnings).toEqual([]);
+    const none = await runKindInProcess(imageKind, imageProcessor, spec({ format: 'png' }), [rgb16], { dir, slots: 2, features: [] });
+    expect(none.warnings.map((w) => [w.input, w.message.slice(0, 27)])).toEqual([['scan.png', 'written at 8 bits a sample:']]);
     for (const bad of [1, 12, 32]) {
       expect(() => imageKind.validate({ bit_depth: bad } as never, spec({ bit_depth: bad }))).toThrow(`image.bit_depth: ${bad} is not 8 or 16`);
     }

@@ -245,7 +245,7 @@ export function workerSecurityOptions(c: Command): Command {
     .option('--tls-key <file>', 'private key of --tls-cert (PEM)')
     .option('--worker-token <token>', 'join token (prefer the env var or a file)')
     .option('--worker-token-file <file>', 'file holding the join token')
-    .option('--memory-limit-mb <mib>', "memory ceiling of one subtask (its processor runs in a child process); 0 = in-process (default: 80% of this machine's available memory over the slots, at least 1024)", (v) => {
+    .option('--memory-limit-mb <mib>', "memory ceiling of one subtask (its processor runs in a child process); 0 = in-process (default: 80% of this machine's available memory over the slots, at least 1024 unless that 80% is less)", (v) => {
       // Digits only: Number("") is 0, which runs processors in-process with no ceiling (and 0x10 is 16).
       const n = /^\s*\d+\s*$/.test(v) ? Number(v) : Number.NaN;
       if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`--memory-limit-mb: "${v}" is not a whole number of MiB (0 runs processors in-process)`);

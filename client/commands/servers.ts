@@ -344,6 +344,8 @@ export async function runHealth(o: { coordinator?: string; http?: string; servic
   if (o.json && answer.status === 'UNREACHABLE') throw new TesseraError(status.UNAVAILABLE, `no answer from ${address}: ${answer.reason}`);
   if (o.json) process.stdout.write(`${JSON.stringify({ address, service: o.service, status: answer.status })}\n`);
   else process.stdout.write(`${answer.status}\n`);
+  // Why, and where it looked, as the gRPC check says it (stdout keeps the one word scripts read).
+  if (!o.json && answer.status === 'UNREACHABLE') process.stderr.write(`tessera: no answer from ${address}: ${answer.reason}\ntessera: is a coordinator serving its dashboard (--http) at ${o.http}?\n`);
   return answer.status === 'SERVING' ? EXIT.ok : answer.status === 'UNREACHABLE' ? EXIT.unreachable : EXIT.failed;
 }
 

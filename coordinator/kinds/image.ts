@@ -6,7 +6,7 @@ import { open } from 'node:fs/promises';
 import pLimit from 'p-limit';
 import type { ClusterView, CoordinatorKind, PlanContext, PlanErrors, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { checkNewImageParams, validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
-import { FORMAT_EXTENSION, openImage, outputFormat } from '../../shared/media/image-pipeline.js';
+import { FORMAT_EXTENSION, isSixteenBitRgbOrGrey, openImage, outputFormat } from '../../shared/media/image-pipeline.js';
 import { withVipsPath } from '../../shared/media/vips-path.js';
 import { SNIFF_BYTES, sniffBuffer } from '../../shared/media/sniff.js';
 import { splitForTiles } from '../../shared/media/tile-pipeline.js';
@@ -121,6 +121,9 @@ export const imageKind: CoordinatorKind<ImageParams> = {
     // content (image-pipeline.ts `outputFormat`), never from its name: `a.jpg` holding a PNG
     // becomes `a.png`. The worker writes the names it is given.
     // Reads a file's head only without an explicit format; a few at once (a batch may hold thousands).
+    // Unless asked for 8 bits, 16-bit results where every image worker makes them (then on such
+    // workers only): one choice for the whole job.
+    const sixteenBit = params.bitDepth !== 8 && cluster.features.has(IMAGE_16BIT_FEATURE);
     const extensions = new Map<string, string>();
     const sniffs = pLimit(8);
     await Promise.all(
@@ -129,13 +132,12 @@ export const imageKind: CoordinatorKind<ImageParams> = {
           const extension = await outputExtension(f, params);
           extensions.set(f.name, extension);
           await warnExifLost(f, extension, params, warn);
+          if (!sixteenBit) await warnEightBit(f, extension, params, warn);
         }),
       ),
     );
     const names = outputNames(inputs.map((i) => i.name), (input) => extensions.get(input) ?? 'jpg', namerFor(params));
     // Huge images (or --tile) go down the tiled path: one subtask per tile, stitched in merge.
-    // Unless asked for 8 bits: then every result is 8-bit, on any worker.
-    const sixteenBit = params.bitDepth !== 8 && cluster.features.has(IMAGE_16BIT_FEATURE);
     const tiles = await planTiledInputs(inputs, params, { workDir, slots: cluster.slots, signal, outputNames: names, sixteenBit });
     const batched = inputs.filter((f) => !tiles.tiled.has(f.name));
     const subtasks = groupBatches(batched, cluster.slots).map((group) => batchSubtask(group, names, sixteenBit));
@@ -209,8 +211,10 @@ async function* planArriving(
   // The slots as they are at each step (workers may join during a long upload).
   const slots = (): number => o.cluster.slots;
   const keptBack = (): number => Math.max(1, slots()) * TAIL_SINGLES_PER_SLOT;
-  // The workers as they are when each subtask is made: it must match its own requires.
-  const sixteenBit = (): boolean => params.bitDepth !== 8 && o.cluster.features.has(IMAGE_16BIT_FEATURE);
+  // Decided once, as the first photo is planned: a worker joining or leaving during the upload
+  // must not make some of the job's results 16-bit and others 8-bit.
+  let sixteen: boolean | undefined;
+  const sixteenBit = (): boolean => (sixteen ??= params.bitDepth !== 8 && o.cluster.features.has(IMAGE_16BIT_FEATURE));
   const waiting: SpoolFile[] = [];
   /**
    * The first photos of `waiting` when they fill a subtask and another subtask's worth beside the
@@ -235,6 +239,7 @@ async function* planArriving(
       const extension = await outputExtension(f, params);
       names.set(f.name, namer.name(f.name, extension));
       await warnExifLost(f, extension, params, o.warn);
+      if (!sixteenBit()) await warnEightBit(f, extension, params, o.warn);
       const tiles = await planTiledInputs([f], params, { workDir: o.workDir, slots: slots(), signal: o.signal, outputNames: names, sixteenBit: sixteenBit() });
       if (tiles.errors.length > 0) yield { errors: tiles.errors };
       if (!tiles.tiled.has(f.name)) {
@@ -280,6 +285,19 @@ async function warnExifLost(input: SpoolFile, extension: string, params: ImagePa
   // Only the header: a name libvips would read options from ('a[1].tif') through a link.
   const meta = await withVipsPath(input.path, (name) => openImage(name, { limitInputPixels: false }).metadata()).catch(() => undefined);
   if (meta?.exif) warn(input.name, 'its EXIF (camera, time, GPS) is not kept in a TIFF output, which libvips writes without EXIF; XMP and the colour profile are kept; ask for another format (jpeg, png, webp, avif) to keep EXIF');
+}
+
+/**
+ * A 16-bit source written at 8 bits into PNG or TIFF for want of workers that write 16 bits (none
+ * connected when the job was planned, or one of an older version; not where 8 bits were asked for):
+ * said, rather than the low byte of every sample lost without a word.
+ */
+async function warnEightBit(input: SpoolFile, extension: string, params: ImageParams, warn: PlanContext<ImageParams>['warn']): Promise<void> {
+  if (params.bitDepth === 8 || params.tiledOutput || (extension !== FORMAT_EXTENSION.png && extension !== FORMAT_EXTENSION.tiff)) return;
+  const meta = await withVipsPath(input.path, (name) => openImage(name, { limitInputPixels: false }).metadata()).catch(() => undefined);
+  if (meta && isSixteenBitRgbOrGrey(meta)) {
+    warn(input.name, `written at 8 bits a sample: no worker that writes 16-bit results (feature ${IMAGE_16BIT_FEATURE}) was connected when the job was planned, or one of an older version was; submit it again once every worker is of this version`);
+  }
 }
 
 async function sniffFile(file: string): Promise<string | undefined> {
