@@ -163,7 +163,7 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   // the decoded size again.
   const predicted = outputSize({ width: sourceMeta.width ?? 0, height: sourceMeta.height ?? 0, orientation: sourceMeta.orientation ?? 1 }, o.params);
   checkFormatFits(format, split.output, Math.round(predicted.width), Math.round(predicted.height), o.input.name);
-  if (o.params.keepMetadata) await saveMetadata(o, config);
+  if (o.params.keepMetadata) await saveMetadata(o, config, sourceMeta);
   // A 16-bit source with its own profile: converted to sRGB into a copy first, which the decode reads
   // instead (as the whole-image path does); never read as strips, which the workers take from the source.
   let inputMeta = sourceMeta;
@@ -412,7 +412,7 @@ const METADATA_FILE = 'metadata.v-extension';
  * the one-pixel extract, so it turns one pixel, not the image, and resets the EXIF orientation to
  * 1 as the batch path does.
  */
-async function saveMetadata(o: PlanTilesOptions, config: TileConfig): Promise<void> {
+async function saveMetadata(o: PlanTilesOptions, config: TileConfig, m: sharp.Metadata): Promise<void> {
   const dir = await tileDir(o.workDir, o.input.name);
   const probe = path.join(dir, 'metadata-probe.v');
   const file = o.source ?? o.input.path;
@@ -420,7 +420,7 @@ async function saveMetadata(o: PlanTilesOptions, config: TileConfig): Promise<vo
   if (o.params.autoOrient) img = img.autoOrient();
   // Written as sRGB, a grey source's probe lost its grey profile (libvips keeps no profile that
   // does not fit the bands), and the stitch then had none to keep: one band keeps it.
-  if (((await sharp(file, { limitInputPixels: false }).metadata()).channels ?? 3) <= 2) img = img.toColourspace('b-w');
+  if ((m.channels ?? 3) <= 2) img = img.toColourspace('b-w');
   try {
     await wrapBadInput(img.keepMetadata().toFile(probe), o.input.name, probe, file);
     await writeFile(path.join(dir, METADATA_FILE), vipsExtension(await readFile(probe)));

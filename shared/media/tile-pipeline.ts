@@ -89,12 +89,8 @@ export const GREY_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'tiff']
  */
 export function keepsOwnSpace(m: { space?: string | undefined; hasProfile?: boolean | undefined; channels?: number | undefined }, keepMetadata: boolean, written?: string): boolean {
   if (!keepMetadata || (m.space === 'cmyk' && m.hasProfile)) return false;
-  return !(written !== undefined && greyProfileToSrgb(m, written));
-}
-
-/** A grey source with its own profile whose result is written in colour (see {@link keepsOwnSpace}). */
-export function greyProfileToSrgb(m: { hasProfile?: boolean | undefined; channels?: number | undefined }, written: string): boolean {
-  return Boolean(m.hasProfile) && (m.channels ?? 3) <= 2 && !GREY_FORMATS.has(written);
+  const greyToColour = written !== undefined && Boolean(m.hasProfile) && (m.channels ?? 3) <= 2 && !GREY_FORMATS.has(written);
+  return !greyToColour;
 }
 
 /**
