@@ -82,12 +82,16 @@ describe('keep_metadata on a grey source with its own ICC profile', () => {
     const sources = {
       jpg: withIcc(await sharp(eight).toColourspace('b-w').jpeg({ quality: 95 }).toBuffer(), greyIcc(1.8)),
       png16: withPngIcc(await sharp(eight).toColourspace('grey16').png().toBuffer(), greyIcc(1.8)),
+      // The same samples as png16 at 8 bits: what its WebP and AVIF must show.
+      png8: withPngIcc(eight, greyIcc(1.8)),
     };
+    const formats = { jpg: ['jpeg', 'png', 'tiff', 'webp', 'avif'], png16: ['png', 'tiff', 'webp', 'avif'], png8: ['webp', 'avif'] };
     const seen: string[] = [];
+    const batchSamples = new Map<string, Buffer>();
     for (const [name, bytes] of Object.entries(sources)) {
       const src = path.join(dir, `tiled-grey-${name}.${name === 'jpg' ? 'jpg' : 'png'}`);
       await writeFile(src, bytes);
-      for (const format of name === 'jpg' ? ['jpeg', 'png', 'tiff', 'webp', 'avif'] : ['png', 'tiff']) {
+      for (const format of formats[name as keyof typeof formats]) {
         const params = { format, keep_metadata: true, blur: 1.2, ...extra };
         const out: { path: string; m: sharp.Metadata; samples: Buffer }[] = [];
         for (const tiled of [false, true]) {
@@ -105,6 +109,7 @@ describe('keep_metadata on a grey source with its own ICC profile', () => {
           out.push({ path: file, m, samples: await sharp(file).toColourspace(m.depth === 'ushort' ? 'grey16' : grey ? 'b-w' : 'srgb').raw({ depth: m.depth === 'ushort' ? 'ushort' : 'uchar' }).toBuffer() });
         }
         const [batch, tiled] = out as [(typeof out)[0], (typeof out)[0]];
+        batchSamples.set(`${name} -> ${format}`, batch.samples);
         const srgb = (await sharp(await sharp({ create: { width: 1, height: 1, channels: 3, background: '#000' } }).withIccProfile('srgb').png().toBuffer()).metadata()).icc!;
         const describe = (o: (typeof out)[0]): string => `${o.m.channels} band(s) ${o.m.depth}, profile ${o.m.icc?.equals(greyIcc(1.8)) ? 'kept' : o.m.icc?.equals(srgb) ? 'sRGB' : o.m.icc ? 'another' : 'none'}`;
         seen.push(`${name} -> ${format}: batch ${describe(batch)}, tiled ${describe(tiled)}, samples ${batch.samples.equals(tiled.samples) ? 'the same' : 'differ'}`);
@@ -121,7 +126,15 @@ describe('keep_metadata on a grey source with its own ICC profile', () => {
         'jpg -> avif: batch 3 band(s) uchar, profile sRGB, tiled 3 band(s) uchar, profile sRGB, samples the same',
         'png16 -> png: batch 1 band(s) ushort, profile kept, tiled 1 band(s) ushort, profile kept, samples the same',
         'png16 -> tiff: batch 1 band(s) ushort, profile kept, tiled 1 band(s) ushort, profile kept, samples the same',
+        // Converted through the grey profile too, by way of 8-bit grey (libvips converts 16-bit grey
+        // no other way): before, the samples were left unconverted and tagged sRGB, on both paths.
+        'png16 -> webp: batch 3 band(s) uchar, profile sRGB, tiled 3 band(s) uchar, profile sRGB, samples the same',
+        'png16 -> avif: batch 3 band(s) uchar, profile sRGB, tiled 3 band(s) uchar, profile sRGB, samples the same',
+        'png8 -> webp: batch 3 band(s) uchar, profile sRGB, tiled 3 band(s) uchar, profile sRGB, samples the same',
+        'png8 -> avif: batch 3 band(s) uchar, profile sRGB, tiled 3 band(s) uchar, profile sRGB, samples the same',
       ].join('\n'),
     );
+    // The 16-bit source shows what the same picture at 8 bits shows.
+    for (const format of ['webp', 'avif']) expect(batchSamples.get(`png16 -> ${format}`)!.equals(batchSamples.get(`png8 -> ${format}`)!), format).toBe(true);
   });
 });

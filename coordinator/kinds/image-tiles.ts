@@ -167,7 +167,7 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   // A 16-bit source with its own profile: converted to sRGB into a copy first, which the decode reads
   // instead (as the whole-image path does); never read as strips, which the workers take from the source.
   let inputMeta = sourceMeta;
-  if (needsSrgbFromSixteen(sourceMeta, o.params.keepMetadata)) {
+  if (needsSrgbFromSixteen(sourceMeta, o.params.keepMetadata, format)) {
     const copy = path.join(await tileDir(o.workDir, o.input.name), 'srgb.v');
     await wrapBadInput(writeSrgbCopy(o.source!, copy, sourceMeta, config.limitInputPixels), o.input.name, copy, o.source ?? o.input.path);
     o = { ...o, input: { ...o.input, path: copy }, source: copy };

@@ -363,6 +363,12 @@ export interface EncodingSource {
   cmykWithProfile?: boolean | undefined;
   /** The 16-bit space to write the result in ({@link sixteenBitSpace}); 8 bits where undefined. */
   sixteenBit?: 'rgb16' | 'grey16' | undefined;
+  /**
+   * Converted to sRGB through the source's own profile into a copy, rendered instead, the metadata
+   * kept (a 16-bit grey source written without a grey band: tile-pipeline.ts convertedAhead): the
+   * result is tagged sRGB, as an 8-bit grey source's is.
+   */
+  convertedAhead?: boolean | undefined;
 }
 
 
@@ -379,6 +385,7 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
     // left unconverted (the image much darker or lighter). Kept one band where the format holds it;
     // else converted through the profile and tagged sRGB.
     if (source.greyWithProfile) img = GREY_FORMATS.has(format) ? img.toColourspace(source.sixteenBit ?? 'b-w') : img.withIccProfile('srgb');
+    if (source.convertedAhead) img = img.withIccProfile('srgb');
   }
   // Last, so that every step before runs at 16 bits and only the writer's cast is left out.
   if (source.sixteenBit && !(p.keepMetadata && source.greyWithProfile)) img = img.toColourspace(source.sixteenBit);

@@ -55,10 +55,22 @@ export interface SourceSamples {
  * a 16-bit one with its own profile whose metadata is not kept. sharp takes an RGB16 source into a
  * Display P3 working space and writes it out from there, untagged (a P3 (200,60,40) came out as
  * 201,60,40 where the same picture at 8 bits gives 217,42,23), and leaves a GREY16 one unconverted,
- * on every path (review IC).
+ * on every path (review IC). Also, its metadata kept, a 16-bit grey one `written` in a format
+ * without a grey band (WebP, AVIF, GIF): converted through its profile as an 8-bit grey source is,
+ * where libvips left its samples unconverted and the result was tagged sRGB ({@link convertedAhead}).
  */
-export function needsSrgbFromSixteen(m: SourceSamples, keepMetadata: boolean): boolean {
-  return !keepMetadata && m.depth === 'ushort' && Boolean(m.hasProfile) && m.space !== 'cmyk';
+export function needsSrgbFromSixteen(m: SourceSamples, keepMetadata: boolean, written?: string): boolean {
+  if (m.depth !== 'ushort' || !m.hasProfile || m.space === 'cmyk') return false;
+  return !keepMetadata || convertedAhead(m, written);
+}
+
+/**
+ * A 16-bit grey source with its own profile whose metadata is kept, `written` in a format without
+ * a grey band: converted to sRGB into a copy first ({@link needsSrgbFromSixteen}), and its result
+ * tagged sRGB as an 8-bit grey source's is.
+ */
+export function convertedAhead(m: SourceSamples, written: string | undefined): boolean {
+  return m.depth === 'ushort' && Boolean(m.hasProfile) && (m.channels ?? 3) <= 2 && written !== undefined && !GREY_FORMATS.has(written);
 }
 
 /**

@@ -7,7 +7,7 @@ import type { ItemFailure, ProcessOutput, WorkerProcessor } from '../../shared/j
 import { validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
 import { describeSharpError } from '../../shared/media/image-errors.js';
 import { isTilePlan } from '../../shared/media/tile-plan.js';
-import { needsSrgbFromSixteen, writeSrgbCopy } from '../../shared/media/tile-pipeline.js';
+import { convertedAhead, needsSrgbFromSixteen, writeSrgbCopy } from '../../shared/media/tile-pipeline.js';
 import { processTile } from './image-tile.js';
 import { vipsSafePath } from '../../shared/media/vips-path.js';
 import { FORMAT_EXTENSION, animationRefusal, cropProblem, gifTruncation, keepsFrames, maxInputPixels, openImage, outputFormat, outputPixels, imagePages, renderImage, isSixteenBitRgbOrGrey, sixteenBitSpace } from '../../shared/media/image-pipeline.js';
@@ -98,7 +98,7 @@ async function processOne(given: string, outputName: string, p: ImageParams, wor
   // A 16-bit source with its own profile: converted to sRGB into a copy first, which is rendered.
   let src = file;
   let samples = meta;
-  if (!animated && needsSrgbFromSixteen(meta, p.keepMetadata)) {
+  if (!animated && needsSrgbFromSixteen(meta, p.keepMetadata, format)) {
     src = path.join(workDir, `.srgb-${name}.v`);
     await writeSrgbCopy(file, src, meta, maxInputPixels());
     samples = await openImage(src, { limitInputPixels: false }).metadata();
@@ -118,7 +118,15 @@ async function processOne(given: string, outputName: string, p: ImageParams, wor
       format,
       animated,
       samples,
-      source: { density: samples.density, greyWithProfile, sharpenedInFloat: !isSixteenBitRgbOrGrey(samples), profile, cmykWithProfile: samples.space === 'cmyk' && Boolean(samples.hasProfile), sixteenBit },
+      source: {
+        density: samples.density,
+        greyWithProfile,
+        sharpenedInFloat: !isSixteenBitRgbOrGrey(samples),
+        profile,
+        cmykWithProfile: samples.space === 'cmyk' && Boolean(samples.hasProfile),
+        sixteenBit,
+        convertedAhead: src !== file && p.keepMetadata && convertedAhead(meta, format),
+      },
       workDir,
       signal,
     }).catch(async (err: unknown) => {
