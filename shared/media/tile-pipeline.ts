@@ -86,7 +86,7 @@ export function convertedAhead(m: SourceSamples, written: string | undefined): b
 export async function writeSrgbCopy(file: string, dest: string, m: SourceSamples, limitInputPixels: number | boolean): Promise<void> {
   const grey = (m.channels ?? 3) <= 2;
   const img = sharp(file, { limitInputPixels });
-  await (grey ? img.toColourspace('b-w') : img.toColourspace('rgb16')).withIccProfile('srgb', { attach: false }).keepExif().toFile(dest);
+  await (grey ? img.toColourspace('b-w') : img.toColourspace('rgb16')).withIccProfile('srgb', { attach: false }).keepExif().keepXmp().toFile(dest);
 }
 
 /** Formats that write a one-band image as one band, and so can carry a grey ICC profile. */
