@@ -5,7 +5,7 @@
  * AVIF output ... is converted through it to sRGB and tagged sRGB", and "`--sharpen` into TIFF
  * writes 8-bit samples on both paths".
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -89,6 +89,23 @@ describe('keep_metadata on a grey source with its own ICC profile', () => {
     }
     // Observed: the batch path's copy in sRGB kept the EXIF only ("grey16 batch: ..., xmp lost").
     expect(seen).toEqual(['b-w batch', 'b-w tiled', 'grey16 batch', 'grey16 tiled'].map((k) => `${k}: exif kept, xmp kept`));
+  });
+
+  it('a truncated 16-bit grey source converted ahead fails alone, naming it, and leaves no copy in the work folder', async () => {
+    const raw = Buffer.alloc(301 * 203);
+    for (let i = 0; i < raw.length; i++) raw[i] = (i * 7 + (i >> 5)) % 256;
+    const whole = withPngIcc(await sharp(raw, { raw: { width: 301, height: 203, channels: 1 } }).toColourspace('grey16').png({ compressionLevel: 0 }).toBuffer(), greyIcc(1.8));
+    const runDir = await mkdtemp(path.join(dir, 'truncated-'));
+    const good = path.join(runDir, 'good16.png');
+    const cut = path.join(runDir, 'cut16.png');
+    await writeFile(good, whole);
+    await writeFile(cut, whole.subarray(0, Math.floor(whole.length * 0.6)));
+    const run = await runKindInProcess(imageKind, imageProcessor, imageSpec({ format: 'webp', keep_metadata: true }), [good, cut], { dir: runDir, slots: 1 });
+    expect(run.outputs.map((o) => o.name)).toEqual(['good16.webp']);
+    expect(run.errors).toEqual([expect.objectContaining({ input: 'cut16.png', code: 'INVALID_ARGUMENT', message: expect.stringContaining('cut16.png: ') })]);
+    // Observed: the partial sRGB copy of the truncated source stayed (".srgb-cut16.webp.v").
+    const left = (await readdir(runDir, { recursive: true })).filter((f) => path.basename(f).startsWith('.srgb-'));
+    expect(left).toEqual([]);
   });
 
   it.each([

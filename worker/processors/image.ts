@@ -98,12 +98,13 @@ async function processOne(given: string, outputName: string, p: ImageParams, wor
   // A 16-bit source with its own profile: converted to sRGB into a copy first, which is rendered.
   let src = file;
   let samples = meta;
-  if (!animated && needsSrgbFromSixteen(meta, p.keepMetadata, format)) {
-    src = path.join(workDir, `.srgb-${name}.v`);
-    await writeSrgbCopy(file, src, meta, maxInputPixels());
-    samples = await openImage(src, { limitInputPixels: false }).metadata();
-  }
   try {
+    // Inside the try: a copy that cannot be written or read back whole (a truncated source) is removed too.
+    if (!animated && needsSrgbFromSixteen(meta, p.keepMetadata, format)) {
+      src = path.join(workDir, `.srgb-${name}.v`);
+      await writeSrgbCopy(file, src, meta, maxInputPixels());
+      samples = await openImage(src, { limitInputPixels: false }).metadata();
+    }
     const greyWithProfile = samples.channels !== undefined && samples.channels <= 2 && Boolean(samples.hasProfile);
     // A sharpened TIFF of a grey source whose profile is kept is cast to 8 bits through that profile.
     let profile: string | undefined;
