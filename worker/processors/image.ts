@@ -127,6 +127,8 @@ async function processOne(given: string, outputName: string, p: ImageParams, wor
         cmykWithProfile: samples.space === 'cmyk' && Boolean(samples.hasProfile),
         sixteenBit,
         convertedAhead: src !== file && p.keepMetadata && convertedAhead(meta, format),
+        // Frames kept (not converted ahead): the same conversion at the end.
+        greySixteen: src === file && convertedAhead(samples, format),
       },
       workDir,
       signal,
