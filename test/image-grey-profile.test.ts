@@ -208,3 +208,35 @@ describe('keep_metadata on a grey source with its own ICC profile', () => {
     for (const format of ['webp', 'avif']) expect(batchSamples.get(`png16 -> ${format}`)!.equals(batchSamples.get(`png8 -> ${format}`)!), format).toBe(true);
   });
 });
+
+describe('keep_metadata and --grayscale on a grey source with its own profile, written in colour', () => {
+  it.each([
+    ['strips read from the source', {}, undefined],
+    ['strips cut from the decoded intermediate', {}, 'intermediate'],
+    ['a --tile grid', { tile_size: 64 }, undefined],
+  ] as const)('tiled (%s): WebP and AVIF are the batch result, sample for sample, tagged sRGB', async (_mode, extra, read) => {
+    const raw = Buffer.alloc(301 * 203);
+    for (let i = 0; i < raw.length; i++) raw[i] = (i * 7 + (i >> 5)) % 256;
+    const src = path.join(dir, 'grey-grayscale.png');
+    await writeFile(src, withPngIcc(await sharp(raw, { raw: { width: 301, height: 203, channels: 1 } }).toColourspace('b-w').png().toBuffer(), greyIcc(1.8)));
+    const srgb = (await sharp(await sharp({ create: { width: 1, height: 1, channels: 3, background: '#000' } }).withIccProfile('srgb').png().toBuffer()).metadata()).icc!;
+    for (const format of ['webp', 'avif']) {
+      const out: { samples: Buffer; srgb: boolean }[] = [];
+      for (const tiled of [false, true]) {
+        if (tiled) process.env['TESSERA_TILE_THRESHOLD_PIXELS'] = '1';
+        if (tiled && read) process.env['TESSERA_TILE_STRIP_READ'] = read;
+        const params = { format, keep_metadata: true, grayscale: true, blur: 1, ...(tiled ? extra : {}) };
+        const run = await runKindInProcess(imageKind, imageProcessor, imageSpec(params), [src], { dir, slots: 2 }).finally(() => {
+          delete process.env['TESSERA_TILE_THRESHOLD_PIXELS'];
+          delete process.env['TESSERA_TILE_STRIP_READ'];
+        });
+        expect(run.errors).toEqual([]);
+        const file = run.outputs[0]!.path;
+        out.push({ samples: await sharp(file).toColourspace('srgb').raw().toBuffer(), srgb: Boolean((await sharp(file).metadata()).icc?.equals(srgb)) });
+      }
+      // Observed (strips read from the source): up to 38 levels off, the grey samples converted
+      // through the profile where they were read and again at the stitch.
+      expect({ format, same: out[0]!.samples.equals(out[1]!.samples), tagged: out.map((o) => o.srgb) }).toEqual({ format, same: true, tagged: [true, true] });
+    }
+  });
+});

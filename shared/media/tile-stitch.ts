@@ -197,10 +197,13 @@ export async function stitchTiles(opts: {
   // The carrier joins as one more cell, below the grid: arrayjoin gives the result the metadata of
   // all its inputs, and the extract below cuts the carrier's row off again.
   const paths = [...ordered.map((t) => t.path), ...(opts.metadata ? [opts.metadata] : [])];
+  // Written in colour, a grey source's samples were converted through its profile where they were
+  // read (tile-pipeline.ts keepsOwnSpace): the profile the carrier brings is not applied again.
+  const ignoreIcc = greyProfile && !GREY_FORMATS.has(written);
   let img =
     paths.length === 1
-      ? sharp(paths[0]!, { limitInputPixels: opts.limitInputPixels })
-      : sharp(paths, { join: { across }, limitInputPixels: opts.limitInputPixels }).extract({
+      ? sharp(paths[0]!, { limitInputPixels: opts.limitInputPixels, ignoreIcc })
+      : sharp(paths, { join: { across }, limitInputPixels: opts.limitInputPixels, ignoreIcc }).extract({
           // arrayjoin pads every cell to the largest tile; the short last row/column are at the
           // bottom/right, so the padding lies outside this rectangle.
           left: 0,
