@@ -369,12 +369,6 @@ export interface EncodingSource {
    * result is tagged sRGB, as an 8-bit grey source's is.
    */
   convertedAhead?: boolean | undefined;
-  /**
-   * A 16-bit grey source with its own profile, written in colour and not converted ahead (frames
-   * kept: an animation is rendered from the source): converted by way of 8-bit grey, the only way
-   * libvips converts 16-bit grey through a profile (it left the samples as they were).
-   */
-  greySixteen?: boolean | undefined;
 }
 
 
@@ -390,7 +384,7 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
     // sharp writes sRGB, to which a grey profile cannot be attached: it was dropped, the samples
     // left unconverted (the image much darker or lighter). Kept one band where the format holds it;
     // else converted through the profile and tagged sRGB.
-    if (source.greyWithProfile) img = GREY_FORMATS.has(format) ? img.toColourspace(source.sixteenBit ?? 'b-w') : (source.greySixteen ? img.toColourspace('b-w') : img).withIccProfile('srgb');
+    if (source.greyWithProfile) img = GREY_FORMATS.has(format) ? img.toColourspace(source.sixteenBit ?? 'b-w') : img.withIccProfile('srgb');
     if (source.convertedAhead) img = img.withIccProfile('srgb');
   }
   // Last, so that every step before runs at 16 bits and only the writer's cast is left out.

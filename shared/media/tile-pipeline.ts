@@ -82,10 +82,12 @@ export function convertedAhead(m: SourceSamples, written: string | undefined): b
  * end of one and before the tile steps of the other made them differ by up to 50 levels: review
  * K8). RGB stays 16-bit; grey goes through 8-bit grey, the only way libvips converts it (its
  * 16-bit grey is never converted: the tones of a linear profile came out 60 levels too dark).
+ * `allPages`: every page of a multi-page source (the copy keeps the page height), for a result
+ * that keeps its frames.
  */
-export async function writeSrgbCopy(file: string, dest: string, m: SourceSamples, limitInputPixels: number | boolean): Promise<void> {
+export async function writeSrgbCopy(file: string, dest: string, m: SourceSamples, limitInputPixels: number | boolean, allPages = false): Promise<void> {
   const grey = (m.channels ?? 3) <= 2;
-  const img = sharp(file, { limitInputPixels });
+  const img = sharp(file, { limitInputPixels, ...(allPages ? { pages: -1 } : {}) });
   await (grey ? img.toColourspace('b-w') : img.toColourspace('rgb16')).withIccProfile('srgb', { attach: false }).keepExif().keepXmp().toFile(dest);
 }
 

@@ -100,9 +100,10 @@ async function processOne(given: string, outputName: string, p: ImageParams, wor
   let samples = meta;
   try {
     // Inside the try: a copy that cannot be written or read back whole (a truncated source) is removed too.
-    if (!animated && needsSrgbFromSixteen(meta, p.keepMetadata, format)) {
+    // Every page of a multi-page source whose frames are kept (a .v copy keeps the page height).
+    if (needsSrgbFromSixteen(meta, p.keepMetadata, format)) {
       src = path.join(workDir, `.srgb-${name}.v`);
-      await writeSrgbCopy(file, src, meta, maxInputPixels());
+      await writeSrgbCopy(file, src, meta, maxInputPixels(), animated);
       samples = await openImage(src, { limitInputPixels: false }).metadata();
     }
     const greyWithProfile = samples.channels !== undefined && samples.channels <= 2 && Boolean(samples.hasProfile);
@@ -127,8 +128,6 @@ async function processOne(given: string, outputName: string, p: ImageParams, wor
         cmykWithProfile: samples.space === 'cmyk' && Boolean(samples.hasProfile),
         sixteenBit,
         convertedAhead: src !== file && p.keepMetadata && convertedAhead(meta, format),
-        // Frames kept (not converted ahead): the same conversion at the end.
-        greySixteen: src === file && convertedAhead(samples, format),
       },
       workDir,
       signal,
