@@ -98,17 +98,23 @@ async function processOne(given: string, outputName: string, p: ImageParams, wor
   // A 16-bit source with its own profile: converted to sRGB into a copy first, which is rendered.
   let src = file;
   let samples = meta;
+  let profile: string | undefined;
+  // libvips keeps pages as one stack of frames alike: of one size, bands and sample format.
+  const unlikePages = async (err: unknown): Promise<never> => {
+    const differs = animated ? /page (\d+) differs from page (\d+)/.exec(String((err as Error)?.message)) : null;
+    if (differs) throw invalidArgument(await pagesUnlike(file, Number(differs[1]), Number(differs[2]), frames));
+    throw err;
+  };
   try {
     // Inside the try: a copy that cannot be written or read back whole (a truncated source) is removed too.
     // Every page of a multi-page source whose frames are kept (a .v copy keeps the page height).
     if (needsSrgbFromSixteen(meta, p.keepMetadata, format)) {
       src = path.join(workDir, `.srgb-${name}.v`);
-      await writeSrgbCopy(file, src, meta, maxInputPixels(), animated);
+      await writeSrgbCopy(file, src, meta, maxInputPixels(), animated).catch(unlikePages);
       samples = await openImage(src, { limitInputPixels: false }).metadata();
     }
     const greyWithProfile = samples.channels !== undefined && samples.channels <= 2 && Boolean(samples.hasProfile);
     // A sharpened TIFF of a grey source whose profile is kept is cast to 8 bits through that profile.
-    let profile: string | undefined;
     if (greyWithProfile && p.keepMetadata && p.sharpen && format === 'tiff' && samples.icc) {
       profile = path.join(workDir, `.profile-${name}.icc`);
       await writeFile(profile, samples.icc);
@@ -131,16 +137,12 @@ async function processOne(given: string, outputName: string, p: ImageParams, wor
       },
       workDir,
       signal,
-    }).catch(async (err: unknown) => {
-      // libvips keeps pages as one stack of frames alike: of one size, bands and sample format.
-      const differs = animated ? /page (\d+) differs from page (\d+)/.exec(String((err as Error)?.message)) : null;
-      if (differs) throw invalidArgument(await pagesUnlike(src, Number(differs[1]), Number(differs[2]), frames));
-      throw err;
-    });
+    }).catch(unlikePages);
     // An animation's height is one frame's (sharp reports the frames' stack).
     return { name, path: dest, width: info.width, height: info.pageHeight ?? info.height, format: info.format, size: info.size };
   } finally {
     if (src !== file) await rm(src, { force: true });
+    if (profile) await rm(profile, { force: true });
   }
 }
 
