@@ -29,6 +29,20 @@ const imageSpec = (params: Record<string, unknown>): JobSpec__Output =>
   ({ label: 'test', priority: 0, max_attempts: 3, params: 'image', image: params }) as unknown as JobSpec__Output;
 
 
+/** `length` grey samples of a sawtooth with a slow drift: detail at every level, unlike a flat fill. */
+function greyPattern(length: number): Buffer {
+  const raw = Buffer.alloc(length);
+  for (let i = 0; i < raw.length; i++) raw[i] = (i * 7 + (i >> 5)) % 256;
+  return raw;
+}
+
+/** The three ways the tiled path reads a source: [name, extra params, TESSERA_TILE_STRIP_READ]. */
+const TILED_MODES = [
+  ['strips read from the source', {}, undefined],
+  ['strips cut from the decoded intermediate', {}, 'intermediate'],
+  ['a --tile grid', { tile_size: 96 }, undefined],
+] as const;
+
 /** A flat grey 64 x 32 JPEG of sample 120 tagged with a linear (gamma 1.0) grey profile: shown in sRGB, about 182. */
 async function linearGreyJpeg(): Promise<string> {
   const plain = await sharp(Buffer.alloc(64 * 32, 120), { raw: { width: 64, height: 32, channels: 1 } }).toColourspace('b-w').jpeg({ quality: 100 }).toBuffer();
@@ -93,8 +107,7 @@ describe('keep_metadata on a grey source with its own ICC profile', () => {
   });
 
   it('a truncated 16-bit grey source converted ahead fails alone, naming it, and leaves no copy in the work folder', async () => {
-    const raw = Buffer.alloc(301 * 203);
-    for (let i = 0; i < raw.length; i++) raw[i] = (i * 7 + (i >> 5)) % 256;
+    const raw = greyPattern(301 * 203);
     const whole = withPngIcc(await sharp(raw, { raw: { width: 301, height: 203, channels: 1 } }).toColourspace('grey16').png({ compressionLevel: 0 }).toBuffer(), greyIcc(1.8));
     const runDir = await mkdtemp(path.join(dir, 'truncated-'));
     const good = path.join(runDir, 'good16.png');
@@ -116,7 +129,7 @@ describe('keep_metadata on a grey source with its own ICC profile', () => {
   ])('a multi-page 16-bit grey TIFF with its own profile into WebP (%s) keeps its frames and is what the same pages at 8 bits give', async (_name, extra) => {
     const [w, h] = [151, 101];
     const px = new Uint16Array(w * h * 2);
-    for (let i = 0; i < px.length; i++) px[i] = ((i * 7 + (i >> 5)) % 256) * 257;
+    px.set(Array.from(greyPattern(px.length), (v) => v * 257));
     const icc = path.join(dir, 'grey-1.8.icc');
     await writeFile(icc, greyIcc(1.8));
     const sources = {
@@ -147,14 +160,9 @@ describe('keep_metadata on a grey source with its own ICC profile', () => {
     expect(sum / a.length).toBeLessThan(3);
   });
 
-  it.each([
-    ['strips read from the source', {}, undefined],
-    ['strips cut from the decoded intermediate', {}, 'intermediate'],
-    ['a --tile grid', { tile_size: 96 }, undefined],
-  ] as const)('tiled (%s): the profile stays with one grey band in JPEG, PNG and TIFF, WebP and AVIF are converted through it, the samples the batch path\'s', async (_mode, extra, read) => {
+  it.each(TILED_MODES)('tiled (%s): the profile stays with one grey band in JPEG, PNG and TIFF, WebP and AVIF are converted through it, the samples the batch path\'s', async (_mode, extra, read) => {
     // A 16-bit one too: one 16-bit grey band in PNG.
-    const raw = Buffer.alloc(301 * 203);
-    for (let i = 0; i < raw.length; i++) raw[i] = (i * 7 + (i >> 5)) % 256;
+    const raw = greyPattern(301 * 203);
     const eight = await sharp(raw, { raw: { width: 301, height: 203, channels: 1 } }).toColourspace('b-w').png().toBuffer();
     const sources = {
       jpg: withIcc(await sharp(eight).toColourspace('b-w').jpeg({ quality: 95 }).toBuffer(), greyIcc(1.8)),
@@ -217,13 +225,8 @@ describe('keep_metadata on a grey source with its own ICC profile', () => {
 });
 
 describe('keep_metadata and --grayscale on a grey source with its own profile, written in colour', () => {
-  it.each([
-    ['strips read from the source', {}, undefined],
-    ['strips cut from the decoded intermediate', {}, 'intermediate'],
-    ['a --tile grid', { tile_size: 64 }, undefined],
-  ] as const)('tiled (%s): WebP and AVIF are the batch result, sample for sample, tagged sRGB', async (_mode, extra, read) => {
-    const raw = Buffer.alloc(301 * 203);
-    for (let i = 0; i < raw.length; i++) raw[i] = (i * 7 + (i >> 5)) % 256;
+  it.each(TILED_MODES)('tiled (%s): WebP and AVIF are the batch result, sample for sample, tagged sRGB', async (_mode, extra, read) => {
+    const raw = greyPattern(301 * 203);
     const src = path.join(dir, 'grey-grayscale.png');
     await writeFile(src, withPngIcc(await sharp(raw, { raw: { width: 301, height: 203, channels: 1 } }).toColourspace('b-w').png().toBuffer(), greyIcc(1.8)));
     const srgb = (await sharp(await sharp({ create: { width: 1, height: 1, channels: 3, background: '#000' } }).withIccProfile('srgb').png().toBuffer()).metadata()).icc!;
