@@ -131,8 +131,7 @@ export const imageKind: CoordinatorKind<ImageParams> = {
         sniffs(async () => {
           const extension = await outputExtension(f, params);
           extensions.set(f.name, extension);
-          await warnExifLost(f, extension, params, warn);
-          if (!sixteenBit) await warnEightBit(f, extension, params, warn);
+          await warnOfLosses(f, extension, params, sixteenBit, warn);
         }),
       ),
     );
@@ -238,8 +237,7 @@ async function* planArriving(
       o.signal.throwIfAborted();
       const extension = await outputExtension(f, params);
       names.set(f.name, namer.name(f.name, extension));
-      await warnExifLost(f, extension, params, o.warn);
-      if (!sixteenBit()) await warnEightBit(f, extension, params, o.warn);
+      await warnOfLosses(f, extension, params, sixteenBit(), o.warn);
       const tiles = await planTiledInputs([f], params, { workDir: o.workDir, slots: slots(), signal: o.signal, outputNames: names, sixteenBit: sixteenBit() });
       if (tiles.errors.length > 0) yield { errors: tiles.errors };
       if (!tiles.tiled.has(f.name)) {
@@ -276,26 +274,22 @@ export async function outputExtension(input: Pick<SpoolFile, 'path'>, params: Pi
 }
 
 /**
- * `--keep-metadata` into TIFF keeps XMP and the profile but not EXIF (camera, time, GPS): libvips'
- * TIFF writer writes none. The job says so for each input that had some, rather than drop it
- * without a word (review I).
+ * What the output will lose of an input, said rather than lost without a word, from one read of its
+ * header (only where something could be lost):
+ * - `--keep-metadata` into TIFF keeps XMP and the profile but not EXIF (camera, time, GPS): libvips'
+ *   TIFF writer writes none (review I).
+ * - A 16-bit source is written at 8 bits into PNG or TIFF for want of workers that write 16 bits
+ *   (`sixteenBit` false: none connected when the job was planned, or one of an older version; not
+ *   where 8 bits were asked for).
  */
-async function warnExifLost(input: SpoolFile, extension: string, params: ImageParams, warn: PlanContext<ImageParams>['warn']): Promise<void> {
-  if (!params.keepMetadata || extension !== FORMAT_EXTENSION.tiff) return;
+async function warnOfLosses(input: SpoolFile, extension: string, params: ImageParams, sixteenBit: boolean, warn: PlanContext<ImageParams>['warn']): Promise<void> {
+  const exif = params.keepMetadata && extension === FORMAT_EXTENSION.tiff;
+  const depth = !sixteenBit && params.bitDepth !== 8 && !params.tiledOutput && (extension === FORMAT_EXTENSION.png || extension === FORMAT_EXTENSION.tiff);
+  if (!exif && !depth) return;
   // Only the header: a name libvips would read options from ('a[1].tif') through a link.
   const meta = await withVipsPath(input.path, (name) => openImage(name, { limitInputPixels: false }).metadata()).catch(() => undefined);
-  if (meta?.exif) warn(input.name, 'its EXIF (camera, time, GPS) is not kept in a TIFF output, which libvips writes without EXIF; XMP and the colour profile are kept; ask for another format (jpeg, png, webp, avif) to keep EXIF');
-}
-
-/**
- * A 16-bit source written at 8 bits into PNG or TIFF for want of workers that write 16 bits (none
- * connected when the job was planned, or one of an older version; not where 8 bits were asked for):
- * said, rather than the low byte of every sample lost without a word.
- */
-async function warnEightBit(input: SpoolFile, extension: string, params: ImageParams, warn: PlanContext<ImageParams>['warn']): Promise<void> {
-  if (params.bitDepth === 8 || params.tiledOutput || (extension !== FORMAT_EXTENSION.png && extension !== FORMAT_EXTENSION.tiff)) return;
-  const meta = await withVipsPath(input.path, (name) => openImage(name, { limitInputPixels: false }).metadata()).catch(() => undefined);
-  if (meta && isSixteenBitRgbOrGrey(meta)) {
+  if (exif && meta?.exif) warn(input.name, 'its EXIF (camera, time, GPS) is not kept in a TIFF output, which libvips writes without EXIF; XMP and the colour profile are kept; ask for another format (jpeg, png, webp, avif) to keep EXIF');
+  if (depth && meta && isSixteenBitRgbOrGrey(meta)) {
     warn(input.name, `written at 8 bits a sample: no worker that writes 16-bit results (feature ${IMAGE_16BIT_FEATURE}) was connected when the job was planned, or one of an older version was; submit it again once every worker is of this version`);
   }
 }

@@ -70,7 +70,12 @@ export function needsSrgbFromSixteen(m: SourceSamples, keepMetadata: boolean, wr
  * tagged sRGB as an 8-bit grey source's is.
  */
 export function convertedAhead(m: SourceSamples, written: string | undefined): boolean {
-  return m.depth === 'ushort' && Boolean(m.hasProfile) && (m.channels ?? 3) <= 2 && written !== undefined && !GREY_FORMATS.has(written);
+  return m.depth === 'ushort' && greyToColour(m, written);
+}
+
+/** A grey source with its own profile `written` in a format without a grey band (WebP, AVIF, GIF). */
+function greyToColour(m: { hasProfile?: boolean | undefined; channels?: number | undefined }, written: string | undefined): boolean {
+  return written !== undefined && Boolean(m.hasProfile) && (m.channels ?? 3) <= 2 && !GREY_FORMATS.has(written);
 }
 
 /**
@@ -103,8 +108,7 @@ export const GREY_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'tiff']
  */
 export function keepsOwnSpace(m: { space?: string | undefined; hasProfile?: boolean | undefined; channels?: number | undefined }, keepMetadata: boolean, written?: string): boolean {
   if (!keepMetadata || (m.space === 'cmyk' && m.hasProfile)) return false;
-  const greyToColour = written !== undefined && Boolean(m.hasProfile) && (m.channels ?? 3) <= 2 && !GREY_FORMATS.has(written);
-  return !greyToColour;
+  return !greyToColour(m, written);
 }
 
 /**

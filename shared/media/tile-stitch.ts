@@ -198,7 +198,8 @@ export async function stitchTiles(opts: {
   // all its inputs, and the extract below cuts the carrier's row off again.
   const paths = [...ordered.map((t) => t.path), ...(opts.metadata ? [opts.metadata] : [])];
   // Written in colour, a grey source's samples were converted through its profile where they were
-  // read (tile-pipeline.ts keepsOwnSpace): the profile the carrier brings is not applied again.
+  // read (tile-pipeline.ts keepsOwnSpace): the profile the carrier brings is not applied again, and
+  // the result is tagged sRGB.
   const ignoreIcc = greyProfile && !GREY_FORMATS.has(written);
   let img =
     paths.length === 1
@@ -221,7 +222,7 @@ export async function stitchTiles(opts: {
   // on its own, the picture scrambled): upright, as the descriptor's size is.
   if (opts.metadata && opts.output !== 'image') img = img.withMetadata({ orientation: 1 });
   if (space) img = img.toColourspace(space);
-  if (greyProfile && !GREY_FORMATS.has(written)) img = img.withIccProfile('srgb');
+  if (ignoreIcc) img = img.withIccProfile('srgb');
   // TIFF is told the resolution the tiles carry (the source's), or sharp writes its own 25.4 dpi.
   const density = opts.format === 'tiff' && opts.output === 'image' ? first.density : undefined;
   img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels * (sixteen ? 2 : 1), { id: opts.iiifId ?? '', name: path.basename(opts.outPath, '.zip') }, density);
