@@ -65,12 +65,25 @@ describe('ffmpeg probe', () => {
 });
 
 describe('the version a build names itself', () => {
-  it("takes a build of ffmpeg's development tree (N-..., git-...) for the newest, not version 0: its options are the new ones (-fps_mode)", async () => {
+  it("reads a build of ffmpeg's development tree (N-..., git-...) by its libavutil, else takes it for the newest, not version 0", async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'tessera-ffmpeg-version-'));
     try {
-      for (const [version, major, flag] of [['N-120000-g0123456789-static', 99, '-fps_mode'], ['git-2026-01-01-abcdef0', 99, '-fps_mode'], ['7.1.1-static', 7, '-fps_mode'], ['5.0.3', 5, '-vsync'], ['4.4.2-0ubuntu', 4, '-vsync']] as const) {
-        const fake = path.join(dir, `ffmpeg-${major}-${flag}-${version.length}`);
-        writeFileSync(fake, `#!/bin/sh\necho 'ffmpeg version ${version} Copyright (c) 2000-2026 the FFmpeg developers' >&2\necho 'Encoders:'\necho ' V....D libx264              libx264 H.264'\n`);
+      // [version, libavutil line or '', major, flag]
+      const builds = [
+        ['N-120000-g0123456789-static', '', 99, '-fps_mode'],
+        ['git-2026-01-01-abcdef0', '', 99, '-fps_mode'],
+        ['7.1.1-static', '  libavutil      59. 39.100 / 59. 39.100', 7, '-fps_mode'],
+        ['5.0.3', '', 5, '-vsync'],
+        ['4.4.2-0ubuntu', '', 4, '-vsync'],
+        // A development build is read by its libavutil: the npm package's ffmpeg is one of 2018.
+        ['N-47683-g0e8eb07980-static', '  libavutil      56. 24.101 / 56. 24.101', 4, '-vsync'],
+        ['N-105000-g1234567890', '  libavutil      57. 17.100 / 57. 17.100', 5, '-vsync'],
+        ['N-108000-gabcdef0123', '  libavutil      57. 28.100 / 57. 28.100', 5, '-fps_mode'],
+        ['N-121000-g0123456789-static', '  libavutil      60.  8.100 / 60.  8.100', 8, '-fps_mode'],
+      ] as const;
+      for (const [version, libavutil, major, flag] of builds) {
+        const fake = path.join(dir, `ffmpeg-${major}-${flag}-${version.length}-${libavutil.length}`);
+        writeFileSync(fake, `#!/bin/sh\necho 'ffmpeg version ${version} Copyright (c) 2000-2026 the FFmpeg developers' >&2\necho '${libavutil}' >&2\necho 'Encoders:'\necho ' V....D libx264              libx264 H.264'\n`);
         chmodSync(fake, 0o755);
         process.env['FFMPEG_PATH'] = fake;
         const m = await fresh();

@@ -68,8 +68,10 @@ function isExecutable(file: string): boolean {
 
 export interface FfmpegInfo {
   version: string;
-  /** Major version number (4, 5, 6, 7...). */
+  /** Major version number (4, 5, 6, 7...): of the release, or the one a development build's libraries belong to. */
   major: number;
+  /** Minor version number (5.0 and 5.1 differ in their options). */
+  minor: number;
   encoders: string[];
 }
 
@@ -103,16 +105,38 @@ export async function probeFfmpegInfo(): Promise<FfmpegInfo> {
   return info;
 }
 
-/** The major version a development build of ffmpeg is taken for. */
+/** The version a development build is taken for when its banner names no library versions. */
 const DEVELOPMENT_MAJOR = 99;
+
+/**
+ * The release a development build's libavutil belongs to: 56 is ffmpeg 4, 57 is 5 (from 57.28,
+ * ffmpeg 5.1), 58 is 6, and so on. The npm package's ffmpeg (@ffmpeg-installer) is
+ * "N-47683-g0e8eb07980-static" with libavutil 56.24: a build of 2018, not a new one.
+ */
+function releaseOfLibavutil(banner: string): { major: number; minor: number } | undefined {
+  const m = /^\s*libavutil\s+(\d+)\.\s*(\d+)\./m.exec(banner);
+  if (!m) return undefined;
+  const [avMajor, avMinor] = [Number(m[1]), Number(m[2])];
+  if (avMajor === 57) return { major: 5, minor: avMinor >= 28 ? 1 : 0 };
+  return { major: avMajor - 52, minor: 0 };
+}
 
 function parseFfmpegInfo(encodersText: string, banner: string): FfmpegInfo {
   const version = /ffmpeg version (\S+)/.exec(banner)?.[1] ?? 'unknown';
-  // A build of ffmpeg's development tree ("N-120000-g0123456789", "git-2026-01-01-...") is newer
-  // than every release: taken as such (its options are the newest), not as version 0 (review M).
-  const major = /^(N-|git)/i.test(version) ? DEVELOPMENT_MAJOR : Number(/^n?(\d+)/.exec(version)?.[1] ?? 0);
+  // A build of ffmpeg's development tree ("N-120000-g0123456789", "git-2026-01-01-...") is read by
+  // its libavutil's version; one whose banner does not name it is taken for the newest (its options
+  // are the new ones), not for version 0 (review M).
+  const release = /^(N-|git)/i.test(version)
+    ? (releaseOfLibavutil(banner) ?? { major: DEVELOPMENT_MAJOR, minor: 0 })
+    : { major: Number(/^n?(\d+)/.exec(version)?.[1] ?? 0), minor: Number(/^n?\d+\.(\d+)/.exec(version)?.[1] ?? 0) };
   const encoders = [...encodersText.matchAll(/^\s[VAS][F.][S.][X.][B.][D.]\s+(\S+)/gm)].map((m) => m[1]!).filter((e) => e !== '=');
-  return { version, major, encoders };
+  return { version, ...release, encoders };
+}
+
+/** Whether the resolved ffmpeg is release `major.minor` or later. */
+export function ffmpegAtLeast(major: number, minor = 0): boolean {
+  const info = ffmpegInfo();
+  return info.major > major || (info.major === major && info.minor >= minor);
 }
 
 /** {@link ffmpegInfo} if this process has it already (no probe). */
@@ -143,10 +167,7 @@ export function decoderThreads(threads: number): string {
 
 /** Frame-rate mode flag: `-fps_mode` on ffmpeg >= 5.1, `-vsync` before. */
 export function fpsModeFlag(): string {
-  const { version, major } = ffmpegInfo();
-  if (major > 5) return '-fps_mode';
-  if (major === 5) return /^n?5\.0/.test(version) ? '-vsync' : '-fps_mode';
-  return '-vsync';
+  return ffmpegAtLeast(5, 1) ? '-fps_mode' : '-vsync';
 }
 
 export interface RunOptions {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { invalidArgument, TesseraError } from '../errors.js';
-import { decoderThreads, ffmpegInfo, runFfmpeg, type RunOptions } from '../ffmpeg.js';
+import { decoderThreads, ffmpegAtLeast, runFfmpeg, type RunOptions } from '../ffmpeg.js';
 import { encodingArgs, FILL_GAPS, type OutputEncoding } from './audio-filters.js';
 import { spelledLayout } from './loudness.js';
 import { audioMap, firstFrameFormat } from './audio-probe.js';
@@ -219,8 +219,7 @@ function pinnedRaw(f: PinnedFormat, codec = 'pcm_f32le'): { filter: string; outp
 
 /** A raw input's layout option: `-ch_layout` from ffmpeg 5.1 (its channel layout API), `-channel_layout` before. */
 function layoutOption(): string {
-  const { version, major } = ffmpegInfo();
-  return major > 5 || (major === 5 && !/^n?5\.0/.test(version)) ? '-ch_layout' : '-channel_layout';
+  return ffmpegAtLeast(5, 1) ? '-ch_layout' : '-channel_layout';
 }
 
 /**
