@@ -301,6 +301,16 @@ function errnoName(message: string): string {
   return message.trim();
 }
 
+/**
+ * The environment for `bin`: the npm packages' binaries are static builds, whose glibc loads this
+ * machine's iconv modules (GCONV_PATH's default) and jumps into nothing when it does: the 2023
+ * ffprobe crashed (SIGSEGV) on every MPEG-TS file, whose service names it converts. Pointed at no
+ * modules, iconv finds none to load and ffprobe reads the file.
+ */
+function staticBuildEnv(bin: string): NodeJS.ProcessEnv | undefined {
+  return /[\\/]@ff(?:mpeg|probe)-installer[\\/]/.test(bin) ? { ...process.env, GCONV_PATH: '/dev/null' } : undefined;
+}
+
 function runProcess(bin: string, args: string[], options: RunOptions): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) {
@@ -314,7 +324,8 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
     // A process group of its own: a terminal's Ctrl-C (SIGINT to the foreground group) is the
     // worker's to handle (it drains, the running encodes finish), not ffmpeg's, which it stopped at
     // once, failing the subtask and using up an attempt. Killed with its group on abort.
-    const child = wrapper ? spawn(wrapper, ['--pdeathsig', 'KILL', '--', bin, ...args], { cwd: options.cwd, stdio, detached: true }) : spawn(bin, args, { cwd: options.cwd, stdio, detached: true });
+    const env = staticBuildEnv(bin);
+    const child = wrapper ? spawn(wrapper, ['--pdeathsig', 'KILL', '--', bin, ...args], { cwd: options.cwd, stdio, detached: true, env }) : spawn(bin, args, { cwd: options.cwd, stdio, detached: true, env });
     if (options.stdin && child.stdin) {
       const { stdin } = options;
       // A process that stops reading (it ended, or failed) must not stall the writer: EPIPE is
