@@ -79,12 +79,18 @@ export function stageBChain(o: StageBOptions): string {
   if (o.gainDb !== 0) f.push(`volume=${o.gainDb.toFixed(4)}dB`);
   if (o.limit !== undefined) {
     // level=disabled: alimiter would otherwise re-normalise the output to the limit and undo the gain.
-    const latency = o.ffmpegMajor >= 5 ? ':latency=1' : '';
+    const limiter = `alimiter=limit=${o.limit.toFixed(6)}:attack=${LIMITER_ATTACK_MS}:release=${LIMITER_RELEASE_MS}:level=disabled`;
     // At 4 times the rate: alimiter holds sample peaks, and between samples a signal rises over them
     // (clipped or bright material by 3-7 dB). Oversampled, its samples are the true peak's points
     // (BS.1770's 4x), so the limit holds for the true peak too; a sample-peak limit low enough for
     // that would squash such material by as much.
-    f.push(`aresample=${o.sampleRate * 4}`, `alimiter=limit=${o.limit.toFixed(6)}:attack=${LIMITER_ATTACK_MS}:release=${LIMITER_RELEASE_MS}:level=disabled${latency}`, `aresample=${o.sampleRate}`);
+    const rate = o.sampleRate * 4;
+    // alimiter delays its output by its lookahead: ffmpeg 5 and later take it back (latency=1); before
+    // (the npm package's ffmpeg of 2018) the chain does, padding the end by as much as it cuts from the
+    // start, or every sample came 5 ms late and the last 5 ms were lost.
+    const lookahead = Math.round((rate * LIMITER_ATTACK_MS) / 1000);
+    const limited = o.ffmpegMajor >= 5 ? [`${limiter}:latency=1`] : [`apad=pad_len=${lookahead}`, limiter, `atrim=start_sample=${lookahead}`, 'asetpts=PTS-STARTPTS'];
+    f.push(`aresample=${rate}`, ...limited, `aresample=${o.sampleRate}`);
   }
   return f.join(',');
 }

@@ -396,8 +396,9 @@ export async function encodeFinal(e: FinalEncode): Promise<EncodedMeasurement | 
   if (e.threads) args.unshift('-threads', decoderThreads(e.threads));
   const { codec, format, muxerOptions } = e.encoder;
   // ffmpeg's tee muxer writes no chapters: a file with chapters is measured once written instead
-  // (undefined here: the caller measures the file).
-  if (!e.measure || (e.chapters && e.chapters.length > 0)) {
+  // (undefined here: the caller measures the file). Before 5.1 (the npm package's ffmpeg of 2018) it
+  // also left out the AAC encoder's priming (MP4's edit list): every sample came 1024 late.
+  if (!e.measure || (e.chapters && e.chapters.length > 0) || !ffmpegAtLeast(5, 1)) {
     args.push(...encodingArgs(e.encoder), '-y', e.out);
     await runFfmpeg(args, { signal: e.signal, input: e.input, onProgress: e.onProgress });
     return undefined;
