@@ -213,7 +213,9 @@ async function stitch(ctx: MergeContext<VideoJobParams>, rec: InputPlanRecord, s
   // came out a second default track), and "0" keeps a muxer from making one up.
   dispositions.forEach((d, k) => d !== undefined && args.push(`-disposition:a:${k}`, d));
   // The picture's own language and title, as `ffmpeg -map 0` keeps them.
-  if (rec.videoStreamIndex !== undefined) args.push('-map_metadata:s:v:0', `${src}:s:${rec.videoStreamIndex}`);
+  // Not its `rotate` tag: the segments are turned already, and ffmpeg before 5 keeps the turn as
+  // that tag, which a player would apply a second time (the npm package's ffmpeg of 2018).
+  if (rec.videoStreamIndex !== undefined) args.push('-map_metadata:s:v:0', `${src}:s:${rec.videoStreamIndex}`, '-metadata:s:v:0', 'rotate=');
   // What made each encoded track, not the source's encoder, whose tag came with its other tags (an
   // H.264 clip made H.265 was tagged libx264; review V): the picture's encoder named, an encoded
   // audio track's tag left out. And the picture the default track: the audio's dispositions given

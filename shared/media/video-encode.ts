@@ -4,6 +4,7 @@
  * and tests and the benchmark use them for the single-process baseline.
  */
 import { OPUS_LAYOUTS } from '../kinds/audio-params.js';
+import { ffmpegAtLeast } from '../ffmpeg.js';
 import { PRESETS, type VideoJobParams } from '../kinds/video-params.js';
 
 /** Speed settings of encoders that do not take x264 preset names, indexed like {@link PRESETS}. */
@@ -31,7 +32,8 @@ export function videoEncoderArgs(params: VideoJobParams, encoder: string, thread
     case 'libvpx-vp9':
       return ['-c:v', 'libvpx-vp9', '-deadline', 'good', '-cpu-used', String(VPX_CPU_USED[speed]), ...(lossless ? ['-lossless', '1'] : quality(['-b:v', '0', '-crf'])), '-row-mt', '1', '-threads', t, ...common];
     case 'libaom-av1':
-      return ['-c:v', 'libaom-av1', '-cpu-used', String(AOM_CPU_USED[speed]), ...quality(['-b:v', '0', '-crf']), '-row-mt', '1', '-threads', t, ...common];
+      // ffmpeg before 4.2 (the npm package's of 2018) takes libaom only as "experimental".
+      return ['-c:v', 'libaom-av1', ...(ffmpegAtLeast(5) ? [] : ['-strict', 'experimental']), '-cpu-used', String(AOM_CPU_USED[speed]), ...quality(['-b:v', '0', '-crf']), '-row-mt', '1', '-threads', t, ...common];
     case 'libsvtav1':
       // ffmpeg 5.1's wrapper takes no -threads: without lp, SVT-AV1 sizes itself to every core of the
       // machine (about 90 threads, 1.7 of 2 cores for a slot given one).
