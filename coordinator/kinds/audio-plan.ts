@@ -11,7 +11,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { invalidArgument } from '../../shared/errors.js';
 import type { ItemFailure, PlanContext, PlanErrors, PlanResult, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
-import { AUDIO_CODECS, aacRateWritten, bitrateProblem, mp3RateWritten, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
+import { AUDIO_CODECS, aacRateWritten, bitrateProblem, keepsTooLittle, mp3RateWritten, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { losslessBits } from '../../shared/media/audio-filters.js';
 import { AUDIO_CHAPTERS_FEATURE, AUDIO_STREAM_FEATURE, AUDIO_TAGS_FEATURE, fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
 import { checkNotTruncated, firstFrameFormat, statedExactly, isCuttableWav, keptChapters, packetLength, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
@@ -272,7 +272,7 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
   if (probe.duration > 0 && startSec >= probe.duration) throw invalidArgument(`${file.name}: trim.start ${p.trim?.start ?? 0} s is past the end (${soundEnds})`, file.name);
   const seconds = Math.max(0, endSec - startSec);
   // The params allow no trim under MIN_TRIM_SECONDS; one that runs past the end can still keep less.
-  if (p.trim && probe.duration > 0 && seconds < MIN_TRIM_SECONDS) {
+  if (p.trim && probe.duration > 0 && keepsTooLittle(seconds)) {
     throw invalidArgument(`${file.name}: trim.start ${p.trim.start} s leaves ${Number(seconds.toPrecision(3))} s before the end (${soundEnds}); a trim must keep at least ${MIN_TRIM_SECONDS} s`, file.name);
   }
   // A fade longer than what is kept spans all of it: allowed, and said.

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { TesseraError } from '../errors.js';
-import { outputChannels, outputSampleRate, parseBitrate, validateAudioParams } from './audio-params.js';
+import { checkNewAudioParams, keepsTooLittle, outputChannels, outputSampleRate, parseBitrate, validateAudioParams } from './audio-params.js';
 
 function rejects(raw: Record<string, unknown>, field: string): void {
   let err: unknown;
@@ -51,5 +51,12 @@ describe('audio params', () => {
     expect(outputChannels(validateAudioParams({ codec: 'mp3' }), 6)).toBe(2);
     expect(outputChannels(validateAudioParams({ codec: 'aac', channels: 1 }), 6)).toBe(1);
     expect(validateAudioParams({ trim: { start: 1.5, end: 0 } }).trim).toEqual({ start: 1.5, end: 0 });
+  });
+
+  test('a trim of exactly 10 ms, as its decimals say, is kept (5.01 - 5 is under 0.01 in floating point)', () => {
+    expect(5.01 - 5 < 0.01).toBe(true);
+    expect(() => checkNewAudioParams(validateAudioParams({ trim: { start: 5, end: 5.01 } }))).not.toThrow();
+    expect(() => checkNewAudioParams(validateAudioParams({ trim: { start: 5, end: 5.009 } }))).toThrow('a trim must keep at least 0.01 s');
+    expect([keepsTooLittle(8 - 7.99), keepsTooLittle(0.0099)]).toEqual([false, true]);
   });
 });

@@ -74,6 +74,15 @@ export type AudioTrackChoice = { number: number } | { language: string };
  */
 export const MIN_TRIM_SECONDS = 0.01;
 
+/**
+ * Whether `seconds` of audio kept is under {@link MIN_TRIM_SECONDS}, as the decimal values given
+ * mean it: 5.01 - 5 is 0.00999999999999979 in binary floating point, and `--trim 5,5.01` was refused
+ * for keeping "0.01 s" (review AUD6).
+ */
+export function keepsTooLittle(seconds: number): boolean {
+  return seconds < MIN_TRIM_SECONDS - 1e-9;
+}
+
 /** Default split length: files longer than three minutes are processed in parallel segments. */
 export const DEFAULT_SEGMENT_SECONDS = 180;
 /** Channel counts we can down-mix to (ffmpeg's default layouts for them). */
@@ -307,7 +316,7 @@ export function refuseNewAudioParams(p: AudioJobParams): void {
  */
 export function checkNewAudioParams(p: AudioJobParams): void {
   const t = p.trim;
-  if (t && t.end !== 0 && t.end - t.start < MIN_TRIM_SECONDS) {
+  if (t && t.end !== 0 && keepsTooLittle(t.end - t.start)) {
     throw invalidArgument(`trim: ${t.start}..${t.end} s keeps ${trimSeconds(t.end - t.start)} s of audio; a trim must keep at least ${MIN_TRIM_SECONDS} s`);
   }
 }
