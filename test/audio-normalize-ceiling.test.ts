@@ -90,3 +90,16 @@ it("a lossless output held back by the gain cap is said to be so, not the encode
   // Before: "... the encoder changed it more than it could be corrected; a lower --loudness or a higher --true-peak reaches its target".
   expect(run.warnings, seen).toEqual([{ input: 'quiet.wav', message: expect.stringMatching(/^normalised to -7\.\d LUFS, not the -5 LUFS asked: the gain is at most 60 dB \(the source measures -6\d\.\d+ LUFS\)$/) }]);
 }, 30_000);
+
+it("a source louder than its target, its own peaks far over the ceiling: the warning blames its peaks, not gain put on", async () => {
+  // Float samples far over full scale (pink noise 18 dB hot): the gain takes some off, and the
+  // limiter takes much more. Before: "the limiter took off what the gain put on", with a negative gain.
+  const hot = path.join(dir, 'hot.wav');
+  await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'anoisesrc=d=4:a=0.5:c=pink:seed=2:r=48000,volume=18dB', '-ac', '2', '-c:a', 'pcm_f32le', hot]);
+  const run = await runKindInProcess(audioKind, audioProcessor, specOf('audio', { codec: 'flac', normalize: true, loudness: -8, true_peak: -1 }), [hot], { dir });
+  expect(run.errors).toEqual([]);
+  const report = JSON.parse(await readFile(run.outputs.find((o) => o.name === 'audio-report.json')!.path, 'utf8')) as { files: FileReport[] };
+  const seen = JSON.stringify({ warnings: run.warnings, report: report.files[0] });
+  expect([report.files[0]!.gainDb < 0, report.files[0]!.limited], seen).toEqual([true, true]);
+  expect(run.warnings, seen).toEqual([{ input: 'hot.wav', message: expect.stringMatching(/held it back \(the limiter held the source's own peaks under it\)/) }]);
+}, 60_000);

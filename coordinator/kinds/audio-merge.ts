@@ -199,8 +199,11 @@ function warnLoudnessMissed(ctx: MergeContext<AudioJobParams>, r: FileReport): v
   const got = r.outputLoudness;
   const { loudness, truePeak } = ctx.params;
   if (!ctx.params.normalize || got === undefined || got === null || Math.abs(got - loudness) <= LOUDNESS_MISS_WARNED_LU) return;
+  // The limiter takes off what the gain put on; where the gain took off already, it holds the
+  // source's own peaks down (clipped, bursty material: review AUD8).
+  const limiting = r.gainDb > 0 ? 'the limiter took off what the gain put on' : "the limiter held the source's own peaks under it";
   const why = r.limited
-    ? `the true-peak ceiling of ${truePeak} dBTP held it back (the limiter took off what the gain put on); a lower --loudness or a higher --true-peak reaches its target`
+    ? `the true-peak ceiling of ${truePeak} dBTP held it back (${limiting}); a lower --loudness or a higher --true-peak reaches its target`
     : Math.abs(r.gainDb) >= MAX_GAIN_DB
       ? `the gain is at most ${MAX_GAIN_DB} dB (the source measures ${r.loudness} LUFS)`
       : 'the encoder changed its loudness more than a second encode could correct';
