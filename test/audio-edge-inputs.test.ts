@@ -404,3 +404,24 @@ test('a 7350 Hz source to AAC is written at 7350 Hz, as ffmpeg writes it', async
 test('sample_rate 7350 is taken for AAC, whose encoder writes it', () => {
   expect(() => validateAudioParams({ codec: 'aac', sample_rate: 7350 })).not.toThrow();
 });
+
+// More channels than AAC and FLAC hold: refused when planned, named, not by the encoder after the
+// upload and a worker's run ("[aac] Qavg: nan", review AUD5); and unnamed channels past 8, which
+// ffmpeg has no layout to mix down from.
+test('12 unnamed channels into AAC, FLAC or MP3, and 10 named ones into AAC, are refused with what to do; into WAV they are kept', async () => {
+  const tones = (n: number): string => Array.from({ length: n }, (_, i) => `0.1*sin(2*PI*${100 * (i + 1)}*t)`).join('|');
+  const unnamed = path.join(dir, 'ch12.wav');
+  await runFfmpeg(['-f', 'lavfi', '-i', `aevalsrc=${tones(12)}:s=48000:d=1`, '-y', unnamed]);
+  const named = path.join(dir, 'ch10.wav');
+  await runFfmpeg(['-f', 'lavfi', '-i', `aevalsrc=${tones(10)}:s=48000:d=1:channel_layout=FL+FR+FC+LFE+BL+BR+FLC+FRC+SL+SR`, '-y', named]);
+  const errors = async (codec: string, file: string): Promise<unknown> => (await runAudioInProcess({ codec }, [file], path.join(dir, `run-${codec}-${path.basename(file)}`))).errors;
+  expect(await errors('aac', unnamed)).toEqual([{ input: 'ch12.wav', code: 'INVALID_ARGUMENT', message: 'ch12.wav: it has 12 channels, and aac holds at most 8: its channels have no layout to mix down from; --codec opus or wav keeps them all' }]);
+  expect(await errors('flac', unnamed)).toEqual([{ input: 'ch12.wav', code: 'INVALID_ARGUMENT', message: 'ch12.wav: it has 12 channels, and flac holds at most 8: its channels have no layout to mix down from; --codec opus or wav keeps them all' }]);
+  expect(await errors('mp3', unnamed)).toEqual([{ input: 'ch12.wav', code: 'INVALID_ARGUMENT', message: 'ch12.wav: its 12 channels have no layout to mix down to 2 from (mp3 holds at most 2): --codec opus or wav keeps them all' }]);
+  expect(await errors('aac', named)).toEqual([{ input: 'ch10.wav', code: 'INVALID_ARGUMENT', message: 'ch10.wav: it has 10 channels, and aac holds at most 8: --channels 8 (or fewer) mixes it down; --codec opus or wav keeps them all' }]);
+  const mixed = await runAudioInProcess({ codec: 'aac', channels: 8 }, [named], path.join(dir, 'run-mixed'));
+  expect(mixed.errors).toEqual([]);
+  const kept = await runAudioInProcess({ codec: 'wav' }, [unnamed], path.join(dir, 'run-wav'));
+  expect(kept.errors).toEqual([]);
+  expect((await probeAudio(kept.outputs.find((o) => o.name === 'ch12.wav')!.path, 'ch12.wav')).channels).toBe(12);
+});

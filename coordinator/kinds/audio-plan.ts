@@ -225,11 +225,24 @@ export function formatMayChange(probe: Pick<AudioProbe, 'container' | 'codec'>):
   return /^(mpegts|mpeg|flv|ogg|asf|wtv|aac|ac3|eac3|mp3|dts|truehd|loas|mp2)$/.test(probe.container) || /^(ac3|eac3|dts|mp2|mp3|aac_latm|truehd)$/.test(probe.codec);
 }
 
+/** The most channels AAC (ffmpeg's encoder: 7.1) and FLAC hold. */
+const MOST_CHANNELS = 8;
+
 async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe: AudioProbe, taken: NameSet): Promise<SubtaskPlan[] | Small> {
   const p = ctx.params;
   const outRate = outputSampleRate(p, probe.sampleRate);
   const channels = outputChannels(p, probe.channels);
   const outLayout = outputLayout(p, channels, probe.channels, probe.layout);
+  // AAC and FLAC hold at most 8 channels: refused here, named, not by the encoder after the upload
+  // and a worker's run ("Qavg: nan", review AUD5). A source without a layout cannot be mixed down.
+  if ((p.codec === 'aac' || p.codec === 'flac') && channels > MOST_CHANNELS) {
+    const mix = probe.layout ? `--channels ${MOST_CHANNELS} (or fewer) mixes it down; ` : `its channels have no layout to mix down from; `;
+    throw invalidArgument(`${file.name}: it has ${channels} channels, and ${p.codec} holds at most ${MOST_CHANNELS}: ${mix}--codec opus or wav keeps them all`, file.name);
+  }
+  // ffmpeg guesses a layout for up to 8 unnamed channels; past that, it has none to mix from.
+  if (channels < probe.channels && !probe.layout && probe.channels > MOST_CHANNELS) {
+    throw invalidArgument(`${file.name}: its ${probe.channels} channels have no layout to mix down to ${channels} from${p.codec === 'mp3' ? ' (mp3 holds at most 2)' : ''}: --codec opus or wav keeps them all`, file.name);
+  }
   // An encoder fails on a bitrate it cannot take for these channels (Opus); LAME writes another at
   // a low rate without a word (said here; a default is the encoder's to fit, as ffmpeg does).
   const rateProblem = p.bitrateGiven ? bitrateProblem(p.codec, p.bitrate, channels) : undefined;
