@@ -14,6 +14,7 @@ import { validateAudioParams } from '../shared/kinds/audio-params.js';
 import { encoderArgs, stageAChain, stageBChain } from '../shared/media/audio-filters.js';
 import type { FileReport } from '../shared/media/audio-finish.js';
 import { fadeSamples, type SegmentPlan } from '../shared/media/audio-pieces.js';
+import { probeAudio } from '../shared/media/audio-probe.js';
 import { decodedMd5, decodeFloat, ebur128, generateAudio, runAudioInProcess, audioReport, type InProcessResult } from './helpers/audio-media.js';
 
 let dir: string;
@@ -76,6 +77,26 @@ describe('audio kind (in process)', () => {
       expect(await decodedMd5(out), name).toBe(await decodedMd5(ref));
       const { samples } = await decodeFloat(out, dir);
       expect(samples.filter((x) => Math.abs(x) >= 0.9999).length, `${name}: samples at full scale`).toBe(0);
+    }
+  });
+
+  test("5.1 with a tone of its own in each channel, mixed to 2 and 4 channels: ffmpeg's -ac layouts (4 channels are 4.0, not quad) and matrix, within 16-bit rounding", async () => {
+    // ffmpeg mixes 16-bit samples in integers, Tessera in float: one step of 16 bits apart at most.
+    // Before, 4 channels were quad: the centre folded into the sides, 0.6 off (review AUD4).
+    const distinct = path.join(dir, 'distinct.wav');
+    await runFfmpeg(['-f', 'lavfi', '-i', `aevalsrc=${[300, 500, 700, 50, 900, 1100].map((f) => `0.3*sin(2*PI*${f}*t)`).join('|')}:s=48000:d=6:channel_layout=5.1`, '-c:a', 'pcm_s16le', '-y', distinct]);
+    for (const channels of [2, 4]) {
+      const r = await runAudioInProcess({ codec: 'wav', channels, segment_seconds: 2 }, [distinct], path.join(dir, `distinct-${channels}`));
+      expect(r.errors).toEqual([]);
+      const out = r.outputs.find((o) => o.name === 'distinct.wav')!.path;
+      const ref = path.join(dir, `distinct-ref-${channels}.wav`);
+      await runFfmpeg(['-i', distinct, '-ac', String(channels), '-c:a', 'pcm_s16le', '-y', ref]);
+      expect((await probeAudio(out, 'out')).layout).toBe((await probeAudio(ref, 'ref')).layout);
+      const [a, b] = [await decodeFloat(out, dir), await decodeFloat(ref, dir)];
+      expect(a.samples.length).toBe(b.samples.length);
+      let most = 0;
+      for (let i = 0; i < a.samples.length; i++) most = Math.max(most, Math.abs(a.samples[i]! - b.samples[i]!));
+      expect(most * 32768, `${channels} channels`).toBeLessThanOrEqual(1.0001);
     }
   });
 

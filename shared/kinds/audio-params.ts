@@ -86,7 +86,7 @@ export function keepsTooLittle(seconds: number): boolean {
 /** Default split length: files longer than three minutes are processed in parallel segments. */
 export const DEFAULT_SEGMENT_SECONDS = 180;
 /** Channel counts we can down-mix to (ffmpeg's default layouts for them). */
-export const CHANNEL_LAYOUTS: Readonly<Record<number, string>> = { 1: 'mono', 2: 'stereo', 4: 'quad', 6: '5.1', 8: '7.1' };
+export const CHANNEL_LAYOUTS: Readonly<Record<number, string>> = { 1: 'mono', 2: 'stereo', 4: '4.0', 6: '5.1', 8: '7.1' };
 /**
  * The only layout libopus takes for each channel count (the Vorbis channel order, RFC 7845 mapping
  * family 1). Others (5.1(side), which every AC3/E-AC3 5.1 track decodes to; 2.1; 4.0) are converted to
