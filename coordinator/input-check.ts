@@ -36,6 +36,15 @@ const DEMUXERS: Partial<Record<SniffedFormat, string>> = {
   aac: 'aac',
   flac: 'flac',
   aiff: 'aiff',
+  ac3: 'ac3',
+  eac3: 'eac3',
+  dts: 'dts',
+  wavpack: 'wv',
+  w64: 'w64',
+  caf: 'caf',
+  au: 'au',
+  tta: 'tta',
+  asf: 'asf',
 };
 
 /** What became of the inputs: those accepted, and one failure per refused input. */

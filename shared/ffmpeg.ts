@@ -206,7 +206,7 @@ export interface RunResult {
  * intermediates. Playlists (HLS, DASH), image sequences, devices and the like are never among
  * them: a playlist that reached ffmpeg despite the submission check still opens nothing.
  */
-export const MEDIA_DEMUXERS = 'mov,matroska,avi,mpegts,mpeg,flv,ogg,yuv4mpegpipe,wav,mp3,aac,ac3,eac3,flac,aiff';
+export const MEDIA_DEMUXERS = 'mov,matroska,avi,mpegts,mpeg,flv,ogg,yuv4mpegpipe,wav,mp3,aac,ac3,eac3,flac,aiff,dts,wv,w64,caf,au,tta,asf';
 
 /**
  * Before every `-i`: `-protocol_whitelist file,pipe` (no network), and `-format_whitelist`: the

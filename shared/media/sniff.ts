@@ -10,6 +10,7 @@ export type SniffedFormat =
   | 'jpeg' | 'png' | 'gif' | 'webp' | 'tiff' | 'avif' | 'heif'
   | 'mp4' | 'matroska' | 'avi' | 'mpegts' | 'mpegps' | 'flv' | 'ogg' | 'y4m'
   | 'wav' | 'mp3' | 'aac' | 'flac' | 'aiff'
+  | 'ac3' | 'eac3' | 'dts' | 'wavpack' | 'w64' | 'caf' | 'au' | 'tta' | 'asf'
   | 'svg' | 'hls-playlist' | 'dash-manifest' | 'concat-list' | 'sdp' | 'text' | 'empty' | 'unknown';
 
 /** Bytes read from the start of a file; enough for every signature below (MPEG-TS needs 3 x 188). */
@@ -22,7 +23,9 @@ export const KIND_FORMATS: Readonly<Record<string, readonly SniffedFormat[]>> = 
   image: ['jpeg', 'png', 'gif', 'webp', 'tiff', 'avif', 'heif'],
   video: VIDEO,
   thumbnails: VIDEO,
-  audio: ['wav', 'mp3', 'aac', 'flac', 'aiff', 'ogg', 'mp4', 'matroska', 'mpegts', 'avi', 'flv'],
+  // Besides the containers: a DVD's or broadcast's MPEG-PS and its bare AC-3/E-AC-3/DTS soundtracks,
+  // and the lossless and studio formats ffmpeg decodes (review AUD1).
+  audio: ['wav', 'mp3', 'aac', 'flac', 'aiff', 'ogg', 'mp4', 'matroska', 'mpegts', 'mpegps', 'avi', 'flv', 'ac3', 'eac3', 'dts', 'wavpack', 'w64', 'caf', 'au', 'tta', 'asf'],
 };
 
 /** Why a refused format is refused, when that is more useful than "not allowed". */
@@ -69,6 +72,18 @@ export function sniffBuffer(head: Buffer): SniffedFormat {
   if (a4 === 'fLaC') return 'flac';
   if (a4 === 'FORM' && b.length >= 12 && ['AIFF', 'AIFC'].includes(ascii(b, 8, 12))) return 'aiff';
   if (ascii(b, 0, 10) === 'YUV4MPEG2 ') return 'y4m';
+  if (a4 === 'wvpk') return 'wavpack';
+  // Sony Wave64: "riff" and the rest of its GUID, 66666972-912E-11CF-A5D6-28DB04C10000.
+  if (a4 === 'riff' && b.length >= 8 && b.readUInt32BE(4) === 0x2e91cf11) return 'w64';
+  if (a4 === 'caff') return 'caf';
+  if (a4 === '.snd') return 'au';
+  if (a4 === 'TTA1') return 'tta';
+  // ASF (WMA, WMV): its header object's GUID, 75B22630-668E-11CF-A6D9-00AA0062CE6C.
+  if (b.length >= 8 && b.readUInt32BE(0) === 0x3026b275 && b.readUInt32BE(4) === 0x8e66cf11) return 'asf';
+  // A DTS core frame's sync word, in each of its four packings (16-bit and 14-bit, either byte order).
+  if (b.length >= 4 && [0x7ffe8001, 0xfe7f0180, 0x1fffe800, 0xff1f00e8].includes(b.readUInt32BE(0))) return 'dts';
+  // AC-3's sync word; the bitstream id (5 bits of byte 5) is at most 10 for AC-3, 11 to 16 for E-AC-3.
+  if (b.length >= 6 && b[0] === 0x0b && b[1] === 0x77) return b[5]! >> 3 > 10 ? 'eac3' : 'ac3';
   if (ascii(b, 0, 3) === 'ID3') return 'mp3';
   // A UTF-16 byte order mark (FF FE, FE FF): FF FE also reads as an MPEG-1 layer I frame header,
   // so text that decodes as UTF-16 is taken as text (and a playlist in it still as a playlist).
