@@ -188,6 +188,11 @@ export interface RunOptions {
   stdin?: Readable | undefined;
   /** Where the process's file descriptor 3 goes (an output `pipe:3`); ended when the process ends. */
   pipe3?: Writable | undefined;
+  /**
+   * Whether stderr ever held a match of this (anywhere, not only in the tail kept for messages):
+   * `RunResult.stderrMatched`.
+   */
+  watchStderr?: RegExp | undefined;
 }
 
 export interface RunResult {
@@ -198,6 +203,8 @@ export interface RunResult {
    * them (the frames it sent to the encoder), or undefined where it reported none.
    */
   frames?: number;
+  /** With `watchStderr`: whether stderr ever held a match. */
+  stderrMatched?: boolean;
 }
 
 /**
@@ -350,7 +357,10 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
     let progressBuf = '';
     let frames: number | undefined;
     child.stderr!.setEncoding('utf8');
+    let matched = false;
     child.stderr!.on('data', (d: string) => {
+      // A line cut between two chunks: the end of the last one is searched again with this one.
+      if (options.watchStderr && !matched) matched = options.watchStderr.test(stderr.slice(-256) + d);
       // Keep only the tail: ffmpeg can print megabytes of warnings for a broken file.
       stderr = (stderr + d).slice(-16_384);
     });
@@ -405,7 +415,7 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       // ffmpeg exits 0 when its trailer or its file cannot be written (a full disk): not a success.
       let trouble = localTroubleCode(stderr, args);
       if (code === 0 && !trouble) {
-        resolve(frames === undefined ? { stderr, stdout } : { stderr, stdout, frames });
+        resolve({ stderr, stdout, ...(frames !== undefined && { frames }), ...(options.watchStderr && { stderrMatched: matched }) });
         return;
       }
       const what = options.input ? `${options.input}: ` : '';

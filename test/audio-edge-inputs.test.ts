@@ -425,3 +425,24 @@ test('12 unnamed channels into AAC, FLAC or MP3, and 10 named ones into AAC, are
   expect(kept.errors).toEqual([]);
   expect((await probeAudio(kept.outputs.find((o) => o.name === 'ch12.wav')!.path, 'ch12.wav')).channels).toBe(12);
 });
+
+// A page of an Ogg file that fails its checksum is skipped by ffmpeg's demuxer, its audio with it,
+// and the rest decodes without an error: the file came out a second or two short, closed up, and
+// the job succeeded (review AUD2). Damaged MP3s and FLACs were already refused.
+test('an Opus or Vorbis file with damaged pages is refused as corrupt, whole and segmented; an undamaged one is converted', async () => {
+  for (const [codec, ext] of [['libopus', 'opus'], ['libvorbis', 'ogg']] as const) {
+    const clean = path.join(dir, `clean.${ext}`);
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'sine=f=440:r=48000:d=8', '-ac', '2', '-c:a', codec, clean]);
+    const bytes = await readFile(clean);
+    for (let i = 0; i < 2000; i++) bytes[(bytes.length >> 1) + i] = (i * 131 + 7) & 0xff;
+    const damaged = path.join(dir, `damaged.${ext}`);
+    await writeFile(damaged, bytes);
+    for (const segment_seconds of [180, 2]) {
+      const r = await runAudioInProcess({ codec: 'flac', segment_seconds }, [damaged, clean], path.join(dir, `${ext}-${segment_seconds}`));
+      expect(r.errors, `${ext}, segments of ${segment_seconds} s`).toEqual([
+        { input: `damaged.${ext}`, code: 'INVALID_ARGUMENT', message: `damaged.${ext}: corrupt file: pages of its Ogg stream fail their checksum (CRC mismatch), and the audio in them cannot be decoded` },
+      ]);
+      expect(r.outputs.map((o) => o.name)).toContain('clean.flac');
+    }
+  }
+});

@@ -222,14 +222,18 @@ function layoutOption(): string {
   return ffmpegAtLeast(5, 1) ? '-ch_layout' : '-channel_layout';
 }
 
+/** ffmpeg's Ogg demuxer on a page whose checksum fails: it skips the page and goes on. */
+const OGG_CRC_MISMATCH = /\[ogg @ [^\]]*\] CRC mismatch/;
+
 /**
  * Runs a decode of a client's file: a failure (with `-xerror`, any decode error) means the file is
  * truncated or corrupt. `-nostats` keeps ffmpeg's progress line ("size= ... time= ... bitrate=") out
  * of the log the error message is taken from.
  */
 async function decodeRun(args: string[], input: string, signal: AbortSignal | undefined, o: Pick<RunOptions, 'onProgress' | 'stdin' | 'pipe3'> = {}): Promise<void> {
+  let damaged: boolean | undefined;
   try {
-    await runFfmpeg(['-nostats', ...args], { signal, input, ...o });
+    ({ stderrMatched: damaged } = await runFfmpeg(['-nostats', ...args], { signal, input, watchStderr: OGG_CRC_MISMATCH, ...o }));
   } catch (err) {
     if (err instanceof TesseraError && !err.retryable) {
       const detail = withoutProgress(err.message.replace(/^[^:]*: /, ''));
@@ -240,6 +244,11 @@ async function decodeRun(args: string[], input: string, signal: AbortSignal | un
       throw invalidArgument(`${input}: ${why}: ${detail}`, input);
     }
     throw err;
+  }
+  // An Ogg page that fails its checksum is skipped, its audio with it, and the rest decodes without
+  // an error: a damaged Opus or Vorbis file came out a second or two short and closed up (review AUD2).
+  if (damaged) {
+    throw invalidArgument(`${input}: corrupt file: pages of its Ogg stream fail their checksum (CRC mismatch), and the audio in them cannot be decoded`, input);
   }
 }
 
