@@ -165,6 +165,14 @@ export function decoderThreads(threads: number): string {
   return String(threads > 0 ? Math.min(threads, MAX_DECODER_THREADS) : 0);
 }
 
+/** A decoder's complaint about the stream it reads, as ffmpeg logs it (h264, hevc, mpeg4, vp9...). */
+export const DECODE_ERROR = /^.*(?:error while decoding|concealing \d+ [^\n]*errors|Invalid NAL unit|decode_slice_header error|corrupt(?:ed)? (?:input|frame|packet)|Invalid data found when processing input).*$/im;
+
+/** A decoder's complaint without ffmpeg's `[h264 @ 0x...]` prefix. */
+export function decoderComplaint(line: string): string {
+  return line.replace(/^\[[^\]]*\]\s*/, '').trim();
+}
+
 /** Frame-rate mode flag: `-fps_mode` on ffmpeg >= 5.1, `-vsync` before. */
 export function fpsModeFlag(): string {
   return ffmpegAtLeast(5, 1) ? '-fps_mode' : '-vsync';

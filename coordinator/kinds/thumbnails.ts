@@ -6,12 +6,12 @@
  */
 import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { CoordinatorKind, FinalOutput, ItemFailure, PlanContext, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
+import type { CoordinatorKind, FinalOutput, ItemFailure, MergeContext, PlanContext, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
 import { invalidArgument } from '../../shared/errors.js';
 import { MAX_THUMBNAILS, parseThumbnailParams, type ThumbnailJobParams } from '../../shared/kinds/thumbnails-params.js';
 import { endsEarlyWarning, probeMedia, probeVideoIndex, type VideoIndex } from '../../shared/media/probe.js';
 import { takeHeaderProbe } from '../input-check.js';
-import { THUMBNAILS_FRAME_NUMBERS_FEATURE, THUMBNAILS_SEEK_FROM_FEATURE, THUMBNAILS_STREAM_FEATURE, thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
+import { THUMBNAILS_FRAME_NUMBERS_FEATURE, THUMBNAILS_SEEK_FROM_FEATURE, THUMBNAILS_STREAM_FEATURE, thumbnailName, type ThumbnailRangePlan, type ThumbnailsResult } from '../../shared/media/video-thumbnails.js';
 import { planEach, planEachArriving, type PlanOne } from './plan-each.js';
 import { writeSprites } from './video-sprite.js';
 import { foldedName, NameSet } from '../../shared/names.js';
@@ -79,6 +79,7 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
         await copyFile(file.path, dest);
         outputs.push({ name: prefix + name, path: dest, source: input.name, contentType: ctx.params.format === 'jpeg' ? 'image/jpeg' : 'image/webp' });
       }
+      warnDamaged(ctx, input.name, mine);
       if (files.length !== count || !ctx.params.sprite) continue;
       const { width, height } = plans[0]!;
       const cues = plans.flatMap((p) => p.cues);
@@ -88,6 +89,30 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
     return { outputs, errors };
   },
 };
+
+/** Thumbnails named one by one in a warning; past these, how many more. */
+const DAMAGED_NAMED = 8;
+
+/**
+ * Says which thumbnails the decoder complained of (ThumbnailsResult.damaged): a damaged video gives
+ * smeared blocks, or an earlier picture, where it cannot be decoded (review VID1).
+ */
+function warnDamaged(ctx: MergeContext<ThumbnailJobParams>, input: string, mine: SubtaskOutcome[]): void {
+  const at = new Map<number, number>();
+  let damage: string | undefined;
+  for (const r of mine) {
+    const result = r.result as ThumbnailsResult | undefined;
+    if (!result?.damaged?.length) continue;
+    damage ??= result.damage;
+    const plan = r.plan as ThumbnailRangePlan;
+    for (const n of result.damaged) at.set(n, plan.times[plan.numbers.indexOf(n)] ?? NaN);
+  }
+  if (at.size === 0) return;
+  const numbers = [...at.keys()].sort((a, b) => a - b);
+  const named = numbers.slice(0, DAMAGED_NAMED).map((n) => `${n} (${at.get(n)!.toFixed(2)} s)`).join(', ');
+  const more = numbers.length > DAMAGED_NAMED ? ` and ${numbers.length - DAMAGED_NAMED} more` : '';
+  ctx.warn(input, `the video is damaged where thumbnail${numbers.length > 1 ? 's' : ''} ${named}${more} ${numbers.length > 1 ? 'were' : 'was'} taken (ffmpeg: ${damage}): ${numbers.length > 1 ? 'they' : 'it'} may show smeared blocks or an earlier picture; repair or re-encode the file for clean ones`);
+}
 
 /** One video's thumbnail subtasks: its times, split into ranges over the slots. */
 async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile, inputIndex: number): Promise<{ subtasks: SubtaskPlan[] }> {

@@ -4,6 +4,14 @@
 import type { ThumbnailJobParams } from '../kinds/thumbnails-params.js';
 
 /** One time range of thumbnails (a subtask's `plan`). */
+/** What a thumbnails subtask reports (ProcessResult.result). */
+export interface ThumbnailsResult {
+  count: number;
+  /** The numbers of the thumbnails whose decode the decoder complained of, and its first complaint. */
+  damaged?: number[];
+  damage?: string;
+}
+
 export interface ThumbnailRangePlan {
   /** Client name of the input. */
   source: string;

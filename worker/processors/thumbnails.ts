@@ -14,10 +14,10 @@
 import { copyFile, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { dataLoss, invalidArgument } from '../../shared/errors.js';
-import { decoderThreads, fpsModeFlag, runFfmpeg } from '../../shared/ffmpeg.js';
+import { DECODE_ERROR, decoderComplaint, decoderThreads, fpsModeFlag, runFfmpeg } from '../../shared/ffmpeg.js';
 import type { ProcessContext, ProcessOutput, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
 import { parseThumbnailParams, type ThumbnailJobParams } from '../../shared/kinds/thumbnails-params.js';
-import { thumbnailName, type ThumbnailRangePlan } from '../../shared/media/video-thumbnails.js';
+import { thumbnailName, type ThumbnailRangePlan, type ThumbnailsResult } from '../../shared/media/video-thumbnails.js';
 
 /** Thumbnails sharing one ffmpeg process when seeking (each is one more demuxer/decoder in it). */
 const PER_PROCESS = 12;
@@ -75,6 +75,14 @@ export interface GrabSpec {
   source: string;
   /** The picture track's stream index (ThumbnailRangePlan.stream); absent: the first video stream. */
   stream?: number | undefined;
+  /** Told the decoder's complaint where an ffmpeg run of the grab could not decode the video cleanly. */
+  onDamage?: ((complaint: string) => void) | undefined;
+}
+
+/** Runs one of a grab's ffmpeg processes; a decoder's complaint anywhere in its log goes to `spec.onDamage`. */
+async function runGrab(args: string[], spec: Pick<GrabSpec, 'signal' | 'source' | 'onDamage'>, cwd?: string): Promise<void> {
+  const { stderr, stderrMatched } = await runFfmpeg(args, { signal: spec.signal, input: spec.source, ...(cwd !== undefined && { cwd }), watchStderr: DECODE_ERROR });
+  if (stderrMatched) spec.onDamage?.(decoderComplaint(DECODE_ERROR.exec(stderr)?.[0] ?? 'errors while decoding'));
 }
 
 async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<ProcessResult> {
@@ -86,12 +94,21 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
     return { name, path: path.join(ctx.workDir, name), source: plan.source };
   });
   const n = plan.times.length;
+  // A damaged video gives thumbnails of smeared blocks, or an earlier picture, with nothing but the
+  // decoder's complaints to tell (review VID1): the job says which.
+  const damaged: number[] = [];
+  let damage: string | undefined;
   if (plan.frames) {
     for (let i = 0; i < n; i += PER_NUMBERED_RUN) {
-      await grabByNumber({ input: input.path, stream: plan.stream, frames: plan.frames.slice(i, i + PER_NUMBERED_RUN), outputs: outputs.slice(i, i + PER_NUMBERED_RUN).map((o) => o.path), width: plan.width, height: plan.height, format: ctx.params.format, threads: ctx.threads, signal: ctx.signal, source: plan.source }, ctx.workDir);
+      // One decode from the start for them all: a complaint is the run's, for each of its thumbnails.
+      const onDamage = (c: string): void => {
+        damage ??= c;
+        if (!damaged.includes(plan.numbers[i]!)) damaged.push(...plan.numbers.slice(i, i + PER_NUMBERED_RUN));
+      };
+      await grabByNumber({ input: input.path, stream: plan.stream, frames: plan.frames.slice(i, i + PER_NUMBERED_RUN), outputs: outputs.slice(i, i + PER_NUMBERED_RUN).map((o) => o.path), width: plan.width, height: plan.height, format: ctx.params.format, threads: ctx.threads, signal: ctx.signal, source: plan.source, onDamage }, ctx.workDir);
       ctx.progress(Math.min(1, (i + PER_NUMBERED_RUN) / n), `${Math.min(n, i + PER_NUMBERED_RUN)}/${n} thumbnails`);
     }
-    return checkOutputs(outputs, plan);
+    return checkOutputs(outputs, plan, { damaged, damage });
   }
   const dense = n > 1 && (plan.times[n - 1]! - plan.times[0]!) / (n - 1) <= DENSE_GAP_SECONDS;
   const per = dense ? PER_PASS : PER_PROCESS;
@@ -109,6 +126,11 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
       source: plan.source,
       stream: plan.stream,
     };
+    let complained = false;
+    spec.onDamage = (c) => {
+      damage ??= c;
+      complained = true;
+    };
     // The pass only saves time: where it cannot do the job, seeking for each time still can.
     const passed = dense ? await grabInOnePass(spec, ctx.workDir).catch((err: unknown) => {
       if (ctx.signal.aborted) throw err;
@@ -118,18 +140,23 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
       if (dense) ctx.log.warn({ input: plan.source, ...(passed instanceof Error ? { err: passed.message } : {}) }, 'one decoding pass did not give every dense thumbnail; seeking for each instead');
       await grabBySeeking(spec);
     }
+    // Which of them (a damaged file only): for each, the decode from its keyframe to its time alone.
+    if (complained) {
+      for (let k = 0; k < spec.times.length; k++) if (await decodeComplains(spec, k)) damaged.push(plan.numbers[i + k]!);
+    }
     ctx.progress(Math.min(1, (i + spec.times.length) / n), `${i + spec.times.length}/${n} thumbnails`);
   }
-  return checkOutputs(outputs, plan);
+  return checkOutputs(outputs, plan, { damaged, damage });
 }
 
-async function checkOutputs(outputs: ProcessOutput[], plan: ThumbnailRangePlan): Promise<ProcessResult> {
+async function checkOutputs(outputs: ProcessOutput[], plan: ThumbnailRangePlan, found: { damaged: number[]; damage: string | undefined }): Promise<ProcessResult> {
   for (const o of outputs) {
     // An empty or missing file means ffmpeg found no frame at that time: worth another attempt.
     const size = await stat(o.path).then((s) => s.size, () => 0);
     if (size === 0) throw dataLoss(`${plan.source}: no frame came out for ${o.name}`);
   }
-  return { outputs, result: { count: outputs.length } };
+  const result: ThumbnailsResult = { count: outputs.length, ...(found.damaged.length > 0 && { damaged: found.damaged, damage: found.damage }) };
+  return { outputs, result };
 }
 
 /**
@@ -152,7 +179,7 @@ export async function grabByNumber(spec: Omit<GrabSpec, 'times' | 'from'> & { fr
   ].join(';');
   const args = ['-y', '-threads', decoderThreads(spec.threads), '-i', spec.input, '-filter_complex', graph];
   branches.forEach((set, b) => args.push('-map', `[out${b}]`, fpsModeFlag(), 'passthrough', '-frames:v', String(set.length), ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-${b}-%05d.${ext}`));
-  await runFfmpeg(args, { signal: spec.signal, input: spec.source, cwd: workDir });
+  await runGrab(args, spec, workDir);
   const file = (f: number): string => {
     const k = wanted.indexOf(f);
     return path.join(workDir, `${prefix}-${Math.floor(k / PER_PASS)}-${String(k % PER_PASS).padStart(5, '0')}.${ext}`);
@@ -190,6 +217,24 @@ function pictureOf(spec: { stream?: number | undefined }): string {
   return spec.stream === undefined ? 'v:0' : String(spec.stream);
 }
 
+/**
+ * Whether the decoder complains of the frames that the thumbnail at `spec.times[k]` is decoded from:
+ * from its seek (its keyframe; a plan's seekFrom, a little before it, may take in the end of the
+ * group of pictures before) to its time, on one thread (frame threads would decode past it). A run
+ * that fails outright ("Conversion failed!": most of what it decoded failed) says as much.
+ */
+async function decodeComplains(spec: GrabSpec, k: number): Promise<boolean> {
+  const t = spec.times[k]!;
+  const from = Math.min(spec.from?.[k] ?? t, t);
+  try {
+    const { stderrMatched } = await runFfmpeg(['-threads', '1', ...seekTo(from), '-t', (t - from + 0.05).toFixed(6), '-i', spec.input, '-map', `0:${pictureOf(spec)}`, '-f', 'null', '-'], { signal: spec.signal, input: spec.source, watchStderr: DECODE_ERROR });
+    return stderrMatched === true;
+  } catch (err) {
+    if (spec.signal?.aborted) throw err;
+    return true;
+  }
+}
+
 /** One input-side seek per time, {@link PER_PROCESS} of them in one ffmpeg process. */
 export async function grabBySeeking(spec: GrabSpec): Promise<void> {
   const { scale, codec } = encoding(spec);
@@ -206,7 +251,7 @@ export async function grabBySeeking(spec: GrabSpec): Promise<void> {
       const skip = from(k) < t ? `select='gte(t,${Math.max(0, t - from(k) - SLACK_SECONDS).toFixed(6)})',` : '';
       args.push('-map', `${k}:${pictureOf(spec)}`, '-frames:v', '1', '-vf', `${skip}${scale}`, ...codec, '-f', 'image2', '-update', '1', spec.outputs[i + k]!);
     });
-    await runFfmpeg(args, { signal: spec.signal, input: spec.source });
+    await runGrab(args, spec);
   }
 }
 
@@ -242,10 +287,11 @@ export async function grabInOnePass(spec: GrabSpec, workDir: string): Promise<bo
   ].join(',');
   const span = rel[rel.length - 1]! + TAIL_SECONDS;
   // Relative names: the pattern and the listing are then free of whatever the work dir's path holds.
-  await runFfmpeg(
+  await runGrab(
     ['-y', '-threads', decoderThreads(spec.threads), ...seekTo(t0), '-t', span.toFixed(6), '-i', spec.input,
       '-map', `0:${pictureOf(spec)}`, '-vf', filters, fpsModeFlag(), 'passthrough', ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-%05d.${ext}`],
-    { signal: spec.signal, input: spec.source, cwd: workDir },
+    spec,
+    workDir,
   );
   const listed = await readFile(path.join(workDir, listing), 'utf8').catch(() => '');
   await rm(path.join(workDir, listing), { force: true });

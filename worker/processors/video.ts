@@ -11,7 +11,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '../../shared/grpc-status.js';
 import { dataLoss, invalidArgument, TesseraError } from '../../shared/errors.js';
-import { decoderThreads, fpsModeFlag, runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
+import { DECODE_ERROR, decoderComplaint, decoderThreads, fpsModeFlag, runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
 import { parseVideoParams, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { probeMedia } from '../../shared/media/probe.js';
@@ -84,14 +84,6 @@ export async function encodeSegment(ctx: ProcessContext<VideoJobParams>, plan: V
   } finally {
     ctx.signal.removeEventListener('abort', stop);
   }
-}
-
-/** A decoder's complaint about the stream it reads, as ffmpeg logs it (h264, hevc, mpeg4, vp9...). */
-const DECODE_ERROR = /^.*(?:error while decoding|concealing \d+ [^\n]*errors|Invalid NAL unit|decode_slice_header error|corrupt(?:ed)? (?:input|frame|packet)|Invalid data found when processing input).*$/im;
-
-/** A decoder's complaint without ffmpeg's `[h264 @ 0x...]` prefix. */
-function decoderComplaint(line: string): string {
-  return line.replace(/^\[[^\]]*\]\s*/, '').trim();
 }
 
 /** Encodes the frames of one segment. */
