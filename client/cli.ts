@@ -336,13 +336,15 @@ program
   .option('--overwrite', 'replace files already in the folder; without it a different file under an output\'s name stops the download')
   // One name a --name: a list (`--name a b`) took the job id after it for another name (review CUX).
   .option('--name <name>', 'only this output (repeat for several; once the job has ended; a name the job has no output of is an error)', (v: string, prev: string[] = []) => [...prev, v])
+  // As submit takes it: a script reusing submit's flags for its downloads (review VID5).
+  .option('--no-progress', 'no progress display')
   .option('--json', 'JSON output')
   .action(async (id: string, o) =>
     withClient(o, async (c, out) => {
       const names = o.name as string[] | undefined;
       // Absolute, as submit's: the paths printed (and in --json) name the files wherever they are read.
       const dest = await out.prepareOutputDir(o.output as string);
-      const view = new out.ProgressView(process.stderr, !o.json);
+      const view = new out.ProgressView(process.stderr, !o.json && o.progress !== false);
       view.past((await c.getJob(id, { includeSubtasks: false })).last_event_seq);
       view.start(`job ${id}`);
       const watching = out.reconnectNotes(view, o.reconnectFor);

@@ -45,6 +45,16 @@ describe('tessera: usage errors', () => {
     }
   });
 
+  it('thumbnails without --every or --count name the flags, before any file is read; download takes --no-progress as submit does', async () => {
+    // The coordinator's "every or count: one of them is required" named its fields, not the flags (review VID5).
+    const r = await runCli(['submit', 'thumbnails', 'no-such.mp4', '-o', 'out'], { timeoutMs: 30_000 });
+    expect([r.code, r.stdout, r.stderr.trimEnd()]).toEqual([2, '', 'tessera: --every SECONDS or --count N is required']);
+    // Past the flags: the command goes on to ask the (absent) coordinator, not "unknown option".
+    const d = await runCli(['download', 'some-job', '-o', 'out', '--no-progress', '--coordinator', '127.0.0.1:1'], { timeoutMs: 30_000 });
+    expect(d.stderr).not.toMatch(/unknown option/);
+    expect(d.code).toBe(4);
+  });
+
   it('with --json, are also one JSON object on stdout, as every other error of a --json command', async () => {
     const cases = [
       ['submit', 'passthrough', '--json', '--priority', 'high', 'a.bin', '-o', 'out'],

@@ -1,4 +1,5 @@
 /** Builds typed job specs from CLI flags. No raw ffmpeg arguments or filter strings, ever. */
+import { UsageError } from './usage-error.js';
 import { InvalidArgumentError } from 'commander';
 import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 
@@ -125,6 +126,8 @@ export function videoSpec(o: Opts): JobSpec {
 }
 
 export function thumbnailsSpec(o: Opts): JobSpec {
+  // Said with the flags' names before anything is uploaded: the coordinator names the fields (review VID5).
+  if (o['every'] === undefined && o['count'] === undefined) throw new UsageError('--every SECONDS or --count N is required');
   return {
     ...common(o),
     thumbnails: {

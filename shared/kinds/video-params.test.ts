@@ -49,7 +49,7 @@ describe('parseVideoParams', () => {
     [{ crf: 60 }, 'crf: 60 is outside 1..51 for h264'],
     [{ bitrate: 'lots' }, 'bitrate: "lots" is not a rate such as 2M or 800k'],
     [{ preset: 'insane' }, 'preset: "insane" is not one of ultrafast'],
-    [{ width: 9000 }, 'width: 9000 is outside 0..8192'],
+    [{ width: 9000 }, "width: 9000 is outside 16..8192 (0 keeps the source's)"],
     [{ height: 8 }, 'height: 8 is below the 16-pixel minimum'],
     [{ fps: 0.5 }, 'fps: 0.5 is outside 1..240'],
     [{ audio_codec: 'flac' }, 'audio_codec: "flac" is not one of aac, opus, mp3, copy, none'],

@@ -164,7 +164,8 @@ export function parseVideoParams(raw: Partial<VideoParams__Output> | null | unde
   const width = p.width ?? 0;
   const height = p.height ?? 0;
   for (const [name, v] of [['width', width], ['height', height]] as const) {
-    if (!Number.isInteger(v) || v < 0 || v > MAX_DIMENSION) throw invalidArgument(`${name}: ${v} is outside 0..${MAX_DIMENSION}`);
+    // 0 keeps the source's (the API's default; the CLI's --width takes 1 and up): the range says so (review VID5).
+    if (!Number.isInteger(v) || v < 0 || v > MAX_DIMENSION) throw invalidArgument(`${name}: ${v} is outside 16..${MAX_DIMENSION} (0 keeps the source's)`);
     if (v > 0 && v < 16) throw invalidArgument(`${name}: ${v} is below the 16-pixel minimum`);
   }
 
