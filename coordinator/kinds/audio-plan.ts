@@ -11,7 +11,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { invalidArgument } from '../../shared/errors.js';
 import type { ItemFailure, PlanContext, PlanErrors, PlanResult, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
-import { AUDIO_CODECS, aacRateWritten, bitrateProblem, keepsTooLittle, mp3RateWritten, MIN_TRIM_SECONDS, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
+import { AUDIO_CODECS, aacRateWritten, bitrateProblem, keepsTooLittle, mp3RateWritten, MIN_TRIM_SECONDS, opusLayoutChange, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { losslessBits } from '../../shared/media/audio-filters.js';
 import { AUDIO_CHAPTERS_FEATURE, AUDIO_STREAM_FEATURE, AUDIO_TAGS_FEATURE, fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
 import { checkNotTruncated, firstFrameFormat, statedExactly, isCuttableWav, keptChapters, packetLength, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
@@ -231,8 +231,11 @@ const MOST_CHANNELS = 8;
 async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe: AudioProbe, taken: NameSet): Promise<SubtaskPlan[] | Small> {
   const p = ctx.params;
   const outRate = outputSampleRate(p, probe.sampleRate);
-  const channels = outputChannels(p, probe.channels);
+  const channels = outputChannels(p, probe.channels, probe.layout);
   const outLayout = outputLayout(p, channels, probe.channels, probe.layout);
+  // Opus holds only its own layouts: what the conversion mixes or leaves silent is said (review AUD3).
+  const opusChange = p.codec === 'opus' && !p.channels && outLayout ? opusLayoutChange(probe.layout, outLayout) : undefined;
+  if (opusChange) ctx.warn(file.name, opusChange);
   // AAC and FLAC hold at most 8 channels: refused here, named, not by the encoder after the upload
   // and a worker's run ("Qavg: nan", review AUD5). A source without a layout cannot be mixed down.
   if ((p.codec === 'aac' || p.codec === 'flac') && channels > MOST_CHANNELS) {

@@ -275,18 +275,73 @@ const ENCODER_RATE_ORDER: Partial<Record<AudioCodec, readonly number[]>> = {
   opus: [48000, 24000, 16000, 12000, 8000],
 };
 
-/** The channel count of the output for a source count (mp3 cannot hold more than two). */
-export function outputChannels(params: AudioJobParams, sourceChannels: number): number {
+/**
+ * The channel count of the output for a source count (mp3 cannot hold more than two; an Opus output
+ * of a source with an LFE its own count's layout has no place for takes 5.1, see opusLayoutFor).
+ */
+export function outputChannels(params: AudioJobParams, sourceChannels: number, sourceLayout = ''): number {
   if (params.channels) return params.channels;
   if (params.codec === 'mp3' && sourceChannels > 2) return 2;
+  if (params.codec === 'opus') {
+    const layout = opusLayoutFor(sourceChannels, sourceLayout);
+    if (layout) return LAYOUT_CHANNELS[layout]!.length;
+  }
   return sourceChannels;
+}
+
+/** The channels of ffmpeg's named layouts (5.1 and earlier), for what a conversion keeps. */
+const LAYOUT_CHANNELS: Readonly<Record<string, readonly string[]>> = {
+  mono: ['FC'], stereo: ['FL', 'FR'], '2.1': ['FL', 'FR', 'LFE'], '3.0': ['FL', 'FR', 'FC'], '3.0(back)': ['FL', 'FR', 'BC'],
+  '4.0': ['FL', 'FR', 'FC', 'BC'], quad: ['FL', 'FR', 'BL', 'BR'], 'quad(side)': ['FL', 'FR', 'SL', 'SR'], '3.1': ['FL', 'FR', 'FC', 'LFE'],
+  '5.0': ['FL', 'FR', 'FC', 'BL', 'BR'], '5.0(side)': ['FL', 'FR', 'FC', 'SL', 'SR'], '4.1': ['FL', 'FR', 'FC', 'LFE', 'BC'],
+  '5.1': ['FL', 'FR', 'FC', 'LFE', 'BL', 'BR'], '5.1(side)': ['FL', 'FR', 'FC', 'LFE', 'SL', 'SR'], '6.0': ['FL', 'FR', 'FC', 'BC', 'SL', 'SR'],
+  '6.0(front)': ['FL', 'FR', 'FLC', 'FRC', 'SL', 'SR'], hexagonal: ['FL', 'FR', 'FC', 'BL', 'BR', 'BC'], '6.1': ['FL', 'FR', 'FC', 'LFE', 'BC', 'SL', 'SR'],
+  '6.1(back)': ['FL', 'FR', 'FC', 'LFE', 'BL', 'BR', 'BC'], '6.1(front)': ['FL', 'FR', 'LFE', 'FLC', 'FRC', 'SL', 'SR'], '7.0': ['FL', 'FR', 'FC', 'BL', 'BR', 'SL', 'SR'],
+  '7.0(front)': ['FL', 'FR', 'FC', 'FLC', 'FRC', 'SL', 'SR'], '7.1': ['FL', 'FR', 'FC', 'LFE', 'BL', 'BR', 'SL', 'SR'],
+  '7.1(wide)': ['FL', 'FR', 'FC', 'LFE', 'BL', 'BR', 'FLC', 'FRC'], '7.1(wide-side)': ['FL', 'FR', 'FC', 'LFE', 'FLC', 'FRC', 'SL', 'SR'],
+  octagonal: ['FL', 'FR', 'FC', 'BL', 'BR', 'BC', 'SL', 'SR'],
+};
+
+/**
+ * The layout (RFC 7845 mapping family 1) an Opus output of `channels` in `layout` is written in: its
+ * count's, except that a source's LFE, for which Opus's 3-, 4- and 5-channel layouts have no place
+ * and which a down-mix drops (ffmpeg mixes no LFE into other channels), takes 5.1: a 2.1 file lost its
+ * sub-bass and kept an empty centre (review AUD3). Undefined past 8 channels (discrete, family 255).
+ */
+export function opusLayoutFor(channels: number, layout: string): string | undefined {
+  const same = OPUS_LAYOUTS[channels];
+  if (same && channels < 6 && LAYOUT_CHANNELS[layout]?.includes('LFE')) return '5.1';
+  return same;
+}
+
+/**
+ * What becomes of a source in `from` written in Opus's `to` (opusLayoutFor), for the job to say:
+ * the channels `to` has no place for, mixed into those beside them, and those it adds, silent.
+ * Undefined where nothing changes but sides for backs (swresample maps them exactly) or where a
+ * layout is not one of ffmpeg's named ones.
+ */
+export function opusLayoutChange(from: string, to: string): string | undefined {
+  const src = LAYOUT_CHANNELS[from];
+  const dst = LAYOUT_CHANNELS[to];
+  if (!src || !dst || from === to) return undefined;
+  // Sides stand for backs where the target has only backs, and the other way round.
+  const swap: Record<string, string> = dst.includes('BL') && !dst.includes('SL') ? { SL: 'BL', SR: 'BR' } : dst.includes('SL') && !dst.includes('BL') ? { BL: 'SL', BR: 'SR' } : {};
+  const mapped = src.map((c) => swap[c] ?? c);
+  const mixed = src.filter((_, k) => !dst.includes(mapped[k]!));
+  const silent = dst.filter((c) => !mapped.includes(c));
+  if (mixed.length === 0 && silent.length === 0) return undefined;
+  const parts = [
+    ...(mixed.length > 0 ? [`its ${mixed.join(', ')} mixed into the channels beside ${mixed.length > 1 ? 'them' : 'it'}`] : []),
+    ...(silent.length > 0 ? [`${silent.join(', ')} silent`] : []),
+  ];
+  return `Opus has no ${from} layout: written as ${to}, ${parts.join(', and ')}`;
 }
 
 /**
  * The layout to convert the source to ("" = keep the source's): the down/up-mix layout when the count
  * changes; for Opus, the Vorbis layout of the count whenever the source has another one (swresample
- * maps side to back exactly; channels that have no place in the target, such as the LFE of a 2.1, are
- * mixed or dropped as in any ffmpeg down-mix).
+ * maps side to back exactly; channels that have no place in the target, a centre or a back centre,
+ * are mixed into those beside them, as in any ffmpeg down-mix; see opusLayoutChange).
  */
 export function outputLayout(params: AudioJobParams, channels: number, sourceChannels: number, sourceLayout: string): string {
   const required = params.codec === 'opus' ? OPUS_LAYOUTS[channels] : undefined;
