@@ -9,7 +9,7 @@ import type { TesseraClient } from './client.js';
 import { runCoordinator, runHealth, runWorker } from './commands/servers.js';
 import { configurable } from './commands/config.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../shared/logger.js';
-import { audioSpec, cropOption, crfOption, imageSpec, int, num, passthroughSpec, thumbnailsSpec, trimOption, videoSpec } from './commands/specs.js';
+import { audioSpec, cropOption, crfOption, frameRate, imageSpec, int, num, passthroughSpec, thumbnailsSpec, trimOption, videoSpec } from './commands/specs.js';
 import { UsageError } from './commands/usage-error.js';
 import { EXIT, EXIT_HELP, coordinatorUnreachable, exitCodeForError } from './commands/exit-codes.js';
 import { clientSecurityOptions, coordinatorSecurityOptions, workerSecurityOptions } from './commands/security-options.js';
@@ -191,7 +191,7 @@ submitCommand(
       .option('--preset <p>', 'encoder speed preset, in x264 names ultrafast..veryslow (default: medium)')
       .option('--width <px>', 'scale to width', int('--width', { min: 1 }))
       .option('--height <px>', 'scale to height', int('--height', { min: 1 }))
-      .option('--fps <f>', 'output frame rate', num('--fps', { positive: true }))
+      .option('--fps <f>', 'output frame rate, e.g. 25 or 30000/1001 (29.97, 23.976 and 59.94 are the NTSC rates); each frame shows the picture on screen at its time', frameRate)
       .addOption(new Option('--audio-codec <codec>', 'audio codec (default: aac; opus in webm)').choices(['aac', 'opus', 'mp3', 'copy', 'none']))
       .option('--audio-bitrate <rate>', 'audio bitrate, e.g. 96k (default: 128k)')
       .addOption(new Option('--container <c>', 'output container (default: mp4)').choices(['mp4', 'mkv', 'webm']))

@@ -28,6 +28,8 @@ describe('tessera: usage errors', () => {
       [['submit', 'image', '--saturation', '0', 'a.png', '-o', 'out'], /^error: option '--saturation <x>' argument '0' is invalid\. --saturation cannot be 0, which a job reads as unset: use --grayscale for no colour/, 'tessera submit image'],
       [['submit', 'image', '--brightness', '0', 'a.png', '-o', 'out'], /^error: option '--brightness <x>' argument '0' is invalid\. --brightness cannot be 0/, 'tessera submit image'],
       [['submit', 'video', '--fps', '-30', 'a.mp4', '-o', 'out'], /^error: option '--fps <f>' argument '-30' is invalid\. --fps must be more than 0, got -30$/, 'tessera submit video'],
+      // A fraction as ffmpeg writes rates is taken (30000/1001), not one over nothing.
+      [['submit', 'video', '--fps', '30000/0', 'a.mp4', '-o', 'out'], /^error: option '--fps <f>' argument '30000\/0' is invalid\. --fps must be more than 0, got 30000\/0$/, 'tessera submit video'],
       [['submit', 'hologram', 'a.jpg'], /^error: unknown command 'hologram'$/, 'tessera submit'],
       [['download', 'some-job'], /^error: required option '-o, --output <dir>' not specified$/, 'tessera download'],
       [['workers', '--bogus'], /^error: unknown option '--bogus'$/, 'tessera workers'],

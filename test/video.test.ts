@@ -157,6 +157,14 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     expect(r.outIndex.vfr).toBe(false);
   });
 
+  it('--fps 29.97 is the NTSC rate, 30000/1001, across segments: not 2997/100', async () => {
+    const r = await transcode('ntsc.mp4', { duration: 3, width: 96, height: 64, fps: 30 }, { fps: 29.97, segment_seconds: 1, audio_codec: 'none' });
+    const rates = await runFfprobe<{ streams: Array<{ r_frame_rate: string; avg_frame_rate: string }> }>(['-select_streams', 'v:0', '-show_entries', 'stream=r_frame_rate,avg_frame_rate', '-i', r.out.path]);
+    expect(rates.streams[0]).toEqual({ r_frame_rate: '30000/1001', avg_frame_rate: '30000/1001' });
+    // The slots of the grid over 3 s: 0 to 89 (89 / 29.97 = 2.97 s).
+    expect(r.decoded.frames).toBe(90);
+  });
+
   it('matches a single-process encode in quality (SSIM within 0.005, h264)', async () => {
     const fixture: VideoFixture = { duration: 4, width: 320, height: 180, crf: 18 };
     const r = await transcode('quality.mp4', fixture, { crf: 28, preset: 'veryfast', audio_codec: 'none', segment_seconds: 1 });

@@ -20,6 +20,18 @@ export const num =
   };
 
 /**
+ * A frame rate: a number (29.97) or a fraction as ffmpeg writes rates (30000/1001; review VID3).
+ * The job's field is a number: the coordinator takes one within a thousandth of an NTSC rate for it.
+ */
+export function frameRate(v: string): number {
+  const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(v);
+  if (!m) return num('--fps', { positive: true })(v);
+  const [top, bottom] = [Number(m[1]), Number(m[2])];
+  if (bottom === 0 || top === 0) throw new InvalidArgumentError(`--fps must be more than 0, got ${v}`);
+  return top / bottom;
+}
+
+/**
  * A whole number that fits the protocol's 32-bit fields (past them protobuf wraps it silently:
  * --width 4294967328 became 32): 0..2^31-1, or -2^31..2^31-1 with `signed`, or from `min`. A
  * job's field left at 0 reaches the coordinator as "unset" (its default): --quality 0 was quietly

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TesseraError } from '../errors.js';
-import { parseBitrate, parseVideoParams } from './video-params.js';
+import { ntscRate, parseBitrate, parseVideoParams, rateExpression } from './video-params.js';
 
 function rejection(raw: Record<string, unknown>): TesseraError {
   try {
@@ -63,5 +63,19 @@ describe('parseVideoParams', () => {
     expect(err).toBeInstanceOf(TesseraError);
     expect(err.codeName).toBe('INVALID_ARGUMENT');
     expect(err.message).toContain(message);
+  });
+});
+
+describe('NTSC rates (review VID3)', () => {
+  it('29.97, 23.976, 59.94 and the fraction itself are taken as N x 1000/1001, written as ffmpeg reads them exactly', () => {
+    expect(parseVideoParams({ fps: 29.97 }).fps).toBe(30000 / 1001);
+    expect(parseVideoParams({ fps: 30000 / 1001 }).fps).toBe(30000 / 1001);
+    expect(parseVideoParams({ fps: 23.976 }).fps).toBe(24000 / 1001);
+    expect(rateExpression(parseVideoParams({ fps: 59.94 }).fps)).toBe('60000/1001');
+    // Other rates are as given.
+    expect(parseVideoParams({ fps: 25 }).fps).toBe(25);
+    expect(parseVideoParams({ fps: 29.9 }).fps).toBe(29.9);
+    expect(rateExpression(12.5)).toBe('12.5');
+    expect(ntscRate(30)).toBeUndefined();
   });
 });

@@ -127,6 +127,24 @@ export function parseBitrate(text: string): number {
   return Math.round(Number(m[1]) * mult);
 }
 
+/** The NTSC rates, N x 1000/1001 frames a second, by their N. */
+const NTSC_RATES = [24, 30, 48, 60, 120];
+
+/**
+ * The exact NTSC rate (24000/1001 and so on) that `fps` stands for, where it is one to a thousandth:
+ * --fps 29.97 was written as 2997/100, a rate no camera or broadcast has (review VID3).
+ */
+export function ntscRate(fps: number): number | undefined {
+  const n = NTSC_RATES.find((r) => Math.abs(fps - (r * 1000) / 1001) < 1e-3);
+  return n === undefined ? undefined : (n * 1000) / 1001;
+}
+
+/** The rate `fps` as ffmpeg reads it exactly: an NTSC rate as its fraction (30000/1001). */
+export function rateExpression(fps: number): string {
+  const n = NTSC_RATES.find((r) => Math.abs(fps - (r * 1000) / 1001) < 1e-9);
+  return n === undefined ? String(fps) : `${n * 1000}/1001`;
+}
+
 /** Validates raw `VideoParams` (proto defaults applied) and returns normalised params. */
 export function parseVideoParams(raw: Partial<VideoParams__Output> | null | undefined): VideoJobParams {
   const p = checkFieldTypes('video', raw, {
@@ -169,8 +187,9 @@ export function parseVideoParams(raw: Partial<VideoParams__Output> | null | unde
     if (v > 0 && v < 16) throw invalidArgument(`${name}: ${v} is below the 16-pixel minimum`);
   }
 
-  const fps = Number(p.fps ?? 0);
-  if (!Number.isFinite(fps) || fps < 0 || fps > 240 || (fps > 0 && fps < 1)) throw invalidArgument(`fps: ${p.fps} is outside 1..240 (unset keeps the source timing)`);
+  const asked = Number(p.fps ?? 0);
+  if (!Number.isFinite(asked) || asked < 0 || asked > 240 || (asked > 0 && asked < 1)) throw invalidArgument(`fps: ${p.fps} is outside 1..240 (unset keeps the source timing)`);
+  const fps = ntscRate(asked) ?? asked;
 
   const audioCodec = (p.audio_codec || (container === 'webm' ? 'opus' : 'aac')).toLowerCase();
   if (!isOneOf(audioCodec, ['aac', 'opus', 'mp3', 'copy', 'none'] as const)) throw invalidArgument(`audio_codec: "${p.audio_codec}" is not one of aac, opus, mp3, copy, none`);

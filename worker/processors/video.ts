@@ -13,7 +13,7 @@ import { status } from '../../shared/grpc-status.js';
 import { dataLoss, invalidArgument, TesseraError } from '../../shared/errors.js';
 import { DECODE_ERROR, decoderComplaint, decoderThreads, fpsModeFlag, runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
-import { parseVideoParams, type VideoJobParams } from '../../shared/kinds/video-params.js';
+import { parseVideoParams, rateExpression, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { probeMedia } from '../../shared/media/probe.js';
 import { audioEncoderArgs, ORIENTATION_FILTERS, rotationFilters, videoEncoderArgs } from '../../shared/media/video-encode.js';
 import { chunkFormatOf, colourFilter, colourProblem, type VideoAudioPlan, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
@@ -133,7 +133,7 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
   filters.push(...orient);
   if (plan.fps) {
     // Frames are sampled on the job-wide grid (first slot given), holding the last frame shown.
-    filters.push(`fps=fps=${plan.fps.rate}:start_time=${rel(plan.fps.firstSlot)}:round=up`);
+    filters.push(`fps=fps=${rateExpression(plan.fps.rate)}:start_time=${rel(plan.fps.firstSlot)}:round=up`);
     // At the very end of the video the last frame is held until every planned slot is filled.
     filters.push(`tpad=stop_mode=clone:stop_duration=${(2 / plan.fps.rate).toFixed(6)}`);
   }
