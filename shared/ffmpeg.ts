@@ -201,6 +201,8 @@ export interface RunOptions {
    * `RunResult.stderrMatched`.
    */
   watchStderr?: RegExp | undefined;
+  /** Each line of stderr as it comes, for a log read in full (only its tail is kept for messages). */
+  onStderrLine?: ((line: string) => void) | undefined;
 }
 
 export interface RunResult {
@@ -366,7 +368,13 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
     let frames: number | undefined;
     child.stderr!.setEncoding('utf8');
     let matched = false;
+    let partial = '';
     child.stderr!.on('data', (d: string) => {
+      if (options.onStderrLine) {
+        const lines = (partial + d).split(/\r?\n|\r/);
+        partial = lines.pop()!;
+        for (const line of lines) options.onStderrLine(line);
+      }
       // A line cut between two chunks: the end of the last one is searched again with this one.
       if (options.watchStderr && !matched) matched = options.watchStderr.test(stderr.slice(-256) + d);
       // Keep only the tail: ffmpeg can print megabytes of warnings for a broken file.

@@ -157,6 +157,22 @@ describe('video kind (plan -> process -> merge in-process)', () => {
     expect(r.outIndex.vfr).toBe(false);
   });
 
+  it("an MPEG-TS cut off in its last frame: the warning gives where that is on the file's own timeline, not the capture clock's", async () => {
+    // The clock starts at 7.5 s (as a broadcast capture's does); the file plays from 0 for 3 s.
+    const whole = await makeVideo(dir, 'capture-whole.ts', { duration: 3, width: 160, height: 120, startOffset: 7.5, gop: 25 });
+    const bytes = await readFile(whole);
+    const cut = path.join(dir, 'capture.ts');
+    // Whole 188-byte packets, the last frame's data cut short.
+    await writeFile(cut, bytes.subarray(0, Math.floor((bytes.length * 0.97) / 188) * 188));
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast', segment_seconds: 1, audio_codec: 'none' }), [cut], { dir });
+    expect(run.errors).toEqual([]);
+    // Before: "from about 9.5 s" and the like, the clock's time (review VID2).
+    const warned = run.warnings.map((w) => /from about (\d+\.\d) s/.exec(w.message)?.[1]).filter(Boolean).map(Number);
+    expect(warned.length, JSON.stringify(run.warnings)).toBe(1);
+    expect(warned[0]).toBeGreaterThanOrEqual(2);
+    expect(warned[0]).toBeLessThan(3);
+  });
+
   it('--fps 29.97 is the NTSC rate, 30000/1001, across segments: not 2997/100', async () => {
     const r = await transcode('ntsc.mp4', { duration: 3, width: 96, height: 64, fps: 30 }, { fps: 29.97, segment_seconds: 1, audio_codec: 'none' });
     const rates = await runFfprobe<{ streams: Array<{ r_frame_rate: string; avg_frame_rate: string }> }>(['-select_streams', 'v:0', '-show_entries', 'stream=r_frame_rate,avg_frame_rate', '-i', r.out.path]);

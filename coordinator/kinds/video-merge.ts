@@ -13,7 +13,7 @@ import { chunkPath, spoolFile } from './video-chunks.js';
 import { fpsModeFlag, runFfmpeg } from '../../shared/ffmpeg.js';
 import type { VideoJobParams } from '../../shared/kinds/video-params.js';
 import { countVideoPackets, probeMedia, probePacketSpan, type StreamSpan } from '../../shared/media/probe.js';
-import { AUDIO_BESIDE_SEGMENT_FEATURE, chunkFormatOf, MOV_CHUNKS_FEATURE, NUT_CHUNKS_FEATURE, VIDEO_10BIT_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, chunkFormatOf, MOV_CHUNKS_FEATURE, NUT_CHUNKS_FEATURE, shownTime, VIDEO_10BIT_FEATURE, VIDEO_LOSSLESS_FEATURE, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 import { NameSet } from '../../shared/names.js';
 
 /** Plan-time facts about one input that the merge needs (written to the job's workDir). */
@@ -137,7 +137,7 @@ function warnDamage(ctx: MergeContext<VideoJobParams>, input: string, segs: Subt
   if (damaged.length === 0) return;
   const where = damaged.map((s) => {
     const plan = s.plan as VideoSegmentPlan;
-    return `${plan.segment + 1} (from about ${plan.first.toFixed(1)} s)`;
+    return `${plan.segment + 1} (from about ${((s.result as VideoSegmentResult).damageAt ?? shownTime(plan, plan.first)).toFixed(1)} s)`;
   });
   const held = ctx.params.fps ? ', or repeat the frame before where --fps filled frames the decoder lost' : '';
   ctx.warn(

@@ -297,6 +297,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
       lo: seg.lo + shift,
       hi: rate || seg.hi === null ? null : seg.hi + shift,
       first: seg.start + shift,
+      videoStart: first + shift,
       duration: rate ? frames / rate : seg.end - seg.start,
       frames,
       fps: rate ? { rate, firstSlot: first + fromSlot / rate + shift } : null,

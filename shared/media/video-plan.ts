@@ -153,6 +153,11 @@ export interface VideoSegmentPlan {
   hi: number | null;
   /** Presentation time of the segment's first source frame (source timestamps). */
   first: number;
+  /**
+   * Presentation time of the video's first frame (source timestamps, as `first`): where a player's
+   * timeline starts, for the times a message gives. Absent from plans made before it.
+   */
+  videoStart?: number | undefined;
   /** Length of the range in seconds (for progress). */
   duration: number;
   /** Frames the encoded segment must contain. */
@@ -240,4 +245,14 @@ export interface VideoSegmentResult {
    * came out (concealed, or held by `--fps`'s resampling); absent for a clean read.
    */
   damage?: string;
+  /** Where the decoder first complained, seconds from the video's start (about: a frame or two). */
+  damageAt?: number;
+}
+
+/**
+ * A time on a segment plan's clock (source timestamps) as a player shows it, from the video's first
+ * frame: an MPEG-TS's clock starts where its capture did (8.9 s for a file that plays from 0).
+ */
+export function shownTime(plan: Pick<VideoSegmentPlan, 'videoStart'>, t: number): number {
+  return Math.max(0, t - (plan.videoStart ?? 0));
 }

@@ -16,7 +16,7 @@ import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '
 import { parseVideoParams, rateExpression, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { probeMedia } from '../../shared/media/probe.js';
 import { audioEncoderArgs, ORIENTATION_FILTERS, rotationFilters, videoEncoderArgs } from '../../shared/media/video-encode.js';
-import { chunkFormatOf, colourFilter, colourProblem, type VideoAudioPlan, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { chunkFormatOf, colourFilter, colourProblem, shownTime, type VideoAudioPlan, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 
 /** The `video` kind as the worker registry sees it. */
 export const videoProcessor: WorkerProcessor<VideoJobParams> = {
@@ -86,6 +86,31 @@ export async function encodeSegment(ctx: ProcessContext<VideoJobParams>, plan: V
   }
 }
 
+/**
+ * Where the decoder first complains of a segment's frames, seconds from the video's start (review
+ * VID2: the message gave the segment's start, and an MPEG-TS's clock): the segment decoded again on
+ * one thread, each frame's time logged as it comes out; the complaint comes while the frame after
+ * the last one out is decoded (give or take the frames B-frames hold back). Only for a damaged
+ * segment; the segment's start where the log tells nothing.
+ */
+async function damageStart(plan: VideoSegmentPlan, decodeInput: string[], trim: string, base: number, signal: AbortSignal): Promise<number> {
+  let last: number | undefined;
+  let at: number | undefined;
+  await runFfmpeg(['-threads', '1', '-noautorotate', ...decodeInput, '-map', '0:v:0', '-vf', `${trim},showinfo`, '-f', 'null', '-'], {
+    signal,
+    input: plan.source,
+    onStderrLine: (line) => {
+      if (at !== undefined) return;
+      const shown = /\[Parsed_showinfo[^\]]*\].*\bpts_time:\s*(-?[\d.]+)/.exec(line);
+      if (shown) last = Number(shown[1]) + base;
+      else if (DECODE_ERROR.test(line)) at = last ?? plan.first;
+    },
+  }).catch((err: unknown) => {
+    if (signal.aborted) throw err;
+  });
+  return shownTime(plan, at ?? plan.first);
+}
+
 /** Encodes the frames of one segment. */
 async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegmentPlan): Promise<ProcessResult> {
   const { signal } = ctx;
@@ -120,7 +145,8 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
   const filters: string[] = [];
   // The source's colour description first, before anything converts the frames (see VideoSegmentPlan.colour).
   if (plan.colour) filters.push(colourFilter(plan.colour));
-  filters.push(plan.hi === null ? `trim=start=${rel(plan.lo)}` : `trim=start=${rel(plan.lo)}:end=${rel(plan.hi)}`);
+  const trim = plan.hi === null ? `trim=start=${rel(plan.lo)}` : `trim=start=${rel(plan.lo)}:end=${rel(plan.hi)}`;
+  filters.push(trim);
   // Scaled before it is turned: the scale filter follows a picture whose size changes part-way (a
   // recording adapting to its bandwidth, captures joined), which the graph is then not rebuilt for
   // (-reinit_filter 0 below): a rebuilt graph started setpts (and fps) again from that frame, whose
@@ -146,12 +172,13 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
   // 16/17 ms frames (avg 200000/3333) in the stitched file; MP4 keeps the encoder's time base exactly.
   const out = path.join(ctx.workDir, `segment-${plan.input}-${String(plan.segment).padStart(5, '0')}.mp4`);
   const expectedSpan = plan.frames;
+  const decodeInput = ['-format_whitelist', `concat,${chunkFormatOf(plan.chunks[0]!)}`, '-f', 'concat', '-safe', '0', '-auto_convert', '0', '-i', list];
   const args = [
     // -auto_convert 0: the concat demuxer's own h264/hevc to Annex B conversion (for stream copy into
     // MPEG-TS; a decoder takes either form) failed on a damaged packet and ended the read there.
     // The decoder keeps to the slot's threads too, as the encoder does: by default it took a frame
     // thread per core beside each slot's encode (README "Sizing slots").
-    '-y', '-threads', decoderThreads(ctx.threads), '-noautorotate', '-reinit_filter', '0', '-format_whitelist', `concat,${chunkFormatOf(plan.chunks[0]!)}`, '-f', 'concat', '-safe', '0', '-auto_convert', '0', '-i', list,
+    '-y', '-threads', decoderThreads(ctx.threads), '-noautorotate', '-reinit_filter', '0', ...decodeInput,
     '-map', '0:v:0', '-an', '-sn', '-dn', '-vf', filters.join(','),
     // Source timestamps pass through untouched (VFR stays VFR); resampling, when asked, is the fps filter's.
     fpsModeFlag(), 'passthrough', '-frames:v', String(plan.frames),
@@ -194,8 +221,9 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
     // there, and any worker would decode the same (its chunks' checksums were checked on the way).
     const damage = frames !== undefined && frames < expectedSpan ? DECODE_ERROR.exec(stderr)?.[0] : undefined;
     if (damage) {
+      const at = await damageStart(plan, decodeInput, trim, base, signal);
       throw invalidArgument(
-        `${plan.source}: the video is damaged from about ${plan.first.toFixed(1)} s (${label}, ${plan.duration.toFixed(1)} s long): ${expectedSpan - frames!} of its ${expectedSpan} frames cannot be decoded (ffmpeg: ${decoderComplaint(damage)}); repair or re-encode the file first`,
+        `${plan.source}: the video is damaged from about ${at.toFixed(1)} s (${label}, ${plan.duration.toFixed(1)} s long): ${expectedSpan - frames!} of its ${expectedSpan} frames cannot be decoded (ffmpeg: ${decoderComplaint(damage)}); repair or re-encode the file first`,
         plan.source,
       );
     }
@@ -205,7 +233,7 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
   // Every frame came out, yet the decoder complained: it concealed damage in frames, or (resampling)
   // the fps filter filled the frames it lost by holding the one before. The job says so.
   const complaint = DECODE_ERROR.exec(stderr)?.[0];
-  const result: VideoSegmentResult = { frames, file: path.basename(out), ...(complaint && { damage: decoderComplaint(complaint) }) };
+  const result: VideoSegmentResult = { frames, file: path.basename(out), ...(complaint && { damage: decoderComplaint(complaint), damageAt: await damageStart(plan, decodeInput, trim, base, signal) }) };
   return { outputs: [{ name: path.basename(out), path: out, source: plan.source }], result };
 }
 
