@@ -103,3 +103,19 @@ it("a source louder than its target, its own peaks far over the ceiling: the war
   expect([report.files[0]!.gainDb < 0, report.files[0]!.limited], seen).toEqual([true, true]);
   expect(run.warnings, seen).toEqual([{ input: 'hot.wav', message: expect.stringMatching(/held it back \(the limiter held the source's own peaks under it\)/) }]);
 }, 60_000);
+
+it('a target near the absolute gate (-70 LUFS) is reached and reported as measured, for loud and quiet stretches alike', async () => {
+  // A second of pink noise, a second 26 dB down, and again: brought to -70 LUFS, the quiet seconds
+  // fall under the absolute gate, which no gain moves, and stop counting. Before, the gain was the
+  // source's measurement's, and a FLAC asked at -70 measured -68.6 while its report said -70 (review AUD8).
+  const swing = path.join(dir, 'swing.wav');
+  await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', "anoisesrc=d=8:a=0.5:c=pink:seed=3:r=48000,volume='if(lt(mod(t,2),1),1,0.05)':eval=frame", '-ac', '2', swing]);
+  const run = await runKindInProcess(audioKind, audioProcessor, specOf('audio', { codec: 'flac', normalize: true, loudness: -70 }), [swing], { dir });
+  expect(run.errors).toEqual([]);
+  const m = await ebur128(run.outputs.find((o) => o.name === 'swing.flac')!.path);
+  const report = JSON.parse(await readFile(run.outputs.find((o) => o.name === 'audio-report.json')!.path, 'utf8')) as { files: FileReport[] };
+  const seen = JSON.stringify({ measured: m, report: report.files[0], warnings: run.warnings });
+  expect(Math.abs(m.integrated - -70), seen).toBeLessThanOrEqual(0.15);
+  expect(Math.abs(report.files[0]!.outputLoudness! - m.integrated), seen).toBeLessThanOrEqual(0.15);
+  expect(run.warnings, seen).toEqual([]);
+}, 60_000);

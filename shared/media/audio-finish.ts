@@ -13,7 +13,7 @@ import { decideLoudness, LIMITER_MARGIN_DB, limiterLevel, MIN_NORMALIZE_SECONDS,
 import { invalidArgument, TesseraError } from '../errors.js';
 import { encodeFinal, measureEncoded, measureEncodedLoudness, isLossyCodec, type EncodedMeasurement, type MeasuredLayout } from './audio-render.js';
 import { joinBins, waveformJson, writeWaveform } from './audio-waveform.js';
-import { integratedLoudness } from './loudness.js';
+import { integratedLoudness, loudnessForTarget, withGain } from './loudness.js';
 
 /** What a finished file reports (also the per-file entry of the job's result). */
 export interface FileReport {
@@ -111,8 +111,11 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
   // A lossy encoder's low-pass removes K-weighted (boosted) treble energy: on bright material the output
   // reads several tenths of a LU low. For a long file, learn that loss from one piece first (encode it
   // alone, measure it) so that the whole file is still encoded once.
-  let corrected = lossyNormalize && o.pieces.length > 1 ? await pieceCodecLoss(o, loud.lufs, joined.truePeak) : 0;
-  let decision = decideLoudness(o.params, loud.lufs - corrected, joined.truePeak);
+  // The loudness the gain is decided from: the source's, as the output will measure it once gained
+  // (blocks a gain takes under the absolute gate count no more).
+  const lufs = o.params.normalize && Number.isFinite(loud.lufs) ? loudnessForTarget(joined, loud.lufs, o.params.loudness) : loud.lufs;
+  let corrected = lossyNormalize && o.pieces.length > 1 ? await pieceCodecLoss(o, lufs, joined.truePeak) : 0;
+  let decision = decideLoudness(o.params, lufs - corrected, joined.truePeak);
   const seconds = joined.frames / o.file.outRate;
   const out = path.join(o.outDir, o.file.output);
   // A lossy output is measured as it is encoded (see encodeFinal): the check below then costs no pass
@@ -150,7 +153,7 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
     // 5 dB over, the target still missed).
     for (let pass = 0; pass < LOUDNESS_CORRECTIONS && Number.isFinite(measured.lufs) && Math.abs(o.params.loudness - measured.lufs) > 0.3 && decision.limit === undefined; pass++) {
       corrected += o.params.loudness - measured.lufs;
-      decision = decideLoudness(o.params, loud.lufs - corrected, joined.truePeak);
+      decision = decideLoudness(o.params, lufs - corrected, joined.truePeak);
       measured = await measuredOut(await encode(decision, [0.8 + 0.05 * pass, 0.05], measure));
     }
     // A lossy encoder's own peaks over the limiter's ceiling: on dense material the limiter leans on
@@ -187,7 +190,7 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
     outLufs = again.lufs;
   }
   // Without a limiter a lossless output is the source with the gain applied: its loudness is known.
-  if (lossless && o.params.normalize && decision.limit === undefined && Number.isFinite(loud.lufs)) outLufs = loud.lufs + decision.gainDb;
+  if (lossless && o.params.normalize && decision.limit === undefined && Number.isFinite(loud.lufs)) outLufs = integratedLoudness(withGain(joined, decision.gainDb)).lufs;
   // Samples over full scale (a float source mixed hot, with no gain or limiter to bring them under)
   // are clipped in an integer WAV or FLAC: its true peak is the file's, measured, not the source's
   // (reported +0.5 dBTP of a file clipped at 0), and the job says so (review AOUT).
