@@ -38,7 +38,7 @@ function channelRms(samples: Float32Array, channels: number): number[] {
 }
 
 describe('audio kind: sources as they come', () => {
-  test('opus: 5.1(side) AC3, 2.1 and 4.0 sources are encoded in the Vorbis layout of their channel count (side -> back), whole and segmented', async () => {
+  test('opus: 5.1(side) AC3 and 4.0 sources are encoded in the Vorbis layout of their channel count (side -> back), a 2.1 one in 5.1 (its LFE kept), whole and segmented', async () => {
     const gains = [0.5, 0.4, 0.3, 0.2, 0.25, 0.15];
     // The AC3 encoder writes FL FR FC LFE SL SR: what every 5.1 AC3/E-AC3 track decodes to.
     const side = await surround(path.join(dir, 'movie.ac3'), '5.1(side)', gains, 1.5, ['-c:a', 'ac3', '-b:a', '448k']);
@@ -52,7 +52,7 @@ describe('audio kind: sources as they come', () => {
     const want: Record<string, { layout: string; seconds: number }> = {
       'movie.opus': { layout: '5.1', seconds: 1.5 },
       'long.opus': { layout: '5.1', seconds: 5 },
-      'sub.opus': { layout: '3.0', seconds: 2 },
+      'sub.opus': { layout: '5.1', seconds: 2 },
       'four.opus': { layout: 'quad', seconds: 2 },
     };
     for (const [name, w] of Object.entries(want)) {

@@ -350,21 +350,21 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
     // of its own, and every worker's share of the video stays the same size. (Only where one worker
     // has both encoders; else on whichever has the audio's, as a subtask of its own.)
     const segmentPlan = carrier.plan as VideoSegmentPlan;
-    segmentPlan.audio = { input: inputIndex, source: name, file: audioFile.name, encoder: audioEncoder, channels: 0, sourceChannels: audio.channels, duration: audioSpan ? audioSpan.end - audioSpan.start : span };
+    segmentPlan.audio = { input: inputIndex, source: name, file: audioFile.name, encoder: audioEncoder, channels: 0, sourceChannels: audio.channels, sourceLayout: audio.channelLayout, duration: audioSpan ? audioSpan.end - audioSpan.start : span };
     carrier.label += ' and audio';
     carrier.inputs = [...carrier.inputs, audioFile];
     carrier.weight = Math.max(...subtasks.map((s) => s.weight)) + 1;
     carrier.requires = { encoders: [encoder, audioEncoder], features: [...(carrier.requires?.features ?? []), AUDIO_BESIDE_SEGMENT_FEATURE] };
     carrier.timeoutMs = Math.max(carrier.timeoutMs ?? 0, span * 10_000);
   } else if (encodeAudio && audioFile) {
-    subtasks.push(audioSubtask(`${name} audio`, audioFile, { type: 'audio', input: inputIndex, source: name, file: audioFile.name, encoder: audioEncoder, channels: 0, sourceChannels: audio.channels, duration: audioSpan ? audioSpan.end - audioSpan.start : span }));
+    subtasks.push(audioSubtask(`${name} audio`, audioFile, { type: 'audio', input: inputIndex, source: name, file: audioFile.name, encoder: audioEncoder, channels: 0, sourceChannels: audio.channels, sourceLayout: audio.channelLayout, duration: audioSpan ? audioSpan.end - audioSpan.start : span }));
   }
 
   // The source's further audio tracks: each encoded as a subtask of its own (every worker version
   // takes those), or copied into the output as the first one is.
   tracks.slice(1).forEach((track, k) => {
     const { file, span: trackSpan } = prepared[k + 1]!;
-    if (file) subtasks.push(audioSubtask(`${name} audio track ${k + 2}`, file, { type: 'audio', input: inputIndex, source: name, track: k + 1, file: file.name, encoder: audioEncoder, channels: 0, sourceChannels: track.channels, duration: trackSpan ? trackSpan.end - trackSpan.start : span }));
+    if (file) subtasks.push(audioSubtask(`${name} audio track ${k + 2}`, file, { type: 'audio', input: inputIndex, source: name, track: k + 1, file: file.name, encoder: audioEncoder, channels: 0, sourceChannels: track.channels, sourceLayout: track.channelLayout, duration: trackSpan ? trackSpan.end - trackSpan.start : span }));
   });
   const [audioRecord = null, ...moreAudio] = tracks.map((track, t) => trackRecord(prepared[t]!, track, info.startTime, first));
 

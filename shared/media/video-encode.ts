@@ -3,7 +3,7 @@
  * (identical settings across segments is what makes a stitched file match a single-process encode),
  * and tests and the benchmark use them for the single-process baseline.
  */
-import { OPUS_LAYOUTS } from '../kinds/audio-params.js';
+import { opusLayoutFor } from '../kinds/audio-params.js';
 import { ffmpegAtLeast } from '../ffmpeg.js';
 import { PRESETS, type VideoJobParams } from '../kinds/video-params.js';
 
@@ -44,13 +44,14 @@ export function videoEncoderArgs(params: VideoJobParams, encoder: string, thread
 }
 
 /** Output arguments that encode the audio track (`aac`, `libopus`, `libmp3lame`). */
-export function audioEncoderArgs(encoder: string, bitrate: number, sourceChannels: number): string[] {
+export function audioEncoderArgs(encoder: string, bitrate: number, sourceChannels: number, sourceLayout = ''): string[] {
   const args = ['-c:a', encoder, '-b:a', String(bitrate)];
   if (encoder === 'libmp3lame' && sourceChannels > 2) args.push('-ac', '2'); // MP3 holds at most stereo
   if (encoder === 'libopus') {
     // libopus takes one layout per channel count and refuses the rest (5.1(side) from every AC3 track,
-    // 2.1, 4.0): convert to it (side -> back is exact). Past 8 channels: discrete channels, no layout.
-    const layout = OPUS_LAYOUTS[sourceChannels];
+    // 2.1, 4.0): convert to it (side -> back is exact); a 2.1 or 3.1 track, whose LFE that layout
+    // has no place for, to 5.1 (opusLayoutFor). Past 8 channels: discrete channels, no layout.
+    const layout = opusLayoutFor(sourceChannels, sourceLayout);
     if (layout) args.push('-af', `aformat=channel_layouts=${layout}`);
     if (sourceChannels > 2) args.push('-mapping_family', layout ? '1' : '255'); // surround Opus
   }

@@ -227,6 +227,8 @@ export interface VideoAudioPlan {
   channels: number;
   /** Channels of the source track (plans from before 2026-12-02 leave it out: the worker probes). */
   sourceChannels?: number;
+  /** The source track's channel layout, ffmpeg's name ("" or absent: not known), for Opus's choice (opusLayoutFor). */
+  sourceLayout?: string;
   /** Expected duration in seconds, for progress. */
   duration: number;
 }

@@ -246,7 +246,7 @@ export async function encodeAudio(ctx: ProcessContext<VideoJobParams>, plan: Vid
   // MP4-family files carry the encoder delay in an edit list, so the track starts at 0 when demuxed.
   const { ext, muxer } = AUDIO_INTERMEDIATE[plan.encoder] ?? AUDIO_INTERMEDIATE['aac']!;
   const out = path.join(ctx.workDir, `audio-${plan.input}.${ext}`);
-  const args = ['-y', '-i', src.path, '-map', '0:a:0', '-vn', ...audioEncoderArgs(plan.encoder, ctx.params.audioBitrate, channels), '-f', muxer, out];
+  const args = ['-y', '-i', src.path, '-map', '0:a:0', '-vn', ...audioEncoderArgs(plan.encoder, ctx.params.audioBitrate, channels, plan.sourceLayout), '-f', muxer, out];
   await runFfmpeg(args, {
     signal,
     input: plan.source,
