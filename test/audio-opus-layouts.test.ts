@@ -59,6 +59,8 @@ test.each([
 test('what a conversion to an Opus layout mixes or leaves silent is said; sides for backs and a layout of its own are not', () => {
   expect(opusLayoutChange('hexagonal', '5.1')).toBe('Opus has no hexagonal layout: written as 5.1, its BC mixed into the channels beside it, and LFE silent');
   expect(opusLayoutChange('7.1(wide)', '7.1')).toBe('Opus has no 7.1(wide) layout: written as 7.1, its FLC, FRC mixed into the channels beside them, and SL, SR silent');
+  // A 4.1's back centre goes to the backs, which are then not silent (a review read "BL, BR silent").
+  expect(opusLayoutChange('4.1', '5.1')).toBe('Opus has no 4.1 layout: written as 5.1, its BC mixed into the channels beside it');
   expect(opusLayoutChange('5.1(side)', '5.1')).toBeUndefined();
   expect(opusLayoutChange('5.1', '5.1')).toBeUndefined();
   expect(opusLayoutChange('', '5.1')).toBeUndefined();

@@ -328,7 +328,10 @@ export function opusLayoutChange(from: string, to: string): string | undefined {
   const swap: Record<string, string> = dst.includes('BL') && !dst.includes('SL') ? { SL: 'BL', SR: 'BR' } : dst.includes('SL') && !dst.includes('BL') ? { BL: 'SL', BR: 'SR' } : {};
   const mapped = src.map((c) => swap[c] ?? c);
   const mixed = src.filter((_, k) => !dst.includes(mapped[k]!));
-  const silent = dst.filter((c) => !mapped.includes(c));
+  // A channel mixed in goes to those beside it (a back centre to the backs, or the sides): they are not silent (review S56).
+  const beside: Record<string, readonly string[]> = { BC: ['BL', 'BR', 'SL', 'SR'], FC: ['FL', 'FR'], FLC: ['FL', 'FC'], FRC: ['FR', 'FC'], BL: ['SL'], BR: ['SR'], SL: ['BL'], SR: ['BR'] };
+  const fed = new Set(mixed.flatMap((c) => beside[c] ?? []));
+  const silent = dst.filter((c) => !mapped.includes(c) && !fed.has(c));
   if (mixed.length === 0 && silent.length === 0) return undefined;
   const parts = [
     ...(mixed.length > 0 ? [`its ${mixed.join(', ')} mixed into the channels beside ${mixed.length > 1 ? 'them' : 'it'}`] : []),
