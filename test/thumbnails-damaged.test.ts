@@ -56,3 +56,17 @@ it.each([
   expect(Math.min(...times)).toBeGreaterThanOrEqual(4);
   expect(Math.max(...times)).toBeLessThan(8);
 });
+
+it('a clean MPEG-TS capture that starts part-way into a group of pictures gets no warning', async () => {
+  // As a tuner's or an IPTV dump starts: its first frames lack their parameter sets, and ffmpeg
+  // complains of them as it opens the file, whatever the seek (every thumbnail was named; review S56).
+  const whole = path.join(dir, 'capture-whole.ts');
+  await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=s=320x240:r=25:d=6', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '50', whole]);
+  const bytes = await readFile(whole);
+  const capture = path.join(dir, 'capture.ts');
+  await writeFile(capture, bytes.subarray(Math.floor((bytes.length * 0.12) / 188) * 188));
+  for (const params of [{ every: 1, width: 64 }, { count: 1, width: 64 }]) {
+    const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', params), [capture], { dir });
+    expect([run.errors, run.warnings], JSON.stringify(params)).toEqual([[], []]);
+  }
+});

@@ -14,7 +14,7 @@
 import { copyFile, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { dataLoss, invalidArgument } from '../../shared/errors.js';
-import { DECODE_ERROR, decoderComplaint, decoderThreads, fpsModeFlag, runFfmpeg } from '../../shared/ffmpeg.js';
+import { decoderComplaint, decoderThreads, fpsModeFlag, runFfmpeg } from '../../shared/ffmpeg.js';
 import type { ProcessContext, ProcessOutput, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
 import { parseThumbnailParams, type ThumbnailJobParams } from '../../shared/kinds/thumbnails-params.js';
 import { thumbnailName, type ThumbnailRangePlan, type ThumbnailsResult } from '../../shared/media/video-thumbnails.js';
@@ -79,10 +79,31 @@ export interface GrabSpec {
   onDamage?: ((complaint: string) => void) | undefined;
 }
 
-/** Runs one of a grab's ffmpeg processes; a decoder's complaint anywhere in its log goes to `spec.onDamage`. */
+/**
+ * A decoder's complaint of damage in the frames it decodes. Not the ones a decode started without
+ * its parameter sets or references gives (`decode_slice_header error`, "non-existing PPS": a seek
+ * into an MPEG-TS, a capture that starts part-way into a group of pictures), which are no damage.
+ */
+const DAMAGE = /^.*(?:error while decoding MB|concealing \d+ [^\n]*errors|Invalid NAL unit size|corrupt(?:ed)? (?:input|frame|packet)).*$/i;
+
+/**
+ * Runs one of a grab's ffmpeg processes; the first decoder complaint of damage in its log goes to
+ * `spec.onDamage`. Those before "Stream mapping:" are not counted: they come from the frames ffmpeg
+ * decodes to learn the streams as it opens a file, whatever the seek (review S56).
+ */
 async function runGrab(args: string[], spec: Pick<GrabSpec, 'signal' | 'source' | 'onDamage'>, cwd?: string): Promise<void> {
-  const { stderr, stderrMatched } = await runFfmpeg(args, { signal: spec.signal, input: spec.source, ...(cwd !== undefined && { cwd }), watchStderr: DECODE_ERROR });
-  if (stderrMatched) spec.onDamage?.(decoderComplaint(DECODE_ERROR.exec(stderr)?.[0] ?? 'errors while decoding'));
+  let mapped = false;
+  let complaint: string | undefined;
+  await runFfmpeg(args, {
+    signal: spec.signal,
+    input: spec.source,
+    ...(cwd !== undefined && { cwd }),
+    onStderrLine: (line) => {
+      if (line.startsWith('Stream mapping:')) mapped = true;
+      else if (mapped && complaint === undefined && DAMAGE.test(line)) complaint = decoderComplaint(line);
+    },
+  });
+  if (complaint !== undefined) spec.onDamage?.(complaint);
 }
 
 async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<ProcessResult> {
@@ -100,7 +121,9 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
   let damage: string | undefined;
   if (plan.frames) {
     for (let i = 0; i < n; i += PER_NUMBERED_RUN) {
-      // One decode from the start for them all: a complaint is the run's, for each of its thumbnails.
+      // One decode from the start for them all: a complaint is the run's, for each of its thumbnails
+      // (a frame the decoder could not make shifts the numbers of those after it, so which ones
+      // show damage cannot be told apart here).
       const onDamage = (c: string): void => {
         damage ??= c;
         if (!damaged.includes(plan.numbers[i]!)) damaged.push(...plan.numbers.slice(i, i + PER_NUMBERED_RUN));
@@ -218,21 +241,22 @@ function pictureOf(spec: { stream?: number | undefined }): string {
 }
 
 /**
- * Whether the decoder complains of the frames that the thumbnail at `spec.times[k]` is decoded from:
- * from its seek (its keyframe; a plan's seekFrom, a little before it, may take in the end of the
- * group of pictures before) to its time, on one thread (frame threads would decode past it). A run
- * that fails outright ("Conversion failed!": most of what it decoded failed) says as much.
+ * Whether the decoder complains of damage in the frames the thumbnail at `spec.times[k]` is decoded
+ * from (a damaged file only): from its seek (its keyframe; a plan's seekFrom, a little before it,
+ * may take in the end of the group of pictures before, whose damage is then said of it too) to its
+ * time, on one thread (frame threads would decode past it). A run that fails outright says as much.
  */
 async function decodeComplains(spec: GrabSpec, k: number): Promise<boolean> {
   const t = spec.times[k]!;
   const from = Math.min(spec.from?.[k] ?? t, t);
+  let complained = false;
   try {
-    const { stderrMatched } = await runFfmpeg(['-threads', '1', ...seekTo(from), '-t', (t - from + 0.05).toFixed(6), '-i', spec.input, '-map', `0:${pictureOf(spec)}`, '-f', 'null', '-'], { signal: spec.signal, input: spec.source, watchStderr: DECODE_ERROR });
-    return stderrMatched === true;
+    await runGrab(['-threads', '1', ...seekTo(from), '-t', (t - from + 0.05).toFixed(6), '-i', spec.input, '-map', `0:${pictureOf(spec)}`, '-f', 'null', '-'], { signal: spec.signal, source: spec.source, onDamage: () => (complained = true) });
   } catch (err) {
     if (spec.signal?.aborted) throw err;
     return true;
   }
+  return complained;
 }
 
 /** One input-side seek per time, {@link PER_PROCESS} of them in one ffmpeg process. */
