@@ -196,11 +196,6 @@ export interface RunOptions {
   stdin?: Readable | undefined;
   /** Where the process's file descriptor 3 goes (an output `pipe:3`); ended when the process ends. */
   pipe3?: Writable | undefined;
-  /**
-   * Whether stderr ever held a match of this (anywhere, not only in the tail kept for messages):
-   * `RunResult.stderrMatched`.
-   */
-  watchStderr?: RegExp | undefined;
   /** Each line of stderr as it comes, for a log read in full (only its tail is kept for messages). */
   onStderrLine?: ((line: string) => void) | undefined;
 }
@@ -213,8 +208,6 @@ export interface RunResult {
    * them (the frames it sent to the encoder), or undefined where it reported none.
    */
   frames?: number;
-  /** With `watchStderr`: whether stderr ever held a match. */
-  stderrMatched?: boolean;
 }
 
 /**
@@ -367,7 +360,6 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
     let progressBuf = '';
     let frames: number | undefined;
     child.stderr!.setEncoding('utf8');
-    let matched = false;
     let partial = '';
     child.stderr!.on('data', (d: string) => {
       if (options.onStderrLine) {
@@ -375,8 +367,6 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
         partial = lines.pop()!;
         for (const line of lines) options.onStderrLine(line);
       }
-      // A line cut between two chunks: the end of the last one is searched again with this one.
-      if (options.watchStderr && !matched) matched = options.watchStderr.test(stderr.slice(-256) + d);
       // Keep only the tail: ffmpeg can print megabytes of warnings for a broken file.
       stderr = (stderr + d).slice(-16_384);
     });
@@ -415,6 +405,8 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       reject(cannotStart(bin, err.code ?? err.message));
     });
     child.on('close', async (code, sig) => {
+      // A last line with no newline after it.
+      if (options.onStderrLine && partial) options.onStderrLine(partial);
       options.signal?.removeEventListener('abort', onAbort);
       if (options.signal?.aborted) {
         reject(options.signal.reason ?? abortError());
@@ -431,7 +423,7 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       // ffmpeg exits 0 when its trailer or its file cannot be written (a full disk): not a success.
       let trouble = localTroubleCode(stderr, args);
       if (code === 0 && !trouble) {
-        resolve({ stderr, stdout, ...(frames !== undefined && { frames }), ...(options.watchStderr && { stderrMatched: matched }) });
+        resolve(frames === undefined ? { stderr, stdout } : { stderr, stdout, frames });
         return;
       }
       const what = options.input ? `${options.input}: ` : '';

@@ -231,9 +231,9 @@ const OGG_CRC_MISMATCH = /\[ogg @ [^\]]*\] CRC mismatch/;
  * of the log the error message is taken from.
  */
 async function decodeRun(args: string[], input: string, signal: AbortSignal | undefined, o: Pick<RunOptions, 'onProgress' | 'stdin' | 'pipe3'> = {}): Promise<void> {
-  let damaged: boolean | undefined;
+  let damaged = false;
   try {
-    ({ stderrMatched: damaged } = await runFfmpeg(['-nostats', ...args], { signal, input, watchStderr: OGG_CRC_MISMATCH, ...o }));
+    await runFfmpeg(['-nostats', ...args], { signal, input, onStderrLine: (line) => (damaged ||= OGG_CRC_MISMATCH.test(line)), ...o });
   } catch (err) {
     if (err instanceof TesseraError && !err.retryable) {
       const detail = withoutProgress(err.message.replace(/^[^:]*: /, ''));
