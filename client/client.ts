@@ -18,7 +18,7 @@ import * as grpc from '@grpc/grpc-js';
 import pLimit from 'p-limit';
 import { CHUNK_SIZE, DEFAULT_KEEPALIVE, SUBTASK_PAGE_HEADER, INLINE_OUTPUT_MAX_BYTES, KEEPALIVE_ENV, MAX_TIMER_MS, UNARY_DEADLINE_MS, clientChannelOptions, connectTimeoutMs, MAX_CONNECT_TIMEOUTS, coordinatorAddress, keepaliveFromEnv, keepaliveProblem, submitDeadlineMs, transferDeadlineMs, type Keepalive } from '../shared/config.js';
 import { processAlive } from '../shared/machine.js';
-import { TesseraError, dataLoss, invalidArgument, notFound, tidyGrpcError } from '../shared/errors.js';
+import { TesseraError, dataLoss, failedPrecondition, invalidArgument, notFound, tidyGrpcError } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import { foldedName, safeFileName, safeOutputName } from '../shared/names.js';
 import { PROTO_FILES, fieldNumber, jobServiceClientConstructor, resolveProtoDir } from '../shared/proto.js';
@@ -944,10 +944,12 @@ export class TesseraClient {
 
   /**
    * Waits for a job to finish, calling `onEvent` for each event; returns the final job. Re-attaches
-   * as `watch` does; `signal` aborted: rejects with its reason (the job goes on). The third
-   * argument is the watch's options (`{ signal, reconnectForMs, ... }`), or a signal alone.
+   * as `watch` does; `signal` aborted: rejects with its reason (the job goes on). The options
+   * (`{ signal, reconnectForMs, ... }`, or a signal alone) come after `onEvent`, or in its place:
+   * `wait(id, { signal })` as every other call takes them.
    */
-  wait(jobId: string, onEvent?: (e: JobEvent__Output) => void, signalOrOptions?: AbortSignal | WatchOptions, options: WatchOptions = {}): Promise<Job__Output> {
+  wait(jobId: string, onEvent?: ((e: JobEvent__Output) => void) | WatchOptions | AbortSignal, signalOrOptions?: AbortSignal | WatchOptions, options: WatchOptions = {}): Promise<Job__Output> {
+    if (onEvent !== undefined && typeof onEvent !== 'function') return this.wait(jobId, undefined, onEvent, signalOrOptions instanceof AbortSignal ? {} : (signalOrOptions ?? options));
     // The signal as an option, as every other call takes it, or (as before) on its own.
     const isSignal = signalOrOptions instanceof AbortSignal;
     const opts: WatchOptions = isSignal || !signalOrOptions ? options : signalOrOptions;
@@ -983,8 +985,9 @@ export class TesseraClient {
    * the same output into the same folder at once are safe: one may resume the part file, the
    * others start afresh, and a file that already holds the output's bytes counts as downloaded.
    * Returns the paths written, by output name. A name in `names` that the job
-   * has no output of fails the whole download with NOT_FOUND before anything is written (`dir`
-   * included); a running job's outputs are those published so far.
+   * has no output of fails the whole download before anything is written (`dir` included): NOT_FOUND
+   * for a finished job; for a running job, whose outputs are those published so far,
+   * FAILED_PRECONDITION.
    */
   download(jobId: string, dir: string, opts: DownloadOptions & { names?: string[] } = {}): Promise<Map<string, string>> {
     return this.scoped(opts.signal, (signal) => this.downloadScoped(jobId, dir, { ...opts, signal }));
@@ -1017,7 +1020,8 @@ export class TesseraClient {
    * From `offset` (default 0) to the end; a connection lost on the way is resumed where it broke
    * (for `reconnectForMs`, 2 minutes by default, after bytes last came, as downloads are). The whole output read from 0 is
    * checked against its SHA-256 and size before the last chunk is given: a mismatch throws
-   * DATA_LOSS instead. An output the job has not published is NOT_FOUND; leaving the loop early
+   * DATA_LOSS instead. An output a running job has not published yet is FAILED_PRECONDITION, one a
+   * finished job does not have NOT_FOUND; leaving the loop early
    * ends the call.
    */
   async *readOutput(jobId: string, name: string, opts: { offset?: number; signal?: AbortSignal; reconnectForMs?: number } = {}): AsyncGenerator<Buffer> {
@@ -1335,13 +1339,19 @@ function someNames(names: readonly string[]): string {
 }
 
 /** NOT_FOUND for names a job has no outputs of, with some of the names it has. */
+/**
+ * Names a job does not have (yet). As the coordinator's DownloadOutput says: a finished job's
+ * missing name is NOT_FOUND (it never will have it), a running job's FAILED_PRECONDITION (it may
+ * be published later: ask again once the job has ended).
+ */
 function noSuchOutputs(job: Job__Output, missing: readonly string[]): TesseraError {
   const state = job.state.replace(/^JOB_STATE_/, '').toLowerCase();
   const running = !TERMINAL_STATES.has(job.state);
   const names = job.outputs.map((o) => o.name).sort();
   const has = names.length === 0 ? `it has none${running ? ' yet' : ''}` : `its outputs${running ? ' so far' : ''}: ${someNames(names)}`;
   const which = missing.length === 1 ? 'output' : 'outputs';
-  return notFound(`job ${job.id} (${state}) has no ${which} named ${someNames(missing)}${running ? ' yet' : ''}; ${has}`);
+  const message = `job ${job.id} (${state}) has no ${which} named ${someNames(missing)}${running ? ' yet' : ''}; ${has}`;
+  return running ? failedPrecondition(message) : notFound(message);
 }
 
 

@@ -74,10 +74,15 @@ describe('aborting', () => {
     const file = path.join(dir, 'slow.bin');
     await writeFile(file, 'slow');
     const job = await cluster.client.submit({ passthrough: { work_ms: 20_000 } }, [file]);
-    for (const what of ['wait', 'collect'] as const) {
+    // wait's options where every other call takes them (second), after an onEvent, or a bare signal.
+    for (const what of ['wait', 'wait-options', 'wait-after-onEvent', 'collect'] as const) {
       const ac = new AbortController();
       const reason = new Error(`stop ${what}`);
-      const p = what === 'wait' ? cluster.client.wait(job.id, undefined, ac.signal) : cluster.client.collect(job.id, path.join(dir, 'aborted'), { signal: ac.signal });
+      const p =
+        what === 'wait' ? cluster.client.wait(job.id, undefined, ac.signal)
+        : what === 'wait-options' ? cluster.client.wait(job.id, { signal: ac.signal })
+        : what === 'wait-after-onEvent' ? cluster.client.wait(job.id, () => undefined, { signal: ac.signal })
+        : cluster.client.collect(job.id, path.join(dir, 'aborted'), { signal: ac.signal });
       setTimeout(() => ac.abort(reason), 300);
       expect(await caught(p)).toBe(reason);
     }

@@ -214,16 +214,22 @@ describe('downloads', () => {
     }
   });
 
-  it('look for named outputs of a running job once it has ended: published ones are downloaded, the others are NOT_FOUND then', async () => {
+  it('look for named outputs of a running job once it has ended: published ones are downloaded, the others are NOT_FOUND then (FAILED_PRECONDITION while it runs)', async () => {
     const src = await mkdtemp(path.join(dir, 'running-src-'));
     const file = path.join(src, 'real.bin');
     const bytes = randomBytes(2000);
     await writeFile(file, bytes);
     const job = await cluster.client.submit({ passthrough: { work_ms: 1500 } }, [file]);
-    // The library's download looks at the outputs published so far, and says so.
+    // The library's download and readOutput look at the outputs published so far, and say so, with
+    // the coordinator's own code for a name not published yet: it may still come.
     const early = (await cluster.client.download(job.id, path.join(dir, 'running-early'), { names: ['later.bin'] }).then(() => undefined, (e: unknown) => e)) as grpc.ServiceError;
-    expect(early.code).toBe(grpc.status.NOT_FOUND);
+    expect(early.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(early.message).toMatch(/has no output named "later\.bin" yet; (it has none yet|its outputs so far: )/);
+    const read = (await (async () => {
+      for await (const _ of cluster.client.readOutput(job.id, 'later.bin')) void _;
+    })().then(() => undefined, (e: unknown) => e)) as grpc.ServiceError;
+    expect(read.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(read.message).toMatch(/has no output named "later\.bin" yet/);
     // The CLI waits for the end before it looks.
     const good = path.join(dir, 'running-good');
     const bad = path.join(dir, 'running-bad');
