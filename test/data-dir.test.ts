@@ -182,6 +182,56 @@ describe('a data dir moved elsewhere', () => {
   });
 });
 
+describe('a data dir moved with a video job planned on it', () => {
+  it('stitches the job where the data dir is now: the plan kept beside its scratch files follows the move', async () => {
+    // The video kind keeps plan-time facts (the spooled input, the copied audio track) in a file of
+    // the job's work folder, which the store's rewrite of paths did not reach: the merge looked for
+    // the old paths and failed the job as INVALID_ARGUMENT naming the client's file.
+    const root = await tempDir();
+    const clip = path.join(root, 'clip.mp4');
+    await new Promise<void>((resolve, reject) => {
+      const ff = spawn('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=25:duration=4', '-f', 'lavfi', '-i', 'sine=f=440:r=48000:duration=4',
+        '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '25', '-c:a', 'aac', '-shortest', clip], { stdio: 'ignore' });
+      ff.on('error', reject);
+      ff.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ffmpeg exited ${code}`))));
+    });
+    const before = path.join(root, 'before');
+    const first = coordinator(before);
+    const client = new TesseraClient({ address: await first.start() });
+    cleanups.push(() => client.close());
+    // Planned (its audio copied out, its segments made) with no worker to run them yet.
+    const job = await client.submit({ video: { codec: 'h264', preset: 'ultrafast', audio_codec: 'copy', segment_seconds: 1 } }, [clip]);
+    for (let i = 0; ; i++) {
+      const j = await client.getJob(job.id, { includeSubtasks: true });
+      if (j.subtasks.length > 0) break;
+      expect(i, `job ${job.id} was never planned: ${j.message}`).toBeLessThan(300);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    client.close();
+    await first.close();
+
+    const after = path.join(root, 'after');
+    await rename(before, after);
+    const second = coordinator(after);
+    const client2 = new TesseraClient({ address: await second.start() });
+    cleanups.push(() => client2.close());
+    const worker = new Worker({ coordinator: second.address, slots: 2, log, memoryLimitMb: 0, name: 'w-video' });
+    worker.start();
+    cleanups.push(() => worker.close());
+    const done = await client2.wait(job.id);
+    expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+    const got = await client2.download(job.id, path.join(root, 'out'));
+    const probe = await new Promise<string>((resolve, reject) => {
+      const p = spawn('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type', '-of', 'csv=p=0', got.get('clip.mp4')!], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d));
+      p.on('error', reject);
+      p.on('exit', () => resolve(out));
+    });
+    expect(probe.trim().split('\n').sort()).toEqual(['audio', 'video']);
+  });
+});
+
 describe('a data dir this process cannot write', () => {
   it('is refused at start with a message naming it and the user', async () => {
     const parent = await tempDir();

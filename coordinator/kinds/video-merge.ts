@@ -64,9 +64,35 @@ const MUXER: Record<VideoJobParams['container'], string> = { mp4: 'mp4', mkv: 'm
 const CONTENT_TYPE: Record<VideoJobParams['container'], string> = { mp4: 'video/mp4', mkv: 'video/x-matroska', webm: 'video/webm' };
 const MAX_RERUN_PHASES = 2;
 
+const PLAN_FILE = 'video-plan.json';
+
+/**
+ * Keeps the plan-time facts the merge needs beside the job's scratch files. The data dir may move
+ * between the plan and the merge (a coordinator restarted on it elsewhere: the store's paths are
+ * rewritten, this file's are not), so the files in the job's work folder are kept relative to it
+ * and the input's path is not read from here at all.
+ */
+export async function keepVideoPlan(workDir: string, records: InputPlanRecord[]): Promise<void> {
+  const within = (file: string): string => (path.isAbsolute(file) && !path.relative(workDir, file).startsWith('..') ? path.relative(workDir, file) : file);
+  const track = <T extends { file?: string } | null>(t: T): T => (t?.file ? { ...t, file: within(t.file) } : t);
+  const kept = records.map((r) => ({ ...r, audio: track(r.audio), ...(r.moreAudio && { moreAudio: r.moreAudio.map(track) }) }));
+  await writeFile(path.join(workDir, PLAN_FILE), JSON.stringify(kept));
+}
+
+/**
+ * The plan kept by `keepVideoPlan`, its paths where they are now: the input's from the job's
+ * record (the spool's, or its shared path), the work folder's under the work folder as it is now.
+ * A plan from before paths were kept relative holds absolute ones, used as they are.
+ */
+async function readVideoPlan(ctx: MergeContext<VideoJobParams>): Promise<InputPlanRecord[]> {
+  const records = JSON.parse(await readFile(path.join(ctx.workDir, PLAN_FILE), 'utf8')) as InputPlanRecord[];
+  const track = <T extends { file?: string } | null>(t: T): T => (t?.file ? { ...t, file: path.resolve(ctx.workDir, t.file) } : t);
+  return records.map((r) => ({ ...r, inputPath: ctx.inputs[r.inputIndex]?.path ?? r.inputPath, audio: track(r.audio), ...(r.moreAudio && { moreAudio: r.moreAudio.map(track) }) }));
+}
+
 /** Merges one finished phase of a video job. */
 export async function mergeVideo(ctx: MergeContext<VideoJobParams>): Promise<MergeResult> {
-  const records = JSON.parse(await readFile(path.join(ctx.workDir, 'video-plan.json'), 'utf8')) as InputPlanRecord[];
+  const records = await readVideoPlan(ctx);
   // Latest successful outcome of each subtask, by input/type/segment, across phases (re-runs win).
   const latest = new Map<string, SubtaskOutcome>();
   for (const o of [...ctx.history, ...ctx.results]) latest.set(keyOf(o.plan as VideoSubtaskPlan), o);

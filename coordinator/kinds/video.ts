@@ -9,7 +9,7 @@
  * merge: concat the segments by stream copy, mux the audio tracks, the source's subtitles, chapters
  * and tags, verify (counting each segment only when that fails, to encode a bad one again), publish.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { CoordinatorKind, PlanContext, RetargetableSubtask, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { runFfmpeg } from '../../shared/ffmpeg.js';
@@ -24,7 +24,7 @@ import { HandOff } from '../hand-off.js';
 import { takeHeaderProbe } from '../input-check.js';
 import { planDecodableSegments, planSegments, segmentCount } from './video-segments.js';
 import { CLOCK_JUMPS_WARNING, linearCopy } from './linear-clock.js';
-import { mergeVideo, type InputPlanRecord } from './video-merge.js';
+import { keepVideoPlan, mergeVideo, type InputPlanRecord } from './video-merge.js';
 import { planEach, planEachArriving, type PlanOne } from './plan-each.js';
 import { countedMediaOverLimit } from '../../shared/limits.js';
 
@@ -80,7 +80,7 @@ export const videoKind: CoordinatorKind<VideoJobParams> = {
   async plan(ctx) {
     const planOne: PlanOne<{ record: InputPlanRecord }> = (input, i) => planInput(ctx, input, i);
     // Merge needs the plan-time facts (offsets, expected counts); keep them beside the job's scratch files.
-    const keep = (planned: Array<{ record: InputPlanRecord }>): Promise<void> => writeFile(path.join(ctx.workDir, 'video-plan.json'), JSON.stringify(planned.map((p) => p.record)));
+    const keep = (planned: Array<{ record: InputPlanRecord }>): Promise<void> => keepVideoPlan(ctx.workDir, planned.map((p) => p.record));
     if (ctx.arriving) return { subtasks: [], later: planEachArriving(ctx.arriving, planOne, keep) };
     const { subtasks, errors, planned } = await planEach(ctx.inputs, planOne);
     await keep(planned);
