@@ -212,7 +212,13 @@ export class SharedRoots {
   async assertUnchanged(f: SpoolFile): Promise<void> {
     if (!f.shared) return;
     const real = await realpath(f.path).catch(() => undefined);
-    const st = real === f.path && this.covers(real) ? (await statNoFollow(real).catch(() => undefined))?.st : undefined;
+    // The file is where it was, but this coordinator no longer shares its folder (restarted
+    // without that --shared-root): the operator's change, not the file's, and told so.
+    if (real === f.path && !this.covers(real)) {
+      const shares = this.roots.length === 0 ? 'shares no folder now (started without --shared-root)' : `shares only ${this.roots.join(', ')} now`;
+      throw new TesseraError(status.FAILED_PRECONDITION, `input ${f.name}: the shared file ${f.path} is no longer inside this coordinator's shared folders: it ${shares}; start it with the folder in --shared-root and submit the job again`, { input: f.name, retryable: false });
+    }
+    const st = real === f.path ? (await statNoFollow(real).catch(() => undefined))?.st : undefined;
     if (!st || !sameIdentity(st, f)) throw new TesseraError(status.FAILED_PRECONDITION, `input ${f.name}: the shared file ${f.path} ${st || real ? 'changed' : 'was removed'} after the job was submitted`, { input: f.name, retryable: false });
   }
 

@@ -127,6 +127,26 @@ describe('inputs by reference', () => {
     expect(await readFile(path.join(out, 'hard-out.bin'), 'utf8')).toBe('not yours');
   });
 
+  it('fails a job whose folder a restarted coordinator no longer shares, saying so (not that the file changed)', async () => {
+    const file = path.join(shared, 'unshared.bin');
+    await writeFile(file, randomBytes(1000));
+    const args = ['--shared-root', shared];
+    const c = await cluster({ workers: 0, coordinatorArgs: args });
+    const job = await c.client.submit({ passthrough: {} }, [file], { shared: true });
+    for (const until = Date.now() + 30_000; (await c.client.getJob(job.id)).subtasks.length === 0; ) {
+      if (Date.now() > until) throw new Error('the job was not planned within 30 s');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // Restarted on the same data dir without the --shared-root (the cluster reads its arguments again).
+    c.coordinator!.child.kill('SIGTERM');
+    await c.coordinator!.exited;
+    args.length = 0;
+    await c.startCoordinator();
+    const done = await c.client.wait(job.id);
+    expect(done.state, JSON.stringify(done)).toBe('JOB_STATE_FAILED');
+    expect(done.message).toBe(`FAILED_PRECONDITION: input unshared.bin: the shared file ${file} is no longer inside this coordinator's shared folders: it shares no folder now (started without --shared-root); start it with the folder in --shared-root and submit the job again`);
+  });
+
   it('refuses a file changed after submission rather than process it', async () => {
     const file = path.join(shared, 'changing.bin');
     await writeFile(file, randomBytes(100_000));
