@@ -140,8 +140,8 @@ function submitCommand(name: string, description: string, configure: (c: Command
     .option('--no-progress', 'no progress display')
     .option('--label <text>', 'job label')
     .option('--shared', "submit the files by reference, not uploaded: they must lie under one of the coordinator's --shared-root folders")
-    .option('--priority <n>', 'higher runs first', int('--priority', { signed: true }))
-    .option('--max-attempts <n>', 'attempts per subtask', int('--max-attempts', { min: 1 }))
+    .option('--priority <n>', 'higher runs first (default: 0)', int('--priority', { signed: true }))
+    .option('--max-attempts <n>', "attempts per subtask (default: the coordinator's --max-attempts, 3 unless set)", int('--max-attempts', { min: 1 }))
     .option('--request-id <id>', 'makes running the same command again safe: a coordinator that already has a job with this id (from this client) answers with it instead of making another (at most 128 printable ASCII bytes, no spaces; default: a new id, with which the submission is resent if the connection to the coordinator drops before it answers)')
     .action(async (files: string | string[], o: Record<string, unknown>) => {
       const { runSubmit } = await import('./commands/submit.js');
@@ -219,8 +219,8 @@ submitCommand(
     c
       .addOption(new Option('--codec <codec>', 'output codec (default: aac, in .m4a)').choices(['aac', 'mp3', 'opus', 'flac', 'wav']))
       .option('--bitrate <rate>', 'bitrate of aac, mp3 and opus, e.g. 192k (default: 128k; opus 96k)')
-      .option('--sample-rate <hz>', 'output sample rate', int('--sample-rate', { min: 1 }))
-      .option('--channels <n>', 'down-mix to N channels', int('--channels', { min: 1 }))
+      .option('--sample-rate <hz>', "output sample rate (default: the source's, where the codec takes it)", int('--sample-rate', { min: 1 }))
+      .option('--channels <n>', "down-mix to N channels (default: the source's)", int('--channels', { min: 1 }))
       .option('--trim <start,end>', 'keep only [start, end) seconds', trimOption)
       .option('--fade-in <s>', 'fade-in seconds', num('--fade-in'))
       .option('--fade-out <s>', 'fade-out seconds', num('--fade-out'))
@@ -239,9 +239,9 @@ submitCommand(
   'DIAGNOSTIC: send files through the cluster unchanged (with optional no-op subtasks)',
   (c) =>
     c
-      .option('--subtasks <n>', 'number of subtasks', int('--subtasks'))
-      .option('--work-ms <ms>', 'simulated work per subtask', int('--work-ms'))
-      .option('--fail-first-attempts <n>', 'fail each subtask this many times first', int('--fail-first-attempts')),
+      .option('--subtasks <n>', 'number of subtasks (default: one per input)', int('--subtasks'))
+      .option('--work-ms <ms>', 'simulated work per subtask (default: 0)', int('--work-ms'))
+      .option('--fail-first-attempts <n>', 'fail each subtask this many times first (default: 0)', int('--fail-first-attempts')),
   passthroughSpec,
   '[files...]',
 );
@@ -513,5 +513,8 @@ async function unreachableTrouble(details: string): Promise<{ hint: string; tls:
   // `tessera health --http` asked the dashboard's address, not the gRPC one.
   const http = actionCommand?.name() === 'health' ? actionCommand.opts<{ http?: string }>().http : undefined;
   if (http) return { hint: `is a coordinator serving its dashboard (--http) at ${http}?`, tls: false };
+  // A job followed (watch, download) goes on without this client: say how to get back to it.
+  const followed = actionCommand && ['watch', 'download'].includes(actionCommand.name()) ? actionCommand.args[0] : undefined;
+  if (followed) return { hint: `is a coordinator running at ${address}? If job ${followed} runs there, it goes on without this client: run tessera ${actionCommand!.name()} ${followed} again once the coordinator is back`, tls: false };
   return { hint: `is a coordinator running at ${address}?`, tls: false };
 }

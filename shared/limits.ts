@@ -59,7 +59,7 @@ export const LIMIT_SPECS: readonly LimitSpec[] = [
   { key: 'maxJobsPerClient', flag: '--max-jobs-per-client', env: 'TESSERA_MAX_JOBS_PER_CLIENT', fallback: 100, description: 'most unfinished jobs of one client' },
   // About 18 KiB of the coordinator's memory each: 1000 is 18 MiB, and many watchers per job.
   { key: 'maxStreamsPerClient', flag: '--max-streams-per-client', env: 'TESSERA_MAX_STREAMS_PER_CLIENT', fallback: 1000, description: 'most WatchJob and DownloadOutput calls one client has open at once' },
-  { key: 'maxClientPriority', flag: '--max-client-priority', env: 'TESSERA_MAX_CLIENT_PRIORITY', fallback: 2 ** 31 - 1, min: 0, fallbackText: 'none', description: 'highest job priority a client token that is no admin one may ask' },
+  { key: 'maxClientPriority', flag: '--max-client-priority', env: 'TESSERA_MAX_CLIENT_PRIORITY', fallback: 2 ** 31 - 1, min: 0, fallbackText: 'none (2147483647)', description: 'highest job priority a client token that is no admin one may ask' },
 ];
 
 /** What a limit's value must be, as its refusal says it. */

@@ -11,7 +11,7 @@
  *   deadline with UNAVAILABLE, exit 4, as the other commands do: it waited for the whole upload's
  *   deadline (61 s for a small file, 6 minutes for 300 MiB), then said grpc-js' DEADLINE_EXCEEDED.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,6 +47,22 @@ describe('tessera submit --coordinator ""', () => {
     // Nothing at TESSERA_COORDINATOR: it printed UNAVAILABLE and the error object, and exited 0.
     const dead = await runCli(['submit', 'passthrough', file, '-o', path.join(dir, 'out'), '--json', '--coordinator', ''], { env: { TESSERA_COORDINATOR: await deadAddress() }, timeoutMs: 30_000 });
     expect(dead.code, `stdout: ${dead.stdout}\nstderr: ${dead.stderr}`).toBe(2);
+  });
+});
+
+describe('tessera submit --no-wait -o DIR', () => {
+  it('says that nothing is downloaded there, and how to fetch the outputs into it', async () => {
+    const out = path.join(dir, 'no-wait-out');
+    const r = await cluster.runCli(['submit', 'passthrough', file, '--no-wait', '-o', out], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const id = r.stdout.trim();
+    expect(r.stderr).toContain(`nothing downloaded (--no-wait); fetch the outputs into ${out} with: tessera download ${id} --coordinator ${cluster.address} -o ${out}`);
+    await expect(lstat(out)).rejects.toMatchObject({ code: 'ENOENT' });
+    // The command it gives works.
+    expect((await cluster.client.wait(id)).state).toBe('JOB_STATE_SUCCEEDED');
+    const got = await cluster.runCli(['download', id, '-o', out], { timeoutMs: 30_000 });
+    expect(got.code, got.stderr).toBe(0);
+    expect(await readFile(path.join(out, 'a.bin'), 'utf8')).toBe('passthrough bytes\n');
   });
 });
 

@@ -103,6 +103,8 @@ export async function runSubmit(spec: JobSpec, files: string[], flags: SubmitFla
     view.stop();
     if (flags.wait === false) {
       process.stdout.write(flags.json ? `${JSON.stringify(jobToJson(job))}\n` : `${job.id}\n`);
+      // -o with --no-wait: nothing is downloaded there, and the user may think otherwise.
+      if (flags.output !== undefined) process.stderr.write(`tessera: nothing downloaded (--no-wait); fetch the outputs into ${flags.output} with: tessera download ${job.id}${at} -o ${shellWord(flags.output)}\n`);
       return EXIT.ok;
     }
     const fetch = `tessera download ${job.id}${at} -o ${outDir ? shellWord(outDir) : 'DIR'}`;
