@@ -24,5 +24,21 @@ export { status } from '@grpc/grpc-js';
 /** The type of the coordinator's refusals (grpc-js's, with the input a refusal is about). */
 export type { ServiceError } from './client.js';
 export { LocalCluster, type LocalClusterOptions, type ManagedProcess } from './local-cluster.js';
+/**
+ * The protocol's messages a client writes or reads by name: each kind's params (as `submit` takes
+ * them in `JobSpec`), and the parts of a job (`Job`'s subtasks, errors, warnings and states).
+ */
+export type { ImageParams } from '../shared/proto/generated/tessera/v1/ImageParams.js';
+export type { VideoParams } from '../shared/proto/generated/tessera/v1/VideoParams.js';
+export type { ThumbnailParams } from '../shared/proto/generated/tessera/v1/ThumbnailParams.js';
+export type { AudioParams } from '../shared/proto/generated/tessera/v1/AudioParams.js';
+export type { PassthroughParams } from '../shared/proto/generated/tessera/v1/PassthroughParams.js';
+export type { Crop } from '../shared/proto/generated/tessera/v1/Crop.js';
+export type { Trim } from '../shared/proto/generated/tessera/v1/Trim.js';
+export type { JobState__Output as JobState } from '../shared/proto/generated/tessera/v1/JobState.js';
+export type { SubtaskState__Output as SubtaskState } from '../shared/proto/generated/tessera/v1/SubtaskState.js';
+export type { SubtaskInfo__Output as SubtaskInfo } from '../shared/proto/generated/tessera/v1/SubtaskInfo.js';
+export type { ItemError__Output as ItemError } from '../shared/proto/generated/tessera/v1/ItemError.js';
+export type { ItemWarning__Output as ItemWarning } from '../shared/proto/generated/tessera/v1/ItemWarning.js';
 /** Keepalive settings (`ClientOptions.keepalive`). */
 export type { Keepalive } from '../shared/config.js';

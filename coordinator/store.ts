@@ -85,6 +85,29 @@ function migrate(db: Database.Database): void {
 }
 
 /**
+ * Opens a SQLite file, saying in one line what to do when better-sqlite3's native module cannot be
+ * loaded (its install script skipped, as npm 11 does unless allowed, or built for another Node.js),
+ * instead of its list of a dozen paths tried.
+ */
+export function openDatabase(file: string, options?: Database.Options): Database.Database {
+  try {
+    return new Database(file, options);
+  } catch (err) {
+    throw nativeModuleTrouble(err) ?? err;
+  }
+}
+
+/** The error to give for a failure to load better-sqlite3's native module; undefined for any other. */
+export function nativeModuleTrouble(err: unknown): Error | undefined {
+  const message = err instanceof Error ? err.message : String(err);
+  const missing = /Could not locate the bindings file/.test(message);
+  const otherNode = /NODE_MODULE_VERSION|compiled against a different Node\.js version|invalid ELF header|wrong ELF class/.test(message);
+  if (!missing && !otherNode) return undefined;
+  const why = missing ? 'it was never built (its install script did not run: npm 11 runs install scripts only where allowed)' : `it was built for another Node.js (${process.version} runs here)`;
+  return new Error(`the coordinator's job store needs better-sqlite3's native module, and ${why}: run \`npm rebuild better-sqlite3\` where Tessera is installed (see README, "Installing")`);
+}
+
+/**
  * An exclusive hold on a data dir, for as long as one coordinator runs on it: two coordinators on
  * one dir would both resume and run the same jobs. It is a lock SQLite takes on a small file of
  * its own (`coordinator.lock`, a POSIX record lock): the system drops it when the process ends,
@@ -98,7 +121,7 @@ export class DataDirLock {
 
   static acquire(dataDir: string): DataDirLock {
     const file = path.join(dataDir, DataDirLock.FILE);
-    const db = new Database(file, { timeout: 0 });
+    const db = openDatabase(file, { timeout: 0 });
     try {
       db.exec('BEGIN EXCLUSIVE');
     } catch (err) {
@@ -149,7 +172,7 @@ export class JobStore {
     private readonly opts: { onFlushError?: (err: TesseraError) => void } = {},
   ) {
     this.file = file;
-    this.db = new Database(file);
+    this.db = openDatabase(file);
     try {
       // Checked before anything is written: a store from a newer Tessera is left exactly as it is.
       const version = this.db.pragma('user_version', { simple: true }) as number;

@@ -47,14 +47,27 @@ function resolveBinary(name: string, fromEnv: string | undefined, npmPackage: st
     const candidate = path.join(dir, name);
     if (isExecutable(candidate)) return candidate;
   }
+  let shipped: string;
   try {
-    const pkg = require(npmPackage) as { path: string };
-    // npm 11 may skip the package's chmod postinstall: make the shipped binary executable ourselves.
-    if (!isExecutable(pkg.path)) chmodSync(pkg.path, 0o755);
-    return pkg.path;
+    shipped = (require(npmPackage) as { path: string }).path;
   } catch {
     throw new TesseraError(status.FAILED_PRECONDITION, `${name} not found: set ${name.toUpperCase()}_PATH, install ${name}, or run npm install`);
   }
+  if (isExecutable(shipped)) return shipped;
+  // npm 11 may skip the package's chmod postinstall: make the shipped binary executable ourselves.
+  // Only its owner may (a global install made by root, run by a service user): say so then, not
+  // "not found", which running npm install again would not fix.
+  try {
+    chmodSync(shipped, 0o755);
+  } catch (err) {
+    const st = statSync(shipped, { throwIfNoEntry: false });
+    const mode = st ? ` (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, owner uid ${st.uid})` : '';
+    throw new TesseraError(
+      status.FAILED_PRECONDITION,
+      `${name}: the binary npm installed, ${shipped}, is not executable by this user${mode} and cannot be made so (${(err as NodeJS.ErrnoException).code ?? String(err)}): run \`chmod a+x ${shipped}\` as its owner, install ${name} on the PATH, or set ${name.toUpperCase()}_PATH`,
+    );
+  }
+  return shipped;
 }
 
 function isExecutable(file: string): boolean {

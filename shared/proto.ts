@@ -115,7 +115,9 @@ export function workerServiceClientConstructor(): TesseraProto['tessera']['v1'][
 /** Directory holding `tessera/v1/*.proto`. */
 export function resolveProtoDir(): string {
   // Compiled code lives in dist/shared, sources in shared/: the proto folder is at the package root.
+  // By the folder's name, not a `/dist/` in the path: Windows' paths have `\dist\`, and a checkout
+  // may itself lie under a folder named dist.
   const here = fileURLToPath(new URL('.', import.meta.url));
-  const root = here.includes('/dist/') ? new URL('../../', import.meta.url) : new URL('../', import.meta.url);
+  const root = path.basename(path.dirname(here)) === 'dist' ? new URL('../../', import.meta.url) : new URL('../', import.meta.url);
   return fileURLToPath(new URL('proto', root));
 }
