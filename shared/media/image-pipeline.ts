@@ -350,6 +350,13 @@ export function isSixteenBitRgbOrGrey(m: { depth?: string | undefined; space?: s
 export interface EncodingSource {
   /** Dots per inch (sharp's metadata), which TIFF must be told. */
   density?: number | undefined;
+  /**
+   * An animation's loop count (0: for ever) and frame delays (ms), given to the GIF and WebP
+   * writers: an image written through the geometry pass's intermediate lost the loop (a GIF that
+   * looped for ever played once).
+   */
+  loop?: number | undefined;
+  delay?: number[] | undefined;
   /** A one-band (grey) image with an embedded ICC profile. */
   greyWithProfile?: boolean | undefined;
   /**
@@ -396,7 +403,7 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
     case 'png':
       return img.png();
     case 'webp':
-      return img.webp({ quality });
+      return img.webp({ quality, ...animation(source) });
     case 'avif':
       return img.avif({ quality, effort: 2 });
     case 'tiff':
@@ -423,8 +430,13 @@ export function applyEncoding(img: Sharp, p: ImageParams, format: OutputFormat, 
       // TILEOPT; a two-colour GIF's blur undone, K14). Otherwise the source's, as sharp does: a
       // palette of its own costs an animation's resize 4-5 times the time and nearly twice the
       // bytes (review K13).
-      return img.gif({ reuse: !(p.grayscale || p.brightness || p.saturation || p.hue || p.blur || p.sharpen) });
+      return img.gif({ reuse: !(p.grayscale || p.brightness || p.saturation || p.hue || p.blur || p.sharpen), ...animation(source) });
   }
+}
+
+/** The source animation's loop and delays, for the GIF and WebP writers (none for a still). */
+function animation(source: EncodingSource): { loop?: number; delay?: number[] } {
+  return { ...(source.loop !== undefined && { loop: source.loop }), ...(source.delay && source.delay.length > 0 && { delay: source.delay }) };
 }
 
 /** What {@link renderImage} needs besides the params. */

@@ -126,6 +126,23 @@ describe('image processor animations', () => {
     expect(r.result).toMatchObject({ items: [{ width: 60, height: 45 }, { width: 60, height: 45 }] });
   });
 
+  it('keeps the loop count and delays through the geometry pass (a box resize with a flop): a looping GIF still loops', async () => {
+    // Loop 3 and uneven delays, to tell them from the writers' defaults.
+    const looped: Record<string, Buffer> = {};
+    for (const ext of ['gif', 'webp'] as const) {
+      looped[`loop3.${ext}`] = await sharp(gif, { animated: true })[ext]({ loop: 3, delay: [50, 100, 150, 200, 250, 50, 100, 150, 200, 250] }).toBuffer();
+    }
+    for (const [files, loop] of [[{ 'anim.gif': gif, 'anim.webp': webp }, 0], [looped, 3]] as const) {
+      const r = await run(files, await mkdtemp(path.join(dir, 'anim-loop-')), { width: 60, height: 60, flop: true });
+      expect(r.itemErrors).toEqual([]);
+      for (const o of r.outputs) {
+        const want = await sharp(files[o.name as keyof typeof files], { animated: true }).metadata();
+        const meta = await sharp(o.path, { animated: true }).metadata();
+        expect([meta.pages, meta.loop, meta.delay], o.name).toEqual([10, loop, want.delay]);
+      }
+    }
+  });
+
   it('refuses what sharp cannot do frame by frame, and still limits the pixels of all frames', async () => {
     const work = await mkdtemp(path.join(dir, 'anim-refused-'));
     const turned = await run({ 'anim.webp': webp }, work, { width: 60, rotate: 90 });

@@ -128,6 +128,7 @@ async function processOne(given: string, outputName: string, p: ImageParams, wor
       samples,
       source: {
         density: samples.density,
+        ...(animated && { loop: meta.loop, delay: meta.delay }),
         greyWithProfile,
         sharpenedInFloat: !isSixteenBitRgbOrGrey(samples),
         profile,
