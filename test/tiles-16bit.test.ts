@@ -143,6 +143,21 @@ describe('16-bit sources, tiled vs whole image, pixel-exact', () => {
     });
   });
 
+  it.each([8, 16] as const)('a %i-bit TIFF of five bands (RGB, alpha and a saved selection) is refused with INVALID_ARGUMENT naming it, not failed as INTERNAL', async (bits) => {
+    const file = path.join(dir, `five-${bits}.tif`);
+    const band = (v: number): Promise<Buffer> => sharp({ create: { width: 260, height: 190, channels: 3, background: { r: v, g: v, b: v } } }).extractChannel(0).raw().toBuffer();
+    const rgb = bits === 8 ? await sharp(src16).resize(260, 190, { fit: 'fill' }).toColourspace('srgb').png().toBuffer() : src16;
+    const five = sharp(rgb).resize(260, 190, { fit: 'fill' }).joinChannel([await band(200), await band(90)], { raw: { width: 260, height: 190, channels: 1 } });
+    await (bits === 16 ? five.toColourspace('rgb16') : five).tiff({ compression: 'lzw' }).toFile(file);
+    const m = await sharp(file).metadata();
+    expect([m.channels, m.depth]).toEqual([5, bits === 16 ? 'ushort' : 'uchar']);
+    await expect(runTiledInProcess(file, imageParams({ width: 200, format: 'png', tile_size: 64 }), path.join(dir, `run-${run++}`), { slots: 2 })).rejects.toMatchObject({
+      codeName: 'INVALID_ARGUMENT',
+      input: `five-${bits}.tif`,
+      message: expect.stringContaining(`five-${bits}.tif: tiled processing takes images of 1 to 4 bands (grey or RGB, each with or without alpha), this one has 5`),
+    });
+  });
+
   it('a float scRGB (linear light) source is exact through geometry, and refused with blur, sharpen or colour steps, naming it', async () => {
     // libvips' own sRGB -> scRGB conversion: 32-bit float, linear light, 0..1, real content (an
     // earlier fixture fed 0..1 floats as 0..255 sRGB and came out all black: it could not fail).

@@ -143,6 +143,14 @@ function exactSamples(m: SourceSamples): boolean {
  * not model, so tiles would differ from the whole-image result (LAB by up to 61 levels).
  */
 export function checkSampleFormat(m: SourceSamples, input: string, split?: TileSplit): void {
+  // Extra channels beyond alpha (a TIFF's saved selection): tiles cut, read and spliced as grey or
+  // colour with alpha. Five bands failed every tile (8-bit) or the merge (16-bit) as INTERNAL.
+  if (m.channels !== undefined && m.channels > 4) {
+    throw invalidArgument(
+      `${input}: tiled processing takes images of 1 to 4 bands (grey or RGB, each with or without alpha), this one has ${m.channels} (extra channels, such as a TIFF's saved selections); remove the extra channels first`,
+      input,
+    );
+  }
   if (exactSamples(m)) {
     // The whole image blurs, sharpens and modulates float scRGB in linear light, converting to 8-bit
     // sRGB only at the end; the intermediate is 8-bit sRGB, so tiles blurred there were off by up to
