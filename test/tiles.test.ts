@@ -2,8 +2,9 @@
  * Tiled huge-image path, in-process: the real planner, worker processor and merger on generated
  * images, compared pixel by pixel with the same pipeline run on the whole image in one sharp call.
  */
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -18,6 +19,7 @@ import type { TilePlan } from '../shared/media/tile-plan.js';
 import { tileConfig } from '../shared/media/tile-config.js';
 import { allTiles, needsTiling, outputPixels, outputSize, planTiledInputs, planTiles } from '../coordinator/kinds/image-tiles.js';
 import { comparePixels, imageParams, makeSource, runTiledInProcess, runWhole } from './tiles-helpers.js';
+import { greyIcc, withIcc } from './helpers/icc.js';
 
 let dir: string;
 let src: string;
@@ -329,6 +331,57 @@ describe('tiled outputs and refusals', () => {
     // The same (P3) samples as the batch path's: neither converted them to sRGB.
     const samples = (f: string): Promise<Buffer> => sharp(f, { ignoreIcc: true }).raw().toBuffer();
     expect((await samples(tiled.output)).equals(await samples(batch))).toBe(true);
+  });
+
+  it.each(['deepzoom', 'iiif'] as const)('keep_metadata into a %s pyramid: its tiles keep the source P3 profile and EXIF, their samples unconverted, as the batch path', async (layout) => {
+    const d = path.join(dir, `run-${run++}`);
+    const p3 = path.join(dir, `p3-pyramid-${run}.jpg`);
+    // A photo's noise, converted to Display P3 as it is written.
+    const noise = await sharp({ create: { width: 600, height: 400, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 120, sigma: 40 } } }).jpeg({ quality: 90 }).toBuffer();
+    await sharp(noise).withIccProfile('p3').withExif({ IFD0: { Artist: 'Ada Lovelace' } }).jpeg({ quality: 92 }).toFile(p3);
+    const params = imageParams({ keep_metadata: true, format: 'png', tiled_output: layout });
+    const tiled = await runTiledInProcess(p3, params, d, { slots: 2, config: FROM_SOURCE });
+    const unzipped = path.join(d, 'unzipped');
+    const py = spawnSync('python3', ['-c', 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])', tiled.output, unzipped], { encoding: 'utf8' });
+    expect(py.status, py.stderr).toBe(0);
+    const name = path.basename(tiled.output, '.zip');
+    // The full-size tile at the top left: DeepZoom's top level, IIIF's full region at full size.
+    const tile =
+      layout === 'deepzoom'
+        ? path.join(unzipped, `${name}_files`, String(Math.max(...(await readdir(path.join(unzipped, `${name}_files`))).filter((n) => /^\d+$/.test(n)).map(Number))), '0_0.png')
+        : path.join(unzipped, name, '0,0,256,256', '256,256', '0', 'default.png');
+    const [source, got] = await Promise.all([sharp(p3).metadata(), sharp(tile).metadata()]);
+    expect([got.width, got.height, got.orientation ?? 1]).toEqual([256, 256, 1]);
+    expect(got.icc?.equals(source.icc!), 'the P3 profile kept').toBe(true);
+    expect(got.exif?.includes('Ada Lovelace')).toBe(true);
+    const batch = path.join(d, 'batch.png');
+    const flat = imageParams({ keep_metadata: true, format: 'png' });
+    await applyEncoding(applyPipeline(sharp(p3), flat), flat, 'png').toFile(batch);
+    const samples = (img: sharp.Sharp): Promise<Buffer> => img.removeAlpha().raw().toBuffer();
+    expect((await samples(sharp(tile, { ignoreIcc: true }))).equals(await samples(sharp(batch, { ignoreIcc: true }).extract({ left: 0, top: 0, width: 256, height: 256 }))), 'samples as the batch path keeps them').toBe(true);
+  });
+
+  it('keep_metadata into a pyramid of a grey source with its own profile: one grey band with that profile, as the batch path', async () => {
+    // Its tiles were three bands tagged sRGB with the grey samples unconverted: darker than the source.
+    const d = path.join(dir, `run-${run++}`);
+    const grey = path.join(dir, `grey-pyramid-${run}.jpg`);
+    const plain = await sharp({ create: { width: 600, height: 400, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 120, sigma: 40 } } }).toColourspace('b-w').jpeg({ quality: 92 }).toBuffer();
+    await writeFile(grey, withIcc(plain, greyIcc(1.8)));
+    const params = imageParams({ keep_metadata: true, format: 'png', tiled_output: 'deepzoom' });
+    const tiled = await runTiledInProcess(grey, params, d, { slots: 2, config: FROM_SOURCE });
+    const unzipped = path.join(d, 'unzipped');
+    const py = spawnSync('python3', ['-c', 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])', tiled.output, unzipped], { encoding: 'utf8' });
+    expect(py.status, py.stderr).toBe(0);
+    const levels = path.join(unzipped, `${path.basename(tiled.output, '.zip')}_files`);
+    const tile = path.join(levels, String(Math.max(...(await readdir(levels)).filter((n) => /^\d+$/.test(n)).map(Number))), '0_0.png');
+    const [source, got] = await Promise.all([sharp(grey).metadata(), sharp(tile).metadata()]);
+    expect([got.channels, got.icc?.equals(source.icc!)]).toEqual([1, true]);
+    const batch = path.join(d, 'batch.png');
+    const flat = imageParams({ keep_metadata: true, format: 'png' });
+    await applyEncoding(applyPipeline(sharp(grey), flat), flat, 'png', { greyWithProfile: true }).toFile(batch);
+    expect((await sharp(batch).metadata()).channels).toBe(1);
+    const samples = (img: sharp.Sharp): Promise<Buffer> => img.extractChannel(0).raw().toBuffer();
+    expect((await samples(sharp(tile, { ignoreIcc: true }))).equals(await samples(sharp(batch, { ignoreIcc: true }).extract({ left: 0, top: 0, width: 256, height: 256 }))), 'samples as the batch path keeps them').toBe(true);
   });
 
   it('deepzoom output is a zip pyramid of the stitched image', async () => {

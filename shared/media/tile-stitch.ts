@@ -219,8 +219,10 @@ export async function stitchTiles(opts: {
   // Kept, the profile is attached as it is and the pixels are not converted.
   if (opts.metadata) img = img.keepMetadata();
   // A pyramid's tiles cannot carry the source's EXIF orientation (a viewer would turn each tile
-  // on its own, the picture scrambled): upright, as the descriptor's size is.
-  if (opts.metadata && opts.output !== 'image') img = img.withMetadata({ orientation: 1 });
+  // on its own, the picture scrambled): upright, as the descriptor's size is. Only the EXIF tag:
+  // sharp's withMetadata also converts to sRGB and tags it, which took a P3 source's profile away
+  // and tagged a grey one's unconverted samples sRGB (too dark).
+  if (opts.metadata && opts.output !== 'image') img = img.withExifMerge({ IFD0: { Orientation: '1' } });
   if (space) img = img.toColourspace(space);
   if (ignoreIcc) img = img.withIccProfile('srgb');
   // TIFF is told the resolution the tiles carry (the source's), or sharp writes its own 25.4 dpi.
