@@ -172,7 +172,7 @@ submitCommand(
       .option('--quality <q>', 'encoder quality 1-100 of jpeg, webp and avif output (png and tiff are lossless: refused with --format png|tiff, not applied to inputs kept as png or tiff)', int('--quality', { min: 1 }))
       .option('--keep-metadata', 'keep EXIF/ICC metadata')
       .option('--no-auto-orient', 'do not apply EXIF orientation')
-      .option('--tile <size>', 'process as tiles of SIZE px (huge images)', int('--tile', { min: 1 }))
+      .option('--tile <size>', 'process as tiles of SIZE px (huge images)', int('--tile', { min: 64 }))
       .addOption(new Option('--pyramid <kind>', 'tile pyramid (a zip) instead of one image, at any size; tiles jpeg, png or webp').choices(['deepzoom', 'iiif']))
       .option('--iiif-id <url>', "with --pyramid iiif: the image's base URI in info.json (absolute http(s) URL; default https://example.com/iiif)")
       .addOption(new Option('--bit-depth <bits>', 'bits a sample of png and tiff results (default: 16 for a 16-bit RGB or grey source, else 8)').choices(['8', '16'])),

@@ -47,6 +47,7 @@ export const int =
     if (n === 0 && min > 0) throw new InvalidArgumentError(`${name} must be ${min} or more, got 0${opts.noDefault ? '' : ' (leave it out for the default)'}`);
     // Signed, past the top: the least it takes may be its own (checked later, "at least 100"), not -2^31.
     if (opts.signed && n > 2 ** 31 - 1) throw new InvalidArgumentError(`${name} must be at most ${2 ** 31 - 1}, got ${v}`);
+    if (n < min && min > 1 && n > 0) throw new InvalidArgumentError(`${name} must be ${min} or more, got ${v}`);
     if (n < min || n > 2 ** 31 - 1) throw new InvalidArgumentError(`${name} must be between ${min} and ${2 ** 31 - 1}, got ${v}`);
     return n;
   };
