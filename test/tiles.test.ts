@@ -450,6 +450,14 @@ describe('which inputs are tiled', () => {
     // A source the batch path may not open at all (over TESSERA_MAX_INPUT_PIXELS) is tiled whatever its output.
     expect(await needsTiling(file(40_000, 40_000), imageParams({ width: 800 }), config)).toBe(true);
     expect(await needsTiling(file(100, 100), imageParams({ tile_size: 256 }), config)).toBe(true);
+    // A turn off the right angles, which tiles cannot make exactly: one worker turns it, however big
+    // the canvas (a 30 Mpx photo straightened by 10 degrees is 40 Mpx; it was refused), unless tiles
+    // were asked for or the batch path may not open the source.
+    expect(await needsTiling(file(6700, 4470), imageParams({ rotate: 10 }), config)).toBe(false);
+    expect(await needsTiling(file(8000, 6000), imageParams({ rotate: -3 }), config)).toBe(false);
+    expect(await needsTiling(file(8000, 6000), imageParams({ rotate: 90 }), config)).toBe(true);
+    expect(await needsTiling(file(6700, 4470), imageParams({ rotate: 10, tile_size: 512 }), config)).toBe(true);
+    expect(await needsTiling(file(40_000, 40_000), imageParams({ rotate: 10 }), config)).toBe(true);
   });
 
   it("computes the output size as sharp makes it (orientation, crop, fit, enlargement, rotation)", async () => {

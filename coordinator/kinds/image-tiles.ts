@@ -44,8 +44,9 @@ export { isTilePlan, outputPixels, outputSize, type TilePlan, type TileResult };
  * Whether `input` goes down the tiled path: `tile_size` or a pyramid (`tiled_output`, which only the
  * tiled path makes) asked for, whatever the image's size, or an image the pipeline makes with
  * more pixels than the threshold (after orientation, crop, resize and rotation: a 48 Mpx photo
- * resized to 800 px wide is a small job for one worker, which decodes it shrunk), or a source the
- * batch path cannot open at all (over `TESSERA_MAX_INPUT_PIXELS`). Decided from the header only:
+ * resized to 800 px wide is a small job for one worker, which decodes it shrunk) unless it is
+ * turned by an angle off the right angles, or a source the batch path cannot open at all (over
+ * `TESSERA_MAX_INPUT_PIXELS`). Decided from the header only:
  * the dimensions the submission check read, else the file's. Unreadable inputs return false and
  * fail in the batch path with its own message.
  */
@@ -54,6 +55,10 @@ export async function needsTiling(input: SpoolFile, params: TileImageParams, con
   const dims = await headerDims(input);
   if (!dims) return false;
   if (dims.width * dims.height > maxInputPixels()) return true;
+  // A turn off the right angles cannot be tiled exactly (it is refused there), and its canvas
+  // grows past the threshold soon (a 30 Mpx photo straightened by 10 degrees: 40 Mpx): one worker
+  // turns the whole image, within the batch path's own limits, rather than the job failing.
+  if (params.rotate % 90 !== 0) return false;
   return outputPixels(dims, params) > config.thresholdPixels;
 }
 
