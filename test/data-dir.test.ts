@@ -183,28 +183,53 @@ describe('a data dir moved elsewhere', () => {
 });
 
 describe('a data dir moved with a video job planned on it', () => {
-  it('stitches the job where the data dir is now: the plan kept beside its scratch files follows the move', async () => {
-    // The video kind keeps plan-time facts (the spooled input, the copied audio track) in a file of
-    // the job's work folder, which the store's rewrite of paths did not reach: the merge looked for
-    // the old paths and failed the job as INVALID_ARGUMENT naming the client's file.
-    const root = await tempDir();
-    const clip = path.join(root, 'clip.mp4');
-    await new Promise<void>((resolve, reject) => {
-      const ff = spawn('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=25:duration=4', '-f', 'lavfi', '-i', 'sine=f=440:r=48000:duration=4',
-        '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '25', '-c:a', 'aac', '-shortest', clip], { stdio: 'ignore' });
+  const ffmpeg = (args: string[]): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const ff = spawn('ffmpeg', ['-y', '-v', 'error', ...args], { stdio: 'ignore' });
       ff.on('error', reject);
       ff.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ffmpeg exited ${code}`))));
     });
+  const probe = (file: string): Promise<string> =>
+    new Promise<string>((resolve, reject) => {
+      const p = spawn('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type:stream_tags=language', '-of', 'csv=p=0', file], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d));
+      p.on('error', reject);
+      p.on('exit', () => resolve(out.trim()));
+    });
+
+  it.each([
+    // The spooled input itself, its audio track copied into the work folder.
+    ['an MP4 whose audio is copied', 'clip.mp4', 'mkv', async (file: string) => {
+      await ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=25:duration=4', '-f', 'lavfi', '-i', 'sine=f=440:r=48000:duration=4', '-metadata:s:a:0', 'language=fra',
+        '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '25', '-c:a', 'aac', '-shortest', file]);
+    }],
+    // Two captures joined (its clock jumps), a silent track first: the plan is made from a copy in
+    // the work folder whose streams are numbered apart from the source's (review s57: read from the
+    // source instead, its audio copy failed and its language went to the wrong track).
+    ['a joined MPEG-TS, a silent track before the sound', 'joined.ts', 'mp4', async (file: string) => {
+      const part = `${file}.part.ts`;
+      await ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=s=96x64:r=25:d=2', '-f', 'lavfi', '-i', 'sine=d=2', '-f', 'lavfi', '-i', 'anullsrc,atrim=end_sample=0',
+        '-map', '0:v', '-map', '2:a', '-map', '1:a', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '25', '-c:a', 'aac', '-metadata:s:a:0', 'language=deu', '-metadata:s:a:1', 'language=fra', '-f', 'mpegts', part]);
+      const bytes = await readFile(part);
+      await writeFile(file, Buffer.concat([bytes, bytes]));
+    }],
+  ] as const)('stitches %s where the data dir is now: the plan kept beside its scratch files follows the move', async (_what, name, container, make) => {
+    // The video kind keeps plan-time facts (the source planned from, the copied audio track) in a
+    // file of the job's work folder, which the store's rewrite of paths did not reach: the merge
+    // looked for the old paths and failed the job as INVALID_ARGUMENT naming the client's file.
+    const root = await tempDir();
+    const clip = path.join(root, name);
+    await make(clip);
     const before = path.join(root, 'before');
     const first = coordinator(before);
     const client = new TesseraClient({ address: await first.start() });
     cleanups.push(() => client.close());
-    // Planned (its audio copied out, its segments made) with no worker to run them yet.
-    const job = await client.submit({ video: { codec: 'h264', preset: 'ultrafast', audio_codec: 'copy', segment_seconds: 1 } }, [clip]);
-    for (let i = 0; ; i++) {
-      const j = await client.getJob(job.id, { includeSubtasks: true });
-      if (j.subtasks.length > 0) break;
-      expect(i, `job ${job.id} was never planned: ${j.message}`).toBeLessThan(300);
+    // Planned (its audio copied out, its segments made, the plan kept) with no worker to run them yet.
+    const job = await client.submit({ video: { codec: 'h264', preset: 'ultrafast', audio_codec: 'copy', segment_seconds: 1, container } }, [clip]);
+    const plan = path.join(before, 'spool', 'jobs', job.id, 'work', 'video-plan.json');
+    for (let i = 0; !existsSync(plan); i++) {
+      expect(i, `job ${job.id} was never planned: ${(await client.getJob(job.id)).message}`).toBeLessThan(300);
       await new Promise((r) => setTimeout(r, 100));
     }
     client.close();
@@ -221,14 +246,8 @@ describe('a data dir moved with a video job planned on it', () => {
     const done = await client2.wait(job.id);
     expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
     const got = await client2.download(job.id, path.join(root, 'out'));
-    const probe = await new Promise<string>((resolve, reject) => {
-      const p = spawn('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type', '-of', 'csv=p=0', got.get('clip.mp4')!], { stdio: ['ignore', 'pipe', 'ignore'] });
-      let out = '';
-      p.stdout.on('data', (d: Buffer) => (out += d));
-      p.on('error', reject);
-      p.on('exit', () => resolve(out));
-    });
-    expect(probe.trim().split('\n').sort()).toEqual(['audio', 'video']);
+    // The picture and the sound, with its language (MP4 writes "und" for a picture without one).
+    expect((await probe(got.values().next().value!)).split('\n').map((l) => l.replace(/^video.*/, 'video')).sort()).toEqual(['audio,fra', 'video']);
   });
 });
 

@@ -73,21 +73,39 @@ const PLAN_FILE = 'video-plan.json';
  * and the input's path is not read from here at all.
  */
 export async function keepVideoPlan(workDir: string, records: InputPlanRecord[]): Promise<void> {
-  const within = (file: string): string => (path.isAbsolute(file) && !path.relative(workDir, file).startsWith('..') ? path.relative(workDir, file) : file);
+  const inside = (file: string): boolean => path.isAbsolute(file) && !path.relative(workDir, file).startsWith('..');
+  const within = (file: string): string => (inside(file) ? path.relative(workDir, file) : file);
   const track = <T extends { file?: string } | null>(t: T): T => (t?.file ? { ...t, file: within(t.file) } : t);
-  const kept = records.map((r) => ({ ...r, audio: track(r.audio), ...(r.moreAudio && { moreAudio: r.moreAudio.map(track) }) }));
+  const kept: KeptPlanRecord[] = records.map((r) => ({
+    ...r,
+    // The source the plan was made from: a copy in the work folder (an MPEG-TS whose clock jumps,
+    // run on straight: its streams and times are the record's), or else the job's input itself.
+    inputPath: within(r.inputPath),
+    ...(!inside(r.inputPath) && { inputIsJobInput: true }),
+    audio: track(r.audio),
+    ...(r.moreAudio && { moreAudio: r.moreAudio.map(track) }),
+  }));
   await writeFile(path.join(workDir, PLAN_FILE), JSON.stringify(kept));
 }
 
+/** A plan record as kept: `inputIsJobInput` where its source is the job's input (its path then read from the job). */
+type KeptPlanRecord = InputPlanRecord & { inputIsJobInput?: boolean };
+
 /**
- * The plan kept by `keepVideoPlan`, its paths where they are now: the input's from the job's
- * record (the spool's, or its shared path), the work folder's under the work folder as it is now.
- * A plan from before paths were kept relative holds absolute ones, used as they are.
+ * The plan kept by `keepVideoPlan`, its paths where they are now: the job's input where the plan
+ * was made from it (the spool's path, or its shared one, from the job's record), the work folder's
+ * files under the work folder as it is now. A plan from before paths were kept relative holds
+ * absolute ones, used as they are.
  */
 async function readVideoPlan(ctx: MergeContext<VideoJobParams>): Promise<InputPlanRecord[]> {
-  const records = JSON.parse(await readFile(path.join(ctx.workDir, PLAN_FILE), 'utf8')) as InputPlanRecord[];
+  const records = JSON.parse(await readFile(path.join(ctx.workDir, PLAN_FILE), 'utf8')) as KeptPlanRecord[];
   const track = <T extends { file?: string } | null>(t: T): T => (t?.file ? { ...t, file: path.resolve(ctx.workDir, t.file) } : t);
-  return records.map((r) => ({ ...r, inputPath: ctx.inputs[r.inputIndex]?.path ?? r.inputPath, audio: track(r.audio), ...(r.moreAudio && { moreAudio: r.moreAudio.map(track) }) }));
+  return records.map(({ inputIsJobInput, ...r }) => ({
+    ...r,
+    inputPath: (inputIsJobInput ? ctx.inputs[r.inputIndex]?.path : undefined) ?? path.resolve(ctx.workDir, r.inputPath),
+    audio: track(r.audio),
+    ...(r.moreAudio && { moreAudio: r.moreAudio.map(track) }),
+  }));
 }
 
 /** Merges one finished phase of a video job. */
