@@ -154,7 +154,25 @@ describe('16-bit sources, tiled vs whole image, pixel-exact', () => {
     await expect(runTiledInProcess(file, imageParams({ width: 200, format: 'png', tile_size: 64 }), path.join(dir, `run-${run++}`), { slots: 2 })).rejects.toMatchObject({
       codeName: 'INVALID_ARGUMENT',
       input: `five-${bits}.tif`,
-      message: expect.stringContaining(`five-${bits}.tif: tiled processing takes images of 1 to 4 bands (grey or RGB, each with or without alpha), this one has 5`),
+      message: expect.stringContaining(`five-${bits}.tif: tiled processing takes RGB images of 3 band(s) and an alpha channel at most, this one has 5`),
+    });
+  });
+
+  it('counts the bands by colour space: CMYK with alpha (five) is tiled as the batch path makes it, grey with alpha and one more (three) is refused naming it', async () => {
+    // TIFFs of 8-bit bands with the first extra one alpha (ExtraSamples 2, unassociated), the rest
+    // unspecified: what a print file or a saved selection is. sharp writes neither.
+    const cmyka = path.join(dir, 'cmyka.tif');
+    await writeFile(cmyka, tiffOf(300, 200, [20, 128, 200, 10, 99], 5));
+    const grey3 = path.join(dir, 'grey3.tif');
+    await writeFile(grey3, tiffOf(300, 200, [20, 128, 200], 1));
+    expect(await Promise.all([cmyka, grey3].map(async (f) => { const m = await sharp(f).metadata(); return [m.channels, m.space, m.hasAlpha]; }))).toEqual([[5, 'cmyk', true], [3, 'b-w', true]]);
+    const params = imageParams({ width: 240, format: 'png', tile_size: 64 });
+    const r = await tiledVsWhole(cmyka, params, {});
+    expect(r.maxDiff).toBe(0);
+    await expect(runTiledInProcess(grey3, params, path.join(dir, `run-${run++}`), { slots: 2 })).rejects.toMatchObject({
+      codeName: 'INVALID_ARGUMENT',
+      input: 'grey3.tif',
+      message: expect.stringContaining('grey3.tif: tiled processing takes grey images of 1 band(s) and an alpha channel at most, this one has 3'),
     });
   });
 
@@ -235,3 +253,48 @@ describe('16-bit sources, tiled vs whole image, pixel-exact', () => {
     expect(r.maxDiff).toBe(0);
   });
 });
+
+/**
+ * A little-endian, uncompressed, one-strip TIFF of `width` x `height` 8-bit pixels, every one
+ * `pixel` (its samples), of `photometric` (1 grey, 2 RGB, 5 CMYK); the samples beyond the colour
+ * space's are extra: the first alpha (unassociated), the others unspecified.
+ */
+function tiffOf(width: number, height: number, pixel: number[], photometric: 1 | 2 | 5): Buffer {
+  const spp = pixel.length;
+  const extra = spp - (photometric === 5 ? 4 : photometric === 2 ? 3 : 1);
+  const px = Buffer.alloc(width * height * spp);
+  for (let i = 0; i < px.length; i++) px[i] = pixel[i % spp]!;
+  const bpsAt = 8 + px.length;
+  const extraAt = bpsAt + 2 * spp;
+  const ifdAt = extraAt + 2 * extra + ((extraAt + 2 * extra) % 2);
+  // [tag, type (3 SHORT, 4 LONG), count, value or offset]
+  const entries: [number, number, number, number][] = [
+    [256, 3, 1, width], [257, 3, 1, height], [258, 3, spp, bpsAt], [259, 3, 1, 1], [262, 3, 1, photometric],
+    [273, 4, 1, 8], [277, 3, 1, spp], [278, 3, 1, height], [279, 4, 1, px.length], [284, 3, 1, 1],
+    [338, 3, extra, extra <= 2 ? 0 : extraAt],
+  ];
+  const ifd = Buffer.alloc(2 + entries.length * 12 + 4);
+  ifd.writeUInt16LE(entries.length, 0);
+  entries.forEach(([tag, type, count, value], k) => {
+    const at = 2 + k * 12;
+    ifd.writeUInt16LE(tag, at);
+    ifd.writeUInt16LE(type, at + 2);
+    ifd.writeUInt32LE(count, at + 4);
+    if (tag === 338 && extra <= 2) {
+      // Up to two SHORTs fit in the entry itself: alpha, then unspecified.
+      ifd.writeUInt16LE(2, at + 8);
+      ifd.writeUInt16LE(0, at + 10);
+    } else if (type === 3 && count === 1) ifd.writeUInt16LE(value, at + 8);
+    else ifd.writeUInt32LE(value, at + 8);
+  });
+  const head = Buffer.alloc(8);
+  head.write('II', 0, 'latin1');
+  head.writeUInt16LE(42, 2);
+  head.writeUInt32LE(ifdAt, 4);
+  const bps = Buffer.alloc(2 * spp);
+  for (let k = 0; k < spp; k++) bps.writeUInt16LE(8, 2 * k);
+  const extras = Buffer.alloc(2 * extra);
+  for (let k = 0; k < extra; k++) extras.writeUInt16LE(k === 0 ? 2 : 0, 2 * k);
+  const body = Buffer.concat([head, px, bps, extras]);
+  return Buffer.concat([body, Buffer.alloc(ifdAt - body.length), ifd]);
+}

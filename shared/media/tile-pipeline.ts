@@ -47,6 +47,7 @@ export interface SourceSamples {
   depth?: string;
   channels?: number;
   space?: string;
+  hasAlpha?: boolean;
   hasProfile?: boolean;
 }
 
@@ -143,11 +144,16 @@ function exactSamples(m: SourceSamples): boolean {
  * not model, so tiles would differ from the whole-image result (LAB by up to 61 levels).
  */
 export function checkSampleFormat(m: SourceSamples, input: string, split?: TileSplit): void {
-  // Extra channels beyond alpha (a TIFF's saved selection): tiles cut, read and spliced as grey or
-  // colour with alpha. Five bands failed every tile (8-bit) or the merge (16-bit) as INTERNAL.
-  if (m.channels !== undefined && m.channels > 4) {
+  // Extra channels beyond the colour space's and alpha (a TIFF's saved selection): tiles are cut,
+  // read and spliced as grey, RGB or CMYK with or without alpha. RGB with two more failed every tile
+  // (8-bit) or the merge (16-bit) as INTERNAL; CMYK with alpha is five bands, and tiles well.
+  const grey = m.space === 'b-w' || m.space === 'grey16';
+  const colour = grey ? 1 : m.space === 'cmyk' ? 4 : 3;
+  const most = colour + (m.hasAlpha ? 1 : 0);
+  if (m.channels !== undefined && m.channels > most) {
+    const kind = grey ? 'grey' : m.space === 'cmyk' ? 'CMYK' : 'RGB';
     throw invalidArgument(
-      `${input}: tiled processing takes images of 1 to 4 bands (grey or RGB, each with or without alpha), this one has ${m.channels} (extra channels, such as a TIFF's saved selections); remove the extra channels first`,
+      `${input}: tiled processing takes ${kind} images of ${colour} band(s) and an alpha channel at most, this one has ${m.channels} (extra channels, such as a TIFF's saved selections); remove the extra channels first`,
       input,
     );
   }
