@@ -948,15 +948,21 @@ export class TesseraClient {
    * (`{ signal, reconnectForMs, ... }`, or a signal alone) come after `onEvent`, or in its place:
    * `wait(id, { signal })` as every other call takes them.
    */
-  wait(jobId: string, onEvent?: ((e: JobEvent__Output) => void) | WatchOptions | AbortSignal, signalOrOptions?: AbortSignal | WatchOptions, options: WatchOptions = {}): Promise<Job__Output> {
-    if (onEvent !== undefined && typeof onEvent !== 'function') return this.wait(jobId, undefined, onEvent, signalOrOptions instanceof AbortSignal ? {} : (signalOrOptions ?? options));
-    // The signal as an option, as every other call takes it, or (as before) on its own.
-    const isSignal = signalOrOptions instanceof AbortSignal;
-    const opts: WatchOptions = isSignal || !signalOrOptions ? options : signalOrOptions;
-    const signal = isSignal ? signalOrOptions : opts.signal;
+  wait(jobId: string, options?: WatchOptions | AbortSignal, more?: WatchOptions | AbortSignal): Promise<Job__Output>;
+  wait(jobId: string, onEvent?: (e: JobEvent__Output) => void, signalOrOptions?: AbortSignal | WatchOptions, options?: WatchOptions): Promise<Job__Output>;
+  wait(jobId: string, ...args: Array<((e: JobEvent__Output) => void) | WatchOptions | AbortSignal | undefined>): Promise<Job__Output> {
+    // Every form gathered, none dropped: an event callback first where there is one, then options
+    // and signals in any order, a later one winning (the signal as an option, as every other call
+    // takes it, or on its own, as before).
+    const onEvent = typeof args[0] === 'function' ? args[0] : undefined;
+    let opts: WatchOptions = {};
+    for (const a of args) {
+      if (a === undefined || typeof a === 'function') continue;
+      opts = a instanceof AbortSignal ? { ...opts, signal: a } : { ...opts, ...a };
+    }
     // Nobody to show the subtasks' events to: not worth the coordinator's encoding them.
     const types = opts.types ?? (onEvent ? undefined : ['job_state']);
-    return this.watchToEnd(jobId, onEvent, { ...opts, ...(signal ? { signal } : {}), ...(types ? { types } : {}) });
+    return this.watchToEnd(jobId, onEvent, { ...opts, ...(types ? { types } : {}) });
   }
 
   private async watchToEnd(jobId: string, onEvent: ((e: JobEvent__Output) => void) | undefined, opts: WatchOptions & { inlineOutputsUpTo?: number }): Promise<Job__Output> {
@@ -1338,7 +1344,6 @@ function someNames(names: readonly string[]): string {
   return names.length > NAMES_SHOWN ? `${shown} and ${names.length - NAMES_SHOWN} more` : shown;
 }
 
-/** NOT_FOUND for names a job has no outputs of, with some of the names it has. */
 /**
  * Names a job does not have (yet). As the coordinator's DownloadOutput says: a finished job's
  * missing name is NOT_FOUND (it never will have it), a running job's FAILED_PRECONDITION (it may

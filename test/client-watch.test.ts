@@ -75,12 +75,14 @@ describe('aborting', () => {
     await writeFile(file, 'slow');
     const job = await cluster.client.submit({ passthrough: { work_ms: 20_000 } }, [file]);
     // wait's options where every other call takes them (second), after an onEvent, or a bare signal.
-    for (const what of ['wait', 'wait-options', 'wait-after-onEvent', 'collect'] as const) {
+    for (const what of ['wait', 'wait-options', 'wait-options-then-signal', 'wait-after-onEvent', 'collect'] as const) {
       const ac = new AbortController();
       const reason = new Error(`stop ${what}`);
       const p =
         what === 'wait' ? cluster.client.wait(job.id, undefined, ac.signal)
         : what === 'wait-options' ? cluster.client.wait(job.id, { signal: ac.signal })
+        // Options, then a signal: both taken (the signal was dropped, and the wait could not be stopped).
+        : what === 'wait-options-then-signal' ? cluster.client.wait(job.id, { reconnectForMs: 5000 }, ac.signal)
         : what === 'wait-after-onEvent' ? cluster.client.wait(job.id, () => undefined, { signal: ac.signal })
         : cluster.client.collect(job.id, path.join(dir, 'aborted'), { signal: ac.signal });
       setTimeout(() => ac.abort(reason), 300);
