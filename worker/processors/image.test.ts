@@ -143,6 +143,21 @@ describe('image processor animations', () => {
     }
   });
 
+  it('a multi-page TIFF made an animated WebP loops for ever on both paths (it says no loop count of its own)', async () => {
+    const pages = await sharp(gif, { animated: true }).tiff().toBuffer();
+    expect((await sharp(pages, { pages: -1 }).metadata()).pages).toBe(10);
+    const loops: number[] = [];
+    for (const params of [{ width: 60, format: 'webp' }, { width: 60, height: 60, flop: true, format: 'webp' }]) {
+      const r = await run({ 'pages.tif': pages }, await mkdtemp(path.join(dir, 'pages-')), params);
+      expect(r.itemErrors).toEqual([]);
+      const meta = await sharp(r.outputs[0]!.path, { animated: true }).metadata();
+      expect(meta.pages).toBe(10);
+      loops.push(meta.loop!);
+    }
+    // Through the geometry pass (the second) it played once.
+    expect(loops).toEqual([0, 0]);
+  });
+
   it('refuses what sharp cannot do frame by frame, and still limits the pixels of all frames', async () => {
     const work = await mkdtemp(path.join(dir, 'anim-refused-'));
     const turned = await run({ 'anim.webp': webp }, work, { width: 60, rotate: 90 });

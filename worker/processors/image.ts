@@ -128,7 +128,8 @@ async function processOne(given: string, outputName: string, p: ImageParams, wor
       samples,
       source: {
         density: samples.density,
-        ...(animated && { loop: meta.loop, delay: meta.delay }),
+        // A source that says no loop count (a multi-page TIFF) loops for ever, as one sharp call writes it.
+        ...(animated && { loop: meta.loop ?? 0, delay: meta.delay }),
         greyWithProfile,
         sharpenedInFloat: !isSixteenBitRgbOrGrey(samples),
         profile,
