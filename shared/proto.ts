@@ -115,9 +115,8 @@ export function workerServiceClientConstructor(): TesseraProto['tessera']['v1'][
 /** Directory holding `tessera/v1/*.proto`. */
 export function resolveProtoDir(): string {
   // Compiled code lives in dist/shared, sources in shared/: the proto folder is at the package root.
-  // By the folder's name, not a `/dist/` in the path: Windows' paths have `\dist\`, and a checkout
-  // may itself lie under a folder named dist.
-  const here = fileURLToPath(new URL('.', import.meta.url));
-  const root = path.basename(path.dirname(here)) === 'dist' ? new URL('../../', import.meta.url) : new URL('../', import.meta.url);
+  // Built (.js, in dist/shared/) or run from the sources (.ts): told by the module itself, not by a
+  // `/dist/` in the path (Windows' paths have `\dist\`, and a checkout may lie under a folder named dist).
+  const root = import.meta.url.endsWith('.ts') ? new URL('../', import.meta.url) : new URL('../../', import.meta.url);
   return fileURLToPath(new URL('proto', root));
 }

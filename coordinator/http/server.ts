@@ -99,9 +99,10 @@ function unrebindable(host: string, allowed: readonly string[]): boolean {
  * source folder is three levels up.
  */
 function assetsDir(): string {
+  // Built (.js, in dist/coordinator/http/) or run from the sources (.ts): told by the module itself,
+  // not by a folder named dist in the path, which a checkout may lie under.
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const inDist = here.split(path.sep).includes('dist');
-  return inDist ? path.resolve(here, '../../../coordinator/http/assets') : path.join(here, 'assets');
+  return import.meta.url.endsWith('.ts') ? path.join(here, 'assets') : path.resolve(here, '../../../coordinator/http/assets');
 }
 
 const CONTENT_TYPES: Record<string, string> = {
