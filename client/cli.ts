@@ -12,7 +12,7 @@ import { LOG_FORMATS, LOG_LEVELS } from '../shared/logger.js';
 import { audioSpec, cropOption, crfOption, frameRate, imageSpec, int, num, passthroughSpec, thumbnailsSpec, trimOption, videoSpec } from './commands/specs.js';
 import { UsageError } from './commands/usage-error.js';
 import { EXIT, EXIT_HELP, coordinatorUnreachable, exitCodeForError } from './commands/exit-codes.js';
-import { clientSecurityOptions, coordinatorSecurityOptions, workerSecurityOptions } from './commands/security-options.js';
+import { clientSecurityOptions, connectionFlagsGiven, coordinatorSecurityOptions, shellWord, workerSecurityOptions } from './commands/security-options.js';
 import { clientKeepaliveOptions, serverKeepaliveOptions } from './commands/keepalive-options.js';
 import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
 import { useBulkHeapGrowth } from '../shared/malloc.js';
@@ -172,7 +172,7 @@ submitCommand(
       .option('--quality <q>', 'encoder quality 1-100 of jpeg, webp and avif output (png and tiff are lossless: refused with --format png|tiff, not applied to inputs kept as png or tiff)', int('--quality', { min: 1 }))
       .option('--keep-metadata', 'keep EXIF/ICC metadata')
       .option('--no-auto-orient', 'do not apply EXIF orientation')
-      .option('--tile <size>', 'process as tiles of SIZE px (huge images)', int('--tile', { min: 64 }))
+      .option('--tile <size>', 'process as tiles of SIZE px (huge images), 64 to 65536', int('--tile', { min: 64, max: 65_536 }))
       .addOption(new Option('--pyramid <kind>', 'tile pyramid (a zip) instead of one image, at any size; tiles jpeg, png or webp').choices(['deepzoom', 'iiif']))
       .option('--iiif-id <url>', "with --pyramid iiif: the image's base URI in info.json (absolute http(s) URL; default https://example.com/iiif)")
       .addOption(new Option('--bit-depth <bits>', 'bits a sample of png and tiff results (default: 16 for a 16-bit RGB or grey source, else 8)').choices(['8', '16'])),
@@ -515,6 +515,11 @@ async function unreachableTrouble(details: string): Promise<{ hint: string; tls:
   if (http) return { hint: `is a coordinator serving its dashboard (--http) at ${http}?`, tls: false };
   // A job followed (watch, download) goes on without this client: say how to get back to it.
   const followed = actionCommand && ['watch', 'download'].includes(actionCommand.name()) ? actionCommand.args[0] : undefined;
-  if (followed) return { hint: `is a coordinator running at ${address}? If job ${followed} runs there, it goes on without this client: run tessera ${actionCommand!.name()} ${followed} again once the coordinator is back`, tls: false };
+  if (followed) {
+    // The command to paste, with the coordinator and connection flags given here (as submit's are).
+    const given = actionCommand!.opts<{ coordinator?: string }>().coordinator;
+    const again = ['tessera', actionCommand!.name(), followed, ...(given ? ['--coordinator', given] : []), ...connectionFlagsGiven()].map((w) => (w.startsWith('--') ? w : shellWord(w))).join(' ');
+    return { hint: `is a coordinator running at ${address}? If job ${followed} runs there, it goes on without this client: run ${again} again once the coordinator is back`, tls: false };
+  }
   return { hint: `is a coordinator running at ${address}?`, tls: false };
 }

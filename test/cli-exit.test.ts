@@ -335,7 +335,7 @@ describe('exit status 4: the coordinator could not be reached, or was lost', () 
       expect(Date.now() - killedAt).toBeGreaterThanOrEqual(3000);
       expect(stderr).toContain('reconnecting for up to 3 s');
       // And how to get back to the job, which its coordinator may well run again.
-      expect(stderr).toContain(`If job ${job.id} runs there, it goes on without this client: run tessera watch ${job.id} again once the coordinator is back`);
+      expect(stderr).toContain(`If job ${job.id} runs there, it goes on without this client: run tessera watch ${job.id} --coordinator ${own.address} again once the coordinator is back`);
       expect(JSON.parse(stdout.trim().split('\n').at(-1)!)).toMatchObject({ error: { code: 'UNAVAILABLE' } });
     } finally {
       await own.stop();

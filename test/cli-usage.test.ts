@@ -19,7 +19,7 @@ describe('tessera: usage errors', () => {
       // --every and --count have no default: one of them is required.
       [['submit', 'thumbnails', '--every', '0', 'a.mp4', '-o', 'out'], /^error: option '--every <seconds>' argument '0' is invalid\. --every must be more than 0, got 0$/, 'tessera submit thumbnails'],
       // The coordinator's own minimum (image.tile_size 64), said by the CLI as it says it (review doc3: "1 or more").
-      [['submit', 'image', '--tile', '16', 'a.jpg', '-o', 'out'], /^error: option '--tile <size>' argument '16' is invalid\. --tile must be 64 or more, got 16$/, 'tessera submit image'],
+      [['submit', 'image', '--tile', '16', 'a.jpg', '-o', 'out'], /^error: option '--tile <size>' argument '16' is invalid\. --tile must be between 64 and 65536, got 16$/, 'tessera submit image'],
       [['submit', 'thumbnails', '--count', '0', 'a.mp4', '-o', 'out'], /^error: option '--count <n>' argument '0' is invalid\. --count must be 1 or more, got 0$/, 'tessera submit thumbnails'],
       [['jobs', '--limit', '0'], /^error: option '--limit <n>' argument '0' is invalid\. --limit must be 1 or more, got 0 \(leave it out for the default\)$/, 'tessera jobs'],
       [['submit', 'audio', '--channels', '0', 'a.wav', '-o', 'out'], /^error: option '--channels <n>' argument '0' is invalid\. --channels must be 1 or more, got 0/, 'tessera submit audio'],

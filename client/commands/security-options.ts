@@ -322,6 +322,11 @@ export function clientSecurityOptions(program: Command): Command {
   return program;
 }
 
+/** `word` as a shell reads it back: as it is when plain, else in single quotes. */
+export function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`;
+}
+
 let givenConnectionFlags: string[] = [];
 
 /**

@@ -38,7 +38,7 @@ export function frameRate(v: string): number {
  * quality 80, so fields where 0 is no value of their own take `min: 1`.
  */
 export const int =
-  (name: string, opts: { signed?: boolean; min?: number; noDefault?: boolean } = {}) =>
+  (name: string, opts: { signed?: boolean; min?: number; max?: number; noDefault?: boolean } = {}) =>
   (v: string): number => {
     // Decimal digits only: Number() also reads 1e2 and 0x10, which the message says are not whole numbers (review OPS).
     const n = /^\s*[+-]?\d+\s*$/.test(v) ? Number(v) : NaN;
@@ -47,6 +47,7 @@ export const int =
     if (n === 0 && min > 0) throw new InvalidArgumentError(`${name} must be ${min} or more, got 0${opts.noDefault ? '' : ' (leave it out for the default)'}`);
     // Signed, past the top: the least it takes may be its own (checked later, "at least 100"), not -2^31.
     if (opts.signed && n > 2 ** 31 - 1) throw new InvalidArgumentError(`${name} must be at most ${2 ** 31 - 1}, got ${v}`);
+    if (opts.max !== undefined && (n < min || n > opts.max)) throw new InvalidArgumentError(`${name} must be between ${min} and ${opts.max}, got ${v}`);
     if (n < min && min > 1 && n > 0) throw new InvalidArgumentError(`${name} must be ${min} or more, got ${v}`);
     if (n < min || n > 2 ** 31 - 1) throw new InvalidArgumentError(`${name} must be between ${min} and ${2 ** 31 - 1}, got ${v}`);
     return n;

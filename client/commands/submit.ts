@@ -5,7 +5,7 @@ import { TERMINAL_STATES, TesseraClient, TesseraError, checkInputFiles, type Job
 import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
 import { ProgressView, exitCodeFor, jobToJson, prepareOutputDir, printJobHuman, reconnectNotes, shortState } from './output.js';
 import { UsageError } from './usage-error.js';
-import { connectionFlagsGiven } from './security-options.js';
+import { connectionFlagsGiven, shellWord } from './security-options.js';
 import { EXIT } from './exit-codes.js';
 import { coordinatorAddress } from '../../shared/config.js';
 
@@ -192,7 +192,3 @@ function foundLine(found: LeftBehind, at: string): string {
   return `job ${found.jobId}, made of the submission, had already ended (${shortState(found.state ?? '')}); see it with: tessera job ${found.jobId}${at}`;
 }
 
-/** `word` as a shell reads it back: as it is when plain, else in single quotes. */
-function shellWord(word: string): string {
-  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`;
-}
