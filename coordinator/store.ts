@@ -103,7 +103,7 @@ export function nativeModuleTrouble(err: unknown): Error | undefined {
   const missing = /Could not locate the bindings file/.test(message);
   const otherNode = /NODE_MODULE_VERSION|compiled against a different Node\.js version|invalid ELF header|wrong ELF class/.test(message);
   if (!missing && !otherNode) return undefined;
-  const why = missing ? 'it was never built (its install script did not run: npm 11 runs install scripts only where allowed)' : `it was built for another Node.js (${process.version} runs here)`;
+  const why = missing ? 'it was never built (its install script did not run: an install with --ignore-scripts, or one that allowScripts denied)' : `it was built for another Node.js (${process.version} runs here)`;
   return new Error(`the coordinator's job store needs better-sqlite3's native module, and ${why}: run \`npm rebuild better-sqlite3\` where Tessera is installed (see README, "Installing")`);
 }
 

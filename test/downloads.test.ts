@@ -219,7 +219,8 @@ describe('downloads', () => {
     const file = path.join(src, 'real.bin');
     const bytes = randomBytes(2000);
     await writeFile(file, bytes);
-    const job = await cluster.client.submit({ passthrough: { work_ms: 1500 } }, [file]);
+    // Long enough that both looks below come while it runs, on a busy machine too.
+    const job = await cluster.client.submit({ passthrough: { work_ms: 4000 } }, [file]);
     // The library's download and readOutput look at the outputs published so far, and say so, with
     // the coordinator's own code for a name not published yet: it may still come.
     const early = (await cluster.client.download(job.id, path.join(dir, 'running-early'), { names: ['later.bin'] }).then(() => undefined, (e: unknown) => e)) as grpc.ServiceError;

@@ -13,7 +13,7 @@
  *   run by a service user: the worker said "ffprobe not found ... or run npm install", which would
  *   not fix it; it says whose file it is and what to run.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
 import os from 'node:os';
@@ -47,10 +47,8 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-const cli = (args: string[], opts: { asUser?: number; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): { code: number | null; stdout: string; stderr: string } => {
-  const argv = [process.execPath, path.join(dir, 'dist', 'client', 'cli.js'), ...args];
-  const [cmd, ...rest] = opts.asUser === undefined ? argv : [setpriv(), `--reuid=${opts.asUser}`, `--regid=${opts.asUser}`, '--clear-groups', ...argv];
-  const r = spawnSync(cmd!, rest, { cwd: dir, encoding: 'utf8', timeout: opts.timeoutMs ?? 60_000, env: { ...process.env, TESSERA_LOG_LEVEL: 'error', ...opts.env } });
+const cli = (args: string[]): { code: number | null; stdout: string; stderr: string } => {
+  const r = spawnSync(process.execPath, [path.join(dir, 'dist', 'client', 'cli.js'), ...args], { cwd: dir, encoding: 'utf8', timeout: 60_000, env: { ...process.env, TESSERA_LOG_LEVEL: 'error' } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 };
 
@@ -88,13 +86,38 @@ describe('an install without better-sqlite3 built', () => {
 });
 
 describe('an npm-bundled ffprobe its user may not run', () => {
-  it('tessera worker says whose file it is and what to run, not "not found ... run npm install"', () => {
+  it('tessera worker says whose file it is and what to run, not "not found ... run npm install"', async () => {
     const ffprobe = path.join(dir, 'node_modules', '@ffprobe-installer', 'linux-x64', 'ffprobe');
+    const want = `ffprobe: the binary npm installed, ${ffprobe}, is not executable by this user (mode 0744, owner uid 0) and cannot be made so (EPERM): run \`chmod a+x ${ffprobe}\` as its owner, install ffprobe on the PATH, or set FFPROBE_PATH`;
     // No ffmpeg on the PATH: the bundled binaries are the ones to use. Nothing listens at the
-    // coordinator's address; the worker says what it can run before it connects. As nobody (65534).
-    const r = cli(['worker', '--coordinator', '127.0.0.1:1', '--slots', '1'], { asUser: 65534, timeoutMs: 4000, env: { PATH: path.join(dir, 'bin'), HOME: dir, TMPDIR: os.tmpdir(), TESSERA_LOG_LEVEL: 'warn', TESSERA_LOG_FORMAT: 'json' } });
-    const said = `${r.stdout}\n${r.stderr}`;
-    expect(said).toContain(`ffprobe: the binary npm installed, ${ffprobe}, is not executable by this user (mode 0744, owner uid 0) and cannot be made so (EPERM): run \`chmod a+x ${ffprobe}\` as its owner, install ffprobe on the PATH, or set FFPROBE_PATH`);
+    // coordinator's address; the worker says what it can run before it connects. As nobody (65534,
+    // the tests run as root: the file's owner), stopped once it has said it (or after 60 s).
+    const worker = spawn(setpriv(), ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, path.join(dir, 'dist', 'client', 'cli.js'), 'worker', '--coordinator', '127.0.0.1:1', '--slots', '1'], {
+      cwd: dir,
+      env: { ...process.env, PATH: path.join(dir, 'bin'), HOME: dir, TMPDIR: os.tmpdir(), TESSERA_LOG_LEVEL: 'warn', TESSERA_LOG_FORMAT: 'json' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let said = '';
+    const exited = new Promise<void>((resolve) => worker.once('close', () => resolve()));
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 60_000);
+      const take = (d: Buffer): void => {
+        said += d.toString();
+        if (said.includes(want) || said.includes('ffprobe not found')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      worker.stdout.on('data', take);
+      worker.stderr.on('data', take);
+      worker.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    worker.kill('SIGKILL');
+    await exited;
+    expect(said).toContain(want);
     expect(said).not.toContain('ffprobe not found');
   });
 });
