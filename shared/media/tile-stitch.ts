@@ -219,10 +219,8 @@ export async function stitchTiles(opts: {
   // Kept, the profile is attached as it is and the pixels are not converted.
   if (opts.metadata) img = img.keepMetadata();
   // A pyramid's tiles cannot carry the source's EXIF orientation (a viewer would turn each tile
-  // on its own, the picture scrambled): upright, as the descriptor's size is. Only the EXIF tag:
-  // sharp's withMetadata also converts to sRGB and tags it, which took a P3 source's profile away
-  // and tagged a grey one's unconverted samples sRGB (too dark).
-  if (opts.metadata && opts.output !== 'image') img = img.withExifMerge({ IFD0: { Orientation: '1' } });
+  // on its own, the picture scrambled): upright, as the descriptor's size is.
+  if (opts.metadata && opts.output !== 'image') img = uprightTag(img);
   if (space) img = img.toColourspace(space);
   if (ignoreIcc) img = img.withIccProfile('srgb');
   // TIFF is told the resolution the tiles carry (the source's), or sharp writes its own 25.4 dpi.
@@ -230,6 +228,23 @@ export async function stitchTiles(opts: {
   img = encodeTiled(img, opts.format, opts.output, opts.quality, opts.width, opts.height, opts.channels * (sixteen ? 2 : 1), { id: opts.iiifId ?? '', name: path.basename(opts.outPath, '.zip') }, density);
   const info = await img.toFile(opts.outPath);
   return { width: info.width, height: info.height };
+}
+
+/**
+ * `img` written with EXIF orientation 1, its kept metadata otherwise as it is. sharp sets the tag
+ * only through withMetadata, which also converts the samples to sRGB and tags them so: a P3
+ * source's pyramid tiles lost their profile, and a grey source's were three bands of unconverted
+ * grey samples tagged sRGB (too dark). The EXIF entry alone (withExifMerge) is overridden by the
+ * image's own orientation, which libvips writes. So the orientation sharp's withMetadata sets is
+ * set alone, on sharp's options (sharp 0.34); where they are not as expected, withMetadata.
+ */
+function uprightTag(img: sharp.Sharp): sharp.Sharp {
+  const options = (img as unknown as { options?: Record<string, unknown> }).options;
+  if (options && typeof options['withMetadataOrientation'] === 'number') {
+    options['withMetadataOrientation'] = 1;
+    return img;
+  }
+  return img.withMetadata({ orientation: 1 });
 }
 
 /** Whether an ICC profile is of grey samples (its header's data colour space, bytes 16-19, `GRAY`). */
