@@ -46,6 +46,16 @@ describe('video kind: a source with alpha into VP9 WebM', () => {
 });
 
 describe('video kind: alpha warning', () => {
+  it('a clip whose first pictures are opaque and whose later ones are transparent (a title fading out) is warned of', async () => {
+    const src = path.join(dir, 'fades-out.mov');
+    // Opaque for the first second, then transparent on the left (alpha = x).
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=96x64:rate=25:duration=2,format=rgba,geq=r=r(X\\,Y):g=g(X\\,Y):b=b(X\\,Y):a=if(lt(T\\,1)\\,255\\,X)', '-c:v', 'png', src]);
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { preset: 'ultrafast' }), [src], { dir, slots: 2 });
+    expect(run.errors).toEqual([]);
+    // Was: no warning (only the first picture was looked at), the output opaque.
+    expect(run.warnings).toEqual([{ input: 'fades-out.mov', message: 'its alpha channel (rgba) is left out: the output is opaque' }]);
+  }, 60_000);
+
   it('a 32-bit uncompressed AVI whose pictures are all opaque is made without an alpha warning', async () => {
     const src = path.join(dir, 'capture.avi');
     // Every pixel's alpha 255 (format=bgra from an opaque source).

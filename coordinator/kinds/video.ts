@@ -237,7 +237,9 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   // Only where it is used: a capture tool's 32-bit RGB is opaque (or all 0) and loses nothing.
   // VP8/VP9 alpha (WebM's alpha_mode) is read only by libvpx's decoder, not the one ffprobe and the
   // check use: taken as in use, as its encoder wrote it.
-  if (video.alphaMode || (hasAlpha(video.pixFmt) && (await alphaInUse(input.path, { signal, input: name, stream: video.index }).catch(() => false)))) {
+  // Looked at in the first picture and at seven more times through the clip: a title may turn transparent later.
+  const alphaAt = Array.from({ length: 7 }, (_, k) => ((k + 1) * span) / 8);
+  if (video.alphaMode || (hasAlpha(video.pixFmt) && (await alphaInUse(input.path, { signal, input: name, stream: video.index, at: alphaAt }).catch(() => false)))) {
     ctx.warn(name, `its alpha channel (${video.alphaMode ? `${video.codec} alpha` : video.pixFmt}) is left out: the output is opaque`);
   }
   // The source's colour description, told to each segment's frames (NUT chunks lose what the

@@ -489,18 +489,24 @@ export async function hiddenLead(file: string, stream: string, opts: ProbeOption
 }
 
 /**
- * Whether the first picture of the first video stream uses its alpha channel: anything but all
- * opaque (a capture tool's 32-bit RGB, which loses nothing). Decodes that one picture.
+ * Whether the video stream uses its alpha channel: anything but all opaque (a capture tool's 32-bit
+ * RGB, which loses nothing) in its first picture or in one at any of `at` (seconds from the file's
+ * start: a title that turns transparent later, a fade-out). Decodes those pictures only, in one run.
  */
-export async function alphaInUse(file: string, opts: ProbeOptions & { stream?: number } = {}): Promise<boolean> {
+export async function alphaInUse(file: string, opts: ProbeOptions & { stream?: number; at?: readonly number[] } = {}): Promise<boolean> {
+  const at = (opts.at ?? []).filter((t) => Number.isFinite(t) && t > 0);
+  // The first picture read from the start, as it is; the others each from a seek of their own.
+  const inputs = [['-i', file], ...at.map((t) => ['-ss', t.toFixed(3), '-i', file])];
   // Through 8-bit RGBA first: alphaextract of a deeper alpha gives a plane signalstats reads scaled
   // (an opaque 10-bit alpha measured 60314), and every opaque ProRes 4444 was said to lose it.
-  const { stderr } = await runFfmpeg(['-v', 'info', '-i', file, '-map', `0:${pictureSpecifier(opts.stream)}`, '-frames:v', '1', '-vf', 'format=rgba,alphaextract,signalstats,metadata=mode=print', '-f', 'null', '-'], { signal: opts.signal, input: opts.input });
-  const min = Number(/lavfi\.signalstats\.YMIN=(\d+)/.exec(stderr)?.[1]);
-  const max = Number(/lavfi\.signalstats\.YMAX=(\d+)/.exec(stderr)?.[1]);
-  if (!Number.isFinite(min) || !Number.isFinite(max)) return false;
+  const graph = inputs.map((_, k) => `[${k}:${pictureSpecifier(opts.stream)}]format=rgba,alphaextract,signalstats,metadata=mode=print[a${k}]`).join(';');
+  const outputs = inputs.flatMap((_, k) => ['-map', `[a${k}]`, '-frames:v', '1', '-f', 'null', '-']);
+  const { stderr } = await runFfmpeg(['-v', 'info', ...inputs.flat(), '-filter_complex', graph, ...outputs], { signal: opts.signal, input: opts.input });
+  const mins = [...stderr.matchAll(/lavfi\.signalstats\.YMIN=(\d+)/g)].map((m) => Number(m[1]));
+  const maxes = [...stderr.matchAll(/lavfi\.signalstats\.YMAX=(\d+)/g)].map((m) => Number(m[1]));
+  if (mins.length === 0 || maxes.length === 0) return false;
   // Fully transparent is in use too (an overlay that fades in): only all opaque means nothing.
-  return !(min === max && min === 255);
+  return !mins.concat(maxes).every((v) => v === 255);
 }
 
 /** Number of video packets in the first video stream (demux only). */
