@@ -12,6 +12,7 @@ import { applyEncoding, applyPipeline } from '../shared/media/image-pipeline.js'
 import type { TileImageParams } from '../shared/media/tile-pipeline.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { fromSamples16, samples16 } from './helpers/sixteen.js';
+import { tiffHeader, tiffIfd } from './helpers/tiff.js';
 import type { SpoolFile, SubtaskOutcome } from '../shared/job-kind.js';
 import { allTiles, mergeTiles, planTiles } from '../coordinator/kinds/image-tiles.js';
 import { processTile } from '../worker/processors/image-tile.js';
@@ -267,34 +268,16 @@ function tiffOf(width: number, height: number, pixel: number[], photometric: 1 |
   const bpsAt = 8 + px.length;
   const extraAt = bpsAt + 2 * spp;
   const ifdAt = extraAt + 2 * extra + ((extraAt + 2 * extra) % 2);
-  // [tag, type (3 SHORT, 4 LONG), count, value or offset]
-  const entries: [number, number, number, number][] = [
+  const ifd = tiffIfd([
     [256, 3, 1, width], [257, 3, 1, height], [258, 3, spp, bpsAt], [259, 3, 1, 1], [262, 3, 1, photometric],
     [273, 4, 1, 8], [277, 3, 1, spp], [278, 3, 1, height], [279, 4, 1, px.length], [284, 3, 1, 1],
-    [338, 3, extra, extra <= 2 ? 0 : extraAt],
-  ];
-  const ifd = Buffer.alloc(2 + entries.length * 12 + 4);
-  ifd.writeUInt16LE(entries.length, 0);
-  entries.forEach(([tag, type, count, value], k) => {
-    const at = 2 + k * 12;
-    ifd.writeUInt16LE(tag, at);
-    ifd.writeUInt16LE(type, at + 2);
-    ifd.writeUInt32LE(count, at + 4);
-    if (tag === 338 && extra <= 2) {
-      // Up to two SHORTs fit in the entry itself: alpha, then unspecified.
-      ifd.writeUInt16LE(2, at + 8);
-      ifd.writeUInt16LE(0, at + 10);
-    } else if (type === 3 && count === 1) ifd.writeUInt16LE(value, at + 8);
-    else ifd.writeUInt32LE(value, at + 8);
-  });
-  const head = Buffer.alloc(8);
-  head.write('II', 0, 'latin1');
-  head.writeUInt16LE(42, 2);
-  head.writeUInt32LE(ifdAt, 4);
+    // Up to two extra samples in the entry itself: alpha, then unspecified.
+    [338, 3, extra, extra <= 2 ? [2, 0] : extraAt],
+  ]);
   const bps = Buffer.alloc(2 * spp);
   for (let k = 0; k < spp; k++) bps.writeUInt16LE(8, 2 * k);
   const extras = Buffer.alloc(2 * extra);
   for (let k = 0; k < extra; k++) extras.writeUInt16LE(k === 0 ? 2 : 0, 2 * k);
-  const body = Buffer.concat([head, px, bps, extras]);
+  const body = Buffer.concat([tiffHeader(ifdAt), px, bps, extras]);
   return Buffer.concat([body, Buffer.alloc(ifdAt - body.length), ifd]);
 }

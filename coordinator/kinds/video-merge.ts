@@ -69,21 +69,15 @@ const PLAN_FILE = 'video-plan.json';
 /**
  * Keeps the plan-time facts the merge needs beside the job's scratch files. The data dir may move
  * between the plan and the merge (a coordinator restarted on it elsewhere: the store's paths are
- * rewritten, this file's are not), so the files in the job's work folder are kept relative to it
- * and the input's path is not read from here at all.
+ * rewritten, this file's are not), so the files in the job's work folder (a straightened copy of
+ * the source, copied audio tracks) are kept relative to it, and where the plan was made from the
+ * job's input itself, its path is read from the job's record at the merge.
  */
 export async function keepVideoPlan(workDir: string, records: InputPlanRecord[]): Promise<void> {
   const inside = (file: string): boolean => path.isAbsolute(file) && !path.relative(workDir, file).startsWith('..');
-  const within = (file: string): string => (inside(file) ? path.relative(workDir, file) : file);
-  const track = <T extends { file?: string } | null>(t: T): T => (t?.file ? { ...t, file: within(t.file) } : t);
   const kept: KeptPlanRecord[] = records.map((r) => ({
-    ...r,
-    // The source the plan was made from: a copy in the work folder (an MPEG-TS whose clock jumps,
-    // run on straight: its streams and times are the record's), or else the job's input itself.
-    inputPath: within(r.inputPath),
+    ...withPlanPaths(r, (file) => (inside(file) ? path.relative(workDir, file) : file)),
     ...(!inside(r.inputPath) && { inputIsJobInput: true }),
-    audio: track(r.audio),
-    ...(r.moreAudio && { moreAudio: r.moreAudio.map(track) }),
   }));
   await writeFile(path.join(workDir, PLAN_FILE), JSON.stringify(kept));
 }
@@ -99,13 +93,16 @@ type KeptPlanRecord = InputPlanRecord & { inputIsJobInput?: boolean };
  */
 async function readVideoPlan(ctx: MergeContext<VideoJobParams>): Promise<InputPlanRecord[]> {
   const records = JSON.parse(await readFile(path.join(ctx.workDir, PLAN_FILE), 'utf8')) as KeptPlanRecord[];
-  const track = <T extends { file?: string } | null>(t: T): T => (t?.file ? { ...t, file: path.resolve(ctx.workDir, t.file) } : t);
-  return records.map(({ inputIsJobInput, ...r }) => ({
-    ...r,
-    inputPath: (inputIsJobInput ? ctx.inputs[r.inputIndex]?.path : undefined) ?? path.resolve(ctx.workDir, r.inputPath),
-    audio: track(r.audio),
-    ...(r.moreAudio && { moreAudio: r.moreAudio.map(track) }),
-  }));
+  return records.map(({ inputIsJobInput, ...r }) => {
+    const here = withPlanPaths(r, (file) => path.resolve(ctx.workDir, file));
+    return { ...here, inputPath: (inputIsJobInput ? ctx.inputs[r.inputIndex]?.path : undefined) ?? here.inputPath };
+  });
+}
+
+/** `r` with `fn` applied to every path it holds: its source and its audio tracks' copies. */
+function withPlanPaths(r: InputPlanRecord, fn: (file: string) => string): InputPlanRecord {
+  const track = <T extends { file?: string } | null>(t: T): T => (t?.file ? { ...t, file: fn(t.file) } : t);
+  return { ...r, inputPath: fn(r.inputPath), audio: track(r.audio), ...(r.moreAudio && { moreAudio: r.moreAudio.map(track) }) };
 }
 
 /** Merges one finished phase of a video job. */

@@ -13,6 +13,7 @@ import { runFfmpeg } from '../../shared/ffmpeg.js';
 import { runImageBatch } from '../../test/helpers/image-batch.js';
 import { tiffPages } from '../../shared/media/image-pipeline.js';
 import { greyIcc, withIcc } from '../../test/helpers/icc.js';
+import { tiffHeader, tiffIfd } from '../../test/helpers/tiff.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -39,9 +40,7 @@ function noise(width: number, height: number): sharp.Sharp {
 
 /** A baseline TIFF of uncompressed 8-bit RGB (or, given `grey`, one-band) pages of any sizes, one strip each (libvips writes pages of one size only). */
 function multiPageTiff(pages: { width: number; height: number; rgb: [number, number, number]; grey?: number }[]): Buffer {
-  const header = Buffer.alloc(8);
-  header.write('II', 0, 'latin1');
-  header.writeUInt16LE(42, 2);
+  const header = tiffHeader(0);
   const parts: Buffer[] = [header];
   const ifds: Buffer[] = [];
   const ifdAt: number[] = [];
@@ -55,21 +54,10 @@ function multiPageTiff(pages: { width: number; height: number; rgb: [number, num
     for (let b = 0; b < 3; b++) bps.writeUInt16LE(8, b * 2);
     const bpsAt = dataAt + data.length;
     offset = bpsAt + bps.length;
-    // Tag, type (3 SHORT, 4 LONG), count, value or offset.
-    const entries: [number, number, number, number][] = [
+    const ifd = tiffIfd([
       [256, 4, 1, p.width], [257, 4, 1, p.height], bands === 3 ? [258, 3, 3, bpsAt] : [258, 3, 1, 8], [259, 3, 1, 1], [262, 3, 1, bands === 3 ? 2 : 1],
       [273, 4, 1, dataAt], [277, 3, 1, bands], [278, 4, 1, p.height], [279, 4, 1, data.length], [284, 3, 1, 1],
-    ];
-    const ifd = Buffer.alloc(2 + entries.length * 12 + 4);
-    ifd.writeUInt16LE(entries.length, 0);
-    entries.forEach(([tag, type, count, value], i) => {
-      const at = 2 + i * 12;
-      ifd.writeUInt16LE(tag, at);
-      ifd.writeUInt16LE(type, at + 2);
-      ifd.writeUInt32LE(count, at + 4);
-      if (type === 3 && count === 1) ifd.writeUInt16LE(value, at + 8);
-      else ifd.writeUInt32LE(value, at + 8);
-    });
+    ]);
     ifdAt.push(offset);
     offset += ifd.length;
     ifds.push(ifd);
