@@ -456,7 +456,20 @@ async function checkJoins(file: string, rec: InputPlanRecord, signal: AbortSigna
   // for a broken join.
   rec.segments.slice(0, 32).forEach((_, k) => args.push('-map', `${k + 1}:v:0`, '-frames:v', '8', fpsModeFlag(), 'passthrough', '-enc_time_base:v', '-1', '-f', 'null', '-'));
   const { stderr } = await runFfmpeg(args, { signal, input: rec.input });
-  return stderr.split('\n').filter((l) => l.trim().length > 0);
+  return stderr.split('\n').filter((l) => l.trim().length > 0 && !(rec.container !== 'mp4' && sameMillisecond(l)));
+}
+
+/**
+ * The null muxer's complaint of two packets of one track at the same time (`... dts to muxer in
+ * stream 1: 2206 >= 2206`). Matroska and WebM time packets to the millisecond and allow that (their
+ * muxer takes it as it is): where a source's clock restarts (two MPEG-TS recordings joined), the
+ * second recording's sound may begin up to a frame before the first's last frame, and a copied
+ * track then has two frames on one millisecond, as a single `ffmpeg -c:a copy out.mkv` writes them.
+ * The null muxer only logs it and reads on. A time going back is still a broken join.
+ */
+function sameMillisecond(line: string): boolean {
+  const m = /non monotonically increasing dts to muxer in stream \d+: (-?\d+) >= (-?\d+)/.exec(line);
+  return m !== null && m[1] === m[2];
 }
 
 function keyOf(p: VideoSubtaskPlan): string {
