@@ -7,9 +7,12 @@
  * `v1alpha`) are registered here at once, as the library registers them, with handlers that
  * construct it on the first call and hand every call to its own handlers.
  */
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
-import type { PackageDefinition } from '@grpc/proto-loader';
+import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
+import { protoPath as healthProto } from 'grpc-health-check';
 import descriptor from 'protobufjs/ext/descriptor/index.js';
 
 const { FileDescriptorProto } = descriptor;
@@ -29,7 +32,7 @@ export function addReflection(server: Pick<grpc.Server, 'addService'>, packageDe
   const real = (methodPath: string): Handler => {
     if (!byPath) {
       byPath = new Map();
-      for (const { definition, handlers } of registrations(new ReflectionService(withMapEntriesNamed(packageDefinition)))) {
+      for (const { definition, handlers } of registrations(new ReflectionService({ ...otherServices(), ...withMapEntriesNamed(packageDefinition) }))) {
         for (const [name, method] of Object.entries(definition)) {
           const handler = handlers[name];
           if (handler) byPath.set(method.path, handler);
@@ -46,6 +49,19 @@ export function addReflection(server: Pick<grpc.Server, 'addService'>, packageDe
     for (const [name, method] of Object.entries(definition)) handlers[name] = (...args) => real(method.path)(...args);
     server.addService(definition, handlers as grpc.UntypedServiceImplementation);
   }
+}
+
+/**
+ * The server's other services, described as well: `grpcurl HOST list` names them, and
+ * `grpcurl HOST grpc.health.v1.Health/Check` (which finds the method through reflection) answered
+ * "Symbol not found" without them.
+ */
+function otherServices(): PackageDefinition {
+  const reflectionProtos = path.join(path.dirname(createRequire(import.meta.url).resolve('@grpc/reflection/package.json')), 'build/proto');
+  return {
+    ...loadSync(healthProto),
+    ...loadSync(['grpc/reflection/v1/reflection.proto', 'grpc/reflection/v1alpha/reflection.proto'], { includeDirs: [reflectionProtos] }),
+  };
 }
 
 /** What the descriptors protobufjs makes hold of a message type (ext/descriptor's decoded form). */

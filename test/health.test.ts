@@ -95,9 +95,16 @@ describe('probes', () => {
     }
   });
 
-  it('server reflection lists both Tessera services, and describes them (v1 and v1alpha)', async () => {
+  it('server reflection lists both Tessera services, health and itself, and describes them (v1 and v1alpha)', async () => {
     for (const version of ['v1', 'v1alpha'] as const) {
-      expect(await listServices(cluster.address, version)).toEqual(expect.arrayContaining(['tessera.v1.JobService', 'tessera.v1.WorkerService']));
+      // Health and reflection too, as grpcurl lists a grpc-go server's: `grpcurl HOST
+      // grpc.health.v1.Health/Check` finds the method through reflection (review py: "Symbol not found").
+      expect((await listServices(cluster.address, version)).sort()).toEqual([
+        'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection', 'tessera.v1.JobService', 'tessera.v1.WorkerService',
+      ]);
+      const health = await reflect(cluster.address, version, { file_containing_symbol: 'grpc.health.v1.Health' });
+      const healthFiles = (health.file_descriptor_response?.file_descriptor_proto ?? []).map((b) => FileDescriptorProto.decode(b) as unknown as { service: { name: string; method: { name: string }[] }[] });
+      expect(healthFiles.flatMap((f) => f.service).find((s) => s.name === 'Health')?.method.map((m) => m.name).sort()).toEqual(['Check', 'List', 'Watch']);
       // What `grpcurl describe tessera.v1.JobService` asks: the file that defines it, with its methods.
       const answer = await reflect(cluster.address, version, { file_containing_symbol: 'tessera.v1.JobService' });
       const files = (answer.file_descriptor_response?.file_descriptor_proto ?? []).map((b) => FileDescriptorProto.decode(b) as unknown as { service: { name: string; method: { name: string }[] }[] });
