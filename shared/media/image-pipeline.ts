@@ -148,7 +148,7 @@ export function openImage(input: string | Buffer, options: sharp.SharpOptions = 
   return sharp(input, { limitInputPixels: maxInputPixels(), sequentialRead: true, ...options });
 }
 
-/** Geometry and colour steps, in a fixed order: orient, extract, resize, rotate, flip/flop. */
+/** The steps up to the resize: orient, extract, resize (sharp puts grayscale, given below, before the resize). */
 export function applyGeometry(img: Sharp, p: ImageParams): Sharp {
   if (p.autoOrient) img = img.autoOrient();
   if (p.crop) img = img.extract(p.crop);
@@ -158,7 +158,10 @@ export function applyGeometry(img: Sharp, p: ImageParams): Sharp {
   return img;
 }
 
-/** Steps after resize: rotate, flip/flop, neighbourhood filters, colour. */
+/**
+ * The steps after the resize. sharp runs them in its own order whatever the order of the calls:
+ * grayscale (before the resize), flip/flop, rotate, blur, modulate, sharpen (README, "Order of the steps").
+ */
 export function applyFilters(img: Sharp, p: ImageParams): Sharp {
   if (p.rotate % 360 !== 0) img = img.rotate(p.rotate);
   if (p.flip) img = img.flip();
