@@ -50,6 +50,14 @@ const QUARANTINE_MAX_MS = 10 * 60_000;
 /** Longest job label (it travels in every listing). */
 const MAX_LABEL_BYTES = 1024;
 const MAX_REQUEST_ID_BYTES = 128;
+
+/** What is wrong with a request id (a job's `spec.request_id`, or one `ListJobs` looks for), if anything. */
+export function requestIdProblem(requestId: string): string | undefined {
+  if (Buffer.byteLength(requestId) > MAX_REQUEST_ID_BYTES) return `longer than ${MAX_REQUEST_ID_BYTES} bytes`;
+  // Printable ASCII only: it is logged and compared byte for byte.
+  if (!/^[\x21-\x7e]*$/.test(requestId)) return 'only printable ASCII characters, no spaces';
+  return undefined;
+}
 /** Wait before starting a job again whose start failed (its store could not write). */
 const START_RETRY_MS = 5_000;
 /** How long past its timeout (at least; 10% of the timeout for long ones) a lease runs before the coordinator takes it back. */
@@ -271,7 +279,8 @@ export class JobManager {
   /** Validates a spec: known kind, typed params. Returns the kind and normalised params. */
   validateSpec(spec: JobSpec__Output): { kind: CoordinatorKind; params: unknown } {
     const kindName = spec.params;
-    if (!kindName) throw new TesseraError(status.INVALID_ARGUMENT, 'spec.params: no job kind given (set one of image, video, thumbnails, audio, passthrough)');
+    // A kind from newer protos arrives as an unknown field, which decoding drops: it reads as none.
+    if (!kindName) throw new TesseraError(status.INVALID_ARGUMENT, 'spec.params: no job kind given that this coordinator knows (set one of image, video, thumbnails, audio, passthrough; a kind of newer protos needs a newer coordinator)');
     const kind = coordinatorKinds.get(kindName);
     if (!kind) throw new TesseraError(status.INVALID_ARGUMENT, `spec.params: job kind "${kindName}" is not supported by this coordinator`);
     if (spec.max_attempts > 20) throw new TesseraError(status.INVALID_ARGUMENT, 'spec.max_attempts: must be at most 20');
@@ -293,10 +302,8 @@ export class JobManager {
     kind.checkNew?.(params, spec);
     // New jobs only: a job accepted before this limit existed still resumes.
     if (Buffer.byteLength(spec.label ?? '') > MAX_LABEL_BYTES) throw new TesseraError(status.INVALID_ARGUMENT, `spec.label: longer than ${MAX_LABEL_BYTES} bytes`);
-    const requestId = spec.request_id ?? '';
-    if (Buffer.byteLength(requestId) > MAX_REQUEST_ID_BYTES) throw new TesseraError(status.INVALID_ARGUMENT, `spec.request_id: longer than ${MAX_REQUEST_ID_BYTES} bytes`);
-    // Printable ASCII only: it is logged and compared byte for byte.
-    if (!/^[\x21-\x7e]*$/.test(requestId)) throw new TesseraError(status.INVALID_ARGUMENT, 'spec.request_id: only printable ASCII characters, no spaces');
+    const requestIdRefused = requestIdProblem(spec.request_id ?? '');
+    if (requestIdRefused) throw new TesseraError(status.INVALID_ARGUMENT, `spec.request_id: ${requestIdRefused}`);
     const now = Date.now();
     return {
       id: randomUUID(),

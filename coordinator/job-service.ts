@@ -15,7 +15,7 @@ import type { SubmitJobRequest__Output } from '../shared/proto/generated/tessera
 import { asWire, passEncoded, readEncodedChunks } from '../shared/encoded-chunks.js';
 import type { ItemFailure, SpoolFile } from '../shared/job-kind.js';
 import pLimit from 'p-limit';
-import type { JobManager, ReceivingJob, UploadStop } from './job-manager.js';
+import { requestIdProblem, type JobManager, type ReceivingJob, type UploadStop } from './job-manager.js';
 import { TERMINAL_JOB_STATES, jobStateFromEnum, toJobMessage, toJobSummary, type JobRecord, type OutputRecord, type SubtaskRecord } from './model.js';
 import { listPage } from './job-list.js';
 import { jobListsPage, MAX_ANSWER_BYTES, MAX_SUBTASK_PAGE_BYTES, subtaskPage, subtasksIfTheyFit } from './subtask-pages.js';
@@ -353,9 +353,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     SubmitJob: clientStream<SubmitJobRequest__Output, ReturnType<typeof toJobMessage>>(log, async (messages, ctx) => {
       // The answer's subtasks: a page where the client asks for pages, else all of them where they
       // fit in a page's bytes (as before pages), or the first page.
-      const limit = Number(ctx.metadata.get(SUBTASK_PAGE_HEADER)[0] ?? 0);
       const caller = access.identify(ctx.metadata);
-      return submit(caller.id, messages, ctx.signal, Number.isSafeInteger(limit) && limit > 0 ? limit : 0, caller.admin);
+      return submit(caller.id, messages, ctx.signal, subtaskLimitOf(ctx.metadata), caller.admin);
     }),
 
     WatchJob: serverStream(log, (req: { job_id: string; after_seq: string; batch: boolean; inline_outputs_up_to: number; types: string[] }, ctx) => {
@@ -371,6 +370,8 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
 
     GetJob: unary(log, async (req: { job_id: string; include_subtasks: boolean; subtask_limit: number; subtask_page_token: string; list_page_token: string }, ctx) => {
       const job = owned(ctx.metadata, req.job_id);
+      // A page of subtasks asked for without them: answered with none, it read as the end of the list.
+      if (req.subtask_page_token && !req.include_subtasks) throw invalidArgument('subtask_page_token: given without include_subtasks; set include_subtasks to read the next page');
       return jobMessage(job, { subtasks: req.include_subtasks, limit: req.subtask_limit, token: req.subtask_page_token, listToken: req.list_page_token });
     }),
 
@@ -379,6 +380,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       const wanted = req.state ? jobStateFromEnum(req.state) : undefined;
       if (req.state && !wanted) throw invalidArgument(`state: unknown job state "${req.state}" (one of queued, running, succeeded, partially_succeeded, failed, cancelled)`);
       if (req.request_id) {
+        // One no submission could have used is a mistake of the caller's, not a job not made yet.
+        const refused = requestIdProblem(req.request_id);
+        if (refused) throw invalidArgument(`request_id: ${refused}`);
         // The job a submission made, for a client that stopped waiting for its answer: one still
         // being received settles first (made, or dropped as cut short), as a repeat would see it.
         await receivingRequests.get(`${caller.id}\n${req.request_id}`)?.done;
@@ -971,4 +975,17 @@ function withInputNamed<T>(input: string, fn: () => T): T {
     if (err instanceof TesseraError && err.input === undefined && input && Buffer.byteLength(input) <= 1024) throw new TesseraError(err.code, err.message, { retryable: err.retryable, input });
     throw err;
   }
+}
+
+/**
+ * SubmitJob's request metadata `tessera-subtask-limit`: the most subtasks its answer lists, 0 (or
+ * none given) for all of them where they fit. A value that is not a whole number is refused,
+ * naming it: "abc" and "-1" were taken for none, and the client got all of them without a word.
+ */
+function subtaskLimitOf(metadata: grpc.Metadata): number {
+  const given = metadata.get(SUBTASK_PAGE_HEADER)[0];
+  if (given === undefined) return 0;
+  const text = String(given).trim();
+  if (!/^\d+$/.test(text)) throw invalidArgument(`metadata ${SUBTASK_PAGE_HEADER}: "${String(given).slice(0, 64)}" is not a number of subtasks (a whole number, 0 for all of them)`);
+  return Math.min(Number(text), Number.MAX_SAFE_INTEGER);
 }

@@ -235,7 +235,7 @@ describe('hostile inputs through a real cluster', () => {
     for (const name of ['x'.repeat(300), 'é'.repeat(130)]) {
       expect(await submitRaw([{ spec: { image: { width: 10 } } }, { input: { name, size: 1 } }])).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/input name ".*\.\.\." is longer than 200 bytes \(UTF-8\)/) });
     }
-    expect(await submitRaw([{ spec: {} }])).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/spec\.params: no job kind given/) });
+    expect(await submitRaw([{ spec: {} }])).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/spec\.params: no job kind given that this coordinator knows/) });
     expect(await submitRaw([{ spec: { image: { width: -5 } } }])).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/image\.width/) });
     expect(await submitRaw([{ spec: { video: { crf: 1000 } } }])).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/crf: 1000 is outside/) });
     // Over the 16 MiB message limit: refused by grpc-js before any handler runs.

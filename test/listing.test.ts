@@ -120,6 +120,8 @@ describe('ListJobs', () => {
       const token = (await get({ job_id: job.id, include_subtasks: true, subtask_limit: 10 })).next_subtask_page_token;
       await expect(get({ job_id: other.id, include_subtasks: true, subtask_page_token: token })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: `subtask_page_token: made for job ${job.id}, asked with job ${other.id}` });
       await expect(get({ job_id: job.id, include_subtasks: true, subtask_page_token: 'x!' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^subtask_page_token: not a next_subtask_page_token/) });
+      // Without include_subtasks it was answered with none and no next token: the end of the list, as it read (review py).
+      await expect(get({ job_id: job.id, include_subtasks: false, subtask_limit: 10, subtask_page_token: token })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'subtask_page_token: given without include_subtasks; set include_subtasks to read the next page' });
       await client.cancel(other.id);
     } finally {
       stub.close();

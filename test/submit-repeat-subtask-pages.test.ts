@@ -6,6 +6,7 @@
  * answer gave the first page of 10,000 only, which both took for the whole job: `tessera submit
  * ... --request-id X --no-wait --json`, run again, printed 10,000 of 12,000 subtasks, exit 0.
  */
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { holdSubmission, rawJobService } from './helpers/raw-grpc.js';
@@ -67,3 +68,32 @@ it('a repeated SubmitJob from a client that knows no pages is answered with all 
     raw.close();
   }
 }, 60_000);
+
+it('a `tessera-subtask-limit` that is not a whole number is refused, naming it, not taken for none (review py)', async () => {
+  const raw = rawJobService(c.address);
+  try {
+    for (const value of ['abc', '-1', '2.5', '']) {
+      const md = new grpc.Metadata();
+      md.set('tessera-subtask-limit', value);
+      const answer = await new Promise<{ err: grpc.ServiceError | null }>((resolve) => {
+        const call = raw.SubmitJob(md, (err) => resolve({ err }));
+        call.write({ spec: { passthrough: { subtasks: 1, work_ms: 0 }, input_count: 0 } });
+        call.end();
+      });
+      // Observed: every one accepted, the job made, its subtasks listed as if none was given.
+      expect(answer.err?.code, value).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(answer.err?.details).toBe(`metadata tessera-subtask-limit: "${value}" is not a number of subtasks (a whole number, 0 for all of them)`);
+    }
+    // A number, however large, is a limit (the page holds at most 10,000).
+    const md = new grpc.Metadata();
+    md.set('tessera-subtask-limit', '99999999999999999999');
+    const ok = await new Promise<{ err: grpc.ServiceError | null }>((resolve) => {
+      const call = raw.SubmitJob(md, (err) => resolve({ err }));
+      call.write({ spec: { passthrough: { subtasks: 1, work_ms: 0 }, input_count: 0 } });
+      call.end();
+    });
+    expect(ok.err).toBeNull();
+  } finally {
+    raw.close();
+  }
+}, 30_000);

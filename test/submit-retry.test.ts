@@ -118,6 +118,9 @@ describe('SubmitJob request_id', () => {
       const first = await client.submit({ request_id: 'look-me-up', passthrough: {} }, [await file('g.bin', Buffer.from('g'))]);
       expect((await lookup('look-me-up')).jobs.map((j) => j.id)).toEqual([first.id]);
       expect((await lookup('no-such-submission')).jobs).toEqual([]);
+      // One no submission may use is the caller's mistake, said as SubmitJob says it (it was answered with no job).
+      await expect(lookup('has space')).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'request_id: only printable ASCII characters, no spaces' });
+      await expect(lookup('x'.repeat(129))).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'request_id: longer than 128 bytes' });
       // A submission still being received: the look-up answers once it has ended, with its job.
       let answered = false;
       const made = new Promise<string>((resolve, reject) => {
