@@ -321,4 +321,29 @@ describe('video and thumbnails inputs', () => {
       expect(await checkInput('video', cut, limits)).toEqual({ input: name, code: 'INVALID_ARGUMENT', message: `${name}: truncated file: its index lists media past the end of the file (a copy or upload cut short?)` });
     }
   });
+
+  it("a submission stopped while an MP4's check runs stops both of its probes, and neither's end goes unhandled (which ended the coordinator)", async () => {
+    // The tail probe of an MP4 for a picture kind runs beside the header probe; it was given no
+    // handler until the header probe ended. Stopped together (the client's Ctrl-C, another input
+    // over --max-file-bytes), the tail's rejection could come first: unhandled, and Node 20 ended
+    // the coordinator, every client's jobs with it (review soak: within 1-4 tries).
+    const clip = await media('stopped.mp4', ['-f', 'lavfi', '-i', 'testsrc2=s=160x120:r=25:d=1', '-c:v', 'libx264', '-preset', 'ultrafast']);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      for (let i = 0; i < 24; i++) {
+        const stop = new AbortController();
+        const check = checkInput('video', clip, resolveLimits(), stop.signal);
+        await sleep(i % 8 * 3);
+        stop.abort(new DOMException('call cancelled by the client', 'AbortError'));
+        await check.catch(() => undefined);
+        // A rejection left unhandled is reported after the microtasks that could have handled it.
+        await sleep(5);
+      }
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    expect(unhandled).toEqual([]);
+  });
 });

@@ -309,6 +309,9 @@ async function checkMedia(kind: string, file: SpoolFile, format: SniffedFormat, 
   const onAbort = (): void => stop.abort(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
   const tail = checkMovTail(file, demuxer, fail, stop.signal);
+  // Handled from the start: stopped with the header probe, it may end first, and a rejection
+  // with no handler yet ended the whole coordinator (Node 20). Awaited below all the same.
+  tail.catch(() => undefined);
   try {
     const header = await checkHeader(kind, file, demuxer, limits, fail, signal, asks);
     if (!header) return await tail;
