@@ -137,6 +137,25 @@ describe('audio inputs at the edges', () => {
     expect(decoded.samples.length / decoded.channels).toBeGreaterThanOrEqual(480);
   });
 
+  test('a file too short to resample (one sample at 44.1 kHz, for Opus) says so and what keeps its rate, not that it has no samples', async () => {
+    const one = path.join(dir, 'one.wav');
+    await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'sine=r=44100:d=1', '-ac', '1', '-af', 'atrim=end_sample=1', one]);
+    const opus = await runAudioInProcess({ codec: 'opus' }, [one], path.join(dir, 'one-opus'));
+    // Observed: "one.wav: no audio to encode: the decoded file has no samples" (ffmpeg's resampler
+    // gives none for so few; a single `ffmpeg -c:a libopus` writes an Ogg with no sound in it).
+    expect(opus.errors).toEqual([{
+      input: 'one.wav',
+      code: 'INVALID_ARGUMENT',
+      message: "one.wav: no audio to encode: it is too short to resample from 44100 Hz to 48000 Hz (ffmpeg's resampler gives no samples for under about half a millisecond of audio); opus cannot take 44100 Hz: choose a codec that keeps it (aac, mp3, flac, wav)",
+    }]);
+    const asked = await runAudioInProcess({ codec: 'flac', sample_rate: 48000 }, [one], path.join(dir, 'one-flac48'));
+    expect(asked.errors[0]?.message).toMatch(/too short to resample from 44100 Hz to 48000 Hz .*; leave sample_rate out to keep 44100 Hz$/);
+    // At its own rate it is encoded, its one sample kept.
+    const flac = await runAudioInProcess({ codec: 'flac' }, [one], path.join(dir, 'one-flac'));
+    expect(flac.errors).toEqual([]);
+    expect((await audioReport(flac))[0]!.frames).toBe(1);
+  });
+
   test('a fade longer than the audio kept spans all of it, with a warning naming the file', async () => {
     const src = await generateAudio(path.join(dir, 'short-fade.wav'), { source: 'sine', seconds: 2, rate: 44100, layout: 'mono', ext: 'wav' });
     const r = await runAudioInProcess({ codec: 'flac', fade_in: 5 }, [src], path.join(dir, 'long-fade'));

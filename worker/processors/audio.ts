@@ -10,7 +10,7 @@ import path from 'node:path';
 import { status } from '../../shared/grpc-status.js';
 import { invalidArgument, statusFromName, TesseraError } from '../../shared/errors.js';
 import type { ItemFailure, ProcessContext, ProcessOutput, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
-import { audioParamsFromSpec, type AudioJobParams } from '../../shared/kinds/audio-params.js';
+import { AUDIO_CODECS, audioParamsFromSpec, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { analyzePiece } from '../../shared/media/audio-analyze.js';
 import { stageAChain } from '../../shared/media/audio-filters.js';
 import { finishFile, type FileReport } from '../../shared/media/audio-finish.js';
@@ -24,6 +24,18 @@ import { countedMediaOverLimit } from '../../shared/limits.js';
 export const SEGMENT_STATS = 'stats.json';
 /** Name of the PCM body a segment subtask returns. */
 export const SEGMENT_BODY = 'body.wav';
+
+/**
+ * Why a file with samples decoded to none, where resampling lost them: ffmpeg's resampler gives
+ * nothing for the first half millisecond or so of audio, and a file that short (one sample at
+ * 44.1 kHz for Opus) was said to have "no samples", as if it were empty.
+ */
+function tooShortToResample(f: { sourceRate?: number; outRate: number; trim?: unknown }, p: AudioJobParams): string | undefined {
+  if (f.trim || !f.sourceRate || f.sourceRate === f.outRate) return undefined;
+  const keeping = Object.entries(AUDIO_CODECS).filter(([, c]) => c.sampleRates.length === 0 || c.sampleRates.includes(f.sourceRate!)).map(([name]) => name);
+  const keep = p.sampleRate ? `leave sample_rate out to keep ${f.sourceRate} Hz` : `${p.codec} cannot take ${f.sourceRate} Hz: choose a codec that keeps it (${keeping.join(', ')})`;
+  return `it is too short to resample from ${f.sourceRate} Hz to ${f.outRate} Hz (ffmpeg's resampler gives no samples for under about half a millisecond of audio); ${keep}`;
+}
 
 export const audioProcessor: WorkerProcessor<AudioJobParams> = {
   name: 'audio',
@@ -110,7 +122,7 @@ async function processWhole(ctx: ProcessContext<AudioJobParams>, plan: WholeFile
       const over = f.maxSeconds ? countedMediaOverLimit(f.input, { seconds: info.frames / f.outRate }, { maxMediaSeconds: f.maxSeconds }) : undefined;
       if (over) throw over;
       // The probe's length can promise audio that is not there (a trim inside a wrong duration): never encode nothing.
-      if (info.frames === 0) throw invalidArgument(`${f.input}: no audio to encode${f.trim ? ' in the trimmed range' : ''}: the decoded file has no samples`, f.input);
+      if (info.frames === 0) throw invalidArgument(`${f.input}: no audio to encode${f.trim ? ' in the trimmed range' : ''}: ${tooShortToResample(f, ctx.params) ?? 'the decoded file has no samples'}`, f.input);
       await checkNotTruncated({ path: src.path, input: f.input, frames: info.frames, expected: f.totalFrames, durationIsAudio: f.durationIsAudio, rate: f.outRate, exact: statedExactly(f.sourceCodec, f.durationFromTag), codec: f.sourceCodec, sourceRate: f.sourceRate, skipped: f.statedSkip, stream: f.stream, signal: ctx.signal });
       const placed = fadeSamples(ctx.params, f.outRate, info.frames);
       if (info.frames !== f.totalFrames && JSON.stringify([placed.fadeIn, placed.fadeOut]) !== JSON.stringify([f.fadeIn, f.fadeOut])) {
