@@ -199,7 +199,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       const handling = new Set<Promise<void>>();
       const afterResults = (fn: () => void): void => {
         if (handling.size === 0) fn();
-        else void Promise.allSettled([...handling]).then(fn);
+        else void Promise.allSettled([...handling]).then(fn).catch((err: unknown) => log.error({ err, peer }, 'handling a worker stream\'s end failed'));
       };
       const close = (reason: string): void => {
         const w = session;

@@ -137,7 +137,8 @@ export class LiveHub {
       }
       if (live) subtasks = live.map(subtaskView);
       else if (this.manager.find(job)) {
-        void this.sendStoredSubtasks(client, job);
+        // A store that fails to read (an I/O error) ends this browser's stream, not the coordinator.
+        this.sendStoredSubtasks(client, job).catch(() => client.res.destroy());
         client.picture = res.writableLength;
         return;
       }
