@@ -4,6 +4,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/chaos/**/*.test.ts'],
+    setupFiles: ['test/setup/crashes.ts'],
     testTimeout: 290_000,
     hookTimeout: 120_000,
   },

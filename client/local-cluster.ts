@@ -63,6 +63,12 @@ export class LocalCluster {
   coordinator: ManagedProcess | undefined;
   readonly workers: ManagedProcess[] = [];
   client!: TesseraClient;
+  /**
+   * The processes that died of an error nothing caught (an exception, or a promise rejected with no
+   * handler, which ends a Node 20 process): each as its name and Node's report of it. Their
+   * exit alone does not tell it from a kill; the tests fail on any (test/setup/crashes.ts).
+   */
+  readonly crashes: { name: string; report: string }[] = [];
   private ownsDataDir = false;
   private workerSeq = 0;
 
@@ -183,6 +189,7 @@ export class LocalCluster {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     let buf = '';
     const lastLines: string[] = [];
+    const recent: string[] = [];
     child.stderr?.on('data', (d: Buffer) => {
       // Bounded: a line that never ends is cut.
       buf = (buf + d.toString()).slice(-64 * 1024);
@@ -192,6 +199,10 @@ export class LocalCluster {
         buf = buf.slice(nl + 1);
         lastLines.push(line.slice(0, 1000));
         if (lastLines.length > 5) lastLines.shift();
+        recent.push(line.slice(0, 1000));
+        if (recent.length > 40) recent.shift();
+        // Node's last words on an uncaught error, after its report and stack.
+        if (/^Node\.js v\d+\.\d+\.\d+$/.test(line)) this.crashes.push({ name, report: recent.join('\n') });
         this.opts.onLog?.(name, line);
       }
     });
