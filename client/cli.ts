@@ -193,7 +193,7 @@ submitCommand(
       .option('--height <px>', 'scale to height', int('--height', { min: 1 }))
       .option('--fps <f>', 'output frame rate, e.g. 25 or 30000/1001 (29.97, 23.976 and 59.94 are the NTSC rates); each frame shows the picture on screen at its time', frameRate)
       .addOption(new Option('--audio-codec <codec>', 'audio codec (default: aac; opus in webm)').choices(['aac', 'opus', 'mp3', 'copy', 'none']))
-      .option('--audio-bitrate <rate>', 'audio bitrate, e.g. 96k (default: 128k)')
+      .option('--audio-bitrate <rate>', 'audio bitrate, e.g. 96k (default: 128k; opus 96k; more channels get what ffmpeg gives them, 5.1: aac 341k, opus 320k)')
       .addOption(new Option('--container <c>', 'output container (default: mp4)').choices(['mp4', 'mkv', 'webm']))
       .option('--segment-seconds <s>', 'target segment length (default: chosen from the length and the workers)', num('--segment-seconds', { positive: true })),
   videoSpec,
@@ -218,7 +218,7 @@ submitCommand(
   (c) =>
     c
       .addOption(new Option('--codec <codec>', 'output codec (default: aac, in .m4a)').choices(['aac', 'mp3', 'opus', 'flac', 'wav']))
-      .option('--bitrate <rate>', 'bitrate of aac, mp3 and opus, e.g. 192k (default: 128k; opus 96k)')
+      .option('--bitrate <rate>', 'bitrate of aac, mp3 and opus, e.g. 192k (default: 128k; opus 96k; more channels get what ffmpeg gives them, 5.1: aac 341k, opus 320k)')
       .option('--sample-rate <hz>', "output sample rate (default: the source's, where the codec takes it)", int('--sample-rate', { min: 1 }))
       .option('--channels <n>', "down-mix to N channels (default: the source's)", int('--channels', { min: 1 }))
       .option('--trim <start,end>', 'keep only [start, end) seconds', trimOption)

@@ -6,7 +6,7 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ffmpegInfo } from '../ffmpeg.js';
-import { AUDIO_CODECS, type AudioJobParams } from '../kinds/audio-params.js';
+import { AUDIO_CODECS, bitrateFor, type AudioJobParams } from '../kinds/audio-params.js';
 import type { PieceStats } from './audio-analyze.js';
 import { outputEncoding, stageBChain } from './audio-filters.js';
 import { decideLoudness, LIMITER_MARGIN_DB, limiterLevel, MIN_NORMALIZE_SECONDS, type FileRender, type LoudnessDecision } from './audio-pieces.js';
@@ -128,7 +128,7 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
       pieces: o.pieces,
       input: o.file.input,
       chain: stageBChain({ gainDb: d.gainDb, limit: d.limit, sampleRate: o.file.outRate, ffmpegMajor: ffmpegInfo().major }),
-      encoder: outputEncoding(o.params.codec, o.params.bitrate, o.file.bits, o.stats[0]?.channels),
+      encoder: outputEncoding(o.params.codec, bitrateFor(o.params.codec, o.params.bitrate, o.params.bitrateGiven ?? false, o.stats[0]?.channels ?? 0), o.file.bits, o.stats[0]?.channels),
       out,
       workDir: o.workDir,
       threads: o.threads,
@@ -246,7 +246,7 @@ async function pieceCodecLoss(o: FinishOptions, lufs: number, truePeak: number):
     pieces: [o.pieces[i]!],
     input: o.file.input,
     chain: stageBChain({ gainDb: d.gainDb, limit: d.limit, sampleRate: o.file.outRate, ffmpegMajor: ffmpegInfo().major }),
-    encoder: outputEncoding(o.params.codec, o.params.bitrate, o.file.bits, o.stats[0]?.channels),
+    encoder: outputEncoding(o.params.codec, bitrateFor(o.params.codec, o.params.bitrate, o.params.bitrateGiven ?? false, o.stats[0]?.channels ?? 0), o.file.bits, o.stats[0]?.channels),
     out: probe,
     workDir: o.workDir,
     threads: o.threads,
