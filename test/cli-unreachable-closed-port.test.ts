@@ -62,9 +62,11 @@ describe('tessera watch through a forwarder whose coordinator goes away', () => 
     // Forwards to the coordinator until `down`, then accepts and closes, as ssh -L or Docker's
     // proxy do once the far end is gone.
     let down = false;
+    let accepted = 0;
     const live = new Set<net.Socket>();
     const proxy = net.createServer((client) => {
       if (down) return closeAtOnce(client);
+      accepted++;
       const upstream = net.connect(port, host);
       live.add(client).add(upstream);
       client.pipe(upstream);
@@ -85,8 +87,12 @@ describe('tessera watch through a forwarder whose coordinator goes away', () => 
       const sub = await runCli(['submit', 'passthrough', file, '--no-wait', '--coordinator', via], { timeoutMs: 30_000 });
       expect(sub.code, sub.stderr).toBe(0);
       const id = sub.stdout.trim();
+      const before = accepted;
       const watching = runCli(['watch', id, '--coordinator', via, '--reconnect-for', '2'], { timeoutMs: 30_000 });
-      await new Promise((r) => setTimeout(r, 1500));
+      // The link goes once the watch is through it: a fixed 1.5 s was before the CLI had even
+      // connected on a busy machine, and it failed as "No connection established" (full suite).
+      for (let i = 0; i < 200 && accepted === before; i++) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 1000));
       down = true;
       for (const s of live) s.destroy();
       const r = await watching;
