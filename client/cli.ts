@@ -207,7 +207,7 @@ submitCommand(
       .option('--every <seconds>', 'one thumbnail every N seconds (this or --count is required)', num('--every', { positive: true, noDefault: true }))
       .option('--count <n>', 'N evenly spaced thumbnails', int('--count', { min: 1, noDefault: true }))
       .option('--width <px>', 'thumbnail width, 16..4096 (default: 320)', int('--width', { min: 1 }))
-      .addOption(new Option('--format <fmt>', 'image format (default: jpeg)').choices(['jpeg', 'webp']))
+      .addOption(new Option('--format <fmt>', 'image format (default: jpeg)').choices(['jpeg', 'jpg', 'webp']))
       .option('--sprite <COLSxROWS>', 'also build sprite sheets and a WebVTT file'),
   thumbnailsSpec,
 );

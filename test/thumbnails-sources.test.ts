@@ -37,8 +37,8 @@ async function nearestFrame(thumb: string, frames: Buffer[]): Promise<number> {
 }
 
 describe('thumbnails of MPEG-TS / MPEG-PS sources (keyframe every 2 s)', () => {
-  it('shows the first frame at or after each time of an MPEG-TS, and makes the one after the last keyframe', async () => {
-    // 8 s at 25 fps, keyframes at 0, 2, 4, 6 s. Every 2.5 s: 0, 2.5, 5, 7.5 -> frames 0, 63, 125, 188.
+  it('shows the frame on screen at each time of an MPEG-TS, and makes the one after the last keyframe', async () => {
+    // 8 s at 25 fps, keyframes at 0, 2, 4, 6 s. Every 2.5 s: 0, 2.5, 5, 7.5 -> frames 0, 62, 125, 187.
     const src = path.join(dir, 'capture.ts');
     await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=96x64:rate=25:duration=8', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '50', '-f', 'mpegts', src]);
     const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { every: 2.5, width: 48 }), [src], { dir });
@@ -46,18 +46,18 @@ describe('thumbnails of MPEG-TS / MPEG-PS sources (keyframe every 2 s)', () => {
     expect(run.errors).toEqual([]);
     const frames = await decodedFrames(src, 'capture');
     const thumbs = run.outputs.filter((o) => o.name.startsWith('thumb-'));
-    expect(await Promise.all(thumbs.map((t) => nearestFrame(t.path, frames)))).toEqual([0, 63, 125, 188]);
+    expect(await Promise.all(thumbs.map((t) => nearestFrame(t.path, frames)))).toEqual([0, 62, 125, 187]);
   });
 
-  it('shows the first frame at or after each time of an MPEG-TS (times before its last keyframe)', async () => {
-    // 7 s: every 2.5 s gives 0, 2.5, 5 -> frames 0, 63, 125 (before: 0, 100, 150, the next keyframes).
+  it('shows the frame on screen at each time of an MPEG-TS (times before its last keyframe)', async () => {
+    // 7 s: every 2.5 s gives 0, 2.5, 5 -> frames 0, 62, 125 (before: 0, 100, 150, the next keyframes).
     const src = path.join(dir, 'capture7.ts');
     await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=96x64:rate=25:duration=7', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '50', '-f', 'mpegts', src]);
     const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { every: 2.5, width: 48 }), [src], { dir });
     expect(run.errors).toEqual([]);
     const frames = await decodedFrames(src, 'capture7');
     const thumbs = run.outputs.filter((o) => o.name.startsWith('thumb-'));
-    expect(await Promise.all(thumbs.map((t) => nearestFrame(t.path, frames)))).toEqual([0, 63, 125]);
+    expect(await Promise.all(thumbs.map((t) => nearestFrame(t.path, frames)))).toEqual([0, 62, 125]);
     // Dense times (one decoding pass) from the keyframe before the first: every 0.6 s.
     const dense = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { every: 0.6, width: 48 }), [src], { dir });
     expect(dense.errors).toEqual([]);
@@ -65,14 +65,14 @@ describe('thumbnails of MPEG-TS / MPEG-PS sources (keyframe every 2 s)', () => {
     expect(shown).toEqual(Array.from({ length: 12 }, (_, i) => i * 15));
   });
 
-  it('shows the first frame at or after each time of an MPEG-PS (.mpg)', async () => {
+  it('shows the frame on screen at each time of an MPEG-PS (.mpg)', async () => {
     const src = path.join(dir, 'dvd.mpg');
     await runFfmpeg(['-y', '-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=96x64:rate=25:duration=7', '-c:v', 'mpeg2video', '-g', '50', '-f', 'mpeg', src]);
     const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { every: 2.5, width: 48 }), [src], { dir });
     expect(run.errors).toEqual([]);
     const frames = await decodedFrames(src, 'dvd');
     const thumbs = run.outputs.filter((o) => o.name.startsWith('thumb-'));
-    expect(await Promise.all(thumbs.map((t) => nearestFrame(t.path, frames)))).toEqual([0, 63, 125]);
+    expect(await Promise.all(thumbs.map((t) => nearestFrame(t.path, frames)))).toEqual([0, 62, 125]);
   });
 });
 
@@ -88,15 +88,16 @@ describe('thumbnails of an MPEG-TS whose video starts seconds after its audio', 
     // It failed, INVALID_ARGUMENT "ffmpeg failed: ... Numerical result out of range": the point to
     // decode from planned for 0 s (the keyframe at 3 s, less 0.1) lay after the time, a negative -t.
     expect(run.errors).toEqual([]);
-    // Times 0 and 2.5 s (before the video) show its first frame, as `ffmpeg -ss T -i late.ts -frames:v 1` does; 5 s is frame 50.
+    // Times 0 and 2.5 s (before the video) show its first frame, as `ffmpeg -ss T -i late.ts -frames:v 1` does; at 5 s
+    // (6.4 s on the capture clock, the video from 4.411 s) frame 49 is on screen, 50 comes 11 ms later.
     const frames = await decodedFrames(src, 'late');
     const thumbs = run.outputs.filter((o) => o.name.startsWith('thumb-')).sort((x, y) => x.name.localeCompare(y.name));
-    expect(await Promise.all(thumbs.slice(0, 3).map((t) => nearestFrame(t.path, frames)))).toEqual([0, 0, 50]);
+    expect(await Promise.all(thumbs.slice(0, 3).map((t) => nearestFrame(t.path, frames)))).toEqual([0, 0, 49]);
   });
 });
 
 describe('thumbnails of a video that starts after its container (audio first)', () => {
-  it('thumbnail at T is the frame `ffmpeg -ss T -i src -frames:v 1` gives, as the README says', async () => {
+  it('thumbnail at T is the frame on screen at T on the file\'s timeline (`ffmpeg -ss` of that frame\'s time), as the README says', async () => {
     // Video 0..6 s shifted to start at 1.5 s, beside audio from 0: the video stream starts at 1.5 s.
     const video = await makeVideo(dir, 'late-v.mp4', { duration: 6, width: 96, height: 64, gop: 25 });
     const audio = path.join(dir, 'late-a.m4a');
@@ -105,11 +106,13 @@ describe('thumbnails of a video that starts after its container (audio first)', 
     await runFfmpeg(['-y', '-v', 'error', '-itsoffset', '1.5', '-i', video, '-i', audio, '-map', '0:v', '-map', '1:a', '-c', 'copy', src]);
     const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { every: 1, width: 48 }), [src], { dir });
     expect(run.errors).toEqual([]);
+    // 2.0 s on the file's (and a player's) timeline is 0.5 s into the video, between frames 12
+    // (0.48 s) and 13: frame 12 is on screen, as `ffmpeg -ss 1.98` (its time) takes it.
     const ref = path.join(dir, 'late-ref.png');
-    await runFfmpeg(['-y', '-v', 'error', '-ss', '2', '-i', src, '-map', '0:v:0', '-frames:v', '1', ref]);
+    await runFfmpeg(['-y', '-v', 'error', '-ss', '1.98', '-i', src, '-map', '0:v:0', '-frames:v', '1', ref]);
     const frames = await decodedFrames(src, 'late');
     const wanted = await nearestFrame(ref, frames);
-    expect(wanted).toBe(13); // 2.0 s on the file's (and a player's) timeline: 0.5 s into the video
+    expect(wanted).toBe(12);
     // thumb-00003 is the thumbnail for 2 s (every 1 s from 0). Before: frame 50 (3.5 s, 2 s after the video's first frame).
     const third = run.outputs.find((o) => o.name === 'thumb-00003.jpg')!;
     expect(await nearestFrame(third.path, frames)).toBe(wanted);

@@ -155,7 +155,13 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile,
     throw invalidArgument(`${input.name}: every ${ctx.params.every} s over ${Number(duration.toFixed(3))} s = ${needed} thumbnails, over the limit of ${MAX_THUMBNAILS}`, input.name);
   }
   const times = thumbnailTimes(ctx.params, duration);
-  // Each thumbnail is the first frame at or after its time: more of them than frames repeat some.
+  // Each thumbnail shows the picture on screen at its time, as a player seeking there shows it:
+  // the last frame at or before it (the first, before the first). The worker takes the first frame
+  // at or after a time, as `ffmpeg -ss` does, so each is given that frame's own time. Taken as it
+  // came, a time between two frames got the later one: `--count 10` of a 10-frame clip showed
+  // frames 1-9 and 9 again, and a screen capture's 1-4 s cues the picture that came at 4 s (review thumb).
+  const shown = (t: number): number => index.frameTimes[onScreenAt(index.frameTimes, Math.min(origin + t, last))]!;
+  // More of them than frames repeat some.
   const frames = index.frameTimes.length;
   if (times.length > frames) ctx.warn(input.name, `${times.length} thumbnails asked of a video of ${frames} frame(s): ${times.length - frames} or more show the same frame as another`);
   const cues = thumbnailCues(ctx.params, times, duration);
@@ -168,9 +174,15 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile,
   // the least, the params' floor) that `ok` takes: what an advice names.
   const heightAt = (wd: number): number => Math.max(2, 2 * Math.round((wd * h) / w / 2));
   const widest = (ok: (wd: number) => boolean): number => {
-    let most = width;
-    while (most > 16 && !ok(most)) most = Math.max(16, Math.floor(most * 0.9));
-    return most;
+    // The largest that fits (a smaller width fits wherever a larger one does): stepping down a tenth
+    // at a time named 611 where 655 fit (review thumb).
+    let [lo, hi] = [16, width];
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (ok(mid)) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
   };
   const height = heightAt(width);
   // A thumbnail's height follows the video's shape too: a tall one could pass what its format
@@ -218,14 +230,14 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile,
     const slice = times.slice(p * per, (p + 1) * per);
     const plan: ThumbnailRangePlan = {
       source: input.name,
-      // Seek targets are relative to the container start; never past the last frame.
-      times: slice.map((t) => Math.min(origin + t, last) - info.startTime),
+      // Seek targets are relative to the container start: each the time of the frame it shows.
+      times: slice.map((t) => shown(t) - info.startTime),
       numbers: slice.map((_, k) => p * per + k + 1),
       cues: cues.slice(p * per, (p + 1) * per),
       width,
       height,
-      ...(keyframes && { seekFrom: slice.map((t) => Math.max(0, Math.min(seekPoint(keyframes, Math.min(origin + t, last), margin), origin + t) - info.startTime)) }),
-      ...(byNumber && { frames: slice.map((t) => frameAt(index.frameTimes, Math.min(origin + t, last))) }),
+      ...(keyframes && { seekFrom: slice.map((t) => Math.max(0, Math.min(seekPoint(keyframes, shown(t), margin), shown(t)) - info.startTime)) }),
+      ...(byNumber && { frames: slice.map((t) => onScreenAt(index.frameTimes, Math.min(origin + t, last))) }),
       ...(stream(info) !== undefined && { stream: stream(info) }),
     };
     const features = [...(plan.seekFrom ? [THUMBNAILS_SEEK_FROM_FEATURE] : []), ...(plan.frames ? [THUMBNAILS_FRAME_NUMBERS_FEATURE] : []), ...(plan.stream !== undefined ? [THUMBNAILS_STREAM_FEATURE] : [])];
@@ -260,15 +272,15 @@ const UNRELIABLE_SEEK = /^(flv|avi)$/;
 /** Most bytes of an MPEG-4 "not coded" frame (a start code, a few header bits and stuffing); any coded one is more. */
 const N_VOP_MAX_BYTES = 8;
 
-/** The number (display order, from 0) of the first frame at or after `t` in sorted `times`: the last one past them all. */
-function frameAt(times: number[], t: number): number {
+/** The number (display order, from 0) of the frame on screen at `t` in sorted `times`: the last at or before it, the first before them all. */
+export function onScreenAt(times: readonly number[], t: number): number {
   let lo = 0;
   let hi = times.length - 1;
   while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
+    const mid = (lo + hi + 1) >>> 1;
     // A microsecond of slack: ffprobe prints times to the microsecond.
-    if (times[mid]! < t - 1e-6) lo = mid + 1;
-    else hi = mid;
+    if (times[mid]! <= t + 1e-6) lo = mid;
+    else hi = mid - 1;
   }
   return lo;
 }

@@ -1,7 +1,8 @@
 /**
  * Worker side of the `thumbnails` kind: grabs the frames at a list of times from the input and
  * writes them scaled as JPEG/WebP. The frame for time t is the first one at or after t, as
- * `ffmpeg -ss t -i input -frames:v 1` gives it.
+ * `ffmpeg -ss t -i input -frames:v 1` gives it; the coordinator sends each thumbnail's frame's own
+ * time (the frame on screen at the thumbnail's time), so that it is that frame.
  *
  * Sparse times are each an input-side seek (decoding from the keyframe before it), several seeks
  * sharing one ffmpeg process, so thumbnails far apart in a long video stay cheap. Dense times (2 s
