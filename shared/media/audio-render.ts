@@ -321,7 +321,9 @@ async function writeChapters(chapters: NonNullable<FinalEncode['chapters']>, wor
 function vorbisChapters(chapters: NonNullable<FinalEncode['chapters']>): Record<string, string> {
   const out: Record<string, string> = {};
   chapters.forEach((c, i) => {
-    const ms = Math.max(0, Math.floor(c.start * 1000 + 1e-6));
+    // Rounded, as the other containers' chapters are: floored, a start a microsecond early (an MP3's
+    // stream and format starts a microsecond apart) was written a millisecond early (review aud).
+    const ms = Math.max(0, Math.round(c.start * 1000));
     const hh = String(Math.floor(ms / 3_600_000)).padStart(2, '0');
     const mm = String(Math.floor(ms / 60_000) % 60).padStart(2, '0');
     const ss = String(Math.floor(ms / 1000) % 60).padStart(2, '0');
