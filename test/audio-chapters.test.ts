@@ -167,13 +167,15 @@ test('a chapter title ending in a backslash does not swallow the next chapter of
 });
 
 test('an MP3 whose stream starts a microsecond after its container keeps its chapter starts to the millisecond in Opus', async () => {
-  // LAME's delay puts an MP3's sound at 0.025057 s and ffprobe its container at 0.025056: every
+  // LAME's delay puts an MP3's sound at 0.025057 s, and with a cover ffprobe its container at 0.025056: every
   // chapter was moved back by the microsecond, and Opus's Vorbis comments floored 7.249999 s to
   // 7.249 (MP3 and M4A outputs, whose chapters are rounded, had 7.250; review aud).
   const meta = path.join(dir, 'meta.txt');
   await writeFile(meta, ';FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=7250\ntitle=One\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=7250\nEND=15600\ntitle=Two\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=15600\nEND=20000\ntitle=Three\n');
   const src = path.join(dir, 'talk.mp3');
-  await runFfmpeg(['-f', 'lavfi', '-i', 'sine=f=500:r=44100:d=20', '-f', 'ffmetadata', '-i', meta, '-map', '0:a', '-map_chapters', '1', '-c:a', 'libmp3lame', '-y', src]);
+  await runFfmpeg(['-f', 'lavfi', '-i', 'sine=f=500:r=44100:d=20', '-f', 'ffmetadata', '-i', meta, '-f', 'lavfi', '-i', 'color=c=red:s=32x32:d=0.04', '-map', '0:a', '-map', '2:v', '-frames:v', '1', '-map_chapters', '1', '-c:a', 'libmp3lame', '-c:v', 'png', '-disposition:v', 'attached_pic', '-id3v2_version', '3', '-y', src]);
+  const starts = await runFfprobe<{ format?: { start_time?: string }; streams?: Array<{ start_time?: string }> }>(['-show_entries', 'format=start_time:stream=start_time', '-i', src]);
+  expect([starts.streams?.[0]?.start_time, starts.format?.start_time]).toEqual(['0.025057', '0.025056']);
   const r = await runAudioInProcess({ codec: 'opus', segment_seconds: 10 }, [src], path.join(dir, 'opus'));
   expect(r.errors).toEqual([]);
   expect(await chapters(r.outputs.find((o) => o.name === 'talk.opus')!.path)).toEqual([['0.000', 'One'], ['7.250', 'Two'], ['15.600', 'Three']]);
