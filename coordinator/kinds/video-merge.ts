@@ -442,8 +442,9 @@ function headerSpan(info: { startTime: number; duration: number }): StreamSpan |
  * would cost about a tenth of the encode on the critical path: the segment interiors are the encoder's
  * own output, counted on the worker and checksummed on the way here.
  */
-async function checkJoins(file: string, rec: InputPlanRecord, signal: AbortSignal): Promise<string[]> {
-  const args = ['-v', 'error', '-i', file, '-map', '0', '-c', 'copy', '-f', 'null', '-'];
+export async function checkJoins(file: string, rec: Pick<InputPlanRecord, 'input' | 'videoOffset' | 'segments' | 'container'>, signal: AbortSignal): Promise<string[]> {
+  // The picture first: in this output stream 0 is the video, the others its sound and subtitles.
+  const args = ['-v', 'error', '-i', file, '-map', '0:v:0', '-map', '0:a?', '-map', '0:s?', '-c', 'copy', '-f', 'null', '-'];
   let at = rec.videoOffset;
   for (const seg of rec.segments.slice(0, 32)) {
     // `-t` bounds what each input reads: without it ffmpeg 5 keeps decoding an input to its end
@@ -456,20 +457,21 @@ async function checkJoins(file: string, rec: InputPlanRecord, signal: AbortSigna
   // for a broken join.
   rec.segments.slice(0, 32).forEach((_, k) => args.push('-map', `${k + 1}:v:0`, '-frames:v', '8', fpsModeFlag(), 'passthrough', '-enc_time_base:v', '-1', '-f', 'null', '-'));
   const { stderr } = await runFfmpeg(args, { signal, input: rec.input });
-  return stderr.split('\n').filter((l) => l.trim().length > 0 && !(rec.container !== 'mp4' && sameMillisecond(l)));
+  return stderr.split('\n').filter((l) => l.trim().length > 0 && !(rec.container !== 'mp4' && sameMillisecondSound(l)));
 }
 
 /**
- * The null muxer's complaint of two packets of one track at the same time (`... dts to muxer in
+ * The null muxer's complaint of two packets of a sound track at the same time (`... dts to muxer in
  * stream 1: 2206 >= 2206`). Matroska and WebM time packets to the millisecond and allow that (their
  * muxer takes it as it is): where a source's clock restarts (two MPEG-TS recordings joined), the
  * second recording's sound may begin up to a frame before the first's last frame, and a copied
  * track then has two frames on one millisecond, as a single `ffmpeg -c:a copy out.mkv` writes them.
- * The null muxer only logs it and reads on. A time going back is still a broken join.
+ * The null muxer only logs it and reads on. Two pictures on one millisecond (stream 0 of every
+ * output here), or a time going back, is still a broken join.
  */
-function sameMillisecond(line: string): boolean {
-  const m = /non monotonically increasing dts to muxer in stream \d+: (-?\d+) >= (-?\d+)/.exec(line);
-  return m !== null && m[1] === m[2];
+function sameMillisecondSound(line: string): boolean {
+  const m = /non monotonically increasing dts to muxer in stream (\d+): (-?\d+) >= (-?\d+)/.exec(line);
+  return m !== null && m[1] !== '0' && m[2] === m[3];
 }
 
 function keyOf(p: VideoSubtaskPlan): string {
