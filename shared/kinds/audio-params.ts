@@ -307,6 +307,15 @@ export function outputChannels(params: AudioJobParams, sourceChannels: number, s
   return sourceChannels;
 }
 
+/** The channels of a layout an output is converted to (one of the tables here), or undefined. */
+export function layoutChannelCount(layout: string): number | undefined {
+  if (LAYOUT_CHANNELS[layout]) return LAYOUT_CHANNELS[layout]!.length;
+  for (const table of [OPUS_LAYOUTS, CHANNEL_LAYOUTS]) {
+    for (const [n, name] of Object.entries(table)) if (name === layout) return Number(n);
+  }
+  return undefined;
+}
+
 /** The channels of ffmpeg's named layouts (5.1 and earlier), for what a conversion keeps. */
 const LAYOUT_CHANNELS: Readonly<Record<string, readonly string[]>> = {
   mono: ['FC'], stereo: ['FL', 'FR'], '2.1': ['FL', 'FR', 'LFE'], '3.0': ['FL', 'FR', 'FC'], '3.0(back)': ['FL', 'FR', 'BC'],

@@ -6,7 +6,7 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ffmpegInfo } from '../ffmpeg.js';
-import { AUDIO_CODECS, bitrateFor, type AudioJobParams } from '../kinds/audio-params.js';
+import { AUDIO_CODECS, bitrateFor, layoutChannelCount, type AudioJobParams } from '../kinds/audio-params.js';
 import type { PieceStats } from './audio-analyze.js';
 import { outputEncoding, stageBChain } from './audio-filters.js';
 import { decideLoudness, LIMITER_MARGIN_DB, limiterLevel, MIN_NORMALIZE_SECONDS, type FileRender, type LoudnessDecision } from './audio-pieces.js';
@@ -80,6 +80,15 @@ export function joinStats(stats: PieceStats[]): { energy: number[]; samples: num
   return { energy, samples, truePeak, frames };
 }
 
+/**
+ * The channels the output is written with: those of the layout it is converted to (a 2.1 source
+ * written as Opus's 5.1), else the pieces'. The default bitrate follows them (review self: the 2.1
+ * source was given the bitrate of three channels, written as six).
+ */
+function writtenChannels(o: Pick<FinishOptions, 'file' | 'stats'>): number {
+  return (o.file.outLayout ? layoutChannelCount(o.file.outLayout) : undefined) ?? o.stats[0]?.channels ?? 0;
+}
+
 export interface FinishOptions {
   params: AudioJobParams;
   file: FileRender;
@@ -128,7 +137,7 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
       pieces: o.pieces,
       input: o.file.input,
       chain: stageBChain({ gainDb: d.gainDb, limit: d.limit, sampleRate: o.file.outRate, ffmpegMajor: ffmpegInfo().major }),
-      encoder: outputEncoding(o.params.codec, bitrateFor(o.params.codec, o.params.bitrate, o.params.bitrateGiven ?? false, o.stats[0]?.channels ?? 0), o.file.bits, o.stats[0]?.channels),
+      encoder: outputEncoding(o.params.codec, bitrateFor(o.params.codec, o.params.bitrate, o.params.bitrateGiven ?? false, writtenChannels(o)), o.file.bits, o.stats[0]?.channels),
       out,
       workDir: o.workDir,
       threads: o.threads,
@@ -246,7 +255,7 @@ async function pieceCodecLoss(o: FinishOptions, lufs: number, truePeak: number):
     pieces: [o.pieces[i]!],
     input: o.file.input,
     chain: stageBChain({ gainDb: d.gainDb, limit: d.limit, sampleRate: o.file.outRate, ffmpegMajor: ffmpegInfo().major }),
-    encoder: outputEncoding(o.params.codec, bitrateFor(o.params.codec, o.params.bitrate, o.params.bitrateGiven ?? false, o.stats[0]?.channels ?? 0), o.file.bits, o.stats[0]?.channels),
+    encoder: outputEncoding(o.params.codec, bitrateFor(o.params.codec, o.params.bitrate, o.params.bitrateGiven ?? false, writtenChannels(o)), o.file.bits, o.stats[0]?.channels),
     out: probe,
     workDir: o.workDir,
     threads: o.threads,
