@@ -150,6 +150,9 @@ describe('audio inputs at the edges', () => {
     }]);
     const asked = await runAudioInProcess({ codec: 'flac', sample_rate: 48000 }, [one], path.join(dir, 'one-flac48'));
     expect(asked.errors[0]?.message).toMatch(/too short to resample from 44100 Hz to 48000 Hz .*; leave sample_rate out to keep 44100 Hz$/);
+    // Asked of Opus, which takes no 44.1 kHz, leaving it out would not keep it (review self).
+    const opusAsked = await runAudioInProcess({ codec: 'opus', sample_rate: 48000 }, [one], path.join(dir, 'one-opus48'));
+    expect(opusAsked.errors[0]?.message).toMatch(/; opus cannot take 44100 Hz: choose a codec that keeps it \(aac, mp3, flac, wav\)$/);
     // At its own rate it is encoded, its one sample kept.
     const flac = await runAudioInProcess({ codec: 'flac' }, [one], path.join(dir, 'one-flac'));
     expect(flac.errors).toEqual([]);

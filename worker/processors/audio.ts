@@ -33,7 +33,8 @@ export const SEGMENT_BODY = 'body.wav';
 function tooShortToResample(f: { sourceRate?: number; outRate: number; trim?: unknown }, p: AudioJobParams): string | undefined {
   if (f.trim || !f.sourceRate || f.sourceRate === f.outRate) return undefined;
   const keeping = Object.entries(AUDIO_CODECS).filter(([, c]) => c.sampleRates.length === 0 || c.sampleRates.includes(f.sourceRate!)).map(([name]) => name);
-  const keep = p.sampleRate ? `leave sample_rate out to keep ${f.sourceRate} Hz` : `${p.codec} cannot take ${f.sourceRate} Hz: choose a codec that keeps it (${keeping.join(', ')})`;
+  // Leaving sample_rate out keeps the source's rate only where the codec takes it (Opus takes no 44.1 kHz).
+  const keep = p.sampleRate && keeping.includes(p.codec) ? `leave sample_rate out to keep ${f.sourceRate} Hz` : `${p.codec} cannot take ${f.sourceRate} Hz: choose a codec that keeps it (${keeping.join(', ')})`;
   return `it is too short to resample from ${f.sourceRate} Hz to ${f.outRate} Hz (ffmpeg's resampler gives no samples for under about half a millisecond of audio); ${keep}`;
 }
 
