@@ -7,7 +7,6 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/upgrade/**/*.test.ts'],
-    setupFiles: ['test/setup/crashes.ts'],
     testTimeout: 300_000,
     hookTimeout: 900_000,
     fileParallelism: false,

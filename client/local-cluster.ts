@@ -53,6 +53,8 @@ export interface ManagedProcess {
   exited: Promise<number | null>;
   /** Its last lines on stderr (a few), to say why it stopped. */
   lastLines: string[];
+  /** Its output streams closed after its exit (what it wrote last has been read). */
+  closed: Promise<void>;
 }
 
 export class LocalCluster {
@@ -65,8 +67,9 @@ export class LocalCluster {
   client!: TesseraClient;
   /**
    * The processes that died of an error nothing caught (an exception, or a promise rejected with no
-   * handler, which ends a Node 20 process): each as its name and Node's report of it. Their
-   * exit alone does not tell it from a kill; the tests fail on any (test/setup/crashes.ts).
+   * handler, which ends a Node 20 process): each as its name and Node's report of it, told by that
+   * report on its stderr and an exit status of its own (not a signal, not 0: a worker whose processor
+   * child died so, on the same stderr, lives on). The tests fail on any (test/setup/crashes.ts).
    */
   readonly crashes: { name: string; report: string }[] = [];
   private ownsDataDir = false;
@@ -187,6 +190,13 @@ export class LocalCluster {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let report: string | undefined;
+    const closed = new Promise<void>((resolve) =>
+      child.once('close', (code) => {
+        if (report !== undefined && code !== null && code !== 0) this.crashes.push({ name, report });
+        resolve();
+      }),
+    );
     let buf = '';
     const lastLines: string[] = [];
     const recent: string[] = [];
@@ -202,12 +212,12 @@ export class LocalCluster {
         recent.push(line.slice(0, 1000));
         if (recent.length > 40) recent.shift();
         // Node's last words on an uncaught error, after its report and stack.
-        if (/^Node\.js v\d+\.\d+\.\d+$/.test(line)) this.crashes.push({ name, report: recent.join('\n') });
+        if (/^Node\.js v\d+\.\d+\.\d+$/.test(line)) report = recent.join('\n');
         this.opts.onLog?.(name, line);
       }
     });
     child.stdout?.resume();
-    return { name, child, exited, lastLines };
+    return { name, child, exited, lastLines, closed };
   }
 
   private stopped = false;
@@ -226,6 +236,9 @@ export class LocalCluster {
         clearTimeout(t);
       }),
     );
+    // What each wrote last is read (its crash report, if any), or given up on after 2 s (a child
+    // of its still holding the pipe).
+    await Promise.all(all.map((p) => Promise.race([p.closed, sleep(2000, undefined, { ref: false })])));
     if (this.ownsDataDir) await rm(this.dataDir, { recursive: true, force: true });
   }
 }
