@@ -105,7 +105,13 @@ function warnDamaged(ctx: MergeContext<ThumbnailJobParams>, input: string, mine:
     if (!result?.damaged?.length) continue;
     damage ??= result.damage;
     const plan = r.plan as ThumbnailRangePlan;
-    for (const n of result.damaged) at.set(n, plan.times[plan.numbers.indexOf(n)] ?? NaN);
+    // Each thumbnail's own time (its cue's start; the middle of its slice with --count), not the
+    // time of the frame it shows, which is sent to the worker: on a screen capture seconds apart.
+    for (const n of result.damaged) {
+      const k = plan.numbers.indexOf(n);
+      const cue = plan.cues[k];
+      at.set(n, cue ? (ctx.params.count ? (cue[0] + cue[1]) / 2 : cue[0]) : (plan.times[k] ?? NaN));
+    }
   }
   if (at.size === 0) return;
   const numbers = [...at.keys()].sort((a, b) => a - b);
