@@ -122,7 +122,7 @@ export function outputEncoding(codec: AudioCodec, bitrate: number, bits: 16 | 24
   if (info.lossy) args.push('-b:a', String(bitrate));
   // bitexact: no encoder-version tags, so identical samples give identical lossless files.
   if (!info.lossy) args.push('-flags', '+bitexact', '-fflags', '+bitexact');
-  return { codec: args, format: codec === 'aac' ? 'mp4' : codec === 'opus' ? 'ogg' : codec, muxerOptions: { ...info.muxerOptions } };
+  return { codec: args, format: codec === 'aac' ? 'ipod' : codec === 'opus' ? 'ogg' : codec, muxerOptions: { ...info.muxerOptions } };
 }
 
 /** An {@link OutputEncoding} as one command line's arguments (encoder, muxer options, `-f`). */
