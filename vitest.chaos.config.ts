@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/chaos/**/*.test.ts'],
-    setupFiles: ['test/setup/crashes.ts'],
+    env: { TESSERA_FAIL_ON_CRASH: '1' },
     testTimeout: 290_000,
     hookTimeout: 120_000,
   },

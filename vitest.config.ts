@@ -4,8 +4,8 @@ export default defineConfig({
   test: {
     include: ['shared/**/*.test.ts', 'coordinator/**/*.test.ts', 'worker/**/*.test.ts', 'client/**/*.test.ts', 'test/**/*.test.ts'],
     exclude: ['dist/**', 'node_modules/**', 'test/chaos/**', 'test/upgrade/**'],
-    // A cluster process that died of an uncaught error fails the test that stops it.
-    setupFiles: ['test/setup/crashes.ts'],
+    // A cluster process that died of an uncaught error fails the test that stops it (LocalCluster).
+    env: { TESSERA_FAIL_ON_CRASH: '1' },
     testTimeout: 120_000,
     hookTimeout: 60_000,
     // Integration tests start real processes and wait on TTLs, reconnects and slow links: a third

@@ -29,6 +29,11 @@ export interface LocalClusterOptions {
   dataDir?: string;
   env?: NodeJS.ProcessEnv;
   logLevel?: string;
+  /**
+   * Whether `stop()` throws when a process died of an uncaught error (see `crashes`). Default: the
+   * environment's TESSERA_FAIL_ON_CRASH=1, which the test suite sets (vitest.config.ts).
+   */
+  failOnCrash?: boolean;
   /** Where child stderr goes: 'ignore' (default), 'inherit', or a callback per line. */
   onLog?: (who: string, line: string) => void;
   /** Credentials and token of `client` (TLS and token clusters). */
@@ -69,7 +74,7 @@ export class LocalCluster {
    * The processes that died of an error nothing caught (an exception, or a promise rejected with no
    * handler, which ends a Node 20 process): each as its name and Node's report of it, told by that
    * report on its stderr and an exit status of its own (not a signal, not 0: a worker whose processor
-   * child died so, on the same stderr, lives on). The tests fail on any (test/setup/crashes.ts).
+   * child died so, on the same stderr, lives on). With `failOnCrash`, `stop()` throws on any.
    */
   readonly crashes: { name: string; report: string }[] = [];
   private ownsDataDir = false;
@@ -239,6 +244,11 @@ export class LocalCluster {
     // What each wrote last is read (its crash report, if any), or given up on after 2 s (a child
     // of its still holding the pipe).
     await Promise.all(all.map((p) => Promise.race([p.closed, sleep(2000, undefined, { ref: false })])));
+    // The test suite fails on a crash its own assertions did not see: a coordinator ended by an
+    // unhandled rejection went unnoticed by every test (review soak).
+    if ((this.opts.failOnCrash ?? process.env['TESSERA_FAIL_ON_CRASH'] === '1') && this.crashes.length > 0) {
+      throw new Error(`cluster process(es) died of an uncaught error:\n${this.crashes.map((c) => `--- ${c.name}\n${c.report}`).join('\n')}`);
+    }
     if (this.ownsDataDir) await rm(this.dataDir, { recursive: true, force: true });
   }
 }
