@@ -45,6 +45,8 @@ test("a source's chapters are kept in the output, as one ffmpeg run keeps them (
     expect(r.errors).toEqual([]);
     const out = r.outputs.find((o) => o.name.startsWith('book.'))!;
     expect(await chapters(out.path), `${out.name} (${JSON.stringify(raw)})`).toEqual(want);
+    // An .m4a as `ffmpeg out.m4a` writes it (the ipod muxer): brand M4A, not MP4's isom.
+    if (raw.codec === 'aac') expect((await runFfprobe<{ format?: { tags?: { major_brand?: string } } }>(['-show_entries', 'format_tags=major_brand', '-i', out.path])).format?.tags?.major_brand).toBe('M4A ');
   }
   // Trimmed, normalised and measured as it is encoded (the tee muxer): the second chapter starts 1 s
   // in; the first, cut to its last second, starts the file.
