@@ -242,7 +242,7 @@ async function planInput(ctx: PlanContext<ThumbnailJobParams>, given: SpoolFile,
       cues: cues.slice(p * per, (p + 1) * per),
       width,
       height,
-      ...(keyframes && { seekFrom: slice.map((t) => Math.max(0, Math.min(seekPoint(keyframes, shown(t), margin), shown(t)) - info.startTime)) }),
+      ...(keyframes && { seekFrom: slice.map((t) => shown(t)).map((at) => Math.max(0, Math.min(seekPoint(keyframes, at, margin), at) - info.startTime)) }),
       ...(byNumber && { frames: slice.map((t) => onScreenAt(index.frameTimes, Math.min(origin + t, last))) }),
       ...(stream(info) !== undefined && { stream: stream(info) }),
     };

@@ -271,7 +271,7 @@ function seconds(field: string, v: unknown): number {
 }
 
 /** The sample rate the output will have for a source rate (the codec may force a supported one). */
-export function outputSampleRate(params: AudioJobParams, sourceRate: number): number {
+export function outputSampleRate(params: Pick<AudioJobParams, 'sampleRate' | 'codec'>, sourceRate: number): number {
   const want = params.sampleRate || sourceRate;
   const allowed = AUDIO_CODECS[params.codec].sampleRates;
   if (allowed.length === 0 || allowed.includes(want)) return want;
@@ -297,7 +297,7 @@ const ENCODER_RATE_ORDER: Partial<Record<AudioCodec, readonly number[]>> = {
  * The channel count of the output for a source count (mp3 cannot hold more than two; an Opus output
  * of a source with an LFE its own count's layout has no place for takes 5.1, see opusLayoutFor).
  */
-export function outputChannels(params: AudioJobParams, sourceChannels: number, sourceLayout = ''): number {
+export function outputChannels(params: Pick<AudioJobParams, 'channels' | 'codec'>, sourceChannels: number, sourceLayout = ''): number {
   if (params.channels) return params.channels;
   if (params.codec === 'mp3' && sourceChannels > 2) return 2;
   if (params.codec === 'opus') {

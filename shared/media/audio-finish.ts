@@ -81,12 +81,13 @@ export function joinStats(stats: PieceStats[]): { energy: number[]; samples: num
 }
 
 /**
- * The channels the output is written with: those of the layout it is converted to (a 2.1 source
- * written as Opus's 5.1), else the pieces'. The default bitrate follows them (review self: the 2.1
- * source was given the bitrate of three channels, written as six).
+ * The output's encoder and muxer. Its default bitrate follows the channels written: those of the
+ * layout it is converted to (a 2.1 source written as Opus's 5.1), else the pieces' (review self:
+ * the 2.1 source was given the bitrate of three channels, written as six).
  */
-function writtenChannels(o: Pick<FinishOptions, 'file' | 'stats'>): number {
-  return (o.file.outLayout ? layoutChannelCount(o.file.outLayout) : undefined) ?? o.stats[0]?.channels ?? 0;
+function encodingOf(o: Pick<FinishOptions, 'params' | 'file' | 'stats'>): ReturnType<typeof outputEncoding> {
+  const written = (o.file.outLayout ? layoutChannelCount(o.file.outLayout) : undefined) ?? o.stats[0]?.channels ?? 0;
+  return outputEncoding(o.params.codec, bitrateFor(o.params.codec, o.params.bitrate, o.params.bitrateGiven ?? false, written), o.file.bits, o.stats[0]?.channels);
 }
 
 export interface FinishOptions {
@@ -137,7 +138,7 @@ export async function finishFile(o: FinishOptions): Promise<{ report: FileReport
       pieces: o.pieces,
       input: o.file.input,
       chain: stageBChain({ gainDb: d.gainDb, limit: d.limit, sampleRate: o.file.outRate, ffmpegMajor: ffmpegInfo().major }),
-      encoder: outputEncoding(o.params.codec, bitrateFor(o.params.codec, o.params.bitrate, o.params.bitrateGiven ?? false, writtenChannels(o)), o.file.bits, o.stats[0]?.channels),
+      encoder: encodingOf(o),
       out,
       workDir: o.workDir,
       threads: o.threads,
@@ -255,7 +256,7 @@ async function pieceCodecLoss(o: FinishOptions, lufs: number, truePeak: number):
     pieces: [o.pieces[i]!],
     input: o.file.input,
     chain: stageBChain({ gainDb: d.gainDb, limit: d.limit, sampleRate: o.file.outRate, ffmpegMajor: ffmpegInfo().major }),
-    encoder: outputEncoding(o.params.codec, bitrateFor(o.params.codec, o.params.bitrate, o.params.bitrateGiven ?? false, writtenChannels(o)), o.file.bits, o.stats[0]?.channels),
+    encoder: encodingOf(o),
     out: probe,
     workDir: o.workDir,
     threads: o.threads,

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { status } from '../../shared/grpc-status.js';
 import { invalidArgument, statusFromName, TesseraError } from '../../shared/errors.js';
 import type { ItemFailure, ProcessContext, ProcessOutput, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
-import { AUDIO_CODECS, audioParamsFromSpec, type AudioJobParams } from '../../shared/kinds/audio-params.js';
+import { AUDIO_CODECS, audioParamsFromSpec, outputSampleRate, type AudioCodec, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { analyzePiece } from '../../shared/media/audio-analyze.js';
 import { stageAChain } from '../../shared/media/audio-filters.js';
 import { finishFile, type FileReport } from '../../shared/media/audio-finish.js';
@@ -32,7 +32,7 @@ export const SEGMENT_BODY = 'body.wav';
  */
 function tooShortToResample(f: { sourceRate?: number; outRate: number; trim?: unknown }, p: AudioJobParams): string | undefined {
   if (f.trim || !f.sourceRate || f.sourceRate === f.outRate) return undefined;
-  const keeping = Object.entries(AUDIO_CODECS).filter(([, c]) => c.sampleRates.length === 0 || c.sampleRates.includes(f.sourceRate!)).map(([name]) => name);
+  const keeping = (Object.keys(AUDIO_CODECS) as AudioCodec[]).filter((codec) => outputSampleRate({ codec, sampleRate: 0 }, f.sourceRate!) === f.sourceRate);
   // Leaving sample_rate out keeps the source's rate only where the codec takes it (Opus takes no 44.1 kHz).
   const keep = p.sampleRate && keeping.includes(p.codec) ? `leave sample_rate out to keep ${f.sourceRate} Hz` : `${p.codec} cannot take ${f.sourceRate} Hz: choose a codec that keeps it (${keeping.join(', ')})`;
   return `it is too short to resample from ${f.sourceRate} Hz to ${f.outRate} Hz (ffmpeg's resampler gives no samples for under about half a millisecond of audio); ${keep}`;

@@ -14,7 +14,7 @@ import { dataLoss, invalidArgument, TesseraError } from '../../shared/errors.js'
 import { DECODE_ERROR, decoderComplaint, decoderThreads, fpsModeFlag, runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../../shared/job-kind.js';
 import { parseVideoParams, rateExpression, type VideoJobParams } from '../../shared/kinds/video-params.js';
-import { bitrateFor, layoutChannelCount, opusLayoutFor } from '../../shared/kinds/audio-params.js';
+import { bitrateFor, outputChannels, type AudioCodec } from '../../shared/kinds/audio-params.js';
 import { probeMedia } from '../../shared/media/probe.js';
 import { audioEncoderArgs, ORIENTATION_FILTERS, rotationFilters, videoEncoderArgs } from '../../shared/media/video-encode.js';
 import { chunkFormatOf, colourFilter, colourProblem, shownTime, type VideoAudioPlan, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
@@ -238,12 +238,8 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
   return { outputs: [{ name: path.basename(out), path: out, source: plan.source }], result };
 }
 
-/** The channels an audio track is written with: MP3 holds two; Opus takes a 2.1 or 3.1 track as 5.1 (see audioEncoderArgs). */
-function writtenAudioChannels(encoder: string, channels: number, layout: string): number {
-  if (encoder === 'libmp3lame') return Math.min(2, channels);
-  if (encoder === 'libopus') return layoutChannelCount(opusLayoutFor(channels, layout) ?? '') ?? channels;
-  return channels;
-}
+/** The audio kind's codec of each encoder the video kind's audio uses: the channels it writes (MP3 two, Opus a 2.1 track as 5.1) are the same. */
+const AUDIO_CODEC_OF: Readonly<Record<string, AudioCodec>> = { aac: 'aac', libopus: 'opus', libmp3lame: 'mp3' };
 
 /** Encodes the audio track once; exported for in-process tests. */
 export async function encodeAudio(ctx: ProcessContext<VideoJobParams>, plan: VideoAudioPlan): Promise<ProcessResult> {
@@ -254,7 +250,7 @@ export async function encodeAudio(ctx: ProcessContext<VideoJobParams>, plan: Vid
   // MP4-family files carry the encoder delay in an edit list, so the track starts at 0 when demuxed.
   const { ext, muxer } = AUDIO_INTERMEDIATE[plan.encoder] ?? AUDIO_INTERMEDIATE['aac']!;
   const out = path.join(ctx.workDir, `audio-${plan.input}.${ext}`);
-  const args = ['-y', '-i', src.path, '-map', '0:a:0', '-vn', ...audioEncoderArgs(plan.encoder, bitrateFor(plan.encoder, ctx.params.audioBitrate, ctx.params.audioBitrateGiven ?? false, writtenAudioChannels(plan.encoder, channels, plan.sourceLayout ?? '')), channels, plan.sourceLayout), '-f', muxer, out];
+  const args = ['-y', '-i', src.path, '-map', '0:a:0', '-vn', ...audioEncoderArgs(plan.encoder, bitrateFor(plan.encoder, ctx.params.audioBitrate, ctx.params.audioBitrateGiven ?? false, outputChannels({ codec: AUDIO_CODEC_OF[plan.encoder] ?? 'aac', channels: 0 }, channels, plan.sourceLayout)), channels, plan.sourceLayout), '-f', muxer, out];
   await runFfmpeg(args, {
     signal,
     input: plan.source,
