@@ -5,7 +5,7 @@
  * A subtitle track ffmpeg cannot carry over is left out, and the job says so.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -49,6 +49,23 @@ it('tessera submit video --lossless writes a file whose every decoded picture is
   const both = await runCli(['submit', 'video', src, '--lossless', '--crf', '20', '-o', out, '--coordinator', cluster.address]);
   expect(both.code).toBe(2);
   expect(both.stderr).toContain('lossless: has no crf');
+});
+
+it('tessera submit video --passes reaches the workers: one pass makes another file than the default two, and a crf takes none', async () => {
+  const src = await makeVideo(dir, 'clip.mp4', { duration: 2, width: 96, height: 64 });
+  const made: Buffer[] = [];
+  for (const passes of [[], ['--passes', '1']]) {
+    const out = path.join(dir, `out${made.length}`);
+    const r = await runCli(['submit', 'video', src, '--bitrate', '100k', ...passes, '--preset', 'ultrafast', '--audio-codec', 'none', '--segment-seconds', '1', '-o', out, '--no-progress', '--coordinator', cluster.address]);
+    expect(r.code, r.stderr).toBe(0);
+    made.push(await readFile(path.join(out, 'clip.mp4')));
+  }
+  // x264 is deterministic: the same settings make the same bytes.
+  expect(made[0]!.equals(made[1]!)).toBe(false);
+  const crf = await runCli(['submit', 'video', src, '--crf', '20', '--passes', '2', '-o', path.join(dir, 'crf'), '--coordinator', cluster.address]);
+  expect([crf.code, crf.stderr]).toEqual([2, expect.stringContaining('passes: only with bitrate (a crf encode takes one pass)')]);
+  const three = await runCli(['submit', 'video', src, '--bitrate', '1M', '--passes', '3', '-o', path.join(dir, 'three'), '--coordinator', cluster.address]);
+  expect([three.code, three.stderr]).toEqual([2, expect.stringContaining("argument '3' is invalid. Allowed choices are 1, 2.")]);
 });
 
 it('tessera submit thumbnails and video take several videos: each gets its own outputs, a taken name a number', async () => {

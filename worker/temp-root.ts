@@ -54,7 +54,9 @@ export function defaultTempRoot(name: string): string {
   // name under the file system's 255 bytes: past about 222 the worker failed at start, blaming TMPDIR.
   let part = name.replace(/[^\w.-]/g, '_');
   if (part.length > MAX_NAME_PART) part = `${part.slice(0, MAX_NAME_PART - 9)}~${createHash('sha1').update(name).digest('hex').slice(0, 8)}`;
-  return path.join(os.tmpdir(), `${TEMP_PREFIX}${part}-${process.pid}-r${randomBytes(4).toString('hex')}`);
+  // Absolute even under a relative TMPDIR: encodes run ffmpeg in their own folder (a two-pass
+  // encode's statistics files), where every other path they name must still be found.
+  return path.resolve(os.tmpdir(), `${TEMP_PREFIX}${part}-${process.pid}-r${randomBytes(4).toString('hex')}`);
 }
 
 /** Most characters of a worker's name in its temp root's name (the rest: prefix, PID, random part). */

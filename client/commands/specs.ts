@@ -126,6 +126,7 @@ export function videoSpec(o: Opts): JobSpec {
       codec: o['codec'] as string | undefined,
       crf: o['crf'] as number | undefined,
       bitrate: o['bitrate'] as string | undefined,
+      passes: o['passes'] === undefined ? undefined : Number(o['passes']),
       preset: o['preset'] as string | undefined,
       width: o['width'] as number | undefined,
       height: o['height'] as number | undefined,

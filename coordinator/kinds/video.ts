@@ -17,7 +17,7 @@ import { invalidArgument } from '../../shared/errors.js';
 import { ENCODER_LIMITS, encoderMisfit, MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { AUDIO_CODECS, aacRateWritten, bitrateProblem, mp3RateWritten } from '../../shared/kinds/audio-params.js';
 import { alphaInUse, decoderStartsAt, endsEarlyWarning, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
-import { orientationFilters, outputSize, rotationFilters } from '../../shared/media/video-encode.js';
+import { orientationFilters, outputSize, rotationFilters, TWO_PASS_ENCODERS } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, VIDEO_ORIENT_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
 import { HandOff } from '../hand-off.js';
@@ -194,6 +194,11 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   // A clock that restarts (two recordings joined, a DVD recorder's cells) places no frame by its
   // times: cut into segments, frames were lost (DATA_LOSS); one segment decodes it as ffmpeg does.
   const count = index.discontinuous ? 1 : segmentCount(span, ctx.cluster.slots, params.segmentSeconds);
+  // A bitrate's second pass only where the encoder takes one (TWO_PASS_ENCODERS): the segments of the
+  // others start their rate control afresh, which starves the half second after each join.
+  if (params.passes === 2 && !TWO_PASS_ENCODERS.has(encoder) && count > 1) {
+    ctx.warn(name, `${encoder} encodes each segment in one pass at a set bitrate: the quality dips for about half a second after ${count === 2 ? 'the segment join' : `each of the ${count - 1} segment joins`} (--crf keeps it even)`);
+  }
   // Snap to a keyframe only when it is close: an uneven split costs encode time on the critical path,
   // while a range that starts between keyframes only decodes (much cheaper) a few frames it drops.
   const segmentOptions = { count, snapTolerance: (0.03 * span) / count };
@@ -329,7 +334,8 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
       items: [name],
       requires: { encoders: [encoder], ...(features.length > 0 && { features }) },
       // Generous: a veryslow 4K encode runs far below real time; the runtime's default may not fit.
-      timeoutMs: Math.max(600_000, (seg.end - seg.start) * 60_000),
+      // A two-pass encode (a bitrate's) takes up to twice as long.
+      timeoutMs: Math.max(600_000, (seg.end - seg.start) * 60_000 * ctx.params.passes),
     });
   }
 

@@ -14,7 +14,7 @@ function rejection(raw: Record<string, unknown>): TesseraError {
 describe('parseVideoParams', () => {
   it('applies defaults: h264 crf 23 medium, aac 128k, mp4, automatic segments', () => {
     expect(parseVideoParams({})).toEqual({
-      codec: 'h264', crf: 23, bitrate: undefined, lossless: false, preset: 'medium', width: 0, height: 0, fps: 0,
+      codec: 'h264', crf: 23, bitrate: undefined, passes: 1, lossless: false, preset: 'medium', width: 0, height: 0, fps: 0,
       audioCodec: 'aac', audioBitrate: 128000, audioBitrateGiven: false, container: 'mp4', segmentSeconds: 0,
     });
   });
@@ -27,6 +27,8 @@ describe('parseVideoParams', () => {
   it('takes a bitrate instead of a crf', () => {
     const p = parseVideoParams({ codec: 'vp9', bitrate: '1.5M', container: 'webm', audio_codec: 'opus', audio_bitrate: '96k' });
     expect([p.crf, p.bitrate, p.audioBitrate]).toEqual([undefined, 1_500_000, 96_000]);
+    // Two passes per segment unless one is asked.
+    expect([p.passes, parseVideoParams({ bitrate: '2M', passes: 1 }).passes, parseVideoParams({ bitrate: '2M', passes: 2 }).passes]).toEqual([2, 1, 2]);
     expect(parseBitrate('800k')).toBe(800_000);
     expect(parseBitrate('2 M')).toBe(2_000_000);
     expect(parseBitrate('fast')).toBeNaN();
@@ -58,6 +60,10 @@ describe('parseVideoParams', () => {
     [{ codec: 'vp9', container: 'webm', audio_codec: 'aac' }, 'audio_codec: webm cannot hold aac audio'],
     [{ container: 'avi' }, 'container: "avi" is not one of mp4, mkv, webm'],
     [{ segment_seconds: 0.2 }, 'segment_seconds: 0.2 is outside 1..3600'],
+    [{ passes: 2 }, 'passes: only with bitrate (a crf encode takes one pass)'],
+    [{ passes: 1, lossless: true }, 'passes: only with bitrate (a lossless encode takes one pass)'],
+    [{ passes: 3, bitrate: '1M' }, 'passes: 3 is not 1 or 2 (0 = the default: 2 with a bitrate)'],
+    [{ passes: 'two', bitrate: '1M' }, 'video.passes: expected a number'],
   ])('rejects %j naming the field', (raw, message) => {
     const err = rejection(raw);
     expect(err).toBeInstanceOf(TesseraError);

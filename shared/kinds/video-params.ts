@@ -19,6 +19,11 @@ export interface VideoJobParams {
   lossless: boolean;
   /** Target bitrate in bits/s; undefined in CRF mode. */
   bitrate: number | undefined;
+  /**
+   * Encoding passes per segment: 2 by default with a bitrate (a first pass measures the segment so
+   * the second spends the rate where its pictures need it), 1 otherwise.
+   */
+  passes: 1 | 2;
   /** Encoder speed preset in x264 names (ultrafast..veryslow), mapped per encoder by the worker. */
   preset: string;
   /** Requested box (0 = unconstrained); aspect is kept and dimensions are even. */
@@ -149,7 +154,7 @@ export function rateExpression(fps: number): string {
 export function parseVideoParams(raw: Partial<VideoParams__Output> | null | undefined): VideoJobParams {
   const p = checkFieldTypes('video', raw, {
     codec: 'string', crf: 'number', bitrate: 'string', preset: 'string', width: 'number', height: 'number', fps: 'number',
-    audio_codec: 'string', audio_bitrate: 'string', container: 'string', segment_seconds: 'number', lossless: 'boolean',
+    audio_codec: 'string', audio_bitrate: 'string', container: 'string', segment_seconds: 'number', lossless: 'boolean', passes: 'number',
   }) as Partial<VideoParams__Output>;
   // The container first: WebM's defaults are its own codecs (VP9 and Opus), not MP4's.
   const container = (p.container || 'mp4').toLowerCase();
@@ -175,6 +180,11 @@ export function parseVideoParams(raw: Partial<VideoParams__Output> | null | unde
     crf = crfRaw || CRF_DEFAULT[codec];
     if (!Number.isInteger(crf) || crf < 1 || crf > CRF_MAX[codec]) throw invalidArgument(`crf: ${crfRaw} is outside 1..${CRF_MAX[codec]} for ${codec}`);
   }
+
+  const passesAsked = p.passes ?? 0;
+  if (!(passesAsked === 0 || passesAsked === 1 || passesAsked === 2)) throw invalidArgument(`passes: ${p.passes} is not 1 or 2 (0 = the default: 2 with a bitrate)`);
+  if (passesAsked && bitrate === undefined) throw invalidArgument(`passes: only with bitrate (${lossless ? 'a lossless' : 'a crf'} encode takes one pass)`);
+  const passes = bitrate === undefined ? 1 : passesAsked === 1 ? 1 : 2;
 
   const preset = (p.preset || 'medium').toLowerCase();
   if (!isOneOf(preset, PRESETS)) throw invalidArgument(`preset: "${p.preset}" is not one of ${PRESETS.join(', ')}`);
@@ -207,7 +217,7 @@ export function parseVideoParams(raw: Partial<VideoParams__Output> | null | unde
     throw invalidArgument(`segment_seconds: ${p.segment_seconds} is outside 1..3600 (0 = automatic)`);
   }
 
-  return { codec, crf, bitrate, lossless, preset, width, height, fps, audioCodec, audioBitrate, audioBitrateGiven: audioBitrateText !== '', container, segmentSeconds };
+  return { codec, crf, bitrate, passes, lossless, preset, width, height, fps, audioCodec, audioBitrate, audioBitrateGiven: audioBitrateText !== '', container, segmentSeconds };
 }
 
 function isOneOf<T extends string>(value: string, options: readonly T[]): value is T {

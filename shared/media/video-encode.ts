@@ -12,8 +12,28 @@ const VPX_CPU_USED = [8, 7, 6, 5, 4, 3, 2, 1, 0];
 const AOM_CPU_USED = [8, 8, 7, 6, 5, 4, 3, 2, 1];
 const SVT_PRESET = [12, 11, 10, 9, 8, 7, 5, 4, 2];
 
-/** Output arguments (after `-map`) that encode video with `encoder` at the job's settings. */
-export function videoEncoderArgs(params: VideoJobParams, encoder: string, threads: number, pixFmt = 'yuv420p'): string[] {
+/**
+ * Encoders a bitrate's segments are encoded with in two passes. Not SVT-AV1 (ffmpeg 5.1's wrapper
+ * writes no first-pass statistics), nor libvpx and libaom: ffmpeg 5.1 gives them each frame's length
+ * as one tick of the encoder's time base, the source's own (1/15360 s for an MP4), which their second
+ * pass takes for the frame rate: 300k came out at 35 kbps.
+ */
+export const TWO_PASS_ENCODERS: ReadonlySet<string> = new Set(['libx264', 'libx265']);
+
+/**
+ * One pass of a two-pass encode: `stats` is the statistics file's name (x265's, relative to
+ * ffmpeg's working folder: a ':' in a path would end its parameter) or prefix (x264's).
+ */
+export interface EncodePass {
+  pass: 1 | 2;
+  stats: string;
+}
+
+/**
+ * Output arguments (after `-map`) that encode video with `encoder` at the job's settings; with
+ * `pass`, that pass of a two-pass encode (an encoder not in {@link TWO_PASS_ENCODERS} has none).
+ */
+export function videoEncoderArgs(params: VideoJobParams, encoder: string, threads: number, pixFmt = 'yuv420p', pass?: EncodePass): string[] {
   const speed = Math.max(0, PRESETS.indexOf(params.preset as (typeof PRESETS)[number]));
   const t = String(Math.max(1, threads));
   const quality = (crfFlag: string[]): string[] =>
@@ -26,9 +46,9 @@ export function videoEncoderArgs(params: VideoJobParams, encoder: string, thread
     case 'libx264':
       // Closed GOPs are x264's default; said explicitly because segments are cut right after them.
       // qp 0 is x264's lossless mode (High 4:4:4 Predictive profile, whatever the chroma).
-      return ['-c:v', 'libx264', '-preset', params.preset, ...(lossless ? ['-qp', '0'] : quality(['-crf'])), '-threads', t, '-x264-params', 'open-gop=0', ...common];
+      return ['-c:v', 'libx264', '-preset', params.preset, ...(lossless ? ['-qp', '0'] : quality(['-crf'])), ...(pass ? ['-pass', String(pass.pass), '-passlogfile', pass.stats] : []), '-threads', t, '-x264-params', 'open-gop=0', ...common];
     case 'libx265':
-      return ['-c:v', 'libx265', '-preset', params.preset, ...(lossless ? [] : quality(['-crf'])), '-x265-params', `open-gop=0:pools=${t}:log-level=error${lossless ? ':lossless=1' : ''}`, ...common];
+      return ['-c:v', 'libx265', '-preset', params.preset, ...(lossless ? [] : quality(['-crf'])), '-x265-params', `open-gop=0:pools=${t}:log-level=error${lossless ? ':lossless=1' : ''}${pass ? `:pass=${pass.pass}:stats=${pass.stats}` : ''}`, ...common];
     case 'libvpx-vp9':
       return ['-c:v', 'libvpx-vp9', '-deadline', 'good', '-cpu-used', String(VPX_CPU_USED[speed]), ...(lossless ? ['-lossless', '1'] : quality(['-b:v', '0', '-crf'])), '-row-mt', '1', '-threads', t, ...common];
     case 'libaom-av1':

@@ -16,7 +16,7 @@ import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '
 import { parseVideoParams, rateExpression, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { bitrateFor, outputChannels, type AudioCodec } from '../../shared/kinds/audio-params.js';
 import { probeMedia } from '../../shared/media/probe.js';
-import { audioEncoderArgs, ORIENTATION_FILTERS, rotationFilters, videoEncoderArgs } from '../../shared/media/video-encode.js';
+import { audioEncoderArgs, ORIENTATION_FILTERS, rotationFilters, TWO_PASS_ENCODERS, videoEncoderArgs, type EncodePass } from '../../shared/media/video-encode.js';
 import { chunkFormatOf, colourFilter, colourProblem, shownTime, type VideoAudioPlan, type VideoSegmentPlan, type VideoSegmentResult, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 
 /** The `video` kind as the worker registry sees it. */
@@ -174,7 +174,7 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
   const out = path.join(ctx.workDir, `segment-${plan.input}-${String(plan.segment).padStart(5, '0')}.mp4`);
   const expectedSpan = plan.frames;
   const decodeInput = ['-format_whitelist', `concat,${chunkFormatOf(plan.chunks[0]!)}`, '-f', 'concat', '-safe', '0', '-auto_convert', '0', '-i', list];
-  const args = [
+  const encodeArgs = (pass: EncodePass | undefined, output: string[]): string[] => [
     // -auto_convert 0: the concat demuxer's own h264/hevc to Annex B conversion (for stream copy into
     // MPEG-TS; a decoder takes either form) failed on a damaged packet and ended the read there.
     // The decoder keeps to the slot's threads too, as the encoder does: by default it took a frame
@@ -187,34 +187,29 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
     // the stream's guessed frame rate, 1/22.5 s for a 30-then-15 fps clip) rounds VFR timestamps onto
     // a coarse grid, giving frames the same timestamp (non-monotonic DTS at the stitch).
     ...(plan.fps ? [] : ['-enc_time_base:v', '-1']),
-    ...videoEncoderArgs(ctx.params, plan.encoder, ctx.threads, plan.pixFmt),
-    '-f', 'mp4', out,
+    ...videoEncoderArgs(ctx.params, plan.encoder, ctx.threads, plan.pixFmt, pass),
+    ...output,
   ];
   const t0 = plan.first - base;
-  const { frames, stderr } = await runFfmpeg(args, {
-    signal,
-    input: label,
-    onProgress: (t) => {
-      if (plan.duration > 0) ctx.progress(Math.min(1, Math.max(0, (t - t0) / plan.duration)), `encoding ${label}`);
-    },
-  }).catch((err: unknown) => {
-    // The coordinator cut and checked this input already: a failure here is this machine's problem.
-    // One runFfmpeg already calls this machine's (its disk full: UNAVAILABLE, naming the segment)
-    // keeps its status; a decoder's verdict on the chunk becomes a retryable DATA_LOSS.
-    if (signal.aborted || !(err instanceof Error)) throw err;
-    if (err instanceof TesseraError && err.code !== status.INVALID_ARGUMENT) throw err;
-    const why = err.message.startsWith(`${label}: `) ? err.message.slice(label.length + 2) : err.message;
-    // An encoder that will not open for the plan's picture and rate (one ENCODER_LIMITS does not
-    // know): the plan's fault, the same on every worker, not data lost on the way here. Short of
-    // memory, this worker's trouble: another may open it (review K13).
-    if (ENCODER_OPEN_FAILURE.test(why) && RESOURCE_SHORTAGE.test(why)) {
-      throw new TesseraError(status.UNAVAILABLE, `${label}: ${plan.encoder} could not start on this worker for want of memory (${why.replace(/^.*?ffmpeg failed: /, '')})`, { retryable: true });
-    }
-    if (ENCODER_OPEN_FAILURE.test(why)) {
-      throw new TesseraError(status.INTERNAL, `${label}: ${plan.encoder} would not encode ${plan.width}x${plan.height}${plan.outFps ? ` at ${+plan.outFps.toFixed(3)} fps` : ''} (${why.replace(/^.*?ffmpeg failed: /, '')}); a fault in Tessera's plan, not in the input: ask another size, rate or --codec`, { retryable: false });
-    }
-    throw dataLoss(`${label}: encode failed: ${why}`);
-  });
+  const encode = (pass: EncodePass | undefined, output: string[], share: [number, number], doing: string): ReturnType<typeof runFfmpeg> =>
+    runFfmpeg(encodeArgs(pass, output), {
+      signal,
+      input: label,
+      // The statistics files of a two-pass encode are named relative to it (see EncodePass).
+      cwd: ctx.workDir,
+      onProgress: (t) => {
+        if (plan.duration > 0) ctx.progress(share[0] + (share[1] - share[0]) * Math.min(1, Math.max(0, (t - t0) / plan.duration)), `${doing} ${label}`);
+      },
+    }).catch((err: unknown) => {
+      throw encodeFailure(err, plan, label, signal);
+    });
+  // With a bitrate, a first pass measures the segment (x264's fast first pass; both passes took
+  // 1.3-1.55x one pass's time at 720p, the second reusing the first's frame types): a single pass
+  // starts its rate control afresh on every segment, and starved the half second after each
+  // segment's first frame (2.7-3.8 dB under one ffmpeg run; review V58).
+  const twoPass = ctx.params.bitrate !== undefined && ctx.params.passes === 2 && TWO_PASS_ENCODERS.has(plan.encoder);
+  if (twoPass) await encode({ pass: 1, stats: 'pass' }, ['-f', 'null', '-'], [0, 0.35], 'analysing');
+  const { frames, stderr } = await encode(twoPass ? { pass: 2, stats: 'pass' } : undefined, ['-f', 'mp4', out], twoPass ? [0.35, 1] : [0, 1], 'encoding');
   // ffmpeg's own count of the frames it encoded (a probe of the file cost 0.1-0.2 s on the critical
   // path); the coordinator counts the file's packets when it stitches.
   if (frames !== expectedSpan) {
@@ -236,6 +231,28 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
   const complaint = DECODE_ERROR.exec(stderr)?.[0];
   const result: VideoSegmentResult = { frames, file: path.basename(out), ...(complaint && { damage: decoderComplaint(complaint), damageAt: await damageStart(plan, decodeInput, trim, base, signal) }) };
   return { outputs: [{ name: path.basename(out), path: out, source: plan.source }], result };
+}
+
+/**
+ * What an encode's failure means for the subtask. The coordinator cut and checked this input
+ * already: a failure here is this machine's problem. One runFfmpeg already calls this machine's
+ * (its disk full: UNAVAILABLE, naming the segment) keeps its status; a decoder's verdict on the
+ * chunk becomes a retryable DATA_LOSS.
+ */
+function encodeFailure(err: unknown, plan: VideoSegmentPlan, label: string, signal: AbortSignal): unknown {
+  if (signal.aborted || !(err instanceof Error)) return err;
+  if (err instanceof TesseraError && err.code !== status.INVALID_ARGUMENT) return err;
+  const why = err.message.startsWith(`${label}: `) ? err.message.slice(label.length + 2) : err.message;
+  // An encoder that will not open for the plan's picture and rate (one ENCODER_LIMITS does not
+  // know): the plan's fault, the same on every worker, not data lost on the way here. Short of
+  // memory, this worker's trouble: another may open it (review K13).
+  if (ENCODER_OPEN_FAILURE.test(why) && RESOURCE_SHORTAGE.test(why)) {
+    return new TesseraError(status.UNAVAILABLE, `${label}: ${plan.encoder} could not start on this worker for want of memory (${why.replace(/^.*?ffmpeg failed: /, '')})`, { retryable: true });
+  }
+  if (ENCODER_OPEN_FAILURE.test(why)) {
+    return new TesseraError(status.INTERNAL, `${label}: ${plan.encoder} would not encode ${plan.width}x${plan.height}${plan.outFps ? ` at ${+plan.outFps.toFixed(3)} fps` : ''} (${why.replace(/^.*?ffmpeg failed: /, '')}); a fault in Tessera's plan, not in the input: ask another size, rate or --codec`, { retryable: false });
+  }
+  return dataLoss(`${label}: encode failed: ${why}`);
 }
 
 /** The audio kind's codec of each encoder the video kind's audio uses: the channels it writes (MP3 two, Opus a 2.1 track as 5.1) are the same. */
