@@ -229,7 +229,7 @@ export function coordinatorSecurity(o: object, name: OptionNamer = byFlag): Pick
  */
 export function securitySummary(s: Pick<CoordinatorOptions, 'tls' | 'auth'>): string {
   const parts = [s.tls ? 'TLS' : 'plaintext'];
-  if (s.tls?.ca) parts.push(s.auth?.requireWorkerCert ? 'worker certificates required' : 'client certificates checked when presented');
+  if (s.tls?.ca) parts.push(s.auth?.requireWorkerCert ? 'worker certificates required' : 'client certificates asked for, not required (--require-worker-cert holds workers to them)');
   const clients = s.auth?.clientTokens?.length ?? 0;
   if (!s.auth?.workerToken && clients === 0) parts.push('no tokens');
   else parts.push(s.auth?.workerToken ? 'worker token' : 'no worker token', clients > 0 ? `${clients} client token${clients === 1 ? '' : 's'}` : 'no client tokens');
