@@ -44,6 +44,27 @@ describe('drain', () => {
     cluster = undefined;
   });
 
+  it('drains a worker whose terminal hangs up (SIGHUP): its subtask finishes there on its first attempt, and it then ends by the signal', async () => {
+    cluster = await startCluster({ workers: 2, slots: 1 });
+    const job = await cluster.client.submit({ max_attempts: 1, passthrough: { subtasks: 1, work_ms: 2500 } }, []);
+    let hungUp: LocalCluster['workers'][number] | undefined;
+    const done = await cluster.client.wait(job.id, (e) => {
+      const m = /^attempt 1 on (worker-\d)/.exec(e.message ?? '');
+      if (e.type === 'subtask_state' && m && !hungUp) {
+        hungUp = cluster!.workers.find((w) => w.name === m[1])!;
+        hungUp.child.kill('SIGHUP');
+      }
+    });
+    // Node's default ended it at once: the subtask's only attempt was lost with it, and the job failed.
+    expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
+    expect(done.subtasks[0]).toMatchObject({ attempt: 1, worker: hungUp!.name });
+    const child = hungUp!.child;
+    const ended = child.exitCode !== null || child.signalCode !== null ? [child.exitCode, child.signalCode] : await new Promise((resolve) => child.once('exit', (code, signal) => resolve([code, signal])));
+    expect(ended).toEqual([null, 'SIGHUP']);
+    await cluster.stop();
+    cluster = undefined;
+  });
+
   it('still counts the attempt of a worker that dies without draining (SIGKILL)', async () => {
     cluster = await startCluster({ workers: 2, slots: 1 });
     const job = await cluster.client.submit({ max_attempts: 1, passthrough: { subtasks: 1, work_ms: 4000 } }, []);

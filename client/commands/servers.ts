@@ -230,10 +230,13 @@ export async function runCoordinator(o: CoordinatorCommandOptions, cmd?: Command
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    void coordinator.close().then(() => process.exit(0));
+    void coordinator.close().then(() => exitAfter(signal));
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  // The terminal or SSH session it was started from closed: stopped as by SIGTERM, not killed
+  // mid-write by Node's default (review OPS6).
+  process.once('SIGHUP', () => stop('SIGHUP'));
   onParentExit(() => stop('parent exited'));
 }
 
@@ -291,10 +294,16 @@ export async function runWorker(o: WorkerCommandOptions, cmd?: Command): Promise
     signals++;
     log.info({ signal }, signals > 1 ? 'stopping now' : 'draining: finishing running subtasks (signal again to stop now)');
     const done = signals > 1 ? worker.close() : worker.drain();
-    void done.then(() => process.exit(0));
+    void done.then(() => {
+      log.info({ signal }, 'stopped');
+      exitAfter(signal);
+    });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Its terminal or SSH session closed: drained as by SIGTERM, so that its running subtasks finish
+  // rather than fail an attempt each (Node's default ends the process at once; review OPS6).
+  process.once('SIGHUP', () => stop('SIGHUP'));
   // Nothing waits for the results of a worker whose parent went: stop without draining.
   onParentExit(() => {
     log.info({ signal: 'parent exited' }, 'stopping now');
@@ -376,9 +385,21 @@ function routeGrpcLogs(log: Logger): void {
  * to learn its port): stdout carries its first lines only, its logs go to stderr. The CLI's own
  * handler ends a command whose reader left, which stopped the service (review CUX).
  */
+/**
+ * Ends a server stopped by `signal`. After a hangup it dies by that signal, as a process whose
+ * terminal went does, once it has stopped: Node's own exit then asserted, restoring a terminal that
+ * was gone (`ResetStdio`, an abort with a native stack trace).
+ */
+function exitAfter(signal: string): void {
+  if (signal !== 'SIGHUP') process.exit(0);
+  process.removeAllListeners('SIGHUP');
+  process.kill(process.pid, 'SIGHUP');
+}
+
 function serveWithoutStdout(): void {
   process.stdout.removeAllListeners('error');
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EPIPE') throw err;
+    // EIO: the terminal hung up (SIGHUP), and the process drains on.
+    if (err.code !== 'EPIPE' && err.code !== 'EIO') throw err;
   });
 }
