@@ -50,6 +50,8 @@ export interface WorkerOptions {
   memoryLimitMb?: number;
   /** Keepalive pings of its connections to the coordinator (default DEFAULT_KEEPALIVE). */
   keepalive?: Keepalive;
+  /** How often an outage or a refusal that goes on is logged again at warn or error (default 60 s). */
+  remindEveryMs?: number;
 }
 
 type Lifecycle = 'new' | 'running' | 'draining' | 'stopped';
@@ -66,8 +68,8 @@ const CLOSE_WAIT_MS = 5000;
 /** Statuses with which a coordinator refuses a worker for good: trying again as it is cannot help. */
 const REFUSALS: ReadonlySet<grpc.status> = new Set([grpc.status.UNAUTHENTICATED, grpc.status.PERMISSION_DENIED]);
 
-/** How often a refusal that goes on is logged at error level again. */
-const REFUSAL_LOG_INTERVAL_MS = 60_000;
+/** How often an outage or a refusal that goes on is logged again at warn or error (WorkerOptions.remindEveryMs). */
+const REMIND_EVERY_MS = 60_000;
 
 /** Why the control stream ended, for the log: the transport's own words for an unreachable coordinator. */
 function disconnectReason(err: grpc.ServiceError | undefined): string {
@@ -121,6 +123,8 @@ export class Worker {
   private reconnectAttempt = 0;
   /** The last refusal logged at error level (see logRefusal); cleared once registered. */
   private refusal: { reason: string; loggedAt: number; since: number } | undefined;
+  /** The coordinator out of reach since (steady ms), and when that was last logged at warn. */
+  private outage: { since: number; loggedAt: number } | undefined;
   private readonly running = new Map<string, Running>();
   private readonly limit;
   private readonly threads: number;
@@ -258,6 +262,7 @@ export class Worker {
         this.connectTimeouts = 0;
         clearTimeout(this.connectTimer);
         this.refusal = undefined;
+        this.outage = undefined;
         this.opts.log.info({ workerId: r.worker_id, slots: this.slots }, 'registered with coordinator');
         if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
         this.heartbeatTimer = setInterval(() => this.heartbeat(), r.heartbeat_ms || HEARTBEAT_MS);
@@ -398,12 +403,20 @@ export class Worker {
     else {
       const usingTls = this.opts.credentials?._isSecure() ?? false;
       const trouble = err?.code === grpc.status.UNAVAILABLE ? tlsTrouble(err.details, usingTls) : undefined;
-      // Once per outage at warn: the tries after it, every few seconds while a coordinator restarts, at debug.
-      const level = this.reconnectAttempt === 1 ? 'warn' : 'debug';
+      // At warn when an outage starts and then once a minute while it goes on (a wrong address, a
+      // firewall, a coordinator down for hours: one line at start said nothing an hour later; review
+      // OPS5); the tries in between, every few seconds while a coordinator restarts, at debug.
+      const now = steadyNow();
+      if (this.reconnectAttempt === 1 || !this.outage) this.outage = { since: now, loggedAt: now };
+      const remind = this.reconnectAttempt > 1 && now - this.outage.loggedAt >= (this.opts.remindEveryMs ?? REMIND_EVERY_MS);
+      if (remind) this.outage.loggedAt = now;
+      const level = this.reconnectAttempt === 1 || remind ? 'warn' : 'debug';
       const attempt = this.reconnectAttempt;
+      const downForS = Math.round((now - this.outage.since) / 1000);
       const say = (t: typeof trouble): void => {
         const hint = t && tlsTroubleHint(t, this.opts.coordinator, { ca: '--tls-ca / TESSERA_TLS_CA', tls: '--tls / TESSERA_TLS' });
-        this.opts.log[level]({ reason: disconnectReason(err), ...(hint ? { hint } : {}), retryInMs, attempt }, 'disconnected from coordinator; reconnecting');
+        const fields = { reason: disconnectReason(err), ...(hint ? { hint } : {}), retryInMs, attempt, ...(remind && { downForS }) };
+        this.opts.log[level](fields, remind ? `still cannot reach the coordinator at ${this.opts.coordinator} after ${downForS} s; reconnecting` : 'disconnected from coordinator; reconnecting');
       };
       // Closed before gRPC started: a TLS coordinator only if a TLS server answers there (a port
       // forwarder whose coordinator is down closes it too).
@@ -424,7 +437,7 @@ export class Worker {
     const now = steadyNow();
     const last = this.refusal;
     const fields = { reason, check: refusalCheck(err), retryInMs };
-    if (last && last.reason === reason && now - last.loggedAt < REFUSAL_LOG_INTERVAL_MS) {
+    if (last && last.reason === reason && now - last.loggedAt < (this.opts.remindEveryMs ?? REMIND_EVERY_MS)) {
       last.since++;
       this.opts.log.debug(fields, 'the coordinator refused this worker again; retrying');
       return;

@@ -1,0 +1,46 @@
+/**
+ * A worker that cannot reach its coordinator (a wrong address, a firewall, a coordinator down for
+ * hours) logged one warning when the outage began and its tries after it at debug only: opened an
+ * hour later, its log did not say it had never connected (review OPS5). It now says so again at
+ * warn once a minute (here every second), with how long the coordinator has been out of reach.
+ */
+import { createServer } from 'node:net';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { expect, it } from 'vitest';
+import { Worker } from '../worker/worker.js';
+
+/** A port nothing listens on: bound, then closed. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+it('a worker whose coordinator is out of reach says so at warn when it starts, and again every remindEveryMs', async () => {
+  const lines: { level: number; msg: string; downForS?: number }[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as (typeof lines)[number]);
+      done();
+    },
+  });
+  const address = `127.0.0.1:${await closedPort()}`;
+  const worker = new Worker({ coordinator: address, slots: 1, memoryLimitMb: 0, name: 'w', log: pino({ level: 'warn' }, sink), remindEveryMs: 1000 });
+  worker.start();
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 4500));
+  } finally {
+    await worker.close();
+  }
+  const warned = lines.filter((l) => l.level === 40).map((l) => l.msg);
+  expect(warned[0]).toBe('disconnected from coordinator; reconnecting');
+  const reminders = lines.filter((l) => l.msg.startsWith(`still cannot reach the coordinator at ${address} after `));
+  // Tries come every 0.1-5 s (backoff): in 4.5 s (the slowest: tries at 0, 0.2, 0.6, 1.4 and 3.0 s), a reminder at 1 s or later and one a second after that.
+  expect(reminders.length).toBeGreaterThanOrEqual(2);
+  expect(reminders.every((l) => l.level === 40 && (l.downForS ?? 0) >= 1)).toBe(true);
+  // Not one a try: the tries in between stay at debug.
+  expect(reminders.length).toBeLessThanOrEqual(4);
+});
