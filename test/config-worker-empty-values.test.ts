@@ -68,4 +68,14 @@ describe('other settings given empty are not taken for their default', () => {
     expect(r.code, r.stdout).toBe(2);
     expect(r.stderr).toMatch(/--http-host/);
   });
+
+  it.each([
+    ['coord.example:7780', 'coord.example'],
+    ['http://coord.example/', 'coord.example'],
+    ['a.example,coord.example:80', 'coord.example'],
+  ])('coordinator --http-host %s is refused, naming the bare name (with a port or scheme it matched no request, each refused 403)', async (value, bare) => {
+    const r = await cli(['coordinator', '--listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'data'), '--http-host', value, '--print-config']);
+    expect(r.code, r.stdout).toBe(2);
+    expect(r.stderr).toContain(`: a host name only, without a port or scheme (the dashboard takes its name on any port): give ${bare}`);
+  });
 });

@@ -87,6 +87,12 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
   if (o.dataDir.trim() === '') throw new UsageError(`${setting(name('dataDir'), o.dataDir)}: empty (it would be the working folder)`);
   // Given empty, no extra name is not what was meant either.
   if ((o.httpHost ?? []).some((h) => h.trim() === '')) throw new UsageError(`${setting(name('httpHost'), '""')}: empty (give the host name the dashboard answers to, or leave the setting out)`);
+  // A name as Prometheus scrapes it (coordinator:7780, http://coordinator) never matched a request's
+  // Host, and every request was refused 403 (review OPS8).
+  for (const host of (o.httpHost ?? []).flatMap((h) => h.split(',')).filter(Boolean)) {
+    const bare = host.replace(/^[a-z][\w+.-]*:\/\//i, '').replace(/[/:].*$/, '');
+    if (bare !== host) throw new UsageError(`${setting(name('httpHost'), host)}: a host name only, without a port or scheme (the dashboard takes its name on any port): give ${bare || 'the name'}`);
+  }
   try {
     tileConfig();
   } catch (err) {
