@@ -151,7 +151,7 @@ export class Coordinator {
     } catch (err) {
       // Nothing half-started stays behind, the data dir's lock included.
       await this.close();
-      throw err;
+      throw damagedStore(err, path.join(opts.dataDir, 'tessera.db')) ?? err;
     }
   }
 
@@ -334,3 +334,14 @@ function widenFlowControlWindows(server: grpc.Server): void {
   }
 }
 
+/**
+ * The error to give for a job store SQLite finds damaged (a file overwritten, cut short, or not a
+ * database): SQLite's own words named neither the file nor what to do (review OPS9).
+ */
+function damagedStore(err: unknown, file: string): Error | undefined {
+  const code = (err as { code?: unknown }).code;
+  if (code !== 'SQLITE_CORRUPT' && code !== 'SQLITE_NOTADB') return undefined;
+  return new Error(
+    `the job store ${file} is damaged (SQLite: ${(err as Error).message}): restore it, with its -wal file, from a backup taken while the coordinator was stopped, or move the data dir aside to start with no jobs (the jobs on record and their spooled files are then not resumed)`,
+  );
+}

@@ -274,3 +274,31 @@ describe('a data dir this process cannot write', () => {
     expect(stderr).toContain(`data dir ${dataDir} is not writable by this process (uid 65534)`);
   });
 });
+
+describe('a damaged job store', () => {
+  it.each([
+    ['not a database at all', 'file is not a database'],
+    ['a real store with pages overwritten', 'database disk image is malformed'],
+  ])('%s is refused at start naming the file and what to do, not in SQLite\'s words alone', async (what, sqlite) => {
+    const dataDir = path.join(await tempDir(), 'data');
+    const file = path.join(dataDir, 'tessera.db');
+    if (sqlite === 'file is not a database') {
+      await mkdir(dataDir, { recursive: true });
+      await writeFile(file, Buffer.alloc(8192, 0x5a));
+    } else {
+      // A store with jobs on record, then part of it overwritten while the coordinator is stopped.
+      const first = coordinator(dataDir);
+      await first.start();
+      const client = new TesseraClient({ address: first.address });
+      for (let i = 0; i < 20; i++) await client.submit({ label: `job ${i} ${'x'.repeat(200)}`, passthrough: { subtasks: 1 } }, []);
+      client.close();
+      await first.close();
+      const bytes = await readFile(file);
+      bytes.fill(0x5a, 4096, bytes.length - 4096);
+      await writeFile(file, bytes);
+      await rm(`${file}-wal`, { force: true });
+    }
+    const err = await startError(coordinator(dataDir));
+    expect(err?.message).toBe(`the job store ${file} is damaged (SQLite: ${sqlite}): restore it, with its -wal file, from a backup taken while the coordinator was stopped, or move the data dir aside to start with no jobs (the jobs on record and their spooled files are then not resumed)`);
+  });
+});
