@@ -354,7 +354,12 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       // The answer's subtasks: a page where the client asks for pages, else all of them where they
       // fit in a page's bytes (as before pages), or the first page.
       const caller = access.identify(ctx.metadata);
-      return submit(caller.id, messages, ctx.signal, subtaskLimitOf(ctx.metadata), caller.admin);
+      try {
+        return await submit(caller.id, messages, ctx.signal, subtaskLimitOf(ctx.metadata), caller.admin);
+      } catch (err) {
+        logRefusal(log, err, { peer: ctx.peer, owner: caller.id, signal: ctx.signal });
+        throw err;
+      }
     }),
 
     WatchJob: serverStream(log, (req: { job_id: string; after_seq: string; batch: boolean; inline_outputs_up_to: number; types: string[] }, ctx) => {
@@ -988,4 +993,20 @@ function subtaskLimitOf(metadata: grpc.Metadata): number {
   const text = String(given).trim();
   if (!/^\d+$/.test(text)) throw invalidArgument(`metadata ${SUBTASK_PAGE_HEADER}: "${String(given).slice(0, 64)}" is not a number of subtasks (a whole number, 0 for all of them)`);
   return Math.min(Number(text), Number.MAX_SAFE_INTEGER);
+}
+
+/** Refusals of what the client sent (its input, its request), logged at info; the cluster's own trouble at warn. */
+const CLIENT_FAULTS: ReadonlySet<number> = new Set([status.INVALID_ARGUMENT, status.FAILED_PRECONDITION, status.ALREADY_EXISTS, status.NOT_FOUND, status.PERMISSION_DENIED, status.OUT_OF_RANGE]);
+
+/**
+ * A refused submission in the coordinator's log, with who sent it and why: the client alone was
+ * told, and "why did my photos fail?" could not be answered from the log (review OPS2). A client
+ * that went away mid-upload is logged by the stream's handler.
+ */
+function logRefusal(log: Logger, err: unknown, o: { peer: string; owner: string; signal: AbortSignal }): void {
+  if (o.signal.aborted) return;
+  const code = err instanceof TesseraError ? err.code : status.INTERNAL;
+  const fields = { peer: o.peer, owner: o.owner || undefined, code: status[code], reason: err instanceof Error ? err.message : String(err), ...(err instanceof TesseraError && err.input ? { input: err.input } : {}) };
+  if (CLIENT_FAULTS.has(code)) log.info(fields, 'submission refused');
+  else log.warn(fields, 'submission refused');
 }
