@@ -9,7 +9,7 @@ import { finished } from 'node:stream/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
 import { INLINE_LIMIT, INLINE_RESULT_BYTES, transferDeadlineMs } from '../shared/config.js';
-import { TesseraError, dataLoss, inputChecksumMismatch, invalidArgument, isAbortError, statusName } from '../shared/errors.js';
+import { LOCAL_TROUBLE_CODES, TesseraError, dataLoss, inputChecksumMismatch, invalidArgument, isAbortError, statusName } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
@@ -35,6 +35,8 @@ export interface ExecutorDeps {
   isolate?: ((kind: string, ctx: ProcessContext<unknown>) => Promise<ProcessResult>) | undefined;
   threads: number;
   tempRoot: string;
+  /** The worker's name, for messages about this machine (its full temp folder). */
+  name?: string;
   log: Logger;
   progress: (subtaskId: string, attempt: number, fraction: number, message: string) => void;
 }
@@ -116,14 +118,14 @@ export async function executeSubtask(a: Assignment__Output, signal: AbortSignal,
       duration_ms: String(steadyNow() - started),
     };
   } catch (err) {
-    return { ...base, ok: false, ...describeFailure(err, signal, logger()), duration_ms: String(steadyNow() - started) };
+    return { ...base, ok: false, ...describeFailure(err, signal, logger(), deps), duration_ms: String(steadyNow() - started) };
   } finally {
     await Promise.all(held.map((fh) => fh.close().catch(() => undefined)));
     if (made) await rm(workDir, { recursive: true, force: true }).catch(() => undefined);
   }
 }
 
-function describeFailure(err: unknown, signal: AbortSignal, log: Logger): Pick<SubtaskResult, 'error_code' | 'error_message' | 'retryable'> {
+function describeFailure(err: unknown, signal: AbortSignal, log: Logger, deps: Pick<ExecutorDeps, 'tempRoot' | 'name'>): Pick<SubtaskResult, 'error_code' | 'error_message' | 'retryable'> {
   if (signal.aborted || isAbortError(err)) {
     const reason = signal.reason as unknown;
     if (reason instanceof TesseraError) return { error_code: reason.codeName, error_message: reason.message, retryable: reason.retryable };
@@ -134,6 +136,16 @@ function describeFailure(err: unknown, signal: AbortSignal, log: Logger): Pick<S
   if (typeof e?.code === 'number' && typeof e.details === 'string') {
     // A gRPC call of ours failed (fetch/upload): transport trouble is worth another try.
     return { error_code: statusName(e.code), error_message: e.details, retryable: e.code !== status.INVALID_ARGUMENT && e.code !== status.FAILED_PRECONDITION };
+  }
+  // This machine's trouble (its temp folder full or read-only, no file descriptors left), met by
+  // the fetch of an input or by a processor's own write: said as such, tried again (elsewhere, or
+  // here once there is room), not an INTERNAL "processor error" blamed on the input (review OPS4).
+  const errno = [err, (err as Error | undefined)?.cause].map((e) => (e as NodeJS.ErrnoException | undefined)?.code).find((c) => typeof c === 'string' && (LOCAL_TROUBLE_CODES.has(c) || c === 'EROFS'));
+  if (errno) {
+    const why = errno === 'EMFILE' || errno === 'ENFILE' ? 'has no file descriptors left' : errno === 'EROFS' ? 'is read-only' : 'is full';
+    const who = deps.name ? `worker ${deps.name}` : 'this worker';
+    log.warn({ err: (err as Error).message, tempRoot: deps.tempRoot }, `temp folder ${why}: the subtask is handed back`);
+    return { error_code: 'UNAVAILABLE', error_message: `${who} failed, not because of the input: its temp folder ${deps.tempRoot} ${why} (${(err as Error).message})`, retryable: true };
   }
   log.error({ err }, 'processor crashed');
   return { error_code: 'INTERNAL', error_message: `processor error: ${(err as Error)?.message ?? String(err)}`, retryable: true };

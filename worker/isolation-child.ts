@@ -24,7 +24,7 @@ export type ChildReply =
   | { type: 'started' }
   | { type: 'progress'; fraction: number; message: string }
   | { type: 'done'; result: ProcessResult }
-  | { type: 'error'; error: { message: string; code?: number; retryable?: boolean; input?: string } };
+  | { type: 'error'; error: { message: string; code?: number; retryable?: boolean; input?: string; errno?: string } };
 
 /** Serves requests until the parent goes away. */
 export async function isolationChildMain(): Promise<void> {
@@ -71,7 +71,7 @@ export async function isolationChildMain(): Promise<void> {
         const e = err as Partial<TesseraError>;
         send({
           type: 'error',
-          error: err instanceof TesseraError ? { message: err.message, code: err.code, retryable: err.retryable, ...(err.input ? { input: err.input } : {}) } : { message: e?.message ?? String(err) },
+          error: err instanceof TesseraError ? { message: err.message, code: err.code, retryable: err.retryable, ...(err.input ? { input: err.input } : {}) } : { message: e?.message ?? String(err), ...(typeof (err as NodeJS.ErrnoException)?.code === 'string' && { errno: (err as NodeJS.ErrnoException).code }) },
         });
       }
     })();

@@ -360,6 +360,7 @@ export class Worker {
         isolate: this.isolation?.hookFor(a.kind),
         threads: this.threads,
         tempRoot: this.tempRoot,
+        name: this.name,
         log: this.opts.log,
         progress: (subtaskId, attempt, fraction, message) => {
           if (session === this.session) this.send({ progress: { subtask_id: subtaskId, attempt, fraction, message } });
