@@ -361,7 +361,7 @@ export class TesseraClient {
     durationMs('deadlineMs', opts.deadlineMs, 1);
     this.deadlineMs = opts.deadlineMs ?? testUnaryDeadlineMs() ?? UNARY_DEADLINE_MS;
     const credentials = opts.credentials ?? clientCredentialsFromEnv();
-    const channelOptions = clientChannelOptions(keepaliveOf(opts.keepalive), this.address);
+    const channelOptions = clientChannelOptions(keepaliveOf(opts.keepalive));
     const JobService = jobServiceClientConstructor();
     this.makeClient = () => new JobService(this.address, credentials, channelOptions);
     this.client = this.makeClient();

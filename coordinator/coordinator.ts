@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import { flowControlWindowFor, HEARTBEAT_MS, MAX_ATTEMPTS, PREFETCH_BELOW_MS, STALL_MS, SUBTASK_TIMEOUT_MS, WORKER_TTL_MS, listenFailure, serverChannelOptions, type Keepalive } from '../shared/config.js';
+import { FLOW_CONTROL_WINDOW, HEARTBEAT_MS, MAX_ATTEMPTS, PREFETCH_BELOW_MS, STALL_MS, SUBTASK_TIMEOUT_MS, WORKER_TTL_MS, listenFailure, serverChannelOptions, type Keepalive } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import { JobManager } from './job-manager.js';
@@ -322,11 +322,8 @@ function widenFlowControlWindows(server: grpc.Server): void {
   for (const h of servers.keys()) {
     h.on('session', (session: ServerHttp2Session) => {
       try {
-        // A peer on this machine gets the wide window; one on another machine the one that keeps
-        // keepalive pings from waiting behind a slow link's bytes.
-        const window = flowControlWindowFor(session.socket?.remoteAddress);
-        session.setLocalWindowSize(window);
-        session.settings({ initialWindowSize: window });
+        session.setLocalWindowSize(FLOW_CONTROL_WINDOW);
+        session.settings({ initialWindowSize: FLOW_CONTROL_WINDOW });
       } catch {
         // A session closing as it opens: nothing to widen.
       }

@@ -67,37 +67,17 @@ export const INLINE_RESULT_BYTES = 4 * 1024 * 1024;
 export const RESULTS_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 /**
- * HTTP/2 flow-control window per stream and connection, on both sides, for a peer on another
- * machine. Node's 64 KiB stalls every bulk stream each few chunks; but what the window lets a
- * sender queue goes out before a keepalive ping sent after it, and a ping unanswered within the
- * keepalive timeout (20 s) cuts the connection: with 16 MiB, an upload over a 2 Mbit/s uplink held
- * its pings 67 s back and was cut and sent again from its first byte for ever. 2 MiB is 8 s of such
- * a link (with the kernel's own send buffer, about 12 s).
+ * HTTP/2 flow-control window per stream and connection, on both sides. Node's 64 KiB stalls every
+ * bulk stream each few chunks; but what the window lets a sender queue goes out before a keepalive
+ * ping sent after it, and a ping unanswered within the keepalive timeout (20 s) cuts the
+ * connection: with 16 MiB, an upload over a 2 Mbit/s uplink held its pings 67 s back and was cut
+ * and sent again from its first byte for ever. 2 MiB is 8 s of such a link (with the kernel's own
+ * send buffer, about 12 s). The same on loopback: with 16 MiB there (5-8% more on the bulk rows), a
+ * client that uploaded and downloaded at once deadlocked its connection, each end's socket full of
+ * more than the kernel's buffers hold, and Node's HTTP/2 reading neither while its own write waited
+ * (review CLI1: stalled until keepalive cut it, every 30 s).
  */
 export const FLOW_CONTROL_WINDOW = 2 * 1024 * 1024;
-/**
- * The window for a peer on this machine (loopback, a unix socket), where no link is slow: the bulk
- * rows moved 5-8% more with it than with 2 MiB (docs/performance.md).
- */
-export const LOCAL_FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
-
-/** Whether a gRPC target or a peer's address is on this machine (127.0.0.0/8, ::1, localhost, a unix socket). */
-export function isLocalAddress(address: string | undefined): boolean {
-  if (address === undefined || address === '') return true;
-  if (/^unix(-abstract)?:/i.test(address)) return true;
-  const host = address
-    .replace(/^(dns|ipv4|ipv6):(\/\/[^/]*\/)?/i, '')
-    .replace(/^\[([^\]]+)\](:\d+)?$/, '$1')
-    .replace(/^([^:]+):\d+$/, '$1')
-    .replace(/^::ffff:/i, '')
-    .toLowerCase();
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
-/** The flow-control window for a connection to or from `address` (see FLOW_CONTROL_WINDOW). */
-export function flowControlWindowFor(address: string | undefined): number {
-  return isLocalAddress(address) ? LOCAL_FLOW_CONTROL_WINDOW : FLOW_CONTROL_WINDOW;
-}
 
 /** Largest gRPC message either side accepts (a chunk plus headroom, or a batch of inline payloads). */
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -243,9 +223,9 @@ export const SERVER_CHANNEL_OPTIONS = {
   'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
 } as const;
 
-/** {@link CLIENT_CHANNEL_OPTIONS} with keepalive `k`, and the flow-control window for `target` (see flowControlWindowFor). */
-export function clientChannelOptions(k: Keepalive = DEFAULT_KEEPALIVE, target?: string): Record<string, number> {
-  return { ...CLIENT_CHANNEL_OPTIONS, 'grpc.keepalive_time_ms': k.timeMs, 'grpc.keepalive_timeout_ms': k.timeoutMs, ...(target !== undefined && { 'grpc-node.flow_control_window': flowControlWindowFor(target) }) };
+/** {@link CLIENT_CHANNEL_OPTIONS} with keepalive `k`. */
+export function clientChannelOptions(k: Keepalive = DEFAULT_KEEPALIVE): Record<string, number> {
+  return { ...CLIENT_CHANNEL_OPTIONS, 'grpc.keepalive_time_ms': k.timeMs, 'grpc.keepalive_timeout_ms': k.timeoutMs };
 }
 
 /** {@link SERVER_CHANNEL_OPTIONS} with keepalive `k` (the coordinator's pings of its clients). */

@@ -156,7 +156,7 @@ export class Worker {
     this.isolation = memoryLimitMb > 0 ? new ProcessorIsolation({ memoryLimitMb, log: opts.log, prewarm: Math.min(this.slots, 4) }) : undefined;
     const WorkerService = workerServiceClientConstructor();
     const credentials = opts.credentials ?? grpc.credentials.createInsecure();
-    const channelOptions = clientChannelOptions(opts.keepalive, opts.coordinator);
+    const channelOptions = clientChannelOptions(opts.keepalive);
     // The bulk client has a pool of its own: channels to the same address with the same options
     // would share one connection.
     this.makeClient = (bulk) => new WorkerService(opts.coordinator, credentials, bulk ? { ...channelOptions, 'grpc.use_local_subchannel_pool': 1 } : channelOptions);
