@@ -394,10 +394,12 @@ program
 
 // `tessera jobs --json | head -1`: a reader that went away ends the command quietly; a command that
 // stops on SIGTERM (the demo, which then removes its cluster's folders; a coordinator) stops so.
+// One whose status is a job's outcome (`watch ID --json | head -1`) ends as a process killed by
+// SIGPIPE does, 141: 0 said the job had succeeded while it ran on (review CLI4).
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code !== 'EPIPE') throw err;
   if (process.listenerCount('SIGTERM') > 0) process.kill(process.pid, 'SIGTERM');
-  else process.exit(0);
+  else process.exit(actionCommand && OUTCOME_COMMANDS.has(topCommand(actionCommand).name()) ? EXIT.pipeClosed : EXIT.ok);
 });
 // Progress and notes go to stderr: a reader of it that went away (`2>&1 | head`) must not end an
 // upload or a download, whose outcome the exit status still tells (review CUX).
@@ -426,6 +428,15 @@ program.hook('preAction', (_program, command) => {
 });
 /** Commands that go on running once their action has returned (they exit when they are stopped). */
 const SERVER_COMMANDS: ReadonlySet<string> = new Set(['coordinator', 'worker']);
+/** Commands whose exit status is a job's outcome (README "Exit status"). */
+const OUTCOME_COMMANDS: ReadonlySet<string> = new Set(['submit', 'watch', 'download']);
+
+/** The program's subcommand `command` is, or is under (`submit` for `submit image`). */
+function topCommand(command: Command): Command {
+  let c = command;
+  while (c.parent?.parent) c = c.parent;
+  return c;
+}
 
 /**
  * Ends the process once a command has ended and what it printed is written. A connection cut on a

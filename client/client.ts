@@ -1039,7 +1039,10 @@ export class TesseraClient {
       if (!info) throw noSuchOutputs(job, [name]);
       const size = Number(info.size);
       const from = opts.offset ?? 0;
-      if (!Number.isSafeInteger(from) || from < 0 || from > size) throw invalidArgument(`offset: ${from} is outside 0..${size} (the size of output "${name}")`);
+      if (!Number.isSafeInteger(from) || from < 0) throw invalidArgument(`offset: ${from} is not a whole number of bytes, 0 or more`);
+      // Past the end: OUT_OF_RANGE, as DownloadOutput answers it (README's error table), not a
+      // malformed request (review CLI3).
+      if (from > size) throw new TesseraError(grpc.status.OUT_OF_RANGE, `offset ${from} is past the end of ${name} (${size} bytes)`);
       let offset = from;
       // Only a read of the whole output can be checked; the check holds back the last chunk.
       const hash = from === 0 && info.sha256 ? newSha256() : undefined;

@@ -84,6 +84,14 @@ describe('a reader that goes away', () => {
     expect(existsSync(path.join(out, 'a.bin'))).toBe(true);
   }, 90_000);
 
+  it('tessera watch --json whose stdout reader went (| head -1) ends 141, as by SIGPIPE: not 0, which says the job succeeded', async () => {
+    const job = await cluster.client.submit({ passthrough: { subtasks: 3, work_ms: 1500 } }, []);
+    const { ended } = start(['watch', job.id, '--json', '--coordinator', cluster.address], 'stdout', ['stdout']);
+    // It was: exited 0 at the next event, the job still running.
+    expect(await within(ended, 20_000)).toBe('exited 141');
+    expect((await cluster.client.wait(job.id)).state).toBe('JOB_STATE_SUCCEEDED');
+  }, 40_000);
+
   it('tessera demo whose stdout reader went still stops its cluster and removes its temporary folders', async () => {
     const { child, ended } = start(['demo', '-o', path.join(dir, 'demo'), '--images', '2'], 'stdout', ['stdout']);
     demoPid = child.pid!;

@@ -171,7 +171,9 @@ describe('downloads', () => {
       break;
     }
     expect(sha(await read())).toBe(sha(want));
-    await expect(read({ offset: want.length + 1 })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringContaining(`offset: ${want.length + 1} is outside 0..${want.length}`) });
+    // Past the end is OUT_OF_RANGE, as the server says it (the library said INVALID_ARGUMENT).
+    await expect(read({ offset: want.length + 1 })).rejects.toMatchObject({ code: grpc.status.OUT_OF_RANGE, message: expect.stringContaining(`offset ${want.length + 1} is past the end of streamed.bin (${want.length} bytes)`) });
+    await expect(read({ offset: -1 })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, message: expect.stringContaining('offset: -1 is not a whole number of bytes, 0 or more') });
     await expect((async () => {
       for await (const _ of cluster.client.readOutput(id, 'nothing.bin')) void _;
     })()).rejects.toMatchObject({ code: grpc.status.NOT_FOUND, message: expect.stringContaining('no output named "nothing.bin"') });

@@ -18,6 +18,8 @@ export const EXIT = {
   unreachable: 4,
   /** Ctrl-C: a submission not yet accepted is withdrawn; an accepted job goes on. */
   interrupted: 130,
+  /** submit, watch, download: the reader of standard output went away (as SIGPIPE ends a process). */
+  pipeClosed: 141,
 } as const;
 
 /** The table printed after `tessera --help`: kept beside the values it describes. */
@@ -34,6 +36,8 @@ Exit status:
        \`tessera health\`: nothing answered
   130  Ctrl-C: before the job is accepted (its upload), the submission is withdrawn and no job is
        left; once it is, the job goes on without this client (also a download or the demo stopped)
+  141  submit, watch, download: the reader of standard output went away (| head -1), as SIGPIPE
+       ends a process; the job goes on (other commands end 0 then)
 `;
 
 /**
