@@ -11,6 +11,7 @@ import path from 'node:path';
 import { status } from '../shared/grpc-status.js';
 import pLimit from 'p-limit';
 import { TesseraError, dataLoss, isOwnTroubleToWaitOut, hasLocalTroubleCode, describeError, isAbortError, notFound, failedPrecondition, withInput } from '../shared/errors.js';
+import { loadTesseraRoot } from '../shared/proto.js';
 import { Channel } from '../shared/channel.js';
 import { isPlanErrors, type ClusterView, type CoordinatorKind, type FinalOutput, type ItemFailure, type PlanErrors, type SpoolFile, type SubtaskOutcome, type SubtaskPlan } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
@@ -286,14 +287,14 @@ export class JobManager {
     const kind = coordinatorKinds.get(kindName);
     if (!kind) throw new TesseraError(status.INVALID_ARGUMENT, `spec.params: job kind "${kindName}" is not supported by this coordinator`);
     if (spec.max_attempts > 20) throw new TesseraError(status.INVALID_ARGUMENT, 'spec.max_attempts: must be at most 20');
-    const params = kind.validate((spec as unknown as Record<string, unknown>)[kindName], spec);
+    const params = namingKindFields(kindName, () => kind.validate((spec as unknown as Record<string, unknown>)[kindName], spec));
     return { kind, params };
   }
 
   /** A new submission's refusals that a retry of an accepted one is spared (CoordinatorKind.refuseNew). */
   refuseNew(job: JobRecord): void {
     const { kind, params } = this.validateSpec(job.spec);
-    kind.refuseNew?.(params, job.spec);
+    namingKindFields(job.spec.params!, () => kind.refuseNew?.(params, job.spec));
   }
 
   newJob(spec: JobSpec__Output, owner: string): JobRecord {
@@ -301,7 +302,7 @@ export class JobManager {
     const kinds = [...coordinatorKinds.keys()].filter((k) => (spec as unknown as Record<string, unknown>)[k] != null);
     if (kinds.length > 1) throw new TesseraError(status.INVALID_ARGUMENT, `spec.params: ${kinds.join(' and ')} are both set; a job has one kind`);
     const { kind, params } = this.validateSpec(spec);
-    kind.checkNew?.(params, spec);
+    namingKindFields(spec.params!, () => kind.checkNew?.(params, spec));
     // New jobs only: a job accepted before this limit existed still resumes.
     if (Buffer.byteLength(spec.label ?? '') > MAX_LABEL_BYTES) throw new TesseraError(status.INVALID_ARGUMENT, `spec.label: longer than ${MAX_LABEL_BYTES} bytes`);
     const requestIdRefused = requestIdProblem(spec.request_id ?? '');
@@ -2653,3 +2654,33 @@ function requestKey(owner: string, requestId: string): string {
   return `${owner}\n${requestId}`;
 }
 
+/**
+ * Runs a kind's check of its params, naming the fields of a refusal as `video.codec`, as image's
+ * name theirs (`image.fit`): video, audio and thumbnails said a bare `codec` or `bitrate`, which a
+ * form-driven client cannot tell apart from `audio_bitrate` or another kind's (reviews VID5, CLI5).
+ */
+function namingKindFields<T>(kindName: string, check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    if (!(err instanceof TesseraError) || err.code !== status.INVALID_ARGUMENT) throw err;
+    const fields = kindFieldNames(kindName);
+    const head = /^([a-z_]+(?:(?: and |, | or )[a-z_]+)*): /.exec(err.message);
+    if (!head?.[1]!.split(/ and |, | or /).every((f) => fields.has(f))) throw err;
+    const named = head[1]!.replace(/[a-z_]+/g, (w) => (fields.has(w) ? `${kindName}.${w}` : w));
+    throw new TesseraError(err.code, `${named}: ${err.message.slice(head[0].length)}`, { retryable: err.retryable, ...(err.input ? { input: err.input } : {}) });
+  }
+}
+
+const fieldNames = new Map<string, ReadonlySet<string>>();
+
+/** The fields of a kind's params message (`VideoParams` for video), from the protos. */
+function kindFieldNames(kindName: string): ReadonlySet<string> {
+  let names = fieldNames.get(kindName);
+  if (!names) {
+    const type = loadTesseraRoot().lookupType('tessera.v1.JobSpec').fields[kindName]?.resolvedType;
+    names = new Set(type && 'fields' in type ? Object.keys((type as { fields: Record<string, unknown> }).fields) : []);
+    fieldNames.set(kindName, names);
+  }
+  return names;
+}
