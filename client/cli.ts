@@ -14,7 +14,7 @@ import { UsageError } from './commands/usage-error.js';
 import { EXIT, EXIT_HELP, coordinatorUnreachable, exitCodeForError } from './commands/exit-codes.js';
 import { clientSecurityOptions, connectionFlagsGiven, coordinatorSecurityOptions, shellWord, workerSecurityOptions } from './commands/security-options.js';
 import { clientKeepaliveOptions, serverKeepaliveOptions } from './commands/keepalive-options.js';
-import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
+import type { JobSpec } from './client.js';
 import { useBulkHeapGrowth } from '../shared/malloc.js';
 import { workerSizing } from '../shared/machine.js';
 import { LIMIT_SPECS, resolveLimits } from '../shared/limits.js';

@@ -25,7 +25,12 @@ import { PROTO_FILES, fieldNumber, jobServiceClientConstructor, resolveProtoDir 
 import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
 import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobEvent.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
-import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
+import type { JobSpec as GeneratedJobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
+import type { ImageParams as GeneratedImageParams } from '../shared/proto/generated/tessera/v1/ImageParams.js';
+import type { VideoParams as GeneratedVideoParams } from '../shared/proto/generated/tessera/v1/VideoParams.js';
+import type { ThumbnailParams as GeneratedThumbnailParams } from '../shared/proto/generated/tessera/v1/ThumbnailParams.js';
+import type { AudioParams as GeneratedAudioParams } from '../shared/proto/generated/tessera/v1/AudioParams.js';
+import type { Trim as GeneratedTrim } from '../shared/proto/generated/tessera/v1/Trim.js';
 import type { OutputChunk__Output } from '../shared/proto/generated/tessera/v1/OutputChunk.js';
 import type { OutputInfo__Output } from '../shared/proto/generated/tessera/v1/OutputInfo.js';
 import type { SubmitJobRequest } from '../shared/proto/generated/tessera/v1/SubmitJobRequest.js';
@@ -148,7 +153,36 @@ const MAX_HELD_INLINE_BYTES = 64 * 1024 * 1024;
  */
 export type ServiceError = grpc.ServiceError & { input?: string };
 
-export type { Job__Output as Job, JobEvent__Output as JobEvent, JobSpec, OutputInfo__Output as OutputInfo, WorkerInfo__Output as WorkerInfo };
+/**
+ * A generated input type with its `double` fields as numbers. proto-loader types them
+ * `number | string` (protobufjs would parse a string), but `submit` checks every value against the
+ * contract and refuses a string there: typed so, `{ image: { blur: '2' } }` compiled and was then
+ * refused (review CLI2). Other fields keep their types (a `string | number` enum among them).
+ */
+export type WithNumbers<T> = [T] extends [number | string | null | undefined]
+  ? [number] extends [T]
+    ? [string] extends [T]
+      ? Exclude<T, string>
+      : T
+    : T
+  : T extends Buffer | Uint8Array
+    ? T
+    : T extends readonly (infer E)[]
+      ? WithNumbers<E>[]
+      : T extends object
+        ? { [K in keyof T]: WithNumbers<T[K]> }
+        : T;
+
+/** A job's spec as `submit` takes it (the protocol's `JobSpec`, its numbers as numbers). */
+export type JobSpec = WithNumbers<GeneratedJobSpec>;
+/** Each kind's params as `JobSpec` takes them. */
+export type ImageParams = WithNumbers<GeneratedImageParams>;
+export type VideoParams = WithNumbers<GeneratedVideoParams>;
+export type ThumbnailParams = WithNumbers<GeneratedThumbnailParams>;
+export type AudioParams = WithNumbers<GeneratedAudioParams>;
+export type Trim = WithNumbers<GeneratedTrim>;
+
+export type { Job__Output as Job, JobEvent__Output as JobEvent, OutputInfo__Output as OutputInfo, WorkerInfo__Output as WorkerInfo };
 export { TesseraError };
 
 export interface ClientOptions {

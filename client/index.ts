@@ -28,13 +28,9 @@ export { LocalCluster, type LocalClusterOptions, type ManagedProcess } from './l
  * The protocol's messages a client writes or reads by name: each kind's params (as `submit` takes
  * them in `JobSpec`), and the parts of a job (`Job`'s subtasks, errors, warnings and states).
  */
-export type { ImageParams } from '../shared/proto/generated/tessera/v1/ImageParams.js';
-export type { VideoParams } from '../shared/proto/generated/tessera/v1/VideoParams.js';
-export type { ThumbnailParams } from '../shared/proto/generated/tessera/v1/ThumbnailParams.js';
-export type { AudioParams } from '../shared/proto/generated/tessera/v1/AudioParams.js';
+export type { ImageParams, VideoParams, ThumbnailParams, AudioParams, Trim, WithNumbers } from './client.js';
 export type { PassthroughParams } from '../shared/proto/generated/tessera/v1/PassthroughParams.js';
 export type { Crop } from '../shared/proto/generated/tessera/v1/Crop.js';
-export type { Trim } from '../shared/proto/generated/tessera/v1/Trim.js';
 export type { JobState__Output as JobState } from '../shared/proto/generated/tessera/v1/JobState.js';
 export type { SubtaskState__Output as SubtaskState } from '../shared/proto/generated/tessera/v1/SubtaskState.js';
 export type { SubtaskInfo__Output as SubtaskInfo } from '../shared/proto/generated/tessera/v1/SubtaskInfo.js';

@@ -36,7 +36,7 @@ describe('types', () => {
     try {
       await writeFile(
         path.join(work, 'example.ts'),
-        `import { TesseraClient, TesseraError, status, type DownloadOptions, type SubmitOptions, type WatchOptions, type Job, type ServiceError } from 'tessera';
+        `import { TesseraClient, TesseraError, status, type DownloadOptions, type SubmitOptions, type WatchOptions, type Job, type JobSpec, type ImageParams, type ServiceError } from 'tessera';
 import { TesseraClient as Direct } from '../../dist/client/index.js';
 const client = new TesseraClient({ address: 'coordinator:7700' });
 const submitOptions: SubmitOptions = { retryForMs: 0 };
@@ -54,6 +54,12 @@ try {
   const e = err as ServiceError;
   if (e.code === status.INVALID_ARGUMENT) console.log(e.details, e.metadata, e.input);
 }
+// A double is a number: submit refuses a string there, and the type says so (it took one; review CLI2).
+const params: ImageParams = { width: 800, blur: 1.5 };
+// @ts-expect-error a string for a double
+const refused: JobSpec = { image: { blur: '2' } };
+const audio: JobSpec = { audio: { trim: { start: 1, end: 2.5 }, loudness: -16 } };
+console.log(params, refused, audio);
 `,
       );
       await writeFile(path.join(work, 'tsconfig.json'), JSON.stringify({ compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: true, types: ['node'] }, files: ['example.ts'] }));

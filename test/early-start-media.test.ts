@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ffmpegBinaries } from '../shared/ffmpeg.js';
 import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
 import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
-import type { JobSpec } from '../shared/proto/generated/tessera/v1/JobSpec.js';
+import type { JobSpec } from '../client/client.js';
 import { sha256 } from '../shared/streams.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 import { makeVideo } from './helpers/media.js';

@@ -1,7 +1,7 @@
 /** Builds typed job specs from CLI flags. No raw ffmpeg arguments or filter strings, ever. */
 import { UsageError } from './usage-error.js';
 import { InvalidArgumentError } from 'commander';
-import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
+import type { JobSpec } from '../client.js';
 
 /**
  * A number; with `positive`, over 0. A job's field left at 0 reaches the coordinator as "unset"

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { status } from '../../shared/grpc-status.js';
 import { TERMINAL_STATES, TesseraClient, TesseraError, checkInputFiles, type Job, type LeftBehind } from '../client.js';
-import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
+import type { JobSpec } from '../client.js';
 import { ProgressView, exitCodeFor, jobToJson, prepareOutputDir, printJobHuman, reconnectNotes, shortState } from './output.js';
 import { UsageError } from './usage-error.js';
 import { connectionFlagsGiven, shellWord } from './security-options.js';

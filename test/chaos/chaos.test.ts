@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runFfprobe } from '../../shared/ffmpeg.js';
-import type { JobSpec } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
+import type { JobSpec } from '../../client/client.js';
 import { generateAudio } from '../helpers/audio-media.js';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
 import { makeVideo } from '../helpers/media.js';
