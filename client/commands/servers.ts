@@ -6,6 +6,7 @@ import type * as Grpc from '@grpc/grpc-js';
 import type { LevelWithSilent } from 'pino';
 import { createLogger, type LogFormat, type Logger } from '../../shared/logger.js';
 import { MAX_WORKER_SLOTS, REGISTER_TEXT_BYTES, TARGET_SCHEME, coordinatorAddress, hostPortProblem } from '../../shared/config.js';
+import { unknownVariables } from './config.js';
 import type { Command } from 'commander';
 import { SERVER_TLS_ENV, byFlag, clientTlsVariablesIgnored, coordinatorSecurity, optionNamer, securitySummary, setting, workerSecurity, type OptionNamer } from './security-options.js';
 import { assertSecureDashboard, assertSecureListen, clientCredentialsFromEnv } from '../../shared/tls.js';
@@ -223,6 +224,7 @@ export async function runCoordinator(o: CoordinatorCommandOptions, cmd?: Command
   const log = createLogger('coordinator', o.logLevel, o.logFormat);
   routeGrpcLogs(log);
   for (const line of clientTlsVariablesIgnored(cmd)) log.warn(line);
+  warnUnknownVariables(cmd, log);
   const { Coordinator } = await import('../../coordinator/coordinator.js');
   const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), ...(o.httpHost ? { httpHosts: o.httpHost.flatMap((h) => h.split(',')).filter(Boolean) } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...(o.subtaskTimeoutMs !== undefined ? { subtaskTimeoutMs: o.subtaskTimeoutMs } : {}), ...(o.stallMs !== undefined ? { stallMs: o.stallMs } : {}), quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), localReads: o.localReads, ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), sharedRootAllowHardlinks: o.sharedRootAllowHardlinks === true, ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), keepalive: checkKeepalive(o, name), ...security });
   const address = await coordinator.start();
@@ -278,6 +280,7 @@ export async function runWorker(o: WorkerCommandOptions, cmd?: Command): Promise
   const name = o.name ?? `${os.hostname()}-${process.pid}`;
   const log = createLogger('worker', o.logLevel, o.logFormat).child({ worker: name });
   routeGrpcLogs(log);
+  warnUnknownVariables(cmd, log);
   const { Worker } = await import('../../worker/worker.js');
   const labels = workerLabels(o, optionName);
   const worker = new Worker({
@@ -391,6 +394,13 @@ function routeGrpcLogs(log: Logger): void {
  * to learn its port): stdout carries its first lines only, its logs go to stderr. The CLI's own
  * handler ends a command whose reader left, which stopped the service (review CUX).
  */
+/** Says in the log of each TESSERA_ variable set that no setting reads (a misspelt one), with the closest that one does. */
+function warnUnknownVariables(cmd: Command | undefined, log: Logger): void {
+  const root = cmd?.parent;
+  if (!root) return;
+  for (const { name, closest } of unknownVariables(root)) log.warn(`${name} is set, but no setting of Tessera's is read from it${closest ? ` (did you mean ${closest}?)` : ''}: it is ignored`);
+}
+
 /**
  * Ends a server stopped by `signal`. After a hangup it dies by that signal, as a process whose
  * terminal went does, once it has stopped: Node's own exit then asserted, restoring a terminal that
