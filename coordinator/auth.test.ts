@@ -6,7 +6,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { describe, expect, it, vi } from 'vitest';
 import { coordinatorSecurity } from '../client/commands/security-options.js';
 import { createLogger } from '../shared/logger.js';
 import { CoordinatorAuth } from './auth.js';
@@ -126,5 +127,34 @@ describe('token settings refused at start', () => {
 
   it('--tls-ca without a certificate (the coordinator would serve plaintext and check nothing)', () => {
     expect(() => coordinatorSecurity({ tlsCa: '/nonexistent/ca.pem' })).toThrow(/--tls-ca needs --tls-cert and --tls-key/);
+  });
+});
+
+describe('the log of refused authentications', () => {
+  it('says a refusal that repeats (one address, reason and token) once a minute, with how many came between', () => {
+    const lines: { level: number; reason: string; sinceLastLogged?: number }[] = [];
+    const capture = pino({ level: 'debug' }, { write: (l: string) => void lines.push(JSON.parse(l) as (typeof lines)[number]) });
+    const auth = new CoordinatorAuth({ workerToken: token('w'), clientTokens: [{ id: 'alice', role: 'client', token: token('a') }] }, capture);
+    const now = vi.spyOn(performance, 'now');
+    let t = 1_000_000;
+    now.mockImplementation(() => t);
+    try {
+      // A worker set up with an old token, retrying every 5 s (within the failure limit's refill).
+      for (let i = 0; i < 8; i++, t += 5_000) auth.check('/tessera.v1.WorkerService/Connect', bearer(token('o')), `10.0.0.9:${40000 + i}`, undefined);
+      // Another reason from the same address is said at once.
+      auth.check('/tessera.v1.JobService/GetJob', bearer(token('x')), '10.0.0.9:41000', undefined);
+      t += 30_000;
+      auth.check('/tessera.v1.WorkerService/Connect', bearer(token('o')), '10.0.0.9:42000', undefined);
+    } finally {
+      now.mockRestore();
+    }
+    const warned = lines.filter((l) => l.level === 40);
+    expect(warned.map((l) => [l.reason, l.sinceLastLogged])).toEqual([
+      ['unknown worker token', undefined],
+      ['unknown client token', undefined],
+      // 75 s after the first: the seven tries between, at debug.
+      ['unknown worker token', 7],
+    ]);
+    expect(lines.filter((l) => l.level === 20)).toHaveLength(7);
   });
 });

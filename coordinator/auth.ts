@@ -16,6 +16,7 @@ import { status } from '../shared/grpc-status.js';
 import { TokenTable, bearerToken, tokenFingerprint, tokenProblem, tokenShared, type Principal, type TokenEntry } from '../shared/auth.js';
 import { TesseraError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
+import { steadyNow } from '../shared/clock.js';
 import { FailureRateLimiter, peerHost, type RateLimitOptions } from './auth-rate-limit.js';
 
 /** TLS facts of a call (grpc-js does not export the type by name). */
@@ -45,6 +46,9 @@ const JOB_PREFIX = '/tessera.v1.JobService/';
 
 /** What a token may see on the dashboard: all (admin), nothing (a client token), or it is not known. */
 export type DashboardAccess = 'admin' | 'forbidden' | 'unauthenticated';
+
+/** How often the same refused authentication is logged at warn again (CoordinatorAuth.logFailure). */
+const AUTH_FAILURE_LOG_EVERY_MS = 60_000;
 
 export class CoordinatorAuth {
   private readonly tokens: TokenTable;
@@ -109,9 +113,33 @@ export class CoordinatorAuth {
       return undefined;
     }
     this.limiter.fail(host);
-    // The fingerprint lets an operator tell "an old token" from "random guesses" without logging a secret.
-    this.log.warn({ peer, method: path, code: grpc.status[refusal.code], reason: refusal.details, ...(token ? { tokenFingerprint: tokenFingerprint(token) } : {}) }, 'authentication failed');
+    this.logFailure(host, { peer, method: path, code: grpc.status[refusal.code], reason: refusal.details, ...(token ? { tokenFingerprint: tokenFingerprint(token) } : {}) });
     return refusal;
+  }
+
+  /** When each refusal (by address, reason and token) was last logged at warn, and how often it came since. */
+  private readonly failuresLogged = new Map<string, { at: number; since: number }>();
+
+  /**
+   * Logs a refusal at warn, and the same refusal again (one address, reason and token: a worker
+   * set up wrongly, retrying every few seconds for ever) at most once a minute, with how many came
+   * in between (at debug): one such worker wrote a warning per try (review OPS11).
+   */
+  private logFailure(host: string, fields: { peer: string; method: string; code: string | undefined; reason: string; tokenFingerprint?: string }): void {
+    const key = `${host}\n${fields.reason}\n${fields.tokenFingerprint ?? ''}`;
+    const now = steadyNow();
+    const last = this.failuresLogged.get(key);
+    if (last && now - last.at < AUTH_FAILURE_LOG_EVERY_MS) {
+      last.since++;
+      this.log.debug(fields, 'authentication failed');
+      return;
+    }
+    this.failuresLogged.delete(key);
+    this.failuresLogged.set(key, { at: now, since: 0 });
+    // Bounded: the oldest forgotten first (a guesser from many addresses cannot grow it).
+    if (this.failuresLogged.size > 1000) this.failuresLogged.delete(this.failuresLogged.keys().next().value!);
+    // The fingerprint lets an operator tell "an old token" from "random guesses" without logging a secret.
+    this.log.warn({ ...fields, ...(last?.since ? { sinceLastLogged: last.since } : {}) }, 'authentication failed');
   }
 
   /** Tokens (their SHA-256) that authenticated from each address: bounded, oldest forgotten first. */
