@@ -6,7 +6,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { getMaxListeners, setMaxListeners } from 'node:events';
-import { constants as fsc, existsSync, linkSync, renameSync, unlinkSync, writeFile } from 'node:fs';
+import { constants as fsc, existsSync, linkSync, renameSync, unlinkSync, writeFile, type Stats } from 'node:fs';
 import { access, link, lstat, mkdir, open, readdir, realpath, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -2044,25 +2044,46 @@ export async function checkInputFiles(files: readonly string[], names?: readonly
   // By name as macOS and Windows see it (the coordinator refuses names that differ only in case or Unicode form).
   const byName = new Map<string, { name: string; file: string }>();
   const sizes: number[] = [];
+  // Every file's problem, said at once: a batch with a dozen names Windows cannot hold was fixed one
+  // run at a time (review IMG1).
+  const problems: TesseraError[] = [];
   for (const [i, f] of files.entries()) {
-    const got = stats[i]!;
-    const st = got instanceof Error ? undefined : got;
-    if (got instanceof Error && got.code !== 'ENOENT' && got.code !== 'ENOTDIR') throw invalidArgument(`${f}: cannot be read (${got.code ?? got.message})`, f);
-    if (!st) throw invalidArgument(`${f}: no such file`, f);
-    if (!st.isFile()) throw invalidArgument(`${f}: ${st.isDirectory() ? 'is a folder' : 'is not a regular file'}; give the files themselves`, f);
-    if (denied[i]) throw invalidArgument(`${f}: ${NOT_PERMITTED}`, f);
-    let name: string;
     try {
-      name = safeFileName(names?.[i] ?? path.basename(f), `input name of ${f}`);
+      sizes.push(checkInputFile(f, stats[i]!, denied[i] === true, names?.[i], byName));
     } catch (err) {
-      // The rule it breaks, and the file it is about (as for a folder or a missing file).
-      throw err instanceof TesseraError && !err.input ? invalidArgument(err.message, f) : err;
+      if (!(err instanceof TesseraError)) throw err;
+      problems.push(err);
     }
-    const other = byName.get(foldedName(name));
-    if (other?.name === name) throw invalidArgument(`${other.file} and ${f} would both be input "${name}": rename one, or submit them as separate jobs`, f);
-    if (other) throw invalidArgument(`${other.file} and ${f} would be inputs "${other.name}" and "${name}", one file on macOS and Windows (they differ only in case or Unicode form): rename one, or submit them as separate jobs`, f);
-    byName.set(foldedName(name), { name, file: f });
-    sizes.push(st.size);
+  }
+  if (problems.length === 1) throw problems[0]!;
+  if (problems.length > 1) {
+    const shown = problems.slice(0, MAX_FILE_PROBLEMS_SHOWN).map((p) => p.message);
+    const more = problems.length > shown.length ? `; and ${problems.length - shown.length} more` : '';
+    throw invalidArgument(`${problems.length} of the ${files.length} files cannot be inputs as they are: ${shown.join('; ')}${more}`, problems[0]!.input);
   }
   return sizes;
+}
+
+/** How many files' problems one refusal of {@link checkInputFiles} names. */
+const MAX_FILE_PROBLEMS_SHOWN = 20;
+
+/** One file of {@link checkInputFiles}: its size, or INVALID_ARGUMENT naming it and what is wrong. */
+function checkInputFile(f: string, got: Stats | NodeJS.ErrnoException, denied: boolean, given: string | undefined, byName: Map<string, { name: string; file: string }>): number {
+  const st = got instanceof Error ? undefined : got;
+  if (got instanceof Error && got.code !== 'ENOENT' && got.code !== 'ENOTDIR') throw invalidArgument(`${f}: cannot be read (${got.code ?? got.message})`, f);
+  if (!st) throw invalidArgument(`${f}: no such file`, f);
+  if (!st.isFile()) throw invalidArgument(`${f}: ${st.isDirectory() ? 'is a folder' : 'is not a regular file'}; give the files themselves`, f);
+  if (denied) throw invalidArgument(`${f}: ${NOT_PERMITTED}`, f);
+  let name: string;
+  try {
+    name = safeFileName(given ?? path.basename(f), `input name of ${f}`);
+  } catch (err) {
+    // The rule it breaks, and the file it is about (as for a folder or a missing file).
+    throw err instanceof TesseraError && !err.input ? invalidArgument(err.message, f) : err;
+  }
+  const other = byName.get(foldedName(name));
+  if (other?.name === name) throw invalidArgument(`${other.file} and ${f} would both be input "${name}": rename one, or submit them as separate jobs`, f);
+  if (other) throw invalidArgument(`${other.file} and ${f} would be inputs "${other.name}" and "${name}", one file on macOS and Windows (they differ only in case or Unicode form): rename one, or submit them as separate jobs`, f);
+  byName.set(foldedName(name), { name, file: f });
+  return st.size;
 }

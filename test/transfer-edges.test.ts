@@ -7,14 +7,15 @@
  * client library, or a raw grpc-js stub where the library's own checks would hide the server's answer.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSpoolCoordinator } from './helpers/spool-coordinator.js';
 import { rawSubmit } from './helpers/raw-grpc.js';
 import { rawJobService } from './helpers/raw-grpc.js';
-import { checkInputFiles } from '../client/client.js';
+import { TesseraError, checkInputFiles } from '../client/client.js';
 import { createLogger } from '../shared/logger.js';
 import { Worker } from '../worker/worker.js';
 
@@ -116,5 +117,26 @@ describe('input names that differ only in case are one file on macOS and Windows
     await writeFile(fb, '2');
     const err = await checkInputFiles([fa, fb]).then(() => undefined, (e: unknown) => e as grpc.ServiceError);
     expect(err?.code, `${a} and ${b} passed the check`).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+});
+
+describe('the client library says every file it refuses at once', () => {
+  it('names each bad file of a batch in one refusal, not the first one a run', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-many-bad-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const good = path.join(dir, 'good.jpg');
+    const colon = path.join(dir, '12:30:00.jpg');
+    const device = path.join(dir, 'aux.png');
+    await Promise.all([good, colon, device].map((f) => writeFile(f, 'x')));
+    const missing = path.join(dir, 'gone.jpg');
+    const err = await checkInputFiles([good, colon, device, missing]).then(() => undefined, (e: unknown) => e as TesseraError);
+    expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err?.input).toBe(colon);
+    expect(err?.message).toBe(
+      `3 of the 4 files cannot be inputs as they are: input name of ${colon} "12:30:00.jpg" contains ":", which Windows does not allow in file names (none of < > : " | ? *); ` +
+        `input name of ${device} "aux.png" is the device AUX on Windows (CON, PRN, AUX, NUL, COM0-9, LPT0-9, with any extension): rename it; ${missing}: no such file`,
+    );
+    // One bad file is said as before.
+    await expect(checkInputFiles([good, missing])).rejects.toThrow(`${missing}: no such file`);
   });
 });
