@@ -1663,6 +1663,8 @@ describe('a failure, with copies, setbacks and second opinions', () => {
     manager.onWorkerLost(worker, 'grace over');
     const s = manager.subtasksOf(job.id)[0]!;
     expect({ state: s.state, failures: s.failures }).toEqual({ state: 'pending', failures: 0 });
+    // Both retries counted as free, by why (tessera_subtask_free_retries_total; review OPS13).
+    expect(Object.fromEntries(manager.freeRetries)).toEqual({ 'passthrough\ndisk_full': 1, 'passthrough\ndrain': 1 });
     manager.close();
     store.close();
   });

@@ -223,6 +223,8 @@ export class JobManager {
    * before they started (from a draining or quarantined worker's queue), which used no attempt.
    */
   readonly retriesByKind = new Map<string, number>();
+  /** Of those, the retries not counted against max_attempts, by kind and why ("kind\nreason"). */
+  readonly freeRetries = new Map<string, number>();
   retries = 0;
   /** Of those, the copies of subtasks whose worker reported no progress for --stall-ms (see `speculate`). */
   stalledCopies = 0;
@@ -1527,7 +1529,14 @@ export class JobManager {
       this.store.saveSubtask(s);
       this.retriesByKind.set(job.kind, (this.retriesByKind.get(job.kind) ?? 0) + 1);
       this.retries++;
-      this.events.subtaskState(job, s, `attempt ${s.attempt} failed (${error.code}: ${error.message}); retrying`);
+      // A free retry says so: a full disk's every second read as the workers failing, in the log and
+      // its alerts (review OPS13).
+      const why = !free ? '' : counts === 'coordinator' ? "the coordinator's disk is full" : counts === false ? 'its worker was stopped as planned' : 'another worker is to judge the input';
+      if (free) {
+        const key = `${job.kind}\n${counts === 'coordinator' ? 'disk_full' : counts === false ? 'drain' : 'second_opinion'}`;
+        this.freeRetries.set(key, (this.freeRetries.get(key) ?? 0) + 1);
+      }
+      this.events.subtaskState(job, s, `attempt ${s.attempt} failed (${error.code}: ${error.message}); retrying${why ? ` (not counted against max_attempts: ${why})` : ''}`);
       this.scheduler.enqueue([s]);
       return;
     }

@@ -27,7 +27,9 @@ describe('drain', () => {
     // One attempt allowed: before, the drained attempt used it up and the job failed.
     const job = await cluster.client.submit({ max_attempts: 1, passthrough: { subtasks: 1, work_ms: 4000 } }, []);
     let drained: string | undefined;
+    const messages: string[] = [];
     const done = await cluster.client.wait(job.id, (e) => {
+      messages.push(e.message ?? '');
       const m = /^attempt 1 on (worker-\d)/.exec(e.message ?? '');
       if (e.type === 'subtask_state' && m && !drained) {
         drained = m[1]!;
@@ -35,6 +37,8 @@ describe('drain', () => {
       }
     });
     expect(drained).toBeDefined();
+    // The retry says it is free: the log and its alerts read every one as a failure (review OPS13).
+    expect(messages.filter((m) => m.startsWith('attempt 1 failed'))).toEqual([expect.stringMatching(/; retrying \(not counted against max_attempts: its worker was stopped as planned\)$/)]);
     expect(done.state, JSON.stringify(done.errors)).toBe('JOB_STATE_SUCCEEDED');
     expect(done.subtasks).toHaveLength(1);
     const s = done.subtasks[0];

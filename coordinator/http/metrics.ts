@@ -68,6 +68,19 @@ export class CoordinatorMetrics {
       for (const [kind, n] of this.manager.retriesByKind) this.retries.inc({ kind }, n);
     },
   });
+  private readonly freeRetries: Counter<'kind' | 'reason'> = new Counter({
+    name: 'tessera_subtask_free_retries_total',
+    help: "Of tessera_subtask_retries_total, those not counted against max_attempts, by why: the coordinator's disk full (disk_full), a worker stopped as planned (drain), a verdict of bad input another worker is to check (second_opinion)",
+    labelNames: ['kind', 'reason'],
+    registers: [this.registry],
+    collect: () => {
+      this.freeRetries.reset();
+      for (const [key, n] of this.manager.freeRetries) {
+        const [kind, reason] = key.split('\n');
+        this.freeRetries.inc({ kind: kind!, reason: reason! }, n);
+      }
+    },
+  });
   private readonly duration = new Histogram({
     name: 'tessera_subtask_duration_seconds',
     help: 'Duration of finished subtask attempts, by kind and outcome',
