@@ -124,6 +124,21 @@ describe('settings are named as given', () => {
   });
 });
 
+describe('one setting said twice, two ways', () => {
+  it('is refused rather than one taken silently: two keys of a config file, or both spellings of a switch variable that disagree', async () => {
+    const config = path.join(dir, 'twice.yaml');
+    await writeFile(config, `data-dir: ${path.join(dir, 'a')}\ndataDir: ${path.join(dir, 'b')}\n`);
+    const keys = await cli(['coordinator', '--config', config, '--print-config']);
+    expect([keys.code, keys.stderr.trimEnd()]).toEqual([2, `tessera: config file ${config}: keys "data-dir" and "dataDir" both set --data-dir: keep one`]);
+    const vars = await cli(['coordinator', '--print-config'], { TESSERA_NO_LOCAL_READS: '1', TESSERA_LOCAL_READS: 'true' });
+    expect([vars.code, vars.stderr.trimEnd()]).toEqual([2, 'tessera: TESSERA_NO_LOCAL_READS=1 and TESSERA_LOCAL_READS=true say opposite things: keep one']);
+    // Both saying the same is taken.
+    const agree = await cli(['coordinator', '--print-config'], { TESSERA_NO_LOCAL_READS: '1', TESSERA_LOCAL_READS: 'false' });
+    expect(agree.code, agree.stderr).toBe(0);
+    expect(JSON.parse(agree.stdout).options.localReads).toBe(false);
+  });
+});
+
 describe('data dir', () => {
   it('a data dir that cannot be made under /proc fails, rather than hanging at full CPU', async () => {
     const r = await runCli(['coordinator', '--listen', '127.0.0.1:0', '--http', 'off', '--data-dir', '/proc/tessera-review/data'], { env: { ...cleanEnv(), TESSERA_LOG_LEVEL: 'silent' }, timeoutMs: 10_000 });

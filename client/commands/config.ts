@@ -147,7 +147,7 @@ export function configurable(cmd: Command, defaults?: (options: Record<string, u
     if (NOT_CONFIGURABLE.has(option.attributeName()) || option.envVar) continue;
     option.env(envVarOf(option));
     // A `--no-x` switch is also TESSERA_NO_X, as the flag is spelt (TESSERA_NO_X=1 is TESSERA_X=false);
-    // the variable named after the value wins where both are set.
+    // both set, they must agree.
     const spelt = option.negate && option.long ? `TESSERA_${option.long.slice(2).replace(/-/g, '_').toUpperCase()}` : undefined;
     // The help says the variable as the flag is spelt: "env: TESSERA_LOCAL_READS" read as turning it on.
     if (spelt) {
@@ -164,6 +164,16 @@ export function configurable(cmd: Command, defaults?: (options: Record<string, u
           throw new UsageError(`${spelt}=${raw}: expected ${SWITCH_VALUES}`);
         });
       } else process.env[option.envVar!] = on ? 'false' : 'true';
+    } else if (spelt && process.env[spelt] !== undefined) {
+      // Both spellings set: taking one silently hid a deployment's contradiction (review OPS12).
+      const off = parseSwitch(process.env[spelt]!);
+      const on = parseSwitch(process.env[option.envVar!]!);
+      if (off !== undefined && on !== undefined && off === on) {
+        const said = `${spelt}=${process.env[spelt]} and ${option.envVar}=${process.env[option.envVar!]}`;
+        cmd.hook('preAction', () => {
+          throw new UsageError(`${said} say opposite things: keep one`);
+        });
+      }
     }
     // Commander wires environment handling in addOption(); for an option that gained its variable
     // afterwards, listen for the same event it emits and parse the value as the flag would be.
@@ -240,10 +250,16 @@ export function applyConfigFile(cmd: Command, file: string): void {
       byKey.set(camelCase(o.long.slice(2)), o);
     }
   }
+  const keyOf = new Map<Option, string>();
   for (const [key, value] of Object.entries(data)) {
     const option = byKey.get(key);
     // Refuse unknown keys: a typo ("slot: 4") must not silently fall back to the default.
     if (!option) throw new UsageError(`config file ${file}: unknown option "${key}" for \`tessera ${cmd.name()}\` (known: ${[...new Set([...byKey.values()].map((o) => (o.negate ? `${o.long?.slice(5)} (or ${o.long?.slice(2)})` : o.long?.slice(2))))].join(', ')})`);
+    // Two keys of one option (data-dir and dataDir, local-reads and no-local-reads): the last won
+    // without a word (review OPS12).
+    const earlier = keyOf.get(option);
+    if (earlier !== undefined) throw new UsageError(`config file ${file}: keys "${earlier}" and "${key}" both set ${option.long}: keep one`);
+    keyOf.set(option, key);
     const source = cmd.getOptionValueSource(option.attributeName());
     if (source === 'cli' || source === 'env') continue;
     const coerced = coerce(option, key, value, file);
