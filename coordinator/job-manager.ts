@@ -37,8 +37,6 @@ import { MAX_SUBTASK_TIMEOUT_MS, STALL_MS, envInt } from '../shared/config.js';
 import { steadyNow } from '../shared/clock.js';
 import { makeDir } from '../shared/make-dir.js';
 
-/** How many of a finished job's errors its log lines name, one each. */
-const LOGGED_ERRORS_PER_JOB = 50;
 /** How long a worker with repeated failures is left out. */
 const QUARANTINE_MS = 30_000;
 /**
@@ -1931,11 +1929,9 @@ export class JobManager {
     this.events.jobState(job, message, true);
     // Written with everything else (a store that cannot write now, on a full disk, keeps the final
     // state and retries): the job ends regardless.
-    this.log.info({ job: job.id, state, outputs: job.outputs.length, errors: job.errors.length, message: job.message }, 'job finished');
-    // Each input that failed, with why: the job's client alone was told (review OPS2). A batch of
-    // thousands that all fail is not thousands of lines: the first ones, then a count.
-    for (const e of job.errors.slice(0, LOGGED_ERRORS_PER_JOB)) this.log.warn({ job: job.id, input: e.input || undefined, code: e.code, reason: e.message }, 'job input failed');
-    if (job.errors.length > LOGGED_ERRORS_PER_JOB) this.log.warn({ job: job.id, more: job.errors.length - LOGGED_ERRORS_PER_JOB }, `and ${job.errors.length - LOGGED_ERRORS_PER_JOB} more failed input(s): tessera job ${job.id} lists them`);
+    // Its log lines ("job finished", each failed input) come from its final event, once stored, as
+    // its other state and subtask lines do (http/subtask-log.ts): logged here at once, "failed"
+    // came before the "running" that preceded it (review OPS10).
     // A job that failed or was cancelled lets go of its work folder at once (a tiled image's decoded
     // copy, a video's chunks): on a full disk, that is what lets the store write its end. Should the
     // coordinator restart before that, the job's subtasks fail again for want of their pieces.

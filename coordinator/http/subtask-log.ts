@@ -1,6 +1,6 @@
 /**
  * One structured log line per job and subtask transition, carrying `job`, `subtask`, `attempt`
- * and `worker`, so that `jq 'select(.job == "...")'` over the coordinator's log tells a job's whole
+ * and `worker` (and at a job's end, one per input that failed), so that `jq 'select(.job == "...")'` over the coordinator's log tells a job's whole
  * story (which worker ran which attempt, why it was retried) without reading the job's event log.
  * Fed by the same event stream as the dashboard and metrics.
  */
@@ -8,6 +8,9 @@ import type { Logger } from '../../shared/logger.js';
 import type { JobEvent } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
 import { TAKEN_BACK, type JobManager } from '../job-manager.js';
 import { stateName } from './metrics.js';
+
+/** How many of a finished job's errors its log lines name, one each. */
+const LOGGED_ERRORS_PER_JOB = 50;
 
 export class SubtaskLogger {
   private readonly unsubscribe: () => void;
@@ -27,8 +30,15 @@ export class SubtaskLogger {
         else if (state === 'succeeded') log.debug({ ...fields, durationMs: Number(s.duration_ms) }, 'subtask succeeded');
         else log.debug(fields, e.message || `subtask ${state}`);
       } else if (e.type === 'job_state' && !e.final) {
-        // The end is the job manager's "job finished" line, with the message and the counts.
-        log.info({ job, state: stateName(e.job_state, 'JOB_STATE_'), final: e.final || undefined }, e.message || 'job state');
+        log.info({ job, state: stateName(e.job_state, 'JOB_STATE_') }, e.message || 'job state');
+      } else if (e.type === 'job_state') {
+        const record = manager.find(job);
+        const errors = record?.errors ?? [];
+        log.info({ job, state: stateName(e.job_state, 'JOB_STATE_'), outputs: record?.outputs.length, errors: errors.length, message: e.message }, 'job finished');
+        // Each input that failed, with why: the job's client alone was told (review OPS2). A batch
+        // of thousands that all fail is not thousands of lines: the first ones, then a count.
+        for (const x of errors.slice(0, LOGGED_ERRORS_PER_JOB)) log.warn({ job, input: x.input || undefined, code: x.code, reason: x.message }, 'job input failed');
+        if (errors.length > LOGGED_ERRORS_PER_JOB) log.warn({ job, more: errors.length - LOGGED_ERRORS_PER_JOB }, `and ${errors.length - LOGGED_ERRORS_PER_JOB} more failed input(s): tessera job ${job} lists them`);
       }
     });
   }
