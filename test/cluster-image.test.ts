@@ -84,7 +84,7 @@ describe('image batch through the CLI', () => {
     // With --tile every input is tiled: a rotation tiles cannot do exactly is refused before any upload.
     const tiled = await cluster.runCli(['submit', 'image', '--tile', '256', '--rotate', '45', photos[0]!, '-o', path.join(dir, 'never')]);
     expect(tiled.code).toBe(2);
-    expect(tiled.stderr).toMatch(/INVALID_ARGUMENT: rotate: tiled processing supports multiples of 90 degrees only, got 45/);
+    expect(tiled.stderr).toMatch(/INVALID_ARGUMENT: image\.rotate: tiled processing supports multiples of 90 degrees only, got 45/);
     // Arguments the command line itself refuses exit 2 too; --help and --version exit 0.
     // Numbers past the protocol's 32-bit fields would wrap (--width 4294967328 became 32).
     const wrapping = [['--width', '4294967328'], ['--width', '-32'], ['--priority', '3000000000'], ['--rotate', '-2147483649']];

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { videoKind } from '../coordinator/kinds/video.js';
 import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
-import type { VideoSegmentPlan } from '../shared/media/video-plan.js';
+import { VIDEO_TWO_PASS_FEATURE, type VideoSegmentPlan } from '../shared/media/video-plan.js';
+import { WORKER_FEATURES } from '../shared/job-kind.js';
 import { videoProcessor } from '../worker/processors/video.js';
 import { makeVideo, runKindInProcess, specOf } from './helpers/media.js';
 
@@ -70,16 +71,35 @@ describe('video kind: --bitrate across segment joins', () => {
 
   it('encodes h265 in two passes too, at the rate asked', async () => {
     const src = await makeVideo(dir, 'short.mp4', { duration: 6, width: 320, height: 240, fps: 30, gop: 30, crf: 16 });
-    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', { codec: 'h265', bitrate: '300k', preset: 'veryfast', segment_seconds: 3, audio_codec: 'none' }), [src], { dir });
+    const params = { codec: 'h265', bitrate: '300k', preset: 'veryfast', segment_seconds: 3, audio_codec: 'none' };
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', params), [src], { dir, threads: 1 });
     expect(run.errors).toEqual([]);
     expect(run.warnings).toEqual([]);
     expect(run.outcomes).toHaveLength(2);
-    // Each segment's progress shows its first pass.
-    for (const o of run.outcomes) expect(run.progress.get(o.label)?.some((f) => f > 0 && f <= 0.35)).toBe(true);
+    for (const o of run.outcomes) expect((o.plan as VideoSegmentPlan).passes).toBe(2);
+    // Not the bytes one pass makes (x265 on one thread is deterministic).
+    const onePass = await runKindInProcess(videoKind, videoProcessor, specOf('video', { ...params, passes: 1 }), [src], { dir, threads: 1 });
+    expect((await readFile(run.outputs[0]!.path)).equals(await readFile(onePass.outputs[0]!.path))).toBe(false);
     const out = run.outputs[0]!.path;
     const probe = await runFfprobe<{ format: { bit_rate: string }; streams: { nb_read_packets: string }[] }>(['-count_packets', '-show_entries', 'format=bit_rate:stream=nb_read_packets', out]);
     expect(Number(probe.streams[0]!.nb_read_packets)).toBe(180);
     expect(Math.abs(Number(probe.format.bit_rate) / 300e3 - 1)).toBeLessThan(0.15);
+  });
+
+  it('plans one pass, and says so, where a worker of an earlier release (which reads no passes) could take a segment', async () => {
+    const src = await makeVideo(dir, 'older.mp4', { duration: 6, width: 160, height: 120, fps: 30, gop: 30, crf: 16 });
+    const params = { bitrate: '200k', preset: 'veryfast', segment_seconds: 3, audio_codec: 'none' };
+    const older = WORKER_FEATURES.filter((f) => f !== VIDEO_TWO_PASS_FEATURE);
+    const run = await runKindInProcess(videoKind, videoProcessor, specOf('video', params), [src], { dir, features: older, threads: 1 });
+    expect(run.errors).toEqual([]);
+    expect(run.warnings).toEqual([{ input: 'older.mp4', message: 'a worker of an earlier release takes one pass only, so each segment is encoded in one pass at a set bitrate: the quality dips for about half a second after the segment join (--crf keeps it even)' }]);
+    expect(run.outcomes.map((o) => [(o.plan as VideoSegmentPlan).passes, (o.plan as VideoSegmentPlan).features?.includes(VIDEO_TWO_PASS_FEATURE)])).toEqual([[undefined, false], [undefined, false]]);
+    // As --passes 1 makes it, on every worker alike.
+    const onePass = await runKindInProcess(videoKind, videoProcessor, specOf('video', { ...params, passes: 1 }), [src], { dir, threads: 1 });
+    expect((await readFile(run.outputs[0]!.path)).equals(await readFile(onePass.outputs[0]!.path))).toBe(true);
+    // Where every worker takes two, the segments need it: a worker of an earlier release joining later takes none.
+    const current = await runKindInProcess(videoKind, videoProcessor, specOf('video', params), [src], { dir, threads: 1 });
+    expect(current.outcomes.every((o) => (o.plan as VideoSegmentPlan).passes === 2 && (o.plan as VideoSegmentPlan).features?.includes(VIDEO_TWO_PASS_FEATURE))).toBe(true);
   });
 
   it('says where the encoder takes one pass only (VP9: its second, through ffmpeg 5.1, came out at a ninth of the rate)', async () => {

@@ -18,7 +18,7 @@ import { ENCODER_LIMITS, encoderMisfit, MAX_DIMENSION, parseVideoParams, VIDEO_E
 import { AUDIO_CODECS, aacRateWritten, bitrateProblem, mp3RateWritten } from '../../shared/kinds/audio-params.js';
 import { alphaInUse, decoderStartsAt, endsEarlyWarning, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
 import { orientationFilters, outputSize, rotationFilters, TWO_PASS_ENCODERS } from '../../shared/media/video-encode.js';
-import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, VIDEO_ORIENT_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, VIDEO_ORIENT_FEATURE, VIDEO_TWO_PASS_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
 import { HandOff } from '../hand-off.js';
 import { takeHeaderProbe } from '../input-check.js';
@@ -194,10 +194,14 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   // A clock that restarts (two recordings joined, a DVD recorder's cells) places no frame by its
   // times: cut into segments, frames were lost (DATA_LOSS); one segment decodes it as ffmpeg does.
   const count = index.discontinuous ? 1 : segmentCount(span, ctx.cluster.slots, params.segmentSeconds);
-  // A bitrate's second pass only where the encoder takes one (TWO_PASS_ENCODERS): the segments of the
-  // others start their rate control afresh, which starves the half second after each join.
-  if (params.passes === 2 && !TWO_PASS_ENCODERS.has(encoder) && count > 1) {
-    ctx.warn(name, `${encoder} encodes each segment in one pass at a set bitrate: the quality dips for about half a second after ${count === 2 ? 'the segment join' : `each of the ${count - 1} segment joins`} (--crf keeps it even)`);
+  // A bitrate's two passes per segment where the encoder takes them (TWO_PASS_ENCODERS) and every
+  // worker does (an older one reads no `passes`, and one file would mix segments of both kinds; a
+  // cluster of none yet waits for workers of this release). One pass starts the rate control
+  // afresh at every segment, which starves the half second after each join: said so.
+  const twoPass = params.passes === 2 && TWO_PASS_ENCODERS.has(encoder) && (ctx.cluster.workers === 0 || ctx.cluster.features.has(VIDEO_TWO_PASS_FEATURE));
+  if (params.passes === 2 && !twoPass && count > 1) {
+    const who = TWO_PASS_ENCODERS.has(encoder) ? 'a worker of an earlier release takes one pass only, so each segment is encoded in one pass' : `${encoder} encodes each segment in one pass`;
+    ctx.warn(name, `${who} at a set bitrate: the quality dips for about half a second after ${count === 2 ? 'the segment join' : `each of the ${count - 1} segment joins`} (--crf keeps it even)`);
   }
   // Snap to a keyframe only when it is close: an uneven split costs encode time on the critical path,
   // while a range that starts between keyframes only decodes (much cheaper) a few frames it drops.
@@ -267,6 +271,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
     ...(format === 'nut' && UNTIMED_CHUNK_CODECS.has(video.codec) ? [CHUNK_INPOINT_FEATURE] : []),
     ...(colourNeeded || keepFullRange ? [VIDEO_COLOUR_FEATURE] : []),
     ...(orient ? [VIDEO_ORIENT_FEATURE] : []),
+    ...(twoPass ? [VIDEO_TWO_PASS_FEATURE] : []),
   ];
   const encodeAudio = audio && params.audioCodec !== 'copy';
   // The video split and each audio track's copy and measure only read the source: run them together.
@@ -314,6 +319,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
       height: size.height,
       encoder,
       ...(outFps > 0 && { outFps }),
+      ...(twoPass && { passes: 2 as const }),
       ...(tenBit && { pixFmt: 'yuv420p10le' as const }),
       ...(colour && { colour }),
       ...(keepFullRange && { keepFullRange }),
@@ -335,7 +341,7 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
       requires: { encoders: [encoder], ...(features.length > 0 && { features }) },
       // Generous: a veryslow 4K encode runs far below real time; the runtime's default may not fit.
       // A two-pass encode (a bitrate's) takes up to twice as long.
-      timeoutMs: Math.max(600_000, (seg.end - seg.start) * 60_000 * ctx.params.passes),
+      timeoutMs: Math.max(600_000, (seg.end - seg.start) * 60_000 * (twoPass ? 2 : 1)),
     });
   }
 

@@ -48,6 +48,12 @@ export const VIDEO_LOSSLESS_FEATURE = 'video-lossless';
  * stitch of segments of both would not play: such segments go only to workers that have this.
  */
 export const VIDEO_10BIT_FEATURE = 'video-10bit';
+/**
+ * `video-two-pass`: encodes a segment whose plan says `passes: 2` in two passes. The coordinator
+ * decides it (its `--passes`, the encoder) and plans it only where every worker has this: an older
+ * worker reads no `passes` and encodes one pass, which in one file would mix segments of two kinds.
+ */
+export const VIDEO_TWO_PASS_FEATURE = 'video-two-pass';
 
 /**
  * Workers that apply a segment plan's `colour` and `keepFullRange`. An older one encodes as before
@@ -182,6 +188,11 @@ export interface VideoSegmentPlan {
    * Absent from plans made before it.
    */
   outFps?: number | undefined;
+  /**
+   * 2: the segment is encoded in two passes (a bitrate's, by an encoder in TWO_PASS_ENCODERS),
+   * decided by the coordinator; absent: one pass (plans of an earlier release, or one pass asked).
+   */
+  passes?: 2 | undefined;
   /**
    * The pixel format every segment is encoded in: 'yuv420p10le' for a source of more than 8 bits
    * through an encoder that keeps 10 ({@link TEN_BIT_ENCODERS}); absent: 8-bit yuv420p.

@@ -43,6 +43,7 @@ function planProblem(plan: VideoSubtaskPlan): string | undefined {
   if (!whole(plan.input)) return 'input is not a whole number';
   if (plan.type === 'audio') return plan.track === undefined || whole(plan.track) ? undefined : 'track is not a whole number';
   if (!whole(plan.segment) || !whole(plan.width) || !whole(plan.height) || !whole(plan.frames)) return 'segment, width, height and frames must be whole numbers';
+  if (plan.passes !== undefined && plan.passes !== 2) return 'passes is not 2';
   if (plan.pixFmt !== undefined && plan.pixFmt !== 'yuv420p10le') return `pixFmt ${JSON.stringify(plan.pixFmt)} is not one this worker encodes`;
   if (plan.fps && !(Number.isFinite(plan.fps.rate) && plan.fps.rate > 0 && Number.isFinite(plan.fps.firstSlot))) return 'fps is not a rate';
   if (![plan.lo, plan.hi ?? 0, plan.first, plan.rotation ?? 0].every(Number.isFinite)) return 'a time is not a number';
@@ -207,7 +208,9 @@ async function encodeRange(ctx: ProcessContext<VideoJobParams>, plan: VideoSegme
   // 1.3-1.55x one pass's time at 720p, the second reusing the first's frame types): a single pass
   // starts its rate control afresh on every segment, and starved the half second after each
   // segment's first frame (2.7-3.8 dB under one ffmpeg run; review V58).
-  const twoPass = ctx.params.bitrate !== undefined && ctx.params.passes === 2 && TWO_PASS_ENCODERS.has(plan.encoder);
+  // As the coordinator planned it (its --passes, and only where every worker takes two), not this
+  // worker's reading of the params: a coordinator of an earlier release plans none.
+  const twoPass = plan.passes === 2 && ctx.params.bitrate !== undefined && TWO_PASS_ENCODERS.has(plan.encoder);
   if (twoPass) await encode({ pass: 1, stats: 'pass' }, ['-f', 'null', '-'], [0, 0.35], 'analysing');
   const { frames, stderr } = await encode(twoPass ? { pass: 2, stats: 'pass' } : undefined, ['-f', 'mp4', out], twoPass ? [0.35, 1] : [0, 1], 'encoding');
   // ffmpeg's own count of the frames it encoded (a probe of the file cost 0.1-0.2 s on the critical
