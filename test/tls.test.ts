@@ -14,7 +14,7 @@ import { TesseraClient } from '../client/client.js';
 import { loadTesseraProto } from '../shared/proto.js';
 import { channelCredentials } from '../shared/tls.js';
 import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
-import { makeTestCerts, type TestCerts } from './helpers/certs.js';
+import { makeLeaf, makeTestCerts, type TestCerts } from './helpers/certs.js';
 import { CLI_PATH, runCli, startCluster, type TestCluster } from './helpers/cluster.js';
 import { LEVEL, cleanEnv, logLinesUntil } from './helpers/process-logs.js';
 
@@ -197,6 +197,16 @@ describe('what the operator is told', () => {
     const checked = await listening(['coordinator', '--listen', '127.0.0.1:0', '--http', 'off', '--data-dir', data], { TESSERA_SERVER_TLS_CERT: certs.serverCert, TESSERA_SERVER_TLS_KEY: certs.serverKey, TESSERA_SERVER_TLS_CA: certs.ca });
     await checked.stop();
     expect(checked.line).toMatch(/\(TLS, client certificates asked for, not required \(--require-worker-cert holds workers to them\), no tokens\)$/);
+    // A year to go: nothing said of it.
+    expect(warningsIn(checked.stderr())).toEqual([]);
+  });
+
+  it('a coordinator and a worker whose certificate expires within 30 days say so when they start (it was checked only for having expired)', async () => {
+    makeLeaf(certs.dir, 'soon', 'ca', path.join(certs.dir, 'server.ext'), 2);
+    const soon = path.join(certs.dir, 'soon.crt');
+    const served = await listening(['coordinator', '--listen', '127.0.0.1:0', '--http', 'off', '--data-dir', path.join(dir, 'data-soon')], { TESSERA_SERVER_TLS_CERT: soon, TESSERA_SERVER_TLS_KEY: path.join(certs.dir, 'soon.key') });
+    await served.stop();
+    expect(warningsIn(served.stderr())).toEqual([expect.stringMatching(new RegExp(`^the coordinator certificate TESSERA_SERVER_TLS_CERT=${soon.replace(/[.]/g, '\\.')} expires in 1 day\\(s\\) \\(\\d{4}-[^)]+\\): make a new one and restart with it before then$`))]);
   });
 
   const tlsHint = (address: string): RegExp => new RegExp(`^tessera: TLS: the certificate of the coordinator at ${address.replace(/\./g, '\\.')} was not accepted: check --tls-ca / TESSERA_TLS_CA \\(or --tls / TESSERA_TLS\\) against the coordinator's certificate`);

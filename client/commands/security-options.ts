@@ -109,6 +109,33 @@ function checkTlsFiles(f: { tlsCa?: string | undefined; tlsCert?: string | undef
   }
 }
 
+/**
+ * The certificates a coordinator or worker was given (its own, and the CA's), with when each
+ * expires: for a warning before it does (see watchCertificates in servers.ts). The last of a CA
+ * bundle's certificates to expire counts.
+ */
+export function certificateExpiries(o: object, name: OptionNamer, whose: string): { what: string; validTo: number }[] {
+  const f = o as { tlsCa?: string; tlsCert?: string };
+  const out: { what: string; validTo: number }[] = [];
+  const read = (file: string): X509Certificate[] =>
+    (readFileSync(file, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).flatMap((pem) => {
+      try {
+        return [new X509Certificate(pem)];
+      } catch {
+        return [];
+      }
+    });
+  if (f.tlsCert) {
+    const [leaf] = read(f.tlsCert);
+    if (leaf) out.push({ what: `${whose} ${setting(name('tlsCert'), f.tlsCert)}`, validTo: Date.parse(leaf.validTo) });
+  }
+  if (f.tlsCa) {
+    const last = Math.max(...read(f.tlsCa).map((c) => Date.parse(c.validTo)));
+    if (Number.isFinite(last)) out.push({ what: `the CA certificate ${setting(name('tlsCa'), f.tlsCa)}`, validTo: last });
+  }
+  return out;
+}
+
 /** Refuses a token no coordinator accepts (see MIN_TOKEN_LENGTH) or no call can carry (tokenProblem), without showing it. */
 function checkToken(token: string | undefined, name: string, whose: string): void {
   if (token === undefined) return;

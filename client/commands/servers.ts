@@ -8,7 +8,7 @@ import { createLogger, type LogFormat, type Logger } from '../../shared/logger.j
 import { MAX_WORKER_SLOTS, REGISTER_TEXT_BYTES, TARGET_SCHEME, coordinatorAddress, hostPortProblem } from '../../shared/config.js';
 import { unknownVariables } from './config.js';
 import type { Command } from 'commander';
-import { SERVER_TLS_ENV, byFlag, clientTlsVariablesIgnored, coordinatorSecurity, optionNamer, securitySummary, setting, workerSecurity, type OptionNamer } from './security-options.js';
+import { SERVER_TLS_ENV, byFlag, certificateExpiries, clientTlsVariablesIgnored, coordinatorSecurity, optionNamer, securitySummary, setting, workerSecurity, type OptionNamer } from './security-options.js';
 import { assertSecureDashboard, assertSecureListen, clientCredentialsFromEnv } from '../../shared/tls.js';
 import { UsageError } from './usage-error.js';
 import { checkKeepalive, type KeepaliveFlags } from './keepalive-options.js';
@@ -225,6 +225,7 @@ export async function runCoordinator(o: CoordinatorCommandOptions, cmd?: Command
   routeGrpcLogs(log);
   for (const line of clientTlsVariablesIgnored(cmd)) log.warn(line);
   warnUnknownVariables(cmd, log);
+  watchCertificates(certificateExpiries(o, name, 'the coordinator certificate'), log);
   const { Coordinator } = await import('../../coordinator/coordinator.js');
   const coordinator = new Coordinator({ listen: o.listen, ...(o.http !== undefined ? { http: o.http } : {}), ...(o.httpHost ? { httpHosts: o.httpHost.flatMap((h) => h.split(',')).filter(Boolean) } : {}), dataDir: path.resolve(o.dataDir), log, heartbeatMs: o.heartbeatMs, ttlMs: o.ttlMs, maxAttempts: o.maxAttempts, ...(o.subtaskTimeoutMs !== undefined ? { subtaskTimeoutMs: o.subtaskTimeoutMs } : {}), ...(o.stallMs !== undefined ? { stallMs: o.stallMs } : {}), quarantineFailures: o.quarantineFailures, ...(o.retentionHours !== undefined ? { retentionMs: o.retentionHours * 3_600_000 } : {}), ...(o.prefetchBelowMs !== undefined ? { prefetchBelowMs: o.prefetchBelowMs } : {}), localReads: o.localReads, ...(o.sharedRoot ? { sharedRoots: o.sharedRoot } : {}), sharedRootAllowHardlinks: o.sharedRootAllowHardlinks === true, ...(o.sharedOutputRoot ? { sharedOutputRoots: o.sharedOutputRoot } : {}), keepalive: checkKeepalive(o, name), ...security });
   const address = await coordinator.start();
@@ -281,6 +282,7 @@ export async function runWorker(o: WorkerCommandOptions, cmd?: Command): Promise
   const log = createLogger('worker', o.logLevel, o.logFormat).child({ worker: name });
   routeGrpcLogs(log);
   warnUnknownVariables(cmd, log);
+  watchCertificates(certificateExpiries(o, optionName, 'the worker certificate'), log);
   const { Worker } = await import('../../worker/worker.js');
   const labels = workerLabels(o, optionName);
   const worker = new Worker({
@@ -394,6 +396,28 @@ function routeGrpcLogs(log: Logger): void {
  * to learn its port): stdout carries its first lines only, its logs go to stderr. The CLI's own
  * handler ends a command whose reader left, which stopped the service (review CUX).
  */
+/** How long before a certificate expires its server starts saying so (daily). */
+const CERTIFICATE_WARN_DAYS = 30;
+
+/**
+ * Warns, at start and then daily, of a certificate that expires within CERTIFICATE_WARN_DAYS:
+ * checked only at start, one that expired under a running coordinator refused every new
+ * connection from then on, with no word before (review OPS14).
+ */
+function watchCertificates(certificates: { what: string; validTo: number }[], log: Logger): void {
+  if (certificates.length === 0) return;
+  const check = (): void => {
+    for (const c of certificates) {
+      const days = (c.validTo - Date.now()) / 86_400_000;
+      if (days >= CERTIFICATE_WARN_DAYS) continue;
+      const on = new Date(c.validTo).toISOString();
+      log.warn({ expires: on }, days <= 0 ? `${c.what} has expired (${on}): new connections fail; make a new one and restart with it` : `${c.what} expires in ${days < 1 ? 'less than a day' : `${Math.floor(days)} day(s)`} (${on}): make a new one and restart with it before then`);
+    }
+  };
+  check();
+  setInterval(check, 86_400_000).unref();
+}
+
 /** Says in the log of each TESSERA_ variable set that no setting reads (a misspelt one), with the closest that one does. */
 function warnUnknownVariables(cmd: Command | undefined, log: Logger): void {
   const root = cmd?.parent;
