@@ -235,17 +235,21 @@ export async function runCoordinator(o: CoordinatorCommandOptions, cmd?: Command
   process.stdout.write(`tessera coordinator listening on ${address} (${securitySummary(security)})\n`);
   if (coordinator.httpAddress) process.stdout.write(`tessera dashboard on http://${coordinator.httpAddress}/\n`);
   let stopping = false;
+  let hungUp = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    void coordinator.close().then(() => exitAfter(signal));
+    void coordinator.close().then(() => exitAfter(hungUp));
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   // The terminal or SSH session it was started from closed: stopped as by SIGTERM, not killed
-  // mid-write by Node's default (review OPS6).
-  process.once('SIGHUP', () => stop('SIGHUP'));
+  // mid-write by Node's default (review OPS6); `on`, so that a second hangup is not Node's default.
+  process.on('SIGHUP', () => {
+    hungUp = true;
+    stop('SIGHUP');
+  });
   onParentExit(() => stop('parent exited'));
 }
 
@@ -301,20 +305,25 @@ export async function runWorker(o: WorkerCommandOptions, cmd?: Command): Promise
   serveWithoutStdout();
   process.stdout.write(`tessera worker ${worker.name} (${worker.slots} slot${worker.slots === 1 ? '' : 's'}) connecting to ${coordinatorAddress(o.coordinator)}\n`);
   let signals = 0;
+  let hungUp = false;
   const stop = (signal: string): void => {
     signals++;
     log.info({ signal }, signals > 1 ? 'stopping now' : 'draining: finishing running subtasks (signal again to stop now)');
     const done = signals > 1 ? worker.close() : worker.drain();
     void done.then(() => {
       log.info({ signal }, 'stopped');
-      exitAfter(signal);
+      exitAfter(hungUp);
     });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   // Its terminal or SSH session closed: drained as by SIGTERM, so that its running subtasks finish
-  // rather than fail an attempt each (Node's default ends the process at once; review OPS6).
-  process.once('SIGHUP', () => stop('SIGHUP'));
+  // rather than fail an attempt each (Node's default ends the process at once; review OPS6). A
+  // hangup is never the "signal again": Ctrl-C and then closing the window drains still (SELF3).
+  process.on('SIGHUP', () => {
+    hungUp = true;
+    if (signals === 0) stop('SIGHUP');
+  });
   // Nothing waits for the results of a worker whose parent went: stop without draining.
   onParentExit(() => {
     log.info({ signal: 'parent exited' }, 'stopping now');
@@ -426,12 +435,12 @@ function warnUnknownVariables(cmd: Command | undefined, log: Logger): void {
 }
 
 /**
- * Ends a server stopped by `signal`. After a hangup it dies by that signal, as a process whose
- * terminal went does, once it has stopped: Node's own exit then asserted, restoring a terminal that
+ * Ends a server once it has stopped. After a hangup (whatever signal stopped it) it dies by SIGHUP,
+ * as a process whose terminal went does: Node's own exit then asserted, restoring a terminal that
  * was gone (`ResetStdio`, an abort with a native stack trace).
  */
-function exitAfter(signal: string): void {
-  if (signal !== 'SIGHUP') process.exit(0);
+function exitAfter(hungUp: boolean): void {
+  if (!hungUp) process.exit(0);
   process.removeAllListeners('SIGHUP');
   process.kill(process.pid, 'SIGHUP');
 }
