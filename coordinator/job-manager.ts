@@ -2670,9 +2670,10 @@ function namingKindFields<T>(kindName: string, check: () => T): T {
   } catch (err) {
     if (!(err instanceof TesseraError) || err.code !== status.INVALID_ARGUMENT) throw err;
     const fields = kindFieldNames(kindName);
-    const head = /^([a-z_]+(?:(?: and |, | or )[a-z_]+)*): /.exec(err.message);
-    if (!head?.[1]!.split(/ and |, | or /).every((f) => fields.has(f))) throw err;
-    const named = head[1]!.replace(/[a-z_]+/g, (w) => (fields.has(w) ? `${kindName}.${w}` : w));
+    // A field, or a field's field (trim.start), or several (crf and bitrate, loudness/true_peak).
+    const head = /^([a-z_]+(?:\.[a-z_]+)?(?:(?: and |, | or |\/)[a-z_]+(?:\.[a-z_]+)?)*): /.exec(err.message);
+    if (!head?.[1]!.split(/ and |, | or |\//).every((f) => fields.has(f.split('.')[0]!))) throw err;
+    const named = head[1]!.replace(/[a-z_]+(?:\.[a-z_]+)?/g, (w) => (fields.has(w.split('.')[0]!) ? `${kindName}.${w}` : w));
     throw new TesseraError(err.code, `${named}: ${err.message.slice(head[0].length)}`, { retryable: err.retryable, ...(err.input ? { input: err.input } : {}) });
   }
 }

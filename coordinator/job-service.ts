@@ -1007,6 +1007,8 @@ function logRefusal(log: Logger, err: unknown, o: { peer: string; owner: string;
   if (o.signal.aborted) return;
   const code = err instanceof TesseraError ? err.code : status.INTERNAL;
   const fields = { peer: o.peer, owner: o.owner || undefined, code: status[code], reason: err instanceof Error ? err.message : String(err), ...(err instanceof TesseraError && err.input ? { input: err.input } : {}) };
-  if (CLIENT_FAULTS.has(code)) log.info(fields, 'submission refused');
+  // Over its own quota (--max-inputs, --max-job-bytes, ...) is the client's doing too; a full disk is not.
+  const clients = CLIENT_FAULTS.has(code) || (code === status.RESOURCE_EXHAUSTED && !/disk is full|store is full/.test(fields.reason));
+  if (clients) log.info(fields, 'submission refused');
   else log.warn(fields, 'submission refused');
 }

@@ -129,10 +129,17 @@ describe('one setting said twice, two ways', () => {
     const config = path.join(dir, 'twice.yaml');
     await writeFile(config, `data-dir: ${path.join(dir, 'a')}\ndataDir: ${path.join(dir, 'b')}\n`);
     const keys = await cli(['coordinator', '--config', config, '--print-config']);
-    expect([keys.code, keys.stderr.trimEnd()]).toEqual([2, `tessera: config file ${config}: keys "data-dir" and "dataDir" both set --data-dir: keep one`]);
+    expect([keys.code, keys.stderr.trimEnd()]).toEqual([2, `tessera: config file ${config}: keys "data-dir" and "dataDir" set --data-dir differently: keep one`]);
+    // Two keys that agree are taken, as a flag that decides is.
+    await writeFile(config, 'local-reads: false\nno-local-reads: true\n');
+    const same = await cli(['coordinator', '--config', config, '--print-config']);
+    expect(same.code, same.stderr).toBe(0);
+    expect(JSON.parse(same.stdout).options.localReads).toBe(false);
     const vars = await cli(['coordinator', '--print-config'], { TESSERA_NO_LOCAL_READS: '1', TESSERA_LOCAL_READS: 'true' });
     expect([vars.code, vars.stderr.trimEnd()]).toEqual([2, 'tessera: TESSERA_NO_LOCAL_READS=1 and TESSERA_LOCAL_READS=true say opposite things: keep one']);
-    // Both saying the same is taken.
+    // Not where a flag decides, nor where both say the same.
+    const flag = await cli(['coordinator', '--no-local-reads', '--print-config'], { TESSERA_NO_LOCAL_READS: '1', TESSERA_LOCAL_READS: 'true' });
+    expect(flag.code, flag.stderr).toBe(0);
     const agree = await cli(['coordinator', '--print-config'], { TESSERA_NO_LOCAL_READS: '1', TESSERA_LOCAL_READS: 'false' });
     expect(agree.code, agree.stderr).toBe(0);
     expect(JSON.parse(agree.stdout).options.localReads).toBe(false);

@@ -78,4 +78,9 @@ describe('other settings given empty are not taken for their default', () => {
     expect(r.code, r.stdout).toBe(2);
     expect(r.stderr).toContain(`: a host name only, without a port or scheme (the dashboard takes its name on any port): give ${bare}`);
   });
+
+  it.each(['[::1]', 'fe80::1', '192.0.2.7'])('coordinator --http-host %s (an IP address, IPv6 too) is taken as it is, not cut at its first colon', async (value) => {
+    const r = await cli(['coordinator', '--listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'data'), '--http-host', value, '--print-config']);
+    expect(r.code, r.stderr).toBe(0);
+  });
 });

@@ -81,6 +81,17 @@ it('names each failed input of a finished job at warn, with the job and why', as
   expect(story).toEqual(['running', 'job finished', 'job input failed']);
 });
 
+it("logs a quick job's end after its running (a one-subtask job with no work: 'job finished' came before 'running' every time)", async () => {
+  for (let i = 0; i < 3; i++) {
+    const job = await client.submit({ passthrough: { subtasks: 1 } }, []);
+    expect((await client.wait(job.id)).state).toBe('JOB_STATE_SUCCEEDED');
+    for (let k = 0; k < 100 && !lines.some((l) => l.job === job.id && l.msg === 'job finished'); k++) await new Promise((r) => setTimeout(r, 20));
+    const story = lines.filter((l) => l.job === job.id && (l.state !== undefined || l.msg === 'job finished')).map((l) => (l.msg === 'job finished' ? 'finished' : l.state));
+    expect(story.at(-1)).toBe('finished');
+    expect(story.indexOf('running')).toBeLessThan(story.indexOf('finished'));
+  }
+});
+
 it('logs a refused submission with its peer, code and why', async () => {
   const text = path.join(dir, 'notes.jpg');
   await writeFile(text, 'these are not the pixels you are looking for\n');

@@ -35,6 +35,9 @@ it.each([
   [{ video: { crf: 20, bitrate: '2M' } }, 'video.crf and video.bitrate: give one or the other, not both'],
   [{ video: { audio_bitrate: '1k' } }, 'video.audio_bitrate: "1k" is not a rate within 8k..1M'],
   [{ thumbnails: { count: 3, every: 2 } }, 'thumbnails.every and thumbnails.count: give one or the other'],
+  // A field's field, and fields joined by a slash (review SELF4).
+  [{ audio: { trim: { start: 5, end: 2 } } }, 'audio.trim.end: 2 must be after trim.start 5'],
+  [{ audio: { track: 2, language: 'eng' } }, 'audio.track/audio.language: give one of'],
   // A refusal of new submissions only (checkNew), named alike.
   [{ audio: { codec: 'mp3', bitrate: '512k' } }, 'audio.bitrate: 512k is over the 320k MP3 allows'],
   // Already named so, and left as it was.

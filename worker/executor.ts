@@ -142,10 +142,11 @@ function describeFailure(err: unknown, signal: AbortSignal, log: Logger, deps: P
   // here once there is room), not an INTERNAL "processor error" blamed on the input (review OPS4).
   const errno = [err, (err as Error | undefined)?.cause].map((e) => (e as NodeJS.ErrnoException | undefined)?.code).find((c) => typeof c === 'string' && (LOCAL_TROUBLE_CODES.has(c) || c === 'EROFS'));
   if (errno) {
-    const why = errno === 'EMFILE' || errno === 'ENFILE' ? 'has no file descriptors left' : errno === 'EROFS' ? 'is read-only' : 'is full';
+    // File descriptors are the process's or the system's, not the folder's (review SELF).
+    const why = errno === 'EMFILE' || errno === 'ENFILE' ? 'it has no file descriptors left' : `its temp folder ${deps.tempRoot} ${errno === 'EROFS' ? 'is read-only' : 'is full'}`;
     const who = deps.name ? `worker ${deps.name}` : 'this worker';
-    log.warn({ err: (err as Error).message, tempRoot: deps.tempRoot }, `temp folder ${why}: the subtask is handed back`);
-    return { error_code: 'UNAVAILABLE', error_message: `${who} failed, not because of the input: its temp folder ${deps.tempRoot} ${why} (${(err as Error).message})`, retryable: true };
+    log.warn({ err: (err as Error).message, tempRoot: deps.tempRoot }, `${why}: the subtask is handed back`);
+    return { error_code: 'UNAVAILABLE', error_message: `${who} failed, not because of the input: ${why} (${(err as Error).message})`, retryable: true };
   }
   log.error({ err }, 'processor crashed');
   return { error_code: 'INTERNAL', error_message: `processor error: ${(err as Error)?.message ?? String(err)}`, retryable: true };

@@ -35,6 +35,9 @@ export const OTHER_VARIABLES: ReadonlySet<string> = new Set([
   'TESSERA_MAX_CLIENT_PRIORITY', 'TESSERA_MAX_FILE_BYTES', 'TESSERA_MAX_FRAMES', 'TESSERA_MAX_INPUTS', 'TESSERA_MAX_INPUT_PIXELS', 'TESSERA_MAX_JOBS_PER_CLIENT',
   'TESSERA_MAX_JOB_BYTES', 'TESSERA_MAX_MEDIA_SECONDS', 'TESSERA_MAX_PIXELS', 'TESSERA_MAX_STREAMS_PER_CLIENT', 'TESSERA_MAX_VIDEO_FRAMES', 'TESSERA_MAX_VIDEO_PIXELS',
   'TESSERA_TILE_LIMIT_INPUT_PIXELS', 'TESSERA_TILE_MAX_STRIP_PIXELS', 'TESSERA_TILE_STRIP_READ', 'TESSERA_TILE_THRESHOLD_PIXELS',
+  // docker-compose.yml's own (README "Running with Docker"), read by compose, not by Tessera; the
+  // upgrade tests' older CLI.
+  'TESSERA_GRPC_PUBLISH', 'TESSERA_MEDIA', 'TESSERA_RESULTS', 'TESSERA_SCRATCH', 'TESSERA_WORKER_CPUS', 'TESSERA_WORKER_MEMORY', 'TESSERA_OLD_CLI',
 ]);
 
 /**
@@ -58,7 +61,8 @@ export function unknownVariables(root: Command, env: NodeJS.ProcessEnv = process
     .sort()
     .map((name) => {
       const near = [...known].map((k) => ({ k, d: editDistance(name, k) })).sort((a, b) => a.d - b.d)[0];
-      return near && near.d <= 3 ? { name, closest: near.k } : { name };
+      // Close for its length: TESSERA_X is no misspelt TESSERA_TLS.
+      return near && near.d <= Math.min(3, Math.floor((name.length - 'TESSERA_'.length) / 4)) ? { name, closest: near.k } : { name };
     });
 }
 
@@ -170,8 +174,9 @@ export function configurable(cmd: Command, defaults?: (options: Record<string, u
       const on = parseSwitch(process.env[option.envVar!]!);
       if (off !== undefined && on !== undefined && off === on) {
         const said = `${spelt}=${process.env[spelt]} and ${option.envVar}=${process.env[option.envVar!]}`;
-        cmd.hook('preAction', () => {
-          throw new UsageError(`${said} say opposite things: keep one`);
+        // Only where they decide the value: a flag given overrides both.
+        cmd.hook('preAction', (command) => {
+          if (command.getOptionValueSource(option.attributeName()) !== 'cli') throw new UsageError(`${said} say opposite things: keep one`);
         });
       }
     }
@@ -250,21 +255,24 @@ export function applyConfigFile(cmd: Command, file: string): void {
       byKey.set(camelCase(o.long.slice(2)), o);
     }
   }
-  const keyOf = new Map<Option, string>();
+  const keyOf = new Map<Option, { key: string; meant: unknown }>();
   for (const [key, value] of Object.entries(data)) {
     const option = byKey.get(key);
     // Refuse unknown keys: a typo ("slot: 4") must not silently fall back to the default.
     if (!option) throw new UsageError(`config file ${file}: unknown option "${key}" for \`tessera ${cmd.name()}\` (known: ${[...new Set([...byKey.values()].map((o) => (o.negate ? `${o.long?.slice(5)} (or ${o.long?.slice(2)})` : o.long?.slice(2))))].join(', ')})`);
-    // Two keys of one option (data-dir and dataDir, local-reads and no-local-reads): the last won
-    // without a word (review OPS12).
-    const earlier = keyOf.get(option);
-    if (earlier !== undefined) throw new UsageError(`config file ${file}: keys "${earlier}" and "${key}" both set ${option.long}: keep one`);
-    keyOf.set(option, key);
-    const source = cmd.getOptionValueSource(option.attributeName());
-    if (source === 'cli' || source === 'env') continue;
     const coerced = coerce(option, key, value, file);
     const spelt = option.negate && option.long ? option.long.slice(2) : undefined;
-    cmd.setOptionValueWithSource(option.attributeName(), spelt && (key === spelt || key === camelCase(spelt)) ? !coerced : coerced, 'config');
+    const meant = spelt && (key === spelt || key === camelCase(spelt)) ? !coerced : coerced;
+    // Two keys of one option (data-dir and dataDir, local-reads and no-local-reads) that disagree:
+    // the last won without a word (review OPS12). Where a flag or a variable decides, it does.
+    const earlier = keyOf.get(option);
+    const source = cmd.getOptionValueSource(option.attributeName());
+    if (earlier && JSON.stringify(earlier.meant) !== JSON.stringify(meant) && source !== 'cli' && source !== 'env') {
+      throw new UsageError(`config file ${file}: keys "${earlier.key}" and "${key}" set ${option.long} differently: keep one`);
+    }
+    keyOf.set(option, { key, meant });
+    if (source === 'cli' || source === 'env') continue;
+    cmd.setOptionValueWithSource(option.attributeName(), meant, 'config');
   }
 }
 

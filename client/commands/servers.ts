@@ -1,5 +1,6 @@
 /** `tessera coordinator`, `tessera worker` (long-running, with signal handling) and `tessera health`. */
 import { createRequire } from 'node:module';
+import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type * as Grpc from '@grpc/grpc-js';
@@ -91,6 +92,8 @@ export function checkCoordinatorSettings(o: CoordinatorCommandOptions, name: Opt
   // A name as Prometheus scrapes it (coordinator:7780, http://coordinator) never matched a request's
   // Host, and every request was refused 403 (review OPS8).
   for (const host of (o.httpHost ?? []).flatMap((h) => h.split(',')).filter(Boolean)) {
+    // An IP address, IPv6 too (answered anyway, without --http-host), is taken as it is (review SELF5).
+    if (isIP(host.replace(/^\[(.*)\]$/, '$1'))) continue;
     const bare = host.replace(/^[a-z][\w+.-]*:\/\//i, '').replace(/[/:].*$/, '');
     if (bare !== host) throw new UsageError(`${setting(name('httpHost'), host)}: a host name only, without a port or scheme (the dashboard takes its name on any port): give ${bare || 'the name'}`);
   }
