@@ -146,6 +146,6 @@ describe('audio on a cluster of two workers', () => {
     expect(JSON.parse(third.stdout).errors).toEqual([{ input: 'film.mkv', code: 'INVALID_ARGUMENT', message: 'film.mkv: audio track 3 asked, but it has 2 audio tracks' }]);
     const both = await cluster.runCli(['submit', 'audio', '--track', '2', '--language', 'fra', film, '-o', path.join(dir, 'both')]);
     expect(both.code).toBe(2);
-    expect(both.stderr).toContain('track/language: give one of track 2 and language "fra", not both');
+    expect(both.stderr).toContain('audio.track/audio.language: give one of track 2 and language "fra", not both');
   });
 });

@@ -17,7 +17,7 @@ import { invalidArgument } from '../../shared/errors.js';
 import { ENCODER_LIMITS, encoderMisfit, MAX_DIMENSION, parseVideoParams, VIDEO_ENCODERS, AUDIO_ENCODERS, copyAudioRefusal, type VideoJobParams } from '../../shared/kinds/video-params.js';
 import { AUDIO_CODECS, aacRateWritten, bitrateProblem, mp3RateWritten } from '../../shared/kinds/audio-params.js';
 import { alphaInUse, decoderStartsAt, endsEarlyWarning, hiddenLead, probeMedia, probePacketSpan, probeVideoIndex, type AudioStreamInfo, type MediaInfo, type StreamSpan, type VideoIndex } from '../../shared/media/probe.js';
-import { orientationFilters, outputSize, rotationFilters, TWO_PASS_ENCODERS } from '../../shared/media/video-encode.js';
+import { orientationFilters, outputSize, rotationFilters, takesTwoPasses, TWO_PASS_AT_FRAME_RATE } from '../../shared/media/video-encode.js';
 import { AUDIO_BESIDE_SEGMENT_FEATURE, CHUNK_INPOINT_FEATURE, deepPixels, MOV_CHUNKS_FEATURE, UNTIMED_CHUNK_CODECS, NUT_CHUNKS_FEATURE, SAMPLE_DESCRIPTION_CODECS, TEN_BIT_ENCODERS, VIDEO_10BIT_FEATURE, VIDEO_COLOUR_FEATURE, VIDEO_LOSSLESS_FEATURE, VIDEO_ORIENT_FEATURE, VIDEO_TWO_PASS_FEATURE, videoColour, type VideoAudioPlan, type VideoSegmentPlan, type VideoSubtaskPlan } from '../../shared/media/video-plan.js';
 import { cutVideoChunks, extractAudio, spoolFile } from './video-chunks.js';
 import { HandOff } from '../hand-off.js';
@@ -198,10 +198,13 @@ async function planInput(ctx: PlanContext<VideoJobParams>, given: SpoolFile, inp
   // worker does (an older one reads no `passes`, and one file would mix segments of both kinds; a
   // cluster of none yet waits for workers of this release). One pass starts the rate control
   // afresh at every segment, which starves the half second after each join: said so.
-  const twoPass = params.passes === 2 && TWO_PASS_ENCODERS.has(encoder) && (ctx.cluster.workers === 0 || ctx.cluster.features.has(VIDEO_TWO_PASS_FEATURE));
-  if (params.passes === 2 && !twoPass && count > 1) {
-    const who = TWO_PASS_ENCODERS.has(encoder) ? 'a worker of an earlier release takes one pass only, so each segment is encoded in one pass' : `${encoder} encodes each segment in one pass`;
-    ctx.warn(name, `${who} at a set bitrate: the quality dips for about half a second after ${count === 2 ? 'the segment join' : `each of the ${count - 1} segment joins`} (--crf keeps it even)`);
+  const twoPassEncoder = takesTwoPasses(encoder, params.fps > 0);
+  const twoPass = params.passes === 2 && twoPassEncoder && (ctx.cluster.workers === 0 || ctx.cluster.features.has(VIDEO_TWO_PASS_FEATURE));
+  if (params.passes === 2 && !twoPass) {
+    const who = !twoPassEncoder
+      ? `${encoder} encodes each segment in one pass${TWO_PASS_AT_FRAME_RATE.has(encoder) ? ' where the video keeps its own timing (--fps gives it two)' : ''}`
+      : 'a worker of an earlier release takes one pass only, so each segment is encoded in one pass';
+    ctx.warn(name, `${who} at a set bitrate: the file may come out under the rate${count > 1 ? `, and the quality dips for about half a second after ${count === 2 ? 'the segment join' : `each of the ${count - 1} segment joins`}` : ''} (--crf keeps the quality even)`);
   }
   // Snap to a keyframe only when it is close: an uneven split costs encode time on the critical path,
   // while a range that starts between keyframes only decodes (much cheaper) a few frames it drops.

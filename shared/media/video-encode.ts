@@ -14,15 +14,25 @@ const SVT_PRESET = [12, 11, 10, 9, 8, 7, 5, 4, 2];
 
 /**
  * Encoders a bitrate's segments are encoded with in two passes. Not SVT-AV1 (ffmpeg 5.1's wrapper
- * writes no first-pass statistics), nor libvpx and libaom: ffmpeg 5.1 gives them each frame's length
- * as one tick of the encoder's time base, the source's own (1/15360 s for an MP4), which their second
- * pass takes for the frame rate: 300k came out at 35 kbps.
+ * writes no first-pass statistics).
  */
-export const TWO_PASS_ENCODERS: ReadonlySet<string> = new Set(['libx264', 'libx265']);
+export const TWO_PASS_ENCODERS: ReadonlySet<string> = new Set(['libx264', 'libx265', 'libvpx-vp9', 'libaom-av1']);
+/**
+ * Of those, the ones whose second pass needs the encoder's time base to be a frame's length: ffmpeg
+ * 5.1 gives libvpx and libaom each frame's length as one tick of it, which their second pass takes
+ * for the frame rate. A segment keeping the source's timing is encoded in the source's time base
+ * (1/15360 s for an MP4: 300k came out at 35 kbps); one resampled by `--fps` is in 1/fps (review V59).
+ */
+export const TWO_PASS_AT_FRAME_RATE: ReadonlySet<string> = new Set(['libvpx-vp9', 'libaom-av1']);
+
+/** Whether a segment of `encoder`, resampled (`resampled`) or not, is encoded in two passes where asked. */
+export function takesTwoPasses(encoder: string, resampled: boolean): boolean {
+  return TWO_PASS_ENCODERS.has(encoder) && (resampled || !TWO_PASS_AT_FRAME_RATE.has(encoder));
+}
 
 /**
  * One pass of a two-pass encode: `stats` is the statistics file's name (x265's, relative to
- * ffmpeg's working folder: a ':' in a path would end its parameter) or prefix (x264's).
+ * ffmpeg's working folder: a ':' in a path would end its parameter) or prefix (the others').
  */
 export interface EncodePass {
   pass: 1 | 2;
@@ -39,6 +49,7 @@ export function videoEncoderArgs(params: VideoJobParams, encoder: string, thread
   const quality = (crfFlag: string[]): string[] =>
     params.bitrate !== undefined ? ['-b:v', String(params.bitrate)] : [...crfFlag, String(params.crf)];
   const lossless = params.lossless;
+  const passArgs = pass ? ['-pass', String(pass.pass), '-passlogfile', pass.stats] : [];
   // 8-bit 4:2:0 plays everywhere (10-bit for a deep source through an encoder that keeps it, see
   // VideoSegmentPlan.pixFmt); every segment gets the same pixel format.
   const common = ['-pix_fmt', pixFmt];
@@ -46,14 +57,14 @@ export function videoEncoderArgs(params: VideoJobParams, encoder: string, thread
     case 'libx264':
       // Closed GOPs are x264's default; said explicitly because segments are cut right after them.
       // qp 0 is x264's lossless mode (High 4:4:4 Predictive profile, whatever the chroma).
-      return ['-c:v', 'libx264', '-preset', params.preset, ...(lossless ? ['-qp', '0'] : quality(['-crf'])), ...(pass ? ['-pass', String(pass.pass), '-passlogfile', pass.stats] : []), '-threads', t, '-x264-params', 'open-gop=0', ...common];
+      return ['-c:v', 'libx264', '-preset', params.preset, ...(lossless ? ['-qp', '0'] : quality(['-crf'])), ...passArgs, '-threads', t, '-x264-params', 'open-gop=0', ...common];
     case 'libx265':
       return ['-c:v', 'libx265', '-preset', params.preset, ...(lossless ? [] : quality(['-crf'])), '-x265-params', `open-gop=0:pools=${t}:log-level=error${lossless ? ':lossless=1' : ''}${pass ? `:pass=${pass.pass}:stats=${pass.stats}` : ''}`, ...common];
     case 'libvpx-vp9':
-      return ['-c:v', 'libvpx-vp9', '-deadline', 'good', '-cpu-used', String(VPX_CPU_USED[speed]), ...(lossless ? ['-lossless', '1'] : quality(['-b:v', '0', '-crf'])), '-row-mt', '1', '-threads', t, ...common];
+      return ['-c:v', 'libvpx-vp9', '-deadline', 'good', '-cpu-used', String(VPX_CPU_USED[speed]), ...(lossless ? ['-lossless', '1'] : quality(['-b:v', '0', '-crf'])), ...passArgs, '-row-mt', '1', '-threads', t, ...common];
     case 'libaom-av1':
       // ffmpeg before 4.2 (the npm package's of 2018) takes libaom only as "experimental".
-      return ['-c:v', 'libaom-av1', ...(ffmpegAtLeast(5) ? [] : ['-strict', 'experimental']), '-cpu-used', String(AOM_CPU_USED[speed]), ...quality(['-b:v', '0', '-crf']), '-row-mt', '1', '-threads', t, ...common];
+      return ['-c:v', 'libaom-av1', ...(ffmpegAtLeast(5) ? [] : ['-strict', 'experimental']), '-cpu-used', String(AOM_CPU_USED[speed]), ...quality(['-b:v', '0', '-crf']), ...passArgs, '-row-mt', '1', '-threads', t, ...common];
     case 'libsvtav1':
       // ffmpeg 5.1's wrapper takes no -threads: without lp, SVT-AV1 sizes itself to every core of the
       // machine (about 90 threads, 1.7 of 2 cores for a slot given one).
