@@ -85,13 +85,7 @@ function checkTlsFiles(f: { tlsCa?: string | undefined; tlsCert?: string | undef
     certificate(f.tlsCa, 'tlsCa');
     // Every certificate of the bundle: it is unusable only when none is valid now. An expired CA
     // refused every peer's certificate, each told to check that it was signed by this CA (it was).
-    const bundle = (readFileSync(f.tlsCa, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).flatMap((pem) => {
-      try {
-        return [new X509Certificate(pem)];
-      } catch {
-        return [];
-      }
-    });
+    const bundle = certificatesIn(f.tlsCa);
     if (bundle.length > 0 && bundle.every((c) => Date.parse(c.validTo) < now || Date.parse(c.validFrom) > now)) {
       const c = bundle[0]!;
       const when = Date.parse(c.validTo) < now ? `expired on ${c.validTo}` : `is valid only from ${c.validFrom} (is this machine's clock right?)`;
@@ -109,6 +103,17 @@ function checkTlsFiles(f: { tlsCa?: string | undefined; tlsCert?: string | undef
   }
 }
 
+/** The certificates of a PEM file (a bundle), those that parse. */
+function certificatesIn(file: string): X509Certificate[] {
+  return (readFileSync(file, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).flatMap((pem) => {
+    try {
+      return [new X509Certificate(pem)];
+    } catch {
+      return [];
+    }
+  });
+}
+
 /**
  * The certificates a coordinator or worker was given (its own, and the CA's), with when each
  * expires: for a warning before it does (see watchCertificates in servers.ts). The last of a CA
@@ -117,20 +122,12 @@ function checkTlsFiles(f: { tlsCa?: string | undefined; tlsCert?: string | undef
 export function certificateExpiries(o: object, name: OptionNamer, whose: string): { what: string; validTo: number }[] {
   const f = o as { tlsCa?: string; tlsCert?: string };
   const out: { what: string; validTo: number }[] = [];
-  const read = (file: string): X509Certificate[] =>
-    (readFileSync(file, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).flatMap((pem) => {
-      try {
-        return [new X509Certificate(pem)];
-      } catch {
-        return [];
-      }
-    });
   if (f.tlsCert) {
-    const [leaf] = read(f.tlsCert);
+    const [leaf] = certificatesIn(f.tlsCert);
     if (leaf) out.push({ what: `${whose} ${setting(name('tlsCert'), f.tlsCert)}`, validTo: Date.parse(leaf.validTo) });
   }
   if (f.tlsCa) {
-    const last = Math.max(...read(f.tlsCa).map((c) => Date.parse(c.validTo)));
+    const last = Math.max(...certificatesIn(f.tlsCa).map((c) => Date.parse(c.validTo)));
     if (Number.isFinite(last)) out.push({ what: `the CA certificate ${setting(name('tlsCa'), f.tlsCa)}`, validTo: last });
   }
   return out;
