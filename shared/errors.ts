@@ -50,6 +50,14 @@ export function hasLocalTroubleCode(err: unknown): boolean {
   return errnosOf(err).some((c) => LOCAL_TROUBLE_CODES.has(c));
 }
 
+/**
+ * The errno of this machine's trouble with its own storage or descriptors an error carries, itself
+ * or in its cause: one of LOCAL_TROUBLE_CODES, or EROFS; undefined for any other.
+ */
+export function localTroubleErrno(err: unknown): string | undefined {
+  return errnosOf(err).find((c) => LOCAL_TROUBLE_CODES.has(c) || c === 'EROFS');
+}
+
 /** The errno codes an error carries, itself and in its cause. */
 function errnosOf(err: unknown): string[] {
   const errno = (e: unknown): unknown => (e as NodeJS.ErrnoException | undefined)?.code;

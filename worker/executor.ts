@@ -9,7 +9,7 @@ import { finished } from 'node:stream/promises';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
 import { INLINE_LIMIT, INLINE_RESULT_BYTES, transferDeadlineMs } from '../shared/config.js';
-import { LOCAL_TROUBLE_CODES, TesseraError, dataLoss, inputChecksumMismatch, invalidArgument, isAbortError, statusName } from '../shared/errors.js';
+import { TesseraError, dataLoss, inputChecksumMismatch, invalidArgument, isAbortError, localTroubleErrno, statusName } from '../shared/errors.js';
 import { deadline } from '../shared/grpc-handlers.js';
 import type { LocalFile, ProcessContext, ProcessResult, WorkerProcessor } from '../shared/job-kind.js';
 import type { Logger } from '../shared/logger.js';
@@ -140,7 +140,7 @@ function describeFailure(err: unknown, signal: AbortSignal, log: Logger, deps: P
   // This machine's trouble (its temp folder full or read-only, no file descriptors left), met by
   // the fetch of an input or by a processor's own write: said as such, tried again (elsewhere, or
   // here once there is room), not an INTERNAL "processor error" blamed on the input (review OPS4).
-  const errno = [err, (err as Error | undefined)?.cause].map((e) => (e as NodeJS.ErrnoException | undefined)?.code).find((c) => typeof c === 'string' && (LOCAL_TROUBLE_CODES.has(c) || c === 'EROFS'));
+  const errno = localTroubleErrno(err);
   if (errno) {
     // File descriptors are the process's or the system's, not the folder's (review SELF).
     const why = errno === 'EMFILE' || errno === 'ENFILE' ? 'it has no file descriptors left' : `its temp folder ${deps.tempRoot} ${errno === 'EROFS' ? 'is read-only' : 'is full'}`;
