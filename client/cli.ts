@@ -158,6 +158,7 @@ submitCommand(
       .option('--height <px>', 'target height', int('--height', { min: 1 }))
       .addOption(new Option('--fit <fit>', 'how to fit both dimensions (default: cover)').choices(['cover', 'contain', 'fill', 'inside', 'outside']))
       .option('--no-enlarge', 'never upscale')
+      .option('--background <colour>', "colour of --fit contain's bars and of --rotate's corners, and in jpeg of what is transparent (CSS: white, '#f0f0f0', '#00000080', transparent; default opaque black)")
       .option('--crop <l,t,w,h>', 'extract a region first', cropOption)
       .option('--rotate <deg>', 'rotate clockwise', int('--rotate', { signed: true }))
       .option('--flip', 'mirror vertically')

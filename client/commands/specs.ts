@@ -97,6 +97,7 @@ export function imageSpec(o: Opts): JobSpec {
       height: o['height'] as number | undefined,
       fit: o['fit'] as string | undefined,
       no_enlarge: o['enlarge'] === false,
+      background: o['background'] as string | undefined,
       crop: o['crop'] as JobSpec['image'] extends infer T ? (T extends { crop?: infer C } ? C : never) : never,
       rotate: o['rotate'] as number | undefined,
       flip: Boolean(o['flip']),

@@ -32,7 +32,7 @@ import { vipsSafePath, withVipsPath } from '../../shared/media/vips-path.js';
 import { ownLines } from '../../shared/media/image-errors.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
 import { readVipsSize, vipsExtension, writeVipsCarrier } from '../../shared/media/tile-vips-file.js';
-import { ANIMATED_FORMATS, applyPipeline, maxInputPixels, outputFormat, outputPixels, imagePages, outputSize, padsAlpha, turnsQuarter } from '../../shared/media/image-pipeline.js';
+import { ANIMATED_FORMATS, applyPipeline, forFormat, maxInputPixels, outputFormat, outputPixels, imagePages, outputSize, padsAlpha, turnsQuarter } from '../../shared/media/image-pipeline.js';
 import type { ImageParams } from '../../shared/kinds/image-params.js';
 import { withExtension } from '../../shared/names.js';
 import { IMAGE_16BIT_FEATURE, isTilePlan, type TilePlan, type TileResult } from '../../shared/media/tile-plan.js';
@@ -136,7 +136,7 @@ export interface TilePlanning {
  */
 export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   const config = o.config ?? tileConfig();
-  const split = splitForTiles(o.params);
+  let split = splitForTiles(o.params);
   // The name libvips is given for the input (see vips-path.ts).
   o = { ...o, source: await vipsSafePath(o.input.path, o.workDir) };
   const sourceMeta = await readMeta(o.source!, config, o.input.name);
@@ -145,6 +145,9 @@ export async function planTiles(o: PlanTilesOptions): Promise<TilePlanning> {
   o = { ...o, sixteenBit: o.sixteenBit === true && !padsAlpha(sourceMeta, o.params) };
   // A pyramid of a TIFF, AVIF/HEIF or GIF source gets JPEG (or, with alpha, PNG) tiles.
   const format = tileFormatFor(outputFormat(o.params, sourceMeta.format), split.output, sourceMeta.hasAlpha ?? false);
+  // A JPEG result's transparency laid on the background, by the decode (the prefix) here.
+  o = { ...o, params: forFormat(o.params, format) };
+  split = splitForTiles(o.params);
   checkSampleFormat(sourceMeta, o.input.name, split);
   checkWholeDecode(sourceMeta, config, o.input.name, split.prefix.autoOrient, o.params.tileSize > 0 && split.output === 'image');
   const pages = await imagePages(o.source!, sourceMeta);
@@ -463,6 +466,9 @@ export function sourceStripCount(m: sharp.Metadata, p: TileImageParams, split: T
   if (!['jpeg', 'png', 'tiff'].includes(m.format ?? '')) return 0;
   // sharp's raw output of a greyscale pipeline keeps band 0 only (the alpha is dropped): such tiles come from the intermediate, whose prefix does the greyscale.
   if (p.grayscale && m.hasAlpha) return 0;
+  // Nor a transparency laid on a background: the decode does that, and no worker need know of it
+  // (IMAGE_BACKGROUND_FEATURE).
+  if (p.flatten && m.hasAlpha) return 0;
   const { width, height } = sourceRegion(m, p, input);
   const out = mapSize(width, height, split.orientation);
   // Enough strips that the largest fits the limit: the top ones are cut taller (they decode

@@ -13,7 +13,7 @@ import { splitForTiles } from '../../shared/media/tile-pipeline.js';
 import { iiifName } from '../../shared/media/tile-stitch.js';
 import { NameSet, withExtension } from '../../shared/names.js';
 import { isTilePlan, mergeTiles, planTiledInputs } from './image-tiles.js';
-import { IMAGE_16BIT_FEATURE } from '../../shared/media/tile-plan.js';
+import { IMAGE_16BIT_FEATURE, IMAGE_BACKGROUND_FEATURE } from '../../shared/media/tile-plan.js';
 import { ARRIVAL_PAUSE_MS } from './plan-each.js';
 
 /** What a batch subtask is told: which inputs, and the output name of each. */
@@ -139,7 +139,7 @@ export const imageKind: CoordinatorKind<ImageParams> = {
     // Huge images (or --tile) go down the tiled path: one subtask per tile, stitched in merge.
     const tiles = await planTiledInputs(inputs, params, { workDir, slots: cluster.slots, signal, outputNames: names, sixteenBit });
     const batched = inputs.filter((f) => !tiles.tiled.has(f.name));
-    const subtasks = groupBatches(batched, cluster.slots).map((group) => batchSubtask(group, names, sixteenBit));
+    const subtasks = groupBatches(batched, cluster.slots).map((group) => batchSubtask(group, names, sixteenBit, params));
     // A huge input's strips keep coming while the coordinator decodes it (`later`).
     return { subtasks: [...subtasks, ...tiles.subtasks], errors: tiles.errors, later: tiles.later };
   },
@@ -173,11 +173,20 @@ export const imageKind: CoordinatorKind<ImageParams> = {
 };
 
 /**
+ * What a batch subtask requires of its worker: 16-bit results, and a background (an older worker
+ * ignores it: black bars, transparency laid on black).
+ */
+function requiredFeatures(sixteenBit: boolean, params: ImageParams): Pick<SubtaskPlan, 'requires'> {
+  const features = [...(sixteenBit ? [IMAGE_16BIT_FEATURE] : []), ...(params.background ? [IMAGE_BACKGROUND_FEATURE] : [])];
+  return features.length > 0 ? { requires: { features } } : {};
+}
+
+/**
  * One subtask resizing `group`, into the names given; with `sixteenBit` (every image worker has
  * IMAGE_16BIT_FEATURE), 16-bit PNG and TIFF results of 16-bit sources, on such workers only, so
  * that a job's results do not depend on which worker took them.
  */
-function batchSubtask(group: SpoolFile[], names: ReadonlyMap<string, string>, sixteenBit: boolean): SubtaskPlan {
+function batchSubtask(group: SpoolFile[], names: ReadonlyMap<string, string>, sixteenBit: boolean, params: ImageParams): SubtaskPlan {
   const plan: ImageBatchPlan = { type: 'batch', items: group.map((f) => ({ input: f.name, output: names.get(f.name)! })), ...(sixteenBit ? { sixteenBit } : {}) };
   const first = group[0]!.name;
   return {
@@ -186,7 +195,7 @@ function batchSubtask(group: SpoolFile[], names: ReadonlyMap<string, string>, si
     plan,
     weight: group.reduce((n, f) => n + f.size, 0),
     items: group.map((f) => f.name),
-    ...(sixteenBit ? { requires: { features: [IMAGE_16BIT_FEATURE] } } : {}),
+    ...requiredFeatures(sixteenBit, params),
   };
 }
 
@@ -249,12 +258,12 @@ async function* planArriving(
     }
     if (run.length === 0) {
       // One subtask per slot at most: more would only add subtasks where the upload goes on.
-      for (const group of groupBatches(waiting.splice(0), slots(), 1)) yield batchSubtask(group, names, sixteenBit());
+      for (const group of groupBatches(waiting.splice(0), slots(), 1)) yield batchSubtask(group, names, sixteenBit(), params);
       continue;
     }
-    for (let group = fullGroup(); group; group = fullGroup()) yield batchSubtask(group, names, sixteenBit());
+    for (let group = fullGroup(); group; group = fullGroup()) yield batchSubtask(group, names, sixteenBit(), params);
   }
-  for (const group of groupBatches(waiting, slots())) yield batchSubtask(group, names, sixteenBit());
+  for (const group of groupBatches(waiting, slots())) yield batchSubtask(group, names, sixteenBit(), params);
 }
 
 /** The input an output of a batch was made from: its planned name, or that name with the extension the worker added. */

@@ -1,6 +1,11 @@
 /** Validation of `image` job params: the same function runs on the coordinator and the worker. */
+import { createRequire } from 'node:module';
 import { invalidArgument } from '../errors.js';
 import { bool, num as readNum, record, str } from './param-checks.js';
+
+// sharp's colour parser, so a colour reads here as sharp reads it. A CommonJS module whose types
+// declare an ES default export, which an import of it under NodeNext does not find.
+const colour = createRequire(import.meta.url)('@img/colour') as typeof import('@img/colour').default;
 
 export const IMAGE_FITS = ['cover', 'contain', 'fill', 'inside', 'outside'] as const;
 export const IMAGE_FORMATS = ['jpeg', 'png', 'webp', 'avif', 'tiff'] as const;
@@ -40,6 +45,14 @@ export interface ImageParams {
   iiifId: string;
   /** 8: every result at 8 bits a sample; 0: as the source (16-bit RGB or grey sources keep 16 bits in PNG and TIFF). */
   bitDepth: 0 | 8;
+  /**
+   * '' (black bars, transparency kept where the format holds it, else laid on black), or a colour
+   * as '#RRGGBBAA': the bars of `contain`, the corners of a turn off the right angles, and, in a
+   * format without transparency (JPEG), what transparent pixels are laid on ({@link forFormat}).
+   */
+  background: string;
+  /** Lay transparent pixels on `background` before the resize: set by `forFormat` for JPEG, never by a job. */
+  flatten?: boolean;
 }
 
 const MAX_EDGE = 1_000_000;
@@ -85,6 +98,17 @@ export function validateImageParams(raw: unknown): ImageParams {
   }
   const bitDepth = readNum('image.bit_depth', p['bit_depth']);
   if (bitDepth !== 0 && bitDepth !== 8 && bitDepth !== 16) throw invalidArgument(`image.bit_depth: ${bitDepth} is not 8 or 16 (unset or 16: as the source, 16-bit RGB or grey sources keeping 16 bits in png and tiff; 8: every result at 8 bits)`);
+  const background = text('background').trim();
+  let backgroundHex = '';
+  if (background) {
+    if (background.length > 100) throw invalidArgument(`image.background: ${background.length} characters is not a colour (at most 100)`);
+    try {
+      // sharp's own parser (CSS names, #rgb[a], #rrggbb[aa], rgb(), rgba(), hsl()...): it reads the same colour.
+      backgroundHex = colour(background).hexa();
+    } catch {
+      throw invalidArgument(`image.background: "${background}" is not a colour (a CSS colour: white, #f0f0f0, #00000080, rgba(0,0,0,0.5), transparent)`);
+    }
+  }
   const tileSize = num('tile_size', 0, 65_536);
   if (tileSize > 0 && tileSize < 64) throw invalidArgument(`image.tile_size: ${tileSize} is below the minimum of 64`);
   return {
@@ -110,6 +134,7 @@ export function validateImageParams(raw: unknown): ImageParams {
     tiledOutput: tiledOutput as ImageParams['tiledOutput'],
     iiifId: iiifId.replace(/\/+$/, ''),
     bitDepth: bitDepth === 8 ? 8 : 0,
+    background: backgroundHex,
   };
 }
 

@@ -148,14 +148,29 @@ export function openImage(input: string | Buffer, options: sharp.SharpOptions = 
   return sharp(input, { limitInputPixels: maxInputPixels(), sequentialRead: true, ...options });
 }
 
-/** The steps up to the resize: orient, extract, resize (sharp puts grayscale, given below, before the resize). */
+/**
+ * The steps up to the resize: orient, extract, flatten onto the background ({@link forFormat}),
+ * resize (sharp puts grayscale, given below, before the resize, and the flatten before both).
+ */
 export function applyGeometry(img: Sharp, p: ImageParams): Sharp {
   if (p.autoOrient) img = img.autoOrient();
   if (p.crop) img = img.extract(p.crop);
+  if (p.flatten && p.background) img = img.flatten({ background: p.background });
   if (p.width || p.height) {
-    img = img.resize({ width: p.width || undefined, height: p.height || undefined, fit: p.fit, withoutEnlargement: p.noEnlarge });
+    img = img.resize({ width: p.width || undefined, height: p.height || undefined, fit: p.fit, withoutEnlargement: p.noEnlarge, ...(p.background && { background: p.background }) });
   }
   return img;
+}
+
+/**
+ * The params as an image written in `format` takes them: in a format without transparency (JPEG)
+ * a background given is opaque and the transparent pixels are laid on it (`flatten`), as they are
+ * on black without one (libvips' writer); in the others they stay transparent, and the background
+ * colours only the bars and corners the pipeline adds.
+ */
+export function forFormat(p: ImageParams, format: string): ImageParams {
+  if (!p.background || format !== 'jpeg') return p;
+  return { ...p, background: `${p.background.slice(0, 7)}FF`, flatten: true };
 }
 
 /**
@@ -163,7 +178,7 @@ export function applyGeometry(img: Sharp, p: ImageParams): Sharp {
  * grayscale (before the resize), flip/flop, rotate, blur, modulate, sharpen (README, "Order of the steps").
  */
 export function applyFilters(img: Sharp, p: ImageParams): Sharp {
-  if (p.rotate % 360 !== 0) img = img.rotate(p.rotate);
+  if (p.rotate % 360 !== 0) img = img.rotate(p.rotate, p.background ? { background: p.background } : {});
   if (p.flip) img = img.flip();
   if (p.flop) img = img.flop();
   if (p.blur > 0) img = img.blur(p.blur);
@@ -313,12 +328,14 @@ export function tiffResolution(density: number | undefined): { xres?: number; yr
 }
 
 /**
- * Whether the params pad the picture of a source with an alpha band (a `contain` box, a turn off
- * the right angles): sharp fills a 16-bit alpha's padding with 255 x 256, 0.4% transparent, which
- * the 8-bit cast hid. Such results stay 8-bit.
+ * Whether the params pad the picture (a `contain` box, a turn off the right angles) of a source
+ * with an alpha band, or with a background given: sharp scales a background to 16 bits by 256,
+ * so a 16-bit alpha's padding is 255 x 256, 0.4% transparent, white bars are 65280 (254 once read
+ * at 8 bits) and a translucent background's added alpha band leaves the picture 0.4% transparent,
+ * which the 8-bit cast hid. Such results stay 8-bit.
  */
-export function padsAlpha(m: { hasAlpha?: boolean | undefined }, p: Pick<ImageParams, 'fit' | 'width' | 'height' | 'rotate'>): boolean {
-  return Boolean(m.hasAlpha) && ((p.fit === 'contain' && p.width > 0 && p.height > 0) || p.rotate % 90 !== 0);
+export function padsAlpha(m: { hasAlpha?: boolean | undefined }, p: Pick<ImageParams, 'fit' | 'width' | 'height' | 'rotate' | 'background'>): boolean {
+  return (Boolean(m.hasAlpha) || p.background !== '') && ((p.fit === 'contain' && p.width > 0 && p.height > 0) || p.rotate % 90 !== 0);
 }
 
 /** Formats written at 16 bits a sample where the source has them: JPEG, WebP, GIF and sharp's AVIF hold 8. */
@@ -336,7 +353,7 @@ export function holdsSixteenBits(format: OutputFormat): boolean {
  */
 export function sixteenBitSpace(
   m: { depth?: string | undefined; space?: string | undefined; hasAlpha?: boolean | undefined },
-  p: Pick<ImageParams, 'grayscale' | 'fit' | 'width' | 'height' | 'rotate'>,
+  p: Pick<ImageParams, 'grayscale' | 'fit' | 'width' | 'height' | 'rotate' | 'background'>,
   format: OutputFormat,
   oneBand = false,
 ): 'rgb16' | 'grey16' | undefined {

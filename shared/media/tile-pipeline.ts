@@ -203,12 +203,13 @@ export function splitForTiles(p: TileImageParams): TileSplit {
   };
   const tile: TileImageParams = {
     ...p,
-    // The intermediate is already upright, cropped, resized and (if asked) grey.
+    // The intermediate is already upright, cropped, flattened, resized and (if asked) grey.
     autoOrient: false,
     crop: undefined,
     width: 0,
     height: 0,
     grayscale: false,
+    flatten: false,
   };
   return {
     prefix,

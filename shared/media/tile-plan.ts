@@ -13,6 +13,13 @@ import type { Orientation, Rect } from './tiling.js';
  */
 export const IMAGE_16BIT_FEATURE = 'image-16bit';
 
+/**
+ * Feature of workers that apply an image job's `background` (image-pipeline.ts `forFormat`): an
+ * older worker ignores it, its bars black. A batch with a background requires it; a tiled image's
+ * bars and flattening are made by the coordinator's decode, its workers never read it.
+ */
+export const IMAGE_BACKGROUND_FEATURE = 'image-background';
+
 /** The `plan` of a tile subtask (JSON). The worker recognises it by `type: 'tile'`. */
 export interface TilePlan {
   type: 'tile';

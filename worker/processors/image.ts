@@ -10,7 +10,7 @@ import { isTilePlan } from '../../shared/media/tile-plan.js';
 import { convertedAhead, needsSrgbFromSixteen, writeSrgbCopy } from '../../shared/media/tile-pipeline.js';
 import { processTile } from './image-tile.js';
 import { vipsSafePath } from '../../shared/media/vips-path.js';
-import { FORMAT_EXTENSION, animationRefusal, cropProblem, gifTruncation, keepsFrames, maxInputPixels, openImage, outputFormat, outputPixels, imagePages, renderImage, isSixteenBitRgbOrGrey, sixteenBitSpace } from '../../shared/media/image-pipeline.js';
+import { FORMAT_EXTENSION, forFormat, animationRefusal, cropProblem, gifTruncation, keepsFrames, maxInputPixels, openImage, outputFormat, outputPixels, imagePages, renderImage, isSixteenBitRgbOrGrey, sixteenBitSpace } from '../../shared/media/image-pipeline.js';
 
 interface BatchPlan {
   type: 'batch';
@@ -66,7 +66,7 @@ export const imageProcessor: WorkerProcessor<ImageParams> = {
   },
 };
 
-async function processOne(given: string, outputName: string, p: ImageParams, workDir: string, signal: AbortSignal, sixteenBitAllowed: boolean) {
+async function processOne(given: string, outputName: string, params: ImageParams, workDir: string, signal: AbortSignal, sixteenBitAllowed: boolean) {
   // Under a name libvips opens as that file (an input's own name may end in `[...]`).
   const file = await vipsSafePath(given, workDir);
   // The header only, with no limit: the pixel limit is applied below, and named.
@@ -74,7 +74,8 @@ async function processOne(given: string, outputName: string, p: ImageParams, wor
   const truncated = meta.format === 'gif' ? await gifTruncation(file) : undefined;
   if (truncated) throw invalidArgument(truncated);
   const frames = await imagePages(file, meta);
-  const format = outputFormat(p, meta.format);
+  const format = outputFormat(params, meta.format);
+  const p = forFormat(params, format);
   // An animation keeps its frames in a format that holds them (its first frame only in the others).
   const animated = frames > 1 && keepsFrames(meta.format, format);
   // What is decoded: every frame of an animation kept as one, else the first.
