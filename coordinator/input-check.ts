@@ -13,7 +13,7 @@ import type { ImageParams } from '../shared/kinds/image-params.js';
 import type { AudioJobParams } from '../shared/kinds/audio-params.js';
 import { copyAudioRefusal, type VideoContainer, type VideoJobParams } from '../shared/kinds/video-params.js';
 import { describeLimit, limitFlag, type Limits } from '../shared/limits.js';
-import { animationRefusal, cropProblem, gifTruncation, imagePages, keepsFrames, outputFormat } from '../shared/media/image-pipeline.js';
+import { animationRefusal, cropProblem, gifTruncation, imagePages, tiffTruncation, keepsFrames, outputFormat } from '../shared/media/image-pipeline.js';
 import { SNIFF_BYTES, refusalFor, sniffBuffer, type SniffedFormat } from '../shared/media/sniff.js';
 import { HandOff } from './hand-off.js';
 import { withVipsPath } from '../shared/media/vips-path.js';
@@ -229,6 +229,8 @@ async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, 
   try {
     meta ??= await withVipsPath(file.path, (name) => sharp(name, options).metadata());
   } catch (err) {
+    const cutShort = format === 'tiff' ? await tiffTruncation(file.path).catch(() => undefined) : undefined;
+    if (cutShort) return fail('INVALID_ARGUMENT', cutShort);
     // libvips names the file by the coordinator's path to it: by its name instead.
     return fail('INVALID_ARGUMENT', `not a decodable image (${String((err as Error).message ?? err).split(file.path).join(file.name).slice(0, 200)})`);
   }
@@ -242,7 +244,7 @@ async function checkImage(file: SpoolFile, format: SniffedFormat, head: Buffer, 
   if (meta.format === 'heif' && meta.compression === 'av1' && bits > 8 && !(await deepAv1Decodes())) {
     return fail('INVALID_ARGUMENT', `${bits}-bit AVIF cannot be decoded by this build of libvips (its AV1 decoder reads 8 bits a sample only); convert it to 8-bit AVIF, PNG or 16-bit TIFF first`);
   }
-  const truncated = meta.format === 'gif' ? await gifTruncation(file.path).catch(() => undefined) : undefined;
+  const truncated = meta.format === 'gif' ? await gifTruncation(file.path).catch(() => undefined) : meta.format === 'tiff' ? await tiffTruncation(file.path).catch(() => undefined) : undefined;
   if (truncated) return fail('INVALID_ARGUMENT', truncated);
   // The planner sizes its work from this rather than read the header again.
   file.dims = { width: meta.width ?? 0, height: meta.height ?? 0, orientation: meta.orientation ?? 1 };

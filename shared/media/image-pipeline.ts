@@ -37,6 +37,78 @@ export async function gifTruncation(file: string): Promise<string | undefined> {
   }
 }
 
+/**
+ * Why a TIFF is cut short, or undefined: a copy or upload that stopped early. A TIFF writer puts
+ * the image directory (the tags: size, samples, where the strips are) after the pixels, so a file
+ * cut short of its end mostly has none, and libvips says only that it is of an unsupported format;
+ * cut in the tags' values or in the pixels (a directory written first), it opens, and a worker's
+ * decode failed on a "read error". Looks at the first directory, its values stored apart, and the
+ * extent of its strips or tiles, against the file's size.
+ */
+export async function tiffTruncation(file: string): Promise<string | undefined> {
+  const fh = await open(file, 'r');
+  try {
+    const { size } = await fh.stat();
+    const read = async (pos: number, n: number): Promise<Buffer | undefined> => {
+      if (pos + n > size) return undefined;
+      const b = Buffer.alloc(n);
+      return (await fh.read(b, 0, n, pos)).bytesRead === n ? b : undefined;
+    };
+    const head = await read(0, Math.min(16, size));
+    const order = head?.toString('latin1', 0, 2);
+    if (!head || head.length < 8 || (order !== 'II' && order !== 'MM')) return undefined;
+    const le = order === 'II';
+    const u16 = (b: Buffer, o: number): number => (le ? b.readUInt16LE(o) : b.readUInt16BE(o));
+    const u32 = (b: Buffer, o: number): number => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
+    const u64 = (b: Buffer, o: number): number => Number(le ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o));
+    const magic = u16(head, 2);
+    if (magic !== 42 && magic !== 43) return undefined;
+    const big = magic === 43;
+    const cutAt = (what: string): string => `a TIFF cut short (${size} bytes, ${what} past the end): a copy or upload that stopped early?`;
+    if (big && head.length < 16) return cutAt('its header');
+    const offset = big ? u64(head, 8) : u32(head, 4);
+    const [countBytes, entryBytes, inline] = big ? [8, 20, 8] : [2, 12, 4];
+    const count = await read(offset, countBytes);
+    if (!count) return cutAt(`its image directory (at byte ${offset})`);
+    const n = big ? u64(count, 0) : u16(count, 0);
+    if (n > 0xffff) return undefined;
+    const entries = await read(offset + countBytes, n * entryBytes);
+    if (!entries) return cutAt(`its image directory (at byte ${offset})`);
+    /** Bytes of one value of each TIFF field type (TIFF 6.0, BigTIFF's 16-18). */
+    const TYPE_BYTES: Record<number, number> = { 1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8 };
+    const values = new Map<number, number[]>();
+    for (let i = 0; i < n; i++) {
+      const e = i * entryBytes;
+      const [tag, type] = [u16(entries, e), u16(entries, e + 2)];
+      const items = big ? u64(entries, e + 4) : u32(entries, e + 4);
+      const bytes = items * (TYPE_BYTES[type] ?? 0);
+      const at = e + (big ? 12 : 8);
+      let data: Buffer | undefined = entries.subarray(at, at + inline);
+      if (bytes > inline) {
+        const apart = big ? u64(entries, at) : u32(entries, at);
+        if (apart + bytes > size) return cutAt(`the values of its tag ${tag}`);
+        // The strips' or tiles' offsets and byte counts are read (below); other values stored apart only measured.
+        data = tag === 273 || tag === 279 || tag === 324 || tag === 325 ? await read(apart, bytes) : undefined;
+      }
+      if (!data || !(tag === 273 || tag === 279 || tag === 324 || tag === 325)) continue;
+      const width = TYPE_BYTES[type]!;
+      const read1 = (k: number): number => (width === 2 ? u16(data!, k * 2) : width === 4 ? u32(data!, k * 4) : u64(data!, k * 8));
+      values.set(tag, Array.from({ length: items }, (_, k) => read1(k)));
+    }
+    for (const [offsets, counts] of [[273, 279], [324, 325]] as const) {
+      const o = values.get(offsets);
+      const c = values.get(counts);
+      if (!o || !c) continue;
+      for (let k = 0; k < Math.min(o.length, c.length); k++) {
+        if (o[k]! + c[k]! > size) return cutAt(`its ${offsets === 273 ? 'strip' : 'tile'} ${k + 1} of ${o.length}`);
+      }
+    }
+    return undefined;
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Whether a GIF's blocks, walked from its header, lead to its trailer within the file. */
 async function gifReachesTrailer(fh: Awaited<ReturnType<typeof open>>, size: number): Promise<boolean> {
   const buf = Buffer.alloc(64 * 1024);

@@ -10,7 +10,7 @@ import { isTilePlan } from '../../shared/media/tile-plan.js';
 import { convertedAhead, needsSrgbFromSixteen, writeSrgbCopy } from '../../shared/media/tile-pipeline.js';
 import { processTile } from './image-tile.js';
 import { vipsSafePath } from '../../shared/media/vips-path.js';
-import { FORMAT_EXTENSION, forFormat, animationRefusal, cropProblem, gifTruncation, keepsFrames, maxInputPixels, openImage, outputFormat, outputPixels, imagePages, renderImage, isSixteenBitRgbOrGrey, sixteenBitSpace } from '../../shared/media/image-pipeline.js';
+import { FORMAT_EXTENSION, forFormat, animationRefusal, cropProblem, gifTruncation, tiffTruncation, keepsFrames, maxInputPixels, openImage, outputFormat, outputPixels, imagePages, renderImage, isSixteenBitRgbOrGrey, sixteenBitSpace } from '../../shared/media/image-pipeline.js';
 
 interface BatchPlan {
   type: 'batch';
@@ -70,8 +70,11 @@ async function processOne(given: string, outputName: string, params: ImageParams
   // Under a name libvips opens as that file (an input's own name may end in `[...]`).
   const file = await vipsSafePath(given, workDir);
   // The header only, with no limit: the pixel limit is applied below, and named.
-  const meta = await openImage(file, { limitInputPixels: false }).metadata();
-  const truncated = meta.format === 'gif' ? await gifTruncation(file) : undefined;
+  const meta = await openImage(file, { limitInputPixels: false }).metadata().catch(async (err: unknown) => {
+    const cutShort = await tiffTruncation(file).catch(() => undefined);
+    throw cutShort ? invalidArgument(cutShort) : err;
+  });
+  const truncated = meta.format === 'gif' ? await gifTruncation(file) : meta.format === 'tiff' ? await tiffTruncation(file) : undefined;
   if (truncated) throw invalidArgument(truncated);
   const frames = await imagePages(file, meta);
   const format = outputFormat(params, meta.format);
