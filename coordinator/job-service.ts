@@ -775,6 +775,11 @@ export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, 
     wake?.();
   });
   const removed = (): TesseraError => notFound(`job ${jobId} was removed while it was watched (past its retention, or its submission failed)`);
+  // Ended UNAVAILABLE, not OK: a client reading the stream to its end (any language's `for event in
+  // stub.WatchJob(...)`) took an OK end without the final event for the job's end, during every
+  // coordinator restart.
+  const shuttingDown = (): TesseraError =>
+    new TesseraError(status.UNAVAILABLE, `the coordinator is shutting down: watch job ${jobId} again with after_seq ${last} (the job goes on)`, { retryable: true });
   signal.addEventListener('abort', onAbort, { once: true });
   let last = afterSeq;
   /** Replays the log after `last` page by page until it has caught up; true at the final event. */
@@ -785,7 +790,8 @@ export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, 
       // attaching at once held every other call and heartbeat for 3.5 s (100: 18 s).
       await replayTurn();
       // A watcher gone while it waited for its turn reads no more of the log.
-      if (signal.aborted || stopping) return false;
+      if (signal.aborted) return false;
+      if (stopping) throw shuttingDown();
       const page = jobs.eventsAfter(jobId, last, { stored: true, limit: REPLAY_PAGE });
       if (page.length === 0) break;
       for (let i = 0; i < page.length; i += MAX_BATCH) {
@@ -830,7 +836,8 @@ export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, 
       if (run.length > 0) yield run;
       if (final) return;
       if (head < queue.length || overflowed) continue;
-      if (signal.aborted || stopping) return;
+      if (signal.aborted) return;
+      if (stopping) throw shuttingDown();
       if (gone) throw removed();
       await new Promise<void>((resolve) => {
         wake = resolve;

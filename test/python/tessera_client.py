@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 from grpc_tools import protoc
 import grpc
@@ -57,10 +58,22 @@ def run(address, input_file, out_dir):
 
     job = stub.SubmitJob(requests(), timeout=60)
     events = []
-    for ev in stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job.id, after_seq=0), timeout=120):
-        events.append(ev.type)
-        if ev.final:
-            break
+    # Until the final event. A coordinator shutting down (a restart, an upgrade) ends the stream
+    # UNAVAILABLE: watch again from the last event seen, for as long as the job may take.
+    last, final_seen, attempts = 0, False, 0
+    while not final_seen:
+        try:
+            for ev in stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job.id, after_seq=last), timeout=120):
+                events.append(ev.type)
+                last = ev.seq
+                if ev.final:
+                    final_seen = True
+                    break
+        except grpc.RpcError as err:
+            attempts += 1
+            if err.code() != grpc.StatusCode.UNAVAILABLE or attempts > 60:
+                raise
+            time.sleep(1)
     final = stub.GetJob(jobs_pb2.GetJobRequest(job_id=job.id, include_subtasks=True), timeout=30)
     written = []
     for out in final.outputs:
