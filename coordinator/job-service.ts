@@ -574,6 +574,8 @@ async function receiveInputs(
       continue;
     }
     await settle();
+    // Refused at its header, as one over the per-file limit is, not once the limit has arrived.
+    if (declared && total + declared > limits.maxJobBytes) throw overJobLimit(name, limits);
     let trailer: string | undefined;
     let got = 0;
     async function* chunks(): AsyncGenerator<Buffer> {

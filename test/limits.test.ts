@@ -144,6 +144,33 @@ describe('submission limits', () => {
     await expectNothingLeft();
   });
 
+  it('--max-job-bytes: an input whose header declares a size past the limit is refused at its header, before any of its bytes', async () => {
+    const { proto } = loadTesseraProto();
+    const stub = new proto.tessera.v1.JobService(address, grpc.credentials.createInsecure()) as unknown as JobServiceClient;
+    try {
+      const first = randomBytes(150_000);
+      const err = await new Promise<grpc.ServiceError | null>((resolve) => {
+        const call = stub.SubmitJob((e) => resolve(e));
+        call.write({ spec: { passthrough: {} } });
+        for (const name of ['first.bin', 'second.bin']) {
+          call.write({ input: { name, size: String(first.length) } });
+          call.write({ data: first });
+          call.write({ input_end: { sha256: sha(first) } });
+        }
+        // Fits the per-file limit (200,000), not the job's (400,000) with the two; no byte of it sent.
+        call.write({ input: { name: 'declared.bin', size: '200000' } });
+        call.end();
+      });
+      // Was: INVALID_ARGUMENT "the submission ended before its input_end": the header let through,
+      // its bytes uploaded up to the limit before the refusal.
+      expect(err?.code, err?.details).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(err?.details).toBe(`input declared.bin: the job's inputs are over the per-job limit of ${MAX_JOB_BYTES} bytes (the coordinator's --max-job-bytes)`);
+      await expectNothingLeft();
+    } finally {
+      stub.close();
+    }
+  });
+
   it('--max-file-bytes: one input over the limit (declared in its header) is refused with RESOURCE_EXHAUSTED naming it and --max-file-bytes', async () => {
     const small = await file('fits.bin', randomBytes(1000));
     const big = await file('too-big.bin', randomBytes(MAX_FILE_BYTES + 1));
