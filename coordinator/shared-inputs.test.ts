@@ -187,4 +187,21 @@ describe('SharedRoots', () => {
     expect(out.resolve.message).toBe(`input secret.jpg: shared path ${secret} is not readable by the coordinator`);
     expect(out.check).toEqual({ input: 'secret.jpg', code: 'PERMISSION_DENIED', message: 'secret.jpg: could not be read (EACCES)' });
   });
+
+  it('an output folder no longer under an output root (the coordinator restarted without it) is said so, not "now resolves elsewhere"', async () => {
+    const out = path.join(dir, 'outroot');
+    await mkdir(path.join(out, 'j1'), { recursive: true });
+    const before = await SharedRoots.create([], data, [out]);
+    const resolved = await before.resolveOutputDir(path.join(out, 'j1'));
+    await expect(before.assertOutputDir(resolved)).resolves.toBeUndefined();
+    const without = await SharedRoots.create([], data, []);
+    const err = await without.assertOutputDir(resolved).then(() => undefined, (e: { code?: number; message?: string }) => e);
+    expect(err?.code).toBe(status.FAILED_PRECONDITION);
+    // Was: "... now resolves elsewhere after the job was submitted", of a folder that had not moved.
+    expect(err?.message).toBe(`spec.shared_output_dir ${resolved} is no longer under a shared output root of this coordinator (it now has no --shared-output-root): start it with the root the job was submitted under`);
+    // A folder swapped for a link since is still said to resolve elsewhere.
+    await rename(path.join(out, 'j1'), path.join(out, 'j1-moved'));
+    await symlink(path.join(out, 'j1-moved'), path.join(out, 'j1'));
+    await expect(before.assertOutputDir(resolved)).rejects.toThrow(/now resolves elsewhere after the job was submitted/);
+  });
 });

@@ -271,8 +271,13 @@ export class SharedRoots {
    */
   async assertOutputDir(dir: string): Promise<void> {
     const real = await realpath(dir).catch(() => undefined);
-    if (real !== dir || !this.coversOutput(real)) {
+    if (real !== dir) {
       throw new TesseraError(status.FAILED_PRECONDITION, `spec.shared_output_dir ${dir} ${real ? 'now resolves elsewhere' : 'was removed'} after the job was submitted`, { retryable: false });
+    }
+    if (!this.coversOutput(real)) {
+      // Nothing moved: the coordinator was restarted without the root (or with another).
+      const roots = this.outputRoots.length > 0 ? `its --shared-output-root is now ${this.outputRoots.join(', ')}` : 'it now has no --shared-output-root';
+      throw new TesseraError(status.FAILED_PRECONDITION, `spec.shared_output_dir ${dir} is no longer under a shared output root of this coordinator (${roots}): start it with the root the job was submitted under`, { retryable: false });
     }
   }
 
