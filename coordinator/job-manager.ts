@@ -1237,6 +1237,8 @@ export class JobManager {
       runMs?: number;
       /** The failure was the coordinator's own (its disk full while taking the outputs): not the worker's fault. */
       coordinatorFault?: boolean;
+      /** The failure was the worker's own trouble (its temp folder full or read-only): not the subtask's. */
+      workerTrouble?: boolean;
     },
   ): void {
     // While shutting down, nothing changes: what is running now is re-run after the restart.
@@ -1346,8 +1348,9 @@ export class JobManager {
           setTimeout(() => this.requestDispatch(), SECOND_OPINION_WAIT_MS + 10).unref();
         } else {
           // The coordinator's own full disk is not the subtask's failure: it does not use up an
-          // attempt, however long it lasts (as a merge waits for room).
-          this.retryOrFail(active, s, w.id, error, r.retryable, r.coordinatorFault ? 'coordinator' : true);
+          // attempt, however long it lasts (as a merge waits for room); nor, as long, is a worker's
+          // (its temp folder full: a job on the one worker failed its every subtask in seconds).
+          this.retryOrFail(active, s, w.id, error, r.retryable, r.coordinatorFault ? 'coordinator' : r.workerTrouble ? 'worker' : true);
         }
       }
     }
@@ -1497,41 +1500,44 @@ export class JobManager {
   /**
    * Ends attempt `s.attempt`, which failed on worker `on`: retried or failed for good. `counts`:
    * true for a failure of the subtask; 'coordinator' for the coordinator's own full disk, free for
-   * FULL_DISK_WAIT_MS; false for a worker stopped as planned (a drain), free up to the job's
+   * FULL_DISK_WAIT_MS; 'worker' for a worker's own trouble (its temp folder full or read-only),
+   * free as long and run elsewhere first where another worker can; false for a worker stopped as planned (a drain), free up to the job's
    * max_attempts times; 'second-opinion' for a worker's verdict of bad input that another worker
    * is to check, always free (`blamedBy` allows it once).
    */
-  private retryOrFail(active: ActiveJob, s: SubtaskRecord, on: string, error: ItemFailure, retryable: boolean, counts: boolean | 'coordinator' | 'second-opinion' = true): void {
+  private retryOrFail(active: ActiveJob, s: SubtaskRecord, on: string, error: ItemFailure, retryable: boolean, counts: boolean | 'coordinator' | 'worker' | 'second-opinion' = true): void {
     const job = active.record;
     // Free attempts are limited: a worker drained again and again, or a disk that stays full for
     // FULL_DISK_WAIT_MS, fails the subtask in the end. Each kind of setback has its own limit.
     const now = steadyNow();
-    if (counts === 'coordinator') s.diskFullSince ??= now;
-    const free = counts === 'coordinator' ? now - s.diskFullSince! < fullDiskWaitMs() : counts === 'second-opinion' || (!counts && (s.drains ?? 0) < job.maxAttempts);
+    const fullDisk = counts === 'coordinator' || counts === 'worker';
+    if (fullDisk) s.diskFullSince ??= now;
+    const free = fullDisk ? now - s.diskFullSince! < fullDiskWaitMs() : counts === 'second-opinion' || (!counts && (s.drains ?? 0) < job.maxAttempts);
     if (free) s.setbacks = (s.setbacks ?? 0) + 1;
     else s.failures += 1;
     if (free && counts === false) s.drains = (s.drains ?? 0) + 1;
     s.speculative = false;
     if (retryable && s.failures < job.maxAttempts) {
       s.state = 'pending';
-      // Only a counted failure sends the retry elsewhere at once (see Scheduler.pickFrom); any other
-      // waits its backoff wherever it runs, also a retry after an earlier counted failure.
-      s.failedOn = counts === true && on ? on : undefined;
+      // Only a counted failure, or a worker's own trouble, sends the retry elsewhere at once (see
+      // Scheduler.pickFrom); any other waits its backoff wherever it runs, also a retry after an
+      // earlier counted failure.
+      s.failedOn = (counts === true || counts === 'worker') && on ? on : undefined;
       if (s.failedOn && !s.failedOnAll?.includes(s.failedOn)) (s.failedOnAll ??= []).push(s.failedOn);
       s.workerId = '';
       s.error = error;
       // A counted failure backs off by the failures alone: the free tries before it (a disk full
       // for ten minutes) say nothing of how soon the subtask's own trouble may pass.
       const tries = free ? s.failures + (s.setbacks ?? 0) : s.failures;
-      s.notBefore = now + (counts === 'coordinator' && free ? troubleRetryMs(tries) : retryBackoffMs(this.opts.retryBaseMs, tries));
+      s.notBefore = now + (fullDisk && free ? troubleRetryMs(tries) : retryBackoffMs(this.opts.retryBaseMs, tries));
       this.store.saveSubtask(s);
       this.retriesByKind.set(job.kind, (this.retriesByKind.get(job.kind) ?? 0) + 1);
       this.retries++;
       // A free retry says so: a full disk's every second read as the workers failing, in the log and
       // its alerts (review OPS13).
-      const why = !free ? '' : counts === 'coordinator' ? "the coordinator's disk is full" : counts === false ? 'its worker was stopped as planned' : 'another worker is to judge the input';
+      const why = !free ? '' : counts === 'coordinator' ? "the coordinator's disk is full" : counts === 'worker' ? "the worker's own trouble, not the subtask's" : counts === false ? 'its worker was stopped as planned' : 'another worker is to judge the input';
       if (free) {
-        const key = `${job.kind}\n${counts === 'coordinator' ? 'disk_full' : counts === false ? 'drain' : 'second_opinion'}`;
+        const key = `${job.kind}\n${counts === 'coordinator' ? 'disk_full' : counts === 'worker' ? 'worker_trouble' : counts === false ? 'drain' : 'second_opinion'}`;
         this.freeRetries.set(key, (this.freeRetries.get(key) ?? 0) + 1);
       }
       this.events.subtaskState(job, s, `attempt ${s.attempt} failed (${error.code}: ${error.message}); retrying${why ? ` (not counted against max_attempts: ${why})` : ''}`);

@@ -186,6 +186,7 @@ export function workerServiceHandlers(jobs: JobManager, spool: Spool, log: Logge
       result,
       runMs: Number(r.duration_ms),
       coordinatorFault,
+      workerTrouble: !r.ok && !coordinatorFault && r.worker_trouble === true,
     });
   }
 

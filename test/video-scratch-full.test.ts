@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TesseraClient } from '../client/client.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import { createLogger } from '../shared/logger.js';
@@ -24,7 +24,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
 });
 
-/** A coordinator and one worker whose TMPDIR is a 128 KiB tmpfs (the tests run as root). */
+/** A coordinator (max_attempts 1) and one worker whose TMPDIR is a 128 KiB tmpfs `small` (the tests run as root). */
 async function clusterWithSmallScratch(dir: string): Promise<TesseraClient> {
   const small = path.join(dir, 'small');
   await mkdir(small);
@@ -48,6 +48,10 @@ async function clusterWithSmallScratch(dir: string): Promise<TesseraClient> {
 }
 
 describe("a worker's scratch disk full during an encode", () => {
+  // Waited out for as long as the coordinator waits out its own (10 minutes by default), then failed.
+  beforeEach(() => void (process.env['TESSERA_FULL_DISK_WAIT_MS'] = '1500'));
+  afterEach(() => void delete process.env['TESSERA_FULL_DISK_WAIT_MS']);
+
   it('fails a video segment as the worker\'s trouble (UNAVAILABLE, disk full), not as DATA_LOSS of the input', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-scratch-full-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
@@ -72,5 +76,26 @@ describe("a worker's scratch disk full during an encode", () => {
     const [err] = job.errors;
     expect(err!.message).toMatch(/its disk is full/);
     expect(err!.code).toBe('UNAVAILABLE');
+  }, 60_000);
+
+  it('uses up no attempt while it lasts: room made on the one worker, the job (max_attempts 1) succeeds', async () => {
+    process.env['TESSERA_FULL_DISK_WAIT_MS'] = '600000';
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-scratch-full-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const client = await clusterWithSmallScratch(dir);
+    const src = await generateAudio(path.join(dir, 'a.flac'), { source: 'noise', seconds: 5, rate: 48000, layout: 'stereo', ext: 'flac' });
+    const job = await client.submit({ audio: { codec: 'wav' } }, [src]);
+    const setbacks: string[] = [];
+    const done = client.wait(job.id, (e) => {
+      const m = e.message ?? '';
+      if (/retrying \(not counted against max_attempts/.test(m) && setbacks.push(m) === 1) {
+        // The disk is given room after its first failure: the retry (2 s later) finds it.
+        execFileSync('mount', ['-o', 'remount,size=64m', path.join(dir, 'small')]);
+      }
+    });
+    const final = await done;
+    // Was: failed at once, its one attempt used up by the worker's full disk.
+    expect(final.state, JSON.stringify(final.errors)).toBe('JOB_STATE_SUCCEEDED');
+    expect(setbacks[0]).toMatch(/^attempt 1 failed \(UNAVAILABLE: a\.flac: ffmpeg failed on this machine \(its disk is full\), not because of the input: .*; retrying \(not counted against max_attempts: the worker's own trouble, not the subtask's\)$/);
   }, 60_000);
 });

@@ -125,13 +125,14 @@ export async function executeSubtask(a: Assignment__Output, signal: AbortSignal,
   }
 }
 
-function describeFailure(err: unknown, signal: AbortSignal, log: Logger, deps: Pick<ExecutorDeps, 'tempRoot' | 'name'>): Pick<SubtaskResult, 'error_code' | 'error_message' | 'retryable'> {
+function describeFailure(err: unknown, signal: AbortSignal, log: Logger, deps: Pick<ExecutorDeps, 'tempRoot' | 'name'>): Pick<SubtaskResult, 'error_code' | 'error_message' | 'retryable' | 'worker_trouble'> {
   if (signal.aborted || isAbortError(err)) {
     const reason = signal.reason as unknown;
     if (reason instanceof TesseraError) return { error_code: reason.codeName, error_message: reason.message, retryable: reason.retryable };
     return { error_code: 'CANCELLED', error_message: 'cancelled', retryable: true };
   }
-  if (err instanceof TesseraError) return { error_code: err.codeName, error_message: err.message, retryable: err.retryable };
+  // ffmpeg's full disk (shared/ffmpeg.ts) is the worker's own trouble too, as its errno says.
+  if (err instanceof TesseraError) return { error_code: err.codeName, error_message: err.message, retryable: err.retryable, ...(err.retryable && localTroubleErrno(err) && { worker_trouble: true }) };
   const e = err as { code?: unknown; details?: unknown };
   if (typeof e?.code === 'number' && typeof e.details === 'string') {
     // A gRPC call of ours failed (fetch/upload): transport trouble is worth another try.
@@ -146,7 +147,7 @@ function describeFailure(err: unknown, signal: AbortSignal, log: Logger, deps: P
     const why = errno === 'EMFILE' || errno === 'ENFILE' ? 'it has no file descriptors left' : `its temp folder ${deps.tempRoot} ${errno === 'EROFS' ? 'is read-only' : 'is full'}`;
     const who = deps.name ? `worker ${deps.name}` : 'this worker';
     log.warn({ err: (err as Error).message, tempRoot: deps.tempRoot }, `${why}: the subtask is handed back`);
-    return { error_code: 'UNAVAILABLE', error_message: `${who} failed, not because of the input: ${why} (${(err as Error).message})`, retryable: true };
+    return { error_code: 'UNAVAILABLE', error_message: `${who} failed, not because of the input: ${why} (${(err as Error).message})`, retryable: true, worker_trouble: true };
   }
   log.error({ err }, 'processor crashed');
   return { error_code: 'INTERNAL', error_message: `processor error: ${(err as Error)?.message ?? String(err)}`, retryable: true };

@@ -5,7 +5,7 @@
 import { status } from '../shared/grpc-status.js';
 import pino from 'pino';
 import sharp from 'sharp';
-import { TesseraError } from '../shared/errors.js';
+import { TesseraError, localTroubleErrno } from '../shared/errors.js';
 import { adoptFfmpegInfo, type FfmpegInfo } from '../shared/ffmpeg.js';
 import type { LocalFile, ProcessResult, WorkerProcessor } from '../shared/job-kind.js';
 import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
@@ -71,7 +71,8 @@ export async function isolationChildMain(): Promise<void> {
         const e = err as Partial<TesseraError>;
         send({
           type: 'error',
-          error: err instanceof TesseraError ? { message: err.message, code: err.code, retryable: err.retryable, ...(err.input ? { input: err.input } : {}) } : { message: e?.message ?? String(err), ...(typeof (err as NodeJS.ErrnoException)?.code === 'string' && { errno: (err as NodeJS.ErrnoException).code }) },
+          // A TesseraError's local trouble (ffmpeg's full disk) travels as its errno, which tells the worker's own trouble from the subtask's.
+          error: err instanceof TesseraError ? { message: err.message, code: err.code, retryable: err.retryable, ...(err.input ? { input: err.input } : {}), ...(localTroubleErrno(err) && { errno: localTroubleErrno(err) }) } : { message: e?.message ?? String(err), ...(typeof (err as NodeJS.ErrnoException)?.code === 'string' && { errno: (err as NodeJS.ErrnoException).code }) },
         });
       }
     })();

@@ -165,7 +165,7 @@ export class ProcessorIsolation {
         else if (m.type === 'done') finish(() => resolve(m.result));
         else if (m.type === 'error') {
           const e = m.error;
-          const err = e.code !== undefined ? new TesseraError(e.code, e.message, { retryable: e.retryable ?? false, ...(e.input ? { input: e.input } : {}) }) : Object.assign(new Error(e.message), e.errno ? { code: e.errno } : {});
+          const err = e.code !== undefined ? new TesseraError(e.code, e.message, { retryable: e.retryable ?? false, ...(e.input ? { input: e.input } : {}), ...(e.errno && { cause: Object.assign(new Error(e.errno), { code: e.errno }) }) }) : Object.assign(new Error(e.message), e.errno ? { code: e.errno } : {});
           finish(() => reject(Object.assign(err, { fromChild: true })));
         }
       };
