@@ -1501,21 +1501,25 @@ export class JobManager {
    * Ends attempt `s.attempt`, which failed on worker `on`: retried or failed for good. `counts`:
    * true for a failure of the subtask; 'coordinator' for the coordinator's own full disk, free for
    * FULL_DISK_WAIT_MS; 'worker' for a worker's own trouble (its temp folder full or read-only),
-   * free as long and run elsewhere first where another worker can; false for a worker stopped as planned (a drain), free up to the job's
+   * free as long and run elsewhere first where another worker can; 'stall' for a worker lost in the
+   * wake of the coordinator's own stall, free up to the job's max_attempts times; false for a worker stopped as planned (a drain), free up to the job's
    * max_attempts times; 'second-opinion' for a worker's verdict of bad input that another worker
    * is to check, always free (`blamedBy` allows it once).
    */
-  private retryOrFail(active: ActiveJob, s: SubtaskRecord, on: string, error: ItemFailure, retryable: boolean, counts: boolean | 'coordinator' | 'worker' | 'second-opinion' = true): void {
+  private retryOrFail(active: ActiveJob, s: SubtaskRecord, on: string, error: ItemFailure, retryable: boolean, counts: boolean | 'coordinator' | 'worker' | 'stall' | 'second-opinion' = true): void {
     const job = active.record;
     // Free attempts are limited: a worker drained again and again, or a disk that stays full for
     // FULL_DISK_WAIT_MS, fails the subtask in the end. Each kind of setback has its own limit.
     const now = steadyNow();
     const fullDisk = counts === 'coordinator' || counts === 'worker';
     if (fullDisk) s.diskFullSince ??= now;
-    const free = fullDisk ? now - s.diskFullSince! < fullDiskWaitMs() : counts === 'second-opinion' || (!counts && (s.drains ?? 0) < job.maxAttempts);
+    const free = fullDisk
+      ? now - s.diskFullSince! < fullDiskWaitMs()
+      : counts === 'second-opinion' || (counts === 'stall' && (s.stalls ?? 0) < job.maxAttempts) || (counts === false && (s.drains ?? 0) < job.maxAttempts);
     if (free) s.setbacks = (s.setbacks ?? 0) + 1;
     else s.failures += 1;
     if (free && counts === false) s.drains = (s.drains ?? 0) + 1;
+    if (free && counts === 'stall') s.stalls = (s.stalls ?? 0) + 1;
     s.speculative = false;
     if (retryable && s.failures < job.maxAttempts) {
       s.state = 'pending';
@@ -1535,9 +1539,9 @@ export class JobManager {
       this.retries++;
       // A free retry says so: a full disk's every second read as the workers failing, in the log and
       // its alerts (review OPS13).
-      const why = !free ? '' : counts === 'coordinator' ? "the coordinator's disk is full" : counts === 'worker' ? "the worker's own trouble, not the subtask's" : counts === false ? 'its worker was stopped as planned' : 'another worker is to judge the input';
+      const why = !free ? '' : counts === 'coordinator' ? "the coordinator's disk is full" : counts === 'worker' ? "the worker's own trouble, not the subtask's" : counts === 'stall' ? 'the coordinator stalled, not its worker' : counts === false ? 'its worker was stopped as planned' : 'another worker is to judge the input';
       if (free) {
-        const key = `${job.kind}\n${counts === 'coordinator' ? 'disk_full' : counts === 'worker' ? 'worker_trouble' : counts === false ? 'drain' : 'second_opinion'}`;
+        const key = `${job.kind}\n${counts === 'coordinator' ? 'disk_full' : counts === 'worker' ? 'worker_trouble' : counts === 'stall' ? 'coordinator_stall' : counts === false ? 'drain' : 'second_opinion'}`;
         this.freeRetries.set(key, (this.freeRetries.get(key) ?? 0) + 1);
       }
       this.events.subtaskState(job, s, `attempt ${s.attempt} failed (${error.code}: ${error.message}); retrying${why ? ` (not counted against max_attempts: ${why})` : ''}`);
@@ -1582,7 +1586,7 @@ export class JobManager {
   }
 
   /** Takes a lease back from a worker (lost, unreachable, draining past its grace). */
-  releaseLease(w: WorkerSession, s: SubtaskRecord, attempt: number, reason: string, retryable: boolean, counts = true): void {
+  releaseLease(w: WorkerSession, s: SubtaskRecord, attempt: number, reason: string, retryable: boolean, counts: boolean | 'stall' = true): void {
     this.endLease(w, s.id, attempt);
     const active = this.active.get(s.jobId);
     const lease = s.leases.find((l) => l.attempt === attempt && l.workerId === w.id);
@@ -1646,7 +1650,7 @@ export class JobManager {
     else this.log.warn({ worker: w.name, workerId: w.id, leases: w.leases.size, reason }, 'worker lost');
     for (const [subtaskId, attempt] of [...w.leases]) {
       const s = this.subtasks.get(subtaskId);
-      if (s) this.releaseLease(w, s, attempt, `worker ${w.name} ${drained ? 'stopped while draining' : 'lost'}: ${reason}${excused ? ' (after the coordinator stalled: not counted)' : ''}`, true, !drained && !excused);
+      if (s) this.releaseLease(w, s, attempt, `worker ${w.name} ${drained ? 'stopped while draining' : 'lost'}: ${reason}${excused ? ' (after the coordinator stalled: not counted)' : ''}`, true, excused ? 'stall' : !drained);
     }
     w.leases.clear();
     w.waiting.clear();

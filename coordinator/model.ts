@@ -92,6 +92,8 @@ export interface SubtaskRecord extends Omit<SubtaskPlan, 'plan'> {
   setbacks: number;
   /** Of the setbacks, the drains (in memory only): free up to the job's max_attempts times. */
   drains?: number;
+  /** Of the setbacks, the coordinator's own stalls (in memory only): free up to the job's max_attempts times. */
+  stalls?: number;
   /** When the coordinator's full disk first refused this subtask's outputs (in memory only). */
   diskFullSince?: number;
   /**

@@ -70,7 +70,7 @@ export class CoordinatorMetrics {
   });
   private readonly freeRetries: Counter<'kind' | 'reason'> = new Counter({
     name: 'tessera_subtask_free_retries_total',
-    help: "Of tessera_subtask_retries_total, those not counted against max_attempts, by why: the coordinator's disk full (disk_full), a worker's own temp folder full or read-only (worker_trouble), a worker stopped as planned (drain), a verdict of bad input another worker is to check (second_opinion)",
+    help: "Of tessera_subtask_retries_total, those not counted against max_attempts, by why: the coordinator's disk full (disk_full), a worker's own temp folder full or read-only (worker_trouble), a worker stopped as planned (drain), a worker lost in the wake of the coordinator's own stall (coordinator_stall), a verdict of bad input another worker is to check (second_opinion)",
     labelNames: ['kind', 'reason'],
     registers: [this.registry],
     collect: () => {
