@@ -18,6 +18,7 @@ import net from 'node:net';
 import { CLI_PATH } from '../client/local-cluster.js';
 import { runCli, startCluster, type CliResult, type TestCluster } from './helpers/cluster.js';
 import { deadAddress } from './helpers/addresses.js';
+import { makeVideo } from './helpers/media.js';
 
 let cluster: TestCluster;
 let dir: string;
@@ -105,14 +106,27 @@ describe('tessera submit: exit status', () => {
     expect(job.outputs).toEqual([]);
   });
 
-  it('1 when the job failed: its only input fails while being processed (a PNG cut short)', async () => {
+  it('2 when the job failed for its input alone: its only input fails while being processed (a PNG cut short), INVALID_ARGUMENT', async () => {
     const out = outDir();
     const r = await cluster.runCli(['submit', 'image', '--width', '30', '--format', 'png', truncated, '-o', out, '--json']);
-    expect(r.code, r.stderr).toBe(1);
+    expect(r.code, r.stderr).toBe(2);
     const job = jobJson(r);
     expect(job.state).toBe('failed');
-    expect(job.errors).toEqual([expect.objectContaining({ input: 'cut.png' })]);
+    expect(job.errors).toEqual([expect.objectContaining({ input: 'cut.png', code: 'INVALID_ARGUMENT' })]);
     expect(job.outputs).toEqual([]);
+  });
+
+  it('2 when what the job asks its input cannot give, found once it is planned (a sprite sheet too tall for the video\'s shape), as found at submission', async () => {
+    const video = await makeVideo(dir, 'four-three.mp4', { duration: 2 });
+    // 4096 x 3072 thumbnails, six rows of them: 18,432 px tall.
+    const r = await cluster.runCli(['submit', 'thumbnails', '--count', '6', '--width', '4096', '--sprite', '1x6', video, '-o', outDir(), '--json']);
+    // Was 1, "the job failed", where a request refused before planning (--count 20000) is 2.
+    expect(r.code, r.stderr).toBe(2);
+    const job = jobJson(r);
+    expect(job.state).toBe('failed');
+    expect(job.errors).toEqual([expect.objectContaining({ input: 'four-three.mp4', code: 'INVALID_ARGUMENT', message: expect.stringMatching(/over the 16383-pixel limit/) })]);
+    const early = await cluster.runCli(['submit', 'thumbnails', '--count', '20000', video, '-o', outDir()]);
+    expect(early.code, early.stderr).toBe(2);
   });
 
   it('130 on Ctrl-C once the job is accepted, naming the whole job id and how to fetch its outputs; the job goes on', async () => {

@@ -28,8 +28,8 @@ Exit status:
   0    done; a job waited for (submit, watch, download) succeeded
   1    a job waited for failed or was cancelled; any other error (a limit, a refused download,
        a TLS or token mistake)
-  2    invalid arguments or input (usage, INVALID_ARGUMENT), an unknown job or output (NOT_FOUND),
-       a setting of \`tessera coordinator\` or \`tessera worker\` that cannot work
+  2    invalid arguments or input (usage, INVALID_ARGUMENT; also a job waited for that failed
+       with INVALID_ARGUMENT alone), an unknown job or output (NOT_FOUND), a setting of \`tessera coordinator\` or \`tessera worker\` that cannot work
   3    a job waited for partially succeeded (some inputs failed: see its errors)
   4    the coordinator could not be reached, or was lost and not back within 2 minutes (--reconnect-for)
        (UNAVAILABLE, or a deadline passed while still connecting): a job may still be running;

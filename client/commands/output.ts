@@ -303,10 +303,16 @@ export class ProgressView {
   }
 }
 
-/** Exit status of a command that waited for `job` to end: 0 succeeded, 3 partially succeeded, 1 failed or cancelled (errors: see exit-codes.ts). */
+/**
+ * Exit status of a command that waited for `job` to end: 0 succeeded, 3 partially succeeded, 2
+ * failed for invalid arguments or input alone (every error INVALID_ARGUMENT: a request its inputs
+ * cannot satisfy, found once the job was planned, as one found at submission exits), 1 failed
+ * otherwise or cancelled (errors: see exit-codes.ts).
+ */
 export function exitCodeFor(job: Job): number {
   const s = shortState(job.state);
   if (s === 'succeeded') return EXIT.ok;
   if (s === 'partially_succeeded') return EXIT.partial;
+  if (s === 'failed' && job.errors.length > 0 && job.errors.every((e) => e.code === 'INVALID_ARGUMENT')) return EXIT.usage;
   return EXIT.failed;
 }
