@@ -727,6 +727,7 @@ export class JobManager {
       params: active.params,
       spec: job.spec,
       inputs: job.inputs,
+      submitted: submittedInputs(job),
       cluster: { workers: cluster.workers, slots: cluster.slots, encoders: cluster.encoders, encoderSets: cluster.encoderSets, features: cluster.features },
       workDir: this.spool.workDir(job.id),
       signal: active.controller.signal,
@@ -2699,4 +2700,10 @@ function kindFieldNames(kindName: string): ReadonlySet<string> {
     fieldNames.set(kindName, names);
   }
   return names;
+}
+
+/** How many inputs `job` was submitted with: those it holds and those refused at submission (named by its errors). */
+function submittedInputs(job: JobRecord): number {
+  const held = new Set(job.inputs.map((i) => i.name));
+  return held.size + new Set(job.errors.map((e) => e.input).filter((name) => name && !held.has(name))).size;
 }

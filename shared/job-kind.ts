@@ -139,6 +139,11 @@ export interface PlanContext<P> {
   params: P;
   spec: JobSpec__Output;
   inputs: SpoolFile[];
+  /**
+   * How many inputs were submitted: `inputs` and those refused at submission (the job's errors
+   * already), for names that must not depend on which of them were refused. Absent: `inputs.length`.
+   */
+  submitted?: number;
   cluster: ClusterView;
   /** A private scratch folder of the job on the coordinator (kept until the job's outputs verify). */
   workDir: string;

@@ -48,7 +48,9 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
       if (used.has(p)) p = input.name;
       for (let n = 2; used.has(p); n++) p = `${input.name}-${n}`;
       used.add(p);
-      prefixes.set(input.name, ctx.inputs.length > 1 ? `${p}-` : '');
+      // By the inputs submitted, not those accepted: with one of two videos refused at its upload,
+      // the other's thumbnails came out unprefixed, as a job of one video names them.
+      prefixes.set(input.name, (ctx.submitted ?? ctx.inputs.length) > 1 ? `${p}-` : '');
     }
     // Each input's subtasks, and each subtask's outputs by name, looked up once: per thumbnail, a
     // scan of every output made the merge of 10,000 thumbnails take seconds (N^2).
