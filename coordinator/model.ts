@@ -136,6 +136,7 @@ export function newSubtaskRecord(p: SubtaskPlan, at: { id: string; jobId: string
     weight: p.weight,
     items: p.items,
     requires: p.requires,
+    ...(p.of && { of: p.of }),
     id: at.id,
     jobId: at.jobId,
     index: at.index,
@@ -323,11 +324,19 @@ export function jobProgress(job: JobRecord, subtasks: SubtaskRecord[] | undefine
   if (cached && subtasks.length > PROGRESS_EXACT_UP_TO && cached.phase === job.phase && cached.count === subtasks.length && now - cached.at < Math.max(PROGRESS_TTL_MS, subtasks.length / 50)) return cached.value;
   let n = 0;
   let sum = 0;
+  // Groups of subtasks still being made: each counts as many as it will have.
+  let groups: Map<string, { count: number; made: number }> | undefined;
   for (const s of subtasks) {
     if (s.phase !== job.phase) continue;
     n++;
     sum += s.state === 'succeeded' || s.state === 'failed' ? 1 : s.progress;
+    if (s.of) {
+      const g = (groups ??= new Map()).get(s.of.group) ?? { count: s.of.count, made: 0 };
+      g.made++;
+      groups.set(s.of.group, g);
+    }
   }
+  for (const g of groups?.values() ?? []) n += Math.max(0, g.count - g.made);
   // Later phases (merges) are usually short: the current phase carries 95% of the bar.
   const value = Math.max(cached?.value ?? 0, n === 0 ? 0 : Math.min(0.99, (sum / n) * 0.95));
   progressCache.set(job, { at: now, phase: job.phase, count: subtasks.length, value });

@@ -98,6 +98,12 @@ export interface SubtaskPlan {
   requires?: { encoders?: string[]; features?: string[] };
   /** Per-attempt timeout in ms (default from config). */
   timeoutMs?: number;
+  /**
+   * One of `count` subtasks its plan makes for `group`, handed out as they are made (a huge image's
+   * strips, as its decode cuts them): the job's progress counts those not made yet, which read as
+   * 95% done once the first two strips of nine had finished.
+   */
+  of?: { group: string; count: number };
 }
 
 /** A finished subtask as the merge step sees it. */

@@ -318,6 +318,7 @@ async function* decodedStrips(o: PlanTilesOptions, config: TileConfig, split: Ti
         weight: cut.w * cut.h,
         items: [name],
         ...requiresOf(plan),
+        of: { group: name, count: planned.length },
       };
     }
   } finally {
