@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { TesseraClient } from '../client/index.js';
-import { damagedTiff } from './helpers/damaged-images.js';
+import { garbledTiff } from './helpers/damaged-images.js';
 import { startCluster, type TestCluster } from './helpers/cluster.js';
 
 const WORKER = 'worker-token-0123456789abcdef';
@@ -89,7 +89,8 @@ it("one client's one-subtask jobs failing their first attempts everywhere quaran
 it("a tiled image's decode error names neither another client's input nor the coordinator's spool", async () => {
   const alice = as(ALICE);
   const bob = as(BOB);
-  const bytes = await damagedTiff(1500, 1000, 50);
+  // Garbled rather than cut short: a TIFF whose strips lie past its end is refused at submission.
+  const bytes = await garbledTiff(1500, 1000);
   const aliceNames = ['alice-scan-1.tif', 'alice-scan-2.tif', 'alice-scan-3.tif'];
   const bobNames = ['bob-payroll-2026.tif', 'bob-contract.tif', 'bob-medical.tif'];
   for (const n of [...aliceNames, ...bobNames]) await writeFile(path.join(dir, n), bytes);

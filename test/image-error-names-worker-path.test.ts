@@ -1,6 +1,6 @@
 /**
- * A damaged TIFF (its last strips' offsets point past the end of the file, as in a scan cut short or
- * a bad copy: the header reads, the pixels do not) whose name ends in `]` (`scan [1]`). libvips
+ * A damaged TIFF (its second page's last strips' offsets point past the end of the file, a bad
+ * copy: the header reads, the pixels do not) whose name ends in `]` (`scan [1]`). libvips
  * would read such a name as file + load options, so the worker opens it through a symlink it makes
  * in its work folder (vips-path.ts `vipsSafePath`), and libvips names that symlink in its error
  * ("<path>: bad seek to ..."). The error is then told with `describeSharpError(err, { path:
@@ -36,7 +36,7 @@ const imageSpec = (params: Record<string, unknown>): JobSpec__Output =>
 
 describe('the error of a damaged input whose name ends in ]', () => {
   it('names the input (as for any other name), not the worker symlink libvips was given', async () => {
-    const bytes = await damagedTiff();
+    const bytes = await damagedTiff(300, 200, 5, true);
     const res = await runImageBatch(dir, { 'scan.tif': bytes, 'scan [1]': bytes }, { width: 100 });
     const byInput = Object.fromEntries((res.itemErrors ?? []).map((e) => [e.input, e.message]));
     // The same file under a plain name: "scan.tif: not a decodable image (scan.tif: bad seek to 2147483632)".
@@ -66,7 +66,7 @@ describe('the error of a damaged input whose name ends in ]', () => {
   });
 
   it('names it as given where the name holds `$` patterns (`$$`, `$\'`), not as a replacement pattern reads them', async () => {
-    const bytes = await damagedTiff();
+    const bytes = await damagedTiff(300, 200, 5, true);
     const names = ['Ca$$h scan [1]', "Bob$'s scan [2]"];
     const res = await runImageBatch(dir, Object.fromEntries(names.map((n) => [n, bytes])), { width: 100 });
     const byInput = Object.fromEntries((res.itemErrors ?? []).map((e) => [e.input, e.message]));
@@ -85,7 +85,7 @@ describe('the error of a damaged input beside other failing tasks in one process
     const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-sibling-jobs-'));
     const cluster = await startCluster({ workers: 1, slots: 4, workerArgs: ['--memory-limit-mb', '0'] });
     try {
-      const bytes = await damagedTiff(1500, 1000, 50);
+      const bytes = await damagedTiff(1500, 1000, 50, true);
       const names = ['payroll-2026.tif', 'scan.tif', 'map.tif', 'plan.tif'];
       for (const n of names) await writeFile(path.join(dir, n), bytes);
       const errors: Array<{ input: string; message: string }> = [];
