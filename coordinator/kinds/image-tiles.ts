@@ -29,7 +29,7 @@ import { checkSampleFormat, intermediateSpace, keepsOwnSpace, needsSrgbFromSixte
 import { checkFormatFits, FORMAT_MAX_EDGE, gridOrder, stitchTiles, tiledExtension, tileFormatFor, type PlacedTile, type TiledFormat } from '../../shared/media/tile-stitch.js';
 import { spliceJpegStrips } from '../../shared/media/tile-jpeg-splice.js';
 import { vipsSafePath, withVipsPath } from '../../shared/media/vips-path.js';
-import { ownLines } from '../../shared/media/image-errors.js';
+import { ownLines, reasonLine } from '../../shared/media/image-errors.js';
 import { cutStripsWhileDecoding } from '../../shared/media/tile-strip-cutter.js';
 import { readVipsSize, vipsExtension, writeVipsCarrier } from '../../shared/media/tile-vips-file.js';
 import { ANIMATED_FORMATS, applyPipeline, forFormat, maxInputPixels, outputFormat, outputPixels, imagePages, outputSize, padsAlpha, turnsQuarter } from '../../shared/media/image-pipeline.js';
@@ -921,7 +921,7 @@ async function wrapBadInput<T>(p: Promise<T>, input: string, writing?: string, f
     // by the spool's path (libvips keeps one error buffer per process): left out (review MTEN).
     const all = raw.split('\n').map((l) => l.trim()).filter(Boolean);
     const lines = ownLines(all);
-    const msg = lines.find((l) => /^heif: /.test(l)) ?? lines[0] ?? (all.length > 0 ? 'not a decodable image' : raw);
+    const msg = reasonLine(lines) ?? (all.length > 0 ? 'not a decodable image' : raw);
     if (writing && (await nearlyFull(writing))) {
       throw new TesseraError(status.RESOURCE_EXHAUSTED, `${input}: the coordinator's disk is full: cannot write the decoded image for tiling (${msg})`, {
         input,

@@ -21,6 +21,25 @@ export function ownLines(lines: readonly string[]): string[] {
   return lines.filter((l) => !ABSOLUTE_PATH.test(l));
 }
 
+/** sharp's first line where a decoder's warning failed the decode (its `failOn`), which says nothing of the file. */
+const FAIL_ON_BANNER = /^Warning treated as error due to failOn setting$/i;
+
+/**
+ * The line of a libvips error that says what is wrong with the file: a HEIF decoder's own reason
+ * where it gave one; after sharp's failOn banner, the warning it stands for (the decoder's reason,
+ * "Improper JPEG strip/tile size, expected 60000x256, got 3001x256", before a tag it ignored,
+ * before "error in tile 0 x 0"); else the first (review tiles: a TIFF whose header lied was told
+ * only "Warning treated as error due to failOn setting", a setting the user never chose).
+ */
+export function reasonLine(lines: readonly string[]): string | undefined {
+  const heif = lines.find((l) => /^heif: /.test(l));
+  if (heif) return heif;
+  if (!lines[0] || !FAIL_ON_BANNER.test(lines[0])) return lines[0];
+  const told = lines.filter((l) => !FAIL_ON_BANNER.test(l));
+  const generic = (l: string): boolean => /^error in tile \d+ x \d+$/i.test(l);
+  return told.find((l) => !generic(l) && !/tag ignored/i.test(l)) ?? told.find((l) => !generic(l)) ?? told[0] ?? lines[0];
+}
+
 /**
  * A one-line description of a sharp error on an input: "not a decodable image (...)" for
  * unrecognised, truncated or corrupt files, whatever the loader (VipsJpeg, pngload, webpload...),
@@ -46,9 +65,9 @@ export function describeSharpError(err: unknown, file?: { path: string; name: st
   }
   // libvips' first line may be its loader's last step ("bad seek to 1024"); the decoder's own reason,
   // where it gave one, says more ("heif: ... Bitstream not supported by this decoder").
-  const first = lines.find((l) => /^heif: /.test(l)) ?? lines[0] ?? msg;
+  const first = reasonLine(lines) ?? msg;
   if (/unsupported image format|Input file contains unsupported|Input buffer contains unsupported/i.test(msg)) return 'not a decodable image (unsupported or unrecognised format)';
   if (/extract_area|bad extract area/i.test(msg)) return 'the crop reaches outside the image';
-  if (/premature end|truncated|end of stream|unexpected end|VipsJpeg|\b[a-z0-9]+load(_source|_buffer)?:|read error|corrupt|Invalid|bad/i.test(msg)) return `not a decodable image (${first})`;
+  if (/premature end|truncated|end of stream|unexpected end|treated as error|VipsJpeg|\b[a-z0-9]+load(_source|_buffer)?:|read error|corrupt|Invalid|bad/i.test(msg)) return `not a decodable image (${first})`;
   return first;
 }
