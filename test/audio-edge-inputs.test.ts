@@ -184,6 +184,19 @@ describe('audio inputs at the edges', () => {
     // Without normalize the short file is fine.
     const plain = await runAudioInProcess({ codec: 'wav' }, [short], path.join(dir, 'plain'));
     expect(plain.errors).toEqual([]);
+    // Silence is not warned of.
+    expect(r.warnings).toEqual([]);
+  });
+
+  test('normalising a file all under the -70 LUFS gate (sound, not silence) leaves it as it is, and says so', async () => {
+    const faint = path.join(dir, 'faint.wav');
+    pipedWav(faint, 'anoisesrc=c=pink:r=48000:a=0.001:d=5');
+    const r = await runAudioInProcess({ codec: 'flac', normalize: true }, [faint], path.join(dir, 'faint'));
+    expect(r.errors).toEqual([]);
+    const [report] = await audioReport(r);
+    expect(report).toMatchObject({ loudness: null, gainDb: 0 });
+    // Was: no word of it, the file 54 LU under the target asked.
+    expect(r.warnings).toEqual([{ input: 'faint.wav', message: expect.stringMatching(/^not normalised: all of it is under the -70 LUFS absolute gate of EBU R128 loudness \(its true peak is -\d+\.\d dBTP\), so it has no loudness to bring to the -16 LUFS asked; it is left as it is$/) }]);
   });
 
   test('a loudness setting without normalize is refused with a message that names the setting to add', () => {

@@ -52,6 +52,7 @@ export async function mergeAudio(ctx: MergeContext<AudioJobParams>): Promise<Mer
   }
   for (const r of reports) {
     warnLoudnessMissed(ctx, r);
+    warnUnmeasured(ctx, r);
     warnPeakOver(ctx, r);
     warnClipped(ctx, r);
   }
@@ -186,6 +187,16 @@ function warnPeakOver(ctx: MergeContext<AudioJobParams>, r: FileReport): void {
 function warnClipped(ctx: MergeContext<AudioJobParams>, r: FileReport): void {
   if (r.clippedDb === undefined) return;
   ctx.warn(r.input, `its samples reach +${r.clippedDb.toFixed(2)} dBFS, over full scale (a float source mixed hot): written as ${ctx.params.codec} integers they are clipped there; --normalize (or --loudness) brings them under a ceiling`);
+}
+
+/**
+ * Says so where a file asked to be normalised has sound but no loudness: all of it under EBU R128's
+ * -70 LUFS absolute gate (a very quiet recording), left as it is. The report said `loudness: null`,
+ * as for silence, and the job nothing, the file delivered 54 LU under its target (review audio).
+ */
+function warnUnmeasured(ctx: MergeContext<AudioJobParams>, r: FileReport): void {
+  if (!ctx.params.normalize || r.loudness !== null || r.sourceTruePeak === null) return;
+  ctx.warn(r.input, `not normalised: all of it is under the -70 LUFS absolute gate of EBU R128 loudness (its true peak is ${r.sourceTruePeak.toFixed(1)} dBTP), so it has no loudness to bring to the ${ctx.params.loudness} LUFS asked; it is left as it is`);
 }
 
 /** How far a normalised output may land from its target before the job says so, LU. */

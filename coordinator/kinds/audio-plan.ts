@@ -274,7 +274,11 @@ async function planFile(ctx: PlanContext<AudioJobParams>, file: SpoolFile, probe
     maxSeconds: ctx.limits.maxMediaSeconds,
     tags: probe.tags,
   };
-  if (probe.audioTracks > 1 && !probe.chosen) ctx.warn(file.name, `it has ${probe.audioTracks} audio tracks: stream ${probe.stream} is encoded, the one ffmpeg takes (the default track, else the one with the most channels)`);
+  if (probe.audioTracks > 1 && !probe.chosen) {
+    // Numbered as --track counts them (ffmpeg's stream index counted the video and from 0).
+    const which = probe.track ? `track ${probe.track.number} (${[probe.track.language, `${probe.channels} channel${probe.channels === 1 ? '' : 's'}`].filter(Boolean).join(', ')})` : `stream ${probe.stream}`;
+    ctx.warn(file.name, `it has ${probe.audioTracks} audio tracks: ${which} is encoded, the one ffmpeg takes (the default track, else the one with the most channels); --track N (from 1) or --language picks another`);
+  }
   // A trim is on the file's timeline, as `ffmpeg -ss/-to` takes it: where the sound starts after
   // the picture, its samples start that much later (it was counted from the first sample: --trim
   // 2.5,3.5 of a sound starting at 2 s kept 4.5 to 5 s; review AVC).

@@ -45,6 +45,8 @@ export interface AudioProbe {
    */
   stream: number;
   audioTracks: number;
+  /** `stream` as `--track` counts: the file's Nth audio track, from 1; with its language tag ('' untagged). */
+  track?: { number: number; language: string };
   /** `stream` is the job's choice (AudioJobParams.track), not ffmpeg's. */
   chosen?: boolean;
   /**
@@ -173,6 +175,7 @@ export async function probeAudio(path: string, input: string, signal?: AbortSign
       .slice(0, MAX_CHAPTERS),
     stream: a.index ?? 0,
     audioTracks: audios.length,
+    track: { number: audios.indexOf(a) + 1, language: a.tags?.['language'] ?? '' },
     ...(/^mp3$/.test(out.format?.format_name ?? '') && start > 0 && { statedSkip: start }),
     ...(choice && { chosen: true }),
     startOffset: Math.max(0, start - (Number(out.format?.start_time) || 0)) || 0,
