@@ -61,7 +61,9 @@ test("a lossy output over the ceiling is encoded again with a lower limit, and t
     // The report says what the file measures, and the job warns exactly where that is over the ceiling.
     expect(rep!.outputTruePeak).toBeCloseTo(out.truePeak, 1);
     const over = out.truePeak > -1.5 + 0.5;
-    expect(r.warnings.map((w) => w.message), `${codec}: output ${out.truePeak} dBTP`).toEqual(over ? [expect.stringMatching(/^true peak -?\d+\.\d dBTP, over the -1\.5 dBTP ceiling: the encoder's own peaks/)] : []);
+    // (Its loudness may be said too, where the limit lowered for the encoder's peaks took more than 0.5 LU off.)
+    const peaks = r.warnings.map((w) => w.message).filter((m) => !/^normalised to -?\d+\.\d LUFS, not the -11 LUFS asked: the true-peak ceiling/.test(m));
+    expect(peaks, `${codec}: output ${out.truePeak} dBTP`).toEqual(over ? [expect.stringMatching(/^true peak -?\d+\.\d dBTP, over the -1\.5 dBTP ceiling: the encoder's own peaks/)] : []);
     seen.push(`${codec} ${over ? 'warned' : 'kept'}`);
   }
   // aac keeps the ceiling; opus at 64k on such material does not even with the limit lowered three times.

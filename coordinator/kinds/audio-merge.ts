@@ -200,7 +200,7 @@ function warnUnmeasured(ctx: MergeContext<AudioJobParams>, r: FileReport): void 
 }
 
 /** How far a normalised output may land from its target before the job says so, LU. */
-const LOUDNESS_MISS_WARNED_LU = 1;
+const LOUDNESS_MISS_WARNED_LU = 0.5;
 
 /**
  * Says so where a normalised output missed its loudness target: the true-peak ceiling held it back
