@@ -633,8 +633,13 @@ export class TesseraClient {
         // A try that got bytes through since the last failure opens a new window.
         const progressed = seen.progressAt > failingSince;
         if (!failingSince || progressed) failingSince = steadyNow();
+        // The coordinator gave up on a submission that went quiet (this process paused: Ctrl-Z, a
+        // laptop asleep) and kept nothing of it: sent again, as one its restart cut off is; it was
+        // told as a failure (exit 1) with no job made and the files still at hand (review chaos).
+        const gaveUp = code === grpc.status.DEADLINE_EXCEEDED && /the coordinator gave up on it; nothing of it was kept/.test((err as grpc.ServiceError).details ?? '');
+        if (gaveUp) seen.reached = true;
         // (A try whose channel was given up while connecting, see unstick, never left: tried again.)
-        if (code !== grpc.status.UNAVAILABLE || !(seen.reached || channelGivenUp(err)) || steadyNow() - failingSince + 1000 > retryForMs) throw err;
+        if ((code !== grpc.status.UNAVAILABLE && !gaveUp) || !(seen.reached || channelGivenUp(err)) || steadyNow() - failingSince + 1000 > retryForMs) throw err;
         // Each try starts from the first byte: one cut again and again after sending data (a link
         // too slow for the keepalive's timeout, say) would go on for ever.
         if (progressed) cutAfterData++;
