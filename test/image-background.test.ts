@@ -91,6 +91,31 @@ describe('image background', () => {
     expect(pixel(await run(photo, { ...p, background: '' }), 100, 10)).toEqual([0, 0, 0]);
   });
 
+  it('in colour on a grey source too, batch and tiled: the picture grey, the bars the colour asked (were grey 54 for red)', async () => {
+    const grey = path.join(dir, 'grey.png');
+    await sharp(photo).toColourspace('b-w').png().toFile(grey);
+    expect((await sharp(grey).metadata()).channels).toBe(1);
+    const p = { width: 200, height: 200, fit: 'contain', background: '#ff0000', format: 'png' };
+    const batch = await run(grey, p);
+    expect(pixel(batch, 100, 10)).toEqual([255, 0, 0]);
+    const [r, g, b] = pixel(batch, 100, 100);
+    expect(r).toBe(g);
+    expect(g).toBe(b);
+    const tiled = await run(grey, { ...p, tile_size: 64 }, true);
+    expect(tiled.info.channels).toBe(batch.info.channels);
+    expect(tiled.data.equals(batch.data)).toBe(true);
+    // A grey logo with transparency, laid on blue in JPEG (was black).
+    const greyLogo = path.join(dir, 'grey-logo.png');
+    await sharp(logo).toColourspace('b-w').png().toFile(greyLogo);
+    expect((await sharp(greyLogo).metadata()).channels).toBe(2);
+    for (const tiledToo of [false, true]) {
+      const laid = await run(greyLogo, { format: 'jpeg', quality: 95, background: '#0000ff', ...(tiledToo ? { tile_size: 64 } : {}) }, tiledToo);
+      const [lr, lg, lb] = pixel(laid, 10, 10);
+      expect(lb, `tiled ${tiledToo}`).toBeGreaterThan(240);
+      expect(lr! + lg!, `tiled ${tiledToo}`).toBeLessThan(20);
+    }
+  });
+
   it('a translucent background adds an alpha band to the bars only', async () => {
     const r = await run(photo, { width: 200, height: 200, fit: 'contain', background: '#00ff0080', format: 'png' });
     expect(r.info.channels).toBe(4);

@@ -227,11 +227,21 @@ export function openImage(input: string | Buffer, options: sharp.SharpOptions = 
 export function applyGeometry(img: Sharp, p: ImageParams): Sharp {
   if (p.autoOrient) img = img.autoOrient();
   if (p.crop) img = img.extract(p.crop);
+  // A grey source is processed in grey, and a background in colour with it: red bars came out grey
+  // 54, a grey logo laid on blue in JPEG on black. Processed in sRGB where a colour is laid down.
+  if (colourfulBackground(p)) img = img.pipelineColourspace('srgb');
   if (p.flatten && p.background) img = img.flatten({ background: p.background });
   if (p.width || p.height) {
     img = img.resize({ width: p.width || undefined, height: p.height || undefined, fit: p.fit, withoutEnlargement: p.noEnlarge, ...(p.background && { background: p.background }) });
   }
   return img;
+}
+
+/** Whether the params lay down a background that is not a grey (bars, a turn's corners, a flatten). */
+function colourfulBackground(p: ImageParams): boolean {
+  const hex = p.background;
+  if (!hex || (hex.slice(1, 3) === hex.slice(3, 5) && hex.slice(3, 5) === hex.slice(5, 7))) return false;
+  return Boolean(p.flatten) || (p.fit === 'contain' && (p.width > 0 || p.height > 0)) || p.rotate % 90 !== 0;
 }
 
 /**

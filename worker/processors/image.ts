@@ -74,7 +74,7 @@ async function processOne(given: string, outputName: string, params: ImageParams
     const cutShort = await tiffTruncation(file).catch(() => undefined);
     throw cutShort ? invalidArgument(cutShort) : err;
   });
-  const truncated = meta.format === 'gif' ? await gifTruncation(file) : meta.format === 'tiff' ? await tiffTruncation(file) : undefined;
+  const truncated = meta.format === 'gif' ? await gifTruncation(file) : meta.format === 'tiff' ? await tiffTruncation(file).catch(() => undefined) : undefined;
   if (truncated) throw invalidArgument(truncated);
   const frames = await imagePages(file, meta);
   const format = outputFormat(params, meta.format);
