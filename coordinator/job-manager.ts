@@ -1512,6 +1512,13 @@ export class JobManager {
     // Free attempts are limited: a worker drained again and again, or a disk that stays full for
     // FULL_DISK_WAIT_MS, fails the subtask in the end. Each kind of setback has its own limit.
     const now = steadyNow();
+    if (counts === 'worker' && on) {
+      // One worker's full disk is its own; a second's, for the same subtask, says the subtask is
+      // what fills them (more scratch than any worker has): counted from then on, so that it fails
+      // in its attempts rather than filling and quarantining every worker for ten minutes.
+      if (!s.troubledOn?.includes(on)) (s.troubledOn ??= []).push(on);
+      if (s.troubledOn.length > 1) counts = true;
+    }
     const fullDisk = counts === 'coordinator' || counts === 'worker';
     if (fullDisk) s.diskFullSince ??= now;
     const free = fullDisk

@@ -92,6 +92,11 @@ export interface SubtaskRecord extends Omit<SubtaskPlan, 'plan'> {
   setbacks: number;
   /** Of the setbacks, the drains (in memory only): free up to the job's max_attempts times. */
   drains?: number;
+  /**
+   * The workers (session ids) whose own trouble (a full temp folder) failed this subtask (in memory
+   * only): free while it is one worker's; a second's says the subtask is what fills them.
+   */
+  troubledOn?: string[];
   /** Of the setbacks, the coordinator's own stalls (in memory only): free up to the job's max_attempts times. */
   stalls?: number;
   /** When the coordinator's full disk first refused this subtask's outputs (in memory only). */
