@@ -643,6 +643,9 @@ export class TesseraClient {
         // Each try starts from the first byte: one cut again and again after sending data (a link
         // too slow for the keepalive's timeout, say) would go on for ever.
         if (progressed) cutAfterData++;
+        if (cutAfterData >= MAX_SUBMIT_CUTS && gaveUp) {
+          throw new TesseraError(grpc.status.DEADLINE_EXCEEDED, `${(err as grpc.ServiceError).details}: the coordinator gave the submission up ${cutAfterData} times, each time it sent less than 64 KiB in 2 minutes (a stalled read of its files?); given up`);
+        }
         if (cutAfterData >= MAX_SUBMIT_CUTS) {
           const why = (err as grpc.ServiceError).details ?? String(err);
           throw new TesseraError(grpc.status.UNAVAILABLE, `${why}: the submission was cut ${cutAfterData} times after sending data, and each try starts from the first byte; given up (on a slow or lossy link, raise the keepalive timeout: --keepalive-timeout-ms, or \`keepalive\` in the client's options; see README "Running on several machines")`, { retryable: true });

@@ -2711,6 +2711,8 @@ function kindFieldNames(kindName: string): ReadonlySet<string> {
 
 /** How many inputs `job` was submitted with: those it holds and those refused at submission (named by its errors). */
 function submittedInputs(job: JobRecord): number {
+  // The count the client announced, where it did; else what the job holds and its errors name.
+  if (job.spec.input_count) return job.spec.input_count;
   const held = new Set(job.inputs.map((i) => i.name));
   return held.size + new Set(job.errors.map((e) => e.input).filter((name) => name && !held.has(name))).size;
 }

@@ -28,7 +28,8 @@ test('a limited lossless output uses the ceiling to within half a dB, and a miss
   const [rep] = await audioReport(r);
   expect(rep!.limited).toBe(true);
   const out = await ebur128(r.outputs.find((o) => o.name === 'talk.flac')!.path);
-  expect(out.truePeak).toBeLessThanOrEqual(-1.5 + 0.2);
+  // Over it by no more than what ebur128 rounds to (a lossless output over by more is encoded again lower).
+  expect(out.truePeak).toBeLessThanOrEqual(-1.5 + 0.1);
   // Was -2.5 dBTP or under: a dB of the ceiling left unused, and that much loudness with it.
   expect(out.truePeak).toBeGreaterThan(-2.3);
   const miss = Math.abs(out.integrated - -9);

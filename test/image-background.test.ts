@@ -164,8 +164,9 @@ describe('image background', () => {
 
   it('a batch with a background requires workers that apply it (an older one would make black bars); a tiled image does not', async () => {
     const inputs: SpoolFile[] = [{ name: 'photo.png', path: photo, size: 1, sha256: '' }];
-    for (const background of ['', 'white']) {
-      const params = { width: 100, fit: 'contain', background };
+    // Required where the background shows (a contain box, JPEG), not where it has no effect (a cover resize into PNG).
+    for (const [background, extra, shows] of [['', {}, false], ['white', {}, true], ['white', { fit: 'cover', format: 'png' }, false], ['white', { fit: 'cover', format: 'jpeg' }, true]] as const) {
+      const params = { width: 100, fit: 'contain', background, ...extra };
       const planned = await imageKind.plan({
         jobId: 'j', params: imageKind.validate(params as never, spec(params)), spec: spec(params), inputs,
         cluster: { workers: 1, slots: 1, encoders: new Set(), encoderSets: [], features: new Set(WORKER_FEATURES) },
@@ -174,7 +175,7 @@ describe('image background', () => {
       const all = [...planned.subtasks];
       if (planned.later) for await (const s of planned.later) if (!isPlanErrors(s)) all.push(...(Array.isArray(s) ? s : [s]));
       expect(all.length).toBeGreaterThan(0);
-      for (const s of all) expect(s.requires?.features?.includes(IMAGE_BACKGROUND_FEATURE) ?? false, background).toBe(background !== '');
+      for (const s of all) expect(s.requires?.features?.includes(IMAGE_BACKGROUND_FEATURE) ?? false, JSON.stringify(params)).toBe(shows);
     }
     // A tiled image's transparency is laid on the background by the coordinator's decode: its
     // strips are cut from that, not read from the source by workers that might not know of it.

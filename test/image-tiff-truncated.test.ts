@@ -59,4 +59,16 @@ describe('a TIFF cut short', () => {
     expect(res.itemErrors).toHaveLength(6);
     for (const e of res.itemErrors ?? []) expect(e.message, e.input).toMatch(/a TIFF cut short \(\d+ bytes.*: a copy or upload that stopped early\?/);
   });
+
+  it('a strip tag of a type it does not read (BYTE) is left to libvips, not failed on a buffer error', async () => {
+    const tif = Buffer.from(tiffs['scan.tif']!);
+    const ifd = tif.readUInt32LE(4);
+    for (let i = 0; i < tif.readUInt16LE(ifd); i++) {
+      const e = ifd + 2 + i * 12;
+      if (tif.readUInt16LE(e) === 279) tif.writeUInt16LE(1, e + 2);
+    }
+    const res = await runImageBatch(dir, { 'odd.tif': tif }, { width: 100, format: 'png' });
+    // Was: "odd.tif: Attempt to access memory outside buffer bounds".
+    for (const e of res.itemErrors ?? []) expect(e.message).not.toMatch(/buffer bounds|RangeError/);
+  });
 });

@@ -173,11 +173,13 @@ export const imageKind: CoordinatorKind<ImageParams> = {
 };
 
 /**
- * What a batch subtask requires of its worker: 16-bit results, and a background (an older worker
- * ignores it: black bars, transparency laid on black).
+ * What a batch subtask requires of its worker: 16-bit results, and a background where it shows (an
+ * older worker ignores it: black bars and corners, transparency laid on black in JPEG), not where
+ * it has no effect (a cover resize into PNG: such a batch waited for upgraded workers for nothing).
  */
-function requiredFeatures(sixteenBit: boolean, params: ImageParams): Pick<SubtaskPlan, 'requires'> {
-  const features = [...(sixteenBit ? [IMAGE_16BIT_FEATURE] : []), ...(params.background ? [IMAGE_BACKGROUND_FEATURE] : [])];
+function requiredFeatures(sixteenBit: boolean, params: ImageParams, outputs: string[]): Pick<SubtaskPlan, 'requires'> {
+  const shows = params.background !== '' && ((params.fit === 'contain' && (params.width > 0 || params.height > 0)) || params.rotate % 90 !== 0 || outputs.some((n) => /\.jpe?g$/i.test(n)));
+  const features = [...(sixteenBit ? [IMAGE_16BIT_FEATURE] : []), ...(shows ? [IMAGE_BACKGROUND_FEATURE] : [])];
   return features.length > 0 ? { requires: { features } } : {};
 }
 
@@ -195,7 +197,7 @@ function batchSubtask(group: SpoolFile[], names: ReadonlyMap<string, string>, si
     plan,
     weight: group.reduce((n, f) => n + f.size, 0),
     items: group.map((f) => f.name),
-    ...requiredFeatures(sixteenBit, params),
+    ...requiredFeatures(sixteenBit, params, plan.items.map((i) => i.output)),
   };
 }
 

@@ -84,13 +84,15 @@ export async function tiffTruncation(file: string): Promise<string | undefined> 
       const bytes = items * (TYPE_BYTES[type] ?? 0);
       const at = e + (big ? 12 : 8);
       let data: Buffer | undefined = entries.subarray(at, at + inline);
+      // The strips' or tiles' offsets and byte counts are read (below), as SHORT, LONG or LONG8
+      // (libvips refuses any other type with a reason of its own); other values only measured.
+      const extent = (tag === 273 || tag === 279 || tag === 324 || tag === 325) && (type === 3 || type === 4 || type === 16);
       if (bytes > inline) {
         const apart = big ? u64(entries, at) : u32(entries, at);
         if (apart + bytes > size) return cutAt(`the values of its tag ${tag}`);
-        // The strips' or tiles' offsets and byte counts are read (below); other values stored apart only measured.
-        data = tag === 273 || tag === 279 || tag === 324 || tag === 325 ? await read(apart, bytes) : undefined;
+        data = extent ? await read(apart, bytes) : undefined;
       }
-      if (!data || !(tag === 273 || tag === 279 || tag === 324 || tag === 325)) continue;
+      if (!data || !extent || data.length < bytes) continue;
       const width = TYPE_BYTES[type]!;
       const read1 = (k: number): number => (width === 2 ? u16(data!, k * 2) : width === 4 ? u32(data!, k * 4) : u64(data!, k * 8));
       values.set(tag, Array.from({ length: items }, (_, k) => read1(k)));
