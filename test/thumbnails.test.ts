@@ -56,6 +56,15 @@ describe('thumbnails kind (plan -> process -> merge in-process)', () => {
     expect(cues[11]).toBe('00:00:05.500 --> 00:00:06.000\nsprite-2.jpg#xywh=288,0,96,54');
   });
 
+  it('makes a sprite of fewer thumbnails than its columns as wide as they are (--count 5 --sprite 60x1 at 320 px: 1600 px, was refused as 60 columns)', async () => {
+    const src = await makeVideo(dir, 'five.mp4', { duration: 2, width: 320, height: 180 });
+    const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { count: 5, width: 320, sprite: '60x1' }), [src], { dir, slots: 2 });
+    expect(run.errors).toEqual([]);
+    const sheets = run.outputs.filter((o) => o.name.startsWith('sprite'));
+    expect(sheets).toHaveLength(1);
+    expect(await sharp(sheets[0]!.path).metadata()).toMatchObject({ width: 5 * 320, height: 180 });
+  });
+
   it('takes N evenly spaced WebP thumbnails, upright for rotated sources', async () => {
     const src = await makeVideo(dir, 'portrait.mp4', { duration: 2, width: 160, height: 90, rotate: 90 });
     const run = await runKindInProcess(thumbnailsKind, thumbnailsProcessor, specOf('thumbnails', { count: 5, width: 45, format: 'webp' }), [src], { dir });

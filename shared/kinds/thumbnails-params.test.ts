@@ -17,7 +17,8 @@ describe('parseThumbnailParams', () => {
     [{ count: 1, format: 'png' }, 'format: "png" is not one of jpeg, webp'],
     [{ count: 1, sprite: '5by5' }, 'sprite: "5by5" is not COLSxROWS such as 5x5'],
     [{ count: 1, sprite: '0x3' }, 'sprite: 0x3 is outside 1x1..100x100'],
-    [{ count: 1, width: 1000, sprite: '20x2' }, 'sprite: 20 columns of 1000 px exceed the 16383-pixel sheet limit'],
+    [{ count: 40, width: 1000, sprite: '20x2' }, 'sprite: 20 columns of 1000 px exceed the 16383-pixel sheet limit'],
+    [{ every: 2, width: 1000, sprite: '20x2' }, 'sprite: 20 columns of 1000 px exceed the 16383-pixel sheet limit'],
   ])('rejects %j naming the field', (raw, message) => {
     let err: unknown;
     try {
@@ -28,5 +29,11 @@ describe('parseThumbnailParams', () => {
     expect(err).toBeInstanceOf(TesseraError);
     expect((err as TesseraError).codeName).toBe('INVALID_ARGUMENT');
     expect((err as TesseraError).message).toContain(message);
+  });
+});
+
+describe('a sprite of more columns than thumbnails', () => {
+  it('is as wide as its thumbnails: --count 5 --sprite 60x1 is accepted (was refused as 60 columns)', () => {
+    expect(parseThumbnailParams({ count: 5, sprite: '60x1' }).sprite).toEqual({ cols: 60, rows: 1 });
   });
 });

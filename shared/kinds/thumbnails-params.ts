@@ -42,8 +42,11 @@ export function parseThumbnailParams(raw: Partial<ThumbnailParams__Output> | nul
     const cols = Number(m[1]);
     const rows = Number(m[2]);
     if (cols < 1 || rows < 1 || cols > 100 || rows > 100) throw invalidArgument(`sprite: ${cols}x${rows} is outside 1x1..100x100`);
-    // A sheet wider than 16384 px is beyond what JPEG/WebP and browsers accept.
-    if (cols * width > 16_383) throw invalidArgument(`sprite: ${cols} columns of ${width} px exceed the 16383-pixel sheet limit`);
+    // A sheet wider than 16384 px is beyond what JPEG/WebP and browsers accept. Of `count`
+    // thumbnails a sheet has as many columns at most (`--count 5 --sprite 60x1` is 5 wide); how many
+    // `every` makes is known once the video's length is.
+    const widest = count > 0 ? Math.min(cols, count) : cols;
+    if (widest * width > 16_383) throw invalidArgument(`sprite: ${widest} columns of ${width} px exceed the 16383-pixel sheet limit`);
     sprite = { cols, rows };
   }
   return { every, count, width, format, sprite };
