@@ -6,7 +6,7 @@ import { open } from 'node:fs/promises';
 import pLimit from 'p-limit';
 import type { ClusterView, CoordinatorKind, PlanContext, PlanErrors, SpoolFile, SubtaskPlan } from '../../shared/job-kind.js';
 import { checkNewImageParams, validateImageParams, type ImageParams } from '../../shared/kinds/image-params.js';
-import { FORMAT_EXTENSION, isSixteenBitRgbOrGrey, openImage, outputFormat } from '../../shared/media/image-pipeline.js';
+import { FORMAT_EXTENSION, backgroundShows, isSixteenBitRgbOrGrey, openImage, outputFormat } from '../../shared/media/image-pipeline.js';
 import { withVipsPath } from '../../shared/media/vips-path.js';
 import { SNIFF_BYTES, sniffBuffer } from '../../shared/media/sniff.js';
 import { splitForTiles } from '../../shared/media/tile-pipeline.js';
@@ -178,7 +178,7 @@ export const imageKind: CoordinatorKind<ImageParams> = {
  * it has no effect (a cover resize into PNG: such a batch waited for upgraded workers for nothing).
  */
 function requiredFeatures(sixteenBit: boolean, params: ImageParams, outputs: string[]): Pick<SubtaskPlan, 'requires'> {
-  const shows = params.background !== '' && ((params.fit === 'contain' && (params.width > 0 || params.height > 0)) || params.rotate % 90 !== 0 || outputs.some((n) => /\.jpe?g$/i.test(n)));
+  const shows = outputs.some((n) => backgroundShows(params, /\.jpe?g$/i.test(n)));
   const features = [...(sixteenBit ? [IMAGE_16BIT_FEATURE] : []), ...(shows ? [IMAGE_BACKGROUND_FEATURE] : [])];
   return features.length > 0 ? { requires: { features } } : {};
 }

@@ -46,28 +46,10 @@ export async function gifTruncation(file: string): Promise<string | undefined> {
  * extent of its strips or tiles, against the file's size.
  */
 export async function tiffTruncation(file: string): Promise<string | undefined> {
-  const fh = await open(file, 'r');
-  try {
-    const { size } = await fh.stat();
-    const read = async (pos: number, n: number): Promise<Buffer | undefined> => {
-      if (pos + n > size) return undefined;
-      const b = Buffer.alloc(n);
-      return (await fh.read(b, 0, n, pos)).bytesRead === n ? b : undefined;
-    };
-    const head = await read(0, Math.min(16, size));
-    const order = head?.toString('latin1', 0, 2);
-    if (!head || head.length < 8 || (order !== 'II' && order !== 'MM')) return undefined;
-    const le = order === 'II';
-    const u16 = (b: Buffer, o: number): number => (le ? b.readUInt16LE(o) : b.readUInt16BE(o));
-    const u32 = (b: Buffer, o: number): number => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
-    const u64 = (b: Buffer, o: number): number => Number(le ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o));
-    const magic = u16(head, 2);
-    if (magic !== 42 && magic !== 43) return undefined;
-    const big = magic === 43;
+  return withTiff(file, async ({ size, big, read, u16, u32, u64, countBytes, entryBytes, inline, first }) => {
     const cutAt = (what: string): string => `a TIFF cut short (${size} bytes, ${what} past the end): a copy or upload that stopped early?`;
-    if (big && head.length < 16) return cutAt('its header');
-    const offset = big ? u64(head, 8) : u32(head, 4);
-    const [countBytes, entryBytes, inline] = big ? [8, 20, 8] : [2, 12, 4];
+    if (first === undefined) return cutAt('its header');
+    const offset = first;
     const count = await read(offset, countBytes);
     if (!count) return cutAt(`its image directory (at byte ${offset})`);
     const n = big ? u64(count, 0) : u16(count, 0);
@@ -106,6 +88,49 @@ export async function tiffTruncation(file: string): Promise<string | undefined> 
       }
     }
     return undefined;
+  });
+}
+
+/** What walking a TIFF's directories needs: its size and layout, and reads of its bytes. */
+interface TiffReader {
+  size: number;
+  /** BigTIFF (version 43): 64-bit offsets and counts. */
+  big: boolean;
+  /** `n` bytes at `pos`, or undefined where the file has fewer. */
+  read(pos: number, n: number): Promise<Buffer | undefined>;
+  u16(b: Buffer, o: number): number;
+  u32(b: Buffer, o: number): number;
+  u64(b: Buffer, o: number): number;
+  /** Bytes of a directory's entry count, of one entry, and of the value (or offset) an entry holds. */
+  countBytes: number;
+  entryBytes: number;
+  inline: number;
+  /** The first directory's offset; undefined where the header is cut short (a BigTIFF's under 16 bytes). */
+  first: number | undefined;
+}
+
+/** Runs `use` on `file` read as a TIFF, closing it after; undefined where it is none (no II/MM header of version 42 or 43). */
+async function withTiff<T>(file: string, use: (t: TiffReader) => Promise<T>): Promise<T | undefined> {
+  const fh = await open(file, 'r');
+  try {
+    const { size } = await fh.stat();
+    const read = async (pos: number, n: number): Promise<Buffer | undefined> => {
+      if (pos < 0 || pos + n > size) return undefined;
+      const b = Buffer.alloc(n);
+      return (await fh.read(b, 0, n, pos)).bytesRead === n ? b : undefined;
+    };
+    const head = await read(0, Math.min(16, size));
+    const order = head?.toString('latin1', 0, 2);
+    if (!head || head.length < 8 || (order !== 'II' && order !== 'MM')) return undefined;
+    const le = order === 'II';
+    const u16 = (b: Buffer, o: number): number => (le ? b.readUInt16LE(o) : b.readUInt16BE(o));
+    const u32 = (b: Buffer, o: number): number => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
+    const u64 = (b: Buffer, o: number): number => Number(le ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o));
+    const version = u16(head, 2);
+    if (version !== 42 && version !== 43) return undefined;
+    const big = version === 43;
+    const first = big ? (head.length < 16 ? undefined : u64(head, 8)) : u32(head, 4);
+    return await use({ size, big, read, u16, u32, u64, countBytes: big ? 8 : 2, entryBytes: big ? 20 : 12, inline: big ? 8 : 4, first });
   } finally {
     await fh.close();
   }
@@ -169,25 +194,9 @@ export async function imagePages(file: string, meta: Pick<sharp.Metadata, 'forma
  */
 export async function tiffPages(file: string, pages: number): Promise<number> {
   if (pages <= 1) return pages;
-  const fh = await open(file, 'r').catch(() => undefined);
-  if (!fh) return pages;
-  try {
-    const { size } = await fh.stat();
-    const read = async (pos: number, n: number): Promise<Buffer | undefined> => {
-      if (pos < 0 || pos + n > size) return undefined;
-      const b = Buffer.alloc(n);
-      const { bytesRead } = await fh.read(b, 0, n, pos);
-      return bytesRead === n ? b : undefined;
-    };
-    const head = await read(0, 16);
-    if (!head) return pages;
-    const le = head.toString('latin1', 0, 2) === 'II';
-    const u16 = (b: Buffer, o: number): number => (le ? b.readUInt16LE(o) : b.readUInt16BE(o));
-    const u32 = (b: Buffer, o: number): number => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
-    const u64 = (b: Buffer, o: number): number => Number(le ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o));
-    const big = u16(head, 2) === 43;
-    const [countBytes, entryBytes, offsetBytes] = big ? [8, 20, 8] : [2, 12, 4];
-    let next = big ? u64(head, 8) : u32(head, 4);
+  const walked = withTiff(file, async ({ big, read, u16, u32, u64, countBytes, entryBytes, inline, first }) => {
+    if (first === undefined) return pages;
+    let next = first;
     const seen = new Set<number>();
     for (let k = 0; next !== 0; k++) {
       if (seen.has(next) || k > pages) return pages;
@@ -197,7 +206,7 @@ export async function tiffPages(file: string, pages: number): Promise<number> {
       const n = big ? u64(c, 0) : u16(c, 0);
       // A directory holds a few dozen tags: a count past a classic TIFF's own limit is not a TIFF's.
       if (n > 0xffff) return pages;
-      const entries = await read(next + countBytes, n * entryBytes + offsetBytes);
+      const entries = await read(next + countBytes, n * entryBytes + inline);
       if (!entries) return pages;
       let subfileType = 0;
       for (let i = 0; i < n; i++) {
@@ -210,11 +219,9 @@ export async function tiffPages(file: string, pages: number): Promise<number> {
       next = big ? u64(entries, n * entryBytes) : u32(entries, n * entryBytes);
     }
     return 1;
-  } catch {
-    return pages;
-  } finally {
-    await fh.close();
-  }
+  });
+  // Unreadable here (or not a TIFF after all): as libvips says.
+  return (await walked.catch(() => undefined)) ?? pages;
 }
 
 /** Opens an input with explicit limits (never sharp's implicit default). */
@@ -239,11 +246,18 @@ export function applyGeometry(img: Sharp, p: ImageParams): Sharp {
   return img;
 }
 
-/** Whether the params lay down a background that is not a grey (bars, a turn's corners, a flatten). */
+/**
+ * Whether a background given shows in the result: a `contain` box's bars, a turn's corners, or
+ * transparency laid on it (`laidOn`: in JPEG, see {@link forFormat}).
+ */
+export function backgroundShows(p: ImageParams, laidOn = Boolean(p.flatten)): boolean {
+  return p.background !== '' && (laidOn || (p.fit === 'contain' && (p.width > 0 || p.height > 0)) || p.rotate % 90 !== 0);
+}
+
+/** Whether the params lay down a background that is not a grey ({@link backgroundShows}). */
 function colourfulBackground(p: ImageParams): boolean {
   const hex = p.background;
-  if (!hex || (hex.slice(1, 3) === hex.slice(3, 5) && hex.slice(3, 5) === hex.slice(5, 7))) return false;
-  return Boolean(p.flatten) || (p.fit === 'contain' && (p.width > 0 || p.height > 0)) || p.rotate % 90 !== 0;
+  return backgroundShows(p) && !(hex.slice(1, 3) === hex.slice(3, 5) && hex.slice(3, 5) === hex.slice(5, 7));
 }
 
 /**
