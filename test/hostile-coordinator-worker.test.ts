@@ -19,6 +19,8 @@ const JOB = '00000000-0000-4000-8000-000000000001';
 
 interface Fake {
   results: unknown[];
+  /** Whether the worker has asked for an input's bytes yet. */
+  fetched: boolean;
   stop(): Promise<void>;
 }
 const cleanups: (() => Promise<void>)[] = [];
@@ -29,6 +31,7 @@ afterEach(async () => {
 /** A fake coordinator that registers the worker and sends it `assignment`; a real worker (TMPDIR = `tmp`) connected to it. */
 async function fakeCoordinator(assignment: Record<string, unknown>, tmp: string, fetch?: (call: grpc.ServerWritableStream<{ offset: string }, unknown>) => void): Promise<Fake> {
   const results: unknown[] = [];
+  let fetched = false;
   const server = new grpc.Server();
   server.addService(proto.tessera.v1.WorkerService.service, {
     Connect(call: grpc.ServerDuplexStream<{ register?: unknown; result?: unknown; results?: { results: unknown[] } }, unknown>) {
@@ -43,6 +46,7 @@ async function fakeCoordinator(assignment: Record<string, unknown>, tmp: string,
       });
     },
     FetchTaskInput(call: grpc.ServerWritableStream<{ offset: string }, unknown>) {
+      fetched = true;
       if (fetch) fetch(call);
       else call.emit('error', { code: grpc.status.NOT_FOUND, details: 'no' });
     },
@@ -61,7 +65,13 @@ async function fakeCoordinator(assignment: Record<string, unknown>, tmp: string,
     server.forceShutdown();
   };
   cleanups.push(stop);
-  return { results, stop };
+  return {
+    results,
+    get fetched() {
+      return fetched;
+    },
+    stop,
+  };
 }
 
 async function until(cond: () => boolean | Promise<boolean>, ms: number): Promise<void> {
@@ -143,6 +153,9 @@ describe('a worker given crafted assignments by its coordinator', () => {
         pump();
       },
     );
+    // The 3 s run from the worker's first read of the input, not from its spawn: a loaded
+    // machine's Node start-up and registration are not what is measured.
+    await until(() => fake.fetched, 60_000);
     await until(() => fake.results.length > 0, 3000);
     const du = Number(execFileSync('du', ['-sb', tmp]).toString().split('\t')[0]);
     expect(du).toBeLessThan(16 * 1024 * 1024);
