@@ -128,7 +128,7 @@ export function intermediateSpace(m: SourceSamples, prefix: TileImageParams): 'r
 
 /**
  * Sample formats the tiled path reproduces exactly (checked pixel by pixel in test/tiles.test.ts and
- * test/tiles-16bit.test.ts): 8-bit (sRGB, grey, CMYK, with or without a profile), float scRGB
+ * test/extended/tiles-16bit.test.ts): 8-bit (sRGB, grey, CMYK, with or without a profile), float scRGB
  * through geometry alone ({@link checkSampleFormat}), and 16-bit RGB or grey,
  * kept 16-bit ({@link intermediateSpace}).
  */

@@ -7,10 +7,10 @@ import path from 'node:path';
 import os from 'node:os';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { afterEach, expect, it, vi } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { Coordinator } from '../coordinator/coordinator.js';
-import { createLogger } from '../shared/logger.js';
-import { Worker } from '../worker/worker.js';
+import { TesseraClient } from '../../client/client.js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { createLogger } from '../../shared/logger.js';
+import { Worker } from '../../worker/worker.js';
 
 const log = createLogger('test', 'silent', 'json');
 const cleanups: (() => Promise<void>)[] = [];

@@ -14,8 +14,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, test } from 'vitest';
-import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
-import { runAudioInProcess } from './helpers/audio-media.js';
+import { runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
+import { runAudioInProcess } from '../helpers/audio-media.js';
 
 let dir: string;
 beforeEach(async () => {

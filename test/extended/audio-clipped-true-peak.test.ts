@@ -7,8 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, test } from 'vitest';
-import { runFfmpeg } from '../shared/ffmpeg.js';
-import { audioReport, ebur128, runAudioInProcess } from './helpers/audio-media.js';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
+import { audioReport, ebur128, runAudioInProcess } from '../helpers/audio-media.js';
 
 let dir: string;
 beforeEach(async () => {

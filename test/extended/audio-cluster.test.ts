@@ -9,14 +9,14 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { ffmpegBinaries, ffmpegInfo, runFfmpeg } from '../shared/ffmpeg.js';
-import { validateAudioParams } from '../shared/kinds/audio-params.js';
-import { encoderArgs, stageAChain, stageBChain } from '../shared/media/audio-filters.js';
-import type { FileReport } from '../shared/media/audio-finish.js';
-import { fadeSamples } from '../shared/media/audio-pieces.js';
-import { probeAudio } from '../shared/media/audio-probe.js';
-import { decodedMd5, decodeFloat, ebur128, generateAudio } from './helpers/audio-media.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { ffmpegBinaries, ffmpegInfo, runFfmpeg } from '../../shared/ffmpeg.js';
+import { validateAudioParams } from '../../shared/kinds/audio-params.js';
+import { encoderArgs, stageAChain, stageBChain } from '../../shared/media/audio-filters.js';
+import type { FileReport } from '../../shared/media/audio-finish.js';
+import { fadeSamples } from '../../shared/media/audio-pieces.js';
+import { probeAudio } from '../../shared/media/audio-probe.js';
+import { decodedMd5, decodeFloat, ebur128, generateAudio } from '../helpers/audio-media.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let dir: string;
 // One cluster (2 workers x 1 slot) for every test: each submits its own jobs and looks only at

@@ -23,10 +23,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { formatMayChange } from '../coordinator/kinds/audio-plan.js';
-import { runFfmpeg } from '../shared/ffmpeg.js';
-import { probeAudio } from '../shared/media/audio-probe.js';
-import { audioReport, crossingsPerSecond, decodeFloat, peak, runAudioInProcess } from './helpers/audio-media.js';
+import { formatMayChange } from '../../coordinator/kinds/audio-plan.js';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
+import { probeAudio } from '../../shared/media/audio-probe.js';
+import { audioReport, crossingsPerSecond, decodeFloat, peak, runAudioInProcess } from '../helpers/audio-media.js';
 
 let dir: string;
 

@@ -10,8 +10,8 @@ import { readdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { generateAudio } from './helpers/audio-media.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { generateAudio } from '../helpers/audio-media.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let cluster: TestCluster;
 let dir: string;

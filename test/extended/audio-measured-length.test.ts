@@ -15,12 +15,12 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { checkInput } from '../coordinator/input-check.js';
-import { ffmpegBinaries, runFfmpeg } from '../shared/ffmpeg.js';
-import { validateAudioParams } from '../shared/kinds/audio-params.js';
-import { resolveLimits } from '../shared/limits.js';
-import { packetLength, probeAudio } from '../shared/media/audio-probe.js';
-import { audioReport, crossingsPerSecond, decodeFloat, runAudioInProcess } from './helpers/audio-media.js';
+import { checkInput } from '../../coordinator/input-check.js';
+import { ffmpegBinaries, runFfmpeg } from '../../shared/ffmpeg.js';
+import { validateAudioParams } from '../../shared/kinds/audio-params.js';
+import { resolveLimits } from '../../shared/limits.js';
+import { packetLength, probeAudio } from '../../shared/media/audio-probe.js';
+import { audioReport, crossingsPerSecond, decodeFloat, runAudioInProcess } from '../helpers/audio-media.js';
 
 let dir: string;
 beforeAll(async () => {

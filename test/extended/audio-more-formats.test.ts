@@ -10,11 +10,11 @@ import { open, mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { checkInput } from '../coordinator/input-check.js';
-import { runFfmpeg } from '../shared/ffmpeg.js';
-import { resolveLimits } from '../shared/limits.js';
-import { SNIFF_BYTES, refusalFor, sniffBuffer, type SniffedFormat } from '../shared/media/sniff.js';
-import { decodeFloat, runAudioInProcess } from './helpers/audio-media.js';
+import { checkInput } from '../../coordinator/input-check.js';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
+import { resolveLimits } from '../../shared/limits.js';
+import { SNIFF_BYTES, refusalFor, sniffBuffer, type SniffedFormat } from '../../shared/media/sniff.js';
+import { decodeFloat, runAudioInProcess } from '../helpers/audio-media.js';
 
 let dir: string;
 let stereo: string;

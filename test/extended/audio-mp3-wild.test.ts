@@ -15,8 +15,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { runFfmpeg } from '../shared/ffmpeg.js';
-import { audioReport, decodeFloat, runAudioInProcess } from './helpers/audio-media.js';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
+import { audioReport, decodeFloat, runAudioInProcess } from '../helpers/audio-media.js';
 
 let dir: string;
 beforeAll(async () => {

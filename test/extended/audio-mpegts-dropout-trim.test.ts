@@ -23,14 +23,14 @@
  *    sound's 5th to 7th seconds, 600, 700 and 800 Hz here) fails, "no audio to encode in the trimmed
  *    range" (rendered whole) or "trim.start 16 s is past the end of the 10.01 s decoded" (in segments);
  *  - `--trim 4,5` (inside the dropout: silence) keeps the file's 16..17 s of sound, without a word.
- * The same capture with a 3 s dropout is right (test/audio-mpegts-dropout-trim.test.ts).
+ * The same capture with a 3 s dropout is right (test/extended/audio-mpegts-dropout-trim.test.ts).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { runFfmpeg } from '../shared/ffmpeg.js';
-import { crossingsPerSecond, decodeFloat, peak, runAudioInProcess } from './helpers/audio-media.js';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
+import { crossingsPerSecond, decodeFloat, peak, runAudioInProcess } from '../helpers/audio-media.js';
 
 let dir: string;
 /** Captures whose sound drops out for 3 s and for 12 s. */

@@ -8,10 +8,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
-import type { SegmentPlan } from '../shared/media/audio-pieces.js';
-import { probeAudio } from '../shared/media/audio-probe.js';
-import { decodedMd5, decodeFloat, ebur128, generateAudio, runAudioInProcess, audioReport } from './helpers/audio-media.js';
+import { runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
+import type { SegmentPlan } from '../../shared/media/audio-pieces.js';
+import { probeAudio } from '../../shared/media/audio-probe.js';
+import { decodedMd5, decodeFloat, ebur128, generateAudio, runAudioInProcess, audioReport } from '../helpers/audio-media.js';
 
 let dir: string;
 beforeEach(async () => {

@@ -9,12 +9,12 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { videoKind } from '../coordinator/kinds/video.js';
-import { bitrateFor } from '../shared/kinds/audio-params.js';
-import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
-import { videoProcessor } from '../worker/processors/video.js';
-import { runAudioInProcess } from './helpers/audio-media.js';
-import { runKindInProcess, specOf } from './helpers/media.js';
+import { videoKind } from '../../coordinator/kinds/video.js';
+import { bitrateFor } from '../../shared/kinds/audio-params.js';
+import { runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
+import { videoProcessor } from '../../worker/processors/video.js';
+import { runAudioInProcess } from '../helpers/audio-media.js';
+import { runKindInProcess, specOf } from '../helpers/media.js';
 
 let dir: string;
 let surround: string;

@@ -10,9 +10,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
-import { validateAudioParams } from '../shared/kinds/audio-params.js';
-import { crossingsPerSecond, decodeFloat, runAudioInProcess } from './helpers/audio-media.js';
+import { runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
+import { validateAudioParams } from '../../shared/kinds/audio-params.js';
+import { crossingsPerSecond, decodeFloat, runAudioInProcess } from '../helpers/audio-media.js';
 
 let dir: string;
 beforeEach(async () => {

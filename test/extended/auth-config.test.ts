@@ -11,11 +11,11 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { tokenFingerprint } from '../shared/auth.js';
-import { loadTesseraProto } from '../shared/proto.js';
-import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
-import { runCli, startCluster, type CliResult, type TestCluster } from './helpers/cluster.js';
+import { TesseraClient } from '../../client/client.js';
+import { tokenFingerprint } from '../../shared/auth.js';
+import { loadTesseraProto } from '../../shared/proto.js';
+import type { WorkerServiceClient } from '../../shared/proto/generated/tessera/v1/WorkerService.js';
+import { runCli, startCluster, type CliResult, type TestCluster } from '../helpers/cluster.js';
 
 /** In the environment only: must lose to the flags. */
 const ENV_WORKER = 'env-worker-token-0123456789ab';

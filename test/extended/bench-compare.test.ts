@@ -10,11 +10,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compareReports, formatComparison } from '../bench/compare.js';
-import { codeVersion, type BenchReport, type ScenarioOutcome } from '../bench/harness.js';
+import { compareReports, formatComparison } from '../../bench/compare.js';
+import { codeVersion, type BenchReport, type ScenarioOutcome } from '../../bench/harness.js';
 
-const RUN = fileURLToPath(new URL('../dist/bench/run.js', import.meta.url));
-const REPO = fileURLToPath(new URL('..', import.meta.url));
+const RUN = fileURLToPath(new URL('../../dist/bench/run.js', import.meta.url));
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const HW = { cpu: 'AMD EPYC', cores: 2, memoryGiB: 23.5, os: 'Linux x64', node: 'v20.20.2' };
 
 /** A recorded row: `ratio` against `target` (`better`), the baseline taking `baseSeconds`. */

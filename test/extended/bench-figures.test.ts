@@ -5,8 +5,8 @@
  * row before) peaked at, not what the client of this job held. Each row now starts it afresh.
  */
 import { describe, expect, it } from 'vitest';
-import { runScenarios, type MultiBenchScenario } from '../bench/harness.js';
-import { transportScenario } from '../bench/scenarios/transport.js';
+import { runScenarios, type MultiBenchScenario } from '../../bench/harness.js';
+import { transportScenario } from '../../bench/scenarios/transport.js';
 
 const HOG_MIB = 600;
 

@@ -9,10 +9,10 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { formatTable, runScenarios, selectScenarios, type BenchReport } from '../bench/harness.js';
-import { scenarios } from '../bench/scenarios/index.js';
-import { maxPixelDiff } from '../bench/scenarios/tiles.js';
-import type { BenchResult } from '../bench/types.js';
+import { formatTable, runScenarios, selectScenarios, type BenchReport } from '../../bench/harness.js';
+import { scenarios } from '../../bench/scenarios/index.js';
+import { maxPixelDiff } from '../../bench/scenarios/tiles.js';
+import type { BenchResult } from '../../bench/types.js';
 
 /** What every outcome of a smoke run must hold, whatever its scenario. */
 function expectWellFormed(report: BenchReport): void {

@@ -17,11 +17,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalCluster } from '../client/local-cluster.js';
-import { runFfmpeg } from '../shared/ffmpeg.js';
-import { probeMedia } from '../shared/media/probe.js';
-import { decodeFloat } from './helpers/audio-media.js';
-import { makeVideo } from './helpers/media.js';
+import { LocalCluster } from '../../client/local-cluster.js';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
+import { probeMedia } from '../../shared/media/probe.js';
+import { decodeFloat } from '../helpers/audio-media.js';
+import { makeVideo } from '../helpers/media.js';
 
 const require = createRequire(import.meta.url);
 const bundled = {

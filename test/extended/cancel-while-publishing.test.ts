@@ -9,8 +9,8 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { generateAudio } from './helpers/audio-media.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { generateAudio } from '../helpers/audio-media.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let cluster: TestCluster;
 let dir: string;

@@ -9,9 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
-import { CLI_PATH, LocalCluster } from './helpers/cluster.js';
-import { ffmpegBinaries, runFfmpeg } from '../shared/ffmpeg.js';
-import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
+import { CLI_PATH, LocalCluster } from '../helpers/cluster.js';
+import { ffmpegBinaries, runFfmpeg } from '../../shared/ffmpeg.js';
+import type { Job__Output } from '../../shared/proto/generated/tessera/v1/Job.js';
 
 let dir: string;
 let wrapper: string;

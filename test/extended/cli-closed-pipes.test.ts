@@ -15,8 +15,8 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_PATH, startCluster, type TestCluster } from './helpers/cluster.js';
-import { cleanEnv } from './helpers/process-logs.js';
+import { CLI_PATH, startCluster, type TestCluster } from '../helpers/cluster.js';
+import { cleanEnv } from '../helpers/process-logs.js';
 
 let dir: string;
 let cluster: TestCluster;

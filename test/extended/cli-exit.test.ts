@@ -15,10 +15,10 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
-import { CLI_PATH } from '../client/local-cluster.js';
-import { runCli, startCluster, type CliResult, type TestCluster } from './helpers/cluster.js';
-import { deadAddress } from './helpers/addresses.js';
-import { makeVideo } from './helpers/media.js';
+import { CLI_PATH } from '../../client/local-cluster.js';
+import { runCli, startCluster, type CliResult, type TestCluster } from '../helpers/cluster.js';
+import { deadAddress } from '../helpers/addresses.js';
+import { makeVideo } from '../helpers/media.js';
 
 let cluster: TestCluster;
 let dir: string;

@@ -16,8 +16,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
-import { deadAddress } from './helpers/addresses.js';
+import { runCli, startCluster, type TestCluster } from '../helpers/cluster.js';
+import { deadAddress } from '../helpers/addresses.js';
 
 let cluster: TestCluster;
 let dir: string;

@@ -8,8 +8,8 @@ import { execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { withSmallDisk } from './helpers/tmpfs.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { withSmallDisk } from '../helpers/tmpfs.js';
 
 const disk = withSmallDisk('tessera-fulldisk-');
 let cluster: TestCluster;

@@ -16,9 +16,9 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { CLI_PATH, startCluster } from './helpers/cluster.js';
-import { pagesNeverAnswered, standInsOfThisFile } from './helpers/submit-stand-in.js';
-import { loadTesseraProto } from '../shared/proto.js';
+import { CLI_PATH, startCluster } from '../helpers/cluster.js';
+import { pagesNeverAnswered, standInsOfThisFile } from '../helpers/submit-stand-in.js';
+import { loadTesseraProto } from '../../shared/proto.js';
 
 const files = standInsOfThisFile('tessera-cli-interrupt-');
 const { servers, standIn: held } = files;

@@ -17,7 +17,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, startCluster } from './helpers/cluster.js';
+import { runCli, startCluster } from '../helpers/cluster.js';
 
 let forwarder: net.Server;
 

@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { runCli } from './helpers/cluster.js';
+import { runCli } from '../helpers/cluster.js';
 
 describe('tessera: usage errors', () => {
   it('print the error and a hint naming the command, not the help', async () => {
@@ -103,7 +103,7 @@ describe('tessera: commands that only read their flags', () => {
   it('load neither gRPC, protobuf nor the logger: --version, --help and a bad setting answer at once', () => {
     // Which CommonJS modules the real CLI loaded, written as it exits (stderr), in a fresh Node.
     const hook = "process.on('exit', () => require('node:fs').writeSync(2, '\\nLOADED ' + JSON.stringify(Object.keys(require('node:module')._cache)) + '\\n'))";
-    const cli = fileURLToPath(new URL('../dist/client/cli.js', import.meta.url));
+    const cli = fileURLToPath(new URL('../../dist/client/cli.js', import.meta.url));
     for (const args of [['--version'], ['--help'], ['coordinator', '--listen', 'nowhere'], ['worker', '--slots', '0']]) {
       const r = spawnSync(process.execPath, ['-e', `${hook}; process.argv.splice(1, 0, ${JSON.stringify(cli)}); import(${JSON.stringify(cli)})`, '--', ...args], { encoding: 'utf8', timeout: 30_000 });
       const line = r.stderr.split('\n').find((l) => l.startsWith('LOADED '));

@@ -9,9 +9,9 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadTesseraProto } from '../shared/proto.js';
-import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobEvent.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { loadTesseraProto } from '../../shared/proto.js';
+import type { JobEvent__Output } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let cluster: TestCluster;
 

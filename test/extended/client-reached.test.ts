@@ -7,8 +7,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/index.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { TesseraClient } from '../../client/index.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let cluster: TestCluster;
 

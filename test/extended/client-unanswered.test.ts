@@ -11,8 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/index.js';
-import { exitAfterMark } from './helpers/exit-timing.js';
+import { TesseraClient } from '../../client/index.js';
+import { exitAfterMark } from '../helpers/exit-timing.js';
 
 let hole: net.Server;
 const sockets = new Set<net.Socket>();
@@ -77,7 +77,7 @@ describe('an address that takes the connection and never answers', () => {
 
 describe('a coordinator that hangs (SIGSTOP) while a job is watched', () => {
   it('wait gives up after reconnectForMs with UNAVAILABLE, and tessera watch exits 4 after --reconnect-for', async () => {
-    const { startCluster } = await import('./helpers/cluster.js');
+    const { startCluster } = await import('../helpers/cluster.js');
     const { writeFile } = await import('node:fs/promises');
     const cluster = await startCluster({ workers: 1, slots: 1 });
     // Pings every 5 s, the connection taken for dead 1 s after one goes unanswered.

@@ -10,10 +10,10 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/index.js';
-import { runCli, startCluster, type TestCluster } from './helpers/cluster.js';
-import { deadAddress } from './helpers/addresses.js';
-import { settledCalls } from './helpers/calls.js';
+import { TesseraClient } from '../../client/index.js';
+import { runCli, startCluster, type TestCluster } from '../helpers/cluster.js';
+import { deadAddress } from '../helpers/addresses.js';
+import { settledCalls } from '../helpers/calls.js';
 
 let dir: string;
 let cluster: TestCluster | undefined;
@@ -162,7 +162,7 @@ describe('watching some event types only', () => {
     expect(seen.at(-1)!.final).toBe(true);
     expect(ended).toBeLessThan(seen.length - 1);
     // The metrics count it.
-    const { scrape, get } = await import('./helpers/metrics.js');
+    const { scrape, get } = await import('../helpers/metrics.js');
     expect(get(await scrape(cluster), 'tessera_subtask_transitions_total{kind="passthrough",state="cancelled"}')).toBeGreaterThanOrEqual(1);
   }, 60_000);
 

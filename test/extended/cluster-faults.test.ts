@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { expectSameBytes } from './helpers/bytes.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { expectSameBytes } from '../helpers/bytes.js';
 
 let cluster: TestCluster | undefined;
 let dir: string | undefined;

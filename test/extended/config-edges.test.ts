@@ -7,11 +7,11 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientTlsFromEnv } from '../shared/tls.js';
-import { availableCores, defaultMemoryLimitMb } from '../shared/machine.js';
-import { LIMIT_SPECS, resolveLimits } from '../shared/limits.js';
-import { runCli, type CliResult } from './helpers/cluster.js';
-import { cleanEnv } from './helpers/process-logs.js';
+import { clientTlsFromEnv } from '../../shared/tls.js';
+import { availableCores, defaultMemoryLimitMb } from '../../shared/machine.js';
+import { LIMIT_SPECS, resolveLimits } from '../../shared/limits.js';
+import { runCli, type CliResult } from '../helpers/cluster.js';
+import { cleanEnv } from '../helpers/process-logs.js';
 
 let dir: string;
 

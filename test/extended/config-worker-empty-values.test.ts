@@ -10,8 +10,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, type CliResult } from './helpers/cluster.js';
-import { cleanEnv } from './helpers/process-logs.js';
+import { runCli, type CliResult } from '../helpers/cluster.js';
+import { cleanEnv } from '../helpers/process-logs.js';
 
 let dir: string;
 

@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { expectSameBytes, randomFiles } from './helpers/bytes.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { expectSameBytes, randomFiles } from '../helpers/bytes.js';
 
 let cluster: TestCluster | undefined;
 let dir: string;

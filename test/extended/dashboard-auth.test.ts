@@ -11,10 +11,10 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { Coordinator } from '../coordinator/coordinator.js';
-import { createLogger } from '../shared/logger.js';
-import { TcpProxy } from './helpers/tcp-proxy.js';
+import { TesseraClient } from '../../client/client.js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { createLogger } from '../../shared/logger.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 const log = createLogger('test', 'silent', 'json');
 const ADMIN = 'admin-token-aaaaaaaaaaaaaaaa';
@@ -86,7 +86,7 @@ describe('the dashboard with client tokens', () => {
 
 describe('the dashboard page in a browser', () => {
   it('asks for an admin token once, keeps it where no script of the page can read it, and asks again once it is refused', async () => {
-    const { launchBrowser } = await import('./helpers/browser.js');
+    const { launchBrowser } = await import('../helpers/browser.js');
     const browser = await launchBrowser();
     // The page through a proxy whose connections the test can cut.
     const [host, port] = [coordinator.httpAddress.slice(0, coordinator.httpAddress.lastIndexOf(':')), Number(coordinator.httpAddress.split(':').at(-1))];

@@ -5,8 +5,8 @@
  * much as drawing all of them again (20,000 tiles re-inserted, several times a second).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromiumAvailable, launchBrowser, type Browser } from './helpers/browser.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { chromiumAvailable, launchBrowser, type Browser } from '../helpers/browser.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 const SUBTASKS = 20_000;
 

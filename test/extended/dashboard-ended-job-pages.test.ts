@@ -6,7 +6,7 @@
  */
 import http from 'node:http';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let cluster: TestCluster;
 

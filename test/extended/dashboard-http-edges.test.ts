@@ -8,10 +8,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { Coordinator } from '../coordinator/coordinator.js';
-import { createLogger } from '../shared/logger.js';
-import { chromiumAvailable, launchBrowser } from './helpers/browser.js';
+import { TesseraClient } from '../../client/client.js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { createLogger } from '../../shared/logger.js';
+import { chromiumAvailable, launchBrowser } from '../helpers/browser.js';
 
 const log = createLogger('test', 'silent', 'json');
 const ADMIN = 'admin-token-aaaaaaaaaaaaaaaa';

@@ -10,11 +10,11 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { CLI_PATH } from '../client/local-cluster.js';
-import { Coordinator } from '../coordinator/coordinator.js';
-import { createLogger } from '../shared/logger.js';
-import { Worker } from '../worker/worker.js';
+import { TesseraClient } from '../../client/client.js';
+import { CLI_PATH } from '../../client/local-cluster.js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { createLogger } from '../../shared/logger.js';
+import { Worker } from '../../worker/worker.js';
 
 const log = createLogger('test', 'silent', 'json');
 const cleanups: (() => Promise<unknown> | void)[] = [];

@@ -14,8 +14,8 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { partName } from '../client/client.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { partName } from '../../client/client.js';
 
 let cluster: TestCluster;
 let dir: string;

@@ -13,10 +13,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_PATH, runCli, startCluster, type TestCluster } from './helpers/cluster.js';
-import { partName } from '../client/client.js';
-import { settledCalls } from './helpers/calls.js';
-import { rawDownload, rawJobService } from './helpers/raw-grpc.js';
+import { CLI_PATH, runCli, startCluster, type TestCluster } from '../helpers/cluster.js';
+import { partName } from '../../client/client.js';
+import { settledCalls } from '../helpers/calls.js';
+import { rawDownload, rawJobService } from '../helpers/raw-grpc.js';
 
 let cluster: TestCluster;
 let dir: string;

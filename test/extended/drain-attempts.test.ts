@@ -6,8 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LocalCluster } from '../client/local-cluster.js';
-import { startCluster } from './helpers/cluster.js';
+import type { LocalCluster } from '../../client/local-cluster.js';
+import { startCluster } from '../helpers/cluster.js';
 
 let dir: string;
 let cluster: LocalCluster | undefined;

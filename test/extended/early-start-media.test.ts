@@ -11,14 +11,14 @@ import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ffmpegBinaries } from '../shared/ffmpeg.js';
-import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
-import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
-import type { JobSpec } from '../client/client.js';
-import { sha256 } from '../shared/streams.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { makeVideo } from './helpers/media.js';
-import { holdSubmission, rawJobService, sendInput, until } from './helpers/raw-grpc.js';
+import { ffmpegBinaries } from '../../shared/ffmpeg.js';
+import type { Job__Output } from '../../shared/proto/generated/tessera/v1/Job.js';
+import type { JobServiceClient } from '../../shared/proto/generated/tessera/v1/JobService.js';
+import type { JobSpec } from '../../client/client.js';
+import { sha256 } from '../../shared/streams.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { makeVideo } from '../helpers/media.js';
+import { holdSubmission, rawJobService, sendInput, until } from '../helpers/raw-grpc.js';
 
 const run = promisify(execFile);
 

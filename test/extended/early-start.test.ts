@@ -9,12 +9,12 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
-import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
-import { sha256 } from '../shared/streams.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { delta, get, scrape } from './helpers/metrics.js';
-import { holdSubmission, rawJobService, sendInput, until, type HeldSubmission } from './helpers/raw-grpc.js';
+import type { Job__Output } from '../../shared/proto/generated/tessera/v1/Job.js';
+import type { JobServiceClient } from '../../shared/proto/generated/tessera/v1/JobService.js';
+import { sha256 } from '../../shared/streams.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { delta, get, scrape } from '../helpers/metrics.js';
+import { holdSubmission, rawJobService, sendInput, until, type HeldSubmission } from '../helpers/raw-grpc.js';
 
 let cluster: TestCluster;
 let dir: string;

@@ -9,8 +9,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let cluster: TestCluster;
 let dir: string;

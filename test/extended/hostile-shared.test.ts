@@ -9,10 +9,10 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { loadTesseraProto } from '../shared/proto.js';
-import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { TesseraClient } from '../../client/client.js';
+import { loadTesseraProto } from '../../shared/proto.js';
+import type { WorkerServiceClient } from '../../shared/proto/generated/tessera/v1/WorkerService.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let dir: string;
 let shared: string;
@@ -120,7 +120,7 @@ describe('hostile client: inputs by reference, streamed by the coordinator', () 
     await writeFile(file, 'x'.repeat(100));
     const c = await startCluster({ workers: 0, coordinatorArgs: ['--shared-root', sharedRace, '--no-local-reads'] });
     clusters.push(c);
-    // A worker on another machine: it is streamed the bytes (a plain stub, as in test/security.test.ts).
+    // A worker on another machine: it is streamed the bytes (a plain stub, as in test/extended/security.test.ts).
     const { proto } = loadTesseraProto();
     const stub = new proto.tessera.v1.WorkerService(c.address, grpc.credentials.createInsecure()) as WorkerServiceClient;
     const call = stub.Connect(new grpc.Metadata());

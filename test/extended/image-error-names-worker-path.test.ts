@@ -14,13 +14,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { imageKind } from '../coordinator/kinds/image.js';
-import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
-import { imageProcessor } from '../worker/processors/image.js';
-import { runImageBatch } from './helpers/image-batch.js';
-import { runKindInProcess } from './helpers/media.js';
-import { damagedTiff } from './helpers/damaged-images.js';
-import { startCluster } from './helpers/cluster.js';
+import { imageKind } from '../../coordinator/kinds/image.js';
+import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
+import { imageProcessor } from '../../worker/processors/image.js';
+import { runImageBatch } from '../helpers/image-batch.js';
+import { runKindInProcess } from '../helpers/media.js';
+import { damagedTiff } from '../helpers/damaged-images.js';
+import { startCluster } from '../helpers/cluster.js';
 
 let dir: string;
 beforeAll(async () => {

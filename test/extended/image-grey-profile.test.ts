@@ -10,12 +10,12 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { imageKind } from '../coordinator/kinds/image.js';
-import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
-import { imageProcessor } from '../worker/processors/image.js';
-import { runKindInProcess } from './helpers/media.js';
-import { greyIcc, withIcc, withPngIcc } from './helpers/icc.js';
-import { fromSamples16 } from './helpers/sixteen.js';
+import { imageKind } from '../../coordinator/kinds/image.js';
+import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
+import { imageProcessor } from '../../worker/processors/image.js';
+import { runKindInProcess } from '../helpers/media.js';
+import { greyIcc, withIcc, withPngIcc } from '../helpers/icc.js';
+import { fromSamples16 } from '../helpers/sixteen.js';
 
 let dir: string;
 beforeAll(async () => {

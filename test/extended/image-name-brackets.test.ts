@@ -12,8 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { runImageBatch } from './helpers/image-batch.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { runImageBatch } from '../helpers/image-batch.js';
 
 let dir: string;
 let red: Buffer;

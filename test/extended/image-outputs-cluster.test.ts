@@ -9,8 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { makeSource } from './tiles-helpers.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { makeSource } from '../tiles-helpers.js';
 
 let cluster: TestCluster;
 let dir: string;

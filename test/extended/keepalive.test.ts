@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLI_PATH, startCluster, type TestCluster } from './helpers/cluster.js';
+import { CLI_PATH, startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let cluster: TestCluster | undefined;
 let dir: string | undefined;
@@ -83,7 +83,7 @@ describe('keepalive settings', () => {
   }, 60_000);
 
   it('a value out of range is refused before anything starts, naming it as given (exit 2)', async () => {
-    const { runCli } = await import('./helpers/cluster.js');
+    const { runCli } = await import('../helpers/cluster.js');
     const coordinator = await runCli(['coordinator', '--keepalive-ms', '1000', '--print-config']);
     expect(coordinator.code).toBe(2);
     expect(coordinator.stderr).toMatch(/^tessera: --keepalive-ms 1000: must be a whole number of ms, at least 5000: the coordinator permits pings no more often/);

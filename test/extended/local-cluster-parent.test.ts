@@ -12,7 +12,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LocalCluster, runCli } from './helpers/cluster.js';
+import { LocalCluster, runCli } from '../helpers/cluster.js';
 
 const LOCAL_CLUSTER = path.resolve('dist/client/local-cluster.js');
 const cleanup: string[] = [];

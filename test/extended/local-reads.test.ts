@@ -11,12 +11,12 @@ import { link, mkdtemp, readdir, readFile, realpath, rm, stat, writeFile } from 
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeCheck, probeVideoIndex } from '../shared/media/probe.js';
-import { sharedOutputTemp } from '../shared/shared-output.js';
-import { makeVideo } from './helpers/media.js';
-import { runCli, startCluster, workerWithTmpfsOver, type TestCluster } from './helpers/cluster.js';
-import { byHandWorker } from './helpers/raw-grpc.js';
-import { cleanEnv } from './helpers/process-logs.js';
+import { decodeCheck, probeVideoIndex } from '../../shared/media/probe.js';
+import { sharedOutputTemp } from '../../shared/shared-output.js';
+import { makeVideo } from '../helpers/media.js';
+import { runCli, startCluster, workerWithTmpfsOver, type TestCluster } from '../helpers/cluster.js';
+import { byHandWorker } from '../helpers/raw-grpc.js';
+import { cleanEnv } from '../helpers/process-logs.js';
 
 let dir: string;
 const clusters: TestCluster[] = [];
@@ -101,7 +101,7 @@ describe('workers read and write the spool in place on the coordinator machine',
     expect(await localReads([], { TESSERA_LOCAL_READS: 'true' })).toBe(true);
     expect(await localReads(['--config', config])).toBe(false);
     // As the flag is spelt, too: TESSERA_NO_LOCAL_READS, no-local-reads (both set, they must agree:
-    // test/config-edges.test.ts).
+    // test/extended/config-edges.test.ts).
     expect(await localReads([], { TESSERA_NO_LOCAL_READS: '1' })).toBe(false);
     expect(await localReads([], { TESSERA_NO_LOCAL_READS: 'false' })).toBe(true);
     expect(await localReads([], { TESSERA_NO_LOCAL_READS: 'false', TESSERA_LOCAL_READS: 'true' })).toBe(true);

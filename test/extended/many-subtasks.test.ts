@@ -5,10 +5,10 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobEvent } from '../client/client.js';
-import { loadTesseraProto } from '../shared/proto.js';
-import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobEvent.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import type { JobEvent } from '../../client/client.js';
+import { loadTesseraProto } from '../../shared/proto.js';
+import type { JobEvent__Output } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let cluster: TestCluster;
 

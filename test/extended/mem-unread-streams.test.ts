@@ -20,8 +20,8 @@ import { readFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { loadTesseraProto } from '../shared/proto.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { loadTesseraProto } from '../../shared/proto.js';
 
 const MiB = 1024 * 1024;
 const cleanups: (() => Promise<void>)[] = [];

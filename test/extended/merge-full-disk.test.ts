@@ -14,11 +14,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LocalCluster } from '../client/local-cluster.js';
-import { hasLocalTroubleCode } from '../shared/errors.js';
-import { ffmpegBinaries } from '../shared/ffmpeg.js';
-import { generateAudio } from './helpers/audio-media.js';
-import { imageParams, makeSource, runTiledInProcess } from './tiles-helpers.js';
+import { LocalCluster } from '../../client/local-cluster.js';
+import { hasLocalTroubleCode } from '../../shared/errors.js';
+import { ffmpegBinaries } from '../../shared/ffmpeg.js';
+import { generateAudio } from '../helpers/audio-media.js';
+import { imageParams, makeSource, runTiledInProcess } from '../tiles-helpers.js';
 
 let cluster: LocalCluster | undefined;
 let dir = '';

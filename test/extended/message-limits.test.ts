@@ -12,9 +12,9 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_MESSAGE_BYTES } from '../shared/config.js';
-import { runFfmpeg } from '../shared/ffmpeg.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { MAX_MESSAGE_BYTES } from '../../shared/config.js';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 const MiB = 1024 * 1024;
 // One worker with one slot: a thumbnails job is then cut into two subtasks.

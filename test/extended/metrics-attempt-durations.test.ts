@@ -5,8 +5,8 @@
  * as one that failed for good is.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { delta, scrape } from './helpers/metrics.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { delta, scrape } from '../helpers/metrics.js';
 
 let cluster: TestCluster;
 beforeAll(async () => {

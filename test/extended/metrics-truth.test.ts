@@ -9,11 +9,11 @@
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
-import { sha256 } from '../shared/streams.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { delta, scrape } from './helpers/metrics.js';
-import { holdSubmission, rawJobService, sendInput, until } from './helpers/raw-grpc.js';
+import type { JobServiceClient } from '../../shared/proto/generated/tessera/v1/JobService.js';
+import { sha256 } from '../../shared/streams.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { delta, scrape } from '../helpers/metrics.js';
+import { holdSubmission, rawJobService, sendInput, until } from '../helpers/raw-grpc.js';
 
 let cluster: TestCluster;
 let raw: JobServiceClient;

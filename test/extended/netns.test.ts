@@ -8,10 +8,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeCheck, probeVideoIndex } from '../shared/media/probe.js';
-import { CLI_PATH, runCli } from './helpers/cluster.js';
-import { makeVideo } from './helpers/media.js';
-import { createLab, tesseraProcesses, type Host, type Lab } from './helpers/netns.js';
+import { decodeCheck, probeVideoIndex } from '../../shared/media/probe.js';
+import { CLI_PATH, runCli } from '../helpers/cluster.js';
+import { makeVideo } from '../helpers/media.js';
+import { createLab, tesseraProcesses, type Host, type Lab } from '../helpers/netns.js';
 
 let lab: Lab | undefined;
 let hosts: Host[];

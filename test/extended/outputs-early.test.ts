@@ -11,11 +11,11 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobEvent } from '../client/client.js';
-import { loadTesseraProto } from '../shared/proto.js';
-import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { expectSameBytes, randomFiles } from './helpers/bytes.js';
+import type { JobEvent } from '../../client/client.js';
+import { loadTesseraProto } from '../../shared/proto.js';
+import type { JobServiceClient } from '../../shared/proto/generated/tessera/v1/JobService.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { expectSameBytes, randomFiles } from '../helpers/bytes.js';
 
 // One cluster (2 workers x 1 slot) for every test: each runs its own job.
 let cluster: TestCluster;

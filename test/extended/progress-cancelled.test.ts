@@ -3,8 +3,8 @@
  * the figure must not jump back to 0 in the events of the subtasks the cancel stops.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobEvent.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import type { JobEvent__Output } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let cluster: TestCluster;
 beforeAll(async () => {

@@ -5,7 +5,7 @@
  * many times as here" never holds for it, and the cluster's biggest worker is quarantined (review K28).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let cluster: TestCluster | undefined;
 afterEach(async () => {

@@ -6,7 +6,7 @@
  * have run well, so the job fails (review K28).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let cluster: TestCluster | undefined;
 afterEach(async () => {

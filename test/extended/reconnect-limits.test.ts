@@ -9,9 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { CLI_PATH, startCluster, type TestCluster } from './helpers/cluster.js';
-import { TcpProxy } from './helpers/tcp-proxy.js';
+import { TesseraClient } from '../../client/client.js';
+import { CLI_PATH, startCluster, type TestCluster } from '../helpers/cluster.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 let dir: string;
 let blob: string;

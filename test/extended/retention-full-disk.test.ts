@@ -11,10 +11,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { Coordinator } from '../coordinator/coordinator.js';
-import { createLogger } from '../shared/logger.js';
-import { Worker } from '../worker/worker.js';
+import { TesseraClient } from '../../client/client.js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { createLogger } from '../../shared/logger.js';
+import { Worker } from '../../worker/worker.js';
 
 const log = createLogger('test', 'silent', 'json');
 const cleanups: (() => Promise<void> | void)[] = [];

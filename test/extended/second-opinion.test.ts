@@ -12,8 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalCluster } from '../client/local-cluster.js';
-import { ffmpegBinaries, runFfmpeg } from '../shared/ffmpeg.js';
+import { LocalCluster } from '../../client/local-cluster.js';
+import { ffmpegBinaries, runFfmpeg } from '../../shared/ffmpeg.js';
 
 let dir: string;
 let cluster: LocalCluster;

@@ -7,8 +7,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, type CliResult } from './helpers/cluster.js';
-import { cleanEnv } from './helpers/process-logs.js';
+import { runCli, type CliResult } from '../helpers/cluster.js';
+import { cleanEnv } from '../helpers/process-logs.js';
 
 let dir: string;
 
@@ -121,8 +121,8 @@ describe('TESSERA_TILE_* variables (README "Huge images") and TESSERA_FULL_DISK_
 
 describe('a Coordinator started by a program (the library, not the CLI) with a TESSERA_TILE_* it cannot read', () => {
   it('refuses to start, naming it, rather than failing every tiled job later', async () => {
-    const { Coordinator } = await import('../coordinator/coordinator.js');
-    const { createLogger } = await import('../shared/logger.js');
+    const { Coordinator } = await import('../../coordinator/coordinator.js');
+    const { createLogger } = await import('../../shared/logger.js');
     const before = process.env['TESSERA_TILE_MAX_STRIP_PIXELS'];
     process.env['TESSERA_TILE_MAX_STRIP_PIXELS'] = '50M';
     try {

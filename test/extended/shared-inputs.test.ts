@@ -12,9 +12,9 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rawSubmit } from './helpers/raw-grpc.js';
-import { errorInput } from '../shared/errors.js';
-import { startCluster, workerWithTmpfsOver, type TestCluster } from './helpers/cluster.js';
+import { rawSubmit } from '../helpers/raw-grpc.js';
+import { errorInput } from '../../shared/errors.js';
+import { startCluster, workerWithTmpfsOver, type TestCluster } from '../helpers/cluster.js';
 
 let dir: string;
 let shared: string;

@@ -10,8 +10,8 @@ import { mkdir, mkdtemp, readFile, realpath, rm, stat, writeFile } from 'node:fs
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { holdSubmission, rawJobService, sendInput, until } from './helpers/raw-grpc.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { holdSubmission, rawJobService, sendInput, until } from '../helpers/raw-grpc.js';
 
 let dir: string;
 let out: string;

@@ -15,12 +15,12 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobEvent } from '../client/client.js';
-import { sharedOutputTemp } from '../shared/shared-output.js';
-import { generateAudio } from './helpers/audio-media.js';
-import { byHandWorker, rawDownload, rawSubmit } from './helpers/raw-grpc.js';
-import { startCluster, workerWithTmpfsOver, type TestCluster } from './helpers/cluster.js';
-import { expectSameBytes } from './helpers/bytes.js';
+import type { JobEvent } from '../../client/client.js';
+import { sharedOutputTemp } from '../../shared/shared-output.js';
+import { generateAudio } from '../helpers/audio-media.js';
+import { byHandWorker, rawDownload, rawSubmit } from '../helpers/raw-grpc.js';
+import { startCluster, workerWithTmpfsOver, type TestCluster } from '../helpers/cluster.js';
+import { expectSameBytes } from '../helpers/bytes.js';
 
 let dir: string;
 let shared: string;

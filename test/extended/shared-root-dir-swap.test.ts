@@ -12,12 +12,12 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { Coordinator } from '../coordinator/coordinator.js';
-import { createLogger } from '../shared/logger.js';
-import type { Job__Output } from '../shared/proto/generated/tessera/v1/Job.js';
-import { Worker } from '../worker/worker.js';
-import { rawJobService } from './helpers/raw-grpc.js';
+import { TesseraClient } from '../../client/client.js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { createLogger } from '../../shared/logger.js';
+import type { Job__Output } from '../../shared/proto/generated/tessera/v1/Job.js';
+import { Worker } from '../../worker/worker.js';
+import { rawJobService } from '../helpers/raw-grpc.js';
 
 const log = createLogger('test', 'silent', 'json');
 const cleanups: (() => Promise<void>)[] = [];

@@ -26,9 +26,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256 } from '../shared/streams.js';
-import { CLI_PATH } from './helpers/cluster.js';
-import { createLab, tesseraProcesses, type Host, type Lab } from './helpers/netns.js';
+import { sha256 } from '../../shared/streams.js';
+import { CLI_PATH } from '../helpers/cluster.js';
+import { createLab, tesseraProcesses, type Host, type Lab } from '../helpers/netns.js';
 
 let lab: Lab | undefined;
 let dir: string;

@@ -9,8 +9,8 @@
  *   it: on the worker that had left, a copy running, and no event said otherwise).
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobEvent.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import type { JobEvent__Output } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let cluster: TestCluster;
 beforeAll(async () => {

@@ -9,9 +9,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, type CliResult } from './helpers/cluster.js';
-import { cleanEnv } from './helpers/process-logs.js';
-import { makeTestCerts, type TestCerts } from './helpers/certs.js';
+import { runCli, type CliResult } from '../helpers/cluster.js';
+import { cleanEnv } from '../helpers/process-logs.js';
+import { makeTestCerts, type TestCerts } from '../helpers/certs.js';
 
 let dir: string;
 let certs: TestCerts;

@@ -11,8 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_PATH } from '../client/local-cluster.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { CLI_PATH } from '../../client/local-cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let dir: string;
 let cluster: TestCluster;

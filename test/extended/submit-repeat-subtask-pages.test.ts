@@ -8,8 +8,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { holdSubmission, rawJobService } from './helpers/raw-grpc.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { holdSubmission, rawJobService } from '../helpers/raw-grpc.js';
 
 const SUBTASKS = 12_000;
 let c: TestCluster;

@@ -10,15 +10,15 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { Coordinator } from '../coordinator/coordinator.js';
-import { TesseraError } from '../shared/errors.js';
-import { createLogger } from '../shared/logger.js';
-import { loadTesseraProto } from '../shared/proto.js';
-import type { JobServiceClient } from '../shared/proto/generated/tessera/v1/JobService.js';
-import { sha256 } from '../shared/streams.js';
-import { runCli } from './helpers/cluster.js';
-import { TcpProxy } from './helpers/tcp-proxy.js';
+import { TesseraClient } from '../../client/client.js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { TesseraError } from '../../shared/errors.js';
+import { createLogger } from '../../shared/logger.js';
+import { loadTesseraProto } from '../../shared/proto.js';
+import type { JobServiceClient } from '../../shared/proto/generated/tessera/v1/JobService.js';
+import { sha256 } from '../../shared/streams.js';
+import { runCli } from '../helpers/cluster.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 const log = createLogger('test', 'silent', 'json');
 let dir: string;
@@ -351,7 +351,7 @@ async function restartable(name: string) {
   let coordinator = new Coordinator({ listen: '127.0.0.1:0', dataDir, log, http: '' });
   const at = await coordinator.start();
   const c = new TesseraClient({ address: at });
-  const { Worker } = await import('../worker/worker.js');
+  const { Worker } = await import('../../worker/worker.js');
   let worker: InstanceType<typeof Worker> | undefined;
   return {
     c,

@@ -9,10 +9,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { thumbnailsKind } from '../coordinator/kinds/thumbnails.js';
-import { runFfmpeg } from '../shared/ffmpeg.js';
-import { thumbnailsProcessor } from '../worker/processors/thumbnails.js';
-import { runKindInProcess, specOf } from './helpers/media.js';
+import { thumbnailsKind } from '../../coordinator/kinds/thumbnails.js';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
+import { thumbnailsProcessor } from '../../worker/processors/thumbnails.js';
+import { runKindInProcess, specOf } from '../helpers/media.js';
 
 let dir: string;
 let clean: string;

@@ -9,9 +9,9 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { generateAudio } from './helpers/audio-media.js';
-import { makeVideo } from './helpers/media.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { generateAudio } from '../helpers/audio-media.js';
+import { makeVideo } from '../helpers/media.js';
 
 let dir: string;
 let cluster: TestCluster;

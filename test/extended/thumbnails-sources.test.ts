@@ -9,10 +9,10 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { thumbnailsKind } from '../coordinator/kinds/thumbnails.js';
-import { runFfmpeg } from '../shared/ffmpeg.js';
-import { thumbnailsProcessor } from '../worker/processors/thumbnails.js';
-import { makeVideo, runKindInProcess, specOf } from './helpers/media.js';
+import { thumbnailsKind } from '../../coordinator/kinds/thumbnails.js';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
+import { thumbnailsProcessor } from '../../worker/processors/thumbnails.js';
+import { makeVideo, runKindInProcess, specOf } from '../helpers/media.js';
 
 let dir: string;
 beforeAll(async () => {

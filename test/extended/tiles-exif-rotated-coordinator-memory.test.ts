@@ -24,11 +24,11 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { allTiles, planTiles } from '../coordinator/kinds/image-tiles.js';
-import { validateImageParams } from '../shared/kinds/image-params.js';
-import { tileConfig } from '../shared/media/tile-config.js';
+import { allTiles, planTiles } from '../../coordinator/kinds/image-tiles.js';
+import { validateImageParams } from '../../shared/kinds/image-params.js';
+import { tileConfig } from '../../shared/media/tile-config.js';
 
-const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
+const DIST = fileURLToPath(new URL('../../dist/', import.meta.url));
 const W = 8000;
 const H = 6000;
 const DECODED = W * H * 3;

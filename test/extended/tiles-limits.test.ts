@@ -8,12 +8,12 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SpoolFile } from '../shared/job-kind.js';
-import type { TilePlan } from '../shared/media/tile-plan.js';
-import { tileConfig } from '../shared/media/tile-config.js';
-import { allTiles, planTiledInputs, planTiles } from '../coordinator/kinds/image-tiles.js';
-import { imageParams, makeSource } from './tiles-helpers.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import type { SpoolFile } from '../../shared/job-kind.js';
+import type { TilePlan } from '../../shared/media/tile-plan.js';
+import { tileConfig } from '../../shared/media/tile-config.js';
+import { allTiles, planTiledInputs, planTiles } from '../../coordinator/kinds/image-tiles.js';
+import { imageParams, makeSource } from '../tiles-helpers.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let dir: string;
 let jpeg: string;

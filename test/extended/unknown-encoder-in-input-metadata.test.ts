@@ -9,9 +9,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runFfmpeg } from '../shared/ffmpeg.js';
-import { TesseraError } from '../shared/errors.js';
-import { LocalCluster } from './helpers/cluster.js';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
+import { TesseraError } from '../../shared/errors.js';
+import { LocalCluster } from '../helpers/cluster.js';
 
 let dir: string;
 

@@ -8,12 +8,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { videoKind } from '../coordinator/kinds/video.js';
-import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
-import { VIDEO_TWO_PASS_FEATURE, type VideoSegmentPlan } from '../shared/media/video-plan.js';
-import { WORKER_FEATURES } from '../shared/job-kind.js';
-import { videoProcessor } from '../worker/processors/video.js';
-import { makeVideo, runKindInProcess, specOf } from './helpers/media.js';
+import { videoKind } from '../../coordinator/kinds/video.js';
+import { runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
+import { VIDEO_TWO_PASS_FEATURE, type VideoSegmentPlan } from '../../shared/media/video-plan.js';
+import { WORKER_FEATURES } from '../../shared/job-kind.js';
+import { videoProcessor } from '../../worker/processors/video.js';
+import { makeVideo, runKindInProcess, specOf } from '../helpers/media.js';
 
 let dir: string;
 beforeAll(async () => {

@@ -19,13 +19,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { thumbnailsKind } from '../coordinator/kinds/thumbnails.js';
-import { videoKind } from '../coordinator/kinds/video.js';
-import { ffmpegBinaries, runFfmpeg } from '../shared/ffmpeg.js';
-import { probeMedia } from '../shared/media/probe.js';
-import { thumbnailsProcessor } from '../worker/processors/thumbnails.js';
-import { videoProcessor } from '../worker/processors/video.js';
-import { runKindInProcess, specOf } from './helpers/media.js';
+import { thumbnailsKind } from '../../coordinator/kinds/thumbnails.js';
+import { videoKind } from '../../coordinator/kinds/video.js';
+import { ffmpegBinaries, runFfmpeg } from '../../shared/ffmpeg.js';
+import { probeMedia } from '../../shared/media/probe.js';
+import { thumbnailsProcessor } from '../../worker/processors/thumbnails.js';
+import { videoProcessor } from '../../worker/processors/video.js';
+import { runKindInProcess, specOf } from '../helpers/media.js';
 
 let dir: string;
 beforeAll(async () => {

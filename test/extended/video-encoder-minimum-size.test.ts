@@ -11,10 +11,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { videoKind } from '../coordinator/kinds/video.js';
-import { probeMedia } from '../shared/media/probe.js';
-import { videoProcessor } from '../worker/processors/video.js';
-import { makeVideo, runKindInProcess, specOf } from './helpers/media.js';
+import { videoKind } from '../../coordinator/kinds/video.js';
+import { probeMedia } from '../../shared/media/probe.js';
+import { videoProcessor } from '../../worker/processors/video.js';
+import { makeVideo, runKindInProcess, specOf } from '../helpers/media.js';
 
 let dir: string;
 let src: string;

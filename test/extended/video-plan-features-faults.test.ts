@@ -6,14 +6,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { videoKind } from '../coordinator/kinds/video.js';
-import { LocalCluster } from '../client/local-cluster.js';
-import type { CoordinatorKind, SubtaskPlan } from '../shared/job-kind.js';
-import type { VideoJobParams } from '../shared/kinds/video-params.js';
-import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
-import type { VideoSubtaskPlan } from '../shared/media/video-plan.js';
-import { videoProcessor } from '../worker/processors/video.js';
-import { damagingSegment, runKindInProcess, specOf } from './helpers/media.js';
+import { videoKind } from '../../coordinator/kinds/video.js';
+import { LocalCluster } from '../../client/local-cluster.js';
+import type { CoordinatorKind, SubtaskPlan } from '../../shared/job-kind.js';
+import type { VideoJobParams } from '../../shared/kinds/video-params.js';
+import { runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
+import type { VideoSubtaskPlan } from '../../shared/media/video-plan.js';
+import { videoProcessor } from '../../worker/processors/video.js';
+import { damagingSegment, runKindInProcess, specOf } from '../helpers/media.js';
 
 let dir: string;
 beforeAll(async () => {

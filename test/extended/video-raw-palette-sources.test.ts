@@ -7,10 +7,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { videoKind } from '../coordinator/kinds/video.js';
-import { runFfmpeg } from '../shared/ffmpeg.js';
-import { videoProcessor } from '../worker/processors/video.js';
-import { runKindInProcess, specOf } from './helpers/media.js';
+import { videoKind } from '../../coordinator/kinds/video.js';
+import { runFfmpeg } from '../../shared/ffmpeg.js';
+import { videoProcessor } from '../../worker/processors/video.js';
+import { runKindInProcess, specOf } from '../helpers/media.js';
 
 let dir: string;
 beforeAll(async () => {

@@ -9,10 +9,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { videoKind } from '../coordinator/kinds/video.js';
-import { ffmpegBinaries, runFfmpeg } from '../shared/ffmpeg.js';
-import { videoProcessor } from '../worker/processors/video.js';
-import { runKindInProcess, specOf } from './helpers/media.js';
+import { videoKind } from '../../coordinator/kinds/video.js';
+import { ffmpegBinaries, runFfmpeg } from '../../shared/ffmpeg.js';
+import { videoProcessor } from '../../worker/processors/video.js';
+import { runKindInProcess, specOf } from '../helpers/media.js';
 
 let dir: string;
 beforeAll(async () => {

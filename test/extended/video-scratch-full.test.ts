@@ -11,12 +11,12 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { Coordinator } from '../coordinator/coordinator.js';
-import { createLogger } from '../shared/logger.js';
-import { Worker } from '../worker/worker.js';
-import { makeVideo } from './helpers/media.js';
-import { generateAudio } from './helpers/audio-media.js';
+import { TesseraClient } from '../../client/client.js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { createLogger } from '../../shared/logger.js';
+import { Worker } from '../../worker/worker.js';
+import { makeVideo } from '../helpers/media.js';
+import { generateAudio } from '../helpers/audio-media.js';
 
 const log = createLogger('test', 'silent', 'json');
 const cleanups: (() => Promise<void> | void)[] = [];

@@ -10,12 +10,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { LocalCluster } from '../client/local-cluster.js';
-import { ffmpegBinaries, runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
-import { decodeCheck } from '../shared/media/probe.js';
+import { LocalCluster } from '../../client/local-cluster.js';
+import { ffmpegBinaries, runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
+import { decodeCheck } from '../../shared/media/probe.js';
 import { promisify } from 'node:util';
-import { runCli } from './helpers/cluster.js';
-import { decodedPictureHashes, makeVideo } from './helpers/media.js';
+import { runCli } from '../helpers/cluster.js';
+import { decodedPictureHashes, makeVideo } from '../helpers/media.js';
 
 let dir: string;
 let cluster: LocalCluster;

@@ -10,14 +10,14 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { videoKind } from '../coordinator/kinds/video.js';
-import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
-import { parseVideoParams } from '../shared/kinds/video-params.js';
-import { countVideoPackets, decodeCheck, probeMedia, probeVideoIndex } from '../shared/media/probe.js';
-import { cutVideoChunks } from '../coordinator/kinds/video-chunks.js';
-import type { VideoAudioPlan } from '../shared/media/video-plan.js';
-import { encodeAudio, videoProcessor } from '../worker/processors/video.js';
-import { makeVideo, runKindInProcess, specOf } from './helpers/media.js';
+import { videoKind } from '../../coordinator/kinds/video.js';
+import { runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
+import { parseVideoParams } from '../../shared/kinds/video-params.js';
+import { countVideoPackets, decodeCheck, probeMedia, probeVideoIndex } from '../../shared/media/probe.js';
+import { cutVideoChunks } from '../../coordinator/kinds/video-chunks.js';
+import type { VideoAudioPlan } from '../../shared/media/video-plan.js';
+import { encodeAudio, videoProcessor } from '../../worker/processors/video.js';
+import { makeVideo, runKindInProcess, specOf } from '../helpers/media.js';
 
 let dir: string;
 beforeAll(async () => {

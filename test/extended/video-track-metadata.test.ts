@@ -8,12 +8,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { videoKind } from '../coordinator/kinds/video.js';
+import { videoKind } from '../../coordinator/kinds/video.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { ffmpegBinaries, runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
-import { videoProcessor } from '../worker/processors/video.js';
-import { runKindInProcess, specOf } from './helpers/media.js';
+import { ffmpegBinaries, runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
+import { videoProcessor } from '../../worker/processors/video.js';
+import { runKindInProcess, specOf } from '../helpers/media.js';
 
 let dir: string;
 beforeAll(async () => {

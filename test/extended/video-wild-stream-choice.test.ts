@@ -8,12 +8,12 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { thumbnailsKind } from '../coordinator/kinds/thumbnails.js';
-import { videoKind } from '../coordinator/kinds/video.js';
-import { runFfmpeg, runFfprobe } from '../shared/ffmpeg.js';
-import { thumbnailsProcessor } from '../worker/processors/thumbnails.js';
-import { videoProcessor } from '../worker/processors/video.js';
-import { runKindInProcess, specOf } from './helpers/media.js';
+import { thumbnailsKind } from '../../coordinator/kinds/thumbnails.js';
+import { videoKind } from '../../coordinator/kinds/video.js';
+import { runFfmpeg, runFfprobe } from '../../shared/ffmpeg.js';
+import { thumbnailsProcessor } from '../../worker/processors/thumbnails.js';
+import { videoProcessor } from '../../worker/processors/video.js';
+import { runKindInProcess, specOf } from '../helpers/media.js';
 
 let dir: string;
 beforeAll(async () => {

@@ -11,9 +11,9 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { afterEach, expect, it } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { Coordinator } from '../coordinator/coordinator.js';
-import { CLI_PATH } from './helpers/cluster.js';
+import { TesseraClient } from '../../client/client.js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { CLI_PATH } from '../helpers/cluster.js';
 
 const realNow = Date.now;
 const cleanups: (() => Promise<unknown> | void)[] = [];

@@ -10,10 +10,10 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/index.js';
-import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobEvent.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { rawJobService } from './helpers/raw-grpc.js';
+import { TesseraClient } from '../../client/index.js';
+import type { JobEvent__Output } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { rawJobService } from '../helpers/raw-grpc.js';
 
 let dir: string;
 let cluster: TestCluster;

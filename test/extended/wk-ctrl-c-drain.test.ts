@@ -12,8 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLI_PATH, startCluster, type TestCluster } from './helpers/cluster.js';
-import { makeVideo } from './helpers/media.js';
+import { CLI_PATH, startCluster, type TestCluster } from '../helpers/cluster.js';
+import { makeVideo } from '../helpers/media.js';
 
 let dir = '';
 let cluster: TestCluster | undefined;

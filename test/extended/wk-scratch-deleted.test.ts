@@ -13,8 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { defaultTempRoot, makeTempRoot, removeStaleTempRoots, STALE_MS, touchTempRoot } from '../worker/temp-root.js';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
+import { defaultTempRoot, makeTempRoot, removeStaleTempRoots, STALE_MS, touchTempRoot } from '../../worker/temp-root.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 let dir = '';
 let cluster: TestCluster | undefined;

@@ -20,18 +20,18 @@ import { status } from '@grpc/grpc-js';
 import pino from 'pino';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { ProcessContext } from '../shared/job-kind.js';
-import { loadTesseraProto } from '../shared/proto.js';
-import type { Assignment__Output } from '../shared/proto/generated/tessera/v1/Assignment.js';
-import type { FetchTaskInputRequest__Output } from '../shared/proto/generated/tessera/v1/FetchTaskInputRequest.js';
-import type { JobSpec__Output } from '../shared/proto/generated/tessera/v1/JobSpec.js';
-import type { WorkerServiceClient } from '../shared/proto/generated/tessera/v1/WorkerService.js';
-import { executeSubtask, fetchInputs, type ExecutorDeps } from '../worker/executor.js';
-import { ProcessorIsolation } from '../worker/isolation.js';
-import { passthroughProcessor } from '../worker/processors/passthrough.js';
-import { startCluster } from './helpers/cluster.js';
+import type { ProcessContext } from '../../shared/job-kind.js';
+import { loadTesseraProto } from '../../shared/proto.js';
+import type { Assignment__Output } from '../../shared/proto/generated/tessera/v1/Assignment.js';
+import type { FetchTaskInputRequest__Output } from '../../shared/proto/generated/tessera/v1/FetchTaskInputRequest.js';
+import type { JobSpec__Output } from '../../shared/proto/generated/tessera/v1/JobSpec.js';
+import type { WorkerServiceClient } from '../../shared/proto/generated/tessera/v1/WorkerService.js';
+import { executeSubtask, fetchInputs, type ExecutorDeps } from '../../worker/executor.js';
+import { ProcessorIsolation } from '../../worker/isolation.js';
+import { passthroughProcessor } from '../../worker/processors/passthrough.js';
+import { startCluster } from '../helpers/cluster.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** The build the spawned worker processes run (isolation children always run it). */
 const DIST = path.join(ROOT, 'dist');
 const distUrl = (rel: string): string => pathToFileURL(path.join(DIST, rel)).href;
@@ -254,7 +254,7 @@ export const processors = new Map([['probe', { name: 'probe', params: () => ({})
 } }]]);
 `,
     );
-    const { ffmpegInfo } = await import('../shared/ffmpeg.js');
+    const { ffmpegInfo } = await import('../../shared/ffmpeg.js');
     const info = ffmpegInfo();
     const saved = process.env['FFMPEG_PATH'];
     process.env['FFMPEG_PATH'] = path.join(dir, 'no-such-dir', 'ffmpeg');
@@ -273,13 +273,13 @@ export const processors = new Map([['probe', { name: 'probe', params: () => ({})
 
 describe('ffmpeg that cannot be started is this machine trouble', () => {
   /** The ffmpeg module loaded afresh with FFMPEG_PATH and FFPROBE_PATH set to `bin` (it resolves them once). */
-  async function withBinary<T>(bin: string, fn: (m: typeof import('../shared/ffmpeg.js')) => Promise<T>): Promise<T> {
+  async function withBinary<T>(bin: string, fn: (m: typeof import('../../shared/ffmpeg.js')) => Promise<T>): Promise<T> {
     const saved = { ffmpeg: process.env['FFMPEG_PATH'], ffprobe: process.env['FFPROBE_PATH'] };
     process.env['FFMPEG_PATH'] = bin;
     process.env['FFPROBE_PATH'] = bin;
     try {
       vi.resetModules();
-      return await fn(await import('../shared/ffmpeg.js'));
+      return await fn(await import('../../shared/ffmpeg.js'));
     } finally {
       for (const [k, v] of [['FFMPEG_PATH', saved.ffmpeg], ['FFPROBE_PATH', saved.ffprobe]] as const) {
         if (v === undefined) delete process.env[k];

@@ -20,11 +20,11 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { Coordinator, type CoordinatorOptions } from '../coordinator/coordinator.js';
-import { createLogger } from '../shared/logger.js';
-import type { JobEvent__Output } from '../shared/proto/generated/tessera/v1/JobEvent.js';
-import { CLI_PATH } from './helpers/cluster.js';
+import { TesseraClient } from '../../client/client.js';
+import { Coordinator, type CoordinatorOptions } from '../../coordinator/coordinator.js';
+import { createLogger } from '../../shared/logger.js';
+import type { JobEvent__Output } from '../../shared/proto/generated/tessera/v1/JobEvent.js';
+import { CLI_PATH } from '../helpers/cluster.js';
 
 const log = createLogger('test', 'silent', 'json');
 let dir: string;

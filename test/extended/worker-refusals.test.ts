@@ -5,8 +5,8 @@
  * at debug. Real coordinator and worker processes; the worker's JSON logs are read from its stderr.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type TestCluster } from './helpers/cluster.js';
-import { LEVEL, logLinesUntil, type LogLine } from './helpers/process-logs.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { LEVEL, logLinesUntil, type LogLine } from '../helpers/process-logs.js';
 
 const WORKER_TOKEN = 'worker-token-0123456789abcdef';
 const ALICE = 'alice-token-0123456789abcdef';
@@ -57,7 +57,7 @@ describe('a worker the coordinator refuses', () => {
   });
 
   it('for what it registers with (a label the coordinator does not take): an error line naming it and what to change, not a lost connection retried at debug', async () => {
-    const { Worker } = await import('../worker/worker.js');
+    const { Worker } = await import('../../worker/worker.js');
     const lines: { level: string; fields: Record<string, unknown>; msg: string }[] = [];
     const record = (level: string) => (fields: Record<string, unknown>, msg: string) => void lines.push({ level, fields, msg });
     const log = { error: record('error'), warn: record('warn'), info: record('info'), debug: record('debug'), trace: record('trace'), fatal: record('fatal'), child: () => log, level: 'debug' };

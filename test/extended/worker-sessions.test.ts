@@ -12,14 +12,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TesseraClient } from '../client/client.js';
-import { Coordinator } from '../coordinator/coordinator.js';
-import { createLogger } from '../shared/logger.js';
-import { loadTesseraProto } from '../shared/proto.js';
-import type { CoordinatorMessage__Output } from '../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
-import type { WorkerMessage } from '../shared/proto/generated/tessera/v1/WorkerMessage.js';
-import { Worker } from '../worker/worker.js';
-import { byHandWorker } from './helpers/raw-grpc.js';
+import { TesseraClient } from '../../client/client.js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { createLogger } from '../../shared/logger.js';
+import { loadTesseraProto } from '../../shared/proto.js';
+import type { CoordinatorMessage__Output } from '../../shared/proto/generated/tessera/v1/CoordinatorMessage.js';
+import type { WorkerMessage } from '../../shared/proto/generated/tessera/v1/WorkerMessage.js';
+import { Worker } from '../../worker/worker.js';
+import { byHandWorker } from '../helpers/raw-grpc.js';
 
 const log = createLogger('test', 'silent', 'json');
 const cleanups: (() => Promise<void>)[] = [];
@@ -188,7 +188,7 @@ describe('a quarantined worker', () => {
 
 describe('worker names', () => {
   it('two workers connected under one name: the coordinator warns, naming both addresses', async () => {
-    const { LocalCluster } = await import('../client/local-cluster.js');
+    const { LocalCluster } = await import('../../client/local-cluster.js');
     const lines: string[] = [];
     const cluster = await new LocalCluster({ workers: 0, logLevel: 'warn', onLog: (who, line) => who === 'coordinator' && lines.push(line) }).start();
     cleanups.push(() => cluster.stop());
