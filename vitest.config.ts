@@ -13,6 +13,9 @@ export default defineConfig({
     // A cluster process that died of an uncaught error fails the test that stops it (LocalCluster).
     env: { TESSERA_FAIL_ON_CRASH: '1' },
     testTimeout: 120_000,
+    // expect.poll gives up after 1 s unless told: on a loaded host a callback, a store write or a
+    // metric can take longer than that to show, and a poll returns as soon as it holds.
+    expect: { poll: { timeout: 10_000 } },
     hookTimeout: 60_000,
     // Integration tests start real processes and wait on TTLs, reconnects and slow links: a third
     // file fills those waits on a 2-core machine (711-714 s against 860-906 s at two). The tests
