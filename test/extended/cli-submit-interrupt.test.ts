@@ -13,7 +13,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { CLI_PATH, startCluster } from '../helpers/cluster.js';
@@ -133,14 +132,15 @@ describe('tessera submit interrupted before the job is accepted', () => {
   }, 60_000);
 
   it('a coordinator from before the look-up by request_id, still storing the submission: says none was found, not that none was made', async () => {
-    // Lists the jobs it has at once (the field unknown to it); the job is made 1 s after the upload.
-    const s = await held({ holdMs: Infinity, makeMs: 1000, lookups: 'old' });
+    // Lists the jobs it has at once (the field unknown to it); the job is made 3 s after the upload.
+    // The look-up must come before that: the CLI has 2.9 s from the interrupt to take the signal
+    // and make the call (with 1 s, a loaded machine had 0.9 s, and a look-up after it found the job).
+    const s = await held({ holdMs: Infinity, makeMs: 3000, lookups: 'old' });
     const run = submit(['passthrough', await file('old.bin'), '--no-wait', '--coordinator', s.address]);
     s.uploaded = () => setTimeout(() => run.interrupt(), 100);
     const { code } = await run.exited;
     expect(code, run.stderr()).toBe(130);
-    await sleep(1500);
-    expect([...s.made.values()]).toEqual(['job-1']);
+    await expect.poll(() => [...s.made.values()], { timeout: 10_000, interval: 100 }).toEqual(['job-1']);
     // Before: "no job was made of it", of a job made a moment later (review R); a known gap of such coordinators (README).
     expect(run.stderr()).not.toContain('no job was made');
     expect(run.stderr()).toContain('the submission was withdrawn; the coordinator has no job of it');

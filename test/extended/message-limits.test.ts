@@ -95,7 +95,7 @@ describe('message limits', () => {
     expect(err).toMatchObject({ code: 8 });
     expect((err as Error).message).toMatch(/input too-big\.bin: 67108864 bytes is over the per-file limit of 25165824 bytes \(the coordinator's --max-file-bytes\)/);
     // The upload loop ends with the call: nothing keeps the file open.
-    for (let i = 0; i < 50 && openOn(file) > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 200 && openOn(file) > 0; i++) await new Promise((r) => setTimeout(r, 50));
     expect(openOn(file)).toBe(0);
   });
 
@@ -119,7 +119,7 @@ describe('message limits', () => {
           return [];
         }
       });
-    for (let i = 0; i < 50 && deleted().length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 200 && deleted().length > 0; i++) await new Promise((r) => setTimeout(r, 50));
     expect(deleted()).toEqual([]);
   });
 });

@@ -57,7 +57,8 @@ describe('/metrics against what happened', () => {
     for (let i = 0; i < 600 && !copied; i++) await new Promise((r) => setTimeout(r, 50));
     expect(copied, 'a speculative copy of the straggler started on worker-1').toBeDefined();
     await fast.exited;
-    await new Promise((r) => setTimeout(r, 1000));
+    // The coordinator has taken in the drained worker's going before the cancel (was: a fixed 1 s).
+    await expect.poll(async () => (await c.client.listWorkers()).map((w) => w.name), { timeout: 10_000, interval: 100 }).toEqual(['slow']);
     await c.client.cancel(job.id);
     await watching;
     await new Promise((r) => setTimeout(r, 300));

@@ -53,7 +53,7 @@ describe('an input one worker calls bad', () => {
     }
     // The broken worker took some first ("cannot decode audio": INVALID_ARGUMENT); they ran again on the good one.
     expect(done.some((d) => d.subtasks.some((s) => s.attempt > 1))).toBe(true);
-    for (let i = 0; i < 50 && !lines.some((l) => l.includes('another worker processed')); i++) await sleep(50);
+    for (let i = 0; i < 200 && !lines.some((l) => l.includes('another worker processed')); i++) await sleep(50);
     const counted = lines.map((l) => JSON.parse(l) as { msg: string; worker?: string; processedBy?: string }).filter((l) => l.msg.startsWith('a worker called an input bad that another worker processed'));
     expect(counted.length).toBeGreaterThan(0);
     expect(counted.every((l) => l.worker === 'broken' && l.processedBy === 'good')).toBe(true);
@@ -85,7 +85,7 @@ describe('an input one worker calls bad', () => {
     // What the broken worker called bad ran again on the good one, and the broken one was counted for it.
     expect(lines.slice(seen).some((l) => l.includes('a worker called an input bad that another worker processed') && l.includes('"worker":"broken"'))).toBe(true);
     // The job's end is one log line, with its state, counts and message.
-    for (let i = 0; i < 50 && !lines.some((l) => l.includes(d.id) && l.includes('job finished')); i++) await sleep(50);
+    for (let i = 0; i < 200 && !lines.some((l) => l.includes(d.id) && l.includes('job finished')); i++) await sleep(50);
     const ends = lines.slice(seen).map((l) => JSON.parse(l) as { msg: string; job?: string; final?: boolean; state?: string; outputs?: number; message?: string }).filter((l) => l.job === d.id && (l.final || l.msg === 'job finished'));
     expect(ends).toEqual([expect.objectContaining({ msg: 'job finished', state: 'partially_succeeded', outputs: d.outputs.length, message: d.message })]);
   });

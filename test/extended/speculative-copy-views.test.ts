@@ -68,8 +68,8 @@ it('a subtask whose speculative copy was cut by its worker draining says it runs
   for (let i = 0; i < 600 && !copied; i++) await new Promise((r) => setTimeout(r, 50));
   expect(copied, 'a speculative copy of the straggler started on worker-1').toBeDefined();
   await fast.exited;
-  await new Promise((r) => setTimeout(r, 1000));
-  expect((await c.client.listWorkers()).map((w) => w.name)).toEqual(['slow']);
+  // The coordinator has taken in the drained worker's going (waited for: was a fixed 1 s).
+  await expect.poll(async () => (await c.client.listWorkers()).map((w) => w.name), { timeout: 10_000, interval: 100 }).toEqual(['slow']);
   const got = await c.client.getJob(job.id, { includeSubtasks: true });
   const s = got.subtasks.find((x) => x.id === copied)!;
   const api = (await (await fetch(`http://${c.httpAddress}/api/jobs/${job.id}`)).json()) as { subtaskList: { id: string; worker: string; speculative: boolean }[] };

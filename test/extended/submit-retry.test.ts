@@ -123,21 +123,25 @@ describe('SubmitJob request_id', () => {
       await expect(lookup('x'.repeat(129))).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'request_id: longer than 128 bytes' });
       // A submission still being received: the look-up answers once it has ended, with its job.
       let answered = false;
+      let finish!: () => void;
       const made = new Promise<string>((resolve, reject) => {
         const call = raw.SubmitJob((err, job) => (err ? reject(err) : resolve(job!.id)));
         call.write({ spec: { request_id: 'still-coming', input_count: 1, passthrough: {} } });
         call.write({ input: { name: 'h.bin', size: '3' } });
         call.write({ data: Buffer.from('hh') });
-        setTimeout(() => {
+        finish = () => {
           call.write({ data: Buffer.from('h') });
           call.write({ input_end: { sha256: '' } });
           call.end();
-        }, 500);
+        };
       });
       await sleep(100);
       const found = lookup('still-coming').then((r) => ((answered = true), r));
       await sleep(200);
       expect(answered).toBe(false);
+      // The rest of the submission is sent only now (was: on a 500 ms timer set before the sleeps,
+      // which a stall of the test's event loop could let go first).
+      finish();
       expect((await found).jobs.map((j) => j.id)).toEqual([await made]);
     } finally {
       raw.close();
@@ -245,10 +249,13 @@ describe('SubmitJob request_id', () => {
       const f = await file('cut-each-time.bin', randomBytes(8 * 1024 * 1024));
       const retries: number[] = [];
       // Every try is cut half-way (a link too slow for its keepalive does that): before, the tries
-      // went on for ever, each one opening a new --reconnect-for window.
+      // went on for ever, each one opening a new --reconnect-for window. The window is wide: each
+      // cut opens a new one, so only the count of cuts ends the tries (before, a test timeout). A
+      // window of 1000 ms (the 1 s pause between tries, and nothing more) gave up whenever the
+      // clock's millisecond turned between the two readings of the check, a few µs apart.
       const err = (await via
         .submit({ label: 'cut each time', request_id: 'req-cut-each-time', passthrough: {} }, [f], {
-          retryForMs: 1000,
+          retryForMs: 20_000,
           onRetry: (_e, attempt) => retries.push(attempt),
           onUpload: (p) => {
             if (p.sentBytes >= 4 * 1024 * 1024) proxy.cut();
@@ -411,7 +418,7 @@ describe('planning just after a restart', () => {
     try {
       // Fresh: no worker yet, and the job is planned all the same (its subtask waits for one).
       const fresh = await r.c.submit({ passthrough: {} }, [await file('fresh.bin', Buffer.from('fresh'))]);
-      for (let i = 0; i < 50 && (await r.c.getJob(fresh.id)).subtasks.length === 0; i++) await sleep(20);
+      for (let i = 0; i < 500 && (await r.c.getJob(fresh.id)).subtasks.length === 0; i++) await sleep(20);
       expect((await r.c.getJob(fresh.id)).subtasks).toHaveLength(1);
       await r.stop();
       await r.start();

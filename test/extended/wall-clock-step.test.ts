@@ -63,8 +63,9 @@ it('a forward step of the wall clock during a job loses no worker and fails no s
   expect(done.subtasks.map((s) => s.attempt)).toEqual([1]);
   const listed = await client.listWorkers();
   expect(listed.map((w) => w.state)).toEqual(['active', 'active']);
-  // What is shown stays wall-clock time: a heartbeat of the last second or two, as the clock now reads.
-  for (const w of listed) expect(Math.abs(Date.now() - Number(w.last_heartbeat_ms))).toBeLessThan(3000);
+  // What is shown stays wall-clock time: a heartbeat of the last second or two, as the clock now
+  // reads (not 61 s off; 15 s leaves room for a worker starved of the CPU on a loaded machine).
+  for (const w of listed) expect(Math.abs(Date.now() - Number(w.last_heartbeat_ms))).toBeLessThan(15_000);
 
   // A worker that hangs (stopped: its connection stays open, its heartbeats stop) as the clock
   // steps back ten minutes is still found lost within its TTL; by the wall clock its last

@@ -72,7 +72,9 @@ describe("a live worker's temp root deleted while it runs", () => {
     rmSync(path.join(scratch, live), { recursive: true });
     const blob = path.join(dir, 'blob.bin');
     await writeFile(blob, randomBytes(100_000));
-    const job = await cluster.client.submit({ max_attempts: 1, passthrough: { work_ms: heartbeatMs + 10_000 } }, [blob]);
+    // Long enough to be running still at the last check after a second worker's start on a loaded
+    // machine (it is cancelled then).
+    const job = await cluster.client.submit({ max_attempts: 1, passthrough: { work_ms: heartbeatMs + 60_000 } }, [blob]);
     const attempt = await within(10_000, async () => (await readdir(path.join(scratch, live)).catch(() => [] as string[])).find((e) => e.startsWith('st-')));
     expect(attempt, 'the running attempt folder').toBeTruthy();
     // One heartbeat of the worker's temp root goes by.
