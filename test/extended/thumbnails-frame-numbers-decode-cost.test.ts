@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 /** The frames each by-number ffmpeg run decodes (no seek: from frame 0 to the last one it selects). */
 const decodedPerRun: number[] = [];
-vi.mock('../shared/ffmpeg.js', async (importOriginal) => {
+vi.mock('../../shared/ffmpeg.js', async (importOriginal) => {
   const real = await importOriginal<typeof import('../../shared/ffmpeg.js')>();
   return {
     ...real,
