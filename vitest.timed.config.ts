@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import base from './vitest.config.js';
 
 /**
  * `npm run test:timed`: tests whose bound is a time (how long the coordinator's event loop may
@@ -7,10 +8,9 @@ import { defineConfig } from 'vitest/config';
  */
 export default defineConfig({
   test: {
+    ...base.test,
     include: ['test/timed/**/*.test.ts'],
-    env: { TESSERA_FAIL_ON_CRASH: '1' },
-    testTimeout: 120_000,
-    hookTimeout: 60_000,
+    exclude: ['dist/**', 'node_modules/**'],
     fileParallelism: false,
   },
 });

@@ -55,23 +55,6 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms: nu
   }
 }
 
-/**
- * `child` (a coordinator whose stdout is piped), with `listening`: settles once it has said
- * "listening on" (it then takes connections), or rejects if it exits first.
- */
-function withListening(child: ChildProcess): ChildProcess & { listening: Promise<void> } {
-  const listening = new Promise<void>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (/listening on/.test(out)) resolve();
-    });
-    child.once('exit', (code, signal) => reject(new Error(`the coordinator exited (${code ?? signal}) before it listened`)));
-  });
-  listening.catch(() => undefined);
-  return Object.assign(child, { listening });
-}
-
 const activeWorkers = async (coordinator: string): Promise<number> => {
   const r = await procs.run(hosts[3], ['workers', '--json', '--coordinator', coordinator]);
   return (JSON.parse(r.stdout) as { state: string }[]).filter((w) => w.state === 'active').length;
@@ -82,8 +65,8 @@ describe('a coordinator reached by name and made again at another address', () =
     const [c, wa, wb, cl] = hosts;
     for (const h of [wa, wb, cl]) await hostsFile(h, `${c.address} coord.test`);
     const args = ['coordinator', '--listen', '0.0.0.0:7700', '--http', 'off', '--insecure', '--data-dir', path.join(dir, 'data')];
-    const spawnCoordinator = () => withListening(lab.spawn(c, process.execPath, [CLI_PATH, ...args], { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'ignore'] }));
-    let coordinator = spawnCoordinator();
+    const spawnCoordinator = () => procs.launch(c, args, /listening on/);
+    let { child: coordinator, ready: listening } = spawnCoordinator();
     try {
       for (const w of [wa, wb]) await procs.start(w, ['worker', '--coordinator', 'coord.test:7700', '--name', w.name, '--slots', '1'], /connecting to/);
       await waitFor('both workers', async () => ((await activeWorkers('coord.test:7700')) === 2 ? true : undefined), 20_000);
@@ -98,9 +81,9 @@ describe('a coordinator reached by name and made again at another address', () =
       await lab.exec(c, 'ip', ['addr', 'add', `${moved}/24`, 'dev', 'eth0']);
       await sleep(3_000);
       for (const h of [wa, wb, cl]) await hostsFile(h, `${moved} coord.test`);
-      coordinator = spawnCoordinator();
+      ({ child: coordinator, ready: listening } = spawnCoordinator());
       // Timed from when it listens: its own start on a loaded machine is not what is measured.
-      await coordinator.listening;
+      await listening;
       const t0 = Date.now();
       await waitFor('both workers back', async () => ((await activeWorkers('coord.test:7700')) === 2 ? true : undefined), 60_000).catch((err: Error) => {
         throw new Error(`${err.message} after ${Date.now() - t0} ms; the workers' logs:\n${[...procs.logs].map(([h, l]) => `${h}:\n${l}`).join('\n')}`);
@@ -117,8 +100,8 @@ describe('a coordinator reached by name and made again at another address', () =
     const [c, wa, , cl] = hosts;
     for (const h of [wa, cl]) await hostsFile(h, `${c.address} coord.test`);
     const args = ['coordinator', '--listen', '0.0.0.0:7700', '--http', 'off', '--insecure', '--data-dir', path.join(dir, 'data')];
-    const spawnCoordinator = () => withListening(lab.spawn(c, process.execPath, [CLI_PATH, ...args], { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'ignore'] }));
-    let coordinator = spawnCoordinator();
+    const spawnCoordinator = () => procs.launch(c, args, /listening on/);
+    let { child: coordinator, ready: listening } = spawnCoordinator();
     let watch: ChildProcess | undefined;
     try {
       const input = path.join(dir, 'in.bin');
@@ -155,9 +138,9 @@ describe('a coordinator reached by name and made again at another address', () =
       await lab.exec(c, 'ip', ['addr', 'add', `${moved}/24`, 'dev', 'eth0']);
       await lab.setLink(c, 'up');
       for (const h of [wa, cl]) await hostsFile(h, `${moved} coord.test`);
-      coordinator = spawnCoordinator();
+      ({ child: coordinator, ready: listening } = spawnCoordinator());
       // Timed from when it listens: its own start on a loaded machine is not what is measured.
-      await coordinator.listening;
+      await listening;
       const t0 = Date.now();
       await waitFor('the watch back', async () => (/reconnected after/.test(said) ? true : undefined), 60_000).catch((err: Error) => {
         throw new Error(`${err.message} after ${Date.now() - t0} ms; the watch said:\n${said}`);

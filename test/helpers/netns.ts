@@ -113,24 +113,32 @@ export async function createLab(names: string[], opts: { tag?: string } = {}): P
 export function tesseraProcesses(lab: Lab | undefined, cli: string) {
   const children: ChildProcess[] = [];
   const logs = new Map<string, string>();
+  /** `start`, with the process too (to stop it or wait for it). */
+  function launch(host: Host, args: string[], ready: RegExp): { child: ChildProcess; ready: Promise<RegExpExecArray> } {
+    const opts: SpawnOptions = { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] };
+    const child = lab ? lab.spawn(host, process.execPath, [cli, ...args], opts) : spawn(process.execPath, [cli, ...args], opts);
+    children.push(child);
+    logs.set(host.name, '');
+    child.stderr!.on('data', (d: Buffer) => logs.set(host.name, logs.get(host.name)! + d.toString()));
+    const matched = new Promise<RegExpExecArray>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = ready.exec(out);
+        if (m) resolve(m);
+      });
+      child.once('exit', (code) => reject(new Error(`tessera ${args[0]} on ${host.name} exited with ${code}: ${logs.get(host.name)}`)));
+    });
+    matched.catch(() => undefined);
+    return { child, ready: matched };
+  }
   return {
     logs,
     start(host: Host, args: string[], ready: RegExp): Promise<RegExpExecArray> {
-      const opts: SpawnOptions = { env: { ...process.env, TESSERA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] };
-      const child = lab ? lab.spawn(host, process.execPath, [cli, ...args], opts) : spawn(process.execPath, [cli, ...args], opts);
-      children.push(child);
-      logs.set(host.name, '');
-      child.stderr!.on('data', (d: Buffer) => logs.set(host.name, logs.get(host.name)! + d.toString()));
-      return new Promise((resolve, reject) => {
-        let out = '';
-        child.stdout!.on('data', (d: Buffer) => {
-          out += d.toString();
-          const m = ready.exec(out);
-          if (m) resolve(m);
-        });
-        child.once('exit', (code) => reject(new Error(`tessera ${args[0]} on ${host.name} exited with ${code}: ${logs.get(host.name)}`)));
-      });
+      return launch(host, args, ready).ready;
     },
+    /** `start`, with the process too (to stop it or wait for it). */
+    launch,
     /** Runs `tessera ARGS` on `host` (a lab's host) to its end: exit code, stdout, stderr. */
     run(host: Host, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
       return new Promise((resolve) => {
