@@ -191,6 +191,15 @@ describe('thumbnails: one decoding pass for dense times gives the frames one see
     await bothWays(src, 'cfr-webp', [0.5, 0.52, 0.9, 1.5], 'webp');
   });
 
+  it('in one decode split into branches of 48 times (130 times), a frame shared across a branch boundary', async () => {
+    const src = await makeVideo(dir, 'branches.mp4', { duration: 7, width: 128, height: 72, gop: 25 });
+    // 0.045 s apart over 25 fps frames: some times share a frame; times 48 and 49 (the first two
+    // branches' last and first) lie within one frame.
+    const times = Array.from({ length: 130 }, (_, i) => Math.round(i * 0.045 * 1000) / 1000);
+    times[48] = times[47]! + 0.001;
+    await bothWays(src, 'branches', times);
+  });
+
   it('still seeks for times further apart than a pass is worth, and finds their frames', async () => {
     const every = DENSE_GAP_SECONDS + 0.5;
     const src = await makeVideo(dir, 'sparse.mp4', { duration: 4 * every, width: 128, height: 72 });

@@ -34,7 +34,7 @@ export const DENSE_GAP_SECONDS = 2;
 const PER_PASS = 48;
 
 /** Thumbnails picked by number in one ffmpeg run (one decode from the start): PER_PASS to a branch of its filter graph. */
-const PER_NUMBERED_RUN = 20 * PER_PASS;
+const PER_RUN = 20 * PER_PASS;
 
 /**
  * How far past its last time a pass (or a seek) decodes: the frame shown at a time can start up to a
@@ -92,13 +92,14 @@ const DAMAGE = /^.*(?:error while decoding MB|concealing \d+ [^\n]*errors|Invali
  * `spec.onDamage`. Those before "Stream mapping:" are not counted: they come from the frames ffmpeg
  * decodes to learn the streams as it opens a file, whatever the seek (review S56).
  */
-async function runGrab(args: string[], spec: Pick<GrabSpec, 'signal' | 'source' | 'onDamage'>, cwd?: string): Promise<void> {
+async function runGrab(args: string[], spec: Pick<GrabSpec, 'signal' | 'source' | 'onDamage'> & { onProgress?: (seconds: number) => void }, cwd?: string): Promise<void> {
   let mapped = false;
   let complaint: string | undefined;
   await runFfmpeg(args, {
     signal: spec.signal,
     input: spec.source,
     ...(cwd !== undefined && { cwd }),
+    ...(spec.onProgress && { onProgress: spec.onProgress }),
     onStderrLine: (line) => {
       if (line.startsWith('Stream mapping:')) mapped = true;
       else if (mapped && complaint === undefined && DAMAGE.test(line)) complaint = decoderComplaint(line);
@@ -121,21 +122,22 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
   const damaged: number[] = [];
   let damage: string | undefined;
   if (plan.frames) {
-    for (let i = 0; i < n; i += PER_NUMBERED_RUN) {
+    for (let i = 0; i < n; i += PER_RUN) {
       // One decode from the start for them all: a complaint is the run's, for each of its thumbnails
       // (a frame the decoder could not make shifts the numbers of those after it, so which ones
       // show damage cannot be told apart here).
       const onDamage = (c: string): void => {
         damage ??= c;
-        if (!damaged.includes(plan.numbers[i]!)) damaged.push(...plan.numbers.slice(i, i + PER_NUMBERED_RUN));
+        if (!damaged.includes(plan.numbers[i]!)) damaged.push(...plan.numbers.slice(i, i + PER_RUN));
       };
-      await grabByNumber({ input: input.path, stream: plan.stream, frames: plan.frames.slice(i, i + PER_NUMBERED_RUN), outputs: outputs.slice(i, i + PER_NUMBERED_RUN).map((o) => o.path), width: plan.width, height: plan.height, format: ctx.params.format, threads: ctx.threads, signal: ctx.signal, source: plan.source, onDamage }, ctx.workDir);
-      ctx.progress(Math.min(1, (i + PER_NUMBERED_RUN) / n), `${Math.min(n, i + PER_NUMBERED_RUN)}/${n} thumbnails`);
+      await grabByNumber({ input: input.path, stream: plan.stream, frames: plan.frames.slice(i, i + PER_RUN), outputs: outputs.slice(i, i + PER_RUN).map((o) => o.path), width: plan.width, height: plan.height, format: ctx.params.format, threads: ctx.threads, signal: ctx.signal, source: plan.source, onDamage }, ctx.workDir);
+      ctx.progress(Math.min(1, (i + PER_RUN) / n), `${Math.min(n, i + PER_RUN)}/${n} thumbnails`);
     }
     return checkOutputs(outputs, plan, { damaged, damage });
   }
   const dense = n > 1 && (plan.times[n - 1]! - plan.times[0]!) / (n - 1) <= DENSE_GAP_SECONDS;
-  const per = dense ? PER_PASS : PER_PROCESS;
+  const per = dense ? PER_RUN : PER_PROCESS;
+  const slice = (spec: GrabSpec, from: number, to: number): GrabSpec => ({ ...spec, times: spec.times.slice(from, to), outputs: spec.outputs.slice(from, to), from: spec.from?.slice(from, to) });
   for (let i = 0; i < n; i += per) {
     const spec: GrabSpec = {
       input: input.path,
@@ -155,20 +157,30 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
       damage ??= c;
       complained = true;
     };
+    const told = (k: number): void => ctx.progress(Math.min(1, (i + k) / n), `${i + k}/${n} thumbnails`);
     // The pass only saves time: where it cannot do the job, seeking for each time still can.
-    const passed = dense ? await grabInOnePass(spec, ctx.workDir).catch((err: unknown) => {
-      if (ctx.signal.aborted) throw err;
-      return err as Error;
-    }) : false;
-    if (passed !== true) {
-      if (dense) ctx.log.warn({ input: plan.source, ...(passed instanceof Error ? { err: passed.message } : {}) }, 'one decoding pass did not give every dense thumbnail; seeking for each instead');
-      await grabBySeeking(spec);
-    }
-    // Which of them (a damaged file only): for each, the decode from its keyframe to its time alone.
+    const passed = dense
+      ? await grabInOneDecode(spec, ctx.workDir, (f) => told(Math.floor(f * spec.times.length))).catch((err: unknown) => {
+          if (ctx.signal.aborted) throw err;
+          return err as Error;
+        })
+      : [false];
+    // The branches that did not give every thumbnail (all of them where the run failed): seeked.
+    const branch = dense ? PER_PASS : spec.times.length;
+    const starts = Array.from({ length: Math.ceil(spec.times.length / branch) }, (_, b) => b * branch);
+    const left = passed instanceof Error ? starts : starts.filter((_, b) => !passed[b]);
+    if (dense && left.length > 0) ctx.log.warn({ input: plan.source, ...(passed instanceof Error ? { err: passed.message } : { thumbnails: left.length * branch }) }, 'one decoding pass did not give every dense thumbnail; seeking for each instead');
+    for (const from of left) await grabBySeeking(slice(spec, from, from + branch));
+    // Which of them (a damaged file only): the decode of each branch's span alone (dense), then of
+    // each thumbnail of a branch that complains, from its keyframe to its time alone.
     if (complained) {
-      for (let k = 0; k < spec.times.length; k++) if (await decodeComplains(spec, k)) damaged.push(plan.numbers[i + k]!);
+      for (const b of starts) {
+        const last = Math.min(spec.times.length, b + branch) - 1;
+        if (dense && last > b && !(await decodeComplains(spec, b, last))) continue;
+        for (let k = b; k <= last; k++) if (await decodeComplains(spec, k)) damaged.push(plan.numbers[i + k]!);
+      }
     }
-    ctx.progress(Math.min(1, (i + spec.times.length) / n), `${i + spec.times.length}/${n} thumbnails`);
+    told(spec.times.length);
   }
   return checkOutputs(outputs, plan, { damaged, damage });
 }
@@ -245,11 +257,12 @@ function pictureOf(spec: { stream?: number | undefined }): string {
  * Whether the decoder complains of damage in the frames the thumbnail at `spec.times[k]` is decoded
  * from (a damaged file only): from its seek (its keyframe; a plan's seekFrom, a little before it,
  * may take in the end of the group of pictures before, whose damage is then said of it too) to its
- * time, on one thread (frame threads would decode past it). A run that fails outright says as much.
+ * time, on one thread (frame threads would decode past it); with `last`, to the time of thumbnail
+ * `last` (those of a branch at once). A run that fails outright says as much.
  */
-async function decodeComplains(spec: GrabSpec, k: number): Promise<boolean> {
-  const t = spec.times[k]!;
-  const from = Math.min(spec.from?.[k] ?? t, t);
+async function decodeComplains(spec: GrabSpec, k: number, last = k): Promise<boolean> {
+  const t = spec.times[last]!;
+  const from = Math.min(spec.from?.[k] ?? spec.times[k]!, spec.times[k]!);
   let complained = false;
   try {
     await runGrab(['-threads', '1', ...seekTo(from), '-t', (t - from + 0.05).toFixed(6), '-i', spec.input, '-map', `0:${pictureOf(spec)}`, '-f', 'null', '-'], { signal: spec.signal, source: spec.source, onDamage: () => (complained = true) });
@@ -289,49 +302,68 @@ export async function grabBySeeking(spec: GrabSpec): Promise<void> {
  * frames have no timestamps, say): the caller then seeks for each time instead.
  */
 export async function grabInOnePass(spec: GrabSpec, workDir: string): Promise<boolean> {
+  return (await grabInOneDecode(spec, workDir)).every((ok) => ok);
+}
+
+/**
+ * {@link grabInOnePass} for up to {@link PER_RUN} times: one seek and one decode for them all, the
+ * decoded frames split into branches of {@link PER_PASS} times each (a select expression holds no
+ * more), each selecting and writing its own. A pass per PER_PASS times set up the input, seeked and
+ * decoded a group of pictures and {@link TAIL_SECONDS} more for each: a quarter of the decoding of
+ * thumbnails a third of a second apart. Says for each branch whether it gave a frame for every one
+ * of its times (moved to its outputs); a branch that did not leaves its outputs to the caller.
+ */
+export async function grabInOneDecode(spec: GrabSpec, workDir: string, onProgress?: (fraction: number) => void): Promise<boolean[]> {
   const { scale, codec } = encoding(spec);
   // The seek: to the first time, or to a point before it (seekFrom).
   const t0 = Math.min(spec.from?.[0] ?? spec.times[0]!, spec.times[0]!);
   // Relative to the seek, as the frames' timestamps are after it, with SLACK_SECONDS for the
   // rounding of the seek offset.
   const rel = spec.times.map((t) => Math.max(0, t - t0 - SLACK_SECONDS));
-  // The first frame out of the seek is the first time's (from a point before it, the first at or
-  // after it); every later time wants the first frame past it.
-  const firstTerm = t0 < spec.times[0]! ? `gte(t,${rel[0]!.toFixed(6)})*isnan(prev_selected_t)` : 'isnan(prev_selected_t)';
-  const terms = [firstTerm, ...rel.slice(1).map((r) => `gte(t,${r.toFixed(6)})*lt(prev_selected_t,${r.toFixed(6)})`)];
+  const branches: number[][] = [];
+  for (let i = 0; i < rel.length; i += PER_PASS) branches.push(rel.slice(i, i + PER_PASS));
   const ext = spec.format === 'jpeg' ? 'jpg' : 'webp';
   const prefix = `pass-${process.hrtime.bigint()}`;
-  const listing = `${prefix}.frames`;
-  // Timestamps in microseconds (settb=AVTB), so that the listing's integers are exact times.
-  const filters = [
-    'settb=AVTB',
-    `select='gt(${terms.join('+')},0)'`,
-    'metadata=mode=add:key=tessera_thumb:value=1',
-    `metadata=mode=print:key=tessera_thumb:file=${listing}`,
-    scale,
-  ].join(',');
+  const listing = (b: number): string => `${prefix}-${b}.frames`;
+  const graph = [`[0:${pictureOf(spec)}]settb=AVTB,split=${branches.length}${branches.map((_, b) => `[in${b}]`).join('')}`];
+  for (const [b, times] of branches.entries()) {
+    // A branch's first frame is the first at or after its first time (the first frame out of the
+    // seek, for the first branch, unless the seek was to a point before its time); every later time
+    // wants the first frame past it.
+    const first = b === 0 && t0 >= spec.times[0]! ? 'isnan(prev_selected_t)' : `gte(t,${times[0]!.toFixed(6)})*isnan(prev_selected_t)`;
+    const terms = [first, ...times.slice(1).map((r) => `gte(t,${r.toFixed(6)})*lt(prev_selected_t,${r.toFixed(6)})`)];
+    // Timestamps in microseconds (settb=AVTB), so that the listing's integers are exact times.
+    graph.push(`[in${b}]select='gt(${terms.join('+')},0)',metadata=mode=add:key=tessera_thumb:value=1,metadata=mode=print:key=tessera_thumb:file=${listing(b)},${scale}[out${b}]`);
+  }
   const span = rel[rel.length - 1]! + TAIL_SECONDS;
-  // Relative names: the pattern and the listing are then free of whatever the work dir's path holds.
-  await runGrab(
-    ['-y', '-threads', decoderThreads(spec.threads), ...seekTo(t0), '-t', span.toFixed(6), '-i', spec.input,
-      '-map', `0:${pictureOf(spec)}`, '-vf', filters, fpsModeFlag(), 'passthrough', ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-%05d.${ext}`],
-    spec,
-    workDir,
-  );
-  const listed = await readFile(path.join(workDir, listing), 'utf8').catch(() => '');
-  await rm(path.join(workDir, listing), { force: true });
-  const frames = [...listed.matchAll(/^frame:\s*\d+\s+pts:\s*(-?\d+)/gm)].map((m) => Number(m[1]) / 1e6);
-  const pick: number[] = [];
-  for (const r of rel) {
-    const k = pick.length === 0 ? 0 : frames.findIndex((f, j) => j >= pick[pick.length - 1]! && f >= r);
-    if (k < 0 || k >= frames.length) return false;
-    pick.push(k);
+  const args = ['-y', '-threads', decoderThreads(spec.threads), ...seekTo(t0), '-t', span.toFixed(6), '-i', spec.input, '-filter_complex', graph.join(';')];
+  // Relative names: the patterns and the listings are then free of whatever the work dir's path holds.
+  branches.forEach((_, b) => args.push('-map', `[out${b}]`, fpsModeFlag(), 'passthrough', ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-${b}-%05d.${ext}`));
+  await runGrab(args, { ...spec, ...(onProgress && { onProgress: (t: number) => onProgress(Math.min(1, t / span)) }) }, workDir);
+  const done: boolean[] = [];
+  for (const [b, times] of branches.entries()) {
+    const listed = await readFile(path.join(workDir, listing(b)), 'utf8').catch(() => '');
+    await rm(path.join(workDir, listing(b)), { force: true });
+    const frames = [...listed.matchAll(/^frame:\s*\d+\s+pts:\s*(-?\d+)/gm)].map((m) => Number(m[1]) / 1e6);
+    const pick: number[] = [];
+    for (const r of times) {
+      const k = pick.length === 0 ? 0 : frames.findIndex((f, j) => j >= pick[pick.length - 1]! && f >= r);
+      if (k < 0 || k >= frames.length) break;
+      pick.push(k);
+    }
+    const file = (k: number): string => path.join(workDir, `${prefix}-${b}-${String(k).padStart(5, '0')}.${ext}`);
+    if (pick.length < times.length) {
+      for (let k = 0; k < frames.length; k++) await rm(file(k), { force: true });
+      done.push(false);
+      continue;
+    }
+    for (const [i, k] of pick.entries()) {
+      // A frame that several times share is copied for all but the last of them, then moved.
+      const out = spec.outputs[b * PER_PASS + i]!;
+      if (pick[i + 1] === k) await copyFile(file(k), out);
+      else await rename(file(k), out);
+    }
+    done.push(true);
   }
-  const file = (k: number): string => path.join(workDir, `${prefix}-${String(k).padStart(5, '0')}.${ext}`);
-  for (const [i, k] of pick.entries()) {
-    // A frame that several times share is copied for all but the last of them, then moved.
-    if (pick[i + 1] === k) await copyFile(file(k), spec.outputs[i]!);
-    else await rename(file(k), spec.outputs[i]!);
-  }
-  return true;
+  return done;
 }
