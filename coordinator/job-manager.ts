@@ -1785,7 +1785,10 @@ export class JobManager {
     const dir = shared ? await openOutputDir(shared) : undefined;
     try {
       const at = dir ? path.join(`/proc/self/fd/${dir.fd}`, name) : dest;
-      const spooled = known.get(o.path);
+      // A merge's hard link of a subtask's output is that output (not one a worker wrote into a
+      // shared folder, whose check below is of its own file).
+      const linked = o.linkOf === undefined ? undefined : known.get(o.linkOf);
+      const spooled = known.get(o.path) ?? (linked?.written ? undefined : linked);
       // A folder the job reads from may be the one it writes to: never over one of its own inputs,
       // by name nor by identity (on a case-insensitive share IMG_0001.jpg is IMG_0001.JPG; a hard
       // link or another Unicode form of the name is the same file too).

@@ -197,6 +197,11 @@ export interface FinalOutput {
   /** The job input it was made from ("" for job-wide outputs). */
   source: string;
   contentType?: string;
+  /**
+   * The subtask output (its path) that `path` is a hard link of, made by the merge: its size and
+   * checksum are that output's, taken as they were when it arrived instead of read again.
+   */
+  linkOf?: string;
 }
 
 export interface PlanResult {

@@ -18,7 +18,7 @@ import { thumbnailsKind } from './thumbnails.js';
 // The copies themselves are not what is measured: each is stubbed to nothing, leaving the merge's own work.
 vi.mock('node:fs/promises', async (original) => {
   const real = await original<typeof import('node:fs/promises')>();
-  return { ...real, default: real, copyFile: async () => {} };
+  return { ...real, default: real, copyFile: async () => {}, link: async () => {} };
 });
 
 /**

@@ -4,7 +4,7 @@
  * seeking to sparse times or decoding through dense ones), then collects the images and, when
  * asked, builds sprite sheets plus a WebVTT index.
  */
-import { copyFile } from 'node:fs/promises';
+import { copyFile, link } from 'node:fs/promises';
 import path from 'node:path';
 import type { CoordinatorKind, FinalOutput, ItemFailure, MergeContext, PlanContext, SpoolFile, SubtaskOutcome, SubtaskPlan } from '../../shared/job-kind.js';
 import { invalidArgument } from '../../shared/errors.js';
@@ -78,14 +78,18 @@ export const thumbnailsKind: CoordinatorKind<ThumbnailJobParams> = {
         }
         files.push(file.path);
         const dest = path.join(ctx.outputDir, prefix + name);
-        await copyFile(file.path, dest);
-        outputs.push({ name: prefix + name, path: dest, source: input.name, contentType: ctx.params.format === 'jpeg' ? 'image/jpeg' : 'image/webp' });
+        // A hard link, not a copy: a thousand thumbnails made a thousand files (an inode and a
+        // copy each) and were read again for their checksums when published. The subtask's file
+        // stays where it is, for a merge run again.
+        const linked = await link(file.path, dest).then(() => true, () => false);
+        if (!linked) await copyFile(file.path, dest);
+        outputs.push({ name: prefix + name, path: dest, source: input.name, contentType: ctx.params.format === 'jpeg' ? 'image/jpeg' : 'image/webp', ...(linked && { linkOf: file.path }) });
       }
       warnDamaged(ctx, input.name, mine);
       if (files.length !== count || !ctx.params.sprite) continue;
       const { width, height } = plans[0]!;
       const cues = plans.flatMap((p) => p.cues);
-      const names = await writeSprites(ctx.outputDir, { files, cues, width, height, ...ctx.params.sprite, format: ctx.params.format, prefix }, ctx.signal);
+      const names = await writeSprites(ctx.outputDir, { files, cues, width, height, ...ctx.params.sprite, format: ctx.params.format, prefix }, ctx.signal, ctx.workDir, (err) => ctx.log.warn({ err, input: input.name }, 'ffmpeg could not tile the sprite sheets; sharp makes them instead'));
       for (const n of names) outputs.push({ name: n, path: path.join(ctx.outputDir, n), source: input.name, contentType: n.endsWith('.vtt') ? 'text/vtt' : ctx.params.format === 'jpeg' ? 'image/jpeg' : 'image/webp' });
     }
     return { outputs, errors };
