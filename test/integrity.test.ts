@@ -264,13 +264,14 @@ describe("a worker's output whose bytes are not the checksum it reports", () => 
 });
 
 describe('a published output changed on the coordinator disk', () => {
-  it("is refused by the client's download and collect with DATA_LOSS, leaving no file under its name", async () => {
+  // Gathered in memory (up to 256 KiB) and streamed through a part file (larger): both checked.
+  it.each([200_000, 600_000])("of %i bytes is refused by the client's download and collect with DATA_LOSS, leaving no file under its name", async (size) => {
     const { dir, address, client, spoolJobs } = await startCoordinator();
     const worker = new Worker({ coordinator: address, slots: 1, log, memoryLimitMb: 0, name: 'w' });
     worker.start();
     cleanups.push(() => worker.close());
     await worker.registered;
-    const bytes = randomBytes(200_000);
+    const bytes = randomBytes(size);
     const input = path.join(dir, 'a.bin');
     await writeFile(input, bytes);
     const job = await client.submit({ passthrough: {} }, [input]);
