@@ -7,6 +7,7 @@ import { audioScenario } from './audio.js';
 import { imagesScenario } from './images.js';
 import { scaleScenario } from './scale.js';
 import { schedulerScenario } from './scheduler.js';
+import { thumbnailsScenario } from './thumbnails.js';
 import { tilesScenario } from './tiles.js';
 import { transportScenario } from './transport.js';
 import { videoScenario } from './video.js';
@@ -21,4 +22,5 @@ export const scenarios: readonly MultiBenchScenario[] = [
   videoScenario,
   audioScenario,
   tilesScenario,
+  thumbnailsScenario,
 ];

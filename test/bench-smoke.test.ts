@@ -1,6 +1,6 @@
 /**
  * Smoke run of the benchmark harness: every scenario (scheduler, transport, images, scale, and the
- * media ones: video, audio, tiles) in its tiny smoke version, through the same harness `npm run
+ * media ones: video, audio, tiles, thumbnails) in its tiny smoke version, through the same harness `npm run
  * bench` uses. No timing is asserted (the machine is shared); the results must be well-formed and
  * their checks must pass.
  */
@@ -9,10 +9,10 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { formatTable, runScenarios, selectScenarios, type BenchReport } from '../../bench/harness.js';
-import { scenarios } from '../../bench/scenarios/index.js';
-import { maxPixelDiff } from '../../bench/scenarios/tiles.js';
-import type { BenchResult } from '../../bench/types.js';
+import { formatTable, runScenarios, selectScenarios, type BenchReport } from '../bench/harness.js';
+import { scenarios } from '../bench/scenarios/index.js';
+import { maxPixelDiff } from '../bench/scenarios/tiles.js';
+import type { BenchResult } from '../bench/types.js';
 
 /** What every outcome of a smoke run must hold, whatever its scenario. */
 function expectWellFormed(report: BenchReport): void {
@@ -54,10 +54,10 @@ describe('bench harness (smoke)', () => {
     expect(JSON.parse(JSON.stringify(report)).outcomes).toHaveLength(report.outcomes.length);
   }, 120_000);
 
-  it('runs the video, audio and tiles scenarios with their baselines and records well-formed results', async () => {
-    const selected = selectScenarios(scenarios, ['video', 'audio', 'tiles']);
+  it('runs the video, audio, tiles and thumbnails scenarios with their baselines and records well-formed results', async () => {
+    const selected = selectScenarios(scenarios, ['video', 'audio', 'tiles', 'thumbnails']);
     const report = await runScenarios(selected, { smoke: true, log: () => undefined });
-    expect(report.outcomes.map((o) => o.name)).toEqual(['video', 'audio', 'tiles']);
+    expect(report.outcomes.map((o) => o.name)).toEqual(['video', 'audio', 'tiles', 'thumbnails']);
     expectWellFormed(report);
   }, 240_000);
 
