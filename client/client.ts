@@ -1102,9 +1102,7 @@ export class TesseraClient {
         call.once('status', () => (closed = true));
         try {
           for await (const chunk of call as AsyncIterable<OutputChunk__Output>) {
-            if (Number(chunk.offset) !== offset) throw dataLoss(`${name}: chunk at offset ${chunk.offset}, expected ${offset}`);
-            // Past the output's size (a buggy or hostile coordinator): refused at once, not read until the deadline.
-            if (offset + chunk.data.length > size) throw dataLoss(`${name}: more than its ${size} bytes arrived`);
+            checkChunk(name, chunk, offset, size);
             hash?.update(chunk.data);
             offset += chunk.data.length;
             since = steadyNow();
@@ -1209,8 +1207,7 @@ export class TesseraClient {
     let received = false;
     try {
       for await (const chunk of call as AsyncIterable<OutputChunk__Output>) {
-        if (Number(chunk.offset) !== offset) throw dataLoss(`${name}: chunk at offset ${chunk.offset}, expected ${offset}`);
-        if (offset + chunk.data.length > size) throw dataLoss(`${name}: more than its ${size} bytes arrived`);
+        checkChunk(name, chunk, offset, size);
         chunks.push(chunk.data);
         offset += chunk.data.length;
       }
@@ -1263,9 +1260,7 @@ export class TesseraClient {
         let received = false;
         try {
           for await (const chunk of call as AsyncIterable<OutputChunk__Output>) {
-            if (Number(chunk.offset) !== offset) throw dataLoss(`${name}: chunk at offset ${chunk.offset}, expected ${offset}`);
-            // Past the output's size (a buggy or hostile coordinator): refused before it is written.
-            if (offset + chunk.data.length > size) throw dataLoss(`${name}: more than its ${size} bytes arrived`);
+            checkChunk(name, chunk, offset, size);
             hash.update(chunk.data);
             // A failed write (a full disk) throws its error here.
             await writeWithBackpressure(out, chunk.data);
@@ -1536,6 +1531,15 @@ async function orphanOf(dest: string): Promise<string | undefined> {
     if (st?.isFile() && (!best || st.size > best.size)) best = { file, size: st.size };
   }
   return best?.file;
+}
+
+/**
+ * A chunk of a download where it should be: at the offset reached, and not past the output's size (a
+ * buggy or hostile coordinator's is refused at once, before it is written or read to the deadline).
+ */
+function checkChunk(name: string, chunk: OutputChunk__Output, offset: number, size: number): void {
+  if (Number(chunk.offset) !== offset) throw dataLoss(`${name}: chunk at offset ${chunk.offset}, expected ${offset}`);
+  if (offset + chunk.data.length > size) throw dataLoss(`${name}: more than its ${size} bytes arrived`);
 }
 
 const notAFile = (p: string): TesseraError =>
