@@ -169,7 +169,7 @@ async function grabThumbnails(ctx: ProcessContext<ThumbnailJobParams>): Promise<
     const branch = dense ? PER_PASS : spec.times.length;
     const starts = Array.from({ length: Math.ceil(spec.times.length / branch) }, (_, b) => b * branch);
     const left = passed instanceof Error ? starts : starts.filter((_, b) => !passed[b]);
-    if (dense && left.length > 0) ctx.log.warn({ input: plan.source, ...(passed instanceof Error ? { err: passed.message } : { thumbnails: left.length * branch }) }, 'one decoding pass did not give every dense thumbnail; seeking for each instead');
+    if (dense && left.length > 0) ctx.log.warn({ input: plan.source, ...(passed instanceof Error ? { err: passed.message } : { thumbnails: left.reduce((sum, from) => sum + Math.min(branch, spec.times.length - from), 0) }) }, 'one decoding pass did not give every dense thumbnail; seeking for each instead');
     for (const from of left) await grabBySeeking(slice(spec, from, from + branch));
     // Which of them (a damaged file only): the decode of each branch's span alone (dense), then of
     // each thumbnail of a branch that complains, from its keyframe to its time alone.
@@ -195,27 +195,41 @@ async function checkOutputs(outputs: ProcessOutput[], plan: ThumbnailRangePlan, 
   return { outputs, result };
 }
 
+/** `list` in branches of {@link PER_PASS}: the most terms one select expression holds. */
+function inBranches<T>(list: readonly T[]): T[][] {
+  const branches: T[][] = [];
+  for (let i = 0; i < list.length; i += PER_PASS) branches.push(list.slice(i, i + PER_PASS));
+  return branches;
+}
+
+/**
+ * The arguments after the input of one decode whose picture (after the filters `before`) is split
+ * into a branch per filter chain of `chains`, branch `b` written as images `${prefix}-b-%05d.EXT`
+ * (relative names: free of whatever the work folder's path holds), with `extra(b)` among its
+ * output options.
+ */
+function splitDecode(spec: Pick<GrabSpec, 'format' | 'stream' | 'width' | 'height'>, before: string, chains: string[], prefix: string, extra: (b: number) => string[] = () => []): string[] {
+  const { codec } = encoding(spec);
+  const ext = spec.format === 'jpeg' ? 'jpg' : 'webp';
+  const graph = [`[0:${pictureOf(spec)}]${before}split=${chains.length}${chains.map((_, b) => `[in${b}]`).join('')}`, ...chains.map((chain, b) => `[in${b}]${chain}[out${b}]`)];
+  return ['-filter_complex', graph.join(';'), ...chains.flatMap((_, b) => ['-map', `[out${b}]`, fpsModeFlag(), 'passthrough', ...extra(b), ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-${b}-%05d.${ext}`])];
+}
+
 /**
  * The frames of the given numbers (display order from 0, ascending), decoded from the start of the
  * input with no seek (see ThumbnailRangePlan.frames), to `outputs` in order.
  */
 export async function grabByNumber(spec: Omit<GrabSpec, 'times' | 'from'> & { frames: number[] }, workDir: string): Promise<void> {
-  const { scale, codec } = encoding(spec);
+  const { scale } = encoding(spec);
   const wanted = [...new Set(spec.frames)].sort((a, b) => a - b);
   const ext = spec.format === 'jpeg' ? 'jpg' : 'webp';
   const prefix = `frames-${process.hrtime.bigint()}`;
   // One decode for them all: the decoded stream is split into branches of PER_PASS numbers each (a
   // select expression holds no more), each written to files of its own. A run per PER_PASS, each
   // decoding from the start again, made the work grow with the square of the count.
-  const branches: number[][] = [];
-  for (let i = 0; i < wanted.length; i += PER_PASS) branches.push(wanted.slice(i, i + PER_PASS));
-  const graph = [
-    `[0:${pictureOf(spec)}]split=${branches.length}${branches.map((_, b) => `[in${b}]`).join('')}`,
-    ...branches.map((set, b) => `[in${b}]select='${set.map((f) => `eq(n,${f})`).join('+')}',${scale}[out${b}]`),
-  ].join(';');
-  const args = ['-y', '-threads', decoderThreads(spec.threads), '-i', spec.input, '-filter_complex', graph];
-  branches.forEach((set, b) => args.push('-map', `[out${b}]`, fpsModeFlag(), 'passthrough', '-frames:v', String(set.length), ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-${b}-%05d.${ext}`));
-  await runGrab(args, spec, workDir);
+  const branches = inBranches(wanted);
+  const split = splitDecode(spec, '', branches.map((set) => `select='${set.map((f) => `eq(n,${f})`).join('+')}',${scale}`), prefix, (b) => ['-frames:v', String(branches[b]!.length)]);
+  await runGrab(['-y', '-threads', decoderThreads(spec.threads), '-i', spec.input, ...split], spec, workDir);
   const file = (f: number): string => {
     const k = wanted.indexOf(f);
     return path.join(workDir, `${prefix}-${Math.floor(k / PER_PASS)}-${String(k % PER_PASS).padStart(5, '0')}.${ext}`);
@@ -314,32 +328,28 @@ export async function grabInOnePass(spec: GrabSpec, workDir: string): Promise<bo
  * of its times (moved to its outputs); a branch that did not leaves its outputs to the caller.
  */
 export async function grabInOneDecode(spec: GrabSpec, workDir: string, onProgress?: (fraction: number) => void): Promise<boolean[]> {
-  const { scale, codec } = encoding(spec);
+  const { scale } = encoding(spec);
   // The seek: to the first time, or to a point before it (seekFrom).
   const t0 = Math.min(spec.from?.[0] ?? spec.times[0]!, spec.times[0]!);
   // Relative to the seek, as the frames' timestamps are after it, with SLACK_SECONDS for the
   // rounding of the seek offset.
   const rel = spec.times.map((t) => Math.max(0, t - t0 - SLACK_SECONDS));
-  const branches: number[][] = [];
-  for (let i = 0; i < rel.length; i += PER_PASS) branches.push(rel.slice(i, i + PER_PASS));
+  const branches = inBranches(rel);
   const ext = spec.format === 'jpeg' ? 'jpg' : 'webp';
   const prefix = `pass-${process.hrtime.bigint()}`;
   const listing = (b: number): string => `${prefix}-${b}.frames`;
-  const graph = [`[0:${pictureOf(spec)}]settb=AVTB,split=${branches.length}${branches.map((_, b) => `[in${b}]`).join('')}`];
-  for (const [b, times] of branches.entries()) {
+  const chains = branches.map((times, b) => {
     // A branch's first frame is the first at or after its first time (the first frame out of the
     // seek, for the first branch, unless the seek was to a point before its time); every later time
     // wants the first frame past it.
     const first = b === 0 && t0 >= spec.times[0]! ? 'isnan(prev_selected_t)' : `gte(t,${times[0]!.toFixed(6)})*isnan(prev_selected_t)`;
     const terms = [first, ...times.slice(1).map((r) => `gte(t,${r.toFixed(6)})*lt(prev_selected_t,${r.toFixed(6)})`)];
-    // Timestamps in microseconds (settb=AVTB), so that the listing's integers are exact times.
-    graph.push(`[in${b}]select='gt(${terms.join('+')},0)',metadata=mode=add:key=tessera_thumb:value=1,metadata=mode=print:key=tessera_thumb:file=${listing(b)},${scale}[out${b}]`);
-  }
+    return `select='gt(${terms.join('+')},0)',metadata=mode=add:key=tessera_thumb:value=1,metadata=mode=print:key=tessera_thumb:file=${listing(b)},${scale}`;
+  });
   const span = rel[rel.length - 1]! + TAIL_SECONDS;
-  const args = ['-y', '-threads', decoderThreads(spec.threads), ...seekTo(t0), '-t', span.toFixed(6), '-i', spec.input, '-filter_complex', graph.join(';')];
-  // Relative names: the patterns and the listings are then free of whatever the work dir's path holds.
-  branches.forEach((_, b) => args.push('-map', `[out${b}]`, fpsModeFlag(), 'passthrough', ...codec, '-f', 'image2', '-start_number', '0', `${prefix}-${b}-%05d.${ext}`));
-  await runGrab(args, { ...spec, ...(onProgress && { onProgress: (t: number) => onProgress(Math.min(1, t / span)) }) }, workDir);
+  // Timestamps in microseconds (settb=AVTB), so that the listings' integers are exact times.
+  const split = splitDecode(spec, 'settb=AVTB,', chains, prefix);
+  await runGrab(['-y', '-threads', decoderThreads(spec.threads), ...seekTo(t0), '-t', span.toFixed(6), '-i', spec.input, ...split], { ...spec, ...(onProgress && { onProgress: (t: number) => onProgress(Math.min(1, t / span)) }) }, workDir);
   const done: boolean[] = [];
   for (const [b, times] of branches.entries()) {
     const listed = await readFile(path.join(workDir, listing(b)), 'utf8').catch(() => '');
