@@ -32,7 +32,8 @@ import { SHARED_LOOKUPS, SharedRoots } from './shared-inputs.js';
 import type { Spool } from './spool.js';
 import { RESUME_SEQ_GAP, type JobStore } from './store.js';
 import { FAILURE_WINDOW_MS, WorkerRegistry, type WorkerSession } from './worker-registry.js';
-import { resolveLimits, type Limits } from '../shared/limits.js';
+import { limitDefault, resolveLimits, type Limits } from '../shared/limits.js';
+import { StreamBuffers } from './stream-buffers.js';
 import { MAX_SUBTASK_TIMEOUT_MS, STALL_MS, envInt } from '../shared/config.js';
 import { steadyNow } from '../shared/clock.js';
 import { makeDir } from '../shared/make-dir.js';
@@ -261,6 +262,8 @@ export class JobManager {
   /** DownloadOutput calls, and bytes of outputs sent inside their events instead (WatchJob). */
   outputDownloads = 0;
   outputBytesInEvents = 0;
+  /** Output bytes held for DownloadOutput and WatchJob readers (the limit is set by the job service from --stream-buffer-bytes). */
+  readonly streamBuffers = new StreamBuffers(limitDefault('streamBufferBytes'));
   private retryTimer: NodeJS.Timeout | undefined;
   /** Work waiting to be tried again (a merge or a start stopped by the store or disk): cleared when it stops. */
   private readonly timers = new Set<NodeJS.Timeout>();

@@ -26,6 +26,7 @@ import { headBytes, inputChecker } from './input-check.js';
 import { coordinatorKinds } from './kinds/index.js';
 import { SHARED_LOOKUPS, type SharedRoots } from './shared-inputs.js';
 import type { Limits } from '../shared/limits.js';
+import { SMALL_MESSAGE_BYTES } from './stream-buffers.js';
 import { compileEncoder, withFallback, type Encoder } from '../shared/proto-encoder.js';
 import { fieldNumber, loadTesseraProto, loadTesseraRoot } from '../shared/proto.js';
 import { INLINE_OUTPUT_MAX_BYTES, SUBTASK_PAGE_HEADER, envInt } from '../shared/config.js';
@@ -62,6 +63,7 @@ export function jobServiceDefinition(): grpc.ServiceDefinition {
 }
 
 export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, limits: JobServiceLimits, access: JobAccess, shared: SharedRoots): JobServiceHandlers {
+  jobs.streamBuffers.limit = limits.streamBufferBytes;
   /**
    * A job as answered: its subtasks' first page (or the one asked for), unless told to leave them
    * out. A limit of 0 (or none) asks for all of them, as a client from before pages does; `ifTheyFit`
@@ -649,25 +651,37 @@ const INLINE_RUN_BYTES = 1024 * 1024;
  * published (removed since, in a shared folder) goes without: the watcher downloads it.
  */
 async function* withOutputData(source: AsyncGenerator<JobEvent[]>, jobs: JobManager, jobId: string, upTo: number): AsyncGenerator<JobEvent[]> {
-  for await (const run of source) {
-    let bytes = 0;
-    let out: JobEvent[] = [];
-    for (const e of run) {
-      const o = e.type === 'output' && !e.output?.shared_path ? e.output : undefined;
-      const size = Number(o?.size ?? 0);
-      const data = o && size > 0 && size <= upTo ? await publishedBytes(jobs, jobId, o.name ?? '', size, o.sha256 ?? '') : undefined;
-      if (data && bytes + data.length > INLINE_RUN_BYTES && out.length > 0) {
+  // Bytes go inside events while the coordinator's budget for messages on their way has room.
+  const holds = jobs.streamBuffers.stream();
+  try {
+    holds.next();
+    for await (const run of source) {
+      let bytes = 0;
+      let out: JobEvent[] = [];
+      for (const e of run) {
+        const o = e.type === 'output' && !e.output?.shared_path ? e.output : undefined;
+        const size = Number(o?.size ?? 0);
+        const wanted = o != null && size > 0 && size <= upTo;
+        if (wanted && bytes + size > INLINE_RUN_BYTES && out.length > 0) {
+          yield out;
+          holds.next();
+          out = [];
+          bytes = 0;
+        }
+        const data = wanted && holds.take(size) ? await publishedBytes(jobs, jobId, o.name ?? '', size, o.sha256 ?? '') : undefined;
+        if (data) {
+          bytes += data.length;
+          jobs.outputBytesInEvents += data.length;
+        }
+        out.push(data ? { ...e, output_data: data } : e);
+      }
+      if (out.length > 0) {
         yield out;
-        out = [];
-        bytes = 0;
+        holds.next();
       }
-      if (data) {
-        bytes += data.length;
-        jobs.outputBytesInEvents += data.length;
-      }
-      out.push(data ? { ...e, output_data: data } : e);
     }
-    if (out.length > 0) yield out;
+  } finally {
+    holds.release();
   }
 }
 
@@ -882,12 +896,19 @@ async function* download(jobs: JobManager, req: { job_id: string; name: string; 
   const total = String(out.size);
   const fields = (at: number, length: number): Buffer => encodeFields({ offset: String(at), total_size: total, sha256: at + length >= out.size ? out.sha256 : '' });
   let sent = offset;
+  // Whole chunks while the coordinator's budget for messages on their way has room, small ones past it.
+  const holds = jobs.streamBuffers.stream();
+  const chunkBytes = (most: number): number => {
+    holds.next();
+    return holds.take(most) ? most : Math.min(most, SMALL_MESSAGE_BYTES);
+  };
   try {
-    for await (const chunk of readEncodedChunks(handle, { field: fieldNumber('tessera.v1.OutputChunk', 'data'), fields, offset, size: out.size, signal })) {
+    for await (const chunk of readEncodedChunks(handle, { field: fieldNumber('tessera.v1.OutputChunk', 'data'), fields, offset, size: out.size, chunkBytes, signal })) {
       sent = chunk.position + chunk.data.length;
       yield asWire<OutputChunk>(chunk.message);
     }
   } finally {
+    holds.release();
     await handle.close();
   }
   // A file cut short on the coordinator's disk ended the stream early: a client that writes chunks

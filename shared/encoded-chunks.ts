@@ -58,6 +58,11 @@ export interface EncodedChunkOptions {
   offset?: number;
   /** Read no further than this many bytes from the start of the file (default: to its end). */
   size?: number;
+  /**
+   * Bytes to read for the next chunk, given how many are left (at most CHUNK_SIZE of them); asked
+   * as each chunk is started, that is when the consumer asks for it. Default: all of them.
+   */
+  chunkBytes?: (left: number) => number;
   signal?: AbortSignal;
 }
 
@@ -82,7 +87,8 @@ export async function* readEncodedChunks(file: string | FileHandle, options: Enc
   try {
     while (position < limit) {
       signal?.throwIfAborted();
-      const want = Math.min(CHUNK_SIZE, limit - position);
+      const most = Math.min(CHUNK_SIZE, limit - position);
+      const want = options.chunkBytes ? Math.max(1, Math.min(most, options.chunkBytes(most))) : most;
       const buf = Buffer.allocUnsafe(HEADROOM + want);
       const { bytesRead } = await handle.read(buf, HEADROOM, want, position);
       if (bytesRead === 0) return;

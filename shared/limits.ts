@@ -27,6 +27,12 @@ export interface Limits {
   /** WatchJob and DownloadOutput calls one client has open at once (each holds some memory). */
   maxStreamsPerClient: number;
   /**
+   * Bytes of outputs the coordinator holds for DownloadOutput and WatchJob readers at once, all
+   * clients together (coordinator/stream-buffers.ts): past it downloads go on in small messages
+   * and watchers get events without their outputs' bytes.
+   */
+  streamBufferBytes: number;
+  /**
    * Highest `spec.priority` a client token that is no admin one may ask: a higher priority goes
    * ahead of every other client's work, and takes back their queued assignments (review MTEN).
    */
@@ -59,6 +65,8 @@ export const LIMIT_SPECS: readonly LimitSpec[] = [
   { key: 'maxJobsPerClient', flag: '--max-jobs-per-client', env: 'TESSERA_MAX_JOBS_PER_CLIENT', fallback: 100, description: 'most unfinished jobs of one client' },
   // About 18 KiB of the coordinator's memory each: 1000 is 18 MiB, and many watchers per job.
   { key: 'maxStreamsPerClient', flag: '--max-streams-per-client', env: 'TESSERA_MAX_STREAMS_PER_CLIENT', fallback: 1000, description: 'most WatchJob and DownloadOutput calls one client has open at once' },
+  // Two 1 MiB messages per download (or run of inline outputs) on its way: 64 streams at full size.
+  { key: 'streamBufferBytes', flag: '--stream-buffer-bytes', env: 'TESSERA_STREAM_BUFFER_BYTES', fallback: 128 * 1024 ** 2, description: 'most bytes of outputs held for DownloadOutput and WatchJob readers at once, all clients together (past it downloads go on in 64 KiB messages, watchers get no bytes inside events)' },
   { key: 'maxClientPriority', flag: '--max-client-priority', env: 'TESSERA_MAX_CLIENT_PRIORITY', fallback: 2 ** 31 - 1, min: 0, fallbackText: 'none (2147483647)', description: 'highest job priority a client token that is no admin one may ask' },
 ];
 
@@ -70,6 +78,11 @@ export function limitRule(s: LimitSpec): string {
 /** The flag that sets a limit, for messages ("over the limit --max-pixels=..."). */
 export function limitFlag(key: keyof Limits): string {
   return LIMIT_SPECS.find((s) => s.key === key)!.flag;
+}
+
+/** A limit's default. */
+export function limitDefault(key: keyof Limits): number {
+  return LIMIT_SPECS.find((s) => s.key === key)!.fallback;
 }
 
 /** "--max-pixels=1000000" — how an error names the limit that was hit. */

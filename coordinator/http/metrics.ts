@@ -159,6 +159,14 @@ export class CoordinatorMetrics {
         this.set({ use: 'used' }, used);
       },
     });
+    new Gauge({
+      name: 'tessera_stream_buffer_bytes',
+      help: 'Bytes of outputs handed to gRPC for DownloadOutput and WatchJob readers and not yet written out (at most --stream-buffer-bytes; readers that do not read keep theirs)',
+      registers: [this.registry],
+      collect() {
+        this.set(m.streamBuffers.held);
+      },
+    });
     // The job manager counts these itself: the events do not tell them (a lease taken back while
     // another copy runs on is told only as a view's correction); bytes served have none.
     const counted: [string, string, () => number][] = [
@@ -170,6 +178,7 @@ export class CoordinatorMetrics {
       ['tessera_task_output_bytes_received_total', 'Bytes of subtask outputs received from workers, inline or uploaded (outputs a worker writes in place add none)', () => m.outputBytesReceived],
       ['tessera_task_output_bytes_in_place_total', "Bytes of subtask outputs workers wrote in place: into a job's shared output folder, or into the spool from the coordinator's machine", () => m.outputBytesInPlace],
       ['tessera_output_downloads_total', 'DownloadOutput calls', () => m.outputDownloads],
+      ['tessera_stream_buffer_refusals_total', 'Download messages sent small (64 KiB) and outputs sent without their bytes inside events, because --stream-buffer-bytes was held by other readers', () => m.streamBuffers.refusals],
       ['tessera_output_bytes_in_events_total', 'Bytes of small outputs sent inside their output events to watchers that asked for them (WatchJobRequest.inline_outputs_up_to)', () => m.outputBytesInEvents],
     ];
     for (const [name, help, read] of counted) {

@@ -2,7 +2,9 @@
  * A client that opens DownloadOutput or WatchJob calls and does not read them (a paused pipe, a
  * slow reader, a hostile one) costs the coordinator a few MiB each: grpc-js takes 16 messages on a
  * stream before it says "wait", and each stream held 15-35 MiB (1 MiB download chunks, 3 MiB runs
- * of inline outputs): 40 paused downloads took a coordinator to 874 MiB (review MEM). Real
+ * of inline outputs): 40 paused downloads took a coordinator to 874 MiB (review MEM). Two messages
+ * on their way per stream still made 2 MiB each, 2 GiB for the 1000 calls one client may open: all
+ * streams together now hold at most --stream-buffer-bytes, and past it send small messages. Real
  * coordinator and worker processes; the coordinator's resident memory read from /proc/PID/status,
  * and what it read from its files from /proc/PID/io.
  *
@@ -12,8 +14,8 @@
  * so it keeps the whole answer in the client's memory (this test with such calls had all 512 MiB
  * sent, and measured nothing of the coordinator). A grpc-js call read slowly holds 16 messages.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
@@ -67,8 +69,8 @@ async function peakOver(pid: number, ms: number): Promise<number> {
   return peak;
 }
 
-async function setup(): Promise<{ cluster: TestCluster; dir: string }> {
-  const cluster = await startCluster({ workers: 1 });
+async function setup(coordinatorArgs: string[] = []): Promise<{ cluster: TestCluster; dir: string }> {
+  const cluster = await startCluster({ workers: 1, coordinatorArgs });
   cleanups.push(() => cluster.stop());
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-mem-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
@@ -127,5 +129,52 @@ describe('streams a client does not read hold little coordinator memory', () => 
     // each is generous (all of them would be 256 MiB).
     expect(read, said).toBeLessThan(32);
     expect(grown, said).toBeLessThan(96);
+  });
+
+  it('200 paused DownloadOutput calls from one client: the coordinator holds about --stream-buffer-bytes for them in all, and a download beside them completes whole', async () => {
+    // Two messages of 1 MiB each per stream were 400 MiB; with the budget, streams past it send
+    // 64 KiB messages: 16 MiB plus 200 x 128 KiB.
+    const { cluster, dir } = await setup(['--stream-buffer-bytes', String(16 * MiB)]);
+    const input = path.join(dir, 'big.bin');
+    const bytes = randomBytes(24 * MiB);
+    await writeFile(input, bytes);
+    const job = await cluster.client.submit({ passthrough: {} }, [input]);
+    await cluster.client.wait(job.id);
+    const pid = cluster.coordinator!.child.pid!;
+    await sleep(1000);
+    const before = rssMiB(pid);
+    const readBefore = readMiB(pid);
+
+    const ends = Array.from({ length: 200 }, () => unreadCall(cluster.address, 'DownloadOutput', { job_id: job.id, name: 'big.bin', offset: 0 }));
+    cleanups.push(async () => ends.forEach((end) => end()));
+    const peak = await peakOver(pid, 4000);
+    const read = readMiB(pid) - readBefore;
+    const said = `coordinator RSS ${before.toFixed(0)} -> ${peak.toFixed(0)} MiB, ${read.toFixed(0)} MiB read, with 200 unread downloads`;
+    // 16 MiB + 200 x 128 KiB = 41 MiB read at most (400 MiB without the budget).
+    expect(read, said).toBeLessThan(48);
+    expect(peak - before, said).toBeLessThan(96);
+
+    // A reader beside them still gets the whole output, in small messages.
+    const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+    const got = await cluster.client.download(job.id, path.join(dir, 'out'), { names: ['big.bin'] });
+    expect(sha(await readFile(got.get('big.bin')!))).toBe(sha(bytes));
+
+    // A watcher asking for small outputs inside their events gets the events without the bytes
+    // (the budget is held by the unread streams), and downloads them whole.
+    const small = await Promise.all([1, 2, 3].map(async (i) => {
+      const f = path.join(dir, `small${i}.bin`);
+      await writeFile(f, randomBytes(100_000));
+      return f;
+    }));
+    const job2 = await cluster.client.submit({ passthrough: {} }, small);
+    const outputs: { name: string; inline: number }[] = [];
+    for await (const e of cluster.client.watch(job2.id, { inlineOutputsUpTo: MiB })) {
+      for (const ev of e.type === 'batch' ? e.batch : [e]) if (ev.type === 'output') outputs.push({ name: ev.output!.name, inline: ev.output_data?.length ?? 0 });
+      if (e.final) break;
+    }
+    expect(outputs.map((o) => o.name).sort()).toEqual(['small1.bin', 'small2.bin', 'small3.bin']);
+    expect(outputs.every((o) => o.inline === 0), JSON.stringify(outputs)).toBe(true);
+    const got2 = await cluster.client.download(job2.id, path.join(dir, 'out2'));
+    for (const f of small) expect(sha(await readFile(got2.get(path.basename(f))!))).toBe(sha(await readFile(f)));
   });
 });
