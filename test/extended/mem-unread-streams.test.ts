@@ -77,25 +77,38 @@ async function setup(coordinatorArgs: string[] = []): Promise<{ cluster: TestClu
   return { cluster, dir };
 }
 
+/** A passthrough job of one random file of `mib` MiB, `big.bin`, done. */
+async function bigJob(cluster: TestCluster, dir: string, mib: number): Promise<{ job: { id: string }; bytes: Buffer }> {
+  const input = path.join(dir, 'big.bin');
+  const bytes = randomBytes(mib * MiB);
+  await writeFile(input, bytes);
+  const job = await cluster.client.submit({ passthrough: {} }, [input]);
+  await cluster.client.wait(job.id);
+  return { job, bytes };
+}
+
+/**
+ * `streams` calls of `method` with `request` that are never read, watched for `ms`: how much the
+ * coordinator's RSS grew at its peak, and what it read meanwhile, in MiB.
+ */
+async function heldByUnread(cluster: TestCluster, method: 'DownloadOutput' | 'WatchJob', request: object, streams: number, ms: number): Promise<{ grown: number; read: number; said: string }> {
+  const pid = cluster.coordinator!.child.pid!;
+  await sleep(1000);
+  const before = rssMiB(pid);
+  const readBefore = readMiB(pid);
+  const ends = Array.from({ length: streams }, () => unreadCall(cluster.address, method, request));
+  cleanups.push(async () => ends.forEach((end) => end()));
+  const peak = await peakOver(pid, ms);
+  const read = readMiB(pid) - readBefore;
+  return { grown: peak - before, read, said: `coordinator RSS ${before.toFixed(0)} -> ${peak.toFixed(0)} MiB, ${read.toFixed(0)} MiB read, with ${streams} unread ${method} calls` };
+}
+
 describe('streams a client does not read hold little coordinator memory', () => {
   it('8 paused DownloadOutput calls of a 64 MiB output: the coordinator grows by well under 64 MiB', async () => {
     const { cluster, dir } = await setup();
-    const input = path.join(dir, 'big.bin');
-    await writeFile(input, randomBytes(64 * MiB));
-    const job = await cluster.client.submit({ passthrough: {} }, [input]);
-    await cluster.client.wait(job.id);
-    const pid = cluster.coordinator!.child.pid!;
-    await sleep(1000);
-    const before = rssMiB(pid);
-    const readBefore = readMiB(pid);
-
+    const { job } = await bigJob(cluster, dir, 64);
     // Readers that never read (or read at 1 MB/s: the same at any moment).
-    const ends = Array.from({ length: 8 }, () => unreadCall(cluster.address, 'DownloadOutput', { job_id: job.id, name: 'big.bin', offset: 0 }));
-    cleanups.push(async () => ends.forEach((end) => end()));
-    const peak = await peakOver(pid, 3000);
-    const grown = peak - before;
-    const read = readMiB(pid) - readBefore;
-    const said = `coordinator RSS ${before.toFixed(0)} -> ${peak.toFixed(0)} MiB, ${read.toFixed(0)} MiB read, with 8 unread downloads`;
+    const { grown, read, said } = await heldByUnread(cluster, 'DownloadOutput', { job_id: job.id, name: 'big.bin', offset: 0 }, 8, 3000);
     // At most two 1 MiB chunks on their way per stream, and one being read: 32 MiB read in all is
     // generous (all of it would be 512).
     expect(read, said).toBeLessThan(32);
@@ -113,18 +126,8 @@ describe('streams a client does not read hold little coordinator memory', () => 
     }
     const job = await cluster.client.submit({ passthrough: {} }, files);
     await cluster.client.wait(job.id);
-    const pid = cluster.coordinator!.child.pid!;
-    await sleep(1000);
-    const before = rssMiB(pid);
-    const readBefore = readMiB(pid);
-
     // Watchers that never read their streams.
-    const ends = Array.from({ length: 8 }, () => unreadCall(cluster.address, 'WatchJob', { job_id: job.id, after_seq: 0, batch: true, inline_outputs_up_to: MiB }));
-    cleanups.push(async () => ends.forEach((end) => end()));
-    const peak = await peakOver(pid, 3000);
-    const grown = peak - before;
-    const read = readMiB(pid) - readBefore;
-    const said = `coordinator RSS ${before.toFixed(0)} -> ${peak.toFixed(0)} MiB, ${read.toFixed(0)} MiB read, with 8 unread watchers`;
+    const { grown, read, said } = await heldByUnread(cluster, 'WatchJob', { job_id: job.id, after_seq: 0, batch: true, inline_outputs_up_to: MiB }, 8, 3000);
     // Two messages of at most 1 MiB of outputs on their way, and what is read for the next: 4 MiB
     // each is generous (all of them would be 256 MiB).
     expect(read, said).toBeLessThan(32);
@@ -135,24 +138,11 @@ describe('streams a client does not read hold little coordinator memory', () => 
     // Two messages of 1 MiB each per stream were 400 MiB; with the budget, streams past it send
     // 64 KiB messages: 16 MiB plus 200 x 128 KiB.
     const { cluster, dir } = await setup(['--stream-buffer-bytes', String(16 * MiB)]);
-    const input = path.join(dir, 'big.bin');
-    const bytes = randomBytes(24 * MiB);
-    await writeFile(input, bytes);
-    const job = await cluster.client.submit({ passthrough: {} }, [input]);
-    await cluster.client.wait(job.id);
-    const pid = cluster.coordinator!.child.pid!;
-    await sleep(1000);
-    const before = rssMiB(pid);
-    const readBefore = readMiB(pid);
-
-    const ends = Array.from({ length: 200 }, () => unreadCall(cluster.address, 'DownloadOutput', { job_id: job.id, name: 'big.bin', offset: 0 }));
-    cleanups.push(async () => ends.forEach((end) => end()));
-    const peak = await peakOver(pid, 4000);
-    const read = readMiB(pid) - readBefore;
-    const said = `coordinator RSS ${before.toFixed(0)} -> ${peak.toFixed(0)} MiB, ${read.toFixed(0)} MiB read, with 200 unread downloads`;
+    const { job, bytes } = await bigJob(cluster, dir, 24);
+    const { grown, read, said } = await heldByUnread(cluster, 'DownloadOutput', { job_id: job.id, name: 'big.bin', offset: 0 }, 200, 4000);
     // 16 MiB + 200 x 128 KiB = 41 MiB read at most (400 MiB without the budget).
     expect(read, said).toBeLessThan(48);
-    expect(peak - before, said).toBeLessThan(96);
+    expect(grown, said).toBeLessThan(96);
 
     // A reader beside them still gets the whole output, in small messages.
     const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
