@@ -5,7 +5,7 @@ import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '../shared/grpc-status.js';
 import { TesseraError, invalidArgument, notFound, statusFromName } from '../shared/errors.js';
-import { clientStream, serverStream, unary } from '../shared/grpc-handlers.js';
+import { clientStream, serverStream, unary, type ServerStreamContext } from '../shared/grpc-handlers.js';
 import type { Logger } from '../shared/logger.js';
 import { NameSet, safeFileName } from '../shared/names.js';
 import type { JobServiceHandlers } from '../shared/proto/generated/tessera/v1/JobService.js';
@@ -90,9 +90,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
    * clients need no token, its address (every client there is the same identity).
    */
   const streams = new Map<string, number>();
-  const holdStream = <T>(md: grpc.Metadata, peer: string, signal: AbortSignal, open: () => AsyncIterable<T>): AsyncIterable<T> => {
-    const caller = access.identify(md);
-    const key = access.clientsOpen ? `address ${peerHost(peer)}` : `client ${caller.id}`;
+  const holdStream = <T>(ctx: ServerStreamContext, open: () => AsyncIterable<T>): AsyncIterable<T> => {
+    const caller = access.identify(ctx.metadata);
+    const key = access.clientsOpen ? `address ${peerHost(ctx.peer)}` : `client ${caller.id}`;
     const held = streams.get(key) ?? 0;
     if (held >= limits.maxStreamsPerClient) {
       throw new TesseraError(status.RESOURCE_EXHAUSTED, `${held} WatchJob and DownloadOutput calls open from this client: over the limit --max-streams-per-client=${limits.maxStreamsPerClient}; end some first`);
@@ -107,15 +107,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       if (n > 0) streams.set(key, n);
       else streams.delete(key);
     };
-    signal.addEventListener('abort', release, { once: true });
-    return (async function* () {
-      try {
-        yield* it;
-      } finally {
-        signal.removeEventListener('abort', release);
-        release();
-      }
-    })();
+    // Counted until its last messages are written out, or the call ends.
+    ctx.onDone(release);
+    return it;
   };
   /**
    * Submissions with a request_id still receiving their inputs, by owner and id. A retry of one
@@ -368,9 +362,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
       owned(ctx.metadata, req.job_id);
       const unknown = req.types.find((t) => !EVENT_TYPES.has(t));
       if (unknown !== undefined) throw invalidArgument(`types: unknown event type "${unknown}" (one of ${[...EVENT_TYPES].join(', ')})`);
-      return holdStream(ctx.metadata, ctx.peer, ctx.signal, () => {
+      return holdStream(ctx, () => {
         let events = watch(jobs, req.job_id, Number(req.after_seq || 0), ctx.signal, req.types.length > 0 ? new Set(req.types) : undefined, String(req.after_seq || 0));
-        if (req.inline_outputs_up_to > 0) events = withOutputData(events, jobs, req.job_id, Math.min(req.inline_outputs_up_to, INLINE_OUTPUT_MAX_BYTES));
+        if (req.inline_outputs_up_to > 0) events = withOutputData(events, jobs, req.job_id, Math.min(req.inline_outputs_up_to, INLINE_OUTPUT_MAX_BYTES), ctx);
         return req.batch ? batched(events) : unbatched(events);
       });
     }, { headersFirst: true }),
@@ -412,9 +406,9 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
     DownloadOutput: serverStream(log, (req: { job_id: string; name: string; offset: string }, ctx) => {
       owned(ctx.metadata, req.job_id);
       if (!req.name) throw invalidArgument("name is empty: name the output (an OutputInfo's name, as GetJob or an output event gives it)");
-      return holdStream(ctx.metadata, ctx.peer, ctx.signal, () => {
+      return holdStream(ctx, () => {
         jobs.outputDownloads++;
-        return download(jobs, req, ctx.signal);
+        return download(jobs, req, ctx);
       });
     }),
 
@@ -650,38 +644,36 @@ const INLINE_RUN_BYTES = 1024 * 1024;
  * where its outputs' bytes would pass INLINE_RUN_BYTES. An output that cannot be read as
  * published (removed since, in a shared folder) goes without: the watcher downloads it.
  */
-async function* withOutputData(source: AsyncGenerator<JobEvent[]>, jobs: JobManager, jobId: string, upTo: number): AsyncGenerator<JobEvent[]> {
-  // Bytes go inside events while the coordinator's budget for messages on their way has room.
+async function* withOutputData(source: AsyncGenerator<JobEvent[]>, jobs: JobManager, jobId: string, upTo: number, call: Pick<ServerStreamContext, 'onDone'>): AsyncGenerator<JobEvent[]> {
+  // Bytes go inside events while the coordinator's budget for messages on their way has room; held
+  // until the call has written out its last message.
   const holds = jobs.streamBuffers.stream();
-  try {
-    holds.next();
-    for await (const run of source) {
-      let bytes = 0;
-      let out: JobEvent[] = [];
-      for (const e of run) {
-        const o = e.type === 'output' && !e.output?.shared_path ? e.output : undefined;
-        const size = Number(o?.size ?? 0);
-        const wanted = o != null && size > 0 && size <= upTo;
-        if (wanted && bytes + size > INLINE_RUN_BYTES && out.length > 0) {
-          yield out;
-          holds.next();
-          out = [];
-          bytes = 0;
-        }
-        const data = wanted && holds.take(size) ? await publishedBytes(jobs, jobId, o.name ?? '', size, o.sha256 ?? '') : undefined;
-        if (data) {
-          bytes += data.length;
-          jobs.outputBytesInEvents += data.length;
-        }
-        out.push(data ? { ...e, output_data: data } : e);
-      }
-      if (out.length > 0) {
+  call.onDone(() => holds.release());
+  holds.next();
+  for await (const run of source) {
+    let bytes = 0;
+    let out: JobEvent[] = [];
+    for (const e of run) {
+      const o = e.type === 'output' && !e.output?.shared_path ? e.output : undefined;
+      const size = Number(o?.size ?? 0);
+      const wanted = o != null && size > 0 && size <= upTo;
+      if (wanted && bytes + size > INLINE_RUN_BYTES && out.length > 0) {
         yield out;
         holds.next();
+        out = [];
+        bytes = 0;
       }
+      const data = wanted && holds.take(size) ? await publishedBytes(jobs, jobId, o.name ?? '', size, o.sha256 ?? '') : undefined;
+      if (data) {
+        bytes += data.length;
+        jobs.outputBytesInEvents += data.length;
+      }
+      out.push(data ? { ...e, output_data: data } : e);
     }
-  } finally {
-    holds.release();
+    if (out.length > 0) {
+      yield out;
+      holds.next();
+    }
   }
 }
 
@@ -874,7 +866,8 @@ export async function* watch(jobs: JobManager, jobId: string, afterSeq: number, 
 
 let outputChunkFields: Encoder | undefined;
 
-async function* download(jobs: JobManager, req: { job_id: string; name: string; offset: string }, signal: AbortSignal): AsyncGenerator<OutputChunk> {
+async function* download(jobs: JobManager, req: { job_id: string; name: string; offset: string }, call: Pick<ServerStreamContext, 'signal' | 'onDone'>): AsyncGenerator<OutputChunk> {
+  const { signal } = call;
   const out = jobs.outputPath(req.job_id, req.name);
   const offset = Number(req.offset || 0);
   if (offset > out.size) throw new TesseraError(status.OUT_OF_RANGE, `offset ${req.offset || 0} is past the end of ${req.name} (${out.size} bytes)`);
@@ -896,8 +889,10 @@ async function* download(jobs: JobManager, req: { job_id: string; name: string; 
   const total = String(out.size);
   const fields = (at: number, length: number): Buffer => encodeFields({ offset: String(at), total_size: total, sha256: at + length >= out.size ? out.sha256 : '' });
   let sent = offset;
-  // Whole chunks while the coordinator's budget for messages on their way has room, small ones past it.
+  // Whole chunks while the coordinator's budget for messages on their way has room, small ones past
+  // it; held until the call has written out its last message.
   const holds = jobs.streamBuffers.stream();
+  call.onDone(() => holds.release());
   const chunkBytes = (most: number): number => {
     holds.next();
     return holds.take(most) ? most : Math.min(most, SMALL_MESSAGE_BYTES);
@@ -908,7 +903,6 @@ async function* download(jobs: JobManager, req: { job_id: string; name: string; 
       yield asWire<OutputChunk>(chunk.message);
     }
   } finally {
-    holds.release();
     await handle.close();
   }
   // A file cut short on the coordinator's disk ended the stream early: a client that writes chunks

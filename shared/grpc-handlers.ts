@@ -62,21 +62,35 @@ export function unary<Req, Res>(
   };
 }
 
+/** What a server-streaming handler gets besides its request. */
+export interface ServerStreamContext {
+  signal: AbortSignal;
+  metadata: grpc.Metadata;
+  peer: string;
+  /**
+   * Runs `f` once the call has sent everything (its last message written out, not only handed to
+   * grpc-js) or ended otherwise (cancelled, failed): a source's generator ends up to two messages
+   * before that, so what stays held while those are on their way is let go here.
+   */
+  onDone(f: () => void): void;
+}
+
 /**
  * A server-streaming handler. `headersFirst`: the response headers go out as the call is accepted,
  * not with its first message, so a client knows it is attached to a stream that may stay quiet.
  */
 export function serverStream<Req, Res>(
   log: Logger,
-  fn: (req: Req, ctx: { signal: AbortSignal; metadata: grpc.Metadata; peer: string }) => AsyncIterable<Res>,
+  fn: (req: Req, ctx: ServerStreamContext) => AsyncIterable<Res>,
   options: { headersFirst?: boolean } = {},
 ): grpc.handleServerStreamingCall<Req, Res> {
   return (call) => {
     const controller = callSignal(call);
     const signal = controller.signal;
+    const finished: (() => void)[] = [];
     void (async () => {
       try {
-        const messages = fn(call.request, { signal, metadata: call.metadata, peer: call.getPeer() });
+        const messages = fn(call.request, { signal, metadata: call.metadata, peer: call.getPeer(), onDone: (f) => finished.push(f) });
         // After the handler's own checks (ownership, arguments), which fail the call with a status instead.
         if (options.headersFirst) call.sendMetadata(new grpc.Metadata());
         // At most two messages handed to grpc-js and not yet written out: its stream takes 16
@@ -97,6 +111,14 @@ export function serverStream<Req, Res>(
         if (signal.aborted) return;
         // grpc-js turns an 'error' event on a server stream into the call's status.
         endWith((e) => call.emit('error', e), err, log);
+      } finally {
+        for (const f of finished.splice(0)) {
+          try {
+            f();
+          } catch (err) {
+            log.error({ err }, 'a server stream\'s clean-up failed');
+          }
+        }
       }
     })();
   };

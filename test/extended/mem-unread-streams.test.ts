@@ -88,16 +88,21 @@ async function bigJob(cluster: TestCluster, dir: string, mib: number): Promise<{
 }
 
 /**
- * `streams` calls of `method` with `request` that are never read, watched for `ms`: how much the
+ * `streams` calls of `method` with `request` that are never read (opened `apartMs` apart), then
+ * `ms` more: how much the
  * coordinator's RSS grew at its peak, and what it read meanwhile, in MiB.
  */
-async function heldByUnread(cluster: TestCluster, method: 'DownloadOutput' | 'WatchJob', request: object, streams: number, ms: number): Promise<{ grown: number; read: number; said: string }> {
+async function heldByUnread(cluster: TestCluster, method: 'DownloadOutput' | 'WatchJob', request: object, streams: number, ms: number, apartMs = 0): Promise<{ grown: number; read: number; said: string }> {
   const pid = cluster.coordinator!.child.pid!;
   await sleep(1000);
   const before = rssMiB(pid);
   const readBefore = readMiB(pid);
-  const ends = Array.from({ length: streams }, () => unreadCall(cluster.address, method, request));
+  const ends: (() => void)[] = [];
   cleanups.push(async () => ends.forEach((end) => end()));
+  for (let i = 0; i < streams; i++) {
+    ends.push(unreadCall(cluster.address, method, request));
+    if (apartMs > 0) await sleep(apartMs);
+  }
   const peak = await peakOver(pid, ms);
   const read = readMiB(pid) - readBefore;
   return { grown: peak - before, read, said: `coordinator RSS ${before.toFixed(0)} -> ${peak.toFixed(0)} MiB, ${read.toFixed(0)} MiB read, with ${streams} unread ${method} calls` };
@@ -166,5 +171,21 @@ describe('streams a client does not read hold little coordinator memory', () => 
     expect(outputs.every((o) => o.inline === 0), JSON.stringify(outputs)).toBe(true);
     const got2 = await cluster.client.download(job2.id, path.join(dir, 'out2'));
     for (const f of small) expect(sha(await readFile(got2.get(path.basename(f))!))).toBe(sha(await readFile(f)));
+  });
+
+  it('200 paused calls of an output of one message (1 MB), opened apart: each keeps its share of --stream-buffer-bytes until that message is written out', async () => {
+    // The stream's source ends as it is asked for a second message, with the first still on its
+    // way: given back then, every call after the first 16 took 1 MB the budget did not count
+    // (191 MiB read; watchers with the output inside their events the same).
+    const { cluster, dir } = await setup(['--stream-buffer-bytes', String(16 * MiB)]);
+    const input = path.join(dir, 'one.bin');
+    await writeFile(input, randomBytes(1_000_000));
+    const job = await cluster.client.submit({ passthrough: {} }, [input]);
+    await cluster.client.wait(job.id);
+    const downloads = await heldByUnread(cluster, 'DownloadOutput', { job_id: job.id, name: 'one.bin', offset: 0 }, 200, 1000, 10);
+    expect(downloads.read, downloads.said).toBeLessThan(48);
+    const watchers = await heldByUnread(cluster, 'WatchJob', { job_id: job.id, after_seq: 0, batch: true, inline_outputs_up_to: MiB }, 200, 1000, 10);
+    // The budget is held by the downloads: no watcher reads the output for its events.
+    expect(watchers.read, watchers.said).toBeLessThan(8);
   });
 });
