@@ -2273,15 +2273,21 @@ export class JobManager {
   }
 
   /**
-   * Cancels a job. Cancelling one already cancelled answers with it (a client retrying after a
-   * lost answer gets what it asked for); one that finished otherwise is FAILED_PRECONDITION.
+   * Cancels a job, and resolves once that is on disk: a client told "cancelled" by a coordinator
+   * killed a moment later found the job running again after its restart, even writing its outputs
+   * into a shared folder. Should the store fail to write it (a full disk), the job is cancelled all
+   * the same (the store retries) and this rejects with the store's error. Cancelling one already
+   * cancelled answers with it, once stored (a client retrying after a lost answer, or after that
+   * error, gets what it asked for); one that finished otherwise is FAILED_PRECONDITION.
    */
-  cancel(jobId: string): JobRecord {
+  async cancel(jobId: string): Promise<JobRecord> {
     const job = this.get(jobId);
-    if (job.state === 'cancelled') return job;
-    if (TERMINAL_JOB_STATES.has(job.state)) throw failedPrecondition(`job ${jobId} has already finished (${job.state}); only a queued or running job can be cancelled`);
-    this.finish(job, 'cancelled', 'cancelled by the client');
-    this.requestDispatch();
+    if (job.state !== 'cancelled') {
+      if (TERMINAL_JOB_STATES.has(job.state)) throw failedPrecondition(`job ${jobId} has already finished (${job.state}); only a queued or running job can be cancelled`);
+      this.finish(job, 'cancelled', 'cancelled by the client');
+      this.requestDispatch();
+    }
+    await this.store.committed();
     return job;
   }
 

@@ -397,7 +397,7 @@ export function jobServiceHandlers(jobs: JobManager, spool: Spool, log: Logger, 
 
     CancelJob: unary(log, async (req: { job_id: string; subtask_limit: number }, ctx) => {
       owned(ctx.metadata, req.job_id);
-      const job = jobs.cancel(req.job_id);
+      const job = await jobs.cancel(req.job_id);
       // No limit asked (a stub's default): all where they fit, as SubmitJob's answer (all of a job of
       // 70,000 passed a default client's 4 MiB, the job cancelled all the same; review API).
       return jobMessage(job, { limit: req.subtask_limit ?? 0, ifTheyFit: true });

@@ -7,7 +7,8 @@
  * - temporary files a worker cut off from its job wrote into the shared folder after the job ended
  *   go at the next start, or when the job goes at the end of its retention;
  * - on a case-insensitive share an output never replaces an input whose name differs only in case;
- * - a job is listed, and a repeat of its submission answered, only once it is on disk.
+ * - a job is listed, and a repeat of its submission answered, only once it is on disk;
+ * - a cancel is answered only once it is on disk.
  * Two things are wrapped: the move of an output into a shared folder (so that a test can "crash"
  * right after it), and the few file calls publishing makes, so that one folder behaves as a
  * case-insensitive one does (macOS, Windows/SMB shares; this kernel mounts none).
@@ -286,6 +287,51 @@ describe('a job not yet on disk', () => {
     // The first attempt's client was told the submission failed; the job is gone, and so is the repeat's answer.
     expect(() => manager.get(job.id)).toThrow(/not found/);
     expect(await answered).toBe('database or disk is full');
+    manager.close();
+    store.close();
+  });
+});
+
+describe('a cancel', () => {
+  /** The job's state as the store holds it on disk: what a coordinator killed now would find. */
+  const stateOnDisk = (dir: string, id: string): string => {
+    const db = new Database(path.join(dir, 'jobs.db'), { readonly: true });
+    const row = db.prepare('SELECT state FROM jobs WHERE id = ?').get(id) as { state: string };
+    db.close();
+    return row.state;
+  };
+
+  it('is answered only once it is on disk: a coordinator killed right after the answer finds the job cancelled, not running', async () => {
+    const dir = tempDir('tessera-storage-cancel-');
+    kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [plan('one')] }), merge: async () => ({ outputs: [] }) });
+    const { manager, store, assigned } = setup(dir);
+    const job = manager.newJob(spec, 'alice');
+    await manager.accept(job);
+    await until(() => assigned().length === 1, 'the subtask');
+    await store.committed();
+    expect(stateOnDisk(dir, job.id)).toBe('running');
+    // Answered at once before: a coordinator SIGKILLed then ran the job again after its restart
+    // (into its shared output folder too), its client told it was cancelled.
+    const answer = await manager.cancel(job.id);
+    expect(answer.state).toBe('cancelled');
+    expect(stateOnDisk(dir, job.id)).toBe('cancelled');
+    manager.close();
+    store.close();
+  });
+
+  it("that the store cannot write (a full disk) is an error to its client, the job cancelled all the same; asked again, answered once it is written", async () => {
+    const dir = tempDir('tessera-storage-cancel-full-');
+    kinds.set('passthrough', { ...original, plan: async () => ({ subtasks: [plan('one')] }), merge: async () => ({ outputs: [] }) });
+    const { manager, store } = setup(dir);
+    const job = manager.newJob(spec, 'alice');
+    await manager.accept(job);
+    const commit = store.committed.bind(store);
+    store.committed = () => Promise.reject(Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }));
+    await expect(manager.cancel(job.id)).rejects.toThrow('database or disk is full');
+    expect(job.state).toBe('cancelled');
+    store.committed = commit;
+    expect((await manager.cancel(job.id)).state).toBe('cancelled');
+    expect(stateOnDisk(dir, job.id)).toBe('cancelled');
     manager.close();
     store.close();
   });

@@ -92,7 +92,13 @@ type KeptPlanRecord = InputPlanRecord & { inputIsJobInput?: boolean };
  * absolute ones, used as they are.
  */
 async function readVideoPlan(ctx: MergeContext<VideoJobParams>): Promise<InputPlanRecord[]> {
-  const records = JSON.parse(await readFile(path.join(ctx.workDir, PLAN_FILE), 'utf8')) as KeptPlanRecord[];
+  const kept = await readFile(path.join(ctx.workDir, PLAN_FILE), 'utf8').catch((err: NodeJS.ErrnoException) => {
+    // Its work folder goes as a job fails or is cancelled, before that end is written: a coordinator
+    // stopped between the two resumes the job without it (was "internal error").
+    if (err.code === 'ENOENT') throw dataLoss(`the job's video plan (${PLAN_FILE} in its work folder) is gone: the job had ended, and the coordinator stopped before it wrote that; submit it again`);
+    throw err;
+  });
+  const records = JSON.parse(kept) as KeptPlanRecord[];
   return records.map(({ inputIsJobInput, ...r }) => {
     const here = withPlanPaths(r, (file) => path.resolve(ctx.workDir, file));
     return { ...here, inputPath: (inputIsJobInput ? ctx.inputs[r.inputIndex]?.path : undefined) ?? here.inputPath };
