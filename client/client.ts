@@ -6,7 +6,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { getMaxListeners, setMaxListeners } from 'node:events';
-import { constants as fsc, existsSync, linkSync, renameSync, unlinkSync, writeFile, type Stats } from 'node:fs';
+import { constants as fsc, existsSync, linkSync, lstatSync, renameSync, unlinkSync, writeFile, type Stats } from 'node:fs';
 import { access, link, lstat, mkdir, open, readdir, realpath, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -1459,7 +1459,8 @@ export interface DownloadOptions {
    */
   reconnectForMs?: number;
   /**
-   * Called as an output's bytes come in (about once per MiB): its name, the bytes it has so far (a
+   * Called as an output's bytes come in (once per message: up to 1 MiB, 64 KiB while other readers
+   * hold the coordinator's --stream-buffer-bytes): its name, the bytes it has so far (a
    * resumed download counts what its part file held) and its size. Outputs that came inside their
    * events, or were already in the folder, are not reported.
    */
@@ -1567,7 +1568,9 @@ function trackInFlight(file: string, part: string): void {
   });
 }
 
+/** {@link park} as the process exits: what came in left as the part file; nothing (0 bytes), only removed. */
 function parkSync(file: string, part: string): void {
+  if (lstatSync(file).size === 0) return unlinkSync(file);
   try {
     linkSync(file, part);
   } catch (err) {
