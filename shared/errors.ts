@@ -145,13 +145,21 @@ export function withInput(input: string, message: string): string {
 
 /** The errno code (ENOSPC, EDQUOT, EMFILE) of the trouble an error log tells of (see isLocalTrouble), or undefined. */
 export function localTroubleCode(log: string, paths: readonly string[] = []): string | undefined {
+  return localTrouble(log, paths)?.code;
+}
+
+/**
+ * The trouble an error log tells of: its errno code and the line that tells it. `paths` (the
+ * command's own files, whose names could read as trouble) are not read as part of a line.
+ */
+export function localTrouble(log: string, paths: readonly string[] = []): { code: string; line: string } | undefined {
   const named = paths.filter((p) => p.length > 0);
   for (const line of log.split('\n')) {
     if (/^\s/.test(line)) continue;
     let l = line;
     for (const p of named) l = l.split(p).join('');
     const m = TROUBLE_LINE.exec(l);
-    if (m) return TROUBLE_CODES[m[1]!];
+    if (m) return { code: TROUBLE_CODES[m[1]!]!, line: line.trim() };
   }
   return undefined;
 }

@@ -18,7 +18,7 @@ import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { getSystemErrorMap, promisify } from 'node:util';
 import { status } from './grpc-status.js';
-import { TesseraError, localTroubleCode } from './errors.js';
+import { TesseraError, localTrouble } from './errors.js';
 import { ffmpegOutput, nearlyFull } from './disk-space.js';
 
 const require = createRequire(import.meta.url);
@@ -434,7 +434,8 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       }
       const stdout = Buffer.concat(stdoutChunks).toString('utf8');
       // ffmpeg exits 0 when its trailer or its file cannot be written (a full disk): not a success.
-      let trouble = localTroubleCode(stderr, args);
+      const told = localTrouble(stderr, args);
+      let trouble = told?.code;
       if (code === 0 && !trouble) {
         resolve(frames === undefined ? { stderr, stdout } : { stderr, stdout, frames });
         return;
@@ -443,11 +444,16 @@ function runProcess(bin: string, args: string[], options: RunOptions): Promise<R
       const reason = summariseStderr(stderr) || `exited with ${code ?? sig}`;
       // A write refused for want of room is not always told as such (a trailer "Invalid argument").
       const output = !trouble && !sig ? ffmpegOutput(args) : undefined;
-      if (output && (await nearlyFull(output))) trouble = 'ENOSPC';
+      // Found so by the room left, not by ffmpeg: the folder is what to look at.
+      const roomLeft = output && (await nearlyFull(output)) ? `no room left in ${path.dirname(output)}` : undefined;
+      if (roomLeft) trouble = 'ENOSPC';
       if (trouble) {
         const why = trouble === 'EMFILE' ? 'too many open files' : trouble === 'EROFS' ? 'its disk is read-only' : 'its disk is full';
+        // The line that told it, or the folder: its last lines are often an encoder's statistics,
+        // which say nothing of it ("[libx264] kb/s:1370.60").
+        const said = roomLeft ?? ((told && summariseStderr(told.line)) || reason);
         // The errno rides along as the cause: the coordinator waits out its own full disk (a merge), not other trouble.
-        reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} failed on this machine (${why}), not because of the input: ${reason}`, { ...(options.input && { input: options.input }), retryable: true, cause: Object.assign(new Error(reason), { code: trouble }) }));
+        reject(new TesseraError(status.UNAVAILABLE, `${what}${path.basename(bin)} failed on this machine (${why}), not because of the input: ${said}`, { ...(options.input && { input: options.input }), retryable: true, cause: Object.assign(new Error(said), { code: trouble }) }));
         return;
       }
       // Killed by a signal (a crash, the OOM killer, a kill from outside): said as such, and tried
