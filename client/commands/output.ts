@@ -47,6 +47,8 @@ export interface JobJson {
   kind: string;
   /** The spec's label ("" when none was given). */
   label: string;
+  /** The client identity that submitted it (a token's name; "anonymous" where clients need none). */
+  owner: string;
   state: string;
   message: string;
   progress: number;
@@ -70,6 +72,7 @@ export function jobToJson(job: Job, paths?: Map<string, string>): JobJson {
     id: job.id,
     kind: job.kind,
     label: job.spec?.label ?? '',
+    owner: job.owner,
     state: shortState(job.state),
     message: job.message,
     progress: job.progress,
@@ -103,10 +106,17 @@ export function printJobHuman(job: Job, paths?: Map<string, string>, out = proce
   for (const w of job.warnings) out.write(`  warning: ${peerText(withInput(w.input, w.message))}\n`);
 }
 
+/**
+ * The jobs, a line each. With jobs of more than one client (an admin token lists every client's),
+ * an OWNER column says whose each is.
+ */
 export function printJobsTable(jobs: Job[], out = process.stdout): void {
-  out.write(`${'ID'.padEnd(38)}${'KIND'.padEnd(12)}${'STATE'.padEnd(22)}${'PROGRESS'.padEnd(10)}CREATED\n`);
+  const owners = new Set(jobs.map((j) => j.owner));
+  const ownerWidth = owners.size > 1 ? Math.max(5, ...[...owners].map((o) => peerText(o, 64).length)) + 2 : 0;
+  const owner = (o: string): string => (ownerWidth ? peerText(o, 64).padEnd(ownerWidth) : '');
+  out.write(`${'ID'.padEnd(38)}${owner('OWNER')}${'KIND'.padEnd(12)}${'STATE'.padEnd(22)}${'PROGRESS'.padEnd(10)}CREATED\n`);
   for (const j of jobs) {
-    out.write(`${j.id.padEnd(38)}${j.kind.padEnd(12)}${shortState(j.state).padEnd(22)}${`${Math.round(j.progress * 100)}%`.padEnd(10)}${new Date(Number(j.created_at_ms)).toISOString()}\n`);
+    out.write(`${j.id.padEnd(38)}${owner(j.owner)}${j.kind.padEnd(12)}${shortState(j.state).padEnd(22)}${`${Math.round(j.progress * 100)}%`.padEnd(10)}${new Date(Number(j.created_at_ms)).toISOString()}\n`);
   }
 }
 

@@ -133,6 +133,20 @@ describe('tokens', () => {
     const viaFile = await cluster.runCli(['job', job.id, '--token-file', path.join(dir, 'bob.token')]);
     expect(viaFile.code).not.toBe(0);
     expect(viaFile.stderr).toMatch(/PERMISSION_DENIED: job .* belongs to another client/);
+
+    // The admin's `tessera jobs` says whose each job is (an OWNER column, `owner` in --json);
+    // alice's own list, all hers, has no such column.
+    const bobs = await bob.submit({ passthrough: {} }, [file]);
+    await bob.wait(bobs.id);
+    const table = await cluster.runCli(['jobs', '--token', ROOT]);
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/^ID +OWNER +KIND /);
+    expect(table.stdout).toMatch(new RegExp(`^${job.id} +alice +passthrough `, 'm'));
+    expect(table.stdout).toMatch(new RegExp(`^${bobs.id} +bob +passthrough `, 'm'));
+    const json = JSON.parse((await cluster.runCli(['jobs', '--json', '--token', ROOT])).stdout) as { id: string; owner: string }[];
+    expect(json.find((j) => j.id === bobs.id)?.owner).toBe('bob');
+    const own = await cluster.runCli(['jobs', '--token', ALICE]);
+    expect(own.stdout).toMatch(/^ID +KIND /);
   });
 
   it('Ctrl-C in `tessera submit --token-file` prints commands that work when pasted: they name the token file', async () => {
