@@ -14,7 +14,7 @@ import type { ItemFailure, PlanContext, PlanErrors, PlanResult, SpoolFile, Subta
 import { AUDIO_CODECS, aacRateWritten, bitrateProblem, keepsTooLittle, mp3RateWritten, MIN_TRIM_SECONDS, opusLayoutChange, outputChannels, outputLayout, outputSampleRate, type AudioJobParams } from '../../shared/kinds/audio-params.js';
 import { losslessBits } from '../../shared/media/audio-filters.js';
 import { AUDIO_CHAPTERS_FEATURE, AUDIO_STREAM_FEATURE, AUDIO_TAGS_FEATURE, fadeSamples, outputName, resampledFrames, segmentCuts, waveformSpp, type FileRender, type SegmentPlan, type WholeFilesPlan } from '../../shared/media/audio-pieces.js';
-import { checkNotTruncated, firstFrameFormat, statedExactly, isCuttableWav, keptChapters, packetLength, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
+import { checkNotTruncated, firstFrameFormat, statedExactly, isCuttableWav, keptChapters, lengthIsGuessed, packetLength, probeAudio, type AudioProbe } from '../../shared/media/audio-probe.js';
 import { takeHeaderProbe } from '../input-check.js';
 import { ARRIVAL_PAUSE_MS, itemFailure } from './plan-each.js';
 import { decodeToWav } from '../../shared/media/audio-render.js';
@@ -187,8 +187,11 @@ function soundTrim(p: AudioJobParams, probe: AudioProbe): { start: number; end: 
 }
 
 /** One probed file: a long one's segment subtasks, or a small one's render to be grouped. */
-/** Ogg files at least this large are measured (see {@link probeForPlan}): a few minutes of Vorbis or Opus and more. */
-const MEASURED_OGG_BYTES = 8 << 20;
+/**
+ * Ogg files, and files whose length ffmpeg guessed from the bitrate, at least this large are
+ * measured (see {@link probeForPlan}): a few minutes of Vorbis, Opus or MP3 and more.
+ */
+const MEASURED_BYTES = 8 << 20;
 
 /**
  * The probe a file is planned by: a capture's format that may change part-way is its first frame's
@@ -197,7 +200,8 @@ const MEASURED_OGG_BYTES = 8 << 20;
  * holds more), the length its packets add up to. Without it such a file was never cut into
  * segments, small ones were grouped as if empty, and a trim into a chained Ogg's second link was
  * refused as past the end (review AWILD). A small Ogg without a trim is rendered whole, on its
- * decoded length, either way.
+ * decoded length, either way. The same for a length ffmpeg guessed from the bitrate (ADTS AAC, an
+ * MP3 without a Xing header), where a trim, a fade or the file's size makes it matter.
  */
 async function probeForPlan(ctx: PlanContext<AudioJobParams>, file: SpoolFile): Promise<AudioProbe> {
   let probe = await probeAudio(file.path, file.name, ctx.signal, takeHeaderProbe(file), ctx.params.track);
@@ -207,7 +211,14 @@ async function probeForPlan(ctx: PlanContext<AudioJobParams>, file: SpoolFile): 
   const capture = /^(mpegts|mpeg|flv|asf|wtv|ac3|eac3|dts|truehd)$/.test(probe.container) || /^(ac3|eac3|dts|truehd|mp2)$/.test(probe.codec);
   const first = capture ? await firstFrameFormat(file.path, probe.stream, file.name, ctx.signal) : undefined;
   if (first) probe = { ...probe, ...first };
-  const ogg = probe.container === 'ogg' && (ctx.params.trim !== null || file.size >= MEASURED_OGG_BYTES);
+  // Trims, fades and the choice to cut into segments go by the length: where ffmpeg guessed it from
+  // the bitrate (7.1 s of an ADTS file's 10 s, 302 s of another's), it is measured instead.
+  const cut = ctx.params.trim !== null || ctx.params.fadeOut > 0 || ctx.params.fadeIn > 0 || file.size >= MEASURED_BYTES;
+  if (probe.duration > 0 && cut && (await lengthIsGuessed(probe.container, file.path, file.name, ctx.signal, probe.stream))) {
+    const measured = await packetLength(file.path, probe.stream, file.name, ctx.signal);
+    return measured > 0 ? { ...probe, duration: measured } : probe;
+  }
+  const ogg = probe.container === 'ogg' && (ctx.params.trim !== null || file.size >= MEASURED_BYTES);
   if (probe.duration > 0 && !ogg) return probe;
   const measured = await packetLength(file.path, probe.stream, file.name, ctx.signal);
   return measured > probe.duration ? { ...probe, duration: measured } : probe;

@@ -270,6 +270,25 @@ export async function durationIsEstimate(path: string, input: string, signal?: A
 }
 
 /**
+ * Whether a file of this container (ffprobe's format name) may state a length ffmpeg estimated from
+ * its first frames' bitrate: bare streams of frames (ADTS AAC, an MP3 without a Xing or Info
+ * header, as any VBR MP3 written to a pipe, AC-3, DTS). One that starts loud and ends quiet states
+ * 7 s for its 10 s, one with a quiet intro 302 s (a review's ADTS files).
+ */
+export function lengthMayBeGuessed(container: string | undefined): boolean {
+  return /^(mp3|aac|ac3|eac3|dts|truehd|mp2|loas)$/.test(container ?? '');
+}
+
+/** {@link durationIsEstimate} of a file that {@link lengthMayBeGuessed} (false for any other, without a run). */
+export async function lengthIsGuessed(container: string | undefined, path: string, input: string, signal?: AbortSignal, stream?: number): Promise<boolean> {
+  if (!lengthMayBeGuessed(container)) return false;
+  return durationIsEstimate(path, input, signal, stream).catch((err: unknown) => {
+    if (signal?.aborted) throw err;
+    return false;
+  });
+}
+
+/**
  * The length of stream `stream` of `path` in seconds, its packets' durations summed (demuxed, nothing
  * decoded: about 0.1 s a minute of Vorbis here); 0 when it has none. For a file whose stated length
  * is none or wrong: a FLAC written to a pipe states no sample count; a chained Ogg (two files

@@ -8,6 +8,10 @@
  *  - ffprobe's CSV puts side data on the same line: ReplayGain tags on the stream line (a tagged
  *    piped FLAC measured 0 s), a chained link's skip samples on its first and last packets (each
  *    Opus link 25 ms short).
+ *  - ADTS AAC and an MP3 without a Xing header state a length ffmpeg guessed from their first
+ *    frames' bitrate: 7.1 s of 10 s where the sound starts loud, 302 s of 10 s where it starts
+ *    quiet. Trims past the guess were refused, at submission and at planning, fades warned of
+ *    wrongly, and --max-media-seconds 60 refused a 10 s file (a review's).
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
@@ -19,7 +23,7 @@ import { checkInput } from '../../coordinator/input-check.js';
 import { ffmpegBinaries, runFfmpeg } from '../../shared/ffmpeg.js';
 import { validateAudioParams } from '../../shared/kinds/audio-params.js';
 import { resolveLimits } from '../../shared/limits.js';
-import { packetLength, probeAudio } from '../../shared/media/audio-probe.js';
+import { durationIsEstimate, packetLength, probeAudio } from '../../shared/media/audio-probe.js';
 import { audioReport, crossingsPerSecond, decodeFloat, runAudioInProcess } from '../helpers/audio-media.js';
 
 let dir: string;
@@ -110,5 +114,57 @@ describe('a chained Ogg', () => {
     // Observed: "rip.opus: trim.start 5.9 s is past the end (5.88 s)".
     expect(r.errors.map((e) => e.message)).toEqual([]);
     expect((await audioReport(r))[0]!.frames).toBe(4800);
+  });
+});
+
+describe('a length ffmpeg guessed from the bitrate', () => {
+  /** 10 s of stereo, `loud` s of noise then silence (or silence first, with `quietFirst`), encoded with `codec` args. */
+  async function guessed(name: string, loud: number, quietFirst: boolean, codec: string[]): Promise<string> {
+    const out = path.join(dir, name);
+    const noise = `anoisesrc=r=44100:d=${loud}:a=0.3:s=1`;
+    const quiet = `anullsrc=r=44100:cl=stereo:d=${10 - loud}`;
+    const graph = quietFirst ? '[1]aformat=channel_layouts=stereo[n];[0][n]concat=n=2:v=0:a=1' : '[0]aformat=channel_layouts=stereo[n];[n][1]concat=n=2:v=0:a=1';
+    await runFfmpeg(['-f', 'lavfi', '-i', quietFirst ? quiet : noise, '-f', 'lavfi', '-i', quietFirst ? noise : quiet, '-filter_complex', graph, ...codec, '-y', out]);
+    return out;
+  }
+  const adts = ['-c:a', 'aac', '-b:a', '192k', '-f', 'adts'];
+  const spoolFile = async (src: string): Promise<{ name: string; path: string; size: number; sha256: string }> => ({ name: path.basename(src), path: src, size: (await stat(src)).size, sha256: '' });
+
+  test('ADTS AAC that starts loud (stated 7.1 s of 10 s): trims past the guess keep what ffmpeg -ss/-to keeps, and a fade is not said to span it all', async () => {
+    const src = await guessed('loudstart.aac', 7, false, adts);
+    expect((await probeAudio(src, 'loudstart.aac')).duration).toBeLessThan(8);
+    expect(await durationIsEstimate(src, 'loudstart.aac')).toBe(true);
+    // Observed at submission: INVALID_ARGUMENT "trim.start 8 s is past the end (7.12 s)".
+    expect(await checkInput('audio', await spoolFile(src), resolveLimits(), undefined, undefined, validateAudioParams({ trim: { start: 8, end: 9.5 } }))).toBeUndefined();
+    for (const [start, end] of [[8, 9.5], [7.12, 9.5]] as const) {
+      const r = await runAudioInProcess({ codec: 'wav', trim: { start, end } }, [src], path.join(dir, `loud-${start}`));
+      // Observed (planner) for 7.12: "trim.start 7.12 s leaves 0.00476 s before the end (7.12 s)".
+      expect(r.errors.map((e) => e.message)).toEqual([]);
+      expect((await audioReport(r))[0]!.frames).toBe(Math.round((end - start) * 44100));
+    }
+    const faded = await runAudioInProcess({ codec: 'wav', trim: { start: 5, end: 9.9 }, fade_out: 3 }, [src], path.join(dir, 'loud-fade'));
+    // Observed: "fade-out 3 s is longer than the 2.12 s of audio kept: it spans all of it".
+    expect(faded.errors).toEqual([]);
+    expect(faded.warnings).toEqual([]);
+  });
+
+  test('an MP3 without a Xing header (a VBR one written to a pipe): a trim in its last second is kept', async () => {
+    const src = await guessed('vbr.mp3', 8, false, ['-c:a', 'libmp3lame', '-q:a', '0', '-write_xing', '0']);
+    expect(await durationIsEstimate(src, 'vbr.mp3')).toBe(true);
+    expect(await checkInput('audio', await spoolFile(src), resolveLimits(), undefined, undefined, validateAudioParams({ trim: { start: 9, end: 9.9 } }))).toBeUndefined();
+    const r = await runAudioInProcess({ codec: 'wav', trim: { start: 9, end: 9.9 } }, [src], path.join(dir, 'vbr'));
+    expect(r.errors.map((e) => e.message)).toEqual([]);
+    expect((await audioReport(r))[0]!.frames).toBe(Math.round(0.9 * 44100));
+  });
+
+  test('ADTS AAC that starts quiet (stated 302 s of 10 s) passes --max-media-seconds 60; one over it is still refused where its length is its own', async () => {
+    const src = await guessed('quietstart.aac', 7, true, adts);
+    expect((await probeAudio(src, 'quietstart.aac')).duration).toBeGreaterThan(60);
+    // Observed: RESOURCE_EXHAUSTED "duration 302.4 s is over the limit --max-media-seconds=60".
+    const limits = resolveLimits({ maxMediaSeconds: 60 });
+    expect(await checkInput('audio', await spoolFile(src), limits, undefined, undefined, validateAudioParams({}))).toBeUndefined();
+    const wav = path.join(dir, 'long.wav');
+    await runFfmpeg(['-f', 'lavfi', '-i', 'anullsrc=r=8000:cl=mono:d=61', '-y', wav]);
+    expect(await checkInput('audio', await spoolFile(wav), limits, undefined, undefined, validateAudioParams({}))).toMatchObject({ code: 'RESOURCE_EXHAUSTED' });
   });
 });
