@@ -365,7 +365,8 @@ async function checkHeader(kind: string, file: SpoolFile, demuxer: string, limit
   // A length ffmpeg guessed from the bitrate (ADTS AAC, an MP3 without a Xing header) may be 30
   // times the file's: such a file is held to the limit by what its decoding counts, as any is.
   const format = probe.format?.format_name;
-  const guessed = (): Promise<boolean> => lengthIsGuessed(format, file.path, file.name, signal);
+  let guess: Promise<boolean> | undefined;
+  const guessed = (): Promise<boolean> => (guess ??= lengthIsGuessed(format, file.path, file.name, signal));
   if (duration > limits.maxMediaSeconds && !(await guessed())) return fail('RESOURCE_EXHAUSTED', `duration ${duration.toFixed(1)} s is over the limit ${describeLimit(limits, 'maxMediaSeconds')} (seconds)`);
   for (const s of streams) {
     if (s.codec_type !== 'video') continue;

@@ -214,14 +214,12 @@ async function probeForPlan(ctx: PlanContext<AudioJobParams>, file: SpoolFile): 
   // Trims, fades and the choice to cut into segments go by the length: where ffmpeg guessed it from
   // the bitrate (7.1 s of an ADTS file's 10 s, 302 s of another's), it is measured instead.
   const cut = ctx.params.trim !== null || ctx.params.fadeOut > 0 || ctx.params.fadeIn > 0 || file.size >= MEASURED_BYTES;
-  if (probe.duration > 0 && cut && (await lengthIsGuessed(probe.container, file.path, file.name, ctx.signal, probe.stream))) {
-    const measured = await packetLength(file.path, probe.stream, file.name, ctx.signal);
-    return measured > 0 ? { ...probe, duration: measured } : probe;
-  }
+  const guessed = probe.duration > 0 && cut && (await lengthIsGuessed(probe.container, file.path, file.name, ctx.signal, probe.stream));
   const ogg = probe.container === 'ogg' && (ctx.params.trim !== null || file.size >= MEASURED_BYTES);
-  if (probe.duration > 0 && !ogg) return probe;
+  if (probe.duration > 0 && !ogg && !guessed) return probe;
   const measured = await packetLength(file.path, probe.stream, file.name, ctx.signal);
-  return measured > probe.duration ? { ...probe, duration: measured } : probe;
+  // A guess gives way to the measure either way; a stated length only to a longer one (a chained Ogg).
+  return measured > 0 && (guessed || measured > probe.duration) ? { ...probe, duration: measured } : probe;
 }
 
 /**
